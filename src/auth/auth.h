@@ -1,0 +1,131 @@
+/*
+ * Accounts and authentication: domains, users, aliases, password hashes,
+ * quotas and per-account policies in data_dir/accounts.db (SQLite, WAL),
+ * password verification (argon2id; {SHA512-CRYPT}, {BLF-CRYPT}, {ARGON2ID}
+ * imported from Dovecot, re-hashed to argon2id at the first successful
+ * PLAIN/LOGIN), SASL server mechanisms (PLAIN, LOGIN, SCRAM-SHA-256) and
+ * throttling of failed logins per address and per account.
+ *
+ * Thread-safe: one struct auth serves every thread. Lookups read the
+ * database each time (cheaply: cached while PRAGMA data_version is
+ * unchanged), so loftctl changes take effect in a running loftd at once.
+ * Verification is slow on purpose (argon2id): call it on a worker.
+ */
+#ifndef LOFT_AUTH_H
+#define LOFT_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct auth;
+struct auth_sasl;
+
+enum auth_pop3_delete { AUTH_POP3_EXPUNGE, AUTH_POP3_HIDE, AUTH_POP3_TRASH };
+
+/* Per-account policies; the server defaults come from [policy] and each
+ * account may override any of them (loftctl user set ADDRESS KEY=VALUE).
+ * 0 means "no limit" / "off". */
+struct auth_policy {
+	uint64_t quota_bytes;
+	uint64_t quota_messages;
+	enum auth_pop3_delete pop3_delete;       /* default trash */
+	uint32_t pop3_retention_days;            /* default 0 (off) */
+	uint32_t trash_retention_days;           /* default 30 */
+	uint32_t junk_retention_days;            /* default 30 */
+	bool over_quota_tempfail;                /* LMTP 452 4.2.2 vs 552 5.2.2 */
+};
+
+struct auth_settings {
+	const char *data_dir;
+	struct auth_policy defaults;
+	bool allow_cleartext_remote;  /* plaintext auth without TLS from
+					 non-loopback; default false */
+	uint32_t argon2_t_cost;       /* 0: defaults (t=3, m=64 MiB, p=1) */
+	uint32_t argon2_m_cost_kib;
+	uint32_t argon2_parallelism;
+};
+
+struct auth_user {
+	int64_t id;
+	char address[320];            /* canonical login name, lowercase */
+	bool disabled;
+};
+
+int auth_open(const struct auth_settings *set, struct auth **auth_r,
+	      char **error_r);
+void auth_close(struct auth **auth);
+/* Policy keys known to [policy] and `loftctl user set` (NULL-terminated). */
+extern const char *const auth_policy_keys[];
+/* Parses KEY=VALUE into policy; -1 with a message if unknown/invalid. */
+int auth_policy_set(struct auth_policy *policy, const char *key,
+		    const char *value, char **error_r);
+
+/* ---- lookups ------------------------------------------------------- */
+
+/* Resolves an address (or alias) to its user. Case-insensitive.
+ * 1 found, 0 no such user, -1 error. A detail part "user+folder@domain"
+ * is NOT stripped here; the caller splits it. */
+int auth_lookup(struct auth *auth, const char *address,
+		struct auth_user *user_r);
+int auth_lookup_id(struct auth *auth, int64_t id, struct auth_user *user_r);
+/* The account's policy: defaults overridden by the account's settings. */
+int auth_user_policy(struct auth *auth, int64_t user_id,
+		     struct auth_policy *policy_r);
+/* Whether a domain is local. */
+bool auth_domain_exists(struct auth *auth, const char *domain);
+
+/* ---- verification -------------------------------------------------- */
+
+enum auth_result {
+	AUTH_OK,
+	AUTH_FAILED,       /* wrong user or password (never say which) */
+	AUTH_DISABLED,
+	AUTH_TEMPFAIL,     /* database trouble */
+};
+
+/* Checks a login name and password. remote: the client's address, for
+ * throttling. Failed attempts, from an address or against an account,
+ * make later attempts slower (the call sleeps on the worker; 30 wrong
+ * passwords in a row cost seconds). Uses a short-lived cache of
+ * successful verifications so reconnecting clients stay cheap. */
+enum auth_result auth_verify(struct auth *auth, const char *login,
+			     const char *password, const char *remote,
+			     struct auth_user *user_r);
+
+/* SASL: mechanisms offered; PLAIN and LOGIN only when cleartext_ok
+ * (TLS, loopback, or allow_cleartext_remote). Space-separated. */
+const char *auth_mechanisms(struct auth *auth, bool cleartext_ok);
+bool auth_cleartext_allowed(struct auth *auth, bool tls, bool local);
+
+/* A SASL exchange. begin fails (-1) for an unknown mechanism. step takes
+ * the client's decoded response (NULL/0 for "no initial response") and
+ * gives the server's challenge to send (decoded; caller base64-encodes).
+ * Returns AUTH_SASL_CONTINUE, AUTH_SASL_OK (user_r filled; *out may hold
+ * server-final data, e.g. SCRAM's v=...) or AUTH_SASL_FAIL. */
+enum auth_sasl_status { AUTH_SASL_CONTINUE, AUTH_SASL_OK, AUTH_SASL_FAIL,
+			AUTH_SASL_TEMPFAIL };
+int auth_sasl_begin(struct auth *auth, const char *mech, const char *remote,
+		    struct auth_sasl **sasl_r);
+enum auth_sasl_status auth_sasl_step(struct auth_sasl *sasl, const void *in,
+				     size_t in_len, char **out_r,
+				     size_t *out_len_r, struct auth_user *user_r);
+void auth_sasl_free(struct auth_sasl **sasl);
+
+/* ---- administration (loftctl) ------------------------------------- */
+
+int auth_domain_add(struct auth *auth, const char *domain, char **error_r);
+int auth_domain_del(struct auth *auth, const char *domain, char **error_r);
+int auth_user_add(struct auth *auth, const char *address,
+		  const char *password, bool is_hash, struct auth_user *user_r,
+		  char **error_r);
+int auth_user_passwd(struct auth *auth, const char *address,
+		     const char *password, bool is_hash, char **error_r);
+int auth_user_del(struct auth *auth, const char *address, char **error_r);
+int auth_user_set(struct auth *auth, const char *address, const char *key,
+		  const char *value, char **error_r);
+int auth_alias_add(struct auth *auth, const char *alias, const char *target,
+		   char **error_r);
+int auth_alias_del(struct auth *auth, const char *alias, char **error_r);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * The network layer: listeners, connections, TLS and the worker pool.
+ *
+ * I/O threads (one libevent event_base each) own every socket: they accept,
+ * run TLS, read bytes into the connection's input buffer and write its
+ * output. A protocol front-end (struct net_proto) parses input on the I/O
+ * thread; when it has a whole command it calls net_conn_run(), which stops
+ * reading the socket and runs the command on a worker thread, where
+ * blocking work (SQLite, fsync, argon2, MIME) is allowed. When the command
+ * function returns, reading resumes and proto->input is called again if
+ * more input is already buffered (pipelining). An idle connection costs a
+ * socket, its buffers and the front-end's session struct: no thread.
+ *
+ * Output written from a worker goes to the connection's output buffer; when
+ * it holds more than the high-water mark the worker waits until the client
+ * has read it down (back-pressure), and a client that reads nothing for
+ * write_timeout seconds is dropped: memory per session stays bounded.
+ */
+#ifndef LOFT_NET_H
+#define LOFT_NET_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+struct net;
+struct net_conn;
+
+/* A front-end's hooks. All run on the connection's I/O thread unless noted.
+ * The session pointer returned by accept is passed back to every hook. */
+struct net_proto {
+	const char *name;                  /* "imap", "pop3", "lmtp", ... */
+	/* A new connection: create the session and write the greeting.
+	 * Return NULL to refuse (the connection is closed). */
+	void *(*accept)(struct net_conn *conn, void *proto_ctx);
+	/* Input is buffered (net_conn_input). Consume what can be parsed. */
+	void (*input)(void *session, struct net_conn *conn);
+	/* The connection is gone (peer closed, error, timeout, or
+	 * net_conn_close finished). Free the session. Never called while a
+	 * worker task of this connection runs. */
+	void (*closed)(void *session, struct net_conn *conn);
+	/* Optional: the idle timeout expired. Return true to close (after
+	 * the hook has written e.g. "* BYE Autologout"), false to keep. */
+	bool (*timeout)(void *session, struct net_conn *conn);
+};
+
+struct net_settings {
+	unsigned io_threads;        /* 0: one per core */
+	unsigned worker_threads;    /* 0: a default (4 x cores, at least 8) */
+	const char *tls_cert;       /* PEM files; NULL: no TLS available */
+	const char *tls_key;
+	size_t output_high_water;   /* default 256 KiB */
+	unsigned write_timeout;     /* seconds a worker waits on a client that
+				       does not read; default 60 */
+	unsigned max_conns_per_ip;  /* 0: no limit */
+};
+
+int net_create(const struct net_settings *set, struct net **net_r);
+/* Adds a listener. addr: "127.0.0.1:1143", "[::1]:1143", "*:143" or
+ * "unix:/path". implicit_tls: TLS from the first byte (IMAPS, POP3S).
+ * Returns -1 with a message in error_r (static or caller-frees? static:
+ * valid until the next call on this thread). */
+int net_listen(struct net *net, const char *addr, bool implicit_tls,
+	       const struct net_proto *proto, void *proto_ctx,
+	       const char **error_r);
+/* Runs the I/O threads; returns after net_stop() (safe from a signal
+ * handler via the self-pipe inside). */
+int net_run(struct net *net);
+void net_stop(struct net *net);
+void net_destroy(struct net **net);
+/* Whether TLS is configured (STARTTLS may be offered). */
+bool net_tls_available(const struct net *net);
+
+/* ---- connections ---------------------------------------------------- */
+
+/* The buffered input, for the front-end's parser (I/O thread, or the
+ * worker while a task runs: never both). */
+struct evbuffer *net_conn_input(struct net_conn *conn);
+
+/* Write to the client. Safe from the I/O thread and from the worker that
+ * runs this connection's task; on a worker it may block for back-pressure.
+ * Returns -1 once the connection is broken or being closed (the command
+ * should stop producing output). */
+int net_conn_write(struct net_conn *conn, const void *data, size_t len);
+int net_conn_printf(struct net_conn *conn, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int net_conn_vprintf(struct net_conn *conn, const char *fmt, va_list ap);
+
+/* Runs fn(session, arg) on a worker. Reading stops until fn returns; then
+ * proto->input is called if input is buffered. Tasks of one connection run
+ * one at a time, in order. Safe from any thread. Returns -1 if the
+ * connection is closing. */
+typedef void net_task_fn(void *session, struct net_conn *conn, void *arg);
+int net_conn_run(struct net_conn *conn, net_task_fn *fn, void *arg);
+
+/* Runs fn on the connection's I/O thread soon (e.g. from a store change
+ * callback on another thread, to wake an IDLE session). The connection is
+ * kept alive until fn has run; fn is not called if it closed first. */
+int net_conn_post(struct net_conn *conn, net_task_fn *fn, void *arg);
+
+/* STARTTLS/STLS: after the front-end has written its "OK, begin TLS" reply,
+ * call this: pending input is discarded (RFC 3207/3501 injection rule), the
+ * reply is flushed and the TLS handshake starts. Returns -1 if TLS is not
+ * configured or already on. */
+int net_conn_starttls(struct net_conn *conn);
+/* COMPRESS=DEFLATE (RFC 4978): after the OK is flushed, all later bytes in
+ * both directions are deflated. */
+int net_conn_compress(struct net_conn *conn);
+
+/* Flushes output, then closes. proto->closed follows. Safe from any
+ * thread. */
+void net_conn_close(struct net_conn *conn);
+/* Stop reading the socket / resume (I/O thread), e.g. while a front-end
+ * waits for something other than a worker task. */
+void net_conn_pause(struct net_conn *conn);
+void net_conn_resume(struct net_conn *conn);
+
+/* Idle timeout in seconds (0: none); restarted by any input. */
+void net_conn_set_timeout(struct net_conn *conn, unsigned seconds);
+
+bool net_conn_is_tls(const struct net_conn *conn);
+bool net_conn_is_compressed(const struct net_conn *conn);
+/* Loopback (127.0.0.0/8, ::1) or a Unix socket. */
+bool net_conn_is_local(const struct net_conn *conn);
+/* "203.0.113.5" / "::1" / "unix". */
+const char *net_conn_peer(const struct net_conn *conn);
+/* A short session id for logs, unique within the process. */
+const char *net_conn_id(const struct net_conn *conn);
+/* Bytes queued for output and not yet sent. */
+size_t net_conn_output_pending(struct net_conn *conn);
+
+#endif

@@ -1,0 +1,469 @@
+/*
+ * The store API: the only way front-ends (IMAP, POP3, LMTP, later HTTP)
+ * and loftctl reach mail. Types are opaque; a backend (store-private.h,
+ * sqlite/) implements them. Mailbox names are UTF-8 with "/" as hierarchy
+ * separator; they are data, never paths. INBOX is case-insensitive.
+ *
+ * Threads: a struct store is shared by all threads. A struct store_user is
+ * reference counted and may be used from several threads at once (each
+ * call takes what it needs); a struct store_view belongs to one session and
+ * is used by one thread at a time.
+ *
+ * Durability: every call that changes something returns only after the
+ * change is on disk (blob fsynced, index committed with synchronous WAL).
+ * Concurrent writers of one user share one commit (group commit).
+ *
+ * Changes: every change takes the next value of the user's change counter
+ * (one per account, not per mailbox); that value is the IMAP MODSEQ. After
+ * every commit, subscribers of that user are told (store_subscribe).
+ *
+ * Errors: functions return 0 on success and -1 on failure, filling
+ * *err (may be NULL) with a kind and a short message safe to show a user.
+ */
+#ifndef LOFT_STORE_H
+#define LOFT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct store;
+struct store_user;
+struct store_view;
+struct store_fetch;
+struct store_blob_writer;
+struct store_subscription;
+
+enum store_error_kind {
+	STORE_ERR_NONE = 0,
+	STORE_ERR_NOTFOUND,   /* no such mailbox / message / user */
+	STORE_ERR_EXISTS,     /* mailbox already exists */
+	STORE_ERR_PERM,       /* not allowed (e.g. delete INBOX) */
+	STORE_ERR_QUOTA,      /* over quota: nothing was stored */
+	STORE_ERR_LIMIT,      /* a size or count limit */
+	STORE_ERR_TEMP,       /* temporary: disk full, lock timeout; retry */
+	STORE_ERR_INTERNAL,   /* a bug or corruption; details are in the log */
+	STORE_ERR_MODIFIED,   /* conditional store failed (CONDSTORE) */
+	STORE_ERR_INVALID,    /* malformed argument (bad mailbox name, ...) */
+};
+
+struct store_error {
+	enum store_error_kind kind;
+	char msg[256];
+};
+
+/* System flags, as a bit set. \Recent is per session, not stored. */
+enum store_flag {
+	STORE_FLAG_SEEN = 1 << 0,
+	STORE_FLAG_ANSWERED = 1 << 1,
+	STORE_FLAG_FLAGGED = 1 << 2,
+	STORE_FLAG_DELETED = 1 << 3,
+	STORE_FLAG_DRAFT = 1 << 4,
+};
+
+/* Special-use attributes (RFC 6154), as a bit set. */
+enum store_special_use {
+	STORE_SPECIAL_NONE = 0,
+	STORE_SPECIAL_SENT = 1 << 0,
+	STORE_SPECIAL_DRAFTS = 1 << 1,
+	STORE_SPECIAL_TRASH = 1 << 2,
+	STORE_SPECIAL_JUNK = 1 << 3,
+	STORE_SPECIAL_ARCHIVE = 1 << 4,
+	STORE_SPECIAL_ALL = 1 << 5,
+	STORE_SPECIAL_FLAGGED = 1 << 6,
+	STORE_SPECIAL_IMPORTANT = 1 << 7,
+};
+
+/* ---- the store ---------------------------------------------------- */
+
+/* What the store needs to know about an account that lives in
+ * accounts.db (owned by src/auth). The store asks through this callback
+ * each time it needs a fresh answer, so an admin change takes effect at
+ * once. 0 means "no limit". */
+struct store_account_limits {
+	uint64_t quota_bytes;
+	uint64_t quota_messages;
+};
+typedef int store_limits_fn(void *ctx, int64_t user_id,
+			    struct store_account_limits *limits_r);
+
+struct store_settings {
+	const char *data_dir;          /* data_dir/mail/<shard>/<user-id>/ */
+	uint64_t max_message_size;     /* 0: no limit */
+	store_limits_fn *limits;       /* NULL: no quotas */
+	void *limits_ctx;
+	bool fsync;                    /* false only for tests and benches */
+};
+
+int store_open(const struct store_settings *set, struct store **store_r,
+	       struct store_error *err);
+/* Starts the background sweep of orphaned blobs and other slow start-up
+ * work; returns at once. Call after the listeners are up. */
+void store_start_background(struct store *store);
+void store_close(struct store **store);
+
+/* ---- users -------------------------------------------------------- */
+
+/* Opens (creating on first use, with INBOX, Sent, Drafts, Trash, Junk and
+ * Archive and their special-use) the mail of a user. user_id is the
+ * account's id from accounts.db; handles are shared: opening the same
+ * user twice returns the same handle with one more reference. */
+int store_user_open(struct store *store, int64_t user_id,
+		    struct store_user **user_r, struct store_error *err);
+void store_user_ref(struct store_user *user);
+void store_user_unref(struct store_user **user);
+int64_t store_user_id(const struct store_user *user);
+/* Removes a user's mail entirely (loftctl user del). */
+int store_user_delete(struct store *store, int64_t user_id,
+		      struct store_error *err);
+
+struct store_usage {
+	uint64_t bytes;
+	uint64_t messages;
+};
+int store_user_usage(struct store_user *user, struct store_usage *usage_r,
+		     struct store_error *err);
+
+/* ---- mailboxes ---------------------------------------------------- */
+
+struct store_mailbox_info {
+	char *name;               /* UTF-8, "/" separated */
+	uint32_t id;              /* stable while the mailbox exists */
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	uint32_t messages;
+	uint32_t unseen;          /* messages without \Seen */
+	uint32_t recent;          /* delivered since the last SELECT (not EXAMINE) */
+	uint32_t deleted;         /* messages with \Deleted */
+	uint64_t size;            /* sum of message sizes */
+	unsigned special_use;     /* enum store_special_use bits */
+	bool subscribed;
+	bool has_children;
+	char objectid[32];        /* RFC 8474 MAILBOXID, survives rename */
+};
+
+void store_mailbox_info_free(struct store_mailbox_info *info);
+
+/* All mailboxes, sorted by name (INBOX first). Caller frees with
+ * store_mailbox_list_free. Counts are filled in. */
+int store_mailbox_list(struct store_user *user,
+		       struct store_mailbox_info **list_r, size_t *count_r,
+		       struct store_error *err);
+void store_mailbox_list_free(struct store_mailbox_info *list, size_t count);
+
+/* Names subscribed to, including ones that no longer exist (LSUB). */
+int store_subscriptions(struct store_user *user, char ***names_r,
+			size_t *count_r, struct store_error *err);
+void store_names_free(char **names, size_t count);
+
+int store_mailbox_status(struct store_user *user, const char *name,
+			 struct store_mailbox_info *info_r,
+			 struct store_error *err);
+/* Creates name and any missing parents (RFC 3501 6.3.3). */
+int store_mailbox_create(struct store_user *user, const char *name,
+			 unsigned special_use, struct store_error *err);
+/* Fails with PERM for INBOX; a mailbox with children keeps them (it
+ * becomes \Noselect only if it has children, RFC 3501 6.3.4). */
+int store_mailbox_delete(struct store_user *user, const char *name,
+			 struct store_error *err);
+/* Renames with all children. Renaming INBOX moves its messages to the new
+ * mailbox and leaves INBOX empty (RFC 3501 6.3.5). */
+int store_mailbox_rename(struct store_user *user, const char *from,
+			 const char *to, struct store_error *err);
+int store_mailbox_subscribe(struct store_user *user, const char *name,
+			    bool subscribe, struct store_error *err);
+/* The name of the mailbox with the given special use, or NULL. Caller
+ * frees. */
+char *store_mailbox_find_special(struct store_user *user, unsigned special_use);
+
+/* ---- messages ----------------------------------------------------- */
+
+/* A sorted set of UID ranges, lo <= hi, as given by a front-end. */
+struct store_uid_range {
+	uint32_t lo, hi;
+};
+
+/* Metadata of one message. Which fields are filled depends on the fetch
+ * mask; strings belong to the store_fetch iterator and stay valid until
+ * the next store_fetch_next call. */
+enum store_fetch_field {
+	STORE_FETCH_FLAGS = 1 << 0,      /* flags, keywords, modseq */
+	STORE_FETCH_SIZE = 1 << 1,       /* size, internaldate, savedate */
+	STORE_FETCH_ENVELOPE = 1 << 2,   /* cached IMAP ENVELOPE text */
+	STORE_FETCH_STRUCTURE = 1 << 3,  /* cached BODYSTRUCTURE and BODY */
+	STORE_FETCH_PARTS = 1 << 4,      /* cached part map (for sections) */
+	STORE_FETCH_SORT = 1 << 5,       /* cached sort/thread fields */
+	STORE_FETCH_PREVIEW = 1 << 6,
+	STORE_FETCH_POP3 = 1 << 7,       /* pop3 hidden mark, first RETR */
+};
+
+struct store_msg {
+	uint32_t uid;
+	uint64_t modseq;
+	unsigned flags;               /* enum store_flag */
+	const char *const *keywords;  /* NULL-terminated */
+	size_t keyword_count;
+	uint64_t size;                /* RFC822.SIZE: bytes of the CRLF blob */
+	time_t internaldate;
+	time_t savedate;              /* when it came into this mailbox */
+	char emailid[32];             /* RFC 8474 EMAILID (same blob, same id) */
+	char threadid[32];            /* RFC 8474 THREADID */
+	/* cached results of src/mail at write time */
+	const char *envelope;         /* IMAP ENVELOPE, parenthesised */
+	const char *bodystructure;    /* IMAP BODYSTRUCTURE, parenthesised */
+	const char *body;             /* IMAP BODY (no extension data) */
+	const void *parts;            /* serialized part map (mail/) */
+	size_t parts_len;
+	const char *preview;          /* up to 200 chars of UTF-8 */
+	/* sort fields (RFC 5256): base subject, first From/To/Cc address,
+	 * Date header as time_t (internaldate if missing/invalid) */
+	const char *sort_subject;
+	const char *sort_from;
+	const char *sort_to;
+	const char *sort_cc;
+	const char *sort_display_from;
+	const char *sort_display_to;
+	time_t sent_date;
+	const char *message_id;
+	const char *in_reply_to;
+	const char *references;
+	bool pop3_hidden;
+	time_t pop3_first_retr;       /* 0: never retrieved over POP3 */
+};
+
+/* Appends one message. data is the raw message (LF or CRLF line ends; it
+ * is stored with CRLF). keywords may be NULL. internaldate 0 means now.
+ * On success *uid_r and *uidvalidity_r (may be NULL) say where it went.
+ * Over quota: STORE_ERR_QUOTA and nothing is stored. */
+struct store_append_params {
+	unsigned flags;
+	const char *const *keywords;
+	size_t keyword_count;
+	time_t internaldate;
+};
+int store_append(struct store_user *user, const char *mailbox,
+		 const char *data, size_t len,
+		 const struct store_append_params *params, uint32_t *uid_r,
+		 uint32_t *uidvalidity_r, struct store_error *err);
+
+/* Streaming append: the front-end writes the message in pieces (an IMAP
+ * literal, an LMTP DATA stream) straight to a temporary blob, then commits
+ * it into a mailbox or aborts. Line endings are normalised to CRLF while
+ * writing. write returns -1 with LIMIT past max_message_size, or TEMP on
+ * a write error (disk full). One writer can be committed to several users
+ * only through store_append_blob_copy below. */
+int store_blob_writer_create(struct store_user *user,
+			     struct store_blob_writer **w_r,
+			     struct store_error *err);
+int store_blob_writer_write(struct store_blob_writer *w, const void *data,
+			    size_t len, struct store_error *err);
+uint64_t store_blob_writer_size(const struct store_blob_writer *w);
+/* Finishes the blob (fsync) and adds it to mailbox; frees w either way. */
+int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
+			     const struct store_append_params *params,
+			     uint32_t *uid_r, uint32_t *uidvalidity_r,
+			     struct store_error *err);
+void store_blob_writer_abort(struct store_blob_writer **w);
+
+/* Reading a message: maps its blob read-only. The front-end gets bytes,
+ * never a path. */
+struct store_blob {
+	const char *data;
+	size_t len;
+	void *priv;
+};
+int store_blob_open(struct store_user *user, const char *mailbox,
+		    uint32_t uid, struct store_blob *blob_r,
+		    struct store_error *err);
+void store_blob_close(struct store_blob *blob);
+
+/* Iterates over messages of a mailbox whose UIDs fall in ranges (NULL:
+ * all), in UID order, with the fields asked for. Returns 1 with *msg_r
+ * filled, 0 at the end, -1 on error. */
+int store_fetch_begin(struct store_user *user, const char *mailbox,
+		      const struct store_uid_range *ranges, size_t range_count,
+		      unsigned fields, struct store_fetch **fetch_r,
+		      struct store_error *err);
+int store_fetch_next(struct store_fetch *fetch, const struct store_msg **msg_r,
+		     struct store_error *err);
+void store_fetch_end(struct store_fetch **fetch);
+
+/* Flag changes (STORE). mode: add, remove or replace the given flags and
+ * keywords. unchangedsince: 0, or the CONDSTORE UNCHANGEDSINCE value:
+ * messages whose modseq is greater are not changed and their UIDs are
+ * returned in *modified_r (caller frees). Each changed message gets a new
+ * modseq. *changed_r / *changed_count_r (may be NULL) list the UIDs that
+ * were changed (caller frees). */
+enum store_flag_mode { STORE_FLAGS_ADD, STORE_FLAGS_REMOVE, STORE_FLAGS_REPLACE };
+struct store_flag_change {
+	enum store_flag_mode mode;
+	unsigned flags;
+	const char *const *keywords;
+	size_t keyword_count;
+	uint64_t unchangedsince;
+};
+int store_flags_update(struct store_user *user, const char *mailbox,
+		       const struct store_uid_range *ranges, size_t range_count,
+		       const struct store_flag_change *change,
+		       uint32_t **changed_r, size_t *changed_count_r,
+		       uint32_t **modified_r, size_t *modified_count_r,
+		       struct store_error *err);
+
+/* Keywords ever used in a mailbox (for FLAGS / PERMANENTFLAGS). */
+int store_mailbox_keywords(struct store_user *user, const char *mailbox,
+			   char ***keywords_r, size_t *count_r,
+			   struct store_error *err);
+
+/* COPY / MOVE: the same blobs get new UIDs in dst. src_uids_r and
+ * dst_uids_r (same length, may be NULL) give the COPYUID mapping; caller
+ * frees. Over quota (COPY only): QUOTA, nothing copied. */
+int store_copy(struct store_user *user, const char *src,
+	       const struct store_uid_range *ranges, size_t range_count,
+	       const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+	       uint32_t **src_uids_r, uint32_t **dst_uids_r, size_t *count_r,
+	       struct store_error *err);
+
+/* EXPUNGE: removes messages with \Deleted (within ranges if not NULL:
+ * UID EXPUNGE); with force, removes every message in ranges whatever its
+ * flags. The expunged UIDs are logged with their modseq for resync.
+ * *uids_r (caller frees) lists what was removed, in UID order. */
+int store_expunge(struct store_user *user, const char *mailbox,
+		  const struct store_uid_range *ranges, size_t range_count,
+		  bool force, uint32_t **uids_r, size_t *count_r,
+		  struct store_error *err);
+
+/* ---- views (a session's picture of a selected mailbox) ------------ */
+
+/* A view holds the UIDs a session knows, in order (sequence number =
+ * index + 1), and the modseq it last synchronised to. It changes only in
+ * store_view_sync, so a front-end decides when the client may see
+ * new messages and expunges (RFC 3501 7.4.1). */
+enum store_view_flags {
+	STORE_VIEW_READONLY = 1 << 0,   /* EXAMINE: do not clear \Recent */
+};
+int store_view_open(struct store_user *user, const char *mailbox,
+		    unsigned flags, struct store_view **view_r,
+		    struct store_error *err);
+void store_view_close(struct store_view **view);
+
+/* The mailbox's state as of the last sync (name, uidvalidity, uidnext,
+ * highestmodseq, counts). */
+const struct store_mailbox_info *store_view_info(const struct store_view *view);
+uint32_t store_view_count(const struct store_view *view);
+/* seq is 1-based; returns 0 when out of range. */
+uint32_t store_view_uid(const struct store_view *view, uint32_t seq);
+/* Returns the sequence number of uid, or 0 if the view has no such UID. */
+uint32_t store_view_seq(const struct store_view *view, uint32_t uid);
+/* The sequence number of the first UID >= uid (count+1 if none). */
+uint32_t store_view_seq_ceil(const struct store_view *view, uint32_t uid);
+/* Whether seq was \Recent for this session (delivered since the last
+ * SELECT, and this view was the one that took \Recent). */
+bool store_view_is_recent(const struct store_view *view, uint32_t seq);
+uint32_t store_view_recent_count(const struct store_view *view);
+
+/* What a sync found. Expunges are reported in descending sequence order
+ * so that each seq is valid when the front-end sends it (RFC 3501 7.4.1:
+ * EXPUNGE n renumbers n+1...). */
+struct store_view_callbacks {
+	void (*expunged)(void *ctx, uint32_t seq, uint32_t uid);
+	/* A message the view already knew changed flags (or modseq). */
+	void (*changed)(void *ctx, uint32_t seq, const struct store_msg *msg);
+	/* The message count grew to count (new messages at the end). */
+	void (*exists)(void *ctx, uint32_t count);
+};
+/* Brings the view up to date with the store. With allow_expunge false,
+ * expunged messages stay in the view (as ghosts whose fetch returns
+ * nothing) until a later sync allows them. Callbacks may be NULL. */
+int store_view_sync(struct store_view *view, bool allow_expunge,
+		    const struct store_view_callbacks *cb, void *ctx,
+		    struct store_error *err);
+/* Whether the store has changes the view has not synced yet (cheap). */
+bool store_view_has_changes(struct store_view *view);
+
+/* CONDSTORE/QRESYNC: messages changed since modseq (UID order), and UIDs
+ * expunged since modseq (from the expunge log). If the log does not reach
+ * back that far, *complete_r is false and every UID ever possibly
+ * expunged (those not in the mailbox, below uidnext) is reported. */
+int store_changed_since(struct store_user *user, const char *mailbox,
+			uint64_t modseq, const struct store_uid_range *ranges,
+			size_t range_count, uint32_t **uids_r, size_t *count_r,
+			struct store_error *err);
+int store_expunged_since(struct store_user *user, const char *mailbox,
+			 uint64_t modseq, const struct store_uid_range *ranges,
+			 size_t range_count, uint32_t **uids_r,
+			 size_t *count_r, bool *complete_r,
+			 struct store_error *err);
+
+/* SEARCH support: UIDs (in ranges, NULL: all) whose indexed, decoded
+ * text contains needle (case-insensitive, substring, UTF-8). where says
+ * which text: the body text, or headers plus body (TEXT). Exact: the
+ * result equals what a scan of the decoded messages would give. */
+enum store_text_where { STORE_TEXT_BODY, STORE_TEXT_ALL };
+int store_search_text(struct store_user *user, const char *mailbox,
+		      enum store_text_where where, const char *needle,
+		      const struct store_uid_range *ranges, size_t range_count,
+		      uint32_t **uids_r, size_t *count_r,
+		      struct store_error *err);
+
+/* ---- POP3 --------------------------------------------------------- */
+
+/* Marks first retrieval time (if not set) for uid in INBOX. */
+int store_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
+			 struct store_error *err);
+/* Hides UIDs from POP3 only (pop3_delete = hide). */
+int store_pop3_hide(struct store_user *user, const uint32_t *uids,
+		    size_t count, struct store_error *err);
+
+/* ---- retention ---------------------------------------------------- */
+
+struct store_retention_policy {
+	uint32_t pop3_retention_days;     /* 0: off */
+	enum { STORE_POP3_EXPUNGE, STORE_POP3_HIDE, STORE_POP3_TRASH } pop3_delete;
+	uint32_t trash_retention_days;    /* 0: off */
+	uint32_t junk_retention_days;     /* 0: off */
+};
+struct store_retention_report {
+	uint32_t pop3_removed;
+	uint32_t trash_expunged;
+	uint32_t junk_expunged;
+};
+/* Applies the policies as of now (a test may pass any time). */
+int store_retention_run(struct store_user *user,
+			const struct store_retention_policy *policy, time_t now,
+			struct store_retention_report *report_r,
+			struct store_error *err);
+
+/* ---- change notifications ----------------------------------------- */
+
+enum store_change_kind {
+	STORE_CHANGE_APPEND,
+	STORE_CHANGE_FLAGS,
+	STORE_CHANGE_EXPUNGE,
+	STORE_CHANGE_MAILBOXES,   /* create / delete / rename / subscribe */
+};
+struct store_change {
+	int64_t user_id;
+	uint32_t mailbox_id;      /* 0 for STORE_CHANGE_MAILBOXES */
+	enum store_change_kind kind;
+	uint64_t modseq;
+};
+/* cb runs on the committing thread, after the commit: it must be quick
+ * and thread-safe (typically it wakes a session's I/O thread). */
+typedef void store_change_fn(void *ctx, const struct store_change *change);
+int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
+		    void *ctx, struct store_subscription **sub_r);
+void store_unsubscribe(struct store_subscription **sub);
+
+/* ---- consistency -------------------------------------------------- */
+
+/* Verifies a user's index against its blobs and repairs what it can.
+ * report(ctx, line) is called once per finding/repair. Returns 0 if the
+ * account is consistent afterwards, -1 if something could not be
+ * repaired. */
+typedef void store_report_fn(void *ctx, const char *line);
+int store_check(struct store *store, int64_t user_id, bool repair,
+		store_report_fn *report, void *ctx, struct store_error *err);
+
+#endif
