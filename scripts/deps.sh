@@ -1,0 +1,69 @@
+#!/bin/sh
+# Installs the Debian packages Loft needs to build, test and benchmark,
+# when any is missing. Safe to run again; never starts system services
+# (a policy-rc.d that returns 101 is put in place first). Run as root.
+# Add a package here (one per line in the right list) when code needs it.
+set -eu
+
+BUILD_PACKAGES="
+build-essential
+cmake
+pkg-config
+clang
+libclang-rt-14-dev
+libevent-dev
+libssl-dev
+libsqlite3-dev
+libargon2-dev
+zlib1g-dev
+libjansson-dev
+libcrypt-dev
+openssl
+python3
+"
+
+TEST_PACKAGES="
+dovecot-imapd
+dovecot-pop3d
+dovecot-lmtpd
+isync
+fetchmail
+getmail6
+postfix
+nodejs
+npm
+procps
+"
+
+want="$BUILD_PACKAGES"
+case "${1:-}" in
+test|bench) want="$BUILD_PACKAGES $TEST_PACKAGES" ;;
+esac
+
+missing=""
+for p in $want; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+# Node.js may come from elsewhere than Debian (the CI image has node 20).
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+	missing=$(echo "$missing" | tr ' ' '\n' | grep -vx -e nodejs -e npm | tr '\n' ' ')
+fi
+missing=$(echo $missing)
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing packages: $missing (run as root to install them)" >&2
+	exit 1
+fi
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+fi
+echo "deps: installing $missing"
+export DEBIAN_FRONTEND=noninteractive
+# postfix asks questions unless told
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends $missing >/dev/null
