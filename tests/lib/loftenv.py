@@ -1,0 +1,356 @@
+"""A private loftd for tests: free ports, temp data dir, self-signed cert.
+
+    from loftenv import Loft
+
+    with Loft() as env:                       # users alice@, bob@example.test
+        imap = env.imap_login('alice@example.test')
+        ...
+        env.restart()                         # same ports, same data
+        rc, out, err = env.loftctl('user', 'list')
+
+The binaries come from $LOFTD and $LOFTCTL (set by ctest), falling back to
+$LOFT_BUILD/loftd or build/loftd. Under LOFT_SANITIZE=1 every timeout is
+multiplied, since ASan builds start and run slower.
+
+Never uses the demo ports: every port is found by binding port 0.
+"""
+
+import atexit
+import imaplib
+import os
+import poplib
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+SRC = os.environ.get('LOFT_SRC',
+                     os.path.dirname(os.path.dirname(os.path.dirname(
+                         os.path.abspath(__file__)))))
+BUILD = os.environ.get('LOFT_BUILD', os.path.join(SRC, 'build'))
+LOFTD = os.environ.get('LOFTD', os.path.join(BUILD, 'loftd'))
+LOFTCTL = os.environ.get('LOFTCTL', os.path.join(BUILD, 'loftctl'))
+SANITIZE = os.environ.get('LOFT_SANITIZE', '0').lower() in ('1', 'on', 'true', 'yes')
+# Scale for every wait: ASan+UBSan builds are several times slower.
+SLOW = 4 if SANITIZE else 1
+
+PROTOCOLS = ('imap', 'imaps', 'pop3', 'pop3s', 'lmtp')
+DOMAIN = 'example.test'
+DEFAULT_USERS = {
+    'alice@example.test': 'alice-secret',
+    'bob@example.test': 'bob-secret',
+}
+
+_cert_dir = None
+
+
+def free_port(host='127.0.0.1'):
+    """A TCP port nobody listens on right now (bind port 0, then release)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def test_cert():
+    """(cert, key) paths of a self-signed localhost cert, one per process."""
+    global _cert_dir
+    if _cert_dir is None:
+        _cert_dir = tempfile.mkdtemp(prefix='loft-cert-')
+        atexit.register(shutil.rmtree, _cert_dir, True)
+        subprocess.run(
+            ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+             '-days', '30', '-subj', '/CN=localhost',
+             '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+             '-keyout', os.path.join(_cert_dir, 'key.pem'),
+             '-out', os.path.join(_cert_dir, 'cert.pem')],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (os.path.join(_cert_dir, 'cert.pem'),
+            os.path.join(_cert_dir, 'key.pem'))
+
+
+def client_tls_context():
+    """A client TLS context that accepts the test's self-signed cert."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Loft:
+    """One private loftd. Use as a context manager, or call start()/close().
+
+    users:  {address: password} created with loftctl before the start
+            (default DEFAULT_USERS); the domain example.test always exists.
+    extra:  {section: {key: value}} merged into the generated config (a
+            value of None removes the key; section '' is the top level).
+    start:  start loftd in __enter__ (False: only write config and users).
+    """
+
+    def __init__(self, users=None, extra=None, start=True):
+        self.users = dict(DEFAULT_USERS if users is None else users)
+        self.dir = tempfile.mkdtemp(prefix='loft-test-')
+        self.data_dir = os.path.join(self.dir, 'data')
+        self.config_path = os.path.join(self.dir, 'loftd.conf')
+        self.log_path = os.path.join(self.dir, 'loftd.log')
+        self.lmtp_socket = os.path.join(self.dir, 'lmtp.sock')
+        self.ports = {p: free_port() for p in PROTOCOLS}
+        self.proc = None
+        self._start = start
+        self._log = None
+        self.cert, self.key = test_cert()
+        self.sections = self._default_sections()
+        for sec, kv in (extra or {}).items():
+            dst = self.sections.setdefault(sec, {})
+            for k, v in kv.items():
+                if v is None:
+                    dst.pop(k, None)
+                else:
+                    dst[k] = v
+        self.write_config()
+        self._setup_accounts()
+
+    # ---- config -------------------------------------------------------
+
+    def _default_sections(self):
+        p = self.ports
+        return {
+            '': {'data_dir': self.data_dir, 'hostname': 'loft.example.test',
+                 'log_level': 'debug'},
+            'tls': {'cert': self.cert, 'key': self.key},
+            'imap': {'listen': '127.0.0.1:%d' % p['imap']},
+            'imaps': {'listen': '127.0.0.1:%d' % p['imaps']},
+            'pop3': {'listen': '127.0.0.1:%d' % p['pop3']},
+            'pop3s': {'listen': '127.0.0.1:%d' % p['pop3s']},
+            'lmtp': {'listen': '127.0.0.1:%d, unix:%s'
+                     % (p['lmtp'], self.lmtp_socket)},
+            # Cheap argon2: tests verify passwords many times.
+            'auth': {'argon2_t_cost': '1', 'argon2_m_cost': '64',
+                     'argon2_parallelism': '1'},
+            'limits': {'io_threads': '2', 'worker_threads': '4'},
+        }
+
+    def write_config(self):
+        """Writes self.sections to self.config_path (call after editing)."""
+        lines = []
+        for sec, kv in self.sections.items():
+            if sec:
+                lines.append('\n[%s]' % sec)
+            for k, v in kv.items():
+                lines.append('%s = %s' % (k, v))
+        with open(self.config_path, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    def port(self, proto):
+        return self.ports[proto]
+
+    # ---- accounts -----------------------------------------------------
+
+    def loftctl(self, *args, input=None, timeout=60):
+        """Runs loftctl --config CFG ARGS; returns (rc, stdout, stderr)."""
+        r = subprocess.run([LOFTCTL, '--config', self.config_path] + list(args),
+                           input=input, capture_output=True, text=True,
+                           timeout=timeout * SLOW)
+        return r.returncode, r.stdout, r.stderr
+
+    def add_user(self, address, password):
+        rc, out, err = self.loftctl('user', 'add', address,
+                                    input=password + '\n')
+        if rc != 0:
+            raise RuntimeError('loftctl user add %s: %s%s' % (address, out, err))
+        self.users[address] = password
+
+    def _setup_accounts(self):
+        rc, out, err = self.loftctl('domain', 'add', DOMAIN)
+        if rc != 0:
+            raise RuntimeError('loftctl domain add: %s%s' % (out, err))
+        for address, password in list(self.users.items()):
+            self.add_user(address, password)
+
+    # ---- process ------------------------------------------------------
+
+    def start(self, timeout=30):
+        """Starts loftd and waits until every TCP listener accepts."""
+        assert self.proc is None
+        self._log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen([LOFTD, '--config', self.config_path],
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout * SLOW
+        for proto in self.listening():
+            while not self._accepts(self.ports[proto]):
+                if self.proc.poll() is not None:
+                    self._reap()
+                    raise RuntimeError('loftd exited at start:\n' + self.log())
+                if time.monotonic() > deadline:
+                    raise RuntimeError('loftd not listening on %s:\n%s'
+                                       % (proto, self.log()))
+                time.sleep(0.02)
+
+    def listening(self):
+        """Protocols of self.ports that have a section with a listen key."""
+        return [p for p in PROTOCOLS
+                if 'listen' in self.sections.get(p, {})
+                and ('127.0.0.1:%d' % self.ports[p]) in self.sections[p]['listen']]
+
+    @staticmethod
+    def _accepts(port):
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def _reap(self):
+        if self._log:
+            self._log.close()
+            self._log = None
+        self.proc = None
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns loftd's exit status."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self._reap()
+            raise RuntimeError('loftd did not stop on SIGTERM:\n' + self.log())
+        self._reap()
+        return rc
+
+    def kill9(self):
+        """SIGKILL, as a crash would."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self._reap()
+
+    def restart(self, kill=False):
+        """Stops (SIGKILL if kill) and starts again on the same ports."""
+        if kill:
+            self.kill9()
+        else:
+            self.stop()
+        self.start()
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        """Everything loftd wrote to stderr so far (all runs)."""
+        try:
+            with open(self.log_path, 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except FileNotFoundError:
+            return ''
+
+    def close(self):
+        """Stops loftd if running and removes the temp dir."""
+        try:
+            if self.running():
+                self.stop()
+            elif self.proc is not None:
+                self._reap()
+        finally:
+            if os.environ.get('LOFT_KEEP_TMP'):
+                print('loftenv: kept', self.dir)
+            else:
+                shutil.rmtree(self.dir, True)
+
+    def __enter__(self):
+        if self._start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---- clients ------------------------------------------------------
+
+    def imap(self, tls=False, timeout=20):
+        """imaplib client; tls=True uses IMAPS (implicit TLS)."""
+        if tls:
+            return imaplib.IMAP4_SSL('127.0.0.1', self.ports['imaps'],
+                                     ssl_context=client_tls_context(),
+                                     timeout=timeout * SLOW)
+        return imaplib.IMAP4('127.0.0.1', self.ports['imap'],
+                             timeout=timeout * SLOW)
+
+    def imap_login(self, address, password=None, tls=False):
+        c = self.imap(tls=tls)
+        c.login(address, password if password is not None else self.users[address])
+        return c
+
+    def pop3(self, tls=False, timeout=20):
+        """poplib client; tls=True uses POP3S (implicit TLS)."""
+        if tls:
+            return poplib.POP3_SSL('127.0.0.1', self.ports['pop3s'],
+                                   context=client_tls_context(),
+                                   timeout=timeout * SLOW)
+        return poplib.POP3('127.0.0.1', self.ports['pop3'],
+                           timeout=timeout * SLOW)
+
+    def pop3_login(self, address, password=None, tls=False):
+        c = self.pop3(tls=tls)
+        c.user(address)
+        c.pass_(password if password is not None else self.users[address])
+        return c
+
+    def lmtp(self, unix=False, timeout=20):
+        """smtplib.LMTP client, LHLO not sent yet; unix=True uses the socket."""
+        if unix:
+            c = smtplib.LMTP(self.lmtp_socket, timeout=timeout * SLOW)
+        else:
+            c = smtplib.LMTP('127.0.0.1', self.ports['lmtp'],
+                             timeout=timeout * SLOW)
+        return c
+
+    def raw(self, proto, tls=None, timeout=20):
+        """A plain socket to proto's port (wrapped in TLS for imaps/pop3s
+        unless tls=False)."""
+        s = socket.create_connection(('127.0.0.1', self.ports[proto]),
+                                     timeout=timeout * SLOW)
+        if tls is None:
+            tls = proto.endswith('s')
+        if tls:
+            s = client_tls_context().wrap_socket(s, server_hostname='localhost')
+        return s
+
+
+class Results:
+    """Counts checks and prints the closing "N passed, N failed" line.
+
+        r = Results()
+        r.check('greeting', line.startswith(b'* OK'), line)
+        ...
+        sys.exit(r.finish())
+    """
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, cond, detail=''):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print('FAIL %s %s' % (name, detail), flush=True)
+        return cond
+
+    def finish(self):
+        print('%d passed, %d failed' % (self.passed, self.failed))
+        return 0 if self.failed == 0 else 1
