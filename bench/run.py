@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Loft beside Dovecot: every scenario against both, alternating, several
+times; prints scenario, Loft median, Dovecot median and their ratio, and
+writes bench/results/<time>.json and .md with the machine's core count and
+kernel. `--quick` runs small sizes (under 5 minutes); the full run may take
+up to an hour. `--only NAME[,NAME]` runs some scenarios (lmtp, idle, big,
+pop3, mixed, login).
+
+Ratios are "how many times better Loft is": for rates Loft/Dovecot, for
+times and memory Dovecot/Loft. Medians, because the machine is shared.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import scenarios as sc  # noqa: E402
+from targets import DovecotTarget, LoftTarget, bench_users  # noqa: E402
+
+QUICK = {"reps": 3, "lmtp_count": 300, "idle": 200, "idle_loft": 1000,
+         "big": 3000, "mixed_s": 8, "login_s": 4, "users": 20}
+FULL = {"reps": 3, "lmtp_count": 3000, "idle": 1000, "idle_loft": 10000,
+        "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100}
+
+# For each figure: True if higher is better (rates), False if lower is.
+HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
+                 "retr_MB_per_s")
+
+
+def raise_limits():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # Dovecot watches every mailbox it has open with inotify.
+    try:
+        with open("/proc/sys/fs/inotify/max_user_instances", "w") as f:
+            f.write("65536")
+        with open("/proc/sys/fs/inotify/max_user_watches", "w") as f:
+            f.write("1048576")
+    except OSError as e:
+        print("bench: cannot raise inotify limits (%s)" % e, file=sys.stderr)
+    return hard
+
+
+class Results:
+    def __init__(self):
+        self.rows = []     # (scenario, figure, params, loft runs, dovecot runs)
+
+    def add(self, scenario, params, loft_runs, dovecot_runs):
+        keys = set()
+        for r in loft_runs + dovecot_runs:
+            keys.update(k for k, v in r.items() if isinstance(v, (int, float)))
+        for k in sorted(keys):
+            lm = sc.median_of(loft_runs, k) if loft_runs else None
+            dm = sc.median_of(dovecot_runs, k) if dovecot_runs else None
+            ratio = None
+            if lm and dm and lm == lm and dm == dm:
+                ratio = (lm / dm) if k in HIGHER_BETTER else (dm / lm)
+            self.rows.append({"scenario": scenario, "figure": k,
+                              "params": params, "loft": lm, "dovecot": dm,
+                              "ratio": ratio,
+                              "loft_runs": [r.get(k) for r in loft_runs],
+                              "dovecot_runs": [r.get(k) for r in dovecot_runs]})
+            self.print_row(self.rows[-1])
+
+    @staticmethod
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return "%.3g" % v if abs(v) < 100 else "%.0f" % v
+        return str(v)
+
+    def print_row(self, r):
+        print("%-28s %-22s %10s %10s %8s   %s" % (
+            r["scenario"], r["figure"], self.fmt(r["loft"]),
+            self.fmt(r["dovecot"]),
+            ("%.2fx" % r["ratio"]) if r["ratio"] else "-", r["params"]),
+            flush=True)
+
+    def markdown(self, meta):
+        out = ["# Loft vs Dovecot — %s" % meta["date"], "",
+               "Machine: %s cores, kernel %s. Mode: %s. Medians of %d runs; "
+               "ratio > 1 means Loft is better." % (
+                   meta["cores"], meta["kernel"], meta["mode"], meta["reps"]),
+               "", "| scenario | figure | Loft | Dovecot | ratio | parameters |",
+               "| --- | --- | --- | --- | --- | --- |"]
+        for r in self.rows:
+            out.append("| %s | %s | %s | %s | %s | %s |" % (
+                r["scenario"], r["figure"], self.fmt(r["loft"]),
+                self.fmt(r["dovecot"]),
+                ("%.2fx" % r["ratio"]) if r["ratio"] else "-", r["params"]))
+        return "\n".join(out) + "\n"
+
+
+def alternate(targets, reps, fn):
+    """Runs fn(target) reps times on each target, alternating; returns
+    {target name: [result dicts]}."""
+    runs = {t.name: [] for t in targets}
+    for _ in range(reps):
+        for t in targets:
+            runs[t.name].append(asyncio.run(fn(t)))
+    return runs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--reps", type=int, default=None)
+    args = ap.parse_args()
+    P = dict(QUICK if args.quick else FULL)
+    if args.reps:
+        P["reps"] = args.reps
+    only = set(filter(None, args.only.split(",")))
+    want = (lambda s: not only or s in only)
+    raise_limits()
+
+    users = bench_users(P["users"])
+    big_user = "user000@example.test"
+    print("bench: starting Loft and Dovecot with %d users" % len(users),
+          flush=True)
+    loft = LoftTarget(users)
+    dove = DovecotTarget(users)
+    both = [loft, dove]
+    res = Results()
+    print("%-28s %-22s %10s %10s %8s   %s" % ("scenario", "figure", "loft",
+                                             "dovecot", "ratio", "params"))
+    try:
+        if want("lmtp"):
+            for conns in (4, 16):
+                runs = alternate(both, P["reps"], lambda t: sc.lmtp_delivery(
+                    t, conns, P["lmtp_count"], size=10_000))
+                res.add("lmtp 10KB x%d conns" % conns,
+                        "%d msgs, 1 rcpt, fsync on" % P["lmtp_count"],
+                        runs["loft"], runs["dovecot"])
+            runs = alternate(both, P["reps"], lambda t: sc.lmtp_delivery(
+                t, 16, P["lmtp_count"], size=None, rcpts_max=5))
+            res.add("lmtp corpus x16 conns",
+                    "%d msgs, 1-5 rcpts, long-tailed sizes" % P["lmtp_count"],
+                    runs["loft"], runs["dovecot"])
+        if want("idle"):
+            for tls in (False, True):
+                n = P["idle"]
+                runs = alternate(both, 1, lambda t: sc.idle_connections(
+                    t, n, tls))
+                res.add("idle %s x%d" % ("tls" if tls else "plain", n),
+                        "%d users, 20 deliveries" % len(users),
+                        runs["loft"], runs["dovecot"])
+                n = P["idle_loft"]
+                r = asyncio.run(sc.idle_connections(loft, n, tls))
+                res.add("idle %s x%d (loft only)" % ("tls" if tls else "plain",
+                                                     n),
+                        "%d users" % len(users), [r], [])
+        if want("big") or want("pop3"):
+            t0 = time.time()
+            for t in both:
+                asyncio.run(sc.fill_mailbox(t, big_user, P["big"]))
+            print("bench: filled %d messages on both in %.0f s"
+                  % (P["big"], time.time() - t0), flush=True)
+        if want("big"):
+            runs = alternate(both, P["reps"],
+                             lambda t: sc.big_mailbox(t, big_user))
+            res.add("big mailbox", "%d msgs" % P["big"], runs["loft"],
+                    runs["dovecot"])
+        if want("pop3"):
+            runs = alternate(both, P["reps"],
+                             lambda t: sc.pop3_maildrop(t, big_user))
+            res.add("pop3 maildrop", "%d msgs" % P["big"], runs["loft"],
+                    runs["dovecot"])
+        if want("mixed"):
+            runs = alternate(both, P["reps"], lambda t: sc.mixed_workload(
+                t, 50, P["mixed_s"]))
+            res.add("mixed 50 clients", "%d s" % P["mixed_s"], runs["loft"],
+                    runs["dovecot"])
+        if want("login"):
+            runs = alternate(both, P["reps"], lambda t: sc.login_rate(
+                t, P["login_s"]))
+            res.add("login TLS+PLAIN", "%d s, 4 parallel" % P["login_s"],
+                    runs["loft"], runs["dovecot"])
+    finally:
+        loft.close()
+        dove.close()
+
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "cores": os.cpu_count(), "kernel": platform.release(),
+            "mode": "quick" if args.quick else "full", "reps": P["reps"],
+            "params": P}
+    outdir = os.path.join(HERE, "results")
+    os.makedirs(outdir, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(outdir, stamp + ".json"), "w") as f:
+        json.dump({"meta": meta, "rows": res.rows}, f, indent=1)
+    with open(os.path.join(outdir, stamp + ".md"), "w") as f:
+        f.write(res.markdown(meta))
+    print("bench: results in bench/results/%s.{json,md}" % stamp)
+
+
+if __name__ == "__main__":
+    main()

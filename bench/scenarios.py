@@ -1,0 +1,313 @@
+"""The benchmark scenarios. Each takes a target (bench/targets.py: a running
+Loft or Dovecot with the same users) and its parameters, and returns a dict
+of figures. Nothing here knows which server it talks to.
+"""
+
+import asyncio
+import random
+import statistics
+import time
+
+import corpus
+from clients import Imap, Lmtp, Pop3, ProtocolError
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+# ---- 1. LMTP delivery ------------------------------------------------------
+
+async def lmtp_delivery(target, conns, count, size=None, rcpts_max=1,
+                        seed=7):
+    """Delivers count messages over conns parallel LMTP connections.
+    size: fixed body size (10 KB scenario) or None for the realistic corpus
+    (long-tailed sizes, 1..rcpts_max recipients per message)."""
+    users = target.user_names()
+    msgs = []
+    rng = random.Random(seed)
+    for i in range(count):
+        nr = rng.randint(1, rcpts_max)
+        rcpts = rng.sample(users, min(nr, len(users)))
+        msgs.append((rcpts, corpus.message(seed, i, size)))
+    latencies = []
+    queue = list(range(count))
+
+    async def worker():
+        c = await Lmtp.connect(target.host, target.port("lmtp"))
+        try:
+            while queue:
+                i = queue.pop()
+                rcpts, data = msgs[i]
+                t0 = time.perf_counter()
+                await c.deliver("sender@example.org", rcpts, data)
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            await c.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    elapsed = time.perf_counter() - t0
+    nbytes = sum(len(m[1]) * len(m[0]) for m in msgs)
+    return {"msgs_per_s": count / elapsed,
+            "MB_per_s": nbytes / elapsed / 1e6,
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000}
+
+
+# ---- 2. idle connections and push latency ----------------------------------
+
+async def idle_connections(target, count, tls, deliveries=20):
+    """Opens count IMAP connections (spread over the target's users), each
+    logged in, INBOX selected and in IDLE; measures the server's memory per
+    connection and the delay from a delivery's LMTP reply to each
+    connection's untagged EXISTS."""
+    users = target.user_names()
+    port = target.port("imaps" if tls else "imap")
+    mem0 = target.memory()
+    conns = []
+    sem = asyncio.Semaphore(64)
+
+    async def open_one(i):
+        user = users[i % len(users)]
+        async with sem:
+            c = await Imap.connect(target.host, port, tls)
+            await c.login(user, target.password(user))
+            await c.command("SELECT INBOX")
+            await c.idle_start()
+        conns.append((user, c))
+
+    await asyncio.gather(*(open_one(i) for i in range(count)))
+    await asyncio.sleep(1.0)
+    mem1 = target.memory()
+    per_conn = (mem1 - mem0) / count
+
+    by_user = {}
+    for user, c in conns:
+        by_user.setdefault(user, []).append(c)
+    lat = []
+    lm = await Lmtp.connect(target.host, target.port("lmtp"))
+    targets = list(by_user)
+    for d in range(deliveries):
+        user = targets[d % len(targets)]
+        waiters = [asyncio.ensure_future(c.wait_exists())
+                   for c in by_user[user]]
+        t0 = time.perf_counter()
+        await lm.deliver("push@example.org", [user],
+                         corpus.message(99, d, 2000))
+        t_ack = time.perf_counter()
+        done_times = []
+
+        async def stamp(w):
+            await w
+            done_times.append(time.perf_counter())
+        await asyncio.wait_for(asyncio.gather(*(stamp(w) for w in waiters)),
+                               30)
+        lat.extend(t - t_ack for t in done_times)
+        del t0  # latency counts from the LMTP reply, when the mail is durable
+    await lm.close()
+    for _, c in conns:
+        c.w.close()
+    await asyncio.sleep(0.5)
+    return {"connections": count, "mem_per_conn_KiB": per_conn / 1024,
+            "push_p50_ms": percentile(lat, 50) * 1000,
+            "push_p99_ms": percentile(lat, 99) * 1000}
+
+
+# ---- 3. the big mailbox ----------------------------------------------------
+
+async def big_mailbox(target, user, word=corpus.SEARCH_WORD):
+    """Timings on a mailbox already filled (see fill_mailbox)."""
+    res = {}
+    pw = target.password(user)
+    t = time.perf_counter()
+    c = await Imap.connect(target.host, target.port("imap"))
+    await c.login(user, pw)
+    await c.command("ENABLE QRESYNC")
+    untagged, _ = await c.command("SELECT INBOX")
+    res["login_select_ms"] = (time.perf_counter() - t) * 1000
+    uidvalidity = modseq = None
+    for line in untagged:
+        if b"UIDVALIDITY" in line:
+            uidvalidity = int(line.split(b"UIDVALIDITY ")[1].split(b"]")[0])
+
+    async def timed(name, cmd):
+        t0 = time.perf_counter()
+        n = await c.count_untagged(cmd)
+        res[name] = (time.perf_counter() - t0) * 1000
+        return n
+
+    await timed("uid_fetch_flags_ms", "UID FETCH 1:* (FLAGS)")
+    await timed("fetch_env_bs_ms", "FETCH 1:* (ENVELOPE BODYSTRUCTURE)")
+    t0 = time.perf_counter()
+    u, _ = await c.command("UID SEARCH BODY " + word)
+    res["search_body_ms"] = (time.perf_counter() - t0) * 1000
+    res["search_body_hits"] = sum(len(x.split()) - 2 for x in u
+                                  if x.startswith(b"* SEARCH"))
+    t0 = time.perf_counter()
+    await c.command("SEARCH TEXT " + word)
+    res["search_text_ms"] = (time.perf_counter() - t0) * 1000
+    # QRESYNC: remember the state, make 10 changes from another session,
+    # then time a reselect that asks only for what changed.
+    await c.command("UNSELECT")
+    u, _ = await c.command("STATUS INBOX (HIGHESTMODSEQ MESSAGES)")
+    for line in u:
+        if b"HIGHESTMODSEQ" in line:
+            modseq = int(line.split(b"HIGHESTMODSEQ ")[1].split(b")")[0]
+                         .split()[0])
+    other = await Imap.connect(target.host, target.port("imap"))
+    await other.login(user, pw)
+    await other.command("SELECT INBOX")
+    for i in range(1, 11):
+        await other.command("STORE %d +FLAGS (\\Answered)" % (i * 7))
+    await other.close()
+    t0 = time.perf_counter()
+    u, _ = await c.command("SELECT INBOX (QRESYNC (%d %d))"
+                           % (uidvalidity, modseq))
+    res["qresync_10_changes_ms"] = (time.perf_counter() - t0) * 1000
+    res["qresync_lines"] = len(u)
+    t0 = time.perf_counter()
+    await c.count_untagged("STORE 1:* +FLAGS.SILENT (\\Flagged)")
+    res["store_all_ms"] = (time.perf_counter() - t0) * 1000
+    await c.command("STORE 1:* -FLAGS.SILENT (\\Flagged)")
+    await c.close()
+    return res
+
+
+async def fill_mailbox(target, user, count, seed=11, conns=8):
+    """Delivers count corpus messages to user over LMTP (not timed)."""
+    queue = list(range(count))
+
+    async def worker():
+        c = await Lmtp.connect(target.host, target.port("lmtp"))
+        while queue:
+            i = queue.pop(0)
+            await c.deliver("fill@example.org", [user],
+                            corpus.message(seed, i))
+        await c.close()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+
+
+# ---- 4. POP3 ---------------------------------------------------------------
+
+async def pop3_maildrop(target, user):
+    res = {}
+    pw = target.password(user)
+    t0 = time.perf_counter()
+    p = await Pop3.connect(target.host, target.port("pop3"))
+    await p.login(user, pw)
+    n, _ = await p.multiline("UIDL")
+    res["login_uidl_ms"] = (time.perf_counter() - t0) * 1000
+    res["messages"] = n
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(1, n + 1):
+        _, size = await p.multiline("TOP %d 0" % i)
+        total += size
+    res["top0_all_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(1, n + 1):
+        _, size = await p.multiline("RETR %d" % i)
+        total += size
+    el = time.perf_counter() - t0
+    res["retr_MB_per_s"] = total / el / 1e6
+    await p.close()   # no DELE: nothing changes
+    return res
+
+
+# ---- 5. mixed workload -----------------------------------------------------
+
+async def mixed_workload(target, clients, seconds, seed=5):
+    """clients IMAP sessions doing what mail clients do, for seconds:
+    select, fetch headers, fetch bodies, flag, move, expunge, append, idle.
+    Returns operations per second and errors."""
+    users = target.user_names()
+    ops = 0
+    errors = []
+    stop = time.perf_counter() + seconds
+    append_msg = corpus.message(seed, 1, 6000)
+
+    async def client(i):
+        nonlocal ops
+        rng = random.Random(seed * 100 + i)
+        user = users[i % len(users)]
+        c = await Imap.connect(target.host, target.port("imap"))
+        await c.login(user, target.password(user))
+        while time.perf_counter() < stop:
+            try:
+                u, _ = await c.command("SELECT INBOX")
+                exists = 0
+                for line in u:
+                    if line.endswith(b"EXISTS\r\n"):
+                        exists = int(line.split()[1])
+                ops += 1
+                if exists == 0:
+                    await c.command("APPEND INBOX {%d+}\r\n" % len(append_msg)
+                                    + append_msg.decode())
+                    ops += 1
+                    continue
+                r = rng.random()
+                lo = rng.randint(1, exists)
+                hi = min(exists, lo + 20)
+                if r < 0.3:
+                    await c.count_untagged(
+                        "FETCH %d:%d (UID FLAGS ENVELOPE RFC822.SIZE)"
+                        % (lo, hi))
+                elif r < 0.5:
+                    await c.count_untagged("FETCH %d BODY.PEEK[1]" % lo)
+                elif r < 0.65:
+                    await c.command("STORE %d +FLAGS (\\Seen)" % lo)
+                elif r < 0.72:
+                    await c.command("MOVE %d Archive" % lo)
+                elif r < 0.8:
+                    await c.command("STORE %d +FLAGS.SILENT (\\Deleted)" % lo)
+                    await c.command("EXPUNGE")
+                elif r < 0.9:
+                    await c.command("APPEND INBOX {%d+}\r\n" % len(append_msg)
+                                    + append_msg.decode())
+                else:
+                    await c.idle_start()
+                    await asyncio.sleep(0.05)
+                    await c.idle_done()
+                ops += 1
+            except (ProtocolError, asyncio.IncompleteReadError) as e:
+                errors.append(str(e)[:200])
+                if len(errors) > 100:
+                    break
+        await c.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    el = time.perf_counter() - t0
+    return {"ops_per_s": ops / el, "errors": len(errors),
+            "first_error": errors[0] if errors else ""}
+
+
+# ---- 6. login rate ---------------------------------------------------------
+
+async def login_rate(target, seconds, parallel=4):
+    users = target.user_names()
+    n = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(i):
+        nonlocal n
+        while time.perf_counter() < stop:
+            user = users[(i + n) % len(users)]
+            c = await Imap.connect(target.host, target.port("imaps"), True)
+            await c.authenticate_plain(user, target.password(user))
+            await c.close()
+            n += 1
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(parallel)))
+    return {"logins_per_s": n / (time.perf_counter() - t0)}
+
+
+def median_of(runs, key):
+    vals = [r[key] for r in runs if key in r]
+    return statistics.median(vals) if vals else float("nan")

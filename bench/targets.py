@@ -1,0 +1,133 @@
+"""The two servers under test, behind one small interface the scenarios use:
+host, port(proto), user_names(), password(user), memory() (bytes of PSS of
+every process of the server), close().
+
+Both get the same users. Loft runs from build/ with fsync on (its
+durability contract); Dovecot from Debian with its default mail_fsync
+(optimized), Maildir, passwd-file users, each on loopback only.
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "lib"))
+
+from dovecotenv import Dovecot  # noqa: E402
+from loftenv import Loft, free_port, test_cert  # noqa: E402
+
+
+def pss_of(pid):
+    """Proportional set size of one process, in bytes (0 if it is gone)."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid):
+    """pid and every process below it."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def bench_users(n):
+    return {"user%03d@example.test" % i: "pw-%03d-secret" % i for i in range(n)}
+
+
+class LoftTarget:
+    name = "loft"
+
+    def __init__(self, users, conns_per_user=20000):
+        self.host = "127.0.0.1"
+        extra = {
+            "": {"log_level": "warn"},
+            "limits": {"io_threads": "2", "worker_threads": "16",
+                       "max_connections_per_ip": "0"},
+            "imap": {"max_connections_per_user": str(conns_per_user)},
+            "imaps": {},
+        }
+        self.env = Loft(users=users, extra=extra, start=False)
+        self.env.start()
+
+    def port(self, proto):
+        return self.env.port(proto)
+
+    def user_names(self):
+        return sorted(self.env.users)
+
+    def password(self, user):
+        return self.env.users[user]
+
+    def memory(self):
+        return sum(pss_of(p) for p in descendants(self.env.proc.pid))
+
+    def close(self):
+        self.env.close()
+
+
+class DovecotTarget:
+    name = "dovecot"
+
+    def __init__(self, users, max_conns=12000):
+        self.host = "127.0.0.1"
+        cert, key = test_cert()
+        self.imaps_port = free_port()
+        extra = """
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+service imap-login {{
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = yes
+  }}
+  process_limit = {n}
+  client_limit = 1000
+  service_count = 0
+}}
+service imap {{
+  process_limit = {n}
+}}
+default_process_limit = {n}
+default_client_limit = {n}
+mail_max_userip_connections = {n}
+""".format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns)
+        self.env = Dovecot(users=users, extra=extra, start=False)
+        self.env.start()
+
+    def port(self, proto):
+        if proto == "imaps":
+            return self.imaps_port
+        return self.env.ports[proto]
+
+    def user_names(self):
+        return sorted(self.env.users)
+
+    def password(self, user):
+        return self.env.users[user]
+
+    def memory(self):
+        return sum(pss_of(p) for p in descendants(self.env.proc.pid))
+
+    def close(self):
+        self.env.close()
