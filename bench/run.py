@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import scenarios as sc  # noqa: E402
-from targets import DovecotTarget, LoftTarget, bench_users  # noqa: E402
+from targets import BIG_USER, DovecotTarget, LoftTarget, bench_users  # noqa: E402
 
 QUICK = {"reps": 3, "lmtp_count": 300, "idle": 200, "idle_loft": 1000,
          "big": 3000, "mixed_s": 8, "login_s": 4, "users": 20}
@@ -125,7 +125,7 @@ def main():
     raise_limits()
 
     users = bench_users(P["users"])
-    big_user = "user000@example.test"
+    big_user = BIG_USER
     print("bench: starting Loft and Dovecot with %d users" % len(users),
           flush=True)
     loft = LoftTarget(users)

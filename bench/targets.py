@@ -49,8 +49,16 @@ def descendants(pid):
     return out
 
 
+BIG_USER = "big@example.test"
+
+
 def bench_users(n):
-    return {"user%03d@example.test" % i: "pw-%03d-secret" % i for i in range(n)}
+    """n ordinary users, plus BIG_USER who holds the big mailbox and is left
+    out of user_names() so other scenarios do not add to it."""
+    users = {"user%03d@example.test" % i: "pw-%03d-secret" % i
+             for i in range(n)}
+    users[BIG_USER] = "big-secret"
+    return users
 
 
 class LoftTarget:
@@ -72,7 +80,7 @@ class LoftTarget:
         return self.env.port(proto)
 
     def user_names(self):
-        return sorted(self.env.users)
+        return sorted(u for u in self.env.users if u != BIG_USER)
 
     def password(self, user):
         return self.env.users[user]
@@ -111,7 +119,39 @@ service imap {{
 default_process_limit = {n}
 default_client_limit = {n}
 mail_max_userip_connections = {n}
-""".format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns)
+service auth {{
+  client_limit = {n4}
+}}
+service anvil {{
+  client_limit = {n4}
+}}
+# The same folders Loft gives every account, with their special use.
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    auto = create
+    special_use = \\Sent
+  }}
+  mailbox Drafts {{
+    auto = create
+    special_use = \\Drafts
+  }}
+  mailbox Trash {{
+    auto = create
+    special_use = \\Trash
+  }}
+  mailbox Junk {{
+    auto = create
+    special_use = \\Junk
+  }}
+  mailbox Archive {{
+    auto = create
+    special_use = \\Archive
+  }}
+}}
+""".format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns,
+           n4=max_conns * 4 + 1000)
         self.env = Dovecot(users=users, extra=extra, start=False)
         self.env.start()
 
@@ -121,7 +161,7 @@ mail_max_userip_connections = {n}
         return self.env.ports[proto]
 
     def user_names(self):
-        return sorted(self.env.users)
+        return sorted(u for u in self.env.users if u != BIG_USER)
 
     def password(self, user):
         return self.env.users[user]
