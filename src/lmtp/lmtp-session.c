@@ -1,0 +1,543 @@
+/*
+ * The LMTP session on the I/O thread: reads command lines (bounded),
+ * answers what needs no store (LHLO, MAIL, DATA's 354, NOOP, QUIT, ...)
+ * and hands RCPT lookups, message data and the final commits to workers
+ * (lmtp-deliver.c) with net_conn_run. While a task runs, the connection
+ * reads nothing, so pipelined commands are answered in order (RFC 2920).
+ *
+ * DATA is decoded here (dot-unstuffing, end-of-data) into a chunk buffer
+ * of LMTP_CHUNK bytes; each full chunk goes to a worker that appends it to
+ * every recipient's blob writer. A message of any size costs one chunk of
+ * memory.
+ */
+#include "lmtp-private.h"
+
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+/* ---- server ------------------------------------------------------- */
+
+static const char *const lmtp_config_keys[] = {
+	"listen", "max_message_size", "max_recipients", NULL,
+};
+
+static bool key_known(const char *key)
+{
+	for (const char *const *k = lmtp_config_keys; *k != NULL; k++) {
+		if (strcmp(*k, key) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void config_error(struct buf *errors, const struct config *cfg,
+			 const struct config_entry *e, const char *msg)
+{
+	buf_printf(errors, "%s:%d: %s\n", cfg->path ? cfg->path : "config",
+		   e ? e->line : 0, msg);
+}
+
+struct lmtp_server *lmtp_server_create(const struct config *cfg,
+				       struct store *store, struct auth *auth,
+				       struct buf *errors)
+{
+	struct lmtp_server *srv = xcalloc(1, sizeof(*srv));
+	const struct config_entry *e;
+	bool bad = false;
+	uint64_t v;
+
+	srv->store = store;
+	srv->auth = auth;
+	srv->max_message_size = 64ULL * 1024 * 1024;
+	srv->max_recipients = 100;
+
+	for (size_t i = 0; cfg != NULL && i < cfg->count; i++) {
+		e = &cfg->entries[i];
+		if (strcmp(e->section, "lmtp") == 0 && !key_known(e->key)) {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "[lmtp]: unknown key '%s'",
+				 e->key);
+			config_error(errors, cfg, e, msg);
+			bad = true;
+		}
+	}
+	e = config_find(cfg, "lmtp", "max_message_size");
+	if (e != NULL) {
+		if (config_parse_size(e->value, &v) < 0 || v < 1024) {
+			config_error(errors, cfg, e,
+				     "max_message_size: expected a size of at least 1K, like 50M");
+			bad = true;
+		} else {
+			srv->max_message_size = v;
+		}
+	}
+	e = config_find(cfg, "lmtp", "max_recipients");
+	if (e != NULL) {
+		if (config_parse_uint(e->value, 100000, &v) < 0 || v == 0) {
+			config_error(errors, cfg, e,
+				     "max_recipients: expected a number from 1 to 100000");
+			bad = true;
+		} else {
+			srv->max_recipients = (unsigned)v;
+		}
+	}
+	const char *host = config_get(cfg, "", "hostname");
+	if (host != NULL && host[0] != '\0') {
+		snprintf(srv->hostname, sizeof(srv->hostname), "%s", host);
+	} else if (gethostname(srv->hostname, sizeof(srv->hostname) - 1) < 0 ||
+		   srv->hostname[0] == '\0') {
+		snprintf(srv->hostname, sizeof(srv->hostname), "localhost");
+	}
+	if (bad) {
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+void lmtp_server_destroy(struct lmtp_server **server)
+{
+	free(*server);
+	*server = NULL;
+}
+
+/* ---- replies ------------------------------------------------------ */
+
+void lmtp_reply_set(struct lmtp_reply *r, int code, const char *status,
+		    const char *fmt, ...)
+{
+	va_list ap;
+
+	r->code = code;
+	r->status = status;
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+}
+
+static void reply(struct lmtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void reply(struct lmtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	net_conn_vprintf(s->conn, fmt, ap);
+	va_end(ap);
+	net_conn_write(s->conn, "\r\n", 2);
+}
+
+/* A refused command. Too many in a row and we hang up: a client that
+ * speaks something else should not keep a session forever. */
+static void reply_error(struct lmtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void reply_error(struct lmtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	net_conn_vprintf(s->conn, fmt, ap);
+	va_end(ap);
+	net_conn_write(s->conn, "\r\n", 2);
+	if (++s->errors >= LMTP_MAX_ERRORS) {
+		reply(s, "421 4.7.0 %s Too many errors, closing connection",
+		      s->server->hostname);
+		s->quitting = true;
+		net_conn_close(s->conn);
+	}
+}
+
+/* ---- transaction -------------------------------------------------- */
+
+void lmtp_transaction_reset(struct lmtp_session *s)
+{
+	for (unsigned i = 0; i < s->rcpt_count; i++) {
+		struct lmtp_rcpt *r = &s->rcpts[i];
+		if (r->writer != NULL)
+			store_blob_writer_abort(&r->writer);
+		if (r->user != NULL)
+			store_user_unref(&r->user);
+		free(r->mailbox);
+	}
+	s->rcpt_count = 0;
+	s->sender[0] = '\0';
+	s->null_sender = false;
+	s->declared_size = 0;
+	s->data_size = 0;
+	s->data_started = false;
+	s->data_too_big = false;
+	buf_reset(&s->chunk);
+	if (s->state != LMTP_STATE_GREETED)
+		s->state = LMTP_STATE_READY;
+}
+
+/* Resets on a worker when store handles are held, then sends text. */
+static bool reset_and_reply(struct lmtp_session *s, const char *text)
+{
+	if (s->rcpt_count == 0) {
+		lmtp_transaction_reset(s);
+		reply(s, "%s", text);
+		return false;
+	}
+	if (net_conn_run(s->conn, lmtp_task_reset, xstrdup(text)) < 0)
+		return false;
+	return true;
+}
+
+/* ---- commands ----------------------------------------------------- */
+
+static bool cmd_lhlo(struct lmtp_session *s, struct slice args)
+{
+	char text[512];
+	size_t n = 0;
+
+	while (args.len > 0 && args.ptr[args.len - 1] == ' ')
+		args.len--;
+	if (args.len == 0 || memchr(args.ptr, ' ', args.len) != NULL) {
+		reply_error(s, "501 5.5.4 Usage: LHLO hostname");
+		return false;
+	}
+	/* Kept for the Received: header, so only harmless characters. */
+	for (size_t i = 0; i < args.len && n < sizeof(s->lhlo) - 1; i++) {
+		char c = args.ptr[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || strchr(".-_:[]", c);
+		s->lhlo[n++] = ok ? c : '_';
+	}
+	s->lhlo[n] = '\0';
+	if (s->state == LMTP_STATE_GREETED)
+		s->state = LMTP_STATE_READY;
+	/* RFC 5321 4.1.4: a later LHLO resets the transaction. */
+	snprintf(text, sizeof(text),
+		 "250-%s\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
+		 "250-8BITMIME\r\n250-SIZE %llu\r\n250 OK",
+		 s->server->hostname,
+		 (unsigned long long)s->server->max_message_size);
+	return reset_and_reply(s, text);
+}
+
+static void cmd_mail(struct lmtp_session *s, struct slice args)
+{
+	struct lmtp_path path;
+	struct slice params, key, value;
+	const char *why;
+	uint64_t size = 0;
+	int ret;
+
+	if (s->state == LMTP_STATE_GREETED) {
+		reply_error(s, "503 5.5.1 Send LHLO first");
+		return;
+	}
+	if (s->state != LMTP_STATE_READY) {
+		reply_error(s, "503 5.5.1 Nested MAIL command");
+		return;
+	}
+	if (lmtp_parse_path(args, "FROM", false, true, &path, &params, &why) < 0) {
+		reply_error(s, "501 5.1.7 Invalid sender address: %s", why);
+		return;
+	}
+	while ((ret = lmtp_param_next(&params, &key, &value)) > 0) {
+		if (slice_eq_ci(key, "SIZE")) {
+			if (lmtp_parse_u64(value, &size) < 0) {
+				reply_error(s, "501 5.5.4 Invalid SIZE parameter");
+				return;
+			}
+		} else if (slice_eq_ci(key, "BODY")) {
+			if (!slice_eq_ci(value, "7BIT") &&
+			    !slice_eq_ci(value, "8BITMIME")) {
+				reply_error(s, "501 5.5.4 Unsupported BODY parameter");
+				return;
+			}
+		} else {
+			reply_error(s, "555 5.5.4 Unsupported parameter %.*s",
+				    (int)key.len, key.ptr);
+			return;
+		}
+	}
+	if (ret < 0) {
+		reply_error(s, "501 5.5.4 Invalid parameters");
+		return;
+	}
+	/* RFC 1870 6.2: refuse at once what will not fit. */
+	if (size > s->server->max_message_size) {
+		reply_error(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		return;
+	}
+	snprintf(s->sender, sizeof(s->sender), "%s", path.address);
+	s->null_sender = path.null_path;
+	s->declared_size = size;
+	s->state = LMTP_STATE_MAIL;
+	s->txn_counter++;
+	snprintf(s->txn_id, sizeof(s->txn_id), "%s-%u", s->sid, s->txn_counter);
+	s->errors = 0;
+	reply(s, "250 2.1.0 OK");
+}
+
+static bool cmd_rcpt(struct lmtp_session *s, struct slice args)
+{
+	struct lmtp_rcpt_request *req;
+	struct slice params, key, value;
+	struct lmtp_path path;
+	const char *why;
+	int ret;
+
+	if (s->state != LMTP_STATE_MAIL) {
+		reply_error(s, "503 5.5.1 MAIL needed first");
+		return false;
+	}
+	if (lmtp_parse_path(args, "TO", true, false, &path, &params, &why) < 0) {
+		reply_error(s, "501 5.1.3 Invalid recipient address: %s", why);
+		return false;
+	}
+	while ((ret = lmtp_param_next(&params, &key, &value)) > 0) {
+		reply_error(s, "555 5.5.4 Unsupported parameter %.*s",
+			    (int)key.len, key.ptr);
+		return false;
+	}
+	if (ret < 0) {
+		reply_error(s, "501 5.5.4 Invalid parameters");
+		return false;
+	}
+	if (s->rcpt_count >= s->server->max_recipients) {
+		/* RFC 5321 4.5.3.1.10: 452 and the client sends the rest
+		 * in another transaction. */
+		reply(s, "452 4.5.3 Too many recipients");
+		return false;
+	}
+	req = xmalloc(sizeof(*req));
+	req->path = path;
+	if (net_conn_run(s->conn, lmtp_task_rcpt, req) < 0) {
+		free(req);
+		return false;
+	}
+	return true;
+}
+
+static void cmd_data(struct lmtp_session *s, struct slice args)
+{
+	if (s->state != LMTP_STATE_MAIL) {
+		reply_error(s, "503 5.5.1 MAIL needed first");
+		return;
+	}
+	if (args.len > 0) {
+		reply_error(s, "501 5.5.4 DATA takes no arguments");
+		return;
+	}
+	/* RFC 2033 4.2: no accepted recipient, no DATA. */
+	if (s->rcpt_count == 0) {
+		reply_error(s, "503 5.5.1 No valid recipients");
+		return;
+	}
+	lmtp_dot_init(&s->dot);
+	buf_reset(&s->chunk);
+	s->data_size = 0;
+	s->data_started = false;
+	s->data_too_big = false;
+	s->state = LMTP_STATE_DATA;
+	s->errors = 0;
+	reply(s, "354 Start mail input; end with <CRLF>.<CRLF>");
+}
+
+/* Returns true when a worker task was started: stop reading until it is
+ * done (net calls input again then). */
+static bool handle_line(struct lmtp_session *s, const char *line, size_t len)
+{
+	struct slice args;
+	char verb[16];
+
+	if (lmtp_parse_verb(line, len, verb, &args) < 0) {
+		reply_error(s, "500 5.5.2 Syntax error, command unrecognized");
+		return false;
+	}
+	if (strcmp(verb, "LHLO") == 0)
+		return cmd_lhlo(s, args);
+	if (strcmp(verb, "MAIL") == 0) {
+		cmd_mail(s, args);
+	} else if (strcmp(verb, "RCPT") == 0) {
+		return cmd_rcpt(s, args);
+	} else if (strcmp(verb, "DATA") == 0) {
+		cmd_data(s, args);
+	} else if (strcmp(verb, "RSET") == 0) {
+		s->errors = 0;
+		return reset_and_reply(s, "250 2.0.0 OK");
+	} else if (strcmp(verb, "NOOP") == 0) {
+		reply(s, "250 2.0.0 OK");
+	} else if (strcmp(verb, "QUIT") == 0) {
+		reply(s, "221 2.0.0 %s Bye", s->server->hostname);
+		s->quitting = true;
+		net_conn_close(s->conn);
+	} else if (strcmp(verb, "VRFY") == 0 || strcmp(verb, "EXPN") == 0) {
+		/* Address probing is not ours to help with; RCPT answers. */
+		reply_error(s, "502 5.5.1 %s command is disabled", verb);
+	} else if (strcmp(verb, "HELP") == 0) {
+		reply(s, "214 2.0.0 Commands: LHLO MAIL RCPT DATA RSET NOOP QUIT");
+	} else if (strcmp(verb, "HELO") == 0 || strcmp(verb, "EHLO") == 0) {
+		/* RFC 2033 4.1: an LMTP server must not accept them. */
+		reply_error(s, "500 5.5.1 This is LMTP: use LHLO");
+	} else {
+		reply_error(s, "500 5.5.1 Unknown command");
+	}
+	return false;
+}
+
+/* ---- input -------------------------------------------------------- */
+
+static bool run_task(struct lmtp_session *s, net_task_fn *fn)
+{
+	if (net_conn_run(s->conn, fn, NULL) < 0) {
+		s->quitting = true; /* the connection is closing */
+		return false;
+	}
+	return true;
+}
+
+/* Feeds buffered DATA bytes to the decoder. Returns true when a worker
+ * task was started (a full chunk, or the end of the message). */
+static bool data_input(struct lmtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+
+	while (evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+		size_t room = LMTP_CHUNK - s->chunk.len - 1;
+		size_t n = v.iov_len < room ? v.iov_len : room;
+		size_t before = s->chunk.len, used = 0;
+		int ret = 0;
+
+		if (n > 0) {
+			ret = lmtp_dot_feed(&s->dot, v.iov_base, n, &used,
+					    &s->chunk);
+			evbuffer_drain(in, used);
+			s->data_size += s->chunk.len - before;
+		}
+		/* Too big: read on to the end, keep nothing, refuse then. */
+		if (s->data_size > s->server->max_message_size)
+			s->data_too_big = true;
+		if (s->data_too_big)
+			buf_reset(&s->chunk);
+		if (ret == 1) {
+			s->state = LMTP_STATE_READY;
+			return run_task(s, lmtp_task_data_end);
+		}
+		if (s->chunk.len + 2 > LMTP_CHUNK)
+			return run_task(s, lmtp_task_data_chunk);
+	}
+	return false;
+}
+
+/* Reads command lines. Returns true when a worker task was started. */
+static bool line_input(struct lmtp_session *s, struct evbuffer *in,
+		       bool *more_r)
+{
+	char line[LMTP_MAX_LINE + 1];
+	size_t eol_len = 0;
+	struct evbuffer_ptr p =
+		evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	*more_r = false;
+	if (p.pos < 0) {
+		size_t have = evbuffer_get_length(in);
+		if (s->skip_line) {
+			evbuffer_drain(in, have);
+		} else if (have > LMTP_MAX_LINE) {
+			evbuffer_drain(in, have);
+			s->skip_line = true;
+			reply_error(s, "500 5.5.2 Line too long");
+		}
+		return false;
+	}
+	*more_r = true;
+	if (s->skip_line || (size_t)p.pos > LMTP_MAX_LINE) {
+		evbuffer_drain(in, (size_t)p.pos + eol_len);
+		if (!s->skip_line)
+			reply_error(s, "500 5.5.2 Line too long");
+		s->skip_line = false;
+		return false;
+	}
+	evbuffer_remove(in, line, (size_t)p.pos);
+	evbuffer_drain(in, eol_len);
+	line[p.pos] = '\0';
+	return handle_line(s, line, (size_t)p.pos);
+}
+
+static void lmtp_input(void *session, struct net_conn *conn)
+{
+	struct lmtp_session *s = session;
+	struct evbuffer *in = net_conn_input(conn);
+	bool more = true;
+
+	while (!s->quitting && more) {
+		if (s->state == LMTP_STATE_DATA) {
+			if (data_input(s, in))
+				return;
+			more = s->state != LMTP_STATE_DATA &&
+			       evbuffer_get_length(in) > 0;
+			continue;
+		}
+		if (line_input(s, in, &more))
+			return;
+	}
+	if (s->quitting)
+		evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* ---- connection hooks --------------------------------------------- */
+
+static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
+{
+	struct lmtp_server *srv = proto_ctx;
+	struct lmtp_session *s;
+
+	if (srv == NULL || srv->store == NULL || srv->auth == NULL)
+		return NULL;
+	s = xcalloc(1, sizeof(*s));
+	s->server = srv;
+	s->conn = conn;
+	s->sid = net_conn_id(conn);
+	s->state = LMTP_STATE_GREETED;
+	buf_init(&s->chunk, 0);
+	net_conn_set_timeout(conn, LMTP_IDLE_TIMEOUT);
+	reply(s, "220 %s LMTP Loft ready", srv->hostname);
+	return s;
+}
+
+static void lmtp_closed(void *session, struct net_conn *conn)
+{
+	struct lmtp_session *s = session;
+
+	/* A connection dropped in the middle of DATA lands here: the
+	 * writers are aborted and nothing is stored. This runs on the I/O
+	 * thread; aborting a writer only unlinks its temporary file. */
+	if (s->state == LMTP_STATE_DATA)
+		log_info("lmtp", s->sid,
+			 "connection lost during DATA, %llu bytes discarded",
+			 (unsigned long long)s->data_size);
+	lmtp_transaction_reset(s);
+	buf_free(&s->chunk);
+	free(s->rcpts);
+	free(s);
+}
+
+static bool lmtp_timeout(void *session, struct net_conn *conn)
+{
+	struct lmtp_session *s = session;
+
+	reply(s, "421 4.4.2 %s Timeout, closing connection",
+	      s->server->hostname);
+	return true;
+}
+
+const struct net_proto lmtp_proto = {
+	.name = "lmtp",
+	.accept = lmtp_accept,
+	.input = lmtp_input,
+	.closed = lmtp_closed,
+	.timeout = lmtp_timeout,
+};
