@@ -1,0 +1,452 @@
+/*
+ * The maildrop (RFC 1939 5-6): INBOX as it was at login, minus the
+ * messages hidden from POP3, with the commands of the TRANSACTION state
+ * and the UPDATE state entered by QUIT. Message numbers refer to the
+ * snapshot for the whole session; mail delivered meanwhile waits for the
+ * next login. DELE only marks; QUIT applies every mark in one store
+ * transaction according to the account's pop3_delete policy, so a
+ * dropped connection deletes nothing.
+ *
+ * UIDL is "%08X%08X" of UID and UIDVALIDITY: stable across sessions and
+ * restarts, unique within the account, and the same string as Dovecot's
+ * default pop3_uidl_format (%08Xu%08Xv), so a POP3 client moved over from
+ * Dovecot with its UIDs kept does not download everything again.
+ */
+#include "pop3-private.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
+{
+	struct store_view *view = NULL;
+	struct store_fetch *fetch = NULL;
+	const struct store_msg *m;
+	int r;
+
+	if (store_user_open(s->server->store, s->user.id, &s->mail, err) < 0)
+		return -1;
+	/* READONLY: POP3 must not take \Recent away from IMAP sessions. */
+	if (store_view_open(s->mail, "INBOX", STORE_VIEW_READONLY, &view, err) < 0)
+		return -1;
+	const struct store_mailbox_info *info = store_view_info(view);
+	uint32_t n = store_view_count(view);
+	s->uidvalidity = info->uidvalidity;
+	s->msgs = xcalloc(n, sizeof(*s->msgs));
+	s->count = 0;
+	if (n == 0) {
+		store_view_close(&view);
+		s->out = xmalloc(POP3_OUT_CHUNK);
+		return 0;
+	}
+	/* The view fixes which UIDs are in the snapshot; the fetch gives
+	 * their sizes and POP3 marks. Messages delivered after the view was
+	 * taken are above its last UID and skipped. */
+	struct store_uid_range range = {store_view_uid(view, 1), store_view_uid(view, n)};
+	if (store_fetch_begin(s->mail, "INBOX", &range, 1,
+			      STORE_FETCH_SIZE | STORE_FETCH_POP3, &fetch, err) < 0) {
+		store_view_close(&view);
+		return -1;
+	}
+	while ((r = store_fetch_next(fetch, &m, err)) > 0) {
+		if (m->pop3_hidden || store_view_seq(view, m->uid) == 0 || s->count >= n)
+			continue;
+		struct pop3_msg *pm = &s->msgs[s->count++];
+		pm->uid = m->uid;
+		pm->size = m->size;
+		pm->retrieved = m->pop3_first_retr != 0;
+		s->total_size += m->size;
+	}
+	store_fetch_end(&fetch);
+	store_view_close(&view);
+	if (r < 0)
+		return -1;
+	s->out = xmalloc(POP3_OUT_CHUNK);
+	return 0;
+}
+
+void pop3_maildrop_close(struct pop3_session *s)
+{
+	if (s->mail != NULL)
+		store_user_unref(&s->mail);
+	s->mail = NULL;
+	free(s->msgs);
+	s->msgs = NULL;
+	s->count = s->deleted_count = 0;
+	s->total_size = s->deleted_size = 0;
+	free(s->out);
+	s->out = NULL;
+	if (s->locked) {
+		pop3_unlock(s->server, s->user.id);
+		s->locked = false;
+	}
+}
+
+/* ---- arguments ------------------------------------------------------ */
+
+/* A decimal number, digits only, without overflow. */
+static bool parse_number(const char *p, size_t len, uint64_t max, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 20)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		if (__builtin_mul_overflow(v, 10, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)(p[i] - '0'), &v))
+			return false;
+	}
+	if (v > max)
+		return false;
+	*v_r = v;
+	return true;
+}
+
+/* Parses a message number argument (RFC 1939: "msg"); on error replies
+ * and returns NULL. Deleted messages do not exist for the client. */
+static struct pop3_msg *arg_message(struct pop3_session *s, const char *arg,
+				    size_t len, uint32_t *num_r)
+{
+	uint64_t num;
+
+	if (!parse_number(arg, len, UINT32_MAX, &num)) {
+		pop3_reply(s, "-ERR Invalid message number.");
+		return NULL;
+	}
+	if (num == 0 || num > s->count) {
+		pop3_reply(s, "-ERR There is no message %" PRIu64 ".", num);
+		return NULL;
+	}
+	struct pop3_msg *m = &s->msgs[num - 1];
+	if (m->deleted) {
+		pop3_reply(s, "-ERR Message %" PRIu64 " is already deleted.", num);
+		return NULL;
+	}
+	*num_r = (uint32_t)num;
+	return m;
+}
+
+/* Splits args into words; returns how many (up to max); -1 if more. */
+static int split_args(const char *args, struct slice *words, int max)
+{
+	int n = 0;
+	const char *p = args;
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		size_t len = strcspn(p, " ");
+		if (n == max)
+			return -1;
+		words[n++] = slice_make(p, len);
+		p += len;
+	}
+	return n;
+}
+
+/* ---- STAT, LIST, UIDL ----------------------------------------------- */
+
+void pop3_cmd_stat(struct pop3_session *s, const char *args)
+{
+	if (*args != '\0') {
+		pop3_reply(s, "-ERR STAT takes no arguments.");
+		return;
+	}
+	pop3_reply(s, "+OK %u %" PRIu64, s->count - s->deleted_count,
+		   s->total_size - s->deleted_size);
+}
+
+static void format_uidl(const struct pop3_session *s, const struct pop3_msg *m,
+			char *out, size_t size)
+{
+	snprintf(out, size, "%08X%08X", m->uid, s->uidvalidity);
+}
+
+/* LIST and UIDL: one message, or a multi-line listing of all that are
+ * not deleted, written in chunks so a 100,000-message maildrop streams
+ * with back-pressure. */
+static void list_common(struct pop3_session *s, const char *args, bool uidl)
+{
+	struct slice w[2];
+	int n = split_args(args, w, 1);
+	char id[40];
+	uint32_t num;
+
+	if (n < 0) {
+		pop3_reply(s, "-ERR Too many arguments.");
+		return;
+	}
+	if (n == 1) {
+		struct pop3_msg *m = arg_message(s, w[0].ptr, w[0].len, &num);
+		if (m == NULL)
+			return;
+		if (uidl) {
+			format_uidl(s, m, id, sizeof(id));
+			pop3_reply(s, "+OK %u %s", num, id);
+		} else {
+			pop3_reply(s, "+OK %u %" PRIu64, num, m->size);
+		}
+		return;
+	}
+	size_t len = (size_t)snprintf(s->out, POP3_OUT_CHUNK, "+OK %u messages\r\n",
+				      s->count - s->deleted_count);
+	for (uint32_t i = 0; i < s->count; i++) {
+		const struct pop3_msg *m = &s->msgs[i];
+		if (m->deleted)
+			continue;
+		if (POP3_OUT_CHUNK - len < 64) {
+			if (net_conn_write(s->conn, s->out, len) < 0)
+				return;
+			len = 0;
+		}
+		if (uidl) {
+			format_uidl(s, m, id, sizeof(id));
+			len += (size_t)snprintf(s->out + len, POP3_OUT_CHUNK - len,
+						"%u %s\r\n", i + 1, id);
+		} else {
+			len += (size_t)snprintf(s->out + len, POP3_OUT_CHUNK - len,
+						"%u %" PRIu64 "\r\n", i + 1, m->size);
+		}
+	}
+	memcpy(s->out + len, ".\r\n", 3);
+	net_conn_write(s->conn, s->out, len + 3);
+}
+
+void pop3_cmd_list(struct pop3_session *s, const char *args)
+{
+	list_common(s, args, false);
+}
+
+void pop3_cmd_uidl(struct pop3_session *s, const char *args)
+{
+	list_common(s, args, true);
+}
+
+/* ---- RETR, TOP ------------------------------------------------------ */
+
+static void send_message(struct pop3_session *s, struct pop3_msg *m,
+			 uint32_t num, long lines)
+{
+	struct store_blob blob;
+	struct store_error err = {0};
+
+	if (store_blob_open(s->mail, "INBOX", m->uid, &blob, &err) < 0) {
+		if (err.kind == STORE_ERR_NOTFOUND) {
+			pop3_reply(s, "-ERR Message %u was removed by another session.", num);
+		} else {
+			log_error("pop3", s->sid, "uid %u: %s", m->uid, err.msg);
+			pop3_reply(s, "-ERR [SYS/TEMP] Cannot read message %u (session %s).",
+				   num, s->sid);
+		}
+		return;
+	}
+	int r = lines < 0 ? pop3_reply(s, "+OK %" PRIu64 " octets", m->size)
+			  : pop3_reply(s, "+OK");
+	if (r == 0)
+		r = pop3_stream_message(s, blob.data, blob.len, lines);
+	store_blob_close(&blob);
+	if (r < 0 || lines >= 0 || m->retrieved)
+		return;
+	/* pop3_retention_days counts from the first RETR; TOP does not
+	 * count, a download does. */
+	if (store_pop3_retrieved(s->mail, m->uid, time(NULL), &err) < 0)
+		log_warn("pop3", s->sid, "uid %u: cannot record retrieval: %s",
+			 m->uid, err.msg);
+	else
+		m->retrieved = true;
+}
+
+void pop3_cmd_retr(struct pop3_session *s, const char *args)
+{
+	struct slice w[2];
+	uint32_t num;
+	int n = split_args(args, w, 1);
+
+	if (n != 1) {
+		pop3_reply(s, "-ERR RETR needs a message number.");
+		return;
+	}
+	struct pop3_msg *m = arg_message(s, w[0].ptr, w[0].len, &num);
+	if (m != NULL)
+		send_message(s, m, num, -1);
+}
+
+void pop3_cmd_top(struct pop3_session *s, const char *args)
+{
+	struct slice w[2];
+	uint32_t num;
+	uint64_t lines;
+	int n = split_args(args, w, 2);
+
+	if (n != 2) {
+		pop3_reply(s, "-ERR TOP needs a message number and a line count.");
+		return;
+	}
+	struct pop3_msg *m = arg_message(s, w[0].ptr, w[0].len, &num);
+	if (m == NULL)
+		return;
+	if (!parse_number(w[1].ptr, w[1].len, INT32_MAX, &lines)) {
+		pop3_reply(s, "-ERR Invalid line count.");
+		return;
+	}
+	send_message(s, m, num, (long)lines);
+}
+
+/* ---- DELE, RSET, NOOP ----------------------------------------------- */
+
+void pop3_cmd_dele(struct pop3_session *s, const char *args)
+{
+	struct slice w[2];
+	uint32_t num;
+	int n = split_args(args, w, 1);
+
+	if (n != 1) {
+		pop3_reply(s, "-ERR DELE needs a message number.");
+		return;
+	}
+	struct pop3_msg *m = arg_message(s, w[0].ptr, w[0].len, &num);
+	if (m == NULL)
+		return;
+	m->deleted = true;
+	s->deleted_count++;
+	s->deleted_size += m->size;
+	pop3_reply(s, "+OK Message %u marked for deletion.", num);
+}
+
+void pop3_cmd_rset(struct pop3_session *s, const char *args)
+{
+	if (*args != '\0') {
+		pop3_reply(s, "-ERR RSET takes no arguments.");
+		return;
+	}
+	for (uint32_t i = 0; i < s->count; i++)
+		s->msgs[i].deleted = false;
+	s->deleted_count = 0;
+	s->deleted_size = 0;
+	pop3_reply(s, "+OK %u messages (%" PRIu64 " octets).", s->count, s->total_size);
+}
+
+void pop3_cmd_noop(struct pop3_session *s, const char *args)
+{
+	if (*args != '\0') {
+		pop3_reply(s, "-ERR NOOP takes no arguments.");
+		return;
+	}
+	pop3_reply(s, "+OK");
+}
+
+/* ---- QUIT and the UPDATE state -------------------------------------- */
+
+/* The DELE'd messages as UID ranges (the snapshot is in UID order). */
+static struct store_uid_range *deleted_ranges(struct pop3_session *s, size_t *count_r,
+					      uint32_t **uids_r)
+{
+	struct store_uid_range *r = xcalloc(s->deleted_count, sizeof(*r));
+	uint32_t *uids = xcalloc(s->deleted_count, sizeof(*uids));
+	size_t n = 0, k = 0;
+
+	for (uint32_t i = 0; i < s->count; i++) {
+		uint32_t uid = s->msgs[i].uid;
+		if (!s->msgs[i].deleted)
+			continue;
+		uids[k++] = uid;
+		if (n > 0 && r[n - 1].hi + 1 == uid)
+			r[n - 1].hi = uid;
+		else
+			r[n++] = (struct store_uid_range){uid, uid};
+	}
+	*count_r = n;
+	*uids_r = uids;
+	return r;
+}
+
+/* Moves to the Trash special-use mailbox, creating it if the user has
+ * deleted it. */
+static int update_trash(struct pop3_session *s, const struct store_uid_range *r,
+			size_t n, struct store_error *err)
+{
+	char *trash = store_mailbox_find_special(s->mail, STORE_SPECIAL_TRASH);
+	int ret;
+
+	if (trash == NULL) {
+		if (store_mailbox_create(s->mail, "Trash", STORE_SPECIAL_TRASH, err) < 0 &&
+		    err->kind != STORE_ERR_EXISTS)
+			return -1;
+		trash = xstrdup("Trash");
+	}
+	ret = store_copy(s->mail, "INBOX", r, n, trash, true, NULL, NULL, NULL,
+			 NULL, err);
+	free(trash);
+	return ret;
+}
+
+/* Applies the DELE marks in one store transaction, as the account's
+ * pop3_delete policy says. */
+static int pop3_update(struct pop3_session *s, struct store_error *err)
+{
+	size_t n;
+	uint32_t *uids;
+	struct store_uid_range *r = deleted_ranges(s, &n, &uids);
+	int ret = -1;
+
+	switch (s->policy.pop3_delete) {
+	case AUTH_POP3_EXPUNGE:
+		ret = store_expunge(s->mail, "INBOX", r, n, true, NULL, NULL, err);
+		break;
+	case AUTH_POP3_HIDE:
+		ret = store_pop3_hide(s->mail, uids, s->deleted_count, err);
+		break;
+	case AUTH_POP3_TRASH:
+		ret = update_trash(s, r, n, err);
+		break;
+	}
+	free(r);
+	free(uids);
+	return ret;
+}
+
+static const char *policy_name(enum auth_pop3_delete p)
+{
+	return p == AUTH_POP3_EXPUNGE ? "expunge" : p == AUTH_POP3_HIDE ? "hide" : "trash";
+}
+
+void pop3_cmd_quit(struct pop3_session *s, const char *args)
+{
+	struct store_error err = {0};
+
+	if (*args != '\0') {
+		pop3_reply(s, "-ERR QUIT takes no arguments.");
+		return;
+	}
+	if (s->state == POP3_STATE_TRANSACTION && s->deleted_count > 0) {
+		if (pop3_update(s, &err) < 0) {
+			log_error("pop3", s->sid, "user=%s: QUIT: %u messages not removed: %s",
+				  s->user.address, s->deleted_count, err.msg);
+			s->state = POP3_STATE_DONE;
+			pop3_session_end(s);
+			pop3_reply(s, "-ERR [SYS/TEMP] Some deleted messages were not removed (session %s).",
+				   s->sid);
+			net_conn_close(s->conn);
+			return;
+		}
+		log_info("pop3", s->sid, "user=%s: QUIT removed %u messages (%s)",
+			 s->user.address, s->deleted_count,
+			 policy_name(s->policy.pop3_delete));
+	}
+	uint32_t removed = s->state == POP3_STATE_TRANSACTION ? s->deleted_count : 0;
+	/* Unlock before the reply: a client that reconnects at once must
+	 * not find its own old session still holding the maildrop. */
+	s->state = POP3_STATE_DONE;
+	pop3_session_end(s);
+	pop3_reply(s, "+OK Logging out, %u messages deleted.", removed);
+	net_conn_close(s->conn);
+}

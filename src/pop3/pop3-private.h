@@ -1,0 +1,138 @@
+/*
+ * Inside the POP3 front-end: the server (shared by all sessions), a
+ * session, and the functions the command files share.
+ *
+ * Threads: the parser and the cheap commands run on the connection's I/O
+ * thread; everything that may block (argon2, SQLite, reading a message,
+ * a long listing that needs back-pressure) runs on a worker through
+ * net_conn_run(). A session is used by one thread at a time: the net layer
+ * stops reading the socket while a task runs.
+ */
+#ifndef LOFT_POP3_PRIVATE_H
+#define LOFT_POP3_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "net.h"
+#include "pop3.h"
+#include "retention.h"
+#include "store.h"
+
+/* RFC 2449 4 limits commands to 255 octets; real clients stay well within
+ * that, but an AUTH initial response for a long address may not, so the
+ * limit is lenient. A SASL answer (SCRAM) may be longer still. */
+#define POP3_MAX_LINE 1024
+#define POP3_MAX_SASL_LINE 16384
+/* Unknown or malformed commands in a row before the session is closed. */
+#define POP3_MAX_BAD_COMMANDS 20
+/* Bytes handed to net_conn_write() at a time while streaming. */
+#define POP3_OUT_CHUNK 65536
+
+struct pop3_retention_task;
+
+struct pop3_server {
+	struct store *store;
+	struct auth *auth;
+	unsigned timeout;               /* seconds */
+	bool tls_configured;            /* [tls] cert and key: STLS offered */
+	uint32_t default_retention_days;/* [policy], for EXPIRE before login */
+
+	/* Maildrop locks (RFC 1939 4): user ids with a session in
+	 * TRANSACTION state. Few at a time; a plain array suffices. */
+	pthread_mutex_t lock_mutex;
+	int64_t *locked;
+	size_t locked_count, locked_cap;
+
+	struct pop3_retention_task *retention;
+};
+
+enum pop3_state {
+	POP3_STATE_AUTHORIZATION,
+	POP3_STATE_TRANSACTION,
+	POP3_STATE_DONE,                /* after QUIT: ignore further input */
+};
+
+/* One message of the maildrop snapshot taken at login. */
+struct pop3_msg {
+	uint32_t uid;
+	bool deleted;                   /* DELE'd in this session */
+	bool retrieved;                 /* first RETR already recorded */
+	uint64_t size;                  /* octets, as LIST promises */
+};
+
+struct pop3_session {
+	struct pop3_server *server;
+	struct net_conn *conn;
+	const char *sid;
+	enum pop3_state state;
+
+	struct buf line;                /* the command being executed */
+	bool skipping;                  /* discarding an over-long line */
+	unsigned bad_commands;
+
+	/* AUTHORIZATION */
+	char *user_name;                /* from USER, waiting for PASS */
+	struct auth_sasl *sasl;         /* an AUTH exchange in progress */
+	bool sasl_final;                /* server-final data sent; waiting
+					   for the empty answer */
+	struct auth_user sasl_user;
+
+	/* TRANSACTION */
+	struct auth_user user;
+	struct auth_policy policy;
+	struct store_user *mail;
+	bool locked;
+	uint32_t uidvalidity;
+	struct pop3_msg *msgs;
+	uint32_t count;
+	uint32_t deleted_count;
+	uint64_t total_size, deleted_size;
+	char *out;                      /* POP3_OUT_CHUNK bytes for streaming */
+};
+
+/* pop3-server.c */
+int pop3_reply(struct pop3_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+bool pop3_cleartext_ok(struct pop3_session *s);
+bool pop3_lock(struct pop3_server *server, int64_t user_id);
+void pop3_unlock(struct pop3_server *server, int64_t user_id);
+void pop3_session_end(struct pop3_session *s);
+
+/* pop3-auth.c: USER, PASS, AUTH, CAPA, STLS and the login itself */
+void pop3_cmd_capa(struct pop3_session *s, const char *args);
+void pop3_cmd_user(struct pop3_session *s, const char *args);
+void pop3_cmd_pass(struct pop3_session *s, const char *args);
+void pop3_cmd_auth(struct pop3_session *s, const char *args);
+void pop3_cmd_stls(struct pop3_session *s, const char *args);
+void pop3_cmd_apop(struct pop3_session *s, const char *args);
+void pop3_sasl_input(struct pop3_session *s, const char *line);
+void pop3_sasl_abort(struct pop3_session *s);
+
+/* pop3-maildrop.c: the snapshot, the commands of TRANSACTION state, and
+ * the UPDATE state at QUIT */
+int pop3_maildrop_open(struct pop3_session *s, struct store_error *err);
+void pop3_maildrop_close(struct pop3_session *s);
+void pop3_cmd_stat(struct pop3_session *s, const char *args);
+void pop3_cmd_list(struct pop3_session *s, const char *args);
+void pop3_cmd_uidl(struct pop3_session *s, const char *args);
+void pop3_cmd_retr(struct pop3_session *s, const char *args);
+void pop3_cmd_top(struct pop3_session *s, const char *args);
+void pop3_cmd_dele(struct pop3_session *s, const char *args);
+void pop3_cmd_rset(struct pop3_session *s, const char *args);
+void pop3_cmd_noop(struct pop3_session *s, const char *args);
+void pop3_cmd_quit(struct pop3_session *s, const char *args);
+
+/* pop3-stream.c: message bytes as POP3 sends them */
+/* Writes data with dot-stuffing and NULs replaced, then the terminating
+ * ".\r\n". body_lines < 0: the whole message; otherwise the header, the
+ * blank line and at most body_lines lines of the body (TOP). Returns -1
+ * once the connection is broken. */
+int pop3_stream_message(struct pop3_session *s, const char *data, size_t len,
+			long body_lines);
+
+#endif

@@ -1,0 +1,413 @@
+/*
+ * The POP3 server: configuration, the net_proto hooks, the incremental
+ * line reader and the command table. A command line is read on the I/O
+ * thread; cheap commands answer there, the rest run on a worker
+ * (net_conn_run). While a command runs the net layer stops reading, so
+ * pipelined commands (RFC 2449 6.6) are taken one after the other, in
+ * order, as soon as the previous reply is written.
+ */
+#include "pop3-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "log.h"
+#include "retention.h"
+
+/* ---- replies -------------------------------------------------------- */
+
+int pop3_reply(struct pop3_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	char line[600];
+
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	return net_conn_write(s->conn, line, (size_t)n);
+}
+
+bool pop3_cleartext_ok(struct pop3_session *s)
+{
+	return auth_cleartext_allowed(s->server->auth, net_conn_is_tls(s->conn),
+				      net_conn_is_local(s->conn));
+}
+
+/* ---- maildrop locks ------------------------------------------------- */
+
+bool pop3_lock(struct pop3_server *server, int64_t user_id)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&server->lock_mutex);
+	for (size_t i = 0; i < server->locked_count; i++) {
+		if (server->locked[i] == user_id) {
+			ok = false;
+			break;
+		}
+	}
+	if (ok) {
+		if (server->locked_count == server->locked_cap) {
+			server->locked_cap = server->locked_cap ? server->locked_cap * 2 : 16;
+			server->locked = xrealloc(server->locked,
+						  server->locked_cap * sizeof(*server->locked));
+		}
+		server->locked[server->locked_count++] = user_id;
+	}
+	pthread_mutex_unlock(&server->lock_mutex);
+	return ok;
+}
+
+void pop3_unlock(struct pop3_server *server, int64_t user_id)
+{
+	pthread_mutex_lock(&server->lock_mutex);
+	for (size_t i = 0; i < server->locked_count; i++) {
+		if (server->locked[i] == user_id) {
+			server->locked[i] = server->locked[--server->locked_count];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&server->lock_mutex);
+}
+
+/* ---- the command table ---------------------------------------------- */
+
+enum {
+	CMD_AUTHORIZATION = 1 << 0,   /* valid before login */
+	CMD_TRANSACTION = 1 << 1,     /* valid after login */
+	CMD_WORKER = 1 << 2,          /* may block: run on a worker */
+};
+
+struct pop3_command {
+	const char *name;
+	void (*handler)(struct pop3_session *s, const char *args);
+	unsigned flags;
+};
+
+static const struct pop3_command pop3_commands[] = {
+	{"CAPA", pop3_cmd_capa, CMD_AUTHORIZATION | CMD_TRANSACTION},
+	{"USER", pop3_cmd_user, CMD_AUTHORIZATION},
+	{"PASS", pop3_cmd_pass, CMD_AUTHORIZATION | CMD_WORKER},
+	{"AUTH", pop3_cmd_auth, CMD_AUTHORIZATION | CMD_WORKER},
+	{"APOP", pop3_cmd_apop, CMD_AUTHORIZATION},
+	{"STLS", pop3_cmd_stls, CMD_AUTHORIZATION},
+	{"QUIT", pop3_cmd_quit, CMD_AUTHORIZATION | CMD_TRANSACTION | CMD_WORKER},
+	{"STAT", pop3_cmd_stat, CMD_TRANSACTION},
+	{"LIST", pop3_cmd_list, CMD_TRANSACTION | CMD_WORKER},
+	{"UIDL", pop3_cmd_uidl, CMD_TRANSACTION | CMD_WORKER},
+	{"RETR", pop3_cmd_retr, CMD_TRANSACTION | CMD_WORKER},
+	{"TOP", pop3_cmd_top, CMD_TRANSACTION | CMD_WORKER},
+	{"DELE", pop3_cmd_dele, CMD_TRANSACTION},
+	{"RSET", pop3_cmd_rset, CMD_TRANSACTION},
+	{"NOOP", pop3_cmd_noop, CMD_TRANSACTION},
+};
+
+static const struct pop3_command *pop3_command_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
+		const struct pop3_command *c = &pop3_commands[i];
+		if (strlen(c->name) == len && strncasecmp(c->name, name, len) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/* ---- sessions ------------------------------------------------------- */
+
+static void *pop3_accept(struct net_conn *conn, void *proto_ctx)
+{
+	struct pop3_server *server = proto_ctx;
+	struct pop3_session *s = xcalloc(1, sizeof(*s));
+
+	s->server = server;
+	s->conn = conn;
+	s->sid = net_conn_id(conn);
+	s->state = POP3_STATE_AUTHORIZATION;
+	buf_init(&s->line, POP3_MAX_SASL_LINE + 1);
+	net_conn_set_timeout(conn, server->timeout);
+	log_debug("pop3", s->sid, "connect from %s%s", net_conn_peer(conn),
+		  net_conn_is_tls(conn) ? " (TLS)" : "");
+	/* No APOP timestamp: APOP needs cleartext passwords on the server. */
+	pop3_reply(s, "+OK Loft POP3 server ready.");
+	return s;
+}
+
+/* Called on QUIT and when the connection goes away: releases the maildrop
+ * without applying any DELE (RFC 1939 6: only QUIT enters UPDATE). */
+void pop3_session_end(struct pop3_session *s)
+{
+	pop3_sasl_abort(s);
+	pop3_maildrop_close(s);
+	if (s->user_name != NULL) {
+		explicit_bzero(s->user_name, strlen(s->user_name));
+		free(s->user_name);
+		s->user_name = NULL;
+	}
+}
+
+static void pop3_closed(void *session, struct net_conn *conn)
+{
+	struct pop3_session *s = session;
+
+	log_debug("pop3", s->sid, "disconnected");
+	pop3_session_end(s);
+	if (s->line.data != NULL)
+		explicit_bzero(s->line.data, s->line.cap);
+	buf_free(&s->line);
+	free(s);
+}
+
+static bool pop3_timeout(void *session, struct net_conn *conn)
+{
+	struct pop3_session *s = session;
+
+	/* RFC 1939 3: an autologout timer closes the session without
+	 * entering UPDATE: nothing is deleted. */
+	log_info("pop3", s->sid, "autologout after %u s idle", s->server->timeout);
+	pop3_reply(s, "-ERR Disconnected for inactivity.");
+	return true;
+}
+
+static void pop3_bad_command(struct pop3_session *s, const char *msg)
+{
+	pop3_reply(s, "-ERR %s", msg);
+	if (++s->bad_commands >= POP3_MAX_BAD_COMMANDS) {
+		pop3_reply(s, "-ERR Too many invalid commands, closing.");
+		s->state = POP3_STATE_DONE;
+		net_conn_close(s->conn);
+	}
+}
+
+static void pop3_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct pop3_session *s = session;
+	const struct pop3_command *cmd = arg;
+
+	if (cmd == NULL) {
+		pop3_sasl_input(s, s->line.data);
+		return;
+	}
+	const char *args = s->line.data + strlen(cmd->name);
+	while (*args == ' ')
+		args++;
+	cmd->handler(s, args);
+}
+
+/* One complete line is in s->line: find its command and run it. Returns
+ * true when a worker task was started (the caller stops parsing). */
+static bool pop3_dispatch(struct pop3_session *s)
+{
+	const char *line = s->line.data != NULL ? s->line.data : "";
+
+	if (memchr(line, '\0', s->line.len) != NULL) {
+		if (s->sasl != NULL)
+			pop3_sasl_abort(s);
+		pop3_bad_command(s, "Invalid characters in command.");
+		return false;
+	}
+	if (s->sasl != NULL) {
+		if (net_conn_run(s->conn, pop3_task, NULL) < 0)
+			pop3_sasl_abort(s);
+		return true;
+	}
+
+	size_t n = strcspn(line, " ");
+	const struct pop3_command *cmd = pop3_command_find(line, n);
+	if (cmd == NULL) {
+		pop3_bad_command(s, "Unknown command.");
+		return false;
+	}
+	if (s->state == POP3_STATE_AUTHORIZATION && !(cmd->flags & CMD_AUTHORIZATION)) {
+		pop3_bad_command(s, "Command not valid before login (AUTHORIZATION state).");
+		return false;
+	}
+	if (s->state == POP3_STATE_TRANSACTION && !(cmd->flags & CMD_TRANSACTION)) {
+		pop3_bad_command(s, "Command not valid after login (TRANSACTION state).");
+		return false;
+	}
+	s->bad_commands = 0;
+	if (cmd->flags & CMD_WORKER) {
+		net_conn_run(s->conn, pop3_task, (void *)cmd);
+		return true;
+	}
+	pop3_task(s, s->conn, (void *)cmd);
+	return false;
+}
+
+/* Reads one line into s->line. Returns 1 for a line, 0 when more input is
+ * needed, -1 for a line over the limit (already discarded). Accepts a
+ * bare LF as the end of a line, as most servers do. */
+static int pop3_read_line(struct pop3_session *s, struct evbuffer *in)
+{
+	size_t max = s->sasl != NULL ? POP3_MAX_SASL_LINE : POP3_MAX_LINE;
+	size_t eol_len = 0;
+	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	if (p.pos < 0) {
+		size_t have = evbuffer_get_length(in);
+		if (have > max || s->skipping) {
+			evbuffer_drain(in, have);
+			s->skipping = true;
+		}
+		return 0;
+	}
+	size_t len = (size_t)p.pos;
+	if (s->skipping || len > max) {
+		evbuffer_drain(in, len + eol_len);
+		s->skipping = false;
+		return -1;
+	}
+	buf_reset(&s->line);
+	if (buf_append(&s->line, evbuffer_pullup(in, (ssize_t)len), len) < 0) {
+		evbuffer_drain(in, len + eol_len);
+		return -1;
+	}
+	evbuffer_drain(in, len + eol_len);
+	if (s->line.data == NULL)
+		buf_append(&s->line, "", 0);
+	return 1;
+}
+
+static void pop3_input(void *session, struct net_conn *conn)
+{
+	struct pop3_session *s = session;
+	struct evbuffer *in = net_conn_input(conn);
+
+	while (s->state != POP3_STATE_DONE) {
+		int r = pop3_read_line(s, in);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			if (s->sasl != NULL)
+				pop3_sasl_abort(s);
+			pop3_bad_command(s, "Line too long.");
+			continue;
+		}
+		if (pop3_dispatch(s))
+			return;
+	}
+	/* After QUIT nothing more is read (RFC 1939 6). */
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+const struct net_proto pop3_proto = {
+	.name = "pop3",
+	.accept = pop3_accept,
+	.input = pop3_input,
+	.closed = pop3_closed,
+	.timeout = pop3_timeout,
+};
+
+/* ---- the server ----------------------------------------------------- */
+
+static const char *const pop3_config_keys[] = {
+	"listen", "timeout", "retention_interval", NULL,
+};
+
+static bool pop3_config_key_known(const char *key)
+{
+	for (size_t i = 0; pop3_config_keys[i] != NULL; i++) {
+		if (strcmp(pop3_config_keys[i], key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A duration from [pop3], falling back to [pop3s]. */
+static int pop3_config_duration(const struct config *cfg, const char *key,
+				uint64_t def, uint64_t *v_r, struct buf *errors)
+{
+	const struct config_entry *e = config_find(cfg, "pop3", key);
+
+	if (e == NULL)
+		e = config_find(cfg, "pop3s", key);
+	*v_r = def;
+	if (e == NULL)
+		return 0;
+	if (config_parse_duration(e->value, v_r) < 0) {
+		buf_printf(errors, "%s:%d: %s: invalid duration '%s' (e.g. 10m, 1h)\n",
+			   cfg->path, e->line, key, e->value);
+		return -1;
+	}
+	return 0;
+}
+
+static int pop3_config_check(const struct config *cfg, struct buf *errors)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct config_entry *e = &cfg->entries[i];
+		if (strcmp(e->section, "pop3") != 0 && strcmp(e->section, "pop3s") != 0)
+			continue;
+		if (!pop3_config_key_known(e->key)) {
+			buf_printf(errors, "%s:%d: [%s] unknown key '%s'\n", cfg->path,
+				   e->line, e->section, e->key);
+			ret = -1;
+		}
+	}
+	return ret;
+}
+
+struct pop3_server *pop3_server_create(const struct config *cfg,
+				       struct store *store, struct auth *auth,
+				       struct buf *errors)
+{
+	uint64_t timeout, interval;
+	int ret = pop3_config_check(cfg, errors);
+
+	ret |= pop3_config_duration(cfg, "timeout", 600, &timeout, errors);
+	ret |= pop3_config_duration(cfg, "retention_interval", 3600, &interval, errors);
+	if (ret == 0 && (timeout == 0 || timeout > 86400)) {
+		const struct config_entry *e = config_find(cfg, "pop3", "timeout");
+		if (e == NULL)
+			e = config_find(cfg, "pop3s", "timeout");
+		buf_printf(errors, "%s:%d: timeout must be between 1s and 1d\n",
+			   cfg->path, e != NULL ? e->line : 0);
+		ret = -1;
+	}
+	if (ret != 0)
+		return NULL;
+
+	struct pop3_server *server = xcalloc(1, sizeof(*server));
+	server->store = store;
+	server->auth = auth;
+	server->timeout = (unsigned)timeout;
+	server->tls_configured = config_get(cfg, "tls", "cert") != NULL &&
+				 config_get(cfg, "tls", "key") != NULL;
+	const char *days = config_get(cfg, "policy", "pop3_retention_days");
+	uint64_t d = 0;
+	if (days != NULL && config_parse_uint(days, UINT32_MAX, &d) == 0)
+		server->default_retention_days = (uint32_t)d;
+	pthread_mutex_init(&server->lock_mutex, NULL);
+	if (store != NULL && auth != NULL && interval > 0)
+		server->retention = pop3_retention_task_start(store, auth,
+							      (unsigned)interval);
+	return server;
+}
+
+void pop3_server_destroy(struct pop3_server **serverp)
+{
+	struct pop3_server *server = *serverp;
+
+	if (server == NULL)
+		return;
+	*serverp = NULL;
+	pop3_retention_task_stop(&server->retention);
+	pthread_mutex_destroy(&server->lock_mutex);
+	free(server->locked);
+	free(server);
+}
