@@ -1,0 +1,128 @@
+/*
+ * SEARCH programs (RFC 9051 6.4.4, RFC 3501 6.4.4) with the keys of
+ * CONDSTORE (MODSEQ, RFC 7162 3.1.5), SEARCHRES ($, RFC 5182), WITHIN
+ * (OLDER/YOUNGER, RFC 5032), SAVEDATE (RFC 8514) and OBJECTID (EMAILID,
+ * THREADID, RFC 8474), and the ESEARCH result options (RFC 4731).
+ *
+ * imap_search_parse() turns the argument tree of a SEARCH, SORT or THREAD
+ * command into a program (bounded in depth and size); imap_search_run()
+ * evaluates it over a mailbox view in one store pass: flags, sizes and
+ * dates come from the store iterator, BODY/TEXT from the store's text index
+ * (store_search_text, once per key), header keys from the header bytes of
+ * the blob, read only for messages the cheaper keys have not ruled out.
+ */
+#ifndef LOFT_IMAP_SEARCH_H
+#define LOFT_IMAP_SEARCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct buf;
+struct imap_arg;
+struct store_user;
+struct store_view;
+struct store_error;
+struct imap_search_key;
+
+/* Limits on a program: nesting of lists/NOT/OR, and the number of keys. */
+#define IMAP_SEARCH_MAX_DEPTH 256
+#define IMAP_SEARCH_MAX_KEYS 10000
+
+/* ESEARCH RETURN options (RFC 4731 3.1, RFC 5182 2). */
+enum imap_search_return {
+	IMAP_SEARCH_RETURN_MIN = 1 << 0,
+	IMAP_SEARCH_RETURN_MAX = 1 << 1,
+	IMAP_SEARCH_RETURN_ALL = 1 << 2,
+	IMAP_SEARCH_RETURN_COUNT = 1 << 3,
+	IMAP_SEARCH_RETURN_SAVE = 1 << 4,
+};
+
+struct imap_search_program {
+	struct imap_search_key *root;
+	unsigned return_opts;     /* 0: no RETURN given (plain SEARCH reply) */
+	bool esearch;             /* RETURN was given (even "()") */
+	bool has_modseq;          /* a MODSEQ key: reply carries MODSEQ */
+	bool uses_saved;          /* $ appears */
+	unsigned key_count;
+};
+
+enum imap_search_parse_error {
+	IMAP_SEARCH_ERR_SYNTAX,     /* tagged BAD */
+	IMAP_SEARCH_ERR_BADCHARSET, /* tagged NO [BADCHARSET (UTF-8 US-ASCII)] */
+	IMAP_SEARCH_ERR_LIMIT,      /* tagged BAD [LIMIT] */
+};
+
+struct imap_search_parse_params {
+	bool allow_return;        /* SEARCH (ESEARCH); not SORT/THREAD */
+	bool charset_required;    /* SORT/THREAD: a charset comes first */
+};
+
+/* Parses args (up to EOL) into *prog_r. On error returns -1 with a
+ * message for the client in *error_r (static) and the kind. */
+int imap_search_parse(const struct imap_arg *args,
+		      const struct imap_search_parse_params *params,
+		      struct imap_search_program **prog_r,
+		      enum imap_search_parse_error *kind_r,
+		      const char **error_r);
+void imap_search_program_free(struct imap_search_program **prog);
+
+/* What a search is run against. saved: the SEARCHRES result ($), as UIDs
+ * in ascending order. */
+struct imap_search_env {
+	struct store_user *user;
+	const char *mailbox;
+	struct store_view *view;
+	const uint32_t *saved_uids;
+	size_t saved_count;
+	time_t now;               /* for OLDER/YOUNGER */
+};
+
+/* Matching messages in ascending sequence order. */
+struct imap_search_result {
+	uint32_t *seqs;
+	uint32_t *uids;
+	uint64_t *modseqs;
+	size_t count;
+	uint64_t highest_modseq;  /* over the matches, for RFC 7162 3.1.5 */
+};
+
+/* Runs prog over env->view. Returns 0, or -1 with err filled (a store
+ * failure). Free the result with imap_search_result_free. */
+int imap_search_run(struct imap_search_program *prog,
+		    const struct imap_search_env *env,
+		    struct imap_search_result *result_r,
+		    struct store_error *err);
+void imap_search_result_free(struct imap_search_result *result);
+
+/* Appends the untagged reply for a SEARCH or UID SEARCH (without CRLF):
+ * "* SEARCH 1 2 3 (MODSEQ 9)" or, for RETURN / IMAP4rev2,
+ * "* ESEARCH (TAG "t") UID MIN 1 ...". Appends nothing when only SAVE
+ * was asked (RFC 5182 2.1). Returns -1 if out hits its limit. */
+struct imap_search_reply_params {
+	const char *tag;
+	size_t tag_len;
+	bool uid;                 /* UID SEARCH: numbers are UIDs */
+	bool esearch;             /* ESEARCH form even without RETURN (rev2) */
+	bool condstore;           /* MODSEQ to be shown (RFC 7162 3.1.5) */
+};
+int imap_search_reply(const struct imap_search_program *prog,
+		      const struct imap_search_result *result,
+		      const struct imap_search_reply_params *params,
+		      struct buf *out);
+
+/* What SAVE stores for $ (RFC 5182 2.4): all matches, or only MIN/MAX
+ * when those are the only other options. UIDs, ascending; caller frees. */
+void imap_search_saved_uids(const struct imap_search_program *prog,
+			    const struct imap_search_result *result,
+			    uint32_t **uids_r, size_t *count_r);
+
+/* Appends numbers (ascending) as a compact sequence-set "1:3,7". */
+int imap_search_append_set(struct buf *out, const uint32_t *nums, size_t count);
+
+/* Parses an IMAP date "1-Feb-2026" (RFC 3501 date-text) to the UTC
+ * midnight that starts it. -1 if malformed. */
+int imap_search_parse_date(const char *s, size_t len, time_t *day_r);
+
+#endif
