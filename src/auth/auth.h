@@ -20,6 +20,8 @@
 
 struct auth;
 struct auth_sasl;
+struct buf;
+struct config;
 
 enum auth_pop3_delete { AUTH_POP3_EXPUNGE, AUTH_POP3_HIDE, AUTH_POP3_TRASH };
 
@@ -44,7 +46,23 @@ struct auth_settings {
 	uint32_t argon2_t_cost;       /* 0: defaults (t=3, m=64 MiB, p=1) */
 	uint32_t argon2_m_cost_kib;
 	uint32_t argon2_parallelism;
+	uint32_t scram_iterations;    /* 0: default 4096 (RFC 7677 minimum) */
+	uint32_t cache_ttl_secs;      /* successful verifications remembered;
+					 default 60 (set by _from_config) */
+	bool cache_disabled;          /* cache_ttl = 0 in the config */
+	uint32_t throttle_max_delay_ms; /* cap of one delay; 0: default 3000 */
+	bool throttle_disabled;       /* never in production; tests only */
 };
+
+/* Fills set_r from the top-level data_dir, [policy] (the keys of
+ * auth_policy_keys, as `loftctl user set` takes them) and [auth]. Strings
+ * in set_r point into cfg, which must outlive them. Unknown or malformed
+ * keys in [policy] and [auth] are appended to errors as
+ * "FILE:LINE: message\n"; returns -1 if there was any. */
+int auth_settings_from_config(const struct config *cfg,
+			      struct auth_settings *set_r, struct buf *errors);
+/* Defaults only (no config): data_dir NULL, policy defaults, etc. */
+void auth_settings_defaults(struct auth_settings *set_r);
 
 struct auth_user {
 	int64_t id;
@@ -52,6 +70,8 @@ struct auth_user {
 	bool disabled;
 };
 
+/* Opens (creating data_dir and accounts.db when missing) the account
+ * database. *error_r (caller frees) says why it failed. */
 int auth_open(const struct auth_settings *set, struct auth **auth_r,
 	      char **error_r);
 void auth_close(struct auth **auth);
@@ -60,6 +80,10 @@ extern const char *const auth_policy_keys[];
 /* Parses KEY=VALUE into policy; -1 with a message if unknown/invalid. */
 int auth_policy_set(struct auth_policy *policy, const char *key,
 		    const char *value, char **error_r);
+/* The policy defaults when [policy] says nothing. */
+void auth_policy_defaults(struct auth_policy *policy_r);
+/* "trash", "hide", "expunge". */
+const char *auth_pop3_delete_name(enum auth_pop3_delete d);
 
 /* ---- lookups ------------------------------------------------------- */
 
@@ -99,10 +123,16 @@ const char *auth_mechanisms(struct auth *auth, bool cleartext_ok);
 bool auth_cleartext_allowed(struct auth *auth, bool tls, bool local);
 
 /* A SASL exchange. begin fails (-1) for an unknown mechanism. step takes
- * the client's decoded response (NULL/0 for "no initial response") and
- * gives the server's challenge to send (decoded; caller base64-encodes).
- * Returns AUTH_SASL_CONTINUE, AUTH_SASL_OK (user_r filled; *out may hold
- * server-final data, e.g. SCRAM's v=...) or AUTH_SASL_FAIL. */
+ * the client's decoded response (NULL/0 for "no initial response"; an
+ * empty response, IMAP "=" or an empty line, is non-NULL with length 0)
+ * and gives the server's challenge to send (decoded; caller base64-encodes
+ * and frees *out_r, which is NULL on FAIL/TEMPFAIL).
+ * Returns AUTH_SASL_CONTINUE, AUTH_SASL_OK (user_r filled; *out is empty),
+ * AUTH_SASL_FAIL or AUTH_SASL_TEMPFAIL (database trouble).
+ * SCRAM-SHA-256 sends its server-final message (v=...) as a last
+ * CONTINUE challenge and returns OK when the client answers it with an
+ * empty response, so no protocol needs success-with-data. step sleeps on
+ * the worker when the client is throttled, as auth_verify does. */
 enum auth_sasl_status { AUTH_SASL_CONTINUE, AUTH_SASL_OK, AUTH_SASL_FAIL,
 			AUTH_SASL_TEMPFAIL };
 int auth_sasl_begin(struct auth *auth, const char *mech, const char *remote,
@@ -127,5 +157,28 @@ int auth_user_set(struct auth *auth, const char *address, const char *key,
 int auth_alias_add(struct auth *auth, const char *alias, const char *target,
 		   char **error_r);
 int auth_alias_del(struct auth *auth, const char *alias, char **error_r);
+
+/* Listings, sorted by name; fn is called once per row. For domains,
+ * extra is NULL; for users, extra is "disabled" or NULL; for aliases,
+ * extra is the target address. */
+typedef void auth_list_fn(void *ctx, const char *name, const char *extra);
+int auth_domain_list(struct auth *auth, auth_list_fn *fn, void *ctx,
+		     char **error_r);
+int auth_user_list(struct auth *auth, auth_list_fn *fn, void *ctx,
+		   char **error_r);
+int auth_alias_list(struct auth *auth, auth_list_fn *fn, void *ctx,
+		    char **error_r);
+/* The account's own overrides (name = key, extra = value as stored). */
+int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,
+			void *ctx, char **error_r);
+/* Which password scheme the account's hash uses ("ARGON2ID",
+ * "SHA512-CRYPT", ...) and whether it has SCRAM-SHA-256 keys. */
+int auth_user_scheme(struct auth *auth, int64_t user_id, char *scheme,
+		     size_t scheme_size, bool *has_scram_r);
+
+/* auth_user_set also takes the key "disabled" (yes/no), and the value
+ * "default" for any policy key, which removes the account's override.
+ * `loftctl user quota ADDRESS none` is auth_user_set(.., "quota_bytes",
+ * "none"): an explicit "no limit" that overrides [policy]. */
 
 #endif

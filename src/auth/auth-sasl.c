@@ -1,0 +1,440 @@
+/*
+ * SASL server mechanisms, protocol-neutral: the front-end (IMAP
+ * AUTHENTICATE, POP3 AUTH, later SMTP AUTH) does the base64 and the
+ * framing, this file the exchange.
+ *
+ *   PLAIN          RFC 4616; authzid must be empty or equal to authcid.
+ *   LOGIN          draft-murchison-sasl-login: "Username:", "Password:".
+ *   SCRAM-SHA-256  RFC 7677 / RFC 5802, without channel binding: "n,," and
+ *                  "y,," are accepted (we do not offer -PLUS, RFC 5802 6),
+ *                  "p=" is refused. The server-final message (v=...) is
+ *                  sent as one more challenge; the exchange succeeds when
+ *                  the client answers it with an empty response, so IMAP
+ *                  and POP3 need no "additional data with success".
+ */
+#include "auth-private.h"
+
+#include "buf.h"
+#include "log.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SCRAM_NONCE_RAND 18        /* 24 base64 characters */
+#define SASL_MSG_MAX 4096
+
+enum mech { MECH_PLAIN, MECH_LOGIN, MECH_SCRAM };
+
+struct auth_sasl {
+	struct auth *auth;
+	enum mech mech;
+	int state;
+	char remote[64];
+	char login[AUTH_ADDRESS_MAX + 1];   /* LOGIN, SCRAM */
+	/* SCRAM */
+	char *gs2_header;
+	char *client_first_bare;
+	char *server_first;
+	char *nonce;
+	char *test_nonce;
+	bool user_ok;                       /* found, with SCRAM keys */
+	struct auth_user_row row;
+};
+
+int auth_sasl_begin(struct auth *auth, const char *mech, const char *remote,
+		    struct auth_sasl **sasl_r)
+{
+	enum mech m;
+	if (strcasecmp(mech, "PLAIN") == 0)
+		m = MECH_PLAIN;
+	else if (strcasecmp(mech, "LOGIN") == 0)
+		m = MECH_LOGIN;
+	else if (strcasecmp(mech, "SCRAM-SHA-256") == 0)
+		m = MECH_SCRAM;
+	else
+		return -1;
+	struct auth_sasl *s = xcalloc(1, sizeof(*s));
+	s->auth = auth;
+	s->mech = m;
+	snprintf(s->remote, sizeof(s->remote), "%s", remote ? remote : "");
+	*sasl_r = s;
+	return 0;
+}
+
+void auth_sasl_free(struct auth_sasl **saslp)
+{
+	struct auth_sasl *s = *saslp;
+	if (s == NULL)
+		return;
+	free(s->gs2_header);
+	free(s->client_first_bare);
+	free(s->server_first);
+	free(s->nonce);
+	free(s->test_nonce);
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+	*saslp = NULL;
+}
+
+void auth_sasl_set_test_nonce(struct auth_sasl *sasl, const char *nonce)
+{
+	free(sasl->test_nonce);
+	sasl->test_nonce = xstrdup(nonce);
+}
+
+static enum auth_sasl_status reply(const char *s, size_t len, char **out_r,
+				   size_t *out_len_r,
+				   enum auth_sasl_status status)
+{
+	*out_r = xstrndup(s, len);
+	*out_len_r = len;
+	return status;
+}
+
+static enum auth_sasl_status from_result(enum auth_result r)
+{
+	switch (r) {
+	case AUTH_OK: return AUTH_SASL_OK;
+	case AUTH_TEMPFAIL: return AUTH_SASL_TEMPFAIL;
+	default: return AUTH_SASL_FAIL;
+	}
+}
+
+/* ---- PLAIN ----------------------------------------------------------- */
+
+static enum auth_sasl_status plain_step(struct auth_sasl *s, const char *in,
+					size_t len, struct auth_user *user_r)
+{
+	/* message = [authzid] NUL authcid NUL passwd (RFC 4616 2) */
+	const char *nul1 = memchr(in, '\0', len);
+	const char *nul2 = nul1 ? memchr(nul1 + 1, '\0',
+					 len - (size_t)(nul1 + 1 - in)) : NULL;
+	if (nul2 == NULL || memchr(nul2 + 1, '\0',
+				   len - (size_t)(nul2 + 1 - in)) != NULL)
+		return AUTH_SASL_FAIL;
+	size_t zlen = (size_t)(nul1 - in);
+	size_t clen = (size_t)(nul2 - nul1 - 1);
+	size_t plen = len - (size_t)(nul2 + 1 - in);
+	if (clen == 0 || clen > AUTH_ADDRESS_MAX || plen == 0 ||
+	    plen > AUTH_PASSWORD_MAX)
+		return AUTH_SASL_FAIL;
+	if (zlen > 0 && (zlen != clen || strncasecmp(in, nul1 + 1, clen) != 0))
+		return AUTH_SASL_FAIL;
+	char *password = xstrndup(nul2 + 1, plen);
+	enum auth_result r = auth_verify_password(s->auth, nul1 + 1, password,
+						  s->remote, user_r);
+	OPENSSL_cleanse(password, plen);
+	free(password);
+	return from_result(r);
+}
+
+/* ---- LOGIN ----------------------------------------------------------- */
+
+static enum auth_sasl_status login_step(struct auth_sasl *s, const char *in,
+					size_t len, char **out_r,
+					size_t *out_len_r,
+					struct auth_user *user_r)
+{
+	static const char user_prompt[] = "Username:";
+	static const char pass_prompt[] = "Password:";
+	if (s->state == 0 && in == NULL) {
+		s->state = 1;
+		return reply(user_prompt, strlen(user_prompt), out_r,
+			     out_len_r, AUTH_SASL_CONTINUE);
+	}
+	if (in == NULL || memchr(in, '\0', len) != NULL)
+		return AUTH_SASL_FAIL;
+	if (s->state <= 1) {
+		if (len == 0 || len > AUTH_ADDRESS_MAX)
+			return AUTH_SASL_FAIL;
+		memcpy(s->login, in, len);
+		s->login[len] = '\0';
+		s->state = 2;
+		return reply(pass_prompt, strlen(pass_prompt), out_r,
+			     out_len_r, AUTH_SASL_CONTINUE);
+	}
+	if (len == 0 || len > AUTH_PASSWORD_MAX)
+		return AUTH_SASL_FAIL;
+	char *password = xstrndup(in, len);
+	enum auth_result r = auth_verify_password(s->auth, s->login, password,
+						  s->remote, user_r);
+	OPENSSL_cleanse(password, len);
+	free(password);
+	return from_result(r);
+}
+
+/* ---- SCRAM-SHA-256 --------------------------------------------------- */
+
+/* saslname (RFC 5802 5.1): "=2C" is ',', "=3D" is '='; any other '=' is
+ * an error. */
+static int saslname_decode(const char *in, size_t len, char *out,
+			   size_t size)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+		if (c == '=') {
+			if (len - i < 3)
+				return -1;
+			if (memcmp(in + i, "=2C", 3) == 0)
+				c = ',';
+			else if (memcmp(in + i, "=3D", 3) == 0)
+				c = '=';
+			else
+				return -1;
+			i += 2;
+		} else if (c == ',' || c == '\0') {
+			return -1;
+		}
+		if (n + 1 >= size)
+			return -1;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
+static bool printable_nonce(const char *p, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] < 0x21 || p[i] > 0x7e || p[i] == ',')
+			return false;
+	}
+	return true;
+}
+
+/* A salt for unknown users that stays the same across attempts, so a
+ * client cannot tell them from real ones by the salt changing. */
+static void fake_salt(struct auth_sasl *s)
+{
+	uint8_t mac[32];
+	unsigned len = sizeof(mac);
+	HMAC(EVP_sha256(), s->auth->secret, sizeof(s->auth->secret),
+	     (const uint8_t *)s->login, strlen(s->login), mac, &len);
+	memcpy(s->row.scram_salt, mac, AUTH_SCRAM_SALT_LEN);
+	s->row.scram_salt_len = AUTH_SCRAM_SALT_LEN;
+	s->row.scram_iterations = auth_scram_iterations(&s->auth->set);
+}
+
+static enum auth_sasl_status scram_first(struct auth_sasl *s, const char *in,
+					 size_t len, char **out_r,
+					 size_t *out_len_r)
+{
+	/* gs2-header = gs2-cbind-flag "," [ authzid ] "," (RFC 5802 7) */
+	if (len < 3 || (in[0] != 'n' && in[0] != 'y') || in[1] != ',')
+		return AUTH_SASL_FAIL;   /* "p=": channel binding not offered */
+	const char *comma = memchr(in + 2, ',', len - 2);
+	if (comma == NULL)
+		return AUTH_SASL_FAIL;
+	char authzid[AUTH_ADDRESS_MAX + 1] = "";
+	if (comma > in + 2) {
+		if (strncmp(in + 2, "a=", 2) != 0 ||
+		    saslname_decode(in + 4, (size_t)(comma - in - 4), authzid,
+				    sizeof(authzid)) < 0)
+			return AUTH_SASL_FAIL;
+	}
+	const char *bare = comma + 1;
+	size_t blen = len - (size_t)(bare - in);
+	/* client-first-message-bare = "n=" saslname ",r=" nonce [,ext] ;
+	 * a mandatory extension "m=" is refused (RFC 5802 5.1). */
+	if (blen < 2 || strncmp(bare, "n=", 2) != 0)
+		return AUTH_SASL_FAIL;
+	const char *uend = memchr(bare, ',', blen);
+	if (uend == NULL ||
+	    saslname_decode(bare + 2, (size_t)(uend - bare - 2), s->login,
+			    sizeof(s->login)) < 0)
+		return AUTH_SASL_FAIL;
+	const char *r = uend + 1;
+	size_t rlen = blen - (size_t)(r - bare);
+	if (rlen < 3 || strncmp(r, "r=", 2) != 0)
+		return AUTH_SASL_FAIL;
+	const char *rend = memchr(r, ',', rlen);
+	size_t nlen = (size_t)((rend ? rend : r + rlen) - r - 2);
+	if (!printable_nonce(r + 2, nlen))
+		return AUTH_SASL_FAIL;
+	if (authzid[0] != '\0' && strcasecmp(authzid, s->login) != 0)
+		return AUTH_SASL_FAIL;
+
+	s->gs2_header = xstrndup(in, (size_t)(bare - in));
+	s->client_first_bare = xstrndup(bare, blen);
+	int found = auth_db_user_row(s->auth, s->login, &s->row);
+	if (found < 0)
+		return AUTH_SASL_TEMPFAIL;
+	s->user_ok = found == 1 && s->row.has_scram;
+	if (!s->user_ok)
+		fake_salt(s);
+
+	char *server_part;
+	if (s->test_nonce != NULL) {
+		server_part = xstrdup(s->test_nonce);
+	} else {
+		uint8_t rnd[SCRAM_NONCE_RAND];
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+			return AUTH_SASL_TEMPFAIL;
+		server_part = auth_base64_encode(rnd, sizeof(rnd));
+	}
+	s->nonce = xasprintf("%.*s%s", (int)nlen, r + 2, server_part);
+	free(server_part);
+	char *salt = auth_base64_encode(s->row.scram_salt,
+					s->row.scram_salt_len);
+	s->server_first = xasprintf("r=%s,s=%s,i=%u", s->nonce, salt,
+				    s->row.scram_iterations);
+	free(salt);
+	s->state = 2;
+	return reply(s->server_first, strlen(s->server_first), out_r,
+		     out_len_r, AUTH_SASL_CONTINUE);
+}
+
+/* Checks the proof of client-final; fills the server signature. */
+static bool scram_proof_ok(struct auth_sasl *s, const char *auth_msg,
+			   const uint8_t *proof, uint8_t server_sig[32])
+{
+	uint8_t client_sig[32], client_key[32], stored[32];
+	unsigned len = 32;
+	HMAC(EVP_sha256(), s->row.stored_key, 32, (const uint8_t *)auth_msg,
+	     strlen(auth_msg), client_sig, &len);
+	for (int i = 0; i < 32; i++)
+		client_key[i] = proof[i] ^ client_sig[i];
+	SHA256(client_key, sizeof(client_key), stored);
+	bool ok = CRYPTO_memcmp(stored, s->row.stored_key, 32) == 0;
+	HMAC(EVP_sha256(), s->row.server_key, 32, (const uint8_t *)auth_msg,
+	     strlen(auth_msg), server_sig, &len);
+	OPENSSL_cleanse(client_key, sizeof(client_key));
+	return ok && s->user_ok;
+}
+
+static enum auth_sasl_status scram_final(struct auth_sasl *s, const char *in,
+					 size_t len, char **out_r,
+					 size_t *out_len_r)
+{
+	/* client-final-message = "c=" b64(gs2-header) ",r=" nonce [,ext]
+	 * ",p=" proof (RFC 5802 7) */
+	char *msg = xstrndup(in, len);
+	enum auth_sasl_status ret = AUTH_SASL_FAIL;
+	char *p = strlen(msg) == len ? strstr(msg, ",p=") : NULL;
+	char *cb = auth_base64_encode(s->gs2_header, strlen(s->gs2_header));
+	char *expect = xasprintf("c=%s,r=%s", cb, s->nonce);
+	size_t elen = strlen(expect);
+	uint8_t *proof = NULL;
+	size_t proof_len = 0;
+	if (p == NULL || strncmp(msg, expect, elen) != 0 ||
+	    (msg + elen != p && msg[elen] != ',') ||
+	    strchr(p + 3, ',') != NULL ||
+	    auth_base64_decode(p + 3, strlen(p + 3), &proof, &proof_len) < 0 ||
+	    proof_len != 32)
+		goto out;
+	*p = '\0';   /* msg is now client-final-message-without-proof */
+
+	uint32_t delay = auth_throttle_delay(s->auth, s->login, s->remote);
+	if (delay > 0)
+		auth_sleep_ms(delay);
+	char *auth_msg = xasprintf("%s,%s,%s", s->client_first_bare,
+				   s->server_first, msg);
+	uint8_t server_sig[32];
+	bool ok = scram_proof_ok(s, auth_msg, proof, server_sig);
+	free(auth_msg);
+	if (!ok || s->row.user.disabled) {
+		if (!ok) {
+			char safe[128];
+			auth_log_safe(s->login, safe, sizeof(safe));
+			auth_throttle_failed(s->auth, s->login, s->remote);
+			log_info("auth", NULL, "failed SCRAM login user=%s "
+				 "remote=%s", safe, s->remote);
+		}
+		goto out;
+	}
+	auth_throttle_succeeded(s->auth, s->login, s->remote);
+	char *v = auth_base64_encode(server_sig, sizeof(server_sig));
+	char *final = xasprintf("v=%s", v);
+	free(v);
+	*out_len_r = strlen(final);
+	*out_r = final;
+	s->state = 3;
+	ret = AUTH_SASL_CONTINUE;
+out:
+	free(proof);
+	free(expect);
+	free(cb);
+	free(msg);
+	return ret;
+}
+
+static enum auth_sasl_status scram_step(struct auth_sasl *s, const char *in,
+					size_t len, char **out_r,
+					size_t *out_len_r,
+					struct auth_user *user_r)
+{
+	switch (s->state) {
+	case 0:
+		if (in == NULL) {
+			s->state = 1;
+			return reply("", 0, out_r, out_len_r,
+				     AUTH_SASL_CONTINUE);
+		}
+		return scram_first(s, in, len, out_r, out_len_r);
+	case 1:
+		return in ? scram_first(s, in, len, out_r, out_len_r)
+			  : AUTH_SASL_FAIL;
+	case 2:
+		return in ? scram_final(s, in, len, out_r, out_len_r)
+			  : AUTH_SASL_FAIL;
+	case 3:
+		/* The client acknowledged v=...: an empty response. */
+		if (in == NULL || len != 0)
+			return AUTH_SASL_FAIL;
+		*user_r = s->row.user;
+		s->state = 4;
+		return reply("", 0, out_r, out_len_r, AUTH_SASL_OK);
+	default:
+		return AUTH_SASL_FAIL;
+	}
+}
+
+enum auth_sasl_status auth_sasl_step(struct auth_sasl *s, const void *in,
+				     size_t in_len, char **out_r,
+				     size_t *out_len_r, struct auth_user *user_r)
+{
+	*out_r = NULL;
+	*out_len_r = 0;
+	if (in_len > SASL_MSG_MAX)
+		return AUTH_SASL_FAIL;
+	enum auth_sasl_status st;
+	switch (s->mech) {
+	case MECH_PLAIN:
+		if (in == NULL && s->state == 0) {
+			s->state = 1;
+			st = reply("", 0, out_r, out_len_r, AUTH_SASL_CONTINUE);
+		} else if (in == NULL || s->state > 1) {
+			st = AUTH_SASL_FAIL;
+		} else {
+			s->state = 2;
+			st = plain_step(s, in, in_len, user_r);
+		}
+		break;
+	case MECH_LOGIN:
+		st = login_step(s, in, in_len, out_r, out_len_r, user_r);
+		break;
+	case MECH_SCRAM:
+		st = scram_step(s, in, in_len, out_r, out_len_r, user_r);
+		break;
+	default:
+		st = AUTH_SASL_FAIL;
+	}
+	if (st != AUTH_SASL_CONTINUE && st != AUTH_SASL_OK) {
+		free(*out_r);
+		*out_r = NULL;
+		*out_len_r = 0;
+	}
+	if (*out_r == NULL && st == AUTH_SASL_OK)
+		*out_r = xstrdup("");
+	return st;
+}
