@@ -55,13 +55,27 @@ struct net_settings {
 	unsigned write_timeout;     /* seconds a worker waits on a client that
 				       does not read; default 60 */
 	unsigned max_conns_per_ip;  /* 0: no limit */
+	unsigned idle_timeout;      /* seconds before proto->timeout, until the
+				       front-end sets its own; 0: none */
 };
 
-int net_create(const struct net_settings *set, struct net **net_r);
-/* Adds a listener. addr: "127.0.0.1:1143", "[::1]:1143", "*:143" or
+/* Starts the worker pool and prepares the I/O threads (not running yet).
+ * Returns -1 with a message (caller frees) in error_r, e.g. when the TLS
+ * certificate or key cannot be loaded. Ignores SIGPIPE process-wide. */
+int net_create(const struct net_settings *set, struct net **net_r,
+	       char **error_r);
+/* Whether cert and key load as a TLS server identity (for `loftd --check`).
+ * Returns -1 with a message (caller frees) in error_r. */
+int net_tls_check(const char *cert, const char *key, char **error_r);
+/* Whether addr is a valid listen address (syntax only, nothing is bound).
+ * Returns -1 with a static message in error_r. */
+int net_addr_check(const char *addr, const char **error_r);
+/* Adds a listener, bound at once (SO_REUSEADDR; IPv6 sockets are
+ * V6ONLY; "*:143" is every IPv4 and IPv6 address; a stale Unix socket file
+ * is replaced). addr: "127.0.0.1:1143", "[::1]:1143", "*:143" or
  * "unix:/path". implicit_tls: TLS from the first byte (IMAPS, POP3S).
- * Returns -1 with a message in error_r (static or caller-frees? static:
- * valid until the next call on this thread). */
+ * Returns -1 with a message in error_r (thread-local storage: valid until
+ * the next call on this thread). */
 int net_listen(struct net *net, const char *addr, bool implicit_tls,
 	       const struct net_proto *proto, void *proto_ctx,
 	       const char **error_r);
@@ -99,6 +113,10 @@ int net_conn_run(struct net_conn *conn, net_task_fn *fn, void *arg);
  * callback on another thread, to wake an IDLE session). The connection is
  * kept alive until fn has run; fn is not called if it closed first. */
 int net_conn_post(struct net_conn *conn, net_task_fn *fn, void *arg);
+/* Keeps conn's memory valid (not the connection open) for a thread that
+ * will call net_conn_post later; pair with net_conn_unref. */
+void net_conn_ref(struct net_conn *conn);
+void net_conn_unref(struct net_conn **conn);
 
 /* STARTTLS/STLS: after the front-end has written its "OK, begin TLS" reply,
  * call this: pending input is discarded (RFC 3207/3501 injection rule), the

@@ -1,0 +1,726 @@
+/*
+ * Connections: the bufferevent stack of one client (socket or TLS socket,
+ * with a deflate filter on top after COMPRESS), its tasks on the worker
+ * pool, writes with back-pressure, STARTTLS, idle timeouts and closing.
+ *
+ * Life cycle: the I/O thread holds one reference from accept until
+ * net_conn_destroy_now (which calls proto->closed); a queued or running
+ * task holds one, and so does every post in a thread's queue. A connection
+ * is destroyed only on its I/O thread and only while no task is active, so
+ * a worker never sees its bufferevent freed, and proto->closed never runs
+ * beside a task.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "buf.h"
+#include "log.h"
+#include "net-private.h"
+
+#define NET_BEV_OPTS \
+	(BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS)
+/* How often a closing connection whose output sits below a filter is
+ * checked for being flushed, and how often a writer under back-pressure
+ * re-checks (a write callback wakes it sooner). */
+#define NET_POLL_MS 20
+
+/* The connection whose task this worker thread runs (back-pressure may
+ * only block there). */
+static _Thread_local struct net_conn *net_task_conn;
+
+static void conn_readcb(struct bufferevent *bev, void *ctx);
+static void conn_writecb(struct bufferevent *bev, void *ctx);
+static void conn_eventcb(struct bufferevent *bev, short what, void *ctx);
+static void conn_progress(struct net_conn *conn);
+
+/* ---- references ----------------------------------------------------- */
+
+void net_conn_ref(struct net_conn *conn)
+{
+	atomic_fetch_add(&conn->refs, 1);
+}
+
+void net_conn_unref(struct net_conn **connp)
+{
+	struct net_conn *conn = *connp;
+	*connp = NULL;
+	if (conn == NULL || atomic_fetch_sub(&conn->refs, 1) != 1)
+		return;
+	free(conn);
+}
+
+/* ---- helpers -------------------------------------------------------- */
+
+static bool conn_task_active(struct net_conn *conn)
+{
+	pthread_mutex_lock(&conn->net->pool_mu);
+	bool active = conn->task_active;
+	pthread_mutex_unlock(&conn->net->pool_mu);
+	return active;
+}
+
+static void conn_apply_timeouts(struct net_conn *conn)
+{
+	struct timeval rtv = {(time_t)conn->idle_timeout, 0};
+	struct timeval wtv = {(time_t)conn->net->set.write_timeout, 0};
+	bufferevent_set_timeouts(conn->bev, conn->idle_timeout ? &rtv : NULL,
+				 &wtv);
+}
+
+static void conn_setup_bev(struct net_conn *conn)
+{
+	bufferevent_setcb(conn->bev, conn_readcb, conn_writecb, conn_eventcb,
+			  conn);
+	conn_apply_timeouts(conn);
+}
+
+static void conn_push_ready(struct net *net, struct net_conn *conn)
+{
+	/* pool_mu held */
+	conn->ready_next = NULL;
+	if (net->ready_tail != NULL)
+		net->ready_tail->ready_next = conn;
+	else
+		net->ready_head = conn;
+	net->ready_tail = conn;
+	pthread_cond_signal(&net->pool_cond);
+}
+
+static void conn_post(struct net_conn *conn, enum net_post_kind kind,
+		      net_task_fn *fn, void *arg, bool take_ref)
+{
+	struct net_post *p = xcalloc(1, sizeof(*p));
+	p->kind = kind;
+	p->conn = conn;
+	p->fn = fn;
+	p->arg = arg;
+	if (take_ref)
+		net_conn_ref(conn);
+	net_thread_post(conn->th, p);
+}
+
+static void conn_log_ssl_errors(struct net_conn *conn)
+{
+	unsigned long e;
+	while ((e = bufferevent_get_openssl_error(conn->bev)) != 0) {
+		char msg[256];
+		ERR_error_string_n(e, msg, sizeof(msg));
+		log_debug("net", conn->id, "tls: %s", msg);
+	}
+}
+
+/* ---- accept --------------------------------------------------------- */
+
+static bool addr_is_local(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_UNIX)
+		return true;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return false;
+}
+
+void net_conn_accept(struct net_thread *th, struct net_post *p)
+{
+	struct net *net = th->net;
+	struct net_listener *l = p->listener;
+	struct net_conn *conn = xcalloc(1, sizeof(*conn));
+	conn->net = net;
+	conn->th = th;
+	conn->proto = l->proto;
+	atomic_init(&conn->refs, 1);
+	conn->idle_timeout = net->set.idle_timeout;
+	conn->local = addr_is_local(&p->addr);
+	net_sockaddr_ip((struct sockaddr *)&p->addr, conn->peer);
+	if (p->addr.ss_family == AF_UNIX)
+		conn->is_unix = true;
+	log_session_id(conn->id);
+
+	if (l->implicit_tls) {
+		SSL *ssl = SSL_new(net->ssl_ctx);
+		conn->bev = ssl == NULL ? NULL :
+			bufferevent_openssl_socket_new(th->base, p->fd, ssl,
+				BUFFEREVENT_SSL_ACCEPTING, NET_BEV_OPTS);
+		if (conn->bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+		conn->tls = true;
+	} else {
+		conn->bev = bufferevent_socket_new(th->base, p->fd, NET_BEV_OPTS);
+	}
+	if (conn->bev == NULL) {
+		log_error("net", conn->id, "cannot set up a connection");
+		close(p->fd);
+		if (!conn->is_unix)
+			net_ip_release(net, conn->peer);
+		free(conn);
+		return;
+	}
+	conn->next = th->conns;
+	if (th->conns != NULL)
+		th->conns->prev = conn;
+	th->conns = conn;
+	th->conn_count++;
+	conn_setup_bev(conn);
+	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	log_debug("net", conn->id, "%s connection from %s%s", conn->proto->name,
+		  conn->peer, conn->tls ? " (TLS)" : "");
+
+	/* A task queued inside accept waits for the session pointer. */
+	pthread_mutex_lock(&net->pool_mu);
+	conn->accepting = true;
+	pthread_mutex_unlock(&net->pool_mu);
+	void *session = conn->proto->accept(conn, l->proto_ctx);
+	pthread_mutex_lock(&net->pool_mu);
+	conn->session = session;
+	conn->accepting = false;
+	if (conn->task_active)
+		conn_push_ready(net, conn);
+	pthread_mutex_unlock(&net->pool_mu);
+	if (session == NULL)
+		net_conn_close_io(conn);
+}
+
+/* ---- destroy / close ------------------------------------------------ */
+
+void net_conn_destroy_now(struct net_conn *conn)
+{
+	if (conn->closed)
+		return;
+	conn->closed = true;
+	atomic_store(&conn->closing, true);
+	if (conn->bev != NULL) {
+		bufferevent_setcb(conn->bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(conn->bev);
+		conn->bev = NULL;
+	}
+	if (conn->close_timer != NULL) {
+		event_free(conn->close_timer);
+		conn->close_timer = NULL;
+	}
+	struct net_thread *th = conn->th;
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		th->conns = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
+	th->conn_count--;
+	if (!conn->is_unix)
+		net_ip_release(conn->net, conn->peer);
+	log_debug("net", conn->id, "closed");
+	if (conn->session != NULL)
+		conn->proto->closed(conn->session, conn);
+	net_conn_unref(&conn);
+}
+
+/* Close after flushing; waits for a running task first. I/O thread. */
+void net_conn_close_io(struct net_conn *conn)
+{
+	if (conn->closed)
+		return;
+	atomic_store(&conn->closing, true);
+	conn->want_close = true;
+	if (conn_task_active(conn))
+		return;    /* net_conn_task_done continues */
+	conn_progress(conn);
+}
+
+static void conn_close_timer_cb(evutil_socket_t fd, short what, void *ctx)
+{
+	struct net_conn *conn = ctx;
+	if (conn->want_close &&
+	    time(NULL) > conn->close_deadline) {
+		conn->broken = true;
+	}
+	conn_progress(conn);
+}
+
+static void conn_arm_close_timer(struct net_conn *conn)
+{
+	if (conn->close_timer == NULL) {
+		conn->close_timer = evtimer_new(conn->th->base,
+						conn_close_timer_cb, conn);
+		conn->close_deadline = time(NULL) + conn->net->set.write_timeout;
+	}
+	struct timeval tv = {0, NET_POLL_MS * 1000};
+	evtimer_add(conn->close_timer, &tv);
+}
+
+/* ---- STARTTLS and COMPRESS ----------------------------------------- */
+
+static void conn_starttls_swap(struct net_conn *conn)
+{
+	struct bufferevent *old = conn->bev;
+	evutil_socket_t fd = bufferevent_getfd(old);
+	bufferevent_setcb(old, NULL, NULL, NULL, NULL);
+	bufferevent_disable(old, EV_READ | EV_WRITE);
+	/* Detach the socket so freeing the plain bufferevent keeps it. */
+	bufferevent_setfd(old, -1);
+	bufferevent_free(old);
+	SSL *ssl = SSL_new(conn->net->ssl_ctx);
+	conn->bev = ssl == NULL ? NULL :
+		bufferevent_openssl_socket_new(conn->th->base, fd, ssl,
+					       BUFFEREVENT_SSL_ACCEPTING,
+					       NET_BEV_OPTS);
+	conn->starttls_pending = false;
+	if (conn->bev == NULL) {
+		log_error("net", conn->id, "cannot start TLS");
+		close(fd);
+		conn->broken = true;
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
+	conn->tls = true;
+	conn_setup_bev(conn);
+	bufferevent_enable(conn->bev, EV_WRITE);
+	if (!conn->user_paused)
+		bufferevent_enable(conn->bev, EV_READ);
+	log_debug("net", conn->id, "starttls");
+}
+
+/* RFC 3207 5 / RFC 3501 11.1 / RFC 2595 3.1: nothing the client sent
+ * before the handshake may be taken as a command after it. */
+static void conn_starttls_begin(struct net_conn *conn)
+{
+	struct evbuffer *in = bufferevent_get_input(conn->bev);
+	size_t n = evbuffer_get_length(in);
+	if (n > 0) {
+		log_debug("net", conn->id,
+			  "discarding %zu bytes sent before TLS", n);
+		evbuffer_drain(in, n);
+	}
+	bufferevent_disable(conn->bev, EV_READ);
+	conn->starttls_pending = true;
+	conn_progress(conn);
+}
+
+static int conn_compress_begin(struct net_conn *conn)
+{
+	struct bufferevent *old = conn->bev;
+	struct bufferevent *nb = net_zlib_wrap(old, NET_BEV_OPTS);
+	if (nb == NULL)
+		return -1;
+	bufferevent_set_timeouts(old, NULL, NULL);
+	conn->bev = nb;
+	conn->compressed = true;
+	conn_setup_bev(conn);
+	bufferevent_enable(nb, EV_WRITE);
+	if (!conn->user_paused)
+		bufferevent_enable(nb, EV_READ);
+	/* Bytes that came after the COMPRESS command are compressed data. */
+	if (evbuffer_get_length(bufferevent_get_input(old)) > 0)
+		bufferevent_trigger(old, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+				    BEV_TRIG_DEFER_CALLBACKS);
+	log_debug("net", conn->id, "compress=deflate");
+	return 0;
+}
+
+/* Moves a waiting STARTTLS or close along once output has drained. */
+static void conn_progress(struct net_conn *conn)
+{
+	if (conn->closed)
+		return;
+	if (conn->broken) {
+		net_conn_destroy_now(conn);
+		return;
+	}
+	if (!conn->starttls_pending && !conn->want_close)
+		return;
+	if (net_conn_output_pending(conn) > 0) {
+		/* The write callback fires when the top buffer empties;
+		 * a filter's underlying buffer needs polling. */
+		if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0 ||
+		    conn->close_timer != NULL)
+			conn_arm_close_timer(conn);
+		return;
+	}
+	if (conn->want_close) {
+		net_conn_destroy_now(conn);
+		return;
+	}
+	conn_starttls_swap(conn);
+	if (conn->broken)
+		net_conn_destroy_now(conn);
+}
+
+/* ---- bufferevent callbacks ----------------------------------------- */
+
+static void conn_readcb(struct bufferevent *bev, void *ctx)
+{
+	struct net_conn *conn = ctx;
+	if (conn->closed || atomic_load(&conn->closing) ||
+	    conn->starttls_pending || conn->user_paused ||
+	    conn_task_active(conn))
+		return;
+	conn->proto->input(conn->session, conn);
+}
+
+static void conn_writecb(struct bufferevent *bev, void *ctx)
+{
+	struct net_conn *conn = ctx;
+	if (atomic_load(&conn->bp_waiting)) {
+		pthread_mutex_lock(&conn->net->bp_mu);
+		pthread_cond_broadcast(&conn->net->bp_cond);
+		pthread_mutex_unlock(&conn->net->bp_mu);
+	}
+	if (conn->starttls_pending || conn->want_close) {
+		if (!conn_task_active(conn))
+			conn_progress(conn);
+	}
+}
+
+static void conn_idle_timeout(struct net_conn *conn)
+{
+	bool close = conn->proto->timeout == NULL ||
+		conn->proto->timeout(conn->session, conn);
+	if (close) {
+		log_debug("net", conn->id, "idle timeout");
+		net_conn_close_io(conn);
+	} else if (!conn->user_paused && !atomic_load(&conn->closing)) {
+		/* A read timeout disables reading; re-enabling restarts it. */
+		bufferevent_enable(conn->bev, EV_READ);
+	}
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *ctx)
+{
+	struct net_conn *conn = ctx;
+	if (conn->closed)
+		return;
+	if (what & BEV_EVENT_CONNECTED)
+		return;    /* TLS handshake done */
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+		if (!conn_task_active(conn))
+			conn_idle_timeout(conn);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("net", conn->id, "client %s did not read for %u s, dropped",
+			 conn->peer, conn->net->set.write_timeout);
+		conn->broken = true;
+	} else if (what & BEV_EVENT_ERROR) {
+		if (conn->tls)
+			conn_log_ssl_errors(conn);
+		log_debug("net", conn->id, "connection error: %s",
+			  strerror(EVUTIL_SOCKET_ERROR()));
+		conn->broken = true;
+	} else if (what & BEV_EVENT_EOF) {
+		/* The peer may have half-closed after its last command: let a
+		 * running task still answer, then close. */
+		conn->eof = true;
+		conn->want_close = true;
+	}
+	if (conn->broken)
+		atomic_store(&conn->closing, true);
+	if (conn_task_active(conn))
+		return;
+	conn_progress(conn);
+}
+
+/* ---- tasks ---------------------------------------------------------- */
+
+int net_conn_run(struct net_conn *conn, net_task_fn *fn, void *arg)
+{
+	struct net *net = conn->net;
+	if (atomic_load(&conn->closing))
+		return -1;
+	struct net_task *t = xmalloc(sizeof(*t));
+	t->next = NULL;
+	t->fn = fn;
+	t->arg = arg;
+	pthread_mutex_lock(&net->pool_mu);
+	if (conn->tasks_tail != NULL)
+		conn->tasks_tail->next = t;
+	else
+		conn->tasks_head = t;
+	conn->tasks_tail = t;
+	bool was_active = conn->task_active;
+	if (!was_active) {
+		conn->task_active = true;
+		net_conn_ref(conn);     /* released by the TASK_DONE post */
+		if (!conn->accepting)
+			conn_push_ready(net, conn);
+	}
+	pthread_mutex_unlock(&net->pool_mu);
+	if (!was_active && net_task_conn != conn)
+		bufferevent_disable(conn->bev, EV_READ);
+	return 0;
+}
+
+void net_conn_worker_run(struct net *net, struct net_conn *conn)
+{
+	pthread_mutex_lock(&net->pool_mu);
+	for (;;) {
+		struct net_task *t = conn->tasks_head;
+		if (t == NULL) {
+			conn->task_active = false;
+			break;
+		}
+		conn->tasks_head = t->next;
+		if (conn->tasks_head == NULL)
+			conn->tasks_tail = NULL;
+		pthread_mutex_unlock(&net->pool_mu);
+		net_task_conn = conn;
+		t->fn(conn->session, conn, t->arg);
+		net_task_conn = NULL;
+		free(t);
+		pthread_mutex_lock(&net->pool_mu);
+	}
+	pthread_mutex_unlock(&net->pool_mu);
+	/* Hands the task reference to the post. */
+	conn_post(conn, NET_POST_TASK_DONE, NULL, NULL, false);
+}
+
+void net_conn_task_done(struct net_conn *conn)
+{
+	if (conn->closed || conn_task_active(conn))
+		return;
+	if (atomic_load(&conn->write_stalled))
+		conn->broken = true;
+	if (conn->broken) {
+		net_conn_destroy_now(conn);
+		return;
+	}
+	if (conn->compress_requested) {
+		conn->compress_requested = false;
+		if (conn_compress_begin(conn) < 0)
+			conn->broken = true;
+	}
+	if (conn->starttls_requested) {
+		conn->starttls_requested = false;
+		conn_starttls_begin(conn);
+		return;
+	}
+	if (conn->want_close || conn->broken || atomic_load(&conn->closing)) {
+		conn->want_close = true;
+		conn_progress(conn);
+		return;
+	}
+	if (conn->user_paused || conn->starttls_pending)
+		return;
+	bufferevent_enable(conn->bev, EV_READ);
+	/* Pipelining: the next command may already be buffered. */
+	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+		conn->proto->input(conn->session, conn);
+}
+
+int net_conn_post(struct net_conn *conn, net_task_fn *fn, void *arg)
+{
+	if (atomic_load(&conn->closing))
+		return -1;
+	conn_post(conn, NET_POST_USER, fn, arg, true);
+	return 0;
+}
+
+/* ---- output --------------------------------------------------------- */
+
+size_t net_conn_output_pending(struct net_conn *conn)
+{
+	size_t n = 0;
+	for (struct bufferevent *b = conn->bev; b != NULL;
+	     b = bufferevent_get_underlying(b))
+		n += evbuffer_get_length(bufferevent_get_output(b));
+	return n;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* On the task's worker: waits while more than the high-water mark is
+ * queued. A client that takes nothing for write_timeout is dropped. */
+static int conn_wait_output(struct net_conn *conn)
+{
+	struct net *net = conn->net;
+	size_t pending = net_conn_output_pending(conn);
+	if (pending <= net->set.output_high_water)
+		return 0;
+	uint64_t timeout = (uint64_t)net->set.write_timeout * 1000;
+	uint64_t deadline = now_ms() + timeout;
+	size_t last = pending;
+	atomic_store(&conn->bp_waiting, true);
+	while (pending > net->set.output_high_water) {
+		if (atomic_load(&conn->closing) || atomic_load(&net->stopping))
+			goto fail;
+		if (now_ms() >= deadline) {
+			log_info("net", conn->id,
+				 "client %s did not read for %u s, dropped",
+				 conn->peer, net->set.write_timeout);
+			atomic_store(&conn->write_stalled, true);
+			atomic_store(&conn->closing, true);
+			goto fail;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += NET_POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&net->bp_mu);
+		pthread_cond_timedwait(&net->bp_cond, &net->bp_mu, &ts);
+		pthread_mutex_unlock(&net->bp_mu);
+		pending = net_conn_output_pending(conn);
+		if (pending < last) {
+			last = pending;
+			deadline = now_ms() + timeout;
+		}
+	}
+	atomic_store(&conn->bp_waiting, false);
+	return 0;
+fail:
+	atomic_store(&conn->bp_waiting, false);
+	return -1;
+}
+
+int net_conn_write(struct net_conn *conn, const void *data, size_t len)
+{
+	if (atomic_load(&conn->closing))
+		return -1;
+	if (net_task_conn == conn && conn_wait_output(conn) < 0)
+		return -1;
+	if (len == 0)
+		return 0;
+	return bufferevent_write(conn->bev, data, len);
+}
+
+int net_conn_vprintf(struct net_conn *conn, const char *fmt, va_list ap)
+{
+	char stackbuf[512];
+	va_list ap2;
+	va_copy(ap2, ap);
+	int n = vsnprintf(stackbuf, sizeof(stackbuf), fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof(stackbuf))
+		return net_conn_write(conn, stackbuf, (size_t)n);
+	char *big = xmalloc((size_t)n + 1);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	int ret = net_conn_write(conn, big, (size_t)n);
+	free(big);
+	return ret;
+}
+
+int net_conn_printf(struct net_conn *conn, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int ret = net_conn_vprintf(conn, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+/* ---- the rest of the public API ------------------------------------- */
+
+struct evbuffer *net_conn_input(struct net_conn *conn)
+{
+	return bufferevent_get_input(conn->bev);
+}
+
+int net_conn_starttls(struct net_conn *conn)
+{
+	if (conn->net->ssl_ctx == NULL || conn->tls || conn->compressed ||
+	    conn->starttls_pending || conn->starttls_requested)
+		return -1;
+	if (net_task_conn == conn || !net_on_thread(conn->th) ||
+	    conn_task_active(conn))
+		conn->starttls_requested = true;    /* at the task's end */
+	else
+		conn_starttls_begin(conn);
+	return 0;
+}
+
+int net_conn_compress(struct net_conn *conn)
+{
+	if (conn->compressed || conn->compress_requested)
+		return -1;
+	if (net_task_conn == conn || !net_on_thread(conn->th) ||
+	    conn_task_active(conn)) {
+		conn->compress_requested = true;    /* at the task's end */
+		return 0;
+	}
+	return conn_compress_begin(conn);
+}
+
+void net_conn_close(struct net_conn *conn)
+{
+	atomic_store(&conn->closing, true);
+	if (net_on_thread(conn->th))
+		net_conn_close_io(conn);
+	else
+		conn_post(conn, NET_POST_CLOSE, NULL, NULL, true);
+}
+
+void net_conn_pause(struct net_conn *conn)
+{
+	conn->user_paused = true;
+	bufferevent_disable(conn->bev, EV_READ);
+}
+
+void net_conn_resume(struct net_conn *conn)
+{
+	conn->user_paused = false;
+	if (conn->closed || atomic_load(&conn->closing) ||
+	    conn->starttls_pending || conn_task_active(conn))
+		return;
+	bufferevent_enable(conn->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+		bufferevent_trigger(conn->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS |
+				    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void net_conn_set_timeout(struct net_conn *conn, unsigned seconds)
+{
+	conn->idle_timeout = seconds;
+	if (conn->bev != NULL)
+		conn_apply_timeouts(conn);
+}
+
+bool net_conn_is_tls(const struct net_conn *conn)
+{
+	return conn->tls;
+}
+
+bool net_conn_is_compressed(const struct net_conn *conn)
+{
+	return conn->compressed;
+}
+
+bool net_conn_is_local(const struct net_conn *conn)
+{
+	return conn->local;
+}
+
+const char *net_conn_peer(const struct net_conn *conn)
+{
+	return conn->peer;
+}
+
+const char *net_conn_id(const struct net_conn *conn)
+{
+	return conn->id;
+}

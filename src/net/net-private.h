@@ -1,0 +1,177 @@
+/*
+ * Internals shared by the files of src/net: the net, its I/O threads, the
+ * worker pool and the connection struct. Nothing outside src/net includes
+ * this.
+ *
+ * Threading rules:
+ * - A connection belongs to one I/O thread (conn->th). Its bufferevent
+ *   pointer, its flags marked "io" and the thread's connection list are
+ *   only touched there.
+ * - Task queues and task_active are guarded by net->pool_mu.
+ * - Cross-thread requests (accept hand-off, task completion, posts) go
+ *   through the thread's post queue, which holds a reference on the
+ *   connection until the item has run.
+ */
+#ifndef LOFT_NET_PRIVATE_H
+#define LOFT_NET_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "net.h"
+
+struct event;
+struct event_base;
+struct bufferevent;
+struct evconnlistener;
+
+enum net_post_kind {
+	NET_POST_ACCEPT,     /* a new socket for this thread */
+	NET_POST_TASK_DONE,  /* a worker finished the connection's tasks */
+	NET_POST_USER,       /* net_conn_post */
+	NET_POST_CLOSE,      /* net_conn_close from another thread */
+	NET_POST_SHUTDOWN,   /* net_stop: close everything */
+};
+
+struct net_post {
+	struct net_post *next;
+	enum net_post_kind kind;
+	struct net_conn *conn;         /* holds a reference (not ACCEPT) */
+	net_task_fn *fn;
+	void *arg;
+	/* ACCEPT */
+	int fd;
+	struct net_listener *listener;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+struct net_thread {
+	struct net *net;
+	unsigned index;
+	struct event_base *base;
+	pthread_t tid;
+	bool started;
+	pthread_mutex_t mu;            /* guards the post queue */
+	struct net_post *post_head, *post_tail;
+	struct event *post_ev;
+	struct net_conn *conns;        /* io: every open connection */
+	unsigned conn_count;
+};
+
+struct net_listener {
+	struct net_listener *next;
+	struct net *net;
+	char *addr;
+	char *unix_path;               /* unlinked when the listener goes */
+	bool implicit_tls;
+	const struct net_proto *proto;
+	void *proto_ctx;
+	struct evconnlistener *ev;
+	struct event *retry_ev;        /* re-enable after EMFILE */
+};
+
+struct net_task {
+	struct net_task *next;
+	net_task_fn *fn;
+	void *arg;
+};
+
+struct net_conn {
+	struct net *net;
+	struct net_thread *th;
+	struct net_listener *listener;
+	const struct net_proto *proto;
+	void *session;
+	atomic_int refs;
+
+	struct bufferevent *bev;       /* io: the top of the stack */
+	struct net_conn *prev, *next;  /* io: th->conns */
+
+	/* pool_mu */
+	struct net_task *tasks_head, *tasks_tail;
+	struct net_conn *ready_next;
+	bool task_active;              /* queued or running on a worker */
+	bool accepting;                /* proto->accept has not returned */
+
+	atomic_bool closing;           /* writes fail; no new tasks */
+	atomic_bool bp_waiting;        /* a worker waits for output to drain */
+	atomic_bool write_stalled;     /* dropped by back-pressure timeout */
+	struct event *close_timer;     /* io: polls a flush (rarely used) */
+	time_t close_deadline;
+	/* io */
+	bool closed;                   /* proto->closed has run */
+	bool want_close;               /* close once output is flushed */
+	bool eof;
+	bool broken;                   /* close without flushing */
+	bool user_paused;
+	bool starttls_pending;         /* waiting for the reply to flush */
+	bool starttls_requested;       /* asked from a worker: do at task end */
+	bool compress_requested;
+	bool tls;
+	bool compressed;
+	bool local;
+	bool is_unix;
+	unsigned idle_timeout;
+	char id[9];
+	char peer[46];
+};
+
+struct net {
+	struct net_settings set;
+	char *tls_cert, *tls_key;
+	SSL_CTX *ssl_ctx;
+
+	unsigned thread_count;
+	struct net_thread *threads;
+	atomic_uint next_thread;
+
+	unsigned worker_count;
+	pthread_t *workers;
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cond;
+	struct net_conn *ready_head, *ready_tail;
+	bool pool_stop;
+
+	/* Workers waiting for output to drain (back-pressure). */
+	pthread_mutex_t bp_mu;
+	pthread_cond_t bp_cond;
+
+	struct net_listener *listeners;
+	int stop_pipe[2];
+	struct event *stop_ev;
+	atomic_bool stopping;
+
+	pthread_mutex_t ip_mu;
+	struct net_ip_count **ip_table;   /* NET_IP_BUCKETS chains */
+};
+
+#define NET_IP_BUCKETS 1024
+
+/* net.c */
+void net_sockaddr_ip(const struct sockaddr *sa, char ip[46]);
+void net_thread_post(struct net_thread *th, struct net_post *post);
+bool net_on_thread(const struct net_thread *th);
+int net_ip_acquire(struct net *net, const char *ip);
+void net_ip_release(struct net *net, const char *ip);
+
+/* net-conn.c */
+void net_conn_accept(struct net_thread *th, struct net_post *post);
+void net_conn_task_done(struct net_conn *conn);
+void net_conn_destroy_now(struct net_conn *conn);
+void net_conn_close_io(struct net_conn *conn);
+void net_conn_worker_run(struct net *net, struct net_conn *conn);
+
+/* net-tls.c */
+SSL_CTX *net_tls_ctx_create(const char *cert, const char *key,
+			    char **error_r);
+
+/* net-zlib.c: wraps bev in a deflate filter; NULL on failure. */
+struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options);
+
+#endif
