@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""POP3 conversations with loftd: every command and its errors, response
+codes, byte-stuffing, pipelining, [IN-USE], STLS/POP3S, AUTH (PLAIN, LOGIN,
+SCRAM-SHA-256, cancel, broken base64), a connection dropped in the middle
+of RETR, and UIDL stability across a restart and `loftctl check`."""
+
+import os
+import re
+import socket
+import sys
+import time
+
+from loftenv import Loft, Results, SLOW
+from pop3client import (Pop3, b64, deliver, message_bytes, scram_login,
+                        simple_message, unstuff)
+
+R = Results()
+ALICE, ALICE_PW = 'alice@example.test', 'alice-secret'
+BOB, BOB_PW = 'bob@example.test', 'bob-secret'
+
+
+def ok(r):
+    return r.startswith(b'+OK')
+
+
+def err(r):
+    return r.startswith(b'-ERR')
+
+
+def login(env, user=ALICE, pw=ALICE_PW, **kw):
+    p = Pop3.connect(env, **kw)
+    r = p.login(user, pw)
+    assert ok(r), r
+    return p
+
+
+def fill(env):
+    """Six messages for alice: plain, dot-stuffing, a NUL, a long body for
+    TOP, no final CRLF, and a 3 MB one for the dropped-RETR test."""
+    msgs = [
+        simple_message(1),
+        simple_message(2, body='.starts with a dot\r\n..two dots\r\n.\r\nend\r\n'),
+        simple_message(3, body='nul here:\x00:end\r\n'),
+        simple_message(4, body=''.join('line %d\r\n' % i for i in range(1, 21))),
+        simple_message(5, body='no final newline'),
+        simple_message(6, body=('x' * 76 + '\r\n') * 40000),
+    ]
+    for m in msgs:
+        deliver(env, ALICE, m)
+    return msgs
+
+
+def test_greeting_capa(env):
+    p = Pop3.connect(env)
+    R.check('greeting +OK', ok(p.greeting), p.greeting)
+    R.check('no APOP timestamp', b'<' not in p.greeting, p.greeting)
+    st, caps = p.multi('CAPA')
+    caps = [c.decode() for c in caps or []]
+    for c in ('TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING',
+              'USER', 'STLS', 'EXPIRE NEVER USER'):
+        R.check('CAPA has ' + c, c in caps, caps)
+    R.check('CAPA IMPLEMENTATION', any(c.startswith('IMPLEMENTATION ') for c in caps), caps)
+    sasl = [c for c in caps if c.startswith('SASL ')]
+    R.check('CAPA SASL', sasl and all(m in sasl[0].split() for m in
+                                       ('PLAIN', 'LOGIN', 'SCRAM-SHA-256')), caps)
+    R.check('CAPA with argument', err(p.cmd('CAPA X')))
+    p.close()
+
+
+def test_authorization_state(env):
+    p = Pop3.connect(env)
+    for c in ('STAT', 'LIST', 'UIDL', 'RETR 1', 'DELE 1', 'RSET', 'NOOP', 'TOP 1 1'):
+        R.check('%s before login' % c, err(p.cmd(c)))
+    R.check('unknown command', err(p.cmd('FOO bar')))
+    R.check('APOP refused', err(p.cmd('APOP alice@example.test 0123456789abcdef0123456789abcdef')))
+    R.check('PASS without USER', err(p.cmd('PASS x')))
+    R.check('USER without name', err(p.cmd('USER')))
+    R.check('USER ok', ok(p.cmd('USER ' + ALICE)))
+    r = p.cmd('PASS wrong-password')
+    R.check('wrong password [AUTH]', r.startswith(b'-ERR [AUTH]'), r)
+    R.check('PASS after failure needs USER', err(p.cmd('PASS ' + ALICE_PW)))
+    R.check('unknown user [AUTH]', p.login('nobody@example.test', 'x').startswith(b'-ERR [AUTH]'))
+    r = p.login(ALICE, ALICE_PW)
+    R.check('login', ok(r), r)
+    R.check('USER after login', err(p.cmd('USER ' + ALICE)))
+    R.check('AUTH after login', err(p.cmd('AUTH PLAIN')))
+    R.check('STLS after login', err(p.cmd('STLS')))
+    st, caps = p.multi('CAPA')
+    R.check('CAPA after login: EXPIRE NEVER', b'EXPIRE NEVER' in (caps or []), caps)
+    R.check('QUIT', ok(p.cmd('QUIT')))
+    R.check('closed after QUIT', p.closed())
+
+
+def test_transaction(env, msgs):
+    p = login(env)
+    r = p.cmd('STAT')
+    m = re.match(rb'\+OK (\d+) (\d+)$', r)
+    R.check('STAT format', m is not None, r)
+    count, total = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    R.check('STAT count', count == len(msgs), r)
+    st, listing = p.multi('LIST')
+    sizes = {}
+    for l in listing or []:
+        n, s = l.split()
+        sizes[int(n)] = int(s)
+    R.check('LIST all', sorted(sizes) == list(range(1, len(msgs) + 1)), listing)
+    R.check('STAT size is the sum of LIST', sum(sizes.values()) == total)
+    R.check('LIST n', p.cmd('LIST 2') == b'+OK 2 %d' % sizes.get(2, -1))
+    for bad in ('LIST 0', 'LIST 999999', 'LIST abc', 'LIST -1', 'LIST 1 2',
+                'LIST 99999999999999999999999'):
+        R.check(bad, err(p.cmd(bad)))
+    st, uidls = p.multi('UIDL')
+    uid = {int(l.split()[0]): l.split()[1] for l in uidls or []}
+    R.check('UIDL all', sorted(uid) == sorted(sizes), uidls)
+    R.check('UIDL unique', len(set(uid.values())) == len(uid))
+    R.check('UIDL chars', all(re.fullmatch(rb'[\x21-\x7e]{1,70}', u) for u in uid.values()))
+    R.check('UIDL n', p.cmd('UIDL 3') == b'+OK 3 ' + uid.get(3, b''))
+    R.check('UIDL 0', err(p.cmd('UIDL 0')))
+
+    # RETR: the octets match LIST exactly, and the message ends with what
+    # was delivered (loftd adds Received/Delivered-To in front).
+    for n in range(1, len(msgs) + 1):
+        st, lines = p.multi('RETR %d' % n)
+        got = message_bytes(lines or [])
+        R.check('RETR %d status' % n, st == b'+OK %d octets' % sizes[n], st)
+        want = msgs[n - 1].replace(b'\x00', b'\x80')
+        if not want.endswith(b'\r\n'):
+            want += b'\r\n'   # LMTP's DATA ends the last line
+        R.check('RETR %d octets' % n, len(got) == sizes[n], (len(got), sizes[n]))
+        R.check('RETR %d content' % n, got.endswith(want), got[-200:])
+        R.check('RETR %d CRLF only' % n, b'\n' not in got.replace(b'\r\n', b''))
+    # byte-stuffing on the wire
+    p.send('RETR 2\r\n')
+    p.line()
+    raw = p.raw_multi()
+    R.check('dot-stuffed on the wire', b'\r\n..starts with a dot\r\n...two dots\r\n..\r\nend\r\n' in raw, raw)
+    R.check('NUL replaced', b'\x00' not in message_bytes(p.multi('RETR 3')[1] or []))
+    for bad in ('RETR', 'RETR 0', 'RETR 999999', 'RETR x', 'RETR 1 2'):
+        R.check(bad, err(p.cmd(bad)))
+
+    # TOP
+    st, lines = p.multi('TOP 4 0')
+    R.check('TOP n 0: header + blank line', lines is not None and lines[-1] == b''
+            and b'Subject: message 4' in lines and b'line 1' not in lines, lines)
+    st, lines = p.multi('TOP 4 3')
+    R.check('TOP n 3', lines is not None and lines[-3:] == [b'line 1', b'line 2', b'line 3'], lines)
+    st, lines = p.multi('TOP 4 1000')
+    R.check('TOP n beyond the end', lines is not None and lines[-1] == b'line 20', lines)
+    st, lines = p.multi('TOP 2 5')
+    R.check('TOP is stuffed too', lines is not None and b'.starts with a dot' in lines, lines)
+    for bad in ('TOP 1', 'TOP 1 -1', 'TOP 0 1', 'TOP 999 1', 'TOP 1 x', 'TOP'):
+        R.check(bad, err(p.cmd(bad)))
+
+    # DELE, RSET, NOOP
+    R.check('DELE 1', ok(p.cmd('DELE 1')))
+    R.check('DELE twice', err(p.cmd('DELE 1')))
+    R.check('RETR deleted', err(p.cmd('RETR 1')))
+    R.check('LIST deleted', err(p.cmd('LIST 1')))
+    R.check('UIDL deleted', err(p.cmd('UIDL 1')))
+    R.check('TOP deleted', err(p.cmd('TOP 1 0')))
+    R.check('STAT after DELE', p.cmd('STAT') == b'+OK %d %d' % (count - 1, total - sizes[1]))
+    st, listing = p.multi('LIST')
+    R.check('LIST skips deleted', listing is not None and not any(l.startswith(b'1 ') for l in listing))
+    R.check('DELE 0', err(p.cmd('DELE 0')))
+    R.check('DELE 999999', err(p.cmd('DELE 999999')))
+    R.check('DELE without argument', err(p.cmd('DELE')))
+    R.check('RSET', ok(p.cmd('RSET')))
+    R.check('STAT after RSET', p.cmd('STAT') == b'+OK %d %d' % (count, total))
+    R.check('RSET with argument', err(p.cmd('RSET 1')))
+    R.check('NOOP', p.cmd('NOOP') == b'+OK')
+    R.check('NOOP with argument', err(p.cmd('NOOP 1')))
+    R.check('STAT with argument', err(p.cmd('STAT 1')))
+    R.check('unknown command after login', err(p.cmd('XYZZY')))
+
+    # DELE then a dropped connection: nothing is deleted.
+    p.cmd('DELE 1')
+    p.close()
+    time.sleep(0.2)
+    p = login(env)
+    R.check('drop after DELE deletes nothing', p.cmd('STAT') == b'+OK %d %d' % (count, total))
+    R.check('QUIT with argument', err(p.cmd('QUIT now')))
+    p.cmd('QUIT')
+    p.close()
+    return uid
+
+
+def test_dropped_retr(env):
+    p = login(env)
+    st, listing = p.multi('LIST')
+    big = max(listing, key=lambda l: int(l.split()[1]))
+    n = int(big.split()[0])
+    p.cmd('DELE 1')
+    p.send('RETR %d\r\n' % n)
+    p.sock.recv(4096)
+    p.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')
+    p.close()
+    time.sleep(0.3)
+    p = login(env)
+    r = p.cmd('STAT')
+    R.check('dropped during RETR: nothing deleted', r.startswith(b'+OK %d ' % len(listing)), r)
+    st, lines = p.multi('RETR %d' % n)
+    R.check('big message still complete', lines is not None and
+            len(message_bytes(lines)) == int(big.split()[1]))
+    p.cmd('QUIT')
+    p.close()
+
+
+def test_in_use(env):
+    p1 = login(env)
+    p2 = Pop3.connect(env)
+    r = p2.login(ALICE, ALICE_PW)
+    R.check('second session [IN-USE]', r.startswith(b'-ERR [IN-USE]'), r)
+    R.check('other account not blocked', ok(Pop3.connect(env).login(BOB, BOB_PW)))
+    imap = env.imap_login(ALICE)
+    typ, data = imap.select('INBOX')
+    R.check('IMAP not blocked by POP3', typ == 'OK', (typ, data))
+    imap.logout()
+    R.check('QUIT first', ok(p1.cmd('QUIT')))
+    r = p2.login(ALICE, ALICE_PW)
+    R.check('login after the first QUIT', ok(r), r)
+    p2.cmd('QUIT')
+    # a dropped session releases the lock too
+    p3 = login(env)
+    p3.close()
+    time.sleep(0.3)
+    p4 = Pop3.connect(env)
+    r = p4.login(ALICE, ALICE_PW)
+    R.check('lock released by a dropped session', ok(r), r)
+    p4.cmd('QUIT')
+
+
+def test_pipelining(env):
+    p = Pop3.connect(env)
+    p.send('CAPA\r\nUSER %s\r\nPASS %s\r\nSTAT\r\nLIST 1\r\nUIDL 1\r\nRETR 1\r\n'
+           'NOOP\r\nDELE 999\r\nTOP 1 0\r\nQUIT\r\n' % (ALICE, ALICE_PW))
+    st, caps = p.multi()
+    R.check('pipelined CAPA', ok(st) and b'PIPELINING' in caps)
+    R.check('pipelined USER', ok(p.line()))
+    R.check('pipelined PASS', ok(p.line()))
+    R.check('pipelined STAT', p.line().startswith(b'+OK '))
+    R.check('pipelined LIST 1', p.line().startswith(b'+OK 1 '))
+    R.check('pipelined UIDL 1', p.line().startswith(b'+OK 1 '))
+    st, lines = p.multi()
+    R.check('pipelined RETR', ok(st) and lines)
+    R.check('pipelined NOOP', p.line() == b'+OK')
+    R.check('pipelined DELE error', err(p.line()))
+    st, lines = p.multi()
+    R.check('pipelined TOP', ok(st) and lines is not None)
+    R.check('pipelined QUIT', ok(p.line()))
+    R.check('pipelined closed', p.closed())
+
+
+def test_limits(env):
+    p = Pop3.connect(env)
+    r = p.cmd('NOOP ' + 'A' * 5000)
+    R.check('long line refused', err(r), r)
+    R.check('session usable after a long line', ok(p.cmd('CAPA')) and p.raw_multi())
+    p.send('USER ' + 'B' * 100000 + '\r\n')
+    R.check('very long line refused', err(p.line()))
+    R.check('invalid chars', err(p.cmd('NOOP\x00x')))
+    for i in range(25):
+        p.send('BOGUS\r\n')
+    lines = []
+    try:
+        while True:
+            lines.append(p.line())
+    except (EOFError, OSError):
+        pass
+    R.check('too many bad commands: closed', len(lines) < 25 and lines[-1].startswith(b'-ERR'), lines[-2:])
+
+
+def test_auth(env):
+    p = Pop3.connect(env)
+    st, mechs = p.multi('AUTH')
+    R.check('AUTH lists mechanisms', ok(st) and b'PLAIN' in mechs, (st, mechs))
+    r = p.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (ALICE, ALICE_PW)))
+    R.check('AUTH PLAIN initial response', ok(r), r)
+    p.cmd('QUIT')
+
+    p = Pop3.connect(env)
+    R.check('AUTH PLAIN empty challenge', p.cmd('AUTH PLAIN') == b'+ ')
+    R.check('AUTH PLAIN answer', ok(p.cmd(b64('\0%s\0%s' % (ALICE, ALICE_PW)))))
+    p.cmd('QUIT')
+
+    p = Pop3.connect(env)
+    r = p.cmd('AUTH PLAIN ' + b64('\0%s\0wrong' % ALICE))
+    R.check('AUTH PLAIN wrong password [AUTH]', r.startswith(b'-ERR [AUTH]'), r)
+    R.check('AUTH cancel', p.cmd('AUTH PLAIN') == b'+ ' and err(p.cmd('*')))
+    R.check('AUTH broken base64', p.cmd('AUTH PLAIN') == b'+ ' and err(p.cmd('%%%not-base64')))
+    R.check('AUTH broken base64 initial', err(p.cmd('AUTH PLAIN ab=c')))
+    R.check('AUTH unknown mechanism', err(p.cmd('AUTH CRAM-MD5')))
+    R.check('AUTH LOGIN', p.cmd('AUTH LOGIN').startswith(b'+ ')
+            and p.cmd(b64(ALICE)).startswith(b'+ ') and ok(p.cmd(b64(ALICE_PW))))
+    p.cmd('QUIT')
+
+    p = Pop3.connect(env)
+    r, sig_ok = scram_login(p, ALICE, ALICE_PW)
+    R.check('AUTH SCRAM-SHA-256', ok(r), r)
+    R.check('SCRAM server signature', sig_ok)
+    p.cmd('QUIT')
+    p = Pop3.connect(env)
+    r, _ = scram_login(p, ALICE, 'wrong')
+    R.check('SCRAM wrong password [AUTH]', r.startswith(b'-ERR [AUTH]'), r)
+    r, sig_ok = scram_login(p, ALICE, ALICE_PW, initial=False)
+    R.check('SCRAM without initial response', ok(r) and sig_ok, r)
+    p.cmd('QUIT')
+
+
+def test_tls(env):
+    p = Pop3.connect(env)
+    R.check('STLS', ok(p.cmd('STLS')))
+    p.starttls()
+    st, caps = p.multi('CAPA')
+    R.check('no STLS in CAPA after STLS', ok(st) and b'STLS' not in caps, caps)
+    R.check('STLS twice', err(p.cmd('STLS')))
+    R.check('login over STLS', ok(p.login(ALICE, ALICE_PW)))
+    p.cmd('QUIT')
+    p = Pop3.connect(env, 'pop3s')
+    R.check('POP3S greeting', ok(p.greeting))
+    st, caps = p.multi('CAPA')
+    R.check('POP3S: no STLS', ok(st) and b'STLS' not in caps and b'USER' in caps, caps)
+    R.check('POP3S login', ok(p.login(ALICE, ALICE_PW)))
+    R.check('POP3S STAT', p.cmd('STAT').startswith(b'+OK'))
+    p.cmd('QUIT')
+
+
+def test_uidl_stable(env, uid_before):
+    env.restart()
+    p = login(env)
+    st, uidls = p.multi('UIDL')
+    uid = {int(l.split()[0]): l.split()[1] for l in uidls or []}
+    R.check('UIDL stable across restart', uid == uid_before, (uid, uid_before))
+    p.cmd('QUIT')
+    rc, out, errout = env.loftctl('check', ALICE)
+    R.check('loftctl check', rc == 0, out + errout)
+    p = login(env)
+    st, uidls = p.multi('UIDL')
+    uid = {int(l.split()[0]): l.split()[1] for l in uidls or []}
+    R.check('UIDL stable across loftctl check', uid == uid_before)
+    # A different account has its own UIDLs that never collide.
+    deliver(env, BOB, simple_message(1))
+    q = login(env, BOB, BOB_PW)
+    st, bob = q.multi('UIDL')
+    R.check('UIDL unique per account', bob and bob[0].split()[1] != uid.get(1))
+    q.cmd('QUIT')
+    p.cmd('QUIT')
+
+
+def test_policy_expire(env):
+    rc, out, e = env.loftctl('user', 'set', BOB, 'pop3_retention_days=14')
+    R.check('user set pop3_retention_days', rc == 0, out + e)
+    p = login(env, BOB, BOB_PW)
+    st, caps = p.multi('CAPA')
+    R.check('EXPIRE 14 after login', b'EXPIRE 14' in caps, caps)
+    p.cmd('QUIT')
+
+
+def test_timeout():
+    with Loft(extra={'pop3': {'timeout': '2s'}}) as env:
+        p = Pop3.connect(env)
+        p.login(ALICE, ALICE_PW)
+        p.sock.settimeout(10 * SLOW)
+        try:
+            line = p.line()
+        except (EOFError, OSError):
+            line = b''
+        R.check('autologout', line.startswith(b'-ERR'), line)
+        R.check('closed after autologout', p.closed())
+
+
+def main():
+    with Loft() as env:
+        msgs = fill(env)
+        for t in (test_greeting_capa, test_authorization_state):
+            t(env)
+        uid = test_transaction(env, msgs)
+        test_dropped_retr(env)
+        test_in_use(env)
+        test_pipelining(env)
+        test_limits(env)
+        test_auth(env)
+        test_tls(env)
+        test_policy_expire(env)
+        test_uidl_stable(env, uid)
+    test_timeout()
+    return R.finish()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
