@@ -1,0 +1,297 @@
+/*
+ * loftctl --config FILE GROUP VERB ARGS...: finds the verb in the groups'
+ * command tables, opens accounts.db (and the store when a verb needs it)
+ * and runs it. Works on the files directly, whether or not loftd runs:
+ * SQLite's locks (WAL, busy timeout) keep both consistent, and loftd reads
+ * accounts.db at every lookup, so changes take effect there at once.
+ */
+#include "loftctl.h"
+
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+static const struct loftctl_cmd *const loftctl_groups[] = {
+	loftctl_user_cmds,
+	loftctl_domain_cmds,
+	loftctl_alias_cmds,
+	loftctl_check_cmds,
+#ifdef LOFTCTL_HAVE_RETENTION
+	loftctl_retention_cmds,
+#endif
+	NULL,
+};
+
+int loftctl_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("loftctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return LOFTCTL_EXIT_FAIL;
+}
+
+int loftctl_usage(const struct loftctl_cmd *cmd)
+{
+	fprintf(stderr, "usage: loftctl --config FILE %s%s%s %s\n", cmd->group,
+		cmd->verb ? " " : "", cmd->verb ? cmd->verb : "", cmd->usage);
+	return LOFTCTL_EXIT_USAGE;
+}
+
+static void print_help(FILE *f)
+{
+	fputs("usage: loftctl --config FILE GROUP VERB [ARGS...]\n", f);
+	for (int g = 0; loftctl_groups[g] != NULL; g++) {
+		for (const struct loftctl_cmd *c = loftctl_groups[g];
+		     c->group != NULL; c++) {
+			fprintf(f, "  %s%s%s %s\n", c->group, c->verb ? " " : "",
+				c->verb ? c->verb : "", c->usage);
+		}
+	}
+}
+
+bool loftctl_take_flag(int *argc, char **argv, const char *flag)
+{
+	for (int i = 0; i < *argc; i++) {
+		if (strcmp(argv[i], flag) == 0) {
+			memmove(&argv[i], &argv[i + 1],
+				(size_t)(*argc - i) * sizeof(char *));
+			(*argc)--;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int limits_cb(void *ctx, int64_t user_id,
+		     struct store_account_limits *limits_r)
+{
+	struct auth_policy p;
+	if (auth_user_policy(ctx, user_id, &p) < 0)
+		return -1;
+	limits_r->quota_bytes = p.quota_bytes;
+	limits_r->quota_messages = p.quota_messages;
+	return 0;
+}
+
+struct store *loftctl_store(struct loftctl *ctl)
+{
+	if (ctl->store != NULL)
+		return ctl->store;
+	struct store_settings set = {
+		.data_dir = ctl->set.data_dir,
+		.limits = limits_cb,
+		.limits_ctx = ctl->auth,
+		.fsync = true,
+	};
+	struct store_error err = {0};
+	if (store_open(&set, &ctl->store, &err) < 0) {
+		loftctl_fail("cannot open the mail store in %s: %s",
+			     ctl->set.data_dir, err.msg);
+		return NULL;
+	}
+	return ctl->store;
+}
+
+int loftctl_lookup_user(struct loftctl *ctl, const char *address,
+			struct auth_user *user_r)
+{
+	struct auth_user u;
+	int rc = auth_lookup(ctl->auth, address, &u);
+	if (rc < 0) {
+		loftctl_fail("cannot read accounts.db");
+		return -1;
+	}
+	/* auth_lookup resolves aliases; admin verbs want the account itself. */
+	if (rc == 0 || strcasecmp(u.address, address) != 0) {
+		loftctl_fail("no user %s", address);
+		return -1;
+	}
+	*user_r = u;
+	return 0;
+}
+
+static int read_line(char *buf, size_t size)
+{
+	if (fgets(buf, (int)size, stdin) == NULL)
+		return -1;
+	size_t n = strlen(buf);
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	else if (!feof(stdin))
+		return -2;   /* longer than the buffer */
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	return 0;
+}
+
+static int read_tty_line(const char *prompt, char *buf, size_t size)
+{
+	struct termios old, quiet;
+	fprintf(stderr, "%s", prompt);
+	fflush(stderr);
+	bool echo_off = tcgetattr(STDIN_FILENO, &old) == 0;
+	if (echo_off) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	int rc = read_line(buf, size);
+	if (echo_off)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	fputc('\n', stderr);
+	return rc;
+}
+
+int loftctl_read_secret(const char *prompt, bool confirm, char *buf,
+			size_t size)
+{
+	int rc;
+	if (isatty(STDIN_FILENO)) {
+		rc = read_tty_line(prompt, buf, size);
+		if (rc == 0 && confirm) {
+			char *again = xmalloc(size);
+			rc = read_tty_line("again: ", again, size);
+			if (rc == 0 && strcmp(again, buf) != 0) {
+				explicit_bzero(again, size);
+				free(again);
+				return loftctl_fail("the two entries differ"),
+				       -1;
+			}
+			explicit_bzero(again, size);
+			free(again);
+		}
+	} else {
+		rc = read_line(buf, size);
+	}
+	if (rc == -2)
+		return loftctl_fail("input line too long (at most %zu bytes)",
+				    size - 2), -1;
+	if (rc < 0)
+		return loftctl_fail("expected one line on stdin"), -1;
+	if (buf[0] == '\0')
+		return loftctl_fail("empty line on stdin"), -1;
+	return 0;
+}
+
+static const struct loftctl_cmd *find_cmd(int argc, char **argv, int *used_r)
+{
+	for (int g = 0; loftctl_groups[g] != NULL; g++) {
+		for (const struct loftctl_cmd *c = loftctl_groups[g];
+		     c->group != NULL; c++) {
+			if (strcmp(c->group, argv[0]) != 0)
+				continue;
+			if (c->verb == NULL) {
+				*used_r = 1;
+				return c;
+			}
+			if (argc > 1 && strcmp(c->verb, argv[1]) == 0) {
+				*used_r = 2;
+				return c;
+			}
+		}
+	}
+	return NULL;
+}
+
+static bool group_exists(const char *name)
+{
+	for (int g = 0; loftctl_groups[g] != NULL; g++) {
+		if (loftctl_groups[g][0].group != NULL &&
+		    strcmp(loftctl_groups[g][0].group, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int open_ctl(struct loftctl *ctl)
+{
+	struct buf errors;
+	buf_init(&errors, 0);
+	int rc = config_load(ctl->config_path, &ctl->cfg, &errors);
+	if (rc == 0)
+		rc = auth_settings_from_config(ctl->cfg, &ctl->set, &errors);
+	if (rc < 0) {
+		/* Report the first error on one line; the rest matter to
+		 * `loftd --check`. */
+		char *nl = errors.len ? strchr(errors.data, '\n') : NULL;
+		if (nl != NULL)
+			*nl = '\0';
+		loftctl_fail("%s", errors.len ? errors.data : "bad config");
+		buf_free(&errors);
+		return -1;
+	}
+	buf_free(&errors);
+	char *error = NULL;
+	if (auth_open(&ctl->set, &ctl->auth, &error) < 0) {
+		loftctl_fail("%s", error);
+		free(error);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct loftctl ctl = {0};
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if ((strcmp(argv[i], "--config") == 0 ||
+		     strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+			ctl.config_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			ctl.config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 ||
+			   strcmp(argv[i], "-h") == 0) {
+			print_help(stdout);
+			return 0;
+		} else {
+			loftctl_fail("unknown option %s", argv[i]);
+			print_help(stderr);
+			return LOFTCTL_EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		print_help(stderr);
+		return LOFTCTL_EXIT_USAGE;
+	}
+	int used = 0;
+	const struct loftctl_cmd *cmd = find_cmd(argc - i, argv + i, &used);
+	if (cmd == NULL) {
+		if (group_exists(argv[i]))
+			loftctl_fail("unknown verb '%s %s'", argv[i],
+				     i + 1 < argc ? argv[i + 1] : "");
+		else
+			loftctl_fail("unknown command '%s'", argv[i]);
+		print_help(stderr);
+		return LOFTCTL_EXIT_USAGE;
+	}
+	if (ctl.config_path == NULL) {
+		loftctl_fail("--config FILE is required");
+		return LOFTCTL_EXIT_USAGE;
+	}
+	/* Only warnings and errors: loftctl's output is its answer. */
+	log_set_level(LOG_LVL_WARN);
+	if (open_ctl(&ctl) < 0) {
+		config_free(&ctl.cfg);
+		return LOFTCTL_EXIT_FAIL;
+	}
+	int rc = cmd->run(&ctl, argc - i - used, argv + i + used);
+	if (ctl.store != NULL)
+		store_close(&ctl.store);
+	auth_close(&ctl.auth);
+	config_free(&ctl.cfg);
+	if (fflush(stdout) != 0 && rc == 0)
+		rc = loftctl_fail("write error: %s", strerror(errno));
+	return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * loftctl, the admin tool: shared state and helpers for the verb groups.
+ * Each group lives in its own cmd-<group>.c and exports a table of
+ * struct loftctl_cmd ending with a {NULL} entry; loftctl.c lists the
+ * tables in loftctl_groups[]. To add a group: write cmd-<group>.c with
+ * `const struct loftctl_cmd loftctl_<group>_cmds[]`, declare it below and
+ * add it to the list in loftctl.c (cmd-retention.c is already wired in:
+ * it is compiled and listed when the file exists).
+ *
+ * Conventions: exit status 0 on success, 1 on failure with one line
+ * "loftctl: reason" on stderr (loftctl_fail), 2 for a usage error.
+ * Passwords come from stdin only, never argv, and are never printed.
+ */
+#ifndef LOFTCTL_H
+#define LOFTCTL_H
+
+#include "auth.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+
+struct loftctl {
+	const char *config_path;
+	struct config *cfg;
+	struct auth_settings set;
+	struct auth *auth;
+	struct store *store;           /* opened by loftctl_store() */
+};
+
+struct loftctl_cmd {
+	const char *group;             /* "user", "check", ... */
+	const char *verb;              /* "add"; NULL: the group is the verb */
+	const char *usage;             /* arguments, for --help */
+	/* argv[0] is the first argument after the verb. Returns the exit
+	 * status. */
+	int (*run)(struct loftctl *ctl, int argc, char **argv);
+};
+
+extern const struct loftctl_cmd loftctl_user_cmds[];
+extern const struct loftctl_cmd loftctl_domain_cmds[];
+extern const struct loftctl_cmd loftctl_alias_cmds[];
+extern const struct loftctl_cmd loftctl_check_cmds[];
+#ifdef LOFTCTL_HAVE_RETENTION
+extern const struct loftctl_cmd loftctl_retention_cmds[];
+#endif
+
+#define LOFTCTL_EXIT_FAIL 1
+#define LOFTCTL_EXIT_USAGE 2
+
+/* Prints "loftctl: MESSAGE" on stderr; returns LOFTCTL_EXIT_FAIL. */
+int loftctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "usage: loftctl --config FILE GROUP VERB USAGE"; returns 2. */
+int loftctl_usage(const struct loftctl_cmd *cmd);
+/* The store, opened on first use (data_dir from the config); NULL after
+ * printing the reason. */
+struct store *loftctl_store(struct loftctl *ctl);
+/* Looks up an address (not an alias); prints the reason and returns -1
+ * if there is no such user. */
+int loftctl_lookup_user(struct loftctl *ctl, const char *address,
+			struct auth_user *user_r);
+/* Reads one line from stdin (the newline stripped) into buf: a password
+ * or a {SCHEME}hash. On a terminal, prompts without echo (twice when
+ * confirm). -1 after printing the reason. */
+int loftctl_read_secret(const char *prompt, bool confirm, char *buf,
+			size_t size);
+/* Removes "--flag" from argv if present; returns whether it was there. */
+bool loftctl_take_flag(int *argc, char **argv, const char *flag);
+
+#endif
