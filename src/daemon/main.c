@@ -1,0 +1,365 @@
+/*
+ * loftd: reads the configuration, opens the accounts (src/auth) and the
+ * store (src/store), creates each front-end that is built in, listens on
+ * every configured address, starts the store's background work and runs
+ * the I/O threads until SIGTERM or SIGINT, then shuts down cleanly.
+ *
+ *   loftd --config FILE            run in the foreground, log to stderr
+ *   loftd --config FILE --check    validate: exit 0 if loftd would start
+ *                                  (warnings on stderr), 1 on errors, each
+ *                                  printed as FILE:LINE: message
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "config.h"
+#include "daemon-config.h"
+#include "log.h"
+#include "net.h"
+#include "store.h"
+#ifdef LOFT_HAVE_IMAP
+#include "imap.h"
+#endif
+#ifdef LOFT_HAVE_POP3
+#include "pop3.h"
+#endif
+#ifdef LOFT_HAVE_LMTP
+#include "lmtp.h"
+#endif
+
+/* One front-end: its server serves a plain and (optionally) an implicit
+ * TLS protocol, e.g. imap + imaps share one imap_server. */
+struct frontend {
+	const char *name;
+	enum daemon_proto plain;
+	int tls;                       /* enum daemon_proto, or -1 */
+	const struct net_proto *proto;
+	void *(*create)(const struct config *cfg, struct store *store,
+			struct auth *auth, struct buf *errors);
+	void (*destroy)(void *server);
+	void *server;
+};
+
+#ifdef LOFT_HAVE_IMAP
+static void *imap_create(const struct config *c, struct store *s,
+			 struct auth *a, struct buf *e)
+{
+	return imap_server_create(c, s, a, e);
+}
+static void imap_destroy(void *server)
+{
+	struct imap_server *p = server;
+	imap_server_destroy(&p);
+}
+#endif
+#ifdef LOFT_HAVE_POP3
+static void *pop3_create(const struct config *c, struct store *s,
+			 struct auth *a, struct buf *e)
+{
+	return pop3_server_create(c, s, a, e);
+}
+static void pop3_destroy(void *server)
+{
+	struct pop3_server *p = server;
+	pop3_server_destroy(&p);
+}
+#endif
+#ifdef LOFT_HAVE_LMTP
+static void *lmtp_create(const struct config *c, struct store *s,
+			 struct auth *a, struct buf *e)
+{
+	return lmtp_server_create(c, s, a, e);
+}
+static void lmtp_destroy(void *server)
+{
+	struct lmtp_server *p = server;
+	lmtp_server_destroy(&p);
+}
+#endif
+
+static struct frontend frontends[] = {
+#ifdef LOFT_HAVE_IMAP
+	{"imap", DAEMON_IMAP, DAEMON_IMAPS, &imap_proto, imap_create,
+	 imap_destroy, NULL},
+#endif
+#ifdef LOFT_HAVE_POP3
+	{"pop3", DAEMON_POP3, DAEMON_POP3S, &pop3_proto, pop3_create,
+	 pop3_destroy, NULL},
+#endif
+#ifdef LOFT_HAVE_LMTP
+	{"lmtp", DAEMON_LMTP, -1, &lmtp_proto, lmtp_create, lmtp_destroy, NULL},
+#endif
+	{NULL, 0, -1, NULL, NULL, NULL, NULL},
+};
+
+static struct net *the_net;
+
+static void on_stop_signal(int sig)
+{
+	if (the_net != NULL)
+		net_stop(the_net);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: loftd --config FILE [--check]\n");
+}
+
+static bool frontend_wanted(const struct frontend *fe,
+			    const struct config *cfg)
+{
+	return config_has_section(cfg, daemon_proto_names[fe->plain]) ||
+	       (fe->tls >= 0 && config_has_section(cfg, daemon_proto_names[fe->tls]));
+}
+
+/* A protocol section whose front-end is not built into this loftd. */
+static void warn_unbuilt(const struct config *cfg, struct buf *warnings)
+{
+	for (int p = 0; p < DAEMON_PROTO_COUNT; p++) {
+		bool built = false;
+		for (const struct frontend *fe = frontends; fe->name; fe++)
+			if ((int)fe->plain == p || fe->tls == p)
+				built = true;
+		const char *name = daemon_proto_names[p];
+		if (built || !config_has_section(cfg, name))
+			continue;
+		for (size_t i = 0; i < cfg->section_count; i++) {
+			if (strcmp(cfg->sections[i], name) == 0) {
+				buf_printf(warnings, "%s:%d: warning: %s is not "
+					   "built into this loftd; [%s] is "
+					   "ignored\n", cfg->path,
+					   cfg->section_lines[i], name, name);
+				break;
+			}
+		}
+	}
+}
+
+/* Everything --check verifies. Front-ends are created without store and
+ * auth only in check mode; in run mode main creates them for real. */
+static int check_all(const struct config *cfg, struct daemon_config *dc,
+		     struct auth_settings *aset, struct store_settings *sset,
+		     bool check_frontends, struct buf *errors,
+		     struct buf *warnings)
+{
+	int rc = daemon_config_check(cfg, dc, errors, warnings);
+	if (auth_settings_from_config(cfg, aset, errors) < 0)
+		rc = -1;
+	if (store_settings_from_config(cfg, sset, errors) < 0)
+		rc = -1;
+	warn_unbuilt(cfg, warnings);
+	if (!check_frontends)
+		return rc;
+	for (struct frontend *fe = frontends; fe->name; fe++) {
+		if (!frontend_wanted(fe, cfg))
+			continue;
+		void *server = fe->create(cfg, NULL, NULL, errors);
+		if (server == NULL)
+			rc = -1;
+		else
+			fe->destroy(server);
+	}
+	return rc;
+}
+
+static int mkdir_p(const char *path)
+{
+	char *p = xstrdup(path);
+	for (char *s = p + 1; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			free(p);
+			return -1;
+		}
+		*s = '/';
+	}
+	int rc = mkdir(p, 0750);
+	free(p);
+	return rc < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int store_limits(void *ctx, int64_t user_id,
+			struct store_account_limits *limits_r)
+{
+	struct auth_policy policy;
+	if (auth_user_policy(ctx, user_id, &policy) < 0)
+		return -1;
+	limits_r->quota_bytes = policy.quota_bytes;
+	limits_r->quota_messages = policy.quota_messages;
+	return 0;
+}
+
+static int start_listeners(struct net *net, struct daemon_config *dc,
+			   const struct config *cfg)
+{
+	for (struct frontend *fe = frontends; fe->name; fe++) {
+		if (fe->server == NULL)
+			continue;
+		for (int k = 0; k < 2; k++) {
+			int p = k == 0 ? (int)fe->plain : fe->tls;
+			if (p < 0)
+				continue;
+			struct daemon_listen *l = &dc->listen[p];
+			for (size_t i = 0; i < l->count; i++) {
+				const char *err;
+				if (net_listen(net, l->addrs[i], k == 1,
+					       fe->proto, fe->server, &err) < 0) {
+					fprintf(stderr, "%s:%d: %s\n", cfg->path,
+						l->line, err);
+					return -1;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	/* Logs go to stderr and syslog: nothing to reopen on SIGHUP. */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int run(const struct config *cfg, struct daemon_config *dc,
+	       struct auth_settings *aset, struct store_settings *sset)
+{
+	struct auth *auth = NULL;
+	struct store *store = NULL;
+	struct net *net = NULL;
+	int rc = 1;
+	char *msg = NULL;
+	struct buf errors;
+	buf_init(&errors, 0);
+
+	if (mkdir_p(dc->data_dir) < 0) {
+		log_error("loftd", NULL, "cannot create data_dir %s: %m",
+			  dc->data_dir);
+		goto out;
+	}
+	if (auth_open(aset, &auth, &msg) < 0) {
+		log_error("loftd", NULL, "cannot open accounts: %s",
+			  msg ? msg : "unknown error");
+		goto out;
+	}
+	sset->limits = store_limits;
+	sset->limits_ctx = auth;
+	struct store_error serr = {0};
+	if (store_open(sset, &store, &serr) < 0) {
+		log_error("loftd", NULL, "cannot open the store: %s", serr.msg);
+		goto out;
+	}
+	if (net_create(&dc->net, &net, &msg) < 0) {
+		log_error("loftd", NULL, "%s", msg ? msg : "cannot start");
+		goto out;
+	}
+	for (struct frontend *fe = frontends; fe->name; fe++) {
+		if (!frontend_wanted(fe, cfg))
+			continue;
+		fe->server = fe->create(cfg, store, auth, &errors);
+		if (fe->server == NULL) {
+			fputs(errors.data ? errors.data : "", stderr);
+			goto out;
+		}
+	}
+	if (start_listeners(net, dc, cfg) < 0)
+		goto out;
+	the_net = net;
+	install_signals();
+	store_start_background(store);
+	log_info("loftd", NULL, "loftd ready");
+	net_run(net);
+	log_info("loftd", NULL, "shutting down");
+	rc = 0;
+out:
+	the_net = NULL;
+	/* Connections (and their sessions) go before the servers they use. */
+	net_destroy(&net);
+	for (struct frontend *fe = frontends; fe->name; fe++) {
+		if (fe->server != NULL)
+			fe->destroy(fe->server);
+		fe->server = NULL;
+	}
+	store_close(&store);
+	auth_close(&auth);
+	free(msg);
+	buf_free(&errors);
+	if (rc == 0)
+		log_info("loftd", NULL, "stopped");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool check = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'k': check = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	struct buf errors, warnings;
+	buf_init(&errors, 0);
+	buf_init(&warnings, 0);
+	struct config *cfg = NULL;
+	struct daemon_config dc;
+	struct auth_settings aset;
+	struct store_settings sset;
+	memset(&dc, 0, sizeof(dc));
+	int rc = 1;
+	if (config_load(path, &cfg, &errors) < 0 ||
+	    check_all(cfg, &dc, &aset, &sset, check, &errors, &warnings) < 0 ||
+	    errors.len > 0) {
+		fputs(warnings.data ? warnings.data : "", stderr);
+		fputs(errors.data ? errors.data : "", stderr);
+		goto out;
+	}
+	fputs(warnings.data ? warnings.data : "", stderr);
+	if (check) {
+		printf("%s: ok\n", path);
+		rc = 0;
+		goto out;
+	}
+	log_set_level(dc.log_level);
+	if (dc.syslog)
+		log_set_syslog("loftd");
+	rc = run(cfg, &dc, &aset, &sset);
+out:
+	daemon_config_deinit(&dc);
+	config_free(&cfg);
+	buf_free(&errors);
+	buf_free(&warnings);
+	return rc;
+}
