@@ -56,7 +56,7 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 
 	srv->store = store;
 	srv->auth = auth;
-	srv->max_message_size = 64ULL * 1024 * 1024;
+	srv->max_message_size = 50ULL * 1024 * 1024;
 	srv->max_recipients = 100;
 
 	for (size_t i = 0; cfg != NULL && i < cfg->count; i++) {
@@ -69,13 +69,18 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 			bad = true;
 		}
 	}
+	/* The store refuses more than [limits] max_message_size anyway;
+	 * [lmtp] may only say less. */
+	const char *lim = config_get(cfg, "limits", "max_message_size");
+	if (lim != NULL && config_parse_size(lim, &v) == 0 && v > 0)
+		srv->max_message_size = v;
 	e = config_find(cfg, "lmtp", "max_message_size");
 	if (e != NULL) {
 		if (config_parse_size(e->value, &v) < 0 || v < 1024) {
 			config_error(errors, cfg, e,
 				     "max_message_size: expected a size of at least 1K, like 50M");
 			bad = true;
-		} else {
+		} else if (v < srv->max_message_size) {
 			srv->max_message_size = v;
 		}
 	}

@@ -6,7 +6,8 @@
  * only after that recipient's copy is durable in the store.
  *
  * Configuration ([lmtp] section; `listen` is the daemon's):
- *   max_message_size = 64M   largest message accepted (SIZE advertises it)
+ *   max_message_size = 50M   largest message accepted (SIZE advertises it);
+ *                            at most [limits] max_message_size, the store's
  *   max_recipients = 100     recipients per transaction
  * plus the top-level `hostname` (greeting, Received: header).
  */
