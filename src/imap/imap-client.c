@@ -1,0 +1,1046 @@
+/*
+ * IMAP sessions: the net_proto hooks, input handling, command dispatch,
+ * tagged replies and the untagged updates that keep a session in sync
+ * with its mailbox.
+ *
+ * Input modes: COMMAND feeds the parser; IDLE waits for "DONE"; SASL
+ * reads AUTHENTICATE responses line by line. Everything that touches the
+ * store or auth runs in a worker task (net_conn_run); the I/O thread only
+ * parses. APPEND literals are streamed: the I/O thread gathers a chunk,
+ * a worker task writes it to the store's blob writer, and reading resumes
+ * when the task is done, so a big message never sits in memory.
+ *
+ * Pushed changes: the store hub calls client_store_changed on the
+ * committing thread; it queues one worker task (coalesced with an atomic
+ * flag) that sends the updates if the session is in IDLE. Otherwise they
+ * go out before the next tagged reply.
+ */
+#include "imap-client.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap-commands.h"
+#include "imap-server.h"
+#include "imap.h"
+#include "log.h"
+#include "utf7.h"
+
+#define CHUNK_SIZE (256 * 1024)
+#define OUTPUT_DEFER (64 * 1024)
+#define SASL_LINE_MAX 16384
+
+
+/* ---- output ---------------------------------------------------------- */
+
+int imap_client_write(struct imap_client *c, const void *data, size_t len)
+{
+	return net_conn_write(c->conn, data, len);
+}
+
+int imap_client_untagged(struct imap_client *c, const char *fmt, ...)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* ");
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	buf_append_str(&b, "\r\n");
+	int r = imap_client_write(c, b.data, b.len);
+	buf_free(&b);
+	return r;
+}
+
+struct line_task {
+	char *line;
+	size_t len;
+};
+
+static void send_line_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	struct line_task *t = arg;
+	net_conn_write(conn, t->line, t->len);
+	free(t->line);
+	free(t);
+	c->task_running = false;
+}
+
+/* Writes from the I/O thread. When the client is not reading, the line
+ * goes through a worker task instead, which blocks on back-pressure and
+ * keeps the session from parsing more input meanwhile. Returns true if
+ * the caller must stop processing input. */
+static bool io_write_line(struct imap_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static bool io_write_line(struct imap_client *c, const char *fmt, ...)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	buf_append_str(&b, "\r\n");
+	if (net_conn_output_pending(c->conn) < OUTPUT_DEFER) {
+		net_conn_write(c->conn, b.data, b.len);
+		buf_free(&b);
+		return false;
+	}
+	struct line_task *t = xmalloc(sizeof(*t));
+	t->line = buf_steal(&b, &t->len);
+	c->task_running = true;
+	if (net_conn_run(c->conn, send_line_task, t) < 0) {
+		c->task_running = false;
+		free(t->line);
+		free(t);
+	}
+	return true;
+}
+
+void imap_client_capabilities(struct imap_client *c, struct buf *out)
+{
+	const struct imap_settings *set = &c->server->set;
+	buf_append_str(out, "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE");
+	if (c->state == IMAP_STATE_NOT_AUTH) {
+		bool cleartext = c->server->auth == NULL ||
+				 auth_cleartext_allowed(c->server->auth, c->tls,
+							c->local);
+		if (!c->tls && set->tls_configured)
+			buf_append_str(out, " STARTTLS");
+		if (!cleartext)
+			buf_append_str(out, " LOGINDISABLED");
+		if (c->server->auth != NULL) {
+			const char *mechs = auth_mechanisms(c->server->auth, cleartext);
+			const char *p = mechs;
+			while (p != NULL && *p != '\0') {
+				const char *sp = strchr(p, ' ');
+				size_t n = sp != NULL ? (size_t)(sp - p) : strlen(p);
+				if (n > 0)
+					buf_printf(out, " AUTH=%.*s", (int)n, p);
+				p = sp != NULL ? sp + 1 : NULL;
+			}
+		}
+		return;
+	}
+	buf_append_str(out, " NAMESPACE UIDPLUS UNSELECT CHILDREN MOVE"
+			    " SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED"
+			    " LIST-STATUS MULTIAPPEND CONDSTORE QRESYNC QUOTA"
+			    " QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE"
+			    " UTF8=ACCEPT OBJECTID UNAUTHENTICATE SAVEDATE");
+	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)set->append_limit);
+#ifdef LOFT_HAVE_CMD_FETCH
+	buf_append_str(out, " BINARY");
+#endif
+#ifdef LOFT_HAVE_CMD_SEARCH
+	buf_append_str(out, " ESEARCH SEARCHRES");
+#endif
+#ifdef LOFT_HAVE_CMD_SORT
+	buf_append_str(out, " SORT");
+#endif
+#ifdef LOFT_HAVE_CMD_THREAD
+	buf_append_str(out, " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
+#endif
+	if (!c->compressed)
+		buf_append_str(out, " COMPRESS=DEFLATE");
+}
+
+/* ---- tagged replies -------------------------------------------------- */
+
+static bool cmd_allows_expunge(const struct imap_cmd *cmd)
+{
+	if (cmd->def == NULL)
+		return false;
+	return !(cmd->def->flags & IMAP_CMD_SEQ_NO_EXPUNGE) || cmd->uid;
+}
+
+static void cmd_vreply(struct imap_cmd *cmd, const char *status,
+		       const char *fmt, va_list ap)
+{
+	struct imap_client *c = cmd->client;
+	if (cmd->replied) {
+		log_error("imap", c->sid, "BUG: second reply to %s", cmd->name);
+		return;
+	}
+	cmd->replied = true;
+	if (c->view != NULL && !(cmd->def != NULL &&
+				 (cmd->def->flags & IMAP_CMD_IO_THREAD)))
+		imap_client_sync(c, cmd_allows_expunge(cmd));
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "%s %s ", cmd->tag, status);
+	buf_vprintf(&b, fmt, ap);
+	buf_append_str(&b, "\r\n");
+	imap_client_write(c, b.data, b.len);
+	buf_free(&b);
+}
+
+void imap_cmd_ok(struct imap_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cmd_vreply(cmd, "OK", fmt, ap);
+	va_end(ap);
+}
+
+void imap_cmd_no(struct imap_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cmd_vreply(cmd, "NO", fmt, ap);
+	va_end(ap);
+}
+
+void imap_cmd_bad(struct imap_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cmd_vreply(cmd, "BAD", fmt, ap);
+	va_end(ap);
+}
+
+const char *imap_store_error_code(enum store_error_kind kind)
+{
+	switch (kind) {
+	case STORE_ERR_NOTFOUND: return "NONEXISTENT";
+	case STORE_ERR_EXISTS: return "ALREADYEXISTS";
+	case STORE_ERR_PERM: return "NOPERM";
+	case STORE_ERR_QUOTA: return "OVERQUOTA";
+	case STORE_ERR_LIMIT: return "LIMIT";
+	case STORE_ERR_TEMP: return "UNAVAILABLE";
+	case STORE_ERR_MODIFIED: return "MODIFIED";
+	case STORE_ERR_INVALID: return "CANNOT";
+	case STORE_ERR_NONE:
+	case STORE_ERR_INTERNAL:
+	default: return "SERVERBUG";
+	}
+}
+
+void imap_cmd_store_error(struct imap_cmd *cmd, const struct store_error *err)
+{
+	struct imap_client *c = cmd->client;
+	if (err->kind == STORE_ERR_INTERNAL || err->kind == STORE_ERR_NONE) {
+		log_error("imap", c->sid, "%s: %s", cmd->name, err->msg);
+		imap_cmd_no(cmd, "[SERVERBUG] Internal error (session %s)", c->sid);
+		return;
+	}
+	imap_cmd_no(cmd, "[%s] %s", imap_store_error_code(err->kind),
+		    err->msg[0] != '\0' ? err->msg : "Failed");
+}
+
+/* ---- untagged updates ------------------------------------------------ */
+
+static void flush_out(struct imap_client *c, size_t threshold)
+{
+	if (c->out.len > threshold) {
+		imap_client_write(c, c->out.data, c->out.len);
+		buf_reset(&c->out);
+	}
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void flush_vanished(struct imap_client *c)
+{
+	if (c->vanished_count == 0)
+		return;
+	qsort(c->vanished, c->vanished_count, sizeof(uint32_t), cmp_u32);
+	buf_append_str(&c->out, "* VANISHED ");
+	imap_uids_append_set(&c->out, c->vanished, c->vanished_count);
+	buf_append_str(&c->out, "\r\n");
+	c->vanished_count = 0;
+	flush_out(c, 0);
+}
+
+static void sync_expunged(void *ctx, uint32_t seq, uint32_t uid)
+{
+	struct imap_client *c = ctx;
+	if (c->enabled & IMAP_ENABLED_QRESYNC) {
+		if (c->vanished_count == c->vanished_cap) {
+			c->vanished_cap = c->vanished_cap ? c->vanished_cap * 2 : 64;
+			c->vanished = xrealloc(c->vanished,
+					       c->vanished_cap * sizeof(uint32_t));
+		}
+		c->vanished[c->vanished_count++] = uid;
+		return;
+	}
+	buf_printf(&c->out, "* %u EXPUNGE\r\n", seq);
+	flush_out(c, 8192);
+}
+
+static void sync_changed(void *ctx, uint32_t seq, const struct store_msg *msg)
+{
+	struct imap_client *c = ctx;
+	if (c->silent != NULL &&
+	    imap_uid_ranges_contain(c->silent, c->silent_count, msg->uid))
+		return;
+	flush_vanished(c);
+	/* RFC 7162 3.2.4: with QRESYNC, unsolicited FETCH carries UID; it is
+	 * harmless otherwise and lets every client match the message. */
+	buf_printf(&c->out, "* %u FETCH (UID %u FLAGS ", seq, msg->uid);
+	imap_append_flags(&c->out, msg->flags, msg->keywords, msg->keyword_count,
+			  store_view_is_recent(c->view, seq));
+	if (c->enabled & IMAP_ENABLED_CONDSTORE)
+		buf_printf(&c->out, " MODSEQ (%llu)",
+			   (unsigned long long)msg->modseq);
+	buf_append_str(&c->out, ")\r\n");
+	flush_out(c, 8192);
+}
+
+static void sync_exists(void *ctx, uint32_t count)
+{
+	struct imap_client *c = ctx;
+	flush_vanished(c);
+	buf_printf(&c->out, "* %u EXISTS\r\n", count);
+	if (!(c->enabled & IMAP_ENABLED_IMAP4REV2))
+		buf_printf(&c->out, "* %u RECENT\r\n",
+			   store_view_recent_count(c->view));
+	flush_out(c, 8192);
+}
+
+int imap_client_sync(struct imap_client *c, bool allow_expunge)
+{
+	if (c->view == NULL)
+		return 0;
+	static const struct store_view_callbacks cb = {
+		.expunged = sync_expunged,
+		.changed = sync_changed,
+		.exists = sync_exists,
+	};
+	struct store_error err = {0};
+	atomic_store(&c->change_pending, false);
+	buf_reset(&c->out);
+	c->vanished_count = 0;
+	int r = store_view_sync(c->view, allow_expunge, &cb, c, &err);
+	flush_vanished(c);
+	flush_out(c, 0);
+	if (r < 0)
+		log_warn("imap", c->sid, "sync failed: %s", err.msg);
+	return r;
+}
+
+/* ---- store change notifications ------------------------------------- */
+
+static void change_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	if (c->idling && c->view != NULL)
+		imap_client_sync(c, true);
+	else if (!c->idling)
+		atomic_store(&c->change_pending, false);
+}
+
+/* On the committing thread: queue at most one wake-up at a time. */
+static void client_store_changed(void *ctx, const struct store_change *change)
+{
+	struct imap_client *c = ctx;
+	uint32_t selected = atomic_load(&c->selected_id);
+	if (change->kind == STORE_CHANGE_MAILBOXES || selected == 0 ||
+	    change->mailbox_id != selected)
+		return;
+	if (atomic_exchange(&c->change_pending, true))
+		return;
+	if (net_conn_run(c->conn, change_task, NULL) < 0)
+		atomic_store(&c->change_pending, false);
+}
+
+int imap_client_subscribe(struct imap_client *c)
+{
+	if (c->server->store == NULL)
+		return 0;
+	return store_subscribe(c->server->store, c->user.id,
+			       client_store_changed, c, &c->sub);
+}
+
+/* ---- mailbox names --------------------------------------------------- */
+
+bool imap_client_utf8(const struct imap_client *c)
+{
+	return (c->enabled & (IMAP_ENABLED_UTF8_ACCEPT |
+			      IMAP_ENABLED_IMAP4REV2)) != 0;
+}
+
+char imap_client_separator(const struct imap_client *c)
+{
+	return c->server->set.inbox_namespace ? '.' : '/';
+}
+
+static bool is_inbox_prefix(const char *s, size_t len, char sep)
+{
+	return len >= 5 && strncasecmp(s, "INBOX", 5) == 0 &&
+	       (len == 5 || s[5] == sep);
+}
+
+char *imap_client_mailbox_in(struct imap_client *c, const char *name,
+			     size_t len, const char **error_r)
+{
+	char sep = imap_client_separator(c);
+	struct buf b;
+	buf_init(&b, 4096);
+	if (len == 0 || memchr(name, 0, len) != NULL) {
+		*error_r = "[CANNOT] Invalid mailbox name";
+		goto fail;
+	}
+	if (imap_client_utf8(c)) {
+		if (!utf8_valid(name, len) || buf_append(&b, name, len) < 0) {
+			*error_r = "[CANNOT] Mailbox name is not valid UTF-8";
+			goto fail;
+		}
+	} else if (utf7_decode(name, len, &b) < 0) {
+		*error_r = "[CANNOT] Mailbox name is not valid modified UTF-7";
+		goto fail;
+	}
+	char *s = b.data;
+	size_t n = b.len;
+	if (c->server->set.inbox_namespace) {
+		if (!is_inbox_prefix(s, n, '.')) {
+			*error_r = "[NONEXISTENT] Mailbox names start with \"INBOX.\"";
+			goto fail;
+		}
+		if (memchr(s, '/', n) != NULL) {
+			*error_r = "[CANNOT] \"/\" is not allowed in mailbox names";
+			goto fail;
+		}
+		if (n == 6) {
+			*error_r = "[CANNOT] Invalid mailbox name";
+			goto fail;
+		}
+		if (n > 6) {
+			memmove(s, s + 6, n - 6);
+			n -= 6;
+			s[n] = '\0';
+			b.len = n;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (s[i] == '.')
+				s[i] = '/';
+		}
+	}
+	if (is_inbox_prefix(s, n, '/'))
+		memcpy(s, "INBOX", 5);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		bool sep_here = ch == '/';
+		if (ch < 0x20 || ch == 0x7f || ch == '*' || ch == '%' ||
+		    (sep_here && (i == 0 || i + 1 == n || s[i + 1] == '/'))) {
+			*error_r = "[CANNOT] Invalid mailbox name";
+			goto fail;
+		}
+	}
+	(void)sep;
+	return buf_steal(&b, &n);
+fail:
+	buf_free(&b);
+	return NULL;
+}
+
+char *imap_client_mailbox_name(struct imap_client *c, const char *store_name)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (c->server->set.inbox_namespace && strcmp(store_name, "INBOX") != 0) {
+		buf_append_str(&b, "INBOX.");
+		size_t start = b.len;
+		buf_append_str(&b, store_name);
+		for (size_t i = start; i < b.len; i++) {
+			if (b.data[i] == '/')
+				b.data[i] = '.';
+		}
+	} else {
+		buf_append_str(&b, store_name);
+	}
+	if (!imap_client_utf8(c)) {
+		struct buf e;
+		buf_init(&e, 0);
+		if (utf7_encode(b.data, b.len, &e) < 0) {
+			/* not UTF-8 in the store: show it escaped rather than
+			 * send invalid bytes */
+			buf_reset(&e);
+			for (size_t i = 0; i < b.len; i++)
+				buf_append_char(&e, (unsigned char)b.data[i] < 0x80
+							    ? b.data[i] : '?');
+		}
+		buf_free(&b);
+		b = e;
+	}
+	size_t n;
+	return buf_steal(&b, &n);
+}
+
+int imap_client_mailbox_out(struct imap_client *c, const char *store_name,
+			    struct buf *out)
+{
+	char *name = imap_client_mailbox_name(c, store_name);
+	int r = imap_append_string(out, name, strlen(name), imap_client_utf8(c));
+	free(name);
+	return r;
+}
+
+/* ---- SEARCHRES and sequence sets ------------------------------------- */
+
+void imap_client_set_searchres(struct imap_client *c, const uint32_t *uids,
+			       size_t count)
+{
+	free(c->searchres);
+	c->searchres = NULL;
+	c->searchres_count = 0;
+	if (count > 0) {
+		c->searchres = xmalloc(count * sizeof(*uids));
+		memcpy(c->searchres, uids, count * sizeof(*uids));
+		c->searchres_count = count;
+	}
+}
+
+int imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg,
+		    struct store_uid_range **ranges_r, size_t *count_r)
+{
+	struct imap_client *c = cmd->client;
+	struct imap_seqset set;
+	const char *error = "Invalid sequence set";
+	if (arg->type != IMAP_ARG_ATOM ||
+	    imap_seqset_parse(arg->str, true, &set) < 0) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Invalid sequence set");
+		return -1;
+	}
+	int r = imap_seqset_resolve(&set, c->view, cmd->uid, c->searchres,
+				    c->searchres_count, ranges_r, count_r,
+				    &error);
+	imap_seqset_free(&set);
+	if (r < 0) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- output helpers -------------------------------------------------- */
+
+int imap_append_string(struct buf *out, const char *s, size_t len, bool utf8)
+{
+	bool quote = len <= 1024;
+	for (size_t i = 0; i < len && quote; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == 0 || ch == '\r' || ch == '\n' || (ch >= 0x80 && !utf8))
+			quote = false;
+	}
+	if (quote && utf8 && !utf8_valid(s, len))
+		quote = false;
+	if (!quote) {
+		if (buf_printf(out, "{%zu}\r\n", len) < 0)
+			return -1;
+		return buf_append(out, s, len);
+	}
+	if (buf_append_char(out, '"') < 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if ((s[i] == '"' || s[i] == '\\') && buf_append_char(out, '\\') < 0)
+			return -1;
+		if (buf_append_char(out, s[i]) < 0)
+			return -1;
+	}
+	return buf_append_char(out, '"');
+}
+
+int imap_append_nstring(struct buf *out, const char *s, bool utf8)
+{
+	if (s == NULL)
+		return buf_append_str(out, "NIL");
+	return imap_append_string(out, s, strlen(s), utf8);
+}
+
+int imap_append_astring(struct buf *out, const char *s, bool utf8)
+{
+	size_t len = strlen(s);
+	bool atom = len > 0 && strcasecmp(s, "NIL") != 0;
+	for (size_t i = 0; i < len && atom; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch <= 0x20 || ch >= 0x7f || strchr("(){%*\"\\", ch) != NULL)
+			atom = false;
+	}
+	if (atom)
+		return buf_append_str(out, s);
+	return imap_append_string(out, s, len, utf8);
+}
+
+static const struct {
+	unsigned flag;
+	const char *name;
+} system_flags[] = {
+	{STORE_FLAG_ANSWERED, "\\Answered"},
+	{STORE_FLAG_FLAGGED, "\\Flagged"},
+	{STORE_FLAG_DELETED, "\\Deleted"},
+	{STORE_FLAG_SEEN, "\\Seen"},
+	{STORE_FLAG_DRAFT, "\\Draft"},
+};
+
+int imap_append_flags(struct buf *out, unsigned flags,
+		      const char *const *keywords, size_t keyword_count,
+		      bool recent)
+{
+	bool first = true;
+	buf_append_char(out, '(');
+	for (size_t i = 0; i < sizeof(system_flags) / sizeof(system_flags[0]); i++) {
+		if (!(flags & system_flags[i].flag))
+			continue;
+		if (!first)
+			buf_append_char(out, ' ');
+		buf_append_str(out, system_flags[i].name);
+		first = false;
+	}
+	if (recent) {
+		buf_append_str(out, first ? "\\Recent" : " \\Recent");
+		first = false;
+	}
+	for (size_t i = 0; i < keyword_count && keywords != NULL; i++) {
+		if (!first)
+			buf_append_char(out, ' ');
+		buf_append_str(out, keywords[i]);
+		first = false;
+	}
+	return buf_append_char(out, ')');
+}
+
+static bool valid_keyword(const struct imap_arg *a)
+{
+	if (a->type != IMAP_ARG_ATOM && a->type != IMAP_ARG_NIL)
+		return false;
+	if (a->str.len == 0 || a->str.len > 255)
+		return false;
+	for (size_t i = 0; i < a->str.len; i++) {
+		unsigned char ch = (unsigned char)a->str.ptr[i];
+		if (ch <= 0x20 || ch >= 0x7f || strchr("(){%*\"\\]", ch) != NULL)
+			return false;
+	}
+	return true;
+}
+
+int imap_parse_flags(const struct imap_arg *arg, unsigned *flags_r,
+		     const char ***keywords_r, size_t *count_r,
+		     const char **error_r)
+{
+	const struct imap_arg *items = arg;
+	size_t n = 1;
+	if (arg->type == IMAP_ARG_LIST) {
+		items = arg->list;
+		n = arg->list_count;
+	}
+	*flags_r = 0;
+	*keywords_r = NULL;
+	*count_r = 0;
+	const char **kw = xcalloc(n + 1, sizeof(*kw));
+	size_t kn = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *a = &items[i];
+		if (!imap_arg_is_atom(a)) {
+			*error_r = "Invalid flag";
+			goto fail;
+		}
+		if (a->str.len > 0 && a->str.ptr[0] == '\\') {
+			size_t k;
+			for (k = 0; k < sizeof(system_flags) / sizeof(system_flags[0]); k++) {
+				if (slice_eq_ci(a->str, system_flags[k].name))
+					break;
+			}
+			if (k == sizeof(system_flags) / sizeof(system_flags[0])) {
+				*error_r = slice_eq_ci(a->str, "\\Recent")
+						   ? "\\Recent cannot be set"
+						   : "Unknown system flag";
+				goto fail;
+			}
+			*flags_r |= system_flags[k].flag;
+			continue;
+		}
+		if (!valid_keyword(a)) {
+			*error_r = "Invalid keyword";
+			goto fail;
+		}
+		bool dup = false;
+		for (size_t j = 0; j < kn && !dup; j++)
+			dup = strcasecmp(kw[j], a->str.ptr) == 0;
+		if (!dup)
+			kw[kn++] = a->str.ptr;
+	}
+	*keywords_r = kw;
+	*count_r = kn;
+	return 0;
+fail:
+	free(kw);
+	return -1;
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static bool state_allows(const struct imap_client *c, unsigned flags)
+{
+	switch (c->state) {
+	case IMAP_STATE_NOT_AUTH: return (flags & IMAP_CMD_NOT_AUTH) != 0;
+	case IMAP_STATE_AUTH: return (flags & IMAP_CMD_AUTH) != 0;
+	case IMAP_STATE_SELECTED: return (flags & IMAP_CMD_SELECTED) != 0;
+	default: return false;
+	}
+}
+
+static const char *state_error(const struct imap_client *c, unsigned flags)
+{
+	if (c->state == IMAP_STATE_NOT_AUTH)
+		return "[CLIENTBUG] Command not valid before login";
+	if ((flags & IMAP_CMD_SELECTED) && !(flags & IMAP_CMD_AUTH))
+		return "[CLIENTBUG] No mailbox selected";
+	if (flags & IMAP_CMD_NOT_AUTH)
+		return "[CLIENTBUG] Command not valid after login";
+	return "[CLIENTBUG] Command not valid in this state";
+}
+
+static void after_command(struct imap_client *c)
+{
+	imap_parser_set_limits(c->parser, c->state == IMAP_STATE_NOT_AUTH
+						  ? &c->server->set.limits_prelogin
+						  : &c->server->set.limits);
+	net_conn_set_timeout(c->conn, c->idling ? c->server->set.idle_keepalive
+				      : c->state == IMAP_STATE_NOT_AUTH
+					      ? c->server->set.timeout_login
+					      : c->server->set.timeout);
+}
+
+void imap_client_abort_streams(struct imap_client *c)
+{
+	for (size_t i = 0; i < c->writer_count; i++) {
+		if (c->writers[i] != NULL)
+			store_blob_writer_abort(&c->writers[i]);
+	}
+	free(c->writers);
+	c->writers = NULL;
+	c->writer_count = 0;
+	buf_reset(&c->chunk);
+	c->stream_failed = false;
+	memset(&c->stream_err, 0, sizeof(c->stream_err));
+}
+
+static void command_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	struct imap_cmd *cmd = &c->cmd;
+	cmd->def->fn(cmd);
+	if (!cmd->replied && !cmd->continues)
+		imap_cmd_no(cmd, "[SERVERBUG] Command gave no reply (session %s)",
+			    c->sid);
+	/* streamed literals not taken by the command are dropped */
+	if (!cmd->continues)
+		imap_client_abort_streams(c);
+	after_command(c);
+	if (c->logged_out)
+		net_conn_close(conn);
+	c->task_running = false;
+}
+
+/* A whole command was parsed. Returns true if input processing must stop
+ * (a task runs, or the connection changed under us). */
+static bool dispatch(struct imap_client *c)
+{
+	struct imap_cmd *cmd = &c->cmd;
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->client = c;
+	cmd->tag = imap_parser_tag(c->parser).ptr;
+	cmd->args = imap_parser_args(c->parser, NULL);
+	struct slice name = imap_parser_name(c->parser);
+	if (slice_eq_ci(name, "UID")) {
+		if (cmd->args[0].type != IMAP_ARG_ATOM)
+			return io_write_line(c, "%s BAD [CLIENTBUG] UID needs a command",
+					     cmd->tag);
+		name = cmd->args[0].str;
+		cmd->args++;
+		cmd->uid = true;
+	}
+	const struct imap_command_def *def = imap_command_find(name);
+	if (def == NULL || (cmd->uid && !(def->flags & IMAP_CMD_UID))) {
+		imap_client_abort_streams(c);
+		return io_write_line(c, "%s BAD [CLIENTBUG] Unknown command",
+				     cmd->tag);
+	}
+	cmd->def = def;
+	cmd->name = def->name;
+	if (!state_allows(c, def->flags)) {
+		imap_client_abort_streams(c);
+		return io_write_line(c, "%s BAD %s", cmd->tag,
+				     state_error(c, def->flags));
+	}
+	if (def->flags & IMAP_CMD_IO_THREAD) {
+		def->fn(cmd);
+		after_command(c);
+		return true;   /* STARTTLS: input before the handshake is gone */
+	}
+	c->task_running = true;
+	if (net_conn_run(c->conn, command_task, NULL) < 0)
+		c->task_running = false;
+	return true;
+}
+
+/* ---- literals -------------------------------------------------------- */
+
+/* APPEND's message literals go to disk; everything else is buffered. */
+static bool literal_is_message(struct imap_client *c,
+			       const struct imap_literal_info *info)
+{
+	if (c->state == IMAP_STATE_NOT_AUTH ||
+	    !slice_eq_ci(imap_parser_name(c->parser), "APPEND"))
+		return false;
+	/* the mailbox name is argument 0; RFC 6855 "UTF8 (~{n})" is depth 1 */
+	return info->arg_index >= 1 && info->depth <= 1;
+}
+
+static bool handle_literal(struct imap_client *c)
+{
+	struct imap_literal_info info;
+	imap_parser_literal(c->parser, &info);
+	const char *tag = imap_parser_tag(c->parser).ptr;
+	bool message = literal_is_message(c, &info);
+	uint64_t limit = message ? c->server->set.append_limit
+				 : (c->state == IMAP_STATE_NOT_AUTH
+					    ? c->server->set.limits_prelogin.max_literal
+					    : c->server->set.limits.max_literal);
+	if (info.size > limit) {
+		imap_parser_literal_accept(c->parser, IMAP_LITERAL_REFUSE);
+		imap_client_abort_streams(c);
+		/* RFC 7888 4 / RFC 9051 7.1: NO before "+" for {n}; a
+		 * non-synchronising one is read and discarded. */
+		return io_write_line(c, "%s %s [TOOBIG] Literal too big (limit %llu)",
+				     tag, info.sync ? "NO" : "BAD",
+				     (unsigned long long)limit);
+	}
+	if (message && c->stream_failed && info.sync) {
+		/* an earlier message of this MULTIAPPEND already failed:
+		 * refuse before the client sends more */
+		imap_parser_literal_accept(c->parser, IMAP_LITERAL_REFUSE);
+		bool stop = io_write_line(c, "%s NO [%s] %s", tag,
+					  imap_store_error_code(c->stream_err.kind),
+					  c->stream_err.msg);
+		imap_client_abort_streams(c);
+		return stop;
+	}
+	imap_parser_literal_accept(c->parser, message ? IMAP_LITERAL_STREAM
+						      : IMAP_LITERAL_BUFFER);
+	if (info.sync)
+		return io_write_line(c, "+ Ready for literal data");
+	return false;
+}
+
+static void stream_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	uint32_t index = (uint32_t)(uintptr_t)arg;
+	if (!c->stream_failed) {
+		if (index >= c->writer_count) {
+			c->writers = xrealloc(c->writers,
+					      (index + 1) * sizeof(*c->writers));
+			for (size_t i = c->writer_count; i <= index; i++)
+				c->writers[i] = NULL;
+			c->writer_count = index + 1;
+		}
+		if (c->writers[index] == NULL &&
+		    store_blob_writer_create(c->store_user, &c->writers[index],
+					     &c->stream_err) < 0)
+			c->stream_failed = true;
+		if (!c->stream_failed && c->chunk.len > 0 &&
+		    store_blob_writer_write(c->writers[index], c->chunk.data,
+					    c->chunk.len, &c->stream_err) < 0)
+			c->stream_failed = true;
+	}
+	buf_reset(&c->chunk);
+	c->task_running = false;
+}
+
+static bool handle_literal_data(struct imap_client *c, struct slice data,
+				bool last, uint32_t index)
+{
+	if (!c->stream_failed)
+		buf_append(&c->chunk, data.ptr, data.len);
+	if (!last && c->chunk.len < CHUNK_SIZE)
+		return false;
+	c->task_running = true;
+	if (net_conn_run(c->conn, stream_task, (void *)(uintptr_t)index) < 0)
+		c->task_running = false;
+	return true;
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+static bool handle_parse_error(struct imap_client *c)
+{
+	enum imap_parse_error_code code;
+	const char *msg = imap_parser_error(c->parser, &code);
+	struct slice tag = imap_parser_tag(c->parser);
+	const char *rc = code == IMAP_PERR_TOOBIG ? "TOOBIG"
+			 : code == IMAP_PERR_LIMIT ? "LIMIT" : "CLIENTBUG";
+	imap_client_abort_streams(c);
+	if (tag.len == 0)
+		return io_write_line(c, "* BAD [%s] %s", rc, msg);
+	return io_write_line(c, "%.*s BAD [%s] %s", (int)tag.len, tag.ptr, rc,
+			     msg);
+}
+
+/* Reads one CRLF line for IDLE / AUTHENTICATE. */
+static bool read_line(struct imap_client *c, struct evbuffer *in)
+{
+	size_t len;
+	char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > SASL_LINE_MAX) {
+			io_write_line(c, "* BYE [TOOBIG] Line too long");
+			net_conn_close(c->conn);
+			c->input_mode = IMAP_MODE_LOGOUT;
+			return true;
+		}
+		return true;
+	}
+	if (c->input_mode == IMAP_MODE_IDLE)
+		imap_client_idle_done(c);
+	else
+		imap_client_sasl_line(c, line, len);
+	free(line);
+	return c->task_running;
+}
+
+static void client_input(void *session, struct net_conn *conn)
+{
+	struct imap_client *c = session;
+	struct evbuffer *in = net_conn_input(conn);
+	while (!c->task_running && c->input_mode != IMAP_MODE_LOGOUT) {
+		if (c->input_mode == IMAP_MODE_IDLE || c->input_mode == IMAP_MODE_SASL) {
+			if (read_line(c, in))
+				break;
+			continue;
+		}
+		size_t n = evbuffer_get_contiguous_space(in);
+		if (n == 0)
+			break;
+		const char *data = (const char *)evbuffer_pullup(in, (ssize_t)n);
+		size_t used = 0;
+		enum imap_parse_result r = imap_parser_feed(c->parser, data, n,
+							    &used);
+		bool stop = false;
+		switch (r) {
+		case IMAP_PARSE_NEED_MORE:
+			break;
+		case IMAP_PARSE_COMMAND:
+			stop = dispatch(c);
+			break;
+		case IMAP_PARSE_LITERAL:
+			stop = handle_literal(c);
+			break;
+		case IMAP_PARSE_LITERAL_DATA: {
+			bool last;
+			uint32_t index;
+			struct slice d = imap_parser_literal_data(c->parser, &last,
+								  &index);
+			stop = handle_literal_data(c, d, last, index);
+			break;
+		}
+		case IMAP_PARSE_ERROR:
+			stop = handle_parse_error(c);
+			break;
+		}
+		/* STARTTLS/COMPRESS replaced the input buffer: do not touch it */
+		if (c->input_reset) {
+			c->input_reset = false;
+			break;
+		}
+		evbuffer_drain(in, used);
+		if (stop)
+			break;
+	}
+}
+
+/* ---- connection hooks ------------------------------------------------ */
+
+static void *client_accept(struct net_conn *conn, void *proto_ctx)
+{
+	struct imap_server *server = proto_ctx;
+	struct imap_client *c = xcalloc(1, sizeof(*c));
+	c->server = server;
+	c->conn = conn;
+	c->sid = net_conn_id(conn);
+	c->state = IMAP_STATE_NOT_AUTH;
+	c->tls = net_conn_is_tls(conn);
+	c->local = net_conn_is_local(conn);
+	c->parser = imap_parser_create(&server->set.limits_prelogin);
+	atomic_init(&c->change_pending, false);
+	buf_init(&c->chunk, 0);
+	buf_init(&c->out, 0);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* OK [CAPABILITY ");
+	imap_client_capabilities(c, &b);
+	buf_append_str(&b, "] Loft IMAP ready\r\n");
+	net_conn_write(conn, b.data, b.len);
+	buf_free(&b);
+	net_conn_set_timeout(conn, server->set.timeout_login);
+	log_debug("imap", c->sid, "connect from %s", net_conn_peer(conn));
+	return c;
+}
+
+void imap_client_logout_user(struct imap_client *c)
+{
+	if (c->sub != NULL)
+		store_unsubscribe(&c->sub);
+	if (c->view != NULL)
+		store_view_close(&c->view);
+	free(c->mailbox);
+	c->mailbox = NULL;
+	imap_client_set_searchres(c, NULL, 0);
+	imap_client_abort_streams(c);
+	if (c->store_user != NULL)
+		store_user_unref(&c->store_user);
+	if (c->counted) {
+		imap_server_conn_remove(c->server, c->user.id,
+					net_conn_peer(c->conn));
+		c->counted = false;
+	}
+	memset(&c->user, 0, sizeof(c->user));
+}
+
+static void client_closed(void *session, struct net_conn *conn)
+{
+	struct imap_client *c = session;
+	imap_client_logout_user(c);
+	if (c->sasl != NULL)
+		auth_sasl_free(&c->sasl);
+	free(c->sasl_tag);
+	free(c->idle_tag);
+	free(c->vanished);
+	buf_free(&c->chunk);
+	buf_free(&c->out);
+	imap_parser_destroy(&c->parser);
+	log_debug("imap", c->sid, "disconnected");
+	free(c);
+}
+
+static bool client_timeout(void *session, struct net_conn *conn)
+{
+	struct imap_client *c = session;
+	if (c->task_running)
+		return false;
+	if (c->idling) {
+		/* RFC 9051 6.3.13: IDLE keeps the session; a keepalive
+		 * finds dead peers */
+		net_conn_write(conn, "* OK Still here\r\n", 17);
+		return false;
+	}
+	net_conn_write(conn, "* BYE Autologout; idle for too long\r\n", 37);
+	return true;
+}
+
+const struct net_proto imap_proto = {
+	.name = "imap",
+	.accept = client_accept,
+	.input = client_input,
+	.closed = client_closed,
+	.timeout = client_timeout,
+};

@@ -1,0 +1,231 @@
+/*
+ * An IMAP session and the command framework every command handler uses.
+ *
+ * A session is created when a connection is accepted (imap_proto.accept).
+ * Its I/O thread feeds input to the parser (imap-parser.h); when a whole
+ * command has been read, the command's handler runs on a worker
+ * (net_conn_run) unless the table says IMAP_CMD_IO_THREAD. While it runs
+ * the session reads nothing; the next pipelined command is parsed after
+ * the handler returns. A handler gets a struct imap_cmd (the session, the
+ * tag, the arguments) and must finish with exactly one of imap_cmd_ok /
+ * _no / _bad (commands flagged IMAP_CMD_CONTINUES, such as IDLE and
+ * AUTHENTICATE, finish later).
+ *
+ * Untagged updates from other sessions (EXISTS, EXPUNGE or VANISHED,
+ * FETCH FLAGS) are sent by imap_cmd_ok/_no/_bad just before the tagged
+ * line, where RFC 3501 7.4.1 / RFC 9051 7.5.1 allow them: never an
+ * EXPUNGE while a command by sequence number (flag
+ * IMAP_CMD_SEQ_NO_EXPUNGE) is answered.
+ *
+ * Output goes straight to the connection (net_conn_write), which blocks
+ * the worker when the client reads slowly (bounded memory). Build big
+ * responses in a struct buf and write them in pieces of a few KiB.
+ */
+#ifndef LOFT_IMAP_CLIENT_H
+#define LOFT_IMAP_CLIENT_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "imap-parser.h"
+#include "imap-seqset.h"
+#include "net.h"
+#include "store.h"
+
+struct imap_server;
+struct imap_client;
+struct imap_cmd;
+
+enum imap_state {
+	IMAP_STATE_NOT_AUTH,
+	IMAP_STATE_AUTH,
+	IMAP_STATE_SELECTED,
+	IMAP_STATE_LOGOUT,
+};
+
+/* ENABLEd extensions (RFC 5161); SELECT (CONDSTORE), a FETCH ...
+ * MODSEQ or a STORE (UNCHANGEDSINCE) also turns CONDSTORE on
+ * (RFC 7162 3.1). */
+enum imap_enabled {
+	IMAP_ENABLED_CONDSTORE = 1 << 0,
+	IMAP_ENABLED_QRESYNC = 1 << 1,
+	IMAP_ENABLED_UTF8_ACCEPT = 1 << 2,
+	IMAP_ENABLED_IMAP4REV2 = 1 << 3,
+};
+
+/* ---- commands ------------------------------------------------------- */
+
+typedef void imap_cmd_fn(struct imap_cmd *cmd);
+
+enum imap_cmd_flags {
+	IMAP_CMD_NOT_AUTH = 1 << 0,   /* allowed before login */
+	IMAP_CMD_AUTH = 1 << 1,       /* allowed when authenticated */
+	IMAP_CMD_SELECTED = 1 << 2,   /* allowed with a mailbox selected */
+	IMAP_CMD_ANY = IMAP_CMD_NOT_AUTH | IMAP_CMD_AUTH | IMAP_CMD_SELECTED,
+	IMAP_CMD_POSTAUTH = IMAP_CMD_AUTH | IMAP_CMD_SELECTED,
+	IMAP_CMD_UID = 1 << 3,        /* has a "UID <name>" form */
+	/* The sequence-number form may not see EXPUNGEs (RFC 3501 7.4.1:
+	 * FETCH, STORE, SEARCH; also COPY, SORT, THREAD). The UID form may. */
+	IMAP_CMD_SEQ_NO_EXPUNGE = 1 << 4,
+	IMAP_CMD_IO_THREAD = 1 << 5,  /* quick, runs on the I/O thread */
+	IMAP_CMD_CONTINUES = 1 << 6,  /* may return before its tagged reply */
+};
+
+struct imap_command_def {
+	const char *name;             /* upper case */
+	imap_cmd_fn *fn;
+	unsigned flags;
+};
+
+/* The table lookup (case-insensitive); NULL if unknown. */
+const struct imap_command_def *imap_command_find(struct slice name);
+
+/* Handlers (one cmd-<name>.c each). The imap-fetch engineer's FETCH,
+ * SEARCH, SORT and THREAD are in the table when their files exist
+ * (CMake defines LOFT_HAVE_CMD_<NAME>). */
+imap_cmd_fn cmd_fetch, cmd_search, cmd_sort, cmd_thread;
+
+struct imap_cmd {
+	struct imap_client *client;
+	const char *tag;
+	const char *name;             /* upper case, without "UID " */
+	bool uid;                     /* "UID FETCH" etc. */
+	const struct imap_arg *args;  /* after the name; EOL-terminated */
+	const struct imap_command_def *def;
+	bool replied;
+	bool continues;               /* set by an IMAP_CMD_CONTINUES handler
+					 that will reply later */
+};
+
+/* Tagged replies. text may start with a response code "[CODE] ...".
+ * Before the tagged line, pending untagged updates are sent (EXPUNGE only
+ * if the command allows it). Exactly one per command. */
+void imap_cmd_ok(struct imap_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void imap_cmd_no(struct imap_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void imap_cmd_bad(struct imap_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* NO with the RFC 5530 code for err->kind and err->msg. Internal errors
+ * are logged with the session id and shown as "[SERVERBUG] ... (id)". */
+void imap_cmd_store_error(struct imap_cmd *cmd, const struct store_error *err);
+/* The RFC 5530 code for a store error kind ("NONEXISTENT", ...). */
+const char *imap_store_error_code(enum store_error_kind kind);
+
+/* ---- the session ---------------------------------------------------- */
+
+struct imap_client {
+	struct imap_server *server;
+	struct net_conn *conn;
+	const char *sid;              /* for logs */
+	enum imap_state state;
+	unsigned enabled;             /* enum imap_enabled */
+	bool tls, local;
+
+	/* authenticated */
+	struct auth_user user;
+	struct store_user *store_user;
+
+	/* selected */
+	struct store_view *view;
+	char *mailbox;                /* store name: UTF-8, "/" separated */
+	bool readonly;                /* EXAMINE */
+	/* SEARCHRES (RFC 5182): UIDs saved by SEARCH ... SAVE, sorted */
+	uint32_t *searchres;
+	size_t searchres_count;
+
+	/* ---- private to imap-client.c and the core commands ---- */
+	struct imap_parser *parser;
+	struct imap_cmd cmd;          /* the running command */
+	int input_mode;               /* enum in imap-client.c */
+	bool task_running;            /* a worker task of ours is queued */
+	bool compressed;
+	bool logged_out;
+	struct auth_sasl *sasl;
+	char *sasl_tag;
+	bool sasl_final;              /* sent server-final, awaiting "" */
+	struct store_subscription *sub;
+	atomic_bool change_pending;   /* set by the store hub callback */
+	bool idling;
+	char *idle_tag;
+	bool counted;                 /* in the per-user connection count */
+	bool input_reset;             /* STARTTLS/COMPRESS: stop reading */
+	_Atomic uint32_t selected_id; /* store mailbox id of the view, 0 */
+	/* APPEND literal streaming */
+	struct store_blob_writer **writers;
+	size_t writer_count;
+	struct buf chunk;
+	struct store_error stream_err;
+	bool stream_failed;
+	/* STORE .SILENT: UIDs whose FETCH the next sync leaves out */
+	const struct store_uid_range *silent;
+	size_t silent_count;
+	bool silent_uid;              /* FETCH responses carry UID */
+	/* VANISHED collected during a sync (QRESYNC) */
+	uint32_t *vanished;
+	size_t vanished_count, vanished_cap;
+	struct buf out;               /* scratch for untagged lines */
+};
+
+/* Raw output; -1 once the connection is gone. */
+int imap_client_write(struct imap_client *c, const void *data, size_t len);
+/* "* " + formatted text + CRLF. */
+int imap_client_untagged(struct imap_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The CAPABILITY list for the session's state, without "CAPABILITY". */
+void imap_client_capabilities(struct imap_client *c, struct buf *out);
+
+/* Sends untagged updates for what changed in the selected mailbox
+ * (EXISTS/RECENT, FETCH FLAGS, and EXPUNGE or VANISHED if allow_expunge).
+ * Worker only. */
+int imap_client_sync(struct imap_client *c, bool allow_expunge);
+
+/* Whether the session gets UTF-8 mailbox names (UTF8=ACCEPT or
+ * IMAP4rev2 enabled). */
+bool imap_client_utf8(const struct imap_client *c);
+/* Client mailbox name (modified UTF-7 or UTF-8, in the server's
+ * namespace) -> store name (UTF-8, "/"). NULL with *error_r on an invalid
+ * name. Caller frees. */
+char *imap_client_mailbox_in(struct imap_client *c, const char *name,
+			     size_t len, const char **error_r);
+/* Store name -> the name the client sees, appended to out as an astring
+ * (quoted or literal). */
+int imap_client_mailbox_out(struct imap_client *c, const char *store_name,
+			    struct buf *out);
+/* The same, unquoted, as a new string (caller frees). */
+char *imap_client_mailbox_name(struct imap_client *c, const char *store_name);
+char imap_client_separator(const struct imap_client *c);
+
+/* Replaces the SEARCHRES result (takes a copy). */
+void imap_client_set_searchres(struct imap_client *c, const uint32_t *uids,
+			       size_t count);
+/* Resolves a sequence-set argument of cmd (atom) against the view,
+ * honouring cmd->uid and "$". Replies BAD itself and returns -1 on error. */
+int imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg,
+		    struct store_uid_range **ranges_r, size_t *count_r);
+
+/* ---- output helpers ------------------------------------------------- */
+/* A string as quoted "..." when it can be, else as a literal {n}.
+ * utf8: 8-bit bytes may go in a quoted string (RFC 6855/9051). */
+int imap_append_string(struct buf *out, const char *s, size_t len, bool utf8);
+/* NIL for NULL. */
+int imap_append_nstring(struct buf *out, const char *s, bool utf8);
+/* An atom when it is one, else as imap_append_string. */
+int imap_append_astring(struct buf *out, const char *s, bool utf8);
+/* "(\Seen \Answered kw1)" */
+int imap_append_flags(struct buf *out, unsigned flags,
+		      const char *const *keywords, size_t keyword_count,
+		      bool recent);
+/* Parses a flag list argument (a list, or one flag atom) into flags and
+ * keywords (pointers into the args, valid with them; caller frees the
+ * array). \Recent and unknown system flags fail with *error_r. */
+int imap_parse_flags(const struct imap_arg *arg, unsigned *flags_r,
+		     const char ***keywords_r, size_t *count_r,
+		     const char **error_r);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * The command table: name, handler, and where the command is allowed
+ * (RFC 9051 6: any state / not authenticated / authenticated / selected).
+ */
+#include "imap-commands.h"
+
+#include <strings.h>
+
+#define ANY IMAP_CMD_ANY
+#define PRE IMAP_CMD_NOT_AUTH
+#define POST IMAP_CMD_POSTAUTH
+#define SEL IMAP_CMD_SELECTED
+#define UID IMAP_CMD_UID
+#define NOEXP IMAP_CMD_SEQ_NO_EXPUNGE
+#define IOT IMAP_CMD_IO_THREAD
+#define CONT IMAP_CMD_CONTINUES
+
+static const struct imap_command_def commands[] = {
+	{"CAPABILITY", cmd_capability, ANY},
+	{"NOOP", cmd_noop, ANY},
+	{"LOGOUT", cmd_logout, ANY},
+	{"ID", cmd_id, ANY},
+	{"STARTTLS", cmd_starttls, PRE | IOT},
+	{"LOGIN", cmd_login, PRE},
+	{"AUTHENTICATE", cmd_authenticate, PRE | CONT},
+	{"UNAUTHENTICATE", cmd_unauthenticate, POST},
+	{"ENABLE", cmd_enable, POST},
+	{"COMPRESS", cmd_compress, POST},
+	{"NAMESPACE", cmd_namespace, POST},
+	{"SELECT", cmd_select, POST},
+	{"EXAMINE", cmd_examine, POST},
+	{"CREATE", cmd_create, POST},
+	{"DELETE", cmd_delete, POST},
+	{"RENAME", cmd_rename, POST},
+	{"SUBSCRIBE", cmd_subscribe, POST},
+	{"UNSUBSCRIBE", cmd_unsubscribe, POST},
+	{"LIST", cmd_list, POST},
+	{"LSUB", cmd_lsub, POST},
+	{"STATUS", cmd_status, POST},
+	{"APPEND", cmd_append, POST},
+	{"IDLE", cmd_idle, POST | CONT},
+	{"GETQUOTA", cmd_getquota, POST},
+	{"GETQUOTAROOT", cmd_getquotaroot, POST},
+	{"SETQUOTA", cmd_setquota, POST},
+	{"CHECK", cmd_check, SEL},
+	{"CLOSE", cmd_close, SEL},
+	{"UNSELECT", cmd_unselect, SEL},
+	{"EXPUNGE", cmd_expunge, SEL | UID},
+	{"STORE", cmd_store, SEL | UID | NOEXP},
+	{"COPY", cmd_copy, SEL | UID | NOEXP},
+	{"MOVE", cmd_move, SEL | UID},
+#ifdef LOFT_HAVE_CMD_FETCH
+	{"FETCH", cmd_fetch, SEL | UID | NOEXP},
+#endif
+#ifdef LOFT_HAVE_CMD_SEARCH
+	{"SEARCH", cmd_search, SEL | UID | NOEXP},
+#endif
+#ifdef LOFT_HAVE_CMD_SORT
+	{"SORT", cmd_sort, SEL | UID | NOEXP},
+#endif
+#ifdef LOFT_HAVE_CMD_THREAD
+	{"THREAD", cmd_thread, SEL | UID | NOEXP},
+#endif
+};
+
+const struct imap_command_def *imap_command_find(struct slice name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (slice_eq_ci(name, commands[i].name))
+			return &commands[i];
+	}
+	return NULL;
+}
