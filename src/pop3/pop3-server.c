@@ -89,6 +89,8 @@ enum {
 	CMD_AUTHORIZATION = 1 << 0,   /* valid before login */
 	CMD_TRANSACTION = 1 << 1,     /* valid after login */
 	CMD_WORKER = 1 << 2,          /* may block: run on a worker */
+	CMD_STOP = 1 << 3,            /* stop parsing after it (STLS: the
+					 input buffer belongs to TLS now) */
 };
 
 struct pop3_command {
@@ -103,7 +105,7 @@ static const struct pop3_command pop3_commands[] = {
 	{"PASS", pop3_cmd_pass, CMD_AUTHORIZATION | CMD_WORKER},
 	{"AUTH", pop3_cmd_auth, CMD_AUTHORIZATION | CMD_WORKER},
 	{"APOP", pop3_cmd_apop, CMD_AUTHORIZATION},
-	{"STLS", pop3_cmd_stls, CMD_AUTHORIZATION},
+	{"STLS", pop3_cmd_stls, CMD_AUTHORIZATION | CMD_STOP},
 	{"QUIT", pop3_cmd_quit, CMD_AUTHORIZATION | CMD_TRANSACTION | CMD_WORKER},
 	{"STAT", pop3_cmd_stat, CMD_TRANSACTION},
 	{"LIST", pop3_cmd_list, CMD_TRANSACTION | CMD_WORKER},
@@ -207,7 +209,7 @@ static void pop3_task(void *session, struct net_conn *conn, void *arg)
 }
 
 /* One complete line is in s->line: find its command and run it. Returns
- * true when a worker task was started (the caller stops parsing). */
+ * true when the caller must stop parsing (a worker task runs, or STLS). */
 static bool pop3_dispatch(struct pop3_session *s)
 {
 	const char *line = s->line.data != NULL ? s->line.data : "";
@@ -244,7 +246,7 @@ static bool pop3_dispatch(struct pop3_session *s)
 		return true;
 	}
 	pop3_task(s, s->conn, (void *)cmd);
-	return false;
+	return (cmd->flags & CMD_STOP) != 0;
 }
 
 /* Reads one line into s->line. Returns 1 for a line, 0 when more input is
