@@ -1,0 +1,466 @@
+/*
+ * The MIME structure parser: one pass over the message, line by line,
+ * building the part tree (RFC 2045/2046) with the byte ranges, line counts
+ * and Content-* fields of every part. It follows Dovecot's reading of
+ * broken mail, since clients are tuned to it:
+ *  - a boundary line is "--" + boundary as a prefix of the line (RFC 2046
+ *    5.1.1 allows only trailing whitespace; Dovecot and most MUAs accept
+ *    more); the longest matching open boundary wins, so an outer boundary
+ *    closes the inner parts too;
+ *  - the [CR]LF before a boundary line belongs to the boundary;
+ *  - Content-* fields count only when the part is MIME: a MIME-Version
+ *    field, a Content-Type field, or a part of a multipart;
+ *  - no (usable) Content-Type: text/plain, or message/rfc822 inside a
+ *    multipart/digest (RFC 2046 5.1.5);
+ *  - a multipart without boundary or past the nesting/part limits is a
+ *    leaf, its body opaque text.
+ * Memory is O(parts): nothing is copied from the message.
+ */
+#include "mail-private.h"
+
+#include <string.h>
+#include <strings.h>
+
+struct boundary {
+	uint32_t part;
+	char *str;
+	size_t len;
+};
+
+struct pstate {
+	struct mparse *mp;
+	const char *data;
+	size_t len;
+	size_t pos;               /* current line start */
+	uint64_t lf_before;       /* LFs before pos */
+	uint64_t bare_before;     /* bare LFs before pos */
+	struct boundary *bnd;
+	size_t bnd_count, bnd_cap;
+	uint32_t cur;             /* the part whose body we are in */
+	bool fresh;               /* pos is just after a boundary line */
+};
+
+static uint32_t part_new(struct pstate *st, uint32_t parent, size_t off)
+{
+	struct mparse *mp = st->mp;
+	if (mp->count == mp->cap) {
+		mp->cap = mp->cap ? mp->cap * 2 : 8;
+		mp->parts = xrealloc(mp->parts, mp->cap * sizeof(*mp->parts));
+	}
+	uint32_t idx = mp->count++;
+	struct mpart *p = &mp->parts[idx];
+	memset(p, 0, sizeof(*p));
+	p->parent = parent;
+	p->first_child = p->last_child = p->next = MAIL_NONE;
+	p->hdr_off = off;
+	if (parent != MAIL_NONE) {
+		struct mpart *pp = &mp->parts[parent];
+		p->depth = pp->depth + 1;
+		if (pp->last_child == MAIL_NONE)
+			pp->first_child = idx;
+		else
+			mp->parts[pp->last_child].next = idx;
+		pp->last_child = idx;
+		pp->child_count++;
+	}
+	return idx;
+}
+
+/* Advances past the line at st->pos, counting its line end. Returns the
+ * offset just after the line. */
+static size_t next_line(struct pstate *st)
+{
+	const char *p = st->data + st->pos;
+	const char *lf = memchr(p, '\n', st->len - st->pos);
+	if (lf == NULL) {
+		st->pos = st->len;
+		return st->pos;
+	}
+	st->lf_before++;
+	if (lf == st->data || lf[-1] != '\r')
+		st->bare_before++;
+	st->pos = (size_t)(lf - st->data) + 1;
+	return st->pos;
+}
+
+/* Is the line at pos a boundary line of an open multipart? Returns its
+ * index in the stack or -1; *close_r tells "--boundary--". */
+static long boundary_at(const struct pstate *st, size_t pos, bool *close_r)
+{
+	if (st->bnd_count == 0 || st->len - pos < 2 || st->data[pos] != '-' ||
+	    st->data[pos + 1] != '-')
+		return -1;
+	const char *s = st->data + pos + 2;
+	size_t avail = st->len - pos - 2;
+	long best = -1;
+	for (size_t i = st->bnd_count; i-- > 0;) {
+		const struct boundary *b = &st->bnd[i];
+		if (b->len <= avail && memcmp(s, b->str, b->len) == 0 &&
+		    (best < 0 || st->bnd[best].len < b->len))
+			best = (long)i;
+	}
+	if (best >= 0) {
+		size_t bl = st->bnd[best].len;
+		*close_r = avail >= bl + 2 && s[bl] == '-' && s[bl + 1] == '-';
+	}
+	return best;
+}
+
+bool mpart_content_type(const struct mparse *mp, const struct mpart *p,
+			struct slice *type_r, struct slice *subtype_r)
+{
+	(void)mp;
+	if (p->ctype.ptr == NULL || !(p->flags & MP_IS_MIME))
+		return false;
+	/* RFC 2045 5.1: type "/" subtype, tokens; comments and whitespace
+	 * around them are tolerated */
+	const char *s = p->ctype.ptr, *e = s + p->ctype.len;
+	while (s < e && mail_is_lwsp(*s))
+		s++;
+	const char *t = s;
+	while (s < e && *s != '/' && *s != ';' && !mail_is_lwsp(*s) && *s != '(')
+		s++;
+	*type_r = slice_make(t, (size_t)(s - t));
+	while (s < e && mail_is_lwsp(*s))
+		s++;
+	if (s >= e || *s != '/' || type_r->len == 0) {
+		*subtype_r = slice_make(s, 0);
+		return type_r->len > 0;
+	}
+	s++;
+	while (s < e && mail_is_lwsp(*s))
+		s++;
+	t = s;
+	while (s < e && *s != ';' && !mail_is_lwsp(*s) && *s != '(')
+		s++;
+	*subtype_r = slice_make(t, (size_t)(s - t));
+	return true;
+}
+
+static void record_field(struct mpart *p, struct slice name, struct slice v)
+{
+	if (mail_slice_eq_ci(name, "MIME-Version")) {
+		p->flags |= MP_IS_MIME;
+		return;
+	}
+	if (name.len < 8 || strncasecmp(name.ptr, "Content-", 8) != 0)
+		return;
+	struct slice n = slice_make(name.ptr + 8, name.len - 8);
+	struct slice *dst = NULL;
+	if (mail_slice_eq_ci(n, "Type")) {
+		p->flags |= MP_IS_MIME;
+		dst = &p->ctype;
+	} else if (mail_slice_eq_ci(n, "Transfer-Encoding")) {
+		dst = &p->cte;
+	} else if (mail_slice_eq_ci(n, "ID")) {
+		dst = &p->cid;
+	} else if (mail_slice_eq_ci(n, "Description")) {
+		dst = &p->cdesc;
+	} else if (mail_slice_eq_ci(n, "MD5")) {
+		dst = &p->cmd5;
+	} else if (mail_slice_eq_ci(n, "Language")) {
+		dst = &p->clang;
+	} else if (mail_slice_eq_ci(n, "Location")) {
+		dst = &p->cloc;
+	} else if (mail_slice_eq_ci(n, "Disposition")) {
+		/* Dovecot replaces a disposition that had no parameters */
+		if (p->cdisp.ptr == NULL || !p->cdisp_params_seen) {
+			p->cdisp = v;
+			p->cdisp_params_seen = memchr(v.ptr, ';', v.len) != NULL;
+		}
+		return;
+	}
+	if (dst != NULL && dst->ptr == NULL)
+		*dst = v;
+}
+
+/* Parses the header of part idx starting at st->pos. Returns true if the
+ * header was cut short by a boundary line (the body is then empty). */
+static bool parse_header(struct pstate *st, uint32_t idx)
+{
+	struct mpart *p = &st->mp->parts[idx];
+	size_t start = st->pos;
+	uint64_t lf0 = st->lf_before, bare0 = st->bare_before;
+	size_t field_start = (size_t)-1;
+	size_t fields = 0;
+	bool cut = false;
+	for (;;) {
+		size_t ls = st->pos;
+		if (ls >= st->len)
+			break;
+		bool close;
+		if (boundary_at(st, ls, &close) >= 0) {
+			cut = true;
+			break;
+		}
+		char c = st->data[ls];
+		bool cont = (c == ' ' || c == '\t');
+		if (!cont && field_start != (size_t)-1) {
+			/* the previous field is complete */
+			if (fields++ < st->mp->limits.max_header_fields) {
+				struct mail_header_iter it;
+				struct slice n, v;
+				mail_header_iter_init(&it, st->data + field_start,
+						      ls - field_start);
+				if (mail_header_iter_next(&it, &n, &v) > 0)
+					record_field(p, n, v);
+			}
+			field_start = (size_t)-1;
+		}
+		if (c == '\n' || (c == '\r' && ls + 1 < st->len &&
+				  st->data[ls + 1] == '\n')) {
+			next_line(st);   /* the blank line ends the header */
+			break;
+		}
+		if (!cont)
+			field_start = ls;
+		next_line(st);
+	}
+	size_t hend = st->pos;
+	if (field_start != (size_t)-1 &&
+	    fields < st->mp->limits.max_header_fields) {
+		struct mail_header_iter it;
+		struct slice n, v;
+		/* a field cut by a boundary or EOF, without its line end */
+		mail_header_iter_init(&it, st->data + field_start,
+				      hend - field_start);
+		if (mail_header_iter_next(&it, &n, &v) > 0)
+			record_field(p, n, v);
+	}
+	uint64_t lf = st->lf_before - lf0, bare = st->bare_before - bare0;
+	if (cut && hend > start) {
+		/* the [CR]LF before a boundary line belongs to the boundary */
+		hend--;
+		lf--;
+		if (hend > start && st->data[hend - 1] == '\r')
+			hend--;
+		else
+			bare--;
+	}
+	p->hdr_size = hend - start;
+	p->hdr_lines = lf;
+	p->hdr_bare_lf = bare;
+	p->body_off = hend;
+	return cut;
+}
+
+/* Extracts the boundary parameter of a multipart Content-Type. */
+static char *find_boundary(const struct mpart *p)
+{
+	struct mail_params params;
+	mail_params_parse(p->ctype.ptr, p->ctype.len, &params);
+	const char *b = mail_params_get(&params, "boundary");
+	char *r = b != NULL ? xstrdup(b) : NULL;
+	mail_params_free(&params);
+	return r;
+}
+
+static void classify(struct pstate *st, uint32_t idx)
+{
+	struct mparse *mp = st->mp;
+	struct mpart *p = &mp->parts[idx];
+	struct slice type, sub;
+	unsigned keep = p->flags & MP_IS_MIME;
+	p->flags &= ~(unsigned)(MP_MULTIPART | MP_MESSAGE | MP_TEXT | MP_DIGEST);
+	if (!(p->flags & MP_IS_MIME)) {
+		/* RFC 2045 4: without MIME-Version the Content-* fields of
+		 * the message are not MIME fields */
+		p->ctype = p->cte = p->cid = p->cdesc = p->cdisp = (struct slice){0};
+		p->cmd5 = p->clang = p->cloc = (struct slice){0};
+	}
+	(void)keep;
+	if (!mpart_content_type(mp, p, &type, &sub)) {
+		uint32_t par = p->parent;
+		if (par != MAIL_NONE && (mp->parts[par].flags & MP_DIGEST))
+			p->flags |= MP_MESSAGE;
+		else
+			p->flags |= MP_TEXT;
+		return;
+	}
+	if (mail_slice_eq_ci(type, "message") &&
+	    (mail_slice_eq_ci(sub, "rfc822") || mail_slice_eq_ci(sub, "global")))
+		p->flags |= MP_MESSAGE;
+	else if (mail_slice_eq_ci(type, "text"))
+		p->flags |= MP_TEXT;
+	else if (mail_slice_eq_ci(type, "multipart")) {
+		p->flags |= MP_MULTIPART;
+		if (mail_slice_eq_ci(sub, "digest"))
+			p->flags |= MP_DIGEST;
+	}
+}
+
+static bool over_limits(const struct pstate *st, const struct mpart *p)
+{
+	return p->depth >= st->mp->limits.max_depth ||
+	       st->mp->count >= st->mp->limits.max_parts;
+}
+
+static void push_boundary(struct pstate *st, uint32_t idx, char *b)
+{
+	if (st->bnd_count == st->bnd_cap) {
+		st->bnd_cap = st->bnd_cap ? st->bnd_cap * 2 : 8;
+		st->bnd = xrealloc(st->bnd, st->bnd_cap * sizeof(*st->bnd));
+	}
+	st->bnd[st->bnd_count++] = (struct boundary){idx, b, strlen(b)};
+}
+
+static void pop_boundaries(struct pstate *st, size_t keep)
+{
+	while (st->bnd_count > keep)
+		free(st->bnd[--st->bnd_count].str);
+}
+
+/* Closes part idx and its ancestors up to (not including) stop at offset
+ * end, with the LF counts as of end. */
+static void close_parts(struct pstate *st, uint32_t idx, uint32_t stop,
+			size_t end, uint64_t lf, uint64_t bare)
+{
+	struct mparse *mp = st->mp;
+	while (idx != stop && idx != MAIL_NONE) {
+		struct mpart *p = &mp->parts[idx];
+		p->body_end = end;
+		/* lines of the body = LFs in [body_off, end); the counts at
+		 * body_off are kept in body_lines/bare temporarily */
+		p->body_lines = lf - p->body_lines;
+		p->body_bare_lf = bare - p->body_bare_lf;
+		idx = p->parent;
+	}
+}
+
+/* Starts a part at st->pos: header, then decides how its body is read. */
+static void begin_part(struct pstate *st, uint32_t idx)
+{
+	struct mparse *mp = st->mp;
+	bool cut = parse_header(st, idx);
+	st->fresh = false;
+	classify(st, idx);
+	struct mpart *p = &mp->parts[idx];
+	/* remember the counts at body start; close_parts turns them into
+	 * the body's own */
+	p->body_lines = st->lf_before;
+	p->body_bare_lf = st->bare_before;
+	if (cut) {
+		/* after the header, body_off.. is empty; pos is at the boundary
+		 * line, and the line end before it is in the parent's body. Its
+		 * LF was counted before pos, so restore it for this body. */
+		uint64_t nl = (p->body_off < st->pos) ? 1 : 0;
+		p->body_lines -= nl;
+		if (nl && !(st->pos >= 2 && st->data[st->pos - 2] == '\r'))
+			p->body_bare_lf -= 1;
+	}
+	st->cur = idx;
+	if (cut)
+		return;
+	if ((p->flags & MP_MULTIPART)) {
+		char *b = over_limits(st, p) ? NULL : find_boundary(p);
+		if (b != NULL) {
+			push_boundary(st, idx, b);
+		} else {
+			p->flags &= ~(unsigned)MP_MULTIPART;
+			p->flags |= MP_OPAQUE;
+		}
+		return;
+	}
+	if (p->flags & MP_MESSAGE) {
+		if (over_limits(st, p)) {
+			p->flags &= ~(unsigned)MP_MESSAGE;
+			p->flags |= MP_OPAQUE;
+			return;
+		}
+		uint32_t child = part_new(st, idx, st->pos);
+		begin_part(st, child);
+	}
+}
+
+/* At a boundary line (stack index bi) at st->pos: closes the parts it
+ * ends and starts the next one (or the epilogue). */
+static void at_boundary(struct pstate *st, size_t bi, bool close,
+			bool first_line)
+{
+	struct mparse *mp = st->mp;
+	uint32_t owner = st->bnd[bi].part;
+	size_t end = st->pos;
+	uint64_t lf = st->lf_before, bare = st->bare_before;
+	if (!first_line && end > 0) {
+		/* the [CR]LF before the boundary line is the boundary's */
+		end--;
+		lf--;
+		if (end > 0 && st->data[end - 1] == '\r')
+			end--;
+		else
+			bare--;
+	}
+	close_parts(st, st->cur, owner, end, lf, bare);
+	if (close)
+		pop_boundaries(st, bi);
+	else
+		pop_boundaries(st, bi + 1);
+	next_line(st);   /* the rest of the boundary line */
+	st->cur = owner;
+	st->fresh = true;
+	if (close || st->pos >= st->len)
+		return;   /* epilogue, or EOF right after the boundary */
+	if (mp->count >= mp->limits.max_parts) {
+		/* the rest of this multipart is opaque text */
+		pop_boundaries(st, bi);
+		return;
+	}
+	uint32_t child = part_new(st, owner, st->pos);
+	mp->parts[child].flags |= MP_IS_MIME;
+	begin_part(st, child);
+}
+
+void mail_parse_structure(struct mparse *mp, const char *data, size_t len,
+			  const struct mail_limits *limits)
+{
+	struct pstate st = {0};
+	memset(mp, 0, sizeof(*mp));
+	mp->data = data;
+	mp->len = len;
+	if (limits != NULL)
+		mp->limits = *limits;
+	else
+		mail_limits_default(&mp->limits);
+	if (mp->limits.max_depth == 0)
+		mp->limits.max_depth = 1;
+	if (mp->limits.max_parts == 0)
+		mp->limits.max_parts = 1;
+	st.mp = mp;
+	st.data = data;
+	st.len = len;
+	uint32_t root = part_new(&st, MAIL_NONE, 0);
+	begin_part(&st, root);
+	/* body lines: a part's body begins at a line start; every later line
+	 * start is checked for a boundary */
+	while (st.pos < st.len) {
+		bool close;
+		long bi = boundary_at(&st, st.pos, &close);
+		if (bi >= 0) {
+			/* on the first line of a body (or right after a
+			 * boundary line) there is no line end to take */
+			bool first = st.fresh ||
+				     st.pos == mp->parts[st.cur].body_off;
+			st.fresh = false;
+			at_boundary(&st, (size_t)bi, close, first);
+			continue;
+		}
+		st.fresh = false;
+		next_line(&st);
+	}
+	close_parts(&st, st.cur, MAIL_NONE, st.len, st.lf_before,
+		    st.bare_before);
+	pop_boundaries(&st, 0);
+	free(st.bnd);
+	for (uint32_t i = 0; i < mp->count; i++) {
+		struct mpart *p = &mp->parts[i];
+		if (memchr(data + p->hdr_off, '\0', p->body_end - p->hdr_off))
+			p->flags |= MP_HAS_NUL;
+	}
+}
+
+void mail_parse_free(struct mparse *mp)
+{
+	free(mp->parts);
+	mp->parts = NULL;
+	mp->count = mp->cap = 0;
+}
