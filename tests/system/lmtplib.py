@@ -162,7 +162,7 @@ def message_count(env, address, mailbox='INBOX'):
     if rc != 0:
         raise RuntimeError('loftctl user show: ' + out + err)
     for line in out.splitlines():
-        m = re.match(r'\s*"?%s"?\b\D*(\d+)' % re.escape(mailbox), line)
+        m = re.match(r'\s+"?%s"?:\s*(\d+) messages' % re.escape(mailbox), line)
         if m:
             return int(m.group(1))
     return 0
