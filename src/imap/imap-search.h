@@ -125,4 +125,21 @@ int imap_search_append_set(struct buf *out, const uint32_t *nums, size_t count);
  * midnight that starts it. -1 if malformed. */
 int imap_search_parse_date(const char *s, size_t len, time_t *day_r);
 
+/* ---- shared by cmd-search.c, cmd-sort.c and cmd-thread.c ---------- */
+struct imap_cmd;
+struct imap_client;
+
+/* Parses args as a search program; sort_or_thread: a charset comes first
+ * and RETURN is not allowed. Replies BAD / NO [BADCHARSET] itself and
+ * returns -1 on error. */
+int search_prepare(struct imap_cmd *cmd, const struct imap_arg *args,
+		   bool sort_or_thread, struct imap_search_program **prog_r);
+/* Runs prog over the selected view. Replies NO itself on a store error
+ * and returns -1. */
+int search_execute(struct imap_cmd *cmd, struct imap_search_program *prog,
+		   struct imap_search_result *result_r);
+/* Writes line + CRLF (nothing if line is empty). -1 if the client is
+ * gone. */
+int search_write_line(struct imap_client *c, struct buf *line);
+
 #endif
