@@ -1,0 +1,917 @@
+/*
+ * Unit tests of src/auth: settings from the config file, accounts.db admin
+ * operations and lookups, the hash schemes (known vectors for
+ * SHA512-CRYPT, BLF-CRYPT and argon2id; re-hash at the first login), SASL
+ * PLAIN / LOGIN / SCRAM-SHA-256 (the RFC 7677 test vector, end to end),
+ * throttling, the verification cache and policies.
+ */
+#include "test.h"
+
+#include "auth-private.h"
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DOMAIN "example.test"
+#define ALICE "alice@example.test"
+#define TEST_CASE(name) static void name(void)
+
+/* Known vectors (checked against crypt(3) / the argon2 reference). */
+#define SHA512_VECTOR "{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8" \
+	"iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"
+#define SHA512_PASSWORD "Hello world!"
+#define BLF_VECTOR "{BLF-CRYPT}$2y$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0Xou" \
+	"QYb4YMJKvyOeW"
+#define BLF_PASSWORD "U*U"
+#define ARGON2_VECTOR "{ARGON2ID}$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$" \
+	"CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
+#define ARGON2_PASSWORD "password"
+
+static char tmpdir[64];
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static void cheap_settings(struct auth_settings *set)
+{
+	auth_settings_defaults(set);
+	set->data_dir = tmpdir;
+	set->argon2_t_cost = 1;
+	set->argon2_m_cost_kib = 64;
+	set->argon2_parallelism = 1;
+	set->throttle_max_delay_ms = 200;
+}
+
+static struct auth *setup_with(struct auth_settings *set)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/loft-test-auth-XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		abort();
+	set->data_dir = tmpdir;
+	struct auth *auth = NULL;
+	char *error = NULL;
+	if (auth_open(set, &auth, &error) < 0) {
+		fprintf(stderr, "auth_open: %s\n", error);
+		abort();
+	}
+	CHECK_INT(auth_domain_add(auth, DOMAIN, &error), 0);
+	return auth;
+}
+
+static struct auth *setup(void)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	return setup_with(&set);
+}
+
+static void teardown(struct auth **auth)
+{
+	auth_close(auth);
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int add_user(struct auth *auth, const char *address, const char *pw,
+		    bool is_hash)
+{
+	char *error = NULL;
+	int rc = auth_user_add(auth, address, pw, is_hash, NULL, &error);
+	if (rc < 0) {
+		fprintf(stderr, "add %s: %s\n", address, error);
+		free(error);
+	}
+	return rc;
+}
+
+static enum auth_result verify(struct auth *auth, const char *login,
+			       const char *pw)
+{
+	struct auth_user u;
+	return auth_verify(auth, login, pw, "192.0.2.1", &u);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *scheme_of(struct auth *auth, const char *address,
+			     bool *has_scram)
+{
+	static char scheme[32];
+	struct auth_user u;
+	if (auth_lookup(auth, address, &u) != 1)
+		return "(none)";
+	if (auth_user_scheme(auth, u.id, scheme, sizeof(scheme), has_scram) < 0)
+		return "(error)";
+	return scheme;
+}
+
+/* ---- settings ---------------------------------------------------------- */
+
+TEST_CASE(settings_from_config)
+{
+	static const char text[] =
+		"data_dir = /srv/loft\n"
+		"[policy]\n"
+		"quota_bytes = 2G\n"
+		"pop3_delete = hide\n"
+		"pop3_retention_days = 14\n"
+		"[auth]\n"
+		"argon2_t_cost = 2\n"
+		"argon2_m_cost = 64M\n"
+		"allow_cleartext = yes\n"
+		"cache_ttl = 0\n"
+		"throttle_max_delay = 1500ms\n";
+	struct config *cfg;
+	struct buf errors;
+	struct auth_settings set;
+	buf_init(&errors, 0);
+	CHECK_INT(config_parse("t.conf", text, strlen(text), &cfg, &errors), 0);
+	CHECK_INT(auth_settings_from_config(cfg, &set, &errors), 0);
+	CHECK_STR(set.data_dir, "/srv/loft");
+	CHECK(set.defaults.quota_bytes == 2ULL << 30);
+	CHECK_INT(set.defaults.pop3_delete, AUTH_POP3_HIDE);
+	CHECK_INT(set.defaults.pop3_retention_days, 14);
+	CHECK_INT(set.defaults.trash_retention_days, 30);
+	CHECK_INT(set.argon2_t_cost, 2);
+	CHECK_INT(set.argon2_m_cost_kib, 65536);
+	CHECK(set.allow_cleartext_remote);
+	CHECK(set.cache_disabled);
+	CHECK_INT(set.throttle_max_delay_ms, 1500);
+	config_free(&cfg);
+
+	/* A plain m_cost is KiB, as loftenv.py writes it. */
+	static const char text2[] = "[auth]\nargon2_m_cost = 64\n";
+	CHECK_INT(config_parse("t.conf", text2, strlen(text2), &cfg, &errors), 0);
+	CHECK_INT(auth_settings_from_config(cfg, &set, &errors), 0);
+	CHECK_INT(set.argon2_m_cost_kib, 64);
+	CHECK_STR(set.data_dir, "/var/lib/loft");
+	config_free(&cfg);
+	buf_free(&errors);
+}
+
+TEST_CASE(settings_errors_have_file_and_line)
+{
+	static const char text[] =
+		"[policy]\n"
+		"pop3_delete = shred\n"
+		"quota_bytes = lots\n"
+		"[auth]\n"
+		"argon2_t_cost = 0\n"
+		"colour = blue\n"
+		"scram_iterations = 100\n";
+	struct config *cfg;
+	struct buf errors;
+	struct auth_settings set;
+	buf_init(&errors, 0);
+	CHECK_INT(config_parse("bad.conf", text, strlen(text), &cfg, &errors), 0);
+	CHECK_INT(auth_settings_from_config(cfg, &set, &errors), -1);
+	CHECK(strstr(errors.data, "bad.conf:2: pop3_delete") != NULL);
+	CHECK(strstr(errors.data, "bad.conf:3: quota_bytes") != NULL);
+	CHECK(strstr(errors.data, "bad.conf:5: argon2_t_cost") != NULL);
+	CHECK(strstr(errors.data, "bad.conf:6: unknown key 'colour'") != NULL);
+	CHECK(strstr(errors.data, "bad.conf:7: scram_iterations") != NULL);
+	config_free(&cfg);
+	buf_free(&errors);
+}
+
+/* ---- accounts ---------------------------------------------------------- */
+
+TEST_CASE(admin_and_lookups)
+{
+	struct auth *auth = setup();
+	char *error = NULL;
+	struct auth_user u, v;
+	CHECK(auth_domain_exists(auth, "EXAMPLE.test"));
+	CHECK(!auth_domain_exists(auth, "other.test"));
+	CHECK_INT(auth_domain_add(auth, DOMAIN, &error), -1);
+	free(error);
+	CHECK_INT(add_user(auth, "Alice@Example.TEST", "pw-alice", false), 0);
+	CHECK_INT(auth_lookup(auth, "ALICE@example.test", &u), 1);
+	CHECK_STR(u.address, ALICE);
+	CHECK_INT(auth_lookup_id(auth, u.id, &v), 1);
+	CHECK_STR(v.address, ALICE);
+	CHECK_INT(auth_lookup(auth, "nobody@example.test", &v), 0);
+
+	/* Unknown domain, duplicates, malformed addresses. */
+	CHECK_INT(auth_user_add(auth, "bob@other.test", "x", false, NULL,
+				&error), -1);
+	CHECK(strstr(error, "no domain other.test") != NULL);
+	free(error);
+	CHECK_INT(auth_user_add(auth, ALICE, "x", false, NULL, &error), -1);
+	free(error);
+	const char *bad[] = {"../x@example.test", "a b@example.test", "x",
+			     "@example.test", "x@", "x@ex ample.test",
+			     "x+y@example.test", ".x@example.test", NULL};
+	for (int i = 0; bad[i] != NULL; i++) {
+		error = NULL;
+		CHECK_INT(auth_user_add(auth, bad[i], "pw", false, NULL, &error),
+			  -1);
+		CHECK(error != NULL);
+		free(error);
+	}
+	CHECK_INT(auth_user_add(auth, "c@example.test", "", false, NULL,
+				&error), -1);
+	free(error);
+
+	/* Aliases resolve to their user, cannot shadow a user. */
+	CHECK_INT(auth_alias_add(auth, "postmaster@example.test", ALICE, &error),
+		  0);
+	CHECK_INT(auth_lookup(auth, "Postmaster@example.test", &v), 1);
+	CHECK_INT(v.id, u.id);
+	CHECK_INT(auth_alias_add(auth, ALICE, ALICE, &error), -1);
+	free(error);
+	CHECK_INT(auth_alias_add(auth, "x@example.test", "nobody@example.test",
+				 &error), -1);
+	free(error);
+	CHECK_INT(auth_user_add(auth, "postmaster@example.test", "pw", false,
+				NULL, &error), -1);
+	free(error);
+	/* An alias is not a login. */
+	CHECK_INT(verify(auth, "postmaster@example.test", "pw-alice"),
+		  AUTH_FAILED);
+
+	/* A domain with users stays. */
+	CHECK_INT(auth_domain_del(auth, DOMAIN, &error), -1);
+	CHECK(strstr(error, "1 users") != NULL);
+	free(error);
+	CHECK_INT(auth_alias_del(auth, "postmaster@example.test", &error), 0);
+	CHECK_INT(auth_alias_del(auth, "postmaster@example.test", &error), -1);
+	free(error);
+	CHECK_INT(auth_user_del(auth, ALICE, &error), 0);
+	CHECK_INT(auth_lookup(auth, ALICE, &v), 0);
+	CHECK_INT(auth_domain_del(auth, DOMAIN, &error), 0);
+	CHECK(!auth_domain_exists(auth, DOMAIN));
+
+	/* Ids are never reused. */
+	CHECK_INT(auth_domain_add(auth, DOMAIN, &error), 0);
+	CHECK_INT(add_user(auth, ALICE, "pw", false), 0);
+	CHECK_INT(auth_lookup(auth, ALICE, &v), 1);
+	CHECK(v.id > u.id);
+	teardown(&auth);
+}
+
+static void count_row(void *ctx, const char *name, const char *extra)
+{
+	(void)name; (void)extra;
+	(*(int *)ctx)++;
+}
+
+TEST_CASE(listings)
+{
+	struct auth *auth = setup();
+	char *error = NULL;
+	int n = 0;
+	add_user(auth, ALICE, "a", false);
+	add_user(auth, "bob@example.test", "b", false);
+	auth_alias_add(auth, "info@example.test", ALICE, &error);
+	CHECK_INT(auth_user_list(auth, count_row, &n, &error), 0);
+	CHECK_INT(n, 2);
+	n = 0;
+	CHECK_INT(auth_domain_list(auth, count_row, &n, &error), 0);
+	CHECK_INT(n, 1);
+	n = 0;
+	CHECK_INT(auth_alias_list(auth, count_row, &n, &error), 0);
+	CHECK_INT(n, 1);
+	teardown(&auth);
+}
+
+TEST_CASE(second_handle_sees_changes_at_once)
+{
+	/* loftctl and loftd are two handles on one accounts.db. */
+	struct auth *auth = setup();
+	struct auth_settings set;
+	cheap_settings(&set);
+	struct auth *ctl = NULL;
+	char *error = NULL;
+	CHECK_INT(auth_open(&set, &ctl, &error), 0);
+	CHECK_INT(add_user(ctl, ALICE, "first", false), 0);
+	CHECK_INT(verify(auth, ALICE, "first"), AUTH_OK);
+	CHECK_INT(auth_user_passwd(ctl, ALICE, "second", false, &error), 0);
+	CHECK_INT(verify(auth, ALICE, "first"), AUTH_FAILED);
+	CHECK_INT(verify(auth, ALICE, "second"), AUTH_OK);
+	CHECK_INT(auth_user_set(ctl, ALICE, "disabled", "yes", &error), 0);
+	CHECK_INT(verify(auth, ALICE, "second"), AUTH_DISABLED);
+	CHECK_INT(auth_user_set(ctl, ALICE, "disabled", "no", &error), 0);
+	CHECK_INT(auth_user_set(ctl, ALICE, "quota_bytes", "500M", &error), 0);
+	struct auth_user u;
+	struct auth_policy p;
+	auth_lookup(auth, ALICE, &u);
+	CHECK_INT(auth_user_policy(auth, u.id, &p), 0);
+	CHECK(p.quota_bytes == 500ULL << 20);
+	auth_close(&ctl);
+	teardown(&auth);
+}
+
+/* ---- hashes ------------------------------------------------------------ */
+
+TEST_CASE(native_argon2id)
+{
+	struct auth *auth = setup();
+	bool scram = false;
+	CHECK_INT(add_user(auth, ALICE, "correct horse", false), 0);
+	CHECK_STR(scheme_of(auth, ALICE, &scram), "ARGON2ID");
+	CHECK(scram);
+	CHECK_INT(verify(auth, ALICE, "correct horse"), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, "Correct horse"), AUTH_FAILED);
+	CHECK_INT(verify(auth, "nobody@example.test", "x"), AUTH_FAILED);
+	CHECK_INT(verify(auth, ALICE, ""), AUTH_FAILED);
+	/* The stored hash is argon2id with the configured cost. */
+	struct auth_user_row row;
+	CHECK_INT(auth_db_user_row(auth, ALICE, &row), 1);
+	CHECK(strncmp(row.hash, "{ARGON2ID}$argon2id$v=19$m=64,t=1,p=1$",
+		      38) == 0);
+	teardown(&auth);
+}
+
+static void check_import(const char *hash, const char *password,
+			 const char *scheme)
+{
+	struct auth *auth = setup();
+	bool scram = true;
+	CHECK_INT(add_user(auth, ALICE, hash, true), 0);
+	CHECK_STR(scheme_of(auth, ALICE, &scram), scheme);
+	CHECK(!scram);
+	CHECK_INT(verify(auth, ALICE, "wrong"), AUTH_FAILED);
+	/* Still the imported hash after a failure. */
+	CHECK_STR(scheme_of(auth, ALICE, &scram), scheme);
+	CHECK_INT(verify(auth, ALICE, password), AUTH_OK);
+	/* Re-hashed to argon2id with SCRAM keys at the first success. */
+	CHECK_STR(scheme_of(auth, ALICE, &scram), "ARGON2ID");
+	CHECK(scram);
+	CHECK_INT(verify(auth, ALICE, password), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, "wrong"), AUTH_FAILED);
+	teardown(&auth);
+}
+
+TEST_CASE(import_sha512_crypt)
+{
+	check_import(SHA512_VECTOR, SHA512_PASSWORD, "SHA512-CRYPT");
+}
+
+TEST_CASE(import_blf_crypt)
+{
+	check_import(BLF_VECTOR, BLF_PASSWORD, "BLF-CRYPT");
+}
+
+TEST_CASE(import_argon2id)
+{
+	check_import(ARGON2_VECTOR, ARGON2_PASSWORD, "ARGON2ID");
+}
+
+TEST_CASE(import_rejects_malformed)
+{
+	struct auth *auth = setup();
+	const char *bad[] = {
+		"$6$saltstring$svn8", "{MD5}abc", "{SHA512-CRYPT}$1$abc$def",
+		"{BLF-CRYPT}$2y$05$short", "{BLF-CRYPT}$2y$31$CCCCCCCCCCCCCCCCCCC"
+		"CC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+		"{ARGON2ID}$argon2i$v=19$m=64,t=1,p=1$c29tZXNhbHQ$abc",
+		"{ARGON2ID}$argon2id$v=19$m=99999999,t=1,p=1$c29tZXNhbHQ$abc",
+		"{ARGON2ID}$argon2id$v=19$m=64,t=1,p=1$!!!$abc", NULL};
+	for (int i = 0; bad[i] != NULL; i++) {
+		char *error = NULL;
+		CHECK_INT(auth_user_add(auth, ALICE, bad[i], true, NULL, &error),
+			  -1);
+		if (error == NULL)
+			fprintf(stderr, "accepted: %s\n", bad[i]);
+		free(error);
+	}
+	teardown(&auth);
+}
+
+TEST_CASE(rehash_when_cost_changes)
+{
+	struct auth *auth = setup();
+	add_user(auth, ALICE, "pw", false);
+	struct auth_user_row before, after;
+	auth_db_user_row(auth, ALICE, &before);
+	auth_close(&auth);
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.argon2_m_cost_kib = 128;
+	char *error = NULL;
+	CHECK_INT(auth_open(&set, &auth, &error), 0);
+	CHECK_INT(verify(auth, ALICE, "pw"), AUTH_OK);
+	auth_db_user_row(auth, ALICE, &after);
+	CHECK(strstr(after.hash, "m=128,") != NULL);
+	CHECK(strcmp(before.hash, after.hash) != 0);
+	teardown(&auth);
+}
+
+/* ---- cache ------------------------------------------------------------- */
+
+TEST_CASE(cache_makes_repeat_cheap_and_password_change_invalidates)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.argon2_m_cost_kib = 16 * 1024;   /* noticeably slow */
+	set.argon2_t_cost = 2;
+	struct auth *auth = setup_with(&set);
+	add_user(auth, ALICE, "old", false);
+	double t0 = now_s();
+	CHECK_INT(verify(auth, ALICE, "old"), AUTH_OK);
+	double first = now_s() - t0;
+	t0 = now_s();
+	for (int i = 0; i < 10; i++)
+		CHECK_INT(verify(auth, ALICE, "old"), AUTH_OK);
+	double cached = (now_s() - t0) / 10;
+	CHECK(cached * 5 < first);
+	/* A wrong password is never answered from the cache. */
+	CHECK_INT(verify(auth, ALICE, "olD"), AUTH_FAILED);
+	char *error = NULL;
+	CHECK_INT(auth_user_passwd(auth, ALICE, "new", false, &error), 0);
+	CHECK_INT(verify(auth, ALICE, "old"), AUTH_FAILED);
+	CHECK_INT(verify(auth, ALICE, "new"), AUTH_OK);
+	teardown(&auth);
+}
+
+/* ---- throttle ---------------------------------------------------------- */
+
+TEST_CASE(throttle_per_address_loopback_included)
+{
+	struct auth *auth = setup();
+	add_user(auth, ALICE, "right", false);
+	add_user(auth, "bob@example.test", "bob", false);
+	struct auth_user u;
+	double t0 = now_s();
+	for (int i = 0; i < 10; i++)
+		CHECK_INT(auth_verify(auth, ALICE, "wrong", "127.0.0.1", &u),
+			  AUTH_FAILED);
+	/* 0+0+0+100+200 then 200 ms (capped in this test) five times. */
+	double spent = now_s() - t0;
+	CHECK(spent >= 1.2);
+	/* The right password still works from there, after the wait. */
+	t0 = now_s();
+	CHECK_INT(auth_verify(auth, ALICE, "right", "127.0.0.1", &u), AUTH_OK);
+	CHECK(now_s() - t0 >= 0.19);
+	/* Another account from the same address waits too. */
+	t0 = now_s();
+	CHECK_INT(auth_verify(auth, "bob@example.test", "bob", "127.0.0.1", &u),
+		  AUTH_OK);
+	CHECK(now_s() - t0 >= 0.09);
+	/* Another address for another account does not. */
+	t0 = now_s();
+	CHECK_INT(auth_verify(auth, "bob@example.test", "bob", "192.0.2.9", &u),
+		  AUTH_OK);
+	CHECK(now_s() - t0 < 0.09);
+	teardown(&auth);
+}
+
+TEST_CASE(throttle_per_account_across_addresses)
+{
+	struct auth *auth = setup();
+	add_user(auth, ALICE, "right", false);
+	struct auth_user u;
+	char addr[32];
+	for (int i = 0; i < 6; i++) {
+		snprintf(addr, sizeof(addr), "198.51.100.%d", i + 1);
+		auth_verify(auth, ALICE, "wrong", addr, &u);
+	}
+	double t0 = now_s();
+	CHECK_INT(auth_verify(auth, ALICE, "wrong", "203.0.113.7", &u),
+		  AUTH_FAILED);
+	CHECK(now_s() - t0 >= 0.19);
+	/* IPv6 neighbours in one /64 share a count. */
+	for (int i = 0; i < 6; i++) {
+		snprintf(addr, sizeof(addr), "2001:db8::%x", i + 1);
+		auth_verify(auth, "nobody@example.test", "x", addr, &u);
+	}
+	CHECK(auth_throttle_delay(auth, "bob@example.test", "2001:db8::ffff") > 0);
+	CHECK_INT(auth_throttle_delay(auth, "bob@example.test", "2001:db8:1::1"),
+		  0);
+	teardown(&auth);
+}
+
+TEST_CASE(throttle_thirty_wrong_cost_seconds_by_default)
+{
+	/* Without running them: the delays the default cap gives. */
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.throttle_max_delay_ms = 0;
+	struct auth *auth = setup_with(&set);
+	uint64_t total = 0;
+	for (int i = 0; i < 30; i++) {
+		total += auth_throttle_delay(auth, "x@example.test", "10.0.0.1");
+		auth_throttle_failed(auth, "x@example.test", "10.0.0.1");
+	}
+	CHECK(total >= 30000);
+	CHECK_INT(auth_throttle_delay(auth, "x@example.test", "10.0.0.1"), 3000);
+	teardown(&auth);
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+TEST_CASE(policies)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.defaults.quota_bytes = 1ULL << 30;
+	struct auth *auth = setup_with(&set);
+	add_user(auth, ALICE, "pw", false);
+	struct auth_user u;
+	struct auth_policy p;
+	char *error = NULL;
+	auth_lookup(auth, ALICE, &u);
+	CHECK_INT(auth_user_policy(auth, u.id, &p), 0);
+	CHECK(p.quota_bytes == 1ULL << 30);
+	CHECK_INT(p.pop3_delete, AUTH_POP3_TRASH);
+	CHECK_INT(p.trash_retention_days, 30);
+
+	CHECK_INT(auth_user_set(auth, ALICE, "pop3_delete", "hide", &error), 0);
+	CHECK_INT(auth_user_set(auth, ALICE, "pop3_retention_days", "14",
+				&error), 0);
+	CHECK_INT(auth_user_set(auth, ALICE, "quota_bytes", "none", &error), 0);
+	CHECK_INT(auth_user_set(auth, ALICE, "over_quota_tempfail", "yes",
+				&error), 0);
+	CHECK_INT(auth_user_policy(auth, u.id, &p), 0);
+	CHECK_INT(p.pop3_delete, AUTH_POP3_HIDE);
+	CHECK_INT(p.pop3_retention_days, 14);
+	CHECK(p.quota_bytes == 0);
+	CHECK(p.over_quota_tempfail);
+
+	CHECK_INT(auth_user_set(auth, ALICE, "quota_bytes", "default", &error),
+		  0);
+	CHECK_INT(auth_user_policy(auth, u.id, &p), 0);
+	CHECK(p.quota_bytes == 1ULL << 30);
+
+	CHECK_INT(auth_user_set(auth, ALICE, "pop3_delete", "shred", &error), -1);
+	free(error);
+	CHECK_INT(auth_user_set(auth, ALICE, "colour", "blue", &error), -1);
+	free(error);
+	CHECK_INT(auth_user_set(auth, "nobody@example.test", "pop3_delete",
+				"hide", &error), -1);
+	free(error);
+	CHECK_INT(auth_user_set(auth, "nobody@example.test", "quota_bytes",
+				"default", &error), -1);
+	free(error);
+	for (int i = 0; auth_policy_keys[i] != NULL; i++) {
+		CHECK_INT(auth_user_set(auth, ALICE, auth_policy_keys[i],
+					"default", &error), 0);
+	}
+	teardown(&auth);
+}
+
+/* ---- SASL -------------------------------------------------------------- */
+
+static enum auth_sasl_status step(struct auth_sasl *s, const char *in,
+				  size_t len, char **out, struct auth_user *u)
+{
+	size_t out_len;
+	free(*out);
+	*out = NULL;
+	return auth_sasl_step(s, in, len, out, &out_len, u);
+}
+
+static enum auth_sasl_status plain(struct auth *auth, const char *msg,
+				   size_t len, bool ir)
+{
+	struct auth_sasl *s;
+	struct auth_user u;
+	char *out = NULL;
+	enum auth_sasl_status st;
+	if (auth_sasl_begin(auth, "PLAIN", "192.0.2.1", &s) < 0)
+		return AUTH_SASL_TEMPFAIL;
+	if (!ir) {
+		st = step(s, NULL, 0, &out, &u);
+		CHECK_INT(st, AUTH_SASL_CONTINUE);
+		CHECK_STR(out, "");
+	}
+	st = step(s, msg, len, &out, &u);
+	if (st == AUTH_SASL_OK)
+		CHECK_STR(u.address, ALICE);
+	free(out);
+	auth_sasl_free(&s);
+	return st;
+}
+
+#define PLAIN(auth, lit, ir) plain(auth, lit, sizeof(lit) - 1, ir)
+
+TEST_CASE(sasl_plain)
+{
+	struct auth *auth = setup();
+	struct auth_sasl *s;
+	add_user(auth, ALICE, "pw", false);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0pw", true), AUTH_SASL_OK);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0pw", false), AUTH_SASL_OK);
+	CHECK_INT(PLAIN(auth, "alice@example.test\0alice@example.test\0pw",
+			true), AUTH_SASL_OK);
+	CHECK_INT(PLAIN(auth, "bob@example.test\0alice@example.test\0pw", true),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0wrong", true),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "alice@example.test\0pw", true), AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0pw\0", true),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "\0\0pw", true), AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "", true), AUTH_SASL_FAIL);
+	CHECK_INT(auth_sasl_begin(auth, "CRAM-MD5", "x", &s), -1);
+	CHECK_STR(auth_mechanisms(auth, false), "SCRAM-SHA-256");
+	CHECK(strstr(auth_mechanisms(auth, true), "PLAIN") != NULL);
+	CHECK(auth_cleartext_allowed(auth, false, true));
+	CHECK(auth_cleartext_allowed(auth, true, false));
+	CHECK(!auth_cleartext_allowed(auth, false, false));
+	teardown(&auth);
+}
+
+static enum auth_sasl_status login_exchange(struct auth *auth, bool ir,
+					    const char *user, const char *pw)
+{
+	struct auth_sasl *s;
+	struct auth_user u;
+	char *out = NULL;
+	enum auth_sasl_status st;
+	CHECK_INT(auth_sasl_begin(auth, "login", "192.0.2.1", &s), 0);
+	if (!ir) {
+		CHECK_INT(step(s, NULL, 0, &out, &u), AUTH_SASL_CONTINUE);
+		CHECK_STR(out, "Username:");
+	}
+	CHECK_INT(step(s, user, strlen(user), &out, &u), AUTH_SASL_CONTINUE);
+	CHECK_STR(out, "Password:");
+	st = step(s, pw, strlen(pw), &out, &u);
+	free(out);
+	auth_sasl_free(&s);
+	return st;
+}
+
+TEST_CASE(sasl_login)
+{
+	struct auth *auth = setup();
+	add_user(auth, ALICE, "pw", false);
+	CHECK_INT(login_exchange(auth, false, ALICE, "pw"), AUTH_SASL_OK);
+	CHECK_INT(login_exchange(auth, true, ALICE, "pw"), AUTH_SASL_OK);
+	CHECK_INT(login_exchange(auth, false, ALICE, "wrong"), AUTH_SASL_FAIL);
+	CHECK_INT(login_exchange(auth, false, "bob@example.test", "pw"),
+		  AUTH_SASL_FAIL);
+	teardown(&auth);
+}
+
+/* The RFC 7677 3 example, through the real server: user "user" with
+ * password "pencil", the RFC's salt and server nonce. */
+TEST_CASE(scram_rfc7677_vector)
+{
+	struct auth *auth = setup();
+	uint8_t *salt;
+	size_t salt_len;
+	uint8_t stored[32], server[32];
+	CHECK_INT(auth_base64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, &salt,
+				     &salt_len), 0);
+	CHECK_INT(auth_scram_keys("pencil", salt, salt_len, 4096, stored,
+				  server), 0);
+	/* The RFC's user name is not an address: put the row in directly. */
+	sqlite3 *db;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/accounts.db", tmpdir);
+	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *st;
+	CHECK_INT(sqlite3_prepare_v2(db,
+		"INSERT INTO users(address, domain_id, password_hash, "
+		"scram_salt, scram_iterations, scram_stored_key, "
+		"scram_server_key, created) VALUES ('user', 1, '{ARGON2ID}x', "
+		"?, 4096, ?, ?, 0)", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, salt, (int)salt_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, stored, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, server, 32, SQLITE_STATIC);
+	CHECK_INT(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(salt);
+
+	struct auth_sasl *s;
+	struct auth_user u;
+	char *out = NULL;
+	CHECK_INT(auth_sasl_begin(auth, "SCRAM-SHA-256", "192.0.2.1", &s), 0);
+	auth_sasl_set_test_nonce(s, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
+	const char *first = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+	CHECK_INT(step(s, first, strlen(first), &out, &u), AUTH_SASL_CONTINUE);
+	CHECK_STR(out, "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+		       "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+	const char *final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfux"
+			    "FIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsq"
+			    "mmiz7AndVQ=";
+	CHECK_INT(step(s, final, strlen(final), &out, &u), AUTH_SASL_CONTINUE);
+	CHECK_STR(out, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+	CHECK_INT(step(s, "", 0, &out, &u), AUTH_SASL_OK);
+	CHECK_STR(u.address, "user");
+	free(out);
+	auth_sasl_free(&s);
+	teardown(&auth);
+}
+
+/* A SCRAM-SHA-256 client (RFC 5802 3) for the exchanges below. */
+static char *scram_client_final(const char *server_first, const char *pw,
+				const char *client_first_bare,
+				const char *cbind_b64, uint8_t server_sig[32])
+{
+	const char *r = strstr(server_first, "r=");
+	const char *sp = strstr(server_first, ",s=");
+	const char *ip = strstr(server_first, ",i=");
+	if (r == NULL || sp == NULL || ip == NULL)
+		return NULL;
+	char *nonce = xstrndup(r + 2, (size_t)(sp - r - 2));
+	uint8_t *salt;
+	size_t salt_len;
+	if (auth_base64_decode(sp + 3, (size_t)(ip - sp - 3), &salt,
+			       &salt_len) < 0)
+		return NULL;
+	int iter = atoi(ip + 3);
+	uint8_t salted[32], ckey[32], skey[32], stored[32], csig[32];
+	unsigned len = 32;
+	PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, (int)salt_len, iter,
+			  EVP_sha256(), 32, salted);
+	HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, ckey,
+	     &len);
+	HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Server Key", 10, skey,
+	     &len);
+	SHA256(ckey, 32, stored);
+	char *without = xasprintf("c=%s,r=%s", cbind_b64, nonce);
+	char *am = xasprintf("%s,%s,%s", client_first_bare, server_first,
+			     without);
+	HMAC(EVP_sha256(), stored, 32, (uint8_t *)am, strlen(am), csig, &len);
+	HMAC(EVP_sha256(), skey, 32, (uint8_t *)am, strlen(am), server_sig,
+	     &len);
+	uint8_t proof[32];
+	for (int i = 0; i < 32; i++)
+		proof[i] = ckey[i] ^ csig[i];
+	char *p64 = auth_base64_encode(proof, 32);
+	char *msg = xasprintf("%s,p=%s", without, p64);
+	free(p64);
+	free(am);
+	free(without);
+	free(salt);
+	free(nonce);
+	return msg;
+}
+
+static enum auth_sasl_status scram(struct auth *auth, const char *gs2,
+				   const char *user, const char *pw,
+				   char **salt_r)
+{
+	struct auth_sasl *s;
+	struct auth_user u;
+	char *out = NULL;
+	CHECK_INT(auth_sasl_begin(auth, "SCRAM-SHA-256", "192.0.2.1", &s), 0);
+	char *bare = xasprintf("n=%s,r=fyko+d2lbbFgONRv9qkxdawL", user);
+	char *first = xasprintf("%s%s", gs2, bare);
+	enum auth_sasl_status st = step(s, first, strlen(first), &out, &u);
+	if (st == AUTH_SASL_CONTINUE) {
+		if (salt_r != NULL) {
+			const char *sp = strstr(out, ",s=");
+			*salt_r = sp ? xstrdup(sp) : NULL;
+		}
+		char *cb = auth_base64_encode(gs2, strlen(gs2));
+		uint8_t sig[32];
+		char *final = scram_client_final(out, pw, bare, cb, sig);
+		st = step(s, final, strlen(final), &out, &u);
+		if (st == AUTH_SASL_CONTINUE) {
+			char *v = auth_base64_encode(sig, 32);
+			char *expect = xasprintf("v=%s", v);
+			CHECK_STR(out, expect);
+			free(expect);
+			free(v);
+			st = step(s, "", 0, &out, &u);
+		}
+		free(final);
+		free(cb);
+	}
+	free(out);
+	free(first);
+	free(bare);
+	auth_sasl_free(&s);
+	return st;
+}
+
+TEST_CASE(scram_exchanges)
+{
+	struct auth *auth = setup();
+	add_user(auth, ALICE, "pencil", false);
+	CHECK_INT(scram(auth, "n,,", ALICE, "pencil", NULL), AUTH_SASL_OK);
+	CHECK_INT(scram(auth, "y,,", ALICE, "pencil", NULL), AUTH_SASL_OK);
+	CHECK_INT(scram(auth, "n,a=alice@example.test,", ALICE, "pencil", NULL),
+		  AUTH_SASL_OK);
+	CHECK_INT(scram(auth, "n,a=bob@example.test,", ALICE, "pencil", NULL),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(scram(auth, "p=tls-unique,,", ALICE, "pencil", NULL),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(scram(auth, "n,,", ALICE, "pencil2", NULL), AUTH_SASL_FAIL);
+	/* An unknown user gets a stable salt and fails at the end. */
+	char *s1 = NULL, *s2 = NULL;
+	CHECK_INT(scram(auth, "n,,", "nobody@example.test", "x", &s1),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(scram(auth, "n,,", "nobody@example.test", "x", &s2),
+		  AUTH_SASL_FAIL);
+	CHECK(s1 != NULL && s2 != NULL && strcmp(s1, s2) == 0);
+	free(s1);
+	free(s2);
+	/* Imported hashes have no SCRAM keys until a PLAIN/LOGIN. */
+	char *error = NULL;
+	CHECK_INT(auth_user_passwd(auth, ALICE, SHA512_VECTOR, true, &error), 0);
+	CHECK_INT(scram(auth, "n,,", ALICE, SHA512_PASSWORD, NULL),
+		  AUTH_SASL_FAIL);
+	CHECK_INT(verify(auth, ALICE, SHA512_PASSWORD), AUTH_OK);
+	CHECK_INT(scram(auth, "n,,", ALICE, SHA512_PASSWORD, NULL),
+		  AUTH_SASL_OK);
+	teardown(&auth);
+}
+
+TEST_CASE(scram_malformed)
+{
+	struct auth *auth = setup();
+	add_user(auth, ALICE, "pencil", false);
+	const char *bad_first[] = {
+		"", "n", "x,,n=a,r=b", "n,,r=abc", "n,,n=,r=abc",
+		"n,,n=a=2Xb,r=abc", "n,,n=alice@example.test", "n,,n=a,r=",
+		"n,b=x,n=a,r=abc", NULL};
+	for (int i = 0; bad_first[i] != NULL; i++) {
+		struct auth_sasl *s;
+		struct auth_user u;
+		char *out = NULL;
+		auth_sasl_begin(auth, "SCRAM-SHA-256", "192.0.2.1", &s);
+		CHECK_INT(step(s, bad_first[i], strlen(bad_first[i]), &out, &u),
+			  AUTH_SASL_FAIL);
+		free(out);
+		auth_sasl_free(&s);
+	}
+	/* A client-final with the wrong nonce or channel binding. */
+	struct auth_sasl *s;
+	struct auth_user u;
+	char *out = NULL;
+	auth_sasl_begin(auth, "SCRAM-SHA-256", "192.0.2.1", &s);
+	const char *first = "n,,n=alice@example.test,r=abc";
+	CHECK_INT(step(s, first, strlen(first), &out, &u), AUTH_SASL_CONTINUE);
+	const char *final = "c=eSws,r=abcdef,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgs"
+			    "qmmiz7AndVQ=";
+	CHECK_INT(step(s, final, strlen(final), &out, &u), AUTH_SASL_FAIL);
+	free(out);
+	auth_sasl_free(&s);
+	teardown(&auth);
+}
+
+TEST_CASE(base64)
+{
+	uint8_t *out;
+	size_t len;
+	CHECK_INT(auth_base64_decode("Zm9vYmFy", 8, &out, &len), 0);
+	CHECK_MEM(out, len, "foobar", 6);
+	free(out);
+	CHECK_INT(auth_base64_decode("Zm9vYg==", 8, &out, &len), 0);
+	CHECK_MEM(out, len, "foob", 4);
+	free(out);
+	CHECK_INT(auth_base64_decode("Zm9vY", 5, &out, &len), -1);
+	CHECK_INT(auth_base64_decode("Zm=vYg==", 8, &out, &len), -1);
+	CHECK_INT(auth_base64_decode("Zm9v\nYg=", 8, &out, &len), -1);
+	char *e = auth_base64_encode("fo", 2);
+	CHECK_STR(e, "Zm8=");
+	free(e);
+}
+
+static const struct test_case cases[] = {
+	{"settings_from_config", settings_from_config},
+	{"settings_errors_have_file_and_line", settings_errors_have_file_and_line},
+	{"admin_and_lookups", admin_and_lookups},
+	{"listings", listings},
+	{"second_handle_sees_changes_at_once", second_handle_sees_changes_at_once},
+	{"native_argon2id", native_argon2id},
+	{"import_sha512_crypt", import_sha512_crypt},
+	{"import_blf_crypt", import_blf_crypt},
+	{"import_argon2id", import_argon2id},
+	{"import_rejects_malformed", import_rejects_malformed},
+	{"rehash_when_cost_changes", rehash_when_cost_changes},
+	{"cache_makes_repeat_cheap_and_password_change_invalidates",
+	 cache_makes_repeat_cheap_and_password_change_invalidates},
+	{"throttle_per_address_loopback_included",
+	 throttle_per_address_loopback_included},
+	{"throttle_per_account_across_addresses",
+	 throttle_per_account_across_addresses},
+	{"throttle_thirty_wrong_cost_seconds_by_default",
+	 throttle_thirty_wrong_cost_seconds_by_default},
+	{"policies", policies},
+	{"sasl_plain", sasl_plain},
+	{"sasl_login", sasl_login},
+	{"scram_rfc7677_vector", scram_rfc7677_vector},
+	{"scram_exchanges", scram_exchanges},
+	{"scram_malformed", scram_malformed},
+	{"base64", base64},
+	{NULL, NULL},
+};
+
+int main(void)
+{
+	log_set_level(LOG_LVL_WARN);
+	return test_main(cases);
+}
