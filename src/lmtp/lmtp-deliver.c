@@ -366,3 +366,12 @@ void lmtp_task_reset(void *session, struct net_conn *conn, void *arg)
 	net_conn_printf(conn, "%s\r\n", text);
 	free(text);
 }
+
+void lmtp_task_quit(void *session, struct net_conn *conn, void *arg)
+{
+	struct lmtp_session *s = session;
+
+	lmtp_transaction_reset(s);
+	net_conn_printf(conn, "221 2.0.0 %s Bye\r\n", s->server->hostname);
+	net_conn_close(conn);
+}

@@ -112,5 +112,6 @@ void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg);
 void lmtp_task_data_chunk(void *session, struct net_conn *conn, void *arg);
 void lmtp_task_data_end(void *session, struct net_conn *conn, void *arg);
 void lmtp_task_reset(void *session, struct net_conn *conn, void *arg);
+void lmtp_task_quit(void *session, struct net_conn *conn, void *arg);
 
 #endif

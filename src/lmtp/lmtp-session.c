@@ -179,7 +179,9 @@ void lmtp_transaction_reset(struct lmtp_session *s)
 	s->data_size = 0;
 	s->data_started = false;
 	s->data_too_big = false;
-	buf_reset(&s->chunk);
+	/* An idle session keeps no chunk memory. */
+	buf_free(&s->chunk);
+	buf_init(&s->chunk, 0);
 	if (s->state != LMTP_STATE_GREETED)
 		s->state = LMTP_STATE_READY;
 }
@@ -376,8 +378,12 @@ static bool handle_line(struct lmtp_session *s, const char *line, size_t len)
 	} else if (strcmp(verb, "NOOP") == 0) {
 		reply(s, "250 2.0.0 OK");
 	} else if (strcmp(verb, "QUIT") == 0) {
-		reply(s, "221 2.0.0 %s Bye", s->server->hostname);
 		s->quitting = true;
+		/* Store handles are let go on a worker, not here. */
+		if (s->rcpt_count > 0 &&
+		    net_conn_run(s->conn, lmtp_task_quit, NULL) == 0)
+			return true;
+		reply(s, "221 2.0.0 %s Bye", s->server->hostname);
 		net_conn_close(s->conn);
 	} else if (strcmp(verb, "VRFY") == 0 || strcmp(verb, "EXPN") == 0) {
 		/* Address probing is not ours to help with; RCPT answers. */
