@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -88,12 +89,9 @@ struct store *loftctl_store(struct loftctl *ctl)
 {
 	if (ctl->store != NULL)
 		return ctl->store;
-	struct store_settings set = {
-		.data_dir = ctl->set.data_dir,
-		.limits = limits_cb,
-		.limits_ctx = ctl->auth,
-		.fsync = true,
-	};
+	struct store_settings set = ctl->store_set;
+	set.limits = limits_cb;
+	set.limits_ctx = ctl->auth;
 	struct store_error err = {0};
 	if (store_open(&set, &ctl->store, &err) < 0) {
 		loftctl_fail("cannot open the mail store in %s: %s",
@@ -221,6 +219,9 @@ static int open_ctl(struct loftctl *ctl)
 	int rc = config_load(ctl->config_path, &ctl->cfg, &errors);
 	if (rc == 0)
 		rc = auth_settings_from_config(ctl->cfg, &ctl->set, &errors);
+	if (rc == 0)
+		rc = store_settings_from_config(ctl->cfg, &ctl->store_set,
+						&errors);
 	if (rc < 0) {
 		/* Report the first error on one line; the rest matter to
 		 * `loftd --check`. */
@@ -256,8 +257,8 @@ int main(int argc, char **argv)
 			print_help(stdout);
 			return 0;
 		} else {
-			loftctl_fail("unknown option %s", argv[i]);
-			print_help(stderr);
+			loftctl_fail("unknown option %s (see loftctl --help)",
+				     argv[i]);
 			return LOFTCTL_EXIT_USAGE;
 		}
 	}
@@ -269,11 +270,11 @@ int main(int argc, char **argv)
 	const struct loftctl_cmd *cmd = find_cmd(argc - i, argv + i, &used);
 	if (cmd == NULL) {
 		if (group_exists(argv[i]))
-			loftctl_fail("unknown verb '%s %s'", argv[i],
-				     i + 1 < argc ? argv[i + 1] : "");
+			loftctl_fail("unknown verb '%s %s' (see loftctl --help)",
+				     argv[i], i + 1 < argc ? argv[i + 1] : "");
 		else
-			loftctl_fail("unknown command '%s'", argv[i]);
-		print_help(stderr);
+			loftctl_fail("unknown command '%s' (see loftctl --help)",
+				     argv[i]);
 		return LOFTCTL_EXIT_USAGE;
 	}
 	if (ctl.config_path == NULL) {

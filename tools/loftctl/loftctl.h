@@ -26,6 +26,7 @@ struct loftctl {
 	const char *config_path;
 	struct config *cfg;
 	struct auth_settings set;
+	struct store_settings store_set;
 	struct auth *auth;
 	struct store *store;           /* opened by loftctl_store() */
 };
