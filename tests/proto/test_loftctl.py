@@ -5,11 +5,12 @@ part: changes made by loftctl take effect in a running loftd at once."""
 
 import imaplib
 import os
+import poplib
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 
 from loftenv import LOFTCTL, LOFTD, Loft, Results
 
@@ -124,8 +125,11 @@ def test_users(env):
     r.check('user add', rc == 0, err)
     r.check('user add: password works', verify(env, 'carol@example.test',
                                                SECRET))
-    r.check('user add: newline stripped, not part of password',
-            not verify(env, 'carol@example.test', SECRET + '\n'))
+    rc, out, err = ctl(env, 'user', 'verify', 'carol@example.test',
+                       input=SECRET)
+    r.check('a last line without newline is read too', rc == 0, err)
+    r.check('a prefix of the password is refused',
+            not verify(env, 'carol@example.test', SECRET[:-1]))
     r.check('login is the full address, any case',
             verify(env, 'Carol@Example.Test', SECRET))
     r.check('wrong password refused', not verify(env, 'carol@example.test',
@@ -338,6 +342,40 @@ def imap_ok(env, user, password):
         return False
 
 
+def pop3_ok(env, user, password):
+    try:
+        c = env.pop3()
+    except OSError:
+        return None
+    try:
+        c.user(user)
+        c.pass_(password)
+        return True
+    except poplib.error_proto:
+        return False
+    finally:
+        try:
+            c.quit()
+        except Exception:
+            pass
+
+
+def test_live_throttle(env):
+    """Wrong passwords from loopback cost time; the right one still works
+    (after its wait). throttle_max_delay is 300ms in this instance."""
+    t0 = time.monotonic()
+    for _ in range(12):
+        r.check('throttle: wrong refused',
+                pop3_ok(env, 'bob@example.test', 'wrong') is False)
+    spent = time.monotonic() - t0
+    # 0 + 0 + 0.1 + 0.2 + 8 x 0.3 = 2.7 s at least
+    r.check('throttle: 12 wrong passwords cost seconds', spent >= 2.5, spent)
+    t0 = time.monotonic()
+    r.check('throttle: right password still works',
+            pop3_ok(env, 'bob@example.test', 'bob-secret') is True)
+    r.check('throttle: ... after a wait', time.monotonic() - t0 >= 0.25)
+
+
 def test_live(env):
     """loftctl changes take effect in a running loftd at once."""
     a = 'alice@example.test'
@@ -375,8 +413,10 @@ def main():
         test_no_password_leaks(env)
     test_bad_config()
     if os.path.exists(LOFTD):
-        with Loft(extra={'auth': {'cache_ttl': '60s'}}) as env:
+        with Loft(extra={'auth': {'cache_ttl': '60s',
+                                  'throttle_max_delay': '300ms'}}) as env:
             test_live(env)
+            test_live_throttle(env)
     else:
         r.check('loftd built for the live part', False, LOFTD)
     return r.finish()
