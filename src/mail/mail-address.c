@@ -340,6 +340,12 @@ static void parse_list(struct alist *l, const struct tok *v, size_t n,
 			parse_list(l, v + j + 1, k - j - 1, true);
 			alist_add(l);   /* end of group */
 			i = k + 1;
+			/* like Dovecot, stop unless a ',' follows the group */
+			while (i < n && v[i].kind == T_COMMENT)
+				i++;
+			if (i < n && !(v[i].kind == T_SPECIAL && v[i].c == ','))
+				break;
+			i++;
 			continue;
 		}
 		parse_mailbox(l, v + i, j - i);

@@ -151,8 +151,10 @@ static void write_multipart(struct buf *out, const struct mparse *mp,
 			    const struct mpart *p, bool extended)
 {
 	if (p->first_child == MAIL_NONE) {
+		/* RFC 2046 5.1.1 wants at least one part: show an empty one */
 		mail_buf_puts(out, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") "
-				   "NIL NIL \"7bit\" 0 0)");
+				   "NIL NIL \"7bit\" 0 0");
+		mail_buf_puts(out, extended ? " NIL NIL NIL NIL)" : ")");
 	}
 	for (uint32_t c = p->first_child; c != MAIL_NONE; c = mp->parts[c].next) {
 		mail_buf_putc(out, '(');
@@ -217,7 +219,7 @@ static void write_leaf(struct buf *out, const struct mparse *mp,
 	mail_buf_putc(out, ' ');
 	put_nstring_slice(out, p->cdesc);
 	mail_buf_putc(out, ' ');
-	if (p->cte.ptr != NULL) {
+	if (p->cte.ptr != NULL && (p->flags & MP_IS_MIME)) {
 		struct buf cte;
 		buf_init(&cte, 0);
 		mail_params_raw(p->cte.ptr, p->cte.len, &cte, &list, &count);

@@ -50,18 +50,33 @@ void mail_write_envelope(struct buf *out, const char *hdr, size_t hdr_len)
 {
 	struct slice val[ENV_COUNT];
 	bool have[ENV_COUNT] = {false};
+	/* address fields that occur more than once are joined, as Dovecot
+	 * does; other fields: the last one wins */
+	struct buf joined[ENV_COUNT];
+	for (int f = 0; f < ENV_COUNT; f++)
+		buf_init(&joined[f], 0);
 	struct mail_header_iter it;
 	struct slice n, v;
 	mail_header_iter_init(&it, hdr, hdr_len);
 	while (mail_header_iter_next(&it, &n, &v) > 0) {
 		for (int f = 0; f < ENV_COUNT; f++) {
 			if (mail_slice_eq_ci(n, env_names[f])) {
-				/* the last one wins, as in Dovecot */
+				bool addr = f >= ENV_FROM && f <= ENV_BCC;
+				if (addr && have[f]) {
+					if (joined[f].len == 0)
+						mail_buf_put(&joined[f], val[f].ptr, val[f].len);
+					mail_buf_puts(&joined[f], ", ");
+					mail_buf_put(&joined[f], v.ptr, v.len);
+				}
 				val[f] = v;
 				have[f] = true;
 				break;
 			}
 		}
+	}
+	for (int f = 0; f < ENV_COUNT; f++) {
+		if (joined[f].len > 0)
+			val[f] = slice_make(joined[f].data, joined[f].len);
 	}
 	struct buf tmp;
 	buf_init(&tmp, 0);
@@ -104,4 +119,6 @@ void mail_write_envelope(struct buf *out, const char *hdr, size_t hdr_len)
 	}
 	mail_buf_putc(out, ')');
 	buf_free(&tmp);
+	for (int f = 0; f < ENV_COUNT; f++)
+		buf_free(&joined[f]);
 }

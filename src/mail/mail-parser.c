@@ -265,7 +265,9 @@ static void classify(struct pstate *st, uint32_t idx)
 	if (!(p->flags & MP_IS_MIME)) {
 		/* RFC 2045 4: without MIME-Version the Content-* fields of
 		 * the message are not MIME fields */
-		p->ctype = p->cte = p->cid = p->cdesc = p->cdisp = (struct slice){0};
+		p->ctype = p->cid = p->cdesc = p->cdisp = (struct slice){0};
+		/* cte is kept for BINARY, which Dovecot decodes anyway; the
+		 * BODYSTRUCTURE writer ignores it for non-MIME parts */
 		p->cmd5 = p->clang = p->cloc = (struct slice){0};
 	}
 	(void)keep;
@@ -353,12 +355,12 @@ static void begin_part(struct pstate *st, uint32_t idx)
 		return;
 	if ((p->flags & MP_MULTIPART)) {
 		char *b = over_limits(st, p) ? NULL : find_boundary(p);
-		if (b != NULL) {
+		/* without a boundary (or past a limit) it stays a multipart
+		 * with no parts, its body opaque text, as in Dovecot */
+		if (b != NULL)
 			push_boundary(st, idx, b);
-		} else {
-			p->flags &= ~(unsigned)MP_MULTIPART;
+		else
 			p->flags |= MP_OPAQUE;
-		}
 		return;
 	}
 	if (p->flags & MP_MESSAGE) {

@@ -192,7 +192,9 @@ static int find_part_at(struct preader *rp, const void *parts,
 		uint32_t n = path[d];
 		if (n == 0)
 			return 0;
-		if ((*flags_r & MP_MESSAGE) && info_r->child_count == 1) {
+		/* the parts of a message/rfc822 part are those of the message
+		 * it holds (not for the root: its part 1 is itself) */
+		if (d > 0 && (*flags_r & MP_MESSAGE) && info_r->child_count == 1) {
 			/* step into the message this part holds */
 			if (!read_part(&r, info_r, flags_r))
 				return -1;
