@@ -299,6 +299,11 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 		(void)exec(db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL);
 	}
 	sqlite3_close(db);
+	/* Password hashes: readable by the owner only (SQLite gives the
+	 * -wal and -shm files the database file's mode). */
+	if (rc == 0 && chmod(auth->db_path, 0600) < 0)
+		log_warn("auth", NULL, "chmod %s: %s", auth->db_path,
+			 strerror(errno));
 	if (rc == 0) {
 		struct auth_conn *c = auth_conn_get(auth, error_r);
 		if (c == NULL)

@@ -108,8 +108,8 @@ enum auth_result {
 	AUTH_TEMPFAIL,     /* database trouble */
 };
 
-/* Checks a login name and password. remote: the client's address, for
- * throttling. Failed attempts, from an address or against an account,
+/* Checks a login name and password. remote: the client's IP address
+ * without port (IPv6 counts per /64), for throttling. Failed attempts, from an address or against an account,
  * make later attempts slower (the call sleeps on the worker; 30 wrong
  * passwords in a row cost seconds). Uses a short-lived cache of
  * successful verifications so reconnecting clients stay cheap. */
