@@ -219,8 +219,13 @@ static int parse_section_item(struct imap_fetch_plan *plan, struct slice a,
 		*error_r = "Invalid partial in fetch attribute";
 		return -1;
 	}
+	/* the response names the section in upper case, as Dovecot does:
+	 * BODY[HEADER.FIELDS (FROM TO)] */
 	it->name = xasprintf("%s[%.*s]", size ? "BINARY.SIZE" :
 			     binary ? "BINARY" : "BODY", (int)text_len, text);
+	for (char *q = it->name; *q != '\0'; q++)
+		if (*q >= 'a' && *q <= 'z')
+			*q = (char)(*q - 'a' + 'A');
 	if (!peek && !size)
 		plan->set_seen = true;
 	return 0;

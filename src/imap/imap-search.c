@@ -626,7 +626,11 @@ int imap_search_parse(const struct imap_arg *args,
 		args += 2;
 	}
 	if (p.error == NULL && params->charset_required) {
-		if (check_charset(&p, args) == 0)
+		/* SORT/THREAD: charset and at least one key */
+		if (args[0].type == IMAP_ARG_EOL || args[1].type == IMAP_ARG_EOL)
+			fail(&p, IMAP_SEARCH_ERR_SYNTAX,
+			     "Missing charset or search criteria");
+		else if (check_charset(&p, args) == 0)
 			args++;
 	} else if (p.error == NULL && arg_atom_is(args, "CHARSET")) {
 		if (check_charset(&p, args + 1) == 0)
