@@ -34,6 +34,8 @@ struct store_view;
 struct store_fetch;
 struct store_blob_writer;
 struct store_subscription;
+struct config;
+struct buf;
 
 enum store_error_kind {
 	STORE_ERR_NONE = 0,
@@ -96,6 +98,17 @@ struct store_settings {
 	bool fsync;                    /* false only for tests and benches */
 };
 
+/* Fills set_r from the configuration (loftd and loftctl share it):
+ *   data_dir = PATH              (top level; default /var/lib/loft)
+ *   [limits] max_message_size = SIZE   (default 50M; 0 = no limit)
+ *   [store] fsync = yes|no       (default yes; "no" only for tests and
+ *                                 benches: a crash may lose mail)
+ * limits/limits_ctx are left NULL for the caller. Strings point into cfg.
+ * Returns 0, or -1 with "FILE:LINE: message\n" lines appended to errors. */
+int store_settings_from_config(const struct config *cfg,
+			       struct store_settings *set_r,
+			       struct buf *errors);
+
 int store_open(const struct store_settings *set, struct store **store_r,
 	       struct store_error *err);
 /* Starts the background sweep of orphaned blobs and other slow start-up
@@ -141,6 +154,7 @@ struct store_mailbox_info {
 	unsigned special_use;     /* enum store_special_use bits */
 	bool subscribed;
 	bool has_children;
+	bool noselect;            /* a deleted parent kept for its children */
 	char objectid[32];        /* RFC 8474 MAILBOXID, survives rename */
 };
 
@@ -197,6 +211,7 @@ enum store_fetch_field {
 	STORE_FETCH_SORT = 1 << 5,       /* cached sort/thread fields */
 	STORE_FETCH_PREVIEW = 1 << 6,
 	STORE_FETCH_POP3 = 1 << 7,       /* pop3 hidden mark, first RETR */
+	STORE_FETCH_OBJECTID = 1 << 8,   /* threadid (emailid is always set) */
 };
 
 struct store_msg {

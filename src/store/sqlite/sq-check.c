@@ -1,0 +1,347 @@
+/*
+ * store_check for the embedded backend: the index against the blob files
+ * and against itself. A row whose file is missing is expunged (logged,
+ * so clients see it go); a file of the wrong size gets its recorded size
+ * corrected; counters, UIDNEXT, the change counter and quota usage are
+ * recomputed; files that no row names are orphans from a crash and are
+ * removed (young ones are left: they may be an append in flight). Runs
+ * as one job of the group commit, so deliveries wait for it, not the
+ * other way round.
+ */
+#include "sq-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Orphans younger than this may belong to an append in flight (in this
+ * process or in another, e.g. loftd while loftctl checks). */
+#define ORPHAN_MIN_AGE 600
+
+struct check_arg {
+	bool repair;
+	char **lines;
+	size_t line_count;
+	unsigned unrepaired;
+};
+
+static void note(struct check_arg *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void note(struct check_arg *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *line;
+	va_start(ap, fmt);
+	if (vasprintf(&line, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	a->lines = xrealloc(a->lines, (a->line_count + 1) * sizeof(char *));
+	a->lines[a->line_count++] = line;
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Rows whose blob file is missing, and files whose size is not the one
+ * recorded. */
+static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		       struct check_arg *a)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT id, name, size FROM blob");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	int64_t *missing = NULL;
+	size_t nmissing = 0;
+	struct { int64_t id; int64_t size; } *resize = NULL;
+	size_t nresize = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		int64_t size = sqlite3_column_int64(st, 2);
+		char *path = sq_blob_path(u, name);
+		struct stat stt;
+		if (stat(path, &stt) < 0) {
+			missing = xrealloc(missing, (nmissing + 1) * sizeof(int64_t));
+			missing[nmissing++] = id;
+			note(a, "message file %s is missing%s", name,
+			     a->repair ? ": its messages were removed" : "");
+		} else if (stt.st_size != size) {
+			resize = xrealloc(resize, (nresize + 1) * sizeof(*resize));
+			resize[nresize].id = id;
+			resize[nresize++].size = stt.st_size;
+			note(a, "message file %s has %lld bytes, the index said %lld%s",
+			     name, (long long)stt.st_size, (long long)size,
+			     a->repair ? ": size corrected" : "");
+		}
+		free(path);
+	}
+	sqlite3_reset(st);
+	int ret = rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+	if (!a->repair) {
+		a->unrepaired += (unsigned)(nmissing + nresize);
+		nmissing = nresize = 0;
+	}
+	for (size_t i = 0; i < nresize && ret == 0; i++) {
+		static const char *const sql[] = {
+			"UPDATE blob SET size = ? WHERE id = ?",
+			"UPDATE msg SET size = ? WHERE blob = ?",
+		};
+		for (size_t k = 0; k < 2 && ret == 0; k++) {
+			st = sq_stmt(c, sql[k]);
+			if (st == NULL)
+				return sq_job_dberr(job, c);
+			sqlite3_bind_int64(st, 1, resize[i].size);
+			sqlite3_bind_int64(st, 2, resize[i].id);
+			if (step_done(st) < 0)
+				ret = sq_job_dberr(job, c);
+		}
+	}
+	for (size_t i = 0; i < nmissing && ret == 0; i++) {
+		/* Every row that uses the blob, mailbox by mailbox. */
+		st = sq_stmt(c, "SELECT DISTINCT mailbox FROM msg WHERE blob = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, missing[i]);
+		uint32_t mbox[64];
+		size_t nm = 0;
+		while (sqlite3_step(st) == SQLITE_ROW && nm < 64)
+			mbox[nm++] = (uint32_t)sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		for (size_t m = 0; m < nm && ret == 0; m++) {
+			struct sq_msgrow *rows;
+			size_t n, w = 0;
+			if (sq_rows_get(c, mbox[m], NULL, 0, &rows, &n) < 0)
+				return sq_job_dberr(job, c);
+			for (size_t r = 0; r < n; r++) {
+				if (rows[r].blob == missing[i]) {
+					struct sq_msgrow t = rows[w];
+					rows[w++] = rows[r];
+					rows[r] = t;
+				}
+			}
+			ret = sq_expunge_rows(u, c, job, mbox[m], rows, w, true);
+			sq_rows_free(rows, n);
+		}
+		/* A blob row with no message row left is dropped by
+		 * sq_expunge_rows; one that never had a row goes here. */
+		if (ret == 0 && sq_blob_unref(c, job, missing[i]) < 0)
+			ret = sq_job_dberr(job, c);
+	}
+	/* sq_blob_unref queued unlinks of files that are already gone. */
+	for (size_t i = 0; i < job->unlink_count; i++)
+		free(job->unlink[i]);
+	job->unlink_count = 0;
+	free(missing);
+	free(resize);
+	return ret;
+}
+
+/* Counters, UIDNEXT and HIGHESTMODSEQ of every mailbox against its rows. */
+static int check_counters(struct sq_user *u, struct sq_conn *c,
+			  struct sq_job *job, struct check_arg *a)
+{
+	sqlite3_stmt *st = sq_stmt(c,
+		"SELECT x.id, x.name, x.messages, x.unseen, x.deleted, x.size,"
+		" x.uidnext, x.highestmodseq,"
+		" count(m.uid), coalesce(sum((m.flags & 1) = 0), 0),"
+		" coalesce(sum((m.flags & 8) != 0), 0), coalesce(sum(m.size), 0),"
+		" coalesce(max(m.uid), 0), coalesce(max(m.modseq), 0),"
+		" (SELECT coalesce(max(uid), 0) FROM expunged e WHERE e.mailbox = x.id)"
+		" FROM mailbox x LEFT JOIN msg m ON m.mailbox = x.id GROUP BY x.id");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	struct fix {
+		uint32_t id;
+		int64_t v[4];
+		int64_t uidnext, modseq;
+	} *fixes = NULL;
+	size_t nfix = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		int64_t have[4], want[4];
+		bool bad = false;
+		for (int i = 0; i < 4; i++) {
+			have[i] = sqlite3_column_int64(st, 2 + i);
+			want[i] = sqlite3_column_int64(st, 8 + i);
+			bad |= have[i] != want[i];
+		}
+		int64_t uidnext = sqlite3_column_int64(st, 6);
+		int64_t maxuid = sqlite3_column_int64(st, 12);
+		int64_t maxexp = sqlite3_column_int64(st, 14);
+		if (maxexp > maxuid)
+			maxuid = maxexp;
+		int64_t hms = sqlite3_column_int64(st, 7);
+		int64_t maxms = sqlite3_column_int64(st, 13);
+		if (bad)
+			note(a, "mailbox %s: counters were %lld/%lld/%lld/%lld,"
+			     " recounted %lld/%lld/%lld/%lld%s", name,
+			     (long long)have[0], (long long)have[1],
+			     (long long)have[2], (long long)have[3],
+			     (long long)want[0], (long long)want[1],
+			     (long long)want[2], (long long)want[3],
+			     a->repair ? " (fixed)" : "");
+		if (uidnext <= maxuid) {
+			note(a, "mailbox %s: UIDNEXT %lld is not above UID %lld%s",
+			     name, (long long)uidnext, (long long)maxuid,
+			     a->repair ? " (fixed)" : "");
+			bad = true;
+		}
+		if (hms < maxms) {
+			note(a, "mailbox %s: HIGHESTMODSEQ %lld below a message's %lld%s",
+			     name, (long long)hms, (long long)maxms,
+			     a->repair ? " (fixed)" : "");
+			bad = true;
+		}
+		if (!bad)
+			continue;
+		fixes = xrealloc(fixes, (nfix + 1) * sizeof(*fixes));
+		struct fix *f = &fixes[nfix++];
+		f->id = (uint32_t)sqlite3_column_int64(st, 0);
+		memcpy(f->v, want, sizeof(want));
+		f->uidnext = uidnext > maxuid ? uidnext : maxuid + 1;
+		f->modseq = hms > maxms ? hms : maxms;
+		if (f->modseq > (int64_t)u->tx_modseq) {
+			u->tx_modseq = (uint64_t)f->modseq;
+			u->tx_dirty = true;
+		}
+	}
+	sqlite3_reset(st);
+	int ret = rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+	if (!a->repair) {
+		a->unrepaired += (unsigned)nfix;
+		nfix = 0;
+	}
+	for (size_t i = 0; i < nfix && ret == 0; i++) {
+		st = sq_stmt(c, "UPDATE mailbox SET messages = ?, unseen = ?,"
+				" deleted = ?, size = ?, uidnext = ?,"
+				" highestmodseq = ? WHERE id = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		for (int k = 0; k < 4; k++)
+			sqlite3_bind_int64(st, k + 1, fixes[i].v[k]);
+		sqlite3_bind_int64(st, 5, fixes[i].uidnext);
+		sqlite3_bind_int64(st, 6, fixes[i].modseq);
+		sqlite3_bind_int64(st, 7, fixes[i].id);
+		if (step_done(st) < 0)
+			ret = sq_job_dberr(job, c);
+	}
+	free(fixes);
+	return ret;
+}
+
+/* Quota usage and the change counter against the rows. */
+static int check_account(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job, struct check_arg *a)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT count(*), coalesce(sum(size), 0),"
+				      " coalesce(max(modseq), 0) FROM msg");
+	if (st == NULL || sqlite3_step(st) != SQLITE_ROW)
+		return sq_job_dberr(job, c);
+	uint64_t msgs = (uint64_t)sqlite3_column_int64(st, 0);
+	uint64_t bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	uint64_t maxms = (uint64_t)sqlite3_column_int64(st, 2);
+	sqlite3_reset(st);
+	if (msgs != u->tx_messages || bytes != u->tx_bytes) {
+		note(a, "quota usage was %llu bytes in %llu messages,"
+		     " recounted %llu bytes in %llu messages%s",
+		     (unsigned long long)u->tx_bytes,
+		     (unsigned long long)u->tx_messages,
+		     (unsigned long long)bytes, (unsigned long long)msgs,
+		     a->repair ? " (fixed)" : "");
+		if (a->repair) {
+			u->tx_messages = msgs;
+			u->tx_bytes = bytes;
+			u->tx_dirty = true;
+		} else {
+			a->unrepaired++;
+		}
+	}
+	if (maxms > u->tx_modseq) {
+		note(a, "change counter %llu below a message's modseq %llu%s",
+		     (unsigned long long)u->tx_modseq,
+		     (unsigned long long)maxms, a->repair ? " (fixed)" : "");
+		if (a->repair) {
+			u->tx_modseq = maxms;
+			u->tx_dirty = true;
+		} else {
+			a->unrepaired++;
+		}
+	}
+	return 0;
+}
+
+static int check_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct check_arg *a = job->arg;
+	sqlite3_stmt *st = sq_stmt(c, "PRAGMA quick_check");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+		if (r != NULL && strcmp(r, "ok") != 0) {
+			note(a, "index damaged: %s", r);
+			a->unrepaired++;
+		}
+	}
+	sqlite3_reset(st);
+	if (check_blobs(u, c, job, a) < 0 || check_counters(u, c, job, a) < 0 ||
+	    check_account(u, c, job, a) < 0)
+		return -1;
+	if (a->repair && job->modseq == 0 && a->line_count > 0)
+		sq_job_modseq(u, job);
+	return 0;
+}
+
+int sq_check(struct store *store, int64_t user_id, bool repair,
+	     store_report_fn *report, void *ctx, struct store_error *err)
+{
+	char *dir = sq_user_dir(store, user_id);
+	struct stat stt;
+	if (stat(dir, &stt) < 0) {
+		free(dir);
+		if (report != NULL)
+			report(ctx, "no mail stored yet");
+		return 0;
+	}
+	struct store_user *user;
+	if (store_user_open(store, user_id, &user, err) < 0) {
+		free(dir);
+		return -1;
+	}
+	struct check_arg a;
+	memset(&a, 0, sizeof(a));
+	a.repair = repair;
+	int ret = sq_run(SQU(user), check_job, &a, err);
+	store_user_unref(&user);
+	for (size_t i = 0; i < a.line_count; i++) {
+		if (report != NULL)
+			report(ctx, a.lines[i]);
+		free(a.lines[i]);
+	}
+	free(a.lines);
+	if (ret == 0) {
+		unsigned orphans;
+		sq_sweep_user(store, user_id, dir, time(NULL) - ORPHAN_MIN_AGE,
+			      report, ctx, repair, &orphans);
+		if (!repair)
+			a.unrepaired += orphans;
+	}
+	free(dir);
+	if (ret == 0 && a.unrepaired > 0)
+		ret = store_set_error(err, STORE_ERR_INTERNAL,
+				      "%u problems were not repaired",
+				      a.unrepaired);
+	return ret;
+}

@@ -1,0 +1,553 @@
+/*
+ * SQLite plumbing for the embedded backend: connections with cached
+ * prepared statements, the per-user index schema, opening and removing
+ * users, and the backend's vtable.
+ */
+#include "sq-private.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SQ_SCHEMA_VERSION 1
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS account("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" version INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" usage_bytes INTEGER NOT NULL,"
+	" usage_messages INTEGER NOT NULL,"
+	" last_uidvalidity INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS mailbox("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL,"
+	" highestmodseq INTEGER NOT NULL,"
+	" special_use INTEGER NOT NULL DEFAULT 0,"
+	" objectid TEXT NOT NULL,"
+	" noselect INTEGER NOT NULL DEFAULT 0,"
+	" recent_uid INTEGER NOT NULL DEFAULT 1,"
+	" messages INTEGER NOT NULL DEFAULT 0,"
+	" unseen INTEGER NOT NULL DEFAULT 0,"
+	" deleted INTEGER NOT NULL DEFAULT 0,"
+	" size INTEGER NOT NULL DEFAULT 0,"
+	/* the expunge log holds every expunge with a modseq above this */
+	" expunge_horizon INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS subscription(name TEXT PRIMARY KEY)"
+	" WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS blob("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" size INTEGER NOT NULL,"
+	" thread INTEGER NOT NULL DEFAULT 0,"
+	" envelope TEXT, bodystructure TEXT, body TEXT, parts BLOB,"
+	" preview TEXT, sort_subject TEXT, sort_from TEXT, sort_to TEXT,"
+	" sort_cc TEXT, sort_display_from TEXT, sort_display_to TEXT,"
+	" sent_date INTEGER NOT NULL DEFAULT 0,"
+	" message_id TEXT, in_reply_to TEXT, refs TEXT);"
+	"CREATE TABLE IF NOT EXISTS msg("
+	" mailbox INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" blob INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL,"
+	" keywords TEXT,"
+	" internaldate INTEGER NOT NULL,"
+	" savedate INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" pop3_hidden INTEGER NOT NULL DEFAULT 0,"
+	" pop3_first_retr INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (mailbox, uid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);"
+	"CREATE INDEX IF NOT EXISTS msg_blob ON msg(blob);"
+	"CREATE TABLE IF NOT EXISTS expunged("
+	" mailbox INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" at INTEGER NOT NULL,"
+	" PRIMARY KEY (mailbox, uid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox, modseq);"
+	"CREATE TABLE IF NOT EXISTS keyword(mailbox INTEGER NOT NULL,"
+	" name TEXT NOT NULL, PRIMARY KEY (mailbox, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS thread_ref(msgid TEXT PRIMARY KEY,"
+	" thread INTEGER NOT NULL) WITHOUT ROWID;"
+	/* Search: the folded decoded text, trigram-indexed. detail=none keeps
+	 * the index small: it only proposes candidates, and every candidate
+	 * is verified against the stored text. */
+	"CREATE VIRTUAL TABLE IF NOT EXISTS text_hdr USING fts5(t,"
+	" tokenize='trigram case_sensitive 1', detail=none);"
+	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t,"
+	" tokenize='trigram case_sensitive 1', detail=none);";
+
+void sq_random_hex(char *out, size_t bytes)
+{
+	unsigned char r[64];
+	if (bytes > sizeof(r))
+		bytes = sizeof(r);
+	size_t got = 0;
+	while (got < bytes) {
+		ssize_t n = getrandom(r + got, bytes - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			abort();
+		}
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < bytes; i++)
+		sprintf(out + 2 * i, "%02x", r[i]);
+}
+
+/* ---- connections -------------------------------------------------- */
+
+int sq_conn_open(const char *path, bool writer, bool fsync,
+		 struct sq_conn **conn_r, struct store_error *err)
+{
+	struct sq_conn *c = xcalloc(1, sizeof(*c));
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+		    SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+		log_error("store", NULL, "open %s: %s", path,
+			  c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		sqlite3_close(c->db);
+		free(c);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Cannot open the mail index");
+	}
+	sqlite3_busy_timeout(c->db, 30000);
+	sqlite3_extended_result_codes(c->db, 1);
+	/* Durability contract: with synchronous=FULL a WAL commit is on disk
+	 * when COMMIT returns. */
+	char pragmas[256];
+	snprintf(pragmas, sizeof(pragmas),
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+		 "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;"
+		 "PRAGMA mmap_size=%d;",
+		 fsync ? "FULL" : "OFF", writer ? 16000 : 8000,
+		 writer ? 0 : 256 * 1024 * 1024);
+	if (sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+		int r = sq_db_error(c, err, "pragmas");
+		sq_conn_close(c);
+		return r;
+	}
+	*conn_r = c;
+	return 0;
+}
+
+void sq_conn_close(struct sq_conn *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < SQ_STMT_SLOTS; i++)
+		sqlite3_finalize(c->stmts[i].st);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+sqlite3_stmt *sq_stmt(struct sq_conn *c, const char *sql)
+{
+	size_t h = ((uintptr_t)sql >> 3) % SQ_STMT_SLOTS;
+	for (size_t i = 0; i < SQ_STMT_SLOTS; i++) {
+		size_t s = (h + i) % SQ_STMT_SLOTS;
+		if (c->stmts[s].sql == sql) {
+			sqlite3_reset(c->stmts[s].st);
+			sqlite3_clear_bindings(c->stmts[s].st);
+			return c->stmts[s].st;
+		}
+		if (c->stmts[s].sql == NULL) {
+			sqlite3_stmt *st;
+			if (sqlite3_prepare_v3(c->db, sql, -1,
+					       SQLITE_PREPARE_PERSISTENT, &st,
+					       NULL) != SQLITE_OK) {
+				log_error("store", NULL, "prepare: %s: %s",
+					  sqlite3_errmsg(c->db), sql);
+				return NULL;
+			}
+			c->stmts[s].sql = sql;
+			c->stmts[s].st = st;
+			return st;
+		}
+	}
+	log_error("store", NULL, "statement cache full");
+	return NULL;
+}
+
+int sq_exec(struct sq_conn *c, const char *sql)
+{
+	sqlite3_stmt *st = sq_stmt(c, sql);
+	if (st == NULL)
+		return -1;
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+int sq_db_error(struct sq_conn *c, struct store_error *err, const char *what)
+{
+	int code = sqlite3_extended_errcode(c->db);
+	log_error("store", NULL, "%s: %s (%d)", what, sqlite3_errmsg(c->db),
+		  code);
+	int primary = code & 0xff;
+	if (primary == SQLITE_FULL || primary == SQLITE_BUSY ||
+	    primary == SQLITE_LOCKED || primary == SQLITE_IOERR ||
+	    primary == SQLITE_CANTOPEN)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Temporary failure of the mail index");
+	return store_set_error(err, STORE_ERR_INTERNAL,
+			       "Internal error in the mail index");
+}
+
+static char *index_path(struct sq_user *u)
+{
+	return xasprintf("%s/index.db", u->dir);
+}
+
+struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
+{
+	pthread_mutex_lock(&u->readers_mu);
+	struct sq_conn *c = u->readers;
+	if (c != NULL)
+		u->readers = c->next;
+	pthread_mutex_unlock(&u->readers_mu);
+	if (c != NULL)
+		return c;
+	char *path = index_path(u);
+	int r = sq_conn_open(path, false, u->fsync, &c, err);
+	free(path);
+	return r < 0 ? NULL : c;
+}
+
+void sq_reader_put(struct sq_user *u, struct sq_conn *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sq_exec(c, "ROLLBACK");
+	pthread_mutex_lock(&u->readers_mu);
+	c->next = u->readers;
+	u->readers = c;
+	pthread_mutex_unlock(&u->readers_mu);
+}
+
+int sq_read_begin(struct sq_conn *c, struct store_error *err)
+{
+	if (sq_exec(c, "BEGIN") < 0)
+		return sq_db_error(c, err, "begin");
+	return 0;
+}
+
+void sq_read_end(struct sq_conn *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sq_exec(c, "COMMIT");
+}
+
+/* ---- store and users ---------------------------------------------- */
+
+static int mkdir_p(const char *path, bool fsync)
+{
+	char *p = xstrdup(path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			free(p);
+			return -1;
+		}
+		*s = '/';
+	}
+	int r = mkdir(p, 0700) < 0 && errno != EEXIST ? -1 : 0;
+	if (r == 0 && fsync) {
+		char *slash = strrchr(p, '/');
+		if (slash != NULL && slash != p) {
+			*slash = '\0';
+			sq_fsync_dir(p);
+		}
+	}
+	free(p);
+	return r;
+}
+
+char *sq_user_dir(struct store *store, int64_t user_id)
+{
+	return xasprintf("%s/%02x/%lld", SQS(store)->mail_dir,
+			 store_user_shard(user_id), (long long)user_id);
+}
+
+static int sq_open(struct store *store, struct store_error *err)
+{
+	if (sqlite3_threadsafe() == 0)
+		return store_set_error(err, STORE_ERR_INTERNAL,
+				       "SQLite is built without threads");
+	struct sq_store *s = xcalloc(1, sizeof(*s));
+	s->mail_dir = xasprintf("%s/mail", store->set.data_dir);
+	s->started = time(NULL);
+	if (mkdir_p(s->mail_dir, store->set.fsync) < 0) {
+		log_error("store", NULL, "mkdir %s: %s", s->mail_dir,
+			  strerror(errno));
+		free(s->mail_dir);
+		free(s);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Cannot create the mail directory");
+	}
+	store->be = s;
+	return 0;
+}
+
+static void sq_close(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	if (s->sweeper_started) {
+		atomic_store(&s->stop, true);
+		pthread_join(s->sweeper, NULL);
+	}
+	free(s->mail_dir);
+	free(s);
+}
+
+static void sq_start_background(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	if (s->sweeper_started)
+		return;
+	if (pthread_create(&s->sweeper, NULL, sq_sweeper_main, store) == 0)
+		s->sweeper_started = true;
+	else
+		log_error("store", NULL, "cannot start the blob sweeper");
+}
+
+/* Creates the schema and the account row in a new index; a no-op on an
+ * existing one. */
+static int schema_init(struct sq_user *u, bool *created_r,
+		       struct store_error *err)
+{
+	struct sq_conn *c = u->writer;
+	*created_r = false;
+	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return sq_db_error(c, err, "begin");
+	if (sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(c->db, "SELECT version FROM account", -1, &st,
+			       NULL) != SQLITE_OK)
+		goto fail;
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE) {
+		char sql[160];
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO account VALUES (1, %d, 0, 0, 0, 0)",
+			 SQ_SCHEMA_VERSION);
+		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
+		    sq_create_defaults(c) < 0)
+			goto fail;
+		*created_r = true;
+	} else if (rc != SQLITE_ROW) {
+		goto fail;
+	}
+	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	return 0;
+fail:;
+	int r = sq_db_error(c, err, "schema");
+	sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static void sq_user_free(struct sq_user *u)
+{
+	sq_conn_close(u->writer);
+	while (u->readers != NULL) {
+		struct sq_conn *c = u->readers;
+		u->readers = c->next;
+		sq_conn_close(c);
+	}
+	pthread_mutex_destroy(&u->mu);
+	pthread_cond_destroy(&u->cond);
+	pthread_mutex_destroy(&u->readers_mu);
+	pthread_mutex_destroy(&u->recent_mu);
+	free(u->recent);
+	free(u->dir);
+	free(u);
+}
+
+static int sq_user_open(struct store_user *user, struct store_error *err)
+{
+	struct store *store = user->store;
+	struct sq_user *u = xcalloc(1, sizeof(*u));
+	u->user = user;
+	u->fsync = store->set.fsync;
+	u->dir = sq_user_dir(store, user->id);
+	pthread_mutex_init(&u->mu, NULL);
+	pthread_cond_init(&u->cond, NULL);
+	pthread_mutex_init(&u->readers_mu, NULL);
+	pthread_mutex_init(&u->recent_mu, NULL);
+	u->queue_tail = &u->queue;
+	user->be = u;
+
+	if (mkdir_p(u->dir, u->fsync) < 0 ||
+	    sq_blob_dirs_create(u->dir, u->fsync, err) < 0) {
+		log_error("store", NULL, "mkdir %s: %s", u->dir,
+			  strerror(errno));
+		store_set_error(err, STORE_ERR_TEMP,
+				"Cannot create the mail directory");
+		goto fail;
+	}
+	char *path = index_path(u);
+	int r = sq_conn_open(path, true, u->fsync, &u->writer, err);
+	free(path);
+	bool created;
+	if (r < 0 || schema_init(u, &created, err) < 0)
+		goto fail;
+	sqlite3_stmt *st = sq_stmt(u->writer, "SELECT modseq FROM account");
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+		atomic_store(&user->last_modseq,
+			     (uint64_t)sqlite3_column_int64(st, 0));
+	if (st != NULL)
+		sqlite3_reset(st);
+	return 0;
+fail:
+	user->be = NULL;
+	sq_user_free(u);
+	return -1;
+}
+
+static void sq_user_close(struct store_user *user)
+{
+	struct sq_user *u = SQU(user);
+	/* Keep \Recent across restarts: what no session took is recent
+	 * for the next one. */
+	bool dirty = false;
+	for (size_t i = 0; i < u->recent_count; i++)
+		dirty |= u->recent[i].dirty;
+	if (dirty && sq_exec(u->writer, "BEGIN IMMEDIATE") == 0) {
+		if (sq_recent_flush(u, u->writer) == 0)
+			sq_exec(u->writer, "COMMIT");
+		else
+			sq_exec(u->writer, "ROLLBACK");
+	}
+	sq_user_free(u);
+	user->be = NULL;
+}
+
+static int rm_rf(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : unlink(path);
+	struct dirent *e;
+	int ret = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char *p = xasprintf("%s/%s", path, e->d_name);
+		struct stat stt;
+		if (lstat(p, &stt) == 0 && S_ISDIR(stt.st_mode))
+			ret |= rm_rf(p);
+		else if (unlink(p) < 0 && errno != ENOENT)
+			ret = -1;
+		free(p);
+	}
+	closedir(d);
+	if (rmdir(path) < 0 && errno != ENOENT)
+		ret = -1;
+	return ret;
+}
+
+static int sq_user_delete(struct store *store, int64_t user_id,
+			  struct store_error *err)
+{
+	char *dir = sq_user_dir(store, user_id);
+	/* Renaming first makes the removal atomic for anyone who looks:
+	 * the account's mail is there whole or gone. */
+	char *gone = xasprintf("%s.deleted.%ld", dir, (long)getpid());
+	int ret = 0;
+	if (rename(dir, gone) < 0) {
+		if (errno != ENOENT) {
+			log_error("store", NULL, "rename %s: %s", dir,
+				  strerror(errno));
+			ret = store_set_error(err, STORE_ERR_TEMP,
+					      "Cannot remove the mail");
+		}
+	} else if (rm_rf(gone) < 0) {
+		log_warn("store", NULL, "could not remove all of %s", gone);
+	}
+	free(gone);
+	free(dir);
+	return ret;
+}
+
+int sq_usage(struct store_user *user, struct store_usage *usage_r,
+	     struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	int ret = 0;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT usage_bytes, usage_messages"
+				      " FROM account");
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW) {
+		usage_r->bytes = (uint64_t)sqlite3_column_int64(st, 0);
+		usage_r->messages = (uint64_t)sqlite3_column_int64(st, 1);
+	} else {
+		ret = sq_db_error(c, err, "usage");
+	}
+	if (st != NULL)
+		sqlite3_reset(st);
+	sq_reader_put(u, c);
+	return ret;
+}
+
+const struct store_backend_vfuncs store_sqlite_vfuncs = {
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.start_background = sq_start_background,
+	.user_open = sq_user_open,
+	.user_close = sq_user_close,
+	.user_delete = sq_user_delete,
+	.usage = sq_usage,
+	.mailbox_list = sq_mailbox_list,
+	.subscriptions = sq_subscriptions,
+	.mailbox_status = sq_mailbox_status,
+	.mailbox_create = sq_mailbox_create,
+	.mailbox_delete = sq_mailbox_delete,
+	.mailbox_rename = sq_mailbox_rename,
+	.mailbox_subscribe = sq_mailbox_subscribe,
+	.mailbox_find_special = sq_mailbox_find_special,
+	.mailbox_keywords = sq_mailbox_keywords,
+	.blob_writer_create = sq_blob_writer_create,
+	.blob_writer_write = sq_blob_writer_write,
+	.blob_writer_size = sq_blob_writer_size,
+	.blob_writer_commit = sq_blob_writer_commit,
+	.blob_writer_abort = sq_blob_writer_abort,
+	.blob_open = sq_blob_open,
+	.blob_close = sq_blob_close,
+	.fetch_begin = sq_fetch_begin,
+	.fetch_next = sq_fetch_next,
+	.fetch_end = sq_fetch_end,
+	.flags_update = sq_flags_update,
+	.copy = sq_copy,
+	.expunge = sq_expunge,
+	.view_load = sq_view_load,
+	.view_delta = sq_view_delta,
+	.recent_claim = sq_recent_claim,
+	.changed_since = sq_changed_since,
+	.expunged_since = sq_expunged_since,
+	.search_text = sq_search_text,
+	.pop3_retrieved = sq_pop3_retrieved,
+	.pop3_hide = sq_pop3_hide,
+	.retention_run = sq_retention_run,
+	.check = sq_check,
+};

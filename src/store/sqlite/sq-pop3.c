@@ -1,0 +1,239 @@
+/*
+ * POP3 marks (first RETR time, hidden-from-POP3) and server-side
+ * retention (DESIGN.md "POP3 policies"): Trash and Junk by the date a
+ * message came into them (savedate), POP3-downloaded INBOX mail by its
+ * first RETR, removed as pop3_delete says. Also prunes the expunge log
+ * past its keeping time.
+ */
+#include "sq-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pop3_arg {
+	const uint32_t *uids;
+	size_t count;
+	time_t now;
+	bool hide;
+};
+
+/* These marks are read only by POP3: they take no modseq, so IMAP
+ * clients see no change (pop3_delete = hide leaves IMAP untouched). */
+static int pop3_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	(void)u;
+	struct pop3_arg *a = job->arg;
+	struct sq_mbox inbox;
+	if (sq_job_mbox(job, c, "INBOX", &inbox) < 0)
+		return -1;
+	for (size_t i = 0; i < a->count; i++) {
+		sqlite3_stmt *st =
+			a->hide ? sq_stmt(c, "UPDATE msg SET pop3_hidden = 1"
+					     " WHERE mailbox = ? AND uid = ?")
+				: sq_stmt(c, "UPDATE msg SET pop3_first_retr = ?"
+					     " WHERE mailbox = ? AND uid = ?"
+					     " AND pop3_first_retr = 0");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		int k = 1;
+		if (!a->hide)
+			sqlite3_bind_int64(st, k++, a->now);
+		sqlite3_bind_int64(st, k++, inbox.id);
+		sqlite3_bind_int64(st, k, a->uids[i]);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	return 0;
+}
+
+int sq_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
+		      struct store_error *err)
+{
+	struct pop3_arg a = {&uid, 1, now, false};
+	return sq_run(SQU(user), pop3_job, &a, err);
+}
+
+int sq_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
+		 struct store_error *err)
+{
+	struct pop3_arg a = {uids, count, 0, true};
+	return sq_run(SQU(user), pop3_job, &a, err);
+}
+
+/* ---- retention ---------------------------------------------------- */
+
+struct retention_arg {
+	const struct store_retention_policy *policy;
+	time_t now;
+	struct store_retention_report report;
+};
+
+static int find_special(struct sq_conn *c, unsigned special_use,
+			struct sq_mbox *mb_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT name FROM mailbox WHERE"
+				      " special_use & ? AND noselect = 0"
+				      " ORDER BY id LIMIT 1");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int(st, 1, (int)special_use);
+	char *name = NULL;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		name = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? 0 : -1;
+	int r = sq_mbox_get(c, name, mb_r);
+	free(name);
+	return r;
+}
+
+/* Expunges the messages of a special mailbox saved before cutoff. */
+static int expire_special(struct sq_user *u, struct sq_conn *c,
+			  struct sq_job *job, unsigned special_use,
+			  uint32_t days, time_t now, uint32_t *count_r)
+{
+	struct sq_mbox mb;
+	if (days == 0)
+		return 0;
+	int r = find_special(c, special_use, &mb);
+	if (r <= 0)
+		return r < 0 ? sq_job_dberr(job, c) : 0;
+	struct sq_msgrow *rows;
+	size_t n, w = 0;
+	if (sq_rows_get(c, mb.id, NULL, 0, &rows, &n) < 0)
+		return sq_job_dberr(job, c);
+	time_t cutoff = now - (time_t)days * 86400;
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].savedate < cutoff) {
+			struct sq_msgrow t = rows[w];
+			rows[w++] = rows[i];
+			rows[i] = t;
+		}
+	}
+	int ret = sq_expunge_rows(u, c, job, mb.id, rows, w, true);
+	sq_rows_free(rows, n);
+	*count_r += (uint32_t)w;
+	return ret;
+}
+
+static int expire_pop3(struct sq_user *u, struct sq_conn *c,
+		       struct sq_job *job, struct retention_arg *a)
+{
+	const struct store_retention_policy *p = a->policy;
+	if (p->pop3_retention_days == 0)
+		return 0;
+	struct sq_mbox inbox, trash;
+	if (sq_job_mbox(job, c, "INBOX", &inbox) < 0)
+		return -1;
+	struct sq_msgrow *rows;
+	size_t n, w = 0;
+	if (sq_rows_get(c, inbox.id, NULL, 0, &rows, &n) < 0)
+		return sq_job_dberr(job, c);
+	time_t cutoff = a->now - (time_t)p->pop3_retention_days * 86400;
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].pop3_first_retr != 0 &&
+		    rows[i].pop3_first_retr < cutoff && !rows[i].pop3_hidden) {
+			struct sq_msgrow t = rows[w];
+			rows[w++] = rows[i];
+			rows[i] = t;
+		}
+	}
+	int ret = 0;
+	if (w > 0 && p->pop3_delete == STORE_POP3_HIDE) {
+		for (size_t i = 0; i < w && ret == 0; i++) {
+			sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET pop3_hidden = 1"
+						      " WHERE mailbox = ? AND uid = ?");
+			if (st == NULL) {
+				ret = sq_job_dberr(job, c);
+				break;
+			}
+			sqlite3_bind_int64(st, 1, inbox.id);
+			sqlite3_bind_int64(st, 2, rows[i].uid);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				ret = sq_job_dberr(job, c);
+			sqlite3_reset(st);
+		}
+	} else if (w > 0) {
+		int r = p->pop3_delete == STORE_POP3_TRASH
+				? find_special(c, STORE_SPECIAL_TRASH, &trash)
+				: 0;
+		if (r < 0)
+			ret = sq_job_dberr(job, c);
+		if (ret == 0 && r > 0 && trash.id != inbox.id) {
+			uint32_t *dst = xcalloc(w, sizeof(uint32_t));
+			ret = sq_copy_rows(u, c, job, trash.id, rows, w, a->now,
+					   dst);
+			free(dst);
+		}
+		if (ret == 0)
+			ret = sq_expunge_rows(u, c, job, inbox.id, rows, w, true);
+	}
+	if (ret == 0)
+		a->report.pop3_removed += (uint32_t)w;
+	sq_rows_free(rows, n);
+	return ret;
+}
+
+/* Drops expunge log entries past their keeping time; the mailbox's
+ * horizon records that older resyncs can no longer be incremental. */
+static int prune_expunge_log(struct sq_conn *c, struct sq_job *job, time_t now)
+{
+	time_t cutoff = now - (time_t)SQ_EXPUNGE_LOG_DAYS * 86400;
+	sqlite3_stmt *st = sq_stmt(c, "UPDATE mailbox SET expunge_horizon ="
+				      " max(expunge_horizon, (SELECT max(modseq)"
+				      " FROM expunged e WHERE e.mailbox = mailbox.id"
+				      " AND e.at < ?)) WHERE EXISTS (SELECT 1 FROM"
+				      " expunged e WHERE e.mailbox = mailbox.id"
+				      " AND e.at < ?)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, cutoff);
+	sqlite3_bind_int64(st, 2, cutoff);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	st = sq_stmt(c, "DELETE FROM expunged WHERE at < ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, cutoff);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+}
+
+static int retention_job(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job)
+{
+	struct retention_arg *a = job->arg;
+	const struct store_retention_policy *p = a->policy;
+	memset(&a->report, 0, sizeof(a->report));
+	if (expire_pop3(u, c, job, a) < 0 ||
+	    expire_special(u, c, job, STORE_SPECIAL_TRASH,
+			   p->trash_retention_days, a->now,
+			   &a->report.trash_expunged) < 0 ||
+	    expire_special(u, c, job, STORE_SPECIAL_JUNK,
+			   p->junk_retention_days, a->now,
+			   &a->report.junk_expunged) < 0)
+		return -1;
+	return prune_expunge_log(c, job, time(NULL));
+}
+
+int sq_retention_run(struct store_user *user,
+		     const struct store_retention_policy *policy, time_t now,
+		     struct store_retention_report *report_r,
+		     struct store_error *err)
+{
+	struct retention_arg a;
+	memset(&a, 0, sizeof(a));
+	a.policy = policy;
+	a.now = now;
+	int ret = sq_run(SQU(user), retention_job, &a, err);
+	if (ret == 0)
+		*report_r = a.report;
+	return ret;
+}

@@ -1,0 +1,314 @@
+/*
+ * The embedded backend: per user, data_dir/mail/<shard>/<user-id>/ holds
+ * index.db (SQLite, WAL) and blobs/<xx>/<blob-id> (one immutable file per
+ * message, CRLF). One writer connection per user runs every change through
+ * a group commit (sq-commit.c); readers take connections from a pool, so a
+ * long read never holds the writer up.
+ */
+#ifndef LOFT_SQ_PRIVATE_H
+#define LOFT_SQ_PRIVATE_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "buf.h"
+#include "store-private.h"
+
+#define SQ_STMT_SLOTS 128
+
+/* A connection with its prepared statements, keyed by the address of
+ * the SQL text (string literals at the call sites). */
+struct sq_conn {
+	sqlite3 *db;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[SQ_STMT_SLOTS];
+	struct sq_conn *next;
+};
+
+struct sq_store {
+	char *mail_dir;
+	time_t started;
+	pthread_t sweeper;
+	bool sweeper_started;
+	atomic_bool stop;
+};
+
+struct sq_recent {
+	uint32_t mailbox_id;
+	uint32_t first;   /* first UID not yet taken as \Recent */
+	bool dirty;
+};
+
+struct sq_job;
+
+struct sq_user {
+	struct store_user *user;
+	char *dir;
+	bool fsync;
+
+	/* group commit */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct sq_conn *writer;
+	struct sq_job *queue, **queue_tail;
+	bool leader;
+	/* transaction state, touched only by the leader */
+	uint64_t tx_modseq, tx_bytes, tx_messages;
+	uint32_t tx_last_uidvalidity;
+	bool tx_dirty;
+
+	pthread_mutex_t readers_mu;
+	struct sq_conn *readers;
+
+	pthread_mutex_t recent_mu;
+	struct sq_recent *recent;
+	size_t recent_count;
+};
+
+/* One change waiting for the group commit. fn runs inside the batch's
+ * transaction (under a savepoint of its own); a failure rolls back only
+ * its own work. After the commit, its owner unlinks the blobs it freed
+ * and publishes its changes. */
+typedef int sq_job_fn(struct sq_user *u, struct sq_conn *c, struct sq_job *job);
+struct sq_job {
+	sq_job_fn *fn;
+	void *arg;
+	int ret;
+	struct store_error err;
+	bool done;
+	struct sq_job *next;
+	uint64_t modseq;
+	struct store_change *changes;
+	size_t change_count;
+	char **unlink;
+	size_t unlink_count;
+};
+
+static inline struct sq_user *SQU(struct store_user *user)
+{
+	return user->be;
+}
+static inline struct sq_store *SQS(struct store *store)
+{
+	return store->be;
+}
+
+/* sq-db.c */
+int sq_conn_open(const char *path, bool writer, bool fsync,
+		 struct sq_conn **conn_r, struct store_error *err);
+void sq_conn_close(struct sq_conn *c);
+/* A cached statement, reset and unbound; NULL on a prepare error. */
+sqlite3_stmt *sq_stmt(struct sq_conn *c, const char *sql);
+int sq_exec(struct sq_conn *c, const char *sql);
+int sq_db_error(struct sq_conn *c, struct store_error *err, const char *what);
+struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err);
+void sq_reader_put(struct sq_user *u, struct sq_conn *c);
+/* Read transactions give one snapshot to several statements. */
+int sq_read_begin(struct sq_conn *c, struct store_error *err);
+void sq_read_end(struct sq_conn *c);
+char *sq_user_dir(struct store *store, int64_t user_id);
+void sq_random_hex(char *out, size_t bytes);
+
+/* sq-commit.c */
+int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
+	   struct store_error *err);
+uint64_t sq_job_modseq(struct sq_user *u, struct sq_job *job);
+void sq_job_change(struct sq_job *job, uint32_t mailbox_id,
+		   enum store_change_kind kind);
+void sq_job_unlink(struct sq_job *job, const char *blob_name);
+int sq_job_fail(struct sq_job *job, enum store_error_kind kind,
+		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int sq_job_dberr(struct sq_job *job, struct sq_conn *c);
+
+/* sq-mailbox.c */
+struct sq_mbox {
+	uint32_t id;
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	unsigned special_use;
+	bool noselect;
+};
+/* 1 found, 0 not found, -1 error. */
+int sq_mbox_get(struct sq_conn *c, const char *name, struct sq_mbox *mb_r);
+int sq_mbox_get_id(struct sq_conn *c, uint32_t id, struct sq_mbox *mb_r);
+/* Looks a mailbox up for a job: fails the job with NOTFOUND. */
+int sq_job_mbox(struct sq_job *job, struct sq_conn *c, const char *name,
+		struct sq_mbox *mb_r);
+int sq_mbox_create_tx(struct sq_user *u, struct sq_conn *c,
+		      struct sq_job *job, const char *name,
+		      unsigned special_use, uint32_t *id_r);
+int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
+		     struct store_mailbox_info *info_r);
+uint32_t sq_recent_first(struct sq_user *u, uint32_t mailbox_id,
+			 uint32_t db_value);
+void sq_recent_forget(struct sq_user *u, uint32_t mailbox_id);
+int sq_recent_flush(struct sq_user *u, struct sq_conn *c);
+
+/* sq-message.c */
+struct sq_msgrow {
+	uint32_t uid;
+	int64_t blob;
+	uint64_t modseq;
+	unsigned flags;
+	char *keywords;
+	int64_t internaldate, savedate;
+	uint64_t size;
+	int64_t pop3_first_retr;
+	bool pop3_hidden;
+};
+/* Rows of a mailbox within ranges (NULL: all), UID order. */
+int sq_rows_get(struct sq_conn *c, uint32_t mailbox_id,
+		const struct store_uid_range *ranges, size_t range_count,
+		struct sq_msgrow **rows_r, size_t *count_r);
+void sq_rows_free(struct sq_msgrow *rows, size_t count);
+/* Removes rows from a mailbox inside a job: logs the expunges, fixes
+ * counters and usage, and drops blobs no longer used. */
+int sq_expunge_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		    uint32_t mailbox_id, const struct sq_msgrow *rows,
+		    size_t count, bool log);
+/* Copies rows into dst inside a job (new UIDs from dst's UIDNEXT). */
+int sq_copy_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		 uint32_t dst_id, const struct sq_msgrow *rows, size_t count,
+		 time_t savedate, uint32_t *dst_uids);
+bool sq_ranges_contain(const struct store_uid_range *ranges, size_t count,
+		       uint32_t uid);
+void sq_emailid(char out[32], int64_t user_id, int64_t blob);
+void sq_threadid(char out[32], int64_t user_id, int64_t thread);
+/* Adds deltas to a mailbox's counters and raises its HIGHESTMODSEQ and
+ * UIDNEXT to at least the given values. */
+int sq_mbox_adjust(struct sq_conn *c, uint32_t id, int64_t messages,
+		   int64_t unseen, int64_t deleted, int64_t size,
+		   uint64_t modseq, uint32_t uidnext);
+
+struct sq_append_arg {
+	const char *mailbox;
+	const struct store_append_params *params;
+	const char *blob_name;
+	uint64_t size;
+	const struct store_analysis *an;
+	struct store_account_limits limits;
+	time_t now;
+	uint32_t uid, uidvalidity;
+};
+int sq_blob_unref(struct sq_conn *c, struct sq_job *job, int64_t blob);
+
+/* sq-blob.c */
+char *sq_blob_path(struct sq_user *u, const char *name);
+int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err);
+int sq_fsync_dir(const char *path);
+void sq_sweep_user(struct store *store, int64_t user_id, const char *dir,
+		   time_t older_than, store_report_fn *report, void *ctx,
+		   bool repair, unsigned *found_r);
+void *sq_sweeper_main(void *arg);
+
+/* the vtable parts */
+int sq_usage(struct store_user *user, struct store_usage *usage_r,
+	     struct store_error *err);
+int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
+		    size_t *count_r, struct store_error *err);
+int sq_subscriptions(struct store_user *user, char ***names_r, size_t *count_r,
+		     struct store_error *err);
+int sq_mailbox_status(struct store_user *user, const char *name, uint32_t id,
+		      struct store_mailbox_info *info_r,
+		      struct store_error *err);
+int sq_mailbox_create(struct store_user *user, const char *name,
+		      unsigned special_use, struct store_error *err);
+int sq_mailbox_delete(struct store_user *user, const char *name,
+		      struct store_error *err);
+int sq_mailbox_rename(struct store_user *user, const char *from, const char *to,
+		      struct store_error *err);
+int sq_mailbox_subscribe(struct store_user *user, const char *name,
+			 bool subscribe, struct store_error *err);
+char *sq_mailbox_find_special(struct store_user *user, unsigned special_use);
+int sq_mailbox_keywords(struct store_user *user, const char *mailbox,
+			char ***keywords_r, size_t *count_r,
+			struct store_error *err);
+/* Creates INBOX, Sent, Drafts, Trash, Junk and Archive in the
+ * transaction that creates the account (so they exist from the first
+ * open on, crash or not). */
+int sq_create_defaults(struct sq_conn *c);
+
+int sq_blob_writer_create(struct store_user *user,
+			  struct store_blob_writer **w_r,
+			  struct store_error *err);
+int sq_blob_writer_write(struct store_blob_writer *w, const void *data,
+			 size_t len, struct store_error *err);
+uint64_t sq_blob_writer_size(const struct store_blob_writer *w);
+int sq_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
+			  const struct store_append_params *params,
+			  uint32_t *uid_r, uint32_t *uidvalidity_r,
+			  struct store_error *err);
+void sq_blob_writer_abort(struct store_blob_writer **w);
+int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
+		 struct store_blob *blob_r, struct store_error *err);
+void sq_blob_close(struct store_blob *blob);
+
+int sq_fetch_begin(struct store_user *user, const char *mailbox,
+		   const struct store_uid_range *ranges, size_t range_count,
+		   unsigned fields, struct store_fetch **fetch_r,
+		   struct store_error *err);
+int sq_fetch_next(struct store_fetch *fetch, const struct store_msg **msg_r,
+		  struct store_error *err);
+void sq_fetch_end(struct store_fetch **fetch);
+int sq_flags_update(struct store_user *user, const char *mailbox,
+		    const struct store_uid_range *ranges, size_t range_count,
+		    const struct store_flag_change *change,
+		    uint32_t **changed_r, size_t *changed_count_r,
+		    uint32_t **modified_r, size_t *modified_count_r,
+		    struct store_error *err);
+int sq_copy(struct store_user *user, const char *src,
+	    const struct store_uid_range *ranges, size_t range_count,
+	    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+	    uint32_t **src_uids_r, uint32_t **dst_uids_r, size_t *count_r,
+	    struct store_error *err);
+int sq_expunge(struct store_user *user, const char *mailbox,
+	       const struct store_uid_range *ranges, size_t range_count,
+	       bool force, uint32_t **uids_r, size_t *count_r,
+	       struct store_error *err);
+int sq_append_tx(struct sq_user *u, struct sq_conn *c, struct sq_job *job);
+/* The account's quota from the limits callback (zeros: none). */
+int sq_limits_get(struct store_user *user, struct store_account_limits *limits,
+		  struct store_error *err);
+
+int sq_view_load(struct store_user *user, const char *mailbox,
+		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
+		 uint32_t **uids_r, size_t *count_r, struct store_error *err);
+int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
+		  uint64_t since, struct store_mailbox_info *info_r,
+		  uint32_t **expunged_r, size_t *expunged_count_r,
+		  bool *complete_r,
+		  void (*changed)(void *ctx, const struct store_msg *msg),
+		  void *ctx, struct store_error *err);
+uint32_t sq_recent_claim(struct store_user *user, uint32_t mailbox_id,
+			 uint32_t upto, bool peek);
+int sq_changed_since(struct store_user *user, const char *mailbox,
+		     uint64_t modseq, const struct store_uid_range *ranges,
+		     size_t range_count, uint32_t **uids_r, size_t *count_r,
+		     struct store_error *err);
+int sq_expunged_since(struct store_user *user, const char *mailbox,
+		      uint64_t modseq, const struct store_uid_range *ranges,
+		      size_t range_count, uint32_t **uids_r, size_t *count_r,
+		      bool *complete_r, struct store_error *err);
+int sq_search_text(struct store_user *user, const char *mailbox,
+		   enum store_text_where where, const char *needle,
+		   const struct store_uid_range *ranges, size_t range_count,
+		   uint32_t **uids_r, size_t *count_r, struct store_error *err);
+int sq_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
+		      struct store_error *err);
+int sq_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
+		 struct store_error *err);
+int sq_retention_run(struct store_user *user,
+		     const struct store_retention_policy *policy, time_t now,
+		     struct store_retention_report *report_r,
+		     struct store_error *err);
+int sq_check(struct store *store, int64_t user_id, bool repair,
+	     store_report_fn *report, void *ctx, struct store_error *err);
+
+/* Days the expunge log is kept (DESIGN.md: at least 30). */
+#define SQ_EXPUNGE_LOG_DAYS 45
+
+#endif

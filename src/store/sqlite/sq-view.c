@@ -1,0 +1,331 @@
+/*
+ * What views and CONDSTORE/QRESYNC need from the index: a mailbox's UIDs,
+ * and what changed after a modseq. Changes are found through the
+ * (mailbox, modseq) indexes of msg and expunged, so the work is
+ * proportional to the changes, not to the mailbox (RFC 7162).
+ */
+#include "sq-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int u32_push(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*a = xrealloc(*a, *cap * sizeof(**a));
+	}
+	(*a)[(*n)++] = v;
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Opens a read snapshot and finds the mailbox (by name, or by id). */
+static int snap_mbox(struct sq_user *u, const char *name, uint32_t id,
+		     struct sq_conn **c_r, struct sq_mbox *mb_r,
+		     struct store_error *err)
+{
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	if (sq_read_begin(c, err) < 0) {
+		sq_reader_put(u, c);
+		return -1;
+	}
+	int r = name != NULL ? sq_mbox_get(c, name, mb_r)
+			     : sq_mbox_get_id(c, id, mb_r);
+	if (r <= 0 || mb_r->noselect) {
+		if (r < 0)
+			sq_db_error(c, err, "mailbox");
+		else
+			store_set_error(err, STORE_ERR_NOTFOUND,
+					"Mailbox doesn't exist%s%s",
+					name ? ": " : "", name ? name : "");
+		sq_read_end(c);
+		sq_reader_put(u, c);
+		return -1;
+	}
+	*c_r = c;
+	return 0;
+}
+
+static void snap_end(struct sq_user *u, struct sq_conn *c)
+{
+	sq_read_end(c);
+	sq_reader_put(u, c);
+}
+
+int sq_view_load(struct store_user *user, const char *mailbox,
+		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
+		 uint32_t **uids_r, size_t *count_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c;
+	struct sq_mbox mb;
+	if (snap_mbox(u, mailbox, mailbox_id, &c, &mb, err) < 0)
+		return -1;
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0, rc = SQLITE_ERROR;
+	if (sq_mbox_info_row(u, c, mb.id, info_r) <= 0) {
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
+				      " ORDER BY uid");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, mb.id);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			u32_push(&uids, &n, &cap,
+				 (uint32_t)sqlite3_column_int64(st, 0));
+		sqlite3_reset(st);
+	}
+	if (rc != SQLITE_DONE) {
+		ret = sq_db_error(c, err, "view");
+		store_mailbox_info_free(info_r);
+	}
+out:
+	snap_end(u, c);
+	if (ret < 0) {
+		free(uids);
+		return -1;
+	}
+	*uids_r = uids;
+	*count_r = n;
+	return 0;
+}
+
+/* UIDs expunged after modseq; complete is false when the log has been
+ * pruned past it. */
+static int expunged_after(struct sq_conn *c, uint32_t mailbox_id,
+			  uint64_t modseq, uint32_t **uids_r, size_t *n_r,
+			  bool *complete_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT expunge_horizon FROM mailbox"
+				      " WHERE id = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	uint64_t horizon = 0;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		horizon = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	*complete_r = modseq >= horizon;
+	st = sq_stmt(c, "SELECT uid FROM expunged WHERE mailbox = ?"
+			" AND modseq > ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		u32_push(&uids, &n, &cap, (uint32_t)sqlite3_column_int64(st, 0));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(uids);
+		return -1;
+	}
+	qsort(uids, n, sizeof(*uids), cmp_u32);
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
+int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
+		  uint64_t since, struct store_mailbox_info *info_r,
+		  uint32_t **expunged_r, size_t *expunged_count_r,
+		  bool *complete_r,
+		  void (*changed)(void *ctx, const struct store_msg *msg),
+		  void *ctx, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c;
+	struct sq_mbox mb;
+	if (snap_mbox(u, NULL, mailbox_id, &c, &mb, err) < 0)
+		return -1;
+	*expunged_r = NULL;
+	*expunged_count_r = 0;
+	*complete_r = true;
+	int ret = 0;
+	if (sq_mbox_info_row(u, c, mb.id, info_r) <= 0) {
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
+	if (since >= info_r->highestmodseq)
+		goto out;
+	if (expunged_after(c, mb.id, since, expunged_r, expunged_count_r,
+			   complete_r) < 0) {
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid, modseq, flags, keywords, size,"
+				      " internaldate, savedate, blob FROM msg"
+				      " WHERE mailbox = ? AND modseq > ?"
+				      " ORDER BY uid");
+	if (st == NULL) {
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, mb.id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_msg m;
+		memset(&m, 0, sizeof(m));
+		m.uid = (uint32_t)sqlite3_column_int64(st, 0);
+		m.modseq = (uint64_t)sqlite3_column_int64(st, 1);
+		m.flags = (unsigned)sqlite3_column_int(st, 2);
+		const char *kw = (const char *)sqlite3_column_text(st, 3);
+		m.size = (uint64_t)sqlite3_column_int64(st, 4);
+		m.internaldate = (time_t)sqlite3_column_int64(st, 5);
+		m.savedate = (time_t)sqlite3_column_int64(st, 6);
+		sq_emailid(m.emailid, user->id, sqlite3_column_int64(st, 7));
+		/* split the keyword list */
+		char *copy = kw != NULL ? xstrdup(kw) : NULL;
+		const char **list = xcalloc(copy ? strlen(copy) / 2 + 2 : 1,
+					    sizeof(char *));
+		size_t n = 0;
+		char *save = NULL;
+		for (char *k = copy ? strtok_r(copy, " ", &save) : NULL;
+		     k != NULL; k = strtok_r(NULL, " ", &save))
+			list[n++] = k;
+		m.keywords = list;
+		m.keyword_count = n;
+		changed(ctx, &m);
+		free(list);
+		free(copy);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		ret = sq_db_error(c, err, "view");
+out:
+	if (ret < 0) {
+		free(*expunged_r);
+		*expunged_r = NULL;
+		*expunged_count_r = 0;
+	}
+	snap_end(u, c);
+	return ret;
+}
+
+int sq_changed_since(struct store_user *user, const char *mailbox,
+		     uint64_t modseq, const struct store_uid_range *ranges,
+		     size_t range_count, uint32_t **uids_r, size_t *count_r,
+		     struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c;
+	struct sq_mbox mb;
+	if (snap_mbox(u, mailbox, 0, &c, &mb, err) < 0)
+		return -1;
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int rc = SQLITE_ERROR;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
+				      " AND modseq > ?");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, mb.id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+			if (sq_ranges_contain(ranges, range_count, uid))
+				u32_push(&uids, &n, &cap, uid);
+		}
+		sqlite3_reset(st);
+	}
+	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "changed");
+	snap_end(u, c);
+	if (ret < 0) {
+		free(uids);
+		return -1;
+	}
+	qsort(uids, n, sizeof(*uids), cmp_u32);
+	*uids_r = uids;
+	*count_r = n;
+	return 0;
+}
+
+/* Without a complete log: every UID below UIDNEXT (within ranges) that is
+ * not in the mailbox may have been expunged. */
+static int all_missing(struct sq_conn *c, const struct sq_mbox *mb,
+		       const struct store_uid_range *ranges, size_t range_count,
+		       uint32_t **uids_r, size_t *n_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
+				      " ORDER BY uid");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mb->id);
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	uint32_t next = 1;
+	int rc;
+	for (;;) {
+		rc = sqlite3_step(st);
+		uint32_t upto = rc == SQLITE_ROW
+					? (uint32_t)sqlite3_column_int64(st, 0)
+					: mb->uidnext;
+		for (uint32_t x = next; x < upto; x++) {
+			if (sq_ranges_contain(ranges, range_count, x))
+				u32_push(&uids, &n, &cap, x);
+		}
+		next = upto + 1;
+		if (rc != SQLITE_ROW)
+			break;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(uids);
+		return -1;
+	}
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
+int sq_expunged_since(struct store_user *user, const char *mailbox,
+		      uint64_t modseq, const struct store_uid_range *ranges,
+		      size_t range_count, uint32_t **uids_r, size_t *count_r,
+		      bool *complete_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c;
+	struct sq_mbox mb;
+	if (snap_mbox(u, mailbox, 0, &c, &mb, err) < 0)
+		return -1;
+	uint32_t *all = NULL;
+	size_t n = 0;
+	bool complete;
+	int ret = 0;
+	if (expunged_after(c, mb.id, modseq, &all, &n, &complete) < 0) {
+		ret = sq_db_error(c, err, "expunged");
+	} else if (!complete) {
+		free(all);
+		all = NULL;
+		if (all_missing(c, &mb, ranges, range_count, &all, &n) < 0)
+			ret = sq_db_error(c, err, "expunged");
+	} else {
+		size_t w = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (sq_ranges_contain(ranges, range_count, all[i]))
+				all[w++] = all[i];
+		}
+		n = w;
+	}
+	snap_end(u, c);
+	if (ret < 0) {
+		free(all);
+		return -1;
+	}
+	*uids_r = all;
+	*count_r = n;
+	*complete_r = complete;
+	return 0;
+}

@@ -1,0 +1,227 @@
+/*
+ * Between the store API (store.c, store-view.c) and a backend. store.c
+ * owns what every backend shares: the user handle cache, the change hub,
+ * views (seq <-> uid maps built from backend deltas) and argument checks.
+ * A backend fills struct store_backend_vfuncs; the embedded one lives in
+ * sqlite/ and is the only code that sees SQLite or blob files.
+ *
+ * Front-ends never include this header.
+ */
+#ifndef LOFT_STORE_PRIVATE_H
+#define LOFT_STORE_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store.h"
+
+struct store_hub;
+
+struct store_backend_vfuncs {
+	const char *name;
+	int (*open)(struct store *store, struct store_error *err);
+	void (*close)(struct store *store);
+	void (*start_background)(struct store *store);
+
+	int (*user_open)(struct store_user *user, struct store_error *err);
+	void (*user_close)(struct store_user *user);
+	int (*user_delete)(struct store *store, int64_t user_id,
+			   struct store_error *err);
+	int (*usage)(struct store_user *user, struct store_usage *usage_r,
+		     struct store_error *err);
+
+	int (*mailbox_list)(struct store_user *user,
+			    struct store_mailbox_info **list_r, size_t *count_r,
+			    struct store_error *err);
+	int (*subscriptions)(struct store_user *user, char ***names_r,
+			     size_t *count_r, struct store_error *err);
+	/* name NULL: look up by id. */
+	int (*mailbox_status)(struct store_user *user, const char *name,
+			      uint32_t id, struct store_mailbox_info *info_r,
+			      struct store_error *err);
+	int (*mailbox_create)(struct store_user *user, const char *name,
+			      unsigned special_use, struct store_error *err);
+	int (*mailbox_delete)(struct store_user *user, const char *name,
+			      struct store_error *err);
+	int (*mailbox_rename)(struct store_user *user, const char *from,
+			      const char *to, struct store_error *err);
+	int (*mailbox_subscribe)(struct store_user *user, const char *name,
+				 bool subscribe, struct store_error *err);
+	char *(*mailbox_find_special)(struct store_user *user,
+				      unsigned special_use);
+	int (*mailbox_keywords)(struct store_user *user, const char *mailbox,
+				char ***keywords_r, size_t *count_r,
+				struct store_error *err);
+
+	int (*blob_writer_create)(struct store_user *user,
+				  struct store_blob_writer **w_r,
+				  struct store_error *err);
+	int (*blob_writer_write)(struct store_blob_writer *w, const void *data,
+				 size_t len, struct store_error *err);
+	uint64_t (*blob_writer_size)(const struct store_blob_writer *w);
+	int (*blob_writer_commit)(struct store_blob_writer **w,
+				  const char *mailbox,
+				  const struct store_append_params *params,
+				  uint32_t *uid_r, uint32_t *uidvalidity_r,
+				  struct store_error *err);
+	void (*blob_writer_abort)(struct store_blob_writer **w);
+	int (*blob_open)(struct store_user *user, const char *mailbox,
+			 uint32_t uid, struct store_blob *blob_r,
+			 struct store_error *err);
+	void (*blob_close)(struct store_blob *blob);
+
+	int (*fetch_begin)(struct store_user *user, const char *mailbox,
+			   const struct store_uid_range *ranges,
+			   size_t range_count, unsigned fields,
+			   struct store_fetch **fetch_r,
+			   struct store_error *err);
+	int (*fetch_next)(struct store_fetch *fetch,
+			  const struct store_msg **msg_r,
+			  struct store_error *err);
+	void (*fetch_end)(struct store_fetch **fetch);
+
+	int (*flags_update)(struct store_user *user, const char *mailbox,
+			    const struct store_uid_range *ranges,
+			    size_t range_count,
+			    const struct store_flag_change *change,
+			    uint32_t **changed_r, size_t *changed_count_r,
+			    uint32_t **modified_r, size_t *modified_count_r,
+			    struct store_error *err);
+	int (*copy)(struct store_user *user, const char *src,
+		    const struct store_uid_range *ranges, size_t range_count,
+		    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+		    uint32_t **src_uids_r, uint32_t **dst_uids_r,
+		    size_t *count_r, struct store_error *err);
+	int (*expunge)(struct store_user *user, const char *mailbox,
+		       const struct store_uid_range *ranges,
+		       size_t range_count, bool force, uint32_t **uids_r,
+		       size_t *count_r, struct store_error *err);
+
+	/* Views. view_load: the mailbox's state and every UID, read in one
+	 * snapshot. view_delta: in one snapshot, the state now, the UIDs
+	 * expunged after since (from the log; *complete_r false if the log
+	 * does not reach back) and every message with modseq > since (UID
+	 * order, flags fields filled) through changed(). NOTFOUND if the
+	 * mailbox (that id) is gone. */
+	int (*view_load)(struct store_user *user, const char *mailbox,
+			 uint32_t mailbox_id,
+			 struct store_mailbox_info *info_r, uint32_t **uids_r,
+			 size_t *count_r, struct store_error *err);
+	int (*view_delta)(struct store_user *user, uint32_t mailbox_id,
+			  uint64_t since, struct store_mailbox_info *info_r,
+			  uint32_t **expunged_r, size_t *expunged_count_r,
+			  bool *complete_r,
+			  void (*changed)(void *ctx, const struct store_msg *msg),
+			  void *ctx, struct store_error *err);
+	/* \Recent (RFC 3501 2.3.2): returns the first UID not yet taken by
+	 * a session; unless peek, UIDs below upto are taken from now on. */
+	uint32_t (*recent_claim)(struct store_user *user, uint32_t mailbox_id,
+				 uint32_t upto, bool peek);
+
+	int (*changed_since)(struct store_user *user, const char *mailbox,
+			     uint64_t modseq,
+			     const struct store_uid_range *ranges,
+			     size_t range_count, uint32_t **uids_r,
+			     size_t *count_r, struct store_error *err);
+	int (*expunged_since)(struct store_user *user, const char *mailbox,
+			      uint64_t modseq,
+			      const struct store_uid_range *ranges,
+			      size_t range_count, uint32_t **uids_r,
+			      size_t *count_r, bool *complete_r,
+			      struct store_error *err);
+	int (*search_text)(struct store_user *user, const char *mailbox,
+			   enum store_text_where where, const char *needle,
+			   const struct store_uid_range *ranges,
+			   size_t range_count, uint32_t **uids_r,
+			   size_t *count_r, struct store_error *err);
+
+	int (*pop3_retrieved)(struct store_user *user, uint32_t uid,
+			      time_t now, struct store_error *err);
+	int (*pop3_hide)(struct store_user *user, const uint32_t *uids,
+			 size_t count, struct store_error *err);
+	int (*retention_run)(struct store_user *user,
+			     const struct store_retention_policy *policy,
+			     time_t now, struct store_retention_report *report_r,
+			     struct store_error *err);
+	int (*check)(struct store *store, int64_t user_id, bool repair,
+		     store_report_fn *report, void *ctx,
+		     struct store_error *err);
+};
+
+struct store {
+	struct store_settings set;     /* strings owned (data_dir) */
+	const struct store_backend_vfuncs *vf;
+	void *be;
+
+	pthread_mutex_t users_mu;
+	struct store_user **users;     /* open handles, hashed by id */
+	size_t users_size;
+
+	struct store_hub *hub;
+	/* Fault injection for tests: when > 0, the blob writer fails with
+	 * ENOSPC once this many more bytes have been written. */
+	_Atomic uint64_t test_fail_write_after;
+};
+
+struct store_user {
+	struct store *store;
+	int64_t id;
+	int refcount;                  /* under store->users_mu */
+	struct store_user *next;       /* hash chain */
+	void *be;
+	/* The highest modseq this process has committed for the user: lets
+	 * store_view_has_changes answer without touching the index. */
+	_Atomic uint64_t last_modseq;
+};
+
+/* Called by a backend after every commit, on the committing thread. */
+void store_publish(struct store *store, const struct store_change *change);
+
+/* Fills err (may be NULL) and returns -1. */
+int store_set_error(struct store_error *err, enum store_error_kind kind,
+		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Mailbox names: checks and canonicalises (INBOX in any case becomes
+ * "INBOX", also as the first component). Returns a malloced name or NULL
+ * with INVALID. */
+char *store_name_normalize(const char *name, struct store_error *err);
+
+/* Shard of a user directory: data_dir/mail/<shard>/<user-id>. */
+unsigned store_user_shard(int64_t user_id);
+
+/* ---- the analysis of a message at write time ---------------------- */
+
+/* What the store caches about a message. Strings are malloced (never
+ * NULL except envelope/bodystructure/body/parts when unknown); the text
+ * fields are already case-folded for searching. */
+struct store_analysis {
+	char *envelope, *bodystructure, *body;
+	void *parts;
+	size_t parts_len;
+	char *preview;
+	char *sort_subject, *sort_from, *sort_to, *sort_cc;
+	char *sort_display_from, *sort_display_to;
+	time_t sent_date;
+	char *message_id, *in_reply_to, *references;
+	char *header_text;   /* folded */
+	size_t header_text_len;
+	char *body_text;     /* folded */
+	size_t body_text_len;
+};
+void store_analyze(const char *data, size_t len, struct store_analysis *r);
+void store_analysis_free(struct store_analysis *r);
+/* Case folding used for the search index and for needles: a text
+ * contains a needle (IMAP SEARCH) iff fold(text) contains fold(needle). */
+void store_text_fold(struct buf *out, const char *s, size_t len);
+
+/* Objects a backend hands out (blob writers, fetch iterators, the priv of
+ * a struct store_blob) begin with this header, so store.c can dispatch
+ * calls that get only the object. */
+struct store_object {
+	const struct store_backend_vfuncs *vf;
+};
+#define STORE_OBJ_VF(p) (((const struct store_object *)(const void *)(p))->vf)
+
+extern const struct store_backend_vfuncs store_sqlite_vfuncs;
+
+#endif

@@ -1,0 +1,750 @@
+/*
+ * The store front door: opens the backend, shares one handle per user
+ * between threads, checks arguments, and runs the change hub that tells
+ * sessions about commits. Everything that touches disk is in the backend
+ * (store-private.h); views are in store-view.c.
+ */
+#include "store-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "log.h"
+
+int store_set_error(struct store_error *err, enum store_error_kind kind,
+		    const char *fmt, ...)
+{
+	if (err != NULL) {
+		va_list ap;
+		err->kind = kind;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static void err_clear(struct store_error *err)
+{
+	if (err != NULL) {
+		err->kind = STORE_ERR_NONE;
+		err->msg[0] = '\0';
+	}
+}
+
+unsigned store_user_shard(int64_t user_id)
+{
+	return (unsigned)((uint64_t)user_id % 256);
+}
+
+/* ---- mailbox names ------------------------------------------------ */
+
+static bool utf8_valid(const unsigned char *s)
+{
+	while (*s != '\0') {
+		unsigned c = *s, n;
+		if (c < 0x80) {
+			s++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3;
+		else
+			return false;
+		uint32_t cp = c & (0x3f >> n);
+		for (unsigned i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+char *store_name_normalize(const char *name, struct store_error *err)
+{
+	size_t len = name != NULL ? strlen(name) : 0;
+	if (len == 0 || len > 1000) {
+		store_set_error(err, STORE_ERR_INVALID, "Invalid mailbox name");
+		return NULL;
+	}
+	if (name[0] == '/' || name[len - 1] == '/' ||
+	    strstr(name, "//") != NULL) {
+		store_set_error(err, STORE_ERR_INVALID,
+				"Invalid mailbox name: empty hierarchy level");
+		return NULL;
+	}
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		/* '*' and '%' are LIST wildcards (RFC 3501 6.3.8): a
+		 * mailbox called so could never be listed on its own. */
+		if (*p < 0x20 || *p == 0x7f || *p == '*' || *p == '%') {
+			store_set_error(err, STORE_ERR_INVALID,
+					"Invalid character in mailbox name");
+			return NULL;
+		}
+	}
+	if (!utf8_valid((const unsigned char *)name)) {
+		store_set_error(err, STORE_ERR_INVALID,
+				"Mailbox name is not valid UTF-8");
+		return NULL;
+	}
+	char *r = xstrdup(name);
+	/* INBOX is case-insensitive (RFC 3501 5.1), also as a parent. */
+	if (strncasecmp(r, "INBOX", 5) == 0 && (r[5] == '\0' || r[5] == '/'))
+		memcpy(r, "INBOX", 5);
+	return r;
+}
+
+/* ---- the store ---------------------------------------------------- */
+
+struct store_hub_entry;
+struct store_subscription {
+	struct store *store;
+	int64_t user_id;
+	store_change_fn *cb;
+	void *ctx;
+	struct store_subscription *next, **pprev;
+};
+
+#define HUB_BUCKETS 1024
+struct store_hub {
+	/* Publishing takes the read lock: unsubscribe (write lock) returns
+	 * only when no callback of that subscription is running. */
+	pthread_rwlock_t lock;
+	struct store_subscription *buckets[HUB_BUCKETS];
+};
+
+int store_open(const struct store_settings *set, struct store **store_r,
+	       struct store_error *err)
+{
+	err_clear(err);
+	if (set->data_dir == NULL || set->data_dir[0] == '\0')
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "data_dir is not set");
+	struct store *store = xcalloc(1, sizeof(*store));
+	store->set = *set;
+	store->set.data_dir = xstrdup(set->data_dir);
+	store->vf = &store_sqlite_vfuncs;
+	pthread_mutex_init(&store->users_mu, NULL);
+	store->users_size = 256;
+	store->users = xcalloc(store->users_size, sizeof(*store->users));
+	store->hub = xcalloc(1, sizeof(*store->hub));
+	pthread_rwlock_init(&store->hub->lock, NULL);
+	if (store->vf->open(store, err) < 0) {
+		pthread_rwlock_destroy(&store->hub->lock);
+		free(store->hub);
+		free(store->users);
+		free((char *)store->set.data_dir);
+		free(store);
+		return -1;
+	}
+	*store_r = store;
+	return 0;
+}
+
+void store_start_background(struct store *store)
+{
+	store->vf->start_background(store);
+}
+
+void store_close(struct store **storep)
+{
+	struct store *store = *storep;
+	if (store == NULL)
+		return;
+	*storep = NULL;
+	for (size_t i = 0; i < store->users_size; i++) {
+		if (store->users[i] != NULL)
+			log_warn("store", NULL,
+				 "closing the store with users still open");
+	}
+	store->vf->close(store);
+	pthread_rwlock_destroy(&store->hub->lock);
+	free(store->hub);
+	free(store->users);
+	pthread_mutex_destroy(&store->users_mu);
+	free((char *)store->set.data_dir);
+	free(store);
+}
+
+/* ---- users -------------------------------------------------------- */
+
+int store_user_open(struct store *store, int64_t user_id,
+		    struct store_user **user_r, struct store_error *err)
+{
+	err_clear(err);
+	if (user_id <= 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Invalid user id");
+	size_t b = (uint64_t)user_id % store->users_size;
+	pthread_mutex_lock(&store->users_mu);
+	for (struct store_user *u = store->users[b]; u != NULL; u = u->next) {
+		if (u->id == user_id) {
+			u->refcount++;
+			pthread_mutex_unlock(&store->users_mu);
+			*user_r = u;
+			return 0;
+		}
+	}
+	/* Opening under the lock keeps two threads from creating the same
+	 * account at once; it is quick once the account exists. */
+	struct store_user *u = xcalloc(1, sizeof(*u));
+	u->store = store;
+	u->id = user_id;
+	u->refcount = 1;
+	if (store->vf->user_open(u, err) < 0) {
+		pthread_mutex_unlock(&store->users_mu);
+		free(u);
+		return -1;
+	}
+	u->next = store->users[b];
+	store->users[b] = u;
+	pthread_mutex_unlock(&store->users_mu);
+	*user_r = u;
+	return 0;
+}
+
+void store_user_ref(struct store_user *user)
+{
+	pthread_mutex_lock(&user->store->users_mu);
+	user->refcount++;
+	pthread_mutex_unlock(&user->store->users_mu);
+}
+
+void store_user_unref(struct store_user **userp)
+{
+	struct store_user *user = *userp;
+	if (user == NULL)
+		return;
+	*userp = NULL;
+	struct store *store = user->store;
+	pthread_mutex_lock(&store->users_mu);
+	if (--user->refcount > 0) {
+		pthread_mutex_unlock(&store->users_mu);
+		return;
+	}
+	size_t b = (uint64_t)user->id % store->users_size;
+	struct store_user **pp = &store->users[b];
+	while (*pp != user)
+		pp = &(*pp)->next;
+	*pp = user->next;
+	store->vf->user_close(user);
+	pthread_mutex_unlock(&store->users_mu);
+	free(user);
+}
+
+int64_t store_user_id(const struct store_user *user)
+{
+	return user->id;
+}
+
+int store_user_delete(struct store *store, int64_t user_id,
+		      struct store_error *err)
+{
+	err_clear(err);
+	pthread_mutex_lock(&store->users_mu);
+	size_t b = (uint64_t)user_id % store->users_size;
+	for (struct store_user *u = store->users[b]; u != NULL; u = u->next) {
+		if (u->id == user_id) {
+			pthread_mutex_unlock(&store->users_mu);
+			return store_set_error(err, STORE_ERR_TEMP,
+					       "The account is in use");
+		}
+	}
+	int ret = store->vf->user_delete(store, user_id, err);
+	pthread_mutex_unlock(&store->users_mu);
+	return ret;
+}
+
+int store_user_usage(struct store_user *user, struct store_usage *usage_r,
+		     struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->usage(user, usage_r, err);
+}
+
+/* ---- mailboxes ---------------------------------------------------- */
+
+void store_mailbox_info_free(struct store_mailbox_info *info)
+{
+	free(info->name);
+	info->name = NULL;
+}
+
+void store_mailbox_list_free(struct store_mailbox_info *list, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(list[i].name);
+	free(list);
+}
+
+void store_names_free(char **names, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+}
+
+int store_mailbox_list(struct store_user *user,
+		       struct store_mailbox_info **list_r, size_t *count_r,
+		       struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->mailbox_list(user, list_r, count_r, err);
+}
+
+int store_subscriptions(struct store_user *user, char ***names_r,
+			size_t *count_r, struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->subscriptions(user, names_r, count_r, err);
+}
+
+/* Runs one call with a normalised mailbox name. */
+#define WITH_NAME(var, name, err)                                        \
+	char *var = store_name_normalize(name, err);                     \
+	if (var == NULL)                                                 \
+		return -1
+
+int store_mailbox_status(struct store_user *user, const char *name,
+			 struct store_mailbox_info *info_r,
+			 struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(n, name, err);
+	int ret = user->store->vf->mailbox_status(user, n, 0, info_r, err);
+	free(n);
+	return ret;
+}
+
+int store_mailbox_create(struct store_user *user, const char *name,
+			 unsigned special_use, struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(n, name, err);
+	int ret = user->store->vf->mailbox_create(user, n, special_use, err);
+	free(n);
+	return ret;
+}
+
+int store_mailbox_delete(struct store_user *user, const char *name,
+			 struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(n, name, err);
+	int ret;
+	if (strcmp(n, "INBOX") == 0)
+		ret = store_set_error(err, STORE_ERR_PERM,
+				      "INBOX cannot be deleted");
+	else
+		ret = user->store->vf->mailbox_delete(user, n, err);
+	free(n);
+	return ret;
+}
+
+int store_mailbox_rename(struct store_user *user, const char *from,
+			 const char *to, struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(f, from, err);
+	char *t = store_name_normalize(to, err);
+	if (t == NULL) {
+		free(f);
+		return -1;
+	}
+	int ret;
+	size_t flen = strlen(f);
+	if (strcmp(t, "INBOX") == 0)
+		ret = store_set_error(err, STORE_ERR_EXISTS,
+				      "INBOX already exists");
+	else if (strcmp(f, t) == 0)
+		ret = store_set_error(err, STORE_ERR_EXISTS,
+				      "Mailbox already exists");
+	else if (strncmp(t, f, flen) == 0 && t[flen] == '/' &&
+		 strcmp(f, "INBOX") != 0)
+		ret = store_set_error(err, STORE_ERR_INVALID,
+				      "Cannot rename a mailbox into itself");
+	else
+		ret = user->store->vf->mailbox_rename(user, f, t, err);
+	free(f);
+	free(t);
+	return ret;
+}
+
+int store_mailbox_subscribe(struct store_user *user, const char *name,
+			    bool subscribe, struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(n, name, err);
+	int ret = user->store->vf->mailbox_subscribe(user, n, subscribe, err);
+	free(n);
+	return ret;
+}
+
+char *store_mailbox_find_special(struct store_user *user, unsigned special_use)
+{
+	return user->store->vf->mailbox_find_special(user, special_use);
+}
+
+int store_mailbox_keywords(struct store_user *user, const char *mailbox,
+			   char ***keywords_r, size_t *count_r,
+			   struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->mailbox_keywords(user, n, keywords_r,
+						    count_r, err);
+	free(n);
+	return ret;
+}
+
+/* ---- messages ----------------------------------------------------- */
+
+static bool ranges_valid(const struct store_uid_range *ranges, size_t count,
+			 struct store_error *err)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (ranges[i].lo > ranges[i].hi) {
+			store_set_error(err, STORE_ERR_INVALID,
+					"Invalid UID range");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Flags and keywords given by a client: keywords are IMAP atoms. */
+static bool keywords_valid(const char *const *kw, size_t count,
+			   struct store_error *err)
+{
+	for (size_t i = 0; i < count; i++) {
+		const unsigned char *p = (const unsigned char *)kw[i];
+		if (p == NULL || *p == '\0' || *p == '\\')
+			goto bad;
+		for (; *p != '\0'; p++) {
+			if (*p <= 0x20 || *p >= 0x7f || strchr("(){%*\"\\]", *p))
+				goto bad;
+		}
+		if (strlen(kw[i]) > 250)
+			goto bad;
+	}
+	return true;
+bad:
+	store_set_error(err, STORE_ERR_INVALID, "Invalid keyword");
+	return false;
+}
+
+int store_append(struct store_user *user, const char *mailbox,
+		 const char *data, size_t len,
+		 const struct store_append_params *params, uint32_t *uid_r,
+		 uint32_t *uidvalidity_r, struct store_error *err)
+{
+	struct store_blob_writer *w;
+	if (store_blob_writer_create(user, &w, err) < 0)
+		return -1;
+	if (store_blob_writer_write(w, data, len, err) < 0) {
+		store_blob_writer_abort(&w);
+		return -1;
+	}
+	return store_blob_writer_commit(&w, mailbox, params, uid_r,
+					uidvalidity_r, err);
+}
+
+int store_blob_writer_create(struct store_user *user,
+			     struct store_blob_writer **w_r,
+			     struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->blob_writer_create(user, w_r, err);
+}
+
+int store_blob_writer_write(struct store_blob_writer *w, const void *data,
+			    size_t len, struct store_error *err)
+{
+	err_clear(err);
+	return STORE_OBJ_VF(w)->blob_writer_write(w, data, len, err);
+}
+
+uint64_t store_blob_writer_size(const struct store_blob_writer *w)
+{
+	return STORE_OBJ_VF(w)->blob_writer_size(w);
+}
+
+int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
+			     const struct store_append_params *params,
+			     uint32_t *uid_r, uint32_t *uidvalidity_r,
+			     struct store_error *err)
+{
+	err_clear(err);
+	char *n = store_name_normalize(mailbox, err);
+	if (n == NULL || (params != NULL &&
+			  !keywords_valid(params->keywords,
+					  params->keyword_count, err))) {
+		free(n);
+		store_blob_writer_abort(w);
+		return -1;
+	}
+	int ret = STORE_OBJ_VF(*w)->blob_writer_commit(w, n, params, uid_r,
+							 uidvalidity_r, err);
+	free(n);
+	return ret;
+}
+
+void store_blob_writer_abort(struct store_blob_writer **w)
+{
+	if (*w != NULL)
+		STORE_OBJ_VF(*w)->blob_writer_abort(w);
+}
+
+int store_blob_open(struct store_user *user, const char *mailbox,
+		    uint32_t uid, struct store_blob *blob_r,
+		    struct store_error *err)
+{
+	err_clear(err);
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->blob_open(user, n, uid, blob_r, err);
+	free(n);
+	return ret;
+}
+
+void store_blob_close(struct store_blob *blob)
+{
+	if (blob->priv != NULL)
+		STORE_OBJ_VF(blob->priv)->blob_close(blob);
+}
+
+int store_fetch_begin(struct store_user *user, const char *mailbox,
+		      const struct store_uid_range *ranges, size_t range_count,
+		      unsigned fields, struct store_fetch **fetch_r,
+		      struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err))
+		return -1;
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->fetch_begin(user, n, ranges, range_count,
+					       fields, fetch_r, err);
+	free(n);
+	return ret;
+}
+
+int store_fetch_next(struct store_fetch *fetch, const struct store_msg **msg_r,
+		     struct store_error *err)
+{
+	err_clear(err);
+	return STORE_OBJ_VF(fetch)->fetch_next(fetch, msg_r, err);
+}
+
+void store_fetch_end(struct store_fetch **fetch)
+{
+	if (*fetch != NULL)
+		STORE_OBJ_VF(*fetch)->fetch_end(fetch);
+}
+
+int store_flags_update(struct store_user *user, const char *mailbox,
+		       const struct store_uid_range *ranges, size_t range_count,
+		       const struct store_flag_change *change,
+		       uint32_t **changed_r, size_t *changed_count_r,
+		       uint32_t **modified_r, size_t *modified_count_r,
+		       struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err) ||
+	    !keywords_valid(change->keywords, change->keyword_count, err))
+		return -1;
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->flags_update(
+		user, n, ranges, range_count, change, changed_r,
+		changed_count_r, modified_r, modified_count_r, err);
+	free(n);
+	return ret;
+}
+
+int store_copy(struct store_user *user, const char *src,
+	       const struct store_uid_range *ranges, size_t range_count,
+	       const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+	       uint32_t **src_uids_r, uint32_t **dst_uids_r, size_t *count_r,
+	       struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err))
+		return -1;
+	WITH_NAME(s, src, err);
+	char *d = store_name_normalize(dst, err);
+	if (d == NULL) {
+		free(s);
+		return -1;
+	}
+	int ret = user->store->vf->copy(user, s, ranges, range_count, d, move,
+					dst_uidvalidity_r, src_uids_r,
+					dst_uids_r, count_r, err);
+	free(s);
+	free(d);
+	return ret;
+}
+
+int store_expunge(struct store_user *user, const char *mailbox,
+		  const struct store_uid_range *ranges, size_t range_count,
+		  bool force, uint32_t **uids_r, size_t *count_r,
+		  struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err))
+		return -1;
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->expunge(user, n, ranges, range_count,
+					   force, uids_r, count_r, err);
+	free(n);
+	return ret;
+}
+
+int store_changed_since(struct store_user *user, const char *mailbox,
+			uint64_t modseq, const struct store_uid_range *ranges,
+			size_t range_count, uint32_t **uids_r, size_t *count_r,
+			struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err))
+		return -1;
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->changed_since(user, n, modseq, ranges,
+						 range_count, uids_r, count_r,
+						 err);
+	free(n);
+	return ret;
+}
+
+int store_expunged_since(struct store_user *user, const char *mailbox,
+			 uint64_t modseq, const struct store_uid_range *ranges,
+			 size_t range_count, uint32_t **uids_r,
+			 size_t *count_r, bool *complete_r,
+			 struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err))
+		return -1;
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->expunged_since(user, n, modseq, ranges,
+						  range_count, uids_r,
+						  count_r, complete_r, err);
+	free(n);
+	return ret;
+}
+
+int store_search_text(struct store_user *user, const char *mailbox,
+		      enum store_text_where where, const char *needle,
+		      const struct store_uid_range *ranges, size_t range_count,
+		      uint32_t **uids_r, size_t *count_r,
+		      struct store_error *err)
+{
+	err_clear(err);
+	if (!ranges_valid(ranges, range_count, err))
+		return -1;
+	if (needle == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "No needle");
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->search_text(user, n, where, needle, ranges,
+					       range_count, uids_r, count_r,
+					       err);
+	free(n);
+	return ret;
+}
+
+int store_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
+			 struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->pop3_retrieved(user, uid, now, err);
+}
+
+int store_pop3_hide(struct store_user *user, const uint32_t *uids,
+		    size_t count, struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->pop3_hide(user, uids, count, err);
+}
+
+int store_retention_run(struct store_user *user,
+			const struct store_retention_policy *policy, time_t now,
+			struct store_retention_report *report_r,
+			struct store_error *err)
+{
+	err_clear(err);
+	memset(report_r, 0, sizeof(*report_r));
+	return user->store->vf->retention_run(user, policy, now, report_r,
+					      err);
+}
+
+int store_check(struct store *store, int64_t user_id, bool repair,
+		store_report_fn *report, void *ctx, struct store_error *err)
+{
+	err_clear(err);
+	if (user_id <= 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Invalid user id");
+	return store->vf->check(store, user_id, repair, report, ctx, err);
+}
+
+/* ---- the change hub ----------------------------------------------- */
+
+int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
+		    void *ctx, struct store_subscription **sub_r)
+{
+	struct store_subscription *sub = xcalloc(1, sizeof(*sub));
+	sub->store = store;
+	sub->user_id = user_id;
+	sub->cb = cb;
+	sub->ctx = ctx;
+	struct store_subscription **head =
+		&store->hub->buckets[(uint64_t)user_id % HUB_BUCKETS];
+	pthread_rwlock_wrlock(&store->hub->lock);
+	sub->next = *head;
+	if (*head != NULL)
+		(*head)->pprev = &sub->next;
+	sub->pprev = head;
+	*head = sub;
+	pthread_rwlock_unlock(&store->hub->lock);
+	*sub_r = sub;
+	return 0;
+}
+
+void store_unsubscribe(struct store_subscription **subp)
+{
+	struct store_subscription *sub = *subp;
+	if (sub == NULL)
+		return;
+	*subp = NULL;
+	struct store_hub *hub = sub->store->hub;
+	pthread_rwlock_wrlock(&hub->lock);
+	*sub->pprev = sub->next;
+	if (sub->next != NULL)
+		sub->next->pprev = sub->pprev;
+	pthread_rwlock_unlock(&hub->lock);
+	free(sub);
+}
+
+void store_publish(struct store *store, const struct store_change *change)
+{
+	struct store_hub *hub = store->hub;
+	pthread_rwlock_rdlock(&hub->lock);
+	for (struct store_subscription *s =
+		     hub->buckets[(uint64_t)change->user_id % HUB_BUCKETS];
+	     s != NULL; s = s->next) {
+		if (s->user_id == change->user_id)
+			s->cb(s->ctx, change);
+	}
+	pthread_rwlock_unlock(&hub->lock);
+}

@@ -1,0 +1,1289 @@
+/*
+ * Unit tests of the store API against the embedded backend, each in a
+ * fresh temporary data directory: mailboxes, append/fetch, UID and modseq
+ * rules, flags, copy/move, expunge log, quota, views, \Recent, search,
+ * group commit, the blob writer's crash safety, POP3, retention, check.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utime.h>
+
+#include "buf.h"
+#include "config.h"
+#include "store-private.h"
+#include "store.h"
+#include "test.h"
+
+static char data_dir[256];
+static struct store_account_limits test_limits;
+
+static int limits_cb(void *ctx, int64_t user_id,
+		     struct store_account_limits *limits_r)
+{
+	(void)ctx;
+	(void)user_id;
+	*limits_r = test_limits;
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	char *cmd = xasprintf("rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", path);
+	free(cmd);
+}
+
+static struct store *setup_fsync(bool fsync)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(data_dir, sizeof(data_dir), "%s/loft-test-store-XXXXXX", tmp);
+	if (mkdtemp(data_dir) == NULL)
+		abort();
+	memset(&test_limits, 0, sizeof(test_limits));
+	struct store_settings set = {
+		.data_dir = data_dir,
+		.max_message_size = 1024 * 1024,
+		.limits = limits_cb,
+		.fsync = fsync,
+	};
+	struct store *store;
+	struct store_error err;
+	if (store_open(&set, &store, &err) < 0) {
+		fprintf(stderr, "store_open: %s\n", err.msg);
+		abort();
+	}
+	return store;
+}
+
+static struct store *setup(void)
+{
+	return setup_fsync(false);
+}
+
+static void teardown(struct store **store)
+{
+	store_close(store);
+	rm_rf(data_dir);
+}
+
+static struct store_user *user_open(struct store *store, int64_t id)
+{
+	struct store_user *u;
+	struct store_error err;
+	if (store_user_open(store, id, &u, &err) < 0) {
+		fprintf(stderr, "user_open: %s\n", err.msg);
+		abort();
+	}
+	return u;
+}
+
+static uint32_t append(struct store_user *u, const char *mbox, const char *msg,
+		       unsigned flags)
+{
+	struct store_append_params p = {.flags = flags};
+	uint32_t uid = 0;
+	struct store_error err;
+	if (store_append(u, mbox, msg, strlen(msg), &p, &uid, NULL, &err) < 0) {
+		fprintf(stderr, "append: %s\n", err.msg);
+		return 0;
+	}
+	return uid;
+}
+
+static struct store_mailbox_info status(struct store_user *u, const char *name)
+{
+	struct store_mailbox_info info;
+	memset(&info, 0, sizeof(info));
+	struct store_error err;
+	if (store_mailbox_status(u, name, &info, &err) < 0)
+		fprintf(stderr, "status %s: %s\n", name, err.msg);
+	return info;
+}
+
+/* Counts files under dir (recursively). */
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		struct stat st;
+		if (stat(p, &st) == 0)
+			n += S_ISDIR(st.st_mode) ? count_files(p) : 1;
+		free(p);
+	}
+	closedir(d);
+	return n;
+}
+
+static char *user_path(int64_t id, const char *sub)
+{
+	return xasprintf("%s/mail/%02x/%lld/%s", data_dir,
+			 store_user_shard(id), (long long)id, sub);
+}
+
+/* ---- tests -------------------------------------------------------- */
+
+static void test_defaults(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 1);
+	struct store_mailbox_info *list;
+	size_t n;
+	struct store_error err;
+	CHECK_INT(store_mailbox_list(u, &list, &n, &err), 0);
+	CHECK_INT(n, 6);
+	if (n == 6) {
+		CHECK_STR(list[0].name, "INBOX");
+		CHECK_STR(list[1].name, "Archive");
+		CHECK_INT(list[1].special_use, STORE_SPECIAL_ARCHIVE);
+		CHECK_STR(list[5].name, "Trash");
+		CHECK_INT(list[5].special_use, STORE_SPECIAL_TRASH);
+		for (size_t i = 0; i < n; i++) {
+			CHECK(list[i].subscribed);
+			CHECK(list[i].uidvalidity > 0);
+			CHECK_INT(list[i].uidnext, 1);
+			CHECK(list[i].objectid[0] == 'F');
+		}
+		CHECK(list[0].uidvalidity != list[1].uidvalidity);
+	}
+	store_mailbox_list_free(list, n);
+	char *junk = store_mailbox_find_special(u, STORE_SPECIAL_JUNK);
+	CHECK_STR(junk, "Junk");
+	free(junk);
+	/* the same handle for the same user */
+	struct store_user *u2 = user_open(store, 1);
+	CHECK(u2 == u);
+	store_user_unref(&u2);
+	store_user_unref(&u);
+	/* reopening keeps what a user deleted deleted */
+	u = user_open(store, 1);
+	CHECK_INT(store_mailbox_delete(u, "Junk", &err), 0);
+	store_user_unref(&u);
+	u = user_open(store, 1);
+	struct store_mailbox_info info;
+	CHECK_INT(store_mailbox_status(u, "Junk", &info, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_append_fetch(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 7);
+	struct store_error err;
+	const char msg[] = "From: a@example.test\nSubject: Hello\n\nline1\nline2\r\nend";
+	const char crlf[] = "From: a@example.test\r\nSubject: Hello\r\n\r\nline1\r\nline2\r\nend";
+	const char *kw[] = {"$Forwarded", "Work"};
+	struct store_append_params p = {
+		.flags = STORE_FLAG_SEEN | STORE_FLAG_FLAGGED,
+		.keywords = kw,
+		.keyword_count = 2,
+		.internaldate = 1700000000,
+	};
+	uint32_t uid, uidv;
+	CHECK_INT(store_append(u, "inbox", msg, strlen(msg), &p, &uid, &uidv,
+			       &err), 0);
+	CHECK_INT(uid, 1);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.uidvalidity, uidv);
+	CHECK_INT(info.uidnext, 2);
+	CHECK_INT(info.messages, 1);
+	CHECK_INT(info.unseen, 0);
+	CHECK_INT(info.size, strlen(crlf));
+	uint64_t ms1 = info.highestmodseq;
+	CHECK(ms1 > 0);
+	store_mailbox_info_free(&info);
+
+	/* NUL bytes are kept; the next UID follows */
+	const char nul[] = "Subject: x\r\n\r\na\0b\r\n";
+	CHECK_INT(store_append(u, "INBOX", nul, sizeof(nul) - 1, NULL, &uid,
+			       NULL, &err), 0);
+	CHECK_INT(uid, 2);
+	struct store_blob blob;
+	CHECK_INT(store_blob_open(u, "INBOX", 2, &blob, &err), 0);
+	CHECK_MEM(blob.data, blob.len, nul, sizeof(nul) - 1);
+	store_blob_close(&blob);
+	CHECK_INT(store_blob_open(u, "INBOX", 1, &blob, &err), 0);
+	CHECK_MEM(blob.data, blob.len, crlf, strlen(crlf));
+	store_blob_close(&blob);
+	CHECK_INT(store_blob_open(u, "INBOX", 3, &blob, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+
+	struct store_fetch *f;
+	const struct store_msg *m;
+	CHECK_INT(store_fetch_begin(u, "INBOX", NULL, 0,
+				    STORE_FETCH_FLAGS | STORE_FETCH_SIZE |
+					    STORE_FETCH_SORT | STORE_FETCH_OBJECTID,
+				    &f, &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->uid, 1);
+	CHECK_INT(m->flags, STORE_FLAG_SEEN | STORE_FLAG_FLAGGED);
+	CHECK_INT(m->keyword_count, 2);
+	if (m->keyword_count == 2) {
+		CHECK_STR(m->keywords[0], "$Forwarded");
+		CHECK_STR(m->keywords[1], "Work");
+		CHECK(m->keywords[2] == NULL);
+	}
+	CHECK_INT(m->size, strlen(crlf));
+	CHECK_INT(m->internaldate, 1700000000);
+	CHECK(m->savedate >= time(NULL) - 5);
+	CHECK(m->emailid[0] == 'M');
+	CHECK(m->threadid[0] == 'T');
+	CHECK(m->sort_subject != NULL && strstr(m->sort_subject, "Hello"));
+	CHECK_INT(m->modseq, ms1);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->uid, 2);
+	CHECK_INT(m->size, sizeof(nul) - 1);
+	CHECK_INT(store_fetch_next(f, &m, &err), 0);
+	store_fetch_end(&f);
+
+	/* ranges, including overlapping ones */
+	struct store_uid_range r[] = {{2, 5}, {2, 2}};
+	CHECK_INT(store_fetch_begin(u, "INBOX", r, 2, STORE_FETCH_FLAGS, &f,
+				    &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->uid, 2);
+	CHECK_INT(store_fetch_next(f, &m, &err), 0);
+	store_fetch_end(&f);
+
+	char **kws;
+	size_t nk;
+	CHECK_INT(store_mailbox_keywords(u, "INBOX", &kws, &nk, &err), 0);
+	CHECK_INT(nk, 2);
+	store_names_free(kws, nk);
+
+	/* errors: no such mailbox, bad keyword, too big */
+	CHECK_INT(store_append(u, "Nope", "x", 1, NULL, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	const char *badkw[] = {"a b"};
+	struct store_append_params bp = {.keywords = badkw, .keyword_count = 1};
+	CHECK_INT(store_append(u, "INBOX", "x", 1, &bp, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	char *big = xmalloc(2 * 1024 * 1024);
+	memset(big, 'a', 2 * 1024 * 1024);
+	CHECK_INT(store_append(u, "INBOX", big, 2 * 1024 * 1024, NULL, NULL,
+			       NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_LIMIT);
+	free(big);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 2);
+	CHECK_INT(info.uidnext, 3);
+	store_mailbox_info_free(&info);
+	char *tmp = user_path(7, "tmp");
+	CHECK_INT(count_files(tmp), 0);
+	free(tmp);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_flags_modseq(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 2);
+	struct store_error err;
+	for (int i = 0; i < 5; i++)
+		append(u, "INBOX", "Subject: m\r\n\r\nbody\r\n", 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	uint64_t base = info.highestmodseq;
+	CHECK_INT(info.unseen, 5);
+	store_mailbox_info_free(&info);
+
+	struct store_uid_range r = {2, 3};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_SEEN | STORE_FLAG_DELETED};
+	uint32_t *changed, *modified;
+	size_t nc, nm;
+	CHECK_INT(store_flags_update(u, "INBOX", &r, 1, &ch, &changed, &nc,
+				     &modified, &nm, &err), 0);
+	CHECK_INT(nc, 2);
+	CHECK_INT(nm, 0);
+	free(changed);
+	free(modified);
+	info = status(u, "INBOX");
+	CHECK(info.highestmodseq > base);
+	uint64_t after = info.highestmodseq;
+	CHECK_INT(info.unseen, 3);
+	CHECK_INT(info.deleted, 2);
+	store_mailbox_info_free(&info);
+
+	/* no change: no new modseq */
+	CHECK_INT(store_flags_update(u, "INBOX", &r, 1, &ch, &changed, &nc,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(nc, 0);
+	free(changed);
+	info = status(u, "INBOX");
+	CHECK_INT(info.highestmodseq, after);
+	store_mailbox_info_free(&info);
+
+	/* UNCHANGEDSINCE: 2 and 3 changed after base, so they fail */
+	struct store_uid_range all = {1, 5};
+	struct store_flag_change ch2 = {.mode = STORE_FLAGS_ADD,
+					.flags = STORE_FLAG_FLAGGED,
+					.unchangedsince = base};
+	CHECK_INT(store_flags_update(u, "INBOX", &all, 1, &ch2, &changed, &nc,
+				     &modified, &nm, &err), 0);
+	CHECK_INT(nc, 3);
+	CHECK_INT(nm, 2);
+	if (nm == 2) {
+		CHECK_INT(modified[0], 2);
+		CHECK_INT(modified[1], 3);
+	}
+	free(changed);
+	free(modified);
+
+	/* keywords: add, remove case-insensitively, replace */
+	const char *kw[] = {"Foo", "bar"};
+	struct store_flag_change ck = {.mode = STORE_FLAGS_ADD, .keywords = kw,
+				       .keyword_count = 2};
+	struct store_uid_range one = {1, 1};
+	CHECK_INT(store_flags_update(u, "INBOX", &one, 1, &ck, NULL, NULL, NULL,
+				     NULL, &err), 0);
+	const char *rm[] = {"FOO"};
+	struct store_flag_change cr = {.mode = STORE_FLAGS_REMOVE, .keywords = rm,
+				       .keyword_count = 1};
+	CHECK_INT(store_flags_update(u, "INBOX", &one, 1, &cr, NULL, NULL, NULL,
+				     NULL, &err), 0);
+	struct store_fetch *f;
+	const struct store_msg *m;
+	CHECK_INT(store_fetch_begin(u, "INBOX", &one, 1, STORE_FETCH_FLAGS, &f,
+				    &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->keyword_count, 1);
+	if (m->keyword_count == 1)
+		CHECK_STR(m->keywords[0], "bar");
+	CHECK_INT(m->flags, STORE_FLAG_FLAGGED);
+	store_fetch_end(&f);
+
+	/* changed_since gives exactly the messages changed after a modseq */
+	uint32_t *uids;
+	size_t n;
+	CHECK_INT(store_changed_since(u, "INBOX", after, NULL, 0, &uids, &n,
+				      &err), 0);
+	CHECK_INT(n, 3); /* 1 (flagged, keywords), 4, 5 */
+	if (n == 3) {
+		CHECK_INT(uids[0], 1);
+		CHECK_INT(uids[1], 4);
+		CHECK_INT(uids[2], 5);
+	}
+	free(uids);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_mailboxes(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 3);
+	struct store_error err;
+	CHECK_INT(store_mailbox_create(u, "a/b/c", 0, &err), 0);
+	struct store_mailbox_info info = status(u, "a");
+	CHECK(info.has_children);
+	CHECK(!info.noselect);
+	store_mailbox_info_free(&info);
+	CHECK_INT(store_mailbox_create(u, "a/b", 0, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_EXISTS);
+	CHECK_INT(store_mailbox_create(u, "bad//name", 0, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	CHECK_INT(store_mailbox_create(u, "bad*", 0, &err), -1);
+	CHECK_INT(store_mailbox_create(u, "/x", 0, &err), -1);
+	CHECK_INT(store_mailbox_create(u, "\xff", 0, &err), -1);
+	CHECK_INT(store_mailbox_create(u, "Ünïcødé", 0, &err), 0);
+	CHECK_INT(store_mailbox_delete(u, "INBOX", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_PERM);
+
+	append(u, "a/b", "Subject: in b\r\n\r\nx\r\n", 0);
+	append(u, "a/b/c", "Subject: in c\r\n\r\nx\r\n", 0);
+	struct store_mailbox_info before = status(u, "a/b");
+
+	/* rename with children keeps ids, UIDVALIDITY and messages */
+	CHECK_INT(store_mailbox_rename(u, "a", "z/y", &err), 0);
+	CHECK_INT(store_mailbox_status(u, "a/b", &info, &err), -1);
+	info = status(u, "z/y/b");
+	CHECK_INT(info.id, before.id);
+	CHECK_INT(info.uidvalidity, before.uidvalidity);
+	CHECK_INT(info.messages, 1);
+	CHECK_STR(info.objectid, before.objectid);
+	store_mailbox_info_free(&info);
+	store_mailbox_info_free(&before);
+	info = status(u, "z/y/b/c");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+	info = status(u, "z");
+	CHECK(info.has_children);
+	store_mailbox_info_free(&info);
+	CHECK_INT(store_mailbox_rename(u, "z", "Sent", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_EXISTS);
+	CHECK_INT(store_mailbox_rename(u, "z", "z/q", &err), -1);
+	CHECK_INT(store_mailbox_rename(u, "nope", "q", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+
+	/* delete a parent: it stays as \Noselect for its children */
+	CHECK_INT(store_mailbox_delete(u, "z/y/b", &err), 0);
+	info = status(u, "z/y/b");
+	CHECK(info.noselect);
+	CHECK_INT(info.messages, 0);
+	store_mailbox_info_free(&info);
+	CHECK_INT(store_append(u, "z/y/b", "x", 1, NULL, NULL, NULL, &err), -1);
+	CHECK_INT(store_mailbox_delete(u, "z/y/b", &err), -1);
+	CHECK_INT(store_mailbox_delete(u, "z/y/b/c", &err), 0);
+	CHECK_INT(store_mailbox_delete(u, "z/y/b", &err), 0);
+	CHECK_INT(store_mailbox_status(u, "z/y/b", &info, &err), -1);
+	/* recreating gives a new UIDVALIDITY */
+	CHECK_INT(store_mailbox_create(u, "z/y/b", 0, &err), 0);
+	info = status(u, "z/y/b");
+	CHECK(info.uidvalidity != 0);
+	CHECK_INT(info.messages, 0);
+	store_mailbox_info_free(&info);
+
+	/* INBOX rename: messages move, INBOX stays, empty */
+	append(u, "INBOX", "Subject: 1\r\n\r\nx\r\n", STORE_FLAG_SEEN);
+	append(u, "INBOX", "Subject: 2\r\n\r\nx\r\n", 0);
+	struct store_mailbox_info inbox = status(u, "INBOX");
+	CHECK_INT(store_mailbox_rename(u, "INBOX", "Old", &err), 0);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 0);
+	CHECK_INT(info.uidvalidity, inbox.uidvalidity);
+	CHECK(info.uidnext >= 3);
+	store_mailbox_info_free(&info);
+	info = status(u, "Old");
+	CHECK_INT(info.messages, 2);
+	CHECK_INT(info.unseen, 1);
+	store_mailbox_info_free(&info);
+	store_mailbox_info_free(&inbox);
+	CHECK_INT(append(u, "INBOX", "Subject: 3\r\n\r\nx\r\n", 0), 3);
+
+	/* subscriptions survive deletes (LSUB) and follow renames */
+	CHECK_INT(store_mailbox_subscribe(u, "Old", true, &err), 0);
+	CHECK_INT(store_mailbox_subscribe(u, "Ghost", true, &err), 0);
+	CHECK_INT(store_mailbox_rename(u, "Old", "Older", &err), 0);
+	char **names;
+	size_t n;
+	CHECK_INT(store_subscriptions(u, &names, &n, &err), 0);
+	bool older = false, ghost = false, old = false;
+	for (size_t i = 0; i < n; i++) {
+		older |= strcmp(names[i], "Older") == 0;
+		old |= strcmp(names[i], "Old") == 0;
+		ghost |= strcmp(names[i], "Ghost") == 0;
+	}
+	CHECK(older && ghost && !old);
+	store_names_free(names, n);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_copy_move_expunge(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 4);
+	struct store_error err;
+	for (int i = 0; i < 4; i++)
+		append(u, "INBOX", "Subject: c\r\n\r\nbody\r\n", 0);
+	struct store_uid_range r = {2, 3};
+	uint32_t uv, *src, *dst;
+	size_t n;
+	CHECK_INT(store_copy(u, "INBOX", &r, 1, "Archive", false, &uv, &src,
+			     &dst, &n, &err), 0);
+	CHECK_INT(n, 2);
+	if (n == 2) {
+		CHECK_INT(src[0], 2);
+		CHECK_INT(dst[0], 1);
+		CHECK_INT(src[1], 3);
+		CHECK_INT(dst[1], 2);
+	}
+	free(src);
+	free(dst);
+	struct store_mailbox_info a = status(u, "Archive");
+	CHECK_INT(a.uidvalidity, uv);
+	CHECK_INT(a.messages, 2);
+	store_mailbox_info_free(&a);
+	struct store_usage usage;
+	CHECK_INT(store_user_usage(u, &usage, &err), 0);
+	CHECK_INT(usage.messages, 6);
+
+	/* the copy shares the blob: same EMAILID */
+	struct store_fetch *f;
+	const struct store_msg *m;
+	char eid[32];
+	struct store_uid_range two = {2, 2}, one = {1, 1};
+	store_fetch_begin(u, "INBOX", &two, 1, STORE_FETCH_FLAGS, &f, &err);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	memcpy(eid, m->emailid, sizeof(eid));
+	store_fetch_end(&f);
+	store_fetch_begin(u, "Archive", &one, 1, STORE_FETCH_FLAGS, &f, &err);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_STR(m->emailid, eid);
+	store_fetch_end(&f);
+
+	/* move: new UIDs in Drafts, expunged from INBOX with a log entry */
+	struct store_mailbox_info in = status(u, "INBOX");
+	uint64_t ms = in.highestmodseq;
+	store_mailbox_info_free(&in);
+	struct store_uid_range r4 = {3, 4};
+	CHECK_INT(store_copy(u, "INBOX", &r4, 1, "Drafts", true, NULL, NULL,
+			     NULL, &n, &err), 0);
+	CHECK_INT(n, 2);
+	in = status(u, "INBOX");
+	CHECK_INT(in.messages, 2);
+	store_mailbox_info_free(&in);
+	uint32_t *uids;
+	bool complete;
+	CHECK_INT(store_expunged_since(u, "INBOX", ms, NULL, 0, &uids, &n,
+				       &complete, &err), 0);
+	CHECK(complete);
+	CHECK_INT(n, 2);
+	if (n == 2) {
+		CHECK_INT(uids[0], 3);
+		CHECK_INT(uids[1], 4);
+	}
+	free(uids);
+	CHECK_INT(store_user_usage(u, &usage, &err), 0);
+	CHECK_INT(usage.messages, 6);
+
+	/* expunge: only \Deleted (within ranges for UID EXPUNGE) */
+	struct store_flag_change del = {.mode = STORE_FLAGS_ADD,
+					.flags = STORE_FLAG_DELETED};
+	struct store_uid_range all = {1, 100};
+	store_flags_update(u, "Archive", &all, 1, &del, NULL, NULL, NULL, NULL,
+			   &err);
+	CHECK_INT(store_expunge(u, "Archive", &one, 1, false, &uids, &n, &err), 0);
+	CHECK_INT(n, 1);
+	free(uids);
+	CHECK_INT(store_expunge(u, "Archive", NULL, 0, false, &uids, &n, &err), 0);
+	CHECK_INT(n, 1);
+	if (n == 1)
+		CHECK_INT(uids[0], 2);
+	free(uids);
+	CHECK_INT(store_expunge(u, "INBOX", NULL, 0, false, &uids, &n, &err), 0);
+	CHECK_INT(n, 0);
+	free(uids);
+	CHECK_INT(store_expunge(u, "INBOX", &two, 1, true, &uids, &n, &err), 0);
+	CHECK_INT(n, 1);
+	free(uids);
+	CHECK_INT(store_user_usage(u, &usage, &err), 0);
+	CHECK_INT(usage.messages, 3);
+	/* the blob of INBOX 2 / Archive 1 is gone now, the others stay */
+	char *blobs = user_path(4, "blobs");
+	CHECK_INT(count_files(blobs), 3);
+	free(blobs);
+	/* UIDs are never reused */
+	CHECK_INT(append(u, "Archive", "Subject: n\r\n\r\nx\r\n", 0), 3);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_quota(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 5);
+	struct store_error err;
+	const char msg[] = "Subject: q\r\n\r\n0123456789\r\n"; /* 26 bytes */
+	test_limits.quota_bytes = 60;
+	CHECK(append(u, "INBOX", msg, 0) == 1);
+	CHECK(append(u, "INBOX", msg, 0) == 2);
+	CHECK_INT(store_append(u, "INBOX", msg, strlen(msg), NULL, NULL, NULL,
+			       &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	struct store_usage usage;
+	store_user_usage(u, &usage, &err);
+	CHECK_INT(usage.bytes, 52);
+	CHECK_INT(usage.messages, 2);
+	char *blobs = user_path(5, "blobs");
+	CHECK_INT(count_files(blobs), 2);
+	/* copy over quota: nothing copied; move is always allowed */
+	CHECK_INT(store_copy(u, "INBOX", NULL, 0, "Archive", false, NULL, NULL,
+			     NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	struct store_mailbox_info a = status(u, "Archive");
+	CHECK_INT(a.messages, 0);
+	store_mailbox_info_free(&a);
+	CHECK_INT(store_copy(u, "INBOX", NULL, 0, "Archive", true, NULL, NULL,
+			     NULL, NULL, &err), 0);
+	store_user_usage(u, &usage, &err);
+	CHECK_INT(usage.bytes, 52);
+	test_limits.quota_bytes = 0;
+	test_limits.quota_messages = 2;
+	CHECK_INT(store_append(u, "INBOX", msg, strlen(msg), NULL, NULL, NULL,
+			       &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	test_limits.quota_messages = 0;
+	CHECK(append(u, "INBOX", msg, 0) == 3);
+	CHECK_INT(count_files(blobs), 3);
+	free(blobs);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- views -------------------------------------------------------- */
+
+struct events {
+	char log[1024];
+};
+
+static void ev_expunged(void *ctx, uint32_t seq, uint32_t uid)
+{
+	struct events *e = ctx;
+	size_t l = strlen(e->log);
+	snprintf(e->log + l, sizeof(e->log) - l, "X%u/%u ", seq, uid);
+}
+
+static void ev_changed(void *ctx, uint32_t seq, const struct store_msg *m)
+{
+	struct events *e = ctx;
+	size_t l = strlen(e->log);
+	snprintf(e->log + l, sizeof(e->log) - l, "F%u/%u:%u ", seq, m->uid,
+		 m->flags);
+}
+
+static void ev_exists(void *ctx, uint32_t count)
+{
+	struct events *e = ctx;
+	size_t l = strlen(e->log);
+	snprintf(e->log + l, sizeof(e->log) - l, "E%u ", count);
+}
+
+static const struct store_view_callbacks view_cb = {ev_expunged, ev_changed,
+						    ev_exists};
+
+static void test_views(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 6);
+	struct store_error err;
+	for (int i = 0; i < 4; i++)
+		append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	struct store_view *v, *ro;
+	CHECK_INT(store_view_open(u, "INBOX", 0, &v, &err), 0);
+	CHECK_INT(store_view_count(v), 4);
+	CHECK_INT(store_view_uid(v, 4), 4);
+	CHECK_INT(store_view_uid(v, 5), 0);
+	CHECK_INT(store_view_seq(v, 3), 3);
+	CHECK_INT(store_view_recent_count(v), 4);
+	CHECK(store_view_is_recent(v, 1));
+	CHECK(!store_view_has_changes(v));
+	/* the second view gets no \Recent: the first took it */
+	CHECK_INT(store_view_open(u, "INBOX", STORE_VIEW_READONLY, &ro, &err), 0);
+	CHECK_INT(store_view_recent_count(ro), 0);
+
+	append(u, "INBOX", "Subject: v5\r\n\r\nx\r\n", 0);
+	struct store_uid_range r2 = {2, 2}, r3 = {3, 3};
+	struct store_flag_change seen = {.mode = STORE_FLAGS_ADD,
+					 .flags = STORE_FLAG_SEEN};
+	store_flags_update(u, "INBOX", &r2, 1, &seen, NULL, NULL, NULL, NULL,
+			   &err);
+	store_expunge(u, "INBOX", &r3, 1, true, NULL, NULL, &err);
+	CHECK(store_view_has_changes(v));
+
+	/* expunges not allowed: the message stays, numbering is kept */
+	struct events e = {""};
+	CHECK_INT(store_view_sync(v, false, &view_cb, &e, &err), 0);
+	CHECK_STR(e.log, "E5 F2/2:1 ");
+	CHECK_INT(store_view_count(v), 5);
+	CHECK_INT(store_view_uid(v, 3), 3);
+	CHECK_INT(store_view_recent_count(v), 5);
+	/* later, allowed: reported once */
+	e.log[0] = '\0';
+	CHECK_INT(store_view_sync(v, true, &view_cb, &e, &err), 0);
+	CHECK_STR(e.log, "X3/3 ");
+	CHECK_INT(store_view_count(v), 4);
+	CHECK_INT(store_view_uid(v, 3), 4);
+	CHECK_INT(store_view_seq(v, 5), 4);
+	CHECK_INT(store_view_seq_ceil(v, 3), 3);
+	CHECK_INT(store_view_seq_ceil(v, 99), 5);
+	e.log[0] = '\0';
+	CHECK_INT(store_view_sync(v, true, &view_cb, &e, &err), 0);
+	CHECK_STR(e.log, "");
+
+	/* several expunges: highest sequence first */
+	struct store_uid_range all = {1, 10};
+	store_expunge(u, "INBOX", &all, 1, true, NULL, NULL, &err);
+	e.log[0] = '\0';
+	CHECK_INT(store_view_sync(ro, true, &view_cb, &e, &err), 0);
+	CHECK_STR(e.log, "X4/4 X3/3 X2/2 X1/1 ");
+	CHECK_INT(store_view_count(ro), 0);
+	e.log[0] = '\0';
+	CHECK_INT(store_view_sync(v, true, &view_cb, &e, &err), 0);
+	CHECK_STR(e.log, "X4/5 X3/4 X2/2 X1/1 ");
+	CHECK_INT(store_view_count(v), 0);
+	store_view_close(&ro);
+	store_view_close(&v);
+
+	/* a deleted mailbox: sync fails with NOTFOUND */
+	store_mailbox_create(u, "Gone", 0, &err);
+	CHECK_INT(store_view_open(u, "Gone", 0, &v, &err), 0);
+	store_mailbox_delete(u, "Gone", &err);
+	CHECK_INT(store_view_sync(v, true, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	store_view_close(&v);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_recent_status(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 8);
+	struct store_error err;
+	append(u, "INBOX", "Subject: r\r\n\r\nx\r\n", 0);
+	append(u, "INBOX", "Subject: r\r\n\r\nx\r\n", 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.recent, 2);
+	store_mailbox_info_free(&info);
+	struct store_view *v;
+	store_view_open(u, "INBOX", STORE_VIEW_READONLY, &v, &err);
+	CHECK_INT(store_view_recent_count(v), 2); /* EXAMINE sees, keeps */
+	store_view_close(&v);
+	store_view_open(u, "INBOX", 0, &v, &err);
+	CHECK_INT(store_view_recent_count(v), 2);
+	store_view_close(&v);
+	info = status(u, "INBOX");
+	CHECK_INT(info.recent, 0);
+	store_mailbox_info_free(&info);
+	/* \Recent survives closing the user (persisted lazily) */
+	append(u, "INBOX", "Subject: r\r\n\r\nx\r\n", 0);
+	store_user_unref(&u);
+	u = user_open(store, 8);
+	info = status(u, "INBOX");
+	CHECK_INT(info.recent, 1);
+	store_mailbox_info_free(&info);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- search ------------------------------------------------------- */
+
+static void search_expect(struct store_user *u, enum store_text_where where,
+			  const char *needle, const char *want, int line)
+{
+	uint32_t *uids;
+	size_t n;
+	struct store_error err;
+	char got[512] = "";
+	if (store_search_text(u, "INBOX", where, needle, NULL, 0, &uids, &n,
+			      &err) < 0) {
+		snprintf(got, sizeof(got), "error %s", err.msg);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			size_t l = strlen(got);
+			snprintf(got + l, sizeof(got) - l, "%s%u", i ? " " : "",
+				 uids[i]);
+		}
+		free(uids);
+	}
+	if (strcmp(got, want) != 0) {
+		fprintf(stderr, "%s:%d: search \"%s\" gave \"%s\", expected \"%s\"\n",
+			__FILE__, line, needle, got, want);
+		test_failures_in_case++;
+	}
+}
+#define SEARCH(u, w, n, want) search_expect(u, w, n, want, __LINE__)
+
+static void test_search(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 9);
+	append(u, "INBOX", "Subject: Quarterly report\r\n\r\nThe NUMBERS look good.\r\n", 0);
+	append(u, "INBOX", "Subject: lunch\r\n\r\nnumber nine, Straße, ÉCOLE, Ωμέγα\r\n", 0);
+	append(u, "INBOX", "Subject: numbers\r\n\r\nnothing here\r\n", 0);
+	append(u, "INBOX", "Subject: x\r\n\r\nab\"cd\" and 100%\r\n", 0);
+	SEARCH(u, STORE_TEXT_BODY, "numbers", "1");
+	SEARCH(u, STORE_TEXT_ALL, "numbers", "1 3");
+	SEARCH(u, STORE_TEXT_BODY, "NUMBER", "1 2");
+	SEARCH(u, STORE_TEXT_BODY, "number nine", "2");
+	SEARCH(u, STORE_TEXT_BODY, "école", "2");
+	SEARCH(u, STORE_TEXT_BODY, "ΩΜΈΓΑ", "2");
+	SEARCH(u, STORE_TEXT_BODY, "straße", "2");
+	SEARCH(u, STORE_TEXT_BODY, "b\"cd", "4");
+	SEARCH(u, STORE_TEXT_BODY, "100%", "4");
+	SEARCH(u, STORE_TEXT_BODY, "zebra", "");
+	SEARCH(u, STORE_TEXT_BODY, "od", "1"); /* short: scanned */
+	SEARCH(u, STORE_TEXT_BODY, "n", "1 2 3 4");
+	SEARCH(u, STORE_TEXT_BODY, "", "1 2 3 4");
+	SEARCH(u, STORE_TEXT_ALL, "quarterly", "1");
+	/* the trigrams all occur but not in sequence */
+	SEARCH(u, STORE_TEXT_BODY, "look numbers", "");
+	uint32_t *uids;
+	size_t n;
+	struct store_error err;
+	struct store_uid_range r = {2, 4};
+	CHECK_INT(store_search_text(u, "INBOX", STORE_TEXT_BODY, "number", &r,
+				    1, &uids, &n, &err), 0);
+	CHECK_INT(n, 1);
+	free(uids);
+	/* expunged messages leave the index */
+	store_expunge(u, "INBOX", &r, 1, true, NULL, NULL, &err);
+	SEARCH(u, STORE_TEXT_BODY, "number", "1");
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- group commit ------------------------------------------------- */
+
+struct writer_arg {
+	struct store *store;
+	int count;
+	int failures;
+};
+
+static void *writer_main(void *p)
+{
+	struct writer_arg *a = p;
+	struct store_user *u = user_open(a->store, 10);
+	char msg[256];
+	for (int i = 0; i < a->count; i++) {
+		snprintf(msg, sizeof(msg), "Subject: t%d\r\n\r\nbody %d\r\n", i, i);
+		if (append(u, "INBOX", msg, 0) == 0)
+			a->failures++;
+	}
+	store_user_unref(&u);
+	return NULL;
+}
+
+static void test_group_commit(void)
+{
+	/* with fsync on: durability is what makes batching matter */
+	struct store *store = setup_fsync(true);
+	enum { THREADS = 8, EACH = 25 };
+	pthread_t t[THREADS];
+	struct writer_arg a[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		a[i] = (struct writer_arg){store, EACH, 0};
+		pthread_create(&t[i], NULL, writer_main, &a[i]);
+	}
+	int failures = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		failures += a[i].failures;
+	}
+	CHECK_INT(failures, 0);
+	struct store_user *u = user_open(store, 10);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, THREADS * EACH);
+	CHECK_INT(info.uidnext, THREADS * EACH + 1);
+	CHECK_INT(info.highestmodseq, THREADS * EACH);
+	store_mailbox_info_free(&info);
+	struct store_usage usage;
+	struct store_error err;
+	store_user_usage(u, &usage, &err);
+	CHECK_INT(usage.messages, THREADS * EACH);
+	/* every UID once, in order */
+	struct store_fetch *f;
+	const struct store_msg *m;
+	store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_FLAGS, &f, &err);
+	uint32_t expect = 1;
+	while (store_fetch_next(f, &m, &err) == 1)
+		CHECK_INT(m->uid, expect++);
+	store_fetch_end(&f);
+	CHECK_INT(expect, THREADS * EACH + 1);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- blob writer crash safety ------------------------------------- */
+
+static void test_blob_writer(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 11);
+	struct store_error err;
+	struct store_blob_writer *w;
+	char *tmp = user_path(11, "tmp"), *blobs = user_path(11, "blobs");
+
+	/* streaming, split CRLF across writes */
+	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
+	store_blob_writer_write(w, "Subject: s\r", 11, &err);
+	store_blob_writer_write(w, "\n\nab\n", 5, &err);
+	CHECK_INT(store_blob_writer_size(w), 18);
+	uint32_t uid;
+	CHECK_INT(store_blob_writer_commit(&w, "INBOX", NULL, &uid, NULL, &err), 0);
+	CHECK(w == NULL);
+	struct store_blob b;
+	store_blob_open(u, "INBOX", uid, &b, &err);
+	CHECK_MEM(b.data, b.len, "Subject: s\r\n\r\nab\r\n", 18);
+	store_blob_close(&b);
+
+	/* abort leaves nothing */
+	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
+	store_blob_writer_write(w, "Subject: a\r\n\r\nx\r\n", 17, &err);
+	CHECK_INT(count_files(tmp), 1);
+	store_blob_writer_abort(&w);
+	CHECK_INT(count_files(tmp), 0);
+	CHECK_INT(count_files(blobs), 1);
+
+	/* disk full in the middle: TEMP, nothing stored, nothing left */
+	atomic_store(&store->test_fail_write_after, 100000);
+	char *big = xmalloc(300000);
+	memset(big, 'x', 300000);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	CHECK_INT(store_append(u, "INBOX", big, 300000, NULL, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	atomic_store(&store->test_fail_write_after, 0);
+	free(big);
+	CHECK_INT(count_files(tmp), 0);
+	CHECK_INT(count_files(blobs), 1);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+	struct store_usage usage;
+	store_user_usage(u, &usage, &err);
+	CHECK_INT(usage.messages, 1);
+	CHECK_INT(usage.bytes, 18);
+
+	/* a commit that fails in the index removes its blob file */
+	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
+	store_blob_writer_write(w, "x\r\n", 3, &err);
+	CHECK_INT(store_blob_writer_commit(&w, "NoSuchBox", NULL, NULL, NULL,
+					   &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	CHECK_INT(count_files(tmp), 0);
+	CHECK_INT(count_files(blobs), 1);
+	free(tmp);
+	free(blobs);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- the hub ------------------------------------------------------ */
+
+struct hub_log {
+	int appends, flags, expunges, mailboxes;
+	uint64_t last_modseq;
+};
+
+static void hub_cb(void *ctx, const struct store_change *ch)
+{
+	struct hub_log *h = ctx;
+	switch (ch->kind) {
+	case STORE_CHANGE_APPEND: h->appends++; break;
+	case STORE_CHANGE_FLAGS: h->flags++; break;
+	case STORE_CHANGE_EXPUNGE: h->expunges++; break;
+	case STORE_CHANGE_MAILBOXES: h->mailboxes++; break;
+	}
+	h->last_modseq = ch->modseq;
+}
+
+static void test_hub(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 12);
+	struct store_error err;
+	struct hub_log h = {0}, other = {0};
+	struct store_subscription *sub, *sub2;
+	store_subscribe(store, 12, hub_cb, &h, &sub);
+	store_subscribe(store, 12 + 1024, hub_cb, &other, &sub2);
+	append(u, "INBOX", "Subject: h\r\n\r\nx\r\n", 0);
+	struct store_uid_range r = {1, 1};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_DELETED};
+	store_flags_update(u, "INBOX", &r, 1, &ch, NULL, NULL, NULL, NULL, &err);
+	store_expunge(u, "INBOX", NULL, 0, false, NULL, NULL, &err);
+	store_mailbox_create(u, "New", 0, &err);
+	CHECK_INT(h.appends, 1);
+	CHECK_INT(h.flags, 1);
+	CHECK_INT(h.expunges, 1);
+	CHECK_INT(h.mailboxes, 1);
+	CHECK_INT(h.last_modseq, 4);
+	CHECK_INT(other.appends, 0);
+	store_unsubscribe(&sub);
+	CHECK(sub == NULL);
+	append(u, "INBOX", "Subject: h\r\n\r\nx\r\n", 0);
+	CHECK_INT(h.appends, 1);
+	store_unsubscribe(&sub2);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- POP3 and retention ------------------------------------------- */
+
+static void test_pop3_retention(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 13);
+	struct store_error err;
+	for (int i = 0; i < 3; i++)
+		append(u, "INBOX", "Subject: p\r\n\r\nx\r\n", 0);
+	time_t now = time(NULL);
+	struct store_mailbox_info before = status(u, "INBOX");
+	CHECK_INT(store_pop3_retrieved(u, 1, now - 20 * 86400, &err), 0);
+	CHECK_INT(store_pop3_retrieved(u, 1, now, &err), 0); /* first stays */
+	CHECK_INT(store_pop3_retrieved(u, 2, now - 20 * 86400, &err), 0);
+	uint32_t hide = 3;
+	CHECK_INT(store_pop3_hide(u, &hide, 1, &err), 0);
+	/* POP3 marks are invisible to IMAP: no modseq */
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.highestmodseq, before.highestmodseq);
+	store_mailbox_info_free(&info);
+	store_mailbox_info_free(&before);
+	struct store_fetch *f;
+	const struct store_msg *m;
+	store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_POP3, &f, &err);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->pop3_first_retr, now - 20 * 86400);
+	CHECK(!m->pop3_hidden);
+	store_fetch_next(f, &m, &err);
+	store_fetch_next(f, &m, &err);
+	CHECK(m->pop3_hidden);
+	store_fetch_end(&f);
+
+	/* retention: POP3-downloaded INBOX mail goes to Trash after 14 days */
+	struct store_retention_policy pol = {
+		.pop3_retention_days = 14,
+		.pop3_delete = STORE_POP3_TRASH,
+		.trash_retention_days = 30,
+		.junk_retention_days = 30,
+	};
+	struct store_retention_report rep;
+	CHECK_INT(store_retention_run(u, &pol, now, &rep, &err), 0);
+	CHECK_INT(rep.pop3_removed, 2);
+	CHECK_INT(rep.trash_expunged, 0);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+	info = status(u, "Trash");
+	CHECK_INT(info.messages, 2);
+	store_mailbox_info_free(&info);
+	/* 31 days later Trash is emptied (by the date moved there) */
+	CHECK_INT(store_retention_run(u, &pol, now + 31 * 86400, &rep, &err), 0);
+	CHECK_INT(rep.trash_expunged, 2);
+	info = status(u, "Trash");
+	CHECK_INT(info.messages, 0);
+	store_mailbox_info_free(&info);
+	/* Junk by savedate too */
+	append(u, "Junk", "Subject: spam\r\n\r\nx\r\n", 0);
+	CHECK_INT(store_retention_run(u, &pol, now + 29 * 86400, &rep, &err), 0);
+	CHECK_INT(rep.junk_expunged, 0);
+	CHECK_INT(store_retention_run(u, &pol, now + 31 * 86400, &rep, &err), 0);
+	CHECK_INT(rep.junk_expunged, 1);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* ---- check -------------------------------------------------------- */
+
+struct lines {
+	int n;
+	char last[512];
+};
+
+static void report_cb(void *ctx, const char *line)
+{
+	struct lines *l = ctx;
+	l->n++;
+	snprintf(l->last, sizeof(l->last), "%s", line);
+}
+
+static void test_check(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 14);
+	struct store_error err;
+	append(u, "INBOX", "Subject: 1\r\n\r\nx\r\n", 0);
+	append(u, "INBOX", "Subject: 2\r\n\r\nx\r\n", 0);
+	store_copy(u, "INBOX", NULL, 0, "Archive", false, NULL, NULL, NULL,
+		   NULL, &err);
+	struct lines l = {0};
+	CHECK_INT(store_check(store, 14, true, report_cb, &l, &err), 0);
+	CHECK_INT(l.n, 0);
+
+	/* remove the blob of message 1; add an old orphan and a young one */
+	struct store_blob b;
+	store_blob_open(u, "INBOX", 1, &b, &err);
+	store_blob_close(&b);
+	char *blobs = user_path(14, "blobs");
+	struct store_fetch *f;
+	const struct store_msg *m;
+	/* find the blob file by content */
+	DIR *d;
+	char victim[512] = "";
+	for (unsigned i = 0; i < 256 && !victim[0]; i++) {
+		char *sub = xasprintf("%s/%02x", blobs, i);
+		d = opendir(sub);
+		struct dirent *e;
+		while (d && (e = readdir(d)) != NULL) {
+			if (e->d_name[0] == '.')
+				continue;
+			char *p = xasprintf("%s/%s", sub, e->d_name);
+			FILE *fp = fopen(p, "r");
+			char line[32] = "";
+			if (fp && fgets(line, sizeof(line), fp) &&
+			    strncmp(line, "Subject: 1", 10) == 0)
+				snprintf(victim, sizeof(victim), "%s", p);
+			if (fp)
+				fclose(fp);
+			free(p);
+		}
+		if (d)
+			closedir(d);
+		free(sub);
+	}
+	CHECK(victim[0] != '\0');
+	unlink(victim);
+	char *orphan = xasprintf("%s/ab/abcdef", blobs);
+	char *young = xasprintf("%s/ab/abcd00", blobs);
+	FILE *fp = fopen(orphan, "w");
+	fputs("junk", fp);
+	fclose(fp);
+	fp = fopen(young, "w");
+	fputs("junk", fp);
+	fclose(fp);
+	struct utimbuf old = {time(NULL) - 7200, time(NULL) - 7200};
+	utime(orphan, &old);
+
+	struct hub_log h = {0};
+	struct store_subscription *sub;
+	store_subscribe(store, 14, hub_cb, &h, &sub);
+	l.n = 0;
+	CHECK_INT(store_check(store, 14, false, report_cb, &l, &err), -1);
+	CHECK_INT(l.n, 2);
+	l.n = 0;
+	CHECK_INT(store_check(store, 14, true, report_cb, &l, &err), 0);
+	CHECK_INT(l.n, 2);
+	CHECK(access(orphan, F_OK) != 0);
+	CHECK(access(young, F_OK) == 0);
+	CHECK_INT(h.expunges, 2); /* INBOX and Archive saw it go */
+	store_unsubscribe(&sub);
+	l.n = 0;
+	CHECK_INT(store_check(store, 14, true, report_cb, &l, &err), 0);
+	CHECK_INT(l.n, 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+	struct store_usage usage;
+	store_user_usage(u, &usage, &err);
+	CHECK_INT(usage.messages, 2);
+	store_fetch_begin(u, "Archive", NULL, 0, STORE_FETCH_FLAGS, &f, &err);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->uid, 2);
+	store_fetch_end(&f);
+	/* an account with no mail yet is consistent */
+	CHECK_INT(store_check(store, 999, true, report_cb, &l, &err), 0);
+	free(orphan);
+	free(young);
+	free(blobs);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static void test_background_sweep(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 15);
+	append(u, "INBOX", "Subject: keep\r\n\r\nx\r\n", 0);
+	store_user_unref(&u);
+	char *blobs = user_path(15, "blobs");
+	char *orphan = xasprintf("%s/cd/cdef01", blobs);
+	char *tmpf = user_path(15, "tmp/halfwritten");
+	FILE *fp = fopen(orphan, "w");
+	fputs("junk", fp);
+	fclose(fp);
+	fp = fopen(tmpf, "w");
+	fputs("junk", fp);
+	fclose(fp);
+	struct utimbuf old = {time(NULL) - 60, time(NULL) - 60};
+	utime(orphan, &old);
+	utime(tmpf, &old);
+	store_close(&store);
+	/* a restart: the sweep runs in the background */
+	struct store_settings set = {.data_dir = data_dir, .fsync = false};
+	struct store_error err;
+	CHECK_INT(store_open(&set, &store, &err), 0);
+	store_start_background(store);
+	for (int i = 0; i < 100 && access(orphan, F_OK) == 0; i++)
+		usleep(20000);
+	CHECK(access(orphan, F_OK) != 0);
+	CHECK(access(tmpf, F_OK) != 0);
+	CHECK_INT(count_files(blobs), 1);
+	free(orphan);
+	free(tmpf);
+	free(blobs);
+	teardown(&store);
+}
+
+static void test_config(void)
+{
+	const char text[] = "data_dir = /srv/loft\n[limits]\nmax_message_size = 10M\n"
+			    "[store]\nfsync = no\n";
+	struct config *cfg;
+	struct buf errors;
+	buf_init(&errors, 0);
+	CHECK_INT(config_parse("t.conf", text, strlen(text), &cfg, &errors), 0);
+	struct store_settings set;
+	CHECK_INT(store_settings_from_config(cfg, &set, &errors), 0);
+	CHECK_STR(set.data_dir, "/srv/loft");
+	CHECK_INT(set.max_message_size, 10 * 1024 * 1024);
+	CHECK(!set.fsync);
+	config_free(&cfg);
+	const char bad[] = "data_dir = relative\n[limits]\nmax_message_size = lots\n";
+	CHECK_INT(config_parse("b.conf", bad, strlen(bad), &cfg, &errors), 0);
+	CHECK_INT(store_settings_from_config(cfg, &set, &errors), -1);
+	CHECK(errors.data != NULL && strstr(errors.data, "b.conf:1: ") != NULL);
+	CHECK(errors.data != NULL && strstr(errors.data, "b.conf:3: ") != NULL);
+	config_free(&cfg);
+	buf_free(&errors);
+}
+
+static void test_thread_ids(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 16);
+	struct store_error err;
+	append(u, "INBOX", "Message-ID: <a@x>\r\nSubject: s\r\n\r\nx\r\n", 0);
+	append(u, "INBOX", "Message-ID: <c@x>\r\nReferences: <a@x> <b@x>\r\n\r\nx\r\n", 0);
+	append(u, "INBOX", "Message-ID: <z@x>\r\nSubject: other\r\n\r\nx\r\n", 0);
+	/* a reply that arrives before its parent */
+	append(u, "INBOX", "Message-ID: <r@x>\r\nIn-Reply-To: <p@x>\r\n\r\nx\r\n", 0);
+	append(u, "INBOX", "Message-ID: <p@x>\r\n\r\nx\r\n", 0);
+	char tid[5][32];
+	struct store_fetch *f;
+	const struct store_msg *m;
+	store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_OBJECTID, &f, &err);
+	for (int i = 0; i < 5 && store_fetch_next(f, &m, &err) == 1; i++)
+		memcpy(tid[i], m->threadid, 32);
+	store_fetch_end(&f);
+	CHECK_STR(tid[0], tid[1]);
+	CHECK(strcmp(tid[0], tid[2]) != 0);
+	CHECK_STR(tid[3], tid[4]);
+	CHECK(strcmp(tid[3], tid[0]) != 0);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static const struct test_case cases[] = {
+	{"defaults", test_defaults},
+	{"append_fetch", test_append_fetch},
+	{"flags_modseq", test_flags_modseq},
+	{"mailboxes", test_mailboxes},
+	{"copy_move_expunge", test_copy_move_expunge},
+	{"quota", test_quota},
+	{"views", test_views},
+	{"recent_status", test_recent_status},
+	{"search", test_search},
+	{"group_commit", test_group_commit},
+	{"blob_writer", test_blob_writer},
+	{"hub", test_hub},
+	{"pop3_retention", test_pop3_retention},
+	{"check", test_check},
+	{"background_sweep", test_background_sweep},
+	{"config", test_config},
+	{"thread_ids", test_thread_ids},
+	{NULL, NULL},
+};
+
+int main(void)
+{
+	return test_main(cases);
+}
