@@ -699,7 +699,7 @@ static const char *state_error(const struct imap_client *c, unsigned flags)
 	return "[CLIENTBUG] Command not valid in this state";
 }
 
-static void after_command(struct imap_client *c)
+void imap_client_after_command(struct imap_client *c)
 {
 	imap_parser_set_limits(c->parser, c->state == IMAP_STATE_NOT_AUTH
 						  ? &c->server->set.limits_prelogin
@@ -735,7 +735,7 @@ static void command_task(void *session, struct net_conn *conn, void *arg)
 	/* streamed literals not taken by the command are dropped */
 	if (!cmd->continues)
 		imap_client_abort_streams(c);
-	after_command(c);
+	imap_client_after_command(c);
 	if (c->logged_out)
 		net_conn_close(conn);
 	c->task_running = false;
@@ -774,7 +774,7 @@ static bool dispatch(struct imap_client *c)
 	}
 	if (def->flags & IMAP_CMD_IO_THREAD) {
 		def->fn(cmd);
-		after_command(c);
+		imap_client_after_command(c);
 		return true;   /* STARTTLS: input before the handshake is gone */
 	}
 	c->task_running = true;
@@ -901,7 +901,7 @@ static bool read_line(struct imap_client *c, struct evbuffer *in)
 		return true;
 	}
 	if (c->input_mode == IMAP_MODE_IDLE)
-		imap_client_idle_done(c);
+		imap_client_idle_line(c, line, len);
 	else
 		imap_client_sasl_line(c, line, len);
 	free(line);

@@ -20,7 +20,7 @@ static const struct imap_command_def commands[] = {
 	{"NOOP", cmd_noop, ANY},
 	{"LOGOUT", cmd_logout, ANY},
 	{"ID", cmd_id, ANY},
-	{"STARTTLS", cmd_starttls, PRE | IOT},
+	{"STARTTLS", cmd_starttls, PRE},
 	{"LOGIN", cmd_login, PRE},
 	{"AUTHENTICATE", cmd_authenticate, PRE | CONT},
 	{"UNAUTHENTICATE", cmd_unauthenticate, POST},

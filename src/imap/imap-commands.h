@@ -31,9 +31,38 @@ void imap_client_logout_user(struct imap_client *c);
 /* Aborts the blob writers of streamed APPEND literals. */
 void imap_client_abort_streams(struct imap_client *c);
 /* IDLE's "DONE" line / an AUTHENTICATE response line (I/O thread). */
-void imap_client_idle_done(struct imap_client *c);
+void imap_client_idle_line(struct imap_client *c, const char *line,
+			   size_t len);
 void imap_client_sasl_line(struct imap_client *c, const char *line,
 			   size_t len);
+/* A mailbox name argument as a store name (caller frees); replies and
+ * returns NULL if it is not acceptable. */
+char *imap_cmd_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *arg,
+			   bool strip_sep);
+/* \Sent \Trash ... for special-use bits, space-separated. */
+void imap_append_special_use(struct buf *out, unsigned bits, bool *first);
+/* STATUS items (cmd-status.c). */
+enum imap_status_item {
+	IMAP_STATUS_MESSAGES = 1 << 0,
+	IMAP_STATUS_RECENT = 1 << 1,
+	IMAP_STATUS_UIDNEXT = 1 << 2,
+	IMAP_STATUS_UIDVALIDITY = 1 << 3,
+	IMAP_STATUS_UNSEEN = 1 << 4,
+	IMAP_STATUS_DELETED = 1 << 5,
+	IMAP_STATUS_SIZE = 1 << 6,
+	IMAP_STATUS_HIGHESTMODSEQ = 1 << 7,
+	IMAP_STATUS_APPENDLIMIT = 1 << 8,
+	IMAP_STATUS_MAILBOXID = 1 << 9,
+};
+/* Parses a STATUS item list; -1 (nothing replied) if invalid. */
+int imap_status_parse_items(const struct imap_arg *list, unsigned *items_r);
+/* "* STATUS name (...)" for info. */
+void imap_status_write(struct imap_client *c, const struct store_mailbox_info *info,
+		       unsigned items);
+/* Leaves the selected state without expunging (SELECT, UNSELECT). */
+void imap_client_unselect(struct imap_client *c);
+/* Parser limits and timeout for the session's state (after a command). */
+void imap_client_after_command(struct imap_client *c);
 /* Input modes (imap_client.input_mode). */
 enum imap_input_mode {
 	IMAP_MODE_COMMAND,

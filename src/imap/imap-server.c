@@ -4,7 +4,8 @@
  * [imap] keys (besides the daemon's `listen`):
  *   namespace = standard | inbox   "inbox": Courier-style personal
  *                                   namespace "INBOX." with separator "."
- *   append_limit = 64M             APPENDLIMIT and the largest APPEND
+ *   append_limit = [limits] max_message_size (50M)
+ *                                  APPENDLIMIT and the largest APPEND
  *   max_line = 1M                  command text outside literals
  *   max_literal = 1M               one literal held in memory (APPEND
  *                                  streams to disk and is not bound by it)
@@ -73,18 +74,51 @@ static int get_uint(const struct config *cfg, const char *key, uint64_t def,
 	return 0;
 }
 
+static const char *const imap_keys[] = {
+	"listen", "namespace", "append_limit", "max_line", "max_literal",
+	"timeout", "timeout_login", "idle_keepalive",
+	"max_connections_per_user", "max_connections_per_user_ip", NULL,
+};
+
+/* [imap] and [imaps] are this module's: unknown keys are errors. imaps
+ * shares the [imap] settings and only has its own listen. */
+static int check_keys(const struct config *cfg, struct buf *errors)
+{
+	int ret = 0;
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct config_entry *e = &cfg->entries[i];
+		bool imaps = strcmp(e->section, "imaps") == 0;
+		if (strcmp(e->section, "imap") != 0 && !imaps)
+			continue;
+		bool known = false;
+		for (size_t k = 0; imap_keys[k] != NULL && !known; k++)
+			known = strcmp(e->key, imap_keys[k]) == 0 &&
+				(!imaps || k == 0);
+		if (!known) {
+			buf_printf(errors, "%s:%d: [%s] unknown key '%s'%s\n",
+				   cfg->path, e->line, e->section, e->key,
+				   imaps ? " (set it in [imap])" : "");
+			ret = -1;
+		}
+	}
+	return ret;
+}
+
 static int read_settings(const struct config *cfg, struct imap_settings *set,
 			 struct buf *errors)
 {
-	int ret = 0;
+	int ret = check_keys(cfg, errors);
 	const char *ns = config_get(cfg, "imap", "namespace");
 	if (ns != NULL && strcmp(ns, "inbox") == 0)
 		set->inbox_namespace = true;
 	else if (ns != NULL && strcmp(ns, "standard") != 0)
 		ret = bad_value(cfg, "namespace",
 				"must be \"standard\" or \"inbox\"", errors);
-	uint64_t line, literal;
-	ret |= get_size(cfg, "append_limit", 64ULL << 20, 1024,
+	uint64_t line, literal, max_message = 50ULL << 20;
+	const char *mm = config_get(cfg, "limits", "max_message_size");
+	if (mm != NULL && config_parse_size(mm, &max_message) < 0)
+		max_message = 50ULL << 20;   /* the store reports it */
+	ret |= get_size(cfg, "append_limit", max_message, 1024,
 			&set->append_limit, errors);
 	ret |= get_size(cfg, "max_line", 1 << 20, 8192, &line, errors);
 	ret |= get_size(cfg, "max_literal", 1 << 20, 8192, &literal, errors);

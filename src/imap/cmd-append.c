@@ -1,0 +1,255 @@
+/*
+ * APPEND (RFC 9051 6.3.12) with MULTIAPPEND (RFC 3502), UIDPLUS APPENDUID
+ * (RFC 4315), APPENDLIMIT (RFC 7889), literal8 (BINARY, RFC 3516) and
+ * "UTF8 (~{n})" (RFC 6855 4).
+ *
+ * The message bytes never sit in memory: imap-client.c streams each
+ * message literal into a store blob writer as it arrives (one writer per
+ * literal, indexed by imap_arg.stream_index). Here the command line is
+ * complete; the writers are committed in order. MULTIAPPEND is all or
+ * nothing: if one commit fails, the messages already added are expunged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <string.h>
+#include <time.h>
+
+#include "imap-commands.h"
+#include "imap-server.h"
+#include "log.h"
+
+struct append_msg {
+	unsigned flags;
+	const char **keywords;
+	size_t keyword_count;
+	time_t internaldate;
+	uint32_t stream_index;
+};
+
+static int parse_2(const char *s)
+{
+	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+		return -1;
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* "dd-Mon-yyyy hh:mm:ss +zzzz" (day may be " d" or "d"). */
+static int parse_date_time(const char *s, time_t *t_r)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char buf[32];
+	size_t len = strlen(s);
+	if (len == 25) {          /* one-digit day without the space */
+		buf[0] = '0';
+		memcpy(buf + 1, s, len + 1);
+	} else if (len == 26) {
+		memcpy(buf, s, len + 1);
+		if (buf[0] == ' ')
+			buf[0] = '0';
+	} else {
+		return -1;
+	}
+	struct tm tm = {0};
+	int day = parse_2(buf), hh = parse_2(buf + 12), mm = parse_2(buf + 15),
+	    ss = parse_2(buf + 18), zh = parse_2(buf + 22), zm = parse_2(buf + 24);
+	int y1 = parse_2(buf + 7), y2 = parse_2(buf + 9);
+	if (day < 1 || day > 31 || buf[2] != '-' || buf[6] != '-' || y1 < 0 ||
+	    y2 < 0 || buf[11] != ' ' || hh < 0 || hh > 23 || buf[14] != ':' ||
+	    mm < 0 || mm > 59 || buf[17] != ':' || ss < 0 || ss > 60 ||
+	    buf[20] != ' ' || (buf[21] != '+' && buf[21] != '-') || zh < 0 ||
+	    zm < 0 || zm > 59)
+		return -1;
+	const char *m = NULL;
+	for (int i = 0; i < 12 && m == NULL; i++) {
+		if (strncasecmp(buf + 3, months + i * 3, 3) == 0)
+			m = months + i * 3;
+	}
+	if (m == NULL)
+		return -1;
+	tm.tm_mday = day;
+	tm.tm_mon = (int)(m - months) / 3;
+	tm.tm_year = y1 * 100 + y2 - 1900;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	time_t t = timegm(&tm);
+	long off = (zh * 60L + zm) * 60L;
+	*t_r = buf[21] == '+' ? t - off : t + off;
+	return 0;
+}
+
+static void free_msgs(struct append_msg *msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(msgs[i].keywords);
+	free(msgs);
+}
+
+/* Walks [flags] [date] (literal | UTF8 (literal8)) repeated. */
+static const char *parse_messages(const struct imap_arg *a,
+				  struct append_msg **msgs_r, size_t *count_r)
+{
+	struct append_msg *msgs = NULL;
+	size_t n = 0;
+	const char *error = NULL;
+	while (a->type != IMAP_ARG_EOL) {
+		msgs = xrealloc(msgs, (n + 1) * sizeof(*msgs));
+		struct append_msg *m = &msgs[n];
+		memset(m, 0, sizeof(*m));
+		n++;
+		if (a->type == IMAP_ARG_LIST) {
+			if (imap_parse_flags(a, &m->flags, &m->keywords,
+					     &m->keyword_count, &error) < 0)
+				goto fail;
+			a++;
+		}
+		if (a->type == IMAP_ARG_QUOTED) {
+			if (parse_date_time(a->str.ptr, &m->internaldate) < 0) {
+				error = "Invalid date-time";
+				goto fail;
+			}
+			a++;
+		}
+		const struct imap_arg *lit = a;
+		if (imap_arg_atom_eq(a, "UTF8") && a[1].type == IMAP_ARG_LIST &&
+		    a[1].list_count == 1) {
+			lit = &a[1].list[0];
+			a++;
+		}
+		if (lit->type != IMAP_ARG_LITERAL || !lit->streamed) {
+			error = "Expected a message literal";
+			goto fail;
+		}
+		m->stream_index = lit->stream_index;
+		a++;
+	}
+	if (n == 0) {
+		error = "APPEND needs a message";
+		goto fail;
+	}
+	*msgs_r = msgs;
+	*count_r = n;
+	return NULL;
+fail:
+	free_msgs(msgs, n);
+	return error;
+}
+
+static const char *append_error_code(const struct store_error *err)
+{
+	if (err->kind == STORE_ERR_LIMIT)
+		return "TOOBIG";
+	if (err->kind == STORE_ERR_NOTFOUND)
+		return "TRYCREATE";
+	return imap_store_error_code(err->kind);
+}
+
+/* Undoes the messages committed so far (MULTIAPPEND atomicity). */
+static void undo(struct imap_client *c, const char *mailbox,
+		 const uint32_t *uids, size_t n)
+{
+	if (n == 0)
+		return;
+	struct store_uid_range *r = xmalloc(n * sizeof(*r));
+	for (size_t i = 0; i < n; i++)
+		r[i].lo = r[i].hi = uids[i];
+	size_t rn = imap_uid_ranges_normalize(r, n);
+	uint32_t *gone = NULL;
+	size_t gn = 0;
+	struct store_error err = {0};
+	if (store_expunge(c->store_user, mailbox, r, rn, true, &gone, &gn, &err) < 0)
+		log_error("imap", c->sid, "APPEND: could not undo %zu messages: %s",
+			  n, err.msg);
+	free(gone);
+	free(r);
+}
+
+static void commit_all(struct imap_cmd *cmd, const char *mailbox,
+		       struct append_msg *msgs, size_t n)
+{
+	struct imap_client *c = cmd->client;
+	uint32_t *uids = xcalloc(n, sizeof(*uids));
+	uint32_t uidvalidity = 0;
+	struct store_error err = {0};
+	size_t done = 0;
+	for (; done < n; done++) {
+		struct append_msg *m = &msgs[done];
+		struct store_blob_writer **w = m->stream_index < c->writer_count
+						       ? &c->writers[m->stream_index]
+						       : NULL;
+		if ((w == NULL || *w == NULL) ||
+		    store_blob_writer_size(*w) == 0) {
+			err.kind = STORE_ERR_INVALID;
+			snprintf(err.msg, sizeof(err.msg), "Empty message");
+			break;
+		}
+		struct store_append_params p = {
+			.flags = m->flags,
+			.keywords = m->keywords,
+			.keyword_count = m->keyword_count,
+			.internaldate = m->internaldate,
+		};
+		if (store_blob_writer_commit(w, mailbox, &p, &uids[done],
+					     &uidvalidity, &err) < 0)
+			break;
+	}
+	if (done < n) {
+		undo(c, mailbox, uids, done);
+		if (err.kind == STORE_ERR_INTERNAL)
+			imap_cmd_store_error(cmd, &err);
+		else
+			imap_cmd_no(cmd, "[%s] %s", append_error_code(&err), err.msg);
+	} else {
+		struct buf set;
+		buf_init(&set, 0);
+		imap_uids_append_set(&set, uids, n);
+		imap_cmd_ok(cmd, "[APPENDUID %u %s] APPEND completed", uidvalidity,
+			    set.data);
+		buf_free(&set);
+	}
+	free(uids);
+}
+
+void cmd_append(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	struct append_msg *msgs = NULL;
+	size_t n = 0;
+	if (a[0].type == IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] APPEND needs a mailbox and a message");
+		return;
+	}
+	const char *error = parse_messages(a + 1, &msgs, &n);
+	if (error != NULL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
+		return;
+	}
+	char *mailbox = imap_cmd_mailbox_arg(cmd, &a[0], false);
+	if (mailbox == NULL) {
+		free_msgs(msgs, n);
+		return;
+	}
+	struct store_mailbox_info info;
+	struct store_error err = {0};
+	if (c->stream_failed) {
+		imap_cmd_no(cmd, "[%s] %s", append_error_code(&c->stream_err),
+			    c->stream_err.msg);
+	} else if (store_mailbox_status(c->store_user, mailbox, &info, &err) < 0) {
+		/* RFC 9051 6.3.12: the client may CREATE and retry */
+		if (err.kind == STORE_ERR_NOTFOUND)
+			imap_cmd_no(cmd, "[TRYCREATE] No such mailbox");
+		else
+			imap_cmd_store_error(cmd, &err);
+	} else {
+		bool noselect = info.noselect;
+		store_mailbox_info_free(&info);
+		if (noselect)
+			imap_cmd_no(cmd, "[TRYCREATE] Mailbox cannot hold messages");
+		else
+			commit_all(cmd, mailbox, msgs, n);
+	}
+	free(mailbox);
+	free_msgs(msgs, n);
+}

@@ -1,0 +1,366 @@
+/*
+ * Getting in and out: STARTTLS (RFC 9051 6.2.1), LOGIN, AUTHENTICATE with
+ * SASL-IR (RFC 4959), UNAUTHENTICATE (RFC 8437) and COMPRESS (RFC 4978).
+ * Password checks run here, on a worker: auth_verify may take a while
+ * (argon2id, and the throttling of failed logins sleeps).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap-commands.h"
+#include "imap-server.h"
+#include "log.h"
+
+/* ---- base64 (RFC 4648) for SASL ---------------------------------------- */
+
+static const char b64chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64_encode(struct buf *out, const unsigned char *in, size_t len)
+{
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		buf_append_char(out, b64chars[v >> 18 & 63]);
+		buf_append_char(out, b64chars[v >> 12 & 63]);
+		buf_append_char(out, i + 1 < len ? b64chars[v >> 6 & 63] : '=');
+		buf_append_char(out, i + 2 < len ? b64chars[v & 63] : '=');
+	}
+}
+
+/* Strict: length a multiple of 4, padding only at the end. */
+static int b64_decode(const char *in, size_t len, struct buf *out)
+{
+	if (len % 4 != 0)
+		return -1;
+	for (size_t i = 0; i < len; i += 4) {
+		uint32_t v = 0;
+		int pad = 0;
+		for (int k = 0; k < 4; k++) {
+			char ch = in[i + k];
+			const char *p = ch != '\0' ? strchr(b64chars, ch) : NULL;
+			if (ch == '=' && i + 4 == len && k >= 2) {
+				pad++;
+				v <<= 6;
+				continue;
+			}
+			if (p == NULL || pad > 0)
+				return -1;
+			v = v << 6 | (uint32_t)(p - b64chars);
+		}
+		buf_append_char(out, (char)(v >> 16));
+		if (pad < 2)
+			buf_append_char(out, (char)(v >> 8));
+		if (pad < 1)
+			buf_append_char(out, (char)v);
+	}
+	return 0;
+}
+
+/* ---- STARTTLS ---------------------------------------------------------- */
+
+void cmd_starttls(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	if (cmd->args[0].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] STARTTLS takes no arguments");
+		return;
+	}
+	if (c->tls) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] TLS is already active");
+		return;
+	}
+	if (!c->server->set.tls_configured) {
+		imap_cmd_no(cmd, "[UNAVAILABLE] TLS is not configured");
+		return;
+	}
+	imap_cmd_ok(cmd, "Begin TLS negotiation now");
+	/* takes effect when this task ends; bytes the client sent after the
+	 * command are discarded (RFC 9051 11.1, the injection attack) */
+	if (net_conn_starttls(c->conn) < 0) {
+		log_warn("imap", c->sid, "STARTTLS failed to start");
+		net_conn_close(c->conn);
+		return;
+	}
+	c->tls = true;
+	imap_parser_reset(c->parser);
+}
+
+/* ---- login ------------------------------------------------------------- */
+
+/* Turns a verified user into an authenticated session and replies. */
+static void login_finish(struct imap_cmd *cmd, const struct auth_user *user)
+{
+	struct imap_client *c = cmd->client;
+	struct store_error err = {0};
+	if (!imap_server_conn_add(c->server, user->id, net_conn_peer(c->conn))) {
+		log_info("imap", c->sid, "login refused, too many connections user=%s",
+			 user->address);
+		imap_cmd_no(cmd, "[LIMIT] Too many connections for this user");
+		return;
+	}
+	c->counted = true;
+	c->user = *user;
+	if (store_user_open(c->server->store, user->id, &c->store_user, &err) < 0) {
+		log_error("imap", c->sid, "cannot open mail of %s: %s",
+			  user->address, err.msg);
+		imap_client_logout_user(c);
+		imap_cmd_no(cmd, "[UNAVAILABLE] Mailbox temporarily unavailable (session %s)",
+			    c->sid);
+		return;
+	}
+	if (imap_client_subscribe(c) < 0)
+		log_warn("imap", c->sid, "no change notifications for %s",
+			 user->address);
+	c->state = IMAP_STATE_AUTH;
+	log_info("imap", c->sid, "login user=%s from %s%s", user->address,
+		 net_conn_peer(c->conn), c->tls ? " tls" : "");
+	struct buf b;
+	buf_init(&b, 0);
+	imap_client_capabilities(c, &b);
+	imap_cmd_ok(cmd, "[CAPABILITY %s] Logged in", b.data);
+	buf_free(&b);
+}
+
+static bool cleartext_ok(struct imap_client *c)
+{
+	return auth_cleartext_allowed(c->server->auth, c->tls, c->local);
+}
+
+void cmd_login(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (!imap_arg_is_astring(&a[0]) || !imap_arg_is_astring(&a[1]) ||
+	    a[2].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] LOGIN needs a user name and a password");
+		return;
+	}
+	if (!cleartext_ok(c)) {
+		imap_cmd_no(cmd, "[PRIVACYREQUIRED] Plaintext login needs TLS (STARTTLS)");
+		return;
+	}
+	if (imap_arg_has_nul(&a[0]) || imap_arg_has_nul(&a[1])) {
+		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
+		return;
+	}
+	struct auth_user user;
+	enum auth_result r = auth_verify(c->server->auth, a[0].str.ptr,
+					 a[1].str.ptr, net_conn_peer(c->conn),
+					 &user);
+	switch (r) {
+	case AUTH_OK:
+		login_finish(cmd, &user);
+		return;
+	case AUTH_TEMPFAIL:
+		imap_cmd_no(cmd, "[UNAVAILABLE] Temporary authentication failure");
+		return;
+	case AUTH_FAILED:
+	case AUTH_DISABLED:
+	default:
+		log_info("imap", c->sid, "login failed from %s",
+			 net_conn_peer(c->conn));
+		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
+		return;
+	}
+}
+
+/* ---- AUTHENTICATE -------------------------------------------------------- */
+
+static void sasl_end(struct imap_client *c)
+{
+	if (c->sasl != NULL)
+		auth_sasl_free(&c->sasl);
+	c->sasl_final = false;
+	c->input_mode = IMAP_MODE_COMMAND;
+	c->cmd.continues = false;
+}
+
+/* Runs one SASL step with the client's decoded response and replies:
+ * a "+ challenge", or the tagged result. */
+static void sasl_step(struct imap_cmd *cmd, const void *in, size_t len)
+{
+	struct imap_client *c = cmd->client;
+	char *out = NULL;
+	size_t out_len = 0;
+	struct auth_user user;
+	enum auth_sasl_status st = auth_sasl_step(c->sasl, in, len, &out,
+						  &out_len, &user);
+	if (st == AUTH_SASL_CONTINUE ||
+	    (st == AUTH_SASL_OK && out != NULL && out_len > 0)) {
+		/* RFC 9051 6.2.2: server-final data (SCRAM's v=) goes in a
+		 * challenge, and the client answers it with an empty line */
+		struct buf b;
+		buf_init(&b, 0);
+		buf_append_str(&b, "+ ");
+		b64_encode(&b, (const unsigned char *)out, out_len);
+		buf_append_str(&b, "\r\n");
+		imap_client_write(c, b.data, b.len);
+		buf_free(&b);
+		free(out);
+		if (st == AUTH_SASL_OK) {
+			c->sasl_final = true;
+			c->user = user;
+		}
+		c->input_mode = IMAP_MODE_SASL;
+		cmd->continues = true;
+		return;
+	}
+	free(out);
+	sasl_end(c);
+	if (st == AUTH_SASL_OK) {
+		login_finish(cmd, &user);
+	} else if (st == AUTH_SASL_TEMPFAIL) {
+		imap_cmd_no(cmd, "[UNAVAILABLE] Temporary authentication failure");
+	} else {
+		log_info("imap", c->sid, "authentication failed from %s",
+			 net_conn_peer(c->conn));
+		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
+	}
+}
+
+void cmd_authenticate(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (!imap_arg_is_atom(&a[0]) ||
+	    (a[1].type != IMAP_ARG_EOL &&
+	     (!imap_arg_is_atom(&a[1]) || a[2].type != IMAP_ARG_EOL))) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] AUTHENTICATE needs a mechanism and at most an initial response");
+		return;
+	}
+	bool plain = slice_eq_ci(a[0].str, "PLAIN") || slice_eq_ci(a[0].str, "LOGIN");
+	if (plain && !cleartext_ok(c)) {
+		imap_cmd_no(cmd, "[PRIVACYREQUIRED] Plaintext authentication needs TLS");
+		return;
+	}
+	char mech[64];
+	snprintf(mech, sizeof(mech), "%.*s", (int)a[0].str.len, a[0].str.ptr);
+	for (char *p = mech; *p; p++)
+		*p = (char)((*p >= 'a' && *p <= 'z') ? *p - 32 : *p);
+	if (auth_sasl_begin(c->server->auth, mech, net_conn_peer(c->conn),
+			    &c->sasl) < 0) {
+		imap_cmd_no(cmd, "[CANNOT] Unsupported authentication mechanism");
+		return;
+	}
+	if (a[1].type == IMAP_ARG_EOL) {
+		sasl_step(cmd, NULL, 0);
+		return;
+	}
+	/* SASL-IR: "=" is an empty initial response (RFC 4959 3) */
+	struct buf ir;
+	buf_init(&ir, 16384);
+	if (!slice_eq(a[1].str, "=") &&
+	    b64_decode(a[1].str.ptr, a[1].str.len, &ir) < 0) {
+		buf_free(&ir);
+		sasl_end(c);
+		imap_cmd_bad(cmd, "[CLIENTBUG] Invalid base64 in initial response");
+		return;
+	}
+	sasl_step(cmd, ir.data != NULL ? ir.data : "", ir.len);
+	buf_free(&ir);
+}
+
+struct sasl_line {
+	char *line;
+	size_t len;
+};
+
+static void sasl_line_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	struct sasl_line *l = arg;
+	struct imap_cmd *cmd = &c->cmd;
+	if (c->sasl_final) {
+		struct auth_user user = c->user;
+		bool empty = l->len == 0;
+		sasl_end(c);
+		memset(&c->user, 0, sizeof(c->user));
+		if (empty)
+			login_finish(cmd, &user);
+		else
+			imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
+	} else {
+		struct buf in;
+		buf_init(&in, 16384);
+		if (b64_decode(l->line, l->len, &in) < 0) {
+			sasl_end(c);
+			imap_cmd_bad(cmd, "[CLIENTBUG] Invalid base64 in response");
+		} else {
+			sasl_step(cmd, in.data != NULL ? in.data : "", in.len);
+		}
+		buf_free(&in);
+	}
+	free(l->line);
+	free(l);
+	imap_client_after_command(c);
+	c->task_running = false;
+}
+
+/* An AUTHENTICATE response line arrived (I/O thread). */
+void imap_client_sasl_line(struct imap_client *c, const char *line, size_t len)
+{
+	if (len == 1 && line[0] == '*') {
+		/* RFC 9051 6.2.2: the client cancels; tagged BAD */
+		sasl_end(c);
+		c->cmd.replied = true;
+		c->input_mode = IMAP_MODE_COMMAND;
+		struct buf b;
+		buf_init(&b, 0);
+		buf_printf(&b, "%s BAD [CLIENTBUG] Authentication cancelled\r\n",
+			   c->cmd.tag);
+		net_conn_write(c->conn, b.data, b.len);
+		buf_free(&b);
+		return;
+	}
+	struct sasl_line *l = xmalloc(sizeof(*l));
+	l->line = xstrndup(line, len);
+	l->len = len;
+	/* the next bytes belong to the next command unless the step asks
+	 * for more (the task sets SASL mode again) */
+	c->input_mode = IMAP_MODE_COMMAND;
+	c->task_running = true;
+	if (net_conn_run(c->conn, sasl_line_task, l) < 0) {
+		c->task_running = false;
+		free(l->line);
+		free(l);
+	}
+}
+
+void cmd_unauthenticate(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	if (cmd->args[0].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] UNAUTHENTICATE takes no arguments");
+		return;
+	}
+	imap_client_logout_user(c);
+	c->state = IMAP_STATE_NOT_AUTH;
+	c->enabled = 0;   /* RFC 8437 3: back to a fresh session */
+	imap_cmd_ok(cmd, "Not authenticated any more");
+}
+
+void cmd_compress(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	if (!imap_arg_atom_eq(&cmd->args[0], "DEFLATE") ||
+	    cmd->args[1].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Only COMPRESS DEFLATE is supported");
+		return;
+	}
+	if (c->compressed || net_conn_is_compressed(c->conn)) {
+		imap_cmd_no(cmd, "[COMPRESSIONACTIVE] Compression is already active");
+		return;
+	}
+	imap_cmd_ok(cmd, "DEFLATE active");
+	if (net_conn_compress(c->conn) < 0) {
+		log_warn("imap", c->sid, "COMPRESS failed to start");
+		net_conn_close(c->conn);
+		return;
+	}
+	c->compressed = true;
+}

@@ -1,0 +1,201 @@
+/*
+ * Mailbox management: CREATE (with USE, RFC 6154 3), DELETE, RENAME,
+ * SUBSCRIBE, UNSUBSCRIBE. Names arrive in the client's encoding and
+ * namespace and are turned into store names (imap_client_mailbox_in).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap-commands.h"
+#include "imap-server.h"
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} special_uses[] = {
+	{"\\All", STORE_SPECIAL_ALL},
+	{"\\Archive", STORE_SPECIAL_ARCHIVE},
+	{"\\Drafts", STORE_SPECIAL_DRAFTS},
+	{"\\Flagged", STORE_SPECIAL_FLAGGED},
+	{"\\Important", STORE_SPECIAL_IMPORTANT},
+	{"\\Junk", STORE_SPECIAL_JUNK},
+	{"\\Sent", STORE_SPECIAL_SENT},
+	{"\\Trash", STORE_SPECIAL_TRASH},
+};
+
+void imap_append_special_use(struct buf *out, unsigned bits, bool *first)
+{
+	for (size_t i = 0; i < sizeof(special_uses) / sizeof(special_uses[0]); i++) {
+		if (!(bits & special_uses[i].bit))
+			continue;
+		if (!*first)
+			buf_append_char(out, ' ');
+		buf_append_str(out, special_uses[i].name);
+		*first = false;
+	}
+}
+
+/* The mailbox name argument: astring, converted to a store name. Replies
+ * and returns NULL when it is not acceptable. strip_sep: CREATE "foo/"
+ * means foo (RFC 9051 6.3.4). */
+char *imap_cmd_mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *arg,
+			   bool strip_sep)
+{
+	struct imap_client *c = cmd->client;
+	const char *error;
+	if (!imap_arg_is_astring(arg)) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Expected a mailbox name");
+		return NULL;
+	}
+	size_t len = arg->str.len;
+	if (strip_sep && len > 1 && arg->str.ptr[len - 1] == imap_client_separator(c))
+		len--;
+	char *name = imap_client_mailbox_in(c, arg->str.ptr, len, &error);
+	if (name == NULL)
+		imap_cmd_no(cmd, "%s", error);
+	return name;
+}
+
+static bool is_inbox(const char *name)
+{
+	return strcmp(name, "INBOX") == 0;
+}
+
+/* (USE (\Sent ...)) */
+static int parse_create_params(struct imap_cmd *cmd, const struct imap_arg *l,
+			       unsigned *use_r)
+{
+	for (const struct imap_arg *p = l; p->type != IMAP_ARG_EOL; p++) {
+		if (!imap_arg_atom_eq(p, "USE") || p[1].type != IMAP_ARG_LIST) {
+			imap_cmd_bad(cmd, "[CLIENTBUG] Unknown CREATE parameter");
+			return -1;
+		}
+		p++;
+		for (size_t i = 0; i < p->list_count; i++) {
+			const struct imap_arg *u = &p->list[i];
+			size_t k;
+			for (k = 0; k < sizeof(special_uses) / sizeof(special_uses[0]); k++) {
+				if (imap_arg_atom_eq(u, special_uses[k].name))
+					break;
+			}
+			if (k == sizeof(special_uses) / sizeof(special_uses[0])) {
+				imap_cmd_no(cmd, "[USEATTR] Unsupported special-use attribute");
+				return -1;
+			}
+			*use_r |= special_uses[k].bit;
+		}
+	}
+	return 0;
+}
+
+void cmd_create(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	unsigned use = 0;
+	if (a[0].type == IMAP_ARG_EOL ||
+	    (a[1].type != IMAP_ARG_EOL &&
+	     (a[1].type != IMAP_ARG_LIST || a[2].type != IMAP_ARG_EOL))) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] CREATE needs a mailbox name");
+		return;
+	}
+	if (a[1].type == IMAP_ARG_LIST && parse_create_params(cmd, a[1].list, &use) < 0)
+		return;
+	char *name = imap_cmd_mailbox_arg(cmd, &a[0], true);
+	if (name == NULL)
+		return;
+	struct store_error err = {0};
+	if (is_inbox(name)) {
+		imap_cmd_no(cmd, "[ALREADYEXISTS] INBOX always exists");
+	} else if (store_mailbox_create(c->store_user, name, use, &err) < 0) {
+		if (err.kind == STORE_ERR_INVALID && use != 0)
+			imap_cmd_no(cmd, "[USEATTR] %s", err.msg);
+		else
+			imap_cmd_store_error(cmd, &err);
+	} else {
+		imap_cmd_ok(cmd, "CREATE completed");
+	}
+	free(name);
+}
+
+void cmd_delete(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	if (cmd->args[0].type == IMAP_ARG_EOL || cmd->args[1].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] DELETE needs one mailbox name");
+		return;
+	}
+	char *name = imap_cmd_mailbox_arg(cmd, &cmd->args[0], false);
+	if (name == NULL)
+		return;
+	struct store_error err = {0};
+	if (is_inbox(name)) {
+		imap_cmd_no(cmd, "[NOPERM] INBOX cannot be deleted");
+	} else if (store_mailbox_delete(c->store_user, name, &err) < 0) {
+		imap_cmd_store_error(cmd, &err);
+	} else {
+		/* deleting the selected mailbox leaves nothing selected */
+		if (c->mailbox != NULL && strcmp(c->mailbox, name) == 0) {
+			imap_client_unselect(c);
+			imap_client_untagged(c, "OK [CLOSED] Mailbox deleted");
+		}
+		imap_cmd_ok(cmd, "DELETE completed");
+	}
+	free(name);
+}
+
+void cmd_rename(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (a[0].type == IMAP_ARG_EOL || a[1].type == IMAP_ARG_EOL ||
+	    a[2].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] RENAME needs two mailbox names");
+		return;
+	}
+	char *from = imap_cmd_mailbox_arg(cmd, &a[0], false);
+	if (from == NULL)
+		return;
+	char *to = imap_cmd_mailbox_arg(cmd, &a[1], true);
+	if (to == NULL) {
+		free(from);
+		return;
+	}
+	struct store_error err = {0};
+	if (is_inbox(to))
+		imap_cmd_no(cmd, "[ALREADYEXISTS] INBOX always exists");
+	else if (store_mailbox_rename(c->store_user, from, to, &err) < 0)
+		imap_cmd_store_error(cmd, &err);
+	else
+		imap_cmd_ok(cmd, "RENAME completed");
+	free(from);
+	free(to);
+}
+
+static void do_subscribe(struct imap_cmd *cmd, bool subscribe)
+{
+	struct imap_client *c = cmd->client;
+	if (cmd->args[0].type == IMAP_ARG_EOL || cmd->args[1].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] %s needs one mailbox name", cmd->name);
+		return;
+	}
+	char *name = imap_cmd_mailbox_arg(cmd, &cmd->args[0], false);
+	if (name == NULL)
+		return;
+	struct store_error err = {0};
+	if (store_mailbox_subscribe(c->store_user, name, subscribe, &err) < 0)
+		imap_cmd_store_error(cmd, &err);
+	else
+		imap_cmd_ok(cmd, "%s completed", cmd->name);
+	free(name);
+}
+
+void cmd_subscribe(struct imap_cmd *cmd)
+{
+	do_subscribe(cmd, true);
+}
+
+void cmd_unsubscribe(struct imap_cmd *cmd)
+{
+	do_subscribe(cmd, false);
+}

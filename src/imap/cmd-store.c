@@ -1,0 +1,199 @@
+/*
+ * STORE / UID STORE (RFC 9051 6.4.6) with CONDSTORE's UNCHANGEDSINCE and
+ * MODIFIED (RFC 7162 3.1.3). The FETCH responses for changed messages come
+ * from the view sync before the tagged reply (the same path that reports
+ * other sessions' changes), so a message is never reported twice; .SILENT
+ * leaves this command's own changes out of it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap-commands.h"
+
+static int parse_modifiers(const struct imap_arg *l, uint64_t *unchanged_r)
+{
+	for (; l->type != IMAP_ARG_EOL; l += 2) {
+		if (!imap_arg_atom_eq(l, "UNCHANGEDSINCE") ||
+		    l[1].type != IMAP_ARG_ATOM || l[1].str.len == 0 ||
+		    l[1].str.len > 20)
+			return -1;
+		uint64_t v = 0;
+		for (size_t i = 0; i < l[1].str.len; i++) {
+			char ch = l[1].str.ptr[i];
+			if (ch < '0' || ch > '9' || __builtin_mul_overflow(v, 10, &v) ||
+			    __builtin_add_overflow(v, (uint64_t)(ch - '0'), &v))
+				return -1;
+		}
+		*unchanged_r = v;
+	}
+	return 0;
+}
+
+/* FLAGS, +FLAGS, -FLAGS, each with an optional .SILENT */
+static int parse_item(const struct imap_arg *a, enum store_flag_mode *mode_r,
+		      bool *silent_r)
+{
+	if (a->type != IMAP_ARG_ATOM)
+		return -1;
+	struct slice s = a->str;
+	*mode_r = STORE_FLAGS_REPLACE;
+	if (s.len > 0 && (s.ptr[0] == '+' || s.ptr[0] == '-')) {
+		*mode_r = s.ptr[0] == '+' ? STORE_FLAGS_ADD : STORE_FLAGS_REMOVE;
+		s.ptr++;
+		s.len--;
+	}
+	*silent_r = false;
+	if (s.len == 12 && slice_eq_ci(s, "FLAGS.SILENT")) {
+		*silent_r = true;
+		return 0;
+	}
+	return slice_eq_ci(s, "FLAGS") ? 0 : -1;
+}
+
+/* "* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])" for the messages in r
+ * the session knows; modseq_only: "(UID u MODSEQ (m))". */
+static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
+			 size_t rn, bool modseq_only)
+{
+	struct store_fetch *f;
+	struct store_error err = {0};
+	if (rn == 0 || store_fetch_begin(c->store_user, c->mailbox, r, rn,
+					 STORE_FETCH_FLAGS, &f, &err) < 0)
+		return;
+	bool condstore = (c->enabled & IMAP_ENABLED_CONDSTORE) != 0;
+	struct buf b;
+	buf_init(&b, 0);
+	const struct store_msg *m;
+	while (store_fetch_next(f, &m, &err) > 0) {
+		uint32_t seq = store_view_seq(c->view, m->uid);
+		if (seq == 0)
+			continue;
+		buf_printf(&b, "* %u FETCH (UID %u", seq, m->uid);
+		if (!modseq_only) {
+			buf_append_str(&b, " FLAGS ");
+			imap_append_flags(&b, m->flags, m->keywords, m->keyword_count,
+					  store_view_is_recent(c->view, seq));
+		}
+		if (condstore)
+			buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);
+		buf_append_str(&b, ")\r\n");
+		if (b.len > 16384) {
+			imap_client_write(c, b.data, b.len);
+			buf_reset(&b);
+		}
+	}
+	store_fetch_end(&f);
+	imap_client_write(c, b.data, b.len);
+	buf_free(&b);
+}
+
+static void modified_reply(struct imap_cmd *cmd, const uint32_t *uids, size_t n)
+{
+	struct imap_client *c = cmd->client;
+	uint32_t *ids = xmalloc((n + 1) * sizeof(*ids));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = cmd->uid ? uids[i] : store_view_seq(c->view, uids[i]);
+		if (v != 0)
+			ids[k++] = v;
+	}
+	struct buf b;
+	buf_init(&b, 0);
+	imap_uids_append_set(&b, ids, k);
+	imap_cmd_ok(cmd, "[MODIFIED %s] Conditional STORE failed for some messages",
+		    b.data);
+	buf_free(&b);
+	free(ids);
+}
+
+void cmd_store(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	struct store_flag_change ch = {0};
+	bool silent;
+	if (a[0].type == IMAP_ARG_EOL || a[1].type == IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] STORE needs a set, an item and flags");
+		return;
+	}
+	const struct imap_arg *item = &a[1];
+	if (item->type == IMAP_ARG_LIST) {
+		if (parse_modifiers(item->list, &ch.unchangedsince) < 0) {
+			imap_cmd_bad(cmd, "[CLIENTBUG] Invalid STORE modifier");
+			return;
+		}
+		item++;
+	}
+	if (parse_item(item, &ch.mode, &silent) < 0 || item[1].type == IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] STORE needs FLAGS, +FLAGS or -FLAGS and flags");
+		return;
+	}
+	/* flags as one list, or as atoms to the end of the line */
+	const struct imap_arg *fl = &item[1];
+	struct imap_arg wrap = {.type = IMAP_ARG_LIST};
+	if (fl->type != IMAP_ARG_LIST) {
+		wrap.list = (struct imap_arg *)fl;
+		wrap.list_count = imap_args_count(fl);
+		fl = &wrap;
+	} else if (fl[1].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Unexpected arguments after the flags");
+		return;
+	}
+	const char *error;
+	const char **kw;
+	if (imap_parse_flags(fl, &ch.flags, &kw, &ch.keyword_count, &error) < 0) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
+		return;
+	}
+	ch.keywords = kw;
+	if (c->readonly) {
+		free(kw);
+		imap_cmd_no(cmd, "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	if (item != &a[1])
+		c->enabled |= IMAP_ENABLED_CONDSTORE;   /* RFC 7162 3.1 */
+	struct store_uid_range *r;
+	size_t rn;
+	if (imap_cmd_seqset(cmd, &a[0], &r, &rn) < 0) {
+		free(kw);
+		return;
+	}
+	uint32_t *changed = NULL, *modified = NULL;
+	size_t nchanged = 0, nmodified = 0;
+	struct store_error err = {0};
+	int ret = rn == 0 ? 0
+			  : store_flags_update(c->store_user, c->mailbox, r, rn, &ch,
+					       &changed, &nchanged, &modified,
+					       &nmodified, &err);
+	/* Other sessions' changes first; this command's own messages are
+	 * reported below, once each. */
+	c->silent = r;
+	c->silent_count = rn;
+	imap_client_sync(c, cmd->uid);
+	c->silent = NULL;
+	c->silent_count = 0;
+	if (ret == 0 && !silent) {
+		send_fetches(c, r, rn, false);
+	} else if (ret == 0 && (c->enabled & IMAP_ENABLED_CONDSTORE) && nchanged > 0) {
+		/* RFC 7162 3.1.3 example 3: .SILENT still gets the new MODSEQ */
+		struct store_uid_range *cr = xmalloc(nchanged * sizeof(*cr));
+		for (size_t i = 0; i < nchanged; i++)
+			cr[i].lo = cr[i].hi = changed[i];
+		size_t cn = imap_uid_ranges_normalize(cr, nchanged);
+		send_fetches(c, cr, cn, true);
+		free(cr);
+	}
+	if (ret < 0)
+		imap_cmd_store_error(cmd, &err);
+	else if (nmodified > 0)
+		modified_reply(cmd, modified, nmodified);
+	else
+		imap_cmd_ok(cmd, "STORE completed");
+	c->silent = NULL;
+	c->silent_count = 0;
+	free(changed);
+	free(modified);
+	free(kw);
+	free(r);
+}
