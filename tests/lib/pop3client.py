@@ -16,7 +16,7 @@ import os
 import socket
 import ssl
 
-from loftenv import SLOW, client_tls_context
+from loftenv import SLOW, Loft, client_tls_context
 
 
 class Pop3:
@@ -193,3 +193,15 @@ def simple_message(n, body=None, subject=None):
     return ('From: sender@example.org\r\nTo: alice@example.test\r\n'
             'Subject: %s\r\nMessage-ID: <m%d@example.org>\r\n\r\n%s'
             % (subject, n, body)).encode()
+
+
+def make_env(extra=None, users=None, imap=True):
+    """A Loft (not started; use as a context manager); imap=False leaves
+    the IMAP listeners out, for tests that only speak POP3 and LMTP."""
+    env = Loft(extra=extra, users=users, start=False)
+    if not imap:
+        for sec in ('imap', 'imaps'):
+            env.sections.pop(sec, None)
+        env.write_config()
+    env._start = True
+    return env

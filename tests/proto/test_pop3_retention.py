@@ -9,8 +9,8 @@ import datetime
 import re
 import sys
 
-from loftenv import Loft, Results
-from pop3client import Pop3, deliver, simple_message
+from loftenv import Results
+from pop3client import Pop3, deliver, make_env, simple_message
 
 R = Results()
 USERS = {
@@ -63,7 +63,7 @@ def parse_report(out):
 
 
 def main():
-    with Loft(users=USERS) as env:
+    with make_env(users=USERS, imap=False) as env:
         for addr, policy in (('alice', 'trash'), ('bob', 'expunge'),
                              ('carol', 'hide'), ('dave', 'trash')):
             address = addr + '@example.test'
