@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 
-from loftenv import Loft, Results, SLOW
+from loftenv import Loft, Results, SLOW, free_port
 from pop3client import (Pop3, b64, deliver, make_env, message_bytes,
                         scram_login, simple_message, unstuff)
 
@@ -357,6 +357,59 @@ def test_policy_expire(env):
     p.cmd('QUIT')
 
 
+def host_address():
+    """A non-loopback IPv4 address of this machine, or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(('192.0.2.1', 9))       # no packet is sent
+            ip = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ip.startswith('127.') else ip
+
+
+def test_cleartext_remote():
+    """From a non-loopback address without TLS: no USER, no PLAIN/LOGIN,
+    and [AUTH] refusals; after STLS everything is offered."""
+    ip = host_address()
+    if ip is None:
+        print('SKIP cleartext: no non-loopback address on this machine')
+        return
+    for allow in ('no', 'yes'):
+        env = make_env(extra={'auth': {'allow_cleartext': allow}}, imap=False)
+        port = free_port(ip)
+        env.sections['pop3']['listen'] += ', %s:%d' % (ip, port)
+        env.write_config()
+        with env:
+            p = Pop3.connect(env, host=ip, port=port)
+            st, caps = p.multi('CAPA')
+            sasl = next((c for c in caps if c.startswith(b'SASL ')), b'')
+            if allow == 'no':
+                R.check('remote: no USER in CAPA', b'USER' not in caps, caps)
+                R.check('remote: SASL without PLAIN/LOGIN',
+                        b'PLAIN' not in sasl and b'LOGIN' not in sasl
+                        and b'SCRAM-SHA-256' in sasl, sasl)
+                r = p.cmd('USER ' + ALICE)
+                R.check('remote: USER refused [AUTH]', r.startswith(b'-ERR [AUTH]'), r)
+                R.check('remote: PASS refused', err(p.cmd('PASS ' + ALICE_PW)))
+                r = p.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (ALICE, ALICE_PW)))
+                R.check('remote: AUTH PLAIN refused [AUTH]', r.startswith(b'-ERR [AUTH]'), r)
+                r, sig = scram_login(p, ALICE, ALICE_PW)
+                R.check('remote: SCRAM allowed without TLS', ok(r) and sig, r)
+                p.cmd('QUIT')
+                p = Pop3.connect(env, host=ip, port=port)
+                R.check('remote: STLS', ok(p.cmd('STLS')))
+                p.starttls()
+                st, caps = p.multi('CAPA')
+                R.check('remote after STLS: USER offered', b'USER' in caps, caps)
+                R.check('remote after STLS: login', ok(p.login(ALICE, ALICE_PW)))
+            else:
+                R.check('allow_cleartext: USER in CAPA', b'USER' in caps, caps)
+                R.check('allow_cleartext: login', ok(p.login(ALICE, ALICE_PW)))
+            p.cmd('QUIT')
+            p.close()
+
+
 def test_timeout():
     with make_env(extra={'pop3': {'timeout': '2s'}}, imap=False) as env:
         p = Pop3.connect(env)
@@ -384,6 +437,7 @@ def main():
         test_tls(env)
         test_policy_expire(env)
         test_uidl_stable(env, uid)
+    test_cleartext_remote()
     test_timeout()
     return R.finish()
 
