@@ -36,7 +36,13 @@ static void tok_push(struct toks *t, enum tok_kind k, char c, char *text,
 
 static bool is_special(char c)
 {
-	return strchr("()<>[]:;@\\,\"", c) != NULL;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case '[': case ']': case ':':
+	case ';': case '@': case '\\': case ',': case '"':
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void tokenize(const char *s, size_t len, struct toks *t)

@@ -9,8 +9,66 @@
 
 #include <errno.h>
 #include <iconv.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
+
+/* iconv_open() loads a gconv module (dlopen) and iconv_close() unloads
+ * it: far more than converting a short header. Each thread keeps its
+ * last few converters open (round-robin), closed when the thread ends. */
+#define ICONV_CACHE 8
+
+struct iconv_cache {
+	char name[ICONV_CACHE][48];
+	iconv_t cd[ICONV_CACHE];
+	unsigned next;
+};
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_destroy(void *p)
+{
+	struct iconv_cache *c = p;
+	for (unsigned i = 0; i < ICONV_CACHE; i++)
+		if (c->name[i][0] != '\0')
+			iconv_close(c->cd[i]);
+	free(c);
+}
+
+static void cache_key_init(void)
+{
+	(void)pthread_key_create(&cache_key, cache_destroy);
+}
+
+/* A converter from name to UTF-8, reset to its initial state, or
+ * (iconv_t)-1. Do not close it. */
+iconv_t mail_iconv_get(const char *name)
+{
+	pthread_once(&cache_once, cache_key_init);
+	struct iconv_cache *c = pthread_getspecific(cache_key);
+	if (c == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		(void)pthread_setspecific(cache_key, c);
+	}
+	for (unsigned i = 0; i < ICONV_CACHE; i++) {
+		if (c->name[i][0] != '\0' && strcasecmp(c->name[i], name) == 0) {
+			iconv(c->cd[i], NULL, NULL, NULL, NULL);
+			return c->cd[i];
+		}
+	}
+	if (strlen(name) >= sizeof(c->name[0]))
+		return (iconv_t)-1;
+	iconv_t cd = iconv_open("UTF-8", name);
+	if (cd == (iconv_t)-1)
+		return cd;
+	unsigned slot = c->next++ % ICONV_CACHE;
+	if (c->name[slot][0] != '\0')
+		iconv_close(c->cd[slot]);
+	strcpy(c->name[slot], name);
+	c->cd[slot] = cd;
+	return cd;
+}
 
 /* Windows-1252 0x80..0x9F; 0 where the code page has a hole (those map to
  * the C1 control of the same value, as ISO-8859-1 says). */
@@ -139,7 +197,7 @@ static bool charset_is_ascii(const char *cs)
 }
 
 /* Charsets mail says but iconv spells differently or not at all. */
-static const char *charset_alias(const char *cs)
+const char *mail_charset_iconv_name(const char *cs)
 {
 	static const struct {
 		const char *name, *iconv;
@@ -180,12 +238,12 @@ bool mail_charset_to_utf8(struct buf *out, const char *charset, const char *s,
 			mail_utf8_repair(out, s, len);
 		return ok || !charset_is_utf8(charset ? charset : "");
 	}
-	const char *name = charset_alias(charset);
+	const char *name = mail_charset_iconv_name(charset);
 	if (name == NULL) {
 		mail_utf8_repair(out, s, len);
 		return false;
 	}
-	iconv_t cd = iconv_open("UTF-8", name);
+	iconv_t cd = mail_iconv_get(name);
 	if (cd == (iconv_t)-1) {
 		mail_utf8_repair(out, s, len);
 		return false;
@@ -216,6 +274,5 @@ bool mail_charset_to_utf8(struct buf *out, const char *charset, const char *s,
 	size_t oleft = sizeof(tmp);
 	iconv(cd, NULL, NULL, &o, &oleft);
 	mail_buf_put(out, tmp, sizeof(tmp) - oleft);
-	iconv_close(cd);
 	return clean;
 }

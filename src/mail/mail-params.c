@@ -15,7 +15,14 @@
 /* RFC 2045 tspecials; a token is any other printable ASCII but space */
 static bool is_tspecial(char c)
 {
-	return strchr("()<>@,;:\\\"/[]?=", c) != NULL;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case '@': case ',': case ';':
+	case ':': case '\\': case '"': case '/': case '[': case ']': case '?':
+	case '=':
+		return true;
+	default:
+		return false;
+	}
 }
 
 static bool is_token_char(char c)

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mail.h"
 
@@ -97,6 +98,11 @@ uint64_t mail_b64_decoded_size(const char *s, size_t len);
 uint64_t mail_qp_decoded_size(const char *s, size_t len);
 
 /* mail-charset.c */
+#include <iconv.h>
+/* A cached converter to UTF-8 (thread-local; never close it), reset. */
+iconv_t mail_iconv_get(const char *name);
+/* iconv's name for a charset mail names, or NULL for "no real charset" */
+const char *mail_charset_iconv_name(const char *cs);
 void mail_utf8_put(struct buf *out, uint32_t cp);
 size_t mail_utf8_seq_len(const unsigned char *s, size_t len);
 void mail_utf8_repair(struct buf *out, const char *s, size_t len);
@@ -107,11 +113,23 @@ void mail_utf8_append_raw(struct buf *out, const char *s, size_t len);
  * allocation failure or a size_t overflow can fail). */
 static inline void mail_buf_put(struct buf *b, const void *p, size_t n)
 {
+	/* the fast path keeps buf's invariant: data is NUL-terminated */
+	if (n < b->cap && b->len < b->cap - n) {
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		b->data[b->len] = '\0';
+		return;
+	}
 	if (n > 0 && buf_append(b, p, n) < 0)
 		abort();
 }
 static inline void mail_buf_putc(struct buf *b, char c)
 {
+	if (b->len + 1 < b->cap) {
+		b->data[b->len++] = c;
+		b->data[b->len] = '\0';
+		return;
+	}
 	if (buf_append_char(b, c) < 0)
 		abort();
 }

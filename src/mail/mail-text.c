@@ -31,20 +31,14 @@ static void conv_init(struct conv *c, const char *charset)
 	    strcasecmp(charset, "utf-8") == 0 || strcasecmp(charset, "utf8") == 0 ||
 	    strcasecmp(charset, "us-ascii") == 0)
 		return;
-	/* let mail_charset_to_utf8 decide aliases: probe with one byte */
-	struct buf probe;
-	buf_init(&probe, 0);
-	if (mail_charset_to_utf8(&probe, charset, "a", 1))
-		c->cd = iconv_open("UTF-8", strcasecmp(charset, "iso-8859-1") == 0 ||
-					   strcasecmp(charset, "latin1") == 0
-					       ? "WINDOWS-1252" : charset);
-	buf_free(&probe);
+	const char *name = mail_charset_iconv_name(charset);
+	if (name != NULL)
+		c->cd = mail_iconv_get(name);   /* -1: unknown, repair instead */
 }
 
 static void conv_deinit(struct conv *c)
 {
-	if (c->cd != (iconv_t)-1)
-		iconv_close(c->cd);
+	c->cd = (iconv_t)-1;   /* cached, not ours to close */
 }
 
 /* Converts s; at the end (last) the carried bytes are flushed. */

@@ -5,6 +5,9 @@
  *
  *   loft-mail-dump FILE...          one JSON object per file
  *   loft-mail-dump --bench N FILE.. analyse every file N times, print MB/s
+ *   loft-mail-dump --bench-cb N ... the same with search text streamed to
+ *                                   a callback (the store's way), and the
+ *                                   peak RSS from /proc/self/status
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,12 +90,37 @@ static int map_file(const char *path, const char **data_r, size_t *len_r)
 	return 0;
 }
 
+static void discard_text(void *ctx, enum mail_text_kind kind, const char *name,
+			 const char *text, size_t len)
+{
+	(void)kind;
+	(void)name;
+	(void)text;
+	*(size_t *)ctx += len;
+}
+
+static void print_peak_rss(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			printf("peak RSS (mapped message included):%s", line + 6);
+	}
+	fclose(f);
+}
+
 int main(int argc, char **argv)
 {
 	int first = 1, rounds = 0;
-	if (argc > 2 && strcmp(argv[1], "--bench") == 0) {
+	bool cb = false;
+	if (argc > 2 && (strcmp(argv[1], "--bench") == 0 ||
+			 strcmp(argv[1], "--bench-cb") == 0)) {
 		rounds = atoi(argv[2]);
 		first = 3;
+		cb = strcmp(argv[1], "--bench-cb") == 0;
 	}
 	if (rounds > 0) {
 		struct timespec a, b;
@@ -105,7 +133,10 @@ int main(int argc, char **argv)
 				struct mail_result r;
 				if (map_file(argv[i], &data, &len) < 0)
 					return 1;
-				mail_analyze(data, len, NULL, &r);
+				size_t text = 0;
+				struct mail_analyze_options opt = {NULL, discard_text,
+								   &text, true};
+				mail_analyze(data, len, cb ? &opt : NULL, &r);
 				mail_result_free(&r);
 				if (len > 0)
 					munmap((void *)data, len);
@@ -117,6 +148,7 @@ int main(int argc, char **argv)
 			      (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 		printf("%.1f MB in %.3f s CPU: %.1f MB/s\n", bytes / 1e6, secs,
 		       bytes / 1e6 / secs);
+		print_peak_rss();
 		return 0;
 	}
 	for (int i = first; i < argc; i++) {
