@@ -280,13 +280,16 @@ static int check_setting(const char *arg, char *key, size_t key_size,
 			return 0;
 		return loftctl_fail("disabled: expected yes or no"), -1;
 	}
+	if (strcmp(*value_r, "default") == 0) {
+		for (int i = 0; auth_policy_keys[i] != NULL; i++) {
+			if (strcmp(auth_policy_keys[i], key) == 0)
+				return 0;
+		}
+		return loftctl_fail("unknown key '%s'", key), -1;
+	}
 	struct auth_policy p;
 	auth_policy_defaults(&p);
-	if (strcmp(*value_r, "default") == 0)
-		*value_r = "0";   /* only the key is checked */
-	int rc = auth_policy_set(&p, key, *value_r, &error);
-	*value_r = eq + 1;
-	if (rc < 0) {
+	if (auth_policy_set(&p, key, *value_r, &error) < 0) {
 		loftctl_fail("%s", error);
 		free(error);
 		return -1;
