@@ -211,7 +211,7 @@ enum store_fetch_field {
 	STORE_FETCH_SORT = 1 << 5,       /* cached sort/thread fields */
 	STORE_FETCH_PREVIEW = 1 << 6,
 	STORE_FETCH_POP3 = 1 << 7,       /* pop3 hidden mark, first RETR */
-	STORE_FETCH_OBJECTID = 1 << 8,   /* threadid (emailid is always set) */
+	STORE_FETCH_OBJECTID = 1 << 8,   /* emailid, threadid (RFC 8474) */
 };
 
 struct store_msg {

@@ -520,11 +520,11 @@ static void test_copy_move_expunge(void)
 	const struct store_msg *m;
 	char eid[32];
 	struct store_uid_range two = {2, 2}, one = {1, 1};
-	store_fetch_begin(u, "INBOX", &two, 1, STORE_FETCH_FLAGS, &f, &err);
+	store_fetch_begin(u, "INBOX", &two, 1, STORE_FETCH_OBJECTID, &f, &err);
 	CHECK_INT(store_fetch_next(f, &m, &err), 1);
 	memcpy(eid, m->emailid, sizeof(eid));
 	store_fetch_end(&f);
-	store_fetch_begin(u, "Archive", &one, 1, STORE_FETCH_FLAGS, &f, &err);
+	store_fetch_begin(u, "Archive", &one, 1, STORE_FETCH_OBJECTID, &f, &err);
 	CHECK_INT(store_fetch_next(f, &m, &err), 1);
 	CHECK_STR(m->emailid, eid);
 	store_fetch_end(&f);

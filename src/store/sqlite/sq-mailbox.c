@@ -675,7 +675,7 @@ static int rename_inbox(struct sq_user *u, struct sq_conn *c,
 			struct sq_job *job, const struct sq_mbox *inbox,
 			const char *to)
 {
-	uint32_t dst;
+	uint32_t dst = 0;
 	if (create_parents(u, c, job, to) < 0 ||
 	    sq_mbox_create_tx(u, c, job, to, 0, &dst) < 0)
 		return -1;

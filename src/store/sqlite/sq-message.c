@@ -663,9 +663,9 @@ static void fetch_fill(struct store_fetch *f)
 	m->savedate = (time_t)sqlite3_column_int64(st, 6);
 	m->pop3_hidden = sqlite3_column_int(st, 7) != 0;
 	m->pop3_first_retr = (time_t)sqlite3_column_int64(st, 8);
-	sq_emailid(m->emailid, f->u->user->id, sqlite3_column_int64(st, 9));
 	if (!f->join)
 		return;
+	sq_emailid(m->emailid, f->u->user->id, sqlite3_column_int64(st, 9));
 	sq_threadid(m->threadid, f->u->user->id, sqlite3_column_int64(st, 10));
 	m->envelope = col_text(st, 11);
 	m->bodystructure = col_text(st, 12);

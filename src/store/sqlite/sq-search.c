@@ -68,10 +68,12 @@ static void hit(struct hits *h, uint32_t uid)
 	h->uids[h->n++] = uid;
 }
 
+/* CROSS JOIN keeps the FTS table as the outer loop: otherwise the planner
+ * may walk the mailbox and run one FTS query per message. */
 static const char *const sql_match[2] = {
-	"SELECT m.uid, text_hdr.t FROM text_hdr JOIN msg m"
+	"SELECT m.uid, text_hdr.t FROM text_hdr CROSS JOIN msg m"
 	" ON m.blob = text_hdr.rowid WHERE text_hdr MATCH ? AND m.mailbox = ?",
-	"SELECT m.uid, text_body.t FROM text_body JOIN msg m"
+	"SELECT m.uid, text_body.t FROM text_body CROSS JOIN msg m"
 	" ON m.blob = text_body.rowid WHERE text_body MATCH ? AND m.mailbox = ?",
 };
 static const char *const sql_scan[2] = {
