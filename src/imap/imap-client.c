@@ -338,6 +338,13 @@ static void change_task(void *session, struct net_conn *conn, void *arg)
 		atomic_store(&c->change_pending, false);
 }
 
+static void change_post(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	if (net_conn_run(conn, change_task, NULL) < 0)
+		atomic_store(&c->change_pending, false);
+}
+
 /* On the committing thread: queue at most one wake-up at a time. */
 static void client_store_changed(void *ctx, const struct store_change *change)
 {
@@ -348,7 +355,9 @@ static void client_store_changed(void *ctx, const struct store_change *change)
 		return;
 	if (atomic_exchange(&c->change_pending, true))
 		return;
-	if (net_conn_run(c->conn, change_task, NULL) < 0)
+	/* via the I/O thread: net_conn_run from a foreign thread races with
+	 * the end of a running task over the read-enable state */
+	if (net_conn_post(c->conn, change_post, NULL) < 0)
 		atomic_store(&c->change_pending, false);
 }
 
