@@ -83,7 +83,7 @@ class Imap:
     def ok(self, text):
         u, t = self.cmd(text)
         if b' OK' not in t[:12]:
-            raise RuntimeError('%r -> %r' % (text, t))
+            raise RuntimeError('%r -> %r' % (text[:200], t))
         return u
 
     def append(self, mailbox, msg, flags=b''):
