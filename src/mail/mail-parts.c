@@ -188,30 +188,44 @@ static int find_part_at(struct preader *rp, const void *parts,
 		return -1;
 	if (!read_part(&r, info_r, flags_r))
 		return -1;
+	/* Part numbering as Dovecot reads RFC 9051 6.4.5: the root's part 1
+	 * is itself unless it is a multipart; the parts of a message/rfc822
+	 * part are those of the message it holds (its parts if multipart,
+	 * else the message itself as part 1); a leaf chosen from a
+	 * multipart answers once more to ".1" as itself. */
+	bool self_ok = false;
 	for (unsigned d = 0; d < path_len; d++) {
 		uint32_t n = path[d];
 		if (n == 0)
 			return 0;
-		/* the parts of a message/rfc822 part are those of the message
-		 * it holds (not for the root: its part 1 is itself) */
+		bool pick_child;
 		if (d > 0 && (*flags_r & MP_MESSAGE) && info_r->child_count == 1) {
-			/* step into the message this part holds */
 			if (!read_part(&r, info_r, flags_r))
 				return -1;
-		}
-		if (*flags_r & MP_MULTIPART) {
-			if (n > info_r->child_count)
+			pick_child = (*flags_r & MP_MULTIPART) != 0;
+			if (!pick_child && n != 1)
 				return 0;
-			if (!read_part(&r, info_r, flags_r))
-				return -1;
-			for (uint32_t k = 1; k < n; k++) {
-				if (!skip_subtree(&r, info_r->child_count) ||
-				    !read_part(&r, info_r, flags_r))
-					return -1;
-			}
-		} else if (n != 1) {
+			self_ok = false;
+		} else if (*flags_r & MP_MULTIPART) {
+			pick_child = true;
+		} else if (n == 1 && (d == 0 || self_ok)) {
+			pick_child = false;
+			self_ok = false;
+		} else {
 			return 0;
 		}
+		if (!pick_child)
+			continue;
+		if (n > info_r->child_count)
+			return 0;
+		if (!read_part(&r, info_r, flags_r))
+			return -1;
+		for (uint32_t k = 1; k < n; k++) {
+			if (!skip_subtree(&r, info_r->child_count) ||
+			    !read_part(&r, info_r, flags_r))
+				return -1;
+		}
+		self_ok = true;
 	}
 	*rp = r;
 	return 1;
@@ -270,14 +284,21 @@ static bool field_listed(const struct mail_section_spec *spec, struct slice name
 
 /* HEADER.FIELDS (.NOT): the matching fields as they are, then the blank
  * line (RFC 3501 6.4.5). */
+/* HEADER.FIELDS (.NOT): the matching fields as they are, then the
+ * header's own blank line if it has one (RFC 3501 6.4.5). A line without
+ * a colon is a field named by the whole line, as Dovecot has it. */
 static void header_fields(struct mail_section *sec, const char *hdr,
 			  size_t len, const struct mail_section_spec *spec)
 {
 	bool not = spec->kind == MAIL_SECTION_HEADER_FIELDS_NOT;
+	bool eoh = false;
 	const char *p = hdr, *end = hdr + len;
 	while (p < end) {
-		if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'))
+		if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')) {
+			mail_buf_put(&sec->owned, p, (size_t)(end - p));
+			eoh = true;
 			break;
+		}
 		const char *e = memchr(p, '\n', (size_t)(end - p));
 		e = e ? e + 1 : end;
 		while (e < end && (*e == ' ' || *e == '\t')) {
@@ -285,21 +306,23 @@ static void header_fields(struct mail_section *sec, const char *hdr,
 			e = e2 ? e2 + 1 : end;
 		}
 		const char *colon = memchr(p, ':', (size_t)(e - p));
-		if (colon != NULL && *p != ' ' && *p != '\t') {
-			const char *ne = colon;
-			while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t'))
-				ne--;
-			bool listed = field_listed(spec, slice_make(p, (size_t)(ne - p)));
-			if (listed != not) {
-				mail_buf_put(&sec->owned, p, (size_t)(e - p));
-				if (e == end && (e == p || e[-1] != '\n'))
-					mail_buf_puts(&sec->owned, "\r\n");
-			}
+		const char *ne = colon != NULL ? colon : e;
+		while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t' ||
+				  ne[-1] == '\r' || ne[-1] == '\n'))
+			ne--;
+		bool listed = field_listed(spec, slice_make(p, (size_t)(ne - p)));
+		if (listed != not && *p != ' ' && *p != '\t') {
+			mail_buf_put(&sec->owned, p, (size_t)(e - p));
+			if (e == end && e[-1] != '\n')
+				mail_buf_puts(&sec->owned, "\r\n");
 		}
 		p = e;
 	}
-	mail_buf_puts(&sec->owned, "\r\n");
-	sec->ptr = sec->owned.data;
+	/* a header cut off before its blank line still ends with one when
+	 * anything was selected (Dovecot) */
+	if (!eoh && sec->owned.len > 0)
+		mail_buf_puts(&sec->owned, "\r\n");
+	sec->ptr = sec->owned.data ? sec->owned.data : "";
 	sec->len = sec->owned.len;
 }
 

@@ -19,6 +19,7 @@ and in docs/compat.md; they are reported, not failed.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,14 +31,23 @@ from dovecotenv import Dovecot  # noqa: E402
 SRC = os.environ.get('LOFT_SRC', os.path.abspath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')))
 BUILD = os.environ.get('LOFT_BUILD', os.path.join(SRC, 'build'))
-ITEMS = ['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822.SIZE', 'BODY[HEADER]',
-         'BODY[TEXT]', 'BODY[1]', 'BODY[1.MIME]', 'BINARY[1]']
+SECTIONS = ['BODY[HEADER]', 'BODY[TEXT]', 'BODY[1]', 'BODY[1.MIME]',
+            # beyond the issue's list: nested parts and field lists
+            'BODY[2]', 'BODY[2.MIME]', 'BODY[1.1]', 'BODY[2.1]',
+            'BODY[2.HEADER]', 'BODY[2.TEXT]', 'BODY[3.1.MIME]',
+            'BODY[HEADER.FIELDS (FROM SUBJECT X-NONE)]',
+            'BODY[HEADER.FIELDS.NOT (FROM SUBJECT)]']
+ITEMS = ['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822.SIZE'] + SECTIONS + [
+    'BINARY[1]', 'BINARY.SIZE[1]']
 
 # (corpus file suffix, item): why Dovecot's answer is not followed
 # (each is explained with its RFC text in docs/compat.md).
 KNOWN = {
     ('message-global.eml', 'BODYSTRUCTURE'): 'RFC 9051 media-message includes GLOBAL',
     ('message-global.eml', 'BODY'): 'RFC 9051 media-message includes GLOBAL',
+    ('message-global.eml', 'BODY[2.1]'): 'RFC 9051: message/global holds a message',
+    ('message-global.eml', 'BODY[2.HEADER]'): 'RFC 9051: message/global holds a message',
+    ('message-global.eml', 'BODY[2.TEXT]'): 'RFC 9051: message/global holds a message',
     ('type-no-subtype.eml', 'BODYSTRUCTURE'): 'RFC 2045 5.2: invalid Content-Type is text/plain',
     ('type-no-subtype.eml', 'BODY'): 'RFC 2045 5.2: invalid Content-Type is text/plain',
     ('base64-garbage.eml', 'BINARY[1]'): 'RFC 2045 6.8: ignore characters outside base64',
@@ -206,9 +216,10 @@ def imap_fetch_all(imap, count):
     """{seq: {item: bytes}} for the items compared."""
     out = {}
     for seq in range(1, count + 1):
+        peek = ' '.join(x.replace('BODY[', 'BODY.PEEK[') for x in SECTIONS)
         tagged, untagged = imap.command(
-            b'FETCH %d (ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE BODY.PEEK[HEADER] '
-            b'BODY.PEEK[TEXT] BODY.PEEK[1] BODY.PEEK[1.MIME])' % seq)
+            b'FETCH %d (ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE %s)'
+            % (seq, peek.encode()))
         items = {}
         for line in untagged:
             if b' FETCH ' in line:
@@ -216,20 +227,22 @@ def imap_fetch_all(imap, count):
         got = {}
         for name in ('ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822.SIZE'):
             got[name] = items.get(name)
-        for name in ('BODY[HEADER]', 'BODY[TEXT]', 'BODY[1]', 'BODY[1.MIME]'):
+        for name in SECTIONS:
             v = items.get(name)
             got[name] = string_value(v) if v is not None else None
-        tagged, untagged = imap.command(b'FETCH %d (BINARY.PEEK[1])' % seq)
-        if b'UNKNOWN-CTE' in tagged:
-            got['BINARY[1]'] = b'UNKNOWN-CTE'
-        else:
+        for item in ('BINARY[1]', 'BINARY.SIZE[1]'):
+            fetch = item.replace('BINARY[', 'BINARY.PEEK[')
+            tagged, untagged = imap.command(b'FETCH %d (%s)' % (seq, fetch.encode()))
+            if b'UNKNOWN-CTE' in tagged:
+                got[item] = b'UNKNOWN-CTE'
+                continue
             v = None
             for line in untagged:
                 if b' FETCH ' in line:
-                    v = parse_items(line).get('BINARY[1]')
+                    v = parse_items(line).get(item)
             if v is not None and v.startswith(b'~{'):
                 v = v[1:]
-            got['BINARY[1]'] = string_value(v) if v is not None else None
+            got[item] = string_value(v) if v is not None else None
         out[seq] = got
     return out
 
@@ -256,7 +269,7 @@ def via_dump(files):
         got = {}
         for name in ITEMS:
             v = obj.get(name)
-            if name == 'RFC822.SIZE':
+            if name in ('RFC822.SIZE', 'BINARY.SIZE[1]') and isinstance(v, (int, str)) and str(v).isdigit():
                 got[name] = str(v).encode()
             elif v is None:
                 got[name] = None
@@ -308,17 +321,35 @@ def main():
     for seq, name in enumerate(names, 1):
         if only and only not in name:
             continue
+        known_here = set()
         for item in ITEMS:
             a, b = ours[seq].get(item), theirs[seq].get(item)
             if a == b:
                 passed += 1
                 continue
-            if known_difference(name, item, a, b):
+            # BINARY.SIZE follows BINARY: the same known differences
+            # Dovecot's BINARY.SIZE of a message/rfc822 part looks into the
+            # nested parts (point 3 of docs/compat.md) even where its
+            # BINARY does not
+            # and fails when any part of the message has an unknown
+            # encoding, even one outside the part asked for (point 6)
+            nested_unknown = (item == 'BINARY.SIZE[1]' and b == b'UNKNOWN-CTE'
+                              and b'"x-uuencode"' in (ours[seq].get('BODYSTRUCTURE') or b''))
+            # Dovecot's BINARY.SIZE of a multipart part is not the length
+            # of the BINARY it sends for it (point 3); ours is
+            bin_ours, bin_theirs = ours[seq].get('BINARY[1]'), theirs[seq].get('BINARY[1]')
+            inconsistent = (item == 'BINARY.SIZE[1]' and bin_ours is not None
+                            and bin_ours == bin_theirs
+                            and a == str(len(bin_ours)).encode())
+            if known_difference(name, item, a, b) or nested_unknown or inconsistent or (
+                    item == 'BINARY.SIZE[1]' and 'BINARY[1]' in known_here):
+                known_here.add(item)
                 known += 1
                 continue
             failed += 1
             if os.environ.get('MAIL_DIFF_QUIET') is None:
                 print('FAIL %s %s\n  loft:    %r\n  dovecot: %r' % (name, item, a, b))
+    shutil.rmtree(tmp, True)
     print('compared via %s, %d messages; %d known differences (docs/compat.md)'
           % (how, len(names), known))
     print('%d passed, %d failed' % (passed, failed))

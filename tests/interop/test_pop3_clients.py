@@ -120,9 +120,9 @@ def fetchmail(env, tmp, user, keep, tls):
     port = env.port('pop3s' if tls else 'pop3')
     with open(rc_path, 'w') as f:
         f.write('set no syslog\n'
-                'poll 127.0.0.1 with proto POP3 service %d\n'
+                'poll 127.0.0.1 with proto POP3 service %d uidl\n'
                 '  user "%s" there with password "%s" is "%s" here\n'
-                '  options %s uidl fetchall %s\n'
+                '  options %s %s\n'
                 '  mda "/bin/sh -c \'cat >> %s\'"\n'
                 % (port, user, USERS[user], os.environ.get('USER', 'root'),
                    'keep' if keep else 'nokeep',
@@ -189,7 +189,8 @@ def getmail(tmp, env, user, delete_after):
     with open(rc, 'w') as f:
         f.write('[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\n'
                 'port = %d\nusername = %s\npassword = %s\n\n'
-                '[destination]\ntype = Mboxrd\npath = %s\n\n'
+                '[destination]\ntype = MDA_external\npath = /bin/sh\n'
+                'arguments = ("-c", "cat >> %s")\nallow_root_commands = true\n\n'
                 '[options]\nread_all = false\ndelete = false\n'
                 'delete_after = %d\nverbose = 2\n'
                 % (env.port('pop3'), user, USERS[user], mbox, delete_after))

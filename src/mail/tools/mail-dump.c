@@ -171,7 +171,29 @@ int main(int argc, char **argv)
 		section("BODY[TEXT]", data, len, &r, "TEXT");
 		section("BODY[1]", data, len, &r, "1");
 		section("BODY[1.MIME]", data, len, &r, "1.MIME");
+		section("BODY[2]", data, len, &r, "2");
+		section("BODY[2.MIME]", data, len, &r, "2.MIME");
+		section("BODY[1.1]", data, len, &r, "1.1");
+		section("BODY[2.1]", data, len, &r, "2.1");
+		section("BODY[2.HEADER]", data, len, &r, "2.HEADER");
+		section("BODY[2.TEXT]", data, len, &r, "2.TEXT");
+		section("BODY[3.1.MIME]", data, len, &r, "3.1.MIME");
+		section("BODY[HEADER.FIELDS (FROM SUBJECT X-NONE)]", data, len, &r,
+			"HEADER.FIELDS (FROM SUBJECT X-NONE)");
+		section("BODY[HEADER.FIELDS.NOT (FROM SUBJECT)]", data, len, &r,
+			"HEADER.FIELDS.NOT (FROM SUBJECT)");
 		binary1(data, len, &r);
+		{
+			uint64_t bsize;
+			bool unknown;
+			uint32_t p1[1] = {1};
+			printf(", \"BINARY.SIZE[1]\": ");
+			if (mail_binary_size(data, len, r.parts, r.parts_len, p1, 1,
+					     &bsize, &unknown) < 0)
+				printf(unknown ? "\"UNKNOWN-CTE\"" : "null");
+			else
+				printf("\"%llu\"", (unsigned long long)bsize);
+		}
 		printf(", \"preview\": ");
 		json_str(r.preview, strlen(r.preview));
 		printf(", \"body_text\": ");
