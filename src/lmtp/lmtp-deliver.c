@@ -161,6 +161,40 @@ static void rcpt_add(struct lmtp_session *s, const struct lmtp_path *path,
 	s->rcpt_count++;
 }
 
+/* A handle on the user's mail: from the session's cache, or opened and
+ * put there (the cache holds its own reference). */
+static int user_get(struct lmtp_session *s, int64_t user_id,
+		    struct store_user **user_r, struct store_error *err)
+{
+	struct store_user **slot;
+
+	for (unsigned i = 0; i < LMTP_USER_CACHE; i++) {
+		struct store_user *u = s->user_cache[i];
+		if (u != NULL && store_user_id(u) == user_id) {
+			store_user_ref(u);
+			*user_r = u;
+			return 0;
+		}
+	}
+	if (store_user_open(s->server->store, user_id, user_r, err) < 0)
+		return -1;
+	slot = &s->user_cache[s->user_cache_next];
+	s->user_cache_next = (s->user_cache_next + 1) % LMTP_USER_CACHE;
+	if (*slot != NULL)
+		store_user_unref(slot);
+	store_user_ref(*user_r);
+	*slot = *user_r;
+	return 0;
+}
+
+void lmtp_user_cache_clear(struct lmtp_session *s)
+{
+	for (unsigned i = 0; i < LMTP_USER_CACHE; i++) {
+		if (s->user_cache[i] != NULL)
+			store_user_unref(&s->user_cache[i]);
+	}
+}
+
 void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg)
 {
 	struct lmtp_session *s = session;
@@ -189,7 +223,7 @@ void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg)
 					addr);
 	} else if (au.disabled) {
 		net_conn_printf(conn, "550 5.2.1 <%s> Mailbox disabled\r\n", addr);
-	} else if (store_user_open(srv->store, au.id, &user, &err) < 0) {
+	} else if (user_get(s, au.id, &user, &err) < 0) {
 		log_error("lmtp", s->sid, "opening mail of %s: %s", addr, err.msg);
 		net_conn_printf(conn, "451 4.3.0 <%s> Temporary internal error (session %s)\r\n",
 				addr, s->sid);
@@ -372,6 +406,7 @@ void lmtp_task_quit(void *session, struct net_conn *conn, void *arg)
 	struct lmtp_session *s = session;
 
 	lmtp_transaction_reset(s);
+	lmtp_user_cache_clear(s);
 	net_conn_printf(conn, "221 2.0.0 %s Bye\r\n", s->server->hostname);
 	net_conn_close(conn);
 }

@@ -29,6 +29,10 @@
 #define LMTP_CHUNK (128 * 1024)
 /* Bad commands in a row before we hang up. */
 #define LMTP_MAX_ERRORS 20
+/* Store handles a session keeps open between transactions: an MTA sends
+ * many messages over one connection, often to the same few users, and
+ * opening a user's index costs more than a delivery. */
+#define LMTP_USER_CACHE 16
 /* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command. */
 #define LMTP_IDLE_TIMEOUT 300
 
@@ -87,6 +91,10 @@ struct lmtp_session {
 	unsigned txn_counter;
 	char txn_id[32];
 
+	/* open store handles, reused across transactions (LMTP_USER_CACHE) */
+	struct store_user *user_cache[LMTP_USER_CACHE];
+	unsigned user_cache_next;
+
 	/* DATA */
 	struct lmtp_dot dot;
 	struct buf chunk;
@@ -106,6 +114,9 @@ void lmtp_reply_set(struct lmtp_reply *r, int code, const char *status,
 /* Ends the transaction: aborts writers and drops users. Blocking work
  * (store handles) may happen: call on a worker, or at close. */
 void lmtp_transaction_reset(struct lmtp_session *s);
+/* Drops the session's cached store handles (blocking: a worker, or at
+ * close). */
+void lmtp_user_cache_clear(struct lmtp_session *s);
 
 /* lmtp-deliver.c: worker tasks (net_task_fn). */
 void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg);

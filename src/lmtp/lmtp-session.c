@@ -380,8 +380,7 @@ static bool handle_line(struct lmtp_session *s, const char *line, size_t len)
 	} else if (strcmp(verb, "QUIT") == 0) {
 		s->quitting = true;
 		/* Store handles are let go on a worker, not here. */
-		if (s->rcpt_count > 0 &&
-		    net_conn_run(s->conn, lmtp_task_quit, NULL) == 0)
+		if (net_conn_run(s->conn, lmtp_task_quit, NULL) == 0)
 			return true;
 		reply(s, "221 2.0.0 %s Bye", s->server->hostname);
 		net_conn_close(s->conn);
@@ -525,12 +524,16 @@ static void lmtp_closed(void *session, struct net_conn *conn)
 
 	/* A connection dropped in the middle of DATA lands here: the
 	 * writers are aborted and nothing is stored. This runs on the I/O
-	 * thread; aborting a writer only unlinks its temporary file. */
+	 * thread (net has no worker for a closed connection): aborting a
+	 * writer only unlinks its temporary file, but letting go of the
+	 * last reference to a user closes its index. A QUIT does all this
+	 * on a worker instead. */
 	if (s->state == LMTP_STATE_DATA)
 		log_info("lmtp", s->sid,
 			 "connection lost during DATA, %llu bytes discarded",
 			 (unsigned long long)s->data_size);
 	lmtp_transaction_reset(s);
+	lmtp_user_cache_clear(s);
 	buf_free(&s->chunk);
 	free(s->rcpts);
 	free(s);
