@@ -83,15 +83,20 @@ class Idle:
         return got
 
     def done(self):
+        """Ends IDLE; the untagged lines before the tagged OK."""
         self.send('DONE')
         self.sock.settimeout(10 * SLOW)
         rest = []
-        while True:
-            l = self.line()
-            if l.startswith(b'c '):
-                break
-            rest.append(l)
-        self.command('d LOGOUT')
+        try:
+            while True:
+                l = self.line()
+                if l.startswith(b'c '):
+                    R.check('IMAP IDLE ends with OK', l.startswith(b'c OK'), l)
+                    break
+                rest.append(l)
+            self.command('d LOGOUT')
+        except (OSError, EOFError) as e:
+            R.check('IMAP answers DONE', False, repr(e))
         self.sock.close()
         return rest
 
