@@ -810,6 +810,17 @@ static bool handle_literal(struct imap_client *c)
 	struct imap_literal_info info;
 	imap_parser_literal(c->parser, &info);
 	const char *tag = imap_parser_tag(c->parser).ptr;
+	struct slice name = imap_parser_name(c->parser);
+	const struct imap_command_def *def = imap_command_find(name);
+	if (!slice_eq_ci(name, "UID") &&
+	    (def == NULL || !state_allows(c, def->flags))) {
+		/* no use reading data for a command that cannot run */
+		imap_parser_literal_accept(c->parser, IMAP_LITERAL_REFUSE);
+		imap_client_abort_streams(c);
+		return io_write_line(c, "%s BAD %s", tag,
+				     def == NULL ? "[CLIENTBUG] Unknown command"
+						 : state_error(c, def->flags));
+	}
 	bool message = literal_is_message(c, &info);
 	uint64_t limit = message ? c->server->set.append_limit
 				 : (c->state == IMAP_STATE_NOT_AUTH
