@@ -6,6 +6,7 @@ part: changes made by loftctl take effect in a running loftd at once."""
 import imaplib
 import os
 import poplib
+import re
 import shutil
 import subprocess
 import sys
@@ -393,8 +394,23 @@ def test_live(env):
     ctl(env, 'user', 'set', 'frank@example.test', 'disabled=yes')
     r.check('live: disabled at once',
             not imap_ok(env, 'frank@example.test', 'frank-pw'))
+    msg = (b'From: x@example.org\r\nTo: alice@example.test\r\n'
+           b'Subject: usage\r\n\r\nhello\r\n')
+    c = env.lmtp()
+    c.ehlo_or_helo_if_needed = lambda: None
+    c.docmd('LHLO', 'test')
+    c.sendmail('x@example.org', [a], msg)
+    c.quit()
     rc, out, err = ctl(env, 'user', 'show', a)
-    r.check('live: show while running', rc == 0 and 'INBOX' in out, err)
+    r.check('live: show while running', rc == 0, err)
+    # Received: and Delivered-To: are added, so it is a bit larger.
+    m = re.search(r'usage: (\d+) bytes .*, 1 messages', out)
+    size = int(m.group(1)) if m else -1
+    r.check('live: show counts the delivery', size > len(msg) and
+            'INBOX: 1 messages, 1 unseen, %d bytes' % size in out, out)
+    ctl(env, 'user', 'quota', a, '1K')
+    rc, out, err = ctl(env, 'user', 'show', a)
+    r.check('live: show quota use', 'quota used: ' in out, out)
     rc, out, err = ctl(env, 'check', a)
     r.check('live: check while running', rc == 0, (out, err))
 
