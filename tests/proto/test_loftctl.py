@@ -301,8 +301,17 @@ def test_delete(env):
     rc, out, err = ctl(env, 'user', 'list')
     r.check('not deleted without confirmation', a in out, out)
     ctl(env, 'alias', 'add', 'dave2@example.test', a)
+    rc, out = show(env, a)    # opens (creates) its mail
+    uid = re.search(r'^id: (\d+)$', out, re.M).group(1)
+    mail = os.path.join(env.data_dir, 'mail')
+
+    def mail_dirs():
+        return [root for root, dirs, files in os.walk(mail)
+                if os.path.basename(root) == uid]
+    r.check('user has a mail directory', mail_dirs() != [], uid)
     rc, out, err = ctl(env, 'user', 'del', a, '--yes')
     r.check('del --yes', rc == 0, err)
+    r.check('del removed the mail', mail_dirs() == [], mail_dirs())
     rc, out, err = ctl(env, 'user', 'list')
     r.check('deleted', a not in out, out)
     rc, out, err = ctl(env, 'alias', 'list')
