@@ -78,13 +78,17 @@ static char *resolve_folder(struct store_user *user, const char *detail)
 
 	if (detail[0] == '\0' || strcasecmp(detail, "INBOX") == 0)
 		return xstrdup("INBOX");
+	/* A \Noselect parent (deleted, kept for its children) holds no
+	 * messages: such a detail goes to INBOX. */
 	if (store_mailbox_status(user, detail, &info, NULL) == 0) {
+		bool ok = !info.noselect;
 		store_mailbox_info_free(&info);
-		return xstrdup(detail);
+		return xstrdup(ok ? detail : "INBOX");
 	}
 	if (store_mailbox_list(user, &list, &count, NULL) == 0) {
 		for (size_t i = 0; i < count && found == NULL; i++) {
-			if (strcasecmp(list[i].name, detail) == 0)
+			if (strcasecmp(list[i].name, detail) == 0 &&
+			    !list[i].noselect)
 				found = xstrdup(list[i].name);
 		}
 		store_mailbox_list_free(list, count);

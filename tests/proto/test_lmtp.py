@@ -400,6 +400,10 @@ def main():
             except Exception as e:  # a crash of one test is a failure, go on
                 R.check(t.__name__, False, repr(e))
         R.check('loftd still running', env.running(), env.log()[-2000:])
+        rc = env.stop()
+        R.check('loftd stops cleanly', rc == 0, rc)
+        R.check('no sanitizer report', 'Sanitizer' not in env.log()
+                and 'runtime error' not in env.log(), env.log()[-3000:])
     try:
         test_disk_full(lambda **kw: Loft(users={A: 'alice-secret'}, **kw))
     except Exception as e:

@@ -150,6 +150,8 @@ def main():
         R.check('some messages acknowledged', len(ledger.acked) > 0, len(ledger.acked))
         print('acknowledged %d copies, attempted %d' % (len(ledger.acked),
                                                          len(ledger.attempted)))
+        R.check('no sanitizer report', 'Sanitizer' not in env.log()
+                and 'runtime error' not in env.log(), env.log()[-3000:])
     return R.finish()
 
 

@@ -89,6 +89,8 @@ def main():
             R.check('big message intact (dots kept)',
                     m is not None and m.endswith((b'.' + b'b' * 900 + b'\r\n') * 3000))
         R.check('loftd still running', env.running())
+        R.check('no sanitizer report', 'Sanitizer' not in env.log()
+                and 'runtime error' not in env.log(), env.log()[-3000:])
     return R.finish()
 
 
