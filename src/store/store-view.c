@@ -296,7 +296,8 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 			delta_free(&d);
 			return -1;
 		}
-		qsort(expunged, nexp, sizeof(*expunged), cmp_u32);
+		if (nexp > 1)
+			qsort(expunged, nexp, sizeof(*expunged), cmp_u32);
 		view_add_ghosts(v, expunged, nexp);
 		free(expunged);
 		if (!complete && view_diff_all(v, err) < 0) {

@@ -211,7 +211,7 @@ enum store_fetch_field {
 	STORE_FETCH_SORT = 1 << 5,       /* cached sort/thread fields */
 	STORE_FETCH_PREVIEW = 1 << 6,
 	STORE_FETCH_POP3 = 1 << 7,       /* pop3 hidden mark, first RETR */
-	STORE_FETCH_OBJECTID = 1 << 8,   /* emailid, threadid (RFC 8474) */
+	STORE_FETCH_OBJECTID = 1 << 8,   /* threadid (emailid is always set) */
 };
 
 struct store_msg {
@@ -224,7 +224,8 @@ struct store_msg {
 	time_t internaldate;
 	time_t savedate;              /* when it came into this mailbox */
 	char emailid[32];             /* RFC 8474 EMAILID (same blob, same id) */
-	char threadid[32];            /* RFC 8474 THREADID */
+	char threadid[32];            /* RFC 8474 THREADID ("" unless a cached
+	                                 field or OBJECTID was asked for) */
 	/* cached results of src/mail at write time */
 	const char *envelope;         /* IMAP ENVELOPE, parenthesised */
 	const char *bodystructure;    /* IMAP BODYSTRUCTURE, parenthesised */

@@ -1202,7 +1202,8 @@ static void test_background_sweep(void)
 	struct store_error err;
 	CHECK_INT(store_open(&set, &store, &err), 0);
 	store_start_background(store);
-	for (int i = 0; i < 100 && access(orphan, F_OK) == 0; i++)
+	for (int i = 0; i < 250 && (access(orphan, F_OK) == 0 ||
+				    access(tmpf, F_OK) == 0); i++)
 		usleep(20000);
 	CHECK(access(orphan, F_OK) != 0);
 	CHECK(access(tmpf, F_OK) != 0);

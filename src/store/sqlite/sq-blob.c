@@ -415,7 +415,8 @@ static int index_blob_names(const char *dir, char ***names_r, size_t *count_r)
 		free(names);
 		return -1;
 	}
-	qsort(names, n, sizeof(char *), cmp_str);
+	if (n > 1)
+		qsort(names, n, sizeof(char *), cmp_str);
 	*names_r = names;
 	*count_r = n;
 	return 0;
@@ -465,7 +466,7 @@ void sq_sweep_user(struct store *store, int64_t user_id, const char *dir,
 			if (e->d_name[0] == '.')
 				continue;
 			const char *key = e->d_name;
-			if (bsearch(&key, names, n, sizeof(char *), cmp_str))
+			if (n > 0 && bsearch(&key, names, n, sizeof(char *), cmp_str))
 				continue;
 			char *p = xasprintf("%s/%s", sub, e->d_name);
 			sweep_file(p, e->d_name, older_than, repair, report, ctx,

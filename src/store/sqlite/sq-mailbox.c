@@ -350,7 +350,8 @@ int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 		ret = sq_db_error(c, err, "list");
 	sqlite3_reset(st);
 	if (ret == 0) {
-		qsort(list, n, sizeof(*list), info_cmp);
+		if (n > 1)
+			qsort(list, n, sizeof(*list), info_cmp);
 		for (size_t i = 0; i < n; i++) {
 			size_t len = strlen(list[i].name);
 			for (size_t j = 0; j < n && !list[i].has_children; j++)

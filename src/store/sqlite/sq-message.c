@@ -13,16 +13,38 @@
 
 #include "log.h"
 
+/* "<letter><user hex>-<id hex>": unique on the server, stable for the
+ * life of the blob (RFC 8474 objectid characters only). Hand-rolled: a
+ * FETCH of 100,000 messages formats 100,000 of them. */
+static void objectid(char out[32], char letter, uint64_t a, uint64_t b)
+{
+	static const char hex[] = "0123456789abcdef";
+	char tmp[16];
+	size_t o = 0, n;
+	out[o++] = letter;
+	for (int part = 0; part < 2; part++) {
+		uint64_t v = part == 0 ? a : b;
+		n = 0;
+		do {
+			tmp[n++] = hex[v & 15];
+			v >>= 4;
+		} while (v != 0);
+		while (n > 0)
+			out[o++] = tmp[--n];
+		if (part == 0)
+			out[o++] = '-';
+	}
+	out[o] = '\0';
+}
+
 void sq_emailid(char out[32], int64_t user_id, int64_t blob)
 {
-	snprintf(out, 32, "M%llx-%llx", (unsigned long long)user_id,
-		 (unsigned long long)blob);
+	objectid(out, 'M', (uint64_t)user_id, (uint64_t)blob);
 }
 
 void sq_threadid(char out[32], int64_t user_id, int64_t thread)
 {
-	snprintf(out, 32, "T%llx-%llx", (unsigned long long)user_id,
-		 (unsigned long long)thread);
+	objectid(out, 'T', (uint64_t)user_id, (uint64_t)thread);
 }
 
 bool sq_ranges_contain(const struct store_uid_range *ranges, size_t count,
@@ -663,9 +685,9 @@ static void fetch_fill(struct store_fetch *f)
 	m->savedate = (time_t)sqlite3_column_int64(st, 6);
 	m->pop3_hidden = sqlite3_column_int(st, 7) != 0;
 	m->pop3_first_retr = (time_t)sqlite3_column_int64(st, 8);
+	sq_emailid(m->emailid, f->u->user->id, sqlite3_column_int64(st, 9));
 	if (!f->join)
 		return;
-	sq_emailid(m->emailid, f->u->user->id, sqlite3_column_int64(st, 9));
 	sq_threadid(m->threadid, f->u->user->id, sqlite3_column_int64(st, 10));
 	m->envelope = col_text(st, 11);
 	m->bodystructure = col_text(st, 12);

@@ -169,7 +169,8 @@ out:
 		free(h.uids);
 		return -1;
 	}
-	qsort(h.uids, h.n, sizeof(uint32_t), cmp_u32);
+	if (h.n > 1)
+		qsort(h.uids, h.n, sizeof(uint32_t), cmp_u32);
 	size_t w = 0;
 	for (size_t i = 0; i < h.n; i++) {
 		if (w == 0 || h.uids[w - 1] != h.uids[i])

@@ -132,7 +132,8 @@ static int expunged_after(struct sq_conn *c, uint32_t mailbox_id,
 		free(uids);
 		return -1;
 	}
-	qsort(uids, n, sizeof(*uids), cmp_u32);
+	if (n > 1)
+		qsort(uids, n, sizeof(*uids), cmp_u32);
 	*uids_r = uids;
 	*n_r = n;
 	return 0;
@@ -246,7 +247,8 @@ int sq_changed_since(struct store_user *user, const char *mailbox,
 		free(uids);
 		return -1;
 	}
-	qsort(uids, n, sizeof(*uids), cmp_u32);
+	if (n > 1)
+		qsort(uids, n, sizeof(*uids), cmp_u32);
 	*uids_r = uids;
 	*count_r = n;
 	return 0;
