@@ -77,6 +77,7 @@ struct imap_parser {
 	size_t node_count, node_cap;
 	unsigned depth;
 	bool need_sep;            /* an argument just ended */
+	bool after_sp;            /* the last byte was a separating SP */
 	size_t line_bytes;        /* text bytes of this command */
 	unsigned top_args;        /* completed top-level arguments */
 	uint32_t streams;         /* streamed literals so far */
@@ -132,6 +133,7 @@ static void start_command(struct imap_parser *p)
 	p->node_count = 0;
 	p->depth = 0;
 	p->need_sep = false;
+	p->after_sp = false;
 	p->line_bytes = 0;
 	p->top_args = 0;
 	p->streams = 0;
@@ -316,9 +318,15 @@ static enum imap_parse_result end_of_line(struct imap_parser *p)
 static enum imap_parse_result args_byte(struct imap_parser *p, unsigned char c)
 {
 	if (c == ' ') {
+		/* RFC 9051 9: one SP between arguments; a second one would
+		 * hide a missing (empty) argument, as in "LIST  *" */
+		if (p->after_sp)
+			return fail(p, "Double space", IMAP_PERR_SYNTAX, false);
 		p->need_sep = false;
+		p->after_sp = true;
 		return IMAP_PARSE_NEED_MORE;
 	}
+	p->after_sp = false;
 	if (c == '\r') {
 		p->state = S_CR;
 		return IMAP_PARSE_NEED_MORE;

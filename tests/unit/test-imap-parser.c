@@ -148,6 +148,7 @@ static void test_errors(void)
 	check_parse("a1 X {99999999999999999999}\r\nb NOOP\r\n",
 		    "!a1:Literal size too large![b NOOP]");
 	check_parse("a1 X {3}x\r\n", "!a1:A literal must end its line!");
+	check_parse("a1 LIST  *\r\nb NOOP \r\n", "!a1:Double space![b NOOP]");
 	/* nesting limit of the pre-login profile is 4 */
 	check_parse("a1 X (((((a)))))\r\nb NOOP\r\n",
 		    "!a1:Lists nested too deeply![b NOOP]");
