@@ -254,10 +254,12 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 	if (r == 0)
 		r = pop3_stream_message(s, blob.data, blob.len, lines);
 	store_blob_close(&blob);
-	if (r < 0 || lines >= 0 || m->retrieved)
+	if (r < 0 || lines >= 0 || m->retrieved || s->policy.pop3_retention_days == 0)
 		return;
 	/* pop3_retention_days counts from the first RETR; TOP does not
-	 * count, a download does. */
+	 * count, a download does. The mark costs a commit per message, so
+	 * it is only kept while the account has retention on: turning it on
+	 * later never removes mail downloaded before (the safe side). */
 	if (store_pop3_retrieved(s->mail, m->uid, time(NULL), &err) < 0)
 		log_warn("pop3", s->sid, "uid %u: cannot record retrieval: %s",
 			 m->uid, err.msg);
