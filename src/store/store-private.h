@@ -156,6 +156,12 @@ struct store {
 	pthread_mutex_t users_mu;
 	struct store_user **users;     /* open handles, hashed by id */
 	size_t users_size;
+	/* Handles nobody holds stay open (their connections and statements
+	 * warm) up to this many, so a delivery to a user with no session
+	 * does not reopen the index each time; the least recently used goes
+	 * first. */
+	size_t idle_count, idle_max;
+	uint64_t use_clock;
 
 	struct store_hub *hub;
 	/* Fault injection for tests: when > 0, the blob writer fails with
@@ -167,6 +173,7 @@ struct store_user {
 	struct store *store;
 	int64_t id;
 	int refcount;                  /* under store->users_mu */
+	uint64_t last_use;             /* store->use_clock at the last unref */
 	struct store_user *next;       /* hash chain */
 	void *be;
 	/* The highest modseq this process has committed for the user: lets

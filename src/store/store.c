@@ -140,6 +140,7 @@ int store_open(const struct store_settings *set, struct store **store_r,
 	store->vf = &store_sqlite_vfuncs;
 	pthread_mutex_init(&store->users_mu, NULL);
 	store->users_size = 256;
+	store->idle_max = 128;
 	store->users = xcalloc(store->users_size, sizeof(*store->users));
 	store->hub = xcalloc(1, sizeof(*store->hub));
 	pthread_rwlock_init(&store->hub->lock, NULL);
@@ -167,9 +168,16 @@ void store_close(struct store **storep)
 		return;
 	*storep = NULL;
 	for (size_t i = 0; i < store->users_size; i++) {
-		if (store->users[i] != NULL)
-			log_warn("store", NULL,
-				 "closing the store with users still open");
+		for (struct store_user *u = store->users[i], *next; u; u = next) {
+			next = u->next;
+			if (u->refcount > 0) {
+				log_warn("store", NULL, "closing the store with"
+					 " user %lld still open", (long long)u->id);
+				continue;
+			}
+			store->vf->user_close(u);
+			free(u);
+		}
 	}
 	store->vf->close(store);
 	pthread_rwlock_destroy(&store->hub->lock);
@@ -193,7 +201,8 @@ int store_user_open(struct store *store, int64_t user_id,
 	pthread_mutex_lock(&store->users_mu);
 	for (struct store_user *u = store->users[b]; u != NULL; u = u->next) {
 		if (u->id == user_id) {
-			u->refcount++;
+			if (u->refcount++ == 0)
+				store->idle_count--;
 			pthread_mutex_unlock(&store->users_mu);
 			*user_r = u;
 			return 0;
@@ -224,6 +233,33 @@ void store_user_ref(struct store_user *user)
 	pthread_mutex_unlock(&user->store->users_mu);
 }
 
+/* Unlinks and closes an idle handle; under users_mu. */
+static void user_evict(struct store *store, struct store_user *user)
+{
+	size_t b = (uint64_t)user->id % store->users_size;
+	struct store_user **pp = &store->users[b];
+	while (*pp != user)
+		pp = &(*pp)->next;
+	*pp = user->next;
+	store->idle_count--;
+	store->vf->user_close(user);
+	free(user);
+}
+
+static void evict_oldest_idle(struct store *store)
+{
+	struct store_user *oldest = NULL;
+	for (size_t i = 0; i < store->users_size; i++) {
+		for (struct store_user *u = store->users[i]; u; u = u->next) {
+			if (u->refcount == 0 &&
+			    (oldest == NULL || u->last_use < oldest->last_use))
+				oldest = u;
+		}
+	}
+	if (oldest != NULL)
+		user_evict(store, oldest);
+}
+
 void store_user_unref(struct store_user **userp)
 {
 	struct store_user *user = *userp;
@@ -232,18 +268,12 @@ void store_user_unref(struct store_user **userp)
 	*userp = NULL;
 	struct store *store = user->store;
 	pthread_mutex_lock(&store->users_mu);
-	if (--user->refcount > 0) {
-		pthread_mutex_unlock(&store->users_mu);
-		return;
+	if (--user->refcount == 0) {
+		user->last_use = ++store->use_clock;
+		if (++store->idle_count > store->idle_max)
+			evict_oldest_idle(store);
 	}
-	size_t b = (uint64_t)user->id % store->users_size;
-	struct store_user **pp = &store->users[b];
-	while (*pp != user)
-		pp = &(*pp)->next;
-	*pp = user->next;
-	store->vf->user_close(user);
 	pthread_mutex_unlock(&store->users_mu);
-	free(user);
 }
 
 int64_t store_user_id(const struct store_user *user)
@@ -258,11 +288,15 @@ int store_user_delete(struct store *store, int64_t user_id,
 	pthread_mutex_lock(&store->users_mu);
 	size_t b = (uint64_t)user_id % store->users_size;
 	for (struct store_user *u = store->users[b]; u != NULL; u = u->next) {
-		if (u->id == user_id) {
+		if (u->id != user_id)
+			continue;
+		if (u->refcount > 0) {
 			pthread_mutex_unlock(&store->users_mu);
 			return store_set_error(err, STORE_ERR_TEMP,
 					       "The account is in use");
 		}
+		user_evict(store, u);
+		break;
 	}
 	int ret = store->vf->user_delete(store, user_id, err);
 	pthread_mutex_unlock(&store->users_mu);

@@ -268,8 +268,8 @@ int store_append(struct store_user *user, const char *mailbox,
  * literal, an LMTP DATA stream) straight to a temporary blob, then commits
  * it into a mailbox or aborts. Line endings are normalised to CRLF while
  * writing. write returns -1 with LIMIT past max_message_size, or TEMP on
- * a write error (disk full). One writer can be committed to several users
- * only through store_append_blob_copy below. */
+ * a write error (disk full). A writer belongs to one user: a message for
+ * several users is written once per user (their blobs live apart). */
 int store_blob_writer_create(struct store_user *user,
 			     struct store_blob_writer **w_r,
 			     struct store_error *err);

@@ -177,6 +177,22 @@ static void test_defaults(void)
 	struct store_mailbox_info info;
 	CHECK_INT(store_mailbox_status(u, "Junk", &info, &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	append(u, "INBOX", "Subject: x\r\n\r\nx\r\n", 0);
+	/* deleting an account in use is refused; idle, it goes entirely */
+	CHECK_INT(store_user_delete(store, 1, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	store_user_unref(&u);
+	CHECK_INT(store_user_delete(store, 1, &err), 0);
+	char *dir = user_path(1, "");
+	CHECK(access(dir, F_OK) != 0);
+	free(dir);
+	u = user_open(store, 1);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 0);
+	store_mailbox_info_free(&info);
+	info = status(u, "Junk");
+	CHECK_INT(info.special_use, STORE_SPECIAL_JUNK);
+	store_mailbox_info_free(&info);
 	store_user_unref(&u);
 	teardown(&store);
 }
@@ -753,9 +769,12 @@ static void test_recent_status(void)
 	info = status(u, "INBOX");
 	CHECK_INT(info.recent, 0);
 	store_mailbox_info_free(&info);
-	/* \Recent survives closing the user (persisted lazily) */
+	/* \Recent survives a restart (persisted lazily) */
 	append(u, "INBOX", "Subject: r\r\n\r\nx\r\n", 0);
 	store_user_unref(&u);
+	store_close(&store);
+	struct store_settings set = {.data_dir = data_dir, .fsync = false};
+	CHECK_INT(store_open(&set, &store, &err), 0);
 	u = user_open(store, 8);
 	info = status(u, "INBOX");
 	CHECK_INT(info.recent, 1);

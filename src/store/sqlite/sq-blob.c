@@ -261,8 +261,10 @@ int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 	char *final = sq_blob_path(u, w->name);
 	char *dir = xasprintf("%s/blobs/%.2s", u->dir, w->name);
 	int ret = 0;
-	if (rename(w->tmp_path, final) < 0 ||
-	    (u->fsync && sq_fsync_dir(dir) < 0)) {
+	int r = rename(w->tmp_path, final);
+	if (r < 0 && errno == ENOENT && mkdir(dir, 0700) == 0)
+		r = rename(w->tmp_path, final);
+	if (r < 0 || (u->fsync && sq_fsync_dir(dir) < 0)) {
 		log_error("store", NULL, "rename %s: %s", final, strerror(errno));
 		ret = store_set_error(err, STORE_ERR_TEMP,
 				      "Cannot store the message now");

@@ -114,8 +114,10 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 		 struct sq_conn **conn_r, struct store_error *err)
 {
 	struct sq_conn *c = xcalloc(1, sizeof(*c));
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-		    SQLITE_OPEN_NOMUTEX;
+	/* Only the writer creates an index: a reader (or the sweeper) that
+	 * finds none must not leave an empty one behind. */
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+		    (writer ? SQLITE_OPEN_CREATE : 0);
 	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
 		log_error("store", NULL, "open %s: %s", path,
 			  c->db ? sqlite3_errmsg(c->db) : "out of memory");
@@ -395,15 +397,19 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	u->queue_tail = &u->queue;
 	user->be = u;
 
+	/* The blob directories are made before the index: an index means
+	 * they exist (a missing one is made again when a blob needs it). */
+	char *path = index_path(u);
+	bool fresh = access(path, F_OK) < 0;
 	if (mkdir_p(u->dir, u->fsync) < 0 ||
-	    sq_blob_dirs_create(u->dir, u->fsync, err) < 0) {
+	    (fresh && sq_blob_dirs_create(u->dir, u->fsync, err) < 0)) {
+		free(path);
 		log_error("store", NULL, "mkdir %s: %s", u->dir,
 			  strerror(errno));
 		store_set_error(err, STORE_ERR_TEMP,
 				"Cannot create the mail directory");
 		goto fail;
 	}
-	char *path = index_path(u);
 	int r = sq_conn_open(path, true, u->fsync, &u->writer, err);
 	free(path);
 	bool created;
