@@ -13,6 +13,7 @@
 #include "log.h"
 
 #include <ftw.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
@@ -880,7 +881,54 @@ TEST_CASE(base64)
 	free(e);
 }
 
+/* ---- threads ----------------------------------------------------------- */
+
+struct thread_arg {
+	struct auth *auth;
+	int ok;
+	int id;
+};
+
+static void *verify_thread(void *p)
+{
+	struct thread_arg *a = p;
+	char addr[64];
+	for (int i = 0; i < 50; i++) {
+		struct auth_user u;
+		struct auth_policy pol;
+		snprintf(addr, sizeof(addr), "u%d@example.test", (a->id + i) % 4);
+		if (auth_verify(a->auth, addr, addr, "10.1.1.1", &u) == AUTH_OK &&
+		    strcmp(u.address, addr) == 0 &&
+		    auth_user_policy(a->auth, u.id, &pol) == 0 &&
+		    auth_lookup(a->auth, addr, &u) == 1)
+			a->ok++;
+	}
+	return NULL;
+}
+
+TEST_CASE(concurrent_verify_and_lookups)
+{
+	struct auth *auth = setup();
+	char addr[64];
+	for (int i = 0; i < 4; i++) {
+		snprintf(addr, sizeof(addr), "u%d@example.test", i);
+		add_user(auth, addr, addr, false);   /* password = address */
+	}
+	pthread_t th[4];
+	struct thread_arg args[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct thread_arg){auth, 0, i};
+		pthread_create(&th[i], NULL, verify_thread, &args[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_INT(args[i].ok, 50);
+	}
+	teardown(&auth);
+}
+
 static const struct test_case cases[] = {
+	{"concurrent_verify_and_lookups", concurrent_verify_and_lookups},
 	{"settings_from_config", settings_from_config},
 	{"settings_errors_have_file_and_line", settings_errors_have_file_and_line},
 	{"admin_and_lookups", admin_and_lookups},
