@@ -211,45 +211,55 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Adds the UIDs the view knows among expunged to its ghosts. */
+/* Adds the UIDs the view knows among expunged to its ghosts (kept sorted
+ * and unique). */
 static void view_add_ghosts(struct store_view *v, const uint32_t *expunged,
 			    size_t n)
 {
+	size_t added = 0;
+	v->ghosts = xrealloc(v->ghosts, (v->ghost_count + n + 1) * sizeof(uint32_t));
 	for (size_t i = 0; i < n; i++) {
-		if (store_view_seq(v, expunged[i]) == 0)
-			continue;
-		size_t at = lower_bound(v->ghosts, v->ghost_count, expunged[i]);
-		if (at < v->ghost_count && v->ghosts[at] == expunged[i])
-			continue;
-		v->ghosts = xrealloc(v->ghosts,
-				     (v->ghost_count + 1) * sizeof(uint32_t));
-		memmove(v->ghosts + at + 1, v->ghosts + at,
-			(v->ghost_count - at) * sizeof(uint32_t));
-		v->ghosts[at] = expunged[i];
-		v->ghost_count++;
+		if (store_view_seq(v, expunged[i]) != 0)
+			v->ghosts[v->ghost_count + added++] = expunged[i];
 	}
+	if (added == 0)
+		return;
+	v->ghost_count += added;
+	qsort(v->ghosts, v->ghost_count, sizeof(uint32_t), cmp_u32);
+	size_t w = 1;
+	for (size_t i = 1; i < v->ghost_count; i++) {
+		if (v->ghosts[i] != v->ghosts[w - 1])
+			v->ghosts[w++] = v->ghosts[i];
+	}
+	v->ghost_count = w;
 }
 
-/* Removes the ghosts from the view, highest sequence first. */
+/* Removes the ghosts from the view. They are reported highest sequence
+ * first, so each number is still right when the client reads it (RFC
+ * 3501 7.4.1); the array is compacted once at the end. */
 static void view_drop_ghosts(struct store_view *v,
 			     const struct store_view_callbacks *cb, void *ctx)
 {
+	if (v->ghost_count == 0)
+		return;
 	for (size_t g = v->ghost_count; g > 0; g--) {
-		uint32_t uid = v->ghosts[g - 1];
-		uint32_t seq = store_view_seq(v, uid);
-		if (seq == 0)
-			continue;
-		size_t i = seq - 1;
-		if (v->recent[i])
-			v->recent_count--;
-		memmove(v->uids + i, v->uids + i + 1,
-			(v->count - i - 1) * sizeof(*v->uids));
-		memmove(v->recent + i, v->recent + i + 1,
-			(v->count - i - 1) * sizeof(*v->recent));
-		v->count--;
-		if (cb != NULL && cb->expunged != NULL)
-			cb->expunged(ctx, seq, uid);
+		uint32_t seq = store_view_seq(v, v->ghosts[g - 1]);
+		if (seq != 0 && cb != NULL && cb->expunged != NULL)
+			cb->expunged(ctx, seq, v->ghosts[g - 1]);
 	}
+	size_t w = 0, g = 0;
+	for (size_t i = 0; i < v->count; i++) {
+		while (g < v->ghost_count && v->ghosts[g] < v->uids[i])
+			g++;
+		if (g < v->ghost_count && v->ghosts[g] == v->uids[i]) {
+			if (v->recent[i])
+				v->recent_count--;
+			continue;
+		}
+		v->uids[w] = v->uids[i];
+		v->recent[w++] = v->recent[i];
+	}
+	v->count = w;
 	v->ghost_count = 0;
 }
 
@@ -289,7 +299,9 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 	bool complete = true;
 	uint64_t seen = atomic_load(&v->user->last_modseq);
 
-	if (seen != v->user_modseq) {
+	/* Always asked (cheap when nothing changed): another process, such
+	 * as loftctl, may have changed the mailbox without telling the hub. */
+	{
 		if (v->user->store->vf->view_delta(
 			    v->user, v->info.id, v->modseq, &info, &expunged,
 			    &nexp, &complete, delta_changed, &d, err) < 0) {

@@ -450,10 +450,21 @@ static void test_mailboxes(void)
 
 	/* delete a parent: it stays as \Noselect for its children */
 	CHECK_INT(store_mailbox_delete(u, "z/y/b", &err), 0);
-	info = status(u, "z/y/b");
-	CHECK(info.noselect);
-	CHECK_INT(info.messages, 0);
-	store_mailbox_info_free(&info);
+	CHECK_INT(store_mailbox_status(u, "z/y/b", &info, &err), -1);
+	struct store_mailbox_info *list;
+	size_t nl;
+	CHECK_INT(store_mailbox_list(u, &list, &nl, &err), 0);
+	bool found = false;
+	for (size_t i = 0; i < nl; i++) {
+		if (strcmp(list[i].name, "z/y/b") == 0) {
+			found = true;
+			CHECK(list[i].noselect);
+			CHECK(list[i].has_children);
+			CHECK_INT(list[i].messages, 0);
+		}
+	}
+	CHECK(found);
+	store_mailbox_list_free(list, nl);
 	CHECK_INT(store_append(u, "z/y/b", "x", 1, NULL, NULL, NULL, &err), -1);
 	CHECK_INT(store_mailbox_delete(u, "z/y/b", &err), -1);
 	CHECK_INT(store_mailbox_delete(u, "z/y/b/c", &err), 0);
@@ -744,6 +755,62 @@ static void test_views(void)
 	store_mailbox_delete(u, "Gone", &err);
 	CHECK_INT(store_view_sync(v, true, NULL, NULL, &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	store_view_close(&v);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+struct bulk {
+	uint32_t calls, last_seq;
+	bool descending;
+};
+
+static void bulk_expunged(void *ctx, uint32_t seq, uint32_t uid)
+{
+	struct bulk *b = ctx;
+	if (b->calls > 0 && seq >= b->last_seq)
+		b->descending = false;
+	if (seq != uid / 2) /* the view holds the even UIDs 2, 4, ... */
+		b->descending = false;
+	b->calls++;
+	b->last_seq = seq;
+}
+
+static void test_view_bulk_and_other_process(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 17);
+	struct store_error err;
+	enum { N = 400 };
+	for (int i = 0; i < N; i++)
+		append(u, "INBOX", "Subject: b\r\n\r\nx\r\n", 0);
+	struct store_uid_range odd[N / 2];
+	for (int i = 0; i < N / 2; i++)
+		odd[i].lo = odd[i].hi = (uint32_t)(2 * i + 1);
+	store_expunge(u, "INBOX", odd, N / 2, true, NULL, NULL, &err);
+	struct store_view *v;
+	CHECK_INT(store_view_open(u, "INBOX", 0, &v, &err), 0);
+	CHECK_INT(store_view_count(v), N / 2);
+
+	/* another process (a second store on the same files) expunges all;
+	 * no hub tells us, the sync still finds it */
+	struct store_settings set = {.data_dir = data_dir, .fsync = false};
+	struct store *other;
+	CHECK_INT(store_open(&set, &other, &err), 0);
+	struct store_user *u2 = user_open(other, 17);
+	CHECK_INT(store_expunge(u2, "INBOX", NULL, 0, true, NULL, NULL, &err), 0);
+	store_user_unref(&u2);
+	store_close(&other);
+
+	struct bulk b = {0, 0, true};
+	struct store_view_callbacks cb = {bulk_expunged, NULL, NULL};
+	CHECK_INT(store_view_sync(v, true, &cb, &b, &err), 0);
+	CHECK_INT(b.calls, N / 2);
+	CHECK(b.descending);
+	CHECK_INT(b.last_seq, 1);
+	CHECK_INT(store_view_count(v), 0);
+	/* and the counter moved on in the other process: appends go on */
+	CHECK_INT(append(u, "INBOX", "Subject: b\r\n\r\nx\r\n", 0), N + 1);
 	store_view_close(&v);
 	store_user_unref(&u);
 	teardown(&store);
@@ -1290,6 +1357,7 @@ static const struct test_case cases[] = {
 	{"copy_move_expunge", test_copy_move_expunge},
 	{"quota", test_quota},
 	{"views", test_views},
+	{"view_bulk_and_other_process", test_view_bulk_and_other_process},
 	{"recent_status", test_recent_status},
 	{"search", test_search},
 	{"group_commit", test_group_commit},

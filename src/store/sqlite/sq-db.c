@@ -254,29 +254,33 @@ void sq_read_end(struct sq_conn *c)
 
 /* ---- store and users ---------------------------------------------- */
 
+/* Makes path and its missing parents; each new directory is made durable
+ * in its parent. */
 static int mkdir_p(const char *path, bool fsync)
 {
 	char *p = xstrdup(path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
+	int ret = 0;
+	for (char *s = p + 1; ret == 0; s++) {
+		if (*s != '/' && *s != '\0')
 			continue;
+		char saved = *s;
 		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			free(p);
-			return -1;
+		if (mkdir(p, 0700) == 0) {
+			char *slash = strrchr(p, '/');
+			if (fsync && slash != NULL && slash != p) {
+				*slash = '\0';
+				sq_fsync_dir(p);
+				*slash = '/';
+			}
+		} else if (errno != EEXIST) {
+			ret = -1;
 		}
-		*s = '/';
-	}
-	int r = mkdir(p, 0700) < 0 && errno != EEXIST ? -1 : 0;
-	if (r == 0 && fsync) {
-		char *slash = strrchr(p, '/');
-		if (slash != NULL && slash != p) {
-			*slash = '\0';
-			sq_fsync_dir(p);
-		}
+		*s = saved;
+		if (saved == '\0')
+			break;
 	}
 	free(p);
-	return r;
+	return ret;
 }
 
 char *sq_user_dir(struct store *store, int64_t user_id)
@@ -415,6 +419,9 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	bool created;
 	if (r < 0 || schema_init(u, &created, err) < 0)
 		goto fail;
+	/* the new index file's directory entry must survive a crash too */
+	if (created && u->fsync)
+		sq_fsync_dir(u->dir);
 	sqlite3_stmt *st = sq_stmt(u->writer, "SELECT modseq FROM account");
 	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
 		atomic_store(&user->last_modseq,

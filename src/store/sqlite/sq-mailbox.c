@@ -425,6 +425,10 @@ int sq_mailbox_status(struct store_user *user, const char *name, uint32_t id,
 		else if (r == 0)
 			ret = store_set_error(err, STORE_ERR_NOTFOUND,
 					      "Mailbox doesn't exist: %s", name);
+		else if (mb.noselect) /* RFC 3501 6.3.10: STATUS needs one */
+			ret = store_set_error(err, STORE_ERR_NOTFOUND,
+					      "Mailbox isn't selectable: %s",
+					      name);
 		id = mb.id;
 	}
 	if (ret == 0) {
