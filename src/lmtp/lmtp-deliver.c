@@ -10,6 +10,7 @@
 #include "lmtp-private.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,51 @@ static void commit_rcpt(struct lmtp_session *s, struct lmtp_rcpt *r)
 		 (unsigned long long)size, s->txn_id);
 }
 
+struct commit_job {
+	struct lmtp_session *s;
+	struct lmtp_rcpt *r;
+	pthread_t thread;
+	bool started;
+};
+
+static void *commit_thread(void *arg)
+{
+	struct commit_job *j = arg;
+
+	commit_rcpt(j->s, j->r);
+	return NULL;
+}
+
+/* Commits every pending copy. Copies for different users go to different
+ * indexes, so their fsyncs overlap: up to LMTP_PARALLEL_COMMITS run at
+ * once on short-lived threads beside this worker (the worker pool has no
+ * fan-out, and a commit is mostly waiting on the disk). */
+#define LMTP_PARALLEL_COMMITS 8
+static void commit_all(struct lmtp_session *s)
+{
+	struct commit_job jobs[LMTP_PARALLEL_COMMITS];
+	unsigned i = 0;
+
+	while (i < s->rcpt_count) {
+		unsigned n = 0;
+		for (; i < s->rcpt_count && n < LMTP_PARALLEL_COMMITS; i++) {
+			struct lmtp_rcpt *r = &s->rcpts[i];
+			if (rcpt_pending(r) && r->writer != NULL)
+				jobs[n++] = (struct commit_job){.s = s, .r = r};
+		}
+		for (unsigned k = 1; k < n; k++)
+			jobs[k].started = pthread_create(&jobs[k].thread, NULL,
+							 commit_thread,
+							 &jobs[k]) == 0;
+		for (unsigned k = 0; k < n; k++) {
+			if (k == 0 || !jobs[k].started)
+				commit_rcpt(s, jobs[k].r);
+			else
+				pthread_join(jobs[k].thread, NULL);
+		}
+	}
+}
+
 void lmtp_task_data_end(void *session, struct net_conn *conn, void *arg)
 {
 	struct lmtp_session *s = session;
@@ -372,9 +418,10 @@ void lmtp_task_data_end(void *session, struct net_conn *conn, void *arg)
 		}
 	} else {
 		write_chunk(s);
+		commit_all(s);
 	}
-	/* RFC 2033 4.2: one reply per accepted RCPT, in RCPT order, each
-	 * sent as soon as that copy is durable. */
+	/* RFC 2033 4.2: one reply per accepted RCPT, in RCPT order; every
+	 * 250 follows the commit that made its copy durable. */
 	for (unsigned i = 0; i < s->rcpt_count; i++) {
 		struct lmtp_rcpt *r = &s->rcpts[i];
 		if (r->dup_of >= 0) {
@@ -383,8 +430,6 @@ void lmtp_task_data_end(void *session, struct net_conn *conn, void *arg)
 				       r->address,
 				       d->code == 250 ? "Saved (same copy)"
 						      : "Not saved");
-		} else if (r->reply.code == 0 && r->writer != NULL) {
-			commit_rcpt(s, r);
 		} else if (r->reply.code == 0) {
 			lmtp_reply_set(&r->reply, 451, "4.3.0",
 				       "<%s> Temporary internal error (session %s)",
