@@ -128,7 +128,7 @@ int auth_base64_decode(const char *in, size_t in_len, uint8_t **out_r,
 void auth_map_init(struct auth_map *map, size_t max);
 void auth_map_deinit(struct auth_map *map);
 /* The delay to impose before checking a password for login from remote
- * (milliseconds). */
+ * (milliseconds); login NULL: the address's share only. */
 uint32_t auth_throttle_delay(struct auth *auth, const char *login,
 			     const char *remote);
 void auth_throttle_failed(struct auth *auth, const char *login,
@@ -138,10 +138,16 @@ void auth_throttle_succeeded(struct auth *auth, const char *login,
 /* A login name made safe for a log line (printable ASCII, truncated). */
 void auth_log_safe(const char *in, char *out, size_t size);
 void auth_sleep_ms(uint32_t ms);
-/* Verification of a PLAIN/LOGIN password for an already looked-up login;
- * applies throttling, cache, rehash. */
+/* Sleeps what is left of the throttle delay after waited_ms; *delay_r is
+ * the whole delay. */
+void auth_throttle_wait(struct auth *auth, const char *login,
+			const char *remote, uint32_t waited_ms,
+			uint32_t *delay_r);
+/* Verification of a PLAIN/LOGIN password: throttling (minus what the
+ * caller already waited), cache, rehash. */
 enum auth_result auth_verify_password(struct auth *auth, const char *login,
 				      const char *password, const char *remote,
+				      uint32_t waited_ms,
 				      struct auth_user *user_r);
 
 /* ---- auth-sasl.c (for tests) ---------------------------------------- */

@@ -37,6 +37,7 @@ struct auth_sasl {
 	enum mech mech;
 	int state;
 	char remote[64];
+	uint32_t waited_ms;                 /* auth_sasl_set_waited */
 	char login[AUTH_ADDRESS_MAX + 1];   /* LOGIN, SCRAM */
 	/* SCRAM */
 	char *gs2_header;
@@ -81,6 +82,11 @@ void auth_sasl_free(struct auth_sasl **saslp)
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
 	*saslp = NULL;
+}
+
+void auth_sasl_set_waited(struct auth_sasl *sasl, uint32_t waited_ms)
+{
+	sasl->waited_ms = waited_ms;
 }
 
 void auth_sasl_set_test_nonce(struct auth_sasl *sasl, const char *nonce)
@@ -129,7 +135,8 @@ static enum auth_sasl_status plain_step(struct auth_sasl *s, const char *in,
 		return AUTH_SASL_FAIL;
 	char *password = xstrndup(nul2 + 1, plen);
 	enum auth_result r = auth_verify_password(s->auth, nul1 + 1, password,
-						  s->remote, user_r);
+						  s->remote, s->waited_ms,
+						  user_r);
 	OPENSSL_cleanse(password, plen);
 	free(password);
 	return from_result(r);
@@ -164,7 +171,8 @@ static enum auth_sasl_status login_step(struct auth_sasl *s, const char *in,
 		return AUTH_SASL_FAIL;
 	char *password = xstrndup(in, len);
 	enum auth_result r = auth_verify_password(s->auth, s->login, password,
-						  s->remote, user_r);
+						  s->remote, s->waited_ms,
+						  user_r);
 	OPENSSL_cleanse(password, len);
 	free(password);
 	return from_result(r);
@@ -334,9 +342,8 @@ static enum auth_sasl_status scram_final(struct auth_sasl *s, const char *in,
 		goto out;
 	*p = '\0';   /* msg is now client-final-message-without-proof */
 
-	uint32_t delay = auth_throttle_delay(s->auth, s->login, s->remote);
-	if (delay > 0)
-		auth_sleep_ms(delay);
+	uint32_t delay;
+	auth_throttle_wait(s->auth, s->login, s->remote, s->waited_ms, &delay);
 	char *auth_msg = xasprintf("%s,%s,%s", s->client_first_bare,
 				   s->server_first, msg);
 	uint8_t server_sig[32];

@@ -193,11 +193,13 @@ uint32_t auth_throttle_delay(struct auth *auth, const char *login,
 		return 0;
 	char ak[128], lk[AUTH_ADDRESS_MAX + 8];
 	size_t al = addr_key(remote, ak, sizeof(ak));
-	size_t ll = login_key(login, lk, sizeof(lk));
+	size_t ll = login != NULL ? login_key(login, lk, sizeof(lk)) : 0;
 	uint64_t now = now_ms();
 	pthread_mutex_lock(&auth->throttle.lock);
 	uint32_t a = live_count(map_find(&auth->throttle, ak, al), now);
-	uint32_t u = live_count(map_find(&auth->throttle, lk, ll), now);
+	uint32_t u = login != NULL
+			     ? live_count(map_find(&auth->throttle, lk, ll), now)
+			     : 0;
 	pthread_mutex_unlock(&auth->throttle.lock);
 	uint32_t f = a > u ? a : u;
 	if (f <= THROTTLE_FREE_FAILURES)
@@ -343,13 +345,23 @@ static enum auth_result check_password(struct auth *auth,
 	return AUTH_OK;
 }
 
-enum auth_result auth_verify_password(struct auth *auth, const char *login,
-				      const char *password, const char *remote,
-				      struct auth_user *user_r)
+void auth_throttle_wait(struct auth *auth, const char *login,
+			const char *remote, uint32_t waited_ms,
+			uint32_t *delay_r)
 {
 	uint32_t delay = auth_throttle_delay(auth, login, remote);
-	if (delay > 0)
-		auth_sleep_ms(delay);
+	if (delay > waited_ms)
+		auth_sleep_ms(delay - waited_ms);
+	*delay_r = delay;
+}
+
+enum auth_result auth_verify_password(struct auth *auth, const char *login,
+				      const char *password, const char *remote,
+				      uint32_t waited_ms,
+				      struct auth_user *user_r)
+{
+	uint32_t delay;
+	auth_throttle_wait(auth, login, remote, waited_ms, &delay);
 
 	struct auth_user_row row;
 	int found = 0;
@@ -388,7 +400,22 @@ enum auth_result auth_verify(struct auth *auth, const char *login,
 			     const char *password, const char *remote,
 			     struct auth_user *user_r)
 {
-	return auth_verify_password(auth, login, password, remote, user_r);
+	return auth_verify_password(auth, login, password, remote, 0, user_r);
+}
+
+enum auth_result auth_verify_waited(struct auth *auth, const char *login,
+				    const char *password, const char *remote,
+				    uint32_t waited_ms,
+				    struct auth_user *user_r)
+{
+	return auth_verify_password(auth, login, password, remote, waited_ms,
+				    user_r);
+}
+
+uint32_t auth_throttle_delay_ms(struct auth *auth, const char *login,
+				const char *remote)
+{
+	return auth_throttle_delay(auth, login, remote);
 }
 
 bool auth_cleartext_allowed(struct auth *auth, bool tls, bool local)

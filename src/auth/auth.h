@@ -117,6 +117,20 @@ enum auth_result auth_verify(struct auth *auth, const char *login,
 			     const char *password, const char *remote,
 			     struct auth_user *user_r);
 
+/* Throttling without holding a worker asleep: a front-end that can wait
+ * on a timer (on its I/O thread) asks for the delay before it hands the
+ * login to a worker, waits that long, and passes what it waited to
+ * auth_verify_waited / auth_sasl_set_waited, which then sleep only for
+ * the rest (the account's share may have grown meanwhile). login NULL
+ * (not known yet, e.g. before a SASL exchange): the address's share.
+ * auth_verify is auth_verify_waited with waited_ms 0. */
+uint32_t auth_throttle_delay_ms(struct auth *auth, const char *login,
+				const char *remote);
+enum auth_result auth_verify_waited(struct auth *auth, const char *login,
+				    const char *password, const char *remote,
+				    uint32_t waited_ms,
+				    struct auth_user *user_r);
+
 /* SASL: mechanisms offered; PLAIN and LOGIN only when cleartext_ok
  * (TLS, loopback, or allow_cleartext_remote). Space-separated. */
 const char *auth_mechanisms(struct auth *auth, bool cleartext_ok);
@@ -141,6 +155,8 @@ enum auth_sasl_status auth_sasl_step(struct auth_sasl *sasl, const void *in,
 				     size_t in_len, char **out_r,
 				     size_t *out_len_r, struct auth_user *user_r);
 void auth_sasl_free(struct auth_sasl **sasl);
+/* The front-end already waited waited_ms of the throttle delay (above). */
+void auth_sasl_set_waited(struct auth_sasl *sasl, uint32_t waited_ms);
 
 /* ---- administration (loftctl) ------------------------------------- */
 

@@ -499,6 +499,47 @@ TEST_CASE(throttle_per_account_across_addresses)
 	teardown(&auth);
 }
 
+TEST_CASE(throttle_wait_done_by_the_caller)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.throttle_max_delay_ms = 400;
+	struct auth *auth = setup_with(&set);
+	add_user(auth, ALICE, "right", false);
+	struct auth_user u;
+	for (int i = 0; i < 8; i++)
+		auth_throttle_failed(auth, ALICE, "10.9.9.9");
+	uint32_t d = auth_throttle_delay_ms(auth, NULL, "10.9.9.9");
+	CHECK_INT(d, 400);
+	CHECK_INT(auth_throttle_delay_ms(auth, NULL, "10.9.9.8"), 0);
+	CHECK_INT(auth_throttle_delay_ms(auth, ALICE, "10.9.9.8"), 400);
+	/* The caller waited it all: no sleep left on the worker. */
+	double t0 = now_s();
+	CHECK_INT(auth_verify_waited(auth, ALICE, "right", "10.9.9.9", d, &u),
+		  AUTH_OK);
+	CHECK(now_s() - t0 < 0.2);
+	/* Same through SASL. */
+	for (int i = 0; i < 8; i++)
+		auth_throttle_failed(auth, ALICE, "10.9.9.9");
+	struct auth_sasl *s;
+	char *out = NULL;
+	size_t out_len;
+	static const char msg[] = "\0alice@example.test\0right";
+	auth_sasl_begin(auth, "PLAIN", "10.9.9.9", &s);
+	auth_sasl_set_waited(s, 400);
+	t0 = now_s();
+	CHECK_INT(auth_sasl_step(s, msg, sizeof(msg) - 1, &out, &out_len, &u),
+		  AUTH_SASL_OK);
+	CHECK(now_s() - t0 < 0.2);
+	free(out);
+	auth_sasl_free(&s);
+	/* Waiting less leaves the rest to sleep. */
+	t0 = now_s();
+	auth_verify_waited(auth, ALICE, "wrong", "10.9.9.9", 100, &u);
+	CHECK(now_s() - t0 >= 0.29);
+	teardown(&auth);
+}
+
 TEST_CASE(throttle_thirty_wrong_cost_seconds_by_default)
 {
 	/* Without running them: the delays the default cap gives. */
@@ -946,6 +987,7 @@ static const struct test_case cases[] = {
 	 throttle_per_address_loopback_included},
 	{"throttle_per_account_across_addresses",
 	 throttle_per_account_across_addresses},
+	{"throttle_wait_done_by_the_caller", throttle_wait_done_by_the_caller},
 	{"throttle_thirty_wrong_cost_seconds_by_default",
 	 throttle_thirty_wrong_cost_seconds_by_default},
 	{"policies", policies},
