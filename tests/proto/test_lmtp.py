@@ -59,7 +59,7 @@ def test_greeting_and_lhlo(env):
     caps = [l[4:] for l in lines[1:]]
     for cap in ('PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME'):
         R.check('LHLO advertises ' + cap, cap in caps, caps)
-    R.check('LHLO advertises SIZE 200000', 'SIZE 200000' in caps, caps)
+    R.check('LHLO advertises SIZE 600000', 'SIZE 600000' in caps, caps)
     code_is('NOOP', c.cmd('NOOP'), 250, '2.0.0')
     code_is('VRFY refused', c.cmd('VRFY alice'), 502, '5.5.1')
     code_is('EXPN refused', c.cmd('EXPN list'), 502, '5.5.1')
@@ -83,7 +83,7 @@ def test_mail_rcpt_errors(env):
     code_is('MAIL bad syntax', c.cmd('MAIL FROM:a@b.test'), 501, '5.1.7')
     code_is('MAIL unknown param', c.cmd('MAIL FROM:<a@b.test> FOO=1'), 555, '5.5.4')
     code_is('MAIL bad SIZE', c.cmd('MAIL FROM:<a@b.test> SIZE=abc'), 501, '5.5.4')
-    code_is('MAIL SIZE over limit', c.cmd('MAIL FROM:<a@b.test> SIZE=300000'), 552, '5.3.4')
+    code_is('MAIL SIZE over limit', c.cmd('MAIL FROM:<a@b.test> SIZE=600001'), 552, '5.3.4')
     code_is('MAIL BODY=BINARYMIME', c.cmd('MAIL FROM:<a@b.test> BODY=BINARYMIME'), 501, '5.5.4')
     code_is('MAIL with SIZE and BODY', c.cmd('MAIL FROM:<a@b.test> SIZE=1000 BODY=8BITMIME'), 250, '2.1.0')
     code_is('nested MAIL', c.cmd('MAIL FROM:<a@b.test>'), 503, '5.5.1')
@@ -241,10 +241,30 @@ def test_bad_inputs(env):
     c.cmd('QUIT')
 
 
+def test_big_message(env):
+    """Several DATA chunks (128 KiB each), dots on every line, two
+    recipients: both copies whole."""
+    before = (message_count(env, A), message_count(env, B))
+    c = Conv.tcp(env.port('lmtp'))
+    big = b'X-Test-Start: bigok\r\n\r\n' + b''.join(
+        b'.%06d ' % i + b'k' * 90 + b'\r\n' for i in range(5000))
+    rr, dr = deliver(c, 's@remote.test', [A, B], big)
+    R.check('big message: 250 for both', [x[0] for x in dr] == [250, 250], dr)
+    R.check('big message: stored twice (one each)',
+            (message_count(env, A), message_count(env, B)) == (before[0] + 1, before[1] + 1))
+    if imap_up(env):
+        for who in (A, B):
+            m = find_msg(env, who, 'bigok')
+            R.check('big message intact for ' + who, m is not None and body_of(m) == big,
+                    len(m) if m else None)
+    c.cmd('QUIT')
+
+
 def test_size_limit(env):
     before = message_count(env, A)
     c = Conv.tcp(env.port('lmtp'))
-    big = b'X-Test-Start: big\r\n\r\n' + (b'z' * 998 + b'\r\n') * 250
+    # over the limit after the first chunks were written to the writers
+    big = b'X-Test-Start: big\r\n\r\n' + (b'z' * 998 + b'\r\n') * 700
     rr, dr = deliver(c, 's@remote.test', [A, B], big)
     R.check('over size: 552 5.3.4 per recipient',
             [(x[0], x[1][0][4:9]) for x in dr] == [(552, '5.3.4')] * 2, dr)
@@ -281,6 +301,12 @@ def test_quota(env):
     got = (rr + dr)[-1]
     R.check('over quota tempfail: 452 4.2.2',
             got[0] == 452 and got[1][0][4:9] == '4.2.2', (rr, dr))
+    # one transaction, two recipients, one of them full: per-recipient
+    # replies (RFC 2033 4.2), the other copy is stored
+    a_before = message_count(env, A)
+    rr, dr = deliver(c, 's@remote.test', [A, C], big, lhlo=False)
+    R.check('mixed quota: 250 then 452', [x[0] for x in dr] == [250, 452], (rr, dr))
+    R.check('mixed quota: alice got hers', message_count(env, A) == a_before + 1)
     # SIZE= at MAIL lets RCPT refuse before the data is sent
     c.cmd('MAIL FROM:<s@remote.test> SIZE=50000')
     code_is('SIZE over quota refused at RCPT', c.cmd('RCPT TO:<%s>' % C), 452, '4.2.2')
@@ -389,11 +415,11 @@ def test_disk_full(env_factory):
 
 def main():
     users = {A: 'alice-secret', B: 'bob-secret', C: 'carol-secret'}
-    extra = {'lmtp': {'max_message_size': '200000', 'max_recipients': '4'}}
+    extra = {'lmtp': {'max_message_size': '600000', 'max_recipients': '4'}}
     with Loft(users=users, extra=extra) as env:
         for t in (test_greeting_and_lhlo, test_mail_rcpt_errors, test_delivery,
                   test_pipelining, test_alias_and_detail, test_bad_inputs,
-                  test_size_limit, test_too_many_recipients, test_quota,
+                  test_big_message, test_size_limit, test_too_many_recipients, test_quota,
                   test_dropped_connection, test_unix_socket, test_smtplib_client):
             try:
                 t(env)
