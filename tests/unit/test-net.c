@@ -204,7 +204,8 @@ static void server_start(unsigned max_per_ip)
 {
 	make_cert();
 	struct net_settings set = {
-		.io_threads = 2, .worker_threads = 2,
+		.io_threads = getenv("LOFT_NET_IO") ? (unsigned)atoi(getenv("LOFT_NET_IO")) : 2,
+		.worker_threads = 2,
 		.tls_cert = cert_path, .tls_key = key_path,
 		.output_high_water = 256 * 1024, .write_timeout = 2,
 		.max_conns_per_ip = max_per_ip,
