@@ -170,7 +170,7 @@ void pop3_cmd_capa(struct pop3_session *s, const char *args)
 		buf_append_str(&b, "USER\r\n");
 	capa_add_sasl(s, &b);
 	buf_append_str(&b, ".\r\n");
-	net_conn_write(s->conn, b.data, b.len);
+	pop3_write(s, b.data, b.len);
 	buf_free(&b);
 }
 
@@ -370,7 +370,7 @@ static void pop3_auth_list(struct pop3_session *s, const char *mechs)
 			p++;
 	}
 	buf_append_str(&b, ".\r\n");
-	net_conn_write(s->conn, b.data, b.len);
+	pop3_write(s, b.data, b.len);
 	buf_free(&b);
 }
 

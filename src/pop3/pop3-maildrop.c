@@ -81,6 +81,7 @@ void pop3_maildrop_close(struct pop3_session *s)
 	s->total_size = s->deleted_size = 0;
 	free(s->out);
 	s->out = NULL;
+	s->out_len = 0;
 	if (s->locked) {
 		pop3_unlock(s->server, s->user.id);
 		s->locked = false;
@@ -172,8 +173,8 @@ static void format_uidl(const struct pop3_session *s, const struct pop3_msg *m,
 }
 
 /* LIST and UIDL: one message, or a multi-line listing of all that are
- * not deleted, written in chunks so a 100,000-message maildrop streams
- * with back-pressure. */
+ * not deleted, through the session buffer so a 100,000-message maildrop
+ * streams in chunks with back-pressure. */
 static void list_common(struct pop3_session *s, const char *args, bool uidl)
 {
 	struct slice w[2];
@@ -197,28 +198,23 @@ static void list_common(struct pop3_session *s, const char *args, bool uidl)
 		}
 		return;
 	}
-	size_t len = (size_t)snprintf(s->out, POP3_OUT_CHUNK, "+OK %u messages\r\n",
-				      s->count - s->deleted_count);
+	pop3_reply(s, "+OK %u messages", s->count - s->deleted_count);
 	for (uint32_t i = 0; i < s->count; i++) {
 		const struct pop3_msg *m = &s->msgs[i];
+		char line[64];
+		int len;
 		if (m->deleted)
 			continue;
-		if (POP3_OUT_CHUNK - len < 64) {
-			if (net_conn_write(s->conn, s->out, len) < 0)
-				return;
-			len = 0;
-		}
 		if (uidl) {
 			format_uidl(s, m, id, sizeof(id));
-			len += (size_t)snprintf(s->out + len, POP3_OUT_CHUNK - len,
-						"%u %s\r\n", i + 1, id);
+			len = snprintf(line, sizeof(line), "%u %s\r\n", i + 1, id);
 		} else {
-			len += (size_t)snprintf(s->out + len, POP3_OUT_CHUNK - len,
-						"%u %" PRIu64 "\r\n", i + 1, m->size);
+			len = snprintf(line, sizeof(line), "%u %" PRIu64 "\r\n", i + 1, m->size);
 		}
+		if (pop3_write(s, line, (size_t)len) < 0)
+			return;
 	}
-	memcpy(s->out + len, ".\r\n", 3);
-	net_conn_write(s->conn, s->out, len + 3);
+	pop3_write(s, ".\r\n", 3);
 }
 
 void pop3_cmd_list(struct pop3_session *s, const char *args)
@@ -249,10 +245,12 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 		}
 		return;
 	}
-	int r = lines < 0 ? pop3_reply(s, "+OK %" PRIu64 " octets", m->size)
-			  : pop3_reply(s, "+OK");
-	if (r == 0)
-		r = pop3_stream_message(s, blob.data, blob.len, lines);
+	char status[64];
+	if (lines < 0)
+		snprintf(status, sizeof(status), "+OK %" PRIu64 " octets", m->size);
+	else
+		snprintf(status, sizeof(status), "+OK");
+	int r = pop3_stream_message(s, status, blob.data, blob.len, lines);
 	store_blob_close(&blob);
 	if (r < 0 || lines >= 0 || m->retrieved || s->policy.pop3_retention_days == 0)
 		return;
@@ -429,6 +427,9 @@ void pop3_cmd_quit(struct pop3_session *s, const char *args)
 		pop3_reply(s, "-ERR QUIT takes no arguments.");
 		return;
 	}
+	/* What earlier pipelined commands said goes out before the session
+	 * buffer is freed. */
+	pop3_flush(s);
 	if (s->state == POP3_STATE_TRANSACTION && s->deleted_count > 0) {
 		if (pop3_update(s, &err) < 0) {
 			log_error("pop3", s->sid, "user=%s: QUIT: %u messages not removed: %s",

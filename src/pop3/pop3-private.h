@@ -30,6 +30,8 @@
 #define POP3_MAX_SASL_LINE 16384
 /* Unknown or malformed commands in a row before the session is closed. */
 #define POP3_MAX_BAD_COMMANDS 20
+/* Pipelined commands one worker task runs before it lets others in. */
+#define POP3_MAX_PIPELINED 64
 /* Bytes handed to net_conn_write() at a time while streaming. */
 #define POP3_OUT_CHUNK 65536
 
@@ -92,10 +94,18 @@ struct pop3_session {
 	uint32_t count;
 	uint32_t deleted_count;
 	uint64_t total_size, deleted_size;
-	char *out;                      /* POP3_OUT_CHUNK bytes for streaming */
+	/* Replies after login are gathered here (POP3_OUT_CHUNK bytes) and
+	 * written when it fills or the batch of pipelined commands ends, so
+	 * a pipelined RETR of small messages costs no write of its own. Only
+	 * the thread running the session's commands touches it. */
+	char *out;
+	size_t out_len;
 };
 
 /* pop3-server.c */
+/* Queues (after login) or writes a reply; -1 once the client is gone. */
+int pop3_write(struct pop3_session *s, const void *data, size_t len);
+int pop3_flush(struct pop3_session *s);
 int pop3_reply(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 bool pop3_cleartext_ok(struct pop3_session *s);
@@ -128,11 +138,11 @@ void pop3_cmd_noop(struct pop3_session *s, const char *args);
 void pop3_cmd_quit(struct pop3_session *s, const char *args);
 
 /* pop3-stream.c: message bytes as POP3 sends them */
-/* Writes data with dot-stuffing and NULs replaced, then the terminating
- * ".\r\n". body_lines < 0: the whole message; otherwise the header, the
- * blank line and at most body_lines lines of the body (TOP). Returns -1
- * once the connection is broken. */
-int pop3_stream_message(struct pop3_session *s, const char *data, size_t len,
-			long body_lines);
+/* Writes the status line (without CRLF), then data with dot-stuffing and
+ * NULs replaced, then the terminating ".\r\n". body_lines < 0: the whole
+ * message; otherwise the header, the blank line and at most body_lines
+ * lines of the body (TOP). Returns -1 once the connection is broken. */
+int pop3_stream_message(struct pop3_session *s, const char *status,
+			const char *data, size_t len, long body_lines);
 
 #endif

@@ -37,7 +37,36 @@ int pop3_reply(struct pop3_session *s, const char *fmt, ...)
 		n = (int)sizeof(line) - 3;
 	line[n++] = '\r';
 	line[n++] = '\n';
-	return net_conn_write(s->conn, line, (size_t)n);
+	return pop3_write(s, line, (size_t)n);
+}
+
+int pop3_flush(struct pop3_session *s)
+{
+	if (s->out == NULL || s->out_len == 0)
+		return 0;
+	size_t len = s->out_len;
+	s->out_len = 0;
+	return net_conn_write(s->conn, s->out, len);
+}
+
+int pop3_write(struct pop3_session *s, const void *data, size_t len)
+{
+	const char *p = data;
+
+	if (s->out == NULL)
+		return net_conn_write(s->conn, data, len);
+	while (len > 0) {
+		if (s->out_len == POP3_OUT_CHUNK && pop3_flush(s) < 0)
+			return -1;
+		size_t n = POP3_OUT_CHUNK - s->out_len;
+		if (n > len)
+			n = len;
+		memcpy(s->out + s->out_len, p, n);
+		s->out_len += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
 }
 
 bool pop3_cleartext_ok(struct pop3_session *s)
@@ -180,6 +209,7 @@ static bool pop3_timeout(void *session, struct net_conn *conn)
 	 * entering UPDATE: nothing is deleted. */
 	log_info("pop3", s->sid, "autologout after %u s idle", s->server->timeout);
 	pop3_reply(s, "-ERR Disconnected for inactivity.");
+	pop3_flush(s);
 	return true;
 }
 
@@ -188,16 +218,17 @@ static void pop3_bad_command(struct pop3_session *s, const char *msg)
 	pop3_reply(s, "-ERR %s", msg);
 	if (++s->bad_commands >= POP3_MAX_BAD_COMMANDS) {
 		pop3_reply(s, "-ERR Too many invalid commands, closing.");
+		pop3_flush(s);
 		s->state = POP3_STATE_DONE;
 		net_conn_close(s->conn);
 	}
 }
 
-static void pop3_task(void *session, struct net_conn *conn, void *arg)
-{
-	struct pop3_session *s = session;
-	const struct pop3_command *cmd = arg;
+static int pop3_read_line(struct pop3_session *s, struct evbuffer *in);
+static bool pop3_dispatch(struct pop3_session *s, bool on_worker);
 
+static void pop3_run(struct pop3_session *s, const struct pop3_command *cmd)
+{
 	if (cmd == NULL) {
 		pop3_sasl_input(s, s->line.data);
 		return;
@@ -208,9 +239,36 @@ static void pop3_task(void *session, struct net_conn *conn, void *arg)
 	cmd->handler(s, args);
 }
 
-/* One complete line is in s->line: find its command and run it. Returns
- * true when the caller must stop parsing (a worker task runs, or STLS). */
-static bool pop3_dispatch(struct pop3_session *s)
+/* A worker task: the command, then the commands the client pipelined
+ * behind it that are already buffered (RFC 2449 6.6), without a round
+ * trip through the I/O thread each. Bounded so that one client cannot
+ * keep a worker from the others for long. */
+static void pop3_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct pop3_session *s = session;
+	struct evbuffer *in = net_conn_input(conn);
+
+	pop3_run(s, arg);
+	for (int i = 0; i < POP3_MAX_PIPELINED && s->state != POP3_STATE_DONE; i++) {
+		int r = pop3_read_line(s, in);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			if (s->sasl != NULL)
+				pop3_sasl_abort(s);
+			pop3_bad_command(s, "Line too long.");
+			continue;
+		}
+		if (pop3_dispatch(s, true))
+			break;
+	}
+	pop3_flush(s);
+}
+
+/* One complete line is in s->line: find its command and run it, here
+ * or (on_worker false, a command that may block) on a worker. Returns
+ * true when the caller must stop parsing (a task was started, or STLS). */
+static bool pop3_dispatch(struct pop3_session *s, bool on_worker)
 {
 	const char *line = s->line.data != NULL ? s->line.data : "";
 
@@ -221,6 +279,11 @@ static bool pop3_dispatch(struct pop3_session *s)
 		return false;
 	}
 	if (s->sasl != NULL) {
+		if (on_worker) {
+			pop3_run(s, NULL);
+			return false;
+		}
+		pop3_flush(s);
 		if (net_conn_run(s->conn, pop3_task, NULL) < 0)
 			pop3_sasl_abort(s);
 		return true;
@@ -241,11 +304,13 @@ static bool pop3_dispatch(struct pop3_session *s)
 		return false;
 	}
 	s->bad_commands = 0;
-	if (cmd->flags & CMD_WORKER) {
+	if ((cmd->flags & CMD_WORKER) && !on_worker) {
+		/* From here the worker owns s->out. */
+		pop3_flush(s);
 		net_conn_run(s->conn, pop3_task, (void *)cmd);
 		return true;
 	}
-	pop3_task(s, s->conn, (void *)cmd);
+	pop3_run(s, cmd);
 	return (cmd->flags & CMD_STOP) != 0;
 }
 
@@ -290,15 +355,17 @@ static void pop3_input(void *session, struct net_conn *conn)
 
 	while (s->state != POP3_STATE_DONE) {
 		int r = pop3_read_line(s, in);
-		if (r == 0)
+		if (r == 0) {
+			pop3_flush(s);
 			return;
+		}
 		if (r < 0) {
 			if (s->sasl != NULL)
 				pop3_sasl_abort(s);
 			pop3_bad_command(s, "Line too long.");
 			continue;
 		}
-		if (pop3_dispatch(s))
+		if (pop3_dispatch(s, false))
 			return;
 	}
 	/* After QUIT nothing more is read (RFC 1939 6). */

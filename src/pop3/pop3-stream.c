@@ -1,6 +1,6 @@
 /*
  * A message as RETR and TOP send it (RFC 1939 3): the stored CRLF blob,
- * read from its read-only mapping in chunks of POP3_OUT_CHUNK bytes, with
+ * read from its read-only mapping through the session's output buffer, with
  * a "." added before every line that starts with "." (byte-stuffing) and
  * the ".\r\n" terminator after it. NUL bytes are replaced one for one by
  * 0x80 (the stored-form rule: only IMAP BINARY serves NULs; 0x80 is what
@@ -14,47 +14,37 @@
 
 #include <string.h>
 
-struct pop3_out {
-	struct pop3_session *s;
-	size_t len;
-};
-
-static int out_flush(struct pop3_out *o)
-{
-	if (o->len == 0)
-		return 0;
-	int r = net_conn_write(o->s->conn, o->s->out, o->len);
-	o->len = 0;
-	return r;
-}
-
-static int out_put(struct pop3_out *o, const char *data, size_t len)
+/* Appends to the session's output buffer, NULs replaced on the way. */
+static int out_put(struct pop3_session *s, const char *data, size_t len)
 {
 	while (len > 0) {
-		if (o->len == POP3_OUT_CHUNK && out_flush(o) < 0)
+		if (s->out_len == POP3_OUT_CHUNK && pop3_flush(s) < 0)
 			return -1;
-		size_t n = POP3_OUT_CHUNK - o->len;
+		size_t n = POP3_OUT_CHUNK - s->out_len;
 		if (n > len)
 			n = len;
-		char *dst = o->s->out + o->len;
+		char *dst = s->out + s->out_len;
 		memcpy(dst, data, n);
 		for (char *z = memchr(dst, '\0', n); z != NULL;
 		     z = memchr(z + 1, '\0', (size_t)(dst + n - z - 1)))
 			*z = (char)0x80;
-		o->len += n;
+		s->out_len += n;
 		data += n;
 		len -= n;
 	}
 	return 0;
 }
 
-int pop3_stream_message(struct pop3_session *s, const char *data, size_t len,
-			long body_lines)
+int pop3_stream_message(struct pop3_session *s, const char *status,
+			const char *data, size_t len, long body_lines)
 {
-	struct pop3_out o = {s, 0};
 	bool in_body = false, line_start = true;
 	long left = body_lines;
 	size_t pos = 0;
+
+	/* The status line goes out with the first chunk of the message. */
+	if (out_put(s, status, strlen(status)) < 0 || out_put(s, "\r\n", 2) < 0)
+		return -1;
 
 	while (pos < len) {
 		if (in_body && body_lines >= 0 && left-- == 0)
@@ -65,9 +55,9 @@ int pop3_stream_message(struct pop3_session *s, const char *data, size_t len,
 		/* The blank line ends the header (RFC 5322 2.1); TOP counts
 		 * the lines after it. */
 		bool blank = (n == 2 && line[0] == '\r') || (n == 1 && line[0] == '\n');
-		if (line[0] == '.' && out_put(&o, ".", 1) < 0)
+		if (line[0] == '.' && out_put(s, ".", 1) < 0)
 			return -1;
-		if (out_put(&o, line, n) < 0)
+		if (out_put(s, line, n) < 0)
 			return -1;
 		line_start = nl != NULL;
 		if (blank)
@@ -76,9 +66,8 @@ int pop3_stream_message(struct pop3_session *s, const char *data, size_t len,
 	}
 	/* The terminator must start a line, even after a message whose last
 	 * line has no CRLF. */
-	if (!line_start && out_put(&o, "\r\n", 2) < 0)
+	if (!line_start && out_put(s, "\r\n", 2) < 0)
 		return -1;
-	if (out_put(&o, ".\r\n", 3) < 0)
-		return -1;
-	return out_flush(&o);
+	/* Flushed when the buffer fills or the pipelined batch ends. */
+	return out_put(s, ".\r\n", 3);
 }
