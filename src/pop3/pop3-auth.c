@@ -149,18 +149,24 @@ void pop3_cmd_capa(struct pop3_session *s, const char *args)
 	buf_append_str(&b, "+OK Capability list follows\r\n"
 			   "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 			   "PIPELINING\r\n");
-	/* RFC 2449 6.7: before login the value may differ per user (USER);
-	 * after login it is the account's own. 0 days means "off" here,
-	 * which is NEVER, not RFC 2449's "EXPIRE 0" (delete at once). */
+	/* RFC 2449 6.7: after login the account's own value; before it, one
+	 * that may differ per user (USER). 0 days means "off" here, which
+	 * is NEVER, not RFC 2449's "EXPIRE 0" (delete at once). */
 	if (s->state == POP3_STATE_TRANSACTION) {
 		if (s->policy.pop3_retention_days > 0)
 			buf_printf(&b, "EXPIRE %u\r\n", s->policy.pop3_retention_days);
 		else
 			buf_append_str(&b, "EXPIRE NEVER\r\n");
-	} else if (s->server->default_retention_days > 0) {
-		buf_printf(&b, "EXPIRE %u USER\r\n", s->server->default_retention_days);
 	} else {
-		buf_append_str(&b, "EXPIRE NEVER USER\r\n");
+		/* Before login: the smallest value of any account (RFC 2449
+		 * 6.7), as the retention task last saw it; until its first
+		 * pass, the [policy] default. */
+		uint32_t days = s->server->default_retention_days;
+		pop3_retention_task_expire_min(s->server->retention, &days);
+		if (days > 0)
+			buf_printf(&b, "EXPIRE %u USER\r\n", days);
+		else
+			buf_append_str(&b, "EXPIRE NEVER USER\r\n");
 	}
 	buf_append_str(&b, "IMPLEMENTATION Loft\r\n");
 	/* RFC 2449 5: what AUTHORIZATION offers is announced in both states. */

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,15 +49,18 @@ static int retention_one(struct store *store, struct auth *auth,
 	struct store_error err = {0};
 	struct store_user *mail = NULL;
 
+	bool policy_ok = false;
+
 	if (auth_user_policy(auth, u->id, &policy) < 0) {
 		snprintf(err.msg, sizeof(err.msg), "cannot read the account policy");
 		goto fail;
 	}
+	policy_ok = true;
 	policy_to_store(&policy, &rp);
 	if (rp.pop3_retention_days == 0 && rp.trash_retention_days == 0 &&
 	    rp.junk_retention_days == 0) {
 		if (report != NULL)
-			report(ctx, u, &rr, NULL);
+			report(ctx, u, &policy, &rr, NULL);
 		return 0;
 	}
 	if (store_user_open(store, u->id, &mail, &err) < 0)
@@ -72,12 +76,12 @@ static int retention_one(struct store *store, struct auth *auth,
 			 auth_pop3_delete_name(policy.pop3_delete),
 			 rr.trash_expunged, rr.junk_expunged);
 	if (report != NULL)
-		report(ctx, u, &rr, NULL);
+		report(ctx, u, &policy, &rr, NULL);
 	return 0;
 fail:
 	log_error("retention", NULL, "user=%s: %s", u->address, err.msg);
 	if (report != NULL)
-		report(ctx, u, NULL, err.msg);
+		report(ctx, u, policy_ok ? &policy : NULL, NULL, err.msg);
 	return -1;
 }
 
@@ -143,7 +147,35 @@ struct pop3_retention_task {
 	pthread_mutex_t mutex;
 	pthread_cond_t cond;
 	bool stop;
+	/* Written by the task after each pass, read by POP3 sessions. */
+	_Atomic uint32_t expire_min;
+	_Atomic bool expire_known;
 };
+
+struct expire_scan {
+	uint32_t min;       /* 0: none seen yet */
+};
+
+static void task_report(void *ctx, const struct auth_user *user,
+			const struct auth_policy *policy,
+			const struct store_retention_report *report,
+			const char *error)
+{
+	struct expire_scan *scan = ctx;
+	uint32_t days = policy != NULL ? policy->pop3_retention_days : 0;
+
+	if (days > 0 && (scan->min == 0 || days < scan->min))
+		scan->min = days;
+}
+
+bool pop3_retention_task_expire_min(struct pop3_retention_task *t,
+				    uint32_t *days_r)
+{
+	if (t == NULL || !atomic_load(&t->expire_known))
+		return false;
+	*days_r = atomic_load(&t->expire_min);
+	return true;
+}
 
 /* Waits up to seconds; returns true when asked to stop. */
 static bool task_wait(struct pop3_retention_task *t, unsigned seconds)
@@ -171,7 +203,12 @@ static void *task_main(void *arg)
 	if (task_wait(t, t->interval < 60 ? t->interval : 60))
 		return NULL;
 	do {
-		pop3_retention_run(t->store, t->auth, -1, time(NULL), NULL, NULL);
+		struct expire_scan scan = {0};
+		if (pop3_retention_run(t->store, t->auth, -1, time(NULL), task_report,
+				       &scan) == 0) {
+			atomic_store(&t->expire_min, scan.min);
+			atomic_store(&t->expire_known, true);
+		}
 	} while (!task_wait(t, t->interval));
 	return NULL;
 }

@@ -7,17 +7,21 @@
 #ifndef LOFT_POP3_RETENTION_H
 #define LOFT_POP3_RETENTION_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
 struct auth;
+struct auth_policy;
 struct auth_user;
 struct store;
 struct store_retention_report;
 
-/* Called once per account: report holds what was removed, or error is
- * not NULL (a short reason) and report is NULL. */
+/* Called once per account with its policy (NULL if it could not be
+ * read): report holds what was removed, or error is not NULL (a short
+ * reason) and report is NULL. */
 typedef void pop3_retention_report_fn(void *ctx, const struct auth_user *user,
+				      const struct auth_policy *policy,
 				      const struct store_retention_report *report,
 				      const char *error);
 
@@ -36,5 +40,10 @@ struct pop3_retention_task *pop3_retention_task_start(struct store *store,
 						      struct auth *auth,
 						      unsigned interval);
 void pop3_retention_task_stop(struct pop3_retention_task **task);
+/* The smallest pop3_retention_days of any account as of the last pass
+ * (0: every account keeps mail forever), for RFC 2449 "EXPIRE n USER"
+ * before login. False until the first pass has run. */
+bool pop3_retention_task_expire_min(struct pop3_retention_task *task,
+				    uint32_t *days_r);
 
 #endif

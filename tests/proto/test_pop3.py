@@ -410,6 +410,33 @@ def test_cleartext_remote():
             p.close()
 
 
+def test_expire_before_login():
+    """RFC 2449 6.7: before login EXPIRE shows the smallest value of any
+    account, with USER, as the background retention task last computed
+    it (here every second); after login the account's own."""
+    with make_env(extra={'pop3': {'retention_interval': '1s'},
+                         'policy': {'pop3_retention_days': '30'}},
+                  imap=False) as env:
+        p = Pop3.connect(env)
+        st, caps = p.multi('CAPA')
+        R.check('EXPIRE default before the first pass', b'EXPIRE 30 USER' in caps, caps)
+        p.close()
+        env.loftctl('user', 'set', BOB, 'pop3_retention_days=7')
+        env.loftctl('user', 'set', ALICE, 'pop3_retention_days=0')
+        caps = []
+        deadline = time.monotonic() + 15 * SLOW
+        while time.monotonic() < deadline and b'EXPIRE 7 USER' not in caps:
+            time.sleep(0.2)
+            p = Pop3.connect(env)
+            caps = p.multi('CAPA')[1]
+            p.close()
+        R.check('EXPIRE before login: the smallest of all accounts', b'EXPIRE 7 USER' in caps, caps)
+        p = login(env)
+        caps = p.multi('CAPA')[1]
+        R.check('EXPIRE after login: NEVER for alice', b'EXPIRE NEVER' in caps, caps)
+        p.cmd('QUIT')
+
+
 def test_timeout():
     with make_env(extra={'pop3': {'timeout': '2s'}}, imap=False) as env:
         p = Pop3.connect(env)
@@ -438,6 +465,7 @@ def main():
         test_policy_expire(env)
         test_uidl_stable(env, uid)
     test_cleartext_remote()
+    test_expire_before_login()
     test_timeout()
     return R.finish()
 

@@ -80,6 +80,7 @@ struct retention_out {
 };
 
 static void print_report(void *ctx, const struct auth_user *user,
+			 const struct auth_policy *policy,
 			 const struct store_retention_report *r, const char *error)
 {
 	struct retention_out *out = ctx;
