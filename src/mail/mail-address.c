@@ -1,374 +1,497 @@
 /*
  * Address lists (RFC 5322 3.4, obsolete syntax 4.4, RFC 6532 UTF-8) into
- * IMAP's flat form: groups become a start marker (mailbox = group name,
- * host NULL) and an end marker (both NULL), as RFC 3501 7.4.2 ENVELOPE
- * wants. Lenient like Dovecot: a missing local part or domain is filled in
- * with MISSING_MAILBOX / MISSING_DOMAIN, a comment stands in for a missing
- * display name, junk between addresses is skipped.
+ * IMAP's flat form: a group is a start marker (mailbox = group name, host
+ * NULL), its members, and an end marker (both NULL), as RFC 3501 7.4.2
+ * ENVELOPE wants.
+ *
+ * A recursive-descent parser over the RFC 5322 grammar that recovers from
+ * broken input the way Dovecot does, so that ENVELOPE of damaged mail is
+ * the same byte for byte: a missing local part or domain becomes
+ * MISSING_MAILBOX / MISSING_DOMAIN, an angle address that does not parse
+ * gets the domain SYNTAX_ERROR, a bad source route INVALID_ROUTE, a
+ * comment stands in for a missing display name, and parsing stops at the
+ * first thing that is not a "," between addresses.
+ *
+ * Parsing functions return 1 (more input follows), 0 (input ended
+ * cleanly) or -1 (syntax error).
  */
 #include "mail-private.h"
 
 #include <string.h>
 
-enum tok_kind { T_WORD, T_QUOTED, T_LITERAL, T_SPECIAL, T_COMMENT };
-
-struct tok {
-	enum tok_kind kind;
-	char c;              /* T_SPECIAL */
-	char *text;          /* T_WORD/T_QUOTED(unquoted)/T_LITERAL/T_COMMENT */
-	bool space_before;
+struct lexer {
+	const char *p, *end;
+	struct buf comment;   /* text of the last complete comment */
 };
 
-struct toks {
-	struct tok *v;
-	size_t n, cap;
-};
-
-static void tok_push(struct toks *t, enum tok_kind k, char c, char *text,
-		     bool sp)
-{
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
-	}
-	t->v[t->n++] = (struct tok){k, c, text, sp};
-}
-
-static bool is_special(char c)
-{
-	switch (c) {
-	case '(': case ')': case '<': case '>': case '[': case ']': case ':':
-	case ';': case '@': case '\\': case ',': case '"':
-		return true;
-	default:
-		return false;
-	}
-}
-
-static void tokenize(const char *s, size_t len, struct toks *t)
-{
-	size_t i = 0;
-	bool sp = false;
-	while (i < len) {
-		char c = s[i];
-		if (mail_is_lwsp(c)) {
-			sp = true;
-			i++;
-			continue;
-		}
-		if (c == '"') {
-			struct buf b;
-			buf_init(&b, 0);
-			for (i++; i < len && s[i] != '"'; i++) {
-				if (s[i] == '\\' && i + 1 < len)
-					i++;
-				if (s[i] == '\r' || s[i] == '\n')
-					continue;
-				mail_buf_putc(&b, s[i]);
-			}
-			i++;
-			tok_push(t, T_QUOTED, 0, mail_buf_take(&b), sp);
-		} else if (c == '(') {
-			struct buf b;
-			int depth = 0;
-			buf_init(&b, 0);
-			for (; i < len; i++) {
-				if (s[i] == '\\' && i + 1 < len) {
-					i++;
-				} else if (s[i] == '(') {
-					if (depth++ == 0)
-						continue;
-				} else if (s[i] == ')') {
-					if (--depth == 0) {
-						i++;
-						break;
-					}
-				}
-				if (s[i] != '\r' && s[i] != '\n')
-					mail_buf_putc(&b, s[i]);
-			}
-			tok_push(t, T_COMMENT, 0, mail_buf_take(&b), sp);
-			continue;   /* a comment does not reset the space flag */
-		} else if (c == '[') {
-			size_t st = i;
-			while (i < len && s[i] != ']')
-				i++;
-			if (i < len)
-				i++;
-			struct buf b;
-			buf_init(&b, 0);
-			for (size_t k = st; k < i; k++)
-				if (s[k] != '\r' && s[k] != '\n')
-					mail_buf_putc(&b, s[k]);
-			tok_push(t, T_LITERAL, 0, mail_buf_take(&b), sp);
-		} else if (is_special(c)) {
-			tok_push(t, T_SPECIAL, c, NULL, sp);
-			i++;
-		} else {
-			size_t st = i;
-			while (i < len && !mail_is_lwsp(s[i]) && !is_special(s[i]))
-				i++;
-			tok_push(t, T_WORD, 0, xstrndup(s + st, i - st), sp);
-		}
-		sp = false;
-	}
-}
-
-static void toks_free(struct toks *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->v[i].text);
-	free(t->v);
-}
-
-struct alist {
+struct parser {
+	struct lexer lx;
+	struct buf str;
+	struct mail_address cur;   /* the address being built */
 	struct mail_address *v;
 	size_t n, cap;
 };
 
-static struct mail_address *alist_add(struct alist *l)
+/* RFC 5322 atext, plus 8-bit bytes (RFC 6532). */
+static bool is_atext(char c)
 {
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 4;
-		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-	}
-	struct mail_address *a = &l->v[l->n++];
-	memset(a, 0, sizeof(*a));
-	return a;
+	unsigned char u = (unsigned char)c;
+	if (u >= 0x80)
+		return true;
+	if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+	    (u >= '0' && u <= '9'))
+		return true;
+	return u != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
 }
 
-/* Phrase: words joined by one space (RFC 5322 3.2.5), comments out. */
-static char *join_phrase(const struct tok *v, size_t n)
+static bool at_end(const struct lexer *lx)
 {
-	struct buf b;
-	buf_init(&b, 0);
-	bool any = false;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].kind == T_COMMENT)
-			continue;
-		if (v[i].kind == T_SPECIAL) {
-			/* obsolete phrases have "." ; keep any stray special */
-			if (any && v[i].space_before)
-				mail_buf_putc(&b, ' ');
-			mail_buf_putc(&b, v[i].c);
-			any = true;
-			continue;
-		}
-		if (any && (v[i].space_before || v[i].kind == T_QUOTED ||
-			    (i > 0 && v[i - 1].kind == T_QUOTED)))
-			mail_buf_putc(&b, ' ');
-		mail_buf_puts(&b, v[i].text);
-		any = true;
-	}
-	return any ? mail_buf_take(&b) : (buf_free(&b), NULL);
+	return lx->p >= lx->end;
 }
 
-/* Text of tokens as an addr-spec piece: no spaces, comments dropped. */
-static char *join_tight(const struct tok *v, size_t n, bool quote)
+static char peek(const struct lexer *lx)
 {
-	struct buf b;
-	buf_init(&b, 0);
-	bool any = false;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].kind == T_COMMENT)
-			continue;
-		any = true;
-		if (v[i].kind == T_SPECIAL) {
-			mail_buf_putc(&b, v[i].c);
-		} else if (v[i].kind == T_QUOTED && quote) {
-			mail_buf_putc(&b, '"');
-			for (const char *c = v[i].text; *c; c++) {
-				if (*c == '"' || *c == '\\')
-					mail_buf_putc(&b, '\\');
-				mail_buf_putc(&b, *c);
+	return at_end(lx) ? '\0' : *lx->p;
+}
+
+/* A comment, nested; its text (quoted-pairs unescaped) is kept as the
+ * last comment once it closes. */
+static int skip_comment(struct lexer *lx)
+{
+	int depth = 1;
+	buf_reset(&lx->comment);
+	const char *start = ++lx->p;
+	struct buf text;
+	buf_init(&text, 0);
+	for (; lx->p < lx->end; lx->p++) {
+		char c = *lx->p;
+		if (c == '(') {
+			depth++;
+		} else if (c == ')') {
+			if (--depth == 0) {
+				mail_buf_put(&text, start, (size_t)(lx->p - start));
+				mail_buf_put(&lx->comment, text.data, text.len);
+				buf_free(&text);
+				lx->p++;
+				return at_end(lx) ? 0 : 1;
 			}
-			mail_buf_putc(&b, '"');
-		} else {
-			mail_buf_puts(&b, v[i].text);
+		} else if (c == '\\') {
+			mail_buf_put(&text, start, (size_t)(lx->p - start));
+			start = lx->p + 1;
+			if (++lx->p >= lx->end)
+				break;
 		}
 	}
-	return any ? mail_buf_take(&b) : (buf_free(&b), NULL);
+	buf_free(&text);
+	return -1;   /* no closing ')' */
 }
 
-static const char *last_comment(const struct tok *v, size_t n)
+/* CFWS: whitespace (line ends included) and comments. */
+static int skip_cfws(struct lexer *lx)
 {
-	const char *c = NULL;
-	for (size_t i = 0; i < n; i++)
-		if (v[i].kind == T_COMMENT && v[i].text[0] != '\0')
-			c = v[i].text;
-	return c;
-}
-
-static void set_addr_spec(struct mail_address *a, const struct tok *v,
-			  size_t n)
-{
-	size_t at = n;
-	for (size_t i = n; i-- > 0;) {
-		if (v[i].kind == T_SPECIAL && v[i].c == '@') {
-			at = i;
+	while (lx->p < lx->end) {
+		char c = *lx->p;
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			lx->p++;
+		} else if (c == '(') {
+			if (skip_comment(lx) < 0)
+				return -1;
+		} else {
 			break;
 		}
 	}
-	if (at == n) {
-		a->mailbox = join_tight(v, n, true);
-		a->host = NULL;
-	} else {
-		a->mailbox = join_tight(v, at, true);
-		a->host = join_tight(v + at + 1, n - at - 1, false);
-	}
-	if (a->mailbox == NULL || a->mailbox[0] == '\0') {
-		free(a->mailbox);
-		a->mailbox = xstrdup("MISSING_MAILBOX");
-		a->invalid = true;
-	}
-	if (a->host == NULL || a->host[0] == '\0') {
-		free(a->host);
-		a->host = xstrdup("MISSING_DOMAIN");
-		a->invalid = true;
-	}
+	return at_end(lx) ? 0 : 1;
 }
 
-static void set_name(struct mail_address *a, char *name)
+static int parse_atom(struct lexer *lx, struct buf *out)
 {
-	a->name = name;
-	if (name != NULL) {
+	if (at_end(lx) || !is_atext(*lx->p))
+		return -1;
+	const char *s = lx->p;
+	while (lx->p < lx->end && is_atext(*lx->p))
+		lx->p++;
+	mail_buf_put(out, s, (size_t)(lx->p - s));
+	return skip_cfws(lx);
+}
+
+/* dot-atom; whitespace around the dots is allowed (RFC 822). */
+static int parse_dot_atom(struct lexer *lx, struct buf *out)
+{
+	int ret = parse_atom(lx, out);
+	while (ret > 0 && *lx->p == '.') {
+		lx->p++;
+		mail_buf_putc(out, '.');
+		if ((ret = skip_cfws(lx)) <= 0)
+			return ret;
+		const char *s = lx->p;
+		while (lx->p < lx->end && is_atext(*lx->p))
+			lx->p++;
+		mail_buf_put(out, s, (size_t)(lx->p - s));
+		ret = skip_cfws(lx);
+	}
+	return ret;
+}
+
+/* quoted-string: folding removed, quoted-pairs unescaped. */
+static int parse_quoted(struct lexer *lx, struct buf *out)
+{
+	const char *s = ++lx->p;
+	for (; lx->p < lx->end; lx->p++) {
+		char c = *lx->p;
+		if (c == '"') {
+			mail_buf_put(out, s, (size_t)(lx->p - s));
+			lx->p++;
+			return skip_cfws(lx);
+		}
+		if (c == '\n') {
+			size_t n = (size_t)(lx->p - s);
+			if (n > 0 && s[n - 1] == '\r')
+				n--;
+			mail_buf_put(out, s, n);
+			s = lx->p + 1;
+		} else if (c == '\\') {
+			if (++lx->p >= lx->end)
+				return -1;
+			mail_buf_put(out, s, (size_t)(lx->p - 1 - s));
+			s = lx->p;
+		}
+	}
+	return -1;   /* no closing quote */
+}
+
+/* An atom that may contain dots (obs-phrase), without skipping the
+ * whitespace inside it. */
+static int parse_atom_or_dot(struct lexer *lx, struct buf *out)
+{
+	const char *s = lx->p;
+	while (lx->p < lx->end && (is_atext(*lx->p) || *lx->p == '.'))
+		lx->p++;
+	mail_buf_put(out, s, (size_t)(lx->p - s));
+	return skip_cfws(lx);
+}
+
+/* phrase = 1*word / obs-phrase; words joined by one space. */
+static int parse_phrase(struct lexer *lx, struct buf *out)
+{
+	if (at_end(lx))
+		return 0;
+	if (*lx->p == '.')
+		return -1;
+	for (;;) {
+		int ret = *lx->p == '"' ? parse_quoted(lx, out)
+					: parse_atom_or_dot(lx, out);
+		if (ret <= 0)
+			return ret;
+		char c = *lx->p;
+		if (!is_atext(c) && c != '"' && c != '.')
+			break;
+		mail_buf_putc(out, ' ');
+	}
+	return skip_cfws(lx);
+}
+
+static int parse_domain_literal(struct lexer *lx, struct buf *out)
+{
+	const char *s = lx->p;
+	for (; lx->p < lx->end; lx->p++) {
+		if (*lx->p == '\\') {
+			if (++lx->p >= lx->end)
+				break;
+		} else if (*lx->p == ']') {
+			lx->p++;
+			mail_buf_put(out, s, (size_t)(lx->p - s));
+			return skip_cfws(lx);
+		}
+	}
+	return -1;
+}
+
+/* "@" domain, into out (appending). */
+static int parse_domain_into(struct lexer *lx, struct buf *out)
+{
+	lx->p++;   /* the '@' */
+	if (skip_cfws(lx) <= 0)
+		return -1;
+	if (*lx->p == '[')
+		return parse_domain_literal(lx, out);
+	return parse_dot_atom(lx, out);
+}
+
+static void take_str(struct parser *ps, char **dst)
+{
+	free(*dst);
+	*dst = xstrndup(ps->str.data ? ps->str.data : "", ps->str.len);
+}
+
+static int parse_local_part(struct parser *ps)
+{
+	int ret;
+	buf_reset(&ps->str);
+	if (*ps->lx.p == '"')
+		ret = parse_quoted(&ps->lx, &ps->str);
+	else
+		ret = parse_dot_atom(&ps->lx, &ps->str);
+	if (ret < 0)
+		return -1;
+	take_str(ps, &ps->cur.mailbox);
+	return ret;
+}
+
+static int parse_domain(struct parser *ps)
+{
+	buf_reset(&ps->str);
+	int ret = parse_domain_into(&ps->lx, &ps->str);
+	if (ret < 0)
+		return -1;
+	take_str(ps, &ps->cur.host);
+	return ret;
+}
+
+/* obs-route: "@" domain *("," ["@" domain]) before ":" */
+static int parse_route(struct parser *ps)
+{
+	buf_reset(&ps->str);
+	for (;;) {
+		if (at_end(&ps->lx))
+			return 0;
+		if (*ps->lx.p != '@')
+			break;
+		if (ps->str.len > 0)
+			mail_buf_putc(&ps->str, ',');
+		mail_buf_putc(&ps->str, '@');
+		int ret = parse_domain_into(&ps->lx, &ps->str);
+		if (ret <= 0)
+			return ret;
+		while (skip_cfws(&ps->lx) > 0 && *ps->lx.p == ',')
+			ps->lx.p++;
+	}
+	take_str(ps, &ps->cur.route);
+	return 1;
+}
+
+static void set_literal(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = xstrdup(s);
+}
+
+/* "<" [route ":"] [local-part ["@" domain]] ">" */
+static int parse_angle_addr(struct parser *ps)
+{
+	ps->lx.p++;   /* the '<' */
+	if (skip_cfws(&ps->lx) <= 0)
+		return -1;
+	if (*ps->lx.p == '@') {
+		if (parse_route(ps) > 0 && peek(&ps->lx) == ':') {
+			ps->lx.p++;
+		} else {
+			set_literal(&ps->cur.route, "INVALID_ROUTE");
+			if (at_end(&ps->lx))
+				return -1;
+		}
+		if (skip_cfws(&ps->lx) <= 0)
+			return -1;
+	}
+	if (*ps->lx.p != '>') {
+		if (parse_local_part(ps) <= 0)
+			return -1;
+		if (*ps->lx.p == '@' && parse_domain(ps) <= 0)
+			return -1;
+	}
+	if (*ps->lx.p != '>')
+		return -1;
+	ps->lx.p++;
+	return skip_cfws(&ps->lx);
+}
+
+static int parse_name_addr(struct parser *ps)
+{
+	buf_reset(&ps->str);
+	if (parse_phrase(&ps->lx, &ps->str) <= 0 || *ps->lx.p != '<')
+		return -1;
+	if (ps->str.len > 0)
+		take_str(ps, &ps->cur.name);
+	if (parse_angle_addr(ps) < 0) {
+		set_literal(&ps->cur.host, "SYNTAX_ERROR");
+		ps->cur.invalid = true;
+	}
+	return at_end(&ps->lx) ? 0 : 1;
+}
+
+static int parse_addr_spec(struct parser *ps)
+{
+	int ret, ret2 = -2;
+	buf_reset(&ps->lx.comment);
+	bool quoted = *ps->lx.p == '"';
+	ret = parse_local_part(ps);
+	if (ret <= 0)
+		ps->cur.invalid = true;
+	if (ret != 0 && !at_end(&ps->lx) && *ps->lx.p == '@') {
+		ret2 = parse_domain(ps);
+		if (ret2 <= 0)
+			ret = ret2;
+	}
+	if (ps->lx.comment.len > 0) {
+		free(ps->cur.name);
+		ps->cur.name = xstrndup(ps->lx.comment.data, ps->lx.comment.len);
+	} else if (ret2 == -2) {
+		/* a word without "@domain": alone it is a mailbox, but if
+		 * more words follow, they all were a display name */
+		mail_buf_putc(&ps->str, ' ');
+		size_t before = ps->str.len;
+		(void)parse_phrase(&ps->lx, &ps->str);
+		if (ps->str.len != before) {
+			free(ps->cur.mailbox);
+			ps->cur.mailbox = NULL;
+			take_str(ps, &ps->cur.name);
+		} else if (!quoted) {
+			set_literal(&ps->cur.host, "");
+		}
+		ps->cur.invalid = true;
+		ret = -1;
+	}
+	return ret;
+}
+
+static void push(struct parser *ps)
+{
+	if (ps->n == ps->cap) {
+		ps->cap = ps->cap ? ps->cap * 2 : 4;
+		ps->v = xrealloc(ps->v, ps->cap * sizeof(*ps->v));
+	}
+	struct mail_address *a = &ps->v[ps->n++];
+	*a = ps->cur;
+	memset(&ps->cur, 0, sizeof(ps->cur));
+	if (a->name != NULL) {
 		struct buf b;
 		buf_init(&b, 0);
-		mail_decode_2047(&b, name, strlen(name));
+		mail_decode_2047(&b, a->name, strlen(a->name));
 		a->name_utf8 = mail_buf_take(&b);
 	}
 }
 
-/* One mailbox from tokens v[0..n) (no top-level ',' inside). */
-static void parse_mailbox(struct alist *l, const struct tok *v, size_t n)
+/* An address, with MISSING_* filled in where a part is absent. */
+static void push_fixed(struct parser *ps)
 {
-	size_t lt = n, gt = n;
-	bool only_comments = true;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].kind != T_COMMENT)
-			only_comments = false;
-		if (v[i].kind == T_SPECIAL && v[i].c == '<' && lt == n)
-			lt = i;
-		else if (v[i].kind == T_SPECIAL && v[i].c == '>' && lt != n &&
-			 gt == n)
-			gt = i;
+	if (ps->cur.mailbox == NULL) {
+		ps->cur.mailbox = xstrdup("MISSING_MAILBOX");
+		ps->cur.invalid = true;
 	}
-	if (n == 0 || only_comments)
-		return;
-	struct mail_address *a = alist_add(l);
-	if (lt == n) {
-		set_addr_spec(a, v, n);
-		const char *c = last_comment(v, n);
-		if (c != NULL)
-			set_name(a, xstrdup(c));
-		return;
+	if (ps->cur.host == NULL || ps->cur.host[0] == '\0') {
+		set_literal(&ps->cur.host, "MISSING_DOMAIN");
+		ps->cur.invalid = true;
 	}
-	set_name(a, join_phrase(v, lt));
-	if (a->name == NULL) {
-		const char *c = last_comment(v, n);
-		if (c != NULL)
-			set_name(a, xstrdup(c));
-	}
-	size_t s = lt + 1, e = gt;
-	/* obsolete route: "@a,@b:" before the addr-spec (RFC 5322 4.4) */
-	size_t colon = e;
-	if (s < e && v[s].kind == T_SPECIAL && v[s].c == '@') {
-		for (size_t i = s; i < e; i++) {
-			if (v[i].kind == T_SPECIAL && v[i].c == ':') {
-				colon = i;
-				break;
-			}
-		}
-		if (colon != e) {
-			a->route = join_tight(v + s, colon - s, false);
-			s = colon + 1;
-		}
-	}
-	if (s == e) {
-		/* "<>": Dovecot gives an empty mailbox and domain */
-		a->mailbox = xstrdup("");
-		a->host = xstrdup("");
-		if (a->name == NULL) {
-			a->mailbox = (free(a->mailbox), xstrdup("MISSING_MAILBOX"));
-			a->host = (free(a->host), xstrdup("MISSING_DOMAIN"));
-		}
-		a->invalid = true;
-		return;
-	}
-	set_addr_spec(a, v + s, e - s);
+	push(ps);
 }
 
-static void parse_list(struct alist *l, const struct tok *v, size_t n,
-		       bool in_group)
+static int parse_mailbox(struct parser *ps)
 {
-	size_t i = 0;
-	while (i < n) {
-		/* find the extent of one address: up to a top-level ',' (or
-		 * ';' inside a group); a ':' before any '<' or '@' makes it
-		 * a group */
-		size_t j = i;
-		bool angle = false, group = false;
-		while (j < n) {
-			const struct tok *t = &v[j];
-			if (t->kind == T_SPECIAL) {
-				if (t->c == '<')
-					angle = true;
-				else if (t->c == '>')
-					angle = false;
-				else if (!angle && t->c == ',')
-					break;
-				else if (!angle && t->c == ';' && in_group)
-					break;
-				else if (!angle && t->c == ':' && !in_group) {
-					group = true;
-					break;
-				}
-			}
-			j++;
+	const char *start = ps->lx.p;
+	int ret = parse_name_addr(ps);
+	if (ret < 0) {
+		/* not name-addr: an addr-spec then */
+		ps->lx.p = start;
+		free(ps->cur.name);
+		free(ps->cur.route);
+		free(ps->cur.mailbox);
+		free(ps->cur.host);
+		memset(&ps->cur, 0, sizeof(ps->cur));
+		ret = parse_addr_spec(ps);
+		if (ps->cur.invalid && ps->cur.name == NULL &&
+		    ps->cur.mailbox != NULL && ps->cur.host == NULL) {
+			ps->cur.name = ps->cur.mailbox;
+			ps->cur.mailbox = NULL;
 		}
-		if (group) {
-			struct mail_address *g = alist_add(l);
-			g->mailbox = join_phrase(v + i, j - i);
-			if (g->mailbox == NULL)
-				g->mailbox = xstrdup("");
-			size_t k = j + 1, depth_angle = 0;
-			while (k < n) {
-				if (v[k].kind == T_SPECIAL) {
-					if (v[k].c == '<')
-						depth_angle = 1;
-					else if (v[k].c == '>')
-						depth_angle = 0;
-					else if (v[k].c == ';' && !depth_angle)
-						break;
-				}
-				k++;
-			}
-			parse_list(l, v + j + 1, k - j - 1, true);
-			alist_add(l);   /* end of group */
-			i = k + 1;
-			/* like Dovecot, stop unless a ',' follows the group */
-			while (i < n && v[i].kind == T_COMMENT)
-				i++;
-			if (i < n && !(v[i].kind == T_SPECIAL && v[i].c == ','))
-				break;
-			i++;
-			continue;
-		}
-		parse_mailbox(l, v + i, j - i);
-		i = j + 1;
 	}
+	if (ret < 0)
+		ps->cur.invalid = true;
+	push_fixed(ps);
+	return ret;
+}
+
+static int parse_group(struct parser *ps)
+{
+	int ret;
+	buf_reset(&ps->str);
+	if (parse_phrase(&ps->lx, &ps->str) <= 0 || *ps->lx.p != ':')
+		return -1;
+	/* a group from here on, whatever follows */
+	ps->lx.p++;
+	if ((ret = skip_cfws(&ps->lx)) <= 0)
+		ps->cur.invalid = true;
+	take_str(ps, &ps->cur.mailbox);
+	push(ps);
+	if (ret > 0 && *ps->lx.p != ';') {
+		for (;;) {
+			(void)parse_mailbox(ps);   /* broken: go on anyway */
+			if (at_end(&ps->lx) || *ps->lx.p != ',')
+				break;
+			ps->lx.p++;
+			if (skip_cfws(&ps->lx) <= 0) {
+				ret = -1;
+				break;
+			}
+		}
+	}
+	if (ret >= 0) {
+		if (at_end(&ps->lx) || *ps->lx.p != ';') {
+			ret = -1;
+		} else {
+			ps->lx.p++;
+			ret = skip_cfws(&ps->lx);
+		}
+	}
+	push(ps);   /* end of group */
+	return ret == 0 ? 0 : 1;
+}
+
+static int parse_address(struct parser *ps)
+{
+	const char *start = ps->lx.p;
+	int ret = parse_group(ps);
+	if (ret < 0) {
+		ps->lx.p = start;
+		free(ps->cur.mailbox);
+		memset(&ps->cur, 0, sizeof(ps->cur));
+		ret = parse_mailbox(ps);
+	}
+	return ret;
 }
 
 size_t mail_address_parse(const char *s, size_t len,
 			  struct mail_address **list_r)
 {
-	struct toks t = {0};
-	struct alist l = {0};
-	tokenize(s, len, &t);
-	parse_list(&l, t.v, t.n, false);
-	toks_free(&t);
-	*list_r = l.v;
-	return l.n;
+	struct parser ps;
+	memset(&ps, 0, sizeof(ps));
+	ps.lx.p = s;
+	ps.lx.end = s + len;
+	buf_init(&ps.lx.comment, 0);
+	buf_init(&ps.str, 0);
+	if (skip_cfws(&ps.lx) > 0) {
+		/* address-list = address *("," address); stop at anything
+		 * else */
+		for (unsigned guard = 0; guard < 100000; guard++) {
+			if (parse_address(&ps) == 0)
+				break;
+			if (at_end(&ps.lx) || *ps.lx.p != ',')
+				break;
+			ps.lx.p++;
+			int ret = skip_cfws(&ps.lx);
+			if (ret <= 0) {
+				if (ret < 0)
+					push_fixed(&ps);   /* ends in garbage */
+				break;
+			}
+		}
+	}
+	free(ps.cur.name);
+	free(ps.cur.route);
+	free(ps.cur.mailbox);
+	free(ps.cur.host);
+	buf_free(&ps.lx.comment);
+	buf_free(&ps.str);
+	*list_r = ps.v;
+	return ps.n;
 }
 
 void mail_address_list_free(struct mail_address *list, size_t count)

@@ -162,8 +162,9 @@ static void write_multipart(struct buf *out, const struct mparse *mp,
 		mail_buf_putc(out, ')');
 	}
 	struct slice type, sub;
+	bool valid;
 	mail_buf_putc(out, ' ');
-	if (mpart_content_type(mp, p, &type, &sub) && sub.len > 0)
+	if (mpart_ctype(p, &type, &sub, &valid))
 		mail_imap_string(out, sub.ptr, sub.len, false);
 	else
 		mail_buf_puts(out, "\"x-unknown\"");
@@ -173,7 +174,10 @@ static void write_multipart(struct buf *out, const struct mparse *mp,
 	struct mail_param *list;
 	size_t count;
 	buf_init(&value, 0);
-	mail_params_raw(p->ctype.ptr, p->ctype.len, &value, &list, &count);
+	list = NULL;
+	count = 0;
+	if (valid)
+		mail_params_raw(p->ctype.ptr, p->ctype.len, &value, &list, &count);
 	mail_buf_putc(out, ' ');
 	put_params(out, list, count, false);
 	free_params(list, count);
@@ -185,7 +189,8 @@ static void write_leaf(struct buf *out, const struct mparse *mp,
 		       const struct mpart *p, uint32_t idx, bool extended)
 {
 	struct slice type, sub;
-	bool have_type = mpart_content_type(mp, p, &type, &sub);
+	bool valid;
+	bool have_type = mpart_ctype(p, &type, &sub, &valid);
 	bool message = (p->flags & MP_MESSAGE) && p->first_child != MAIL_NONE;
 	bool text;
 	if (message && !have_type) {
@@ -196,19 +201,18 @@ static void write_leaf(struct buf *out, const struct mparse *mp,
 		mail_buf_puts(out, "\"text\" \"plain\"");
 		text = true;
 	} else {
+		/* as written, even when broken: Dovecot shows "text" "" for
+		 * "Content-Type: text" and "" "" for worse */
 		text = mail_slice_eq_ci(type, "text");
 		mail_imap_string(out, type.ptr, type.len, false);
 		mail_buf_putc(out, ' ');
-		if (sub.len > 0)
-			mail_imap_string(out, sub.ptr, sub.len, false);
-		else
-			mail_buf_puts(out, text ? "\"plain\"" : "\"unknown\"");
+		mail_imap_string(out, sub.ptr, sub.len, false);
 	}
 	struct buf value;
 	struct mail_param *list = NULL;
 	size_t count = 0;
 	buf_init(&value, 0);
-	if (have_type)
+	if (have_type && valid)
 		mail_params_raw(p->ctype.ptr, p->ctype.len, &value, &list, &count);
 	mail_buf_putc(out, ' ');
 	put_params(out, list, count, text);
@@ -219,19 +223,11 @@ static void write_leaf(struct buf *out, const struct mparse *mp,
 	mail_buf_putc(out, ' ');
 	put_nstring_slice(out, p->cdesc);
 	mail_buf_putc(out, ' ');
-	if (p->cte.ptr != NULL && (p->flags & MP_IS_MIME)) {
-		struct buf cte;
-		buf_init(&cte, 0);
-		mail_params_raw(p->cte.ptr, p->cte.len, &cte, &list, &count);
-		free_params(list, count);
-		if (cte.len > 0)
-			mail_imap_string(out, cte.data, cte.len, false);
-		else
-			mail_buf_puts(out, "\"7bit\"");
-		buf_free(&cte);
-	} else {
+	struct slice cte;
+	if ((p->flags & MP_IS_MIME) && mpart_cte(p, &cte))
+		mail_imap_string(out, cte.ptr, cte.len, false);
+	else
 		mail_buf_puts(out, "\"7bit\"");
-	}
 	if (buf_printf(out, " %llu", (unsigned long long)body_vsize(p)) < 0)
 		abort();
 	if (text) {

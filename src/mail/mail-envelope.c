@@ -102,7 +102,8 @@ void mail_write_envelope(struct buf *out, const char *hdr, size_t hdr_len)
 		const char *s = tmp.data ? tmp.data : "";
 		switch (f) {
 		case ENV_SUBJECT:
-			mail_imap_string_for_humans(out, s, tmp.len);
+			/* folded: the line ends count as changes (a literal) */
+			mail_imap_string_for_humans(out, val[f].ptr, val[f].len);
 			break;
 		case ENV_DATE:
 		case ENV_IN_REPLY_TO:

@@ -31,6 +31,7 @@ static bool is_token_char(char c)
 	       !is_tspecial(c);
 }
 
+
 struct lexer {
 	const char *p, *end;
 };
@@ -63,8 +64,7 @@ static void skip_cfws(struct lexer *lx)
 static bool lex_token(struct lexer *lx, struct buf *out)
 {
 	const char *s = lx->p;
-	while (lx->p < lx->end &&
-	       (is_token_char(*lx->p) || (unsigned char)*lx->p >= 0x80))
+	while (lx->p < lx->end && is_token_char(*lx->p))
 		lx->p++;
 	mail_buf_put(out, s, (size_t)(lx->p - s));
 	return lx->p > s;
@@ -85,7 +85,7 @@ static bool lex_quoted(struct lexer *lx, struct buf *out)
 			continue;   /* folding inside the string */
 		mail_buf_putc(out, c);
 	}
-	return true;   /* unterminated: take what there is */
+	return false;   /* unterminated: not a value (Dovecot stops here) */
 }
 
 struct rawparam {
@@ -109,37 +109,43 @@ static void lex_params(const char *s, size_t len, struct buf *value_r,
 		mail_buf_putc(value_r, '/');
 		lex_token(&lx, value_r);
 	}
+	/* *(";" name "=" value), read the way Dovecot's rfc2231_parse()
+	 * does so BODYSTRUCTURE agrees: names and values may be empty,
+	 * "name==?utf-8?..." (an unquoted encoded word) is taken up to the
+	 * next ";" or space, and anything else ends the list. */
 	for (;;) {
+		skip_cfws(&lx);
+		if (lx.p >= lx.end || *lx.p != ';')
+			break;
+		lx.p++;
 		skip_cfws(&lx);
 		if (lx.p >= lx.end)
 			break;
-		if (*lx.p != ';') {
-			/* junk: skip to the next ';' */
-			const char *semi = memchr(lx.p, ';', (size_t)(lx.end - lx.p));
-			if (semi == NULL)
-				break;
-			lx.p = semi;
-		}
-		lx.p++;
-		skip_cfws(&lx);
 		struct buf name, val;
 		buf_init(&name, 0);
 		buf_init(&val, 0);
-		if (!lex_token(&lx, &name)) {
-			buf_free(&name);
-			continue;
-		}
+		lex_token(&lx, &name);
 		skip_cfws(&lx);
 		if (lx.p >= lx.end || *lx.p != '=') {
 			buf_free(&name);
-			continue;
+			break;
 		}
 		lx.p++;
 		skip_cfws(&lx);
-		if (lx.p < lx.end && *lx.p == '"')
-			lex_quoted(&lx, &val);
-		else
+		if (lx.p < lx.end && *lx.p == '"') {
+			if (!lex_quoted(&lx, &val)) {
+				buf_free(&name);
+				buf_free(&val);
+				break;
+			}
+		} else if (lx.p < lx.end && *lx.p == '=') {
+			const char *v = lx.p;
+			while (lx.p < lx.end && *lx.p != ';' && !mail_is_lwsp(*lx.p))
+				lx.p++;
+			mail_buf_put(&val, v, (size_t)(lx.p - v));
+		} else {
 			lex_token(&lx, &val);
+		}
 		list = xrealloc(list, (count + 1) * sizeof(*list));
 		list[count].name = mail_buf_take(&name);
 		list[count].value = mail_buf_take(&val);

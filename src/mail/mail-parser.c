@@ -106,35 +106,108 @@ static long boundary_at(const struct pstate *st, size_t pos, bool *close_r)
 	return best;
 }
 
+/* RFC 2045 5.1 token characters (8-bit accepted, as Dovecot does). */
+static bool ct_token_char(char c)
+{
+	unsigned char u = (unsigned char)c;
+	if (u <= 0x20 || u == 0x7F)
+		return false;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case '@': case ',': case ';':
+	case ':': case '\\': case '"': case '/': case '[': case ']': case '?':
+	case '=':
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* Skips whitespace and comments; returns the new position. */
+static const char *ct_skip(const char *s, const char *e)
+{
+	while (s < e) {
+		if (mail_is_lwsp(*s)) {
+			s++;
+		} else if (*s == '(') {
+			int depth = 0;
+			while (s < e) {
+				char c = *s++;
+				if (c == '\\' && s < e)
+					s++;
+				else if (c == '(')
+					depth++;
+				else if (c == ')' && --depth == 0)
+					break;
+			}
+		} else {
+			break;
+		}
+	}
+	return s;
+}
+
+bool mpart_ctype(const struct mpart *p, struct slice *type_r,
+		 struct slice *subtype_r, bool *valid_r)
+{
+	*type_r = *subtype_r = slice_make("", 0);
+	*valid_r = false;
+	if (p->ctype.ptr == NULL || !(p->flags & MP_IS_MIME))
+		return false;
+	/* Dovecot's reading of a broken value, so BODYSTRUCTURE agrees:
+	 * "text" alone is type "text" with an empty subtype; anything but
+	 * "/" after the type makes both empty; parameters are read only
+	 * when type "/" subtype parsed. */
+	const char *s = p->ctype.ptr, *e = s + p->ctype.len;
+	s = ct_skip(s, e);
+	const char *t = s;
+	while (s < e && ct_token_char(*s))
+		s++;
+	if (s == t)
+		return true;
+	struct slice type = slice_make(t, (size_t)(s - t));
+	s = ct_skip(s, e);
+	if (s >= e) {
+		*type_r = type;
+		return true;
+	}
+	if (*s != '/')
+		return true;
+	s = ct_skip(s + 1, e);
+	t = s;
+	while (s < e && ct_token_char(*s))
+		s++;
+	if (s == t)
+		return true;   /* "type/" alone: both empty */
+	*type_r = type;
+	*subtype_r = slice_make(t, (size_t)(s - t));
+	*valid_r = true;
+	return true;
+}
+
+bool mpart_cte(const struct mpart *p, struct slice *cte_r)
+{
+	*cte_r = slice_make("", 0);
+	if (p->cte.ptr == NULL)
+		return false;
+	/* one token, nothing else (Dovecot ignores anything more) */
+	const char *s = p->cte.ptr, *e = s + p->cte.len;
+	s = ct_skip(s, e);
+	const char *t = s;
+	while (s < e && ct_token_char(*s))
+		s++;
+	struct slice tok = slice_make(t, (size_t)(s - t));
+	if (tok.len == 0 || ct_skip(s, e) != e)
+		return false;
+	*cte_r = tok;
+	return true;
+}
+
 bool mpart_content_type(const struct mparse *mp, const struct mpart *p,
 			struct slice *type_r, struct slice *subtype_r)
 {
+	bool valid;
 	(void)mp;
-	if (p->ctype.ptr == NULL || !(p->flags & MP_IS_MIME))
-		return false;
-	/* RFC 2045 5.1: type "/" subtype, tokens; comments and whitespace
-	 * around them are tolerated */
-	const char *s = p->ctype.ptr, *e = s + p->ctype.len;
-	while (s < e && mail_is_lwsp(*s))
-		s++;
-	const char *t = s;
-	while (s < e && *s != '/' && *s != ';' && !mail_is_lwsp(*s) && *s != '(')
-		s++;
-	*type_r = slice_make(t, (size_t)(s - t));
-	while (s < e && mail_is_lwsp(*s))
-		s++;
-	if (s >= e || *s != '/' || type_r->len == 0) {
-		*subtype_r = slice_make(s, 0);
-		return type_r->len > 0;
-	}
-	s++;
-	while (s < e && mail_is_lwsp(*s))
-		s++;
-	t = s;
-	while (s < e && *s != ';' && !mail_is_lwsp(*s) && *s != '(')
-		s++;
-	*subtype_r = slice_make(t, (size_t)(s - t));
-	return true;
+	return mpart_ctype(p, type_r, subtype_r, &valid);
 }
 
 static void record_field(struct mpart *p, struct slice name, struct slice v)
@@ -247,6 +320,10 @@ static bool parse_header(struct pstate *st, uint32_t idx)
 /* Extracts the boundary parameter of a multipart Content-Type. */
 static char *find_boundary(const struct mpart *p)
 {
+	struct slice t, st;
+	bool valid;
+	if (!mpart_ctype(p, &t, &st, &valid) || !valid)
+		return NULL;
 	struct mail_params params;
 	mail_params_parse(p->ctype.ptr, p->ctype.len, &params);
 	const char *b = mail_params_get(&params, "boundary");
@@ -260,18 +337,17 @@ static void classify(struct pstate *st, uint32_t idx)
 	struct mparse *mp = st->mp;
 	struct mpart *p = &mp->parts[idx];
 	struct slice type, sub;
-	unsigned keep = p->flags & MP_IS_MIME;
+	bool valid;
 	p->flags &= ~(unsigned)(MP_MULTIPART | MP_MESSAGE | MP_TEXT | MP_DIGEST);
 	if (!(p->flags & MP_IS_MIME)) {
 		/* RFC 2045 4: without MIME-Version the Content-* fields of
 		 * the message are not MIME fields */
 		p->ctype = p->cid = p->cdesc = p->cdisp = (struct slice){0};
+		p->cmd5 = p->clang = p->cloc = (struct slice){0};
 		/* cte is kept for BINARY, which Dovecot decodes anyway; the
 		 * BODYSTRUCTURE writer ignores it for non-MIME parts */
-		p->cmd5 = p->clang = p->cloc = (struct slice){0};
 	}
-	(void)keep;
-	if (!mpart_content_type(mp, p, &type, &sub)) {
+	if (!mpart_ctype(p, &type, &sub, &valid)) {
 		uint32_t par = p->parent;
 		if (par != MAIL_NONE && (mp->parts[par].flags & MP_DIGEST))
 			p->flags |= MP_MESSAGE;
@@ -279,12 +355,14 @@ static void classify(struct pstate *st, uint32_t idx)
 			p->flags |= MP_TEXT;
 		return;
 	}
+	/* a Content-Type that says something else (or nothing usable) is
+	 * neither text nor a container */
 	if (mail_slice_eq_ci(type, "message") &&
 	    (mail_slice_eq_ci(sub, "rfc822") || mail_slice_eq_ci(sub, "global")))
 		p->flags |= MP_MESSAGE;
 	else if (mail_slice_eq_ci(type, "text"))
 		p->flags |= MP_TEXT;
-	else if (mail_slice_eq_ci(type, "multipart")) {
+	else if (mail_slice_eq_ci(type, "multipart") && valid) {
 		p->flags |= MP_MULTIPART;
 		if (mail_slice_eq_ci(sub, "digest"))
 			p->flags |= MP_DIGEST;
@@ -329,6 +407,19 @@ static void close_parts(struct pstate *st, uint32_t idx, uint32_t stop,
 	}
 }
 
+/* The header of part idx ended with its blank line and a boundary line
+ * of an enclosing multipart follows at once: as Dovecot has it, the blank
+ * line's line end is then the boundary's, and the body is empty. */
+static void cut_blank_line(struct pstate *st, struct mpart *p)
+{
+	size_t nl = (st->pos >= 2 && st->data[st->pos - 2] == '\r') ? 2 : 1;
+	p->hdr_size -= nl;
+	p->body_off -= nl;
+	p->hdr_lines--;
+	if (nl == 1)
+		p->hdr_bare_lf--;
+}
+
 /* Starts a part at st->pos: header, then decides how its body is read. */
 static void begin_part(struct pstate *st, uint32_t idx)
 {
@@ -337,36 +428,58 @@ static void begin_part(struct pstate *st, uint32_t idx)
 	st->fresh = false;
 	classify(st, idx);
 	struct mpart *p = &mp->parts[idx];
+	bool blank = !cut && p->hdr_size > 0 && st->pos > p->hdr_off &&
+		     st->data[st->pos - 1] == '\n' &&
+		     (st->pos - p->hdr_off == 1 || st->data[st->pos - 2] == '\n' ||
+		      (st->data[st->pos - 2] == '\r' &&
+		       (st->pos - p->hdr_off == 2 || st->data[st->pos - 3] == '\n')));
+	char *own = NULL;
+	if ((p->flags & MP_MULTIPART) && !cut) {
+		/* without a boundary (or past a limit) it stays a multipart
+		 * with no parts, its body opaque text, as in Dovecot */
+		own = over_limits(st, p) ? NULL : find_boundary(p);
+		if (own != NULL)
+			push_boundary(st, idx, own);
+		else
+			p->flags |= MP_OPAQUE;
+	}
+	if (blank) {
+		bool close;
+		long bi = boundary_at(st, st->pos, &close);
+		if (bi >= 0 && st->bnd[bi].part != idx) {
+			cut_blank_line(st, p);
+			cut = true;
+		}
+	}
 	/* remember the counts at body start; close_parts turns them into
 	 * the body's own */
 	p->body_lines = st->lf_before;
 	p->body_bare_lf = st->bare_before;
 	if (cut) {
-		/* after the header, body_off.. is empty; pos is at the boundary
-		 * line, and the line end before it is in the parent's body. Its
-		 * LF was counted before pos, so restore it for this body. */
+		/* body_off.. is empty; pos is at the boundary line, and the
+		 * line end before it (counted already) is the boundary's */
 		uint64_t nl = (p->body_off < st->pos) ? 1 : 0;
 		p->body_lines -= nl;
 		if (nl && !(st->pos >= 2 && st->data[st->pos - 2] == '\r'))
 			p->body_bare_lf -= 1;
 	}
-	st->cur = idx;
 	if (cut)
+		p->flags |= MP_CUT;
+	st->cur = idx;
+	if (p->flags & MP_MULTIPART)
 		return;
-	if ((p->flags & MP_MULTIPART)) {
-		char *b = over_limits(st, p) ? NULL : find_boundary(p);
-		/* without a boundary (or past a limit) it stays a multipart
-		 * with no parts, its body opaque text, as in Dovecot */
-		if (b != NULL)
-			push_boundary(st, idx, b);
-		else
-			p->flags |= MP_OPAQUE;
-		return;
-	}
 	if (p->flags & MP_MESSAGE) {
 		if (over_limits(st, p)) {
 			p->flags &= ~(unsigned)MP_MESSAGE;
 			p->flags |= MP_OPAQUE;
+			return;
+		}
+		if (cut) {
+			/* the message it holds is empty, there and then */
+			uint32_t child = part_new(st, idx, p->body_off);
+			struct mpart *c = &mp->parts[child];
+			c->body_off = c->body_end = p->body_off;
+			c->flags |= MP_TEXT;
 			return;
 		}
 		uint32_t child = part_new(st, idx, st->pos);
@@ -392,7 +505,17 @@ static void at_boundary(struct pstate *st, size_t bi, bool close,
 		else
 			bare--;
 	}
-	close_parts(st, st->cur, owner, end, lf, bare);
+	if (end < st->pos && st->cur != owner &&
+	    (mp->parts[st->cur].flags & MP_CUT)) {
+		/* a header cut short gives that line end to its parent, which
+		 * then ends after it (Dovecot) */
+		uint32_t cut = st->cur;
+		close_parts(st, cut, mp->parts[cut].parent, end, lf, bare);
+		close_parts(st, mp->parts[cut].parent, owner, st->pos,
+			    st->lf_before, st->bare_before);
+	} else {
+		close_parts(st, st->cur, owner, end, lf, bare);
+	}
 	if (close)
 		pop_boundaries(st, bi);
 	else
@@ -400,8 +523,10 @@ static void at_boundary(struct pstate *st, size_t bi, bool close,
 	next_line(st);   /* the rest of the boundary line */
 	st->cur = owner;
 	st->fresh = true;
-	if (close || st->pos >= st->len)
-		return;   /* epilogue, or EOF right after the boundary */
+	/* after "--b--" the epilogue; after "--b" the next part, even an
+	 * empty one at the end, unless the line did not even end */
+	if (close || st->data[st->pos - 1] != '\n')
+		return;
 	if (mp->count >= mp->limits.max_parts) {
 		/* the rest of this multipart is opaque text */
 		pop_boundaries(st, bi);

@@ -67,20 +67,9 @@ void mail_parts_serialize(struct buf *out, const struct mparse *mp)
 		}
 		put_lstr(out, type.ptr, type.len);
 		put_lstr(out, sub.ptr, sub.len);
-		struct buf cte;
-		struct mail_param *list = NULL;
-		size_t count = 0;
-		buf_init(&cte, 0);
-		if (p->cte.ptr != NULL) {
-			mail_params_raw(p->cte.ptr, p->cte.len, &cte, &list, &count);
-			for (size_t k = 0; k < count; k++) {
-				free(list[k].name);
-				free(list[k].value);
-			}
-			free(list);
-		}
-		put_lstr(out, cte.data ? cte.data : "", cte.len);
-		buf_free(&cte);
+		struct slice cte;
+		(void)mpart_cte(p, &cte);
+		put_lstr(out, cte.ptr, cte.len);
 		const char *cs = "";
 		struct mail_params params = {0};
 		if (p->ctype.ptr != NULL && (p->flags & MP_IS_MIME)) {
@@ -285,8 +274,8 @@ static bool field_listed(const struct mail_section_spec *spec, struct slice name
 /* HEADER.FIELDS (.NOT): the matching fields as they are, then the blank
  * line (RFC 3501 6.4.5). */
 /* HEADER.FIELDS (.NOT): the matching fields as they are, then the
- * header's own blank line if it has one (RFC 3501 6.4.5). A line without
- * a colon is a field named by the whole line, as Dovecot has it. */
+ * header's own blank line (RFC 3501 6.4.5). A line without a colon is a
+ * field named by the whole line, as Dovecot has it. */
 static void header_fields(struct mail_section *sec, const char *hdr,
 			  size_t len, const struct mail_section_spec *spec)
 {
@@ -311,16 +300,15 @@ static void header_fields(struct mail_section *sec, const char *hdr,
 				  ne[-1] == '\r' || ne[-1] == '\n'))
 			ne--;
 		bool listed = field_listed(spec, slice_make(p, (size_t)(ne - p)));
-		if (listed != not && *p != ' ' && *p != '\t') {
+		/* a folded line can only start the header here: Dovecot
+		 * makes a field of it */
+		if (listed != not)
 			mail_buf_put(&sec->owned, p, (size_t)(e - p));
-			if (e == end && e[-1] != '\n')
-				mail_buf_puts(&sec->owned, "\r\n");
-		}
 		p = e;
 	}
-	/* a header cut off before its blank line still ends with one when
-	 * anything was selected (Dovecot) */
-	if (!eoh && sec->owned.len > 0)
+	/* A header with no blank line (the message is all header): Dovecot
+	 * ends HEADER.FIELDS with one anyway, HEADER.FIELDS.NOT not. */
+	if (!eoh && !not)
 		mail_buf_puts(&sec->owned, "\r\n");
 	sec->ptr = sec->owned.data ? sec->owned.data : "";
 	sec->len = sec->owned.len;

@@ -22,6 +22,7 @@ enum mpart_flag {
 	MP_DIGEST = 1 << 4,      /* multipart/digest: default message/rfc822 */
 	MP_HAS_NUL = 1 << 5,
 	MP_OPAQUE = 1 << 6,      /* past a limit: not split further */
+	MP_CUT = 1 << 7,         /* header cut short by a boundary line */
 };
 
 /* One MIME part. Offsets are into the message; the part is
@@ -57,6 +58,14 @@ void mail_parse_free(struct mparse *mp);
  * false if it has none usable (or the part is not MIME). */
 bool mpart_content_type(const struct mparse *mp, const struct mpart *p,
 			struct slice *type_r, struct slice *subtype_r);
+/* The same, as Dovecot reads a broken value (type or subtype may be
+ * empty); valid_r says a "/" followed the type, so that parameters
+ * may be read. */
+bool mpart_ctype(const struct mpart *p, struct slice *type_r,
+		 struct slice *subtype_r, bool *valid_r);
+/* The Content-Transfer-Encoding token as written; false (and "") when
+ * there is none or the value is not exactly one token. */
+bool mpart_cte(const struct mpart *p, struct slice *cte_r);
 
 /* mail-params.c: the parameter list as Dovecot's BODYSTRUCTURE shows it
  * (names as written, RFC 2231 pieces joined, extended values encoded);

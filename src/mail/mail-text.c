@@ -356,17 +356,9 @@ enum cte_kind { K_IDENTITY, K_B64, K_QP };
 
 static enum cte_kind part_cte(const struct mpart *p)
 {
-	if (p->cte.ptr == NULL)
+	struct slice v;
+	if (!mpart_cte(p, &v))
 		return K_IDENTITY;
-	size_t i = 0;
-	while (i < p->cte.len && mail_is_lwsp(p->cte.ptr[i]))
-		i++;
-	struct slice v = slice_make(p->cte.ptr + i, p->cte.len - i);
-	size_t e = 0;
-	while (e < v.len && !mail_is_lwsp(v.ptr[e]) && v.ptr[e] != ';' &&
-	       v.ptr[e] != '(')
-		e++;
-	v.len = e;
 	if (mail_slice_eq_ci(v, "base64"))
 		return K_B64;
 	if (mail_slice_eq_ci(v, "quoted-printable"))

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Deterministic corpus of MIME messages for the Dovecot differential test.
 
-    python3 tests/corpus/gen.py OUTDIR [--seed N] [--count N]
+    python3 tests/corpus/gen.py OUTDIR [--seed N] [--count N] [--mutate P]
 
 Writes OUTDIR/NNNN-shape.eml: hand-made messages for every MIME shape and
 the broken forms real mail has (tests/corpus/broken/*.eml are copied as
 they are), then seeded random trees (multipart nesting, message/rfc822,
 every transfer encoding, charsets, RFC 2231 and RFC 2047 values) up to
 --count messages in all (default 320). The same seed gives the same bytes.
-Messages use CRLF unless their name says lf.
+Messages use CRLF unless their name says lf. With --mutate P a share P of
+the random messages is damaged (lines cut, lost, doubled, stray boundaries
+and specials), for longer differential runs against Dovecot.
 """
 
 import base64
@@ -245,6 +247,44 @@ class Gen:
         return ''.join(x + '\r\n' for x in h + ph) + '\r\n' + pb
 
 
+MUTATION_BYTES = b' \t:;"<>()=?-\r\n@,[]\\/*\'%'
+
+
+def mutate(r, data):
+    """A broken variant of data: the damage real mail suffers (cut off,
+    lines lost or doubled, stray boundaries and specials, lost blank lines).
+    Never NUL: IMAP APPEND cannot carry it outside literal8."""
+    lines = data.split(b'\r\n')
+    for _ in range(r.randint(1, 4)):
+        k = r.randint(0, 7)
+        i = r.randrange(len(lines))
+        if k == 0 and len(lines) > 1:
+            del lines[i]
+        elif k == 1:
+            lines.insert(i, lines[i])
+        elif k == 2:
+            bnd = [l for l in lines if l.startswith(b'--')]
+            lines.insert(i, r.choice(bnd) if bnd else b'--')
+        elif k == 3 and lines[i]:
+            j = r.randrange(len(lines[i]))
+            lines[i] = lines[i][:j] + bytes([r.choice(MUTATION_BYTES)]) + lines[i][j + 1:]
+        elif k == 4 and b'' in lines:
+            del lines[lines.index(b'')]
+        elif k == 5:
+            lines.insert(i, b' ' + r.choice([b'', b'folded', b'=?utf-8?q?x?=']))
+        elif k == 6 and lines[i]:
+            lines[i] = lines[i][:r.randrange(len(lines[i]) + 1)]
+        else:
+            lines.insert(i, r.choice([b'Content-Type: multipart/mixed; boundary=x',
+                                      b'--x', b'--x--', b'MIME-Version: 1.0',
+                                      b'Content-Type: message/rfc822',
+                                      b'Content-Transfer-Encoding: base64', b'']))
+    out = b'\r\n'.join(lines)
+    if r.random() < .2:
+        out = out[:r.randrange(len(out) + 1)]
+    return out
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -253,6 +293,8 @@ def main():
     out = args[0]
     seed = int(args[args.index('--seed') + 1]) if '--seed' in args else 5322
     count = int(args[args.index('--count') + 1]) if '--count' in args else 320
+    # --mutate P: that share (0..1) of the random messages is damaged
+    mutate_share = float(args[args.index('--mutate') + 1]) if '--mutate' in args else 0.0
     os.makedirs(out, exist_ok=True)
     n = 0
     broken = os.path.join(HERE, 'broken')
@@ -271,7 +313,11 @@ def main():
             data = msg.encode('latin-1')
         except UnicodeEncodeError:
             data = msg.encode('utf-8')
-        with open(os.path.join(out, '%04d-random.eml' % n), 'wb') as f:
+        kind = 'random'
+        if mutate_share and g.r.random() < mutate_share:
+            data = mutate(g.r, data)
+            kind = 'mutated'
+        with open(os.path.join(out, '%04d-%s.eml' % (n, kind)), 'wb') as f:
             f.write(data)
         n += 1
     return 0

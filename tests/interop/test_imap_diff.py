@@ -29,9 +29,47 @@ from test_imap_fetch import fetch_items  # noqa: E402
 
 SRC = os.environ.get('LOFT_SRC', os.path.abspath(os.path.join(HERE, '..', '..')))
 
-# Keys whose answers differ because Dovecot departs from the RFC; the
-# value says why (docs/compat.md, "IMAP FETCH/SEARCH/SORT/THREAD").
+# Two kinds of messages answer differently by design; each is explained in
+# docs/compat.md ("IMAP FETCH, SEARCH, SORT and THREAD"):
+#  - raw 8-bit header bytes that are not UTF-8: Loft reads them as
+#    Windows-1252 (src/mail), Dovecot keeps bytes that match nothing and
+#    sort last. Compared without those messages.
+#  - BODY/TEXT over MIME structure: Loft's BODY is the decoded text the
+#    user reads, including the header of an attached message; Dovecot's
+#    BODY skips attached headers and its TEXT also matches MIME part
+#    headers, and it searches HTML source rather than its text. BODY/TEXT
+#    are compared on single-part text/plain messages only.
+# Differences outside those classes fail.
 KNOWN = {}
+
+
+def classify(msgs):
+    """(raw8, simple): seqs with non-UTF-8 bytes; seqs of single-part
+    text/plain messages."""
+    import email
+    import email.policy
+    raw8, simple = set(), set()
+    for i, (_, m) in enumerate(msgs, 1):
+        try:
+            m.decode('utf-8')
+        except UnicodeDecodeError:
+            raw8.add(i)
+        em = email.message_from_bytes(m, policy=email.policy.compat32)
+        if not em.is_multipart() and em.get_content_type() == 'text/plain':
+            simple.add(i)
+    return raw8, simple
+
+
+def seqset(nums):
+    nums = sorted(nums)
+    out, i = [], 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        out.append(str(nums[i]) if i == j else '%d:%d' % (nums[i], nums[j]))
+        i = j + 1
+    return ','.join(out)
 
 
 def extra_messages():
@@ -239,7 +277,11 @@ def main():
                 [sorted(x or []) for x in sd], (sl, sd))
 
         # ---- SEARCH
-        nkeys = 0
+        raw8, simple = classify(msgs)
+        everything = set(range(1, len(msgs) + 1))
+        print('%d messages, %d with raw 8-bit, %d single-part text/plain'
+              % (len(msgs), len(raw8), len(simple)))
+        nkeys = excused = 0
         for key in search_keys():
             nkeys += 1
             sl, tl = search_set(lo, key)
@@ -247,26 +289,27 @@ def main():
             if sl == sd:
                 r.check('search', True)
                 continue
-            why = KNOWN.get(key)
-            if why:
-                print('known SEARCH difference %r: %s' % (key, why))
+            textual = re.search(rb'\b(BODY|TEXT)\b', key) is not None
+            scope = (simple if textual else everything) - raw8
+            if sl is not None and sd is not None and sl & scope == sd & scope:
+                excused += 1
                 continue
             r.check('search %r' % key, False,
                     'loft-only=%s dovecot-only=%s (%r / %r)' % (
-                        sorted((sl or set()) - (sd or set()))[:10],
-                        sorted((sd or set()) - (sl or set()))[:10], tl, td))
-        print('%d search keys compared' % nkeys)
+                        sorted(((sl or set()) - (sd or set())) & scope)[:10],
+                        sorted(((sd or set()) - (sl or set())) & scope)[:10], tl, td))
+        print('%d search keys compared; %d differ only on documented message classes'
+              % (nkeys, excused))
 
-        # ---- SORT and THREAD
+        # ---- SORT and THREAD, without the raw 8-bit messages
+        skip = ('NOT ' + seqset(raw8)) if raw8 else 'ALL'
         for crit in SORTS:
             for uid in ('', 'UID '):
-                ul, tl = lo.cmd('%sSORT %s UTF-8 ALL' % (uid, crit))
-                ud, td = dv.cmd('%sSORT %s UTF-8 ALL' % (uid, crit))
+                ul, tl = lo.cmd('%sSORT %s UTF-8 %s' % (uid, crit, skip))
+                ud, td = dv.cmd('%sSORT %s UTF-8 %s' % (uid, crit, skip))
                 a = [x for x in ul if x.startswith(b'* SORT')]
                 b = [x for x in ud if x.startswith(b'* SORT')]
-                if a != b and KNOWN.get('SORT ' + crit):
-                    print('known SORT difference %s: %s' % (crit, KNOWN['SORT ' + crit]))
-                    continue
+                detail = ''
                 if a != b:
                     la = a[0].split()[2:] if a else []
                     lb = b[0].split()[2:] if b else []
@@ -274,24 +317,19 @@ def main():
                     detail = 'first difference at %s: loft %s dovecot %s' % (
                         first, la[first:first + 5] if first is not None else la[:5],
                         lb[first:first + 5] if first is not None else lb[:5])
-                else:
-                    detail = ''
-                r.check('%sSORT %s' % (uid, crit), a == b, detail)
+                r.check('%sSORT %s' % (uid, crit), a == b and len(a) == 1, detail)
         for alg in ('REFERENCES', 'ORDEREDSUBJECT'):
-            for key in ('ALL', 'SUBJECT topic'):
+            for key in (skip, 'SUBJECT topic'):
                 ul, tl = lo.cmd('THREAD %s UTF-8 %s' % (alg, key))
                 ud, td = dv.cmd('THREAD %s UTF-8 %s' % (alg, key))
                 a = [x for x in ul if x.startswith(b'* THREAD')]
                 b = [x for x in ud if x.startswith(b'* THREAD')]
-                if a != b and KNOWN.get('THREAD ' + alg):
-                    print('known THREAD difference %s: %s' % (alg, KNOWN['THREAD ' + alg]))
-                    continue
                 if a != b:
                     ta = re.findall(rb'\([^()]*(?:\([^()]*\))*[^()]*\)', a[0]) if a else []
                     tb = re.findall(rb'\([^()]*(?:\([^()]*\))*[^()]*\)', b[0]) if b else []
                     print('THREAD %s %s: loft-only %r\n  dovecot-only %r' % (
-                        alg, key, sorted(set(ta) - set(tb))[:5], sorted(set(tb) - set(ta))[:5]))
-                r.check('THREAD %s %s' % (alg, key), a == b)
+                        alg, key[:20], sorted(set(ta) - set(tb))[:5], sorted(set(tb) - set(ta))[:5]))
+                r.check('THREAD %s %s' % (alg, key[:20]), a == b and len(a) == 1)
     return r.finish()
 
 
