@@ -97,6 +97,15 @@ static int check_names(const struct config *cfg, struct buf *errors,
 	}
 	for (size_t i = 0; i < cfg->count; i++) {
 		const struct config_entry *e = &cfg->entries[i];
+		const struct config_entry *last = config_find(cfg, e->section,
+							      e->key);
+		if (last != NULL && last != e && last->line != e->line)
+			buf_printf(warnings, "%s:%d: warning: '%s' is set again "
+				   "on line %d, which wins\n", cfg->path,
+				   e->line, e->key, last->line);
+	}
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct config_entry *e = &cfg->entries[i];
 		const struct section_rule *r = find_rule(e->section);
 		if (r == NULL || r->keys == NULL || key_listed(r->keys, e->key))
 			continue;

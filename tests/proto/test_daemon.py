@@ -1,0 +1,203 @@
+"""loftd as a process: --check exit codes and FILE:LINE messages, start and
+clean stop, several listeners on one protocol, a restart right after
+SIGKILL, a port already taken, data_dir creation."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from loftenv import LOFTD, SLOW, Loft, Results, free_port
+
+r = Results()
+
+
+def check(path):
+    p = subprocess.run([LOFTD, '--config', path, '--check'],
+                       capture_output=True, text=True, timeout=60 * SLOW)
+    return p.returncode, p.stdout, p.stderr
+
+
+def greeting(port, host='127.0.0.1'):
+    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(10 * SLOW)
+        s.connect((host, port))
+        return s.recv(200)
+
+
+def refused(port):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=2).close()
+        return False
+    except OSError:
+        return True
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(('::1', 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_check(env):
+    rc, out, err = check(env.config_path)
+    r.check('check ok exit 0', rc == 0, (rc, err))
+    r.check('check ok quiet on stderr', 'error' not in err.lower(), err)
+
+    base = open(env.config_path).read()
+    path = os.path.join(env.dir, 'bad.conf')
+
+    def bad(name, text, line, words, want_rc=1):
+        with open(path, 'w') as f:
+            f.write(text)
+        rc, out, err = check(path)
+        r.check(name + ': exit %d' % want_rc, rc == want_rc, (rc, err))
+        pat = re.compile(r'^%s:%d: .*%s' % (re.escape(path), line, words),
+                         re.M | re.I)
+        r.check(name + ': FILE:LINE message', pat.search(err) is not None,
+                err)
+
+    n = base.count('\n')
+    bad('unknown section', base + '[bogus]\nx = 1\n', n + 1, 'unknown section')
+    bad('unknown top key', 'colour = blue\n' + base, 1, "unknown key 'colour'")
+    bad('unknown key in [limits]', base + 'threads = 3\n', n + 1,
+        "unknown key 'threads'")
+    bad('bad log_level', base.replace('log_level = debug', 'log_level = loud'),
+        base.split('\n').index('log_level = debug') + 1, 'log_level')
+    bad('bad io_threads', base + 'io_threads = many\n', n + 1, 'io_threads')
+    bad('bad duration', base + 'write_timeout = soon\n', n + 1,
+        'write_timeout')
+    bad('listen without port',
+        base.replace('[imap]\nlisten = 127.0.0.1:%d' % env.port('imap'),
+                     '[imap]\nlisten = 127.0.0.1'),
+        base.split('\n').index('[imap]') + 2, 'listen')
+    bad('bad listen in a list',
+        base.replace('[pop3]\nlisten = 127.0.0.1:%d' % env.port('pop3'),
+                     '[pop3]\nlisten = 127.0.0.1:%d, [::1:9' % env.port('pop3')),
+        base.split('\n').index('[pop3]') + 2, 'listen')
+    bad('missing cert file',
+        base.replace('cert = ' + env.cert, 'cert = /nonexistent/cert.pem'),
+        base.split('\n').index('[tls]') + 2, 'cert')
+    bad('key does not match',
+        base.replace('key = ' + env.key, 'key = ' + env.cert),
+        base.split('\n').index('[tls]') + 2, 'key')
+    tls_start = base.index('[tls]')
+    tls_end = base.index('[imap]')
+    no_tls = base[:tls_start] + base[tls_end:]
+    bad('imaps without [tls]', no_tls,
+        no_tls.split('\n').index('[imaps]') + 2, 'tls')
+    bad('bad policy value', base + '[policy]\npop3_delete = maybe\n',
+        n + 2, 'pop3_delete')
+    bad('unknown auth key', base + '[auth]\nhash = md5\n', n + 2, 'hash')
+
+    # A section for a protocol not built yet is accepted with a warning.
+    with open(path, 'w') as f:
+        f.write(base + '[smtp]\nlisten = 127.0.0.1:%d\n' % free_port())
+    rc, out, err = check(path)
+    r.check('smtp section: exit 0', rc == 0, (rc, err))
+    r.check('smtp section: warning with FILE:LINE',
+            re.search(r'^%s:%d: warning: .*not built' % (re.escape(path), n + 1),
+                      err, re.M) is not None, err)
+
+    # A key set twice: the last one counts, with a warning.
+    with open(path, 'w') as f:
+        f.write(base + 'io_threads = 3\n')
+    rc, out, err = check(path)
+    r.check('duplicate key: exit 0', rc == 0, (rc, err))
+    r.check('duplicate key: warning', re.search(
+        r"^%s:\d+: warning: 'io_threads' is set again on line %d" %
+        (re.escape(path), n + 1), err,
+        re.M) is not None, err)
+
+    rc, out, err = check(os.path.join(env.dir, 'missing.conf'))
+    r.check('missing config file: exit 1', rc == 1, (rc, err))
+    r.check('missing config file: named', 'missing.conf' in err, err)
+
+
+def test_start_stop(env):
+    env.start()
+    r.check('ready logged', 'loftd ready' in env.log(), env.log()[-2000:])
+    for proto in ('imap', 'pop3', 'lmtp'):
+        g = greeting(env.port(proto))
+        r.check('%s greets' % proto, g[:1] in (b'*', b'+', b'2'), g)
+    s = env.raw('imaps')
+    r.check('imaps greets over TLS', s.recv(100).startswith(b'* OK'))
+    s.close()
+    r.check('lmtp unix socket exists', os.path.exists(env.lmtp_socket))
+    rc = env.stop()
+    r.check('SIGTERM: exit 0', rc == 0, (rc, env.log()[-2000:]))
+    r.check('SIGTERM: ports closed', all(refused(env.port(p)) for p in
+                                         ('imap', 'imaps', 'pop3', 'lmtp')))
+    r.check('SIGTERM: unix socket removed', not os.path.exists(env.lmtp_socket))
+
+
+def test_kill_restart(env):
+    env.start()
+    # An open session while the process dies leaves the port in use by a
+    # dead connection: SO_REUSEADDR must let the restart bind at once.
+    c = env.imap_login('alice@example.test')
+    env.kill9()
+    t0 = time.monotonic()
+    env.start()
+    elapsed = time.monotonic() - t0
+    r.check('restart after SIGKILL binds at once', elapsed < 10 * SLOW, elapsed)
+    c2 = env.imap_login('alice@example.test')
+    r.check('restart serves', c2.select('INBOX')[0] == 'OK')
+    c2.logout()
+    try:
+        c.sock.close()
+    except OSError:
+        pass
+
+    # A second loftd on the same ports fails clearly.
+    p = subprocess.run([LOFTD, '--config', env.config_path],
+                       capture_output=True, text=True, timeout=60 * SLOW)
+    r.check('port taken: exit 1', p.returncode == 1, (p.returncode, p.stderr))
+    r.check('port taken: says which address',
+            ('127.0.0.1:%d' % env.port('imap')) in p.stderr or
+            'in use' in p.stderr, p.stderr)
+    env.stop()
+
+
+def test_two_listeners():
+    extra_port = free_port()
+    host2 = '[::1]' if ipv6_loopback() else '127.0.0.1'
+    with Loft(start=False) as env:
+        env.sections['imap']['listen'] = '127.0.0.1:%d, %s:%d' % (
+            env.port('imap'), host2, extra_port)
+        env.write_config()
+        env.start()
+        g1 = greeting(env.port('imap'))
+        g2 = greeting(extra_port, host2.strip('[]'))
+        r.check('first imap listener', g1.startswith(b'* OK'), g1)
+        r.check('second imap listener (%s)' % host2, g2.startswith(b'* OK'), g2)
+
+
+def test_data_dir_created():
+    with Loft(users={}, start=False) as env:
+        new = os.path.join(env.dir, 'fresh', 'data')
+        env.sections['']['data_dir'] = new
+        env.write_config()
+        env.start()
+        r.check('data_dir created', os.path.isdir(new))
+
+
+def main():
+    with Loft(start=False) as env:
+        test_check(env)
+        test_start_stop(env)
+        test_kill_restart(env)
+    test_two_listeners()
+    test_data_dir_created()
+    sys.exit(r.finish())
+
+
+if __name__ == '__main__':
+    main()
