@@ -1,14 +1,18 @@
 /*
  * SORT and UID SORT (RFC 5256 3, RFC 5957 DISPLAYFROM/DISPLAYTO): a
- * search, then one store pass over the matches for the cached sort
- * fields, then imap-sort.c. The plain "* SORT" response (no ESORT).
+ * search, then one store pass over the matches for the cached base
+ * subject, sent date and ENVELOPE (the address keys are defined on its
+ * address structures), then imap-sort.c. The plain "* SORT" response (no
+ * ESORT).
  */
 #include "imap-client.h"
 #include "imap-search.h"
 #include "imap-sort.h"
+#include "mail.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int parse_criteria(const struct imap_arg *list,
 			  struct imap_sort_program *prog, const char **error_r)
@@ -64,9 +68,66 @@ static struct store_uid_range *uids_to_ranges(const uint32_t *uids, size_t n,
 	return r;
 }
 
-static char *dup_or_empty(const char *s)
+/* The first address structure of an ENVELOPE address list (RFC 9051
+ * 7.5.2). RFC 5256 and RFC 5957 define the address sort keys on it: "the
+ * [IMAP] addr-mailbox of the first address", so a group's start marker
+ * counts, with its name as addr-mailbox (Dovecot reads it so too). */
+static bool env_first_address(const char *env, enum imap_env_field field,
+			      struct imap_envelope_address *a)
 {
-	return xstrdup(s != NULL ? s : "");
+	const char *p = imap_envelope_find(env, field);
+	bool in_list = false;
+	return p != NULL && imap_envelope_next_address(&p, &in_list, a) == 1;
+}
+
+/* Collation keys of the address sort fields of one message. */
+static void address_keys(const char *env, enum imap_env_field field,
+			 char **mailbox_key_r, char **display_key_r)
+{
+	struct imap_envelope_address a;
+	struct buf dec, key;
+	memset(&a, 0, sizeof(a));
+	buf_init(&dec, 0);
+	buf_init(&key, 0);
+	if (env_first_address(env, field, &a)) {
+		const char *mbox = a.mailbox.data ? a.mailbox.data : "";
+		imap_sort_collation_key(&key, mbox);
+		if (display_key_r != NULL) {
+			/* RFC 5957 2: the decoded display name, else the
+			 * addr-spec; decoded as every header text Loft
+			 * shows or searches (raw 8-bit that is not UTF-8 is
+			 * taken as Windows-1252) */
+			mail_header_decode(&dec, slice_make(a.name.data ? a.name.data : "",
+							    a.name.len));
+			if (dec.len == 0 && !a.host_nil)
+				buf_printf(&dec, "%s@%s", mbox,
+					   a.host.data ? a.host.data : "");
+			else if (dec.len == 0)
+				buf_append_str(&dec, mbox);
+		}
+	}
+	*mailbox_key_r = xstrdup(key.data ? key.data : "");
+	if (display_key_r != NULL) {
+		buf_reset(&key);
+		imap_sort_collation_key(&key, dec.data ? dec.data : "");
+		*display_key_r = xstrdup(key.data ? key.data : "");
+	}
+	buf_free(&a.name);
+	buf_free(&a.adl);
+	buf_free(&a.mailbox);
+	buf_free(&a.host);
+	buf_free(&dec);
+	buf_free(&key);
+}
+
+static char *collation_dup(const char *s)
+{
+	struct buf key;
+	buf_init(&key, 0);
+	imap_sort_collation_key(&key, s != NULL ? s : "");
+	char *r = xstrdup(key.data ? key.data : "");
+	buf_free(&key);
+	return r;
 }
 
 static void free_msgs(struct imap_sort_msg *msgs, size_t n)
@@ -100,8 +161,9 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 		msgs[i].number = uid ? res->uids[i] : res->seqs[i];
 	}
 	if (store_fetch_begin(c->store_user, c->mailbox, ranges, range_count,
-			      STORE_FETCH_SIZE |
-			      (fields ? STORE_FETCH_SORT : 0), &f, err) < 0) {
+			      STORE_FETCH_SIZE | (fields ? STORE_FETCH_SORT |
+						   STORE_FETCH_ENVELOPE : 0),
+			      &f, err) < 0) {
 		free(ranges);
 		return -1;
 	}
@@ -117,12 +179,13 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 		s->arrival = m->internaldate;
 		s->sent_date = m->sent_date != 0 ? m->sent_date : m->internaldate;
 		if (fields) {
-			s->subject = dup_or_empty(m->sort_subject);
-			s->from = dup_or_empty(m->sort_from);
-			s->to = dup_or_empty(m->sort_to);
-			s->cc = dup_or_empty(m->sort_cc);
-			s->display_from = dup_or_empty(m->sort_display_from);
-			s->display_to = dup_or_empty(m->sort_display_to);
+			char *df, *dt;
+			s->subject = collation_dup(m->sort_subject);
+			address_keys(m->envelope, IMAP_ENV_FROM, (char **)&s->from, &df);
+			address_keys(m->envelope, IMAP_ENV_TO, (char **)&s->to, &dt);
+			address_keys(m->envelope, IMAP_ENV_CC, (char **)&s->cc, NULL);
+			s->display_from = df;
+			s->display_to = dt;
 		}
 	}
 	store_fetch_end(&f);

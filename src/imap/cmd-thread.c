@@ -14,39 +14,13 @@
 #include <string.h>
 #include <strings.h>
 
-/* The second element of an ENVELOPE (the subject nstring), raw. */
+/* The subject of an ENVELOPE, raw (encoded words kept). */
 static bool envelope_subject(const char *env, struct buf *out)
 {
-	const char *p = env;
-	if (p == NULL || *p++ != '(')
-		return false;
-	for (int field = 0; field < 2; field++) {
-		buf_reset(out);
-		while (*p == ' ')
-			p++;
-		if (strncasecmp(p, "NIL", 3) == 0) {
-			p += 3;
-		} else if (*p == '"') {
-			for (p++; *p != '\0' && *p != '"'; p++) {
-				if (*p == '\\' && p[1] != '\0')
-					p++;
-				buf_append_char(out, *p);
-			}
-			if (*p++ != '"')
-				return false;
-		} else if (*p == '{') {
-			char *end;
-			unsigned long n = strtoul(p + 1, &end, 10);
-			if (*end != '}' || end[1] != '\r' || end[2] != '\n' ||
-			    strnlen(end + 3, n) < n)
-				return false;
-			buf_append(out, end + 3, n);
-			p = end + 3 + n;
-		} else {
-			return false;
-		}
-	}
-	return true;
+	const char *p = imap_envelope_find(env, IMAP_ENV_SUBJECT);
+	bool nil;
+	buf_reset(out);
+	return p != NULL && imap_envelope_value(&p, out, &nil) && !nil;
 }
 
 static bool ci_prefix(const char *s, const char *lit)
@@ -165,7 +139,8 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 		st[j].references = xstrdup(m->references ? m->references : "");
 		if (envelope_subject(m->envelope, &subj)) {
 			buf_reset(&dec);
-			mail_decode_2047(&dec, subj.data ? subj.data : "", subj.len);
+			mail_header_decode(&dec, slice_make(subj.data ? subj.data : "",
+							    subj.len));
 			t->is_reply = subject_is_reply(dec.data ? dec.data : "");
 		}
 	}

@@ -53,7 +53,8 @@ enum sk_type {
 	SK_SAVEDSINCE,
 	SK_OLDER,
 	SK_YOUNGER,
-	SK_HEADER,
+	SK_HEADER,        /* HEADER field string: the raw header */
+	SK_ENV,           /* FROM, TO, CC, BCC, SUBJECT: the envelope */
 	SK_BODY,
 	SK_TEXT,
 	SK_MODSEQ,
@@ -81,6 +82,10 @@ struct imap_search_key {
 			char *field;
 			char *value;
 		} header;
+		struct {
+			enum imap_env_field field;
+			char *value;
+		} env;
 		struct sk_set set;
 	} u;
 	/* BODY/TEXT: the store's answer, sorted, filled before the pass */
@@ -280,8 +285,8 @@ struct key_def {
 	enum sk_type type;
 	enum { A_NONE, A_STRING, A_DATE, A_NUMBER, A_HEADER, A_SEARCHKEY,
 	       A_TWO_KEYS, A_FLAG } arg;
-	unsigned flags;      /* SK_FLAGS_* */
-	const char *header;  /* FROM, TO, ... */
+	unsigned flags;      /* SK_FLAGS_*, or the envelope field of SK_ENV */
+	const char *header;
 };
 
 static const struct key_def key_defs[] = {
@@ -301,11 +306,11 @@ static const struct key_def key_defs[] = {
 	{"RECENT", SK_RECENT, A_NONE, 0, NULL},
 	{"KEYWORD", SK_KEYWORD, A_STRING, 0, NULL},
 	{"UNKEYWORD", SK_UNKEYWORD, A_STRING, 0, NULL},
-	{"BCC", SK_HEADER, A_STRING, 0, "Bcc"},
-	{"CC", SK_HEADER, A_STRING, 0, "Cc"},
-	{"FROM", SK_HEADER, A_STRING, 0, "From"},
-	{"SUBJECT", SK_HEADER, A_STRING, 0, "Subject"},
-	{"TO", SK_HEADER, A_STRING, 0, "To"},
+	{"BCC", SK_ENV, A_STRING, IMAP_ENV_BCC, NULL},
+	{"CC", SK_ENV, A_STRING, IMAP_ENV_CC, NULL},
+	{"FROM", SK_ENV, A_STRING, IMAP_ENV_FROM, NULL},
+	{"SUBJECT", SK_ENV, A_STRING, IMAP_ENV_SUBJECT, NULL},
+	{"TO", SK_ENV, A_STRING, IMAP_ENV_TO, NULL},
 	{"HEADER", SK_HEADER, A_HEADER, 0, NULL},
 	{"BODY", SK_BODY, A_STRING, 0, NULL},
 	{"TEXT", SK_TEXT, A_STRING, 0, NULL},
@@ -399,9 +404,9 @@ static struct imap_search_key *parse_with_arg(struct parser *p,
 		if (!arg_astring(a, &s))
 			break;
 		*ap = a + 1;
-		if (d->header != NULL) {
-			k->u.header.field = xstrdup(d->header);
-			k->u.header.value = dup_string(p, s);
+		if (d->type == SK_ENV) {
+			k->u.env.field = (enum imap_env_field)d->flags;
+			k->u.env.value = dup_string(p, s);
 		} else {
 			k->u.str = dup_string(p, s);
 		}
@@ -488,10 +493,12 @@ static int key_cost(const struct imap_search_key *k)
 {
 	switch (k->type) {
 	case SK_HEADER:
+		return 2;
+	case SK_ENV:
 	case SK_SENTBEFORE:
 	case SK_SENTON:
 	case SK_SENTSINCE:
-		return 2;
+		return 1;
 	case SK_AND:
 	case SK_OR:
 	case SK_NOT: {
@@ -547,6 +554,9 @@ static void key_free(struct imap_search_key *k)
 		case SK_HEADER:
 			free(k->u.header.field);
 			free(k->u.header.value);
+			break;
+		case SK_ENV:
+			free(k->u.env.value);
 			break;
 		case SK_SEQSET:
 		case SK_UIDSET:
@@ -649,6 +659,162 @@ int imap_search_parse(const struct imap_arg *args,
 	return 0;
 }
 
+/* ---- the cached ENVELOPE ------------------------------------------ */
+
+bool imap_envelope_value(const char **p, struct buf *out, bool *nil_r)
+{
+	const char *s = *p;
+	*nil_r = false;
+	while (*s == ' ')
+		s++;
+	if (strncasecmp(s, "NIL", 3) == 0) {
+		*nil_r = true;
+		*p = s + 3;
+		return true;
+	}
+	if (*s == '"') {
+		for (s++; *s != '\0' && *s != '"'; s++) {
+			if (*s == '\\' && s[1] != '\0')
+				s++;
+			if (out != NULL)
+				buf_append_char(out, *s);
+		}
+		if (*s != '"')
+			return false;
+		*p = s + 1;
+		return true;
+	}
+	if (*s == '{') {
+		char *end;
+		unsigned long n = strtoul(s + 1, &end, 10);
+		if (*end != '}' || end[1] != '\r' || end[2] != '\n' ||
+		    strnlen(end + 3, n) < n)
+			return false;
+		if (out != NULL)
+			buf_append(out, end + 3, n);
+		*p = end + 3 + n;
+		return true;
+	}
+	if (*s == '(') {
+		s++;
+		for (;;) {
+			bool nil;
+			while (*s == ' ')
+				s++;
+			if (*s == ')') {
+				*p = s + 1;
+				return true;
+			}
+			if (*s == '\0' || !imap_envelope_value(&s, NULL, &nil))
+				return false;
+		}
+	}
+	return false;
+}
+
+const char *imap_envelope_find(const char *env, enum imap_env_field field)
+{
+	const char *p = env;
+	bool nil;
+	if (p == NULL || *p++ != '(')
+		return NULL;
+	for (int i = 0; i < (int)field; i++)
+		if (!imap_envelope_value(&p, NULL, &nil))
+			return NULL;
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+int imap_envelope_next_address(const char **p, bool *in_list,
+			       struct imap_envelope_address *a)
+{
+	const char *s = *p;
+	bool nil;
+	while (*s == ' ')
+		s++;
+	if (!*in_list) {
+		if (strncasecmp(s, "NIL", 3) == 0)
+			return 0;
+		if (*s++ != '(')
+			return -1;
+		*in_list = true;
+		while (*s == ' ')
+			s++;
+	}
+	if (*s == ')') {
+		*p = s + 1;
+		return 0;
+	}
+	if (*s++ != '(')
+		return -1;
+	buf_reset(&a->name);
+	buf_reset(&a->adl);
+	buf_reset(&a->mailbox);
+	buf_reset(&a->host);
+	if (!imap_envelope_value(&s, &a->name, &a->name_nil) ||
+	    !imap_envelope_value(&s, &a->adl, &nil) ||
+	    !imap_envelope_value(&s, &a->mailbox, &a->mailbox_nil) ||
+	    !imap_envelope_value(&s, &a->host, &a->host_nil))
+		return -1;
+	while (*s == ' ')
+		s++;
+	if (*s++ != ')')
+		return -1;
+	*p = s;
+	return 1;
+}
+
+static const char *bstr(const struct buf *b)
+{
+	return b->data != NULL ? b->data : "";
+}
+
+/* Renders as Dovecot does for its address searches, so that e.g. FROM
+ * "rg <jo" finds "Jörg <jorg@example.com>" on both. */
+void imap_envelope_addresses_text(const char *env, enum imap_env_field field,
+				  struct buf *out)
+{
+	const char *p = imap_envelope_find(env, field);
+	struct imap_envelope_address a;
+	struct buf raw;
+	bool in_list = false, first = true, in_group = false;
+	int ret;
+
+	if (p == NULL)
+		return;
+	memset(&a, 0, sizeof(a));
+	buf_init(&raw, 0);
+	while ((ret = imap_envelope_next_address(&p, &in_list, &a)) == 1) {
+		if (a.host_nil && a.mailbox_nil) {   /* end of group */
+			buf_append_char(&raw, ';');
+			in_group = false;
+			first = false;
+			continue;
+		}
+		if (!first && !(in_group && raw.len > 0 &&
+				raw.data[raw.len - 1] == ' '))
+			buf_append_str(&raw, ", ");
+		first = false;
+		if (a.host_nil) {                    /* start of group */
+			buf_printf(&raw, "%s: ", bstr(&a.mailbox));
+			in_group = true;
+			continue;
+		}
+		if (!a.name_nil && a.name.len > 0)
+			buf_printf(&raw, "%s <%s@%s>", bstr(&a.name),
+				   bstr(&a.mailbox), bstr(&a.host));
+		else
+			buf_printf(&raw, "%s@%s", bstr(&a.mailbox), bstr(&a.host));
+	}
+	mail_header_decode(out, slice_make(bstr(&raw), raw.len));
+	buf_free(&raw);
+	buf_free(&a.name);
+	buf_free(&a.adl);
+	buf_free(&a.mailbox);
+	buf_free(&a.host);
+}
+
 /* ---- evaluation ---------------------------------------------------- */
 
 struct eval_ctx {
@@ -656,6 +822,10 @@ struct eval_ctx {
 	const struct store_msg *msg;
 	uint32_t seq;
 	uint32_t last_seq, last_uid;   /* what "*" means */
+	/* envelope fields as text, made on first need for this message */
+	struct buf env_text[IMAP_ENV_MESSAGE_ID + 1];
+	bool env_done[IMAP_ENV_MESSAGE_ID + 1];
+	bool env_nil[IMAP_ENV_MESSAGE_ID + 1];
 	/* the blob's header, loaded on first need for this message */
 	bool header_tried;
 	struct store_blob blob;
@@ -784,20 +954,63 @@ static bool match_header(struct eval_ctx *c, const struct imap_search_key *k)
 	return false;
 }
 
+/* The text of an envelope field of the current message: subject and
+ * date decoded / as is, address lists rendered (imap_envelope_addresses_
+ * text). */
+static const struct buf *env_field(struct eval_ctx *c, enum imap_env_field f)
+{
+	struct buf *b = &c->env_text[f];
+	if (c->env_done[f])
+		return b;
+	c->env_done[f] = true;
+	buf_reset(b);
+	c->env_nil[f] = true;
+	if (f == IMAP_ENV_SUBJECT || f == IMAP_ENV_DATE) {
+		const char *p = imap_envelope_find(c->msg->envelope, f);
+		struct buf raw;
+		bool nil = true;
+		buf_init(&raw, 0);
+		if (p != NULL && imap_envelope_value(&p, &raw, &nil) && !nil) {
+			c->env_nil[f] = false;
+			if (f == IMAP_ENV_SUBJECT)
+				mail_header_decode(b, slice_make(raw.data ? raw.data : "",
+								 raw.len));
+			else
+				buf_append(b, raw.data ? raw.data : "", raw.len);
+		}
+		buf_free(&raw);
+	} else {
+		imap_envelope_addresses_text(c->msg->envelope, f, b);
+		c->env_nil[f] = b->len == 0;
+	}
+	return b;
+}
+
+/* FROM/TO/CC/BCC/SUBJECT (RFC 9051 6.4.4): "the envelope structure's
+ * ... field" contains the string; "" matches when the field is there. */
+static bool match_env(struct eval_ctx *c, const struct imap_search_key *k)
+{
+	const struct buf *b = env_field(c, k->u.env.field);
+	size_t nlen = strlen(k->u.env.value);
+	if (c->env_nil[k->u.env.field])
+		return false;
+	return nlen == 0 ||
+	       mail_text_contains(b->data ? b->data : "", b->len,
+				  k->u.env.value, nlen);
+}
+
 /* The day of the Date: header as written, in seconds since the epoch at
- * that day's UTC midnight; from the store's sent date (INTERNALDATE when
- * Date: is unusable) if the header cannot be read. */
+ * that day's UTC midnight. Without a usable Date: the sent date is the
+ * epoch, as Dovecot has it (RFC 3501 does not say; SORT's fallback to
+ * INTERNALDATE in RFC 5256 is for sorting only), so such messages match
+ * SENTBEFORE and never SENTSINCE. */
 static time_t sent_day(struct eval_ctx *c)
 {
-	time_t t = c->msg->sent_date;
-	struct slice v;
-	if (load_header(c) &&
-	    mail_header_find(c->hdr, c->hdr_len, "Date", &v)) {
-		time_t dt;
-		int tz;
-		if (mail_date_parse(v.ptr, v.len, &dt, &tz))
-			t = dt + (time_t)tz * 60;
-	}
+	time_t t = 0, dt;
+	int tz;
+	const struct buf *d = env_field(c, IMAP_ENV_DATE);
+	if (d->len > 0 && mail_date_parse(d->data, d->len, &dt, &tz))
+		t = dt + (time_t)tz * 60;
 	return t - (((t % 86400) + 86400) % 86400);
 }
 
@@ -898,6 +1111,8 @@ static bool eval_key(struct eval_ctx *c, const struct imap_search_key *k)
 		       (uint64_t)(env->now - m->internaldate) <= k->u.num;
 	case SK_HEADER:
 		return match_header(c, k);
+	case SK_ENV:
+		return match_env(c, k);
 	case SK_BODY:
 	case SK_TEXT:
 		if (k->u.str[0] == '\0')
@@ -948,10 +1163,11 @@ static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
 				return -1;
 			qsort(k->uids, k->uid_count, sizeof(*k->uids), cmp_u32);
 			break;
+		case SK_ENV:
 		case SK_SENTBEFORE:
 		case SK_SENTON:
 		case SK_SENTSINCE:
-			*fields |= STORE_FETCH_SORT;   /* sent_date fallback */
+			*fields |= STORE_FETCH_ENVELOPE;
 			break;
 		case SK_LARGER:
 		case SK_SMALLER:
@@ -1030,6 +1246,7 @@ int imap_search_run(struct imap_search_program *prog,
 			continue;
 		c.msg = m;
 		c.seq = seq;
+		memset(c.env_done, 0, sizeof(c.env_done));
 		bool match = eval_key(&c, prog->root);
 		unload_header(&c);
 		if (match)
@@ -1037,6 +1254,8 @@ int imap_search_run(struct imap_search_program *prog,
 	}
 	store_fetch_end(&f);
 	buf_free(&c.tmp);
+	for (size_t i = 0; i <= IMAP_ENV_MESSAGE_ID; i++)
+		buf_free(&c.env_text[i]);
 	if (ret < 0) {
 		imap_search_result_free(result_r);
 		return -1;

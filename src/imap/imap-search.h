@@ -19,7 +19,8 @@
 #include <stdint.h>
 #include <time.h>
 
-struct buf;
+#include "buf.h"
+
 struct imap_arg;
 struct store_user;
 struct store_view;
@@ -124,6 +125,38 @@ int imap_search_append_set(struct buf *out, const uint32_t *nums, size_t count);
 /* Parses an IMAP date "1-Feb-2026" (RFC 3501 date-text) to the UTC
  * midnight that starts it. -1 if malformed. */
 int imap_search_parse_date(const char *s, size_t len, time_t *day_r);
+
+/* ---- reading a cached ENVELOPE (RFC 9051 7.5.2) --------------------
+ * SEARCH FROM/TO/CC/BCC/SUBJECT are defined on the envelope structure's
+ * fields (RFC 9051 6.4.4), and SORT's address keys on its addresses (RFC
+ * 5256, RFC 5957), so the cached ENVELOPE answers them without the blob. */
+enum imap_env_field {
+	IMAP_ENV_DATE, IMAP_ENV_SUBJECT, IMAP_ENV_FROM, IMAP_ENV_SENDER,
+	IMAP_ENV_REPLY_TO, IMAP_ENV_TO, IMAP_ENV_CC, IMAP_ENV_BCC,
+	IMAP_ENV_IN_REPLY_TO, IMAP_ENV_MESSAGE_ID,
+};
+/* Where field starts in env (a parenthesised ENVELOPE), or NULL if env
+ * is malformed. */
+const char *imap_envelope_find(const char *env, enum imap_env_field field);
+/* Reads the value at *p (NIL, quoted, literal; a list is skipped) and
+ * advances. A string is appended to out (may be NULL). false if
+ * malformed. */
+bool imap_envelope_value(const char **p, struct buf *out, bool *nil_r);
+/* One address structure of an address list. */
+struct imap_envelope_address {
+	struct buf name, adl, mailbox, host;
+	bool name_nil, mailbox_nil, host_nil;
+};
+/* Iterates the address list at *p (after imap_envelope_find): returns 1
+ * with *addr filled (its bufs reset first), 0 at the end (or NIL), -1
+ * if malformed. Call with *p at the list; it advances past each. */
+int imap_envelope_next_address(const char **p, bool *in_list,
+			       struct imap_envelope_address *addr);
+/* Appends an address list as text for searching, as a reader sees it:
+ * "Name <mailbox@host>, other@host, group: a@b;", names RFC 2047
+ * decoded (raw 8-bit that is not UTF-8 taken as Windows-1252). */
+void imap_envelope_addresses_text(const char *env, enum imap_env_field field,
+				  struct buf *out);
 
 /* ---- shared by cmd-search.c, cmd-sort.c and cmd-thread.c ---------- */
 struct imap_cmd;

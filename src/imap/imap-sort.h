@@ -1,9 +1,9 @@
 /*
  * SORT (RFC 5256 section 3, with the DISPLAYFROM/DISPLAYTO keys of RFC
  * 5957): a list of criteria, each optionally reversed, applied to messages
- * already selected by a search program. Strings compare with the
- * i;ascii-casemap collation (RFC 5256 default); ties are broken by
- * sequence number, ascending, whatever REVERSE says.
+ * already selected by a search program. Strings compare by collation key
+ * (imap_sort_collation_key); ties are broken by sequence number,
+ * ascending, whatever REVERSE says.
  */
 #ifndef LOFT_IMAP_SORT_H
 #define LOFT_IMAP_SORT_H
@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+struct buf;
 
 enum imap_sort_key {
 	IMAP_SORT_ARRIVAL,
@@ -53,7 +55,16 @@ int imap_sort_key_parse(const char *name, size_t len, enum imap_sort_key *key_r)
 /* Whether a key needs the cached sort fields (else flags/size suffice). */
 bool imap_sort_needs_fields(const struct imap_sort_program *prog);
 
-/* Sorts msgs in place. */
+/* Appends the collation key of a UTF-8 string: strings then compare as
+ * bytes (strcmp). ASCII letters are upper-cased, as i;ascii-casemap
+ * (RFC 4790 9.2) does, so ASCII orders exactly as RFC 5256 says; beyond
+ * ASCII the key approximates i;unicode-casemap (RFC 5051: title case,
+ * canonical decomposition), the collation Dovecot sorts with: a letter
+ * with an accent sorts right after its base letter ("Ça" between "Bz"
+ * and "Cb"), other scripts are upper-cased. Invalid UTF-8 is kept. */
+void imap_sort_collation_key(struct buf *out, const char *s);
+
+/* Sorts msgs in place. The string fields must be collation keys. */
 void imap_sort_run(const struct imap_sort_program *prog,
 		   struct imap_sort_msg *msgs, size_t count);
 

@@ -615,6 +615,9 @@ static void build_ordered_subject(struct thread_ctx *t,
 	for (uint32_t i = 0; i < count; i++)
 		order[i] = &msgs[i];
 	qsort(order, count, sizeof(*order), cmp_ordered_subject);
+	/* link pointers below point into the node array: it must not move */
+	t->cap = count ? count : 1;
+	t->nodes = xrealloc(t->nodes, t->cap * sizeof(*t->nodes));
 	uint32_t parent = NONE, *link = &t->root_first, *clink = NULL;
 	t->root_first = NONE;
 	for (uint32_t i = 0; i < count; i++) {
