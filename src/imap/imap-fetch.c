@@ -107,6 +107,9 @@ static struct fetch_item *add_item(struct imap_fetch_plan *plan,
 	case FI_PREVIEW:
 		plan->fields |= STORE_FETCH_PREVIEW;
 		break;
+	case FI_THREADID:
+		plan->fields |= STORE_FETCH_OBJECTID;
+		break;
 	case FI_SECTION:
 	case FI_BINARY:
 	case FI_BINARY_SIZE:

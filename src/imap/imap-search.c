@@ -1163,6 +1163,9 @@ static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
 				return -1;
 			qsort(k->uids, k->uid_count, sizeof(*k->uids), cmp_u32);
 			break;
+		case SK_THREADID:
+			*fields |= STORE_FETCH_OBJECTID;
+			break;
 		case SK_ENV:
 		case SK_SENTBEFORE:
 		case SK_SENTON:

@@ -195,6 +195,15 @@ def main():
         got, t, u = search(im, 'EMAILID %s' % eid)
         r.check('emailid search', got == {2}, (got, t))
 
+        u, t = im.cmd('FETCH 1:2 (THREADID)')
+        tids = [fetch_items(x)[1].get(b'THREADID') for x in u if b'FETCH' in x]
+        r.check('threadid fetched', len(tids) == 2 and all(isinstance(x, list) for x in tids), tids)
+        if len(tids) == 2 and all(isinstance(x, list) for x in tids):
+            got, t, u = search(im, 'THREADID %s' % tids[1][0].decode())
+            r.check('threadid search', got is not None and 2 in got, (got, t))
+            # message 2 answers message 1 (In-Reply-To): one thread
+            r.check('reply shares threadid', tids[0] == tids[1], tids)
+
         # errors; the session goes on
         u, t = im.cmd('SEARCH CHARSET KOI8-R ALL')
         r.check('badcharset', t.split()[1] == b'NO' and b'[BADCHARSET (UTF-8 US-ASCII)]' in t, t)
@@ -235,7 +244,7 @@ def main():
         print('SEARCH BODY over %d messages: %.3f s' % (n + 6, dt))
         t0 = time.time()
         got, t, u = search(im, 'UNSEEN SUBJECT "bulk 29"')
-        print('SEARCH SUBJECT (header read) over %d messages: %.3f s' % (n + 6, time.time() - t0))
+        print('SEARCH UNSEEN SUBJECT (cached envelope) over %d messages: %.3f s' % (n + 6, time.time() - t0))
         r.check('subject search bulk', got is not None and len(got) == 111, got and len(got))
     sys.exit(r.finish())
 
