@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <utime.h>
 
@@ -1264,6 +1266,96 @@ static void test_check(void)
 	teardown(&store);
 }
 
+/* A process appending with durability on is killed at a random moment;
+ * after a restart every acknowledged message is there exactly once, the
+ * index is consistent, and the dead process's unfinished files go. */
+static void test_crash(void)
+{
+	struct store *store = setup_fsync(true);
+	store_close(&store);
+	int pfd[2];
+	if (pipe(pfd) < 0)
+		abort();
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		struct store_settings set = {.data_dir = data_dir, .fsync = true};
+		struct store *s;
+		struct store_error err;
+		if (store_open(&set, &s, &err) < 0)
+			_exit(1);
+		struct store_user *u;
+		if (store_user_open(s, 18, &u, &err) < 0)
+			_exit(1);
+		char msg[4200];
+		for (unsigned n = 1;; n++) {
+			int len = snprintf(msg, sizeof(msg), "Subject: crash %u\r\n\r\n", n);
+			memset(msg + len, 'a' + n % 26, 4000);
+			if (store_append(u, "INBOX", msg, (size_t)len + 4000, NULL,
+					 NULL, NULL, &err) == 0 &&
+			    write(pfd[1], &n, sizeof(n)) != sizeof(n))
+				_exit(1);
+		}
+	}
+	close(pfd[1]);
+	unsigned n, acked = 0, max_acked = 0;
+	/* the account exists and appends run: now kill at a random moment */
+	if (read(pfd[0], &n, sizeof(n)) == sizeof(n))
+		acked = max_acked = n;
+	usleep(100000 + (unsigned)(rand() % 300000));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	while (read(pfd[0], &n, sizeof(n)) == sizeof(n)) {
+		acked++;
+		if (n > max_acked)
+			max_acked = n;
+	}
+	close(pfd[0]);
+	CHECK(acked > 0);
+
+	struct store_settings set = {.data_dir = data_dir, .fsync = true};
+	struct store_error err;
+	CHECK_INT(store_open(&set, &store, &err), 0);
+	store_start_background(store);
+	struct store_user *u = user_open(store, 18);
+	unsigned char *seen = xcalloc(max_acked + 2, 1);
+	struct store_fetch *f;
+	const struct store_msg *m;
+	unsigned stored = 0, dups = 0;
+	store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_SORT, &f, &err);
+	while (store_fetch_next(f, &m, &err) == 1) {
+		unsigned k = 0;
+		if (m->sort_subject != NULL)
+			sscanf(m->sort_subject, "crash %u", &k);
+		stored++;
+		if (k <= max_acked + 1 && seen[k]++)
+			dups++;
+	}
+	store_fetch_end(&f);
+	unsigned missing = 0;
+	for (unsigned k = 1; k <= max_acked; k++)
+		missing += !seen[k];
+	CHECK_INT(missing, 0);
+	CHECK_INT(dups, 0);
+	/* at most the one in flight was stored without its answer */
+	CHECK(stored == acked || stored == acked + 1);
+	free(seen);
+	store_user_unref(&u);
+	/* the sweep removes the dead process's files; check finds nothing */
+	char *tmp = user_path(18, "tmp"), *blobs = user_path(18, "blobs");
+	for (int i = 0; i < 250 && (count_files(tmp) > 0 ||
+				    count_files(blobs) > (int)stored); i++)
+		usleep(20000);
+	CHECK_INT(count_files(tmp), 0);
+	CHECK_INT(count_files(blobs), stored);
+	free(tmp);
+	free(blobs);
+	struct lines l = {0};
+	CHECK_INT(store_check(store, 18, false, report_cb, &l, &err), 0);
+	CHECK_INT(l.n, 0);
+	teardown(&store);
+}
+
 static void test_background_sweep(void)
 {
 	struct store *store = setup();
@@ -1365,6 +1457,7 @@ static const struct test_case cases[] = {
 	{"hub", test_hub},
 	{"pop3_retention", test_pop3_retention},
 	{"check", test_check},
+	{"crash", test_crash},
 	{"background_sweep", test_background_sweep},
 	{"config", test_config},
 	{"thread_ids", test_thread_ids},

@@ -86,11 +86,13 @@ int sq_blob_writer_create(struct store_user *user,
 	struct store_blob_writer *w = xcalloc(1, sizeof(*w));
 	w->obj.vf = &store_sqlite_vfuncs;
 	sq_random_hex(w->name, 16);
+	sq_inflight_add(SQS(user->store), w->name);
 	w->tmp_path = xasprintf("%s/tmp/%s", u->dir, w->name);
 	w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		log_error("store", NULL, "create %s: %s", w->tmp_path,
 			  strerror(errno));
+		sq_inflight_del(SQS(user->store), w->name);
 		free(w->tmp_path);
 		free(w);
 		return store_set_error(err, STORE_ERR_TEMP,
@@ -200,6 +202,8 @@ static void writer_free(struct store_blob_writer *w)
 		close(w->fd);
 	if (w->tmp_path != NULL)
 		unlink(w->tmp_path);
+	/* after the commit (or the unlink): the sweeper may judge it now */
+	sq_inflight_del(SQS(w->user->store), w->name);
 	store_user_unref(&w->user);
 	free(w->tmp_path);
 	free(w->buf);
@@ -379,6 +383,44 @@ void sq_blob_close(struct store_blob *blob)
 	blob->len = 0;
 }
 
+/* ---- in-flight blobs ---------------------------------------------- */
+
+/* The names of blobs this process is writing (tmp file made, index row not
+ * yet committed): the sweeper must leave them alone whatever their age. */
+void sq_inflight_add(struct sq_store *s, const char *name)
+{
+	pthread_mutex_lock(&s->inflight_mu);
+	if (s->inflight_count == s->inflight_cap) {
+		s->inflight_cap = s->inflight_cap ? s->inflight_cap * 2 : 16;
+		s->inflight = xrealloc(s->inflight,
+				       s->inflight_cap * sizeof(*s->inflight));
+	}
+	memcpy(s->inflight[s->inflight_count++], name, 33);
+	pthread_mutex_unlock(&s->inflight_mu);
+}
+
+void sq_inflight_del(struct sq_store *s, const char *name)
+{
+	pthread_mutex_lock(&s->inflight_mu);
+	for (size_t i = 0; i < s->inflight_count; i++) {
+		if (strcmp(s->inflight[i], name) == 0) {
+			memcpy(s->inflight[i], s->inflight[--s->inflight_count], 33);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->inflight_mu);
+}
+
+static bool inflight_has(struct sq_store *s, const char *name)
+{
+	bool r = false;
+	pthread_mutex_lock(&s->inflight_mu);
+	for (size_t i = 0; i < s->inflight_count && !r; i++)
+		r = strcmp(s->inflight[i], name) == 0;
+	pthread_mutex_unlock(&s->inflight_mu);
+	return r;
+}
+
 /* ---- orphans ------------------------------------------------------ */
 
 static int cmp_str(const void *a, const void *b)
@@ -386,57 +428,84 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Every blob name the index knows, sorted; -1 if the index cannot be
- * read (then nothing may be removed). */
-static int index_blob_names(const char *dir, char ***names_r, size_t *count_r)
+struct sweep {
+	struct sq_store *s;
+	struct sq_conn *c;
+	char **names;          /* the index's blob names, sorted */
+	size_t count;
+	int64_t older_than;    /* ns; younger files get a closer look */
+	bool live;             /* this process's own sweep: ask the registry */
+	bool repair;
+	store_report_fn *report;
+	void *ctx;
+	unsigned found;
+};
+
+/* Every blob name the index knows; -1 if the index cannot be read (then
+ * nothing may be removed). */
+static int sweep_load(struct sweep *sw, const char *dir)
 {
 	char *path = xasprintf("%s/index.db", dir);
-	struct sq_conn *c;
-	int r = sq_conn_open(path, false, true, &c, NULL);
+	int r = access(path, F_OK) == 0
+			? sq_conn_open(path, false, true, &sw->c, NULL)
+			: -1;
 	free(path);
 	if (r < 0)
 		return -1;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *st = sq_stmt(c, "SELECT name FROM blob");
+	size_t cap = 0;
+	sqlite3_stmt *st = sq_stmt(sw->c, "SELECT name FROM blob");
 	int rc = SQLITE_ERROR;
 	if (st != NULL) {
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			if (n == cap) {
+			if (sw->count == cap) {
 				cap = cap ? cap * 2 : 256;
-				names = xrealloc(names, cap * sizeof(char *));
+				sw->names = xrealloc(sw->names, cap * sizeof(char *));
 			}
-			names[n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+			sw->names[sw->count++] =
+				xstrdup((const char *)sqlite3_column_text(st, 0));
 		}
 		sqlite3_reset(st);
 	}
-	sq_conn_close(c);
-	if (rc != SQLITE_DONE) {
-		for (size_t i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
+	if (rc != SQLITE_DONE)
 		return -1;
-	}
-	if (n > 1)
-		qsort(names, n, sizeof(char *), cmp_str);
-	*names_r = names;
-	*count_r = n;
+	if (sw->count > 1)
+		qsort(sw->names, sw->count, sizeof(char *), cmp_str);
 	return 0;
 }
 
-static void sweep_file(const char *path, const char *name, time_t older_than,
-		       bool repair, store_report_fn *report, void *ctx,
-		       unsigned *found)
+static bool index_has(struct sweep *sw, const char *name)
+{
+	if (sw->count > 0 &&
+	    bsearch(&name, sw->names, sw->count, sizeof(char *), cmp_str))
+		return true;
+	/* not in the snapshot: committed since? */
+	sqlite3_stmt *st = sq_stmt(sw->c, "SELECT 1 FROM blob WHERE name = ?");
+	if (st == NULL)
+		return true;  /* cannot tell: keep it */
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc != SQLITE_DONE;
+}
+
+static void sweep_file(struct sweep *sw, const char *path, const char *name)
 {
 	struct stat stt;
 	if (lstat(path, &stt) < 0 || !S_ISREG(stt.st_mode))
 		return;
-	/* A young file may belong to an append still in flight. */
-	if (stt.st_mtime >= older_than)
+	int64_t mtime = (int64_t)stt.st_mtim.tv_sec * 1000000000 +
+			stt.st_mtim.tv_nsec;
+	if (mtime >= sw->older_than) {
+		/* Maybe an append in flight: another process's (leave it) or
+		 * this one's (the registry knows). */
+		if (!sw->live || inflight_has(sw->s, name))
+			return;
+	}
+	if (index_has(sw, name) || (sw->live && inflight_has(sw->s, name)))
 		return;
-	(*found)++;
+	sw->found++;
 	char line[512];
-	if (repair && unlink(path) == 0)
+	if (sw->repair && unlink(path) == 0)
 		snprintf(line, sizeof(line),
 			 "orphan message file %s (%lld bytes) removed", name,
 			 (long long)stt.st_size);
@@ -444,59 +513,54 @@ static void sweep_file(const char *path, const char *name, time_t older_than,
 		snprintf(line, sizeof(line),
 			 "orphan message file %s (%lld bytes) %s", name,
 			 (long long)stt.st_size,
-			 repair ? "could not be removed" : "found");
-	if (report != NULL)
-		report(ctx, line);
+			 sw->repair ? "could not be removed" : "found");
+	if (sw->report != NULL)
+		sw->report(sw->ctx, line);
 }
 
-void sq_sweep_user(struct store *store, int64_t user_id, const char *dir,
-		   time_t older_than, store_report_fn *report, void *ctx,
-		   bool repair, unsigned *found_r)
+static void sweep_dir(struct sweep *sw, const char *sub)
 {
-	(void)store;
-	(void)user_id;
-	*found_r = 0;
-	char **names;
-	size_t n;
-	if (index_blob_names(dir, &names, &n) < 0)
-		return;
-	for (unsigned i = 0; i < 256; i++) {
-		char *sub = xasprintf("%s/blobs/%02x", dir, i);
-		DIR *d = opendir(sub);
-		struct dirent *e;
-		while (d != NULL && (e = readdir(d)) != NULL) {
-			if (e->d_name[0] == '.')
-				continue;
-			const char *key = e->d_name;
-			if (n > 0 && bsearch(&key, names, n, sizeof(char *), cmp_str))
-				continue;
-			char *p = xasprintf("%s/%s", sub, e->d_name);
-			sweep_file(p, e->d_name, older_than, repair, report, ctx,
-				   found_r);
-			free(p);
-		}
-		if (d != NULL)
-			closedir(d);
-		free(sub);
-	}
-	/* Unfinished appends of a process that died. */
-	char *tmp = xasprintf("%s/tmp", dir);
-	DIR *d = opendir(tmp);
+	DIR *d = opendir(sub);
 	struct dirent *e;
 	while (d != NULL && (e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
-		char *p = xasprintf("%s/%s", tmp, e->d_name);
-		sweep_file(p, e->d_name, older_than, repair, report, ctx,
-			   found_r);
+		char *p = xasprintf("%s/%s", sub, e->d_name);
+		sweep_file(sw, p, e->d_name);
 		free(p);
 	}
 	if (d != NULL)
 		closedir(d);
-	free(tmp);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+}
+
+void sq_sweep_user(struct store *store, const char *dir, int64_t older_than,
+		   bool live, store_report_fn *report, void *ctx, bool repair,
+		   unsigned *found_r)
+{
+	struct sweep sw;
+	memset(&sw, 0, sizeof(sw));
+	sw.s = SQS(store);
+	sw.older_than = older_than;
+	sw.live = live;
+	sw.repair = repair;
+	sw.report = report;
+	sw.ctx = ctx;
+	if (sweep_load(&sw, dir) == 0) {
+		for (unsigned i = 0; i < 256; i++) {
+			char *sub = xasprintf("%s/blobs/%02x", dir, i);
+			sweep_dir(&sw, sub);
+			free(sub);
+		}
+		/* unfinished appends of a process that died */
+		char *tmp = xasprintf("%s/tmp", dir);
+		sweep_dir(&sw, tmp);
+		free(tmp);
+	}
+	sq_conn_close(sw.c);
+	for (size_t i = 0; i < sw.count; i++)
+		free(sw.names[i]);
+	free(sw.names);
+	*found_r = sw.found;
 }
 
 static void sweep_log(void *ctx, const char *line)
@@ -504,8 +568,9 @@ static void sweep_log(void *ctx, const char *line)
 	log_info("store", NULL, "user %lld: %s", *(long long *)ctx, line);
 }
 
-/* The background sweep after start: files older than this process that
- * no index row names are left from a crash before a commit. */
+/* The background sweep after start: a file that no index row names is
+ * left from a crash before a commit, unless this process is writing it
+ * (the in-flight registry). */
 void *sq_sweeper_main(void *arg)
 {
 	struct store *store = arg;
@@ -522,8 +587,8 @@ void *sq_sweeper_main(void *arg)
 				continue;
 			char *udir = xasprintf("%s/%s", sdir, e->d_name);
 			unsigned found;
-			sq_sweep_user(store, id, udir, s->started - 2,
-				      sweep_log, &id, true, &found);
+			sq_sweep_user(store, udir, s->started_ns, true, sweep_log,
+				      &id, true, &found);
 			free(udir);
 		}
 		if (d != NULL)

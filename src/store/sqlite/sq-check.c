@@ -333,8 +333,9 @@ int sq_check(struct store *store, int64_t user_id, bool repair,
 	free(a.lines);
 	if (ret == 0) {
 		unsigned orphans;
-		sq_sweep_user(store, user_id, dir, time(NULL) - ORPHAN_MIN_AGE,
-			      report, ctx, repair, &orphans);
+		sq_sweep_user(store, dir,
+			      sq_now_ns() - ORPHAN_MIN_AGE * 1000000000LL,
+			      false, report, ctx, repair, &orphans);
 		if (!repair)
 			a.unrepaired += orphans;
 	}

@@ -89,6 +89,13 @@ static const char schema_sql[] =
 	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t,"
 	" tokenize='trigram case_sensitive 1', detail=none);";
 
+int64_t sq_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void sq_random_hex(char *out, size_t bytes)
 {
 	unsigned char r[64];
@@ -229,14 +236,25 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 	return r < 0 ? NULL : c;
 }
 
+/* Idle read connections kept per user; more are opened when readers
+ * overlap and closed when they come back. */
+#define SQ_READERS_KEPT 4
+
 void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 {
 	if (!sqlite3_get_autocommit(c->db))
 		sq_exec(c, "ROLLBACK");
 	pthread_mutex_lock(&u->readers_mu);
-	c->next = u->readers;
-	u->readers = c;
+	size_t n = 0;
+	for (struct sq_conn *r = u->readers; r != NULL; r = r->next)
+		n++;
+	if (n < SQ_READERS_KEPT) {
+		c->next = u->readers;
+		u->readers = c;
+		c = NULL;
+	}
 	pthread_mutex_unlock(&u->readers_mu);
+	sq_conn_close(c);
 }
 
 int sq_read_begin(struct sq_conn *c, struct store_error *err)
@@ -296,7 +314,8 @@ static int sq_open(struct store *store, struct store_error *err)
 				       "SQLite is built without threads");
 	struct sq_store *s = xcalloc(1, sizeof(*s));
 	s->mail_dir = xasprintf("%s/mail", store->set.data_dir);
-	s->started = time(NULL);
+	s->started_ns = sq_now_ns();
+	pthread_mutex_init(&s->inflight_mu, NULL);
 	if (mkdir_p(s->mail_dir, store->set.fsync) < 0) {
 		log_error("store", NULL, "mkdir %s: %s", s->mail_dir,
 			  strerror(errno));
@@ -316,6 +335,8 @@ static void sq_close(struct store *store)
 		atomic_store(&s->stop, true);
 		pthread_join(s->sweeper, NULL);
 	}
+	pthread_mutex_destroy(&s->inflight_mu);
+	free(s->inflight);
 	free(s->mail_dir);
 	free(s);
 }

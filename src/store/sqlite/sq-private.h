@@ -30,8 +30,11 @@ struct sq_conn {
 
 struct sq_store {
 	char *mail_dir;
-	time_t started;
+	int64_t started_ns;   /* CLOCK_REALTIME at store_open */
 	pthread_t sweeper;
+	pthread_mutex_t inflight_mu;
+	char (*inflight)[33];
+	size_t inflight_count, inflight_cap;
 	bool sweeper_started;
 	atomic_bool stop;
 };
@@ -200,10 +203,16 @@ int sq_blob_unref(struct sq_conn *c, struct sq_job *job, int64_t blob);
 char *sq_blob_path(struct sq_user *u, const char *name);
 int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err);
 int sq_fsync_dir(const char *path);
-void sq_sweep_user(struct store *store, int64_t user_id, const char *dir,
-		   time_t older_than, store_report_fn *report, void *ctx,
-		   bool repair, unsigned *found_r);
+/* Removes (repair) or reports the files of dir that no index row names.
+ * Files younger than older_than (ns) are left alone unless live (this
+ * process's own sweep, which knows its appends in flight). */
+void sq_sweep_user(struct store *store, const char *dir, int64_t older_than,
+		   bool live, store_report_fn *report, void *ctx, bool repair,
+		   unsigned *found_r);
+void sq_inflight_add(struct sq_store *s, const char *name);
+void sq_inflight_del(struct sq_store *s, const char *name);
 void *sq_sweeper_main(void *arg);
+int64_t sq_now_ns(void);
 
 /* the vtable parts */
 int sq_usage(struct store_user *user, struct store_usage *usage_r,
