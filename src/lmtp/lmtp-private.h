@@ -11,6 +11,7 @@
 #ifndef LOFT_LMTP_PRIVATE_H
 #define LOFT_LMTP_PRIVATE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,6 +38,12 @@
 #define LMTP_IDLE_TIMEOUT 300
 
 struct lmtp_server {
+	/* Sessions whose store handles are being let go off the I/O
+	 * thread after a dropped connection; destroy waits for them. */
+	pthread_mutex_t release_mu;
+	pthread_cond_t release_cond;
+	unsigned releasing;
+
 	struct store *store;
 	struct auth *auth;
 	char hostname[256];
@@ -75,7 +82,7 @@ enum lmtp_state {
 struct lmtp_session {
 	struct lmtp_server *server;
 	struct net_conn *conn;
-	const char *sid;
+	char sid[24];         /* a copy: it outlives the connection */
 	enum lmtp_state state;
 	char lhlo[256];
 	unsigned errors;

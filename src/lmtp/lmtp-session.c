@@ -54,6 +54,8 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 	bool bad = false;
 	uint64_t v;
 
+	pthread_mutex_init(&srv->release_mu, NULL);
+	pthread_cond_init(&srv->release_cond, NULL);
 	srv->store = store;
 	srv->auth = auth;
 	srv->max_message_size = 50ULL * 1024 * 1024;
@@ -102,7 +104,7 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 		snprintf(srv->hostname, sizeof(srv->hostname), "localhost");
 	}
 	if (bad) {
-		free(srv);
+		lmtp_server_destroy(&srv);
 		return NULL;
 	}
 	return srv;
@@ -110,7 +112,19 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 
 void lmtp_server_destroy(struct lmtp_server **server)
 {
-	free(*server);
+	struct lmtp_server *srv = *server;
+
+	if (srv == NULL)
+		return;
+	/* The daemon closes the store after this: no release may still
+	 * be using it. */
+	pthread_mutex_lock(&srv->release_mu);
+	while (srv->releasing > 0)
+		pthread_cond_wait(&srv->release_cond, &srv->release_mu);
+	pthread_mutex_unlock(&srv->release_mu);
+	pthread_mutex_destroy(&srv->release_mu);
+	pthread_cond_destroy(&srv->release_cond);
+	free(srv);
 	*server = NULL;
 }
 
@@ -510,7 +524,7 @@ static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
 	s = xcalloc(1, sizeof(*s));
 	s->server = srv;
 	s->conn = conn;
-	s->sid = net_conn_id(conn);
+	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
 	s->state = LMTP_STATE_GREETED;
 	buf_init(&s->chunk, 0);
 	net_conn_set_timeout(conn, LMTP_IDLE_TIMEOUT);
@@ -518,25 +532,72 @@ static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
 	return s;
 }
 
-static void lmtp_closed(void *session, struct net_conn *conn)
+static void session_free(struct lmtp_session *s)
 {
-	struct lmtp_session *s = session;
-
-	/* A connection dropped in the middle of DATA lands here: the
-	 * writers are aborted and nothing is stored. This runs on the I/O
-	 * thread (net has no worker for a closed connection): aborting a
-	 * writer only unlinks its temporary file, but letting go of the
-	 * last reference to a user closes its index. A QUIT does all this
-	 * on a worker instead. */
-	if (s->state == LMTP_STATE_DATA)
-		log_info("lmtp", s->sid,
-			 "connection lost during DATA, %llu bytes discarded",
-			 (unsigned long long)s->data_size);
 	lmtp_transaction_reset(s);
 	lmtp_user_cache_clear(s);
 	buf_free(&s->chunk);
 	free(s->rcpts);
 	free(s);
+}
+
+static bool session_holds_store(const struct lmtp_session *s)
+{
+	if (s->rcpt_count > 0)
+		return true;
+	for (unsigned i = 0; i < LMTP_USER_CACHE; i++) {
+		if (s->user_cache[i] != NULL)
+			return true;
+	}
+	return false;
+}
+
+static void *release_thread(void *arg)
+{
+	struct lmtp_session *s = arg;
+	struct lmtp_server *srv = s->server;
+
+	session_free(s);
+	pthread_mutex_lock(&srv->release_mu);
+	srv->releasing--;
+	pthread_cond_broadcast(&srv->release_cond);
+	pthread_mutex_unlock(&srv->release_mu);
+	return NULL;
+}
+
+static void lmtp_closed(void *session, struct net_conn *conn)
+{
+	struct lmtp_session *s = session;
+	struct lmtp_server *srv = s->server;
+	pthread_attr_t attr;
+	pthread_t th;
+	bool started = false;
+
+	/* A connection dropped in the middle of DATA lands here: the
+	 * writers are aborted and nothing is stored. Letting go of the last
+	 * reference to a user closes its index (a commit, an fsync), which
+	 * must not stall this I/O thread, and net has no worker for a closed
+	 * connection: a short-lived thread does it. (A QUIT does it on the
+	 * session's worker.) */
+	if (s->state == LMTP_STATE_DATA)
+		log_info("lmtp", s->sid,
+			 "connection lost during DATA, %llu bytes discarded",
+			 (unsigned long long)s->data_size);
+	if (!session_holds_store(s)) {
+		session_free(s);
+		return;
+	}
+	s->conn = NULL;
+	pthread_mutex_lock(&srv->release_mu);
+	srv->releasing++;
+	pthread_mutex_unlock(&srv->release_mu);
+	if (pthread_attr_init(&attr) == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&th, &attr, release_thread, s) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!started)
+		release_thread(s); /* no thread: do it here rather than leak */
 }
 
 static bool lmtp_timeout(void *session, struct net_conn *conn)

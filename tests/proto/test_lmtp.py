@@ -426,6 +426,21 @@ def main():
             except Exception as e:  # a crash of one test is a failure, go on
                 R.check(t.__name__, False, repr(e))
         R.check('loftd still running', env.running(), env.log()[-2000:])
+        # shut down while sessions hold store handles: one between
+        # transactions, one in RCPT, one in the middle of DATA
+        held = []
+        for stage in ('idle', 'rcpt', 'data'):
+            c = Conv.tcp(env.port('lmtp'))
+            c.cmd('LHLO client.test')
+            deliver(c, 's@remote.test', [A], 'X-Test-Start: held\r\n\r\nx\r\n', lhlo=False)
+            if stage != 'idle':
+                c.cmd('MAIL FROM:<s@remote.test>')
+                c.cmd('RCPT TO:<%s>' % B)
+            if stage == 'data':
+                c.cmd('DATA')
+                c.send(b'Subject: half\r\n\r\n' + b'h' * 300000)
+            held.append(c)
+        time.sleep(0.3)
         rc = env.stop()
         R.check('loftd stops cleanly', rc == 0, rc)
         R.check('no sanitizer report', 'Sanitizer' not in env.log()
