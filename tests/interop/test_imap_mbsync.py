@@ -95,6 +95,9 @@ User %s
 Pass %s
 SSLType IMAPS
 CertificateFile %s
+# COMPRESS has its own test (proto/test_imap_compress.py); keeping it out
+# here lets this test judge the sync itself.
+DisableExtension COMPRESS=DEFLATE
 
 IMAPStore remote
 Account loft
