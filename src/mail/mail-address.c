@@ -121,8 +121,10 @@ static int parse_dot_atom(struct lexer *lx, struct buf *out)
 	while (ret > 0 && *lx->p == '.') {
 		lx->p++;
 		mail_buf_putc(out, '.');
-		if ((ret = skip_cfws(lx)) <= 0)
-			return ret;
+		/* a dot must be followed by more atext ("a." is not a
+		 * domain: Dovecot then reports MISSING_DOMAIN) */
+		if (skip_cfws(lx) <= 0 || !is_atext(*lx->p))
+			return -1;
 		const char *s = lx->p;
 		while (lx->p < lx->end && is_atext(*lx->p))
 			lx->p++;
@@ -470,7 +472,7 @@ size_t mail_address_parse(const char *s, size_t len,
 	if (skip_cfws(&ps.lx) > 0) {
 		/* address-list = address *("," address); stop at anything
 		 * else */
-		for (unsigned guard = 0; guard < 100000; guard++) {
+		for (;;) {
 			if (parse_address(&ps) == 0)
 				break;
 			if (at_end(&ps.lx) || *ps.lx.p != ',')

@@ -25,10 +25,6 @@ static void put_nstring_slice(struct buf *out, struct slice v)
 	struct buf tmp;
 	buf_init(&tmp, 0);
 	mail_header_unfold(&tmp, v);
-	/* trailing whitespace is not part of the value */
-	while (tmp.len > 0 && (tmp.data[tmp.len - 1] == ' ' ||
-			       tmp.data[tmp.len - 1] == '\t'))
-		tmp.len--;
 	mail_imap_nstring_nolf(out, tmp.data ? tmp.data : "", tmp.len);
 	buf_free(&tmp);
 }

@@ -46,37 +46,87 @@ static void write_addresses(struct buf *out, const struct mail_address *v,
 	mail_buf_putc(out, ')');
 }
 
+/* The addresses of every field of one kind, one after another: Dovecot
+ * parses each occurrence on its own and joins the lists. */
+struct addr_fields {
+	struct slice *v;
+	size_t n;
+};
+
+static void write_field_addresses(struct buf *out, const struct addr_fields *f)
+{
+	struct mail_address *all = NULL;
+	size_t total = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		struct mail_address *l;
+		size_t cnt = mail_address_parse(f->v[i].ptr, f->v[i].len, &l);
+		all = xrealloc(all, (total + cnt + 1) * sizeof(*all));
+		memcpy(all + total, l, cnt * sizeof(*l));
+		total += cnt;
+		free(l);
+	}
+	write_addresses(out, all, total);
+	mail_address_list_free(all, total);
+}
+
+static bool has_addresses(const struct addr_fields *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		struct mail_address *l;
+		size_t cnt = mail_address_parse(f->v[i].ptr, f->v[i].len, &l);
+		mail_address_list_free(l, cnt);
+		if (cnt > 0)
+			return true;
+	}
+	return false;
+}
+
 void mail_write_envelope(struct buf *out, const char *hdr, size_t hdr_len)
 {
 	struct slice val[ENV_COUNT];
 	bool have[ENV_COUNT] = {false};
-	/* address fields that occur more than once are joined, as Dovecot
-	 * does; other fields: the last one wins */
-	struct buf joined[ENV_COUNT];
-	for (int f = 0; f < ENV_COUNT; f++)
-		buf_init(&joined[f], 0);
+	struct addr_fields addrs[ENV_COUNT];
+	memset(addrs, 0, sizeof(addrs));
 	struct mail_header_iter it;
 	struct slice n, v;
+	/* A lone CR (not before LF) reads as a folded line break, as
+	 * Dovecot's header parser has it; work on a copy only then. */
+	char *copy = NULL;
+	if (memchr(hdr, '\r', hdr_len) != NULL) {
+		struct buf b;
+		bool lone = false;
+		buf_init(&b, 0);
+		for (size_t i = 0; i < hdr_len; i++) {
+			if (hdr[i] == '\r' && (i + 1 == hdr_len || hdr[i + 1] != '\n')) {
+				mail_buf_puts(&b, "\n ");
+				lone = true;
+			} else {
+				mail_buf_putc(&b, hdr[i]);
+			}
+		}
+		if (lone) {
+			hdr_len = b.len;
+			copy = mail_buf_take(&b);
+			hdr = copy;
+		} else {
+			buf_free(&b);
+		}
+	}
 	mail_header_iter_init(&it, hdr, hdr_len);
 	while (mail_header_iter_next(&it, &n, &v) > 0) {
 		for (int f = 0; f < ENV_COUNT; f++) {
-			if (mail_slice_eq_ci(n, env_names[f])) {
-				bool addr = f >= ENV_FROM && f <= ENV_BCC;
-				if (addr && have[f]) {
-					if (joined[f].len == 0)
-						mail_buf_put(&joined[f], val[f].ptr, val[f].len);
-					mail_buf_puts(&joined[f], ", ");
-					mail_buf_put(&joined[f], v.ptr, v.len);
-				}
-				val[f] = v;
-				have[f] = true;
-				break;
+			if (!mail_slice_eq_ci(n, env_names[f]))
+				continue;
+			if (f >= ENV_FROM && f <= ENV_BCC) {
+				struct addr_fields *a = &addrs[f];
+				a->v = xrealloc(a->v, (a->n + 1) * sizeof(*a->v));
+				a->v[a->n++] = v;
 			}
+			/* other fields: the last one wins, as in Dovecot */
+			val[f] = v;
+			have[f] = true;
+			break;
 		}
-	}
-	for (int f = 0; f < ENV_COUNT; f++) {
-		if (joined[f].len > 0)
-			val[f] = slice_make(joined[f].data, joined[f].len);
 	}
 	struct buf tmp;
 	buf_init(&tmp, 0);
@@ -85,41 +135,29 @@ void mail_write_envelope(struct buf *out, const char *hdr, size_t hdr_len)
 		if (f > 0)
 			mail_buf_putc(out, ' ');
 		int src = f;
-		if ((f == ENV_SENDER || f == ENV_REPLY_TO)) {
-			/* an absent or empty Sender/Reply-To is From */
-			struct mail_address *l = NULL;
-			size_t cnt = have[f] ? mail_address_parse(val[f].ptr, val[f].len, &l) : 0;
-			mail_address_list_free(l, cnt);
-			if (cnt == 0)
-				src = ENV_FROM;
-		}
+		/* an absent or empty Sender/Reply-To is From */
+		if ((f == ENV_SENDER || f == ENV_REPLY_TO) && !has_addresses(&addrs[f]))
+			src = ENV_FROM;
 		if (!have[src]) {
 			mail_buf_puts(out, "NIL");
+			continue;
+		}
+		if (src >= ENV_FROM && src <= ENV_BCC) {
+			write_field_addresses(out, &addrs[src]);
 			continue;
 		}
 		buf_reset(&tmp);
 		mail_header_unfold(&tmp, val[src]);
 		const char *s = tmp.data ? tmp.data : "";
-		switch (f) {
-		case ENV_SUBJECT:
+		if (src == ENV_SUBJECT)
 			/* folded: the line ends count as changes (a literal) */
 			mail_imap_string_for_humans(out, val[f].ptr, val[f].len);
-			break;
-		case ENV_DATE:
-		case ENV_IN_REPLY_TO:
-		case ENV_MESSAGE_ID:
+		else
 			mail_imap_nstring_nolf(out, s, tmp.len);
-			break;
-		default: {
-			struct mail_address *l;
-			size_t cnt = mail_address_parse(s, tmp.len, &l);
-			write_addresses(out, l, cnt);
-			mail_address_list_free(l, cnt);
-		}
-		}
 	}
 	mail_buf_putc(out, ')');
 	buf_free(&tmp);
 	for (int f = 0; f < ENV_COUNT; f++)
-		buf_free(&joined[f]);
+		free(addrs[f].v);
+	free(copy);
 }

@@ -112,11 +112,19 @@ static void lex_params(const char *s, size_t len, struct buf *value_r,
 	/* *(";" name "=" value), read the way Dovecot's rfc2231_parse()
 	 * does so BODYSTRUCTURE agrees: names and values may be empty,
 	 * "name==?utf-8?..." (an unquoted encoded word) is taken up to the
-	 * next ";" or space, and anything else ends the list. */
+	 * next ";" or space, junk is skipped up to the next ";", and a
+	 * parameter without "=" ends the list. */
 	for (;;) {
 		skip_cfws(&lx);
-		if (lx.p >= lx.end || *lx.p != ';')
+		if (lx.p >= lx.end)
 			break;
+		if (*lx.p != ';') {
+			/* junk after a value: go on at the next ';' */
+			const char *semi = memchr(lx.p, ';', (size_t)(lx.end - lx.p));
+			if (semi == NULL)
+				break;
+			lx.p = semi;
+		}
 		lx.p++;
 		skip_cfws(&lx);
 		if (lx.p >= lx.end)

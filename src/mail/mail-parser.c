@@ -122,7 +122,8 @@ static bool ct_token_char(char c)
 	}
 }
 
-/* Skips whitespace and comments; returns the new position. */
+/* Skips whitespace and comments; returns the new position, or NULL
+ * when a comment does not end. */
 static const char *ct_skip(const char *s, const char *e)
 {
 	while (s < e) {
@@ -139,6 +140,8 @@ static const char *ct_skip(const char *s, const char *e)
 				else if (c == ')' && --depth == 0)
 					break;
 			}
+			if (depth > 0)
+				return NULL;   /* unterminated comment */
 		} else {
 			break;
 		}
@@ -158,28 +161,33 @@ bool mpart_ctype(const struct mpart *p, struct slice *type_r,
 	 * "/" after the type makes both empty; parameters are read only
 	 * when type "/" subtype parsed. */
 	const char *s = p->ctype.ptr, *e = s + p->ctype.len;
-	s = ct_skip(s, e);
+	if ((s = ct_skip(s, e)) == NULL)
+		return true;
 	const char *t = s;
 	while (s < e && ct_token_char(*s))
 		s++;
 	if (s == t)
 		return true;
 	struct slice type = slice_make(t, (size_t)(s - t));
-	s = ct_skip(s, e);
+	if ((s = ct_skip(s, e)) == NULL)
+		return true;
 	if (s >= e) {
 		*type_r = type;
 		return true;
 	}
-	if (*s != '/')
+	if (*s != '/' || (s = ct_skip(s + 1, e)) == NULL)
 		return true;
-	s = ct_skip(s + 1, e);
 	t = s;
 	while (s < e && ct_token_char(*s))
 		s++;
 	if (s == t)
 		return true;   /* "type/" alone: both empty */
+	struct slice sub = slice_make(t, (size_t)(s - t));
+	/* after the subtype: the end, or ";" and parameters */
+	if ((s = ct_skip(s, e)) == NULL || (s < e && *s != ';'))
+		return true;
 	*type_r = type;
-	*subtype_r = slice_make(t, (size_t)(s - t));
+	*subtype_r = sub;
 	*valid_r = true;
 	return true;
 }
@@ -238,8 +246,19 @@ static void record_field(struct mpart *p, struct slice name, struct slice v)
 	} else if (mail_slice_eq_ci(n, "Disposition")) {
 		/* Dovecot replaces a disposition that had no parameters */
 		if (p->cdisp.ptr == NULL || !p->cdisp_params_seen) {
+			struct buf value;
+			struct mail_param *list;
+			size_t count;
+			buf_init(&value, 0);
+			mail_params_raw(v.ptr, v.len, &value, &list, &count);
 			p->cdisp = v;
-			p->cdisp_params_seen = memchr(v.ptr, ';', v.len) != NULL;
+			p->cdisp_params_seen = count > 0;
+			for (size_t i = 0; i < count; i++) {
+				free(list[i].name);
+				free(list[i].value);
+			}
+			free(list);
+			buf_free(&value);
 		}
 		return;
 	}

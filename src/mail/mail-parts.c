@@ -294,12 +294,13 @@ static void header_fields(struct mail_section *sec, const char *hdr,
 			const char *e2 = memchr(e, '\n', (size_t)(end - e));
 			e = e2 ? e2 + 1 : end;
 		}
+		/* a line without a colon has no name to match */
 		const char *colon = memchr(p, ':', (size_t)(e - p));
-		const char *ne = colon != NULL ? colon : e;
-		while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t' ||
-				  ne[-1] == '\r' || ne[-1] == '\n'))
+		const char *ne = colon != NULL ? colon : p;
+		while (ne > p && (ne[-1] == ' ' || ne[-1] == '\t'))
 			ne--;
-		bool listed = field_listed(spec, slice_make(p, (size_t)(ne - p)));
+		bool listed = colon != NULL &&
+			      field_listed(spec, slice_make(p, (size_t)(ne - p)));
 		/* a folded line can only start the header here: Dovecot
 		 * makes a field of it */
 		if (listed != not)
