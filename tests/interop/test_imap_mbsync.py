@@ -88,7 +88,10 @@ with Loft(extra={'store': {'fsync': 'no'}}) as env, \
     os.makedirs(maildir)
     rc = os.path.join(tmp, 'mbsyncrc')
     with open(rc, 'w') as f:
-        f.write('''IMAPAccount loft
+        f.write('''# the device's own fsyncs are not what this test measures
+FSync no
+
+IMAPAccount loft
 Host localhost
 Port %d
 User %s
