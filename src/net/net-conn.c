@@ -70,12 +70,25 @@ static bool conn_task_active(struct net_conn *conn)
 	return active;
 }
 
+/* The idle (read) timeout goes on the top of the stack, the write timeout
+ * on the socket's own bufferevent: a filter's write timeout is not
+ * cancelled when its output drains (libevent 2.1), so it would drop
+ * clients that read everything. */
 static void conn_apply_timeouts(struct net_conn *conn)
 {
 	struct timeval rtv = {(time_t)conn->idle_timeout, 0};
 	struct timeval wtv = {(time_t)conn->net->set.write_timeout, 0};
+	struct bufferevent *bottom = conn->bev, *u;
+	while ((u = bufferevent_get_underlying(bottom)) != NULL)
+		bottom = u;
+	if (bottom == conn->bev) {
+		bufferevent_set_timeouts(conn->bev,
+					 conn->idle_timeout ? &rtv : NULL, &wtv);
+		return;
+	}
 	bufferevent_set_timeouts(conn->bev, conn->idle_timeout ? &rtv : NULL,
-				 &wtv);
+				 NULL);
+	bufferevent_set_timeouts(bottom, NULL, &wtv);
 }
 
 static void conn_setup_bev(struct net_conn *conn)
@@ -319,7 +332,6 @@ static int conn_compress_begin(struct net_conn *conn)
 	struct bufferevent *nb = net_zlib_wrap(old, NET_BEV_OPTS);
 	if (nb == NULL)
 		return -1;
-	bufferevent_set_timeouts(old, NULL, NULL);
 	conn->bev = nb;
 	conn->compressed = true;
 	conn_setup_bev(conn);
@@ -345,6 +357,9 @@ static void conn_progress(struct net_conn *conn)
 	}
 	if (!conn->starttls_pending && !conn->want_close)
 		return;
+	/* Nothing may stay inside the deflate stream (e.g. a BYE). */
+	if (conn->compressed)
+		net_zlib_flush(conn->bev);
 	if (net_conn_output_pending(conn) > 0) {
 		/* The write callback fires when the top buffer empties;
 		 * a filter's underlying buffer needs polling. */

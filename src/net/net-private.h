@@ -173,5 +173,7 @@ SSL_CTX *net_tls_ctx_create(const char *cert, const char *key,
 
 /* net-zlib.c: wraps bev in a deflate filter; NULL on failure. */
 struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options);
+/* Pushes what the deflate stream holds to the socket (Z_SYNC_FLUSH). */
+void net_zlib_flush(struct bufferevent *filter);
 
 #endif

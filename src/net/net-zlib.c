@@ -1,8 +1,10 @@
 /*
  * COMPRESS=DEFLATE (RFC 4978): a bufferevent filter with raw deflate
- * (no zlib header) in both directions. Every batch of output ends with
- * Z_SYNC_FLUSH (RFC 4978 4: the server must flush so the client sees each
- * response whole). The deflate window is kept small (8 KiB, memLevel 6) to
+ * (no zlib header) in both directions. Writes are deflated as they come
+ * (Z_NO_FLUSH) and the first one of a batch wakes the I/O thread, which
+ * flushes (Z_SYNC_FLUSH) once it runs: a batch of writes, e.g. a FETCH
+ * response written line by line, costs one flush, and the client still
+ * sees every response whole (RFC 4978 4). The deflate window is kept small (8 KiB, memLevel 6) to
  * keep a compressed idle session at tens of KB; inflate must accept the
  * full 32 KiB window a client may use.
  */
@@ -11,6 +13,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <zlib.h>
 
 #include "buf.h"
@@ -21,19 +24,37 @@
 struct net_zlib {
 	z_stream in;
 	z_stream out;
+	struct bufferevent *bev;      /* the filter */
+	struct event *flush_ev;
+	atomic_bool flush_pending;
 };
 
 static void net_zlib_free(void *ctx)
 {
 	struct net_zlib *z = ctx;
+	if (z->flush_ev != NULL)
+		event_free(z->flush_ev);
 	inflateEnd(&z->in);
 	deflateEnd(&z->out);
 	free(z);
 }
 
+static void net_zlib_flush_cb(evutil_socket_t fd, short what, void *ctx)
+{
+	struct net_zlib *z = ctx;
+	atomic_store(&z->flush_pending, false);
+	bufferevent_flush(z->bev, EV_WRITE, BEV_FLUSH);
+}
+
+void net_zlib_flush(struct bufferevent *filter)
+{
+	bufferevent_flush(filter, EV_WRITE, BEV_FLUSH);
+}
+
 /* Runs inflate or deflate over all of src into dst. */
-static int net_zlib_pump(z_stream *zs, bool deflating, struct evbuffer *src,
-			 struct evbuffer *dst, bool *produced_r)
+static int net_zlib_pump(z_stream *zs, bool deflating, bool flush,
+			 struct evbuffer *src, struct evbuffer *dst,
+			 bool *produced_r)
 {
 	for (;;) {
 		struct evbuffer_iovec in = {NULL, 0};
@@ -46,7 +67,8 @@ static int net_zlib_pump(z_stream *zs, bool deflating, struct evbuffer *src,
 		zs->avail_in = (uInt)in.iov_len;
 		zs->next_out = out.iov_base;
 		zs->avail_out = (uInt)out.iov_len;
-		int r = deflating ? deflate(zs, last ? Z_SYNC_FLUSH : Z_NO_FLUSH)
+		int r = deflating ? deflate(zs, last && flush ? Z_SYNC_FLUSH
+							 : Z_NO_FLUSH)
 				  : inflate(zs, Z_SYNC_FLUSH);
 		if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END)
 			return -1;
@@ -72,7 +94,7 @@ net_zlib_input(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 {
 	struct net_zlib *z = ctx;
 	bool produced = false;
-	if (net_zlib_pump(&z->in, false, src, dst, &produced) < 0)
+	if (net_zlib_pump(&z->in, false, false, src, dst, &produced) < 0)
 		return BEV_ERROR;
 	return produced ? BEV_OK : BEV_NEED_MORE;
 }
@@ -83,10 +105,13 @@ net_zlib_output(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 {
 	struct net_zlib *z = ctx;
 	bool produced = false;
-	if (evbuffer_get_length(src) == 0)
+	bool flush = mode != BEV_NORMAL;
+	if (!flush && evbuffer_get_length(src) == 0)
 		return BEV_NEED_MORE;
-	if (net_zlib_pump(&z->out, true, src, dst, &produced) < 0)
+	if (net_zlib_pump(&z->out, true, flush, src, dst, &produced) < 0)
 		return BEV_ERROR;
+	if (!flush && !atomic_exchange(&z->flush_pending, true))
+		event_active(z->flush_ev, EV_TIMEOUT, 0);
 	return produced ? BEV_OK : BEV_NEED_MORE;
 }
 
@@ -103,10 +128,14 @@ struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options)
 		free(z);
 		return NULL;
 	}
+	z->flush_ev = event_new(bufferevent_get_base(bev), -1, 0,
+				net_zlib_flush_cb, z);
 	struct bufferevent *f = bufferevent_filter_new(bev, net_zlib_input,
 						       net_zlib_output, options,
 						       net_zlib_free, z);
 	if (f == NULL)
 		net_zlib_free(z);
+	else
+		z->bev = f;
 	return f;
 }
