@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import socket
+import subprocess
 import sys
 import time
 import zlib
@@ -216,5 +217,44 @@ with Loft(extra={'imap': {'timeout_login': '2s',
     r.check('closed by the login timeout', c.closed(5) and time.time() - t0 < 9)
 
     r.check('server still running', env.running())
+
+
+# ---- LOGINDISABLED on a non-loopback address without TLS ---------------
+def outside_address():
+    """A local IPv4 address that is not loopback, or None."""
+    try:
+        out = subprocess.run(['hostname', '-I'], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    for a in out.split():
+        if '.' in a and not a.startswith('127.'):
+            return a
+    return None
+
+
+addr = outside_address()
+if addr is None:
+    print('no non-loopback address: LOGINDISABLED check skipped')
+else:
+    env = Loft(start=False)
+    port = env.port('imap')
+    env.sections['imap']['listen'] = '127.0.0.1:%d, %s:%d' % (port, addr, port)
+    env.write_config()
+    with env:
+        env.start()
+        s = socket.create_connection((addr, port), timeout=10)
+        c = Conv(s, r)
+        r.check('LOGINDISABLED and no AUTH=PLAIN without TLS',
+                'LOGINDISABLED' in c.greeting and 'AUTH=PLAIN' not in c.greeting
+                and 'STARTTLS' in c.greeting, c.greeting)
+        c.run('LOGIN %s %s' % (USER, PW), 'NO \\[PRIVACYREQUIRED\\]')
+        c.run('AUTHENTICATE PLAIN ' + b64('\0%s\0%s' % (USER, PW)),
+              'NO \\[PRIVACYREQUIRED\\]')
+        c.run('STARTTLS', 'OK')
+        tls = client_tls_context().wrap_socket(s, server_hostname='localhost')
+        c = Conv(tls, r, greeting=None)
+        c.run('CAPABILITY', 'OK', [r'AUTH=PLAIN'], absent=[r'LOGINDISABLED'])
+        c.login(USER, PW)
+        c.close()
 
 sys.exit(r.finish())
