@@ -413,6 +413,24 @@ def test_disk_full(env_factory):
         env.close()
 
 
+def test_config_check():
+    """loftd --check reports bad [lmtp] settings as FILE:LINE: message."""
+    env = Loft(users={}, start=False,
+               extra={'lmtp': {'max_message_size': 'lots', 'max_recipients': '0',
+                               'bogus': '1'}})
+    try:
+        r = subprocess.run([os.environ.get('LOFTD', 'loftd'), '--config', env.config_path,
+                            '--check'], capture_output=True, text=True, timeout=60)
+        err = r.stderr
+        R.check('--check fails on bad [lmtp]', r.returncode == 1, (r.returncode, err))
+        for key in ('max_message_size', 'max_recipients', "unknown key 'bogus'"):
+            R.check('--check names ' + key,
+                    any(l.startswith(env.config_path + ':') and key in l
+                        for l in err.splitlines()), err)
+    finally:
+        env.close()
+
+
 def main():
     users = {A: 'alice-secret', B: 'bob-secret', C: 'carol-secret'}
     extra = {'lmtp': {'max_message_size': '600000', 'max_recipients': '4'}}
@@ -445,6 +463,10 @@ def main():
         R.check('loftd stops cleanly', rc == 0, rc)
         R.check('no sanitizer report', 'Sanitizer' not in env.log()
                 and 'runtime error' not in env.log(), env.log()[-3000:])
+    try:
+        test_config_check()
+    except Exception as e:
+        R.check('test_config_check', False, repr(e))
     try:
         test_disk_full(lambda **kw: Loft(users={A: 'alice-secret'}, **kw))
     except Exception as e:
