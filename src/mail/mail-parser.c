@@ -192,13 +192,13 @@ bool mpart_ctype(const struct mpart *p, struct slice *type_r,
 	return true;
 }
 
-bool mpart_cte(const struct mpart *p, struct slice *cte_r)
+static bool cte_token(struct slice v, struct slice *cte_r)
 {
 	*cte_r = slice_make("", 0);
-	if (p->cte.ptr == NULL)
+	if (v.ptr == NULL)
 		return false;
 	/* one token, nothing else (Dovecot ignores anything more) */
-	const char *s = p->cte.ptr, *e = s + p->cte.len;
+	const char *s = v.ptr, *e = s + v.len;
 	s = ct_skip(s, e);
 	const char *t = s;
 	while (s < e && ct_token_char(*s))
@@ -208,6 +208,21 @@ bool mpart_cte(const struct mpart *p, struct slice *cte_r)
 		return false;
 	*cte_r = tok;
 	return true;
+}
+
+bool mpart_cte(const struct mpart *p, struct slice *cte_r)
+{
+	return cte_token(p->cte, cte_r);
+}
+
+struct slice mpart_binary_cte(const struct mpart *p)
+{
+	struct slice tok;
+	if (p->cte_last.ptr == NULL)
+		return slice_make("", 0);
+	if (!cte_token(p->cte_last, &tok))
+		return slice_make("x-invalid", 9);
+	return tok;
 }
 
 bool mpart_content_type(const struct mparse *mp, const struct mpart *p,
@@ -232,6 +247,7 @@ static void record_field(struct mpart *p, struct slice name, struct slice v)
 		p->flags |= MP_IS_MIME;
 		dst = &p->ctype;
 	} else if (mail_slice_eq_ci(n, "Transfer-Encoding")) {
+		p->cte_last = v;
 		dst = &p->cte;
 	} else if (mail_slice_eq_ci(n, "ID")) {
 		dst = &p->cid;

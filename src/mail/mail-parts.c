@@ -67,8 +67,7 @@ void mail_parts_serialize(struct buf *out, const struct mparse *mp)
 		}
 		put_lstr(out, type.ptr, type.len);
 		put_lstr(out, sub.ptr, sub.len);
-		struct slice cte;
-		(void)mpart_cte(p, &cte);
+		struct slice cte = mpart_binary_cte(p);
 		put_lstr(out, cte.ptr, cte.len);
 		const char *cs = "";
 		struct mail_params params = {0};
@@ -437,12 +436,15 @@ static int binary_part(const char *data, size_t len, const void *parts,
 		return 0;
 	if (!in_bounds(len, info->body_offset, info->body_size))
 		return -1;
-	*cte_r = (flags & (MP_MULTIPART | MP_MESSAGE)) ? CTE_IDENTITY
-						       : cte_of(info->encoding);
+	*cte_r = cte_of(info->encoding);
 	if (*cte_r == CTE_UNKNOWN) {
 		*unknown_cte_r = true;
 		return -1;
 	}
+	/* a multipart or message/rfc822 has nothing to decode (RFC 2045
+	 * 6.4 allows them no encoding): sent as it is */
+	if (flags & (MP_MULTIPART | MP_MESSAGE))
+		*cte_r = CTE_IDENTITY;
 	return 1;
 }
 

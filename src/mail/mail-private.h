@@ -37,6 +37,8 @@ struct mpart {
 	uint64_t hdr_lines, hdr_bare_lf;
 	/* raw values (folding included) of the first Content-* fields */
 	struct slice ctype, cte, cid, cdesc, cdisp, cmd5, clang, cloc;
+	/* the last Content-Transfer-Encoding: what BINARY decodes by */
+	struct slice cte_last;
 	/* Dovecot takes a later Content-Disposition while the first had no
 	 * parameters; remember that the first one had none. */
 	bool cdisp_params_seen;
@@ -66,6 +68,9 @@ bool mpart_ctype(const struct mpart *p, struct slice *type_r,
 /* The Content-Transfer-Encoding token as written; false (and "") when
  * there is none or the value is not exactly one token. */
 bool mpart_cte(const struct mpart *p, struct slice *cte_r);
+/* The encoding BINARY undoes: from the last such field, MIME or not; a
+ * value that is not one token is "x-invalid" (unknown). */
+struct slice mpart_binary_cte(const struct mpart *p);
 
 /* mail-params.c: the parameter list as Dovecot's BODYSTRUCTURE shows it
  * (names as written, RFC 2231 pieces joined, extended values encoded);

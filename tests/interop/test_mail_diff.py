@@ -75,7 +75,8 @@ def known_difference(name, item, ours, theirs):
         return True
     # the same, when a nested part has an encoding Dovecot cannot undo
     if (item == 'BINARY[1]' and theirs == b'UNKNOWN-CTE' and ours is not None
-            and b'\r\n\r\n' in ours and b'Content-Transfer-Encoding: x-' in ours):
+            and b'\r\n\r\n' in ours and re.search(
+                rb'(?i)Content-Transfer-Encoding:[ \t]*(?!(7bit|8bit|binary|base64|quoted-printable)\s)', ours)):
         return True
     return False
 
