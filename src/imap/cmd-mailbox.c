@@ -144,6 +144,22 @@ void cmd_delete(struct imap_cmd *cmd)
 	free(name);
 }
 
+/* The selected mailbox (or one of its parents) was renamed: the view
+ * stays on the same mailbox under its new name. INBOX is special: its
+ * messages moved away and INBOX stays (RFC 9051 6.3.6). */
+static void follow_rename(struct imap_client *c, const char *from,
+			  const char *to)
+{
+	size_t n = strlen(from);
+	if (c->mailbox == NULL || strcmp(from, "INBOX") == 0 ||
+	    strncmp(c->mailbox, from, n) != 0 ||
+	    (c->mailbox[n] != '\0' && c->mailbox[n] != '/'))
+		return;
+	char *name = xasprintf("%s%s", to, c->mailbox + n);
+	free(c->mailbox);
+	c->mailbox = name;
+}
+
 void cmd_rename(struct imap_cmd *cmd)
 {
 	struct imap_client *c = cmd->client;
@@ -166,8 +182,10 @@ void cmd_rename(struct imap_cmd *cmd)
 		imap_cmd_no(cmd, "[ALREADYEXISTS] INBOX always exists");
 	else if (store_mailbox_rename(c->store_user, from, to, &err) < 0)
 		imap_cmd_store_error(cmd, &err);
-	else
+	else {
+		follow_rename(c, from, to);
 		imap_cmd_ok(cmd, "RENAME completed");
+	}
 	free(from);
 	free(to);
 }

@@ -210,7 +210,7 @@ static int send_fetch_flags(struct imap_client *c,
 			continue;
 		buf_printf(&b, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
 		imap_append_flags(&b, m->flags, m->keywords, m->keyword_count,
-				  store_view_is_recent(c->view, seq));
+				  imap_client_recent(c, seq));
 		buf_printf(&b, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 		if (b.len > 16384) {
 			imap_client_write(c, b.data, b.len);

@@ -72,7 +72,7 @@ static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
 		if (!modseq_only) {
 			buf_append_str(&b, " FLAGS ");
 			imap_append_flags(&b, m->flags, m->keywords, m->keyword_count,
-					  store_view_is_recent(c->view, seq));
+					  imap_client_recent(c, seq));
 		}
 		if (condstore)
 			buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);

@@ -287,7 +287,7 @@ static void sync_changed(void *ctx, uint32_t seq, const struct store_msg *msg)
 	 * harmless otherwise and lets every client match the message. */
 	buf_printf(&c->out, "* %u FETCH (UID %u FLAGS ", seq, msg->uid);
 	imap_append_flags(&c->out, msg->flags, msg->keywords, msg->keyword_count,
-			  store_view_is_recent(c->view, seq));
+			  imap_client_recent(c, seq));
 	if (c->enabled & IMAP_ENABLED_CONDSTORE)
 		buf_printf(&c->out, " MODSEQ (%llu)",
 			   (unsigned long long)msg->modseq);
@@ -491,6 +491,12 @@ int imap_client_mailbox_out(struct imap_client *c, const char *store_name,
 	int r = imap_append_string(out, name, strlen(name), imap_client_utf8(c));
 	free(name);
 	return r;
+}
+
+bool imap_client_recent(const struct imap_client *c, uint32_t seq)
+{
+	return c->view != NULL && !(c->enabled & IMAP_ENABLED_IMAP4REV2) &&
+	       store_view_is_recent(c->view, seq);
 }
 
 /* ---- SEARCHRES and sequence sets ------------------------------------- */

@@ -201,6 +201,10 @@ int imap_client_mailbox_out(struct imap_client *c, const char *store_name,
 char *imap_client_mailbox_name(struct imap_client *c, const char *store_name);
 char imap_client_separator(const struct imap_client *c);
 
+/* Whether FLAGS of message seq carry \Recent: never under IMAP4rev2,
+ * which dropped it (RFC 9051 E.1). */
+bool imap_client_recent(const struct imap_client *c, uint32_t seq);
+
 /* Replaces the SEARCHRES result (takes a copy). */
 void imap_client_set_searchres(struct imap_client *c, const uint32_t *uids,
 			       size_t count);

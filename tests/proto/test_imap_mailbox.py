@@ -78,6 +78,13 @@ with Loft() as env:
     c.run('RENAME Work Sent', 'NO \\[ALREADYEXISTS\\]')
     c.run('RENAME Work INBOX', 'NO \\[ALREADYEXISTS\\]')
     c.run('RENAME Work', 'BAD \\[CLIENTBUG\\]')
+    # renaming the selected mailbox keeps it selected under the new name
+    c.run('CREATE Sel', 'OK')
+    c.run('SELECT Sel', 'OK')
+    c.run('RENAME Sel Sel2', 'OK')
+    c.run('APPEND Sel2 {3+}\r\nx\r\n', 'OK', [r'^\* 1 EXISTS'])
+    c.run('STORE 1 +FLAGS (\\Seen)', 'OK', [r'^\* 1 FETCH'])
+    c.run('UNSELECT', 'OK')
     c.run('DELETE INBOX', 'NO \\[NOPERM\\]')
     c.run('DELETE Nope', 'NO \\[NONEXISTENT\\]')
     c.run('DELETE Work', 'OK', name='delete a parent with children')
