@@ -34,7 +34,8 @@
  * many messages over one connection, often to the same few users, and
  * opening a user's index costs more than a delivery. */
 #define LMTP_USER_CACHE 16
-/* RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command. */
+/* Default [lmtp] timeout. RFC 5321 4.5.3.2.7: a server waits at least 5
+ * minutes for the next command. */
 #define LMTP_IDLE_TIMEOUT 300
 
 struct lmtp_server {
@@ -49,6 +50,7 @@ struct lmtp_server {
 	char hostname[256];
 	uint64_t max_message_size;
 	unsigned max_recipients;
+	unsigned timeout;     /* seconds without a command before 421 */
 };
 
 /* The outcome of one recipient's delivery, decided after DATA (or early,

@@ -26,7 +26,7 @@
 /* ---- server ------------------------------------------------------- */
 
 static const char *const lmtp_config_keys[] = {
-	"listen", "max_message_size", "max_recipients", NULL,
+	"listen", "max_message_size", "max_recipients", "timeout", NULL,
 };
 
 static bool key_known(const char *key)
@@ -60,6 +60,7 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 	srv->auth = auth;
 	srv->max_message_size = 50ULL * 1024 * 1024;
 	srv->max_recipients = 100;
+	srv->timeout = LMTP_IDLE_TIMEOUT;
 
 	for (size_t i = 0; cfg != NULL && i < cfg->count; i++) {
 		e = &cfg->entries[i];
@@ -94,6 +95,17 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 			bad = true;
 		} else {
 			srv->max_recipients = (unsigned)v;
+		}
+	}
+	e = config_find(cfg, "lmtp", "timeout");
+	if (e != NULL) {
+		if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
+		    v > 86400) {
+			config_error(errors, cfg, e,
+				     "timeout: expected a duration from 1s to 1d, like 5m");
+			bad = true;
+		} else {
+			srv->timeout = (unsigned)v;
 		}
 	}
 	const char *host = config_get(cfg, "", "hostname");
@@ -527,7 +539,7 @@ static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
 	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
 	s->state = LMTP_STATE_GREETED;
 	buf_init(&s->chunk, 0);
-	net_conn_set_timeout(conn, LMTP_IDLE_TIMEOUT);
+	net_conn_set_timeout(conn, srv->timeout);
 	reply(s, "220 %s LMTP Loft ready", srv->hostname);
 	return s;
 }

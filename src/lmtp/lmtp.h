@@ -9,6 +9,7 @@
  *   max_message_size = 50M   largest message accepted (SIZE advertises it);
  *                            at most [limits] max_message_size, the store's
  *   max_recipients = 100     recipients per transaction
+ *   timeout = 5m             idle time before "421 4.4.2" and close
  * plus the top-level `hostname` (greeting, Received: header).
  */
 #ifndef LOFT_LMTP_H

@@ -417,18 +417,43 @@ def test_config_check():
     """loftd --check reports bad [lmtp] settings as FILE:LINE: message."""
     env = Loft(users={}, start=False,
                extra={'lmtp': {'max_message_size': 'lots', 'max_recipients': '0',
-                               'bogus': '1'}})
+                               'timeout': '0', 'bogus': '1'}})
     try:
         r = subprocess.run([os.environ.get('LOFTD', 'loftd'), '--config', env.config_path,
                             '--check'], capture_output=True, text=True, timeout=60)
         err = r.stderr
         R.check('--check fails on bad [lmtp]', r.returncode == 1, (r.returncode, err))
-        for key in ('max_message_size', 'max_recipients', "unknown key 'bogus'"):
+        for key in ('max_message_size', 'max_recipients', 'timeout', "unknown key 'bogus'"):
             R.check('--check names ' + key,
                     any(l.startswith(env.config_path + ':') and key in l
                         for l in err.splitlines()), err)
     finally:
         env.close()
+
+
+def test_timeout():
+    """An idle session gets 421 4.4.2 and is closed; one that stalls in
+    DATA stores nothing."""
+    with Loft(users={A: 'alice-secret'}, extra={'lmtp': {'timeout': '2s'}}) as env:
+        c = Conv.tcp(env.port('lmtp'))
+        c.cmd('LHLO client.test')
+        time.sleep(0.5)
+        code_is('active session kept', c.cmd('NOOP'), 250)
+        try:
+            got = c.reply()
+        except EOFError as e:
+            got = (0, [repr(e)])
+        code_is('idle timeout 421', got, 421, '4.4.2')
+        R.check('closed after timeout', c.closed())
+        before = message_count(env, A)
+        c = Conv.tcp(env.port('lmtp'))
+        c.cmd('LHLO client.test')
+        c.cmd('MAIL FROM:<s@remote.test>')
+        c.cmd('RCPT TO:<%s>' % A)
+        c.cmd('DATA')
+        c.send(b'Subject: stalled\r\n\r\n' + b's' * 200000)
+        R.check('stalled DATA closed', c.closed(10))
+        R.check('stalled DATA: nothing stored', message_count(env, A) == before)
 
 
 def main():
@@ -463,6 +488,10 @@ def main():
         R.check('loftd stops cleanly', rc == 0, rc)
         R.check('no sanitizer report', 'Sanitizer' not in env.log()
                 and 'runtime error' not in env.log(), env.log()[-3000:])
+    try:
+        test_timeout()
+    except Exception as e:
+        R.check('test_timeout', False, repr(e))
     try:
         test_config_check()
     except Exception as e:
