@@ -60,9 +60,11 @@ static void write_field_addresses(struct buf *out, const struct addr_fields *f)
 	for (size_t i = 0; i < f->n; i++) {
 		struct mail_address *l;
 		size_t cnt = mail_address_parse(f->v[i].ptr, f->v[i].len, &l);
-		all = xrealloc(all, (total + cnt + 1) * sizeof(*all));
-		memcpy(all + total, l, cnt * sizeof(*l));
-		total += cnt;
+		if (cnt > 0) {
+			all = xrealloc(all, (total + cnt) * sizeof(*all));
+			memcpy(all + total, l, cnt * sizeof(*l));
+			total += cnt;
+		}
 		free(l);
 	}
 	write_addresses(out, all, total);

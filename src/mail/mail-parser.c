@@ -511,9 +511,11 @@ static void begin_part(struct pstate *st, uint32_t idx)
 		}
 		if (cut) {
 			/* the message it holds is empty, there and then */
-			uint32_t child = part_new(st, idx, p->body_off);
+			size_t at = p->body_off;
+			/* part_new may move the array: p is stale after it */
+			uint32_t child = part_new(st, idx, at);
 			struct mpart *c = &mp->parts[child];
-			c->body_off = c->body_end = p->body_off;
+			c->body_off = c->body_end = at;
 			c->flags |= MP_TEXT;
 			return;
 		}

@@ -128,13 +128,15 @@ void mail_utf8_append_raw(struct buf *out, const char *s, size_t len);
 static inline void mail_buf_put(struct buf *b, const void *p, size_t n)
 {
 	/* the fast path keeps buf's invariant: data is NUL-terminated */
+	if (n == 0)
+		return;
 	if (n < b->cap && b->len < b->cap - n) {
 		memcpy(b->data + b->len, p, n);
 		b->len += n;
 		b->data[b->len] = '\0';
 		return;
 	}
-	if (n > 0 && buf_append(b, p, n) < 0)
+	if (buf_append(b, p, n) < 0)
 		abort();
 }
 static inline void mail_buf_putc(struct buf *b, char c)

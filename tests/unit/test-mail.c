@@ -204,6 +204,23 @@ static const struct shape shapes[] = {
 	 "(({7}\r\na \"b\" c NIL \"a\" \"b.c\")) (({7}\r\na \"b\" c NIL \"a\" \"b.c\")) "
 	 "NIL NIL NIL NIL NIL)",
 	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1 NIL NIL NIL NIL)"},
+	/* message/rfc822 parts cut short by the boundary (the first one
+	 * as the 8th part: the part array grows under it) */
+	{"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\n1\n"
+	 "--b\n\n2\n--b\n\n3\n--b\n\n4\n--b\n\n5\n--b\n\n6\n"
+	 "--b\nContent-Type: message/rfc822\n\n--b\nContent-Type: message/rfc822\n\n"
+	 "Subject: x\n--b--\n", NULL,
+	 "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+	 "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 0 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
+	 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) 0 "
+	 "NIL NIL NIL NIL)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 12 (NIL \"x\" NIL NIL NIL "
+	 "NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 "
+	 "NIL NIL NIL NIL) 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"},
 	{NULL, NULL, NULL},
 };
 
