@@ -51,6 +51,12 @@ struct pop3_server {
 	size_t locked_count, locked_cap;
 
 	struct pop3_retention_task *retention;
+
+	/* Dropped sessions whose store handles a short-lived thread is
+	 * letting go of; destroy waits for them. */
+	pthread_mutex_t release_mutex;
+	pthread_cond_t release_cond;
+	unsigned releasing;
 };
 
 enum pop3_state {
@@ -69,8 +75,8 @@ struct pop3_msg {
 
 struct pop3_session {
 	struct pop3_server *server;
-	struct net_conn *conn;
-	const char *sid;
+	struct net_conn *conn;          /* NULL once closed */
+	char sid[24];
 	enum pop3_state state;
 
 	struct buf line;                /* the command being executed */

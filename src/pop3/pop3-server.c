@@ -165,7 +165,7 @@ static void *pop3_accept(struct net_conn *conn, void *proto_ctx)
 
 	s->server = server;
 	s->conn = conn;
-	s->sid = net_conn_id(conn);
+	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
 	s->state = POP3_STATE_AUTHORIZATION;
 	buf_init(&s->line, POP3_MAX_SASL_LINE + 1);
 	net_conn_set_timeout(conn, server->timeout);
@@ -189,16 +189,55 @@ void pop3_session_end(struct pop3_session *s)
 	}
 }
 
-static void pop3_closed(void *session, struct net_conn *conn)
+static void pop3_session_free(struct pop3_session *s)
 {
-	struct pop3_session *s = session;
-
-	log_debug("pop3", s->sid, "disconnected");
 	pop3_session_end(s);
 	if (s->line.data != NULL)
 		explicit_bzero(s->line.data, s->line.cap);
 	buf_free(&s->line);
 	free(s);
+}
+
+/* Letting go of a store handle may close an idle user's index (the
+ * store evicts on unref), which must not block an I/O thread: a dropped
+ * session in TRANSACTION state is released on a short-lived thread. */
+static void *pop3_release_main(void *arg)
+{
+	struct pop3_session *s = arg;
+	struct pop3_server *server = s->server;
+
+	pop3_session_free(s);
+	pthread_mutex_lock(&server->release_mutex);
+	server->releasing--;
+	pthread_cond_broadcast(&server->release_cond);
+	pthread_mutex_unlock(&server->release_mutex);
+	return NULL;
+}
+
+static void pop3_closed(void *session, struct net_conn *conn)
+{
+	struct pop3_session *s = session;
+	struct pop3_server *server = s->server;
+	pthread_attr_t attr;
+	pthread_t th;
+	bool started = false;
+
+	log_debug("pop3", s->sid, "disconnected");
+	s->conn = NULL;
+	if (s->mail == NULL) {
+		pop3_session_free(s);
+		return;
+	}
+	pthread_mutex_lock(&server->release_mutex);
+	server->releasing++;
+	pthread_mutex_unlock(&server->release_mutex);
+	if (pthread_attr_init(&attr) == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&th, &attr, pop3_release_main, s) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!started)
+		pop3_release_main(s);
 }
 
 static bool pop3_timeout(void *session, struct net_conn *conn)
@@ -462,6 +501,8 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 	if (days != NULL && config_parse_uint(days, UINT32_MAX, &d) == 0)
 		server->default_retention_days = (uint32_t)d;
 	pthread_mutex_init(&server->lock_mutex, NULL);
+	pthread_mutex_init(&server->release_mutex, NULL);
+	pthread_cond_init(&server->release_cond, NULL);
 	if (store != NULL && auth != NULL && interval > 0)
 		server->retention = pop3_retention_task_start(store, auth,
 							      (unsigned)interval);
@@ -476,6 +517,12 @@ void pop3_server_destroy(struct pop3_server **serverp)
 		return;
 	*serverp = NULL;
 	pop3_retention_task_stop(&server->retention);
+	pthread_mutex_lock(&server->release_mutex);
+	while (server->releasing > 0)
+		pthread_cond_wait(&server->release_cond, &server->release_mutex);
+	pthread_mutex_unlock(&server->release_mutex);
+	pthread_cond_destroy(&server->release_cond);
+	pthread_mutex_destroy(&server->release_mutex);
 	pthread_mutex_destroy(&server->lock_mutex);
 	free(server->locked);
 	free(server);
