@@ -84,7 +84,9 @@ def free_port():
 
 
 class Postfix:
-    def __init__(self, lmtp):
+    def __init__(self, lmtp, transport=None):
+        """lmtp: the default next hop ("inet:HOST:PORT" or "unix:/PATH");
+        transport: {address: "lmtp:unix:/PATH"} per-recipient overrides."""
         self.dir = tempfile.mkdtemp(prefix='loft-postfix-')
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -92,6 +94,9 @@ class Postfix:
         self.started = False
         with open(os.path.join(self.dir, 'main.cf'), 'w') as f:
             f.write(MAIN_CF.format(dir=self.dir, lmtp=lmtp))
+            if transport:
+                f.write('transport_maps = inline:{ %s }\n' % ', '.join(
+                    '%s=%s' % kv for kv in sorted(transport.items())))
         with open(os.path.join(self.dir, 'master.cf'), 'w') as f:
             f.write(MASTER_CF.format(port='127.0.0.1:%d' % self.port))
         for d in ('queue', 'data'):
@@ -148,7 +153,7 @@ class Postfix:
             return ''
 
     def deliveries(self):
-        """(status, to, relay line) of every delivery attempt logged by lmtp."""
+        """(to, status, reply) of every delivery attempt logged by lmtp."""
         return re.findall(r'postfix/lmtp\[\d+\]: \w+: to=<([^>]*)>.*status=(\w+) \((.*)\)',
                           self.log())
 

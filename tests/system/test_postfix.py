@@ -36,7 +36,11 @@ def main():
         return 0
     with Loft() as env:
         target = 'inet:127.0.0.1:%d' % env.port('lmtp')
-        with Postfix(lmtp=target) as pf:
+        # bob's mail takes the Unix socket (mode 0666; postfix's lmtp
+        # client runs as postfix and must reach it through the temp dir)
+        os.chmod(env.dir, 0o711)
+        transport = {B: 'lmtp:unix:' + env.lmtp_socket}
+        with Postfix(lmtp=target, transport=transport) as pf:
             smtp = smtplib.SMTP('127.0.0.1', pf.port, timeout=30 * SLOW)
             smtp.ehlo('client.test')
             # 1: one recipient
@@ -85,6 +89,9 @@ def main():
                 R.check('body intact', m.endswith(b'\r\n\r\nvia postfix\r\n'))
             m = find(env, B, b'<pf-2@remote.test>')
             R.check('8-bit body intact', m is not None and m.endswith('Grüße\r\n'.encode()))
+            R.check('bob got it over the Unix socket',
+                    m is not None and b'Received: from postfix.example.test (unix socket)' in m,
+                    m[:400] if m else None)
             m = find(env, B, b'<pf-3@remote.test>')
             R.check('big message intact (dots kept)',
                     m is not None and m.endswith((b'.' + b'b' * 900 + b'\r\n') * 3000))
