@@ -352,10 +352,14 @@ static void do_list(struct imap_cmd *cmd, bool lsub)
 		}
 		a++;
 	}
-	const struct imap_arg *ref = a, *pats = a + 1;
+	const struct imap_arg *ref = a;
+	if (!pattern_arg(ref) || ref[1].type == IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] %s needs a reference and a pattern", cmd->name);
+		return;
+	}
+	const struct imap_arg *pats = ref + 1, *rest = pats + 1;
 	bool multi = !lsub && pats->type == IMAP_ARG_LIST;
-	const struct imap_arg *rest = pats + 1;
-	if (!pattern_arg(ref) || (!multi && !pattern_arg(pats))) {
+	if (!multi && !pattern_arg(pats)) {
 		imap_cmd_bad(cmd, "[CLIENTBUG] %s needs a reference and a pattern", cmd->name);
 		return;
 	}
