@@ -121,10 +121,8 @@ static int parse_dot_atom(struct lexer *lx, struct buf *out)
 	while (ret > 0 && *lx->p == '.') {
 		lx->p++;
 		mail_buf_putc(out, '.');
-		/* a dot must be followed by more atext ("a." is not a
-		 * domain: Dovecot then reports MISSING_DOMAIN) */
-		if (skip_cfws(lx) <= 0 || !is_atext(*lx->p))
-			return -1;
+		if ((ret = skip_cfws(lx)) <= 0)
+			return ret;
 		const char *s = lx->p;
 		while (lx->p < lx->end && is_atext(*lx->p))
 			lx->p++;
@@ -216,7 +214,13 @@ static int parse_domain_into(struct lexer *lx, struct buf *out)
 		return -1;
 	if (*lx->p == '[')
 		return parse_domain_literal(lx, out);
-	return parse_dot_atom(lx, out);
+	size_t before = out->len;
+	int ret = parse_dot_atom(lx, out);
+	/* "example." is no domain (Dovecot: MISSING_DOMAIN), though a
+	 * local part may end in a dot */
+	if (ret >= 0 && out->len > before && out->data[out->len - 1] == '.')
+		return -1;
+	return ret;
 }
 
 static void take_str(struct parser *ps, char **dst)

@@ -77,11 +77,10 @@ static void put_disposition(struct buf *out, struct slice v)
 	size_t count;
 	buf_init(&value, 0);
 	mail_params_raw(v.ptr, v.len, &value, &list, &count);
-	if (value.len == 0) {
-		mail_buf_puts(out, "NIL");
-	} else {
+	{
+		/* even an empty value: Dovecot shows ("" NIL) */
 		mail_buf_putc(out, '(');
-		mail_imap_string(out, value.data, value.len, false);
+		mail_imap_string(out, value.data ? value.data : "", value.len, false);
 		mail_buf_putc(out, ' ');
 		put_params(out, list, count, false);
 		mail_buf_putc(out, ')');

@@ -112,8 +112,8 @@ static void lex_params(const char *s, size_t len, struct buf *value_r,
 	/* *(";" name "=" value), read the way Dovecot's rfc2231_parse()
 	 * does so BODYSTRUCTURE agrees: names and values may be empty,
 	 * "name==?utf-8?..." (an unquoted encoded word) is taken up to the
-	 * next ";" or space, junk is skipped up to the next ";", and a
-	 * parameter without "=" ends the list. */
+	 * next ";" or space, and junk (a value followed by more, a name
+	 * without "=") is skipped up to the next ";". */
 	for (;;) {
 		skip_cfws(&lx);
 		if (lx.p >= lx.end)
@@ -135,8 +135,9 @@ static void lex_params(const char *s, size_t len, struct buf *value_r,
 		lex_token(&lx, &name);
 		skip_cfws(&lx);
 		if (lx.p >= lx.end || *lx.p != '=') {
+			/* not a parameter: go on at the next ';' */
 			buf_free(&name);
-			break;
+			continue;
 		}
 		lx.p++;
 		skip_cfws(&lx);
