@@ -158,6 +158,7 @@ static bool cmd_allows_expunge(const struct imap_cmd *cmd)
 	return !(cmd->def->flags & IMAP_CMD_SEQ_NO_EXPUNGE) || cmd->uid;
 }
 
+__attribute__((format(printf, 3, 0)))
 static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 		       const char *fmt, va_list ap)
 {
@@ -851,8 +852,13 @@ static bool handle_literal(struct imap_client *c)
 		imap_client_abort_streams(c);
 		return stop;
 	}
-	imap_parser_literal_accept(c->parser, message ? IMAP_LITERAL_STREAM
-						      : IMAP_LITERAL_BUFFER);
+	if (imap_parser_literal_accept(c->parser, message ? IMAP_LITERAL_STREAM
+							  : IMAP_LITERAL_BUFFER) < 0) {
+		/* the literals of this command together are too big */
+		imap_client_abort_streams(c);
+		return io_write_line(c, "%s %s [TOOBIG] Command too big", tag,
+				     info.sync ? "NO" : "BAD");
+	}
 	if (info.sync)
 		return io_write_line(c, "+ Ready for literal data");
 	return false;

@@ -722,22 +722,25 @@ void imap_parser_literal(const struct imap_parser *p,
 	info_r->arg_index = p->top_args;
 }
 
-void imap_parser_literal_accept(struct imap_parser *p,
-				enum imap_literal_action action)
+int imap_parser_literal_accept(struct imap_parser *p,
+			       enum imap_literal_action action)
 {
+	int ret = 0;
 	if (p->state != S_LIT_DECIDE)
-		return;
+		return -1;
 	if (action == IMAP_LITERAL_BUFFER &&
 	    (p->lit_size > p->limits.max_literal ||
-	     p->buf.len + p->lit_size + 1 > p->limits.max_command))
+	     p->buf.len + p->lit_size + 1 > p->limits.max_command)) {
 		action = IMAP_LITERAL_REFUSE;
+		ret = -1;
+	}
 	if (action == IMAP_LITERAL_REFUSE) {
 		if (p->lit_sync) {
 			p->fresh = true;
 		} else {
 			p->state = p->lit_left > 0 ? S_LIT_DISCARD : S_SKIP_LINE;
 		}
-		return;
+		return ret;
 	}
 	struct pnode *n = new_node(p, IMAP_ARG_LITERAL);
 	n->literal8 = p->lit8;
@@ -749,11 +752,12 @@ void imap_parser_literal_accept(struct imap_parser *p,
 		/* An empty streamed literal has no LITERAL_DATA event. */
 		if (p->lit_size == 0)
 			literal_done(p);
-		return;
+		return 0;
 	}
 	p->state = S_LIT_BUFFER;
 	if (p->lit_size == 0)
 		literal_done(p);
+	return 0;
 }
 
 struct slice imap_parser_literal_data(const struct imap_parser *p,

@@ -122,9 +122,12 @@ enum imap_literal_action {
 				 of its line, and no event follows */
 };
 /* Must be called once after each LITERAL event. For BUFFER/STREAM of a
- * synchronising literal the caller writes "+ ..." itself. */
-void imap_parser_literal_accept(struct imap_parser *p,
-				enum imap_literal_action action);
+ * synchronising literal the caller writes "+ ..." itself. Returns -1 when
+ * a BUFFER literal does not fit the limits (max_literal, or max_command
+ * with what the command holds already): it was refused instead, and the
+ * caller answers [TOOBIG]. */
+int imap_parser_literal_accept(struct imap_parser *p,
+			       enum imap_literal_action action);
 
 /* ---- after IMAP_PARSE_LITERAL_DATA --------------------------------- */
 /* A piece of the streamed literal, pointing into the data passed to

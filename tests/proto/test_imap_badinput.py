@@ -99,6 +99,18 @@ with Loft(extra={'limits': {'write_timeout': '3s'},
     c.run('SEARCH ' + 'NOT ' * 5000 + 'ALL', CODE, name='deep NOT chain')
     c.run('NOOP ' + 'x' * (1100 * 1024), 'BAD \\[TOOBIG\\]', name='line over 1 MiB')
     c.run('NOOP', 'OK', name='session goes on after the long line')
+    # literals that each fit but together exceed the command limit (4 MiB)
+    c.send('k1 NOOP {900000}\r\n')
+    refused = None
+    for i in range(6):
+        resp = c.read_response()
+        if not resp.startswith('+'):
+            refused = resp
+            break
+        c.send('k' * 900000 + ' {900000}\r\n')
+    r.check('literals over the command limit: NO [TOOBIG] before "+"',
+            refused is not None and refused.startswith('k1 NO [TOOBIG]'), refused)
+    c.run('NOOP', 'OK', name='session goes on after the big command')
 
     # ---- garbage --------------------------------------------------------------
     c.send(b'\x00\x01\x02 \xff\xfe\r\n')
