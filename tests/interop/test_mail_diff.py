@@ -57,6 +57,16 @@ KNOWN = {
 }
 
 
+def part1_container(bs):
+    """Whether part 1 is a multipart or message/rfc822 part, from a
+    BODYSTRUCTURE: for a multipart message its first child, else the
+    message itself."""
+    if bs is None:
+        return False
+    first = bs[1:] if bs.startswith(b'((') else bs
+    return first.startswith(b'((') or first.lower().startswith(b'("message" "rfc822"')
+
+
 def known_difference(name, item, ours, theirs):
     if any(name.endswith(k[0]) and k[1] == item for k in KNOWN):
         return True
@@ -369,7 +379,10 @@ def main():
             inconsistent = (item == 'BINARY.SIZE[1]' and bin_ours is not None
                             and bin_ours == bin_theirs
                             and a == str(len(bin_ours)).encode())
-            if known_difference(name, item, a, b) or nested_unknown or inconsistent or (
+            # BINARY of a container part (point 3), whatever the details
+            container = (item.startswith('BINARY')
+                         and part1_container(ours[seq].get('BODYSTRUCTURE')))
+            if known_difference(name, item, a, b) or nested_unknown or inconsistent or container or (
                     item == 'BINARY.SIZE[1]' and 'BINARY[1]' in known_here):
                 known_here.add(item)
                 known += 1
