@@ -100,7 +100,8 @@ struct evbuffer *net_conn_input(struct net_conn *conn);
 int net_conn_write(struct net_conn *conn, const void *data, size_t len);
 int net_conn_printf(struct net_conn *conn, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-int net_conn_vprintf(struct net_conn *conn, const char *fmt, va_list ap);
+int net_conn_vprintf(struct net_conn *conn, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* Runs fn(session, arg) on a worker. Reading stops until fn returns; then
  * proto->input is called if input is buffered. Tasks of one connection run
