@@ -1007,7 +1007,7 @@ static void test_blob_writer(void)
 	/* abort leaves nothing */
 	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
 	store_blob_writer_write(w, "Subject: a\r\n\r\nx\r\n", 17, &err);
-	CHECK_INT(count_files(tmp), 1);
+	CHECK_INT(count_files(blobs), 2);
 	store_blob_writer_abort(&w);
 	CHECK_INT(count_files(tmp), 0);
 	CHECK_INT(count_files(blobs), 1);

@@ -1,11 +1,12 @@
 /*
- * Blob files: one immutable file per message under blobs/<xx>/<name>,
- * written as tmp/<name> (line ends normalised to CRLF on the way), fsynced,
- * analysed, renamed into place and the directory fsynced, all on the
- * writer's own thread (so fsyncs of different messages overlap) before
- * the index row joins the group commit. A crash between the rename and
- * the commit leaves an orphan that the sweeper removes: the message was
- * never acknowledged.
+ * Blob files: one immutable file per message under blobs/<xx>/<name>. The
+ * file is created at its final name (no index row names it yet, so no
+ * reader can reach it) and its directory entry is made durable by a small
+ * fsync pool while the message streams in; the writer normalises line
+ * ends to CRLF, fsyncs the file on its own thread (so fsyncs of different
+ * messages overlap), analyses it, waits for the directory fsync, and only
+ * then joins the group commit. A crash before the commit leaves an orphan
+ * that the sweeper removes: the message was never acknowledged.
  */
 #include "sq-private.h"
 
@@ -61,19 +62,115 @@ int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err)
 	return ret;
 }
 
+/* ---- directory fsyncs ---------------------------------------------- */
+
+/* A directory fsync asked for by a writer, done by the pool. Several
+ * queued for the same directory are served by one fsync. */
+struct sq_dirsync {
+	char *dir;
+	bool done;
+	int ret;
+	struct sq_dirsync *next;
+};
+
+static void *fsync_pool_main(void *arg)
+{
+	struct sq_store *s = arg;
+	pthread_mutex_lock(&s->fsync_mu);
+	for (;;) {
+		while (s->fsync_queue == NULL && !s->fsync_stop)
+			pthread_cond_wait(&s->fsync_cond, &s->fsync_mu);
+		if (s->fsync_queue == NULL)
+			break;
+		struct sq_dirsync *first = s->fsync_queue, *batch = NULL;
+		/* take every job for the same directory */
+		for (struct sq_dirsync **pp = &s->fsync_queue; *pp != NULL;) {
+			struct sq_dirsync *j = *pp;
+			if (strcmp(j->dir, first->dir) == 0) {
+				*pp = j->next;
+				j->next = batch;
+				batch = j;
+			} else {
+				pp = &j->next;
+			}
+		}
+		pthread_mutex_unlock(&s->fsync_mu);
+		int ret = sq_fsync_dir(batch->dir);
+		pthread_mutex_lock(&s->fsync_mu);
+		for (struct sq_dirsync *j = batch, *next; j != NULL; j = next) {
+			next = j->next;
+			j->ret = ret;
+			j->done = true;
+		}
+		pthread_cond_broadcast(&s->fsync_done);
+	}
+	pthread_mutex_unlock(&s->fsync_mu);
+	return NULL;
+}
+
+void sq_fsync_pool_start(struct sq_store *s)
+{
+	pthread_mutex_init(&s->fsync_mu, NULL);
+	pthread_cond_init(&s->fsync_cond, NULL);
+	pthread_cond_init(&s->fsync_done, NULL);
+	for (size_t i = 0; i < SQ_FSYNC_THREADS; i++) {
+		if (pthread_create(&s->fsync_threads[i], NULL, fsync_pool_main,
+				   s) == 0)
+			s->fsync_thread_count++;
+	}
+}
+
+void sq_fsync_pool_stop(struct sq_store *s)
+{
+	pthread_mutex_lock(&s->fsync_mu);
+	s->fsync_stop = true;
+	pthread_cond_broadcast(&s->fsync_cond);
+	pthread_mutex_unlock(&s->fsync_mu);
+	for (size_t i = 0; i < s->fsync_thread_count; i++)
+		pthread_join(s->fsync_threads[i], NULL);
+	pthread_mutex_destroy(&s->fsync_mu);
+	pthread_cond_destroy(&s->fsync_cond);
+	pthread_cond_destroy(&s->fsync_done);
+}
+
+static void dirsync_submit(struct sq_store *s, struct sq_dirsync *j)
+{
+	if (s->fsync_thread_count == 0) {
+		j->ret = sq_fsync_dir(j->dir);
+		j->done = true;
+		return;
+	}
+	pthread_mutex_lock(&s->fsync_mu);
+	j->next = s->fsync_queue;
+	s->fsync_queue = j;
+	pthread_cond_signal(&s->fsync_cond);
+	pthread_mutex_unlock(&s->fsync_mu);
+}
+
+static int dirsync_wait(struct sq_store *s, struct sq_dirsync *j)
+{
+	pthread_mutex_lock(&s->fsync_mu);
+	while (!j->done)
+		pthread_cond_wait(&s->fsync_done, &s->fsync_mu);
+	pthread_mutex_unlock(&s->fsync_mu);
+	return j->ret;
+}
+
 /* ---- the writer --------------------------------------------------- */
 
 struct store_blob_writer {
 	struct store_object obj;
 	struct store_user *user;
 	int fd;
-	char *tmp_path;
+	char *path;         /* the final name; NULL once committed */
 	char name[33];
 	uint64_t size;      /* bytes accepted (after normalisation) */
 	uint64_t written;   /* bytes written to the file */
 	uint64_t max;
 	bool last_cr;
 	bool failed;
+	bool dirsync_pending;
+	struct sq_dirsync dirsync;
 	char *buf;
 	size_t blen;
 };
@@ -83,20 +180,30 @@ int sq_blob_writer_create(struct store_user *user,
 			  struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
+	struct sq_store *s = SQS(user->store);
 	struct store_blob_writer *w = xcalloc(1, sizeof(*w));
 	w->obj.vf = &store_sqlite_vfuncs;
 	sq_random_hex(w->name, 16);
-	sq_inflight_add(SQS(user->store), w->name);
-	w->tmp_path = xasprintf("%s/tmp/%s", u->dir, w->name);
-	w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	sq_inflight_add(s, w->name);
+	w->path = sq_blob_path(u, w->name);
+	w->dirsync.dir = xasprintf("%s/blobs/%.2s", u->dir, w->name);
+	int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
+	w->fd = open(w->path, flags, 0600);
+	if (w->fd < 0 && errno == ENOENT && mkdir(w->dirsync.dir, 0700) == 0)
+		w->fd = open(w->path, flags, 0600);
 	if (w->fd < 0) {
-		log_error("store", NULL, "create %s: %s", w->tmp_path,
+		log_error("store", NULL, "create %s: %s", w->path,
 			  strerror(errno));
-		sq_inflight_del(SQS(user->store), w->name);
-		free(w->tmp_path);
+		sq_inflight_del(s, w->name);
+		free(w->path);
+		free(w->dirsync.dir);
 		free(w);
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Cannot store the message now");
+	}
+	if (user->store->set.fsync) {
+		w->dirsync_pending = true;
+		dirsync_submit(s, &w->dirsync);
 	}
 	w->max = user->store->set.max_message_size;
 	w->buf = xmalloc(WRITE_BUF_SIZE);
@@ -113,7 +220,7 @@ static int writer_error(struct store_blob_writer *w, int e,
 	if (e == ENOSPC || e == EDQUOT)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Disk full, try again later");
-	log_error("store", NULL, "write %s: %s", w->tmp_path, strerror(e));
+	log_error("store", NULL, "write %s: %s", w->path, strerror(e));
 	return store_set_error(err, STORE_ERR_TEMP,
 			       "Cannot store the message now");
 }
@@ -198,14 +305,18 @@ uint64_t sq_blob_writer_size(const struct store_blob_writer *w)
 
 static void writer_free(struct store_blob_writer *w)
 {
+	struct sq_store *s = SQS(w->user->store);
+	if (w->dirsync_pending)
+		dirsync_wait(s, &w->dirsync);
 	if (w->fd >= 0)
 		close(w->fd);
-	if (w->tmp_path != NULL)
-		unlink(w->tmp_path);
+	if (w->path != NULL)
+		unlink(w->path);
 	/* after the commit (or the unlink): the sweeper may judge it now */
-	sq_inflight_del(SQS(w->user->store), w->name);
+	sq_inflight_del(s, w->name);
 	store_user_unref(&w->user);
-	free(w->tmp_path);
+	free(w->path);
+	free(w->dirsync.dir);
 	free(w->buf);
 	free(w);
 }
@@ -218,7 +329,7 @@ void sq_blob_writer_abort(struct store_blob_writer **wp)
 		writer_free(w);
 }
 
-/* Makes the tmp file durable and analyses it. */
+/* Makes the file durable and analyses it. */
 static int writer_finish(struct store_blob_writer *w,
 			 struct store_analysis *an, struct store_error *err)
 {
@@ -262,19 +373,15 @@ int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 		writer_free(w);
 		return -1;
 	}
-	char *final = sq_blob_path(u, w->name);
-	char *dir = xasprintf("%s/blobs/%.2s", u->dir, w->name);
 	int ret = 0;
-	int r = rename(w->tmp_path, final);
-	if (r < 0 && errno == ENOENT && mkdir(dir, 0700) == 0)
-		r = rename(w->tmp_path, final);
-	if (r < 0 || (u->fsync && sq_fsync_dir(dir) < 0)) {
-		log_error("store", NULL, "rename %s: %s", final, strerror(errno));
-		ret = store_set_error(err, STORE_ERR_TEMP,
-				      "Cannot store the message now");
-	} else {
-		free(w->tmp_path);
-		w->tmp_path = NULL;
+	if (w->dirsync_pending) {
+		w->dirsync_pending = false;
+		if (dirsync_wait(SQS(w->user->store), &w->dirsync) < 0) {
+			log_error("store", NULL, "fsync %s: %s", w->dirsync.dir,
+				  strerror(errno));
+			ret = store_set_error(err, STORE_ERR_TEMP,
+					      "Cannot store the message now");
+		}
 	}
 	if (ret == 0) {
 		a.mailbox = mailbox;
@@ -284,18 +391,17 @@ int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 		a.an = &an;
 		a.now = time(NULL);
 		ret = sq_run(u, sq_append_tx, &a, err);
-		if (ret < 0)
-			unlink(final);
 	}
 	if (ret == 0) {
+		/* committed: the file is the message's now */
+		free(w->path);
+		w->path = NULL;
 		if (uid_r != NULL)
 			*uid_r = a.uid;
 		if (uidvalidity_r != NULL)
 			*uidvalidity_r = a.uidvalidity;
 	}
 	store_analysis_free(&an);
-	free(final);
-	free(dir);
 	writer_free(w);
 	return ret;
 }

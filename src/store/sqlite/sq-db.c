@@ -324,6 +324,7 @@ static int sq_open(struct store *store, struct store_error *err)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Cannot create the mail directory");
 	}
+	sq_fsync_pool_start(s);
 	store->be = s;
 	return 0;
 }
@@ -335,6 +336,7 @@ static void sq_close(struct store *store)
 		atomic_store(&s->stop, true);
 		pthread_join(s->sweeper, NULL);
 	}
+	sq_fsync_pool_stop(s);
 	pthread_mutex_destroy(&s->inflight_mu);
 	free(s->inflight);
 	free(s->mail_dir);

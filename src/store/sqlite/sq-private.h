@@ -28,10 +28,20 @@ struct sq_conn {
 	struct sq_conn *next;
 };
 
+#define SQ_FSYNC_THREADS 2
+struct sq_dirsync;
+
 struct sq_store {
 	char *mail_dir;
 	int64_t started_ns;   /* CLOCK_REALTIME at store_open */
 	pthread_t sweeper;
+	/* directory fsyncs for blob writers (sq-blob.c) */
+	pthread_mutex_t fsync_mu;
+	pthread_cond_t fsync_cond, fsync_done;
+	struct sq_dirsync *fsync_queue;
+	pthread_t fsync_threads[SQ_FSYNC_THREADS];
+	size_t fsync_thread_count;
+	bool fsync_stop;
 	pthread_mutex_t inflight_mu;
 	char (*inflight)[33];
 	size_t inflight_count, inflight_cap;
@@ -210,6 +220,8 @@ void sq_sweep_user(struct store *store, const char *dir, int64_t older_than,
 		   bool live, store_report_fn *report, void *ctx, bool repair,
 		   unsigned *found_r);
 void sq_inflight_add(struct sq_store *s, const char *name);
+void sq_fsync_pool_start(struct sq_store *s);
+void sq_fsync_pool_stop(struct sq_store *s);
 void sq_inflight_del(struct sq_store *s, const char *name);
 void *sq_sweeper_main(void *arg);
 int64_t sq_now_ns(void);
