@@ -199,7 +199,8 @@ static bool cte_token(struct slice v, struct slice *cte_r)
 		return false;
 	/* one token, nothing else (Dovecot ignores anything more) */
 	const char *s = v.ptr, *e = s + v.len;
-	s = ct_skip(s, e);
+	if ((s = ct_skip(s, e)) == NULL)
+		return false;   /* an unterminated comment */
 	const char *t = s;
 	while (s < e && ct_token_char(*s))
 		s++;

@@ -591,6 +591,12 @@ static void test_lf_and_limits(void)
 	mail_result_free(&a);
 	buf_free(&many);
 
+	/* an unterminated comment in Content-Transfer-Encoding (fuzzer) */
+	const char *cte = "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64 (x\r\n\r\nQQ==\r\n";
+	mail_analyze(cte, strlen(cte), NULL, &a);
+	CHECK(strstr(a.bodystructure, "\"7bit\"") != NULL);
+	mail_result_free(&a);
+
 	/* NULs and empty input */
 	mail_analyze("", 0, NULL, &a);
 	CHECK_STR(a.envelope, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
