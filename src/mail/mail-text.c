@@ -276,14 +276,22 @@ static void emit(struct collector *c, enum mail_text_kind kind,
 	mail_buf_put(&c->body, text, len);
 }
 
-/* Replaces C0 controls (but TAB, LF) and DEL with spaces in place. */
+/* In place: CRLF becomes LF, other C0 controls (but TAB) and DEL
+ * become spaces, so search text is plain lines of words. */
 static void clean_controls(struct buf *b)
 {
+	size_t o = 0;
 	for (size_t i = 0; i < b->len; i++) {
 		unsigned char ch = (unsigned char)b->data[i];
+		if (ch == '\r' && i + 1 < b->len && b->data[i + 1] == '\n')
+			continue;
 		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7F)
-			b->data[i] = ' ';
+			ch = ' ';
+		b->data[o++] = (char)ch;
 	}
+	b->len = o;
+	if (b->data != NULL)
+		b->data[o] = '\0';
 }
 
 static void preview_add(struct collector *c, const char *s, size_t len)
