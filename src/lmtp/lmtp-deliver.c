@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -457,5 +458,25 @@ void lmtp_task_quit(void *session, struct net_conn *conn, void *arg)
 	lmtp_transaction_reset(s);
 	lmtp_user_cache_clear(s);
 	net_conn_printf(conn, "221 2.0.0 %s Bye\r\n", s->server->hostname);
+	net_conn_close(conn);
+}
+
+/* Waits (on a worker: the I/O thread never waits) until the client has
+ * read its replies down below LMTP_OUTPUT_MAX; net drops a client that
+ * reads nothing for its write timeout. */
+void lmtp_task_drain(void *session, struct net_conn *conn, void *arg)
+{
+	/* 60 s at most, whatever net's settings are */
+	for (int i = 0; i < 6000; i++) {
+		if (net_conn_output_pending(conn) <= LMTP_OUTPUT_MAX)
+			return;
+		/* blocks while above net's high-water mark */
+		if (net_conn_write(conn, "", 0) < 0)
+			return;
+		if (net_conn_output_pending(conn) > LMTP_OUTPUT_MAX)
+			usleep(10000);
+	}
+	log_info("lmtp", ((struct lmtp_session *)session)->sid,
+		 "client reads no replies, closing");
 	net_conn_close(conn);
 }

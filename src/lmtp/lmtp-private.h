@@ -28,6 +28,10 @@
  * writers on a worker: memory per session stays bounded whatever the
  * message size. */
 #define LMTP_CHUNK (128 * 1024)
+/* Replies queued for a client that does not read them: past this, no
+ * more commands are read until it does (memory per session stays
+ * bounded however much a client pipelines). */
+#define LMTP_OUTPUT_MAX (1024 * 1024)
 /* Bad commands in a row before we hang up. */
 #define LMTP_MAX_ERRORS 20
 /* Store handles a session keeps open between transactions: an MTA sends
@@ -133,5 +137,6 @@ void lmtp_task_data_chunk(void *session, struct net_conn *conn, void *arg);
 void lmtp_task_data_end(void *session, struct net_conn *conn, void *arg);
 void lmtp_task_reset(void *session, struct net_conn *conn, void *arg);
 void lmtp_task_quit(void *session, struct net_conn *conn, void *arg);
+void lmtp_task_drain(void *session, struct net_conn *conn, void *arg);
 
 #endif

@@ -490,6 +490,8 @@ static bool line_input(struct lmtp_session *s, struct evbuffer *in,
 		return false;
 	}
 	*more_r = true;
+	if (net_conn_output_pending(s->conn) > LMTP_OUTPUT_MAX)
+		return run_task(s, lmtp_task_drain);
 	if (s->skip_line || (size_t)p.pos > LMTP_MAX_LINE) {
 		evbuffer_drain(in, (size_t)p.pos + eol_len);
 		if (!s->skip_line)
