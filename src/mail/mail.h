@@ -31,11 +31,11 @@
 
 /* ---- limits ------------------------------------------------------- */
 
-/* Beyond these a part is not split further: its body is opaque text
- * (text/plain for BODYSTRUCTURE purposes keeps its own type; a multipart
- * past the limit is reported with no children parsed from it). */
+/* Beyond these a part is not split further: its body is opaque text (a
+ * multipart past a limit is reported with no parts, a message/rfc822 as a
+ * leaf), so a hostile message costs bounded memory and stack. */
 struct mail_limits {
-	unsigned max_depth;        /* nesting of multipart/message; default 64 */
+	unsigned max_depth;        /* nesting of multipart/message; default 100 */
 	unsigned max_parts;        /* parts per message; default 10000 */
 	size_t max_header_fields;  /* fields parsed per header; default 10000 */
 	size_t max_search_text;    /* bytes of body search text kept in the
@@ -48,8 +48,8 @@ void mail_limits_default(struct mail_limits *limits);
 /* ---- mail_analyze ------------------------------------------------- */
 
 /* Search text is delivered in pieces, already decoded to UTF-8 (transfer
- * encoding undone, charset converted, HTML reduced to text, NUL and other
- * C0 controls except TAB/LF replaced by spaces). kind says where it comes
+ * encoding undone, charset converted, HTML reduced to text, CRLF made LF,
+ * NUL and other C0 controls except TAB/LF replaced by spaces). kind says where it comes
  * from; for MAIL_TEXT_HEADER, name is the field name (e.g. "Subject") and
  * the piece is one whole decoded field value; for MAIL_TEXT_BODY name is
  * NULL and pieces of one part follow each other (a piece may end inside a
@@ -222,10 +222,10 @@ bool mail_part_lookup(const void *parts, size_t parts_len,
 /* ---- header helpers ----------------------------------------------- */
 
 /* Walks the header fields of a header block (data up to the blank line,
- * or the whole slice). Each field's value is raw: folding and trailing
- * CRLF included, leading whitespace after the colon removed. Returns 1
- * with a field, 0 at the end. Lines without a colon are skipped, as
- * Dovecot does. */
+ * or the whole slice). Each field's value is raw: folding included, the
+ * final line end excluded, leading whitespace after the colon removed.
+ * Returns 1 with a field, 0 at the end. Lines without a colon are
+ * skipped. */
 struct mail_header_iter {
 	const char *p, *end;
 };
