@@ -11,6 +11,22 @@
  *   max_recipients = 100     recipients per transaction
  *   timeout = 5m             idle time before "421 4.4.2" and close
  * plus the top-level `hostname` (greeting, Received: header).
+ *
+ * Replies, and where they differ from Dovecot's LMTP (checked against
+ * Dovecot 2.3 from Debian):
+ *   unknown user       550 5.1.1 (as Dovecot)
+ *   unknown domain     550 5.1.2 (Dovecot: 5.1.1; we know our domains)
+ *   path-like address  501 5.1.3 for an unquoted "../x@..." (Dovecot
+ *                      quotes it and says 550 5.1.1); quoted: 550 5.1.1
+ *   over quota         552 5.2.2, or 452 4.2.2 with over_quota_tempfail
+ *   too big            552 5.3.4 at MAIL (SIZE=) or per recipient after
+ *                      DATA; Dovecot advertises no SIZE
+ *   disk full          452 4.3.1, nothing stored
+ *   VRFY/EXPN          502 5.5.1 (Dovecot: 252 2.3.3)
+ *   HELO/EHLO          500 5.5.1 (RFC 2033 4.1; as Dovecot)
+ * Lines over 998 bytes, bare LF, NUL and 8-bit bytes are stored as sent
+ * (line ends as CRLF), as Dovecot does. Trace fields: Return-Path,
+ * Delivered-To and Received (with "for <rcpt>") per copy.
  */
 #ifndef LOFT_LMTP_H
 #define LOFT_LMTP_H
