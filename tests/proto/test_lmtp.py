@@ -513,6 +513,10 @@ def main():
             except Exception as e:  # a crash of one test is a failure, go on
                 R.check(t.__name__, False, repr(e))
         R.check('loftd still running', env.running(), env.log()[-2000:])
+        for who in (A, B, C):
+            rc, out, err = env.loftctl('check', who)
+            R.check('loftctl check %s: nothing to repair' % who,
+                    rc == 0 and out.strip() == '%s: consistent' % who, out + err)
         # shut down while sessions hold store handles: one between
         # transactions, one in RCPT, one in the middle of DATA
         held = []
