@@ -173,8 +173,10 @@ class Loft:
     # ---- process ------------------------------------------------------
 
     def start(self, timeout=30):
-        """Starts loftd and waits until every TCP listener accepts."""
+        """Starts loftd and waits until every TCP listener accepts and
+        loftd has logged "loftd ready"."""
         assert self.proc is None
+        log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self._log = open(self.log_path, 'ab')
         self.proc = subprocess.Popen([LOFTD, '--config', self.config_path],
                                      stdin=subprocess.DEVNULL,
@@ -189,6 +191,13 @@ class Loft:
                     raise RuntimeError('loftd not listening on %s:\n%s'
                                        % (proto, self.log()))
                 time.sleep(0.02)
+        while 'loftd ready' not in self.log()[log_start:]:
+            if self.proc.poll() is not None:
+                self._reap()
+                raise RuntimeError('loftd exited at start:\n' + self.log())
+            if time.monotonic() > deadline:
+                raise RuntimeError('loftd not ready:\n' + self.log())
+            time.sleep(0.02)
 
     def listening(self):
         """Protocols of self.ports that have a section with a listen key."""

@@ -180,6 +180,49 @@ def test_two_listeners():
         r.check('second imap listener (%s)' % host2, g2.startswith(b'* OK'), g2)
 
 
+def test_sigterm_with_sessions():
+    # Clean shutdown with sessions open: one idle, one in IDLE, one
+    # half-way through TLS. Under ASan this also checks nothing leaks.
+    with Loft() as env:
+        a = env.imap_login('alice@example.test')
+        b = env.imap_login('bob@example.test')
+        b.select('INBOX')
+        b.send(b'x IDLE\r\n')
+        b.readline()
+        raw = socket.create_connection(('127.0.0.1', env.port('imaps')))
+        t0 = time.monotonic()
+        rc = env.stop()
+        r.check('SIGTERM with sessions: exit 0', rc == 0,
+                (rc, env.log()[-3000:]))
+        r.check('SIGTERM with sessions: prompt',
+                time.monotonic() - t0 < 10 * SLOW)
+        r.check('SIGTERM: stopped logged', 'stopped' in env.log())
+        for s in (a.sock, b.sock, raw):
+            s.close()
+
+
+def test_per_ip_limit():
+    with Loft(extra={'limits': {'max_connections_per_ip': '3'}}) as env:
+        time.sleep(0.5 * SLOW)    # loftenv's start-up probes to go away
+        socks = [socket.create_connection(('127.0.0.1', env.port('imap')),
+                                          timeout=10 * SLOW) for _ in range(3)]
+        greets = [s.recv(100) for s in socks]
+        r.check('per-IP limit: 3 allowed', all(g.startswith(b'* OK')
+                                               for g in greets), greets)
+        s4 = socket.create_connection(('127.0.0.1', env.port('pop3')),
+                                      timeout=10 * SLOW)
+        r.check('per-IP limit: 4th refused (any protocol)', s4.recv(100) == b'')
+        s4.close()
+        socks.pop().close()
+        time.sleep(0.3)
+        s5 = socket.create_connection(('127.0.0.1', env.port('imap')),
+                                      timeout=10 * SLOW)
+        r.check('per-IP limit: a slot frees on close',
+                s5.recv(100).startswith(b'* OK'))
+        for s in socks + [s5]:
+            s.close()
+
+
 def test_data_dir_created():
     with Loft(users={}, start=False) as env:
         new = os.path.join(env.dir, 'fresh', 'data')
@@ -195,6 +238,8 @@ def main():
         test_start_stop(env)
         test_kill_restart(env)
     test_two_listeners()
+    test_sigterm_with_sessions()
+    test_per_ip_limit()
     test_data_dir_created()
     sys.exit(r.finish())
 
