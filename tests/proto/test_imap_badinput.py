@@ -165,6 +165,26 @@ with Loft(extra={'limits': {'write_timeout': '3s'},
     s.expect(r'^\* BYE', timeout=10, name='stalled literal ends with the login timeout')
     s.close()
 
+    # ---- a 20 MB APPEND streams to disk, never whole in memory ---------------
+    pid = env.proc.pid
+    before = rss_kb(pid)
+    size = 20 * 1024 * 1024
+    line = b'z' * 1022 + b'\r\n'
+    tag = 'big1'
+    watcher.send('%s APPEND Archive {%d}\r\n' % (tag, size + 17))
+    watcher.expect(r'^\+ ', name='continuation for a 20 MB literal')
+    watcher.sock.sendall(b'Subject: large\r\n')
+    peak = before
+    for i in range(size // len(line)):
+        watcher.sock.sendall(line)
+        if i % 2048 == 0:
+            peak = max(peak, rss_kb(pid))
+    watcher.send('\r\n')
+    watcher.collect(tag, 'OK \\[APPENDUID', name='20 MB APPEND')
+    r.check('20 MB APPEND streamed (RSS %d -> peak %d KiB)' % (before, peak),
+            peak - before < 16 * 1024, (before, peak))
+    watcher.run('STATUS Archive (SIZE)', 'OK', [r'SIZE %d' % (size + 17)])
+
     # ---- a client that never reads --------------------------------------------
     big = 'Subject: big\r\n\r\n' + ('x' * 998 + '\r\n') * 1000   # ~1 MB
     watcher.run('APPEND INBOX {%d+}\r\n%s' % (len(big), big), 'OK')
