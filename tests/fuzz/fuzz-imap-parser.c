@@ -126,8 +126,8 @@ static void on_literal(struct run *r, struct imap_parser *p)
 	 * in every run. */
 	enum imap_literal_action action =
 		(enum imap_literal_action)((r->policy >> (2 * (r->literals++ % 4))) % 3);
-	imap_parser_literal_accept(p, action);
-	buf_printf(&r->log, "ACCEPT %d\n", (int)action);
+	int ret = imap_parser_literal_accept(p, action);
+	buf_printf(&r->log, "ACCEPT %d -> %d\n", (int)action, ret);
 }
 
 static void on_literal_data(struct run *r, struct imap_parser *p)

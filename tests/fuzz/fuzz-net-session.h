@@ -97,17 +97,48 @@ static void fuzz_die(const char *what, const char *msg)
 	abort();
 }
 
-/* Keeps at least 3 messages in alice's INBOX (POP3 DELE/QUIT and IMAP
- * EXPUNGE/MOVE take them away). */
+/* Drops the mailboxes the inputs created once there are many (the
+ * special-use ones and INBOX stay). */
+static void fuzz_session_trim_mailboxes(struct store_user *user)
+{
+	struct store_mailbox_info *list;
+	size_t count;
+	struct store_error err = {0};
+	if (store_mailbox_list(user, &list, &count, &err) < 0)
+		fuzz_die("store_mailbox_list", err.msg);
+	for (size_t i = count; count > 32 && i > 0; i--) {
+		if (list[i - 1].special_use == 0 &&
+		    strcmp(list[i - 1].name, "INBOX") != 0)
+			(void)store_mailbox_delete(user, list[i - 1].name, &err);
+	}
+	store_mailbox_list_free(list, count);
+}
+
+/* Keeps 3 to 20 messages in alice's INBOX (POP3 DELE/QUIT and IMAP
+ * EXPUNGE/MOVE take them away, APPEND adds), so every input starts from
+ * about the same mailbox and stays fast. */
 static void fuzz_session_refill(void)
 {
+	static unsigned calls;
 	struct store_user *user;
 	struct store_error err = {0};
 	struct store_mailbox_info info;
 	if (store_user_open(fuzz_env.store, fuzz_env.alice, &user, &err) < 0)
 		fuzz_die("store_user_open", err.msg);
+	if (calls++ % 64 == 0)
+		fuzz_session_trim_mailboxes(user);
 	if (store_mailbox_status(user, "INBOX", &info, &err) < 0)
 		fuzz_die("store_mailbox_status", err.msg);
+	if (info.messages > 20) {
+		struct store_uid_range all = {1, UINT32_MAX};
+		uint32_t *uids;
+		size_t n;
+		if (store_expunge(user, "INBOX", &all, 1, true, &uids, &n,
+				  &err) < 0)
+			fuzz_die("store_expunge", err.msg);
+		free(uids);
+		info.messages = 0;
+	}
 	for (uint32_t n = info.messages; n < 3; n++) {
 		struct store_append_params params = {0};
 		uint32_t uid;
@@ -261,6 +292,9 @@ static char *fuzz_session_run(const char *prefix, const uint8_t *data,
 	}
 	close(fd);
 	buf_free(&in);
+	/* FUZZ_SESSION_DUMP=1 ./fuzz-imap-session crash-file: the replies */
+	if (getenv("FUZZ_SESSION_DUMP") != NULL && out.len > 0)
+		fwrite(out.data, 1, out.len, stderr);
 	*out_len_r = out.len;
 	return out.data != NULL ? out.data : xstrdup("");
 }
