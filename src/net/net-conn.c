@@ -439,15 +439,17 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *ctx)
 			  strerror(EVUTIL_SOCKET_ERROR()));
 		conn->broken = true;
 	} else if (what & BEV_EVENT_EOF) {
-		/* The peer may have half-closed after its last command: let a
-		 * running task still answer, then close. */
+		/* The peer may have half-closed after its last commands
+		 * (printf ... | nc): the running task and the complete
+		 * commands still buffered are answered first. */
 		conn->eof = true;
-		conn->want_close = true;
 	}
 	if (conn->broken)
 		atomic_store(&conn->closing, true);
 	if (conn_task_active(conn))
 		return;
+	if (conn->eof)
+		conn->want_close = true;
 	conn_progress(conn);
 }
 
@@ -532,10 +534,17 @@ void net_conn_task_done(struct net_conn *conn)
 	}
 	if (conn->user_paused || conn->starttls_pending)
 		return;
-	bufferevent_enable(conn->bev, EV_READ);
+	if (!conn->eof)
+		bufferevent_enable(conn->bev, EV_READ);
 	/* Pipelining: the next command may already be buffered. */
 	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
 		conn->proto->input(conn->session, conn);
+	/* The post holds a reference: conn is valid even if input closed
+	 * it. After EOF, close once no complete command is left. */
+	if (conn->eof && !conn->closed && !conn_task_active(conn)) {
+		conn->want_close = true;
+		conn_progress(conn);
+	}
 }
 
 int net_conn_post(struct net_conn *conn, net_task_fn *fn, void *arg)

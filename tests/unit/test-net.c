@@ -416,6 +416,22 @@ static void test_pipelining(void)
 	cli_close(c);
 }
 
+static void test_half_close(void)
+{
+	/* printf 'WORK a\r\nECHO b\r\nWORK c\r\n' | nc: every command is
+	 * answered before the server closes. */
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "WORK a\r\nECHO b\r\nWORK c\r\nECHO d\r\n");
+	shutdown(c->fd, SHUT_WR);
+	CHECK_STR(cli_line(c), "DONE a");
+	CHECK_STR(cli_line(c), "b");
+	CHECK_STR(cli_line(c), "DONE c");
+	CHECK_STR(cli_line(c), "d");
+	CHECK(cli_eof(c));
+	cli_close(c);
+}
+
 static void test_many_clients_tasks(void)
 {
 	enum { N = 20 };
@@ -705,6 +721,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		{"addr_check", test_addr_check},
 		{"pipelining", test_pipelining},
+		{"half_close", test_half_close},
 		{"many_clients_tasks", test_many_clients_tasks},
 		{"backpressure", test_backpressure},
 		{"never_reads_dropped", test_never_reads_dropped},
