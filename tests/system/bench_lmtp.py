@@ -72,7 +72,7 @@ def main():
     conns = [int(x) for x in args.conns.split(',')]
     print('%-8s %5s %9s %8s %8s' % ('server', 'conns', 'msgs/s', 'p50 ms', 'p99 ms'))
     if 'loft' in args.only:
-        with Loft(users=USERS, extra={'': {'log_level': 'warn'}}) as env:
+        with Loft(users=USERS, extra={'': {'log_level': 'info'}}) as env:
             for n in conns:
                 rate, p50, p99, err = run(env.port('lmtp'), n, args.messages)
                 print('%-8s %5d %9.1f %8.1f %8.1f%s' % ('loft', n, rate, p50, p99,
