@@ -203,7 +203,7 @@ static size_t skip_blob(const char *s, size_t len)
 	return i;
 }
 
-/* subj-refwd = ("re" / ("fw" ["d"])) *WSP *subj-blob ":" */
+/* subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":" */
 static size_t skip_refwd(const char *s, size_t len)
 {
 	size_t i;
@@ -217,12 +217,7 @@ static size_t skip_refwd(const char *s, size_t len)
 		return 0;
 	while (i < len && (s[i] == ' ' || s[i] == '\t'))
 		i++;
-	for (;;) {
-		size_t b = skip_blob(s + i, len - i);
-		if (b == 0)
-			break;
-		i += b;
-	}
+	i += skip_blob(s + i, len - i);   /* at most one [subj-blob] */
 	if (i < len && s[i] == ':')
 		return i + 1;
 	return 0;

@@ -498,7 +498,8 @@ static void test_base_subject(void)
 		{"[list]", "[list]"},
 		{"  spaced \t out  ", "spaced out"},
 		{"Re[2]: x", "x"},
-		{"Fw: [a][b] Re: y (fwd) (fwd)", "y"},
+		{"Fw: [a] Re: y (fwd) (fwd)", "y"},
+		{"Re [a][b]: z", "Re [a][b]: z"},   /* one blob only */
 		{"", ""},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
