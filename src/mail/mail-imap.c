@@ -16,11 +16,17 @@
 
 #define QUOTED_MAX_ESCAPES 4
 
+/* A literal; a NUL (never allowed outside literal8, RFC 9051 4.3) is
+ * sent as 0x80, as Dovecot does in ENVELOPE. */
 static void append_literal(struct buf *out, const char *s, size_t len)
 {
 	if (buf_printf(out, "{%zu}\r\n", len) < 0)
 		abort();
+	size_t start = out->len;
 	mail_buf_put(out, s, len);
+	for (size_t i = start; i < out->len; i++)
+		if (out->data[i] == '\0')
+			out->data[i] = (char)0x80;
 }
 
 void mail_imap_string(struct buf *out, const char *s, size_t len, bool utf8)

@@ -542,6 +542,9 @@ static void test_quoting(void)
 	mail_imap_string(&b, "\"\"\"\"\"", 5, false);
 	CHECK_MEM(b.data, b.len, "NIL \"a\\\"b\" {5}\r\ncaf\xc3\xa9 \"caf\xc3\xa9\" {5}\r\n\"\"\"\"\"",
 		  strlen("NIL \"a\\\"b\" {5}\r\ncaf\xc3\xa9 \"caf\xc3\xa9\" {5}\r\n\"\"\"\"\""));
+	buf_reset(&b);
+	mail_imap_string(&b, "a\0b", 3, false);
+	CHECK_MEM(b.data, b.len, "{3}\r\na\x80" "b", 8);
 	buf_free(&b);
 }
 
