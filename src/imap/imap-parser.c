@@ -383,13 +383,23 @@ literal:
 	return IMAP_PARSE_NEED_MORE;
 }
 
+static enum imap_parse_result text_byte(struct imap_parser *p,
+					 unsigned char c);
+
 static enum imap_parse_result litsize_byte(struct imap_parser *p,
 					   unsigned char c)
 {
 	if (p->state == S_TILDE) {
-		if (c != '{')
-			return fail(p, "Expected '{' after '~'", IMAP_PERR_SYNTAX,
-				    c == '\n');
+		if (c != '{') {
+			/* '~' is an ATOM-CHAR (RFC 9051 9): only "~{" opens
+			 * a literal8, "~peter/mail" is an atom */
+			new_node(p, IMAP_ARG_ATOM);
+			if (put_byte(p, '~') < 0)
+				return fail(p, "Command too long",
+					    IMAP_PERR_TOOBIG, false);
+			p->state = S_ATOM;
+			return text_byte(p, c);
+		}
 		p->lit8 = true;
 		p->lit_size = 0;
 		p->lit_digits = 0;

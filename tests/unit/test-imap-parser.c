@@ -131,6 +131,8 @@ static void test_basic(void)
 	check_parse("a5 APPEND x ~{2}\r\nab\r\n", "{2}[a5 APPEND A:x L8:ab]");
 	check_parse("\r\na6 X ((a) ())\r\n", "[a6 X ( ( A:a ) ( ) )]");
 	check_parse("a7 X {0}\r\n\r\n", "{0}[a7 X L:]");
+	check_parse("a8 LIST \"\" ~peter/%\r\n", "[a8 LIST Q: A:~peter/%]");
+	check_parse("a9 X ~\r\n", "[a9 X A:~]");
 }
 
 static void test_errors(void)
