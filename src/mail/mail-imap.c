@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <locale.h>
+#include <pthread.h>
 #include <string.h>
 #include <wctype.h>
 
@@ -303,16 +304,20 @@ void mail_base_subject(struct buf *out, const char *in, size_t in_len)
 
 /* ---- case folding for SEARCH -------------------------------------- */
 
+static locale_t utf8_loc;
+static pthread_once_t utf8_loc_once = PTHREAD_ONCE_INIT;
+
+static void utf8_locale_init(void)
+{
+	/* C.UTF-8 has glibc's full Unicode case mapping; (locale_t)0 if
+	 * missing, then only ASCII is folded */
+	utf8_loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
 static locale_t utf8_locale(void)
 {
-	static locale_t loc;
-	static bool tried;
-	if (!tried) {
-		/* a race here only makes two threads create the same locale */
-		loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-		tried = true;
-	}
-	return loc;
+	pthread_once(&utf8_loc_once, utf8_locale_init);
+	return utf8_loc;
 }
 
 static uint32_t utf8_next(const unsigned char *s, size_t len, size_t *n_r)
