@@ -219,6 +219,25 @@ with Loft(extra={'imap': {'timeout_login': '2s',
     r.check('server still running', env.running())
 
 
+# ---- [imap] configuration errors: loftd --check names FILE:LINE ----------
+import tempfile
+from loftenv import LOFTD
+with tempfile.TemporaryDirectory() as tmp:
+    conf = os.path.join(tmp, 'bad.conf')
+    with open(conf, 'w') as f:
+        f.write('data_dir = %s\n[imap]\nlisten = 127.0.0.1:1\nnamespace = weird\n'
+                'bogus = 1\ntimeout = 0\nappend_limit = lots\n' % tmp)
+    p = subprocess.run([LOFTD, '--config', conf, '--check'], capture_output=True, text=True)
+    r.check('--check fails on bad [imap] values', p.returncode == 1, p.stderr)
+    for line in (4, 5, 6, 7):
+        r.check('--check reports line %d' % line, '%s:%d: [imap]' % (conf, line) in p.stderr,
+                p.stderr)
+    with open(conf, 'w') as f:
+        f.write('data_dir = %s\n[imap]\nlisten = 127.0.0.1:1\nnamespace = inbox\n'
+                'timeout = 45m\nmax_connections_per_user = 100\n' % tmp)
+    p = subprocess.run([LOFTD, '--config', conf, '--check'], capture_output=True, text=True)
+    r.check('--check accepts good [imap] values', p.returncode == 0, p.stderr)
+
 # ---- LOGINDISABLED on a non-loopback address without TLS ---------------
 def outside_address():
     """A local IPv4 address that is not loopback, or None."""
