@@ -94,7 +94,15 @@ void mail_write_envelope(struct buf *out, const char *hdr, size_t hdr_len)
 	/* A lone CR (not before LF) reads as a folded line break, as
 	 * Dovecot's header parser has it; work on a copy only then. */
 	char *copy = NULL;
-	if (memchr(hdr, '\r', hdr_len) != NULL) {
+	bool lone_cr = false;
+	for (const char *c = hdr, *e = hdr + hdr_len;
+	     (c = memchr(c, '\r', (size_t)(e - c))) != NULL; c++) {
+		if (c + 1 == e || c[1] != '\n') {
+			lone_cr = true;
+			break;
+		}
+	}
+	if (lone_cr) {
 		struct buf b;
 		bool lone = false;
 		buf_init(&b, 0);
