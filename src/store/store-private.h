@@ -20,10 +20,14 @@ struct store_hub;
 struct store_backend_vfuncs {
 	const char *name;
 	int (*open)(struct store *store, struct store_error *err);
+	/* stop: ends the backend's threads (first thing in store_close,
+	 * while users may still be open); close frees the rest. */
+	void (*stop)(struct store *store);
 	void (*close)(struct store *store);
 	void (*start_background)(struct store *store);
 
 	int (*user_open)(struct store_user *user, struct store_error *err);
+	bool (*user_exists)(struct store *store, int64_t user_id);
 	void (*user_close)(struct store_user *user);
 	int (*user_delete)(struct store *store, int64_t user_id,
 			   struct store_error *err);
@@ -146,6 +150,9 @@ struct store_backend_vfuncs {
 	int (*check)(struct store *store, int64_t user_id, bool repair,
 		     store_report_fn *report, void *ctx,
 		     struct store_error *err);
+	/* Brings the search index up to date now (it normally catches up
+	 * in the background; results are exact either way). */
+	int (*index_flush)(struct store_user *user, struct store_error *err);
 };
 
 struct store {
@@ -180,6 +187,15 @@ struct store_user {
 	 * store_view_has_changes answer without touching the index. */
 	_Atomic uint64_t last_modseq;
 };
+
+/* Like store_user_open, but NOTFOUND instead of creating the account
+ * (for background work that must not bring a deleted account back). */
+int store_user_open_existing(struct store *store, int64_t user_id,
+			     struct store_user **user_r,
+			     struct store_error *err);
+
+/* For tests and benchmarks: the search index caught up at once. */
+int store_index_flush(struct store_user *user, struct store_error *err);
 
 /* Called by a backend after every commit, on the committing thread. */
 void store_publish(struct store *store, const struct store_change *change);

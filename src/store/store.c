@@ -167,6 +167,7 @@ void store_close(struct store **storep)
 	if (store == NULL)
 		return;
 	*storep = NULL;
+	store->vf->stop(store);
 	for (size_t i = 0; i < store->users_size; i++) {
 		for (struct store_user *u = store->users[i], *next; u; u = next) {
 			next = u->next;
@@ -190,8 +191,24 @@ void store_close(struct store **storep)
 
 /* ---- users -------------------------------------------------------- */
 
+static int user_open(struct store *store, int64_t user_id, bool create,
+		     struct store_user **user_r, struct store_error *err);
+
 int store_user_open(struct store *store, int64_t user_id,
 		    struct store_user **user_r, struct store_error *err)
+{
+	return user_open(store, user_id, true, user_r, err);
+}
+
+int store_user_open_existing(struct store *store, int64_t user_id,
+			     struct store_user **user_r,
+			     struct store_error *err)
+{
+	return user_open(store, user_id, false, user_r, err);
+}
+
+static int user_open(struct store *store, int64_t user_id, bool create,
+		     struct store_user **user_r, struct store_error *err)
 {
 	err_clear(err);
 	if (user_id <= 0)
@@ -209,7 +226,13 @@ int store_user_open(struct store *store, int64_t user_id,
 		}
 	}
 	/* Opening under the lock keeps two threads from creating the same
-	 * account at once; it is quick once the account exists. */
+	 * account at once, and a delete from racing an open; it is quick
+	 * once the account exists. */
+	if (!create && !store->vf->user_exists(store, user_id)) {
+		pthread_mutex_unlock(&store->users_mu);
+		return store_set_error(err, STORE_ERR_NOTFOUND,
+				       "No mail stored for this user");
+	}
 	struct store_user *u = xcalloc(1, sizeof(*u));
 	u->store = store;
 	u->id = user_id;
@@ -730,6 +753,12 @@ int store_check(struct store *store, int64_t user_id, bool repair,
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid user id");
 	return store->vf->check(store, user_id, repair, report, ctx, err);
+}
+
+int store_index_flush(struct store_user *user, struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->index_flush(user, err);
 }
 
 /* ---- the change hub ----------------------------------------------- */

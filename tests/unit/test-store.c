@@ -880,14 +880,8 @@ static void search_expect(struct store_user *u, enum store_text_where where,
 }
 #define SEARCH(u, w, n, want) search_expect(u, w, n, want, __LINE__)
 
-static void test_search(void)
+static void search_all(struct store_user *u)
 {
-	struct store *store = setup();
-	struct store_user *u = user_open(store, 9);
-	append(u, "INBOX", "Subject: Quarterly report\r\n\r\nThe NUMBERS look good.\r\n", 0);
-	append(u, "INBOX", "Subject: lunch\r\n\r\nnumber nine, Straße, ÉCOLE, Ωμέγα\r\n", 0);
-	append(u, "INBOX", "Subject: numbers\r\n\r\nnothing here\r\n", 0);
-	append(u, "INBOX", "Subject: x\r\n\r\nab\"cd\" and 100%\r\n", 0);
 	SEARCH(u, STORE_TEXT_BODY, "numbers", "1");
 	SEARCH(u, STORE_TEXT_ALL, "numbers", "1 3");
 	SEARCH(u, STORE_TEXT_BODY, "NUMBER", "1 2");
@@ -900,21 +894,55 @@ static void test_search(void)
 	SEARCH(u, STORE_TEXT_BODY, "zebra", "");
 	SEARCH(u, STORE_TEXT_BODY, "od", "1"); /* short: scanned */
 	SEARCH(u, STORE_TEXT_BODY, "n", "1 2 3 4");
-	SEARCH(u, STORE_TEXT_BODY, "", "1 2 3 4");
+	SEARCH(u, STORE_TEXT_ALL, "b64", "5");
+	SEARCH(u, STORE_TEXT_BODY, "", "1 2 3 4 5");
 	SEARCH(u, STORE_TEXT_ALL, "quarterly", "1");
+	SEARCH(u, STORE_TEXT_BODY, "hello world", "5"); /* base64 decoded */
+	SEARCH(u, STORE_TEXT_BODY, "aGVsbG8", "");
 	/* the trigrams all occur but not in sequence */
 	SEARCH(u, STORE_TEXT_BODY, "look numbers", "");
+}
+
+static void test_search(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 9);
+	append(u, "INBOX", "Subject: Quarterly report\r\n\r\nThe NUMBERS look good.\r\n", 0);
+	append(u, "INBOX", "Subject: lunch\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	       "\r\nnumber nine, Straße, ÉCOLE, Ωμέγα\r\n", 0);
+	append(u, "INBOX", "Subject: numbers\r\n\r\nnothing here\r\n", 0);
+	append(u, "INBOX", "Subject: x\r\n\r\nab\"cd\" and 100%\r\n", 0);
+	append(u, "INBOX", "Subject: b64\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	       "aGVsbG8gd29ybGQ=\r\n", 0);
+	struct store_error err;
+	/* exact before the indexer gets there (text rows scanned) ... */
+	search_all(u);
+	/* ... and after (trigram candidates, verified) */
+	CHECK_INT(store_index_flush(u, &err), 0);
+	search_all(u);
 	uint32_t *uids;
 	size_t n;
-	struct store_error err;
 	struct store_uid_range r = {2, 4};
 	CHECK_INT(store_search_text(u, "INBOX", STORE_TEXT_BODY, "number", &r,
 				    1, &uids, &n, &err), 0);
 	CHECK_INT(n, 1);
 	free(uids);
-	/* expunged messages leave the index */
+	/* a copy is found in its mailbox; expunged messages leave the index */
+	struct store_uid_range one = {1, 1};
+	store_copy(u, "INBOX", &one, 1, "Archive", false, NULL, NULL, NULL,
+		   NULL, &err);
+	CHECK_INT(store_search_text(u, "Archive", STORE_TEXT_BODY, "numbers",
+				    NULL, 0, &uids, &n, &err), 0);
+	CHECK_INT(n, 1);
+	free(uids);
 	store_expunge(u, "INBOX", &r, 1, true, NULL, NULL, &err);
 	SEARCH(u, STORE_TEXT_BODY, "number", "1");
+	append(u, "INBOX", "Subject: new\r\n\r\nmore numbers\r\n", 0);
+	SEARCH(u, STORE_TEXT_BODY, "numbers", "1 6");
+	CHECK_INT(store_index_flush(u, &err), 0);
+	SEARCH(u, STORE_TEXT_BODY, "numbers", "1 6");
+	store_expunge(u, "INBOX", NULL, 0, true, NULL, NULL, &err);
+	SEARCH(u, STORE_TEXT_BODY, "numbers", "");
 	store_user_unref(&u);
 	teardown(&store);
 }

@@ -393,6 +393,7 @@ int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 		ret = sq_run(u, sq_append_tx, &a, err);
 	}
 	if (ret == 0) {
+		sq_indexer_kick(w->user->store, w->user->id);
 		/* committed: the file is the message's now */
 		free(w->path);
 		w->path = NULL;

@@ -135,7 +135,7 @@ static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		}
 		/* A blob row with no message row left is dropped by
 		 * sq_expunge_rows; one that never had a row goes here. */
-		if (ret == 0 && sq_blob_unref(c, job, missing[i]) < 0)
+		if (ret == 0 && sq_blob_unref(u, c, job, missing[i]) < 0)
 			ret = sq_job_dberr(job, c);
 	}
 	/* sq_blob_unref queued unlinks of files that are already gone. */

@@ -26,7 +26,9 @@ static const char schema_sql[] =
 	" modseq INTEGER NOT NULL,"
 	" usage_bytes INTEGER NOT NULL,"
 	" usage_messages INTEGER NOT NULL,"
-	" last_uidvalidity INTEGER NOT NULL);"
+	" last_uidvalidity INTEGER NOT NULL,"
+	/* every text row with id <= fts_upto is in the trigram indexes */
+	" fts_upto INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS mailbox("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" name TEXT NOT NULL UNIQUE,"
@@ -81,12 +83,16 @@ static const char schema_sql[] =
 	" name TEXT NOT NULL, PRIMARY KEY (mailbox, name)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS thread_ref(msgid TEXT PRIMARY KEY,"
 	" thread INTEGER NOT NULL) WITHOUT ROWID;"
-	/* Search: the folded decoded text, trigram-indexed. detail=none keeps
-	 * the index small: it only proposes candidates, and every candidate
-	 * is verified against the stored text. */
-	"CREATE VIRTUAL TABLE IF NOT EXISTS text_hdr USING fts5(t,"
+	/* Search: the folded decoded text of every blob, written with the
+	 * message row; trigram indexes over it (contentless: the text is in
+	 * "text"), filled in batches by the indexer up to account.fts_upto.
+	 * detail=none keeps them small: they only propose candidates, and
+	 * every candidate is verified against the stored text. */
+	"CREATE TABLE IF NOT EXISTS text(id INTEGER PRIMARY KEY,"
+	" hdr TEXT NOT NULL, body TEXT NOT NULL);"
+	"CREATE VIRTUAL TABLE IF NOT EXISTS text_hdr USING fts5(t, content='',"
 	" tokenize='trigram case_sensitive 1', detail=none);"
-	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t,"
+	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t, content='',"
 	" tokenize='trigram case_sensitive 1', detail=none);";
 
 int64_t sq_now_ns(void)
@@ -326,16 +332,25 @@ static int sq_open(struct store *store, struct store_error *err)
 	}
 	sq_fsync_pool_start(s);
 	store->be = s;
+	sq_indexer_start(store);
 	return 0;
 }
 
-static void sq_close(struct store *store)
+static void sq_stop(struct store *store)
 {
 	struct sq_store *s = SQS(store);
 	if (s->sweeper_started) {
 		atomic_store(&s->stop, true);
 		pthread_join(s->sweeper, NULL);
+		s->sweeper_started = false;
 	}
+	sq_indexer_stop(store);
+}
+
+static void sq_close(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	sq_stop(store);
 	sq_fsync_pool_stop(s);
 	pthread_mutex_destroy(&s->inflight_mu);
 	free(s->inflight);
@@ -375,7 +390,7 @@ static int schema_init(struct sq_user *u, bool *created_r,
 	if (rc == SQLITE_DONE) {
 		char sql[160];
 		snprintf(sql, sizeof(sql),
-			 "INSERT INTO account VALUES (1, %d, 0, 0, 0, 0)",
+			 "INSERT INTO account VALUES (1, %d, 0, 0, 0, 0, 0)",
 			 SQ_SCHEMA_VERSION);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 		    sq_create_defaults(c) < 0)
@@ -445,10 +460,16 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	/* the new index file's directory entry must survive a crash too */
 	if (created && u->fsync)
 		sq_fsync_dir(u->dir);
-	sqlite3_stmt *st = sq_stmt(u->writer, "SELECT modseq FROM account");
-	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+	sqlite3_stmt *st = sq_stmt(u->writer, "SELECT modseq, fts_upto <"
+				      " (SELECT coalesce(max(id), 0) FROM text)"
+				      " FROM account");
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW) {
 		atomic_store(&user->last_modseq,
 			     (uint64_t)sqlite3_column_int64(st, 0));
+		/* text a crash left unindexed */
+		if (sqlite3_column_int(st, 1))
+			sq_indexer_kick(store, user->id);
+	}
 	if (st != NULL)
 		sqlite3_reset(st);
 	return 0;
@@ -500,6 +521,16 @@ static int rm_rf(const char *path)
 	return ret;
 }
 
+static bool sq_user_exists(struct store *store, int64_t user_id)
+{
+	char *dir = sq_user_dir(store, user_id);
+	char *path = xasprintf("%s/index.db", dir);
+	bool r = access(path, F_OK) == 0;
+	free(path);
+	free(dir);
+	return r;
+}
+
 static int sq_user_delete(struct store *store, int64_t user_id,
 			  struct store_error *err)
 {
@@ -548,10 +579,12 @@ int sq_usage(struct store_user *user, struct store_usage *usage_r,
 const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.name = "sqlite",
 	.open = sq_open,
+	.stop = sq_stop,
 	.close = sq_close,
 	.start_background = sq_start_background,
 	.user_open = sq_user_open,
 	.user_close = sq_user_close,
+	.user_exists = sq_user_exists,
 	.user_delete = sq_user_delete,
 	.usage = sq_usage,
 	.mailbox_list = sq_mailbox_list,
@@ -586,4 +619,5 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.pop3_hide = sq_pop3_hide,
 	.retention_run = sq_retention_run,
 	.check = sq_check,
+	.index_flush = sq_index_flush,
 };

@@ -184,7 +184,8 @@ void sq_rows_free(struct sq_msgrow *rows, size_t count)
 	free(rows);
 }
 
-int sq_blob_unref(struct sq_conn *c, struct sq_job *job, int64_t blob)
+int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		  int64_t blob)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT 1 FROM msg WHERE blob = ? LIMIT 1");
 	if (st == NULL)
@@ -208,21 +209,7 @@ int sq_blob_unref(struct sq_conn *c, struct sq_job *job, int64_t blob)
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return -1;
-	static const char *const text_del[] = {
-		"DELETE FROM text_hdr WHERE rowid = ?",
-		"DELETE FROM text_body WHERE rowid = ?",
-	};
-	for (size_t i = 0; i < 2; i++) {
-		st = sq_stmt(c, text_del[i]);
-		if (st == NULL)
-			return -1;
-		sqlite3_bind_int64(st, 1, blob);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-		if (rc != SQLITE_DONE)
-			return -1;
-	}
-	return 0;
+	return sq_text_delete(u, c, blob);
 }
 
 int sq_expunge_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
@@ -260,7 +247,7 @@ int sq_expunge_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 			if (rc != SQLITE_DONE)
 				return sq_job_dberr(job, c);
 		}
-		if (sq_blob_unref(c, job, m->blob) < 0)
+		if (sq_blob_unref(u, c, job, m->blob) < 0)
 			return sq_job_dberr(job, c);
 		unseen += !(m->flags & STORE_FLAG_SEEN);
 		deleted += (m->flags & STORE_FLAG_DELETED) != 0;
@@ -474,25 +461,19 @@ static int insert_blob(struct sq_conn *c, const struct sq_append_arg *a,
 	if (rc != SQLITE_DONE)
 		return -1;
 
-	static const char *const text_ins[] = {
-		"INSERT INTO text_hdr (rowid, t) VALUES (?, ?)",
-		"INSERT INTO text_body (rowid, t) VALUES (?, ?)",
-	};
-	const char *text[2] = {an->header_text, an->body_text};
-	size_t text_len[2] = {an->header_text_len, an->body_text_len};
-	for (size_t i = 0; i < 2; i++) {
-		st = sq_stmt(c, text_ins[i]);
-		if (st == NULL)
-			return -1;
-		sqlite3_bind_int64(st, 1, *blob_r);
-		sqlite3_bind_text(st, 2, text[i] ? text[i] : "",
-				  (int)text_len[i], SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-		if (rc != SQLITE_DONE)
-			return -1;
-	}
-	return 0;
+	/* the text only: the indexer adds it to the trigram indexes later,
+	 * in batches (search scans what it has not reached yet) */
+	st = sq_stmt(c, "INSERT INTO text (id, hdr, body) VALUES (?, ?, ?)");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, *blob_r);
+	sqlite3_bind_text(st, 2, an->header_text ? an->header_text : "",
+			  (int)an->header_text_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, an->body_text ? an->body_text : "",
+			  (int)an->body_text_len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Joins keywords into the stored form: space-separated, each once

@@ -42,6 +42,14 @@ struct sq_store {
 	pthread_t fsync_threads[SQ_FSYNC_THREADS];
 	size_t fsync_thread_count;
 	bool fsync_stop;
+	/* the search indexer (sq-index.c) */
+	pthread_t indexer;
+	bool indexer_started;
+	pthread_mutex_t index_mu;
+	pthread_cond_t index_cond;
+	int64_t *index_queue;      /* user ids with text to index */
+	size_t index_count, index_cap;
+	bool index_stop;
 	pthread_mutex_t inflight_mu;
 	char (*inflight)[33];
 	size_t inflight_count, inflight_cap;
@@ -71,6 +79,7 @@ struct sq_user {
 	/* transaction state, touched only by the leader */
 	uint64_t tx_modseq, tx_bytes, tx_messages;
 	uint32_t tx_last_uidvalidity;
+	int64_t tx_fts_upto;
 	bool tx_dirty;
 
 	pthread_mutex_t readers_mu;
@@ -135,6 +144,16 @@ void sq_job_unlink(struct sq_job *job, const char *blob_name);
 int sq_job_fail(struct sq_job *job, enum store_error_kind kind,
 		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sq_job_dberr(struct sq_job *job, struct sq_conn *c);
+
+/* sq-index.c: trigram indexing in batches, off the delivery path */
+void sq_indexer_start(struct store *store);
+void sq_indexer_stop(struct store *store);
+/* Asks the indexer to index what the user's index still lacks. */
+void sq_indexer_kick(struct store *store, int64_t user_id);
+/* Indexes everything pending now, on this thread. */
+int sq_index_flush(struct store_user *user, struct store_error *err);
+/* Removes a blob's text (and its index entries if indexed); in a job. */
+int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob);
 
 /* sq-mailbox.c */
 struct sq_mbox {
@@ -207,7 +226,8 @@ struct sq_append_arg {
 	time_t now;
 	uint32_t uid, uidvalidity;
 };
-int sq_blob_unref(struct sq_conn *c, struct sq_job *job, int64_t blob);
+int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		  int64_t blob);
 
 /* sq-blob.c */
 char *sq_blob_path(struct sq_user *u, const char *name);

@@ -1,10 +1,12 @@
 /*
  * SEARCH BODY / TEXT without reading blobs. The decoded text of every
- * message is stored case-folded (store_text_fold) in two FTS5 tables
- * (headers, body) with the trigram tokenizer. A needle of three or more
- * characters is folded the same way and its trigrams, ANDed, give the
- * candidates; each candidate is then verified with a plain substring test
- * on its stored folded text, so the answer is exactly the messages whose
+ * message is stored case-folded (store_text_fold) in the text table, and
+ * trigram indexes (FTS5, headers and body) cover it up to
+ * account.fts_upto (sq-index.c fills them in batches). A needle of three
+ * or more characters is folded the same way and its trigrams, ANDed, give
+ * the candidates among the indexed rows; the rows above fts_upto are all
+ * candidates. Each candidate is verified with a plain substring test on
+ * its stored folded text, so the answer is exactly the messages whose
  * text contains the needle (IMAP SEARCH, RFC 9051 6.4.4). Shorter needles
  * have no trigram and scan the stored text of the mailbox.
  */
@@ -71,34 +73,33 @@ static void hit(struct hits *h, uint32_t uid)
 /* CROSS JOIN keeps the FTS table as the outer loop: otherwise the planner
  * may walk the mailbox and run one FTS query per message. */
 static const char *const sql_match[2] = {
-	"SELECT m.uid, text_hdr.t FROM text_hdr CROSS JOIN msg m"
-	" ON m.blob = text_hdr.rowid WHERE text_hdr MATCH ? AND m.mailbox = ?",
-	"SELECT m.uid, text_body.t FROM text_body CROSS JOIN msg m"
-	" ON m.blob = text_body.rowid WHERE text_body MATCH ? AND m.mailbox = ?",
+	"SELECT m.uid, t.hdr FROM text_hdr CROSS JOIN msg m"
+	" ON m.blob = text_hdr.rowid CROSS JOIN text t ON t.id = text_hdr.rowid"
+	" WHERE text_hdr MATCH ? AND m.mailbox = ?",
+	"SELECT m.uid, t.body FROM text_body CROSS JOIN msg m"
+	" ON m.blob = text_body.rowid CROSS JOIN text t ON t.id = text_body.rowid"
+	" WHERE text_body MATCH ? AND m.mailbox = ?",
 };
+/* The rows the indexes do not reach yet (id > fts_upto), or all rows. */
 static const char *const sql_scan[2] = {
-	"SELECT m.uid, t.t FROM msg m JOIN text_hdr t ON t.rowid = m.blob"
+	"SELECT m.uid, t.hdr FROM text t CROSS JOIN msg m ON m.blob = t.id"
+	" WHERE t.id > ? AND m.mailbox = ?",
+	"SELECT m.uid, t.body FROM text t CROSS JOIN msg m ON m.blob = t.id"
+	" WHERE t.id > ? AND m.mailbox = ?",
+};
+static const char *const sql_scan_all[2] = {
+	"SELECT m.uid, t.hdr FROM msg m JOIN text t ON t.id = m.blob"
 	" WHERE m.mailbox = ?",
-	"SELECT m.uid, t.t FROM msg m JOIN text_body t ON t.rowid = m.blob"
+	"SELECT m.uid, t.body FROM msg m JOIN text t ON t.id = m.blob"
 	" WHERE m.mailbox = ?",
 };
 
-/* Adds to h the UIDs whose text in table (0 headers, 1 body) contains
- * needle; query is the trigram filter, or NULL to scan. */
-static int search_table(struct sq_conn *c, int table, uint32_t mailbox_id,
-			const char *query, const char *needle, size_t nlen,
-			const struct store_uid_range *ranges,
-			size_t range_count, struct hits *h)
+/* Runs one candidate query and adds to h the UIDs whose text contains
+ * the needle. */
+static int verify(sqlite3_stmt *st, const char *needle, size_t nlen,
+		  const struct store_uid_range *ranges, size_t range_count,
+		  struct hits *h)
 {
-	sqlite3_stmt *st = sq_stmt(c, query ? sql_match[table] : sql_scan[table]);
-	if (st == NULL)
-		return -1;
-	if (query != NULL) {
-		sqlite3_bind_text(st, 1, query, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, mailbox_id);
-	} else {
-		sqlite3_bind_int64(st, 1, mailbox_id);
-	}
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
@@ -111,6 +112,48 @@ static int search_table(struct sq_conn *c, int table, uint32_t mailbox_id,
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Adds to h the UIDs whose text in table (0 headers, 1 body) contains
+ * needle; query is the trigram filter, or NULL to scan everything. */
+static int search_table(struct sq_conn *c, int table, uint32_t mailbox_id,
+			int64_t fts_upto, const char *query,
+			const char *needle, size_t nlen,
+			const struct store_uid_range *ranges,
+			size_t range_count, struct hits *h)
+{
+	sqlite3_stmt *st;
+	if (query == NULL) {
+		st = sq_stmt(c, sql_scan_all[table]);
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, mailbox_id);
+		return verify(st, needle, nlen, ranges, range_count, h);
+	}
+	st = sq_stmt(c, sql_match[table]);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, query, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, mailbox_id);
+	if (verify(st, needle, nlen, ranges, range_count, h) < 0)
+		return -1;
+	st = sq_stmt(c, sql_scan[table]);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, fts_upto);
+	sqlite3_bind_int64(st, 2, mailbox_id);
+	return verify(st, needle, nlen, ranges, range_count, h);
+}
+
+static int64_t fts_upto_get(struct sq_conn *c)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT fts_upto FROM account");
+	int64_t v = -1;
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	if (st != NULL)
+		sqlite3_reset(st);
+	return v;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -129,6 +172,13 @@ int sq_search_text(struct store_user *user, const char *mailbox,
 	buf_init(&folded, 0);
 	store_text_fold(&folded, needle, strlen(needle));
 	buf_append(&folded, "", 0);
+	/* the indexed text has C0 controls (but TAB, LF) and DEL as spaces
+	 * (mail-text.c clean_controls): so must the needle */
+	for (size_t i = 0; i < folded.len; i++) {
+		unsigned char ch = (unsigned char)folded.data[i];
+		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
+			folded.data[i] = ' ';
+	}
 	size_t off[65];
 	size_t cps = cp_offsets(folded.data, folded.len, off, 64);
 	char *query = cps >= 3 ? trigram_query(folded.data, cps, off)
@@ -144,6 +194,7 @@ int sq_search_text(struct store_user *user, const char *mailbox,
 		goto out;
 	}
 	struct sq_mbox mb;
+	int64_t upto;
 	int r = sq_mbox_get(c, mailbox, &mb);
 	if (r <= 0 || mb.noselect) {
 		if (r < 0)
@@ -151,11 +202,12 @@ int sq_search_text(struct store_user *user, const char *mailbox,
 		else
 			store_set_error(err, STORE_ERR_NOTFOUND,
 					"Mailbox doesn't exist: %s", mailbox);
-	} else if (search_table(c, 1, mb.id, query, folded.data, folded.len,
-				ranges, range_count, &h) < 0 ||
+	} else if ((upto = fts_upto_get(c)) < 0 ||
+		   search_table(c, 1, mb.id, upto, query, folded.data,
+				folded.len, ranges, range_count, &h) < 0 ||
 		   (where == STORE_TEXT_ALL &&
-		    search_table(c, 0, mb.id, query, folded.data, folded.len,
-				 ranges, range_count, &h) < 0)) {
+		    search_table(c, 0, mb.id, upto, query, folded.data,
+				 folded.len, ranges, range_count, &h) < 0)) {
 		sq_db_error(c, err, "search");
 	} else {
 		ret = 0;

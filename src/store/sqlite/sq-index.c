@@ -1,0 +1,201 @@
+/*
+ * The search indexer. A message's folded text is stored with its row, in
+ * the same transaction (so search is exact at once); the trigram indexes
+ * over that text are filled afterwards by this thread, in batches run as
+ * jobs of the user's group commit. Batching halves the indexing cost
+ * (FTS5 flushes and merges once per transaction, not once per message)
+ * and keeps it off the delivery path. account.fts_upto records how far
+ * the indexes reach; search scans the text rows above it.
+ */
+#include "sq-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* Text rows indexed per transaction: big enough to amortise FTS5's
+ * per-transaction work, small enough not to hold deliveries up long. */
+#define INDEX_BATCH 64
+
+static const char *const fts_insert[2] = {
+	"INSERT INTO text_hdr (rowid, t) VALUES (?, ?)",
+	"INSERT INTO text_body (rowid, t) VALUES (?, ?)",
+};
+static const char *const fts_delete[2] = {
+	"INSERT INTO text_hdr (text_hdr, rowid, t) VALUES ('delete', ?, ?)",
+	"INSERT INTO text_body (text_body, rowid, t) VALUES ('delete', ?, ?)",
+};
+
+/* Adds (or, with del, removes: contentless tables need the old text)
+ * one text row's entries. */
+static int fts_row(struct sq_conn *c, bool del, int64_t id, sqlite3_stmt *src)
+{
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *st = sq_stmt(c, del ? fts_delete[i] : fts_insert[i]);
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, (const char *)sqlite3_column_text(src, 1 + i),
+				  sqlite3_column_bytes(src, 1 + i), SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
+	return 0;
+}
+
+int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob)
+{
+	if (blob <= u->tx_fts_upto) {
+		sqlite3_stmt *st = sq_stmt(c, "SELECT id, hdr, body FROM text"
+					      " WHERE id = ?");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, blob);
+		int rc = sqlite3_step(st);
+		int r = rc == SQLITE_ROW ? fts_row(c, true, blob, st)
+					 : rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_reset(st);
+		if (r < 0)
+			return -1;
+	}
+	sqlite3_stmt *st = sq_stmt(c, "DELETE FROM text WHERE id = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, blob);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+struct index_arg {
+	size_t done;
+};
+
+static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct index_arg *a = job->arg;
+	a->done = 0;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT id, hdr, body FROM text"
+				      " WHERE id > ? ORDER BY id LIMIT ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, u->tx_fts_upto);
+	sqlite3_bind_int(st, 2, INDEX_BATCH);
+	int rc;
+	int64_t last = u->tx_fts_upto;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		last = sqlite3_column_int64(st, 0);
+		if (fts_row(c, false, last, st) < 0) {
+			sqlite3_reset(st);
+			return sq_job_dberr(job, c);
+		}
+		a->done++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	if (last != u->tx_fts_upto) {
+		u->tx_fts_upto = last;
+		u->tx_dirty = true;
+	}
+	return 0;
+}
+
+int sq_index_flush(struct store_user *user, struct store_error *err)
+{
+	struct index_arg a;
+	do {
+		if (sq_run(SQU(user), index_job, &a, err) < 0)
+			return -1;
+	} while (a.done == INDEX_BATCH);
+	return 0;
+}
+
+/* ---- the thread --------------------------------------------------- */
+
+void sq_indexer_kick(struct store *store, int64_t user_id)
+{
+	struct sq_store *s = SQS(store);
+	pthread_mutex_lock(&s->index_mu);
+	bool queued = false;
+	for (size_t i = 0; i < s->index_count && !queued; i++)
+		queued = s->index_queue[i] == user_id;
+	if (!queued) {
+		if (s->index_count == s->index_cap) {
+			s->index_cap = s->index_cap ? s->index_cap * 2 : 16;
+			s->index_queue = xrealloc(s->index_queue,
+						  s->index_cap * sizeof(int64_t));
+		}
+		s->index_queue[s->index_count++] = user_id;
+		pthread_cond_signal(&s->index_cond);
+	}
+	pthread_mutex_unlock(&s->index_mu);
+}
+
+static void *indexer_main(void *arg)
+{
+	struct store *store = arg;
+	struct sq_store *s = SQS(store);
+	pthread_mutex_lock(&s->index_mu);
+	for (;;) {
+		while (s->index_count == 0 && !s->index_stop)
+			pthread_cond_wait(&s->index_cond, &s->index_mu);
+		if (s->index_stop)
+			break;
+		/* let a burst of deliveries gather into one batch */
+		pthread_mutex_unlock(&s->index_mu);
+		struct timespec pause = {0, 20 * 1000 * 1000};
+		nanosleep(&pause, NULL);
+		pthread_mutex_lock(&s->index_mu);
+		if (s->index_count == 0 || s->index_stop)
+			continue;
+		int64_t id = s->index_queue[0];
+		memmove(s->index_queue, s->index_queue + 1,
+			--s->index_count * sizeof(int64_t));
+		pthread_mutex_unlock(&s->index_mu);
+
+		struct store_user *user;
+		struct store_error err;
+		if (store_user_open_existing(store, id, &user, &err) == 0) {
+			if (sq_index_flush(user, &err) < 0)
+				log_warn("store", NULL, "indexing user %lld: %s",
+					 (long long)id, err.msg);
+			store_user_unref(&user);
+		}
+		pthread_mutex_lock(&s->index_mu);
+	}
+	pthread_mutex_unlock(&s->index_mu);
+	return NULL;
+}
+
+void sq_indexer_start(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	pthread_mutex_init(&s->index_mu, NULL);
+	pthread_cond_init(&s->index_cond, NULL);
+	if (pthread_create(&s->indexer, NULL, indexer_main, store) == 0)
+		s->indexer_started = true;
+	else
+		log_error("store", NULL, "cannot start the search indexer");
+}
+
+void sq_indexer_stop(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	if (!s->indexer_started)
+		return;
+	pthread_mutex_lock(&s->index_mu);
+	s->index_stop = true;
+	pthread_cond_signal(&s->index_cond);
+	pthread_mutex_unlock(&s->index_mu);
+	pthread_join(s->indexer, NULL);
+	s->indexer_started = false;
+	pthread_mutex_destroy(&s->index_mu);
+	pthread_cond_destroy(&s->index_cond);
+	free(s->index_queue);
+	s->index_queue = NULL;
+}
