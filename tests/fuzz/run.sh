@@ -11,6 +11,10 @@ set -u
 build=${1:?usage: run.sh BUILD_DIR SECONDS}
 total=${2:?usage: run.sh BUILD_DIR SECONDS}
 here=$(cd "$(dirname "$0")" && pwd)
+# The fuzz build lets UBSan recover; a report must fail the run, not
+# scroll by in a log nobody reads.
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export UBSAN_OPTIONS
 bindir="$build/tests/fuzz"
 
 targets=""
