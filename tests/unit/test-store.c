@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include <sqlite3.h>
+
 #include "buf.h"
 #include "config.h"
 #include "store-private.h"
@@ -1259,15 +1261,32 @@ static void test_check(void)
 	struct utimbuf old = {time(NULL) - 7200, time(NULL) - 7200};
 	utime(orphan, &old);
 
+	/* a lost search text row is rebuilt from the file */
+	char *idx = user_path(14, "index.db");
+	sqlite3 *db;
+	CHECK_INT(sqlite3_open(idx, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	CHECK_INT(sqlite3_exec(db, "DELETE FROM text WHERE id ="
+			       " (SELECT max(id) FROM text)", NULL, NULL, NULL),
+		  SQLITE_OK);
+	sqlite3_close(db);
+	free(idx);
+
 	struct hub_log h = {0};
 	struct store_subscription *sub;
 	store_subscribe(store, 14, hub_cb, &h, &sub);
 	l.n = 0;
 	CHECK_INT(store_check(store, 14, false, report_cb, &l, &err), -1);
-	CHECK_INT(l.n, 2);
+	CHECK_INT(l.n, 3);
 	l.n = 0;
 	CHECK_INT(store_check(store, 14, true, report_cb, &l, &err), 0);
-	CHECK_INT(l.n, 2);
+	CHECK_INT(l.n, 3);
+	uint32_t *found;
+	size_t nfound;
+	CHECK_INT(store_search_text(u, "INBOX", STORE_TEXT_ALL, "subject: 2",
+				    NULL, 0, &found, &nfound, &err), 0);
+	CHECK_INT(nfound, 1);
+	free(found);
 	CHECK(access(orphan, F_OK) != 0);
 	CHECK(access(young, F_OK) == 0);
 	CHECK_INT(h.expunges, 2); /* INBOX and Archive saw it go */

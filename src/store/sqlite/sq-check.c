@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +146,120 @@ static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 	job->unlink_count = 0;
 	free(missing);
 	free(resize);
+	return ret;
+}
+
+/* Re-analyses a blob file whose search text row is missing. */
+static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
+			const char *name)
+{
+	char *path = sq_blob_path(u, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	struct stat stt;
+	if (fd < 0 || fstat(fd, &stt) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	void *map = stt.st_size > 0 ? mmap(NULL, (size_t)stt.st_size, PROT_READ,
+					   MAP_SHARED, fd, 0)
+				    : NULL;
+	close(fd);
+	if (map == MAP_FAILED)
+		return -1;
+	struct store_analysis an;
+	store_analyze(map != NULL ? map : "", (size_t)stt.st_size, &an);
+	if (map != NULL)
+		munmap(map, (size_t)stt.st_size);
+	sqlite3_stmt *st = sq_stmt(c, "INSERT INTO text (id, hdr, body)"
+				      " VALUES (?, ?, ?)");
+	int rc = SQLITE_ERROR;
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, an.header_text, (int)an.header_text_len,
+				  SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, an.body_text, (int)an.body_text_len,
+				  SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	store_analysis_free(&an);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Search text against blobs: a blob without text cannot be found by
+ * SEARCH (its text is rebuilt from the file); text without a blob is
+ * dropped. A rebuilt row below fts_upto is not in the trigram index, so
+ * the index is rebuilt from there (the indexer catches up). */
+static int check_text(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		      struct check_arg *a)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT b.id, b.name FROM blob b"
+				      " WHERE NOT EXISTS (SELECT 1 FROM text t"
+				      " WHERE t.id = b.id)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	struct { int64_t id; char *name; } *miss = NULL;
+	size_t n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		miss = xrealloc(miss, (n + 1) * sizeof(*miss));
+		miss[n].id = sqlite3_column_int64(st, 0);
+		miss[n++].name = xstrdup((const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_reset(st);
+	int ret = 0;
+	int64_t lowest = INT64_MAX;
+	for (size_t i = 0; i < n; i++) {
+		bool fixed = a->repair && ret == 0 &&
+			     text_rebuild(u, c, miss[i].id, miss[i].name) == 0;
+		note(a, "search text of message file %s %s", miss[i].name,
+		     fixed ? "rebuilt" : "is missing");
+		if (fixed && miss[i].id < lowest)
+			lowest = miss[i].id;
+		if (!fixed)
+			a->unrepaired++;
+		free(miss[i].name);
+	}
+	free(miss);
+	if (lowest <= u->tx_fts_upto) {
+		/* start the trigram index again: entries cannot be added
+		 * below the mark one by one */
+		static const char *const del[] = {
+			"INSERT INTO text_hdr (text_hdr) VALUES ('delete-all')",
+			"INSERT INTO text_body (text_body) VALUES ('delete-all')",
+		};
+		for (int i = 0; i < 2 && ret == 0; i++) {
+			st = sq_stmt(c, del[i]);
+			if (st == NULL || sqlite3_step(st) != SQLITE_DONE)
+				ret = sq_job_dberr(job, c);
+			if (st != NULL)
+				sqlite3_reset(st);
+		}
+		u->tx_fts_upto = 0;
+		u->tx_dirty = true;
+		sq_indexer_kick(u->user->store, u->user->id);
+	}
+	st = sq_stmt(c, "SELECT id FROM text t WHERE NOT EXISTS"
+			" (SELECT 1 FROM blob b WHERE b.id = t.id)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	int64_t *orphans = NULL;
+	n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		orphans = xrealloc(orphans, (n + 1) * sizeof(int64_t));
+		orphans[n++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		note(a, "search text %lld without a message%s",
+		     (long long)orphans[i], a->repair ? ": removed" : "");
+		if (!a->repair)
+			a->unrepaired++;
+		else if (sq_text_delete(u, c, orphans[i]) < 0)
+			ret = sq_job_dberr(job, c);
+	}
+	free(orphans);
 	return ret;
 }
 
@@ -296,7 +412,8 @@ static int check_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		}
 	}
 	sqlite3_reset(st);
-	if (check_blobs(u, c, job, a) < 0 || check_counters(u, c, job, a) < 0 ||
+	if (check_blobs(u, c, job, a) < 0 || check_text(u, c, job, a) < 0 ||
+	    check_counters(u, c, job, a) < 0 ||
 	    check_account(u, c, job, a) < 0)
 		return -1;
 	if (a->repair && job->modseq == 0 && a->line_count > 0)
