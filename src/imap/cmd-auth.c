@@ -352,6 +352,10 @@ void cmd_compress(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] Only COMPRESS DEFLATE is supported");
 		return;
 	}
+	if (!c->server->set.compress) {
+		imap_cmd_no(cmd, "[CANNOT] Compression is turned off on this server");
+		return;
+	}
 	if (c->compressed || net_conn_is_compressed(c->conn)) {
 		imap_cmd_no(cmd, "[COMPRESSIONACTIVE] Compression is already active");
 		return;

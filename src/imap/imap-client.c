@@ -145,7 +145,7 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 #ifdef LOFT_HAVE_CMD_THREAD
 	buf_append_str(out, " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
 #endif
-	if (!c->compressed)
+	if (!c->compressed && set->compress)
 		buf_append_str(out, " COMPRESS=DEFLATE");
 }
 

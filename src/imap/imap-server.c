@@ -14,6 +14,7 @@
  *   idle_keepalive = 2m            "* OK Still here" in IDLE
  *   max_connections_per_user = 1000
  *   max_connections_per_user_ip = 200
+ *   compress = yes                 offer COMPRESS=DEFLATE
  */
 #include "imap-server.h"
 
@@ -77,7 +78,8 @@ static int get_uint(const struct config *cfg, const char *key, uint64_t def,
 static const char *const imap_keys[] = {
 	"listen", "namespace", "append_limit", "max_line", "max_literal",
 	"timeout", "timeout_login", "idle_keepalive",
-	"max_connections_per_user", "max_connections_per_user_ip", NULL,
+	"max_connections_per_user", "max_connections_per_user_ip", "compress",
+	NULL,
 };
 
 /* [imap] and [imaps] are this module's: unknown keys are errors. imaps
@@ -133,6 +135,10 @@ static int read_settings(const struct config *cfg, struct imap_settings *set,
 			&set->max_user_conns, errors);
 	ret |= get_uint(cfg, "max_connections_per_user_ip", 200,
 			&set->max_user_ip_conns, errors);
+	const char *comp = config_get(cfg, "imap", "compress");
+	set->compress = true;
+	if (comp != NULL && config_parse_bool(comp, &set->compress) < 0)
+		ret |= bad_value(cfg, "compress", "expected yes or no", errors);
 	set->limits = imap_parser_limits_default;
 	set->limits.max_line = line;
 	set->limits.max_literal = literal;

@@ -23,6 +23,7 @@ struct imap_settings {
 	unsigned max_user_ip_conns;  /* per user and address, 0: no limit */
 	struct imap_parser_limits limits, limits_prelogin;
 	bool tls_configured;         /* [tls] cert/key exist: offer STARTTLS */
+	bool compress;               /* offer COMPRESS=DEFLATE (RFC 4978) */
 	char *hostname;
 };
 

@@ -234,7 +234,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 p.stderr)
     with open(conf, 'w') as f:
         f.write('data_dir = %s\n[imap]\nlisten = 127.0.0.1:1\nnamespace = inbox\n'
-                'timeout = 45m\nmax_connections_per_user = 100\n' % tmp)
+                'timeout = 45m\nmax_connections_per_user = 100\ncompress = no\n' % tmp)
     p = subprocess.run([LOFTD, '--config', conf, '--check'], capture_output=True, text=True)
     r.check('--check accepts good [imap] values', p.returncode == 0, p.stderr)
 

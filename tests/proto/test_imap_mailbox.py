@@ -133,9 +133,12 @@ with Loft() as env:
     c.run('LOGOUT', 'OK')
 
 # ---- Courier-style namespace: "INBOX." with "." --------------------------
-with Loft(extra={'imap': {'namespace': 'inbox'}}) as env:
+# (this server also has compress = no)
+with Loft(extra={'imap': {'namespace': 'inbox', 'compress': 'no'}}) as env:
     c = Conv(env.raw('imap'), r)
     c.login(USER, PW)
+    c.run('CAPABILITY', 'OK', absent=[r'COMPRESS'])
+    c.run('COMPRESS DEFLATE', 'NO \\[CANNOT\\]')
     c.run('NAMESPACE', 'OK', [r'^\* NAMESPACE \(\("INBOX\." "\."\)\) NIL NIL$'])
     c.run('LIST "" *', 'OK', [r'\(\\HasChildren\) "\." "INBOX"$', r'\\Sent\) "\." "INBOX\.Sent"$'])
     c.run('CREATE INBOX.Lists.Loft', 'OK')
