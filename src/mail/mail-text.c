@@ -111,13 +111,33 @@ struct html {
 	char dash[3];       /* last chars inside a comment */
 };
 
+/* HTML 4 Latin-1 entities, U+00A0..U+00FF in order. */
+static const char *const latin1_entities[96] = {
+	"nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect",
+	"uml", "copy", "ordf", "laquo", "not", "shy", "reg", "macr", "deg",
+	"plusmn", "sup2", "sup3", "acute", "micro", "para", "middot", "cedil",
+	"sup1", "ordm", "raquo", "frac14", "frac12", "frac34", "iquest",
+	"Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig",
+	"Ccedil", "Egrave", "Eacute", "Ecirc", "Euml", "Igrave", "Iacute",
+	"Icirc", "Iuml", "ETH", "Ntilde", "Ograve", "Oacute", "Ocirc",
+	"Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc",
+	"Uuml", "Yacute", "THORN", "szlig", "agrave", "aacute", "acirc",
+	"atilde", "auml", "aring", "aelig", "ccedil", "egrave", "eacute",
+	"ecirc", "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde",
+	"ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash",
+	"ugrave", "uacute", "ucirc", "uuml", "yacute", "thorn", "yuml",
+};
+
 static void html_entity(struct buf *out, const char *e, size_t n)
 {
 	static const struct { const char *name; uint32_t cp; } ents[] = {
 		{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'},
-		{"apos", '\''}, {"nbsp", ' '}, {"copy", 0xA9}, {"reg", 0xAE},
-		{"euro", 0x20AC}, {"hellip", 0x2026}, {"mdash", 0x2014},
-		{"ndash", 0x2013}, {"laquo", 0xAB}, {"raquo", 0xBB},
+		{"apos", '\''}, {"euro", 0x20AC}, {"hellip", 0x2026},
+		{"mdash", 0x2014}, {"ndash", 0x2013}, {"lsquo", 0x2018},
+		{"rsquo", 0x2019}, {"ldquo", 0x201C}, {"rdquo", 0x201D},
+		{"bull", 0x2022}, {"trade", 0x2122}, {"zwnj", 0x200C},
+		{"zwj", 0x200D}, {"thinsp", 0x2009}, {"ensp", 0x2002},
+		{"emsp", 0x2003}, {"oelig", 0x0153}, {"OElig", 0x0152},
 	};
 	if (n > 1 && e[0] == '#') {
 		uint32_t cp = 0;
@@ -137,6 +157,14 @@ static void html_entity(struct buf *out, const char *e, size_t n)
 	for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
 		if (strlen(ents[i].name) == n && strncmp(ents[i].name, e, n) == 0) {
 			mail_utf8_put(out, ents[i].cp);
+			return;
+		}
+	}
+	for (uint32_t i = 0; i < 96; i++) {
+		if (strlen(latin1_entities[i]) == n &&
+		    strncmp(latin1_entities[i], e, n) == 0) {
+			/* a no-break space is a space to search and preview */
+			mail_utf8_put(out, i == 0 ? ' ' : 0xA0 + i);
 			return;
 		}
 	}
