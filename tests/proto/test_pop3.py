@@ -110,6 +110,16 @@ def test_transaction(env, msgs):
     for bad in ('LIST 0', 'LIST 999999', 'LIST abc', 'LIST -1', 'LIST 1 2',
                 'LIST 99999999999999999999999'):
         R.check(bad, err(p.cmd(bad)))
+    if not NO_IMAP:
+        # The same octet count as IMAP's RFC822.SIZE (one stored form).
+        c = env.imap_login(ALICE)
+        c.select('INBOX', readonly=True)
+        typ, data = c.fetch('1:*', '(RFC822.SIZE)')
+        c.logout()
+        imap_sizes = {int(m.group(1)): int(m.group(2)) for m in
+                      (re.match(rb'(\d+) \(RFC822.SIZE (\d+)\)', d) for d in data or [])
+                      if m}
+        R.check('LIST octets == IMAP RFC822.SIZE', imap_sizes == sizes, (imap_sizes, sizes))
     st, uidls = p.multi('UIDL')
     uid = {int(l.split()[0]): l.split()[1] for l in uidls or []}
     R.check('UIDL all', sorted(uid) == sorted(sizes), uidls)
