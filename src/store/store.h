@@ -425,7 +425,9 @@ int store_search_text(struct store_user *user, const char *mailbox,
 
 /* ---- POP3 --------------------------------------------------------- */
 
-/* Marks first retrieval time (if not set) for uid in INBOX. */
+/* Marks first retrieval time (if not set) for uid in INBOX. Cheap: the
+ * mark is written with the account's next commit (or when the account is
+ * closed), not durably at once; a crash can only delay retention. */
 int store_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 			 struct store_error *err);
 /* Hides UIDs from POP3 only (pop3_delete = hide). */

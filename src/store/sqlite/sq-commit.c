@@ -165,7 +165,8 @@ static void run_batch(struct sq_user *u, struct sq_job *batch)
 		batch_fail(batch, c, "begin");
 		return;
 	}
-	if (tx_load(u, c) < 0 || sq_recent_flush(u, c) < 0) {
+	if (tx_load(u, c) < 0 || sq_recent_flush(u, c) < 0 ||
+	    sq_pop3_marks_flush(u, c) < 0) {
 		batch_fail(batch, c, "account");
 		sq_exec(c, "ROLLBACK");
 		return;

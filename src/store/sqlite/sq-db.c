@@ -421,6 +421,7 @@ static void sq_user_free(struct sq_user *u)
 	pthread_mutex_destroy(&u->readers_mu);
 	pthread_mutex_destroy(&u->recent_mu);
 	free(u->recent);
+	free(u->pop3_marks);
 	free(u->dir);
 	free(u);
 }
@@ -484,11 +485,12 @@ static void sq_user_close(struct store_user *user)
 	struct sq_user *u = SQU(user);
 	/* Keep \Recent across restarts: what no session took is recent
 	 * for the next one. */
-	bool dirty = false;
+	bool dirty = u->pop3_mark_count > 0;
 	for (size_t i = 0; i < u->recent_count; i++)
 		dirty |= u->recent[i].dirty;
 	if (dirty && sq_exec(u->writer, "BEGIN IMMEDIATE") == 0) {
-		if (sq_recent_flush(u, u->writer) == 0)
+		if (sq_recent_flush(u, u->writer) == 0 &&
+		    sq_pop3_marks_flush(u, u->writer) == 0)
 			sq_exec(u->writer, "COMMIT");
 		else
 			sq_exec(u->writer, "ROLLBACK");

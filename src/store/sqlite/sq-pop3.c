@@ -13,13 +13,12 @@
 struct pop3_arg {
 	const uint32_t *uids;
 	size_t count;
-	time_t now;
-	bool hide;
 };
 
-/* These marks are read only by POP3: they take no modseq, so IMAP
+/* The hidden mark is read only by POP3: it takes no modseq, so IMAP
  * clients see no change (pop3_delete = hide leaves IMAP untouched). */
-static int pop3_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+static int pop3_hide_job(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job)
 {
 	(void)u;
 	struct pop3_arg *a = job->arg;
@@ -27,19 +26,12 @@ static int pop3_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	if (sq_job_mbox(job, c, "INBOX", &inbox) < 0)
 		return -1;
 	for (size_t i = 0; i < a->count; i++) {
-		sqlite3_stmt *st =
-			a->hide ? sq_stmt(c, "UPDATE msg SET pop3_hidden = 1"
-					     " WHERE mailbox = ? AND uid = ?")
-				: sq_stmt(c, "UPDATE msg SET pop3_first_retr = ?"
-					     " WHERE mailbox = ? AND uid = ?"
-					     " AND pop3_first_retr = 0");
+		sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET pop3_hidden = 1"
+					      " WHERE mailbox = ? AND uid = ?");
 		if (st == NULL)
 			return sq_job_dberr(job, c);
-		int k = 1;
-		if (!a->hide)
-			sqlite3_bind_int64(st, k++, a->now);
-		sqlite3_bind_int64(st, k++, inbox.id);
-		sqlite3_bind_int64(st, k, a->uids[i]);
+		sqlite3_bind_int64(st, 1, inbox.id);
+		sqlite3_bind_int64(st, 2, a->uids[i]);
 		int rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
@@ -48,18 +40,59 @@ static int pop3_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	return 0;
 }
 
+/* A RETR would otherwise cost a commit (an fsync) per message: the mark
+ * rides along with the next commit of the account, or is written when
+ * the account is closed. */
 int sq_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 		      struct store_error *err)
 {
-	struct pop3_arg a = {&uid, 1, now, false};
-	return sq_run(SQU(user), pop3_job, &a, err);
+	(void)err;
+	struct sq_user *u = SQU(user);
+	pthread_mutex_lock(&u->recent_mu);
+	u->pop3_marks = xrealloc(u->pop3_marks, (u->pop3_mark_count + 1) *
+							sizeof(*u->pop3_marks));
+	u->pop3_marks[u->pop3_mark_count].uid = uid;
+	u->pop3_marks[u->pop3_mark_count++].when = now;
+	pthread_mutex_unlock(&u->recent_mu);
+	return 0;
+}
+
+int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c)
+{
+	pthread_mutex_lock(&u->recent_mu);
+	struct sq_pop3_mark *marks = u->pop3_marks;
+	size_t n = u->pop3_mark_count;
+	u->pop3_marks = NULL;
+	u->pop3_mark_count = 0;
+	pthread_mutex_unlock(&u->recent_mu);
+	if (n == 0)
+		return 0;
+	struct sq_mbox inbox;
+	int ret = sq_mbox_get(c, "INBOX", &inbox) < 0 ? -1 : 0;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET pop3_first_retr = ?"
+					      " WHERE mailbox = ? AND uid = ?"
+					      " AND pop3_first_retr = 0");
+		if (st == NULL) {
+			ret = -1;
+			break;
+		}
+		sqlite3_bind_int64(st, 1, marks[i].when);
+		sqlite3_bind_int64(st, 2, inbox.id);
+		sqlite3_bind_int64(st, 3, marks[i].uid);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			ret = -1;
+		sqlite3_reset(st);
+	}
+	free(marks);
+	return ret;
 }
 
 int sq_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
 		 struct store_error *err)
 {
-	struct pop3_arg a = {uids, count, 0, true};
-	return sq_run(SQU(user), pop3_job, &a, err);
+	struct pop3_arg a = {uids, count};
+	return sq_run(SQU(user), pop3_hide_job, &a, err);
 }
 
 /* ---- retention ---------------------------------------------------- */

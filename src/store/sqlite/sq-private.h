@@ -88,6 +88,14 @@ struct sq_user {
 	pthread_mutex_t recent_mu;
 	struct sq_recent *recent;
 	size_t recent_count;
+	/* POP3 first-RETR marks waiting for the next commit (under
+	 * recent_mu): a lost mark only delays retention, the safe side, so
+	 * it does not cost a commit of its own */
+	struct sq_pop3_mark {
+		uint32_t uid;
+		time_t when;
+	} *pop3_marks;
+	size_t pop3_mark_count;
 };
 
 /* One change waiting for the group commit. fn runs inside the batch's
@@ -154,6 +162,9 @@ void sq_indexer_kick(struct store *store, int64_t user_id);
 int sq_index_flush(struct store_user *user, struct store_error *err);
 /* Removes a blob's text (and its index entries if indexed); in a job. */
 int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob);
+
+/* sq-pop3.c */
+int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 
 /* sq-mailbox.c */
 struct sq_mbox {
