@@ -32,6 +32,8 @@
 #define CHUNK_SIZE (256 * 1024)
 #define OUTPUT_DEFER (64 * 1024)
 #define SASL_LINE_MAX 16384
+/* Longer names serve no one and make every LIST line long. */
+#define IMAP_MAILBOX_NAME_MAX 1000
 
 
 /* ---- output ---------------------------------------------------------- */
@@ -433,6 +435,10 @@ char *imap_client_mailbox_in(struct imap_client *c, const char *name,
 			if (s[i] == '.')
 				s[i] = '/';
 		}
+	}
+	if (n > IMAP_MAILBOX_NAME_MAX) {
+		*error_r = "[LIMIT] Mailbox name too long";
+		goto fail;
 	}
 	if (is_inbox_prefix(s, n, '/'))
 		memcpy(s, "INBOX", 5);

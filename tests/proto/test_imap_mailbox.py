@@ -34,6 +34,8 @@ with Loft() as env:
     c.run('CREATE "wild*card"', 'NO \\[CANNOT\\]')
     c.run('CREATE', 'BAD \\[CLIENTBUG\\]')
     c.run('CREATE a b', 'BAD \\[CLIENTBUG\\]')
+    c.run('CREATE ' + 'n' * 1001, 'NO \\[LIMIT\\]')
+    c.run('CREATE ' + '/'.join(['d'] * 400), 'OK', name='a deep hierarchy')
     c.run('CREATE MyArchive (USE (\\Archive))', 'OK')
     c.run('CREATE Bad (USE (\\Nonsense))', 'NO \\[USEATTR\\]')
     c.run('CREATE Bad (FOO (\\Archive))', 'BAD \\[CLIENTBUG\\]')
