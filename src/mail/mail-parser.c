@@ -248,8 +248,13 @@ static void record_field(struct mpart *p, struct slice name, struct slice v)
 		p->flags |= MP_IS_MIME;
 		dst = &p->ctype;
 	} else if (mail_slice_eq_ci(n, "Transfer-Encoding")) {
+		/* BODYSTRUCTURE shows the first one that is a single token
+		 * (Dovecot skips broken ones); BINARY goes by the last */
+		struct slice tok;
 		p->cte_last = v;
-		dst = &p->cte;
+		if (p->cte.ptr == NULL && cte_token(v, &tok))
+			p->cte = v;
+		return;
 	} else if (mail_slice_eq_ci(n, "ID")) {
 		dst = &p->cid;
 	} else if (mail_slice_eq_ci(n, "Description")) {
