@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -169,6 +170,41 @@ static int get_duration(const struct config *cfg, const char *section,
 	return 0;
 }
 
+/* Whether loftd could use (or create) dir: it is a writable directory,
+ * or its nearest existing ancestor is. 0, or -1 with a static reason. */
+static int dir_usable(const char *dir, const char **why_r)
+{
+	char *p = xstrdup(dir);
+	struct stat st;
+	int rc = 0;
+	bool exists = stat(p, &st) == 0;
+	if (exists && !S_ISDIR(st.st_mode)) {
+		*why_r = "is not a directory";
+		rc = -1;
+	} else if (exists) {
+		if (access(p, W_OK | X_OK) != 0) {
+			*why_r = "is not writable";
+			rc = -1;
+		}
+	} else {
+		char *slash;
+		while ((slash = strrchr(p, '/')) != NULL && stat(p, &st) != 0) {
+			if (slash == p) {
+				p[1] = '\0';
+				break;
+			}
+			*slash = '\0';
+		}
+		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode) ||
+		    access(p, W_OK | X_OK) != 0) {
+			*why_r = "cannot be created (parent not writable)";
+			rc = -1;
+		}
+	}
+	free(p);
+	return rc;
+}
+
 static int check_top(const struct config *cfg, struct daemon_config *dc,
 		     struct buf *errors)
 {
@@ -176,8 +212,12 @@ static int check_top(const struct config *cfg, struct daemon_config *dc,
 	const struct config_entry *e;
 	dc->data_dir = DEFAULT_DATA_DIR;
 	if ((e = config_find(cfg, "", "data_dir")) != NULL) {
+		const char *why;
 		if (e->value[0] != '/') {
 			err_at(errors, cfg, e, "data_dir must be an absolute path");
+			errs++;
+		} else if (dir_usable(e->value, &why) < 0) {
+			err_at(errors, cfg, e, "data_dir %s %s", e->value, why);
 			errs++;
 		}
 		dc->data_dir = e->value;
@@ -300,6 +340,18 @@ static int check_listen(const struct config *cfg, struct daemon_config *dc,
 				err_at(errors, cfg, e, "listen: '%s': %s",
 				       l->addrs[i], msg);
 				errs++;
+			} else if (strncmp(l->addrs[i], "unix:", 5) == 0) {
+				char *dir = xstrdup(l->addrs[i] + 5);
+				*strrchr(dir, '/') = '\0';
+				struct stat st;
+				if (dir[0] != '\0' && (stat(dir, &st) != 0 ||
+							!S_ISDIR(st.st_mode))) {
+					err_at(errors, cfg, e, "listen: '%s': "
+					       "directory %s does not exist",
+					       l->addrs[i], dir);
+					errs++;
+				}
+				free(dir);
 			}
 		}
 		bool implicit = p == DAEMON_IMAPS || p == DAEMON_POP3S;

@@ -93,6 +93,18 @@ def test_check(env):
     no_tls = base[:tls_start] + base[tls_end:]
     bad('imaps without [tls]', no_tls,
         no_tls.split('\n').index('[imaps]') + 2, 'tls')
+    bad('unix socket in a missing directory',
+        base.replace('unix:' + env.lmtp_socket, 'unix:/nonexistent/dir/lmtp'),
+        base.split('\n').index('[lmtp]') + 2, 'does not exist')
+    blocker = os.path.join(env.dir, 'afile')
+    open(blocker, 'w').close()
+    bad('data_dir not a directory',
+        base.replace('data_dir = ' + env.data_dir, 'data_dir = ' + blocker),
+        1, 'not a directory')
+    bad('data_dir under a file',
+        base.replace('data_dir = ' + env.data_dir,
+                     'data_dir = ' + blocker + '/x/y'),
+        1, 'cannot be created')
     bad('bad policy value', base + '[policy]\npop3_delete = maybe\n',
         n + 2, 'pop3_delete')
     bad('unknown auth key', base + '[auth]\nhash = md5\n', n + 2, 'hash')
