@@ -121,15 +121,23 @@ void net_conn_unref(struct net_conn **conn);
 
 /* STARTTLS/STLS: after the front-end has written its "OK, begin TLS" reply,
  * call this: pending input is discarded (RFC 3207/3501 injection rule), the
- * reply is flushed and the TLS handshake starts. Returns -1 if TLS is not
- * configured or already on. */
+ * reply is flushed and the TLS handshake starts. Called from a task, it
+ * takes effect when the task returns (before reading resumes); called from
+ * proto->input, the front-end must stop parsing (the input is empty).
+ * Returns -1 if TLS is not configured, already on, or COMPRESS is on. */
 int net_conn_starttls(struct net_conn *conn);
-/* COMPRESS=DEFLATE (RFC 4978): after the OK is flushed, all later bytes in
- * both directions are deflated. */
+/* COMPRESS=DEFLATE (RFC 4978): call after writing the OK; every later byte
+ * in both directions is deflated (raw deflate). From a task it takes effect
+ * when the task returns. Output is flushed (Z_SYNC_FLUSH) once per batch
+ * of writes, so a client always sees whole responses. Returns -1 if
+ * already on. */
 int net_conn_compress(struct net_conn *conn);
 
-/* Flushes output, then closes. proto->closed follows. Safe from any
- * thread. */
+/* Flushes output, then closes (a client that reads nothing is dropped
+ * after write_timeout). proto->closed follows, after a running task has
+ * returned. Later writes return -1. Safe from any thread.
+ * A peer's half-close (EOF) closes the connection the same way once the
+ * running task and every complete command already buffered are done. */
 void net_conn_close(struct net_conn *conn);
 /* Stop reading the socket / resume (I/O thread), e.g. while a front-end
  * waits for something other than a worker task. */
