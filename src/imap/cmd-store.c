@@ -87,6 +87,27 @@ static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
 	buf_free(&b);
 }
 
+/* The UIDs the view knows within r. */
+static uint32_t *view_uids(struct imap_client *c, const struct store_uid_range *r,
+			   size_t rn, size_t *count_r)
+{
+	size_t n = 0, cap = 16;
+	uint32_t *uids = xmalloc(cap * sizeof(*uids));
+	uint32_t count = store_view_count(c->view);
+	for (size_t i = 0; i < rn; i++) {
+		for (uint32_t seq = store_view_seq_ceil(c->view, r[i].lo);
+		     seq <= count && store_view_uid(c->view, seq) <= r[i].hi; seq++) {
+			if (n == cap) {
+				cap *= 2;
+				uids = xrealloc(uids, cap * sizeof(*uids));
+			}
+			uids[n++] = store_view_uid(c->view, seq);
+		}
+	}
+	*count_r = n;
+	return uids;
+}
+
 static void modified_reply(struct imap_cmd *cmd, const uint32_t *uids, size_t n)
 {
 	struct imap_client *c = cmd->client;
@@ -162,10 +183,17 @@ void cmd_store(struct imap_cmd *cmd)
 	uint32_t *changed = NULL, *modified = NULL;
 	size_t nchanged = 0, nmodified = 0;
 	struct store_error err = {0};
-	int ret = rn == 0 ? 0
-			  : store_flags_update(c->store_user, c->mailbox, r, rn, &ch,
-					       &changed, &nchanged, &modified,
-					       &nmodified, &err);
+	int ret = 0;
+	if (item != &a[1] && ch.unchangedsince == 0) {
+		/* RFC 7162 3.1.3: every message has a modseq above 0, so
+		 * UNCHANGEDSINCE 0 fails for all of them (the store reads 0
+		 * as "no condition") */
+		modified = view_uids(c, r, rn, &nmodified);
+	} else if (rn > 0) {
+		ret = store_flags_update(c->store_user, c->mailbox, r, rn, &ch,
+					 &changed, &nchanged, &modified, &nmodified,
+					 &err);
+	}
 	/* Other sessions' changes first; this command's own messages are
 	 * reported below, once each. */
 	c->silent = r;

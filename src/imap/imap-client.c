@@ -176,6 +176,14 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 	struct buf b;
 	buf_init(&b, 0);
 	buf_printf(&b, "%s %s ", cmd->tag, status);
+	/* RFC 7162 3.1: a command that turned CONDSTORE on in the selected
+	 * state (FETCH MODSEQ, STORE UNCHANGEDSINCE, ...) reports the
+	 * mailbox's HIGHESTMODSEQ in its tagged OK */
+	if (c->view != NULL && strcmp(status, "OK") == 0 && fmt[0] != '[' &&
+	    (c->enabled & IMAP_ENABLED_CONDSTORE) &&
+	    !(cmd->enabled_before & IMAP_ENABLED_CONDSTORE))
+		buf_printf(&b, "[HIGHESTMODSEQ %llu] ",
+			   (unsigned long long)store_view_info(c->view)->highestmodseq);
 	buf_vprintf(&b, fmt, ap);
 	buf_append_str(&b, "\r\n");
 	imap_client_write(c, b.data, b.len);
@@ -789,6 +797,7 @@ static bool dispatch(struct imap_client *c)
 	}
 	cmd->def = def;
 	cmd->name = def->name;
+	cmd->enabled_before = c->enabled;
 	if (!state_allows(c, def->flags)) {
 		imap_client_abort_streams(c);
 		return io_write_line(c, "%s BAD %s", cmd->tag,

@@ -100,6 +100,7 @@ struct imap_cmd {
 	bool replied;
 	bool continues;               /* set by an IMAP_CMD_CONTINUES handler
 					 that will reply later */
+	unsigned enabled_before;      /* client->enabled when it started */
 };
 
 /* Tagged replies. text may start with a response code "[CODE] ...".

@@ -97,6 +97,11 @@ with Loft(extra={'imap': {'append_limit': '100K'}}) as env:
     c.run('SELECT INBOX (FOO)', 'BAD \\[CLIENTBUG\\]')
     c.run('SELECT INBOX (QRESYNC (1 1))', 'BAD \\[CLIENTBUG\\]',
           name='QRESYNC without ENABLE')
+    c.run('SELECT INBOX', 'OK')
+    c.run('STORE 7 (UNCHANGEDSINCE 999999) +FLAGS (kw0)', 'OK \\[HIGHESTMODSEQ \\d+\\]',
+          name='STORE UNCHANGEDSINCE turns CONDSTORE on: HIGHESTMODSEQ in the OK')
+    c.run('STORE 6:7 (UNCHANGEDSINCE 0) +FLAGS (kw0)', 'OK \\[MODIFIED 6:7\\]',
+          name='UNCHANGEDSINCE 0 always fails')
     lines, _ = c.run('SELECT INBOX (CONDSTORE)', 'OK \\[READ-WRITE\\]',
                      [r'HIGHESTMODSEQ'], absent=[r'RECENT [1-9]'])
 
