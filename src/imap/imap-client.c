@@ -806,7 +806,7 @@ static bool dispatch(struct imap_client *c)
 	if (def->flags & IMAP_CMD_IO_THREAD) {
 		def->fn(cmd);
 		imap_client_after_command(c);
-		return true;   /* STARTTLS: input before the handshake is gone */
+		return false;
 	}
 	c->task_running = true;
 	if (net_conn_run(c->conn, command_task, NULL) < 0)
@@ -992,11 +992,6 @@ static void client_input(void *session, struct net_conn *conn)
 		}
 		case IMAP_PARSE_ERROR:
 			stop = handle_parse_error(c);
-			break;
-		}
-		/* STARTTLS/COMPRESS replaced the input buffer: do not touch it */
-		if (c->input_reset) {
-			c->input_reset = false;
 			break;
 		}
 		evbuffer_drain(in, used);

@@ -155,7 +155,6 @@ struct imap_client {
 	bool idling;
 	char *idle_tag;
 	bool counted;                 /* in the per-user connection count */
-	bool input_reset;             /* STARTTLS/COMPRESS: stop reading */
 	_Atomic uint32_t selected_id; /* store mailbox id of the view, 0 */
 	/* APPEND literal streaming */
 	struct store_blob_writer **writers;
