@@ -59,6 +59,12 @@ static void task_work(void *session, struct net_conn *conn, void *arg)
 	net_conn_printf(conn, "DONE %s\r\n", s->work);
 }
 
+static void task_fast(void *session, struct net_conn *conn, void *arg)
+{
+	net_conn_printf(conn, "F %s\r\n", (char *)arg);
+	free(arg);
+}
+
 static void task_big(void *session, struct net_conn *conn, void *arg)
 {
 	struct session *s = session;
@@ -110,6 +116,9 @@ static void p_input(void *session, struct net_conn *conn)
 		} else if (strncmp(line, "WORK ", 5) == 0) {
 			snprintf(s->work, sizeof(s->work), "%s", line + 5);
 			net_conn_run(conn, task_work, NULL);
+			stop = true;
+		} else if (strncmp(line, "FAST ", 5) == 0) {
+			net_conn_run(conn, task_fast, strdup(line + 5));
 			stop = true;
 		} else if (strncmp(line, "BIG ", 4) == 0) {
 			s->big = strtoull(line + 4, NULL, 10);
@@ -432,6 +441,40 @@ static void test_half_close(void)
 	cli_close(c);
 }
 
+/* Many clients, each pipelining a burst of task and I/O-thread commands:
+ * every reply arrives, in order. */
+static void test_stress_order(void)
+{
+	enum { N = 100, K = 30 };
+	struct cli *c[N];
+	for (int i = 0; i < N; i++) {
+		c[i] = cli_open(i % 2 ? port_tls : port_plain);
+		if (i % 2)
+			CHECK(cli_tls(c[i], 0) == 0);
+		CHECK_STR(cli_line(c[i]), "HELLO");
+	}
+	for (int i = 0; i < N; i++) {
+		char burst[K * 32] = "";
+		for (int k = 0; k < K; k++) {
+			char one[32];
+			snprintf(one, sizeof(one), k % 3 ? "FAST %d\r\n" : "ECHO %d\r\n", k);
+			strcat(burst, one);
+		}
+		cli_send(c[i], burst);
+	}
+	int bad = 0;
+	for (int i = 0; i < N; i++) {
+		for (int k = 0; k < K; k++) {
+			char want[32];
+			snprintf(want, sizeof(want), k % 3 ? "F %d" : "%d", k);
+			if (strcmp(cli_line(c[i]), want) != 0)
+				bad++;
+		}
+		cli_close(c[i]);
+	}
+	CHECK_INT(bad, 0);
+}
+
 static void test_many_clients_tasks(void)
 {
 	enum { N = 20 };
@@ -723,6 +766,7 @@ int main(void)
 		{"pipelining", test_pipelining},
 		{"half_close", test_half_close},
 		{"many_clients_tasks", test_many_clients_tasks},
+		{"stress_order", test_stress_order},
 		{"backpressure", test_backpressure},
 		{"never_reads_dropped", test_never_reads_dropped},
 		{"starttls_discards_injection", test_starttls_discards_injection},
