@@ -7,7 +7,9 @@
  * parser's literal handling and the dispatcher are exercised with them.
  *
  * Input: [flags][bytes the client sends]. flags bit 0: LOGIN first;
- * bit 1: also SELECT INBOX. The greeting must be "* OK".
+ * bit 1: also SELECT INBOX. The greeting must be "* OK", and no input
+ * may make the server answer [SERVERBUG] (an internal error: with a
+ * healthy store, a client cannot cause one).
  */
 #include "fuzz-net-session.h"
 #include "imap.h"
@@ -37,6 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *out = fuzz_session_run(prefix, data + 1, size - 1, &len);
 	if (len < 4 || strncmp(out, "* OK", 4) != 0)
 		abort();
+	if (memmem(out, len, "[SERVERBUG]", 11) != NULL) {
+		fwrite(out, 1, len, stderr);
+		abort();
+	}
 	free(out);
 	return 0;
 }

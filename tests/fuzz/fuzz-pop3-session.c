@@ -6,8 +6,8 @@
  *
  * Input: [flags][bytes the client sends]. flags bit 0: log in first
  * (USER/PASS), so the TRANSACTION commands are reached at once.
- * Replies must be POP3 status lines: every line the server sends outside
- * a multi-line reply starts with "+OK", "-ERR" or "+ " (SASL).
+ * The greeting must be "+OK", and no input may make the server answer
+ * [SYS/TEMP] (with a healthy store, a client cannot cause one).
  */
 #include "fuzz-net-session.h"
 #include "pop3.h"
@@ -36,6 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		data + 1, size - 1, &len);
 	if (len < 4 || strncmp(out, "+OK ", 4) != 0)
 		abort();   /* the greeting */
+	if (memmem(out, len, "[SYS/TEMP]", 10) != NULL) {
+		fwrite(out, 1, len, stderr);
+		abort();
+	}
 	free(out);
 	return 0;
 }
