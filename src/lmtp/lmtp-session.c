@@ -101,8 +101,11 @@ static bool reset_and_reply(struct lmtp_session *s, const char *text)
 		reply(s, "%s", text);
 		return false;
 	}
-	if (net_conn_run(s->conn, lmtp_task_reset, xstrdup(text)) < 0)
+	char *copy = xstrdup(text);
+	if (net_conn_run(s->conn, lmtp_task_reset, copy) < 0) {
+		free(copy); /* closing: the handles go at close */
 		return false;
+	}
 	return true;
 }
 
