@@ -142,17 +142,22 @@ static void *indexer_main(void *arg)
 	struct sq_store *s = SQS(store);
 	pthread_mutex_lock(&s->index_mu);
 	for (;;) {
-		while (s->index_count == 0 && !s->index_stop)
+		bool woke = false;
+		while (s->index_count == 0 && !s->index_stop) {
 			pthread_cond_wait(&s->index_cond, &s->index_mu);
+			woke = true;
+		}
 		if (s->index_stop)
 			break;
-		/* let a burst of deliveries gather into one batch */
-		pthread_mutex_unlock(&s->index_mu);
-		struct timespec pause = {0, 20 * 1000 * 1000};
-		nanosleep(&pause, NULL);
-		pthread_mutex_lock(&s->index_mu);
-		if (s->index_count == 0 || s->index_stop)
-			continue;
+		if (woke) {
+			/* let a burst of deliveries gather into one batch */
+			pthread_mutex_unlock(&s->index_mu);
+			struct timespec pause = {0, 20 * 1000 * 1000};
+			nanosleep(&pause, NULL);
+			pthread_mutex_lock(&s->index_mu);
+			if (s->index_count == 0 || s->index_stop)
+				continue;
+		}
 		int64_t id = s->index_queue[0];
 		memmove(s->index_queue, s->index_queue + 1,
 			--s->index_count * sizeof(int64_t));
