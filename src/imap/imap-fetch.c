@@ -43,7 +43,6 @@ enum fi_type {
 	FI_EMAILID,
 	FI_THREADID,
 	FI_SAVEDATE,
-	FI_PREVIEW,
 };
 
 struct fetch_item {
@@ -103,9 +102,6 @@ static struct fetch_item *add_item(struct imap_fetch_plan *plan,
 	case FI_BODY:
 	case FI_BODYSTRUCTURE:
 		plan->fields |= STORE_FETCH_STRUCTURE;
-		break;
-	case FI_PREVIEW:
-		plan->fields |= STORE_FETCH_PREVIEW;
 		break;
 	case FI_THREADID:
 		plan->fields |= STORE_FETCH_OBJECTID;
@@ -603,7 +599,7 @@ static enum imap_fetch_status render_item(struct fetch_run *r,
 	case FI_FLAGS:
 		buf_append_str(out, "FLAGS ");
 		imap_append_flags(out, m->flags, m->keywords, m->keyword_count,
-				  store_view_is_recent(r->client->view, r->seq));
+				  imap_client_recent(r->client, r->seq));
 		break;
 	case FI_INTERNALDATE:
 		buf_append_str(out, "INTERNALDATE ");
@@ -640,10 +636,6 @@ static enum imap_fetch_status render_item(struct fetch_run *r,
 			buf_printf(out, "THREADID (%s)", m->threadid);
 		else
 			buf_append_str(out, "THREADID NIL");
-		break;
-	case FI_PREVIEW:
-		buf_append_str(out, "PREVIEW ");
-		imap_append_nstring(out, m->preview, true);
 		break;
 	case FI_SECTION:
 	case FI_BINARY:
@@ -748,6 +740,14 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 		struct fetch_item flags = {.type = FI_FLAGS};
 		buf_append_char(&r->out, ' ');
 		render_item(r, &flags);
+		/* RFC 7162 3.1.4.1: a flag change reported under CONDSTORE
+		 * carries the message's new MODSEQ */
+		if ((r->client->enabled & IMAP_ENABLED_CONDSTORE) &&
+		    !plan->has_modseq) {
+			struct fetch_item ms = {.type = FI_MODSEQ};
+			buf_append_char(&r->out, ' ');
+			render_item(r, &ms);
+		}
 	}
 	buf_append_str(&r->out, ")\r\n");
 	close_message(r);

@@ -286,6 +286,11 @@ def main():
         r.check('vanished earlier', b'* VANISHED (EARLIER) 3\r\n' in u, u)
         r.check('vanished ok', b'OK' in t, t)
 
+        items, t, _ = fetch1(im, 'FETCH 2 (BODY[TEXT])')
+        it = items[0][1] if items else {}
+        r.check('seen under condstore carries modseq', b'\\Seen' in it.get(b'FLAGS', [])
+                and b'MODSEQ' in it, it)
+
         # ---- errors, and the session goes on
         for bad in ('FETCH', 'FETCH 1', 'FETCH 1 (BOGUS)', 'FETCH 1 BODY[0]',
                     'FETCH 1 (BODY[1]<5>)', 'FETCH 1 (BODY[1]<1.0>)',

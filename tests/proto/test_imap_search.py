@@ -204,6 +204,16 @@ def main():
             # message 2 answers message 1 (In-Reply-To): one thread
             r.check('reply shares threadid', tids[0] == tids[1], tids)
 
+        # IMAP4rev2 (RFC 9051 7.3.4): SEARCH answers with ESEARCH
+        im2 = Imap(env)
+        im2.ok('LOGIN alice@example.test alice-secret')
+        im2.ok('ENABLE IMAP4rev2')
+        im2.ok('EXAMINE INBOX')
+        u, t = im2.cmd('SEARCH SEEN')
+        r.check('rev2 esearch', u == [b'* ESEARCH (TAG "F%d") ALL 1\r\n' % im2.n], u)
+        u, t = im2.cmd('UID SEARCH KEYWORD none')
+        r.check('rev2 uid esearch empty', u == [b'* ESEARCH (TAG "F%d") UID\r\n' % im2.n], u)
+
         # errors; the session goes on
         u, t = im.cmd('SEARCH CHARSET KOI8-R ALL')
         r.check('badcharset', t.split()[1] == b'NO' and b'[BADCHARSET (UTF-8 US-ASCII)]' in t, t)
