@@ -288,16 +288,21 @@ static void record_field(struct mpart *p, struct slice name, struct slice v)
 		*dst = v;
 }
 
-/* Parses the header of part idx starting at st->pos. Returns true if the
- * header was cut short by a boundary line (the body is then empty). */
-static bool parse_header(struct pstate *st, uint32_t idx)
+enum hdr_end {
+	HDR_EOF,     /* the message ended inside the header */
+	HDR_BLANK,   /* the blank line ended it */
+	HDR_CUT,     /* a boundary line cut it short: the body is empty */
+};
+
+/* Parses the header of part idx starting at st->pos. */
+static enum hdr_end parse_header(struct pstate *st, uint32_t idx)
 {
 	struct mpart *p = &st->mp->parts[idx];
 	size_t start = st->pos;
 	uint64_t lf0 = st->lf_before, bare0 = st->bare_before;
 	size_t field_start = (size_t)-1;
 	size_t fields = 0;
-	bool cut = false;
+	bool cut = false, blank = false;
 	for (;;) {
 		size_t ls = st->pos;
 		if (ls >= st->len)
@@ -324,6 +329,7 @@ static bool parse_header(struct pstate *st, uint32_t idx)
 		if (c == '\n' || (c == '\r' && ls + 1 < st->len &&
 				  st->data[ls + 1] == '\n')) {
 			next_line(st);   /* the blank line ends the header */
+			blank = true;
 			break;
 		}
 		if (!cont)
@@ -355,7 +361,7 @@ static bool parse_header(struct pstate *st, uint32_t idx)
 	p->hdr_lines = lf;
 	p->hdr_bare_lf = bare;
 	p->body_off = hend;
-	return cut;
+	return cut ? HDR_CUT : blank ? HDR_BLANK : HDR_EOF;
 }
 
 /* Extracts the boundary parameter of a multipart Content-Type. */
@@ -465,15 +471,11 @@ static void cut_blank_line(struct pstate *st, struct mpart *p)
 static void begin_part(struct pstate *st, uint32_t idx)
 {
 	struct mparse *mp = st->mp;
-	bool cut = parse_header(st, idx);
+	enum hdr_end end = parse_header(st, idx);
+	bool cut = end == HDR_CUT;
 	st->fresh = false;
 	classify(st, idx);
 	struct mpart *p = &mp->parts[idx];
-	bool blank = !cut && p->hdr_size > 0 && st->pos > p->hdr_off &&
-		     st->data[st->pos - 1] == '\n' &&
-		     (st->pos - p->hdr_off == 1 || st->data[st->pos - 2] == '\n' ||
-		      (st->data[st->pos - 2] == '\r' &&
-		       (st->pos - p->hdr_off == 2 || st->data[st->pos - 3] == '\n')));
 	char *own = NULL;
 	if ((p->flags & MP_MULTIPART) && !cut) {
 		/* without a boundary (or past a limit) it stays a multipart
@@ -484,7 +486,7 @@ static void begin_part(struct pstate *st, uint32_t idx)
 		else
 			p->flags |= MP_OPAQUE;
 	}
-	if (blank) {
+	if (end == HDR_BLANK) {
 		bool close;
 		long bi = boundary_at(st, st->pos, &close);
 		if (bi >= 0 && st->bnd[bi].part != idx) {
