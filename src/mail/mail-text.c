@@ -274,12 +274,13 @@ struct collector {
 	size_t preview_chars;
 	bool preview_done, preview_space;
 	int preview_part;   /* part index feeding the preview, -1 none */
+	bool quiet;         /* preview only: no search text wanted */
 };
 
 static void emit(struct collector *c, enum mail_text_kind kind,
 		 const char *name, const char *text, size_t len)
 {
-	if (len == 0)
+	if (len == 0 || c->quiet)
 		return;
 	if (c->opt->text_cb != NULL) {
 		c->opt->text_cb(c->opt->text_ctx, kind, name, text, len);
@@ -453,6 +454,8 @@ static void text_body(struct collector *c, const struct mparse *mp,
 				preview_add(c, out->data, out->len);
 		}
 		s = e;
+		if (c->quiet && c->preview_done)
+			break;   /* nothing more is wanted from this part */
 	}
 	emit(c, MAIL_TEXT_BODY, NULL, "\n", 1);
 	conv_deinit(&cv);
@@ -495,6 +498,7 @@ void mail_collect_text(const struct mparse *mp,
 			     ? opt->limits->max_search_text
 			     : mp->limits.max_search_text;
 	c.preview_part = pick_preview(mp);
+	c.quiet = !opt->want_text;
 	if (opt->want_text)
 		text_headers(&c, mp->data, mp->parts[0].hdr_size, false);
 	for (uint32_t i = 0; i < mp->count; i++) {
@@ -513,21 +517,7 @@ void mail_collect_text(const struct mparse *mp,
 			    mail_slice_eq_ci(st, "html");
 		if (!opt->want_text && !preview)
 			continue;
-		struct mail_analyze_options quiet = *opt;
-		if (!opt->want_text) {
-			/* preview only: emit into a discarded sink */
-			quiet.text_cb = NULL;
-		}
-		const struct mail_analyze_options *saved = c.opt;
-		c.opt = &quiet;
-		size_t body_len = c.body.len;
-		bool full = c.body_full;
 		text_body(&c, mp, i, html, preview);
-		c.opt = saved;
-		if (!opt->want_text) {
-			c.body.len = body_len;
-			c.body_full = full;
-		}
 	}
 	r->preview = mail_buf_take(&c.preview);
 	if (opt->text_cb == NULL && opt->want_text) {
