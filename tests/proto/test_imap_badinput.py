@@ -14,7 +14,7 @@ import threading
 import time
 
 from imapconv import Conv
-from loftenv import Loft, Results
+from loftenv import Loft, Results, SANITIZE
 
 USER, PW = 'alice@example.test', 'alice-secret'
 r = Results()
@@ -181,8 +181,10 @@ with Loft(extra={'limits': {'write_timeout': '3s'},
             peak = max(peak, rss_kb(pid))
     watcher.send('\r\n')
     watcher.collect(tag, 'OK \\[APPENDUID', name='20 MB APPEND')
+    # ASan keeps freed memory in quarantine: the bound is only tight
+    # without it (the release build runs this test too)
     r.check('20 MB APPEND streamed (RSS %d -> peak %d KiB)' % (before, peak),
-            peak - before < 16 * 1024, (before, peak))
+            peak - before < (16 if not SANITIZE else 128) * 1024, (before, peak))
     watcher.run('STATUS Archive (SIZE)', 'OK', [r'SIZE %d' % (size + 17)])
 
     # ---- a client that never reads --------------------------------------------
