@@ -1036,6 +1036,8 @@ void imap_client_logout_user(struct imap_client *c)
 		store_view_close(&c->view);
 	free(c->mailbox);
 	c->mailbox = NULL;
+	atomic_store(&c->selected_id, 0);
+	c->readonly = false;
 	imap_client_set_searchres(c, NULL, 0);
 	imap_client_abort_streams(c);
 	if (c->store_user != NULL)
