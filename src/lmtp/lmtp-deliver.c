@@ -150,7 +150,7 @@ static void rcpt_add(struct lmtp_session *s, const struct lmtp_path *path,
 	}
 	r = &s->rcpts[s->rcpt_count];
 	memset(r, 0, sizeof(*r));
-	snprintf(r->address, sizeof(r->address), "%s", path->address);
+	lmtp_path_text(path, r->address, sizeof(r->address));
 	r->user_id = au->id;
 	r->user = user;
 	r->mailbox = mailbox;
@@ -206,6 +206,7 @@ void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg)
 	struct lmtp_session *s = session;
 	struct lmtp_rcpt_request *req = arg;
 	const char *addr = req->path.address;
+	char text[LMTP_PATH_TEXT];
 	struct lmtp_server *srv = s->server;
 	struct auth_policy pol = {0};
 	struct store_user *user = NULL;
@@ -215,38 +216,39 @@ void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg)
 	char *mailbox;
 	int ret;
 
+	lmtp_path_text(&req->path, text, sizeof(text));
 	ret = lookup_rcpt(srv->auth, &req->path, &au, detail, sizeof(detail));
 	if (ret < 0) {
 		net_conn_printf(conn, "451 4.3.0 <%s> Temporary user lookup failure\r\n",
-				addr);
+				text);
 	} else if (ret == 0) {
 		const char *domain = addr + req->path.local_len + 1;
 		if (!auth_domain_exists(srv->auth, domain))
 			net_conn_printf(conn, "550 5.1.2 <%s> Domain is not served here\r\n",
-					addr);
+					text);
 		else
 			net_conn_printf(conn, "550 5.1.1 <%s> User doesn't exist\r\n",
-					addr);
+					text);
 	} else if (au.disabled) {
-		net_conn_printf(conn, "550 5.2.1 <%s> Mailbox disabled\r\n", addr);
+		net_conn_printf(conn, "550 5.2.1 <%s> Mailbox disabled\r\n", text);
 	} else if (user_get(s, au.id, &user, &err) < 0) {
-		log_error("lmtp", s->sid, "opening mail of %s: %s", addr, err.msg);
+		log_error("lmtp", s->sid, "opening mail of %s: %s", text, err.msg);
 		net_conn_printf(conn, "451 4.3.0 <%s> Temporary internal error (session %s)\r\n",
-				addr, s->sid);
+				text, s->sid);
 	} else {
 		if (auth_user_policy(srv->auth, au.id, &pol) < 0)
 			memset(&pol, 0, sizeof(pol));
 		if (over_quota(s, user, &pol)) {
 			net_conn_printf(conn, "%s <%s> Quota exceeded (mailbox for user is full)\r\n",
 					pol.over_quota_tempfail ? "452 4.2.2" : "552 5.2.2",
-					addr);
+					text);
 			store_user_unref(&user);
 		} else {
 			mailbox = resolve_folder(user, detail);
 			rcpt_add(s, &req->path, &au, user, mailbox,
 				 pol.over_quota_tempfail);
 			s->errors = 0;
-			net_conn_printf(conn, "250 2.1.5 <%s> OK\r\n", addr);
+			net_conn_printf(conn, "250 2.1.5 <%s> OK\r\n", text);
 		}
 	}
 	free(req);

@@ -7,6 +7,7 @@
 #include "lmtp-parser.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 int lmtp_parse_verb(const char *line, size_t len, char verb_r[16],
@@ -255,6 +256,47 @@ int lmtp_parse_path(struct slice args, const char *want, bool strict,
 		s.p++;
 	*params_r = slice_make(s.p, (size_t)(s.end - s.p));
 	return 0;
+}
+
+static bool is_dot_atom(const char *p, size_t len)
+{
+	bool after_dot = true;
+
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '.') {
+			if (after_dot)
+				return false;
+			after_dot = true;
+		} else if (is_atext((unsigned char)p[i])) {
+			after_dot = false;
+		} else {
+			return false;
+		}
+	}
+	return !after_dot;
+}
+
+void lmtp_path_text(const struct lmtp_path *path, char *out, size_t size)
+{
+	const char *a = path->address;
+	size_t n = 0;
+
+	if (size == 0)
+		return;
+	if (path->null_path || is_dot_atom(a, path->local_len)) {
+		snprintf(out, size, "%s", a);
+		return;
+	}
+	if (n + 1 < size)
+		out[n++] = '"';
+	for (size_t i = 0; i < path->local_len && n + 3 < size; i++) {
+		if (a[i] == '"' || a[i] == '\\')
+			out[n++] = '\\';
+		out[n++] = a[i];
+	}
+	if (n + 1 < size)
+		out[n++] = '"';
+	snprintf(out + n, size - n, "%s", a + path->local_len);
 }
 
 int lmtp_param_next(struct slice *params, struct slice *key_r,

@@ -48,6 +48,14 @@ int lmtp_parse_path(struct slice args, const char *want, bool strict,
 		    bool allow_null, struct lmtp_path *path_r,
 		    struct slice *params_r, const char **why_r);
 
+/* The address of path as it goes into a header or a reply: as is when
+ * its local-part is a dot-atom, else with the local-part quoted again
+ * (RFC 5321 4.1.2), so a header never carries a bare '"', '<', '>' or
+ * space from it. Writes at most size - 1 bytes and a NUL; LMTP_PATH_TEXT
+ * is always enough. */
+#define LMTP_PATH_TEXT (2 * LMTP_PATH_MAX + 3)
+void lmtp_path_text(const struct lmtp_path *path, char *out, size_t size);
+
 /* Iterates over "KEY[=VALUE] KEY[=VALUE]..." Returns 1 with key/value
  * filled (value empty if absent), 0 at the end, -1 on bad syntax. */
 int lmtp_param_next(struct slice *params, struct slice *key_r,

@@ -66,7 +66,7 @@ struct lmtp_reply {
 };
 
 struct lmtp_rcpt {
-	char address[LMTP_PATH_MAX + 1]; /* as given in RCPT TO, for replies */
+	char address[LMTP_PATH_TEXT];     /* RCPT TO's, for replies, headers */
 	int64_t user_id;
 	struct store_user *user;
 	char *mailbox;                    /* "INBOX" or the +detail folder */
@@ -96,7 +96,7 @@ struct lmtp_session {
 	bool quitting;
 
 	/* the transaction */
-	char sender[LMTP_PATH_MAX + 1];
+	char sender[LMTP_PATH_TEXT];      /* as it goes into Return-Path */
 	bool null_sender;
 	uint64_t declared_size;
 	struct lmtp_rcpt *rcpts;

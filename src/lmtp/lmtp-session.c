@@ -188,7 +188,7 @@ static void cmd_mail(struct lmtp_session *s, struct slice args)
 		reply_error(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		return;
 	}
-	snprintf(s->sender, sizeof(s->sender), "%s", path.address);
+	lmtp_path_text(&path, s->sender, sizeof(s->sender));
 	s->null_sender = path.null_path;
 	s->declared_size = size;
 	s->state = LMTP_STATE_MAIL;

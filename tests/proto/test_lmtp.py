@@ -151,6 +151,26 @@ def test_delivery(env):
     R.check('bob copy says for <bob>', mb is not None and b'for <bob@example.test>' in mb)
 
 
+def test_quoted_paths(env):
+    """Quoted local-parts: the recipient is found, and headers carry the
+    addresses re-quoted only where needed."""
+    c = Conv.tcp(env.port('lmtp'))
+    c.cmd('LHLO client.test')
+    code_is('quoted sender', c.cmd('MAIL FROM:<"odd <sender>"@remote.test>'), 250)
+    code, lines = c.cmd('RCPT TO:<"alice"@example.test>')
+    R.check('quoted recipient found', code == 250 and '<alice@example.test>' in lines[0], lines)
+    c.cmd('DATA')
+    c.send(dot_stuff(b'X-Test-Start: quoted\r\n\r\nq\r\n'))
+    R.check('quoted: 250', c.reply()[0] == 250)
+    c.cmd('QUIT')
+    if imap_up(env):
+        m = find_msg(env, A, 'X-Test-Start: quoted')
+        R.check('Return-Path re-quoted',
+                m is not None and m.startswith(b'Return-Path: <"odd <sender>"@remote.test>\r\n'),
+                m[:200] if m else None)
+        R.check('Delivered-To unquoted', m is not None and b'Delivered-To: alice@example.test\r\n' in m)
+
+
 def test_pipelining(env):
     before = message_count(env, A)
     c = Conv.tcp(env.port('lmtp'))
@@ -504,7 +524,7 @@ def main():
     extra = {'lmtp': {'max_message_size': '600000', 'max_recipients': '4'}}
     with Loft(users=users, extra=extra) as env:
         for t in (test_greeting_and_lhlo, test_mail_rcpt_errors, test_delivery,
-                  test_pipelining, test_alias_and_detail, test_bad_inputs,
+                  test_quoted_paths, test_pipelining, test_alias_and_detail, test_bad_inputs,
                   test_big_message, test_size_limit, test_too_many_recipients, test_quota,
                   test_dropped_connection, test_unix_socket, test_smtplib_client,
                   test_pipelining_flood):

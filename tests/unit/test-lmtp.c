@@ -185,6 +185,33 @@ static void test_path(void)
 	CHECK_INT(path(longp, "FROM", false, &p, &params), -1);
 }
 
+static void test_path_text(void)
+{
+	struct lmtp_path p;
+	struct slice params;
+	char out[LMTP_PATH_TEXT];
+
+	CHECK_INT(path("TO:<a.b+c@example.test>", "TO", true, &p, &params), 0);
+	lmtp_path_text(&p, out, sizeof(out));
+	CHECK_STR(out, "a.b+c@example.test");
+	CHECK_INT(path("TO:<\"a b\\\"c\"@example.test>", "TO", true, &p, &params), 0);
+	lmtp_path_text(&p, out, sizeof(out));
+	CHECK_STR(out, "\"a b\\\"c\"@example.test");
+	CHECK_INT(path("TO:<\"../x\"@example.test>", "TO", true, &p, &params), 0);
+	lmtp_path_text(&p, out, sizeof(out));
+	CHECK_STR(out, "\"../x\"@example.test");
+	CHECK_INT(path("FROM:<\"a>b\"@example.test>", "FROM", false, &p, &params), 0);
+	lmtp_path_text(&p, out, sizeof(out));
+	CHECK_STR(out, "\"a>b\"@example.test");
+	CHECK_INT(path("FROM:<>", "FROM", false, &p, &params), 0);
+	lmtp_path_text(&p, out, sizeof(out));
+	CHECK_STR(out, "");
+	/* never more than the buffer */
+	CHECK_INT(path("TO:<\"a\"@example.test>", "TO", true, &p, &params), 0);
+	lmtp_path_text(&p, out, 5);
+	CHECK(strlen(out) < 5);
+}
+
 static void test_params(void)
 {
 	struct slice ps = slice_make(S("SIZE=123 BODY=7BIT  X-Y"));
@@ -223,6 +250,7 @@ int main(void)
 		{"dot_long_line", test_dot_long_line},
 		{"verb", test_verb},
 		{"path", test_path},
+		{"path_text", test_path_text},
 		{"params", test_params},
 		{NULL, NULL},
 	};
