@@ -134,8 +134,8 @@ static bool cmd_lhlo(struct lmtp_session *s, struct slice args)
 		s->state = LMTP_STATE_READY;
 	/* RFC 5321 4.1.4: a later LHLO resets the transaction. */
 	snprintf(text, sizeof(text),
-		 "250-%s\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
-		 "250-8BITMIME\r\n250-SIZE %llu\r\n250 OK",
+		 "250-%s\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n"
+		 "250-SIZE %llu\r\n250 PIPELINING",
 		 s->server->hostname,
 		 (unsigned long long)s->server->max_message_size);
 	return reset_and_reply(s, text);

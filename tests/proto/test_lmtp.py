@@ -60,6 +60,7 @@ def test_greeting_and_lhlo(env):
     for cap in ('PIPELINING', 'ENHANCEDSTATUSCODES', '8BITMIME'):
         R.check('LHLO advertises ' + cap, cap in caps, caps)
     R.check('LHLO advertises SIZE 600000', 'SIZE 600000' in caps, caps)
+    R.check('LHLO lines are all extensions', len(caps) == 4, caps)
     code_is('NOOP', c.cmd('NOOP'), 250, '2.0.0')
     code_is('VRFY refused', c.cmd('VRFY alice'), 502, '5.5.1')
     code_is('EXPN refused', c.cmd('EXPN list'), 502, '5.5.1')
