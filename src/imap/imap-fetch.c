@@ -794,7 +794,8 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 			       ranges, count, &change, changed_r,
 			       changed_count_r, NULL, NULL, err) < 0)
 		return -1;
-	qsort(*changed_r, *changed_count_r, sizeof(**changed_r), cmp_u32);
+	if (*changed_count_r > 1)
+		qsort(*changed_r, *changed_count_r, sizeof(**changed_r), cmp_u32);
 	return 0;
 }
 

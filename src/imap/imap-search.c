@@ -1161,7 +1161,9 @@ static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
 					      k->u.str, range, 1, &k->uids,
 					      &k->uid_count, err) < 0)
 				return -1;
-			qsort(k->uids, k->uid_count, sizeof(*k->uids), cmp_u32);
+			if (k->uid_count > 1)
+				qsort(k->uids, k->uid_count, sizeof(*k->uids),
+				      cmp_u32);
 			break;
 		case SK_THREADID:
 			*fields |= STORE_FETCH_OBJECTID;
