@@ -36,7 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		data + 1, size - 1, &len);
 	if (len < 4 || strncmp(out, "+OK ", 4) != 0)
 		abort();   /* the greeting */
-	if (memmem(out, len, "[SYS/TEMP]", 10) != NULL) {
+	/* at the start of a line: the client cannot append messages, so
+	 * no multi-line reply holds one */
+	if ((len >= 15 && memcmp(out, "-ERR [SYS/TEMP]", 15) == 0) ||
+	    memmem(out, len, "\r\n-ERR [SYS/TEMP]", 17) != NULL) {
 		fwrite(out, 1, len, stderr);
 		abort();
 	}
