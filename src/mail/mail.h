@@ -173,7 +173,10 @@ struct mail_section {
 /* Resolves spec against the message data/len and its part map (as made
  * by mail_analyze() of the same bytes). A section that does not exist
  * (part 3 of a two-part message, HEADER of a non-message part, ...) is
- * empty, as RFC 3501 6.4.5 and Dovecot answer ("" not an error).
+ * empty, as Dovecot answers ("" not an error). Part numbers follow
+ * Dovecot's reading of RFC 9051 6.4.5: part 1 of a non-multipart message
+ * is its body; the parts of a message/rfc822 part are those of the
+ * message it holds; a leaf part answers once more to ".1".
  * Returns 0, or -1 when the part map is corrupt or does not match data
  * (the caller logs it and may re-analyse). Free with
  * mail_section_free(). */
@@ -183,8 +186,11 @@ int mail_section_get(const char *data, size_t len, const void *parts,
 void mail_section_free(struct mail_section *section);
 
 /* BINARY[path] (RFC 3516): the part's body with its content transfer
- * encoding undone (base64, quoted-printable; 7bit/8bit/binary as is).
- * An empty path means the whole message (never decoded).
+ * encoding undone (base64, quoted-printable; 7bit/8bit/binary as is),
+ * by the part's last Content-Transfer-Encoding field as Dovecot does. A
+ * multipart or message/rfc822 part is sent as it is (RFC 2045 6.4 gives
+ * it no encoding; see docs/compat.md). An empty path means the whole
+ * message (never decoded).
  * Returns 0; -1 with *unknown_cte_r true for an encoding Loft does not
  * know (reply NO [UNKNOWN-CTE]), or with it false when the part map is
  * corrupt. A part that does not exist is empty, as for BODY. The result
