@@ -314,7 +314,7 @@ def main():
         r.check('big rfc822.size', items and items[0][1].get(b'RFC822.SIZE') == str(len(big)).encode(), items and items[0][1].get(b'RFC822.SIZE'))
 
         # ---- FETCH 1:* (FLAGS) over a few thousand messages
-        n = 2000
+        n = 1000
         chunk = b''
         for i in range(n):
             m = b'Subject: bulk %d\r\n\r\nbody %d\r\n' % (i, i)

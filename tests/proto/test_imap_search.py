@@ -235,7 +235,7 @@ def main():
         r.check('session usable after errors', got == {1, 2, 3, 4, 5, 6}, (got, t))
 
         # a larger mailbox: SEARCH BODY stays quick
-        n = 3000
+        n = 1000
         chunk = b''
         for i in range(n):
             word = b'needle%d' % i if i % 100 == 0 else b'hay'
@@ -250,12 +250,12 @@ def main():
         t0 = time.time()
         got, t, u = search(im, 'BODY NEEDLE')
         dt = time.time() - t0
-        r.check('body search bulk', got is not None and len(got) == 30, got and len(got))
+        r.check('body search bulk', got is not None and len(got) == 10, got and len(got))
         print('SEARCH BODY over %d messages: %.3f s' % (n + 6, dt))
         t0 = time.time()
         got, t, u = search(im, 'UNSEEN SUBJECT "bulk 29"')
         print('SEARCH UNSEEN SUBJECT (cached envelope) over %d messages: %.3f s' % (n + 6, time.time() - t0))
-        r.check('subject search bulk', got is not None and len(got) == 111, got and len(got))
+        r.check('subject search bulk', got is not None and len(got) == 11, got and len(got))
     sys.exit(r.finish())
 
 
