@@ -291,6 +291,18 @@ def main():
         r.check('seen under condstore carries modseq', b'\\Seen' in it.get(b'FLAGS', [])
                 and b'MODSEQ' in it, it)
 
+        # ---- RFC 3516 4.2: an encoding Loft cannot undo
+        uu = (b'Subject: uu\r\nContent-Type: application/octet-stream\r\n'
+              b'Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\nM86)C\r\n`\r\nend\r\n')
+        im.append(b'INBOX', uu)
+        im.ok('NOOP')
+        u, t = im.cmd('UID FETCH 4 (BINARY.PEEK[1])')
+        r.check('unknown cte', t.split()[1] == b'NO' and b'[UNKNOWN-CTE]' in t and
+                not any(b'FETCH' in x for x in u), (u, t))
+        u, t = im.cmd('UID FETCH 4 (BODY.PEEK[1])')
+        r.check('body of unknown cte is fine', t.split()[1] == b'OK' and
+                any(b'BODY[1] {' in x for x in u), (u, t))
+
         # ---- errors, and the session goes on
         for bad in ('FETCH', 'FETCH 1', 'FETCH 1 (BOGUS)', 'FETCH 1 BODY[0]',
                     'FETCH 1 (BODY[1]<5>)', 'FETCH 1 (BODY[1]<1.0>)',
@@ -308,7 +320,7 @@ def main():
         im.append(b'INBOX', big)
         im.ok('NOOP')
         t0 = time.time()
-        items, t, _ = fetch1(im, 'UID FETCH 4 (BODY.PEEK[] RFC822.SIZE)')
+        items, t, _ = fetch1(im, 'UID FETCH 5 (BODY.PEEK[] RFC822.SIZE)')
         r.check('big body intact', items and items[0][1].get(b'BODY[]') == big,
                 len(items[0][1].get(b'BODY[]', b'')) if items else None)
         r.check('big rfc822.size', items and items[0][1].get(b'RFC822.SIZE') == str(len(big)).encode(), items and items[0][1].get(b'RFC822.SIZE'))
@@ -329,7 +341,7 @@ def main():
         t0 = time.time()
         items, t, _ = fetch1(im, 'FETCH 1:* (FLAGS)')
         dt = time.time() - t0
-        r.check('fetch 1:* count', len(items) == n + 3, len(items))
+        r.check('fetch 1:* count', len(items) == n + 4, len(items))
         r.check('fetch 1:* fast', dt < 5 * SLOW, dt)
         print('FETCH 1:* (FLAGS) over %d messages: %.3f s' % (len(items), dt))
     sys.exit(r.finish())
