@@ -252,12 +252,12 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 		snprintf(status, sizeof(status), "+OK");
 	int r = pop3_stream_message(s, status, blob.data, blob.len, lines);
 	store_blob_close(&blob);
-	if (r < 0 || lines >= 0 || m->retrieved || s->policy.pop3_retention_days == 0)
+	if (r < 0 || lines >= 0 || m->retrieved)
 		return;
 	/* pop3_retention_days counts from the first RETR; TOP does not
-	 * count, a download does. The mark costs a commit per message, so
-	 * it is only kept while the account has retention on: turning it on
-	 * later never removes mail downloaded before (the safe side). */
+	 * count, a download does. Recorded whatever the policy is now, so
+	 * retention turned on later counts from the real first download.
+	 * Cheap: the store writes it with the account's next commit. */
 	if (store_pop3_retrieved(s->mail, m->uid, time(NULL), &err) < 0)
 		log_warn("pop3", s->sid, "uid %u: cannot record retrieval: %s",
 			 m->uid, err.msg);
