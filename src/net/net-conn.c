@@ -28,8 +28,14 @@
 #include "log.h"
 #include "net-private.h"
 
+/* Callbacks are deferred to the I/O thread's loop. A socket's run with its
+ * lock held; so libevent's filter callbacks (COMPRESS) lock the socket's
+ * bufferevent before the filter's, and the filter's own callbacks (ours)
+ * run unlocked so that our code can take them in the same order (see
+ * conn_lock_under). */
 #define NET_BEV_OPTS \
 	(BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS)
+#define NET_FILTER_OPTS (NET_BEV_OPTS | BEV_OPT_UNLOCK_CALLBACKS)
 /* How often a closing connection whose output sits below a filter is
  * checked for being flushed, and how often a writer under back-pressure
  * re-checks (a write callback wakes it sooner). */
@@ -74,6 +80,38 @@ static bool conn_task_active(struct net_conn *conn)
  * on the socket's own bufferevent: a filter's write timeout is not
  * cancelled when its output drains (libevent 2.1), so it would drop
  * clients that read everything. */
+/* libevent 2.1 gives a filter (COMPRESS) its own lock and its callbacks
+ * lock the socket's bufferevent before the filter; so must every caller
+ * that reaches the socket through the filter, or a worker writing to a
+ * compressed connection deadlocks with the I/O thread. */
+static struct bufferevent *conn_lock_under(struct net_conn *conn)
+{
+	struct bufferevent *under = bufferevent_get_underlying(conn->bev);
+	if (under != NULL)
+		bufferevent_lock(under);
+	return under;
+}
+
+static void conn_unlock_under(struct bufferevent *under)
+{
+	if (under != NULL)
+		bufferevent_unlock(under);
+}
+
+static void conn_enable(struct net_conn *conn, short what)
+{
+	struct bufferevent *under = conn_lock_under(conn);
+	bufferevent_enable(conn->bev, what);
+	conn_unlock_under(under);
+}
+
+static void conn_disable(struct net_conn *conn, short what)
+{
+	struct bufferevent *under = conn_lock_under(conn);
+	bufferevent_disable(conn->bev, what);
+	conn_unlock_under(under);
+}
+
 static void conn_apply_timeouts(struct net_conn *conn)
 {
 	struct timeval rtv = {(time_t)conn->idle_timeout, 0};
@@ -193,7 +231,7 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	th->conns = conn;
 	th->conn_count++;
 	conn_setup_bev(conn);
-	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+	conn_enable(conn, EV_READ | EV_WRITE);
 	log_debug("net", conn->id, "%s connection from %s%s", conn->proto->name,
 		  conn->peer, conn->tls ? " (TLS)" : "");
 
@@ -304,9 +342,9 @@ static void conn_starttls_swap(struct net_conn *conn)
 	bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
 	conn->tls = true;
 	conn_setup_bev(conn);
-	bufferevent_enable(conn->bev, EV_WRITE);
+	conn_enable(conn, EV_WRITE);
 	if (!conn->user_paused)
-		bufferevent_enable(conn->bev, EV_READ);
+		conn_enable(conn, EV_READ);
 	log_debug("net", conn->id, "starttls");
 }
 
@@ -321,7 +359,7 @@ static void conn_starttls_begin(struct net_conn *conn)
 			  "discarding %zu bytes sent before TLS", n);
 		evbuffer_drain(in, n);
 	}
-	bufferevent_disable(conn->bev, EV_READ);
+	conn_disable(conn, EV_READ);
 	conn->starttls_pending = true;
 	conn_progress(conn);
 }
@@ -329,15 +367,15 @@ static void conn_starttls_begin(struct net_conn *conn)
 static int conn_compress_begin(struct net_conn *conn)
 {
 	struct bufferevent *old = conn->bev;
-	struct bufferevent *nb = net_zlib_wrap(old, NET_BEV_OPTS);
+	struct bufferevent *nb = net_zlib_wrap(old, NET_FILTER_OPTS);
 	if (nb == NULL)
 		return -1;
 	conn->bev = nb;
 	conn->compressed = true;
 	conn_setup_bev(conn);
-	bufferevent_enable(nb, EV_WRITE);
+	conn_enable(conn, EV_WRITE);
 	if (!conn->user_paused)
-		bufferevent_enable(nb, EV_READ);
+		conn_enable(conn, EV_READ);
 	/* Bytes that came after the COMPRESS command are compressed data. */
 	if (evbuffer_get_length(bufferevent_get_input(old)) > 0)
 		bufferevent_trigger(old, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
@@ -412,7 +450,7 @@ static void conn_idle_timeout(struct net_conn *conn)
 		net_conn_close_io(conn);
 	} else if (!conn->user_paused && !atomic_load(&conn->closing)) {
 		/* A read timeout disables reading; re-enabling restarts it. */
-		bufferevent_enable(conn->bev, EV_READ);
+		conn_enable(conn, EV_READ);
 	}
 }
 
@@ -474,12 +512,18 @@ int net_conn_run(struct net_conn *conn, net_task_fn *fn, void *arg)
 	if (!was_active) {
 		conn->task_active = true;
 		net_conn_ref(conn);     /* released by the TASK_DONE post */
-		if (!conn->accepting)
-			conn_push_ready(net, conn);
 	}
 	pthread_mutex_unlock(&net->pool_mu);
-	if (!was_active && net_task_conn != conn)
-		bufferevent_disable(conn->bev, EV_READ);
+	if (was_active)
+		return 0;
+	/* Stop reading before a worker can start: afterwards this thread
+	 * must not take the connection's locks while the task writes. */
+	if (net_task_conn != conn)
+		conn_disable(conn, EV_READ);
+	pthread_mutex_lock(&net->pool_mu);
+	if (!conn->accepting)
+		conn_push_ready(net, conn);
+	pthread_mutex_unlock(&net->pool_mu);
 	return 0;
 }
 
@@ -535,7 +579,7 @@ void net_conn_task_done(struct net_conn *conn)
 	if (conn->user_paused || conn->starttls_pending)
 		return;
 	if (!conn->eof)
-		bufferevent_enable(conn->bev, EV_READ);
+		conn_enable(conn, EV_READ);
 	/* Pipelining: the next command may already be buffered. */
 	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
 		conn->proto->input(conn->session, conn);
@@ -627,7 +671,10 @@ int net_conn_write(struct net_conn *conn, const void *data, size_t len)
 		return -1;
 	if (len == 0)
 		return 0;
-	return bufferevent_write(conn->bev, data, len);
+	struct bufferevent *under = conn_lock_under(conn);
+	int ret = bufferevent_write(conn->bev, data, len);
+	conn_unlock_under(under);
+	return ret;
 }
 
 int net_conn_vprintf(struct net_conn *conn, const char *fmt, va_list ap)
@@ -701,7 +748,7 @@ void net_conn_close(struct net_conn *conn)
 void net_conn_pause(struct net_conn *conn)
 {
 	conn->user_paused = true;
-	bufferevent_disable(conn->bev, EV_READ);
+	conn_disable(conn, EV_READ);
 }
 
 void net_conn_resume(struct net_conn *conn)
@@ -710,7 +757,7 @@ void net_conn_resume(struct net_conn *conn)
 	if (conn->closed || atomic_load(&conn->closing) ||
 	    conn->starttls_pending || conn_task_active(conn))
 		return;
-	bufferevent_enable(conn->bev, EV_READ);
+	conn_enable(conn, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
 		bufferevent_trigger(conn->bev, EV_READ,
 				    BEV_TRIG_IGNORE_WATERMARKS |

@@ -43,12 +43,17 @@ static void net_zlib_flush_cb(evutil_socket_t fd, short what, void *ctx)
 {
 	struct net_zlib *z = ctx;
 	atomic_store(&z->flush_pending, false);
-	bufferevent_flush(z->bev, EV_WRITE, BEV_FLUSH);
+	net_zlib_flush(z->bev);
 }
 
 void net_zlib_flush(struct bufferevent *filter)
 {
+	/* The socket's lock first, as libevent's own callbacks take them
+	 * (see net_conn_write). */
+	struct bufferevent *under = bufferevent_get_underlying(filter);
+	bufferevent_lock(under);
 	bufferevent_flush(filter, EV_WRITE, BEV_FLUSH);
+	bufferevent_unlock(under);
 }
 
 /* Runs inflate or deflate over all of src into dst. */
