@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""mbsync (isync) two-way sync of a 2,000 message account over IMAPS:
+"""mbsync (isync) two-way sync of a 2,000 message account over IMAPS
+(with COMPRESS=DEFLATE, as mbsync uses it by default):
 a first full sync, then changes on both sides (server: flags, expunges,
 new mail; local: flags, deletions, new mail), then a second sync; both
 sides must agree message by message."""
@@ -98,9 +99,6 @@ User %s
 Pass %s
 SSLType IMAPS
 CertificateFile %s
-# COMPRESS has its own test (proto/test_imap_compress.py); keeping it out
-# here lets this test judge the sync itself.
-DisableExtension COMPRESS=DEFLATE
 
 IMAPStore remote
 Account loft
