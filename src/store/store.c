@@ -140,7 +140,9 @@ int store_open(const struct store_settings *set, struct store **store_r,
 	store->vf = &store_sqlite_vfuncs;
 	pthread_mutex_init(&store->users_mu, NULL);
 	store->users_size = 256;
-	store->idle_max = 128;
+	/* each open user holds a few descriptors (index, WAL, shm per
+	 * connection): keep the idle ones well below a default fd limit */
+	store->idle_max = 64;
 	store->users = xcalloc(store->users_size, sizeof(*store->users));
 	store->hub = xcalloc(1, sizeof(*store->hub));
 	pthread_rwlock_init(&store->hub->lock, NULL);

@@ -132,8 +132,9 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 		    (writer ? SQLITE_OPEN_CREATE : 0);
 	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
-		log_error("store", NULL, "open %s: %s", path,
-			  c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		log_error("store", NULL, "open %s: %s (%s)", path,
+			  c->db ? sqlite3_errmsg(c->db) : "out of memory",
+			  c->db ? strerror(sqlite3_system_errno(c->db)) : "");
 		sqlite3_close(c->db);
 		free(c);
 		return store_set_error(err, STORE_ERR_TEMP,
@@ -244,7 +245,7 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 
 /* Idle read connections kept per user; more are opened when readers
  * overlap and closed when they come back. */
-#define SQ_READERS_KEPT 4
+#define SQ_READERS_KEPT 2
 
 void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 {
