@@ -81,6 +81,7 @@ struct imap_search_key {
 		struct {
 			char *field;
 			char *value;
+			int env;   /* an envelope field that holds it, or -1 */
 		} header;
 		struct {
 			enum imap_env_field field;
@@ -417,6 +418,14 @@ static struct imap_search_key *parse_with_arg(struct parser *p,
 		*ap = a + 2;
 		k->u.header.field = dup_string(p, s);
 		k->u.header.value = dup_string(p, v);
+		/* Message-ID and In-Reply-To are kept whole in the cached
+		 * ENVELOPE (RFC 9051 7.5.2: the field's text): no blob read
+		 * for the searches clients make to find a message by id */
+		k->u.header.env = -1;
+		if (slice_eq_ci(s, "Message-ID"))
+			k->u.header.env = IMAP_ENV_MESSAGE_ID;
+		else if (slice_eq_ci(s, "In-Reply-To"))
+			k->u.header.env = IMAP_ENV_IN_REPLY_TO;
 		return k;
 	case A_DATE:
 		if (!arg_astring(a, &s) ||
@@ -493,7 +502,7 @@ static int key_cost(const struct imap_search_key *k)
 {
 	switch (k->type) {
 	case SK_HEADER:
-		return 2;
+		return k->u.header.env >= 0 ? 1 : 2;
 	case SK_ENV:
 	case SK_SENTBEFORE:
 	case SK_SENTON:
@@ -932,8 +941,18 @@ static void unload_header(struct eval_ctx *c)
 
 /* HEADER field string (RFC 9051 6.4.4): some field of that name whose
  * decoded value contains string; "" matches any field of that name. */
+static const struct buf *env_field(struct eval_ctx *c, enum imap_env_field f);
+
 static bool match_header(struct eval_ctx *c, const struct imap_search_key *k)
 {
+	if (k->u.header.env >= 0) {
+		enum imap_env_field f = (enum imap_env_field)k->u.header.env;
+		const struct buf *b = env_field(c, f);
+		size_t n = strlen(k->u.header.value);
+		return !c->env_nil[f] &&
+		       (n == 0 || mail_text_contains(b->data ? b->data : "",
+						     b->len, k->u.header.value, n));
+	}
 	if (!load_header(c))
 		return false;
 	struct mail_header_iter it;
@@ -965,7 +984,8 @@ static const struct buf *env_field(struct eval_ctx *c, enum imap_env_field f)
 	c->env_done[f] = true;
 	buf_reset(b);
 	c->env_nil[f] = true;
-	if (f == IMAP_ENV_SUBJECT || f == IMAP_ENV_DATE) {
+	if (f == IMAP_ENV_SUBJECT || f == IMAP_ENV_DATE ||
+	    f == IMAP_ENV_MESSAGE_ID || f == IMAP_ENV_IN_REPLY_TO) {
 		const char *p = imap_envelope_find(c->msg->envelope, f);
 		struct buf raw;
 		bool nil = true;
@@ -1167,6 +1187,10 @@ static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
 			break;
 		case SK_THREADID:
 			*fields |= STORE_FETCH_OBJECTID;
+			break;
+		case SK_HEADER:
+			if (k->u.header.env >= 0)
+				*fields |= STORE_FETCH_ENVELOPE;
 			break;
 		case SK_ENV:
 		case SK_SENTBEFORE:
