@@ -121,7 +121,9 @@ void store_close(struct store **store);
 /* Opens (creating on first use, with INBOX, Sent, Drafts, Trash, Junk and
  * Archive and their special-use) the mail of a user. user_id is the
  * account's id from accounts.db; handles are shared: opening the same
- * user twice returns the same handle with one more reference. */
+ * user twice returns the same handle with one more reference. After the
+ * last unref the store keeps a few idle handles open (least recently used
+ * go first), so a delivery to a user with no session stays cheap. */
 int store_user_open(struct store *store, int64_t user_id,
 		    struct store_user **user_r, struct store_error *err);
 void store_user_ref(struct store_user *user);
@@ -172,6 +174,8 @@ int store_subscriptions(struct store_user *user, char ***names_r,
 			size_t *count_r, struct store_error *err);
 void store_names_free(char **names, size_t count);
 
+/* NOTFOUND also for a \Noselect mailbox (RFC 3501 6.3.10): only LIST
+ * shows those. */
 int store_mailbox_status(struct store_user *user, const char *name,
 			 struct store_mailbox_info *info_r,
 			 struct store_error *err);

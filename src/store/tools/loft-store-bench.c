@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "store-private.h"
 #include "store.h"
 
 static double now_s(void)
@@ -161,6 +162,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 2; i++)
 			pthread_join(t[i], NULL);
 		(void)want;
+		store_index_flush(u, &err);
 		printf("filled %u messages in %.1f s (%.0f/s, fsync off)\n", mbox,
 		       now_s() - t0, mbox / (now_s() - t0));
 		for (int round = 0; round < 2; round++) {
