@@ -184,6 +184,10 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 	    !(cmd->enabled_before & IMAP_ENABLED_CONDSTORE))
 		buf_printf(&b, "[HIGHESTMODSEQ %llu] ",
 			   (unsigned long long)store_view_info(c->view)->highestmodseq);
+	/* RFC 5530: a BAD is the client's mistake; say so when the handler
+	 * gave no more specific code */
+	if (strcmp(status, "BAD") == 0 && fmt[0] != '[')
+		buf_append_str(&b, "[CLIENTBUG] ");
 	buf_vprintf(&b, fmt, ap);
 	buf_append_str(&b, "\r\n");
 	imap_client_write(c, b.data, b.len);

@@ -103,9 +103,10 @@ struct imap_cmd {
 	unsigned enabled_before;      /* client->enabled when it started */
 };
 
-/* Tagged replies. text may start with a response code "[CODE] ...".
- * Before the tagged line, pending untagged updates are sent (EXPUNGE only
- * if the command allows it). Exactly one per command. */
+/* Tagged replies. text may start with a response code "[CODE] ...";
+ * a BAD without one gets [CLIENTBUG] (RFC 5530). Before the tagged line,
+ * pending untagged updates are sent (EXPUNGE only if the command allows
+ * it). Exactly one per command. */
 void imap_cmd_ok(struct imap_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void imap_cmd_no(struct imap_cmd *cmd, const char *fmt, ...)
