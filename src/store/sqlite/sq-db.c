@@ -234,13 +234,25 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 	struct sq_conn *c = u->readers;
 	if (c != NULL)
 		u->readers = c->next;
+	/* Every reader holds descriptors: a caller that never ends its
+	 * fetch shows up here before the process runs out of them. */
+	if (++u->readers_out % 64 == 0)
+		log_warn("store", NULL, "user %lld has %zu index readers open"
+			 " (a fetch never ended?)", (long long)u->user->id,
+			 u->readers_out);
 	pthread_mutex_unlock(&u->readers_mu);
 	if (c != NULL)
 		return c;
 	char *path = index_path(u);
 	int r = sq_conn_open(path, false, u->fsync, &c, err);
 	free(path);
-	return r < 0 ? NULL : c;
+	if (r < 0) {
+		pthread_mutex_lock(&u->readers_mu);
+		u->readers_out--;
+		pthread_mutex_unlock(&u->readers_mu);
+		return NULL;
+	}
+	return c;
 }
 
 /* Idle read connections kept per user; more are opened when readers
@@ -252,6 +264,7 @@ void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 	if (!sqlite3_get_autocommit(c->db))
 		sq_exec(c, "ROLLBACK");
 	pthread_mutex_lock(&u->readers_mu);
+	u->readers_out--;
 	size_t n = 0;
 	for (struct sq_conn *r = u->readers; r != NULL; r = r->next)
 		n++;

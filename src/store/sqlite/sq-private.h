@@ -84,6 +84,7 @@ struct sq_user {
 
 	pthread_mutex_t readers_mu;
 	struct sq_conn *readers;
+	size_t readers_out;        /* handed out, not yet put back */
 
 	pthread_mutex_t recent_mu;
 	struct sq_recent *recent;
