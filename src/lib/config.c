@@ -211,10 +211,22 @@ int config_parse_size(const char *s, uint64_t *bytes_r)
 {
 	if (s == NULL || !isdigit((unsigned char)*s))
 		return -1;
+	/* Plain decimal only ("1.5G"): strtod would also take hex and
+	 * exponents ("0x10", "1e3K"), which no admin means. */
+	const char *p = s;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
 	errno = 0;
 	char *end;
 	double v = strtod(s, &end);
-	if (errno != 0 || v < 0)
+	if (errno != 0 || v < 0 || end != p)
 		return -1;
 	double mult = 1;
 	if (*end != '\0') {
