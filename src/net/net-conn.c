@@ -471,10 +471,12 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *ctx)
 			 conn->peer, conn->net->set.write_timeout);
 		conn->broken = true;
 	} else if (what & BEV_EVENT_ERROR) {
+		int err = EVUTIL_SOCKET_ERROR();
 		if (conn->tls)
 			conn_log_ssl_errors(conn);
-		log_debug("net", conn->id, "connection error: %s",
-			  strerror(EVUTIL_SOCKET_ERROR()));
+		if (err != 0)
+			log_debug("net", conn->id, "connection error: %s",
+				  strerror(err));
 		conn->broken = true;
 	} else if (what & BEV_EVENT_EOF) {
 		/* The peer may have half-closed after its last commands
