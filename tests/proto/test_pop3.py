@@ -281,6 +281,33 @@ def test_limits(env):
     R.check('too many bad commands: closed', len(lines) < 25 and lines[-1].startswith(b'-ERR'), lines[-2:])
 
 
+def test_garbage(env):
+    """Random bytes (split anywhere, NULs, bare CR/LF, 8-bit) in every
+    state: the server answers each session or closes it, and stays up."""
+    import random
+    rnd = random.Random(1939)
+    for i in range(30):
+        p = Pop3.connect(env)
+        if i % 2:
+            p.login(ALICE, ALICE_PW)
+        if i % 3 == 0:
+            p.send('AUTH PLAIN\r\n')
+        blob = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 3000)))
+        blob = blob.replace(b'\n', b'\r\n', rnd.randrange(4))
+        try:
+            for k in range(0, len(blob), 7):
+                p.send(blob[k:k + 7])
+            p.send(b'\r\nQUIT\r\n')
+        except OSError:
+            pass
+        p.close()
+    p = Pop3.connect(env)
+    R.check('alive after garbage', ok(p.greeting) and ok(p.login(ALICE, ALICE_PW)))
+    r = p.cmd('STAT')
+    R.check('garbage deleted nothing', r.startswith(b'+OK 6 '), r)
+    p.cmd('QUIT')
+
+
 def test_auth(env):
     p = Pop3.connect(env)
     st, mechs = p.multi('AUTH')
@@ -470,6 +497,7 @@ def main():
         test_in_use(env)
         test_pipelining(env)
         test_limits(env)
+        test_garbage(env)
         test_auth(env)
         test_tls(env)
         test_policy_expire(env)
