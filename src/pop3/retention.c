@@ -39,6 +39,7 @@ static void policy_to_store(const struct auth_policy *p,
 	r->junk_retention_days = p->junk_retention_days;
 }
 
+/* Returns 0, -1 on failure, 1 when report asked to stop. */
 static int retention_one(struct store *store, struct auth *auth,
 			 const struct auth_user *u, time_t now,
 			 pop3_retention_report_fn *report, void *ctx)
@@ -59,9 +60,7 @@ static int retention_one(struct store *store, struct auth *auth,
 	policy_to_store(&policy, &rp);
 	if (rp.pop3_retention_days == 0 && rp.trash_retention_days == 0 &&
 	    rp.junk_retention_days == 0) {
-		if (report != NULL)
-			report(ctx, u, &policy, &rr, NULL);
-		return 0;
+		return report != NULL && !report(ctx, u, &policy, &rr, NULL) ? 1 : 0;
 	}
 	if (store_user_open(store, u->id, &mail, &err) < 0)
 		goto fail;
@@ -75,13 +74,11 @@ static int retention_one(struct store *store, struct auth *auth,
 			 u->address, rr.pop3_removed,
 			 auth_pop3_delete_name(policy.pop3_delete),
 			 rr.trash_expunged, rr.junk_expunged);
-	if (report != NULL)
-		report(ctx, u, &policy, &rr, NULL);
-	return 0;
+	return report != NULL && !report(ctx, u, &policy, &rr, NULL) ? 1 : 0;
 fail:
 	log_error("retention", NULL, "user=%s: %s", u->address, err.msg);
-	if (report != NULL)
-		report(ctx, u, policy_ok ? &policy : NULL, NULL, err.msg);
+	if (report != NULL && !report(ctx, u, policy_ok ? &policy : NULL, NULL, err.msg))
+		return 1;
 	return -1;
 }
 
@@ -113,7 +110,7 @@ int pop3_retention_run(struct store *store, struct auth *auth, int64_t user_id,
 				  (long long)user_id);
 			return -1;
 		}
-		return retention_one(store, auth, &u, now, report, ctx);
+		return retention_one(store, auth, &u, now, report, ctx) == 0 ? 0 : -1;
 	}
 
 	/* Collect first: the listing holds a database connection, and the
@@ -126,11 +123,15 @@ int pop3_retention_run(struct store *store, struct auth *auth, int64_t user_id,
 		free(error);
 		ret = -1;
 	}
+	bool stop = false;
 	for (size_t i = 0; i < list.count; i++) {
 		/* An account removed since the listing is simply skipped. */
-		if (auth_lookup(auth, list.names[i], &u) == 1 &&
-		    retention_one(store, auth, &u, now, report, ctx) < 0)
-			ret = -1;
+		if (!stop && auth_lookup(auth, list.names[i], &u) == 1) {
+			int r = retention_one(store, auth, &u, now, report, ctx);
+			if (r != 0)
+				ret = -1;
+			stop = r > 0;
+		}
 		free(list.names[i]);
 	}
 	free(list.names);
@@ -153,10 +154,19 @@ struct pop3_retention_task {
 };
 
 struct expire_scan {
+	struct pop3_retention_task *task;
 	uint32_t min;       /* 0: none seen yet */
 };
 
-static void task_report(void *ctx, const struct auth_user *user,
+static bool task_stopping(struct pop3_retention_task *t)
+{
+	pthread_mutex_lock(&t->mutex);
+	bool stop = t->stop;
+	pthread_mutex_unlock(&t->mutex);
+	return stop;
+}
+
+static bool task_report(void *ctx, const struct auth_user *user,
 			const struct auth_policy *policy,
 			const struct store_retention_report *report,
 			const char *error)
@@ -166,6 +176,7 @@ static void task_report(void *ctx, const struct auth_user *user,
 
 	if (days > 0 && (scan->min == 0 || days < scan->min))
 		scan->min = days;
+	return !task_stopping(scan->task);
 }
 
 bool pop3_retention_task_expire_min(struct pop3_retention_task *t,
@@ -203,9 +214,11 @@ static void *task_main(void *arg)
 	if (task_wait(t, t->interval < 60 ? t->interval : 60))
 		return NULL;
 	do {
-		struct expire_scan scan = {0};
-		if (pop3_retention_run(t->store, t->auth, -1, time(NULL), task_report,
-				       &scan) == 0) {
+		struct expire_scan scan = {t, 0};
+		/* A failed account is logged by the run; its policy still
+		 * counted, so only a stopped pass leaves EXPIRE as it was. */
+		pop3_retention_run(t->store, t->auth, -1, time(NULL), task_report, &scan);
+		if (!task_stopping(t)) {
 			atomic_store(&t->expire_min, scan.min);
 			atomic_store(&t->expire_known, true);
 		}

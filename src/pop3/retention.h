@@ -19,15 +19,17 @@ struct store_retention_report;
 
 /* Called once per account with its policy (NULL if it could not be
  * read): report holds what was removed, or error is not NULL (a short
- * reason) and report is NULL. */
-typedef void pop3_retention_report_fn(void *ctx, const struct auth_user *user,
+ * reason) and report is NULL. Returns false to stop before the next
+ * account (a shutting-down daemon). */
+typedef bool pop3_retention_report_fn(void *ctx, const struct auth_user *user,
 				      const struct auth_policy *policy,
 				      const struct store_retention_report *report,
 				      const char *error);
 
 /* Applies retention as of now to user_id, or to every account when
  * user_id < 0. Returns 0 when every account was processed, -1 if any
- * failed (each failure is reported and logged; the others still run). */
+ * failed (each failure is reported and logged; the others still run) or
+ * report asked to stop. */
 int pop3_retention_run(struct store *store, struct auth *auth, int64_t user_id,
 		       time_t now, pop3_retention_report_fn *report, void *ctx);
 

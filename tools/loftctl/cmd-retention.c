@@ -79,7 +79,7 @@ struct retention_out {
 	unsigned long long removed;
 };
 
-static void print_report(void *ctx, const struct auth_user *user,
+static bool print_report(void *ctx, const struct auth_user *user,
 			 const struct auth_policy *policy,
 			 const struct store_retention_report *r, const char *error)
 {
@@ -89,11 +89,12 @@ static void print_report(void *ctx, const struct auth_user *user,
 	if (r == NULL) {
 		out->failed++;
 		printf("%s: failed: %s\n", user->address, error);
-		return;
+		return true;
 	}
 	out->removed += r->pop3_removed + r->trash_expunged + r->junk_expunged;
 	printf("%s: pop3 removed %u, trash expunged %u, junk expunged %u\n",
 	       user->address, r->pop3_removed, r->trash_expunged, r->junk_expunged);
+	return true;
 }
 
 static int cmd_retention_run(struct loftctl *ctl, int argc, char **argv)
