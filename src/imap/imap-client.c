@@ -135,18 +135,8 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 			    " QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE"
 			    " UTF8=ACCEPT OBJECTID UNAUTHENTICATE SAVEDATE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)set->append_limit);
-#ifdef LOFT_HAVE_CMD_FETCH
-	buf_append_str(out, " BINARY");
-#endif
-#ifdef LOFT_HAVE_CMD_SEARCH
-	buf_append_str(out, " ESEARCH SEARCHRES");
-#endif
-#ifdef LOFT_HAVE_CMD_SORT
-	buf_append_str(out, " SORT");
-#endif
-#ifdef LOFT_HAVE_CMD_THREAD
-	buf_append_str(out, " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
-#endif
+	buf_append_str(out, " BINARY ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY"
+			    " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
 	if (!c->compressed && set->compress)
 		buf_append_str(out, " COMPRESS=DEFLATE");
 }

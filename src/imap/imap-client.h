@@ -85,9 +85,7 @@ struct imap_command_def {
 /* The table lookup (case-insensitive); NULL if unknown. */
 const struct imap_command_def *imap_command_find(struct slice name);
 
-/* Handlers (one cmd-<name>.c each). The imap-fetch engineer's FETCH,
- * SEARCH, SORT and THREAD are in the table when their files exist
- * (CMake defines LOFT_HAVE_CMD_<NAME>). */
+/* Handlers of FETCH, SEARCH, SORT and THREAD (one cmd-<name>.c each). */
 imap_cmd_fn cmd_fetch, cmd_search, cmd_sort, cmd_thread;
 
 struct imap_cmd {

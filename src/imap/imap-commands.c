@@ -49,18 +49,10 @@ static const struct imap_command_def commands[] = {
 	{"STORE", cmd_store, SEL | UID | NOEXP},
 	{"COPY", cmd_copy, SEL | UID | NOEXP},
 	{"MOVE", cmd_move, SEL | UID},
-#ifdef LOFT_HAVE_CMD_FETCH
 	{"FETCH", cmd_fetch, SEL | UID | NOEXP},
-#endif
-#ifdef LOFT_HAVE_CMD_SEARCH
 	{"SEARCH", cmd_search, SEL | UID | NOEXP},
-#endif
-#ifdef LOFT_HAVE_CMD_SORT
 	{"SORT", cmd_sort, SEL | UID | NOEXP},
-#endif
-#ifdef LOFT_HAVE_CMD_THREAD
 	{"THREAD", cmd_thread, SEL | UID | NOEXP},
-#endif
 };
 
 const struct imap_command_def *imap_command_find(struct slice name)

@@ -95,7 +95,9 @@ with Loft(extra={'imap': {'timeout_login': '2s',
     c.run('AUTHENTICATE PLAIN', 'BAD \\[CLIENTBUG\\]')
     c.run('CAPABILITY', 'OK', [r'QUOTA=RES-STORAGE', r'APPENDLIMIT=\d+', r'COMPRESS=DEFLATE',
                                r'UTF8=ACCEPT', r'CONDSTORE', r'QRESYNC', r'MOVE',
-                               r'LIST-STATUS', r'SPECIAL-USE', r'UNAUTHENTICATE'],
+                               r'LIST-STATUS', r'SPECIAL-USE', r'UNAUTHENTICATE',
+                               r' SORT=DISPLAY', r' WITHIN', r' ESEARCH',
+                               r' THREAD=REFERENCES', r' BINARY'],
           absent=[r'STARTTLS', r'AUTH='])
     c.run('NAMESPACE', 'OK', [r'^\* NAMESPACE \(\(\"\" "/"\)\) NIL NIL$'])
     c.run('ENABLE', 'BAD \\[CLIENTBUG\\]')
