@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -224,6 +225,22 @@ static int start_listeners(struct net *net, struct daemon_config *dc,
 	return 0;
 }
 
+/* Each connection is a descriptor: use all the hard limit allows (the
+ * soft limit is often 1024), so thousands of idle IMAP clients fit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("loftd", NULL, "cannot raise the descriptor limit: %m");
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096)
+		log_warn("loftd", NULL, "only %llu descriptors: few connections "
+			 "will fit (raise the hard limit, ulimit -Hn)",
+			 (unsigned long long)rl.rlim_cur);
+}
+
 static void install_signals(void)
 {
 	struct sigaction sa;
@@ -249,6 +266,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	struct buf errors;
 	buf_init(&errors, 0);
 
+	raise_fd_limit();
 	if (mkdir_p(dc->data_dir) < 0) {
 		log_error("loftd", NULL, "cannot create data_dir %s: %m",
 			  dc->data_dir);
