@@ -23,17 +23,11 @@ static const char *const fts_insert[2] = {
 	"INSERT INTO text_hdr (rowid, t) VALUES (?, ?)",
 	"INSERT INTO text_body (rowid, t) VALUES (?, ?)",
 };
-static const char *const fts_delete[2] = {
-	"INSERT INTO text_hdr (text_hdr, rowid, t) VALUES ('delete', ?, ?)",
-	"INSERT INTO text_body (text_body, rowid, t) VALUES ('delete', ?, ?)",
-};
-
-/* Adds (or, with del, removes: contentless tables need the old text)
- * one text row's entries. */
-static int fts_row(struct sq_conn *c, bool del, int64_t id, sqlite3_stmt *src)
+/* Adds one text row's entries. */
+static int fts_row(struct sq_conn *c, int64_t id, sqlite3_stmt *src)
 {
 	for (int i = 0; i < 2; i++) {
-		sqlite3_stmt *st = sq_stmt(c, del ? fts_delete[i] : fts_insert[i]);
+		sqlite3_stmt *st = sq_stmt(c, fts_insert[i]);
 		if (st == NULL)
 			return -1;
 		sqlite3_bind_int64(st, 1, id);
@@ -47,21 +41,15 @@ static int fts_row(struct sq_conn *c, bool del, int64_t id, sqlite3_stmt *src)
 	return 0;
 }
 
+/* Only the text row goes. Removing a row's trigram entries from a
+ * contentless index means tokenizing its text again (as costly as adding
+ * it), which would make expunging a big mailbox slow; a stale entry is
+ * harmless instead: blob ids are never reused, and a candidate without a
+ * text row and a message row is dropped by the search joins. store_check
+ * rebuilds the index when it must. */
 int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob)
 {
-	if (blob <= u->tx_fts_upto) {
-		sqlite3_stmt *st = sq_stmt(c, "SELECT id, hdr, body FROM text"
-					      " WHERE id = ?");
-		if (st == NULL)
-			return -1;
-		sqlite3_bind_int64(st, 1, blob);
-		int rc = sqlite3_step(st);
-		int r = rc == SQLITE_ROW ? fts_row(c, true, blob, st)
-					 : rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_reset(st);
-		if (r < 0)
-			return -1;
-	}
+	(void)u;
 	sqlite3_stmt *st = sq_stmt(c, "DELETE FROM text WHERE id = ?");
 	if (st == NULL)
 		return -1;
@@ -89,7 +77,7 @@ static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	int64_t last = u->tx_fts_upto;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		last = sqlite3_column_int64(st, 0);
-		if (fts_row(c, false, last, st) < 0) {
+		if (fts_row(c, last, st) < 0) {
 			sqlite3_reset(st);
 			return sq_job_dberr(job, c);
 		}

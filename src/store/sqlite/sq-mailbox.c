@@ -250,7 +250,8 @@ static uint32_t count_recent(struct sq_conn *c, uint32_t id, uint32_t first)
 }
 
 static void info_from_row(struct sq_user *u, struct sq_conn *c,
-			  sqlite3_stmt *st, struct store_mailbox_info *info)
+			  sqlite3_stmt *st, struct store_mailbox_info *info,
+			  bool want_recent)
 {
 	memset(info, 0, sizeof(*info));
 	info->id = (uint32_t)sqlite3_column_int64(st, 0);
@@ -268,7 +269,7 @@ static void info_from_row(struct sq_user *u, struct sq_conn *c,
 	info->deleted = (uint32_t)sqlite3_column_int64(st, 11);
 	info->size = (uint64_t)sqlite3_column_int64(st, 12);
 	info->subscribed = sqlite3_column_int(st, 13) != 0;
-	if (info->messages > 0) {
+	if (want_recent && info->messages > 0) {
 		uint32_t first = sq_recent_first(u, info->id, recent_db);
 		if (first < info->uidnext)
 			info->recent = count_recent(c, info->id, first);
@@ -293,7 +294,7 @@ static bool has_children(struct sq_conn *c, const char *name)
 }
 
 int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
-		     struct store_mailbox_info *info_r)
+		     struct store_mailbox_info *info_r, bool want_recent)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT " MBOX_COLS " FROM mailbox"
 				      " WHERE id = ?");
@@ -302,7 +303,7 @@ int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
 	sqlite3_bind_int64(st, 1, id);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		info_from_row(u, c, st, info_r);
+		info_from_row(u, c, st, info_r, want_recent);
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		info_r->has_children = has_children(c, info_r->name);
@@ -344,7 +345,7 @@ int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 			list = xrealloc(list, cap * sizeof(*list));
 		}
 		/* count_recent uses another statement: safe while st runs */
-		info_from_row(u, c, st, &list[n++]);
+		info_from_row(u, c, st, &list[n++], true);
 	}
 	if (rc != SQLITE_DONE)
 		ret = sq_db_error(c, err, "list");
@@ -432,7 +433,7 @@ int sq_mailbox_status(struct store_user *user, const char *name, uint32_t id,
 		id = mb.id;
 	}
 	if (ret == 0) {
-		int r = sq_mbox_info_row(u, c, id, info_r);
+		int r = sq_mbox_info_row(u, c, id, info_r, true);
 		if (r < 0)
 			ret = sq_db_error(c, err, "status");
 		else if (r == 0)

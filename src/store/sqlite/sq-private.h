@@ -186,7 +186,7 @@ int sq_mbox_create_tx(struct sq_user *u, struct sq_conn *c,
 		      struct sq_job *job, const char *name,
 		      unsigned special_use, uint32_t *id_r);
 int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
-		     struct store_mailbox_info *info_r);
+		     struct store_mailbox_info *info_r, bool want_recent);
 uint32_t sq_recent_first(struct sq_user *u, uint32_t mailbox_id,
 			 uint32_t db_value);
 void sq_recent_forget(struct sq_user *u, uint32_t mailbox_id);

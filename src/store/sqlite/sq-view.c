@@ -72,7 +72,8 @@ int sq_view_load(struct store_user *user, const char *mailbox,
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;
 	int ret = 0, rc = SQLITE_ERROR;
-	if (sq_mbox_info_row(u, c, mb.id, info_r) <= 0) {
+	/* a view counts its own \Recent: no need to count them here */
+	if (sq_mbox_info_row(u, c, mb.id, info_r, false) <= 0) {
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
@@ -155,7 +156,8 @@ int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 	*expunged_count_r = 0;
 	*complete_r = true;
 	int ret = 0;
-	if (sq_mbox_info_row(u, c, mb.id, info_r) <= 0) {
+	/* a view counts its own \Recent: no need to count them here */
+	if (sq_mbox_info_row(u, c, mb.id, info_r, false) <= 0) {
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
