@@ -21,6 +21,8 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -645,6 +647,75 @@ static void test_close_counts(void)
 	CHECK_INT(atomic_load(&closed_count), atomic_load(&accepted));
 }
 
+static int connect_unix(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Unix and IPv6 listeners on a second net; a stale socket file (from a
+ * killed process) is replaced, and removed again at the end. */
+static void test_unix_and_ipv6(void)
+{
+	char path[108];
+	snprintf(path, sizeof(path), "/tmp/loft-test-net-%d.sock", (int)getpid());
+	/* A socket file nobody listens on, as kill -9 leaves it. */
+	int stale = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	unlink(path);
+	CHECK(bind(stale, (struct sockaddr *)&sun, sizeof(sun)) == 0);
+	close(stale);
+
+	struct net_settings set = { .io_threads = 1, .worker_threads = 1 };
+	struct net *n2;
+	char *err;
+	CHECK(net_create(&set, &n2, &err) == 0);
+	char addr[160];
+	const char *lerr = NULL;
+	snprintf(addr, sizeof(addr), "unix:%s", path);
+	CHECK(net_listen(n2, addr, false, &test_proto, NULL, &lerr) == 0);
+	int v6port = free_port();
+	snprintf(addr, sizeof(addr), "[::1]:%d", v6port);
+	bool have_v6 = net_listen(n2, addr, false, &test_proto, NULL, &lerr) == 0;
+	struct net *saved = net;
+	pthread_t t;
+	net = n2;
+	pthread_create(&t, NULL, run_main, NULL);
+
+	struct cli *c = calloc(1, sizeof(*c));
+	c->fd = connect_unix(path);
+	CHECK(c->fd >= 0);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "ECHO unix\r\n");
+	CHECK_STR(cli_line(c), "unix");
+	cli_close(c);
+
+	if (have_v6) {
+		c = calloc(1, sizeof(*c));
+		c->fd = socket(AF_INET6, SOCK_STREAM, 0);
+		struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+		sin6.sin6_addr = in6addr_loopback;
+		sin6.sin6_port = htons((uint16_t)v6port);
+		CHECK(connect(c->fd, (struct sockaddr *)&sin6, sizeof(sin6)) == 0);
+		CHECK_STR(cli_line(c), "HELLO");
+		cli_close(c);
+	}
+
+	net_stop(n2);
+	pthread_join(t, NULL);
+	net_destroy(&n2);
+	net = saved;
+	struct stat st;
+	CHECK(stat(path, &st) < 0);    /* removed at a clean stop */
+}
+
 static void test_addr_check(void)
 {
 	const char *e;
@@ -775,6 +846,7 @@ int main(void)
 		{"post_and_timeout", test_post_and_timeout},
 		{"close_counts", test_close_counts},
 		{"per_ip_limit", test_per_ip_limit},
+		{"unix_and_ipv6", test_unix_and_ipv6},
 		{NULL, NULL},
 	};
 	int rc = test_main(cases);
