@@ -261,8 +261,10 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 	if (store_pop3_retrieved(s->mail, m->uid, time(NULL), &err) < 0)
 		log_warn("pop3", s->sid, "uid %u: cannot record retrieval: %s",
 			 m->uid, err.msg);
-	else
+	else {
 		m->retrieved = true;
+		s->retr_marks++;
+	}
 }
 
 void pop3_cmd_retr(struct pop3_session *s, const char *args)
@@ -444,6 +446,16 @@ void pop3_cmd_quit(struct pop3_session *s, const char *args)
 		log_info("pop3", s->sid, "user=%s: QUIT removed %u messages (%s)",
 			 s->user.address, s->deleted_count,
 			 policy_name(s->policy.pop3_delete));
+	} else if (s->state == POP3_STATE_TRANSACTION && s->retr_marks > 0) {
+		/* A "leave on server" session commits nothing else, and the
+		 * store keeps first-RETR marks for the account's next commit:
+		 * without one here, `loftctl retention run` (another process)
+		 * and a crash would never see these downloads, and
+		 * pop3_retention_days would not remove them. An empty hide is
+		 * that commit: one per session, not one per RETR. */
+		if (store_pop3_hide(s->mail, NULL, 0, &err) < 0)
+			log_warn("pop3", s->sid, "user=%s: QUIT: retrievals not recorded: %s",
+				 s->user.address, err.msg);
 	}
 	uint32_t removed = s->state == POP3_STATE_TRANSACTION ? s->deleted_count : 0;
 	/* Unlock before the reply: a client that reconnects at once must

@@ -99,6 +99,8 @@ struct pop3_session {
 	struct pop3_msg *msgs;
 	uint32_t count;
 	uint32_t deleted_count;
+	uint32_t retr_marks;            /* first RETRs the store holds for
+					   its next commit */
 	uint64_t total_size, deleted_size;
 	/* Replies after login are gathered here (POP3_OUT_CHUNK bytes) and
 	 * written when it fills or the batch of pipelined commands ends, so
