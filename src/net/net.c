@@ -588,6 +588,13 @@ static void net_accept_cb(struct evconnlistener *ev, evutil_socket_t fd,
 	if (sa->sa_family != AF_UNIX && net_ip_acquire(net, ip) < 0) {
 		log_warn("net", NULL, "%s: too many connections from %s",
 			 l->proto->name, ip);
+		const char *reply = l->proto->busy_reply;
+		if (reply != NULL && !l->implicit_tls) {
+			/* Best effort: a fresh socket's buffer has room. */
+			ssize_t w = send(fd, reply, strlen(reply),
+					 MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)w;
+		}
 		close(fd);
 		return;
 	}

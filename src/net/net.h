@@ -44,6 +44,10 @@ struct net_proto {
 	/* Optional: the idle timeout expired. Return true to close (after
 	 * the hook has written e.g. "* BYE Autologout"), false to keep. */
 	bool (*timeout)(void *session, struct net_conn *conn);
+	/* Optional: sent on a plain connection refused for the per-address
+	 * limit before it is closed, e.g. "* BYE Too many connections\r\n"
+	 * (implicit-TLS connections are closed without a word). */
+	const char *busy_reply;
 };
 
 struct net_settings {

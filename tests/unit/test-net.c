@@ -166,7 +166,7 @@ static bool p_timeout(void *session, struct net_conn *conn)
 }
 
 static const struct net_proto test_proto = {
-	"test", p_accept, p_input, p_closed, p_timeout,
+	"test", p_accept, p_input, p_closed, p_timeout, "BUSY\r\n",
 };
 
 /* ---- the server under test --------------------------------------------- */
@@ -754,6 +754,7 @@ static void test_per_ip_limit(void)
 		CHECK_STR(cli_line(c[i]), "HELLO");
 	}
 	c[3] = cli_open(port_limited);
+	CHECK_STR(cli_line(c[3]), "BUSY");
 	CHECK(cli_eof(c[3]));
 	cli_close(c[3]);
 	cli_close(c[0]);
