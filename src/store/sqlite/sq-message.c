@@ -741,6 +741,12 @@ void sq_fetch_end(struct store_fetch **fetchp)
 
 /* ---- flags -------------------------------------------------------- */
 
+static int cmp_uid(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 struct flags_arg {
 	const char *mailbox;
 	const struct store_uid_range *ranges;
@@ -800,6 +806,84 @@ static char *kw_apply(const char *old, const struct store_flag_change *ch)
 	return b.len > 0 ? buf_steal(&b, NULL) : (buf_free(&b), NULL);
 }
 
+/* The common STORE (+FLAGS or -FLAGS of system flags, no keywords, no
+ * UNCHANGEDSINCE) as one UPDATE per range instead of one per message:
+ * "STORE 1:* +FLAGS (\Seen)" on a big mailbox. */
+static bool flags_simple(const struct store_flag_change *ch)
+{
+	return ch->keyword_count == 0 && ch->unchangedsince == 0 &&
+	       ch->mode != STORE_FLAGS_REPLACE;
+}
+
+static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
+			    struct sq_job *job, const struct sq_mbox *mb)
+{
+	struct flags_arg *a = job->arg;
+	const struct store_flag_change *ch = a->change;
+	unsigned set = ch->mode == STORE_FLAGS_ADD ? ch->flags & 0x1f : 0;
+	unsigned clear = ch->mode == STORE_FLAGS_REMOVE ? ch->flags & 0x1f : 0;
+	struct store_uid_range all = {1, UINT32_MAX};
+	const struct store_uid_range *ranges = a->ranges ? a->ranges : &all;
+	size_t nranges = a->ranges ? a->range_count : 1, cap = 0;
+	int64_t unseen = 0, deleted = 0;
+	uint64_t modseq = 0;
+	for (size_t r = 0; r < nranges; r++) {
+		/* counter deltas of the rows about to change */
+		sqlite3_stmt *st = sq_stmt(c, "SELECT count(*),"
+			" coalesce(sum((flags & 1) = 0), 0) - coalesce(sum(((flags | ?1) & ~?2 & 1) = 0), 0),"
+			" coalesce(sum(((flags | ?1) & ~?2 & 8) != 0), 0) - coalesce(sum((flags & 8) != 0), 0)"
+			" FROM msg WHERE mailbox = ?3 AND uid BETWEEN ?4 AND ?5"
+			" AND ((flags | ?1) & ~?2) != flags");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int(st, 1, (int)set);
+		sqlite3_bind_int(st, 2, (int)clear);
+		sqlite3_bind_int64(st, 3, mb->id);
+		sqlite3_bind_int64(st, 4, ranges[r].lo);
+		sqlite3_bind_int64(st, 5, ranges[r].hi);
+		int64_t count = 0;
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			count = sqlite3_column_int64(st, 0);
+			unseen -= sqlite3_column_int64(st, 1);
+			deleted += sqlite3_column_int64(st, 2);
+		}
+		sqlite3_reset(st);
+		if (count == 0)
+			continue;
+		modseq = sq_job_modseq(u, job);
+		st = sq_stmt(c, "UPDATE msg SET flags = (flags | ?1) & ~?2, modseq = ?3"
+				" WHERE mailbox = ?4 AND uid BETWEEN ?5 AND ?6"
+				" AND ((flags | ?1) & ~?2) != flags RETURNING uid");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int(st, 1, (int)set);
+		sqlite3_bind_int(st, 2, (int)clear);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)modseq);
+		sqlite3_bind_int64(st, 4, mb->id);
+		sqlite3_bind_int64(st, 5, ranges[r].lo);
+		sqlite3_bind_int64(st, 6, ranges[r].hi);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (a->changed_count == cap) {
+				cap = cap ? cap * 2 : 256;
+				a->changed = xrealloc(a->changed, cap * sizeof(uint32_t));
+			}
+			a->changed[a->changed_count++] =
+				(uint32_t)sqlite3_column_int64(st, 0);
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	if (a->changed_count == 0)
+		return 0;
+	qsort(a->changed, a->changed_count, sizeof(uint32_t), cmp_uid);
+	if (sq_mbox_adjust(c, mb->id, 0, unseen, deleted, 0, modseq, 0) < 0)
+		return sq_job_dberr(job, c);
+	sq_job_change(job, mb->id, STORE_CHANGE_FLAGS);
+	return 0;
+}
+
 static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
 	struct flags_arg *a = job->arg;
@@ -807,6 +891,15 @@ static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	struct sq_mbox mb;
 	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
+	if (flags_simple(ch)) {
+		int r = flags_job_simple(u, c, job, &mb);
+		if (r < 0) {
+			free(a->changed);
+			a->changed = NULL;
+			a->changed_count = 0;
+		}
+		return r;
+	}
 	struct sq_msgrow *rows;
 	size_t n;
 	if (sq_rows_get(c, mb.id, a->ranges, a->range_count, &rows, &n) < 0)
