@@ -56,7 +56,7 @@ struct net_thread {
 	unsigned index;
 	struct event_base *base;
 	pthread_t tid;
-	bool started;
+	bool started;                  /* its pthread exists (net_run joins it) */
 	pthread_mutex_t mu;            /* guards the post queue */
 	struct net_post *post_head, *post_tail;
 	struct event *post_ev;

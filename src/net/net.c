@@ -68,9 +68,13 @@ void net_sockaddr_ip(const struct sockaddr *sa, char ip[46])
 
 /* ---- post queues ---------------------------------------------------- */
 
+/* The I/O thread this thread is (set by the thread itself, so there is
+ * no window after pthread_create where it does not know). */
+static _Thread_local const struct net_thread *net_current_thread;
+
 bool net_on_thread(const struct net_thread *th)
 {
-	return th->started && pthread_equal(th->tid, pthread_self());
+	return net_current_thread == th;
 }
 
 void net_thread_post(struct net_thread *th, struct net_post *post)
@@ -389,8 +393,7 @@ void net_destroy(struct net **netp)
 	for (unsigned i = 0; net->threads != NULL && i < net->thread_count; i++) {
 		struct net_thread *th = &net->threads[i];
 		/* The loops are gone: this thread acts for them now. */
-		th->tid = pthread_self();
-		th->started = true;
+		net_current_thread = th;
 		if (th->post_ev != NULL)
 			net_thread_drain(th, true);
 		while (th->conns != NULL) {
@@ -407,6 +410,7 @@ void net_destroy(struct net **netp)
 		if (th->base != NULL)
 			event_base_free(th->base);
 		pthread_mutex_destroy(&th->mu);
+		net_current_thread = NULL;
 	}
 	free(net->threads);
 	for (int i = 0; i < 2; i++)
@@ -435,6 +439,7 @@ void net_destroy(struct net **netp)
 static void *net_thread_main(void *ctx)
 {
 	struct net_thread *th = ctx;
+	net_current_thread = th;
 	event_base_loop(th->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
 }
@@ -442,13 +447,9 @@ static void *net_thread_main(void *ctx)
 int net_run(struct net *net)
 {
 	struct net_thread *th0 = &net->threads[0];
-	th0->tid = pthread_self();
-	th0->started = true;
+	net_current_thread = th0;
 	for (unsigned i = 1; i < net->thread_count; i++) {
 		struct net_thread *th = &net->threads[i];
-		/* started before the thread runs: net_on_thread compares tid,
-		 * which pthread_create has written by the time anything can be
-		 * posted to this thread's loop. */
 		if (pthread_create(&th->tid, NULL, net_thread_main, th) != 0) {
 			log_error("net", NULL, "cannot start I/O thread");
 			net_stop(net);
@@ -457,6 +458,7 @@ int net_run(struct net *net)
 		th->started = true;
 	}
 	event_base_loop(th0->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	net_current_thread = NULL;
 	for (unsigned i = 1; i < net->thread_count; i++) {
 		if (net->threads[i].started)
 			pthread_join(net->threads[i].tid, NULL);
