@@ -26,7 +26,7 @@
 int pop3_reply(struct pop3_session *s, const char *fmt, ...)
 {
 	va_list ap;
-	char line[600];
+	char line[512];   /* RFC 2449 4: a response line is at most 512 octets */
 
 	va_start(ap, fmt);
 	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
