@@ -185,6 +185,34 @@ void mail_utf8_repair(struct buf *out, const char *s, size_t len)
 	mail_buf_put(out, s + run, len - run);
 }
 
+/* Replaces what is not valid UTF-8 in out from offset start with
+ * U+FFFD: iconv of some charsets (UCS-4, UTF-32 with values past
+ * U+10FFFF) writes 5- and 6-byte sequences no UTF-8 reader accepts. */
+void mail_utf8_sanitize(struct buf *out, size_t start)
+{
+	if (mail_utf8_valid(out->data + start, out->len - start))
+		return;
+	struct buf clean;
+	buf_init(&clean, 0);
+	const unsigned char *p = (const unsigned char *)out->data + start;
+	size_t len = out->len - start, i = 0;
+	while (i < len) {
+		size_t n = p[i] < 0x80 ? 1 : mail_utf8_seq_len(p + i, len - i);
+		if (n == 0) {
+			mail_utf8_put(&clean, 0xFFFD);
+			i++;
+			while (i < len && (p[i] & 0xC0) == 0x80)
+				i++;   /* the rest of the bad sequence */
+			continue;
+		}
+		mail_buf_put(&clean, p + i, n);
+		i += n;
+	}
+	out->len = start;
+	mail_buf_put(out, clean.data ? clean.data : "", clean.len);
+	buf_free(&clean);
+}
+
 static bool charset_is_utf8(const char *cs)
 {
 	return strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "utf8") == 0;
@@ -252,6 +280,7 @@ bool mail_charset_to_utf8(struct buf *out, const char *charset, const char *s,
 	char *in = (char *)s;
 	size_t inleft = len;
 	bool clean = true;
+	size_t start = out->len;
 	while (inleft > 0) {
 		char *o = tmp;
 		size_t oleft = sizeof(tmp);
@@ -274,5 +303,6 @@ bool mail_charset_to_utf8(struct buf *out, const char *charset, const char *s,
 	size_t oleft = sizeof(tmp);
 	iconv(cd, NULL, NULL, &o, &oleft);
 	mail_buf_put(out, tmp, sizeof(tmp) - oleft);
+	mail_utf8_sanitize(out, start);
 	return clean;
 }

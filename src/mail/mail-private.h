@@ -120,6 +120,8 @@ const char *mail_charset_iconv_name(const char *cs);
 void mail_utf8_put(struct buf *out, uint32_t cp);
 size_t mail_utf8_seq_len(const unsigned char *s, size_t len);
 void mail_utf8_repair(struct buf *out, const char *s, size_t len);
+/* Makes out[start..] valid UTF-8 (U+FFFD for bad sequences). */
+void mail_utf8_sanitize(struct buf *out, size_t start);
 /* Raw header bytes: kept if valid UTF-8, else repaired. */
 void mail_utf8_append_raw(struct buf *out, const char *s, size_t len);
 

@@ -77,6 +77,7 @@ static void conv_put(struct conv *c, struct buf *out, const char *s,
 	char tmp[4096];
 	char *ip = (char *)p;
 	size_t ileft = n;
+	size_t start = out->len;
 	while (ileft > 0) {
 		char *o = tmp;
 		size_t oleft = sizeof(tmp);
@@ -95,6 +96,7 @@ static void conv_put(struct conv *c, struct buf *out, const char *s,
 		ip++;
 		ileft--;
 	}
+	mail_utf8_sanitize(out, start);
 	buf_free(&in);
 }
 

@@ -624,6 +624,11 @@ static void test_charsets(void)
 	buf_reset(&b);
 	CHECK(mail_charset_to_utf8(&b, "iso-2022-jp", "\x1b$BF|K\\8l\x1b(B", 12));
 	CHECK_MEM(b.data, b.len, "日本語", 9);
+	buf_reset(&b);
+	/* iconv writes a 6-byte "UTF-8" for UCS-4 past U+10FFFF (fuzzer) */
+	mail_charset_to_utf8(&b, "UCS-4BE", "\x7f\xff\xff\xff\x00\x00\x00A", 8);
+	CHECK(mail_utf8_valid(b.data, b.len));
+	CHECK(b.len > 0 && b.data[b.len - 1] == 'A');
 	buf_free(&b);
 }
 
