@@ -225,19 +225,8 @@ static int check_text(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 	if (lowest <= u->tx_fts_upto) {
 		/* start the trigram index again: entries cannot be added
 		 * below the mark one by one */
-		static const char *const del[] = {
-			"INSERT INTO text_hdr (text_hdr) VALUES ('delete-all')",
-			"INSERT INTO text_body (text_body) VALUES ('delete-all')",
-		};
-		for (int i = 0; i < 2 && ret == 0; i++) {
-			st = sq_stmt(c, del[i]);
-			if (st == NULL || sqlite3_step(st) != SQLITE_DONE)
-				ret = sq_job_dberr(job, c);
-			if (st != NULL)
-				sqlite3_reset(st);
-		}
-		u->tx_fts_upto = 0;
-		u->tx_dirty = true;
+		if (sq_fts_reset(u, c) < 0)
+			ret = sq_job_dberr(job, c);
 		sq_indexer_kick(u->user->store, u->user->id);
 	}
 	st = sq_stmt(c, "SELECT id FROM text t WHERE NOT EXISTS"

@@ -85,8 +85,8 @@ static void job_forget_effects(struct sq_job *job)
 static int tx_load(struct sq_user *u, struct sq_conn *c)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT modseq, usage_bytes,"
-				      " usage_messages, last_uidvalidity, fts_upto"
-				      " FROM account");
+				      " usage_messages, last_uidvalidity, fts_upto,"
+				      " fts_stale FROM account");
 	if (st == NULL || sqlite3_step(st) != SQLITE_ROW)
 		return -1;
 	u->tx_modseq = (uint64_t)sqlite3_column_int64(st, 0);
@@ -94,6 +94,7 @@ static int tx_load(struct sq_user *u, struct sq_conn *c)
 	u->tx_messages = (uint64_t)sqlite3_column_int64(st, 2);
 	u->tx_last_uidvalidity = (uint32_t)sqlite3_column_int64(st, 3);
 	u->tx_fts_upto = sqlite3_column_int64(st, 4);
+	u->tx_fts_stale = sqlite3_column_int64(st, 5);
 	u->tx_dirty = false;
 	sqlite3_reset(st);
 	return 0;
@@ -105,7 +106,8 @@ static int tx_save(struct sq_user *u, struct sq_conn *c)
 		return 0;
 	sqlite3_stmt *st = sq_stmt(c, "UPDATE account SET modseq = ?,"
 				      " usage_bytes = ?, usage_messages = ?,"
-				      " last_uidvalidity = ?, fts_upto = ?");
+				      " last_uidvalidity = ?, fts_upto = ?,"
+				      " fts_stale = ?");
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)u->tx_modseq);
@@ -113,6 +115,7 @@ static int tx_save(struct sq_user *u, struct sq_conn *c)
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)u->tx_messages);
 	sqlite3_bind_int64(st, 4, u->tx_last_uidvalidity);
 	sqlite3_bind_int64(st, 5, u->tx_fts_upto);
+	sqlite3_bind_int64(st, 6, u->tx_fts_stale);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -138,7 +141,7 @@ static void run_one(struct sq_user *u, struct sq_conn *c, struct sq_job *j)
 	uint64_t modseq = u->tx_modseq, bytes = u->tx_bytes,
 		 messages = u->tx_messages;
 	uint32_t last_uv = u->tx_last_uidvalidity;
-	int64_t fts_upto = u->tx_fts_upto;
+	int64_t fts_upto = u->tx_fts_upto, fts_stale = u->tx_fts_stale;
 	bool dirty = u->tx_dirty;
 	if (sq_exec(c, "SAVEPOINT job") < 0) {
 		j->ret = sq_job_dberr(j, c);
@@ -152,6 +155,7 @@ static void run_one(struct sq_user *u, struct sq_conn *c, struct sq_job *j)
 		u->tx_messages = messages;
 		u->tx_last_uidvalidity = last_uv;
 		u->tx_fts_upto = fts_upto;
+		u->tx_fts_stale = fts_stale;
 		u->tx_dirty = dirty;
 		job_forget_effects(j);
 	}

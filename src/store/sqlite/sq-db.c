@@ -27,8 +27,10 @@ static const char schema_sql[] =
 	" usage_bytes INTEGER NOT NULL,"
 	" usage_messages INTEGER NOT NULL,"
 	" last_uidvalidity INTEGER NOT NULL,"
-	/* every text row with id <= fts_upto is in the trigram indexes */
-	" fts_upto INTEGER NOT NULL DEFAULT 0);"
+	/* every text row with id <= fts_upto is in the trigram indexes;
+	 * fts_stale counts entries left there by removed rows */
+	" fts_upto INTEGER NOT NULL DEFAULT 0,"
+	" fts_stale INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS mailbox("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" name TEXT NOT NULL UNIQUE,"
@@ -404,7 +406,7 @@ static int schema_init(struct sq_user *u, bool *created_r,
 	if (rc == SQLITE_DONE) {
 		char sql[160];
 		snprintf(sql, sizeof(sql),
-			 "INSERT INTO account VALUES (1, %d, 0, 0, 0, 0, 0)",
+			 "INSERT INTO account VALUES (1, %d, 0, 0, 0, 0, 0, 0)",
 			 SQ_SCHEMA_VERSION);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 		    sq_create_defaults(c) < 0)

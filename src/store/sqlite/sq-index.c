@@ -46,10 +46,14 @@ static int fts_row(struct sq_conn *c, int64_t id, sqlite3_stmt *src)
  * it), which would make expunging a big mailbox slow; a stale entry is
  * harmless instead: blob ids are never reused, and a candidate without a
  * text row and a message row is dropped by the search joins. store_check
- * rebuilds the index when it must. */
+ * rebuilds the index when it must, and the indexer starts it afresh when
+ * stale entries outnumber live ones. */
 int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob)
 {
-	(void)u;
+	if (blob <= u->tx_fts_upto) {
+		u->tx_fts_stale++;
+		u->tx_dirty = true;
+	}
 	sqlite3_stmt *st = sq_stmt(c, "DELETE FROM text WHERE id = ?");
 	if (st == NULL)
 		return -1;
@@ -63,10 +67,56 @@ struct index_arg {
 	size_t done;
 };
 
+/* Empties the trigram indexes: the indexer then fills them again from
+ * the text rows, in batches; search stays exact meanwhile (it scans what
+ * the indexes do not cover). */
+int sq_fts_reset(struct sq_user *u, struct sq_conn *c)
+{
+	static const char *const del[] = {
+		"INSERT INTO text_hdr (text_hdr) VALUES ('delete-all')",
+		"INSERT INTO text_body (text_body) VALUES ('delete-all')",
+	};
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *st = sq_stmt(c, del[i]);
+		if (st == NULL)
+			return -1;
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
+	u->tx_fts_upto = 0;
+	u->tx_fts_stale = 0;
+	u->tx_dirty = true;
+	return 0;
+}
+
+/* Whether stale entries (of removed messages) outnumber live ones. */
+static int fts_mostly_stale(struct sq_user *u, struct sq_conn *c)
+{
+	if (u->tx_fts_stale < 1000)
+		return 0;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT count(*) FROM text WHERE id <= ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, u->tx_fts_upto);
+	int64_t live = 0;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		live = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return -1;
+	return u->tx_fts_stale > live;
+}
+
 static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
 	struct index_arg *a = job->arg;
 	a->done = 0;
+	int stale = fts_mostly_stale(u, c);
+	if (stale < 0 || (stale > 0 && sq_fts_reset(u, c) < 0))
+		return sq_job_dberr(job, c);
 	sqlite3_stmt *st = sq_stmt(c, "SELECT id, hdr, body FROM text"
 				      " WHERE id > ? ORDER BY id LIMIT ?");
 	if (st == NULL)

@@ -79,7 +79,7 @@ struct sq_user {
 	/* transaction state, touched only by the leader */
 	uint64_t tx_modseq, tx_bytes, tx_messages;
 	uint32_t tx_last_uidvalidity;
-	int64_t tx_fts_upto;
+	int64_t tx_fts_upto, tx_fts_stale;
 	bool tx_dirty;
 
 	pthread_mutex_t readers_mu;
@@ -161,7 +161,9 @@ void sq_indexer_stop(struct store *store);
 void sq_indexer_kick(struct store *store, int64_t user_id);
 /* Indexes everything pending now, on this thread. */
 int sq_index_flush(struct store_user *user, struct store_error *err);
-/* Removes a blob's text (and its index entries if indexed); in a job. */
+/* Empties the trigram indexes (the indexer refills them); in a job. */
+int sq_fts_reset(struct sq_user *u, struct sq_conn *c);
+/* Removes a blob's text (its index entries go stale); in a job. */
 int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob);
 
 /* sq-pop3.c */
