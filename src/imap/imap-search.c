@@ -21,6 +21,7 @@
 #include "mail.h"
 #include "store.h"
 
+#include <iconv.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -98,6 +99,7 @@ struct imap_search_key {
 
 struct parser {
 	struct imap_search_program *prog;
+	char *charset;          /* SEARCH CHARSET other than UTF-8/US-ASCII */
 	unsigned depth;
 	const char *error;
 	enum imap_search_parse_error kind;
@@ -257,7 +259,15 @@ static char *dup_string(struct parser *p, struct slice s)
 		fail(p, IMAP_SEARCH_ERR_SYNTAX, "NUL in search string");
 		return NULL;
 	}
-	return xstrndup(s.ptr, s.len);
+	if (p->charset == NULL)
+		return xstrndup(s.ptr, s.len);
+	/* Everything is matched as UTF-8: convert from the client's
+	 * CHARSET (RFC 3501 6.4.4), as Dovecot does for any iconv knows. */
+	struct buf b;
+	buf_init(&b, 0);
+	mail_charset_to_utf8(&b, p->charset, s.ptr, s.len);
+	buf_append_char(&b, '\0');
+	return buf_steal(&b, NULL);
 }
 
 static struct imap_search_key *parse_key(struct parser *p,
@@ -621,9 +631,18 @@ static int check_charset(struct parser *p, const struct imap_arg *a)
 	struct slice cs;
 	if (!arg_astring(a, &cs))
 		return fail(p, IMAP_SEARCH_ERR_SYNTAX, "Missing charset");
-	if (!slice_eq_ci(cs, "UTF-8") && !slice_eq_ci(cs, "US-ASCII"))
+	if (slice_eq_ci(cs, "UTF-8") || slice_eq_ci(cs, "US-ASCII"))
+		return 0;
+	char *name = xstrndup(cs.ptr, cs.len);
+	iconv_t cd = memchr(cs.ptr, '\0', cs.len) != NULL ? (iconv_t)-1 :
+		     iconv_open("UTF-8", name);
+	if (cd == (iconv_t)-1) {
+		free(name);
 		return fail(p, IMAP_SEARCH_ERR_BADCHARSET,
 			    "Unsupported charset");
+	}
+	iconv_close(cd);
+	p->charset = name;
 	return 0;
 }
 
@@ -657,6 +676,7 @@ int imap_search_parse(const struct imap_arg *args,
 	}
 	if (p.error == NULL)
 		p.prog->root = parse_and(&p, args);
+	free(p.charset);
 	if (p.error != NULL) {
 		*kind_r = p.kind;
 		*error_r = p.error;

@@ -99,6 +99,17 @@ def main():
         res = lmtp_send(env, 'zoe@example.org', ['alice@example.test'], raw_utf8)
         R.check('utf8 250', res['alice@example.test'][0] == 250, res)
 
+        # 2b. Latin-1 mail, found by a client that searches in Latin-1
+        #     (SEARCH CHARSET ISO-8859-1, RFC 3501 6.4.4; Dovecot allows it).
+        latin1 = (b'From: =?ISO-8859-1?Q?Fran=E7ois?= <f@example.org>\r\n'
+                  b'To: alice@example.test\r\nSubject: =?iso-8859-1?q?Caf=E9_cr=E8me?=\r\n'
+                  b'Message-ID: <latin1-1@example.org>\r\nMIME-Version: 1.0\r\n'
+                  b'Content-Type: text/plain; charset=iso-8859-1\r\n'
+                  b'Content-Transfer-Encoding: 8bit\r\n\r\n'
+                  b'Un caf\xe9 cr\xe8me, s\'il vous pla\xeet.\r\n')
+        res = lmtp_send(env, 'f@example.org', ['alice@example.test'], latin1)
+        R.check('latin1 250', res['alice@example.test'][0] == 250, res)
+
         # 3. HTML only.
         h = EmailMessage()
         h['From'] = 'news@shop.example.org'
@@ -166,7 +177,7 @@ def main():
         # ---- what alice sees ------------------------------------------
         a = env.imap_login('alice@example.test', tls=True)
         typ, data = a.select('INBOX')
-        R.check('alice 6 messages', data == [b'6'], data)
+        R.check('alice 7 messages', data == [b'7'], data)
 
         u = uids(a, 'HEADER', 'Message-ID', '<mixed-1@example.org>')
         R.check('mixed found by Message-ID', len(u) == 1, u)
@@ -206,6 +217,18 @@ def main():
             hf = fetch_one(a, u8[0], 'BODY.PEEK[HEADER.FIELDS (SUBJECT)]')
             R.check('raw utf8 subject served as sent',
                     hf == 'Subject: Ünïcödé ohne Kodierung ☃\r\n\r\n'.encode(), hf)
+
+        u1 = uids(a, 'HEADER', 'Message-ID', '<latin1-1@example.org>')
+        R.check('latin1 found', len(u1) == 1, u1)
+        R.check('search CHARSET ISO-8859-1 SUBJECT',
+                uids(a, 'CHARSET', 'ISO-8859-1', 'SUBJECT', b'"caf\xe9"') == u1)
+        R.check('search CHARSET ISO-8859-1 BODY',
+                uids(a, 'CHARSET', 'ISO-8859-1', 'BODY', b'"pla\xeet"') == u1)
+        R.check('search CHARSET UTF-8 finds Latin-1 text',
+                uids(a, 'CHARSET', 'UTF-8', 'BODY', '"crème"'.encode()) == u1)
+        typ, data = a.uid('SEARCH', 'CHARSET', 'X-NO-SUCH-CHARSET', 'ALL')
+        R.check('unknown charset: NO [BADCHARSET]', typ == 'NO' and
+                b'BADCHARSET' in data[0], (typ, data))
 
         uh = uids(a, 'HEADER', 'Message-ID', '<html-1@example.org>')
         R.check('html-only found by body text',
