@@ -1423,6 +1423,10 @@ static void test_background_sweep(void)
 	store_user_unref(&u);
 	char *blobs = user_path(15, "blobs");
 	char *orphan = xasprintf("%s/cd/cdef01", blobs);
+	/* tmp/ is where older versions left unfinished appends */
+	char *tmpdir = user_path(15, "tmp");
+	mkdir(tmpdir, 0700);
+	free(tmpdir);
 	char *tmpf = user_path(15, "tmp/halfwritten");
 	FILE *fp = fopen(orphan, "w");
 	fputs("junk", fp);

@@ -41,10 +41,9 @@ char *sq_blob_path(struct sq_user *u, const char *name)
 
 int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err)
 {
-	char *tmp = xasprintf("%s/tmp", dir), *blobs = xasprintf("%s/blobs", dir);
+	char *blobs = xasprintf("%s/blobs", dir);
 	int ret = 0;
-	if ((mkdir(tmp, 0700) < 0 && errno != EEXIST) ||
-	    (mkdir(blobs, 0700) < 0 && errno != EEXIST))
+	if (mkdir(blobs, 0700) < 0 && errno != EEXIST)
 		ret = -1;
 	for (unsigned i = 0; i < 256 && ret == 0; i++) {
 		char *sub = xasprintf("%s/%02x", blobs, i);
@@ -54,7 +53,6 @@ int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err)
 	}
 	if (ret == 0 && fsync)
 		ret = sq_fsync_dir(blobs) < 0 || sq_fsync_dir(dir) < 0 ? -1 : 0;
-	free(tmp);
 	free(blobs);
 	if (ret < 0)
 		store_set_error(err, STORE_ERR_TEMP,
@@ -492,7 +490,7 @@ void sq_blob_close(struct store_blob *blob)
 
 /* ---- in-flight blobs ---------------------------------------------- */
 
-/* The names of blobs this process is writing (tmp file made, index row not
+/* The names of blobs this process is writing (file made, index row not
  * yet committed): the sweeper must leave them alone whatever their age. */
 void sq_inflight_add(struct sq_store *s, const char *name)
 {
@@ -658,7 +656,7 @@ void sq_sweep_user(struct store *store, const char *dir, int64_t older_than,
 			sweep_dir(&sw, sub);
 			free(sub);
 		}
-		/* unfinished appends of a process that died */
+		/* tmp/: where older versions wrote unfinished appends */
 		char *tmp = xasprintf("%s/tmp", dir);
 		sweep_dir(&sw, tmp);
 		free(tmp);
