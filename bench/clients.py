@@ -9,6 +9,7 @@ import asyncio
 import base64
 import re
 import ssl
+import time
 
 LITERAL_RE = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
@@ -24,7 +25,7 @@ def tls_context():
     return ctx
 
 
-async def open_conn(host, port, tls=False, limit=1 << 22):
+async def open_conn(host, port, tls=False, limit=1 << 26):
     return await asyncio.open_connection(
         host, port, ssl=tls_context() if tls else None, limit=limit)
 
@@ -115,6 +116,11 @@ class Imap:
             if line.endswith(b"EXISTS\r\n"):
                 return int(line.split()[1])
 
+    async def wait_exists_at(self):
+        """Waits for an untagged EXISTS; returns when it was read."""
+        await self.wait_exists()
+        return time.perf_counter()
+
     async def idle_done(self):
         self.w.write(b"DONE\r\n")
         await self.read_until_tagged(self.idle_tag)
@@ -149,17 +155,25 @@ class Pop3:
         return line
 
     async def multiline(self, text):
-        """Sends a command with a multi-line answer; returns (lines, bytes)."""
+        """Sends a command with a multi-line answer; returns (lines, bytes).
+        Reads up to the terminating CRLF.CRLF in one go: line by line,
+        Python, not the server, set the pace of RETR."""
         await self.command(text)
-        n = size = 0
+        # Chunks up to each ".CRLF"; the answer ends at the first one that
+        # starts a line (dot-stuffing makes that unambiguous).
+        chunks = []
         while True:
-            line = await self.r.readline()
-            if line == b".\r\n":
-                return n, size
-            if not line:
+            try:
+                chunk = await self.r.readuntil(b".\r\n")
+            except asyncio.IncompleteReadError:
                 raise ProtocolError("closed")
-            n += 1
-            size += len(line)
+            chunks.append(chunk)
+            if chunk.endswith(b"\r\n.\r\n") or (
+                    chunk == b".\r\n" and
+                    (len(chunks) == 1 or chunks[-2].endswith(b"\r\n"))):
+                break
+        data = b"".join(chunks)[:-3]
+        return data.count(b"\n"), len(data)
 
     async def login(self, user, password):
         await self.command("USER " + user)

@@ -27,13 +27,16 @@ import scenarios as sc  # noqa: E402
 from targets import BIG_USER, DovecotTarget, LoftTarget, bench_users  # noqa: E402
 
 QUICK = {"reps": 3, "lmtp_count": 300, "idle": 200, "idle_loft": 1000,
-         "big": 3000, "mixed_s": 8, "login_s": 4, "users": 20}
+         "big": 2000, "mixed_s": 5, "login_s": 3, "users": 20}
 FULL = {"reps": 3, "lmtp_count": 3000, "idle": 1000, "idle_loft": 10000,
         "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100}
 
 # For each figure: True if higher is better (rates), False if lower is.
 HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
                  "retr_MB_per_s")
+# Counts that check the run (same on both), not performance: no ratio.
+COUNTS = ("connections", "messages", "search_body_hits", "qresync_fetches",
+          "errors")
 
 
 def raise_limits():
@@ -50,6 +53,13 @@ def raise_limits():
     return hard
 
 
+def loadavg():
+    """The 1/5/15-minute load averages: the machine is shared, so every
+    result says how busy it was."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 class Results:
     def __init__(self):
         self.rows = []     # (scenario, figure, params, loft runs, dovecot runs)
@@ -62,7 +72,7 @@ class Results:
             lm = sc.median_of(loft_runs, k) if loft_runs else None
             dm = sc.median_of(dovecot_runs, k) if dovecot_runs else None
             ratio = None
-            if lm and dm and lm == lm and dm == dm:
+            if lm and dm and lm == lm and dm == dm and k not in COUNTS:
                 ratio = (lm / dm) if k in HIGHER_BETTER else (dm / lm)
             self.rows.append({"scenario": scenario, "figure": k,
                               "params": params, "loft": lm, "dovecot": dm,
@@ -89,8 +99,11 @@ class Results:
     def markdown(self, meta):
         out = ["# Loft vs Dovecot — %s" % meta["date"], "",
                "Machine: %s cores, kernel %s. Mode: %s. Medians of %d runs; "
-               "ratio > 1 means Loft is better." % (
-                   meta["cores"], meta["kernel"], meta["mode"], meta["reps"]),
+               "ratio > 1 means Loft is better. Load average at start %s, "
+               "at end %s; %d s." % (
+                   meta["cores"], meta["kernel"], meta["mode"], meta["reps"],
+                   meta["load_start"], meta["load_end"], meta["elapsed_s"]),
+               "", "Parameters: `%s`" % json.dumps(meta["params"]),
                "", "| scenario | figure | Loft | Dovecot | ratio | parameters |",
                "| --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
@@ -101,12 +114,15 @@ class Results:
         return "\n".join(out) + "\n"
 
 
-def alternate(targets, reps, fn):
+def alternate(targets, reps, fn, fresh=False):
     """Runs fn(target) reps times on each target, alternating; returns
-    {target name: [result dicts]}."""
+    {target name: [result dicts]}. fresh: restart the server before each
+    run (for memory figures)."""
     runs = {t.name: [] for t in targets}
     for _ in range(reps):
         for t in targets:
+            if fresh:
+                t.restart()
             runs[t.name].append(asyncio.run(fn(t)))
     return runs
 
@@ -116,13 +132,25 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="")
     ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--big", type=int, default=None,
+                    help="messages in the big mailbox / maildrop")
+    ap.add_argument("--idle", type=int, default=None,
+                    help="idle connections side by side")
+    ap.add_argument("--idle-loft", type=int, default=None,
+                    help="idle connections on Loft alone (0: skip)")
+    ap.add_argument("--users", type=int, default=None)
     args = ap.parse_args()
     P = dict(QUICK if args.quick else FULL)
-    if args.reps:
-        P["reps"] = args.reps
+    for k in ("reps", "big", "idle", "idle_loft", "users"):
+        if getattr(args, k) is not None:
+            P[k] = getattr(args, k)
     only = set(filter(None, args.only.split(",")))
     want = (lambda s: not only or s in only)
     raise_limits()
+    t_start = time.time()
+    load_start = loadavg()
+    print("bench: load average %s, %d cores" % (load_start, os.cpu_count()),
+          flush=True)
 
     users = bench_users(P["users"])
     big_user = BIG_USER
@@ -151,29 +179,31 @@ def main():
             for tls in (False, True):
                 n = P["idle"]
                 runs = alternate(both, 1, lambda t: sc.idle_connections(
-                    t, n, tls))
+                    t, n, tls), fresh=True)
                 res.add("idle %s x%d" % ("tls" if tls else "plain", n),
-                        "%d users, 20 deliveries" % len(users),
+                        "%d users, 1 delivery each" % (len(users) - 1),
                         runs["loft"], runs["dovecot"])
                 n = P["idle_loft"]
+                if not n:
+                    continue
+                loft.restart()
                 r = asyncio.run(sc.idle_connections(loft, n, tls))
                 res.add("idle %s x%d (loft only)" % ("tls" if tls else "plain",
                                                      n),
                         "%d users" % len(users), [r], [])
         if want("big") or want("pop3"):
             t0 = time.time()
-            for t in both:
-                asyncio.run(sc.fill_mailbox(t, big_user, P["big"]))
+            asyncio.run(sc.fill_mailboxes(both, big_user, P["big"]))
             print("bench: filled %d messages on both in %.0f s"
                   % (P["big"], time.time() - t0), flush=True)
         if want("big"):
             runs = alternate(both, P["reps"],
-                             lambda t: sc.big_mailbox(t, big_user))
+                             lambda t: sc.big_mailbox(t, big_user, P["big"]))
             res.add("big mailbox", "%d msgs" % P["big"], runs["loft"],
                     runs["dovecot"])
         if want("pop3"):
             runs = alternate(both, P["reps"],
-                             lambda t: sc.pop3_maildrop(t, big_user))
+                             lambda t: sc.pop3_maildrop(t, big_user, P["big"]))
             res.add("pop3 maildrop", "%d msgs" % P["big"], runs["loft"],
                     runs["dovecot"])
         if want("mixed"):
@@ -192,6 +222,8 @@ def main():
 
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "cores": os.cpu_count(), "kernel": platform.release(),
+            "load_start": load_start, "load_end": loadavg(),
+            "elapsed_s": round(time.time() - t_start),
             "mode": "quick" if args.quick else "full", "reps": P["reps"],
             "params": P}
     outdir = os.path.join(HERE, "results")

@@ -4,5 +4,5 @@
 # installs it). Arguments go to bench/run.py (--quick, --only NAME, --reps N).
 set -eu
 cd "$(dirname "$0")/.."
-export LOFT_SRC="$PWD" LOFT_BUILD="$PWD/build"
+export LOFT_SRC="$PWD" LOFT_BUILD="${LOFT_BUILD:-$PWD/build}"
 exec python3 bench/run.py "$@"

@@ -61,11 +61,14 @@ async def lmtp_delivery(target, conns, count, size=None, rcpts_max=1,
 
 # ---- 2. idle connections and push latency ----------------------------------
 
-async def idle_connections(target, count, tls, deliveries=20):
+async def idle_connections(target, count, tls):
     """Opens count IMAP connections (spread over the target's users), each
     logged in, INBOX selected and in IDLE; measures the server's memory per
-    connection and the delay from a delivery's LMTP reply to each
-    connection's untagged EXISTS."""
+    connection (PSS of all its processes, after minus before, divided by
+    count), then delivers one message to every user, one after the other,
+    and measures on EVERY connection the delay from the delivery's LMTP
+    reply (the mail is durable then) to that connection's untagged EXISTS,
+    stamped when the client reads the line."""
     users = target.user_names()
     port = target.port("imaps" if tls else "imap")
     mem0 = target.memory()
@@ -91,36 +94,31 @@ async def idle_connections(target, count, tls, deliveries=20):
         by_user.setdefault(user, []).append(c)
     lat = []
     lm = await Lmtp.connect(target.host, target.port("lmtp"))
-    targets = list(by_user)
-    for d in range(deliveries):
-        user = targets[d % len(targets)]
-        waiters = [asyncio.ensure_future(c.wait_exists())
+    for d, user in enumerate(sorted(by_user)):
+        waiters = [asyncio.ensure_future(c.wait_exists_at())
                    for c in by_user[user]]
-        t0 = time.perf_counter()
+        await asyncio.sleep(0)    # every waiter is reading before delivery
         await lm.deliver("push@example.org", [user],
                          corpus.message(99, d, 2000))
         t_ack = time.perf_counter()
-        done_times = []
-
-        async def stamp(w):
-            await w
-            done_times.append(time.perf_counter())
-        await asyncio.wait_for(asyncio.gather(*(stamp(w) for w in waiters)),
-                               30)
-        lat.extend(t - t_ack for t in done_times)
-        del t0  # latency counts from the LMTP reply, when the mail is durable
+        stamps = await asyncio.wait_for(asyncio.gather(*waiters), 30)
+        lat.extend(t - t_ack for t in stamps)
     await lm.close()
     for _, c in conns:
         c.w.close()
     await asyncio.sleep(0.5)
+    if len(lat) != count:
+        raise ProtocolError("idle: %d of %d connections saw EXISTS"
+                            % (len(lat), count))
     return {"connections": count, "mem_per_conn_KiB": per_conn / 1024,
             "push_p50_ms": percentile(lat, 50) * 1000,
-            "push_p99_ms": percentile(lat, 99) * 1000}
+            "push_p99_ms": percentile(lat, 99) * 1000,
+            "push_max_ms": max(lat) * 1000}
 
 
 # ---- 3. the big mailbox ----------------------------------------------------
 
-async def big_mailbox(target, user, word=corpus.SEARCH_WORD):
+async def big_mailbox(target, user, expect=None, word=corpus.SEARCH_WORD):
     """Timings on a mailbox already filled (see fill_mailbox)."""
     res = {}
     pw = target.password(user)
@@ -130,10 +128,16 @@ async def big_mailbox(target, user, word=corpus.SEARCH_WORD):
     await c.command("ENABLE QRESYNC")
     untagged, _ = await c.command("SELECT INBOX")
     res["login_select_ms"] = (time.perf_counter() - t) * 1000
-    uidvalidity = modseq = None
+    uidvalidity = modseq = exists = None
     for line in untagged:
         if b"UIDVALIDITY" in line:
             uidvalidity = int(line.split(b"UIDVALIDITY ")[1].split(b"]")[0])
+        if line.endswith(b" EXISTS\r\n"):
+            exists = int(line.split()[1])
+    if expect is not None and exists != expect:
+        raise ProtocolError("big mailbox holds %s messages, not %d"
+                            % (exists, expect))
+    res["messages"] = exists
 
     async def timed(name, cmd):
         t0 = time.perf_counter()
@@ -162,14 +166,22 @@ async def big_mailbox(target, user, word=corpus.SEARCH_WORD):
     other = await Imap.connect(target.host, target.port("imap"))
     await other.login(user, pw)
     await other.command("SELECT INBOX")
+    # Toggle \Answered so every rep makes 10 real changes (adding a flag a
+    # message already has changes nothing).
     for i in range(1, 11):
-        await other.command("STORE %d +FLAGS (\\Answered)" % (i * 7))
+        u, _ = await other.command("FETCH %d (FLAGS)" % (i * 7))
+        sign = "-" if any(b"\\Answered" in x for x in u) else "+"
+        await other.command("STORE %d %sFLAGS.SILENT (\\Answered)"
+                            % (i * 7, sign))
     await other.close()
     t0 = time.perf_counter()
     u, _ = await c.command("SELECT INBOX (QRESYNC (%d %d))"
                            % (uidvalidity, modseq))
     res["qresync_10_changes_ms"] = (time.perf_counter() - t0) * 1000
-    res["qresync_lines"] = len(u)
+    res["qresync_fetches"] = sum(1 for x in u if b" FETCH " in x)
+    if res["qresync_fetches"] < 10:
+        raise ProtocolError("QRESYNC reported %d changes, not 10"
+                            % res["qresync_fetches"])
     t0 = time.perf_counter()
     await c.count_untagged("STORE 1:* +FLAGS.SILENT (\\Flagged)")
     res["store_all_ms"] = (time.perf_counter() - t0) * 1000
@@ -178,23 +190,37 @@ async def big_mailbox(target, user, word=corpus.SEARCH_WORD):
     return res
 
 
-async def fill_mailbox(target, user, count, seed=11, conns=8):
-    """Delivers count corpus messages to user over LMTP (not timed)."""
-    queue = list(range(count))
+async def fill_mailboxes(targets, user, count, seed=11, conns=8):
+    """Delivers the same count corpus messages to user on every target over
+    LMTP (not timed): each message is made once and sent to all. Then checks
+    that every target's INBOX holds exactly count messages."""
+    nxt = 0
 
     async def worker():
-        c = await Lmtp.connect(target.host, target.port("lmtp"))
-        while queue:
-            i = queue.pop(0)
-            await c.deliver("fill@example.org", [user],
-                            corpus.message(seed, i))
-        await c.close()
+        nonlocal nxt
+        cs = [await Lmtp.connect(t.host, t.port("lmtp")) for t in targets]
+        while nxt < count:
+            i, nxt = nxt, nxt + 1
+            data = corpus.message(seed, i)
+            await asyncio.gather(*(c.deliver("fill@example.org", [user], data)
+                                   for c in cs))
+        for c in cs:
+            await c.close()
     await asyncio.gather(*(worker() for _ in range(conns)))
+    for t in targets:
+        c = await Imap.connect(t.host, t.port("imap"))
+        await c.login(user, t.password(user))
+        u, _ = await c.command("STATUS INBOX (MESSAGES)")
+        await c.close()
+        n = int(b"".join(u).split(b"MESSAGES ")[1].split(b")")[0])
+        if n != count:
+            raise ProtocolError("%s: big mailbox has %d messages, not %d"
+                                % (t.name, n, count))
 
 
 # ---- 4. POP3 ---------------------------------------------------------------
 
-async def pop3_maildrop(target, user):
+async def pop3_maildrop(target, user, expect=None):
     res = {}
     pw = target.password(user)
     t0 = time.perf_counter()
@@ -203,6 +229,8 @@ async def pop3_maildrop(target, user):
     n, _ = await p.multiline("UIDL")
     res["login_uidl_ms"] = (time.perf_counter() - t0) * 1000
     res["messages"] = n
+    if expect is not None and n != expect:
+        raise ProtocolError("maildrop has %d messages, not %d" % (n, expect))
     t0 = time.perf_counter()
     total = 0
     for i in range(1, n + 1):
@@ -275,7 +303,7 @@ async def mixed_workload(target, clients, seconds, seed=5):
                     await asyncio.sleep(0.05)
                     await c.idle_done()
                 ops += 1
-            except (ProtocolError, asyncio.IncompleteReadError) as e:
+            except (ProtocolError, asyncio.IncompleteReadError, OSError) as e:
                 errors.append(str(e)[:200])
                 if len(errors) > 100:
                     break
