@@ -27,6 +27,7 @@ import threading
 import time
 
 import loftenv
+from pop3client import Pop3, scram_login
 from loftenv import Loft, Results, SLOW, client_tls_context
 
 R = Results()
@@ -237,6 +238,12 @@ def migration_journey(env):
         R.check(scheme + ' re-hashed to argon2id', re.search(
             r'^hash: ARGON2ID', out, re.M) is not None, out)
         R.check(scheme + ' login after re-hash', imap_ok(env, user, pw) is True)
+        # the re-hash also stores SCRAM keys: SCRAM-SHA-256 clients work now
+        p = Pop3.connect(env, 'pop3s')
+        status, sig_ok = scram_login(p, user, pw)
+        p.close()
+        R.check(scheme + ' SCRAM-SHA-256 after re-hash', status.startswith(b'+OK')
+                and sig_ok, status)
     rc, out, err = env.loftctl('user', 'add', 'mig3@example.test', '--hash',
                                input='{PLAIN-MD5}1a1dc91c907325c69271ddf0c944bc72\n')
     R.check('unknown scheme refused', rc != 0 and err.strip(), (rc, out, err))
