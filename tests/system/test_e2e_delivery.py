@@ -59,7 +59,9 @@ def fetch_one(imap, uid, item):
 
 def uids(imap, *criteria):
     typ, data = imap.uid('SEARCH', *criteria)
-    assert typ == 'OK', (typ, data)
+    if typ != 'OK':
+        print('SEARCH %r: %s %r' % (criteria, typ, data))
+        return None
     return [int(x) for x in data[0].split()]
 
 
