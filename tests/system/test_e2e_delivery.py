@@ -13,7 +13,9 @@ import base64
 import email.policy
 import os
 import re
+import subprocess
 import sys
+import tempfile
 from email.message import EmailMessage
 
 from loftenv import Loft, Results
@@ -46,6 +48,39 @@ def lmtp_send(env, sender, rcpts, data):
             out[r] = (code, msg.decode())
     c.quit()
     return out
+
+
+def smime_signed(tmp):
+    """A real S/MIME signed message (openssl cms, multipart/signed with a
+    multipart/alternative inside), CRLF line ends as an MTA hands it over;
+    returns (message bytes, the signed part's bytes)."""
+    key, cert = os.path.join(tmp, 'k.pem'), os.path.join(tmp, 'c.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+                    '-days', '2', '-subj', '/CN=Joerg/emailAddress=joerg@example.org',
+                    '-keyout', key, '-out', cert], check=True, capture_output=True)
+    inner = (b'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+             b'--alt\r\nContent-Type: text/plain; charset=utf-8\r\n'
+             b'Content-Transfer-Encoding: quoted-printable\r\n\r\n'
+             b'Signiert: Gr=C3=BC=C3=9Fe=20\r\ntrailing space \r\n'
+             b'--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n'
+             b'<p>Signiert</p>\r\n--alt--\r\n')
+    r = subprocess.run(['openssl', 'cms', '-sign', '-binary', '-signer', cert,
+                        '-inkey', key, '-from', 'joerg@example.org',
+                        '-to', 'alice@example.test', '-subject', 'Signed'],
+                       input=inner, check=True, capture_output=True)
+    msg = re.sub(rb'(?<!\r)\n', b'\r\n', r.stdout)
+    msg = msg.replace(b'\r\n\r\n', b'\r\nMessage-ID: <smime-1@example.org>\r\n\r\n', 1)
+    boundary = re.search(rb'boundary="([^"]+)"', msg).group(1)
+    signed = msg.split(b'--' + boundary + b'\r\n')[1][:-2]
+    return msg, signed
+
+
+def cms_verifies(tmp, data):
+    path = os.path.join(tmp, 'fetched.eml')
+    with open(path, 'wb') as f:
+        f.write(data)
+    return subprocess.run(['openssl', 'cms', '-verify', '-noverify', '-in', path,
+                           '-out', os.devnull], capture_output=True).returncode == 0
 
 
 def fetch_one(imap, uid, item):
@@ -111,6 +146,13 @@ def main():
                   b'Un caf\xe9 cr\xe8me, s\'il vous pla\xeet.\r\n')
         res = lmtp_send(env, 'f@example.org', ['alice@example.test'], latin1)
         R.check('latin1 250', res['alice@example.test'][0] == 250, res)
+
+        # 2c. S/MIME signed: every byte of the signed part must survive
+        tmp = tempfile.mkdtemp(prefix='loft-smime-', dir=env.dir)
+        smime, signed_part = smime_signed(tmp)
+        R.check('S/MIME original verifies', cms_verifies(tmp, smime))
+        res = lmtp_send(env, 'joerg@example.org', ['alice@example.test'], smime)
+        R.check('smime 250', res['alice@example.test'][0] == 250, res)
 
         # 3. HTML only.
         h = EmailMessage()
@@ -179,7 +221,7 @@ def main():
         # ---- what alice sees ------------------------------------------
         a = env.imap_login('alice@example.test', tls=True)
         typ, data = a.select('INBOX')
-        R.check('alice 7 messages', data == [b'7'], data)
+        R.check('alice 8 messages', data == [b'8'], data)
 
         u = uids(a, 'HEADER', 'Message-ID', '<mixed-1@example.org>')
         R.check('mixed found by Message-ID', len(u) == 1, u)
@@ -231,6 +273,19 @@ def main():
         typ, data = a.uid('SEARCH', 'CHARSET', 'X-NO-SUCH-CHARSET', 'ALL')
         R.check('unknown charset: NO [BADCHARSET]', typ == 'NO' and
                 b'BADCHARSET' in data[0], (typ, data))
+
+        us = uids(a, 'HEADER', 'Message-ID', '<smime-1@example.org>')
+        if R.check('smime found', len(us) == 1, us):
+            R.check('S/MIME verifies after delivery (BODY[])',
+                    cms_verifies(tmp, fetch_one(a, us[0], 'BODY.PEEK[]')))
+            part = (fetch_one(a, us[0], 'BODY.PEEK[1.MIME]') +
+                    fetch_one(a, us[0], 'BODY.PEEK[1]'))
+            R.check('signed part byte-exact from 1.MIME + 1', part == signed_part,
+                    (part[:80], signed_part[:80]))
+            bs = fetch_one(a, us[0], 'BODYSTRUCTURE')
+            R.check('signed structure', re.search(
+                rb'"alternative" .*\("application" "pkcs7-signature" .*"signed" '
+                rb'\("protocol" "application/pkcs7-signature"', bs) is not None, bs)
 
         uh = uids(a, 'HEADER', 'Message-ID', '<html-1@example.org>')
         R.check('html-only found by body text',
