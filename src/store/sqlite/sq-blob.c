@@ -606,7 +606,14 @@ static void sweep_file(struct sweep *sw, const char *path, const char *name)
 		if (!sw->live || inflight_has(sw->s, name))
 			return;
 	}
-	if (index_has(sw, name) || (sw->live && inflight_has(sw->s, name)))
+	/* The registry first, the index second. An append registers its
+	 * name before the file exists and leaves the registry only after its
+	 * commit, so a file that is not in flight now was either committed
+	 * already (the fresh query below sees it) or left by a dead process.
+	 * The other order loses mail: a query that runs while the append is
+	 * in flight misses it, then the append commits and leaves the
+	 * registry before the registry is asked. */
+	if ((sw->live && inflight_has(sw->s, name)) || index_has(sw, name))
 		return;
 	sw->found++;
 	char line[512];
