@@ -224,6 +224,20 @@ def main():
         p.run('LOGOUT')
         d.run('GETQUOTAROOT INBOX', untagged=[r'^\* QUOTAROOT "?INBOX"?'])
         d.run('LOGOUT', untagged=[r'^\* BYE'])
+
+        # a brand-new account's first sync: the empty INBOX has a positive
+        # HIGHESTMODSEQ (RFC 7162 7), which the client can send back later
+        n = Conv(env.raw('imaps'), R)
+        n.login('bob@example.test', 'bob-secret')
+        n.run('ENABLE QRESYNC')
+        lines, _ = n.run('SELECT INBOX', untagged=[r'^\* 0 EXISTS',
+                                                  r'HIGHESTMODSEQ [1-9]\d*\]'])
+        m = re.search(r'UIDVALIDITY (\d+).*HIGHESTMODSEQ (\d+)', ' '.join(lines))
+        if m:
+            n.run('UNSELECT')
+            n.run('SELECT INBOX (QRESYNC (%s %s))' % m.groups(), 'OK',
+                  name='QRESYNC with the first HIGHESTMODSEQ')
+        n.run('LOGOUT')
     return R.finish()
 
 

@@ -404,9 +404,13 @@ static int schema_init(struct sq_user *u, bool *created_r,
 	int rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_DONE) {
+		/* The change counter starts at 1: RFC 7162 7 makes every
+		 * mod-sequence (HIGHESTMODSEQ of a new, empty INBOX too)
+		 * positive, and a client that saved 0 cannot send it back
+		 * in QRESYNC or CHANGEDSINCE. */
 		char sql[160];
 		snprintf(sql, sizeof(sql),
-			 "INSERT INTO account VALUES (1, %d, 0, 0, 0, 0, 0, 0)",
+			 "INSERT INTO account VALUES (1, %d, 1, 0, 0, 0, 0, 0)",
 			 SQ_SCHEMA_VERSION);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 		    sq_create_defaults(c) < 0)

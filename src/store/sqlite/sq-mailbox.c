@@ -71,7 +71,7 @@ int sq_create_defaults(struct sq_conn *c)
 	size_t n = sizeof(default_mailboxes) / sizeof(default_mailboxes[0]);
 	for (size_t i = 0; i < n; i++) {
 		if (insert_mailbox(c, default_mailboxes[i].name, uv + i,
-				   default_mailboxes[i].special_use, 0) < 0 ||
+				   default_mailboxes[i].special_use, 1) < 0 ||
 		    subscribe_name(c, default_mailboxes[i].name, true) < 0)
 			return -1;
 	}
