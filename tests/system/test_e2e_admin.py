@@ -348,7 +348,64 @@ def crash_journey(env):
             out.strip() == '%s: consistent' % user, out + err)
 
 
+def demo_journey():
+    """`make run` (scripts/demo.sh) in a fresh directory, twice: one line
+    with the demo account and password, a login that works, the same
+    password and the same mail on the second run. The config is written
+    first with free ports (demo.sh keeps an existing one), so a running
+    demo is never disturbed."""
+    env = Loft(users={}, start=False)
+    try:
+        run = os.path.join(env.dir, 'run')
+        os.makedirs(run)
+        cfg = readme_config(env).replace(env.data_dir, os.path.join(run, 'data'))
+        cfg = cfg.replace('listen = unix:%s' % env.lmtp_socket,
+                          'listen = 127.0.0.1:%d' % env.ports['lmtp'])
+        with open(os.path.join(run, 'loftd.conf'), 'w') as f:
+            f.write(cfg)
+        demo = os.path.join(loftenv.SRC, 'scripts', 'demo.sh')
+        denv = dict(os.environ, LOFT_BUILD=os.path.dirname(loftenv.LOFTD), LOFT_RUN=run)
+        secrets = []
+        for round_ in (1, 2):
+            proc = subprocess.Popen(['sh', demo], env=denv, cwd=env.dir,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            line = proc.stdout.readline().decode()
+            m = re.match(r'^demo: demo@example\.test password: (\S+)\n$', line)
+            R.check('demo %d: the one line' % round_, m is not None, line)
+            if m is None:
+                proc.kill()
+                proc.wait()
+                break
+            secrets.append(m.group(1))
+            # wait for the listeners (loftd logs "loftd ready" on stderr)
+            err = b''
+            deadline = time.monotonic() + 30 * SLOW
+            while b'loftd ready' not in err and time.monotonic() < deadline:
+                err += proc.stderr.read1(4096)
+            R.check('demo %d: loftd ready' % round_, b'loftd ready' in err, err[-500:])
+            c = imaplib.IMAP4('127.0.0.1', env.ports['imap'], timeout=10 * SLOW)
+            c.login('demo@example.test', m.group(1))
+            typ, data = c.select('INBOX')
+            if round_ == 1:
+                c.append('INBOX', None, None, b'Subject: kept\r\n\r\nacross runs\r\n')
+            else:
+                R.check('demo 2: mail kept', data == [b'1'], data)
+            c.logout()
+            proc.terminate()
+            rest_out, rest_err = proc.communicate(timeout=30 * SLOW)
+            R.check('demo %d: no other password line' % round_,
+                    b'password' not in rest_out.lower() and
+                    b'password' not in (err + rest_err).lower(), rest_out + rest_err)
+        R.check('demo: same password on the second run',
+                len(secrets) == 2 and secrets[0] == secrets[1], secrets)
+        mode = os.stat(os.path.join(run, 'demo-secret')).st_mode & 0o777
+        R.check('demo: secret file mode 600', mode == 0o600, oct(mode))
+    finally:
+        env.close()
+
+
 def main():
+    demo_journey()
     with Loft(start=False) as env:
         config_journey(env)
         env.start()
