@@ -334,6 +334,10 @@ static int sq_open(struct store *store, struct store_error *err)
 	if (sqlite3_threadsafe() == 0)
 		return store_set_error(err, STORE_ERR_INTERNAL,
 				       "SQLite is built without threads");
+	/* No page-cache slab per connection (see auth_open): an idle
+	 * account's connections keep only the pages they read. Ignored
+	 * (SQLITE_MISUSE) when SQLite is already initialised. */
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 	struct sq_store *s = xcalloc(1, sizeof(*s));
 	s->mail_dir = xasprintf("%s/mail", store->set.data_dir);
 	s->started_ns = sq_now_ns();
