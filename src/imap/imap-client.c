@@ -1069,6 +1069,13 @@ static bool client_timeout(void *session, struct net_conn *conn)
 		/* RFC 9051 6.3.13: IDLE keeps the session; a keepalive
 		 * finds dead peers */
 		net_conn_write(conn, "* OK Still here\r\n", 17);
+		/* loftctl (retention, check, user set) writes the index
+		 * from another process, unheard by the hub: look for its
+		 * changes at each keepalive, as a NOOP would. */
+		if (c->view != NULL &&
+		    !atomic_exchange(&c->change_pending, true) &&
+		    net_conn_run(conn, change_task, NULL) < 0)
+			atomic_store(&c->change_pending, false);
 		return false;
 	}
 	net_conn_write(conn, "* BYE Autologout; idle for too long\r\n", 37);
