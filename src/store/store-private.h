@@ -150,6 +150,9 @@ struct store_backend_vfuncs {
 	int (*check)(struct store *store, int64_t user_id, bool repair,
 		     store_report_fn *report, void *ctx,
 		     struct store_error *err);
+	int (*index_version)(struct store *store, int64_t user_id,
+			     unsigned *found_r, unsigned *known_r,
+			     struct store_error *err);
 	/* Brings the search index up to date now (it normally catches up
 	 * in the background; results are exact either way). */
 	int (*index_flush)(struct store_user *user, struct store_error *err);

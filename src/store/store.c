@@ -757,6 +757,19 @@ int store_check(struct store *store, int64_t user_id, bool repair,
 	return store->vf->check(store, user_id, repair, report, ctx, err);
 }
 
+int store_index_version(struct store *store, int64_t user_id,
+			unsigned *found_r, unsigned *known_r,
+			struct store_error *err)
+{
+	err_clear(err);
+	*found_r = *known_r = 0;
+	if (user_id <= 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Invalid user id");
+	return store->vf->index_version(store, user_id, found_r, known_r,
+					err);
+}
+
 int store_index_flush(struct store_user *user, struct store_error *err)
 {
 	err_clear(err);

@@ -487,5 +487,11 @@ void store_unsubscribe(struct store_subscription **sub);
 typedef void store_report_fn(void *ctx, const char *line);
 int store_check(struct store *store, int64_t user_id, bool repair,
 		store_report_fn *report, void *ctx, struct store_error *err);
+/* The schema version of a user's index as it is on disk (0: no index
+ * yet) and the newest this build can open. Only reads: opening the user
+ * upgrades an older index, and refuses (STORE_ERR_TEMP) a newer one. */
+int store_index_version(struct store *store, int64_t user_id,
+			unsigned *found_r, unsigned *known_r,
+			struct store_error *err);
 
 #endif

@@ -557,6 +557,12 @@ static int sweep_load(struct sweep *sw, const char *dir)
 	free(path);
 	if (r < 0)
 		return -1;
+	/* An index newer than this build may name its files elsewhere:
+	 * what looks orphaned to us may be live mail. */
+	unsigned version;
+	if (sq_index_version(sw->c, &version) < 0 ||
+	    version > sq_schema_known())
+		return -1;
 	size_t cap = 0;
 	sqlite3_stmt *st = sq_stmt(sw->c, "SELECT name FROM blob");
 	int rc = SQLITE_ERROR;

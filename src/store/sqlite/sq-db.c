@@ -17,7 +17,31 @@
 
 #include "log.h"
 
+/* Schema versions. schema_sql creates an index of SQ_SCHEMA_VERSION;
+ * migrations[v] turns an index of version v into one of v + 1. Version
+ * 1 is the first released schema, so nothing comes before it yet. A
+ * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
+ * brings existing indexes along: users upgrade over their data. */
 #define SQ_SCHEMA_VERSION 1
+
+static const char *const migrations[SQ_SCHEMA_VERSION] = {
+	[0] = NULL,   /* version 0 never existed */
+};
+
+/* What this process knows; only sq_schema_override changes them. */
+static unsigned schema_known = SQ_SCHEMA_VERSION;
+static const char *const *schema_steps = migrations;
+
+void sq_schema_override(unsigned version, const char *const *steps)
+{
+	schema_known = version ? version : SQ_SCHEMA_VERSION;
+	schema_steps = version ? steps : migrations;
+}
+
+unsigned sq_schema_known(void)
+{
+	return schema_known;
+}
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS account("
@@ -389,46 +413,141 @@ static void sq_start_background(struct store *store)
 		log_error("store", NULL, "cannot start the blob sweeper");
 }
 
-/* Creates the schema and the account row in a new index; a no-op on an
- * existing one. */
+int sq_index_version(struct sq_conn *c, unsigned *version_r)
+{
+	sqlite3_stmt *st;
+	*version_r = 0;
+	if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master"
+			       " WHERE type = 'table' AND name = 'account'",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	int rc = sqlite3_step(st);
+	bool has = rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return -1;
+	if (!has)
+		return 0;
+	if (sqlite3_prepare_v2(c->db, "SELECT version FROM account", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		sqlite3_int64 v = sqlite3_column_int64(st, 0);
+		*version_r = v < 0 ? 0 : v > 1000000 ? 1000000 : (unsigned)v;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Creates the schema and the account row in a new index; brings an
+ * older index up to this version (all steps and the new version number
+ * in one transaction: a crash or a failed step leaves it as it was);
+ * refuses, without writing, an index newer than this build knows. */
 static int schema_init(struct sq_user *u, bool *created_r,
 		       struct store_error *err)
 {
 	struct sq_conn *c = u->writer;
+	long long uid = (long long)u->user->id;
 	*created_r = false;
 	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		return sq_db_error(c, err, "begin");
+	unsigned found;
+	int have = sq_index_version(c, &found);
+	if (have < 0)
+		goto fail;
+	if (have > 0 && found > schema_known) {
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		log_error("store", NULL, "mail index of user %lld (%s) is"
+			  " version %u, this Loft knows up to %u: upgrade"
+			  " Loft; the index was not touched", uid, u->dir,
+			  found, schema_known);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "mail index of user %lld is version %u,"
+				       " this Loft knows up to %u: upgrade Loft",
+				       uid, found, schema_known);
+	}
+	if (have > 0 && found < schema_known) {
+		for (unsigned v = found; v < schema_known; v++) {
+			if (schema_steps[v] == NULL) {
+				sqlite3_exec(c->db, "ROLLBACK", NULL, NULL,
+					     NULL);
+				log_error("store", NULL, "mail index of user"
+					  " %lld (%s) is version %u: no"
+					  " upgrade from version %u", uid,
+					  u->dir, found, v);
+				return store_set_error(
+					err, STORE_ERR_INTERNAL,
+					"mail index of user %lld is version %u,"
+					" which this Loft cannot upgrade",
+					uid, found);
+			}
+			if (sqlite3_exec(c->db, schema_steps[v], NULL, NULL,
+					 NULL) != SQLITE_OK) {
+				log_error("store", NULL, "upgrading the mail"
+					  " index of user %lld from version"
+					  " %u failed", uid, v);
+				goto fail;
+			}
+		}
+		char sql[80];
+		snprintf(sql, sizeof(sql), "UPDATE account SET version = %u",
+			 schema_known);
+		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+	}
+	/* CREATE ... IF NOT EXISTS: builds a new index, a no-op on one of
+	 * this version */
 	if (sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(c->db, "SELECT version FROM account", -1, &st,
-			       NULL) != SQLITE_OK)
-		goto fail;
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_DONE) {
+	if (have == 0) {
 		/* The change counter starts at 1: RFC 7162 7 makes every
 		 * mod-sequence (HIGHESTMODSEQ of a new, empty INBOX too)
 		 * positive, and a client that saved 0 cannot send it back
 		 * in QRESYNC or CHANGEDSINCE. */
 		char sql[160];
 		snprintf(sql, sizeof(sql),
-			 "INSERT INTO account VALUES (1, %d, 1, 0, 0, 0, 0, 0)",
-			 SQ_SCHEMA_VERSION);
+			 "INSERT INTO account VALUES (1, %u, 1, 0, 0, 0, 0, 0)",
+			 schema_known);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 		    sq_create_defaults(c) < 0)
 			goto fail;
 		*created_r = true;
-	} else if (rc != SQLITE_ROW) {
-		goto fail;
 	}
 	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
+	if (have > 0 && found < schema_known)
+		log_info("store", NULL, "mail index of user %lld upgraded"
+			 " from version %u to %u", uid, found, schema_known);
 	return 0;
 fail:;
 	int r = sq_db_error(c, err, "schema");
 	sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+int sq_index_version_get(struct store *store, int64_t user_id,
+			 unsigned *found_r, unsigned *known_r,
+			 struct store_error *err)
+{
+	*known_r = schema_known;
+	*found_r = 0;
+	char *dir = sq_user_dir(store, user_id);
+	char *path = xasprintf("%s/index.db", dir);
+	free(dir);
+	if (access(path, F_OK) < 0) {
+		free(path);
+		return 0;
+	}
+	struct sq_conn *c;
+	int r = sq_conn_open(path, false, store->set.fsync, &c, err);
+	free(path);
+	if (r < 0)
+		return -1;
+	if (sq_index_version(c, found_r) < 0)
+		r = sq_db_error(c, err, "schema version");
+	sq_conn_close(c);
 	return r;
 }
 
@@ -645,5 +764,6 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.pop3_hide = sq_pop3_hide,
 	.retention_run = sq_retention_run,
 	.check = sq_check,
+	.index_version = sq_index_version_get,
 	.index_flush = sq_index_flush,
 };

@@ -141,6 +141,15 @@ void sq_reader_put(struct sq_user *u, struct sq_conn *c);
 int sq_read_begin(struct sq_conn *c, struct store_error *err);
 void sq_read_end(struct sq_conn *c);
 char *sq_user_dir(struct store *store, int64_t user_id);
+/* An index's schema version (account.version): 1 found, 0 no account
+ * yet (a new index), -1 error. */
+int sq_index_version(struct sq_conn *c, unsigned *version_r);
+/* The newest schema version this build can open. */
+unsigned sq_schema_known(void);
+/* Tests only, with no user open: pretend this build knows version
+ * (steps[v] upgrades v to v + 1, as the real migration table); 0
+ * restores the real ones. */
+void sq_schema_override(unsigned version, const char *const *steps);
 void sq_random_hex(char *out, size_t bytes);
 
 /* sq-commit.c */
@@ -362,6 +371,9 @@ int sq_retention_run(struct store_user *user,
 		     struct store_error *err);
 int sq_check(struct store *store, int64_t user_id, bool repair,
 	     store_report_fn *report, void *ctx, struct store_error *err);
+int sq_index_version_get(struct store *store, int64_t user_id,
+			 unsigned *found_r, unsigned *known_r,
+			 struct store_error *err);
 
 /* Days the expunge log is kept (DESIGN.md: at least 30). */
 #define SQ_EXPUNGE_LOG_DAYS 45
