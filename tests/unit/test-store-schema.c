@@ -119,9 +119,11 @@ static int open_user(int64_t id, struct store_error *err)
 	if (r == 0) {
 		/* the old mail is readable and new mail is accepted */
 		struct store_mailbox_info info;
+		memset(&info, 0, sizeof(info));
 		if (store_mailbox_status(u, "INBOX", &info, err) < 0 ||
 		    info.messages < 1)
 			r = -2;
+		store_mailbox_info_free(&info);
 		struct store_append_params p = {0};
 		uint32_t uid;
 		if (r == 0 && store_append(u, "INBOX", msg, strlen(msg), &p,
