@@ -190,7 +190,7 @@ def main():
                 r = asyncio.run(sc.idle_connections(loft, n, tls))
                 res.add("idle %s x%d (loft only)" % ("tls" if tls else "plain",
                                                      n),
-                        "%d users" % len(users), [r], [])
+                        "%d users, 1 delivery each" % (len(users) - 1), [r], [])
         if want("big") or want("pop3"):
             t0 = time.time()
             asyncio.run(sc.fill_mailboxes(both, big_user, P["big"]))
