@@ -384,6 +384,20 @@ static int conn_compress_begin(struct net_conn *conn)
 	return 0;
 }
 
+/* The deflate filter inflates only up to its input high-water mark and
+ * leaves the rest in the socket's buffer; while reading was off (a task,
+ * a pause) nothing calls it again for those bytes, so reading is
+ * restarted with a read event on the socket's bufferevent. I/O thread. */
+static void conn_kick_filter(struct net_conn *conn)
+{
+	struct bufferevent *under = conn->compressed
+		? bufferevent_get_underlying(conn->bev) : NULL;
+	if (under != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(under)) > 0)
+		bufferevent_trigger(under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+				    BEV_TRIG_DEFER_CALLBACKS);
+}
+
 /* Moves a waiting STARTTLS or close along once output has drained. */
 static void conn_progress(struct net_conn *conn)
 {
@@ -580,8 +594,10 @@ void net_conn_task_done(struct net_conn *conn)
 	}
 	if (conn->user_paused || conn->starttls_pending)
 		return;
-	if (!conn->eof)
+	if (!conn->eof) {
 		conn_enable(conn, EV_READ);
+		conn_kick_filter(conn);
+	}
 	/* Pipelining: the next command may already be buffered. */
 	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
 		conn->proto->input(conn->session, conn);
@@ -760,6 +776,7 @@ void net_conn_resume(struct net_conn *conn)
 	    conn->starttls_pending || conn_task_active(conn))
 		return;
 	conn_enable(conn, EV_READ);
+	conn_kick_filter(conn);
 	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
 		bufferevent_trigger(conn->bev, EV_READ,
 				    BEV_TRIG_IGNORE_WATERMARKS |

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -43,7 +44,7 @@ struct session {
 };
 
 static atomic_int accepted, closed_count, big_results_fail;
-static atomic_size_t big_peak;
+static atomic_size_t big_peak, input_peak;
 
 static void *p_accept(struct net_conn *conn, void *ctx)
 {
@@ -108,10 +109,21 @@ static void p_input(void *session, struct net_conn *conn)
 	struct session *s = session;
 	struct evbuffer *in = net_conn_input(conn);
 	for (;;) {
-		size_t len;
+		size_t len, have = evbuffer_get_length(in);
+		size_t peak = atomic_load(&input_peak);
+		while (have > peak &&
+		       !atomic_compare_exchange_weak(&input_peak, &peak, have))
+			;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-		if (line == NULL)
+		if (line == NULL) {
+			/* As a front-end does: a line too long is refused. */
+			if (have > 16384) {
+				evbuffer_drain(in, have);
+				net_conn_printf(conn, "ERR too long\r\n");
+				net_conn_close(conn);
+			}
 			return;
+		}
 		bool stop = false;
 		if (strncmp(line, "ECHO ", 5) == 0) {
 			net_conn_printf(conn, "%s\r\n", line + 5);
@@ -626,6 +638,105 @@ static void test_compress(void)
 	}
 }
 
+/* Deflates data repeated reps times into the client's stream (no flush
+ * in between), then a sync flush or the end of the stream; the
+ * compressed bytes go to *out (malloc'd). */
+static size_t deflate_reps(struct cli *c, const char *data, size_t len,
+			   size_t reps, bool finish, unsigned char **out)
+{
+	z_stream *zs = &c->zout;
+	size_t cap = 1 << 20, n = 0;
+	unsigned char *o = malloc(cap);
+	for (size_t i = 0; i <= reps; i++) {
+		bool last = i == reps;
+		zs->next_in = (unsigned char *)data;
+		zs->avail_in = last ? 0 : (uInt)len;
+		do {
+			if (cap - n < 65536) {
+				cap *= 2;
+				o = realloc(o, cap);
+			}
+			zs->next_out = o + n;
+			zs->avail_out = (uInt)(cap - n);
+			deflate(zs, last ? (finish ? Z_FINISH : Z_SYNC_FLUSH)
+					 : Z_NO_FLUSH);
+			n = cap - zs->avail_out;
+		} while (zs->avail_in > 0 || zs->avail_out == 0);
+	}
+	*out = o;
+	return n;
+}
+
+static struct cli *cli_compressed(int port)
+{
+	struct cli *c = cli_open(port);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "COMPRESS\r\n");
+	CHECK_STR(cli_line(c), "OK");
+	cli_start_z(c);
+	return c;
+}
+
+/* A zip bomb after COMPRESS: 50 MB of zeros in ~50 KB. The session's
+ * input never holds more than the filter's bound (64 KiB), and the
+ * line-too-long answer comes through before the close. */
+static void test_compress_bomb(void)
+{
+	static char zeros[1 << 20];
+	unsigned char *bomb;
+	atomic_store(&input_peak, 0);
+	struct cli *c = cli_compressed(port_plain);
+	size_t n = deflate_reps(c, zeros, sizeof(zeros), 50, false, &bomb);
+	CHECK(n < 200 * 1024);
+	cli_raw_write(c, bomb, n);
+	CHECK_STR(cli_line(c), "ERR too long");
+	CHECK(cli_eof(c));
+	cli_close(c);
+	CHECK(atomic_load(&input_peak) > 16384);
+	CHECK(atomic_load(&input_peak) <= 64 * 1024 + 4096);
+	free(bomb);
+
+	/* Many small commands in a few KB: inflation stops at the bound and
+	 * resumes as the session drains its input; every one is answered. */
+	atomic_store(&input_peak, 0);
+	c = cli_compressed(port_plain);
+	const char *cmd = "ECHO a\r\n";
+	size_t count = 200000;
+	n = deflate_reps(c, cmd, strlen(cmd), count, false, &bomb);
+	cli_raw_write(c, bomb, n);
+	cli_send(c, "WORK end\r\nECHO after\r\n");
+	size_t answered = 0;
+	while (answered < count && strcmp(cli_line(c), "a") == 0)
+		answered++;
+	CHECK_INT(answered, count);
+	CHECK_STR(cli_line(c), "DONE end");
+	CHECK_STR(cli_line(c), "after");
+	CHECK(atomic_load(&input_peak) <= 64 * 1024 + 4096);
+	cli_close(c);
+	free(bomb);
+
+	/* Bytes after the end of the deflate stream, and a broken stream:
+	 * the connection is dropped. */
+	for (int k = 0; k < 2; k++) {
+		c = cli_compressed(port_plain);
+		if (k == 0) {
+			n = deflate_reps(c, cmd, strlen(cmd), 1, true, &bomb);
+			cli_raw_write(c, bomb, n);
+			cli_raw_write(c, "junk", 4);
+			free(bomb);
+		} else {
+			cli_raw_write(c, "\xff\xff\xff\xff", 4);
+		}
+		/* cli_eof also says true after the 10 s read timeout */
+		time_t t0 = time(NULL);
+		const char *l = cli_line(c);
+		CHECK(strcmp(l, "a") == 0 || strcmp(l, "") == 0);
+		CHECK(cli_eof(c));
+		CHECK(time(NULL) - t0 < 5);
+		cli_close(c);
+	}
+}
+
 static void test_post_and_timeout(void)
 {
 	struct cli *c = cli_open(port_plain);
@@ -844,6 +955,7 @@ int main(void)
 		{"starttls_discards_injection", test_starttls_discards_injection},
 		{"implicit_tls", test_implicit_tls},
 		{"compress", test_compress},
+		{"compress_bomb", test_compress_bomb},
 		{"post_and_timeout", test_post_and_timeout},
 		{"close_counts", test_close_counts},
 		{"per_ip_limit", test_per_ip_limit},
