@@ -49,6 +49,35 @@ def descendants(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """CPU time used by pid and its descendants, reaped children included."""
+    hz = os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for p in descendants(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += sum(int(x) for x in fields[11:15])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / hz
+
+
+def settle(pid, quiet=0.05, limit=60):
+    """Waits until the server uses under quiet s of CPU in a second (its
+    background work from earlier scenarios -- Loft's search indexer,
+    Dovecot's index updates -- is done), at most limit seconds."""
+    import time
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - last < quiet:
+            return
+        last = now
+
+
 BIG_USER = "big@example.test"
 
 
@@ -96,7 +125,10 @@ class LoftTarget:
 
     def restart(self):
         """A fresh process: memory freed by earlier scenarios stays in
-        malloc's arenas and would hide what new connections cost."""
+        malloc's arenas and would hide what new connections cost. Waits
+        for the background work of earlier scenarios first (the search
+        indexer), so it does not resume, and count, in the new process."""
+        settle(self.env.proc.pid)
         self.env.restart()
 
     def close(self):
@@ -181,6 +213,7 @@ namespace inbox {{
         return sum(pss_of(p) for p in descendants(self.env.proc.pid))
 
     def restart(self):
+        settle(self.env.proc.pid)
         self.env.stop()
         self.env.start()
 
