@@ -1082,10 +1082,19 @@ static bool client_timeout(void *session, struct net_conn *conn)
 	return true;
 }
 
+/* loftd is stopping: RFC 9051 7.1.5, the server says BYE before it
+ * closes. */
+static void client_shutdown(void *session, struct net_conn *conn)
+{
+	static const char bye[] = "* BYE Server shutting down\r\n";
+	net_conn_write(conn, bye, sizeof(bye) - 1);
+}
+
 const struct net_proto imap_proto = {
 	.name = "imap",
 	.accept = client_accept,
 	.input = client_input,
 	.closed = client_closed,
 	.timeout = client_timeout,
+	.shutdown = client_shutdown,
 };

@@ -507,10 +507,18 @@ static bool lmtp_timeout(void *session, struct net_conn *conn)
 	return true;
 }
 
+/* loftd is stopping: RFC 5321 3.8, a server that must close says 421. */
+static void lmtp_shutdown(void *session, struct net_conn *conn)
+{
+	struct lmtp_session *s = session;
+	reply(s, "421 4.3.2 %s Server shutting down", s->server->hostname);
+}
+
 const struct net_proto lmtp_proto = {
 	.name = "lmtp",
 	.accept = lmtp_accept,
 	.input = lmtp_input,
 	.closed = lmtp_closed,
 	.timeout = lmtp_timeout,
+	.shutdown = lmtp_shutdown,
 };

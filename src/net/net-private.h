@@ -61,6 +61,8 @@ struct net_thread {
 	struct net_post *post_head, *post_tail;
 	struct event *post_ev;
 	struct net_conn *conns;        /* io: every open connection */
+	struct event *stop_timer;      /* io: waits for goodbyes to flush */
+	unsigned stop_polls;
 	unsigned conn_count;
 };
 

@@ -29,6 +29,9 @@
 #include "log.h"
 #include "net-private.h"
 
+/* How often a stopping I/O thread looks whether its goodbyes have gone. */
+#define NET_STOP_POLL_MS 20
+
 struct net_ip_count {
 	struct net_ip_count *next;
 	unsigned count;
@@ -91,22 +94,55 @@ void net_thread_post(struct net_thread *th, struct net_post *post)
 	event_active(th->post_ev, EV_READ, 0);
 }
 
+/* Ends the loop once every connection is gone, or after the grace time
+ * (the rest are dropped by net_destroy). */
+static void net_thread_stop_poll(evutil_socket_t fd, short what, void *ctx)
+{
+	struct net_thread *th = ctx;
+	th->stop_polls++;
+	if (th->conns == NULL ||
+	    th->stop_polls * NET_STOP_POLL_MS >= NET_SHUTDOWN_GRACE_MS) {
+		event_base_loopexit(th->base, NULL);
+		return;
+	}
+	struct timeval tv = {0, NET_STOP_POLL_MS * 1000};
+	evtimer_add(th->stop_timer, &tv);
+}
+
 static void net_thread_shutdown(struct net_thread *th)
 {
-	/* Connections with a task running close when it returns (their
-	 * TASK_DONE post), or in net_destroy after the workers stopped. */
+	/* An idle connection gets the front-end's goodbye, flushed for a
+	 * bounded time. Connections with a task running close when it
+	 * returns (their TASK_DONE post), or in net_destroy after the
+	 * workers stopped. */
 	struct net_conn *conn = th->conns, *next;
 	for (; conn != NULL; conn = next) {
 		next = conn->next;
-		atomic_store(&conn->closing, true);
-		conn->broken = true;
 		pthread_mutex_lock(&th->net->pool_mu);
 		bool busy = conn->task_active;
 		pthread_mutex_unlock(&th->net->pool_mu);
+		if (!busy && conn->proto->shutdown != NULL &&
+		    conn->session != NULL && !atomic_load(&conn->closing)) {
+			conn->proto->shutdown(conn->session, conn);
+			net_conn_close_io(conn);
+			continue;
+		}
+		atomic_store(&conn->closing, true);
+		conn->broken = true;
 		if (!busy)
 			net_conn_destroy_now(conn);
 	}
-	event_base_loopexit(th->base, NULL);
+	if (th->conns == NULL) {
+		event_base_loopexit(th->base, NULL);
+		return;
+	}
+	th->stop_timer = evtimer_new(th->base, net_thread_stop_poll, th);
+	if (th->stop_timer == NULL) {
+		event_base_loopexit(th->base, NULL);
+		return;
+	}
+	struct timeval tv = {0, NET_STOP_POLL_MS * 1000};
+	evtimer_add(th->stop_timer, &tv);
 }
 
 /* Runs one post; with shutting_down, only releases what it holds. */
@@ -405,6 +441,8 @@ void net_destroy(struct net **netp)
 		}
 		if (th->post_ev != NULL)
 			event_free(th->post_ev);
+		if (th->stop_timer != NULL)
+			event_free(th->stop_timer);
 		if (i == 0 && net->stop_ev != NULL)
 			event_free(net->stop_ev);
 		if (th->base != NULL)

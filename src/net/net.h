@@ -48,7 +48,16 @@ struct net_proto {
 	 * limit before it is closed, e.g. "* BYE Too many connections\r\n"
 	 * (implicit-TLS connections are closed without a word). */
 	const char *busy_reply;
+	/* Optional: the server is stopping (SIGTERM/SIGINT, net_stop). Called
+	 * on the I/O thread for each connection with no task running, to
+	 * write a last word, e.g. "* BYE Server shutting down" (RFC 9051
+	 * 7.1.5). The output is then flushed (for at most
+	 * NET_SHUTDOWN_GRACE_MS) and the connection closed. A connection
+	 * whose task is running is closed when the task returns, without. */
+	void (*shutdown)(void *session, struct net_conn *conn);
 };
+
+#define NET_SHUTDOWN_GRACE_MS 1000
 
 struct net_settings {
 	unsigned io_threads;        /* 0: one per core */

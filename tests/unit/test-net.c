@@ -178,7 +178,7 @@ static bool p_timeout(void *session, struct net_conn *conn)
 }
 
 static const struct net_proto test_proto = {
-	"test", p_accept, p_input, p_closed, p_timeout, "BUSY\r\n",
+	"test", p_accept, p_input, p_closed, p_timeout, "BUSY\r\n", NULL,
 };
 
 /* ---- the server under test --------------------------------------------- */
