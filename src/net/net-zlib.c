@@ -15,8 +15,9 @@
  * read high-water mark, so the socket is not read further). Once the
  * front-end has drained its input, an event on the I/O thread runs the
  * filter again: from the loop, not inside the drain, so one input call
- * cannot go on through an endless pipelined stream. A broken stream, or bytes after its end (RFC 4978 4 has no way to
- * end compression), is a fatal error: the connection is dropped.
+ * cannot go on through an endless pipelined stream. A broken stream, or
+ * bytes after its end (RFC 4978 has no way to end compression), is a
+ * fatal error: the connection is dropped.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -143,10 +144,10 @@ static enum bufferevent_filter_result net_zlib_input_fail(struct net_zlib *z,
 	return BEV_ERROR;
 }
 
-/* Inflates src into dst, at most limit bytes (our high-water mark when
- * libevent passes none) while compressed input is left; what zlib holds
- * inside after the input is used up (a few hundred bytes at most) is let
- * out in full, as nothing would call us again for it. */
+/* Inflates src into dst until dst holds NET_ZLIB_IN_MAX (or limit more
+ * bytes) while compressed input is left; what zlib holds inside after the
+ * input is used up (a few hundred bytes at most) is let out in full, as
+ * nothing would call us again for it. */
 static enum bufferevent_filter_result
 net_zlib_input(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	       enum bufferevent_flush_mode mode, void *ctx)
