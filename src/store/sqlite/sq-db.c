@@ -511,7 +511,7 @@ static int schema_init(struct sq_user *u, bool *created_r,
 			 "INSERT INTO account VALUES (1, %u, 1, 0, 0, 0, 0, 0)",
 			 schema_known);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
-		    sq_create_defaults(c) < 0)
+		    sq_create_defaults(c, u->user->id) < 0)
 			goto fail;
 		*created_r = true;
 	}

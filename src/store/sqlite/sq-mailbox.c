@@ -65,9 +65,15 @@ static int subscribe_name(struct sq_conn *c, const char *name, bool on)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int sq_create_defaults(struct sq_conn *c)
+int sq_create_defaults(struct sq_conn *c, int64_t user_id)
 {
-	uint32_t uv = (uint32_t)time(NULL);
+	/* UIDVALIDITY comes from the clock, and POP3's UIDL is UID plus
+	 * UIDVALIDITY (Dovecot's format), so two accounts made in the same
+	 * second would hand out the same UIDLs. A client that keeps one UIDL
+	 * list per server would then skip mail. Spacing new accounts by their
+	 * id keeps them apart; later values are max(now, last + 1), so they
+	 * still only grow. */
+	uint32_t uv = (uint32_t)time(NULL) + 8u * (uint32_t)(user_id % 4096);
 	size_t n = sizeof(default_mailboxes) / sizeof(default_mailboxes[0]);
 	for (size_t i = 0; i < n; i++) {
 		if (insert_mailbox(c, default_mailboxes[i].name, uv + i,

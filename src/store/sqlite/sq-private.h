@@ -294,7 +294,7 @@ int sq_mailbox_keywords(struct store_user *user, const char *mailbox,
 /* Creates INBOX, Sent, Drafts, Trash, Junk and Archive in the
  * transaction that creates the account (so they exist from the first
  * open on, crash or not). */
-int sq_create_defaults(struct sq_conn *c);
+int sq_create_defaults(struct sq_conn *c, int64_t user_id);
 
 int sq_blob_writer_create(struct store_user *user,
 			  struct store_blob_writer **w_r,
