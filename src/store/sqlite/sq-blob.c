@@ -703,11 +703,19 @@ void *sq_sweeper_main(void *arg)
 			long long id = strtoll(e->d_name, &end, 10);
 			if (id <= 0 || *end != '\0')
 				continue;
+			/* The account's handle is held across the sweep: see
+			 * sq_sweep_user. An account without an index has no
+			 * blobs the sweep could judge. */
+			struct store_user *user;
+			struct store_error err;
+			if (store_user_open_existing(store, id, &user, &err) < 0)
+				continue;
 			char *udir = xasprintf("%s/%s", sdir, e->d_name);
 			unsigned found;
 			sq_sweep_user(store, udir, s->started_ns, true, sweep_log,
 				      &id, true, &found);
 			free(udir);
+			store_user_unref(&user);
 		}
 		if (d != NULL)
 			closedir(d);

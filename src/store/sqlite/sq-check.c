@@ -430,7 +430,6 @@ int sq_check(struct store *store, int64_t user_id, bool repair,
 	memset(&a, 0, sizeof(a));
 	a.repair = repair;
 	int ret = sq_run(SQU(user), check_job, &a, err);
-	store_user_unref(&user);
 	for (size_t i = 0; i < a.line_count; i++) {
 		if (report != NULL)
 			report(ctx, a.lines[i]);
@@ -445,6 +444,7 @@ int sq_check(struct store *store, int64_t user_id, bool repair,
 		if (!repair)
 			a.unrepaired += orphans;
 	}
+	store_user_unref(&user);   /* after the sweep: see sq_sweep_user */
 	free(dir);
 	if (ret == 0 && a.unrepaired > 0)
 		ret = store_set_error(err, STORE_ERR_INTERNAL,

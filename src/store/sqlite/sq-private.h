@@ -258,7 +258,17 @@ int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err);
 int sq_fsync_dir(const char *path);
 /* Removes (repair) or reports the files of dir that no index row names.
  * Files younger than older_than (ns) are left alone unless live (this
- * process's own sweep, which knows its appends in flight). */
+ * process's own sweep, which knows its appends in flight).
+ * The caller holds the account's store_user for the whole call. The sweep
+ * reads the index on a connection of its own, and SQLite's unix VFS
+ * (3.40) closes a connection's file descriptor after releasing its
+ * per-file mutex: if that connection is the process's last lock holder
+ * while another thread opens the account and takes the first lock, the
+ * close() drops that new lock too (POSIX locks belong to the process).
+ * Then another process (loftctl check) believes it is alone, checkpoints
+ * and deletes the -wal and -shm, and every commit after that goes to the
+ * deleted WAL and is lost at the next crash. With the handle held, its
+ * writer keeps the lock, so the sweep's close never is the last one. */
 void sq_sweep_user(struct store *store, const char *dir, int64_t older_than,
 		   bool live, store_report_fn *report, void *ctx, bool repair,
 		   unsigned *found_r);
