@@ -157,7 +157,11 @@ def main():
     print("bench: starting Loft and Dovecot with %d users" % len(users),
           flush=True)
     loft = LoftTarget(users)
-    dove = DovecotTarget(users)
+    try:
+        dove = DovecotTarget(users)
+    except BaseException:
+        loft.close()
+        raise
     both = [loft, dove]
     res = Results()
     print("%-28s %-22s %10s %10s %8s   %s" % ("scenario", "figure", "loft",

@@ -109,7 +109,11 @@ class LoftTarget:
             "imaps": {},
         }
         self.env = Loft(users=users, extra=extra, start=False)
-        self.env.start()
+        try:
+            self.env.start()
+        except BaseException:
+            self.env.close()    # a loftd that started but never said ready
+            raise
 
     def port(self, proto):
         return self.env.port(proto)
@@ -196,7 +200,11 @@ namespace inbox {{
 """.format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns,
            n4=max_conns * 4 + 1000)
         self.env = Dovecot(users=users, extra=extra, start=False)
-        self.env.start()
+        try:
+            self.env.start()
+        except BaseException:
+            self.env.close()
+            raise
 
     def port(self, proto):
         if proto == "imaps":
