@@ -69,17 +69,6 @@ uint64_t mail_b64_decoded_size(const char *s, size_t len)
 	return chars / 4 * 3 + (chars % 4 == 0 ? 0 : chars % 4 - 1);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Decodes one line (without its line end) of quoted-printable. Returns
  * true if it ended with a soft line break. */
 static bool qp_line(struct buf *out, const char *s, size_t len)
@@ -95,8 +84,8 @@ static bool qp_line(struct buf *out, const char *s, size_t len)
 		if (i + 1 == len)
 			return true;
 		int h, l;
-		if (i + 2 < len && (h = hexval(s[i + 1])) >= 0 &&
-		    (l = hexval(s[i + 2])) >= 0) {
+		if (i + 2 < len && (h = mail_hexval(s[i + 1])) >= 0 &&
+		    (l = mail_hexval(s[i + 2])) >= 0) {
 			mail_buf_putc(out, (char)(h * 16 + l));
 			i += 2;
 		} else {

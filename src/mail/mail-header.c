@@ -163,17 +163,6 @@ static bool parse_encoded_word(const char *s, size_t len,
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static void decode_word_bytes(struct buf *out, const struct encoded_word *w)
 {
 	if (w->enc == 'B') {
@@ -187,8 +176,8 @@ static void decode_word_bytes(struct buf *out, const struct encoded_word *w)
 		if (c == '_') {
 			mail_buf_putc(out, ' ');
 		} else if (c == '=' && i + 2 < w->text.len &&
-			   (h = hexval(w->text.ptr[i + 1])) >= 0 &&
-			   (l = hexval(w->text.ptr[i + 2])) >= 0) {
+			   (h = mail_hexval(w->text.ptr[i + 1])) >= 0 &&
+			   (l = mail_hexval(w->text.ptr[i + 2])) >= 0) {
 			mail_buf_putc(out, (char)(h * 16 + l));
 			i += 2;
 		} else {

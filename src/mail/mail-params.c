@@ -317,17 +317,6 @@ void mail_params_raw(const char *s, size_t len, struct buf *value_r,
 	*count_r = jcount;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* charset'lang'%xx... to UTF-8 (RFC 2231 4). */
 static char *decode_extended(const char *v)
 {
@@ -344,7 +333,7 @@ static char *decode_extended(const char *v)
 	buf_init(&out, 0);
 	for (const char *c = text; *c; c++) {
 		int h, l;
-		if (*c == '%' && (h = hexval(c[1])) >= 0 && (l = hexval(c[2])) >= 0) {
+		if (*c == '%' && (h = mail_hexval(c[1])) >= 0 && (l = mail_hexval(c[2])) >= 0) {
 			mail_buf_putc(&bytes, (char)(h * 16 + l));
 			c += 2;
 		} else {

@@ -168,4 +168,17 @@ bool mail_slice_eq_ci(struct slice s, const char *lit);
 /* Steals a buf's data as a NUL-terminated string ("" if empty). */
 char *mail_buf_take(struct buf *b);
 
+/* The value of a hex digit (either case), or -1: for quoted-printable,
+ * RFC 2047 Q-encoding and RFC 2231 %XX. */
+static inline int mail_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 #endif
