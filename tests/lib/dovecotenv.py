@@ -30,6 +30,8 @@ import subprocess
 import tempfile
 import time
 
+from ports import free_port  # noqa: F401 (re-exported)
+
 DOVECOT = os.environ.get('DOVECOT', '/usr/sbin/dovecot')
 DEFAULT_USERS = {
     'alice@example.test': 'alice-secret',
@@ -38,11 +40,6 @@ DEFAULT_USERS = {
 PROTOCOLS = ('imap', 'pop3', 'lmtp')
 
 
-def free_port(host='127.0.0.1'):
-    """A TCP port nobody listens on right now (bind port 0, then release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Dovecot:

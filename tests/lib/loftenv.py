@@ -18,6 +18,7 @@ Never uses the demo ports: every port is found by binding port 0.
 import atexit
 import imaplib
 import os
+import re
 import poplib
 import shutil
 import signal
@@ -27,6 +28,8 @@ import ssl
 import subprocess
 import tempfile
 import time
+
+from ports import free_port  # noqa: F401 (re-exported for tests)
 
 SRC = os.environ.get('LOFT_SRC',
                      os.path.dirname(os.path.dirname(os.path.dirname(
@@ -48,11 +51,6 @@ DEFAULT_USERS = {
 _cert_dir = None
 
 
-def free_port(host='127.0.0.1'):
-    """A TCP port nobody listens on right now (bind port 0, then release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def test_cert():
@@ -99,6 +97,7 @@ class Loft:
         self.lmtp_socket = os.path.join(self.dir, 'lmtp.sock')
         self.ports = {p: free_port() for p in PROTOCOLS}
         self.proc = None
+        self._port_retries = 0
         self._start = start
         self._log = None
         self.cert, self.key = test_cert()
@@ -188,10 +187,30 @@ class Loft:
         while b'loftd ready' not in self._log_bytes()[log_start:]:
             if self.proc.poll() is not None:
                 self._reap()
+                tail = self._log_bytes()[log_start:]
+                if b'Address already in use' in tail and self._port_retries < 5:
+                    # A parallel test took a port between our check and
+                    # loftd's bind: move to new ports and try again.
+                    self._port_retries += 1
+                    self._move_ports()
+                    return self.start(timeout)
                 raise RuntimeError('loftd exited at start:\n' + self.log())
             if time.monotonic() > deadline:
                 raise RuntimeError('loftd not ready:\n' + self.log())
             time.sleep(0.02)
+
+    def _move_ports(self):
+        """Gives every protocol a new free port, in self.ports and in the
+        listen lines of the config."""
+        for proto, old in list(self.ports.items()):
+            new = free_port()
+            self.ports[proto] = new
+            for kv in self.sections.values():
+                for k, v in kv.items():
+                    if isinstance(v, str) and ('127.0.0.1:%d' % old) in v:
+                        kv[k] = re.sub(r'127\.0\.0\.1:%d\b' % old,
+                                       '127.0.0.1:%d' % new, v)
+        self.write_config()
 
     def listening(self):
         """Protocols of self.ports that have a section with a listen key."""

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import time
 
+from ports import free_port
+
 POSTFIX = '/usr/sbin/postfix'
 POSTCONF = '/usr/sbin/postconf'
 
@@ -77,10 +79,6 @@ maximal_backoff_time = 4s
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Postfix:
