@@ -824,7 +824,11 @@ int auth_user_passwd(struct auth *auth, const char *address,
 	return ret;
 }
 
-int auth_user_del(struct auth *auth, const char *address, char **error_r)
+/* Deletes the row of address with sql ("DELETE ... WHERE address = ?");
+ * what names the row in the "no such" error. */
+static int delete_address(struct auth *auth, const char *sql,
+			  const char *what, const char *address,
+			  char **error_r)
 {
 	char canon[AUTH_ADDRESS_MAX + 1];
 	if (auth_address_canon(address, canon, sizeof(canon), error_r) < 0)
@@ -832,15 +836,20 @@ int auth_user_del(struct auth *auth, const char *address, char **error_r)
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	/* Aliases and settings go with the user (ON DELETE CASCADE). */
-	int rc = admin_exec(c, "DELETE FROM users WHERE address = ?", "s",
-			    canon);
+	int rc = admin_exec(c, sql, "s", canon);
 	if (rc < 0)
 		db_error(c, error_r);
 	else if (rc == 0)
-		*error_r = xasprintf("no user %s", canon);
+		*error_r = xasprintf("no %s %s", what, canon);
 	auth_conn_put(auth, c);
 	return rc > 0 ? 0 : -1;
+}
+
+int auth_user_del(struct auth *auth, const char *address, char **error_r)
+{
+	/* Aliases and settings go with the user (ON DELETE CASCADE). */
+	return delete_address(auth, "DELETE FROM users WHERE address = ?",
+			      "user", address, error_r);
 }
 
 static bool known_policy_key(const char *key)
@@ -948,20 +957,8 @@ out:
 
 int auth_alias_del(struct auth *auth, const char *alias, char **error_r)
 {
-	char canon[AUTH_ADDRESS_MAX + 1];
-	if (auth_address_canon(alias, canon, sizeof(canon), error_r) < 0)
-		return -1;
-	struct auth_conn *c = auth_conn_get(auth, error_r);
-	if (c == NULL)
-		return -1;
-	int rc = admin_exec(c, "DELETE FROM aliases WHERE address = ?", "s",
-			    canon);
-	if (rc < 0)
-		db_error(c, error_r);
-	else if (rc == 0)
-		*error_r = xasprintf("no alias %s", canon);
-	auth_conn_put(auth, c);
-	return rc > 0 ? 0 : -1;
+	return delete_address(auth, "DELETE FROM aliases WHERE address = ?",
+			      "alias", alias, error_r);
 }
 
 /* ---- listings -------------------------------------------------------- */
