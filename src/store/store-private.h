@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "mail.h"
 #include "store.h"
 
 struct store_hub;
@@ -217,25 +218,10 @@ unsigned store_user_shard(int64_t user_id);
 
 /* ---- the analysis of a message at write time ---------------------- */
 
-/* What the store caches about a message. Strings are malloced (never
- * NULL except envelope/bodystructure/body/parts when unknown); the text
- * fields are already case-folded for searching. */
-struct store_analysis {
-	char *envelope, *bodystructure, *body;
-	void *parts;
-	size_t parts_len;
-	char *preview;
-	char *sort_subject, *sort_from, *sort_to, *sort_cc;
-	char *sort_display_from, *sort_display_to;
-	time_t sent_date;
-	char *message_id, *in_reply_to, *references;
-	char *header_text;   /* folded */
-	size_t header_text_len;
-	char *body_text;     /* folded */
-	size_t body_text_len;
-};
-void store_analyze(const char *data, size_t len, struct store_analysis *r);
-void store_analysis_free(struct store_analysis *r);
+/* What the store caches about a message: mail_analyze()'s result, with
+ * header_text and body_text already case-folded for searching. Free it
+ * with mail_result_free(). */
+void store_analyze(const char *data, size_t len, struct mail_result *r);
 /* Case folding used for the search index and for needles: a text
  * contains a needle (IMAP SEARCH) iff fold(text) contains fold(needle). */
 void store_text_fold(struct buf *out, const char *s, size_t len);

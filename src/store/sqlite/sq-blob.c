@@ -329,7 +329,7 @@ void sq_blob_writer_abort(struct store_blob_writer **wp)
 
 /* Makes the file durable and analyses it. */
 static int writer_finish(struct store_blob_writer *w,
-			 struct store_analysis *an, struct store_error *err)
+			 struct mail_result *an, struct store_error *err)
 {
 	if (writer_flush(w, err) < 0)
 		return -1;
@@ -360,7 +360,7 @@ int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 				       "The message was not stored");
 	}
 	struct sq_user *u = SQU(w->user);
-	struct store_analysis an;
+	struct mail_result an;
 	struct sq_append_arg a;
 	memset(&a, 0, sizeof(a));
 	if (sq_limits_get(w->user, &a.limits, err) < 0) {
@@ -400,7 +400,7 @@ int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 		if (uidvalidity_r != NULL)
 			*uidvalidity_r = a.uidvalidity;
 	}
-	store_analysis_free(&an);
+	mail_result_free(&an);
 	writer_free(w);
 	return ret;
 }

@@ -168,7 +168,7 @@ static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
 	close(fd);
 	if (map == MAP_FAILED)
 		return -1;
-	struct store_analysis an;
+	struct mail_result an;
 	store_analyze(map != NULL ? map : "", (size_t)stt.st_size, &an);
 	if (map != NULL)
 		munmap(map, (size_t)stt.st_size);
@@ -184,7 +184,7 @@ static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 	}
-	store_analysis_free(&an);
+	mail_result_free(&an);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 

@@ -385,7 +385,7 @@ static int thread_insert(void *ctx, const char *id, size_t len)
 /* THREADID (RFC 8474): a message joins the thread of any message it
  * references, or of a reply that arrived before it and referenced it;
  * otherwise it starts its own thread (named after its blob). */
-static int thread_assign(struct sq_conn *c, const struct store_analysis *an,
+static int thread_assign(struct sq_conn *c, const struct mail_result *an,
 			 int64_t blob, int64_t *thread_r)
 {
 	struct thread_ctx t = {c, 0, false};
@@ -414,7 +414,7 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s)
 static int insert_blob(struct sq_conn *c, const struct sq_append_arg *a,
 		       int64_t *blob_r)
 {
-	const struct store_analysis *an = a->an;
+	const struct mail_result *an = a->an;
 	sqlite3_stmt *st = sq_stmt(c, "INSERT INTO blob (name, size, envelope,"
 				      " bodystructure, body, parts, preview,"
 				      " sort_subject, sort_from, sort_to, sort_cc,"

@@ -244,7 +244,7 @@ struct sq_append_arg {
 	const struct store_append_params *params;
 	const char *blob_name;
 	uint64_t size;
-	const struct store_analysis *an;
+	const struct mail_result *an;
 	struct store_account_limits limits;
 	time_t now;
 	uint32_t uid, uidvalidity;
