@@ -33,6 +33,7 @@ postfix
 nodejs
 npm
 procps
+curl
 "
 
 want="$BUILD_PACKAGES"
@@ -60,6 +61,12 @@ fi
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
 	chmod +x /usr/sbin/policy-rc.d
+fi
+# Several builds may run at once (engineers, CI steps): one installer at a
+# time; whoever waited finds the packages there and installs nothing again.
+if [ -z "${LOFT_DEPS_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+	export LOFT_DEPS_LOCKED=1
+	exec flock /var/lock/loft-deps.lock sh "$0" "$@"
 fi
 echo "deps: installing $missing"
 export DEBIAN_FRONTEND=noninteractive
