@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "control.h"
 #include "daemon-config.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/loft"
@@ -22,7 +23,7 @@ const char *const daemon_proto_names[DAEMON_PROTO_COUNT] = {
 /* Sections and the keys the daemon itself knows. NULL keys: the section's
  * keys are checked by the module that owns it. */
 static const char *const top_keys[] = {
-	"data_dir", "hostname", "log_level", "syslog", NULL,
+	"data_dir", "hostname", "log_level", "syslog", "control_socket", NULL,
 };
 static const char *const tls_keys[] = { "cert", "key", NULL };
 static const char *const limits_keys[] = {
@@ -222,6 +223,15 @@ static int check_top(const struct config *cfg, struct daemon_config *dc,
 		}
 		dc->data_dir = e->value;
 	}
+	char *why = NULL;
+	dc->control_socket = control_socket_path(cfg, &why);
+	if (dc->control_socket == NULL) {
+		const struct config_entry *c = config_find(cfg, "", "control_socket");
+		err_at(errors, cfg, c != NULL ? c : config_find(cfg, "", "data_dir"),
+		       "%s", why);
+		free(why);
+		errs++;
+	}
 	dc->hostname = config_get(cfg, "", "hostname");
 	if (dc->hostname != NULL && dc->hostname[0] == '\0') {
 		err_at(errors, cfg, config_find(cfg, "", "hostname"),
@@ -380,6 +390,8 @@ int daemon_config_check(const struct config *cfg, struct daemon_config *dc,
 
 void daemon_config_deinit(struct daemon_config *dc)
 {
+	free(dc->control_socket);
+	dc->control_socket = NULL;
 	for (int p = 0; p < DAEMON_PROTO_COUNT; p++) {
 		for (size_t i = 0; i < dc->listen[p].count; i++)
 			free(dc->listen[p].addrs[i]);

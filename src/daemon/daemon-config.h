@@ -35,6 +35,7 @@ struct daemon_config {
 	const char *hostname;
 	enum log_level log_level;
 	bool syslog;
+	char *control_socket;      /* the control socket's path (owned) */
 	struct net_settings net;   /* tls_cert/tls_key point into cfg */
 	struct daemon_listen listen[DAEMON_PROTO_COUNT];
 };

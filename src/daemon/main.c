@@ -8,6 +8,10 @@
  *   loftd --config FILE --check    validate: exit 0 if loftd would start
  *                                  (warnings on stderr), 1 on errors, each
  *                                  printed as FILE:LINE: message
+ *   loftd --version
+ *
+ * loftctl reaches the running loftd over the control socket (src/control,
+ * control-verbs.c), served beside the sessions.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +26,8 @@
 #include "auth.h"
 #include "buf.h"
 #include "config.h"
+#include "control-verbs.h"
+#include "control.h"
 #include "daemon-config.h"
 #include "log.h"
 #include "net.h"
@@ -111,7 +117,8 @@ static void on_stop_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: loftd --config FILE [--check]\n");
+	fprintf(f, "usage: loftd --config FILE [--check]\n"
+		   "       loftd --version\n");
 }
 
 static bool frontend_wanted(const struct frontend *fe,
@@ -261,6 +268,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	struct auth *auth = NULL;
 	struct store *store = NULL;
 	struct net *net = NULL;
+	struct control *control = NULL;
 	int rc = 1;
 	char *msg = NULL;
 	struct buf errors;
@@ -299,6 +307,13 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	}
 	if (start_listeners(net, dc, cfg) < 0)
 		goto out;
+	control = control_create();
+	daemon_verbs_register(control, store);
+	const char *cerr;
+	if (control_listen(control, net, dc->control_socket, &cerr) < 0) {
+		log_error("loftd", NULL, "%s", cerr);
+		goto out;
+	}
 	the_net = net;
 	install_signals();
 	store_start_background(store);
@@ -310,6 +325,7 @@ out:
 	the_net = NULL;
 	/* Connections (and their sessions) go before the servers they use. */
 	net_destroy(&net);
+	control_destroy(&control);
 	for (struct frontend *fe = frontends; fe->name; fe++) {
 		if (fe->server != NULL)
 			fe->destroy(fe->server);
@@ -330,6 +346,7 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"check", no_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
@@ -340,6 +357,7 @@ int main(int argc, char **argv)
 		case 'c': path = optarg; break;
 		case 'k': check = true; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("loftd %s\n", LOFT_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

@@ -350,10 +350,32 @@ static void change_post(void *session, struct net_conn *conn, void *arg)
 		atomic_store(&c->change_pending, false);
 }
 
+/* loftctl kick / user del (STORE_CHANGE_LOGOUT): after the running
+ * command, if any, the session says BYE and ends. */
+static void logout_task(void *session, struct net_conn *conn, void *arg)
+{
+	struct imap_client *c = session;
+	static const char bye[] = "* BYE Session ended by the administrator\r\n";
+	log_info("imap", c->sid, "user=%s: session ended by the administrator",
+		 c->user.address);
+	c->idling = false;
+	net_conn_write(conn, bye, sizeof(bye) - 1);
+	net_conn_close(conn);
+}
+
+static void logout_post(void *session, struct net_conn *conn, void *arg)
+{
+	net_conn_run(conn, logout_task, NULL);
+}
+
 /* On the committing thread: queue at most one wake-up at a time. */
 static void client_store_changed(void *ctx, const struct store_change *change)
 {
 	struct imap_client *c = ctx;
+	if (change->kind == STORE_CHANGE_LOGOUT) {
+		net_conn_post(c->conn, logout_post, NULL);
+		return;
+	}
 	uint32_t selected = atomic_load(&c->selected_id);
 	if (change->kind == STORE_CHANGE_MAILBOXES || selected == 0 ||
 	    change->mailbox_id != selected)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -803,6 +804,20 @@ bool net_conn_is_compressed(const struct net_conn *conn)
 bool net_conn_is_local(const struct net_conn *conn)
 {
 	return conn->local;
+}
+
+int net_conn_peer_cred(struct net_conn *conn, unsigned *uid_r, int *pid_r)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd = conn->bev != NULL ? bufferevent_getfd(conn->bev) : -1;
+	if (!conn->is_unix || fd < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    len != sizeof(cred))
+		return -1;
+	*uid_r = (unsigned)cred.uid;
+	*pid_r = (int)cred.pid;
+	return 0;
 }
 
 const char *net_conn_peer(const struct net_conn *conn)

@@ -164,6 +164,9 @@ bool net_conn_is_tls(const struct net_conn *conn);
 bool net_conn_is_compressed(const struct net_conn *conn);
 /* Loopback (127.0.0.0/8, ::1) or a Unix socket. */
 bool net_conn_is_local(const struct net_conn *conn);
+/* The uid and pid of the peer of a Unix socket connection (SO_PEERCRED),
+ * for the control socket. -1 on TCP or when the kernel says nothing. */
+int net_conn_peer_cred(struct net_conn *conn, unsigned *uid_r, int *pid_r);
 /* "203.0.113.5" / "::1" / "unix". */
 const char *net_conn_peer(const struct net_conn *conn);
 /* A short session id for logs, unique within the process. */

@@ -31,6 +31,8 @@ int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 
 	if (store_user_open(s->server->store, s->user.id, &s->mail, err) < 0)
 		return -1;
+	store_subscribe(s->server->store, s->user.id, pop3_store_changed, s,
+			&s->sub);
 	/* READONLY: POP3 must not take \Recent away from IMAP sessions. */
 	if (store_view_open(s->mail, "INBOX", STORE_VIEW_READONLY, &view, err) < 0)
 		return -1;
@@ -72,6 +74,7 @@ int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 
 void pop3_maildrop_close(struct pop3_session *s)
 {
+	store_unsubscribe(&s->sub);
 	if (s->mail != NULL)
 		store_user_unref(&s->mail);
 	s->mail = NULL;

@@ -94,6 +94,7 @@ struct pop3_session {
 	struct auth_user user;
 	struct auth_policy policy;
 	struct store_user *mail;
+	struct store_subscription *sub; /* hears STORE_CHANGE_LOGOUT */
 	bool locked;
 	uint32_t uidvalidity;
 	struct pop3_msg *msgs;
@@ -120,6 +121,8 @@ bool pop3_cleartext_ok(struct pop3_session *s);
 bool pop3_lock(struct pop3_server *server, int64_t user_id);
 void pop3_unlock(struct pop3_server *server, int64_t user_id);
 void pop3_session_end(struct pop3_session *s);
+/* The store hub's callback: ends the session on STORE_CHANGE_LOGOUT. */
+void pop3_store_changed(void *ctx, const struct store_change *change);
 
 /* pop3-auth.c: USER, PASS, AUTH, CAPA, STLS and the login itself */
 void pop3_cmd_capa(struct pop3_session *s, const char *args);

@@ -189,6 +189,41 @@ void pop3_session_end(struct pop3_session *s)
 	}
 }
 
+/* loftctl kick / user del: after the running command, if any, the
+ * session says why and ends without entering UPDATE (nothing DELE'd is
+ * removed, RFC 1939 6). */
+static void pop3_logout_task(void *session, struct net_conn *conn, void *arg)
+{
+	static const char bye[] =
+		"-ERR [SYS/TEMP] Session ended by the administrator.\r\n";
+	struct pop3_session *s = session;
+
+	if (s->state != POP3_STATE_TRANSACTION)
+		return;
+	log_info("pop3", s->sid, "user=%s: session ended by the administrator",
+		 s->user.address);
+	pop3_flush(s);
+	s->state = POP3_STATE_DONE;
+	pop3_session_end(s);
+	net_conn_write(conn, bye, sizeof(bye) - 1);
+	net_conn_close(conn);
+}
+
+static void pop3_logout_post(void *session, struct net_conn *conn, void *arg)
+{
+	net_conn_run(conn, pop3_logout_task, NULL);
+}
+
+void pop3_store_changed(void *ctx, const struct store_change *change)
+{
+	struct pop3_session *s = ctx;
+
+	/* s->conn is valid here: pop3_closed unsubscribes before it lets
+	 * go of the connection, and unsubscribing waits for callbacks. */
+	if (change->kind == STORE_CHANGE_LOGOUT)
+		net_conn_post(s->conn, pop3_logout_post, NULL);
+}
+
 static void pop3_session_free(struct pop3_session *s)
 {
 	pop3_session_end(s);
@@ -223,6 +258,7 @@ static void pop3_closed(void *session, struct net_conn *conn)
 	bool started = false;
 
 	log_debug("pop3", s->sid, "disconnected");
+	store_unsubscribe(&s->sub);
 	s->conn = NULL;
 	if (s->mail == NULL) {
 		pop3_session_free(s);

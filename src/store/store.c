@@ -826,3 +826,36 @@ void store_publish(struct store *store, const struct store_change *change)
 	}
 	pthread_rwlock_unlock(&hub->lock);
 }
+
+/* ---- ending sessions ---------------------------------------------- */
+
+static unsigned count_subscribers(struct store *store, int64_t user_id)
+{
+	unsigned n = 0;
+	for (struct store_subscription *s =
+		     store->hub->buckets[(uint64_t)user_id % HUB_BUCKETS];
+	     s != NULL; s = s->next)
+		n += s->user_id == user_id;
+	return n;
+}
+
+unsigned store_end_sessions(struct store *store, int64_t user_id)
+{
+	struct store_change change = {
+		.user_id = user_id,
+		.kind = STORE_CHANGE_LOGOUT,
+	};
+	pthread_rwlock_rdlock(&store->hub->lock);
+	unsigned n = count_subscribers(store, user_id);
+	pthread_rwlock_unlock(&store->hub->lock);
+	store_publish(store, &change);
+	return n;
+}
+
+unsigned store_subscriber_count(struct store *store, int64_t user_id)
+{
+	pthread_rwlock_rdlock(&store->hub->lock);
+	unsigned n = count_subscribers(store, user_id);
+	pthread_rwlock_unlock(&store->hub->lock);
+	return n;
+}

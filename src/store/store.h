@@ -464,6 +464,8 @@ enum store_change_kind {
 	STORE_CHANGE_FLAGS,
 	STORE_CHANGE_EXPUNGE,
 	STORE_CHANGE_MAILBOXES,   /* create / delete / rename / subscribe */
+	STORE_CHANGE_LOGOUT,      /* every session of the account must end
+				     (store_end_sessions) */
 };
 struct store_change {
 	int64_t user_id;
@@ -477,6 +479,17 @@ typedef void store_change_fn(void *ctx, const struct store_change *change);
 int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
 		    void *ctx, struct store_subscription **sub_r);
 void store_unsubscribe(struct store_subscription **sub);
+
+/* ---- ending sessions (loftctl kick, user del) ---------------------- */
+
+/* Publishes STORE_CHANGE_LOGOUT (mailbox_id 0, modseq 0) to every
+ * subscriber of user_id: each session of the account ends on it (IMAP
+ * "* BYE", POP3 "-ERR", JMAP 401) and unsubscribes. Returns how many
+ * subscriptions were told. Across nodes (scale-out) the hub carries it
+ * like any change. */
+unsigned store_end_sessions(struct store *store, int64_t user_id);
+/* How many subscriptions user_id has: sessions not ended yet. */
+unsigned store_subscriber_count(struct store *store, int64_t user_id);
 
 /* ---- consistency -------------------------------------------------- */
 

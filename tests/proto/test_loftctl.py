@@ -58,9 +58,13 @@ def test_usage(env):
         r.check('--help lists ' + verb, verb in p.stdout, p.stdout)
     p = subprocess.run([LOFTCTL], capture_output=True, text=True)
     r.check('no verb: usage exit 2', p.returncode == 2, p.returncode)
+    # without --config: $LOFT_CONFIG (else /etc/loft/loftd.conf)
     p = subprocess.run([LOFTCTL, 'user', 'list'], capture_output=True,
-                       text=True)
+                       text=True, env=dict(os.environ,
+                                           LOFT_CONFIG='/nonexistent/l.conf'))
     one_line_error('no --config', p.returncode, p.stderr)
+    r.check('no --config names the file', '/nonexistent/l.conf' in p.stderr,
+            p.stderr)
     rc, out, err = ctl(env, 'frobnicate')
     one_line_error('unknown command', rc, err)
     rc, out, err = ctl(env, 'user', 'frob')

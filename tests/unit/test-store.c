@@ -1093,6 +1093,7 @@ static void test_blob_writer(void)
 struct hub_log {
 	int appends, flags, expunges, mailboxes;
 	uint64_t last_modseq;
+	unsigned logouts;
 };
 
 static void hub_cb(void *ctx, const struct store_change *ch)
@@ -1103,6 +1104,7 @@ static void hub_cb(void *ctx, const struct store_change *ch)
 	case STORE_CHANGE_FLAGS: h->flags++; break;
 	case STORE_CHANGE_EXPUNGE: h->expunges++; break;
 	case STORE_CHANGE_MAILBOXES: h->mailboxes++; break;
+	case STORE_CHANGE_LOGOUT: h->logouts++; break;
 	}
 	h->last_modseq = ch->modseq;
 }
@@ -1129,8 +1131,15 @@ static void test_hub(void)
 	CHECK_INT(h.mailboxes, 1);
 	CHECK_INT(h.last_modseq, 5);
 	CHECK_INT(other.appends, 0);
+	/* kick: only the account's own subscribers hear it */
+	CHECK_INT(store_subscriber_count(store, 12), 1);
+	CHECK_INT(store_end_sessions(store, 12), 1);
+	CHECK_INT(h.logouts, 1);
+	CHECK_INT(other.logouts, 0);
+	CHECK_INT(store_end_sessions(store, 99), 0);
 	store_unsubscribe(&sub);
 	CHECK(sub == NULL);
+	CHECK_INT(store_subscriber_count(store, 12), 0);
 	append(u, "INBOX", "Subject: h\r\n\r\nx\r\n", 0);
 	CHECK_INT(h.appends, 1);
 	store_unsubscribe(&sub2);

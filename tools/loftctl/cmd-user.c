@@ -102,6 +102,12 @@ static int user_del(struct loftctl *ctl, int argc, char **argv)
 		free(error);
 		return rc;
 	}
+	/* Then its sessions end (IMAP BYE, POP3 -ERR) before the mail goes,
+	 * so none goes on working on a deleted account. */
+	bool running;
+	unsigned sessions;
+	if (loftctl_kick(ctl, &u, &running, &sessions) == 0 && sessions > 0)
+		printf("ended %u sessions of %s\n", sessions, u.address);
 	struct store_error err = {0};
 	if (store_user_delete(store, u.id, &err) < 0)
 		return loftctl_fail("%s removed, but its mail (user id %" PRId64

@@ -1,14 +1,18 @@
 /*
- * loftctl --config FILE GROUP VERB ARGS...: finds the verb in the groups'
- * command tables, opens accounts.db (and the store when a verb needs it)
- * and runs it. Works on the files directly, whether or not loftd runs:
- * SQLite's locks (WAL, busy timeout) keep both consistent, and loftd reads
- * accounts.db at every lookup, so changes take effect there at once.
+ * loftctl [--config FILE] GROUP VERB ARGS...: finds the verb in the
+ * groups' command tables, opens accounts.db (and the store when a verb
+ * needs it) and runs it. The configuration is --config FILE, else
+ * $LOFT_CONFIG, else /etc/loft/loftd.conf. Works on the files directly,
+ * whether or not loftd runs: SQLite's locks (WAL, busy timeout) keep both
+ * consistent, and loftd reads accounts.db at every lookup, so changes
+ * take effect there at once. What only the running loftd can do (end
+ * sessions) goes over its control socket (src/control).
  */
 #include "loftctl.h"
 
 #include "buf.h"
 #include "config.h"
+#include "control.h"
 #include "log.h"
 
 #include <errno.h>
@@ -25,6 +29,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_domain_cmds,
 	loftctl_alias_cmds,
 	loftctl_check_cmds,
+	loftctl_kick_cmds,
 #ifdef LOFTCTL_HAVE_RETENTION
 	loftctl_retention_cmds,
 #endif
@@ -44,14 +49,16 @@ int loftctl_fail(const char *fmt, ...)
 
 int loftctl_usage(const struct loftctl_cmd *cmd)
 {
-	fprintf(stderr, "usage: loftctl --config FILE %s%s%s %s\n", cmd->group,
+	fprintf(stderr, "usage: loftctl [--config FILE] %s%s%s %s\n", cmd->group,
 		cmd->verb ? " " : "", cmd->verb ? cmd->verb : "", cmd->usage);
 	return LOFTCTL_EXIT_USAGE;
 }
 
 static void print_help(FILE *f)
 {
-	fputs("usage: loftctl --config FILE GROUP VERB [ARGS...]\n", f);
+	fputs("usage: loftctl [--config FILE] GROUP VERB [ARGS...]\n"
+	      "       (FILE: --config, else $LOFT_CONFIG, else "
+	      LOFTCTL_DEFAULT_CONFIG ")\n", f);
 	for (int g = 0; loftctl_groups[g] != NULL; g++) {
 		for (const struct loftctl_cmd *c = loftctl_groups[g];
 		     c->group != NULL; c++) {
@@ -117,6 +124,39 @@ int loftctl_lookup_user(struct loftctl *ctl, const char *address,
 	}
 	*user_r = u;
 	return 0;
+}
+
+/* How long loftctl waits for loftd's answer on the control socket. */
+#define LOFTCTL_CONTROL_TIMEOUT_MS 10000
+
+int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
+		 bool *running_r, unsigned *sessions_r)
+{
+	char *why = NULL;
+	char *path = control_socket_path(ctl->cfg, &why);
+	if (path == NULL) {
+		loftctl_fail("%s", why);
+		free(why);
+		return -1;
+	}
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", (long long)user->id);
+	const char *words[] = {"kick", id};
+	char *final = NULL;
+	enum control_call_result r = control_call(path, words, 2,
+						  LOFTCTL_CONTROL_TIMEOUT_MS,
+						  NULL, NULL, &final);
+	int rc = 0;
+	*running_r = r != CONTROL_CALL_NOT_RUNNING;
+	*sessions_r = 0;
+	if (r == CONTROL_CALL_OK)
+		sscanf(final, "%u", sessions_r);
+	else if (r != CONTROL_CALL_NOT_RUNNING)
+		rc = loftctl_fail("cannot end the sessions of %s: %s",
+				  user->address, final);
+	free(final);
+	free(path);
+	return rc;
 }
 
 static int read_line(char *buf, size_t size)
@@ -252,6 +292,9 @@ int main(int argc, char **argv)
 			ctl.config_path = argv[++i];
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {
 			ctl.config_path = argv[i] + 9;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("loftctl %s\n", LOFT_VERSION);
+			return 0;
 		} else if (strcmp(argv[i], "--help") == 0 ||
 			   strcmp(argv[i], "-h") == 0) {
 			print_help(stdout);
@@ -278,8 +321,9 @@ int main(int argc, char **argv)
 		return LOFTCTL_EXIT_USAGE;
 	}
 	if (ctl.config_path == NULL) {
-		loftctl_fail("--config FILE is required");
-		return LOFTCTL_EXIT_USAGE;
+		const char *env = getenv("LOFT_CONFIG");
+		ctl.config_path = env != NULL && env[0] != '\0'
+					  ? env : LOFTCTL_DEFAULT_CONFIG;
 	}
 	/* Only warnings and errors: loftctl's output is its answer. */
 	log_set_level(LOG_LVL_WARN);

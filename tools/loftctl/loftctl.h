@@ -20,6 +20,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Without --config: $LOFT_CONFIG, else this. */
+#define LOFTCTL_DEFAULT_CONFIG "/etc/loft/loftd.conf"
+
 struct config;
 
 struct loftctl {
@@ -44,6 +47,7 @@ extern const struct loftctl_cmd loftctl_user_cmds[];
 extern const struct loftctl_cmd loftctl_domain_cmds[];
 extern const struct loftctl_cmd loftctl_alias_cmds[];
 extern const struct loftctl_cmd loftctl_check_cmds[];
+extern const struct loftctl_cmd loftctl_kick_cmds[];
 #ifdef LOFTCTL_HAVE_RETENTION
 extern const struct loftctl_cmd loftctl_retention_cmds[];
 #endif
@@ -67,6 +71,11 @@ int loftctl_lookup_user(struct loftctl *ctl, const char *address,
  * confirm). -1 after printing the reason. */
 int loftctl_read_secret(const char *prompt, bool confirm, char *buf,
 			size_t size);
+/* Ends every session of the account in the running loftd (the control
+ * socket's "kick" verb) and waits until they are gone. 0 when they are,
+ * or when no loftd runs (*running_r false); -1 after printing why. */
+int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
+		 bool *running_r, unsigned *sessions_r);
 /* Removes "--flag" from argv if present; returns whether it was there. */
 bool loftctl_take_flag(int *argc, char **argv, const char *flag);
 

@@ -1,0 +1,31 @@
+/*
+ * loftctl kick ADDRESS: ends every session of the account in the running
+ * loftd within a second (IMAP "* BYE", POP3 "-ERR"), through the control
+ * socket. The account stays as it is; its clients may log in again.
+ */
+#include "loftctl.h"
+
+#include <stdio.h>
+
+static int kick(struct loftctl *ctl, int argc, char **argv)
+{
+	if (argc != 1)
+		return loftctl_usage(&loftctl_kick_cmds[0]);
+	struct auth_user u;
+	if (loftctl_lookup_user(ctl, argv[0], &u) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	bool running;
+	unsigned sessions;
+	if (loftctl_kick(ctl, &u, &running, &sessions) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	if (!running)
+		printf("%s: loftd is not running, no sessions\n", u.address);
+	else
+		printf("%s: %u sessions ended\n", u.address, sessions);
+	return 0;
+}
+
+const struct loftctl_cmd loftctl_kick_cmds[] = {
+	{"kick", NULL, "ADDRESS   (ends the account's sessions in loftd)", kick},
+	{NULL, NULL, NULL, NULL},
+};
