@@ -18,6 +18,7 @@ libargon2-dev
 zlib1g-dev
 libjansson-dev
 libcrypt-dev
+libunbound-dev
 openssl
 python3
 "
@@ -34,6 +35,15 @@ nodejs
 npm
 procps
 curl
+swaks
+python3-dkim
+python3-spf
+opendkim
+opendkim-tools
+unbound
+nsd
+ldnsutils
+iproute2
 "
 
 want="$BUILD_PACKAGES"

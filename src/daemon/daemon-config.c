@@ -52,6 +52,8 @@ static const struct section_rule section_rules[] = {
 	{"pop3", NULL, NULL},
 	{"pop3s", NULL, NULL},
 	{"lmtp", NULL, NULL},
+	{"queue", NULL, NULL},
+	{"dns", NULL, NULL},
 	{"smtp", NULL, "SMTP is not built yet; [smtp] is ignored"},
 	{"http", NULL, "HTTP is not built yet; [http] is ignored"},
 };

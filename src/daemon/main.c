@@ -41,6 +41,10 @@
 #ifdef LOFT_HAVE_LMTP
 #include "lmtp.h"
 #endif
+#ifdef LOFT_HAVE_QUEUE
+#include "dns.h"
+#include "queue.h"
+#endif
 
 /* One front-end: its server serves a plain and (optionally) an implicit
  * TLS protocol, e.g. imap + imaps share one imap_server. */
@@ -151,6 +155,68 @@ static void warn_unbuilt(const struct config *cfg, struct buf *warnings)
 	}
 }
 
+#ifdef LOFT_HAVE_QUEUE
+/* Mail out: the resolver and the outbound queue (issue 13). */
+struct mail_out {
+	struct dns_settings dset;
+	struct queue_settings qset;
+	struct dns *dns;
+	struct queue *queue;
+};
+
+static int mail_out_check(const struct config *cfg, struct buf *errors)
+{
+	struct dns_settings dset;
+	struct queue_settings qset;
+	int rc = 0;
+
+	if (dns_settings_from_config(cfg, &dset, errors) < 0)
+		rc = -1;
+	dns_settings_deinit(&dset);
+	if (queue_settings_from_config(cfg, &qset, errors) < 0)
+		rc = -1;
+	return rc;
+}
+
+static bool local_domain(void *ctx, const char *domain)
+{
+	return auth_domain_exists(ctx, domain);
+}
+
+static int mail_out_open(struct mail_out *mo, const struct config *cfg,
+			 struct auth *auth)
+{
+	struct buf errors;
+	char *msg = NULL;
+	struct queue_error qerr = {0};
+
+	buf_init(&errors, 0);
+	dns_settings_from_config(cfg, &mo->dset, &errors);
+	queue_settings_from_config(cfg, &mo->qset, &errors);
+	buf_free(&errors);
+	if (dns_create(&mo->dset, &mo->dns, &msg) < 0) {
+		log_error("loftd", NULL, "%s", msg);
+		free(msg);
+		return -1;
+	}
+	mo->qset.dns = mo->dns;
+	if (queue_open(&mo->qset, &mo->queue, &qerr) < 0) {
+		log_error("loftd", NULL, "cannot open the queue: %s", qerr.msg);
+		return -1;
+	}
+	struct queue_hooks hooks = {.is_local = local_domain, .ctx = auth};
+	queue_set_hooks(mo->queue, &hooks);
+	return 0;
+}
+
+static void mail_out_close(struct mail_out *mo)
+{
+	queue_close(&mo->queue);
+	dns_destroy(&mo->dns);
+	dns_settings_deinit(&mo->dset);
+}
+#endif
+
 /* Everything --check verifies. Front-ends are created without store and
  * auth only in check mode; in run mode main creates them for real. */
 static int check_all(const struct config *cfg, struct daemon_config *dc,
@@ -163,6 +229,10 @@ static int check_all(const struct config *cfg, struct daemon_config *dc,
 		rc = -1;
 	if (store_settings_from_config(cfg, sset, errors) < 0)
 		rc = -1;
+#ifdef LOFT_HAVE_QUEUE
+	if (mail_out_check(cfg, errors) < 0)
+		rc = -1;
+#endif
 	warn_unbuilt(cfg, warnings);
 	if (!check_frontends)
 		return rc;
@@ -271,6 +341,9 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	struct control *control = NULL;
 	int rc = 1;
 	char *msg = NULL;
+#ifdef LOFT_HAVE_QUEUE
+	struct mail_out mo = {0};
+#endif
 	struct buf errors;
 	buf_init(&errors, 0);
 
@@ -292,6 +365,10 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 		log_error("loftd", NULL, "cannot open the store: %s", serr.msg);
 		goto out;
 	}
+#ifdef LOFT_HAVE_QUEUE
+	if (mail_out_open(&mo, cfg, auth) < 0)
+		goto out;
+#endif
 	if (net_create(&dc->net, &net, &msg) < 0) {
 		log_error("loftd", NULL, "%s", msg ? msg : "cannot start");
 		goto out;
@@ -317,6 +394,13 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	the_net = net;
 	install_signals();
 	store_start_background(store);
+#ifdef LOFT_HAVE_QUEUE
+	struct queue_error qerr = {0};
+	if (queue_start(mo.queue, &qerr) < 0) {
+		log_error("loftd", NULL, "cannot start the queue: %s", qerr.msg);
+		goto out;
+	}
+#endif
 	log_info("loftd", NULL, "loftd ready");
 	net_run(net);
 	log_info("loftd", NULL, "shutting down");
@@ -331,6 +415,10 @@ out:
 			fe->destroy(fe->server);
 		fe->server = NULL;
 	}
+#ifdef LOFT_HAVE_QUEUE
+	/* the queue stores local mail: it goes before the store */
+	mail_out_close(&mo);
+#endif
 	store_close(&store);
 	auth_close(&auth);
 	free(msg);

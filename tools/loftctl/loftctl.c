@@ -33,6 +33,9 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 #ifdef LOFTCTL_HAVE_RETENTION
 	loftctl_retention_cmds,
 #endif
+#ifdef LOFTCTL_HAVE_QUEUE
+	loftctl_queue_cmds,
+#endif
 	NULL,
 };
 

@@ -51,6 +51,9 @@ extern const struct loftctl_cmd loftctl_kick_cmds[];
 #ifdef LOFTCTL_HAVE_RETENTION
 extern const struct loftctl_cmd loftctl_retention_cmds[];
 #endif
+#ifdef LOFTCTL_HAVE_QUEUE
+extern const struct loftctl_cmd loftctl_queue_cmds[];
+#endif
 
 #define LOFTCTL_EXIT_FAIL 1
 #define LOFTCTL_EXIT_USAGE 2

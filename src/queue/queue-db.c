@@ -1,0 +1,764 @@
+/*
+ * The embedded queue backend: SQLite (WAL, synchronous = FULL) in
+ * data_dir/queue/queue.db. One row per message (envelope, DKIM prefix)
+ * and one per recipient (state, attempts, next attempt, lease, last
+ * reply). Claims read due recipients through the (state, next_attempt)
+ * index a bounded number at a time, so 100,000 queued messages cost a
+ * database file, not memory. loftctl opens the same file (SQLite's locks
+ * keep both consistent); the runner notices its changes through
+ * PRAGMA data_version.
+ */
+#include "queue-private.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct qdb {
+	sqlite3 *db;
+	pthread_mutex_t mu;       /* one connection, one caller at a time */
+	int64_t data_version;
+};
+
+#define LEASE_NONE 0
+/* A held message's recipients wait for release at this time. */
+#define HELD_UNTIL ((int64_t)1 << 60)
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS msgs ("
+	" id INTEGER PRIMARY KEY, qid TEXT NOT NULL UNIQUE,"
+	" sender TEXT NOT NULL, envid TEXT, ret INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL, user_id INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, created INTEGER NOT NULL,"
+	" held INTEGER NOT NULL DEFAULT 0, warned INTEGER NOT NULL DEFAULT 0,"
+	" prefix TEXT);"
+	"CREATE TABLE IF NOT EXISTS rcpts ("
+	" id INTEGER PRIMARY KEY, msg INTEGER NOT NULL,"
+	" address TEXT NOT NULL, dest TEXT NOT NULL,"
+	" local INTEGER NOT NULL DEFAULT 0, orcpt TEXT,"
+	" notify INTEGER NOT NULL DEFAULT 0, state INTEGER NOT NULL DEFAULT 0,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_attempt INTEGER NOT NULL DEFAULT 0,"
+	" lease_until INTEGER NOT NULL DEFAULT 0,"
+	" code INTEGER NOT NULL DEFAULT 0, last_error TEXT, remote TEXT);"
+	"CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts(state, next_attempt);"
+	"CREATE INDEX IF NOT EXISTS rcpts_msg ON rcpts(msg);";
+
+static struct qdb *qdb(struct queue *q)
+{
+	return q->be_ctx;
+}
+
+static int db_error(struct qdb *d, struct queue_error *err, const char *what)
+{
+	int code = sqlite3_errcode(d->db);
+	enum queue_error_kind kind = QUEUE_ERR_INTERNAL;
+
+	if (code == SQLITE_FULL || code == SQLITE_IOERR || code == SQLITE_BUSY ||
+	    code == SQLITE_LOCKED)
+		kind = QUEUE_ERR_TEMP;
+	log_error("queue", NULL, "%s: %s", what, sqlite3_errmsg(d->db));
+	queue_set_error(err, kind, kind == QUEUE_ERR_TEMP
+				? "Insufficient system storage"
+				: "Internal queue error");
+	return -1;
+}
+
+static int exec(struct qdb *d, const char *sql)
+{
+	return sqlite3_exec(d->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+static sqlite3_stmt *prepare(struct qdb *d, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("queue", NULL, "prepare %s: %s", sql,
+			  sqlite3_errmsg(d->db));
+		return NULL;
+	}
+	return st;
+}
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int db_open(struct queue *q, struct queue_error *err)
+{
+	struct qdb *d = xcalloc(1, sizeof(*d));
+	char *path = xasprintf("%s/queue.db", q->dir);
+	int rc = sqlite3_open_v2(path, &d->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					 SQLITE_OPEN_NOMUTEX, NULL);
+
+	free(path);
+	pthread_mutex_init(&d->mu, NULL);
+	q->be_ctx = d;
+	if (rc != SQLITE_OK) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL,
+				"cannot open the queue database: %s",
+				d->db ? sqlite3_errmsg(d->db) : "out of memory");
+		return -1;
+	}
+	sqlite3_busy_timeout(d->db, 10000);
+	if (exec(d, q->set.fsync ? "PRAGMA journal_mode = WAL;"
+				   "PRAGMA synchronous = FULL;"
+				 : "PRAGMA journal_mode = WAL;"
+				   "PRAGMA synchronous = OFF;") < 0 ||
+	    exec(d, schema) < 0) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL,
+				"cannot set up the queue database: %s",
+				sqlite3_errmsg(d->db));
+		return -1;
+	}
+	return 0;
+}
+
+static void db_close(struct queue *q)
+{
+	struct qdb *d = qdb(q);
+
+	if (d == NULL)
+		return;
+	if (d->db != NULL)
+		sqlite3_close_v2(d->db);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+	q->be_ctx = NULL;
+}
+
+/* ---- insert ------------------------------------------------------- */
+
+static int insert_rcpts(struct qdb *d, int64_t msg, const struct qmsg_new *m)
+{
+	const struct queue_envelope *env = m->env;
+	sqlite3_stmt *st = prepare(d,
+		"INSERT INTO rcpts (msg, address, dest, local, orcpt, notify,"
+		" next_attempt, code, last_error) VALUES (?,?,?,?,?,?,?,?,?)");
+	int rc = 0;
+
+	if (st == NULL)
+		return -1;
+	for (size_t i = 0; i < env->rcpt_count && rc == 0; i++) {
+		const struct queue_rcpt_result *r = &m->results[i];
+		if (!m->queued[i])
+			continue;
+		sqlite3_bind_int64(st, 1, msg);
+		sqlite3_bind_text(st, 2, env->rcpts[i].address, -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, m->domains[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, m->local[i]);
+		bind_text_or_null(st, 5, env->rcpts[i].orcpt);
+		sqlite3_bind_int(st, 6, (int)env->rcpts[i].notify);
+		/* A local retry waits a little; remote mail goes now. */
+		sqlite3_bind_int64(st, 7, m->local[i] ? m->created + 60 : 0);
+		sqlite3_bind_int(st, 8, r->code);
+		bind_text_or_null(st, 9, r->code != 0 ? r->text : NULL);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = -1;
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int db_insert(struct queue *q, const struct qmsg_new *m,
+		     struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	const struct queue_envelope *env = m->env;
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	pthread_mutex_lock(&d->mu);
+	if (exec(d, "BEGIN IMMEDIATE") < 0)
+		goto out;
+	st = prepare(d, "INSERT INTO msgs (qid, sender, envid, ret, flags,"
+			" user_id, size, created, prefix)"
+			" VALUES (?,?,?,?,?,?,?,?,?)");
+	if (st == NULL)
+		goto rollback;
+	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, env->sender, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 3, env->envid);
+	sqlite3_bind_int(st, 4, (int)env->ret);
+	sqlite3_bind_int(st, 5, (int)env->flags);
+	sqlite3_bind_int64(st, 6, env->user_id);
+	sqlite3_bind_int64(st, 7, (int64_t)m->size);
+	sqlite3_bind_int64(st, 8, m->created);
+	bind_text_or_null(st, 9, m->prefix);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		sqlite3_finalize(st);
+		goto rollback;
+	}
+	sqlite3_finalize(st);
+	if (insert_rcpts(d, sqlite3_last_insert_rowid(d->db), m) < 0)
+		goto rollback;
+	if (exec(d, "COMMIT") == 0) {
+		rc = 0;
+		goto out;
+	}
+rollback:
+	db_error(d, err, "queue insert");
+	exec(d, "ROLLBACK");
+out:
+	if (rc < 0 && err->kind == QUEUE_ERR_NONE)
+		db_error(d, err, "queue insert");
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+/* ---- delivery ----------------------------------------------------- */
+
+static int db_release_leases(struct queue *q, struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	int rc;
+
+	pthread_mutex_lock(&d->mu);
+	rc = exec(d, "UPDATE rcpts SET lease_until = 0 WHERE lease_until != 0");
+	if (rc < 0)
+		db_error(d, err, "releasing leases");
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+/* The message's part of a job. */
+static int load_msg(struct qdb *d, struct qjob *job)
+{
+	sqlite3_stmt *st = prepare(d,
+		"SELECT qid, sender, envid, ret, flags, user_id, size, created,"
+		" warned, prefix FROM msgs WHERE id = ?");
+	int rc = -1;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, job->msg_row);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(job->id, sizeof(job->id), "%s",
+			 (const char *)sqlite3_column_text(st, 0));
+		job->sender = col_text(st, 1);
+		job->envid = col_text(st, 2);
+		job->ret = (enum queue_ret)sqlite3_column_int(st, 3);
+		job->flags = (unsigned)sqlite3_column_int(st, 4);
+		job->user_id = sqlite3_column_int64(st, 5);
+		job->size = (uint64_t)sqlite3_column_int64(st, 6);
+		job->created = (time_t)sqlite3_column_int64(st, 7);
+		job->warned = sqlite3_column_int(st, 8) != 0;
+		job->prefix = col_text(st, 9);
+		if (job->sender == NULL)
+			job->sender = xstrdup("");
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Leases every due recipient of the job's message and destination. */
+static int load_rcpts(struct qdb *d, struct qjob *job, time_t now,
+		      unsigned lease)
+{
+	sqlite3_stmt *st = prepare(d,
+		"UPDATE rcpts SET lease_until = ?1 WHERE msg = ?2 AND dest = ?3"
+		" AND local = ?4 AND state = 0 AND next_attempt <= ?5"
+		" AND lease_until <= ?5"
+		" RETURNING id, address, orcpt, notify, attempts");
+	size_t cap = 0;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, (int64_t)now + lease);
+	sqlite3_bind_int64(st, 2, job->msg_row);
+	sqlite3_bind_text(st, 3, job->dest, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, job->local);
+	sqlite3_bind_int64(st, 5, now);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct qjob_rcpt *r;
+		if (job->rcpt_count == cap) {
+			cap = cap ? cap * 2 : 4;
+			job->rcpts = xrealloc(job->rcpts, cap * sizeof(*r));
+		}
+		r = &job->rcpts[job->rcpt_count++];
+		memset(r, 0, sizeof(*r));
+		r->row = sqlite3_column_int64(st, 0);
+		r->address = col_text(st, 1);
+		r->orcpt = col_text(st, 2);
+		r->notify = (unsigned)sqlite3_column_int(st, 3);
+		r->attempts = (unsigned)sqlite3_column_int(st, 4);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static bool job_listed(const struct qjob *jobs, int64_t msg, const char *dest,
+		       bool local)
+{
+	for (const struct qjob *j = jobs; j != NULL; j = j->next)
+		if (j->msg_row == msg && j->local == local &&
+		    strcmp(j->dest, dest) == 0)
+			return true;
+	return false;
+}
+
+static int db_claim(struct queue *q, time_t now, unsigned lease, unsigned max,
+		    struct qjob **jobs_r, struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	struct qjob *jobs = NULL, **tail = &jobs;
+	unsigned count = 0;
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	*jobs_r = NULL;
+	pthread_mutex_lock(&d->mu);
+	if (exec(d, "BEGIN IMMEDIATE") < 0) {
+		rc = db_error(d, err, "queue claim");
+		goto out;
+	}
+	/* Due recipients in the order of their next attempt, through the
+	 * index, a bounded number: grouping happens here, not in SQL, so a
+	 * round never aggregates the whole queue. */
+	st = prepare(d, "SELECT msg, dest, local FROM rcpts"
+			" WHERE state = 0 AND next_attempt <= ?1"
+			" AND lease_until <= ?1 ORDER BY next_attempt LIMIT ?2");
+	if (st == NULL) {
+		exec(d, "ROLLBACK");
+		rc = db_error(d, err, "queue claim");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int(st, 2, (int)(max * 8));
+	while (count < max && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t msg = sqlite3_column_int64(st, 0);
+		const char *dest = (const char *)sqlite3_column_text(st, 1);
+		bool local = sqlite3_column_int(st, 2) != 0;
+		struct qjob *job;
+
+		if (job_listed(jobs, msg, dest ? dest : "", local))
+			continue;
+		job = xcalloc(1, sizeof(*job));
+		job->msg_row = msg;
+		job->dest = xstrdup(dest ? dest : "");
+		job->local = local;
+		*tail = job;
+		tail = &job->next;
+		count++;
+	}
+	sqlite3_finalize(st);
+	for (struct qjob *j = jobs; j != NULL; j = j->next) {
+		if (load_msg(d, j) < 0 || load_rcpts(d, j, now, lease) < 0) {
+			exec(d, "ROLLBACK");
+			rc = db_error(d, err, "queue claim");
+			goto out;
+		}
+	}
+	if (exec(d, "COMMIT") < 0) {
+		exec(d, "ROLLBACK");
+		rc = db_error(d, err, "queue claim");
+	}
+out:
+	pthread_mutex_unlock(&d->mu);
+	if (rc < 0) {
+		while (jobs != NULL) {
+			struct qjob *n = jobs->next;
+			qjob_free(jobs);
+			jobs = n;
+		}
+		return -1;
+	}
+	*jobs_r = jobs;
+	return 0;
+}
+
+static int record_rcpt(sqlite3_stmt *st, const struct qjob *job,
+		       const struct qjob_rcpt *r, time_t next_attempt)
+{
+	const struct queue_rcpt_result *res = &r->result;
+	int state = res->status == QUEUE_RCPT_DELIVERED ? QRCPT_DELIVERED
+		    : res->status == QUEUE_RCPT_FAILED  ? QRCPT_FAILED
+							: QRCPT_PENDING;
+	int rc;
+
+	sqlite3_bind_int(st, 1, state);
+	sqlite3_bind_int64(st, 2, state == QRCPT_PENDING ? next_attempt : 0);
+	sqlite3_bind_int(st, 3, res->code);
+	if (res->text[0] != '\0') {
+		char *t = res->enhanced[0] != '\0'
+				  ? xasprintf("%s %s", res->enhanced, res->text)
+				  : xstrdup(res->text);
+		sqlite3_bind_text(st, 4, t, -1, SQLITE_TRANSIENT);
+		free(t);
+	} else {
+		sqlite3_bind_null(st, 4);
+	}
+	sqlite3_bind_int64(st, 5, r->row);
+	bind_text_or_null(st, 6, job->remote[0] != '\0' ? job->remote : NULL);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int db_record(struct queue *q, const struct qjob *job,
+		     time_t next_attempt, bool warned, bool *removed_r,
+		     struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	*removed_r = false;
+	pthread_mutex_lock(&d->mu);
+	if (exec(d, "BEGIN IMMEDIATE") < 0)
+		goto fail;
+	/* attempts counts tries that reached a verdict or deferral */
+	st = prepare(d, "UPDATE rcpts SET state = ?1, next_attempt = ?2,"
+			" code = ?3, last_error = ?4, lease_until = 0,"
+			" attempts = attempts + 1, remote = ?6 WHERE id = ?5");
+	if (st == NULL)
+		goto rollback;
+	for (size_t i = 0; i < job->rcpt_count; i++)
+		if (record_rcpt(st, job, &job->rcpts[i], next_attempt) < 0)
+			goto rollback;
+	sqlite3_finalize(st);
+	st = prepare(d, "UPDATE msgs SET warned = ?1 WHERE id = ?2");
+	if (st == NULL)
+		goto rollback;
+	sqlite3_bind_int(st, 1, warned);
+	sqlite3_bind_int64(st, 2, job->msg_row);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto rollback;
+	sqlite3_finalize(st);
+	st = prepare(d, "SELECT 1 FROM rcpts WHERE msg = ? AND state = 0 LIMIT 1");
+	if (st == NULL)
+		goto rollback;
+	sqlite3_bind_int64(st, 1, job->msg_row);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		char *sql = xasprintf("DELETE FROM rcpts WHERE msg = %lld;"
+				      "DELETE FROM msgs WHERE id = %lld;",
+				      (long long)job->msg_row,
+				      (long long)job->msg_row);
+		int ok = exec(d, sql);
+		free(sql);
+		if (ok < 0)
+			goto rollback;
+		*removed_r = true;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (exec(d, "COMMIT") == 0) {
+		rc = 0;
+		goto out;
+	}
+rollback:
+	sqlite3_finalize(st);
+	db_error(d, err, "queue record");
+	exec(d, "ROLLBACK");
+	*removed_r = false;
+	goto out;
+fail:
+	db_error(d, err, "queue record");
+out:
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static time_t db_next_due(struct queue *q)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	time_t t = 0;
+
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT MIN(MAX(next_attempt, lease_until)) FROM"
+			" (SELECT next_attempt, lease_until FROM rcpts"
+			"  WHERE state = 0 AND next_attempt < ?"
+			"  ORDER BY next_attempt LIMIT 256)");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, HELD_UNTIL);
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL)
+			t = (time_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return t;
+}
+
+static bool db_changed(struct queue *q)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	bool changed = false;
+
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "PRAGMA data_version");
+	if (st != NULL && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t v = sqlite3_column_int64(st, 0);
+		changed = d->data_version != 0 && v != d->data_version;
+		d->data_version = v;
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&d->mu);
+	return changed;
+}
+
+/* ---- reading and administration ------------------------------------ */
+
+static void fill_rcpts(struct qdb *d, struct queue_message_info *info,
+		       int64_t msg, bool pending_only)
+{
+	sqlite3_stmt *st = prepare(d,
+		pending_only
+			? "SELECT address, orcpt, notify, state, attempts,"
+			  " next_attempt, code, last_error, remote FROM rcpts"
+			  " WHERE msg = ? AND state = 0 ORDER BY id"
+			: "SELECT address, orcpt, notify, state, attempts,"
+			  " next_attempt, code, last_error, remote FROM rcpts"
+			  " WHERE msg = ? ORDER BY id");
+	size_t cap = 0;
+
+	if (st == NULL)
+		return;
+	sqlite3_bind_int64(st, 1, msg);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct queue_rcpt_info *r;
+		int state = sqlite3_column_int(st, 3);
+		if (info->rcpt_count == cap) {
+			cap = cap ? cap * 2 : 4;
+			info->rcpts = xrealloc(info->rcpts, cap * sizeof(*r));
+		}
+		r = &info->rcpts[info->rcpt_count++];
+		memset(r, 0, sizeof(*r));
+		r->address = col_text(st, 0);
+		r->orcpt = col_text(st, 1);
+		r->notify = (unsigned)sqlite3_column_int(st, 2);
+		r->status = state == QRCPT_DELIVERED ? QUEUE_RCPT_DELIVERED
+			    : state == QRCPT_FAILED  ? QUEUE_RCPT_FAILED
+						     : QUEUE_RCPT_QUEUED;
+		r->attempts = (unsigned)sqlite3_column_int(st, 4);
+		r->next_attempt = (time_t)sqlite3_column_int64(st, 5);
+		r->code = sqlite3_column_int(st, 6);
+		r->last_error = col_text(st, 7);
+		r->remote = col_text(st, 8);
+	}
+	sqlite3_finalize(st);
+}
+
+static struct queue_message_info *row_info(struct qdb *d, sqlite3_stmt *st,
+					   bool pending_only)
+{
+	struct queue_message_info *info = xcalloc(1, sizeof(*info));
+
+	snprintf(info->id, sizeof(info->id), "%s",
+		 (const char *)sqlite3_column_text(st, 1));
+	info->sender = col_text(st, 2);
+	info->envid = col_text(st, 3);
+	info->flags = (unsigned)sqlite3_column_int(st, 4);
+	info->user_id = sqlite3_column_int64(st, 5);
+	info->size = (uint64_t)sqlite3_column_int64(st, 6);
+	info->created = (time_t)sqlite3_column_int64(st, 7);
+	info->held = sqlite3_column_int(st, 8) != 0;
+	if (info->sender == NULL)
+		info->sender = xstrdup("");
+	fill_rcpts(d, info, sqlite3_column_int64(st, 0), pending_only);
+	return info;
+}
+
+#define MSG_COLUMNS "id, qid, sender, envid, flags, user_id, size, created, held"
+
+static int db_get(struct queue *q, const char *id, bool pending_only,
+		  struct queue_message_info **info_r, struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	*info_r = NULL;
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT " MSG_COLUMNS " FROM msgs WHERE qid = ?");
+	if (st == NULL) {
+		db_error(d, err, "queue get");
+	} else {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*info_r = row_info(d, st, pending_only);
+			rc = 0;
+		} else {
+			queue_set_error(err, QUEUE_ERR_NOTFOUND,
+					"%s is not queued", id);
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static int db_list(struct queue *q, queue_list_fn *fn, void *ctx,
+		   struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	bool go = true;
+
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT " MSG_COLUMNS " FROM msgs WHERE EXISTS"
+			" (SELECT 1 FROM rcpts WHERE msg = msgs.id AND state = 0)"
+			" ORDER BY id");
+	if (st == NULL) {
+		pthread_mutex_unlock(&d->mu);
+		return db_error(d, err, "queue list");
+	}
+	while (go && sqlite3_step(st) == SQLITE_ROW) {
+		struct queue_message_info *info = row_info(d, st, true);
+		go = fn(ctx, info);
+		queue_message_info_free(&info);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&d->mu);
+	return 0;
+}
+
+static int db_admin(struct queue *q, const char *verb, const char *id,
+		    struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	const char *sql;
+	sqlite3_stmt *st;
+	int rc = -1, changed = 0;
+
+	if (strcmp(verb, "retry") == 0)
+		sql = id == NULL
+			? "UPDATE rcpts SET next_attempt = 0 WHERE state = 0 AND"
+			  " msg NOT IN (SELECT id FROM msgs WHERE held)"
+			: "UPDATE rcpts SET next_attempt = 0 WHERE state = 0 AND"
+			  " msg = (SELECT id FROM msgs WHERE qid = ?1 AND NOT held)";
+	else if (strcmp(verb, "hold") == 0)
+		sql = "UPDATE msgs SET held = 1 WHERE qid = ?1;"
+		      "UPDATE rcpts SET next_attempt = ?2 WHERE state = 0 AND"
+		      " msg = (SELECT id FROM msgs WHERE qid = ?1)";
+	else if (strcmp(verb, "release") == 0)
+		sql = "UPDATE msgs SET held = 0 WHERE qid = ?1;"
+		      "UPDATE rcpts SET next_attempt = 0 WHERE state = 0 AND"
+		      " msg = (SELECT id FROM msgs WHERE qid = ?1)";
+	else
+		sql = "DELETE FROM rcpts WHERE"
+		      " msg = (SELECT id FROM msgs WHERE qid = ?1);"
+		      "DELETE FROM msgs WHERE qid = ?1";
+	pthread_mutex_lock(&d->mu);
+	if (exec(d, "BEGIN IMMEDIATE") < 0) {
+		db_error(d, err, "queue admin");
+		goto out;
+	}
+	for (const char *tail = sql; tail != NULL && *tail != '\0';) {
+		if (sqlite3_prepare_v2(d->db, tail, -1, &st, &tail) != SQLITE_OK) {
+			db_error(d, err, "queue admin");
+			exec(d, "ROLLBACK");
+			goto out;
+		}
+		if (st == NULL)
+			break;
+		if (id != NULL)
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_bind_parameter_count(st) >= 2)
+			sqlite3_bind_int64(st, 2, HELD_UNTIL);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			sqlite3_finalize(st);
+			db_error(d, err, "queue admin");
+			exec(d, "ROLLBACK");
+			goto out;
+		}
+		changed += sqlite3_changes(d->db);
+		sqlite3_finalize(st);
+	}
+	if (exec(d, "COMMIT") < 0) {
+		db_error(d, err, "queue admin");
+		exec(d, "ROLLBACK");
+		goto out;
+	}
+	rc = 0;
+	if (changed == 0 && id != NULL) {
+		queue_set_error(err, QUEUE_ERR_NOTFOUND, "%s is not queued%s", id,
+				strcmp(verb, "retry") == 0 ? " (or held)" : "");
+		rc = -1;
+	}
+out:
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static int db_prefix(struct queue *q, const char *id, char **prefix_r,
+		     struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	*prefix_r = NULL;
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT prefix FROM msgs WHERE qid = ?");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			*prefix_r = col_text(st, 0);
+			rc = 0;
+		} else {
+			queue_set_error(err, QUEUE_ERR_NOTFOUND,
+					"%s is not queued", id);
+		}
+		sqlite3_finalize(st);
+	} else {
+		db_error(d, err, "queue prefix");
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static bool db_exists(struct queue *q, const char *id)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	bool found = true; /* on doubt, keep the file */
+
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT 1 FROM msgs WHERE qid = ?");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(st);
+		found = r != SQLITE_DONE;
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return found;
+}
+
+const struct queue_backend_vfuncs queue_sqlite_backend = {
+	.open = db_open,
+	.close = db_close,
+	.insert = db_insert,
+	.release_leases = db_release_leases,
+	.claim = db_claim,
+	.record = db_record,
+	.next_due = db_next_due,
+	.changed = db_changed,
+	.get = db_get,
+	.list = db_list,
+	.admin = db_admin,
+	.prefix = db_prefix,
+	.exists = db_exists,
+};

@@ -1,0 +1,167 @@
+/*
+ * Queue internals: struct queue, the backend that keeps the queue's state
+ * (queue-db.c: SQLite in data_dir/queue/queue.db beside one file per
+ * message in data_dir/queue/msg/), the runner (queue-run.c: scheduler and
+ * delivery threads), the outbound SMTP client (queue-client.c) and DSNs
+ * (queue-dsn.c).
+ *
+ * The backend is a vtable so a shared one (PostgreSQL, issue "Scale-out")
+ * can replace it: every call is a short transaction, and delivery works on
+ * leases (claim -> deliver -> record), never on state held in memory
+ * across calls. Message bodies are files named by queue id; a shared
+ * backend would put them in its object store.
+ */
+#ifndef LOFT_QUEUE_PRIVATE_H
+#define LOFT_QUEUE_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "queue.h"
+
+/* A recipient's state in the backend. */
+enum qrcpt_state {
+	QRCPT_PENDING = 0,
+	QRCPT_DELIVERED = 1,
+	QRCPT_FAILED = 2,
+};
+
+/* What a claim hands the runner: recipients of one message to one
+ * destination, leased until lease_until. */
+struct qjob_rcpt {
+	int64_t row;
+	char *address;
+	char *orcpt;
+	unsigned notify;
+	unsigned attempts;
+	/* filled by the delivery */
+	struct queue_rcpt_result result;
+};
+
+struct qjob {
+	struct qjob *next;
+	char id[QUEUE_ID_SIZE];
+	int64_t msg_row;
+	char *sender;
+	char *envid;
+	enum queue_ret ret;
+	unsigned flags;
+	int64_t user_id;
+	uint64_t size;
+	time_t created;
+	bool warned;              /* a delay DSN went out already */
+	char *prefix;             /* DKIM-Signature fields sent before the file */
+	char *dest;               /* domain, or "" for the smarthost */
+	bool local;               /* local recipients whose store failed */
+	char remote[300];         /* the host that answered, "" if none */
+	struct qjob_rcpt *rcpts;
+	size_t rcpt_count;
+};
+
+void qjob_free(struct qjob *job);
+
+/* The message as the backend stores it. */
+struct qmsg_new {
+	const char *id;
+	const struct queue_envelope *env;
+	const char *prefix;
+	uint64_t size;
+	time_t created;
+	/* per recipient of env: queue it (remote or local retry)? */
+	const bool *queued;
+	const char *const *domains;   /* per recipient ("" for smarthost) */
+	const bool *local;            /* per recipient: a local retry */
+	const struct queue_rcpt_result *results;
+};
+
+struct queue_backend_vfuncs {
+	int (*open)(struct queue *q, struct queue_error *err);
+	void (*close)(struct queue *q);
+	/* One transaction: the message and its queued recipients. */
+	int (*insert)(struct queue *q, const struct qmsg_new *m,
+		      struct queue_error *err);
+	/* Releases leases this node held (a restart after a crash). */
+	int (*release_leases)(struct queue *q, struct queue_error *err);
+	/* Claims up to max due jobs (pending, not held, next_attempt and
+	 * lease expired), leasing their recipients until now + lease. */
+	int (*claim)(struct queue *q, time_t now, unsigned lease, unsigned max,
+		     struct qjob **jobs_r, struct queue_error *err);
+	/* Records a job's outcomes (job->rcpts[i].result; status QUEUED
+	 * means deferred to next_attempt) and releases its lease. A message
+	 * left with no pending recipient is removed (*removed_r: the caller
+	 * unlinks its file). */
+	int (*record)(struct queue *q, const struct qjob *job,
+		      time_t next_attempt, bool warned, bool *removed_r,
+		      struct queue_error *err);
+	/* The earliest next attempt of a claimable recipient, 0 if none. */
+	time_t (*next_due)(struct queue *q);
+	/* Whether another process changed the queue since the last call. */
+	bool (*changed)(struct queue *q);
+	int (*get)(struct queue *q, const char *id, bool pending_only,
+		   struct queue_message_info **info_r,
+		   struct queue_error *err);
+	int (*list)(struct queue *q, queue_list_fn *fn, void *ctx,
+		    struct queue_error *err);
+	/* retry / hold / release / delete; id NULL: all (retry only). */
+	int (*admin)(struct queue *q, const char *verb, const char *id,
+		     struct queue_error *err);
+	int (*prefix)(struct queue *q, const char *id, char **prefix_r,
+		      struct queue_error *err);
+	/* Whether the backend knows id (the orphan sweep of files). */
+	bool (*exists)(struct queue *q, const char *id);
+};
+
+extern const struct queue_backend_vfuncs queue_sqlite_backend;
+
+struct queue_runner;
+
+struct queue {
+	struct queue_settings set;
+	char *dir;                /* data_dir/queue */
+	char *msg_dir;            /* data_dir/queue/msg */
+	char *tmp_dir;            /* data_dir/queue/tmp */
+	char *smarthost_password; /* read at open */
+	const struct queue_backend_vfuncs *be;
+	void *be_ctx;
+	pthread_mutex_t mu;       /* hooks, observer, id counter */
+	struct queue_hooks hooks;
+	queue_observe_fn *observe;
+	void *observe_ctx;
+	uint64_t id_seq;
+	struct queue_runner *runner;
+	/* Hourly submission counters per user (in memory: a restart
+	 * forgets them; a shared backend would keep them). */
+	struct queue_rate *rates;
+	size_t rate_count, rate_cap;
+};
+
+/* queue.c */
+void queue_set_error(struct queue_error *err, enum queue_error_kind kind,
+		     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void queue_result_set(struct queue_rcpt_result *r, enum queue_rcpt_status st,
+		      int code, const char *enhanced, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+char *queue_msg_path(const struct queue *q, const char *id);
+/* The domain of an address ("" when it has none). */
+const char *queue_addr_domain(const char *address);
+void queue_notify_observer(struct queue *q, const char *id, const char *rcpt,
+			   const struct queue_rcpt_result *r);
+/* Enqueues a DSN (or stores it, for a local sender). */
+int queue_enqueue_internal(struct queue *q, const struct queue_envelope *env,
+			   const void *data, size_t len,
+			   struct queue_error *err);
+
+/* queue-run.c */
+int queue_runner_start(struct queue *q, struct queue_error *err);
+void queue_runner_stop(struct queue *q);
+void queue_runner_kick(struct queue *q);
+
+/* queue-dsn.c: builds a DSN (RFC 3464) for the recipients of job whose
+ * result says so (kind "failed" / "delayed" / "delivered"). */
+enum qdsn_kind { QDSN_FAILED, QDSN_DELAYED, QDSN_DELIVERED };
+void queue_dsn_send(struct queue *q, const struct qjob *job,
+		    enum qdsn_kind kind, const bool *which);
+
+#endif

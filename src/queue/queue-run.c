@@ -1,0 +1,904 @@
+/*
+ * The queue runner: a scheduler thread claims due jobs from the backend
+ * (a bounded number at a time, so the queue's size never becomes
+ * memory), files them by destination (a domain, or the smarthost), and
+ * delivery threads take them with at most per_domain at once per
+ * destination. A thread that finished a job keeps its connection for the
+ * next job of the same destination (connection reuse). Outcomes go back
+ * to the backend in one short transaction per job, with the next attempt
+ * (exponential backoff from retry_min to retry_max), the delay warning
+ * and the final bounce (DSNs, queue-dsn.c) decided here.
+ */
+#include "queue-private.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dns.h"
+#include "log.h"
+#include "queue-client.h"
+
+#define LEASE_SECONDS 3600
+
+struct dest {
+	char *name;
+	unsigned active;          /* jobs being delivered */
+	struct qjob *head, *tail; /* waiting */
+};
+
+struct queue_runner {
+	struct queue *q;
+	pthread_mutex_t mu;
+	pthread_cond_t work;      /* a job is waiting, or stop */
+	pthread_cond_t wake;      /* the scheduler should look now */
+	bool stop, kicked;
+	pthread_t scheduler;
+	pthread_t *threads;
+	unsigned thread_count;
+	struct dest *dests;
+	size_t dest_count, dest_cap;
+	unsigned waiting;         /* jobs in memory not yet taken */
+};
+
+/* ---- destinations ------------------------------------------------- */
+
+static struct dest *dest_get(struct queue_runner *r, const char *name)
+{
+	for (size_t i = 0; i < r->dest_count; i++)
+		if (strcmp(r->dests[i].name, name) == 0)
+			return &r->dests[i];
+	if (r->dest_count == r->dest_cap) {
+		r->dest_cap = r->dest_cap ? r->dest_cap * 2 : 16;
+		r->dests = xrealloc(r->dests, r->dest_cap * sizeof(*r->dests));
+	}
+	memset(&r->dests[r->dest_count], 0, sizeof(*r->dests));
+	r->dests[r->dest_count].name = xstrdup(name);
+	return &r->dests[r->dest_count++];
+}
+
+/* Destinations with nothing waiting or running are forgotten. */
+static void dests_compact(struct queue_runner *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->dest_count; i++) {
+		if (r->dests[i].active == 0 && r->dests[i].head == NULL) {
+			free(r->dests[i].name);
+			continue;
+		}
+		r->dests[n++] = r->dests[i];
+	}
+	r->dest_count = n;
+}
+
+static const char *job_dest_key(const struct qjob *job)
+{
+	return job->local ? "(local)" : job->dest;
+}
+
+static void job_push(struct queue_runner *r, struct qjob *job)
+{
+	struct dest *d = dest_get(r, job_dest_key(job));
+
+	job->next = NULL;
+	if (d->tail != NULL)
+		d->tail->next = job;
+	else
+		d->head = job;
+	d->tail = job;
+	r->waiting++;
+}
+
+static struct qjob *dest_pop(struct queue_runner *r, struct dest *d)
+{
+	struct qjob *job = d->head;
+
+	if (job == NULL)
+		return NULL;
+	d->head = job->next;
+	if (d->head == NULL)
+		d->tail = NULL;
+	r->waiting--;
+	return job;
+}
+
+/* A job whose destination has a free slot (under r->mu). */
+static struct qjob *take_job(struct queue_runner *r, char **dest_r)
+{
+	unsigned limit = r->q->set.per_domain;
+
+	for (size_t i = 0; i < r->dest_count; i++) {
+		struct dest *d = &r->dests[i];
+		if (d->head == NULL || (d->active >= limit &&
+					strcmp(d->name, "(local)") != 0))
+			continue;
+		d->active++;
+		*dest_r = xstrdup(d->name);
+		return dest_pop(r, d);
+	}
+	return NULL;
+}
+
+/* ---- the scheduler ------------------------------------------------ */
+
+static void *scheduler_main(void *arg)
+{
+	struct queue_runner *r = arg;
+	struct queue *q = r->q;
+	unsigned max_waiting = r->thread_count * 4;
+
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop) {
+		time_t now = time(NULL), due;
+		bool look = r->kicked;
+		struct qjob *jobs = NULL;
+		struct queue_error err = {0};
+
+		r->kicked = false;
+		pthread_mutex_unlock(&r->mu);
+		/* another process (loftctl) changed the queue, or work is
+		 * due: claim what fits in memory */
+		if (q->be->changed(q))
+			look = true;
+		due = q->be->next_due(q);
+		if (due != 0 && due <= now)
+			look = true;
+		pthread_mutex_lock(&r->mu);
+		if (look && r->waiting < max_waiting) {
+			unsigned room = max_waiting - r->waiting;
+			pthread_mutex_unlock(&r->mu);
+			if (q->be->claim(q, now, LEASE_SECONDS, room, &jobs,
+					 &err) < 0)
+				log_error("queue", NULL, "claim: %s", err.msg);
+			pthread_mutex_lock(&r->mu);
+			while (jobs != NULL) {
+				struct qjob *next = jobs->next;
+				if (jobs->rcpt_count > 0)
+					job_push(r, jobs);
+				else
+					qjob_free(jobs);
+				jobs = next;
+			}
+			pthread_cond_broadcast(&r->work);
+			if (r->waiting < max_waiting && room > 0 && due != 0 &&
+			    due <= now)
+				continue; /* more may be due */
+		}
+		/* sleep until kicked, or half a second (admin changes from
+		 * loftctl take effect within a second) */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 500000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!r->stop && !r->kicked)
+			pthread_cond_timedwait(&r->wake, &r->mu, &ts);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+void queue_runner_kick(struct queue *q)
+{
+	struct queue_runner *r = q->runner;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->kicked = true;
+	pthread_cond_signal(&r->wake);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- delivering one job ------------------------------------------- */
+
+struct worker_conn {
+	struct qclient *c;
+	char *dest;
+};
+
+static void conn_drop(struct worker_conn *wc, bool quit)
+{
+	qclient_close(&wc->c, quit);
+	free(wc->dest);
+	wc->dest = NULL;
+}
+
+static void defer_all(struct qjob *job, int code, const char *enhanced,
+		      const char *text)
+{
+	for (size_t i = 0; i < job->rcpt_count; i++)
+		queue_result_set(&job->rcpts[i].result, QUEUE_RCPT_QUEUED, code,
+				 enhanced, "%s", text);
+}
+
+static void fail_all(struct qjob *job, int code, const char *enhanced,
+		     const char *text)
+{
+	for (size_t i = 0; i < job->rcpt_count; i++)
+		queue_result_set(&job->rcpts[i].result, QUEUE_RCPT_FAILED, code,
+				 enhanced, "%s", text);
+}
+
+/* The message file, mapped. */
+static const char *map_message(struct queue *q, const char *id, size_t *len_r)
+{
+	char *path = queue_msg_path(q, id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	void *m = NULL;
+
+	free(path);
+	*len_r = 0;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0) {
+		*len_r = (size_t)st.st_size;
+		m = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ,
+					  MAP_PRIVATE, fd, 0)
+				   : (void *)"";
+		if (m == MAP_FAILED)
+			m = NULL;
+	}
+	close(fd);
+	return m;
+}
+
+static void unmap_message(const char *data, size_t len)
+{
+	if (data != NULL && len > 0)
+		munmap((void *)data, len);
+}
+
+static void deliver_local(struct queue *q, struct qjob *job, const char *data,
+			  size_t len)
+{
+	struct queue_hooks h;
+	struct queue_rcpt *rcpts = xcalloc(job->rcpt_count, sizeof(*rcpts));
+	struct queue_rcpt_result *res = xcalloc(job->rcpt_count, sizeof(*res));
+
+	pthread_mutex_lock(&q->mu);
+	h = q->hooks;
+	pthread_mutex_unlock(&q->mu);
+	if (h.deliver == NULL) {
+		defer_all(job, 451, "4.3.0", "Local delivery is not available");
+		goto out;
+	}
+	for (size_t i = 0; i < job->rcpt_count; i++) {
+		rcpts[i].address = job->rcpts[i].address;
+		rcpts[i].notify = job->rcpts[i].notify;
+		rcpts[i].orcpt = job->rcpts[i].orcpt;
+	}
+	h.deliver(h.ctx, job->sender, rcpts, job->rcpt_count, data, len, res);
+	for (size_t i = 0; i < job->rcpt_count; i++) {
+		struct queue_rcpt_result *r = &job->rcpts[i].result;
+		*r = res[i];
+		r->status = res[i].code / 100 == 2   ? QUEUE_RCPT_DELIVERED
+			    : res[i].code / 100 == 5 ? QUEUE_RCPT_FAILED
+						     : QUEUE_RCPT_QUEUED;
+	}
+	snprintf(job->remote, sizeof(job->remote), "(local)");
+out:
+	free(rcpts);
+	free(res);
+}
+
+/* ---- connecting to a destination ---------------------------------- */
+
+/* The addresses of host: numeric as is, else A and AAAA. */
+static size_t host_addrs(struct queue *q, const char *host, char addrs[][64],
+			 size_t max, bool *tempfail_r)
+{
+	unsigned char buf[16];
+	size_t n = 0;
+
+	*tempfail_r = false;
+	if (inet_pton(AF_INET, host, buf) == 1 ||
+	    inet_pton(AF_INET6, host, buf) == 1) {
+		snprintf(addrs[0], 64, "%s", host);
+		return 1;
+	}
+	if (q->set.dns == NULL) {
+		/* no resolver (a smarthost by name): the system's */
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *a;
+		if (getaddrinfo(host, NULL, &hints, &res) != 0) {
+			*tempfail_r = true;
+			return 0;
+		}
+		for (a = res; a != NULL && n < max; a = a->ai_next)
+			if (getnameinfo(a->ai_addr, a->ai_addrlen, addrs[n], 64,
+					NULL, 0, NI_NUMERICHOST) == 0)
+				n++;
+		freeaddrinfo(res);
+		return n;
+	}
+	struct dns_batch *b = dns_batch_create(q->set.dns);
+	size_t i6 = dns_batch_add(b, host, DNS_AAAA);
+	size_t i4 = dns_batch_add(b, host, DNS_A);
+	dns_batch_wait(b, dns_timeout_ms(q->set.dns));
+	const size_t order[2] = {i6, i4};
+	for (int k = 0; k < 2; k++) {
+		const struct dns_answer *a = dns_batch_answer(b, order[k]);
+		if (a->status == DNS_TEMPFAIL || a->status == DNS_BOGUS)
+			*tempfail_r = true;
+		for (size_t j = 0; a->status == DNS_OK && j < a->count && n < max;
+		     j++) {
+			int af = a->len[j] == 16 ? AF_INET6 : AF_INET;
+			if (a->len[j] != 4 && a->len[j] != 16)
+				continue;
+			inet_ntop(af, a->data[j], addrs[n], 64);
+			n++;
+		}
+	}
+	dns_batch_free(&b);
+	return n;
+}
+
+/* Connects to one host (each of its addresses in turn), says EHLO, and
+ * brings up TLS as the policy says. NULL with why_r filled if none
+ * worked; *permanent_r when the host said 5xx. */
+static struct qclient *connect_host(struct queue *q, const char *host,
+				    unsigned port, bool smarthost,
+				    bool require_tls, struct qreply *why_r,
+				    bool *permanent_r)
+{
+	char addrs[8][64];
+	bool tempfail;
+	size_t n = host_addrs(q, host, addrs, 8, &tempfail);
+	const struct queue_settings *set = &q->set;
+	bool implicit = smarthost && port == 465;
+
+	*permanent_r = false;
+	if (n == 0) {
+		snprintf(why_r->text, sizeof(why_r->text),
+			 "%s: %s", host, tempfail ? "address lookup failed"
+						  : "host has no address");
+		why_r->code = 0;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct qreply r;
+		struct qclient *c = qclient_connect(
+			host, addrs[i], port, (unsigned)set->connect_timeout,
+			(unsigned)set->command_timeout, implicit,
+			set->tls_ca_file, &r);
+		*why_r = r;
+		if (c == NULL)
+			continue;
+		if (qclient_hello(c, set->hostname, &r) < 0) {
+			*why_r = r;
+			qclient_close(&c, r.code != 0);
+			continue;
+		}
+		bool want_tls = !qclient_is_tls(c) &&
+				(!smarthost || set->smarthost_tls != QUEUE_TLS_NONE);
+		bool must_tls = require_tls ||
+				(smarthost && set->smarthost_tls == QUEUE_TLS_REQUIRED);
+		if (want_tls && qclient_ext(c)->starttls) {
+			enum qtls_verify v = must_tls ? QTLS_PKIX : QTLS_NONE;
+			if (qclient_starttls(c, v, NULL, NULL, 0, set->hostname,
+					     &r) < 0) {
+				*why_r = r;
+				snprintf(why_r->text, sizeof(why_r->text),
+					 "%s[%s]: STARTTLS failed: %.200s", host,
+					 addrs[i], r.text);
+				why_r->code = 0;
+				qclient_close(&c, false);
+				continue;
+			}
+		}
+		if (must_tls && !qclient_is_tls(c)) {
+			snprintf(why_r->text, sizeof(why_r->text),
+				 "%s[%s]: TLS is required and the server does "
+				 "not offer STARTTLS", host, addrs[i]);
+			why_r->code = 0;
+			qclient_close(&c, true);
+			continue;
+		}
+		if (smarthost && set->smarthost_user != NULL &&
+		    qclient_auth_plain(c, set->smarthost_user,
+				       q->smarthost_password ? q->smarthost_password
+							     : "",
+				       &r) < 0) {
+			*why_r = r;
+			*permanent_r = false; /* credentials may be fixed */
+			qclient_close(&c, r.code != 0);
+			continue;
+		}
+		return c;
+	}
+	return NULL;
+}
+
+static struct qclient *connect_dest(struct queue *q, struct qjob *job,
+				    struct qreply *why_r, bool *fail_r)
+{
+	const struct queue_settings *set = &q->set;
+	bool require = (job->flags & QUEUE_F_REQUIRETLS) != 0;
+	bool permanent = false;
+	struct qclient *c = NULL;
+
+	*fail_r = false;
+	memset(why_r, 0, sizeof(*why_r));
+	if (set->smarthost != NULL) {
+		const char *colon = strrchr(set->smarthost, ':');
+		char host[256];
+		unsigned port = (unsigned)atoi(colon + 1);
+		snprintf(host, sizeof(host), "%.*s",
+			 (int)(colon - set->smarthost), set->smarthost);
+		if (host[0] == '[') { /* [2001:db8::1]:25 */
+			memmove(host, host + 1, strlen(host));
+			host[strcspn(host, "]")] = '\0';
+		}
+		return connect_host(q, host, port, true, require, why_r,
+				    &permanent);
+	}
+	if (set->dns == NULL) {
+		snprintf(why_r->text, sizeof(why_r->text),
+			 "no DNS resolver and no smarthost");
+		return NULL;
+	}
+	struct dns_mx *mx = NULL;
+	size_t count = 0;
+	bool null_mx = false, secure = false;
+	enum dns_status st;
+	dns_mx_hosts(set->dns, job->dest, &mx, &count, &null_mx, &secure, &st);
+	if (null_mx) {
+		*fail_r = true;
+		why_r->code = 556;
+		snprintf(why_r->enhanced, sizeof(why_r->enhanced), "5.1.10");
+		snprintf(why_r->text, sizeof(why_r->text),
+			 "Domain %s accepts no mail (null MX)", job->dest);
+		return NULL;
+	}
+	if (st == DNS_NXDOMAIN) {
+		*fail_r = true;
+		why_r->code = 550;
+		snprintf(why_r->enhanced, sizeof(why_r->enhanced), "5.1.2");
+		snprintf(why_r->text, sizeof(why_r->text),
+			 "Domain %s does not exist", job->dest);
+		return NULL;
+	}
+	if (count == 0) {
+		snprintf(why_r->text, sizeof(why_r->text),
+			 "MX lookup for %s failed", job->dest);
+		return NULL;
+	}
+	for (size_t i = 0; i < count && c == NULL; i++)
+		c = connect_host(q, mx[i].host, 25, false, require, why_r,
+				 &permanent);
+	free(mx);
+	return c;
+}
+
+/* ---- the transaction ---------------------------------------------- */
+
+static void xtext(struct buf *b, const char *s)
+{
+	/* RFC 3461 4: xtext */
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 33 || c > 126 || c == '+' || c == '=')
+			buf_printf(b, "+%02X", c);
+		else
+			buf_append_char(b, (char)c);
+	}
+}
+
+static void mail_params(const struct qjob *job, const struct qclient_ext *e,
+			size_t body_len, struct buf *b)
+{
+	if (e->size)
+		buf_printf(b, "SIZE=%zu", body_len);
+	if ((job->flags & QUEUE_F_8BITMIME) && e->eightbit)
+		buf_printf(b, "%sBODY=8BITMIME", b->len ? " " : "");
+	if ((job->flags & QUEUE_F_SMTPUTF8) && e->smtputf8)
+		buf_printf(b, "%sSMTPUTF8", b->len ? " " : "");
+	if ((job->flags & QUEUE_F_REQUIRETLS) && e->requiretls)
+		buf_printf(b, "%sREQUIRETLS", b->len ? " " : "");
+	if (e->dsn) {
+		if (job->ret != QUEUE_RET_DEFAULT)
+			buf_printf(b, "%sRET=%s", b->len ? " " : "",
+				   job->ret == QUEUE_RET_FULL ? "FULL" : "HDRS");
+		if (job->envid != NULL) {
+			buf_printf(b, "%sENVID=", b->len ? " " : "");
+			xtext(b, job->envid);
+		}
+	}
+}
+
+static char *rcpt_params(const struct qjob_rcpt *r, const struct qclient_ext *e)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	if (e->dsn && r->notify != QUEUE_NOTIFY_DEFAULT) {
+		if (r->notify & QUEUE_NOTIFY_NEVER) {
+			buf_append_str(&b, "NOTIFY=NEVER");
+		} else {
+			const char *sep = "NOTIFY=";
+			if (r->notify & QUEUE_NOTIFY_SUCCESS) {
+				buf_printf(&b, "%sSUCCESS", sep);
+				sep = ",";
+			}
+			if (r->notify & QUEUE_NOTIFY_FAILURE) {
+				buf_printf(&b, "%sFAILURE", sep);
+				sep = ",";
+			}
+			if (r->notify & QUEUE_NOTIFY_DELAY)
+				buf_printf(&b, "%sDELAY", sep);
+		}
+	}
+	if (e->dsn && r->orcpt != NULL) {
+		const char *semi = strchr(r->orcpt, ';');
+		buf_printf(&b, "%sORCPT=", b.len ? " " : "");
+		if (semi != NULL) {
+			buf_append(&b, r->orcpt, (size_t)(semi - r->orcpt + 1));
+			xtext(&b, semi + 1);
+		} else {
+			buf_append_str(&b, "rfc822;");
+			xtext(&b, r->orcpt);
+		}
+	}
+	buf_append(&b, "", 0);
+	return buf_steal(&b, NULL);
+}
+
+static void result_from_reply(struct queue_rcpt_result *res,
+			      const struct qreply *r, const char *host)
+{
+	enum queue_rcpt_status st = r->code / 100 == 2   ? QUEUE_RCPT_DELIVERED
+				    : r->code / 100 == 5 ? QUEUE_RCPT_FAILED
+							 : QUEUE_RCPT_QUEUED;
+	queue_result_set(res, st, r->code, r->enhanced, "%s%s%s",
+			 host != NULL ? host : "", host != NULL ? " said: " : "",
+			 r->text);
+}
+
+/* Sends job over c. Returns -1 when the connection is no longer usable. */
+static int transact(struct queue *q, struct qclient *c, struct qjob *job,
+		    const char *data, size_t len)
+{
+	const struct qclient_ext *e = qclient_ext(c);
+	size_t n = job->rcpt_count;
+	const char **addrs = xcalloc(n, sizeof(char *));
+	char **params = xcalloc(n, sizeof(char *));
+	struct qreply mail, data_r, *rr = xcalloc(n, sizeof(*rr));
+	struct buf mp;
+	char who[400];
+	int rc;
+
+	buf_init(&mp, 0);
+	mail_params(job, e, len + (job->prefix ? strlen(job->prefix) : 0), &mp);
+	buf_append(&mp, "", 0);
+	for (size_t i = 0; i < n; i++) {
+		addrs[i] = job->rcpts[i].address;
+		params[i] = rcpt_params(&job->rcpts[i], e);
+	}
+	snprintf(who, sizeof(who), "%s[%s]", qclient_host(c), qclient_addr(c));
+	snprintf(job->remote, sizeof(job->remote), "%.299s", who);
+	if ((job->flags & QUEUE_F_REQUIRETLS) &&
+	    (!qclient_is_tls(c) || !e->requiretls)) {
+		fail_all(job, 550, "5.7.30",
+			 "REQUIRETLS: the receiving server does not support it");
+		rc = 0;
+		goto out;
+	}
+	if (e->size && e->size_max > 0 && len > e->size_max) {
+		for (size_t i = 0; i < n; i++)
+			queue_result_set(&job->rcpts[i].result, QUEUE_RCPT_FAILED,
+					 552, "5.3.4", "%s accepts at most %llu "
+					 "bytes", who,
+					 (unsigned long long)e->size_max);
+		rc = 0;
+		goto out;
+	}
+	rc = qclient_send(c, job->sender, mp.data, addrs,
+			  (const char *const *)params, n, job->prefix, data, len,
+			  &mail, rr, &data_r);
+	for (size_t i = 0; i < n; i++) {
+		struct queue_rcpt_result *res = &job->rcpts[i].result;
+		if (mail.code != 250)
+			result_from_reply(res, &mail, who);
+		else if (rr[i].code / 100 != 2)
+			result_from_reply(res, &rr[i], who);
+		else
+			result_from_reply(res, &data_r, who);
+		if (res->code == 0)
+			res->status = QUEUE_RCPT_QUEUED; /* lost: retry */
+	}
+	if (rc == 0 && (mail.code != 250 || data_r.code / 100 != 2))
+		rc = qclient_rset(c);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(params[i]);
+	free(params);
+	free(addrs);
+	free(rr);
+	buf_free(&mp);
+	return rc;
+}
+
+static void deliver_remote(struct queue *q, struct qjob *job, const char *data,
+			   size_t len, struct worker_conn *wc)
+{
+	struct qreply why;
+	bool fail;
+
+	if (wc->c == NULL) {
+		wc->c = connect_dest(q, job, &why, &fail);
+		if (wc->c == NULL) {
+			char text[600];
+			snprintf(text, sizeof(text), "%s", why.text);
+			if (fail) {
+				fail_all(job, why.code, why.enhanced, text);
+			} else if (why.code / 100 == 5) {
+				fail_all(job, why.code, why.enhanced, text);
+			} else {
+				defer_all(job, why.code, why.enhanced[0]
+							 ? why.enhanced : "4.4.1",
+					  text);
+			}
+			return;
+		}
+		wc->dest = xstrdup(job_dest_key(job));
+	}
+	if (transact(q, wc->c, job, data, len) < 0)
+		conn_drop(wc, false);
+}
+
+/* ---- outcomes ----------------------------------------------------- */
+
+static time_t backoff(const struct queue_settings *set, unsigned attempts)
+{
+	uint64_t d = set->retry_min;
+
+	for (unsigned i = 0; i < attempts && d < set->retry_max; i++)
+		d *= 2;
+	return (time_t)(d < set->retry_max ? d : set->retry_max);
+}
+
+static bool wants(unsigned notify, unsigned bit)
+{
+	if (notify & QUEUE_NOTIFY_NEVER)
+		return false;
+	if (notify == QUEUE_NOTIFY_DEFAULT)
+		return bit == QUEUE_NOTIFY_FAILURE || bit == QUEUE_NOTIFY_DELAY;
+	return (notify & bit) != 0;
+}
+
+static void finish_job(struct queue *q, struct qjob *job,
+		       bool remote_has_dsn)
+{
+	const struct queue_settings *set = &q->set;
+	time_t now = time(NULL);
+	size_t n = job->rcpt_count;
+	bool *failed = xcalloc(n, sizeof(bool)), *delayed = xcalloc(n, 1),
+	     *done = xcalloc(n, sizeof(bool));
+	bool any_failed = false, any_delayed = false, any_done = false,
+	     warned = job->warned, removed = false;
+	unsigned attempts = 0;
+	struct queue_error err = {0};
+
+	for (size_t i = 0; i < n; i++) {
+		struct qjob_rcpt *r = &job->rcpts[i];
+		if (r->attempts > attempts)
+			attempts = r->attempts;
+		if (r->result.status == QUEUE_RCPT_QUEUED &&
+		    (uint64_t)(now - job->created) >= set->max_age) {
+			char last[256];
+			snprintf(last, sizeof(last), "%s", r->result.text);
+			queue_result_set(&r->result, QUEUE_RCPT_FAILED,
+					 r->result.code ? r->result.code : 450,
+					 "4.4.7", "Delivery time expired; last "
+					 "error: %s", last);
+		}
+		if (r->result.status == QUEUE_RCPT_FAILED) {
+			failed[i] = wants(r->notify, QUEUE_NOTIFY_FAILURE);
+			any_failed |= failed[i];
+		} else if (r->result.status == QUEUE_RCPT_QUEUED) {
+			delayed[i] = wants(r->notify, QUEUE_NOTIFY_DELAY);
+		} else if (wants(r->notify, QUEUE_NOTIFY_SUCCESS) &&
+			   (job->local || !remote_has_dsn)) {
+			done[i] = true;
+			any_done = true;
+		}
+		log_info("queue", NULL, "%s: to=<%s> relay=%s status=%s (%d %s %s)",
+			 job->id, r->address, job->remote[0] ? job->remote : "none",
+			 r->result.status == QUEUE_RCPT_DELIVERED ? "sent"
+			 : r->result.status == QUEUE_RCPT_FAILED  ? "bounced"
+								  : "deferred",
+			 r->result.code, r->result.enhanced, r->result.text);
+	}
+	if (!warned && set->delay_warning > 0 &&
+	    (uint64_t)(now - job->created) >= set->delay_warning) {
+		for (size_t i = 0; i < n; i++)
+			any_delayed |= delayed[i];
+		warned = any_delayed;
+	}
+	/* DSNs go out (durably) before the outcome is recorded: a crash
+	 * in between sends one twice, never none */
+	if (job->sender[0] != '\0') {
+		if (any_failed)
+			queue_dsn_send(q, job, QDSN_FAILED, failed);
+		if (any_delayed)
+			queue_dsn_send(q, job, QDSN_DELAYED, delayed);
+		if (any_done)
+			queue_dsn_send(q, job, QDSN_DELIVERED, done);
+	}
+	if (q->be->record(q, job, now + backoff(set, attempts), warned,
+			  &removed, &err) < 0) {
+		log_error("queue", NULL, "%s: recording the outcome: %s", job->id,
+			  err.msg);
+	} else if (removed) {
+		char *path = queue_msg_path(q, job->id);
+		unlink(path);
+		free(path);
+		log_info("queue", NULL, "%s: removed (every recipient done)",
+			 job->id);
+	}
+	for (size_t i = 0; i < n; i++)
+		queue_notify_observer(q, job->id, job->rcpts[i].address,
+				      &job->rcpts[i].result);
+	free(failed);
+	free(delayed);
+	free(done);
+}
+
+static void run_job(struct queue *q, struct qjob *job, struct worker_conn *wc)
+{
+	size_t len;
+	const char *data = map_message(q, job->id, &len);
+	bool remote_dsn = false;
+
+	if (data == NULL) {
+		log_error("queue", NULL, "%s: message file is missing", job->id);
+		fail_all(job, 554, "5.3.0", "The queued message was lost");
+	} else if (job->local) {
+		deliver_local(q, job, data, len);
+	} else {
+		deliver_remote(q, job, data, len, wc);
+		remote_dsn = wc->c != NULL && qclient_ext(wc->c)->dsn;
+	}
+	finish_job(q, job, remote_dsn);
+	unmap_message(data, len);
+}
+
+/* ---- delivery threads --------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+	struct queue_runner *r = arg;
+	struct worker_conn wc = {0};
+
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop) {
+		char *dest = NULL;
+		struct qjob *job = NULL;
+
+		/* the same destination first: its connection is open */
+		if (wc.dest != NULL) {
+			for (size_t i = 0; i < r->dest_count; i++) {
+				if (strcmp(r->dests[i].name, wc.dest) == 0 &&
+				    r->dests[i].head != NULL) {
+					job = dest_pop(r, &r->dests[i]);
+					dest = xstrdup(wc.dest);
+					break;
+				}
+			}
+		}
+		if (job == NULL) {
+			if (wc.dest != NULL) {
+				/* nothing more for it: QUIT, give the slot back */
+				struct dest *d = dest_get(r, wc.dest);
+				d->active--;
+				pthread_mutex_unlock(&r->mu);
+				conn_drop(&wc, true);
+				pthread_mutex_lock(&r->mu);
+				continue;
+			}
+			job = take_job(r, &dest);
+		}
+		if (job == NULL) {
+			dests_compact(r);
+			pthread_cond_wait(&r->work, &r->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&r->mu);
+		if (wc.dest != NULL && strcmp(wc.dest, dest) != 0)
+			conn_drop(&wc, true);
+		run_job(r->q, job, &wc);
+		pthread_mutex_lock(&r->mu);
+		if (wc.c == NULL) {
+			/* no connection kept: the slot is free again */
+			struct dest *d = dest_get(r, dest);
+			d->active--;
+			free(wc.dest);
+			wc.dest = NULL;
+		} else if (wc.dest == NULL) {
+			wc.dest = xstrdup(dest);
+		}
+		free(dest);
+		qjob_free(job);
+		pthread_cond_broadcast(&r->work);
+		pthread_cond_signal(&r->wake);
+	}
+	if (wc.dest != NULL)
+		dest_get(r, wc.dest)->active--;
+	pthread_mutex_unlock(&r->mu);
+	conn_drop(&wc, true);
+	return NULL;
+}
+
+int queue_runner_start(struct queue *q, struct queue_error *err)
+{
+	struct queue_runner *r = xcalloc(1, sizeof(*r));
+
+	r->q = q;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->work, NULL);
+	pthread_cond_init(&r->wake, NULL);
+	r->thread_count = q->set.workers ? q->set.workers : 1;
+	r->threads = xcalloc(r->thread_count, sizeof(pthread_t));
+	r->kicked = true;
+	q->runner = r;
+	for (unsigned i = 0; i < r->thread_count; i++) {
+		if (pthread_create(&r->threads[i], NULL, worker_main, r) != 0) {
+			r->thread_count = i;
+			queue_set_error(err, QUEUE_ERR_INTERNAL,
+					"cannot start queue threads");
+			queue_runner_stop(q);
+			return -1;
+		}
+	}
+	if (pthread_create(&r->scheduler, NULL, scheduler_main, r) != 0) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL,
+				"cannot start the queue scheduler");
+		r->scheduler = 0;
+		queue_runner_stop(q);
+		return -1;
+	}
+	return 0;
+}
+
+void queue_runner_stop(struct queue *q)
+{
+	struct queue_runner *r = q->runner;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_broadcast(&r->work);
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->mu);
+	if (r->scheduler != 0)
+		pthread_join(r->scheduler, NULL);
+	for (unsigned i = 0; i < r->thread_count; i++)
+		pthread_join(r->threads[i], NULL);
+	/* jobs still waiting keep their lease until the next start
+	 * releases it: nothing is lost */
+	for (size_t i = 0; i < r->dest_count; i++) {
+		while (r->dests[i].head != NULL)
+			qjob_free(dest_pop(r, &r->dests[i]));
+		free(r->dests[i].name);
+	}
+	free(r->dests);
+	free(r->threads);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->work);
+	pthread_cond_destroy(&r->wake);
+	free(r);
+	q->runner = NULL;
+}

@@ -1,0 +1,939 @@
+/*
+ * The queue's front door (queue.h): settings, opening, enqueueing (the
+ * message file written, fsynced and renamed into msg/, then its row
+ * committed: a crash between the two leaves an orphan file that the next
+ * start removes), local recipients stored at once through the delivery
+ * hook, hourly submission limits, and the admin calls.
+ */
+#include "queue-private.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+/* ---- helpers ------------------------------------------------------ */
+
+void queue_set_error(struct queue_error *err, enum queue_error_kind kind,
+		     const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return;
+	err->kind = kind;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+}
+
+void queue_result_set(struct queue_rcpt_result *r, enum queue_rcpt_status st,
+		      int code, const char *enhanced, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->status = st;
+	r->code = code;
+	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+}
+
+char *queue_msg_path(const struct queue *q, const char *id)
+{
+	return xasprintf("%s/%s", q->msg_dir, id);
+}
+
+const char *queue_addr_domain(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	return at != NULL ? at + 1 : "";
+}
+
+void qjob_free(struct qjob *job)
+{
+	if (job == NULL)
+		return;
+	for (size_t i = 0; i < job->rcpt_count; i++) {
+		free(job->rcpts[i].address);
+		free(job->rcpts[i].orcpt);
+	}
+	free(job->rcpts);
+	free(job->sender);
+	free(job->envid);
+	free(job->prefix);
+	free(job->dest);
+	free(job);
+}
+
+void queue_message_info_free(struct queue_message_info **info)
+{
+	struct queue_message_info *m = *info;
+
+	if (m == NULL)
+		return;
+	for (size_t i = 0; i < m->rcpt_count; i++) {
+		free(m->rcpts[i].address);
+		free(m->rcpts[i].orcpt);
+		free(m->rcpts[i].last_error);
+		free(m->rcpts[i].remote);
+	}
+	free(m->rcpts);
+	free(m->sender);
+	free(m->envid);
+	free(m);
+	*info = NULL;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* ---- settings ----------------------------------------------------- */
+
+enum qset_kind { QSET_STR, QSET_DURATION, QSET_UINT, QSET_TLS };
+
+static const struct qset {
+	const char *key;
+	enum qset_kind kind;
+	uint64_t min, max;
+	const char *expect;
+} qsettings[] = {
+	{"smarthost", QSET_STR, 0, 0, "HOST:PORT"},
+	{"smarthost_tls", QSET_TLS, 0, 0, "required, opportunistic or none"},
+	{"smarthost_user", QSET_STR, 0, 0, "a user name"},
+	{"smarthost_password_file", QSET_STR, 0, 0, "a file name"},
+	{"tls_ca_file", QSET_STR, 0, 0, "a PEM file of CA certificates"},
+	{"max_age", QSET_DURATION, 60, 90 * 86400,
+	 "a duration from 1m to 90d, like 5d"},
+	{"delay_warning", QSET_DURATION, 0, 90 * 86400,
+	 "a duration (0 = off), like 4h"},
+	{"retry_min", QSET_DURATION, 1, 86400, "a duration from 1s to 1d"},
+	{"retry_max", QSET_DURATION, 1, 7 * 86400, "a duration from 1s to 7d"},
+	{"workers", QSET_UINT, 1, 1000, "a number from 1 to 1000"},
+	{"per_domain", QSET_UINT, 1, 1000, "a number from 1 to 1000"},
+	{"connect_timeout", QSET_DURATION, 1, 3600, "a duration from 1s to 1h"},
+	{"command_timeout", QSET_DURATION, 1, 3600, "a duration from 1s to 1h"},
+	{"user_messages_per_hour", QSET_UINT, 0, 100000000,
+	 "a number (0 = no limit)"},
+	{"user_recipients_per_hour", QSET_UINT, 0, 100000000,
+	 "a number (0 = no limit)"},
+};
+#define QSET_COUNT (sizeof(qsettings) / sizeof(qsettings[0]))
+
+static void settings_defaults(struct queue_settings *set)
+{
+	memset(set, 0, sizeof(*set));
+	set->data_dir = "/var/lib/loft";
+	set->hostname = "localhost";
+	set->smarthost_tls = QUEUE_TLS_REQUIRED;
+	set->max_age = 5 * 86400;
+	set->delay_warning = 4 * 3600;
+	set->retry_min = 300;
+	set->retry_max = 3600;
+	set->workers = 16;
+	set->per_domain = 4;
+	set->connect_timeout = 30;
+	set->command_timeout = 300;
+	set->user_messages_per_hour = 1000;
+	set->user_recipients_per_hour = 5000;
+	set->fsync = true;
+}
+
+static int apply_setting(struct queue_settings *set, const struct qset *qs,
+			 const char *value)
+{
+	uint64_t v = 0;
+
+	switch (qs->kind) {
+	case QSET_STR:
+		if (value[0] == '\0')
+			return -1;
+		if (strcmp(qs->key, "smarthost") == 0) {
+			const char *colon = strrchr(value, ':');
+			if (colon == NULL || colon == value ||
+			    config_parse_uint(colon + 1, 65535, &v) < 0 || v == 0)
+				return -1;
+			set->smarthost = value;
+		} else if (strcmp(qs->key, "smarthost_user") == 0) {
+			set->smarthost_user = value;
+		} else if (strcmp(qs->key, "smarthost_password_file") == 0) {
+			set->smarthost_password_file = value;
+		} else {
+			set->tls_ca_file = value;
+		}
+		return 0;
+	case QSET_TLS:
+		if (strcmp(value, "required") == 0)
+			set->smarthost_tls = QUEUE_TLS_REQUIRED;
+		else if (strcmp(value, "opportunistic") == 0)
+			set->smarthost_tls = QUEUE_TLS_OPPORTUNISTIC;
+		else if (strcmp(value, "none") == 0)
+			set->smarthost_tls = QUEUE_TLS_NONE;
+		else
+			return -1;
+		return 0;
+	case QSET_DURATION:
+		if (config_parse_duration(value, &v) < 0)
+			return -1;
+		break;
+	case QSET_UINT:
+		if (config_parse_uint(value, qs->max, &v) < 0)
+			return -1;
+		break;
+	}
+	if (v < qs->min || v > qs->max)
+		return -1;
+	if (strcmp(qs->key, "max_age") == 0) set->max_age = v;
+	else if (strcmp(qs->key, "delay_warning") == 0) set->delay_warning = v;
+	else if (strcmp(qs->key, "retry_min") == 0) set->retry_min = v;
+	else if (strcmp(qs->key, "retry_max") == 0) set->retry_max = v;
+	else if (strcmp(qs->key, "workers") == 0) set->workers = (unsigned)v;
+	else if (strcmp(qs->key, "per_domain") == 0) set->per_domain = (unsigned)v;
+	else if (strcmp(qs->key, "connect_timeout") == 0) set->connect_timeout = v;
+	else if (strcmp(qs->key, "command_timeout") == 0) set->command_timeout = v;
+	else if (strcmp(qs->key, "user_messages_per_hour") == 0)
+		set->user_messages_per_hour = v;
+	else if (strcmp(qs->key, "user_recipients_per_hour") == 0)
+		set->user_recipients_per_hour = v;
+	return 0;
+}
+
+int queue_settings_from_config(const struct config *cfg,
+			       struct queue_settings *set_r,
+			       struct buf *errors)
+{
+	const char *path = cfg->path ? cfg->path : "config";
+	const char *v;
+	bool ok = true;
+
+	settings_defaults(set_r);
+	if ((v = config_get(cfg, "", "data_dir")) != NULL && v[0] != '\0')
+		set_r->data_dir = v;
+	if ((v = config_get(cfg, "", "hostname")) != NULL && v[0] != '\0')
+		set_r->hostname = v;
+	if ((v = config_get(cfg, "store", "fsync")) != NULL)
+		config_parse_bool(v, &set_r->fsync);
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct config_entry *e = &cfg->entries[i];
+		const struct qset *qs = NULL;
+
+		if (strcmp(e->section, "queue") != 0)
+			continue;
+		for (size_t k = 0; k < QSET_COUNT; k++)
+			if (strcmp(qsettings[k].key, e->key) == 0)
+				qs = &qsettings[k];
+		if (qs == NULL) {
+			buf_printf(errors, "%s:%d: [queue]: unknown key '%s'\n",
+				   path, e->line, e->key);
+			ok = false;
+		} else if (apply_setting(set_r, qs, e->value) < 0) {
+			buf_printf(errors, "%s:%d: %s: expected %s\n", path,
+				   e->line, e->key, qs->expect);
+			ok = false;
+		}
+	}
+	if (set_r->retry_max < set_r->retry_min)
+		set_r->retry_max = set_r->retry_min;
+	if (set_r->smarthost_user != NULL &&
+	    set_r->smarthost_password_file == NULL) {
+		buf_printf(errors, "%s: [queue] smarthost_user needs "
+			   "smarthost_password_file\n", path);
+		ok = false;
+	}
+	if (set_r->smarthost_password_file != NULL &&
+	    access(set_r->smarthost_password_file, R_OK) < 0) {
+		buf_printf(errors, "%s: [queue] smarthost_password_file %s: %s\n",
+			   path, set_r->smarthost_password_file,
+			   strerror(errno));
+		ok = false;
+	}
+	return ok ? 0 : -1;
+}
+
+/* ---- open / close ------------------------------------------------- */
+
+static int mkdir_if_missing(const char *path)
+{
+	return mkdir(path, 0750) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static char *read_password(const char *file)
+{
+	char line[1024];
+	FILE *f = fopen(file, "r");
+
+	if (f == NULL)
+		return NULL;
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	return xstrdup(line);
+}
+
+/* Files of messages the backend does not know: a crash between the
+ * rename and the commit, or temporary files of a writer. */
+static void sweep_orphans(struct queue *q)
+{
+	DIR *dir = opendir(q->tmp_dir);
+	struct dirent *de;
+
+	if (dir != NULL) {
+		while ((de = readdir(dir)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			char *p = xasprintf("%s/%s", q->tmp_dir, de->d_name);
+			unlink(p);
+			free(p);
+		}
+		closedir(dir);
+	}
+	dir = opendir(q->msg_dir);
+	if (dir == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.' || q->be->exists(q, de->d_name))
+			continue;
+		char *p = queue_msg_path(q, de->d_name);
+		log_info("queue", NULL, "removing orphaned message file %s",
+			 de->d_name);
+		unlink(p);
+		free(p);
+	}
+	closedir(dir);
+}
+
+int queue_open(const struct queue_settings *set, struct queue **q_r,
+	       struct queue_error *err)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	struct timeval tv;
+
+	*q_r = NULL;
+	q->set = *set;
+	q->dir = xasprintf("%s/queue", set->data_dir);
+	q->msg_dir = xasprintf("%s/msg", q->dir);
+	q->tmp_dir = xasprintf("%s/tmp", q->dir);
+	q->be = &queue_sqlite_backend;
+	pthread_mutex_init(&q->mu, NULL);
+	gettimeofday(&tv, NULL);
+	q->id_seq = ((uint64_t)tv.tv_usec * 7919u + (uint64_t)getpid()) & 0xfffff;
+	if (mkdir_if_missing(set->data_dir) < 0 || mkdir_if_missing(q->dir) < 0 ||
+	    mkdir_if_missing(q->msg_dir) < 0 || mkdir_if_missing(q->tmp_dir) < 0) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL, "cannot create %s: %s",
+				q->dir, strerror(errno));
+		queue_close(&q);
+		return -1;
+	}
+	if (set->smarthost_password_file != NULL) {
+		q->smarthost_password = read_password(set->smarthost_password_file);
+		if (q->smarthost_password == NULL) {
+			queue_set_error(err, QUEUE_ERR_INTERNAL, "cannot read %s: %s",
+					set->smarthost_password_file,
+					strerror(errno));
+			queue_close(&q);
+			return -1;
+		}
+	}
+	if (q->be->open(q, err) < 0) {
+		queue_close(&q);
+		return -1;
+	}
+	*q_r = q;
+	return 0;
+}
+
+void queue_set_hooks(struct queue *q, const struct queue_hooks *hooks)
+{
+	pthread_mutex_lock(&q->mu);
+	if (hooks != NULL)
+		q->hooks = *hooks;
+	else
+		memset(&q->hooks, 0, sizeof(q->hooks));
+	pthread_mutex_unlock(&q->mu);
+}
+
+int queue_start(struct queue *q, struct queue_error *err)
+{
+	if (q->be->release_leases(q, err) < 0)
+		return -1;
+	sweep_orphans(q);
+	return queue_runner_start(q, err);
+}
+
+void queue_close(struct queue **qp)
+{
+	struct queue *q = *qp;
+
+	if (q == NULL)
+		return;
+	if (q->runner != NULL)
+		queue_runner_stop(q);
+	if (q->be_ctx != NULL)
+		q->be->close(q);
+	pthread_mutex_destroy(&q->mu);
+	if (q->smarthost_password != NULL) {
+		explicit_bzero(q->smarthost_password,
+			       strlen(q->smarthost_password));
+		free(q->smarthost_password);
+	}
+	free(q->rates);
+	free(q->dir);
+	free(q->msg_dir);
+	free(q->tmp_dir);
+	free(q);
+	*qp = NULL;
+}
+
+void queue_observe(struct queue *q, queue_observe_fn *fn, void *ctx)
+{
+	pthread_mutex_lock(&q->mu);
+	q->observe = fn;
+	q->observe_ctx = ctx;
+	pthread_mutex_unlock(&q->mu);
+}
+
+void queue_notify_observer(struct queue *q, const char *id, const char *rcpt,
+			   const struct queue_rcpt_result *r)
+{
+	queue_observe_fn *fn;
+	void *ctx;
+
+	pthread_mutex_lock(&q->mu);
+	fn = q->observe;
+	ctx = q->observe_ctx;
+	pthread_mutex_unlock(&q->mu);
+	if (fn != NULL)
+		fn(ctx, id, rcpt, r);
+}
+
+/* ---- hourly limits ------------------------------------------------ */
+
+/* Sixty one-minute buckets per user: a sliding hour. */
+struct queue_rate {
+	int64_t user_id;
+	time_t minute[60];
+	uint32_t messages[60];
+	uint32_t rcpts[60];
+};
+
+static struct queue_rate *rate_find(struct queue *q, int64_t user_id,
+				    bool create)
+{
+	for (size_t i = 0; i < q->rate_count; i++)
+		if (q->rates[i].user_id == user_id)
+			return &q->rates[i];
+	if (!create)
+		return NULL;
+	if (q->rate_count == q->rate_cap) {
+		q->rate_cap = q->rate_cap ? q->rate_cap * 2 : 16;
+		q->rates = xrealloc(q->rates, q->rate_cap * sizeof(*q->rates));
+	}
+	memset(&q->rates[q->rate_count], 0, sizeof(*q->rates));
+	q->rates[q->rate_count].user_id = user_id;
+	return &q->rates[q->rate_count++];
+}
+
+static void rate_sums(const struct queue_rate *r, time_t now,
+		      uint64_t *messages_r, uint64_t *rcpts_r)
+{
+	time_t this_minute = now / 60;
+
+	*messages_r = *rcpts_r = 0;
+	for (int i = 0; i < 60; i++) {
+		if (r->minute[i] > this_minute - 60) {
+			*messages_r += r->messages[i];
+			*rcpts_r += r->rcpts[i];
+		}
+	}
+}
+
+static bool within(struct queue *q, const struct queue_rate *r, time_t now,
+		   unsigned messages, unsigned rcpts)
+{
+	uint64_t m = 0, n = 0;
+
+	if (r != NULL)
+		rate_sums(r, now, &m, &n);
+	if (q->set.user_messages_per_hour != 0 &&
+	    m + messages > q->set.user_messages_per_hour)
+		return false;
+	return q->set.user_recipients_per_hour == 0 ||
+	       n + rcpts <= q->set.user_recipients_per_hour;
+}
+
+bool queue_user_within_limits(struct queue *q, int64_t user_id,
+			      unsigned messages, unsigned rcpts)
+{
+	bool ok;
+
+	pthread_mutex_lock(&q->mu);
+	ok = within(q, rate_find(q, user_id, false), time(NULL), messages,
+		    rcpts);
+	pthread_mutex_unlock(&q->mu);
+	return ok;
+}
+
+/* Counts a submission if it fits; false (nothing counted) if not. */
+static bool rate_take(struct queue *q, int64_t user_id, unsigned rcpts)
+{
+	time_t now = time(NULL);
+	struct queue_rate *r;
+	bool ok;
+
+	pthread_mutex_lock(&q->mu);
+	r = rate_find(q, user_id, true);
+	ok = within(q, r, now, 1, rcpts);
+	if (ok) {
+		int slot = (int)((now / 60) % 60);
+		if (r->minute[slot] != now / 60) {
+			r->minute[slot] = now / 60;
+			r->messages[slot] = r->rcpts[slot] = 0;
+		}
+		r->messages[slot]++;
+		r->rcpts[slot] += rcpts;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return ok;
+}
+
+/* ---- writer ------------------------------------------------------- */
+
+struct queue_writer {
+	struct queue *q;
+	char *tmp_path;
+	int fd;
+	uint64_t size;
+	bool failed;
+};
+
+static void next_id(struct queue *q, char id[QUEUE_ID_SIZE])
+{
+	struct timeval tv;
+	uint64_t ms, seq;
+
+	gettimeofday(&tv, NULL);
+	ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+	pthread_mutex_lock(&q->mu);
+	seq = q->id_seq++ & 0xfffff;
+	pthread_mutex_unlock(&q->mu);
+	snprintf(id, QUEUE_ID_SIZE, "%011llX%05llX",
+		 (unsigned long long)(ms & 0xfffffffffffULL),
+		 (unsigned long long)seq);
+}
+
+int queue_writer_create(struct queue *q, struct queue_writer **w_r,
+			struct queue_error *err)
+{
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	char id[QUEUE_ID_SIZE];
+
+	next_id(q, id);
+	w->q = q;
+	w->tmp_path = xasprintf("%s/%s", q->tmp_dir, id);
+	w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (w->fd < 0) {
+		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		log_error("queue", NULL, "creating %s: %m", w->tmp_path);
+		free(w->tmp_path);
+		free(w);
+		return -1;
+	}
+	*w_r = w;
+	return 0;
+}
+
+int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
+		       struct queue_error *err)
+{
+	const char *p = data;
+
+	while (len > 0 && !w->failed) {
+		ssize_t n = write(w->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("queue", NULL, "writing %s: %m", w->tmp_path);
+			w->failed = true;
+			break;
+		}
+		p += n;
+		len -= (size_t)n;
+		w->size += (uint64_t)n;
+	}
+	if (w->failed) {
+		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		return -1;
+	}
+	return 0;
+}
+
+uint64_t queue_writer_size(const struct queue_writer *w)
+{
+	return w->size;
+}
+
+void queue_writer_abort(struct queue_writer **wp)
+{
+	struct queue_writer *w = *wp;
+
+	if (w == NULL)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	unlink(w->tmp_path);
+	free(w->tmp_path);
+	free(w);
+	*wp = NULL;
+}
+
+/* ---- enqueue ------------------------------------------------------ */
+
+static bool valid_envelope(const struct queue_envelope *env,
+			   struct queue_error *err)
+{
+	if (env->rcpt_count == 0) {
+		queue_set_error(err, QUEUE_ERR_INVALID, "No recipients");
+		return false;
+	}
+	if (env->sender == NULL || strpbrk(env->sender, "\r\n<>") != NULL) {
+		queue_set_error(err, QUEUE_ERR_INVALID, "Invalid sender");
+		return false;
+	}
+	for (size_t i = 0; i < env->rcpt_count; i++) {
+		const char *a = env->rcpts[i].address;
+		if (a == NULL || strchr(a, '@') == NULL ||
+		    strpbrk(a, "\r\n<> ") != NULL || strlen(a) > 256) {
+			queue_set_error(err, QUEUE_ERR_INVALID,
+					"Invalid recipient address");
+			return false;
+		}
+	}
+	return true;
+}
+
+struct enqueue_plan {
+	bool *queued;
+	bool *local;
+	const char **domains;
+	struct queue_rcpt_result *results;
+	size_t queued_count;
+};
+
+static void plan_free(struct enqueue_plan *p)
+{
+	free(p->queued);
+	free(p->local);
+	free(p->domains);
+	free(p->results);
+}
+
+/* Stores what goes to local recipients; decides what is queued. */
+static void plan(struct queue *q, const struct queue_envelope *env,
+		 const void *data, size_t len, struct enqueue_plan *p)
+{
+	struct queue_hooks h;
+	size_t n = env->rcpt_count, local_count = 0;
+	struct queue_rcpt *locals = xcalloc(n, sizeof(*locals));
+	size_t *index = xcalloc(n, sizeof(*index));
+	struct queue_rcpt_result *lres;
+
+	pthread_mutex_lock(&q->mu);
+	h = q->hooks;
+	pthread_mutex_unlock(&q->mu);
+	p->queued = xcalloc(n, sizeof(bool));
+	p->local = xcalloc(n, sizeof(bool));
+	p->domains = xcalloc(n, sizeof(char *));
+	p->results = xcalloc(n, sizeof(*p->results));
+	for (size_t i = 0; i < n; i++) {
+		const char *domain = queue_addr_domain(env->rcpts[i].address);
+		bool is_local = h.is_local != NULL && h.is_local(h.ctx, domain);
+		p->local[i] = is_local;
+		p->domains[i] = is_local || q->set.smarthost == NULL ? domain : "";
+		if (is_local && h.deliver != NULL &&
+		    !(env->flags & QUEUE_F_LOCAL_RETRY)) {
+			index[local_count] = i;
+			locals[local_count++] = env->rcpts[i];
+		} else {
+			p->queued[i] = true;
+			queue_result_set(&p->results[i], QUEUE_RCPT_QUEUED, 0,
+					 "", "Queued");
+		}
+	}
+	if (local_count > 0) {
+		lres = xcalloc(local_count, sizeof(*lres));
+		h.deliver(h.ctx, env->sender, locals, local_count, data, len,
+			  lres);
+		for (size_t k = 0; k < local_count; k++) {
+			size_t i = index[k];
+			p->results[i] = lres[k];
+			if (lres[k].code >= 200 && lres[k].code < 300) {
+				p->results[i].status = QUEUE_RCPT_DELIVERED;
+			} else if (lres[k].code >= 500) {
+				p->results[i].status = QUEUE_RCPT_FAILED;
+			} else {
+				/* stored later, from the queue */
+				p->results[i].status = QUEUE_RCPT_QUEUED;
+				p->queued[i] = true;
+			}
+		}
+		free(lres);
+	}
+	for (size_t i = 0; i < n; i++)
+		p->queued_count += p->queued[i];
+	free(locals);
+	free(index);
+}
+
+/* Maps the finished file for signing and local delivery. */
+static const char *map_file(int fd, size_t len)
+{
+	void *m;
+
+	if (len == 0)
+		return "";
+	m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
+		       char id_r[QUEUE_ID_SIZE],
+		       struct queue_rcpt_result *results_r,
+		       struct queue_error *err)
+{
+	struct queue *q = w->q;
+	struct enqueue_plan p = {0};
+	struct buf prefix;
+	const char *data;
+	char id[QUEUE_ID_SIZE], *path = NULL;
+	int rc = -1;
+
+	buf_init(&prefix, 0);
+	if (q->set.fsync && fsync(w->fd) < 0) {
+		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		log_error("queue", NULL, "fsync %s: %m", w->tmp_path);
+		return -1;
+	}
+	data = map_file(w->fd, (size_t)w->size);
+	if (data == NULL) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL, "Internal queue error");
+		return -1;
+	}
+	if ((env->flags & QUEUE_F_SIGN) && q->hooks.sign != NULL &&
+	    q->hooks.sign(q->hooks.ctx, data, (size_t)w->size, &prefix) < 0)
+		log_warn("queue", NULL, "message not DKIM-signed (see above)");
+	plan(q, env, data, (size_t)w->size, &p);
+	if (p.queued_count == 0) {
+		rc = 0;
+		goto out;
+	}
+	/* sortable ids name files; the temporary name was already one */
+	snprintf(id, sizeof(id), "%s", strrchr(w->tmp_path, '/') + 1);
+	path = queue_msg_path(q, id);
+	if (rename(w->tmp_path, path) < 0 ||
+	    (q->set.fsync && fsync_dir(q->msg_dir) < 0)) {
+		log_error("queue", NULL, "rename into %s: %m", path);
+		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		goto fail;
+	}
+	struct qmsg_new m = {
+		.id = id,
+		.env = env,
+		.prefix = prefix.len > 0 ? prefix.data : NULL,
+		.size = w->size + prefix.len,
+		.created = time(NULL),
+		.queued = p.queued,
+		.domains = p.domains,
+		.local = p.local,
+		.results = p.results,
+	};
+	if (q->be->insert(q, &m, err) < 0) {
+		unlink(path);
+		goto fail;
+	}
+	snprintf(id_r, QUEUE_ID_SIZE, "%s", id);
+	log_info("queue", NULL, "queued %s: from=<%s> rcpts=%zu size=%llu", id,
+		 env->sender, p.queued_count, (unsigned long long)m.size);
+	queue_runner_kick(q);
+	rc = 0;
+	goto out;
+fail:
+	/* Local copies already stored stay stored: reporting them as
+	 * failed would make the client send them again. Only the queued
+	 * part failed; the caller sees -1 only if nothing was stored. */
+	for (size_t i = 0; i < env->rcpt_count; i++)
+		if (p.results[i].status == QUEUE_RCPT_DELIVERED)
+			rc = 0;
+	if (rc == 0) {
+		for (size_t i = 0; i < env->rcpt_count; i++)
+			if (p.queued[i])
+				queue_result_set(&p.results[i], QUEUE_RCPT_FAILED,
+						 452, "4.3.1", "%s", err->msg);
+	}
+out:
+	if (results_r != NULL && p.results != NULL)
+		memcpy(results_r, p.results,
+		       env->rcpt_count * sizeof(*results_r));
+	if (w->size > 0)
+		munmap((void *)data, (size_t)w->size);
+	plan_free(&p);
+	buf_free(&prefix);
+	free(path);
+	return rc;
+}
+
+int queue_writer_commit(struct queue_writer **wp,
+			const struct queue_envelope *env,
+			char id_r[QUEUE_ID_SIZE],
+			struct queue_rcpt_result *results_r,
+			struct queue_error *err)
+{
+	struct queue_writer *w = *wp;
+	struct queue_error dummy;
+	int rc = -1;
+
+	if (err == NULL)
+		err = &dummy;
+	memset(err, 0, sizeof(*err));
+	id_r[0] = '\0';
+	if (w->failed) {
+		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+	} else if (valid_envelope(env, err) &&
+		   (!(env->flags & QUEUE_F_SUBMISSION) || env->user_id == 0 ||
+		    rate_take(w->q, env->user_id, (unsigned)env->rcpt_count))) {
+		rc = commit_file(w, env, id_r, results_r, err);
+	} else if (err->kind == QUEUE_ERR_NONE) {
+		queue_set_error(err, QUEUE_ERR_RATE,
+				"Sending limit reached, try again later");
+	}
+	queue_writer_abort(wp); /* the file was renamed, or goes now */
+	return rc;
+}
+
+int queue_enqueue(struct queue *q, const struct queue_envelope *env,
+		  const void *data, size_t len, char id_r[QUEUE_ID_SIZE],
+		  struct queue_rcpt_result *results_r, struct queue_error *err)
+{
+	struct queue_writer *w;
+
+	id_r[0] = '\0';
+	if (queue_writer_create(q, &w, err) < 0)
+		return -1;
+	if (queue_writer_write(w, data, len, err) < 0) {
+		queue_writer_abort(&w);
+		return -1;
+	}
+	return queue_writer_commit(&w, env, id_r, results_r, err);
+}
+
+int queue_enqueue_internal(struct queue *q, const struct queue_envelope *env,
+			   const void *data, size_t len,
+			   struct queue_error *err)
+{
+	char id[QUEUE_ID_SIZE];
+	return queue_enqueue(q, env, data, len, id, NULL, err);
+}
+
+/* ---- administration ----------------------------------------------- */
+
+int queue_message_get(struct queue *q, const char *id,
+		      struct queue_message_info **info_r,
+		      struct queue_error *err)
+{
+	return q->be->get(q, id, false, info_r, err);
+}
+
+int queue_list(struct queue *q, queue_list_fn *fn, void *ctx,
+	       struct queue_error *err)
+{
+	return q->be->list(q, fn, ctx, err);
+}
+
+static int admin(struct queue *q, const char *verb, const char *id,
+		 struct queue_error *err)
+{
+	int rc = q->be->admin(q, verb, id, err);
+
+	if (rc == 0 && strcmp(verb, "delete") == 0) {
+		char *path = queue_msg_path(q, id);
+		unlink(path);
+		free(path);
+		log_info("queue", NULL, "%s deleted by the admin", id);
+	}
+	if (rc == 0 && q->runner != NULL)
+		queue_runner_kick(q);
+	return rc;
+}
+
+int queue_retry(struct queue *q, const char *id, struct queue_error *err)
+{
+	return admin(q, "retry", id, err);
+}
+
+int queue_hold(struct queue *q, const char *id, struct queue_error *err)
+{
+	return admin(q, "hold", id, err);
+}
+
+int queue_release(struct queue *q, const char *id, struct queue_error *err)
+{
+	return admin(q, "release", id, err);
+}
+
+int queue_delete(struct queue *q, const char *id, struct queue_error *err)
+{
+	return admin(q, "delete", id, err);
+}
+
+int queue_message_data(struct queue *q, const char *id, char **data_r,
+		       size_t *len_r, struct queue_error *err)
+{
+	char *prefix = NULL, *path;
+	struct buf b;
+	FILE *f;
+	char chunk[65536];
+	size_t n;
+
+	*data_r = NULL;
+	*len_r = 0;
+	if (q->be->prefix(q, id, &prefix, err) < 0)
+		return -1;
+	path = queue_msg_path(q, id);
+	f = fopen(path, "r");
+	free(path);
+	if (f == NULL) {
+		free(prefix);
+		queue_set_error(err, QUEUE_ERR_NOTFOUND, "%s is not queued", id);
+		return -1;
+	}
+	buf_init(&b, 0);
+	if (prefix != NULL)
+		buf_append_str(&b, prefix);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(&b, chunk, n);
+	fclose(f);
+	free(prefix);
+	*data_r = buf_steal(&b, len_r);
+	return 0;
+}

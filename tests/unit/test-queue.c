@@ -1,0 +1,354 @@
+/*
+ * Unit tests of the outbound queue (src/queue/): enqueue is durable
+ * (reopened, the message is there), list/hold/release/retry/delete, and
+ * delivery to a smarthost (a tiny SMTP sink in a thread of this test):
+ * accepted recipients leave the queue, a 550 recipient bounces (a DSN to
+ * the sender is queued), a 450 one stays with its reply and a next
+ * attempt, and local recipients go through the delivery hook.
+ */
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "queue.h"
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/loft-test-queue-XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		abort();
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup failed\n");
+}
+
+static struct queue_settings settings(const char *smarthost)
+{
+	struct queue_settings set;
+	struct buf errors;
+	memset(&set, 0, sizeof(set));
+	buf_init(&errors, 0);
+	set.data_dir = tmpdir;
+	set.hostname = "mx.example.test";
+	set.smarthost = smarthost;
+	set.smarthost_tls = QUEUE_TLS_NONE;
+	set.max_age = 86400;
+	set.retry_min = 600;
+	set.retry_max = 3600;
+	set.workers = 2;
+	set.per_domain = 2;
+	set.connect_timeout = 5;
+	set.command_timeout = 10;
+	set.fsync = false;
+	buf_free(&errors);
+	return set;
+}
+
+static const char msg[] = "From: a@example.test\r\nTo: b@remote.test\r\n"
+			  "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n";
+
+static int count_listed;
+static bool count_cb(void *ctx, const struct queue_message_info *info)
+{
+	count_listed++;
+	return true;
+}
+
+static int listed(struct queue *q)
+{
+	struct queue_error err = {0};
+	count_listed = 0;
+	CHECK_INT(queue_list(q, count_cb, NULL, &err), 0);
+	return count_listed;
+}
+
+static void test_enqueue_durable_admin(void)
+{
+	struct queue_settings set = settings(NULL);
+	struct queue *q;
+	struct queue_error err = {0};
+	struct queue_rcpt rcpts[2] = {{.address = "b@remote.test"},
+				      {.address = "c@other.test",
+				       .notify = QUEUE_NOTIFY_NEVER}};
+	struct queue_envelope env = {.sender = "a@example.test", .rcpts = rcpts,
+				     .rcpt_count = 2};
+	struct queue_rcpt_result res[2];
+	struct queue_message_info *info = NULL;
+	char id[QUEUE_ID_SIZE];
+	char *data;
+	size_t len;
+
+	setup();
+	CHECK_INT(queue_open(&set, &q, &err), 0);
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, res, &err), 0);
+	if (err.kind != QUEUE_ERR_NONE)
+		fprintf(stderr, "enqueue: %s\n", err.msg);
+	CHECK_INT(strlen(id), 16);
+	CHECK_INT(res[0].status, QUEUE_RCPT_QUEUED);
+	queue_close(&q);
+
+	/* reopened: still there, bytes intact */
+	CHECK_INT(queue_open(&set, &q, &err), 0);
+	CHECK_INT(listed(q), 1);
+	CHECK_INT(queue_message_get(q, id, &info, &err), 0);
+	CHECK_INT(info->rcpt_count, 2);
+	CHECK_STR(info->sender, "a@example.test");
+	CHECK_STR(info->rcpts[1].address, "c@other.test");
+	CHECK_INT(info->rcpts[1].notify, QUEUE_NOTIFY_NEVER);
+	queue_message_info_free(&info);
+	CHECK_INT(queue_message_data(q, id, &data, &len, &err), 0);
+	CHECK_MEM(data, len, msg, strlen(msg));
+	free(data);
+
+	CHECK_INT(queue_hold(q, id, &err), 0);
+	CHECK_INT(queue_message_get(q, id, &info, &err), 0);
+	CHECK(info->held);
+	queue_message_info_free(&info);
+	CHECK_INT(queue_retry(q, id, &err), -1); /* held: not retried */
+	CHECK_INT(queue_release(q, id, &err), 0);
+	CHECK_INT(queue_retry(q, NULL, &err), 0);
+	CHECK_INT(queue_hold(q, "0000000000000000", &err), -1);
+	CHECK_INT(err.kind, QUEUE_ERR_NOTFOUND);
+	CHECK_INT(queue_delete(q, id, &err), 0);
+	CHECK_INT(listed(q), 0);
+	CHECK_INT(queue_message_get(q, id, &info, &err), -1);
+
+	/* bad envelopes are refused, nothing queued */
+	env.rcpt_count = 0;
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL, &err), -1);
+	CHECK_INT(err.kind, QUEUE_ERR_INVALID);
+	rcpts[0].address = "no-at-sign";
+	env.rcpt_count = 1;
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL, &err), -1);
+	CHECK_INT(listed(q), 0);
+	queue_close(&q);
+	teardown();
+}
+
+/* ---- a tiny SMTP sink --------------------------------------------- */
+
+struct sink {
+	int listen_fd;
+	unsigned port;
+	pthread_t thread;
+	struct buf got;          /* every DATA received, concatenated */
+	int messages;
+	pthread_mutex_t mu;
+};
+
+static int sink_line(int fd, char *line, size_t size)
+{
+	size_t n = 0;
+	while (n + 1 < size) {
+		char c;
+		if (recv(fd, &c, 1, 0) != 1)
+			return -1;
+		line[n++] = c;
+		if (c == '\n')
+			break;
+	}
+	line[n] = '\0';
+	return 0;
+}
+
+static void sink_session(struct sink *s, int fd)
+{
+	char line[1024];
+	const char *greet = "220 sink ESMTP\r\n";
+	bool data = false;
+	struct buf msgbuf;
+
+	buf_init(&msgbuf, 0);
+	send(fd, greet, strlen(greet), 0);
+	while (sink_line(fd, line, sizeof(line)) == 0) {
+		const char *r = NULL;
+		if (data) {
+			if (strcmp(line, ".\r\n") == 0) {
+				data = false;
+				pthread_mutex_lock(&s->mu);
+				buf_append(&s->got, msgbuf.data, msgbuf.len);
+				s->messages++;
+				pthread_mutex_unlock(&s->mu);
+				buf_reset(&msgbuf);
+				r = "250 2.0.0 queued\r\n";
+			} else {
+				buf_append_str(&msgbuf, line);
+				continue;
+			}
+		} else if (strncmp(line, "EHLO", 4) == 0) {
+			r = "250-sink\r\n250-PIPELINING\r\n250 SIZE 100000\r\n";
+		} else if (strncmp(line, "MAIL", 4) == 0) {
+			r = "250 2.1.0 ok\r\n";
+		} else if (strncmp(line, "RCPT TO:<bad@", 13) == 0) {
+			r = "550 5.1.1 no such user\r\n";
+		} else if (strncmp(line, "RCPT TO:<later@", 15) == 0) {
+			r = "450 4.2.0 try later\r\n";
+		} else if (strncmp(line, "RCPT", 4) == 0) {
+			r = "250 2.1.5 ok\r\n";
+		} else if (strncmp(line, "DATA", 4) == 0) {
+			r = "354 go\r\n";
+			data = true;
+		} else if (strncmp(line, "RSET", 4) == 0) {
+			r = "250 2.0.0 ok\r\n";
+		} else if (strncmp(line, "QUIT", 4) == 0) {
+			send(fd, "221 bye\r\n", 9, 0);
+			break;
+		} else {
+			r = "502 5.5.1 no\r\n";
+		}
+		send(fd, r, strlen(r), 0);
+	}
+	buf_free(&msgbuf);
+	close(fd);
+}
+
+static void *sink_main(void *arg)
+{
+	struct sink *s = arg;
+	for (;;) {
+		int fd = accept(s->listen_fd, NULL, NULL);
+		if (fd < 0)
+			return NULL;
+		sink_session(s, fd);
+	}
+}
+
+static void sink_start(struct sink *s)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+
+	memset(s, 0, sizeof(*s));
+	buf_init(&s->got, 0);
+	pthread_mutex_init(&s->mu, NULL);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (bind(s->listen_fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+	    listen(s->listen_fd, 8) < 0)
+		abort();
+	getsockname(s->listen_fd, (struct sockaddr *)&sin, &sl);
+	s->port = ntohs(sin.sin_port);
+	pthread_create(&s->thread, NULL, sink_main, s);
+}
+
+static void sink_stop(struct sink *s)
+{
+	shutdown(s->listen_fd, SHUT_RDWR);
+	close(s->listen_fd);
+	pthread_join(s->thread, NULL);
+	buf_free(&s->got);
+}
+
+/* local delivery hook: stores nothing, says 250 except for "full@" */
+static int local_calls;
+static bool is_local(void *ctx, const char *domain)
+{
+	return strcmp(domain, "example.test") == 0;
+}
+static void deliver(void *ctx, const char *sender, const struct queue_rcpt *r,
+		    size_t n, const void *data, size_t len,
+		    struct queue_rcpt_result *res)
+{
+	local_calls++;
+	for (size_t i = 0; i < n; i++) {
+		res[i].code = strncmp(r[i].address, "full@", 5) == 0 ? 452 : 250;
+		snprintf(res[i].enhanced, sizeof(res[i].enhanced), "%s",
+			 res[i].code == 250 ? "2.0.0" : "4.2.2");
+		snprintf(res[i].text, sizeof(res[i].text), "stored");
+	}
+}
+
+static bool wait_listed(struct queue *q, int want)
+{
+	for (int i = 0; i < 400; i++) {
+		if (listed(q) == want)
+			return true;
+		usleep(25000);
+	}
+	return false;
+}
+
+static void test_smarthost_delivery(void)
+{
+	struct sink sink;
+	char hostport[64];
+	struct queue_settings set;
+	struct queue *q;
+	struct queue_error err = {0};
+	struct queue_rcpt rcpts[4] = {{.address = "b@remote.test"},
+				      {.address = "bad@remote.test"},
+				      {.address = "later@remote.test"},
+				      {.address = "alice@example.test"}};
+	struct queue_envelope env = {.sender = "a@example.test", .rcpts = rcpts,
+				     .rcpt_count = 4};
+	struct queue_hooks hooks = {.is_local = is_local, .deliver = deliver};
+	struct queue_rcpt_result res[4];
+	struct queue_message_info *info = NULL;
+	char id[QUEUE_ID_SIZE];
+
+	setup();
+	sink_start(&sink);
+	snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", sink.port);
+	set = settings(hostport);
+	CHECK_INT(queue_open(&set, &q, &err), 0);
+	queue_set_hooks(q, &hooks);
+	CHECK_INT(queue_start(q, &err), 0);
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, res, &err), 0);
+	CHECK_INT(res[3].status, QUEUE_RCPT_DELIVERED);
+	CHECK_INT(local_calls, 1);
+	/* the DSN for bad@ goes to a@example.test: local, stored at once;
+	 * later@ stays queued with the sink's reply */
+	for (int i = 0; i < 400; i++) {
+		if (queue_message_get(q, id, &info, &err) == 0 &&
+		    info->rcpt_count == 3 && info->rcpts[2].code == 450)
+			break;
+		queue_message_info_free(&info);
+		usleep(25000);
+	}
+	CHECK(info != NULL);
+	if (info != NULL) {
+		CHECK_INT(info->rcpts[0].status, QUEUE_RCPT_DELIVERED);
+		CHECK_INT(info->rcpts[1].status, QUEUE_RCPT_FAILED);
+		CHECK_INT(info->rcpts[1].code, 550);
+		CHECK_INT(info->rcpts[2].status, QUEUE_RCPT_QUEUED);
+		CHECK(info->rcpts[2].next_attempt > time(NULL) + 60);
+		CHECK(info->rcpts[2].last_error != NULL &&
+		      strstr(info->rcpts[2].last_error, "try later") != NULL);
+		queue_message_info_free(&info);
+	}
+	CHECK_INT(local_calls, 2); /* the bounce */
+	pthread_mutex_lock(&sink.mu);
+	CHECK_INT(sink.messages, 1);
+	/* dot-stuffed on the wire */
+	CHECK(strstr(sink.got.data, "\r\n..leading dot\r\n") != NULL);
+	pthread_mutex_unlock(&sink.mu);
+	/* the admin deletes what is left */
+	CHECK_INT(queue_delete(q, id, &err), 0);
+	CHECK(wait_listed(q, 0));
+	queue_close(&q);
+	sink_stop(&sink);
+	teardown();
+}
+
+int main(void)
+{
+	static const struct test_case cases[] = {
+		{"enqueue_durable_admin", test_enqueue_durable_admin},
+		{"smarthost_delivery", test_smarthost_delivery},
+		{NULL, NULL},
+	};
+	return test_main(cases);
+}
