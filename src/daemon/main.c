@@ -42,6 +42,7 @@
 #include "lmtp.h"
 #endif
 #ifdef LOFT_HAVE_QUEUE
+#include "delivery.h"
 #include "dns.h"
 #include "queue.h"
 #endif
@@ -162,6 +163,8 @@ struct mail_out {
 	struct queue_settings qset;
 	struct dns *dns;
 	struct queue *queue;
+	struct auth *auth;
+	struct delivery *delivery;  /* the queue's local recipients */
 };
 
 static int mail_out_check(const struct config *cfg, struct buf *errors)
@@ -180,11 +183,40 @@ static int mail_out_check(const struct config *cfg, struct buf *errors)
 
 static bool local_domain(void *ctx, const char *domain)
 {
-	return auth_domain_exists(ctx, domain);
+	struct mail_out *mo = ctx;
+	return auth_domain_exists(mo->auth, domain);
+}
+
+/* The queue stores mail for local recipients (submissions, DSNs, local
+ * retries) through the same delivery module as LMTP and SMTP. */
+static void local_deliver(void *ctx, const char *sender,
+			  const struct queue_rcpt *rcpts, size_t count,
+			  const void *data, size_t len,
+			  struct queue_rcpt_result *results)
+{
+	struct mail_out *mo = ctx;
+	const char **addrs = xcalloc(count, sizeof(char *));
+	struct delivery_reply *rep = xcalloc(count, sizeof(*rep));
+	struct delivery_envelope env = {
+		.sender = sender, .helo = mo->qset.hostname, .with = "LOCAL",
+	};
+
+	for (size_t i = 0; i < count; i++)
+		addrs[i] = rcpts[i].address;
+	delivery_message(mo->delivery, &env, addrs, count, data, len, rep);
+	for (size_t i = 0; i < count; i++) {
+		results[i].code = rep[i].code;
+		snprintf(results[i].enhanced, sizeof(results[i].enhanced), "%s",
+			 rep[i].status ? rep[i].status : "");
+		snprintf(results[i].text, sizeof(results[i].text), "%s",
+			 rep[i].text);
+	}
+	free(addrs);
+	free(rep);
 }
 
 static int mail_out_open(struct mail_out *mo, const struct config *cfg,
-			 struct auth *auth)
+			 struct auth *auth, struct store *store)
 {
 	struct buf errors;
 	char *msg = NULL;
@@ -204,7 +236,11 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 		log_error("loftd", NULL, "cannot open the queue: %s", qerr.msg);
 		return -1;
 	}
-	struct queue_hooks hooks = {.is_local = local_domain, .ctx = auth};
+	mo->auth = auth;
+	mo->delivery = delivery_create(store, auth, mo->qset.hostname);
+	struct queue_hooks hooks = {
+		.is_local = local_domain, .deliver = local_deliver, .ctx = mo,
+	};
 	queue_set_hooks(mo->queue, &hooks);
 	return 0;
 }
@@ -212,6 +248,7 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 static void mail_out_close(struct mail_out *mo)
 {
 	queue_close(&mo->queue);
+	delivery_destroy(&mo->delivery);
 	dns_destroy(&mo->dns);
 	dns_settings_deinit(&mo->dset);
 }
@@ -366,7 +403,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 		goto out;
 	}
 #ifdef LOFT_HAVE_QUEUE
-	if (mail_out_open(&mo, cfg, auth) < 0)
+	if (mail_out_open(&mo, cfg, auth, store) < 0)
 		goto out;
 #endif
 	if (net_create(&dc->net, &net, &msg) < 0) {

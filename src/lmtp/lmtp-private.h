@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "delivery.h"
 #include "lmtp-parser.h"
 #include "lmtp.h"
 #include "store.h"
@@ -34,10 +35,6 @@
 #define LMTP_OUTPUT_MAX (1024 * 1024)
 /* Bad commands in a row before we hang up. */
 #define LMTP_MAX_ERRORS 20
-/* Store handles a session keeps open between transactions: an MTA sends
- * many messages over one connection, often to the same few users, and
- * opening a user's index costs more than a delivery. */
-#define LMTP_USER_CACHE 16
 /* Default [lmtp] timeout. RFC 5321 4.5.3.2.7: a server waits at least 5
  * minutes for the next command. */
 #define LMTP_IDLE_TIMEOUT 300
@@ -51,31 +48,11 @@ struct lmtp_server {
 
 	struct store *store;
 	struct auth *auth;
+	struct delivery *delivery;   /* NULL in check mode */
 	char hostname[256];
 	uint64_t max_message_size;
 	unsigned max_recipients;
 	unsigned timeout;     /* seconds without a command before 421 */
-};
-
-/* The outcome of one recipient's delivery, decided after DATA (or early,
- * when its writer failed). */
-struct lmtp_reply {
-	int code;             /* 0: not decided yet */
-	const char *status;   /* enhanced status code, "2.0.0" */
-	char text[200];
-};
-
-struct lmtp_rcpt {
-	char address[LMTP_PATH_TEXT];     /* RCPT TO's, for replies, headers */
-	int64_t user_id;
-	struct store_user *user;
-	char *mailbox;                    /* "INBOX" or the +detail folder */
-	bool over_quota_tempfail;
-	/* Another accepted RCPT for the same user and mailbox: this one
-	 * shares that copy and its reply (a message is stored once). */
-	int dup_of;                       /* index, or -1 */
-	struct store_blob_writer *writer;
-	struct lmtp_reply reply;
 };
 
 enum lmtp_state {
@@ -95,18 +72,13 @@ struct lmtp_session {
 	bool skip_line;       /* discarding the rest of an overlong line */
 	bool quitting;
 
-	/* the transaction */
+	/* the transaction; recipients and copies live in ds */
 	char sender[LMTP_PATH_TEXT];      /* as it goes into Return-Path */
 	bool null_sender;
 	uint64_t declared_size;
-	struct lmtp_rcpt *rcpts;
-	unsigned rcpt_count, rcpt_cap;
 	unsigned txn_counter;
 	char txn_id[32];
-
-	/* open store handles, reused across transactions (LMTP_USER_CACHE) */
-	struct store_user *user_cache[LMTP_USER_CACHE];
-	unsigned user_cache_next;
+	struct delivery_session *ds;
 
 	/* DATA */
 	struct lmtp_dot dot;
@@ -122,14 +94,9 @@ struct lmtp_rcpt_request {
 };
 
 /* lmtp-session.c */
-void lmtp_reply_set(struct lmtp_reply *r, int code, const char *status,
-		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Ends the transaction: aborts writers and drops users. Blocking work
  * (store handles) may happen: call on a worker, or at close. */
 void lmtp_transaction_reset(struct lmtp_session *s);
-/* Drops the session's cached store handles (blocking: a worker, or at
- * close). */
-void lmtp_user_cache_clear(struct lmtp_session *s);
 
 /* lmtp-deliver.c: worker tasks (net_task_fn). */
 void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg);

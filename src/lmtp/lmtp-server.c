@@ -128,6 +128,8 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 	else if (gethostname(srv->hostname, sizeof(srv->hostname) - 1) < 0 ||
 		 srv->hostname[0] == '\0')
 		snprintf(srv->hostname, sizeof(srv->hostname), "localhost");
+	if (store != NULL && auth != NULL)
+		srv->delivery = delivery_create(store, auth, srv->hostname);
 	if (cfg != NULL && !read_settings(srv, cfg, errors)) {
 		lmtp_server_destroy(&srv);
 		return NULL;
@@ -149,6 +151,7 @@ void lmtp_server_destroy(struct lmtp_server **server)
 	pthread_mutex_unlock(&srv->release_mu);
 	pthread_mutex_destroy(&srv->release_mu);
 	pthread_cond_destroy(&srv->release_cond);
+	delivery_destroy(&srv->delivery);
 	free(srv);
 	*server = NULL;
 }

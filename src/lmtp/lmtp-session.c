@@ -23,18 +23,6 @@
 
 /* ---- replies ------------------------------------------------------ */
 
-void lmtp_reply_set(struct lmtp_reply *r, int code, const char *status,
-		    const char *fmt, ...)
-{
-	va_list ap;
-
-	r->code = code;
-	r->status = status;
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-}
-
 static void reply(struct lmtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void reply(struct lmtp_session *s, const char *fmt, ...)
@@ -71,15 +59,8 @@ static void reply_error(struct lmtp_session *s, const char *fmt, ...)
 
 void lmtp_transaction_reset(struct lmtp_session *s)
 {
-	for (unsigned i = 0; i < s->rcpt_count; i++) {
-		struct lmtp_rcpt *r = &s->rcpts[i];
-		if (r->writer != NULL)
-			store_blob_writer_abort(&r->writer);
-		if (r->user != NULL)
-			store_user_unref(&r->user);
-		free(r->mailbox);
-	}
-	s->rcpt_count = 0;
+	if (s->ds != NULL)
+		delivery_end(s->ds);
 	s->sender[0] = '\0';
 	s->null_sender = false;
 	s->declared_size = 0;
@@ -96,7 +77,7 @@ void lmtp_transaction_reset(struct lmtp_session *s)
 /* Resets on a worker when store handles are held, then sends text. */
 static bool reset_and_reply(struct lmtp_session *s, const char *text)
 {
-	if (s->rcpt_count == 0) {
+	if (delivery_rcpt_count(s->ds) == 0) {
 		lmtp_transaction_reset(s);
 		reply(s, "%s", text);
 		return false;
@@ -223,7 +204,7 @@ static bool cmd_rcpt(struct lmtp_session *s, struct slice args)
 		reply_error(s, "501 5.5.4 Invalid parameters");
 		return false;
 	}
-	if (s->rcpt_count >= s->server->max_recipients) {
+	if (delivery_rcpt_count(s->ds) >= s->server->max_recipients) {
 		/* RFC 5321 4.5.3.1.10: 452 and the client sends the rest
 		 * in another transaction. */
 		reply(s, "452 4.5.3 Too many recipients");
@@ -249,7 +230,7 @@ static void cmd_data(struct lmtp_session *s, struct slice args)
 		return;
 	}
 	/* RFC 2033 4.2: no accepted recipient, no DATA. */
-	if (s->rcpt_count == 0) {
+	if (delivery_rcpt_count(s->ds) == 0) {
 		reply_error(s, "503 5.5.1 No valid recipients");
 		return;
 	}
@@ -417,13 +398,14 @@ static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
 	struct lmtp_server *srv = proto_ctx;
 	struct lmtp_session *s;
 
-	if (srv == NULL || srv->store == NULL || srv->auth == NULL)
+	if (srv == NULL || srv->delivery == NULL)
 		return NULL;
 	s = xcalloc(1, sizeof(*s));
 	s->server = srv;
 	s->conn = conn;
 	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
 	s->state = LMTP_STATE_GREETED;
+	s->ds = delivery_session_create(srv->delivery, s->sid);
 	buf_init(&s->chunk, 0);
 	net_conn_set_timeout(conn, srv->timeout);
 	reply(s, "220 %s LMTP Loft ready", srv->hostname);
@@ -433,21 +415,14 @@ static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
 static void session_free(struct lmtp_session *s)
 {
 	lmtp_transaction_reset(s);
-	lmtp_user_cache_clear(s);
+	delivery_session_destroy(&s->ds);
 	buf_free(&s->chunk);
-	free(s->rcpts);
 	free(s);
 }
 
 static bool session_holds_store(const struct lmtp_session *s)
 {
-	if (s->rcpt_count > 0)
-		return true;
-	for (unsigned i = 0; i < LMTP_USER_CACHE; i++) {
-		if (s->user_cache[i] != NULL)
-			return true;
-	}
-	return false;
+	return delivery_session_busy(s->ds);
 }
 
 static void *release_thread(void *arg)
