@@ -55,6 +55,26 @@ static const char schema_sql[] =
 	"  value TEXT NOT NULL,"
 	"  PRIMARY KEY (user_id, key));"
 	"CREATE INDEX IF NOT EXISTS aliases_user ON aliases(user_id);"
+	/* App passwords and web sessions (auth-token.c): hashes only. */
+	"CREATE TABLE IF NOT EXISTS tokens ("
+	"  id INTEGER PRIMARY KEY,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  hash BLOB NOT NULL UNIQUE,"
+	"  created INTEGER NOT NULL,"
+	"  expires INTEGER,"
+	"  last_used INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (user_id, name));"
+	"CREATE TABLE IF NOT EXISTS web_sessions ("
+	"  hash BLOB PRIMARY KEY,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  csrf TEXT NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  last_seen INTEGER NOT NULL,"
+	"  expires INTEGER NOT NULL,"
+	"  idle INTEGER NOT NULL,"
+	"  address TEXT);"
+	"CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);"
 	"PRAGMA user_version = 1;";
 
 #define USER_COLS                                                          \

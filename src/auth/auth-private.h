@@ -150,6 +150,11 @@ enum auth_result auth_verify_password(struct auth *auth, const char *login,
 				      uint32_t waited_ms,
 				      struct auth_user *user_r);
 
+/* ---- auth-token.c ---------------------------------------------------- */
+/* 1 if password is a valid token of user_id, 0 if not, -1 on trouble. */
+int auth_token_check_user(struct auth *auth, int64_t user_id,
+			  const char *password);
+
 /* ---- auth-sasl.c (for tests) ---------------------------------------- */
 /* Replaces the server's random SCRAM nonce part (tests only). */
 void auth_sasl_set_test_nonce(struct auth_sasl *sasl, const char *nonce);

@@ -376,6 +376,8 @@ enum auth_result auth_verify_password(struct auth *auth, const char *login,
 		 * which accounts exist. */
 		auth_hash_dummy(&auth->set, password);
 		res = AUTH_FAILED;
+	} else if (auth_token_check_user(auth, row.user.id, password) == 1) {
+		res = AUTH_OK;    /* an app password (loftctl token add) */
 	} else {
 		res = check_password(auth, &row, password);
 	}

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct auth;
 struct auth_sasl;
@@ -191,6 +192,59 @@ int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,
  * "SHA512-CRYPT", ...) and whether it has SCRAM-SHA-256 keys. */
 int auth_user_scheme(struct auth *auth, int64_t user_id, char *scheme,
 		     size_t scheme_size, bool *has_scram_r);
+
+/* ---- app passwords (tokens) and web sessions (auth-token.c) -------- */
+
+/* Tokens: "loft_" and 43 base64url characters, kept only as a SHA-256
+ * hash. One works as an HTTP Bearer token (RFC 6750) and as the password
+ * of an IMAP/POP3 (later SMTP) login of its account: an app password per
+ * device. */
+struct auth_token_info {
+	char name[72];
+	time_t created;
+	time_t expires;               /* 0: never */
+	time_t last_used;             /* 0: never (to the hour) */
+};
+typedef void auth_token_list_fn(void *ctx, const struct auth_token_info *info);
+/* Creates a token for address (name NULL: "device-N"); expires 0: never.
+ * *token_r is the secret, to be shown once (caller frees); *name_r (may
+ * be NULL) the name given. -1 with a message for an unknown address or a
+ * name already taken. */
+int auth_token_add(struct auth *auth, const char *address, const char *name,
+		   time_t expires, char **token_r, char **name_r,
+		   char **error_r);
+int auth_token_list(struct auth *auth, const char *address,
+		    auth_token_list_fn *fn, void *ctx, char **error_r);
+int auth_token_del(struct auth *auth, const char *address, const char *name,
+		   char **error_r);
+/* A Bearer token: throttled per address like a password. */
+enum auth_result auth_token_verify(struct auth *auth, const char *token,
+				   const char *remote, struct auth_user *user_r);
+/* Whether s has a token's form (before any lookup). */
+bool auth_token_syntax(const char *s);
+
+/* Web sessions (the webmail's cookie): the id and a CSRF token are random
+ * base64url strings; only the id's hash is stored. A session ends at
+ * lifetime_secs after sign-in, or idle_secs after its last use (0: no
+ * idle limit), or when deleted (sign-out). bind_address: a session that
+ * works only from this client address (NULL: any). */
+#define AUTH_SESSION_ID_SIZE 64
+struct auth_session_params {
+	unsigned lifetime_secs;
+	unsigned idle_secs;
+	const char *bind_address;
+};
+int auth_session_create(struct auth *auth, int64_t user_id,
+			const struct auth_session_params *params,
+			char id_r[AUTH_SESSION_ID_SIZE],
+			char csrf_r[AUTH_SESSION_ID_SIZE], char **error_r);
+/* AUTH_OK with the user and the session's CSRF token (csrf_r may be
+ * NULL); AUTH_FAILED for an unknown, expired or foreign-address one. */
+enum auth_result auth_session_check(struct auth *auth, const char *id,
+				    const char *remote,
+				    struct auth_user *user_r,
+				    char csrf_r[AUTH_SESSION_ID_SIZE]);
+int auth_session_delete(struct auth *auth, const char *id);
 
 /* auth_user_set also takes the key "disabled" (yes/no), and the value
  * "default" for any policy key, which removes the account's override.

@@ -764,6 +764,15 @@ void net_conn_close(struct net_conn *conn)
 		conn_post(conn, NET_POST_CLOSE, NULL, NULL, true);
 }
 
+void net_conn_abort(struct net_conn *conn)
+{
+	atomic_store(&conn->closing, true);
+	conn->broken = true;
+	if (conn_task_active(conn))
+		return;    /* net_conn_task_done destroys it */
+	net_conn_destroy_now(conn);
+}
+
 void net_conn_pause(struct net_conn *conn)
 {
 	conn->user_paused = true;

@@ -152,6 +152,10 @@ int net_conn_compress(struct net_conn *conn);
  * A peer's half-close (EOF) closes the connection the same way once the
  * running task and every complete command already buffered are done. */
 void net_conn_close(struct net_conn *conn);
+/* Closes at once, dropping unsent output (e.g. a client that leaves a
+ * stream unread). I/O thread only; proto->closed follows as for
+ * net_conn_close (after a running task has returned). */
+void net_conn_abort(struct net_conn *conn);
 /* Stop reading the socket / resume (I/O thread), e.g. while a front-end
  * waits for something other than a worker task. */
 void net_conn_pause(struct net_conn *conn);
