@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "auth-private.h"
+#include "buf.h"
 #include "log.h"
 
 #define TOKEN_PREFIX "loft_"

@@ -17,7 +17,7 @@
 #define DEFAULT_DATA_DIR "/var/lib/loft"
 
 const char *const daemon_proto_names[DAEMON_PROTO_COUNT] = {
-	"imap", "imaps", "pop3", "pop3s", "lmtp",
+	"imap", "imaps", "pop3", "pop3s", "lmtp", "http", "https", "metrics",
 };
 
 /* Sections and the keys the daemon itself knows. NULL keys: the section's
@@ -55,7 +55,9 @@ static const struct section_rule section_rules[] = {
 	{"queue", NULL, NULL},
 	{"dns", NULL, NULL},
 	{"smtp", NULL, "SMTP is not built yet; [smtp] is ignored"},
-	{"http", NULL, "HTTP is not built yet; [http] is ignored"},
+	{"http", NULL, NULL},
+	{"https", NULL, NULL},
+	{"metrics", NULL, NULL},
 };
 
 static const struct section_rule *find_rule(const char *section)
@@ -366,7 +368,8 @@ static int check_listen(const struct config *cfg, struct daemon_config *dc,
 				free(dir);
 			}
 		}
-		bool implicit = p == DAEMON_IMAPS || p == DAEMON_POP3S;
+		bool implicit = p == DAEMON_IMAPS || p == DAEMON_POP3S ||
+			p == DAEMON_HTTPS;
 		if (implicit && l->count > 0 && dc->net.tls_cert == NULL &&
 		    config_find(cfg, "tls", "cert") == NULL) {
 			err_at(errors, cfg, e, "[%s] needs [tls] cert and key",

@@ -20,6 +20,7 @@ struct config;
 /* A protocol the daemon can listen for. */
 enum daemon_proto {
 	DAEMON_IMAP, DAEMON_IMAPS, DAEMON_POP3, DAEMON_POP3S, DAEMON_LMTP,
+	DAEMON_HTTP, DAEMON_HTTPS, DAEMON_METRICS,
 	DAEMON_PROTO_COUNT
 };
 

@@ -46,6 +46,9 @@
 #include "dns.h"
 #include "queue.h"
 #endif
+#ifdef LOFT_HAVE_HTTP
+#include "http.h"
+#endif
 
 /* One front-end: its server serves a plain and (optionally) an implicit
  * TLS protocol, e.g. imap + imaps share one imap_server. */
@@ -97,6 +100,39 @@ static void lmtp_destroy(void *server)
 }
 #endif
 
+#ifdef LOFT_HAVE_HTTP
+/* The listeners as configured, for the HTTP server's client set-up
+ * (autoconfig, Autodiscover, .mobileconfig advertise them). */
+static const struct daemon_config *listeners_dc;
+
+static void *http_create(const struct config *c, struct store *s,
+			 struct auth *a, struct buf *e)
+{
+	struct http_service sv[64];
+	size_t n = 0;
+	for (int p = 0; listeners_dc != NULL && p < DAEMON_PROTO_COUNT; p++)
+		for (size_t i = 0; i < listeners_dc->listen[p].count &&
+		     n < sizeof(sv) / sizeof(sv[0]); i++) {
+			sv[n].proto = daemon_proto_names[p];
+			sv[n].addr = listeners_dc->listen[p].addrs[i];
+			n++;
+		}
+	struct http_server *server = http_server_create(c, s, a, sv, n, e);
+	/* Modules with HTTP routes (jmap) add them here. */
+	return server;
+}
+static void *metrics_create(const struct config *c, struct store *s,
+			    struct auth *a, struct buf *e)
+{
+	return http_metrics_server_create(c, s, a, e);
+}
+static void http_destroy(void *server)
+{
+	struct http_server *p = server;
+	http_server_destroy(&p);
+}
+#endif
+
 static struct frontend frontends[] = {
 #ifdef LOFT_HAVE_IMAP
 	{"imap", DAEMON_IMAP, DAEMON_IMAPS, &imap_proto, imap_create,
@@ -108,6 +144,12 @@ static struct frontend frontends[] = {
 #endif
 #ifdef LOFT_HAVE_LMTP
 	{"lmtp", DAEMON_LMTP, -1, &lmtp_proto, lmtp_create, lmtp_destroy, NULL},
+#endif
+#ifdef LOFT_HAVE_HTTP
+	{"http", DAEMON_HTTP, DAEMON_HTTPS, &http_proto, http_create,
+	 http_destroy, NULL},
+	{"metrics", DAEMON_METRICS, -1, &http_proto, metrics_create,
+	 http_destroy, NULL},
 #endif
 	{NULL, 0, -1, NULL, NULL, NULL, NULL},
 };
@@ -271,6 +313,9 @@ static int check_all(const struct config *cfg, struct daemon_config *dc,
 		rc = -1;
 #endif
 	warn_unbuilt(cfg, warnings);
+#ifdef LOFT_HAVE_HTTP
+	listeners_dc = dc;
+#endif
 	if (!check_frontends)
 		return rc;
 	for (struct frontend *fe = frontends; fe->name; fe++) {

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+static char no_host[] = "";      /* Host absent (HTTP/1.0) */
+
 #define MAX_LEADING_CRLF 8       /* RFC 9112 2.2: ignore a few */
 #define MAX_CHUNK_LINE 4096      /* chunk size + extensions */
 #define MAX_TRAILER 16384
@@ -60,6 +62,7 @@ void http_parser_reset(struct http_parser *p, bool shrink)
 	p->crlf_state = 0;
 	p->line_start = 0;
 	p->leading = true;
+	p->method_done = false;
 	memset(&p->head, 0, sizeof(p->head));
 	p->status = 0;
 	p->error = NULL;
@@ -306,7 +309,7 @@ static int check_framing(struct http_parser *p)
 		if (*c == ' ' || *c == '\t' || *c == '/' || *c == '@' ||
 		    *c == '\\')
 			return fail(p, 400, "malformed Host");
-	h->host = (char *)(host ? host : "");
+	h->host = host ? (char *)host : no_host;
 	if (chunked)
 		h->body = HTTP_BODY_CHUNKED;
 	else if (cl_seen && h->content_length > 0)
@@ -347,7 +350,11 @@ static int parse_head(struct http_parser *p)
 	size_t tl = strlen(p->head.target);
 	size_t off = p->head_buf.len;
 	char *old = p->head_buf.data;
-	if (buf_append(&p->head_buf, p->head.target, tl + 1) < 0)
+	/* The source lives in the buffer the append may move: copy first. */
+	char *copy = xstrndup(p->head.target, tl);
+	int arc = buf_append(&p->head_buf, copy, tl + 1);
+	free(copy);
+	if (arc < 0)
 		return fail(p, 431, "header section too large");
 	/* The buffer may have moved: rebase every pointer into it. */
 	char *base = p->head_buf.data;
@@ -355,7 +362,7 @@ static int parse_head(struct http_parser *p)
 	if (d != 0) {
 		p->head.method += d;
 		p->head.target += d;
-		if (p->head.host[0] != '\0')
+		if (p->head.host != no_host)
 			p->head.host += d;
 		for (unsigned i = 0; i < p->head.field_count; i++) {
 			p->field_store[i].name += d;
@@ -410,6 +417,14 @@ int http_parser_feed(struct http_parser *p, const char *data, size_t len,
 				return fail(p, 400, "bare CR in the head");
 		} else if (c == '\n') {
 			return fail(p, 400, "bare LF in the head");
+		}
+		/* The method is checked as it arrives, so a TLS handshake or
+		 * other garbage on a plain port is refused at once. */
+		if (p->line_start == 0 && !p->method_done) {
+			if (c == ' ' && p->head_buf.len > 0)
+				p->method_done = true;
+			else if (!http_is_tchar(c))
+				return fail(p, 400, "malformed method");
 		}
 		if (buf_append_char(&p->head_buf, (char)c) < 0) {
 			*consumed_r = i;
@@ -506,6 +521,8 @@ static int length_feed(struct http_body *b, const char *in, size_t len,
 	size_t n = len < b->remaining ? len : (size_t)b->remaining;
 	b->remaining -= n;
 	b->total += n;
+	if (b->remaining == 0)
+		b->state = CH_DONE;
 	*consumed_r = n;
 	*data_r = in;
 	*data_len_r = n;

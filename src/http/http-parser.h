@@ -65,6 +65,7 @@ struct http_parser {
 	unsigned crlf_state;   /* bytes of the terminating CRLFCRLF seen */
 	size_t line_start;     /* offset of the current line */
 	bool leading;          /* still skipping CRLFs before the request */
+	bool method_done;      /* the request line's first SP was seen */
 	struct http_head head;
 	struct http_field *field_store;
 	unsigned field_cap;

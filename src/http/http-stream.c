@@ -12,6 +12,7 @@
  * stream's state runs on the I/O thread; other threads only queue bytes
  * and read the atomic `over`.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -41,7 +41,8 @@ SANITIZE = os.environ.get('LOFT_SANITIZE', '0').lower() in ('1', 'on', 'true', '
 # Scale for every wait: ASan+UBSan builds are several times slower.
 SLOW = 4 if SANITIZE else 1
 
-PROTOCOLS = ('imap', 'imaps', 'pop3', 'pop3s', 'lmtp')
+PROTOCOLS = ('imap', 'imaps', 'pop3', 'pop3s', 'lmtp', 'http', 'https',
+             'metrics')
 DOMAIN = 'example.test'
 DEFAULT_USERS = {
     'alice@example.test': 'alice-secret',
@@ -126,6 +127,9 @@ class Loft:
             'pop3s': {'listen': '127.0.0.1:%d' % p['pop3s']},
             'lmtp': {'listen': '127.0.0.1:%d, unix:%s'
                      % (p['lmtp'], self.lmtp_socket)},
+            'http': {'listen': '127.0.0.1:%d' % p['http']},
+            'https': {'listen': '127.0.0.1:%d' % p['https']},
+            'metrics': {'listen': '127.0.0.1:%d' % p['metrics']},
             # Cheap argon2: tests verify passwords many times.
             'auth': {'argon2_t_cost': '1', 'argon2_m_cost': '64',
                      'argon2_parallelism': '1'},
@@ -322,6 +326,18 @@ class Loft:
         c = self.imap(tls=tls)
         c.login(address, password if password is not None else self.users[address])
         return c
+
+    def http(self, tls=False, timeout=20, proto=None):
+        """http.client connection to [http] (tls: [https]; proto: any
+        listener by name, e.g. 'metrics')."""
+        import http.client
+        proto = proto or ('https' if tls else 'http')
+        if proto == 'https':
+            return http.client.HTTPSConnection(
+                '127.0.0.1', self.ports['https'], timeout=timeout * SLOW,
+                context=client_tls_context())
+        return http.client.HTTPConnection('127.0.0.1', self.ports[proto],
+                                          timeout=timeout * SLOW)
 
     def pop3(self, tls=False, timeout=20):
         """poplib client; tls=True uses POP3S (implicit TLS)."""
