@@ -18,6 +18,7 @@
 
 const char *const daemon_proto_names[DAEMON_PROTO_COUNT] = {
 	"imap", "imaps", "pop3", "pop3s", "lmtp", "http", "https", "metrics",
+	"smtp", "submission", "submissions",
 };
 
 /* Sections and the keys the daemon itself knows. NULL keys: the section's
@@ -54,7 +55,9 @@ static const struct section_rule section_rules[] = {
 	{"lmtp", NULL, NULL},
 	{"queue", NULL, NULL},
 	{"dns", NULL, NULL},
-	{"smtp", NULL, "SMTP is not built yet; [smtp] is ignored"},
+	{"smtp", NULL, NULL},
+	{"submission", NULL, NULL},
+	{"submissions", NULL, NULL},
 	{"http", NULL, NULL},
 	{"https", NULL, NULL},
 	{"metrics", NULL, NULL},

@@ -41,6 +41,9 @@
 #ifdef LOFT_HAVE_LMTP
 #include "lmtp.h"
 #endif
+#ifdef LOFT_HAVE_SMTP
+#include "smtp.h"
+#endif
 #ifdef LOFT_HAVE_QUEUE
 #include "delivery.h"
 #include "dns.h"
@@ -61,6 +64,8 @@ struct frontend {
 			struct auth *auth, struct buf *errors);
 	void (*destroy)(void *server);
 	void *server;
+	/* optional: the outbound queue, for front-ends that send */
+	void (*set_queue)(void *server, void *queue);
 };
 
 #ifdef LOFT_HAVE_IMAP
@@ -133,25 +138,54 @@ static void http_destroy(void *server)
 }
 #endif
 
+#ifdef LOFT_HAVE_SMTP
+static void *smtp_mx_create(const struct config *c, struct store *s,
+			    struct auth *a, struct buf *e)
+{
+	return smtp_server_create(c, SMTP_MODE_MX, s, a, e);
+}
+static void *smtp_sub_create(const struct config *c, struct store *s,
+			     struct auth *a, struct buf *e)
+{
+	return smtp_server_create(c, SMTP_MODE_SUBMISSION, s, a, e);
+}
+static void smtp_destroy(void *server)
+{
+	struct smtp_server *p = server;
+	smtp_server_destroy(&p);
+}
+static void smtp_set_queue(void *server, void *queue)
+{
+	smtp_server_set_queue(server, queue);
+}
+#endif
+
 static struct frontend frontends[] = {
 #ifdef LOFT_HAVE_IMAP
 	{"imap", DAEMON_IMAP, DAEMON_IMAPS, &imap_proto, imap_create,
-	 imap_destroy, NULL},
+	 imap_destroy, NULL, NULL},
 #endif
 #ifdef LOFT_HAVE_POP3
 	{"pop3", DAEMON_POP3, DAEMON_POP3S, &pop3_proto, pop3_create,
-	 pop3_destroy, NULL},
+	 pop3_destroy, NULL, NULL},
 #endif
 #ifdef LOFT_HAVE_LMTP
-	{"lmtp", DAEMON_LMTP, -1, &lmtp_proto, lmtp_create, lmtp_destroy, NULL},
+	{"lmtp", DAEMON_LMTP, -1, &lmtp_proto, lmtp_create, lmtp_destroy, NULL, NULL},
 #endif
 #ifdef LOFT_HAVE_HTTP
 	{"http", DAEMON_HTTP, DAEMON_HTTPS, &http_proto, http_create,
-	 http_destroy, NULL},
+	 http_destroy, NULL, NULL},
 	{"metrics", DAEMON_METRICS, -1, &http_proto, metrics_create,
-	 http_destroy, NULL},
+	 http_destroy, NULL, NULL},
 #endif
-	{NULL, 0, -1, NULL, NULL, NULL, NULL},
+#ifdef LOFT_HAVE_SMTP
+	{"smtp", DAEMON_SMTP, -1, &smtp_mx_proto, smtp_mx_create, smtp_destroy,
+	 NULL, smtp_set_queue},
+	{"submission", DAEMON_SUBMISSION, DAEMON_SUBMISSIONS,
+	 &smtp_submission_proto, smtp_sub_create, smtp_destroy, NULL,
+	 smtp_set_queue},
+#endif
+	{NULL, 0, -1, NULL, NULL, NULL, NULL, NULL},
 };
 
 static struct net *the_net;
@@ -463,6 +497,10 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 			fputs(errors.data ? errors.data : "", stderr);
 			goto out;
 		}
+#ifdef LOFT_HAVE_QUEUE
+		if (fe->set_queue != NULL)
+			fe->set_queue(fe->server, mo.queue);
+#endif
 	}
 	if (start_listeners(net, dc, cfg) < 0)
 		goto out;

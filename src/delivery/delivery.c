@@ -615,6 +615,12 @@ const struct delivery_reply *delivery_result(const struct delivery_session *s,
 	return &s->rcpts[i].reply;
 }
 
+const char *delivery_rcpt_address(const struct delivery_session *s,
+				  unsigned i)
+{
+	return s->rcpts[i].address;
+}
+
 void delivery_message(struct delivery *d, const struct delivery_envelope *env,
 		      const char *const *addresses, size_t count,
 		      const void *data, size_t len,

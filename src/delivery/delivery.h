@@ -96,6 +96,9 @@ void delivery_too_big(struct delivery_session *s);
 void delivery_commit(struct delivery_session *s);
 const struct delivery_reply *delivery_result(const struct delivery_session *s,
 					     unsigned i);
+/* The address of recipient i (unquoted), as given to delivery_rcpt. */
+const char *delivery_rcpt_address(const struct delivery_session *s,
+				  unsigned i);
 /* Ends the transaction (aborts what was not committed). */
 void delivery_end(struct delivery_session *s);
 

@@ -1,0 +1,121 @@
+/*
+ * The SMTP server objects: settings of [smtp] (MX) or [submission] (see
+ * smtp.h), shared by every session of that listener.
+ */
+#include "smtp-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static int read_settings(struct smtp_server *srv, const struct config *cfg,
+			 const char *section, struct buf *errors)
+{
+	const char *path = cfg->path ? cfg->path : "config";
+	int rc = 0;
+
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct config_entry *e = &cfg->entries[i];
+		uint64_t v;
+
+		if (strcmp(e->section, section) != 0 ||
+		    strcmp(e->key, "listen") == 0)
+			continue;
+		if (strcmp(e->key, "max_message_size") == 0) {
+			if (config_parse_size(e->value, &v) < 0 || v < 1024) {
+				buf_printf(errors, "%s:%d: max_message_size: "
+					   "expected a size of at least 1K, like "
+					   "50M\n", path, e->line);
+				rc = -1;
+			} else if (v < srv->max_message_size) {
+				srv->max_message_size = v;
+			}
+		} else if (strcmp(e->key, "max_recipients") == 0) {
+			if (config_parse_uint(e->value, 100000, &v) < 0 || v < 1) {
+				buf_printf(errors, "%s:%d: max_recipients: "
+					   "expected a number from 1 to 100000\n",
+					   path, e->line);
+				rc = -1;
+			} else {
+				srv->max_recipients = (unsigned)v;
+			}
+		} else if (strcmp(e->key, "timeout") == 0) {
+			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
+			    v > 86400) {
+				buf_printf(errors, "%s:%d: timeout: expected a "
+					   "duration from 1s to 1d, like 5m\n",
+					   path, e->line);
+				rc = -1;
+			} else {
+				srv->timeout = (unsigned)v;
+			}
+		} else {
+			buf_printf(errors, "%s:%d: [%s]: unknown key '%s'\n",
+				   path, e->line, section, e->key);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+struct smtp_server *smtp_server_create(const struct config *cfg,
+				       enum smtp_mode mode, struct store *store,
+				       struct auth *auth, struct buf *errors)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	const char *v;
+	uint64_t size;
+	bool sub = mode == SMTP_MODE_SUBMISSION;
+
+	srv->mode = mode;
+	srv->store = store;
+	srv->auth = auth;
+	srv->max_message_size = 50ULL * 1024 * 1024;
+	srv->max_recipients = 100;
+	srv->timeout = SMTP_IDLE_TIMEOUT;
+	pthread_mutex_init(&srv->release_mu, NULL);
+	pthread_cond_init(&srv->release_cond, NULL);
+	v = config_get(cfg, "limits", "max_message_size");
+	if (v != NULL && config_parse_size(v, &size) == 0 && size > 0)
+		srv->max_message_size = size;
+	srv->tls = config_get(cfg, "tls", "cert") != NULL;
+	v = config_get(cfg, "", "hostname");
+	if (v != NULL && v[0] != '\0')
+		snprintf(srv->hostname, sizeof(srv->hostname), "%s", v);
+	else if (gethostname(srv->hostname, sizeof(srv->hostname) - 1) < 0 ||
+		 srv->hostname[0] == '\0')
+		snprintf(srv->hostname, sizeof(srv->hostname), "localhost");
+	if (read_settings(srv, cfg, sub ? "submission" : "smtp", errors) < 0 ||
+	    (sub && read_settings(srv, cfg, "submissions", errors) < 0)) {
+		smtp_server_destroy(&srv);
+		return NULL;
+	}
+	if (store != NULL && auth != NULL)
+		srv->delivery = delivery_create(store, auth, srv->hostname);
+	return srv;
+}
+
+void smtp_server_set_queue(struct smtp_server *srv, struct queue *queue)
+{
+	srv->queue = queue;
+}
+
+void smtp_server_destroy(struct smtp_server **server)
+{
+	struct smtp_server *srv = *server;
+
+	if (srv == NULL)
+		return;
+	pthread_mutex_lock(&srv->release_mu);
+	while (srv->releasing > 0)
+		pthread_cond_wait(&srv->release_cond, &srv->release_mu);
+	pthread_mutex_unlock(&srv->release_mu);
+	pthread_mutex_destroy(&srv->release_mu);
+	pthread_cond_destroy(&srv->release_cond);
+	delivery_destroy(&srv->delivery);
+	free(srv);
+	*server = NULL;
+}
