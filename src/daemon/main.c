@@ -284,7 +284,9 @@ static void local_deliver(void *ctx, const char *sender,
 		results[i].code = rep[i].code;
 		snprintf(results[i].enhanced, sizeof(results[i].enhanced), "%s",
 			 rep[i].status ? rep[i].status : "");
-		snprintf(results[i].text, sizeof(results[i].text), "%s",
+		/* The queue keeps 255 bytes of reply text; a longer
+		 * delivery reply is cut there. */
+		snprintf(results[i].text, sizeof(results[i].text), "%.255s",
 			 rep[i].text);
 	}
 	free(addrs);
