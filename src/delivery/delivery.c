@@ -1,10 +1,12 @@
 /*
  * Delivery (delivery.h): recipients resolved through src/auth (address or
- * alias, else without its +detail, which names a folder), one blob writer
- * per distinct (user, folder) starting with that copy's trace fields, the
- * data streamed into every writer, and commits that run side by side
- * (different users' indexes, so their fsyncs overlap). A recipient's 250
- * follows its copy's commit; a failure leaves nothing of that copy.
+ * alias, else without its +detail, which names a folder), the data
+ * streamed once into one store body (store.h "delivery": stored, parsed
+ * and analysed once), and one copy per distinct (user, folder) with that
+ * copy's trace fields in front, committed side by side (different users'
+ * indexes, so their fsyncs overlap). A recipient's 250 follows its copy's
+ * commit; a failure leaves nothing of that copy and does not touch the
+ * others.
  */
 #include "delivery.h"
 
@@ -44,7 +46,6 @@ struct drcpt {
 	char *mailbox;          /* "INBOX" or the +detail folder */
 	bool over_quota_tempfail;
 	int dup_of;             /* shares the copy of this recipient, or -1 */
-	struct store_blob_writer *writer;
 	struct delivery_reply reply;
 	unsigned flags;         /* set by the filter */
 };
@@ -56,7 +57,8 @@ struct delivery_session {
 	char *sender, *helo, *peer, *with, *id, *extra;
 	struct drcpt *rcpts;
 	unsigned count, cap;
-	bool started;           /* writers exist */
+	bool started;           /* the body was created */
+	struct store_body *body;  /* NULL before DATA or once it failed */
 	bool too_big;
 	struct buf copy;        /* the message, when a filter wants it */
 	struct store_user *cache[USER_CACHE];
@@ -130,14 +132,13 @@ void delivery_end(struct delivery_session *s)
 {
 	for (unsigned i = 0; i < s->count; i++) {
 		struct drcpt *r = &s->rcpts[i];
-		if (r->writer != NULL)
-			store_blob_writer_abort(&r->writer);
 		if (r->user != NULL)
 			store_user_unref(&r->user);
 		free(r->mailbox);
 		free(r->address);
 		free(r->display);
 	}
+	store_body_unref(&s->body);
 	s->count = 0;
 	s->started = false;
 	s->too_big = false;
@@ -450,58 +451,49 @@ static bool rcpt_pending(const struct drcpt *r)
 	return r->dup_of < 0 && r->reply.code == 0;
 }
 
-static void start_writers(struct delivery_session *s)
+/* Writing the one body failed: every recipient still waiting gets that
+ * error. */
+static void body_failed(struct delivery_session *s,
+			const struct store_error *err)
 {
-	struct buf hdr;
-
-	buf_init(&hdr, 0);
-	s->started = true;
 	for (unsigned i = 0; i < s->count; i++) {
 		struct drcpt *r = &s->rcpts[i];
-		struct store_error err = {0};
-
-		if (!rcpt_pending(r))
-			continue;
-		buf_reset(&hdr);
-		trace_fields(s, r, &hdr);
-		if (store_blob_writer_create(r->user, &r->writer, &err) < 0 ||
-		    store_blob_writer_write(r->writer, hdr.data, hdr.len, &err) < 0) {
-			if (r->writer != NULL)
-				store_blob_writer_abort(&r->writer);
-			reply_from_store_error(s, r, &err);
-		}
+		if (rcpt_pending(r))
+			reply_from_store_error(s, r, err);
 	}
-	buf_free(&hdr);
+	store_body_unref(&s->body);
+}
+
+static void start_body(struct delivery_session *s)
+{
+	struct store_error err = {0};
+
+	s->started = true;
+	if (store_body_create(s->d->store, &s->body, &err) < 0)
+		body_failed(s, &err);
 }
 
 void delivery_data(struct delivery_session *s, const void *data, size_t len)
 {
+	struct store_error err = {0};
+
 	if (s->too_big || len == 0)
 		return;
 	if (!s->started)
-		start_writers(s);
+		start_body(s);
 	if (s->d->filter != NULL)
 		buf_append(&s->copy, data, len);
-	for (unsigned i = 0; i < s->count; i++) {
-		struct drcpt *r = &s->rcpts[i];
-		struct store_error err = {0};
-
-		if (!rcpt_pending(r) || r->writer == NULL)
-			continue;
-		if (store_blob_writer_write(r->writer, data, len, &err) < 0) {
-			store_blob_writer_abort(&r->writer);
-			reply_from_store_error(s, r, &err);
-		}
-	}
+	if (s->body != NULL &&
+	    store_body_write(s->body, data, len, &err) < 0)
+		body_failed(s, &err);
 }
 
 void delivery_too_big(struct delivery_session *s)
 {
 	s->too_big = true;
+	store_body_unref(&s->body);
 	for (unsigned i = 0; i < s->count; i++) {
 		struct drcpt *r = &s->rcpts[i];
-		if (r->writer != NULL)
-			store_blob_writer_abort(&r->writer);
 		reply_set(&r->reply, 552, "5.3.4", "<%s> Message size exceeds "
 			  "fixed maximum message size", r->display);
 	}
@@ -517,11 +509,9 @@ static void run_filter(struct delivery_session *s, struct drcpt *r)
 	s->d->filter(s->d->filter_ctx, r->user_id, r->address, s->env.sender,
 		     s->copy.data, s->copy.len, &act);
 	if (act.reject) {
-		store_blob_writer_abort(&r->writer);
 		reply_set(&r->reply, 550, "5.7.1", "<%s> %s", r->display,
 			  act.reject_text[0] ? act.reject_text : "Rejected");
 	} else if (act.discard) {
-		store_blob_writer_abort(&r->writer);
 		reply_set(&r->reply, 250, "2.0.0", "<%s> Accepted", r->display);
 	} else if (act.mailbox != NULL) {
 		free(r->mailbox);
@@ -532,15 +522,22 @@ static void run_filter(struct delivery_session *s, struct drcpt *r)
 	free(act.mailbox);
 }
 
+/* One recipient's copy: its own trace fields in front of the shared
+ * body. */
 static void commit_rcpt(struct delivery_session *s, struct drcpt *r)
 {
 	struct store_append_params params = {.flags = r->flags};
 	struct store_error err = {0};
-	uint64_t size = store_blob_writer_size(r->writer);
+	struct buf prefix;
 	uint32_t uid = 0;
 
-	if (store_blob_writer_commit(&r->writer, r->mailbox, &params, &uid,
-				     NULL, &err) < 0) {
+	buf_init(&prefix, 0);
+	trace_fields(s, r, &prefix);
+	int ret = store_body_deliver(s->body, r->user, r->mailbox, prefix.data,
+				     prefix.len, &params, &uid, NULL, &err);
+	uint64_t size = prefix.len + store_body_size(s->body);
+	buf_free(&prefix);
+	if (ret < 0) {
 		reply_from_store_error(s, r, &err);
 		return;
 	}
@@ -568,19 +565,22 @@ static void *commit_thread(void *arg)
 void delivery_commit(struct delivery_session *s)
 {
 	struct commit_job jobs[PARALLEL_COMMITS];
+	struct store_error err = {0};
 	unsigned i = 0;
 
 	if (!s->started && !s->too_big)
-		start_writers(s);
-	if (s->d->filter != NULL && !s->too_big)
+		start_body(s);
+	if (s->body != NULL && store_body_finish(s->body, &err) < 0)
+		body_failed(s, &err);
+	if (s->d->filter != NULL && s->body != NULL)
 		for (unsigned k = 0; k < s->count; k++)
-			if (rcpt_pending(&s->rcpts[k]) && s->rcpts[k].writer)
+			if (rcpt_pending(&s->rcpts[k]))
 				run_filter(s, &s->rcpts[k]);
-	while (!s->too_big && i < s->count) {
+	while (s->body != NULL && i < s->count) {
 		unsigned n = 0;
 		for (; i < s->count && n < PARALLEL_COMMITS; i++) {
 			struct drcpt *r = &s->rcpts[i];
-			if (rcpt_pending(r) && r->writer != NULL)
+			if (rcpt_pending(r))
 				jobs[n++] = (struct commit_job){.s = s, .r = r};
 		}
 		for (unsigned k = 1; k < n; k++)
@@ -594,6 +594,7 @@ void delivery_commit(struct delivery_session *s)
 				pthread_join(jobs[k].thread, NULL);
 		}
 	}
+	store_body_unref(&s->body);
 	for (unsigned k = 0; k < s->count; k++) {
 		struct drcpt *r = &s->rcpts[k];
 		if (r->dup_of >= 0) {

@@ -163,6 +163,39 @@ static bool parts_open(struct preader *r, const void *parts, size_t len)
 	return !r->bad;
 }
 
+/* The part map of the same message with delta bytes of header lines
+ * put in front (a copy's trace fields before a shared body): the root's
+ * header grows, every other part moves. */
+bool mail_parts_shift(const void *parts, size_t len, uint64_t delta,
+		      struct buf *out)
+{
+	struct preader r;
+	if (!parts_open(&r, parts, len))
+		return false;
+	const unsigned char *p0 = parts;
+	mail_buf_put(out, p0, 3);
+	struct preader c = {p0 + 3, p0 + len, false};
+	uint64_t count = get_varint(&c);
+	put_varint(out, count);
+	for (uint64_t i = 0; i < count && !c.bad; i++) {
+		uint64_t v[7];
+		for (int k = 0; k < 7; k++)
+			v[k] = get_varint(&c);
+		if (i == 0)
+			v[3] += delta;  /* header size */
+		else
+			v[2] += delta;  /* header offset */
+		for (int k = 0; k < 7; k++)
+			put_varint(out, v[k]);
+		for (int k = 0; k < 4; k++) {
+			struct slice st = get_lstr(&c);
+			put_varint(out, st.len);
+			mail_buf_put(out, st.ptr, st.len);
+		}
+	}
+	return !c.bad && c.p == c.end;
+}
+
 /* Finds the part at path. Returns 1 found, 0 no such part, -1 corrupt.
  * *msg_r tells whether the found part was entered as the message of a
  * message/rfc822 part (for HEADER/TEXT). */

@@ -225,6 +225,12 @@ bool mail_part_lookup(const void *parts, size_t parts_len,
 		      const uint32_t *path, unsigned path_len,
 		      struct mail_part_info *info_r);
 
+/* Appends to out the part map of the same message with delta bytes of
+ * header lines put in front of it (the store's per-copy trace fields
+ * before a shared body). false if parts is corrupt. */
+bool mail_parts_shift(const void *parts, size_t parts_len, uint64_t delta,
+		      struct buf *out);
+
 /* ---- header helpers ----------------------------------------------- */
 
 /* Walks the header fields of a header block (data up to the blank line,

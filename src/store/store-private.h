@@ -58,18 +58,21 @@ struct store_backend_vfuncs {
 				char ***keywords_r, size_t *count_r,
 				struct store_error *err);
 
-	int (*blob_writer_create)(struct store_user *user,
-				  struct store_blob_writer **w_r,
-				  struct store_error *err);
-	int (*blob_writer_write)(struct store_blob_writer *w, const void *data,
-				 size_t len, struct store_error *err);
-	uint64_t (*blob_writer_size)(const struct store_blob_writer *w);
-	int (*blob_writer_commit)(struct store_blob_writer **w,
-				  const char *mailbox,
-				  const struct store_append_params *params,
-				  uint32_t *uid_r, uint32_t *uidvalidity_r,
-				  struct store_error *err);
-	void (*blob_writer_abort)(struct store_blob_writer **w);
+	/* One body, several copies (store.h "delivery"). The body object
+	 * begins with struct store_object. prefix is already CRLF. */
+	int (*body_create)(struct store *store, struct store_body **body_r,
+			   struct store_error *err);
+	int (*body_write)(struct store_body *body, const void *data,
+			  size_t len, struct store_error *err);
+	uint64_t (*body_size)(const struct store_body *body);
+	int (*body_finish)(struct store_body *body, struct store_error *err);
+	int (*body_deliver)(struct store_body *body, struct store_user *user,
+			    const char *mailbox, const char *prefix,
+			    size_t prefix_len,
+			    const struct store_append_params *params,
+			    uint32_t *uid_r, uint32_t *uidvalidity_r,
+			    struct store_error *err);
+	void (*body_unref)(struct store_body *body);
 	int (*blob_open)(struct store_user *user, const char *mailbox,
 			 uint32_t uid, struct store_blob *blob_r,
 			 struct store_error *err);

@@ -522,50 +522,141 @@ int store_append(struct store_user *user, const char *mailbox,
 					uidvalidity_r, err);
 }
 
+/* ---- bodies and copies --------------------------------------------- */
+
+int store_body_create(struct store *store, struct store_body **body_r,
+		      struct store_error *err)
+{
+	err_clear(err);
+	return store->vf->body_create(store, body_r, err);
+}
+
+int store_body_write(struct store_body *body, const void *data, size_t len,
+		     struct store_error *err)
+{
+	err_clear(err);
+	return STORE_OBJ_VF(body)->body_write(body, data, len, err);
+}
+
+uint64_t store_body_size(const struct store_body *body)
+{
+	return STORE_OBJ_VF(body)->body_size(body);
+}
+
+int store_body_finish(struct store_body *body, struct store_error *err)
+{
+	err_clear(err);
+	return STORE_OBJ_VF(body)->body_finish(body, err);
+}
+
+/* A prefix is header lines: CRLF line ends (bare LF made CRLF, as for
+ * bodies), ending with one; no empty line (that would end the header). */
+static bool prefix_normalize(const char *prefix, size_t len, struct buf *out,
+			     struct store_error *err)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (prefix[i] == '\n' && (i == 0 || prefix[i - 1] != '\r'))
+			buf_append_char(out, '\r');
+		buf_append_char(out, prefix[i]);
+	}
+	const char *p = out->data;
+	if (out->len > 0 &&
+	    (out->len < 2 || memcmp(p + out->len - 2, "\r\n", 2) != 0 ||
+	     memcmp(p, "\r\n", 2) == 0 || memmem(p, out->len, "\r\n\r\n", 4))) {
+		store_set_error(err, STORE_ERR_INVALID,
+				"A copy's prefix must be header lines");
+		return false;
+	}
+	return true;
+}
+
+int store_body_deliver(struct store_body *body, struct store_user *user,
+		       const char *mailbox, const char *prefix,
+		       size_t prefix_len,
+		       const struct store_append_params *params,
+		       uint32_t *uid_r, uint32_t *uidvalidity_r,
+		       struct store_error *err)
+{
+	err_clear(err);
+	if (params != NULL &&
+	    !keywords_valid(params->keywords, params->keyword_count, err))
+		return -1;
+	WITH_NAME(n, mailbox, err);
+	struct buf pre;
+	buf_init(&pre, 0);
+	int ret = -1;
+	if (prefix_normalize(prefix, prefix != NULL ? prefix_len : 0, &pre,
+			     err))
+		ret = STORE_OBJ_VF(body)->body_deliver(
+			body, user, n, pre.data, pre.len, params, uid_r,
+			uidvalidity_r, err);
+	buf_free(&pre);
+	free(n);
+	return ret;
+}
+
+void store_body_unref(struct store_body **body)
+{
+	if (*body != NULL)
+		STORE_OBJ_VF(*body)->body_unref(*body);
+	*body = NULL;
+}
+
+/* An APPEND is a body with one copy and no prefix. */
+struct store_blob_writer {
+	struct store_user *user;
+	struct store_body *body;
+};
+
 int store_blob_writer_create(struct store_user *user,
 			     struct store_blob_writer **w_r,
 			     struct store_error *err)
 {
-	err_clear(err);
-	return user->store->vf->blob_writer_create(user, w_r, err);
+	struct store_body *body;
+	if (store_body_create(user->store, &body, err) < 0)
+		return -1;
+	struct store_blob_writer *w = xcalloc(1, sizeof(*w));
+	store_user_ref(user);
+	w->user = user;
+	w->body = body;
+	*w_r = w;
+	return 0;
 }
 
 int store_blob_writer_write(struct store_blob_writer *w, const void *data,
 			    size_t len, struct store_error *err)
 {
-	err_clear(err);
-	return STORE_OBJ_VF(w)->blob_writer_write(w, data, len, err);
+	return store_body_write(w->body, data, len, err);
 }
 
 uint64_t store_blob_writer_size(const struct store_blob_writer *w)
 {
-	return STORE_OBJ_VF(w)->blob_writer_size(w);
+	return store_body_size(w->body);
 }
 
-int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
+int store_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 			     const struct store_append_params *params,
 			     uint32_t *uid_r, uint32_t *uidvalidity_r,
 			     struct store_error *err)
 {
-	err_clear(err);
-	char *n = store_name_normalize(mailbox, err);
-	if (n == NULL || (params != NULL &&
-			  !keywords_valid(params->keywords,
-					  params->keyword_count, err))) {
-		free(n);
-		store_blob_writer_abort(w);
-		return -1;
-	}
-	int ret = STORE_OBJ_VF(*w)->blob_writer_commit(w, n, params, uid_r,
-							 uidvalidity_r, err);
-	free(n);
+	struct store_blob_writer *w = *wp;
+	int ret = store_body_finish(w->body, err);
+	if (ret == 0)
+		ret = store_body_deliver(w->body, w->user, mailbox, NULL, 0,
+					 params, uid_r, uidvalidity_r, err);
+	store_blob_writer_abort(wp);
 	return ret;
 }
 
-void store_blob_writer_abort(struct store_blob_writer **w)
+void store_blob_writer_abort(struct store_blob_writer **wp)
 {
-	if (*w != NULL)
-		STORE_OBJ_VF(*w)->blob_writer_abort(w);
+	struct store_blob_writer *w = *wp;
+	if (w == NULL)
+		return;
+	*wp = NULL;
+	store_body_unref(&w->body);
+	store_user_unref(&w->user);
+	free(w);
 }
 
 int store_blob_open(struct store_user *user, const char *mailbox,

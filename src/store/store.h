@@ -269,11 +269,10 @@ int store_append(struct store_user *user, const char *mailbox,
 		 uint32_t *uidvalidity_r, struct store_error *err);
 
 /* Streaming append: the front-end writes the message in pieces (an IMAP
- * literal, an LMTP DATA stream) straight to a temporary blob, then commits
- * it into a mailbox or aborts. Line endings are normalised to CRLF while
- * writing. write returns -1 with LIMIT past max_message_size, or TEMP on
- * a write error (disk full). A writer belongs to one user: a message for
- * several users is written once per user (their blobs live apart). */
+ * literal) and then commits it into one mailbox of one user, or aborts.
+ * Line endings are normalised to CRLF while writing. write returns -1
+ * with LIMIT past max_message_size, or TEMP on a write error (disk full).
+ * A message for several users is a struct store_body (below). */
 int store_blob_writer_create(struct store_user *user,
 			     struct store_blob_writer **w_r,
 			     struct store_error *err);
@@ -287,8 +286,49 @@ int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
 			     struct store_error *err);
 void store_blob_writer_abort(struct store_blob_writer **w);
 
-/* Reading a message: maps its blob read-only. The front-end gets bytes,
- * never a path. */
+/* ---- delivery: one body, several recipients ------------------------ */
+
+/* A message body written once and delivered to any number of users
+ * (LMTP and SMTP delivery, Sieve fileinto, import). The body is stored,
+ * parsed and analysed once (ENVELOPE, BODYSTRUCTURE, search text); each
+ * copy adds a message row whose prefix (the copy's own trace fields:
+ * Return-Path, Delivered-To, Received, RFC 5321 4.4, as CRLF header
+ * lines) every reader puts in front of the shared body. What a user
+ * downloads (store_blob_open: FETCH BODY[], RFC822.SIZE, POP3 RETR/TOP,
+ * JMAP blobs) is prefix + body, octet counts exact; no protocol shows
+ * that a body is shared. Quota charges each copy its full size; the
+ * space goes with the last copy.
+ *
+ * Order: store_body_create, store_body_write (any pieces; bare LF made
+ * CRLF), store_body_finish (durable and analysed), then
+ * store_body_deliver once per copy -- from several threads at once if
+ * wanted; each returns after its own copy is durable, with its own error
+ * (one recipient over quota does not affect the others) -- and
+ * store_body_unref. Memory does not grow with the number of copies. */
+struct store_body;
+int store_body_create(struct store *store, struct store_body **body_r,
+		      struct store_error *err);
+/* -1 with LIMIT past max_message_size, TEMP on a write error. */
+int store_body_write(struct store_body *body, const void *data, size_t len,
+		     struct store_error *err);
+uint64_t store_body_size(const struct store_body *body);
+int store_body_finish(struct store_body *body, struct store_error *err);
+/* prefix: header lines ending in CRLF (bare LF is made CRLF), or NULL /
+ * 0. On success *uid_r and *uidvalidity_r (may be NULL) say where the
+ * copy went. */
+int store_body_deliver(struct store_body *body, struct store_user *user,
+		       const char *mailbox, const char *prefix,
+		       size_t prefix_len,
+		       const struct store_append_params *params,
+		       uint32_t *uid_r, uint32_t *uidvalidity_r,
+		       struct store_error *err);
+void store_body_unref(struct store_body **body);
+
+/* Reading a message: the whole message as this user sees it (its
+ * prefix, then the body), read-only. The front-end gets bytes, never a
+ * path. NOTFOUND when the message is gone (expunged meanwhile); TEMP when
+ * it cannot be read or is damaged (its checksum does not match): it is
+ * never served as if intact. */
 struct store_blob {
 	const char *data;
 	size_t len;

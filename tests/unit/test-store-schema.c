@@ -162,15 +162,15 @@ static void test_new_index(void)
 	unsigned found = 99, known = 0;
 	CHECK_INT(store_index_version(store, 3, &found, &known, &err), 0);
 	CHECK_INT((int)found, 0);
-	CHECK_INT((int)known, 1);
+	CHECK_INT((int)known, 2);
 	char *path = index_path(3);
 	CHECK(access(path, F_OK) < 0);
 	store_close(&store);
 	make_user(3);
-	CHECK_INT((int)index_int(3, "SELECT version FROM account"), 1);
+	CHECK_INT((int)index_int(3, "SELECT version FROM account"), 2);
 	store = store_start();
 	CHECK_INT(store_index_version(store, 3, &found, &known, &err), 0);
-	CHECK_INT((int)found, 1);
+	CHECK_INT((int)found, 2);
 	store_close(&store);
 	free(path);
 	teardown();
@@ -212,6 +212,53 @@ static void test_upgrade(void)
 	teardown();
 }
 
+/* The real step 1 -> 2: an index of version 1 kept each message whole
+ * in a file, with no prefix and no checksum. After the upgrade that
+ * file is still served as it was, new mail goes into the index, and
+ * check gives the old body its checksum. */
+static void test_upgrade_v1(void)
+{
+	setup();
+	make_user(10);
+	/* turn the inline message into a version 1 file blob */
+	char *dir = xasprintf("%s/mail/0a/10/blobs/ab", data_dir);
+	char *cmd = xasprintf("mkdir -p '%s'", dir);
+	CHECK_INT(system(cmd), 0);
+	char *file = xasprintf("%s/abcd1234", dir);
+	FILE *fp = fopen(file, "w");
+	CHECK(fp != NULL);
+	fputs(msg, fp);
+	fclose(fp);
+	CHECK_INT(index_exec(10, "UPDATE blob SET name = 'abcd1234';"
+			     " DROP TABLE body;"
+			     " ALTER TABLE blob DROP COLUMN kind;"
+			     " ALTER TABLE blob DROP COLUMN prefix;"
+			     " ALTER TABLE blob DROP COLUMN crc;"
+			     " UPDATE account SET version = 1"), SQLITE_OK);
+	struct store_error err;
+	CHECK_INT(open_user(10, &err), 0);
+	CHECK_INT((int)index_int(10, "SELECT version FROM account"), 2);
+	CHECK_INT((int)index_int(10, "SELECT count(*) FROM body"), 1);
+	struct store *store = store_start();
+	struct store_user *u;
+	CHECK_INT(store_user_open(store, 10, &u, &err), 0);
+	for (uint32_t uid = 1; uid <= 2; uid++) {
+		struct store_blob b;
+		CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), 0);
+		CHECK_MEM(b.data, b.len, msg, strlen(msg));
+		store_blob_close(&b);
+	}
+	store_user_unref(&u);
+	CHECK_INT(store_check(store, 10, true, NULL, NULL, &err), 0);
+	store_close(&store);
+	CHECK_INT((int)index_int(10, "SELECT count(*) FROM blob"
+				 " WHERE crc IS NULL"), 0);
+	free(dir);
+	free(cmd);
+	free(file);
+	teardown();
+}
+
 /* A step that fails rolls back the steps before it: the index stays at
  * its old version, whole. */
 static void test_failed_step(void)
@@ -249,13 +296,13 @@ static void test_newer_refused(void)
 	CHECK_INT(open_user(7, &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_TEMP);
 	CHECK(strstr(err.msg, "user 7 is version 9") != NULL);
-	CHECK(strstr(err.msg, "knows up to 1") != NULL);
+	CHECK(strstr(err.msg, "knows up to 2") != NULL);
 	CHECK(strstr(err.msg, "upgrade") != NULL);
 	struct store *store = store_start();
 	unsigned found, known;
 	CHECK_INT(store_index_version(store, 7, &found, &known, &err), 0);
 	CHECK_INT((int)found, 9);
-	CHECK_INT((int)known, 1);
+	CHECK_INT((int)known, 2);
 	/* check must not repair what it cannot read */
 	CHECK_INT(store_check(store, 7, true, NULL, NULL, &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_TEMP);
@@ -268,6 +315,13 @@ static void test_newer_refused(void)
 	char *gone = xasprintf("%s/mail/08/8/blobs/cd/cdef01", data_dir);
 	const char *const files[] = {keep, gone};
 	for (int i = 0; i < 2; i++) {
+		/* blobs/ is made when first needed: make it here */
+		char *dir = xstrdup(files[i]);
+		*strrchr(dir, '/') = '\0';
+		char *cmd = xasprintf("mkdir -p '%s'", dir);
+		CHECK_INT(system(cmd), 0);
+		free(cmd);
+		free(dir);
 		FILE *fp = fopen(files[i], "w");
 		CHECK(fp != NULL);
 		if (fp != NULL) {
@@ -301,6 +355,7 @@ static void test_newer_refused(void)
 static const struct test_case cases[] = {
 	{"new_index", test_new_index},
 	{"upgrade", test_upgrade},
+	{"upgrade_v1", test_upgrade_v1},
 	{"failed_step", test_failed_step},
 	{"newer_refused", test_newer_refused},
 	{NULL, NULL},

@@ -21,19 +21,23 @@
 
 #include "buf.h"
 #include "config.h"
+#include "sqlite/sq-private.h"
 #include "store-private.h"
 #include "store.h"
 #include "test.h"
 
 static char data_dir[256];
 static struct store_account_limits test_limits;
+/* when not 0: test_limits apply to this user only */
+static int64_t test_limits_user;
 
 static int limits_cb(void *ctx, int64_t user_id,
 		     struct store_account_limits *limits_r)
 {
 	(void)ctx;
-	(void)user_id;
-	*limits_r = test_limits;
+	memset(limits_r, 0, sizeof(*limits_r));
+	if (test_limits_user == 0 || test_limits_user == user_id)
+		*limits_r = test_limits;
 	return 0;
 }
 
@@ -52,6 +56,7 @@ static struct store *setup_fsync(bool fsync)
 	if (mkdtemp(data_dir) == NULL)
 		abort();
 	memset(&test_limits, 0, sizeof(test_limits));
+	test_limits_user = 0;
 	struct store_settings set = {
 		.data_dir = data_dir,
 		.max_message_size = 1024 * 1024,
@@ -137,6 +142,56 @@ static char *user_path(int64_t id, const char *sub)
 {
 	return xasprintf("%s/mail/%02x/%lld/%s", data_dir,
 			 store_user_shard(id), (long long)id, sub);
+}
+
+/* One integer from a query on a user's index (another connection). */
+static long long index_int(int64_t id, const char *sql)
+{
+	char *path = user_path(id, "index.db");
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			v = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	free(path);
+	return v;
+}
+
+/* Bodies a user has stored: in the index and in files. */
+static int stored_bodies(int64_t id)
+{
+	char *blobs = user_path(id, "blobs");
+	int n = count_files(blobs) +
+		(int)index_int(id, "SELECT count(*) FROM body");
+	free(blobs);
+	return n;
+}
+
+/* Spill files of bodies being written (mail/tmp). */
+static int spill_files(void)
+{
+	char *tmp = xasprintf("%s/mail/tmp", data_dir);
+	int n = count_files(tmp);
+	free(tmp);
+	return n;
+}
+
+/* A message of n bytes (n > 40): a Subject line, then x's. */
+static char *big_message(const char *subject, size_t n)
+{
+	char *m = xmalloc(n + 1);
+	memset(m, 'x', n);
+	int h = snprintf(m, n, "Subject: %s\r\n\r\n", subject);
+	m[h] = 'x';
+	memcpy(m + n - 2, "\r\n", 2);
+	m[n] = '\0';
+	return m;
 }
 
 /* ---- tests -------------------------------------------------------- */
@@ -620,9 +675,7 @@ static void test_copy_move_expunge(void)
 	CHECK_INT(store_user_usage(u, &usage, &err), 0);
 	CHECK_INT(usage.messages, 3);
 	/* the blob of INBOX 2 / Archive 1 is gone now, the others stay */
-	char *blobs = user_path(4, "blobs");
-	CHECK_INT(count_files(blobs), 3);
-	free(blobs);
+	CHECK_INT(stored_bodies(4), 3);
 	/* UIDs are never reused */
 	CHECK_INT(append(u, "Archive", "Subject: n\r\n\r\nx\r\n", 0), 3);
 	store_user_unref(&u);
@@ -645,8 +698,7 @@ static void test_quota(void)
 	store_user_usage(u, &usage, &err);
 	CHECK_INT(usage.bytes, 52);
 	CHECK_INT(usage.messages, 2);
-	char *blobs = user_path(5, "blobs");
-	CHECK_INT(count_files(blobs), 2);
+	CHECK_INT(stored_bodies(5), 2);
 	/* copy over quota: nothing copied; move is always allowed */
 	CHECK_INT(store_copy(u, "INBOX", NULL, 0, "Archive", false, NULL, NULL,
 			     NULL, NULL, &err), -1);
@@ -665,8 +717,7 @@ static void test_quota(void)
 	CHECK_INT(err.kind, STORE_ERR_QUOTA);
 	test_limits.quota_messages = 0;
 	CHECK(append(u, "INBOX", msg, 0) == 3);
-	CHECK_INT(count_files(blobs), 3);
-	free(blobs);
+	CHECK_INT(stored_bodies(5), 3);
 	store_user_unref(&u);
 	teardown(&store);
 }
@@ -1047,25 +1098,27 @@ static void test_blob_writer(void)
 	CHECK_MEM(b.data, b.len, "Subject: s\r\n\r\nab\r\n", 18);
 	store_blob_close(&b);
 
-	/* abort leaves nothing */
+	/* abort leaves nothing: a small body never touches the disk
+	 * before its commit, a big one spills to mail/tmp */
 	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
 	store_blob_writer_write(w, "Subject: a\r\n\r\nx\r\n", 17, &err);
-	CHECK_INT(count_files(blobs), 2);
+	CHECK_INT(spill_files(), 0);
 	store_blob_writer_abort(&w);
-	CHECK_INT(count_files(tmp), 0);
-	CHECK_INT(count_files(blobs), 1);
+	char *bigm = big_message("big", 300000);
+	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
+	store_blob_writer_write(w, bigm, 300000, &err);
+	CHECK_INT(spill_files(), 1);
+	store_blob_writer_abort(&w);
+	CHECK_INT(spill_files(), 0);
+	CHECK_INT(stored_bodies(11), 1);
 
 	/* disk full in the middle: TEMP, nothing stored, nothing left */
 	atomic_store(&store->test_fail_write_after, 100000);
-	char *big = xmalloc(300000);
-	memset(big, 'x', 300000);
-	memcpy(big, "Subject: big\r\n\r\n", 16);
-	CHECK_INT(store_append(u, "INBOX", big, 300000, NULL, NULL, NULL, &err), -1);
+	CHECK_INT(store_append(u, "INBOX", bigm, 300000, NULL, NULL, NULL, &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_TEMP);
 	atomic_store(&store->test_fail_write_after, 0);
-	free(big);
-	CHECK_INT(count_files(tmp), 0);
-	CHECK_INT(count_files(blobs), 1);
+	CHECK_INT(spill_files(), 0);
+	CHECK_INT(stored_bodies(11), 1);
 	struct store_mailbox_info info = status(u, "INBOX");
 	CHECK_INT(info.messages, 1);
 	store_mailbox_info_free(&info);
@@ -1074,14 +1127,28 @@ static void test_blob_writer(void)
 	CHECK_INT(usage.messages, 1);
 	CHECK_INT(usage.bytes, 18);
 
-	/* a commit that fails in the index removes its blob file */
+	/* a commit that fails in the index removes what it stored: the
+	 * body row with its row, the link of a big body */
 	CHECK_INT(store_blob_writer_create(u, &w, &err), 0);
 	store_blob_writer_write(w, "x\r\n", 3, &err);
 	CHECK_INT(store_blob_writer_commit(&w, "NoSuchBox", NULL, NULL, NULL,
 					   &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
-	CHECK_INT(count_files(tmp), 0);
+	CHECK_INT(store_append(u, "NoSuchBox", bigm, 300000, NULL, NULL, NULL,
+			       &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	CHECK_INT(spill_files(), 0);
+	CHECK_INT(stored_bodies(11), 1);
+
+	/* a big body is a file, read back whole */
+	CHECK_INT(store_append(u, "INBOX", bigm, 300000, NULL, &uid, NULL,
+			       &err), 0);
+	CHECK_INT(stored_bodies(11), 2);
 	CHECK_INT(count_files(blobs), 1);
+	CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), 0);
+	CHECK_MEM(b.data, b.len, bigm, 300000);
+	store_blob_close(&b);
+	free(bigm);
 	free(tmp);
 	free(blobs);
 	store_user_unref(&u);
@@ -1231,7 +1298,10 @@ static void test_check(void)
 	struct store *store = setup();
 	struct store_user *u = user_open(store, 14);
 	struct store_error err;
-	append(u, "INBOX", "Subject: 1\r\n\r\nx\r\n", 0);
+	/* message 1 is big enough for a file of its own */
+	char *m1 = big_message("1", 200000);
+	append(u, "INBOX", m1, 0);
+	free(m1);
 	append(u, "INBOX", "Subject: 2\r\n\r\nx\r\n", 0);
 	store_copy(u, "INBOX", NULL, 0, "Archive", false, NULL, NULL, NULL,
 		   NULL, &err);
@@ -1272,6 +1342,9 @@ static void test_check(void)
 	}
 	CHECK(victim[0] != '\0');
 	unlink(victim);
+	char *abdir = xasprintf("%s/ab", blobs);
+	mkdir(abdir, 0700);
+	free(abdir);
 	char *orphan = xasprintf("%s/ab/abcdef", blobs);
 	char *young = xasprintf("%s/ab/abcd00", blobs);
 	FILE *fp = fopen(orphan, "w");
@@ -1356,11 +1429,14 @@ static void test_crash(void)
 		struct store_user *u;
 		if (store_user_open(s, 18, &u, &err) < 0)
 			_exit(1);
-		char msg[4200];
+		/* sizes on both sides of SQ_INLINE_MAX: every third
+		 * message is a file of its own */
+		static char msg[150200];
 		for (unsigned n = 1;; n++) {
 			int len = snprintf(msg, sizeof(msg), "Subject: crash %u\r\n\r\n", n);
-			memset(msg + len, 'a' + n % 26, 4000);
-			if (store_append(u, "INBOX", msg, (size_t)len + 4000, NULL,
+			size_t body = n % 3 == 0 ? 150000 : 4000;
+			memset(msg + len, 'a' + n % 26, body);
+			if (store_append(u, "INBOX", msg, (size_t)len + body, NULL,
 					 NULL, NULL, &err) == 0 &&
 			    write(pfd[1], &n, sizeof(n)) != sizeof(n))
 				_exit(1);
@@ -1390,13 +1466,14 @@ static void test_crash(void)
 	unsigned char *seen = xcalloc(max_acked + 2, 1);
 	struct store_fetch *f;
 	const struct store_msg *m;
-	unsigned stored = 0, dups = 0;
+	unsigned stored = 0, dups = 0, files = 0;
 	store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_SORT, &f, &err);
 	while (store_fetch_next(f, &m, &err) == 1) {
 		unsigned k = 0;
 		if (m->sort_subject != NULL)
 			sscanf(m->sort_subject, "crash %u", &k);
 		stored++;
+		files += m->size > 100000;
 		if (k <= max_acked + 1 && seen[k]++)
 			dups++;
 	}
@@ -1411,13 +1488,13 @@ static void test_crash(void)
 	free(seen);
 	store_user_unref(&u);
 	/* the sweep removes the dead process's files; check finds nothing */
-	char *tmp = user_path(18, "tmp"), *blobs = user_path(18, "blobs");
-	for (int i = 0; i < 250 && (count_files(tmp) > 0 ||
-				    count_files(blobs) > (int)stored); i++)
+	char *blobs = user_path(18, "blobs");
+	for (int i = 0; i < 250 && (spill_files() > 0 ||
+				    count_files(blobs) > (int)files); i++)
 		usleep(20000);
-	CHECK_INT(count_files(tmp), 0);
-	CHECK_INT(count_files(blobs), stored);
-	free(tmp);
+	CHECK_INT(spill_files(), 0);
+	CHECK_INT(count_files(blobs), files);
+	CHECK_INT(stored_bodies(18), stored);
 	free(blobs);
 	struct lines l = {0};
 	CHECK_INT(store_check(store, 18, false, report_cb, &l, &err), 0);
@@ -1432,6 +1509,10 @@ static void test_background_sweep(void)
 	append(u, "INBOX", "Subject: keep\r\n\r\nx\r\n", 0);
 	store_user_unref(&u);
 	char *blobs = user_path(15, "blobs");
+	char *cddir = xasprintf("%s/cd", blobs);
+	mkdir(blobs, 0700);
+	mkdir(cddir, 0700);
+	free(cddir);
 	char *orphan = xasprintf("%s/cd/cdef01", blobs);
 	/* tmp/ is where older versions left unfinished appends */
 	char *tmpdir = user_path(15, "tmp");
@@ -1447,6 +1528,17 @@ static void test_background_sweep(void)
 	struct utimbuf old = {time(NULL) - 60, time(NULL) - 60};
 	utime(orphan, &old);
 	utime(tmpf, &old);
+	/* a body's spill file left by a dead process */
+	char *spill = xasprintf("%s/mail/tmp/0123abcd", data_dir);
+	fp = fopen(spill, "w");
+	CHECK(fp != NULL);
+	if (fp != NULL) {
+		fputs("junk", fp);
+		fclose(fp);
+	}
+	utime(spill, &old);
+	free(spill);
+	CHECK_INT(spill_files(), 1);
 	store_close(&store);
 	/* a restart: the sweep runs in the background */
 	struct store_settings set = {.data_dir = data_dir, .fsync = false};
@@ -1458,7 +1550,11 @@ static void test_background_sweep(void)
 		usleep(20000);
 	CHECK(access(orphan, F_OK) != 0);
 	CHECK(access(tmpf, F_OK) != 0);
-	CHECK_INT(count_files(blobs), 1);
+	CHECK_INT(count_files(blobs), 0);
+	CHECK_INT(stored_bodies(15), 1);
+	for (int i = 0; i < 250 && spill_files() > 0; i++)
+		usleep(20000);
+	CHECK_INT(spill_files(), 0);
 	free(orphan);
 	free(tmpf);
 	free(blobs);
@@ -1514,6 +1610,262 @@ static void test_thread_ids(void)
 	teardown(&store);
 }
 
+/* ---- one body, several copies ------------------------------------ */
+
+/* Delivers body (already finished) to user with a Delivered-To prefix;
+ * returns the UID or 0, the error in *err. */
+static uint32_t deliver(struct store_body *body, struct store_user *u,
+			const char *to, struct store_error *err)
+{
+	char prefix[200];
+	snprintf(prefix, sizeof(prefix),
+		 "Return-Path: <s@x.test>\r\nDelivered-To: %s\r\n", to);
+	uint32_t uid = 0;
+	if (store_body_deliver(body, u, "INBOX", prefix, strlen(prefix), NULL,
+			       &uid, NULL, err) < 0)
+		return 0;
+	return uid;
+}
+
+static void check_copy(struct store_user *u, uint32_t uid, const char *to,
+		       const char *body, size_t body_len)
+{
+	struct buf want;
+	buf_init(&want, 0);
+	buf_printf(&want, "Return-Path: <s@x.test>\r\nDelivered-To: %s\r\n", to);
+	buf_append(&want, body, body_len);
+	struct store_blob b;
+	struct store_error err;
+	CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), 0);
+	CHECK_MEM(b.data, b.len, want.data, want.len);
+	/* RFC822.SIZE and the part map describe exactly these bytes */
+	struct store_uid_range r = {uid, uid};
+	struct store_fetch *f;
+	const struct store_msg *m;
+	CHECK_INT(store_fetch_begin(u, "INBOX", &r, 1, STORE_FETCH_SIZE |
+				    STORE_FETCH_PARTS, &f, &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->size, want.len);
+	struct mail_section_spec spec = {.kind = MAIL_SECTION_HEADER};
+	struct mail_section sec;
+	CHECK_INT(mail_section_get(b.data, b.len, m->parts, m->parts_len, &spec,
+				   &sec), 0);
+	const char *hdr_end = memmem(want.data, want.len, "\r\n\r\n", 4);
+	CHECK(hdr_end != NULL);
+	if (hdr_end != NULL)
+		CHECK_MEM(sec.ptr, sec.len, want.data,
+			  (size_t)(hdr_end + 4 - want.data));
+	mail_section_free(&sec);
+	spec.kind = MAIL_SECTION_TEXT;
+	CHECK_INT(mail_section_get(b.data, b.len, m->parts, m->parts_len, &spec,
+				   &sec), 0);
+	if (hdr_end != NULL)
+		CHECK_MEM(sec.ptr, sec.len, hdr_end + 4,
+			  (size_t)(want.data + want.len - hdr_end - 4));
+	mail_section_free(&sec);
+	store_fetch_end(&f);
+	store_blob_close(&b);
+	buf_free(&want);
+}
+
+static uint32_t search_count(struct store_user *u, const char *needle)
+{
+	uint32_t *uids;
+	size_t n = 0;
+	struct store_error err;
+	if (store_search_text(u, "INBOX", STORE_TEXT_ALL, needle, NULL, 0,
+			      &uids, &n, &err) < 0)
+		return 999;
+	free(uids);
+	return (uint32_t)n;
+}
+
+/* One body for three users, small (in the index) and big (one file
+ * linked three times): each copy reads as its own prefix and the body,
+ * quota charges each copy in full, one over quota fails alone, an
+ * expunged copy leaves the others intact, and the space goes with the
+ * last copy. */
+static void shared_body_round(size_t size)
+{
+	struct store *store = setup();
+	struct store_user *u[3] = {user_open(store, 31), user_open(store, 32),
+				   user_open(store, 33)};
+	const char *to[3] = {"a@x.test", "b@x.test", "c@x.test"};
+	struct store_error err;
+	char *msg = big_message("shared", size);
+	/* with LF line ends: stored as CRLF */
+	struct store_body *body;
+	CHECK_INT(store_body_create(store, &body, &err), 0);
+	CHECK_INT(store_body_write(body, msg, 10, &err), 0);
+	CHECK_INT(store_body_write(body, msg + 10, size - 10, &err), 0);
+	CHECK_INT(store_body_size(body), size);
+	CHECK_INT(store_body_finish(body, &err), 0);
+	/* b has no room for it: that copy fails, the others do not */
+	test_limits_user = 32;
+	test_limits.quota_bytes = size;
+	uint32_t uid[3];
+	uid[0] = deliver(body, u[0], to[0], &err);
+	uid[1] = deliver(body, u[1], to[1], &err);
+	CHECK_INT(uid[1], 0);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	uid[2] = deliver(body, u[2], to[2], &err);
+	test_limits.quota_bytes = 0;
+	uid[1] = deliver(body, u[1], to[1], &err);
+	CHECK_INT(uid[0], 1);
+	CHECK_INT(uid[1], 1);
+	CHECK_INT(uid[2], 1);
+	store_body_unref(&body);
+	CHECK(body == NULL);
+	CHECK_INT(spill_files(), 0);
+	for (int i = 0; i < 3; i++) {
+		check_copy(u[i], uid[i], to[i], msg, size);
+		struct store_usage usage;
+		store_user_usage(u[i], &usage, &err);
+		CHECK_INT(usage.bytes, size + 41 + strlen(to[i]));
+		/* each copy's own trace fields are searchable, only there */
+		CHECK_INT(search_count(u[i], to[i]), 1);
+		CHECK_INT(search_count(u[i], to[(i + 1) % 3]), 0);
+	}
+	bool file = size > SQ_INLINE_MAX;
+	char *blobs = user_path(31, "blobs");
+	CHECK_INT(count_files(blobs), file ? 1 : 0);
+	if (file) {
+		/* one inode for the three copies */
+		char *d = user_path(31, "blobs");
+		DIR *dir = opendir(d);
+		struct dirent *e;
+		nlink_t links = 0;
+		while (dir != NULL && (e = readdir(dir)) != NULL) {
+			if (e->d_name[0] == '.')
+				continue;
+			char *sub = xasprintf("%s/%s", d, e->d_name);
+			DIR *sd = opendir(sub);
+			struct dirent *f;
+			while (sd != NULL && (f = readdir(sd)) != NULL) {
+				if (f->d_name[0] == '.')
+					continue;
+				char *p = xasprintf("%s/%s", sub, f->d_name);
+				struct stat st;
+				if (stat(p, &st) == 0)
+					links = st.st_nlink;
+				free(p);
+			}
+			if (sd != NULL)
+				closedir(sd);
+			free(sub);
+		}
+		if (dir != NULL)
+			closedir(dir);
+		free(d);
+		CHECK_INT(links, 3);
+	}
+	/* COPY in one account shares that account's body */
+	CHECK_INT(store_copy(u[0], "INBOX", NULL, 0, "Archive", false, NULL,
+			     NULL, NULL, NULL, &err), 0);
+	CHECK_INT(stored_bodies(31), 1);
+	/* a's copies go; b and c keep theirs byte for byte */
+	CHECK_INT(store_expunge(u[0], "INBOX", NULL, 0, true, NULL, NULL, &err), 0);
+	CHECK_INT(stored_bodies(31), 1);
+	CHECK_INT(store_expunge(u[0], "Archive", NULL, 0, true, NULL, NULL, &err), 0);
+	CHECK_INT(stored_bodies(31), 0);
+	for (int i = 1; i < 3; i++)
+		check_copy(u[i], uid[i], to[i], msg, size);
+	struct store_usage usage;
+	store_user_usage(u[0], &usage, &err);
+	CHECK_INT(usage.bytes, 0);
+	for (int i = 1; i < 3; i++)
+		store_expunge(u[i], "INBOX", NULL, 0, true, NULL, NULL, &err);
+	for (int i = 1; i < 3; i++)
+		CHECK_INT(stored_bodies(31 + i), 0);
+	free(blobs);
+	free(msg);
+	for (int i = 0; i < 3; i++)
+		store_user_unref(&u[i]);
+	teardown(&store);
+}
+
+static void test_shared_body(void)
+{
+	shared_body_round(5000);
+	shared_body_round(SQ_INLINE_MAX + 5000);
+}
+
+/* A message file outlives every reader whose snapshot may name it: an
+ * expunge that commits between a reader's lookup and its open() leaves
+ * the file until that reader is through (issue 9, FETCH racing EXPUNGE). */
+static void test_deferred_unlink(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 34);
+	struct store_error err;
+	char *msg = big_message("race", SQ_INLINE_MAX + 100);
+	append(u, "INBOX", msg, 0);
+	char *blobs = user_path(34, "blobs");
+	CHECK_INT(count_files(blobs), 1);
+	uint64_t ticket = sq_read_enter(SQU(u));
+	CHECK_INT(store_expunge(u, "INBOX", NULL, 0, true, NULL, NULL, &err), 0);
+	CHECK_INT(count_files(blobs), 1);
+	/* a reader that comes after the commit finds no message */
+	struct store_blob b;
+	CHECK_INT(store_blob_open(u, "INBOX", 1, &b, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	CHECK_INT(count_files(blobs), 1);
+	sq_read_leave(SQU(u), ticket);
+	CHECK_INT(count_files(blobs), 0);
+	/* with no reader inside, the file goes at once */
+	append(u, "INBOX", msg, 0);
+	CHECK_INT(store_expunge(u, "INBOX", NULL, 0, true, NULL, NULL, &err), 0);
+	CHECK_INT(count_files(blobs), 0);
+	free(blobs);
+	free(msg);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* A damaged body is never served as if intact, and check names it by
+ * mailbox and UID. */
+static void test_damaged_body(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 35);
+	struct store_error err;
+	append(u, "INBOX", "Subject: ok\r\n\r\nfine\r\n", 0);
+	append(u, "INBOX", "Subject: bad\r\n\r\nflipped\r\n", 0);
+	char *big = big_message("bigbad", SQ_INLINE_MAX + 10);
+	append(u, "INBOX", big, 0);
+	free(big);
+	char *idx = user_path(35, "index.db");
+	sqlite3 *db;
+	CHECK_INT(sqlite3_open(idx, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10000);
+	CHECK_INT(sqlite3_exec(db, "UPDATE body SET data = CAST(replace("
+			       "CAST(data AS TEXT), 'flipped', 'flopped') AS BLOB)",
+			       NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(idx);
+	/* and one byte of the file */
+	char *blobs = user_path(35, "blobs");
+	char *cmd = xasprintf("f=$(find '%s' -type f); printf y | dd of=\"$f\""
+			      " bs=1 seek=100 conv=notrunc 2>/dev/null", blobs);
+	CHECK_INT(system(cmd), 0);
+	free(cmd);
+	free(blobs);
+	struct store_blob b;
+	CHECK_INT(store_blob_open(u, "INBOX", 1, &b, &err), 0);
+	store_blob_close(&b);
+	for (uint32_t uid = 2; uid <= 3; uid++) {
+		CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), -1);
+		CHECK_INT(err.kind, STORE_ERR_TEMP);
+	}
+	struct lines l = {0};
+	CHECK_INT(store_check(store, 35, true, report_cb, &l, &err), -1);
+	CHECK_INT(l.n, 2);
+	CHECK(strstr(l.last, "mailbox INBOX UID 3") != NULL);
+	CHECK(strstr(l.last, "damaged") != NULL);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -1531,6 +1883,9 @@ static const struct test_case cases[] = {
 	{"pop3_retention", test_pop3_retention},
 	{"check", test_check},
 	{"crash", test_crash},
+	{"shared_body", test_shared_body},
+	{"deferred_unlink", test_deferred_unlink},
+	{"damaged_body", test_damaged_body},
 	{"background_sweep", test_background_sweep},
 	{"config", test_config},
 	{"thread_ids", test_thread_ids},

@@ -1,12 +1,12 @@
 /*
- * Blob files: one immutable file per message under blobs/<xx>/<name>. The
- * file is created at its final name (no index row names it yet, so no
- * reader can reach it) and its directory entry is made durable by a small
- * fsync pool while the message streams in; the writer normalises line
- * ends to CRLF, fsyncs the file on its own thread (so fsyncs of different
- * messages overlap), analyses it, waits for the directory fsync, and only
- * then joins the group commit. A crash before the commit leaves an orphan
- * that the sweeper removes: the message was never acknowledged.
+ * Message files and reading messages. A body lives in the index (small)
+ * or in an immutable file blobs/<xx>/<name> linked there by its delivery
+ * (sq-body.c); readers get the copy's prefix and the body as one range,
+ * checked against the body's crc32. Files are removed only after the
+ * commit that dropped their last row, and only once no reader that could
+ * still have looked the row up is between its lookup and its open(). The
+ * background sweep removes files that no row names (a crash before a
+ * commit), and the spill files of bodies a dead process left in mail/tmp.
  */
 #include "sq-private.h"
 
@@ -20,9 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include <zlib.h>
 
-#define WRITE_BUF_SIZE (64 * 1024)
+#include "log.h"
 
 int sq_fsync_dir(const char *path)
 {
@@ -37,27 +37,6 @@ int sq_fsync_dir(const char *path)
 char *sq_blob_path(struct sq_user *u, const char *name)
 {
 	return xasprintf("%s/blobs/%.2s/%s", u->dir, name, name);
-}
-
-int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err)
-{
-	char *blobs = xasprintf("%s/blobs", dir);
-	int ret = 0;
-	if (mkdir(blobs, 0700) < 0 && errno != EEXIST)
-		ret = -1;
-	for (unsigned i = 0; i < 256 && ret == 0; i++) {
-		char *sub = xasprintf("%s/%02x", blobs, i);
-		if (mkdir(sub, 0700) < 0 && errno != EEXIST)
-			ret = -1;
-		free(sub);
-	}
-	if (ret == 0 && fsync)
-		ret = sq_fsync_dir(blobs) < 0 || sq_fsync_dir(dir) < 0 ? -1 : 0;
-	free(blobs);
-	if (ret < 0)
-		store_set_error(err, STORE_ERR_TEMP,
-				"Cannot create the mail directory");
-	return ret;
 }
 
 /* ---- directory fsyncs ---------------------------------------------- */
@@ -154,335 +133,379 @@ static int dirsync_wait(struct sq_store *s, struct sq_dirsync *j)
 	return j->ret;
 }
 
-/* ---- the writer --------------------------------------------------- */
-
-struct store_blob_writer {
-	struct store_object obj;
-	struct store_user *user;
-	int fd;
-	char *path;         /* the final name; NULL once committed */
-	char name[33];
-	uint64_t size;      /* bytes accepted (after normalisation) */
-	uint64_t written;   /* bytes written to the file */
-	uint64_t max;
-	bool last_cr;
-	bool failed;
-	bool dirsync_pending;
-	struct sq_dirsync dirsync;
-	char *buf;
-	size_t blen;
-};
-
-int sq_blob_writer_create(struct store_user *user,
-			  struct store_blob_writer **w_r,
-			  struct store_error *err)
+int sq_dirsync(struct sq_store *s, const char *dir)
 {
-	struct sq_user *u = SQU(user);
-	struct sq_store *s = SQS(user->store);
-	struct store_blob_writer *w = xcalloc(1, sizeof(*w));
-	w->obj.vf = &store_sqlite_vfuncs;
-	sq_random_hex(w->name, 16);
-	sq_inflight_add(s, w->name);
-	w->path = sq_blob_path(u, w->name);
-	w->dirsync.dir = xasprintf("%s/blobs/%.2s", u->dir, w->name);
-	int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
-	w->fd = open(w->path, flags, 0600);
-	if (w->fd < 0 && errno == ENOENT && mkdir(w->dirsync.dir, 0700) == 0)
-		w->fd = open(w->path, flags, 0600);
-	if (w->fd < 0) {
-		log_error("store", NULL, "create %s: %s", w->path,
-			  strerror(errno));
-		sq_inflight_del(s, w->name);
-		free(w->path);
-		free(w->dirsync.dir);
-		free(w);
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "Cannot store the message now");
-	}
-	if (user->store->set.fsync) {
-		w->dirsync_pending = true;
-		dirsync_submit(s, &w->dirsync);
-	}
-	w->max = user->store->set.max_message_size;
-	w->buf = xmalloc(WRITE_BUF_SIZE);
-	store_user_ref(user);
-	w->user = user;
-	*w_r = w;
-	return 0;
+	struct sq_dirsync j;
+	memset(&j, 0, sizeof(j));
+	j.dir = (char *)dir;
+	dirsync_submit(s, &j);
+	return dirsync_wait(s, &j);
 }
 
-static int writer_error(struct store_blob_writer *w, int e,
-			struct store_error *err)
+/* ---- deferred removal ---------------------------------------------- */
+
+uint64_t sq_read_enter(struct sq_user *u)
 {
-	w->failed = true;
-	if (e == ENOSPC || e == EDQUOT)
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "Disk full, try again later");
-	log_error("store", NULL, "write %s: %s", w->path, strerror(e));
-	return store_set_error(err, STORE_ERR_TEMP,
-			       "Cannot store the message now");
+	pthread_mutex_lock(&u->unlink_mu);
+	uint64_t t = ++u->read_ticket;
+	if (u->readers_in_count == u->readers_in_cap) {
+		u->readers_in_cap = u->readers_in_cap ? u->readers_in_cap * 2 : 8;
+		u->readers_in = xrealloc(u->readers_in, u->readers_in_cap *
+								sizeof(uint64_t));
+	}
+	u->readers_in[u->readers_in_count++] = t;
+	pthread_mutex_unlock(&u->unlink_mu);
+	return t;
 }
 
-static int writer_flush(struct store_blob_writer *w, struct store_error *err)
+static void unlink_blob(struct sq_user *u, const char *name)
 {
-	struct store *store = w->user->store;
-	size_t off = 0;
-	while (off < w->blen) {
-		size_t n = w->blen - off;
-		uint64_t fail_at = atomic_load(&store->test_fail_write_after);
-		if (fail_at != 0 && w->written + n >= fail_at)
-			return writer_error(w, ENOSPC, err);
-		ssize_t r = write(w->fd, w->buf + off, n);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return writer_error(w, errno, err);
-		}
-		off += (size_t)r;
-		w->written += (uint64_t)r;
-	}
-	w->blen = 0;
-	return 0;
+	char *path = sq_blob_path(u, name);
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("store", NULL, "unlink %s: %s", path, strerror(errno));
+	free(path);
 }
 
-static int writer_put(struct store_blob_writer *w, const char *p, size_t n,
-		      struct store_error *err)
+void sq_read_leave(struct sq_user *u, uint64_t ticket)
 {
-	w->size += n;
-	if (w->max != 0 && w->size > w->max) {
-		w->failed = true;
-		return store_set_error(err, STORE_ERR_LIMIT,
-				       "Message is too large");
+	pthread_mutex_lock(&u->unlink_mu);
+	uint64_t oldest = UINT64_MAX;
+	for (size_t i = 0; i < u->readers_in_count; i++) {
+		if (u->readers_in[i] == ticket)
+			u->readers_in[i--] = u->readers_in[--u->readers_in_count];
+		else if (u->readers_in[i] < oldest)
+			oldest = u->readers_in[i];
 	}
-	while (n > 0) {
-		if (w->blen == WRITE_BUF_SIZE && writer_flush(w, err) < 0)
-			return -1;
-		size_t k = WRITE_BUF_SIZE - w->blen;
-		if (k > n)
-			k = n;
-		memcpy(w->buf + w->blen, p, k);
-		w->blen += k;
-		p += k;
-		n -= k;
-	}
-	return 0;
-}
-
-/* Normalises bare LF to CRLF; everything else (NULs included) is kept. */
-int sq_blob_writer_write(struct store_blob_writer *w, const void *data,
-			 size_t len, struct store_error *err)
-{
-	if (w->failed)
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "The message was not stored");
-	const char *p = data, *end = p + len;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t chunk = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-		if (chunk > 0) {
-			if (writer_put(w, p, chunk, err) < 0)
-				return -1;
-			w->last_cr = p[chunk - 1] == '\r';
-			p += chunk;
-		}
-		if (nl == NULL)
-			break;
-		if (writer_put(w, w->last_cr ? "\n" : "\r\n",
-			       w->last_cr ? 1 : 2, err) < 0)
-			return -1;
-		w->last_cr = false;
-		p++;
-	}
-	return 0;
-}
-
-uint64_t sq_blob_writer_size(const struct store_blob_writer *w)
-{
-	return w->size;
-}
-
-static void writer_free(struct store_blob_writer *w)
-{
-	struct sq_store *s = SQS(w->user->store);
-	if (w->dirsync_pending)
-		dirsync_wait(s, &w->dirsync);
-	if (w->fd >= 0)
-		close(w->fd);
-	if (w->path != NULL)
-		unlink(w->path);
-	/* after the commit (or the unlink): the sweeper may judge it now */
-	sq_inflight_del(s, w->name);
-	store_user_unref(&w->user);
-	free(w->path);
-	free(w->dirsync.dir);
-	free(w->buf);
-	free(w);
-}
-
-void sq_blob_writer_abort(struct store_blob_writer **wp)
-{
-	struct store_blob_writer *w = *wp;
-	*wp = NULL;
-	if (w != NULL)
-		writer_free(w);
-}
-
-/* Makes the file durable and analyses it. */
-static int writer_finish(struct store_blob_writer *w,
-			 struct mail_result *an, struct store_error *err)
-{
-	if (writer_flush(w, err) < 0)
-		return -1;
-	if (w->user->store->set.fsync && fsync(w->fd) < 0)
-		return writer_error(w, errno, err);
-	if (w->size == 0) {
-		store_analyze("", 0, an);
-		return 0;
-	}
-	void *map = mmap(NULL, w->size, PROT_READ, MAP_SHARED, w->fd, 0);
-	if (map == MAP_FAILED)
-		return writer_error(w, errno, err);
-	store_analyze(map, w->size, an);
-	munmap(map, w->size);
-	return 0;
-}
-
-int sq_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
-			  const struct store_append_params *params,
-			  uint32_t *uid_r, uint32_t *uidvalidity_r,
-			  struct store_error *err)
-{
-	struct store_blob_writer *w = *wp;
-	*wp = NULL;
-	if (w->failed) {
-		writer_free(w);
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "The message was not stored");
-	}
-	struct sq_user *u = SQU(w->user);
-	struct mail_result an;
-	struct sq_append_arg a;
-	memset(&a, 0, sizeof(a));
-	if (sq_limits_get(w->user, &a.limits, err) < 0) {
-		writer_free(w);
-		return -1;
-	}
-	if (writer_finish(w, &an, err) < 0) {
-		writer_free(w);
-		return -1;
-	}
-	int ret = 0;
-	if (w->dirsync_pending) {
-		w->dirsync_pending = false;
-		if (dirsync_wait(SQS(w->user->store), &w->dirsync) < 0) {
-			log_error("store", NULL, "fsync %s: %s", w->dirsync.dir,
-				  strerror(errno));
-			ret = store_set_error(err, STORE_ERR_TEMP,
-					      "Cannot store the message now");
+	/* files no reader still inside could have looked up */
+	char **go = NULL;
+	size_t ngo = 0;
+	for (size_t i = 0; i < u->unlink_count; i++) {
+		if (u->unlinks[i].after < oldest) {
+			go = xrealloc(go, (ngo + 1) * sizeof(char *));
+			go[ngo++] = u->unlinks[i].name;
+			u->unlinks[i--] = u->unlinks[--u->unlink_count];
 		}
 	}
-	if (ret == 0) {
-		a.mailbox = mailbox;
-		a.params = params;
-		a.blob_name = w->name;
-		a.size = w->size;
-		a.an = &an;
-		a.now = time(NULL);
-		ret = sq_run(u, sq_append_tx, &a, err);
+	pthread_mutex_unlock(&u->unlink_mu);
+	for (size_t i = 0; i < ngo; i++) {
+		unlink_blob(u, go[i]);
+		free(go[i]);
 	}
-	if (ret == 0) {
-		sq_indexer_kick(w->user->store, w->user->id);
-		/* committed: the file is the message's now */
-		free(w->path);
-		w->path = NULL;
-		if (uid_r != NULL)
-			*uid_r = a.uid;
-		if (uidvalidity_r != NULL)
-			*uidvalidity_r = a.uidvalidity;
+	free(go);
+}
+
+/* After the commit that dropped the file's last row: readers that
+ * entered before now may have found the row in their snapshot. */
+void sq_unlink_deferred(struct sq_user *u, const char *name)
+{
+	pthread_mutex_lock(&u->unlink_mu);
+	uint64_t now = u->read_ticket;
+	bool wait = false;
+	for (size_t i = 0; i < u->readers_in_count && !wait; i++)
+		wait = u->readers_in[i] <= now;
+	if (wait) {
+		u->unlinks = xrealloc(u->unlinks, (u->unlink_count + 1) *
+							  sizeof(*u->unlinks));
+		u->unlinks[u->unlink_count].name = xstrdup(name);
+		u->unlinks[u->unlink_count++].after = now;
 	}
-	mail_result_free(&an);
-	writer_free(w);
-	return ret;
+	pthread_mutex_unlock(&u->unlink_mu);
+	if (!wait)
+		unlink_blob(u, name);
+}
+
+/* When the user is closed: no reader is left. */
+void sq_unlink_pending_all(struct sq_user *u)
+{
+	for (size_t i = 0; i < u->unlink_count; i++) {
+		unlink_blob(u, u->unlinks[i].name);
+		free(u->unlinks[i].name);
+	}
+	free(u->unlinks);
+	u->unlinks = NULL;
+	u->unlink_count = 0;
+	free(u->readers_in);
+	u->readers_in = NULL;
+	u->readers_in_count = u->readers_in_cap = 0;
 }
 
 /* ---- reading ------------------------------------------------------ */
 
+/* What a struct store_blob's priv holds: the prefix and the body either
+ * copied to the heap (a body in the index), or the prefix on anonymous
+ * pages right in front of the mapped file, so the whole message is one
+ * range without copying the file. */
 struct sq_blob_map {
 	struct store_object obj;
-	void *map;
-	size_t len;
+	char *heap;
+	void *region;
+	size_t region_len;
 };
+
+static int damaged(struct sq_user *u, const char *what, const char *name,
+		   struct store_error *err)
+{
+	log_error("store", NULL, "user %lld: message %s %s: it is not served;"
+		  " run loftctl check", (long long)u->user->id, name, what);
+	return store_set_error(err, STORE_ERR_TEMP,
+			       "The message is damaged and cannot be read");
+}
+
+struct sq_blob_row {
+	int64_t id;
+	char *name;
+	enum sq_body_kind kind;
+	char *prefix;
+	size_t prefix_len;
+	uint64_t size;
+	bool has_crc;
+	uint32_t crc;
+};
+
+static void blob_row_free(struct sq_blob_row *r)
+{
+	free(r->name);
+	free(r->prefix);
+}
+
+/* The body of an inline blob, prefix in front, on the heap. */
+static int read_inline(struct sq_user *u, struct sq_conn *c,
+		       const struct sq_blob_row *r, struct sq_blob_map *m,
+		       size_t *len_r, struct store_error *err)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT data FROM body WHERE id = ?");
+	if (st == NULL)
+		return sq_db_error(c, err, "body");
+	sqlite3_bind_int64(st, 1, r->id);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_db_error(c, err, "body");
+		return damaged(u, "has no body", r->name, err);
+	}
+	const void *data = sqlite3_column_blob(st, 0);
+	size_t n = (size_t)sqlite3_column_bytes(st, 0);
+	uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0),
+				       data ? data : (const void *)"", (uInt)n);
+	if (r->prefix_len + n != r->size || (r->has_crc && crc != r->crc)) {
+		sqlite3_reset(st);
+		return damaged(u, "fails its checksum", r->name, err);
+	}
+	m->heap = xmalloc(r->prefix_len + n + 1);
+	memcpy(m->heap, r->prefix, r->prefix_len);
+	if (n > 0)
+		memcpy(m->heap + r->prefix_len, data, n);
+	sqlite3_reset(st);
+	*len_r = r->prefix_len + n;
+	return 0;
+}
+
+/* Maps an open body file behind its prefix. */
+static int map_file(struct sq_user *u, int fd, const struct sq_blob_row *r,
+		    struct sq_blob_map *m, const char **data_r, size_t *len_r,
+		    struct store_error *err)
+{
+	struct stat stt;
+	if (fstat(fd, &stt) < 0)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message file cannot be read");
+	size_t flen = (size_t)stt.st_size;
+	if (r->prefix_len + flen != r->size)
+		return damaged(u, "has the wrong size", r->name, err);
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t head = (r->prefix_len + pg - 1) / pg * pg;
+	m->region_len = head + flen;
+	if (m->region_len == 0) {
+		*data_r = "";
+		*len_r = 0;
+		return 0;
+	}
+	m->region = mmap(NULL, m->region_len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m->region == MAP_FAILED) {
+		m->region = NULL;
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message file cannot be read");
+	}
+	char *base = m->region;
+	memcpy(base + head - r->prefix_len, r->prefix, r->prefix_len);
+	if (head > 0)
+		mprotect(base, head, PROT_READ);
+	if (flen > 0 &&
+	    mmap(base + head, flen, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
+		    MAP_FAILED)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message file cannot be read");
+	if (flen > 0)
+		madvise(base + head, flen, MADV_SEQUENTIAL);
+	if (r->has_crc &&
+	    (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)base + head,
+			    (uInt)flen) != r->crc)
+		return damaged(u, "fails its checksum", r->name, err);
+	*data_r = base + head - r->prefix_len;
+	*len_r = r->prefix_len + flen;
+	return 0;
+}
+
+static void blob_map_free(struct sq_blob_map *m)
+{
+	if (m->region != NULL)
+		munmap(m->region, m->region_len);
+	free(m->heap);
+	free(m);
+}
+
+/* The blob row of a message (mailbox, uid) or of a blob id (mailbox
+ * NULL), in c's snapshot: 1 found, 0 none, -1 error. */
+static int blob_row_get(struct sq_conn *c, const char *mailbox, uint32_t uid,
+			int64_t id, struct sq_blob_row *r)
+{
+	sqlite3_stmt *st;
+	if (mailbox != NULL) {
+		st = sq_stmt(c, "SELECT b.id, b.name, b.kind, b.prefix,"
+				" b.size, b.crc FROM msg m"
+				" JOIN blob b ON b.id = m.blob"
+				" JOIN mailbox x ON x.id = m.mailbox"
+				" WHERE x.name = ? AND m.uid = ?");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_text(st, 1, mailbox, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, uid);
+	} else {
+		st = sq_stmt(c, "SELECT id, name, kind, prefix, size, crc"
+				" FROM blob WHERE id = ?");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, id);
+	}
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r->id = sqlite3_column_int64(st, 0);
+		r->name = xstrdup((const char *)sqlite3_column_text(st, 1));
+		r->kind = sqlite3_column_int(st, 2) == SQ_BODY_INLINE
+				  ? SQ_BODY_INLINE : SQ_BODY_FILE;
+		r->prefix_len = (size_t)sqlite3_column_bytes(st, 3);
+		r->prefix = xmalloc(r->prefix_len + 1);
+		if (r->prefix_len > 0)
+			memcpy(r->prefix, sqlite3_column_blob(st, 3),
+			       r->prefix_len);
+		r->size = (uint64_t)sqlite3_column_int64(st, 4);
+		r->has_crc = sqlite3_column_type(st, 5) != SQLITE_NULL;
+		r->crc = (uint32_t)sqlite3_column_int64(st, 5);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
 
 int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = sq_reader_get(u, err);
-	if (c == NULL)
-		return -1;
-	char *name = NULL;
-	sqlite3_stmt *st = sq_stmt(c, "SELECT b.name FROM msg m"
-				      " JOIN blob b ON b.id = m.blob"
-				      " JOIN mailbox x ON x.id = m.mailbox"
-				      " WHERE x.name = ? AND m.uid = ?");
-	int rc = SQLITE_ERROR;
-	if (st != NULL) {
-		sqlite3_bind_text(st, 1, mailbox, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, uid);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			name = xstrdup((const char *)sqlite3_column_text(st, 0));
-		sqlite3_reset(st);
-	}
-	int ret = 0;
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		ret = sq_db_error(c, err, "blob");
-	sq_reader_put(u, c);
-	if (ret < 0)
-		return -1;
-	if (name == NULL)
-		return store_set_error(err, STORE_ERR_NOTFOUND,
-				       "No such message");
-	char *path = sq_blob_path(u, name);
-	free(name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat stt;
-	if (fd < 0 || fstat(fd, &stt) < 0) {
-		log_error("store", NULL, "open %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		free(path);
-		return store_set_error(err, errno == ENOENT ? STORE_ERR_INTERNAL
-							    : STORE_ERR_TEMP,
-				       "The message file cannot be read");
-	}
-	free(path);
+	struct sq_blob_row r;
+	memset(&r, 0, sizeof(r));
 	struct sq_blob_map *m = xcalloc(1, sizeof(*m));
 	m->obj.vf = &store_sqlite_vfuncs;
-	m->len = (size_t)stt.st_size;
-	if (m->len > 0) {
-		m->map = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, 0);
-		if (m->map == MAP_FAILED) {
-			close(fd);
-			free(m);
-			return store_set_error(err, STORE_ERR_TEMP,
-					       "The message file cannot be read");
-		}
-		madvise(m->map, m->len, MADV_SEQUENTIAL);
+	const char *data = NULL;
+	size_t len = 0;
+	int fd = -1, ret = 0;
+	/* from before the lookup until the file is open: see
+	 * sq_read_enter */
+	uint64_t ticket = sq_read_enter(u);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL) {
+		ret = -1;
+	} else if (sq_read_begin(c, err) < 0) {
+		ret = -1;
+	} else {
+		int found = blob_row_get(c, mailbox, uid, 0, &r);
+		if (found < 0)
+			ret = sq_db_error(c, err, "blob");
+		else if (found == 0)
+			ret = store_set_error(err, STORE_ERR_NOTFOUND,
+					      "No such message");
+		else if (r.kind == SQ_BODY_INLINE &&
+			 read_inline(u, c, &r, m, &len, err) == 0)
+			data = m->heap;
+		else if (r.kind == SQ_BODY_INLINE)
+			ret = -1;
+		sq_read_end(c);
 	}
-	close(fd);
-	blob_r->data = m->len > 0 ? m->map : "";
-	blob_r->len = m->len;
+	if (c != NULL)
+		sq_reader_put(u, c);
+	if (ret == 0 && r.kind == SQ_BODY_FILE) {
+		char *path = sq_blob_path(u, r.name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			log_error("store", NULL, "open %s: %s", path,
+				  strerror(errno));
+			ret = errno == ENOENT
+				? damaged(u, "has no file", r.name, err)
+				: store_set_error(err, STORE_ERR_TEMP,
+						  "The message file cannot be read");
+		}
+		free(path);
+	}
+	sq_read_leave(u, ticket);
+	if (ret == 0 && fd >= 0)
+		ret = map_file(u, fd, &r, m, &data, &len, err);
+	if (fd >= 0)
+		close(fd);
+	blob_row_free(&r);
+	if (ret < 0) {
+		blob_map_free(m);
+		return -1;
+	}
+	blob_r->data = data;
+	blob_r->len = len;
+	blob_r->priv = m;
+	return 0;
+}
+
+int sq_blob_read_id(struct sq_user *u, struct sq_conn *c, int64_t id,
+		    struct store_blob *blob_r, struct store_error *err)
+{
+	struct sq_blob_row r;
+	memset(&r, 0, sizeof(r));
+	int found = blob_row_get(c, NULL, 0, id, &r);
+	if (found <= 0) {
+		blob_row_free(&r);
+		return found < 0 ? sq_db_error(c, err, "blob")
+				 : store_set_error(err, STORE_ERR_NOTFOUND,
+						   "No such message");
+	}
+	struct sq_blob_map *m = xcalloc(1, sizeof(*m));
+	m->obj.vf = &store_sqlite_vfuncs;
+	const char *data = NULL;
+	size_t len = 0;
+	int ret;
+	if (r.kind == SQ_BODY_INLINE) {
+		ret = read_inline(u, c, &r, m, &len, err);
+		data = m->heap;
+	} else {
+		char *path = sq_blob_path(u, r.name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		free(path);
+		ret = fd < 0 ? store_set_error(err, STORE_ERR_TEMP,
+					       "The message file cannot be read")
+			     : map_file(u, fd, &r, m, &data, &len, err);
+		if (fd >= 0)
+			close(fd);
+	}
+	blob_row_free(&r);
+	if (ret < 0) {
+		blob_map_free(m);
+		return -1;
+	}
+	blob_r->data = data;
+	blob_r->len = len;
 	blob_r->priv = m;
 	return 0;
 }
 
 void sq_blob_close(struct store_blob *blob)
 {
-	struct sq_blob_map *m = blob->priv;
-	if (m->len > 0)
-		munmap(m->map, m->len);
-	free(m);
+	blob_map_free(blob->priv);
 	blob->priv = NULL;
 	blob->data = NULL;
 	blob->len = 0;
@@ -686,6 +709,30 @@ static void sweep_log(void *ctx, const char *line)
 	log_info("store", NULL, "user %lld: %s", *(long long *)ctx, line);
 }
 
+/* Spill files of bodies (sq-body.c) left by a process that died: every
+ * file there older than this process. Copies that were committed hold
+ * links of their own. */
+static void sweep_tmp(struct sq_store *s)
+{
+	char *dir = xasprintf("%s/tmp", s->mail_dir);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		struct stat stt;
+		if (lstat(p, &stt) == 0 && S_ISREG(stt.st_mode) &&
+		    (int64_t)stt.st_mtim.tv_sec * 1000000000 +
+				    stt.st_mtim.tv_nsec < s->started_ns)
+			unlink(p);
+		free(p);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(dir);
+}
+
 /* The background sweep after start: a file that no index row names is
  * left from a crash before a commit, unless this process is writing it
  * (the in-flight registry). */
@@ -693,6 +740,7 @@ void *sq_sweeper_main(void *arg)
 {
 	struct store *store = arg;
 	struct sq_store *s = SQS(store);
+	sweep_tmp(s);
 	for (unsigned shard = 0; shard < 256 && !atomic_load(&s->stop); shard++) {
 		char *sdir = xasprintf("%s/%02x", s->mail_dir, shard);
 		DIR *d = opendir(sdir);

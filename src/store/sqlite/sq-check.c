@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "log.h"
 
 /* Orphans younger than this may belong to an append in flight (in this
@@ -54,124 +56,268 @@ static int step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Rows whose blob file is missing, and files whose size is not the one
- * recorded. */
+/* What reading a body found. */
+enum body_state { BODY_OK, BODY_MISSING, BODY_SIZE, BODY_CRC, BODY_IOERR };
+
+struct body_rec {
+	int64_t id;
+	char *name;
+	int kind;
+	int64_t size;          /* prefix + body, as the rows say */
+	int64_t prefix_len;
+	bool has_crc;
+	uint32_t crc;
+	/* found */
+	enum body_state state;
+	int64_t body_len;
+	uint32_t real_crc;
+};
+
+static uint32_t crc_of(const void *p, size_t n)
+{
+	return (uint32_t)crc32(crc32(0L, Z_NULL, 0), n ? p : (const void *)"",
+			       (uInt)n);
+}
+
+/* Reads a body (in the index or its file) and judges it. */
+static void body_judge(struct sq_user *u, struct sq_conn *c,
+		       struct body_rec *r)
+{
+	r->state = BODY_OK;
+	if (r->kind == SQ_BODY_INLINE) {
+		sqlite3_stmt *st = sq_stmt(c, "SELECT data FROM body WHERE id = ?");
+		if (st == NULL) {
+			r->state = BODY_IOERR;
+			return;
+		}
+		sqlite3_bind_int64(st, 1, r->id);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			r->body_len = sqlite3_column_bytes(st, 0);
+			r->real_crc = crc_of(sqlite3_column_blob(st, 0),
+					     (size_t)r->body_len);
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW) {
+			r->state = rc == SQLITE_DONE ? BODY_MISSING : BODY_IOERR;
+			return;
+		}
+	} else {
+		char *path = sq_blob_path(u, r->name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		free(path);
+		struct stat stt;
+		if (fd < 0 || fstat(fd, &stt) < 0) {
+			r->state = errno == ENOENT ? BODY_MISSING : BODY_IOERR;
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+		r->body_len = stt.st_size;
+		void *map = stt.st_size > 0
+				    ? mmap(NULL, (size_t)stt.st_size, PROT_READ,
+					   MAP_SHARED, fd, 0)
+				    : NULL;
+		close(fd);
+		if (map == MAP_FAILED) {
+			r->state = BODY_IOERR;
+			return;
+		}
+		r->real_crc = crc_of(map, (size_t)stt.st_size);
+		if (map != NULL)
+			munmap(map, (size_t)stt.st_size);
+	}
+	if (r->prefix_len + r->body_len != r->size)
+		r->state = BODY_SIZE;
+	else if (r->has_crc && r->real_crc != r->crc)
+		r->state = BODY_CRC;
+}
+
+/* "mailbox INBOX UID 3, mailbox Sent UID 9": the messages of a blob. */
+static char *blob_messages(struct sq_conn *c, int64_t id)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	sqlite3_stmt *st = sq_stmt(c, "SELECT x.name, m.uid FROM msg m JOIN"
+				      " mailbox x ON x.id = m.mailbox"
+				      " WHERE m.blob = ? ORDER BY x.name, m.uid");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, id);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			buf_printf(&b, "%smailbox %s UID %lld", b.len ? ", " : "",
+				   (const char *)sqlite3_column_text(st, 0),
+				   (long long)sqlite3_column_int64(st, 1));
+		}
+		sqlite3_reset(st);
+	}
+	if (b.len == 0)
+		buf_append_str(&b, "no message");
+	return buf_steal(&b, NULL);
+}
+
+/* Expunges every message of a blob (whose body is gone): logged, so
+ * clients see them go. */
+static int drop_blob(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		     int64_t id)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT DISTINCT mailbox FROM msg WHERE blob = ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, id);
+	uint32_t *mbox = NULL;
+	size_t nm = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		mbox = xrealloc(mbox, (nm + 1) * sizeof(uint32_t));
+		mbox[nm++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	int ret = 0;
+	for (size_t m = 0; m < nm && ret == 0; m++) {
+		struct sq_msgrow *rows;
+		size_t n, w = 0;
+		if (sq_rows_get(c, mbox[m], NULL, 0, &rows, &n) < 0) {
+			ret = sq_job_dberr(job, c);
+			break;
+		}
+		for (size_t r = 0; r < n; r++) {
+			if (rows[r].blob == id) {
+				struct sq_msgrow t = rows[w];
+				rows[w++] = rows[r];
+				rows[r] = t;
+			}
+		}
+		ret = sq_expunge_rows(u, c, job, mbox[m], rows, w, true);
+		sq_rows_free(rows, n);
+	}
+	free(mbox);
+	/* A blob row with no message row left is dropped by
+	 * sq_expunge_rows; one that never had a row goes here. */
+	if (ret == 0 && sq_blob_unref(u, c, job, id) < 0)
+		ret = sq_job_dberr(job, c);
+	return ret;
+}
+
+static int step_bind2(struct sq_conn *c, const char *sql, int64_t a, int64_t b)
+{
+	sqlite3_stmt *st = sq_stmt(c, sql);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, a);
+	sqlite3_bind_int64(st, 2, b);
+	return step_done(st);
+}
+
+/* Every body against its rows: a missing body (file or row) drops its
+ * messages; a damaged one (wrong size or checksum) is named by mailbox
+ * and UID and never served (sq-blob.c) -- it is kept for the admin to
+ * restore, and counts as not repaired; a body of an old index gets its
+ * checksum, and a file of an old index whose size changed gets the size
+ * it has (those rows had no checksum to tell damage from it). */
 static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		       struct check_arg *a)
 {
-	sqlite3_stmt *st = sq_stmt(c, "SELECT id, name, size FROM blob");
+	sqlite3_stmt *st = sq_stmt(c, "SELECT id, name, kind, size,"
+				      " length(prefix), crc FROM blob");
 	if (st == NULL)
 		return sq_job_dberr(job, c);
-	int64_t *missing = NULL;
-	size_t nmissing = 0;
-	struct { int64_t id; int64_t size; } *resize = NULL;
-	size_t nresize = 0;
+	struct body_rec *recs = NULL;
+	size_t n = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(st, 0);
-		const char *name = (const char *)sqlite3_column_text(st, 1);
-		int64_t size = sqlite3_column_int64(st, 2);
-		char *path = sq_blob_path(u, name);
-		struct stat stt;
-		if (stat(path, &stt) < 0) {
-			missing = xrealloc(missing, (nmissing + 1) * sizeof(int64_t));
-			missing[nmissing++] = id;
-			note(a, "message file %s is missing%s", name,
-			     a->repair ? ": its messages were removed" : "");
-		} else if (stt.st_size != size) {
-			resize = xrealloc(resize, (nresize + 1) * sizeof(*resize));
-			resize[nresize].id = id;
-			resize[nresize++].size = stt.st_size;
-			note(a, "message file %s has %lld bytes, the index said %lld%s",
-			     name, (long long)stt.st_size, (long long)size,
-			     a->repair ? ": size corrected" : "");
-		}
-		free(path);
+		recs = xrealloc(recs, (n + 1) * sizeof(*recs));
+		struct body_rec *r = &recs[n++];
+		memset(r, 0, sizeof(*r));
+		r->id = sqlite3_column_int64(st, 0);
+		r->name = xstrdup((const char *)sqlite3_column_text(st, 1));
+		r->kind = sqlite3_column_int(st, 2);
+		r->size = sqlite3_column_int64(st, 3);
+		r->prefix_len = sqlite3_column_int64(st, 4);
+		r->has_crc = sqlite3_column_type(st, 5) != SQLITE_NULL;
+		r->crc = (uint32_t)sqlite3_column_int64(st, 5);
 	}
 	sqlite3_reset(st);
 	int ret = rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
-	if (!a->repair) {
-		a->unrepaired += (unsigned)(nmissing + nresize);
-		nmissing = nresize = 0;
-	}
-	for (size_t i = 0; i < nresize && ret == 0; i++) {
-		static const char *const sql[] = {
-			"UPDATE blob SET size = ? WHERE id = ?",
-			"UPDATE msg SET size = ? WHERE blob = ?",
-		};
-		for (size_t k = 0; k < 2 && ret == 0; k++) {
-			st = sq_stmt(c, sql[k]);
-			if (st == NULL)
-				return sq_job_dberr(job, c);
-			sqlite3_bind_int64(st, 1, resize[i].size);
-			sqlite3_bind_int64(st, 2, resize[i].id);
-			if (step_done(st) < 0)
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		struct body_rec *r = &recs[i];
+		body_judge(u, c, r);
+		if (r->state == BODY_OK && r->has_crc)
+			continue;
+		char *where = blob_messages(c, r->id);
+		const char *what = r->kind == SQ_BODY_INLINE ? "body" : "message file";
+		switch (r->state) {
+		case BODY_OK:
+			/* an old row: its checksum from now on */
+			if (a->repair &&
+			    step_bind2(c, "UPDATE blob SET crc = ? WHERE id = ?",
+				       r->real_crc, r->id) < 0)
 				ret = sq_job_dberr(job, c);
-		}
-	}
-	for (size_t i = 0; i < nmissing && ret == 0; i++) {
-		/* Every row that uses the blob, mailbox by mailbox. */
-		st = sq_stmt(c, "SELECT DISTINCT mailbox FROM msg WHERE blob = ?");
-		if (st == NULL)
-			return sq_job_dberr(job, c);
-		sqlite3_bind_int64(st, 1, missing[i]);
-		uint32_t mbox[64];
-		size_t nm = 0;
-		while (sqlite3_step(st) == SQLITE_ROW && nm < 64)
-			mbox[nm++] = (uint32_t)sqlite3_column_int64(st, 0);
-		sqlite3_reset(st);
-		for (size_t m = 0; m < nm && ret == 0; m++) {
-			struct sq_msgrow *rows;
-			size_t n, w = 0;
-			if (sq_rows_get(c, mbox[m], NULL, 0, &rows, &n) < 0)
-				return sq_job_dberr(job, c);
-			for (size_t r = 0; r < n; r++) {
-				if (rows[r].blob == missing[i]) {
-					struct sq_msgrow t = rows[w];
-					rows[w++] = rows[r];
-					rows[r] = t;
+			break;
+		case BODY_MISSING:
+			note(a, "%s: %s %s is missing%s", where, what, r->name,
+			     a->repair ? ": removed" : "");
+			if (!a->repair)
+				a->unrepaired++;
+			else
+				ret = drop_blob(u, c, job, r->id);
+			break;
+		case BODY_SIZE:
+			if (!r->has_crc) {
+				note(a, "%s: message file %s has %lld bytes,"
+				     " the index said %lld%s", where, r->name,
+				     (long long)r->body_len,
+				     (long long)(r->size - r->prefix_len),
+				     a->repair ? ": size corrected" : "");
+				if (!a->repair) {
+					a->unrepaired++;
+					break;
 				}
+				int64_t sz = r->prefix_len + r->body_len;
+				if (step_bind2(c, "UPDATE blob SET size = ? WHERE id = ?",
+					       sz, r->id) < 0 ||
+				    step_bind2(c, "UPDATE msg SET size = ? WHERE blob = ?",
+					       sz, r->id) < 0)
+					ret = sq_job_dberr(job, c);
+				break;
 			}
-			ret = sq_expunge_rows(u, c, job, mbox[m], rows, w, true);
-			sq_rows_free(rows, n);
+			/* a size that disagrees with a checksummed row is
+			 * damage */
+			__attribute__((fallthrough));
+		case BODY_CRC:
+			note(a, "%s: %s %s is damaged (%s); it is not served:"
+			     " restore it from a backup or expunge it", where,
+			     what, r->name, r->state == BODY_CRC ? "checksum"
+								 : "size");
+			a->unrepaired++;
+			break;
+		case BODY_IOERR:
+			note(a, "%s: %s %s cannot be read", where, what, r->name);
+			a->unrepaired++;
+			break;
 		}
-		/* A blob row with no message row left is dropped by
-		 * sq_expunge_rows; one that never had a row goes here. */
-		if (ret == 0 && sq_blob_unref(u, c, job, missing[i]) < 0)
-			ret = sq_job_dberr(job, c);
+		free(where);
 	}
 	/* sq_blob_unref queued unlinks of files that are already gone. */
 	for (size_t i = 0; i < job->unlink_count; i++)
 		free(job->unlink[i]);
 	job->unlink_count = 0;
-	free(missing);
-	free(resize);
+	for (size_t i = 0; i < n; i++)
+		free(recs[i].name);
+	free(recs);
 	return ret;
 }
 
-/* Re-analyses a blob file whose search text row is missing. */
+/* Re-analyses a message whose search text row is missing (its prefix
+ * and body as a reader gets them). */
 static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
 			const char *name)
 {
-	char *path = sq_blob_path(u, name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	struct stat stt;
-	if (fd < 0 || fstat(fd, &stt) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	void *map = stt.st_size > 0 ? mmap(NULL, (size_t)stt.st_size, PROT_READ,
-					   MAP_SHARED, fd, 0)
-				    : NULL;
-	close(fd);
-	if (map == MAP_FAILED)
+	(void)name;
+	struct store_blob blob;
+	if (sq_blob_read_id(u, c, id, &blob, NULL) < 0)
 		return -1;
 	struct mail_result an;
-	store_analyze(map != NULL ? map : "", (size_t)stt.st_size, &an);
-	if (map != NULL)
-		munmap(map, (size_t)stt.st_size);
+	store_analyze(blob.data, blob.len, &an);
+	sq_blob_close(&blob);
 	sqlite3_stmt *st = sq_stmt(c, "INSERT INTO text (id, hdr, body)"
 				      " VALUES (?, ?, ?)");
 	int rc = SQLITE_ERROR;

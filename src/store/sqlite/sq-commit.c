@@ -200,12 +200,8 @@ static void run_batch(struct sq_user *u, struct sq_job *batch)
  * and tell the subscribers. */
 static void job_finish(struct sq_user *u, struct sq_job *job)
 {
-	for (size_t i = 0; i < job->unlink_count; i++) {
-		char *path = sq_blob_path(u, job->unlink[i]);
-		if (unlink(path) < 0)
-			log_warn("store", NULL, "unlink %s: %m", path);
-		free(path);
-	}
+	for (size_t i = 0; i < job->unlink_count; i++)
+		sq_unlink_deferred(u, job->unlink[i]);
 	for (size_t i = 0; i < job->change_count; i++) {
 		job->changes[i].user_id = u->user->id;
 		job->changes[i].modseq = job->modseq;

@@ -22,10 +22,17 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
+	/* 1 -> 2: bodies in the index, a prefix per copy, checksums
+	 * (sq-body.c); rows of version 1 are files holding the whole
+	 * message, with no prefix and no checksum */
+	[1] = "ALTER TABLE blob ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+	      "ALTER TABLE blob ADD COLUMN prefix BLOB;"
+	      "ALTER TABLE blob ADD COLUMN crc INTEGER;"
+	      "CREATE TABLE body(id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -82,7 +89,14 @@ static const char schema_sql[] =
 	" preview TEXT, sort_subject TEXT, sort_from TEXT, sort_to TEXT,"
 	" sort_cc TEXT, sort_display_from TEXT, sort_display_to TEXT,"
 	" sent_date INTEGER NOT NULL DEFAULT 0,"
-	" message_id TEXT, in_reply_to TEXT, refs TEXT);"
+	" message_id TEXT, in_reply_to TEXT, refs TEXT,"
+	/* kind: enum sq_body_kind; prefix: the copy's trace fields, put in
+	 * front of the body; crc: zlib crc32 of the body (NULL: not known,
+	 * version 1 rows); size is prefix + body */
+	" kind INTEGER NOT NULL DEFAULT 0, prefix BLOB, crc INTEGER);"
+	/* bodies kept in the index (kind 1), by blob id */
+	"CREATE TABLE IF NOT EXISTS body(id INTEGER PRIMARY KEY,"
+	" data BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS msg("
 	" mailbox INTEGER NOT NULL,"
 	" uid INTEGER NOT NULL,"
@@ -374,6 +388,11 @@ static int sq_open(struct store *store, struct store_error *err)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Cannot create the mail directory");
 	}
+	/* where bodies too big for the index are written (sq-body.c) */
+	char *tmp = xasprintf("%s/tmp", s->mail_dir);
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		log_warn("store", NULL, "mkdir %s: %s", tmp, strerror(errno));
+	free(tmp);
 	sq_fsync_pool_start(s);
 	store->be = s;
 	sq_indexer_start(store);
@@ -563,6 +582,8 @@ static void sq_user_free(struct sq_user *u)
 	pthread_cond_destroy(&u->cond);
 	pthread_mutex_destroy(&u->readers_mu);
 	pthread_mutex_destroy(&u->recent_mu);
+	sq_unlink_pending_all(u);
+	pthread_mutex_destroy(&u->unlink_mu);
 	free(u->recent);
 	free(u->pop3_marks);
 	free(u->dir);
@@ -580,15 +601,15 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	pthread_cond_init(&u->cond, NULL);
 	pthread_mutex_init(&u->readers_mu, NULL);
 	pthread_mutex_init(&u->recent_mu, NULL);
+	pthread_mutex_init(&u->unlink_mu, NULL);
 	u->queue_tail = &u->queue;
 	user->be = u;
 
-	/* The blob directories are made before the index: an index means
-	 * they exist (a missing one is made again when a blob needs it). */
+	/* Only the account's directory: blobs/ and its subdirectories are
+	 * made when a large body first needs one (sq-body.c), so a new
+	 * account costs a directory and an index, not 257 directories. */
 	char *path = index_path(u);
-	bool fresh = access(path, F_OK) < 0;
-	if (mkdir_p(u->dir, u->fsync) < 0 ||
-	    (fresh && sq_blob_dirs_create(u->dir, u->fsync, err) < 0)) {
+	if (mkdir_p(u->dir, u->fsync) < 0) {
 		free(path);
 		log_error("store", NULL, "mkdir %s: %s", u->dir,
 			  strerror(errno));
@@ -741,11 +762,12 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.mailbox_subscribe = sq_mailbox_subscribe,
 	.mailbox_find_special = sq_mailbox_find_special,
 	.mailbox_keywords = sq_mailbox_keywords,
-	.blob_writer_create = sq_blob_writer_create,
-	.blob_writer_write = sq_blob_writer_write,
-	.blob_writer_size = sq_blob_writer_size,
-	.blob_writer_commit = sq_blob_writer_commit,
-	.blob_writer_abort = sq_blob_writer_abort,
+	.body_create = sq_body_create,
+	.body_write = sq_body_write,
+	.body_size = sq_body_size,
+	.body_finish = sq_body_finish,
+	.body_deliver = sq_body_deliver,
+	.body_unref = sq_body_unref,
 	.blob_open = sq_blob_open,
 	.blob_close = sq_blob_close,
 	.fetch_begin = sq_fetch_begin,

@@ -197,18 +197,33 @@ int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		return 0;
 	if (rc != SQLITE_DONE)
 		return -1;
-	st = sq_stmt(c, "DELETE FROM blob WHERE id = ? RETURNING name");
+	st = sq_stmt(c, "DELETE FROM blob WHERE id = ? RETURNING name, kind");
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, blob);
 	rc = sqlite3_step(st);
+	bool inline_body = false;
 	if (rc == SQLITE_ROW) {
-		sq_job_unlink(job, (const char *)sqlite3_column_text(st, 0));
+		inline_body = sqlite3_column_int(st, 1) == SQ_BODY_INLINE;
+		if (!inline_body)
+			sq_job_unlink(job, (const char *)sqlite3_column_text(st, 0));
 		rc = sqlite3_step(st);
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return -1;
+	if (inline_body) {
+		/* its pages are free for the next bodies at once: a reader
+		 * still in an older snapshot keeps seeing them (WAL) */
+		st = sq_stmt(c, "DELETE FROM body WHERE id = ?");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, blob);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
 	return sq_text_delete(u, c, blob);
 }
 
@@ -419,8 +434,10 @@ static int insert_blob(struct sq_conn *c, const struct sq_append_arg *a,
 				      " bodystructure, body, parts, preview,"
 				      " sort_subject, sort_from, sort_to, sort_cc,"
 				      " sort_display_from, sort_display_to,"
-				      " sent_date, message_id, in_reply_to, refs)"
-				      " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+				      " sent_date, message_id, in_reply_to, refs,"
+				      " kind, prefix, crc)"
+				      " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+				      "?,?,?)");
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, a->blob_name, -1, SQLITE_STATIC);
@@ -442,11 +459,27 @@ static int insert_blob(struct sq_conn *c, const struct sq_append_arg *a,
 	bind_opt(st, 15, an->message_id);
 	bind_opt(st, 16, an->in_reply_to);
 	bind_opt(st, 17, an->references);
+	sqlite3_bind_int(st, 18, a->kind);
+	if (a->prefix_len > 0)
+		sqlite3_bind_blob(st, 19, a->prefix, (int)a->prefix_len,
+				  SQLITE_STATIC);
+	sqlite3_bind_int64(st, 20, a->crc);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return -1;
 	*blob_r = sqlite3_last_insert_rowid(c->db);
+	if (a->kind == SQ_BODY_INLINE) {
+		st = sq_stmt(c, "INSERT INTO body (id, data) VALUES (?, ?)");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, *blob_r);
+		sqlite3_bind_blob64(st, 2, a->body, a->body_len, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
 
 	int64_t thread;
 	if (thread_assign(c, an, *blob_r, &thread) < 0)

@@ -97,6 +97,18 @@ struct sq_user {
 		time_t when;
 	} *pop3_marks;
 	size_t pop3_mark_count;
+
+	/* readers of file bodies in flight and the files waiting for them
+	 * (sq_read_enter) */
+	pthread_mutex_t unlink_mu;
+	uint64_t read_ticket;
+	uint64_t *readers_in;
+	size_t readers_in_count, readers_in_cap;
+	struct sq_unlink {
+		char *name;
+		uint64_t after;    /* readers with a ticket <= after may see it */
+	} *unlinks;
+	size_t unlink_count;
 };
 
 /* One change waiting for the group commit. fn runs inside the batch's
@@ -239,11 +251,24 @@ int sq_mbox_adjust(struct sq_conn *c, uint32_t id, int64_t messages,
 		   int64_t unseen, int64_t deleted, int64_t size,
 		   uint64_t modseq, uint32_t uidnext);
 
+/* Where a blob row's body is: a file blobs/<xx>/<name> (every body of
+ * an index before version 2, and large ones), or the body table. */
+enum sq_body_kind { SQ_BODY_FILE = 0, SQ_BODY_INLINE = 1 };
+/* Bodies up to this size live in the index: no inode, no fsync of their
+ * own. */
+#define SQ_INLINE_MAX (128 * 1024)
+
 struct sq_append_arg {
 	const char *mailbox;
 	const struct store_append_params *params;
 	const char *blob_name;
-	uint64_t size;
+	uint64_t size;           /* prefix + body: RFC822.SIZE, quota */
+	enum sq_body_kind kind;
+	const char *prefix;      /* the copy's trace fields (CRLF lines) */
+	size_t prefix_len;
+	const char *body;        /* SQ_BODY_INLINE: the body's bytes */
+	uint64_t body_len;
+	uint32_t crc;            /* zlib crc32 of the body */
 	const struct mail_result *an;
 	struct store_account_limits limits;
 	time_t now;
@@ -254,8 +279,19 @@ int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 
 /* sq-blob.c */
 char *sq_blob_path(struct sq_user *u, const char *name);
-int sq_blob_dirs_create(const char *dir, bool fsync, struct store_error *err);
 int sq_fsync_dir(const char *path);
+/* fsyncs a directory on the pool (several waiting for one directory
+ * share one fsync); returns its result. */
+int sq_dirsync(struct sq_store *s, const char *dir);
+/* Deferred removal of message files (issue: a file must outlive every
+ * reader whose snapshot can still name it). A reader of a file body
+ * brackets its index lookup and open() with _enter/_leave; a file freed
+ * by a commit is unlinked at once if no reader is inside, else when the
+ * last reader that entered before the commit leaves. */
+uint64_t sq_read_enter(struct sq_user *u);
+void sq_read_leave(struct sq_user *u, uint64_t ticket);
+void sq_unlink_deferred(struct sq_user *u, const char *name);
+void sq_unlink_pending_all(struct sq_user *u);
 /* Removes (repair) or reports the files of dir that no index row names.
  * Files younger than older_than (ns) are left alone unless live (this
  * process's own sweep, which knows its appends in flight).
@@ -306,20 +342,25 @@ int sq_mailbox_keywords(struct store_user *user, const char *mailbox,
  * open on, crash or not). */
 int sq_create_defaults(struct sq_conn *c, int64_t user_id);
 
-int sq_blob_writer_create(struct store_user *user,
-			  struct store_blob_writer **w_r,
-			  struct store_error *err);
-int sq_blob_writer_write(struct store_blob_writer *w, const void *data,
-			 size_t len, struct store_error *err);
-uint64_t sq_blob_writer_size(const struct store_blob_writer *w);
-int sq_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
-			  const struct store_append_params *params,
-			  uint32_t *uid_r, uint32_t *uidvalidity_r,
-			  struct store_error *err);
-void sq_blob_writer_abort(struct store_blob_writer **w);
+int sq_body_create(struct store *store, struct store_body **body_r,
+		   struct store_error *err);
+int sq_body_write(struct store_body *b, const void *data, size_t len,
+		  struct store_error *err);
+uint64_t sq_body_size(const struct store_body *b);
+int sq_body_finish(struct store_body *b, struct store_error *err);
+int sq_body_deliver(struct store_body *b, struct store_user *user,
+		    const char *mailbox, const char *prefix, size_t prefix_len,
+		    const struct store_append_params *params, uint32_t *uid_r,
+		    uint32_t *uidvalidity_r, struct store_error *err);
+void sq_body_unref(struct store_body *b);
 int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err);
 void sq_blob_close(struct store_blob *blob);
+/* A blob's bytes as a reader gets them (prefix, then body), by blob id,
+ * in c's snapshot; close with sq_blob_close. For the writer's own jobs
+ * (check): other readers use sq_blob_open. */
+int sq_blob_read_id(struct sq_user *u, struct sq_conn *c, int64_t id,
+		    struct store_blob *blob_r, struct store_error *err);
 
 int sq_fetch_begin(struct store_user *user, const char *mailbox,
 		   const struct store_uid_range *ranges, size_t range_count,

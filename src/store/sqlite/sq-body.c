@@ -1,0 +1,402 @@
+/*
+ * Bodies: a message written once and delivered as any number of copies
+ * (store.h "delivery"). A body is kept in memory while it is small; past
+ * SQ_INLINE_MAX it spills to a file under mail/tmp/. finish makes it
+ * durable (one fsync of the spill file) and analyses it once. Each copy
+ * then costs one row in its user's index, inside that user's group
+ * commit:
+ *
+ *   - a small body goes into the index itself (table body, kind 1): no
+ *     inode, no file or directory fsync; the commit's one WAL sync makes
+ *     it durable with its row;
+ *   - a large body is linked into the user's blobs/<xx>/ (kind 0): one
+ *     data write for every copy on the server, the link's directory made
+ *     durable by the fsync pool before the row commits.
+ *
+ * The copy's prefix (its trace fields) is stored in its blob row; readers
+ * put it in front of the body (sq-blob.c). The cached analysis is the
+ * body's, with the part map moved by the prefix's length and the
+ * prefix's fields added to the header search text, so every copy reads
+ * exactly as if its bytes had been analysed whole. Every body carries a
+ * zlib crc32, checked whenever it is read.
+ */
+#include "sq-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "log.h"
+
+#define WRITE_BUF_SIZE (64 * 1024)
+
+struct store_body {
+	struct store_object obj;
+	struct store *store;
+	char name[33];         /* the spill file's name */
+	char *tmp_path;        /* NULL while the body is in memory */
+	int fd;
+	struct buf mem;        /* the body while in memory, then a write buffer */
+	uint64_t size;         /* bytes accepted (after normalisation) */
+	uint64_t written;      /* bytes written to the spill file */
+	uint64_t max;
+	uint32_t crc;
+	bool last_cr, failed, finished;
+	struct mail_result an;
+};
+
+int sq_body_create(struct store *store, struct store_body **body_r,
+		   struct store_error *err)
+{
+	(void)err;
+	struct store_body *b = xcalloc(1, sizeof(*b));
+	b->obj.vf = &store_sqlite_vfuncs;
+	b->store = store;
+	b->fd = -1;
+	b->max = store->set.max_message_size;
+	b->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	buf_init(&b->mem, 0);
+	*body_r = b;
+	return 0;
+}
+
+static int body_error(struct store_body *b, int e, const char *what,
+		      struct store_error *err)
+{
+	b->failed = true;
+	if (e == ENOSPC || e == EDQUOT)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Disk full, try again later");
+	log_error("store", NULL, "%s %s: %s", what,
+		  b->tmp_path ? b->tmp_path : "body", strerror(e));
+	return store_set_error(err, STORE_ERR_TEMP,
+			       "Cannot store the message now");
+}
+
+/* Writes the buffered bytes to the spill file. */
+static int body_flush(struct store_body *b, struct store_error *err)
+{
+	size_t off = 0;
+	while (off < b->mem.len) {
+		size_t n = b->mem.len - off;
+		uint64_t fail_at = atomic_load(&b->store->test_fail_write_after);
+		if (fail_at != 0 && b->written + n >= fail_at)
+			return body_error(b, ENOSPC, "write", err);
+		ssize_t r = write(b->fd, b->mem.data + off, n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return body_error(b, errno, "write", err);
+		}
+		off += (size_t)r;
+		b->written += (uint64_t)r;
+	}
+	buf_reset(&b->mem);
+	return 0;
+}
+
+/* Moves the body from memory to a file under mail/tmp/. */
+static int body_spill(struct store_body *b, struct store_error *err)
+{
+	struct sq_store *s = SQS(b->store);
+	sq_random_hex(b->name, 16);
+	char *dir = xasprintf("%s/tmp", s->mail_dir);
+	b->tmp_path = xasprintf("%s/%s", dir, b->name);
+	int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC;
+	b->fd = open(b->tmp_path, flags, 0600);
+	if (b->fd < 0 && errno == ENOENT &&
+	    (mkdir(dir, 0700) == 0 || errno == EEXIST))
+		b->fd = open(b->tmp_path, flags, 0600);
+	free(dir);
+	if (b->fd < 0) {
+		int e = errno;
+		free(b->tmp_path);
+		b->tmp_path = NULL;
+		return body_error(b, e, "create", err);
+	}
+	return body_flush(b, err);
+}
+
+static int body_put(struct store_body *b, const char *p, size_t n,
+		    struct store_error *err)
+{
+	b->size += n;
+	if (b->max != 0 && b->size > b->max) {
+		b->failed = true;
+		return store_set_error(err, STORE_ERR_LIMIT,
+				       "Message is too large");
+	}
+	b->crc = (uint32_t)crc32(b->crc, (const Bytef *)p, (uInt)n);
+	if (b->tmp_path == NULL) {
+		if (b->size <= SQ_INLINE_MAX) {
+			buf_append(&b->mem, p, n);
+			return 0;
+		}
+		if (body_spill(b, err) < 0)
+			return -1;
+	}
+	while (n > 0) {
+		if (b->mem.len >= WRITE_BUF_SIZE && body_flush(b, err) < 0)
+			return -1;
+		size_t k = WRITE_BUF_SIZE - b->mem.len;
+		if (k > n)
+			k = n;
+		buf_append(&b->mem, p, k);
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Normalises bare LF to CRLF; everything else (NULs included) is kept. */
+int sq_body_write(struct store_body *b, const void *data, size_t len,
+		  struct store_error *err)
+{
+	if (b->failed || b->finished)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	const char *p = data, *end = p + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t chunk = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+		if (chunk > 0) {
+			if (body_put(b, p, chunk, err) < 0)
+				return -1;
+			b->last_cr = p[chunk - 1] == '\r';
+			p += chunk;
+		}
+		if (nl == NULL)
+			break;
+		if (body_put(b, b->last_cr ? "\n" : "\r\n", b->last_cr ? 1 : 2,
+			     err) < 0)
+			return -1;
+		b->last_cr = false;
+		p++;
+	}
+	return 0;
+}
+
+uint64_t sq_body_size(const struct store_body *b)
+{
+	return b->size;
+}
+
+int sq_body_finish(struct store_body *b, struct store_error *err)
+{
+	if (b->finished)
+		return 0;
+	if (b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	if (b->tmp_path == NULL) {
+		store_analyze(b->mem.data != NULL ? b->mem.data : "",
+			      b->mem.len, &b->an);
+		b->finished = true;
+		return 0;
+	}
+	if (body_flush(b, err) < 0)
+		return -1;
+	if (b->store->set.fsync && fsync(b->fd) < 0)
+		return body_error(b, errno, "fsync", err);
+	buf_free(&b->mem);
+	void *map = mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0);
+	if (map == MAP_FAILED)
+		return body_error(b, errno, "mmap", err);
+	store_analyze(map, b->size, &b->an);
+	munmap(map, b->size);
+	b->finished = true;
+	return 0;
+}
+
+void sq_body_unref(struct store_body *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	/* the copies hold links of their own */
+	if (b->tmp_path != NULL)
+		unlink(b->tmp_path);
+	free(b->tmp_path);
+	buf_free(&b->mem);
+	if (b->finished)
+		mail_result_free(&b->an);
+	free(b);
+}
+
+/* ---- copies -------------------------------------------------------- */
+
+/* Copies the spill file to path (when a link is not possible). */
+static int copy_file(int src, const char *path, uint64_t size, bool fsync_it)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	char *buf = xmalloc(WRITE_BUF_SIZE);
+	uint64_t off = 0;
+	int ret = 0;
+	while (off < size && ret == 0) {
+		size_t want = size - off > WRITE_BUF_SIZE ? WRITE_BUF_SIZE
+							  : (size_t)(size - off);
+		ssize_t n = pread(src, buf, want, (off_t)off);
+		if (n <= 0) {
+			ret = -1;
+			break;
+		}
+		for (ssize_t w = 0; w < n && ret == 0;) {
+			ssize_t k = write(fd, buf + w, (size_t)(n - w));
+			if (k < 0 && errno != EINTR)
+				ret = -1;
+			else if (k > 0)
+				w += k;
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	if (ret == 0 && fsync_it && fsync(fd) < 0)
+		ret = -1;
+	int e = errno;
+	close(fd);
+	if (ret < 0) {
+		unlink(path);
+		errno = e;
+	}
+	return ret;
+}
+
+/* Puts a link to the spill file at blobs/<xx>/<name> of the user and
+ * makes its directory entry durable. */
+static int body_link(struct store_body *b, struct sq_user *u,
+		     const char *name, char **path_r, struct store_error *err)
+{
+	struct sq_store *s = SQS(b->store);
+	char *path = sq_blob_path(u, name);
+	char *dir = xasprintf("%s/blobs/%.2s", u->dir, name);
+	int r = link(b->tmp_path, path);
+	if (r < 0 && errno == ENOENT) {
+		/* directories are made when first needed */
+		char *blobs = xasprintf("%s/blobs", u->dir);
+		if ((mkdir(blobs, 0700) == 0 || errno == EEXIST) &&
+		    (mkdir(dir, 0700) == 0 || errno == EEXIST)) {
+			if (u->fsync) {
+				sq_fsync_dir(blobs);
+				sq_fsync_dir(u->dir);
+			}
+			r = link(b->tmp_path, path);
+		}
+		free(blobs);
+	}
+	/* another file system, or too many links: a copy of its own */
+	if (r < 0 && (errno == EXDEV || errno == EMLINK || errno == EPERM))
+		r = copy_file(b->fd, path, b->size, u->fsync);
+	if (r == 0 && u->fsync && sq_dirsync(s, dir) < 0)
+		r = -1;
+	if (r < 0) {
+		/* this copy fails; the body stays good for the others */
+		int e = errno;
+		log_error("store", NULL, "link %s: %s", path, strerror(e));
+		unlink(path);
+		free(path);
+		free(dir);
+		return store_set_error(err, STORE_ERR_TEMP, e == ENOSPC ||
+				       e == EDQUOT ? "Disk full, try again later"
+				       : "Cannot store the message now");
+	}
+	free(dir);
+	*path_r = path;
+	return 0;
+}
+
+/* The header search text of a prefix, folded as a message's is. */
+static void prefix_text(const char *prefix, size_t len, struct buf *out)
+{
+	struct buf msg;
+	buf_init(&msg, len + 2);
+	buf_append(&msg, prefix, len);
+	buf_append(&msg, "\r\n", 2);
+	struct mail_result r;
+	store_analyze(msg.data, msg.len, &r);
+	buf_append(out, r.header_text, r.header_text_len);
+	mail_result_free(&r);
+	buf_free(&msg);
+}
+
+int sq_body_deliver(struct store_body *b, struct store_user *user,
+		    const char *mailbox, const char *prefix, size_t prefix_len,
+		    const struct store_append_params *params, uint32_t *uid_r,
+		    uint32_t *uidvalidity_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_store *s = SQS(b->store);
+	if (!b->finished || b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	struct sq_append_arg a;
+	memset(&a, 0, sizeof(a));
+	if (sq_limits_get(user, &a.limits, err) < 0)
+		return -1;
+
+	/* this copy's analysis: the body's, seen behind the prefix */
+	struct mail_result an = b->an;
+	struct buf parts, hdr;
+	buf_init(&parts, 0);
+	buf_init(&hdr, 0);
+	if (prefix_len > 0) {
+		if (b->an.parts != NULL &&
+		    mail_parts_shift(b->an.parts, b->an.parts_len, prefix_len,
+				     &parts)) {
+			an.parts = parts.data;
+			an.parts_len = parts.len;
+		}
+		prefix_text(prefix, prefix_len, &hdr);
+		buf_append(&hdr, b->an.header_text, b->an.header_text_len);
+		an.header_text = hdr.data;
+		an.header_text_len = hdr.len;
+	}
+
+	char name[33];
+	sq_random_hex(name, 16);
+	char *path = NULL;
+	int ret = 0;
+	if (b->tmp_path != NULL) {
+		/* the sweeper leaves the link alone until the row commits */
+		sq_inflight_add(s, name);
+		ret = body_link(b, u, name, &path, err);
+		a.kind = SQ_BODY_FILE;
+	} else {
+		a.kind = SQ_BODY_INLINE;
+		a.body = b->mem.data != NULL ? b->mem.data : "";
+	}
+	if (ret == 0) {
+		a.mailbox = mailbox;
+		a.params = params;
+		a.blob_name = name;
+		a.prefix = prefix;
+		a.prefix_len = prefix_len;
+		a.body_len = b->size;
+		a.size = prefix_len + b->size;
+		a.crc = b->crc;
+		a.an = &an;
+		a.now = time(NULL);
+		ret = sq_run(u, sq_append_tx, &a, err);
+		if (ret < 0 && path != NULL)
+			unlink(path);
+	}
+	if (b->tmp_path != NULL)
+		sq_inflight_del(s, name);
+	free(path);
+	buf_free(&parts);
+	buf_free(&hdr);
+	if (ret < 0)
+		return -1;
+	sq_indexer_kick(b->store, user->id);
+	if (uid_r != NULL)
+		*uid_r = a.uid;
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = a.uidvalidity;
+	return 0;
+}
