@@ -168,6 +168,7 @@ struct store {
 	void *be;
 
 	pthread_mutex_t users_mu;
+	pthread_cond_t users_cond;     /* a handle became ready (or failed) */
 	struct store_user **users;     /* open handles, hashed by id */
 	size_t users_size;
 	/* Handles nobody holds stay open (their connections and statements
@@ -187,13 +188,22 @@ struct store_user {
 	struct store *store;
 	int64_t id;
 	int refcount;                  /* under store->users_mu */
+	bool ready;                    /* opened (under users_mu); until
+	                                  then others wait for it */
 	uint64_t last_use;             /* store->use_clock at the last unref */
 	struct store_user *next;       /* hash chain */
 	void *be;
 	/* The highest modseq this process has committed for the user: lets
 	 * store_view_has_changes answer without touching the index. */
 	_Atomic uint64_t last_modseq;
+	/* UID lists shared by the user's views (store-view.c) */
+	pthread_mutex_t views_mu;
+	struct store_uidlist *uidlists;
 };
+
+/* For tests: UID lists views have made (a view that shares another's
+ * list makes none). */
+extern _Atomic uint64_t store_uidlists_made;
 
 /* Like store_user_open, but NOTFOUND instead of creating the account
  * (for background work that must not bring a deleted account back). */

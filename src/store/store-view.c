@@ -6,6 +6,15 @@
  * client may learn of new messages and expunges (RFC 3501 7.4.1, RFC
  * 9051 7.5.1): an expunge that is not allowed yet stays in the view as a
  * ghost until a later sync may report it.
+ *
+ * Memory: the UIDs a mailbox has at one HIGHESTMODSEQ form an immutable,
+ * reference-counted list shared by every view of that mailbox at that
+ * state (10,000 sessions on a 100,000-message mailbox hold one list, not
+ * 10,000). A view is that list plus what only it has: its ghosts (UIDs
+ * expunged that it may not report yet, a sorted handful) and the UID
+ * ranges that are \Recent for it. A view that syncs builds the next list
+ * from its own, or takes the one another view of the same mailbox built
+ * for the same state.
  */
 #include "store-private.h"
 
@@ -14,45 +23,179 @@
 
 #include "buf.h"
 
+/* An immutable UID list: the mailbox's UIDs at highestmodseq. Lists with
+ * shared set are in the user's registry, where views at the same state
+ * find them; a private one (built from a full reload) is not. */
+struct store_uidlist {
+	struct store_uidlist *next;   /* the user's registry */
+	int refs;                     /* under the user's views_mu */
+	bool shared;
+	uint32_t mailbox_id;
+	uint64_t highestmodseq;
+	uint32_t *uids;
+	size_t count;
+};
+
+_Atomic uint64_t store_uidlists_made;
+
+struct uid_range {
+	uint32_t lo, hi;
+};
+
 struct store_view {
 	struct store_user *user;
 	unsigned flags;
 	struct store_mailbox_info info;
-	uint32_t *uids;
-	bool *recent;
-	size_t count, cap;
-	uint32_t recent_count;
-	uint64_t modseq;          /* mailbox HIGHESTMODSEQ at the last sync */
-	uint64_t user_modseq;     /* user->last_modseq seen at the last sync */
+	struct store_uidlist *list;
 	uint32_t *ghosts;         /* expunged, not yet reported (sorted) */
 	size_t ghost_count;
+	struct uid_range *recent; /* \Recent for this view (sorted) */
+	size_t recent_ranges;
+	uint32_t recent_count;    /* of the UIDs the view shows */
+	uint64_t modseq;          /* mailbox HIGHESTMODSEQ at the last sync */
+	uint64_t user_modseq;     /* user->last_modseq seen at the last sync */
 };
 
-static void view_reserve(struct store_view *v, size_t n)
+/* ---- shared lists ------------------------------------------------- */
+
+/* Takes over uids: a list for (mailbox_id, modseq), or the registered
+ * one for that state if another view built it first. */
+static struct store_uidlist *list_make(struct store_user *user,
+				       uint32_t mailbox_id, uint64_t modseq,
+				       uint32_t *uids, size_t count,
+				       bool shared)
 {
-	if (n <= v->cap)
-		return;
-	size_t cap = v->cap ? v->cap : 64;
-	while (cap < n)
-		cap *= 2;
-	v->uids = xrealloc(v->uids, cap * sizeof(*v->uids));
-	v->recent = xrealloc(v->recent, cap * sizeof(*v->recent));
-	v->cap = cap;
+	pthread_mutex_lock(&user->views_mu);
+	for (struct store_uidlist *l = user->uidlists; l && shared; l = l->next) {
+		if (l->mailbox_id == mailbox_id && l->highestmodseq == modseq &&
+		    l->count == count) {
+			l->refs++;
+			pthread_mutex_unlock(&user->views_mu);
+			free(uids);
+			return l;
+		}
+	}
+	struct store_uidlist *l = xcalloc(1, sizeof(*l));
+	l->refs = 1;
+	l->shared = shared;
+	l->mailbox_id = mailbox_id;
+	l->highestmodseq = modseq;
+	l->uids = uids;
+	l->count = count;
+	if (shared) {
+		l->next = user->uidlists;
+		user->uidlists = l;
+	}
+	pthread_mutex_unlock(&user->views_mu);
+	atomic_fetch_add(&store_uidlists_made, 1);
+	return l;
 }
 
-/* Marks uids[from..] recent as the session's \Recent rule says: a
- * read-write view takes the new messages, a read-only one only looks. */
-static void view_mark_recent(struct store_view *v, size_t from,
+/* A registered list for the state, with a reference, or NULL. */
+static struct store_uidlist *list_find(struct store_user *user,
+				       uint32_t mailbox_id, uint64_t modseq)
+{
+	pthread_mutex_lock(&user->views_mu);
+	struct store_uidlist *l = user->uidlists;
+	while (l != NULL &&
+	       (l->mailbox_id != mailbox_id || l->highestmodseq != modseq))
+		l = l->next;
+	if (l != NULL)
+		l->refs++;
+	pthread_mutex_unlock(&user->views_mu);
+	return l;
+}
+
+static void list_unref(struct store_user *user, struct store_uidlist **lp)
+{
+	struct store_uidlist *l = *lp;
+	*lp = NULL;
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&user->views_mu);
+	bool last = --l->refs == 0;
+	if (last && l->shared) {
+		struct store_uidlist **pp = &user->uidlists;
+		while (*pp != l)
+			pp = &(*pp)->next;
+		*pp = l->next;
+	}
+	pthread_mutex_unlock(&user->views_mu);
+	if (last) {
+		free(l->uids);
+		free(l);
+	}
+}
+
+/* ---- the picture: list + ghosts ----------------------------------- */
+
+static size_t lower_bound(const uint32_t *a, size_t n, uint32_t x)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (a[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool has(const uint32_t *a, size_t n, uint32_t x)
+{
+	size_t i = lower_bound(a, n, x);
+	return i < n && a[i] == x;
+}
+
+static uint32_t last_uid(const struct store_view *v)
+{
+	uint32_t a = v->list->count ? v->list->uids[v->list->count - 1] : 0;
+	uint32_t b = v->ghost_count ? v->ghosts[v->ghost_count - 1] : 0;
+	return a > b ? a : b;
+}
+
+static bool uid_recent(const struct store_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->recent_ranges;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->recent[mid].hi < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < v->recent_ranges && v->recent[lo].lo <= uid;
+}
+
+/* Marks the UIDs of the list from first_new on \Recent as the session's
+ * rule says: a read-write view takes the new messages, a read-only one
+ * only looks. The ranges are closed, sorted, and merged when adjacent,
+ * so a session that stays for days holds a few. */
+static void view_mark_recent(struct store_view *v, uint32_t first_new,
 			     uint32_t uidnext)
 {
 	bool peek = (v->flags & STORE_VIEW_READONLY) != 0;
 	uint32_t first = v->user->store->vf->recent_claim(
 		v->user, v->info.id, uidnext, peek);
-	for (size_t i = from; i < v->count; i++) {
-		v->recent[i] = v->uids[i] >= first;
-		if (v->recent[i])
-			v->recent_count++;
+	uint32_t lo = first > first_new ? first : first_new;
+	const struct store_uidlist *l = v->list;
+	size_t from = lower_bound(l->uids, l->count, lo);
+	if (from == l->count)
+		return;
+	uint32_t hi = l->uids[l->count - 1];
+	v->recent_count += (uint32_t)(l->count - from);
+	struct uid_range *prev = v->recent_ranges
+					 ? &v->recent[v->recent_ranges - 1]
+					 : NULL;
+	if (prev != NULL && prev->hi + 1 >= lo) {
+		prev->hi = hi;
+		return;
 	}
+	v->recent = xrealloc(v->recent,
+			     (v->recent_ranges + 1) * sizeof(*v->recent));
+	v->recent[v->recent_ranges].lo = lo;
+	v->recent[v->recent_ranges++].hi = hi;
 }
 
 int store_view_open(struct store_user *user, const char *mailbox,
@@ -76,9 +219,8 @@ int store_view_open(struct store_user *user, const char *mailbox,
 	store_user_ref(user);
 	v->user = user;
 	v->flags = flags;
-	v->uids = uids;
-	v->count = v->cap = count;
-	v->recent = xcalloc(count ? count : 1, sizeof(*v->recent));
+	v->list = list_make(user, v->info.id, v->info.highestmodseq, uids,
+			    count, true);
 	v->modseq = v->info.highestmodseq;
 	v->user_modseq = seen;
 	view_mark_recent(v, 0, v->info.uidnext);
@@ -93,11 +235,11 @@ void store_view_close(struct store_view **viewp)
 	if (v == NULL)
 		return;
 	*viewp = NULL;
+	list_unref(v->user, &v->list);
 	store_user_unref(&v->user);
 	store_mailbox_info_free(&v->info);
-	free(v->uids);
-	free(v->recent);
 	free(v->ghosts);
+	free(v->recent);
 	free(v);
 }
 
@@ -108,43 +250,47 @@ const struct store_mailbox_info *store_view_info(const struct store_view *view)
 
 uint32_t store_view_count(const struct store_view *view)
 {
-	return (uint32_t)view->count;
+	return (uint32_t)(view->list->count + view->ghost_count);
 }
 
-uint32_t store_view_uid(const struct store_view *view, uint32_t seq)
+uint32_t store_view_uid(const struct store_view *v, uint32_t seq)
 {
-	if (seq == 0 || seq > view->count)
+	if (seq == 0 || seq > store_view_count(v))
 		return 0;
-	return view->uids[seq - 1];
-}
-
-static size_t lower_bound(const uint32_t *a, size_t n, uint32_t x)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (a[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
+	/* the k-th of the list and the ghosts merged: walk the few ghosts */
+	size_t k = seq - 1, before = 0;
+	const struct store_uidlist *l = v->list;
+	for (size_t g = 0; g < v->ghost_count; g++) {
+		size_t pos = lower_bound(l->uids, l->count, v->ghosts[g]) + g;
+		if (pos == k)
+			return v->ghosts[g];
+		if (pos > k)
+			break;
+		before++;
 	}
-	return lo;
+	return l->uids[k - before];
 }
 
-uint32_t store_view_seq(const struct store_view *view, uint32_t uid)
+uint32_t store_view_seq(const struct store_view *v, uint32_t uid)
 {
-	size_t i = lower_bound(view->uids, view->count, uid);
-	return i < view->count && view->uids[i] == uid ? (uint32_t)i + 1 : 0;
+	const struct store_uidlist *l = v->list;
+	size_t i = lower_bound(l->uids, l->count, uid);
+	size_t g = lower_bound(v->ghosts, v->ghost_count, uid);
+	bool in = (i < l->count && l->uids[i] == uid) ||
+		  (g < v->ghost_count && v->ghosts[g] == uid);
+	return in ? (uint32_t)(i + g + 1) : 0;
 }
 
-uint32_t store_view_seq_ceil(const struct store_view *view, uint32_t uid)
+uint32_t store_view_seq_ceil(const struct store_view *v, uint32_t uid)
 {
-	return (uint32_t)lower_bound(view->uids, view->count, uid) + 1;
+	return (uint32_t)(lower_bound(v->list->uids, v->list->count, uid) +
+			  lower_bound(v->ghosts, v->ghost_count, uid) + 1);
 }
 
 bool store_view_is_recent(const struct store_view *view, uint32_t seq)
 {
-	return seq >= 1 && seq <= view->count && view->recent[seq - 1];
+	uint32_t uid = store_view_uid(view, seq);
+	return uid != 0 && uid_recent(view, uid);
 }
 
 uint32_t store_view_recent_count(const struct store_view *view)
@@ -211,61 +357,78 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Adds the UIDs the view knows among expunged to its ghosts (kept sorted
- * and unique). */
-static void view_add_ghosts(struct store_view *v, const uint32_t *expunged,
+/* Adds to the ghosts the UIDs of gone (sorted) that the view's list
+ * holds: they stay visible until a sync may report them. */
+static void view_add_ghosts(struct store_view *v, const uint32_t *gone,
 			    size_t n)
 {
+	const struct store_uidlist *l = v->list;
 	size_t added = 0;
-	v->ghosts = xrealloc(v->ghosts, (v->ghost_count + n + 1) * sizeof(uint32_t));
 	for (size_t i = 0; i < n; i++) {
-		if (store_view_seq(v, expunged[i]) != 0)
-			v->ghosts[v->ghost_count + added++] = expunged[i];
+		if (!has(l->uids, l->count, gone[i]) ||
+		    has(v->ghosts, v->ghost_count, gone[i]))
+			continue;
+		v->ghosts = xrealloc(v->ghosts, (v->ghost_count + added + 1) *
+							sizeof(uint32_t));
+		v->ghosts[v->ghost_count + added++] = gone[i];
 	}
-	if (added == 0)
-		return;
 	v->ghost_count += added;
-	qsort(v->ghosts, v->ghost_count, sizeof(uint32_t), cmp_u32);
-	size_t w = 1;
-	for (size_t i = 1; i < v->ghost_count; i++) {
-		if (v->ghosts[i] != v->ghosts[w - 1])
-			v->ghosts[w++] = v->ghosts[i];
-	}
-	v->ghost_count = w;
+	if (added > 0)
+		qsort(v->ghosts, v->ghost_count, sizeof(uint32_t), cmp_u32);
 }
 
-/* Removes the ghosts from the view. They are reported highest sequence
- * first, so each number is still right when the client reads it (RFC
- * 3501 7.4.1); the array is compacted once at the end. */
+/* The next list: the view's own without gone (sorted), plus the new UIDs
+ * of d (above every UID the view knows). */
+static uint32_t *list_next(const struct store_view *v, const uint32_t *gone,
+			   size_t ngone, const struct delta_ctx *d,
+			   size_t *count_r)
+{
+	const struct store_uidlist *l = v->list;
+	uint32_t last = last_uid(v);
+	size_t nnew = 0;
+	for (size_t i = 0; i < d->count; i++)
+		nnew += d->items[i].msg.uid > last;
+	uint32_t *uids = xmalloc((l->count + nnew + 1) * sizeof(uint32_t));
+	size_t w = 0, g = 0;
+	for (size_t i = 0; i < l->count; i++) {
+		while (g < ngone && gone[g] < l->uids[i])
+			g++;
+		if (g < ngone && gone[g] == l->uids[i])
+			continue;
+		uids[w++] = l->uids[i];
+	}
+	/* the delta comes in UID order */
+	for (size_t i = 0; i < d->count; i++) {
+		if (d->items[i].msg.uid > last)
+			uids[w++] = d->items[i].msg.uid;
+	}
+	*count_r = w;
+	return uids;
+}
+
+/* Reports the ghosts, highest sequence first, so each number is still
+ * right when the client reads it (RFC 3501 7.4.1), and forgets them. */
 static void view_drop_ghosts(struct store_view *v,
 			     const struct store_view_callbacks *cb, void *ctx)
 {
-	if (v->ghost_count == 0)
-		return;
 	for (size_t g = v->ghost_count; g > 0; g--) {
-		uint32_t seq = store_view_seq(v, v->ghosts[g - 1]);
+		uint32_t uid = v->ghosts[g - 1];
+		uint32_t seq = store_view_seq(v, uid);
 		if (seq != 0 && cb != NULL && cb->expunged != NULL)
-			cb->expunged(ctx, seq, v->ghosts[g - 1]);
+			cb->expunged(ctx, seq, uid);
+		if (uid_recent(v, uid))
+			v->recent_count--;
+		v->ghost_count--;
 	}
-	size_t w = 0, g = 0;
-	for (size_t i = 0; i < v->count; i++) {
-		while (g < v->ghost_count && v->ghosts[g] < v->uids[i])
-			g++;
-		if (g < v->ghost_count && v->ghosts[g] == v->uids[i]) {
-			if (v->recent[i])
-				v->recent_count--;
-			continue;
-		}
-		v->uids[w] = v->uids[i];
-		v->recent[w++] = v->recent[i];
-	}
-	v->count = w;
-	v->ghost_count = 0;
+	free(v->ghosts);
+	v->ghosts = NULL;
 }
 
 /* When the expunge log no longer reaches back to the view's modseq, the
- * UIDs that disappeared are found by comparing with the full list. */
-static int view_diff_all(struct store_view *v, struct store_error *err)
+ * whole list is read again: what the view shows and it lacks is gone.
+ * The list read becomes the view's own (private: its state is not the
+ * delta's). */
+static int view_reload(struct store_view *v, struct store_error *err)
 {
 	struct store_mailbox_info info;
 	uint32_t *uids;
@@ -274,17 +437,22 @@ static int view_diff_all(struct store_view *v, struct store_error *err)
 					  &uids, &n, err) < 0)
 		return -1;
 	store_mailbox_info_free(&info);
-	uint32_t *gone = xcalloc(v->count ? v->count : 1, sizeof(uint32_t));
-	size_t ngone = 0, j = 0;
-	for (size_t i = 0; i < v->count; i++) {
-		while (j < n && uids[j] < v->uids[i])
-			j++;
-		if (j == n || uids[j] != v->uids[i])
-			gone[ngone++] = v->uids[i];
+	const struct store_uidlist *l = v->list;
+	uint32_t *gone = xcalloc(l->count ? l->count : 1, sizeof(uint32_t));
+	size_t ngone = 0;
+	for (size_t i = 0; i < l->count; i++) {
+		if (!has(uids, n, l->uids[i]))
+			gone[ngone++] = l->uids[i];
 	}
 	view_add_ghosts(v, gone, ngone);
 	free(gone);
-	free(uids);
+	/* UIDs above what the view knew arrive through the delta */
+	uint32_t last = last_uid(v);
+	size_t keep = lower_bound(uids, n, last + 1);
+	struct store_uidlist *nl = list_make(v->user, v->info.id, 0, uids,
+					     keep, false);
+	list_unref(v->user, &v->list);
+	v->list = nl;
 	return 0;
 }
 
@@ -301,52 +469,61 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 
 	/* Always asked (cheap when nothing changed): another process, such
 	 * as loftctl, may have changed the mailbox without telling the hub. */
-	{
-		if (v->user->store->vf->view_delta(
-			    v->user, v->info.id, v->modseq, &info, &expunged,
-			    &nexp, &complete, delta_changed, &d, err) < 0) {
-			delta_free(&d);
-			return -1;
-		}
-		if (nexp > 1)
-			qsort(expunged, nexp, sizeof(*expunged), cmp_u32);
-		view_add_ghosts(v, expunged, nexp);
+	if (v->user->store->vf->view_delta(v->user, v->info.id, v->modseq,
+					   &info, &expunged, &nexp, &complete,
+					   delta_changed, &d, err) < 0) {
+		delta_free(&d);
+		return -1;
+	}
+	if (nexp > 1)
+		qsort(expunged, nexp, sizeof(*expunged), cmp_u32);
+	if (!complete && view_reload(v, err) < 0) {
+		store_mailbox_info_free(&info);
 		free(expunged);
-		if (!complete && view_diff_all(v, err) < 0) {
-			store_mailbox_info_free(&info);
-			delta_free(&d);
-			return -1;
-		}
-		store_mailbox_info_free(&v->info);
-		v->info = info;
-		v->modseq = info.highestmodseq;
-		v->user_modseq = seen;
+		delta_free(&d);
+		return -1;
 	}
-	if (allow_expunge)
-		view_drop_ghosts(v, cb, ctx);
+	uint32_t last = last_uid(v);
+	if (info.highestmodseq != v->modseq || !complete) {
+		view_add_ghosts(v, expunged, nexp);
+		/* the state's list, from another view or built here */
+		struct store_uidlist *nl =
+			complete ? list_find(v->user, info.id, info.highestmodseq)
+				 : NULL;
+		if (nl == NULL) {
+			size_t n;
+			uint32_t *uids = list_next(v, expunged, nexp, &d, &n);
+			nl = list_make(v->user, info.id, info.highestmodseq,
+				       uids, n, complete);
+		}
+		list_unref(v->user, &v->list);
+		v->list = nl;
+	}
+	free(expunged);
+	store_mailbox_info_free(&v->info);
+	v->info = info;
+	v->modseq = info.highestmodseq;
+	v->user_modseq = seen;
 
-	/* New messages have UIDs above every UID the view knows. */
-	uint32_t last = v->count > 0 ? v->uids[v->count - 1] : 0;
-	size_t old_count = v->count;
-	for (size_t i = 0; i < d.count; i++) {
-		if (d.items[i].msg.uid > last) {
-			view_reserve(v, v->count + 1);
-			v->uids[v->count++] = d.items[i].msg.uid;
-			last = d.items[i].msg.uid;
-		}
-	}
-	if (v->count > old_count) {
-		view_mark_recent(v, old_count, v->info.uidnext);
+	/* expunges first: the new messages' numbers follow them */
+	if (allow_expunge && v->ghost_count > 0)
+		view_drop_ghosts(v, cb, ctx);
+	size_t nnew = v->list->count -
+		      lower_bound(v->list->uids, v->list->count, last + 1);
+	if (nnew > 0) {
+		view_mark_recent(v, last + 1, v->info.uidnext);
 		if (cb != NULL && cb->exists != NULL)
-			cb->exists(ctx, (uint32_t)v->count);
+			cb->exists(ctx, store_view_count(v));
 	}
 	for (size_t i = 0; i < d.count && cb != NULL && cb->changed; i++) {
+		if (d.items[i].msg.uid > last)
+			continue;
 		uint32_t seq = store_view_seq(v, d.items[i].msg.uid);
-		if (seq != 0 && seq <= old_count)
+		if (seq != 0)
 			cb->changed(ctx, seq, &d.items[i].msg);
 	}
 	delta_free(&d);
-	v->info.messages = (uint32_t)v->count;
+	v->info.messages = store_view_count(v);
 	v->info.recent = v->recent_count;
 	return 0;
 }

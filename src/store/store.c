@@ -110,6 +110,23 @@ char *store_name_normalize(const char *name, struct store_error *err)
 
 /* ---- the store ---------------------------------------------------- */
 
+static struct store_user *user_new(struct store *store, int64_t user_id)
+{
+	struct store_user *u = xcalloc(1, sizeof(*u));
+	u->store = store;
+	u->id = user_id;
+	u->refcount = 1;
+	pthread_mutex_init(&u->views_mu, NULL);
+	return u;
+}
+
+static void user_free(struct store_user *u)
+{
+	pthread_mutex_destroy(&u->views_mu);
+	free(u);
+}
+
+
 struct store_hub_entry;
 struct store_subscription {
 	struct store *store;
@@ -139,6 +156,7 @@ int store_open(const struct store_settings *set, struct store **store_r,
 	store->set.data_dir = xstrdup(set->data_dir);
 	store->vf = &store_sqlite_vfuncs;
 	pthread_mutex_init(&store->users_mu, NULL);
+	pthread_cond_init(&store->users_cond, NULL);
 	store->users_size = 256;
 	/* each open user holds a few descriptors (index, WAL, shm per
 	 * connection): keep the idle ones well below a default fd limit */
@@ -147,6 +165,8 @@ int store_open(const struct store_settings *set, struct store **store_r,
 	store->hub = xcalloc(1, sizeof(*store->hub));
 	pthread_rwlock_init(&store->hub->lock, NULL);
 	if (store->vf->open(store, err) < 0) {
+		pthread_cond_destroy(&store->users_cond);
+		pthread_mutex_destroy(&store->users_mu);
 		pthread_rwlock_destroy(&store->hub->lock);
 		free(store->hub);
 		free(store->users);
@@ -179,7 +199,7 @@ void store_close(struct store **storep)
 				continue;
 			}
 			store->vf->user_close(u);
-			free(u);
+			user_free(u);
 		}
 	}
 	store->vf->close(store);
@@ -187,6 +207,7 @@ void store_close(struct store **storep)
 	free(store->hub);
 	free(store->users);
 	pthread_mutex_destroy(&store->users_mu);
+	pthread_cond_destroy(&store->users_cond);
 	free((char *)store->set.data_dir);
 	free(store);
 }
@@ -218,35 +239,54 @@ static int user_open(struct store *store, int64_t user_id, bool create,
 				       "Invalid user id");
 	size_t b = (uint64_t)user_id % store->users_size;
 	pthread_mutex_lock(&store->users_mu);
-	for (struct store_user *u = store->users[b]; u != NULL; u = u->next) {
-		if (u->id == user_id) {
-			if (u->refcount++ == 0)
-				store->idle_count--;
-			pthread_mutex_unlock(&store->users_mu);
-			*user_r = u;
-			return 0;
+	struct store_user *u;
+again:
+	for (u = store->users[b]; u != NULL; u = u->next) {
+		if (u->id != user_id)
+			continue;
+		if (!u->ready) {
+			/* another thread is opening it: wait, then look
+			 * again (it is gone if that open failed) */
+			pthread_cond_wait(&store->users_cond, &store->users_mu);
+			goto again;
 		}
+		if (u->refcount++ == 0)
+			store->idle_count--;
+		pthread_mutex_unlock(&store->users_mu);
+		*user_r = u;
+		return 0;
 	}
-	/* Opening under the lock keeps two threads from creating the same
-	 * account at once, and a delete from racing an open; it is quick
-	 * once the account exists. */
 	if (!create && !store->vf->user_exists(store, user_id)) {
 		pthread_mutex_unlock(&store->users_mu);
 		return store_set_error(err, STORE_ERR_NOTFOUND,
 				       "No mail stored for this user");
 	}
-	struct store_user *u = xcalloc(1, sizeof(*u));
-	u->store = store;
-	u->id = user_id;
-	u->refcount = 1;
-	if (store->vf->user_open(u, err) < 0) {
-		pthread_mutex_unlock(&store->users_mu);
-		free(u);
-		return -1;
-	}
+	/* A placeholder keeps two threads from creating the same account
+	 * at once and a delete from racing the open (it sees the account
+	 * in use); the open itself (an index to create, fsyncs) runs
+	 * without the lock, so no other account waits for it. */
+	u = user_new(store, user_id);
 	u->next = store->users[b];
 	store->users[b] = u;
 	pthread_mutex_unlock(&store->users_mu);
+
+	int r = store->vf->user_open(u, err);
+
+	pthread_mutex_lock(&store->users_mu);
+	if (r < 0) {
+		struct store_user **pp = &store->users[b];
+		while (*pp != u)
+			pp = &(*pp)->next;
+		*pp = u->next;
+		user_free(u);
+		u = NULL;
+	} else {
+		u->ready = true;
+	}
+	pthread_cond_broadcast(&store->users_cond);
+	pthread_mutex_unlock(&store->users_mu);
+	if (u == NULL)
+		return -1;
 	*user_r = u;
 	return 0;
 }
@@ -268,7 +308,7 @@ static void user_evict(struct store *store, struct store_user *user)
 	*pp = user->next;
 	store->idle_count--;
 	store->vf->user_close(user);
-	free(user);
+	user_free(user);
 }
 
 static void evict_oldest_idle(struct store *store)

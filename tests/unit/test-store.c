@@ -1866,6 +1866,57 @@ static void test_damaged_body(void)
 	teardown(&store);
 }
 
+/* Views of one mailbox share one UID list: opening a second view or
+ * syncing to a state another view already reached makes no list; a view
+ * that may not report an expunge yet keeps it as a ghost of its own. */
+static void test_view_sharing(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 36);
+	struct store_error err;
+	for (int i = 0; i < 5; i++)
+		append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	uint64_t made = atomic_load(&store_uidlists_made);
+	struct store_view *a, *b;
+	CHECK_INT(store_view_open(u, "INBOX", 0, &a, &err), 0);
+	CHECK_INT(store_view_open(u, "INBOX", 0, &b, &err), 0);
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 1);
+	/* a new message: the first view to sync builds, the second shares */
+	append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	CHECK_INT(store_view_sync(a, true, NULL, NULL, &err), 0);
+	CHECK_INT(store_view_sync(b, true, NULL, NULL, &err), 0);
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 2);
+	CHECK_INT(store_view_count(a), 6);
+	CHECK_INT(store_view_count(b), 6);
+	/* an expunge: b may not report it yet and keeps a ghost */
+	struct store_uid_range r2 = {2, 2};
+	CHECK_INT(store_expunge(u, "INBOX", &r2, 1, true, NULL, NULL, &err), 0);
+	append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	struct events ea = {0}, eb = {0};
+	CHECK_INT(store_view_sync(a, true, &view_cb, &ea, &err), 0);
+	CHECK_INT(store_view_sync(b, false, &view_cb, &eb, &err), 0);
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 3);
+	CHECK_INT(store_view_count(a), 6);
+	CHECK_INT(store_view_count(b), 7);
+	CHECK_INT(store_view_uid(b, 2), 2);
+	CHECK_INT(store_view_seq(b, 3), 3);
+	CHECK_INT(store_view_uid(b, 7), 7);
+	CHECK_INT(store_view_uid(a, 2), 3);
+	CHECK_INT(store_view_seq(a, 7), 6);
+	CHECK_INT(store_view_seq(a, 2), 0);
+	CHECK_INT(store_view_seq_ceil(a, 2), 2);
+	/* now b may: EXPUNGE 2, then nothing is private any more */
+	CHECK_INT(store_view_sync(b, true, &view_cb, &eb, &err), 0);
+	CHECK(strstr(eb.log, "X2/2 ") != NULL);
+	CHECK_INT(store_view_count(b), 6);
+	CHECK_INT(store_view_uid(b, 2), 3);
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 3);
+	store_view_close(&a);
+	store_view_close(&b);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -1884,6 +1935,7 @@ static const struct test_case cases[] = {
 	{"check", test_check},
 	{"crash", test_crash},
 	{"shared_body", test_shared_body},
+	{"view_sharing", test_view_sharing},
 	{"deferred_unlink", test_deferred_unlink},
 	{"damaged_body", test_damaged_body},
 	{"background_sweep", test_background_sweep},
