@@ -31,7 +31,7 @@ const char *const auth_policy_keys[] = {
 void auth_policy_defaults(struct auth_policy *policy_r)
 {
 	memset(policy_r, 0, sizeof(*policy_r));
-	policy_r->pop3_delete = AUTH_POP3_TRASH;
+	policy_r->pop3_delete = AUTH_POP3_AUTO;
 	policy_r->trash_retention_days = 30;
 	policy_r->junk_retention_days = 30;
 }
@@ -42,8 +42,9 @@ const char *auth_pop3_delete_name(enum auth_pop3_delete d)
 	case AUTH_POP3_EXPUNGE: return "expunge";
 	case AUTH_POP3_HIDE: return "hide";
 	case AUTH_POP3_TRASH: return "trash";
+	case AUTH_POP3_AUTO: return "auto";
 	}
-	return "trash";
+	return "auto";
 }
 
 static int parse_days(const char *key, const char *value, uint32_t *days_r,
@@ -92,9 +93,11 @@ int auth_policy_set(struct auth_policy *policy, const char *key,
 			policy->pop3_delete = AUTH_POP3_HIDE;
 		else if (strcmp(value, "trash") == 0)
 			policy->pop3_delete = AUTH_POP3_TRASH;
+		else if (strcmp(value, "auto") == 0)
+			policy->pop3_delete = AUTH_POP3_AUTO;
 		else {
-			*error_r = xasprintf("pop3_delete: expected expunge, hide "
-					     "or trash, got '%s'", value);
+			*error_r = xasprintf("pop3_delete: expected auto, expunge, "
+					     "hide or trash, got '%s'", value);
 			return -1;
 		}
 	} else if (strcmp(key, "pop3_retention_days") == 0) {

@@ -24,7 +24,11 @@ struct auth_sasl;
 struct buf;
 struct config;
 
-enum auth_pop3_delete { AUTH_POP3_EXPUNGE, AUTH_POP3_HIDE, AUTH_POP3_TRASH };
+/* What a POP3 DELE does at QUIT (DESIGN.md "POP3 policies"). AUTO: HIDE
+ * while a syncing client (IMAP, JMAP, webmail) logged in within 30 days
+ * (store_last_sync_login), else TRASH. */
+enum auth_pop3_delete { AUTH_POP3_EXPUNGE, AUTH_POP3_HIDE, AUTH_POP3_TRASH,
+			AUTH_POP3_AUTO };
 
 /* Per-account policies; the server defaults come from [policy] and each
  * account may override any of them (loftctl user set ADDRESS KEY=VALUE).
@@ -32,7 +36,7 @@ enum auth_pop3_delete { AUTH_POP3_EXPUNGE, AUTH_POP3_HIDE, AUTH_POP3_TRASH };
 struct auth_policy {
 	uint64_t quota_bytes;
 	uint64_t quota_messages;
-	enum auth_pop3_delete pop3_delete;       /* default trash */
+	enum auth_pop3_delete pop3_delete;       /* default auto */
 	uint32_t pop3_retention_days;            /* default 0 (off) */
 	uint32_t trash_retention_days;           /* default 30 */
 	uint32_t junk_retention_days;            /* default 30 */
@@ -83,7 +87,7 @@ int auth_policy_set(struct auth_policy *policy, const char *key,
 		    const char *value, char **error_r);
 /* The policy defaults when [policy] says nothing. */
 void auth_policy_defaults(struct auth_policy *policy_r);
-/* "trash", "hide", "expunge". */
+/* "auto", "trash", "hide", "expunge". */
 const char *auth_pop3_delete_name(enum auth_pop3_delete d);
 
 /* ---- lookups ------------------------------------------------------- */
@@ -245,6 +249,20 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 				    struct auth_user *user_r,
 				    char csrf_r[AUTH_SESSION_ID_SIZE]);
 int auth_session_delete(struct auth *auth, const char *id);
+
+/* ---- what the store asks of the accounts (auth-store.c) ----------- */
+
+struct store_account_limits;
+struct store_retention_policy;
+struct store_retention_source;
+/* A store_limits_fn: ctx is the struct auth. */
+int auth_store_limits(void *ctx, int64_t user_id,
+		      struct store_account_limits *limits_r);
+void auth_policy_to_retention(const struct auth_policy *policy,
+			      struct store_retention_policy *retention_r);
+/* Every account and its retention policy, for store_retention_start and
+ * store_retention_run_accounts. */
+struct store_retention_source auth_retention_source(struct auth *auth);
 
 /* auth_user_set also takes the key "disabled" (yes/no), and the value
  * "default" for any policy key, which removes the account's override.

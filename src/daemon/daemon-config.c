@@ -33,7 +33,7 @@ static const char *const limits_keys[] = {
 	"max_message_size",     /* the store's */
 	NULL,
 };
-static const char *const store_keys[] = { "fsync", NULL };
+static const char *const store_keys[] = { "fsync", "retention_interval", NULL };
 
 struct section_rule {
 	const char *name;

@@ -384,17 +384,6 @@ static int mkdir_p(const char *path)
 	return rc < 0 && errno != EEXIST ? -1 : 0;
 }
 
-static int store_limits(void *ctx, int64_t user_id,
-			struct store_account_limits *limits_r)
-{
-	struct auth_policy policy;
-	if (auth_user_policy(ctx, user_id, &policy) < 0)
-		return -1;
-	limits_r->quota_bytes = policy.quota_bytes;
-	limits_r->quota_messages = policy.quota_messages;
-	return 0;
-}
-
 static int start_listeners(struct net *net, struct daemon_config *dc,
 			   const struct config *cfg)
 {
@@ -476,7 +465,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 			  msg ? msg : "unknown error");
 		goto out;
 	}
-	sset->limits = store_limits;
+	sset->limits = auth_store_limits;
 	sset->limits_ctx = auth;
 	struct store_error serr = {0};
 	if (store_open(sset, &store, &serr) < 0) {
@@ -523,6 +512,8 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 		goto out;
 	}
 #endif
+	struct store_retention_source retention = auth_retention_source(auth);
+	store_retention_start(store, &retention, sset->retention_interval);
 	log_info("loftd", NULL, "loftd ready");
 	net_run(net);
 	log_info("loftd", NULL, "shutting down");

@@ -103,6 +103,28 @@ static void reply_set(struct delivery_reply *r, int code, const char *status,
 	va_end(ap);
 }
 
+/* Every refused recipient leaves one log line an admin can grep for:
+ * who it was for, which client sent it, the status code and why. */
+static void log_refused(const struct delivery_session *s,
+			const struct delivery_reply *r)
+{
+	if (r->code < 400)
+		return;
+	const char *why = r->text;
+	if (why[0] == '<') {
+		const char *end = strstr(why, "> ");
+		if (end != NULL)
+			why = end + 2;
+	}
+	const char *to = r->text[0] == '<' ? r->text + 1 : "";
+	int to_len = r->text[0] == '<' ? (int)strcspn(to, ">") : 0;
+	log_info("delivery", s->sid, "refused: to=<%.*s> from=<%s> client=%s "
+		 "helo=%s proto=%s status=\"%d %s\" reason=\"%s\"", to_len, to,
+		 s->sender != NULL ? s->sender : "", s->peer ? s->peer : "?",
+		 s->helo ? s->helo : "", s->with ? s->with : "?", r->code,
+		 r->status, why);
+}
+
 /* ---- sessions ----------------------------------------------------- */
 
 struct delivery_session *delivery_session_create(struct delivery *d,
@@ -376,6 +398,7 @@ void delivery_rcpt(struct delivery_session *s, const char *address,
 			reply_set(rep, 250, "2.1.5", "<%s> OK", display);
 		}
 	}
+	log_refused(s, rep);
 }
 
 /* ---- data --------------------------------------------------------- */
@@ -496,6 +519,7 @@ void delivery_too_big(struct delivery_session *s)
 		struct drcpt *r = &s->rcpts[i];
 		reply_set(&r->reply, 552, "5.3.4", "<%s> Message size exceeds "
 			  "fixed maximum message size", r->display);
+		log_refused(s, &r->reply);
 	}
 	buf_free(&s->copy);
 	buf_init(&s->copy, 0);
@@ -607,6 +631,7 @@ void delivery_commit(struct delivery_session *s)
 				  "internal error (session %s)", r->display,
 				  s->sid);
 		}
+		log_refused(s, &r->reply);
 	}
 }
 

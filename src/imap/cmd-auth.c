@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "imap-commands.h"
 #include "imap-server.h"
@@ -116,6 +117,11 @@ static void login_finish(struct imap_cmd *cmd, const struct auth_user *user)
 	if (imap_client_subscribe(c) < 0)
 		log_warn("imap", c->sid, "no change notifications for %s",
 			 user->address);
+	/* POP3's pop3_delete = auto hides while the account syncs over
+	 * IMAP; a special folder the user deleted comes back. */
+	if (store_note_sync_login(c->store_user, time(NULL), &err) < 0 ||
+	    store_mailbox_roles_ensure(c->store_user, &err) < 0)
+		log_warn("imap", c->sid, "user=%s: %s", user->address, err.msg);
 	c->state = IMAP_STATE_AUTH;
 	log_info("imap", c->sid, "login user=%s from %s%s", user->address,
 		 net_conn_peer(c->conn), c->tls ? " tls" : "");

@@ -162,7 +162,8 @@ void pop3_cmd_capa(struct pop3_session *s, const char *args)
 		 * 6.7), as the retention task last saw it; until its first
 		 * pass, the [policy] default. */
 		uint32_t days = s->server->default_retention_days;
-		pop3_retention_task_expire_min(s->server->retention, &days);
+		if (s->server->store != NULL)
+			store_retention_expire_min(s->server->store, &days);
 		if (days > 0)
 			buf_printf(&b, "EXPIRE %u USER\r\n", days);
 		else

@@ -75,6 +75,11 @@ int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 void pop3_maildrop_close(struct pop3_session *s)
 {
 	store_unsubscribe(&s->sub);
+	/* What was downloaded was read, whether or not QUIT came. */
+	pop3_seen_flush(s);
+	free(s->seen);
+	s->seen = NULL;
+	s->seen_count = s->seen_cap = 0;
 	if (s->mail != NULL)
 		store_user_unref(&s->mail);
 	s->mail = NULL;
@@ -255,7 +260,13 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 		snprintf(status, sizeof(status), "+OK");
 	int r = pop3_stream_message(s, status, blob.data, blob.len, lines);
 	store_blob_close(&blob);
-	if (r < 0 || lines >= 0 || m->retrieved)
+	if (r < 0 || lines >= 0)
+		return;
+	if (s->server->mark_seen && !m->seen_marked) {
+		m->seen_marked = true;
+		pop3_seen_add(s, m->uid);
+	}
+	if (m->retrieved)
 		return;
 	/* pop3_retention_days counts from the first RETR; TOP does not
 	 * count, a download does. Recorded whatever the policy is now, so
@@ -308,6 +319,35 @@ void pop3_cmd_top(struct pop3_session *s, const char *args)
 
 /* ---- DELE, RSET, NOOP ----------------------------------------------- */
 
+/* Whether the message is still in INBOX and visible to POP3: one that
+ * another session (IMAP, a loftctl run) removed cannot be deleted again,
+ * and QUIT must not count it. Replies -ERR when it is gone. */
+static bool still_there(struct pop3_session *s, struct pop3_msg *m, uint32_t num)
+{
+	struct store_uid_range r = {m->uid, m->uid};
+	struct store_fetch *f = NULL;
+	const struct store_msg *sm;
+	struct store_error err = {0};
+
+	int got = store_fetch_begin(s->mail, "INBOX", &r, 1, STORE_FETCH_POP3, &f, &err);
+	if (got == 0)
+		got = store_fetch_next(f, &sm, &err);
+	if (got > 0 && sm->pop3_hidden)
+		got = 0;
+	store_fetch_end(&f);
+	if (got < 0) {
+		log_error("pop3", s->sid, "uid %u: %s", m->uid, err.msg);
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read message %u (session %s).",
+			   num, s->sid);
+		return false;
+	}
+	if (got == 0) {
+		pop3_reply(s, "-ERR Message %u was removed by another session.", num);
+		return false;
+	}
+	return true;
+}
+
 void pop3_cmd_dele(struct pop3_session *s, const char *args)
 {
 	struct slice w[2];
@@ -319,7 +359,7 @@ void pop3_cmd_dele(struct pop3_session *s, const char *args)
 		return;
 	}
 	struct pop3_msg *m = arg_message(s, w[0].ptr, w[0].len, &num);
-	if (m == NULL)
+	if (m == NULL || !still_there(s, m, num))
 		return;
 	m->deleted = true;
 	s->deleted_count++;
@@ -375,9 +415,9 @@ static struct store_uid_range *deleted_ranges(struct pop3_session *s, size_t *co
 }
 
 /* Moves to the Trash special-use mailbox, creating it if the user has
- * deleted it. */
+ * deleted it. *moved_r: how many were still in INBOX. */
 static int update_trash(struct pop3_session *s, const struct store_uid_range *r,
-			size_t n, struct store_error *err)
+			size_t n, size_t *moved_r, struct store_error *err)
 {
 	char *trash = store_mailbox_find_special(s->mail, STORE_SPECIAL_TRASH);
 	int ret;
@@ -388,30 +428,57 @@ static int update_trash(struct pop3_session *s, const struct store_uid_range *r,
 			return -1;
 		trash = xstrdup("Trash");
 	}
-	ret = store_copy(s->mail, "INBOX", r, n, trash, true, NULL, NULL, NULL,
-			 NULL, err);
+	uint32_t *src = NULL, *dst = NULL;
+	ret = store_copy(s->mail, "INBOX", r, n, trash, true, NULL, &src, &dst,
+			 moved_r, err);
+	free(src);
+	free(dst);
 	free(trash);
 	return ret;
 }
 
+/* What pop3_delete = auto means for this account now: hide while a
+ * syncing client (IMAP, later JMAP and the webmail) logged in within 30
+ * days, so its devices keep the mail; else to Trash. */
+static enum auth_pop3_delete effective_policy(struct pop3_session *s)
+{
+	time_t last = 0;
+	struct store_error err = {0};
+
+	if (s->policy.pop3_delete != AUTH_POP3_AUTO)
+		return s->policy.pop3_delete;
+	if (store_last_sync_login(s->mail, &last, &err) < 0) {
+		/* Hiding loses nothing: the safe side when unsure. */
+		log_warn("pop3", s->sid, "user=%s: last IMAP login unknown (%s): hide",
+			 s->user.address, err.msg);
+		return AUTH_POP3_HIDE;
+	}
+	return store_sync_active(last, time(NULL)) ? AUTH_POP3_HIDE : AUTH_POP3_TRASH;
+}
+
 /* Applies the DELE marks in one store transaction, as the account's
- * pop3_delete policy says. */
-static int pop3_update(struct pop3_session *s, struct store_error *err)
+ * pop3_delete policy says. *removed_r: how many this session removed;
+ * a message another session removed meanwhile does not count. */
+static int pop3_update(struct pop3_session *s, enum auth_pop3_delete mode,
+		       size_t *removed_r, struct store_error *err)
 {
 	size_t n;
-	uint32_t *uids;
+	uint32_t *uids, *gone = NULL;
 	struct store_uid_range *r = deleted_ranges(s, &n, &uids);
 	int ret = -1;
 
-	switch (s->policy.pop3_delete) {
+	*removed_r = 0;
+	switch (mode) {
 	case AUTH_POP3_EXPUNGE:
-		ret = store_expunge(s->mail, "INBOX", r, n, true, NULL, NULL, err);
+		ret = store_expunge(s->mail, "INBOX", r, n, true, &gone, removed_r, err);
+		free(gone);
 		break;
 	case AUTH_POP3_HIDE:
-		ret = store_pop3_hide(s->mail, uids, s->deleted_count, err);
+	case AUTH_POP3_AUTO:
+		ret = store_pop3_hide(s->mail, uids, s->deleted_count, removed_r, err);
 		break;
 	case AUTH_POP3_TRASH:
-		ret = update_trash(s, r, n, err);
+		ret = update_trash(s, r, n, removed_r, err);
 		break;
 	}
 	free(r);
@@ -419,14 +486,59 @@ static int pop3_update(struct pop3_session *s, struct store_error *err)
 	return ret;
 }
 
-static const char *policy_name(enum auth_pop3_delete p)
+/* ---- \Seen ----------------------------------------------------------- */
+
+void pop3_seen_add(struct pop3_session *s, uint32_t uid)
 {
-	return p == AUTH_POP3_EXPUNGE ? "expunge" : p == AUTH_POP3_HIDE ? "hide" : "trash";
+	if (s->seen_count == s->seen_cap) {
+		s->seen_cap = s->seen_cap ? s->seen_cap * 2 : 16;
+		s->seen = xrealloc(s->seen, s->seen_cap * sizeof(*s->seen));
+	}
+	s->seen[s->seen_count++] = uid;
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* RETR sets \Seen (mark_seen), in one commit per session like Dovecot:
+ * at QUIT, or when the session ends otherwise (a dropped connection, a
+ * kick), so a download is never a commit per message. Returns whether a
+ * commit was made. */
+bool pop3_seen_flush(struct pop3_session *s)
+{
+	struct store_error err = {0};
+
+	if (s->seen_count == 0 || s->mail == NULL)
+		return false;
+	qsort(s->seen, s->seen_count, sizeof(*s->seen), cmp_uid);
+	struct store_uid_range *r = xcalloc(s->seen_count, sizeof(*r));
+	size_t n = 0;
+	for (size_t i = 0; i < s->seen_count; i++) {
+		uint32_t uid = s->seen[i];
+		if (n > 0 && r[n - 1].hi + 1 >= uid)
+			r[n - 1].hi = uid > r[n - 1].hi ? uid : r[n - 1].hi;
+		else
+			r[n++] = (struct store_uid_range){uid, uid};
+	}
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_SEEN};
+	int ret = store_flags_update(s->mail, "INBOX", r, n, &ch, NULL, NULL,
+				     NULL, NULL, &err);
+	if (ret < 0)
+		log_warn("pop3", s->sid, "user=%s: cannot set \\Seen on %zu "
+			 "messages: %s", s->user.address, s->seen_count, err.msg);
+	free(r);
+	s->seen_count = 0;
+	return ret == 0;
 }
 
 void pop3_cmd_quit(struct pop3_session *s, const char *args)
 {
 	struct store_error err = {0};
+	size_t removed = 0;
 
 	if (*args != '\0') {
 		pop3_reply(s, "-ERR QUIT takes no arguments.");
@@ -435,8 +547,10 @@ void pop3_cmd_quit(struct pop3_session *s, const char *args)
 	/* What earlier pipelined commands said goes out before the session
 	 * buffer is freed. */
 	pop3_flush(s);
+	bool committed = s->state == POP3_STATE_TRANSACTION && pop3_seen_flush(s);
 	if (s->state == POP3_STATE_TRANSACTION && s->deleted_count > 0) {
-		if (pop3_update(s, &err) < 0) {
+		enum auth_pop3_delete mode = effective_policy(s);
+		if (pop3_update(s, mode, &removed, &err) < 0) {
 			log_error("pop3", s->sid, "user=%s: QUIT: %u messages not removed: %s",
 				  s->user.address, s->deleted_count, err.msg);
 			s->state = POP3_STATE_DONE;
@@ -446,25 +560,26 @@ void pop3_cmd_quit(struct pop3_session *s, const char *args)
 			net_conn_close(s->conn);
 			return;
 		}
-		log_info("pop3", s->sid, "user=%s: QUIT removed %u messages (%s)",
-			 s->user.address, s->deleted_count,
-			 policy_name(s->policy.pop3_delete));
-	} else if (s->state == POP3_STATE_TRANSACTION && s->retr_marks > 0) {
+		log_info("pop3", s->sid, "user=%s: QUIT removed %zu of %u messages (%s%s)",
+			 s->user.address, removed, s->deleted_count,
+			 auth_pop3_delete_name(mode),
+			 s->policy.pop3_delete == AUTH_POP3_AUTO ? ", auto" : "");
+	} else if (s->state == POP3_STATE_TRANSACTION && s->retr_marks > 0 &&
+		   !committed) {
 		/* A "leave on server" session commits nothing else, and the
 		 * store keeps first-RETR marks for the account's next commit:
 		 * without one here, `loftctl retention run` (another process)
 		 * and a crash would never see these downloads, and
 		 * pop3_retention_days would not remove them. An empty hide is
 		 * that commit: one per session, not one per RETR. */
-		if (store_pop3_hide(s->mail, NULL, 0, &err) < 0)
+		if (store_pop3_hide(s->mail, NULL, 0, NULL, &err) < 0)
 			log_warn("pop3", s->sid, "user=%s: QUIT: retrievals not recorded: %s",
 				 s->user.address, err.msg);
 	}
-	uint32_t removed = s->state == POP3_STATE_TRANSACTION ? s->deleted_count : 0;
 	/* Unlock before the reply: a client that reconnects at once must
 	 * not find its own old session still holding the maildrop. */
 	s->state = POP3_STATE_DONE;
 	pop3_session_end(s);
-	pop3_reply(s, "+OK Logging out, %u messages deleted.", removed);
+	pop3_reply(s, "+OK Logging out, %zu messages deleted.", removed);
 	net_conn_close(s->conn);
 }

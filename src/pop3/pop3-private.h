@@ -20,7 +20,6 @@
 #include "buf.h"
 #include "net.h"
 #include "pop3.h"
-#include "retention.h"
 #include "store.h"
 
 /* RFC 2449 4 limits commands to 255 octets; real clients stay well within
@@ -35,22 +34,19 @@
 /* Bytes handed to net_conn_write() at a time while streaming. */
 #define POP3_OUT_CHUNK 65536
 
-struct pop3_retention_task;
-
 struct pop3_server {
 	struct store *store;
 	struct auth *auth;
 	unsigned timeout;               /* seconds */
 	bool tls_configured;            /* [tls] cert and key: STLS offered */
 	uint32_t default_retention_days;/* [policy], for EXPIRE before login */
+	bool mark_seen;                 /* RETR sets \Seen ([pop3] mark_seen) */
 
 	/* Maildrop locks (RFC 1939 4): user ids with a session in
 	 * TRANSACTION state. Few at a time; a plain array suffices. */
 	pthread_mutex_t lock_mutex;
 	int64_t *locked;
 	size_t locked_count, locked_cap;
-
-	struct pop3_retention_task *retention;
 
 	/* Dropped sessions whose store handles a short-lived thread is
 	 * letting go of; destroy waits for them. */
@@ -70,6 +66,7 @@ struct pop3_msg {
 	uint32_t uid;
 	bool deleted;                   /* DELE'd in this session */
 	bool retrieved;                 /* first RETR already recorded */
+	bool seen_marked;               /* queued for \Seen (mark_seen) */
 	uint64_t size;                  /* octets, as LIST promises */
 };
 
@@ -103,6 +100,9 @@ struct pop3_session {
 	uint32_t retr_marks;            /* first RETRs the store holds for
 					   its next commit */
 	uint64_t total_size, deleted_size;
+	/* UIDs RETR'd this session, to get \Seen when it ends */
+	uint32_t *seen;
+	size_t seen_count, seen_cap;
 	/* Replies after login are gathered here (POP3_OUT_CHUNK bytes) and
 	 * written when it fills or the batch of pipelined commands ends, so
 	 * a pipelined RETR of small messages costs no write of its own. Only
@@ -147,6 +147,9 @@ void pop3_cmd_dele(struct pop3_session *s, const char *args);
 void pop3_cmd_rset(struct pop3_session *s, const char *args);
 void pop3_cmd_noop(struct pop3_session *s, const char *args);
 void pop3_cmd_quit(struct pop3_session *s, const char *args);
+void pop3_seen_add(struct pop3_session *s, uint32_t uid);
+/* Sets \Seen on what RETR queued; true when it committed. Worker only. */
+bool pop3_seen_flush(struct pop3_session *s);
 
 /* pop3-stream.c: message bytes as POP3 sends them */
 /* Writes the status line (without CRLF), then data with dot-stuffing and

@@ -19,7 +19,6 @@
 
 #include "config.h"
 #include "log.h"
-#include "retention.h"
 
 /* ---- replies -------------------------------------------------------- */
 
@@ -141,7 +140,7 @@ static const struct pop3_command pop3_commands[] = {
 	{"UIDL", pop3_cmd_uidl, CMD_TRANSACTION | CMD_WORKER},
 	{"RETR", pop3_cmd_retr, CMD_TRANSACTION | CMD_WORKER},
 	{"TOP", pop3_cmd_top, CMD_TRANSACTION | CMD_WORKER},
-	{"DELE", pop3_cmd_dele, CMD_TRANSACTION},
+	{"DELE", pop3_cmd_dele, CMD_TRANSACTION | CMD_WORKER},
 	{"RSET", pop3_cmd_rset, CMD_TRANSACTION},
 	{"NOOP", pop3_cmd_noop, CMD_TRANSACTION},
 };
@@ -457,8 +456,9 @@ const struct net_proto pop3_proto = {
 
 /* ---- the server ----------------------------------------------------- */
 
+/* retention_interval is the store's now ([store]); read here before. */
 static const char *const pop3_config_keys[] = {
-	"listen", "timeout", "retention_interval", NULL,
+	"listen", "timeout", "retention_interval", "mark_seen", NULL,
 };
 
 static bool pop3_config_key_known(const char *key)
@@ -510,11 +510,10 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 				       struct store *store, struct auth *auth,
 				       struct buf *errors)
 {
-	uint64_t timeout, interval;
+	uint64_t timeout;
 	int ret = pop3_config_check(cfg, errors);
 
 	ret |= pop3_config_duration(cfg, "timeout", 600, &timeout, errors);
-	ret |= pop3_config_duration(cfg, "retention_interval", 3600, &interval, errors);
 	if (ret == 0 && (timeout == 0 || timeout > 86400)) {
 		const struct config_entry *e = config_find(cfg, "pop3", "timeout");
 		if (e == NULL)
@@ -532,6 +531,16 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 	server->timeout = (unsigned)timeout;
 	server->tls_configured = config_get(cfg, "tls", "cert") != NULL &&
 				 config_get(cfg, "tls", "key") != NULL;
+	server->mark_seen = true;
+	const struct config_entry *ms = config_find(cfg, "pop3", "mark_seen");
+	if (ms == NULL)
+		ms = config_find(cfg, "pop3s", "mark_seen");
+	if (ms != NULL && config_parse_bool(ms->value, &server->mark_seen) < 0) {
+		buf_printf(errors, "%s:%d: mark_seen: expected yes or no, got '%s'\n",
+			   cfg->path, ms->line, ms->value);
+		free(server);
+		return NULL;
+	}
 	const char *days = config_get(cfg, "policy", "pop3_retention_days");
 	uint64_t d = 0;
 	if (days != NULL && config_parse_uint(days, UINT32_MAX, &d) == 0)
@@ -539,9 +548,6 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 	pthread_mutex_init(&server->lock_mutex, NULL);
 	pthread_mutex_init(&server->release_mutex, NULL);
 	pthread_cond_init(&server->release_cond, NULL);
-	if (store != NULL && auth != NULL && interval > 0)
-		server->retention = pop3_retention_task_start(store, auth,
-							      (unsigned)interval);
 	return server;
 }
 
@@ -552,7 +558,6 @@ void pop3_server_destroy(struct pop3_server **serverp)
 	if (server == NULL)
 		return;
 	*serverp = NULL;
-	pop3_retention_task_stop(&server->retention);
 	pthread_mutex_lock(&server->release_mutex);
 	while (server->releasing > 0)
 		pthread_cond_wait(&server->release_cond, &server->release_mutex);

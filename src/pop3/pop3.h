@@ -7,8 +7,11 @@
  *
  * Config keys, read from [pop3] (falling back to [pop3s]):
  *   timeout = 10m             inactivity autologout (RFC 1939 3: >= 10 min)
- *   retention_interval = 1h   how often the background task applies the
- *                             retention policies to every account; 0: never
+ *   mark_seen = yes           RETR sets \Seen (Dovecot's
+ *                             pop3_no_flag_updates = no)
+ * The retention task that applies pop3_retention_days is the store's
+ * (store_retention_start); its interval, [store] retention_interval, may
+ * still be given here as [pop3] retention_interval.
  * Account policies (pop3_delete, pop3_retention_days, ...) come from
  * auth_user_policy() at each login, so `loftctl user set` takes effect at
  * the next login.
@@ -31,7 +34,7 @@ extern const struct net_proto pop3_proto;
 struct pop3_server *pop3_server_create(const struct config *cfg,
 				       struct store *store, struct auth *auth,
 				       struct buf *errors);
-/* Stops the retention task. Call after the listeners are gone. */
+/* Call after the listeners are gone. */
 void pop3_server_destroy(struct pop3_server **server);
 
 #endif

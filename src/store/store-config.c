@@ -47,6 +47,22 @@ int store_settings_from_config(const struct config *cfg,
 		    "expected a size like 50M");
 		ret = -1;
 	}
+	/* The retention task was the POP3 server's: its old key counts
+	 * when [store] says nothing. */
+	const char *section = "store";
+	v = config_get(cfg, section, "retention_interval");
+	if (v == NULL) {
+		section = "pop3";
+		v = config_get(cfg, section, "retention_interval");
+	}
+	uint64_t interval = 3600;
+	if (v != NULL && (config_parse_duration(v, &interval) < 0 ||
+			  interval > 30 * 86400)) {
+		bad(errors, cfg, section, "retention_interval",
+		    "expected a duration like 1h (at most 30d; 0: off)");
+		ret = -1;
+	}
+	set_r->retention_interval = (unsigned)interval;
 	v = config_get(cfg, "store", "fsync");
 	if (v != NULL && config_parse_bool(v, &set_r->fsync) < 0) {
 		bad(errors, cfg, "store", "fsync", "expected yes or no");

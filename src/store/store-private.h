@@ -17,6 +17,7 @@
 #include "store.h"
 
 struct store_hub;
+struct store_retention_task;
 
 struct store_backend_vfuncs {
 	const char *name;
@@ -146,7 +147,15 @@ struct store_backend_vfuncs {
 	int (*pop3_retrieved)(struct store_user *user, uint32_t uid,
 			      time_t now, struct store_error *err);
 	int (*pop3_hide)(struct store_user *user, const uint32_t *uids,
-			 size_t count, struct store_error *err);
+			 size_t count, size_t *hidden_r,
+			 struct store_error *err);
+	int (*mailbox_roles_ensure)(struct store_user *user,
+				    struct store_error *err);
+	/* client activity (store_note_sync_login) */
+	int (*note_sync_login)(struct store_user *user, time_t now,
+			       struct store_error *err);
+	int (*last_sync_login)(struct store_user *user, time_t *when_r,
+			       struct store_error *err);
 	int (*retention_run)(struct store_user *user,
 			     const struct store_retention_policy *policy,
 			     time_t now, struct store_retention_report *report_r,
@@ -179,6 +188,7 @@ struct store {
 	uint64_t use_clock;
 
 	struct store_hub *hub;
+	struct store_retention_task *retention;   /* store-retention.c */
 	/* Fault injection for tests: when > 0, the blob writer fails with
 	 * ENOSPC once this many more bytes have been written. */
 	_Atomic uint64_t test_fail_write_after;

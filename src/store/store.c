@@ -189,6 +189,7 @@ void store_close(struct store **storep)
 	if (store == NULL)
 		return;
 	*storep = NULL;
+	store_retention_stop(store);
 	store->vf->stop(store);
 	for (size_t i = 0; i < store->users_size; i++) {
 		for (struct store_user *u = store->users[i], *next; u; u = next) {
@@ -861,10 +862,33 @@ int store_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 }
 
 int store_pop3_hide(struct store_user *user, const uint32_t *uids,
-		    size_t count, struct store_error *err)
+		    size_t count, size_t *hidden_r, struct store_error *err)
 {
 	err_clear(err);
-	return user->store->vf->pop3_hide(user, uids, count, err);
+	if (hidden_r != NULL)
+		*hidden_r = 0;
+	return user->store->vf->pop3_hide(user, uids, count, hidden_r, err);
+}
+
+int store_mailbox_roles_ensure(struct store_user *user,
+			       struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->mailbox_roles_ensure(user, err);
+}
+
+int store_note_sync_login(struct store_user *user, time_t now,
+			  struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->note_sync_login(user, now, err);
+}
+
+int store_last_sync_login(struct store_user *user, time_t *when_r,
+			  struct store_error *err)
+{
+	err_clear(err);
+	return user->store->vf->last_sync_login(user, when_r, err);
 }
 
 int store_retention_run(struct store_user *user,

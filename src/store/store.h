@@ -96,6 +96,8 @@ struct store_settings {
 	store_limits_fn *limits;       /* NULL: no quotas */
 	void *limits_ctx;
 	bool fsync;                    /* false only for tests and benches */
+	unsigned retention_interval;   /* seconds between retention passes
+					  (store_retention_start) */
 };
 
 /* Fills set_r from the configuration (loftd and loftctl share it):
@@ -103,6 +105,9 @@ struct store_settings {
  *   [limits] max_message_size = SIZE   (default 50M; 0 = no limit)
  *   [store] fsync = yes|no       (default yes; "no" only for tests and
  *                                 benches: a crash may lose mail)
+ *   [store] retention_interval = DURATION  (default 1h; 0: no task;
+ *                                 the older [pop3] retention_interval
+ *                                 is read when this is not set)
  * limits/limits_ctx are left NULL for the caller. Strings point into cfg.
  * Returns 0, or -1 with "FILE:LINE: message\n" lines appended to errors. */
 int store_settings_from_config(const struct config *cfg,
@@ -179,7 +184,14 @@ void store_names_free(char **names, size_t count);
 int store_mailbox_status(struct store_user *user, const char *name,
 			 struct store_mailbox_info *info_r,
 			 struct store_error *err);
-/* Creates name and any missing parents (RFC 3501 6.3.3). */
+/* Sent, Drafts, Trash, Junk and Archive come back when the user deleted
+ * them (called at login): each missing role goes to the mailbox of its
+ * usual name, created if needed ("Trash 2" if "Trash" is taken by
+ * another role). Costs one read when nothing is missing. */
+int store_mailbox_roles_ensure(struct store_user *user,
+			       struct store_error *err);
+/* Creates name and any missing parents (RFC 3501 6.3.3). A special_use
+ * another mailbox has already: INVALID (one mailbox per role). */
 int store_mailbox_create(struct store_user *user, const char *name,
 			 unsigned special_use, struct store_error *err);
 /* Fails with PERM for INBOX; a mailbox with children keeps them (it
@@ -474,15 +486,36 @@ int store_search_text(struct store_user *user, const char *mailbox,
  * closed), not durably at once; a crash can only delay retention. */
 int store_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 			 struct store_error *err);
-/* Hides UIDs from POP3 only (pop3_delete = hide). */
+/* Hides UIDs from POP3 only (pop3_delete = hide). *hidden_r (may be
+ * NULL): how many were in INBOX and not hidden yet. */
 int store_pop3_hide(struct store_user *user, const uint32_t *uids,
-		    size_t count, struct store_error *err);
+		    size_t count, size_t *hidden_r, struct store_error *err);
+
+/* ---- client activity ------------------------------------------------ */
+
+/* A synchronising client (IMAP; later JMAP, the webmail) logged in at
+ * now. Kept to the hour: most logins write nothing. */
+int store_note_sync_login(struct store_user *user, time_t now,
+			  struct store_error *err);
+/* When a synchronising client last logged in (0: never). pop3_delete =
+ * auto hides while it is within STORE_SYNC_ACTIVE_DAYS, else trashes. */
+int store_last_sync_login(struct store_user *user, time_t *when_r,
+			  struct store_error *err);
+#define STORE_SYNC_ACTIVE_DAYS 30
+/* Whether a sync login at last (0: never) is recent as of now. */
+static inline bool store_sync_active(time_t last, time_t now)
+{
+	return last != 0 && now - last < (time_t)STORE_SYNC_ACTIVE_DAYS * 86400;
+}
 
 /* ---- retention ---------------------------------------------------- */
 
 struct store_retention_policy {
 	uint32_t pop3_retention_days;     /* 0: off */
-	enum { STORE_POP3_EXPUNGE, STORE_POP3_HIDE, STORE_POP3_TRASH } pop3_delete;
+	/* AUTO: HIDE while a syncing client logged in within
+	 * STORE_SYNC_ACTIVE_DAYS (store_last_sync_login), else TRASH. */
+	enum { STORE_POP3_EXPUNGE, STORE_POP3_HIDE, STORE_POP3_TRASH,
+	       STORE_POP3_AUTO } pop3_delete;
 	uint32_t trash_retention_days;    /* 0: off */
 	uint32_t junk_retention_days;     /* 0: off */
 };
@@ -496,6 +529,43 @@ int store_retention_run(struct store_user *user,
 			const struct store_retention_policy *policy, time_t now,
 			struct store_retention_report *report_r,
 			struct store_error *err);
+
+/* Retention over every account (store-retention.c). The accounts and
+ * their policies live outside the store (accounts.db): the caller gives
+ * a source (src/auth: auth_retention_source). */
+struct store_retention_source {
+	/* Every account's id (caller frees *ids_r); 0 or -1. */
+	int (*accounts)(void *ctx, int64_t **ids_r, size_t *count_r);
+	/* The account's policy now: 0, 1 when the account is gone, -1. */
+	int (*policy)(void *ctx, int64_t user_id,
+		      struct store_retention_policy *policy_r);
+	void *ctx;
+};
+/* Called once per account with its policy (NULL if it could not be
+ * read): report holds what was removed, or error (a short reason) is set
+ * and report is NULL. Returns false to stop before the next account. */
+typedef bool store_retention_report_fn(void *ctx, int64_t user_id,
+				       const struct store_retention_policy *policy,
+				       const struct store_retention_report *report,
+				       const char *error);
+/* Applies retention as of now to user_id, or to every account when
+ * user_id <= 0. An account whose mail was never opened is skipped. 0 when
+ * every account was processed, -1 if any failed (each failure reported
+ * and logged; the others still run) or report asked to stop. */
+int store_retention_run_accounts(struct store *store,
+				 const struct store_retention_source *src,
+				 int64_t user_id, time_t now,
+				 store_retention_report_fn *report, void *ctx);
+/* loftd's background task: every account one minute after the start,
+ * then every interval seconds (0: no task). Stopped by store_close. */
+int store_retention_start(struct store *store,
+			  const struct store_retention_source *src,
+			  unsigned interval);
+void store_retention_stop(struct store *store);
+/* The smallest pop3_retention_days of any account as of the task's last
+ * pass (0: every account keeps mail forever), for POP3's "EXPIRE n USER"
+ * before login (RFC 2449 6.7). False until a first pass has run. */
+bool store_retention_expire_min(struct store *store, uint32_t *days_r);
 
 /* ---- change notifications ----------------------------------------- */
 

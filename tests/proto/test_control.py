@@ -304,12 +304,12 @@ def test_kick(env):
 
 def test_user_del(env):
     user = 'carol@example.test'
-    env.add_user(user, 'carol-secret-long')
+    env.add_user(user, 'Kx9-winter-lamp-42')
     deliver(env, user, 'c')
     imap = RawImap(env, user)
     imap.cmd(b's SELECT INBOX')
     pop_user = 'dave@example.test'
-    env.add_user(pop_user, 'dave-secret-long')
+    env.add_user(pop_user, 'Qz7-summer-desk-17')
     deliver(env, pop_user, 'd')
     t0 = time.monotonic()
     rc, out, err = env.loftctl('user', 'del', user, '--yes')
@@ -324,12 +324,12 @@ def test_user_del(env):
     c = socket.create_connection(('127.0.0.1', env.port('imap')),
                                  timeout=10 * SLOW)
     c.recv(1000)
-    c.sendall(b'a LOGIN carol@example.test carol-secret-long\r\n')
+    c.sendall(b'a LOGIN carol@example.test Kx9-winter-lamp-42\r\n')
     r.check('deleted user cannot log in', b'a NO' in c.recv(1000))
     c.close()
     pop = Pop3.connect(env)
     pop.cmd('USER ' + pop_user)
-    pop.cmd('PASS dave-secret-long')
+    pop.cmd('PASS Qz7-summer-desk-17')
     rc, out, err = env.loftctl('user', 'del', pop_user, '--yes')
     r.check('user del POP3 user', rc == 0, err)
     try:

@@ -247,7 +247,9 @@ def test_quota_and_policies(env):
     rc, out, err = ctl(env, 'user', 'set', a, 'pop3_delete=default')
     rc, out = show(env, a)
     r.check('set default restores [policy]', rc == 0 and
-            'pop3_delete = trash' in out, out)
+            'pop3_delete = auto' in out, out)
+    r.check('show says what auto does', 'last IMAP login: never' in out and
+            'pop3 DELE now: trash (no IMAP login within 30 days)' in out, out)
     rc, out, err = ctl(env, 'user', 'set', a, 'disabled=yes')
     r.check('disabled user cannot log in', rc == 0 and
             not verify(env, a, 'new-' + SECRET))

@@ -572,7 +572,7 @@ TEST_CASE(policies)
 	auth_lookup(auth, ALICE, &u);
 	CHECK_INT(auth_user_policy(auth, u.id, &p), 0);
 	CHECK(p.quota_bytes == 1ULL << 30);
-	CHECK_INT(p.pop3_delete, AUTH_POP3_TRASH);
+	CHECK_INT(p.pop3_delete, AUTH_POP3_AUTO);
 	CHECK_INT(p.trash_retention_days, 30);
 
 	CHECK_INT(auth_user_set(auth, ALICE, "pop3_delete", "hide", &error), 0);

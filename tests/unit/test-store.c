@@ -1229,7 +1229,7 @@ static void test_pop3_retention(void)
 	CHECK_INT(store_pop3_retrieved(u, 1, now, &err), 0); /* first stays */
 	CHECK_INT(store_pop3_retrieved(u, 2, now - 20 * 86400, &err), 0);
 	uint32_t hide = 3;
-	CHECK_INT(store_pop3_hide(u, &hide, 1, &err), 0);
+	CHECK_INT(store_pop3_hide(u, &hide, 1, NULL, &err), 0);
 	/* POP3 marks are invisible to IMAP: no modseq */
 	struct store_mailbox_info info = status(u, "INBOX");
 	CHECK_INT(info.highestmodseq, before.highestmodseq);
@@ -1275,6 +1275,89 @@ static void test_pop3_retention(void)
 	CHECK_INT(rep.junk_expunged, 0);
 	CHECK_INT(store_retention_run(u, &pol, now + 31 * 86400, &rep, &err), 0);
 	CHECK_INT(rep.junk_expunged, 1);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* pop3_delete = auto in retention: trash without a recent sync login,
+ * hide with one; store_pop3_hide counts what it newly hid. */
+static void test_pop3_auto(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 14);
+	struct store_error err;
+	time_t now = time(NULL);
+	for (int i = 0; i < 4; i++)
+		append(u, "INBOX", "Subject: a\r\n\r\nx\r\n", 0);
+	for (uint32_t uid = 1; uid <= 4; uid++)
+		store_pop3_retrieved(u, uid, now - 20 * 86400, &err);
+	size_t hidden = 9;
+	uint32_t uids[] = {4, 4, 99};
+	CHECK_INT(store_pop3_hide(u, uids, 3, &hidden, &err), 0);
+	CHECK_INT((int)hidden, 1);     /* 4 once; 99 does not exist */
+	CHECK_INT(store_pop3_hide(u, uids, 1, &hidden, &err), 0);
+	CHECK_INT((int)hidden, 0);     /* already hidden */
+	struct store_retention_policy pol = {
+		.pop3_retention_days = 14,
+		.pop3_delete = STORE_POP3_AUTO,
+	};
+	struct store_retention_report rep;
+	/* never an IMAP login: to Trash */
+	uint32_t keep = 3;
+	CHECK_INT(store_pop3_hide(u, &keep, 0, NULL, &err), 0);
+	CHECK_INT(store_retention_run(u, &pol, now, &rep, &err), 0);
+	CHECK_INT(rep.pop3_removed, 3);
+	struct store_mailbox_info info = status(u, "Trash");
+	CHECK_INT(info.messages, 3);
+	store_mailbox_info_free(&info);
+	/* with a recent login: hidden, INBOX keeps it */
+	append(u, "INBOX", "Subject: b\r\n\r\nx\r\n", 0);
+	store_pop3_retrieved(u, 5, now - 20 * 86400, &err);
+	CHECK_INT(store_note_sync_login(u, now - 86400, &err), 0);
+	CHECK_INT(store_retention_run(u, &pol, now, &rep, &err), 0);
+	CHECK_INT(rep.pop3_removed, 1);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 2);   /* 4 (hidden before) and 5 */
+	store_mailbox_info_free(&info);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* One mailbox per role: a role that exists cannot be created again;
+ * missing roles come back (a plain mailbox of the name takes it). */
+static void test_roles(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 15);
+	struct store_error err;
+	CHECK_INT(store_mailbox_create(u, "Bin", STORE_SPECIAL_TRASH, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	CHECK_INT(store_mailbox_delete(u, "Trash", &err), 0);
+	CHECK_INT(store_mailbox_delete(u, "Junk", &err), 0);
+	CHECK_INT(store_mailbox_create(u, "Junk", 0, &err), 0);
+	CHECK_INT(store_mailbox_rename(u, "Sent", "Sent Items", &err), 0);
+	CHECK_INT(store_mailbox_roles_ensure(u, &err), 0);
+	char *n = store_mailbox_find_special(u, STORE_SPECIAL_TRASH);
+	CHECK_STR(n, "Trash");
+	free(n);
+	n = store_mailbox_find_special(u, STORE_SPECIAL_JUNK);
+	CHECK_STR(n, "Junk");
+	free(n);
+	n = store_mailbox_find_special(u, STORE_SPECIAL_SENT);
+	CHECK_STR(n, "Sent Items");
+	free(n);
+	struct store_mailbox_info info;
+	CHECK_INT(store_mailbox_status(u, "Sent", &info, &err), -1);
+	/* Trash's name taken by a mailbox with another role: "Trash 2" */
+	CHECK_INT(store_mailbox_delete(u, "Trash", &err), 0);
+	CHECK_INT(store_mailbox_rename(u, "Archive", "Trash", &err), 0);
+	CHECK_INT(store_mailbox_roles_ensure(u, &err), 0);
+	n = store_mailbox_find_special(u, STORE_SPECIAL_TRASH);
+	CHECK_STR(n, "Trash 2");
+	free(n);
+	n = store_mailbox_find_special(u, STORE_SPECIAL_ARCHIVE);
+	CHECK_STR(n, "Trash");
+	free(n);
 	store_user_unref(&u);
 	teardown(&store);
 }
@@ -1932,6 +2015,8 @@ static const struct test_case cases[] = {
 	{"blob_writer", test_blob_writer},
 	{"hub", test_hub},
 	{"pop3_retention", test_pop3_retention},
+	{"pop3_auto", test_pop3_auto},
+	{"roles", test_roles},
 	{"check", test_check},
 	{"crash", test_crash},
 	{"shared_body", test_shared_body},

@@ -8,7 +8,6 @@
  */
 #include "loftctl.h"
 
-#include "retention.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -75,25 +74,32 @@ static int parse_date(const char *s, time_t *now_r)
 }
 
 struct retention_out {
+	struct auth *auth;
 	unsigned accounts, failed;
 	unsigned long long removed;
 };
 
-static bool print_report(void *ctx, const struct auth_user *user,
-			 const struct auth_policy *policy,
+static bool print_report(void *ctx, int64_t user_id,
+			 const struct store_retention_policy *policy,
 			 const struct store_retention_report *r, const char *error)
 {
 	struct retention_out *out = ctx;
+	struct auth_user u;
+	char name[340];
 
+	if (auth_lookup_id(out->auth, user_id, &u) == 1)
+		snprintf(name, sizeof(name), "%s", u.address);
+	else
+		snprintf(name, sizeof(name), "user id %lld", (long long)user_id);
 	out->accounts++;
 	if (r == NULL) {
 		out->failed++;
-		printf("%s: failed: %s\n", user->address, error);
+		printf("%s: failed: %s\n", name, error);
 		return true;
 	}
 	out->removed += r->pop3_removed + r->trash_expunged + r->junk_expunged;
 	printf("%s: pop3 removed %u, trash expunged %u, junk expunged %u\n",
-	       user->address, r->pop3_removed, r->trash_expunged, r->junk_expunged);
+	       name, r->pop3_removed, r->trash_expunged, r->junk_expunged);
 	return true;
 }
 
@@ -129,8 +135,10 @@ static int cmd_retention_run(struct loftctl *ctl, int argc, char **argv)
 	if (store == NULL)
 		return LOFTCTL_EXIT_FAIL;
 
-	struct retention_out out = {0};
-	int r = pop3_retention_run(store, ctl->auth, user_id, now, print_report, &out);
+	struct retention_out out = {ctl->auth, 0, 0, 0};
+	struct store_retention_source src = auth_retention_source(ctl->auth);
+	int r = store_retention_run_accounts(store, &src, user_id, now,
+					     print_report, &out);
 	if (r < 0 && out.failed == 0)
 		return loftctl_fail("retention failed (see the log)");
 	if (out.failed > 0)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SECRET_MAX 1100   /* a password is at most 1024 bytes */
@@ -180,6 +181,26 @@ static void print_policy(const struct auth_policy *p)
 	       p->over_quota_tempfail ? "yes" : "no");
 }
 
+/* The last IMAP login, and what pop3_delete = auto does because of it. */
+static void print_sync_login(const struct auth_policy *p, time_t last)
+{
+	time_t now = time(NULL);
+	if (last == 0) {
+		printf("last IMAP login: never\n");
+	} else {
+		char when[32];
+		struct tm tm;
+		gmtime_r(&last, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		printf("last IMAP login: %s (%lld days ago; kept to the hour)\n",
+		       when, (long long)((now - last) / 86400));
+	}
+	if (p->pop3_delete == AUTH_POP3_AUTO)
+		printf("pop3 DELE now: %s\n", store_sync_active(last, now)
+		       ? "hide (an IMAP client logged in within 30 days)"
+		       : "trash (no IMAP login within 30 days)");
+}
+
 static int show_mail(struct loftctl *ctl, const struct auth_user *u,
 		     const struct auth_policy *p)
 {
@@ -199,6 +220,12 @@ static int show_mail(struct loftctl *ctl, const struct auth_user *u,
 		rc = loftctl_fail("mail of %s: %s", u->address, err.msg);
 		goto out;
 	}
+	time_t last = 0;
+	if (store_last_sync_login(su, &last, &err) < 0) {
+		rc = loftctl_fail("mail of %s: %s", u->address, err.msg);
+		goto out;
+	}
+	print_sync_login(p, last);
 	char used[32];
 	format_size(usage.bytes, used, sizeof(used));
 	printf("usage: %" PRIu64 " bytes (%s), %" PRIu64 " messages\n",

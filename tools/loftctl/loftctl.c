@@ -30,9 +30,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_alias_cmds,
 	loftctl_check_cmds,
 	loftctl_kick_cmds,
-#ifdef LOFTCTL_HAVE_RETENTION
 	loftctl_retention_cmds,
-#endif
 #ifdef LOFTCTL_HAVE_QUEUE
 	loftctl_queue_cmds,
 #endif
@@ -84,23 +82,12 @@ bool loftctl_take_flag(int *argc, char **argv, const char *flag)
 	return false;
 }
 
-static int limits_cb(void *ctx, int64_t user_id,
-		     struct store_account_limits *limits_r)
-{
-	struct auth_policy p;
-	if (auth_user_policy(ctx, user_id, &p) < 0)
-		return -1;
-	limits_r->quota_bytes = p.quota_bytes;
-	limits_r->quota_messages = p.quota_messages;
-	return 0;
-}
-
 struct store *loftctl_store(struct loftctl *ctl)
 {
 	if (ctl->store != NULL)
 		return ctl->store;
 	struct store_settings set = ctl->store_set;
-	set.limits = limits_cb;
+	set.limits = auth_store_limits;
 	set.limits_ctx = ctl->auth;
 	struct store_error err = {0};
 	if (store_open(&set, &ctl->store, &err) < 0) {

@@ -4,8 +4,7 @@
  * struct loftctl_cmd ending with a {NULL} entry; loftctl.c lists the
  * tables in loftctl_groups[]. To add a group: write cmd-<group>.c with
  * `const struct loftctl_cmd loftctl_<group>_cmds[]`, declare it below and
- * add it to the list in loftctl.c (cmd-retention.c is already wired in:
- * it is compiled and listed when the file exists).
+ * add it to the list in loftctl.c.
  *
  * Conventions: exit status 0 on success, 1 on failure with one line
  * "loftctl: reason" on stderr (loftctl_fail), 2 for a usage error.
@@ -48,9 +47,7 @@ extern const struct loftctl_cmd loftctl_domain_cmds[];
 extern const struct loftctl_cmd loftctl_alias_cmds[];
 extern const struct loftctl_cmd loftctl_check_cmds[];
 extern const struct loftctl_cmd loftctl_kick_cmds[];
-#ifdef LOFTCTL_HAVE_RETENTION
 extern const struct loftctl_cmd loftctl_retention_cmds[];
-#endif
 #ifdef LOFTCTL_HAVE_QUEUE
 extern const struct loftctl_cmd loftctl_queue_cmds[];
 #endif

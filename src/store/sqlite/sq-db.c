@@ -22,7 +22,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -33,6 +33,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	      "ALTER TABLE blob ADD COLUMN prefix BLOB;"
 	      "ALTER TABLE blob ADD COLUMN crc INTEGER;"
 	      "CREATE TABLE body(id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+	/* 2 -> 3: the last login of a syncing client (sq-activity.c) */
+	[2] = "ALTER TABLE account ADD COLUMN sync_login INTEGER NOT NULL"
+	      " DEFAULT 0;",
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -61,7 +64,9 @@ static const char schema_sql[] =
 	/* every text row with id <= fts_upto is in the trigram indexes;
 	 * fts_stale counts entries left there by removed rows */
 	" fts_upto INTEGER NOT NULL DEFAULT 0,"
-	" fts_stale INTEGER NOT NULL DEFAULT 0);"
+	" fts_stale INTEGER NOT NULL DEFAULT 0,"
+	/* the last IMAP (later JMAP, webmail) login: sq-activity.c */
+	" sync_login INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS mailbox("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" name TEXT NOT NULL UNIQUE,"
@@ -527,7 +532,9 @@ static int schema_init(struct sq_user *u, bool *created_r,
 		 * in QRESYNC or CHANGEDSINCE. */
 		char sql[160];
 		snprintf(sql, sizeof(sql),
-			 "INSERT INTO account VALUES (1, %u, 1, 0, 0, 0, 0, 0)",
+			 "INSERT INTO account (id, version, modseq, usage_bytes,"
+			 " usage_messages, last_uidvalidity) VALUES (1, %u, 1,"
+			 " 0, 0, 0)",
 			 schema_known);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 		    sq_create_defaults(c, u->user->id) < 0)
@@ -784,6 +791,9 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.search_text = sq_search_text,
 	.pop3_retrieved = sq_pop3_retrieved,
 	.pop3_hide = sq_pop3_hide,
+	.note_sync_login = sq_note_sync_login,
+	.mailbox_roles_ensure = sq_mailbox_roles_ensure,
+	.last_sync_login = sq_last_sync_login,
 	.retention_run = sq_retention_run,
 	.check = sq_check,
 	.index_version = sq_index_version_get,

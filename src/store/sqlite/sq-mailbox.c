@@ -90,6 +90,104 @@ int sq_create_defaults(struct sq_conn *c, int64_t user_id)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* ---- one mailbox per role ------------------------------------------ */
+
+/* The special-use bits some selectable mailbox carries. */
+static int roles_present(struct sq_conn *c, unsigned *roles_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT special_use FROM mailbox"
+				      " WHERE noselect = 0 AND special_use != 0");
+	if (st == NULL)
+		return -1;
+	int rc;
+	*roles_r = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*roles_r |= (unsigned)sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static unsigned default_roles(void)
+{
+	unsigned all = 0;
+	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++)
+		all |= default_mailboxes[i].special_use;
+	return all;
+}
+
+/* Gives the role to the first of "Trash", "Trash 2", ... that does not
+ * exist (created, subscribed) or exists as a plain mailbox (tagged). */
+static int role_restore(struct sq_user *u, struct sq_conn *c,
+			struct sq_job *job, const char *base, unsigned role)
+{
+	char name[64];
+	for (int k = 1; k < 100; k++) {
+		struct sq_mbox mb;
+		if (k == 1)
+			snprintf(name, sizeof(name), "%s", base);
+		else
+			snprintf(name, sizeof(name), "%s %d", base, k);
+		int r = sq_mbox_get(c, name, &mb);
+		if (r < 0)
+			return sq_job_dberr(job, c);
+		if (r == 0) {
+			uint32_t id;
+			if (sq_mbox_create_tx(u, c, job, name, role, &id) < 0)
+				return -1;
+			return subscribe_name(c, name, true) < 0
+				       ? sq_job_dberr(job, c) : 0;
+		}
+		if (mb.noselect || mb.special_use != 0)
+			continue;
+		sqlite3_stmt *st = sq_stmt(c, "UPDATE mailbox SET special_use = ?"
+					      " WHERE id = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int(st, 1, (int)role);
+		sqlite3_bind_int64(st, 2, mb.id);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+		sq_job_change(job, 0, STORE_CHANGE_MAILBOXES);
+		return 0;
+	}
+	log_warn("store", NULL, "user %lld: no name left for the %s role",
+		 (long long)u->user->id, base);
+	return 0;
+}
+
+static int roles_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	unsigned have;
+	if (roles_present(c, &have) < 0)
+		return sq_job_dberr(job, c);
+	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++) {
+		unsigned role = default_mailboxes[i].special_use;
+		if (role != 0 && !(have & role) &&
+		    role_restore(u, c, job, default_mailboxes[i].name, role) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int sq_mailbox_roles_ensure(struct store_user *user, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	unsigned have = 0;
+	int r = roles_present(c, &have);
+	if (r < 0)
+		r = sq_db_error(c, err, "roles");
+	sq_reader_put(u, c);
+	/* The usual case, every role there, costs one read and no commit. */
+	if (r < 0 || (have & default_roles()) == default_roles())
+		return r;
+	return sq_run(u, roles_job, NULL, err);
+}
+
 static void mbox_from_row(sqlite3_stmt *st, struct sq_mbox *mb)
 {
 	mb->id = (uint32_t)sqlite3_column_int64(st, 0);
@@ -571,6 +669,13 @@ static int create_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	if (r > 0 && !mb.noselect)
 		return sq_job_fail(job, STORE_ERR_EXISTS,
 				   "Mailbox already exists");
+	/* One mailbox per role (RFC 6154 5.2: the server may refuse). */
+	unsigned have;
+	if (a->special_use != 0 && roles_present(c, &have) < 0)
+		return sq_job_dberr(job, c);
+	if (a->special_use != 0 && (have & a->special_use) != 0)
+		return sq_job_fail(job, STORE_ERR_INVALID, "Another mailbox "
+				   "has that special use already");
 	if (create_parents(u, c, job, a->name) < 0)
 		return -1;
 	if (r > 0) {

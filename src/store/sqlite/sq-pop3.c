@@ -13,6 +13,7 @@
 struct pop3_arg {
 	const uint32_t *uids;
 	size_t count;
+	size_t hidden;       /* rows that were in INBOX and not hidden yet */
 };
 
 /* The hidden mark is read only by POP3: it takes no modseq, so IMAP
@@ -23,11 +24,13 @@ static int pop3_hide_job(struct sq_user *u, struct sq_conn *c,
 	(void)u;
 	struct pop3_arg *a = job->arg;
 	struct sq_mbox inbox;
+	a->hidden = 0;
 	if (sq_job_mbox(job, c, "INBOX", &inbox) < 0)
 		return -1;
 	for (size_t i = 0; i < a->count; i++) {
 		sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET pop3_hidden = 1"
-					      " WHERE mailbox = ? AND uid = ?");
+					      " WHERE mailbox = ? AND uid = ?"
+					      " AND pop3_hidden = 0");
 		if (st == NULL)
 			return sq_job_dberr(job, c);
 		sqlite3_bind_int64(st, 1, inbox.id);
@@ -36,6 +39,7 @@ static int pop3_hide_job(struct sq_user *u, struct sq_conn *c,
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return sq_job_dberr(job, c);
+		a->hidden += (size_t)sqlite3_changes(c->db);
 	}
 	return 0;
 }
@@ -89,10 +93,13 @@ int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c)
 }
 
 int sq_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
-		 struct store_error *err)
+		 size_t *hidden_r, struct store_error *err)
 {
-	struct pop3_arg a = {uids, count};
-	return sq_run(SQU(user), pop3_hide_job, &a, err);
+	struct pop3_arg a = {uids, count, 0};
+	int ret = sq_run(SQU(user), pop3_hide_job, &a, err);
+	if (ret == 0 && hidden_r != NULL)
+		*hidden_r = a.hidden;
+	return ret;
 }
 
 /* ---- retention ---------------------------------------------------- */
@@ -176,7 +183,13 @@ static int expire_pop3(struct sq_user *u, struct sq_conn *c,
 		}
 	}
 	int ret = 0;
-	if (w > 0 && p->pop3_delete == STORE_POP3_HIDE) {
+	int mode = p->pop3_delete;
+	if (w > 0 && mode == STORE_POP3_AUTO &&
+	    sq_pop3_auto_mode(c, a->now, &mode) < 0)
+		ret = sq_job_dberr(job, c);
+	if (ret < 0) {
+		/* the error is set */
+	} else if (w > 0 && mode == STORE_POP3_HIDE) {
 		for (size_t i = 0; i < w && ret == 0; i++) {
 			sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET pop3_hidden = 1"
 						      " WHERE mailbox = ? AND uid = ?");
@@ -191,7 +204,7 @@ static int expire_pop3(struct sq_user *u, struct sq_conn *c,
 			sqlite3_reset(st);
 		}
 	} else if (w > 0) {
-		int r = p->pop3_delete == STORE_POP3_TRASH
+		int r = mode == STORE_POP3_TRASH
 				? find_special(c, STORE_SPECIAL_TRASH, &trash)
 				: 0;
 		if (r < 0)

@@ -414,8 +414,17 @@ int sq_search_text(struct store_user *user, const char *mailbox,
 		   uint32_t **uids_r, size_t *count_r, struct store_error *err);
 int sq_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 		      struct store_error *err);
+/* sq-mailbox.c: Sent, Drafts, Trash, Junk, Archive back when missing */
+int sq_mailbox_roles_ensure(struct store_user *user, struct store_error *err);
+/* sq-activity.c */
+int sq_note_sync_login(struct store_user *user, time_t now,
+		       struct store_error *err);
+int sq_last_sync_login(struct store_user *user, time_t *when_r,
+		       struct store_error *err);
+/* pop3_delete = auto inside a job: STORE_POP3_HIDE or _TRASH. */
+int sq_pop3_auto_mode(struct sq_conn *c, time_t now, int *mode_r);
 int sq_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
-		 struct store_error *err);
+		 size_t *hidden_r, struct store_error *err);
 int sq_retention_run(struct store_user *user,
 		     const struct store_retention_policy *policy, time_t now,
 		     struct store_retention_report *report_r,

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Accounts and folders (issue "Running it for real"):
+
+- Every refused delivery leaves one log line with the recipient, the
+  client, the status code and the reason (unknown user, unknown domain,
+  disabled account, over quota at RCPT and at DATA).
+- Sent, Drafts, Trash, Junk and Archive come back at the next login when
+  the user deleted them; a plain mailbox of that name takes the role;
+  one mailbox per role: CREATE with USE of a role that exists answers
+  NO [USEATTR] (RFC 6154); RENAME carries the role (and the renamed
+  folder is not duplicated at the next login).
+- GETQUOTAROOT without a limit names no root (RFC 9208 5.1 lists limited
+  resources only); STATUS=SIZE shows the usage.
+"""
+
+import re
+import socket
+import sys
+
+from loftenv import SLOW, Results
+from pop3client import deliver, make_env, simple_message
+
+R = Results()
+ALICE, ALICE_PW = 'alice@example.test', 'alice-secret'
+BOB, BOB_PW = 'bob@example.test', 'bob-secret'
+
+
+class Imap:
+    def __init__(self, env, user, pw):
+        self.s = socket.create_connection(('127.0.0.1', env.port('imap')),
+                                          timeout=20 * SLOW)
+        self.buf = b''
+        self.n = 0
+        self.line()
+        self.cmd('LOGIN %s %s' % (user, pw))
+
+    def line(self):
+        while b'\r\n' not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        return line.decode('utf-8', 'replace')
+
+    def cmd(self, text):
+        self.n += 1
+        tag = 't%d' % self.n
+        self.s.sendall(('%s %s\r\n' % (tag, text)).encode())
+        lines = []
+        while True:
+            l = self.line()
+            lines.append(l)
+            if l.startswith(tag + ' '):
+                return lines
+
+    def logout(self):
+        self.cmd('LOGOUT')
+        self.s.close()
+
+
+def roles(lines):
+    """{name: set of special-use flags} from LIST lines."""
+    out = {}
+    for l in lines:
+        m = re.match(r'\* LIST \(([^)]*)\) "/" "?([^"]*)"?$', l)
+        if m:
+            out[m.group(2)] = set(f for f in m.group(1).split()
+                                  if f in ('\\Sent', '\\Drafts', '\\Trash',
+                                           '\\Junk', '\\Archive'))
+    return out
+
+
+def test_refused_logged(env):
+    env.loftctl('user', 'set', BOB, 'disabled=yes')
+    env.loftctl('user', 'quota', ALICE, '1K')
+    c = env.lmtp()
+    c.ehlo('mx.example.org')
+    c.mail('sender@example.org')
+    codes = {}
+    for rcpt in ('nobody@example.test', 'x@elsewhere.example',
+                 BOB, ALICE):
+        codes[rcpt] = c.rcpt(rcpt)[0]
+    c.rset()
+    c.quit()
+    R.check('RCPT codes', codes == {'nobody@example.test': 550,
+                                    'x@elsewhere.example': 550,
+                                    BOB: 550, ALICE: 250}, codes)
+    log = env.log()
+    for rcpt, status, reason in [
+            ('nobody@example.test', '550 5.1.1', "User doesn't exist"),
+            ('x@elsewhere.example', '550 5.1.2', 'Domain is not served here'),
+            (BOB, '550 5.2.1', 'Mailbox disabled')]:
+        R.check('logged: ' + reason,
+                'refused: to=<%s> from=<sender@example.org> client=127.0.0.1 '
+                'helo=mx.example.org proto=LMTP status="%s" reason="%s"'
+                % (rcpt, status, reason) in log, log[-2000:])
+    # over quota at DATA (1K quota, a 4K message)
+    big = simple_message(1, body='y' * 4000 + '\r\n')
+    try:
+        deliver(env, ALICE, big)
+        refused = False
+    except Exception:
+        refused = True
+    R.check('over quota refused', refused)
+    R.check('logged: over quota at DATA',
+            re.search(r'refused: to=<alice@example.test> from=<sender@example'
+                      r'.org> client=127.0.0.1 helo=\S+ proto=LMTP '
+                      r'status="552 5.2.2" '
+                      r'reason="Quota exceeded', env.log()) is not None,
+            env.log()[-2000:])
+    env.loftctl('user', 'set', BOB, 'disabled=no')
+    env.loftctl('user', 'quota', ALICE, 'none')
+
+
+def test_roles(env):
+    c = Imap(env, ALICE, ALICE_PW)
+    base = roles(c.cmd('LIST "" "*"'))
+    R.check('five roles at first', base.get('Sent') == {'\\Sent'} and
+            base.get('Trash') == {'\\Trash'} and
+            base.get('Archive') == {'\\Archive'}, base)
+    r = c.cmd('CREATE MyTrash (USE (\\Trash))')
+    R.check('CREATE USE of an existing role: NO [USEATTR]',
+            r[-1].startswith('t') and ' NO [USEATTR]' in r[-1], r)
+    r = c.cmd('CREATE MyFlagged (USE (\\Flagged))')
+    R.check('CREATE USE of a free role', ' OK ' in r[-1], r)
+    r = c.cmd('CREATE MyFlagged2 (USE (\\Flagged))')
+    R.check('second \\Flagged refused', ' NO [USEATTR]' in r[-1], r)
+    # the user deletes Trash and Drafts, renames Sent, and makes a plain
+    # "Junk" after deleting the real one
+    for cmd in ('DELETE Trash', 'DELETE Drafts', 'RENAME Sent "Sent Items"',
+                'DELETE Junk', 'CREATE Junk'):
+        r = c.cmd(cmd)
+        R.check(cmd, ' OK ' in r[-1], r)
+    after = roles(c.cmd('LIST "" "*"'))
+    R.check('RENAME carries the role', after.get('Sent Items') == {'\\Sent'}
+            and 'Sent' not in after, after)
+    R.check('deleted stay deleted in the session', 'Trash' not in after and
+            'Drafts' not in after, after)
+    c.logout()
+    c = Imap(env, ALICE, ALICE_PW)
+    back = roles(c.cmd('LIST "" "*"'))
+    R.check('Trash back at login', back.get('Trash') == {'\\Trash'}, back)
+    R.check('Drafts back at login', back.get('Drafts') == {'\\Drafts'}, back)
+    R.check('renamed Sent not duplicated', 'Sent' not in back and
+            back.get('Sent Items') == {'\\Sent'}, back)
+    R.check('plain Junk takes the role', back.get('Junk') == {'\\Junk'}, back)
+    n = sum(1 for v in back.values() if v)
+    R.check('one mailbox per role', n == 5, back)
+    r = c.cmd('SUBSCRIBE Trash')
+    lsub = c.cmd('LSUB "" "*"')
+    R.check('restored Trash subscribed', any('Trash' in l for l in lsub), lsub)
+    # RFC 9208 5.1: no limit, no root
+    r = c.cmd('GETQUOTAROOT INBOX')
+    R.check('GETQUOTAROOT without a limit', r[0] in ('* QUOTAROOT INBOX', '* QUOTAROOT "INBOX"') and
+            ' OK ' in r[-1] and not any(l.startswith('* QUOTA ') for l in r),
+            r)
+    deliver(env, ALICE, simple_message(7))
+    st = c.cmd('STATUS INBOX (MESSAGES SIZE)')
+    m = re.search(r'MESSAGES (\d+) SIZE (\d+)', st[0])
+    R.check('STATUS=SIZE shows usage', m is not None and
+            int(m.group(1)) >= 1 and int(m.group(2)) > 100, st)
+    c.logout()
+
+
+def main():
+    with make_env() as env:
+        test_refused_logged(env)
+        test_roles(env)
+    sys.exit(R.finish())
+
+
+if __name__ == '__main__':
+    main()
