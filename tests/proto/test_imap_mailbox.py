@@ -36,7 +36,9 @@ with Loft() as env:
     c.run('CREATE a b', 'BAD \\[CLIENTBUG\\]')
     c.run('CREATE ' + 'n' * 1001, 'NO \\[LIMIT\\]')
     c.run('CREATE ' + '/'.join(['d'] * 400), 'OK', name='a deep hierarchy')
-    c.run('CREATE MyArchive (USE (\\Archive))', 'OK')
+    # one mailbox per role (RFC 6154 5.2): \Archive is taken by Archive
+    c.run('CREATE MyArchive (USE (\\Archive))', 'NO \\[USEATTR\\]')
+    c.run('CREATE MyArchive (USE (\\Flagged))', 'OK')
     c.run('CREATE Bad (USE (\\Nonsense))', 'NO \\[USEATTR\\]')
     c.run('CREATE Bad (FOO (\\Archive))', 'BAD \\[CLIENTBUG\\]')
     c.run('LIST "" Projects/%', 'OK', [r'^\* LIST \(\\HasChildren\) "/" "Projects/2024"$'],
@@ -45,7 +47,7 @@ with Loft() as env:
     c.run('LIST "" %', 'OK', [r'"Projects"$', r'\(\\HasChildren\) "/" "Projects"$'],
           absent=[r'"Projects/2024"'])
     c.run('LIST "" inbox', 'OK', [r'"INBOX"$'], name='LIST inbox in any case')
-    c.run('LIST (SPECIAL-USE) "" *', 'OK', [r'\\Archive\) "/" "MyArchive"$'],
+    c.run('LIST (SPECIAL-USE) "" *', 'OK', [r'\\Flagged\) "/" "MyArchive"$'],
           absent=[r'"Projects"'])
     c.run('LIST "" * RETURN (SPECIAL-USE CHILDREN)', 'OK', [r'\\Sent\) "/" "Sent"$'])
     c.run('LIST "" ("INBOX" "Sent")', 'OK', [r'"INBOX"$', r'"Sent"$'], absent=[r'"Trash"'])
