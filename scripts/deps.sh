@@ -19,6 +19,7 @@ zlib1g-dev
 libjansson-dev
 libcrypt-dev
 libunbound-dev
+libidn-dev
 openssl
 python3
 "
@@ -44,6 +45,7 @@ unbound
 nsd
 ldnsutils
 iproute2
+gsasl
 "
 
 want="$BUILD_PACKAGES"

@@ -533,8 +533,9 @@ struct scram_cols {
 
 /* The hash and SCRAM keys for a new password (or an imported hash,
  * which has no SCRAM keys until the first PLAIN/LOGIN). */
-static int make_secret(struct auth *auth, const char *password, bool is_hash,
-		       char *hash, size_t hash_size, struct scram_cols *scram,
+static int make_secret(struct auth *auth, const char *address,
+		       const char *password, bool is_hash, char *hash,
+		       size_t hash_size, struct scram_cols *scram,
 		       bool *has_scram_r, char **error_r)
 {
 	*has_scram_r = false;
@@ -554,17 +555,26 @@ static int make_secret(struct auth *auth, const char *password, bool is_hash,
 				     AUTH_PASSWORD_MAX);
 		return -1;
 	}
+	/* Hash and SCRAM keys are of the SASLprep form (RFC 4013), which is
+	 * what SCRAM clients derive their proof from (RFC 5802 2.2). */
+	char *prepped;
+	if (auth_password_stored(&auth->set, address, password, &prepped,
+				 error_r) < 0)
+		return -1;
 	scram->iterations = auth_scram_iterations(&auth->set);
-	if (auth_hash_password(&auth->set, password, hash, hash_size) < 0 ||
+	int rc = 0;
+	if (auth_hash_password(&auth->set, prepped, hash, hash_size) < 0 ||
 	    RAND_bytes(scram->salt, sizeof(scram->salt)) != 1 ||
-	    auth_scram_keys(password, scram->salt, sizeof(scram->salt),
+	    auth_scram_keys(prepped, scram->salt, sizeof(scram->salt),
 			    scram->iterations, scram->stored_key,
 			    scram->server_key) < 0) {
 		*error_r = xstrdup("password hashing failed");
-		return -1;
+		rc = -1;
 	}
-	*has_scram_r = true;
-	return 0;
+	OPENSSL_cleanse(prepped, strlen(prepped));
+	free(prepped);
+	*has_scram_r = rc == 0;
+	return rc;
 }
 
 static void bind_scram(sqlite3_stmt *st, int first, bool has,
@@ -590,8 +600,8 @@ int auth_db_rehash(struct auth *auth, int64_t user_id, const char *old_hash,
 	struct scram_cols scram;
 	bool has_scram;
 	char *error = NULL;
-	if (make_secret(auth, password, false, hash, sizeof(hash), &scram,
-			&has_scram, &error) < 0) {
+	if (make_secret(auth, NULL, password, false, hash, sizeof(hash),
+			&scram, &has_scram, &error) < 0) {
 		log_error("auth", NULL, "rehash of user %lld: %s",
 			  (long long)user_id, error);
 		free(error);
@@ -745,8 +755,8 @@ int auth_user_add(struct auth *auth, const char *address,
 	if (auth_address_canon(address, canon, sizeof(canon), error_r) < 0)
 		return -1;
 	/* Hash before taking the write lock: argon2 takes a while. */
-	if (make_secret(auth, password, is_hash, hash, sizeof(hash), &scram,
-			&has_scram, error_r) < 0)
+	if (make_secret(auth, canon, password, is_hash, hash, sizeof(hash),
+			&scram, &has_scram, error_r) < 0)
 		return -1;
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
@@ -812,8 +822,8 @@ int auth_user_passwd(struct auth *auth, const char *address,
 	bool has_scram;
 	if (auth_address_canon(address, canon, sizeof(canon), error_r) < 0)
 		return -1;
-	if (make_secret(auth, password, is_hash, hash, sizeof(hash), &scram,
-			&has_scram, error_r) < 0)
+	if (make_secret(auth, canon, password, is_hash, hash, sizeof(hash),
+			&scram, &has_scram, error_r) < 0)
 		return -1;
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)

@@ -124,6 +124,18 @@ char *auth_base64_encode(const void *data, size_t len);
 int auth_base64_decode(const char *in, size_t in_len, uint8_t **out_r,
 		       size_t *out_len_r);
 
+/* ---- auth-password.c ------------------------------------------------- */
+/* A login's password prepared with SASLprep as a query string, or a copy
+ * of it as given when it cannot be (caller frees). */
+char *auth_password_prep(const char *password);
+/* The form of a new password to hash: SASLprep (stored string) and, when
+ * address is not NULL (an admin sets it), auth_password_check. address
+ * NULL (a re-hash at login, password already prepared): never refused.
+ * 0 with *prepped_r (caller frees), -1 with *error_r. */
+int auth_password_stored(const struct auth_settings *set, const char *address,
+			 const char *password, char **prepped_r,
+			 char **error_r);
+
 /* ---- auth-verify.c --------------------------------------------------- */
 void auth_map_init(struct auth_map *map, size_t max);
 void auth_map_deinit(struct auth_map *map);

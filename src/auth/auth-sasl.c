@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "saslprep.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -261,6 +262,13 @@ static enum auth_sasl_status scram_first(struct auth_sasl *s, const char *in,
 	    saslname_decode(bare + 2, (size_t)(uend - bare - 2), s->login,
 			    sizeof(s->login)) < 0)
 		return AUTH_SASL_FAIL;
+	/* RFC 5802 5.1: the user name is prepared with SASLprep. */
+	char *prepped;
+	const char *why;
+	if (saslprep(s->login, SASLPREP_QUERY, &prepped, &why) < 0)
+		return AUTH_SASL_FAIL;
+	snprintf(s->login, sizeof(s->login), "%s", prepped);
+	free(prepped);
 	const char *r = uend + 1;
 	size_t rlen = blen - (size_t)(r - bare);
 	if (rlen < 3 || strncmp(r, "r=", 2) != 0)

@@ -127,6 +127,7 @@ void auth_settings_defaults(struct auth_settings *set_r)
 	memset(set_r, 0, sizeof(*set_r));
 	auth_policy_defaults(&set_r->defaults);
 	set_r->cache_ttl_secs = 60;
+	set_r->password_min_length = AUTH_PASSWORD_MIN_LENGTH;
 }
 
 /* "1500ms", "2s", "3" (seconds) -> milliseconds. */
@@ -197,6 +198,13 @@ static int auth_key(struct auth_settings *set, const char *key,
 		}
 		*error_r = xasprintf("cache_ttl: expected a duration up to 1h "
 				     "(0 = off)");
+	} else if (strcmp(key, "password_min_length") == 0) {
+		if (config_parse_uint(value, 256, &v) == 0 && v >= 1) {
+			set->password_min_length = (uint32_t)v;
+			return 0;
+		}
+		*error_r = xasprintf("password_min_length: expected 1..256 "
+				     "(characters)");
 	} else if (strcmp(key, "throttle") == 0) {
 		bool on;
 		if (config_parse_bool(value, &on) == 0) {

@@ -314,15 +314,23 @@ void auth_log_safe(const char *in, char *out, size_t size)
 	out[n] = '\0';
 }
 
+/* password is the SASLprep form; raw the bytes the client sent. */
 static enum auth_result check_password(struct auth *auth,
 				       struct auth_user_row *row,
-				       const char *password)
+				       const char *password, const char *raw)
 {
 	uint8_t key[AUTH_CACHE_KEY_LEN];
 	cache_key(auth, row, password, key);
 	if (cache_hit(auth, key))
 		return AUTH_OK;
 	int rc = auth_hash_verify(row->hash, password);
+	/* A hash of the unprepared bytes: made before Loft prepared
+	 * passwords, or imported from a server that never did. */
+	bool unprepared = false;
+	if (rc == 0 && strcmp(password, raw) != 0) {
+		rc = auth_hash_verify(row->hash, raw);
+		unprepared = rc == 1;
+	}
 	if (rc < 0) {
 		log_error("auth", NULL, "user %s: stored hash is malformed",
 			  row->user.address);
@@ -331,8 +339,10 @@ static enum auth_result check_password(struct auth *auth,
 	if (rc == 0)
 		return AUTH_FAILED;
 	/* Imported hashes (and argon2id of another cost, or without SCRAM
-	 * keys) become Loft's own at the first successful login. */
-	if (auth_hash_needs_rehash(&auth->set, row->hash) || !row->has_scram) {
+	 * keys, or of an unprepared password) become Loft's own at the
+	 * first successful login. */
+	if (auth_hash_needs_rehash(&auth->set, row->hash) || !row->has_scram ||
+	    unprepared) {
 		if (auth_db_rehash(auth, row->user.id, row->hash, password) == 0) {
 			struct auth_user_row fresh;
 			if (auth_db_user_row(auth, row->user.address, &fresh) == 1) {
@@ -379,7 +389,10 @@ enum auth_result auth_verify_password(struct auth *auth, const char *login,
 	} else if (auth_token_check_user(auth, row.user.id, password) == 1) {
 		res = AUTH_OK;    /* an app password (loftctl token add) */
 	} else {
-		res = check_password(auth, &row, password);
+		char *prepped = auth_password_prep(password);
+		res = check_password(auth, &row, prepped, password);
+		OPENSSL_cleanse(prepped, strlen(prepped));
+		free(prepped);
 	}
 	if (res == AUTH_OK && row.user.disabled)
 		res = AUTH_DISABLED;

@@ -43,6 +43,8 @@ struct auth_policy {
 	bool over_quota_tempfail;                /* LMTP 452 4.2.2 vs 552 5.2.2 */
 };
 
+#define AUTH_PASSWORD_MIN_LENGTH 12
+
 struct auth_settings {
 	const char *data_dir;
 	struct auth_policy defaults;
@@ -55,6 +57,8 @@ struct auth_settings {
 	uint32_t cache_ttl_secs;      /* successful verifications remembered;
 					 default 60 (set by _from_config) */
 	bool cache_disabled;          /* cache_ttl = 0 in the config */
+	uint32_t password_min_length; /* characters after SASLprep; default
+					 12 (AUTH_PASSWORD_MIN_LENGTH) */
 	uint32_t throttle_max_delay_ms; /* cap of one delay; 0: default 3000 */
 	bool throttle_disabled;       /* never in production; tests only */
 };
@@ -164,6 +168,17 @@ void auth_sasl_free(struct auth_sasl **sasl);
 void auth_sasl_set_waited(struct auth_sasl *sasl, uint32_t waited_ms);
 
 /* ---- administration (loftctl) ------------------------------------- */
+
+/* Whether password may become the password of address. It is prepared
+ * with SASLprep (RFC 4013, as a stored string: unassigned code points and
+ * control characters refused) and must then have at least
+ * password_min_length characters and not contain the local part of the
+ * address (any case; local parts of 3 characters or more). -1 with the
+ * reason, fit for the admin (caller frees), in error_r. auth_user_add and
+ * auth_user_passwd apply it to every password that is not an imported
+ * hash; a webmail or JMAP password change must call them, never bypass. */
+int auth_password_check(const struct auth_settings *set, const char *address,
+			const char *password, char **error_r);
 
 int auth_domain_add(struct auth *auth, const char *domain, char **error_r);
 int auth_domain_del(struct auth *auth, const char *domain, char **error_r);

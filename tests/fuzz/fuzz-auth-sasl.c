@@ -5,10 +5,11 @@
  *
  * A real account database is made once per process in a temp dir (cheap
  * argon2 and SCRAM costs, no throttle sleeps): alice@example.test and a
- * disabled bob@example.test, both with the password "secret", and the
+ * disabled bob@example.test, both with the password PASSWORD, and the
  * alias al@example.test for alice. Besides surviving any input, the
  * exchange must never succeed without the password: PLAIN and LOGIN only
- * when the password sent is "secret", SCRAM only when the harness itself
+ * when the password sent prepares (SASLprep) to PASSWORD, SCRAM only when
+ * the harness itself
  * computed the proof (flag bit 1: it plays a correct client for the
  * client-final message, with the fuzzer's bytes as extensions).
  *
@@ -29,8 +30,9 @@
 
 #include "auth-private.h"
 #include "buf.h"
+#include "saslprep.h"
 
-#define PASSWORD "secret"
+#define PASSWORD "fuzzing-secret-1"
 
 static struct auth *auth;
 static char tmpdir[64];
@@ -124,9 +126,28 @@ static char *scram_client_final(const char *gs2, size_t gs2_len,
 	return final;
 }
 
+/* Whether the password sent is PASSWORD after SASLprep (RFC 4013). */
 static bool is_secret(const char *p, size_t len)
 {
-	return len == strlen(PASSWORD) && memcmp(p, PASSWORD, len) == 0;
+	char *s = xstrndup(p, len), *prepped;
+	const char *why;
+	bool same = strlen(s) == len &&
+		    saslprep(s, SASLPREP_QUERY, &prepped, &why) == 0 &&
+		    strcmp(prepped, PASSWORD) == 0;
+	if (strlen(s) == len && saslprep(s, SASLPREP_QUERY, &prepped, &why) == 0)
+		free(prepped);
+	free(s);
+	return same;
+}
+
+/* PLAIN: the password is what follows the second NUL. */
+static bool plain_is_secret(const char *msg, size_t len)
+{
+	const char *nul = memchr(msg, '\0', len);
+	nul = nul != NULL ? memchr(nul + 1, '\0', len - (size_t)(nul + 1 - msg))
+			  : NULL;
+	return nul != NULL &&
+	       is_secret(nul + 1, len - (size_t)(nul + 1 - msg));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -198,8 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			if (mech == 2 ? !computed
 				      : msg == NULL ||
-						(mech == 0 && (len < 7 || msg[len - 7] != '\0' ||
-							       !is_secret(msg + len - 6, 6))) ||
+						(mech == 0 && !plain_is_secret(msg, len)) ||
 						(mech == 1 && !is_secret(msg, len)))
 				abort();
 		}

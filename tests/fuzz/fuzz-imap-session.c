@@ -69,9 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	fuzz_session_refill();
-	const char *prefix = (data[0] & 3) == 3 ? "l0 LOGIN alice@example.test secret\r\n"
+	const char *prefix = (data[0] & 3) == 3 ? "l0 LOGIN alice@example.test fuzzing-secret-1\r\n"
 						   "s0 SELECT INBOX\r\n"
-			     : (data[0] & 1) ? "l0 LOGIN alice@example.test secret\r\n"
+			     : (data[0] & 1) ? "l0 LOGIN alice@example.test fuzzing-secret-1\r\n"
 					     : "";
 	size_t len;
 	char *out = fuzz_session_run(prefix, data + 1, size - 1, &len);

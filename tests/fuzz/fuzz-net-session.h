@@ -4,7 +4,7 @@
  * command files, reachable only through a session, so these targets run
  * the real front-end in-process: accounts.db and the store in a temp dir
  * made once per process (cheap argon2, fsync off, no throttle sleeps),
- * alice@example.test / "secret" with a few messages in INBOX, and the
+ * alice@example.test / "fuzzing-secret-1" with a few messages in INBOX, and the
  * net layer listening on a Unix socket in a thread. Each input is one
  * connection: the bytes are written (while the replies are read, so
  * back-pressure never stalls), the write side is shut, and the replies
@@ -184,7 +184,7 @@ static void fuzz_session_start(const char *config_text,
 	aset.throttle_disabled = true;
 	if (auth_open(&aset, &e->auth, &msg) < 0 ||
 	    auth_domain_add(e->auth, "example.test", &msg) < 0 ||
-	    auth_user_add(e->auth, "alice@example.test", "secret", false, NULL,
+	    auth_user_add(e->auth, "alice@example.test", "fuzzing-secret-1", false, NULL,
 			  &msg) < 0)
 		fuzz_die("auth", msg);
 	struct auth_user user;

@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_session_refill();
 	size_t len;
 	char *out = fuzz_session_run(
-		data[0] & 1 ? "USER alice@example.test\r\nPASS secret\r\n" : "",
+		data[0] & 1 ? "USER alice@example.test\r\nPASS fuzzing-secret-1\r\n" : "",
 		data + 1, size - 1, &len);
 	if (len < 4 || strncmp(out, "+OK ", 4) != 0)
 		abort();   /* the greeting */

@@ -19,7 +19,7 @@ MSG = (b'From: Monitor <monitor@example.org>\r\nTo: alice@example.test\r\n'
 
 
 def curl(*args, data=None):
-    r = subprocess.run(['curl', '-k', '-s', '-S', '-u', 'alice@example.test:alice-secret']
+    r = subprocess.run(['curl', '-k', '-s', '-S', '-u', 'alice@example.test:tea-party-rabbit-hole']
                        + list(args), capture_output=True, timeout=30 * SLOW, input=data)
     return r.returncode, r.stdout, r.stderr.decode(errors='replace')
 

@@ -69,7 +69,7 @@ def main():
         d = Conv(env.raw('imaps'), R)
         d.check('greeting has CAPABILITY', 'CAPABILITY' in d.greeting, d.greeting)
         d.run('CAPABILITY', untagged=[r'^\* CAPABILITY .*IMAP4rev1.*AUTH=PLAIN'])
-        d.login('alice@example.test', 'alice-secret')
+        d.login('alice@example.test', 'tea-party-rabbit-hole')
         lines, _ = d.run('CAPABILITY')
         caps = lines[0].split() if lines else []
         for cap in ('IDLE', 'CONDSTORE', 'QRESYNC', 'SPECIAL-USE', 'LIST-STATUS',
@@ -178,7 +178,7 @@ def main():
 
         # second device resyncs first: remember its state
         p = Conv(env.raw('imaps'), R)
-        p.login('alice@example.test', 'alice-secret')
+        p.login('alice@example.test', 'tea-party-rabbit-hole')
         p.run('ENABLE QRESYNC')
         lines, _ = p.run('SELECT INBOX', untagged=[r'HIGHESTMODSEQ \d+'])
         modseq = int(re.search(r'HIGHESTMODSEQ (\d+)', ' '.join(lines)).group(1))
@@ -202,7 +202,7 @@ def main():
 
         # second device: QRESYNC reselect gives only the changes
         p = Conv(env.raw('imaps'), R)
-        p.login('alice@example.test', 'alice-secret')
+        p.login('alice@example.test', 'tea-party-rabbit-hole')
         p.run('ENABLE QRESYNC')
         lines, _ = p.run('SELECT INBOX (QRESYNC (%d %d 1:3))' % (uidvalidity, modseq),
                          untagged=[r'^\* VANISHED \(EARLIER\) 3$',
@@ -228,7 +228,7 @@ def main():
         # a brand-new account's first sync: the empty INBOX has a positive
         # HIGHESTMODSEQ (RFC 7162 7), which the client can send back later
         n = Conv(env.raw('imaps'), R)
-        n.login('bob@example.test', 'bob-secret')
+        n.login('bob@example.test', 'can-we-fix-it-yes')
         n.run('ENABLE QRESYNC')
         lines, _ = n.run('SELECT INBOX', untagged=[r'^\* 0 EXISTS',
                                                   r'HIGHESTMODSEQ [1-9]\d*\]'])

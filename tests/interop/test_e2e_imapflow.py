@@ -160,7 +160,7 @@ def main():
         lmtp(env, b'From: a@example.org\r\nSubject: second\r\n\r\nsecond\r\n')
         lmtp(env, MSG.replace(b'<flow1@', b'<flow3@'))
         deliver = [sys.executable, '-c', DELIVER, str(env.port('lmtp'))]
-        args = json.dumps([env.port('imaps'), 'alice@example.test', 'alice-secret', deliver])
+        args = json.dumps([env.port('imaps'), 'alice@example.test', 'tea-party-rabbit-hole', deliver])
         p = subprocess.run(['node', '-e', JS, '--', args], cwd=HERE,
                            env=dict(os.environ, NODE_PATH=os.path.join(HERE, 'node_modules')),
                            capture_output=True, text=True, timeout=60 * SLOW)
@@ -211,7 +211,7 @@ def main():
         # what went over the wire for the folder name: modified UTF-7
         import imaplib
         c = imaplib.IMAP4_SSL('127.0.0.1', env.port('imaps'), ssl_context=client_tls_context())
-        c.login('alice@example.test', 'alice-secret')
+        c.login('alice@example.test', 'tea-party-rabbit-hole')
         typ, data = c.list('Reisen/', '*')
         R.check('stored as mUTF-7', data == [b'(\\HasNoChildren) "/" "Reisen/K&APY-ln"'], data)
         c.logout()

@@ -243,8 +243,8 @@ def main():
     with Loft() as loft, Dovecot() as dc:
         lo = Imap(loft.ports['imap'])
         dv = Imap(dc.ports['imap'])
-        lo.cmd('LOGIN alice@example.test alice-secret')
-        dv.cmd('LOGIN alice@example.test alice-secret')
+        lo.cmd('LOGIN alice@example.test tea-party-rabbit-hole')
+        dv.cmd('LOGIN alice@example.test tea-party-rabbit-hole')
         ok_l = lo.pipeline_appends(items)
         ok_d = dv.pipeline_appends(items)
         both = [i for i in range(len(items)) if b' OK' in ok_l[i][:12] and b' OK' in ok_d[i][:12]]

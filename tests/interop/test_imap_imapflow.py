@@ -12,7 +12,7 @@ import sys
 from loftenv import Loft, Results, SLOW
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 
 if not os.path.isdir(os.path.join(HERE, 'node_modules', 'imapflow')):

@@ -9,7 +9,7 @@ import time
 
 from loftenv import Loft, Results, client_tls_context
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 
 

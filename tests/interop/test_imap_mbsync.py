@@ -16,7 +16,7 @@ import time
 from imapconv import Conv
 from loftenv import Loft, Results, SLOW
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 N = 2000
 r = Results()
 

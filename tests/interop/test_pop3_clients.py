@@ -22,10 +22,10 @@ from pop3client import deliver, simple_message
 
 R = Results()
 USERS = {
-    'alice@example.test': 'alice-secret',   # fetchmail keep, trash
-    'bob@example.test': 'bob-secret',       # fetchmail no-keep, expunge
-    'carol@example.test': 'carol-secret',   # getmail6 delete_after, trash
-    'dave@example.test': 'dave-secret',     # poplib, hide
+    'alice@example.test': 'tea-party-rabbit-hole',   # fetchmail keep, trash
+    'bob@example.test': 'can-we-fix-it-yes',       # fetchmail no-keep, expunge
+    'carol@example.test': 'ghost-of-christmas-past',   # getmail6 delete_after, trash
+    'dave@example.test': 'open-the-pod-bay-doors',     # poplib, hide
 }
 
 

@@ -34,8 +34,8 @@ from ports import free_port  # noqa: F401 (re-exported)
 
 DOVECOT = os.environ.get('DOVECOT', '/usr/sbin/dovecot')
 DEFAULT_USERS = {
-    'alice@example.test': 'alice-secret',
-    'bob@example.test': 'bob-secret',
+    'alice@example.test': 'tea-party-rabbit-hole',
+    'bob@example.test': 'can-we-fix-it-yes',
 }
 PROTOCOLS = ('imap', 'pop3', 'lmtp')
 

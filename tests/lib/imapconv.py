@@ -2,7 +2,7 @@
 
     from imapconv import Conv
     c = Conv(env.raw('imap'), results)        # reads the greeting
-    c.login('alice@example.test', 'alice-secret')
+    c.login('alice@example.test', 'tea-party-rabbit-hole')
     lines, tagged = c.run('SELECT INBOX', 'OK', [r'^\\* \\d+ EXISTS'])
     c.run('FETCH 1 (FLAGS', 'BAD \\[CLIENTBUG\\]')
     c.send(b'x IDLE\\r\\n'); c.expect(r'^\\+ ')

@@ -45,8 +45,8 @@ PROTOCOLS = ('imap', 'imaps', 'pop3', 'pop3s', 'lmtp', 'http', 'https',
              'metrics')
 DOMAIN = 'example.test'
 DEFAULT_USERS = {
-    'alice@example.test': 'alice-secret',
-    'bob@example.test': 'bob-secret',
+    'alice@example.test': 'tea-party-rabbit-hole',
+    'bob@example.test': 'can-we-fix-it-yes',
 }
 
 _cert_dir = None

@@ -43,7 +43,7 @@ def main():
         for tls in (False, True):
             s = env.raw('imaps' if tls else 'imap')
             r.check('greeting tls=%s' % tls, read_line(s).startswith(b'* OK'))
-            s.sendall(b'a LOGIN alice@example.test alice-secret\r\n')
+            s.sendall(b'a LOGIN alice@example.test tea-party-rabbit-hole\r\n')
             line = read_line(s)
             while line.startswith(b'* '):
                 line = read_line(s)

@@ -17,7 +17,7 @@ import zlib
 from imapconv import Conv
 from loftenv import Loft, Results, client_tls_context
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 
 

@@ -16,7 +16,7 @@ import time
 from imapconv import Conv
 from loftenv import Loft, Results, SANITIZE
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 CODE = r'(BAD|NO) \[[A-Z-]+\]'
 

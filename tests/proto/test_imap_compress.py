@@ -13,7 +13,7 @@ import zlib
 from imapconv import Conv
 from loftenv import Loft, Results
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 BIG = 'Subject: big\r\n\r\n' + ''.join('%06d %s\r\n' % (i, 'y' * 90) for i in range(5000))
 

@@ -156,7 +156,7 @@ def main():
     r = Results()
     with Loft() as env:
         im = Imap(env)
-        im.ok('LOGIN alice@example.test alice-secret')
+        im.ok('LOGIN alice@example.test tea-party-rabbit-hole')
         im.append(b'INBOX', MULTIPART)
         im.append(b'INBOX', WITH_NUL, b'(\\Flagged) ')
         im.append(b'INBOX', SIMPLE)

@@ -9,7 +9,7 @@ import sys
 from imapconv import Conv
 from loftenv import Loft, Results
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 
 with Loft() as env:

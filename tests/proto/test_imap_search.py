@@ -79,7 +79,7 @@ def main():
     r = Results()
     with Loft() as env:
         im = Imap(env)
-        im.ok('LOGIN alice@example.test alice-secret')
+        im.ok('LOGIN alice@example.test tea-party-rabbit-hole')
         for flags, date, msg in MSGS:
             cmd = b'APPEND INBOX ' + flags + b' '
             if date:
@@ -206,7 +206,7 @@ def main():
 
         # IMAP4rev2 (RFC 9051 7.3.4): SEARCH answers with ESEARCH
         im2 = Imap(env)
-        im2.ok('LOGIN alice@example.test alice-secret')
+        im2.ok('LOGIN alice@example.test tea-party-rabbit-hole')
         im2.ok('ENABLE IMAP4rev2')
         im2.ok('EXAMINE INBOX')
         u, t = im2.cmd('SEARCH SEEN')

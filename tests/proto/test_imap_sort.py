@@ -44,7 +44,7 @@ def main():
     r = Results()
     with Loft() as env:
         im = Imap(env)
-        im.ok('LOGIN alice@example.test alice-secret')
+        im.ok('LOGIN alice@example.test tea-party-rabbit-hole')
         for date, msg in MSGS:
             im.ok(b'APPEND INBOX ' + date + b' {%d+}\r\n' % len(msg) + msg)
         im.ok('SELECT INBOX')

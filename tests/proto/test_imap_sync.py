@@ -11,7 +11,7 @@ import time
 from imapconv import Conv
 from loftenv import Loft, Results
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
 latencies = []
 

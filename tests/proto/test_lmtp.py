@@ -498,7 +498,7 @@ def test_config_check():
 def test_timeout():
     """An idle session gets 421 4.4.2 and is closed; one that stalls in
     DATA stores nothing."""
-    with Loft(users={A: 'alice-secret'}, extra={'lmtp': {'timeout': '2s'}}) as env:
+    with Loft(users={A: 'tea-party-rabbit-hole'}, extra={'lmtp': {'timeout': '2s'}}) as env:
         c = Conv.tcp(env.port('lmtp'))
         c.cmd('LHLO client.test')
         time.sleep(0.5)
@@ -521,7 +521,7 @@ def test_timeout():
 
 
 def main():
-    users = {A: 'alice-secret', B: 'bob-secret', C: 'carol-secret'}
+    users = {A: 'tea-party-rabbit-hole', B: 'can-we-fix-it-yes', C: 'ghost-of-christmas-past'}
     extra = {'lmtp': {'max_message_size': '600000', 'max_recipients': '4'}}
     with Loft(users=users, extra=extra) as env:
         for t in (test_greeting_and_lhlo, test_mail_rcpt_errors, test_delivery,
@@ -566,7 +566,7 @@ def main():
     except Exception as e:
         R.check('test_config_check', False, repr(e))
     try:
-        test_disk_full(lambda **kw: Loft(users={A: 'alice-secret'}, **kw))
+        test_disk_full(lambda **kw: Loft(users={A: 'tea-party-rabbit-hole'}, **kw))
     except Exception as e:
         R.check('test_disk_full', False, repr(e))
     sys.exit(R.finish())

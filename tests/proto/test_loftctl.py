@@ -18,6 +18,7 @@ from loftenv import LOFTCTL, LOFTD, Loft, Results
 r = Results()
 
 SECRET = 'Tr0ub4dor&3-never-shown'
+STRONG = 'long-enough-password'   # passes the policy; its account fails otherwise
 # Known vectors (crypt(3) / the argon2 reference): Dovecot-style imports.
 IMPORTS = [
     ('{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817'
@@ -141,9 +142,9 @@ def test_users(env):
                                                  'nope'))
     # CRLF from a Windows-made file is stripped too.
     rc, out, err = ctl(env, 'user', 'add', 'dave@example.test',
-                       input='dave-pw\r\n')
+                       input='daisy-give-me-your-answer\r\n')
     r.check('user add CRLF', rc == 0 and verify(env, 'dave@example.test',
-                                                'dave-pw'), err)
+                                                'daisy-give-me-your-answer'), err)
 
     rc, out, err = ctl(env, 'user', 'add', 'eve@example.test', 'pw-in-argv',
                        input='x\n')
@@ -154,13 +155,32 @@ def test_users(env):
     one_line_error('user add without stdin', rc, err)
     rc, out, err = ctl(env, 'user', 'add', 'eve@example.test', input='\n')
     one_line_error('user add empty password', rc, err)
-    rc, out, err = ctl(env, 'user', 'add', 'eve@nowhere.test', input='x\n')
+    rc, out, err = ctl(env, 'user', 'add', 'eve@nowhere.test', input=STRONG + '\n')
     one_line_error('user add unknown domain', rc, err)
     r.check('unknown domain named', 'nowhere.test' in err, err)
-    rc, out, err = ctl(env, 'user', 'add', 'carol@example.test', input='x\n')
+    rc, out, err = ctl(env, 'user', 'add', 'carol@example.test', input=STRONG + '\n')
     one_line_error('user add duplicate', rc, err)
-    rc, out, err = ctl(env, 'user', 'add', '../x@example.test', input='x\n')
+    rc, out, err = ctl(env, 'user', 'add', '../x@example.test', input=STRONG + '\n')
     one_line_error('user add path in address', rc, err)
+
+    # The password policy ([auth] password_min_length, 12 characters; not
+    # the name before the @): exit 1, the reason, nothing created.
+    for pw, why in (('a', '1 characters, at least 12'),
+                    ('eleven-char', '11 characters, at least 12'),
+                    ('my-Eve-password!', "account's name 'eve'"),
+                    ('tab\tin-the-password', 'prohibited')):
+        rc, out, err = ctl(env, 'user', 'add', 'eve@example.test',
+                           input=pw + '\n')
+        one_line_error('weak password refused: %r' % pw, rc, err)
+        r.check('weak password: says why (%r)' % pw, why in err, err)
+    p = subprocess.run('echo a | "%s" --config "%s" user add eve@example.test'
+                       % (LOFTCTL, env.config_path), shell=True,
+                       capture_output=True, text=True)
+    r.check('echo a | loftctl user add: exit 1', p.returncode == 1, p)
+    r.check('echo a | loftctl user add: says why',
+            'password too weak' in p.stderr, p.stderr)
+    rc, out, err = ctl(env, 'user', 'show', 'eve@example.test')
+    r.check('weak password created nothing', rc == 1, out)
 
     rc, out, err = ctl(env, 'user', 'list')
     r.check('user list', rc == 0 and out.split() == [
@@ -174,6 +194,12 @@ def test_users(env):
                                               SECRET))
     r.check('passwd: new works', verify(env, 'carol@example.test',
                                         'new-' + SECRET))
+    rc, out, err = ctl(env, 'user', 'passwd', 'carol@example.test',
+                       input='short\n')
+    one_line_error('passwd weak refused', rc, err)
+    r.check('passwd weak: says why', 'at least 12' in err, err)
+    r.check('passwd weak: the password stays', verify(
+        env, 'carol@example.test', 'new-' + SECRET))
     rc, out, err = ctl(env, 'user', 'passwd', 'nobody@example.test',
                        input='x\n')
     one_line_error('passwd unknown user', rc, err)
@@ -286,7 +312,7 @@ def test_aliases(env):
                        'alice@example.test')
     one_line_error('alias in unknown domain', rc, err)
     r.check('alias is not a login', not verify(env, 'postmaster@example.test',
-                                               'alice-secret'))
+                                               'tea-party-rabbit-hole'))
     rc, out, err = ctl(env, 'alias', 'del', 'postmaster@example.test')
     r.check('alias del', rc == 0, err)
     rc, out, err = ctl(env, 'alias', 'del', 'postmaster@example.test')
@@ -327,7 +353,7 @@ def test_delete(env):
 
 
 def test_no_password_leaks(env):
-    secrets = [SECRET, 'new-' + SECRET, 'dave-pw'] + [p for _, p, _ in
+    secrets = [SECRET, 'new-' + SECRET, 'daisy-give-me-your-answer'] + [p for _, p, _ in
                                                        IMPORTS[:1]]
     text = '\n'.join(outputs)
     for s in secrets:
@@ -388,27 +414,27 @@ def test_live_throttle(env):
     r.check('throttle: 12 wrong passwords cost seconds', spent >= 2.35, spent)
     t0 = time.monotonic()
     r.check('throttle: right password still works',
-            pop3_ok(env, 'bob@example.test', 'bob-secret') is True)
+            pop3_ok(env, 'bob@example.test', 'can-we-fix-it-yes') is True)
     r.check('throttle: ... after a wait', time.monotonic() - t0 >= 0.25)
 
 
 def test_live(env):
     """loftctl changes take effect in a running loftd at once."""
     a = 'alice@example.test'
-    r.check('live: login', imap_ok(env, a, 'alice-secret'))
+    r.check('live: login', imap_ok(env, a, 'tea-party-rabbit-hole'))
     rc, out, err = ctl(env, 'user', 'passwd', a, input='changed-live\n')
     r.check('live: passwd while running', rc == 0, err)
     r.check('live: old password refused at once',
-            not imap_ok(env, a, 'alice-secret'))
+            not imap_ok(env, a, 'tea-party-rabbit-hole'))
     r.check('live: new password works at once',
             imap_ok(env, a, 'changed-live'))
     rc, out, err = ctl(env, 'user', 'add', 'frank@example.test',
-                       input='frank-pw\n')
+                       input='to-be-or-not-to-be\n')
     r.check('live: new user logs in at once', rc == 0 and
-            imap_ok(env, 'frank@example.test', 'frank-pw'), err)
+            imap_ok(env, 'frank@example.test', 'to-be-or-not-to-be'), err)
     ctl(env, 'user', 'set', 'frank@example.test', 'disabled=yes')
     r.check('live: disabled at once',
-            not imap_ok(env, 'frank@example.test', 'frank-pw'))
+            not imap_ok(env, 'frank@example.test', 'to-be-or-not-to-be'))
     msg = (b'From: x@example.org\r\nTo: alice@example.test\r\n'
            b'Subject: usage\r\n\r\nhello\r\n')
     c = env.lmtp()

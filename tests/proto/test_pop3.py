@@ -16,8 +16,8 @@ from pop3client import (Pop3, b64, deliver, make_env, message_bytes,
 
 R = Results()
 NO_IMAP = os.environ.get('LOFT_POP3_NO_IMAP') == '1'
-ALICE, ALICE_PW = 'alice@example.test', 'alice-secret'
-BOB, BOB_PW = 'bob@example.test', 'bob-secret'
+ALICE, ALICE_PW = 'alice@example.test', 'tea-party-rabbit-hole'
+BOB, BOB_PW = 'bob@example.test', 'can-we-fix-it-yes'
 
 
 def ok(r):

@@ -14,10 +14,10 @@ from pop3client import Pop3, deliver, make_env, simple_message
 
 R = Results()
 USERS = {
-    'alice@example.test': 'alice-secret',   # trash (default)
-    'bob@example.test': 'bob-secret',       # expunge
-    'carol@example.test': 'carol-secret',   # hide
-    'dave@example.test': 'dave-secret',     # retention off
+    'alice@example.test': 'tea-party-rabbit-hole',   # trash (default)
+    'bob@example.test': 'can-we-fix-it-yes',       # expunge
+    'carol@example.test': 'ghost-of-christmas-past',   # hide
+    'dave@example.test': 'open-the-pod-bay-doors',     # retention off
 }
 
 

@@ -19,7 +19,7 @@ from dovecotenv import Dovecot  # noqa: E402
 from loftenv import Loft  # noqa: E402
 from lmtplib import Conv, dot_stuff  # noqa: E402
 
-USERS = {'u%d@example.test' % i: 'secret-%d' % i for i in range(4)}
+USERS = {'u%d@example.test' % i: 'lmtp-bench-pw-%d' % i for i in range(4)}
 
 
 def body(n):

@@ -23,8 +23,8 @@ from loftenv import SANITIZE, SLOW, Loft, Results  # noqa: E402
 from lmtplib import Conv, dot_stuff, imap_up, message_count  # noqa: E402
 
 R = Results()
-USERS = {'alice@example.test': 'a-secret', 'bob@example.test': 'b-secret',
-         'carol@example.test': 'c-secret'}
+USERS = {'alice@example.test': 'first-crash-pw-1', 'bob@example.test': 'second-crash-pw-2',
+         'carol@example.test': 'third-crash-pw-3'}
 CONNECTIONS = 4
 
 

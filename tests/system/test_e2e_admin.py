@@ -127,11 +127,11 @@ def loftctl_journey(env):
             len(err.strip().splitlines()) == 1, (rc, err))
     rc, out, err = ctl('domain', 'add', 'firma.test')
     R.check('domain add', rc == 0, out + err)
-    rc, out, err = ctl('user', 'add', 'dora@firma.test', input='Dora pw 1\n')
+    rc, out, err = ctl('user', 'add', 'dora@firma.test', input='Weltreise pw 1\n')
     R.check('user add', rc == 0, out + err)
-    rc, out, err = ctl('user', 'add', 'dora@firma.test', input='x\n')
+    rc, out, err = ctl('user', 'add', 'dora@firma.test', input='long-enough-pw-x\n')
     R.check('user add twice refused', rc != 0 and 'exists' in err, err)
-    rc, out, err = ctl('user', 'add', '../etc@firma.test', input='x\n')
+    rc, out, err = ctl('user', 'add', '../etc@firma.test', input='long-enough-pw-x\n')
     R.check('path in address refused', rc != 0 and err.strip(), err)
     rc, out, err = ctl('alias', 'add', 'info@firma.test', 'dora@firma.test')
     R.check('alias add', rc == 0, out + err)
@@ -185,13 +185,13 @@ def pop_ok(env, user, pw):
 
 
 def running_journey(env):
-    R.check('login over IMAPS', imap_ok(env, 'dora@firma.test', 'Dora pw 1') is True)
-    rc, out, err = env.loftctl('user', 'passwd', 'dora@firma.test', input='Dora pw 2\n')
+    R.check('login over IMAPS', imap_ok(env, 'dora@firma.test', 'Weltreise pw 1') is True)
+    rc, out, err = env.loftctl('user', 'passwd', 'dora@firma.test', input='Weltreise pw 2\n')
     R.check('passwd', rc == 0, out + err)
     R.check('old password refused at once',
-            imap_ok(env, 'dora@firma.test', 'Dora pw 1') is False)
-    R.check('new password works', imap_ok(env, 'dora@firma.test', 'Dora pw 2') is True)
-    R.check('new password over POP3', pop_ok(env, 'dora@firma.test', 'Dora pw 2') == 0)
+            imap_ok(env, 'dora@firma.test', 'Weltreise pw 1') is False)
+    R.check('new password works', imap_ok(env, 'dora@firma.test', 'Weltreise pw 2') is True)
+    R.check('new password over POP3', pop_ok(env, 'dora@firma.test', 'Weltreise pw 2') == 0)
     c = env.lmtp(unix=True)
     c.ehlo('mta')
     c.mail('x@example.org')
@@ -207,7 +207,7 @@ def running_journey(env):
     rc, out, err = env.loftctl('user', 'del', 'dora@firma.test', '--yes')
     R.check('user del', rc == 0, out + err)
     R.check('deleted user cannot log in',
-            imap_ok(env, 'dora@firma.test', 'Dora pw 2') is False)
+            imap_ok(env, 'dora@firma.test', 'Weltreise pw 2') is False)
     c = env.lmtp(unix=True)
     c.ehlo('mta')
     c.mail('x@example.org')
@@ -277,7 +277,7 @@ def state(env, user, pw):
 
 
 def crash_journey(env):
-    user, pw = 'alice@example.test', 'alice-secret'
+    user, pw = 'alice@example.test', 'tea-party-rabbit-hole'
     acked = []
     for i in range(10):
         c = env.lmtp(unix=True)

@@ -102,7 +102,7 @@ def uids(imap, *criteria):
 
 def main():
     with Loft() as env:
-        env.add_user('carol@example.test', 'carol-secret')
+        env.add_user('carol@example.test', 'ghost-of-christmas-past')
         rc, out, err = env.loftctl('alias', 'add', 'postmaster@example.test',
                                    'alice@example.test')
         R.check('alias add', rc == 0, out + err)

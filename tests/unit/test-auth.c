@@ -202,7 +202,7 @@ TEST_CASE(admin_and_lookups)
 	CHECK(!auth_domain_exists(auth, "other.test"));
 	CHECK_INT(auth_domain_add(auth, DOMAIN, &error), -1);
 	free(error);
-	CHECK_INT(add_user(auth, "Alice@Example.TEST", "pw-alice", false), 0);
+	CHECK_INT(add_user(auth, "Alice@Example.TEST", "first-user-pw-123", false), 0);
 	CHECK_INT(auth_lookup(auth, "ALICE@example.test", &u), 1);
 	CHECK_STR(u.address, ALICE);
 	CHECK_INT(auth_lookup_id(auth, u.id, &v), 1);
@@ -210,18 +210,18 @@ TEST_CASE(admin_and_lookups)
 	CHECK_INT(auth_lookup(auth, "nobody@example.test", &v), 0);
 
 	/* Unknown domain, duplicates, malformed addresses. */
-	CHECK_INT(auth_user_add(auth, "bob@other.test", "x", false, NULL,
+	CHECK_INT(auth_user_add(auth, "bob@other.test", "horse-staple-42", false, NULL,
 				&error), -1);
 	CHECK(strstr(error, "no domain other.test") != NULL);
 	free(error);
-	CHECK_INT(auth_user_add(auth, ALICE, "x", false, NULL, &error), -1);
+	CHECK_INT(auth_user_add(auth, ALICE, "horse-staple-42", false, NULL, &error), -1);
 	free(error);
 	const char *bad[] = {"../x@example.test", "a b@example.test", "x",
 			     "@example.test", "x@", "x@ex ample.test",
 			     "x+y@example.test", ".x@example.test", NULL};
 	for (int i = 0; bad[i] != NULL; i++) {
 		error = NULL;
-		CHECK_INT(auth_user_add(auth, bad[i], "pw", false, NULL, &error),
+		CHECK_INT(auth_user_add(auth, bad[i], "horse-staple-42", false, NULL, &error),
 			  -1);
 		CHECK(error != NULL);
 		free(error);
@@ -240,11 +240,11 @@ TEST_CASE(admin_and_lookups)
 	CHECK_INT(auth_alias_add(auth, "x@example.test", "nobody@example.test",
 				 &error), -1);
 	free(error);
-	CHECK_INT(auth_user_add(auth, "postmaster@example.test", "pw", false,
+	CHECK_INT(auth_user_add(auth, "postmaster@example.test", "horse-staple-42", false,
 				NULL, &error), -1);
 	free(error);
 	/* An alias is not a login. */
-	CHECK_INT(verify(auth, "postmaster@example.test", "pw-alice"),
+	CHECK_INT(verify(auth, "postmaster@example.test", "first-user-pw-123"),
 		  AUTH_FAILED);
 
 	/* A domain with users stays. */
@@ -261,7 +261,7 @@ TEST_CASE(admin_and_lookups)
 
 	/* Ids are never reused. */
 	CHECK_INT(auth_domain_add(auth, DOMAIN, &error), 0);
-	CHECK_INT(add_user(auth, ALICE, "pw", false), 0);
+	CHECK_INT(add_user(auth, ALICE, "horse-staple-42", false), 0);
 	CHECK_INT(auth_lookup(auth, ALICE, &v), 1);
 	CHECK(v.id > u.id);
 	teardown(&auth);
@@ -278,8 +278,8 @@ TEST_CASE(listings)
 	struct auth *auth = setup();
 	char *error = NULL;
 	int n = 0;
-	add_user(auth, ALICE, "a", false);
-	add_user(auth, "bob@example.test", "b", false);
+	add_user(auth, ALICE, "first-listed-1", false);
+	add_user(auth, "bob@example.test", "second-listed-2", false);
 	auth_alias_add(auth, "info@example.test", ALICE, &error);
 	CHECK_INT(auth_user_list(auth, count_row, &n, &error), 0);
 	CHECK_INT(n, 2);
@@ -301,13 +301,13 @@ TEST_CASE(second_handle_sees_changes_at_once)
 	struct auth *ctl = NULL;
 	char *error = NULL;
 	CHECK_INT(auth_open(&set, &ctl, &error), 0);
-	CHECK_INT(add_user(ctl, ALICE, "first", false), 0);
-	CHECK_INT(verify(auth, ALICE, "first"), AUTH_OK);
-	CHECK_INT(auth_user_passwd(ctl, ALICE, "second", false, &error), 0);
-	CHECK_INT(verify(auth, ALICE, "first"), AUTH_FAILED);
-	CHECK_INT(verify(auth, ALICE, "second"), AUTH_OK);
+	CHECK_INT(add_user(ctl, ALICE, "first-password-1", false), 0);
+	CHECK_INT(verify(auth, ALICE, "first-password-1"), AUTH_OK);
+	CHECK_INT(auth_user_passwd(ctl, ALICE, "second-password-2", false, &error), 0);
+	CHECK_INT(verify(auth, ALICE, "first-password-1"), AUTH_FAILED);
+	CHECK_INT(verify(auth, ALICE, "second-password-2"), AUTH_OK);
 	CHECK_INT(auth_user_set(ctl, ALICE, "disabled", "yes", &error), 0);
-	CHECK_INT(verify(auth, ALICE, "second"), AUTH_DISABLED);
+	CHECK_INT(verify(auth, ALICE, "second-password-2"), AUTH_DISABLED);
 	CHECK_INT(auth_user_set(ctl, ALICE, "disabled", "no", &error), 0);
 	CHECK_INT(auth_user_set(ctl, ALICE, "quota_bytes", "500M", &error), 0);
 	struct auth_user u;
@@ -399,7 +399,7 @@ TEST_CASE(import_rejects_malformed)
 TEST_CASE(rehash_when_cost_changes)
 {
 	struct auth *auth = setup();
-	add_user(auth, ALICE, "pw", false);
+	add_user(auth, ALICE, "horse-staple-42", false);
 	struct auth_user_row before, after;
 	auth_db_user_row(auth, ALICE, &before);
 	auth_close(&auth);
@@ -408,7 +408,7 @@ TEST_CASE(rehash_when_cost_changes)
 	set.argon2_m_cost_kib = 128;
 	char *error = NULL;
 	CHECK_INT(auth_open(&set, &auth, &error), 0);
-	CHECK_INT(verify(auth, ALICE, "pw"), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, "horse-staple-42"), AUTH_OK);
 	auth_db_user_row(auth, ALICE, &after);
 	CHECK(strstr(after.hash, "m=128,") != NULL);
 	CHECK(strcmp(before.hash, after.hash) != 0);
@@ -424,21 +424,21 @@ TEST_CASE(cache_makes_repeat_cheap_and_password_change_invalidates)
 	set.argon2_m_cost_kib = 16 * 1024;   /* noticeably slow */
 	set.argon2_t_cost = 2;
 	struct auth *auth = setup_with(&set);
-	add_user(auth, ALICE, "old", false);
+	add_user(auth, ALICE, "old-password-123", false);
 	double t0 = now_s();
-	CHECK_INT(verify(auth, ALICE, "old"), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, "old-password-123"), AUTH_OK);
 	double first = now_s() - t0;
 	t0 = now_s();
 	for (int i = 0; i < 10; i++)
-		CHECK_INT(verify(auth, ALICE, "old"), AUTH_OK);
+		CHECK_INT(verify(auth, ALICE, "old-password-123"), AUTH_OK);
 	double cached = (now_s() - t0) / 10;
 	CHECK(cached * 5 < first);
 	/* A wrong password is never answered from the cache. */
-	CHECK_INT(verify(auth, ALICE, "olD"), AUTH_FAILED);
+	CHECK_INT(verify(auth, ALICE, "old-passworD-123"), AUTH_FAILED);
 	char *error = NULL;
-	CHECK_INT(auth_user_passwd(auth, ALICE, "new", false, &error), 0);
-	CHECK_INT(verify(auth, ALICE, "old"), AUTH_FAILED);
-	CHECK_INT(verify(auth, ALICE, "new"), AUTH_OK);
+	CHECK_INT(auth_user_passwd(auth, ALICE, "new-password-456", false, &error), 0);
+	CHECK_INT(verify(auth, ALICE, "old-password-123"), AUTH_FAILED);
+	CHECK_INT(verify(auth, ALICE, "new-password-456"), AUTH_OK);
 	teardown(&auth);
 }
 
@@ -447,8 +447,8 @@ TEST_CASE(cache_makes_repeat_cheap_and_password_change_invalidates)
 TEST_CASE(throttle_per_address_loopback_included)
 {
 	struct auth *auth = setup();
-	add_user(auth, ALICE, "right", false);
-	add_user(auth, "bob@example.test", "bob", false);
+	add_user(auth, ALICE, "right-password-1", false);
+	add_user(auth, "bob@example.test", "builder-pw-9876", false);
 	struct auth_user u;
 	double t0 = now_s();
 	for (int i = 0; i < 10; i++)
@@ -459,16 +459,16 @@ TEST_CASE(throttle_per_address_loopback_included)
 	CHECK(spent >= 1.2);
 	/* The right password still works from there, after the wait. */
 	t0 = now_s();
-	CHECK_INT(auth_verify(auth, ALICE, "right", "127.0.0.1", &u), AUTH_OK);
+	CHECK_INT(auth_verify(auth, ALICE, "right-password-1", "127.0.0.1", &u), AUTH_OK);
 	CHECK(now_s() - t0 >= 0.19);
 	/* Another account from the same address waits too. */
 	t0 = now_s();
-	CHECK_INT(auth_verify(auth, "bob@example.test", "bob", "127.0.0.1", &u),
+	CHECK_INT(auth_verify(auth, "bob@example.test", "builder-pw-9876", "127.0.0.1", &u),
 		  AUTH_OK);
 	CHECK(now_s() - t0 >= 0.09);
 	/* Another address for another account does not. */
 	t0 = now_s();
-	CHECK_INT(auth_verify(auth, "bob@example.test", "bob", "192.0.2.9", &u),
+	CHECK_INT(auth_verify(auth, "bob@example.test", "builder-pw-9876", "192.0.2.9", &u),
 		  AUTH_OK);
 	CHECK(now_s() - t0 < 0.09);
 	teardown(&auth);
@@ -477,7 +477,7 @@ TEST_CASE(throttle_per_address_loopback_included)
 TEST_CASE(throttle_per_account_across_addresses)
 {
 	struct auth *auth = setup();
-	add_user(auth, ALICE, "right", false);
+	add_user(auth, ALICE, "right-password-1", false);
 	struct auth_user u;
 	char addr[32];
 	for (int i = 0; i < 6; i++) {
@@ -505,7 +505,7 @@ TEST_CASE(throttle_wait_done_by_the_caller)
 	cheap_settings(&set);
 	set.throttle_max_delay_ms = 400;
 	struct auth *auth = setup_with(&set);
-	add_user(auth, ALICE, "right", false);
+	add_user(auth, ALICE, "right-password-1", false);
 	struct auth_user u;
 	for (int i = 0; i < 8; i++)
 		auth_throttle_failed(auth, ALICE, "10.9.9.9");
@@ -515,7 +515,7 @@ TEST_CASE(throttle_wait_done_by_the_caller)
 	CHECK_INT(auth_throttle_delay_ms(auth, ALICE, "10.9.9.8"), 400);
 	/* The caller waited it all: no sleep left on the worker. */
 	double t0 = now_s();
-	CHECK_INT(auth_verify_waited(auth, ALICE, "right", "10.9.9.9", d, &u),
+	CHECK_INT(auth_verify_waited(auth, ALICE, "right-password-1", "10.9.9.9", d, &u),
 		  AUTH_OK);
 	CHECK(now_s() - t0 < 0.2);
 	/* Same through SASL. */
@@ -524,7 +524,7 @@ TEST_CASE(throttle_wait_done_by_the_caller)
 	struct auth_sasl *s;
 	char *out = NULL;
 	size_t out_len;
-	static const char msg[] = "\0alice@example.test\0right";
+	static const char msg[] = "\0alice@example.test\0right-password-1";
 	auth_sasl_begin(auth, "PLAIN", "10.9.9.9", &s);
 	auth_sasl_set_waited(s, 400);
 	t0 = now_s();
@@ -565,7 +565,7 @@ TEST_CASE(policies)
 	cheap_settings(&set);
 	set.defaults.quota_bytes = 1ULL << 30;
 	struct auth *auth = setup_with(&set);
-	add_user(auth, ALICE, "pw", false);
+	add_user(auth, ALICE, "horse-staple-42", false);
 	struct auth_user u;
 	struct auth_policy p;
 	char *error = NULL;
@@ -648,19 +648,19 @@ TEST_CASE(sasl_plain)
 {
 	struct auth *auth = setup();
 	struct auth_sasl *s;
-	add_user(auth, ALICE, "pw", false);
-	CHECK_INT(PLAIN(auth, "\0alice@example.test\0pw", true), AUTH_SASL_OK);
-	CHECK_INT(PLAIN(auth, "\0alice@example.test\0pw", false), AUTH_SASL_OK);
-	CHECK_INT(PLAIN(auth, "alice@example.test\0alice@example.test\0pw",
+	add_user(auth, ALICE, "horse-staple-42", false);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0horse-staple-42", true), AUTH_SASL_OK);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0horse-staple-42", false), AUTH_SASL_OK);
+	CHECK_INT(PLAIN(auth, "alice@example.test\0alice@example.test\0horse-staple-42",
 			true), AUTH_SASL_OK);
-	CHECK_INT(PLAIN(auth, "bob@example.test\0alice@example.test\0pw", true),
+	CHECK_INT(PLAIN(auth, "bob@example.test\0alice@example.test\0horse-staple-42", true),
 		  AUTH_SASL_FAIL);
 	CHECK_INT(PLAIN(auth, "\0alice@example.test\0wrong", true),
 		  AUTH_SASL_FAIL);
-	CHECK_INT(PLAIN(auth, "alice@example.test\0pw", true), AUTH_SASL_FAIL);
-	CHECK_INT(PLAIN(auth, "\0alice@example.test\0pw\0", true),
+	CHECK_INT(PLAIN(auth, "alice@example.test\0horse-staple-42", true), AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "\0alice@example.test\0horse-staple-42\0", true),
 		  AUTH_SASL_FAIL);
-	CHECK_INT(PLAIN(auth, "\0\0pw", true), AUTH_SASL_FAIL);
+	CHECK_INT(PLAIN(auth, "\0\0horse-staple-42", true), AUTH_SASL_FAIL);
 	CHECK_INT(PLAIN(auth, "", true), AUTH_SASL_FAIL);
 	CHECK_INT(auth_sasl_begin(auth, "CRAM-MD5", "x", &s), -1);
 	CHECK_STR(auth_mechanisms(auth, false), "SCRAM-SHA-256");
@@ -694,11 +694,11 @@ static enum auth_sasl_status login_exchange(struct auth *auth, bool ir,
 TEST_CASE(sasl_login)
 {
 	struct auth *auth = setup();
-	add_user(auth, ALICE, "pw", false);
-	CHECK_INT(login_exchange(auth, false, ALICE, "pw"), AUTH_SASL_OK);
-	CHECK_INT(login_exchange(auth, true, ALICE, "pw"), AUTH_SASL_OK);
+	add_user(auth, ALICE, "horse-staple-42", false);
+	CHECK_INT(login_exchange(auth, false, ALICE, "horse-staple-42"), AUTH_SASL_OK);
+	CHECK_INT(login_exchange(auth, true, ALICE, "horse-staple-42"), AUTH_SASL_OK);
 	CHECK_INT(login_exchange(auth, false, ALICE, "wrong"), AUTH_SASL_FAIL);
-	CHECK_INT(login_exchange(auth, false, "bob@example.test", "pw"),
+	CHECK_INT(login_exchange(auth, false, "bob@example.test", "horse-staple-42"),
 		  AUTH_SASL_FAIL);
 	teardown(&auth);
 }
@@ -841,14 +841,14 @@ static enum auth_sasl_status scram(struct auth *auth, const char *gs2,
 TEST_CASE(scram_exchanges)
 {
 	struct auth *auth = setup();
-	add_user(auth, ALICE, "pencil", false);
-	CHECK_INT(scram(auth, "n,,", ALICE, "pencil", NULL), AUTH_SASL_OK);
-	CHECK_INT(scram(auth, "y,,", ALICE, "pencil", NULL), AUTH_SASL_OK);
-	CHECK_INT(scram(auth, "n,a=alice@example.test,", ALICE, "pencil", NULL),
+	add_user(auth, ALICE, "pencil-sharpener", false);
+	CHECK_INT(scram(auth, "n,,", ALICE, "pencil-sharpener", NULL), AUTH_SASL_OK);
+	CHECK_INT(scram(auth, "y,,", ALICE, "pencil-sharpener", NULL), AUTH_SASL_OK);
+	CHECK_INT(scram(auth, "n,a=alice@example.test,", ALICE, "pencil-sharpener", NULL),
 		  AUTH_SASL_OK);
-	CHECK_INT(scram(auth, "n,a=bob@example.test,", ALICE, "pencil", NULL),
+	CHECK_INT(scram(auth, "n,a=bob@example.test,", ALICE, "pencil-sharpener", NULL),
 		  AUTH_SASL_FAIL);
-	CHECK_INT(scram(auth, "p=tls-unique,,", ALICE, "pencil", NULL),
+	CHECK_INT(scram(auth, "p=tls-unique,,", ALICE, "pencil-sharpener", NULL),
 		  AUTH_SASL_FAIL);
 	CHECK_INT(scram(auth, "n,,", ALICE, "pencil2", NULL), AUTH_SASL_FAIL);
 	/* An unknown user gets a stable salt and fails at the end. */
@@ -874,7 +874,7 @@ TEST_CASE(scram_exchanges)
 TEST_CASE(scram_malformed)
 {
 	struct auth *auth = setup();
-	add_user(auth, ALICE, "pencil", false);
+	add_user(auth, ALICE, "pencil-sharpener", false);
 	const char *bad_first[] = {
 		"", "n", "x,,n=a,r=b", "n,,r=abc", "n,,n=,r=abc",
 		"n,,n=a=2Xb,r=abc", "n,,n=alice@example.test", "n,,n=a,r=",
@@ -968,6 +968,98 @@ TEST_CASE(concurrent_verify_and_lookups)
 	teardown(&auth);
 }
 
+/* ---- password policy and SASLprep ------------------------------------ */
+
+static void check_weak(struct auth *auth, const char *address, const char *pw,
+		       const char *why)
+{
+	char *error = NULL;
+	struct auth_user u;
+	CHECK_INT(auth_user_add(auth, address, pw, false, NULL, &error), -1);
+	CHECK(error != NULL && strstr(error, why) != NULL);
+	if (error != NULL && strstr(error, why) == NULL)
+		fprintf(stderr, "  error was: %s\n", error);
+	free(error);
+	CHECK_INT(auth_lookup(auth, address, &u), 0);   /* nothing created */
+}
+
+TEST_CASE(password_policy)
+{
+	struct auth *auth = setup();
+	char *error = NULL;
+	check_weak(auth, ALICE, "a", "1 characters, at least 12");
+	check_weak(auth, ALICE, "eleven-char", "11 characters, at least 12");
+	/* Characters, not bytes: 11 characters in 22 bytes. */
+	check_weak(auth, ALICE, "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		   "\u00e9\u00e9\u00e9\u00e9\u00e9", "11 characters");
+	/* Counted after SASLprep: the soft hyphens vanish. */
+	check_weak(auth, ALICE, "twelve\u00adchars", "11 characters");
+	check_weak(auth, ALICE, "my-Alice-password", "account's name 'alice'");
+	check_weak(auth, ALICE, "xx\uff41lice-is-here", "account's name");
+	check_weak(auth, ALICE, "tab\tin-the-password", "prohibited");
+	check_weak(auth, ALICE, "unassigned-\u0221-x", "not assigned");
+	/* A local part of one or two characters is no rule. */
+	CHECK_INT(add_user(auth, "al@example.test", "al-is-my-friend", false), 0);
+	CHECK_INT(add_user(auth, ALICE, "twelve-chars", false), 0);
+	CHECK_INT(auth_user_passwd(auth, ALICE, "short", false, &error), -1);
+	CHECK(error != NULL && strstr(error, "at least 12") != NULL);
+	free(error);
+	error = NULL;
+	CHECK_INT(verify(auth, ALICE, "twelve-chars"), AUTH_OK);
+	/* Imports are not checked: the admin moves what exists. */
+	CHECK_INT(auth_user_passwd(auth, ALICE, SHA512_VECTOR, true, &error), 0);
+	CHECK_INT(verify(auth, ALICE, SHA512_PASSWORD), AUTH_OK);
+	teardown(&auth);
+
+	/* [auth] password_min_length */
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.password_min_length = 20;
+	auth = setup_with(&set);
+	check_weak(auth, ALICE, "nineteen-characters", "at least 20");
+	CHECK_INT(add_user(auth, ALICE, "twenty-characters-ok", false), 0);
+	teardown(&auth);
+}
+
+/* One password with a no-break space and full-width letters: the same
+ * for PLAIN, LOGIN and SCRAM, whichever form the client sends (RFC 4013
+ * maps them all to "pass word-ABC-1234"). */
+TEST_CASE(non_ascii_passwords)
+{
+	struct auth *auth = setup();
+	const char *stored = "pass\u00a0word-\uff21\uff22\uff23-1234";
+	const char *plain_form = "pass word-ABC-1234";
+	const char *other_form = "pass\u3000word-A\uff22C-1234";
+	CHECK_INT(add_user(auth, ALICE, stored, false), 0);
+	CHECK_INT(verify(auth, ALICE, stored), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, plain_form), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, other_form), AUTH_OK);
+	CHECK_INT(verify(auth, ALICE, "pass word-abc-1234"), AUTH_FAILED);
+	CHECK_INT(login_exchange(auth, false, ALICE, other_form), AUTH_SASL_OK);
+	char msg[128];
+	int n = snprintf(msg, sizeof(msg), "%c%s%c%s", 0, ALICE, 0, stored);
+	CHECK_INT(plain(auth, msg, (size_t)n, true), AUTH_SASL_OK);
+	/* A SCRAM client prepares the password before deriving its keys. */
+	CHECK_INT(scram(auth, "n,,", ALICE, plain_form, NULL), AUTH_SASL_OK);
+	CHECK_INT(scram(auth, "n,,", ALICE, stored, NULL), AUTH_SASL_FAIL);
+	teardown(&auth);
+
+	/* A hash made of the unprepared bytes (imported, or set before
+	 * Loft prepared passwords) still matches the bytes as sent, and
+	 * the first login re-hashes it to the prepared form, with SCRAM
+	 * keys. */
+	auth = setup();
+	char hash[512];
+	struct auth_settings set;
+	cheap_settings(&set);
+	CHECK_INT(auth_hash_password(&set, stored, hash, sizeof(hash)), 0);
+	CHECK_INT(add_user(auth, ALICE, hash, true), 0);
+	CHECK_INT(verify(auth, ALICE, stored), AUTH_OK);
+	CHECK_INT(scram(auth, "n,,", ALICE, plain_form, NULL), AUTH_SASL_OK);
+	CHECK_INT(verify(auth, ALICE, plain_form), AUTH_OK);
+	teardown(&auth);
+}
+
 static const struct test_case cases[] = {
 	{"concurrent_verify_and_lookups", concurrent_verify_and_lookups},
 	{"settings_from_config", settings_from_config},
@@ -997,6 +1089,8 @@ static const struct test_case cases[] = {
 	{"scram_exchanges", scram_exchanges},
 	{"scram_malformed", scram_malformed},
 	{"base64", base64},
+	{"password_policy", password_policy},
+	{"non_ascii_passwords", non_ascii_passwords},
 	{NULL, NULL},
 };
 

@@ -1,7 +1,8 @@
 /* Unit tests for src/lib: bounded buffers, the config parser and its value
- * readers. */
+ * readers, SASLprep (the RFC 4013 section 3 vectors and more). */
 #include "buf.h"
 #include "config.h"
+#include "saslprep.h"
 #include "test.h"
 
 static void test_buf_limit(void)
@@ -76,12 +77,69 @@ static void test_config_values(void)
 	CHECK_INT(config_parse_uint("420", 100, &v), -1);
 }
 
+/* out: expected result, NULL for an error. */
+static void check_prep(const char *in, enum saslprep_mode mode,
+		       const char *out)
+{
+	char *got = NULL;
+	const char *why = NULL;
+	int rc = saslprep(in, mode, &got, &why);
+	if (out == NULL) {
+		CHECK_INT(rc, -1);
+		CHECK(why != NULL);
+	} else {
+		CHECK_INT(rc, 0);
+		CHECK_STR(got, out);
+	}
+	free(got);
+}
+
+static void test_saslprep(void)
+{
+	/* RFC 4013 3, examples 1-7 */
+	check_prep("I\u00adX", SASLPREP_STORED, "IX");
+	check_prep("user", SASLPREP_STORED, "user");
+	check_prep("USER", SASLPREP_STORED, "USER");
+	check_prep("\u00aa", SASLPREP_STORED, "a");
+	check_prep("\u2168", SASLPREP_STORED, "IX");
+	check_prep("\a", SASLPREP_STORED, NULL);
+	check_prep("\u0627" "1", SASLPREP_STORED, NULL);
+	/* Non-ASCII spaces become U+0020 (C.1.2); zero-width ones go (B.1);
+	 * compatibility characters fold (NFKC). */
+	check_prep("correct\u00a0horse", SASLPREP_STORED, "correct horse");
+	check_prep("correct\u3000horse", SASLPREP_STORED, "correct horse");
+	check_prep("cor\u2060rect", SASLPREP_STORED, "correct");
+	/* U+200B is in both C.1.2 and B.1: mapped to SPACE, the first rule
+	 * of RFC 4013 2.1. */
+	check_prep("cor\u200brect", SASLPREP_STORED, "cor rect");
+	check_prep("\uff30\uff41\uff53\uff53", SASLPREP_STORED, "Pass");
+	check_prep("\ufb01le", SASLPREP_STORED, "file");
+	check_prep("Cafe\u0301", SASLPREP_STORED, "Caf\u00e9");
+	check_prep("\u00e9t\u00e9", SASLPREP_QUERY, "\u00e9t\u00e9");
+	/* U+0221 was unassigned in Unicode 3.2: a query passes, a stored
+	 * string does not (RFC 3454 7). */
+	check_prep("x\u0221", SASLPREP_QUERY, "x\u0221");
+	check_prep("x\u0221", SASLPREP_STORED, NULL);
+	/* Prohibited: ASCII and non-ASCII controls, private use,
+	 * non-characters; not UTF-8; nothing left. */
+	check_prep("a\tb", SASLPREP_QUERY, NULL);
+	check_prep("a\xc2\x85" "b", SASLPREP_QUERY, NULL);
+	check_prep("a\ue000b", SASLPREP_QUERY, NULL);
+	check_prep("a\ufffeb", SASLPREP_QUERY, NULL);
+	check_prep("a\xff" "b", SASLPREP_QUERY, NULL);
+	check_prep("a\xc0\xaf" "b", SASLPREP_QUERY, NULL);
+	check_prep("\u00ad", SASLPREP_QUERY, NULL);
+	check_prep("", SASLPREP_QUERY, NULL);
+	CHECK_INT(utf8_length("caf\u00e9 \u2603"), 6);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
 		{"buf_limit", test_buf_limit},
 		{"config_parse", test_config_parse},
 		{"config_values", test_config_values},
+		{"saslprep", test_saslprep},
 		{NULL, NULL},
 	};
 	return test_main(cases);
