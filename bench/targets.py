@@ -86,7 +86,7 @@ def bench_users(n):
     out of user_names() so other scenarios do not add to it."""
     users = {"user%03d@example.test" % i: "pw-%03d-secret" % i
              for i in range(n)}
-    users[BIG_USER] = "big-mailbox-password"
+    users[BIG_USER] = "large-mailbox-owner-pw"
     return users
 
 

@@ -129,13 +129,12 @@ static char *scram_client_final(const char *gs2, size_t gs2_len,
 /* Whether the password sent is PASSWORD after SASLprep (RFC 4013). */
 static bool is_secret(const char *p, size_t len)
 {
-	char *s = xstrndup(p, len), *prepped;
+	char *s = xstrndup(p, len), *prepped = NULL;
 	const char *why;
 	bool same = strlen(s) == len &&
 		    saslprep(s, SASLPREP_QUERY, &prepped, &why) == 0 &&
 		    strcmp(prepped, PASSWORD) == 0;
-	if (strlen(s) == len && saslprep(s, SASLPREP_QUERY, &prepped, &why) == 0)
-		free(prepped);
+	free(prepped);
 	free(s);
 	return same;
 }

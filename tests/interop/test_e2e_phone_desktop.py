@@ -19,8 +19,8 @@ from imapconv import Conv, ConvError
 from loftenv import Loft, Results, SLOW
 
 R = Results()
-USERS = {'trash@example.test': 'pw-trash', 'hide@example.test': 'pw-hide',
-         'expunge@example.test': 'pw-expunge', 'keep@example.test': 'pw-keep'}
+USERS = {'trash@example.test': 'phone-and-desktop-1', 'hide@example.test': 'phone-and-desktop-2',
+         'expunge@example.test': 'phone-and-desktop-3', 'keep@example.test': 'phone-and-desktop-4'}
 
 
 def deliver(env, rcpt, n):
