@@ -191,6 +191,22 @@ static bool addr_is_local(const struct sockaddr_storage *ss)
 	return false;
 }
 
+/* An address banned for failed logins gets the protocol's banned_reply
+ * and nothing else (no session is made). I/O thread. */
+static bool conn_banned(struct net_conn *conn, const struct net_listener *l)
+{
+	struct net *net = conn->net;
+	if (l->proto->banned_reply == NULL || conn->is_unix ||
+	    net->admit == NULL || net->admit(net->admit_ctx, conn->peer))
+		return false;
+	log_info("net", conn->id, "%s: %s is banned for failed logins, refused",
+		 l->proto->name, conn->peer);
+	net_conn_write(conn, l->proto->banned_reply,
+		       strlen(l->proto->banned_reply));
+	net_conn_close_io(conn);
+	return true;
+}
+
 void net_conn_accept(struct net_thread *th, struct net_post *p)
 {
 	struct net *net = th->net;
@@ -236,6 +252,8 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	log_debug("net", conn->id, "%s connection from %s%s", conn->proto->name,
 		  conn->peer, conn->tls ? " (TLS)" : "");
 
+	if (conn_banned(conn, l))
+		return;
 	/* A task queued inside accept waits for the session pointer. */
 	pthread_mutex_lock(&net->pool_mu);
 	conn->accepting = true;
@@ -279,6 +297,7 @@ void net_conn_destroy_now(struct net_conn *conn)
 	if (!conn->is_unix)
 		net_ip_release(conn->net, conn->peer);
 	log_debug("net", conn->id, "closed");
+	net_conn_cancel_waits(conn);
 	if (conn->session != NULL)
 		conn->proto->closed(conn->session, conn);
 	net_conn_unref(&conn);
@@ -435,6 +454,13 @@ static void conn_progress(struct net_conn *conn)
 static void conn_readcb(struct bufferevent *bev, void *ctx)
 {
 	struct net_conn *conn = ctx;
+	if (atomic_load(&conn->waits) > 0) {
+		/* Reading goes on only to notice a hang-up; input waits. */
+		if (evbuffer_get_length(bufferevent_get_input(conn->bev)) >
+		    NET_WAIT_INPUT_MAX)
+			conn_disable(conn, EV_READ);
+		return;
+	}
 	if (conn->closed || atomic_load(&conn->closing) ||
 	    conn->starttls_pending || conn->user_paused ||
 	    conn_task_active(conn))
@@ -477,7 +503,9 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *ctx)
 	if (what & BEV_EVENT_CONNECTED)
 		return;    /* TLS handshake done */
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
-		if (!conn_task_active(conn))
+		if (atomic_load(&conn->waits) > 0)
+			conn_enable(conn, EV_READ);   /* not idle: waiting */
+		else if (!conn_task_active(conn))
 			conn_idle_timeout(conn);
 		return;
 	}
@@ -598,6 +626,15 @@ void net_conn_task_done(struct net_conn *conn)
 	if (!conn->eof) {
 		conn_enable(conn, EV_READ);
 		conn_kick_filter(conn);
+	}
+	if (atomic_load(&conn->waits) > 0) {
+		/* The task started a wait: no command is read until it ends;
+		 * a client that hung up meanwhile cancels it. */
+		if (conn->eof) {
+			conn->want_close = true;
+			conn_progress(conn);
+		}
+		return;
 	}
 	/* Pipelining: the next command may already be buffered. */
 	if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
@@ -773,6 +810,14 @@ void net_conn_abort(struct net_conn *conn)
 	net_conn_destroy_now(conn);
 }
 
+void net_conn_refuse(struct net_conn *conn)
+{
+	const char *reply = conn->proto->banned_reply;
+	if (reply != NULL)
+		net_conn_write(conn, reply, strlen(reply));
+	net_conn_close(conn);
+}
+
 void net_conn_pause(struct net_conn *conn)
 {
 	conn->user_paused = true;
@@ -783,7 +828,8 @@ void net_conn_resume(struct net_conn *conn)
 {
 	conn->user_paused = false;
 	if (conn->closed || atomic_load(&conn->closing) ||
-	    conn->starttls_pending || conn_task_active(conn))
+	    conn->starttls_pending || conn_task_active(conn) ||
+	    atomic_load(&conn->waits) > 0)
 		return;
 	conn_enable(conn, EV_READ);
 	conn_kick_filter(conn);

@@ -36,6 +36,8 @@ enum net_post_kind {
 	NET_POST_USER,       /* net_conn_post */
 	NET_POST_CLOSE,      /* net_conn_close from another thread */
 	NET_POST_SHUTDOWN,   /* net_stop: close everything */
+	NET_POST_WAIT_ADD,   /* net_conn_wait from a worker */
+	NET_POST_WAIT_FINISH,/* net_wait_finish from another thread */
 };
 
 struct net_post {
@@ -44,6 +46,9 @@ struct net_post {
 	struct net_conn *conn;         /* holds a reference (not ACCEPT) */
 	net_task_fn *fn;
 	void *arg;
+	/* WAIT_ADD, WAIT_FINISH: holds a reference on the wait */
+	struct net_wait *wait;
+	uint32_t delay_ms;
 	/* ACCEPT */
 	int fd;
 	struct net_listener *listener;
@@ -84,6 +89,24 @@ struct net_task {
 	void *arg;
 };
 
+/* A wait of a connection (net_conn_wait). */
+struct net_wait {
+	struct net_conn *conn;         /* a reference */
+	net_task_fn *fn;
+	void *arg;
+	net_cancel_fn *cancel;
+	atomic_int refs;               /* the handle, conn->waits_list, posts */
+	/* io */
+	struct event *timer;
+	bool linked;                   /* in conn->wait_list */
+	bool done;                     /* fn queued or cancel run */
+	int64_t pending_ms;            /* finish asked before linked; -1 */
+	struct net_wait *prev, *next;
+};
+
+/* Input a waiting connection buffers before it stops reading. */
+#define NET_WAIT_INPUT_MAX (64 * 1024)
+
 struct net_conn {
 	struct net *net;
 	struct net_thread *th;
@@ -101,6 +124,8 @@ struct net_conn {
 	bool task_active;              /* queued or running on a worker */
 	bool accepting;                /* proto->accept has not returned */
 
+	atomic_int waits;              /* live net_waits: no proto->input */
+	struct net_wait *wait_list;    /* io */
 	atomic_bool closing;           /* writes fail; no new tasks */
 	atomic_bool bp_waiting;        /* a worker waits for output to drain */
 	atomic_bool write_stalled;     /* dropped by back-pressure timeout */
@@ -151,6 +176,9 @@ struct net {
 
 	pthread_mutex_t ip_mu;
 	struct net_ip_count **ip_table;   /* NET_IP_BUCKETS chains */
+
+	net_admit_fn *admit;              /* net_set_admit */
+	void *admit_ctx;
 };
 
 #define NET_IP_BUCKETS 1024
@@ -168,6 +196,13 @@ void net_conn_task_done(struct net_conn *conn);
 void net_conn_destroy_now(struct net_conn *conn);
 void net_conn_close_io(struct net_conn *conn);
 void net_conn_worker_run(struct net *net, struct net_conn *conn);
+
+/* net-wait.c */
+void net_wait_add_io(struct net_wait *w);
+void net_wait_finish_io(struct net_wait *w, uint32_t after_ms);
+void net_wait_cancel_io(struct net_wait *w);
+/* Cancels every wait of a connection that is being destroyed. */
+void net_conn_cancel_waits(struct net_conn *conn);
 
 /* net-tls.c */
 SSL_CTX *net_tls_ctx_create(const char *cert, const char *key,

@@ -180,7 +180,19 @@ static void net_post_run(struct net_thread *th, struct net_post *p,
 	case NET_POST_SHUTDOWN:
 		net_thread_shutdown(th);
 		break;
+	case NET_POST_WAIT_ADD:
+		if (shutting_down)
+			net_wait_cancel_io(p->wait);
+		else
+			net_wait_add_io(p->wait);
+		break;
+	case NET_POST_WAIT_FINISH:
+		if (!shutting_down)
+			net_wait_finish_io(p->wait, p->delay_ms);
+		break;
 	}
+	if (p->wait != NULL)
+		net_wait_unref(&p->wait);
 	if (conn != NULL)
 		net_conn_unref(&conn);
 	free(p);
@@ -366,6 +378,12 @@ int net_create(const struct net_settings *set, struct net **net_r,
 fail:
 	net_destroy(net_r);
 	return -1;
+}
+
+void net_set_admit(struct net *net, net_admit_fn *admit, void *ctx)
+{
+	net->admit = admit;
+	net->admit_ctx = ctx;
 }
 
 bool net_tls_available(const struct net *net)

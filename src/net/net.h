@@ -55,6 +55,15 @@ struct net_proto {
 	 * NET_SHUTDOWN_GRACE_MS) and the connection closed. A connection
 	 * whose task is running is closed when the task returns, without. */
 	void (*shutdown)(void *session, struct net_conn *conn);
+	/* Set by every front-end that authenticates users (IMAP, POP3,
+	 * SMTP submission, ManageSieve, HTTP): sent to a client whose address
+	 * is banned for failed logins (net_set_admit) before the connection
+	 * is closed, at connect and at a later login attempt, e.g.
+	 * "* BYE [UNAVAILABLE] Too many failed logins, try later\r\n",
+	 * "-ERR [SYS/TEMP] ...\r\n", "421 4.7.0 ...\r\n". On an
+	 * implicit-TLS port it goes after the handshake. NULL (LMTP, SMTP
+	 * from other servers): the protocol is never refused for bans. */
+	const char *banned_reply;
 };
 
 #define NET_SHUTDOWN_GRACE_MS 1000
@@ -100,6 +109,14 @@ void net_destroy(struct net **net);
 /* Whether TLS is configured (STARTTLS may be offered). */
 bool net_tls_available(const struct net *net);
 
+/* Who may connect: admit(ctx, ip) is asked on the I/O thread for each new
+ * connection to a protocol with a banned_reply (never for Unix sockets)
+ * and must be quick (a table lookup). false: the protocol's banned_reply
+ * is written and the connection closed; proto->accept is not called. Set
+ * before net_run. The daemon wires the login throttle of src/auth here. */
+typedef bool net_admit_fn(void *ctx, const char *ip);
+void net_set_admit(struct net *net, net_admit_fn *admit, void *ctx);
+
 /* ---- connections ---------------------------------------------------- */
 
 /* The buffered input, for the front-end's parser (I/O thread, or the
@@ -122,6 +139,44 @@ int net_conn_vprintf(struct net_conn *conn, const char *fmt, va_list ap)
  * connection is closing. */
 typedef void net_task_fn(void *session, struct net_conn *conn, void *arg);
 int net_conn_run(struct net_conn *conn, net_task_fn *fn, void *arg);
+
+/* ---- waiting without a thread ---------------------------------------- *
+ *
+ * A connection may wait for something that is not a worker: a timer (the
+ * delay of a throttled login) or a job in another queue (a password hash).
+ * While it waits, proto->input is not called (as while a task runs) and no
+ * thread is held; the socket is still read (up to 64 KiB of input), so a
+ * client that goes away is noticed at once. When the wait ends, fn runs as
+ * the connection's next task (on a worker). If the connection closes
+ * first (the peer hung up, net_conn_close, an idle or write timeout, the
+ * server stopping), fn never runs: cancel(arg), if not NULL, runs instead
+ * on the connection's I/O thread, and the close does not wait. Exactly one
+ * of fn and cancel runs. Idle timeouts do not fire while a connection
+ * waits. */
+typedef void net_cancel_fn(void *arg);
+struct net_wait;
+
+/* Starts a wait that lasts until net_wait_finish. Call from the worker
+ * running one of conn's tasks or from conn's I/O thread. Returns a handle
+ * (release it with net_wait_unref), or NULL if the connection is closing:
+ * then nothing runs, neither fn nor cancel. */
+struct net_wait *net_conn_wait(struct net_conn *conn, net_task_fn *fn,
+			       void *arg, net_cancel_fn *cancel);
+/* Ends the wait after_ms from now (0: at once): fn is queued then, unless
+ * the connection closed first. Safe from any thread; only the first call
+ * counts. Does not release the handle. */
+void net_wait_finish(struct net_wait *w, uint32_t after_ms);
+void net_wait_unref(struct net_wait **w);
+/* A task that starts after delay_ms (a timer on the I/O thread, no thread
+ * held meanwhile): net_conn_wait + net_wait_finish. Same threads as
+ * net_conn_wait; -1 if the connection is closing (nothing runs). */
+int net_conn_run_after(struct net_conn *conn, uint32_t delay_ms,
+		       net_task_fn *fn, void *arg, net_cancel_fn *cancel);
+
+/* Writes the protocol's banned_reply (or nothing, if it has none) and
+ * closes the connection (a front-end whose login attempt met a ban). Safe
+ * from any thread. */
+void net_conn_refuse(struct net_conn *conn);
 
 /* Runs fn on the connection's I/O thread soon (e.g. from a store change
  * callback on another thread, to wake an IDLE session). The connection is

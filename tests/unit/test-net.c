@@ -9,7 +9,14 @@
  *   POST        -> "POSTED" written by net_conn_post from another thread
  *   TIMEOUT n   -> idle timeout n s; the hook says "BYE idle"
  *   QUIT        -> "BYE", close
- * The greeting is "HELLO".
+ *   DELAY ms x  -> "DELAYING", then "F x" from a task started ms later by
+ *                  a timer (net_conn_run_after)
+ *   HOLD        -> "HOLDING", then a wait that only a close ends
+ *   WHOLD ms x  -> a task starts a wait that another thread ends ms later;
+ *                  then "F x"
+ *   REFUSE      -> net_conn_refuse: "BANNED", close
+ * The greeting is "HELLO"; while `banned` is set, a new connection gets
+ * "BANNED" instead (net_set_admit).
  *
  * LOFT_NET_MEASURE=N (and LOFT_NET_MEASURE_TLS=1) instead measures the
  * memory of N idle connections opened by a child process.
@@ -104,6 +111,46 @@ static void *poster_main(void *arg)
 	return NULL;
 }
 
+static atomic_int cancels;
+static atomic_bool banned;
+
+static void wait_cancelled(void *arg)
+{
+	atomic_fetch_add(&cancels, 1);
+	free(arg);
+}
+
+struct finisher {
+	struct net_wait *w;
+	unsigned ms;
+};
+
+static void *finisher_main(void *arg)
+{
+	struct finisher *f = arg;
+	usleep(f->ms * 1000);
+	net_wait_finish(f->w, 0);
+	net_wait_unref(&f->w);
+	free(f);
+	return NULL;
+}
+
+/* On a worker: the task starts a wait another thread ends. */
+static void task_whold(void *session, struct net_conn *conn, void *arg)
+{
+	struct session *s = session;
+	struct finisher *f = arg;
+	f->w = net_conn_wait(conn, task_fast, strdup(s->work), wait_cancelled);
+	pthread_t t;
+	pthread_create(&t, NULL, finisher_main, f);
+	pthread_detach(t);
+}
+
+static bool admit(void *ctx, const char *ip)
+{
+	return !atomic_load(&banned) || strcmp(ip, "127.0.0.1") != 0;
+}
+
 static void p_input(void *session, struct net_conn *conn)
 {
 	struct session *s = session;
@@ -152,6 +199,30 @@ static void p_input(void *session, struct net_conn *conn)
 			pthread_detach(t);
 		} else if (strncmp(line, "TIMEOUT ", 8) == 0) {
 			net_conn_set_timeout(conn, (unsigned)atoi(line + 8));
+		} else if (strncmp(line, "DELAY ", 6) == 0) {
+			char *word = strchr(line + 6, ' ');
+			net_conn_printf(conn, "DELAYING\r\n");
+			net_conn_run_after(conn, (uint32_t)atoi(line + 6),
+					   task_fast, strdup(word ? word + 1 : ""),
+					   wait_cancelled);
+			stop = true;
+		} else if (strcmp(line, "HOLD") == 0) {
+			net_conn_printf(conn, "HOLDING\r\n");
+			struct net_wait *w = net_conn_wait(conn, task_fast,
+							   strdup("never"),
+							   wait_cancelled);
+			net_wait_unref(&w);
+			stop = true;
+		} else if (strncmp(line, "WHOLD ", 6) == 0) {
+			struct finisher *f = calloc(1, sizeof(*f));
+			f->ms = (unsigned)atoi(line + 6);
+			char *word = strchr(line + 6, ' ');
+			snprintf(s->work, sizeof(s->work), "%s", word ? word + 1 : "");
+			net_conn_run(conn, task_whold, f);
+			stop = true;
+		} else if (strcmp(line, "REFUSE") == 0) {
+			net_conn_refuse(conn);
+			stop = true;
 		} else if (strcmp(line, "QUIT") == 0) {
 			net_conn_printf(conn, "BYE\r\n");
 			net_conn_close(conn);
@@ -179,6 +250,7 @@ static bool p_timeout(void *session, struct net_conn *conn)
 
 static const struct net_proto test_proto = {
 	"test", p_accept, p_input, p_closed, p_timeout, "BUSY\r\n", NULL,
+	"BANNED\r\n",
 };
 
 /* ---- the server under test --------------------------------------------- */
@@ -246,6 +318,7 @@ static void server_start(unsigned max_per_ip)
 	port_tls = free_port();
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port_tls);
 	CHECK(net_listen(net, addr, true, &test_proto, NULL, &lerr) == 0);
+	net_set_admit(net, admit, NULL);
 	pthread_create(&run_thread, NULL, run_main, NULL);
 	client_ctx = SSL_CTX_new(TLS_client_method());
 }
@@ -938,6 +1011,111 @@ static int measure(int n, bool tls)
 	return 0;
 }
 
+/* ---- waits ------------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Up to 10 s for the cancel counter to reach n (cancels run on the I/O
+ * thread after the client's close arrives). */
+static bool cancels_reach(int n)
+{
+	for (int i = 0; i < 1000 && atomic_load(&cancels) < n; i++)
+		usleep(10 * 1000);
+	return atomic_load(&cancels) >= n;
+}
+
+static void test_wait_delay(void)
+{
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	double t0 = now_s();
+	/* The ECHO is not read while the delayed task waits. */
+	cli_send(c, "DELAY 300 a\r\nECHO b\r\n");
+	CHECK_STR(cli_line(c), "DELAYING");
+	CHECK_STR(cli_line(c), "F a");
+	CHECK(now_s() - t0 >= 0.29);
+	CHECK_STR(cli_line(c), "b");
+	cli_send(c, "WHOLD 100 c\r\nECHO d\r\n");
+	CHECK_STR(cli_line(c), "F c");
+	CHECK_STR(cli_line(c), "d");
+	cli_send(c, "QUIT\r\n");
+	CHECK_STR(cli_line(c), "BYE");
+	cli_close(c);
+}
+
+/* A client that hangs up ends its waits: nothing runs for it later. */
+static void test_wait_cancelled_by_hangup(void)
+{
+	int before = atomic_load(&cancels);
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "HOLD\r\n");
+	CHECK_STR(cli_line(c), "HOLDING");
+	cli_close(c);
+	c = cli_open(port_tls);
+	CHECK(cli_tls(c, 0) == 0);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "DELAY 600000 z\r\n");
+	CHECK_STR(cli_line(c), "DELAYING");
+	cli_close(c);
+	CHECK(cancels_reach(before + 2));
+}
+
+/* The idle timeout does not fire while a connection waits. */
+static void test_wait_not_idle(void)
+{
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "TIMEOUT 1\r\nDELAY 1500 late\r\n");
+	CHECK_STR(cli_line(c), "DELAYING");
+	CHECK_STR(cli_line(c), "F late");
+	CHECK_STR(cli_line(c), "BYE idle");
+	cli_close(c);
+}
+
+static void test_banned(void)
+{
+	atomic_store(&banned, true);
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "BANNED");
+	CHECK(cli_eof(c));
+	cli_close(c);
+	c = cli_open(port_tls);
+	CHECK(cli_tls(c, 0) == 0);
+	CHECK_STR(cli_line(c), "BANNED");
+	CHECK(cli_eof(c));
+	cli_close(c);
+	atomic_store(&banned, false);
+	c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "REFUSE\r\n");
+	CHECK_STR(cli_line(c), "BANNED");
+	CHECK(cli_eof(c));
+	cli_close(c);
+}
+
+/* Stopping the server never waits for a waiting connection: its wait is
+ * cancelled. */
+static void test_wait_at_shutdown(void)
+{
+	int before = atomic_load(&cancels);
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "DELAY 600000 z\r\n");
+	CHECK_STR(cli_line(c), "DELAYING");
+	double t0 = now_s();
+	server_stop();
+	CHECK(now_s() - t0 < 5);
+	CHECK_INT(atomic_load(&cancels), before + 1);
+	cli_close(c);
+	server_start(0);
+}
+
 int main(void)
 {
 	const char *m = getenv("LOFT_NET_MEASURE");
@@ -960,6 +1138,11 @@ int main(void)
 		{"close_counts", test_close_counts},
 		{"per_ip_limit", test_per_ip_limit},
 		{"unix_and_ipv6", test_unix_and_ipv6},
+		{"wait_delay", test_wait_delay},
+		{"wait_cancelled_by_hangup", test_wait_cancelled_by_hangup},
+		{"wait_not_idle", test_wait_not_idle},
+		{"banned", test_banned},
+		{"wait_at_shutdown", test_wait_at_shutdown},
 		{NULL, NULL},
 	};
 	int rc = test_main(cases);
