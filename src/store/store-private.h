@@ -169,6 +169,74 @@ struct store_backend_vfuncs {
 	/* Brings the search index up to date now (it normally catches up
 	 * in the background; results are exact either way). */
 	int (*index_flush)(struct store_user *user, struct store_error *err);
+
+	/* JMAP (store.h "JMAP"): see there; the backend's sq-jmap*.c. */
+	int (*jmap_states)(struct store_user *user,
+			   struct store_jmap_cursor *states_r,
+			   struct store_error *err);
+	int (*jmap_changes)(struct store_user *user, enum store_jmap_kind kind,
+			    const struct store_jmap_cursor *since, size_t max,
+			    struct store_jmap_changes *changes_r,
+			    struct store_error *err);
+	int (*jmap_prune)(struct store_user *user, time_t now,
+			  struct store_error *err);
+	int (*jmap_mailboxes)(struct store_user *user,
+			      struct store_jmap_mailbox **list_r,
+			      size_t *count_r, struct store_error *err);
+	int (*jmap_mailbox_update)(struct store_user *user, uint32_t mailbox_id,
+				   const uint32_t *sort_order,
+				   const unsigned *special_use,
+				   struct store_error *err);
+	int (*email_get)(struct store_user *user, const int64_t *ids,
+			 size_t count, struct store_email *emails,
+			 struct store_error *err);
+	int (*email_open)(struct store_user *user, int64_t id,
+			  struct store_blob *blob_r, struct store_error *err);
+	int (*email_scan)(struct store_user *user, uint32_t mailbox_id,
+			  bool newest_first, unsigned fields,
+			  store_email_row_fn *cb, void *ctx,
+			  struct store_error *err);
+	int (*email_rank)(struct store_user *user, uint32_t mailbox_id,
+			  int64_t id, uint64_t *rank_r,
+			  struct store_error *err);
+	int (*email_moved_since)(struct store_user *user, uint32_t mailbox_id,
+				 const struct store_jmap_cursor *since,
+				 int64_t **ids_r, size_t *count_r,
+				 bool *too_old_r, struct store_error *err);
+	int (*thread_emails)(struct store_user *user, int64_t thread,
+			     int64_t **ids_r, size_t *count_r,
+			     struct store_error *err);
+	int (*email_search)(struct store_user *user,
+			    enum store_text_where where, const char *field,
+			    const char *needle, int64_t **ids_r,
+			    size_t *count_r, struct store_error *err);
+	/* The email transaction: ops are checked and kept by store.c. */
+	int (*email_tx_commit)(struct store_user *user,
+			       struct store_email_tx *tx,
+			       struct store_error *err);
+	int (*upload_begin)(struct store_user *user, uint64_t max_size,
+			    struct store_upload **up_r,
+			    struct store_error *err);
+	int (*upload_write)(struct store_upload *up, const void *data,
+			    size_t len, struct store_error *err);
+	int (*upload_finish)(struct store_upload **up, const char *type,
+			     time_t expires, int64_t *id_r, uint64_t *size_r,
+			     struct store_error *err);
+	void (*upload_abort)(struct store_upload **up);
+	int (*upload_open)(struct store_user *user, int64_t id,
+			   struct store_blob *blob_r, char **type_r,
+			   struct store_error *err);
+	int (*upload_touch)(struct store_user *user, int64_t id,
+			    time_t expires, struct store_error *err);
+	int (*jobject_list)(struct store_user *user, enum store_jmap_kind kind,
+			    struct store_jobject **list_r, size_t *count_r,
+			    struct store_error *err);
+	int (*jobject_put)(struct store_user *user, enum store_jmap_kind kind,
+			   int64_t id, const char *data, int64_t *id_r,
+			   struct store_error *err);
+	int (*jobject_delete)(struct store_user *user,
+			      enum store_jmap_kind kind, int64_t id,
+			      struct store_error *err);
 };
 
 struct store {
@@ -256,6 +324,27 @@ struct store_object {
 	const struct store_backend_vfuncs *vf;
 };
 #define STORE_OBJ_VF(p) (((const struct store_object *)(const void *)(p))->vf)
+
+/* ---- JMAP email transactions (store.c keeps them; a backend runs) -- */
+
+enum store_email_op_kind { STORE_EMAIL_OP_CREATE, STORE_EMAIL_OP_UPDATE,
+			   STORE_EMAIL_OP_DESTROY };
+struct store_email_op {
+	enum store_email_op_kind kind;
+	int64_t id;                           /* update, destroy */
+	struct store_body *body;              /* create */
+	uint32_t *mailboxes;                  /* create: owned */
+	size_t mailbox_count;
+	struct store_append_params params;    /* create: keywords owned */
+	/* update: arrays owned (copied from the caller's) */
+	struct store_email_update update;
+	struct store_email_result result;
+};
+struct store_email_tx {
+	struct store_user *user;
+	struct store_email_op *ops;
+	size_t count, cap;
+};
 
 extern const struct store_backend_vfuncs store_sqlite_vfuncs;
 

@@ -576,6 +576,7 @@ enum store_change_kind {
 	STORE_CHANGE_MAILBOXES,   /* create / delete / rename / subscribe */
 	STORE_CHANGE_LOGOUT,      /* every session of the account must end
 				     (store_end_sessions) */
+	STORE_CHANGE_OBJECTS,     /* JMAP stored objects (store_jobject_*) */
 };
 struct store_change {
 	int64_t user_id;
@@ -600,6 +601,262 @@ void store_unsubscribe(struct store_subscription **sub);
 unsigned store_end_sessions(struct store *store, int64_t user_id);
 /* How many subscriptions user_id has: sessions not ended yet. */
 unsigned store_subscriber_count(struct store *store, int64_t user_id);
+
+/* ---- JMAP (RFC 8620, RFC 8621): Emails, Threads, states, changes ---- */
+
+/* What JMAP (src/jmap) needs from the store; any backend implements it.
+ *
+ * An Email is every message (copy) that shares one EMAILID; its number n
+ * is the one in the EMAILID "M<user>-<n>" (store_objectid_format). A copy
+ * with \Deleted does not count for JMAP (RFC 8621 4.1.1): an Email whose
+ * copies all have it is invisible, like one that no longer exists. A
+ * Thread is a THREADID ("T<user>-<n>"); a Mailbox is its MAILBOXID.
+ *
+ * Keywords of an Email whose copies differ: it has $seen only if every
+ * visible copy has \Seen, and any other flag or keyword if one copy has
+ * it (docs/compat.md). Get and query read the same merged value.
+ *
+ * One state for all protocols: whatever protocol makes a change, it takes
+ * the account's next change counter value (the IMAP MODSEQ), and in the
+ * same transaction the store keeps what JMAP reads: per Email its merged
+ * keywords and the counter value of its last change, per Mailbox the JMAP
+ * counts, tombstones of destroyed objects and a log of the Emails that
+ * entered or left each mailbox. A JMAP state is a position in that
+ * history: (modseq, id), id 0 meaning "all changes up to modseq". The
+ * logs are kept STORE_JMAP_LOG_DAYS; older states are refused (too_old).
+ */
+#define STORE_JMAP_LOG_DAYS 45
+
+enum store_jmap_kind {
+	STORE_JMAP_MAILBOX,
+	STORE_JMAP_EMAIL,
+	STORE_JMAP_THREAD,
+	/* stored objects (store_jobject_*): JSON kept for src/jmap */
+	STORE_JMAP_IDENTITY,
+	STORE_JMAP_SUBMISSION,
+	STORE_JMAP_VACATION,
+	STORE_JMAP_PUSH,
+	STORE_JMAP_SETTINGS,
+	STORE_JMAP_KINDS
+};
+
+struct store_jmap_cursor {
+	uint64_t modseq;
+	int64_t id;
+};
+
+/* "M<user hex>-<n hex>" (kind 'M'), "T..." threads, "B..." message bytes
+ * and so on: the store's object id syntax (RFC 8474 characters). parse
+ * returns false unless s is exactly that kind for user_id. */
+void store_objectid_format(char out[32], char kind, int64_t user_id,
+			   int64_t n);
+bool store_objectid_parse(const char *s, char kind, int64_t user_id,
+			  int64_t *n_r);
+
+/* The state of every kind, read in one snapshot. */
+int store_jmap_states(struct store_user *user,
+		      struct store_jmap_cursor states_r[STORE_JMAP_KINDS],
+		      struct store_error *err);
+
+/* An object that changed: its number (Emails, Threads, stored objects)
+ * or mailbox id, and for mailboxes the MAILBOXID. */
+struct store_jmap_change {
+	int64_t id;
+	char objectid[32];
+};
+struct store_jmap_changes {
+	struct store_jmap_change *created, *updated, *destroyed;
+	size_t created_count, updated_count, destroyed_count;
+	struct store_jmap_cursor new_state;
+	bool more;          /* hasMoreChanges: call again from new_state */
+	bool counts_only;   /* Mailbox: only the counts of updated ones moved */
+	bool too_old;       /* since is older than the logs: nothing filled */
+};
+/* What changed after since, at most max objects (0: no limit). Returns
+ * -1 only on errors; a state the logs no longer reach sets too_old. */
+int store_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
+		       const struct store_jmap_cursor *since, size_t max,
+		       struct store_jmap_changes *changes_r,
+		       struct store_error *err);
+void store_jmap_changes_free(struct store_jmap_changes *changes);
+
+/* Drops tombstones and membership log entries older than
+ * STORE_JMAP_LOG_DAYS before now, and uploads past their time. */
+int store_jmap_prune(struct store_user *user, time_t now,
+		     struct store_error *err);
+
+/* Mailboxes as JMAP sees them: store_mailbox_info plus the JMAP counts
+ * (over visible Emails; unread = neither $seen nor $draft; a thread is
+ * unread in a mailbox when one of its copies there is). */
+struct store_jmap_mailbox {
+	struct store_mailbox_info info;
+	uint32_t emails, unread_emails, threads, unread_threads;
+	uint32_t sort_order;
+};
+int store_jmap_mailboxes(struct store_user *user,
+			 struct store_jmap_mailbox **list_r, size_t *count_r,
+			 struct store_error *err);
+void store_jmap_mailboxes_free(struct store_jmap_mailbox *list, size_t count);
+/* Mailbox/set properties the IMAP side has no command for: sortOrder and
+ * the role (special_use, 0 for none; a role another mailbox has is
+ * EXISTS). */
+int store_jmap_mailbox_update(struct store_user *user, uint32_t mailbox_id,
+			      const uint32_t *sort_order,
+			      const unsigned *special_use,
+			      struct store_error *err);
+
+/* One Email, as get reads it. */
+struct store_email {
+	int64_t id;                  /* 0: no such (visible) Email */
+	int64_t thread;
+	uint64_t size;
+	time_t received;             /* the earliest internal date of a copy */
+	unsigned flags;              /* merged enum store_flag (no \Deleted) */
+	char **keywords;             /* merged, as stored (case kept) */
+	size_t keyword_count;
+	uint32_t *mailboxes;         /* ids of mailboxes with a visible copy */
+	size_t mailbox_count;
+	bool has_attachment;
+	char *preview;
+	time_t sent_date;            /* Date: header, 0 if none */
+	struct store_jmap_cursor modseq;   /* its last change */
+};
+/* Fills emails_r[i] for ids[i] (an array of count; caller frees). */
+int store_email_get(struct store_user *user, const int64_t *ids,
+		    size_t count, struct store_email **emails_r,
+		    struct store_error *err);
+void store_email_free(struct store_email *emails, size_t count);
+/* The bytes of an Email (what a download of its blobId gives). */
+int store_email_open(struct store_user *user, int64_t id,
+		     struct store_blob *blob_r, struct store_error *err);
+
+/* Walking Emails for a query: one row per visible copy in mailbox_id
+ * (0: one per visible Email of the account), newest first (received,
+ * then id) or oldest first. cb returns 0 to go on, 1 to stop. The strings
+ * are valid during the call. */
+struct store_email_row {
+	int64_t id, thread;
+	time_t received, sent;
+	uint64_t size;
+	unsigned flags;
+	const char *keywords;        /* merged, space-separated, may repeat */
+	bool has_attachment;
+	/* with STORE_EMAIL_ROW_SORT: the cached sort fields */
+	const char *subject, *from, *to;
+};
+enum store_email_row_fields { STORE_EMAIL_ROW_SORT = 1 << 0 };
+typedef int store_email_row_fn(void *ctx, const struct store_email_row *row);
+int store_email_scan(struct store_user *user, uint32_t mailbox_id,
+		     bool newest_first, unsigned fields,
+		     store_email_row_fn *cb, void *ctx,
+		     struct store_error *err);
+/* How many visible copies in mailbox_id come before Email id when newest
+ * come first (its index in the inMailbox view by receivedAt); NOTFOUND
+ * if it has no visible copy there. */
+int store_email_rank(struct store_user *user, uint32_t mailbox_id,
+		     int64_t id, uint64_t *rank_r, struct store_error *err);
+/* The Emails that entered or left mailbox_id after since (distinct,
+ * ascending); too_old when the log does not reach back. */
+int store_email_moved_since(struct store_user *user, uint32_t mailbox_id,
+			    const struct store_jmap_cursor *since,
+			    int64_t **ids_r, size_t *count_r, bool *too_old_r,
+			    struct store_error *err);
+/* The visible Emails of a thread, oldest first (RFC 8621 3). */
+int store_thread_emails(struct store_user *user, int64_t thread,
+			int64_t **ids_r, size_t *count_r,
+			struct store_error *err);
+
+/* Text search over the account, through the search index (exact, as
+ * store_search_text): Emails (ascending, unique) whose decoded text
+ * contains needle. field: NULL for the body (STORE_TEXT_BODY) or body and
+ * every header (STORE_TEXT_ALL); else a header field name (where is
+ * ignored), e.g. "subject", and only that field's decoded value counts. */
+int store_email_search(struct store_user *user, enum store_text_where where,
+		       const char *field, const char *needle, int64_t **ids_r,
+		       size_t *count_r, struct store_error *err);
+
+/* Changes to Emails, all in one transaction (Email/set, import, copy):
+ * creates from finished bodies, keyword and mailbox updates,
+ * destroys. Each operation succeeds or fails on its own (results[i],
+ * kind STORE_ERR_NONE on success); the ones that succeed are on disk
+ * when commit returns 0. */
+struct store_email_tx;
+struct store_email_update {
+	/* keywords: replace all (replace), or add and remove */
+	bool replace_keywords;
+	unsigned flags, flags_remove;              /* enum store_flag */
+	const char *const *keywords;               /* add (or the new set) */
+	size_t keyword_count;
+	const char *const *keywords_remove;
+	size_t keyword_remove_count;
+	/* mailboxes: replace all (replace), or add and remove */
+	bool replace_mailboxes;
+	const uint32_t *mailboxes;                 /* add (or the new set) */
+	size_t mailbox_count;
+	const uint32_t *mailboxes_remove;
+	size_t mailbox_remove_count;
+};
+struct store_email_result {
+	struct store_error err;
+	int64_t id, thread;
+	uint64_t size;
+};
+int store_email_tx_begin(struct store_user *user, struct store_email_tx **tx_r);
+/* Takes the body (finished with store_body_finish; the transaction
+ * unrefs it): a new Email in each of mailboxes (ids, at least one), with
+ * params' flags, keywords and internal date. */
+void store_email_tx_create(struct store_email_tx *tx,
+			   struct store_body **body,
+			   const uint32_t *mailboxes, size_t mailbox_count,
+			   const struct store_append_params *params);
+void store_email_tx_update(struct store_email_tx *tx, int64_t id,
+			   const struct store_email_update *update);
+void store_email_tx_destroy(struct store_email_tx *tx, int64_t id);
+/* Runs everything; *results_r (caller frees) has one entry per
+ * operation, in order. -1 only when nothing could be done at all. */
+int store_email_tx_commit(struct store_email_tx **tx,
+			  struct store_email_result **results_r,
+			  size_t *count_r, struct store_error *err);
+void store_email_tx_abort(struct store_email_tx **tx);
+
+/* Uploads (RFC 8620 6.1): bytes kept as they are (no line-end change)
+ * until expires (the JMAP layer sets an hour or more after the last use). */
+struct store_upload;
+int store_upload_begin(struct store_user *user, uint64_t max_size,
+		       struct store_upload **up_r, struct store_error *err);
+/* LIMIT past max_size, TEMP on a write error. */
+int store_upload_write(struct store_upload *up, const void *data,
+		       size_t len, struct store_error *err);
+/* Durable when it returns 0; frees up either way. */
+int store_upload_finish(struct store_upload **up, const char *type,
+			time_t expires, int64_t *id_r, uint64_t *size_r,
+			struct store_error *err);
+void store_upload_abort(struct store_upload **up);
+/* type_r (may be NULL; caller frees). NOTFOUND once expired. */
+int store_upload_open(struct store_user *user, int64_t id,
+		      struct store_blob *blob_r, char **type_r,
+		      struct store_error *err);
+/* Pushes an upload's expiry out (it was just used). */
+int store_upload_touch(struct store_user *user, int64_t id, time_t expires,
+		       struct store_error *err);
+
+/* Stored objects (Identity, EmailSubmission, VacationResponse,
+ * PushSubscription, settings): JSON text per (kind, id), with the same
+ * states and changes as every other kind. put with id 0 creates (*id_r). */
+struct store_jobject {
+	int64_t id;
+	char *data;
+	struct store_jmap_cursor modseq;
+};
+int store_jobject_list(struct store_user *user, enum store_jmap_kind kind,
+		       struct store_jobject **list_r, size_t *count_r,
+		       struct store_error *err);
+void store_jobject_list_free(struct store_jobject *list, size_t count);
+int store_jobject_put(struct store_user *user, enum store_jmap_kind kind,
+		      int64_t id, const char *data, int64_t *id_r,
+		      struct store_error *err);
+int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
+			 int64_t id, struct store_error *err);
 
 /* ---- consistency -------------------------------------------------- */
 

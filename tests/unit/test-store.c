@@ -1172,6 +1172,7 @@ static void hub_cb(void *ctx, const struct store_change *ch)
 	case STORE_CHANGE_EXPUNGE: h->expunges++; break;
 	case STORE_CHANGE_MAILBOXES: h->mailboxes++; break;
 	case STORE_CHANGE_LOGOUT: h->logouts++; break;
+	default: break;
 	}
 	h->last_modseq = ch->modseq;
 }

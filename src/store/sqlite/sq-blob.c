@@ -503,6 +503,38 @@ int sq_blob_read_id(struct sq_user *u, struct sq_conn *c, int64_t id,
 	return 0;
 }
 
+int sq_blob_map_file(const char *path, struct store_blob *blob_r,
+		     struct store_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat stt;
+	if (fd < 0 || fstat(fd, &stt) < 0) {
+		log_error("store", NULL, "open %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The file cannot be read");
+	}
+	struct sq_blob_row r;
+	memset(&r, 0, sizeof(r));
+	r.name = (char *)path;
+	r.size = (uint64_t)stt.st_size;
+	struct sq_blob_map *m = xcalloc(1, sizeof(*m));
+	m->obj.vf = &store_sqlite_vfuncs;
+	const char *data = NULL;
+	size_t len = 0;
+	int ret = map_file(NULL, fd, &r, m, &data, &len, err);
+	close(fd);
+	if (ret < 0) {
+		blob_map_free(m);
+		return -1;
+	}
+	blob_r->data = data;
+	blob_r->len = len;
+	blob_r->priv = m;
+	return 0;
+}
+
 void sq_blob_close(struct store_blob *blob)
 {
 	blob_map_free(blob->priv);

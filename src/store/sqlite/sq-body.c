@@ -325,78 +325,95 @@ static void prefix_text(const char *prefix, size_t len, struct buf *out)
 	buf_free(&msg);
 }
 
+int sq_body_copy_begin(struct store_body *b, struct sq_user *u,
+		       const char *prefix, size_t prefix_len,
+		       struct sq_body_copy *cp, struct store_error *err)
+{
+	struct sq_store *s = SQS(b->store);
+	memset(cp, 0, sizeof(*cp));
+	buf_init(&cp->parts, 0);
+	buf_init(&cp->hdr, 0);
+	if (!b->finished || b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	/* this copy's analysis: the body's, seen behind the prefix */
+	cp->an = b->an;
+	if (prefix_len > 0) {
+		if (b->an.parts != NULL &&
+		    mail_parts_shift(b->an.parts, b->an.parts_len, prefix_len,
+				     &cp->parts)) {
+			cp->an.parts = cp->parts.data;
+			cp->an.parts_len = cp->parts.len;
+		}
+		prefix_text(prefix, prefix_len, &cp->hdr);
+		buf_append(&cp->hdr, b->an.header_text, b->an.header_text_len);
+		cp->an.header_text = cp->hdr.data;
+		cp->an.header_text_len = cp->hdr.len;
+	}
+	sq_random_hex(cp->name, 16);
+	struct sq_append_arg *a = &cp->a;
+	if (b->tmp_path != NULL) {
+		/* the sweeper leaves the link alone until the row commits */
+		sq_inflight_add(s, cp->name);
+		cp->spilled = true;
+		a->kind = SQ_BODY_FILE;
+		if (body_link(b, u, cp->name, &cp->path, err) < 0) {
+			sq_body_copy_end(b, u, cp, false);
+			return -1;
+		}
+	} else {
+		a->kind = SQ_BODY_INLINE;
+		a->body = b->mem.data != NULL ? b->mem.data : "";
+	}
+	a->blob_name = cp->name;
+	a->prefix = prefix;
+	a->prefix_len = prefix_len;
+	a->body_len = b->size;
+	a->size = prefix_len + b->size;
+	a->crc = b->crc;
+	a->an = &cp->an;
+	a->now = time(NULL);
+	return 0;
+}
+
+void sq_body_copy_end(struct store_body *b, struct sq_user *u,
+		      struct sq_body_copy *cp, bool committed)
+{
+	if (!committed && cp->path != NULL)
+		unlink(cp->path);
+	if (cp->spilled)
+		sq_inflight_del(SQS(b->store), cp->name);
+	if (committed)
+		sq_indexer_kick(b->store, u->user->id);
+	free(cp->path);
+	cp->path = NULL;
+	cp->spilled = false;
+	buf_free(&cp->parts);
+	buf_free(&cp->hdr);
+}
+
 int sq_body_deliver(struct store_body *b, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,
 		    uint32_t *uidvalidity_r, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_store *s = SQS(b->store);
-	if (!b->finished || b->failed)
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "The message was not stored");
-	struct sq_append_arg a;
-	memset(&a, 0, sizeof(a));
-	if (sq_limits_get(user, &a.limits, err) < 0)
+	struct store_account_limits limits;
+	if (sq_limits_get(user, &limits, err) < 0)
 		return -1;
-
-	/* this copy's analysis: the body's, seen behind the prefix */
-	struct mail_result an = b->an;
-	struct buf parts, hdr;
-	buf_init(&parts, 0);
-	buf_init(&hdr, 0);
-	if (prefix_len > 0) {
-		if (b->an.parts != NULL &&
-		    mail_parts_shift(b->an.parts, b->an.parts_len, prefix_len,
-				     &parts)) {
-			an.parts = parts.data;
-			an.parts_len = parts.len;
-		}
-		prefix_text(prefix, prefix_len, &hdr);
-		buf_append(&hdr, b->an.header_text, b->an.header_text_len);
-		an.header_text = hdr.data;
-		an.header_text_len = hdr.len;
-	}
-
-	char name[33];
-	sq_random_hex(name, 16);
-	char *path = NULL;
-	int ret = 0;
-	if (b->tmp_path != NULL) {
-		/* the sweeper leaves the link alone until the row commits */
-		sq_inflight_add(s, name);
-		ret = body_link(b, u, name, &path, err);
-		a.kind = SQ_BODY_FILE;
-	} else {
-		a.kind = SQ_BODY_INLINE;
-		a.body = b->mem.data != NULL ? b->mem.data : "";
-	}
-	if (ret == 0) {
-		a.mailbox = mailbox;
-		a.params = params;
-		a.blob_name = name;
-		a.prefix = prefix;
-		a.prefix_len = prefix_len;
-		a.body_len = b->size;
-		a.size = prefix_len + b->size;
-		a.crc = b->crc;
-		a.an = &an;
-		a.now = time(NULL);
-		ret = sq_run(u, sq_append_tx, &a, err);
-		if (ret < 0 && path != NULL)
-			unlink(path);
-	}
-	if (b->tmp_path != NULL)
-		sq_inflight_del(s, name);
-	free(path);
-	buf_free(&parts);
-	buf_free(&hdr);
+	struct sq_body_copy cp;
+	if (sq_body_copy_begin(b, u, prefix, prefix_len, &cp, err) < 0)
+		return -1;
+	cp.a.mailbox = mailbox;
+	cp.a.params = params;
+	cp.a.limits = limits;
+	int ret = sq_run(u, sq_append_tx, &cp.a, err);
+	sq_body_copy_end(b, u, &cp, ret == 0);
 	if (ret < 0)
 		return -1;
-	sq_indexer_kick(b->store, user->id);
 	if (uid_r != NULL)
-		*uid_r = a.uid;
+		*uid_r = cp.a.uid;
 	if (uidvalidity_r != NULL)
-		*uidvalidity_r = a.uidvalidity;
+		*uidvalidity_r = cp.a.uidvalidity;
 	return 0;
 }

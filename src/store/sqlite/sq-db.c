@@ -16,13 +16,14 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sq-jmap-schema.h"
 
 /* Schema versions. schema_sql creates an index of SQ_SCHEMA_VERSION;
  * migrations[v] turns an index of version v into one of v + 1. Version
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 3
+#define SQ_SCHEMA_VERSION 4
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -36,6 +37,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 2 -> 3: the last login of a syncing client (sq-activity.c) */
 	[2] = "ALTER TABLE account ADD COLUMN sync_login INTEGER NOT NULL"
 	      " DEFAULT 0;",
+	/* 3 -> 4: JMAP's tables, indexes and triggers (sq-jmap-schema.h),
+	 * filled from the messages there are */
+	[SQ_JMAP_SCHEMA_VERSION - 1] = sq_jmap_upgrade_sql,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -186,6 +190,8 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 				       "Cannot open the mail index");
 	}
 	sqlite3_busy_timeout(c->db, 30000);
+	/* functions the JMAP triggers call (sq-jmap.c) */
+	sq_jmap_functions(c->db);
 	sqlite3_extended_result_codes(c->db, 1);
 	/* Durability contract: with synchronous=FULL a WAL commit is on disk
 	 * when COMMIT returns. */
@@ -523,7 +529,9 @@ static int schema_init(struct sq_user *u, bool *created_r,
 	}
 	/* CREATE ... IF NOT EXISTS: builds a new index, a no-op on one of
 	 * this version */
-	if (sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(c->db, sq_jmap_schema_sql, NULL, NULL, NULL) !=
+		    SQLITE_OK)
 		goto fail;
 	if (have == 0) {
 		/* The change counter starts at 1: RFC 7162 7 makes every
@@ -537,7 +545,8 @@ static int schema_init(struct sq_user *u, bool *created_r,
 			 " 0, 0, 0)",
 			 schema_known);
 		if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
-		    sq_create_defaults(c, u->user->id) < 0)
+		    sq_create_defaults(c, u->user->id) < 0 ||
+		    sq_jmap_account_created(c) < 0)
 			goto fail;
 		*created_r = true;
 	}
@@ -798,4 +807,26 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.check = sq_check,
 	.index_version = sq_index_version_get,
 	.index_flush = sq_index_flush,
+	.jmap_states = sq_jmap_states,
+	.jmap_changes = sq_jmap_changes,
+	.jmap_prune = sq_jmap_prune,
+	.jmap_mailboxes = sq_jmap_mailboxes,
+	.jmap_mailbox_update = sq_jmap_mailbox_update,
+	.email_get = sq_email_get,
+	.email_open = sq_email_open,
+	.email_scan = sq_email_scan,
+	.email_rank = sq_email_rank,
+	.email_moved_since = sq_email_moved_since,
+	.thread_emails = sq_thread_emails,
+	.email_search = sq_email_search,
+	.email_tx_commit = sq_email_tx_commit,
+	.upload_begin = sq_upload_begin,
+	.upload_write = sq_upload_write,
+	.upload_finish = sq_upload_finish,
+	.upload_abort = sq_upload_abort,
+	.upload_open = sq_upload_open,
+	.upload_touch = sq_upload_touch,
+	.jobject_list = sq_jobject_list,
+	.jobject_put = sq_jobject_put,
+	.jobject_delete = sq_jobject_delete,
 };

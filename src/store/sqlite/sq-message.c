@@ -13,38 +13,16 @@
 
 #include "log.h"
 
-/* "<letter><user hex>-<id hex>": unique on the server, stable for the
- * life of the blob (RFC 8474 objectid characters only). Hand-rolled: a
- * FETCH of 100,000 messages formats 100,000 of them. */
-static void objectid(char out[32], char letter, uint64_t a, uint64_t b)
-{
-	static const char hex[] = "0123456789abcdef";
-	char tmp[16];
-	size_t o = 0, n;
-	out[o++] = letter;
-	for (int part = 0; part < 2; part++) {
-		uint64_t v = part == 0 ? a : b;
-		n = 0;
-		do {
-			tmp[n++] = hex[v & 15];
-			v >>= 4;
-		} while (v != 0);
-		while (n > 0)
-			out[o++] = tmp[--n];
-		if (part == 0)
-			out[o++] = '-';
-	}
-	out[o] = '\0';
-}
-
+/* RFC 8474 object ids: "<letter><user hex>-<id hex>", unique on the
+ * server, stable for the life of the blob (store_objectid_format). */
 void sq_emailid(char out[32], int64_t user_id, int64_t blob)
 {
-	objectid(out, 'M', (uint64_t)user_id, (uint64_t)blob);
+	store_objectid_format(out, 'M', user_id, blob);
 }
 
 void sq_threadid(char out[32], int64_t user_id, int64_t thread)
 {
-	objectid(out, 'T', (uint64_t)user_id, (uint64_t)thread);
+	store_objectid_format(out, 'T', user_id, thread);
 }
 
 bool sq_ranges_contain(const struct store_uid_range *ranges, size_t count,
@@ -96,7 +74,7 @@ static int keyword_register(struct sq_conn *c, uint32_t mailbox,
 }
 
 /* Registers every keyword of a space-separated list. */
-static int keywords_register(struct sq_conn *c, uint32_t mailbox,
+int sq_keywords_register(struct sq_conn *c, uint32_t mailbox,
 			     const char *list)
 {
 	if (list == NULL)
@@ -323,7 +301,7 @@ int sq_copy_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		if (insert_msg(c, dst_id, uid, m->blob, modseq, m->flags,
 			       m->keywords, m->internaldate, savedate,
 			       m->size) < 0 ||
-		    keywords_register(c, dst_id, m->keywords) < 0)
+		    sq_keywords_register(c, dst_id, m->keywords) < 0)
 			return sq_job_dberr(job, c);
 		dst_uids[i] = uid++;
 		unseen += !(m->flags & STORE_FLAG_SEEN);
@@ -553,7 +531,7 @@ int sq_append_tx(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	if (insert_blob(c, a, &blob) < 0 ||
 	    insert_msg(c, mb.id, mb.uidnext, blob, modseq, flags, kw, idate,
 		       a->now, a->size) < 0 ||
-	    keywords_register(c, mb.id, kw) < 0 ||
+	    sq_keywords_register(c, mb.id, kw) < 0 ||
 	    sq_mbox_adjust(c, mb.id, 1, !(flags & STORE_FLAG_SEEN),
 			   (flags & STORE_FLAG_DELETED) != 0,
 			   (int64_t)a->size, modseq, mb.uidnext + 1) < 0)
@@ -978,7 +956,7 @@ static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		int rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE ||
-		    (!same_kw && keywords_register(c, mb.id, nk) < 0))
+		    (!same_kw && sq_keywords_register(c, mb.id, nk) < 0))
 			ret = sq_job_dberr(job, c);
 		free(nk);
 		unseen += (int64_t)!(nf & STORE_FLAG_SEEN) -

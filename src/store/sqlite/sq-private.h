@@ -187,6 +187,75 @@ int sq_fts_reset(struct sq_user *u, struct sq_conn *c);
 /* Removes a blob's text (its index entries go stale); in a job. */
 int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob);
 
+/* sq-search.c: a needle folded as the indexed text is (into *folded,
+ * NUL-terminated, len without it) and its trigram query (NULL when it is
+ * too short for one; caller frees both). */
+char *sq_needle_prepare(const char *needle, struct buf *folded);
+
+/* sq-jmap.c, sq-jmap-tx.c: JMAP (store.h "JMAP"); tables and triggers in
+ * sq-jmap-schema.h */
+extern const char sq_jmap_schema_sql[];
+extern const char sq_jmap_upgrade_sql[];
+void sq_jmap_functions(sqlite3 *db);
+/* The account was just created: its mailboxes' JMAP rows start at its
+ * first state. */
+int sq_jmap_account_created(struct sq_conn *c);
+bool sq_bodystructure_has_attachment(const char *bs, size_t len);
+int sq_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
+		   struct store_error *err);
+int sq_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
+		    const struct store_jmap_cursor *since, size_t max,
+		    struct store_jmap_changes *r, struct store_error *err);
+int sq_jmap_prune(struct store_user *user, time_t now,
+		  struct store_error *err);
+int sq_jmap_mailboxes(struct store_user *user,
+		      struct store_jmap_mailbox **list_r, size_t *count_r,
+		      struct store_error *err);
+int sq_jmap_mailbox_update(struct store_user *user, uint32_t mailbox_id,
+			   const uint32_t *sort_order,
+			   const unsigned *special_use, struct store_error *err);
+int sq_email_get(struct store_user *user, const int64_t *ids, size_t count,
+		 struct store_email *emails, struct store_error *err);
+int sq_email_open(struct store_user *user, int64_t id,
+		  struct store_blob *blob_r, struct store_error *err);
+int sq_email_scan(struct store_user *user, uint32_t mailbox_id,
+		  bool newest_first, unsigned fields, store_email_row_fn *cb,
+		  void *ctx, struct store_error *err);
+int sq_email_rank(struct store_user *user, uint32_t mailbox_id, int64_t id,
+		  uint64_t *rank_r, struct store_error *err);
+int sq_email_moved_since(struct store_user *user, uint32_t mailbox_id,
+			 const struct store_jmap_cursor *since, int64_t **ids_r,
+			 size_t *count_r, bool *too_old_r,
+			 struct store_error *err);
+int sq_thread_emails(struct store_user *user, int64_t thread, int64_t **ids_r,
+		     size_t *count_r, struct store_error *err);
+int sq_email_search(struct store_user *user, enum store_text_where where,
+		    const char *field, const char *needle, int64_t **ids_r,
+		    size_t *count_r, struct store_error *err);
+int sq_jobject_list(struct store_user *user, enum store_jmap_kind kind,
+		    struct store_jobject **list_r, size_t *count_r,
+		    struct store_error *err);
+int sq_jobject_put(struct store_user *user, enum store_jmap_kind kind,
+		   int64_t id, const char *data, int64_t *id_r,
+		   struct store_error *err);
+int sq_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
+		      int64_t id, struct store_error *err);
+int sq_email_tx_commit(struct store_user *user, struct store_email_tx *tx,
+		       struct store_error *err);
+int sq_upload_begin(struct store_user *user, uint64_t max_size,
+		    struct store_upload **up_r, struct store_error *err);
+int sq_upload_write(struct store_upload *up, const void *data, size_t len,
+		    struct store_error *err);
+int sq_upload_finish(struct store_upload **up, const char *type,
+		     time_t expires, int64_t *id_r, uint64_t *size_r,
+		     struct store_error *err);
+void sq_upload_abort(struct store_upload **up);
+int sq_upload_open(struct store_user *user, int64_t id,
+		   struct store_blob *blob_r, char **type_r,
+		   struct store_error *err);
+int sq_upload_touch(struct store_user *user, int64_t id, time_t expires,
+		    struct store_error *err);
+
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 
@@ -243,6 +312,10 @@ int sq_copy_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		 time_t savedate, uint32_t *dst_uids);
 bool sq_ranges_contain(const struct store_uid_range *ranges, size_t count,
 		       uint32_t uid);
+/* Registers every keyword of a space-separated list for the mailbox's
+ * FLAGS (list may be NULL). */
+int sq_keywords_register(struct sq_conn *c, uint32_t mailbox,
+			 const char *list);
 void sq_emailid(char out[32], int64_t user_id, int64_t blob);
 void sq_threadid(char out[32], int64_t user_id, int64_t thread);
 /* Adds deltas to a mailbox's counters and raises its HIGHESTMODSEQ and
@@ -308,6 +381,17 @@ void sq_unlink_pending_all(struct sq_user *u);
 void sq_sweep_user(struct store *store, const char *dir, int64_t older_than,
 		   bool live, store_report_fn *report, void *ctx, bool repair,
 		   unsigned *found_r);
+/* A blob writer in two steps, for a caller with its own job (JMAP's
+ * email transactions): prepare makes the file durable and analyses it
+ * (free an after); done frees the writer, keeping the file if the row
+ * that names it was committed. */
+int sq_blob_writer_prepare(struct store_blob_writer *w,
+			   struct mail_result *an, struct store_error *err);
+const char *sq_blob_writer_name(const struct store_blob_writer *w);
+void sq_blob_writer_done(struct store_blob_writer **w, bool committed);
+/* Maps a file read-only into blob_r (closed with sq_blob_close). */
+int sq_blob_map(const char *path, struct store_blob *blob_r,
+		struct store_error *err);
 void sq_inflight_add(struct sq_store *s, const char *name);
 void sq_fsync_pool_start(struct sq_store *s);
 void sq_fsync_pool_stop(struct sq_store *s);
@@ -353,6 +437,26 @@ int sq_body_deliver(struct store_body *b, struct store_user *user,
 		    const struct store_append_params *params, uint32_t *uid_r,
 		    uint32_t *uidvalidity_r, struct store_error *err);
 void sq_body_unref(struct store_body *b);
+/* One copy of a body for a caller that runs its own job (JMAP's email
+ * transactions; sq_body_deliver is begin, sq_append_tx, end): begin
+ * fills cp->a but mailbox, params and limits, and links a large body
+ * into the user's blobs/; end follows the commit, committed or not. */
+struct sq_body_copy {
+	struct sq_append_arg a;
+	struct mail_result an;
+	struct buf parts, hdr;
+	char name[33];
+	char *path;
+	bool spilled;
+};
+int sq_body_copy_begin(struct store_body *b, struct sq_user *u,
+		       const char *prefix, size_t prefix_len,
+		       struct sq_body_copy *cp, struct store_error *err);
+void sq_body_copy_end(struct store_body *b, struct sq_user *u,
+		      struct sq_body_copy *cp, bool committed);
+/* Maps a plain file (an upload) read-only; close with sq_blob_close. */
+int sq_blob_map_file(const char *path, struct store_blob *blob_r,
+		     struct store_error *err);
 int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err);
 void sq_blob_close(struct store_blob *blob);

@@ -56,6 +56,23 @@ static char *trigram_query(const char *s, size_t cps,
 	return buf_steal(&q, NULL);
 }
 
+char *sq_needle_prepare(const char *needle, struct buf *folded)
+{
+	buf_init(folded, 0);
+	store_text_fold(folded, needle, strlen(needle));
+	buf_append(folded, "", 0);
+	/* the indexed text has C0 controls (but TAB, LF) and DEL as spaces
+	 * (mail-text.c clean_controls): so must the needle */
+	for (size_t i = 0; i < folded->len; i++) {
+		unsigned char ch = (unsigned char)folded->data[i];
+		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
+			folded->data[i] = ' ';
+	}
+	size_t off[65];
+	size_t cps = cp_offsets(folded->data, folded->len, off, 64);
+	return cps >= 3 ? trigram_query(folded->data, cps, off) : NULL;
+}
+
 struct hits {
 	uint32_t *uids;
 	size_t n, cap;
@@ -169,20 +186,7 @@ int sq_search_text(struct store_user *user, const char *mailbox,
 {
 	struct sq_user *u = SQU(user);
 	struct buf folded;
-	buf_init(&folded, 0);
-	store_text_fold(&folded, needle, strlen(needle));
-	buf_append(&folded, "", 0);
-	/* the indexed text has C0 controls (but TAB, LF) and DEL as spaces
-	 * (mail-text.c clean_controls): so must the needle */
-	for (size_t i = 0; i < folded.len; i++) {
-		unsigned char ch = (unsigned char)folded.data[i];
-		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
-			folded.data[i] = ' ';
-	}
-	size_t off[65];
-	size_t cps = cp_offsets(folded.data, folded.len, off, 64);
-	char *query = cps >= 3 ? trigram_query(folded.data, cps, off)
-			       : NULL;
+	char *query = sq_needle_prepare(needle, &folded);
 
 	struct sq_conn *c = sq_reader_get(u, err);
 	int ret = -1;
