@@ -518,6 +518,7 @@ int sq_blob_map_file(const char *path, struct store_blob *blob_r,
 	struct sq_blob_row r;
 	memset(&r, 0, sizeof(r));
 	r.name = (char *)path;
+	r.prefix = (char *)"";
 	r.size = (uint64_t)stt.st_size;
 	struct sq_blob_map *m = xcalloc(1, sizeof(*m));
 	m->obj.vf = &store_sqlite_vfuncs;
