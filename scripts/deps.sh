@@ -17,6 +17,7 @@ libsqlite3-dev
 libargon2-dev
 zlib1g-dev
 libjansson-dev
+libexpat1-dev
 libcrypt-dev
 libunbound-dev
 libidn-dev

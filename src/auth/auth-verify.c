@@ -229,11 +229,13 @@ void auth_throttle_failed(struct auth *auth, const char *login,
 {
 	char ak[128], lk[AUTH_ADDRESS_MAX + 8];
 	size_t al = addr_key(remote, ak, sizeof(ak));
-	size_t ll = login_key(login, lk, sizeof(lk));
+	/* login NULL (a bad Bearer token): the address's share only. */
+	size_t ll = login != NULL ? login_key(login, lk, sizeof(lk)) : 0;
 	uint64_t now = now_ms();
 	pthread_mutex_lock(&auth->throttle.lock);
 	bump(&auth->throttle, ak, al, now);
-	bump(&auth->throttle, lk, ll, now);
+	if (login != NULL)
+		bump(&auth->throttle, lk, ll, now);
 	pthread_mutex_unlock(&auth->throttle.lock);
 }
 

@@ -40,6 +40,7 @@ struct http_settings {
 	unsigned session_idle;        /* cookie session idle lifetime, s */
 	unsigned session_remember;    /* "remember me" lifetime, s */
 	bool session_bind_address;    /* a cookie works from one address */
+	bool tls_configured;          /* [tls]: STARTTLS ports are advertised */
 };
 
 struct http_route_entry {
@@ -57,6 +58,7 @@ struct http_server {
 	struct http_service *services;
 	size_t service_count;
 	bool admin;                   /* the [metrics] listener's server */
+	struct http_static *static_files;
 };
 
 enum http_conn_state {
@@ -180,8 +182,15 @@ void http_stream_shutdown(struct http_conn *hc);
 
 /* Built-in modules (each registers its routes). */
 void http_static_register(struct http_server *server);
+void http_static_free(struct http_static **st);
 void http_setup_register(struct http_server *server);
 void http_metrics_register(struct http_server *server);
+
+/* http-autodiscover.c: EMailAddress and AcceptableResponseSchema of an
+ * Autodiscover POX request; -1 if it is not one (or unsafe). */
+int http_autodiscover_parse(const char *body, size_t len, char *email,
+			    size_t email_size, char *schema,
+			    size_t schema_size);
 
 /* http-request.c: the value of name in an application/x-www-form-
  * urlencoded string, decoded, or NULL (caller frees). */

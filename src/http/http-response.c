@@ -116,6 +116,9 @@ static const char *get_header(const struct http_response *resp,
 /* A header value must not smuggle a line break into the response. */
 static void add_header_v(struct http_response *resp, const char *name,
 			 const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static void add_header_v(struct http_response *resp, const char *name,
+			 const char *fmt, va_list ap)
 {
 	if (resp->started)
 		return;
@@ -301,13 +304,13 @@ int http_response_write_head(struct http_response *resp, uint64_t length,
 	char date[32];
 	if (resp->started)
 		return -1;
+	if (req->route != NULL && (req->route->r.flags & HTTP_ROUTE_CORS))
+		http_cors_headers(req);
 	resp->started = true;
 	buf_init(&h, 0);
 	http_date(time(NULL), date);
 	buf_printf(&h, "HTTP/1.1 %u %s\r\nDate: %s\r\n", resp->status,
 		   http_status_reason(resp->status), date);
-	if (req->route != NULL && (req->route->r.flags & HTTP_ROUTE_CORS))
-		http_cors_headers(req);
 	buf_append(&h, resp->headers.data, resp->headers.len);
 	if (resp->etag != NULL)
 		buf_printf(&h, "ETag: \"%s%s\"\r\n", resp->etag,
@@ -324,10 +327,10 @@ int http_response_write_head(struct http_response *resp, uint64_t length,
 			   resp->enc == HTTP_ENC_GZIP ? "gzip" : "deflate");
 	size_t tl;
 	const char *type = get_header(resp, "Content-Type", &tl);
-	if (resp->enc != HTTP_ENC_IDENTITY ||
+	if (!has_header(resp, "Vary") && (resp->enc != HTTP_ENC_IDENTITY ||
 	    (type != NULL && http_type_compressible(type) &&
 	     (req->route == NULL ||
-	      !(req->route->r.flags & HTTP_ROUTE_NO_COMPRESS))))
+	      !(req->route->r.flags & HTTP_ROUTE_NO_COMPRESS)))))
 		buf_append_str(&h, "Vary: Accept-Encoding\r\n");
 	if (!has_header(resp, "X-Content-Type-Options"))
 		buf_append_str(&h, "X-Content-Type-Options: nosniff\r\n");

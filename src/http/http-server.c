@@ -188,6 +188,7 @@ static int read_settings(const struct config *cfg, struct http_settings *set,
 	if (dir != NULL)
 		set->webmail_dir = xstrdup(dir);
 	set->hostname = default_hostname(cfg);
+	set->tls_configured = config_get(cfg, "tls", "cert") != NULL;
 	return ret;
 }
 
@@ -259,6 +260,7 @@ void http_server_destroy(struct http_server **serverp)
 	if (s == NULL)
 		return;
 	settings_free(&s->set);
+	http_static_free(&s->static_files);
 	for (size_t i = 0; i < s->service_count; i++) {
 		free((char *)s->services[i].proto);
 		free((char *)s->services[i].addr);

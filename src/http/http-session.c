@@ -6,7 +6,8 @@
  *                       so a cross-site form cannot sign anyone in):
  *                       200 {"username", "csrf"} and a new session cookie
  *                       (a new id at every sign-in: no fixation)
- *   GET  /auth/session  the current session: {"username", "csrf"} or 401
+ *   GET  /auth/session  who is signed in: {"username", "auth", "csrf"}
+ *                       ("csrf" for a cookie session), or 401
  *   POST /auth/logout   ends the session on the server (CSRF-checked)
  *
  * The cookie is HttpOnly, SameSite=Strict, Path=/, and Secure under TLS
@@ -232,12 +233,17 @@ static void handle_session(struct http_request *req, struct http_response *resp,
 			   void *ctx)
 {
 	const struct auth_user *u = http_request_account(req);
-	if (u == NULL || req->auth_kind != HTTP_AUTH_COOKIE) {
+	if (u == NULL) {
 		json_error(resp, 401, "Not signed in.");
 		return;
 	}
-	json_answer(resp, 200, json_pack("{s:s, s:s}", "username", u->address,
-					 "csrf", req->csrf));
+	static const char *const kinds[] = {"none", "basic", "bearer",
+					    "cookie"};
+	json_t *o = json_pack("{s:s, s:s}", "username", u->address, "auth",
+			      kinds[req->auth_kind]);
+	if (req->auth_kind == HTTP_AUTH_COOKIE)
+		json_object_set_new(o, "csrf", json_string(req->csrf));
+	json_answer(resp, 200, o);
 }
 
 static void handle_logout(struct http_request *req, struct http_response *resp,
