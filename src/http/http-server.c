@@ -486,13 +486,18 @@ static void task_begin(void *session, struct net_conn *conn, void *arg)
 {
 	struct http_conn *hc = session;
 	struct http_request *req = hc->req;
+	/* An answer given here leaves the body unread: the connection
+	 * cannot go on after it. */
+	req->resp.close = true;
 	if (http_auth_request(req) < 0)
 		goto answered;
 	if (req->route->r.begin != NULL) {
 		req->begun = true;
-		if (req->route->r.begin(req, &req->resp, req->route->ctx) < 0)
+		if (req->route->r.begin(req, &req->resp, req->route->ctx) < 0 ||
+		    req->resp.started)
 			goto answered;
 	}
+	req->resp.close = false;
 	hc->state = HTTP_ST_BODY;
 	net_conn_set_timeout(conn, hc->server->set.body_timeout);
 	if (req->head->expect_continue && !hc->expect_sent) {
@@ -501,8 +506,6 @@ static void task_begin(void *session, struct net_conn *conn, void *arg)
 	}
 	return;
 answered:
-	/* The body was not read: the connection cannot go on. */
-	req->resp.close = true;
 	http_conn_finish(hc);
 }
 
@@ -567,7 +570,11 @@ static bool read_body(struct http_conn *hc, struct evbuffer *in)
 		size_t used;
 		const char *data;
 		size_t n;
-		int rc = http_body_feed(&hc->body, v.iov_base, v.iov_len, &used,
+		size_t avail = v.iov_len;
+		/* A streamed piece never grows past HTTP_PIECE_SIZE. */
+		if (streamed && avail > HTTP_PIECE_SIZE - req->body.len)
+			avail = HTTP_PIECE_SIZE - req->body.len;
+		int rc = http_body_feed(&hc->body, v.iov_base, avail, &used,
 					&data, &n);
 		if (rc < 0) {
 			log_info("http", net_conn_id(hc->conn), "bad body: %s",
