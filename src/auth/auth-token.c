@@ -21,6 +21,7 @@
 #include "auth-private.h"
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 
 #define TOKEN_PREFIX "loft_"
 #define TOKEN_RANDOM 32
@@ -338,6 +339,8 @@ enum auth_result auth_token_verify(struct auth *auth, const char *token,
 	}
 	if (rc == 0) {
 		auth_throttle_failed(auth, NULL, remote);
+		metrics_count("loft_auth_failures_total", "Failed logins "
+			      "(wrong user, password or token).", NULL);
 		log_info("auth", NULL, "unknown or expired token remote=%s%s",
 			 remote ? remote : "-", delay ? " (throttled)" : "");
 		return AUTH_FAILED;

@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -402,6 +403,8 @@ enum auth_result auth_verify_password(struct auth *auth, const char *login,
 		char safe[128];
 		auth_log_safe(login, safe, sizeof(safe));
 		auth_throttle_failed(auth, login, remote);
+		metrics_count("loft_auth_failures_total", "Failed logins "
+			      "(wrong user, password or token).", NULL);
 		log_info("auth", NULL, "failed login user=%s remote=%s%s", safe,
 			 remote ? remote : "-", delay ? " (throttled)" : "");
 	} else if (res == AUTH_OK) {

@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 /* Store handles a session keeps between transactions: an MTA sends many
@@ -632,6 +633,10 @@ void delivery_commit(struct delivery_session *s)
 				  s->sid);
 		}
 		log_refused(s, &r->reply);
+		metrics_count("loft_deliveries_total", "Recipients of incoming "
+			      "mail, by outcome.", r->reply.code / 100 == 2 ?
+			      "result=\"ok\"" : r->reply.code / 100 == 4 ?
+			      "result=\"tempfail\"" : "result=\"permfail\"");
 	}
 }
 

@@ -13,6 +13,7 @@
 
 #include "http-private.h"
 #include "log.h"
+#include "metrics.h"
 
 #define WRITE_PIECE (64 * 1024)
 /* Whole bodies up to this are compressed in memory (Content-Length
@@ -359,6 +360,14 @@ int http_response_write_head(struct http_response *resp, uint64_t length,
 	buf_append_str(&h, "\r\n");
 	log_debug("http", http_request_id(req), "%s %s -> %u",
 		  req->head->method, req->head->target, resp->status);
+	static const char *const classes[] = {
+		"proto=\"http\",result=\"1xx\"", "proto=\"http\",result=\"2xx\"",
+		"proto=\"http\",result=\"3xx\"", "proto=\"http\",result=\"4xx\"",
+		"proto=\"http\",result=\"5xx\"",
+	};
+	unsigned cls = resp->status / 100;
+	metrics_count("loft_commands_total", "Commands answered, per protocol "
+		      "and result.", classes[cls >= 1 && cls <= 5 ? cls - 1 : 4]);
 	int rc = out(resp, h.data, h.len);
 	buf_free(&h);
 	return rc;

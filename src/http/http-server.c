@@ -810,4 +810,9 @@ const struct net_proto http_proto = {
 	.busy_reply = "HTTP/1.1 503 Service Unavailable\r\n"
 		"Content-Length: 0\r\nConnection: close\r\n\r\n",
 	.shutdown = http_shutdown,
+	.banned_reply = "HTTP/1.1 429 Too Many Requests\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Content-Length: 42\r\nRetry-After: 600\r\n"
+		"Connection: close\r\n\r\n"
+		"Too many failed logins; try again later.\r\n",
 };

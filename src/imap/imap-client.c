@@ -27,6 +27,7 @@
 #include "imap-server.h"
 #include "imap.h"
 #include "log.h"
+#include "metrics.h"
 #include "utf7.h"
 
 #define CHUNK_SIZE (256 * 1024)
@@ -160,6 +161,11 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 		return;
 	}
 	cmd->replied = true;
+	metrics_count("loft_commands_total", "Commands answered, per protocol "
+		      "and result.", status[0] == 'O' ?
+		      "proto=\"imap\",result=\"ok\"" : status[0] == 'N' ?
+		      "proto=\"imap\",result=\"no\"" :
+		      "proto=\"imap\",result=\"bad\"");
 	if (c->view != NULL && !(cmd->def != NULL &&
 				 (cmd->def->flags & IMAP_CMD_IO_THREAD)))
 		imap_client_sync(c, cmd_allows_expunge(cmd));
@@ -337,8 +343,14 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 static void change_task(void *session, struct net_conn *conn, void *arg)
 {
 	struct imap_client *c = session;
-	if (c->idling && c->view != NULL)
+	if (c->idling && c->view != NULL) {
 		imap_client_sync(c, true);
+		metrics_observe_since(metrics_histogram(
+			"loft_push_latency_seconds", "From a committed change "
+			"to the push written to a waiting client.",
+			"proto=\"imap\"", NULL, 0),
+			atomic_load(&c->change_ns));
+	}
 	else if (!c->idling)
 		atomic_store(&c->change_pending, false);
 }
@@ -382,6 +394,7 @@ static void client_store_changed(void *ctx, const struct store_change *change)
 		return;
 	if (atomic_exchange(&c->change_pending, true))
 		return;
+	atomic_store(&c->change_ns, metrics_now_ns());
 	/* via the I/O thread: net_conn_run from a foreign thread races with
 	 * the end of a running task over the read-enable state */
 	if (net_conn_post(c->conn, change_post, NULL) < 0)

@@ -151,6 +151,7 @@ struct imap_client {
 	bool sasl_final;              /* sent server-final, awaiting "" */
 	struct store_subscription *sub;
 	atomic_bool change_pending;   /* set by the store hub callback */
+	_Atomic uint64_t change_ns;   /* when it was set (push latency) */
 	bool idling;
 	char *idle_tag;
 	bool counted;                 /* in the per-user connection count */

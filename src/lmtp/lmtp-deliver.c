@@ -19,6 +19,7 @@
 
 static void write_reply(struct net_conn *conn, const struct delivery_reply *r)
 {
+	lmtp_count_reply((char)('0' + r->code / 100));
 	net_conn_printf(conn, "%d %s %s\r\n", r->code, r->status, r->text);
 }
 

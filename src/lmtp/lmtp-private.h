@@ -97,6 +97,8 @@ struct lmtp_rcpt_request {
 /* Ends the transaction: aborts writers and drops users. Blocking work
  * (store handles) may happen: call on a worker, or at close. */
 void lmtp_transaction_reset(struct lmtp_session *s);
+/* Counts a reply for /metrics by its first digit. */
+void lmtp_count_reply(char first_digit);
 
 /* lmtp-deliver.c: worker tasks (net_task_fn). */
 void lmtp_task_rcpt(void *session, struct net_conn *conn, void *arg);

@@ -20,8 +20,19 @@
 #include <strings.h>
 
 #include "log.h"
+#include "metrics.h"
 
 /* ---- replies ------------------------------------------------------ */
+
+/* /metrics: one count per reply, by its class (2xx, 4xx, 5xx). */
+void lmtp_count_reply(char first_digit)
+{
+	metrics_count("loft_commands_total", "Commands answered, per protocol "
+		      "and result.", first_digit == '2' || first_digit == '3' ?
+		      "proto=\"lmtp\",result=\"ok\"" : first_digit == '4' ?
+		      "proto=\"lmtp\",result=\"tempfail\"" :
+		      "proto=\"lmtp\",result=\"permfail\"");
+}
 
 static void reply(struct lmtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -29,6 +40,7 @@ static void reply(struct lmtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
+	lmtp_count_reply(fmt[0]);
 	va_start(ap, fmt);
 	net_conn_vprintf(s->conn, fmt, ap);
 	va_end(ap);
@@ -43,6 +55,7 @@ static void reply_error(struct lmtp_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
+	lmtp_count_reply(fmt[0]);
 	va_start(ap, fmt);
 	net_conn_vprintf(s->conn, fmt, ap);
 	va_end(ap);

@@ -27,6 +27,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "net-private.h"
 
 /* Callbacks are deferred to the I/O thread's loop. A socket's run with its
@@ -249,6 +250,14 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	th->conn_count++;
 	conn_setup_bev(conn);
 	conn_enable(conn, EV_READ | EV_WRITE);
+	char labels[96];
+	snprintf(labels, sizeof(labels), "proto=\"%s\",tls=\"%s\"",
+		 conn->proto->name, conn->tls ? "yes" : "no");
+	metrics_count("loft_connections_total", "Connections accepted, per "
+		      "protocol.", labels);
+	conn->m_open = metrics_gauge("loft_connections_open", "Connections "
+				     "open now, per protocol.", labels);
+	metrics_gauge_add(conn->m_open, 1);
 	log_debug("net", conn->id, "%s connection from %s%s", conn->proto->name,
 		  conn->peer, conn->tls ? " (TLS)" : "");
 
@@ -294,6 +303,7 @@ void net_conn_destroy_now(struct net_conn *conn)
 	if (conn->next != NULL)
 		conn->next->prev = conn->prev;
 	th->conn_count--;
+	metrics_gauge_add(conn->m_open, -1);
 	if (!conn->is_unix)
 		net_ip_release(conn->net, conn->peer);
 	log_debug("net", conn->id, "closed");

@@ -29,6 +29,7 @@ struct event;
 struct event_base;
 struct bufferevent;
 struct evconnlistener;
+struct metrics_series;
 
 enum net_post_kind {
 	NET_POST_ACCEPT,     /* a new socket for this thread */
@@ -145,6 +146,7 @@ struct net_conn {
 	bool local;
 	bool is_unix;
 	unsigned idle_timeout;
+	struct metrics_series *m_open;   /* loft_connections_open{proto} */
 	char id[9];
 	char peer[46];
 };

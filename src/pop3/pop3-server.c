@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 /* ---- replies -------------------------------------------------------- */
 
@@ -36,6 +37,10 @@ int pop3_reply(struct pop3_session *s, const char *fmt, ...)
 		n = (int)sizeof(line) - 3;
 	line[n++] = '\r';
 	line[n++] = '\n';
+	metrics_count("loft_commands_total", "Commands answered, per protocol "
+		      "and result.", line[0] == '+' ?
+		      "proto=\"pop3\",result=\"ok\"" :
+		      "proto=\"pop3\",result=\"err\"");
 	return pop3_write(s, line, (size_t)n);
 }
 

@@ -267,9 +267,50 @@ def test_cors(env):
 
 
 def test_metrics(env):
+    # Some traffic first: an IMAP IDLE that gets a delivery pushed, a
+    # failed login, HTTP requests.
+    addr = 'alice@example.test'
+    imap = env.imap_login(addr)
+    imap.select('INBOX')
+    tag = imap._new_tag().decode()
+    imap.send(('%s IDLE\r\n' % tag).encode())
+    imap.readline()
+    lmtp = env.lmtp()
+    lmtp.sendmail('x@example.org', [addr], b'Subject: m\r\n\r\nbody\r\n')
+    lmtp.quit()
+    line = imap.readline()
+    imap.send(b'DONE\r\n')
+    imap.readline()
+    imap.logout()
+    r.check('pushed', b'EXISTS' in line, line)
+    try:
+        env.imap_login(addr, 'wrong-password-here')
+    except imaplib.IMAP4.error:
+        pass
     st, h, body = curl('http://127.0.0.1:%d/metrics' % env.ports['metrics'])
     r.check('metrics', st == 200 and h.get('content-type', '').startswith('text/plain'),
             (st, h))
+    text = body.decode()
+    for want in ('loft_connections_total{proto="imap",tls="no"}',
+                 'loft_connections_open{proto="http",tls="no"}',
+                 'loft_commands_total{proto="imap",result="ok"}',
+                 'loft_commands_total{proto="imap",result="no"}',
+                 'loft_commands_total{proto="lmtp",result="ok"}',
+                 'loft_commands_total{proto="http",result="2xx"}',
+                 'loft_deliveries_total{result="ok"} 1',
+                 'loft_store_commit_seconds_bucket{le="+Inf"}',
+                 'loft_store_commit_seconds_count',
+                 'loft_push_latency_seconds_count{proto="imap"} 1',
+                 'loft_auth_failures_total'):
+        r.check('metrics has ' + want, want in text, text[:3000])
+    r.check('metrics types', '# TYPE loft_store_commit_seconds histogram' in text and
+            '# TYPE loft_connections_open gauge' in text and
+            '# TYPE loft_commands_total counter' in text)
+    # Every sample line parses as NAME{LABELS} VALUE.
+    bad = [l for l in text.splitlines() if l and not l.startswith('#') and
+           not re.fullmatch(r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? '
+                            r'[-+0-9.eInf]+', l)]
+    r.check('metrics syntax', bad == [], bad[:5])
     st, h, body = curl('http://127.0.0.1:%d/healthz' % env.ports['metrics'])
     r.check('healthz', st == 200 and body == b'ok\n', (st, body))
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 
 uint64_t sq_job_modseq(struct sq_user *u, struct sq_job *job)
 {
@@ -165,6 +166,7 @@ static void run_one(struct sq_user *u, struct sq_conn *c, struct sq_job *j)
 static void run_batch(struct sq_user *u, struct sq_job *batch)
 {
 	struct sq_conn *c = u->writer;
+	uint64_t start_ns = metrics_now_ns();
 	if (sq_exec(c, "BEGIN IMMEDIATE") < 0) {
 		batch_fail(batch, c, "begin");
 		return;
@@ -187,6 +189,9 @@ static void run_batch(struct sq_user *u, struct sq_job *batch)
 		sq_exec(c, "ROLLBACK");
 		return;
 	}
+	metrics_observe_since(metrics_histogram("loft_store_commit_seconds",
+		"Store transactions (a group commit) from BEGIN to a durable "
+		"COMMIT.", NULL, NULL, 0), start_ns);
 	/* Before anyone is woken: a session that hears of the change must
 	 * find it when it looks. */
 	uint64_t prev = atomic_load(&u->user->last_modseq);
