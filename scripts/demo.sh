@@ -5,6 +5,7 @@
 # with the demo account, then runs loftd in the foreground (Ctrl-C stops).
 #
 #   IMAP 1143  IMAPS 1993  POP3 1110  POP3S 1995  LMTP 2424
+#   HTTPS 8443 (webmail, JMAP, client set-up)  metrics 9180
 set -eu
 
 BUILD=${LOFT_BUILD:-build}
@@ -60,6 +61,18 @@ listen = 127.0.0.1:1995
 listen = 127.0.0.1:2424
 CONF
 fi
+# HTTPS (webmail, JMAP, autoconfig) and the admin metrics listener; a
+# run/ made before they existed gets them added.
+if ! grep -q '^\[https\]' "$CONF"; then
+	cat >> "$CONF" <<CONF
+
+[https]
+listen = 127.0.0.1:8443
+
+[metrics]
+listen = 127.0.0.1:9180
+CONF
+fi
 
 # The demo secret: generated once, kept in run/ (mode 600).
 SECRET_FILE=$RUN/demo-secret
@@ -84,4 +97,6 @@ if ! printf '%s\n' "$SECRET" | "$LOFTCTL" --config "$CONF" user add "$USER" \
 fi
 
 echo "demo: $USER password: $SECRET"
+echo "demo: webmail and JMAP at https://localhost:8443/ (self-signed" \
+	"certificate), metrics at http://127.0.0.1:9180/metrics"
 exec "$LOFTD" --config "$CONF"
