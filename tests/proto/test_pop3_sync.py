@@ -16,12 +16,13 @@ import re
 import subprocess
 import sys
 
-from loftenv import LOFTD, Loft, Results
+from loftenv import DEFAULT_USERS, LOFTD, Loft, Results
 from pop3client import Pop3, deliver, make_env, simple_message
 
 R = Results()
-ALICE, ALICE_PW = 'alice@example.test', 'alice-secret'
-BOB, BOB_PW = 'bob@example.test', 'bob-secret'
+# loftenv's default users: passwords that pass the password policy.
+ALICE, BOB = 'alice@example.test', 'bob@example.test'
+ALICE_PW, BOB_PW = DEFAULT_USERS[ALICE], DEFAULT_USERS[BOB]
 
 
 def ok(r):
