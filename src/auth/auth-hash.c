@@ -4,7 +4,7 @@
  * keys beside it in the database. Hashes imported from Dovecot keep their
  * scheme prefix ({SHA512-CRYPT}, {BLF-CRYPT} through crypt_r(3) of
  * libcrypt, {ARGON2ID}) until the first successful PLAIN/LOGIN re-hashes
- * the password. Also: SCRAM key derivation (RFC 5802 3) and base64.
+ * the password. Also: SCRAM key derivation (RFC 5802 3).
  */
 #include "auth-private.h"
 
@@ -257,69 +257,5 @@ int auth_scram_keys(const char *password, const uint8_t *salt,
 	SHA256(client_key, sizeof(client_key), stored_key);
 	OPENSSL_cleanse(salted, sizeof(salted));
 	OPENSSL_cleanse(client_key, sizeof(client_key));
-	return 0;
-}
-
-/* ---- base64 ---------------------------------------------------------- */
-
-static const char b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *auth_base64_encode(const void *data, size_t len)
-{
-	const uint8_t *in = data;
-	char *out = xmalloc((len + 2) / 3 * 4 + 1), *o = out;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		if (i + 1 < len)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= in[i + 2];
-		*o++ = b64[(v >> 18) & 63];
-		*o++ = b64[(v >> 12) & 63];
-		*o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-		*o++ = i + 2 < len ? b64[v & 63] : '=';
-	}
-	*o = '\0';
-	return out;
-}
-
-static int b64_value(char c)
-{
-	const char *p = c != '\0' ? strchr(b64, c) : NULL;
-	return p ? (int)(p - b64) : -1;
-}
-
-int auth_base64_decode(const char *in, size_t in_len, uint8_t **out_r,
-		       size_t *out_len_r)
-{
-	if (in_len % 4 != 0)
-		return -1;
-	uint8_t *out = xmalloc(in_len / 4 * 3 + 1);
-	size_t o = 0;
-	for (size_t i = 0; i < in_len; i += 4) {
-		int v[4];
-		int pad = 0;
-		for (int k = 0; k < 4; k++) {
-			char c = in[i + k];
-			if (c == '=' && i + 4 == in_len && k >= 2) {
-				v[k] = 0;
-				pad++;
-			} else if (pad > 0 || (v[k] = b64_value(c)) < 0) {
-				free(out);
-				return -1;
-			}
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
-			     (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		out[o++] = (uint8_t)(w >> 16);
-		if (pad < 2)
-			out[o++] = (uint8_t)(w >> 8);
-		if (pad < 1)
-			out[o++] = (uint8_t)w;
-	}
-	out[o] = '\0';
-	*out_r = out;
-	*out_len_r = o;
 	return 0;
 }

@@ -118,11 +118,6 @@ int auth_scram_keys(const char *password, const uint8_t *salt,
 void auth_hash_dummy(const struct auth_settings *set, const char *password);
 uint32_t auth_scram_iterations(const struct auth_settings *set);
 
-/* base64 (RFC 4648, with padding) into a fresh string / buffer. */
-char *auth_base64_encode(const void *data, size_t len);
-/* -1 if malformed; *out_r (caller frees, NUL-terminated). */
-int auth_base64_decode(const char *in, size_t in_len, uint8_t **out_r,
-		       size_t *out_len_r);
 
 /* ---- auth-password.c ------------------------------------------------- */
 /* A login's password prepared with SASLprep as a query string, or a copy

@@ -13,6 +13,7 @@
  *                  and POP3 need no "additional data with success".
  */
 #include "auth-private.h"
+#include "base64.h"
 
 #include "buf.h"
 #include "log.h"
@@ -296,11 +297,11 @@ static enum auth_sasl_status scram_first(struct auth_sasl *s, const char *in,
 		uint8_t rnd[SCRAM_NONCE_RAND];
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 			return AUTH_SASL_TEMPFAIL;
-		server_part = auth_base64_encode(rnd, sizeof(rnd));
+		server_part = base64_encode(rnd, sizeof(rnd));
 	}
 	s->nonce = xasprintf("%.*s%s", (int)nlen, r + 2, server_part);
 	free(server_part);
-	char *salt = auth_base64_encode(s->row.scram_salt,
+	char *salt = base64_encode(s->row.scram_salt,
 					s->row.scram_salt_len);
 	s->server_first = xasprintf("r=%s,s=%s,i=%u", s->nonce, salt,
 				    s->row.scram_iterations);
@@ -337,17 +338,21 @@ static enum auth_sasl_status scram_final(struct auth_sasl *s, const char *in,
 	char *msg = xstrndup(in, len);
 	enum auth_sasl_status ret = AUTH_SASL_FAIL;
 	char *p = strlen(msg) == len ? strstr(msg, ",p=") : NULL;
-	char *cb = auth_base64_encode(s->gs2_header, strlen(s->gs2_header));
+	char *cb = base64_encode(s->gs2_header, strlen(s->gs2_header));
 	char *expect = xasprintf("c=%s,r=%s", cb, s->nonce);
 	size_t elen = strlen(expect);
+	struct buf pb;
 	uint8_t *proof = NULL;
-	size_t proof_len = 0;
+	buf_init(&pb, 64);
 	if (p == NULL || strncmp(msg, expect, elen) != 0 ||
 	    (msg + elen != p && msg[elen] != ',') ||
 	    strchr(p + 3, ',') != NULL ||
-	    auth_base64_decode(p + 3, strlen(p + 3), &proof, &proof_len) < 0 ||
-	    proof_len != 32)
+	    base64_decode(p + 3, strlen(p + 3), BASE64_STRICT, &pb) < 0 ||
+	    pb.len != 32) {
+		buf_free(&pb);
 		goto out;
+	}
+	proof = (uint8_t *)buf_steal(&pb, NULL);
 	*p = '\0';   /* msg is now client-final-message-without-proof */
 
 	uint32_t delay;
@@ -368,7 +373,7 @@ static enum auth_sasl_status scram_final(struct auth_sasl *s, const char *in,
 		goto out;
 	}
 	auth_throttle_succeeded(s->auth, s->login, s->remote);
-	char *v = auth_base64_encode(server_sig, sizeof(server_sig));
+	char *v = base64_encode(server_sig, sizeof(server_sig));
 	char *final = xasprintf("v=%s", v);
 	free(v);
 	*out_len_r = strlen(final);

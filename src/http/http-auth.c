@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "http-private.h"
+#include "base64.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -76,7 +77,7 @@ static int auth_basic(struct http_request *req, const char *cred)
 	size_t len = strlen(cred);
 	while (len > 0 && cred[len - 1] == ' ')
 		len--;
-	if (http_base64_decode(cred, len, &b) < 0 || b.data == NULL ||
+	if (base64_decode(cred, len, BASE64_STRICT, &b) < 0 || b.data == NULL ||
 	    memchr(b.data, '\0', b.len) != NULL) {
 		buf_free(&b);
 		return answer_401(req, NULL, "Malformed Basic credentials.");

@@ -197,8 +197,6 @@ int http_autodiscover_parse(const char *body, size_t len, char *email,
 char *http_form_value(const char *form, size_t len, const char *name);
 
 /* http-util.c */
-int http_base64_decode(const char *in, size_t len, struct buf *out);
-void http_base64_encode(const void *data, size_t len, struct buf *out);
 /* An RFC 9110 5.6.7 IMF-fixdate. */
 void http_date(time_t t, char out[32]);
 int http_date_parse(const char *s, time_t *t_r);

@@ -1,6 +1,6 @@
 /*
  * Small pieces of HTTP: reason phrases, dates (RFC 9110 5.6.7), entity
- * tag lists, base64 for Basic credentials, JSON string escaping, and
+ * tag lists, JSON string escaping, and
  * Content-Disposition for any file name (RFC 6266, RFC 8187).
  */
 #include <stdio.h>
@@ -114,51 +114,6 @@ bool http_etag_match(const char *list, const char *etag)
 		s = q + 1;
 	}
 	return false;
-}
-
-static const char b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void http_base64_encode(const void *data, size_t len, struct buf *out)
-{
-	const unsigned char *p = data;
-	for (size_t i = 0; i < len; i += 3) {
-		unsigned v = (unsigned)p[i] << 16;
-		if (i + 1 < len)
-			v |= (unsigned)p[i + 1] << 8;
-		if (i + 2 < len)
-			v |= p[i + 2];
-		char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-			     i + 1 < len ? b64[(v >> 6) & 63] : '=',
-			     i + 2 < len ? b64[v & 63] : '='};
-		buf_append(out, q, 4);
-	}
-}
-
-/* Strict: padding required, nothing but the alphabet. */
-int http_base64_decode(const char *in, size_t len, struct buf *out)
-{
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		unsigned v = 0;
-		int pad = 0;
-		for (int k = 0; k < 4; k++) {
-			char c = in[i + k];
-			const char *p = c != '\0' ? strchr(b64, c) : NULL;
-			if (c == '=' && i + 4 == len && k >= 2) {
-				pad++;
-				v <<= 6;
-				continue;
-			}
-			if (p == NULL || pad > 0)
-				return -1;
-			v = (v << 6) | (unsigned)(p - b64);
-		}
-		char o[3] = {(char)(v >> 16), (char)(v >> 8), (char)v};
-		buf_append(out, o, (size_t)(3 - pad));
-	}
-	return 0;
 }
 
 void http_json_escape(struct buf *out, const char *s)

@@ -11,56 +11,8 @@
 
 #include "imap-commands.h"
 #include "imap-server.h"
+#include "base64.h"
 #include "log.h"
-
-/* ---- base64 (RFC 4648) for SASL ---------------------------------------- */
-
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void b64_encode(struct buf *out, const unsigned char *in, size_t len)
-{
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		if (i + 1 < len)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= in[i + 2];
-		buf_append_char(out, b64chars[v >> 18 & 63]);
-		buf_append_char(out, b64chars[v >> 12 & 63]);
-		buf_append_char(out, i + 1 < len ? b64chars[v >> 6 & 63] : '=');
-		buf_append_char(out, i + 2 < len ? b64chars[v & 63] : '=');
-	}
-}
-
-/* Strict: length a multiple of 4, padding only at the end. */
-static int b64_decode(const char *in, size_t len, struct buf *out)
-{
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		uint32_t v = 0;
-		int pad = 0;
-		for (int k = 0; k < 4; k++) {
-			char ch = in[i + k];
-			const char *p = ch != '\0' ? strchr(b64chars, ch) : NULL;
-			if (ch == '=' && i + 4 == len && k >= 2) {
-				pad++;
-				v <<= 6;
-				continue;
-			}
-			if (p == NULL || pad > 0)
-				return -1;
-			v = v << 6 | (uint32_t)(p - b64chars);
-		}
-		buf_append_char(out, (char)(v >> 16));
-		if (pad < 2)
-			buf_append_char(out, (char)(v >> 8));
-		if (pad < 1)
-			buf_append_char(out, (char)v);
-	}
-	return 0;
-}
 
 /* ---- STARTTLS ---------------------------------------------------------- */
 
@@ -203,7 +155,7 @@ static void sasl_step(struct imap_cmd *cmd, const void *in, size_t len)
 		struct buf b;
 		buf_init(&b, 0);
 		buf_append_str(&b, "+ ");
-		b64_encode(&b, (const unsigned char *)out, out_len);
+		base64_encode_buf(&b, out, out_len);
 		buf_append_str(&b, "\r\n");
 		imap_client_write(c, b.data, b.len);
 		buf_free(&b);
@@ -261,7 +213,7 @@ void cmd_authenticate(struct imap_cmd *cmd)
 	struct buf ir;
 	buf_init(&ir, 16384);
 	if (!slice_eq(a[1].str, "=") &&
-	    b64_decode(a[1].str.ptr, a[1].str.len, &ir) < 0) {
+	    base64_decode(a[1].str.ptr, a[1].str.len, BASE64_STRICT, &ir) < 0) {
 		buf_free(&ir);
 		sasl_end(c);
 		imap_cmd_bad(cmd, "[CLIENTBUG] Invalid base64 in initial response");
@@ -293,7 +245,7 @@ static void sasl_line_task(void *session, struct net_conn *conn, void *arg)
 	} else {
 		struct buf in;
 		buf_init(&in, 16384);
-		if (b64_decode(l->line, l->len, &in) < 0) {
+		if (base64_decode(l->line, l->len, BASE64_STRICT, &in) < 0) {
 			sasl_end(c);
 			imap_cmd_bad(cmd, "[CLIENTBUG] Invalid base64 in response");
 		} else {

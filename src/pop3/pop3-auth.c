@@ -16,73 +16,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include "base64.h"
 #include "log.h"
 
 #define POP3_CLEARTEXT_REFUSED \
 	"-ERR [AUTH] Plaintext authentication disallowed on non-secure (TLS) connections."
-
-/* ---- base64 (RFC 4648 4), strict: a SASL answer is never folded ----- */
-
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const unsigned char *in, size_t len)
-{
-	char *out = xmalloc((len + 2) / 3 * 4 + 1);
-	char *p = out;
-
-	for (size_t i = 0; i < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-		if (i + 1 < len)
-			v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= in[i + 2];
-		*p++ = b64_alphabet[(v >> 18) & 63];
-		*p++ = b64_alphabet[(v >> 12) & 63];
-		*p++ = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
-		*p++ = i + 2 < len ? b64_alphabet[v & 63] : '=';
-	}
-	*p = '\0';
-	return out;
-}
-
-static int b64_value(char c)
-{
-	const char *p = c != '\0' ? strchr(b64_alphabet, c) : NULL;
-	return p != NULL ? (int)(p - b64_alphabet) : -1;
-}
-
-/* Returns the decoded length, or -1 if in is not canonical base64. out
- * must hold len / 4 * 3 bytes. */
-static long b64_decode(const char *in, size_t len, unsigned char *out)
-{
-	size_t n = 0;
-
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		bool last = i + 4 == len;
-		int pad = 0;
-		unsigned v = 0;
-		for (int j = 0; j < 4; j++) {
-			int d;
-			if (in[i + j] == '=' && last && j >= 2 &&
-			    (j == 3 || in[i + 3] == '=')) {
-				pad++;
-				d = 0;
-			} else if ((d = b64_value(in[i + j])) < 0 || pad > 0) {
-				return -1;
-			}
-			v = v << 6 | (unsigned)d;
-		}
-		out[n++] = (unsigned char)(v >> 16);
-		if (pad < 2)
-			out[n++] = (unsigned char)(v >> 8);
-		if (pad < 1)
-			out[n++] = (unsigned char)v;
-	}
-	return (long)n;
-}
 
 /* ---- login ---------------------------------------------------------- */
 
@@ -276,7 +214,7 @@ void pop3_sasl_abort(struct pop3_session *s)
 
 static void pop3_sasl_challenge(struct pop3_session *s, const char *data, size_t len)
 {
-	char *enc = b64_encode((const unsigned char *)data, len);
+	char *enc = base64_encode(data, len);
 	/* RFC 5034 4: "+" SP base64; an empty challenge is "+ ". */
 	net_conn_printf(s->conn, "+ %s\r\n", enc);
 	free(enc);
@@ -326,23 +264,22 @@ static void pop3_sasl_step(struct pop3_session *s, const void *data, size_t len)
 static void pop3_sasl_answer(struct pop3_session *s, const char *text, bool initial)
 {
 	size_t len = strlen(text);
-	unsigned char *data;
-	long n;
+	struct buf data;
 
 	if (initial && strcmp(text, "=") == 0) {
 		pop3_sasl_step(s, "", 0);
 		return;
 	}
-	data = xmalloc(len / 4 * 3 + 1);
-	n = b64_decode(text, len, data);
-	if (n < 0) {
+	buf_init(&data, 0);
+	if (base64_decode(text, len, BASE64_STRICT, &data) < 0) {
 		pop3_sasl_abort(s);
 		pop3_reply(s, "-ERR Invalid base64 data, authentication cancelled.");
 	} else {
-		pop3_sasl_step(s, data, (size_t)n);
+		pop3_sasl_step(s, data.data ? data.data : "", data.len);
 	}
-	explicit_bzero(data, len / 4 * 3 + 1);
-	free(data);
+	if (data.data != NULL)
+		explicit_bzero(data.data, data.len);
+	buf_free(&data);
 }
 
 /* Whether word (len bytes) is one of the space-separated mechanisms. */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "base64.h"
 #include "log.h"
 
 #define QCLIENT_IN 8192
@@ -488,26 +489,6 @@ int qclient_starttls(struct qclient *c, enum qtls_verify verify,
 	return qclient_hello(c, hello_name, r);
 }
 
-static char *base64(const void *data, size_t len)
-{
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const unsigned char *p = data;
-	char *out = xmalloc((len + 2) / 3 * 4 + 1), *o = out;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < len) v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < len) v |= p[i + 2];
-		*o++ = tab[v >> 18];
-		*o++ = tab[(v >> 12) & 63];
-		*o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-		*o++ = i + 2 < len ? tab[v & 63] : '=';
-	}
-	*o = '\0';
-	return out;
-}
-
 int qclient_auth_plain(struct qclient *c, const char *user,
 		       const char *password, struct qreply *r)
 {
@@ -519,7 +500,7 @@ int qclient_auth_plain(struct qclient *c, const char *user,
 	memcpy(raw + 1, user, ul);
 	raw[1 + ul] = '\0';
 	memcpy(raw + 2 + ul, password, pl);
-	b64 = base64(raw, ul + pl + 2);
+	b64 = base64_encode(raw, ul + pl + 2);
 	explicit_bzero(raw, ul + pl + 2);
 	free(raw);
 	rc = command(c, r, "AUTH PLAIN %s", b64);

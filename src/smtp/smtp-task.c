@@ -16,59 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "log.h"
-
-/* ---- base64 (RFC 4648), strict ------------------------------------ */
-
-static const char b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const unsigned char *in, size_t len)
-{
-	char *out = xmalloc((len + 2) / 3 * 4 + 1), *p = out;
-
-	for (size_t i = 0; i < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-		if (i + 1 < len) v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < len) v |= in[i + 2];
-		*p++ = b64[(v >> 18) & 63];
-		*p++ = b64[(v >> 12) & 63];
-		*p++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-		*p++ = i + 2 < len ? b64[v & 63] : '=';
-	}
-	*p = '\0';
-	return out;
-}
-
-static long b64_decode(const char *in, size_t len, unsigned char *out)
-{
-	size_t n = 0;
-
-	if (len % 4 != 0)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int pad = 0;
-		unsigned v = 0;
-		for (int j = 0; j < 4; j++) {
-			const char *p = in[i + j] ? strchr(b64, in[i + j]) : NULL;
-			int d;
-			if (in[i + j] == '=' && i + 4 == len && j >= 2 &&
-			    (j == 3 || in[i + 3] == '=')) {
-				pad++;
-				d = 0;
-			} else if (p == NULL || pad > 0) {
-				return -1;
-			} else {
-				d = (int)(p - b64);
-			}
-			v = v << 6 | (unsigned)d;
-		}
-		out[n++] = (unsigned char)(v >> 16);
-		if (pad < 2) out[n++] = (unsigned char)(v >> 8);
-		if (pad < 1) out[n++] = (unsigned char)v;
-	}
-	return (long)n;
-}
 
 /* ---- AUTH (RFC 4954) ---------------------------------------------- */
 
@@ -100,7 +49,7 @@ static void sasl_step(struct smtp_session *s, const void *data, size_t len)
 
 	switch (auth_sasl_step(s->sasl, data, len, &out, &out_len, &u)) {
 	case AUTH_SASL_CONTINUE:
-		enc = b64_encode((const unsigned char *)(out ? out : ""), out_len);
+		enc = base64_encode(out ? out : "", out_len);
 		net_conn_printf(s->conn, "334 %s\r\n", enc);
 		free(enc);
 		break;
@@ -132,21 +81,20 @@ static void sasl_step(struct smtp_session *s, const void *data, size_t len)
 static void sasl_answer(struct smtp_session *s, const char *text, bool initial)
 {
 	size_t len = strlen(text);
-	unsigned char *data;
-	long n;
+	struct buf data;
 
 	if (initial && strcmp(text, "=") == 0) {
 		sasl_step(s, "", 0);
 		return;
 	}
-	data = xmalloc(len / 4 * 3 + 1);
-	n = b64_decode(text, len, data);
-	if (n < 0)
+	buf_init(&data, 0);
+	if (base64_decode(text, len, BASE64_STRICT, &data) < 0)
 		auth_abort(s, "501 5.5.2 Invalid base64 data");
 	else
-		sasl_step(s, data, (size_t)n);
-	explicit_bzero(data, len / 4 * 3 + 1);
-	free(data);
+		sasl_step(s, data.data ? data.data : "", data.len);
+	if (data.data != NULL)
+		explicit_bzero(data.data, data.len);
+	buf_free(&data);
 }
 
 void smtp_task_auth(void *session, struct net_conn *conn, void *arg)

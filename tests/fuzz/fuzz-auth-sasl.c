@@ -31,6 +31,22 @@
 #include "auth-private.h"
 #include "buf.h"
 #include "saslprep.h"
+#include "base64.h"
+
+/* base64.h's strict decoder into a fresh NUL-terminated array. */
+static int b64dec(const char *in, size_t len, uint8_t **out_r, size_t *n_r)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (base64_decode(in, len, BASE64_STRICT, &b) < 0) {
+		buf_free(&b);
+		return -1;
+	}
+	buf_append(&b, "", 0);
+	*out_r = (uint8_t *)buf_steal(&b, n_r);
+	return 0;
+}
+
 
 #define PASSWORD "fuzzing-secret-1"
 
@@ -96,7 +112,7 @@ static char *scram_client_final(const char *gs2, size_t gs2_len,
 	char *nonce = xstrndup(r + 2, (size_t)(s - r - 2));
 	uint8_t *salt;
 	size_t salt_len;
-	if (auth_base64_decode(s + 3, (size_t)(i - s - 3), &salt, &salt_len) < 0)
+	if (b64dec(s + 3, (size_t)(i - s - 3), &salt, &salt_len) < 0)
 		abort();
 	unsigned iter = (unsigned)strtoul(i + 3, NULL, 10);
 
@@ -108,14 +124,14 @@ static char *scram_client_final(const char *gs2, size_t gs2_len,
 	HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10,
 	     client_key, &len);
 	SHA256(client_key, 32, stored);
-	char *cb = auth_base64_encode(gs2, gs2_len);
+	char *cb = base64_encode(gs2, gs2_len);
 	char *without = xasprintf("c=%s,r=%s%.*s", cb, nonce, (int)ext_len, ext);
 	char *auth_msg = xasprintf("%s,%s,%s", client_first_bare, sf, without);
 	HMAC(EVP_sha256(), stored, 32, (const uint8_t *)auth_msg,
 	     strlen(auth_msg), sig, &len);
 	for (int k = 0; k < 32; k++)
 		proof[k] = client_key[k] ^ sig[k];
-	char *p = auth_base64_encode(proof, 32);
+	char *p = base64_encode(proof, 32);
 	char *final = xasprintf("%s,p=%s", without, p);
 	free(p);
 	free(auth_msg);

@@ -16,18 +16,34 @@
 
 #include "auth-private.h"
 #include "buf.h"
+#include "base64.h"
+
+/* base64.h's strict decoder into a fresh NUL-terminated array. */
+static int b64dec(const char *in, size_t len, uint8_t **out_r, size_t *n_r)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (base64_decode(in, len, BASE64_STRICT, &b) < 0) {
+		buf_free(&b);
+		return -1;
+	}
+	buf_append(&b, "", 0);
+	*out_r = (uint8_t *)buf_steal(&b, n_r);
+	return 0;
+}
+
 
 static void fuzz_decode(const char *s, size_t len)
 {
 	uint8_t *out, *again;
 	size_t n, n2;
-	if (auth_base64_decode(s, len, &out, &n) < 0)
+	if (b64dec(s, len, &out, &n) < 0)
 		return;
 	if (len % 4 != 0 || n > len / 4 * 3 || out[n] != '\0')
 		abort();
-	char *text = auth_base64_encode(out, n);
+	char *text = base64_encode(out, n);
 	if (strlen(text) != len ||
-	    auth_base64_decode(text, len, &again, &n2) < 0 || n2 != n ||
+	    b64dec(text, len, &again, &n2) < 0 || n2 != n ||
 	    (n > 0 && memcmp(again, out, n) != 0))
 		abort();
 	free(again);
@@ -39,9 +55,9 @@ static void fuzz_encode(const char *s, size_t len)
 {
 	uint8_t *out;
 	size_t n;
-	char *text = auth_base64_encode(s, len);
+	char *text = base64_encode(s, len);
 	if (strlen(text) != (len + 2) / 3 * 4 ||
-	    auth_base64_decode(text, strlen(text), &out, &n) < 0 || n != len ||
+	    b64dec(text, strlen(text), &out, &n) < 0 || n != len ||
 	    (len > 0 && memcmp(out, s, len) != 0))
 		abort();
 	free(out);

@@ -1,5 +1,6 @@
 /* Unit tests for src/lib: bounded buffers, the config parser and its value
  * readers, SASLprep (the RFC 4013 section 3 vectors and more). */
+#include "base64.h"
 #include "buf.h"
 #include "config.h"
 #include "saslprep.h"
@@ -133,9 +134,50 @@ static void test_saslprep(void)
 	CHECK_INT(utf8_length("caf\u00e9 \u2603"), 6);
 }
 
+static void check_b64(const char *in, unsigned flags, const char *expect)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	int rc = base64_decode(in, strlen(in), flags, &b);
+	if (expect == NULL) {
+		CHECK_INT(rc, -1);
+	} else {
+		CHECK_INT(rc, 0);
+		CHECK_MEM(b.data ? b.data : "", b.len, expect, strlen(expect));
+	}
+	buf_free(&b);
+}
+
+static void test_base64(void)
+{
+	check_b64("Zm9vYmFy", BASE64_STRICT, "foobar");
+	check_b64("Zm9vYg==", BASE64_STRICT, "foob");
+	check_b64("Zm9vYmE=", BASE64_STRICT, "fooba");
+	check_b64("", BASE64_STRICT, "");
+	check_b64("Zm9vY", BASE64_STRICT, NULL);
+	check_b64("Zm=vYg==", BASE64_STRICT, NULL);
+	check_b64("Zm9v\nYg==", BASE64_STRICT, NULL);
+	check_b64("Zg==Zg==", BASE64_STRICT, NULL);
+	check_b64("Z===", BASE64_STRICT, NULL);
+	check_b64("Zm9v-_==", BASE64_STRICT, NULL);
+	/* DKIM tag values: folding white space anywhere */
+	check_b64(" Zm9v\r\n\tYmFy ", BASE64_SKIP_WS, "foobar");
+	check_b64("Zm9vYg= =", BASE64_SKIP_WS, "foob");
+	check_b64("Zm9vYg== x", BASE64_SKIP_WS, NULL);
+	char *e = base64_encode("fo", 2);
+	CHECK_STR(e, "Zm8=");
+	free(e);
+	struct buf b;
+	buf_init(&b, 0);
+	base64_encode_buf(&b, "foobar", 6);
+	CHECK_STR(b.data, "Zm9vYmFy");
+	buf_free(&b);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
+		{"base64", test_base64},
 		{"buf_limit", test_buf_limit},
 		{"config_parse", test_config_parse},
 		{"config_values", test_config_values},
