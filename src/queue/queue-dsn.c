@@ -64,8 +64,7 @@ static void status_code(const struct queue_rcpt_result *r, enum qdsn_kind kind,
 }
 
 static void human_part(struct buf *b, const struct queue *q,
-		       const struct qjob *job, enum qdsn_kind kind,
-		       const bool *which)
+		       const struct qdsn *d, enum qdsn_kind kind)
 {
 	buf_printf(b, "This is the mail system at %s.\r\n\r\n",
 		   q->set.hostname);
@@ -82,82 +81,139 @@ static void human_part(struct buf *b, const struct queue *q,
 		buf_append_str(b, "Your message was delivered to the recipients "
 			       "below.\r\n");
 	buf_append_str(b, "\r\n");
-	for (size_t i = 0; i < job->rcpt_count; i++) {
-		const struct qjob_rcpt *r = &job->rcpts[i];
-		if (!which[i])
-			continue;
+	for (size_t i = 0; i < d->count; i++) {
+		const struct qdsn_rcpt *r = &d->rcpts[i];
 		buf_printf(b, "<%s>: ", r->address);
-		if (r->result.code != 0)
-			buf_printf(b, "%d %s %s\r\n", r->result.code,
-				   r->result.enhanced, r->result.text);
+		if (r->result->code != 0)
+			buf_printf(b, "%d %s %s\r\n", r->result->code,
+				   r->result->enhanced, r->result->text);
 		else
-			buf_printf(b, "%s\r\n", r->result.text);
+			buf_printf(b, "%s\r\n", r->result->text);
 	}
 }
 
 static void status_part(struct buf *b, const struct queue *q,
-			const struct qjob *job, enum qdsn_kind kind,
-			const bool *which)
+			const struct qdsn *d, enum qdsn_kind kind)
 {
 	char date[64], st[16];
 
 	buf_printf(b, "Reporting-MTA: dns; %s\r\n", q->set.hostname);
-	if (job->envid != NULL)
-		buf_printf(b, "Original-Envelope-Id: %s\r\n", job->envid);
-	rfc5322_date(job->created, date, sizeof(date));
+	if (d->envid != NULL)
+		buf_printf(b, "Original-Envelope-Id: %s\r\n", d->envid);
+	rfc5322_date(d->created, date, sizeof(date));
 	buf_printf(b, "Arrival-Date: %s\r\n", date);
-	for (size_t i = 0; i < job->rcpt_count; i++) {
-		const struct qjob_rcpt *r = &job->rcpts[i];
-		if (!which[i])
-			continue;
-		status_code(&r->result, kind, st, sizeof(st));
+	for (size_t i = 0; i < d->count; i++) {
+		const struct qdsn_rcpt *r = &d->rcpts[i];
+		status_code(r->result, kind, st, sizeof(st));
 		buf_append_str(b, "\r\n");
 		if (r->orcpt != NULL)
 			buf_printf(b, "Original-Recipient: %s\r\n", r->orcpt);
 		buf_printf(b, "Final-Recipient: rfc822; %s\r\n", r->address);
-		buf_printf(b, "Action: %s\r\n",
-			   action_name(kind, !job->local));
+		buf_printf(b, "Action: %s\r\n", action_name(kind, !d->local));
 		buf_printf(b, "Status: %s\r\n", st);
-		if (job->remote[0] != '\0' && !job->local) {
+		if (d->remote != NULL && d->remote[0] != '\0' && !d->local) {
 			char host[300];
-			snprintf(host, sizeof(host), "%s", job->remote);
+			snprintf(host, sizeof(host), "%s", d->remote);
 			host[strcspn(host, "[")] = '\0';
 			buf_printf(b, "Remote-MTA: dns; %s\r\n", host);
 		}
-		if (r->result.code != 0) {
+		if (r->result->code != 0) {
 			/* Diagnostic-Code is the remote's reply, one line */
 			char text[300];
-			const char *said = strstr(r->result.text, " said: ");
+			const char *said = strstr(r->result->text, " said: ");
 			snprintf(text, sizeof(text), "%s",
-				 said ? said + 7 : r->result.text);
+				 said ? said + 7 : r->result->text);
 			for (char *p = text; *p; p++)
 				if (*p == '\r' || *p == '\n')
 					*p = ' ';
 			buf_printf(b, "Diagnostic-Code: smtp; %d %s %s\r\n",
-				   r->result.code, r->result.enhanced, text);
+				   r->result->code, r->result->enhanced, text);
 		}
 		rfc5322_date(time(NULL), date, sizeof(date));
 		buf_printf(b, "Last-Attempt-Date: %s\r\n", date);
 		if (kind == QDSN_DELAYED) {
-			rfc5322_date(job->created + (time_t)q->set.max_age, date,
+			rfc5322_date(d->created + (time_t)q->set.max_age, date,
 				     sizeof(date));
 			buf_printf(b, "Will-Retry-Until: %s\r\n", date);
 		}
 	}
 }
 
+int queue_dsn_enqueue(struct queue *q, const struct qdsn *d,
+		      enum qdsn_kind kind, const char *orig, size_t orig_len,
+		      struct queue_error *err)
+{
+	struct buf b;
+	char date[64], boundary[128];
+	/* RFC 3461 4.3: RET=HDRS, or a delay: the header only */
+	bool full = kind == QDSN_FAILED && d->ret != QUEUE_RET_HDRS;
+	int rc;
+
+	snprintf(boundary, sizeof(boundary), "%s.%d/%s.dsn", d->id, (int)kind,
+		 q->set.hostname);
+	rfc5322_date(time(NULL), date, sizeof(date));
+	buf_init(&b, 0);
+	buf_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
+		   q->set.hostname);
+	buf_printf(&b, "To: <%s>\r\n", d->sender);
+	buf_printf(&b, "Subject: %s\r\n",
+		   kind == QDSN_FAILED	  ? "Undelivered Mail Returned to Sender"
+		   : kind == QDSN_DELAYED ? "Delayed Mail (still being retried)"
+					  : "Successful Mail Delivery Report");
+	buf_printf(&b, "Date: %s\r\n", date);
+	buf_printf(&b, "Message-ID: <%s.%d.%lld@%s>\r\n", d->id, (int)kind,
+		   (long long)time(NULL), q->set.hostname);
+	buf_append_str(&b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
+	buf_printf(&b, "Content-Type: multipart/report; "
+		   "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n",
+		   boundary);
+	buf_printf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+		   boundary);
+	human_part(&b, q, d, kind);
+	buf_printf(&b, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n",
+		   boundary);
+	status_part(&b, q, d, kind);
+	buf_printf(&b, "\r\n--%s\r\nContent-Type: %s\r\n\r\n", boundary,
+		   full ? "message/rfc822" : "text/rfc822-headers");
+	if (orig != NULL) {
+		size_t n = full ? orig_len : header_len(orig, orig_len);
+		if (d->prefix != NULL)
+			buf_append_str(&b, d->prefix);
+		buf_append(&b, orig, n);
+		if (n > 0 && orig[n - 1] != '\n')
+			buf_append_str(&b, "\r\n");
+	}
+	buf_printf(&b, "\r\n--%s--\r\n", boundary);
+
+	struct queue_rcpt rcpt = {.address = d->sender,
+				  .notify = QUEUE_NOTIFY_NEVER};
+	struct queue_envelope env = {
+		.sender = "",
+		.rcpts = &rcpt,
+		.rcpt_count = 1,
+		.flags = QUEUE_F_SIGN | QUEUE_F_8BITMIME,
+	};
+	rc = queue_enqueue_internal(q, &env, b.data, b.len, err);
+	if (rc < 0)
+		log_error("queue", NULL, "%s: cannot send the %s DSN to <%s>: %s",
+			  d->id, action_name(kind, false), d->sender, err->msg);
+	else
+		log_info("queue", NULL, "%s: %s DSN sent to <%s>", d->id,
+			 action_name(kind, false), d->sender);
+	buf_free(&b);
+	return rc;
+}
+
 void queue_dsn_send(struct queue *q, const struct qjob *job,
 		    enum qdsn_kind kind, const bool *which)
 {
-	struct buf b;
-	char date[64], boundary[64];
 	char *path = queue_msg_path(q, job->id);
 	struct stat sb;
 	const char *orig = NULL;
-	size_t orig_len = 0;
+	size_t orig_len = 0, n = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct queue_error err = {0};
-	bool full;
+	struct qdsn_rcpt *rcpts = xcalloc(job->rcpt_count, sizeof(*rcpts));
 
 	free(path);
 	if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size > 0) {
@@ -170,60 +226,22 @@ void queue_dsn_send(struct queue *q, const struct qjob *job,
 	}
 	if (fd >= 0)
 		close(fd);
-	/* RFC 3461 4.3: RET=HDRS, or a delay: the header only */
-	full = kind == QDSN_FAILED && job->ret != QUEUE_RET_HDRS;
-	snprintf(boundary, sizeof(boundary), "%s/%s.dsn", job->id,
-		 q->set.hostname);
-	rfc5322_date(time(NULL), date, sizeof(date));
-	buf_init(&b, 0);
-	buf_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n",
-		   q->set.hostname);
-	buf_printf(&b, "To: <%s>\r\n", job->sender);
-	buf_printf(&b, "Subject: %s\r\n",
-		   kind == QDSN_FAILED	  ? "Undelivered Mail Returned to Sender"
-		   : kind == QDSN_DELAYED ? "Delayed Mail (still being retried)"
-					  : "Successful Mail Delivery Report");
-	buf_printf(&b, "Date: %s\r\n", date);
-	buf_printf(&b, "Message-ID: <%s.%d@%s>\r\n", job->id, (int)kind,
-		   q->set.hostname);
-	buf_append_str(&b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
-	buf_printf(&b, "Content-Type: multipart/report; "
-		   "report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n",
-		   boundary);
-	buf_printf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-		   boundary);
-	human_part(&b, q, job, kind, which);
-	buf_printf(&b, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n",
-		   boundary);
-	status_part(&b, q, job, kind, which);
-	buf_printf(&b, "\r\n--%s\r\nContent-Type: %s\r\n\r\n", boundary,
-		   full ? "message/rfc822" : "text/rfc822-headers");
-	if (orig != NULL) {
-		size_t n = full ? orig_len : header_len(orig, orig_len);
-		if (job->prefix != NULL)
-			buf_append_str(&b, job->prefix);
-		buf_append(&b, orig, n);
-		if (n > 0 && orig[n - 1] != '\n')
-			buf_append_str(&b, "\r\n");
+	for (size_t i = 0; i < job->rcpt_count; i++) {
+		if (!which[i])
+			continue;
+		rcpts[n].address = job->rcpts[i].address;
+		rcpts[n].orcpt = job->rcpts[i].orcpt;
+		rcpts[n].result = &job->rcpts[i].result;
+		n++;
 	}
-	buf_printf(&b, "\r\n--%s--\r\n", boundary);
+	struct qdsn d = {
+		.id = job->id, .sender = job->sender, .envid = job->envid,
+		.ret = job->ret, .created = job->created, .prefix = job->prefix,
+		.remote = job->remote, .local = job->local, .rcpts = rcpts,
+		.count = n,
+	};
+	queue_dsn_enqueue(q, &d, kind, orig, orig_len, &err);
 	if (orig != NULL)
 		munmap((void *)orig, orig_len);
-
-	struct queue_rcpt rcpt = {.address = job->sender,
-				  .notify = QUEUE_NOTIFY_NEVER};
-	struct queue_envelope env = {
-		.sender = "",
-		.rcpts = &rcpt,
-		.rcpt_count = 1,
-		.flags = QUEUE_F_SIGN | QUEUE_F_8BITMIME,
-	};
-	if (queue_enqueue_internal(q, &env, b.data, b.len, &err) < 0)
-		log_error("queue", NULL, "%s: cannot send the %s DSN to <%s>: %s",
-			  job->id, action_name(kind, false), job->sender,
-			  err.msg);
-	else
-		log_info("queue", NULL, "%s: %s DSN sent to <%s>", job->id,
-			 action_name(kind, false), job->sender);
-	buf_free(&b);
+	free(rcpts);
 }

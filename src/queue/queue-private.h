@@ -158,9 +158,32 @@ int queue_runner_start(struct queue *q, struct queue_error *err);
 void queue_runner_stop(struct queue *q);
 void queue_runner_kick(struct queue *q);
 
-/* queue-dsn.c: builds a DSN (RFC 3464) for the recipients of job whose
- * result says so (kind "failed" / "delayed" / "delivered"). */
+/* queue-dsn.c: DSNs (RFC 3464). */
 enum qdsn_kind { QDSN_FAILED, QDSN_DELAYED, QDSN_DELIVERED };
+struct qdsn_rcpt {
+	const char *address;
+	const char *orcpt;
+	const struct queue_rcpt_result *result;
+};
+/* What a DSN reports: the original message's envelope and the
+ * recipients it is about. */
+struct qdsn {
+	const char *id;           /* names the original in logs and ids */
+	const char *sender;       /* the DSN goes there */
+	const char *envid;
+	enum queue_ret ret;
+	time_t created;
+	const char *prefix;       /* fields sent before the original, or NULL */
+	const char *remote;       /* the host that answered, or NULL */
+	bool local;               /* stored here, not relayed */
+	const struct qdsn_rcpt *rcpts;
+	size_t count;
+};
+/* Builds the DSN with (part of) orig and enqueues it to d->sender. */
+int queue_dsn_enqueue(struct queue *q, const struct qdsn *d,
+		      enum qdsn_kind kind, const char *orig, size_t orig_len,
+		      struct queue_error *err);
+/* A DSN for the recipients of job whose which[i] is set. */
 void queue_dsn_send(struct queue *q, const struct qjob *job,
 		    enum qdsn_kind kind, const bool *which);
 

@@ -520,6 +520,8 @@ static bool rate_take(struct queue *q, int64_t user_id, unsigned rcpts)
 
 /* ---- writer ------------------------------------------------------- */
 
+static const char *map_file(int fd, size_t len);
+
 struct queue_writer {
 	struct queue *q;
 	char *tmp_path;
@@ -606,6 +608,45 @@ void queue_writer_abort(struct queue_writer **wp)
 	free(w->tmp_path);
 	free(w);
 	*wp = NULL;
+}
+
+int queue_writer_report(struct queue_writer *w, const char *sender,
+			const char *envid, enum queue_ret ret, bool failed,
+			const struct queue_report_rcpt *rcpts, size_t count,
+			struct queue_error *err)
+{
+	struct qdsn_rcpt *r;
+	const char *data;
+	int rc;
+
+	if (sender[0] == '\0' || count == 0)
+		return 0;
+	if (w->failed) {
+		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		return -1;
+	}
+	data = map_file(w->fd, (size_t)w->size);
+	if (data == NULL) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL, "Internal queue error");
+		return -1;
+	}
+	r = xcalloc(count, sizeof(*r));
+	for (size_t i = 0; i < count; i++) {
+		r[i].address = rcpts[i].address;
+		r[i].orcpt = rcpts[i].orcpt;
+		r[i].result = &rcpts[i].result;
+	}
+	struct qdsn d = {
+		.id = strrchr(w->tmp_path, '/') + 1, .sender = sender,
+		.envid = envid, .ret = ret, .created = time(NULL), .local = true,
+		.rcpts = r, .count = count,
+	};
+	rc = queue_dsn_enqueue(w->q, &d, failed ? QDSN_FAILED : QDSN_DELIVERED,
+			       data, (size_t)w->size, err);
+	if (w->size > 0)
+		munmap((void *)data, (size_t)w->size);
+	free(r);
+	return rc;
 }
 
 /* ---- enqueue ------------------------------------------------------ */

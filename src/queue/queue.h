@@ -228,6 +228,22 @@ int queue_writer_commit(struct queue_writer **w,
 			struct queue_error *err);
 void queue_writer_abort(struct queue_writer **w);
 
+/* A DSN (RFC 3464) about the message in w (which stays usable) whose
+ * recipients were decided outside the queue: SMTP MX stores local copies
+ * itself, and one refused for good after the 250 was given for the
+ * others (over quota, Sieve reject), or stored with NOTIFY=SUCCESS, is
+ * reported to the sender this way. failed: they failed for good; else
+ * they were delivered. Nothing is sent for the null sender. */
+struct queue_report_rcpt {
+	const char *address;
+	const char *orcpt;            /* RFC 3461 ORCPT, or NULL */
+	struct queue_rcpt_result result;
+};
+int queue_writer_report(struct queue_writer *w, const char *sender,
+			const char *envid, enum queue_ret ret, bool failed,
+			const struct queue_report_rcpt *rcpts, size_t count,
+			struct queue_error *err);
+
 /* Whether the account may submit count more messages with rcpts
  * recipients this hour (SMTP asks at MAIL/RCPT to refuse early;
  * queue_enqueue counts them). */

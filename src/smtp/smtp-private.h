@@ -31,6 +31,9 @@
 #define SMTP_IDLE_TIMEOUT 300
 /* The message's start kept in memory for the From: check. */
 #define SMTP_HEAD_MAX (64 * 1024)
+/* MX per-address defaults: far above what a busy sending MX does. */
+#define SMTP_MX_CONNS_PER_IP 50
+#define SMTP_MX_MESSAGES_PER_IP 20000
 
 struct smtp_server {
 	enum smtp_mode mode;
@@ -42,7 +45,10 @@ struct smtp_server {
 	uint64_t max_message_size;
 	unsigned max_recipients;
 	unsigned timeout;
+	unsigned max_conns_per_ip;        /* [smtp] max_connections_per_ip */
+	unsigned max_messages_per_ip;     /* [smtp] max_messages_per_ip_per_hour */
 	bool tls;                 /* [tls] is configured: STARTTLS offered */
+	struct smtp_limits *limits;   /* MX: per-address limits, or NULL */
 	pthread_mutex_t release_mu;
 	pthread_cond_t release_cond;
 	unsigned releasing;
@@ -75,6 +81,7 @@ struct smtp_session {
 	struct smtp_server *srv;
 	struct net_conn *conn;
 	char sid[24];
+	char peer[64];            /* the client's address (kept past close) */
 	enum smtp_state state;
 	bool esmtp;
 	char helo[256];
@@ -88,6 +95,7 @@ struct smtp_session {
 	bool sasl_final;
 	struct auth_user sasl_user;
 	unsigned auth_failures;
+	bool limit_counted;       /* counted in srv->limits' connections */
 
 	/* the transaction */
 	char sender[LMTP_PATH_TEXT];
@@ -117,6 +125,20 @@ struct smtp_session {
 	const char *bdat_refuse;          /* a refused BDAT's reply */
 	enum smtp_state bdat_back;        /* the state to return to */
 };
+
+/* smtp-limits.c: per-address limits of the MX (0: no limit). */
+struct smtp_limits;
+struct smtp_limits *smtp_limits_create(unsigned max_conns,
+				       unsigned max_messages_per_hour);
+void smtp_limits_destroy(struct smtp_limits **l);
+/* Counts a connection; false (not counted) when the address has its
+ * maximum already. */
+bool smtp_limits_connect(struct smtp_limits *l, const char *ip);
+void smtp_limits_disconnect(struct smtp_limits *l, const char *ip);
+/* Whether the address may send another message this hour. */
+bool smtp_limits_message_ok(struct smtp_limits *l, const char *ip);
+/* Counts an accepted message. */
+void smtp_limits_message(struct smtp_limits *l, const char *ip);
 
 /* smtp-session.c */
 void smtp_reply(struct smtp_session *s, const char *fmt, ...)

@@ -42,6 +42,19 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 			} else {
 				srv->max_recipients = (unsigned)v;
 			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   (strcmp(e->key, "max_connections_per_ip") == 0 ||
+			    strcmp(e->key, "max_messages_per_ip_per_hour") == 0)) {
+			if (config_parse_uint(e->value, 100000000, &v) < 0) {
+				buf_printf(errors, "%s:%d: %s: expected a number "
+					   "(0 = no limit)\n", path, e->line,
+					   e->key);
+				rc = -1;
+			} else if (strcmp(e->key, "max_connections_per_ip") == 0) {
+				srv->max_conns_per_ip = (unsigned)v;
+			} else {
+				srv->max_messages_per_ip = (unsigned)v;
+			}
 		} else if (strcmp(e->key, "timeout") == 0) {
 			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
 			    v > 86400) {
@@ -76,6 +89,8 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 	srv->max_message_size = 50ULL * 1024 * 1024;
 	srv->max_recipients = 100;
 	srv->timeout = SMTP_IDLE_TIMEOUT;
+	srv->max_conns_per_ip = SMTP_MX_CONNS_PER_IP;
+	srv->max_messages_per_ip = SMTP_MX_MESSAGES_PER_IP;
 	pthread_mutex_init(&srv->release_mu, NULL);
 	pthread_cond_init(&srv->release_cond, NULL);
 	v = config_get(cfg, "limits", "max_message_size");
@@ -95,6 +110,10 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 	}
 	if (store != NULL && auth != NULL)
 		srv->delivery = delivery_create(store, auth, srv->hostname);
+	if (mode == SMTP_MODE_MX &&
+	    (srv->max_conns_per_ip != 0 || srv->max_messages_per_ip != 0))
+		srv->limits = smtp_limits_create(srv->max_conns_per_ip,
+						 srv->max_messages_per_ip);
 	return srv;
 }
 
@@ -116,6 +135,7 @@ void smtp_server_destroy(struct smtp_server **server)
 	pthread_mutex_destroy(&srv->release_mu);
 	pthread_cond_destroy(&srv->release_cond);
 	delivery_destroy(&srv->delivery);
+	smtp_limits_destroy(&srv->limits);
 	free(srv);
 	*server = NULL;
 }

@@ -154,6 +154,11 @@ static bool cmd_hello(struct smtp_session *s, struct slice args, bool ehlo)
 				   "250-CHUNKING\r\n250-DSN\r\n");
 		if (!net_conn_is_tls(s->conn) && s->srv->tls)
 			buf_append_str(&b, "250-STARTTLS\r\n");
+		/* RFC 8689: honoured here (the queue never sends such a
+		 * message in clear; local copies never leave), and only
+		 * offered where the message itself came over TLS */
+		if (net_conn_is_tls(s->conn))
+			buf_append_str(&b, "250-REQUIRETLS\r\n");
 		if (smtp_is_submission(s) && !s->authed) {
 			const char *m = auth_mechanisms(s->srv->auth,
 							cleartext_ok(s));
@@ -410,6 +415,14 @@ static bool cmd_mail(struct smtp_session *s, struct slice args)
 		smtp_transaction_reset(s);
 		return false;
 	}
+	if (!smtp_limits_message_ok(s->srv->limits, net_conn_peer(s->conn))) {
+		log_info("smtp", s->sid, "%s: hourly message limit reached",
+			 net_conn_peer(s->conn));
+		reply_error(s, "451 4.7.1 Too many messages from your address, "
+			       "try again later");
+		smtp_transaction_reset(s);
+		return false;
+	}
 	lmtp_path_text(&path, s->sender, sizeof(s->sender));
 	snprintf(s->sender_addr, sizeof(s->sender_addr), "%s", path.address);
 	s->txn_counter++;
@@ -498,8 +511,7 @@ static bool cmd_rcpt(struct smtp_session *s, struct slice args)
 			       "valid UTF-8");
 		return false;
 	}
-	if (delivery_rcpt_count(s->ds) + s->rcpt_count >=
-	    s->srv->max_recipients) {
+	if (s->rcpt_count >= s->srv->max_recipients) {
 		free(orcpt);
 		/* RFC 5321 4.5.3.1.10 */
 		smtp_reply(s, "452 4.5.3 Too many recipients");
@@ -519,7 +531,7 @@ static bool cmd_rcpt(struct smtp_session *s, struct slice args)
 
 static unsigned accepted(const struct smtp_session *s)
 {
-	return smtp_is_submission(s) ? s->rcpt_count : delivery_rcpt_count(s->ds);
+	return s->rcpt_count;
 }
 
 static void cmd_data(struct smtp_session *s, struct slice args)
@@ -824,12 +836,27 @@ static void *session_new(struct net_conn *conn, struct smtp_server *srv)
 	s->srv = srv;
 	s->conn = conn;
 	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
+	snprintf(s->peer, sizeof(s->peer), "%s", net_conn_peer(conn));
 	s->state = SMTP_GREETED;
 	if (srv->mode == SMTP_MODE_MX)
 		s->ds = delivery_session_create(srv->delivery, s->sid);
 	buf_init(&s->chunk, 0);
 	buf_init(&s->head, 0);
 	net_conn_set_timeout(conn, srv->timeout);
+	if (srv->limits != NULL) {
+		s->limit_counted = smtp_limits_connect(srv->limits,
+						       net_conn_peer(conn));
+		if (!s->limit_counted) {
+			log_info("smtp", s->sid, "%s: too many connections",
+				 net_conn_peer(conn));
+			smtp_reply(s, "421 4.7.0 %s Too many connections from "
+				      "your address, try again later",
+				   srv->hostname);
+			s->quitting = true;
+			net_conn_close(conn);
+			return s;
+		}
+	}
 	smtp_reply(s, "220 %s ESMTP Loft", srv->hostname);
 	return s;
 }
@@ -841,6 +868,8 @@ static void *smtp_accept(struct net_conn *conn, void *proto_ctx)
 
 static void session_free(struct smtp_session *s)
 {
+	if (s->limit_counted)
+		smtp_limits_disconnect(s->srv->limits, s->peer);
 	smtp_transaction_reset(s);
 	delivery_session_destroy(&s->ds);
 	if (s->sasl != NULL)
@@ -917,6 +946,8 @@ const struct net_proto smtp_mx_proto = {
 	.timeout = smtp_timeout,
 	.shutdown = smtp_shutdown,
 	.busy_reply = "421 4.7.0 Too many connections from your address\r\n",
+	/* no banned_reply: other servers' mail is never refused for the
+	 * failed logins of someone at their address */
 };
 
 const struct net_proto smtp_submission_proto = {
@@ -927,4 +958,6 @@ const struct net_proto smtp_submission_proto = {
 	.timeout = smtp_timeout,
 	.shutdown = smtp_shutdown,
 	.busy_reply = "421 4.7.0 Too many connections from your address\r\n",
+	.banned_reply = "421 4.7.0 Too many failed logins from your address, "
+			"try again later\r\n",
 };

@@ -193,6 +193,27 @@ static void begin_delivery(struct smtp_session *s, struct net_conn *conn)
 	delivery_begin(s->ds, &env);
 }
 
+/* Remembers an accepted recipient with its DSN parameters (MX: index i
+ * is the delivery session's recipient i). */
+static void rcpt_push(struct smtp_session *s, const char *addr,
+		      const char *text, struct smtp_rcpt_request *req)
+{
+	struct smtp_rcpt *r;
+
+	if (s->rcpt_count == s->rcpt_cap) {
+		s->rcpt_cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
+		s->rcpts = xrealloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
+	}
+	r = &s->rcpts[s->rcpt_count++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->address, sizeof(r->address), "%s", addr);
+	snprintf(r->display, sizeof(r->display), "%s", text);
+	r->notify = req->notify;
+	r->orcpt = req->orcpt;
+	req->orcpt = NULL;
+	s->errors = 0;
+}
+
 static void rcpt_mx(struct smtp_session *s, struct net_conn *conn,
 		    struct smtp_rcpt_request *req, const char *text)
 {
@@ -210,7 +231,7 @@ static void rcpt_mx(struct smtp_session *s, struct net_conn *conn,
 		begin_delivery(s, conn);
 	delivery_rcpt(s->ds, addr, text, &rep);
 	if (rep.code == 250)
-		s->errors = 0;
+		rcpt_push(s, addr, text, req);
 	net_conn_printf(conn, "%d %s %s\r\n", rep.code, rep.status, rep.text);
 }
 
@@ -219,7 +240,6 @@ static void rcpt_submission(struct smtp_session *s, struct net_conn *conn,
 {
 	const char *addr = req->path.address;
 	const char *domain = addr + req->path.local_len + 1;
-	struct smtp_rcpt *r;
 	struct auth_user u;
 
 	if (s->srv->queue == NULL) {
@@ -246,18 +266,7 @@ static void rcpt_submission(struct smtp_session *s, struct net_conn *conn,
 			return;
 		}
 	}
-	if (s->rcpt_count == s->rcpt_cap) {
-		s->rcpt_cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
-		s->rcpts = xrealloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
-	}
-	r = &s->rcpts[s->rcpt_count++];
-	memset(r, 0, sizeof(*r));
-	snprintf(r->address, sizeof(r->address), "%s", addr);
-	snprintf(r->display, sizeof(r->display), "%s", text);
-	r->notify = req->notify;
-	r->orcpt = req->orcpt;
-	req->orcpt = NULL;
-	s->errors = 0;
+	rcpt_push(s, addr, text, req);
 	net_conn_printf(conn, "250 2.1.5 <%s> Ok\r\n", text);
 }
 
@@ -304,7 +313,13 @@ static bool wants_queue_copy(const struct smtp_session *s)
 {
 	if (s->srv->queue == NULL)
 		return false;
-	return smtp_is_submission(s) || delivery_rcpt_count(s->ds) > 1;
+	if (smtp_is_submission(s) || delivery_rcpt_count(s->ds) > 1)
+		return true;
+	/* a "delivered" DSN quotes the message */
+	for (unsigned i = 0; i < s->rcpt_count; i++)
+		if (s->rcpts[i].notify & QUEUE_NOTIFY_SUCCESS)
+			return true;
+	return false;
 }
 
 static void write_chunk(struct smtp_session *s, struct net_conn *conn)
@@ -349,9 +364,96 @@ void smtp_task_chunk(void *session, struct net_conn *conn, void *arg)
 
 /* ---- the end of a message: MX ------------------------------------- */
 
+static bool notify_wants(unsigned notify, unsigned bit)
+{
+	if (notify & QUEUE_NOTIFY_NEVER)
+		return false;
+	if (notify == QUEUE_NOTIFY_DEFAULT)
+		return bit == QUEUE_NOTIFY_FAILURE;
+	return (notify & bit) != 0;
+}
+
+/* A DSN (through the queue) for the recipients whose outcome after the
+ * 250 was "failed" (permanent) or "delivered" with NOTIFY=SUCCESS. */
+static void report_outcomes(struct smtp_session *s, bool failed)
+{
+	unsigned n = delivery_rcpt_count(s->ds);
+	struct queue_report_rcpt *rr = xcalloc(n, sizeof(*rr));
+	struct queue_error err = {0};
+	size_t k = 0;
+
+	for (unsigned i = 0; i < n && i < s->rcpt_count; i++) {
+		const struct delivery_reply *r = delivery_result(s->ds, i);
+		bool match = failed ? r->code / 100 == 5 : r->code / 100 == 2;
+		if (!match || !notify_wants(s->rcpts[i].notify,
+					    failed ? QUEUE_NOTIFY_FAILURE
+						   : QUEUE_NOTIFY_SUCCESS))
+			continue;
+		rr[k].address = s->rcpts[i].address;
+		rr[k].orcpt = s->rcpts[i].orcpt;
+		rr[k].result.status = failed ? QUEUE_RCPT_FAILED
+					     : QUEUE_RCPT_DELIVERED;
+		rr[k].result.code = r->code;
+		snprintf(rr[k].result.enhanced, sizeof(rr[k].result.enhanced),
+			 "%s", r->status ? r->status : "");
+		snprintf(rr[k].result.text, sizeof(rr[k].result.text), "%.255s",
+			 r->text);
+		k++;
+	}
+	if (k > 0 && s->qw != NULL &&
+	    queue_writer_report(s->qw, s->sender_addr, s->envid, s->ret, failed,
+				rr, k, &err) < 0)
+		log_error("smtp", s->sid, "%s DSN for %zu recipients not sent: "
+			  "%s", failed ? "failure" : "success", k, err.msg);
+	else if (k > 0 && s->qw == NULL)
+		log_warn("smtp", s->sid, "%s DSN for %zu recipients not sent: no "
+			 "queue", failed ? "failure" : "success", k);
+	free(rr);
+}
+
+/* The local recipients whose store failed for now are retried from the
+ * queue. false if that could not be queued. */
+static bool queue_retries(struct smtp_session *s, unsigned temp)
+{
+	unsigned n = delivery_rcpt_count(s->ds);
+	struct queue_rcpt *qr = xcalloc(temp, sizeof(*qr));
+	struct queue_error err = {0};
+	char id[QUEUE_ID_SIZE];
+	size_t k = 0;
+	bool ok;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct delivery_reply *r = delivery_result(s->ds, i);
+		if (r->code / 100 != 4 || k >= temp)
+			continue;
+		qr[k].address = delivery_rcpt_address(s->ds, i);
+		if (i < s->rcpt_count) {
+			qr[k].notify = s->rcpts[i].notify;
+			qr[k].orcpt = s->rcpts[i].orcpt;
+		}
+		k++;
+	}
+	struct queue_envelope env = {
+		.sender = s->sender_addr, .rcpts = qr, .rcpt_count = k,
+		.ret = s->ret, .envid = s->envid,
+		.flags = QUEUE_F_LOCAL_RETRY |
+			 (s->eightbit ? QUEUE_F_8BITMIME : 0) |
+			 (s->smtputf8 ? QUEUE_F_SMTPUTF8 : 0),
+	};
+	ok = queue_writer_commit(&s->qw, &env, id, NULL, &err) == 0;
+	if (!ok)
+		log_error("smtp", s->sid, "retry copy for %zu local recipients "
+			  "not queued: %s", k, err.msg);
+	else
+		log_info("smtp", s->sid, "%zu local recipients will be retried "
+			 "from the queue (%s)", k, id);
+	free(qr);
+	return ok;
+}
+
 static void end_mx(struct smtp_session *s, struct net_conn *conn)
 {
-	unsigned n = delivery_rcpt_count(s->ds), ok = 0, temp = 0;
+	unsigned n = delivery_rcpt_count(s->ds), ok = 0, temp = 0, perm = 0;
 	const struct delivery_reply *first_bad = NULL;
 
 	if (s->data_too_big) {
@@ -367,12 +469,8 @@ static void end_mx(struct smtp_session *s, struct net_conn *conn)
 			ok++;
 		else if (first_bad == NULL)
 			first_bad = r;
-		if (r->code / 100 == 4)
-			temp++;
-	}
-	if (ok == n) {
-		net_conn_printf(conn, "250 2.0.0 Ok: %s\r\n", s->txn_id);
-		return;
+		temp += r->code / 100 == 4;
+		perm += r->code / 100 == 5;
 	}
 	if (ok == 0) {
 		/* nothing stored: the sender keeps it (4xx) or bounces it */
@@ -380,39 +478,21 @@ static void end_mx(struct smtp_session *s, struct net_conn *conn)
 				first_bad->status, first_bad->text);
 		return;
 	}
-	/* some stored: a 4xx now would make the sender duplicate them;
-	 * the temporary failures are retried from our queue */
-	if (temp > 0 && s->qw != NULL) {
-		struct queue_rcpt *qr = xcalloc(temp, sizeof(*qr));
-		struct queue_error err = {0};
-		char id[QUEUE_ID_SIZE];
-		size_t k = 0;
-		for (unsigned i = 0; i < n; i++) {
-			const struct delivery_reply *r = delivery_result(s->ds, i);
-			if (r->code / 100 == 4)
-				qr[k++].address = delivery_rcpt_address(s->ds, i);
-		}
-		struct queue_envelope env = {
-			.sender = s->sender_addr, .rcpts = qr, .rcpt_count = k,
-			.flags = QUEUE_F_LOCAL_RETRY |
-				 (s->eightbit ? QUEUE_F_8BITMIME : 0),
-		};
-		if (queue_writer_commit(&s->qw, &env, id, NULL, &err) < 0) {
-			log_error("smtp", s->sid, "retry copy for %zu local "
-				  "recipients not queued: %s", k, err.msg);
-			net_conn_printf(conn, "%d %s %s\r\n", first_bad->code,
-					first_bad->status, first_bad->text);
-			free(qr);
-			return;
-		}
-		log_info("smtp", s->sid, "%zu local recipients will be retried "
-			 "from the queue (%s)", k, id);
-		free(qr);
-	} else {
-		log_warn("smtp", s->sid, "%u of %u recipients not stored "
-			 "(permanent): %s", n - ok, n,
-			 first_bad ? first_bad->text : "");
+	/* Some copies are stored: a 4xx now would make the sender duplicate
+	 * them, so the rest is ours to finish: temporary failures are
+	 * retried from the queue, permanent ones reported in a DSN. */
+	if (perm > 0)
+		report_outcomes(s, true);
+	report_outcomes(s, false);
+	if (temp > 0 && (s->qw == NULL || !queue_retries(s, temp))) {
+		/* the retry copy is lost: still better than duplicates */
+		log_error("smtp", s->sid, "%u of %u recipients not stored and "
+			  "not queued for retry", temp, n);
 	}
+	if (first_bad != NULL)
+		log_info("smtp", s->sid, "%u of %u recipients stored; %u to "
+			 "retry, %u reported as failed", ok, n, temp, perm);
+	smtp_limits_message(s->srv->limits, net_conn_peer(conn));
 	net_conn_printf(conn, "250 2.0.0 Ok: %s\r\n", s->txn_id);
 }
 

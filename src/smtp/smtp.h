@@ -16,6 +16,9 @@
  *   max_message_size = 50M   at most [limits] max_message_size
  *   max_recipients = 100     per transaction (452 4.5.3 beyond)
  *   timeout = 5m             idle time before 421 4.4.2
+ * [smtp] only (per client address, IPv6 per /64; 0 = no limit):
+ *   max_connections_per_ip = 50          421 4.7.0 beyond
+ *   max_messages_per_ip_per_hour = 20000 451 4.7.1 at MAIL beyond
  */
 #ifndef LOFT_SMTP_H
 #define LOFT_SMTP_H
