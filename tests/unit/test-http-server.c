@@ -105,7 +105,9 @@ struct stream_ctx {
 	atomic_int closed;
 	atomic_int ticks;
 };
-static struct stream_ctx *last_stream;
+#define MAX_OPENED 4096
+static struct stream_ctx *opened[MAX_OPENED];
+static size_t opened_head, opened_tail;
 static pthread_mutex_t stream_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t stream_cond = PTHREAD_COND_INITIALIZER;
 static atomic_int streams_open, streams_closed;
@@ -142,7 +144,7 @@ static void stream_handle(struct http_request *req, struct http_response *resp,
 	http_stream_write(c->s, "event: hello\ndata: {}\n\n", 23);
 	atomic_fetch_add(&streams_open, 1);
 	pthread_mutex_lock(&stream_mu);
-	last_stream = c;
+	opened[opened_tail++ % MAX_OPENED] = c;
 	pthread_cond_broadcast(&stream_cond);
 	pthread_mutex_unlock(&stream_mu);
 }
@@ -153,11 +155,12 @@ static struct stream_ctx *wait_stream(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += 10;
 	pthread_mutex_lock(&stream_mu);
-	while (last_stream == NULL &&
+	while (opened_head == opened_tail &&
 	       pthread_cond_timedwait(&stream_cond, &stream_mu, &ts) == 0)
 		;
-	struct stream_ctx *c = last_stream;
-	last_stream = NULL;
+	struct stream_ctx *c = NULL;
+	if (opened_head != opened_tail)
+		c = opened[opened_head++ % MAX_OPENED];
 	pthread_mutex_unlock(&stream_mu);
 	return c;
 }
@@ -579,6 +582,47 @@ static void test_stream_tls(void)
 	close(fd);
 }
 
+/* 1,000 streams at once, each written from this thread (as the change
+ * hub would), each client gets its event; then they all leave. */
+static void test_many_streams(void)
+{
+	enum { N = 1000 };
+	static int fds[N];
+	static struct stream_ctx *ctx[N];
+	int closed_before = atomic_load(&streams_closed);
+	const char *req = "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n";
+	for (int i = 0; i < N; i++) {
+		fds[i] = cli_open(port);
+		cli_send(fds[i], req, strlen(req));
+	}
+	int got = 0;
+	for (int i = 0; i < N; i++) {
+		ctx[i] = wait_stream();
+		got += ctx[i] != NULL;
+	}
+	CHECK_INT(got, N);
+	for (int i = 0; i < N; i++)
+		if (ctx[i] != NULL)
+			CHECK(http_stream_write(ctx[i]->s, "data: all\n\n", 11) == 0);
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		char *resp = cli_until(fds[i], "data: all", NULL);
+		ok += strstr(resp, "data: all") != NULL;
+		free(resp);
+	}
+	CHECK_INT(ok, N);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	CHECK(wait_for(&streams_closed, closed_before + N, 20));
+	for (int i = 0; i < N; i++) {
+		if (ctx[i] == NULL)
+			continue;
+		CHECK(atomic_load(&ctx[i]->closed));
+		http_stream_unref(&ctx[i]->s);
+		free(ctx[i]);
+	}
+}
+
 static void test_content_disposition(void)
 {
 	static const struct {
@@ -690,6 +734,11 @@ int main(void)
 	const char *m = getenv("LOFT_HTTP_MEASURE");
 	if (m != NULL)
 		return measure(atoi(m), getenv("LOFT_HTTP_MEASURE_TLS") != NULL);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	server_start();
 	static const struct test_case cases[] = {
 		{"upload_chunked", test_upload_chunked},
@@ -701,6 +750,7 @@ int main(void)
 		{"stream_never_reads", test_stream_never_reads},
 		{"stream_client_leaves", test_stream_client_leaves},
 		{"stream_tls", test_stream_tls},
+		{"many_streams", test_many_streams},
 		{"content_disposition", test_content_disposition},
 		{NULL, NULL},
 	};
