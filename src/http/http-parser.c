@@ -491,7 +491,7 @@ bool http_body_done(const struct http_body *b)
 	return b->state == CH_DONE;
 }
 
-static int hexval(unsigned char c)
+int http_hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -535,7 +535,7 @@ static int chunked_byte(struct http_body *b, unsigned char c)
 	int v;
 	switch (b->state) {
 	case CH_SIZE:
-		v = hexval(c);
+		v = http_hexval(c);
 		if (v >= 0) {
 			if (b->digits >= 16)
 				return body_fail(b, "chunk size too big");

@@ -119,6 +119,8 @@ int http_body_feed(struct http_body *b, const char *in, size_t len,
 		   size_t *data_len_r);
 bool http_body_done(const struct http_body *b);
 
+/* The value of a hex digit, or -1. */
+int http_hexval(unsigned char c);
 /* RFC 9110 5.6.2 token characters. */
 bool http_is_tchar(unsigned char c);
 

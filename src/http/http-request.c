@@ -149,17 +149,6 @@ void *http_request_data(const struct http_request *req)
 	return req->data;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes in[0..len); plus_space: '+' is a space (form encoding). */
 static char *pct_decode(const char *in, size_t len, bool allow_nul,
 			bool plus_space)
@@ -171,8 +160,8 @@ static char *pct_decode(const char *in, size_t len, bool allow_nul,
 		if (c == '%') {
 			int hi, lo;
 			if (i + 2 >= len ||
-			    (hi = hexval(in[i + 1])) < 0 ||
-			    (lo = hexval(in[i + 2])) < 0) {
+			    (hi = http_hexval((unsigned char)in[i + 1])) < 0 ||
+			    (lo = http_hexval((unsigned char)in[i + 2])) < 0) {
 				free(out);
 				return NULL;
 			}

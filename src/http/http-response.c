@@ -80,21 +80,6 @@ static void remove_header(struct http_response *resp, const char *name)
 	}
 }
 
-static bool has_header(const struct http_response *resp, const char *name)
-{
-	size_t nl = strlen(name);
-	const struct buf *h = &resp->headers;
-	for (size_t i = 0; i < h->len;) {
-		const char *eol = memchr(h->data + i, '\n', h->len - i);
-		size_t line_end = eol ? (size_t)(eol - h->data) + 1 : h->len;
-		if (line_end - i > nl && h->data[i + nl] == ':' &&
-		    strncasecmp(h->data + i, name, nl) == 0)
-			return true;
-		i = line_end;
-	}
-	return false;
-}
-
 static const char *get_header(const struct http_response *resp,
 			      const char *name, size_t *len_r)
 {
@@ -112,6 +97,12 @@ static const char *get_header(const struct http_response *resp,
 		i = line_end;
 	}
 	return NULL;
+}
+
+static bool has_header(const struct http_response *resp, const char *name)
+{
+	size_t len;
+	return get_header(resp, name, &len) != NULL;
 }
 
 /* A header value must not smuggle a line break into the response. */
