@@ -41,6 +41,7 @@ struct http_settings {
 	unsigned session_remember;    /* "remember me" lifetime, s */
 	bool session_bind_address;    /* a cookie works from one address */
 	bool tls_configured;          /* [tls]: STARTTLS ports are advertised */
+	bool trust_proxy;             /* X-Forwarded-For/-Proto from loopback */
 };
 
 struct http_route_entry {
@@ -108,6 +109,11 @@ struct http_request {
 	char *origin;
 	char *joined;                 /* scratch for joined repeated fields */
 	char csrf[AUTH_SESSION_ID_SIZE];  /* a cookie session's CSRF token */
+	/* Who the client is, [http] trust_proxy applied (http-request.c). */
+	bool client_known;
+	bool client_secure;
+	bool client_local;
+	char client_ip[46];
 	struct http_response resp;
 };
 

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <stdio.h>
+
 #include "http-private.h"
 
 const char *http_request_method(const struct http_request *req)
@@ -106,19 +109,64 @@ enum http_auth_kind http_request_auth_kind(const struct http_request *req)
 	return req->has_user ? req->auth_kind : HTTP_AUTH_NONE;
 }
 
+/* The client as far as we can tell: the socket's peer, or, behind a
+ * reverse proxy on this host ([http] trust_proxy), the address the proxy
+ * appended last to X-Forwarded-For and the scheme it names in
+ * X-Forwarded-Proto (only from loopback: nobody else can claim it). */
+static void client_of(const struct http_request *req)
+{
+	struct http_request *r = (struct http_request *)req;
+	struct net_conn *conn = req->hc->conn;
+	if (r->client_known)
+		return;
+	r->client_known = true;
+	r->client_secure = net_conn_is_tls(conn);
+	r->client_local = net_conn_is_local(conn);
+	snprintf(r->client_ip, sizeof(r->client_ip), "%s", net_conn_peer(conn));
+	if (!req->hc->server->set.trust_proxy || !net_conn_is_local(conn))
+		return;
+	const char *xff = http_request_header(req, "x-forwarded-for");
+	if (xff != NULL) {
+		const char *last = strrchr(xff, ',');
+		last = last != NULL ? last + 1 : xff;
+		while (*last == ' ' || *last == '\t')
+			last++;
+		char ip[46];
+		size_t n = strcspn(last, " \t");
+		unsigned char bin[16];
+		if (n > 0 && n < sizeof(ip)) {
+			memcpy(ip, last, n);
+			ip[n] = '\0';
+			bool v4 = inet_pton(AF_INET, ip, bin) == 1;
+			bool v6 = !v4 && inet_pton(AF_INET6, ip, bin) == 1;
+			if (v4 || v6) {
+				memcpy(r->client_ip, ip, n + 1);
+				r->client_local = v4 ? bin[0] == 127 :
+					strcmp(ip, "::1") == 0;
+			}
+		}
+	}
+	const char *proto = http_request_header(req, "x-forwarded-proto");
+	if (proto != NULL && !net_conn_is_tls(conn))
+		r->client_secure = strcasecmp(proto, "https") == 0;
+}
+
 bool http_request_is_tls(const struct http_request *req)
 {
-	return net_conn_is_tls(req->hc->conn);
+	client_of(req);
+	return req->client_secure;
 }
 
 bool http_request_is_local(const struct http_request *req)
 {
-	return net_conn_is_local(req->hc->conn);
+	client_of(req);
+	return req->client_local;
 }
 
 const char *http_request_peer(const struct http_request *req)
 {
-	return net_conn_peer(req->hc->conn);
+	client_of(req);
+	return req->client_ip;
 }
 
 const char *http_request_id(const struct http_request *req)

@@ -22,6 +22,9 @@
  *   session_idle = 8h          webmail session without "remember me"
  *   session_remember = 30d     with "remember me"
  *   session_bind_address = no  a session cookie works from one address
+ *   trust_proxy = no           a reverse proxy on this host: requests from
+ *                              loopback name the client in X-Forwarded-For
+ *                              and the scheme in X-Forwarded-Proto
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +42,7 @@ static const char *const http_keys[] = {
 	"listen", "max_body", "header_timeout", "body_timeout",
 	"keepalive_timeout", "stream_buffer", "cors_origins", "webmail",
 	"webmail_dir", "session_idle", "session_remember",
-	"session_bind_address", NULL,
+	"session_bind_address", "trust_proxy", NULL,
 };
 
 /* ---- settings ------------------------------------------------------- */
@@ -163,7 +166,8 @@ static int read_settings(const struct config *cfg, struct http_settings *set,
 	    get_duration(cfg, "session_remember", 30 * 86400,
 			 &set->session_remember, errors) < 0)
 		ret = -1;
-	if (get_bool(cfg, "webmail", true, &set->webmail, errors) < 0 ||
+	if (get_bool(cfg, "trust_proxy", false, &set->trust_proxy, errors) < 0 ||
+	    get_bool(cfg, "webmail", true, &set->webmail, errors) < 0 ||
 	    get_bool(cfg, "session_bind_address", false,
 		     &set->session_bind_address, errors) < 0)
 		ret = -1;

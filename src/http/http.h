@@ -196,6 +196,10 @@ uint64_t http_request_body_received(const struct http_request *req);
 const struct auth_user *http_request_account(const struct http_request *req);
 enum http_auth_kind http_request_auth_kind(const struct http_request *req);
 
+/* The client's connection: TLS, loopback, its address. Behind a reverse
+ * proxy on this host ([http] trust_proxy = yes) these describe the
+ * client the proxy names (X-Forwarded-For, X-Forwarded-Proto), so
+ * throttling, logs and the cookie's Secure flag see the real client. */
 bool http_request_is_tls(const struct http_request *req);
 bool http_request_is_local(const struct http_request *req);
 const char *http_request_peer(const struct http_request *req);

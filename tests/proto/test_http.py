@@ -238,6 +238,43 @@ def test_signin(env):
             resp.getheader('Set-Cookie'))
 
 
+def test_proxy():
+    """[http] trust_proxy: a reverse proxy on this host names the client
+    (X-Forwarded-For) and the scheme (X-Forwarded-Proto); with
+    session_bind_address a cookie replayed from another address fails."""
+    extra = {'http': {'trust_proxy': 'yes', 'session_bind_address': 'yes'}}
+    with Loft(extra=extra) as env:
+        addr = 'alice@example.test'
+        body = json.dumps({'username': addr, 'password': env.users[addr]})
+        fwd = {'Content-Type': 'application/json', 'Host': 'mail.example.test',
+               'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '198.51.100.7',
+               'Origin': 'https://mail.example.test'}
+        resp, data = get(env, '/auth/login', method='POST', headers=fwd, body=body)
+        cookie = resp.getheader('Set-Cookie') or ''
+        r.check('proxied sign-in', resp.status == 200, (resp.status, data))
+        r.check('proxied https cookie', cookie.startswith('__Host-loft_session=') and
+                'Secure' in cookie, cookie)
+        pair = cookie.split(';')[0]
+        same = {'Cookie': pair, 'Host': 'mail.example.test',
+                'X-Forwarded-Proto': 'https', 'X-Forwarded-For': '198.51.100.7'}
+        resp, data = get(env, '/auth/session', headers=same)
+        r.check('bound session from its address', resp.status == 200, resp.status)
+        other = dict(same, **{'X-Forwarded-For': '203.0.113.9'})
+        resp, data = get(env, '/auth/session', headers=other)
+        r.check('stolen cookie from elsewhere', resp.status == 401, resp.status)
+        r.check('log names the forwarded client', '198.51.100.7' in env.log())
+    # Without trust_proxy the headers mean nothing.
+    with Loft() as env:
+        addr = 'alice@example.test'
+        body = json.dumps({'username': addr, 'password': env.users[addr]})
+        resp, data = get(env, '/auth/login', method='POST', body=body,
+                         headers={'Content-Type': 'application/json',
+                                  'X-Forwarded-Proto': 'https'})
+        cookie = resp.getheader('Set-Cookie') or ''
+        r.check('untrusted X-Forwarded-Proto ignored', resp.status == 200 and
+                'Secure' not in cookie, cookie)
+
+
 def main():
     with Loft() as env:
         test_basics(env)
@@ -245,6 +282,7 @@ def main():
         test_bad_input(env)
         test_signin(env)
     test_timeouts()
+    test_proxy()
     sys.exit(r.finish())
 
 
