@@ -833,9 +833,12 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 		st = IMAP_FETCH_STORE_ERROR;
 		goto out;
 	}
-	if (store_fetch_begin(client->store_user, client->mailbox, ranges,
-			      range_count, plan->fields | STORE_FETCH_FLAGS, &f,
-			      err) < 0) {
+	/* CHANGEDSINCE: the store finds the changed messages through its
+	 * modseq index (RFC 7162 3.1.4), not by reading every row */
+	if (store_fetch_begin_since(client->store_user, client->mailbox,
+				    ranges, range_count,
+				    plan->fields | STORE_FETCH_FLAGS,
+				    plan->changedsince, &f, err) < 0) {
 		st = IMAP_FETCH_STORE_ERROR;
 		goto out;
 	}

@@ -79,10 +79,11 @@ struct store_backend_vfuncs {
 			 struct store_error *err);
 	void (*blob_close)(struct store_blob *blob);
 
+	/* changedsince 0: every message in ranges */
 	int (*fetch_begin)(struct store_user *user, const char *mailbox,
 			   const struct store_uid_range *ranges,
 			   size_t range_count, unsigned fields,
-			   struct store_fetch **fetch_r,
+			   uint64_t changedsince, struct store_fetch **fetch_r,
 			   struct store_error *err);
 	int (*fetch_next)(struct store_fetch *fetch,
 			  const struct store_msg **msg_r,

@@ -722,12 +722,23 @@ int store_fetch_begin(struct store_user *user, const char *mailbox,
 		      unsigned fields, struct store_fetch **fetch_r,
 		      struct store_error *err)
 {
+	return store_fetch_begin_since(user, mailbox, ranges, range_count,
+				       fields, 0, fetch_r, err);
+}
+
+int store_fetch_begin_since(struct store_user *user, const char *mailbox,
+			    const struct store_uid_range *ranges,
+			    size_t range_count, unsigned fields,
+			    uint64_t changedsince, struct store_fetch **fetch_r,
+			    struct store_error *err)
+{
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
 	WITH_NAME(n, mailbox, err);
 	int ret = user->store->vf->fetch_begin(user, n, ranges, range_count,
-					       fields, fetch_r, err);
+					       fields, changedsince, fetch_r,
+					       err);
 	free(n);
 	return ret;
 }

@@ -358,6 +358,14 @@ int store_fetch_begin(struct store_user *user, const char *mailbox,
 		      const struct store_uid_range *ranges, size_t range_count,
 		      unsigned fields, struct store_fetch **fetch_r,
 		      struct store_error *err);
+/* The same, only messages whose modseq is above changedsince (FETCH
+ * CHANGEDSINCE, RFC 7162 3.1.4): found through the modseq index, in time
+ * proportional to the changes, not to the mailbox. */
+int store_fetch_begin_since(struct store_user *user, const char *mailbox,
+			    const struct store_uid_range *ranges,
+			    size_t range_count, unsigned fields,
+			    uint64_t changedsince, struct store_fetch **fetch_r,
+			    struct store_error *err);
 int store_fetch_next(struct store_fetch *fetch, const struct store_msg **msg_r,
 		     struct store_error *err);
 void store_fetch_end(struct store_fetch **fetch);

@@ -2001,6 +2001,46 @@ static void test_view_sharing(void)
 	teardown(&store);
 }
 
+/* FETCH CHANGEDSINCE: only the messages changed after the modseq, in
+ * UID order, within the ranges. */
+static void test_fetch_since(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 37);
+	struct store_error err;
+	for (int i = 0; i < 5; i++)
+		append(u, "INBOX", "Subject: c\r\n\r\nx\r\n", 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	uint64_t before = info.highestmodseq;
+	store_mailbox_info_free(&info);
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_FLAGGED};
+	struct store_uid_range r4 = {4, 4}, r2 = {2, 2};
+	store_flags_update(u, "INBOX", &r4, 1, &ch, NULL, NULL, NULL, NULL, &err);
+	store_flags_update(u, "INBOX", &r2, 1, &ch, NULL, NULL, NULL, NULL, &err);
+	struct store_fetch *f;
+	const struct store_msg *m;
+	char got[64] = "";
+	CHECK_INT(store_fetch_begin_since(u, "INBOX", NULL, 0, STORE_FETCH_FLAGS,
+					  before, &f, &err), 0);
+	while (store_fetch_next(f, &m, &err) == 1)
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%u ",
+			 m->uid);
+	store_fetch_end(&f);
+	CHECK_STR(got, "2 4 ");
+	struct store_uid_range r35 = {3, 5};
+	got[0] = '\0';
+	CHECK_INT(store_fetch_begin_since(u, "INBOX", &r35, 1, STORE_FETCH_FLAGS,
+					  before, &f, &err), 0);
+	while (store_fetch_next(f, &m, &err) == 1)
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%u ",
+			 m->uid);
+	store_fetch_end(&f);
+	CHECK_STR(got, "4 ");
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2022,6 +2062,7 @@ static const struct test_case cases[] = {
 	{"crash", test_crash},
 	{"shared_body", test_shared_body},
 	{"view_sharing", test_view_sharing},
+	{"fetch_since", test_fetch_since},
 	{"deferred_unlink", test_deferred_unlink},
 	{"damaged_body", test_damaged_body},
 	{"background_sweep", test_background_sweep},

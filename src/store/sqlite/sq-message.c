@@ -585,10 +585,48 @@ static const char fetch_join_sql[] =
 	" FROM msg m JOIN blob b ON b.id = m.blob"
 	" WHERE m.mailbox = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid";
 
+/* The UIDs of ranges (NULL: all) whose modseq is above since, as
+ * single-UID ranges in UID order: the (mailbox, modseq) index finds them
+ * without reading the rest of the mailbox. */
+static int changed_ranges(struct sq_conn *c, uint32_t mailbox_id,
+			  uint64_t since, const struct store_uid_range *ranges,
+			  size_t range_count, struct store_uid_range **out_r,
+			  size_t *count_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
+				      " AND modseq > ? ORDER BY uid");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
+	struct store_uid_range *out = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+		if (!sq_ranges_contain(ranges, range_count, uid))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			out = xrealloc(out, cap * sizeof(*out));
+		}
+		out[n].lo = out[n].hi = uid;
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(out);
+		return -1;
+	}
+	*out_r = out;
+	*count_r = n;
+	return 0;
+}
+
 int sq_fetch_begin(struct store_user *user, const char *mailbox,
 		   const struct store_uid_range *ranges, size_t range_count,
-		   unsigned fields, struct store_fetch **fetch_r,
-		   struct store_error *err)
+		   unsigned fields, uint64_t changedsince,
+		   struct store_fetch **fetch_r, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
 	struct sq_conn *c = sq_reader_get(u, err);
@@ -617,7 +655,16 @@ int sq_fetch_begin(struct store_user *user, const char *mailbox,
 	f->mailbox_id = mb.id;
 	f->fields = fields;
 	f->join = (fields & FETCH_BLOB_FIELDS) != 0;
-	if (ranges == NULL) {
+	if (changedsince > 0) {
+		if (changed_ranges(c, mb.id, changedsince, ranges, range_count,
+				   &f->ranges, &f->range_count) < 0) {
+			sq_db_error(c, err, "fetch");
+			sq_read_end(c);
+			sq_reader_put(u, c);
+			free(f);
+			return -1;
+		}
+	} else if (ranges == NULL) {
 		f->ranges = xmalloc(sizeof(*f->ranges));
 		f->ranges[0].lo = 1;
 		f->ranges[0].hi = UINT32_MAX;

@@ -468,8 +468,8 @@ int sq_blob_read_id(struct sq_user *u, struct sq_conn *c, int64_t id,
 
 int sq_fetch_begin(struct store_user *user, const char *mailbox,
 		   const struct store_uid_range *ranges, size_t range_count,
-		   unsigned fields, struct store_fetch **fetch_r,
-		   struct store_error *err);
+		   unsigned fields, uint64_t changedsince,
+		   struct store_fetch **fetch_r, struct store_error *err);
 int sq_fetch_next(struct store_fetch *fetch, const struct store_msg **msg_r,
 		  struct store_error *err);
 void sq_fetch_end(struct store_fetch **fetch);
