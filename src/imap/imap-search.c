@@ -90,9 +90,11 @@ struct imap_search_key {
 		} env;
 		struct sk_set set;
 	} u;
-	/* BODY/TEXT: the store's answer, sorted, filled before the pass */
+	/* BODY/TEXT: the store's answer; HEADER: the candidates the store's
+	 * header text gives (sorted, filled before the pass) */
 	uint32_t *uids;
 	size_t uid_count;
+	bool have_uids;
 };
 
 /* ---- parsing ------------------------------------------------------- */
@@ -973,6 +975,10 @@ static bool match_header(struct eval_ctx *c, const struct imap_search_key *k)
 		       (n == 0 || mail_text_contains(b->data ? b->data : "",
 						     b->len, k->u.header.value, n));
 	}
+	/* only a candidate of the index can match: the others are never
+	 * read (the index proposes, the message decides) */
+	if (k->have_uids && !in_uids(k->uids, k->uid_count, c->msg->uid))
+		return false;
 	if (!load_header(c))
 		return false;
 	struct mail_header_iter it;
@@ -1174,6 +1180,60 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Sorted UIDs of a and b both, into a. */
+static void uids_intersect(uint32_t *a, size_t *na, const uint32_t *b,
+			   size_t nb)
+{
+	size_t w = 0, j = 0;
+	for (size_t i = 0; i < *na; i++) {
+		while (j < nb && b[j] < a[i])
+			j++;
+		if (j < nb && b[j] == a[i])
+			a[w++] = a[i];
+	}
+	*na = w;
+}
+
+/* HEADER field value: the messages whose indexed header text has
+ * "field: " and value (a superset of the matches, RFC 9051 6.4.4);
+ * match_header confirms each against the message. An empty value (any
+ * field of that name) is not asked: the index leaves empty fields out. */
+static int header_candidates(struct imap_search_key *k,
+			     const struct eval_ctx *c,
+			     const struct store_uid_range *range,
+			     struct store_error *err)
+{
+	free(k->uids);
+	k->uids = NULL;
+	k->uid_count = 0;
+	k->have_uids = false;
+	if (k->u.header.value[0] == '\0' || range == NULL)
+		return 0;
+	char *name = xasprintf("%s: ", k->u.header.field);
+	uint32_t *named = NULL;
+	size_t nnamed = 0;
+	int r = store_search_text(c->env->user, c->env->mailbox,
+				  STORE_TEXT_HEADER, k->u.header.value, range,
+				  1, &k->uids, &k->uid_count, err);
+	if (r == 0)
+		r = store_search_text(c->env->user, c->env->mailbox,
+				      STORE_TEXT_HEADER, name, range, 1,
+				      &named, &nnamed, err);
+	free(name);
+	if (r < 0) {
+		free(named);
+		return -1;
+	}
+	if (k->uid_count > 1)
+		qsort(k->uids, k->uid_count, sizeof(*k->uids), cmp_u32);
+	if (nnamed > 1)
+		qsort(named, nnamed, sizeof(*named), cmp_u32);
+	uids_intersect(k->uids, &k->uid_count, named, nnamed);
+	free(named);
+	k->have_uids = true;
+	return 0;
+}
+
 /* Resolves sets and asks the text index, for every key of the tree.
  * Collects which store fields the pass needs. */
 static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
@@ -1211,6 +1271,8 @@ static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
 		case SK_HEADER:
 			if (k->u.header.env >= 0)
 				*fields |= STORE_FETCH_ENVELOPE;
+			else if (header_candidates(k, c, range, err) < 0)
+				return -1;
 			break;
 		case SK_ENV:
 		case SK_SENTBEFORE:

@@ -282,7 +282,9 @@ struct collector {
 static void emit(struct collector *c, enum mail_text_kind kind,
 		 const char *name, const char *text, size_t len)
 {
-	if (len == 0 || c->quiet)
+	/* a header field with an empty value still has its name, which
+	 * TEXT finds (as in the message) */
+	if ((len == 0 && kind != MAIL_TEXT_HEADER) || c->quiet)
 		return;
 	if (c->opt->text_cb != NULL) {
 		c->opt->text_cb(c->opt->text_ctx, kind, name, text, len);
@@ -366,7 +368,7 @@ static void text_headers(struct collector *c, const char *hdr, size_t len,
 		buf_reset(&name);
 		mail_buf_put(&name, n.ptr, n.len);
 		mail_header_decode(&dec, v);
-		if (dec.len == 0)
+		if (dec.len == 0 && as_body)
 			continue;
 		clean_controls(&dec);
 		if (as_body) {

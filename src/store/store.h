@@ -478,9 +478,13 @@ int store_expunged_since(struct store_user *user, const char *mailbox,
 
 /* SEARCH support: UIDs (in ranges, NULL: all) whose indexed, decoded
  * text contains needle (case-insensitive, substring, UTF-8). where says
- * which text: the body text, or headers plus body (TEXT). Exact: the
- * result equals what a scan of the decoded messages would give. */
-enum store_text_where { STORE_TEXT_BODY, STORE_TEXT_ALL };
+ * which text: the body text, headers plus body (TEXT), or the header
+ * fields alone, as "Name: decoded value" lines (a superset of the
+ * messages SEARCH HEADER name value matches, for a front-end to confirm;
+ * fields whose decoded value is empty are not in it). BODY and TEXT are
+ * exact: the result equals what a scan of the decoded messages would
+ * give. */
+enum store_text_where { STORE_TEXT_BODY, STORE_TEXT_ALL, STORE_TEXT_HEADER };
 int store_search_text(struct store_user *user, const char *mailbox,
 		      enum store_text_where where, const char *needle,
 		      const struct store_uid_range *ranges, size_t range_count,

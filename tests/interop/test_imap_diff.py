@@ -103,6 +103,14 @@ def extra_messages():
             hdr += 'References: <t%d@thread.test> <t%d@thread.test>\r\n' % (i - 2, i - 1)
         if i % 11 == 5:
             hdr += 'References: <missing%d@thread.test>\r\n' % (i % 2)
+        # custom fields for SEARCH HEADER (answered from the index)
+        if i % 7 == 3:
+            hdr += 'X-Loft-Tag: priority-%d queue\r\n' % (i % 4)
+        if i % 13 == 4:
+            hdr += 'X-Mailer: =?utf-8?q?B=C3=BCro_Caf=C3=A9?= client\r\n'
+        if i % 17 == 6:
+            hdr += 'X-Loft-Tag:\r\n'
+
         body = 'Message %d about Topic %d. Grüße, MÜNCHEN straße\r\n' % (i, i % 6)
         out.append(('extra-%02d' % i, (hdr + '\r\n' + body).encode()))
     return out
@@ -209,6 +217,11 @@ def search_keys():
             'TO thread.test', 'CC bob', 'SUBJECT topic', 'SUBJECT "re: topic"',
             'SUBJECT fwd', 'HEADER Message-ID thread.test', 'HEADER References ""',
             'HEADER In-Reply-To t1', 'HEADER X-Nothing ""', 'BCC x',
+            'HEADER X-Loft-Tag priority', 'HEADER x-loft-tag PRIORITY-2',
+            'HEADER X-Loft-Tag ""', 'HEADER X-Loft-Tag "y-1 qu"',
+            'HEADER X-Mailer "café"', 'HEADER X-MAILER "BÜRO"', 'HEADER X-Mailer ""',
+            'HEADER X-Mailer priority', 'HEADER Subject topic', 'HEADER To list',
+            'HEADER X-Loft "priority"', 'NOT HEADER X-Loft-Tag queue',
             'NOT BODY lorem', 'OR BODY lorem TEXT ipsum',
             'TEXT "Content-Type"', 'BODY "Content-Type"']
     out = [k.encode() for k in keys]

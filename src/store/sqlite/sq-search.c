@@ -207,9 +207,10 @@ int sq_search_text(struct store_user *user, const char *mailbox,
 			store_set_error(err, STORE_ERR_NOTFOUND,
 					"Mailbox doesn't exist: %s", mailbox);
 	} else if ((upto = fts_upto_get(c)) < 0 ||
-		   search_table(c, 1, mb.id, upto, query, folded.data,
-				folded.len, ranges, range_count, &h) < 0 ||
-		   (where == STORE_TEXT_ALL &&
+		   (where != STORE_TEXT_HEADER &&
+		    search_table(c, 1, mb.id, upto, query, folded.data,
+				 folded.len, ranges, range_count, &h) < 0) ||
+		   (where != STORE_TEXT_BODY &&
 		    search_table(c, 0, mb.id, upto, query, folded.data,
 				 folded.len, ranges, range_count, &h) < 0)) {
 		sq_db_error(c, err, "search");
