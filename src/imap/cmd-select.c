@@ -121,24 +121,11 @@ static const char *parse_select_params(struct imap_client *c,
 	return NULL;
 }
 
+/* From the store's index of unseen messages, not a scan. */
 static uint32_t first_unseen(struct imap_client *c)
 {
-	const struct store_mailbox_info *info = store_view_info(c->view);
-	if (info->unseen == 0)
-		return 0;
-	struct store_fetch *f;
 	struct store_error err;
-	if (store_fetch_begin(c->store_user, c->mailbox, NULL, 0,
-			      STORE_FETCH_FLAGS, &f, &err) < 0)
-		return 0;
-	const struct store_msg *m;
-	uint32_t seq = 0;
-	while (seq == 0 && store_fetch_next(f, &m, &err) > 0) {
-		if (!(m->flags & STORE_FLAG_SEEN))
-			seq = store_view_seq(c->view, m->uid);
-	}
-	store_fetch_end(&f);
-	return seq;
+	return store_view_first_unseen(c->view, &err);
 }
 
 static void send_flags(struct imap_client *c, bool readonly)

@@ -123,6 +123,9 @@ struct store_backend_vfuncs {
 			  bool *complete_r,
 			  void (*changed)(void *ctx, const struct store_msg *msg),
 			  void *ctx, struct store_error *err);
+	/* The lowest UID without \Seen in a mailbox (0: none). */
+	int (*first_unseen)(struct store_user *user, uint32_t mailbox_id,
+			    uint32_t *uid_r, struct store_error *err);
 	/* \Recent (RFC 3501 2.3.2): returns the first UID not yet taken by
 	 * a session; unless peek, UIDs below upto are taken from now on. */
 	uint32_t (*recent_claim)(struct store_user *user, uint32_t mailbox_id,

@@ -293,6 +293,18 @@ bool store_view_is_recent(const struct store_view *view, uint32_t seq)
 	return uid != 0 && uid_recent(view, uid);
 }
 
+uint32_t store_view_first_unseen(struct store_view *view,
+				 struct store_error *err)
+{
+	uint32_t uid = 0;
+	if (view->info.unseen == 0 ||
+	    view->user->store->vf->first_unseen(view->user, view->info.id,
+						&uid, err) < 0 ||
+	    uid == 0)
+		return 0;
+	return store_view_seq(view, uid);
+}
+
 uint32_t store_view_recent_count(const struct store_view *view)
 {
 	return view->recent_count;

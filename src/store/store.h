@@ -441,6 +441,12 @@ uint32_t store_view_seq_ceil(const struct store_view *view, uint32_t uid);
 /* Whether seq was \Recent for this session (delivered since the last
  * SELECT, and this view was the one that took \Recent). */
 bool store_view_is_recent(const struct store_view *view, uint32_t seq);
+/* The sequence number of the first message without \Seen (SELECT's
+ * [UNSEEN n], RFC 3501 7.1), 0 if none or if it is not in the view yet.
+ * From the index, in time independent of the mailbox's size; asked per
+ * view so that \Seen can become per viewer (shared mailboxes). */
+uint32_t store_view_first_unseen(struct store_view *view,
+				 struct store_error *err);
 uint32_t store_view_recent_count(const struct store_view *view);
 
 /* What a sync found. Expunges are reported in descending sequence order

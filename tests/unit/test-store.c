@@ -2041,6 +2041,50 @@ static void test_fetch_since(void)
 	teardown(&store);
 }
 
+/* [UNSEEN n] follows what other sessions do: STORE, APPEND, EXPUNGE,
+ * MOVE. */
+static uint32_t unseen_of(struct store_user *u)
+{
+	struct store_view *v;
+	struct store_error err;
+	if (store_view_open(u, "INBOX", STORE_VIEW_READONLY, &v, &err) < 0)
+		return 999;
+	uint32_t seq = store_view_first_unseen(v, &err);
+	store_view_close(&v);
+	return seq;
+}
+
+static void test_first_unseen(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 38);
+	struct store_error err;
+	CHECK_INT(unseen_of(u), 0);
+	for (int i = 0; i < 4; i++)
+		append(u, "INBOX", "Subject: u\r\n\r\nx\r\n", STORE_FLAG_SEEN);
+	CHECK_INT(unseen_of(u), 0);
+	append(u, "INBOX", "Subject: u\r\n\r\nx\r\n", 0);
+	CHECK_INT(unseen_of(u), 5);
+	struct store_flag_change unseen = {.mode = STORE_FLAGS_REMOVE,
+					   .flags = STORE_FLAG_SEEN};
+	struct store_uid_range r3 = {3, 3}, r12 = {1, 2};
+	store_flags_update(u, "INBOX", &r3, 1, &unseen, NULL, NULL, NULL, NULL,
+			   &err);
+	CHECK_INT(unseen_of(u), 3);
+	CHECK_INT(store_expunge(u, "INBOX", &r12, 1, true, NULL, NULL, &err), 0);
+	CHECK_INT(unseen_of(u), 1);
+	CHECK_INT(store_copy(u, "INBOX", &r3, 1, "Archive", true, NULL, NULL,
+			     NULL, NULL, &err), 0);
+	CHECK_INT(unseen_of(u), 2);
+	struct store_flag_change seen = {.mode = STORE_FLAGS_ADD,
+					 .flags = STORE_FLAG_SEEN};
+	store_flags_update(u, "INBOX", NULL, 0, &seen, NULL, NULL, NULL, NULL,
+			   &err);
+	CHECK_INT(unseen_of(u), 0);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2063,6 +2107,7 @@ static const struct test_case cases[] = {
 	{"shared_body", test_shared_body},
 	{"view_sharing", test_view_sharing},
 	{"fetch_since", test_fetch_since},
+	{"first_unseen", test_first_unseen},
 	{"deferred_unlink", test_deferred_unlink},
 	{"damaged_body", test_damaged_body},
 	{"background_sweep", test_background_sweep},

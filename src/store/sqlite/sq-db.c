@@ -23,7 +23,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 4
+#define SQ_SCHEMA_VERSION 5
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -40,6 +40,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 3 -> 4: JMAP's tables, indexes and triggers (sq-jmap-schema.h),
 	 * filled from the messages there are */
 	[SQ_JMAP_SCHEMA_VERSION - 1] = sq_jmap_upgrade_sql,
+	/* 4 -> 5: SELECT's [UNSEEN n] from an index (sq_first_unseen) */
+	[4] = "CREATE INDEX IF NOT EXISTS msg_unseen ON msg(mailbox, uid)"
+	      " WHERE (flags & 1) = 0;",
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -121,6 +124,9 @@ static const char schema_sql[] =
 	" PRIMARY KEY (mailbox, uid)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);"
 	"CREATE INDEX IF NOT EXISTS msg_blob ON msg(blob);"
+	/* the messages without \Seen (flag bit 1), for [UNSEEN n] */
+	"CREATE INDEX IF NOT EXISTS msg_unseen ON msg(mailbox, uid)"
+	" WHERE (flags & 1) = 0;"
 	"CREATE TABLE IF NOT EXISTS expunged("
 	" mailbox INTEGER NOT NULL,"
 	" uid INTEGER NOT NULL,"
@@ -795,6 +801,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.view_load = sq_view_load,
 	.view_delta = sq_view_delta,
 	.recent_claim = sq_recent_claim,
+	.first_unseen = sq_first_unseen,
 	.changed_since = sq_changed_since,
 	.expunged_since = sq_expunged_since,
 	.search_text = sq_search_text,

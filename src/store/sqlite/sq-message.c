@@ -593,8 +593,9 @@ static int changed_ranges(struct sq_conn *c, uint32_t mailbox_id,
 			  size_t range_count, struct store_uid_range **out_r,
 			  size_t *count_r)
 {
-	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
-				      " AND modseq > ? ORDER BY uid");
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg INDEXED BY msg_modseq"
+				      " WHERE mailbox = ? AND modseq > ?"
+				      " ORDER BY uid");
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, mailbox_id);

@@ -504,6 +504,8 @@ int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 		  void *ctx, struct store_error *err);
 uint32_t sq_recent_claim(struct store_user *user, uint32_t mailbox_id,
 			 uint32_t upto, bool peek);
+int sq_first_unseen(struct store_user *user, uint32_t mailbox_id,
+		    uint32_t *uid_r, struct store_error *err);
 int sq_changed_since(struct store_user *user, const char *mailbox,
 		     uint64_t modseq, const struct store_uid_range *ranges,
 		     size_t range_count, uint32_t **uids_r, size_t *count_r,

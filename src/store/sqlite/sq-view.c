@@ -168,8 +168,11 @@ int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
+	/* INDEXED BY: for ORDER BY uid the planner would otherwise walk
+	 * the whole mailbox in UID order instead of the few changed rows */
 	sqlite3_stmt *st = sq_stmt(c, "SELECT uid, modseq, flags, keywords, size,"
 				      " internaldate, savedate, blob FROM msg"
+				      " INDEXED BY msg_modseq"
 				      " WHERE mailbox = ? AND modseq > ?"
 				      " ORDER BY uid");
 	if (st == NULL) {
@@ -215,6 +218,32 @@ out:
 		*expunged_count_r = 0;
 	}
 	snap_end(u, c);
+	return ret;
+}
+
+/* The partial index msg_unseen holds only the rows without \Seen: the
+ * first is one step, whatever the mailbox's size. */
+int sq_first_unseen(struct store_user *user, uint32_t mailbox_id,
+		    uint32_t *uid_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT min(uid) FROM msg"
+				      " INDEXED BY msg_unseen WHERE"
+				      " mailbox = ? AND (flags & 1) = 0");
+	int rc = SQLITE_ERROR;
+	*uid_r = 0;
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, mailbox_id);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*uid_r = (uint32_t)sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	int ret = rc == SQLITE_ROW ? 0 : sq_db_error(c, err, "unseen");
+	sq_reader_put(u, c);
 	return ret;
 }
 
