@@ -5,7 +5,13 @@
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan fuzz fuzz-run test test-unit run bench clean npm
+.PHONY: all deps build asan fuzz fuzz-run test test-unit test-tls run bench clean npm \
+	install deb
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: loftd (sbin), loftctl
+# (bin), loft.service (PREFIX/lib/systemd/system), docs and the example
+# configuration (share/doc/loft), the webmail's assets when built.
+PREFIX ?= /usr/local
 
 all: build
 
@@ -44,8 +50,20 @@ test: deps build asan npm
 test-unit: build
 	ctest --test-dir build --output-on-failure -L unit
 
+# The demo: PORT_OFFSET=N (a multiple of 1000) moves every port by N.
 run: build
-	sh scripts/demo.sh
+	LOFT_PORT_OFFSET=$(PORT_OFFSET) sh scripts/demo.sh
+
+install: build
+	cmake -S . -B build -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build build -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install build
+
+# dist/loft_VERSION_ARCH.deb (debhelper; DEB_BUILD_OPTIONS=nocheck skips
+# the unit tests).
+deb:
+	@sh scripts/deps.sh deb
+	sh scripts/deb.sh
 
 bench: deps build
 	sh bench/run.sh $(if $(QUICK),--quick,)

@@ -1,11 +1,14 @@
 #!/bin/sh
-# The body of `make run`: a demo Loft on 127.0.0.1 with everything under
-# ./run/ (config, data, a self-signed certificate for localhost, the demo
-# password), created on the first run and reused after. Prints one line
-# with the demo account, then runs loftd in the foreground (Ctrl-C stops).
+# The body of `make run`: a demo Loft on 127.0.0.1 and [::1] with
+# everything under ./run/ (config, data, a self-signed certificate for
+# localhost, the demo password), created on the first run and reused after.
+# Prints the demo account and how to use it, then runs loftd in the
+# foreground (Ctrl-C stops).
 #
 #   IMAP 1143  IMAPS 1993  POP3 1110  POP3S 1995  LMTP 2424
 #   HTTPS 8443 (webmail, JMAP, client set-up)  metrics 9180
+#   LOFT_PORT_OFFSET=N (make run PORT_OFFSET=N, a multiple of 1000) adds N
+#   to each, for a second demo beside another Loft.
 set -eu
 
 BUILD=${LOFT_BUILD:-build}
@@ -14,6 +17,8 @@ LOFTD=$BUILD/loftd
 LOFTCTL=$BUILD/loftctl
 CONF=$RUN/loftd.conf
 USER=demo@example.test
+OFFSET=${LOFT_PORT_OFFSET:-0}
+[ -n "$OFFSET" ] || OFFSET=0
 
 for bin in "$LOFTD" "$LOFTCTL"; do
 	if [ ! -x "$bin" ]; then
@@ -22,21 +27,60 @@ for bin in "$LOFTD" "$LOFTCTL"; do
 	fi
 done
 
+case "$OFFSET" in
+*[!0-9]*)
+	echo "demo: PORT_OFFSET must be a number (a multiple of 1000), not '$OFFSET'" >&2
+	exit 1 ;;
+esac
+if [ $((OFFSET % 1000)) -ne 0 ] || [ "$OFFSET" -gt 56000 ]; then
+	echo "demo: PORT_OFFSET must be a multiple of 1000 up to 56000, not $OFFSET" >&2
+	exit 1
+fi
+IMAP=$((1143 + OFFSET)) IMAPS=$((1993 + OFFSET))
+POP3=$((1110 + OFFSET)) POP3S=$((1995 + OFFSET)) LMTP=$((2424 + OFFSET))
+HTTPS=$((8443 + OFFSET)) METRICS=$((9180 + OFFSET))
+
 mkdir -p "$RUN"
 chmod 700 "$RUN"
 RUN_ABS=$(cd "$RUN" && pwd)
 
+# A demo already running from this run/ answers on its control socket.
+if [ -s "$CONF" ] && status=$("$LOFTCTL" --config "$CONF" status 2>/dev/null); then
+	echo "demo: a demo already runs from $RUN/ ($status); stop it (Ctrl-C" \
+		"where it runs) or use another directory" >&2
+	exit 1
+fi
+
 if [ ! -s "$RUN/cert.pem" ] || [ ! -s "$RUN/key.pem" ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
 		-subj /CN=localhost \
-		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
 		-keyout "$RUN/key.pem" -out "$RUN/cert.pem" >/dev/null 2>&1
 	chmod 600 "$RUN/key.pem"
 fi
 
-if [ ! -s "$CONF" ]; then
+# IPv6 loopback where the machine has it (some containers do not).
+HOSTS="127.0.0.1"
+if grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null; then
+	HOSTS="127.0.0.1 [::1]"
+fi
+listen() {
+	out=""
+	for h in $HOSTS; do
+		out="${out:+$out, }$h:$1"
+	done
+	echo "$out"
+}
+
+# The config is demo.sh's own (its first line says so) and follows
+# PORT_OFFSET; one written by hand is kept as it is.
+MARK="# Loft demo configuration (scripts/demo.sh), ports +$OFFSET"
+if [ ! -s "$CONF" ] || { head -1 "$CONF" | grep -q '^# Loft demo configuration' &&
+			 [ "$(head -1 "$CONF")" != "$MARK" ]; }; then
 	cat > "$CONF" <<CONF
-# Loft demo configuration (created by scripts/demo.sh; see docs/config.md).
+$MARK; rewritten when
+# PORT_OFFSET changes (remove this first line to keep your edits). See
+# docs/config.md.
 data_dir = $RUN_ABS/data
 hostname = localhost
 log_level = info
@@ -46,31 +90,37 @@ cert = $RUN_ABS/cert.pem
 key = $RUN_ABS/key.pem
 
 [imap]
-listen = 127.0.0.1:1143
+listen = $(listen $IMAP)
 
 [imaps]
-listen = 127.0.0.1:1993
+listen = $(listen $IMAPS)
 
 [pop3]
-listen = 127.0.0.1:1110
+listen = $(listen $POP3)
 
 [pop3s]
-listen = 127.0.0.1:1995
+listen = $(listen $POP3S)
 
 [lmtp]
-listen = 127.0.0.1:2424
+listen = $(listen $LMTP)
+
+[https]
+listen = $(listen $HTTPS)
+
+[metrics]
+listen = 127.0.0.1:$METRICS
 CONF
 fi
 # HTTPS (webmail, JMAP, autoconfig) and the admin metrics listener; a
-# run/ made before they existed gets them added.
+# hand-written run/ config made before they existed gets them added.
 if ! grep -q '^\[https\]' "$CONF"; then
 	cat >> "$CONF" <<CONF
 
 [https]
-listen = 127.0.0.1:8443
+listen = 127.0.0.1:$HTTPS
 
 [metrics]
-listen = 127.0.0.1:9180
+listen = 127.0.0.1:$METRICS
 CONF
 fi
 
@@ -96,7 +146,22 @@ if ! printf '%s\n' "$SECRET" | "$LOFTCTL" --config "$CONF" user add "$USER" \
 	fi
 fi
 
+# The ports as configured (a hand-written config may differ).
+port_of() {
+	sed -n "/^\[$1\]/,/^\[/s/^listen *= *[^,]*:\([0-9]*\).*/\1/p" "$CONF" | head -1
+}
+IMAP=$(port_of imap) LMTP=$(port_of lmtp)
+
 echo "demo: $USER password: $SECRET"
-echo "demo: webmail and JMAP at https://localhost:8443/ (self-signed" \
-	"certificate), metrics at http://127.0.0.1:9180/metrics"
+echo "demo: listening on $HOSTS: IMAP $IMAP (STARTTLS), IMAPS $(port_of imaps)," \
+	"POP3 $(port_of pop3) (STLS), POP3S $(port_of pop3s), LMTP $LMTP," \
+	"HTTPS $(port_of https)"
+echo "demo: webmail and JMAP at https://localhost:$(port_of https)/," \
+	"metrics at http://127.0.0.1:$(port_of metrics)/metrics"
+echo "demo: config $RUN/loftd.conf, certificate $RUN/cert.pem (self-signed for" \
+	"localhost: clients connect to localhost, not 127.0.0.1)"
+echo "demo: deliver a first message:"
+printf '%s\n' "  printf 'Subject: Hello\\n\\nA first message.\\n' | python3 -c 'import smtplib, sys; smtplib.LMTP(\"localhost\", $LMTP).sendmail(\"me@localhost\", [\"$USER\"], sys.stdin.read())'"
+echo "demo: read it:"
+printf '%s\n' "  python3 -c 'import imaplib, ssl; m = imaplib.IMAP4(\"localhost\", $IMAP); m.starttls(ssl.create_default_context(cafile=\"$RUN/cert.pem\")); m.login(\"$USER\", open(\"$RUN/demo-secret\").read().strip()); m.select(); print(m.fetch(\"1\", \"(BODY[HEADER.FIELDS (SUBJECT)])\"))'"
 exec "$LOFTD" --config "$CONF"

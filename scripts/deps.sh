@@ -25,7 +25,16 @@ openssl
 python3
 "
 
+# `make deb` (debian/): debhelper builds the package.
+DEB_PACKAGES="
+debhelper
+dpkg-dev
+"
+
 TEST_PACKAGES="
+lintian
+systemd
+testssl.sh
 dovecot-imapd
 dovecot-pop3d
 dovecot-lmtpd
@@ -51,7 +60,8 @@ gsasl
 
 want="$BUILD_PACKAGES"
 case "${1:-}" in
-test|bench) want="$BUILD_PACKAGES $TEST_PACKAGES" ;;
+deb) want="$BUILD_PACKAGES $DEB_PACKAGES" ;;
+test|bench) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES" ;;
 esac
 
 missing=""

@@ -82,9 +82,10 @@ maximal_backoff_time = 4s
 
 
 class Postfix:
-    def __init__(self, lmtp, transport=None):
+    def __init__(self, lmtp, transport=None, extra=None):
         """lmtp: the default next hop ("inet:HOST:PORT" or "unix:/PATH");
-        transport: {address: "lmtp:unix:/PATH"} per-recipient overrides."""
+        transport: {address: "lmtp:unix:/PATH"} per-recipient overrides;
+        extra: main.cf text appended (a later setting wins)."""
         self.dir = tempfile.mkdtemp(prefix='loft-postfix-')
         os.chmod(self.dir, 0o755)
         self.port = free_port()
@@ -95,6 +96,8 @@ class Postfix:
             if transport:
                 f.write('transport_maps = inline:{ %s }\n' % ', '.join(
                     '%s=%s' % kv for kv in sorted(transport.items())))
+            if extra:
+                f.write(extra.format(dir=self.dir) + '\n')
         with open(os.path.join(self.dir, 'master.cf'), 'w') as f:
             f.write(MASTER_CF.format(port='127.0.0.1:%d' % self.port))
         for d in ('queue', 'data'):
@@ -132,6 +135,15 @@ class Postfix:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError('postfix smtpd not listening:\n' + self.log())
+
+    def queue_dir(self):
+        return os.path.join(self.dir, 'queue')
+
+    def queue_listing(self):
+        """What `postqueue -p` says (\"Mail queue is empty\" when it is)."""
+        r = subprocess.run(['/usr/sbin/postqueue', '-c', self.dir, '-p'],
+                           capture_output=True, text=True, timeout=60)
+        return r.stdout + r.stderr
 
     def flush(self):
         self._run('flush')

@@ -2,17 +2,25 @@
 loopback only, its own SMTP port and queue) takes mail over SMTP and hands
 it to loftd with its lmtp: transport; the mail must land in the store,
 per-recipient LMTP replies must reach Postfix's log, and an unknown user
-must bounce (not defer). Skipped, saying why, only if Postfix cannot run
-here (not installed, not root).
+must bounce (not defer).
+
+Then docs/postfix.md's recipe as written (its main.cf block, read from the
+page): Loft on unix:private/loft-lmtp inside Postfix's queue directory,
+reject_unverified_recipient: a known user is delivered, an unknown one is
+refused with 550 at RCPT (no bounce), Postfix's queue ends empty, and
+Loft logs the probe it refused. Skipped, saying why, only if Postfix
+cannot run here (not installed, not root).
 """
 
 import os
+import re
 import smtplib
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from loftenv import SLOW, Loft, Results  # noqa: E402
+from loftenv import SLOW, SRC, Loft, Results  # noqa: E402
 from lmtplib import imap_messages, imap_up, message_count, wait_for  # noqa: E402
 from postfixenv import Postfix  # noqa: E402
 
@@ -98,7 +106,73 @@ def main():
         R.check('loftd still running', env.running())
         R.check('no sanitizer report', 'Sanitizer' not in env.log()
                 and 'runtime error' not in env.log(), env.log()[-3000:])
+    test_recipe()
     return R.finish()
+
+
+def recipe_main_cf():
+    """The ```postfix block of docs/postfix.md, for example.test."""
+    text = open(os.path.join(SRC, 'docs', 'postfix.md')).read()
+    m = re.search(r'```postfix\n(.*?)```', text, re.S)
+    return m.group(1).replace('example.org', 'example.test')
+
+
+def rcpt_code(port, rcpt, timeout):
+    """The final reply code to RCPT TO:<rcpt> (a 450 while the probe is
+    still out is asked again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = smtplib.SMTP('127.0.0.1', port, timeout=60 * SLOW)
+        c.ehlo('client.remote.test')
+        c.mail('sender@remote.test')
+        code, text = c.rcpt(rcpt)
+        c.quit()
+        if code != 450 or time.monotonic() > deadline:
+            return code, text
+        time.sleep(1)
+
+
+def test_recipe():
+    main_cf = recipe_main_cf()
+    R.check('recipe: reject_unverified_recipient',
+            'reject_unverified_recipient' in main_cf, main_cf)
+    # The client below comes from 127.0.0.1: keep it out of mynetworks,
+    # so the recipe's restrictions apply to it as to the internet; relay
+    # restrictions as Postfix's (and Debian's) default.
+    extra = main_cf + ('\nmynetworks = 127.0.0.2/32\n'
+                       'smtpd_relay_restrictions = permit_mynetworks,'
+                       ' permit_sasl_authenticated, defer_unauth_destination\n')
+    with Postfix(lmtp='unix:unused', extra=extra) as pf:
+        # The recipe's unix:private/loft-lmtp is relative to the queue
+        # directory, which Postfix made at its start.
+        sock = os.path.join(pf.queue_dir(), 'private', 'loft-lmtp')
+        with Loft(extra={'lmtp': {'listen': 'unix:' + sock}}) as env:
+            code, text = rcpt_code(pf.port, 'nobody@example.test', 60 * SLOW)
+            R.check('recipe: unknown user refused at RCPT with 550',
+                    code == 550, (code, text, pf.log()[-2000:]))
+            code, text = rcpt_code(pf.port, A, 60 * SLOW)
+            R.check('recipe: known user accepted at RCPT', code == 250,
+                    (code, text))
+            smtp = smtplib.SMTP('127.0.0.1', pf.port, timeout=60 * SLOW)
+            smtp.ehlo('client.remote.test')
+            refused = smtp.sendmail('sender@remote.test', [A],
+                                    b'Message-ID: <recipe@remote.test>\r\n'
+                                    b'Subject: recipe\r\n\r\nby the book\r\n')
+            smtp.quit()
+            R.check('recipe: message accepted', refused == {}, refused)
+            R.check('recipe: delivered', wait_for(
+                lambda: find(env, A, b'<recipe@remote.test>') is not None,
+                60 * SLOW), pf.log()[-2000:])
+            R.check('recipe: Postfix queue empty', wait_for(
+                lambda: 'Mail queue is empty' in pf.queue_listing(),
+                60 * SLOW), pf.queue_listing())
+            R.check('recipe: no bounce for the unknown user', not any(
+                d[0] == 'nobody@example.test' and d[1] == 'bounced'
+                for d in pf.deliveries()), pf.deliveries())
+            R.check('recipe: Loft logged the refused probe',
+                    re.search(r'refused: to=<nobody@example.test> .*'
+                              r'status="550 5.1.1"', env.log()) is not None,
+                    env.log()[-2000:])
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_alias_cmds,
 	loftctl_check_cmds,
 	loftctl_kick_cmds,
+	loftctl_status_cmds,
 	loftctl_token_cmds,
 	loftctl_dns_cmds,
 	loftctl_retention_cmds,

@@ -47,6 +47,7 @@ extern const struct loftctl_cmd loftctl_domain_cmds[];
 extern const struct loftctl_cmd loftctl_alias_cmds[];
 extern const struct loftctl_cmd loftctl_check_cmds[];
 extern const struct loftctl_cmd loftctl_kick_cmds[];
+extern const struct loftctl_cmd loftctl_status_cmds[];
 extern const struct loftctl_cmd loftctl_token_cmds[];
 extern const struct loftctl_cmd loftctl_dns_cmds[];
 extern const struct loftctl_cmd loftctl_retention_cmds[];
