@@ -293,6 +293,13 @@ int store_user_open_existing(struct store *store, int64_t user_id,
 			     struct store_user **user_r,
 			     struct store_error *err);
 
+/* For background upkeep (a backend's idle trim): calls fn for every open
+ * account with a reference held, without changing which idle handle is
+ * closed first. */
+void store_users_foreach(struct store *store,
+			 void (*fn)(struct store_user *user, void *ctx),
+			 void *ctx);
+
 /* For tests and benchmarks: the search index caught up at once. */
 int store_index_flush(struct store_user *user, struct store_error *err);
 

@@ -342,6 +342,38 @@ void store_user_unref(struct store_user **userp)
 	pthread_mutex_unlock(&store->users_mu);
 }
 
+void store_users_foreach(struct store *store,
+			 void (*fn)(struct store_user *user, void *ctx),
+			 void *ctx)
+{
+	struct store_user **list = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&store->users_mu);
+	for (size_t i = 0; i < store->users_size; i++) {
+		for (struct store_user *u = store->users[i]; u; u = u->next) {
+			if (!u->ready)
+				continue;
+			if (u->refcount++ == 0)
+				store->idle_count--;
+			list = xrealloc(list, (n + 1) * sizeof(*list));
+			list[n++] = u;
+		}
+	}
+	pthread_mutex_unlock(&store->users_mu);
+	for (size_t i = 0; i < n; i++)
+		fn(list[i], ctx);
+	pthread_mutex_lock(&store->users_mu);
+	for (size_t i = 0; i < n; i++) {
+		/* last_use stays: the idle order is the users' own */
+		if (--list[i]->refcount == 0)
+			store->idle_count++;
+	}
+	if (store->idle_count > store->idle_max)
+		evict_oldest_idle(store);
+	pthread_mutex_unlock(&store->users_mu);
+	free(list);
+}
+
 int64_t store_user_id(const struct store_user *user)
 {
 	return user->id;

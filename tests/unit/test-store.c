@@ -2085,6 +2085,65 @@ static void test_first_unseen(void)
 	teardown(&store);
 }
 
+/* The idle trim gives back readers, statements and cache of accounts
+ * nobody uses, and everything works on after it, also when it runs
+ * while the account is busy. */
+struct trim_worker {
+	struct store_user *u;
+	int done;
+};
+
+static void *trim_appender(void *arg)
+{
+	struct trim_worker *w = arg;
+	for (int i = 0; i < 200; i++) {
+		append(w->u, "INBOX", "Subject: t\r\n\r\nx\r\n", 0);
+		struct store_fetch *f;
+		const struct store_msg *m;
+		struct store_error err;
+		if (store_fetch_begin(w->u, "INBOX", NULL, 0, STORE_FETCH_ENVELOPE,
+				      &f, &err) == 0) {
+			while (store_fetch_next(f, &m, &err) == 1)
+				;
+			store_fetch_end(&f);
+		}
+	}
+	atomic_store((_Atomic int *)&w->done, 1);
+	return NULL;
+}
+
+static void test_idle_trim(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 39);
+	struct store_error err;
+	append(u, "INBOX", "Subject: t\r\n\r\nx\r\n", 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	store_mailbox_info_free(&info);
+	CHECK_INT(sq_idle_trim(store, 0), 1);
+	/* nothing more until it is used again */
+	CHECK_INT(sq_idle_trim(store, 0), 0);
+	CHECK_INT(append(u, "INBOX", "Subject: t\r\n\r\nx\r\n", 0), 2);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 2);
+	store_mailbox_info_free(&info);
+	/* a busy account is not trimmed while busy, and a trim between its
+	 * calls breaks nothing */
+	struct trim_worker w = {u, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, trim_appender, &w);
+	while (!atomic_load((_Atomic int *)&w.done))
+		sq_idle_trim(store, 0);
+	pthread_join(t, NULL);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 202);
+	store_mailbox_info_free(&info);
+	CHECK_INT(sq_idle_trim(store, 3600LL * 1000000000), 0);
+	(void)err;
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2108,6 +2167,7 @@ static const struct test_case cases[] = {
 	{"view_sharing", test_view_sharing},
 	{"fetch_since", test_fetch_since},
 	{"first_unseen", test_first_unseen},
+	{"idle_trim", test_idle_trim},
 	{"deferred_unlink", test_deferred_unlink},
 	{"damaged_body", test_damaged_body},
 	{"background_sweep", test_background_sweep},

@@ -222,6 +222,7 @@ int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
 	memset(&job, 0, sizeof(job));
 	job.fn = fn;
 	job.arg = arg;
+	sq_touch(u);
 
 	pthread_mutex_lock(&u->mu);
 	*u->queue_tail = &job;

@@ -287,6 +287,7 @@ static char *index_path(struct sq_user *u)
 
 struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 {
+	sq_touch(u);
 	pthread_mutex_lock(&u->readers_mu);
 	struct sq_conn *c = u->readers;
 	if (c != NULL)
@@ -393,6 +394,10 @@ static int sq_open(struct store *store, struct store_error *err)
 	 * account's connections keep only the pages they read. Ignored
 	 * (SQLITE_MISUSE) when SQLite is already initialised. */
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+	/* Page caches are capped per connection (cache_size) and, through
+	 * this, for all of them together: past it SQLite drops unused pages
+	 * before it allocates more, so thousands of accounts stay bounded. */
+	sqlite3_soft_heap_limit64(SQ_HEAP_SOFT_LIMIT);
 	struct sq_store *s = xcalloc(1, sizeof(*s));
 	s->mail_dir = xasprintf("%s/mail", store->set.data_dir);
 	s->started_ns = sq_now_ns();
@@ -424,6 +429,7 @@ static void sq_stop(struct store *store)
 		pthread_join(s->sweeper, NULL);
 		s->sweeper_started = false;
 	}
+	sq_idle_stop(store);
 	sq_indexer_stop(store);
 }
 
@@ -443,6 +449,7 @@ static void sq_start_background(struct store *store)
 	struct sq_store *s = SQS(store);
 	if (s->sweeper_started)
 		return;
+	sq_idle_start(store);
 	if (pthread_create(&s->sweeper, NULL, sq_sweeper_main, store) == 0)
 		s->sweeper_started = true;
 	else
@@ -625,6 +632,7 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	pthread_mutex_init(&u->recent_mu, NULL);
 	pthread_mutex_init(&u->unlink_mu, NULL);
 	u->queue_tail = &u->queue;
+	sq_touch(u);
 	user->be = u;
 
 	/* Only the account's directory: blobs/ and its subdirectories are

@@ -16,6 +16,8 @@
 #include "store-private.h"
 
 #define SQ_STMT_SLOTS 128
+/* SQLite's memory, all connections together (sqlite3_soft_heap_limit64) */
+#define SQ_HEAP_SOFT_LIMIT (256LL * 1024 * 1024)
 
 /* A connection with its prepared statements, keyed by the address of
  * the SQL text (string literals at the call sites). */
@@ -55,6 +57,11 @@ struct sq_store {
 	size_t inflight_count, inflight_cap;
 	bool sweeper_started;
 	atomic_bool stop;
+	/* the idle trim (sq-idle.c) */
+	pthread_t idle_thread;
+	pthread_mutex_t idle_mu;
+	pthread_cond_t idle_cond;
+	bool idle_started, idle_stop;
 };
 
 struct sq_recent {
@@ -69,6 +76,10 @@ struct sq_user {
 	struct store_user *user;
 	char *dir;
 	bool fsync;
+	/* last group commit or read (sq_touch), and whether the idle trim
+	 * has given back what the account held since */
+	_Atomic int64_t last_use_ns;
+	atomic_bool trimmed;
 
 	/* group commit */
 	pthread_mutex_t mu;
@@ -255,6 +266,14 @@ int sq_upload_open(struct store_user *user, int64_t id,
 		   struct store_error *err);
 int sq_upload_touch(struct store_user *user, int64_t id, time_t expires,
 		    struct store_error *err);
+
+/* sq-idle.c: giving back what idle accounts hold */
+void sq_touch(struct sq_user *u);
+void sq_idle_start(struct store *store);
+void sq_idle_stop(struct store *store);
+/* One round now: accounts unused for idle_ns; returns how many gave
+ * something back. */
+unsigned sq_idle_trim(struct store *store, int64_t idle_ns);
 
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);

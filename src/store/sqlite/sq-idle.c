@@ -1,0 +1,136 @@
+/*
+ * Idle trim: what an account's index costs while nobody uses it. Every
+ * SQ_IDLE_CHECK_S a thread looks at the open accounts; one unused for
+ * SQ_IDLE_AFTER_S gives back its pooled read connections, its writer's
+ * prepared statements and page cache (they come back on the next use),
+ * and malloc hands freed memory back to the system (glibc keeps it in its
+ * arenas otherwise, and a server that was busy an hour ago would stay at
+ * its peak). The writer connection itself stays open while the handle
+ * lives: it holds the index's POSIX locks for the process (see
+ * sq_sweep_user), and closing it is what a handle eviction is for.
+ */
+#include "sq-private.h"
+
+#include <malloc.h>
+#include <time.h>
+
+#include "log.h"
+
+#define SQ_IDLE_CHECK_S 5
+#define SQ_IDLE_AFTER_S 10
+
+void sq_touch(struct sq_user *u)
+{
+	atomic_store(&u->last_use_ns, sq_now_ns());
+	atomic_store(&u->trimmed, false);
+}
+
+/* Gives back what an idle account holds; 1 if it held anything. */
+static int trim_user(struct sq_user *u)
+{
+	int trimmed = 0;
+	pthread_mutex_lock(&u->readers_mu);
+	struct sq_conn *readers = u->readers;
+	u->readers = NULL;
+	pthread_mutex_unlock(&u->readers_mu);
+	while (readers != NULL) {
+		struct sq_conn *c = readers;
+		readers = c->next;
+		sq_conn_close(c);
+		trimmed = 1;
+	}
+	/* The writer is used only by a batch's leader, and becoming leader
+	 * takes mu: holding it with no leader and no queue, nobody is in
+	 * the writer's statements. */
+	pthread_mutex_lock(&u->mu);
+	if (!u->leader && u->queue == NULL && u->writer != NULL) {
+		for (size_t i = 0; i < SQ_STMT_SLOTS; i++) {
+			if (u->writer->stmts[i].st == NULL)
+				continue;
+			sqlite3_finalize(u->writer->stmts[i].st);
+			u->writer->stmts[i].st = NULL;
+			u->writer->stmts[i].sql = NULL;
+			trimmed = 1;
+		}
+		sqlite3_db_release_memory(u->writer->db);
+	}
+	pthread_mutex_unlock(&u->mu);
+	return trimmed;
+}
+
+struct trim_round {
+	int64_t idle_since;
+	unsigned trimmed;
+};
+
+static void trim_one(struct store_user *user, void *ctx)
+{
+	struct trim_round *r = ctx;
+	struct sq_user *u = SQU(user);
+	if (u == NULL || atomic_load(&u->last_use_ns) > r->idle_since ||
+	    atomic_load(&u->trimmed))
+		return;
+	/* until the next use: nothing more to give back */
+	atomic_store(&u->trimmed, true);
+	if (trim_user(u) > 0)
+		r->trimmed++;
+}
+
+/* One round: every account idle long enough; then the heap. */
+unsigned sq_idle_trim(struct store *store, int64_t idle_ns)
+{
+	struct trim_round r = {sq_now_ns() - idle_ns, 0};
+	store_users_foreach(store, trim_one, &r);
+	if (r.trimmed > 0)
+		malloc_trim(0);
+	return r.trimmed;
+}
+
+static void *idle_main(void *arg)
+{
+	struct store *store = arg;
+	struct sq_store *s = SQS(store);
+	pthread_mutex_lock(&s->idle_mu);
+	while (!s->idle_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += SQ_IDLE_CHECK_S;
+		while (!s->idle_stop &&
+		       pthread_cond_timedwait(&s->idle_cond, &s->idle_mu,
+					      &until) == 0)
+			;
+		if (s->idle_stop)
+			break;
+		pthread_mutex_unlock(&s->idle_mu);
+		sq_idle_trim(store, (int64_t)SQ_IDLE_AFTER_S * 1000000000);
+		pthread_mutex_lock(&s->idle_mu);
+	}
+	pthread_mutex_unlock(&s->idle_mu);
+	return NULL;
+}
+
+void sq_idle_start(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	pthread_mutex_init(&s->idle_mu, NULL);
+	pthread_cond_init(&s->idle_cond, NULL);
+	if (pthread_create(&s->idle_thread, NULL, idle_main, store) == 0)
+		s->idle_started = true;
+	else
+		log_error("store", NULL, "cannot start the idle trim");
+}
+
+void sq_idle_stop(struct store *store)
+{
+	struct sq_store *s = SQS(store);
+	if (!s->idle_started)
+		return;
+	pthread_mutex_lock(&s->idle_mu);
+	s->idle_stop = true;
+	pthread_cond_signal(&s->idle_cond);
+	pthread_mutex_unlock(&s->idle_mu);
+	pthread_join(s->idle_thread, NULL);
+	s->idle_started = false;
+	pthread_mutex_destroy(&s->idle_mu);
+	pthread_cond_destroy(&s->idle_cond);
+}
