@@ -61,6 +61,7 @@ static const struct section_rule section_rules[] = {
 	{"http", NULL, NULL},
 	{"https", NULL, NULL},
 	{"metrics", NULL, NULL},
+	{"jmap", NULL, NULL},
 };
 
 static const struct section_rule *find_rule(const char *section)

@@ -52,6 +52,9 @@
 #ifdef LOFT_HAVE_HTTP
 #include "http.h"
 #endif
+#ifdef LOFT_HAVE_JMAP
+#include "jmap.h"
+#endif
 
 /* One front-end: its server serves a plain and (optionally) an implicit
  * TLS protocol, e.g. imap + imaps share one imap_server. */
@@ -109,6 +112,10 @@ static void lmtp_destroy(void *server)
 /* The listeners as configured, for the HTTP server's client set-up
  * (autoconfig, Autodiscover, .mobileconfig advertise them). */
 static const struct daemon_config *listeners_dc;
+#ifdef LOFT_HAVE_JMAP
+/* JMAP lives on the [http] server: made and dropped with it. */
+static struct jmap *the_jmap;
+#endif
 
 static void *http_create(const struct config *c, struct store *s,
 			 struct auth *a, struct buf *e)
@@ -124,6 +131,21 @@ static void *http_create(const struct config *c, struct store *s,
 		}
 	struct http_server *server = http_server_create(c, s, a, sv, n, e);
 	/* Modules with HTTP routes (jmap) add them here. */
+#ifdef LOFT_HAVE_JMAP
+	if (server != NULL) {
+		struct jmap *j = jmap_create(c, s, a, e);
+		if (j == NULL ||
+		    (s != NULL && jmap_http_register(j, server, e) < 0)) {
+			jmap_destroy(&j);
+			http_server_destroy(&server);
+			return NULL;
+		}
+		if (s == NULL)
+			jmap_destroy(&j);   /* --check: the settings only */
+		else
+			the_jmap = j;
+	}
+#endif
 	return server;
 }
 static void *metrics_create(const struct config *c, struct store *s,
@@ -135,6 +157,23 @@ static void http_destroy(void *server)
 {
 	struct http_server *p = server;
 	http_server_destroy(&p);
+}
+/* The [http] server: its routes' module (jmap) goes after it. */
+static void http_main_destroy(void *server)
+{
+	http_destroy(server);
+#ifdef LOFT_HAVE_JMAP
+	jmap_destroy(&the_jmap);
+#endif
+}
+static void http_set_queue(void *server, void *queue)
+{
+	(void)server;
+#ifdef LOFT_HAVE_JMAP
+	jmap_set_queue(the_jmap, queue);
+#else
+	(void)queue;
+#endif
 }
 #endif
 
@@ -174,7 +213,7 @@ static struct frontend frontends[] = {
 #endif
 #ifdef LOFT_HAVE_HTTP
 	{"http", DAEMON_HTTP, DAEMON_HTTPS, &http_proto, http_create,
-	 http_destroy, NULL, NULL},
+	 http_main_destroy, NULL, http_set_queue},
 	{"metrics", DAEMON_METRICS, -1, &http_proto, metrics_create,
 	 http_destroy, NULL, NULL},
 #endif

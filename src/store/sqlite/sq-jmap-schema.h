@@ -17,7 +17,8 @@
  *   jmember    Emails entering or leaving a mailbox (queryChanges of the
  *              inMailbox view), pruned with the tombstones
  *   jgone      tombstones of destroyed objects (kind = enum
- *              store_jmap_kind), for /changes
+ *              store_jmap_kind), for /changes; oid is a mailbox's
+ *              MAILBOXID, an Email's thread
  *   jobject    stored JMAP objects (Identity, EmailSubmission, ...)
  *   jupload    uploads (files under uploads/)
  *   jmeta      'horizon': changes up to this modseq can no longer be
@@ -155,7 +156,7 @@
 	" DELETE FROM jgone WHERE kind = 2 AND id = NEW.thread;"             \
 	" END;"                                                              \
 	"CREATE TRIGGER IF NOT EXISTS jblob_del AFTER DELETE ON blob BEGIN"  \
-	" INSERT OR REPLACE INTO jgone SELECT 1, id, NULL, created, "        \
+	" INSERT OR REPLACE INTO jgone SELECT 1, id, OLD.thread, created, "  \
 	JM_NEXT ", unixepoch() FROM jemail WHERE id = OLD.id;"               \
 	" DELETE FROM jemail WHERE id = OLD.id;"                             \
 	" INSERT OR REPLACE INTO jgone SELECT 2, id, NULL, created, "        \
