@@ -68,6 +68,21 @@ static void session(struct http_request *req, struct http_response *resp,
 
 /* ---- API ------------------------------------------------------------------ */
 
+/* RFC 8620 3.6.1: a "limit" problem names the limit. */
+static void limit_problem(struct http_response *resp, unsigned status,
+			  const char *limit, const char *detail)
+{
+	json_t *p = json_pack("{s:s,s:i,s:s,s:s}", "type",
+			      "urn:ietf:params:jmap:error:limit", "status",
+			      (int)status, "limit", limit, "detail", detail);
+	char *text = json_dumps(p, JSON_COMPACT);
+	json_decref(p);
+	http_response_status(resp, status);
+	http_response_content_type(resp, "application/problem+json");
+	http_response_send(resp, text, strlen(text));
+	free(text);
+}
+
 struct api_req {
 	struct buf body;
 	bool over;
@@ -79,9 +94,8 @@ static int api_begin(struct http_request *req, struct http_response *resp,
 	struct jmap *j = ctx;
 	int64_t cl = http_request_content_length(req);
 	if (cl > 0 && (uint64_t)cl > j->set.max_size_request) {
-		http_response_problem(resp, 400,
-				      "urn:ietf:params:jmap:error:limit",
-				      "The request is larger than maxSizeRequest.");
+		limit_problem(resp, 400, "maxSizeRequest",
+			      "The request is larger than maxSizeRequest.");
 		return -1;
 	}
 	struct api_req *a = xcalloc(1, sizeof(*a));
@@ -96,9 +110,8 @@ static int api_body(struct http_request *req, struct http_response *resp,
 	struct jmap *j = ctx;
 	struct api_req *a = http_request_data(req);
 	if (a->body.len + len > j->set.max_size_request) {
-		http_response_problem(resp, 400,
-				      "urn:ietf:params:jmap:error:limit",
-				      "The request is larger than maxSizeRequest.");
+		limit_problem(resp, 400, "maxSizeRequest",
+			      "The request is larger than maxSizeRequest.");
 		return -1;
 	}
 	buf_append(&a->body, data, len);
@@ -189,8 +202,8 @@ static int up_begin(struct http_request *req, struct http_response *resp,
 	a->user_id = u->id;
 	http_request_set_data(req, a);
 	if (!jmap_slot_take(j, u->id, 1)) {
-		http_response_problem(resp, 400, "urn:ietf:params:jmap:error:limit",
-				      "Too many uploads at once (maxConcurrentUpload).");
+		limit_problem(resp, 400, "maxConcurrentUpload",
+			      "Too many uploads at once.");
 		return -1;
 	}
 	a->slot = true;
@@ -212,9 +225,8 @@ static int up_body(struct http_request *req, struct http_response *resp,
 	struct store_error err;
 	if (store_upload_write(a->up, data, len, &err) < 0) {
 		if (err.kind == STORE_ERR_LIMIT)
-			http_response_problem(resp, 413,
-					      "urn:ietf:params:jmap:error:limit",
-					      "The upload is larger than maxSizeUpload.");
+			limit_problem(resp, 413, "maxSizeUpload",
+				      "The upload is larger than maxSizeUpload.");
 		else
 			http_response_error(resp, 503, err.msg);
 		return -1;

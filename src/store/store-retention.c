@@ -39,9 +39,6 @@ static int retention_one(struct store *store,
 		goto fail;
 	}
 	policy_ok = true;
-	if (policy.pop3_retention_days == 0 && policy.trash_retention_days == 0 &&
-	    policy.junk_retention_days == 0)
-		return report != NULL && !report(ctx, user_id, &policy, &rr, NULL) ? 1 : 0;
 	/* An account whose mail was never opened has nothing to remove, and
 	 * must not get an index just for this. */
 	if (store_user_open_existing(store, user_id, &mail, &err) < 0) {
@@ -50,7 +47,13 @@ static int retention_one(struct store *store,
 			       !report(ctx, user_id, &policy, &rr, NULL) ? 1 : 0;
 		goto fail;
 	}
-	r = store_retention_run(mail, &policy, now, &rr, &err);
+	r = 0;
+	if (policy.pop3_retention_days != 0 || policy.trash_retention_days != 0 ||
+	    policy.junk_retention_days != 0)
+		r = store_retention_run(mail, &policy, now, &rr, &err);
+	/* JMAP's change logs and expired uploads go by the same clock */
+	if (r == 0)
+		r = store_jmap_prune(mail, now, &err);
 	store_user_unref(&mail);
 	if (r < 0)
 		goto fail;

@@ -13,6 +13,7 @@ import base64
 import json
 import socket
 import time
+import urllib.parse
 
 USING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
          'urn:ietf:params:jmap:submission', 'urn:ietf:params:jmap:quota']
@@ -102,7 +103,8 @@ class Jmap:
         return json.loads(body)
 
     def download(self, blob, name='x', type_=None):
-        path = '/jmap/download/%s/%s/%s' % (self.account, blob, name)
+        path = '/jmap/download/%s/%s/%s' % (self.account, blob,
+                                            urllib.parse.quote(name, safe=''))
         if type_:
             path += '?type=' + type_
         return self.request('GET', path)

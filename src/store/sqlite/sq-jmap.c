@@ -1127,10 +1127,12 @@ static int search_verify(sqlite3_stmt *st, bool hdr, const char *field,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *t = (const char *)sqlite3_column_blob(st, 1);
 		size_t tlen = (size_t)sqlite3_column_bytes(st, 1);
-		bool hit = nlen == 0 ||
-			   (t != NULL &&
-			    (hdr ? header_has(t, tlen, field, needle, nlen)
-				 : memmem(t, tlen, needle, nlen) != NULL));
+		/* an empty needle asks whether the field is there at all */
+		bool hit = hdr && field != NULL
+				   ? t != NULL && header_has(t, tlen, field,
+							     needle, nlen)
+				   : nlen == 0 || (t != NULL &&
+						   memmem(t, tlen, needle, nlen));
 		if (hit)
 			idset_add(hits, sqlite3_column_int64(st, 0));
 	}
