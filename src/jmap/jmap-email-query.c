@@ -101,6 +101,8 @@ static void idset_norm(struct idset *s)
 
 static void idset_union(struct idset *dst, const int64_t *v, size_t n)
 {
+	if (n == 0)
+		return;
 	dst->v = xrealloc(dst->v, (dst->n + n + 1) * sizeof(int64_t));
 	memcpy(dst->v + dst->n, v, n * sizeof(int64_t));
 	dst->n += n;

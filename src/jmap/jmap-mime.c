@@ -470,7 +470,8 @@ static void part_add(struct jmime *m, const uint32_t *path, unsigned plen,
 	part_params(p, p->header, p->header_len);
 	/* a single-part message is addressed as part 1 of itself */
 	p->path_len = plen;
-	memcpy(p->path, path, plen * sizeof(uint32_t));
+	if (plen > 0)
+		memcpy(p->path, path, plen * sizeof(uint32_t));
 	if (plen == 0 && !p->multipart) {
 		p->path[0] = 1;
 		p->path_len = 1;
@@ -497,7 +498,8 @@ static void part_add(struct jmime *m, const uint32_t *path, unsigned plen,
 		return;
 	uint32_t kids = info.child_count;
 	uint32_t sub[MAIL_SECTION_MAX_PATH];
-	memcpy(sub, path, plen * sizeof(uint32_t));
+	if (plen > 0)
+		memcpy(sub, path, plen * sizeof(uint32_t));
 	for (uint32_t i = 1; i <= kids && m->count < 10000; i++) {
 		sub[plen] = i;
 		part_add(m, sub, plen + 1, idx, depth + 1);
