@@ -56,6 +56,7 @@ nsd
 ldnsutils
 iproute2
 gsasl
+stress-ng
 "
 
 want="$BUILD_PACKAGES"

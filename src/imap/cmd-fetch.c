@@ -71,18 +71,8 @@ void cmd_fetch(struct imap_cmd *cmd)
 						   cranges, crange_count, &seen,
 						   &seen_count, &err);
 	/* The \Seen this FETCH set was reported in its own responses (with
-	 * FLAGS); the sync before the tagged reply need not repeat it. */
-	struct store_uid_range *silent = NULL;
-	if (seen_count > 0) {
-		silent = calloc(seen_count, sizeof(*silent));
-		if (silent == NULL)
-			abort();
-		for (size_t i = 0; i < seen_count; i++)
-			silent[i].lo = silent[i].hi = seen[i];
-		c->silent = silent;
-		c->silent_count = imap_uid_ranges_normalize(silent, seen_count);
-		c->silent_uid = cmd->uid;
-	}
+	 * FLAGS, recorded by imap_client_told): the sync before the tagged
+	 * reply leaves them out unless they changed again. */
 	switch (st) {
 	case IMAP_FETCH_OK:
 	case IMAP_FETCH_DISCONNECTED:
@@ -96,9 +86,6 @@ void cmd_fetch(struct imap_cmd *cmd)
 		imap_cmd_store_error(cmd, &err);
 		break;
 	}
-	c->silent = NULL;
-	c->silent_count = 0;
-	free(silent);
 	free(seen);
 	imap_fetch_plan_free(&plan);
 	free(ranges);

@@ -243,17 +243,17 @@ static void run_list(struct list_ctx *ctx)
 			continue;
 		bool childinfo = false;
 		if (ctx->opts & (SEL_SUBSCRIBED | LSUB)) {
-			bool child = has_subscribed_child(ctx, e);
+			/* a subscribed descendant the patterns leave out:
+			 * RFC 5258 3.5 (and example 9) gives its parent
+			 * CHILDINFO only then, since a child that matches
+			 * is listed itself; LSUB's "%" case likewise */
+			bool hidden = has_subscribed_child(ctx, e) &&
+				      unmatched_subscribed_child(ctx, e);
 			if (!e->subscribed) {
-				/* a parent of subscribed mailboxes: RFC 5258
-				 * RECURSIVEMATCH, or LSUB's \Noselect for "%" */
-				if (!child)
+				if (!hidden)
 					continue;
 				if (ctx->opts & LSUB) {
-					/* RFC 3501 6.3.9: only when the child
-					 * itself does not match ("%") */
-					if (!unmatched_subscribed_child(ctx, e))
-						continue;
+					/* RFC 3501 6.3.9: \Noselect */
 					if (e->info != NULL) {
 						struct entry t = *e;
 						t.info = NULL;
@@ -264,7 +264,7 @@ static void run_list(struct list_ctx *ctx)
 					continue;
 				}
 			}
-			childinfo = (ctx->opts & SEL_RECURSIVE) && child;
+			childinfo = (ctx->opts & SEL_RECURSIVE) && hidden;
 		}
 		if ((ctx->opts & SEL_SPECIAL_USE) &&
 		    (e->info == NULL || e->info->special_use == 0))

@@ -128,7 +128,7 @@ static uint32_t first_unseen(struct imap_client *c)
 	return store_view_first_unseen(c->view, &err);
 }
 
-static void send_flags(struct imap_client *c, bool readonly)
+static void send_flags(struct imap_client *c)
 {
 	char **kw = NULL;
 	size_t kn = 0;
@@ -137,27 +137,7 @@ static void send_flags(struct imap_client *c, bool readonly)
 		kw = NULL;
 		kn = 0;
 	}
-	struct buf b;
-	buf_init(&b, 0);
-	buf_append_str(&b, "* FLAGS ");
-	imap_append_flags(&b, STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED |
-			  STORE_FLAG_DELETED | STORE_FLAG_SEEN | STORE_FLAG_DRAFT,
-			  (const char *const *)kw, kn, false);
-	buf_append_str(&b, "\r\n* OK [PERMANENTFLAGS ");
-	if (readonly) {
-		buf_append_str(&b, "()");
-	} else {
-		imap_append_flags(&b, STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED |
-				  STORE_FLAG_DELETED | STORE_FLAG_SEEN |
-				  STORE_FLAG_DRAFT, (const char *const *)kw, kn,
-				  false);
-		b.len--;   /* reopen the list for \* */
-		buf_append_str(&b, " \\*)");
-	}
-	buf_append_str(&b, "] Flags permitted\r\n");
-	imap_client_write(c, b.data, b.len);
-	buf_free(&b);
-	store_names_free(kw, kn);
+	imap_client_set_flags(c, kw, kn);
 }
 
 static struct store_uid_range *uids_to_ranges(const uint32_t *uids, size_t n,
@@ -195,10 +175,7 @@ static int send_fetch_flags(struct imap_client *c,
 		uint32_t seq = store_view_seq(c->view, m->uid);
 		if (seq == 0)
 			continue;
-		buf_printf(&b, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
-		imap_append_flags(&b, m->flags, m->keywords, m->keyword_count,
-				  imap_client_recent(c, seq));
-		buf_printf(&b, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
+		imap_client_fetch_flags(c, seq, m, true, &b);
 		if (b.len > 16384) {
 			imap_client_write(c, b.data, b.len);
 			buf_reset(&b);
@@ -292,7 +269,8 @@ static void do_select(struct imap_cmd *cmd, bool readonly)
 	atomic_store(&c->selected_id, info->id);
 	bool rev2 = (c->enabled & IMAP_ENABLED_IMAP4REV2) != 0;
 
-	send_flags(c, readonly);
+	c->safe_modseq = c->reported_modseq = info->highestmodseq;
+	send_flags(c);
 	imap_client_untagged(c, "%u EXISTS", store_view_count(c->view));
 	if (!rev2) {
 		imap_client_untagged(c, "%u RECENT", store_view_recent_count(c->view));

@@ -51,16 +51,15 @@ static int parse_item(const struct imap_arg *a, enum store_flag_mode *mode_r,
 }
 
 /* "* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])" for the messages in r
- * the session knows; modseq_only: "(UID u MODSEQ (m))". */
+ * the session knows, as they are now. */
 static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
-			 size_t rn, bool modseq_only)
+			 size_t rn)
 {
 	struct store_fetch *f;
 	struct store_error err = {0};
 	if (rn == 0 || store_fetch_begin(c->store_user, c->mailbox, r, rn,
 					 STORE_FETCH_FLAGS, &f, &err) < 0)
 		return;
-	bool condstore = (c->enabled & IMAP_ENABLED_CONDSTORE) != 0;
 	struct buf b;
 	buf_init(&b, 0);
 	const struct store_msg *m;
@@ -68,15 +67,7 @@ static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
 		uint32_t seq = store_view_seq(c->view, m->uid);
 		if (seq == 0)
 			continue;
-		buf_printf(&b, "* %u FETCH (UID %u", seq, m->uid);
-		if (!modseq_only) {
-			buf_append_str(&b, " FLAGS ");
-			imap_append_flags(&b, m->flags, m->keywords, m->keyword_count,
-					  imap_client_recent(c, seq));
-		}
-		if (condstore)
-			buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);
-		buf_append_str(&b, ")\r\n");
+		imap_client_fetch_flags(c, seq, m, true, &b);
 		if (b.len > 16384) {
 			imap_client_write(c, b.data, b.len);
 			buf_reset(&b);
@@ -85,6 +76,16 @@ static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
 	store_fetch_end(&f);
 	imap_client_write(c, b.data, b.len);
 	buf_free(&b);
+}
+
+static struct store_uid_range *uids_ranges(const uint32_t *uids, size_t n,
+					   size_t *count_r)
+{
+	struct store_uid_range *r = xmalloc((n + 1) * sizeof(*r));
+	for (size_t i = 0; i < n; i++)
+		r[i].lo = r[i].hi = uids[i];
+	*count_r = imap_uid_ranges_normalize(r, n);
+	return r;
 }
 
 /* The UIDs the view knows within r. */
@@ -125,6 +126,62 @@ static void modified_reply(struct imap_cmd *cmd, const uint32_t *uids, size_t n)
 		    b.data);
 	buf_free(&b);
 	free(ids);
+}
+
+/* .SILENT: the client is not told its own change, so it must be able to
+ * work it out: only messages unchanged since `known` (a state the client
+ * has been told) are changed silently, in one transaction. The others
+ * (changed meanwhile by another session) are changed in a second pass
+ * and reported with their flags, as an external change would be. Under
+ * CONDSTORE each silent change still gets its MODSEQ (RFC 7162 3.1.3),
+ * the one this change gave it. asked: the client's UNCHANGEDSINCE, 0 if
+ * none. */
+static int store_silent(struct imap_client *c, const struct store_uid_range *r,
+			size_t rn, struct store_flag_change *ch, uint64_t known,
+			uint64_t asked, uint32_t **modified_r,
+			size_t *nmodified_r, struct store_error *err)
+{
+	uint32_t *changed = NULL, *later = NULL;
+	size_t nchanged = 0, nlater = 0;
+	uint64_t modseq = 0;
+	ch->modseq_r = &modseq;
+	ch->unchangedsince = asked != 0 && asked < known ? asked : known;
+	if (ch->unchangedsince == 0)
+		ch->unchangedsince = 1;   /* an empty mailbox: nothing to keep */
+	int ret = store_flags_update(c->store_user, c->mailbox, r, rn, ch,
+				     &changed, &nchanged, &later, &nlater, err);
+	if (ret < 0)
+		return -1;
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t i = 0; i < nchanged; i++) {
+		uint32_t seq = store_view_seq(c->view, changed[i]);
+		imap_client_told(c, changed[i], modseq);
+		if (seq != 0 && (c->enabled & IMAP_ENABLED_CONDSTORE))
+			buf_printf(&b, "* %u FETCH (UID %u MODSEQ (%llu))\r\n",
+				   seq, changed[i], (unsigned long long)modseq);
+	}
+	imap_client_write(c, b.data, b.len);
+	buf_free(&b);
+	free(changed);
+	if (nlater == 0 || (asked != 0 && asked <= known)) {
+		/* the client's own condition failed for these */
+		*modified_r = later;
+		*nmodified_r = nlater;
+		return 0;
+	}
+	/* changed since `known` but perhaps not since `asked` */
+	size_t lrn;
+	struct store_uid_range *lr = uids_ranges(later, nlater, &lrn);
+	free(later);
+	ch->unchangedsince = asked;
+	ch->modseq_r = NULL;
+	ret = store_flags_update(c->store_user, c->mailbox, lr, lrn, ch, NULL,
+				 NULL, modified_r, nmodified_r, err);
+	if (ret == 0)
+		send_fetches(c, lr, lrn);
+	free(lr);
+	return ret;
 }
 
 void cmd_store(struct imap_cmd *cmd)
@@ -180,37 +237,32 @@ void cmd_store(struct imap_cmd *cmd)
 		free(kw);
 		return;
 	}
+	/* Other sessions' changes first (RFC 3501 6.4.6: external changes
+	 * are reported whatever .SILENT says). Afterwards the client knows
+	 * the state of every message at the view's modseq. */
+	imap_client_sync(c, cmd->uid);
+	uint64_t known = store_view_info(c->view)->highestmodseq;
+	uint64_t asked = ch.unchangedsince;
 	uint32_t *changed = NULL, *modified = NULL;
 	size_t nchanged = 0, nmodified = 0;
 	struct store_error err = {0};
 	int ret = 0;
-	if (item != &a[1] && ch.unchangedsince == 0) {
+	if (item != &a[1] && asked == 0) {
 		/* RFC 7162 3.1.3: every message has a modseq above 0, so
 		 * UNCHANGEDSINCE 0 fails for all of them (the store reads 0
 		 * as "no condition") */
 		modified = view_uids(c, r, rn, &nmodified);
-	} else if (rn > 0) {
+	} else if (rn > 0 && !silent) {
 		ret = store_flags_update(c->store_user, c->mailbox, r, rn, &ch,
 					 &changed, &nchanged, &modified, &nmodified,
 					 &err);
-	}
-	/* Other sessions' changes first; this command's own messages are
-	 * reported below, once each. */
-	c->silent = r;
-	c->silent_count = rn;
-	imap_client_sync(c, cmd->uid);
-	c->silent = NULL;
-	c->silent_count = 0;
-	if (ret == 0 && !silent) {
-		send_fetches(c, r, rn, false);
-	} else if (ret == 0 && (c->enabled & IMAP_ENABLED_CONDSTORE) && nchanged > 0) {
-		/* RFC 7162 3.1.3 example 3: .SILENT still gets the new MODSEQ */
-		struct store_uid_range *cr = xmalloc(nchanged * sizeof(*cr));
-		for (size_t i = 0; i < nchanged; i++)
-			cr[i].lo = cr[i].hi = changed[i];
-		size_t cn = imap_uid_ranges_normalize(cr, nchanged);
-		send_fetches(c, cr, cn, true);
-		free(cr);
+		/* the messages' flags as they are now, once each: the sync
+		 * before the tagged reply leaves out what they tell */
+		if (ret == 0)
+			send_fetches(c, r, rn);
+	} else if (rn > 0) {
+		ret = store_silent(c, r, rn, &ch, known, asked, &modified,
+				   &nmodified, &err);
 	}
 	if (ret < 0)
 		imap_cmd_store_error(cmd, &err);
@@ -218,8 +270,6 @@ void cmd_store(struct imap_cmd *cmd)
 		modified_reply(cmd, modified, nmodified);
 	else
 		imap_cmd_ok(cmd, "STORE completed");
-	c->silent = NULL;
-	c->silent_count = 0;
 	free(changed);
 	free(modified);
 	free(kw);

@@ -169,6 +169,7 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 	if (c->view != NULL && !(cmd->def != NULL &&
 				 (cmd->def->flags & IMAP_CMD_IO_THREAD)))
 		imap_client_sync(c, cmd_allows_expunge(cmd));
+	c->told_count = 0;
 	struct buf b;
 	buf_init(&b, 0);
 	buf_printf(&b, "%s %s ", cmd->tag, status);
@@ -177,9 +178,11 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 	 * mailbox's HIGHESTMODSEQ in its tagged OK */
 	if (c->view != NULL && strcmp(status, "OK") == 0 && fmt[0] != '[' &&
 	    (c->enabled & IMAP_ENABLED_CONDSTORE) &&
-	    !(cmd->enabled_before & IMAP_ENABLED_CONDSTORE))
+	    !(cmd->enabled_before & IMAP_ENABLED_CONDSTORE)) {
 		buf_printf(&b, "[HIGHESTMODSEQ %llu] ",
-			   (unsigned long long)store_view_info(c->view)->highestmodseq);
+			   (unsigned long long)c->safe_modseq);
+		c->reported_modseq = c->safe_modseq;
+	}
 	/* RFC 5530: a BAD is the client's mistake; say so when the handler
 	 * gave no more specific code */
 	if (strcmp(status, "BAD") == 0 && fmt[0] != '[')
@@ -274,6 +277,7 @@ static void flush_vanished(struct imap_client *c)
 static void sync_expunged(void *ctx, uint32_t seq, uint32_t uid)
 {
 	struct imap_client *c = ctx;
+	c->sync_reported++;
 	if (c->enabled & IMAP_ENABLED_QRESYNC) {
 		if (c->vanished_count == c->vanished_cap) {
 			c->vanished_cap = c->vanished_cap ? c->vanished_cap * 2 : 64;
@@ -287,28 +291,155 @@ static void sync_expunged(void *ctx, uint32_t seq, uint32_t uid)
 	flush_out(c, 8192);
 }
 
+static int cmp_told(const void *a, const void *b)
+{
+	const struct imap_told *x = a, *y = b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+void imap_client_told(struct imap_client *c, uint32_t uid, uint64_t modseq)
+{
+	if (c->told_count == c->told_cap) {
+		c->told_cap = c->told_cap ? c->told_cap * 2 : 64;
+		c->told = xrealloc(c->told, c->told_cap * sizeof(*c->told));
+	}
+	c->told[c->told_count].uid = uid;
+	c->told[c->told_count].modseq = modseq;
+	c->told_count++;
+	c->told_sorted = false;
+}
+
+/* Whether the client already knows msg's state (or a newer one). */
+static bool was_told(struct imap_client *c, const struct store_msg *msg)
+{
+	if (c->told_count == 0)
+		return false;
+	if (!c->told_sorted) {
+		qsort(c->told, c->told_count, sizeof(*c->told), cmp_told);
+		c->told_sorted = true;
+	}
+	struct imap_told key = {.uid = msg->uid};
+	const struct imap_told *t = bsearch(&key, c->told, c->told_count,
+					    sizeof(*c->told), cmp_told);
+	/* several entries of one UID: any at or above msg's modseq */
+	if (t == NULL)
+		return false;
+	while (t > c->told && t[-1].uid == msg->uid)
+		t--;
+	for (; t < c->told + c->told_count && t->uid == msg->uid; t++)
+		if (t->modseq >= msg->modseq)
+			return true;
+	return false;
+}
+
+static bool keyword_known(const struct imap_client *c, const char *kw)
+{
+	for (size_t i = 0; i < c->keyword_count; i++)
+		if (strcasecmp(c->keywords[i], kw) == 0)
+			return true;
+	return false;
+}
+
+static const unsigned all_system_flags = STORE_FLAG_ANSWERED |
+	STORE_FLAG_FLAGGED | STORE_FLAG_DELETED | STORE_FLAG_SEEN |
+	STORE_FLAG_DRAFT;
+
+/* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]" for the session's
+ * list; read-only (EXAMINE): no permanent flags (RFC 9051 7.1). */
+static void append_flags_responses(struct imap_client *c, struct buf *out)
+{
+	const char *const *kw = (const char *const *)c->keywords;
+	buf_append_str(out, "* FLAGS ");
+	imap_append_flags(out, all_system_flags, kw, c->keyword_count, false);
+	buf_append_str(out, "\r\n* OK [PERMANENTFLAGS ");
+	if (c->readonly) {
+		buf_append_str(out, "()");
+	} else {
+		imap_append_flags(out, all_system_flags, kw, c->keyword_count,
+				  false);
+		out->len--;   /* reopen the list for \* */
+		buf_append_str(out, " \\*)");
+	}
+	buf_append_str(out, "] Flags permitted\r\n");
+}
+
+static void free_keywords(struct imap_client *c)
+{
+	store_names_free(c->keywords, c->keyword_count);
+	c->keywords = NULL;
+	c->keyword_count = 0;
+}
+
+void imap_client_set_flags(struct imap_client *c, char **keywords,
+			   size_t count)
+{
+	free_keywords(c);
+	c->keywords = keywords;
+	c->keyword_count = count;
+	struct buf b;
+	buf_init(&b, 0);
+	append_flags_responses(c, &b);
+	imap_client_write(c, b.data, b.len);
+	buf_free(&b);
+}
+
+void imap_client_announce_keywords(struct imap_client *c,
+				   const char *const *keywords, size_t count,
+				   struct buf *out)
+{
+	bool added = false;
+	for (size_t i = 0; i < count && keywords != NULL; i++) {
+		if (keyword_known(c, keywords[i]))
+			continue;
+		c->keywords = xrealloc(c->keywords, (c->keyword_count + 2) *
+						    sizeof(*c->keywords));
+		c->keywords[c->keyword_count++] = xstrdup(keywords[i]);
+		c->keywords[c->keyword_count] = NULL;
+		added = true;
+	}
+	if (added)
+		append_flags_responses(c, out);
+}
+
+void imap_client_fetch_flags(struct imap_client *c, uint32_t seq,
+			     const struct store_msg *msg, bool with_flags,
+			     struct buf *out)
+{
+	bool condstore = (c->enabled & IMAP_ENABLED_CONDSTORE) != 0;
+	if (with_flags)
+		imap_client_announce_keywords(c, msg->keywords,
+					      msg->keyword_count, out);
+	buf_printf(out, "* %u FETCH (UID %u", seq, msg->uid);
+	if (with_flags) {
+		buf_append_str(out, " FLAGS ");
+		imap_append_flags(out, msg->flags, msg->keywords,
+				  msg->keyword_count, imap_client_recent(c, seq));
+	}
+	if (condstore)
+		buf_printf(out, " MODSEQ (%llu)",
+			   (unsigned long long)msg->modseq);
+	buf_append_str(out, ")\r\n");
+	if (with_flags)
+		imap_client_told(c, msg->uid, msg->modseq);
+}
+
 static void sync_changed(void *ctx, uint32_t seq, const struct store_msg *msg)
 {
 	struct imap_client *c = ctx;
-	if (c->silent != NULL &&
-	    imap_uid_ranges_contain(c->silent, c->silent_count, msg->uid))
+	if (was_told(c, msg))
 		return;
+	c->sync_reported++;
 	flush_vanished(c);
 	/* RFC 7162 3.2.4: with QRESYNC, unsolicited FETCH carries UID; it is
 	 * harmless otherwise and lets every client match the message. */
-	buf_printf(&c->out, "* %u FETCH (UID %u FLAGS ", seq, msg->uid);
-	imap_append_flags(&c->out, msg->flags, msg->keywords, msg->keyword_count,
-			  imap_client_recent(c, seq));
-	if (c->enabled & IMAP_ENABLED_CONDSTORE)
-		buf_printf(&c->out, " MODSEQ (%llu)",
-			   (unsigned long long)msg->modseq);
-	buf_append_str(&c->out, ")\r\n");
+	imap_client_fetch_flags(c, seq, msg, true, &c->out);
 	flush_out(c, 8192);
 }
 
 static void sync_exists(void *ctx, uint32_t count)
 {
 	struct imap_client *c = ctx;
+	c->sync_reported++;
 	flush_vanished(c);
 	buf_printf(&c->out, "* %u EXISTS\r\n", count);
 	if (!(c->enabled & IMAP_ENABLED_IMAP4REV2))
@@ -330,11 +461,24 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 	atomic_store(&c->change_pending, false);
 	buf_reset(&c->out);
 	c->vanished_count = 0;
+	c->sync_reported = 0;
 	int r = store_view_sync(c->view, allow_expunge, &cb, c, &err);
 	flush_vanished(c);
-	flush_out(c, 0);
 	if (r < 0)
 		log_warn("imap", c->sid, "sync failed: %s", err.msg);
+	/* RFC 7162 3.2: a HIGHESTMODSEQ may not cover an expunge held back
+	 * from the client (a ghost of a command by sequence number). After
+	 * a sync that reported every expunge, or with nothing held back,
+	 * the view's modseq is a state the client knows in full. */
+	if (r == 0 && (allow_expunge || !store_view_has_changes(c->view)))
+		c->safe_modseq = store_view_info(c->view)->highestmodseq;
+	if ((c->enabled & IMAP_ENABLED_CONDSTORE) && c->sync_reported > 0 &&
+	    c->safe_modseq > c->reported_modseq) {
+		buf_printf(&c->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			   (unsigned long long)c->safe_modseq);
+		c->reported_modseq = c->safe_modseq;
+	}
+	flush_out(c, 0);
 	return r;
 }
 
@@ -903,6 +1047,7 @@ static bool handle_literal(struct imap_client *c)
 		return io_write_line(c, "%s %s [TOOBIG] Command too big", tag,
 				     info.sync ? "NO" : "BAD");
 	}
+	c->stream_binary = message && info.literal8;
 	if (info.sync)
 		return io_write_line(c, "+ Ready for literal data");
 	return false;
@@ -921,8 +1066,12 @@ static void stream_task(void *session, struct net_conn *conn, void *arg)
 			c->writer_count = index + 1;
 		}
 		if (c->writers[index] == NULL &&
-		    store_blob_writer_create(c->store_user, &c->writers[index],
-					     &c->stream_err) < 0)
+		    (store_blob_writer_create(c->store_user, &c->writers[index],
+					      &c->stream_err) < 0 ||
+		     /* RFC 3516 4.4: literal8 content is stored as sent */
+		     (c->stream_binary &&
+		      store_blob_writer_set_binary(c->writers[index],
+						   &c->stream_err) < 0)))
 			c->stream_failed = true;
 		if (!c->stream_failed && c->chunk.len > 0 &&
 		    store_blob_writer_write(c->writers[index], c->chunk.data,
@@ -1088,6 +1237,8 @@ static void client_closed(void *session, struct net_conn *conn)
 	free(c->sasl_tag);
 	free(c->idle_tag);
 	free(c->vanished);
+	free(c->told);
+	free_keywords(c);
 	buf_free(&c->chunk);
 	buf_free(&c->out);
 	imap_parser_destroy(&c->parser);

@@ -41,6 +41,12 @@ struct imap_server;
 struct imap_client;
 struct imap_cmd;
 
+/* A UID and the modseq its state was reported at. */
+struct imap_told {
+	uint32_t uid;
+	uint64_t modseq;
+};
+
 enum imap_state {
 	IMAP_STATE_NOT_AUTH,
 	IMAP_STATE_AUTH,
@@ -160,15 +166,27 @@ struct imap_client {
 	struct store_blob_writer **writers;
 	size_t writer_count;
 	struct buf chunk;
+	bool stream_binary;           /* the literal streamed now is ~{n} */
 	struct store_error stream_err;
 	bool stream_failed;
-	/* STORE .SILENT: UIDs whose FETCH the next sync leaves out */
-	const struct store_uid_range *silent;
-	size_t silent_count;
-	bool silent_uid;              /* FETCH responses carry UID */
+	/* What the running command told the client (FETCH FLAGS, STORE):
+	 * the sync before its tagged reply leaves out a change of one of
+	 * these UIDs that is no newer than what was told. */
+	struct imap_told *told;
+	size_t told_count, told_cap;
+	bool told_sorted;
+	/* The keywords of the last FLAGS response (RFC 9051 7.3.5): a
+	 * FETCH that shows another is preceded by a new FLAGS. */
+	char **keywords;
+	size_t keyword_count;
+	/* CONDSTORE (RFC 7162 3.1.2.1, 3.2): the HIGHESTMODSEQ the client
+	 * was last told, and the highest it may be told: every change up
+	 * to it has been reported (no expunge is held back). */
+	uint64_t reported_modseq, safe_modseq;
 	/* VANISHED collected during a sync (QRESYNC) */
 	uint32_t *vanished;
 	size_t vanished_count, vanished_cap;
+	unsigned sync_reported;       /* untagged updates sent by a sync */
 	struct buf out;               /* scratch for untagged lines */
 };
 
@@ -181,9 +199,35 @@ int imap_client_untagged(struct imap_client *c, const char *fmt, ...)
 void imap_client_capabilities(struct imap_client *c, struct buf *out);
 
 /* Sends untagged updates for what changed in the selected mailbox
- * (EXISTS/RECENT, FETCH FLAGS, and EXPUNGE or VANISHED if allow_expunge).
- * Worker only. */
+ * (EXISTS/RECENT, FETCH FLAGS, and EXPUNGE or VANISHED if allow_expunge),
+ * then, under CONDSTORE, "* OK [HIGHESTMODSEQ n]" when the client now
+ * knows every change up to a higher n (RFC 7162 3.1.2.1, 3.2). Worker
+ * only. */
 int imap_client_sync(struct imap_client *c, bool allow_expunge);
+
+/* The client was told message uid's flags as of modseq (a FETCH with
+ * FLAGS, a STORE reply, or a .SILENT STORE whose outcome it knows): the
+ * sync before this command's tagged reply leaves out a change of uid no
+ * newer than that. Forgotten after the reply. */
+void imap_client_told(struct imap_client *c, uint32_t uid, uint64_t modseq);
+
+/* The FLAGS list of the selected mailbox: SELECT sets it and writes
+ * "* FLAGS" and "* OK [PERMANENTFLAGS]" (takes the keywords). */
+void imap_client_set_flags(struct imap_client *c, char **keywords,
+			   size_t count);
+/* Before a response that shows keywords (FETCH FLAGS): if any is not in
+ * the session's FLAGS list yet, appends the new "* FLAGS" and
+ * "* OK [PERMANENTFLAGS]" to out, so that the client learns of it first
+ * (RFC 9051 7.3.5, RFC 3501 7.2.6). */
+void imap_client_announce_keywords(struct imap_client *c,
+				   const char *const *keywords, size_t count,
+				   struct buf *out);
+/* "* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])\r\n" for msg into out,
+ * announcing its keywords first and recording what was told. with_flags
+ * false: only UID and MODSEQ. */
+void imap_client_fetch_flags(struct imap_client *c, uint32_t seq,
+			     const struct store_msg *msg, bool with_flags,
+			     struct buf *out);
 
 /* Whether the session gets UTF-8 mailbox names (UTF8=ACCEPT or
  * IMAP4rev2 enabled). */

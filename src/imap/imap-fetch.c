@@ -730,6 +730,12 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 		close_message(r);
 		return IMAP_FETCH_UNKNOWN_CTE;
 	}
+	bool shows_flags = plan->has_flags || add_flags;
+	/* RFC 9051 7.3.5: a keyword the client has not seen in FLAGS yet
+	 * is announced first */
+	if (shows_flags)
+		imap_client_announce_keywords(r->client, r->msg->keywords,
+					      r->msg->keyword_count, &r->out);
 	buf_printf(&r->out, "* %u FETCH (", r->seq);
 	for (size_t i = 0; i < plan->count && st == IMAP_FETCH_OK; i++) {
 		if (i > 0)
@@ -750,6 +756,8 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 		}
 	}
 	buf_append_str(&r->out, ")\r\n");
+	if (shows_flags && st == IMAP_FETCH_OK)
+		imap_client_told(r->client, r->msg->uid, r->msg->modseq);
 	close_message(r);
 	if (r->out.len >= FLUSH_AT)
 		flush_out(r);

@@ -15,10 +15,13 @@
 #include <string.h>
 #include <strings.h>
 
+/* Before login: room for the longest legal command, an RFC 2971 ID of
+ * 30 fields with 1,024-octet values, every octet escaped in a quoted
+ * string (about 62 KB), and little more. */
 const struct imap_parser_limits imap_parser_limits_prelogin = {
-	.max_line = 8 * 1024,
+	.max_line = 64 * 1024,
 	.max_literal = 8 * 1024,
-	.max_command = 16 * 1024,
+	.max_command = 96 * 1024,
 	.max_depth = 4,
 	.max_args = 64,
 };

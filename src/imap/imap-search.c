@@ -1410,6 +1410,24 @@ static int append_quoted_tag(struct buf *out, const char *tag, size_t len)
 	return ret | buf_append_str(out, "\")");
 }
 
+/* RFC 4731 3.2, RFC 7162 3.1.5: with MIN and/or MAX but neither ALL nor
+ * COUNT, MODSEQ is the highest of the messages returned, not of every
+ * match. */
+static uint64_t esearch_modseq(const struct imap_search_result *r,
+			       unsigned opts)
+{
+	if ((opts & (IMAP_SEARCH_RETURN_ALL | IMAP_SEARCH_RETURN_COUNT)) ||
+	    !(opts & (IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_MAX)) ||
+	    r->modseqs == NULL)
+		return r->highest_modseq;
+	uint64_t m = 0;
+	if ((opts & IMAP_SEARCH_RETURN_MIN) && r->modseqs[0] > m)
+		m = r->modseqs[0];
+	if ((opts & IMAP_SEARCH_RETURN_MAX) && r->modseqs[r->count - 1] > m)
+		m = r->modseqs[r->count - 1];
+	return m;
+}
+
 int imap_search_reply(const struct imap_search_program *prog,
 		      const struct imap_search_result *r,
 		      const struct imap_search_reply_params *params,
@@ -1450,7 +1468,7 @@ int imap_search_reply(const struct imap_search_program *prog,
 		ret |= buf_printf(out, " COUNT %zu", r->count);
 	if (modseq)
 		ret |= buf_printf(out, " MODSEQ %llu",
-				  (unsigned long long)r->highest_modseq);
+				  (unsigned long long)esearch_modseq(r, opts));
 	return ret;
 }
 

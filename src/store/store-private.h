@@ -66,6 +66,8 @@ struct store_backend_vfuncs {
 	int (*body_write)(struct store_body *body, const void *data,
 			  size_t len, struct store_error *err);
 	uint64_t (*body_size)(const struct store_body *body);
+	/* optional: keep line ends as written (NULL: not supported) */
+	void (*body_set_binary)(struct store_body *body);
 	int (*body_finish)(struct store_body *body, struct store_error *err);
 	int (*body_deliver)(struct store_body *body, struct store_user *user,
 			    const char *mailbox, const char *prefix,

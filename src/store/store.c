@@ -707,6 +707,17 @@ uint64_t store_blob_writer_size(const struct store_blob_writer *w)
 	return store_body_size(w->body);
 }
 
+int store_blob_writer_set_binary(struct store_blob_writer *w,
+				 struct store_error *err)
+{
+	err_clear(err);
+	if (STORE_OBJ_VF(w->body)->body_set_binary == NULL)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Binary content cannot be stored here");
+	STORE_OBJ_VF(w->body)->body_set_binary(w->body);
+	return 0;
+}
+
 int store_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 			     const struct store_append_params *params,
 			     uint32_t *uid_r, uint32_t *uidvalidity_r,

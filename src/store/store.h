@@ -291,6 +291,11 @@ int store_blob_writer_create(struct store_user *user,
 int store_blob_writer_write(struct store_blob_writer *w, const void *data,
 			    size_t len, struct store_error *err);
 uint64_t store_blob_writer_size(const struct store_blob_writer *w);
+/* Keeps the bytes exactly as written, bare LF included: content sent as
+ * binary (an IMAP literal8, RFC 3516 4.4) is stored as sent. Call before
+ * the first write. -1 with INVALID if the backend cannot. */
+int store_blob_writer_set_binary(struct store_blob_writer *w,
+				 struct store_error *err);
 /* Finishes the blob (fsync) and adds it to mailbox; frees w either way. */
 int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
 			     const struct store_append_params *params,
@@ -383,6 +388,10 @@ struct store_flag_change {
 	const char *const *keywords;
 	size_t keyword_count;
 	uint64_t unchangedsince;
+	/* If not NULL: set to the modseq the changed messages got (one per
+	 * call), so that a front-end can tell its own change from a later
+	 * one (IMAP STORE .SILENT). */
+	uint64_t *modseq_r;
 };
 int store_flags_update(struct store_user *user, const char *mailbox,
 		       const struct store_uid_range *ranges, size_t range_count,

@@ -74,7 +74,7 @@ with Loft(extra={'limits': {'write_timeout': '3s'},
     # pre-login limits: literal over 8 KiB refused before "+"
     c.run('LOGIN {100000}', 'NO \\[TOOBIG\\]')
     c.run('LOGIN x {100000+}\r\n' + 'z' * 100000, 'BAD \\[TOOBIG\\]')
-    c.run('LOGIN ' + 'a' * 9000 + ' b', 'BAD \\[TOOBIG\\]', name='pre-login line limit')
+    c.run('LOGIN ' + 'a' * 66000 + ' b', 'BAD \\[TOOBIG\\]', name='pre-login line limit')
     c.run('X ' + '(' * 10 + ')' * 10, 'BAD \\[LIMIT\\]', name='pre-login nesting limit')
     c.login(USER, PW)
     all_coded(c, BAD_AUTH, 'authenticated')

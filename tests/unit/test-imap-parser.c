@@ -158,11 +158,11 @@ static void test_errors(void)
 
 static void test_limits(void)
 {
-	/* pre-login max_line is 8 KiB */
+	/* pre-login max_line is 64 KiB */
 	struct buf in;
 	buf_init(&in, 0);
 	buf_append_str(&in, "a1 LOGIN ");
-	for (int i = 0; i < 9000; i++)
+	for (int i = 0; i < 66000; i++)
 		buf_append_char(&in, 'x');
 	buf_append_str(&in, " y\r\nb NOOP\r\n");
 	char *r = run(in.data, 4096, false);

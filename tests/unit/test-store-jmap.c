@@ -281,7 +281,7 @@ static void test_counts_and_changes(void)
 	const char *kw[] = {"$Forwarded"};
 	struct store_flag_change fc = {STORE_FLAGS_ADD,
 				       STORE_FLAG_SEEN | STORE_FLAG_FLAGGED,
-				       kw, 1, 0};
+				       kw, 1, 0, NULL};
 	CHECK_INT(store_flags_update(u, "INBOX", &r, 1, &fc, NULL, NULL, NULL,
 				     NULL, &err), 0);
 	ch = changes(u, STORE_JMAP_EMAIL, s1, 0);
@@ -318,7 +318,7 @@ static void test_counts_and_changes(void)
 	 * seen), still flagged (one copy is enough) */
 	struct store_flag_change unseen = {STORE_FLAGS_REMOVE,
 					   STORE_FLAG_SEEN | STORE_FLAG_FLAGGED,
-					   NULL, 0, 0};
+					   NULL, 0, 0, NULL};
 	CHECK_INT(store_flags_update(u, "Archive", &ra, 1, &unseen, NULL, NULL,
 				     NULL, NULL, &err), 0);
 	CHECK_INT(store_email_get(u, &ea, 1, &e, &err), 0);
@@ -328,7 +328,7 @@ static void test_counts_and_changes(void)
 
 	/* \Deleted hides a copy from JMAP; expunging the last destroys */
 	struct store_flag_change del = {STORE_FLAGS_ADD, STORE_FLAG_DELETED,
-					NULL, 0, 0};
+					NULL, 0, 0, NULL};
 	CHECK_INT(store_flags_update(u, "Archive", &ra, 1, &del, NULL, NULL,
 				     NULL, NULL, &err), 0);
 	CHECK_INT(store_email_get(u, &ea, 1, &e, &err), 0);
@@ -429,7 +429,7 @@ static void test_paging(void)
 	}
 	struct store_jmap_cursor s = state(u, STORE_JMAP_EMAIL);
 	struct store_flag_change fc = {STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL,
-				       0, 0};
+				       0, 0, NULL};
 	CHECK_INT(store_flags_update(u, "INBOX", NULL, 0, &fc, NULL, NULL,
 				     NULL, NULL, &err), 0);
 	size_t seen = 0, calls = 0;

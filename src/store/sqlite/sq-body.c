@@ -48,6 +48,7 @@ struct store_body {
 	uint64_t max;
 	uint32_t crc;
 	bool last_cr, failed, finished;
+	bool binary;           /* bytes kept as written (no CRLF) */
 	struct mail_result an;
 };
 
@@ -154,13 +155,16 @@ static int body_put(struct store_body *b, const char *p, size_t n,
 	return 0;
 }
 
-/* Normalises bare LF to CRLF; everything else (NULs included) is kept. */
+/* Normalises bare LF to CRLF; everything else (NULs included) is kept,
+ * and everything in binary mode (sq_body_set_binary). */
 int sq_body_write(struct store_body *b, const void *data, size_t len,
 		  struct store_error *err)
 {
 	if (b->failed || b->finished)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message was not stored");
+	if (b->binary)
+		return body_put(b, data, len, err);
 	const char *p = data, *end = p + len;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -185,6 +189,11 @@ int sq_body_write(struct store_body *b, const void *data, size_t len,
 uint64_t sq_body_size(const struct store_body *b)
 {
 	return b->size;
+}
+
+void sq_body_set_binary(struct store_body *b)
+{
+	b->binary = true;
 }
 
 int sq_body_finish(struct store_body *b, struct store_error *err)

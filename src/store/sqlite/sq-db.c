@@ -795,6 +795,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.body_create = sq_body_create,
 	.body_write = sq_body_write,
 	.body_size = sq_body_size,
+	.body_set_binary = sq_body_set_binary,
 	.body_finish = sq_body_finish,
 	.body_deliver = sq_body_deliver,
 	.body_unref = sq_body_unref,

@@ -957,6 +957,8 @@ static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			a->changed = NULL;
 			a->changed_count = 0;
 		}
+		if (ch->modseq_r != NULL)
+			*ch->modseq_r = job->modseq;
 		return r;
 	}
 	struct sq_msgrow *rows;
@@ -1025,6 +1027,8 @@ static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		a->changed = a->modified = NULL;
 		a->changed_count = a->modified_count = 0;
 	}
+	if (ch->modseq_r != NULL)
+		*ch->modseq_r = job->modseq;
 	return ret;
 }
 

@@ -450,6 +450,7 @@ int sq_body_create(struct store *store, struct store_body **body_r,
 int sq_body_write(struct store_body *b, const void *data, size_t len,
 		  struct store_error *err);
 uint64_t sq_body_size(const struct store_body *b);
+void sq_body_set_binary(struct store_body *b);
 int sq_body_finish(struct store_body *b, struct store_error *err);
 int sq_body_deliver(struct store_body *b, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
