@@ -770,6 +770,26 @@ int net_conn_printf(struct net_conn *conn, const char *fmt, ...)
 	return ret;
 }
 
+int net_conn_probe_peer(struct net_conn *conn)
+{
+	if (conn->closed || conn->bev == NULL || conn->eof || conn->broken)
+		return 1;
+	struct bufferevent *bottom = conn->bev, *u;
+	while ((u = bufferevent_get_underlying(bottom)) != NULL)
+		bottom = u;
+	evutil_socket_t fd = bufferevent_getfd(bottom);
+	if (fd < 0)
+		return 1;
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+			       ? 0 : 1;
+	return -1;
+}
+
 /* ---- the rest of the public API ------------------------------------- */
 
 struct evbuffer *net_conn_input(struct net_conn *conn)

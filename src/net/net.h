@@ -232,5 +232,10 @@ const char *net_conn_peer(const struct net_conn *conn);
 const char *net_conn_id(const struct net_conn *conn);
 /* Bytes queued for output and not yet sent. */
 size_t net_conn_output_pending(struct net_conn *conn);
+/* Looks at the socket without reading (I/O thread, e.g. from a
+ * net_conn_post callback): 1 if the peer has closed it (EOF or an error
+ * waits there, which the loop will handle), 0 if it is open with nothing
+ * unread, -1 if bytes wait unread (ask again once they are handled). */
+int net_conn_probe_peer(struct net_conn *conn);
 
 #endif

@@ -33,7 +33,7 @@ static void pop3_login(struct pop3_session *s, const struct auth_user *u,
 	struct pop3_server *server = s->server;
 	struct store_error err = {0};
 
-	if (!pop3_lock(server, u->id)) {
+	if (!pop3_lock(server, u->id, s->conn)) {
 		log_info("pop3", s->sid, "login user=%s refused: maildrop in use",
 			 u->address);
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is locked by another POP3 session.");

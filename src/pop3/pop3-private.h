@@ -43,9 +43,11 @@ struct pop3_server {
 	bool mark_seen;                 /* RETR sets \Seen ([pop3] mark_seen) */
 
 	/* Maildrop locks (RFC 1939 4): user ids with a session in
-	 * TRANSACTION state. Few at a time; a plain array suffices. */
+	 * TRANSACTION state, and that session's connection. Few at a time;
+	 * a plain array suffices. */
 	pthread_mutex_t lock_mutex;
-	int64_t *locked;
+	pthread_cond_t lock_cond;       /* a lock went, or a probe answered */
+	struct pop3_lock *locked;
 	size_t locked_count, locked_cap;
 
 	/* Dropped sessions whose store handles a short-lived thread is
@@ -118,7 +120,13 @@ int pop3_flush(struct pop3_session *s);
 int pop3_reply(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 bool pop3_cleartext_ok(struct pop3_session *s);
-bool pop3_lock(struct pop3_server *server, int64_t user_id);
+/* Locks user_id's maildrop for the session on conn. If another session
+ * holds it, that session's socket is looked at first: a peer that has
+ * gone (its close not handled yet) gives the lock up in a moment, and
+ * this waits for it (bounded) rather than refuse a client that just
+ * reconnected. false: a live session holds it. Worker only. */
+bool pop3_lock(struct pop3_server *server, int64_t user_id,
+	       struct net_conn *conn);
 void pop3_unlock(struct pop3_server *server, int64_t user_id);
 void pop3_session_end(struct pop3_session *s);
 /* The store hub's callback: ends the session on STORE_CHANGE_LOGOUT. */

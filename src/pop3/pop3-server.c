@@ -81,39 +81,123 @@ bool pop3_cleartext_ok(struct pop3_session *s)
 
 /* ---- maildrop locks ------------------------------------------------- */
 
-bool pop3_lock(struct pop3_server *server, int64_t user_id)
-{
-	bool ok = true;
+/* How long a login waits for a lock whose holder's peer has gone (its
+ * close is on its way through the holder's I/O thread). Generous: on an
+ * idle machine it takes a millisecond. */
+#define POP3_LOCK_WAIT_MS 10000
+/* How soon a probe that found unread bytes is asked again. */
+#define POP3_LOCK_REPROBE_MS 20
 
+enum pop3_probe {
+	PROBE_NONE,      /* no question pending */
+	PROBE_ASKED,     /* posted to the holder's I/O thread */
+	PROBE_ALIVE,     /* the holder's peer is there */
+	PROBE_GONE,      /* its peer closed: the lock goes soon */
+};
+
+struct pop3_lock {
+	int64_t user_id;
+	struct net_conn *conn;          /* referenced */
+	enum pop3_probe probe;
+};
+
+static struct pop3_lock *lock_find(struct pop3_server *server, int64_t user_id)
+{
+	for (size_t i = 0; i < server->locked_count; i++)
+		if (server->locked[i].user_id == user_id)
+			return &server->locked[i];
+	return NULL;
+}
+
+/* On the holder's I/O thread: is its client still there? */
+static void lock_probe(void *session, struct net_conn *conn, void *arg)
+{
+	struct pop3_session *s = session;
+	struct pop3_server *server = s->server;
+	int r = net_conn_probe_peer(conn);
 	pthread_mutex_lock(&server->lock_mutex);
-	for (size_t i = 0; i < server->locked_count; i++) {
-		if (server->locked[i] == user_id) {
-			ok = false;
-			break;
-		}
-	}
-	if (ok) {
-		if (server->locked_count == server->locked_cap) {
-			server->locked_cap = server->locked_cap ? server->locked_cap * 2 : 16;
-			server->locked = xrealloc(server->locked,
-						  server->locked_cap * sizeof(*server->locked));
-		}
-		server->locked[server->locked_count++] = user_id;
-	}
+	struct pop3_lock *l = s->locked ? lock_find(server, s->user.id) : NULL;
+	if (l != NULL && l->conn == conn)
+		l->probe = r > 0 ? PROBE_GONE : r == 0 ? PROBE_ALIVE : PROBE_NONE;
+	pthread_cond_broadcast(&server->lock_cond);
 	pthread_mutex_unlock(&server->lock_mutex);
-	return ok;
+}
+
+static void deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+bool pop3_lock(struct pop3_server *server, int64_t user_id,
+	       struct net_conn *conn)
+{
+	struct timespec deadline, now, until;
+	bool asked = false;
+	deadline_in(&deadline, POP3_LOCK_WAIT_MS);
+	pthread_mutex_lock(&server->lock_mutex);
+	for (struct pop3_lock *l; (l = lock_find(server, user_id)) != NULL;) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (l->probe == PROBE_ALIVE || !ts_before(&now, &deadline)) {
+			l->probe = PROBE_NONE;   /* the next login asks again */
+			pthread_mutex_unlock(&server->lock_mutex);
+			return false;
+		}
+		until = deadline;
+		if (l->probe == PROBE_NONE && asked) {
+			/* bytes waited unread: ask again once the holder's
+			 * loop has had them */
+			asked = false;
+			deadline_in(&until, POP3_LOCK_REPROBE_MS);
+		} else if (l->probe == PROBE_NONE) {
+			/* a holder that is closing answers by unlocking */
+			l->probe = net_conn_post(l->conn, lock_probe, NULL) == 0
+					   ? PROBE_ASKED : PROBE_GONE;
+			asked = true;
+		}
+		pthread_cond_timedwait(&server->lock_cond, &server->lock_mutex,
+				       ts_before(&until, &deadline) ? &until
+								    : &deadline);
+	}
+	if (server->locked_count == server->locked_cap) {
+		server->locked_cap = server->locked_cap ? server->locked_cap * 2 : 16;
+		server->locked = xrealloc(server->locked,
+					  server->locked_cap * sizeof(*server->locked));
+	}
+	struct pop3_lock *l = &server->locked[server->locked_count++];
+	l->user_id = user_id;
+	l->conn = conn;
+	l->probe = PROBE_NONE;
+	net_conn_ref(conn);
+	pthread_mutex_unlock(&server->lock_mutex);
+	return true;
 }
 
 void pop3_unlock(struct pop3_server *server, int64_t user_id)
 {
+	struct net_conn *conn = NULL;
 	pthread_mutex_lock(&server->lock_mutex);
 	for (size_t i = 0; i < server->locked_count; i++) {
-		if (server->locked[i] == user_id) {
+		if (server->locked[i].user_id == user_id) {
+			conn = server->locked[i].conn;
 			server->locked[i] = server->locked[--server->locked_count];
 			break;
 		}
 	}
+	pthread_cond_broadcast(&server->lock_cond);
 	pthread_mutex_unlock(&server->lock_mutex);
+	net_conn_unref(&conn);
 }
 
 /* ---- the command table ---------------------------------------------- */
@@ -263,6 +347,13 @@ static void pop3_closed(void *session, struct net_conn *conn)
 
 	log_debug("pop3", s->sid, "disconnected");
 	store_unsubscribe(&s->sub);
+	/* The lock goes at once, here: a client that reconnects must not
+	 * wait for the store handle to be let go (RFC 1939 6: a session
+	 * that ends without QUIT applies nothing). */
+	if (s->locked) {
+		pop3_unlock(server, s->user.id);
+		s->locked = false;
+	}
 	s->conn = NULL;
 	if (s->mail == NULL) {
 		pop3_session_free(s);
@@ -551,6 +642,7 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 	if (days != NULL && config_parse_uint(days, UINT32_MAX, &d) == 0)
 		server->default_retention_days = (uint32_t)d;
 	pthread_mutex_init(&server->lock_mutex, NULL);
+	pthread_cond_init(&server->lock_cond, NULL);
 	pthread_mutex_init(&server->release_mutex, NULL);
 	pthread_cond_init(&server->release_cond, NULL);
 	return server;
@@ -570,6 +662,7 @@ void pop3_server_destroy(struct pop3_server **serverp)
 	pthread_cond_destroy(&server->release_cond);
 	pthread_mutex_destroy(&server->release_mutex);
 	pthread_mutex_destroy(&server->lock_mutex);
+	pthread_cond_destroy(&server->lock_cond);
 	free(server->locked);
 	free(server);
 }
