@@ -117,7 +117,7 @@ static void conn_disable(struct net_conn *conn, short what)
 static void conn_apply_timeouts(struct net_conn *conn)
 {
 	struct timeval rtv = {(time_t)conn->idle_timeout, 0};
-	struct timeval wtv = {(time_t)conn->net->set.write_timeout, 0};
+	struct timeval wtv = {(time_t)conn->write_timeout, 0};
 	struct bufferevent *bottom = conn->bev, *u;
 	while ((u = bufferevent_get_underlying(bottom)) != NULL)
 		bottom = u;
@@ -218,6 +218,7 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	conn->proto = l->proto;
 	atomic_init(&conn->refs, 1);
 	conn->idle_timeout = net->set.idle_timeout;
+	conn->write_timeout = net->set.write_timeout;
 	conn->local = addr_is_local(&p->addr);
 	net_sockaddr_ip((struct sockaddr *)&p->addr, conn->peer);
 	if (p->addr.ss_family == AF_UNIX)
@@ -288,8 +289,11 @@ void net_conn_destroy_now(struct net_conn *conn)
 	atomic_store(&conn->closing, true);
 	if (conn->bev != NULL) {
 		bufferevent_setcb(conn->bev, NULL, NULL, NULL, NULL);
+		if (conn->zlib != NULL)
+			net_zlib_detach(conn->zlib);
 		bufferevent_free(conn->bev);
 		conn->bev = NULL;
+		conn->zlib = NULL;
 	}
 	if (conn->close_timer != NULL) {
 		event_free(conn->close_timer);
@@ -340,7 +344,7 @@ static void conn_arm_close_timer(struct net_conn *conn)
 	if (conn->close_timer == NULL) {
 		conn->close_timer = evtimer_new(conn->th->base,
 						conn_close_timer_cb, conn);
-		conn->close_deadline = time(NULL) + conn->net->set.write_timeout;
+		conn->close_deadline = time(NULL) + conn->write_timeout;
 	}
 	struct timeval tv = {0, NET_POLL_MS * 1000};
 	evtimer_add(conn->close_timer, &tv);
@@ -397,7 +401,7 @@ static void conn_starttls_begin(struct net_conn *conn)
 static int conn_compress_begin(struct net_conn *conn)
 {
 	struct bufferevent *old = conn->bev;
-	struct bufferevent *nb = net_zlib_wrap(old, NET_FILTER_OPTS);
+	struct bufferevent *nb = net_zlib_wrap(old, NET_FILTER_OPTS, &conn->zlib);
 	if (nb == NULL)
 		return -1;
 	conn->bev = nb;
@@ -521,7 +525,7 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *ctx)
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("net", conn->id, "client %s did not read for %u s, dropped",
-			 conn->peer, conn->net->set.write_timeout);
+			 conn->peer, conn->write_timeout);
 		conn->broken = true;
 	} else if (what & BEV_EVENT_ERROR) {
 		int err = EVUTIL_SOCKET_ERROR();
@@ -691,7 +695,7 @@ static int conn_wait_output(struct net_conn *conn)
 	size_t pending = net_conn_output_pending(conn);
 	if (pending <= net->set.output_high_water)
 		return 0;
-	uint64_t timeout = (uint64_t)net->set.write_timeout * 1000;
+	uint64_t timeout = (uint64_t)conn->write_timeout * 1000;
 	uint64_t deadline = now_ms() + timeout;
 	size_t last = pending;
 	atomic_store(&conn->bp_waiting, true);
@@ -701,7 +705,7 @@ static int conn_wait_output(struct net_conn *conn)
 		if (now_ms() >= deadline) {
 			log_info("net", conn->id,
 				 "client %s did not read for %u s, dropped",
-				 conn->peer, net->set.write_timeout);
+				 conn->peer, conn->write_timeout);
 			atomic_store(&conn->write_stalled, true);
 			atomic_store(&conn->closing, true);
 			goto fail;
@@ -872,6 +876,13 @@ void net_conn_resume(struct net_conn *conn)
 void net_conn_set_timeout(struct net_conn *conn, unsigned seconds)
 {
 	conn->idle_timeout = seconds;
+	if (conn->bev != NULL)
+		conn_apply_timeouts(conn);
+}
+
+void net_conn_set_write_timeout(struct net_conn *conn, unsigned seconds)
+{
+	conn->write_timeout = seconds > 0 ? seconds : conn->net->set.write_timeout;
 	if (conn->bev != NULL)
 		conn_apply_timeouts(conn);
 }

@@ -143,10 +143,12 @@ struct net_conn {
 	bool compress_requested;
 	bool tls;
 	bool compressed;
+	struct net_zlib *zlib;         /* io: the deflate filter's state */
 	bool local;
 	bool is_unix;
 	unsigned idle_timeout;
 	struct metrics_series *m_open;   /* loft_connections_open{proto} */
+	unsigned write_timeout;        /* seconds; net_settings' by default */
 	char id[9];
 	char peer[46];
 };
@@ -210,9 +212,18 @@ void net_conn_cancel_waits(struct net_conn *conn);
 SSL_CTX *net_tls_ctx_create(const char *cert, const char *key,
 			    char **error_r);
 
-/* net-zlib.c: wraps bev in a deflate filter; NULL on failure. */
-struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options);
+/* net-zlib.c: wraps bev in a deflate filter; NULL on failure. *z_r is
+ * the filter's state, for net_zlib_detach. */
+struct net_zlib;
+struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options,
+				  struct net_zlib **z_r);
 /* Pushes what the deflate stream holds to the socket (Z_SYNC_FLUSH). */
 void net_zlib_flush(struct bufferevent *filter);
+/* Before the filter is freed (I/O thread, no task running): its own
+ * events (flush, resume, fail) and the input drain callback are
+ * cancelled, so none of them can reach the filter once bufferevent_free
+ * has dropped its last reference (libevent finalizes it later, from the
+ * loop: a flush in between revived and freed it twice). */
+void net_zlib_detach(struct net_zlib *z);
 
 #endif

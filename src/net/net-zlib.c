@@ -47,6 +47,7 @@ struct net_zlib {
 	struct event *fail_ev;
 	atomic_bool flush_pending;
 	atomic_bool in_blocked;       /* stopped at the bound with input left */
+	bool detached;                /* the connection is being freed */
 	bool in_more;                 /* inflate stopped with output full */
 	bool in_failed;               /* bad data or data after the end */
 	bool in_ended;                /* Z_STREAM_END seen */
@@ -66,11 +67,24 @@ static void net_zlib_free(void *ctx)
 	free(z);
 }
 
+static void net_zlib_drained(struct evbuffer *buf,
+			     const struct evbuffer_cb_info *info, void *ctx);
+
 static void net_zlib_flush_cb(evutil_socket_t fd, short what, void *ctx)
 {
 	struct net_zlib *z = ctx;
 	atomic_store(&z->flush_pending, false);
-	net_zlib_flush(z->bev);
+	if (!z->detached)
+		net_zlib_flush(z->bev);
+}
+
+void net_zlib_detach(struct net_zlib *z)
+{
+	z->detached = true;
+	event_del(z->flush_ev);
+	event_del(z->resume_ev);
+	event_del(z->fail_ev);
+	evbuffer_remove_cb(bufferevent_get_input(z->bev), net_zlib_drained, z);
 }
 
 void net_zlib_flush(struct bufferevent *filter)
@@ -126,6 +140,8 @@ static int net_zlib_pump(z_stream *zs, bool deflating, bool flush,
 static void net_zlib_fail_cb(evutil_socket_t fd, short what, void *ctx)
 {
 	struct net_zlib *z = ctx;
+	if (z->detached)
+		return;
 	bufferevent_trigger_event(z->bev, BEV_EVENT_READING | BEV_EVENT_ERROR,
 				  0);
 }
@@ -224,7 +240,7 @@ static void net_zlib_drained(struct evbuffer *buf,
 static void net_zlib_resume_cb(evutil_socket_t fd, short what, void *ctx)
 {
 	struct net_zlib *z = ctx;
-	if (!atomic_exchange(&z->in_blocked, false))
+	if (!atomic_exchange(&z->in_blocked, false) || z->detached)
 		return;
 	/* A read event on the socket's bufferevent runs the filter (unless
 	 * reading is off for a task: net-conn kicks it when that ends). */
@@ -249,7 +265,8 @@ net_zlib_output(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	return produced ? BEV_OK : BEV_NEED_MORE;
 }
 
-struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options)
+struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options,
+				  struct net_zlib **z_r)
 {
 	struct net_zlib *z = xcalloc(1, sizeof(*z));
 	if (inflateInit2(&z->in, -MAX_WBITS) != Z_OK) {
@@ -276,6 +293,7 @@ struct bufferevent *net_zlib_wrap(struct bufferevent *bev, int options)
 		return NULL;
 	}
 	z->bev = f;
+	*z_r = z;
 	/* No read high-water mark on the filter: libevent 2.1 would refill
 	 * it inside the front-end's drain. The socket stops being read while
 	 * this much compressed input waits. */

@@ -218,6 +218,10 @@ void net_conn_resume(struct net_conn *conn);
 
 /* Idle timeout in seconds (0: none); restarted by any input. */
 void net_conn_set_timeout(struct net_conn *conn, unsigned seconds);
+/* This connection's write timeout (net_settings.write_timeout; 0 goes
+ * back to it): how long a client may take nothing before it is dropped.
+ * I/O thread, or the connection's task. */
+void net_conn_set_write_timeout(struct net_conn *conn, unsigned seconds);
 
 bool net_conn_is_tls(const struct net_conn *conn);
 bool net_conn_is_compressed(const struct net_conn *conn);

@@ -124,7 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (bufferevent_pair_new(base, 0, pair) < 0)
 		abort();
-	struct bufferevent *f = net_zlib_wrap(pair[1], BEV_OPT_CLOSE_ON_FREE);
+	struct net_zlib *z;
+	struct bufferevent *f = net_zlib_wrap(pair[1], BEV_OPT_CLOSE_ON_FREE, &z);
 	if (f == NULL)
 		abort();
 	bufferevent_enable(pair[0], EV_READ | EV_WRITE);
@@ -152,6 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	buf_free(&got);
 	buf_free(&wire);
+	net_zlib_detach(z);
 	bufferevent_free(f);
 	bufferevent_free(pair[0]);
 	run_loop();
