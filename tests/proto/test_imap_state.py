@@ -23,7 +23,7 @@ import sys
 from imapconv import Conv
 from loftenv import Loft, Results
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER = 'alice@example.test'
 r = Results()
 
 
@@ -68,6 +68,7 @@ def modseq_of(line):
 
 
 with Loft() as env:
+    PW = env.users[USER]
     a = Conv(env.raw('imap'), r)
     b = Conv(env.raw('imap'), r)
     a.login(USER, PW)

@@ -12,7 +12,7 @@ import threading
 from loftenv import Loft, Results
 from pop3client import Pop3
 
-USER, PW = 'alice@example.test', 'alice-secret'
+USER = 'alice@example.test'
 ROUNDS = 50
 r = Results()
 
@@ -37,6 +37,7 @@ def busy(stop):
 
 
 with Loft() as env:
+    PW = env.users[USER]
     l = env.lmtp()
     l.ehlo('client.example.test')
     for i in range(3):
