@@ -1,8 +1,12 @@
 """Crash test of the durability contract (DESIGN.md): several LMTP
-connections deliver while loftd is killed with SIGKILL at a random moment;
-after each restart every message that got a 250 is in the store exactly
-once, no message is stored twice, and `loftctl check` finds nothing to
-repair.
+connections deliver to 1-5 recipients (one body, a copy per recipient),
+with sizes on both sides of the store's in-index threshold (128 KiB),
+while an IMAP client expunges older mail, and loftd is killed with
+SIGKILL at a random moment. After each restart every (Message-ID,
+recipient) that got a 250 is in that recipient's INBOX exactly once
+(unless the IMAP client may have expunged it), byte for byte the message
+sent with that copy's own trace fields in front, nothing is stored twice,
+and `loftctl check` finds nothing to repair.
 
 Rounds: 20 by default (10 under ASan), LOFT_CRASH_ROUNDS=N for longer runs.
 Each message has a unique Message-ID; IMAP (when it is up) lists them per
@@ -10,6 +14,7 @@ user, otherwise `loftctl user show` counts bound them (acknowledged <=
 stored <= attempted).
 """
 
+import hashlib
 import os
 import random
 import re
@@ -24,7 +29,10 @@ from lmtplib import Conv, dot_stuff, imap_up, message_count  # noqa: E402
 
 R = Results()
 USERS = {'alice@example.test': 'first-crash-pw-1', 'bob@example.test': 'second-crash-pw-2',
-         'carol@example.test': 'third-crash-pw-3'}
+         'carol@example.test': 'third-crash-pw-3', 'dave@example.test': 'fourth-crash-pw-4',
+         'erin@example.test': 'fifth-crash-pw-5'}
+# bigger than this is a file of its own in the store (SQ_INLINE_MAX)
+INLINE_MAX = 128 * 1024
 CONNECTIONS = 4
 
 
@@ -35,6 +43,9 @@ class Ledger:
         self.lock = threading.Lock()
         self.acked = set()
         self.attempted = set()
+        self.maybe_expunged = set()   # (msgid, rcpt) the IMAP client targeted
+        self.digest = {}              # msgid -> (len, sha256) of the body sent
+        self.round_of = {}            # msgid -> round
 
 
 def client(env, round_no, conn_no, ledger, stop, seed):
@@ -48,9 +59,12 @@ def client(env, round_no, conn_no, ledger, stop, seed):
     while not stop.is_set():
         seq += 1
         msgid = 'r%d-c%d-%d@crash.test' % (round_no, conn_no, seq)
-        rcpts = rng.sample(sorted(USERS), rng.choice((1, 1, 2)))
+        rcpts = rng.sample(sorted(USERS), rng.randint(1, 5))
+        # one in five past the in-index threshold
+        lines = (rng.randint(1, 400) if rng.random() < 0.8 else
+                 rng.randint(INLINE_MAX // 30 + 10, INLINE_MAX // 12))
         body = ('Message-ID: <%s>\r\nSubject: crash %s\r\n\r\n' % (msgid, msgid)
-                + ('%s line\r\n' % msgid) * rng.randint(1, 400))
+                + ('%s line\r\n' % msgid) * lines)
         try:
             # PIPELINING: envelope and DATA in one write
             c.send('MAIL FROM:<crash@remote.test>\r\n'
@@ -63,6 +77,9 @@ def client(env, round_no, conn_no, ledger, stop, seed):
             with ledger.lock:
                 for r in rcpts:
                     ledger.attempted.add((msgid, r))
+                data = body.encode()
+                ledger.digest[msgid] = (len(data), hashlib.sha256(data).hexdigest())
+                ledger.round_of[msgid] = round_no
             c.send(dot_stuff(body))
             ok = [r for r, code in zip(rcpts, codes) if code == 250]
             for r in ok:
@@ -78,8 +95,41 @@ def client(env, round_no, conn_no, ledger, stop, seed):
         pass
 
 
+def expunger(env, ledger, stop, seed):
+    """An IMAP client that expunges a few older messages now and then, as
+    a user cleaning up while mail arrives."""
+    rng = random.Random(seed)
+    user = sorted(USERS)[rng.randrange(len(USERS))]
+    try:
+        c = env.imap_login(user)
+        c.select('INBOX')
+    except Exception:
+        return
+    try:
+        while not stop.is_set():
+            typ, data = c.uid('FETCH', '1:*', '(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')
+            found = []
+            for item in data or []:
+                if isinstance(item, tuple):
+                    u = re.search(rb'UID (\d+)', item[0])
+                    m = re.search(rb'<([^>]+)>', item[1])
+                    if u and m:
+                        found.append((int(u.group(1)), m.group(1).decode()))
+            pick = rng.sample(found, min(len(found), rng.randint(1, 3)))
+            if pick:
+                with ledger.lock:
+                    for _, msgid in pick:
+                        ledger.maybe_expunged.add((msgid, user))
+                uids = ','.join(str(u) for u, _ in pick)
+                c.uid('STORE', uids, '+FLAGS.SILENT', '(\\Deleted)')
+                c.uid('EXPUNGE', uids)
+            time.sleep(0.05)
+    except Exception:
+        pass
+
+
 def stored_ids(env, address):
-    """{Message-ID: count} in the user's INBOX, through IMAP."""
+    """{Message-ID: [UID, ...]} in the user's INBOX, through IMAP."""
     c = env.imap_login(address)
     try:
         c.select('INBOX', readonly=True)
@@ -88,12 +138,43 @@ def stored_ids(env, address):
         for item in data:
             if isinstance(item, tuple):
                 m = re.search(rb'<([^>]+)>', item[1])
-                if m:
-                    k = m.group(1).decode()
-                    ids[k] = ids.get(k, 0) + 1
+                u = re.search(rb'UID (\d+)', item[0])
+                if m and u:
+                    ids.setdefault(m.group(1).decode(), []).append(int(u.group(1)))
         return ids
     finally:
         c.logout()
+
+
+def copies_intact(env, ledger, address, uids_by_id, round_no):
+    """The copies of this round's messages: the body sent, byte for byte,
+    behind this copy's own trace fields."""
+    want = {k: v[0] for k, v in uids_by_id.items()
+            if ledger.round_of.get(k) == round_no and len(v) == 1}
+    bad = []
+    c = env.imap_login(address)
+    try:
+        c.select('INBOX', readonly=True)
+        for msgid, uid in sorted(want.items())[:40]:
+            typ, data = c.uid('FETCH', str(uid), '(RFC822.SIZE BODY.PEEK[])')
+            raw = next((x[1] for x in data or [] if isinstance(x, tuple)), None)
+            if raw is None:
+                continue   # expunged by the IMAP client meanwhile
+            size = re.search(rb'RFC822.SIZE (\d+)', data[0][0])
+            n, digest = ledger.digest[msgid]
+            body = raw[-n:]
+            prefix = raw[:-n]
+            ok = (hashlib.sha256(body).hexdigest() == digest
+                  and prefix.startswith(b'Return-Path: <crash@remote.test>\r\n'
+                                        b'Delivered-To: ' + address.encode() + b'\r\n'
+                                        b'Received: ')
+                  and prefix.endswith(b'\r\n') and b'\r\n\r\n' not in prefix
+                  and size is not None and int(size.group(1)) == len(raw))
+            if not ok:
+                bad.append((msgid, uid, len(raw), n))
+    finally:
+        c.logout()
+    return bad
 
 
 def verify(env, ledger, round_no):
@@ -102,11 +183,15 @@ def verify(env, ledger, round_no):
     for user in sorted(USERS):
         acked = {m for m, r in ledger.acked if r == user}
         attempted = {m for m, r in ledger.attempted if r == user}
+        gone = {m for m, r in ledger.maybe_expunged if r == user}
         if use_imap:
             ids = stored_ids(env, user)
-            missing = acked - set(ids)
-            twice = [k for k, n in ids.items() if n > 1]
+            missing = acked - set(ids) - gone
+            twice = [k for k, n in ids.items() if len(n) > 1]
             unknown = set(ids) - attempted
+            bad = copies_intact(env, ledger, user, ids, round_no)
+            ok &= R.check('round %d %s: copies byte-identical behind their trace fields'
+                          % (round_no, user), not bad, bad[:3])
             ok &= R.check('round %d %s: every 250 stored' % (round_no, user),
                           not missing, sorted(missing)[:5])
             ok &= R.check('round %d %s: none stored twice' % (round_no, user),
@@ -136,6 +221,8 @@ def main():
             threads = [threading.Thread(target=client,
                                         args=(env, rnd, i, ledger, stop, rng.random()))
                        for i in range(CONNECTIONS)]
+            threads.append(threading.Thread(target=expunger,
+                                            args=(env, ledger, stop, rng.random())))
             for t in threads:
                 t.start()
             time.sleep(rng.uniform(0.05, 0.8) * SLOW)
