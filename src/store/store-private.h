@@ -35,6 +35,8 @@ struct store_backend_vfuncs {
 			   struct store_error *err);
 	int (*usage)(struct store_user *user, struct store_usage *usage_r,
 		     struct store_error *err);
+	int (*disk)(struct store_user *user, struct store_disk *disk_r,
+		    struct store_error *err);
 
 	int (*mailbox_list)(struct store_user *user,
 			    struct store_mailbox_info **list_r, size_t *count_r,

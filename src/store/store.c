@@ -408,6 +408,14 @@ int store_user_usage(struct store_user *user, struct store_usage *usage_r,
 	return user->store->vf->usage(user, usage_r, err);
 }
 
+int store_user_disk(struct store_user *user, struct store_disk *disk_r,
+		    struct store_error *err)
+{
+	err_clear(err);
+	memset(disk_r, 0, sizeof(*disk_r));
+	return user->store->vf->disk(user, disk_r, err);
+}
+
 /* ---- mailboxes ---------------------------------------------------- */
 
 void store_mailbox_info_free(struct store_mailbox_info *info)

@@ -145,6 +145,19 @@ struct store_usage {
 int store_user_usage(struct store_user *user, struct store_usage *usage_r,
 		     struct store_error *err);
 
+/* Bytes on disk now (loftctl user show): blob_bytes the bodies and
+ * prefixes as stored (files or index rows; a body shared with other
+ * users counted in full, as quota does), index_bytes everything else
+ * (WAL included), search_bytes the part of index_bytes that serves
+ * SEARCH. index_bytes + blob_bytes is what the account's files hold. */
+struct store_disk {
+	uint64_t index_bytes;
+	uint64_t search_bytes;
+	uint64_t blob_bytes;
+};
+int store_user_disk(struct store_user *user, struct store_disk *disk_r,
+		    struct store_error *err);
+
 /* ---- mailboxes ---------------------------------------------------- */
 
 struct store_mailbox_info {

@@ -418,6 +418,45 @@ def test_live_throttle(env):
     r.check('throttle: ... after a wait', time.monotonic() - t0 >= 0.25)
 
 
+def account_files(env, user_id):
+    """Sum of the sizes of an account's files."""
+    top = os.path.join(env.data_dir, 'mail', '%02x' % (user_id % 256), str(user_id))
+    total = 0
+    for root, dirs, files in os.walk(top):
+        for f in files:
+            p = os.path.join(root, f)
+            if os.path.isfile(p):
+                total += os.path.getsize(p)
+    return total
+
+
+def check_disk(env, address, out):
+    """`user show`'s disk figures add up to the account's files (taken
+    when the files did not change meanwhile: loftd's indexer writes)."""
+    m = re.search(r'^id: (\d+)$', out, re.M)
+    uid = int(m.group(1)) if m else 0
+    figures = None
+    for _ in range(20):
+        before = account_files(env, uid)
+        rc, out, err = ctl(env, 'user', 'show', address)
+        after = account_files(env, uid)
+        d = dict(re.findall(r'^  (index_bytes|search_bytes|blob_bytes) = (\d+)$',
+                            out, re.M))
+        if before == after and len(d) == 3:
+            figures = ({k: int(v) for k, v in d.items()}, after)
+            break
+        time.sleep(0.2)
+    r.check('disk figures shown', figures is not None, out)
+    if figures is None:
+        return
+    d, files = figures
+    r.check('disk: index + blob = the account\'s files',
+            d['index_bytes'] + d['blob_bytes'] == files, (d, files))
+    r.check('disk: the delivered body is counted', d['blob_bytes'] > 0, d)
+    r.check('disk: search is part of the index',
+            0 < d['search_bytes'] <= d['index_bytes'], d)
+
+
 def test_live(env):
     """loftctl changes take effect in a running loftd at once."""
     a = 'alice@example.test'
@@ -449,6 +488,7 @@ def test_live(env):
     size = int(m.group(1)) if m else -1
     r.check('live: show counts the delivery', size > len(msg) and
             'INBOX: 1 messages, 1 unseen, %d bytes' % size in out, out)
+    check_disk(env, a, out)
     ctl(env, 'user', 'quota', a, '1K')
     rc, out, err = ctl(env, 'user', 'show', a)
     r.check('live: show quota use', 'quota used: ' in out, out)

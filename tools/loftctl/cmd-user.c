@@ -239,6 +239,18 @@ static int show_mail(struct loftctl *ctl, const struct auth_user *u,
 		       list[i].name, list[i].messages, list[i].unseen,
 		       list[i].size);
 	}
+	/* bytes on disk now: the index (WAL included; search_bytes is the
+	 * part of it that serves SEARCH) and the message bodies */
+	struct store_disk disk;
+	if (store_user_disk(su, &disk, &err) < 0) {
+		rc = loftctl_fail("mail of %s: %s", u->address, err.msg);
+		store_mailbox_list_free(list, count);
+		goto out;
+	}
+	printf("disk:\n");
+	printf("  index_bytes = %" PRIu64 "\n", disk.index_bytes);
+	printf("  search_bytes = %" PRIu64 "\n", disk.search_bytes);
+	printf("  blob_bytes = %" PRIu64 "\n", disk.blob_bytes);
 	store_mailbox_list_free(list, count);
 out:
 	store_user_unref(&su);

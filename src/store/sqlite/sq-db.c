@@ -783,6 +783,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.user_exists = sq_user_exists,
 	.user_delete = sq_user_delete,
 	.usage = sq_usage,
+	.disk = sq_disk,
 	.mailbox_list = sq_mailbox_list,
 	.subscriptions = sq_subscriptions,
 	.mailbox_status = sq_mailbox_status,

@@ -421,6 +421,8 @@ int64_t sq_now_ns(void);
 /* the vtable parts */
 int sq_usage(struct store_user *user, struct store_usage *usage_r,
 	     struct store_error *err);
+int sq_disk(struct store_user *user, struct store_disk *disk_r,
+	    struct store_error *err);
 int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 		    size_t *count_r, struct store_error *err);
 int sq_subscriptions(struct store_user *user, char ***names_r, size_t *count_r,
