@@ -1,9 +1,10 @@
 /*
  * The webmail's static files at "/" on every [http] and [https] listener
  * ([http] webmail = no turns it off). The directory is [http]
- * webmail_dir, else the first that exists of: webmail/ beside loftd (the
- * build tree), ../share/loft/webmail from loftd's directory, and the
- * installed LOFT_WEBMAIL_DIR (CMake).
+ * webmail_dir, else the first that exists of: webmail/ beside loftd,
+ * ../share/loft/webmail from loftd's directory, the installed
+ * LOFT_WEBMAIL_DIR (CMake), and the source tree's web/dist (the
+ * webmail's build output, for `make run` from a build tree).
  *
  * - "/" is index.html; a path that names no file and has no extension is
  *   answered with index.html too when the browser asks for HTML (the
@@ -34,6 +35,9 @@
 
 #ifndef LOFT_WEBMAIL_DIR
 #define LOFT_WEBMAIL_DIR "/usr/local/share/loft/webmail"
+#endif
+#ifndef LOFT_WEB_DIST
+#define LOFT_WEB_DIST "web/dist"
 #endif
 
 struct http_static {
@@ -275,14 +279,15 @@ static char *find_dir(const struct http_settings *set)
 	if (set->webmail_dir != NULL)
 		return xstrdup(set->webmail_dir);
 	char *exe = exe_dir();
-	char *cands[3] = {
+	char *cands[4] = {
 		exe ? xasprintf("%s/webmail", exe) : NULL,
 		exe ? xasprintf("%s/../share/loft/webmail", exe) : NULL,
 		xstrdup(LOFT_WEBMAIL_DIR),
+		xstrdup(LOFT_WEB_DIST),
 	};
 	free(exe);
 	char *found = NULL;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		struct stat sb;
 		if (found == NULL && cands[i] != NULL &&
 		    stat(cands[i], &sb) == 0 && S_ISDIR(sb.st_mode))
