@@ -47,6 +47,11 @@ test: deps build asan npm
 	ctest --test-dir build-asan --output-on-failure -j 2 -LE interop
 	$(MAKE) --no-print-directory fuzz-run
 
+# testssl.sh on the demo's IMAPS and STARTTLS ports (several minutes:
+# not in `make test`).
+test-tls: deps build
+	python3 tests/tls/testssl.py
+
 test-unit: build
 	ctest --test-dir build --output-on-failure -L unit
 

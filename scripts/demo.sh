@@ -3,7 +3,8 @@
 # everything under ./run/ (config, data, a self-signed certificate for
 # localhost, the demo password), created on the first run and reused after.
 # Prints the demo account and how to use it, then runs loftd in the
-# foreground (Ctrl-C stops).
+# foreground (Ctrl-C stops). `make test-tls` runs testssl.sh on its IMAPS
+# and STARTTLS ports.
 #
 #   IMAP 1143  IMAPS 1993  POP3 1110  POP3S 1995  LMTP 2424
 #   HTTPS 8443 (webmail, JMAP, client set-up)  metrics 9180
@@ -51,12 +52,60 @@ if [ -s "$CONF" ] && status=$("$LOFTCTL" --config "$CONF" status 2>/dev/null); t
 	exit 1
 fi
 
-if [ ! -s "$RUN/cert.pem" ] || [ ! -s "$RUN/key.pem" ]; then
+# TLS as a real server has it, so clients and testssl.sh can check it: a
+# demo CA (run/ca.pem, trust it in a client to connect without warnings)
+# issues a one-year certificate for localhost that names where the CA's
+# revocation list is; run/cert.pem holds it and the CA (the chain loftd
+# sends). Made again when missing, from an older demo (self-signed) or
+# expiring within 30 days.
+make_certs() {
+	ca=$RUN_ABS/ca
+	rm -rf "$ca"
+	mkdir -p "$ca"
+	(
+	umask 077
 	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
-		-subj /CN=localhost \
-		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
-		-keyout "$RUN/key.pem" -out "$RUN/cert.pem" >/dev/null 2>&1
-	chmod 600 "$RUN/key.pem"
+		-subj "/CN=Loft demo CA" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" \
+		-keyout "$ca/ca.key" -out "$RUN_ABS/ca.pem"
+	openssl req -new -newkey rsa:2048 -nodes -subj /CN=localhost \
+		-keyout "$RUN_ABS/key.pem" -out "$ca/leaf.csr"
+	cat > "$ca/leaf.ext" <<EXT
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+crlDistributionPoints = URI:file://$RUN_ABS/ca.crl
+EXT
+	openssl x509 -req -in "$ca/leaf.csr" -CA "$RUN_ABS/ca.pem" \
+		-CAkey "$ca/ca.key" -set_serial "0x$(openssl rand -hex 8)" \
+		-days 365 -sha256 -extfile "$ca/leaf.ext" -out "$ca/leaf.pem"
+	: > "$ca/index.txt"
+	echo 01 > "$ca/crlnumber"
+	cat > "$ca/ca.cnf" <<CNF
+[ca]
+default_ca = demo
+[demo]
+database = $ca/index.txt
+crlnumber = $ca/crlnumber
+default_md = sha256
+default_crl_days = 3650
+CNF
+	openssl ca -config "$ca/ca.cnf" -gencrl -keyfile "$ca/ca.key" \
+		-cert "$RUN_ABS/ca.pem" -out "$RUN_ABS/ca.crl"
+	cat "$ca/leaf.pem" "$RUN_ABS/ca.pem" > "$RUN_ABS/cert.pem"
+	) >/dev/null 2>&1
+	chmod 600 "$RUN_ABS/key.pem"
+	chmod 644 "$RUN_ABS/cert.pem" "$RUN_ABS/ca.pem" "$RUN_ABS/ca.crl"
+}
+if [ ! -s "$RUN/cert.pem" ] || [ ! -s "$RUN/key.pem" ] || [ ! -s "$RUN/ca.pem" ] ||
+   ! openssl x509 -in "$RUN/cert.pem" -noout -checkend 2592000 >/dev/null 2>&1; then
+	make_certs
+	if ! openssl verify -CAfile "$RUN/ca.pem" "$RUN/cert.pem" >/dev/null 2>&1; then
+		echo "demo: cannot make the demo certificate (openssl)" >&2
+		exit 1
+	fi
 fi
 
 # IPv6 loopback where the machine has it (some containers do not).
@@ -158,8 +207,9 @@ echo "demo: listening on $HOSTS: IMAP $IMAP (STARTTLS), IMAPS $(port_of imaps),"
 	"HTTPS $(port_of https)"
 echo "demo: webmail and JMAP at https://localhost:$(port_of https)/," \
 	"metrics at http://127.0.0.1:$(port_of metrics)/metrics"
-echo "demo: config $RUN/loftd.conf, certificate $RUN/cert.pem (self-signed for" \
-	"localhost: clients connect to localhost, not 127.0.0.1)"
+echo "demo: config $RUN/loftd.conf, certificate $RUN/cert.pem (for localhost," \
+	"issued by the demo CA $RUN/ca.pem: trust that in a client; connect to" \
+	"localhost, not 127.0.0.1)"
 echo "demo: deliver a first message:"
 printf '%s\n' "  printf 'Subject: Hello\\n\\nA first message.\\n' | python3 -c 'import smtplib, sys; smtplib.LMTP(\"localhost\", $LMTP).sendmail(\"me@localhost\", [\"$USER\"], sys.stdin.read())'"
 echo "demo: read it:"
