@@ -78,6 +78,7 @@ struct puser {
 	uint64_t delivery;          /* the modseq of the last APPEND */
 	bool known;                 /* last[] is filled */
 	bool subs_loaded;           /* PushSubscriptions read this run */
+	unsigned pending;           /* streams being set up: keep the entry */
 	uint64_t last[P_TYPES];
 	struct puser *next;
 };
@@ -276,7 +277,7 @@ static void reap(struct jmap_push *p)
 				sp = &ps->next;
 			}
 		}
-		if (u->streams != NULL || u->subs != NULL) {
+		if (u->streams != NULL || u->subs != NULL || u->pending > 0) {
 			pp = &u->next;
 			continue;
 		}
@@ -644,10 +645,12 @@ void jmap_eventsource(struct jmap *j, struct http_request *req,
 	pthread_mutex_lock(&p->mu);
 	struct puser *u = puser_get(p, who->id);
 	ps->pu = u;
+	u->pending++;
 	pthread_mutex_unlock(&p->mu);
 	struct http_stream *s = http_response_stream(resp, &hooks, ps);
 	if (s == NULL) {
 		pthread_mutex_lock(&p->mu);
+		u->pending--;
 		ps->dead = true;
 		ps->next = u->streams;
 		u->streams = ps;
@@ -656,6 +659,7 @@ void jmap_eventsource(struct jmap *j, struct http_request *req,
 		return;
 	}
 	pthread_mutex_lock(&p->mu);
+	u->pending--;
 	ps->stream = ps->dead ? NULL : s;
 	if (ps->dead)
 		http_stream_unref(&s);

@@ -276,12 +276,60 @@ def test_push_subscription(env, j):
     srv.shutdown()
 
 
+def test_thread_merge(env, j):
+    """Two threads joined by a late reply (RFC 8621 3)."""
+    deliver(env, ALICE, 'tm a', 'References: <tm-base@remote.test>\r\n')
+    deliver(env, ALICE, 'tm c')
+    q = j.ok('Email/query', {'filter': {'subject': 'tm '},
+                             'sort': [{'property': 'subject',
+                                       'isAscending': True}]})
+    g = j.ok('Email/get', {'ids': q['ids'], 'properties': ['threadId',
+                                                           'subject']})
+    th = {e['subject']: (e['id'], e['threadId']) for e in g['list']}
+    R.check('two threads first', th['tm a'][1] != th['tm c'][1], th)
+    imap = env.imap_login(ALICE)
+    imap.select('INBOX')
+    typ, d = imap.uid('FETCH', '1:*', '(EMAILID THREADID)')
+    before = {x for x in d if x}
+    es = j.state('Email')
+    ts = j.state('Thread')
+    deliver(env, ALICE, 'tm b', 'References: <tm-a@remote.test> '
+            '<tm-c@remote.test>\r\n')
+    ch = j.ok('Email/changes', {'sinceState': es})
+    tch = j.ok('Thread/changes', {'sinceState': ts})
+    gone = [x for x in (th['tm a'][0], th['tm c'][0]) if x in ch['destroyed']]
+    R.check('the moved Email: destroyed and created under a new id',
+            len(gone) == 1 and len(ch['created']) == 2, ch)
+    R.check('the emptied thread is destroyed', len(tch['destroyed']) == 1,
+            tch)
+    g = j.ok('Email/get', {'ids': ch['created'], 'properties': ['threadId']})
+    R.check('one thread now', len({e['threadId'] for e in g['list']}) == 1,
+            g)
+    t = j.ok('Thread/get', {'ids': [g['list'][0]['threadId']]})
+    R.check('the thread holds all three', len(t['list'][0]['emailIds']) == 3,
+            t)
+    typ, d = imap.uid('FETCH', '1:*', '(EMAILID THREADID)')
+    after = {x for x in d if x}
+    # a UID keeps its EMAILID for life: the moved message has a new UID
+    uid_ids = {}
+    for line in before | after:
+        text = line.decode() if isinstance(line, bytes) else str(line)
+        import re
+        m = re.search(r'UID (\d+).*EMAILID \((\S+)\)', text)
+        if m:
+            uid_ids.setdefault(m.group(1), set()).add(m.group(2))
+    R.check('IMAP: no UID changed its EMAILID', all(len(v) == 1 for v in
+                                                   uid_ids.values()), uid_ids)
+    imap.logout()
+
+
 def main():
     extra = {'jmap': {'push_private': 'yes'}}
     with Loft(extra=extra) as env:
         j = Jmap(env, ALICE)
         for t in (test_cross_protocol, test_pop3, test_old_states,
-                  test_eventsource_modes, test_push_subscription):
+                  test_eventsource_modes, test_push_subscription,
+                  test_thread_merge):
             try:
                 t(env, j)
             except Exception as e:  # noqa: BLE001

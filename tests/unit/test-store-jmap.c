@@ -797,6 +797,104 @@ static void test_uploads_objects_search(void)
 	teardown(&store);
 }
 
+
+/* A late reply that links two threads joins them (RFC 8621 3): the
+ * smaller thread's messages come back under new ids and new UIDs. */
+static void test_thread_merge(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 11);
+	struct store_error err;
+	uint32_t ua = append(u, "INBOX", "Subject: a\r\nMessage-ID: <a@t>\r\n"
+			     "\r\na\r\n", 0);
+	uint32_t ua2 = append(u, "INBOX", "Subject: a2\r\nMessage-ID: <a2@t>"
+			      "\r\nReferences: <a@t>\r\n\r\na2\r\n", 0);
+	uint32_t uc = append(u, "Archive", "Subject: c\r\nMessage-ID: <c@t>"
+			     "\r\n\r\nc\r\n", STORE_FLAG_SEEN);
+	int64_t ea = email_of(u, "INBOX", ua), ec = email_of(u, "Archive", uc);
+	(void)ua2;
+	struct store_email *e;
+	CHECK_INT(store_email_get(u, &ea, 1, &e, &err), 0);
+	int64_t ta = e[0].thread;
+	store_email_free(e, 1);
+	CHECK_INT(store_email_get(u, &ec, 1, &e, &err), 0);
+	int64_t tc = e[0].thread;
+	store_email_free(e, 1);
+	CHECK(ta != tc);
+	struct store_jmap_cursor s = state(u, STORE_JMAP_EMAIL),
+				 ts = state(u, STORE_JMAP_THREAD);
+	uint32_t ub = append(u, "INBOX", "Subject: b\r\nMessage-ID: <b@t>\r\n"
+			     "References: <c@t> <a@t>\r\n\r\nb\r\n", 0);
+	int64_t eb = email_of(u, "INBOX", ub);
+	CHECK_INT(store_email_get(u, &eb, 1, &e, &err), 0);
+	CHECK_INT(e[0].thread, ta);   /* the bigger thread stays */
+	store_email_free(e, 1);
+	int64_t *ids;
+	size_t n;
+	CHECK_INT(store_thread_emails(u, ta, &ids, &n, &err), 0);
+	CHECK_INT(n, 4);
+	free(ids);
+	CHECK_INT(store_thread_emails(u, tc, &ids, &n, &err), 0);
+	CHECK_INT(n, 0);
+	free(ids);
+	/* c is a new Email in Archive, with its flags, under a new UID */
+	CHECK_INT(store_email_get(u, &ec, 1, &e, &err), 0);
+	CHECK_INT(e[0].id, 0);
+	store_email_free(e, 1);
+	struct store_jmap_changes ch = changes(u, STORE_JMAP_EMAIL, s, 0);
+	CHECK(has_id(ch.destroyed, ch.destroyed_count, ec));
+	CHECK_INT(ch.created_count, 2);   /* b, and c again */
+	int64_t ec2 = 0;
+	for (size_t i = 0; i < ch.created_count; i++)
+		if (ch.created[i].id != eb)
+			ec2 = ch.created[i].id;
+	store_jmap_changes_free(&ch);
+	CHECK_INT(store_email_get(u, &ec2, 1, &e, &err), 0);
+	CHECK_INT(e[0].thread, ta);
+	CHECK(e[0].flags & STORE_FLAG_SEEN);
+	CHECK_INT(e[0].mailbox_count, 1);
+	store_email_free(e, 1);
+	CHECK_INT(email_of(u, "Archive", uc), 0);   /* the old UID is gone */
+	CHECK_INT(email_of(u, "Archive", uc + 1), ec2);
+	struct store_blob blob;
+	CHECK_INT(store_email_open(u, ec2, &blob, &err), 0);
+	CHECK(blob.len > 0 && memmem(blob.data, blob.len, "Subject: c", 10));
+	store_blob_close(&blob);
+	ch = changes(u, STORE_JMAP_THREAD, ts, 0);
+	CHECK(has_id(ch.destroyed, ch.destroyed_count, tc));
+	CHECK(has_id(ch.updated, ch.updated_count, ta));
+	store_jmap_changes_free(&ch);
+	CHECK_INT(mbox(u, "Archive").emails, 1);
+	CHECK_INT(mbox(u, "INBOX").threads, 1);
+	/* a later reply to c lands in the joined thread */
+	uint32_t ud = append(u, "INBOX", "Subject: d\r\nMessage-ID: <d@t>\r\n"
+			     "In-Reply-To: <c@t>\r\n\r\nd\r\n", 0);
+	int64_t ed = email_of(u, "INBOX", ud);
+	CHECK_INT(store_email_get(u, &ed, 1, &e, &err), 0);
+	CHECK_INT(e[0].thread, ta);
+	store_email_free(e, 1);
+	/* a big body (a file) moves too */
+	char *big = xmalloc(300 * 1024);
+	memset(big, 'x', 300 * 1024);
+	static const char head[] = "Subject: f\r\nMessage-ID: <f@t>\r\n\r\n";
+	memcpy(big, head, sizeof(head) - 1);
+	big[300 * 1024 - 1] = '\0';
+	uint32_t uf = append(u, "INBOX", big, 0);
+	free(big);
+	CHECK(uf != 0);
+	append(u, "INBOX", "Subject: g\r\nMessage-ID: <g@t>\r\n"
+	       "References: <a@t> <f@t>\r\n\r\ng\r\n", 0);
+	/* the merge ran before g got its UID: f is back as uf + 1 */
+	int64_t ef = email_of(u, "INBOX", uf + 1);
+	CHECK(ef != 0);
+	CHECK_INT(store_email_open(u, ef, &blob, &err), 0);
+	CHECK_INT(blob.len, 300 * 1024 - 1);
+	store_blob_close(&blob);
+	CHECK_INT(store_check(store, 11, false, NULL, NULL, &err), 0);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -807,6 +905,7 @@ int main(void)
 		{"email_tx", test_email_tx},
 		{"upgrade", test_upgrade},
 		{"uploads_objects_search", test_uploads_objects_search},
+		{"thread_merge", test_thread_merge},
 		{NULL, NULL},
 	};
 	return test_main(cases);

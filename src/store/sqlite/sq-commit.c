@@ -71,6 +71,31 @@ int sq_job_dberr(struct sq_job *job, struct sq_conn *c)
 	return sq_db_error(c, &job->err, "write");
 }
 
+void sq_job_link(struct sq_user *u, struct sq_job *job, const char *blob_name)
+{
+	sq_inflight_add(SQS(u->user->store), blob_name);
+	job->links = xrealloc(job->links,
+			      (job->link_count + 1) * sizeof(char *));
+	job->links[job->link_count++] = xstrdup(blob_name);
+}
+
+/* After the commit (or the failure) of a job that linked files in. */
+static void links_done(struct sq_user *u, struct sq_job *job, bool committed)
+{
+	for (size_t i = 0; i < job->link_count; i++) {
+		if (!committed) {
+			char *path = sq_blob_path(u, job->links[i]);
+			unlink(path);
+			free(path);
+		}
+		sq_inflight_del(SQS(u->user->store), job->links[i]);
+		free(job->links[i]);
+	}
+	free(job->links);
+	job->links = NULL;
+	job->link_count = 0;
+}
+
 static void job_forget_effects(struct sq_job *job)
 {
 	for (size_t i = 0; i < job->unlink_count; i++)
@@ -250,6 +275,7 @@ int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
 	}
 	pthread_mutex_unlock(&u->mu);
 
+	links_done(u, &job, job.ret == 0);
 	if (job.ret < 0) {
 		if (err != NULL)
 			*err = job.err;

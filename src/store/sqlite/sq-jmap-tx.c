@@ -712,3 +712,197 @@ int sq_upload_touch(struct store_user *user, int64_t id, time_t expires,
 	struct touch_arg a = {id, expires};
 	return sq_run(SQU(user), touch_job, &a, err);
 }
+
+/* ---- threads ---------------------------------------------------------- */
+
+int64_t sq_jmap_thread_pick(struct sq_conn *c, const int64_t *threads,
+			    size_t count)
+{
+	int64_t best = threads[0], best_n = -1;
+	for (size_t i = 0; i < count; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "SELECT count(*) FROM blob"
+					      " WHERE thread = ?");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, threads[i]);
+		int64_t n = sqlite3_step(st) == SQLITE_ROW
+				    ? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_reset(st);
+		if (n > best_n || (n == best_n && threads[i] < best)) {
+			best = threads[i];
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+/* "INSERT INTO blob (name, thread, <every other column>) SELECT ?, ?,
+ * <them> FROM blob WHERE id = ?": built once from the table itself, so a
+ * column added later is copied too. */
+static const char *blob_copy_sql(struct sq_conn *c)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static char *sql;
+	pthread_mutex_lock(&mu);
+	if (sql == NULL) {
+		struct buf cols;
+		buf_init(&cols, 0);
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(c->db, "PRAGMA table_info(blob)", -1, &st,
+				       NULL) == SQLITE_OK) {
+			while (sqlite3_step(st) == SQLITE_ROW) {
+				const char *n = (const char *)sqlite3_column_text(st, 1);
+				if (strcmp(n, "id") == 0 || strcmp(n, "name") == 0 ||
+				    strcmp(n, "thread") == 0)
+					continue;
+				buf_printf(&cols, ", \"%s\"", n);
+			}
+			sqlite3_finalize(st);
+		}
+		buf_append(&cols, "", 0);
+		sql = xasprintf("INSERT INTO blob (name, thread%s) SELECT ?, ?%s"
+				" FROM blob WHERE id = ?", cols.data, cols.data);
+		buf_free(&cols);
+	}
+	pthread_mutex_unlock(&mu);
+	return sql;
+}
+
+/* A new name for a blob's file: a link of the old one, durable. */
+static int link_blob(struct sq_user *u, struct sq_job *job, const char *old,
+		     char nn[33])
+{
+	sq_random_hex(nn, 16);
+	char *from = sq_blob_path(u, old), *to = sq_blob_path(u, nn);
+	char *dir = xasprintf("%s/blobs/%.2s", u->dir, nn);
+	int r = link(from, to);
+	if (r < 0 && errno == ENOENT) {
+		char *blobs = xasprintf("%s/blobs", u->dir);
+		if ((mkdir(blobs, 0700) == 0 || errno == EEXIST) &&
+		    (mkdir(dir, 0700) == 0 || errno == EEXIST))
+			r = link(from, to);
+		free(blobs);
+	}
+	if (r == 0) {
+		sq_job_link(u, job, nn);
+		if (u->fsync && sq_dirsync(SQS(u->user->store), dir) < 0)
+			r = -1;
+	}
+	if (r < 0)
+		log_error("store", NULL, "link %s: %m", to);
+	free(from);
+	free(to);
+	free(dir);
+	return r < 0 ? sq_job_fail(job, STORE_ERR_TEMP,
+				   "Cannot store the message now")
+		     : 0;
+}
+
+/* One message of the thread that goes: its copy under a new blob id. */
+static int move_blob(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		     int64_t blob, const char *name, int kind, int64_t into)
+{
+	char nn[33];
+	if (kind == SQ_BODY_FILE && link_blob(u, job, name, nn) < 0)
+		return -1;
+	if (kind != SQ_BODY_FILE)
+		sq_random_hex(nn, 16);
+	sqlite3_stmt *st = sq_stmt(c, blob_copy_sql(c));
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_text(st, 1, nn, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, into);
+	sqlite3_bind_int64(st, 3, blob);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	int64_t nb = sqlite3_last_insert_rowid(c->db);
+	static const char *const copies_sql[] = {
+		"INSERT INTO body SELECT ?1, data FROM body WHERE id = ?2",
+		"INSERT INTO text SELECT ?1, hdr, body FROM text WHERE id = ?2",
+	};
+	for (int i = kind == SQ_BODY_FILE ? 1 : 0; i < 2; i++) {
+		st = sq_stmt(c, copies_sql[i]);
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, nb);
+		sqlite3_bind_int64(st, 2, blob);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	/* every copy: a new UID on the new blob, the old one expunged */
+	struct copies cs = {0};
+	if (copies_get(c, blob, &cs) < 0)
+		return sq_job_dberr(job, c);
+	int ret = 0;
+	struct sq_msgrow *rows = xcalloc(cs.n ? cs.n : 1, sizeof(*rows));
+	uint32_t *uids = xcalloc(cs.n ? cs.n : 1, sizeof(uint32_t));
+	for (size_t i = 0; i < cs.n && ret == 0;) {
+		size_t n = 0, k = i;
+		for (; k < cs.n && cs.v[k].mailbox == cs.v[i].mailbox; k++)
+			rows[n++] = cs.v[k].row;
+		for (size_t x = 0; x < n; x++)
+			rows[x].blob = nb;
+		ret = sq_copy_rows(u, c, job, cs.v[i].mailbox, rows, n,
+				   time(NULL), uids);
+		for (size_t x = 0; x < n; x++)
+			rows[x].blob = blob;
+		if (ret == 0)
+			ret = sq_expunge_rows(u, c, job, cs.v[i].mailbox, rows,
+					      n, true);
+		i = k;
+	}
+	free(rows);
+	free(uids);
+	copies_free(&cs);
+	return ret;
+}
+
+int sq_jmap_thread_merge(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job, int64_t into, int64_t from)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT id, name, kind FROM blob"
+				      " WHERE thread = ? ORDER BY id");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, from);
+	struct mv {
+		int64_t id;
+		char *name;
+		int kind;
+	} *v = NULL;
+	size_t n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = xrealloc(v, (n + 1) * sizeof(*v));
+		v[n].id = sqlite3_column_int64(st, 0);
+		v[n].name = xstrdup((const char *)sqlite3_column_text(st, 1));
+		v[n].kind = sqlite3_column_int(st, 2);
+		n++;
+	}
+	sqlite3_reset(st);
+	int ret = rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+	for (size_t i = 0; i < n && ret == 0; i++)
+		ret = move_blob(u, c, job, v[i].id, v[i].name, v[i].kind, into);
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+	if (ret < 0)
+		return -1;
+	st = sq_stmt(c, "UPDATE thread_ref SET thread = ? WHERE thread = ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, into);
+	sqlite3_bind_int64(st, 2, from);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	log_info("store", NULL, "user %lld: thread %lld joined thread %lld"
+		 " (%zu messages moved)", (long long)u->user->id,
+		 (long long)from, (long long)into, n);
+	return 0;
+}

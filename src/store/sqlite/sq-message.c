@@ -339,6 +339,8 @@ static int each_msgid(const char *s, int (*fn)(void *, const char *, size_t),
 struct thread_ctx {
 	struct sq_conn *c;
 	int64_t thread;
+	int64_t found[16];     /* the threads the ids name, distinct */
+	size_t nfound;
 	bool error;
 };
 
@@ -352,10 +354,16 @@ static int thread_lookup(void *ctx, const char *id, size_t len)
 		return 1;
 	}
 	sqlite3_bind_text(st, 1, id, (int)len, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		t->thread = sqlite3_column_int64(st, 0);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t th = sqlite3_column_int64(st, 0);
+		bool have = false;
+		for (size_t i = 0; i < t->nfound && !have; i++)
+			have = t->found[i] == th;
+		if (!have && t->nfound < sizeof(t->found) / sizeof(*t->found))
+			t->found[t->nfound++] = th;
+	}
 	sqlite3_reset(st);
-	return t->thread != 0;
+	return 0;
 }
 
 static int thread_insert(void *ctx, const char *id, size_t len)
@@ -377,20 +385,30 @@ static int thread_insert(void *ctx, const char *id, size_t len)
 
 /* THREADID (RFC 8474): a message joins the thread of any message it
  * references, or of a reply that arrived before it and referenced it;
- * otherwise it starts its own thread (named after its blob). */
-static int thread_assign(struct sq_conn *c, const struct mail_result *an,
+ * otherwise it starts its own thread (named after its blob). When it
+ * links threads that were apart (a late reply), they become one: the
+ * biggest stays, the others' messages move into it under new ids
+ * (RFC 8621 3, sq_jmap_thread_merge). */
+static int thread_assign(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job, const struct mail_result *an,
 			 int64_t blob, int64_t *thread_r)
 {
-	struct thread_ctx t = {c, 0, false};
+	struct thread_ctx t;
+	memset(&t, 0, sizeof(t));
+	t.c = c;
 	each_msgid(an->references, thread_lookup, &t);
-	if (t.thread == 0)
-		each_msgid(an->in_reply_to, thread_lookup, &t);
-	if (t.thread == 0)
-		each_msgid(an->message_id, thread_lookup, &t);
+	each_msgid(an->in_reply_to, thread_lookup, &t);
+	each_msgid(an->message_id, thread_lookup, &t);
 	if (t.error)
 		return -1;
-	if (t.thread == 0)
-		t.thread = blob;
+	t.thread = t.nfound > 0 ? sq_jmap_thread_pick(c, t.found, t.nfound)
+				: blob;
+	if (t.thread < 0)
+		return -1;
+	for (size_t i = 0; i < t.nfound; i++)
+		if (t.found[i] != t.thread &&
+		    sq_jmap_thread_merge(u, c, job, t.thread, t.found[i]) < 0)
+			return -1;
 	each_msgid(an->message_id, thread_insert, &t);
 	each_msgid(an->references, thread_insert, &t);
 	each_msgid(an->in_reply_to, thread_insert, &t);
@@ -404,7 +422,8 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
-static int insert_blob(struct sq_conn *c, const struct sq_append_arg *a,
+static int insert_blob(struct sq_user *u, struct sq_conn *c,
+		       struct sq_job *job, const struct sq_append_arg *a,
 		       int64_t *blob_r)
 {
 	const struct mail_result *an = a->an;
@@ -460,7 +479,7 @@ static int insert_blob(struct sq_conn *c, const struct sq_append_arg *a,
 	}
 
 	int64_t thread;
-	if (thread_assign(c, an, *blob_r, &thread) < 0)
+	if (thread_assign(u, c, job, an, *blob_r, &thread) < 0)
 		return -1;
 	st = sq_stmt(c, "UPDATE blob SET thread = ? WHERE id = ?");
 	if (st == NULL)
@@ -528,7 +547,9 @@ int sq_append_tx(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	time_t idate = p != NULL && p->internaldate != 0 ? p->internaldate
 							 : a->now;
 	int ret = 0;
-	if (insert_blob(c, a, &blob) < 0 ||
+	if (insert_blob(u, c, job, a, &blob) < 0 ||
+	    /* a thread merge (thread_assign) may have taken UIDs here */
+	    sq_mbox_get_id(c, mb.id, &mb) <= 0 ||
 	    insert_msg(c, mb.id, mb.uidnext, blob, modseq, flags, kw, idate,
 		       a->now, a->size) < 0 ||
 	    sq_keywords_register(c, mb.id, kw) < 0 ||

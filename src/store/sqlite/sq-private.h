@@ -139,6 +139,9 @@ struct sq_job {
 	size_t change_count;
 	char **unlink;
 	size_t unlink_count;
+	/* files the job linked in (sq_job_link): kept if it commits */
+	char **links;
+	size_t link_count;
 };
 
 static inline struct sq_user *SQU(struct store_user *user)
@@ -182,6 +185,10 @@ uint64_t sq_job_modseq(struct sq_user *u, struct sq_job *job);
 void sq_job_change(struct sq_job *job, uint32_t mailbox_id,
 		   enum store_change_kind kind);
 void sq_job_unlink(struct sq_job *job, const char *blob_name);
+/* A blob file the job has just made (a link of another): the sweeper
+ * leaves it alone until the job's commit; if the job fails it is
+ * removed. */
+void sq_job_link(struct sq_user *u, struct sq_job *job, const char *blob_name);
 int sq_job_fail(struct sq_job *job, enum store_error_kind kind,
 		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sq_job_dberr(struct sq_job *job, struct sq_conn *c);
@@ -253,6 +260,16 @@ int sq_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 		      int64_t id, struct store_error *err);
 int sq_email_tx_commit(struct store_user *user, struct store_email_tx *tx,
 		       struct store_error *err);
+/* Threads (RFC 8621 3): the thread a message that names several joins
+ * (the biggest; -1 on error), and the merge of another into it: every
+ * message of from gets a new blob row (a link of its file) in into and
+ * a new UID, the old ones are expunged, so no IMAP EMAILID/THREADID ever
+ * changes under a UID and JMAP sees destroyed and created Emails. In a
+ * job; fails it on error. */
+int64_t sq_jmap_thread_pick(struct sq_conn *c, const int64_t *threads,
+			    size_t count);
+int sq_jmap_thread_merge(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job, int64_t into, int64_t from);
 int sq_upload_begin(struct store_user *user, uint64_t max_size,
 		    struct store_upload **up_r, struct store_error *err);
 int sq_upload_write(struct store_upload *up, const void *data, size_t len,
