@@ -164,6 +164,9 @@ struct store_backend_vfuncs {
 			       struct store_error *err);
 	int (*last_sync_login)(struct store_user *user, time_t *when_r,
 			       struct store_error *err);
+	/* loftctl check: the schema version the handle's open found */
+	void (*user_index_version)(struct store_user *user, unsigned *found_r,
+				   unsigned *known_r);
 	int (*retention_run)(struct store_user *user,
 			     const struct store_retention_policy *policy,
 			     time_t now, struct store_retention_report *report_r,
@@ -291,11 +294,6 @@ struct store_user {
  * list makes none). */
 extern _Atomic uint64_t store_uidlists_made;
 
-/* Like store_user_open, but NOTFOUND instead of creating the account
- * (for background work that must not bring a deleted account back). */
-int store_user_open_existing(struct store *store, int64_t user_id,
-			     struct store_user **user_r,
-			     struct store_error *err);
 
 /* For background upkeep (a backend's idle trim): calls fn for every open
  * account with a reference held, without changing which idle handle is

@@ -939,6 +939,12 @@ int store_mailbox_roles_ensure(struct store_user *user,
 	return user->store->vf->mailbox_roles_ensure(user, err);
 }
 
+void store_user_index_version(struct store_user *user, unsigned *found_r,
+			      unsigned *known_r)
+{
+	user->store->vf->user_index_version(user, found_r, known_r);
+}
+
 int store_note_sync_login(struct store_user *user, time_t now,
 			  struct store_error *err)
 {

@@ -131,6 +131,12 @@ void store_close(struct store **store);
  * go first), so a delivery to a user with no session stays cheap. */
 int store_user_open(struct store *store, int64_t user_id,
 		    struct store_user **user_r, struct store_error *err);
+/* Like store_user_open, but NOTFOUND instead of creating the account
+ * (background work, loftctl check: nothing brings a deleted account
+ * back or makes an index for one that has no mail). */
+int store_user_open_existing(struct store *store, int64_t user_id,
+			     struct store_user **user_r,
+			     struct store_error *err);
 void store_user_ref(struct store_user *user);
 void store_user_unref(struct store_user **user);
 int64_t store_user_id(const struct store_user *user);
@@ -907,6 +913,12 @@ int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 typedef void store_report_fn(void *ctx, const char *line);
 int store_check(struct store *store, int64_t user_id, bool repair,
 		store_report_fn *report, void *ctx, struct store_error *err);
+/* The schema version the user's index had when this handle opened it
+ * (before the open upgraded it; 0: the open made it) and the newest this
+ * build knows. loftctl check reads it on the handle it holds for every
+ * index access. */
+void store_user_index_version(struct store_user *user, unsigned *found_r,
+			      unsigned *known_r);
 /* The schema version of a user's index as it is on disk (0: no index
  * yet) and the newest this build can open. Only reads: opening the user
  * upgrades an older index, and refuses (STORE_ERR_TEMP) a newer one. */

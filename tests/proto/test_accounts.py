@@ -11,10 +11,16 @@
   folder is not duplicated at the next login).
 - GETQUOTAROOT without a limit names no root (RFC 9208 5.1 lists limited
   resources only); STATUS=SIZE shows the usage.
+- `loftctl check` (holding the account's handle for every index access)
+  says when it upgraded an older index, refuses a newer one untouched, and
+  finds an account without mail consistent without making it an index.
 """
 
+import glob
+import os
 import re
 import socket
+import sqlite3
 import sys
 
 from loftenv import DEFAULT_USERS, SLOW, Results
@@ -164,10 +170,52 @@ def test_roles(env):
     c.logout()
 
 
+def index_path(env, address):
+    rc, out, err = env.loftctl('user', 'show', address)
+    uid = int(re.search(r'^id: (\d+)$', out, re.M).group(1))
+    return glob.glob(os.path.join(env.data_dir, 'mail', '*', str(uid),
+                                  'index.db'))
+
+
+def test_check(env):
+    """With loftd stopped: the index is edited behind its back."""
+    env.stop()
+    path = index_path(env, ALICE)[0]
+    db = sqlite3.connect(path)
+    known = db.execute('SELECT version FROM account').fetchone()[0]
+    db.execute('ALTER TABLE account DROP COLUMN sync_login')
+    db.execute('UPDATE account SET version = ?', (known - 1,))
+    db.commit()
+    db.close()
+    rc, out, err = env.loftctl('check', ALICE)
+    R.check('check upgrades an older index', rc == 0 and
+            'index schema upgraded from version %d to %d' % (known - 1, known)
+            in out and out.strip().endswith('consistent after 1 repairs'),
+            (rc, out, err))
+    db = sqlite3.connect(path)
+    db.execute('UPDATE account SET version = 99')
+    db.commit()
+    db.close()
+    before = open(path, 'rb').read()
+    rc, out, err = env.loftctl('check', ALICE)
+    R.check('check refuses a newer index', rc == 1 and 'is version 99'
+            in err and 'upgrade Loft' in err, (rc, out, err))
+    R.check('newer index untouched', open(path, 'rb').read() == before)
+    env.add_user('erin@example.test', 'Vq8-autumn-pear-35')
+    indexes = glob.glob(os.path.join(env.data_dir, 'mail', '*', '*',
+                                     'index.db'))
+    rc, out, err = env.loftctl('check', 'erin@example.test')
+    R.check('check of an account without mail', rc == 0 and
+            out.strip() == 'erin@example.test: consistent', (out, err))
+    R.check('no index made for it', glob.glob(os.path.join(
+        env.data_dir, 'mail', '*', '*', 'index.db')) == indexes)
+
+
 def main():
     with make_env() as env:
         test_refused_logged(env)
         test_roles(env)
+        test_check(env)
     sys.exit(R.finish())
 
 

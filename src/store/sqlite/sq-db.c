@@ -60,6 +60,13 @@ unsigned sq_schema_known(void)
 	return schema_known;
 }
 
+void sq_user_index_version(struct store_user *user, unsigned *found_r,
+			   unsigned *known_r)
+{
+	*found_r = SQU(user)->opened_version;
+	*known_r = schema_known;
+}
+
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS account("
 	" id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -498,6 +505,8 @@ static int schema_init(struct sq_user *u, bool *created_r,
 		return sq_db_error(c, err, "begin");
 	unsigned found;
 	int have = sq_index_version(c, &found);
+	/* what this handle found, for loftctl check (0: made now) */
+	u->opened_version = have > 0 ? found : 0;
 	if (have < 0)
 		goto fail;
 	if (have > 0 && found > schema_known) {
@@ -820,6 +829,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.note_sync_login = sq_note_sync_login,
 	.mailbox_roles_ensure = sq_mailbox_roles_ensure,
 	.last_sync_login = sq_last_sync_login,
+	.user_index_version = sq_user_index_version,
 	.retention_run = sq_retention_run,
 	.check = sq_check,
 	.index_version = sq_index_version_get,

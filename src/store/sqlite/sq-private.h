@@ -76,6 +76,7 @@ struct sq_user {
 	struct store_user *user;
 	char *dir;
 	bool fsync;
+	unsigned opened_version;   /* schema version found at open (0: new) */
 	/* last group commit or read (sq_touch), and whether the idle trim
 	 * has given back what the account held since */
 	_Atomic int64_t last_use_ns;
@@ -561,6 +562,9 @@ int sq_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 		      struct store_error *err);
 /* sq-mailbox.c: Sent, Drafts, Trash, Junk, Archive back when missing */
 int sq_mailbox_roles_ensure(struct store_user *user, struct store_error *err);
+/* sq-db.c: what the handle's open found (store_user_index_version) */
+void sq_user_index_version(struct store_user *user, unsigned *found_r,
+			   unsigned *known_r);
 /* sq-activity.c */
 int sq_note_sync_login(struct store_user *user, time_t now,
 		       struct store_error *err);
