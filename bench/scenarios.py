@@ -325,6 +325,44 @@ async def mixed_workload(target, clients, seconds, seed=5):
             "first_error": errors[0] if errors else ""}
 
 
+# ---- 5b. the checking stress client ----------------------------------------
+
+STRESS_USERS = 3
+
+
+def stress_users(target):
+    return {u: target.password(u) for u in target.user_names()[:STRESS_USERS]}
+
+
+async def stress_seed(target):
+    import imapstress
+    await imapstress.seed(target.host, target.port("imap"),
+                          stress_users(target), per_mailbox=25)
+
+
+async def stress_workload(target, clients, seconds, logout_every):
+    """tests/lib/imapstress.py: clients on a few shared accounts doing a
+    random mix of every command, each checking every response against the
+    protocol's state rules. logout_every 0: long sessions; N: every client
+    logs out and in again after N operations. Returns operations per
+    second, logins per second and the violations found (per rule as
+    v_<rule>)."""
+    import imapstress
+    rep = await imapstress.run(target.host, target.port("imap"),
+                               stress_users(target), clients, seconds,
+                               logout_every=logout_every)
+    out = {"ops_per_s": rep.ops / rep.elapsed,
+           "logins_per_s": rep.logins / rep.elapsed,
+           "violations": sum(rep.rule_counts.values()),
+           "serverbugs": len(rep.serverbugs),
+           "errors": len(rep.errors)}
+    for rule, n in rep.rule_counts.items():
+        out["v_" + rule.replace("-", "_")] = n
+    if rep.rule_counts or rep.serverbugs:
+        print(rep.details(3), flush=True)
+    return out
+
+
 # ---- 6. login rate ---------------------------------------------------------
 
 async def login_rate(target, seconds, parallel=4):
