@@ -296,7 +296,7 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 	auth->db_path = xasprintf("%s/accounts.db", set->data_dir);
 	pthread_mutex_init(&auth->pool_lock, NULL);
 	auth_map_init(&auth->cache, 10000);
-	auth_map_init(&auth->throttle, 100000);
+	auth->gate = auth_gate_create(auth);
 	if (RAND_bytes(auth->secret, sizeof(auth->secret)) != 1) {
 		*error_r = xstrdup("no randomness for the auth secret");
 		auth_close(&auth);
@@ -339,6 +339,10 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 		else
 			auth_conn_put(auth, c);
 	}
+	if (rc == 0 && auth_throttle_open(&auth->set, auth->data_dir,
+					  set->throttle_daemon, &auth->throttle,
+					  error_r) < 0)
+		rc = -1;
 	if (rc < 0) {
 		auth_close(&auth);
 		return -1;
@@ -357,8 +361,9 @@ void auth_close(struct auth **authp)
 		auth->free_conns = c->next;
 		conn_free(c);
 	}
+	auth_gate_destroy(&auth->gate);
+	auth_throttle_close(&auth->throttle);
 	auth_map_deinit(&auth->cache);
-	auth_map_deinit(&auth->throttle);
 	pthread_mutex_destroy(&auth->pool_lock);
 	OPENSSL_cleanse(auth->secret, sizeof(auth->secret));
 	free(auth->db_path);

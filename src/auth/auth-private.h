@@ -77,7 +77,8 @@ struct auth {
 
 	uint8_t secret[32];         /* keys the cache and fake SCRAM salts */
 	struct auth_map cache;
-	struct auth_map throttle;
+	struct auth_throttle *throttle;
+	struct auth_gate *gate;
 };
 
 /* ---- auth-db.c ------------------------------------------------------- */
@@ -134,28 +135,100 @@ int auth_password_stored(const struct auth_settings *set, const char *address,
 /* ---- auth-verify.c --------------------------------------------------- */
 void auth_map_init(struct auth_map *map, size_t max);
 void auth_map_deinit(struct auth_map *map);
-/* The delay to impose before checking a password for login from remote
- * (milliseconds); login NULL: the address's share only. */
-uint32_t auth_throttle_delay(struct auth *auth, const char *login,
-			     const char *remote);
-void auth_throttle_failed(struct auth *auth, const char *login,
-			  const char *remote);
-void auth_throttle_succeeded(struct auth *auth, const char *login,
-			     const char *remote);
 /* A login name made safe for a log line (printable ASCII, truncated). */
 void auth_log_safe(const char *in, char *out, size_t size);
-void auth_sleep_ms(uint32_t ms);
-/* Sleeps what is left of the throttle delay after waited_ms; *delay_r is
- * the whole delay. */
-void auth_throttle_wait(struct auth *auth, const char *login,
-			const char *remote, uint32_t waited_ms,
-			uint32_t *delay_r);
-/* Verification of a PLAIN/LOGIN password: throttling (minus what the
- * caller already waited), cache, rehash. */
-enum auth_result auth_verify_password(struct auth *auth, const char *login,
-				      const char *password, const char *remote,
-				      uint32_t waited_ms,
-				      struct auth_user *user_r);
+/* The cheap half of a password check, never a hash: 1 answered from the
+ * cache (*result_r AUTH_OK or AUTH_DISABLED, user_r filled), 0 the hash
+ * is needed (auth_check_password), -1 database trouble (AUTH_TEMPFAIL). */
+int auth_check_cached(struct auth *auth, const char *login,
+		      const char *password, enum auth_result *result_r,
+		      struct auth_user *user_r);
+/* The whole check: argon2id (or an imported scheme, or an app password),
+ * the dummy hash for an unknown login, the re-hash. Slow on purpose; no
+ * throttling. AUTH_OK fills user_r. */
+enum auth_result auth_check_password(struct auth *auth, const char *login,
+				     const char *password,
+				     struct auth_user *user_r);
+
+/* ---- auth-throttle.c ------------------------------------------------- */
+#define AUTH_THROTTLE_DEFAULT_MAX_MS 3000
+#define AUTH_BAN_DEFAULT_SECS 900
+#define AUTH_BAN_AFTER_DEFAULT 10
+#define AUTH_THROTTLE_ADDR_MAX 64
+#define AUTH_THROTTLE_KEY_MAX (AUTH_THROTTLE_ADDR_MAX + AUTH_ADDRESS_MAX + 4)
+
+struct auth_throttle;
+
+/* What the throttle says about one login attempt, and what it needs to
+ * record the outcome. */
+struct auth_throttle_ticket {
+	char addr[AUTH_THROTTLE_ADDR_MAX];   /* "192.0.2.1", "2001:db8::/64" */
+	char account[AUTH_ADDRESS_MAX + 1];  /* canonical or lowercased */
+	bool known;                 /* the pair logged in within 30 days */
+	bool banned;                /* refuse (never for a known pair) */
+	uint32_t delay_ms;          /* before the check */
+	uint32_t addr_failures;     /* for the hash queue's priority */
+};
+
+/* daemon: loftd (loads throttle.db, a writer thread stores changes each
+ * second and applies loftctl's clears); else loftctl (reads and changes
+ * throttle.db directly, at the first ban verb). */
+int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
+		       bool daemon, struct auth_throttle **t_r,
+		       char **error_r);
+void auth_throttle_close(struct auth_throttle **t);
+/* remote: an IP address; account: "" for a token (address only). */
+void auth_throttle_admit(struct auth_throttle *t, const char *remote,
+			 const char *account, struct auth_throttle_ticket *tk);
+void auth_throttle_record(struct auth_throttle *t,
+			  const struct auth_throttle_ticket *tk, bool ok);
+bool auth_throttle_may_connect(struct auth_throttle *t, const char *remote);
+int auth_throttle_list(struct auth_throttle *t, auth_held_fn *fn, void *ctx,
+		       char **error_r);
+/* 1 something was held back and is cleared, 0 nothing was, -1 error. */
+int auth_throttle_clear(struct auth_throttle *t, const char *who,
+			char **error_r);
+/* The throttle's key of an address: IPv4 as is, IPv6 as its /64
+ * ("2001:db8:1:2::/64"), "ADDR/64" or "ADDR/32" taken as given. */
+int auth_throttle_addr_key(const char *remote, char *out, size_t size);
+/* Wall-clock milliseconds, moved by LOFT_TEST_CLOCK (tests). */
+int64_t auth_clock_ms(void);
+
+/* ---- auth-login.c ---------------------------------------------------- */
+struct auth_gate;
+struct auth_gate *auth_gate_create(struct auth *auth);
+/* Stops the hash threads (each finishes the hash it runs) and forgets
+ * queued checks; later checks answer AUTH_TEMPFAIL. */
+void auth_gate_stop(struct auth_gate *gate);
+void auth_gate_destroy(struct auth_gate **gate);
+
+/* ---- auth-sasl.c ----------------------------------------------------- */
+/* One step (see auth_login_sasl): may return AUTH_SASL_CHECK, when a
+ * credential waits to be checked: PLAIN/LOGIN's password
+ * (auth_sasl_login / auth_sasl_password, then auth_sasl_checked) or a
+ * SCRAM proof (auth_sasl_check_scram). */
+enum auth_sasl_status auth_sasl_step(struct auth_sasl *sasl, const void *in,
+				     size_t in_len, char **out_r,
+				     size_t *out_len_r, struct auth_user *user_r);
+struct auth *auth_sasl_auth(const struct auth_sasl *sasl);
+const char *auth_sasl_login(const struct auth_sasl *sasl);
+/* The PLAIN or LOGIN password to check; NULL for SCRAM. */
+const char *auth_sasl_password(const struct auth_sasl *sasl);
+/* PLAIN/LOGIN's check was made: the password is forgotten. */
+void auth_sasl_checked(struct auth_sasl *sasl);
+bool auth_sasl_checks_proof(const struct auth_sasl *sasl);
+/* Checks the SCRAM proof: AUTH_SASL_CONTINUE with server-final (v=...)
+ * in *out_r (caller frees), or AUTH_SASL_FAIL. *proof_ok_r: the proof
+ * was right (a disabled account fails all the same). Cheap: HMACs. */
+enum auth_sasl_status auth_sasl_check_scram(struct auth_sasl *sasl,
+					    char **out_r, size_t *out_len_r,
+					    bool *proof_ok_r);
+enum auth_sasl_status auth_sasl_status_of(enum auth_result r);
+/* auth_sasl_step, with any check made at once (tests, fuzzing). */
+enum auth_sasl_status auth_sasl_step_now(struct auth_sasl *sasl,
+					 const void *in, size_t in_len,
+					 char **out_r, size_t *out_len_r,
+					 struct auth_user *user_r);
 
 /* ---- auth-token.c ---------------------------------------------------- */
 /* 1 if password is a valid token of user_id, 0 if not, -1 on trouble. */

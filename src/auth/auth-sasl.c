@@ -11,6 +11,13 @@
  *                  sent as one more challenge; the exchange succeeds when
  *                  the client answers it with an empty response, so IMAP
  *                  and POP3 need no "additional data with success".
+ *
+ * A step never checks a credential itself: when the exchange has one to
+ * check (PLAIN's message, LOGIN's password, SCRAM's client-final) it
+ * returns AUTH_SASL_CHECK, and the login gate (auth-login.c) decides when
+ * the check runs (throttling) and where (the bounded hash pool for a
+ * password, the worker for a SCRAM proof). auth_sasl_step_now does it at
+ * once, for tests and tools.
  */
 #include "auth-private.h"
 #include "base64.h"
@@ -39,8 +46,11 @@ struct auth_sasl {
 	enum mech mech;
 	int state;
 	char remote[64];
-	uint32_t waited_ms;                 /* auth_sasl_set_waited */
-	char login[AUTH_ADDRESS_MAX + 1];   /* LOGIN, SCRAM */
+	char login[AUTH_ADDRESS_MAX + 1];   /* authcid / user name */
+	char *password;                     /* PLAIN, LOGIN: to check */
+	/* SCRAM client-final, to check */
+	char *auth_msg;
+	uint8_t proof[32];
 	/* SCRAM */
 	char *gs2_header;
 	char *client_first_bare;
@@ -81,14 +91,14 @@ void auth_sasl_free(struct auth_sasl **saslp)
 	free(s->server_first);
 	free(s->nonce);
 	free(s->test_nonce);
+	free(s->auth_msg);
+	if (s->password != NULL) {
+		OPENSSL_cleanse(s->password, strlen(s->password));
+		free(s->password);
+	}
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
 	*saslp = NULL;
-}
-
-void auth_sasl_set_waited(struct auth_sasl *sasl, uint32_t waited_ms)
-{
-	sasl->waited_ms = waited_ms;
 }
 
 void auth_sasl_set_test_nonce(struct auth_sasl *sasl, const char *nonce)
@@ -106,7 +116,7 @@ static enum auth_sasl_status reply(const char *s, size_t len, char **out_r,
 	return status;
 }
 
-static enum auth_sasl_status from_result(enum auth_result r)
+enum auth_sasl_status auth_sasl_status_of(enum auth_result r)
 {
 	switch (r) {
 	case AUTH_OK: return AUTH_SASL_OK;
@@ -115,10 +125,21 @@ static enum auth_sasl_status from_result(enum auth_result r)
 	}
 }
 
+/* The credentials of a PLAIN or LOGIN exchange, to check. */
+static enum auth_sasl_status pending(struct auth_sasl *s, const char *login,
+				     size_t login_len, const char *pw,
+				     size_t pw_len)
+{
+	memcpy(s->login, login, login_len);
+	s->login[login_len] = '\0';
+	s->password = xstrndup(pw, pw_len);
+	return AUTH_SASL_CHECK;
+}
+
 /* ---- PLAIN ----------------------------------------------------------- */
 
 static enum auth_sasl_status plain_step(struct auth_sasl *s, const char *in,
-					size_t len, struct auth_user *user_r)
+					size_t len)
 {
 	/* message = [authzid] NUL authcid NUL passwd (RFC 4616 2) */
 	const char *nul1 = memchr(in, '\0', len);
@@ -135,21 +156,14 @@ static enum auth_sasl_status plain_step(struct auth_sasl *s, const char *in,
 		return AUTH_SASL_FAIL;
 	if (zlen > 0 && (zlen != clen || strncasecmp(in, nul1 + 1, clen) != 0))
 		return AUTH_SASL_FAIL;
-	char *password = xstrndup(nul2 + 1, plen);
-	enum auth_result r = auth_verify_password(s->auth, nul1 + 1, password,
-						  s->remote, s->waited_ms,
-						  user_r);
-	OPENSSL_cleanse(password, plen);
-	free(password);
-	return from_result(r);
+	return pending(s, nul1 + 1, clen, nul2 + 1, plen);
 }
 
 /* ---- LOGIN ----------------------------------------------------------- */
 
 static enum auth_sasl_status login_step(struct auth_sasl *s, const char *in,
 					size_t len, char **out_r,
-					size_t *out_len_r,
-					struct auth_user *user_r)
+					size_t *out_len_r)
 {
 	static const char user_prompt[] = "Username:";
 	static const char pass_prompt[] = "Password:";
@@ -169,15 +183,12 @@ static enum auth_sasl_status login_step(struct auth_sasl *s, const char *in,
 		return reply(pass_prompt, strlen(pass_prompt), out_r,
 			     out_len_r, AUTH_SASL_CONTINUE);
 	}
-	if (len == 0 || len > AUTH_PASSWORD_MAX)
+	if (len == 0 || len > AUTH_PASSWORD_MAX || s->state > 2)
 		return AUTH_SASL_FAIL;
-	char *password = xstrndup(in, len);
-	enum auth_result r = auth_verify_password(s->auth, s->login, password,
-						  s->remote, s->waited_ms,
-						  user_r);
-	OPENSSL_cleanse(password, len);
-	free(password);
-	return from_result(r);
+	s->state = 3;
+	char login[AUTH_ADDRESS_MAX + 1];
+	memcpy(login, s->login, sizeof(login));
+	return pending(s, login, strlen(login), in, len);
 }
 
 /* ---- SCRAM-SHA-256 --------------------------------------------------- */
@@ -329,9 +340,9 @@ static bool scram_proof_ok(struct auth_sasl *s, const char *auth_msg,
 	return ok && s->user_ok;
 }
 
+/* Parses client-final; the proof is checked by auth_sasl_check_scram. */
 static enum auth_sasl_status scram_final(struct auth_sasl *s, const char *in,
-					 size_t len, char **out_r,
-					 size_t *out_len_r)
+					 size_t len)
 {
 	/* client-final-message = "c=" b64(gs2-header) ",r=" nonce [,ext]
 	 * ",p=" proof (RFC 5802 7) */
@@ -354,38 +365,74 @@ static enum auth_sasl_status scram_final(struct auth_sasl *s, const char *in,
 	}
 	proof = (uint8_t *)buf_steal(&pb, NULL);
 	*p = '\0';   /* msg is now client-final-message-without-proof */
-
-	uint32_t delay;
-	auth_throttle_wait(s->auth, s->login, s->remote, s->waited_ms, &delay);
-	char *auth_msg = xasprintf("%s,%s,%s", s->client_first_bare,
-				   s->server_first, msg);
-	uint8_t server_sig[32];
-	bool ok = scram_proof_ok(s, auth_msg, proof, server_sig);
-	free(auth_msg);
-	if (!ok || s->row.user.disabled) {
-		if (!ok) {
-			char safe[128];
-			auth_log_safe(s->login, safe, sizeof(safe));
-			auth_throttle_failed(s->auth, s->login, s->remote);
-			log_info("auth", NULL, "failed SCRAM login user=%s "
-				 "remote=%s", safe, s->remote);
-		}
-		goto out;
-	}
-	auth_throttle_succeeded(s->auth, s->login, s->remote);
-	char *v = base64_encode(server_sig, sizeof(server_sig));
-	char *final = xasprintf("v=%s", v);
-	free(v);
-	*out_len_r = strlen(final);
-	*out_r = final;
-	s->state = 3;
-	ret = AUTH_SASL_CONTINUE;
+	s->auth_msg = xasprintf("%s,%s,%s", s->client_first_bare,
+				s->server_first, msg);
+	memcpy(s->proof, proof, sizeof(s->proof));
+	s->state = 5;
+	ret = AUTH_SASL_CHECK;
 out:
 	free(proof);
 	free(expect);
 	free(cb);
 	free(msg);
 	return ret;
+}
+
+enum auth_sasl_status auth_sasl_check_scram(struct auth_sasl *s, char **out_r,
+					    size_t *out_len_r, bool *proof_ok_r)
+{
+	*out_r = NULL;
+	*out_len_r = 0;
+	*proof_ok_r = false;
+	if (s->mech != MECH_SCRAM || s->state != 5 || s->auth_msg == NULL)
+		return AUTH_SASL_FAIL;
+	uint8_t server_sig[32];
+	bool ok = scram_proof_ok(s, s->auth_msg, s->proof, server_sig);
+	free(s->auth_msg);
+	s->auth_msg = NULL;
+	OPENSSL_cleanse(s->proof, sizeof(s->proof));
+	*proof_ok_r = ok;
+	if (!ok || s->row.user.disabled) {
+		s->state = 6;
+		return AUTH_SASL_FAIL;
+	}
+	char *v = base64_encode(server_sig, sizeof(server_sig));
+	char *final = xasprintf("v=%s", v);
+	free(v);
+	*out_len_r = strlen(final);
+	*out_r = final;
+	s->state = 3;
+	return AUTH_SASL_CONTINUE;
+}
+
+struct auth *auth_sasl_auth(const struct auth_sasl *s)
+{
+	return s->auth;
+}
+
+const char *auth_sasl_login(const struct auth_sasl *s)
+{
+	return s->login;
+}
+
+const char *auth_sasl_password(const struct auth_sasl *s)
+{
+	return s->password;
+}
+
+bool auth_sasl_checks_proof(const struct auth_sasl *s)
+{
+	return s->mech == MECH_SCRAM;
+}
+
+void auth_sasl_checked(struct auth_sasl *s)
+{
+	if (s->password != NULL) {
+		OPENSSL_cleanse(s->password, strlen(s->password));
+		free(s->password);
+		s->password = NULL;
+	}
+	s->state = 6;   /* PLAIN and LOGIN are over */
 }
 
 static enum auth_sasl_status scram_step(struct auth_sasl *s, const char *in,
@@ -405,8 +452,7 @@ static enum auth_sasl_status scram_step(struct auth_sasl *s, const char *in,
 		return in ? scram_first(s, in, len, out_r, out_len_r)
 			  : AUTH_SASL_FAIL;
 	case 2:
-		return in ? scram_final(s, in, len, out_r, out_len_r)
-			  : AUTH_SASL_FAIL;
+		return in ? scram_final(s, in, len) : AUTH_SASL_FAIL;
 	case 3:
 		/* The client acknowledged v=...: an empty response. */
 		if (in == NULL || len != 0)
@@ -437,11 +483,11 @@ enum auth_sasl_status auth_sasl_step(struct auth_sasl *s, const void *in,
 			st = AUTH_SASL_FAIL;
 		} else {
 			s->state = 2;
-			st = plain_step(s, in, in_len, user_r);
+			st = plain_step(s, in, in_len);
 		}
 		break;
 	case MECH_LOGIN:
-		st = login_step(s, in, in_len, out_r, out_len_r, user_r);
+		st = login_step(s, in, in_len, out_r, out_len_r);
 		break;
 	case MECH_SCRAM:
 		st = scram_step(s, in, in_len, out_r, out_len_r, user_r);
@@ -449,7 +495,8 @@ enum auth_sasl_status auth_sasl_step(struct auth_sasl *s, const void *in,
 	default:
 		st = AUTH_SASL_FAIL;
 	}
-	if (st != AUTH_SASL_CONTINUE && st != AUTH_SASL_OK) {
+	if (st != AUTH_SASL_CONTINUE && st != AUTH_SASL_OK &&
+	    st != AUTH_SASL_CHECK) {
 		free(*out_r);
 		*out_r = NULL;
 		*out_len_r = 0;
@@ -457,4 +504,26 @@ enum auth_sasl_status auth_sasl_step(struct auth_sasl *s, const void *in,
 	if (*out_r == NULL && st == AUTH_SASL_OK)
 		*out_r = xstrdup("");
 	return st;
+}
+
+enum auth_sasl_status auth_sasl_step_now(struct auth_sasl *s, const void *in,
+					 size_t in_len, char **out_r,
+					 size_t *out_len_r,
+					 struct auth_user *user_r)
+{
+	enum auth_sasl_status st = auth_sasl_step(s, in, in_len, out_r,
+						  out_len_r, user_r);
+	if (st != AUTH_SASL_CHECK)
+		return st;
+	free(*out_r);
+	if (auth_sasl_checks_proof(s)) {
+		bool ok;
+		return auth_sasl_check_scram(s, out_r, out_len_r, &ok);
+	}
+	enum auth_result r = auth_check_password(s->auth, s->login, s->password,
+						 user_r);
+	auth_sasl_checked(s);
+	*out_r = r == AUTH_OK ? xstrdup("") : NULL;
+	*out_len_r = 0;
+	return auth_sasl_status_of(r);
 }

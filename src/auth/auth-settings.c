@@ -128,6 +128,8 @@ void auth_settings_defaults(struct auth_settings *set_r)
 	auth_policy_defaults(&set_r->defaults);
 	set_r->cache_ttl_secs = 60;
 	set_r->password_min_length = AUTH_PASSWORD_MIN_LENGTH;
+	set_r->ban_after = AUTH_BAN_AFTER_DEFAULT;
+	set_r->ban_time_secs = AUTH_BAN_DEFAULT_SECS;
 }
 
 /* "1500ms", "2s", "3" (seconds) -> milliseconds. */
@@ -218,6 +220,27 @@ static int auth_key(struct auth_settings *set, const char *key,
 			return 0;
 		*error_r = xasprintf("throttle_max_delay: expected a duration "
 				     "like 3s or 1500ms, up to 600s");
+	} else if (strcmp(key, "ban_after") == 0) {
+		if (config_parse_uint(value, 1000000, &v) == 0) {
+			set->ban_after = (uint32_t)v;
+			return 0;
+		}
+		*error_r = xasprintf("ban_after: expected a number of failed "
+				     "logins (0 = never ban)");
+	} else if (strcmp(key, "ban_time") == 0) {
+		if (config_parse_duration(value, &v) == 0 && v >= 1 &&
+		    v <= 24 * 3600) {
+			set->ban_time_secs = (uint32_t)v;
+			return 0;
+		}
+		*error_r = xasprintf("ban_time: expected a duration from 1s "
+				     "to 24h");
+	} else if (strcmp(key, "hash_threads") == 0) {
+		if (config_parse_uint(value, 64, &v) == 0 && v >= 1) {
+			set->hash_threads = (uint32_t)v;
+			return 0;
+		}
+		*error_r = xasprintf("hash_threads: expected 1..64");
 	} else {
 		*error_r = xasprintf("unknown key '%s' in [auth]", key);
 	}

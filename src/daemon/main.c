@@ -499,6 +499,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 			  dc->data_dir);
 		goto out;
 	}
+	aset->throttle_daemon = true;     /* keeps data_dir/throttle.db */
 	if (auth_open(aset, &auth, &msg) < 0) {
 		log_error("loftd", NULL, "cannot open accounts: %s",
 			  msg ? msg : "unknown error");
@@ -519,6 +520,8 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 		log_error("loftd", NULL, "%s", msg ? msg : "cannot start");
 		goto out;
 	}
+	/* Addresses banned for failed logins are refused at connect. */
+	net_set_admit(net, auth_may_connect, auth);
 	for (struct frontend *fe = frontends; fe->name; fe++) {
 		if (!frontend_wanted(fe, cfg))
 			continue;
@@ -536,6 +539,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 		goto out;
 	control = control_create();
 	daemon_verbs_register(control, store);
+	daemon_ban_verbs_register(control, auth);
 	const char *cerr;
 	if (control_listen(control, net, dc->control_socket, &cerr) < 0) {
 		log_error("loftd", NULL, "%s", cerr);
@@ -559,6 +563,8 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	rc = 0;
 out:
 	the_net = NULL;
+	/* Logins waiting for a hash are dropped, never waited for. */
+	auth_shutdown(auth);
 	/* Connections (and their sessions) go before the servers they use. */
 	net_destroy(&net);
 	control_destroy(&control);

@@ -813,6 +813,11 @@ const struct net_proto http_proto = {
 	.timeout = http_timeout,
 	.busy_reply = "HTTP/1.1 503 Service Unavailable\r\n"
 		"Content-Length: 0\r\nConnection: close\r\n\r\n",
+	/* RFC 6585 4: 429 with Retry-After (a ban is at least a minute) */
+	.banned_reply = "HTTP/1.1 429 Too Many Requests\r\n"
+		"Retry-After: 60\r\nContent-Type: text/plain\r\n"
+		"Content-Length: 40\r\nConnection: close\r\n\r\n"
+		"Too many failed logins, try again later\n",
 	.shutdown = http_shutdown,
 	.banned_reply = "HTTP/1.1 429 Too Many Requests\r\n"
 		"Content-Type: text/plain; charset=utf-8\r\n"

@@ -1,8 +1,10 @@
 /*
  * Getting in and out: STARTTLS (RFC 9051 6.2.1), LOGIN, AUTHENTICATE with
  * SASL-IR (RFC 4959), UNAUTHENTICATE (RFC 8437) and COMPRESS (RFC 4978).
- * Password checks run here, on a worker: auth_verify may take a while
- * (argon2id, and the throttling of failed logins sleeps).
+ * Credentials go to the login gate (auth_login_*, src/auth): the command
+ * returns at once and its reply comes from the gate's done callback, a
+ * later task of the connection, after any throttling delay and password
+ * hash; no worker waits meanwhile.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +91,37 @@ static bool cleartext_ok(struct imap_client *c)
 	return auth_cleartext_allowed(c->server->auth, c->tls, c->local);
 }
 
+/* The tail of a command that finished in a later task (the gate's). */
+static void command_end(struct imap_client *c)
+{
+	c->cmd.continues = false;
+	imap_client_abort_streams(c);
+	imap_client_after_command(c);
+}
+
+static void login_done(void *session, struct net_conn *conn,
+		       const struct auth_login_result *res)
+{
+	struct imap_client *c = session;
+	struct imap_cmd *cmd = &c->cmd;
+	switch (res->result) {
+	case AUTH_OK:
+		login_finish(cmd, &res->user);
+		break;
+	case AUTH_TEMPFAIL:
+		imap_cmd_no(cmd, "[UNAVAILABLE] Temporary authentication failure");
+		break;
+	case AUTH_FAILED:
+	case AUTH_DISABLED:
+	default:
+		log_info("imap", c->sid, "login failed from %s",
+			 net_conn_peer(conn));
+		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
+		break;
+	}
+	command_end(c);
+}
+
 void cmd_login(struct imap_cmd *cmd)
 {
 	struct imap_client *c = cmd->client;
@@ -106,25 +139,9 @@ void cmd_login(struct imap_cmd *cmd)
 		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
 		return;
 	}
-	struct auth_user user;
-	enum auth_result r = auth_verify(c->server->auth, a[0].str.ptr,
-					 a[1].str.ptr, net_conn_peer(c->conn),
-					 &user);
-	switch (r) {
-	case AUTH_OK:
-		login_finish(cmd, &user);
-		return;
-	case AUTH_TEMPFAIL:
-		imap_cmd_no(cmd, "[UNAVAILABLE] Temporary authentication failure");
-		return;
-	case AUTH_FAILED:
-	case AUTH_DISABLED:
-	default:
-		log_info("imap", c->sid, "login failed from %s",
-			 net_conn_peer(c->conn));
-		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
-		return;
-	}
+	cmd->continues = true;
+	auth_login_password(c->server->auth, c->conn, a[0].str.ptr,
+			    a[1].str.ptr, login_done);
 }
 
 /* ---- AUTHENTICATE -------------------------------------------------------- */
@@ -138,47 +155,51 @@ static void sasl_end(struct imap_client *c)
 	c->cmd.continues = false;
 }
 
-/* Runs one SASL step with the client's decoded response and replies:
- * a "+ challenge", or the tagged result. */
-static void sasl_step(struct imap_cmd *cmd, const void *in, size_t len)
+/* The gate answered a SASL step: a "+ challenge", or the tagged result. */
+static void sasl_done(void *session, struct net_conn *conn,
+		      const struct auth_login_result *res)
 {
-	struct imap_client *c = cmd->client;
-	char *out = NULL;
-	size_t out_len = 0;
-	struct auth_user user;
-	enum auth_sasl_status st = auth_sasl_step(c->sasl, in, len, &out,
-						  &out_len, &user);
-	if (st == AUTH_SASL_CONTINUE ||
-	    (st == AUTH_SASL_OK && out != NULL && out_len > 0)) {
+	struct imap_client *c = session;
+	struct imap_cmd *cmd = &c->cmd;
+	if (res->sasl == AUTH_SASL_CONTINUE ||
+	    (res->sasl == AUTH_SASL_OK && res->out_len > 0)) {
 		/* RFC 9051 6.2.2: server-final data (SCRAM's v=) goes in a
 		 * challenge, and the client answers it with an empty line */
 		struct buf b;
 		buf_init(&b, 0);
 		buf_append_str(&b, "+ ");
-		base64_encode_buf(&b, out, out_len);
+		base64_encode_buf(&b, res->out, res->out_len);
 		buf_append_str(&b, "\r\n");
 		imap_client_write(c, b.data, b.len);
 		buf_free(&b);
-		free(out);
-		if (st == AUTH_SASL_OK) {
+		if (res->sasl == AUTH_SASL_OK) {
 			c->sasl_final = true;
-			c->user = user;
+			c->user = res->user;
 		}
 		c->input_mode = IMAP_MODE_SASL;
-		cmd->continues = true;
+		imap_client_after_command(c);
 		return;
 	}
-	free(out);
 	sasl_end(c);
-	if (st == AUTH_SASL_OK) {
-		login_finish(cmd, &user);
-	} else if (st == AUTH_SASL_TEMPFAIL) {
+	if (res->sasl == AUTH_SASL_OK) {
+		login_finish(cmd, &res->user);
+	} else if (res->sasl == AUTH_SASL_TEMPFAIL) {
 		imap_cmd_no(cmd, "[UNAVAILABLE] Temporary authentication failure");
 	} else {
 		log_info("imap", c->sid, "authentication failed from %s",
-			 net_conn_peer(c->conn));
+			 net_conn_peer(conn));
 		imap_cmd_no(cmd, "[AUTHENTICATIONFAILED] Authentication failed");
 	}
+	command_end(c);
+}
+
+/* Hands one SASL step with the client's decoded response to the gate;
+ * sasl_done replies. */
+static void sasl_step(struct imap_cmd *cmd, const void *in, size_t len)
+{
+	struct imap_client *c = cmd->client;
+	cmd->continues = true;
+	auth_login_sasl(c->sasl, c->conn, in, len, sasl_done);
 }
 
 void cmd_authenticate(struct imap_cmd *cmd)

@@ -1283,4 +1283,7 @@ const struct net_proto imap_proto = {
 	.closed = client_closed,
 	.timeout = client_timeout,
 	.shutdown = client_shutdown,
+	/* RFC 9051 7.1.5 BYE; RFC 5530 UNAVAILABLE: try again later */
+	.banned_reply = "* BYE [UNAVAILABLE] Too many failed logins from your "
+			"address, try again later\r\n",
 };

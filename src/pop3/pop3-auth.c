@@ -136,9 +136,31 @@ void pop3_cmd_user(struct pop3_session *s, const char *args)
 	pop3_reply(s, "+OK Send PASS.");
 }
 
+static void pass_done(void *session, struct net_conn *conn,
+		      const struct auth_login_result *res)
+{
+	struct pop3_session *s = session;
+
+	s->auth_pending = false;
+	switch (res->result) {
+	case AUTH_OK:
+		pop3_login(s, &res->user, "USER");
+		break;
+	case AUTH_FAILED:
+	case AUTH_DISABLED:
+		log_info("pop3", s->sid, "login failed from %s",
+			 net_conn_peer(conn));
+		pop3_reply(s, "-ERR [AUTH] Authentication failed.");
+		break;
+	case AUTH_TEMPFAIL:
+		pop3_reply(s, "-ERR [SYS/TEMP] Authentication temporarily unavailable, try again later.");
+		break;
+	}
+	pop3_flush(s);
+}
+
 void pop3_cmd_pass(struct pop3_session *s, const char *args)
 {
-	struct auth_user u;
 	char *name = s->user_name;
 
 	if (!pop3_cleartext_ok(s)) {
@@ -150,24 +172,12 @@ void pop3_cmd_pass(struct pop3_session *s, const char *args)
 		return;
 	}
 	/* USER/PASS is one attempt: a failure needs a new USER. RFC 1939 7:
-	 * the whole rest of the line is the password, spaces included. */
+	 * the whole rest of the line is the password, spaces included.
+	 * The gate answers in pass_done, a later task. */
 	s->user_name = NULL;
-	enum auth_result r = auth_verify(s->server->auth, name, args,
-					 net_conn_peer(s->conn), &u);
-	switch (r) {
-	case AUTH_OK:
-		pop3_login(s, &u, "USER");
-		break;
-	case AUTH_FAILED:
-	case AUTH_DISABLED:
-		log_info("pop3", s->sid, "login failed user=%s from %s", name,
-			 net_conn_peer(s->conn));
-		pop3_reply(s, "-ERR [AUTH] Authentication failed.");
-		break;
-	case AUTH_TEMPFAIL:
-		pop3_reply(s, "-ERR [SYS/TEMP] Authentication temporarily unavailable, try again later.");
-		break;
-	}
+	s->auth_pending = true;
+	auth_login_password(s->server->auth, s->conn, name, args, pass_done);
+	explicit_bzero(name, strlen(name));
 	free(name);
 }
 
@@ -220,32 +230,33 @@ static void pop3_sasl_challenge(struct pop3_session *s, const char *data, size_t
 	free(enc);
 }
 
-static void pop3_sasl_step(struct pop3_session *s, const void *data, size_t len)
+static void sasl_done(void *session, struct net_conn *conn,
+		      const struct auth_login_result *res)
 {
-	char *out = NULL;
-	size_t out_len = 0;
-	struct auth_user u;
-	enum auth_sasl_status st = auth_sasl_step(s->sasl, data, len, &out, &out_len, &u);
+	struct pop3_session *s = session;
 
-	switch (st) {
+	s->auth_pending = false;
+	switch (res->sasl) {
 	case AUTH_SASL_CONTINUE:
-		pop3_sasl_challenge(s, out != NULL ? out : "", out_len);
+		pop3_sasl_challenge(s, res->out != NULL ? res->out : "",
+				    res->out_len);
 		break;
 	case AUTH_SASL_OK:
-		if (out_len > 0) {
+		if (res->out_len > 0) {
 			/* RFC 5034 4: additional data with success goes in a
 			 * last challenge, answered by an empty line. */
 			s->sasl_final = true;
-			s->sasl_user = u;
-			pop3_sasl_challenge(s, out, out_len);
+			s->sasl_user = res->user;
+			pop3_sasl_challenge(s, res->out, res->out_len);
 		} else {
 			pop3_sasl_abort(s);
-			pop3_login(s, &u, "AUTH");
+			pop3_login(s, &res->user, "AUTH");
 		}
 		break;
 	case AUTH_SASL_FAIL:
+	default:
 		pop3_sasl_abort(s);
-		log_info("pop3", s->sid, "AUTH failed from %s", net_conn_peer(s->conn));
+		log_info("pop3", s->sid, "AUTH failed from %s", net_conn_peer(conn));
 		pop3_reply(s, "-ERR [AUTH] Authentication failed.");
 		break;
 	case AUTH_SASL_TEMPFAIL:
@@ -253,10 +264,14 @@ static void pop3_sasl_step(struct pop3_session *s, const void *data, size_t len)
 		pop3_reply(s, "-ERR [SYS/TEMP] Authentication temporarily unavailable, try again later.");
 		break;
 	}
-	if (out != NULL) {
-		explicit_bzero(out, out_len);
-		free(out);
-	}
+	pop3_flush(s);
+}
+
+/* The gate takes the step; sasl_done answers in a later task. */
+static void pop3_sasl_step(struct pop3_session *s, const void *data, size_t len)
+{
+	s->auth_pending = true;
+	auth_login_sasl(s->sasl, s->conn, data, len, sasl_done);
 }
 
 /* Decodes a client answer and steps the exchange. "=" is the explicit

@@ -84,6 +84,8 @@ struct pop3_session {
 
 	/* AUTHORIZATION */
 	char *user_name;                /* from USER, waiting for PASS */
+	bool auth_pending;              /* the login gate has our attempt:
+					   read no further command */
 	struct auth_sasl *sasl;         /* an AUTH exchange in progress */
 	bool sasl_final;                /* server-final data sent; waiting
 					   for the empty answer */

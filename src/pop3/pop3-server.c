@@ -419,7 +419,8 @@ static void pop3_task(void *session, struct net_conn *conn, void *arg)
 	struct evbuffer *in = net_conn_input(conn);
 
 	pop3_run(s, arg);
-	for (int i = 0; i < POP3_MAX_PIPELINED && s->state != POP3_STATE_DONE; i++) {
+	for (int i = 0; i < POP3_MAX_PIPELINED && s->state != POP3_STATE_DONE &&
+			!s->auth_pending; i++) {
 		int r = pop3_read_line(s, in);
 		if (r == 0)
 			break;
@@ -548,6 +549,9 @@ const struct net_proto pop3_proto = {
 	.input = pop3_input,
 	.closed = pop3_closed,
 	.timeout = pop3_timeout,
+	/* RFC 3206 SYS/TEMP: a temporary refusal */
+	.banned_reply = "-ERR [SYS/TEMP] Too many failed logins from your "
+			"address, try again later.\r\n",
 };
 
 /* ---- the server ----------------------------------------------------- */

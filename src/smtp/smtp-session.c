@@ -958,6 +958,8 @@ const struct net_proto smtp_submission_proto = {
 	.timeout = smtp_timeout,
 	.shutdown = smtp_shutdown,
 	.busy_reply = "421 4.7.0 Too many connections from your address\r\n",
+	/* RFC 3463 X.7.0: a security reason, try later. Port 25 (MX) asks
+	 * for no password and is never refused for bans. */
 	.banned_reply = "421 4.7.0 Too many failed logins from your address, "
 			"try again later\r\n",
 };

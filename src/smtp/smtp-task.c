@@ -41,23 +41,25 @@ static void auth_abort(struct smtp_session *s, const char *reply)
 	net_conn_printf(s->conn, "%s\r\n", reply);
 }
 
-static void sasl_step(struct smtp_session *s, const void *data, size_t len)
+/* The login gate answered a step (a later task of the connection). */
+static void sasl_done(void *session, struct net_conn *conn,
+		      const struct auth_login_result *res)
 {
-	char *out = NULL, *enc;
-	size_t out_len = 0;
-	struct auth_user u;
+	struct smtp_session *s = session;
+	char *enc;
 
-	switch (auth_sasl_step(s->sasl, data, len, &out, &out_len, &u)) {
+	switch (res->sasl) {
 	case AUTH_SASL_CONTINUE:
-		enc = base64_encode(out ? out : "", out_len);
+		enc = base64_encode(res->out ? res->out : "", res->out_len);
 		net_conn_printf(s->conn, "334 %s\r\n", enc);
 		free(enc);
 		break;
 	case AUTH_SASL_OK:
 		auth_sasl_free(&s->sasl);
-		auth_done(s, &u);
+		auth_done(s, &res->user);
 		break;
 	case AUTH_SASL_FAIL:
+	default:
 		log_info("smtp", s->sid, "AUTH failed from %s",
 			 net_conn_peer(s->conn));
 		auth_abort(s, "535 5.7.8 Authentication credentials invalid");
@@ -72,10 +74,11 @@ static void sasl_step(struct smtp_session *s, const void *data, size_t len)
 		auth_abort(s, "454 4.7.0 Temporary authentication failure");
 		break;
 	}
-	if (out != NULL) {
-		explicit_bzero(out, out_len);
-		free(out);
-	}
+}
+
+static void sasl_step(struct smtp_session *s, const void *data, size_t len)
+{
+	auth_login_sasl(s->sasl, s->conn, data, len, sasl_done);
 }
 
 static void sasl_answer(struct smtp_session *s, const char *text, bool initial)

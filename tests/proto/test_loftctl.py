@@ -402,22 +402,6 @@ def pop3_ok(env, user, password):
             pass
 
 
-def test_live_throttle(env):
-    """Wrong passwords from loopback cost time; the right one still works
-    (after its wait). throttle_max_delay is 300ms in this instance."""
-    t0 = time.monotonic()
-    for _ in range(12):
-        r.check('throttle: wrong refused',
-                pop3_ok(env, 'bob@example.test', 'wrong') is False)
-    spent = time.monotonic() - t0
-    # 3 x 0 + 0.1 + 0.2 + 7 x 0.3 = 2.4 s at least
-    r.check('throttle: 12 wrong passwords cost seconds', spent >= 2.35, spent)
-    t0 = time.monotonic()
-    r.check('throttle: right password still works',
-            pop3_ok(env, 'bob@example.test', 'can-we-fix-it-yes') is True)
-    r.check('throttle: ... after a wait', time.monotonic() - t0 >= 0.25)
-
-
 def account_files(env, user_id):
     """Sum of the sizes of an account's files."""
     top = os.path.join(env.data_dir, 'mail', '%02x' % (user_id % 256), str(user_id))
@@ -510,10 +494,8 @@ def main():
         test_no_password_leaks(env)
     test_bad_config()
     if os.path.exists(LOFTD):
-        with Loft(extra={'auth': {'cache_ttl': '60s',
-                                  'throttle_max_delay': '300ms'}}) as env:
+        with Loft(extra={'auth': {'cache_ttl': '60s'}}) as env:
             test_live(env)
-            test_live_throttle(env)
     else:
         r.check('loftd built for the live part', False, LOFTD)
     return r.finish()

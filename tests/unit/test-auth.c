@@ -460,116 +460,218 @@ TEST_CASE(cache_makes_repeat_cheap_and_password_change_invalidates)
 
 /* ---- throttle ---------------------------------------------------------- */
 
-TEST_CASE(throttle_per_address_loopback_included)
+static char clock_path[96];
+
+static void clock_remove(void)
 {
-	struct auth *auth = setup();
-	add_user(auth, ALICE, "right-password-1", false);
-	add_user(auth, "bob@example.test", "builder-pw-9876", false);
-	struct auth_user u;
-	double t0 = now_s();
-	for (int i = 0; i < 10; i++)
-		CHECK_INT(auth_verify(auth, ALICE, "wrong", "127.0.0.1", &u),
-			  AUTH_FAILED);
-	/* 0+0+0+100+200 then 200 ms (capped in this test) five times. */
-	double spent = now_s() - t0;
-	CHECK(spent >= 1.2);
-	/* The right password still works from there, after the wait. */
-	t0 = now_s();
-	CHECK_INT(auth_verify(auth, ALICE, "right-password-1", "127.0.0.1", &u), AUTH_OK);
-	CHECK(now_s() - t0 >= 0.19);
-	/* Another account from the same address waits too. */
-	t0 = now_s();
-	CHECK_INT(auth_verify(auth, "bob@example.test", "builder-pw-9876", "127.0.0.1", &u),
-		  AUTH_OK);
-	CHECK(now_s() - t0 >= 0.09);
-	/* Another address for another account does not. */
-	t0 = now_s();
-	CHECK_INT(auth_verify(auth, "bob@example.test", "builder-pw-9876", "192.0.2.9", &u),
-		  AUTH_OK);
-	CHECK(now_s() - t0 < 0.09);
-	teardown(&auth);
+	unlink(clock_path);
 }
 
-TEST_CASE(throttle_per_account_across_addresses)
+/* Moves the throttle's clock (LOFT_TEST_CLOCK) to offset seconds ahead. */
+static void clock_set(double offset)
 {
-	struct auth *auth = setup();
-	add_user(auth, ALICE, "right-password-1", false);
-	struct auth_user u;
-	char addr[32];
-	for (int i = 0; i < 6; i++) {
-		snprintf(addr, sizeof(addr), "198.51.100.%d", i + 1);
-		auth_verify(auth, ALICE, "wrong", addr, &u);
-	}
-	double t0 = now_s();
-	CHECK_INT(auth_verify(auth, ALICE, "wrong", "203.0.113.7", &u),
-		  AUTH_FAILED);
-	CHECK(now_s() - t0 >= 0.19);
-	/* IPv6 neighbours in one /64 share a count. */
-	for (int i = 0; i < 6; i++) {
+	FILE *f = fopen(clock_path, "w");
+	if (f == NULL)
+		abort();
+	fprintf(f, "%.3f\n", offset);
+	fclose(f);
+}
+
+/* One attempt through the throttle: its delay (or -1: banned), then the
+ * outcome recorded. */
+static int attempt(struct auth *auth, const char *remote, const char *account,
+		   bool ok)
+{
+	struct auth_throttle_ticket tk;
+	auth_throttle_admit(auth->throttle, remote, account, &tk);
+	if (tk.banned)
+		return -1;
+	auth_throttle_record(auth->throttle, &tk, ok);
+	return (int)tk.delay_ms;
+}
+
+static uint32_t delay_of(struct auth *auth, const char *remote,
+			 const char *account)
+{
+	struct auth_throttle_ticket tk;
+	auth_throttle_admit(auth->throttle, remote, account, &tk);
+	return tk.delay_ms;
+}
+
+static struct auth *throttle_setup(uint32_t max_delay, uint32_t ban_after)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.throttle_max_delay_ms = max_delay;
+	set.ban_after = ban_after;
+	set.ban_time_secs = 60;
+	clock_set(0);
+	return setup_with(&set);
+}
+
+TEST_CASE(throttle_backoff_per_address_account_and_pair)
+{
+	struct auth *auth = throttle_setup(400, 0);
+	/* Two free failures (a typo), then 100, 200, 400 ms, capped. */
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 0);
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 0);
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 0);
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 100);
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 200);
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 400);
+	CHECK_INT(attempt(auth, "127.0.0.1", ALICE, false), 400);
+	/* Loopback included: the address slows its other accounts too... */
+	CHECK_INT(delay_of(auth, "127.0.0.1", "bob@example.test"), 400);
+	/* ... and the account its other addresses... */
+	CHECK_INT(delay_of(auth, "192.0.2.9", ALICE), 400);
+	/* ... but not another account from another address. */
+	CHECK_INT(delay_of(auth, "192.0.2.9", "bob@example.test"), 0);
+	/* IPv6 neighbours in one /64 share a count, the next /64 does not. */
+	char addr[64];
+	for (int i = 0; i < 4; i++) {
 		snprintf(addr, sizeof(addr), "2001:db8::%x", i + 1);
-		auth_verify(auth, "nobody@example.test", "x", addr, &u);
+		attempt(auth, addr, "nobody@example.test", false);
 	}
-	CHECK(auth_throttle_delay(auth, "bob@example.test", "2001:db8::ffff") > 0);
-	CHECK_INT(auth_throttle_delay(auth, "bob@example.test", "2001:db8:1::1"),
-		  0);
+	CHECK_INT(delay_of(auth, "2001:db8::ffff", "bob@example.test"), 200);
+	CHECK_INT(delay_of(auth, "2001:db8:0:1::1", "bob@example.test"), 0);
+	/* Ten minutes after the last failure the counts are forgotten. */
+	clock_set(601);
+	CHECK_INT(delay_of(auth, "127.0.0.1", ALICE), 0);
 	teardown(&auth);
 }
 
-TEST_CASE(throttle_wait_done_by_the_caller)
+/* The owner is never locked out: an address that logged into the account
+ * in the last 30 days is slowed only by the pair's own failures, and
+ * those slow nothing else. */
+TEST_CASE(throttle_known_pairs)
 {
-	struct auth_settings set;
-	cheap_settings(&set);
-	set.throttle_max_delay_ms = 400;
-	struct auth *auth = setup_with(&set);
-	add_user(auth, ALICE, "right-password-1", false);
-	struct auth_user u;
-	for (int i = 0; i < 8; i++)
-		auth_throttle_failed(auth, ALICE, "10.9.9.9");
-	uint32_t d = auth_throttle_delay_ms(auth, NULL, "10.9.9.9");
-	CHECK_INT(d, 400);
-	CHECK_INT(auth_throttle_delay_ms(auth, NULL, "10.9.9.8"), 0);
-	CHECK_INT(auth_throttle_delay_ms(auth, ALICE, "10.9.9.8"), 400);
-	/* The caller waited it all: no sleep left on the worker. */
-	double t0 = now_s();
-	CHECK_INT(auth_verify_waited(auth, ALICE, "right-password-1", "10.9.9.9", d, &u),
-		  AUTH_OK);
-	CHECK(now_s() - t0 < 0.2);
-	/* Same through SASL. */
-	for (int i = 0; i < 8; i++)
-		auth_throttle_failed(auth, ALICE, "10.9.9.9");
-	struct auth_sasl *s;
-	char *out = NULL;
-	size_t out_len;
-	static const char msg[] = "\0alice@example.test\0right-password-1";
-	auth_sasl_begin(auth, "PLAIN", "10.9.9.9", &s);
-	auth_sasl_set_waited(s, 400);
-	t0 = now_s();
-	CHECK_INT(auth_sasl_step(s, msg, sizeof(msg) - 1, &out, &out_len, &u),
-		  AUTH_SASL_OK);
-	CHECK(now_s() - t0 < 0.2);
-	free(out);
-	auth_sasl_free(&s);
-	/* Waiting less leaves the rest to sleep. */
-	t0 = now_s();
-	auth_verify_waited(auth, ALICE, "wrong", "10.9.9.9", 100, &u);
-	CHECK(now_s() - t0 >= 0.29);
-	teardown(&auth);
-}
-
-TEST_CASE(throttle_thirty_wrong_cost_seconds_by_default)
-{
-	/* Without running them: the delays the default cap gives. */
-	struct auth_settings set;
-	cheap_settings(&set);
-	set.throttle_max_delay_ms = 0;
-	struct auth *auth = setup_with(&set);
-	uint64_t total = 0;
+	struct auth *auth = throttle_setup(3000, 5);
+	CHECK_INT(attempt(auth, "198.51.100.7", ALICE, true), 0);
+	CHECK_INT(attempt(auth, "198.51.100.7", "kid@example.test", true), 0);
+	/* A guesser elsewhere hammers alice; one behind the same router
+	 * guesses other accounts until the address is banned. */
 	for (int i = 0; i < 30; i++) {
-		total += auth_throttle_delay(auth, "x@example.test", "10.0.0.1");
-		auth_throttle_failed(auth, "x@example.test", "10.0.0.1");
+		char addr[32];
+		snprintf(addr, sizeof(addr), "203.0.113.%d", i % 7 + 1);
+		attempt(auth, addr, ALICE, false);
 	}
-	CHECK(total >= 30000);
-	CHECK_INT(auth_throttle_delay(auth, "x@example.test", "10.0.0.1"), 3000);
+	for (int i = 0; i < 5; i++)
+		attempt(auth, "198.51.100.7", "boss@example.test", false);
+	CHECK(delay_of(auth, "192.0.2.1", ALICE) >= 3000);
+	CHECK_INT(attempt(auth, "198.51.100.7", "boss@example.test", false), -1);
+	/* The owner's device goes on: no delay, no ban, connects. */
+	struct auth_throttle_ticket tk;
+	auth_throttle_admit(auth->throttle, "198.51.100.7", ALICE, &tk);
+	CHECK(tk.known);
+	CHECK(!tk.banned);
+	CHECK_INT(tk.delay_ms, 0);
+	CHECK(auth_may_connect(auth, "198.51.100.7"));
+	/* The kid's phone with a stale password slows only itself. */
+	for (int i = 0; i < 20; i++)
+		CHECK(attempt(auth, "198.51.100.7", "kid@example.test", false) >= 0);
+	CHECK_INT(delay_of(auth, "198.51.100.7", "kid@example.test"), 3000);
+	CHECK_INT(delay_of(auth, "198.51.100.7", ALICE), 0);
+	CHECK_INT(delay_of(auth, "192.0.2.200", "kid@example.test"), 0);
+	/* After 30 days without a login the pair is a stranger again. */
+	clock_set(31 * 86400.0);
+	auth_throttle_admit(auth->throttle, "198.51.100.7", ALICE, &tk);
+	CHECK(!tk.known);
+	teardown(&auth);
+}
+
+static void count_held(void *ctx, const struct auth_held *h)
+{
+	char line[256];
+	auth_held_format(h, line, sizeof(line));
+	struct buf *b = ctx;
+	buf_printf(b, "%s\n", line);
+}
+
+static char *held_lines(struct auth *auth)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	char *error = NULL;
+	CHECK_INT(auth_ban_list(auth, count_held, &b, &error), 0);
+	free(error);
+	char *s = xstrdup(b.data != NULL ? b.data : "");
+	buf_free(&b);
+	return s;
+}
+
+TEST_CASE(throttle_bans)
+{
+	struct auth *auth = throttle_setup(400, 5);
+	for (int i = 0; i < 5; i++)
+		CHECK(attempt(auth, "192.0.2.66", "x@example.test", false) >= 0);
+	CHECK_INT(attempt(auth, "192.0.2.66", ALICE, true), -1);
+	CHECK(!auth_may_connect(auth, "192.0.2.66"));
+	CHECK(auth_may_connect(auth, "192.0.2.67"));
+	char *list = held_lines(auth);
+	CHECK(strstr(list, "address 192.0.2.66 banned 60s failures 5") != NULL);
+	CHECK(strstr(list, "account x@example.test delay 400ms failures 5") != NULL);
+	if (strstr(list, "banned 60s") == NULL)
+		fprintf(stderr, "%s", list);
+	free(list);
+	/* A ban is "a while": over after ban_time... */
+	clock_set(61);
+	CHECK(auth_may_connect(auth, "192.0.2.66"));
+	/* ... but an address that keeps failing is banned again at once,
+	 * for twice as long. */
+	CHECK(attempt(auth, "192.0.2.66", "x@example.test", false) >= 0);
+	CHECK(!auth_may_connect(auth, "192.0.2.66"));
+	list = held_lines(auth);
+	CHECK(strstr(list, "address 192.0.2.66 banned 120s") != NULL);
+	free(list);
+	/* ban del: an address (or its account) goes free at once. */
+	char *error = NULL;
+	CHECK_INT(auth_ban_del(auth, "192.0.2.66", &error), 1);
+	CHECK(auth_may_connect(auth, "192.0.2.66"));
+	CHECK_INT(delay_of(auth, "192.0.2.66", "y@example.test"), 0);
+	CHECK_INT(auth_ban_del(auth, "192.0.2.66", &error), 0);
+	CHECK_INT(auth_ban_del(auth, "X@Example.TEST", &error), 1);
+	CHECK_INT(delay_of(auth, "192.0.2.1", "x@example.test"), 0);
+	CHECK_INT(auth_ban_del(auth, "not an address", &error), -1);
+	CHECK(error != NULL && strstr(error, "neither") != NULL);
+	free(error);
+	teardown(&auth);
+}
+
+/* loftd keeps throttle.db current; a restart keeps the bans and known
+ * pairs; loftctl (no daemon) lists it and leaves clears loftd applies. */
+TEST_CASE(throttle_persisted)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	set.ban_after = 3;
+	set.throttle_daemon = true;
+	clock_set(0);
+	struct auth *auth = setup_with(&set);
+	for (int i = 0; i < 3; i++)
+		attempt(auth, "192.0.2.77", "x@example.test", false);
+	attempt(auth, "192.0.2.5", ALICE, true);
+	auth_close(&auth);                 /* the writer's last flush */
+	char *error = NULL;
+	CHECK_INT(auth_open(&set, &auth, &error), 0);
+	CHECK(!auth_may_connect(auth, "192.0.2.77"));
+	struct auth_throttle_ticket tk;
+	auth_throttle_admit(auth->throttle, "192.0.2.5", ALICE, &tk);
+	CHECK(tk.known);
+	auth_close(&auth);
+	/* loftctl */
+	struct auth_settings tool = set;
+	tool.throttle_daemon = false;
+	CHECK_INT(auth_open(&tool, &auth, &error), 0);
+	char *list = held_lines(auth);
+	CHECK(strstr(list, "address 192.0.2.77 banned") != NULL);
+	free(list);
+	CHECK_INT(auth_ban_del(auth, "192.0.2.77", &error), 1);
+	list = held_lines(auth);
+	CHECK(strstr(list, "192.0.2.77") == NULL);
+	free(list);
+	auth_close(&auth);
+	CHECK_INT(auth_open(&set, &auth, &error), 0);
+	CHECK(auth_may_connect(auth, "192.0.2.77"));
 	teardown(&auth);
 }
 
@@ -633,7 +735,7 @@ static enum auth_sasl_status step(struct auth_sasl *s, const char *in,
 	size_t out_len;
 	free(*out);
 	*out = NULL;
-	return auth_sasl_step(s, in, len, out, &out_len, u);
+	return auth_sasl_step_now(s, in, len, out, &out_len, u);
 }
 
 static enum auth_sasl_status plain(struct auth *auth, const char *msg,
@@ -1072,13 +1174,11 @@ static const struct test_case cases[] = {
 	{"rehash_when_cost_changes", rehash_when_cost_changes},
 	{"cache_makes_repeat_cheap_and_password_change_invalidates",
 	 cache_makes_repeat_cheap_and_password_change_invalidates},
-	{"throttle_per_address_loopback_included",
-	 throttle_per_address_loopback_included},
-	{"throttle_per_account_across_addresses",
-	 throttle_per_account_across_addresses},
-	{"throttle_wait_done_by_the_caller", throttle_wait_done_by_the_caller},
-	{"throttle_thirty_wrong_cost_seconds_by_default",
-	 throttle_thirty_wrong_cost_seconds_by_default},
+	{"throttle_backoff_per_address_account_and_pair",
+	 throttle_backoff_per_address_account_and_pair},
+	{"throttle_known_pairs", throttle_known_pairs},
+	{"throttle_bans", throttle_bans},
+	{"throttle_persisted", throttle_persisted},
 	{"policies", policies},
 	{"sasl_plain", sasl_plain},
 	{"sasl_login", sasl_login},
@@ -1093,5 +1193,10 @@ static const struct test_case cases[] = {
 int main(void)
 {
 	log_set_level(LOG_LVL_WARN);
+	atexit(clock_remove);
+	snprintf(clock_path, sizeof(clock_path), "/tmp/loft-test-clock-%d",
+		 (int)getpid());
+	setenv("LOFT_TEST_CLOCK", clock_path, 1);
+	clock_set(0);
 	return test_main(cases);
 }

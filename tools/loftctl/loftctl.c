@@ -33,6 +33,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_status_cmds,
 	loftctl_token_cmds,
 	loftctl_dns_cmds,
+	loftctl_ban_cmds,
 	loftctl_retention_cmds,
 #ifdef LOFTCTL_HAVE_QUEUE
 	loftctl_queue_cmds,
@@ -119,8 +120,6 @@ int loftctl_lookup_user(struct loftctl *ctl, const char *address,
 	return 0;
 }
 
-/* How long loftctl waits for loftd's answer on the control socket. */
-#define LOFTCTL_CONTROL_TIMEOUT_MS 10000
 
 int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
 		 bool *running_r, unsigned *sessions_r)

@@ -50,10 +50,14 @@ extern const struct loftctl_cmd loftctl_kick_cmds[];
 extern const struct loftctl_cmd loftctl_status_cmds[];
 extern const struct loftctl_cmd loftctl_token_cmds[];
 extern const struct loftctl_cmd loftctl_dns_cmds[];
+extern const struct loftctl_cmd loftctl_ban_cmds[];
 extern const struct loftctl_cmd loftctl_retention_cmds[];
 #ifdef LOFTCTL_HAVE_QUEUE
 extern const struct loftctl_cmd loftctl_queue_cmds[];
 #endif
+
+/* How long loftctl waits for loftd's answer on the control socket. */
+#define LOFTCTL_CONTROL_TIMEOUT_MS 10000
 
 #define LOFTCTL_EXIT_FAIL 1
 #define LOFTCTL_EXIT_USAGE 2
