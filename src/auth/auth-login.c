@@ -22,8 +22,11 @@
  *
  * A connection that closes cancels its attempt at any stage but HASHING
  * (the hash finishes and is recorded, nothing else): nothing is checked
- * for a client that has gone. Everything about slots, queues and stages
- * is guarded by gate->mu.
+ * for a client that has gone. A hang-up (EOF) does the same for a client
+ * that is held back (queued, delayed, or hashing with failures behind
+ * it); an owner's login from a client that half-closed after sending it
+ * is still answered. Everything about slots, queues and stages is guarded
+ * by gate->mu.
  */
 #include "auth-private.h"
 
@@ -97,7 +100,8 @@ static void cancelled(void *arg);
 /* ---- attempts --------------------------------------------------------- */
 
 static struct attempt *attempt_new(struct auth *auth, struct net_conn *conn,
-				   auth_login_fn *done, enum kind kind)
+				   const char *remote, auth_login_fn *done,
+				   enum kind kind)
 {
 	struct attempt *a = xcalloc(1, sizeof(*a));
 	a->auth = auth;
@@ -105,7 +109,8 @@ static struct attempt *attempt_new(struct auth *auth, struct net_conn *conn,
 	a->conn = conn;
 	a->done = done;
 	a->kind = kind;
-	snprintf(a->remote, sizeof(a->remote), "%s", net_conn_peer(conn));
+	snprintf(a->remote, sizeof(a->remote), "%s",
+		 remote != NULL ? remote : net_conn_peer(conn));
 	return a;
 }
 
@@ -234,8 +239,10 @@ static void start(struct auth_gate *g, struct attempt *a, bool own_task)
 			attempt_end(g, a);
 		return;
 	}
+	/* A held-back client that hangs up is forgotten at once. */
 	if (a->wait == NULL)
-		a->wait = net_conn_wait(a->conn, check_task, a, cancelled);
+		a->wait = net_conn_wait(a->conn, NET_WAIT_HANGUP_CANCELS,
+					check_task, a, cancelled);
 	if (a->wait == NULL) {
 		attempt_end(g, a);      /* the connection is closing */
 		return;
@@ -258,7 +265,8 @@ static void admit(struct attempt *a)
 		a->slot = s;
 		start(g, a, true);
 	} else {
-		a->wait = net_conn_wait(a->conn, check_task, a, cancelled);
+		a->wait = net_conn_wait(a->conn, NET_WAIT_HANGUP_CANCELS,
+					check_task, a, cancelled);
 		if (a->wait == NULL) {
 			attempt_free(a);
 		} else {
@@ -346,7 +354,11 @@ static bool hash_enqueue(struct auth_gate *g, struct attempt *a)
 {
 	if (g->stop || (g->hq_len >= HASH_QUEUE_MAX && a->prio == 2))
 		return false;
-	a->wait = net_conn_wait(a->conn, finish_task, a, cancelled);
+	/* An owner's login (prio 0, 1) is answered even to a client that
+	 * half-closed; a guesser's is dropped when it hangs up. */
+	a->wait = net_conn_wait(a->conn,
+				a->prio == 2 ? NET_WAIT_HANGUP_CANCELS : 0,
+				finish_task, a, cancelled);
 	if (a->wait == NULL)
 		return false;
 	a->stage = ST_HASHQ;
@@ -536,10 +548,10 @@ void auth_gate_destroy(struct auth_gate **gp)
 /* ---- the front-ends' calls -------------------------------------------- */
 
 void auth_login_password(struct auth *auth, struct net_conn *conn,
-			 const char *login, const char *password,
-			 auth_login_fn *done)
+			 const char *remote, const char *login,
+			 const char *password, auth_login_fn *done)
 {
-	struct attempt *a = attempt_new(auth, conn, done, K_PASSWORD);
+	struct attempt *a = attempt_new(auth, conn, remote, done, K_PASSWORD);
 	a->login = xstrdup(login);
 	a->password = xstrdup(password);
 	set_account(a, login);
@@ -547,9 +559,10 @@ void auth_login_password(struct auth *auth, struct net_conn *conn,
 }
 
 void auth_login_token(struct auth *auth, struct net_conn *conn,
-		      const char *token, auth_login_fn *done)
+		      const char *remote, const char *token,
+		      auth_login_fn *done)
 {
-	struct attempt *a = attempt_new(auth, conn, done, K_TOKEN);
+	struct attempt *a = attempt_new(auth, conn, remote, done, K_TOKEN);
 	a->password = xstrdup(token);
 	admit(a);
 }
@@ -592,7 +605,7 @@ void auth_login_sasl(struct auth_sasl *sasl, struct net_conn *conn,
 	free(st);
 	struct auth *auth = auth_sasl_auth(sasl);
 	bool scram = auth_sasl_checks_proof(sasl);
-	struct attempt *a = attempt_new(auth, conn, done,
+	struct attempt *a = attempt_new(auth, conn, NULL, done,
 					scram ? K_SCRAM : K_PASSWORD);
 	a->sasl_exchange = true;
 	a->login = xstrdup(auth_sasl_login(sasl));

@@ -169,7 +169,8 @@ void auth_sasl_free(struct auth_sasl **sasl);
  *    threads that hash one password each at a time, the owners' logins
  *    (known pairs, then addresses without failures) first.
  * Call it from a task of conn (a worker: it may read the account
- * database). remote is net_conn_peer(conn). */
+ * database). remote: the client's address, NULL for net_conn_peer(conn)
+ * (HTTP behind a trusted proxy passes the forwarded one). */
 struct net_conn;
 
 struct auth_login_result {
@@ -186,8 +187,8 @@ typedef void auth_login_fn(void *session, struct net_conn *conn,
 			   const struct auth_login_result *res);
 
 void auth_login_password(struct auth *auth, struct net_conn *conn,
-			 const char *login, const char *password,
-			 auth_login_fn *done);
+			 const char *remote, const char *login,
+			 const char *password, auth_login_fn *done);
 /* One step of a SASL exchange with the client's decoded response
  * (NULL/0 for "no initial response"; an empty response, IMAP "=" or an
  * empty line, is non-NULL with length 0). */
@@ -195,7 +196,8 @@ void auth_login_sasl(struct auth_sasl *sasl, struct net_conn *conn,
 		     const void *in, size_t in_len, auth_login_fn *done);
 /* An HTTP Bearer token (an app password): throttled per address. */
 void auth_login_token(struct auth *auth, struct net_conn *conn,
-		      const char *token, auth_login_fn *done);
+		      const char *remote, const char *token,
+		      auth_login_fn *done);
 
 /* For net_set_admit (ctx: the struct auth): false for an address banned
  * for failed logins that has logged into no account in the last 30 days

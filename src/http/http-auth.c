@@ -61,6 +61,33 @@ int http_auth_verdict(struct http_request *req, enum auth_result r,
 	}
 }
 
+/* The login gate's answer (a later task of the connection). */
+static void gate_done(struct http_conn *hc, const struct auth_login_result *res,
+		      enum http_auth_kind kind, const char *what)
+{
+	struct http_request *req = hc->req;
+	if (res->result == AUTH_OK)
+		req->user = res->user;
+	int rc = http_auth_verdict(req, res->result, kind, what);
+	if (rc < 0)
+		metrics_count("loft_http_auth_failures_total",
+			      "HTTP requests refused for their credentials.",
+			      NULL);
+	http_auth_resume(hc, rc);
+}
+
+static void basic_done(void *session, struct net_conn *conn,
+		       const struct auth_login_result *res)
+{
+	gate_done(session, res, HTTP_AUTH_BASIC, "basic login");
+}
+
+static void bearer_done(void *session, struct net_conn *conn,
+			const struct auth_login_result *res)
+{
+	gate_done(session, res, HTTP_AUTH_BEARER, "bearer token");
+}
+
 static int auth_basic(struct http_request *req, const char *cred)
 {
 	struct http_server *server = req->hc->server;
@@ -89,11 +116,12 @@ static int auth_basic(struct http_request *req, const char *cred)
 		return answer_401(req, NULL, "Malformed Basic credentials.");
 	}
 	*colon = '\0';
-	enum auth_result r = auth_verify(server->auth, b.data, colon + 1,
-					 http_request_peer(req), &req->user);
+	auth_login_password(server->auth, req->hc->conn,
+			    http_request_peer(req), b.data, colon + 1,
+			    basic_done);
 	explicit_bzero(b.data, b.len);
 	buf_free(&b);
-	return http_auth_verdict(req, r, HTTP_AUTH_BASIC, "basic login");
+	return 1;
 }
 
 static int auth_bearer(struct http_request *req, const char *token)
@@ -101,10 +129,9 @@ static int auth_bearer(struct http_request *req, const char *token)
 	struct http_server *server = req->hc->server;
 	while (*token == ' ')
 		token++;
-	enum auth_result r = auth_token_verify(server->auth, token,
-					       http_request_peer(req),
-					       &req->user);
-	return http_auth_verdict(req, r, HTTP_AUTH_BEARER, "bearer token");
+	auth_login_token(server->auth, req->hc->conn, http_request_peer(req),
+			 token, bearer_done);
+	return 1;
 }
 
 int http_auth_request(struct http_request *req)

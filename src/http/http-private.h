@@ -101,6 +101,12 @@ struct http_request {
 	bool begun;                   /* begin() or handle() ran: cleanup owed */
 	bool cleaned;
 	bool authed;                  /* authentication was tried */
+	/* The login gate has the credentials (auth_login_*): the request
+	 * goes on in http_auth_resume. then: what was going on. */
+	enum { HTTP_THEN_RUN, HTTP_THEN_BEGIN } auth_then;
+	/* A handler's answer comes later (http_request_suspend): the task
+	 * that ran it does not finish the request. */
+	bool suspended;
 	bool csrf_ok;                 /* a cookie request passed the check */
 	enum http_auth_kind auth_kind;
 	struct auth_user user;
@@ -152,8 +158,16 @@ int http_response_write_head(struct http_response *resp, uint64_t length,
 bool http_type_compressible(const char *type);
 
 /* http-auth.c: authenticates the request if the route asks (worker).
- * Returns 0 to go on, -1 after answering (401, 403, 429...). */
+ * Returns 0 to go on, -1 after answering (401, 403, 429...), 1 when the
+ * credentials went to the login gate (src/auth): the task returns, and
+ * http_auth_resume(hc, 0 or -1) continues in a later task. */
 int http_auth_request(struct http_request *req);
+/* http-server.c: where a request whose credentials were checked goes on
+ * (req->auth_then); rc as http_auth_request's. */
+void http_auth_resume(struct http_conn *hc, int rc);
+/* A handler answers later (from a task of the connection), then calls
+ * http_conn_finish. */
+void http_request_suspend(struct http_request *req);
 void http_auth_register(struct http_server *server);
 /* 401 with the challenges; returns -1. */
 int http_auth_answer_401(struct http_request *req, const char *detail);

@@ -470,30 +470,49 @@ void http_conn_reply_io(struct http_conn *hc, unsigned status,
 	http_conn_finish(hc);
 }
 
+static void run_handler(struct http_conn *hc)
+{
+	struct http_request *req = hc->req;
+	if (!req->resp.started && !req->resp.broken) {
+		req->begun = true;
+		req->route->r.handle(req, &req->resp, req->route->ctx);
+		if (req->suspended)
+			return;         /* it answers later */
+	}
+	http_conn_finish(hc);
+}
+
+void http_request_suspend(struct http_request *req)
+{
+	req->suspended = true;
+}
+
 static void task_run(void *session, struct net_conn *conn, void *arg)
 {
 	struct http_conn *hc = session;
 	struct http_request *req = hc->req;
 	if (req == NULL)
 		return;
-	if (!req->resp.started && !req->resp.broken) {
-		if (!req->authed && http_auth_request(req) < 0)
-			goto done;
-		req->begun = true;
-		req->route->r.handle(req, &req->resp, req->route->ctx);
+	if (!req->resp.started && !req->resp.broken && !req->authed) {
+		int rc = http_auth_request(req);
+		if (rc > 0) {
+			req->auth_then = HTTP_THEN_RUN;
+			return;
+		}
+		if (rc < 0) {
+			http_conn_finish(hc);
+			return;
+		}
 	}
-done:
-	http_conn_finish(hc);
+	run_handler(hc);
 }
 
-static void task_begin(void *session, struct net_conn *conn, void *arg)
+/* After authentication: begin(), then the body is read. */
+static void begin_rest(struct http_conn *hc, int rc)
 {
-	struct http_conn *hc = session;
 	struct http_request *req = hc->req;
-	/* An answer given here leaves the body unread: the connection
-	 * cannot go on after it. */
-	req->resp.close = true;
-	if (http_auth_request(req) < 0)
+	struct net_conn *conn = hc->conn;
+	if (rc < 0)
 		goto answered;
 	if (req->route->r.begin != NULL) {
 		req->begun = true;
@@ -510,7 +529,36 @@ static void task_begin(void *session, struct net_conn *conn, void *arg)
 	}
 	return;
 answered:
+	/* The body was not read: the connection cannot go on. */
+	req->resp.close = true;
 	http_conn_finish(hc);
+}
+
+static void task_begin(void *session, struct net_conn *conn, void *arg)
+{
+	struct http_conn *hc = session;
+	struct http_request *req = hc->req;
+	/* An answer given here leaves the body unread: the connection
+	 * cannot go on after it. */
+	req->resp.close = true;
+	int rc = http_auth_request(req);
+	if (rc > 0) {
+		req->auth_then = HTTP_THEN_BEGIN;
+		return;
+	}
+	begin_rest(hc, rc);
+}
+
+void http_auth_resume(struct http_conn *hc, int rc)
+{
+	struct http_request *req = hc->req;
+	if (req->auth_then == HTTP_THEN_BEGIN) {
+		begin_rest(hc, rc);
+	} else if (rc < 0) {
+		http_conn_finish(hc);
+	} else {
+		run_handler(hc);
+	}
 }
 
 static void task_piece(void *session, struct net_conn *conn, void *arg)
@@ -813,11 +861,6 @@ const struct net_proto http_proto = {
 	.timeout = http_timeout,
 	.busy_reply = "HTTP/1.1 503 Service Unavailable\r\n"
 		"Content-Length: 0\r\nConnection: close\r\n\r\n",
-	/* RFC 6585 4: 429 with Retry-After (a ban is at least a minute) */
-	.banned_reply = "HTTP/1.1 429 Too Many Requests\r\n"
-		"Retry-After: 60\r\nContent-Type: text/plain\r\n"
-		"Content-Length: 40\r\nConnection: close\r\n\r\n"
-		"Too many failed logins, try again later\n",
 	.shutdown = http_shutdown,
 	.banned_reply = "HTTP/1.1 429 Too Many Requests\r\n"
 		"Content-Type: text/plain; charset=utf-8\r\n"

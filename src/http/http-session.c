@@ -153,42 +153,13 @@ static void set_cookie(struct http_request *req, const char *value,
 	buf_free(&b);
 }
 
-static void handle_login(struct http_request *req, struct http_response *resp,
-			 void *ctx)
+/* The sign-in's answer once the login gate has checked the password. */
+static void signin_answer(struct http_request *req, struct http_response *resp,
+			  struct http_server *server,
+			  const struct auth_login_result *res, bool remember)
 {
-	struct http_server *server = req->hc->server;
-	const char *type = http_request_header(req, "content-type");
-	if (type == NULL || strncasecmp(type, "application/json", 16) != 0) {
-		json_error(resp, 415, "Send the sign-in as application/json.");
-		return;
-	}
-	if (!same_origin(req)) {
-		json_error(resp, 403, "Sign in from this site's own page.");
-		return;
-	}
-	if (!auth_cleartext_allowed(server->auth, http_request_is_tls(req),
-				    http_request_is_local(req))) {
-		json_error(resp, 403, "Sign in over HTTPS.");
-		return;
-	}
-	size_t len;
-	const char *body = http_request_body(req, &len);
-	json_error_t jerr;
-	json_t *in = json_loadb(body, len, 0, &jerr);
-	const char *user = NULL, *pass = NULL;
-	int remember = 0;
-	if (in == NULL || json_unpack(in, "{s:s, s:s, s?b}", "username", &user,
-				      "password", &pass, "remember",
-				      &remember) < 0) {
-		json_decref(in);
-		json_error(resp, 400, "Expected {\"username\", \"password\", "
-			   "\"remember\"}.");
-		return;
-	}
-	struct auth_user u;
-	enum auth_result r = auth_verify(server->auth, user, pass,
-					 http_request_peer(req), &u);
-	json_decref(in);
+	enum auth_result r = res->result;
+	struct auth_user u = res->user;
 	if (r == AUTH_FAILED) {
 		json_error(resp, 401, "Wrong user name or password.");
 		return;
@@ -227,6 +198,59 @@ static void handle_login(struct http_request *req, struct http_response *resp,
 		 u.address, http_request_peer(req), remember ? " (remember)" : "");
 	json_answer(resp, 200, json_pack("{s:s, s:s}", "username", u.address,
 					 "csrf", csrf));
+}
+
+static void signin_done(void *session, struct net_conn *conn,
+			const struct auth_login_result *res)
+{
+	struct http_conn *hc = session;
+	struct http_request *req = hc->req;
+	bool remember = http_request_data(req) != NULL;
+	http_request_set_data(req, NULL);
+	signin_answer(req, &req->resp, hc->server, res, remember);
+	http_conn_finish(hc);
+}
+
+static void handle_login(struct http_request *req, struct http_response *resp,
+			 void *ctx)
+{
+	struct http_server *server = req->hc->server;
+	const char *type = http_request_header(req, "content-type");
+	if (type == NULL || strncasecmp(type, "application/json", 16) != 0) {
+		json_error(resp, 415, "Send the sign-in as application/json.");
+		return;
+	}
+	if (!same_origin(req)) {
+		json_error(resp, 403, "Sign in from this site's own page.");
+		return;
+	}
+	if (!auth_cleartext_allowed(server->auth, http_request_is_tls(req),
+				    http_request_is_local(req))) {
+		json_error(resp, 403, "Sign in over HTTPS.");
+		return;
+	}
+	size_t len;
+	const char *body = http_request_body(req, &len);
+	json_error_t jerr;
+	json_t *in = json_loadb(body, len, 0, &jerr);
+	const char *user = NULL, *pass = NULL;
+	int remember = 0;
+	if (in == NULL || json_unpack(in, "{s:s, s:s, s?b}", "username", &user,
+				      "password", &pass, "remember",
+				      &remember) < 0) {
+		json_decref(in);
+		json_error(resp, 400, "Expected {\"username\", \"password\", "
+			   "\"remember\"}.");
+		return;
+	}
+	/* The login gate answers in signin_done, a later task; "remember"
+	 * rides along as the request's data. */
+	http_request_set_data(req, remember ? (void *)req : NULL);
+	http_request_suspend(req);
+	auth_login_password(server->auth, req->hc->conn,
+			    http_request_peer(req), user, pass,
+			    signin_done);
+	json_decref(in);
 }
 
 static void handle_session(struct http_request *req, struct http_response *resp,

@@ -140,7 +140,7 @@ void cmd_login(struct imap_cmd *cmd)
 		return;
 	}
 	cmd->continues = true;
-	auth_login_password(c->server->auth, c->conn, a[0].str.ptr,
+	auth_login_password(c->server->auth, c->conn, NULL, a[0].str.ptr,
 			    a[1].str.ptr, login_done);
 }
 

@@ -545,6 +545,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *ctx)
 		atomic_store(&conn->closing, true);
 	if (conn_task_active(conn))
 		return;
+	if (conn->eof && !conn->broken && !net_conn_hangup_closes(conn))
+		return;    /* a wait runs to its end; its task closes after */
 	if (conn->eof)
 		conn->want_close = true;
 	conn_progress(conn);
@@ -643,8 +645,8 @@ void net_conn_task_done(struct net_conn *conn)
 	}
 	if (atomic_load(&conn->waits) > 0) {
 		/* The task started a wait: no command is read until it ends;
-		 * a client that hung up meanwhile cancels it. */
-		if (conn->eof) {
+		 * a client that hung up meanwhile may cancel it. */
+		if (conn->eof && net_conn_hangup_closes(conn)) {
 			conn->want_close = true;
 			conn_progress(conn);
 		}

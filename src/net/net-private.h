@@ -96,6 +96,7 @@ struct net_wait {
 	net_task_fn *fn;
 	void *arg;
 	net_cancel_fn *cancel;
+	unsigned flags;                /* NET_WAIT_HANGUP_CANCELS */
 	atomic_int refs;               /* the handle, conn->waits_list, posts */
 	/* io */
 	struct event *timer;
@@ -207,6 +208,9 @@ void net_wait_finish_io(struct net_wait *w, uint32_t after_ms);
 void net_wait_cancel_io(struct net_wait *w);
 /* Cancels every wait of a connection that is being destroyed. */
 void net_conn_cancel_waits(struct net_conn *conn);
+/* Whether the client's hang-up (EOF) must close the connection now: no
+ * wait, or a wait made with NET_WAIT_HANGUP_CANCELS. I/O thread. */
+bool net_conn_hangup_closes(struct net_conn *conn);
 
 /* net-tls.c */
 SSL_CTX *net_tls_ctx_create(const char *cert, const char *key,

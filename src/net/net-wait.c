@@ -135,6 +135,12 @@ void net_wait_add_io(struct net_wait *w)
 		net_wait_cancel_io(w);
 		return;
 	}
+	if (conn->eof && (w->flags & NET_WAIT_HANGUP_CANCELS)) {
+		/* The client hung up before this wait got here. */
+		net_wait_cancel_io(w);
+		net_conn_close_io(conn);
+		return;
+	}
 	wait_ref(w);                    /* the list's */
 	w->linked = true;
 	w->prev = NULL;
@@ -146,14 +152,25 @@ void net_wait_add_io(struct net_wait *w)
 		net_wait_finish_io(w, (uint32_t)w->pending_ms);
 }
 
+bool net_conn_hangup_closes(struct net_conn *conn)
+{
+	if (atomic_load(&conn->waits) == 0)
+		return true;
+	for (struct net_wait *w = conn->wait_list; w != NULL; w = w->next)
+		if (w->flags & NET_WAIT_HANGUP_CANCELS)
+			return true;
+	return false;
+}
+
 void net_conn_cancel_waits(struct net_conn *conn)
 {
 	while (conn->wait_list != NULL)
 		net_wait_cancel_io(conn->wait_list);
 }
 
-struct net_wait *net_conn_wait(struct net_conn *conn, net_task_fn *fn,
-			       void *arg, net_cancel_fn *cancel)
+struct net_wait *net_conn_wait(struct net_conn *conn, unsigned flags,
+			       net_task_fn *fn, void *arg,
+			       net_cancel_fn *cancel)
 {
 	if (atomic_load(&conn->closing))
 		return NULL;
@@ -163,6 +180,7 @@ struct net_wait *net_conn_wait(struct net_conn *conn, net_task_fn *fn,
 	w->fn = fn;
 	w->arg = arg;
 	w->cancel = cancel;
+	w->flags = flags;
 	w->pending_ms = -1;
 	atomic_init(&w->refs, 1);       /* the handle */
 	atomic_fetch_add(&conn->waits, 1);
@@ -182,9 +200,10 @@ void net_wait_finish(struct net_wait *w, uint32_t after_ms)
 }
 
 int net_conn_run_after(struct net_conn *conn, uint32_t delay_ms,
-		       net_task_fn *fn, void *arg, net_cancel_fn *cancel)
+		       unsigned flags, net_task_fn *fn, void *arg,
+		       net_cancel_fn *cancel)
 {
-	struct net_wait *w = net_conn_wait(conn, fn, arg, cancel);
+	struct net_wait *w = net_conn_wait(conn, flags, fn, arg, cancel);
 	if (w == NULL)
 		return -1;
 	net_wait_finish(w, delay_ms);

@@ -146,22 +146,31 @@ int net_conn_run(struct net_conn *conn, net_task_fn *fn, void *arg);
  * delay of a throttled login) or a job in another queue (a password hash).
  * While it waits, proto->input is not called (as while a task runs) and no
  * thread is held; the socket is still read (up to 64 KiB of input), so a
- * client that goes away is noticed at once. When the wait ends, fn runs as
- * the connection's next task (on a worker). If the connection closes
- * first (the peer hung up, net_conn_close, an idle or write timeout, the
- * server stopping), fn never runs: cancel(arg), if not NULL, runs instead
- * on the connection's I/O thread, and the close does not wait. Exactly one
- * of fn and cancel runs. Idle timeouts do not fire while a connection
- * waits. */
+ * client that goes away is noticed. When the wait ends, fn runs as the
+ * connection's next task (on a worker). If the connection closes first
+ * (net_conn_close, an idle or write timeout, an error, the server
+ * stopping), fn never runs: cancel(arg), if not NULL, runs instead on the
+ * connection's I/O thread, and the close does not wait. Exactly one of fn
+ * and cancel runs. Idle timeouts do not fire while a connection waits.
+ *
+ * When the client hangs up (EOF: it may have half-closed and still read),
+ * a wait made with NET_WAIT_HANGUP_CANCELS is cancelled and the connection
+ * closed at once; any other wait runs to its end, and the connection
+ * closes after the commands already received are answered, as after a
+ * task (`printf 'a LOGIN ...\r\nb LOGOUT\r\n' | nc -N` gets its answers). */
 typedef void net_cancel_fn(void *arg);
 struct net_wait;
 
+#define NET_WAIT_HANGUP_CANCELS 1u
+
 /* Starts a wait that lasts until net_wait_finish. Call from the worker
- * running one of conn's tasks or from conn's I/O thread. Returns a handle
- * (release it with net_wait_unref), or NULL if the connection is closing:
- * then nothing runs, neither fn nor cancel. */
-struct net_wait *net_conn_wait(struct net_conn *conn, net_task_fn *fn,
-			       void *arg, net_cancel_fn *cancel);
+ * running one of conn's tasks or from conn's I/O thread. flags: 0 or
+ * NET_WAIT_HANGUP_CANCELS. Returns a handle (release it with
+ * net_wait_unref), or NULL if the connection is closing: then nothing
+ * runs, neither fn nor cancel. */
+struct net_wait *net_conn_wait(struct net_conn *conn, unsigned flags,
+			       net_task_fn *fn, void *arg,
+			       net_cancel_fn *cancel);
 /* Ends the wait after_ms from now (0: at once): fn is queued then, unless
  * the connection closed first. Safe from any thread; only the first call
  * counts. Does not release the handle. */
@@ -171,7 +180,8 @@ void net_wait_unref(struct net_wait **w);
  * held meanwhile): net_conn_wait + net_wait_finish. Same threads as
  * net_conn_wait; -1 if the connection is closing (nothing runs). */
 int net_conn_run_after(struct net_conn *conn, uint32_t delay_ms,
-		       net_task_fn *fn, void *arg, net_cancel_fn *cancel);
+		       unsigned flags, net_task_fn *fn, void *arg,
+		       net_cancel_fn *cancel);
 
 /* Writes the protocol's banned_reply (or nothing, if it has none) and
  * closes the connection (a front-end whose login attempt met a ban). Safe

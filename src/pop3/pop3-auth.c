@@ -176,7 +176,8 @@ void pop3_cmd_pass(struct pop3_session *s, const char *args)
 	 * The gate answers in pass_done, a later task. */
 	s->user_name = NULL;
 	s->auth_pending = true;
-	auth_login_password(s->server->auth, s->conn, name, args, pass_done);
+	auth_login_password(s->server->auth, s->conn, NULL, name, args,
+			    pass_done);
 	explicit_bzero(name, strlen(name));
 	free(name);
 }

@@ -285,6 +285,27 @@ def test_owner_never_locked_out(env):
     set_clock(0)
 
 
+def test_half_close_login(env):
+    """printf 'a LOGIN ...\\r\\nb LOGOUT\\r\\n' | nc -N: a client that
+    half-closes after its commands still gets the answers, though its
+    password needs a hash (not in the cache yet)."""
+    c = Raw(env.ports['imap'], '127.0.0.71')
+    c.send(('a LOGIN carol@example.test "%s"\r\nb LOGOUT\r\n'
+            % env.users['carol@example.test']).encode())
+    c.s.shutdown(socket.SHUT_WR)
+    lines = []
+    while True:
+        line = c.line()
+        if line == b'':
+            break
+        lines.append(line)
+    c.close()
+    r.check('half-close: the login answered',
+            any(l.startswith(b'a OK') for l in lines), lines)
+    r.check('half-close: the LOGOUT too',
+            any(l.startswith(b'b OK') for l in lines), lines)
+
+
 def test_dies_with_connection(env):
     """A pending check dies with its connection: a client that hangs up
     while its login waits is never checked."""
@@ -453,6 +474,7 @@ def main():
     try:
         with Loft(users=users, extra=extra) as env:
             env.ports['submission'] = submission
+            test_half_close_login(env)
             test_backoff_and_bans(env)
             set_clock(0)
             test_dies_with_connection(env)

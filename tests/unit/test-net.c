@@ -12,10 +12,10 @@
  *   TIMEOUT n   -> idle timeout n s; the hook says "BYE idle"
  *   QUIT        -> "BYE", close
  *   DELAY ms x  -> "DELAYING", then "F x" from a task started ms later by
- *                  a timer (net_conn_run_after)
+ *                  a timer (net_conn_run_after; a hang-up cancels it)
  *   HOLD        -> "HOLDING", then a wait that only a close ends
  *   WHOLD ms x  -> a task starts a wait that another thread ends ms later;
- *                  then "F x"
+ *                  then "F x" (a half-close does not cancel it)
  *   REFUSE      -> net_conn_refuse: "BANNED", close
  * The greeting is "HELLO"; while `banned` is set, a new connection gets
  * "BANNED" instead (net_set_admit).
@@ -156,7 +156,8 @@ static void task_whold(void *session, struct net_conn *conn, void *arg)
 {
 	struct session *s = session;
 	struct finisher *f = arg;
-	f->w = net_conn_wait(conn, task_fast, strdup(s->work), wait_cancelled);
+	f->w = net_conn_wait(conn, 0, task_fast, strdup(s->work),
+			     wait_cancelled);
 	pthread_t t;
 	pthread_create(&t, NULL, finisher_main, f);
 	pthread_detach(t);
@@ -225,12 +226,15 @@ static void p_input(void *session, struct net_conn *conn)
 			char *word = strchr(line + 6, ' ');
 			net_conn_printf(conn, "DELAYING\r\n");
 			net_conn_run_after(conn, (uint32_t)atoi(line + 6),
-					   task_fast, strdup(word ? word + 1 : ""),
+					   NET_WAIT_HANGUP_CANCELS, task_fast,
+					   strdup(word ? word + 1 : ""),
 					   wait_cancelled);
 			stop = true;
 		} else if (strcmp(line, "HOLD") == 0) {
 			net_conn_printf(conn, "HOLDING\r\n");
-			struct net_wait *w = net_conn_wait(conn, task_fast,
+			struct net_wait *w = net_conn_wait(conn,
+							   NET_WAIT_HANGUP_CANCELS,
+							   task_fast,
 							   strdup("never"),
 							   wait_cancelled);
 			net_wait_unref(&w);
@@ -1171,6 +1175,20 @@ static void test_wait_cancelled_by_hangup(void)
 	CHECK(cancels_reach(before + 2));
 }
 
+/* A half-closed client (printf ... | nc -N) still gets the answer of a
+ * wait made without NET_WAIT_HANGUP_CANCELS, and what follows it. */
+static void test_wait_half_close(void)
+{
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "WHOLD 200 half\r\nECHO after\r\n");
+	shutdown(c->fd, SHUT_WR);
+	CHECK_STR(cli_line(c), "F half");
+	CHECK_STR(cli_line(c), "after");
+	CHECK(cli_eof(c));
+	cli_close(c);
+}
+
 /* The idle timeout does not fire while a connection waits. */
 static void test_wait_not_idle(void)
 {
@@ -1246,6 +1264,7 @@ int main(void)
 		{"unix_and_ipv6", test_unix_and_ipv6},
 		{"wait_delay", test_wait_delay},
 		{"wait_cancelled_by_hangup", test_wait_cancelled_by_hangup},
+		{"wait_half_close", test_wait_half_close},
 		{"wait_not_idle", test_wait_not_idle},
 		{"banned", test_banned},
 		{"wait_at_shutdown", test_wait_at_shutdown},
