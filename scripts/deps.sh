@@ -20,6 +20,8 @@ libjansson-dev
 libexpat1-dev
 libcrypt-dev
 libunbound-dev
+libpsl-dev
+libcurl4-openssl-dev
 libidn-dev
 openssl
 python3
@@ -54,6 +56,7 @@ opendkim-tools
 unbound
 nsd
 ldnsutils
+rspamd
 iproute2
 gsasl
 stress-ng

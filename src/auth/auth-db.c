@@ -92,6 +92,10 @@ static const char *const stmt_sql[STMT_COUNT] = {
 	[STMT_REHASH] = "UPDATE users SET password_hash = ?, scram_salt = ?, "
 			"scram_iterations = ?, scram_stored_key = ?, "
 			"scram_server_key = ? WHERE id = ? AND password_hash = ?",
+	/* the domain's first account: postmaster@ without its own */
+	[STMT_POSTMASTER] = "SELECT " USER_COLS " FROM users WHERE domain_id = "
+			    "(SELECT id FROM domains WHERE name = ?) AND "
+			    "disabled = 0 ORDER BY id LIMIT 1",
 };
 
 /* ---- addresses ------------------------------------------------------- */
@@ -460,6 +464,23 @@ int auth_lookup(struct auth *auth, const char *address,
 	int rc = user_query(auth, STMT_USER_BY_ADDRESS, canon, 0, &row);
 	if (rc == 0)
 		rc = user_query(auth, STMT_ALIAS_TARGET, canon, 0, &row);
+	if (rc == 1)
+		*user_r = row.user;
+	OPENSSL_cleanse(&row, sizeof(row));
+	return rc;
+}
+
+int auth_lookup_postmaster(struct auth *auth, const char *domain,
+			   struct auth_user *user_r)
+{
+	struct auth_user_row row;
+	char canon[256];
+	size_t n = strlen(domain);
+	if (n >= sizeof(canon))
+		return 0;
+	memcpy(canon, domain, n + 1);
+	lower(canon);
+	int rc = user_query(auth, STMT_POSTMASTER, canon, 0, &row);
 	if (rc == 1)
 		*user_r = row.user;
 	OPENSSL_cleanse(&row, sizeof(row));
@@ -1045,6 +1066,16 @@ int auth_alias_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 				"JOIN users u ON u.id = a.user_id "
 				"ORDER BY a.address",
 			  false, 0, fn, ctx, error_r);
+}
+
+int auth_send_addresses(struct auth *auth, int64_t user_id, auth_list_fn *fn,
+			void *ctx, char **error_r)
+{
+	return list_query(auth, "SELECT address, NULL FROM users WHERE id = ?1 "
+				"UNION ALL SELECT * FROM (SELECT address, "
+				"'alias' FROM aliases WHERE user_id = ?1 "
+				"ORDER BY address)",
+			  true, user_id, fn, ctx, error_r);
 }
 
 int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,

@@ -25,6 +25,8 @@ const char *const auth_policy_keys[] = {
 	"trash_retention_days",
 	"junk_retention_days",
 	"over_quota_tempfail",
+	"send_as",
+	"sent_copy",
 	NULL,
 };
 
@@ -113,6 +115,22 @@ int auth_policy_set(struct auth_policy *policy, const char *key,
 		if (config_parse_bool(value, &policy->over_quota_tempfail) < 0) {
 			*error_r = xasprintf("over_quota_tempfail: expected yes "
 					     "or no, got '%s'", value);
+			return -1;
+		}
+	} else if (strcmp(key, "send_as") == 0) {
+		if (strcmp(value, "own") == 0) {
+			policy->send_as_any = false;
+		} else if (strcmp(value, "any") == 0) {
+			policy->send_as_any = true;
+		} else {
+			*error_r = xasprintf("send_as: expected own or any, got "
+					     "'%s'", value);
+			return -1;
+		}
+	} else if (strcmp(key, "sent_copy") == 0) {
+		if (config_parse_bool(value, &policy->sent_copy) < 0) {
+			*error_r = xasprintf("sent_copy: expected yes or no, got "
+					     "'%s'", value);
 			return -1;
 		}
 	} else {

@@ -42,6 +42,10 @@ struct auth_policy {
 	uint32_t trash_retention_days;           /* default 30 */
 	uint32_t junk_retention_days;            /* default 30 */
 	bool over_quota_tempfail;                /* LMTP 452 4.2.2 vs 552 5.2.2 */
+	bool send_as_any;     /* send_as = any: any sender address (own: the
+				 account's addresses, auth_may_send_as) */
+	bool sent_copy;       /* sent_copy = yes: SMTP submissions are kept in
+				 Sent (default no: clients save their own) */
 };
 
 #define AUTH_PASSWORD_MIN_LENGTH 12
@@ -109,6 +113,11 @@ const char *auth_pop3_delete_name(enum auth_pop3_delete d);
 int auth_lookup(struct auth *auth, const char *address,
 		struct auth_user *user_r);
 int auth_lookup_id(struct auth *auth, int64_t id, struct auth_user *user_r);
+/* The account that gets mail for postmaster@domain (RFC 5321 4.5.1:
+ * always accepted) when the address is neither an account nor an alias:
+ * the domain's first enabled account. 1/0/-1 as auth_lookup. */
+int auth_lookup_postmaster(struct auth *auth, const char *domain,
+			   struct auth_user *user_r);
 /* The account's policy: defaults overridden by the account's settings. */
 int auth_user_policy(struct auth *auth, int64_t user_id,
 		     struct auth_policy *policy_r);
@@ -283,6 +292,18 @@ int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,
  * "SHA512-CRYPT", ...) and whether it has SCRAM-SHA-256 keys. */
 int auth_user_scheme(struct auth *auth, int64_t user_id, char *scheme,
 		     size_t scheme_size, bool *has_scram_r);
+
+/* ---- sending (auth-send.c) ------------------------------------------ */
+
+/* Whether the account may use address as its envelope sender or From:
+ * (SMTP submission, JMAP EmailSubmission, the webmail): its own address,
+ * its aliases (also with a +detail), or anything under send_as = any.
+ * 1 yes, 0 no, -1 lookup error. */
+int auth_may_send_as(struct auth *auth, int64_t user_id, const char *address);
+/* The addresses the account sends as (JMAP Identity): its own first
+ * (extra NULL), then its aliases (extra "alias"), sorted. */
+int auth_send_addresses(struct auth *auth, int64_t user_id, auth_list_fn *fn,
+			void *ctx, char **error_r);
 
 /* ---- app passwords (tokens) and web sessions (auth-token.c) -------- */
 

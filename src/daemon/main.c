@@ -55,6 +55,9 @@
 #ifdef LOFT_HAVE_JMAP
 #include "jmap.h"
 #endif
+#ifdef LOFT_HAVE_MAILAUTH
+#include "mailauth.h"
+#endif
 
 /* One front-end: its server serves a plain and (optionally) an implicit
  * TLS protocol, e.g. imap + imaps share one imap_server. */
@@ -280,6 +283,9 @@ struct mail_out {
 	struct queue *queue;
 	struct auth *auth;
 	struct delivery *delivery;  /* the queue's local recipients */
+#ifdef LOFT_HAVE_MAILAUTH
+	struct dkim_signer *signer; /* data_dir/dkim */
+#endif
 };
 
 static int mail_out_check(const struct config *cfg, struct buf *errors)
@@ -293,8 +299,24 @@ static int mail_out_check(const struct config *cfg, struct buf *errors)
 	dns_settings_deinit(&dset);
 	if (queue_settings_from_config(cfg, &qset, errors) < 0)
 		rc = -1;
+#ifdef LOFT_HAVE_MAILAUTH
+	/* every DKIM key loads: a broken one would stop signing */
+	char *dir = xasprintf("%s/dkim", qset.data_dir);
+	if (dkim_keys_check(dir, errors) < 0)
+		rc = -1;
+	free(dir);
+#endif
 	return rc;
 }
+
+#ifdef LOFT_HAVE_MAILAUTH
+static int dkim_sign_hook(void *ctx, const void *data, size_t len,
+			  struct buf *out)
+{
+	struct mail_out *mo = ctx;
+	return dkim_signer_sign(mo->signer, data, len, out);
+}
+#endif
 
 static bool local_domain(void *ctx, const char *domain)
 {
@@ -358,6 +380,12 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 	struct queue_hooks hooks = {
 		.is_local = local_domain, .deliver = local_deliver, .ctx = mo,
 	};
+#ifdef LOFT_HAVE_MAILAUTH
+	char *dir = xasprintf("%s/dkim", mo->qset.data_dir);
+	mo->signer = dkim_signer_create(dir);
+	free(dir);
+	hooks.sign = dkim_sign_hook;
+#endif
 	queue_set_hooks(mo->queue, &hooks);
 	return 0;
 }
@@ -366,6 +394,9 @@ static void mail_out_close(struct mail_out *mo)
 {
 	queue_close(&mo->queue);
 	delivery_destroy(&mo->delivery);
+#ifdef LOFT_HAVE_MAILAUTH
+	dkim_signer_destroy(&mo->signer);
+#endif
 	dns_destroy(&mo->dns);
 	dns_settings_deinit(&mo->dset);
 }

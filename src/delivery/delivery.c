@@ -269,13 +269,28 @@ static int lookup_rcpt(struct auth *auth, const char *addr,
 
 	detail_r[0] = '\0';
 	ret = auth_lookup(auth, addr, user_r);
-	if (ret != 0 || plus == NULL)
-		return ret;
-	snprintf(base, sizeof(base), "%.*s%s", (int)(plus - addr), addr,
-		 addr + local_len);
-	snprintf(detail_r, detail_size, "%.*s",
-		 (int)(local_len - (size_t)(plus + 1 - addr)), plus + 1);
-	return auth_lookup(auth, base, user_r);
+	if (ret == 0 && plus != NULL) {
+		snprintf(base, sizeof(base), "%.*s%s", (int)(plus - addr), addr,
+			 addr + local_len);
+		snprintf(detail_r, detail_size, "%.*s",
+			 (int)(local_len - (size_t)(plus + 1 - addr)), plus + 1);
+		ret = auth_lookup(auth, base, user_r);
+	}
+	/* RFC 5321 4.5.1: postmaster@ of every domain served here works
+	 * even without an account or alias of that name */
+	if (ret == 0 && at != NULL && plus == NULL && local_len == 10 &&
+	    strncasecmp(addr, "postmaster", 10) == 0 &&
+	    auth_domain_exists(auth, at + 1))
+		ret = auth_lookup_postmaster(auth, at + 1, user_r);
+	return ret;
+}
+
+int delivery_resolve(struct delivery *d, const char *address,
+		     struct auth_user *user_r)
+{
+	char detail[300];
+
+	return lookup_rcpt(d->auth, address, user_r, detail, sizeof(detail));
 }
 
 /* RFC 1870-style early refusal: an account already at its quota (or that

@@ -64,6 +64,13 @@ void delivery_session_destroy(struct delivery_session **s);
 /* Whether destroy would block (it holds store handles). */
 bool delivery_session_busy(const struct delivery_session *s);
 
+/* The account a recipient address reaches (an address or alias, also
+ * with a +detail; postmaster@ of every local domain, RFC 5321 4.5.1):
+ * 1 found (user_r), 0 none, -1 lookup error. */
+struct auth_user;
+int delivery_resolve(struct delivery *d, const char *address,
+		     struct auth_user *user_r);
+
 /* The transaction's envelope and how the message came (for Received:). */
 struct delivery_envelope {
 	const char *sender;           /* reverse-path text ("" for <>) */

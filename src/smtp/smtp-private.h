@@ -21,6 +21,7 @@
 #include "queue.h"
 #include "smtp-dot.h"
 #include "smtp.h"
+#include "store.h"
 
 /* RFC 5321 4.5.3.1.4: 512 octets, more with extension parameters. */
 #define SMTP_MAX_LINE 4096
@@ -110,6 +111,9 @@ struct smtp_session {
 	char txn_id[32];
 	struct delivery_session *ds;      /* MX */
 	struct queue_writer *qw;          /* submission; MX retry copy */
+	bool sent_copy;                   /* [policy] sent_copy for the user */
+	struct store_user *sent_user;     /* its Sent copy, being written */
+	struct store_blob_writer *sent_w;
 	struct queue_error qerr;          /* why qw failed */
 
 	/* DATA / BDAT */

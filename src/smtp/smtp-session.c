@@ -59,6 +59,11 @@ void smtp_transaction_reset(struct smtp_session *s)
 		delivery_end(s->ds);
 	if (s->qw != NULL)
 		queue_writer_abort(&s->qw);
+	if (s->sent_w != NULL)
+		store_blob_writer_abort(&s->sent_w);
+	if (s->sent_user != NULL)
+		store_user_unref(&s->sent_user);
+	s->sent_copy = false;
 	for (unsigned i = 0; i < s->rcpt_count; i++)
 		free(s->rcpts[i].orcpt);
 	s->rcpt_count = 0;
@@ -82,7 +87,8 @@ void smtp_transaction_reset(struct smtp_session *s)
 
 static bool holds_store(const struct smtp_session *s)
 {
-	return delivery_rcpt_count(s->ds) > 0 || s->qw != NULL;
+	return delivery_rcpt_count(s->ds) > 0 || s->qw != NULL ||
+	       s->sent_user != NULL;
 }
 
 /* Resets (on a worker when store handles are held), then replies. */

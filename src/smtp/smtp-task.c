@@ -132,39 +132,25 @@ void smtp_task_auth(void *session, struct net_conn *conn, void *arg)
 
 /* ---- MAIL, RCPT --------------------------------------------------- */
 
-/* The account of an address, also without its +detail. */
-static int lookup_address(struct auth *auth, const char *addr,
-			  struct auth_user *u)
+/* Whether the authenticated account may send as address (auth.h: its
+ * addresses and aliases, or any with send_as = any). -1: lookup error. */
+static int may_send_as(struct smtp_session *s, const char *address)
 {
-	const char *at = strrchr(addr, '@');
-	const char *plus;
-	char base[600];
-	int ret = auth_lookup(auth, addr, u);
-
-	if (ret != 0 || at == NULL)
-		return ret;
-	plus = memchr(addr, '+', (size_t)(at - addr));
-	if (plus == NULL)
-		return 0;
-	snprintf(base, sizeof(base), "%.*s%s", (int)(plus - addr), addr, at);
-	return auth_lookup(auth, base, u);
-}
-
-/* Whether the authenticated account may send as address: its own
- * address, its aliases. */
-static bool may_send_as(struct smtp_session *s, const char *address)
-{
-	struct auth_user u;
-
-	return lookup_address(s->srv->auth, address, &u) == 1 &&
-	       u.id == s->user.id;
+	return auth_may_send_as(s->srv->auth, s->user.id, address);
 }
 
 void smtp_task_sender(void *session, struct net_conn *conn, void *arg)
 {
 	struct smtp_session *s = session;
 
-	if (s->sender_addr[0] != '\0' && !may_send_as(s, s->sender_addr)) {
+	int ok = s->sender_addr[0] == '\0' ? 1 : may_send_as(s, s->sender_addr);
+
+	if (ok < 0) {
+		smtp_transaction_reset(s);
+		net_conn_printf(conn, "451 4.3.0 Temporary lookup failure\r\n");
+		return;
+	}
+	if (ok == 0) {
 		log_info("smtp", s->sid, "user=%s refused as sender <%s>",
 			 s->user.address, s->sender_addr);
 		smtp_transaction_reset(s);
@@ -179,6 +165,9 @@ void smtp_task_sender(void *session, struct net_conn *conn, void *arg)
 				"again later\r\n");
 		return;
 	}
+	struct auth_policy pol;
+	s->sent_copy = auth_user_policy(s->srv->auth, s->user.id, &pol) == 0 &&
+		       pol.sent_copy;
 	s->errors = 0;
 	net_conn_printf(conn, "250 2.1.0 Ok\r\n");
 }
@@ -257,7 +246,7 @@ static void rcpt_submission(struct smtp_session *s, struct net_conn *conn,
 		return;
 	}
 	if (auth_domain_exists(s->srv->auth, domain)) {
-		int ret = lookup_address(s->srv->auth, addr, &u);
+		int ret = delivery_resolve(s->srv->delivery, addr, &u);
 		if (ret < 0) {
 			net_conn_printf(conn, "451 4.3.0 <%s> Temporary lookup "
 					"failure\r\n", text);
@@ -325,6 +314,58 @@ static bool wants_queue_copy(const struct smtp_session *s)
 	return false;
 }
 
+/* [policy] sent_copy: the message as submitted goes to the user's Sent
+ * folder too, written while it arrives and kept only if it is sent. */
+static void sent_copy_write(struct smtp_session *s)
+{
+	struct store_error err = {0};
+
+	if (!s->sent_copy || s->chunk.len == 0)
+		return;
+	if (s->sent_w == NULL &&
+	    (store_user_open(s->srv->store, s->user.id, &s->sent_user,
+			     &err) < 0 ||
+	     store_blob_writer_create(s->sent_user, &s->sent_w, &err) < 0)) {
+		log_warn("smtp", s->sid, "no Sent copy: %s", err.msg);
+		s->sent_copy = false;
+		return;
+	}
+	if (store_blob_writer_write(s->sent_w, s->chunk.data, s->chunk.len,
+				    &err) < 0) {
+		log_warn("smtp", s->sid, "no Sent copy: %s", err.msg);
+		store_blob_writer_abort(&s->sent_w);
+		s->sent_copy = false;
+	}
+}
+
+static void sent_copy_commit(struct smtp_session *s)
+{
+	struct store_append_params params = {.flags = STORE_FLAG_SEEN};
+	struct store_error err = {0};
+	char *sent;
+	uint32_t uid = 0;
+
+	if (s->sent_w == NULL)
+		return;
+	sent = store_mailbox_find_special(s->sent_user, STORE_SPECIAL_SENT);
+	if (sent == NULL && store_mailbox_roles_ensure(s->sent_user, &err) == 0)
+		sent = store_mailbox_find_special(s->sent_user,
+						  STORE_SPECIAL_SENT);
+	if (sent == NULL) {
+		log_warn("smtp", s->sid, "no Sent copy: the account has no Sent "
+			 "folder");
+		store_blob_writer_abort(&s->sent_w);
+		return;
+	}
+	if (store_blob_writer_commit(&s->sent_w, sent, &params, &uid, NULL,
+				     &err) < 0)
+		log_warn("smtp", s->sid, "no Sent copy: %s", err.msg);
+	else
+		log_info("smtp", s->sid, "Sent copy: mailbox=%s uid=%u", sent,
+			 uid);
+	free(sent);
+}
+
 static void write_chunk(struct smtp_session *s, struct net_conn *conn)
 {
 	if (s->data_too_big || s->data_failed)
@@ -344,6 +385,7 @@ static void write_chunk(struct smtp_session *s, struct net_conn *conn)
 	}
 	if (s->ds != NULL)
 		delivery_data(s->ds, s->chunk.data, s->chunk.len);
+	sent_copy_write(s);
 	if (s->qw != NULL && s->chunk.len > 0 &&
 	    queue_writer_write(s->qw, s->chunk.data, s->chunk.len, &s->qerr) < 0) {
 		if (smtp_is_submission(s))
@@ -574,7 +616,7 @@ static int from_addresses(const char *head, size_t len,
 
 static bool from_ok(void *ctx, const char *addr)
 {
-	return may_send_as(ctx, addr);
+	return may_send_as(ctx, addr) == 1;
 }
 
 static void end_submission(struct smtp_session *s, struct net_conn *conn)
@@ -635,12 +677,14 @@ static void end_submission(struct smtp_session *s, struct net_conn *conn)
 	} else {
 		for (unsigned i = 0; i < n; i++)
 			failed += res[i].status == QUEUE_RCPT_FAILED;
-		if (failed == n)
+		if (failed == n) {
 			net_conn_printf(conn, "%d %s %s\r\n", res[0].code,
 					res[0].enhanced, res[0].text);
-		else
+		} else {
+			sent_copy_commit(s);
 			net_conn_printf(conn, "250 2.0.0 Ok: queued as %s\r\n",
 					id[0] ? id : s->txn_id);
+		}
 		log_info("smtp", s->sid, "submitted: user=%s from=<%s> rcpts=%u "
 			 "id=%s", s->user.address, s->sender_addr, n,
 			 id[0] ? id : "(local only)");

@@ -126,3 +126,58 @@ def inbox_messages(env, user, mailbox='INBOX'):
         out = [d[1] for d in data if isinstance(d, tuple)]
     m.logout()
     return out
+
+
+def b64(data):
+    import base64
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def scram_sha256(client, user, password):
+    """AUTH SCRAM-SHA-256 (RFC 7677) over an smtplib.SMTP client, computed
+    here; returns (final code, whether the server's signature verified)."""
+    import base64
+    import hashlib
+    import hmac
+    import os
+    nonce = b64(os.urandom(18))
+    first_bare = 'n=%s,r=%s' % (user.replace('=', '=3D').replace(',', '=2C'), nonce)
+    code, resp = client.docmd('AUTH', 'SCRAM-SHA-256 ' + b64('n,,' + first_bare))
+    if code != 334:
+        return code, False
+    server_first = base64.b64decode(resp).decode()
+    attrs = dict(kv.split('=', 1) for kv in server_first.split(','))
+    if not attrs['r'].startswith(nonce):
+        return 0, False
+    salted = hashlib.pbkdf2_hmac('sha256', password.encode(),
+                                 base64.b64decode(attrs['s']), int(attrs['i']))
+    client_key = hmac.new(salted, b'Client Key', hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    without_proof = 'c=%s,r=%s' % (b64('n,,'), attrs['r'])
+    auth_msg = ','.join([first_bare, server_first, without_proof]).encode()
+    sig = hmac.new(stored_key, auth_msg, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, sig))
+    code, resp = client.docmd(b64(without_proof + ',p=' + b64(proof)))
+    if code != 334:
+        return code, False
+    server_final = base64.b64decode(resp).decode()
+    server_key = hmac.new(salted, b'Server Key', hashlib.sha256).digest()
+    ok = server_final == 'v=' + b64(hmac.new(server_key, auth_msg,
+                                             hashlib.sha256).digest())
+    code, resp = client.docmd('')
+    return code, ok
+
+
+def dkim_records(env):
+    """{b'selector._domainkey.domain.': b'v=DKIM1; ...'} from loftctl."""
+    import re
+    rc, out, err = env.loftctl('dkim', 'list', '--records')
+    recs = {}
+    for line in out.splitlines():
+        m = re.match(r'(\S+)\s+\d+\s+IN\s+TXT\s+(.*)$', line)
+        if m:
+            data = ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2)))
+            recs[m.group(1).encode()] = data.encode()
+    return recs

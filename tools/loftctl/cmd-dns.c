@@ -3,8 +3,9 @@
  * master-file syntax, from the configured listeners and hostname. Each
  * part is a function in dns_parts[]: client set-up (SRV records of RFC
  * 6186 and RFC 8314 for every client service, "0 0 0 ." for those not
- * offered, the autoconfig and autodiscover names) is here; the mail
- * records (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT) join as another part.
+ * offered, the autoconfig and autodiscover names) and the mail records
+ * (MX, SPF, DKIM of every selector, DMARC, MTA-STS, TLS-RPT, the TLSA of
+ * DANE) are the two parts.
  */
 #include "loftctl.h"
 
@@ -14,7 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#ifdef LOFTCTL_HAVE_MAILAUTH
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "mailauth.h"
+#endif
 
 #define TTL 3600
 
@@ -57,7 +67,125 @@ static void client_records(struct loftctl *ctl, const char *domain,
 	}
 }
 
+#ifdef LOFTCTL_HAVE_MAILAUTH
+/* The TLSA record of DANE (RFC 7672: 3 1 1, the SHA-256 of the
+ * certificate's public key) for [tls] cert. */
+static void tlsa_record(struct loftctl *ctl, const char *host)
+{
+	const char *cert = config_get(ctl->cfg, "tls", "cert");
+	FILE *f = cert != NULL ? fopen(cert, "r") : NULL;
+	X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	unsigned char *der = NULL, md[32];
+	int n;
+
+	if (f != NULL)
+		fclose(f);
+	if (x == NULL) {
+		printf("; no [tls] cert to publish a TLSA record for\n");
+		return;
+	}
+	n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+	if (n > 0 && SHA256(der, (size_t)n, md) != NULL) {
+		char owner[300];
+		snprintf(owner, sizeof(owner), "_25._tcp.%s.", host);
+		printf("; DANE (RFC 7672), only in a DNSSEC-signed zone; publish "
+		       "the next key's record before renewing the certificate "
+		       "with a new key\n%-40s 3600 IN TLSA 3 1 1 ", owner);
+		for (int i = 0; i < 32; i++)
+			printf("%02x", md[i]);
+		printf("\n");
+	}
+	OPENSSL_free(der);
+	X509_free(x);
+}
+
+static bool any_key;
+
+static void dkim_record(void *ctx, const struct dkim_key_info *info)
+{
+	char owner[400];
+
+	(void)ctx;
+	snprintf(owner, sizeof(owner), "%s._domainkey.%s.", info->selector,
+		 info->domain);
+	loftctl_print_txt(owner, info->record);
+	any_key = true;
+}
+
+/* The records mail needs: MX, SPF, DKIM (every selector), DMARC,
+ * MTA-STS, TLS-RPT, and the TLSA of DANE. */
+static void mail_records(struct loftctl *ctl, const char *domain,
+			 const char *host)
+{
+	char owner[300], txt[600];
+	const char *smarthost = config_get(ctl->cfg, "queue", "smarthost");
+	char *dir = loftctl_dkim_dir(ctl), *err = NULL;
+
+	printf("; mail (RFC 5321 MX, RFC 7208 SPF, RFC 6376 DKIM, RFC 7489 "
+	       "DMARC, RFC 8461 MTA-STS, RFC 8460 TLS-RPT)\n");
+	snprintf(owner, sizeof(owner), "%s.", domain);
+	printf("%-40s 3600 IN MX 10 %s.\n", owner, host);
+	if (smarthost != NULL) {
+		char relay[256];
+		snprintf(relay, sizeof(relay), "%s", smarthost);
+		char *colon = strrchr(relay, ':');
+		if (colon != NULL)
+			*colon = '\0';
+		printf("; mail leaves through [queue] smarthost %s: its "
+		       "addresses must be allowed\n", relay);
+		if (strchr(relay, ':') != NULL || relay[0] == '[') {
+			char *r = relay[0] == '[' ? relay + 1 : relay;
+			r[strcspn(r, "]")] = '\0';
+			snprintf(txt, sizeof(txt), "v=spf1 mx ip6:%s -all", r);
+		} else if (strspn(relay, "0123456789.") == strlen(relay)) {
+			snprintf(txt, sizeof(txt), "v=spf1 mx ip4:%s -all", relay);
+		} else {
+			snprintf(txt, sizeof(txt), "v=spf1 mx a:%s -all", relay);
+		}
+	} else {
+		snprintf(txt, sizeof(txt), "v=spf1 mx -all");
+	}
+	loftctl_print_txt(owner, txt);
+	any_key = false;
+	if (dkim_key_list(dir, domain, dkim_record, NULL, &err) < 0) {
+		printf("; DKIM keys: %s\n", err);
+		free(err);
+	}
+	free(dir);
+	if (!any_key)
+		printf("; no DKIM key yet: loftctl dkim add %s\n", domain);
+	snprintf(owner, sizeof(owner), "_dmarc.%s.", domain);
+	snprintf(txt, sizeof(txt), "v=DMARC1; p=%s; rua=mailto:postmaster@%s",
+		 any_key ? "quarantine" : "none", domain);
+	if (!any_key)
+		printf("; p=none until mail is DKIM-signed; then p=quarantine "
+		       "or p=reject\n");
+	loftctl_print_txt(owner, txt);
+	time_t now = time(NULL);
+	struct tm tm;
+	char id[32];
+	gmtime_r(&now, &tm);
+	strftime(id, sizeof(id), "%Y%m%d%H%M", &tm);
+	printf("; MTA-STS: the policy is served at https://mta-sts.%s/"
+	       ".well-known/mta-sts.txt; a new id tells senders it changed\n",
+	       domain);
+	snprintf(owner, sizeof(owner), "mta-sts.%s.", domain);
+	printf("%-40s 3600 IN CNAME %s.\n", owner, host);
+	snprintf(owner, sizeof(owner), "_mta-sts.%s.", domain);
+	snprintf(txt, sizeof(txt), "v=STSv1; id=%s", id);
+	loftctl_print_txt(owner, txt);
+	snprintf(owner, sizeof(owner), "_smtp._tls.%s.", domain);
+	snprintf(txt, sizeof(txt), "v=TLSRPTv1; rua=mailto:postmaster@%s",
+		 domain);
+	loftctl_print_txt(owner, txt);
+	tlsa_record(ctl, host);
+}
+#endif
+
 static dns_part_fn *const dns_parts[] = {
+#ifdef LOFTCTL_HAVE_MAILAUTH
+	mail_records,
+#endif
 	client_records,
 	NULL,
 };

@@ -179,6 +179,8 @@ static void print_policy(const struct auth_policy *p)
 	printf("  junk_retention_days = %u\n", p->junk_retention_days);
 	printf("  over_quota_tempfail = %s\n",
 	       p->over_quota_tempfail ? "yes" : "no");
+	printf("  send_as = %s\n", p->send_as_any ? "any" : "own");
+	printf("  sent_copy = %s\n", p->sent_copy ? "yes" : "no");
 }
 
 /* The last IMAP login, and what pop3_delete = auto does because of it. */

@@ -38,6 +38,9 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 #ifdef LOFTCTL_HAVE_QUEUE
 	loftctl_queue_cmds,
 #endif
+#ifdef LOFTCTL_HAVE_MAILAUTH
+	loftctl_dkim_cmds,
+#endif
 	NULL,
 };
 

@@ -55,6 +55,14 @@ extern const struct loftctl_cmd loftctl_retention_cmds[];
 #ifdef LOFTCTL_HAVE_QUEUE
 extern const struct loftctl_cmd loftctl_queue_cmds[];
 #endif
+#ifdef LOFTCTL_HAVE_MAILAUTH
+extern const struct loftctl_cmd loftctl_dkim_cmds[];
+/* data_dir/dkim (caller frees). */
+char *loftctl_dkim_dir(struct loftctl *ctl);
+#endif
+/* A TXT record in master-file syntax (RFC 1035 5.1): one line, the data
+ * cut into quoted character-strings of at most 255 octets. */
+void loftctl_print_txt(const char *owner, const char *data);
 
 /* How long loftctl waits for loftd's answer on the control socket. */
 #define LOFTCTL_CONTROL_TIMEOUT_MS 10000
