@@ -93,7 +93,7 @@ def bench_users(n):
 class LoftTarget:
     name = "loft"
 
-    def __init__(self, users, conns_per_user=20000):
+    def __init__(self, users, conns_per_user=20000, auth=None):
         self.host = "127.0.0.1"
         extra = {
             # info, not warn: loftenv waits for "loftd ready" (an info
@@ -108,6 +108,7 @@ class LoftTarget:
             "imap": {"max_connections_per_user": str(conns_per_user)},
             "imaps": {},
         }
+        extra["auth"].update(auth or {})   # e.g. bench/login_flood.py
         self.env = Loft(users=users, extra=extra, start=False)
         try:
             self.env.start()

@@ -144,16 +144,18 @@ def flood(port, attempts=20000, addresses=200, conns_per_address=5,
     counter, tasks = loop.run_until_complete(_flood(
         port, attempts, addresses, conns_per_address, list(targets), limit))
     elapsed = time.monotonic() - t0
+    # The owner's last login finishes before on_end (which may stop the
+    # server): it must not count as a failure.
     stop.set()
+    times, failures = [], 0
+    if proc is not None:
+        times, failures = out.get(timeout=120)
+        proc.join(60)
     end_result = on_end() if on_end is not None else None
     for t in tasks:
         t.cancel()
     loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
     loop.close()
-    times, failures = [], 0
-    if proc is not None:
-        times, failures = out.get(timeout=120)
-        proc.join(60)
     times.sort()
 
     def pct(p):
