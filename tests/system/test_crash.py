@@ -8,6 +8,15 @@ recipient) that got a 250 is in that recipient's INBOX exactly once
 sent with that copy's own trace fields in front, nothing is stored twice,
 and `loftctl check` finds nothing to repair.
 
+A JMAP client works on its own account meanwhile (issue 12): uploads
+(both sides of the threshold), Email/import of each upload into INBOX,
+Email/set creates in Drafts with the upload attached, and a draft chain
+where each save creates the new version and destroys the old one in one
+Email/set. After each restart every upload that got its 201 downloads
+byte for byte, every import and create that was answered is in its
+mailbox exactly once, nothing unanswered is there twice, and the draft
+chain has exactly one version: the last answered, or the one in flight.
+
 Rounds: 20 by default (10 under ASan), LOFT_CRASH_ROUNDS=N for longer runs.
 Each message has a unique Message-ID; IMAP (when it is up) lists them per
 user, otherwise `loftctl user show` counts bound them (acknowledged <=
@@ -26,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loftenv import SANITIZE, SLOW, Loft, Results  # noqa: E402
 from lmtplib import Conv, dot_stuff, imap_up, message_count  # noqa: E402
+from jmapclient import Jmap  # noqa: E402
 
 R = Results()
 USERS = {'alice@example.test': 'first-crash-pw-1', 'bob@example.test': 'second-crash-pw-2',
@@ -34,6 +44,7 @@ USERS = {'alice@example.test': 'first-crash-pw-1', 'bob@example.test': 'second-c
 # bigger than this is a file of its own in the store (SQ_INLINE_MAX)
 INLINE_MAX = 128 * 1024
 CONNECTIONS = 4
+JMAP_USER, JMAP_PW = 'frank@example.test', 'sixth-crash-pw-6'
 
 
 class Ledger:
@@ -46,6 +57,13 @@ class Ledger:
         self.maybe_expunged = set()   # (msgid, rcpt) the IMAP client targeted
         self.digest = {}              # msgid -> (len, sha256) of the body sent
         self.round_of = {}            # msgid -> round
+        # JMAP: uploads (blobId -> sha256), imports and creates (msgid ->
+        # mailbox), the draft chain (acked version, version in flight)
+        self.uploads = {}
+        self.j_attempted = {}
+        self.j_acked = {}
+        self.draft = None
+        self.draft_pending = None
 
 
 def client(env, round_no, conn_no, ledger, stop, seed):
@@ -209,13 +227,129 @@ def verify(env, ledger, round_no):
     return ok
 
 
+def jmap_client(env, round_no, ledger, stop, seed):
+    """Uploads, imports, creates and draft saves over JMAP."""
+    rng = random.Random(seed)
+    try:
+        j = Jmap(env, JMAP_USER, JMAP_PW)
+        boxes = {m['role']: m['id'] for m in
+                 j.ok('Mailbox/get', {'ids': None})['list']}
+    except Exception:
+        return
+    seq = 0
+    while not stop.is_set():
+        seq += 1
+        msgid = 'j%d-%d@crash.test' % (round_no, seq)
+        lines = (rng.randint(1, 200) if rng.random() < 0.8 else
+                 rng.randint(INLINE_MAX // 30 + 10, INLINE_MAX // 12))
+        data = ('Message-ID: <%s>\r\nSubject: imported %s\r\n\r\n' % (msgid, msgid)
+                + ('%s line\r\n' % msgid) * lines).encode()
+        try:
+            up = j.upload(data, 'message/rfc822')
+            with ledger.lock:
+                ledger.uploads[up['blobId']] = hashlib.sha256(data).hexdigest()
+            with ledger.lock:
+                ledger.j_attempted[msgid] = 'inbox'
+            a = j.ok('Email/import', {'emails': {'i': {
+                'blobId': up['blobId'], 'mailboxIds': {boxes['inbox']: True}}}})
+            if 'i' in a['created']:
+                with ledger.lock:
+                    ledger.j_acked[msgid] = 'inbox'
+            cid = 'c' + msgid
+            with ledger.lock:
+                ledger.j_attempted[cid] = 'drafts'
+            a = j.ok('Email/set', {'create': {'n': {
+                'mailboxIds': {boxes['drafts']: True}, 'messageId': [cid],
+                'subject': 'created', 'bodyValues': {'t': {'value': 'x'}},
+                'textBody': [{'partId': 't'}],
+                'attachments': [{'blobId': up['blobId'],
+                                 'type': 'message/rfc822'}]}}})
+            if 'n' in a['created']:
+                with ledger.lock:
+                    ledger.j_acked[cid] = 'drafts'
+            # a draft save: the new version and the old one's destroy
+            did = 'd%d-%d@crash.test' % (round_no, seq)
+            with ledger.lock:
+                old = ledger.draft
+                ledger.draft_pending = did
+            args = {'create': {'d': {
+                'mailboxIds': {boxes['drafts']: True}, 'messageId': [did],
+                'subject': 'draft', 'bodyValues': {'t': {'value': did}},
+                'textBody': [{'partId': 't'}]}}}
+            if old is not None:
+                args['destroy'] = [old[1]]
+            a = j.ok('Email/set', args)
+            if 'd' in a['created'] and (old is None or a['destroyed']):
+                with ledger.lock:
+                    ledger.draft = (did, a['created']['d']['id'])
+                    ledger.draft_pending = None
+        except Exception:
+            return
+
+
+def jmap_mailbox_ids(env, mailbox):
+    c = env.imap_login(JMAP_USER, JMAP_PW)
+    try:
+        c.select(mailbox, readonly=True)
+        typ, data = c.uid('FETCH', '1:*', '(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')
+        ids = {}
+        for item in data:
+            if isinstance(item, tuple):
+                m = re.search(rb'<([^>]+)>', item[1])
+                if m:
+                    k = m.group(1).decode()
+                    ids[k] = ids.get(k, 0) + 1
+        return ids
+    finally:
+        c.logout()
+
+
+def jmap_verify(env, ledger, round_no):
+    ok = True
+    j = Jmap(env, JMAP_USER, JMAP_PW)
+    bad = []
+    for blob, digest in sorted(ledger.uploads.items())[-20:]:
+        st, _, data = j.download(blob)
+        if st != 200 or hashlib.sha256(data).hexdigest() != digest:
+            bad.append((blob, st))
+    ok &= R.check('round %d jmap: every 201 upload downloads intact' % round_no,
+                  not bad, bad[:3])
+    inbox = jmap_mailbox_ids(env, 'INBOX')
+    drafts = jmap_mailbox_ids(env, 'Drafts')
+    boxes = {'inbox': inbox, 'drafts': drafts}
+    missing = [m for m, b in ledger.j_acked.items() if boxes[b].get(m) != 1]
+    ok &= R.check('round %d jmap: every answered import/create there once'
+                  % round_no, not missing, missing[:5])
+    chain = [k for k in drafts if k.startswith('d')]
+    want = {ledger.draft[0]} if ledger.draft else set()
+    if ledger.draft_pending:
+        want.add(ledger.draft_pending)
+    ok &= R.check('round %d jmap: exactly one draft version' % round_no,
+                  (len(chain) == 1 and chain[0] in want) or
+                  (not chain and ledger.draft is None), (chain, want))
+    if chain:
+        # the version there is the one to destroy next time
+        q = j.ok('Email/query', {'filter': {'header': ['Message-ID', chain[0]]}})
+        ledger.draft = (chain[0], q['ids'][0]) if q['ids'] else None
+        ledger.draft_pending = None
+    twice = [k for k, n in list(inbox.items()) + list(drafts.items()) if n > 1]
+    ok &= R.check('round %d jmap: nothing stored twice' % round_no, not twice,
+                  twice[:5])
+    rc, out, err = env.loftctl('check', JMAP_USER)
+    ok &= R.check('round %d jmap: loftctl check clean' % round_no,
+                  rc == 0 and 'consistent' in out, out + err)
+    return ok
+
+
 def main():
     rounds = int(os.environ.get('LOFT_CRASH_ROUNDS', '10' if SANITIZE else '20'))
     seed = int(os.environ.get('LOFT_CRASH_SEED', str(int(time.time()))))
     print('crash test: %d rounds, seed %d' % (rounds, seed))
     rng = random.Random(seed)
     ledger = Ledger()
-    with Loft(users=USERS) as env:
+    users = dict(USERS)
+    users[JMAP_USER] = JMAP_PW
+    with Loft(users=users) as env:
         for rnd in range(1, rounds + 1):
             stop = threading.Event()
             threads = [threading.Thread(target=client,
@@ -223,6 +357,8 @@ def main():
                        for i in range(CONNECTIONS)]
             threads.append(threading.Thread(target=expunger,
                                             args=(env, ledger, stop, rng.random())))
+            threads.append(threading.Thread(target=jmap_client,
+                                            args=(env, rnd, ledger, stop, rng.random())))
             for t in threads:
                 t.start()
             time.sleep(rng.uniform(0.05, 0.8) * SLOW)
@@ -231,12 +367,16 @@ def main():
             for t in threads:
                 t.join(30 * SLOW)
             env.start()
-            if not verify(env, ledger, rnd):
+            if not verify(env, ledger, rnd) or not jmap_verify(env, ledger, rnd):
                 print('round %d failed; loftd log tail:\n%s' % (rnd, env.log()[-3000:]))
                 break
         R.check('some messages acknowledged', len(ledger.acked) > 0, len(ledger.acked))
+        R.check('some JMAP writes answered', len(ledger.j_acked) > 0,
+                len(ledger.j_acked))
         print('acknowledged %d copies, attempted %d' % (len(ledger.acked),
                                                          len(ledger.attempted)))
+        print('jmap: %d uploads, %d imports/creates answered' % (
+            len(ledger.uploads), len(ledger.j_acked)))
         R.check('no sanitizer report', 'Sanitizer' not in env.log()
                 and 'runtime error' not in env.log(), env.log()[-3000:])
     return R.finish()
