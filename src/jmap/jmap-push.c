@@ -627,12 +627,15 @@ void jmap_eventsource(struct jmap *j, struct http_request *req,
 	struct store_user *user;
 	struct store_error err;
 	uint64_t now_id = 0;
+	struct store_jmap_cursor s0[STORE_JMAP_KINDS];
+	bool have_states = false;
 	if (store_user_open(j->store, who->id, &user, &err) == 0) {
-		struct store_jmap_cursor s[STORE_JMAP_KINDS];
-		if (store_jmap_states(user, s, &err) == 0)
+		if (store_jmap_states(user, s0, &err) == 0) {
+			have_states = true;
 			for (int k = 0; k < STORE_JMAP_KINDS; k++)
-				if (s[k].modseq > now_id)
-					now_id = s[k].modseq;
+				if (s0[k].modseq > now_id)
+					now_id = s0[k].modseq;
+		}
 		store_user_unref(&user);
 	}
 	http_response_content_type(resp, "text/event-stream; charset=utf-8");
@@ -665,6 +668,11 @@ void jmap_eventsource(struct jmap *j, struct http_request *req,
 		http_stream_unref(&s);
 	ps->next = u->streams;
 	u->streams = ps;
+	/* the first stream of a user: what changes from now on is news */
+	if (!u->known && have_states) {
+		type_states(u, s0, u->last);
+		u->known = true;
+	}
 	if (last != NULL && strtoull(last, NULL, 10) < now_id) {
 		/* push the current states to this stream at the next round */
 		u->known = false;
