@@ -32,7 +32,13 @@ static char *fold_take(char *s, size_t len, size_t *len_r)
 
 void store_analyze(const char *data, size_t len, struct mail_result *r)
 {
-	struct mail_analyze_options opt = {.want_text = true};
+	/* All of the text: no cap on what SEARCH sees (mail's default keeps
+	 * 16 MiB). The text is at most what the message decodes to, and
+	 * the message is bounded by max_message_size. */
+	struct mail_limits limits;
+	mail_limits_default(&limits);
+	limits.max_search_text = (size_t)1 << 40;
+	struct mail_analyze_options opt = {.limits = &limits, .want_text = true};
 	mail_analyze(data, len, &opt, r);
 	r->header_text = fold_take(r->header_text, r->header_text_len,
 				   &r->header_text_len);

@@ -318,20 +318,10 @@ static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
 	struct mail_result an;
 	store_analyze(blob.data, blob.len, &an);
 	sq_blob_close(&blob);
-	sqlite3_stmt *st = sq_stmt(c, "INSERT INTO text (id, hdr, body)"
-				      " VALUES (?, ?, ?)");
-	int rc = SQLITE_ERROR;
-	if (st != NULL) {
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, an.header_text, (int)an.header_text_len,
-				  SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, an.body_text, (int)an.body_text_len,
-				  SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-	}
+	int r = sq_text_insert(c, id, an.header_text, an.header_text_len,
+			       an.body_text, an.body_text_len);
 	mail_result_free(&an);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return r;
 }
 
 /* Search text against blobs: a blob without text cannot be found by

@@ -23,16 +23,21 @@ static const char *const fts_insert[2] = {
 	"INSERT INTO text_hdr (rowid, t) VALUES (?, ?)",
 	"INSERT INTO text_body (rowid, t) VALUES (?, ?)",
 };
-/* Adds one text row's entries. */
-static int fts_row(struct sq_conn *c, int64_t id, sqlite3_stmt *src)
+/* Adds one text row's entries (a damaged text row adds none: check
+ * rebuilds it from the message). */
+static int fts_row(struct sq_conn *c, int64_t id, sqlite3_stmt *src,
+		   struct buf *tmp)
 {
 	for (int i = 0; i < 2; i++) {
+		size_t len;
+		const char *t = sq_text_column(src, 1 + i, tmp, &len);
+		if (t == NULL)
+			continue;
 		sqlite3_stmt *st = sq_stmt(c, fts_insert[i]);
 		if (st == NULL)
 			return -1;
 		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, (const char *)sqlite3_column_text(src, 1 + i),
-				  sqlite3_column_bytes(src, 1 + i), SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, t, (int)len, SQLITE_STATIC);
 		int rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
@@ -125,14 +130,18 @@ static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	sqlite3_bind_int(st, 2, INDEX_BATCH);
 	int rc;
 	int64_t last = u->tx_fts_upto;
+	struct buf tmp;
+	buf_init(&tmp, 0);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		last = sqlite3_column_int64(st, 0);
-		if (fts_row(c, last, st) < 0) {
+		if (fts_row(c, last, st, &tmp) < 0) {
 			sqlite3_reset(st);
+			buf_free(&tmp);
 			return sq_job_dberr(job, c);
 		}
 		a->done++;
 	}
+	buf_free(&tmp);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return sq_job_dberr(job, c);

@@ -1124,9 +1124,12 @@ static int search_verify(sqlite3_stmt *st, bool hdr, const char *field,
 			 const char *needle, size_t nlen, struct idset *hits)
 {
 	int rc;
+	struct buf tmp;
+	buf_init(&tmp, 0);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *t = (const char *)sqlite3_column_blob(st, 1);
-		size_t tlen = (size_t)sqlite3_column_bytes(st, 1);
+		/* the text is kept compressed (sq-text.c) */
+		size_t tlen;
+		const char *t = sq_text_column(st, 1, &tmp, &tlen);
 		/* an empty needle asks whether the field is there at all */
 		bool hit = hdr && field != NULL
 				   ? t != NULL && header_has(t, tlen, field,
@@ -1136,6 +1139,7 @@ static int search_verify(sqlite3_stmt *st, bool hdr, const char *field,
 		if (hit)
 			idset_add(hits, sqlite3_column_int64(st, 0));
 	}
+	buf_free(&tmp);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -493,17 +493,8 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 
 	/* the text only: the indexer adds it to the trigram indexes later,
 	 * in batches (search scans what it has not reached yet) */
-	st = sq_stmt(c, "INSERT INTO text (id, hdr, body) VALUES (?, ?, ?)");
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, *blob_r);
-	sqlite3_bind_text(st, 2, an->header_text ? an->header_text : "",
-			  (int)an->header_text_len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, an->body_text ? an->body_text : "",
-			  (int)an->body_text_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return sq_text_insert(c, *blob_r, an->header_text, an->header_text_len,
+			      an->body_text, an->body_text_len);
 }
 
 /* Joins keywords into the stored form: space-separated, each once

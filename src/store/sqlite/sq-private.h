@@ -293,6 +293,18 @@ void sq_idle_stop(struct store *store);
  * something back. */
 unsigned sq_idle_trim(struct store *store, int64_t idle_ns);
 
+/* sq-text.c: the search text, zlib-compressed in the text table.
+ * bind: binds text to column col (tmp holds the compressed bytes until
+ * the statement ran). column: the text of column col, decompressed into
+ * tmp if need be; NULL if it is damaged. */
+void sq_text_bind(sqlite3_stmt *st, int col, const char *text, size_t len,
+		  struct buf *tmp);
+const char *sq_text_column(sqlite3_stmt *st, int col, struct buf *tmp,
+			   size_t *len_r);
+/* The text row of a blob (id = blob id), in a job. */
+int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
+		   size_t hdr_len, const char *body, size_t body_len);
+
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 

@@ -118,15 +118,22 @@ static int verify(sqlite3_stmt *st, const char *needle, size_t nlen,
 		  struct hits *h)
 {
 	int rc;
+	struct buf tmp;
+	buf_init(&tmp, 0);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
 		if (!sq_ranges_contain(ranges, range_count, uid))
 			continue;
-		const char *t = (const char *)sqlite3_column_blob(st, 1);
-		size_t tlen = (size_t)sqlite3_column_bytes(st, 1);
-		if (nlen == 0 || (t != NULL && memmem(t, tlen, needle, nlen)))
+		if (nlen == 0) {
+			hit(h, uid);
+			continue;
+		}
+		size_t tlen;
+		const char *t = sq_text_column(st, 1, &tmp, &tlen);
+		if (t != NULL && memmem(t, tlen, needle, nlen))
 			hit(h, uid);
 	}
+	buf_free(&tmp);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : -1;
 }

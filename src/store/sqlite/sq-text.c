@@ -1,0 +1,98 @@
+/*
+ * The search text as stored: the folded decoded text of a message
+ * (header fields, body) is kept zlib-compressed, so the search index
+ * costs a fraction of the mail it covers (the text itself was most of
+ * it: a text/plain message's text is about its size). A row holds either
+ * TEXT (rows written before compression, and short texts) or a BLOB:
+ * 4 bytes of uncompressed length (little endian), then a zlib stream.
+ * Search decompresses only the candidates the trigram index proposes.
+ */
+#include "sq-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+/* Shorter texts are not worth a zlib stream. */
+#define TEXT_RAW_MAX 64
+
+/* Room for n bytes (and a NUL) at b->data, len 0. */
+static void text_room(struct buf *b, size_t n)
+{
+	b->len = 0;
+	if (b->cap < n + 1) {
+		b->data = xrealloc(b->data, n + 1);
+		b->cap = n + 1;
+	}
+}
+
+void sq_text_bind(sqlite3_stmt *st, int col, const char *text, size_t len,
+		  struct buf *tmp)
+{
+	if (text == NULL)
+		text = "";
+	if (len <= TEXT_RAW_MAX || len > UINT32_MAX) {
+		sqlite3_bind_text(st, col, text, (int)len, SQLITE_STATIC);
+		return;
+	}
+	uLongf clen = compressBound((uLong)len);
+	text_room(tmp, 4 + (size_t)clen);
+	unsigned char *p = (unsigned char *)tmp->data;
+	p[0] = (unsigned char)len;
+	p[1] = (unsigned char)(len >> 8);
+	p[2] = (unsigned char)(len >> 16);
+	p[3] = (unsigned char)(len >> 24);
+	if (compress2(p + 4, &clen, (const Bytef *)text, (uLong)len, 6) != Z_OK ||
+	    clen >= len) {
+		sqlite3_bind_text(st, col, text, (int)len, SQLITE_STATIC);
+		return;
+	}
+	tmp->len = 4 + (size_t)clen;
+	sqlite3_bind_blob(st, col, tmp->data, (int)tmp->len, SQLITE_STATIC);
+}
+
+const char *sq_text_column(sqlite3_stmt *st, int col, struct buf *tmp,
+			   size_t *len_r)
+{
+	*len_r = 0;
+	if (sqlite3_column_type(st, col) != SQLITE_BLOB) {
+		const char *t = (const char *)sqlite3_column_text(st, col);
+		*len_r = (size_t)sqlite3_column_bytes(st, col);
+		return t != NULL ? t : "";
+	}
+	const unsigned char *p = sqlite3_column_blob(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	if (p == NULL || n < 4)
+		return NULL;
+	uLongf len = (uLongf)p[0] | (uLongf)p[1] << 8 | (uLongf)p[2] << 16 |
+		     (uLongf)p[3] << 24;
+	text_room(tmp, (size_t)len);
+	uLongf got = len;
+	if (uncompress((Bytef *)tmp->data, &got, p + 4, (uLong)(n - 4)) != Z_OK ||
+	    got != len)
+		return NULL;   /* damaged: the caller treats it as no text */
+	tmp->len = (size_t)len;
+	tmp->data[len] = '\0';
+	*len_r = (size_t)len;
+	return tmp->data;
+}
+
+int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
+		   size_t hdr_len, const char *body, size_t body_len)
+{
+	sqlite3_stmt *st = sq_stmt(c, "INSERT INTO text (id, hdr, body)"
+				      " VALUES (?, ?, ?)");
+	if (st == NULL)
+		return -1;
+	struct buf h, b;
+	buf_init(&h, 0);
+	buf_init(&b, 0);
+	sqlite3_bind_int64(st, 1, id);
+	sq_text_bind(st, 2, hdr, hdr_len, &h);
+	sq_text_bind(st, 3, body, body_len, &b);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	buf_free(&h);
+	buf_free(&b);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
