@@ -301,6 +301,10 @@ void sq_text_bind(sqlite3_stmt *st, int col, const char *text, size_t len,
 		  struct buf *tmp);
 const char *sq_text_column(sqlite3_stmt *st, int col, struct buf *tmp,
 			   size_t *len_r);
+/* The stored form alone (4 bytes of length, then zlib): encode gives -1
+ * for a text better kept as TEXT; decode -1 for a damaged record. */
+int sq_text_encode(const char *text, size_t len, struct buf *out);
+int sq_text_decode(const void *data, size_t n, struct buf *out);
 /* The text row of a blob (id = blob id), in a job. */
 int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
 		   size_t hdr_len, const char *body, size_t body_len);

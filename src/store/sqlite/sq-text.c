@@ -26,29 +26,55 @@ static void text_room(struct buf *b, size_t n)
 	}
 }
 
-void sq_text_bind(sqlite3_stmt *st, int col, const char *text, size_t len,
-		  struct buf *tmp)
+int sq_text_encode(const char *text, size_t len, struct buf *out)
 {
-	if (text == NULL)
-		text = "";
-	if (len <= TEXT_RAW_MAX || len > UINT32_MAX) {
-		sqlite3_bind_text(st, col, text, (int)len, SQLITE_STATIC);
-		return;
-	}
+	if (len <= TEXT_RAW_MAX || len > UINT32_MAX)
+		return -1;
 	uLongf clen = compressBound((uLong)len);
-	text_room(tmp, 4 + (size_t)clen);
-	unsigned char *p = (unsigned char *)tmp->data;
+	text_room(out, 4 + (size_t)clen);
+	unsigned char *p = (unsigned char *)out->data;
 	p[0] = (unsigned char)len;
 	p[1] = (unsigned char)(len >> 8);
 	p[2] = (unsigned char)(len >> 16);
 	p[3] = (unsigned char)(len >> 24);
 	if (compress2(p + 4, &clen, (const Bytef *)text, (uLong)len, 6) != Z_OK ||
-	    clen >= len) {
+	    clen >= len)
+		return -1;
+	out->len = 4 + (size_t)clen;
+	return 0;
+}
+
+void sq_text_bind(sqlite3_stmt *st, int col, const char *text, size_t len,
+		  struct buf *tmp)
+{
+	if (text == NULL)
+		text = "";
+	if (sq_text_encode(text, len, tmp) < 0)
 		sqlite3_bind_text(st, col, text, (int)len, SQLITE_STATIC);
-		return;
-	}
-	tmp->len = 4 + (size_t)clen;
-	sqlite3_bind_blob(st, col, tmp->data, (int)tmp->len, SQLITE_STATIC);
+	else
+		sqlite3_bind_blob(st, col, tmp->data, (int)tmp->len,
+				  SQLITE_STATIC);
+}
+
+int sq_text_decode(const void *data, size_t n, struct buf *out)
+{
+	const unsigned char *p = data;
+	if (p == NULL || n < 4)
+		return -1;
+	uLongf len = (uLongf)p[0] | (uLongf)p[1] << 8 | (uLongf)p[2] << 16 |
+		     (uLongf)p[3] << 24;
+	/* a damaged length must not make us allocate gigabytes: zlib
+	 * expands at most about 1032 to 1 */
+	if (len / 1032 > n)
+		return -1;
+	text_room(out, (size_t)len);
+	uLongf got = len;
+	if (uncompress((Bytef *)out->data, &got, p + 4, (uLong)(n - 4)) != Z_OK ||
+	    got != len)
+		return -1;
+	out->len = (size_t)len;
+	out->data[len] = '\0';
+	return 0;
 }
 
 const char *sq_text_column(sqlite3_stmt *st, int col, struct buf *tmp,
@@ -60,20 +86,11 @@ const char *sq_text_column(sqlite3_stmt *st, int col, struct buf *tmp,
 		*len_r = (size_t)sqlite3_column_bytes(st, col);
 		return t != NULL ? t : "";
 	}
-	const unsigned char *p = sqlite3_column_blob(st, col);
-	size_t n = (size_t)sqlite3_column_bytes(st, col);
-	if (p == NULL || n < 4)
+	/* damaged: the caller treats it as no text */
+	if (sq_text_decode(sqlite3_column_blob(st, col),
+			   (size_t)sqlite3_column_bytes(st, col), tmp) < 0)
 		return NULL;
-	uLongf len = (uLongf)p[0] | (uLongf)p[1] << 8 | (uLongf)p[2] << 16 |
-		     (uLongf)p[3] << 24;
-	text_room(tmp, (size_t)len);
-	uLongf got = len;
-	if (uncompress((Bytef *)tmp->data, &got, p + 4, (uLong)(n - 4)) != Z_OK ||
-	    got != len)
-		return NULL;   /* damaged: the caller treats it as no text */
-	tmp->len = (size_t)len;
-	tmp->data[len] = '\0';
-	*len_r = (size_t)len;
+	*len_r = tmp->len;
 	return tmp->data;
 }
 
