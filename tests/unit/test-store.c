@@ -1925,6 +1925,9 @@ static void test_damaged_body(void)
 	CHECK_INT(sqlite3_exec(db, "UPDATE body SET data = CAST(replace("
 			       "CAST(data AS TEXT), 'flipped', 'flopped') AS BLOB)",
 			       NULL, NULL, NULL), SQLITE_OK);
+	/* and a body record no message names */
+	CHECK_INT(sqlite3_exec(db, "INSERT INTO body VALUES (9999, x'414243')",
+			       NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	free(idx);
 	/* and one byte of the file */
@@ -1943,9 +1946,17 @@ static void test_damaged_body(void)
 	}
 	struct lines l = {0};
 	CHECK_INT(store_check(store, 35, true, report_cb, &l, &err), -1);
+	CHECK_INT(l.n, 3);
+	CHECK(strstr(l.last, "body record 9999 (3 bytes) without a message:"
+			     " removed") != NULL);
+	CHECK_INT(index_int(35, "SELECT count(*) FROM body WHERE id = 9999"), 0);
+	/* the damaged ones stay, named again, and are still not served */
+	l.n = 0;
+	CHECK_INT(store_check(store, 35, true, report_cb, &l, &err), -1);
 	CHECK_INT(l.n, 2);
 	CHECK(strstr(l.last, "mailbox INBOX UID 3") != NULL);
 	CHECK(strstr(l.last, "damaged") != NULL);
+	CHECK_INT(store_blob_open(u, "INBOX", 2, &b, &err), -1);
 	store_user_unref(&u);
 	teardown(&store);
 }

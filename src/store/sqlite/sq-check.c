@@ -306,6 +306,45 @@ static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 	return ret;
 }
 
+/* Bodies in the index that no blob row names (a record no message
+ * reaches): dropped. */
+static int check_orphan_bodies(struct sq_conn *c, struct sq_job *job,
+			       struct check_arg *a)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT id, length(data) FROM body b"
+				      " WHERE NOT EXISTS (SELECT 1 FROM blob"
+				      " WHERE blob.id = b.id)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
+		ids[n++] = sqlite3_column_int64(st, 0);
+		note(a, "body record %lld (%lld bytes) without a message%s",
+		     (long long)sqlite3_column_int64(st, 0),
+		     (long long)sqlite3_column_int64(st, 1),
+		     a->repair ? ": removed" : "");
+	}
+	sqlite3_reset(st);
+	int ret = rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+	if (!a->repair)
+		a->unrepaired += (unsigned)n;
+	for (size_t i = 0; i < n && ret == 0 && a->repair; i++) {
+		st = sq_stmt(c, "DELETE FROM body WHERE id = ?");
+		if (st == NULL) {
+			ret = sq_job_dberr(job, c);
+			break;
+		}
+		sqlite3_bind_int64(st, 1, ids[i]);
+		if (step_done(st) < 0)
+			ret = sq_job_dberr(job, c);
+	}
+	free(ids);
+	return ret;
+}
+
 /* Re-analyses a message whose search text row is missing (its prefix
  * and body as a reader gets them). */
 static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
@@ -537,7 +576,8 @@ static int check_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		}
 	}
 	sqlite3_reset(st);
-	if (check_blobs(u, c, job, a) < 0 || check_text(u, c, job, a) < 0 ||
+	if (check_blobs(u, c, job, a) < 0 ||
+	    check_orphan_bodies(c, job, a) < 0 || check_text(u, c, job, a) < 0 ||
 	    check_counters(u, c, job, a) < 0 ||
 	    check_account(u, c, job, a) < 0)
 		return -1;
