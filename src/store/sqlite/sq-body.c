@@ -50,6 +50,7 @@ struct store_body {
 	bool last_cr, failed, finished;
 	bool binary;           /* bytes kept as written (no CRLF) */
 	struct mail_result an;
+	struct buf text_enc;   /* an.body_text as stored, compressed once */
 };
 
 int sq_body_create(struct store *store, struct store_body **body_r,
@@ -63,6 +64,7 @@ int sq_body_create(struct store *store, struct store_body **body_r,
 	b->max = store->set.max_message_size;
 	b->crc = (uint32_t)crc32(0L, Z_NULL, 0);
 	buf_init(&b->mem, 0);
+	buf_init(&b->text_enc, 0);
 	*body_r = b;
 	return 0;
 }
@@ -206,6 +208,8 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 	if (b->tmp_path == NULL) {
 		store_analyze(b->mem.data != NULL ? b->mem.data : "",
 			      b->mem.len, &b->an);
+		sq_text_encode(b->an.body_text, b->an.body_text_len,
+			       &b->text_enc);
 		b->finished = true;
 		return 0;
 	}
@@ -219,6 +223,7 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 		return body_error(b, errno, "mmap", err);
 	store_analyze(map, b->size, &b->an);
 	munmap(map, b->size);
+	sq_text_encode(b->an.body_text, b->an.body_text_len, &b->text_enc);
 	b->finished = true;
 	return 0;
 }
@@ -232,6 +237,7 @@ void sq_body_unref(struct store_body *b)
 		unlink(b->tmp_path);
 	free(b->tmp_path);
 	buf_free(&b->mem);
+	buf_free(&b->text_enc);
 	if (b->finished)
 		mail_result_free(&b->an);
 	free(b);
@@ -380,6 +386,7 @@ int sq_body_copy_begin(struct store_body *b, struct sq_user *u,
 	a->body_len = b->size;
 	a->size = prefix_len + b->size;
 	a->crc = b->crc;
+	a->body_text_enc = &b->text_enc;
 	a->an = &cp->an;
 	a->now = time(NULL);
 	return 0;

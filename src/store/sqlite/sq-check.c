@@ -358,7 +358,7 @@ static int text_rebuild(struct sq_user *u, struct sq_conn *c, int64_t id,
 	store_analyze(blob.data, blob.len, &an);
 	sq_blob_close(&blob);
 	int r = sq_text_insert(c, id, an.header_text, an.header_text_len,
-			       an.body_text, an.body_text_len);
+			       an.body_text, an.body_text_len, NULL);
 	mail_result_free(&an);
 	return r;
 }

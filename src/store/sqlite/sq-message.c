@@ -494,7 +494,8 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 	/* the text only: the indexer adds it to the trigram indexes later,
 	 * in batches (search scans what it has not reached yet) */
 	return sq_text_insert(c, *blob_r, an->header_text, an->header_text_len,
-			      an->body_text, an->body_text_len);
+			      an->body_text, an->body_text_len,
+			      a->body_text_enc);
 }
 
 /* Joins keywords into the stored form: space-separated, each once

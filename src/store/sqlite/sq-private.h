@@ -307,7 +307,8 @@ int sq_text_encode(const char *text, size_t len, struct buf *out);
 int sq_text_decode(const void *data, size_t n, struct buf *out);
 /* The text row of a blob (id = blob id), in a job. */
 int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
-		   size_t hdr_len, const char *body, size_t body_len);
+		   size_t hdr_len, const char *body, size_t body_len,
+		   const struct buf *body_enc);
 
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
@@ -395,6 +396,9 @@ struct sq_append_arg {
 	const char *body;        /* SQ_BODY_INLINE: the body's bytes */
 	uint64_t body_len;
 	uint32_t crc;            /* zlib crc32 of the body */
+	/* the body text already in its stored form (sq_text_encode), made
+	 * once for every copy; NULL or empty: encode it here */
+	const struct buf *body_text_enc;
 	const struct mail_result *an;
 	struct store_account_limits limits;
 	time_t now;

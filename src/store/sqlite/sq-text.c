@@ -37,7 +37,9 @@ int sq_text_encode(const char *text, size_t len, struct buf *out)
 	p[1] = (unsigned char)(len >> 8);
 	p[2] = (unsigned char)(len >> 16);
 	p[3] = (unsigned char)(len >> 24);
-	if (compress2(p + 4, &clen, (const Bytef *)text, (uLong)len, 6) != Z_OK ||
+	/* level 3: most of level 6's ratio on text at about twice the
+	 * speed; it runs on the delivery path */
+	if (compress2(p + 4, &clen, (const Bytef *)text, (uLong)len, 3) != Z_OK ||
 	    clen >= len)
 		return -1;
 	out->len = 4 + (size_t)clen;
@@ -95,7 +97,8 @@ const char *sq_text_column(sqlite3_stmt *st, int col, struct buf *tmp,
 }
 
 int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
-		   size_t hdr_len, const char *body, size_t body_len)
+		   size_t hdr_len, const char *body, size_t body_len,
+		   const struct buf *body_enc)
 {
 	sqlite3_stmt *st = sq_stmt(c, "INSERT INTO text (id, hdr, body)"
 				      " VALUES (?, ?, ?)");
@@ -106,7 +109,11 @@ int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
 	buf_init(&b, 0);
 	sqlite3_bind_int64(st, 1, id);
 	sq_text_bind(st, 2, hdr, hdr_len, &h);
-	sq_text_bind(st, 3, body, body_len, &b);
+	if (body_enc != NULL && body_enc->len > 0)
+		sqlite3_bind_blob(st, 3, body_enc->data, (int)body_enc->len,
+				  SQLITE_STATIC);
+	else
+		sq_text_bind(st, 3, body, body_len, &b);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	buf_free(&h);
