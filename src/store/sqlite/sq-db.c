@@ -658,6 +658,8 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	}
 	int r = sq_conn_open(path, true, u->fsync, &u->writer, err);
 	free(path);
+	if (r == 0)
+		sq_wal_hook_install(u);
 	bool created;
 	if (r < 0 || schema_init(u, &created, err) < 0)
 		goto fail;

@@ -18,6 +18,55 @@
 
 #define SQ_IDLE_CHECK_S 5
 #define SQ_IDLE_AFTER_S 10
+/* WAL frames (pages) after which a checkpoint is asked for, in the
+ * background; past the second, the committing thread does one itself
+ * (PASSIVE: it never waits for readers), so the WAL stays bounded even
+ * when the background falls behind. SQLite's own automatic checkpoint
+ * (1,000 frames) ran on the commit path: with message bodies in the
+ * index it came every few dozen deliveries, and its database fsync
+ * stalled them. */
+#define SQ_CKPT_FRAMES 1000
+#define SQ_CKPT_INLINE_FRAMES 16000
+
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+	struct sq_user *u = ctx;
+	(void)name;
+	if (frames >= SQ_CKPT_INLINE_FRAMES) {
+		sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+	} else if (frames >= SQ_CKPT_FRAMES &&
+		   !atomic_exchange(&u->ckpt_wanted, true)) {
+		struct sq_store *s = SQS(u->user->store);
+		if (s->idle_started) {
+			pthread_mutex_lock(&s->idle_mu);
+			s->idle_kick = true;
+			pthread_cond_signal(&s->idle_cond);
+			pthread_mutex_unlock(&s->idle_mu);
+		}
+	}
+	return SQLITE_OK;
+}
+
+void sq_wal_hook_install(struct sq_user *u)
+{
+	/* replaces SQLite's automatic checkpoint */
+	sqlite3_wal_hook(u->writer->db, wal_hook, u);
+}
+
+static void ckpt_one(struct store_user *user, void *ctx)
+{
+	(void)ctx;
+	struct sq_user *u = SQU(user);
+	if (u == NULL || !atomic_exchange(&u->ckpt_wanted, false))
+		return;
+	struct sq_conn *c = sq_reader_get(u, NULL);
+	if (c == NULL)
+		return;
+	sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+				  NULL);
+	sq_reader_put(u, c);
+}
 
 void sq_touch(struct sq_user *u)
 {
@@ -95,14 +144,19 @@ static void *idle_main(void *arg)
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += SQ_IDLE_CHECK_S;
-		while (!s->idle_stop &&
-		       pthread_cond_timedwait(&s->idle_cond, &s->idle_mu,
-					      &until) == 0)
-			;
+		int r = 0;
+		while (!s->idle_stop && !s->idle_kick && r == 0)
+			r = pthread_cond_timedwait(&s->idle_cond, &s->idle_mu,
+						   &until);
 		if (s->idle_stop)
 			break;
+		bool kicked = s->idle_kick;
+		s->idle_kick = false;
 		pthread_mutex_unlock(&s->idle_mu);
-		sq_idle_trim(store, (int64_t)SQ_IDLE_AFTER_S * 1000000000);
+		if (kicked)
+			store_users_foreach(store, ckpt_one, NULL);
+		if (r != 0)   /* the pause is over */
+			sq_idle_trim(store, (int64_t)SQ_IDLE_AFTER_S * 1000000000);
 		pthread_mutex_lock(&s->idle_mu);
 	}
 	pthread_mutex_unlock(&s->idle_mu);

@@ -61,7 +61,7 @@ struct sq_store {
 	pthread_t idle_thread;
 	pthread_mutex_t idle_mu;
 	pthread_cond_t idle_cond;
-	bool idle_started, idle_stop;
+	bool idle_started, idle_stop, idle_kick;
 };
 
 struct sq_recent {
@@ -81,6 +81,8 @@ struct sq_user {
 	 * has given back what the account held since */
 	_Atomic int64_t last_use_ns;
 	atomic_bool trimmed;
+	/* the WAL has grown: the idle thread checkpoints it (sq-idle.c) */
+	atomic_bool ckpt_wanted;
 
 	/* group commit */
 	pthread_mutex_t mu;
@@ -287,6 +289,8 @@ int sq_upload_touch(struct store_user *user, int64_t id, time_t expires,
 
 /* sq-idle.c: giving back what idle accounts hold */
 void sq_touch(struct sq_user *u);
+/* Installed on a user's writer: checkpoints move off the commit path. */
+void sq_wal_hook_install(struct sq_user *u);
 void sq_idle_start(struct store *store);
 void sq_idle_stop(struct store *store);
 /* One round now: accounts unused for idle_ns; returns how many gave
