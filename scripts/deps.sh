@@ -46,6 +46,7 @@ getmail6
 postfix
 nodejs
 npm
+chromium
 procps
 curl
 swaks

@@ -676,7 +676,7 @@ static const struct jmap_method *const method_tables[] = {
 	core_methods, jmap_mailbox_methods, jmap_email_methods,
 	jmap_thread_methods, jmap_identity_methods, jmap_submission_methods,
 	jmap_vacation_methods, jmap_quota_methods, jmap_blob_methods,
-	jmap_push_methods,
+	jmap_push_methods, jmap_loft_methods,
 };
 
 static const struct jmap_method *method_find(const char *name)
@@ -981,6 +981,9 @@ unsigned jmap_session(struct jmap *j, const struct jmap_caller *who,
 	json_t *primary = json_pack("{s:s,s:s,s:s}", JMAP_CAP_MAIL, acc,
 				    JMAP_CAP_SUBMISSION, acc, JMAP_CAP_QUOTA,
 				    acc);
+	/* the webmail's vendor capability (jmap-loft.c, docs/jmap.md) */
+	json_object_set_new(caps_j, JMAP_CAP_LOFT, json_object());
+	json_object_set_new(acaps, JMAP_CAP_LOFT, jmap_loft_capability());
 	if (jmap_vacation_available(j)) {
 		json_object_set_new(caps_j, JMAP_CAP_VACATION, json_object());
 		json_object_set_new(acaps, JMAP_CAP_VACATION, json_object());

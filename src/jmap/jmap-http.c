@@ -377,5 +377,9 @@ int jmap_http_register(struct jmap *j, struct http_server *server,
 			return -1;
 		}
 	}
+	if (jmap_loft_register(j, server) < 0) {
+		buf_printf(errors, "jmap: route GET /jmap/frame/ is taken\n");
+		return -1;
+	}
 	return 0;
 }

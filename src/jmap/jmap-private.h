@@ -184,6 +184,13 @@ extern const struct jmap_method jmap_vacation_methods[];
 extern const struct jmap_method jmap_quota_methods[];
 extern const struct jmap_method jmap_blob_methods[];
 extern const struct jmap_method jmap_push_methods[];
+extern const struct jmap_method jmap_loft_methods[];
+
+/* jmap-loft.c: the webmail's vendor capability and its message frame
+ * route (GET /jmap/frame/). */
+struct http_server;
+json_t *jmap_loft_capability(void);
+int jmap_loft_register(struct jmap *j, struct http_server *server);
 
 /* jmap-mailbox.c: the caller's mailboxes (for Email's mailboxIds). */
 struct jmap_mailboxes {

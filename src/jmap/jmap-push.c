@@ -42,14 +42,15 @@ int jmap_object_save(struct jmap_req *req, enum store_jmap_kind kind,
 
 /* The pushable types and the kinds behind them. */
 enum ptype { P_MAILBOX, P_EMAIL, P_THREAD, P_DELIVERY, P_IDENTITY,
-	     P_SUBMISSION, P_VACATION, P_TYPES };
+	     P_SUBMISSION, P_VACATION, P_SETTINGS, P_TYPES };
 static const char *const ptype_names[P_TYPES] = {
 	"Mailbox", "Email", "Thread", "EmailDelivery", "Identity",
-	"EmailSubmission", "VacationResponse",
+	"EmailSubmission", "VacationResponse", "LoftSettings",
 };
 static const int ptype_kind[P_TYPES] = {
 	STORE_JMAP_MAILBOX, STORE_JMAP_EMAIL, STORE_JMAP_THREAD, -1,
 	STORE_JMAP_IDENTITY, STORE_JMAP_SUBMISSION, STORE_JMAP_VACATION,
+	STORE_JMAP_SETTINGS,
 };
 
 struct pstream {
