@@ -174,7 +174,7 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
   const current = model.mailboxes.get(model.mailboxId);
   useEffect(() => {
     const n = inbox?.unreadEmails ?? 0;
-    const where = model.search ? 'Search' : current?.name ?? 'Mail';
+    const where = model.search ? 'Search' : current ? model.displayName(current) : 'Mail';
     document.title = `${n > 0 ? `(${n}) ` : ''}${where} - Loft Mail`;
   });
   // theme
@@ -204,7 +204,7 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
       return;
     }
     setOpenId(id); setScreen('message');
-    if (e && !e.keywords.$seen) model.setKeyword([id], '$seen', true, 'Marked as read').catch((x) => fail(describeErr(x)));
+    if (e && !e.keywords.$seen) model.setKeyword([id], '$seen', true, 'Marked as read', false).catch((x) => fail(describeErr(x)));
   };
   const selectRow = (i: number, m: { shift: boolean; ctrl: boolean }) => {
     const id = model.ids[i];
@@ -424,7 +424,7 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
             {model.tree().filter(({ m }) => m.isSubscribed || m.role || m.id === model.mailboxId).map(({ m, depth }) => (
               <li key={m.id} style={{ paddingLeft: `${depth * 14}px` }}>
                 <a href={`#folder/${m.id}`} aria-current={m.id === model.mailboxId && !model.search ? 'page' : undefined}
-                  aria-label={`${m.name}${m.unreadEmails ? ` ${m.unreadEmails} unread` : ''}`}
+                  aria-label={`${model.displayName(m)}${m.unreadEmails ? ` ${m.unreadEmails} unread` : ''}`}
                   class={m.myRights && m.myRights.mayAddItems === false ? 'readonly' : ''}
                   onClick={(e) => { e.preventDefault(); openFolder(m.id); }}
                   onDragOver={(e) => { if (e.dataTransfer?.types.includes('application/x-loft-emails')) { e.preventDefault(); (e.currentTarget as HTMLElement).classList.add('drop'); } }}
@@ -436,16 +436,16 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
                       if (ids.length) { closeIfGone(); void after(model.move(ids, m.id, `Moved to ${m.name}`), `Moved to ${m.name}.`); }
                     } catch { /* not ours */ }
                   }}>
-                  <Icon name={m.role ?? 'folder'} /><span class="fname">{m.name}</span>
+                  <Icon name={m.role ?? 'folder'} /><span class="fname">{model.displayName(m)}</span>
                   {m.unreadEmails > 0 && <span class="badge" aria-hidden="true">{m.unreadEmails}</span>}
                 </a>
               </li>))}
           </ul>
           {quota.map((q, i) => <QuotaBar key={i} q={q} />)}
         </nav>
-        <section class="listpane" aria-label="Message list">
+        <section class="listpane">
           <div class="list-head">
-            <h1 class="folder-title">{model.search ? 'Search results' : current?.name ?? ''}</h1>
+            <h1 class="folder-title">{model.search ? 'Search results' : current ? model.displayName(current) : ''}</h1>
             {model.searchNote && <span class="error">{model.searchNote}</span>}
             <span class="muted">{model.total.toLocaleString()} {model.settings.threads ? 'conversations' : 'messages'}</span>
             {(role === 'trash' || role === 'junk') && !model.search && current && current.totalEmails > 0 &&

@@ -54,11 +54,13 @@ export function windowAt(g: Geometry, scrollTop: number): Window {
 
 /** scrollTop that puts row `index` in view (minimal move). */
 export function scrollToRow(g: Geometry, index: number, scrollTop: number): number {
+  // in "real" pixels (the viewport shows real pixels 1:1 from realTop)
   const k = scale(g);
-  const rowTop = (index * g.rowHeight) / k;
+  const realTop = scrollTop * k;
+  const rowTop = index * g.rowHeight;
   const rowBottom = rowTop + g.rowHeight;
-  if (rowTop < scrollTop) return rowTop;
-  if (rowBottom > scrollTop + g.viewport) return rowBottom - g.viewport;
+  if (rowTop < realTop) return rowTop / k;
+  if (rowBottom > realTop + g.viewport) return Math.max(0, rowBottom - g.viewport) / k;
   return scrollTop;
 }
 

@@ -99,6 +99,11 @@ export class Model {
     return out;
   }
 
+  /** The name to show: "Inbox" for the INBOX. */
+  displayName(m: Mailbox): string {
+    return m.role === 'inbox' && m.name.toUpperCase() === 'INBOX' ? 'Inbox' : m.name;
+  }
+
   path(id: string): string {
     const parts: string[] = [];
     let m = this.mailboxes.get(id);
@@ -498,11 +503,11 @@ export class Model {
     this.countSnapshot = null;
   }
 
-  async setKeyword(ids: string[], kw: string, on: boolean, label: string): Promise<void> {
+  async setKeyword(ids: string[], kw: string, on: boolean, label: string, undoable = true): Promise<void> {
     const emails = await this.expand(ids);
     const ch: Record<string, Args> = {};
     for (const e of emails) if (!!e.keywords[kw] !== on) ch[e.id] = { [`keywords/${kw}`]: on ? true : null };
-    if (Object.keys(ch).length) await this.update(label, ch);
+    if (Object.keys(ch).length) await this.update(label, ch, undoable);
   }
 
   /** Moves out of the shown folder (or out of every folder when searching)

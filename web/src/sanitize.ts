@@ -33,7 +33,12 @@ const REMOTE = /^\s*(https?:|\/\/)/i;
 const URL_IN_CSS = /url\(\s*(['"]?)(.*?)\1\s*\)/gi;
 
 function cleanCss(css: string, o: SanitizeOptions, count: { remote: number }): string {
-  let s = css.replace(/\\/g, '');           // CSS escapes hide "url(" and "expression("
+  // CSS escapes ("u\\72l(", "\\75rl(") hide url( and expression(: decode
+  // them first, so what we match is what the browser would read
+  let s = css.replace(/\\([0-9a-fA-F]{1,6})\s?/g, (_m, h: string) => {
+    const c = parseInt(h, 16);
+    return c > 0 && c < 0x110000 ? String.fromCodePoint(c) : '';
+  }).replace(/\\(.)/g, '$1').replace(/\\/g, '');
   s = s.replace(/@import[^;]*;?/gi, () => { count.remote++; return ''; });
   s = s.replace(URL_IN_CSS, (_m, _q, u: string) => {
     const url = u.trim();
@@ -45,6 +50,12 @@ function cleanCss(css: string, o: SanitizeOptions, count: { remote: number }): s
     if (REMOTE.test(url) && o.allowRemote) return `url("${url.replace(/"/g, '%22')}")`;
     if (REMOTE.test(url)) count.remote++;
     return 'none';
+  });
+  // image-set("http://...") and the like take bare strings
+  s = s.replace(/(["'])\s*(https?:)?\/\/[^"']*\1/gi, (m) => {
+    if (o.allowRemote && /^["']\s*https?:/i.test(m)) return m;
+    count.remote++;
+    return '""';
   });
   s = s.replace(/expression\s*\(|behavior\s*:|-moz-binding\s*:|javascript:/gi, 'x-blocked(');
   s = s.replace(/position\s*:\s*(fixed|sticky)/gi, 'position:static');

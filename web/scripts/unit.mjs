@@ -1,0 +1,22 @@
+// Unit tests of the web code (node:test): the search syntax, the list's
+// window arithmetic, and the sanitiser against the hostile-HTML corpus
+// (tests/web/hostile/, run in Debian's chromium: DOMPurify needs a real
+// DOM). esbuild bundles the modules under test into .test-build/ first.
+import * as esbuild from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.join(root, '.test-build');
+await esbuild.build({
+  absWorkingDir: root, bundle: true, format: 'esm', platform: 'neutral', outdir: out, logLevel: 'warning',
+  entryPoints: ['src/search.ts', 'src/listwindow.ts'],
+});
+await esbuild.build({
+  absWorkingDir: root, bundle: true, format: 'iife', globalName: 'LoftSanitize', outfile: path.join(out, 'sanitize.iife.js'),
+  entryPoints: ['src/sanitize.ts'], logLevel: 'warning', jsx: 'automatic', jsxImportSource: 'preact',
+});
+const files = ['search.test.mjs', 'listwindow.test.mjs', 'sanitize.test.mjs'].map((f) => path.join(root, 'test', f));
+const r = spawnSync(process.execPath, ['--test', ...files], { stdio: 'inherit' });
+process.exit(r.status ?? 1);
