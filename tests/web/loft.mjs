@@ -80,6 +80,9 @@ export async function newPage(loft, opts = {}) {
   const page = await ctx.newPage();
   page.requests = [];
   ctx.on('request', (r) => page.requests.push(r.url()));
+  // nothing leaves the machine: a request to any other host is logged
+  // (above) and aborted here, before DNS
+  await ctx.route((u) => !u.href.startsWith(loft.url + '/'), (r) => r.abort());
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(String(e)));
   return { ctx, page };
@@ -96,7 +99,9 @@ export async function signIn(page, loft, user = 'alice@example.test', remember =
 
 /** axe-core on the page as it is: serious or critical violations. */
 export async function axe(page, what) {
-  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.addScriptTag({ content: AXE });
+  // evaluated through the DevTools protocol: the page's CSP (no inline
+  // script) stays in force for everything else
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(AXE);
   const r = await page.evaluate(async () => {
     const res = await window.axe.run(document, { resultTypes: ['violations'] });
     return res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
@@ -113,6 +118,32 @@ export async function shot(page, name) {
 /** Requests to anything but loftd (and the page's own data:/blob:). */
 export function foreign(page, loft) {
   return page.requests.filter((u) => !u.startsWith(loft.url + '/') && !/^(data|blob|about):/.test(u));
+}
+
+/** JMAP as alice (or user) from Python (tests/lib/jmapclient.py). */
+export function jmap(loft, calls, user = 'alice@example.test') {
+  return loft.py(`from jmapclient import Jmap
+j = Jmap(env, args[0])
+for c in args[1]:
+    c[1].setdefault('accountId', j.account)
+result = j.call(args[1], using=args[2])`, [user, calls, ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
+    'urn:ietf:params:jmap:submission', 'https://loft.example/jmap/webmail']]);
+}
+
+/** Sets the webmail settings of user through the vendor capability. */
+export function settings(loft, patch, user = 'alice@example.test') {
+  return jmap(loft, [['LoftSettings/set', { update: { singleton: patch } }, 's']], user);
+}
+
+/** Waits until fn() is truthy (polling), or throws after ms. */
+export async function until(fn, ms = 10000, what = 'condition') {
+  const end = Date.now() + ms * SLOW;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export const row = (page, re) => page.getByRole('grid', { name: 'Messages' }).getByRole('row', { name: re });

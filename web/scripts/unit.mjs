@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const out = path.join(root, '.test-build');
+// per build tree (build/ and build-asan/ may run at once)
+const out = process.env.LOFT_BUILD ? path.join(process.env.LOFT_BUILD, 'web-test-build') : path.join(root, '.test-build');
 await esbuild.build({
   absWorkingDir: root, bundle: true, format: 'esm', platform: 'neutral', outdir: out, logLevel: 'warning',
   entryPoints: ['src/search.ts', 'src/listwindow.ts'],
@@ -18,5 +19,5 @@ await esbuild.build({
   entryPoints: ['src/sanitize.ts'], logLevel: 'warning', jsx: 'automatic', jsxImportSource: 'preact',
 });
 const files = ['search.test.mjs', 'listwindow.test.mjs', 'sanitize.test.mjs'].map((f) => path.join(root, 'test', f));
-const r = spawnSync(process.execPath, ['--test', ...files], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--test', ...files], { stdio: 'inherit', env: { ...process.env, LOFT_WEB_TEST_BUILD: out } });
 process.exit(r.status ?? 1);

@@ -424,7 +424,6 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
             {model.tree().filter(({ m }) => m.isSubscribed || m.role || m.id === model.mailboxId).map(({ m, depth }) => (
               <li key={m.id} style={{ paddingLeft: `${depth * 14}px` }}>
                 <a href={`#folder/${m.id}`} aria-current={m.id === model.mailboxId && !model.search ? 'page' : undefined}
-                  aria-label={`${model.displayName(m)}${m.unreadEmails ? ` ${m.unreadEmails} unread` : ''}`}
                   class={m.myRights && m.myRights.mayAddItems === false ? 'readonly' : ''}
                   onClick={(e) => { e.preventDefault(); openFolder(m.id); }}
                   onDragOver={(e) => { if (e.dataTransfer?.types.includes('application/x-loft-emails')) { e.preventDefault(); (e.currentTarget as HTMLElement).classList.add('drop'); } }}
@@ -437,7 +436,7 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
                     } catch { /* not ours */ }
                   }}>
                   <Icon name={m.role ?? 'folder'} /><span class="fname">{model.displayName(m)}</span>
-                  {m.unreadEmails > 0 && <span class="badge" aria-hidden="true">{m.unreadEmails}</span>}
+                  {m.unreadEmails > 0 && <>{' '}<span class="badge">{m.unreadEmails}<span class="sr-only"> unread</span></span></>}
                 </a>
               </li>))}
           </ul>

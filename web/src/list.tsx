@@ -138,7 +138,7 @@ export function MessageList(p: ListProps) {
   return (
     <div class="list-scroll" ref={ref} onScroll={(ev) => setScrollTop((ev.currentTarget as HTMLElement).scrollTop)}>
       <div role="grid" aria-label="Messages" aria-rowcount={model.total} aria-multiselectable="true" class="grid"
-        style={{ height: `${contentHeight(geo)}px` }}>
+        style={model.total ? { height: `${contentHeight(geo)}px` } : undefined}>
         {rows}
         {model.total === 0 && (
           <div role="row" class="row empty-row"><div role="gridcell" class={model.listError ? 'empty error' : 'empty'}>

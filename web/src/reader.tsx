@@ -73,12 +73,13 @@ export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: P
   const [frame, setFrame] = useState<{ src: string; blocked: number } | null>(null);
   const [remote, setRemote] = useState(false);
   const [full, setFull] = useState(false);
+  const [fullValues, setFullValues] = useState<FullEmail['bodyValues'] | null>(null);
   const [dialog, setDialog] = useState<null | { title: string; text?: string; rows?: Array<[string, string]> }>(null);
   const j = model.j;
 
   useEffect(() => {
     let live = true;
-    setEmail(null); setErr(''); setFrame(null); setRemote(false); setFull(false); setThread([]);
+    setEmail(null); setErr(''); setFrame(null); setRemote(false); setFull(false); setFullValues(null); setThread([]);
     (async () => {
       const rs = await j.call([
         ['Email/get', { accountId: j.accountId, ids: [emailId], properties: FULL_PROPS, fetchHTMLBodyValues: true,
@@ -101,6 +102,15 @@ export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: P
   const allowed = !!sender && model.settings.remoteContentSenders.some((s) => s === sender || (s.startsWith('@') && sender.endsWith(s)));
   const allowRemote = remote || allowed;
 
+  // "Show all": the whole body values, once
+  useEffect(() => {
+    if (!full || !email || fullValues) return;
+    j.one('Email/get', { ids: [email.id], properties: ['bodyValues'], fetchAllBodyValues: true })
+      .then((r) => setFullValues((r.list as FullEmail[])[0]?.bodyValues ?? {}))
+      .catch((x) => notify(describeErr(x)));
+  }, [full, email]);
+  const values = fullValues ?? email?.bodyValues ?? {};
+
   // the HTML body, when there is one
   useEffect(() => {
     if (!email) return;
@@ -108,12 +118,7 @@ export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: P
     if (!hp || !hp.partId) { setFrame(null); return; }
     let live = true;
     (async () => {
-      let html = email.bodyValues[hp.partId!]?.value ?? '';
-      if (full && email.bodyValues[hp.partId!]?.isTruncated) {
-        const r = await j.one('Email/get', { ids: [email.id], properties: ['bodyValues'], bodyProperties: ['partId'],
-          fetchHTMLBodyValues: true });
-        html = ((r.list as FullEmail[])[0]?.bodyValues[hp.partId!]?.value) ?? html;
-      }
+      const html = values[hp.partId!]?.value ?? '';
       // cid: parts, as data: URLs (the frame has no cookie of ours)
       const cid: Record<string, string> = {};
       const parts = [...email.attachments, ...email.htmlBody];
@@ -133,15 +138,15 @@ export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: P
       setFrame({ src: src + (allowRemote ? '?remote=1' : ''), blocked: s.remoteBlocked });
     })().catch((x) => live && setErr(describeErr(x)));
     return () => { live = false; };
-  }, [email, allowRemote, full]);
+  }, [email, allowRemote, fullValues]);
 
   if (err) return <section class="reader" role="region" aria-label="Message"><p class="error">{err}</p></section>;
   if (!email) return <section class="reader" role="region" aria-label="Message" aria-busy="true"><p class="muted">Loading…</p></section>;
 
   const tp = email.textBody.find((p) => p.type === 'text/plain' || p.type === 'text/html');
   const hasHtml = email.htmlBody.some((p) => p.type === 'text/html');
-  const truncated = Object.values(email.bodyValues).some((v) => v.isTruncated);
-  const text = tp?.partId ? email.bodyValues[tp.partId]?.value ?? '' : '';
+  const truncated = !fullValues && Object.values(email.bodyValues).some((v) => v.isTruncated);
+  const text = tp?.partId ? values[tp.partId]?.value ?? '' : '';
   const atts = email.attachments.filter((a) => !(a.cid && hasHtml && a.disposition !== 'attachment' && a.type.startsWith('image/')));
 
   const showSource = async () => {
@@ -190,14 +195,13 @@ export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: P
           <button type="button" onClick={() => setRemote(true)}>Load remote content</button>
           {sender && <button type="button" onClick={remember}>Always load from {sender}</button>}
         </div>)}
-      {truncated && !full && <div class="banner" role="note"><span>This message is long; only its start is shown.</span>
-        <button type="button" onClick={() => setFull(true)}>Show all</button></div>}
+      {truncated && <div class="banner" role="note"><span>This message is long; only its start is shown.</span>
+        <button type="button" onClick={() => setFull(true)} disabled={full}>{full ? 'Loading all of it…' : 'Show all'}</button></div>}
       {hasHtml
         ? (frame ? <iframe class="mail-frame" title="Message content" src={frame.src}
             sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" />
           : <p class="muted">Loading…</p>)
         : <TextBody text={text || email.preview || ''} />}
-      {truncated && !full && !hasHtml && <p class="muted">…</p>}
       {atts.length > 0 && (
         <ul class="attachments" aria-label="Attachments">
           {atts.map((a, i) => {

@@ -13,7 +13,8 @@ const { chromium } = require('playwright-core');
 const corpusDir = path.resolve(here, '..', '..', 'tests', 'web', 'hostile');
 const corpus = fs.readdirSync(corpusDir).filter((f) => f.endsWith('.html')).sort()
   .map((f) => [f, fs.readFileSync(path.join(corpusDir, f), 'utf8')]);
-const bundle = fs.readFileSync(path.join(here, '..', '.test-build', 'sanitize.iife.js'), 'utf8');
+const built = process.env.LOFT_WEB_TEST_BUILD || path.join(here, '..', '.test-build');
+const bundle = fs.readFileSync(path.join(built, 'sanitize.iife.js'), 'utf8');
 
 let browser, page;
 before(async () => {
