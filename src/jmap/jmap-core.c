@@ -969,6 +969,16 @@ unsigned jmap_session(struct jmap *j, const struct jmap_caller *who,
 {
 	char acc[32];
 	jmap_account_id(who->user_id, acc);
+	/* a JMAP client (the webmail among them) is a synchronising client:
+	 * pop3_delete = auto hides rather than trashes while one is active
+	 * (kept to the hour by the store, so this rarely writes) */
+	struct store_user *su = NULL;
+	struct store_error serr;
+	if (j->store != NULL &&
+	    store_user_open(j->store, who->user_id, &su, &serr) == 0) {
+		store_note_sync_login(su, time(NULL), &serr);
+		store_user_unref(&su);
+	}
 	json_t *caps_j = json_pack("{s:o,s:o,s:o,s:o}", JMAP_CAP_CORE,
 				   core_capability(j), JMAP_CAP_MAIL,
 				   json_object(), JMAP_CAP_SUBMISSION,

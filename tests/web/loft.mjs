@@ -46,7 +46,8 @@ export class Loft {
   }
   async stop() {
     this.proc.stdin.end();
-    await new Promise((res) => { this.proc.on('exit', res); setTimeout(res, 30000); });
+    if (this.proc.exitCode !== null) return;
+    await new Promise((res) => { this.proc.on('exit', res); setTimeout(res, 30000).unref(); });
   }
 }
 
