@@ -421,10 +421,11 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
       <div class="panes">
         <nav class="folders" aria-label="Folders">
           <ul>
-            {model.tree().filter(({ m }) => m.isSubscribed || m.role || m.id === model.mailboxId).map(({ m, depth }) => (
+            {model.tree().map(({ m, depth }) => (
               <li key={m.id} style={{ paddingLeft: `${depth * 14}px` }}>
                 <a href={`#folder/${m.id}`} aria-current={m.id === model.mailboxId && !model.search ? 'page' : undefined}
-                  class={m.myRights && m.myRights.mayAddItems === false ? 'readonly' : ''}
+                  class={`${m.myRights && m.myRights.mayAddItems === false ? 'readonly' : ''}${m.isSubscribed || m.role ? '' : ' unsub'}`}
+                  title={m.isSubscribed || m.role ? undefined : 'Not subscribed: IMAP clients may not show it'}
                   onClick={(e) => { e.preventDefault(); openFolder(m.id); }}
                   onDragOver={(e) => { if (e.dataTransfer?.types.includes('application/x-loft-emails')) { e.preventDefault(); (e.currentTarget as HTMLElement).classList.add('drop'); } }}
                   onDragLeave={(e) => (e.currentTarget as HTMLElement).classList.remove('drop')}

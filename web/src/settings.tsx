@@ -167,7 +167,7 @@ function Folders({ model, notify }: Props) {
         <label class="field"><span>New folder name</span><input type="text" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} /></label>
         <label class="field"><span>Inside</span><select value={parent} onChange={(e) => setParent((e.target as HTMLSelectElement).value)}>
           <option value="">(top level)</option>{tree.map(({ m }) => <option key={m.id} value={m.id}>{model.path(m.id)}</option>)}</select></label>
-        <button type="button" disabled={!name.trim()} onClick={() => { void act({ create: { n: { name: name.trim(), parentId: parent || null } } }, 'Create folder'); setName(''); }}>Create folder</button>
+        <button type="button" disabled={!name.trim()} onClick={() => { void act({ create: { n: { name: name.trim(), parentId: parent || null, isSubscribed: true } } }, 'Create folder'); setName(''); }}>Create folder</button>
       </div>
       <table class="folders-table"><thead><tr><th>Folder</th><th>Rename</th><th>Move into</th><th>Subscribed</th><th>Delete</th></tr></thead>
         <tbody>{tree.map(({ m, depth }) => (
