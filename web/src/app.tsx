@@ -73,7 +73,10 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
   const [ready, setReady] = useState(false);
   const [fatal, setFatal] = useState('');
   const [reauth, setReauth] = useState<null | { resolve: (c: string) => void }>(null);
-  const [cursor, setCursor] = useState(-1);
+  const [cursor, setCursorState] = useState(-1);
+  // the latest cursor, for keys typed faster than a render ("j#")
+  const cursorRef = useRef(-1);
+  const setCursor = (n: number) => { cursorRef.current = n; setCursorState(n); };
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const anchor = useRef(-1);
   const [openId, setOpenId] = useState<string | null>(null);
@@ -190,7 +193,8 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
   const rowIds = (): string[] => {
     if (selected.size) return [...selected];
     if (openId) return [openId];
-    const id = cursor >= 0 ? model.ids[cursor] : undefined;
+    const c = cursorRef.current;
+    const id = c >= 0 ? model.ids[c] : undefined;
     return id ? [id] : [];
   };
   const openRow = (i: number) => {
@@ -363,9 +367,9 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
       }
       const handled = (() => {
         switch (k) {
-          case 'j': case 'ArrowDown': { const n = step(cursor, 1, model.total); if (openId) openRow(n); else setCursor(n); return true; }
-          case 'k': case 'ArrowUp': { const n = step(cursor, -1, model.total); if (openId) openRow(n); else setCursor(n); return true; }
-          case 'o': case 'Enter': if (cursor >= 0) openRow(cursor); return true;
+          case 'j': case 'ArrowDown': { const n = step(cursorRef.current, 1, model.total); if (openId) openRow(n); else setCursor(n); return true; }
+          case 'k': case 'ArrowUp': { const n = step(cursorRef.current, -1, model.total); if (openId) openRow(n); else setCursor(n); return true; }
+          case 'o': case 'Enter': if (cursorRef.current >= 0) openRow(cursorRef.current); return true;
           case 'u': case 'Escape': if (help) setHelp(false); else closeIfGone(); return true;
           case 'r': startReply('reply'); return true;
           case 'a': startReply('replyall'); return true;
@@ -377,7 +381,7 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
           case 'I': void act.read(true); return true;
           case 'U': void act.read(false); return true;
           case 'z': act.undo(); return true;
-          case 'x': { if (cursor >= 0) selectRow(cursor, { shift: false, ctrl: true }); return true; }
+          case 'x': { if (cursorRef.current >= 0) selectRow(cursorRef.current, { shift: false, ctrl: true }); return true; }
           case '/': searchRef.current?.focus(); return true;
           case 'g': gPending.current = now; return true;
           case '?': setHelp(true); return true;
