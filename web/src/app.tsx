@@ -412,7 +412,7 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
         <span class="brand">Loft Mail</span>
         <form class="search" role="search" onSubmit={(e) => { e.preventDefault(); runSearch(searchText); }}>
           <Icon name="search" />
-          <input ref={searchRef} type="search" aria-label="Search mail" placeholder="Search (from: subject: is:unread in:folder …)"
+          <input ref={searchRef} type="search" aria-label="Search mail" placeholder="Search mail"
             value={searchText} onInput={(e) => runSearch((e.target as HTMLInputElement).value)} />
         </form>
         <button type="button" class="primary compose-btn" onClick={newMessage}><Icon name="compose" /><span>Compose</span></button>
