@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define THROTTLE_FREE_FAILURES 2
@@ -387,11 +388,11 @@ void auth_throttle_record(struct auth_throttle *t,
 	pthread_mutex_lock(&t->mu);
 	struct th_entry *p = get(t, pk, pl, now);
 	if (ok) {
-		/* A known pair is written at most once an hour. */
-		if (now - p->good_ms > 3600 * 1000LL || p->failures > 0)
-			p->dirty = true;
-		if (p->dirty)
+		/* A known pair is stored at most once an hour. */
+		if (now - p->good_ms > 3600 * 1000LL || p->failures > 0) {
 			p->good_ms = now;
+			p->dirty = true;
+		}
 		p->failures = 0;
 		struct th_entry *a = get(t, ak, al, now);
 		if (now - a->good_ms > 3600 * 1000LL) {
@@ -643,6 +644,11 @@ static int db_open(struct auth_throttle *t, char **error_r)
 		return -1;
 	}
 	sqlite3_busy_timeout(t->db, 5000);
+	/* Who logs in from where: for the owner only (its -wal and -shm
+	 * files get the same mode). */
+	if (chmod(t->db_path, 0600) < 0)
+		log_warn("auth", NULL, "chmod %s: %s", t->db_path,
+			 strerror(errno));
 	char *msg = NULL;
 	if (sqlite3_exec(t->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		*error_r = xasprintf("%s: %s", t->db_path, msg ? msg : "?");
@@ -706,14 +712,13 @@ static int tool_load(struct auth_throttle *t, char **error_r)
 	return 0;
 }
 
-/* loftctl ban del: the rows, and a note for a running loftd. */
-static int db_clear(struct auth_throttle *t, char kind, const char *name,
-		    const char *who, char **error_r)
+/* loftctl ban del: the rows, and a note for a running loftd (one
+ * transaction). */
+static int db_clear_rows(struct auth_throttle *t, char kind, const char *name,
+			 const char *who)
 {
 	sqlite3_stmt *sel = NULL, *upd = NULL, *ins = NULL;
 	int rc = -1;
-	if (db_exec(t->db, "BEGIN IMMEDIATE") < 0)
-		goto out;
 	if (sqlite3_prepare_v2(t->db, "SELECT key FROM entries", -1, &sel,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(t->db, "UPDATE entries SET failures = 0, "
@@ -722,36 +727,41 @@ static int db_clear(struct auth_throttle *t, char kind, const char *name,
 	    sqlite3_prepare_v2(t->db, "INSERT OR REPLACE INTO clears(who, "
 			       "at_ms) VALUES (?, ?)", -1, &ins,
 			       NULL) != SQLITE_OK)
-		goto rollback;
+		goto out;
 	while (sqlite3_step(sel) == SQLITE_ROW) {
 		const char *key = (const char *)sqlite3_column_text(sel, 0);
 		if (key == NULL || !key_of(key, kind, name))
 			continue;
 		sqlite3_bind_text(upd, 1, key, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(upd) != SQLITE_DONE)
-			goto rollback;
+			goto out;
 		sqlite3_reset(upd);
 	}
 	sqlite3_bind_text(ins, 1, who, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(ins, 2, auth_clock_ms());
-	if (sqlite3_step(ins) != SQLITE_DONE)
-		goto rollback;
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
-	sqlite3_finalize(ins);
-	sel = upd = ins = NULL;
-	if (db_exec(t->db, "COMMIT") == 0)
+	if (sqlite3_step(ins) == SQLITE_DONE)
 		rc = 0;
-	else
-rollback:
-		db_exec(t->db, "ROLLBACK");
 out:
-	if (rc < 0)
-		*error_r = xasprintf("%s: %s", t->db_path, sqlite3_errmsg(t->db));
 	sqlite3_finalize(sel);
 	sqlite3_finalize(upd);
 	sqlite3_finalize(ins);
 	return rc;
+}
+
+static int db_clear(struct auth_throttle *t, char kind, const char *name,
+		    const char *who, char **error_r)
+{
+	if (db_exec(t->db, "BEGIN IMMEDIATE") == 0) {
+		if (db_clear_rows(t, kind, name, who) == 0 &&
+		    db_exec(t->db, "COMMIT") == 0)
+			return 0;
+		*error_r = xasprintf("%s: %s", t->db_path,
+				     sqlite3_errmsg(t->db));
+		db_exec(t->db, "ROLLBACK");
+		return -1;
+	}
+	*error_r = xasprintf("%s: %s", t->db_path, sqlite3_errmsg(t->db));
+	return -1;
 }
 
 /* ---- the writer (loftd) ----------------------------------------------- */
