@@ -55,7 +55,7 @@ struct delivery_session {
 	struct delivery *d;
 	char sid[32];
 	struct delivery_envelope env;
-	char *sender, *helo, *peer, *with, *id, *extra;
+	char *sender, *helo, *peer, *with, *id, *extra, *spam_action;
 	struct drcpt *rcpts;
 	unsigned count, cap;
 	bool started;           /* the body was created */
@@ -147,7 +147,9 @@ static void env_free(struct delivery_session *s)
 	free(s->with);
 	free(s->id);
 	free(s->extra);
+	free(s->spam_action);
 	s->sender = s->helo = s->peer = s->with = s->id = s->extra = NULL;
+	s->spam_action = NULL;
 	memset(&s->env, 0, sizeof(s->env));
 }
 
@@ -220,6 +222,22 @@ void delivery_begin(struct delivery_session *s,
 	s->env.with = s->with;
 	s->env.id = s->id;
 	s->env.extra_fields = s->extra;
+	s->env.spam_action = NULL;
+}
+
+void delivery_set_verdict(struct delivery_session *s,
+			  const struct delivery_verdict *v)
+{
+	free(s->extra);
+	free(s->spam_action);
+	s->extra = dup_or_null(v->fields);
+	s->spam_action = dup_or_null(v->spam_action);
+	s->env.extra_fields = s->extra;
+	s->env.junk = v->junk;
+	s->env.spam_scanned = v->spam_scanned;
+	s->env.spam_score = v->spam_score;
+	s->env.spam_threshold = v->spam_threshold;
+	s->env.spam_action = s->spam_action;
 }
 
 unsigned delivery_rcpt_count(const struct delivery_session *s)
@@ -541,12 +559,34 @@ void delivery_too_big(struct delivery_session *s)
 	buf_init(&s->copy, 0);
 }
 
+/* The checks say Junk (DMARC quarantine, spam): the account's Junk
+ * folder (made again if the user deleted it), unless a +detail chose a
+ * folder; the filter may still choose another. */
+static void to_junk(struct delivery_session *s, struct drcpt *r)
+{
+	struct store_error err = {0};
+	char *junk;
+
+	if (strcmp(r->mailbox, "INBOX") != 0)
+		return;
+	junk = store_mailbox_find_special(r->user, STORE_SPECIAL_JUNK);
+	if (junk == NULL && store_mailbox_roles_ensure(r->user, &err) == 0)
+		junk = store_mailbox_find_special(r->user, STORE_SPECIAL_JUNK);
+	if (junk == NULL) {
+		log_warn("delivery", s->sid, "%s has no Junk folder: INBOX",
+			 r->display);
+		return;
+	}
+	free(r->mailbox);
+	r->mailbox = junk;
+}
+
 /* Sieve's place: before the commit, per recipient. */
 static void run_filter(struct delivery_session *s, struct drcpt *r)
 {
 	struct delivery_action act = {0};
 
-	s->d->filter(s->d->filter_ctx, r->user_id, r->address, s->env.sender,
+	s->d->filter(s->d->filter_ctx, r->user_id, r->address, &s->env,
 		     s->copy.data, s->copy.len, &act);
 	if (act.reject) {
 		reply_set(&r->reply, 550, "5.7.1", "<%s> %s", r->display,
@@ -612,6 +652,10 @@ void delivery_commit(struct delivery_session *s)
 		start_body(s);
 	if (s->body != NULL && store_body_finish(s->body, &err) < 0)
 		body_failed(s, &err);
+	if (s->env.junk && s->body != NULL)
+		for (unsigned k = 0; k < s->count; k++)
+			if (rcpt_pending(&s->rcpts[k]))
+				to_junk(s, &s->rcpts[k]);
 	if (s->d->filter != NULL && s->body != NULL)
 		for (unsigned k = 0; k < s->count; k++)
 			if (rcpt_pending(&s->rcpts[k]))

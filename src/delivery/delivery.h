@@ -46,9 +46,12 @@ struct delivery_action {
 	bool reject;                  /* reply 550 5.7.1 with reject_text */
 	char reject_text[200];
 };
-/* data/len is the whole message as received (without trace fields). */
+/* data/len is the whole message as received (without trace fields);
+ * env says how it came and what the checks found (junk, spam verdict). */
+struct delivery_envelope;
 typedef void delivery_filter_fn(void *ctx, int64_t user_id,
-				const char *address, const char *sender,
+				const char *address,
+				const struct delivery_envelope *env,
 				const void *data, size_t len,
 				struct delivery_action *action);
 void delivery_set_filter(struct delivery *d, delivery_filter_fn *fn,
@@ -82,9 +85,32 @@ struct delivery_envelope {
 	const char *extra_fields;     /* CRLF-terminated fields put before
 					 every copy after the trace fields
 					 (Authentication-Results), or NULL */
+	/* What the checks of the message found (SMTP MX sets it at the end
+	 * of DATA with delivery_set_verdict; Sieve reads it through the
+	 * filter's env: spamtest, RFC 5235). */
+	bool junk;                    /* file in Junk (DMARC quarantine, the
+					 spam scanner), unless the filter
+					 chooses a folder */
+	bool spam_scanned;            /* the spam scanner answered */
+	double spam_score;            /* its score ... */
+	double spam_threshold;        /* ... and the score it calls spam */
+	const char *spam_action;      /* rspamd's action ("no action",
+					 "add header", "reject", ...) */
 };
 void delivery_begin(struct delivery_session *s,
 		    const struct delivery_envelope *env);
+/* The checks' outcome, known only at the end of the message: fields
+ * for every copy (Authentication-Results, X-Spam-*), Junk, and the spam
+ * verdict. Call before delivery_commit; strings are copied. */
+struct delivery_verdict {
+	const char *fields;
+	bool junk;
+	bool spam_scanned;
+	double spam_score, spam_threshold;
+	const char *spam_action;
+};
+void delivery_set_verdict(struct delivery_session *s,
+			  const struct delivery_verdict *v);
 
 /* Resolves a recipient (address unquoted "local@domain", display as it
  * goes into replies and headers) and adds it on success. The reply is

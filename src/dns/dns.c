@@ -28,6 +28,7 @@ struct dns {
 	pthread_t thread;
 	int stop_pipe[2];
 	unsigned timeout_ms;
+	unsigned message_timeout_ms;
 };
 
 struct dns_query {
@@ -57,6 +58,7 @@ int dns_settings_from_config(const struct config *cfg,
 
 	memset(set_r, 0, sizeof(*set_r));
 	set_r->timeout_ms = 5000;
+	set_r->message_timeout_ms = 20000;
 	set_r->trust_anchor = DEFAULT_TRUST_ANCHOR;
 	for (size_t i = 0; i < cfg->count; i++) {
 		const struct config_entry *e = &cfg->entries[i];
@@ -84,6 +86,16 @@ int dns_settings_from_config(const struct config *cfg,
 				ok = false;
 			} else {
 				set_r->timeout_ms = (unsigned)v * 1000;
+			}
+		} else if (strcmp(e->key, "message_timeout") == 0) {
+			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
+			    v > 600) {
+				buf_printf(errors, "%s:%d: message_timeout: "
+					   "expected a duration from 1s to 10m\n",
+					   path, e->line);
+				ok = false;
+			} else {
+				set_r->message_timeout_ms = (unsigned)v * 1000;
 			}
 		} else if (strcmp(e->key, "trust_anchor") == 0) {
 			if (strcmp(e->value, "none") == 0) {
@@ -167,6 +179,8 @@ int dns_create(const struct dns_settings *set, struct dns **dns_r,
 
 	*dns_r = NULL;
 	dns->timeout_ms = set->timeout_ms ? set->timeout_ms : 5000;
+	dns->message_timeout_ms = set->message_timeout_ms ? set->message_timeout_ms
+							   : 20000;
 	dns->ub = ub_ctx_create();
 	if (dns->ub == NULL) {
 		*error_r = xstrdup("cannot create the DNS resolver");
@@ -216,6 +230,11 @@ void dns_destroy(struct dns **dnsp)
 unsigned dns_timeout_ms(const struct dns *dns)
 {
 	return dns->timeout_ms;
+}
+
+unsigned dns_message_timeout_ms(const struct dns *dns)
+{
+	return dns->message_timeout_ms;
 }
 
 /* ---- answers ------------------------------------------------------ */

@@ -13,6 +13,8 @@
  *   resolvers = ADDRESS[:PORT], ...   forwarders (default: the system's
  *                                     nameservers from /etc/resolv.conf)
  *   timeout = 5s                      per query
+ *   message_timeout = 20s             all lookups of one message (SPF,
+ *                                     DKIM keys, DMARC) together
  *   trust_anchor = FILE               root key (default Debian's
  *                                     /usr/share/dns/root.key); "none"
  *                                     turns validation off
@@ -33,6 +35,7 @@ struct dns_settings {
 	char **resolvers;            /* NULL: /etc/resolv.conf */
 	size_t resolver_count;
 	unsigned timeout_ms;         /* per query; default 5000 */
+	unsigned message_timeout_ms; /* one message's lookups; default 20000 */
 	const char *trust_anchor;    /* NULL: no validation */
 };
 
@@ -86,6 +89,7 @@ void dns_batch_free(struct dns_batch **b);
 void dns_query(struct dns *dns, const char *name, enum dns_type type,
 	       struct dns_answer *answer_r);
 unsigned dns_timeout_ms(const struct dns *dns);
+unsigned dns_message_timeout_ms(const struct dns *dns);
 
 /* ---- record helpers (pure; fuzzed) ------------------------------- */
 

@@ -239,3 +239,25 @@ bool mailauth_results_ours(const char *v, size_t len, const char *authserv_id)
 		i++;
 	return i - a == n && strncasecmp(v + a, authserv_id, n) == 0;
 }
+
+size_t mailauth_strip_results(const char *header, size_t len,
+			      const char *authserv_id, struct buf *out)
+{
+	struct ma_field *f;
+	size_t hlen, n = ma_header_split(header, len, &f, &hlen), removed = 0;
+	const char *at = header;
+
+	for (size_t i = 0; i < n; i++) {
+		if (f[i].name_len == 22 &&
+		    strncasecmp(f[i].name, "Authentication-Results", 22) == 0 &&
+		    mailauth_results_ours(f[i].value, f[i].value_len,
+					  authserv_id)) {
+			buf_append(out, at, (size_t)(f[i].raw - at));
+			at = f[i].raw + f[i].raw_len;
+			removed++;
+		}
+	}
+	buf_append(out, at, (size_t)(header + len - at));
+	free(f);
+	return removed;
+}

@@ -254,6 +254,33 @@ void mailauth_results(const char *authserv_id,
 bool mailauth_results_ours(const char *value, size_t len,
 			   const char *authserv_id);
 
+/* Copies the header (and whatever follows it in len) to out without
+ * the Authentication-Results fields that claim authserv_id; returns how
+ * many were removed. */
+size_t mailauth_strip_results(const char *header, size_t len,
+			      const char *authserv_id, struct buf *out);
+
+/* ---- the spam scanner (rspamd's HTTP protocol) ------------------- */
+
+struct rspamd_request {
+	const char *ip, *helo, *sender, *hostname, *queue_id;
+	const char *const *rcpts;
+	size_t rcpt_count;
+};
+struct rspamd_result {
+	bool scanned;                 /* rspamd answered (false: skipped) */
+	double score, required;
+	char action[32];              /* "no action", "add header",
+					 "rewrite subject", "greylist",
+					 "soft reject", "reject" */
+	char symbols[512];            /* the symbols that scored, for logs */
+};
+/* POST url/checkv2 with the message; false (logged) when rspamd did not
+ * answer in timeout_ms: the message goes on unscanned. */
+bool rspamd_check(const char *url, unsigned timeout_ms,
+		  const struct rspamd_request *req, const char *msg,
+		  size_t len, struct rspamd_result *r);
+
 /* ---- DKIM signing and keys ---------------------------------------- */
 
 /* Keys live in DIR/<domain>/<selector>.pem (PKCS#8, mode 0600), DIR =

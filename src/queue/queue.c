@@ -374,6 +374,11 @@ void queue_set_hooks(struct queue *q, const struct queue_hooks *hooks)
 	pthread_mutex_unlock(&q->mu);
 }
 
+struct dns *queue_dns(struct queue *q)
+{
+	return q->set.dns;
+}
+
 int queue_start(struct queue *q, struct queue_error *err)
 {
 	if (q->be->release_leases(q, err) < 0)

@@ -141,6 +141,9 @@ struct queue_hooks {
 int queue_open(const struct queue_settings *set, struct queue **q_r,
 	       struct queue_error *err);
 void queue_set_hooks(struct queue *q, const struct queue_hooks *hooks);
+/* The resolver the queue was opened with (settings.dns), or NULL: front
+ * ends that check incoming mail (SMTP MX) share it. */
+struct dns *queue_dns(struct queue *q);
 /* Starts the scheduler and delivery threads. In-flight leases of an
  * earlier run of this node are released first (their deliveries were cut
  * short: they are retried). */

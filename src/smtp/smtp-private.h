@@ -22,6 +22,7 @@
 #include "smtp-dot.h"
 #include "smtp.h"
 #include "store.h"
+#include "dns.h"
 
 /* RFC 5321 4.5.3.1.4: 512 octets, more with extension parameters. */
 #define SMTP_MAX_LINE 4096
@@ -32,6 +33,9 @@
 #define SMTP_IDLE_TIMEOUT 300
 /* The message's start kept in memory for the From: check. */
 #define SMTP_HEAD_MAX (64 * 1024)
+/* MX: the header is held until it ends (forged Authentication-Results
+ * are removed before anything is stored); a longer one is refused. */
+#define SMTP_HEADER_MAX (1024 * 1024)
 /* MX per-address defaults: far above what a busy sending MX does. */
 #define SMTP_MX_CONNS_PER_IP 50
 #define SMTP_MX_MESSAGES_PER_IP 20000
@@ -50,6 +54,14 @@ struct smtp_server {
 	unsigned max_messages_per_ip;     /* [smtp] max_messages_per_ip_per_hour */
 	bool tls;                 /* [tls] is configured: STARTTLS offered */
 	struct smtp_limits *limits;   /* MX: per-address limits, or NULL */
+	struct dns *dns;              /* the queue's resolver (MX checks) */
+	bool sender_checks;           /* [smtp] sender_checks: SPF/DKIM/DMARC */
+	bool dmarc_junk;              /* [smtp] dmarc_reject = junk */
+	char *rspamd_url;             /* [smtp] rspamd, or NULL */
+	struct smtp_check_pool *checks;   /* MX: the check threads */
+	unsigned check_threads;           /* [smtp] check_threads */
+	unsigned rspamd_timeout_ms;
+	uint64_t rspamd_max_size;
 	pthread_mutex_t release_mu;
 	pthread_cond_t release_cond;
 	unsigned releasing;
@@ -116,6 +128,13 @@ struct smtp_session {
 	struct store_blob_writer *sent_w;
 	struct queue_error qerr;          /* why qw failed */
 
+	/* MX checks (smtp-check.c) */
+	struct dkim_verifier *dkim;
+	struct buf hdr;                   /* the header until it ends */
+	bool hdr_done, hdr_too_big;
+	struct buf scan;                  /* the message for rspamd */
+	bool scan_skip;
+
 	/* DATA / BDAT */
 	struct smtp_dot dot;
 	struct buf chunk;
@@ -144,6 +163,23 @@ bool smtp_limits_message_ok(struct smtp_limits *l, const char *ip);
 /* Counts an accepted message. */
 void smtp_limits_message(struct smtp_limits *l, const char *ip);
 
+/* smtp-check.c: the MX's checks of a message. */
+struct delivery_verdict;
+void smtp_check_reset(struct smtp_session *s);
+/* Takes a piece of the message as it came; appends to out what is to be
+ * stored. false when nothing is checked (submission): store as is. */
+bool smtp_check_data(struct smtp_session *s, const char *data, size_t len,
+		     struct buf *out);
+/* The message ended: what is still held goes to out. */
+void smtp_check_flush(struct smtp_session *s, struct buf *out);
+/* The checks of the message, on a check thread while the connection
+ * waits: true when they were started (smtp_end_mx_checked runs later as
+ * the connection's task), false when there is nothing to check. */
+bool smtp_check_start(struct smtp_session *s, struct net_conn *conn);
+struct smtp_check_pool;
+struct smtp_check_pool *smtp_check_pool_create(unsigned threads);
+void smtp_check_pool_destroy(struct smtp_check_pool **p);
+
 /* smtp-session.c */
 void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -159,5 +195,8 @@ void smtp_task_quit(void *session, struct net_conn *conn, void *arg);
 void smtp_task_auth(void *session, struct net_conn *conn, void *arg);
 void smtp_task_sender(void *session, struct net_conn *conn, void *arg);
 void smtp_task_drain(void *session, struct net_conn *conn, void *arg);
+/* MX: the checks ended (rc -1: refuse with reply), commit and answer. */
+void smtp_end_mx_checked(struct smtp_session *s, struct net_conn *conn, int rc,
+			 const char *reply, const struct delivery_verdict *v);
 
 #endif

@@ -55,6 +55,65 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 			} else {
 				srv->max_messages_per_ip = (unsigned)v;
 			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "check_threads") == 0) {
+			if (config_parse_uint(e->value, 256, &v) < 0 || v < 1) {
+				buf_printf(errors, "%s:%d: check_threads: expected "
+					   "a number from 1 to 256\n", path, e->line);
+				rc = -1;
+			} else {
+				srv->check_threads = (unsigned)v;
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "sender_checks") == 0) {
+			if (config_parse_bool(e->value, &srv->sender_checks) < 0) {
+				buf_printf(errors, "%s:%d: sender_checks: expected "
+					   "yes or no\n", path, e->line);
+				rc = -1;
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "dmarc_reject") == 0) {
+			if (strcmp(e->value, "refuse") == 0) {
+				srv->dmarc_junk = false;
+			} else if (strcmp(e->value, "junk") == 0) {
+				srv->dmarc_junk = true;
+			} else {
+				buf_printf(errors, "%s:%d: dmarc_reject: expected "
+					   "refuse or junk\n", path, e->line);
+				rc = -1;
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "rspamd") == 0) {
+			if (strncmp(e->value, "http://", 7) != 0 &&
+			    strncmp(e->value, "https://", 8) != 0) {
+				buf_printf(errors, "%s:%d: rspamd: expected a URL "
+					   "like http://127.0.0.1:11333\n", path,
+					   e->line);
+				rc = -1;
+			} else {
+				free(srv->rspamd_url);
+				srv->rspamd_url = xstrdup(e->value);
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "rspamd_timeout") == 0) {
+			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
+			    v > 300) {
+				buf_printf(errors, "%s:%d: rspamd_timeout: expected "
+					   "a duration from 1s to 5m\n", path,
+					   e->line);
+				rc = -1;
+			} else {
+				srv->rspamd_timeout_ms = (unsigned)v * 1000;
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "rspamd_max_size") == 0) {
+			if (config_parse_size(e->value, &v) < 0 || v < 1024) {
+				buf_printf(errors, "%s:%d: rspamd_max_size: expected "
+					   "a size like 2M\n", path, e->line);
+				rc = -1;
+			} else {
+				srv->rspamd_max_size = v;
+			}
 		} else if (strcmp(e->key, "timeout") == 0) {
 			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
 			    v > 86400) {
@@ -91,6 +150,10 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 	srv->timeout = SMTP_IDLE_TIMEOUT;
 	srv->max_conns_per_ip = SMTP_MX_CONNS_PER_IP;
 	srv->max_messages_per_ip = SMTP_MX_MESSAGES_PER_IP;
+	srv->sender_checks = true;
+	srv->rspamd_timeout_ms = 10000;
+	srv->rspamd_max_size = 2 * 1024 * 1024;
+	srv->check_threads = 8;
 	pthread_mutex_init(&srv->release_mu, NULL);
 	pthread_cond_init(&srv->release_cond, NULL);
 	v = config_get(cfg, "limits", "max_message_size");
@@ -110,6 +173,8 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 	}
 	if (store != NULL && auth != NULL)
 		srv->delivery = delivery_create(store, auth, srv->hostname);
+	if (mode == SMTP_MODE_MX && store != NULL)
+		srv->checks = smtp_check_pool_create(srv->check_threads);
 	if (mode == SMTP_MODE_MX &&
 	    (srv->max_conns_per_ip != 0 || srv->max_messages_per_ip != 0))
 		srv->limits = smtp_limits_create(srv->max_conns_per_ip,
@@ -120,6 +185,7 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 void smtp_server_set_queue(struct smtp_server *srv, struct queue *queue)
 {
 	srv->queue = queue;
+	srv->dns = queue != NULL ? queue_dns(queue) : NULL;
 }
 
 void smtp_server_destroy(struct smtp_server **server)
@@ -135,7 +201,9 @@ void smtp_server_destroy(struct smtp_server **server)
 	pthread_mutex_destroy(&srv->release_mu);
 	pthread_cond_destroy(&srv->release_cond);
 	delivery_destroy(&srv->delivery);
+	smtp_check_pool_destroy(&srv->checks);
 	smtp_limits_destroy(&srv->limits);
+	free(srv->rspamd_url);
 	free(srv);
 	*server = NULL;
 }

@@ -81,6 +81,7 @@ void smtp_transaction_reset(struct smtp_session *s)
 	buf_init(&s->chunk, 0);
 	buf_free(&s->head);
 	buf_init(&s->head, 0);
+	smtp_check_reset(s);
 	if (s->state != SMTP_GREETED)
 		s->state = SMTP_READY;
 }
@@ -848,6 +849,8 @@ static void *session_new(struct net_conn *conn, struct smtp_server *srv)
 		s->ds = delivery_session_create(srv->delivery, s->sid);
 	buf_init(&s->chunk, 0);
 	buf_init(&s->head, 0);
+	buf_init(&s->hdr, SMTP_HEADER_MAX);
+	buf_init(&s->scan, 0);
 	net_conn_set_timeout(conn, srv->timeout);
 	if (srv->limits != NULL) {
 		s->limit_counted = smtp_limits_connect(srv->limits,
@@ -882,6 +885,8 @@ static void session_free(struct smtp_session *s)
 		auth_sasl_free(&s->sasl);
 	buf_free(&s->chunk);
 	buf_free(&s->head);
+	buf_free(&s->hdr);
+	buf_free(&s->scan);
 	free(s->rcpts);
 	free(s);
 }

@@ -316,11 +316,11 @@ static bool wants_queue_copy(const struct smtp_session *s)
 
 /* [policy] sent_copy: the message as submitted goes to the user's Sent
  * folder too, written while it arrives and kept only if it is sent. */
-static void sent_copy_write(struct smtp_session *s)
+static void sent_copy_write(struct smtp_session *s, const char *p, size_t n)
 {
 	struct store_error err = {0};
 
-	if (!s->sent_copy || s->chunk.len == 0)
+	if (!s->sent_copy || n == 0)
 		return;
 	if (s->sent_w == NULL &&
 	    (store_user_open(s->srv->store, s->user.id, &s->sent_user,
@@ -330,8 +330,7 @@ static void sent_copy_write(struct smtp_session *s)
 		s->sent_copy = false;
 		return;
 	}
-	if (store_blob_writer_write(s->sent_w, s->chunk.data, s->chunk.len,
-				    &err) < 0) {
+	if (store_blob_writer_write(s->sent_w, p, n, &err) < 0) {
 		log_warn("smtp", s->sid, "no Sent copy: %s", err.msg);
 		store_blob_writer_abort(&s->sent_w);
 		s->sent_copy = false;
@@ -366,10 +365,11 @@ static void sent_copy_commit(struct smtp_session *s)
 	free(sent);
 }
 
-static void write_chunk(struct smtp_session *s, struct net_conn *conn)
+/* Bytes of the message to keep: into the store (MX), the queue copy
+ * and the Sent copy. */
+static void store_bytes(struct smtp_session *s, struct net_conn *conn,
+			const char *p, size_t n)
 {
-	if (s->data_too_big || s->data_failed)
-		goto out;
 	if (wants_queue_copy(s) && s->qw == NULL) {
 		if (queue_writer_create(s->srv->queue, &s->qw, &s->qerr) < 0) {
 			s->data_failed = smtp_is_submission(s);
@@ -383,17 +383,35 @@ static void write_chunk(struct smtp_session *s, struct net_conn *conn)
 			buf_free(&rec);
 		}
 	}
+	if (n == 0)
+		return;
 	if (s->ds != NULL)
-		delivery_data(s->ds, s->chunk.data, s->chunk.len);
-	sent_copy_write(s);
-	if (s->qw != NULL && s->chunk.len > 0 &&
-	    queue_writer_write(s->qw, s->chunk.data, s->chunk.len, &s->qerr) < 0) {
+		delivery_data(s->ds, p, n);
+	/* the Sent copy is the message as written, without our Received: */
+	sent_copy_write(s, p, n);
+	if (s->qw != NULL &&
+	    queue_writer_write(s->qw, p, n, &s->qerr) < 0) {
 		if (smtp_is_submission(s))
 			s->data_failed = true;
 		else
 			queue_writer_abort(&s->qw);
 	}
+}
+
+static void write_chunk(struct smtp_session *s, struct net_conn *conn)
+{
+	struct buf kept;
+
+	buf_init(&kept, 0);
+	if (s->data_too_big || s->data_failed)
+		goto out;
+	if (smtp_check_data(s, s->chunk.data ? s->chunk.data : "",
+			    s->chunk.len, &kept))
+		store_bytes(s, conn, kept.data, kept.len);
+	else
+		store_bytes(s, conn, s->chunk.data, s->chunk.len);
 out:
+	buf_free(&kept);
 	buf_reset(&s->chunk);
 }
 
@@ -496,17 +514,15 @@ static bool queue_retries(struct smtp_session *s, unsigned temp)
 	return ok;
 }
 
-static void end_mx(struct smtp_session *s, struct net_conn *conn)
+/* The message is complete and checked: each recipient's copy is
+ * committed, then one reply for the message. */
+static void end_mx(struct smtp_session *s, struct net_conn *conn,
+		   const struct delivery_verdict *v)
 {
 	unsigned n = delivery_rcpt_count(s->ds), ok = 0, temp = 0, perm = 0;
 	const struct delivery_reply *first_bad = NULL;
 
-	if (s->data_too_big) {
-		delivery_too_big(s->ds);
-		net_conn_printf(conn, "552 5.3.4 Message size exceeds fixed "
-				"maximum message size\r\n");
-		return;
-	}
+	delivery_set_verdict(s->ds, v);
 	delivery_commit(s->ds);
 	for (unsigned i = 0; i < n; i++) {
 		const struct delivery_reply *r = delivery_result(s->ds, i);
@@ -539,6 +555,48 @@ static void end_mx(struct smtp_session *s, struct net_conn *conn)
 			 "retry, %u reported as failed", ok, n, temp, perm);
 	smtp_limits_message(s->srv->limits, net_conn_peer(conn));
 	net_conn_printf(conn, "250 2.0.0 Ok: %s\r\n", s->txn_id);
+}
+
+void smtp_end_mx_checked(struct smtp_session *s, struct net_conn *conn, int rc,
+			 const char *reply, const struct delivery_verdict *v)
+{
+	if (rc < 0)
+		/* refused: nothing of it is stored (the reset drops it) */
+		net_conn_printf(conn, "%s\r\n", reply);
+	else
+		end_mx(s, conn, v);
+	smtp_transaction_reset(s);
+}
+
+/* MX: the last bytes held for the header checks go in, then the checks
+ * run on their own threads (the connection waits, no worker held) or,
+ * with nothing to check, the message is committed now. */
+static void finish_mx(struct smtp_session *s, struct net_conn *conn)
+{
+	struct delivery_verdict none = {0};
+	struct buf rest;
+
+	if (s->data_too_big) {
+		delivery_too_big(s->ds);
+		net_conn_printf(conn, "552 5.3.4 Message size exceeds fixed "
+				"maximum message size\r\n");
+		smtp_transaction_reset(s);
+		return;
+	}
+	if (s->hdr_too_big) {
+		/* nothing of it was stored */
+		net_conn_printf(conn, "552 5.3.4 Message header exceeds %d "
+				"octets\r\n", SMTP_HEADER_MAX);
+		smtp_transaction_reset(s);
+		return;
+	}
+	buf_init(&rest, 0);
+	smtp_check_flush(s, &rest);
+	store_bytes(s, conn, rest.data, rest.len);
+	buf_free(&rest);
+	if (smtp_check_start(s, conn))
+		return;
+	smtp_end_mx_checked(s, conn, 0, NULL, &none);
 }
 
 /* ---- the end of a message: submission ----------------------------- */
@@ -698,10 +756,11 @@ void smtp_task_end(void *session, struct net_conn *conn, void *arg)
 	struct smtp_session *s = session;
 
 	write_chunk(s, conn);
-	if (smtp_is_submission(s))
-		end_submission(s, conn);
-	else
-		end_mx(s, conn);
+	if (!smtp_is_submission(s)) {
+		finish_mx(s, conn);
+		return;
+	}
+	end_submission(s, conn);
 	smtp_transaction_reset(s);
 }
 

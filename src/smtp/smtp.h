@@ -19,6 +19,10 @@
  * [smtp] only (per client address, IPv6 per /64; 0 = no limit):
  *   max_connections_per_ip = 50          421 4.7.0 beyond
  *   max_messages_per_ip_per_hour = 20000 451 4.7.1 at MAIL beyond
+ *   sender_checks = yes      SPF, DKIM, DMARC, Authentication-Results
+ *   dmarc_reject = refuse    or junk (p=reject failures)
+ *   check_threads = 8        threads that run the checks
+ *   rspamd = URL             spam scanner (rspamd_timeout, _max_size)
  */
 #ifndef LOFT_SMTP_H
 #define LOFT_SMTP_H
