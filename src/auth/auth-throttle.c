@@ -21,7 +21,8 @@
  * into accounts it is a known pair of; and it is refused at connect
  * unless it has a known pair at all (then its owner's devices go on).
  *
- * The state lives in memory under one mutex, and in data_dir/throttle.db
+ * The state lives in memory under one mutex, and in
+ * data_dir/throttle/throttle.db
  * (SQLite, WAL) so that a restart does not give a guesser a fresh start
  * and `loftctl ban` works without loftd. In loftd a writer thread stores
  * what changed once a second and applies the `loftctl ban del` requests
@@ -79,6 +80,7 @@ struct th_gone {
 
 struct auth_throttle {
 	struct auth_settings set;
+	char *dir;                  /* data_dir/throttle */
 	char *db_path;
 	pthread_mutex_t mu;
 	struct th_entry **buckets;
@@ -633,6 +635,10 @@ static int db_open(struct auth_throttle *t, char **error_r)
 {
 	if (t->db != NULL)
 		return 0;
+	if (mkdir(t->dir, 0700) < 0 && errno != EEXIST) {
+		*error_r = xasprintf("mkdir %s: %s", t->dir, strerror(errno));
+		return -1;
+	}
 	if (sqlite3_open_v2(t->db_path, &t->db, SQLITE_OPEN_READWRITE |
 			    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
@@ -882,14 +888,14 @@ static void *writer_main(void *arg)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += WRITER_PERIOD_MS / 1000;
 		pthread_cond_timedwait(&t->cond, &t->mu, &ts);
-		bool stop = t->stop;
+		if (t->stop)
+			break;
 		pthread_mutex_unlock(&t->mu);
 		flush(t);
 		pthread_mutex_lock(&t->mu);
-		if (stop)
-			break;
 	}
 	pthread_mutex_unlock(&t->mu);
+	flush(t);   /* the last word: what changed since the previous one */
 	return NULL;
 }
 
@@ -902,7 +908,10 @@ int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
 	struct auth_throttle *t = xcalloc(1, sizeof(*t));
 	t->set = *set;
 	t->daemon = daemon;
-	t->db_path = xasprintf("%s/throttle.db", data_dir);
+	/* Its own directory: a confined mail process may write there and
+	 * not beside accounts.db (privsep). */
+	t->dir = xasprintf("%s/throttle", data_dir);
+	t->db_path = xasprintf("%s/throttle.db", t->dir);
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	t->buckets = xcalloc(THROTTLE_BUCKETS, sizeof(*t->buckets));
@@ -958,6 +967,7 @@ void auth_throttle_close(struct auth_throttle **tp)
 	pthread_mutex_destroy(&t->mu);
 	pthread_cond_destroy(&t->cond);
 	free(t->db_path);
+	free(t->dir);
 	free(t);
 }
 

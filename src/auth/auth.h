@@ -232,7 +232,7 @@ struct auth_held {
 };
 typedef void auth_held_fn(void *ctx, const struct auth_held *held);
 /* Addresses, then accounts, then pairs, each sorted. In loftd: what it
- * holds now; elsewhere: data_dir/throttle.db, as loftd last stored it
+ * holds now; elsewhere: data_dir/throttle/throttle.db, as loftd last stored it
  * (at most a second old). */
 int auth_ban_list(struct auth *auth, auth_held_fn *fn, void *ctx,
 		  char **error_r);

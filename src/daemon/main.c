@@ -530,7 +530,7 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 			  dc->data_dir);
 		goto out;
 	}
-	aset->throttle_daemon = true;     /* keeps data_dir/throttle.db */
+	aset->throttle_daemon = true;     /* keeps data_dir/throttle/ */
 	if (auth_open(aset, &auth, &msg) < 0) {
 		log_error("loftd", NULL, "cannot open accounts: %s",
 			  msg ? msg : "unknown error");

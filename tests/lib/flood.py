@@ -22,6 +22,7 @@ Everything stays on loopback and stops by itself.
 
 import asyncio
 import multiprocessing
+import resource
 import socket
 import time
 
@@ -131,6 +132,11 @@ def flood(port, attempts=20000, addresses=200, conns_per_address=5,
     """Runs the flood; on_end() is called the moment it ends, with the
     attackers still connected (e.g. to stop the server then). Returns a
     dict of counts and the legitimate user's latencies."""
+    # 1,000 sockets and more: as many descriptors as the hard limit allows
+    # (the soft limit is often 1024).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ctx = multiprocessing.get_context('fork')
     stop, out = ctx.Event(), ctx.Queue()
     proc = None

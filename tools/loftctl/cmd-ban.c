@@ -3,7 +3,7 @@
  * back (failed logins per address, account and pair; banned addresses)
  * and clearing one. With loftd running they go through its control
  * socket, so the list is what loftd holds this instant and a clear works
- * at once; without it, data_dir/throttle.db as loftd left it.
+ * at once; without it, data_dir/throttle/throttle.db as loftd left it.
  */
 #include "loftctl.h"
 
