@@ -120,6 +120,18 @@ static const struct daemon_config *listeners_dc;
 static struct jmap *the_jmap;
 #endif
 
+#ifdef LOFT_HAVE_SMTP
+/* GET /.well-known/mta-sts.txt: our MTA-STS policy (RFC 8461 3.3). */
+static void mtasts_policy(struct http_request *req,
+			  struct http_response *resp, void *ctx)
+{
+	(void)req;
+	http_response_content_type(resp, "text/plain");
+	http_response_set_header(resp, "Cache-Control", "max-age=3600");
+	http_response_send(resp, ctx, strlen(ctx));
+}
+#endif
+
 static void *http_create(const struct config *c, struct store *s,
 			 struct auth *a, struct buf *e)
 {
@@ -134,6 +146,19 @@ static void *http_create(const struct config *c, struct store *s,
 		}
 	struct http_server *server = http_server_create(c, s, a, sv, n, e);
 	/* Modules with HTTP routes (jmap) add them here. */
+#ifdef LOFT_HAVE_SMTP
+	static char mtasts[600];
+	static const struct http_route mtasts_route = {
+		.method = "GET", .prefix = "/.well-known/mta-sts.txt",
+		.flags = HTTP_ROUTE_EXACT, .handle = mtasts_policy,
+	};
+	if (server != NULL &&
+	    (smtp_mtasts_policy(c, mtasts, sizeof(mtasts), e) < 0 ||
+	     http_route_add(server, &mtasts_route, mtasts) < 0)) {
+		http_server_destroy(&server);
+		return NULL;
+	}
+#endif
 #ifdef LOFT_HAVE_JMAP
 	if (server != NULL) {
 		struct jmap *j = jmap_create(c, s, a, e);

@@ -46,7 +46,11 @@ static const char schema[] =
 	" lease_until INTEGER NOT NULL DEFAULT 0,"
 	" code INTEGER NOT NULL DEFAULT 0, last_error TEXT, remote TEXT);"
 	"CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts(state, next_attempt);"
-	"CREATE INDEX IF NOT EXISTS rcpts_msg ON rcpts(msg);";
+	"CREATE INDEX IF NOT EXISTS rcpts_msg ON rcpts(msg);"
+	/* MTA-STS policies (RFC 8461 5.1), until they expire */
+	"CREATE TABLE IF NOT EXISTS mta_sts ("
+	" domain TEXT PRIMARY KEY, id TEXT NOT NULL, policy TEXT NOT NULL,"
+	" expires INTEGER NOT NULL);";
 
 static struct qdb *qdb(struct queue *q)
 {
@@ -747,6 +751,56 @@ static bool db_exists(struct queue *q, const char *id)
 	return found;
 }
 
+static int db_sts_get(struct queue *q, const char *domain, char **id_r,
+		      char **policy_r, time_t *expires_r)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	*id_r = *policy_r = NULL;
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT id, policy, expires FROM mta_sts WHERE "
+			"domain = ?");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+		int s = sqlite3_step(st);
+		if (s == SQLITE_ROW) {
+			*id_r = col_text(st, 0);
+			*policy_r = col_text(st, 1);
+			*expires_r = (time_t)sqlite3_column_int64(st, 2);
+			rc = 1;
+		} else {
+			rc = s == SQLITE_DONE ? 0 : -1;
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static void db_sts_put(struct queue *q, const char *domain, const char *id,
+		       const char *policy, time_t expires)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "INSERT OR REPLACE INTO mta_sts(domain, id, policy, "
+			"expires) VALUES (?, ?, ?, ?)");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, policy, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, (int64_t)expires);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			log_warn("queue", NULL, "MTA-STS cache: %s",
+				 sqlite3_errmsg(d->db));
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
 const struct queue_backend_vfuncs queue_sqlite_backend = {
 	.open = db_open,
 	.close = db_close,
@@ -761,4 +815,6 @@ const struct queue_backend_vfuncs queue_sqlite_backend = {
 	.admin = db_admin,
 	.prefix = db_prefix,
 	.exists = db_exists,
+	.sts_get = db_sts_get,
+	.sts_put = db_sts_put,
 };

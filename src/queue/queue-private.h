@@ -111,6 +111,12 @@ struct queue_backend_vfuncs {
 		      struct queue_error *err);
 	/* Whether the backend knows id (the orphan sweep of files). */
 	bool (*exists)(struct queue *q, const char *id);
+	/* The MTA-STS policy cache: a domain's policy id and text until
+	 * expires. get: 1 found, 0 none, -1 error. */
+	int (*sts_get)(struct queue *q, const char *domain, char **id_r,
+		       char **policy_r, time_t *expires_r);
+	void (*sts_put)(struct queue *q, const char *domain, const char *id,
+			const char *policy, time_t expires);
 };
 
 extern const struct queue_backend_vfuncs queue_sqlite_backend;
@@ -157,6 +163,28 @@ int queue_enqueue_internal(struct queue *q, const struct queue_envelope *env,
 int queue_runner_start(struct queue *q, struct queue_error *err);
 void queue_runner_stop(struct queue *q);
 void queue_runner_kick(struct queue *q);
+
+/* queue-mtasts.c: MTA-STS (RFC 8461). */
+#define QSTS_ID_MAX 32
+enum qsts_mode { QSTS_NONE, QSTS_TESTING, QSTS_ENFORCE };
+struct qsts_policy {
+	enum qsts_mode mode;          /* NONE also when there is no policy */
+	char **mx;                    /* patterns: "mx.example.com",
+					 "*.example.com" */
+	size_t mx_count;
+	uint64_t max_age;
+};
+/* A policy file (RFC 8461 3.2); -1 with why when it is not valid. */
+int qsts_policy_parse(const char *text, size_t len, struct qsts_policy *p,
+		      char *why, size_t size);
+void qsts_policy_free(struct qsts_policy *p);
+bool qsts_mx_matches(const struct qsts_policy *p, const char *host);
+/* The id of a "v=STSv1; id=..." TXT record (3.1); -1 if not valid. */
+int qsts_txt_id(const char *txt, size_t len, char id[QSTS_ID_MAX + 1]);
+/* The policy for delivery to domain: from the cache, or fetched when
+ * the TXT record names a new id; mode NONE when there is none. */
+void queue_mtasts_policy(struct queue *q, const char *domain,
+			 struct qsts_policy *p_r);
 
 /* queue-dsn.c: DSNs (RFC 3464). */
 enum qdsn_kind { QDSN_FAILED, QDSN_DELAYED, QDSN_DELIVERED };

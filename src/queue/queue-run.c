@@ -296,14 +296,16 @@ out:
 
 /* ---- connecting to a destination ---------------------------------- */
 
-/* The addresses of host: numeric as is, else A and AAAA. */
+/* The addresses of host: numeric as is, else AAAA and A. *secure_r: every
+ * answer was DNSSEC-validated (RFC 7672 2.2.2: TLSA only then). */
 static size_t host_addrs(struct queue *q, const char *host, char addrs[][64],
-			 size_t max, bool *tempfail_r)
+			 size_t max, bool *tempfail_r, bool *secure_r)
 {
 	unsigned char buf[16];
 	size_t n = 0;
 
 	*tempfail_r = false;
+	*secure_r = false;
 	if (inet_pton(AF_INET, host, buf) == 1 ||
 	    inet_pton(AF_INET6, host, buf) == 1) {
 		snprintf(addrs[0], 64, "%s", host);
@@ -328,10 +330,13 @@ static size_t host_addrs(struct queue *q, const char *host, char addrs[][64],
 	size_t i4 = dns_batch_add(b, host, DNS_A);
 	dns_batch_wait(b, dns_timeout_ms(q->set.dns));
 	const size_t order[2] = {i6, i4};
+	bool secure = true;
 	for (int k = 0; k < 2; k++) {
 		const struct dns_answer *a = dns_batch_answer(b, order[k]);
 		if (a->status == DNS_TEMPFAIL || a->status == DNS_BOGUS)
 			*tempfail_r = true;
+		if (!a->secure)
+			secure = false;
 		for (size_t j = 0; a->status == DNS_OK && j < a->count && n < max;
 		     j++) {
 			int af = a->len[j] == 16 ? AF_INET6 : AF_INET;
@@ -341,25 +346,75 @@ static size_t host_addrs(struct queue *q, const char *host, char addrs[][64],
 			n++;
 		}
 	}
+	*secure_r = secure && !*tempfail_r;
 	dns_batch_free(&b);
 	return n;
 }
 
+/* What one host's TLS must be. */
+enum tls_need {
+	TLS_MAY,        /* opportunistic: STARTTLS if offered, unverified */
+	TLS_ENCRYPT,    /* TLS, unauthenticated (all TLSA records unusable) */
+	TLS_PKIX,       /* a certificate valid for the host (MTA-STS,
+			   smarthost_tls = required, REQUIRETLS) */
+	TLS_DANE,       /* a TLSA record matches (RFC 7672) */
+	TLS_NEVER,      /* smarthost_tls = none */
+};
+
+struct host_policy {
+	enum tls_need need;
+	struct qtlsa tlsa[16];
+	size_t tlsa_count;
+	struct dns_answer answer;     /* owns the TLSA data */
+	const char *why;              /* for the log */
+};
+
+/* RFC 7672 2.2: the TLSA records of _25._tcp.HOST, when the MX and the
+ * host's addresses were validated. -1: the lookup failed (bogus or
+ * temporary): the host must not be used now (never a plain-text
+ * fallback). */
+static int dane_policy(struct queue *q, const char *host, unsigned port,
+		       struct host_policy *hp)
+{
+	char name[300];
+
+	snprintf(name, sizeof(name), "_%u._tcp.%s", port, host);
+	dns_query(q->set.dns, name, DNS_TLSA, &hp->answer);
+	if (hp->answer.status == DNS_BOGUS || hp->answer.status == DNS_TEMPFAIL)
+		return -1;
+	if (hp->answer.status != DNS_OK || !hp->answer.secure ||
+	    hp->answer.count == 0)
+		return 0;   /* secure denial or unsigned: no DANE */
+	for (size_t i = 0; i < hp->answer.count && hp->tlsa_count < 16; i++) {
+		const uint8_t *d = hp->answer.data[i];
+		size_t n = hp->answer.len[i];
+		/* usage 2 (DANE-TA) and 3 (DANE-EE) only (RFC 7672 3.1.3);
+		 * selector 0/1, matching 0/1/2 */
+		if (n < 4 || (d[0] != 2 && d[0] != 3) || d[1] > 1 || d[2] > 2)
+			continue;
+		hp->tlsa[hp->tlsa_count++] = (struct qtlsa){
+			.usage = d[0], .selector = d[1], .mtype = d[2],
+			.data = d + 3, .len = n - 3,
+		};
+	}
+	/* RFC 7672 2.2: records present but none usable: TLS still */
+	hp->need = hp->tlsa_count > 0 ? TLS_DANE : TLS_ENCRYPT;
+	hp->why = hp->tlsa_count > 0 ? "DANE" : "DANE (no usable TLSA)";
+	return 0;
+}
+
 /* Connects to one host (each of its addresses in turn), says EHLO, and
- * brings up TLS as the policy says. NULL with why_r filled if none
- * worked; *permanent_r when the host said 5xx. */
+ * brings up TLS as hp says. NULL with why_r filled if none worked. */
 static struct qclient *connect_host(struct queue *q, const char *host,
-				    unsigned port, bool smarthost,
-				    bool require_tls, struct qreply *why_r,
-				    bool *permanent_r)
+				    unsigned port, bool implicit,
+				    const struct host_policy *hp,
+				    struct qreply *why_r)
 {
 	char addrs[8][64];
-	bool tempfail;
-	size_t n = host_addrs(q, host, addrs, 8, &tempfail);
+	bool tempfail, secure;
+	size_t n = host_addrs(q, host, addrs, 8, &tempfail, &secure);
 	const struct queue_settings *set = &q->set;
-	bool implicit = smarthost && port == 465;
 
-	*permanent_r = false;
 	if (n == 0) {
 		snprintf(why_r->text, sizeof(why_r->text),
 			 "%s: %s", host, tempfail ? "address lookup failed"
@@ -381,39 +436,35 @@ static struct qclient *connect_host(struct queue *q, const char *host,
 			qclient_close(&c, r.code != 0);
 			continue;
 		}
-		bool want_tls = !qclient_is_tls(c) &&
-				(!smarthost || set->smarthost_tls != QUEUE_TLS_NONE);
-		bool must_tls = require_tls ||
-				(smarthost && set->smarthost_tls == QUEUE_TLS_REQUIRED);
-		if (want_tls && qclient_ext(c)->starttls) {
-			enum qtls_verify v = must_tls ? QTLS_PKIX : QTLS_NONE;
-			if (qclient_starttls(c, v, NULL, NULL, 0, set->hostname,
-					     &r) < 0) {
-				*why_r = r;
+		bool must = hp->need == TLS_ENCRYPT || hp->need == TLS_PKIX ||
+			    hp->need == TLS_DANE;
+		if (!qclient_is_tls(c) && hp->need != TLS_NEVER &&
+		    qclient_ext(c)->starttls) {
+			enum qtls_verify v = hp->need == TLS_DANE ? QTLS_DANE
+					     : hp->need == TLS_PKIX ? QTLS_PKIX
+								    : QTLS_NONE;
+			if (qclient_starttls(c, v, NULL, hp->tlsa, hp->tlsa_count,
+					     set->hostname, &r) < 0) {
 				snprintf(why_r->text, sizeof(why_r->text),
-					 "%s[%s]: STARTTLS failed: %.200s", host,
-					 addrs[i], r.text);
+					 "%s[%s]: STARTTLS failed%s%s: %.200s", host,
+					 addrs[i], hp->why ? " as " : "",
+					 hp->why ? hp->why : "", r.text);
 				why_r->code = 0;
+				why_r->enhanced[0] = '\0';
+				/* the next address may do better; never in
+				 * clear where TLS is required */
 				qclient_close(&c, false);
 				continue;
 			}
 		}
-		if (must_tls && !qclient_is_tls(c)) {
+		if (must && !qclient_is_tls(c)) {
 			snprintf(why_r->text, sizeof(why_r->text),
-				 "%s[%s]: TLS is required and the server does "
-				 "not offer STARTTLS", host, addrs[i]);
+				 "%s[%s]: TLS is required (%s) and the server "
+				 "does not offer STARTTLS", host, addrs[i],
+				 hp->why ? hp->why : "policy");
 			why_r->code = 0;
+			why_r->enhanced[0] = '\0';
 			qclient_close(&c, true);
-			continue;
-		}
-		if (smarthost && set->smarthost_user != NULL &&
-		    qclient_auth_plain(c, set->smarthost_user,
-				       q->smarthost_password ? q->smarthost_password
-							     : "",
-				       &r) < 0) {
-			*why_r = r;
-			*permanent_r = false; /* credentials may be fixed */
-			qclient_close(&c, r.code != 0);
 			continue;
 		}
 		return c;
@@ -421,29 +472,57 @@ static struct qclient *connect_host(struct queue *q, const char *host,
 	return NULL;
 }
 
+static struct qclient *connect_smarthost(struct queue *q, struct qjob *job,
+					 struct qreply *why_r)
+{
+	const struct queue_settings *set = &q->set;
+	const char *colon = strrchr(set->smarthost, ':');
+	char host[256];
+	unsigned port = (unsigned)atoi(colon + 1);
+	struct host_policy hp = {.need = TLS_MAY};
+	struct qclient *c;
+
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - set->smarthost),
+		 set->smarthost);
+	if (host[0] == '[') { /* [2001:db8::1]:25 */
+		memmove(host, host + 1, strlen(host));
+		host[strcspn(host, "]")] = '\0';
+	}
+	if (set->smarthost_tls == QUEUE_TLS_REQUIRED ||
+	    (job->flags & QUEUE_F_REQUIRETLS)) {
+		hp.need = TLS_PKIX;
+		hp.why = "smarthost_tls = required";
+	} else if (set->smarthost_tls == QUEUE_TLS_NONE) {
+		hp.need = TLS_NEVER;
+	}
+	c = connect_host(q, host, port, port == 465, &hp, why_r);
+	if (c != NULL && set->smarthost_user != NULL) {
+		struct qreply r;
+		if (qclient_auth_plain(c, set->smarthost_user,
+				       q->smarthost_password ? q->smarthost_password
+							     : "", &r) < 0) {
+			*why_r = r;
+			qclient_close(&c, r.code != 0);
+			/* credentials may be fixed: a temporary failure */
+			if (why_r->code / 100 == 5)
+				why_r->code = 450;
+		}
+	}
+	return c;
+}
+
 static struct qclient *connect_dest(struct queue *q, struct qjob *job,
 				    struct qreply *why_r, bool *fail_r)
 {
 	const struct queue_settings *set = &q->set;
 	bool require = (job->flags & QUEUE_F_REQUIRETLS) != 0;
-	bool permanent = false;
 	struct qclient *c = NULL;
+	struct qsts_policy sts;
 
 	*fail_r = false;
 	memset(why_r, 0, sizeof(*why_r));
-	if (set->smarthost != NULL) {
-		const char *colon = strrchr(set->smarthost, ':');
-		char host[256];
-		unsigned port = (unsigned)atoi(colon + 1);
-		snprintf(host, sizeof(host), "%.*s",
-			 (int)(colon - set->smarthost), set->smarthost);
-		if (host[0] == '[') { /* [2001:db8::1]:25 */
-			memmove(host, host + 1, strlen(host));
-			host[strcspn(host, "]")] = '\0';
-		}
-		return connect_host(q, host, port, true, require, why_r,
-				    &permanent);
-	}
+	if (set->smarthost != NULL)
+		return connect_smarthost(q, job, why_r);
 	if (set->dns == NULL) {
 		snprintf(why_r->text, sizeof(why_r->text),
 			 "no DNS resolver and no smarthost");
@@ -472,12 +551,47 @@ static struct qclient *connect_dest(struct queue *q, struct qjob *job,
 	}
 	if (count == 0) {
 		snprintf(why_r->text, sizeof(why_r->text),
-			 "MX lookup for %s failed", job->dest);
+			 "MX lookup for %s failed%s", job->dest,
+			 st == DNS_BOGUS ? " (DNSSEC validation failed)" : "");
 		return NULL;
 	}
-	for (size_t i = 0; i < count && c == NULL; i++)
-		c = connect_host(q, mx[i].host, 25, false, require, why_r,
-				 &permanent);
+	queue_mtasts_policy(q, job->dest, &sts);
+	for (size_t i = 0; i < count && c == NULL; i++) {
+		struct host_policy hp = {.need = require ? TLS_PKIX : TLS_MAY};
+		bool dane = false;
+		if (secure) {
+			bool tf, asec;
+			char tmp[1][64];
+			host_addrs(q, mx[i].host, tmp, 1, &tf, &asec);
+			if (asec && dane_policy(q, mx[i].host, 25, &hp) < 0) {
+				snprintf(why_r->text, sizeof(why_r->text),
+					 "%s: TLSA lookup failed (not sending "
+					 "without it)", mx[i].host);
+				why_r->code = 0;
+				dns_answer_free(&hp.answer);
+				continue;
+			}
+			dane = hp.need == TLS_DANE || hp.need == TLS_ENCRYPT;
+		}
+		/* DANE wins where both are published (RFC 8461 2) */
+		if (!dane && sts.mode == QSTS_ENFORCE) {
+			if (!qsts_mx_matches(&sts, mx[i].host)) {
+				snprintf(why_r->text, sizeof(why_r->text),
+					 "%s is not an MX of %s's MTA-STS policy",
+					 mx[i].host, job->dest);
+				why_r->code = 0;
+				dns_answer_free(&hp.answer);
+				continue;
+			}
+			hp.need = TLS_PKIX;
+			hp.why = "MTA-STS";
+		} else if (!dane && require) {
+			hp.why = "REQUIRETLS";
+		}
+		c = connect_host(q, mx[i].host, 25, false, &hp, why_r);
+		dns_answer_free(&hp.answer);
+	}
+	qsts_policy_free(&sts);
 	free(mx);
 	return c;
 }

@@ -56,6 +56,16 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 				srv->max_messages_per_ip = (unsigned)v;
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "mta_sts") == 0) {
+			if (strcmp(e->value, "enforce") != 0 &&
+			    strcmp(e->value, "testing") != 0 &&
+			    strcmp(e->value, "none") != 0) {
+				buf_printf(errors, "%s:%d: mta_sts: expected "
+					   "enforce, testing or none\n", path,
+					   e->line);
+				rc = -1;
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "check_threads") == 0) {
 			if (config_parse_uint(e->value, 256, &v) < 0 || v < 1) {
 				buf_printf(errors, "%s:%d: check_threads: expected "

@@ -23,6 +23,8 @@
  *   dmarc_reject = refuse    or junk (p=reject failures)
  *   check_threads = 8        threads that run the checks
  *   rspamd = URL             spam scanner (rspamd_timeout, _max_size)
+ *   mta_sts = enforce        the mode of the MTA-STS policy served on
+ *                            [https] (testing, none)
  */
 #ifndef LOFT_SMTP_H
 #define LOFT_SMTP_H
@@ -49,5 +51,11 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
  * store failed after another's succeeded are retried from it). */
 void smtp_server_set_queue(struct smtp_server *srv, struct queue *queue);
 void smtp_server_destroy(struct smtp_server **srv);
+
+/* This server's MTA-STS policy (RFC 8461 3.2), served on the HTTPS
+ * listener as /.well-known/mta-sts.txt ([smtp] mta_sts = enforce |
+ * testing | none; mx: hostname). -1 with errors for a bad mode. */
+int smtp_mtasts_policy(const struct config *cfg, char *out, size_t size,
+		       struct buf *errors);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "queue.h"
+#include "queue-private.h"
 
 static char tmpdir[256];
 
@@ -343,11 +344,54 @@ static void test_smarthost_delivery(void)
 	teardown();
 }
 
+/* MTA-STS (RFC 8461): the policy file and the TXT record, strictly; mx
+ * patterns match one label for "*." */
+static void test_mtasts_parse(void)
+{
+	struct qsts_policy p;
+	char why[100], id[QSTS_ID_MAX + 1];
+	const char *t = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\n"
+			"mx: *.example.net\r\nmax_age: 86400\r\nextension: x\r\n";
+	CHECK_INT(qsts_policy_parse(t, strlen(t), &p, why, sizeof(why)), 0);
+	CHECK_INT(p.mode, QSTS_ENFORCE);
+	CHECK_INT(p.mx_count, 2);
+	CHECK_INT(p.max_age, 86400);
+	CHECK(qsts_mx_matches(&p, "mail.example.com"));
+	CHECK(qsts_mx_matches(&p, "MAIL.example.com."));
+	CHECK(qsts_mx_matches(&p, "mx1.example.net"));
+	CHECK(!qsts_mx_matches(&p, "a.mx1.example.net"));
+	CHECK(!qsts_mx_matches(&p, "example.net"));
+	CHECK(!qsts_mx_matches(&p, "evil-mail.example.com"));
+	qsts_policy_free(&p);
+	static const char *const bad[] = {
+		"version: STSv1\nmode: enforce\nmax_age: 1\n",          /* no mx */
+		"version: STSv2\nmode: enforce\nmx: a.b\nmax_age: 1\n",
+		"version: STSv1\nmode: strict\nmx: a.b\nmax_age: 1\n",
+		"version: STSv1\nmode: enforce\nmx: a.b\n",              /* no max_age */
+		"version: STSv1\nmode: enforce\nmx: a..b\nmax_age: 1\n",
+		"version: STSv1\nmode enforce\n",
+		"", NULL,
+	};
+	for (size_t i = 0; bad[i] != NULL; i++)
+		CHECK_INT(qsts_policy_parse(bad[i], strlen(bad[i]), &p, why,
+					    sizeof(why)), -1);
+	t = "version: STSv1\nmode: none\nmax_age: 5\n";
+	CHECK_INT(qsts_policy_parse(t, strlen(t), &p, why, sizeof(why)), 0);
+	CHECK_INT(p.mode, QSTS_NONE);
+	qsts_policy_free(&p);
+	CHECK_INT(qsts_txt_id("v=STSv1; id=20160831085700Z;", 28, id), 0);
+	CHECK_STR(id, "20160831085700Z");
+	CHECK_INT(qsts_txt_id("v=STSv1; id=a-b", 15, id), -1);
+	CHECK_INT(qsts_txt_id("v=STSv1", 7, id), -1);
+	CHECK_INT(qsts_txt_id("v=STSv10; id=a", 14, id), -1);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
 		{"enqueue_durable_admin", test_enqueue_durable_admin},
 		{"smarthost_delivery", test_smarthost_delivery},
+		{"mtasts_parse", test_mtasts_parse},
 		{NULL, NULL},
 	};
 	return test_main(cases);
