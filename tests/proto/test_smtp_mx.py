@@ -85,6 +85,17 @@ def main():
         # a DSN to a local sender is stored before the 250: none came
         r.check('never: no DSN', len(dsn_for(b'Action: failed')) == before)
 
+        # our MTA-STS policy (RFC 8461 3.2) on the HTTPS listener
+        h = env.http(tls=True)
+        h.request('GET', '/.well-known/mta-sts.txt')
+        resp = h.getresponse()
+        body = resp.read()
+        r.check('mta-sts policy served', resp.status == 200 and
+                resp.getheader('Content-Type', '').startswith('text/plain') and
+                b'version: STSv1\r\nmode: enforce\r\nmx: loft.example.test\r\n'
+                b'max_age: 604800' in body, (resp.status, body))
+        h.close()
+
         # at most 3 connections from one address: the 4th gets 421
         socks = [connect(port) for _ in range(3)]
         r.check('3 connections greeted', all(g.startswith(b'220') for _, g in socks),
