@@ -81,23 +81,57 @@ maximal_backoff_time = 4s
 
 
 
+def _params(text):
+    """{name: its lines} of a main.cf text (continuation lines included)."""
+    out, name = {}, None
+    for line in text.splitlines():
+        if line[:1] in (' ', '\t') and name is not None:
+            out[name].append(line)
+        elif '=' in line and not line.lstrip().startswith('#'):
+            name = line.split('=', 1)[0].strip()
+            out[name] = [line]
+        else:
+            name = None
+    return out
+
+
+def merge_main_cf(base, extra):
+    """base with extra's parameters replacing its own. Never two settings
+    of one name: each would make every Postfix process log "overriding
+    earlier entry" at start, and with a short datagram queue
+    (net.unix.max_dgram_qlen) postlogd can block on its own warnings while
+    smtpd waits for it - no greeting, ever."""
+    replaced = set(_params(extra))
+    lines, skipping = [], False
+    for line in base.splitlines():
+        if line[:1] in (' ', '\t') and skipping:
+            continue
+        skipping = ('=' in line and not line.lstrip().startswith('#') and
+                    line.split('=', 1)[0].strip() in replaced)
+        if not skipping:
+            lines.append(line)
+    return '\n'.join(lines) + '\n' + extra.strip('\n') + '\n'
+
+
 class Postfix:
     def __init__(self, lmtp, transport=None, extra=None):
         """lmtp: the default next hop ("inet:HOST:PORT" or "unix:/PATH");
         transport: {address: "lmtp:unix:/PATH"} per-recipient overrides;
-        extra: main.cf text appended (a later setting wins)."""
+        extra: main.cf text whose settings replace the defaults'.
+        """
         self.dir = tempfile.mkdtemp(prefix='loft-postfix-')
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         self.lmtp = lmtp
         self.started = False
+        main_cf = MAIN_CF.format(dir=self.dir, lmtp=lmtp)
+        if transport:
+            main_cf += 'transport_maps = inline:{ %s }\n' % ', '.join(
+                '%s=%s' % kv for kv in sorted(transport.items()))
+        if extra:
+            main_cf = merge_main_cf(main_cf, extra.format(dir=self.dir))
         with open(os.path.join(self.dir, 'main.cf'), 'w') as f:
-            f.write(MAIN_CF.format(dir=self.dir, lmtp=lmtp))
-            if transport:
-                f.write('transport_maps = inline:{ %s }\n' % ', '.join(
-                    '%s=%s' % kv for kv in sorted(transport.items())))
-            if extra:
-                f.write(extra.format(dir=self.dir) + '\n')
+            f.write(main_cf)
         with open(os.path.join(self.dir, 'master.cf'), 'w') as f:
             f.write(MASTER_CF.format(port='127.0.0.1:%d' % self.port))
         for d in ('queue', 'data'):
@@ -122,7 +156,10 @@ class Postfix:
         return subprocess.run([POSTFIX, '-c', self.dir] + list(args),
                               capture_output=True, text=True, timeout=60)
 
-    def start(self, timeout=30):
+    def start(self, timeout=120):
+        """Starts Postfix and waits for smtpd's 220 greeting (master
+        listens before any smtpd runs; on a loaded machine the first
+        smtpd can take a while)."""
         r = self._run('start')
         if r.returncode != 0:
             raise RuntimeError('postfix start: %s%s\n%s' % (r.stdout, r.stderr, self.log()))
@@ -130,11 +167,15 @@ class Postfix:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(('127.0.0.1', self.port), timeout=1):
-                    return
+                with socket.create_connection(('127.0.0.1', self.port),
+                                              timeout=10) as s:
+                    s.settimeout(max(1, deadline - time.monotonic()))
+                    if s.recv(100).startswith(b'220'):
+                        s.sendall(b'QUIT\r\n')
+                        return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError('postfix smtpd not listening:\n' + self.log())
+        raise RuntimeError('postfix smtpd gives no greeting:\n' + self.log())
 
     def queue_dir(self):
         return os.path.join(self.dir, 'queue')
@@ -150,9 +191,16 @@ class Postfix:
 
     def stop(self):
         if self.started:
-            r = self._run('stop')
-            if r.returncode != 0:
-                self._run('abort')
+            try:
+                r = self._run('stop')
+                ok = r.returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+            if not ok:
+                try:
+                    self._run('abort')
+                except subprocess.TimeoutExpired:
+                    pass
             self.started = False
 
     def log(self):
