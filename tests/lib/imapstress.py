@@ -297,6 +297,10 @@ class Mailbox:
         self.uidvalidity = None
         self.uidnext = None
         self.h = 0             # the last HIGHESTMODSEQ told
+        # store-result checks waiting to learn whether the message was
+        # expunged by another session before the STORE reached it:
+        # uid -> (detail, trace)
+        self.pending_results = {}
 
 
 class Ctx:
@@ -329,11 +333,11 @@ class Report:
         self.logins = 0
         self.checks = collections.Counter()   # how often each rule was tried
 
-    def violation(self, sess, rule, detail):
+    def violation(self, sess, rule, detail, trace=None):
         self.rule_counts[rule] += 1
         if len(self.violations) < 200:
-            self.violations.append((rule, sess.name, detail,
-                                    list(sess.trace)[-24:]))
+            trace = list(sess.trace) if trace is None else trace
+            self.violations.append((rule, sess.name, detail, trace[-24:]))
 
     def summary(self):
         lines = ['ops %d, logins %d, violations %d, serverbugs %d, errors %d'
@@ -418,6 +422,8 @@ class Session:
                     self.v('protocol', 'tag %s while waiting for %s' % (r.tag, tag))
                     continue
                 self.tagged(r, ctx, ok, text)
+                if ctx.name in ('NOOP', 'CHECK'):
+                    self.resolve_store_results()
                 return r, ctx
             if r.kind == 'cont':
                 self.v('protocol', 'continuation for a command with LITERAL+')
@@ -968,17 +974,45 @@ class Session:
             return
         if r.word != 'OK' or self.shared.replace_overlaps((self.user, self.sel.name), t0, t1):
             return
+        self.check_store_result(mode, before, ctx)
+
+    def check_store_result(self, mode, before, ctx):
+        """The last FETCH of each message of a non-silent STORE of the
+        own keyword must show the change (RFC 3501 6.4.6), unless another
+        session expunged the message before the STORE reached it: then
+        the last FETCH may be one of the sync in front of the STORE, and
+        the server has no result to show (RFC 2180 4.2). Such a message
+        is gone from the mailbox, so a mismatch whose message is not
+        expunged in this answer waits for the next NOOP or CHECK (every
+        pending expunge is sent there): still there, it is a violation."""
         kw = self.own_kw.lower()
         last = {}
         for seq, uid, d in ctx.fetches:
             if uid in before and 'FLAGS' in d:
                 last[uid] = d      # the latest state told wins
+        gone = set(ctx.expunged_uids)
         for uid, d in last.items():
             self.report.checks['store-result'] += 1
             has = kw in {str(f).lower() for f in d['FLAGS']}
-            if has != (mode == '+'):
-                self.v('store-result', 'UID %s after %sFLAGS %s: %s'
-                       % (uid, mode, self.own_kw, d['FLAGS']))
+            if has == (mode == '+'):
+                continue
+            if uid in gone:
+                self.report.checks['store-result-expunged'] += 1
+                continue
+            self.sel.pending_results[uid] = (
+                'UID %s after %sFLAGS %s: %s' % (uid, mode, self.own_kw, d['FLAGS']),
+                list(self.trace))
+
+    def resolve_store_results(self):
+        if self.sel is None or not self.sel.pending_results:
+            return
+        here = {m.uid for m in self.sel.msgs}
+        for uid, (detail, trace) in self.sel.pending_results.items():
+            if uid in here:
+                self.report.violation(self, 'store-result', detail, trace)
+            else:
+                self.report.checks['store-result-expunged'] += 1
+        self.sel.pending_results.clear()
 
     async def op_store_keyword(self):
         """Keywords from a shared pool: new ones come and go, so FLAGS
@@ -1448,6 +1482,7 @@ def selftest():
         ('search-range', {}, ['* SEARCH 7'], Ctx('SEARCH', uid=True)),
         (None, {}, ['* SEARCH 3 1'], Ctx('SEARCH', uid=True)),
     ]
+    problems.extend(selftest_store_result(session, feed))
     for want, kw, lines, ctx in cases:
         s = session(**kw)
         try:
@@ -1459,6 +1494,32 @@ def selftest():
             problems.append('%s: flagged %s, legal' % (lines, dict(got)))
         elif want is not None and got.get(want, 0) == 0:
             problems.append('%s: %s not flagged (got %s)' % (lines, want, dict(got)))
+    return problems
+
+
+def selftest_store_result(session, feed):
+    """store-result: UID STORE 1:2 +FLAGS ($k1) whose answer shows UID 2
+    without the keyword, from the sync in front of the STORE. Legal when
+    UID 2 is expunged in that answer or before the next NOOP; a violation
+    when it is still there at the NOOP."""
+    problems = []
+    lines = ['* 2 FETCH (UID 2 FLAGS (\\Seen))',
+             '* FLAGS (\\Seen $k1)',
+             '* 1 FETCH (UID 1 FLAGS ($k1))']
+    for expunge_at, want in (('answer', 0), ('noop', 0), (None, 1)):
+        s = session()
+        before = {m.uid: m for m in s.sel.msgs[0:2]}
+        ctx = Ctx('STORE', uid=True)
+        feed(s, lines + (['* 2 EXPUNGE'] if expunge_at == 'answer' else []), ctx)
+        s.check_store_result('+', before, ctx)
+        if s.report.rule_counts['store-result']:
+            problems.append('store-result flagged before the NOOP')
+        feed(s, ['* 2 EXPUNGE'] if expunge_at == 'noop' else [], Ctx('NOOP'))
+        s.resolve_store_results()
+        got = s.report.rule_counts['store-result']
+        if got != want:
+            problems.append('store-result, UID 2 expunged at %s: %d violations, want %d'
+                            % (expunge_at, got, want))
     return problems
 
 

@@ -2187,6 +2187,91 @@ static void test_search_big_text(void)
 	teardown(&store);
 }
 
+/* A STORE's result is what every later read sees (imap-state's stress
+ * test once reported a +FLAGS whose FETCH lacked the keyword: the
+ * message had been expunged by another session first). A fetch that
+ * holds an older snapshot leaks it to no later reader, views sharing a
+ * list each learn of the change, and a STORE on an expunged UID changes
+ * nothing and names nothing. */
+static bool fetch_has_kw(struct store_user *u, uint32_t uid, const char *kw)
+{
+	struct store_uid_range r = {uid, uid};
+	struct store_fetch *f;
+	const struct store_msg *m;
+	struct store_error err;
+	bool has = false;
+	if (store_fetch_begin(u, "INBOX", &r, 1, STORE_FETCH_FLAGS, &f, &err) < 0)
+		return false;
+	while (store_fetch_next(f, &m, &err) == 1)
+		for (size_t i = 0; i < m->keyword_count; i++)
+			has |= strcmp(m->keywords[i], kw) == 0;
+	store_fetch_end(&f);
+	return has;
+}
+
+static void kw_changed(void *ctx, uint32_t seq, const struct store_msg *m)
+{
+	(void)seq;
+	for (size_t i = 0; i < m->keyword_count; i++)
+		if (strcmp(m->keywords[i], "$k42") == 0)
+			*(uint32_t *)ctx = m->uid;
+}
+
+static void test_store_then_fetch(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 41);
+	struct store_error err;
+	for (int i = 0; i < 4; i++)
+		append(u, "INBOX", "Subject: s\r\n\r\nx\r\n", 0);
+	struct store_view *v1, *v2;
+	CHECK_INT(store_view_open(u, "INBOX", 0, &v1, &err), 0);
+	CHECK_INT(store_view_open(u, "INBOX", 0, &v2, &err), 0);
+	/* a fetch left half way holds its snapshot on a pooled reader */
+	struct store_fetch *old;
+	const struct store_msg *m;
+	CHECK_INT(store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_FLAGS, &old,
+				    &err), 0);
+	CHECK_INT(store_fetch_next(old, &m, &err), 1);
+	const char *kw[] = {"$k42"};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD, .keywords = kw,
+				       .keyword_count = 1};
+	struct store_uid_range r2 = {2, 2};
+	uint32_t *changed = NULL;
+	size_t nchanged = 0;
+	CHECK_INT(store_flags_update(u, "INBOX", &r2, 1, &ch, &changed,
+				     &nchanged, NULL, NULL, &err), 0);
+	CHECK_INT(nchanged, 1);
+	free(changed);
+	CHECK(fetch_has_kw(u, 2, "$k42"));
+	store_fetch_end(&old);
+	for (int i = 0; i < 3; i++)   /* whichever pooled reader comes */
+		CHECK(fetch_has_kw(u, 2, "$k42"));
+	static const struct store_view_callbacks cb = {.changed = kw_changed};
+	uint32_t seen1 = 0, seen2 = 0;
+	CHECK_INT(store_view_sync(v1, true, &cb, &seen1, &err), 0);
+	CHECK_INT(store_view_sync(v2, true, &cb, &seen2, &err), 0);
+	CHECK_INT(seen1, 2);
+	CHECK_INT(seen2, 2);
+	/* expunged by another session, then +FLAGS on it: nothing */
+	struct store_flag_change del = {.mode = STORE_FLAGS_ADD,
+					.flags = STORE_FLAG_DELETED};
+	struct store_uid_range r3 = {3, 3};
+	store_flags_update(u, "INBOX", &r3, 1, &del, NULL, NULL, NULL, NULL, &err);
+	CHECK_INT(store_expunge(u, "INBOX", &r3, 1, true, NULL, NULL, &err), 0);
+	changed = NULL;
+	nchanged = 9;
+	CHECK_INT(store_flags_update(u, "INBOX", &r3, 1, &ch, &changed,
+				     &nchanged, NULL, NULL, &err), 0);
+	CHECK_INT(nchanged, 0);
+	free(changed);
+	CHECK(!fetch_has_kw(u, 3, "$k42"));
+	store_view_close(&v1);
+	store_view_close(&v2);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2217,6 +2302,7 @@ static const struct test_case cases[] = {
 	{"background_sweep", test_background_sweep},
 	{"config", test_config},
 	{"thread_ids", test_thread_ids},
+	{"store_then_fetch", test_store_then_fetch},
 	{NULL, NULL},
 };
 

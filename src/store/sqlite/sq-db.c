@@ -326,6 +326,18 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 
 void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 {
+	/* A pooled reader must hold no snapshot: a statement left stepping
+	 * keeps its read transaction open even in autocommit mode, and the
+	 * next borrower would read the index as it was then (a FETCH after
+	 * a STORE showing the old flags). Such a leak is a bug; log it. */
+	for (sqlite3_stmt *st = sqlite3_next_stmt(c->db, NULL); st != NULL;
+	     st = sqlite3_next_stmt(c->db, st)) {
+		if (sqlite3_stmt_busy(st)) {
+			log_error("store", NULL, "reader returned with a "
+				  "statement still open: %s", sqlite3_sql(st));
+			sqlite3_reset(st);
+		}
+	}
 	if (!sqlite3_get_autocommit(c->db))
 		sq_exec(c, "ROLLBACK");
 	pthread_mutex_lock(&u->readers_mu);
