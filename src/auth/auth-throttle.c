@@ -514,7 +514,8 @@ int auth_throttle_list(struct auth_throttle *t, auth_held_fn *fn, void *ctx,
 		}
 	}
 	pthread_mutex_unlock(&t->mu);
-	qsort(rows, n, sizeof(*rows), cmp_rows);
+	if (n > 1)
+		qsort(rows, n, sizeof(*rows), cmp_rows);
 	for (size_t i = 0; i < n; i++) {
 		char buf[AUTH_THROTTLE_KEY_MAX];
 		split_key(rows[i].key, buf, sizeof(buf), &rows[i].h);

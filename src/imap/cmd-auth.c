@@ -71,11 +71,6 @@ static void login_finish(struct imap_cmd *cmd, const struct auth_user *user)
 	if (imap_client_subscribe(c) < 0)
 		log_warn("imap", c->sid, "no change notifications for %s",
 			 user->address);
-	/* POP3's pop3_delete = auto hides while the account syncs over
-	 * IMAP; a special folder the user deleted comes back. */
-	if (store_note_sync_login(c->store_user, time(NULL), &err) < 0 ||
-	    store_mailbox_roles_ensure(c->store_user, &err) < 0)
-		log_warn("imap", c->sid, "user=%s: %s", user->address, err.msg);
 	c->state = IMAP_STATE_AUTH;
 	log_info("imap", c->sid, "login user=%s from %s%s", user->address,
 		 net_conn_peer(c->conn), c->tls ? " tls" : "");
@@ -84,6 +79,14 @@ static void login_finish(struct imap_cmd *cmd, const struct auth_user *user)
 	imap_client_capabilities(c, &b);
 	imap_cmd_ok(cmd, "[CAPABILITY %s] Logged in", b.data);
 	buf_free(&b);
+	/* After the reply, still in this task (the client's next command
+	 * waits for it): POP3's pop3_delete = auto hides while the account
+	 * syncs over IMAP (a commit at most once an hour, which the login
+	 * itself need not wait for), and a special folder the user deleted
+	 * comes back before any LIST. */
+	if (store_note_sync_login(c->store_user, time(NULL), &err) < 0 ||
+	    store_mailbox_roles_ensure(c->store_user, &err) < 0)
+		log_warn("imap", c->sid, "user=%s: %s", user->address, err.msg);
 }
 
 static bool cleartext_ok(struct imap_client *c)
