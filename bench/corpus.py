@@ -137,14 +137,18 @@ def _b64_lines(data):
     return "\r\n".join(enc[i:i + 76] for i in range(0, len(enc), 76)) + "\r\n"
 
 
-def message(seed, index, size=None, to_addr=None):
+def message(seed, index, size=None, to_addr=None, cap=None):
     """The bytes of message number index of the corpus with this seed.
 
     size: force the body size (e.g. 10_000 for the LMTP 10 KB scenario).
+    cap: at most this body size, the kinds of message kept (bench/jmap.py:
+    the same structures without the long tail of sizes).
     """
     rng = random.Random(seed * 1_000_003 + index)
     marker = rng.random() < 0.01
     body_size = size if size is not None else _body_size(rng)
+    if cap is not None:
+        body_size = min(body_size, cap)
     date = 1_700_000_000 + index * 600 + rng.randint(0, 599)
     thread = index // 4 if rng.random() < 0.5 else index
     subject = rng.choice(SUBJECTS).format(n=thread % 997)

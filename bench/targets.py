@@ -93,7 +93,7 @@ def bench_users(n):
 class LoftTarget:
     name = "loft"
 
-    def __init__(self, users, conns_per_user=20000, auth=None):
+    def __init__(self, users, conns_per_user=20000, auth=None, more=None):
         self.host = "127.0.0.1"
         extra = {
             # info, not warn: loftenv waits for "loftd ready" (an info
@@ -109,6 +109,8 @@ class LoftTarget:
             "imaps": {},
         }
         extra["auth"].update(auth or {})   # e.g. bench/login_flood.py
+        for section, keys in (more or {}).items():   # e.g. bench/jmap.py
+            extra.setdefault(section, {}).update(keys)
         self.env = Loft(users=users, extra=extra, start=False)
         try:
             self.env.start()

@@ -63,10 +63,20 @@ gsasl
 stress-ng
 "
 
+# Only for `make bench`: Cyrus's JMAP beside Loft's (bench/jmap.py).
+# cyrus-imapd itself conflicts with dovecot-imapd and is not needed: the
+# bench runs Cyrus's master with its httpd (cyrus-caldav) and lmtpd.
+BENCH_PACKAGES="
+cyrus-common
+cyrus-caldav
+cyrus-admin
+"
+
 want="$BUILD_PACKAGES"
 case "${1:-}" in
 deb) want="$BUILD_PACKAGES $DEB_PACKAGES" ;;
-test|bench) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES" ;;
+test) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES" ;;
+bench) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES $BENCH_PACKAGES" ;;
 esac
 
 missing=""

@@ -53,6 +53,7 @@ struct qnode {
 	bool b;
 	struct idset set;
 	uint32_t mailbox;    /* inMailbox: the mailbox (0 otherwise) */
+	bool lazy;           /* inMailbox: set not read yet (load_sets) */
 };
 
 static void qnode_free(struct qnode *q)
@@ -183,6 +184,7 @@ struct qctx {
 	struct jmap_mailboxes mbs;
 	bool mbs_loaded;
 	json_t *err;
+	uint32_t scan_mailbox;  /* the walk's mailbox: its rows are in it */
 	/* thread keyword aggregates, by thread */
 	struct tcache {
 		int64_t thread;
@@ -278,13 +280,11 @@ static struct qnode *compile_cond(struct qctx *c, json_t *f)
 				&c->mbs, jmap_resolve_id(c->req, s));
 			q = qnew(Q_IDSET);
 			if (mb != NULL) {
+				/* read only if a row from elsewhere is
+				 * asked about: the list view walks this
+				 * mailbox and never is */
 				q->mailbox = mb->info.id;
-				if (!mailbox_emails(c, mb->info.id, &q->set)) {
-					qnode_free(q);
-					qnode_free(and);
-					return NULL;
-				}
-				idset_norm(&q->set);
+				q->lazy = true;
 			}
 		} else if (strcmp(k, "inMailboxOtherThan") == 0) {
 			if (!json_is_array(v) || !mailboxes(c))
@@ -522,6 +522,8 @@ static bool eval(struct qctx *c, const struct qnode *q,
 				return false;
 		return true;
 	case Q_IDSET:
+		if (q->mailbox != 0 && q->mailbox == c->scan_mailbox)
+			return true;
 		return idset_has(&q->set, r->id);
 	case Q_BEFORE:
 		return r->received < q->t;
@@ -866,6 +868,22 @@ static json_t *setup(struct qctx *c, json_t *args, struct qsetup *q)
 	return NULL;
 }
 
+/* Reads the Emails of every inMailbox but the walk's own mailbox, whose
+ * rows need no set. */
+static bool load_sets(struct qctx *c, struct qnode *q)
+{
+	for (size_t i = 0; i < q->nkids; i++)
+		if (!load_sets(c, q->kids[i]))
+			return false;
+	if (!q->lazy || q->mailbox == c->scan_mailbox)
+		return true;
+	q->lazy = false;
+	if (!mailbox_emails(c, q->mailbox, &q->set))
+		return false;
+	idset_norm(&q->set);
+	return true;
+}
+
 /* Runs the query; window: stop once this many results are had (0: all,
  * for a total, an anchor or another sort). */
 static json_t *run(struct qctx *c, struct qsetup *q, size_t window,
@@ -883,6 +901,9 @@ static json_t *run(struct qctx *c, struct qsetup *q, size_t window,
 	struct store_error err;
 	bool newest = !(r->by_walk && q->sort[0].asc);
 	unsigned fields = r->by_walk ? 0 : STORE_EMAIL_ROW_SORT;
+	c->scan_mailbox = q->mailbox;
+	if (!load_sets(c, q->filter))
+		return c->err;
 	if (store_email_scan(c->req->user, q->mailbox, newest, fields, run_cb,
 			     r, &err) < 0)
 		return jmap_store_error(c->req, &err);

@@ -30,6 +30,7 @@
 #include "buf.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 
 void jmap_object_id(enum store_jmap_kind kind, int64_t n, char out[32]);
 bool jmap_object_id_parse(enum store_jmap_kind kind, const char *s,
@@ -76,6 +77,7 @@ struct puser {
 	struct pstream *streams;
 	struct psub *subs;
 	bool dirty;
+	uint64_t change_ns;         /* the first change not pushed yet */
 	uint64_t delivery;          /* the modseq of the last APPEND */
 	bool known;                 /* last[] is filled */
 	bool subs_loaded;           /* PushSubscriptions read this run */
@@ -113,6 +115,8 @@ static void hub_cb(void *ctx, const struct store_change *ch)
 	struct puser *u = ctx;
 	struct jmap_push *p = u->p;
 	pthread_mutex_lock(&p->mu);
+	if (!u->dirty)
+		u->change_ns = metrics_now_ns();
 	u->dirty = true;
 	if (ch->kind == STORE_CHANGE_APPEND && ch->modseq > u->delivery)
 		u->delivery = ch->modseq;
@@ -208,8 +212,10 @@ static void enqueue_post(struct jmap_push *p, const char *url,
 }
 
 /* Pushes what moved for one user (push thread, p->mu not held). */
-static void push_user(struct jmap_push *p, int64_t user_id)
+static void push_user(struct jmap_push *p, int64_t user_id,
+		      uint64_t change_ns)
 {
+	bool wrote = false;
 	struct store_user *user;
 	struct store_error err;
 	struct store_jmap_cursor s[STORE_JMAP_KINDS];
@@ -243,6 +249,7 @@ static void push_user(struct jmap_push *p, int64_t user_id)
 		http_stream_write(ps->stream, ev, strlen(ev));
 		free(ev);
 		free(text);
+		wrote = true;
 		if (ps->close_after) {
 			ps->dead = true;
 			http_stream_end(ps->stream);
@@ -261,6 +268,12 @@ static void push_user(struct jmap_push *p, int64_t user_id)
 	memcpy(u->last, now, sizeof(now));
 	u->known = true;
 	pthread_mutex_unlock(&p->mu);
+	/* from the commit to the StateChange handed to the I/O threads */
+	if (wrote && change_ns != 0)
+		metrics_observe_since(metrics_histogram(
+			"loft_push_latency_seconds", "From a committed change "
+			"to the push written to a waiting client.",
+			"proto=\"jmap\"", NULL, 0), change_ns);
 }
 
 /* Drops dead streams and users nobody follows any more (push thread). */
@@ -318,8 +331,9 @@ static void *push_main(void *arg)
 		}
 		dirty->dirty = false;
 		int64_t id = dirty->user_id;
+		uint64_t since = dirty->change_ns;
 		pthread_mutex_unlock(&p->mu);
-		push_user(p, id);
+		push_user(p, id, since);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);

@@ -212,6 +212,14 @@ def test_eventsource_modes(env, j):
     st, _, _ = j.request('GET', '/jmap/eventsource/?types=*&closeafter=x'
                          '&ping=0')
     R.check('bad closeafter: 400', st == 400, st)
+    c = env.http(proto='metrics')
+    c.request('GET', '/metrics')
+    text = c.getresponse().read().decode()
+    c.close()
+    n = [float(l.split()[-1]) for l in text.splitlines()
+         if l.startswith('loft_push_latency_seconds_count{proto="jmap"}')]
+    R.check('/metrics: loft_push_latency_seconds{proto="jmap"} observed',
+            n and n[0] >= 1, text[-1500:])
 
 
 class PushSink(http.server.BaseHTTPRequestHandler):

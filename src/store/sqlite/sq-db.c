@@ -320,8 +320,11 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 	return c;
 }
 
-/* Idle read connections kept per user; more are opened when readers
- * overlap and closed when they come back. */
+/* Idle read connections kept per user at rest; more are opened when
+ * readers overlap. While others are still out a returning one is kept
+ * too (a burst, e.g. a JMAP client's parallel requests, reuses them
+ * instead of opening a connection, and parsing the schema, per read);
+ * the pool shrinks back to this as the burst ends. */
 #define SQ_READERS_KEPT 2
 
 void sq_reader_put(struct sq_user *u, struct sq_conn *c)
@@ -345,7 +348,7 @@ void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 	size_t n = 0;
 	for (struct sq_conn *r = u->readers; r != NULL; r = r->next)
 		n++;
-	if (n < SQ_READERS_KEPT) {
+	if (n < SQ_READERS_KEPT || n < u->readers_out) {
 		c->next = u->readers;
 		u->readers = c;
 		c = NULL;
