@@ -5,7 +5,7 @@
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan fuzz fuzz-run test test-unit test-tls run bench clean npm \
+.PHONY: all deps build asan fuzz fuzz-run test test-unit test-tls run bench bench-jmap clean npm \
 	install deb
 
 # make install [PREFIX=/usr/local] [DESTDIR=...]: loftd (sbin), loftctl
@@ -72,6 +72,11 @@ deb:
 
 bench: deps build
 	sh bench/run.sh $(if $(QUICK),--quick,)
+
+# Loft's JMAP beside Debian 12's Cyrus (bench/jmap.py; about an hour).
+bench-jmap: build
+	@sh scripts/deps.sh bench
+	LOFT_BUILD=$(CURDIR)/build python3 bench/jmap.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf build build-asan build-fuzz

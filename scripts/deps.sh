@@ -63,13 +63,15 @@ gsasl
 stress-ng
 "
 
-# Only for `make bench`: Cyrus's JMAP beside Loft's (bench/jmap.py).
+# Only for `make bench-jmap`: Cyrus's JMAP beside Loft's (bench/jmap.py).
 # cyrus-imapd itself conflicts with dovecot-imapd and is not needed: the
-# bench runs Cyrus's master with its httpd (cyrus-caldav) and lmtpd.
+# bench runs Cyrus's master with its httpd (cyrus-caldav) and lmtpd, and
+# fills its mailbox under eatmydata.
 BENCH_PACKAGES="
 cyrus-common
 cyrus-caldav
 cyrus-admin
+eatmydata
 "
 
 want="$BUILD_PACKAGES"
