@@ -188,7 +188,7 @@ class LoftServer:
 
     def __init__(self, users, clients):
         # One account serves every mixed client at once: its limit of
-        # concurrent requests (5 by default) raised to the client count;
+        # concurrent requests (4 by default) raised to the client count;
         # Cyrus advertises 5 and does not enforce it.
         self.target = LoftTarget(users, more={"jmap": {
             "max_concurrent_requests": str(max(5, clients))}})
