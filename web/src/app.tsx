@@ -24,6 +24,7 @@ function SignIn({ onDone, expired }: { onDone: (csrf: string, user: string) => v
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event) => {
     e.preventDefault();
+    performance.mark('loft-signin');
     setBusy(true); setErr('');
     try {
       const r = await signIn(user.trim(), pw, remember);
@@ -53,20 +54,21 @@ function SignIn({ onDone, expired }: { onDone: (csrf: string, user: string) => v
 export function App() {
   const [phase, setPhase] = useState<'boot' | 'signin' | 'app'>('boot');
   const [csrf, setCsrf] = useState('');
+  const [user, setUser] = useState('');
   const [bootErr, setBootErr] = useState('');
   useEffect(() => {
-    whoAmI().then((w) => { if (w) { setCsrf(w.csrf); setPhase('app'); } else setPhase('signin'); })
+    whoAmI().then((w) => { if (w) { setCsrf(w.csrf); setUser(w.username); setPhase('app'); } else setPhase('signin'); })
       .catch((e) => { setBootErr(describe(e)); setPhase('signin'); });
   }, []);
   if (phase === 'boot') return <p class="muted center">Loading…</p>;
   if (phase === 'signin') return <>{bootErr && <p class="error" role="alert">{bootErr}</p>}
-    <SignIn onDone={(c) => { setCsrf(c); setPhase('app'); }} /></>;
-  return <Mail csrf={csrf} onSignedOut={() => { setPhase('signin'); }} />;
+    <SignIn onDone={(c, u) => { setCsrf(c); setUser(u); setPhase('app'); }} /></>;
+  return <Mail csrf={csrf} username={user} onSignedOut={() => { setPhase('signin'); }} />;
 }
 
 interface SendJob { draft: Draft; emailId: string; timer: number; until: number }
 
-function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) {
+function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string; onSignedOut: () => void }) {
   const j = useMemo(() => new Jmap(csrf), []);
   const model = useMemo(() => new Model(j), []);
   const [, rerender] = useState(0);
@@ -117,11 +119,23 @@ function Mail({ csrf, onSignedOut }: { csrf: string; onSignedOut: () => void }) 
     };
     j.onSignedOut = () => new Promise<string>((resolve) => setReauth({ resolve }));
     (async () => {
-      await j.connect();
-      await Promise.all([model.loadMailboxes(), model.loadSettings(), loadIdentities()]);
-      const inbox = model.byRole('inbox') ?? model.tree()[0]?.m;
-      await model.openList(inbox?.id ?? '');
+      const boot = Model.loadBoot(username);
+      let fast = false;
+      if (boot && boot.accountId && boot.inboxId) {
+        // the last visit's ids: the first screen in one request, beside
+        // the session fetch
+        const [, idents] = await Promise.all([j.connect(), model.fastStart(boot).catch(() => null)]);
+        if (idents) { setIdentities(idents as Identity[]); fast = true; }
+      } else {
+        await j.connect();
+      }
+      if (!fast) {
+        await Promise.all([model.loadMailboxes(), model.loadSettings(), loadIdentities()]);
+        const inbox = model.byRole('inbox') ?? model.tree()[0]?.m;
+        await model.openList(inbox?.id ?? '');
+      }
       setReady(true);
+      model.saveBoot(j.session.username);
       openChannel();
       loadQuotas(model).then(setQuota).catch(() => {});
       // a draft left open when the page went away (reload, expiry)

@@ -105,12 +105,15 @@ export class Jmap {
   has(cap: string): boolean { return cap in (this.session?.capabilities ?? {}); }
 
   using(): string[] {
+    // before the session is known (a fast start from the last visit's
+    // ids), the capabilities this server always has
+    if (!this.session) return [CAP.core, CAP.mail, CAP.submission, CAP.quota, CAP.loft];
     return Object.values(CAP).filter((c) => this.has(c));
   }
 
   /** One request; returns methodResponses. Throws on request-level errors. */
   async call(calls: Invocation[]): Promise<Invocation[]> {
-    const r = await this.fetch(new URL(this.session.apiUrl).pathname, {
+    const r = await this.fetch(this.session ? new URL(this.session.apiUrl).pathname : '/jmap/api', {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ using: this.using(), methodCalls: calls }),
     });
@@ -119,7 +122,7 @@ export class Jmap {
       throw new JmapError(p.type ?? 'http', p.detail ?? `The server answered ${r.status}.`, r.status);
     }
     const body = (await r.json()) as { methodResponses: Invocation[]; sessionState?: string };
-    if (body.sessionState && this.session && body.sessionState !== this.session.state) {
+    if (body.sessionState && this.session?.state && body.sessionState !== this.session.state) {
       this.session.state = body.sessionState;
       this.onSessionChange?.();
     }

@@ -118,6 +118,69 @@ export class Model {
     return null;
   }
 
+  /** What a fast start needs from the last visit (no secrets: ids and
+   * settings), per user, in localStorage. */
+  static bootKey(user: string): string { return `loft-boot:${user.toLowerCase()}`; }
+  saveBoot(user: string): void {
+    try {
+      localStorage.setItem(Model.bootKey(user), JSON.stringify({ accountId: this.j.accountId,
+        inboxId: this.byRole('inbox')?.id ?? '', settings: this.settings }));
+    } catch { /* private mode */ }
+  }
+  static loadBoot(user: string): { accountId: string; inboxId: string; settings: Settings } | null {
+    try { return JSON.parse(localStorage.getItem(Model.bootKey(user)) ?? 'null'); } catch { return null; }
+  }
+
+  /**
+   * The first screen in one request: mailboxes, settings, identities and
+   * the Inbox's first rows (with thread sizes), using the account and
+   * Inbox ids of the last visit, beside the session fetch. Returns the
+   * identities, or null when the guess did not hold (then the caller
+   * starts the slow way).
+   */
+  async fastStart(boot: { accountId: string; inboxId: string; settings: Settings }): Promise<unknown[] | null> {
+    const acc = boot.accountId;
+    this.j.accountId = acc;
+    this.settings = { ...DEFAULT_SETTINGS, ...boot.settings };
+    this.mailboxId = boot.inboxId;
+    const q = { accountId: acc, ...this.queryArgs(), position: 0, limit: PAGE, calculateTotal: true };
+    const rs = await this.j.call([
+      ['Mailbox/get', { accountId: acc, ids: null }, 'm'],
+      ['LoftSettings/get', { accountId: acc, ids: null }, 's'],
+      ['Identity/get', { accountId: acc, ids: null }, 'i'],
+      ['Email/query', q, 'q'],
+      ['Email/get', { accountId: acc, '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }, 'g'],
+      ['Thread/get', { accountId: acc, '#ids': { resultOf: 'g', name: 'Email/get', path: '/list/*/threadId' } }, 't'],
+    ]);
+    const m = pick(rs, 'm', 'Mailbox/get');
+    this.mailboxes.clear();
+    for (const mb of m.list as Mailbox[]) this.mailboxes.set(mb.id, mb);
+    this.states.Mailbox = String(m.state);
+    const st = pick(rs, 's', 'LoftSettings/get');
+    const fresh = (st.list as Settings[])[0];
+    this.states.LoftSettings = String(st.state);
+    const before = JSON.stringify(this.queryArgs());
+    if (fresh) this.settings = { ...DEFAULT_SETTINGS, ...fresh };
+    const idents = pick(rs, 'i', 'Identity/get').list as unknown[];
+    if (this.byRole('inbox')?.id !== boot.inboxId || JSON.stringify(this.queryArgs()) !== before) {
+      this.mailboxId = this.byRole('inbox')?.id ?? '';
+      await this.reloadList();
+      return idents;
+    }
+    const qr = pick(rs, 'q', 'Email/query'), g = pick(rs, 'g', 'Email/get');
+    this.total = Number(qr.total ?? 0);
+    this.queryState = String(qr.queryState);
+    this.ids = new Array(this.total);
+    (qr.ids as string[]).forEach((id, i) => { this.ids[i] = id; });
+    for (const e of g.list as Email[]) this.emails.set(e.id, e);
+    this.states.Email = String(g.state);
+    try {
+      for (const t of pick(rs, 't', 'Thread/get').list as Array<{ id: string; emailIds: string[] }>) this.threadSize.set(t.id, t.emailIds.length);
+    } catch { /* counts are decoration */ }
+    this.emit();
+    return idents;
+  }
+
   async loadMailboxes(): Promise<void> {
     const r = await this.j.one('Mailbox/get', { ids: null });
     this.mailboxes.clear();
