@@ -63,15 +63,21 @@ gsasl
 stress-ng
 "
 
-# Only for `make bench-jmap`: Cyrus's JMAP beside Loft's (bench/jmap.py).
-# cyrus-imapd itself conflicts with dovecot-imapd and is not needed: the
-# bench runs Cyrus's master with its httpd (cyrus-caldav) and lmtpd, and
-# fills its mailbox under eatmydata.
+# Only for the benches (`make bench-jmap`, bench/webmail.mjs --roundcube).
+# Cyrus's JMAP beside Loft's (bench/jmap.py): cyrus-imapd itself conflicts
+# with dovecot-imapd and is not needed: the bench runs Cyrus's master with
+# its httpd (cyrus-caldav) and lmtpd, and fills its mailbox under eatmydata.
+# Roundcube beside the webmail, served by php's built-in server, never by a
+# system service.
 BENCH_PACKAGES="
 cyrus-common
 cyrus-caldav
 cyrus-admin
 eatmydata
+roundcube-core
+roundcube-sqlite3
+php-cli
+php-sqlite3
 "
 
 want="$BUILD_PACKAGES"

@@ -54,6 +54,16 @@ test('reply: found in Sent over IMAP with In-Reply-To and References', async () 
     // bob (local) received it
     const got = await until(async () => { const r = await imapFetch(loft, 'bob@example.test', 'INBOX', ['SUBJECT', '"Re: Plans"']); return r.length ? r : null; }, 15000, 'delivery to bob');
     assert.match(got[0].raw, /Eight is fine\./);
+    // forward as an attachment: the original whole, as message/rfc822
+    await row(page, /Plans/).first().click();
+    await page.getByRole('region', { name: 'Message' }).getByText('Dinner at eight?').waitFor();
+    await page.getByRole('button', { name: 'Forward as attachment' }).click();
+    const fw = page.getByRole('dialog', { name: /Compose: Fwd: Plans/ });
+    await fw.getByRole('combobox', { name: 'To' }).fill('bob@example.test');
+    await fw.getByRole('button', { name: 'Send', exact: true }).click();
+    const fwd = await until(async () => { const r = await imapFetch(loft, 'bob@example.test', 'INBOX', ['SUBJECT', '"Fwd: Plans"']); return r.length ? r : null; }, 15000, 'forward to bob');
+    assert.match(fwd[0].raw, /Content-Type: message\/rfc822/i);
+    assert.match(fwd[0].raw, /Message-ID: <plans-1@example\.test>/);
   } finally { await loft.stop(); }
 });
 

@@ -112,5 +112,33 @@ test('another browser sees an action within 1 s', async () => {
     await a.page.getByRole('button', { name: 'Archive', exact: true }).click();
     await within(async () => (await row(b.page, /Shared view/).count()) === 0, LIVE_MS, 'archive in the other browser');
     await axe(b.page, 'list after changes');
+    // offline (or asleep): the change made meanwhile arrives on return
+    await loft.deliver('alice@example.test', message({ subject: 'While away' }));
+    await row(b.page, /While away.*unread/).waitFor();
+    await b.ctx.setOffline(true);
+    await b.page.waitForTimeout(300);
+    await loft.py(`c = env.imap_login('alice@example.test')
+c.select('INBOX')
+typ, d = c.search(None, 'SUBJECT', '"While away"')
+c.store(d[0].split()[0], '+FLAGS', '(\\\\Seen)')
+c.logout()`);
+    await b.ctx.setOffline(false);
+    await until(async () => { const l = await label(b.page, /While away/); return l && !l.includes('unread'); }, 10000, 'caught up after being offline');
+    // a refusal rolls the change back and says why (the server's answer
+    // to this one Email/set is replaced by a refusal)
+    await b.page.route('**/jmap/api', async (route) => {
+      const body = route.request().postData() || '';
+      if (!body.includes('"Email/set"') || !body.includes('$flagged')) return route.continue();
+      const req = JSON.parse(body);
+      const [name, args, id] = req.methodCalls[0];
+      const notUpdated = Object.fromEntries(Object.keys(args.update).map((k) => [k, { type: 'forbidden' }]));
+      await route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({
+        methodResponses: [[name, { accountId: args.accountId, oldState: '0', newState: '0', updated: {}, notUpdated }, id]], sessionState: '' }) });
+    });
+    await row(b.page, /While away/).click();
+    await b.page.getByRole('button', { name: 'Flag', exact: true }).click();
+    await b.page.getByRole('alert').getByText(/not allowed/).waitFor();
+    await until(async () => { const l = await label(b.page, /While away/); return l && !l.includes('flagged'); }, 3000, 'rolled back');
+    await b.page.unroute('**/jmap/api');
   } finally { await loft.stop(); }
 });

@@ -82,6 +82,10 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const anchor = useRef(-1);
   const [openId, setOpenId] = useState<string | null>(null);
+  const selRef = useRef<Set<string>>(new Set());
+  const openRef = useRef<string | null>(null);
+  selRef.current = selected;
+  openRef.current = openId;
   const [openEmail, setOpenEmail] = useState<FullEmail | null>(null);
   const [screen, setScreen] = useState<'list' | 'message'>('list');
   const [drawer, setDrawer] = useState(false);
@@ -108,6 +112,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   useEffect(() => {
     const off = model.subscribe(() => rerender((x) => x + 1));
     model.onError = fail;
+    model.pinned = () => new Set([...selRef.current, ...(openRef.current ? [openRef.current] : [])]);
     model.onNewMail = (list: Email[]) => {
       const first = list[0];
       const t = list.length === 1 ? `New mail from ${addrText(first.from, 1) || 'unknown sender'}: ${first.subject || '(no subject)'}`
@@ -286,7 +291,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   };
 
   const myAddresses = () => [j.session.username, ...identities.map((i) => i.email)].map((s) => s.toLowerCase());
-  const startReply = (mode: 'reply' | 'replyall' | 'forward') => {
+  const startReply = (mode: 'reply' | 'replyall' | 'forward' | 'forwardatt') => {
     const e = openEmail;
     if (!e) return;
     const tp = e.textBody.find((p) => p.type === 'text/plain');
@@ -502,7 +507,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
                 </div>)}
             </div>)}
           {model.lastAction && <div class="undo-bar"><span>{model.lastAction.label}.</span><button type="button" onClick={act.undo}>Undo</button></div>}
-          {open || openId ? <Reader model={model} emailId={openId!} onLoaded={setOpenEmail} onOpenId={(id) => { setOpenId(id); setSelected(new Set([id])); }}
+          {open || openId ? <Reader model={model} emailId={openId!} onLoaded={setOpenEmail} onForwardAttachment={() => startReply('forwardatt')} onOpenId={(id) => { setOpenId(id); setSelected(new Set([id])); }}
             onBack={closeIfGone} notify={notify} />
             : <div class="reader empty-reader"><p class="muted">{subject ? `${selected.size} selected` : 'No message open.'}</p></div>}
         </div>

@@ -56,7 +56,7 @@ export function htmlToText(html: string): string {
 }
 
 /** A new draft replying to / forwarding e. */
-export function draftFrom(mode: 'reply' | 'replyall' | 'forward', e: FullEmail, me: string[], ident: Identity | undefined,
+export function draftFrom(mode: 'reply' | 'replyall' | 'forward' | 'forwardatt', e: FullEmail, me: string[], ident: Identity | undefined,
   html: boolean, quoteText: string): Draft {
   const mine = (a: Addr) => me.includes(a.email.toLowerCase());
   let to: Addr[] = [], cc: Addr[] = [];
@@ -67,6 +67,15 @@ export function draftFrom(mode: 'reply' | 'replyall' | 'forward', e: FullEmail, 
     }
   }
   const subj = e.subject || '';
+  if (mode === 'forwardatt') {
+    // the original, whole, as a message/rfc822 attachment (RFC 2046 5.2.1)
+    return {
+      key: `d${Date.now()}${Math.random().toString(36).slice(2, 8)}`, draftId: null, identityId: ident?.id ?? '',
+      to: '', cc: '', bcc: '', subject: /^fwd:/i.test(subj) ? subj : `Fwd: ${subj}`, html, body: withSignature('', ident, html),
+      attachments: [{ name: safeFileName(`${subj || 'message'}.eml`), type: 'message/rfc822', size: e.size, blobId: e.blobId }],
+      inReplyTo: null, references: null, replyToId: null,
+    };
+  }
   const prefix = mode === 'forward' ? 'Fwd: ' : 'Re: ';
   const subject = new RegExp(`^${prefix.trim()}`, 'i').test(subj) ? subj : prefix + subj;
   const when = new Date(e.sentAt || e.receivedAt).toLocaleString();

@@ -35,6 +35,7 @@ export const DEFAULT_SETTINGS: Settings = {
 export const LIST_PROPS = ['threadId', 'mailboxIds', 'keywords', 'from', 'to', 'subject',
   'receivedAt', 'size', 'hasAttachment', 'preview'];
 const PAGE = 100;
+const CACHE_MAX = 4000;
 export const ROLE_ORDER = ['inbox', 'drafts', 'sent', 'junk', 'trash', 'archive'];
 
 type Listener = () => void;
@@ -282,11 +283,29 @@ export class Model {
     this.emit();
   }
 
+  /** Keeps the Email cache bounded while scrolling a huge folder: rows
+   * far from the window are dropped (their ids stay; they are fetched
+   * again if scrolled back to). */
+  private trim(lo: number, hi: number, keep: Set<string> = new Set()): void {
+    if (this.emails.size <= CACHE_MAX) return;
+    const near = new Set(keep);
+    for (let i = Math.max(0, lo - CACHE_MAX / 4); i < Math.min(this.total, hi + CACHE_MAX / 4); i++) {
+      const id = this.ids[i];
+      if (id) near.add(id);
+    }
+    for (const id of this.emails.keys()) if (!near.has(id)) this.emails.delete(id);
+    if (this.threadSize.size > CACHE_MAX) this.threadSize.clear();
+    for (const id of this.snippets.keys()) if (!near.has(id)) this.snippets.delete(id);
+  }
+  /** ids the page holds on to (open or selected rows) */
+  pinned: () => Set<string> = () => new Set();
+
   /** The view shows rows [lo, hi): fetch what is missing. */
   async ensure(lo: number, hi: number): Promise<void> {
     this.want = [lo, hi];
+    this.trim(lo, hi, this.pinned());
     const gen = this.listGen;
-    const pages = pagesToFetch(lo, hi, PAGE, this.total, (i) => this.ids[i] !== undefined)
+    const pages = pagesToFetch(lo, hi, PAGE, this.total, (i) => { const id = this.ids[i]; return id !== undefined && this.emails.has(id); })
       .filter((p) => !this.fetching.has(p.position));
     for (const p of pages) {
       this.fetching.add(p.position);

@@ -61,12 +61,13 @@ interface Props {
   model: Model;
   emailId: string;
   onLoaded: (e: FullEmail) => void;
+  onForwardAttachment: () => void;
   onOpenId: (id: string) => void;
   onBack: () => void;
   notify: (t: string) => void;
 }
 
-export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: Props) {
+export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId, onBack, notify }: Props) {
   const [email, setEmail] = useState<FullEmail | null>(null);
   const [err, setErr] = useState('');
   const [thread, setThread] = useState<Array<{ id: string; from: Addr[] | null; receivedAt: string; preview: string; keywords: Record<string, boolean> }>>([]);
@@ -187,6 +188,7 @@ export function Reader({ model, emailId, onLoaded, onOpenId, onBack, notify }: P
       <div class="reader-tools">
         <button type="button" class="link" onClick={showSource}>View source</button>
         <button type="button" class="link" onClick={showHeaders}>Show headers</button>
+        <button type="button" class="link" onClick={onForwardAttachment}>Forward as attachment</button>
         <a class="link" href={j.downloadUrl(email.blobId, safeFileName((email.subject || 'message') + '.eml'), 'message/rfc822')}>Download</a>
       </div>
       {frame && frame.blocked > 0 && !allowRemote && (
