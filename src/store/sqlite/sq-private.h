@@ -52,6 +52,7 @@ struct sq_store {
 	int64_t *index_queue;      /* user ids with text to index */
 	size_t index_count, index_cap;
 	bool index_stop;
+	uint64_t index_last_kick_ns; /* metrics_now_ns of the last kick */
 	pthread_mutex_t inflight_mu;
 	char (*inflight)[33];
 	size_t inflight_count, inflight_cap;
