@@ -477,6 +477,99 @@ def test_disk_full(env_factory):
         env.close()
 
 
+def test_thousand_recipients(env_factory):
+    """Issue 11: one delivery to 1,000 recipients ([lmtp] max_recipients =
+    1000; 10 accounts x 100 folders, each a +detail address): 1,000 RCPT
+    replies and 1,000 DATA replies, all 250; the body written once (every
+    copy is a link to one file: one inode with 1,000 links), 1,000 rows,
+    each copy byte-exact behind its own trace fields; loftd's memory does
+    not grow with recipients x size."""
+    import base64
+    import threading
+    users = dict(('fan%d@example.test' % i, 'fan-out-account-%04d' % i)
+                 for i in range(10))
+    env = env_factory(users=users, extra={'lmtp': {'max_recipients': '1000'}},
+                      start=False)
+    try:
+        env.start()
+        folders = ['f%02d' % k for k in range(100)]
+
+        def make_folders(address):
+            c = env.imap_login(address)
+            for f in folders:
+                c.create(f)
+            c.logout()
+        ts = [threading.Thread(target=make_folders, args=(a,)) for a in users]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(300)
+        rcpts = ['%s+%s@example.test' % (a.split('@')[0], f)
+                 for a in sorted(users) for f in folders]
+        attach = base64.encodebytes(os.urandom(450000)).replace(b'\n', b'\r\n')
+        msg = (b'X-Test-Start: fanout\r\nMessage-ID: <fanout@test>\r\n'
+               b'Subject: to a thousand\r\nMIME-Version: 1.0\r\n'
+               b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+               b'--b\r\nContent-Type: text/plain\r\n\r\nhello all\r\n'
+               b'--b\r\nContent-Type: application/octet-stream\r\n'
+               b'Content-Transfer-Encoding: base64\r\n\r\n' + attach +
+               b'--b--\r\n')
+        rss0 = _rss_kib(env.proc.pid)
+        c = Conv.tcp(env.port('lmtp'), timeout=300)
+        c.cmd('LHLO client.test')
+        c.cmd('MAIL FROM:<list@remote.test>')
+        c.send(''.join('RCPT TO:<%s>\r\n' % r for r in rcpts).encode())
+        rr = [c.reply()[0] for _ in rcpts]
+        R.check('1,000 rcpts: every RCPT 250', rr == [250] * 1000,
+                [x for x in rr if x != 250][:5])
+        code_is('1,000 rcpts: DATA 354', c.cmd('DATA'), 354)
+        c.send(dot_stuff(msg))
+        dr = [c.reply() for _ in rcpts]
+        R.check('1,000 rcpts: 1,000 replies, each 250 naming its recipient',
+                all(d[0] == 250 and r in d[1][0] for d, r in zip(dr, rcpts)),
+                [d for d in dr if d[0] != 250][:3])
+        rss1 = _rss_kib(env.proc.pid)
+        print('1,000 rcpts: loftd RSS %s KiB before, %s KiB after' % (rss0, rss1))
+        if not SANITIZE:
+            R.check('1,000 rcpts: memory not recipients x size (grows < 64 MiB)',
+                    rss0 is None or rss1 is None or rss1 - rss0 < 64 * 1024,
+                    (rss0, rss1))
+        c.cmd('QUIT')
+        big = {}
+        for root, _, files in os.walk(os.path.join(env.data_dir, 'mail')):
+            for f in files:
+                st = os.stat(os.path.join(root, f))
+                if '/blobs/' in root and st.st_size >= len(attach):
+                    big.setdefault(st.st_ino, []).append(st.st_nlink)
+        R.check('1,000 rcpts: one body file with 1,000 links',
+                len(big) == 1 and list(big.values())[0][0] == 1000
+                and len(list(big.values())[0]) == 1000,
+                dict((k, (len(v), v[0])) for k, v in big.items()))
+        counts = []
+        for a in sorted(users):
+            i = env.imap_login(a)
+            for f in folders:
+                typ, data = i.status(f, '(MESSAGES)')
+                counts.append(data[0].endswith(b'(MESSAGES 1)'))
+            i.logout()
+        R.check('1,000 rcpts: one message in each of the 1,000 folders',
+                counts.count(True) == 1000, counts.count(True))
+        ok = 0
+        for a in sorted(users)[:2]:
+            for f in folders[:3]:
+                m = imap_messages(env, a, f)[0]
+                want = 'Delivered-To: %s+%s@example.test' % (a.split('@')[0], f)
+                ok += (body_of(m) == msg and want.encode() in m[:m.find(b'X-Test-Start')])
+        R.check('1,000 rcpts: copies byte-exact behind their own trace fields',
+                ok == 6, ok)
+        for a in sorted(users)[:2]:
+            rc, out, err = env.loftctl('check', a)
+            R.check('1,000 rcpts: loftctl check %s clean' % a,
+                    rc == 0 and out.strip() == '%s: consistent' % a, out + err)
+    finally:
+        env.close()
+
+
 def test_config_check():
     """loftd --check reports bad [lmtp] settings as FILE:LINE: message."""
     env = Loft(users={}, start=False,
@@ -565,6 +658,10 @@ def main():
         test_config_check()
     except Exception as e:
         R.check('test_config_check', False, repr(e))
+    try:
+        test_thousand_recipients(lambda **kw: Loft(**kw))
+    except Exception as e:
+        R.check('test_thousand_recipients', False, repr(e))
     try:
         test_disk_full(lambda **kw: Loft(users={A: 'tea-party-rabbit-hole'}, **kw))
     except Exception as e:

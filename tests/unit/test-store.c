@@ -1918,6 +1918,9 @@ static void test_damaged_body(void)
 	char *big = big_message("bigbad", SQ_INLINE_MAX + 10);
 	append(u, "INBOX", big, 0);
 	free(big);
+	big = big_message("bigcut", SQ_INLINE_MAX + 10);
+	append(u, "INBOX", big, 0);
+	free(big);
 	char *idx = user_path(35, "index.db");
 	sqlite3 *db;
 	CHECK_INT(sqlite3_open(idx, &db), SQLITE_OK);
@@ -1932,31 +1935,41 @@ static void test_damaged_body(void)
 	free(idx);
 	/* and one byte of the file */
 	char *blobs = user_path(35, "blobs");
-	char *cmd = xasprintf("f=$(find '%s' -type f); printf y | dd of=\"$f\""
+	char *cmd = xasprintf("f=$(grep -rl 'Subject: bigbad' '%s');"
+			      " printf y | dd of=\"$f\""
 			      " bs=1 seek=100 conv=notrunc 2>/dev/null", blobs);
+	CHECK_INT(system(cmd), 0);
+	free(cmd);
+	/* and a file cut short (a crash of a copy tool, a full disk) */
+	cmd = xasprintf("f=$(grep -rl 'Subject: bigcut' '%s');"
+			" truncate -s 70000 \"$f\"", blobs);
 	CHECK_INT(system(cmd), 0);
 	free(cmd);
 	free(blobs);
 	struct store_blob b;
 	CHECK_INT(store_blob_open(u, "INBOX", 1, &b, &err), 0);
 	store_blob_close(&b);
-	for (uint32_t uid = 2; uid <= 3; uid++) {
+	for (uint32_t uid = 2; uid <= 4; uid++) {
 		CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), -1);
 		CHECK_INT(err.kind, STORE_ERR_TEMP);
 	}
 	struct lines l = {0};
 	CHECK_INT(store_check(store, 35, true, report_cb, &l, &err), -1);
-	CHECK_INT(l.n, 3);
+	CHECK_INT(l.n, 4);
 	CHECK(strstr(l.last, "body record 9999 (3 bytes) without a message:"
 			     " removed") != NULL);
 	CHECK_INT(index_int(35, "SELECT count(*) FROM body WHERE id = 9999"), 0);
 	/* the damaged ones stay, named again, and are still not served */
 	l.n = 0;
 	CHECK_INT(store_check(store, 35, true, report_cb, &l, &err), -1);
-	CHECK_INT(l.n, 2);
-	CHECK(strstr(l.last, "mailbox INBOX UID 3") != NULL);
+	CHECK_INT(l.n, 3);
+	CHECK(strstr(l.last, "mailbox INBOX UID 4") != NULL);
 	CHECK(strstr(l.last, "damaged") != NULL);
 	CHECK_INT(store_blob_open(u, "INBOX", 2, &b, &err), -1);
+	CHECK_INT(store_blob_open(u, "INBOX", 4, &b, &err), -1);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 4); /* kept for a restore */
+	store_mailbox_info_free(&info);
 	store_user_unref(&u);
 	teardown(&store);
 }
