@@ -20,6 +20,7 @@ libjansson-dev
 libexpat1-dev
 libcrypt-dev
 libunbound-dev
+nettle-dev
 libpsl-dev
 libcurl4-openssl-dev
 libidn-dev
