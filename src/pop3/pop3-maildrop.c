@@ -10,7 +10,9 @@
  * UIDL is "%08X%08X" of UID and UIDVALIDITY: stable across sessions and
  * restarts, unique within the account, and the same string as Dovecot's
  * default pop3_uidl_format (%08Xu%08Xv), so a POP3 client moved over from
- * Dovecot with its UIDs kept does not download everything again.
+ * Dovecot with its UIDs kept does not download everything again. A UIDL
+ * kept by an import (another POP3 server's, a dovecot-uidlist P field) is
+ * given instead.
  */
 #include "pop3-private.h"
 
@@ -62,6 +64,7 @@ int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 		pm->uid = m->uid;
 		pm->size = m->size;
 		pm->retrieved = m->pop3_first_retr != 0;
+		pm->uidl = m->pop3_uidl != NULL ? xstrdup(m->pop3_uidl) : NULL;
 		s->total_size += m->size;
 	}
 	store_fetch_end(&fetch);
@@ -83,6 +86,8 @@ void pop3_maildrop_close(struct pop3_session *s)
 	if (s->mail != NULL)
 		store_user_unref(&s->mail);
 	s->mail = NULL;
+	for (uint32_t i = 0; s->msgs != NULL && i < s->count; i++)
+		free(s->msgs[i].uidl);
 	free(s->msgs);
 	s->msgs = NULL;
 	s->count = s->deleted_count = 0;
@@ -177,7 +182,10 @@ void pop3_cmd_stat(struct pop3_session *s, const char *args)
 static void format_uidl(const struct pop3_session *s, const struct pop3_msg *m,
 			char *out, size_t size)
 {
-	snprintf(out, size, "%08X%08X", m->uid, s->uidvalidity);
+	if (m->uidl != NULL)
+		snprintf(out, size, "%s", m->uidl);
+	else
+		snprintf(out, size, "%08X%08X", m->uid, s->uidvalidity);
 }
 
 /* LIST and UIDL: one message, or a multi-line listing of all that are
@@ -187,7 +195,7 @@ static void list_common(struct pop3_session *s, const char *args, bool uidl)
 {
 	struct slice w[2];
 	int n = split_args(args, w, 1);
-	char id[40];
+	char id[80];
 	uint32_t num;
 
 	if (n < 0) {
@@ -209,7 +217,7 @@ static void list_common(struct pop3_session *s, const char *args, bool uidl)
 	pop3_reply(s, "+OK %u messages", s->count - s->deleted_count);
 	for (uint32_t i = 0; i < s->count; i++) {
 		const struct pop3_msg *m = &s->msgs[i];
-		char line[64];
+		char line[112];
 		int len;
 		if (m->deleted)
 			continue;

@@ -70,6 +70,8 @@ struct pop3_msg {
 	bool retrieved;                 /* first RETR already recorded */
 	bool seen_marked;               /* queued for \Seen (mark_seen) */
 	uint64_t size;                  /* octets, as LIST promises */
+	char *uidl;                     /* kept from an import (loftctl
+	                                   import), else NULL: UID+UIDVALIDITY */
 };
 
 struct pop3_session {

@@ -245,6 +245,34 @@ struct store_backend_vfuncs {
 	int (*jobject_put)(struct store_user *user, enum store_jmap_kind kind,
 			   int64_t id, const char *data, int64_t *id_r,
 			   struct store_error *err);
+	/* import and export (store.h "moving mail in and out") */
+	int (*import_mailbox)(struct store_user *user,
+			      const struct store_import_mailbox *spec,
+			      struct store_mailbox_info *info_r,
+			      struct store_error *err);
+	int (*import_append)(struct store_user *user, const char *mailbox,
+			     struct store_body *body,
+			     const struct store_import_params *p,
+			     uint32_t *uid_r, struct store_error *err);
+	int (*import_marks)(struct store_user *user, const char *source,
+			    char ***ids_r, size_t *count_r,
+			    struct store_error *err);
+	int (*modseq_raise)(struct store_user *user, uint64_t modseq,
+			    struct store_error *err);
+	int (*export_begin)(struct store_user *user,
+			    struct store_export **exp_r,
+			    struct store_error *err);
+	/* the export object begins with struct store_object */
+	const struct store_export_info *(*export_info)(
+		const struct store_export *exp);
+	int (*export_messages)(struct store_export *exp, uint32_t mailbox_id,
+			       struct store_error *err);
+	int (*export_next)(struct store_export *exp,
+			   const struct store_export_msg **msg_r,
+			   struct store_error *err);
+	int (*export_body)(struct store_export *exp, int64_t email,
+			   struct store_blob *blob_r, struct store_error *err);
+	void (*export_end)(struct store_export **exp);
 	int (*jobject_delete)(struct store_user *user,
 			      enum store_jmap_kind kind, int64_t id,
 			      struct store_error *err);

@@ -282,6 +282,8 @@ struct store_msg {
 	const char *references;
 	bool pop3_hidden;
 	time_t pop3_first_retr;       /* 0: never retrieved over POP3 */
+	const char *pop3_uidl;        /* STORE_FETCH_POP3: the UIDL kept
+	                                 from an import, NULL: none */
 };
 
 /* Appends one message. data is the raw message (LF or CRLF line ends; it
@@ -903,6 +905,116 @@ int store_jobject_put(struct store_user *user, enum store_jmap_kind kind,
 		      struct store_error *err);
 int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 			 int64_t id, struct store_error *err);
+
+/* ---- moving mail in and out: import, export, backup, restore ------ */
+
+/* What src/migrate (loftctl import, export, backup, restore) needs from
+ * any backend: mailboxes and messages made as a source had them, resume
+ * marks that commit with their message, and one consistent snapshot of an
+ * account to read out. Messages go through the same path as a delivery
+ * (quota, search index, threads, change counter, group commit). */
+
+/* A folder as the source has it. */
+struct store_import_mailbox {
+	const char *name;          /* UTF-8, "/" separated */
+	uint32_t uidvalidity;      /* 0: the store picks one */
+	uint32_t uidnext;          /* raise UIDNEXT to at least this (0) */
+	const char *objectid;      /* MAILBOXID to keep (NULL: the store's) */
+	unsigned special_use;      /* role to give, if no other mailbox has
+				      it (one mailbox per role) */
+	bool subscribe;
+};
+/* Makes name ready for an import (creating it and missing parents). A
+ * mailbox made here, or one that never held a message (UIDNEXT 1: a new
+ * account's INBOX, Sent, ...), takes uidvalidity, objectid and the role
+ * as given, so the source's UIDs can be kept; a mailbox that held mail
+ * keeps its own (info_r->uidvalidity says which one it has). A
+ * UIDVALIDITY given raises the account's last one, so a mailbox made
+ * later never repeats it. info_r (may be NULL; free with
+ * store_mailbox_info_free) is the state afterwards. */
+int store_import_mailbox(struct store_user *user,
+			 const struct store_import_mailbox *spec,
+			 struct store_mailbox_info *info_r,
+			 struct store_error *err);
+
+struct store_import_params {
+	struct store_append_params append;  /* flags, keywords, date */
+	uint32_t uid;         /* 0: UIDNEXT; else at least UIDNEXT, or
+				 EXISTS and nothing stored */
+	uint64_t modseq;      /* 0: the next change; else the counter is
+				 first raised to modseq - 1, so the message
+				 gets modseq if that is above the counter */
+	int64_t email;        /* the number n of EMAILID M<user>-<n> to
+				 keep (0: a new one). If the account has
+				 that Email, the message is a copy of it and
+				 body may be NULL; else n must be free. */
+	int64_t thread;       /* THREADID's n (0: threaded as delivered) */
+	time_t savedate;      /* 0: now */
+	const char *pop3_uidl;   /* NULL: POP3's UIDL from UID+UIDVALIDITY */
+	/* Resume mark: (mark_source, mark_id) commits with the message;
+	 * if the account has it already, EXISTS and nothing is stored (a
+	 * re-run after a kill stores each message once). NULL: none. */
+	const char *mark_source;
+	const char *mark_id;
+};
+/* Adds one message (body finished with store_body_finish, or NULL as
+ * said above) to mailbox; the body stays the caller's (unref it).
+ * *uid_r (may be NULL): where it went. */
+int store_import_append(struct store_user *user, const char *mailbox,
+			struct store_body *body,
+			const struct store_import_params *p, uint32_t *uid_r,
+			struct store_error *err);
+/* Every mark_id of mark_source (caller frees with store_names_free). */
+int store_import_marks(struct store_user *user, const char *source,
+		       char ***ids_r, size_t *count_r,
+		       struct store_error *err);
+/* Raises the account's change counter (the MODSEQ) to at least modseq:
+ * an IMAP import goes above the source's HIGHESTMODSEQ (RFC 7162), so a
+ * client that cached it misses no later change. */
+int store_modseq_raise(struct store_user *user, uint64_t modseq,
+		       struct store_error *err);
+
+/* The export stream: one read snapshot of an account, held from begin
+ * to end (mail delivered or expunged meanwhile is not seen, and a body
+ * it names stays readable until end). */
+struct store_export;
+struct store_export_info {
+	uint64_t modseq;                      /* the change counter */
+	struct store_mailbox_info *mailboxes; /* sorted by name */
+	size_t mailbox_count;
+	char **subscriptions;
+	size_t subscription_count;
+	struct store_usage usage;
+};
+struct store_export_msg {
+	uint32_t uid;
+	uint64_t modseq;
+	unsigned flags;               /* enum store_flag */
+	const char *const *keywords;
+	size_t keyword_count;
+	time_t internaldate, savedate;
+	uint64_t size;                /* bytes of store_export_body */
+	int64_t email, thread;        /* n of EMAILID and THREADID */
+	const char *pop3_uidl;        /* NULL: none kept */
+	bool pop3_hidden;
+	time_t pop3_first_retr;
+};
+int store_export_begin(struct store_user *user, struct store_export **exp_r,
+		       struct store_error *err);
+const struct store_export_info *
+store_export_info(const struct store_export *exp);
+/* Starts the messages of a mailbox (an id of the info), UID order;
+ * next returns 1 with *msg_r (valid until the next call), 0 at the
+ * end, -1 on error. */
+int store_export_messages(struct store_export *exp, uint32_t mailbox_id,
+			  struct store_error *err);
+int store_export_next(struct store_export *exp,
+		      const struct store_export_msg **msg_r,
+		      struct store_error *err);
+/* The bytes of an Email in the snapshot (close with store_blob_close). */
+int store_export_body(struct store_export *exp, int64_t email,
+		      struct store_blob *blob_r, struct store_error *err);
+void store_export_end(struct store_export **exp);
 
 /* ---- consistency -------------------------------------------------- */
 

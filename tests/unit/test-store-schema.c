@@ -236,6 +236,8 @@ static void test_upgrade_v1(void)
 			     " ALTER TABLE blob DROP COLUMN prefix;"
 			     " ALTER TABLE blob DROP COLUMN crc;"
 			     " ALTER TABLE account DROP COLUMN sync_login;"
+			     " ALTER TABLE msg DROP COLUMN uidl;"
+			     " DROP TABLE import_mark;"
 			     " UPDATE account SET version = 1"), SQLITE_OK);
 	struct store_error err;
 	CHECK_INT(open_user(10, &err), 0);
@@ -365,6 +367,8 @@ static void test_real_steps(void)
 	setup();
 	make_user(9);
 	CHECK_INT(index_exec(9, "ALTER TABLE account DROP COLUMN sync_login;"
+			     " ALTER TABLE msg DROP COLUMN uidl;"
+			     " DROP TABLE import_mark;"
 			     " UPDATE account SET version = 2"), SQLITE_OK);
 	struct store_error err;
 	CHECK_INT(open_user(9, &err), 0);

@@ -23,7 +23,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 5
+#define SQ_SCHEMA_VERSION 6
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -43,6 +43,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 4 -> 5: SELECT's [UNSEEN n] from an index (sq_first_unseen) */
 	[4] = "CREATE INDEX IF NOT EXISTS msg_unseen ON msg(mailbox, uid)"
 	      " WHERE (flags & 1) = 0;",
+	/* 5 -> 6: import (sq-migrate.c): a POP3 UIDL kept from the source
+	 * and the resume marks committed with their messages */
+	[5] = "ALTER TABLE msg ADD COLUMN uidl TEXT;" SQ_IMPORT_MARK_SQL,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -128,6 +131,7 @@ static const char schema_sql[] =
 	" size INTEGER NOT NULL,"
 	" pop3_hidden INTEGER NOT NULL DEFAULT 0,"
 	" pop3_first_retr INTEGER NOT NULL DEFAULT 0,"
+	" uidl TEXT,"              /* NULL: UID and UIDVALIDITY (pop3) */
 	" PRIMARY KEY (mailbox, uid)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);"
 	"CREATE INDEX IF NOT EXISTS msg_blob ON msg(blob);"
@@ -155,7 +159,8 @@ static const char schema_sql[] =
 	"CREATE VIRTUAL TABLE IF NOT EXISTS text_hdr USING fts5(t, content='',"
 	" tokenize='trigram case_sensitive 1', detail=none);"
 	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t, content='',"
-	" tokenize='trigram case_sensitive 1', detail=none);";
+	" tokenize='trigram case_sensitive 1', detail=none);"
+	SQ_IMPORT_MARK_SQL;
 
 int64_t sq_now_ns(void)
 {
@@ -873,4 +878,14 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.jobject_list = sq_jobject_list,
 	.jobject_put = sq_jobject_put,
 	.jobject_delete = sq_jobject_delete,
+	.import_mailbox = sq_import_mailbox,
+	.import_append = sq_import_append,
+	.import_marks = sq_import_marks,
+	.modseq_raise = sq_modseq_raise,
+	.export_begin = sq_export_begin,
+	.export_info = sq_export_info,
+	.export_messages = sq_export_messages,
+	.export_next = sq_export_next,
+	.export_body = sq_export_body,
+	.export_end = sq_export_end,
 };

@@ -434,6 +434,16 @@ int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 		sq_reader_put(u, c);
 		return -1;
 	}
+	int ret = sq_mailbox_list_in(u, c, list_r, count_r, err);
+	sq_read_end(c);
+	sq_reader_put(u, c);
+	return ret;
+}
+
+int sq_mailbox_list_in(struct sq_user *u, struct sq_conn *c,
+		       struct store_mailbox_info **list_r, size_t *count_r,
+		       struct store_error *err)
+{
 	struct store_mailbox_info *list = NULL;
 	size_t n = 0, cap = 0;
 	int ret = 0, rc;
@@ -467,8 +477,6 @@ int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 		}
 	}
 out:
-	sq_read_end(c);
-	sq_reader_put(u, c);
 	if (ret < 0) {
 		store_mailbox_list_free(list, n);
 		return -1;
@@ -609,7 +617,7 @@ out:
 
 /* ---- changing ----------------------------------------------------- */
 
-static uint32_t next_uidvalidity(struct sq_user *u)
+uint32_t sq_next_uidvalidity(struct sq_user *u)
 {
 	uint32_t now = (uint32_t)time(NULL);
 	u->tx_last_uidvalidity = now > u->tx_last_uidvalidity
@@ -624,7 +632,7 @@ int sq_mbox_create_tx(struct sq_user *u, struct sq_conn *c,
 		      unsigned special_use, uint32_t *id_r)
 {
 	uint64_t modseq = sq_job_modseq(u, job);
-	if (insert_mailbox(c, name, next_uidvalidity(u), special_use,
+	if (insert_mailbox(c, name, sq_next_uidvalidity(u), special_use,
 			   modseq) < 0)
 		return sq_job_dberr(job, c);
 	*id_r = (uint32_t)sqlite3_last_insert_rowid(c->db);
@@ -633,8 +641,8 @@ int sq_mbox_create_tx(struct sq_user *u, struct sq_conn *c,
 }
 
 /* Creates the missing parents of name (RFC 3501 6.3.3). */
-static int create_parents(struct sq_user *u, struct sq_conn *c,
-			  struct sq_job *job, const char *name)
+int sq_mbox_create_parents(struct sq_user *u, struct sq_conn *c,
+			   struct sq_job *job, const char *name)
 {
 	char *p = xstrdup(name);
 	int ret = 0;
@@ -676,7 +684,7 @@ static int create_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	if (a->special_use != 0 && (have & a->special_use) != 0)
 		return sq_job_fail(job, STORE_ERR_INVALID, "Another mailbox "
 				   "has that special use already");
-	if (create_parents(u, c, job, a->name) < 0)
+	if (sq_mbox_create_parents(u, c, job, a->name) < 0)
 		return -1;
 	if (r > 0) {
 		/* A \Noselect parent becomes a real mailbox again, with a
@@ -686,7 +694,7 @@ static int create_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 					      " highestmodseq = ? WHERE id = ?");
 		if (st == NULL)
 			return sq_job_dberr(job, c);
-		sqlite3_bind_int64(st, 1, next_uidvalidity(u));
+		sqlite3_bind_int64(st, 1, sq_next_uidvalidity(u));
 		sqlite3_bind_int(st, 2, (int)a->special_use);
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)sq_job_modseq(u, job));
 		sqlite3_bind_int64(st, 4, mb.id);
@@ -793,7 +801,7 @@ static int rename_inbox(struct sq_user *u, struct sq_conn *c,
 			const char *to)
 {
 	uint32_t dst = 0;
-	if (create_parents(u, c, job, to) < 0 ||
+	if (sq_mbox_create_parents(u, c, job, to) < 0 ||
 	    sq_mbox_create_tx(u, c, job, to, 0, &dst) < 0)
 		return -1;
 	struct sq_msgrow *rows;
@@ -831,7 +839,7 @@ static int rename_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 				   "Mailbox already exists: %s", a->to);
 	if (strcmp(a->from, "INBOX") == 0)
 		return rename_inbox(u, c, job, &from, a->to);
-	if (create_parents(u, c, job, a->to) < 0)
+	if (sq_mbox_create_parents(u, c, job, a->to) < 0)
 		return -1;
 	/* The mailbox and its children: "from" and every "from/...". */
 	sqlite3_stmt *st = sq_stmt(c, "UPDATE mailbox SET name = ? || substr(name, ?)"

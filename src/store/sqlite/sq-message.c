@@ -391,11 +391,20 @@ static int thread_insert(void *ctx, const char *id, size_t len)
  * (RFC 8621 3, sq_jmap_thread_merge). */
 static int thread_assign(struct sq_user *u, struct sq_conn *c,
 			 struct sq_job *job, const struct mail_result *an,
-			 int64_t blob, int64_t *thread_r)
+			 int64_t blob, int64_t want, int64_t *thread_r)
 {
 	struct thread_ctx t;
 	memset(&t, 0, sizeof(t));
 	t.c = c;
+	if (want != 0) {
+		/* an import keeping its THREADID: the ids join it */
+		t.thread = want;
+		each_msgid(an->message_id, thread_insert, &t);
+		each_msgid(an->references, thread_insert, &t);
+		each_msgid(an->in_reply_to, thread_insert, &t);
+		*thread_r = want;
+		return t.error ? -1 : 0;
+	}
 	each_msgid(an->references, thread_lookup, &t);
 	each_msgid(an->in_reply_to, thread_lookup, &t);
 	each_msgid(an->message_id, thread_lookup, &t);
@@ -432,11 +441,14 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 				      " sort_subject, sort_from, sort_to, sort_cc,"
 				      " sort_display_from, sort_display_to,"
 				      " sent_date, message_id, in_reply_to, refs,"
-				      " kind, prefix, crc)"
+				      " kind, prefix, crc, id)"
 				      " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-				      "?,?,?)");
+				      "?,?,?,?)");
 	if (st == NULL)
 		return -1;
+	/* NULL: the next id (an import may keep its EMAILID's) */
+	if (a->want_blob != 0)
+		sqlite3_bind_int64(st, 21, a->want_blob);
 	sqlite3_bind_text(st, 1, a->blob_name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->size);
 	bind_opt(st, 3, an->envelope);
@@ -479,7 +491,7 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 	}
 
 	int64_t thread;
-	if (thread_assign(u, c, job, an, *blob_r, &thread) < 0)
+	if (thread_assign(u, c, job, an, *blob_r, a->want_thread, &thread) < 0)
 		return -1;
 	st = sq_stmt(c, "UPDATE blob SET thread = ? WHERE id = ?");
 	if (st == NULL)
@@ -543,7 +555,8 @@ int sq_append_tx(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	    /* a thread merge (thread_assign) may have taken UIDs here */
 	    sq_mbox_get_id(c, mb.id, &mb) <= 0 ||
 	    insert_msg(c, mb.id, mb.uidnext, blob, modseq, flags, kw, idate,
-		       a->now, a->size) < 0 ||
+		       a->want_savedate != 0 ? a->want_savedate : a->now,
+		       a->size) < 0 ||
 	    sq_keywords_register(c, mb.id, kw) < 0 ||
 	    sq_mbox_adjust(c, mb.id, 1, !(flags & STORE_FLAG_SEEN),
 			   (flags & STORE_FLAG_DELETED) != 0,
@@ -586,7 +599,7 @@ struct store_fetch {
 
 static const char fetch_sql[] =
 	"SELECT uid, modseq, flags, keywords, size, internaldate, savedate,"
-	" pop3_hidden, pop3_first_retr, blob FROM msg"
+	" pop3_hidden, pop3_first_retr, blob, uidl FROM msg"
 	" WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid";
 static const char fetch_join_sql[] =
 	"SELECT m.uid, m.modseq, m.flags, m.keywords, m.size, m.internaldate,"
@@ -594,7 +607,7 @@ static const char fetch_join_sql[] =
 	" b.envelope, b.bodystructure, b.body, b.parts, b.preview,"
 	" b.sort_subject, b.sort_from, b.sort_to, b.sort_cc,"
 	" b.sort_display_from, b.sort_display_to, b.sent_date,"
-	" b.message_id, b.in_reply_to, b.refs"
+	" b.message_id, b.in_reply_to, b.refs, m.uidl"
 	" FROM msg m JOIN blob b ON b.id = m.blob"
 	" WHERE m.mailbox = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid";
 
@@ -739,6 +752,7 @@ static void fetch_fill(struct store_fetch *f)
 	m->pop3_hidden = sqlite3_column_int(st, 7) != 0;
 	m->pop3_first_retr = (time_t)sqlite3_column_int64(st, 8);
 	sq_emailid(m->emailid, f->u->user->id, sqlite3_column_int64(st, 9));
+	m->pop3_uidl = col_text(st, f->join ? 26 : 10);
 	if (!f->join)
 		return;
 	sq_threadid(m->threadid, f->u->user->id, sqlite3_column_int64(st, 10));

@@ -315,6 +315,35 @@ int sq_text_insert(struct sq_conn *c, int64_t id, const char *hdr,
 		   size_t hdr_len, const char *body, size_t body_len,
 		   const struct buf *body_enc);
 
+/* sq-migrate.c: import, export (store.h "moving mail in and out").
+ * The resume marks of imports: (source, id) committed with the message. */
+#define SQ_IMPORT_MARK_SQL                                                 \
+	"CREATE TABLE IF NOT EXISTS import_mark(source TEXT NOT NULL,"     \
+	" id TEXT NOT NULL, PRIMARY KEY (source, id)) WITHOUT ROWID;"
+int sq_import_mailbox(struct store_user *user,
+		      const struct store_import_mailbox *spec,
+		      struct store_mailbox_info *info_r,
+		      struct store_error *err);
+int sq_import_append(struct store_user *user, const char *mailbox,
+		     struct store_body *body,
+		     const struct store_import_params *p, uint32_t *uid_r,
+		     struct store_error *err);
+int sq_import_marks(struct store_user *user, const char *source,
+		    char ***ids_r, size_t *count_r, struct store_error *err);
+int sq_modseq_raise(struct store_user *user, uint64_t modseq,
+		    struct store_error *err);
+int sq_export_begin(struct store_user *user, struct store_export **exp_r,
+		    struct store_error *err);
+const struct store_export_info *sq_export_info(const struct store_export *exp);
+int sq_export_messages(struct store_export *exp, uint32_t mailbox_id,
+		       struct store_error *err);
+int sq_export_next(struct store_export *exp,
+		   const struct store_export_msg **msg_r,
+		   struct store_error *err);
+int sq_export_body(struct store_export *exp, int64_t email,
+		   struct store_blob *blob_r, struct store_error *err);
+void sq_export_end(struct store_export **exp);
+
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 
@@ -336,6 +365,16 @@ int sq_job_mbox(struct sq_job *job, struct sq_conn *c, const char *name,
 int sq_mbox_create_tx(struct sq_user *u, struct sq_conn *c,
 		      struct sq_job *job, const char *name,
 		      unsigned special_use, uint32_t *id_r);
+/* The missing parents of name (RFC 3501 6.3.3), in a job. */
+int sq_mbox_create_parents(struct sq_user *u, struct sq_conn *c,
+			   struct sq_job *job, const char *name);
+/* A new UIDVALIDITY (above every one the account gave), in a job. */
+uint32_t sq_next_uidvalidity(struct sq_user *u);
+/* Every mailbox as store_mailbox_list gives them, in c's open read
+ * transaction. */
+int sq_mailbox_list_in(struct sq_user *u, struct sq_conn *c,
+		       struct store_mailbox_info **list_r, size_t *count_r,
+		       struct store_error *err);
 int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
 		     struct store_mailbox_info *info_r, bool want_recent);
 uint32_t sq_recent_first(struct sq_user *u, uint32_t mailbox_id,
@@ -408,6 +447,10 @@ struct sq_append_arg {
 	struct store_account_limits limits;
 	time_t now;
 	uint32_t uid, uidvalidity;
+	/* import (sq-migrate.c); 0 means as for any delivery: the blob
+	 * row id (EMAILID's n), the thread, the savedate */
+	int64_t want_blob, want_thread;
+	time_t want_savedate;
 };
 int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		  int64_t blob);

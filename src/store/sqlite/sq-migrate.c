@@ -1,0 +1,575 @@
+/*
+ * Moving mail in and out, embedded backend (store.h "moving mail in and
+ * out"): mailboxes made as a source had them, messages appended with a
+ * given UID, EMAILID, THREADID and modseq through the delivery path
+ * (sq_append_tx: quota, search text, threads, counters), resume marks
+ * committed in the message's own job, and the export stream: one read
+ * transaction held from begin to end, with a read ticket (sq_read_enter)
+ * so that no body file its snapshot names is unlinked before it ends.
+ */
+#include "sq-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* ---- mailboxes ---------------------------------------------------- */
+
+struct imbox_arg {
+	const struct store_import_mailbox *spec;
+};
+
+/* Whether a selectable mailbox other than id has one of the roles. */
+static int role_taken(struct sq_conn *c, unsigned role, uint32_t id)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT count(*) FROM mailbox WHERE"
+				      " noselect = 0 AND (special_use & ?) != 0"
+				      " AND id != ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int(st, 1, (int)role);
+	sqlite3_bind_int64(st, 2, id);
+	int rc = sqlite3_step(st);
+	int n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_reset(st);
+	return n < 0 ? -1 : n > 0;
+}
+
+static int objectid_taken(struct sq_conn *c, const char *oid, uint32_t id)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT count(*) FROM mailbox WHERE"
+				      " objectid = ? AND id != ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, oid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, id);
+	int rc = sqlite3_step(st);
+	int n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_reset(st);
+	return n < 0 ? -1 : n > 0;
+}
+
+static int imbox_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct imbox_arg *a = job->arg;
+	const struct store_import_mailbox *spec = a->spec;
+	struct sq_mbox mb;
+	int r = sq_mbox_get(c, spec->name, &mb);
+	if (r < 0)
+		return sq_job_dberr(job, c);
+	bool fresh;
+	if (r == 0) {
+		if (sq_mbox_create_parents(u, c, job, spec->name) < 0 ||
+		    sq_mbox_create_tx(u, c, job, spec->name, 0, &mb.id) < 0)
+			return -1;
+		if (sq_mbox_get_id(c, mb.id, &mb) <= 0)
+			return sq_job_dberr(job, c);
+		fresh = true;
+	} else if (mb.noselect) {
+		/* a \Noselect parent becomes a mailbox, new as any */
+		sqlite3_stmt *st = sq_stmt(c, "UPDATE mailbox SET noselect = 0,"
+					      " special_use = 0 WHERE id = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, mb.id);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+		fresh = mb.uidnext == 1;
+	} else {
+		/* never held a message: no client can have cached it */
+		fresh = mb.uidnext == 1;
+	}
+	uint64_t modseq = sq_job_modseq(u, job);
+	uint32_t uv = mb.uidvalidity;
+	if (fresh && spec->uidvalidity != 0)
+		uv = spec->uidvalidity;
+	const char *oid = NULL;
+	if (fresh && spec->objectid != NULL && spec->objectid[0] != '\0') {
+		int t = objectid_taken(c, spec->objectid, mb.id);
+		if (t < 0)
+			return sq_job_dberr(job, c);
+		if (!t)
+			oid = spec->objectid;
+	}
+	unsigned role = mb.special_use;
+	if (fresh && spec->special_use != 0) {
+		int t = role_taken(c, spec->special_use, mb.id);
+		if (t < 0)
+			return sq_job_dberr(job, c);
+		if (!t)
+			role = spec->special_use;
+	}
+	/* UIDs below the source's UIDNEXT stay unused, as at the source */
+	uint32_t uidnext = mb.uidnext;
+	if (uv == spec->uidvalidity && spec->uidnext > uidnext)
+		uidnext = spec->uidnext;
+	sqlite3_stmt *st = sq_stmt(c, "UPDATE mailbox SET uidvalidity = ?,"
+				      " objectid = coalesce(?, objectid),"
+				      " special_use = ?, uidnext = ?,"
+				      " highestmodseq = ? WHERE id = ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, uv);
+	if (oid != NULL)
+		sqlite3_bind_text(st, 2, oid, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, (int)role);
+	sqlite3_bind_int64(st, 4, uidnext);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(st, 6, mb.id);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	if (uv > u->tx_last_uidvalidity) {
+		u->tx_last_uidvalidity = uv;
+		u->tx_dirty = true;
+	}
+	if (spec->subscribe) {
+		st = sq_stmt(c, "INSERT OR IGNORE INTO subscription VALUES (?)");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_text(st, 1, spec->name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	sq_job_change(job, 0, STORE_CHANGE_MAILBOXES);
+	return 0;
+}
+
+int sq_import_mailbox(struct store_user *user,
+		      const struct store_import_mailbox *spec,
+		      struct store_mailbox_info *info_r,
+		      struct store_error *err)
+{
+	struct imbox_arg a = {spec};
+	if (sq_run(SQU(user), imbox_job, &a, err) < 0)
+		return -1;
+	if (info_r == NULL)
+		return 0;
+	return sq_mailbox_status(user, spec->name, 0, info_r, err);
+}
+
+/* ---- messages ----------------------------------------------------- */
+
+struct iappend_arg {
+	const char *mailbox;
+	const struct store_import_params *p;
+	struct store_account_limits limits;
+	struct sq_body_copy *cp;      /* NULL: a copy of p->email */
+	uint32_t uid;
+};
+
+static int mark_check(struct sq_conn *c, const struct store_import_params *p,
+		      bool insert)
+{
+	sqlite3_stmt *st = insert
+		? sq_stmt(c, "INSERT INTO import_mark (source, id) VALUES (?, ?)")
+		: sq_stmt(c, "SELECT 1 FROM import_mark WHERE source = ?"
+			     " AND id = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, p->mark_source, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->mark_id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (insert)
+		return rc == SQLITE_DONE ? 0 : -1;
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The blob row of Email n: 1 with its size, 0 none, -1 error. */
+static int email_row(struct sq_conn *c, int64_t n, uint64_t *size_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT size FROM blob WHERE id = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, n);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*size_r = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int set_uidl(struct sq_conn *c, uint32_t mailbox, uint32_t uid,
+		    const char *uidl)
+{
+	sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET uidl = ? WHERE"
+				      " mailbox = ? AND uid = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, uidl, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, mailbox);
+	sqlite3_bind_int64(st, 3, uid);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static char *keywords_join(const struct store_append_params *ap)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t i = 0; i < ap->keyword_count; i++) {
+		if (b.len > 0)
+			buf_append_char(&b, ' ');
+		buf_append_str(&b, ap->keywords[i]);
+	}
+	return b.len > 0 ? buf_steal(&b, NULL) : (buf_free(&b), NULL);
+}
+
+/* A second copy of an Email the account has (an export lists each copy
+ * with the same EMAILID): a message row naming the same blob. */
+static int copy_of_email(struct sq_user *u, struct sq_conn *c,
+			 struct sq_job *job, struct iappend_arg *a,
+			 uint32_t mailbox_id, uint64_t size)
+{
+	const struct store_import_params *p = a->p;
+	if ((a->limits.quota_bytes != 0 &&
+	     u->tx_bytes + size > a->limits.quota_bytes) ||
+	    (a->limits.quota_messages != 0 &&
+	     u->tx_messages + 1 > a->limits.quota_messages))
+		return sq_job_fail(job, STORE_ERR_QUOTA, "Quota exceeded");
+	struct sq_msgrow row;
+	memset(&row, 0, sizeof(row));
+	row.blob = p->email;
+	row.flags = p->append.flags & 0x1f;
+	row.keywords = keywords_join(&p->append);
+	row.internaldate = p->append.internaldate != 0 ? p->append.internaldate
+						       : time(NULL);
+	row.size = size;
+	uint32_t uid = 0;
+	int ret = sq_copy_rows(u, c, job, mailbox_id, &row, 1,
+			       p->savedate != 0 ? p->savedate : time(NULL),
+			       &uid);
+	free(row.keywords);
+	a->uid = uid;
+	return ret;
+}
+
+static int iappend_job(struct sq_user *u, struct sq_conn *c,
+		       struct sq_job *job)
+{
+	struct iappend_arg *a = job->arg;
+	const struct store_import_params *p = a->p;
+	if (p->mark_source != NULL) {
+		int r = mark_check(c, p, false);
+		if (r < 0)
+			return sq_job_dberr(job, c);
+		if (r > 0)
+			return sq_job_fail(job, STORE_ERR_EXISTS,
+					   "Already imported");
+	}
+	struct sq_mbox mb;
+	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
+		return -1;
+	if (p->uid != 0 && p->uid < mb.uidnext)
+		return sq_job_fail(job, STORE_ERR_EXISTS, "UID %u is taken"
+				   " (UIDNEXT is %u)", p->uid, mb.uidnext);
+	if (p->uid == UINT32_MAX)
+		return sq_job_fail(job, STORE_ERR_LIMIT, "Mailbox is out of UIDs");
+	/* the message takes modseq when that is above the counter */
+	if (p->modseq > 0 && job->modseq == 0 && p->modseq - 1 > u->tx_modseq) {
+		u->tx_modseq = p->modseq - 1;
+		u->tx_dirty = true;
+	}
+	/* the given UID becomes UIDNEXT, which the append takes */
+	if (p->uid > mb.uidnext &&
+	    sq_mbox_adjust(c, mb.id, 0, 0, 0, 0, 0, p->uid) < 0)
+		return sq_job_dberr(job, c);
+	uint64_t size = 0;
+	int have = p->email > 0 ? email_row(c, p->email, &size) : 0;
+	if (have < 0)
+		return sq_job_dberr(job, c);
+	if (have > 0) {
+		if (copy_of_email(u, c, job, a, mb.id, size) < 0)
+			return -1;
+	} else if (a->cp == NULL) {
+		return sq_job_fail(job, STORE_ERR_NOTFOUND, "No such Email, and"
+				   " no body given");
+	} else {
+		struct sq_append_arg *aa = &a->cp->a;
+		aa->mailbox = a->mailbox;
+		aa->params = &p->append;
+		aa->limits = a->limits;
+		aa->want_blob = p->email;
+		aa->want_thread = p->thread;
+		aa->want_savedate = p->savedate;
+		/* sq_append_tx reads its argument from the job */
+		job->arg = aa;
+		int r = sq_append_tx(u, c, job);
+		job->arg = a;
+		if (r < 0)
+			return -1;
+		a->uid = aa->uid;
+	}
+	/* a thread merge during the append may have taken UIDs */
+	if (p->uid != 0 && a->uid != p->uid)
+		return sq_job_fail(job, STORE_ERR_EXISTS, "UID %u is taken",
+				   p->uid);
+	if ((p->pop3_uidl != NULL &&
+	     set_uidl(c, mb.id, a->uid, p->pop3_uidl) < 0) ||
+	    (p->mark_source != NULL && mark_check(c, p, true) < 0))
+		return sq_job_dberr(job, c);
+	return 0;
+}
+
+int sq_import_append(struct store_user *user, const char *mailbox,
+		     struct store_body *body,
+		     const struct store_import_params *p, uint32_t *uid_r,
+		     struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct iappend_arg a;
+	memset(&a, 0, sizeof(a));
+	a.mailbox = mailbox;
+	a.p = p;
+	if (sq_limits_get(user, &a.limits, err) < 0)
+		return -1;
+	struct sq_body_copy cp;
+	if (body != NULL) {
+		if (sq_body_copy_begin(body, u, NULL, 0, &cp, err) < 0)
+			return -1;
+		a.cp = &cp;
+	}
+	int ret = sq_run(u, iappend_job, &a, err);
+	if (body != NULL)
+		sq_body_copy_end(body, u, &cp, ret == 0);
+	if (ret < 0)
+		return -1;
+	if (uid_r != NULL)
+		*uid_r = a.uid;
+	return 0;
+}
+
+int sq_import_marks(struct store_user *user, const char *source,
+		    char ***ids_r, size_t *count_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	int rc = SQLITE_ERROR;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT id FROM import_mark"
+				      " WHERE source = ?");
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				ids = xrealloc(ids, cap * sizeof(*ids));
+			}
+			ids[n++] = xstrdup((const char *)
+					   sqlite3_column_text(st, 0));
+		}
+		sqlite3_reset(st);
+	}
+	int ret = 0;
+	if (rc != SQLITE_DONE) {
+		ret = sq_db_error(c, err, "import marks");
+		store_names_free(ids, n);
+	} else {
+		*ids_r = ids;
+		*count_r = n;
+	}
+	sq_reader_put(u, c);
+	return ret;
+}
+
+static int raise_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	(void)c;
+	uint64_t want = *(const uint64_t *)job->arg;
+	if (want > u->tx_modseq) {
+		u->tx_modseq = want;
+		u->tx_dirty = true;
+	}
+	return 0;
+}
+
+int sq_modseq_raise(struct store_user *user, uint64_t modseq,
+		    struct store_error *err)
+{
+	return sq_run(SQU(user), raise_job, &modseq, err);
+}
+
+/* ---- the export stream -------------------------------------------- */
+
+struct store_export {
+	struct store_object obj;
+	struct sq_user *u;
+	struct sq_conn *c;
+	uint64_t ticket;
+	struct store_export_info info;
+	sqlite3_stmt *st;
+	struct store_export_msg msg;
+	char *kwbuf;
+	const char **kw;
+	size_t kw_cap;
+};
+
+static const char export_msgs_sql[] =
+	"SELECT m.uid, m.modseq, m.flags, m.keywords, m.internaldate,"
+	" m.savedate, m.size, m.blob, b.thread, m.uidl, m.pop3_hidden,"
+	" m.pop3_first_retr FROM msg m JOIN blob b ON b.id = m.blob"
+	" WHERE m.mailbox = ? ORDER BY m.uid";
+
+int sq_export_begin(struct store_user *user, struct store_export **exp_r,
+		    struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct store_export *e = xcalloc(1, sizeof(*e));
+	e->obj.vf = &store_sqlite_vfuncs;
+	e->u = u;
+	/* before the snapshot: a body file freed by any later commit stays
+	 * until export_end (sq_read_enter) */
+	e->ticket = sq_read_enter(u);
+	e->c = sq_reader_get(u, err);
+	if (e->c == NULL || sq_read_begin(e->c, err) < 0)
+		goto fail;
+	sqlite3_stmt *st = sq_stmt(e->c, "SELECT modseq, usage_bytes,"
+					 " usage_messages FROM account");
+	if (st == NULL || sqlite3_step(st) != SQLITE_ROW) {
+		if (st != NULL)
+			sqlite3_reset(st);
+		sq_db_error(e->c, err, "export");
+		goto fail;
+	}
+	e->info.modseq = (uint64_t)sqlite3_column_int64(st, 0);
+	e->info.usage.bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	e->info.usage.messages = (uint64_t)sqlite3_column_int64(st, 2);
+	sqlite3_reset(st);
+	if (sq_mailbox_list_in(u, e->c, &e->info.mailboxes,
+			       &e->info.mailbox_count, err) < 0)
+		goto fail;
+	st = sq_stmt(e->c, "SELECT name FROM subscription ORDER BY name");
+	int rc = SQLITE_ERROR;
+	size_t cap = 0;
+	if (st != NULL) {
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (e->info.subscription_count == cap) {
+				cap = cap ? cap * 2 : 16;
+				e->info.subscriptions = xrealloc(
+					e->info.subscriptions,
+					cap * sizeof(char *));
+			}
+			e->info.subscriptions[e->info.subscription_count++] =
+				xstrdup((const char *)sqlite3_column_text(st, 0));
+		}
+		sqlite3_reset(st);
+	}
+	if (rc != SQLITE_DONE) {
+		sq_db_error(e->c, err, "export");
+		goto fail;
+	}
+	*exp_r = e;
+	return 0;
+fail:
+	sq_export_end(&e);
+	return -1;
+}
+
+const struct store_export_info *sq_export_info(const struct store_export *exp)
+{
+	return &exp->info;
+}
+
+int sq_export_messages(struct store_export *e, uint32_t mailbox_id,
+		       struct store_error *err)
+{
+	if (e->st != NULL)
+		sqlite3_reset(e->st);
+	e->st = sq_stmt(e->c, export_msgs_sql);
+	if (e->st == NULL)
+		return sq_db_error(e->c, err, "export");
+	sqlite3_bind_int64(e->st, 1, mailbox_id);
+	return 0;
+}
+
+static void export_keywords(struct store_export *e, const char *kw)
+{
+	free(e->kwbuf);
+	e->kwbuf = NULL;
+	e->msg.keywords = NULL;
+	e->msg.keyword_count = 0;
+	if (kw == NULL || kw[0] == '\0')
+		return;
+	e->kwbuf = xstrdup(kw);
+	size_t n = 0;
+	for (char *s = e->kwbuf, *save = NULL, *t;
+	     (t = strtok_r(s, " ", &save)) != NULL; s = NULL) {
+		if (n + 1 >= e->kw_cap) {
+			e->kw_cap = e->kw_cap ? e->kw_cap * 2 : 8;
+			e->kw = xrealloc(e->kw, e->kw_cap * sizeof(*e->kw));
+		}
+		e->kw[n++] = t;
+	}
+	if (n > 0)
+		e->kw[n] = NULL;
+	e->msg.keywords = n > 0 ? e->kw : NULL;
+	e->msg.keyword_count = n;
+}
+
+int sq_export_next(struct store_export *e,
+		   const struct store_export_msg **msg_r,
+		   struct store_error *err)
+{
+	if (e->st == NULL)
+		return 0;
+	int rc = sqlite3_step(e->st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(e->st);
+		e->st = NULL;
+		return rc == SQLITE_DONE ? 0 : sq_db_error(e->c, err, "export");
+	}
+	sqlite3_stmt *st = e->st;
+	struct store_export_msg *m = &e->msg;
+	m->uid = (uint32_t)sqlite3_column_int64(st, 0);
+	m->modseq = (uint64_t)sqlite3_column_int64(st, 1);
+	m->flags = (unsigned)sqlite3_column_int(st, 2);
+	export_keywords(e, (const char *)sqlite3_column_text(st, 3));
+	m->internaldate = (time_t)sqlite3_column_int64(st, 4);
+	m->savedate = (time_t)sqlite3_column_int64(st, 5);
+	m->size = (uint64_t)sqlite3_column_int64(st, 6);
+	m->email = sqlite3_column_int64(st, 7);
+	m->thread = sqlite3_column_int64(st, 8);
+	m->pop3_uidl = (const char *)sqlite3_column_text(st, 9);
+	m->pop3_hidden = sqlite3_column_int(st, 10) != 0;
+	m->pop3_first_retr = (time_t)sqlite3_column_int64(st, 11);
+	*msg_r = m;
+	return 1;
+}
+
+int sq_export_body(struct store_export *e, int64_t email,
+		   struct store_blob *blob_r, struct store_error *err)
+{
+	return sq_blob_read_id(e->u, e->c, email, blob_r, err);
+}
+
+void sq_export_end(struct store_export **expp)
+{
+	struct store_export *e = *expp;
+	if (e == NULL)
+		return;
+	*expp = NULL;
+	if (e->st != NULL)
+		sqlite3_reset(e->st);
+	if (e->c != NULL) {
+		sq_read_end(e->c);
+		sq_reader_put(e->u, e->c);
+	}
+	sq_read_leave(e->u, e->ticket);
+	store_mailbox_list_free(e->info.mailboxes, e->info.mailbox_count);
+	store_names_free(e->info.subscriptions, e->info.subscription_count);
+	free(e->kwbuf);
+	free(e->kw);
+	free(e);
+}

@@ -1,0 +1,453 @@
+/*
+ * Unit tests of the store's import and export calls (store.h "moving
+ * mail in and out", sqlite/sq-migrate.c): mailboxes taking a source's
+ * UIDVALIDITY and MAILBOXID only while they never held mail, appends
+ * with a given UID, EMAILID, THREADID, modseq and POP3 UIDL, resume
+ * marks committed with their message, quota, the change counter raised,
+ * and the export stream reading one snapshot while mail changes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "store.h"
+#include "test.h"
+
+static char data_dir[256];
+static struct store_account_limits test_limits;
+
+static int limits_cb(void *ctx, int64_t user_id,
+		     struct store_account_limits *limits_r)
+{
+	(void)ctx;
+	(void)user_id;
+	*limits_r = test_limits;
+	return 0;
+}
+
+static struct store *setup(void)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(data_dir, sizeof(data_dir), "%s/loft-test-migrate-XXXXXX",
+		 tmp);
+	if (mkdtemp(data_dir) == NULL)
+		abort();
+	memset(&test_limits, 0, sizeof(test_limits));
+	struct store_settings set = {
+		.data_dir = data_dir,
+		.max_message_size = 4 * 1024 * 1024,
+		.limits = limits_cb,
+		.fsync = false,
+	};
+	struct store *store;
+	struct store_error err;
+	if (store_open(&set, &store, &err) < 0) {
+		fprintf(stderr, "store_open: %s\n", err.msg);
+		abort();
+	}
+	return store;
+}
+
+static void teardown(struct store **store)
+{
+	store_close(store);
+	char *cmd = xasprintf("rm -rf '%s'", data_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", data_dir);
+	free(cmd);
+}
+
+static struct store_user *user_open(struct store *store, int64_t id)
+{
+	struct store_user *u;
+	struct store_error err;
+	if (store_user_open(store, id, &u, &err) < 0) {
+		fprintf(stderr, "user_open: %s\n", err.msg);
+		abort();
+	}
+	return u;
+}
+
+static struct store_body *body_of(struct store *store, const char *text)
+{
+	struct store_body *b;
+	struct store_error err;
+	if (store_body_create(store, &b, &err) < 0 ||
+	    store_body_write(b, text, strlen(text), &err) < 0 ||
+	    store_body_finish(b, &err) < 0) {
+		fprintf(stderr, "body: %s\n", err.msg);
+		abort();
+	}
+	return b;
+}
+
+/* Imports text; returns the UID, 0 on failure (err filled). */
+static uint32_t import(struct store *store, struct store_user *u,
+		       const char *mbox, const char *text,
+		       const struct store_import_params *p,
+		       struct store_error *err)
+{
+	struct store_body *b = text != NULL ? body_of(store, text) : NULL;
+	uint32_t uid = 0;
+	int r = store_import_append(u, mbox, b, p, &uid, err);
+	store_body_unref(&b);
+	return r < 0 ? 0 : uid;
+}
+
+static struct store_mailbox_info status(struct store_user *u, const char *name)
+{
+	struct store_mailbox_info info;
+	memset(&info, 0, sizeof(info));
+	struct store_error err;
+	if (store_mailbox_status(u, name, &info, &err) < 0)
+		fprintf(stderr, "status %s: %s\n", name, err.msg);
+	return info;
+}
+
+/* One message's metadata (FLAGS, SIZE, POP3, OBJECTID). */
+static int fetch_one(struct store_user *u, const char *mbox, uint32_t uid,
+		     struct store_msg *m_r, char *uidl, size_t uidl_size,
+		     char *kw, size_t kw_size)
+{
+	struct store_uid_range r = {uid, uid};
+	struct store_fetch *f;
+	const struct store_msg *m;
+	struct store_error err;
+	if (store_fetch_begin(u, mbox, &r, 1,
+			      STORE_FETCH_FLAGS | STORE_FETCH_SIZE |
+				      STORE_FETCH_POP3 | STORE_FETCH_OBJECTID,
+			      &f, &err) < 0)
+		return -1;
+	int n = store_fetch_next(f, &m, &err);
+	if (n == 1) {
+		*m_r = *m;
+		snprintf(uidl, uidl_size, "%s", m->pop3_uidl ? m->pop3_uidl : "");
+		kw[0] = '\0';
+		for (size_t i = 0; i < m->keyword_count; i++)
+			snprintf(kw + strlen(kw), kw_size - strlen(kw), "%s%s",
+				 i ? " " : "", m->keywords[i]);
+	}
+	store_fetch_end(&f);
+	return n;
+}
+
+static const char msg1[] = "Message-ID: <a@x>\r\nSubject: one\r\n\r\nbody one\r\n";
+static const char msg2[] = "Message-ID: <b@x>\r\nSubject: two\r\n\r\nbody two\r\n";
+static const char msg3[] = "Message-ID: <c@x>\r\nSubject: three\r\n\r\nthree\r\n";
+
+/* A new account's INBOX never held mail: it takes the source's
+ * UIDVALIDITY and MAILBOXID; a new folder is made with its parents; a
+ * folder that held mail keeps its own. */
+static void test_mailboxes(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 1);
+	struct store_error err;
+	struct store_mailbox_info info;
+
+	struct store_import_mailbox in = {.name = "inbox", .uidvalidity = 1234,
+					  .uidnext = 10, .objectid = "Fsrc1"};
+	CHECK_INT(store_import_mailbox(u, &in, &info, &err), 0);
+	CHECK_INT(info.uidvalidity, 1234);
+	CHECK_INT(info.uidnext, 10);
+	CHECK_STR(info.objectid, "Fsrc1");
+	store_mailbox_info_free(&info);
+
+	/* a role another mailbox has is not given twice; parents made */
+	struct store_import_mailbox sub = {.name = "Lists/Rust",
+					   .uidvalidity = 77,
+					   .special_use = STORE_SPECIAL_SENT,
+					   .subscribe = true};
+	CHECK_INT(store_import_mailbox(u, &sub, &info, &err), 0);
+	CHECK_INT(info.uidvalidity, 77);
+	CHECK_INT(info.special_use, 0);
+	CHECK(info.subscribed);
+	store_mailbox_info_free(&info);
+	info = status(u, "Lists");
+	CHECK(info.uidvalidity != 0);
+	CHECK(info.uidvalidity != 77);
+	store_mailbox_info_free(&info);
+
+	/* the empty default Sent takes a source's Sent as it is */
+	struct store_import_mailbox sent = {.name = "Sent", .uidvalidity = 5,
+					    .special_use = STORE_SPECIAL_SENT};
+	CHECK_INT(store_import_mailbox(u, &sent, &info, &err), 0);
+	CHECK_INT(info.uidvalidity, 5);
+	CHECK_INT(info.special_use, STORE_SPECIAL_SENT);
+	store_mailbox_info_free(&info);
+
+	/* a folder that held a message keeps its UIDVALIDITY */
+	struct store_append_params ap = {0};
+	CHECK_INT(store_append(u, "Drafts", msg1, strlen(msg1), &ap, NULL,
+			       NULL, &err), 0);
+	struct store_mailbox_info before = status(u, "Drafts");
+	struct store_import_mailbox dr = {.name = "Drafts", .uidvalidity = 9,
+					  .uidnext = 50};
+	CHECK_INT(store_import_mailbox(u, &dr, &info, &err), 0);
+	CHECK_INT(info.uidvalidity, before.uidvalidity);
+	CHECK_INT(info.uidnext, 2);
+	store_mailbox_info_free(&info);
+	store_mailbox_info_free(&before);
+
+	/* a MAILBOXID in use elsewhere is not taken; bad ones refused */
+	struct store_import_mailbox dup = {.name = "Other", .objectid = "Fsrc1"};
+	CHECK_INT(store_import_mailbox(u, &dup, &info, &err), 0);
+	CHECK(strcmp(info.objectid, "Fsrc1") != 0);
+	store_mailbox_info_free(&info);
+	struct store_import_mailbox bad = {.name = "Bad", .objectid = "a b"};
+	CHECK_INT(store_import_mailbox(u, &bad, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	struct store_import_mailbox badname = {.name = "a//b"};
+	CHECK_INT(store_import_mailbox(u, &badname, NULL, &err), -1);
+
+	/* a mailbox made later never repeats an imported UIDVALIDITY */
+	struct store_import_mailbox high = {.name = "High",
+					    .uidvalidity = 4000000000u};
+	CHECK_INT(store_import_mailbox(u, &high, NULL, &err), 0);
+	CHECK_INT(store_mailbox_create(u, "Later", 0, &err), 0);
+	info = status(u, "Later");
+	CHECK(info.uidvalidity > 4000000000u);
+	store_mailbox_info_free(&info);
+
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* UIDs, keywords, dates, POP3 UIDLs, EMAILID and THREADID as given; a
+ * UID below UIDNEXT is refused; a copy of an Email needs no body. */
+static void test_append(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 2);
+	struct store_error err;
+	struct store_import_mailbox in = {.name = "INBOX", .uidvalidity = 42};
+	CHECK_INT(store_import_mailbox(u, &in, NULL, &err), 0);
+
+	const char *kws[] = {"$Forwarded", "work"};
+	struct store_import_params p = {
+		.append = {.flags = STORE_FLAG_SEEN | STORE_FLAG_FLAGGED,
+			   .keywords = kws, .keyword_count = 2,
+			   .internaldate = 1000000000},
+		.uid = 5,
+		.pop3_uidl = "UID5-abc",
+		.savedate = 1000000100,
+	};
+	CHECK_INT(import(store, u, "INBOX", msg1, &p, &err), 5);
+	struct store_import_params p2 = {.uid = 9, .email = 100, .thread = 100,
+					 .modseq = 5000};
+	CHECK_INT(import(store, u, "INBOX", msg2, &p2, &err), 9);
+	/* below UIDNEXT: refused, nothing stored */
+	struct store_import_params p3 = {.uid = 7};
+	CHECK_INT(import(store, u, "INBOX", msg3, &p3, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_EXISTS);
+	/* no UID: UIDNEXT */
+	struct store_import_params p4 = {0};
+	CHECK_INT(import(store, u, "INBOX", msg3, &p4, &err), 10);
+
+	struct store_msg m;
+	char uidl[80], kw[80];
+	CHECK_INT(fetch_one(u, "INBOX", 5, &m, uidl, sizeof(uidl), kw,
+			    sizeof(kw)), 1);
+	CHECK_INT(m.flags, STORE_FLAG_SEEN | STORE_FLAG_FLAGGED);
+	CHECK_INT(m.internaldate, 1000000000);
+	CHECK_INT(m.savedate, 1000000100);
+	CHECK_STR(uidl, "UID5-abc");
+	CHECK_STR(kw, "$Forwarded work");
+	CHECK_INT(fetch_one(u, "INBOX", 9, &m, uidl, sizeof(uidl), kw,
+			    sizeof(kw)), 1);
+	char want[32];
+	store_objectid_format(want, 'M', 2, 100);
+	CHECK_STR(m.emailid, want);
+	store_objectid_format(want, 'T', 2, 100);
+	CHECK_STR(m.threadid, want);
+	CHECK_INT(m.modseq, 5000);
+	CHECK_STR(uidl, "");
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 3);
+	CHECK_INT(info.uidnext, 11);
+	CHECK_INT(info.uidvalidity, 42);
+	CHECK(info.highestmodseq > 5000);
+	store_mailbox_info_free(&info);
+
+	/* a second copy of Email 100 in another folder: no body needed */
+	struct store_import_params pc = {.email = 100, .uid = 3,
+					 .append = {.flags = STORE_FLAG_ANSWERED}};
+	CHECK_INT(import(store, u, "Archive", NULL, &pc, &err), 3);
+	CHECK_INT(fetch_one(u, "Archive", 3, &m, uidl, sizeof(uidl), kw,
+			    sizeof(kw)), 1);
+	store_objectid_format(want, 'M', 2, 100);
+	CHECK_STR(m.emailid, want);
+	CHECK_INT(m.flags, STORE_FLAG_ANSWERED);
+	struct store_blob blob;
+	CHECK_INT(store_blob_open(u, "Archive", 3, &blob, &err), 0);
+	CHECK_MEM(blob.data, blob.len, msg2, strlen(msg2));
+	store_blob_close(&blob);
+	/* no body and no such Email: refused */
+	struct store_import_params pn = {.email = 999};
+	CHECK_INT(import(store, u, "Archive", NULL, &pn, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	/* bad keywords and UIDLs */
+	const char *badkw[] = {"a b"};
+	struct store_import_params pk = {.append = {.keywords = badkw,
+						    .keyword_count = 1}};
+	CHECK_INT(import(store, u, "INBOX", msg3, &pk, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	struct store_import_params pu = {.pop3_uidl = "has space"};
+	CHECK_INT(import(store, u, "INBOX", msg3, &pu, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+
+	/* the change counter only goes up */
+	CHECK_INT(store_modseq_raise(u, 90000, &err), 0);
+	CHECK_INT(store_modseq_raise(u, 10, &err), 0);
+	CHECK_INT(import(store, u, "INBOX", msg3, &p4, &err), 11);
+	CHECK_INT(fetch_one(u, "INBOX", 11, &m, uidl, sizeof(uidl), kw,
+			    sizeof(kw)), 1);
+	CHECK_INT(m.modseq, 90001);
+
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* A resume mark commits with its message: the same mark again stores
+ * nothing; marks are listed per source. Over quota: nothing stored and
+ * no mark, so the next run resumes there. */
+static void test_marks_quota(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 3);
+	struct store_error err;
+	struct store_import_params p = {.mark_source = "maildir:/x",
+					.mark_id = "1.M1.host"};
+	CHECK_INT(import(store, u, "INBOX", msg1, &p, &err), 1);
+	CHECK_INT(import(store, u, "INBOX", msg1, &p, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_EXISTS);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+
+	test_limits.quota_messages = 1;
+	struct store_import_params q = {.mark_source = "maildir:/x",
+					.mark_id = "2.M2.host"};
+	CHECK_INT(import(store, u, "INBOX", msg2, &q, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	test_limits.quota_messages = 0;
+
+	char **ids;
+	size_t n;
+	CHECK_INT(store_import_marks(u, "maildir:/x", &ids, &n, &err), 0);
+	CHECK_INT(n, 1);
+	if (n == 1)
+		CHECK_STR(ids[0], "1.M1.host");
+	store_names_free(ids, n);
+	CHECK_INT(import(store, u, "INBOX", msg2, &q, &err), 2);
+	CHECK_INT(store_import_marks(u, "other", &ids, &n, &err), 0);
+	CHECK_INT(n, 0);
+	store_names_free(ids, n);
+	/* a mark needs both halves */
+	struct store_import_params half = {.mark_source = "x"};
+	CHECK_INT(import(store, u, "INBOX", msg3, &half, &err), 0);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* The export stream reads one snapshot: mail delivered, flagged or
+ * expunged after begin is not seen, and a body it names (a file body
+ * too) stays readable until end. */
+static void test_export(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 4);
+	struct store_error err;
+	struct store_append_params ap = {.flags = STORE_FLAG_SEEN};
+	CHECK_INT(store_append(u, "INBOX", msg1, strlen(msg1), &ap, NULL, NULL,
+			       &err), 0);
+	/* a body past the index's inline limit: a file */
+	size_t big_len = 300 * 1024;
+	char *big = xmalloc(big_len + 1);
+	memset(big, 'y', big_len);
+	memcpy(big, "Subject: big\r\n\r\n", 16);
+	memcpy(big + big_len - 2, "\r\n", 2);
+	big[big_len] = '\0';
+	CHECK_INT(store_append(u, "INBOX", big, big_len, &ap, NULL, NULL,
+			       &err), 0);
+	CHECK_INT(store_mailbox_create(u, "Folder/Sub", 0, &err), 0);
+	CHECK_INT(store_mailbox_subscribe(u, "Folder/Sub", true, &err), 0);
+
+	struct store_export *e;
+	CHECK_INT(store_export_begin(u, &e, &err), 0);
+	/* changes after the snapshot */
+	CHECK_INT(store_append(u, "INBOX", msg2, strlen(msg2), NULL, NULL, NULL,
+			       &err), 0);
+	struct store_uid_range all = {1, 2};
+	struct store_flag_change ch = {STORE_FLAGS_ADD, STORE_FLAG_DELETED,
+				       NULL, 0, 0, NULL};
+	CHECK_INT(store_flags_update(u, "INBOX", &all, 1, &ch, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(store_expunge(u, "INBOX", NULL, 0, false, NULL, NULL, &err),
+		  0);
+
+	const struct store_export_info *info = store_export_info(e);
+	bool have_sub = false;
+	uint32_t inbox = 0;
+	for (size_t i = 0; i < info->mailbox_count; i++) {
+		if (strcmp(info->mailboxes[i].name, "Folder/Sub") == 0)
+			have_sub = info->mailboxes[i].subscribed;
+		if (strcmp(info->mailboxes[i].name, "INBOX") == 0)
+			inbox = info->mailboxes[i].id;
+	}
+	CHECK(have_sub);
+	CHECK_INT(info->usage.messages, 2);
+	bool sub_listed = false;
+	for (size_t i = 0; i < info->subscription_count; i++)
+		sub_listed |= strcmp(info->subscriptions[i], "Folder/Sub") == 0;
+	CHECK(sub_listed);
+	CHECK_INT(store_export_messages(e, inbox, &err), 0);
+	const struct store_export_msg *m;
+	int n = 0, r;
+	while ((r = store_export_next(e, &m, &err)) == 1) {
+		n++;
+		CHECK_INT(m->uid, (uint32_t)n);
+		CHECK_INT(m->flags, STORE_FLAG_SEEN);
+		struct store_blob b;
+		CHECK_INT(store_export_body(e, m->email, &b, &err), 0);
+		if (n == 1)
+			CHECK_MEM(b.data, b.len, msg1, strlen(msg1));
+		else
+			CHECK_MEM(b.data, b.len, big, big_len);
+		CHECK_INT(b.len, m->size);
+		store_blob_close(&b);
+	}
+	CHECK_INT(r, 0);
+	CHECK_INT(n, 2);
+	store_export_end(&e);
+	CHECK(e == NULL);
+
+	/* now the store sees the account as it is */
+	CHECK_INT(store_export_begin(u, &e, &err), 0);
+	CHECK_INT(store_export_messages(e, inbox, &err), 0);
+	n = 0;
+	while (store_export_next(e, &m, &err) == 1)
+		n++;
+	CHECK_INT(n, 1);
+	store_export_end(&e);
+	free(big);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+static const struct test_case cases[] = {
+	{"mailboxes", test_mailboxes},
+	{"append", test_append},
+	{"marks_quota", test_marks_quota},
+	{"export", test_export},
+	{NULL, NULL},
+};
+
+int main(void)
+{
+	return test_main(cases);
+}
