@@ -35,6 +35,7 @@ struct qclient {
 	SSL_CTX *ctx;
 	SSL *ssl;
 	bool verified;
+	const char *tls_mode;    /* "none", "tls", "pkix", "dane" */
 	char host[256];
 	char addr[64];
 	char in[QCLIENT_IN];
@@ -345,6 +346,8 @@ static int handshake(struct qclient *c, enum qtls_verify verify,
 	}
 	c->verified = verify != QTLS_NONE ||
 		      SSL_get_verify_result(c->ssl) == X509_V_OK;
+	c->tls_mode = verify == QTLS_DANE ? "dane"
+		      : verify == QTLS_PKIX ? "pkix" : "tls";
 	return 0;
 }
 
@@ -409,6 +412,10 @@ const char *qclient_host(const struct qclient *c) { return c->host; }
 const char *qclient_addr(const struct qclient *c) { return c->addr; }
 bool qclient_is_tls(const struct qclient *c) { return c->ssl != NULL; }
 bool qclient_verified(const struct qclient *c) { return c->verified; }
+const char *qclient_tls_mode(const struct qclient *c)
+{
+	return c->ssl == NULL ? "none" : c->tls_mode ? c->tls_mode : "tls";
+}
 const struct qclient_ext *qclient_ext(const struct qclient *c)
 {
 	return &c->ext;

@@ -49,6 +49,9 @@ const char *qclient_host(const struct qclient *c);
 const char *qclient_addr(const struct qclient *c);
 bool qclient_is_tls(const struct qclient *c);
 bool qclient_verified(const struct qclient *c);
+/* How the connection is protected: "none", "tls" (unverified), "pkix",
+ * "dane". */
+const char *qclient_tls_mode(const struct qclient *c);
 const struct qclient_ext *qclient_ext(const struct qclient *c);
 
 /* EHLO, or HELO when EHLO is refused. 0 on a 2xx. */

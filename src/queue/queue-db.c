@@ -489,7 +489,9 @@ static time_t db_next_due(struct queue *q)
 	time_t t = 0;
 
 	pthread_mutex_lock(&d->mu);
-	st = prepare(d, "SELECT MIN(MAX(next_attempt, lease_until)) FROM"
+	/* at least 1: 0 means "nothing", and a message never tried yet
+	 * has next_attempt 0 (after a restart nothing else claims it) */
+	st = prepare(d, "SELECT MIN(MAX(next_attempt, lease_until, 1)) FROM"
 			" (SELECT next_attempt, lease_until FROM rcpts"
 			"  WHERE state = 0 AND next_attempt < ?"
 			"  ORDER BY next_attempt LIMIT 256)");

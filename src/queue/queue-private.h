@@ -56,6 +56,7 @@ struct qjob {
 	char *dest;               /* domain, or "" for the smarthost */
 	bool local;               /* local recipients whose store failed */
 	char remote[300];         /* the host that answered, "" if none */
+	char tls[8];              /* qclient_tls_mode of that connection */
 	struct qjob_rcpt *rcpts;
 	size_t rcpt_count;
 };

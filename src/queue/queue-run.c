@@ -702,6 +702,7 @@ static int transact(struct queue *q, struct qclient *c, struct qjob *job,
 	}
 	snprintf(who, sizeof(who), "%s[%s]", qclient_host(c), qclient_addr(c));
 	snprintf(job->remote, sizeof(job->remote), "%.299s", who);
+	snprintf(job->tls, sizeof(job->tls), "%s", qclient_tls_mode(c));
 	if ((job->flags & QUEUE_F_REQUIRETLS) &&
 	    (!qclient_is_tls(c) || !e->requiretls)) {
 		fail_all(job, 550, "5.7.30",
@@ -828,8 +829,10 @@ static void finish_job(struct queue *q, struct qjob *job,
 			done[i] = true;
 			any_done = true;
 		}
-		log_info("queue", NULL, "%s: to=<%s> relay=%s status=%s (%d %s %s)",
-			 job->id, r->address, job->remote[0] ? job->remote : "none",
+		log_info("queue", NULL, "%s: to=<%s> relay=%s tls=%s status=%s "
+			 "(%d %s %s)", job->id, r->address,
+			 job->remote[0] ? job->remote : "none",
+			 job->tls[0] ? job->tls : "-",
 			 r->result.status == QUEUE_RCPT_DELIVERED ? "sent"
 			 : r->result.status == QUEUE_RCPT_FAILED  ? "bounced"
 								  : "deferred",
