@@ -166,9 +166,11 @@ static bool cmd_hello(struct smtp_session *s, struct slice args, bool ehlo)
 		 * offered where the message itself came over TLS */
 		if (net_conn_is_tls(s->conn))
 			buf_append_str(&b, "250-REQUIRETLS\r\n");
-		if (smtp_is_submission(s) && !s->authed) {
-			const char *m = auth_mechanisms(s->srv->auth,
-							cleartext_ok(s));
+		/* never before TLS except from loopback (or where [auth]
+		 * allows cleartext): not even SCRAM, whose exchange is
+		 * safe, since the mail that follows would go in clear */
+		if (smtp_is_submission(s) && !s->authed && cleartext_ok(s)) {
+			const char *m = auth_mechanisms(s->srv->auth, true);
 			if (m != NULL && m[0] != '\0')
 				buf_printf(&b, "250-AUTH %s\r\n", m);
 		}
@@ -239,7 +241,12 @@ static bool cmd_auth(struct smtp_session *s, struct slice args)
 		n++;
 	}
 	mech[n] = '\0';
-	mechs = auth_mechanisms(s->srv->auth, cleartext_ok(s));
+	if (!cleartext_ok(s)) {
+		reply_error(s, "538 5.7.11 Encryption required for "
+			       "requested authentication mechanism");
+		return false;
+	}
+	mechs = auth_mechanisms(s->srv->auth, true);
 	bool listed = false;
 	for (const char *p = mechs; p != NULL && *p != '\0';) {
 		size_t l = strcspn(p, " ");
@@ -250,12 +257,7 @@ static bool cmd_auth(struct smtp_session *s, struct slice args)
 			p++;
 	}
 	if (!listed) {
-		if (!cleartext_ok(s) && (strcmp(mech, "PLAIN") == 0 ||
-					 strcmp(mech, "LOGIN") == 0))
-			reply_error(s, "538 5.7.11 Encryption required for "
-				       "requested authentication mechanism");
-		else
-			reply_error(s, "504 5.5.4 Unrecognized authentication type");
+		reply_error(s, "504 5.5.4 Unrecognized authentication type");
 		return false;
 	}
 	/* "MECH [initial-response]" goes to the worker as one line */
