@@ -53,6 +53,7 @@ curl
 swaks
 python3-dkim
 python3-spf
+python3-dnspython
 opendkim
 opendkim-tools
 unbound
