@@ -7,6 +7,7 @@
 # and STARTTLS ports.
 #
 #   IMAP 1143  IMAPS 1993  POP3 1110  POP3S 1995  LMTP 2424
+#   SMTP 2525 (MX)  submission 1587 (STARTTLS)  submissions 1465 (TLS)
 #   HTTPS 8443 (webmail, JMAP, client set-up)  metrics 9180
 #   LOFT_PORT_OFFSET=N (make run PORT_OFFSET=N, a multiple of 1000) adds N
 #   to each, for a second demo beside another Loft.
@@ -40,6 +41,8 @@ fi
 IMAP=$((1143 + OFFSET)) IMAPS=$((1993 + OFFSET))
 POP3=$((1110 + OFFSET)) POP3S=$((1995 + OFFSET)) LMTP=$((2424 + OFFSET))
 HTTPS=$((8443 + OFFSET)) METRICS=$((9180 + OFFSET))
+SMTP=$((2525 + OFFSET)) SUBMISSION=$((1587 + OFFSET))
+SUBMISSIONS=$((1465 + OFFSET))
 
 mkdir -p "$RUN"
 chmod 700 "$RUN"
@@ -153,6 +156,15 @@ listen = $(listen $POP3S)
 [lmtp]
 listen = $(listen $LMTP)
 
+[smtp]
+listen = $(listen $SMTP)
+
+[submission]
+listen = $(listen $SUBMISSION)
+
+[submissions]
+listen = $(listen $SUBMISSIONS)
+
 [https]
 listen = $(listen $HTTPS)
 
@@ -200,11 +212,16 @@ port_of() {
 	sed -n "/^\[$1\]/,/^\[/s/^listen *= *[^,]*:\([0-9]*\).*/\1/p" "$CONF" | head -1
 }
 IMAP=$(port_of imap) LMTP=$(port_of lmtp)
+SMTP_PORTS=""
+if grep -q '^\[submission\]' "$CONF"; then
+	SMTP_PORTS=", SMTP $(port_of smtp), submission $(port_of submission)"
+	SMTP_PORTS="$SMTP_PORTS (STARTTLS), submissions $(port_of submissions)"
+fi
 
 echo "demo: $USER password: $SECRET"
 echo "demo: listening on $HOSTS: IMAP $IMAP (STARTTLS), IMAPS $(port_of imaps)," \
 	"POP3 $(port_of pop3) (STLS), POP3S $(port_of pop3s), LMTP $LMTP," \
-	"HTTPS $(port_of https)"
+	"HTTPS $(port_of https)${SMTP_PORTS:-}"
 echo "demo: webmail and JMAP at https://localhost:$(port_of https)/," \
 	"metrics at http://127.0.0.1:$(port_of metrics)/metrics"
 echo "demo: config $RUN/loftd.conf, certificate $RUN/cert.pem (for localhost," \

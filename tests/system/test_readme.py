@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -140,7 +141,7 @@ def test_minimal_config():
 
 # ---- the demo -----------------------------------------------------------
 
-DEMO_PORTS = (1143, 1993, 1110, 1995, 2424, 8443, 9180)
+DEMO_PORTS = (1143, 1993, 1110, 1995, 2424, 2525, 1587, 1465, 8443, 9180)
 
 
 def offset_free(n):
@@ -290,8 +291,84 @@ def demo_pid(work):
     return int(m.group(1)) if m else -1
 
 
+def test_smtp_setups():
+    """README's two SMTP setups (alone; behind Postfix), each added to the
+    minimal configuration, pass --check and start: SMTP greets on every
+    listener."""
+    base = [b for b in code_blocks(section('Running it for real'))
+            if 'data_dir' in b]
+    blocks = [b for b in code_blocks(section('Mail in and out: SMTP, alone or '
+                                             'behind Postfix'))
+              if b.startswith('[')]
+    R.check('README: two SMTP setups', len(base) == 1 and len(blocks) == 2,
+            blocks)
+    if len(base) != 1 or len(blocks) != 2:
+        return
+    for name, block in zip(('alone', 'behind Postfix'), blocks):
+        conf = base[0]
+        if '[lmtp]' in block:
+            # the Postfix setup's LMTP socket replaces the minimal one's
+            conf = re.sub(r'^\[lmtp\]\nlisten = .*\n', '', conf, flags=re.M)
+        conf += block
+        work = tempfile.mkdtemp(prefix='loft-readme-smtp-')
+        try:
+            cert, key = test_cert()
+            ports = {}
+
+            def move(m):
+                old = int(m.group(2))
+                ports.setdefault(old, free_port())
+                return '%s:%d' % (m.group(1), ports[old])
+            text = re.sub(r'(\*|\[[0-9a-f:.]*\]|[0-9.]+):(\d+)', move, conf)
+            text = (text.replace('/var/lib/loft', os.path.join(work, 'data'))
+                    .replace('/etc/loft/cert.pem', cert)
+                    .replace('/etc/loft/key.pem', key)
+                    .replace('/run/loft/', os.path.join(work, 'run') + '/')
+                    .replace('/var/spool/postfix/private/',
+                             os.path.join(work, 'run') + '/'))
+            os.makedirs(os.path.join(work, 'run'))
+            path = os.path.join(work, 'loftd.conf')
+            with open(path, 'w') as f:
+                f.write(text)
+            p = subprocess.run([LOFTD, '--config', path, '--check'],
+                               capture_output=True, text=True)
+            R.check('README SMTP %s: passes --check' % name,
+                    p.returncode == 0 and 'warning' not in p.stderr,
+                    p.stdout + p.stderr)
+            log = os.path.join(work, 'loftd.log')
+            with open(log, 'wb') as lf:
+                proc = subprocess.Popen([LOFTD, '--config', path], stdout=lf,
+                                        stderr=lf)
+            try:
+                ok = wait_ready(log, proc)
+                R.check('README SMTP %s: starts' % name, ok,
+                        open(log).read()[-2000:])
+                if not ok:
+                    continue
+                listening = [int(x) for x in
+                             re.findall(r'^listen = \*:(\d+)$', block, re.M)]
+                for port, tls in ((25, False), (587, False), (465, True)):
+                    if port not in listening:
+                        continue
+                    with socket.create_connection(('127.0.0.1', ports[port]),
+                                                  timeout=10 * SLOW) as s:
+                        if tls:
+                            ctx = ssl.create_default_context()
+                            ctx.check_hostname = False
+                            ctx.verify_mode = ssl.CERT_NONE
+                            s = ctx.wrap_socket(s)
+                        R.check('README SMTP %s: %d greets' % (name, port),
+                                s.recv(200).startswith(b'220 '))
+            finally:
+                proc.terminate()
+                proc.wait(30 * SLOW)
+        finally:
+            shutil.rmtree(work, True)
+
+
 def main():
     test_minimal_config()
+    test_smtp_setups()
     test_demo()
     return R.finish()
 
