@@ -174,6 +174,9 @@ struct store_backend_vfuncs {
 	int (*check)(struct store *store, int64_t user_id, bool repair,
 		     store_report_fn *report, void *ctx,
 		     struct store_error *err);
+	int (*compact)(struct store *store, int64_t user_id,
+		       struct store_compact_report *report_r,
+		       struct store_error *err);
 	int (*index_version)(struct store *store, int64_t user_id,
 			     unsigned *found_r, unsigned *known_r,
 			     struct store_error *err);

@@ -980,6 +980,18 @@ int store_check(struct store *store, int64_t user_id, bool repair,
 	return store->vf->check(store, user_id, repair, report, ctx, err);
 }
 
+int store_compact(struct store *store, int64_t user_id,
+		  struct store_compact_report *report_r,
+		  struct store_error *err)
+{
+	err_clear(err);
+	memset(report_r, 0, sizeof(*report_r));
+	if (user_id <= 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Invalid user id");
+	return store->vf->compact(store, user_id, report_r, err);
+}
+
 int store_index_version(struct store *store, int64_t user_id,
 			unsigned *found_r, unsigned *known_r,
 			struct store_error *err)

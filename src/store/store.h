@@ -164,6 +164,23 @@ struct store_disk {
 int store_user_disk(struct store_user *user, struct store_disk *disk_r,
 		    struct store_error *err);
 
+/* Compaction (loftctl compact): gives back the space expunged messages
+ * left in the account's index, now, in bounded steps that deliveries
+ * interleave with (the store also does it by itself for idle accounts).
+ * An index from an older Loft is converted once (converted = true; it
+ * holds the account's writes until done). bytes_* are the index's size
+ * (its pages) before and after, the file follows at the next checkpoint
+ * past every older reader; free_pages what was free. */
+struct store_compact_report {
+	uint64_t bytes_before;
+	uint64_t bytes_after;
+	uint64_t free_pages;
+	bool converted;
+};
+int store_compact(struct store *store, int64_t user_id,
+		  struct store_compact_report *report_r,
+		  struct store_error *err);
+
 /* ---- mailboxes ---------------------------------------------------- */
 
 struct store_mailbox_info {

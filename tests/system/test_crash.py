@@ -6,7 +6,8 @@ SIGKILL at a random moment. After each restart every (Message-ID,
 recipient) that got a 250 is in that recipient's INBOX exactly once
 (unless the IMAP client may have expunged it), byte for byte the message
 sent with that copy's own trace fields in front, nothing is stored twice,
-and `loftctl check` finds nothing to repair.
+and `loftctl check` finds nothing to repair. `loftctl compact` runs on
+the accounts in turn meanwhile and is killed with loftd.
 
 A JMAP client works on its own account meanwhile (issue 12): uploads
 (both sides of the threshold), Email/import of each upload into INBOX,
@@ -144,6 +145,29 @@ def expunger(env, ledger, stop, seed):
             time.sleep(0.05)
     except Exception:
         pass
+
+
+def compactor(env, stop, seed, state):
+    """`loftctl compact` on the accounts in turn while mail arrives and
+    is expunged (issue 11: compaction forced to run); the kill -9 of the
+    round also kills a compaction in progress. A run that ends by itself
+    must succeed."""
+    import signal
+    import subprocess
+    from loftenv import LOFTCTL
+    rng = random.Random(seed)
+    while not stop.is_set():
+        user = sorted(USERS)[rng.randrange(len(USERS))]
+        p = subprocess.Popen([LOFTCTL, '--config', env.config_path, 'compact', user],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        state['proc'] = p
+        out, _ = p.communicate()
+        if p.returncode == -signal.SIGKILL:
+            break
+        state['runs'] += 1
+        if p.returncode != 0 and not stop.is_set():
+            state['failures'].append(out.decode(errors='replace'))
+        time.sleep(0.02)
 
 
 def stored_ids(env, address):
@@ -349,6 +373,7 @@ def main():
     ledger = Ledger()
     users = dict(USERS)
     users[JMAP_USER] = JMAP_PW
+    compactions = 0
     with Loft(users=users) as env:
         for rnd in range(1, rounds + 1):
             stop = threading.Event()
@@ -359,13 +384,22 @@ def main():
                                             args=(env, ledger, stop, rng.random())))
             threads.append(threading.Thread(target=jmap_client,
                                             args=(env, rnd, ledger, stop, rng.random())))
+            compacting = {'proc': None, 'runs': 0, 'failures': []}
+            threads.append(threading.Thread(target=compactor,
+                                            args=(env, stop, rng.random(), compacting)))
             for t in threads:
                 t.start()
             time.sleep(rng.uniform(0.05, 0.8) * SLOW)
             env.kill9()
+            p = compacting['proc']
+            if p is not None and p.poll() is None:
+                p.kill()
             stop.set()
             for t in threads:
                 t.join(30 * SLOW)
+            R.check('round %d: every compaction that ended succeeded' % rnd,
+                    not compacting['failures'], compacting['failures'][:1])
+            compactions += compacting['runs']
             env.start()
             if not verify(env, ledger, rnd) or not jmap_verify(env, ledger, rnd):
                 print('round %d failed; loftd log tail:\n%s' % (rnd, env.log()[-3000:]))
@@ -373,6 +407,8 @@ def main():
         R.check('some messages acknowledged', len(ledger.acked) > 0, len(ledger.acked))
         R.check('some JMAP writes answered', len(ledger.j_acked) > 0,
                 len(ledger.j_acked))
+        R.check('compactions ran to their end', compactions > 0, compactions)
+        print('compactions: %d ran to their end' % compactions)
         print('acknowledged %d copies, attempted %d' % (len(ledger.acked),
                                                          len(ledger.attempted)))
         print('jmap: %d uploads, %d imports/creates answered' % (

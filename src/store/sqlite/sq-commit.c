@@ -240,6 +240,25 @@ static void job_finish(struct sq_user *u, struct sq_job *job)
 	job_forget_effects(job);
 }
 
+void sq_writer_hold(struct sq_user *u)
+{
+	sq_touch(u);
+	pthread_mutex_lock(&u->mu);
+	while (u->leader)
+		pthread_cond_wait(&u->cond, &u->mu);
+	u->leader = true;
+	pthread_mutex_unlock(&u->mu);
+}
+
+void sq_writer_release(struct sq_user *u)
+{
+	pthread_mutex_lock(&u->mu);
+	u->leader = false;
+	/* a job queued meanwhile waits as a follower: one of them leads */
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->mu);
+}
+
 int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
 	   struct store_error *err)
 {

@@ -198,6 +198,10 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	 * finds none must not leave an empty one behind. */
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 		    (writer ? SQLITE_OPEN_CREATE : 0);
+	/* a new index is made for incremental compaction (sq-compact.c);
+	 * the pragma must come before its first table, and on an existing
+	 * index it would write (an index too new to touch stays as is) */
+	bool fresh = writer && access(path, F_OK) < 0;
 	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
 		log_error("store", NULL, "open %s: %s (%s)", path,
 			  c->db ? sqlite3_errmsg(c->db) : "out of memory",
@@ -213,11 +217,12 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	sqlite3_extended_result_codes(c->db, 1);
 	/* Durability contract: with synchronous=FULL a WAL commit is on disk
 	 * when COMMIT returns. */
-	char pragmas[256];
+	char pragmas[320];
 	snprintf(pragmas, sizeof(pragmas),
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+		 "%sPRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
 		 "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;"
 		 "PRAGMA mmap_size=%d;",
+		 fresh ? "PRAGMA auto_vacuum=INCREMENTAL; " : "",
 		 fsync ? "FULL" : "OFF", writer ? 16000 : 8000,
 		 writer ? 0 : 256 * 1024 * 1024);
 	if (sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
@@ -854,6 +859,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.user_index_version = sq_user_index_version,
 	.retention_run = sq_retention_run,
 	.check = sq_check,
+	.compact = sq_compact,
 	.index_version = sq_index_version_get,
 	.index_flush = sq_index_flush,
 	.jmap_states = sq_jmap_states,

@@ -119,6 +119,10 @@ static void trim_one(struct store_user *user, void *ctx)
 	if (u == NULL || atomic_load(&u->last_use_ns) > r->idle_since ||
 	    atomic_load(&u->trimmed))
 		return;
+	/* space expunged mail left in the index, a few bounded steps
+	 * (their commits count as a use: the next ones come after the
+	 * account has been idle again) */
+	sq_compact_idle(u);
 	/* until the next use: nothing more to give back */
 	atomic_store(&u->trimmed, true);
 	if (trim_user(u) > 0)

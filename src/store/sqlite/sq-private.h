@@ -204,6 +204,22 @@ void sq_indexer_stop(struct store *store);
 void sq_indexer_kick(struct store *store, int64_t user_id);
 /* Indexes everything pending now, on this thread. */
 int sq_index_flush(struct store_user *user, struct store_error *err);
+
+/* ---- compaction (sq-compact.c) ---- */
+/* pages one compaction step moves at most (one group commit) */
+#define SQ_COMPACT_STEP_PAGES 512
+/* the idle thread compacts an account with this many free pages ... */
+#define SQ_COMPACT_MIN_PAGES 256
+/* ... in at most this many steps per pass */
+#define SQ_COMPACT_IDLE_STEPS 8
+int sq_compact(struct store *store, int64_t user_id,
+	       struct store_compact_report *report_r, struct store_error *err);
+/* A few steps for an idle account; the number of steps run. */
+unsigned sq_compact_idle(struct sq_user *u);
+/* The user's writer for the caller alone (no batch runs meanwhile), for
+ * what cannot run inside a transaction (VACUUM). */
+void sq_writer_hold(struct sq_user *u);
+void sq_writer_release(struct sq_user *u);
 /* Empties the trigram indexes (the indexer refills them); in a job. */
 int sq_fts_reset(struct sq_user *u, struct sq_conn *c);
 /* Removes a blob's text (its index entries go stale); in a job. */
