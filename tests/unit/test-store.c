@@ -2382,6 +2382,160 @@ static void test_compaction(void)
 	teardown(&store);
 }
 
+/* Fault injection (issue 11): the k-th and later writes, fsyncs or
+ * truncations of the index fail (ENOSPC, or EIO) while three appends
+ * share a group commit, and for a compaction; k walks until nothing
+ * fails any more. Every job either succeeds or fails with a temporary
+ * error; after the disk "gets space back" exactly the acknowledged
+ * messages are there, byte for byte, nothing else is half visible, the
+ * next commit succeeds and check finds nothing to repair. */
+struct fault_app {
+	struct store_user *u;
+	char msg[96];
+	int ret;
+	struct store_error err;
+};
+
+static void *fault_app_main(void *arg)
+{
+	struct fault_app *a = arg;
+	struct store_append_params p = {0};
+	a->ret = store_append(a->u, "INBOX", a->msg, strlen(a->msg), &p, NULL,
+			      NULL, &a->err);
+	return NULL;
+}
+
+/* The subjects in INBOX, each message read whole and compared. */
+static size_t fault_inbox(struct store_user *u, char (*want)[96], size_t n)
+{
+	struct store_error err;
+	struct store_fetch *f;
+	const struct store_msg *m;
+	size_t found = 0, extra = 0;
+	CHECK_INT(store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_FLAGS, &f,
+				    &err), 0);
+	while (store_fetch_next(f, &m, &err) == 1) {
+		struct store_blob b;
+		if (store_blob_open(u, "INBOX", m->uid, &b, &err) < 0) {
+			CHECK(!"an acknowledged message cannot be read");
+			continue;
+		}
+		bool known = false;
+		for (size_t i = 0; i < n; i++)
+			if (b.len == strlen(want[i]) &&
+			    memcmp(b.data, want[i], b.len) == 0)
+				known = true;
+		found += known;
+		extra += !known;
+		store_blob_close(&b);
+	}
+	store_fetch_end(&f);
+	CHECK_INT(extra, 0);
+	return found;
+}
+
+static void test_fault_injection(void)
+{
+	sq_fault_enable();
+	struct store *store = setup_fsync(true);
+	struct store_user *u = user_open(store, 51);
+	struct store_error err;
+	static char acked[512][96];
+	size_t nacked = 0, failed = 0, rounds = 0;
+	snprintf(acked[nacked++], 96, "Subject: base\r\n\r\nbase\r\n");
+	CHECK_INT(append(u, "INBOX", acked[0], 0), 1);
+	static const int ops[] = {SQ_FAULT_WRITE, SQ_FAULT_SYNC,
+				  SQ_FAULT_TRUNCATE};
+	for (size_t o = 0; o < 3; o++) {
+		for (int io = 0; io < 2; io++) {
+			for (long k = 1; k < 60 && nacked < 480; k++) {
+				struct fault_app a[3];
+				pthread_t t[3];
+				memset(a, 0, sizeof(a));
+				sq_fault_arm(ops[o], k, io);
+				for (int i = 0; i < 3; i++) {
+					a[i].u = u;
+					snprintf(a[i].msg, sizeof(a[i].msg),
+						 "Subject: f%zu-%d-%ld-%d\r\n"
+						 "\r\nbody\r\n", o, io, k, i);
+					pthread_create(&t[i], NULL,
+						       fault_app_main, &a[i]);
+				}
+				for (int i = 0; i < 3; i++)
+					pthread_join(t[i], NULL);
+				bool hit = sq_fault_disarm();
+				rounds++;
+				for (int i = 0; i < 3; i++) {
+					if (a[i].ret == 0) {
+						memcpy(acked[nacked++],
+						       a[i].msg, 96);
+						continue;
+					}
+					failed++;
+					CHECK_INT(a[i].err.kind,
+						  STORE_ERR_TEMP);
+				}
+				/* space is back: the next commit works */
+				char next[96];
+				snprintf(next, sizeof(next),
+					 "Subject: after%zu-%d-%ld\r\n\r\n"
+					 "x\r\n", o, io, k);
+				CHECK(append(u, "INBOX", next, 0) > 0);
+				memcpy(acked[nacked++], next, 96);
+				if (!hit)
+					break;
+			}
+		}
+	}
+	CHECK(failed > 0);
+	CHECK_INT(fault_inbox(u, acked, nacked), nacked);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, nacked);
+	store_mailbox_info_free(&info);
+
+	/* a compaction that fails half way leaves the old data */
+	struct store_uid_range half = {1, (uint32_t)(info.uidnext / 2)};
+	uint32_t *uids;
+	size_t n;
+	CHECK_INT(store_expunge(u, "INBOX", &half, 1, true, &uids, &n, &err),
+		  0);
+	free(uids);
+	char *m = big_message("pad", 100000);
+	for (int i = 0; i < 20; i++)
+		append(u, "INBOX", m, 0);
+	free(m);
+	struct store_uid_range pad = {info.uidnext, info.uidnext + 19};
+	CHECK_INT(store_expunge(u, "INBOX", &pad, 1, true, &uids, &n, &err),
+		  0);
+	CHECK_INT(n, 20);
+	free(uids);
+	for (size_t o = 0; o < 3; o++) {
+		for (long k = 1; k < 40; k++) {
+			struct store_compact_report rep;
+			sq_fault_arm(ops[o], k, false);
+			int r = store_compact(store, 51, &rep, &err);
+			bool hit = sq_fault_disarm();
+			if (r < 0)
+				CHECK_INT(err.kind, STORE_ERR_TEMP);
+			struct lines l = {0};
+			CHECK_INT(store_check(store, 51, true, report_cb, &l,
+					      &err), 0);
+			CHECK_INT(l.n, 0);
+			if (!hit)
+				break;
+		}
+	}
+	info = status(u, "INBOX");
+	size_t left = info.messages;
+	store_mailbox_info_free(&info);
+	CHECK_INT(fault_inbox(u, acked, nacked), left);
+	CHECK_INT(index_int(51, "PRAGMA freelist_count"), 0);
+	fprintf(stderr, "fault injection: %zu rounds, %zu jobs failed, %zu"
+		" acknowledged\n", rounds, failed, nacked);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2414,6 +2568,7 @@ static const struct test_case cases[] = {
 	{"thread_ids", test_thread_ids},
 	{"store_then_fetch", test_store_then_fetch},
 	{"compaction", test_compaction},
+	{"fault_injection", test_fault_injection},
 	{NULL, NULL},
 };
 

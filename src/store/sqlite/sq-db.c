@@ -202,7 +202,8 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	 * the pragma must come before its first table, and on an existing
 	 * index it would write (an index too new to touch stays as is) */
 	bool fresh = writer && access(path, F_OK) < 0;
-	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &c->db, flags, sq_fault_vfs()) !=
+	    SQLITE_OK) {
 		log_error("store", NULL, "open %s: %s (%s)", path,
 			  c->db ? sqlite3_errmsg(c->db) : "out of memory",
 			  c->db ? strerror(sqlite3_system_errno(c->db)) : "");
@@ -288,7 +289,10 @@ int sq_db_error(struct sq_conn *c, struct store_error *err, const char *what)
 	log_error("store", NULL, "%s: %s (%d)", what, sqlite3_errmsg(c->db),
 		  code);
 	int primary = code & 0xff;
-	if (primary == SQLITE_FULL || primary == SQLITE_BUSY ||
+	if (primary == SQLITE_FULL)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Disk full, try again later");
+	if (primary == SQLITE_BUSY ||
 	    primary == SQLITE_LOCKED || primary == SQLITE_IOERR ||
 	    primary == SQLITE_CANTOPEN)
 		return store_set_error(err, STORE_ERR_TEMP,

@@ -220,6 +220,21 @@ unsigned sq_compact_idle(struct sq_user *u);
  * what cannot run inside a transaction (VACUUM). */
 void sq_writer_hold(struct sq_user *u);
 void sq_writer_release(struct sq_user *u);
+
+/* ---- fault injection for tests (sq-fault.c) ---- */
+enum {
+	SQ_FAULT_WRITE = 1,
+	SQ_FAULT_SYNC = 2,
+	SQ_FAULT_TRUNCATE = 4,
+};
+/* Index connections opened after this use the failing VFS. */
+void sq_fault_enable(void);
+/* Its name, or NULL (the default VFS) unless enabled. */
+const char *sq_fault_vfs(void);
+/* The k-th and every later call of ops fails (writes: ENOSPC, or EIO
+ * with io_error) until disarmed; disarm says whether any failed. */
+void sq_fault_arm(int ops, long k, bool io_error);
+bool sq_fault_disarm(void);
 /* Empties the trigram indexes (the indexer refills them); in a job. */
 int sq_fts_reset(struct sq_user *u, struct sq_conn *c);
 /* Removes a blob's text (its index entries go stale); in a job. */
