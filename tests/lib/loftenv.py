@@ -206,14 +206,27 @@ class Loft:
     def _move_ports(self):
         """Gives every protocol a new free port, in self.ports and in the
         listen lines of the config."""
-        for proto, old in list(self.ports.items()):
-            new = free_port()
-            self.ports[proto] = new
-            for kv in self.sections.values():
-                for k, v in kv.items():
-                    if isinstance(v, str) and ('127.0.0.1:%d' % old) in v:
-                        kv[k] = re.sub(r'127\.0\.0\.1:%d\b' % old,
-                                       '127.0.0.1:%d' % new, v)
+        old_ports = dict(self.ports)
+        self.ports = {proto: free_port() for proto in old_ports}
+        by_port = {}
+        for proto, old in old_ports.items():
+            by_port.setdefault(old, self.ports[proto])
+        # One pass over each value, so a port just given out is never
+        # moved again by a later replacement; a section named after a
+        # protocol takes that protocol's new port (two protocols that
+        # were given the same port part here).
+        pattern = re.compile(r'127\.0\.0\.1:(\d+)\b')
+        for name, kv in self.sections.items():
+            def move(m, name=name):
+                port = int(m.group(1))
+                if old_ports.get(name) == port:
+                    port = self.ports[name]
+                else:
+                    port = by_port.get(port, port)
+                return '127.0.0.1:%d' % port
+            for k, v in kv.items():
+                if isinstance(v, str):
+                    kv[k] = pattern.sub(move, v)
         self.write_config()
 
     def listening(self):

@@ -12,16 +12,23 @@ import socket
 
 LOW, HIGH = 20000, 32000
 _rng = random.SystemRandom()
+# Ports this process handed out: a server not yet started does not hold
+# its port, so the bind check alone could give two of them the same one.
+_given = set()
 
 
 def free_port(host='127.0.0.1'):
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now, and never one this process
+    handed out before."""
     for _ in range(1000):
         port = _rng.randrange(LOW, HIGH)
+        if port in _given:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
+            _given.add(port)
             return port
     raise RuntimeError('no free port in %d..%d' % (LOW, HIGH))
