@@ -35,6 +35,9 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_dns_cmds,
 	loftctl_ban_cmds,
 	loftctl_retention_cmds,
+#ifdef LOFTCTL_HAVE_MIGRATE
+	loftctl_migrate_cmds,
+#endif
 #ifdef LOFTCTL_HAVE_QUEUE
 	loftctl_queue_cmds,
 #endif

@@ -1,0 +1,60 @@
+/*
+ * Moving mail in and out of an account (issue 17), for loftctl:
+ * `loftctl import ADDRESS SOURCE` from a Maildir tree (Maildir++ or
+ * LAYOUT=fs, with Dovecot's dovecot-uidlist and dovecot-keywords) or an
+ * mbox file or tree, and `loftctl export ADDRESS DEST --format
+ * maildir|mbox`. Everything goes through store.h: quota, the search
+ * index, the change counter, group commit; a running loftd sees it.
+ *
+ * UIDs: a folder that never held mail takes the source's UIDVALIDITY and
+ * UIDs (so a client's cache and a POP3 client's UIDLs stay valid); later
+ * runs keep UIDs while no other mail reached the folder. Resume: each
+ * message's mark (source, file name or content hash) commits with it, so
+ * a run killed -9 and run again stores each message once. The source is
+ * only read: symlinks and anything outside it are not followed.
+ */
+#ifndef LOFT_MIGRATE_H
+#define LOFT_MIGRATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store.h"
+
+struct migrate_folder_stats;
+
+struct migrate {
+	struct store *store;
+	struct store_user *user;
+	const char *folder;        /* only this source folder (NULL: all) */
+	bool dry_run;              /* read and check everything, write
+				      nothing */
+	bool json;                 /* one JSON object per line on out */
+	bool progress;             /* a progress line on err (a terminal) */
+	FILE *out, *err;
+	bool exporting;            /* set by migrate_export (the words) */
+	/* totals */
+	uint64_t imported, skipped, failed, bytes, problems;
+	/* internal */
+	uint64_t started_ns, last_progress_ns, total_guess;
+	struct migrate_folder_stats *cur;
+};
+
+/* Imports SOURCE: "maildir:PATH", "mbox:PATH", or a path (a directory
+ * with cur/ or Maildir++ folders is a Maildir, another directory an mbox
+ * tree, a file an mbox). 0 when every message was imported (or was
+ * there already), 1 when something failed or was not understood (each
+ * named on err / in the JSON), 2 for a SOURCE that cannot be read at
+ * all. */
+int migrate_import(struct migrate *m, const char *source);
+
+/* Exports the account to DEST (created, mode 0700): a Maildir++ tree
+ * Dovecot reads (dovecot-uidlist with the same UIDVALIDITY and UIDs,
+ * dovecot-keywords, subscriptions) or mboxrd files with Status,
+ * X-Status, X-Keywords, X-IMAPbase and X-UID. Same return values. */
+enum migrate_format { MIGRATE_MAILDIR, MIGRATE_MBOX };
+int migrate_export(struct migrate *m, const char *dest,
+		   enum migrate_format format);
+
+#endif

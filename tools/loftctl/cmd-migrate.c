@@ -1,0 +1,111 @@
+/*
+ * loftctl import ADDRESS SOURCE [--folder F] [--dry-run] [--json]
+ * loftctl export ADDRESS DEST --format maildir|mbox [--folder F] [--json]
+ *
+ * Moving mail into and out of an existing account (src/migrate). A
+ * progress line on a terminal, a summary per folder, each failure with
+ * its folder and message; exit 0 only if every message was imported (or
+ * was there from an earlier run), 1 otherwise, 2 for a usage error.
+ */
+#include "loftctl.h"
+#include "migrate.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int open_account(struct loftctl *ctl, const char *address,
+			struct store_user **user_r)
+{
+	struct auth_user u;
+	if (loftctl_lookup_user(ctl, address, &u) < 0)
+		return -1;
+	struct store *store = loftctl_store(ctl);
+	if (store == NULL)
+		return -1;
+	struct store_error err;
+	if (store_user_open(store, u.id, user_r, &err) < 0) {
+		loftctl_fail("%s: %s", address, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Takes "--folder F" / "--folder=F" and "--format X" out of argv. */
+static bool take_value(int *argc, char **argv, const char *flag,
+		       const char **value_r, bool *bad_r)
+{
+	size_t fl = strlen(flag);
+	for (int i = 0; i < *argc; i++) {
+		int skip;
+		if (strcmp(argv[i], flag) == 0) {
+			if (i + 1 >= *argc) {
+				*bad_r = true;
+				return false;
+			}
+			*value_r = argv[i + 1];
+			skip = 2;
+		} else if (strncmp(argv[i], flag, fl) == 0 && argv[i][fl] == '=') {
+			*value_r = argv[i] + fl + 1;
+			skip = 1;
+		} else {
+			continue;
+		}
+		for (int j = i; j + skip < *argc; j++)
+			argv[j] = argv[j + skip];
+		*argc -= skip;
+		return true;
+	}
+	return false;
+}
+
+static int cmd_import(struct loftctl *ctl, int argc, char **argv)
+{
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	bool bad = false;
+	take_value(&argc, argv, "--folder", &m.folder, &bad);
+	m.dry_run = loftctl_take_flag(&argc, argv, "--dry-run");
+	m.json = loftctl_take_flag(&argc, argv, "--json");
+	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-')
+		return loftctl_usage(&loftctl_migrate_cmds[0]);
+	if (open_account(ctl, argv[0], &m.user) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	m.store = ctl->store;
+	m.progress = !m.json && isatty(STDERR_FILENO);
+	int r = migrate_import(&m, argv[1]);
+	store_user_unref(&m.user);
+	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
+static int cmd_export(struct loftctl *ctl, int argc, char **argv)
+{
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	bool bad = false;
+	const char *format = NULL;
+	take_value(&argc, argv, "--folder", &m.folder, &bad);
+	take_value(&argc, argv, "--format", &format, &bad);
+	m.json = loftctl_take_flag(&argc, argv, "--json");
+	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-' ||
+	    format == NULL ||
+	    (strcmp(format, "maildir") != 0 && strcmp(format, "mbox") != 0))
+		return loftctl_usage(&loftctl_migrate_cmds[1]);
+	if (open_account(ctl, argv[0], &m.user) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	m.store = ctl->store;
+	m.progress = !m.json && isatty(STDERR_FILENO);
+	int r = migrate_export(&m, argv[1], strcmp(format, "mbox") == 0
+						    ? MIGRATE_MBOX
+						    : MIGRATE_MAILDIR);
+	store_user_unref(&m.user);
+	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
+const struct loftctl_cmd loftctl_migrate_cmds[] = {
+	{"import", NULL, "ADDRESS SOURCE [--folder F] [--dry-run] [--json]",
+	 cmd_import},
+	{"export", NULL, "ADDRESS DEST --format maildir|mbox [--folder F]"
+	 " [--json]", cmd_export},
+	{NULL, NULL, NULL, NULL},
+};
