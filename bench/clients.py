@@ -159,6 +159,25 @@ class Pop3:
         Reads up to the terminating CRLF.CRLF in one go: line by line,
         Python, not the server, set the pace of RETR."""
         await self.command(text)
+        return await self.read_multi()
+
+    async def pipelined_multi(self, texts, window=200):
+        """Sends the commands pipelined (RFC 2449 6.6; at most window
+        unanswered), each with a multi-line answer; returns the total
+        bytes of the answers."""
+        total = 0
+        for k in range(0, len(texts), window):
+            part = texts[k:k + window]
+            self.w.write(b"".join(t.encode() + b"\r\n" for t in part))
+            for t in part:
+                line = await self.r.readline()
+                if not line.startswith(b"+OK"):
+                    raise ProtocolError("%s -> %r" % (t.split()[0], line[:200]))
+                _, size = await self.read_multi()
+                total += size
+        return total
+
+    async def read_multi(self):
         # Chunks up to each ".CRLF"; the answer ends at the first one that
         # starts a line (dot-stuffing makes that unambiguous).
         chunks = []

@@ -487,6 +487,78 @@ def test_timeout():
         R.check('closed after autologout', p.closed())
 
 
+def test_pipelined_top_retr(env):
+    """Issue 11: TOP n 0, TOP n 3, RETR and LIST for a whole maildrop sent
+    in one pipelined burst (RFC 2449 6.6) over copies delivered with
+    trace fields in front of a shared body (small bodies in the index, a
+    big one in a file, one transaction for two accounts): every reply in
+    order, each RETR's "+OK n octets" equal to LIST and to the bytes
+    sent, each TOP exactly the header of its RETR (plus n body lines)."""
+    user, pw = 'pipe@example.test', 'burst-of-commands-4-all'
+    env.add_user(user, pw)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), 'system'))
+    from lmtplib import Conv
+    from lmtplib import deliver as lmtp_deliver
+    sent = []
+    c = Conv.tcp(env.port('lmtp'))
+    c.cmd('LHLO test.example')
+    for i in range(1, 41):
+        body = ''.join('.dot line %d of %d\r\n' % (k, i) for k in range(i % 7 + 1))
+        if i == 20:
+            body = ('y' * 76 + '\r\n') * 2500      # past the in-index limit
+        m = ('From: list@example.org\r\nTo: %s\r\nSubject: pipelined %d\r\n'
+             'Message-ID: <pipe%d@example.org>\r\n\r\n%s' % (user, i, i, body)).encode()
+        rcpts = [user, BOB] if i % 10 == 0 else [user]
+        rr, dr = lmtp_deliver(c, 'list@example.org', rcpts, m, lhlo=False)
+        R.check('pipelined maildrop: message %d delivered' % i,
+                [x[0] for x in rr + dr] == [250] * (2 * len(rcpts)), rr + dr)
+        sent.append(m)
+    c.cmd('QUIT')
+    n = len(sent)
+    p = login(env, user, pw)
+    st, listing = p.multi('LIST')
+    sizes = [int(l.split()[1]) for l in listing or []]
+    R.check('pipelined maildrop: LIST has every message', len(sizes) == n, len(sizes))
+    burst = ''.join('TOP %d 0\r\n' % i for i in range(1, n + 1))
+    burst += ''.join('RETR %d\r\nTOP %d 3\r\nLIST %d\r\n' % (i, i, i)
+                     for i in range(1, n + 1))
+    p.send(burst + 'STAT\r\n')
+    tops = [p.multi() for _ in range(n)]
+    good = 0
+    for i in range(1, n + 1):
+        st, lines = p.multi()
+        msg = message_bytes(lines or [])
+        t_st, t_lines = tops[i - 1]
+        t3_st, t3_lines = p.multi()
+        l_st = p.line()
+        head = msg[:msg.find(b'\r\n\r\n') + 4]
+        body_lines = msg[len(head):].split(b'\r\n')
+        want3 = head + b''.join(l + b'\r\n' for l in body_lines[:3]
+                                if l or len(body_lines) > 3)
+        checks = [
+            st == b'+OK %d octets' % len(msg),
+            len(msg) == sizes[i - 1],
+            l_st == b'+OK %d %d' % (i, len(msg)),
+            msg.endswith(sent[i - 1] if sent[i - 1].endswith(b'\r\n')
+                         else sent[i - 1] + b'\r\n'),
+            msg.startswith(b'Return-Path: <list@example.org>\r\n'),
+            b'Delivered-To: %s\r\n' % user.encode() in head,
+            ok(t_st) and message_bytes(t_lines or []) == head,
+            ok(t3_st) and message_bytes(t3_lines or [])[:len(want3)] == want3
+            and len(message_bytes(t3_lines or [])) <= len(head) + sum(
+                len(l) + 2 for l in body_lines[:3]),
+        ]
+        if all(checks):
+            good += 1
+        elif good == i - 1:
+            print('message %d: %r' % (i, checks))
+    R.check('pipelined maildrop: TOP n 0, RETR, TOP n 3, LIST right for all %d' % n,
+            good == n, good)
+    R.check('pipelined maildrop: STAT last', p.line().startswith(b'+OK %d ' % n))
+    p.cmd('QUIT')
+
+
 def main():
     with make_env(imap=not NO_IMAP) as env:
         msgs = fill(env)
@@ -502,6 +574,7 @@ def main():
         test_tls(env)
         test_policy_expire(env)
         test_uidl_stable(env, uid)
+        test_pipelined_top_retr(env)
     test_cleartext_remote()
     test_expire_before_login()
     test_timeout()
