@@ -2536,6 +2536,164 @@ static void test_fault_injection(void)
 	teardown(&store);
 }
 
+/* 10,000 views of one mailbox (10,000 IMAP sessions with it selected)
+ * while another thread expunges and delivers: every view's sequence
+ * numbers stay right (the expunges each reports name the UID its own
+ * model has at that sequence number, in an order that keeps them
+ * valid; after a last sync every view equals a fresh one), and the
+ * views share UID lists: lists made grow with the mailbox's states,
+ * not with the number of views. */
+#define MANY_VIEWS 10000
+#define MODELLED 200
+
+struct view_model {
+	uint32_t uids[1024];
+	uint32_t n;
+	uint32_t known;     /* messages the model had before EXISTS */
+	bool bad;
+};
+
+static void vm_expunged(void *ctx, uint32_t seq, uint32_t uid)
+{
+	struct view_model *m = ctx;
+	if (seq == 0 || seq > m->n || m->uids[seq - 1] != uid) {
+		m->bad = true;
+		return;
+	}
+	memmove(m->uids + seq - 1, m->uids + seq,
+		(m->n - seq) * sizeof(uint32_t));
+	m->n--;
+}
+
+static void vm_exists(void *ctx, uint32_t count)
+{
+	struct view_model *m = ctx;
+	if (count < m->n || count > 1024) {
+		m->bad = true;
+		return;
+	}
+	m->known = m->n;
+	m->n = count;   /* new UIDs are read below, as a FETCH would */
+}
+
+static const struct store_view_callbacks vm_cb = {vm_expunged, NULL,
+						  vm_exists};
+
+struct churn {
+	struct store_user *u;
+	atomic_int done;
+	atomic_uint passes;  /* the views' sync passes so far */
+	int commits;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	struct store_error err;
+	uint32_t next_victim = 1;
+	for (unsigned round = 0; round < 8; round++) {
+		/* each round lands while the views are in their sync pass */
+		while (atomic_load(&c->passes) < round)
+			usleep(1000);
+		struct store_uid_range r = {next_victim, next_victim + 4};
+		next_victim += 37;
+		if (store_expunge(c->u, "INBOX", &r, 1, true, NULL, NULL,
+				  &err) == 0)
+			c->commits++;
+		for (int i = 0; i < 4; i++)
+			if (append(c->u, "INBOX", "Subject: new\r\n\r\nx\r\n",
+				   0) > 0)
+				c->commits++;
+	}
+	atomic_store(&c->done, 1);
+	return NULL;
+}
+
+static void test_many_views(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 52);
+	struct store_error err;
+	for (int i = 0; i < 300; i++)
+		append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	struct store_view **views = xcalloc(MANY_VIEWS, sizeof(*views));
+	struct view_model *models = xcalloc(MODELLED, sizeof(*models));
+	uint64_t made = atomic_load(&store_uidlists_made);
+	for (int i = 0; i < MANY_VIEWS; i++) {
+		CHECK_INT(store_view_open(u, "INBOX", STORE_VIEW_READONLY,
+					  &views[i], &err), 0);
+		if (i < MODELLED) {
+			models[i].n = store_view_count(views[i]);
+			for (uint32_t s = 1; s <= models[i].n; s++)
+				models[i].uids[s - 1] =
+					store_view_uid(views[i], s);
+		}
+	}
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 1);
+	struct churn c = {u, 0, 0, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, churn_main, &c);
+	unsigned passes = 0;
+	bool last = false;
+	while (!last) {
+		last = atomic_load(&c.done) != 0;
+		for (int i = 0; i < MANY_VIEWS; i++) {
+			/* some sessions may not report expunges yet (a FETCH
+			 * running, RFC 3501 7.4.1): they keep ghosts */
+			bool allow = last || (i + passes) % 3 != 0;
+			struct view_model *m = i < MODELLED ? &models[i] : NULL;
+			if (m != NULL)
+				m->known = m->n;
+			CHECK_INT(store_view_sync(views[i], allow,
+						  m ? &vm_cb : NULL, m, &err),
+				  0);
+			if (m == NULL)
+				continue;
+			for (uint32_t s = m->known + 1; s <= m->n; s++)
+				m->uids[s - 1] = store_view_uid(views[i], s);
+			bool same = m->n == store_view_count(views[i]);
+			for (uint32_t s = 1; same && s <= m->n; s++)
+				same = m->uids[s - 1] ==
+				       store_view_uid(views[i], s);
+			if (!same || m->bad) {
+				CHECK(!"a view's sequence numbers went wrong");
+				m->bad = false;
+			}
+		}
+		passes++;
+		atomic_store(&c.passes, passes);
+	}
+	pthread_join(t, NULL);
+	struct store_view *fresh;
+	CHECK_INT(store_view_open(u, "INBOX", STORE_VIEW_READONLY, &fresh,
+				  &err), 0);
+	uint32_t n = store_view_count(fresh);
+	CHECK_INT(n, 300 - 8 * 5 + 8 * 4);
+	int wrong = 0;
+	for (int i = 0; i < MANY_VIEWS; i++) {
+		bool same = store_view_count(views[i]) == n;
+		for (uint32_t s = 1; same && s <= n; s++)
+			same = store_view_uid(views[i], s) ==
+			       store_view_uid(fresh, s);
+		wrong += !same;
+	}
+	CHECK_INT(wrong, 0);
+	uint64_t lists = atomic_load(&store_uidlists_made) - made;
+	fprintf(stderr, "many views: %d views, %u passes, %d commits, %llu"
+		" UID lists made\n", MANY_VIEWS, passes, c.commits,
+		(unsigned long long)lists);
+	/* one per state the views met (and the ghosts' own), never one
+	 * per view */
+	CHECK(lists <= (uint64_t)c.commits * 2 + 2);
+	store_view_close(&fresh);
+	for (int i = 0; i < MANY_VIEWS; i++)
+		store_view_close(&views[i]);
+	free(views);
+	free(models);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2569,6 +2727,7 @@ static const struct test_case cases[] = {
 	{"store_then_fetch", test_store_then_fetch},
 	{"compaction", test_compaction},
 	{"fault_injection", test_fault_injection},
+	{"many_views", test_many_views},
 	{NULL, NULL},
 };
 
