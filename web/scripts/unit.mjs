@@ -12,6 +12,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = process.env.LOFT_BUILD ? path.join(process.env.LOFT_BUILD, 'web-test-build') : path.join(root, '.test-build');
 await esbuild.build({
   absWorkingDir: root, bundle: true, format: 'esm', platform: 'neutral', outdir: out, logLevel: 'warning',
+  // .mjs: Node 18 reads a .js file outside a "type": "module" package as CommonJS
+  outExtension: { '.js': '.mjs' },
   entryPoints: ['src/search.ts', 'src/listwindow.ts'],
 });
 await esbuild.build({

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 const built = process.env.LOFT_WEB_TEST_BUILD || path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '.test-build');
-const { windowAt, contentHeight, scrollToRow, pagesToFetch, step, MAX_SCROLL_PX } = await import(pathToFileURL(path.join(built, 'listwindow.js')).href);
+const { windowAt, contentHeight, scrollToRow, pagesToFetch, step, MAX_SCROLL_PX } = await import(pathToFileURL(path.join(built, 'listwindow.mjs')).href);
 
 const g = (total, viewport = 640) => ({ total, rowHeight: 64, viewport, overscan: 5 });
 

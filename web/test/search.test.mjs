@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 const built = process.env.LOFT_WEB_TEST_BUILD || path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '.test-build');
-const { parseSearch, tokenize, parseDate, namesFolder } = await import(pathToFileURL(path.join(built, 'search.js')).href);
+const { parseSearch, tokenize, parseDate, namesFolder } = await import(pathToFileURL(path.join(built, 'search.mjs')).href);
 
 const folders = { inbox: 'M1', archive: 'M6', 'old mail': 'M9', 'work/projects': 'M10' };
 const f = (n) => folders[n.toLowerCase()] ?? null;
