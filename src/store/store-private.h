@@ -279,6 +279,30 @@ struct store_backend_vfuncs {
 	int (*jobject_delete)(struct store_user *user,
 			      enum store_jmap_kind kind, int64_t id,
 			      struct store_error *err);
+	/* Sieve (store.h "Sieve"): scripts and records */
+	int (*sieve_list)(struct store_user *user,
+			  struct store_sieve_script **list_r, size_t *count_r,
+			  struct store_error *err);
+	int (*sieve_get)(struct store_user *user, const char *name,
+			 bool active_only, char **name_r, char **source_r,
+			 size_t *len_r, void **image_r, size_t *image_len_r,
+			 bool *active_r, struct store_error *err);
+	int (*sieve_put)(struct store_user *user, const char *name,
+			 const char *source, size_t len, const void *image,
+			 size_t image_len, struct store_error *err);
+	int (*sieve_activate)(struct store_user *user, const char *name,
+			      struct store_error *err);
+	int (*sieve_delete)(struct store_user *user, const char *name,
+			    struct store_error *err);
+	int (*sieve_rename)(struct store_user *user, const char *from,
+			    const char *to, struct store_error *err);
+	int (*sieve_record_seen)(struct store_user *user, const char *key,
+				 time_t now, bool *seen_r,
+				 struct store_error *err);
+	int (*sieve_deliver)(struct store_user *user,
+			     struct store_sieve_copy *copies, size_t count,
+			     const struct store_sieve_record *records,
+			     size_t record_count, struct store_error *err);
 };
 
 struct store {

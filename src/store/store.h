@@ -1033,6 +1033,74 @@ int store_export_body(struct store_export *exp, int64_t email,
 		      struct store_blob *blob_r, struct store_error *err);
 void store_export_end(struct store_export **exp);
 
+/* ---- Sieve: scripts, vacation and duplicate records ---------------- */
+
+/* A user's Sieve scripts (RFC 5228, ManageSieve RFC 5804, JMAP RFC 9661):
+ * the source byte for byte as uploaded, the compiled image src/sieve
+ * made from it (so a delivery never parses text), and which one is
+ * active (at most one). Names are UTF-8 data, never paths. */
+struct store_sieve_script {
+	char *name;
+	bool active;
+	uint64_t size;          /* bytes of source */
+	time_t modified;
+};
+int store_sieve_list(struct store_user *user,
+		     struct store_sieve_script **list_r, size_t *count_r,
+		     struct store_error *err);
+void store_sieve_list_free(struct store_sieve_script *list, size_t count);
+/* One script: source (NUL-terminated after len), and the compiled image
+ * (may be NULL: not compiled by this build); NULL outputs are skipped.
+ * NOTFOUND when there is no such script. */
+int store_sieve_get(struct store_user *user, const char *name,
+		    char **source_r, size_t *len_r, void **image_r,
+		    size_t *image_len_r, bool *active_r,
+		    struct store_error *err);
+/* Creates or replaces a script (its active flag kept). */
+int store_sieve_put(struct store_user *user, const char *name,
+		    const char *source, size_t len, const void *image,
+		    size_t image_len, struct store_error *err);
+/* Makes name the active script (NULL or "": none). NOTFOUND. */
+int store_sieve_activate(struct store_user *user, const char *name,
+			 struct store_error *err);
+/* NOTFOUND; EXISTS when the script is the active one (RFC 5804 2.10). */
+int store_sieve_delete(struct store_user *user, const char *name,
+		       struct store_error *err);
+/* NOTFOUND (from), EXISTS (to). */
+int store_sieve_rename(struct store_user *user, const char *from,
+		       const char *to, struct store_error *err);
+/* The active script's name, source and image: 1, or 0 when none is. */
+int store_sieve_active(struct store_user *user, char **name_r,
+		       char **source_r, size_t *len_r, void **image_r,
+		       size_t *image_len_r, struct store_error *err);
+
+/* Records of what was done for a sender or a message (vacation replies,
+ * duplicate tracking, redirects, error notices): a key and when it
+ * expires. seen: whether key is recorded and not expired at now. */
+int store_sieve_record_seen(struct store_user *user, const char *key,
+			    time_t now, bool *seen_r, struct store_error *err);
+
+/* A delivery with Sieve's actions: every copy (a body into an existing
+ * folder with its own flags: fileinto :create makes the folder first)
+ * and every record, in one transaction of the user's index: all or
+ * none. uid_r of each copy is set on success. */
+struct store_sieve_copy {
+	struct store_body *body;
+	const char *mailbox;
+	const char *prefix;
+	size_t prefix_len;
+	const struct store_append_params *params;
+	uint32_t uid_r;
+};
+struct store_sieve_record {
+	const char *key;
+	time_t expires;
+};
+int store_sieve_deliver(struct store_user *user,
+			struct store_sieve_copy *copies, size_t count,
+			const struct store_sieve_record *records,
+			size_t record_count, struct store_error *err);
+
 /* ---- consistency -------------------------------------------------- */
 
 /* Verifies a user's index against its blobs and repairs what it can.

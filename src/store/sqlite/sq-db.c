@@ -17,13 +17,14 @@
 
 #include "log.h"
 #include "sq-jmap-schema.h"
+#include "sq-sieve-schema.h"
 
 /* Schema versions. schema_sql creates an index of SQ_SCHEMA_VERSION;
  * migrations[v] turns an index of version v into one of v + 1. Version
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 6
+#define SQ_SCHEMA_VERSION 7
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -46,6 +47,8 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 5 -> 6: import (sq-migrate.c): a POP3 UIDL kept from the source
 	 * and the resume marks committed with their messages */
 	[5] = "ALTER TABLE msg ADD COLUMN uidl TEXT;" SQ_IMPORT_MARK_SQL,
+	/* 6 -> 7: Sieve scripts and records (sq-sieve-schema.h) */
+	[6] = SQ_SIEVE_SCHEMA_SQL,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -160,7 +163,10 @@ static const char schema_sql[] =
 	" tokenize='trigram case_sensitive 1', detail=none);"
 	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t, content='',"
 	" tokenize='trigram case_sensitive 1', detail=none);"
-	SQ_IMPORT_MARK_SQL;
+	SQ_IMPORT_MARK_SQL
+
+	/* Sieve scripts and records (store.h "Sieve") */
+	SQ_SIEVE_SCHEMA_SQL;
 
 int64_t sq_now_ns(void)
 {
@@ -898,4 +904,12 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.export_next = sq_export_next,
 	.export_body = sq_export_body,
 	.export_end = sq_export_end,
+	.sieve_list = sq_sieve_list,
+	.sieve_get = sq_sieve_get,
+	.sieve_put = sq_sieve_put,
+	.sieve_activate = sq_sieve_activate,
+	.sieve_delete = sq_sieve_delete,
+	.sieve_rename = sq_sieve_rename,
+	.sieve_record_seen = sq_sieve_record_seen,
+	.sieve_deliver = sq_sieve_deliver,
 };

@@ -686,4 +686,25 @@ int sq_index_version_get(struct store *store, int64_t user_id,
 /* Days the expunge log is kept (DESIGN.md: at least 30). */
 #define SQ_EXPUNGE_LOG_DAYS 45
 
+/* sq-sieve.c: store.h "Sieve" */
+int sq_sieve_list(struct store_user *user, struct store_sieve_script **list_r,
+		  size_t *count_r, struct store_error *err);
+int sq_sieve_get(struct store_user *user, const char *name, bool active_only,
+		 char **name_r, char **source_r, size_t *len_r, void **image_r,
+		 size_t *image_len_r, bool *active_r, struct store_error *err);
+int sq_sieve_put(struct store_user *user, const char *name,
+		 const char *source, size_t len, const void *image,
+		 size_t image_len, struct store_error *err);
+int sq_sieve_activate(struct store_user *user, const char *name,
+		      struct store_error *err);
+int sq_sieve_delete(struct store_user *user, const char *name,
+		    struct store_error *err);
+int sq_sieve_rename(struct store_user *user, const char *from, const char *to,
+		    struct store_error *err);
+int sq_sieve_record_seen(struct store_user *user, const char *key, time_t now,
+			 bool *seen_r, struct store_error *err);
+int sq_sieve_deliver(struct store_user *user, struct store_sieve_copy *copies,
+		     size_t count, const struct store_sieve_record *records,
+		     size_t record_count, struct store_error *err);
+
 #endif
