@@ -144,8 +144,11 @@ static const char *runv(const struct sieve_input *in,
 	size_t n = 0;
 	for (; srcs[n]; n++) {
 		s[n] = compile(srcs[n]);
-		if (s[n] == NULL)
+		if (s[n] == NULL) {
+			for (size_t i = 0; i < n; i++)
+				sieve_script_free(&s[i]);
 			return "COMPILE ERROR";
+		}
 	}
 	struct sieve_result r;
 	sieve_execute((const struct sieve_script *const *)s, n, in, lim, &r);
