@@ -62,6 +62,8 @@ static const struct section_rule section_rules[] = {
 	{"https", NULL, NULL},
 	{"metrics", NULL, NULL},
 	{"jmap", NULL, NULL},
+	{"sieve", NULL, NULL},
+	{"managesieve", NULL, NULL},
 };
 
 static const struct section_rule *find_rule(const char *section)

@@ -46,6 +46,7 @@
 #endif
 #ifdef LOFT_HAVE_QUEUE
 #include "delivery.h"
+#include "delivery-sieve.h"
 #include "dns.h"
 #include "queue.h"
 #endif
@@ -324,6 +325,12 @@ static int mail_out_check(const struct config *cfg, struct buf *errors)
 	dns_settings_deinit(&dset);
 	if (queue_settings_from_config(cfg, &qset, errors) < 0)
 		rc = -1;
+	/* [sieve]: the admin's before/after scripts compile
+	 * (FILE:LINE:COLUMN: message) */
+	struct delivery_sieve *ds = delivery_sieve_load(cfg, errors);
+	if (ds == NULL)
+		rc = -1;
+	delivery_sieve_unref(&ds);
 #ifdef LOFT_HAVE_MAILAUTH
 	/* every DKIM key loads: a broken one would stop signing */
 	char *dir = xasprintf("%s/dkim", qset.data_dir);
@@ -412,11 +419,25 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 	hooks.sign = dkim_sign_hook;
 #endif
 	queue_set_hooks(mo->queue, &hooks);
+	/* Sieve for every delivery of the process; replies through the
+	 * queue */
+	struct buf serr;
+	buf_init(&serr, 0);
+	struct delivery_sieve *ds = delivery_sieve_load(cfg, &serr);
+	if (ds == NULL) {
+		log_error("loftd", NULL, "[sieve]: %s", serr.data ? serr.data : "");
+		buf_free(&serr);
+		return -1;
+	}
+	buf_free(&serr);
+	delivery_sieve_install(ds, mo->queue);
+	delivery_sieve_unref(&ds);
 	return 0;
 }
 
 static void mail_out_close(struct mail_out *mo)
 {
+	delivery_sieve_install(NULL, NULL);
 	queue_close(&mo->queue);
 	delivery_destroy(&mo->delivery);
 #ifdef LOFT_HAVE_MAILAUTH

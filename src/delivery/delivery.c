@@ -9,6 +9,7 @@
  * others.
  */
 #include "delivery.h"
+#include "delivery-private.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -23,48 +24,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
-
-/* Store handles a session keeps between transactions: an MTA sends many
- * messages over one connection, often to the same few users, and opening
- * a user's index costs more than a delivery. */
-#define USER_CACHE 16
-/* Copies committed at once on short-lived threads beside the worker. */
-#define PARALLEL_COMMITS 8
-
-struct delivery {
-	struct store *store;
-	struct auth *auth;
-	char hostname[256];
-	delivery_filter_fn *filter;
-	void *filter_ctx;
-};
-
-struct drcpt {
-	char *address;          /* unquoted */
-	char *display;          /* as in replies and headers */
-	int64_t user_id;
-	struct store_user *user;
-	char *mailbox;          /* "INBOX" or the +detail folder */
-	bool over_quota_tempfail;
-	int dup_of;             /* shares the copy of this recipient, or -1 */
-	struct delivery_reply reply;
-	unsigned flags;         /* set by the filter */
-};
-
-struct delivery_session {
-	struct delivery *d;
-	char sid[32];
-	struct delivery_envelope env;
-	char *sender, *helo, *peer, *with, *id, *extra, *spam_action;
-	struct drcpt *rcpts;
-	unsigned count, cap;
-	bool started;           /* the body was created */
-	struct store_body *body;  /* NULL before DATA or once it failed */
-	bool too_big;
-	struct buf copy;        /* the message, when a filter wants it */
-	struct store_user *cache[USER_CACHE];
-	unsigned cache_next;
-};
 
 struct delivery *delivery_create(struct store *store, struct auth *auth,
 				 const char *hostname)
@@ -162,6 +121,7 @@ void delivery_end(struct delivery_session *s)
 		free(r->mailbox);
 		free(r->address);
 		free(r->display);
+		dsieve_plan_free(&r->plan);
 	}
 	store_body_unref(&s->body);
 	s->count = 0;
@@ -503,6 +463,30 @@ static void trace_fields(struct delivery_session *s, const struct drcpt *r,
 		buf_append_str(out, s->env.extra_fields);
 }
 
+void delivery_trace_fields(struct delivery_session *s, const struct drcpt *r,
+			   struct buf *out)
+{
+	trace_fields(s, r, out);
+}
+
+void delivery_reply_store_error(struct delivery_session *s, struct drcpt *r,
+				const struct store_error *err)
+{
+	reply_from_store_error(s, r, err);
+}
+
+void delivery_reply_set(struct delivery_reply *r, int code,
+			const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->code = code;
+	r->status = status;
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+}
+
 static bool rcpt_pending(const struct drcpt *r)
 {
 	return r->dup_of < 0 && r->reply.code == 0;
@@ -538,7 +522,7 @@ void delivery_data(struct delivery_session *s, const void *data, size_t len)
 		return;
 	if (!s->started)
 		start_body(s);
-	if (s->d->filter != NULL)
+	if (s->d->filter != NULL || dsieve_enabled())
 		buf_append(&s->copy, data, len);
 	if (s->body != NULL &&
 	    store_body_write(s->body, data, len, &err) < 0)
@@ -611,6 +595,10 @@ static void commit_rcpt(struct delivery_session *s, struct drcpt *r)
 	struct buf prefix;
 	uint32_t uid = 0;
 
+	if (r->plan != NULL) {
+		dsieve_commit(s, r);
+		return;
+	}
 	buf_init(&prefix, 0);
 	trace_fields(s, r, &prefix);
 	int ret = store_body_deliver(s->body, r->user, r->mailbox, prefix.data,
@@ -660,6 +648,12 @@ void delivery_commit(struct delivery_session *s)
 		for (unsigned k = 0; k < s->count; k++)
 			if (rcpt_pending(&s->rcpts[k]))
 				run_filter(s, &s->rcpts[k]);
+	/* Sieve decides every copy before any commits: a recipient's
+	 * copies and records then commit in one transaction */
+	if (dsieve_enabled() && s->body != NULL)
+		for (unsigned k = 0; k < s->count; k++)
+			if (rcpt_pending(&s->rcpts[k]))
+				dsieve_plan(s, &s->rcpts[k]);
 	while (s->body != NULL && i < s->count) {
 		unsigned n = 0;
 		for (; i < s->count && n < PARALLEL_COMMITS; i++) {
@@ -679,6 +673,10 @@ void delivery_commit(struct delivery_session *s)
 		}
 	}
 	store_body_unref(&s->body);
+	/* replies, redirects and refusals leave once the copy is durable */
+	for (unsigned k = 0; k < s->count; k++)
+		if (s->rcpts[k].plan != NULL)
+			dsieve_send(s, &s->rcpts[k]);
 	for (unsigned k = 0; k < s->count; k++) {
 		struct drcpt *r = &s->rcpts[k];
 		if (r->dup_of >= 0) {

@@ -40,6 +40,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 #endif
 #ifdef LOFTCTL_HAVE_QUEUE
 	loftctl_queue_cmds,
+	loftctl_sieve_cmds,
 #endif
 #ifdef LOFTCTL_HAVE_MAILAUTH
 	loftctl_dkim_cmds,

@@ -57,6 +57,7 @@ extern const struct loftctl_cmd loftctl_migrate_cmds[];
 #endif
 #ifdef LOFTCTL_HAVE_QUEUE
 extern const struct loftctl_cmd loftctl_queue_cmds[];
+extern const struct loftctl_cmd loftctl_sieve_cmds[];
 #endif
 #ifdef LOFTCTL_HAVE_MAILAUTH
 extern const struct loftctl_cmd loftctl_dkim_cmds[];

@@ -1,0 +1,1031 @@
+/*
+ * Sieve at delivery (delivery-sieve.h): the plan of one recipient (which
+ * copies, which records, which messages to send), its commit, and the
+ * sending after it.
+ *
+ * Records (store.h "Sieve") make the rules that must survive a crash:
+ *   vacation:HANDLE:SENDER     one reply per period (RFC 5230 4.2)
+ *   redirect:MSGID:TARGET      a redirect is never repeated
+ *   notice:SCRIPT              one error notice per script version
+ *   dup-...                    duplicate (RFC 7352), the executor's ids
+ * They commit with the copies, so a reply that left after a commit is
+ * never sent again, even after kill -9; a crash before the commit sends
+ * nothing and the MTA retries.
+ */
+#include "delivery-sieve.h"
+#include "delivery-private.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "mail.h"
+#include "queue.h"
+#include "sieve.h"
+#include "store.h"
+
+struct delivery_sieve {
+	int refs;
+	struct sieve_limits limits;
+	struct sieve_script **before, **after;
+	size_t nbefore, nafter;
+	char *global_dir;
+	uint64_t vacation_min, vacation_max;
+	bool redirect_from_sender;
+	char *spamtest_header;
+};
+
+static pthread_mutex_t installed_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct delivery_sieve *installed;
+static struct queue *installed_queue;
+
+/* ---- settings ------------------------------------------------------ */
+
+static int load_scripts(const char *cfgpath, const char *list,
+			const struct sieve_limits *lim,
+			struct sieve_script ***out, size_t *n_r,
+			struct buf *errors)
+{
+	size_t n = 0;
+	char **files = config_split_list(list, &n);
+	int ret = 0;
+	*out = xcalloc(n ? n : 1, sizeof(**out));
+	*n_r = 0;
+	for (size_t i = 0; i < n; i++) {
+		FILE *f = fopen(files[i], "rb");
+		if (f == NULL) {
+			buf_printf(errors, "%s: [sieve] cannot read %s\n", cfgpath,
+				   files[i]);
+			ret = -1;
+			continue;
+		}
+		struct buf text;
+		buf_init(&text, lim->max_script_size + 1);
+		char chunk[8192];
+		size_t got;
+		bool big = false;
+		while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			if (buf_append(&text, chunk, got) < 0)
+				big = true;
+		fclose(f);
+		struct sieve_errors e;
+		struct sieve_script *s = big ? NULL
+			: sieve_compile(text.data ? text.data : "", text.len,
+					files[i], lim, &e);
+		if (big) {
+			buf_printf(errors, "%s:1:1: script over max_script_size\n",
+				   files[i]);
+			ret = -1;
+		} else if (s == NULL) {
+			for (size_t k = 0; k < e.count; k++)
+				buf_printf(errors, "%s:%u:%u: %s\n", files[i],
+					   e.items[k].line, e.items[k].column,
+					   e.items[k].message);
+			sieve_errors_free(&e);
+			ret = -1;
+		} else {
+			sieve_errors_free(&e);
+			(*out)[(*n_r)++] = s;
+		}
+		buf_free(&text);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(files[i]);
+	free(files);
+	return ret;
+}
+
+struct delivery_sieve *delivery_sieve_load(const struct config *cfg,
+					   struct buf *errors)
+{
+	struct delivery_sieve *ds = xcalloc(1, sizeof(*ds));
+	const char *path = cfg && cfg->path ? cfg->path : "config";
+	bool ok = true;
+	ds->refs = 1;
+	sieve_limits_default(&ds->limits);
+	ds->vacation_min = 86400;
+	ds->vacation_max = 90 * 86400;
+	const char *before = NULL, *after = NULL;
+	for (size_t i = 0; cfg && i < cfg->count; i++) {
+		const struct config_entry *e = &cfg->entries[i];
+		if (strcmp(e->section, "sieve") != 0)
+			continue;
+		uint64_t v = 0;
+		const char *k = e->key;
+		int r = 0;
+		if (strcmp(k, "before") == 0) {
+			before = e->value;
+		} else if (strcmp(k, "after") == 0) {
+			after = e->value;
+		} else if (strcmp(k, "global_dir") == 0) {
+			free(ds->global_dir);
+			ds->global_dir = xstrdup(e->value);
+		} else if (strcmp(k, "spamtest_header") == 0) {
+			free(ds->spamtest_header);
+			ds->spamtest_header = xstrdup(e->value);
+		} else if (strcmp(k, "redirect_envelope_from") == 0) {
+			if (strcmp(e->value, "sender") == 0)
+				ds->redirect_from_sender = true;
+			else if (strcmp(e->value, "recipient") == 0)
+				ds->redirect_from_sender = false;
+			else
+				r = -1;
+		} else if (strcmp(k, "max_script_size") == 0) {
+			r = config_parse_size(e->value, &v);
+			ds->limits.max_script_size = (size_t)v;
+		} else if (strcmp(k, "max_variable_size") == 0) {
+			r = config_parse_size(e->value, &v);
+			ds->limits.max_variable_size = (size_t)v;
+		} else if (strcmp(k, "max_actions") == 0) {
+			r = config_parse_uint(e->value, 100000, &v);
+			ds->limits.max_actions = (unsigned)v;
+		} else if (strcmp(k, "max_redirects") == 0) {
+			r = config_parse_uint(e->value, 1000, &v);
+			ds->limits.max_redirects = (unsigned)v;
+		} else if (strcmp(k, "max_include_depth") == 0) {
+			r = config_parse_uint(e->value, 60, &v);
+			ds->limits.max_include_depth = (unsigned)v;
+		} else if (strcmp(k, "max_nesting") == 0) {
+			r = config_parse_uint(e->value, 1000, &v);
+			ds->limits.max_nesting = (unsigned)v;
+		} else if (strcmp(k, "max_steps") == 0) {
+			r = config_parse_uint(e->value, UINT64_MAX / 2, &v);
+			ds->limits.max_steps = v;
+		} else if (strcmp(k, "vacation_min_period") == 0) {
+			r = config_parse_duration(e->value, &ds->vacation_min);
+		} else if (strcmp(k, "vacation_max_period") == 0) {
+			r = config_parse_duration(e->value, &ds->vacation_max);
+		} else {
+			buf_printf(errors, "%s:%d: [sieve]: unknown key '%s'\n", path,
+				   e->line, k);
+			ok = false;
+			continue;
+		}
+		if (r < 0) {
+			buf_printf(errors, "%s:%d: [sieve] %s: invalid value '%s'\n",
+				   path, e->line, k, e->value);
+			ok = false;
+		}
+	}
+	if (ds->vacation_max < ds->vacation_min)
+		ds->vacation_max = ds->vacation_min;
+	if (before && load_scripts(path, before, &ds->limits, &ds->before,
+				   &ds->nbefore, errors) < 0)
+		ok = false;
+	if (after && load_scripts(path, after, &ds->limits, &ds->after,
+				  &ds->nafter, errors) < 0)
+		ok = false;
+	if (!ok)
+		delivery_sieve_unref(&ds);
+	return ds;
+}
+
+void delivery_sieve_unref(struct delivery_sieve **dsp)
+{
+	struct delivery_sieve *ds = *dsp;
+	if (ds == NULL)
+		return;
+	*dsp = NULL;
+	pthread_mutex_lock(&installed_mu);
+	bool last = --ds->refs == 0;
+	pthread_mutex_unlock(&installed_mu);
+	if (!last)
+		return;
+	for (size_t i = 0; i < ds->nbefore; i++)
+		sieve_script_free(&ds->before[i]);
+	for (size_t i = 0; i < ds->nafter; i++)
+		sieve_script_free(&ds->after[i]);
+	free(ds->before);
+	free(ds->after);
+	free(ds->global_dir);
+	free(ds->spamtest_header);
+	free(ds);
+}
+
+void delivery_sieve_install(struct delivery_sieve *ds, struct queue *queue)
+{
+	pthread_mutex_lock(&installed_mu);
+	struct delivery_sieve *old = installed;
+	if (ds)
+		ds->refs++;
+	installed = ds;
+	installed_queue = queue;
+	pthread_mutex_unlock(&installed_mu);
+	delivery_sieve_unref(&old);
+}
+
+const struct sieve_limits *delivery_sieve_limits(const struct delivery_sieve *ds)
+{
+	return &ds->limits;
+}
+
+static struct delivery_sieve *current(struct queue **queue_r)
+{
+	pthread_mutex_lock(&installed_mu);
+	struct delivery_sieve *ds = installed;
+	if (ds)
+		ds->refs++;
+	if (queue_r)
+		*queue_r = installed_queue;
+	pthread_mutex_unlock(&installed_mu);
+	return ds;
+}
+
+bool dsieve_enabled(void)
+{
+	pthread_mutex_lock(&installed_mu);
+	bool on = installed != NULL;
+	pthread_mutex_unlock(&installed_mu);
+	return on;
+}
+
+/* ---- the plan ------------------------------------------------------ */
+
+struct dsieve_copy {
+	char *mailbox;
+	unsigned flags;
+	char **keywords;
+	size_t keyword_count;
+	bool edited;      /* the editheader body */
+	bool notice;      /* the error notice */
+};
+
+struct dsieve_out {
+	char *sender;
+	char *rcpt;
+	struct buf msg;
+	const char *what;
+};
+
+struct dsieve_plan {
+	struct dsieve_copy *copies;
+	size_t ncopies;
+	struct store_sieve_record *records;
+	size_t nrecords;
+	struct dsieve_out *outs;
+	size_t nouts;
+	struct store_body *edited, *notice;
+	bool ereject;
+	char ereject_text[200];
+	bool nothing_kept;   /* discard, reject, redirect: 250 with no copy */
+};
+
+void dsieve_plan_free(struct dsieve_plan **pp)
+{
+	struct dsieve_plan *p = *pp;
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->ncopies; i++) {
+		free(p->copies[i].mailbox);
+		for (size_t k = 0; k < p->copies[i].keyword_count; k++)
+			free(p->copies[i].keywords[k]);
+		free(p->copies[i].keywords);
+	}
+	free(p->copies);
+	for (size_t i = 0; i < p->nrecords; i++)
+		free((char *)p->records[i].key);
+	free(p->records);
+	for (size_t i = 0; i < p->nouts; i++) {
+		free(p->outs[i].sender);
+		free(p->outs[i].rcpt);
+		buf_free(&p->outs[i].msg);
+	}
+	free(p->outs);
+	store_body_unref(&p->edited);
+	store_body_unref(&p->notice);
+	free(p);
+	*pp = NULL;
+}
+
+static time_t clock_now(void)
+{
+	time_t now = time(NULL);
+	const char *path = getenv("LOFT_TEST_CLOCK");
+	if (path != NULL && *path != '\0') {
+		FILE *f = fopen(path, "r");
+		double offset = 0;
+		if (f != NULL) {
+			if (fscanf(f, "%lf", &offset) != 1)
+				offset = 0;
+			fclose(f);
+		}
+		now += (time_t)offset;
+	}
+	return now;
+}
+
+static void add_record(struct dsieve_plan *p, char *key, time_t expires)
+{
+	for (size_t i = 0; i < p->nrecords; i++)
+		if (strcmp(p->records[i].key, key) == 0) {
+			free(key);
+			return;
+		}
+	p->records = xrealloc(p->records, (p->nrecords + 1) *
+			      sizeof(*p->records));
+	p->records[p->nrecords].key = key;
+	p->records[p->nrecords].expires = expires;
+	p->nrecords++;
+}
+
+/* keep/fileinto flags: system flags as bits, the rest as keywords. */
+static void copy_flags(struct dsieve_copy *c, char **flags, size_t n)
+{
+	static const struct { const char *name; unsigned bit; } sys[] = {
+		{"\\Seen", STORE_FLAG_SEEN}, {"\\Answered", STORE_FLAG_ANSWERED},
+		{"\\Flagged", STORE_FLAG_FLAGGED}, {"\\Deleted", STORE_FLAG_DELETED},
+		{"\\Draft", STORE_FLAG_DRAFT},
+	};
+	for (size_t i = 0; i < n; i++) {
+		bool done = false;
+		for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++)
+			if (strcasecmp(flags[i], sys[k].name) == 0) {
+				c->flags |= sys[k].bit;
+				done = true;
+			}
+		if (done || flags[i][0] == '\\')
+			continue;   /* \Recent and unknown system flags: not set */
+		bool dup = false;
+		for (size_t k = 0; k < c->keyword_count; k++)
+			if (strcasecmp(c->keywords[k], flags[i]) == 0)
+				dup = true;
+		if (dup)
+			continue;
+		c->keywords = xrealloc(c->keywords, (c->keyword_count + 1) *
+				       sizeof(char *));
+		c->keywords[c->keyword_count++] = xstrdup(flags[i]);
+	}
+}
+
+static struct dsieve_copy *add_copy(struct dsieve_plan *p, const char *box,
+				    bool edited)
+{
+	for (size_t i = 0; i < p->ncopies; i++)
+		if (strcmp(p->copies[i].mailbox, box) == 0 ||
+		    (strcasecmp(box, "INBOX") == 0 &&
+		     strcasecmp(p->copies[i].mailbox, "INBOX") == 0))
+			return &p->copies[i];
+	p->copies = xrealloc(p->copies, (p->ncopies + 1) * sizeof(*p->copies));
+	struct dsieve_copy *c = &p->copies[p->ncopies++];
+	memset(c, 0, sizeof(*c));
+	c->mailbox = xstrdup(box);
+	c->edited = edited;
+	return c;
+}
+
+static void add_out(struct dsieve_plan *p, const char *sender,
+		    const char *rcpt, const char *what, struct buf *msg)
+{
+	p->outs = xrealloc(p->outs, (p->nouts + 1) * sizeof(*p->outs));
+	struct dsieve_out *o = &p->outs[p->nouts++];
+	o->sender = xstrdup(sender);
+	o->rcpt = xstrdup(rcpt);
+	o->what = what;
+	o->msg = *msg;
+	buf_init(msg, 0);
+}
+
+/* ---- callbacks into the store -------------------------------------- */
+
+struct run_ctx {
+	struct delivery_session *s;
+	struct drcpt *r;
+	struct delivery_sieve *ds;
+	struct sieve_script **loaded;
+	size_t nloaded;
+};
+
+static bool cb_mailbox_exists(void *ctx, const char *name)
+{
+	struct run_ctx *c = ctx;
+	struct store_mailbox_info info;
+	if (store_mailbox_status(c->r->user, name, &info, NULL) < 0)
+		return false;
+	store_mailbox_info_free(&info);
+	return true;
+}
+
+static bool cb_duplicate_seen(void *ctx, const char *id)
+{
+	struct run_ctx *c = ctx;
+	bool seen = false;
+	if (store_sieve_record_seen(c->r->user, id, clock_now(), &seen,
+				    NULL) < 0)
+		return false;
+	return seen;
+}
+
+static struct sieve_script *compile_text(const char *name, const char *src,
+					 size_t len,
+					 const struct sieve_limits *lim)
+{
+	struct sieve_errors e;
+	struct sieve_script *s = sieve_compile(src, len, name, lim, &e);
+	sieve_errors_free(&e);
+	return s;
+}
+
+static const struct sieve_script *cb_include(void *ctx, bool global,
+					     const char *name)
+{
+	struct run_ctx *c = ctx;
+	struct sieve_script *s = NULL;
+	if (global) {
+		if (c->ds->global_dir == NULL || strchr(name, '/') != NULL)
+			return NULL;
+		char *path = xasprintf("%s/%s.sieve", c->ds->global_dir, name);
+		FILE *f = fopen(path, "rb");
+		free(path);
+		if (f == NULL)
+			return NULL;
+		struct buf text;
+		buf_init(&text, c->ds->limits.max_script_size);
+		char chunk[8192];
+		size_t got;
+		while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			if (buf_append(&text, chunk, got) < 0)
+				break;
+		fclose(f);
+		s = compile_text(name, text.data ? text.data : "", text.len,
+				 &c->ds->limits);
+		buf_free(&text);
+	} else {
+		char *src = NULL;
+		size_t len = 0, ilen = 0;
+		void *img = NULL;
+		if (store_sieve_get(c->r->user, name, &src, &len, &img, &ilen,
+				    NULL, NULL) < 0)
+			return NULL;
+		if (img != NULL)
+			s = sieve_script_load(img, ilen, name);
+		if (s == NULL)
+			s = compile_text(name, src, len, &c->ds->limits);
+		free(src);
+		free(img);
+	}
+	if (s != NULL) {
+		c->loaded = xrealloc(c->loaded, (c->nloaded + 1) *
+				     sizeof(*c->loaded));
+		c->loaded[c->nloaded++] = s;
+	}
+	return s;
+}
+
+/* ---- vacation ------------------------------------------------------ */
+
+struct addr_list {
+	char **v;
+	size_t n;
+};
+
+static void addr_add(void *ctx, const char *name, const char *extra)
+{
+	(void)extra;
+	struct addr_list *l = ctx;
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(char *));
+	l->v[l->n++] = xstrdup(name);
+}
+
+static char *lower_dup(const char *s)
+{
+	char *r = xstrdup(s);
+	for (char *p = r; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return r;
+}
+
+static void plan_vacation(struct delivery_session *s, struct drcpt *r,
+			  struct delivery_sieve *ds, struct dsieve_plan *p,
+			  const struct sieve_action *a, time_t now)
+{
+	const char *from = s->env.sender;
+	char *sender = lower_dup(from);
+	char *key = xasprintf("vacation:%s:%s", a->handle, sender);
+	bool seen = false;
+	if (store_sieve_record_seen(r->user, key, now, &seen, NULL) == 0 &&
+	    seen) {
+		free(key);
+		free(sender);
+		return;
+	}
+	/* the user's own addresses, its aliases, and :addresses */
+	struct addr_list own = {0};
+	addr_add(&own, r->address, NULL);
+	char *base = xstrdup(r->address);
+	char *plus = strchr(base, '+'), *at = strrchr(base, '@');
+	if (plus && at && plus < at) {
+		memmove(plus, at, strlen(at) + 1);
+		addr_add(&own, base, NULL);
+	}
+	free(base);
+	auth_send_addresses(s->d->auth, r->user_id, addr_add, &own, NULL);
+	for (size_t i = 0; i < a->address_count; i++)
+		addr_add(&own, a->addresses[i], NULL);
+	const char *why = sieve_vacation_refusal(s->copy.data, s->copy.len, from,
+						 (const char *const *)own.v,
+						 own.n);
+	if (why != NULL) {
+		log_info("sieve", s->sid, "vacation for %s: no reply to <%s>: %s",
+			 r->display, from, why);
+	} else {
+		uint64_t period = a->seconds;
+		if (period < ds->vacation_min)
+			period = ds->vacation_min;
+		if (period > ds->vacation_max)
+			period = ds->vacation_max;
+		struct buf msg;
+		buf_init(&msg, 0);
+		sieve_vacation_compose(a, s->copy.data, s->copy.len, from,
+				       own.v[own.n > 1 && strchr(r->address, '+')
+					     ? 1 : 0],
+				       s->d->hostname, now, &msg);
+		add_out(p, "", from, "vacation reply", &msg);
+		add_record(p, key, now + (time_t)period);
+		key = NULL;
+	}
+	free(key);
+	free(sender);
+	for (size_t i = 0; i < own.n; i++)
+		free(own.v[i]);
+	free(own.v);
+}
+
+/* ---- redirect ------------------------------------------------------ */
+
+/* Whether the message already carries our Delivered-To for r. */
+static bool delivered_before(struct delivery_session *s, struct drcpt *r)
+{
+	size_t hs = mail_header_size(s->copy.data ? s->copy.data : "",
+				     s->copy.len);
+	struct mail_header_iter it;
+	mail_header_iter_init(&it, s->copy.data ? s->copy.data : "", hs);
+	struct slice name, value;
+	while (mail_header_iter_next(&it, &name, &value) == 1) {
+		if (!slice_eq_ci(name, "delivered-to"))
+			continue;
+		while (value.len && (value.ptr[value.len - 1] == ' ' ||
+				     value.ptr[value.len - 1] == '\r'))
+			value.len--;
+		if ((value.len == strlen(r->display) &&
+		     strncasecmp(value.ptr, r->display, value.len) == 0) ||
+		    (value.len == strlen(r->address) &&
+		     strncasecmp(value.ptr, r->address, value.len) == 0))
+			return true;
+	}
+	return false;
+}
+
+static char *message_id(struct delivery_session *s)
+{
+	struct slice v;
+	size_t hs = mail_header_size(s->copy.data ? s->copy.data : "",
+				     s->copy.len);
+	if (mail_header_find(s->copy.data ? s->copy.data : "", hs, "message-id",
+			     &v)) {
+		struct buf b;
+		buf_init(&b, 0);
+		mail_header_unfold(&b, v);
+		size_t n;
+		char *r = buf_steal(&b, &n);
+		return r ? r : xstrdup("");
+	}
+	/* no Message-ID: the transaction stands for the message */
+	return xasprintf("<%s@%s>", s->env.id, s->d->hostname);
+}
+
+/* false: not done (the message must then be kept). */
+static bool plan_redirect(struct delivery_session *s, struct drcpt *r,
+			  struct delivery_sieve *ds, struct dsieve_plan *p,
+			  const struct sieve_action *a, time_t now)
+{
+	struct auth_user target;
+	if (strcasecmp(a->address, r->address) == 0 ||
+	    (delivery_resolve(s->d, a->address, &target) == 1 &&
+	     target.id == r->user_id)) {
+		log_info("sieve", s->sid, "redirect of %s to itself (%s) not "
+			 "done: kept", r->display, a->address);
+		return false;
+	}
+	if (delivered_before(s, r)) {
+		log_info("sieve", s->sid, "redirect of %s to %s not done: the "
+			 "message was delivered to %s before (a loop): kept",
+			 r->display, a->address, r->display);
+		return false;
+	}
+	char *mid = message_id(s);
+	char *target_l = lower_dup(a->address);
+	char *key = xasprintf("redirect:%s:%s", mid, target_l);
+	free(mid);
+	free(target_l);
+	bool seen = false;
+	if (store_sieve_record_seen(r->user, key, now, &seen, NULL) == 0 &&
+	    seen) {
+		log_info("sieve", s->sid, "redirect of %s to %s was done before "
+			 "for this message: not repeated", r->display, a->address);
+		free(key);
+		return true;
+	}
+	struct buf msg;
+	buf_init(&msg, 0);
+	/* our Delivered-To goes along: a loop back is seen and stopped */
+	buf_printf(&msg, "Delivered-To: %s\r\n", r->display);
+	buf_append(&msg, s->copy.data, s->copy.len);
+	const char *from = ds->redirect_from_sender || s->env.sender[0] == '\0'
+		? s->env.sender : r->address;
+	add_out(p, from, a->address, "redirect", &msg);
+	add_record(p, key, now + 7 * 86400);
+	return true;
+}
+
+/* ---- the plan of a recipient --------------------------------------- */
+
+static void spam_verdict(struct delivery_session *s, struct delivery_sieve *ds,
+			 struct sieve_input *in)
+{
+	in->spam_scanned = s->env.spam_scanned;
+	in->spam_score = s->env.spam_score;
+	in->spam_threshold = s->env.spam_threshold;
+	if (in->spam_scanned || ds->spamtest_header == NULL)
+		return;
+	/* LMTP: the header the MTA's scanner wrote ("5.3", "5.3/6",
+	 * "Yes, score=5.3 required=6.0") */
+	struct slice v;
+	size_t hs = mail_header_size(s->copy.data ? s->copy.data : "",
+				     s->copy.len);
+	if (!mail_header_find(s->copy.data ? s->copy.data : "", hs,
+			      ds->spamtest_header, &v))
+		return;
+	char tmp[200];
+	snprintf(tmp, sizeof(tmp), "%.*s", (int)(v.len < 199 ? v.len : 199),
+		 v.ptr);
+	const char *sc = strstr(tmp, "score=");
+	const char *rq = strstr(tmp, "required=");
+	char *end;
+	double score = strtod(sc ? sc + 6 : tmp, &end);
+	if (end == (sc ? sc + 6 : tmp))
+		return;
+	double th = 5.0;
+	if (rq)
+		th = strtod(rq + 9, NULL);
+	else if (*end == '/')
+		th = strtod(end + 1, NULL);
+	in->spam_scanned = true;
+	in->spam_score = score;
+	in->spam_threshold = th > 0 ? th : 5.0;
+}
+
+/* A notice in INBOX: the script, the line, the error. */
+static struct store_body *notice_body(struct delivery_session *s,
+				      struct drcpt *r, const char *script,
+				      const struct sieve_result *res,
+				      time_t now)
+{
+	struct buf m;
+	buf_init(&m, 0);
+	char date[64];
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	buf_printf(&m, "From: Mail System <MAILER-DAEMON@%s>\r\n"
+		   "To: <%s>\r\nSubject: Your Sieve script \"%s\" failed\r\n"
+		   "Date: %s\r\nAuto-Submitted: auto-generated\r\n"
+		   "MIME-Version: 1.0\r\n"
+		   "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+		   "Your mail filter \"%s\" stopped at line %u:\r\n\r\n"
+		   "  %s\r\n\r\n"
+		   "Messages are kept in INBOX, as if there were no filter,\r\n"
+		   "until the script is fixed. This notice is sent once for\r\n"
+		   "this version of the script.\r\n",
+		   s->d->hostname, r->address, script, date, script,
+		   res->error_line, res->error_text);
+	struct store_body *b = NULL;
+	struct store_error err = {0};
+	if (store_body_create(s->d->store, &b, &err) < 0 ||
+	    store_body_write(b, m.data, m.len, &err) < 0 ||
+	    store_body_finish(b, &err) < 0)
+		store_body_unref(&b);
+	buf_free(&m);
+	return b;
+}
+
+static uint64_t image_hash(const struct sieve_script *sc)
+{
+	size_t len;
+	const unsigned char *p = sieve_script_image(sc, &len);
+	uint64_t h = 14695981039346656037ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static void plan_error(struct delivery_session *s, struct drcpt *r,
+		       struct dsieve_plan *p, const struct sieve_script *sc,
+		       const struct sieve_result *res, time_t now)
+{
+	const char *name = sc ? sieve_script_name(sc) : "?";
+	log_warn("sieve", s->sid, "script \"%s\" of %s failed at line %u: %s; "
+		 "kept as if no script had run", name, r->display,
+		 res->error_line, res->error_text);
+	add_copy(p, r->mailbox, false);
+	if (sc == NULL)
+		return;
+	char *key = xasprintf("notice:%s:%016llx", name,
+			      (unsigned long long)image_hash(sc));
+	bool seen = false;
+	if (store_sieve_record_seen(r->user, key, now, &seen, NULL) == 0 &&
+	    !seen && (p->notice = notice_body(s, r, name, res, now)) != NULL) {
+		/* the notice is a copy of its own, after the message */
+		p->copies = xrealloc(p->copies, (p->ncopies + 1) *
+				     sizeof(*p->copies));
+		struct dsieve_copy *n = &p->copies[p->ncopies++];
+		memset(n, 0, sizeof(*n));
+		n->mailbox = xstrdup("INBOX");
+		n->notice = true;
+		add_record(p, key, now + 10 * 366 * 86400);
+		key = NULL;
+	}
+	free(key);
+}
+
+/* The user's active script: the stored image, else compiled now. */
+static struct sieve_script *user_script(struct delivery_session *s,
+					struct drcpt *r,
+					struct delivery_sieve *ds)
+{
+	char *name = NULL, *src = NULL;
+	size_t len = 0, ilen = 0;
+	void *img = NULL;
+	struct store_error err = {0};
+	int ret = store_sieve_active(r->user, &name, &src, &len, &img, &ilen,
+				     &err);
+	if (ret < 0)
+		log_warn("sieve", s->sid, "reading the script of %s: %s",
+			 r->display, err.msg);
+	if (ret <= 0)
+		return NULL;
+	struct sieve_script *sc = img ? sieve_script_load(img, ilen, name) : NULL;
+	if (sc == NULL) {
+		struct sieve_errors e;
+		sc = sieve_compile(src, len, name, &ds->limits, &e);
+		if (sc == NULL)
+			log_warn("sieve", s->sid, "the active script \"%s\" of %s "
+				 "does not compile (line %u: %s): ignored", name,
+				 r->display, e.count ? e.items[0].line : 0,
+				 e.count ? e.items[0].message : "?");
+		sieve_errors_free(&e);
+	}
+	free(name);
+	free(src);
+	free(img);
+	return sc;
+}
+
+void dsieve_plan(struct delivery_session *s, struct drcpt *r)
+{
+	struct queue *queue = NULL;
+	struct delivery_sieve *ds = current(&queue);
+	if (ds == NULL)
+		return;
+	struct sieve_script *mine = user_script(s, r, ds);
+	if (mine == NULL && ds->nbefore == 0 && ds->nafter == 0) {
+		delivery_sieve_unref(&ds);
+		return;
+	}
+	size_t n = 0;
+	const struct sieve_script **seq = xcalloc(ds->nbefore + ds->nafter + 1,
+						  sizeof(*seq));
+	for (size_t i = 0; i < ds->nbefore; i++)
+		seq[n++] = ds->before[i];
+	if (mine)
+		seq[n++] = mine;
+	for (size_t i = 0; i < ds->nafter; i++)
+		seq[n++] = ds->after[i];
+	time_t now = clock_now();
+	struct run_ctx ctx = {.s = s, .r = r, .ds = ds};
+	struct sieve_callbacks cb = {cb_mailbox_exists, cb_duplicate_seen,
+				     cb_include};
+	const char *at = strrchr(r->address, '@');
+	struct sieve_input in = {
+		.env_from = s->env.sender, .env_to = r->address,
+		.data = s->copy.data ? s->copy.data : "", .len = s->copy.len,
+		.domain = at ? at + 1 : "", .host = s->d->hostname,
+		.remote_host = s->env.helo, .remote_ip = s->env.peer,
+		.now = now, .cb = &cb, .cb_ctx = &ctx,
+	};
+	struct tm lt;
+	localtime_r(&now, &lt);
+	in.tz_offset = (int)(lt.tm_gmtoff / 60);
+	spam_verdict(s, ds, &in);
+	struct sieve_result res;
+	struct dsieve_plan *p = xcalloc(1, sizeof(*p));
+	r->plan = p;
+	if (sieve_execute(seq, n, &in, &ds->limits, &res) < 0) {
+		plan_error(s, r, p, res.error_script < n ? seq[res.error_script]
+				    : NULL, &res, now);
+		goto out;
+	}
+	if (res.header != NULL) {
+		/* editheader: this recipient's own copy of the message */
+		size_t hs = mail_header_size(s->copy.data ? s->copy.data : "",
+					     s->copy.len);
+		struct store_error err = {0};
+		if (store_body_create(s->d->store, &p->edited, &err) < 0 ||
+		    store_body_write(p->edited, res.header, res.header_len,
+				     &err) < 0 ||
+		    store_body_write(p->edited, s->copy.data + hs,
+				     s->copy.len - hs, &err) < 0 ||
+		    store_body_finish(p->edited, &err) < 0) {
+			log_warn("sieve", s->sid, "editheader copy for %s: %s: "
+				 "the message is kept unedited", r->display,
+				 err.msg);
+			store_body_unref(&p->edited);
+		}
+	}
+	bool edited = p->edited != NULL;
+	bool kept = false;
+	for (size_t i = 0; i < res.count; i++) {
+		const struct sieve_action *a = &res.actions[i];
+		struct dsieve_copy *c;
+		switch (a->kind) {
+		case SIEVE_ACT_KEEP:
+			c = add_copy(p, r->mailbox, edited);
+			copy_flags(c, a->flags, a->flag_count);
+			kept = true;
+			break;
+		case SIEVE_ACT_FILEINTO: {
+			const char *box = a->mailbox;
+			struct store_error err = {0};
+			if (!cb_mailbox_exists(&ctx, box)) {
+				if (!a->create) {
+					log_info("sieve", s->sid, "fileinto \"%s\" for "
+						 "%s: no such folder: kept in INBOX",
+						 box, r->display);
+					box = "INBOX";
+				} else if (store_mailbox_create(r->user, box, 0,
+								&err) < 0 &&
+					   err.kind != STORE_ERR_EXISTS) {
+					log_info("sieve", s->sid, "fileinto :create "
+						 "\"%s\" for %s: %s: kept in INBOX",
+						 box, r->display, err.msg);
+					box = "INBOX";
+				}
+			}
+			c = add_copy(p, box, edited);
+			copy_flags(c, a->flags, a->flag_count);
+			kept = true;
+			break;
+		}
+		case SIEVE_ACT_REDIRECT:
+			if (!plan_redirect(s, r, ds, p, a, now)) {
+				add_copy(p, "INBOX", edited);
+				kept = true;
+			}
+			break;
+		case SIEVE_ACT_DISCARD:
+			break;
+		case SIEVE_ACT_EREJECT:
+			p->ereject = true;
+			snprintf(p->ereject_text, sizeof(p->ereject_text), "%s",
+				 a->text);
+			for (char *q = p->ereject_text; *q; q++)
+				if ((unsigned char)*q < 0x20)
+					*q = ' ';
+			break;
+		case SIEVE_ACT_REJECT:
+			if (s->env.sender[0] != '\0') {
+				struct buf msg;
+				buf_init(&msg, 0);
+				sieve_reject_compose(a->text, s->copy.data,
+						     s->copy.len, s->env.sender,
+						     r->address, s->d->hostname,
+						     now, &msg);
+				add_out(p, "", s->env.sender, "refusal", &msg);
+			}
+			break;
+		case SIEVE_ACT_VACATION:
+			plan_vacation(s, r, ds, p, a, now);
+			break;
+		case SIEVE_ACT_DUPLICATE: {
+			uint64_t sec = a->seconds;
+			if (sec > 30 * 86400)
+				sec = 30 * 86400;
+			add_record(p, xstrdup(a->id), now + (time_t)sec);
+			break;
+		}
+		}
+	}
+	p->nothing_kept = !kept;
+	if (queue == NULL && p->nouts > 0)
+		log_warn("sieve", s->sid, "no queue: %zu message(s) for %s not "
+			 "sent", p->nouts, r->display);
+out:
+	sieve_result_free(&res);
+	for (size_t i = 0; i < ctx.nloaded; i++)
+		sieve_script_free(&ctx.loaded[i]);
+	free(ctx.loaded);
+	sieve_script_free(&mine);
+	free(seq);
+	delivery_sieve_unref(&ds);
+}
+
+/* ---- commit and send ----------------------------------------------- */
+
+void dsieve_commit(struct delivery_session *s, struct drcpt *r)
+{
+	struct dsieve_plan *p = r->plan;
+	struct buf prefix;
+	buf_init(&prefix, 0);
+	delivery_trace_fields(s, r, &prefix);
+	struct store_sieve_copy *copies = xcalloc(p->ncopies ? p->ncopies : 1,
+						  sizeof(*copies));
+	struct store_append_params *params = xcalloc(p->ncopies ? p->ncopies : 1,
+						     sizeof(*params));
+	size_t n = 0;
+	if (!p->ereject)
+		for (size_t i = 0; i < p->ncopies; i++) {
+			struct dsieve_copy *c = &p->copies[i];
+			params[n].flags = c->flags;
+			params[n].keywords = (const char *const *)c->keywords;
+			params[n].keyword_count = c->keyword_count;
+			copies[n].body = c->notice ? p->notice
+				: c->edited && p->edited ? p->edited : s->body;
+			copies[n].mailbox = c->mailbox;
+			copies[n].prefix = c->notice ? NULL : prefix.data;
+			copies[n].prefix_len = c->notice ? 0 : prefix.len;
+			copies[n].params = &params[n];
+			n++;
+		}
+	struct store_error err = {0};
+	int ret = 0;
+	if (n > 0 || p->nrecords > 0)
+		ret = store_sieve_deliver(r->user, copies, n, p->records,
+					  p->nrecords, &err);
+	if (ret < 0) {
+		delivery_reply_store_error(s, r, &err);
+		/* nothing committed: nothing may be sent */
+		p->nouts = 0;
+	} else if (p->ereject) {
+		delivery_reply_set(&r->reply, 550, "5.7.1", "<%s> %s", r->display,
+				   p->ereject_text[0] ? p->ereject_text
+						      : "Rejected by a filter");
+	} else {
+		delivery_reply_set(&r->reply, 250, "2.0.0", "<%s> %s %s",
+				   r->display, s->env.id, n > 0 ? "Saved"
+				   : "Accepted");
+		for (size_t i = 0; i < n; i++)
+			log_info("delivery", s->sid, "saved: to=<%s> from=<%s> "
+				 "mailbox=%s uid=%u id=%s (sieve)", r->display,
+				 s->env.sender, copies[i].mailbox, copies[i].uid_r,
+				 s->env.id);
+		if (n == 0)
+			log_info("delivery", s->sid, "no copy kept for %s (sieve: "
+				 "discard, redirect or reject) id=%s", r->display,
+				 s->env.id);
+	}
+	free(copies);
+	free(params);
+	buf_free(&prefix);
+}
+
+void dsieve_send(struct delivery_session *s, struct drcpt *r)
+{
+	struct dsieve_plan *p = r->plan;
+	struct queue *queue = NULL;
+	struct delivery_sieve *ds = current(&queue);
+	delivery_sieve_unref(&ds);
+	if (r->reply.code / 100 != 2 && !p->ereject)
+		return;
+	for (size_t i = 0; i < p->nouts; i++) {
+		struct dsieve_out *o = &p->outs[i];
+		if (queue == NULL)
+			continue;
+		struct queue_rcpt rc = {.address = o->rcpt,
+					.notify = o->sender[0] ? 0
+						: QUEUE_NOTIFY_NEVER};
+		struct queue_envelope env = {
+			.sender = o->sender, .rcpts = &rc, .rcpt_count = 1,
+			.flags = QUEUE_F_SIGN | QUEUE_F_8BITMIME,
+			.user_id = r->user_id,
+		};
+		char id[QUEUE_ID_SIZE];
+		struct queue_rcpt_result res = {0};
+		struct queue_error qerr = {0};
+		if (queue_enqueue(queue, &env, o->msg.data, o->msg.len, id, &res,
+				  &qerr) < 0)
+			log_warn("sieve", s->sid, "%s for %s to <%s> not queued: %s",
+				 o->what, r->display, o->rcpt, qerr.msg);
+		else
+			log_info("sieve", s->sid, "%s for %s to <%s> from <%s>: "
+				 "queued as %s", o->what, r->display, o->rcpt,
+				 o->sender, id);
+	}
+}
