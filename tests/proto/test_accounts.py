@@ -184,9 +184,9 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # what the newest step (5 -> 6, import) adds, so it can run again
-    db.execute('ALTER TABLE msg DROP COLUMN uidl')
-    db.execute('DROP TABLE import_mark')
+    # what the newest step (6 -> 7, Sieve) adds, so it can run again
+    db.execute('DROP TABLE sieve_record')
+    db.execute('DROP TABLE sieve_script')
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()
