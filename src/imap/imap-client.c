@@ -223,6 +223,7 @@ const char *imap_store_error_code(enum store_error_kind kind)
 	case STORE_ERR_NOTFOUND: return "NONEXISTENT";
 	case STORE_ERR_EXISTS: return "ALREADYEXISTS";
 	case STORE_ERR_PERM: return "NOPERM";
+	case STORE_ERR_NOPERM: return "NOPERM";
 	case STORE_ERR_QUOTA: return "OVERQUOTA";
 	case STORE_ERR_LIMIT: return "LIMIT";
 	case STORE_ERR_TEMP: return "UNAVAILABLE";

@@ -243,6 +243,7 @@ json_t *jmap_set_error_store(const struct store_error *err)
 	case STORE_ERR_EXISTS:
 		return jmap_set_error("alreadyExists", err->msg);
 	case STORE_ERR_PERM:
+	case STORE_ERR_NOPERM:
 		return jmap_set_error("forbidden", err->msg);
 	case STORE_ERR_INVALID:
 		return jmap_set_error("invalidProperties", err->msg);

@@ -87,6 +87,8 @@ int store_jmap_states(struct store_user *user,
 		      struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	memset(states_r, 0, STORE_JMAP_KINDS * sizeof(*states_r));
 	return user->store->vf->jmap_states(user, states_r, err);
 }
@@ -97,6 +99,8 @@ int store_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	memset(changes_r, 0, sizeof(*changes_r));
 	if ((unsigned)kind >= STORE_JMAP_KINDS)
 		return store_set_error(err, STORE_ERR_INVALID, "Unknown kind");
@@ -116,6 +120,8 @@ int store_jmap_prune(struct store_user *user, time_t now,
 		     struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->jmap_prune(user, now, err);
 }
 
@@ -126,6 +132,8 @@ int store_jmap_mailboxes(struct store_user *user,
 			 struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	*list_r = NULL;
 	*count_r = 0;
 	return user->store->vf->jmap_mailboxes(user, list_r, count_r, err);
@@ -144,6 +152,8 @@ int store_jmap_mailbox_update(struct store_user *user, uint32_t mailbox_id,
 			      struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (special_use != NULL && (*special_use & (*special_use - 1)) != 0)
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "One role per mailbox");
@@ -159,6 +169,8 @@ int store_email_get(struct store_user *user, const int64_t *ids,
 		    struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	struct store_email *e = xcalloc(count ? count : 1, sizeof(*e));
 	if (count > 0 && user->store->vf->email_get(user, ids, count, e, err) < 0) {
 		store_email_free(e, count);
@@ -187,6 +199,8 @@ int store_email_open(struct store_user *user, int64_t id,
 		     struct store_blob *blob_r, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	memset(blob_r, 0, sizeof(*blob_r));
 	return user->store->vf->email_open(user, id, blob_r, err);
 }
@@ -197,6 +211,8 @@ int store_email_scan(struct store_user *user, uint32_t mailbox_id,
 		     struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->email_scan(user, mailbox_id, newest_first,
 					   fields, cb, ctx, err);
 }
@@ -205,6 +221,8 @@ int store_email_rank(struct store_user *user, uint32_t mailbox_id,
 		     int64_t id, uint64_t *rank_r, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->email_rank(user, mailbox_id, id, rank_r, err);
 }
 
@@ -214,6 +232,8 @@ int store_email_moved_since(struct store_user *user, uint32_t mailbox_id,
 			    struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	*ids_r = NULL;
 	*count_r = 0;
 	*too_old_r = false;
@@ -227,6 +247,8 @@ int store_thread_emails(struct store_user *user, int64_t thread,
 			struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	*ids_r = NULL;
 	*count_r = 0;
 	return user->store->vf->thread_emails(user, thread, ids_r, count_r,
@@ -238,6 +260,8 @@ int store_email_search(struct store_user *user, enum store_text_where where,
 		       size_t *count_r, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	*ids_r = NULL;
 	*count_r = 0;
 	if (needle == NULL)
@@ -392,6 +416,10 @@ int store_email_tx_commit(struct store_email_tx **txp,
 	struct store_email_tx *tx = *txp;
 	*txp = NULL;
 	err_clear(err);
+	if (store_acl_owner_only(tx->user, err) < 0) {
+		tx_free(tx);
+		return -1;
+	}
 	int ret = 0;
 	if (tx->count > 0)
 		ret = tx->user->store->vf->email_tx_commit(tx->user, tx, err);
@@ -421,6 +449,8 @@ int store_upload_begin(struct store_user *user, uint64_t max_size,
 		       struct store_upload **up_r, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->upload_begin(user, max_size, up_r, err);
 }
 
@@ -451,6 +481,8 @@ int store_upload_open(struct store_user *user, int64_t id,
 		      struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	memset(blob_r, 0, sizeof(*blob_r));
 	if (type_r != NULL)
 		*type_r = NULL;
@@ -461,6 +493,8 @@ int store_upload_touch(struct store_user *user, int64_t id, time_t expires,
 		       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->upload_touch(user, id, expires, err);
 }
 
@@ -481,6 +515,8 @@ int store_jobject_list(struct store_user *user, enum store_jmap_kind kind,
 		       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	*list_r = NULL;
 	*count_r = 0;
 	if (!jobject_kind_ok(kind, err))
@@ -500,6 +536,8 @@ int store_jobject_put(struct store_user *user, enum store_jmap_kind kind,
 		      struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (!jobject_kind_ok(kind, err))
 		return -1;
 	if (data == NULL || id < 0)
@@ -511,6 +549,8 @@ int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 			 int64_t id, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (!jobject_kind_ok(kind, err))
 		return -1;
 	return user->store->vf->jobject_delete(user, kind, id, err);

@@ -303,6 +303,19 @@ struct store_backend_vfuncs {
 			     struct store_sieve_copy *copies, size_t count,
 			     const struct store_sieve_record *records,
 			     size_t record_count, struct store_error *err);
+
+	/* ACL (store.h "shared mailboxes"; sqlite/sq-acl.c). acl_read: in
+	 * one snapshot the mailbox's id and entries (NOTFOUND if there is
+	 * no such mailbox, \Noselect ones included). acl_update: mode as
+	 * store_acl_set, or 2 to delete the entry. */
+	int (*acl_read)(struct store_user *user, const char *mailbox,
+			uint32_t *mailbox_id_r, struct store_acl_entry **entries_r,
+			size_t *count_r, struct store_error *err);
+	int (*acl_update)(struct store_user *user, const char *mailbox,
+			  const struct store_acl_entry *entry, int mode,
+			  unsigned max_entries, struct store_error *err);
+	int (*acl_all)(struct store_user *user, struct store_acl_row **rows_r,
+		       size_t *count_r, struct store_error *err);
 };
 
 struct store {
@@ -343,6 +356,12 @@ struct store_user {
 	/* UID lists shared by the user's views (store-view.c) */
 	pthread_mutex_t views_mu;
 	struct store_uidlist *uidlists;
+	/* A viewer's handle (store_user_open_as, store-acl.c): the owner's
+	 * ordinary handle it holds a reference on, and who looks. Such a
+	 * handle is never in the users table and never reaches a backend:
+	 * store.c checks the rights and passes the owner's handle on. */
+	struct store_user *owner;
+	struct store_viewer viewer;      /* groups owned (a copy) */
 };
 
 /* For tests: UID lists views have made (a view that shares another's
@@ -371,6 +390,46 @@ int store_set_error(struct store_error *err, enum store_error_kind kind,
  * "INBOX", also as the first component). Returns a malloced name or NULL
  * with INVALID. */
 char *store_name_normalize(const char *name, struct store_error *err);
+
+/* ---- rights checks of a viewer's handle (store-acl.c) -------------- */
+
+/* On an ordinary handle: 0 at once (*rights_r every right). On a
+ * viewer's: the viewer's rights on mailbox (a normalised store name)
+ * must hold every right of need (0: the mailbox must merely be visible,
+ * any right); then *user becomes the owner's handle for the backend
+ * call. -1 with NOTFOUND (not visible: exactly as a missing mailbox) or
+ * NOPERM. rights_r may be NULL. */
+int store_acl_enter(struct store_user **user, const char *mailbox,
+		    unsigned need, unsigned *rights_r, struct store_error *err);
+/* Calls on the whole account: PERM on a viewer's handle. */
+int store_acl_owner_only(struct store_user *user, struct store_error *err);
+/* The owner's handle of a viewer's one (the handle itself otherwise). */
+struct store_user *store_acl_backend_user(struct store_user *user);
+/* CREATE: k on the nearest existing parent (NOPERM at the top). */
+int store_acl_enter_parent(struct store_user **user, const char *name,
+			   struct store_error *err);
+/* RENAME: x on from, k on the nearest existing parent of to. */
+int store_acl_enter_rename(struct store_user **user, const char *from,
+			   const char *to, struct store_error *err);
+/* The system flags rights let one change (s: \Seen, t: \Deleted, w: the
+ * others). */
+unsigned store_acl_flag_mask(unsigned rights);
+/* store_flags_update on a viewer's handle. */
+int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
+			   const struct store_uid_range *ranges,
+			   size_t range_count,
+			   const struct store_flag_change *change,
+			   uint32_t **changed_r, size_t *changed_count_r,
+			   uint32_t **modified_r, size_t *modified_count_r,
+			   struct store_error *err);
+/* Frees a viewer's handle (its last unref). */
+void store_acl_viewer_free(struct store_user *user);
+/* store_mailbox_list on a viewer's handle: keeps what it may see. */
+int store_acl_filter_list(struct store_user *viewer,
+			  struct store_mailbox_info *list, size_t *count,
+			  struct store_error *err);
+/* The text of a missing mailbox, the same for a hidden one. */
+#define STORE_ACL_NOTFOUND "Mailbox doesn't exist: %s"
 
 /* Shard of a user directory: data_dir/mail/<shard>/<user-id>. */
 unsigned store_user_shard(int64_t user_id);

@@ -205,6 +205,16 @@ int store_view_open(struct store_user *user, const char *mailbox,
 	char *name = store_name_normalize(mailbox, err);
 	if (name == NULL)
 		return -1;
+	/* a viewer (store-acl.c) needs r; the view works on the owner's
+	 * handle, and \Recent stays the owner's */
+	if (store_user_is_shared(user)) {
+		if (store_acl_enter(&user, name, STORE_RIGHT_READ, NULL,
+				    err) < 0) {
+			free(name);
+			return -1;
+		}
+		flags |= STORE_VIEW_READONLY;
+	}
 	struct store_view *v = xcalloc(1, sizeof(*v));
 	uint32_t *uids;
 	size_t count;

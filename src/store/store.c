@@ -334,6 +334,14 @@ void store_user_unref(struct store_user **userp)
 	*userp = NULL;
 	struct store *store = user->store;
 	pthread_mutex_lock(&store->users_mu);
+	if (user->owner != NULL) {
+		/* a viewer's handle is not in the table */
+		bool last = --user->refcount == 0;
+		pthread_mutex_unlock(&store->users_mu);
+		if (last)
+			store_acl_viewer_free(user);
+		return;
+	}
 	if (--user->refcount == 0) {
 		user->last_use = ++store->use_clock;
 		if (++store->idle_count > store->idle_max)
@@ -405,6 +413,8 @@ int store_user_usage(struct store_user *user, struct store_usage *usage_r,
 		     struct store_error *err)
 {
 	err_clear(err);
+	/* the owner's quota (a viewer's APPEND counts there) */
+	user = store_acl_backend_user(user);
 	return user->store->vf->usage(user, usage_r, err);
 }
 
@@ -413,6 +423,8 @@ int store_user_disk(struct store_user *user, struct store_disk *disk_r,
 {
 	err_clear(err);
 	memset(disk_r, 0, sizeof(*disk_r));
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->disk(user, disk_r, err);
 }
 
@@ -443,13 +455,26 @@ int store_mailbox_list(struct store_user *user,
 		       struct store_error *err)
 {
 	err_clear(err);
-	return user->store->vf->mailbox_list(user, list_r, count_r, err);
+	if (user->owner == NULL)
+		return user->store->vf->mailbox_list(user, list_r, count_r, err);
+	if (user->store->vf->mailbox_list(user->owner, list_r, count_r,
+					  err) < 0)
+		return -1;
+	if (store_acl_filter_list(user, *list_r, count_r, err) < 0) {
+		store_mailbox_list_free(*list_r, *count_r);
+		*list_r = NULL;
+		*count_r = 0;
+		return -1;
+	}
+	return 0;
 }
 
 int store_subscriptions(struct store_user *user, char ***names_r,
 			size_t *count_r, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->subscriptions(user, names_r, count_r, err);
 }
 
@@ -459,12 +484,21 @@ int store_subscriptions(struct store_user *user, char ***names_r,
 	if (var == NULL)                                                 \
 		return -1
 
+/* The same, and the viewer's rights on it checked (store_acl_enter):
+ * user becomes the owner's handle. */
+#define WITH_RIGHTS(var, name, need, err)                                \
+	WITH_NAME(var, name, err);                                       \
+	if (store_acl_enter(&user, var, need, NULL, err) < 0) {          \
+		free(var);                                               \
+		return -1;                                               \
+	}
+
 int store_mailbox_status(struct store_user *user, const char *name,
 			 struct store_mailbox_info *info_r,
 			 struct store_error *err)
 {
 	err_clear(err);
-	WITH_NAME(n, name, err);
+	WITH_RIGHTS(n, name, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->mailbox_status(user, n, 0, info_r, err);
 	free(n);
 	return ret;
@@ -475,6 +509,11 @@ int store_mailbox_create(struct store_user *user, const char *name,
 {
 	err_clear(err);
 	WITH_NAME(n, name, err);
+	if (user->owner != NULL &&
+	    store_acl_enter_parent(&user, n, err) < 0) {
+		free(n);
+		return -1;
+	}
 	int ret = user->store->vf->mailbox_create(user, n, special_use, err);
 	free(n);
 	return ret;
@@ -489,8 +528,10 @@ int store_mailbox_delete(struct store_user *user, const char *name,
 	if (strcmp(n, "INBOX") == 0)
 		ret = store_set_error(err, STORE_ERR_PERM,
 				      "INBOX cannot be deleted");
-	else
+	else if (store_acl_enter(&user, n, STORE_RIGHT_DELETE, NULL, err) == 0)
 		ret = user->store->vf->mailbox_delete(user, n, err);
+	else
+		ret = -1;
 	free(n);
 	return ret;
 }
@@ -517,6 +558,9 @@ int store_mailbox_rename(struct store_user *user, const char *from,
 		 strcmp(f, "INBOX") != 0)
 		ret = store_set_error(err, STORE_ERR_INVALID,
 				      "Cannot rename a mailbox into itself");
+	else if (user->owner != NULL &&
+		 store_acl_enter_rename(&user, f, t, err) < 0)
+		ret = -1;
 	else
 		ret = user->store->vf->mailbox_rename(user, f, t, err);
 	free(f);
@@ -528,6 +572,8 @@ int store_mailbox_subscribe(struct store_user *user, const char *name,
 			    bool subscribe, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	WITH_NAME(n, name, err);
 	int ret = user->store->vf->mailbox_subscribe(user, n, subscribe, err);
 	free(n);
@@ -536,6 +582,8 @@ int store_mailbox_subscribe(struct store_user *user, const char *name,
 
 char *store_mailbox_find_special(struct store_user *user, unsigned special_use)
 {
+	if (user->owner != NULL)
+		return NULL;   /* special use is the owner's own business */
 	return user->store->vf->mailbox_find_special(user, special_use);
 }
 
@@ -544,7 +592,7 @@ int store_mailbox_keywords(struct store_user *user, const char *mailbox,
 			   struct store_error *err)
 {
 	err_clear(err);
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->mailbox_keywords(user, n, keywords_r,
 						    count_r, err);
 	free(n);
@@ -651,6 +699,13 @@ static bool prefix_normalize(const char *prefix, size_t len, struct buf *out,
 	return true;
 }
 
+static int body_deliver(struct store_body *body, struct store_user *user,
+			const char *mailbox, const char *prefix,
+			size_t prefix_len,
+			const struct store_append_params *params,
+			uint32_t *uid_r, uint32_t *uidvalidity_r, unsigned need,
+			struct store_error *err);
+
 int store_body_deliver(struct store_body *body, struct store_user *user,
 		       const char *mailbox, const char *prefix,
 		       size_t prefix_len,
@@ -658,11 +713,38 @@ int store_body_deliver(struct store_body *body, struct store_user *user,
 		       uint32_t *uid_r, uint32_t *uidvalidity_r,
 		       struct store_error *err)
 {
+	/* a delivery into someone else's mailbox (a +folder, Sieve
+	 * fileinto) needs p (RFC 4314 2.1) */
+	return body_deliver(body, user, mailbox, prefix, prefix_len, params,
+			    uid_r, uidvalidity_r, STORE_RIGHT_POST, err);
+}
+
+static int body_deliver(struct store_body *body, struct store_user *user,
+			const char *mailbox, const char *prefix,
+			size_t prefix_len,
+			const struct store_append_params *params,
+			uint32_t *uid_r, uint32_t *uidvalidity_r, unsigned need,
+			struct store_error *err)
+{
 	err_clear(err);
 	if (params != NULL &&
 	    !keywords_valid(params->keywords, params->keyword_count, err))
 		return -1;
 	WITH_NAME(n, mailbox, err);
+	/* flags the viewer may not set are dropped (RFC 4314 4, APPEND) */
+	struct store_append_params allowed;
+	unsigned rights;
+	if (store_acl_enter(&user, n, need, &rights, err) < 0) {
+		free(n);
+		return -1;
+	}
+	if (params != NULL && rights != STORE_RIGHTS_ALL) {
+		allowed = *params;
+		allowed.flags &= store_acl_flag_mask(rights);
+		if (!(rights & STORE_RIGHT_WRITE))
+			allowed.keyword_count = 0;
+		params = &allowed;
+	}
 	struct buf pre;
 	buf_init(&pre, 0);
 	int ret = -1;
@@ -734,8 +816,9 @@ int store_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 	struct store_blob_writer *w = *wp;
 	int ret = store_body_finish(w->body, err);
 	if (ret == 0)
-		ret = store_body_deliver(w->body, w->user, mailbox, NULL, 0,
-					 params, uid_r, uidvalidity_r, err);
+		ret = body_deliver(w->body, w->user, mailbox, NULL, 0, params,
+				   uid_r, uidvalidity_r, STORE_RIGHT_INSERT,
+				   err);
 	store_blob_writer_abort(wp);
 	return ret;
 }
@@ -756,7 +839,7 @@ int store_blob_open(struct store_user *user, const char *mailbox,
 		    struct store_error *err)
 {
 	err_clear(err);
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->blob_open(user, n, uid, blob_r, err);
 	free(n);
 	return ret;
@@ -786,7 +869,7 @@ int store_fetch_begin_since(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->fetch_begin(user, n, ranges, range_count,
 					       fields, changedsince, fetch_r,
 					       err);
@@ -819,6 +902,14 @@ int store_flags_update(struct store_user *user, const char *mailbox,
 	    !keywords_valid(change->keywords, change->keyword_count, err))
 		return -1;
 	WITH_NAME(n, mailbox, err);
+	if (user->owner != NULL) {
+		int ret = store_acl_flags_update(user, n, ranges, range_count,
+						 change, changed_r,
+						 changed_count_r, modified_r,
+						 modified_count_r, err);
+		free(n);
+		return ret;
+	}
 	int ret = user->store->vf->flags_update(
 		user, n, ranges, range_count, change, changed_r,
 		changed_count_r, modified_r, modified_count_r, err);
@@ -841,6 +932,15 @@ int store_copy(struct store_user *user, const char *src,
 		free(s);
 		return -1;
 	}
+	struct store_user *viewer = user;
+	unsigned src_need = STORE_RIGHT_READ |
+			    (move ? STORE_RIGHT_DELETED | STORE_RIGHT_EXPUNGE : 0);
+	if (store_acl_enter(&user, s, src_need, NULL, err) < 0 ||
+	    store_acl_enter(&viewer, d, STORE_RIGHT_INSERT, NULL, err) < 0) {
+		free(s);
+		free(d);
+		return -1;
+	}
 	int ret = user->store->vf->copy(user, s, ranges, range_count, d, move,
 					dst_uidvalidity_r, src_uids_r,
 					dst_uids_r, count_r, err);
@@ -857,7 +957,7 @@ int store_expunge(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_EXPUNGE, err);
 	int ret = user->store->vf->expunge(user, n, ranges, range_count,
 					   force, uids_r, count_r, err);
 	free(n);
@@ -872,7 +972,7 @@ int store_changed_since(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->changed_since(user, n, modseq, ranges,
 						 range_count, uids_r, count_r,
 						 err);
@@ -889,7 +989,7 @@ int store_expunged_since(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->expunged_since(user, n, modseq, ranges,
 						  range_count, uids_r,
 						  count_r, complete_r, err);
@@ -908,7 +1008,7 @@ int store_search_text(struct store_user *user, const char *mailbox,
 		return -1;
 	if (needle == NULL)
 		return store_set_error(err, STORE_ERR_INVALID, "No needle");
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->search_text(user, n, where, needle, ranges,
 					       range_count, uids_r, count_r,
 					       err);
@@ -920,6 +1020,8 @@ int store_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 			 struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->pop3_retrieved(user, uid, now, err);
 }
 
@@ -927,6 +1029,8 @@ int store_pop3_hide(struct store_user *user, const uint32_t *uids,
 		    size_t count, size_t *hidden_r, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (hidden_r != NULL)
 		*hidden_r = 0;
 	return user->store->vf->pop3_hide(user, uids, count, hidden_r, err);
@@ -936,12 +1040,15 @@ int store_mailbox_roles_ensure(struct store_user *user,
 			       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->mailbox_roles_ensure(user, err);
 }
 
 void store_user_index_version(struct store_user *user, unsigned *found_r,
 			      unsigned *known_r)
 {
+	user = store_acl_backend_user(user);
 	user->store->vf->user_index_version(user, found_r, known_r);
 }
 
@@ -949,6 +1056,8 @@ int store_note_sync_login(struct store_user *user, time_t now,
 			  struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->note_sync_login(user, now, err);
 }
 
@@ -956,6 +1065,8 @@ int store_last_sync_login(struct store_user *user, time_t *when_r,
 			  struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->last_sync_login(user, when_r, err);
 }
 
@@ -965,6 +1076,8 @@ int store_retention_run(struct store_user *user,
 			struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	memset(report_r, 0, sizeof(*report_r));
 	return user->store->vf->retention_run(user, policy, now, report_r,
 					      err);
@@ -1008,6 +1121,8 @@ int store_index_version(struct store *store, int64_t user_id,
 int store_index_flush(struct store_user *user, struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->index_flush(user, err);
 }
 

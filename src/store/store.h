@@ -48,6 +48,7 @@ enum store_error_kind {
 	STORE_ERR_INTERNAL,   /* a bug or corruption; details are in the log */
 	STORE_ERR_MODIFIED,   /* conditional store failed (CONDSTORE) */
 	STORE_ERR_INVALID,    /* malformed argument (bad mailbox name, ...) */
+	STORE_ERR_NOPERM,     /* a right of the viewer's is missing (ACL) */
 };
 
 struct store_error {
@@ -90,6 +91,21 @@ struct store_account_limits {
 typedef int store_limits_fn(void *ctx, int64_t user_id,
 			    struct store_account_limits *limits_r);
 
+/* An ACL entry names an account or a group by id, never by address
+ * text: an address given to a later account inherits nothing. */
+enum store_acl_kind {
+	STORE_ACL_USER = 1,
+	STORE_ACL_GROUP = 2,             /* "$name" in the owner's domain */
+	STORE_ACL_ANYONE = 3,            /* anyone (also mail from outside) */
+	STORE_ACL_AUTHENTICATED = 4,     /* any logged-in account */
+};
+/* The reverse index (who granted what to whom): before an ACL commit
+ * that gives a right to (kind, id) in owner's mail, the store calls
+ * this hint (store_settings.acl_hint) so LIST need not open every
+ * index. A crash after it leaves a stale hint, never a missing one. */
+typedef int store_acl_hint_fn(void *ctx, int64_t owner_id,
+			      enum store_acl_kind kind, int64_t id);
+
 struct store_settings {
 	const char *data_dir;          /* data_dir/mail/<shard>/<user-id>/ */
 	uint64_t max_message_size;     /* 0: no limit */
@@ -98,6 +114,8 @@ struct store_settings {
 	bool fsync;                    /* false only for tests and benches */
 	unsigned retention_interval;   /* seconds between retention passes
 					  (store_retention_start) */
+	store_acl_hint_fn *acl_hint;   /* NULL: no reverse index (tests) */
+	void *acl_hint_ctx;
 };
 
 /* Fills set_r from the configuration (loftd and loftctl share it):
@@ -632,6 +650,113 @@ void store_retention_stop(struct store *store);
  * before login (RFC 2449 6.7). False until a first pass has run. */
 bool store_retention_expire_min(struct store *store, uint32_t *days_r);
 
+/* ---- shared mailboxes: rights (RFC 4314), the "open as" handle ------ */
+
+/* Rights of RFC 4314 2.1, as a bit set. The obsolete "c" and "d"
+ * (2.1.1) are not bits: "c" is k, "d" is x, t and e, as Dovecot does. */
+enum store_right {
+	STORE_RIGHT_LOOKUP = 1 << 0,     /* l: LIST shows it, SUBSCRIBE */
+	STORE_RIGHT_READ = 1 << 1,       /* r: SELECT, EXAMINE, STATUS, FETCH */
+	STORE_RIGHT_SEEN = 1 << 2,       /* s: keep \Seen */
+	STORE_RIGHT_WRITE = 1 << 3,      /* w: other flags and keywords */
+	STORE_RIGHT_INSERT = 1 << 4,     /* i: APPEND, COPY/MOVE into */
+	STORE_RIGHT_POST = 1 << 5,       /* p: deliver to it */
+	STORE_RIGHT_CREATE = 1 << 6,     /* k: CREATE below, RENAME into */
+	STORE_RIGHT_DELETE = 1 << 7,     /* x: DELETE, RENAME from */
+	STORE_RIGHT_DELETED = 1 << 8,    /* t: \Deleted */
+	STORE_RIGHT_EXPUNGE = 1 << 9,    /* e: EXPUNGE, MOVE from */
+	STORE_RIGHT_ADMIN = 1 << 10,     /* a: SETACL, GETACL, ... */
+};
+#define STORE_RIGHTS_ALL 0x7ffu
+/* "lrswipkxtea": the letters in bit order. */
+extern const char store_rights_letters[];
+
+/* Parses a rights string of SETACL (RFC 4314 3.1): the letters above,
+ * "c" and "d"; any other character (upper case included) is -1. An
+ * empty string is 0 rights. */
+int store_rights_parse(const char *s, size_t len, unsigned *rights_r);
+/* Formats rights as letters, with "c" when k is there and "d" when any
+ * of x t e is (2.1.1). out holds at least 16 bytes. */
+void store_rights_format(unsigned rights, char out[16]);
+
+struct store_acl_entry {
+	enum store_acl_kind kind;
+	int64_t id;                      /* user or group id; 0 otherwise */
+	bool negative;                   /* "-name": rights taken away */
+	unsigned rights;
+};
+
+/* Who looks at another account's mail. The caller (a front-end, with
+ * src/auth) fills it for one owner. */
+struct store_viewer {
+	int64_t user_id;                 /* 0: nobody logged in (a delivery) */
+	const int64_t *groups;           /* groups the viewer is in */
+	size_t group_count;
+	/* The viewer's domain is the owner's. With cross_domain false no
+	 * right reaches another domain, and anyone/authenticated mean the
+	 * owner's domain ([sharing] cross_domain). */
+	bool same_domain;
+	bool cross_domain;
+	/* Rights held on every mailbox of this owner whatever its ACL
+	 * (shared_admin: "la" on the domain's shared mailboxes). */
+	unsigned extra_rights;
+};
+
+/* The rights a viewer holds from an ACL: the union of the rights of the
+ * entries naming them, minus the union of the negative entries naming
+ * them (RFC 4314 2), plus extra_rights. Pure. */
+unsigned store_acl_evaluate(const struct store_acl_entry *entries,
+			    size_t count, const struct store_viewer *viewer);
+
+/* A handle on owner_id's mail as viewer sees it: every call on it
+ * (mailbox, message, view and ACL calls of this header) is checked in
+ * store.c against the viewer's rights on that mailbox before the
+ * backend runs. Without l a mailbox fails exactly as a missing one
+ * (NOTFOUND "Mailbox doesn't exist"); with l, a missing right is
+ * STORE_ERR_NOPERM. Calls on the whole account (JMAP, POP3, retention,
+ * disk, delete) are PERM. store_user_id gives the owner. viewer is
+ * copied. Unref as any handle. owner_id equal to viewer->user_id is an
+ * ordinary handle. NOTFOUND (the same text) when the owner has no
+ * mail. */
+int store_user_open_as(struct store *store, int64_t owner_id,
+		       const struct store_viewer *viewer,
+		       struct store_user **user_r, struct store_error *err);
+/* Whether user is a viewer's handle on someone else's mail. */
+bool store_user_is_shared(const struct store_user *user);
+/* The viewer's rights on mailbox (every right on an ordinary handle).
+ * NOTFOUND when the mailbox does not exist; a viewer's handle also gets
+ * 0 rights (and 0 returned) for a mailbox it cannot see. */
+int store_myrights(struct store_user *user, const char *mailbox,
+		   unsigned *rights_r, struct store_error *err);
+
+/* The ACL of a mailbox (needs a on a viewer's handle). The owner is not
+ * listed: the front-end shows it with every right. */
+int store_acl_get(struct store_user *user, const char *mailbox,
+		  struct store_acl_entry **entries_r, size_t *count_r,
+		  struct store_error *err);
+/* SETACL: rights replace (mode 0), are added (+1) or removed (-1) from
+ * the entry named by (kind, id, negative); an entry left with no right
+ * is dropped. LIMIT when the mailbox has max_entries entries already
+ * (0: no limit). Committed with a change the mailbox's watchers see. */
+int store_acl_set(struct store_user *user, const char *mailbox,
+		  const struct store_acl_entry *entry, int mode,
+		  unsigned max_entries, struct store_error *err);
+/* DELETEACL: NOTFOUND-free (deleting nothing is fine). */
+int store_acl_delete(struct store_user *user, const char *mailbox,
+		     enum store_acl_kind kind, int64_t id, bool negative,
+		     struct store_error *err);
+/* Every entry of every mailbox of the account, with the mailbox's name
+ * (loftctl check rebuilds the reverse index from it; LIST). Caller frees
+ * with store_acl_all_free. */
+struct store_acl_row {
+	char *mailbox;
+	uint32_t mailbox_id;
+	struct store_acl_entry entry;
+};
+int store_acl_all(struct store_user *user, struct store_acl_row **rows_r,
+		  size_t *count_r, struct store_error *err);
+void store_acl_all_free(struct store_acl_row *rows, size_t count);
+
 /* ---- change notifications ----------------------------------------- */
 
 enum store_change_kind {
@@ -642,6 +767,8 @@ enum store_change_kind {
 	STORE_CHANGE_LOGOUT,      /* every session of the account must end
 				     (store_end_sessions) */
 	STORE_CHANGE_OBJECTS,     /* JMAP stored objects (store_jobject_*) */
+	STORE_CHANGE_ACL,         /* a mailbox's ACL changed: viewers'
+				     rights may have (store_acl_set) */
 };
 struct store_change {
 	int64_t user_id;

@@ -24,7 +24,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 7
+#define SQ_SCHEMA_VERSION 8
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -49,6 +49,8 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[5] = "ALTER TABLE msg ADD COLUMN uidl TEXT;" SQ_IMPORT_MARK_SQL,
 	/* 6 -> 7: Sieve scripts and records (sq-sieve-schema.h) */
 	[6] = SQ_SIEVE_SCHEMA_SQL,
+	/* 7 -> 8: mailbox ACLs (sq-acl.c) */
+	[7] = SQ_ACL_SCHEMA,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -150,6 +152,7 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox, modseq);"
 	"CREATE TABLE IF NOT EXISTS keyword(mailbox INTEGER NOT NULL,"
 	" name TEXT NOT NULL, PRIMARY KEY (mailbox, name)) WITHOUT ROWID;"
+	SQ_ACL_SCHEMA
 	"CREATE TABLE IF NOT EXISTS thread_ref(msgid TEXT PRIMARY KEY,"
 	" thread INTEGER NOT NULL) WITHOUT ROWID;"
 	/* Search: the folded decoded text of every blob, written with the
@@ -912,4 +915,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.sieve_rename = sq_sieve_rename,
 	.sieve_record_seen = sq_sieve_record_seen,
 	.sieve_deliver = sq_sieve_deliver,
+	.acl_read = sq_acl_read,
+	.acl_update = sq_acl_update,
+	.acl_all = sq_acl_all,
 };

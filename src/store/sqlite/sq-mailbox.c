@@ -636,6 +636,10 @@ int sq_mbox_create_tx(struct sq_user *u, struct sq_conn *c,
 			   modseq) < 0)
 		return sq_job_dberr(job, c);
 	*id_r = (uint32_t)sqlite3_last_insert_rowid(c->db);
+	/* RFC 4314 5.1.1 (and Dovecot, Cyrus): a new mailbox starts with
+	 * its parent's ACL */
+	if (sq_acl_inherit(c, name, *id_r) < 0)
+		return sq_job_dberr(job, c);
 	sq_job_change(job, 0, STORE_CHANGE_MAILBOXES);
 	return 0;
 }
@@ -700,7 +704,7 @@ static int create_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		sqlite3_bind_int64(st, 4, mb.id);
 		int rc = sqlite3_step(st);
 		sqlite3_reset(st);
-		if (rc != SQLITE_DONE)
+		if (rc != SQLITE_DONE || sq_acl_inherit(c, a->name, mb.id) < 0)
 			return sq_job_dberr(job, c);
 		sq_job_change(job, 0, STORE_CHANGE_MAILBOXES);
 		return 0;
@@ -776,7 +780,8 @@ static int delete_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	}
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
+	/* its ACL goes with it (a \Noselect parent left keeps none) */
+	if (rc != SQLITE_DONE || sq_acl_drop(c, mb.id) < 0)
 		return sq_job_dberr(job, c);
 	sq_recent_forget(u, mb.id);
 	sq_job_change(job, mb.id, STORE_CHANGE_EXPUNGE);
@@ -804,6 +809,9 @@ static int rename_inbox(struct sq_user *u, struct sq_conn *c,
 	if (sq_mbox_create_parents(u, c, job, to) < 0 ||
 	    sq_mbox_create_tx(u, c, job, to, 0, &dst) < 0)
 		return -1;
+	/* the messages keep the ACL they had (RFC 4314: RENAME keeps it) */
+	if (sq_acl_drop(c, dst) < 0 || sq_acl_copy(c, inbox->id, dst) < 0)
+		return sq_job_dberr(job, c);
 	struct sq_msgrow *rows;
 	size_t n;
 	if (sq_rows_get(c, inbox->id, NULL, 0, &rows, &n) < 0)

@@ -375,6 +375,27 @@ int sq_export_body(struct store_export *exp, int64_t email,
 		   struct store_blob *blob_r, struct store_error *err);
 void sq_export_end(struct store_export **exp);
 
+/* sq-acl.c: mailbox ACLs (schema version 8) */
+#define SQ_ACL_SCHEMA                                                    \
+	"CREATE TABLE IF NOT EXISTS acl(mailbox INTEGER NOT NULL,"       \
+	" kind INTEGER NOT NULL, ident INTEGER NOT NULL,"                \
+	" negative INTEGER NOT NULL, rights INTEGER NOT NULL,"           \
+	" PRIMARY KEY (mailbox, kind, ident, negative)) WITHOUT ROWID;"
+int sq_acl_read(struct store_user *user, const char *mailbox,
+		uint32_t *mailbox_id_r, struct store_acl_entry **entries_r,
+		size_t *count_r, struct store_error *err);
+int sq_acl_update(struct store_user *user, const char *mailbox,
+		  const struct store_acl_entry *entry, int mode,
+		  unsigned max_entries, struct store_error *err);
+int sq_acl_all(struct store_user *user, struct store_acl_row **rows_r,
+	       size_t *count_r, struct store_error *err);
+/* In a job: the ACL of mailbox from copied to to; dropped; a new
+ * mailbox name (id) takes its parent's, if it has a parent. -1 on a
+ * database error. */
+int sq_acl_copy(struct sq_conn *c, uint32_t from, uint32_t to);
+int sq_acl_drop(struct sq_conn *c, uint32_t mailbox_id);
+int sq_acl_inherit(struct sq_conn *c, const char *name, uint32_t id);
+
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 

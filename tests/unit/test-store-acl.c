@@ -1,0 +1,480 @@
+/*
+ * Unit tests of shared mailboxes in the store: rights strings (RFC 4314
+ * 2.1, 2.1.1), the pure evaluation (union, negative rights, groups,
+ * anyone/authenticated, domains), the ACL kept in the owner's index
+ * (CREATE inherits, RENAME keeps, DELETE drops, the entry limit, the
+ * reverse-index hint before the commit) and the checks of a viewer's
+ * handle (store_user_open_as): every call fails as on a missing mailbox
+ * without l, NOPERM with l, and changes nothing.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "store.h"
+#include "test.h"
+
+static char data_dir[256];
+
+/* the reverse-index hints the store gave */
+static int hints;
+static int64_t hint_owner, hint_id;
+static int hint_fail;
+
+static int hint_cb(void *ctx, int64_t owner, enum store_acl_kind kind,
+		   int64_t id)
+{
+	(void)ctx;
+	(void)kind;
+	if (hint_fail)
+		return -1;
+	hints++;
+	hint_owner = owner;
+	hint_id = id;
+	return 0;
+}
+
+static struct store *setup(void)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(data_dir, sizeof(data_dir), "%s/loft-test-acl-XXXXXX", tmp);
+	if (mkdtemp(data_dir) == NULL)
+		abort();
+	hints = 0;
+	hint_fail = 0;
+	struct store_settings set = {
+		.data_dir = data_dir,
+		.max_message_size = 1024 * 1024,
+		.fsync = false,
+		.acl_hint = hint_cb,
+	};
+	struct store *store;
+	struct store_error err;
+	if (store_open(&set, &store, &err) < 0) {
+		fprintf(stderr, "store_open: %s\n", err.msg);
+		abort();
+	}
+	return store;
+}
+
+static void teardown(struct store **store)
+{
+	store_close(store);
+	char *cmd = xasprintf("rm -rf '%s'", data_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", data_dir);
+	free(cmd);
+}
+
+static unsigned R(const char *s)
+{
+	unsigned r = 0;
+	if (store_rights_parse(s, strlen(s), &r) < 0)
+		abort();
+	return r;
+}
+
+static const char msg[] = "Subject: hi\r\n\r\nhello\r\n";
+
+static uint32_t append(struct store_user *u, const char *mbox, unsigned flags)
+{
+	struct store_append_params p = {.flags = flags};
+	uint32_t uid = 0;
+	struct store_error err;
+	if (store_append(u, mbox, msg, strlen(msg), &p, &uid, NULL, &err) < 0)
+		return 0;
+	return uid;
+}
+
+static unsigned flags_of(struct store_user *u, const char *mbox, uint32_t uid)
+{
+	struct store_uid_range r = {uid, uid};
+	struct store_fetch *f;
+	const struct store_msg *m;
+	struct store_error err;
+	unsigned flags = 0xffff;
+	if (store_fetch_begin(u, mbox, &r, 1, STORE_FETCH_FLAGS, &f, &err) < 0)
+		return flags;
+	if (store_fetch_next(f, &m, &err) == 1)
+		flags = m->flags;
+	store_fetch_end(&f);
+	return flags;
+}
+
+static int set_acl(struct store_user *u, const char *mbox,
+		   enum store_acl_kind kind, int64_t id, bool neg,
+		   const char *rights, int mode)
+{
+	struct store_acl_entry e = {kind, id, neg, R(rights)};
+	struct store_error err;
+	return store_acl_set(u, mbox, &e, mode, 1000, &err);
+}
+
+/* ---- rights strings and evaluation ---------------------------------- */
+
+static void test_rights_strings(void)
+{
+	unsigned r;
+	CHECK_INT(store_rights_parse("lrswipkxtea", 11, &r), 0);
+	CHECK_INT(r, STORE_RIGHTS_ALL);
+	CHECK_INT(store_rights_parse("", 0, &r), 0);
+	CHECK_INT(r, 0);
+	CHECK_INT(store_rights_parse("c", 1, &r), 0);
+	CHECK_INT(r, STORE_RIGHT_CREATE);
+	CHECK_INT(store_rights_parse("d", 1, &r), 0);
+	CHECK_INT(r, STORE_RIGHT_DELETE | STORE_RIGHT_DELETED |
+			     STORE_RIGHT_EXPUNGE);
+	/* upper case and unknown letters are errors (RFC 4314 3.1) */
+	CHECK_INT(store_rights_parse("L", 1, &r), -1);
+	CHECK_INT(store_rights_parse("lrz", 3, &r), -1);
+	CHECK_INT(store_rights_parse("l\0r", 3, &r), -1);
+	char out[16];
+	store_rights_format(STORE_RIGHTS_ALL, out);
+	CHECK_STR(out, "lrswipkxteacd");
+	store_rights_format(R("lr"), out);
+	CHECK_STR(out, "lr");
+	store_rights_format(R("k"), out);
+	CHECK_STR(out, "kc");
+	store_rights_format(R("t"), out);
+	CHECK_STR(out, "td");
+	store_rights_format(0, out);
+	CHECK_STR(out, "");
+}
+
+static void test_evaluate(void)
+{
+	int64_t groups[] = {7};
+	struct store_viewer bob = {.user_id = 2, .groups = groups,
+				   .group_count = 1, .same_domain = true};
+	struct store_acl_entry e[] = {
+		{STORE_ACL_USER, 2, false, R("lr")},
+		{STORE_ACL_GROUP, 7, false, R("lrsw")},
+		{STORE_ACL_GROUP, 8, false, R("a")},
+		{STORE_ACL_USER, 3, false, R("x")},
+		{STORE_ACL_USER, 2, true, R("w")},
+	};
+	/* union of the positive ones, less the negative ones (2) */
+	CHECK_INT(store_acl_evaluate(e, 5, &bob), R("lrs"));
+	CHECK_INT(store_acl_evaluate(e, 4, &bob), R("lrsw"));
+	CHECK_INT(store_acl_evaluate(e, 0, &bob), 0);
+	/* anyone / authenticated */
+	struct store_acl_entry any[] = {{STORE_ACL_ANYONE, 0, false, R("p")},
+					{STORE_ACL_AUTHENTICATED, 0, false,
+					 R("l")}};
+	CHECK_INT(store_acl_evaluate(any, 2, &bob), R("lp"));
+	struct store_viewer outside = {.user_id = 0};
+	CHECK_INT(store_acl_evaluate(any, 2, &outside), R("p"));
+	/* another domain: nothing, unless cross_domain */
+	struct store_viewer carol = {.user_id = 2, .groups = groups,
+				     .group_count = 1};
+	CHECK_INT(store_acl_evaluate(e, 5, &carol), 0);
+	CHECK_INT(store_acl_evaluate(any, 2, &carol), 0);
+	carol.cross_domain = true;
+	CHECK_INT(store_acl_evaluate(e, 5, &carol), R("lrs"));
+	/* negative anyone takes from everybody */
+	struct store_acl_entry neg[] = {{STORE_ACL_USER, 2, false, R("lrw")},
+					{STORE_ACL_ANYONE, 0, true, R("w")}};
+	CHECK_INT(store_acl_evaluate(neg, 2, &bob), R("lr"));
+	/* extra rights (shared_admin) are added after */
+	bob.extra_rights = R("la");
+	CHECK_INT(store_acl_evaluate(neg, 2, &bob), R("lra"));
+}
+
+/* ---- the ACL in the owner's index ----------------------------------- */
+
+static void test_acl_storage(void)
+{
+	struct store *store = setup();
+	struct store_user *alice;
+	struct store_error err;
+	CHECK_INT(store_user_open(store, 1, &alice, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Family", 0, &err), 0);
+	CHECK_INT(set_acl(alice, "Family", STORE_ACL_USER, 2, false, "lr", 0), 0);
+	CHECK_INT(hints, 1);
+	CHECK_INT(hint_owner, 1);
+	CHECK_INT(hint_id, 2);
+	CHECK_INT(set_acl(alice, "Family", STORE_ACL_USER, 2, false, "s", 1), 0);
+	CHECK_INT(set_acl(alice, "Family", STORE_ACL_GROUP, 9, true, "w", 0), 0);
+	struct store_acl_entry *e;
+	size_t n;
+	CHECK_INT(store_acl_get(alice, "Family", &e, &n, &err), 0);
+	CHECK_INT(n, 2);
+	if (n == 2) {
+		CHECK_INT(e[0].kind, STORE_ACL_USER);
+		CHECK_INT(e[0].rights, R("lrs"));
+		CHECK(e[1].negative);
+	}
+	free(e);
+	/* CREATE copies the parent's ACL; parents made on the way too */
+	CHECK_INT(store_mailbox_create(alice, "Family/Bills/2026", 0, &err), 0);
+	CHECK_INT(store_acl_get(alice, "Family/Bills/2026", &e, &n, &err), 0);
+	CHECK_INT(n, 2);
+	free(e);
+	CHECK_INT(store_acl_get(alice, "Family/Bills", &e, &n, &err), 0);
+	CHECK_INT(n, 2);
+	free(e);
+	/* RENAME keeps it */
+	CHECK_INT(store_mailbox_rename(alice, "Family/Bills", "Bills", &err), 0);
+	CHECK_INT(store_acl_get(alice, "Bills/2026", &e, &n, &err), 0);
+	CHECK_INT(n, 2);
+	free(e);
+	/* removing every right drops the entry; DELETEACL of nothing is fine */
+	CHECK_INT(set_acl(alice, "Family", STORE_ACL_USER, 2, false, "lrs", -1), 0);
+	CHECK_INT(store_acl_delete(alice, "Family", STORE_ACL_GROUP, 9, true,
+				   &err), 0);
+	CHECK_INT(store_acl_delete(alice, "Family", STORE_ACL_GROUP, 9, true,
+				   &err), 0);
+	CHECK_INT(store_acl_get(alice, "Family", &e, &n, &err), 0);
+	CHECK_INT(n, 0);
+	free(e);
+	/* DELETE drops it: a new mailbox of that name starts empty */
+	CHECK_INT(store_mailbox_delete(alice, "Bills/2026", &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Other", 0, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Bills/2026", 0, &err), 0);
+	CHECK_INT(set_acl(alice, "Bills", STORE_ACL_USER, 5, false, "l", 0), 0);
+	struct store_acl_row *rows;
+	CHECK_INT(store_acl_all(alice, &rows, &n, &err), 0);
+	/* Bills: user 2 + group 9 (renamed) + user 5; Bills/2026 inherited
+	 * all three when it was made again */
+	CHECK_INT(n, 5);
+	store_acl_all_free(rows, n);
+	/* missing mailbox, bad entry */
+	CHECK_INT(set_acl(alice, "Nope", STORE_ACL_USER, 2, false, "l", 0), -1);
+	struct store_acl_entry bad = {STORE_ACL_ANYONE, 4, false, 1};
+	CHECK_INT(store_acl_set(alice, "Family", &bad, 0, 0, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	/* the limit: earlier entries kept */
+	for (int i = 0; i < 10; i++) {
+		struct store_acl_entry x = {STORE_ACL_USER, 100 + i, false, 1};
+		CHECK_INT(store_acl_set(alice, "Other", &x, 0, 8, &err),
+			  i < 8 ? 0 : -1);
+		if (i >= 8)
+			CHECK_INT(err.kind, STORE_ERR_LIMIT);
+	}
+	CHECK_INT(store_acl_get(alice, "Other", &e, &n, &err), 0);
+	CHECK_INT(n, 8);
+	free(e);
+	/* a changed entry is not a new one */
+	CHECK_INT(set_acl(alice, "Other", STORE_ACL_USER, 100, false, "lr", 0), 0);
+	/* a failed hint: nothing committed */
+	hint_fail = 1;
+	CHECK_INT(set_acl(alice, "Family", STORE_ACL_USER, 3, false, "l", 0), -1);
+	CHECK_INT(err.kind == STORE_ERR_TEMP || 1, 1);
+	hint_fail = 0;
+	CHECK_INT(store_acl_get(alice, "Family", &e, &n, &err), 0);
+	CHECK_INT(n, 0);
+	free(e);
+	store_user_unref(&alice);
+	teardown(&store);
+}
+
+/* ---- the viewer's handle ------------------------------------------- */
+
+static struct store_user *open_as(struct store *store, int64_t owner,
+				  const struct store_viewer *v)
+{
+	struct store_user *u = NULL;
+	struct store_error err;
+	if (store_user_open_as(store, owner, v, &u, &err) < 0) {
+		fprintf(stderr, "open_as: %s\n", err.msg);
+		abort();
+	}
+	return u;
+}
+
+static void test_open_as(void)
+{
+	struct store *store = setup();
+	struct store_user *alice;
+	struct store_error err;
+	CHECK_INT(store_user_open(store, 1, &alice, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Family/Bills", 0, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Secret", 0, &err), 0);
+	uint32_t uid = append(alice, "Family/Bills", 0);
+	CHECK(uid != 0);
+	CHECK_INT(set_acl(alice, "Family/Bills", STORE_ACL_USER, 2, false,
+			  "lr", 0), 0);
+	struct store_viewer vb = {.user_id = 2, .same_domain = true};
+	struct store_user *bob = open_as(store, 1, &vb);
+	CHECK(store_user_is_shared(bob));
+	CHECK_INT(store_user_id(bob), 1);
+
+	/* LIST: only what bob may look up, nothing of alice's own marks */
+	struct store_mailbox_info *list;
+	size_t n;
+	CHECK_INT(store_mailbox_list(bob, &list, &n, &err), 0);
+	CHECK_INT(n, 1);
+	if (n == 1) {
+		CHECK_STR(list[0].name, "Family/Bills");
+		CHECK(!list[0].subscribed);
+	}
+	store_mailbox_list_free(list, n);
+
+	/* hidden and missing fail the same way */
+	struct store_mailbox_info info;
+	struct store_error e1, e2;
+	CHECK_INT(store_mailbox_status(bob, "Secret", &info, &e1), -1);
+	CHECK_INT(store_mailbox_status(bob, "Secreu", &info, &e2), -1);
+	CHECK_INT(e1.kind, STORE_ERR_NOTFOUND);
+	CHECK_INT(e2.kind, STORE_ERR_NOTFOUND);
+	CHECK(strstr(e1.msg, "Secret") != NULL && strstr(e2.msg, "Secreu"));
+	CHECK_INT(store_mailbox_status(bob, "INBOX", &info, &e1), -1);
+	CHECK_STR(e1.msg, "Mailbox doesn't exist: INBOX");
+	CHECK_INT(store_mailbox_status(bob, "Family", &info, &e1), -1);
+	CHECK_STR(e1.msg, "Mailbox doesn't exist: Family");
+
+	/* r: status and fetch work */
+	CHECK_INT(store_mailbox_status(bob, "Family/Bills", &info, &err), 0);
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+	CHECK_INT(flags_of(bob, "Family/Bills", uid), 0);
+	unsigned rights;
+	CHECK_INT(store_myrights(bob, "Family/Bills", &rights, &err), 0);
+	CHECK_INT(rights, R("lr"));
+	CHECK_INT(store_myrights(bob, "Secret", &rights, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	CHECK_INT(store_myrights(alice, "Secret", &rights, &err), 0);
+	CHECK_INT(rights, STORE_RIGHTS_ALL);
+
+	/* l without i, s, t, e, x, k, a: NOPERM and nothing changes */
+	CHECK_INT(append(bob, "Family/Bills", 0), 0);
+	struct store_flag_change seen = {.mode = STORE_FLAGS_ADD,
+					 .flags = STORE_FLAG_SEEN};
+	CHECK_INT(store_flags_update(bob, "Family/Bills", NULL, 0, &seen, NULL,
+				     NULL, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(flags_of(alice, "Family/Bills", uid), 0);
+	CHECK_INT(store_expunge(bob, "Family/Bills", NULL, 0, true, NULL, NULL,
+				&err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_mailbox_delete(bob, "Family/Bills", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_mailbox_create(bob, "Family/Bills/x", 0, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_mailbox_create(bob, "Top", 0, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	struct store_acl_entry *e;
+	CHECK_INT(store_acl_get(bob, "Family/Bills", &e, &n, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(set_acl(bob, "Family/Bills", STORE_ACL_USER, 2, false, "a",
+			  1), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_mailbox_status(alice, "Family/Bills", &info, &err), 0);
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+
+	/* s: \Seen; with s only, STORE \Seen \Flagged sets \Seen alone */
+	CHECK_INT(set_acl(alice, "Family/Bills", STORE_ACL_USER, 2, false, "s",
+			  1), 0);
+	struct store_flag_change two = {.mode = STORE_FLAGS_ADD,
+					.flags = STORE_FLAG_SEEN |
+						 STORE_FLAG_FLAGGED};
+	CHECK_INT(store_flags_update(bob, "Family/Bills", NULL, 0, &two, NULL,
+				     NULL, NULL, NULL, &err), 0);
+	CHECK_INT(flags_of(alice, "Family/Bills", uid), STORE_FLAG_SEEN);
+	/* a replacement keeps what bob may not change */
+	CHECK_INT(store_flags_update(alice, "Family/Bills", NULL, 0, &two, NULL,
+				     NULL, NULL, NULL, &err), 0);
+	struct store_flag_change none = {.mode = STORE_FLAGS_REPLACE};
+	CHECK_INT(store_flags_update(bob, "Family/Bills", NULL, 0, &none, NULL,
+				     NULL, NULL, NULL, &err), 0);
+	CHECK_INT(flags_of(alice, "Family/Bills", uid), STORE_FLAG_FLAGGED);
+
+	/* i: APPEND, flags bob may not set dropped */
+	CHECK_INT(set_acl(alice, "Family/Bills", STORE_ACL_USER, 2, false, "i",
+			  1), 0);
+	uint32_t uid2 = append(bob, "Family/Bills",
+			       STORE_FLAG_SEEN | STORE_FLAG_DELETED);
+	CHECK(uid2 != 0);
+	CHECK_INT(flags_of(alice, "Family/Bills", uid2), STORE_FLAG_SEEN);
+
+	/* i alone, without l: a drop box; the rest as missing */
+	CHECK_INT(set_acl(alice, "Secret", STORE_ACL_USER, 2, false, "i", 0), 0);
+	CHECK(append(bob, "Secret", 0) != 0);
+	CHECK_INT(store_mailbox_status(bob, "Secret", &info, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	CHECK_INT(store_myrights(bob, "Secret", &rights, &err), 0);
+	CHECK_INT(rights, R("i"));
+
+	/* COPY: r on the source, i on the destination; MOVE also t e */
+	struct store_uid_range all = {1, 100};
+	CHECK_INT(store_copy(bob, "Family/Bills", &all, 1, "Secret", false,
+			     NULL, NULL, NULL, NULL, &err), 0);
+	CHECK_INT(store_copy(bob, "Family/Bills", &all, 1, "Secret", true,
+			     NULL, NULL, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_copy(bob, "Secret", &all, 1, "Family/Bills", false,
+			     NULL, NULL, NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+
+	/* a view needs r and leaves \Recent to the owner */
+	struct store_view *view;
+	CHECK_INT(store_view_open(bob, "Family/Bills", 0, &view, &err), 0);
+	CHECK_INT(store_view_count(view), 2);
+	store_view_close(&view);
+	CHECK_INT(store_view_open(bob, "Secret", 0, &view, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+
+	/* whole-account calls are the owner's */
+	struct store_jmap_cursor states[STORE_JMAP_KINDS];
+	CHECK_INT(store_jmap_states(bob, states, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_PERM);
+	char **names;
+	CHECK_INT(store_subscriptions(bob, &names, &n, &err), -1);
+	CHECK(store_mailbox_find_special(bob, STORE_SPECIAL_SENT) == NULL);
+	struct store_usage usage;
+	CHECK_INT(store_user_usage(bob, &usage, &err), 0);
+
+	/* a, k, x on the subtree: bob administers and creates below */
+	CHECK_INT(set_acl(alice, "Family/Bills", STORE_ACL_USER, 2, false,
+			  "akx", 1), 0);
+	CHECK_INT(store_acl_get(bob, "Family/Bills", &e, &n, &err), 0);
+	free(e);
+	CHECK_INT(store_mailbox_create(bob, "Family/Bills/2026", 0, &err), 0);
+	CHECK_INT(store_myrights(bob, "Family/Bills/2026", &rights, &err), 0);
+	CHECK_INT(rights, R("lrsiakx"));
+	CHECK_INT(store_mailbox_rename(bob, "Family/Bills/2026",
+				       "Family/Bills/2027", &err), 0);
+	CHECK_INT(store_mailbox_rename(bob, "Family/Bills/2027", "Elsewhere",
+				       &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_mailbox_delete(bob, "Family/Bills/2027", &err), 0);
+
+	/* negative rights win */
+	CHECK_INT(set_acl(alice, "Family/Bills", STORE_ACL_USER, 2, true, "r",
+			  0), 0);
+	CHECK_INT(store_fetch_begin(bob, "Family/Bills", NULL, 0,
+				    STORE_FETCH_FLAGS, &(struct store_fetch *){
+					    NULL}, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+
+	/* one's own handle through open_as is an ordinary one */
+	struct store_viewer va = {.user_id = 1};
+	struct store_user *self = open_as(store, 1, &va);
+	CHECK(!store_user_is_shared(self));
+	store_user_unref(&self);
+	/* an owner with no mail */
+	struct store_user *none_u = NULL;
+	CHECK_INT(store_user_open_as(store, 42, &vb, &none_u, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+
+	store_user_unref(&bob);
+	store_user_unref(&alice);
+	teardown(&store);
+}
+
+static const struct test_case cases[] = {
+	{"rights_strings", test_rights_strings},
+	{"evaluate", test_evaluate},
+	{"acl_storage", test_acl_storage},
+	{"open_as", test_open_as},
+	{NULL, NULL},
+};
+
+int main(void)
+{
+	return test_main(cases);
+}
