@@ -75,6 +75,24 @@ static const char schema_sql[] =
 	"  idle INTEGER NOT NULL,"
 	"  address TEXT);"
 	"CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);"
+	/* Shared mailboxes (auth-acl.c): groups per domain ("$name" in an
+	 * ACL), their members, and the reverse index of ACL grants (a hint:
+	 * owner granted something to (kind, ident); kinds as store.h's
+	 * enum store_acl_kind). */
+	"CREATE TABLE IF NOT EXISTS groups ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  domain_id INTEGER NOT NULL REFERENCES domains(id),"
+	"  name TEXT NOT NULL,"
+	"  UNIQUE (domain_id, name));"
+	"CREATE TABLE IF NOT EXISTS group_members ("
+	"  group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  PRIMARY KEY (group_id, user_id)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS group_members_user ON group_members(user_id);"
+	"CREATE TABLE IF NOT EXISTS acl_hints ("
+	"  kind INTEGER NOT NULL, ident INTEGER NOT NULL,"
+	"  owner INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, ident, owner)) WITHOUT ROWID;"
 	"PRAGMA user_version = 1;";
 
 #define USER_COLS                                                          \

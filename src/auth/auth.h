@@ -373,6 +373,34 @@ void auth_policy_to_retention(const struct auth_policy *policy,
  * store_retention_run_accounts. */
 struct store_retention_source auth_retention_source(struct auth *auth);
 
+/* ---- shared mailboxes (auth-acl.c) --------------------------------- */
+
+/* The groups user_id is a member of (ids, ascending; caller frees). */
+int auth_user_groups(struct auth *auth, int64_t user_id, int64_t **ids_r,
+		     size_t *count_r);
+/* Owners who granted user_id (or a group of theirs, or anyone /
+ * authenticated) something on some mailbox, from the reverse index: a
+ * superset (stale hints), ascending; caller frees. */
+int auth_acl_owners(struct auth *auth, int64_t user_id, int64_t **ids_r,
+		    size_t *count_r);
+/* A store_acl_hint_fn (ctx: the struct auth): records the grant. */
+int auth_acl_hint(void *ctx, int64_t owner_id, int kind, int64_t id);
+/* A group by name in a domain: 1 found (*id_r), 0 not, -1 error. */
+int auth_group_lookup(struct auth *auth, const char *name,
+		      const char *domain, int64_t *id_r);
+/* "name@domain" of a group id into out: 1, 0 no such group, -1. */
+int auth_group_name(struct auth *auth, int64_t id, char *out, size_t size);
+/* loftctl group add|del|list|members: groups are NAME@DOMAIN. */
+int auth_group_add(struct auth *auth, const char *group, char **error_r);
+int auth_group_del(struct auth *auth, const char *group, char **error_r);
+int auth_group_member(struct auth *auth, const char *group,
+		      const char *address, bool add, char **error_r);
+/* name = "name@domain", extra = "N members". */
+int auth_group_list(struct auth *auth, const char *domain, auth_list_fn *fn,
+		    void *ctx, char **error_r);
+int auth_group_members(struct auth *auth, const char *group, auth_list_fn *fn,
+		       void *ctx, char **error_r);
+
 /* auth_user_set also takes the key "disabled" (yes/no), and the value
  * "default" for any policy key, which removes the account's override.
  * `loftctl user quota ADDRESS none` is auth_user_set(.., "quota_bytes",

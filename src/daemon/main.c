@@ -584,6 +584,8 @@ static int run(const struct config *cfg, struct daemon_config *dc,
 	}
 	sset->limits = auth_store_limits;
 	sset->limits_ctx = auth;
+	sset->acl_hint = auth_acl_hint;
+	sset->acl_hint_ctx = auth;
 	struct store_error serr = {0};
 	if (store_open(sset, &store, &serr) < 0) {
 		log_error("loftd", NULL, "cannot open the store: %s", serr.msg);

@@ -316,8 +316,8 @@ static int acl_update(struct store_user *user, const char *mailbox,
 	struct store *store = user->store;
 	if (ret == 0 && mode != 2 && !entry->negative && entry->rights != 0 &&
 	    store->set.acl_hint != NULL &&
-	    store->set.acl_hint(store->set.acl_hint_ctx, owner_id, entry->kind,
-				entry->id) < 0)
+	    store->set.acl_hint(store->set.acl_hint_ctx, owner_id,
+				(int)entry->kind, entry->id) < 0)
 		ret = store_set_error(err, STORE_ERR_TEMP,
 				      "Cannot record the grant now");
 	if (ret == 0)

@@ -104,7 +104,7 @@ enum store_acl_kind {
  * this hint (store_settings.acl_hint) so LIST need not open every
  * index. A crash after it leaves a stale hint, never a missing one. */
 typedef int store_acl_hint_fn(void *ctx, int64_t owner_id,
-			      enum store_acl_kind kind, int64_t id);
+			      int kind /* enum store_acl_kind */, int64_t id);
 
 struct store_settings {
 	const char *data_dir;          /* data_dir/mail/<shard>/<user-id>/ */

@@ -24,8 +24,7 @@ static int hints;
 static int64_t hint_owner, hint_id;
 static int hint_fail;
 
-static int hint_cb(void *ctx, int64_t owner, enum store_acl_kind kind,
-		   int64_t id)
+static int hint_cb(void *ctx, int64_t owner, int kind, int64_t id)
 {
 	(void)ctx;
 	(void)kind;

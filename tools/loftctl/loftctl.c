@@ -100,6 +100,8 @@ struct store *loftctl_store(struct loftctl *ctl)
 	struct store_settings set = ctl->store_set;
 	set.limits = auth_store_limits;
 	set.limits_ctx = ctl->auth;
+	set.acl_hint = auth_acl_hint;
+	set.acl_hint_ctx = ctl->auth;
 	struct store_error err = {0};
 	if (store_open(&set, &ctl->store, &err) < 0) {
 		loftctl_fail("cannot open the mail store in %s: %s",

@@ -1,0 +1,335 @@
+/*
+ * What shared mailboxes need from accounts.db (auth.h "shared
+ * mailboxes"): groups per domain and their members, and the reverse
+ * index of ACL grants, so that LIST opens only the indexes of owners who
+ * granted the viewer something. The ACLs themselves live in each
+ * owner's index (src/store); the hints here may be stale (a crash
+ * between the hint and the owner's commit), never missing.
+ */
+#include "store.h"
+#include "auth-private.h"
+
+#include <stdlib.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "buf.h"
+
+/* Runs sql with int64 arguments, collecting the first column. */
+static int ids_query(struct auth *auth, const char *sql, const int64_t *args,
+		     size_t nargs, int64_t **ids_r, size_t *count_r)
+{
+	*ids_r = NULL;
+	*count_r = 0;
+	struct auth_conn *c = auth_conn_get(auth, NULL);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = 0;
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		auth_conn_put(auth, c);
+		return -1;
+	}
+	for (size_t i = 0; i < nargs; i++)
+		sqlite3_bind_int64(st, (int)i + 1, args[i]);
+	int rc;
+	size_t cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*count_r == cap) {
+			cap = cap ? 2 * cap : 8;
+			*ids_r = xrealloc(*ids_r, cap * sizeof(int64_t));
+		}
+		(*ids_r)[(*count_r)++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(*ids_r);
+		*ids_r = NULL;
+		*count_r = 0;
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+int auth_user_groups(struct auth *auth, int64_t user_id, int64_t **ids_r,
+		     size_t *count_r)
+{
+	return ids_query(auth, "SELECT group_id FROM group_members"
+			       " WHERE user_id = ? ORDER BY group_id",
+			 &user_id, 1, ids_r, count_r);
+}
+
+int auth_acl_owners(struct auth *auth, int64_t user_id, int64_t **ids_r,
+		    size_t *count_r)
+{
+	/* 1 user, 2 group, 3 anyone, 4 authenticated (store.h) */
+	int64_t args[2] = {user_id, user_id};
+	return ids_query(auth, "SELECT DISTINCT owner FROM acl_hints WHERE"
+			       " (kind = 1 AND ident = ?1) OR kind IN (3, 4)"
+			       " OR (kind = 2 AND ident IN (SELECT group_id"
+			       " FROM group_members WHERE user_id = ?2))"
+			       " ORDER BY owner",
+			 args, 2, ids_r, count_r);
+}
+
+int auth_acl_hint(void *ctx, int64_t owner_id, int kind, int64_t id)
+{
+	struct auth *auth = ctx;
+	struct auth_conn *c = auth_conn_get(auth, NULL);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "INSERT OR IGNORE INTO acl_hints(kind,"
+				      " ident, owner) VALUES (?, ?, ?)",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int(st, 1, kind);
+		sqlite3_bind_int64(st, 2, id);
+		sqlite3_bind_int64(st, 3, owner_id);
+		ret = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+/* "name@domain" -> name and domain (lower case); -1 if malformed. */
+static int group_split(const char *group, char *name, size_t name_size,
+		       char *domain, size_t domain_size, char **error_r)
+{
+	const char *at = strrchr(group, '@');
+	size_t n = at != NULL ? (size_t)(at - group) : 0;
+	if (at == NULL || n == 0 || n >= name_size || strlen(at + 1) == 0 ||
+	    strlen(at + 1) >= domain_size) {
+		*error_r = xasprintf("%s: a group is NAME@DOMAIN", group);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)group[i];
+		if (ch <= 0x20 || ch == 0x7f || ch == '$' || ch == '/') {
+			*error_r = xasprintf("%s: invalid group name", group);
+			return -1;
+		}
+		name[i] = (char)(ch < 0x80 ? (char)tolower(ch) : (char)ch);
+	}
+	name[n] = '\0';
+	snprintf(domain, domain_size, "%s", at + 1);
+	for (char *p = domain; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return 0;
+}
+
+int auth_group_lookup(struct auth *auth, const char *name,
+		      const char *domain, int64_t *id_r)
+{
+	struct auth_conn *c = auth_conn_get(auth, NULL);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	char *lname = xstrdup(name), *ldom = xstrdup(domain);
+	for (char *p = lname; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	for (char *p = ldom; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (sqlite3_prepare_v2(c->db, "SELECT g.id FROM groups g JOIN domains d"
+				      " ON d.id = g.domain_id"
+				      " WHERE g.name = ? AND d.name = ?",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, lname, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ldom, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*id_r = sqlite3_column_int64(st, 0);
+		ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	free(lname);
+	free(ldom);
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+int auth_group_name(struct auth *auth, int64_t id, char *out, size_t size)
+{
+	struct auth_conn *c = auth_conn_get(auth, NULL);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "SELECT g.name, d.name FROM groups g"
+				      " JOIN domains d ON d.id = g.domain_id"
+				      " WHERE g.id = ?", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			snprintf(out, size, "%s@%s", sqlite3_column_text(st, 0),
+				 sqlite3_column_text(st, 1));
+		ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+/* One statement with text/int arguments in a transaction of its own;
+ * the number of rows changed, or -1. */
+static int admin_run(struct auth *auth, const char *sql, const char *a1,
+		     const char *a2, const char *a3, char **error_r)
+{
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		const char *a[3] = {a1, a2, a3};
+		for (int i = 0; i < 3 && a[i] != NULL; i++)
+			sqlite3_bind_text(st, i + 1, a[i], -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		ret = rc == SQLITE_DONE ? sqlite3_changes(c->db) : -1;
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+int auth_group_add(struct auth *auth, const char *group, char **error_r)
+{
+	char name[128], dom[256];
+	if (group_split(group, name, sizeof(name), dom, sizeof(dom),
+			error_r) < 0)
+		return -1;
+	if (!auth_domain_exists(auth, dom)) {
+		*error_r = xasprintf("no domain %s", dom);
+		return -1;
+	}
+	int r = admin_run(auth, "INSERT OR IGNORE INTO groups(domain_id, name)"
+				" SELECT id, ?2 FROM domains WHERE name = ?1",
+			  dom, name, NULL, error_r);
+	if (r == 0)
+		*error_r = xasprintf("group %s@%s already exists", name, dom);
+	return r > 0 ? 0 : -1;
+}
+
+int auth_group_del(struct auth *auth, const char *group, char **error_r)
+{
+	char name[128], dom[256];
+	if (group_split(group, name, sizeof(name), dom, sizeof(dom),
+			error_r) < 0)
+		return -1;
+	int r = admin_run(auth, "DELETE FROM groups WHERE name = ?2 AND"
+				" domain_id = (SELECT id FROM domains"
+				" WHERE name = ?1)", dom, name, NULL, error_r);
+	if (r == 0)
+		*error_r = xasprintf("no group %s@%s", name, dom);
+	return r > 0 ? 0 : -1;
+}
+
+int auth_group_member(struct auth *auth, const char *group,
+		      const char *address, bool add, char **error_r)
+{
+	char name[128], dom[256];
+	if (group_split(group, name, sizeof(name), dom, sizeof(dom),
+			error_r) < 0)
+		return -1;
+	int64_t gid;
+	struct auth_user u;
+	int r = auth_group_lookup(auth, name, dom, &gid);
+	if (r <= 0) {
+		*error_r = r < 0 ? xstrdup("accounts.db: lookup failed")
+				 : xasprintf("no group %s@%s", name, dom);
+		return -1;
+	}
+	r = auth_lookup(auth, address, &u);
+	if (r <= 0) {
+		*error_r = r < 0 ? xstrdup("accounts.db: lookup failed")
+				 : xasprintf("no user %s", address);
+		return -1;
+	}
+	char g[32], uid[32];
+	snprintf(g, sizeof(g), "%lld", (long long)gid);
+	snprintf(uid, sizeof(uid), "%lld", (long long)u.id);
+	r = admin_run(auth, add ? "INSERT OR IGNORE INTO group_members(group_id,"
+				  " user_id) VALUES (CAST(?1 AS INTEGER),"
+				  " CAST(?2 AS INTEGER))"
+				: "DELETE FROM group_members WHERE group_id ="
+				  " CAST(?1 AS INTEGER) AND user_id ="
+				  " CAST(?2 AS INTEGER)",
+		      g, uid, NULL, error_r);
+	return r < 0 ? -1 : 0;
+}
+
+int auth_group_list(struct auth *auth, const char *domain, auth_list_fn *fn,
+		    void *ctx, char **error_r)
+{
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "SELECT g.name || '@' || d.name,"
+				      " (SELECT count(*) FROM group_members m"
+				      " WHERE m.group_id = g.id)"
+				      " FROM groups g JOIN domains d"
+				      " ON d.id = g.domain_id WHERE ?1 IS NULL"
+				      " OR d.name = ?1 ORDER BY 1",
+			       -1, &st, NULL) == SQLITE_OK) {
+		if (domain != NULL)
+			sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			char n[32];
+			snprintf(n, sizeof(n), "%lld members",
+				 (long long)sqlite3_column_int64(st, 1));
+			fn(ctx, (const char *)sqlite3_column_text(st, 0), n);
+		}
+		ret = rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+int auth_group_members(struct auth *auth, const char *group, auth_list_fn *fn,
+		       void *ctx, char **error_r)
+{
+	char name[128], dom[256];
+	if (group_split(group, name, sizeof(name), dom, sizeof(dom),
+			error_r) < 0)
+		return -1;
+	int64_t gid;
+	int r = auth_group_lookup(auth, name, dom, &gid);
+	if (r <= 0) {
+		*error_r = r < 0 ? xstrdup("accounts.db: lookup failed")
+				 : xasprintf("no group %s@%s", name, dom);
+		return -1;
+	}
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "SELECT u.address FROM group_members m"
+				      " JOIN users u ON u.id = m.user_id"
+				      " WHERE m.group_id = ? ORDER BY 1",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, gid);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			fn(ctx, (const char *)sqlite3_column_text(st, 0), NULL);
+		ret = rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	auth_conn_put(auth, c);
+	return ret;
+}
