@@ -34,6 +34,9 @@ static const char *const limits_keys[] = {
 	NULL,
 };
 static const char *const store_keys[] = { "fsync", "retention_interval", NULL };
+/* shared mailboxes (src/imap/imap-server.c reads them) */
+static const char *const sharing_keys[] = { "cross_domain", "max_acl_entries",
+					    "seen", NULL };
 
 struct section_rule {
 	const char *name;
@@ -64,6 +67,7 @@ static const struct section_rule section_rules[] = {
 	{"jmap", NULL, NULL},
 	{"sieve", NULL, NULL},
 	{"managesieve", NULL, NULL},
+	{"sharing", sharing_keys, NULL},
 };
 
 static const struct section_rule *find_rule(const char *section)

@@ -146,8 +146,8 @@ static const char *append_error_code(const struct store_error *err)
 }
 
 /* Undoes the messages committed so far (MULTIAPPEND atomicity). */
-static void undo(struct imap_client *c, const char *mailbox,
-		 const uint32_t *uids, size_t n)
+static void undo(struct imap_client *c, struct store_user *user,
+		 const char *mailbox, const uint32_t *uids, size_t n)
 {
 	if (n == 0)
 		return;
@@ -158,15 +158,15 @@ static void undo(struct imap_client *c, const char *mailbox,
 	uint32_t *gone = NULL;
 	size_t gn = 0;
 	struct store_error err = {0};
-	if (store_expunge(c->store_user, mailbox, r, rn, true, &gone, &gn, &err) < 0)
+	if (store_expunge(user, mailbox, r, rn, true, &gone, &gn, &err) < 0)
 		log_error("imap", c->sid, "APPEND: could not undo %zu messages: %s",
 			  n, err.msg);
 	free(gone);
 	free(r);
 }
 
-static void commit_all(struct imap_cmd *cmd, const char *mailbox,
-		       struct append_msg *msgs, size_t n)
+static void commit_all(struct imap_cmd *cmd, struct store_user *user,
+		       const char *mailbox, struct append_msg *msgs, size_t n)
 {
 	struct imap_client *c = cmd->client;
 	uint32_t *uids = xcalloc(n, sizeof(*uids));
@@ -190,12 +190,13 @@ static void commit_all(struct imap_cmd *cmd, const char *mailbox,
 			.keyword_count = m->keyword_count,
 			.internaldate = m->internaldate,
 		};
-		if (store_blob_writer_commit(w, mailbox, &p, &uids[done],
-					     &uidvalidity, &err) < 0)
+		if (store_blob_writer_commit_to(w, user, mailbox, &p,
+						&uids[done], &uidvalidity,
+						&err) < 0)
 			break;
 	}
 	if (done < n) {
-		undo(c, mailbox, uids, done);
+		undo(c, user, mailbox, uids, done);
 		if (err.kind == STORE_ERR_INTERNAL)
 			imap_cmd_store_error(cmd, &err);
 		else
@@ -226,17 +227,22 @@ void cmd_append(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
 		return;
 	}
-	char *mailbox = imap_cmd_mailbox_arg(cmd, &a[0], false);
-	if (mailbox == NULL) {
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0) {
 		free_msgs(msgs, n);
 		return;
 	}
+	const char *mailbox = ref.name;
 	struct store_mailbox_info info;
 	struct store_error err = {0};
 	if (c->stream_failed) {
 		imap_cmd_no(cmd, "[%s] %s", append_error_code(&c->stream_err),
 			    c->stream_err.msg);
-	} else if (store_mailbox_status(c->store_user, mailbox, &info, &err) < 0) {
+	} else if (ref.shared) {
+		/* i is enough (a drop box): the store checks it at the
+		 * commit, hidden mailboxes failing as missing ones */
+		commit_all(cmd, ref.user, mailbox, msgs, n);
+	} else if (store_mailbox_status(ref.user, mailbox, &info, &err) < 0) {
 		/* RFC 9051 6.3.12: the client may CREATE and retry */
 		if (err.kind == STORE_ERR_NOTFOUND)
 			imap_cmd_no(cmd, "[TRYCREATE] No such mailbox");
@@ -248,8 +254,8 @@ void cmd_append(struct imap_cmd *cmd)
 		if (noselect)
 			imap_cmd_no(cmd, "[TRYCREATE] Mailbox cannot hold messages");
 		else
-			commit_all(cmd, mailbox, msgs, n);
+			commit_all(cmd, ref.user, mailbox, msgs, n);
 	}
-	free(mailbox);
+	imap_mbref_free(&ref);
 	free_msgs(msgs, n);
 }

@@ -22,10 +22,16 @@ static void do_copy(struct imap_cmd *cmd, bool move)
 	size_t rn;
 	if (imap_cmd_seqset(cmd, &a[0], &r, &rn) < 0)
 		return;
-	char *dst = imap_cmd_mailbox_arg(cmd, &a[1], false);
-	if (dst == NULL) {
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[1], false, &ref) < 0) {
 		free(r);
 		return;
+	}
+	const char *dst = ref.name;
+	if (store_user_id(ref.user) != store_user_id(imap_client_sel_user(c))) {
+		imap_cmd_no(cmd, "[CANNOT] %s between two accounts' mail is not"
+			    " supported", cmd->name);
+		goto out;
 	}
 	if (move && c->readonly) {
 		imap_cmd_no(cmd, "[READ-ONLY] Mailbox is read-only");
@@ -38,10 +44,12 @@ static void do_copy(struct imap_cmd *cmd, bool move)
 	uint32_t uidvalidity = 0, *src_uids = NULL, *dst_uids = NULL;
 	size_t n = 0;
 	struct store_error err = {0};
-	if (store_copy(c->store_user, c->mailbox, r, rn, dst, move, &uidvalidity,
+	if (store_copy(imap_client_sel_user(c), c->mailbox, r, rn, dst, move, &uidvalidity,
 		       &src_uids, &dst_uids, &n, &err) < 0) {
 		if (err.kind == STORE_ERR_NOTFOUND)
-			imap_cmd_no(cmd, "[TRYCREATE] %s", err.msg);
+			imap_cmd_no(cmd, "[TRYCREATE] %s",
+				    ref.shared || c->sel_user != NULL
+					    ? "Mailbox doesn't exist" : err.msg);
 		else
 			imap_cmd_store_error(cmd, &err);
 		goto out;
@@ -66,7 +74,7 @@ static void do_copy(struct imap_cmd *cmd, bool move)
 	free(src_uids);
 	free(dst_uids);
 out:
-	free(dst);
+	imap_mbref_free(&ref);
 	free(r);
 }
 

@@ -35,7 +35,7 @@ void cmd_expunge(struct imap_cmd *cmd)
 	uint32_t *uids = NULL;
 	size_t n = 0;
 	struct store_error err = {0};
-	if (store_expunge(c->store_user, c->mailbox, r, rn, false, &uids, &n,
+	if (store_expunge(imap_client_sel_user(c), c->mailbox, r, rn, false, &uids, &n,
 			  &err) < 0)
 		imap_cmd_store_error(cmd, &err);
 	else

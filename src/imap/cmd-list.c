@@ -96,6 +96,16 @@ static bool match_any(struct list_ctx *ctx, const char *name)
 	return false;
 }
 
+static bool match_other(void *vctx, const char *name)
+{
+	struct list_ctx *ctx = vctx;
+	for (size_t i = 0; i < ctx->pattern_count; i++) {
+		if (match(ctx->patterns[i], name, '/'))
+			return true;
+	}
+	return false;
+}
+
 static struct entry *add_entry(struct list_ctx *ctx, const char *store_name,
 			       const struct store_mailbox_info *info)
 {
@@ -271,6 +281,10 @@ static void run_list(struct list_ctx *ctx)
 			continue;
 		write_entry(ctx, e, childinfo);
 	}
+	/* the other users' namespace (imap-acl.c): patterns on "/" */
+	if (!(ctx->opts & (LSUB | SEL_SUBSCRIBED | SEL_SPECIAL_USE)))
+		imap_acl_list_others(ctx->c, match_other, ctx,
+				     ctx->opts & RET_STATUS ? ctx->status_items : 0);
 	/* entries past `existing` own their store_name copies */
 	for (size_t i = 0; i < ctx->count; i++) {
 		free(ctx->entries[i].name);

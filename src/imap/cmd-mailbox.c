@@ -101,21 +101,25 @@ void cmd_create(struct imap_cmd *cmd)
 	}
 	if (a[1].type == IMAP_ARG_LIST && parse_create_params(cmd, a[1].list, &use) < 0)
 		return;
-	char *name = imap_cmd_mailbox_arg(cmd, &a[0], true);
-	if (name == NULL)
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], true, &ref) < 0)
 		return;
+	char *name = ref.name;
 	struct store_error err = {0};
+	(void)c;
 	if (is_inbox(name)) {
 		imap_cmd_no(cmd, "[ALREADYEXISTS] INBOX always exists");
-	} else if (store_mailbox_create(c->store_user, name, use, &err) < 0) {
+	} else if (ref.shared && use != 0) {
+		imap_cmd_no(cmd, "[USEATTR] Special use is the owner's");
+	} else if (store_mailbox_create(ref.user, name, use, &err) < 0) {
 		if (err.kind == STORE_ERR_INVALID && use != 0)
 			imap_cmd_no(cmd, "[USEATTR] %s", err.msg);
 		else
-			imap_cmd_store_error(cmd, &err);
+			imap_cmd_ref_error(cmd, &ref, &err);
 	} else {
 		imap_cmd_ok(cmd, "CREATE completed");
 	}
-	free(name);
+	imap_mbref_free(&ref);
 }
 
 void cmd_delete(struct imap_cmd *cmd)
@@ -125,23 +129,26 @@ void cmd_delete(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] DELETE needs one mailbox name");
 		return;
 	}
-	char *name = imap_cmd_mailbox_arg(cmd, &cmd->args[0], false);
-	if (name == NULL)
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &cmd->args[0], false, &ref) < 0)
 		return;
+	char *name = ref.name;
 	struct store_error err = {0};
 	if (is_inbox(name)) {
 		imap_cmd_no(cmd, "[NOPERM] INBOX cannot be deleted");
-	} else if (store_mailbox_delete(c->store_user, name, &err) < 0) {
-		imap_cmd_store_error(cmd, &err);
+	} else if (store_mailbox_delete(ref.user, name, &err) < 0) {
+		imap_cmd_ref_error(cmd, &ref, &err);
 	} else {
 		/* deleting the selected mailbox leaves nothing selected */
-		if (c->mailbox != NULL && strcmp(c->mailbox, name) == 0) {
+		if (c->mailbox != NULL && strcmp(c->mailbox, name) == 0 &&
+		    store_user_id(imap_client_sel_user(c)) ==
+			    store_user_id(ref.user)) {
 			imap_client_unselect(c);
 			imap_client_untagged(c, "OK [CLOSED] Mailbox deleted");
 		}
 		imap_cmd_ok(cmd, "DELETE completed");
 	}
-	free(name);
+	imap_mbref_free(&ref);
 }
 
 /* The selected mailbox (or one of its parents) was renamed: the view
@@ -169,25 +176,31 @@ void cmd_rename(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] RENAME needs two mailbox names");
 		return;
 	}
-	char *from = imap_cmd_mailbox_arg(cmd, &a[0], false);
-	if (from == NULL)
+	struct imap_mbref rf, rt;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &rf) < 0)
 		return;
-	char *to = imap_cmd_mailbox_arg(cmd, &a[1], true);
-	if (to == NULL) {
-		free(from);
+	if (imap_cmd_mailbox_ref(cmd, &a[1], true, &rt) < 0) {
+		imap_mbref_free(&rf);
 		return;
 	}
+	char *from = rf.name, *to = rt.name;
 	struct store_error err = {0};
-	if (is_inbox(to))
+	if (is_inbox(to) && !rt.shared)
 		imap_cmd_no(cmd, "[ALREADYEXISTS] INBOX always exists");
-	else if (store_mailbox_rename(c->store_user, from, to, &err) < 0)
-		imap_cmd_store_error(cmd, &err);
+	else if (store_user_id(rf.user) != store_user_id(rt.user))
+		/* never across owners */
+		imap_cmd_no(cmd, "[CANNOT] Cannot move a mailbox to another"
+			    " account");
+	else if (store_mailbox_rename(rf.user, from, to, &err) < 0)
+		imap_cmd_ref_error(cmd, &rf, &err);
 	else {
-		follow_rename(c, from, to);
+		if (store_user_id(rf.user) ==
+		    store_user_id(imap_client_sel_user(c)))
+			follow_rename(c, from, to);
 		imap_cmd_ok(cmd, "RENAME completed");
 	}
-	free(from);
-	free(to);
+	imap_mbref_free(&rf);
+	imap_mbref_free(&rt);
 }
 
 static void do_subscribe(struct imap_cmd *cmd, bool subscribe)
@@ -197,15 +210,35 @@ static void do_subscribe(struct imap_cmd *cmd, bool subscribe)
 		imap_cmd_bad(cmd, "[CLIENTBUG] %s needs one mailbox name", cmd->name);
 		return;
 	}
-	char *name = imap_cmd_mailbox_arg(cmd, &cmd->args[0], false);
-	if (name == NULL)
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &cmd->args[0], false, &ref) < 0)
 		return;
 	struct store_error err = {0};
-	if (store_mailbox_subscribe(c->store_user, name, subscribe, &err) < 0)
-		imap_cmd_store_error(cmd, &err);
-	else
-		imap_cmd_ok(cmd, "%s completed", cmd->name);
-	free(name);
+	unsigned rights;
+	if (!ref.shared) {
+		if (store_mailbox_subscribe(c->store_user, ref.name, subscribe,
+					    &err) < 0)
+			imap_cmd_store_error(cmd, &err);
+		else
+			imap_cmd_ok(cmd, "%s completed", cmd->name);
+	} else if (subscribe &&
+		   (store_myrights(ref.user, ref.name, &rights, &err) < 0 ||
+		    !(rights & STORE_RIGHT_LOOKUP))) {
+		/* SUBSCRIBE needs l (RFC 4314 4) */
+		imap_cmd_no(cmd, "[NONEXISTENT] Mailbox doesn't exist");
+	} else {
+		/* kept in the subscriber's own list, under the name the
+		 * client gave */
+		char *raw = imap_client_mailbox_in_raw(c, cmd->args[0].str.ptr,
+						       cmd->args[0].str.len);
+		if (store_mailbox_subscribe(c->store_user, raw, subscribe,
+					    &err) < 0)
+			imap_cmd_store_error(cmd, &err);
+		else
+			imap_cmd_ok(cmd, "%s completed", cmd->name);
+		free(raw);
+	}
+	imap_mbref_free(&ref);
 }
 
 void cmd_subscribe(struct imap_cmd *cmd)

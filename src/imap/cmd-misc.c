@@ -2,6 +2,7 @@
  * Small commands: CAPABILITY, NOOP, CHECK, LOGOUT, ID (RFC 2971), ENABLE
  * (RFC 5161) and NAMESPACE (RFC 2342).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "imap-commands.h"
@@ -134,9 +135,25 @@ void cmd_namespace(struct imap_cmd *cmd)
 {
 	if (!no_args(cmd))
 		return;
-	if (cmd->client->server->set.inbox_namespace)
-		imap_client_untagged(cmd->client, "NAMESPACE ((\"INBOX.\" \".\")) NIL NIL");
-	else
-		imap_client_untagged(cmd->client, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+	/* RFC 2342: personal, other users', shared; "" turns one off */
+	const struct imap_settings *set = &cmd->client->server->set;
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, set->inbox_namespace ? "NAMESPACE ((\"INBOX.\" \".\"))"
+						: "NAMESPACE ((\"\" \"/\"))");
+	const char *ns[2] = {set->other_namespace, set->shared_namespace};
+	for (int i = 0; i < 2; i++) {
+		if (ns[i] == NULL || ns[i][0] == '\0') {
+			buf_append_str(&b, " NIL");
+			continue;
+		}
+		char *pfx = xasprintf("%s/", ns[i]);
+		buf_append_str(&b, " ((");
+		imap_append_string(&b, pfx, strlen(pfx), false);
+		buf_append_str(&b, " \"/\"))");
+		free(pfx);
+	}
+	imap_client_untagged(cmd->client, "%s", b.data);
+	buf_free(&b);
 	imap_cmd_ok(cmd, "NAMESPACE completed");
 }

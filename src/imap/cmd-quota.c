@@ -44,16 +44,20 @@ void cmd_getquotaroot(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] GETQUOTAROOT needs one mailbox name");
 		return;
 	}
-	char *name = imap_cmd_mailbox_arg(cmd, &cmd->args[0], false);
-	if (name == NULL)
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &cmd->args[0], false, &ref) < 0)
 		return;
+	char *name = ref.name;
 	struct store_mailbox_info info;
 	struct store_error err = {0};
 	struct buf res, b;
 	buf_init(&res, 0);
 	buf_init(&b, 0);
 	int r;
-	if (store_mailbox_status(c->store_user, name, &info, &err) < 0) {
+	if (ref.shared) {
+		/* the owner's quota: not the viewer's to see here */
+		imap_cmd_no(cmd, "[NOPERM] Quota of another account");
+	} else if (store_mailbox_status(ref.user, name, &info, &err) < 0) {
 		imap_cmd_store_error(cmd, &err);
 	} else if ((r = quota_resources(c, &res, &err)) < 0) {
 		store_mailbox_info_free(&info);
@@ -70,7 +74,7 @@ void cmd_getquotaroot(struct imap_cmd *cmd)
 	}
 	buf_free(&res);
 	buf_free(&b);
-	free(name);
+	imap_mbref_free(&ref);
 }
 
 void cmd_getquota(struct imap_cmd *cmd)

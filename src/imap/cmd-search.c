@@ -54,7 +54,7 @@ int search_execute(struct imap_cmd *cmd, struct imap_search_program *prog,
 {
 	struct imap_client *c = cmd->client;
 	struct imap_search_env env = {
-		.user = c->store_user,
+		.user = imap_client_sel_user(c),
 		.mailbox = c->mailbox,
 		.view = c->view,
 		.saved_uids = c->searchres,

@@ -22,6 +22,7 @@ void imap_client_unselect(struct imap_client *c)
 	free(c->mailbox);
 	c->mailbox = NULL;
 	atomic_store(&c->selected_id, 0);
+	imap_acl_unselect(c);
 	imap_client_set_searchres(c, NULL, 0);
 	c->readonly = false;
 	if (c->state == IMAP_STATE_SELECTED)
@@ -133,7 +134,7 @@ static void send_flags(struct imap_client *c)
 	char **kw = NULL;
 	size_t kn = 0;
 	struct store_error err;
-	if (store_mailbox_keywords(c->store_user, c->mailbox, &kw, &kn, &err) < 0) {
+	if (store_mailbox_keywords(imap_client_sel_user(c), c->mailbox, &kw, &kn, &err) < 0) {
 		kw = NULL;
 		kn = 0;
 	}
@@ -164,7 +165,7 @@ static int send_fetch_flags(struct imap_client *c,
 	struct store_error err = {0};
 	if (n == 0)
 		return 0;
-	if (store_fetch_begin(c->store_user, c->mailbox, r, n,
+	if (store_fetch_begin(imap_client_sel_user(c), c->mailbox, r, n,
 			      STORE_FETCH_FLAGS, &f, &err) < 0)
 		return -1;
 	struct buf b;
@@ -198,7 +199,7 @@ static int qresync_reply(struct imap_client *c, const struct qresync *q)
 	uint32_t *uids = NULL;
 	size_t n = 0;
 	bool complete = true;
-	if (store_expunged_since(c->store_user, c->mailbox, q->modseq, q->known,
+	if (store_expunged_since(imap_client_sel_user(c), c->mailbox, q->modseq, q->known,
 				 q->known_count, &uids, &n, &complete, &err) < 0)
 		return -1;
 	if (n > 0) {
@@ -213,7 +214,7 @@ static int qresync_reply(struct imap_client *c, const struct qresync *q)
 	}
 	free(uids);
 	uids = NULL;
-	if (store_changed_since(c->store_user, c->mailbox, q->modseq, NULL, 0,
+	if (store_changed_since(imap_client_sel_user(c), c->mailbox, q->modseq, NULL, 0,
 				&uids, &n, &err) < 0)
 		return -1;
 	size_t rn;
@@ -248,21 +249,30 @@ static void do_select(struct imap_cmd *cmd, bool readonly)
 	imap_client_unselect(c);
 	if (was_selected)
 		imap_client_untagged(c, "OK [CLOSED] Previous mailbox closed");
-	char *name = imap_client_mailbox_in(c, a[0].str.ptr, a[0].str.len, &error);
-	if (name == NULL) {
+	struct imap_mbref ref;
+	if (imap_mbref_resolve(c, a[0].str.ptr, a[0].str.len, &ref, &error) < 0) {
 		free(q.known);
 		imap_cmd_no(cmd, "%s", error);
 		return;
 	}
+	char *name = ref.name;
 	struct store_error err = {0};
-	if (store_view_open(c->store_user, name,
+	if (store_view_open(ref.user, name,
 			    readonly ? STORE_VIEW_READONLY : 0, &c->view, &err) < 0) {
-		free(name);
 		free(q.known);
-		imap_cmd_store_error(cmd, &err);
+		imap_cmd_ref_error(cmd, &ref, &err);
+		imap_mbref_free(&ref);
 		return;
 	}
+	/* another account's mailbox: RFC 4314 5.2 (READ-ONLY unless i, e
+	 * or a flag right) and its owner's changes */
+	if (ref.shared && !readonly)
+		readonly = !imap_acl_writable(c, &ref);
+	if (ref.shared)
+		imap_acl_select(c, &ref);
+	ref.name = NULL;
 	c->mailbox = name;
+	imap_mbref_free(&ref);
 	c->readonly = readonly;
 	c->state = IMAP_STATE_SELECTED;
 	const struct store_mailbox_info *info = store_view_info(c->view);
@@ -323,7 +333,7 @@ void cmd_close(struct imap_cmd *cmd)
 		struct store_error err = {0};
 		uint32_t *uids = NULL;
 		size_t n = 0;
-		if (store_expunge(c->store_user, c->mailbox, NULL, 0, false, &uids,
+		if (store_expunge(imap_client_sel_user(c), c->mailbox, NULL, 0, false, &uids,
 				  &n, &err) < 0)
 			log_warn("imap", c->sid, "CLOSE: expunge failed: %s", err.msg);
 		free(uids);

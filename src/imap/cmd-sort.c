@@ -160,7 +160,7 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 		msgs[i].seq = res->seqs[i];
 		msgs[i].number = uid ? res->uids[i] : res->seqs[i];
 	}
-	if (store_fetch_begin(c->store_user, c->mailbox, ranges, range_count,
+	if (store_fetch_begin(imap_client_sel_user(c), c->mailbox, ranges, range_count,
 			      STORE_FETCH_SIZE | (fields ? STORE_FETCH_SORT |
 						   STORE_FETCH_ENVELOPE : 0),
 			      &f, err) < 0) {

@@ -93,22 +93,28 @@ void cmd_status(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] Unknown or missing STATUS item");
 		return;
 	}
-	char *name = imap_cmd_mailbox_arg(cmd, &a[0], false);
-	if (name == NULL)
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0)
 		return;
 	if (want & IMAP_STATUS_HIGHESTMODSEQ)
 		c->enabled |= IMAP_ENABLED_CONDSTORE;   /* RFC 7162 3.1 */
 	struct store_mailbox_info info;
 	struct store_error err = {0};
-	if (store_mailbox_status(c->store_user, name, &info, &err) < 0) {
-		imap_cmd_store_error(cmd, &err);
+	if (store_mailbox_status(ref.user, ref.name, &info, &err) < 0) {
+		imap_cmd_ref_error(cmd, &ref, &err);
 	} else if (info.noselect) {
 		store_mailbox_info_free(&info);
 		imap_cmd_no(cmd, "[NONEXISTENT] Mailbox cannot be selected");
 	} else {
+		if (ref.shared) {
+			/* the name as the client gave it */
+			free(info.name);
+			info.name = imap_client_mailbox_in_raw(c, a[0].str.ptr,
+							      a[0].str.len);
+		}
 		imap_status_write(c, &info, want);
 		store_mailbox_info_free(&info);
 		imap_cmd_ok(cmd, "STATUS completed");
 	}
-	free(name);
+	imap_mbref_free(&ref);
 }

@@ -57,7 +57,7 @@ static void send_fetches(struct imap_client *c, const struct store_uid_range *r,
 {
 	struct store_fetch *f;
 	struct store_error err = {0};
-	if (rn == 0 || store_fetch_begin(c->store_user, c->mailbox, r, rn,
+	if (rn == 0 || store_fetch_begin(imap_client_sel_user(c), c->mailbox, r, rn,
 					 STORE_FETCH_FLAGS, &f, &err) < 0)
 		return;
 	struct buf b;
@@ -148,7 +148,7 @@ static int store_silent(struct imap_client *c, const struct store_uid_range *r,
 	ch->unchangedsince = asked != 0 && asked < known ? asked : known;
 	if (ch->unchangedsince == 0)
 		ch->unchangedsince = 1;   /* an empty mailbox: nothing to keep */
-	int ret = store_flags_update(c->store_user, c->mailbox, r, rn, ch,
+	int ret = store_flags_update(imap_client_sel_user(c), c->mailbox, r, rn, ch,
 				     &changed, &nchanged, &later, &nlater, err);
 	if (ret < 0)
 		return -1;
@@ -176,7 +176,7 @@ static int store_silent(struct imap_client *c, const struct store_uid_range *r,
 	free(later);
 	ch->unchangedsince = asked;
 	ch->modseq_r = NULL;
-	ret = store_flags_update(c->store_user, c->mailbox, lr, lrn, ch, NULL,
+	ret = store_flags_update(imap_client_sel_user(c), c->mailbox, lr, lrn, ch, NULL,
 				 NULL, modified_r, nmodified_r, err);
 	if (ret == 0)
 		send_fetches(c, lr, lrn);
@@ -253,7 +253,7 @@ void cmd_store(struct imap_cmd *cmd)
 		 * as "no condition") */
 		modified = view_uids(c, r, rn, &nmodified);
 	} else if (rn > 0 && !silent) {
-		ret = store_flags_update(c->store_user, c->mailbox, r, rn, &ch,
+		ret = store_flags_update(imap_client_sel_user(c), c->mailbox, r, rn, &ch,
 					 &changed, &nchanged, &modified, &nmodified,
 					 &err);
 		/* the messages' flags as they are now, once each: the sync

@@ -116,7 +116,7 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 			ranges[k++] = (struct store_uid_range){res->uids[i],
 							       res->uids[i]};
 	}
-	if (store_fetch_begin(c->store_user, c->mailbox, ranges, k,
+	if (store_fetch_begin(imap_client_sel_user(c), c->mailbox, ranges, k,
 			      STORE_FETCH_SIZE | STORE_FETCH_SORT |
 			      STORE_FETCH_ENVELOPE, &f, err) < 0) {
 		free(ranges);

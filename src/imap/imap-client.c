@@ -130,7 +130,8 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 		}
 		return;
 	}
-	buf_append_str(out, " NAMESPACE UIDPLUS UNSELECT CHILDREN MOVE"
+	buf_append_str(out, " NAMESPACE ACL RIGHTS=texk UIDPLUS UNSELECT"
+			    " CHILDREN MOVE"
 			    " SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED"
 			    " LIST-STATUS MULTIAPPEND CONDSTORE QRESYNC QUOTA"
 			    " QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE"
@@ -460,6 +461,9 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 	};
 	struct store_error err = {0};
 	atomic_store(&c->change_pending, false);
+	/* another account's mailbox whose r is gone ends the session */
+	if (c->sel_user != NULL && imap_acl_lost_read(c))
+		return -1;
 	buf_reset(&c->out);
 	c->vanished_count = 0;
 	c->sync_reported = 0;
@@ -526,7 +530,7 @@ static void logout_post(void *session, struct net_conn *conn, void *arg)
 }
 
 /* On the committing thread: queue at most one wake-up at a time. */
-static void client_store_changed(void *ctx, const struct store_change *change)
+void imap_client_store_changed(void *ctx, const struct store_change *change)
 {
 	struct imap_client *c = ctx;
 	if (change->kind == STORE_CHANGE_LOGOUT) {
@@ -551,7 +555,7 @@ int imap_client_subscribe(struct imap_client *c)
 	if (c->server->store == NULL)
 		return 0;
 	return store_subscribe(c->server->store, c->user.id,
-			       client_store_changed, c, &c->sub);
+			       imap_client_store_changed, c, &c->sub);
 }
 
 /* ---- mailbox names --------------------------------------------------- */
@@ -1216,6 +1220,7 @@ void imap_client_logout_user(struct imap_client *c)
 	free(c->mailbox);
 	c->mailbox = NULL;
 	atomic_store(&c->selected_id, 0);
+	imap_acl_unselect(c);
 	c->readonly = false;
 	imap_client_set_searchres(c, NULL, 0);
 	imap_client_abort_streams(c);

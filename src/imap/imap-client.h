@@ -188,6 +188,14 @@ struct imap_client {
 	size_t vanished_count, vanished_cap;
 	unsigned sync_reported;       /* untagged updates sent by a sync */
 	struct buf out;               /* scratch for untagged lines */
+
+	/* ---- shared mailboxes (imap-acl.c) ---- */
+	/* The handle the selected mailbox is reached through: a viewer's
+	 * (store_user_open_as) for another account's mailbox, NULL for
+	 * one's own (imap_client_sel_user gives store_user then). */
+	struct store_user *sel_user;
+	/* the owner's changes, while another account's mailbox is selected */
+	struct store_subscription *sel_sub;
 };
 
 /* Raw output; -1 once the connection is gone. */
@@ -256,6 +264,59 @@ void imap_client_set_searchres(struct imap_client *c, const uint32_t *uids,
  * honouring cmd->uid and "$". Replies BAD itself and returns -1 on error. */
 int imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg,
 		    struct store_uid_range **ranges_r, size_t *count_r);
+
+/* ---- shared mailboxes (imap-acl.c) --------------------------------- */
+
+/* A mailbox argument resolved in any namespace (imap-ns.h): the handle
+ * its owner's mail is reached through (the session's own, or a viewer's
+ * whose every call the store checks) and the owner's store name. */
+struct imap_mbref {
+	struct store_user *user;      /* a reference */
+	char *name;                   /* store name in the owner's mail */
+	bool shared;                  /* another account's */
+	char *owner;                  /* shared: the owner's address */
+	int64_t owner_id;
+};
+/* 0, or -1 with *error_r ("[CODE] text"; a hidden mailbox, a missing
+ * one and one of an account that does not exist give the same). */
+int imap_mbref_resolve(struct imap_client *c, const char *name, size_t len,
+		       struct imap_mbref *ref, const char **error_r);
+void imap_mbref_free(struct imap_mbref *ref);
+/* The same for a command argument; replies and returns -1 on error. */
+int imap_cmd_mailbox_ref(struct imap_cmd *cmd, const struct imap_arg *arg,
+			 bool strip_sep, struct imap_mbref *ref);
+/* NO for a store error on ref's mailbox (NOTFOUND of another account's
+ * mailbox always in the same words). */
+void imap_cmd_ref_error(struct imap_cmd *cmd, const struct imap_mbref *ref,
+			const struct store_error *err);
+/* The handle of the selected mailbox. */
+struct store_user *imap_client_sel_user(struct imap_client *c);
+/* A viewer's handle on an owner's mail (the own handle for oneself). */
+int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
+			const char *owner_address, struct store_user **user_r);
+/* LIST: writes the other users' mailboxes the user may see whose client
+ * names match (and their STATUS with status_items). */
+void imap_acl_list_others(struct imap_client *c,
+			  bool (*match)(void *ctx, const char *name), void *ctx,
+			  unsigned status_items);
+imap_cmd_fn cmd_getacl, cmd_setacl, cmd_deleteacl, cmd_listrights,
+	cmd_myrights;
+/* SELECT of another account's mailbox: the session keeps the viewer's
+ * handle and follows the owner's changes; unselect drops both. */
+void imap_acl_select(struct imap_client *c, struct imap_mbref *ref);
+void imap_acl_unselect(struct imap_client *c);
+/* RFC 4314 5.2: read-write with i, e or a right on a flag. */
+bool imap_acl_writable(struct imap_client *c, const struct imap_mbref *ref);
+/* A client's mailbox name in UTF-8, its transfer encoding undone (no
+ * namespace rewriting; invalid bytes kept). Caller frees. */
+char *imap_client_mailbox_in_raw(struct imap_client *c, const char *name,
+				 size_t len);
+/* Whether the selected mailbox of another account can no longer be
+ * read (an ACL change, the owner gone): then "* BYE" was written and the
+ * connection is closing (RFC 4314 has no way to unselect it). */
+bool imap_acl_lost_read(struct imap_client *c);
+/* The store hub's callback of a session (imap-client.c). */
+void imap_client_store_changed(void *ctx, const struct store_change *change);
 
 /* ---- output helpers ------------------------------------------------- */
 /* A string as quoted "..." when it can be, else as a literal {n}.

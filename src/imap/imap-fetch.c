@@ -714,7 +714,7 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 
 	if (plan->need_blob) {
 		struct store_error e;
-		if (store_blob_open(r->client->store_user, r->client->mailbox,
+		if (store_blob_open(imap_client_sel_user(r->client), r->client->mailbox,
 				    r->msg->uid, &r->blob, &e) < 0) {
 			if (e.kind == STORE_ERR_NOTFOUND)
 				return IMAP_FETCH_OK;   /* expunged meanwhile */
@@ -773,7 +773,7 @@ static int send_vanished(struct fetch_run *r,
 	uint32_t *uids = NULL;
 	size_t n = 0;
 	bool complete;
-	if (store_expunged_since(r->client->store_user, r->client->mailbox,
+	if (store_expunged_since(imap_client_sel_user(r->client), r->client->mailbox,
 				 r->plan->changedsince, ranges, count, &uids,
 				 &n, &complete, err) < 0)
 		return -1;
@@ -798,7 +798,7 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 	};
 	*changed_r = NULL;
 	*changed_count_r = 0;
-	if (store_flags_update(r->client->store_user, r->client->mailbox,
+	if (store_flags_update(imap_client_sel_user(r->client), r->client->mailbox,
 			       ranges, count, &change, changed_r,
 			       changed_count_r, NULL, NULL, err) < 0)
 		return -1;
@@ -843,7 +843,7 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 	}
 	/* CHANGEDSINCE: the store finds the changed messages through its
 	 * modseq index (RFC 7162 3.1.4), not by reading every row */
-	if (store_fetch_begin_since(client->store_user, client->mailbox,
+	if (store_fetch_begin_since(imap_client_sel_user(client), client->mailbox,
 				    ranges, range_count,
 				    plan->fields | STORE_FETCH_FLAGS,
 				    plan->changedsince, &f, err) < 0) {

@@ -79,6 +79,7 @@ static const char *const imap_keys[] = {
 	"listen", "namespace", "append_limit", "max_line", "max_literal",
 	"timeout", "timeout_login", "idle_keepalive",
 	"max_connections_per_user", "max_connections_per_user_ip", "compress",
+	"other_users_namespace", "shared_namespace",
 	NULL,
 };
 
@@ -103,6 +104,44 @@ static int check_keys(const struct config *cfg, struct buf *errors)
 			ret = -1;
 		}
 	}
+	return ret;
+}
+
+/* Shared mailboxes: the namespaces' names (one component, no "/", no
+ * wildcard) and [sharing]. */
+static int read_sharing(const struct config *cfg, struct imap_settings *set,
+			struct buf *errors)
+{
+	int ret = 0;
+	const char *keys[2] = {"other_users_namespace", "shared_namespace"};
+	const char *defs[2] = {"Other Users", "Shared"};
+	char **dst[2] = {&set->other_namespace, &set->shared_namespace};
+	for (int i = 0; i < 2; i++) {
+		const char *v = config_get(cfg, "imap", keys[i]);
+		if (v == NULL)
+			v = defs[i];
+		if (strpbrk(v, "/*%\"\\") != NULL || strchr(v, '.') != NULL)
+			ret |= bad_value(cfg, keys[i], "one name without / . *"
+					 " % or quotes", errors);
+		*dst[i] = xstrdup(v);
+	}
+	if (set->other_namespace[0] != '\0' &&
+	    strcmp(set->other_namespace, set->shared_namespace) == 0)
+		ret |= bad_value(cfg, "shared_namespace", "must differ from"
+				 " other_users_namespace", errors);
+	const char *cd = config_get(cfg, "sharing", "cross_domain");
+	set->cross_domain = false;
+	if (cd != NULL && config_parse_bool(cd, &set->cross_domain) < 0) {
+		buf_printf(errors, "[sharing] cross_domain: expected yes or no\n");
+		ret = -1;
+	}
+	uint64_t max = 1000;
+	const char *me = config_get(cfg, "sharing", "max_acl_entries");
+	if (me != NULL && config_parse_uint(me, 1000000, &max) < 0) {
+		buf_printf(errors, "[sharing] max_acl_entries: invalid number\n");
+		ret = -1;
+	}
+	set->max_acl_entries = (unsigned)max;
 	return ret;
 }
 
@@ -149,6 +188,7 @@ static int read_settings(const struct config *cfg, struct imap_settings *set,
 			      config_get(cfg, "tls", "key") != NULL;
 	const char *host = config_get(cfg, "", "hostname");
 	set->hostname = xstrdup(host != NULL ? host : "localhost");
+	ret |= read_sharing(cfg, set, errors);
 	return ret == 0 ? 0 : -1;
 }
 
@@ -159,6 +199,8 @@ struct imap_server *imap_server_create(const struct config *cfg,
 	struct imap_server *server = xcalloc(1, sizeof(*server));
 	if (read_settings(cfg, &server->set, errors) < 0) {
 		free(server->set.hostname);
+		free(server->set.other_namespace);
+		free(server->set.shared_namespace);
 		free(server);
 		return NULL;
 	}
@@ -176,6 +218,8 @@ void imap_server_destroy(struct imap_server **serverp)
 	pthread_mutex_destroy(&server->lock);
 	free(server->counts);
 	free(server->set.hostname);
+	free(server->set.other_namespace);
+	free(server->set.shared_namespace);
 	free(server);
 	*serverp = NULL;
 }

@@ -25,6 +25,12 @@ struct imap_settings {
 	bool tls_configured;         /* [tls] cert/key exist: offer STARTTLS */
 	bool compress;               /* offer COMPRESS=DEFLATE (RFC 4978) */
 	char *hostname;
+	/* shared mailboxes: [imap] other_users_namespace, shared_namespace
+	 * ("" turns one off), [sharing] cross_domain, max_acl_entries */
+	char *other_namespace;
+	char *shared_namespace;
+	bool cross_domain;
+	unsigned max_acl_entries;
 };
 
 struct imap_server {

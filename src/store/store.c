@@ -823,6 +823,22 @@ int store_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 	return ret;
 }
 
+int store_blob_writer_commit_to(struct store_blob_writer **wp,
+				struct store_user *user, const char *mailbox,
+				const struct store_append_params *params,
+				uint32_t *uid_r, uint32_t *uidvalidity_r,
+				struct store_error *err)
+{
+	struct store_blob_writer *w = *wp;
+	int ret = store_body_finish(w->body, err);
+	if (ret == 0)
+		ret = body_deliver(w->body, user, mailbox, NULL, 0, params,
+				   uid_r, uidvalidity_r, STORE_RIGHT_INSERT,
+				   err);
+	store_blob_writer_abort(wp);
+	return ret;
+}
+
 void store_blob_writer_abort(struct store_blob_writer **wp)
 {
 	struct store_blob_writer *w = *wp;

@@ -358,6 +358,13 @@ int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
 			     uint32_t *uid_r, uint32_t *uidvalidity_r,
 			     struct store_error *err);
 void store_blob_writer_abort(struct store_blob_writer **w);
+/* The same into a mailbox of another handle's mail (an APPEND into a
+ * shared mailbox: a viewer's handle needs i there). */
+int store_blob_writer_commit_to(struct store_blob_writer **w,
+				struct store_user *user, const char *mailbox,
+				const struct store_append_params *params,
+				uint32_t *uid_r, uint32_t *uidvalidity_r,
+				struct store_error *err);
 
 /* ---- delivery: one body, several recipients ------------------------ */
 

@@ -1,0 +1,650 @@
+/*
+ * Shared mailboxes over IMAP: mailbox arguments in every namespace
+ * (imap-ns.h) resolved to a store handle (the session's own, or a
+ * viewer's from store_user_open_as, which checks every call), the ACL
+ * commands of RFC 4314 (SETACL, DELETEACL, GETACL, LISTRIGHTS,
+ * MYRIGHTS) and the other users' part of LIST. The rights themselves are
+ * checked in the store, never here.
+ *
+ * Existence never leaks (RFC 4314 6): a name whose owner does not exist,
+ * or that the viewer cannot see, fails with the same code and text as a
+ * missing mailbox.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap-commands.h"
+#include "imap-ns.h"
+#include "imap-server.h"
+#include "log.h"
+#include "saslprep.h"
+#include "utf7.h"
+
+#define NOT_FOUND "[NONEXISTENT] Mailbox doesn't exist"
+
+static struct imap_ns_settings ns_of(const struct imap_client *c)
+{
+	struct imap_ns_settings ns = {c->server->set.other_namespace,
+				      c->server->set.shared_namespace};
+	return ns;
+}
+
+static const char *domain_of(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	return at != NULL ? at + 1 : "";
+}
+
+void imap_mbref_free(struct imap_mbref *ref)
+{
+	if (ref->user != NULL)
+		store_user_unref(&ref->user);
+	free(ref->name);
+	free(ref->owner);
+	ref->name = ref->owner = NULL;
+}
+
+/* A viewer's handle on owner's mail (the session's own handle when the
+ * owner is the user). -1: no such owner, or no mail (as missing). */
+int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
+			const char *owner_address, struct store_user **user_r)
+{
+	if (owner_id == c->user.id) {
+		store_user_ref(c->store_user);
+		*user_r = c->store_user;
+		return 0;
+	}
+	int64_t *groups = NULL;
+	size_t ng = 0;
+	if (auth_user_groups(c->server->auth, c->user.id, &groups, &ng) < 0)
+		return -1;
+	struct store_viewer v = {
+		.user_id = c->user.id,
+		.groups = groups,
+		.group_count = ng,
+		.same_domain = strcasecmp(domain_of(owner_address),
+					  domain_of(c->user.address)) == 0,
+		.cross_domain = c->server->set.cross_domain,
+	};
+	struct store_error err;
+	int r = store_user_open_as(c->server->store, owner_id, &v, user_r, &err);
+	free(groups);
+	return r;
+}
+
+int imap_mbref_resolve(struct imap_client *c, const char *raw, size_t len,
+		       struct imap_mbref *ref, const char **error_r)
+{
+	memset(ref, 0, sizeof(*ref));
+	struct buf b;
+	buf_init(&b, 4096);
+	int ret = -1;
+	if (len == 0 || memchr(raw, 0, len) != NULL) {
+		*error_r = "[CANNOT] Invalid mailbox name";
+		goto out;
+	}
+	if (imap_client_utf8(c) ? !utf8_valid(raw, len) ||
+				  buf_append(&b, raw, len) < 0
+				: utf7_decode(raw, len, &b) < 0) {
+		*error_r = "[CANNOT] Invalid mailbox name";
+		goto out;
+	}
+	struct imap_ns_settings ns = ns_of(c);
+	struct imap_ns_name n;
+	int r = imap_ns_parse(&ns, domain_of(c->user.address), b.data, b.len,
+			      &n, error_r);
+	if (r < 0) {
+		*error_r = NOT_FOUND;
+		goto out;
+	}
+	if (r == 0) {
+		ref->name = imap_client_mailbox_in(c, raw, len, error_r);
+		if (ref->name != NULL) {
+			store_user_ref(c->store_user);
+			ref->user = c->store_user;
+			ret = 0;
+		}
+		goto out;
+	}
+	ref->shared = true;
+	struct auth_user owner;
+	if (n.owner == NULL || n.mailbox == NULL ||
+	    auth_lookup(c->server->auth, n.owner, &owner) != 1 ||
+	    imap_acl_open_owner(c, owner.id, owner.address, &ref->user) < 0) {
+		imap_ns_name_free(&n);
+		*error_r = NOT_FOUND;
+		goto out;
+	}
+	ref->owner = xstrdup(owner.address);
+	ref->owner_id = owner.id;
+	ref->name = n.mailbox;
+	n.mailbox = NULL;
+	imap_ns_name_free(&n);
+	ret = 0;
+out:
+	buf_free(&b);
+	return ret;
+}
+
+struct store_user *imap_client_sel_user(struct imap_client *c)
+{
+	return c->sel_user != NULL ? c->sel_user : c->store_user;
+}
+
+int imap_cmd_mailbox_ref(struct imap_cmd *cmd, const struct imap_arg *arg,
+			 bool strip_sep, struct imap_mbref *ref)
+{
+	struct imap_client *c = cmd->client;
+	const char *error;
+	if (!imap_arg_is_astring(arg)) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Expected a mailbox name");
+		return -1;
+	}
+	size_t len = arg->str.len;
+	if (strip_sep && len > 1 && (arg->str.ptr[len - 1] == '/' ||
+				     arg->str.ptr[len - 1] == imap_client_separator(c)))
+		len--;
+	if (imap_mbref_resolve(c, arg->str.ptr, len, ref, &error) < 0) {
+		imap_cmd_no(cmd, "%s", error);
+		return -1;
+	}
+	return 0;
+}
+
+void imap_cmd_ref_error(struct imap_cmd *cmd, const struct imap_mbref *ref,
+			const struct store_error *err)
+{
+	/* the same text for a hidden mailbox and a missing one */
+	if (ref->shared && err->kind == STORE_ERR_NOTFOUND)
+		imap_cmd_no(cmd, NOT_FOUND);
+	else
+		imap_cmd_store_error(cmd, err);
+}
+
+/* ---- identifiers ----------------------------------------------------- */
+
+/* Parses a SETACL/DELETEACL identifier for a mailbox of owner (RFC 4314
+ * 3): SASLprep'd; "-" makes it negative. 0 with *e filled; -1 having
+ * replied. */
+static int parse_identifier(struct imap_cmd *cmd, const struct imap_arg *arg,
+			    const struct imap_mbref *ref,
+			    struct store_acl_entry *e)
+{
+	struct imap_client *c = cmd->client;
+	if (!imap_arg_is_astring(arg) || imap_arg_has_nul(arg)) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Expected an identifier");
+		return -1;
+	}
+	char *raw = xstrndup(arg->str.ptr, arg->str.len), *id = NULL;
+	const char *why;
+	if (saslprep(raw, SASLPREP_QUERY, &id, &why) < 0) {
+		free(raw);
+		imap_cmd_bad(cmd, "[CLIENTBUG] Invalid identifier: %s", why);
+		return -1;
+	}
+	free(raw);
+	memset(e, 0, sizeof(*e));
+	const char *s = id;
+	if (*s == '-') {
+		e->negative = true;
+		s++;
+	}
+	const char *owner = ref->shared ? ref->owner : c->user.address;
+	int64_t owner_id = ref->shared ? ref->owner_id : c->user.id;
+	int ret = 0;
+	struct auth_user u;
+	if (strcmp(s, "anyone") == 0) {
+		e->kind = STORE_ACL_ANYONE;
+	} else if (strcmp(s, "authenticated") == 0) {
+		e->kind = STORE_ACL_AUTHENTICATED;
+	} else if (*s == '$') {
+		e->kind = STORE_ACL_GROUP;
+		int r = s[1] == '\0' ? 0
+			: auth_group_lookup(c->server->auth, s + 1,
+					    domain_of(owner), &e->id);
+		if (r <= 0) {
+			imap_cmd_no(cmd, "[NONEXISTENT] No such group");
+			ret = -1;
+		}
+	} else if (*s == '\0' ||
+		   auth_lookup(c->server->auth, s, &u) != 1) {
+		/* a typo never waits for a new account */
+		imap_cmd_no(cmd, "[NONEXISTENT] No such account");
+		ret = -1;
+	} else if (u.id == owner_id) {
+		imap_cmd_no(cmd, "[CANNOT] The owner always has every right");
+		ret = -1;
+	} else if (!c->server->set.cross_domain &&
+		   strcasecmp(domain_of(u.address), domain_of(owner)) != 0) {
+		imap_cmd_no(cmd, "[CANNOT] Rights cannot reach another domain"
+			    " here");
+		ret = -1;
+	} else {
+		e->kind = STORE_ACL_USER;
+		e->id = u.id;
+	}
+	free(id);
+	return ret;
+}
+
+/* The text of an entry's identifier; NULL for an account that is gone. */
+static char *identifier_text(struct imap_client *c, const char *owner,
+			     const struct store_acl_entry *e)
+{
+	const char *neg = e->negative ? "-" : "";
+	struct auth_user u;
+	char g[512];
+	switch (e->kind) {
+	case STORE_ACL_ANYONE:
+		return xasprintf("%sanyone", neg);
+	case STORE_ACL_AUTHENTICATED:
+		return xasprintf("%sauthenticated", neg);
+	case STORE_ACL_USER:
+		if (auth_lookup_id(c->server->auth, e->id, &u) != 1)
+			return NULL;
+		return xasprintf("%s%s", neg, u.address);
+	case STORE_ACL_GROUP:
+		if (auth_group_name(c->server->auth, e->id, g, sizeof(g)) != 1)
+			return NULL;
+		/* "$name" in the owner's domain */
+		char *at = strrchr(g, '@');
+		if (at != NULL && strcasecmp(at + 1, domain_of(owner)) == 0)
+			*at = '\0';
+		return xasprintf("%s$%s", neg, g);
+	}
+	return NULL;
+}
+
+/* ---- the commands (RFC 4314 3) ---------------------------------------- */
+
+/* A UTF-8 name in the client's encoding (no namespace rewriting). */
+static char *imap_client_mailbox_name_utf8(struct imap_client *c,
+					   const char *name)
+{
+	if (imap_client_utf8(c))
+		return xstrdup(name);
+	struct buf e;
+	buf_init(&e, 0);
+	if (utf7_encode(name, strlen(name), &e) < 0)
+		buf_append_str(&e, "?");
+	size_t n;
+	return buf_steal(&e, &n);
+}
+
+static void write_line(struct imap_client *c, struct buf *b)
+{
+	buf_append_str(b, "\r\n");
+	imap_client_write(c, b->data, b->len);
+}
+
+void cmd_getacl(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (a[0].type == IMAP_ARG_EOL || a[1].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] GETACL needs a mailbox name");
+		return;
+	}
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0)
+		return;
+	struct store_acl_entry *e;
+	size_t n;
+	struct store_error err = {0};
+	if (store_acl_get(ref.user, ref.name, &e, &n, &err) < 0) {
+		imap_cmd_ref_error(cmd, &ref, &err);
+		imap_mbref_free(&ref);
+		return;
+	}
+	const char *owner = ref.shared ? ref.owner : c->user.address;
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* ACL ");
+	char *mb = xstrndup(a[0].str.ptr, a[0].str.len);
+	imap_append_astring(&b, mb, imap_client_utf8(c));
+	free(mb);
+	char rights[16];
+	store_rights_format(STORE_RIGHTS_ALL, rights);
+	buf_append_char(&b, ' ');
+	imap_append_astring(&b, owner, imap_client_utf8(c));
+	buf_printf(&b, " %s", rights);
+	for (size_t i = 0; i < n; i++) {
+		char *id = identifier_text(c, owner, &e[i]);
+		if (id == NULL)
+			continue;
+		store_rights_format(e[i].rights, rights);
+		buf_append_char(&b, ' ');
+		imap_append_astring(&b, id, imap_client_utf8(c));
+		buf_append_char(&b, ' ');
+		imap_append_astring(&b, rights, false);
+		free(id);
+	}
+	write_line(c, &b);
+	buf_free(&b);
+	free(e);
+	imap_mbref_free(&ref);
+	imap_cmd_ok(cmd, "GETACL completed");
+}
+
+static void set_or_delete(struct imap_cmd *cmd, bool del)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	bool shape = del ? a[0].type != IMAP_ARG_EOL &&
+			   a[1].type != IMAP_ARG_EOL && a[2].type == IMAP_ARG_EOL
+			 : a[0].type != IMAP_ARG_EOL &&
+			   a[1].type != IMAP_ARG_EOL &&
+			   a[2].type != IMAP_ARG_EOL && a[3].type == IMAP_ARG_EOL;
+	if (!shape) {
+		imap_cmd_bad(cmd, del ? "[CLIENTBUG] DELETEACL needs a mailbox"
+				      " and an identifier"
+				      : "[CLIENTBUG] SETACL needs a mailbox,"
+				      " an identifier and rights");
+		return;
+	}
+	int mode = 0;
+	unsigned rights = 0;
+	if (!del) {
+		if (!imap_arg_is_astring(&a[2]) || imap_arg_has_nul(&a[2])) {
+			imap_cmd_bad(cmd, "[CLIENTBUG] Invalid rights");
+			return;
+		}
+		const char *r = a[2].str.ptr;
+		size_t rl = a[2].str.len;
+		if (rl > 0 && (r[0] == '+' || r[0] == '-')) {
+			mode = r[0] == '+' ? 1 : -1;
+			r++;
+			rl--;
+		}
+		if (store_rights_parse(r, rl, &rights) < 0) {
+			/* RFC 4314 3.1: unknown rights are BAD */
+			imap_cmd_bad(cmd, "[CLIENTBUG] Unknown right in \"%.*s\"",
+				     (int)(a[2].str.len > 64 ? 64 : a[2].str.len),
+				     a[2].str.ptr);
+			return;
+		}
+	}
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0)
+		return;
+	/* no right to administer, or no such mailbox: before the identifier,
+	 * so a hidden mailbox says nothing about who exists */
+	unsigned my;
+	struct store_error err = {0};
+	if (store_myrights(ref.user, ref.name, &my, &err) < 0) {
+		imap_cmd_ref_error(cmd, &ref, &err);
+		imap_mbref_free(&ref);
+		return;
+	}
+	if (!(my & STORE_RIGHT_ADMIN)) {
+		if (my & STORE_RIGHT_LOOKUP)
+			imap_cmd_no(cmd, "[NOPERM] You lack the right a on this"
+				    " mailbox");
+		else
+			imap_cmd_no(cmd, NOT_FOUND);
+		imap_mbref_free(&ref);
+		return;
+	}
+	struct store_acl_entry e;
+	if (parse_identifier(cmd, &a[1], &ref, &e) < 0) {
+		imap_mbref_free(&ref);
+		return;
+	}
+	e.rights = rights;
+	int r = del ? store_acl_delete(ref.user, ref.name, e.kind, e.id,
+				       e.negative, &err)
+		    : store_acl_set(ref.user, ref.name, &e, mode,
+				    c->server->set.max_acl_entries, &err);
+	if (r < 0)
+		imap_cmd_ref_error(cmd, &ref, &err);
+	else
+		imap_cmd_ok(cmd, "%s completed", cmd->name);
+	imap_mbref_free(&ref);
+}
+
+void cmd_setacl(struct imap_cmd *cmd)
+{
+	set_or_delete(cmd, false);
+}
+
+void cmd_deleteacl(struct imap_cmd *cmd)
+{
+	set_or_delete(cmd, true);
+}
+
+void cmd_listrights(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (a[0].type == IMAP_ARG_EOL || !imap_arg_is_astring(&a[1]) ||
+	    a[2].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] LISTRIGHTS needs a mailbox and an"
+			     " identifier");
+		return;
+	}
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0)
+		return;
+	struct store_acl_entry *e;
+	size_t n;
+	struct store_error err = {0};
+	/* needs a, as GETACL (RFC 4314 4) */
+	if (store_acl_get(ref.user, ref.name, &e, &n, &err) < 0) {
+		imap_cmd_ref_error(cmd, &ref, &err);
+		imap_mbref_free(&ref);
+		return;
+	}
+	free(e);
+	const char *owner = ref.shared ? ref.owner : c->user.address;
+	char *id = xstrndup(a[1].str.ptr, a[1].str.len);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* LISTRIGHTS ");
+	char *mb = xstrndup(a[0].str.ptr, a[0].str.len);
+	imap_append_astring(&b, mb, imap_client_utf8(c));
+	free(mb);
+	buf_append_char(&b, ' ');
+	imap_append_astring(&b, id, imap_client_utf8(c));
+	/* the owner holds everything; anyone else may be given any right,
+	 * each on its own ("c" and "d" as their groups) */
+	if (strcasecmp(id, owner) == 0)
+		buf_append_str(&b, " lrswipkxteacd");
+	else
+		buf_append_str(&b, " \"\" l r s w i p k x t e a c d");
+	free(id);
+	write_line(c, &b);
+	buf_free(&b);
+	imap_mbref_free(&ref);
+	imap_cmd_ok(cmd, "LISTRIGHTS completed");
+}
+
+void cmd_myrights(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (a[0].type == IMAP_ARG_EOL || a[1].type != IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] MYRIGHTS needs a mailbox name");
+		return;
+	}
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0)
+		return;
+	unsigned rights;
+	struct store_error err = {0};
+	if (store_myrights(ref.user, ref.name, &rights, &err) < 0) {
+		imap_cmd_ref_error(cmd, &ref, &err);
+		imap_mbref_free(&ref);
+		return;
+	}
+	char r[16];
+	store_rights_format(rights, r);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, "* MYRIGHTS ");
+	char *mb = xstrndup(a[0].str.ptr, a[0].str.len);
+	imap_append_astring(&b, mb, imap_client_utf8(c));
+	free(mb);
+	buf_append_char(&b, ' ');
+	imap_append_astring(&b, r, false);
+	write_line(c, &b);
+	buf_free(&b);
+	imap_mbref_free(&ref);
+	imap_cmd_ok(cmd, "MYRIGHTS completed");
+}
+
+/* ---- LIST: the other users' namespace --------------------------------- */
+
+void imap_acl_list_others(struct imap_client *c,
+			  bool (*match)(void *ctx, const char *name), void *ctx,
+			  unsigned status_items)
+{
+	const char *prefix = c->server->set.other_namespace;
+	if (prefix == NULL || prefix[0] == '\0' || c->server->auth == NULL)
+		return;
+	int64_t *owners = NULL;
+	size_t no = 0;
+	if (auth_acl_owners(c->server->auth, c->user.id, &owners, &no) < 0) {
+		log_warn("imap", c->sid, "LIST: cannot read the ACL hints");
+		return;
+	}
+	struct imap_ns_settings ns = ns_of(c);
+	const char *vdom = domain_of(c->user.address);
+	bool root_written = false;
+	for (size_t i = 0; i < no; i++) {
+		struct auth_user o;
+		struct store_user *u;
+		if (owners[i] == c->user.id ||
+		    auth_lookup_id(c->server->auth, owners[i], &o) != 1 ||
+		    imap_acl_open_owner(c, o.id, o.address, &u) < 0)
+			continue;   /* a stale hint: skipped */
+		struct store_mailbox_info *mbs;
+		size_t n;
+		struct store_error err;
+		if (store_mailbox_list(u, &mbs, &n, &err) < 0 || n == 0) {
+			store_user_unref(&u);
+			continue;
+		}
+		/* the levels above: \Noselect, revealing nothing else */
+		char *levels[2] = {imap_ns_format(&ns, vdom, IMAP_NS_OTHER, NULL,
+						  NULL),
+				   imap_ns_format(&ns, vdom, IMAP_NS_OTHER,
+						  o.address, NULL)};
+		for (int k = root_written ? 1 : 0; k < 2; k++) {
+			char *enc = imap_client_mailbox_name_utf8(c, levels[k]);
+			if (match(ctx, enc))
+				imap_client_untagged(c, "LIST (\\Noselect \\HasChildren) \"/\" \"%s\"",
+						     enc);
+			free(enc);
+		}
+		root_written = true;
+		free(levels[0]);
+		free(levels[1]);
+		for (size_t k = 0; k < n; k++) {
+			char *full = imap_ns_format(&ns, vdom, IMAP_NS_OTHER,
+						    o.address, mbs[k].name);
+			char *enc = imap_client_mailbox_name_utf8(c, full);
+			if (match(ctx, enc)) {
+				struct buf b;
+				buf_init(&b, 0);
+				buf_printf(&b, "* LIST (%s%s) \"/\" ",
+					   mbs[k].noselect ? "\\Noselect " : "",
+					   mbs[k].has_children ? "\\HasChildren"
+							       : "\\HasNoChildren");
+				imap_append_string(&b, enc, strlen(enc),
+						   imap_client_utf8(c));
+				write_line(c, &b);
+				buf_free(&b);
+				if (status_items != 0 && !mbs[k].noselect) {
+					struct store_mailbox_info info;
+					if (store_mailbox_status(u, mbs[k].name,
+								 &info, &err) == 0) {
+						char *nm = info.name;
+						info.name = full;
+						imap_status_write(c, &info,
+								  status_items);
+						info.name = nm;
+						store_mailbox_info_free(&info);
+					}
+				}
+			}
+			free(enc);
+			free(full);
+		}
+		store_mailbox_list_free(mbs, n);
+		store_user_unref(&u);
+	}
+	free(owners);
+}
+
+/* ---- the selected mailbox of another account -------------------------- */
+
+char *imap_client_mailbox_in_raw(struct imap_client *c, const char *name,
+				 size_t len)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (imap_client_utf8(c) || utf7_decode(name, len, &b) < 0) {
+		buf_reset(&b);
+		buf_append(&b, name, len);
+	}
+	size_t n;
+	return buf_steal(&b, &n);
+}
+
+/* The owner's changes: all but the owner's own logout (a kick of the
+ * owner is not the viewer's). */
+static void owner_changed(void *ctx, const struct store_change *change)
+{
+	if (change->kind == STORE_CHANGE_LOGOUT)
+		return;
+	imap_client_store_changed(ctx, change);
+}
+
+void imap_acl_select(struct imap_client *c, struct imap_mbref *ref)
+{
+	c->sel_user = ref->user;
+	ref->user = NULL;
+	if (store_subscribe(c->server->store, store_user_id(c->sel_user),
+			    owner_changed, c, &c->sel_sub) < 0)
+		log_warn("imap", c->sid, "cannot follow the owner's changes");
+}
+
+void imap_acl_unselect(struct imap_client *c)
+{
+	if (c->sel_sub != NULL)
+		store_unsubscribe(&c->sel_sub);
+	if (c->sel_user != NULL)
+		store_user_unref(&c->sel_user);
+}
+
+bool imap_acl_writable(struct imap_client *c, const struct imap_mbref *ref)
+{
+	(void)c;
+	unsigned rights;
+	struct store_error err;
+	if (store_myrights(ref->user, ref->name, &rights, &err) < 0)
+		return false;
+	return (rights & (STORE_RIGHT_INSERT | STORE_RIGHT_EXPUNGE |
+			  STORE_RIGHT_SEEN | STORE_RIGHT_WRITE |
+			  STORE_RIGHT_DELETED)) != 0;
+}
+
+bool imap_acl_lost_read(struct imap_client *c)
+{
+	unsigned rights = 0;
+	struct store_error err;
+	if (store_myrights(c->sel_user, c->mailbox, &rights, &err) == 0 &&
+	    (rights & STORE_RIGHT_READ))
+		return false;
+	if (err.kind == STORE_ERR_TEMP || err.kind == STORE_ERR_INTERNAL)
+		return false;   /* not a verdict on the rights */
+	static const char bye[] = "* BYE Access to the selected mailbox was"
+				  " withdrawn\r\n";
+	log_info("imap", c->sid, "user=%s: lost r on a shared mailbox",
+		 c->user.address);
+	c->idling = false;
+	net_conn_write(c->conn, bye, sizeof(bye) - 1);
+	net_conn_close(c->conn);
+	return true;
+}

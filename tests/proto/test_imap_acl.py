@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""IMAP ACL (RFC 4314) and the other users' namespace (RFC 2342): SETACL,
+DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS and their errors; a grantee's
+LIST, SELECT, STATUS, FETCH, STORE, APPEND, COPY, EXPUNGE, CREATE, DELETE,
+RENAME through "Other Users/alice@example.test/..."; existence never
+leaks (a hidden mailbox, a missing one and one of an account that does
+not exist answer alike); for each right and a command needing it, a
+grantee with every other right gets NO and nothing changes (the matrix);
+IDLE across users; losing r on the selected mailbox ends the session."""
+
+import re
+import sys
+import time
+
+from imapconv import Conv
+from loftenv import Loft, Results
+
+ALICE, APW = 'alice@example.test', 'tea-party-rabbit-hole'
+BOB, BPW = 'bob@example.test', 'can-we-fix-it-yes'
+CAROL, CPW = 'carol@example.test', 'down-the-chimney-7'
+OTHER = 'Other Users/alice@example.test/'
+MSG = 'Subject: bills\r\nFrom: a@example.test\r\n\r\nelectricity\r\n'
+
+r = Results()
+
+
+def append(c, mailbox, flags='', msg=MSG):
+    tag = c.next_tag()
+    c.send('%s APPEND "%s" %s{%d}\r\n' % (tag, mailbox, flags, len(msg)))
+    c.expect(r'^\+', name='continuation')
+    c.send(msg + '\r\n')
+    return c.collect(tag, 'OK', name='APPEND ' + mailbox)
+
+
+def tagged_text(c, command):
+    """The tagged reply of command without its tag."""
+    _, t = c.run(command, '(OK|NO|BAD)')
+    return re.sub(r'^\S+ ', '', t or '')
+
+
+def snapshot(c, mailbox):
+    """What alice sees of a mailbox: messages, flags, modseqs, ACL."""
+    lines, _ = c.run('EXAMINE "%s"' % mailbox, 'OK')
+    f, _ = c.run('FETCH 1:* (UID FLAGS MODSEQ)', '(OK|NO)')
+    a, _ = c.run('GETACL "%s"' % mailbox, 'OK')
+    c.run('UNSELECT', 'OK')
+    exists = [l for l in lines if 'EXISTS' in l]
+    return (exists, sorted(f), a)
+
+
+users = {ALICE: APW, BOB: BPW, CAROL: CPW}
+with Loft(users=users) as env:
+    rc, out, err = env.loftctl('domain', 'add', 'other.test')
+    env.add_user('dave@other.test', 'over-the-hills-far-away')
+    a = Conv(env.raw('imap'), r)
+    a.login(ALICE, APW)
+    b = Conv(env.raw('imap'), r)
+    b.login(BOB, BPW)
+
+    # ---- capability and namespaces --------------------------------------
+    a.run('CAPABILITY', 'OK', [r'\bACL\b', r'\bRIGHTS=texk\b'])
+    a.run('NAMESPACE', 'OK',
+          [r'^\* NAMESPACE \(\(""\s"/"\)\) \(\("Other Users/" "/"\)\)'
+           r' \(\("Shared/" "/"\)\)$'])
+
+    # ---- alice shares Family/Bills with bob ------------------------------
+    a.run('CREATE Family/Bills', 'OK')
+    a.run('CREATE Secret', 'OK')
+    append(a, 'Family/Bills')
+    append(a, 'Family/Bills', '(\\Flagged) ')
+    a.run('SETACL Family/Bills bob@example.test lr', 'OK')
+    a.run('GETACL Family/Bills', 'OK',
+          [r'^\* ACL "?Family/Bills"? "?alice@example.test"? lrswipkxteacd'
+           r' "?bob@example.test"? lr$'])
+    a.run('MYRIGHTS Family/Bills', 'OK',
+          [r'^\* MYRIGHTS "?Family/Bills"? lrswipkxteacd$'])
+    a.run('LISTRIGHTS Family/Bills bob@example.test', 'OK',
+          [r'^\* LISTRIGHTS "?Family/Bills"? "?bob@example.test"? "" l r s w i'])
+    # bad input (RFC 4314 3.1, 3): BAD for rights and identifiers, NO for
+    # names of nobody, the owner, another domain
+    a.run('SETACL Family/Bills bob@example.test lrZ', 'BAD')
+    a.run('SETACL Family/Bills bob@example.test LR', 'BAD')
+    a.run('SETACL Family/Bills "bob\x01@example.test" lr', 'BAD')
+    a.run('SETACL Family/Bills nobody@example.test lr', 'NO \\[NONEXISTENT\\]')
+    a.run('SETACL Family/Bills $nogroup lr', 'NO \\[NONEXISTENT\\]')
+    a.run('SETACL Family/Bills alice@example.test lr', 'NO \\[CANNOT\\]')
+    a.run('DELETEACL Family/Bills alice@example.test', 'NO \\[CANNOT\\]')
+    a.run('SETACL Family/Bills dave@other.test lr', 'NO \\[CANNOT\\]')
+    a.run('SETACL Nope bob@example.test lr', 'NO \\[NONEXISTENT\\]')
+    a.run('SETACL Family/Bills bob@example.test', 'BAD')
+    # c and d (RFC 4314 2.1.1)
+    a.run('SETACL Secret carol@example.test cd', 'OK')
+    a.run('GETACL Secret', 'OK', [r'carol@example.test"? kxtecd$'])
+    a.run('DELETEACL Secret carol@example.test', 'OK')
+    a.run('GETACL Secret', 'OK', absent=[r'carol'])
+
+    # ---- bob's view ------------------------------------------------------------
+    lines, _ = b.run('LIST "" "*"', 'OK',
+                     [r'^\* LIST \(\\Noselect \\HasChildren\) "/" "Other Users"$',
+                      r'^\* LIST \(\\Noselect \\HasChildren\) "/"'
+                      r' "Other Users/alice@example.test"$',
+                      r'^\* LIST \(\\HasNoChildren\) "/"'
+                      r' "Other Users/alice@example.test/Family/Bills"$'],
+                     absent=[r'Secret', r'alice@example.test/INBOX',
+                             r'alice@example.test/Family"$',
+                             r'alice@example.test/Sent'])
+    b.run('LIST "" "Other Users/%"', 'OK',
+          [r'"Other Users/alice@example.test"$'], absent=[r'Bills'])
+    b.run('LIST "" "Other Users/alice@example.test/*" RETURN (STATUS (MESSAGES UNSEEN))',
+          'OK', [r'^\* STATUS "Other Users/alice@example.test/Family/Bills"'
+                 r' \(MESSAGES 2 UNSEEN 2\)$'])
+    b.run('MYRIGHTS "%sFamily/Bills"' % OTHER, 'OK',
+          [r'^\* MYRIGHTS "Other Users/alice@example.test/Family/Bills" lr$'])
+    b.run('STATUS "%sFamily/Bills" (MESSAGES)' % OTHER, 'OK',
+          [r'^\* STATUS "Other Users/alice@example.test/Family/Bills" \(MESSAGES 2\)$'])
+    # existence never leaks (RFC 4314 6)
+    hidden = tagged_text(b, 'STATUS "%sSecret" (MESSAGES)' % OTHER)
+    missing = tagged_text(b, 'STATUS "%sNope" (MESSAGES)' % OTHER)
+    noowner = tagged_text(b, 'STATUS "Other Users/zed@example.test/INBOX" (MESSAGES)')
+    r.check('hidden, missing, no owner: one answer',
+            hidden == missing == noowner and hidden.startswith('NO [NONEXISTENT]'),
+            repr((hidden, missing, noowner)))
+    for cmd in ('SELECT "%sSecret"', 'EXAMINE "%sSecret"', 'MYRIGHTS "%sSecret"',
+                'GETACL "%sSecret"', 'DELETE "%sSecret"', 'SUBSCRIBE "%sSecret"',
+                'SETACL "%sSecret" bob@example.test lr',
+                'SELECT "%sINBOX"'):
+        h = tagged_text(b, cmd % OTHER)
+        m = tagged_text(b, cmd.replace('%sSecret', '%sNope')
+                        .replace('%sINBOX', '%sNope2') % OTHER)
+        r.check('as missing: ' + cmd, h.startswith('NO [NONEXISTENT]') and
+                re.sub(r'completed|Nope2?|Secret|INBOX', '', h) ==
+                re.sub(r'completed|Nope2?|Secret|INBOX', '', m), repr((h, m)))
+    for name in ('Other Users/../bob@example.test/INBOX', 'Other Users/', 'Other Users',
+                 'Other Users//INBOX', 'Other Users/alice@example.test/../Secret',
+                 'Other Users/alice@example.test/./Secret', 'Shared/../x',
+                 'Other Users/alice@example.test&AC8-Secret'):
+        b.run('SELECT "%s"' % name, 'NO \\[(NONEXISTENT|CANNOT)\\]',
+              name='escape ' + name)
+    # without a: NOPERM (l is held)
+    b.run('GETACL "%sFamily/Bills"' % OTHER, 'NO \\[NOPERM\\]')
+    b.run('SETACL "%sFamily/Bills" bob@example.test lrswi' % OTHER, 'NO \\[NOPERM\\]')
+    b.run('DELETEACL "%sFamily/Bills" bob@example.test' % OTHER, 'NO \\[NOPERM\\]')
+    # r only: read-only; STORE, APPEND, EXPUNGE refused, nothing changes
+    before = snapshot(a, 'Family/Bills')
+    b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK \\[READ-ONLY\\]', [r'^\* 2 EXISTS$'])
+    b.run('FETCH 1:* (FLAGS BODY[TEXT])', 'OK', [r'electricity'])
+    b.run('STORE 1 +FLAGS (\\Seen)', 'NO')
+    b.run('UID EXPUNGE 1:*', 'NO')
+    b.run('CLOSE', 'OK')
+    tag = b.next_tag()
+    b.send('%s APPEND "%sFamily/Bills" {%d}\r\n' % (tag, OTHER, len(MSG)))
+    b.expect(r'^\+')
+    b.send(MSG + '\r\n')
+    b.collect(tag, 'NO \\[NOPERM\\]', name='APPEND without i')
+    b.run('CREATE "%sFamily/Bills/Sub"' % OTHER, 'NO \\[NOPERM\\]')
+    b.run('DELETE "%sFamily/Bills"' % OTHER, 'NO \\[NOPERM\\]')
+    b.run('RENAME "%sFamily/Bills" Mine' % OTHER, 'NO \\[CANNOT\\]')
+    b.run('RENAME "%sFamily/Bills" "%sFamily/Other"' % (OTHER, OTHER), 'NO \\[NOPERM\\]')
+    r.check('nothing changed', snapshot(a, 'Family/Bills') == before)
+
+    # s w i: STORE with a permitted flag changes only what may change
+    a.run('SETACL Family/Bills bob@example.test +si', 'OK')
+    b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK \\[READ-WRITE\\]')
+    b.run('STORE 1 +FLAGS (\\Seen \\Flagged)', 'OK')
+    a.run('EXAMINE Family/Bills', 'OK')
+    a.run('FETCH 1 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'],
+          absent=[r'Flagged'])
+    a.run('UNSELECT', 'OK')
+    b.run('STORE 1 +FLAGS (\\Flagged)', 'NO \\[NOPERM\\]')
+    b.run('UID STORE 1:* FLAGS ()', 'OK')
+    a.run('EXAMINE Family/Bills', 'OK')
+    a.run('FETCH 1:2 FLAGS', 'OK',
+          [r'^\* 2 FETCH \(FLAGS \(\\Flagged( \\Recent)?\)\)'],
+          absent=[r'Seen'])
+    a.run('UNSELECT', 'OK')
+    # APPEND with i: flags bob may not set are dropped
+    tag = b.next_tag()
+    b.send('%s APPEND "%sFamily/Bills" (\\Seen \\Deleted) {%d}\r\n'
+           % (tag, OTHER, len(MSG)))
+    b.expect(r'^\+')
+    b.send(MSG + '\r\n')
+    b.collect(tag, 'OK \\[APPENDUID', name='APPEND with i')
+    a.run('EXAMINE Family/Bills', 'OK', [r'^\* 3 EXISTS$'])
+    a.run('FETCH 3 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'],
+          absent=[r'Deleted'])
+    a.run('UNSELECT', 'OK')
+    # i alone on Secret: a drop box, otherwise missing
+    a.run('SETACL Secret bob@example.test i', 'OK')
+    tag = b.next_tag()
+    b.send('%s APPEND "%sSecret" {%d}\r\n' % (tag, OTHER, len(MSG)))
+    b.expect(r'^\+')
+    b.send(MSG + '\r\n')
+    b.collect(tag, 'OK', name='drop box APPEND')
+    b.run('STATUS "%sSecret" (MESSAGES)' % OTHER, 'NO \\[NONEXISTENT\\]')
+    b.run('LIST "" "*"', 'OK', absent=[r'Secret'])
+    # COPY within alice's mail: r there, i here
+    b.run('COPY 1 "%sSecret"' % OTHER, 'OK')
+    b.run('MOVE 1 "%sSecret"' % OTHER, 'NO \\[NOPERM\\]')
+    b.run('COPY 1 INBOX', 'NO \\[CANNOT\\]')
+
+    # ---- IDLE across users ---------------------------------------------------
+    b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK')
+    tag = b.next_tag()
+    b.send('%s IDLE\r\n' % tag)
+    b.expect(r'^\+ ', name='idling')
+    t0 = time.monotonic()
+    append(a, 'Family/Bills')
+    b.expect(r'^\* 4 EXISTS$', timeout=5, name="alice's APPEND reaches bob")
+    r.check('within a second or so', time.monotonic() - t0 < 3,
+            '%.2f s' % (time.monotonic() - t0))
+    b.send('DONE\r\n')
+    b.collect(tag, 'OK', name='IDLE done')
+
+    # ---- the matrix: every right but one, for a command needing it ---------
+    a.run('CREATE Matrix', 'OK')
+    append(a, 'Matrix')
+    append(a, 'Matrix', '(\\Deleted) ')
+    M = OTHER + 'Matrix'
+    cases = [
+        ('l', 'LIST "" "%s"' % M, None),
+        ('r', 'STATUS "%s" (MESSAGES)' % M, 'NOPERM'),
+        ('r', 'EXAMINE "%s"' % M, 'NOPERM'),
+        ('a', 'GETACL "%s"' % M, 'NOPERM'),
+        ('a', 'SETACL "%s" carol@example.test l' % M, 'NOPERM'),
+        ('a', 'LISTRIGHTS "%s" carol@example.test' % M, 'NOPERM'),
+        ('x', 'DELETE "%s"' % M, 'NOPERM'),
+        ('k', 'CREATE "%s/Child"' % M, 'NOPERM'),
+    ]
+    for right, cmd, code in cases:
+        rights = 'lrswipkxtea'.replace(right, '')
+        a.run('SETACL Matrix bob@example.test %s' % rights, 'OK')
+        before = snapshot(a, 'Matrix')
+        if code is None:
+            b.run(cmd, 'OK', absent=[r'Matrix'], name='without l: ' + cmd)
+            # a right held without l still works (RFC 4314 6, issue)
+            b.run('STATUS "%s" (MESSAGES)' % M, 'OK', name='without l: STATUS')
+        else:
+            b.run(cmd, 'NO \\[%s\\]' % code, name='without %s: %s' % (right, cmd))
+        r.check('without %s: nothing changed' % right, snapshot(a, 'Matrix') == before)
+    for right, cmd in (('s', 'STORE 1 +FLAGS (\\Seen)'),
+                       ('w', 'STORE 1 +FLAGS (\\Flagged)'),
+                       ('t', 'STORE 1 +FLAGS (\\Deleted)'),
+                       ('e', 'EXPUNGE'), ('e', 'UID EXPUNGE 1:*'),
+                       ('t', 'MOVE 1 "%sFamily/Bills"' % OTHER),
+                       ('e', 'MOVE 1 "%sFamily/Bills"' % OTHER)):
+        rights = 'lrswipkxtea'.replace(right, '')
+        a.run('SETACL Matrix bob@example.test %s' % rights, 'OK')
+        before = snapshot(a, 'Matrix')
+        b.run('SELECT "%s"' % M, 'OK')
+        b.run(cmd, 'NO', name='without %s: %s' % (right, cmd))
+        b.run('UNSELECT', 'OK')
+        r.check('without %s (%s): nothing changed' % (right, cmd),
+                snapshot(a, 'Matrix') == before)
+    # i into: APPEND and COPY
+    a.run('SETACL Family/Bills bob@example.test lrswpkxtea', 'OK')
+    a.run('SETACL Matrix bob@example.test lrswipkxtea', 'OK')
+    before = snapshot(a, 'Family/Bills')
+    b.run('SELECT "%s"' % M, 'OK')
+    b.run('COPY 1 "%sFamily/Bills"' % OTHER, 'NO \\[NOPERM\\]', name='without i: COPY')
+    b.run('UNSELECT', 'OK')
+    r.check('without i: nothing copied', snapshot(a, 'Family/Bills') == before)
+    # with every right: the commands work
+    b.run('SELECT "%s"' % M, 'OK \\[READ-WRITE\\]')
+    b.run('STORE 1 +FLAGS (\\Seen \\Flagged)', 'OK')
+    b.run('EXPUNGE', 'OK', [r'^\* 2 EXPUNGE$'])
+    b.run('CREATE "%s/Child"' % M, 'OK')
+    b.run('GETACL "%s/Child"' % M, 'OK', [r'bob@example.test"? lrswipkxteacd'])
+    b.run('DELETE "%s/Child"' % M, 'OK')
+
+    # ---- losing r on the selected mailbox ends the session -------------------
+    a.run('SETACL Matrix bob@example.test -r', 'OK')
+    b.send('z1 NOOP\r\n')
+    b.expect(r'^\* BYE', timeout=5, name='* BYE after losing r')
+    r.check('closed after losing r', b.closed(timeout=5))
+    a.run('LOGOUT', 'OK')
+
+sys.exit(r.finish())
