@@ -49,6 +49,8 @@ int store_import_mailbox(struct store_user *user,
 			 struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (spec->objectid != NULL && !objectid_ok(spec->objectid))
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid MAILBOXID: %.40s",
@@ -69,6 +71,8 @@ int store_import_append(struct store_user *user, const char *mailbox,
 			struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (p->pop3_uidl != NULL && !uidl_ok(p->pop3_uidl))
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid POP3 UIDL");
@@ -102,6 +106,8 @@ int store_import_marks(struct store_user *user, const char *source,
 		       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->import_marks(user, source, ids_r, count_r,
 					     err);
 }
@@ -110,6 +116,8 @@ int store_modseq_raise(struct store_user *user, uint64_t modseq,
 		       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (modseq > (uint64_t)INT64_MAX)
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Change counter out of range");
@@ -120,6 +128,8 @@ int store_export_begin(struct store_user *user, struct store_export **exp_r,
 		       struct store_error *err)
 {
 	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->export_begin(user, exp_r, err);
 }
 

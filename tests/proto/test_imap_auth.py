@@ -99,7 +99,8 @@ with Loft(extra={'imap': {'timeout_login': '2s',
                                r' SORT=DISPLAY', r' WITHIN', r' ESEARCH',
                                r' THREAD=REFERENCES', r' BINARY'],
           absent=[r'STARTTLS', r'AUTH='])
-    c.run('NAMESPACE', 'OK', [r'^\* NAMESPACE \(\(\"\" "/"\)\) NIL NIL$'])
+    c.run('NAMESPACE', 'OK', [r'^\* NAMESPACE \(\(\"\" "/"\)\)'
+                              r' \(\("Other Users/" "/"\)\) \(\("Shared/" "/"\)\)$'])
     c.run('ENABLE', 'BAD \\[CLIENTBUG\\]')
     c.run('ENABLE CONDSTORE X-UNKNOWN', 'OK', [r'^\* ENABLED CONDSTORE$'])
     c.run('ENABLE CONDSTORE', 'OK', [r'^\* ENABLED$'])

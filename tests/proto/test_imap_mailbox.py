@@ -143,7 +143,9 @@ with Loft(extra={'imap': {'namespace': 'inbox', 'compress': 'no'}}) as env:
     c.login(USER, PW)
     c.run('CAPABILITY', 'OK', absent=[r'COMPRESS'])
     c.run('COMPRESS DEFLATE', 'NO \\[CANNOT\\]')
-    c.run('NAMESPACE', 'OK', [r'^\* NAMESPACE \(\("INBOX\." "\."\)\) NIL NIL$'])
+    # the other users' and shared namespaces keep "/" (issue 15)
+    c.run('NAMESPACE', 'OK', [r'^\* NAMESPACE \(\("INBOX\." "\."\)\)'
+                              r' \(\("Other Users/" "/"\)\) \(\("Shared/" "/"\)\)$'])
     c.run('LIST "" *', 'OK', [r'\(\\HasChildren\) "\." "INBOX"$', r'\\Sent\) "\." "INBOX\.Sent"$'])
     c.run('CREATE INBOX.Lists.Loft', 'OK')
     c.run('LIST "INBOX." %', 'OK', [r'"INBOX\.Lists"$'], absent=[r'Loft"$'])
