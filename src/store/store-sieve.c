@@ -48,6 +48,8 @@ int store_sieve_list(struct store_user *user,
 		     struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->sieve_list(user, list_r, count_r, err);
 }
 
@@ -64,6 +66,8 @@ int store_sieve_get(struct store_user *user, const char *name,
 		    struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (!name_ok(name))
 		return store_set_error(err, STORE_ERR_NOTFOUND, "No such script");
 	return user->store->vf->sieve_get(user, name, false, NULL, source_r,
@@ -76,6 +80,8 @@ int store_sieve_put(struct store_user *user, const char *name,
 		    size_t image_len, struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (!name_ok(name))
 		return bad_name(err);
 	return user->store->vf->sieve_put(user, name, source, len, image,
@@ -86,6 +92,8 @@ int store_sieve_activate(struct store_user *user, const char *name,
 			 struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (name != NULL && name[0] != '\0' && !name_ok(name))
 		return store_set_error(err, STORE_ERR_NOTFOUND, "No such script");
 	return user->store->vf->sieve_activate(user, name && name[0] ? name
@@ -96,6 +104,8 @@ int store_sieve_delete(struct store_user *user, const char *name,
 		       struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (!name_ok(name))
 		return store_set_error(err, STORE_ERR_NOTFOUND, "No such script");
 	return user->store->vf->sieve_delete(user, name, err);
@@ -105,6 +115,8 @@ int store_sieve_rename(struct store_user *user, const char *from,
 		       const char *to, struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	if (!name_ok(from))
 		return store_set_error(err, STORE_ERR_NOTFOUND, "No such script");
 	if (!name_ok(to))
@@ -117,6 +129,8 @@ int store_sieve_active(struct store_user *user, char **name_r,
 		       size_t *image_len_r, struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	int ret = user->store->vf->sieve_get(user, NULL, true, name_r, source_r,
 					     len_r, image_r, image_len_r, NULL,
 					     err);
@@ -131,6 +145,8 @@ int store_sieve_record_seen(struct store_user *user, const char *key,
 			    time_t now, bool *seen_r, struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	return user->store->vf->sieve_record_seen(user, key, now, seen_r, err);
 }
 
@@ -140,6 +156,8 @@ int store_sieve_deliver(struct store_user *user,
 			size_t record_count, struct store_error *err)
 {
 	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
 	for (size_t i = 0; i < count; i++)
 		if (copies[i].body == NULL || copies[i].mailbox == NULL)
 			return store_set_error(err, STORE_ERR_INVALID,
