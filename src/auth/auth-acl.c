@@ -333,3 +333,98 @@ int auth_group_members(struct auth *auth, const char *group, auth_list_fn *fn,
 	auth_conn_put(auth, c);
 	return ret;
 }
+
+/* ---- identifiers (RFC 4314 3): IMAP and loftctl share them ---------- */
+
+static const char *domain_part(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	return at != NULL ? at + 1 : "";
+}
+
+int auth_acl_identifier(struct auth *auth, const char *text,
+			const char *owner_address, bool cross_domain,
+			int *kind_r, int64_t *id_r, bool *negative_r,
+			const char **error_r)
+{
+	const char *s = text;
+	*negative_r = false;
+	*id_r = 0;
+	if (*s == '-') {
+		*negative_r = true;
+		s++;
+	}
+	if (strcmp(s, "anyone") == 0) {
+		*kind_r = STORE_ACL_ANYONE;
+		return 0;
+	}
+	if (strcmp(s, "authenticated") == 0) {
+		*kind_r = STORE_ACL_AUTHENTICATED;
+		return 0;
+	}
+	if (*s == '$') {
+		*kind_r = STORE_ACL_GROUP;
+		int r = s[1] == '\0' ? 0
+			: auth_group_lookup(auth, s + 1, domain_part(owner_address),
+					    id_r);
+		if (r < 0) {
+			*error_r = "[UNAVAILABLE] Cannot read the accounts now";
+			return -1;
+		}
+		if (r == 0) {
+			*error_r = "[NONEXISTENT] No such group";
+			return -1;
+		}
+		return 0;
+	}
+	struct auth_user u;
+	int r = *s == '\0' ? 0 : auth_lookup(auth, s, &u);
+	if (r < 0) {
+		*error_r = "[UNAVAILABLE] Cannot read the accounts now";
+		return -1;
+	}
+	if (r == 0) {
+		/* a typo never waits for a new account */
+		*error_r = "[NONEXISTENT] No such account";
+		return -1;
+	}
+	if (strcasecmp(u.address, owner_address) == 0) {
+		*error_r = "[CANNOT] The owner always has every right";
+		return -1;
+	}
+	if (!cross_domain && strcasecmp(domain_part(u.address),
+					domain_part(owner_address)) != 0) {
+		*error_r = "[CANNOT] Rights cannot reach another domain here";
+		return -1;
+	}
+	*kind_r = STORE_ACL_USER;
+	*id_r = u.id;
+	return 0;
+}
+
+char *auth_acl_identifier_text(struct auth *auth, int kind, int64_t id,
+			       bool negative, const char *owner_address)
+{
+	const char *neg = negative ? "-" : "";
+	struct auth_user u;
+	char g[512];
+	switch (kind) {
+	case STORE_ACL_ANYONE:
+		return xasprintf("%sanyone", neg);
+	case STORE_ACL_AUTHENTICATED:
+		return xasprintf("%sauthenticated", neg);
+	case STORE_ACL_USER:
+		if (auth_lookup_id(auth, id, &u) != 1)
+			return NULL;   /* the account is gone */
+		return xasprintf("%s%s", neg, u.address);
+	case STORE_ACL_GROUP:
+		if (auth_group_name(auth, id, g, sizeof(g)) != 1)
+			return NULL;
+		/* "$name" in the owner's domain */
+		char *at = strrchr(g, '@');
+		if (at != NULL && strcasecmp(at + 1, domain_part(owner_address)) == 0)
+			*at = '\0';
+		return xasprintf("%s$%s", neg, g);
+	}
+	return NULL;
+}

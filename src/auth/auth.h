@@ -390,6 +390,20 @@ int auth_group_lookup(struct auth *auth, const char *name,
 		      const char *domain, int64_t *id_r);
 /* "name@domain" of a group id into out: 1, 0 no such group, -1. */
 int auth_group_name(struct auth *auth, int64_t id, char *out, size_t size);
+/* An ACL identifier (RFC 4314 3, already SASLprep'd) of a mailbox of
+ * owner_address: "anyone", "authenticated", "$group" (of the owner's
+ * domain), an address; a leading "-" makes it negative. 0 with *kind_r
+ * (enum store_acl_kind), *id_r; -1 with *error_r, a static "[CODE] text":
+ * no such account or group (NONEXISTENT), the owner or another domain
+ * without cross_domain (CANNOT). */
+int auth_acl_identifier(struct auth *auth, const char *text,
+			const char *owner_address, bool cross_domain,
+			int *kind_r, int64_t *id_r, bool *negative_r,
+			const char **error_r);
+/* The text of an entry's identifier (caller frees); NULL for an account
+ * or group that no longer exists (its entry is ignored). */
+char *auth_acl_identifier_text(struct auth *auth, int kind, int64_t id,
+			       bool negative, const char *owner_address);
 /* loftctl group add|del|list|members: groups are NAME@DOMAIN. */
 int auth_group_add(struct auth *auth, const char *group, char **error_r);
 int auth_group_del(struct auth *auth, const char *group, char **error_r);

@@ -164,9 +164,9 @@ void imap_cmd_ref_error(struct imap_cmd *cmd, const struct imap_mbref *ref,
 
 /* ---- identifiers ----------------------------------------------------- */
 
-/* Parses a SETACL/DELETEACL identifier for a mailbox of owner (RFC 4314
- * 3): SASLprep'd; "-" makes it negative. 0 with *e filled; -1 having
- * replied. */
+/* Parses a SETACL/DELETEACL identifier for a mailbox of ref's owner
+ * (RFC 4314 3): SASLprep'd (BAD if it fails), then auth_acl_identifier.
+ * 0 with *e filled; -1 having replied. */
 static int parse_identifier(struct imap_cmd *cmd, const struct imap_arg *arg,
 			    const struct imap_mbref *ref,
 			    struct store_acl_entry *e)
@@ -185,75 +185,18 @@ static int parse_identifier(struct imap_cmd *cmd, const struct imap_arg *arg,
 	}
 	free(raw);
 	memset(e, 0, sizeof(*e));
-	const char *s = id;
-	if (*s == '-') {
-		e->negative = true;
-		s++;
-	}
-	const char *owner = ref->shared ? ref->owner : c->user.address;
-	int64_t owner_id = ref->shared ? ref->owner_id : c->user.id;
-	int ret = 0;
-	struct auth_user u;
-	if (strcmp(s, "anyone") == 0) {
-		e->kind = STORE_ACL_ANYONE;
-	} else if (strcmp(s, "authenticated") == 0) {
-		e->kind = STORE_ACL_AUTHENTICATED;
-	} else if (*s == '$') {
-		e->kind = STORE_ACL_GROUP;
-		int r = s[1] == '\0' ? 0
-			: auth_group_lookup(c->server->auth, s + 1,
-					    domain_of(owner), &e->id);
-		if (r <= 0) {
-			imap_cmd_no(cmd, "[NONEXISTENT] No such group");
-			ret = -1;
-		}
-	} else if (*s == '\0' ||
-		   auth_lookup(c->server->auth, s, &u) != 1) {
-		/* a typo never waits for a new account */
-		imap_cmd_no(cmd, "[NONEXISTENT] No such account");
-		ret = -1;
-	} else if (u.id == owner_id) {
-		imap_cmd_no(cmd, "[CANNOT] The owner always has every right");
-		ret = -1;
-	} else if (!c->server->set.cross_domain &&
-		   strcasecmp(domain_of(u.address), domain_of(owner)) != 0) {
-		imap_cmd_no(cmd, "[CANNOT] Rights cannot reach another domain"
-			    " here");
-		ret = -1;
-	} else {
-		e->kind = STORE_ACL_USER;
-		e->id = u.id;
-	}
+	int kind;
+	int ret = auth_acl_identifier(c->server->auth, id,
+				      ref->shared ? ref->owner : c->user.address,
+				      c->server->set.cross_domain, &kind,
+				      &e->id, &e->negative, &why);
 	free(id);
-	return ret;
-}
-
-/* The text of an entry's identifier; NULL for an account that is gone. */
-static char *identifier_text(struct imap_client *c, const char *owner,
-			     const struct store_acl_entry *e)
-{
-	const char *neg = e->negative ? "-" : "";
-	struct auth_user u;
-	char g[512];
-	switch (e->kind) {
-	case STORE_ACL_ANYONE:
-		return xasprintf("%sanyone", neg);
-	case STORE_ACL_AUTHENTICATED:
-		return xasprintf("%sauthenticated", neg);
-	case STORE_ACL_USER:
-		if (auth_lookup_id(c->server->auth, e->id, &u) != 1)
-			return NULL;
-		return xasprintf("%s%s", neg, u.address);
-	case STORE_ACL_GROUP:
-		if (auth_group_name(c->server->auth, e->id, g, sizeof(g)) != 1)
-			return NULL;
-		/* "$name" in the owner's domain */
-		char *at = strrchr(g, '@');
-		if (at != NULL && strcasecmp(at + 1, domain_of(owner)) == 0)
-			*at = '\0';
-		return xasprintf("%s$%s", neg, g);
+	if (ret < 0) {
+		imap_cmd_no(cmd, "%s", why);
+		return -1;
 	}
-	return NULL;
+	e->kind = (enum store_acl_kind)kind;
+	return 0;
 }
 
 /* ---- the commands (RFC 4314 3) ---------------------------------------- */
@@ -310,7 +253,9 @@ void cmd_getacl(struct imap_cmd *cmd)
 	imap_append_astring(&b, owner, imap_client_utf8(c));
 	buf_printf(&b, " %s", rights);
 	for (size_t i = 0; i < n; i++) {
-		char *id = identifier_text(c, owner, &e[i]);
+		char *id = auth_acl_identifier_text(c->server->auth, e[i].kind,
+						    e[i].id, e[i].negative,
+						    owner);
 		if (id == NULL)
 			continue;
 		store_rights_format(e[i].rights, rights);

@@ -35,6 +35,8 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_dns_cmds,
 	loftctl_ban_cmds,
 	loftctl_retention_cmds,
+	loftctl_acl_cmds,
+	loftctl_group_cmds,
 #ifdef LOFTCTL_HAVE_MIGRATE
 	loftctl_migrate_cmds,
 #endif

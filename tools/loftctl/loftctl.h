@@ -52,6 +52,8 @@ extern const struct loftctl_cmd loftctl_token_cmds[];
 extern const struct loftctl_cmd loftctl_dns_cmds[];
 extern const struct loftctl_cmd loftctl_ban_cmds[];
 extern const struct loftctl_cmd loftctl_retention_cmds[];
+extern const struct loftctl_cmd loftctl_acl_cmds[];
+extern const struct loftctl_cmd loftctl_group_cmds[];
 #ifdef LOFTCTL_HAVE_MIGRATE
 extern const struct loftctl_cmd loftctl_migrate_cmds[];
 #endif
