@@ -42,13 +42,14 @@
 
 /* Makes the folder ready; *keep_r: the source's UIDs can be kept. -1
  * after reporting. */
-static int folder_prepare(struct migrate *m, const char *name,
-			  uint32_t uidvalidity, uint32_t uidnext,
-			  bool subscribe, bool *keep_r)
+int migrate_folder_prepare(struct migrate *m, const char *name,
+			   uint32_t uidvalidity, uint32_t uidnext,
+			   unsigned role, bool subscribe, bool *keep_r)
 {
 	*keep_r = false;
 	struct store_error err;
-	unsigned role = migrate_role_of(name);
+	if (role == 0)
+		role = migrate_role_of(name);
 	if (m->dry_run) {
 		struct store_mailbox_info info;
 		if (store_mailbox_status(m->user, name, &info, &err) == 0) {
@@ -100,7 +101,7 @@ static int folder_prepare(struct migrate *m, const char *name,
 /* After a folder's messages: UIDs below the source's UIDNEXT stay
  * unused, as at the source (a client that saw them expunged there must
  * not see them come back). */
-static void folder_done(struct migrate *m, const char *name,
+void migrate_folder_done(struct migrate *m, const char *name,
 			uint32_t uidvalidity, uint32_t uidnext, bool keep)
 {
 	if (m->dry_run || !keep || uidnext == 0)
@@ -128,23 +129,11 @@ const char *migrate_dovecot_uidl(char out[20], uint32_t uid,
 	return out;
 }
 
-struct msg_in {
-	const char *folder;
-	const char *label;          /* file name or "message N" */
-	uint32_t uid;               /* 0: none from the source */
-	unsigned flags;
-	const char *const *keywords;
-	size_t keyword_count;
-	time_t date;
-	const char *pop3_uidl;
-	const char *mark_source, *mark_id;
-	uint64_t size;
-};
 
 /* Adds a finished body. 0 imported or skipped, -1 failed (reported),
  * -2 failed and the import must stop (quota). */
-static int msg_commit(struct migrate *m, struct store_body *body,
-		      const struct msg_in *in, bool keep_uids)
+int migrate_msg_commit(struct migrate *m, struct store_body *body,
+		       const struct migrate_msg *in, bool keep_uids)
 {
 	struct store_import_params p;
 	memset(&p, 0, sizeof(p));
@@ -479,9 +468,8 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 	char **marks = NULL;
 	size_t mark_count = 0;
 	struct store_error err;
-	if (folder_prepare(m, f->name, ul.count > 0 || ul.uidvalidity != 0
-					       ? ul.uidvalidity : 0,
-			   ul.uidnext, subscribed, &keep) < 0) {
+	if (migrate_folder_prepare(m, f->name, ul.uidvalidity, ul.uidnext, 0,
+				   subscribed, &keep) < 0) {
 		ret = -1;
 		goto out;
 	}
@@ -550,7 +538,7 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 		else if (e->rec != NULL)
 			pop3_uidl = migrate_dovecot_uidl(uidl, e->rec->uid,
 							 ul.uidvalidity);
-		struct msg_in in = {
+		struct migrate_msg in = {
 			.folder = f->name,
 			.label = label,
 			.uid = e->rec != NULL ? e->rec->uid : 0,
@@ -588,7 +576,7 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 			m->failed++;
 			m->cur->failed++;
 		} else {
-			int c = msg_commit(m, body, &in, keep);
+			int c = migrate_msg_commit(m, body, &in, keep);
 			if (c == -1) {
 				m->failed++;
 				m->cur->failed++;
@@ -604,7 +592,7 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 	}
 	free(buf);
 	if (ret != -2)
-		folder_done(m, f->name, ul.uidvalidity, ul.uidnext, keep);
+		migrate_folder_done(m, f->name, ul.uidvalidity, ul.uidnext, keep);
 out:
 	store_names_free(marks, mark_count);
 	free(source);
@@ -976,8 +964,9 @@ static void mb_end(void *ctx)
 			s->prepared = true;
 			s->uidvalidity = s->meta.uidvalidity;
 			s->uidnext = s->meta.uidnext;
-			if (folder_prepare(m, s->folder, s->meta.uidvalidity,
-					   s->meta.uidnext, false, &s->keep) < 0)
+			if (migrate_folder_prepare(m, s->folder, s->meta.uidvalidity,
+						   s->meta.uidnext, 0, false,
+						   &s->keep) < 0)
 				s->stop = true;
 			m->cur->uids_kept = s->keep;
 		}
@@ -987,8 +976,9 @@ static void mb_end(void *ctx)
 		s->prepared = true;
 		s->uidvalidity = s->meta.uidvalidity;
 		s->uidnext = s->meta.uidnext;
-		if (folder_prepare(m, s->folder, s->meta.uidvalidity,
-				   s->meta.uidnext, false, &s->keep) < 0)
+		if (migrate_folder_prepare(m, s->folder, s->meta.uidvalidity,
+					   s->meta.uidnext, 0, false,
+					   &s->keep) < 0)
 			s->stop = true;
 		m->cur->uids_kept = s->keep;
 	}
@@ -1007,7 +997,7 @@ static void mb_end(void *ctx)
 		return;
 	}
 	char uidl[20];
-	struct msg_in in = {
+	struct migrate_msg in = {
 		.folder = s->folder,
 		.label = label,
 		.pop3_uidl = s->meta.uid != 0 && s->uidvalidity != 0
@@ -1040,7 +1030,7 @@ static void mb_end(void *ctx)
 		m->failed++;
 		m->cur->failed++;
 	} else {
-		r = msg_commit(m, s->body, &in, s->keep);
+		r = migrate_msg_commit(m, s->body, &in, s->keep);
 		if (r < 0) {
 			m->failed++;
 			m->cur->failed++;
@@ -1081,7 +1071,7 @@ static int mbox_import_file(struct migrate *m, int fd, const char *realpath_,
 	if (!s.stop)
 		mbox_parser_finish(p);
 	if (!s.stop)
-		folder_done(m, folder, s.uidvalidity, s.uidnext, s.keep);
+		migrate_folder_done(m, folder, s.uidvalidity, s.uidnext, s.keep);
 	uint64_t junk = mbox_parser_junk(p);
 	if (s.ordinal == 0 && junk > 0)
 		migrate_error(m, folder, label, "not an mbox: no \"From \" line"
@@ -1095,7 +1085,7 @@ static int mbox_import_file(struct migrate *m, int fd, const char *realpath_,
 	if (s.ordinal == 0 && junk == 0 && !m->dry_run) {
 		/* an empty mbox is an empty folder */
 		bool keep;
-		folder_prepare(m, folder, 0, 0, false, &keep);
+		migrate_folder_prepare(m, folder, 0, 0, 0, false, &keep);
 	}
 	free(buf);
 	mbox_parser_destroy(&p);
@@ -1297,10 +1287,7 @@ int migrate_import(struct migrate *m, const char *source)
 	} else if (strncmp(source, "mbox:", 5) == 0) {
 		r = import_mbox(m, source + 5);
 	} else if (strstr(source, "://") != NULL) {
-		migrate_error(m, NULL, source, "IMAP and POP3 sources are not"
-			      " supported by this Loft yet: import from a"
-			      " Maildir or mbox copy");
-		r = 2;
+		r = migrate_import_remote(m, source);
 	} else {
 		struct stat st;
 		if (stat(source, &st) < 0) {

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <time.h>
 
-struct buf;
+#include "buf.h"
 
 /* ---- Maildir ------------------------------------------------------ */
 
@@ -132,6 +132,48 @@ void mbox_header_filter(const char *hdr, size_t len, struct buf *out,
 void mbox_meta_free(struct mbox_meta *meta);
 /* A From_ line for export: "From MAILER-DAEMON <asctime UTC>". */
 void mbox_from_format(time_t date, struct buf *out);
+
+/* ---- IMAP client responses (imap-resp.c) ------------------------- */
+
+enum imap_item_type { IMAP_ATOM, IMAP_STRING, IMAP_NIL, IMAP_LIST,
+		      IMAP_SECTION };
+struct imap_item {
+	enum imap_item_type type;
+	size_t off, len;          /* in the response, or in strings */
+	bool in_strings;          /* a quoted string, unescaped */
+	unsigned first, next;     /* 1-based item indexes, 0: none */
+	unsigned children;
+};
+#define IMAP_RESP_ITEMS 4096
+#define IMAP_RESP_DEPTH 16
+struct imap_resp {
+	const char *data;
+	struct buf strings;       /* buf_init it once; reused */
+	struct imap_item items[IMAP_RESP_ITEMS];
+	unsigned count;           /* items[0]: the response; its children:
+				     tag, word, then the rest */
+	const char *text;         /* status responses: the text after the
+				     [code]; "+": the continuation's */
+	size_t text_len;
+};
+/* One whole response (line, literals, final CRLF). -1: not IMAP. */
+int imap_resp_parse(const char *s, size_t len, struct imap_resp *r);
+/* The n-th child (0-based) of a list/atom, or NULL. */
+const struct imap_item *imap_resp_child(const struct imap_resp *r,
+					const struct imap_item *it, unsigned n);
+const struct imap_item *imap_resp_next(const struct imap_resp *r,
+				       const struct imap_item *it);
+const char *imap_item_data(const struct imap_resp *r,
+			   const struct imap_item *it);
+bool imap_item_is(const struct imap_resp *r, const struct imap_item *it,
+		  const char *word);
+bool imap_item_u64(const struct imap_resp *r, const struct imap_item *it,
+		   uint64_t *v_r);
+
+/* One line of a POP3 UIDL listing, "n uidl" (line end optional): the
+ * UIDL 1-70 characters 0x21-0x7E (RFC 1939 7), copied to uidl. */
+bool pop3_uidl_line(const char *line, size_t len, unsigned *num_r,
+		    char uidl[71]);
 
 /* An IMAP keyword (RFC 3501 atom minus flag chars): what Loft stores. */
 bool migrate_keyword_valid(const char *s, size_t len);

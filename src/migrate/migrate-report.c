@@ -112,14 +112,16 @@ void migrate_folder_end(struct migrate *m)
 	if (f == NULL)
 		return;
 	if (m->json) {
-		json_line(m, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:b,"
-				       " s:b}",
+		json_line(m, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
+				       " s:b, s:b}",
 				       "type", "folder", "folder", f->name,
 				       "imported", (json_int_t)f->imported,
 				       "skipped", (json_int_t)f->skipped,
 				       "failed", (json_int_t)f->failed,
 				       "bytes", (json_int_t)f->bytes,
 				       "renumbered", (json_int_t)f->renumbered,
+				       "flags_updated",
+				       (json_int_t)f->flags_updated,
 				       "uids_kept", f->uids_kept,
 				       "dry_run", m->dry_run));
 	} else {
@@ -130,13 +132,14 @@ void migrate_folder_end(struct migrate *m)
 				(unsigned long long)f->failed);
 		else
 		fprintf(m->out, "%s: %llu %s, %llu already there, %llu failed"
-			"%s%s\n", f->name, (unsigned long long)f->imported,
+			"%s%s%s\n", f->name, (unsigned long long)f->imported,
 			m->exporting ? "exported" :
 			m->dry_run ? "to import" : "imported",
 			(unsigned long long)f->skipped,
 			(unsigned long long)f->failed,
 			f->uids_kept ? " (UIDVALIDITY and UIDs kept)" : "",
-			f->renumbered ? " (some got new UIDs)" : "");
+			f->renumbered ? " (some got new UIDs)" : "",
+			f->flags_updated ? ", flags updated" : "");
 		fflush(m->out);
 	}
 	free(f->name);

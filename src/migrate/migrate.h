@@ -34,6 +34,9 @@ struct migrate {
 	bool progress;             /* a progress line on err (a terminal) */
 	FILE *out, *err;
 	bool exporting;            /* set by migrate_export (the words) */
+	/* IMAP and POP3 sources */
+	const char *password;
+	const char *authzid;       /* log in as an admin for the user */
 	/* totals */
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */

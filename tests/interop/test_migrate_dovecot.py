@@ -35,7 +35,8 @@ R = Results()
 PW = 'migrate-test-password-1'
 USERS = {'alice@example.test': PW, 'bob@example.test': PW,
          'carol@example.test': PW, 'dave@example.test': PW,
-         'erin@example.test': PW}
+         'erin@example.test': PW, 'frank@example.test': PW,
+         'gina@example.test': PW}
 
 FOLDERS = ['Lists', 'Lists.Rust', 'Fran&AOc-ais', '&ZeVnLIqe-']
 
@@ -234,6 +235,63 @@ def main():
         imap.logout()
         compare('mbox round trip', want, carol)
 
+        # over IMAP from Dovecot into frank, POP3 into gina
+        pwfile = os.path.join(tmp, 'pw')
+        with open(pwfile, 'w') as f:
+            f.write(PW + '\n')
+        src = 'imap://alice%%40example.test@127.0.0.1:%d' % dc.ports['imap']
+        rc, out, err = env.loftctl('import', 'frank@example.test', src,
+                                   '--password-file', pwfile)
+        R.check('imap import exit 0', rc == 0, out + err)
+        imap = env.imap_login('frank@example.test', PW)
+        frank = snapshot(imap)
+        imap.select('INBOX', readonly=True)
+        hms = int(re.search(rb'HIGHESTMODSEQ (\d+)', b' '.join(
+            imap.response('HIGHESTMODSEQ')[1] or [b'HIGHESTMODSEQ 0'])).group(1)
+            if False else imap.response('HIGHESTMODSEQ')[1][0] or 0)
+        imap.logout()
+        compare('imap import', want, frank)
+        dimap = dc.imap_login('alice@example.test')
+        dimap.enable('CONDSTORE')
+        dimap.select('INBOX', readonly=True)
+        dhms = int(dimap.response('HIGHESTMODSEQ')[1][0] or 0)
+        R.check('change counter above the source\'s HIGHESTMODSEQ',
+                hms > dhms, (hms, dhms))
+        # changes at the source: a new message, a flag
+        lmtp_deliver(dc.ports['lmtp'], 'alice@example.test', message(9))
+        dimap.select('INBOX')
+        dimap.uid('STORE', '6', '+FLAGS', '(\\Flagged $Later)')
+        want2 = snapshot(dimap)
+        dimap.logout()
+        rc, out, err = env.loftctl('import', 'frank@example.test', src,
+                                   '--password-file', pwfile)
+        R.check('imap second run exit 0', rc == 0, out + err)
+        R.check('imap second run copies just the new one',
+                re.search(r'^INBOX: 1 imported, 7 already there, 0 failed'
+                          r' .*flags updated$', out, re.M), out)
+        imap = env.imap_login('frank@example.test', PW)
+        frank2 = snapshot(imap)
+        imap.logout()
+        compare('imap second run', want2, frank2)
+        rc, out, err = env.loftctl(
+            'import', 'gina@example.test',
+            'pop3://alice%%40example.test@127.0.0.1:%d' % dc.ports['pop3'],
+            input=PW + '\n')
+        R.check('pop3 import exit 0', rc == 0, out + err)
+        R.check('pop3 import keeps the UIDLs',
+                uidls(env.port('pop3'), 'gina@example.test') ==
+                uidls(dc.ports['pop3'], 'alice@example.test'), out + err)
+        rc, out, err = env.loftctl(
+            'import', 'gina@example.test',
+            'pop3://alice%%40example.test@127.0.0.1:%d' % dc.ports['pop3'],
+            input=PW + '\n')
+        R.check('pop3 second run imports nothing', rc == 0 and
+                'INBOX: 0 imported, 8 already there' in out, out + err)
+        rc, out, err = env.loftctl('import', 'gina@example.test', src,
+                                   input='wrong-password\n')
+        R.check('a wrong source password: exit 1, said', rc == 1 and
+                'AUTHENTICATE' in err, out + err)
+
         # bad input
         bad = os.path.join(tmp, 'bad')
         shutil.copytree(maildir, bad, symlinks=True)
@@ -255,7 +313,8 @@ def main():
                 in err, err)
         imap = env.imap_login('dave@example.test', PW)
         typ, st = imap.status('INBOX', '(MESSAGES)')
-        R.check('the good folders imported', b'MESSAGES 7' in st[0], st)
+        R.check('the good folders imported', b'MESSAGES %d' % len(
+            want2['INBOX'][2]) in st[0], st)
         typ, st = imap.status('Lists/Rust', '(MESSAGES)')
         R.check('the refused folder is not imported',
                 typ != 'OK' or b'MESSAGES 0' in st[0], st)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "migrate-net.h"
 #include "migrate-parse.h"
 #include "store.h"
 #include "test.h"
@@ -326,7 +327,73 @@ static void test_mbox_headers(void)
 	buf_free(&out);
 }
 
+static void test_imap_resp(void)
+{
+	struct imap_resp *r = xcalloc(1, sizeof(*r));
+	buf_init(&r->strings, 0);
+	const char *f = "* 12 FETCH (UID 7 FLAGS (\\Seen $Work) INTERNALDATE"
+			" \"01-Jun-2026 10:00:00 +0000\" BODY[] {5}\r\nhel\"o)\r\n";
+	CHECK_INT(imap_resp_parse(f, strlen(f), r), 0);
+	const struct imap_item *top = &r->items[0];
+	CHECK(imap_item_is(r, imap_resp_child(r, top, 2), "FETCH"));
+	const struct imap_item *list = imap_resp_child(r, top, 3);
+	CHECK(list != NULL && list->type == IMAP_LIST);
+	uint64_t v = 0;
+	CHECK(imap_item_u64(r, imap_resp_child(r, list, 1), &v) && v == 7);
+	const struct imap_item *fl = imap_resp_child(r, list, 3);
+	CHECK(fl != NULL && fl->children == 2);
+	CHECK(imap_item_is(r, imap_resp_child(r, fl, 0), "\\Seen"));
+	const struct imap_item *date = imap_resp_child(r, list, 5);
+	CHECK(date != NULL && date->type == IMAP_STRING && date->len == 26);
+	const struct imap_item *body = imap_resp_child(r, list, 7);
+	CHECK(body != NULL && body->len == 5 &&
+	      memcmp(imap_item_data(r, body), "hel\"o", 5) == 0);
+	const char *ok = "L3 OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Logged in\r\n";
+	CHECK_INT(imap_resp_parse(ok, strlen(ok), r), 0);
+	CHECK(imap_resp_child(r, top, 2)->type == IMAP_SECTION);
+	CHECK(r->text_len == 9 && memcmp(r->text, "Logged in", 9) == 0);
+	const char *list1 = "* LIST (\\HasNoChildren) \".\" \"a \\\"b\\\"\"\r\n";
+	CHECK_INT(imap_resp_parse(list1, strlen(list1), r), 0);
+	const struct imap_item *nm = imap_resp_child(r, top, 4);
+	CHECK(nm != NULL && nm->len == 5 &&
+	      memcmp(imap_item_data(r, nm), "a \"b\"", 5) == 0);
+	/* a literal longer than what follows; unbalanced; too deep */
+	const char *bad[] = {"* 1 FETCH (BODY[] {50}\r\nshort)\r\n",
+			     "* 1 FETCH (UID 1\r\n", "* LIST ((((((((((((((((((("
+			     "(((((((((((((((((x)))))))))))))))))))))))))))))))"
+			     "))))))\r\n", "* 1 FETCH (X \"a\rb\")\r\n"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK_INT(imap_resp_parse(bad[i], strlen(bad[i]), r), -1);
+	buf_free(&r->strings);
+	free(r);
+
+	unsigned num;
+	char uidl[71];
+	CHECK(pop3_uidl_line("3 000000016b14bb48\r\n", 20, &num, uidl));
+	CHECK_INT(num, 3);
+	CHECK_STR(uidl, "000000016b14bb48");
+	CHECK(!pop3_uidl_line("0 x", 3, &num, uidl));
+	CHECK(!pop3_uidl_line("1 a b", 5, &num, uidl));
+	CHECK(!pop3_uidl_line("1 ", 2, &num, uidl));
+
+	struct migrate_url u;
+	CHECK_INT(migrate_url_parse("imap://alice%40example.org@[::1]:1143", &u),
+		  0);
+	CHECK_STR(u.user, "alice@example.org");
+	CHECK_STR(u.host, "::1");
+	CHECK_STR(u.port, "1143");
+	CHECK(u.imap && !u.tls);
+	CHECK_INT(migrate_url_parse("pop3s://bob@mail.example.org", &u), 0);
+	CHECK_STR(u.port, "995");
+	CHECK(!u.imap && u.tls);
+	CHECK_INT(migrate_url_parse("imap://mail.example.org", &u), -1);
+	CHECK_INT(migrate_url_parse("imap://a@h:12x", &u), -1);
+	CHECK_INT(migrate_url_parse("http://a@h", &u), -1);
+	CHECK_INT(migrate_url_parse("imap://a%4@h", &u), -1);
+}
+
 static const struct test_case cases[] = {
+	{"imap_resp", test_imap_resp},
 	{"maildir_names", test_maildir_names},
 	{"keywords", test_keywords},
 	{"uidlist", test_uidlist},

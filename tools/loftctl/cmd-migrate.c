@@ -10,6 +10,7 @@
 #include "loftctl.h"
 #include "migrate.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,17 +65,40 @@ static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 	struct migrate m;
 	memset(&m, 0, sizeof(m));
 	bool bad = false;
+	const char *password_file = NULL;
 	take_value(&argc, argv, "--folder", &m.folder, &bad);
+	take_value(&argc, argv, "--password-file", &password_file, &bad);
+	take_value(&argc, argv, "--authzid", &m.authzid, &bad);
 	m.dry_run = loftctl_take_flag(&argc, argv, "--dry-run");
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-')
 		return loftctl_usage(&loftctl_migrate_cmds[0]);
+	/* a remote source's password: one line, never on the command line */
+	char password[1024];
+	if (strstr(argv[1], "://") != NULL) {
+		if (password_file != NULL) {
+			FILE *f = fopen(password_file, "r");
+			if (f == NULL)
+				return loftctl_fail("%s: %s", password_file,
+						    strerror(errno));
+			bool ok = fgets(password, sizeof(password), f) != NULL;
+			fclose(f);
+			if (!ok)
+				return loftctl_fail("%s: empty", password_file);
+			password[strcspn(password, "\r\n")] = '\0';
+		} else if (loftctl_read_secret("Password of the source: ", false,
+					       password, sizeof(password)) < 0) {
+			return LOFTCTL_EXIT_FAIL;
+		}
+		m.password = password;
+	}
 	if (open_account(ctl, argv[0], &m.user) < 0)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
 	int r = migrate_import(&m, argv[1]);
 	store_user_unref(&m.user);
+	explicit_bzero(password, sizeof(password));
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
 
@@ -103,7 +127,10 @@ static int cmd_export(struct loftctl *ctl, int argc, char **argv)
 }
 
 const struct loftctl_cmd loftctl_migrate_cmds[] = {
-	{"import", NULL, "ADDRESS SOURCE [--folder F] [--dry-run] [--json]",
+	{"import", NULL, "ADDRESS SOURCE [--folder F] [--dry-run] [--json]"
+	 " [--password-file FILE] [--authzid USER]   (SOURCE: a Maildir,"
+	 " an mbox file or tree, imap[s]://USER@HOST[:PORT],"
+	 " pop3[s]://USER@HOST[:PORT])",
 	 cmd_import},
 	{"export", NULL, "ADDRESS DEST --format maildir|mbox [--folder F]"
 	 " [--json]", cmd_export},
