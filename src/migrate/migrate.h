@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "store.h"
 
@@ -59,5 +60,19 @@ int migrate_import(struct migrate *m, const char *source);
 enum migrate_format { MIGRATE_MAILDIR, MIGRATE_MBOX };
 int migrate_export(struct migrate *m, const char *dest,
 		   enum migrate_format format);
+
+/* Online backup (migrate-backup.c, docs/backup.md): one snapshot of the
+ * accounts (users[i] open for addresses[i]) in DEST. 0, 1 when an
+ * account failed (then no snapshot is made), 2 when DEST is unusable. */
+int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
+		   struct store_user **users, size_t count);
+/* Checks every file of every snapshot; names each missing or damaged
+ * one; 1 if any. */
+int migrate_backup_verify(struct migrate *m, const char *dest);
+int migrate_backup_list(struct migrate *m, const char *dest);
+/* Restores address from DEST's newest complete snapshot into m->user
+ * (m->folder: one folder; since: internal dates from then on, 0: all). */
+int migrate_restore(struct migrate *m, const char *dest, const char *address,
+		    time_t since);
 
 #endif

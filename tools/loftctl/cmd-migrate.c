@@ -9,10 +9,13 @@
  */
 #include "loftctl.h"
 #include "migrate.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int open_account(struct loftctl *ctl, const char *address,
@@ -126,6 +129,119 @@ static int cmd_export(struct loftctl *ctl, int argc, char **argv)
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
 
+struct names {
+	char **v;
+	size_t n;
+};
+
+static void collect(void *ctx, const char *name, const char *extra)
+{
+	(void)extra;
+	struct names *l = ctx;
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(char *));
+	l->v[l->n++] = xstrdup(name);
+}
+
+static int cmd_backup(struct loftctl *ctl, int argc, char **argv)
+{
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	m.json = loftctl_take_flag(&argc, argv, "--json");
+	if (argc < 1 || argv[argc - 1][0] == '-')
+		return loftctl_usage(&loftctl_migrate_cmds[4]);
+	struct names l = {NULL, 0};
+	if (argc == 1) {
+		char *error = NULL;
+		if (auth_user_list(ctl->auth, collect, &l, &error) < 0) {
+			int r = loftctl_fail("%s", error ? error : "accounts.db");
+			free(error);
+			return r;
+		}
+	} else {
+		for (int i = 0; i + 1 < argc; i++)
+			collect(&l, argv[i], NULL);
+	}
+	struct store_user **users = xcalloc(l.n + 1, sizeof(*users));
+	int r = 0;
+	for (size_t i = 0; i < l.n && r == 0; i++)
+		if (open_account(ctl, l.v[i], &users[i]) < 0)
+			r = LOFTCTL_EXIT_FAIL;
+	if (r == 0) {
+		m.store = ctl->store;
+		m.progress = !m.json && isatty(STDERR_FILENO);
+		r = migrate_backup(&m, argv[argc - 1], (const char **)l.v, users,
+				   l.n) == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		if (users[i] != NULL)
+			store_user_unref(&users[i]);
+		free(l.v[i]);
+	}
+	free(l.v);
+	free(users);
+	return r;
+}
+
+static int cmd_backup_verify(struct loftctl *ctl, int argc, char **argv)
+{
+	(void)ctl;
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	m.json = loftctl_take_flag(&argc, argv, "--json");
+	if (argc != 1)
+		return loftctl_usage(&loftctl_migrate_cmds[2]);
+	return migrate_backup_verify(&m, argv[0]) == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
+static int cmd_backup_list(struct loftctl *ctl, int argc, char **argv)
+{
+	(void)ctl;
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	if (argc != 1)
+		return loftctl_usage(&loftctl_migrate_cmds[3]);
+	return migrate_backup_list(&m, argv[0]) == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
+/* "2026-12-06" or "2026-12-06T10:00:00Z" (UTC) */
+static int parse_since(const char *s, time_t *t_r)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *e = strptime(s, "%Y-%m-%d", &tm);
+	if (e != NULL && *e == 'T')
+		e = strptime(e + 1, "%H:%M:%S", &tm);
+	if (e != NULL && *e == 'Z')
+		e++;
+	if (e == NULL || *e != '\0')
+		return -1;
+	*t_r = timegm(&tm);
+	return 0;
+}
+
+static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
+{
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	bool bad = false;
+	const char *as = NULL, *since_s = NULL;
+	take_value(&argc, argv, "--folder", &m.folder, &bad);
+	take_value(&argc, argv, "--as", &as, &bad);
+	take_value(&argc, argv, "--since", &since_s, &bad);
+	m.json = loftctl_take_flag(&argc, argv, "--json");
+	time_t since = 0;
+	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-' ||
+	    (since_s != NULL && parse_since(since_s, &since) < 0))
+		return loftctl_usage(&loftctl_migrate_cmds[5]);
+	if (open_account(ctl, as != NULL ? as : argv[1], &m.user) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	m.store = ctl->store;
+	m.progress = !m.json && isatty(STDERR_FILENO);
+	int r = migrate_restore(&m, argv[0], argv[1], since);
+	store_user_unref(&m.user);
+	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
 const struct loftctl_cmd loftctl_migrate_cmds[] = {
 	{"import", NULL, "ADDRESS SOURCE [--folder F] [--dry-run] [--json]"
 	 " [--password-file FILE] [--authzid USER]   (SOURCE: a Maildir,"
@@ -134,5 +250,10 @@ const struct loftctl_cmd loftctl_migrate_cmds[] = {
 	 cmd_import},
 	{"export", NULL, "ADDRESS DEST --format maildir|mbox [--folder F]"
 	 " [--json]", cmd_export},
+	{"backup", "verify", "DEST", cmd_backup_verify},
+	{"backup", "list", "DEST", cmd_backup_list},
+	{"backup", NULL, "[ADDRESS...] DEST [--json]", cmd_backup},
+	{"restore", NULL, "DEST ADDRESS [--as NEW-ADDRESS] [--folder F]"
+	 " [--since DATE]", cmd_restore},
 	{NULL, NULL, NULL, NULL},
 };

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Online backup and restore (issue 17, docs/backup.md):
+
+  - `loftctl backup ADDRESS DEST` while LMTP delivers and IMAP stores
+    flags; `restore DEST ADDRESS --as OTHER` gives a copy equal to the
+    source at one instant (a prefix of the deliveries, same UIDVALIDITY,
+    UIDs, flags, dates, bytes);
+  - an unchanged re-run references the account instead of rewriting it;
+  - a run killed -9 leaves no snapshot (`backup list` says incomplete),
+    the next one completes;
+  - `backup verify` names a damaged blob and a damaged manifest (exit 1),
+    and restore refuses a damaged backup; a SNAPSHOT naming a path with
+    ".." is refused;
+  - a restore killed -9 and run again stores each message once.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from loftenv import LOFTCTL, Loft, Results
+
+R = Results()
+PW = 'backup-test-password-1'
+USERS = {a + '@example.test': PW for a in
+         ('alice', 'bob', 'carol', 'dave', 'erin')}
+
+
+def msg(i, size=0):
+    return ('From: s%d@example.org\r\nSubject: backup %d\r\n'
+            'Message-ID: <b%d@example.org>\r\n\r\nmessage %d\r\n%s'
+            % (i, i, i, i, 'x' * size + '\r\n' if size else '')).encode()
+
+
+def snapshot(env, address):
+    imap = env.imap_login(address, PW)
+    out = {}
+    typ, lines = imap.list('""', '*')
+    for line in lines:
+        name = re.search(rb' "?([^"]*)"?$', line).group(1).decode()
+        imap.select('"%s"' % name, readonly=True)
+        uv = int(imap.response('UIDVALIDITY')[1][0])
+        typ, data = imap.uid('FETCH', '1:*', '(FLAGS INTERNALDATE BODY.PEEK[])')
+        msgs = {}
+        for item in data:
+            if isinstance(item, tuple):
+                uid = int(re.search(rb'UID (\d+)', item[0]).group(1))
+                flags = sorted(f for f in re.search(
+                    rb'FLAGS \(([^)]*)\)', item[0]).group(1).split()
+                    if f != b'\\Recent')
+                date = re.search(rb'INTERNALDATE "([^"]+)"', item[0]).group(1)
+                msgs[uid] = (flags, date, item[1])
+        out[name] = (uv, msgs)
+        imap.close()
+    imap.logout()
+    return out
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='loft-backup-')
+    dest = os.path.join(tmp, 'backup')
+    with Loft(users=USERS) as env:
+        imap = env.imap_login('alice@example.test', PW)
+        imap.create('Projects/2026')
+        for i in range(1, 41):
+            imap.append('INBOX', '(\\Seen)' if i % 3 else '($Work)', None,
+                        msg(i, 200000 if i % 10 == 0 else 0))
+        for i in range(41, 46):
+            imap.append('Projects/2026', '(\\Flagged)', None, msg(i))
+        imap.logout()
+
+        # backup while LMTP delivers and IMAP stores flags
+        stop = threading.Event()
+
+        def load():
+            n = 100
+            while not stop.is_set():
+                n += 1
+                try:
+                    with smtplib.LMTP('127.0.0.1', env.port('lmtp')) as s:
+                        s.sendmail('s@example.org', ['alice@example.test'],
+                                   msg(n))
+                    im = env.imap_login('alice@example.test', PW)
+                    im.select('INBOX')
+                    im.uid('STORE', '%d' % (n % 40 + 1), '+FLAGS', '(\\Answered)')
+                    im.logout()
+                except Exception:
+                    pass
+        t = threading.Thread(target=load)
+        t.start()
+        time.sleep(0.5)
+        rc, out, err = env.loftctl('backup', 'alice@example.test', dest)
+        stop.set()
+        t.join()
+        R.check('backup under load exit 0', rc == 0, out + err)
+        first = re.search(r'snapshot (\S+)', out)
+        R.check('backup names its snapshot', first, out)
+        R.check('DEST is 0700', os.stat(dest).st_mode & 0o777 == 0o700,
+                oct(os.stat(dest).st_mode))
+
+        rc, out, err = env.loftctl('restore', dest, 'alice@example.test',
+                                   '--as', 'bob@example.test')
+        R.check('restore exit 0', rc == 0, out + err)
+        with open(os.path.join(dest, 'snapshots', first.group(1),
+                               'alice@example.test.json')) as f:
+            man = json.load(f)
+        bob = snapshot(env, 'bob@example.test')
+        alice = snapshot(env, 'alice@example.test')
+        for mb in man['mailboxes']:
+            name = mb['name']
+            uids = [m['uid'] for m in mb['messages']]
+            R.check('restored %s: UIDVALIDITY' % name,
+                    bob.get(name, (0,))[0] == mb['uidvalidity'],
+                    (bob.get(name, (0,))[0], mb['uidvalidity']))
+            R.check('restored %s: the UIDs of the snapshot' % name,
+                    sorted(bob.get(name, (0, {}))[1]) == uids,
+                    (sorted(bob.get(name, (0, {}))[1])[:5], uids[:5]))
+            # a prefix of the deliveries: every UID the snapshot has is
+            # the source's, with the same bytes and date
+            for uid in uids:
+                if uid in alice.get(name, (0, {}))[1] and uid in bob[name][1]:
+                    same = (alice[name][1][uid][1:] == bob[name][1][uid][1:])
+                    if not same:
+                        R.check('restored %s UID %d equal' % (name, uid),
+                                False, uid)
+            if name == 'INBOX':
+                R.check('the snapshot is a prefix of the deliveries',
+                        uids == list(range(1, len(uids) + 1)), uids[-5:])
+        R.check('restored Projects/2026 flags',
+                all(v[0] == [b'\\Flagged'] for v in
+                    bob['Projects/2026'][1].values()), bob['Projects/2026'])
+
+        # unchanged: referenced, not rewritten
+        rc, out, err = env.loftctl('backup', 'alice@example.test', dest)
+        second = re.search(r'snapshot (\S+)', out)
+        R.check('second backup exit 0', rc == 0 and second, out + err)
+        rc, out, err = env.loftctl('backup', 'alice@example.test', dest)
+        third = re.search(r'snapshot (\S+)', out)
+        if third:
+            with open(os.path.join(dest, 'snapshots', third.group(1),
+                                   'SNAPSHOT')) as f:
+                idx = json.load(f)
+            R.check('an unchanged account is referenced',
+                    idx['accounts'][0]['file'].startswith(second.group(1)),
+                    idx)
+            R.check('and not rewritten', not os.path.exists(os.path.join(
+                dest, 'snapshots', third.group(1), 'alice@example.test.json')),
+                os.listdir(os.path.join(dest, 'snapshots', third.group(1))))
+
+        rc, out, err = env.loftctl('backup', 'verify', dest)
+        R.check('verify a whole backup: exit 0', rc == 0, out + err)
+
+        # kill -9 during a backup: no snapshot; the next run completes
+        imap = env.imap_login('erin@example.test', PW)
+        for i in range(300):
+            imap.append('INBOX', None, None, msg(1000 + i, 20000))
+        imap.logout()
+        # killed at several moments: each run left either no snapshot
+        # or a whole one, never a half one taken for whole
+        b2 = os.path.join(tmp, 'b2')
+        incomplete = 0
+        for wait in (0.05, 0.1, 0.2, 0.3, 0.5):
+            p = subprocess.Popen([LOFTCTL, '--config', env.config_path,
+                                  'backup', 'alice@example.test',
+                                  'erin@example.test', b2],
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            try:
+                p.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+            p.wait()
+            rc, out, err = env.loftctl('backup', 'list', b2)
+            incomplete += out.count('incomplete')
+            if 'accounts' in out.replace('incomplete', ''):
+                rc, vout, verr = env.loftctl('backup', 'verify', b2)
+                R.check('a snapshot left by a killed run is whole', rc == 0,
+                        vout + verr)
+            sd = os.path.join(b2, 'snapshots')
+            for d in os.listdir(sd) if os.path.isdir(sd) else []:
+                if not os.path.exists(os.path.join(b2, 'snapshots', d,
+                                                   'SNAPSHOT')):
+                    shutil.rmtree(os.path.join(b2, 'snapshots', d))
+        R.check('a killed backup is no snapshot', incomplete > 0, incomplete)
+        rc, out, err = env.loftctl('backup', 'alice@example.test',
+                                   os.path.join(tmp, 'b2'))
+        R.check('the next backup completes', rc == 0, out + err)
+
+        # damage: a blob, then a manifest
+        blobs = []
+        for root, dirs, files in os.walk(os.path.join(dest, 'blobs')):
+            blobs += [os.path.join(root, f) for f in files]
+        victim = sorted(blobs)[0]
+        with open(victim, 'rb') as f:
+            saved = f.read()
+        with open(victim, 'r+b') as f:
+            f.write(b'X')
+        rc, out, err = env.loftctl('backup', 'verify', dest)
+        R.check('verify names a damaged blob', rc == 1 and victim in err and
+                'damaged' in err, out + err)
+        rc, out, err = env.loftctl('restore', dest, 'alice@example.test',
+                                   '--as', 'carol@example.test')
+        R.check('restore refuses a damaged backup', rc == 1 and
+                'restore refused' in err, out + err)
+        c = snapshot(env, 'carol@example.test')
+        R.check('nothing restored from it',
+                all(not v[1] for v in c.values()), c.keys())
+        with open(victim, 'wb') as f:
+            f.write(saved)
+        man_path = os.path.join(dest, 'snapshots', second.group(1),
+                                'alice@example.test.json')
+        with open(man_path) as f:
+            text = f.read()
+        with open(man_path, 'w') as f:
+            f.write(text.replace('"internaldate":', '"internaldate":1', 1))
+        rc, out, err = env.loftctl('backup', 'verify', dest)
+        R.check('verify names a damaged manifest', rc == 1 and
+                'alice@example.test.json' in err and 'checksum' in err,
+                out + err)
+        with open(man_path, 'w') as f:
+            f.write(text)
+
+        # a SNAPSHOT naming ".." paths (its checksum made right)
+        evil_dir = os.path.join(dest, 'snapshots', '2099-01-01T000000Z')
+        os.makedirs(evil_dir)
+        idx = {'format': 'loft-backup-1', 'time': 1,
+               'accounts': [{'address': 'alice@example.test',
+                             'file': '../../../../etc/x@example.test.json',
+                             'modseq': 1, 'sha256': '0' * 64}],
+               'sha256': ''}
+        s = json.dumps(idx, separators=(',', ':'), sort_keys=True)
+        idx['sha256'] = hashlib.sha256(s.encode()).hexdigest()
+        with open(os.path.join(evil_dir, 'SNAPSHOT'), 'w') as f:
+            json.dump(idx, f)
+        rc, out, err = env.loftctl('restore', dest, 'alice@example.test',
+                                   '--as', 'carol@example.test')
+        R.check('a manifest naming ".." is refused', rc == 1 and
+                'outside the backup' in err, out + err)
+        shutil.rmtree(evil_dir)
+
+        # kill -9 during a restore, then again: each message once
+        p = subprocess.Popen([LOFTCTL, '--config', env.config_path, 'restore',
+                              dest, 'alice@example.test', '--as',
+                              'dave@example.test'],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.4)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        rc, out, err = env.loftctl('restore', dest, 'alice@example.test',
+                                   '--as', 'dave@example.test')
+        R.check('a restore run again finishes', rc == 0, out + err)
+        d = snapshot(env, 'dave@example.test')
+        with open(os.path.join(dest, 'snapshots', second.group(1),
+                               'alice@example.test.json')) as f:
+            man2 = json.load(f)
+        want = sum(len(mb['messages']) for mb in man2['mailboxes'])
+        R.check('each message once',
+                sum(len(v[1]) for v in d.values()) == want,
+                (sum(len(v[1]) for v in d.values()), want))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return R.finish()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
