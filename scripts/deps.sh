@@ -63,6 +63,10 @@ rspamd
 iproute2
 gsasl
 stress-ng
+sieve-connect
+python3-sievelib
+dovecot-sieve
+dovecot-managesieved
 "
 
 # Only for the benches (`make bench-jmap`, bench/webmail.mjs --roundcube).

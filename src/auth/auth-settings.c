@@ -27,6 +27,8 @@ const char *const auth_policy_keys[] = {
 	"over_quota_tempfail",
 	"send_as",
 	"sent_copy",
+	"sieve_max_scripts",
+	"sieve_max_storage",
 	NULL,
 };
 
@@ -36,6 +38,8 @@ void auth_policy_defaults(struct auth_policy *policy_r)
 	policy_r->pop3_delete = AUTH_POP3_AUTO;
 	policy_r->trash_retention_days = 30;
 	policy_r->junk_retention_days = 30;
+	policy_r->sieve_max_scripts = 32;
+	policy_r->sieve_max_storage = 4 * 1024 * 1024;
 }
 
 const char *auth_pop3_delete_name(enum auth_pop3_delete d)
@@ -133,6 +137,20 @@ int auth_policy_set(struct auth_policy *policy, const char *key,
 					     "'%s'", value);
 			return -1;
 		}
+	} else if (strcmp(key, "sieve_max_scripts") == 0) {
+		if (config_parse_uint(value, UINT32_MAX, &v) < 0) {
+			*error_r = xasprintf("sieve_max_scripts: expected a "
+					     "number, got '%s'", value);
+			return -1;
+		}
+		policy->sieve_max_scripts = (uint32_t)v;
+	} else if (strcmp(key, "sieve_max_storage") == 0) {
+		if (config_parse_size(value, &v) < 0) {
+			*error_r = xasprintf("sieve_max_storage: expected a size "
+					     "like 4M, got '%s'", value);
+			return -1;
+		}
+		policy->sieve_max_storage = v;
 	} else {
 		*error_r = xasprintf("unknown policy key '%s'", key);
 		return -1;

@@ -46,6 +46,10 @@ struct auth_policy {
 				 account's addresses, auth_may_send_as) */
 	bool sent_copy;       /* sent_copy = yes: SMTP submissions are kept in
 				 Sent (default no: clients save their own) */
+	/* Sieve (ManageSieve, JMAP): scripts per account (default 32) and
+	 * their bytes in all (default 4M) */
+	uint32_t sieve_max_scripts;
+	uint64_t sieve_max_storage;
 };
 
 #define AUTH_PASSWORD_MIN_LENGTH 12

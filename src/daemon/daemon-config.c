@@ -18,7 +18,7 @@
 
 const char *const daemon_proto_names[DAEMON_PROTO_COUNT] = {
 	"imap", "imaps", "pop3", "pop3s", "lmtp", "http", "https", "metrics",
-	"smtp", "submission", "submissions",
+	"smtp", "submission", "submissions", "managesieve",
 };
 
 /* Sections and the keys the daemon itself knows. NULL keys: the section's

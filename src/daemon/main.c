@@ -44,6 +44,9 @@
 #ifdef LOFT_HAVE_SMTP
 #include "smtp.h"
 #endif
+#ifdef LOFT_HAVE_MANAGESIEVE
+#include "managesieve.h"
+#endif
 #ifdef LOFT_HAVE_QUEUE
 #include "delivery.h"
 #include "delivery-sieve.h"
@@ -228,6 +231,19 @@ static void smtp_set_queue(void *server, void *queue)
 }
 #endif
 
+#ifdef LOFT_HAVE_MANAGESIEVE
+static void *managesieve_create(const struct config *c, struct store *s,
+				struct auth *a, struct buf *e)
+{
+	return managesieve_server_create(c, s, a, e);
+}
+static void managesieve_destroy(void *server)
+{
+	struct managesieve_server *p = server;
+	managesieve_server_destroy(&p);
+}
+#endif
+
 static struct frontend frontends[] = {
 #ifdef LOFT_HAVE_IMAP
 	{"imap", DAEMON_IMAP, DAEMON_IMAPS, &imap_proto, imap_create,
@@ -252,6 +268,10 @@ static struct frontend frontends[] = {
 	{"submission", DAEMON_SUBMISSION, DAEMON_SUBMISSIONS,
 	 &smtp_submission_proto, smtp_sub_create, smtp_destroy, NULL,
 	 smtp_set_queue},
+#endif
+#ifdef LOFT_HAVE_MANAGESIEVE
+	{"managesieve", DAEMON_MANAGESIEVE, -1, &managesieve_proto,
+	 managesieve_create, managesieve_destroy, NULL, NULL},
 #endif
 	{NULL, 0, -1, NULL, NULL, NULL, NULL, NULL},
 };

@@ -181,6 +181,9 @@ static void print_policy(const struct auth_policy *p)
 	       p->over_quota_tempfail ? "yes" : "no");
 	printf("  send_as = %s\n", p->send_as_any ? "any" : "own");
 	printf("  sent_copy = %s\n", p->sent_copy ? "yes" : "no");
+	format_size(p->sieve_max_storage, q, sizeof(q));
+	printf("  sieve_max_scripts = %u\n", p->sieve_max_scripts);
+	printf("  sieve_max_storage = %s\n", q);
 }
 
 /* The last IMAP login, and what pop3_delete = auto does because of it. */
