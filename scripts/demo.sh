@@ -8,6 +8,7 @@
 #
 #   IMAP 1143  IMAPS 1993  POP3 1110  POP3S 1995  LMTP 2424
 #   SMTP 2525 (MX)  submission 1587 (STARTTLS)  submissions 1465 (TLS)
+#   ManageSieve 14190 (STARTTLS)
 #   HTTPS 8443 (webmail, JMAP, client set-up)  metrics 9180
 #   LOFT_PORT_OFFSET=N (make run PORT_OFFSET=N, a multiple of 1000) adds N
 #   to each, for a second demo beside another Loft.
@@ -42,7 +43,7 @@ IMAP=$((1143 + OFFSET)) IMAPS=$((1993 + OFFSET))
 POP3=$((1110 + OFFSET)) POP3S=$((1995 + OFFSET)) LMTP=$((2424 + OFFSET))
 HTTPS=$((8443 + OFFSET)) METRICS=$((9180 + OFFSET))
 SMTP=$((2525 + OFFSET)) SUBMISSION=$((1587 + OFFSET))
-SUBMISSIONS=$((1465 + OFFSET))
+SUBMISSIONS=$((1465 + OFFSET)) MANAGESIEVE=$((14190 + OFFSET))
 
 mkdir -p "$RUN"
 chmod 700 "$RUN"
@@ -164,6 +165,9 @@ listen = $(listen $SUBMISSION)
 
 [submissions]
 listen = $(listen $SUBMISSIONS)
+
+[managesieve]
+listen = $(listen $MANAGESIEVE)
 
 [https]
 listen = $(listen $HTTPS)
