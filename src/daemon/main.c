@@ -203,6 +203,9 @@ static void http_set_queue(void *server, void *queue)
 	(void)server;
 #ifdef LOFT_HAVE_JMAP
 	jmap_set_queue(the_jmap, queue);
+	/* with the queue, Sieve is installed (mail_out_open): deliveries
+	 * answer with the VacationResponse */
+	jmap_set_vacation(the_jmap, true);
 #else
 	(void)queue;
 #endif

@@ -16,6 +16,7 @@
 #include "delivery-private.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -644,6 +645,76 @@ static bool plan_redirect(struct delivery_session *s, struct drcpt *r,
 	return true;
 }
 
+/* ---- JMAP VacationResponse (RFC 8621 8) ----------------------------- */
+
+/* "2026-12-06T10:00:00Z" (UTC, as JMAP's UTCDate) */
+static bool utc_date(const char *s, time_t *t_r)
+{
+	struct tm tm = {0};
+	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year,
+				&tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+				&tm.tm_sec) != 6)
+		return false;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*t_r = timegm(&tm);
+	return true;
+}
+
+/* The account's VacationResponse as a vacation action, when it is on
+ * now: run by the same engine after the scripts, with the same records
+ * (handle "jmap-vacation"), so no message gets two replies. */
+static bool jmap_vacation(struct drcpt *r, time_t now, struct sieve_action *a)
+{
+	struct store_jobject *list = NULL;
+	size_t n = 0;
+	if (store_jobject_list(r->user, STORE_JMAP_VACATION, &list, &n,
+			       NULL) < 0 || n == 0) {
+		store_jobject_list_free(list, n);
+		return false;
+	}
+	json_t *o = json_loads(list[0].data, 0, NULL);
+	store_jobject_list_free(list, n);
+	bool on = false;
+	if (json_is_object(o) && json_is_true(json_object_get(o, "isEnabled"))) {
+		time_t from, to;
+		const char *f = json_string_value(json_object_get(o, "fromDate"));
+		const char *t = json_string_value(json_object_get(o, "toDate"));
+		on = (f == NULL || (utc_date(f, &from) && now >= from)) &&
+		     (t == NULL || (utc_date(t, &to) && now < to));
+	}
+	if (on) {
+		const char *subj = json_string_value(json_object_get(o, "subject"));
+		const char *text = json_string_value(json_object_get(o,
+								     "textBody"));
+		const char *html = json_string_value(json_object_get(o,
+								     "htmlBody"));
+		memset(a, 0, sizeof(*a));
+		a->kind = SIEVE_ACT_VACATION;
+		a->subject = subj ? xstrdup(subj) : NULL;
+		if (text == NULL && html != NULL) {
+			/* the HTML part as the whole reply */
+			a->mime = true;
+			a->text = xasprintf("Content-Type: text/html; "
+					    "charset=utf-8\r\n\r\n%s", html);
+		} else {
+			a->text = xstrdup(text ? text : "");
+		}
+		a->handle = xstrdup("jmap-vacation");
+		a->seconds = 7 * 86400;
+	}
+	json_decref(o);
+	return on;
+}
+
+static void action_free(struct sieve_action *a)
+{
+	free(a->subject);
+	free(a->text);
+	free(a->handle);
+	memset(a, 0, sizeof(*a));
+}
+
 /* ---- the plan of a recipient --------------------------------------- */
 
 static void spam_verdict(struct delivery_session *s, struct delivery_sieve *ds,
@@ -797,8 +868,13 @@ void dsieve_plan(struct delivery_session *s, struct drcpt *r)
 		return;
 	struct sieve_script *mine = user_script(s, r, ds);
 	if (mine == NULL && ds->nbefore == 0 && ds->nafter == 0) {
-		delivery_sieve_unref(&ds);
-		return;
+		/* no script: only a JMAP vacation may want a plan */
+		struct sieve_action jv;
+		if (!jmap_vacation(r, clock_now(), &jv)) {
+			delivery_sieve_unref(&ds);
+			return;
+		}
+		action_free(&jv);
 	}
 	size_t n = 0;
 	const struct sieve_script **seq = xcalloc(ds->nbefore + ds->nafter + 1,
@@ -924,6 +1000,17 @@ void dsieve_plan(struct delivery_session *s, struct drcpt *r)
 		}
 	}
 	p->nothing_kept = !kept;
+	/* JMAP's VacationResponse: after the scripts, when none replied and
+	 * the message was kept */
+	bool replied = false;
+	for (size_t i = 0; i < res.count; i++)
+		if (res.actions[i].kind == SIEVE_ACT_VACATION)
+			replied = true;
+	struct sieve_action jv;
+	if (kept && !replied && jmap_vacation(r, now, &jv)) {
+		plan_vacation(s, r, ds, p, &jv, now);
+		action_free(&jv);
+	}
 	if (queue == NULL && p->nouts > 0)
 		log_warn("sieve", s->sid, "no queue: %zu message(s) for %s not "
 			 "sent", p->nouts, r->display);

@@ -57,6 +57,9 @@ struct jmap *jmap_create(const struct config *cfg, struct store *store,
 void jmap_destroy(struct jmap **j);
 /* EmailSubmission hands messages to the outbound queue. */
 void jmap_set_queue(struct jmap *j, struct queue *queue);
+/* VacationResponse (RFC 8621 8) is offered once deliveries answer with
+ * it (Sieve installed, src/delivery/delivery-sieve.c). */
+void jmap_set_vacation(struct jmap *j, bool available);
 /* The routes on an HTTP server; -1 with errors filled. */
 int jmap_http_register(struct jmap *j, struct http_server *server,
 		       struct buf *errors);

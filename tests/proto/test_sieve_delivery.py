@@ -248,6 +248,37 @@ vacation :seconds 120 :subject "Away" :handle "h1" "I am on holiday.";
     env.loftctl('sieve', 'deactivate', A)
 
 
+def test_jmap_vacation(env, sink):
+    from jmapclient import Jmap
+    j = Jmap(env, B)
+    using = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
+             'urn:ietf:params:jmap:vacationresponse']
+    r = j.ok('VacationResponse/set', {'update': {'singleton': {
+        'isEnabled': True, 'subject': 'Bob is away',
+        'textBody': 'Back on Monday.'}}}, using=using)
+    R.check('VacationResponse/set', 'singleton' in (r.get('updated') or {}), r)
+    lmtp(env, [B], msg('jmap hello', frm='pen@remote.test', to=B),
+         sender='pen@remote.test')
+    R.check('JMAP vacation: a reply', sink_has(sink, 'Back on Monday.'))
+    lmtp(env, [B], msg('jmap hello 2', frm='pen@remote.test', to=B),
+         sender='pen@remote.test')
+    R.check('JMAP vacation: once per period',
+            not wait_for(lambda: sink_count(sink, 'Back on Monday.') > 1,
+                         timeout=2))
+    put(env, B, 'own-vacation', 'require "vacation";\n'
+        'vacation :handle "b" "Script says away.";\n')
+    lmtp(env, [B], msg('both hello', frm='kim@remote.test', to=B),
+         sender='kim@remote.test')
+    R.check('script vacation replies', sink_has(sink, 'Script says away.'))
+    R.check('no second reply from JMAP vacation',
+            not wait_for(lambda: any(b'kim@remote.test' in x['rcpts'][0] and
+                                     b'Back on Monday.' in x['data']
+                                     for x in sink.messages), timeout=2))
+    env.loftctl('sieve', 'deactivate', B)
+    j.ok('VacationResponse/set', {'update': {'singleton': {
+        'isEnabled': False}}}, using=using)
+
+
 def test_errors_and_editheader(env):
     put(env, A, 'fails', 'require ["include", "fileinto"];\n'
         'fileinto "a"; include "nowhere";\n')
@@ -302,6 +333,7 @@ def main():
         test_filing(env)
         test_reject_redirect(env, sink)
         test_vacation(env, sink)
+        test_jmap_vacation(env, sink)
         test_errors_and_editheader(env)
     test_global(CLOCK_DIR)
     sys.exit(R.finish())
