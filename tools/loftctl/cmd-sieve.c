@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "delivery-sieve.h"
@@ -219,7 +220,7 @@ static int del(struct loftctl *ctl, int argc, char **argv)
 
 static int check(struct loftctl *ctl, int argc, char **argv)
 {
-	(void)argv;
+	bool verbose = loftctl_take_flag(&argc, argv, "--verbose");
 	if (argc != 0)
 		return loftctl_usage(&loftctl_sieve_cmds[6]);
 	struct buf text;
@@ -228,8 +229,11 @@ static int check(struct loftctl *ctl, int argc, char **argv)
 	struct delivery_sieve *ds;
 	const struct sieve_limits *lim = limits(ctl, &ds);
 	struct sieve_errors e;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct sieve_script *s = sieve_compile(text.data ? text.data : "",
 					       text.len, "stdin", lim, &e);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	int rc = 0;
 	if (s == NULL) {
 		for (size_t i = 0; i < e.count; i++)
@@ -238,6 +242,15 @@ static int check(struct loftctl *ctl, int argc, char **argv)
 		rc = LOFTCTL_EXIT_FAIL;
 	} else {
 		printf("ok\n");
+		if (verbose) {
+			size_t ilen;
+			sieve_script_image(s, &ilen);
+			printf("compiled in %.3f ms, %zu bytes of source, %zu "
+			       "bytes compiled\n",
+			       (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+			       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+			       text.len, ilen);
+		}
 	}
 	sieve_script_free(&s);
 	sieve_errors_free(&e);
@@ -395,7 +408,7 @@ const struct loftctl_cmd loftctl_sieve_cmds[] = {
 	{"sieve", "activate", "USER NAME", activate},
 	{"sieve", "deactivate", "USER", deactivate},
 	{"sieve", "del", "USER NAME", del},
-	{"sieve", "check", "< FILE   (line:column: message; exit 1)", check},
+	{"sieve", "check", "[--verbose] < FILE   (line:column: message; exit 1)", check},
 	{"sieve", "test", "USER SCRIPT MESSAGE [--from A] [--to A]", test},
 	{NULL, NULL, NULL, NULL},
 };
