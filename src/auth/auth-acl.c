@@ -428,3 +428,105 @@ char *auth_acl_identifier_text(struct auth *auth, int kind, int64_t id,
 	}
 	return NULL;
 }
+
+/* ---- shared addresses ------------------------------------------------ */
+
+int auth_shared_add(struct auth *auth, const char *address,
+		    struct auth_user *user_r, char **error_r)
+{
+	char canon[AUTH_ADDRESS_MAX + 1];
+	if (auth_address_canon(address, canon, sizeof(canon), error_r) < 0)
+		return -1;
+	struct auth_user u;
+	int r = auth_lookup(auth, canon, &u);
+	if (r != 0) {
+		*error_r = r < 0 ? xstrdup("accounts.db: lookup failed")
+				 : xasprintf("%s exists already", canon);
+		return -1;
+	}
+	if (!auth_domain_exists(auth, domain_part(canon))) {
+		*error_r = xasprintf("no domain %s", domain_part(canon));
+		return -1;
+	}
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	int ret = -1;
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_prepare_v2(c->db, "INSERT INTO users(address, domain_id,"
+				      " password_hash, created) SELECT ?1, id,"
+				      " ?2, strftime('%s','now') FROM domains"
+				      " WHERE name = ?3", -1, &st, NULL) != SQLITE_OK)
+		goto rollback;
+	sqlite3_bind_text(st, 1, canon, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, AUTH_HASH_NOLOGIN, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, domain_part(canon), -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(c->db) != 1)
+		goto rollback;
+	int64_t id = sqlite3_last_insert_rowid(c->db);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(c->db, "INSERT INTO user_settings(user_id, key,"
+				      " value) VALUES (?, 'shared', 'yes')",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto rollback;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto rollback;
+	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto rollback;
+	user_r->id = id;
+	snprintf(user_r->address, sizeof(user_r->address), "%s", canon);
+	user_r->disabled = false;
+	ret = 0;
+	goto out;
+rollback:
+	*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_finalize(st);
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+int auth_user_is_shared(struct auth *auth, int64_t user_id)
+{
+	int64_t *ids;
+	size_t n;
+	if (ids_query(auth, "SELECT 1 FROM user_settings WHERE user_id = ?"
+			    " AND key = 'shared' AND value = 'yes'",
+		      &user_id, 1, &ids, &n) < 0)
+		return -1;
+	free(ids);
+	return n > 0;
+}
+
+int auth_shared_list(struct auth *auth, const char *domain, auth_list_fn *fn,
+		     void *ctx, char **error_r)
+{
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "SELECT u.address FROM users u JOIN"
+				      " user_settings s ON s.user_id = u.id"
+				      " AND s.key = 'shared' AND s.value = 'yes'"
+				      " JOIN domains d ON d.id = u.domain_id"
+				      " WHERE ?1 IS NULL OR d.name = ?1"
+				      " ORDER BY 1", -1, &st, NULL) == SQLITE_OK) {
+		if (domain != NULL)
+			sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			fn(ctx, (const char *)sqlite3_column_text(st, 0), NULL);
+		ret = rc == SQLITE_DONE ? 0 : -1;
+		sqlite3_finalize(st);
+	}
+	if (ret < 0)
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	auth_conn_put(auth, c);
+	return ret;
+}

@@ -140,6 +140,9 @@ static int crypt_verify(const char *stored, const char *password)
 
 int auth_hash_verify(const char *hash, const char *password)
 {
+	/* a shared address (auth_shared_add): no password opens it */
+	if (strcmp(hash, AUTH_HASH_NOLOGIN) == 0)
+		return 0;
 	if (has_prefix(hash, PFX_ARGON2ID)) {
 		const char *enc = hash + strlen(PFX_ARGON2ID);
 		int rc = argon2id_verify(enc, password, strlen(password));

@@ -13,6 +13,8 @@
 #include <sqlite3.h>
 
 #define AUTH_ADDRESS_MAX 319
+/* The password hash of an account nobody logs into (a shared address). */
+#define AUTH_HASH_NOLOGIN "{NOLOGIN}"
 #define AUTH_PASSWORD_MAX 1024
 #define AUTH_SCRAM_KEY_LEN 32      /* SHA-256 */
 #define AUTH_SCRAM_SALT_LEN 16

@@ -408,6 +408,17 @@ int auth_acl_identifier(struct auth *auth, const char *text,
  * or group that no longer exists (its entry is ignored). */
 char *auth_acl_identifier_text(struct auth *auth, int kind, int64_t id,
 			       bool negative, const char *owner_address);
+/* Shared addresses (loftctl shared add|del|list): an account with no
+ * password (no login ever succeeds) whose mail others reach through
+ * ACLs, shown under the shared namespace. add makes the account; the
+ * caller makes its mail. */
+int auth_shared_add(struct auth *auth, const char *address,
+		    struct auth_user *user_r, char **error_r);
+/* 1 a shared address, 0 not, -1 error. */
+int auth_user_is_shared(struct auth *auth, int64_t user_id);
+/* name = address; domain NULL: all. */
+int auth_shared_list(struct auth *auth, const char *domain, auth_list_fn *fn,
+		     void *ctx, char **error_r);
 /* loftctl group add|del|list|members: groups are NAME@DOMAIN. */
 int auth_group_add(struct auth *auth, const char *group, char **error_r);
 int auth_group_del(struct auth *auth, const char *group, char **error_r);

@@ -207,6 +207,28 @@ unsigned delivery_rcpt_count(const struct delivery_session *s)
 
 /* ---- recipients --------------------------------------------------- */
 
+/* A shared address's +folder takes mail from outside only where anyone
+ * holds p (issue 15, RFC 4314 2.1); else its INBOX. Takes folder. */
+static char *shared_folder(struct delivery_session *s, int64_t owner_id,
+			   char *folder)
+{
+	if (strcmp(folder, "INBOX") == 0 ||
+	    auth_user_is_shared(s->d->auth, owner_id) != 1)
+		return folder;
+	struct store_viewer outside = {.user_id = 0};
+	struct store_user *v;
+	unsigned rights = 0;
+	if (store_user_open_as(s->d->store, owner_id, &outside, &v, NULL) == 0) {
+		if (store_viewer_rights(v, folder, &rights, NULL) < 0)
+			rights = 0;
+		store_user_unref(&v);
+	}
+	if (rights & STORE_RIGHT_POST)
+		return folder;
+	free(folder);
+	return xstrdup("INBOX");
+}
+
 /* The +detail folder if the user has it (exact name first, then
  * case-insensitively, as users type addresses), else INBOX. */
 static char *resolve_folder(struct store_user *user, const char *detail)
@@ -387,7 +409,8 @@ void delivery_rcpt(struct delivery_session *s, const char *address,
 			store_user_unref(&user);
 		} else {
 			rcpt_add(s, address, display, au.id, user,
-				 resolve_folder(user, detail),
+				 shared_folder(s, au.id,
+					       resolve_folder(user, detail)),
 				 pol.over_quota_tempfail);
 			reply_set(rep, 250, "2.1.5", "<%s> OK", display);
 		}

@@ -109,8 +109,12 @@ int imap_mbref_resolve(struct imap_client *c, const char *raw, size_t len,
 	}
 	ref->shared = true;
 	struct auth_user owner;
+	/* a shared address only under the shared namespace, an account
+	 * only under the other users' */
 	if (n.owner == NULL || n.mailbox == NULL ||
 	    auth_lookup(c->server->auth, n.owner, &owner) != 1 ||
+	    (auth_user_is_shared(c->server->auth, owner.id) == 1) !=
+		    (n.kind == IMAP_NS_SHARED) ||
 	    imap_acl_open_owner(c, owner.id, owner.address, &ref->user) < 0) {
 		imap_ns_name_free(&n);
 		*error_r = NOT_FOUND;
@@ -444,8 +448,7 @@ void imap_acl_list_others(struct imap_client *c,
 			  bool (*match)(void *ctx, const char *name), void *ctx,
 			  unsigned status_items)
 {
-	const char *prefix = c->server->set.other_namespace;
-	if (prefix == NULL || prefix[0] == '\0' || c->server->auth == NULL)
+	if (c->server->auth == NULL)
 		return;
 	int64_t *owners = NULL;
 	size_t no = 0;
@@ -455,14 +458,20 @@ void imap_acl_list_others(struct imap_client *c,
 	}
 	struct imap_ns_settings ns = ns_of(c);
 	const char *vdom = domain_of(c->user.address);
-	bool root_written = false;
+	bool root_written[2] = {false, false};
 	for (size_t i = 0; i < no; i++) {
 		struct auth_user o;
 		struct store_user *u;
 		if (owners[i] == c->user.id ||
-		    auth_lookup_id(c->server->auth, owners[i], &o) != 1 ||
-		    imap_acl_open_owner(c, o.id, o.address, &u) < 0)
+		    auth_lookup_id(c->server->auth, owners[i], &o) != 1)
 			continue;   /* a stale hint: skipped */
+		enum imap_ns_kind kind =
+			auth_user_is_shared(c->server->auth, o.id) == 1
+				? IMAP_NS_SHARED : IMAP_NS_OTHER;
+		const char *prefix = kind == IMAP_NS_SHARED ? ns.shared : ns.other;
+		if (prefix == NULL || prefix[0] == '\0' ||
+		    imap_acl_open_owner(c, o.id, o.address, &u) < 0)
+			continue;
 		struct store_mailbox_info *mbs;
 		size_t n;
 		struct store_error err;
@@ -471,31 +480,36 @@ void imap_acl_list_others(struct imap_client *c,
 			continue;
 		}
 		/* the levels above: \Noselect, revealing nothing else */
-		char *levels[2] = {imap_ns_format(&ns, vdom, IMAP_NS_OTHER, NULL,
-						  NULL),
-				   imap_ns_format(&ns, vdom, IMAP_NS_OTHER,
-						  o.address, NULL)};
-		for (int k = root_written ? 1 : 0; k < 2; k++) {
+		char *levels[2] = {imap_ns_format(&ns, vdom, kind, NULL, NULL),
+				   imap_ns_format(&ns, vdom, kind, o.address,
+						  NULL)};
+		bool *rooted = &root_written[kind == IMAP_NS_SHARED];
+		/* a shared address's level is its INBOX: listed below */
+		int last = kind == IMAP_NS_SHARED ? 1 : 2;
+		for (int k = *rooted ? 1 : 0; k < last; k++) {
 			char *enc = imap_client_mailbox_name_utf8(c, levels[k]);
 			if (match(ctx, enc))
 				imap_client_untagged(c, "LIST (\\Noselect \\HasChildren) \"/\" \"%s\"",
 						     enc);
 			free(enc);
 		}
-		root_written = true;
+		*rooted = true;
 		free(levels[0]);
 		free(levels[1]);
 		for (size_t k = 0; k < n; k++) {
-			char *full = imap_ns_format(&ns, vdom, IMAP_NS_OTHER,
-						    o.address, mbs[k].name);
+			char *full = imap_ns_format(&ns, vdom, kind, o.address,
+						    mbs[k].name);
 			char *enc = imap_client_mailbox_name_utf8(c, full);
 			if (match(ctx, enc)) {
 				struct buf b;
 				buf_init(&b, 0);
+				/* a shared address's INBOX holds its folders */
+				bool hc = mbs[k].has_children ||
+					  (kind == IMAP_NS_SHARED && n > 1 &&
+					   strcmp(mbs[k].name, "INBOX") == 0);
 				buf_printf(&b, "* LIST (%s%s) \"/\" ",
 					   mbs[k].noselect ? "\\Noselect " : "",
-					   mbs[k].has_children ? "\\HasChildren"
-							       : "\\HasNoChildren");
+					   hc ? "\\HasChildren" : "\\HasNoChildren");
 				imap_append_string(&b, enc, strlen(enc),
 						   imap_client_utf8(c));
 				write_line(c, &b);

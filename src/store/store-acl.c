@@ -474,11 +474,12 @@ int store_acl_enter_parent(struct store_user **user, const char *name,
 		free(e);
 	}
 	free(p);
+	/* at the top of another account's mail: k on its INBOX (a shared
+	 * address's folders are its INBOX's children to its viewers) */
 	if (ret == 1)
-		ret = store_set_error(err, STORE_ERR_NOPERM,
-				      "Permission denied");
-	else if (ret == -1 && err != NULL &&
-		 err->kind == STORE_ERR_NOTFOUND)
+		ret = store_acl_enter(user, "INBOX", STORE_RIGHT_CREATE, NULL,
+				      err);
+	if (ret == -1 && err != NULL && err->kind == STORE_ERR_NOTFOUND)
 		/* a hidden parent: no more than "no" */
 		store_set_error(err, STORE_ERR_NOPERM, "Permission denied");
 	return ret;
@@ -652,4 +653,38 @@ int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
 	free(ch1);
 	free(mod1);
 	return ret;
+}
+
+int store_viewer_rights(struct store_user *user, const char *mailbox,
+			unsigned *rights_r, struct store_error *err)
+{
+	err_clear(err);
+	*rights_r = 0;
+	char *n = store_name_normalize(mailbox, err);
+	if (n == NULL)
+		return -1;
+	int ret = 0;
+	if (user->owner == NULL)
+		*rights_r = STORE_RIGHTS_ALL;
+	else
+		ret = viewer_rights(user, n, rights_r, err);
+	free(n);
+	return ret;
+}
+
+void store_acl_inherit_inbox(struct store_user *owner, const char *name)
+{
+	struct store_acl_entry *e = NULL;
+	size_t n = 0;
+	uint32_t id;
+	struct store_error err;
+	if (owner->store->vf->acl_read(owner, "INBOX", &id, &e, &n, &err) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (owner->store->vf->acl_update(owner, name, &e[i], 0, 0,
+						 &err) < 0)
+			log_warn("store", NULL, "ACL of %s not copied: %s", name,
+				 err.msg);
+	}
+	free(e);
 }

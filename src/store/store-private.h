@@ -422,6 +422,8 @@ int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
 			   uint32_t **changed_r, size_t *changed_count_r,
 			   uint32_t **modified_r, size_t *modified_count_r,
 			   struct store_error *err);
+/* Copies the ACL of the owner's INBOX to its mailbox name (best effort). */
+void store_acl_inherit_inbox(struct store_user *owner, const char *name);
 /* Frees a viewer's handle (its last unref). */
 void store_acl_viewer_free(struct store_user *user);
 /* store_mailbox_list on a viewer's handle: keeps what it may see. */

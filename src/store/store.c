@@ -509,12 +509,17 @@ int store_mailbox_create(struct store_user *user, const char *name,
 {
 	err_clear(err);
 	WITH_NAME(n, name, err);
+	/* a viewer's new top-level mailbox sits below the owner's INBOX for
+	 * it (store_acl_enter_parent): it takes INBOX's ACL */
+	bool viewer_top = user->owner != NULL && strchr(n, '/') == NULL;
 	if (user->owner != NULL &&
 	    store_acl_enter_parent(&user, n, err) < 0) {
 		free(n);
 		return -1;
 	}
 	int ret = user->store->vf->mailbox_create(user, n, special_use, err);
+	if (ret == 0 && viewer_top)
+		store_acl_inherit_inbox(user, n);
 	free(n);
 	return ret;
 }

@@ -736,6 +736,11 @@ bool store_user_is_shared(const struct store_user *user);
 int store_myrights(struct store_user *user, const char *mailbox,
 		   unsigned *rights_r, struct store_error *err);
 
+/* The rights of a viewer's handle on mailbox with no visibility rule:
+ * for the server's own decisions (where a delivery goes), never shown
+ * to a client. Every right on an ordinary handle. */
+int store_viewer_rights(struct store_user *user, const char *mailbox,
+			unsigned *rights_r, struct store_error *err);
 /* The ACL of a mailbox (needs a on a viewer's handle). The owner is not
  * listed: the front-end shows it with every right. */
 int store_acl_get(struct store_user *user, const char *mailbox,

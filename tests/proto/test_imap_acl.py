@@ -308,6 +308,42 @@ with Loft(users=users) as env:
     a.run('GETACL Photos', 'OK', absent=[r'family'], name='a deleted group goes')
     c.run('LOGOUT', 'OK')
 
+    # ---- a shared address: loftctl shared, LMTP, the shared namespace -------
+    ctl('shared', 'add', 'sales@example.test')
+    ctl('shared', 'add', 'sales@example.test', ok=False)
+    ctl('shared', 'add', 'sales@nowhere.test', ok=False)
+    out = ctl('shared', 'list')
+    r.check('shared list', out.split() == ['sales@example.test'], out)
+    ctl('acl', 'set', 'sales@example.test', BOB, 'lrswik')
+    ctl('acl', 'set', 'sales@example.test', CAROL, 'lrs')
+    lm = env.lmtp()
+    lm.sendmail('customer@remote.test', ['sales@example.test'],
+                'Subject: order 1\r\n\r\nplease\r\n')
+    b.run('LIST "" "Shared/*"', 'OK', [r'^\* LIST \(\\HasNoChildren\) "/" "Shared/sales"$'],
+          absent=[r'Other Users/sales'])
+    b.run('LIST "" "*"', 'OK', [r'^\* LIST \(\\Noselect \\HasChildren\) "/" "Shared"$'])
+    b.run('STATUS "Other Users/sales@example.test/INBOX" (MESSAGES)', 'NO \\[NONEXISTENT\\]')
+    b.run('STATUS "Shared/sales" (MESSAGES UNSEEN)', 'OK',
+          [r'^\* STATUS "Shared/sales" \(MESSAGES 1 UNSEEN 1\)$'])
+    b.run('CREATE "Shared/sales/orders"', 'OK')
+    # +folder: only where anyone holds p
+    lm.sendmail('customer@remote.test', ['sales+orders@example.test'],
+                'Subject: order 2\r\n\r\nplease\r\n')
+    b.run('STATUS "Shared/sales" (MESSAGES)', 'OK', [r'MESSAGES 2\)'],
+          name='+orders without anyone p: INBOX')
+    ctl('acl', 'set', 'sales@example.test/orders', 'anyone', 'p')
+    lm.sendmail('customer@remote.test', ['sales+orders@example.test'],
+                'Subject: order 3\r\n\r\nplease\r\n')
+    b.run('STATUS "Shared/sales/orders" (MESSAGES)', 'OK', [r'MESSAGES 1\)'],
+          name='+orders with anyone p')
+    lm.quit()
+    s = Conv(env.raw('imap'), r)
+    s.run('LOGIN "sales@example.test" ""', 'NO', name='a shared address never logs in')
+    s.run('LOGIN "sales@example.test" "{NOLOGIN}"', 'NO', name='nor with the marker')
+    s.close()
+    out = ctl('shared', 'del', 'sales@example.test', ok=False)
+    r.check('shared del lists what others see', 'bob@example.test lrswikc' in out, out)
+
     # ---- losing r on the selected mailbox ends the session -------------------
     a.run('SETACL Matrix bob@example.test -r', 'OK')
     b.send('z1 NOOP\r\n')

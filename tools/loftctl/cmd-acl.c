@@ -282,3 +282,91 @@ const struct loftctl_cmd loftctl_group_cmds[] = {
 	{"group", "members", "NAME@DOMAIN", group_members},
 	{NULL, NULL, NULL, NULL},
 };
+
+/* ---- shared addresses -------------------------------------------------- */
+
+static int shared_add(struct loftctl *ctl, int argc, char **argv)
+{
+	if (argc != 1)
+		return loftctl_usage(&loftctl_shared_cmds[0]);
+	struct auth_user u;
+	char *error = NULL;
+	if (auth_shared_add(ctl->auth, argv[0], &u, &error) < 0)
+		return done(-1, error, NULL);
+	/* its mail (INBOX) at once, so ACLs can be set on it */
+	struct store_user *su = open_owner(ctl, &u);
+	if (su == NULL)
+		return 1;
+	store_user_unref(&su);
+	printf("added shared address %s (no password; give rights with"
+	       " loftctl acl set %s IDENTIFIER RIGHTS)\n", u.address, u.address);
+	return 0;
+}
+
+static int shared_del(struct loftctl *ctl, int argc, char **argv)
+{
+	bool yes = loftctl_take_flag(&argc, argv, "--yes");
+	if (argc != 1)
+		return loftctl_usage(&loftctl_shared_cmds[1]);
+	struct auth_user u;
+	if (loftctl_lookup_user(ctl, argv[0], &u) < 0)
+		return 1;
+	if (auth_user_is_shared(ctl->auth, u.id) != 1)
+		return loftctl_fail("%s is not a shared address (loftctl user"
+				    " del)", u.address);
+	if (!yes) {
+		/* say what others would lose */
+		struct store_user *su = open_owner(ctl, &u);
+		struct store_acl_row *rows = NULL;
+		size_t n = 0;
+		struct store_error err;
+		if (su != NULL && store_acl_all(su, &rows, &n, &err) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				char *id = auth_acl_identifier_text(
+					ctl->auth, rows[i].entry.kind,
+					rows[i].entry.id, rows[i].entry.negative,
+					u.address);
+				char r[16];
+				store_rights_format(rows[i].entry.rights, r);
+				if (id != NULL)
+					printf("%s/%s: %s %s\n", u.address,
+					       rows[i].mailbox, id, r);
+				free(id);
+			}
+			store_acl_all_free(rows, n);
+		}
+		store_user_unref(&su);
+		return loftctl_fail("not deleted: others may use %s; pass"
+				    " --yes", u.address);
+	}
+	char *error = NULL;
+	if (auth_user_del(ctl->auth, u.address, &error) < 0)
+		return done(-1, error, NULL);
+	bool running;
+	unsigned sessions;
+	(void)loftctl_kick(ctl, &u, &running, &sessions);
+	struct store_error err = {0};
+	if (store_user_delete(loftctl_store(ctl), u.id, &err) < 0)
+		return loftctl_fail("%s removed, but its mail was not: %s",
+				    u.address, err.msg);
+	printf("deleted shared address %s\n", u.address);
+	return 0;
+}
+
+static int shared_list(struct loftctl *ctl, int argc, char **argv)
+{
+	if (argc > 1)
+		return loftctl_usage(&loftctl_shared_cmds[2]);
+	char *error = NULL;
+	if (auth_shared_list(ctl->auth, argc ? argv[0] : NULL, print_line, NULL,
+			     &error) < 0)
+		return done(-1, error, NULL);
+	return 0;
+}
+
+const struct loftctl_cmd loftctl_shared_cmds[] = {
+	{"shared", "add", "ADDRESS", shared_add},
+	{"shared", "del", "ADDRESS [--yes]", shared_del},
+	{"shared", "list", "[DOMAIN]", shared_list},
+	{NULL, NULL, NULL, NULL},
+};

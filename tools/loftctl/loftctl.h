@@ -54,6 +54,7 @@ extern const struct loftctl_cmd loftctl_ban_cmds[];
 extern const struct loftctl_cmd loftctl_retention_cmds[];
 extern const struct loftctl_cmd loftctl_acl_cmds[];
 extern const struct loftctl_cmd loftctl_group_cmds[];
+extern const struct loftctl_cmd loftctl_shared_cmds[];
 #ifdef LOFTCTL_HAVE_MIGRATE
 extern const struct loftctl_cmd loftctl_migrate_cmds[];
 #endif
