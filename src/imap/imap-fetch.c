@@ -800,8 +800,16 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 	*changed_count_r = 0;
 	if (store_flags_update(imap_client_sel_user(r->client), r->client->mailbox,
 			       ranges, count, &change, changed_r,
-			       changed_count_r, NULL, NULL, err) < 0)
+			       changed_count_r, NULL, NULL, err) < 0) {
+		/* another account's mailbox without s: the FETCH goes on,
+		 * \Seen stays as it is (RFC 4314 4) */
+		if (err->kind == STORE_ERR_NOPERM) {
+			err->kind = STORE_ERR_NONE;
+			err->msg[0] = '\0';
+			return 0;
+		}
 		return -1;
+	}
 	if (*changed_count_r > 1)
 		qsort(*changed_r, *changed_count_r, sizeof(**changed_r), cmp_u32);
 	return 0;

@@ -248,6 +248,10 @@ with Loft(users=users) as env:
         before = snapshot(a, 'Matrix')
         b.run('SELECT "%s"' % M, 'OK')
         b.run(cmd, 'NO', name='without %s: %s' % (right, cmd))
+        if right == 's':
+            # FETCH sets \Seen only with s: it still answers
+            b.run('FETCH 1 BODY[]', 'OK', [r'electricity'],
+                  name='without s: FETCH BODY[]')
         b.run('UNSELECT', 'OK')
         r.check('without %s (%s): nothing changed' % (right, cmd),
                 snapshot(a, 'Matrix') == before)
