@@ -354,8 +354,30 @@ static void append_flags_responses(struct imap_client *c, struct buf *out)
 	buf_append_str(out, "* FLAGS ");
 	imap_append_flags(out, all_system_flags, kw, c->keyword_count, false);
 	buf_append_str(out, "\r\n* OK [PERMANENTFLAGS ");
+	unsigned rights = STORE_RIGHTS_ALL;
+	struct store_error err;
+	if (c->sel_user != NULL && c->mailbox != NULL &&
+	    store_myrights(c->sel_user, c->mailbox, &rights, &err) < 0)
+		rights = 0;
 	if (c->readonly) {
 		buf_append_str(out, "()");
+	} else if (!(rights & STORE_RIGHT_WRITE)) {
+		/* another account's mailbox: only what the viewer may
+		 * change (RFC 4314 5.1.1); no keywords without w */
+		unsigned f = (rights & STORE_RIGHT_SEEN ? STORE_FLAG_SEEN : 0) |
+			     (rights & STORE_RIGHT_DELETED ? STORE_FLAG_DELETED
+							   : 0);
+		imap_append_flags(out, f, NULL, 0, false);
+	} else if ((rights & (STORE_RIGHT_SEEN | STORE_RIGHT_DELETED)) !=
+		   (STORE_RIGHT_SEEN | STORE_RIGHT_DELETED)) {
+		unsigned f = all_system_flags;
+		if (!(rights & STORE_RIGHT_SEEN))
+			f &= ~(unsigned)STORE_FLAG_SEEN;
+		if (!(rights & STORE_RIGHT_DELETED))
+			f &= ~(unsigned)STORE_FLAG_DELETED;
+		imap_append_flags(out, f, kw, c->keyword_count, false);
+		out->len--;
+		buf_append_str(out, " \\*)");
 	} else {
 		imap_append_flags(out, all_system_flags, kw, c->keyword_count,
 				  false);

@@ -160,7 +160,8 @@ with Loft(users=users) as env:
 
     # s w i: STORE with a permitted flag changes only what may change
     a.run('SETACL Family/Bills bob@example.test +si', 'OK')
-    b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK \\[READ-WRITE\\]')
+    b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK \\[READ-WRITE\\]',
+          [r'^\* OK \[PERMANENTFLAGS \(\\Seen\)\]'])
     b.run('STORE 1 +FLAGS (\\Seen \\Flagged)', 'OK')
     a.run('EXAMINE Family/Bills', 'OK')
     a.run('FETCH 1 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'],
