@@ -64,13 +64,21 @@ int auth_user_groups(struct auth *auth, int64_t user_id, int64_t **ids_r,
 int auth_acl_owners(struct auth *auth, int64_t user_id, int64_t **ids_r,
 		    size_t *count_r)
 {
-	/* 1 user, 2 group, 3 anyone, 4 authenticated (store.h) */
+	/* 1 user, 2 group, 3 anyone, 4 authenticated (store.h); a
+	 * shared_admin sees every shared address of its domain */
 	int64_t args[2] = {user_id, user_id};
-	return ids_query(auth, "SELECT DISTINCT owner FROM acl_hints WHERE"
+	return ids_query(auth, "SELECT owner FROM acl_hints WHERE"
 			       " (kind = 1 AND ident = ?1) OR kind IN (3, 4)"
 			       " OR (kind = 2 AND ident IN (SELECT group_id"
 			       " FROM group_members WHERE user_id = ?2))"
-			       " ORDER BY owner",
+			       " UNION SELECT u.id FROM users u JOIN"
+			       " user_settings s ON s.user_id = u.id AND"
+			       " s.key = 'shared' AND s.value = 'yes'"
+			       " WHERE u.domain_id = (SELECT domain_id FROM"
+			       " users WHERE id = ?1) AND EXISTS (SELECT 1"
+			       " FROM user_settings WHERE user_id = ?1 AND"
+			       " key = 'shared_admin' AND value = 'yes')"
+			       " ORDER BY 1",
 			 args, 2, ids_r, count_r);
 }
 
@@ -489,6 +497,18 @@ out:
 	sqlite3_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
+}
+
+int auth_user_shared_admin(struct auth *auth, int64_t user_id)
+{
+	int64_t *ids;
+	size_t n;
+	if (ids_query(auth, "SELECT 1 FROM user_settings WHERE user_id = ?"
+			    " AND key = 'shared_admin' AND value = 'yes'",
+		      &user_id, 1, &ids, &n) < 0)
+		return -1;
+	free(ids);
+	return n > 0;
 }
 
 int auth_user_is_shared(struct auth *auth, int64_t user_id)

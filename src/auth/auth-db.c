@@ -947,6 +947,13 @@ int auth_user_set(struct auth *auth, const char *address, const char *key,
 			*error_r = xstrdup("disabled: expected yes or no");
 			return -1;
 		}
+	} else if (strcmp(key, "shared_admin") == 0) {
+		/* issue 15: l and a on the domain's shared addresses */
+		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0 &&
+		    strcmp(value, "default") != 0) {
+			*error_r = xstrdup("shared_admin: expected yes or no");
+			return -1;
+		}
 	} else if (!known_policy_key(key)) {
 		*error_r = xasprintf("unknown key '%s'", key);
 		return -1;

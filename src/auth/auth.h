@@ -414,6 +414,9 @@ char *auth_acl_identifier_text(struct auth *auth, int kind, int64_t id,
  * caller makes its mail. */
 int auth_shared_add(struct auth *auth, const char *address,
 		    struct auth_user *user_r, char **error_r);
+/* 1 the account has shared_admin=yes (loftctl user set): l and a on
+ * every shared address of its domain; 0 not, -1 error. */
+int auth_user_shared_admin(struct auth *auth, int64_t user_id);
 /* 1 a shared address, 0 not, -1 error. */
 int auth_user_is_shared(struct auth *auth, int64_t user_id);
 /* name = address; domain NULL: all. */

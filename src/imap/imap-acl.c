@@ -67,6 +67,11 @@ int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
 					  domain_of(c->user.address)) == 0,
 		.cross_domain = c->server->set.cross_domain,
 	};
+	/* shared_admin: l and a on the domain's shared addresses */
+	if (v.same_domain &&
+	    auth_user_shared_admin(c->server->auth, c->user.id) == 1 &&
+	    auth_user_is_shared(c->server->auth, owner_id) == 1)
+		v.extra_rights = STORE_RIGHT_LOOKUP | STORE_RIGHT_ADMIN;
 	struct store_error err;
 	int r = store_user_open_as(c->server->store, owner_id, &v, user_r, &err);
 	free(groups);

@@ -346,6 +346,18 @@ with Loft(users=users) as env:
     s.run('LOGIN "sales@example.test" ""', 'NO', name='a shared address never logs in')
     s.run('LOGIN "sales@example.test" "{NOLOGIN}"', 'NO', name='nor with the marker')
     s.close()
+    # shared_admin: l and a on the domain's shared addresses
+    c = Conv(env.raw('imap'), r)
+    c.login(CAROL, CPW)
+    c.run('GETACL "Shared/sales/orders"', 'NO \\[NOPERM\\]')
+    ctl('user', 'set', CAROL, 'shared_admin=maybe', ok=False)
+    ctl('user', 'set', CAROL, 'shared_admin=yes')
+    c.run('GETACL "Shared/sales/orders"', 'OK', [r'anyone"? p'])
+    c.run('SETACL "Shared/sales/orders" carol@example.test lr', 'OK')
+    c.run('LIST "" "Shared/*"', 'OK', [r'"Shared/sales/orders"$'])
+    c.run('GETACL "%sFamily/Bills"' % OTHER, 'NO \\[NONEXISTENT\\]',
+          name='shared_admin is not over accounts')
+    c.run('LOGOUT', 'OK')
     out = ctl('shared', 'del', 'sales@example.test', ok=False)
     r.check('shared del lists what others see', 'bob@example.test lrswikc' in out, out)
 

@@ -330,6 +330,9 @@ static int check_setting(const char *arg, char *key, size_t key_size,
 			return 0;
 		return loftctl_fail("disabled: expected yes or no"), -1;
 	}
+	/* issue 15: auth_user_set checks the value */
+	if (strcmp(key, "shared_admin") == 0)
+		return 0;
 	if (strcmp(*value_r, "default") == 0) {
 		for (int i = 0; auth_policy_keys[i] != NULL; i++) {
 			if (strcmp(auth_policy_keys[i], key) == 0)
