@@ -5,6 +5,7 @@
  * SORT and THREAD share search_prepare/search_execute from here.
  */
 #include "imap-client.h"
+#include "imap-context.h"
 #include "imap-search.h"
 
 #include <stdlib.h>
@@ -118,6 +119,13 @@ void cmd_search(struct imap_cmd *cmd)
 		imap_search_saved_uids(prog, &res, &uids, &n);
 		imap_client_set_searchres(c, uids, n);
 		free(uids);
+	}
+	if (prog->return_opts & IMAP_SEARCH_RETURN_UPDATE) {
+		/* updates start at the state the result was taken in */
+		c->context_modseq = store_view_info(c->view)->highestmodseq;
+		c->context_exists = store_view_count(c->view);
+		imap_context_add(c, cmd->tag, cmd->uid, &prog, NULL, res.uids,
+				 res.count);
 	}
 	imap_search_result_free(&res);
 	imap_search_program_free(&prog);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "imap-commands.h"
+#include "imap-context.h"
 #include "imap-server.h"
 #include "log.h"
 
@@ -23,6 +24,7 @@ void imap_client_unselect(struct imap_client *c)
 	c->mailbox = NULL;
 	atomic_store(&c->selected_id, 0);
 	imap_acl_unselect(c);
+	imap_context_clear(c);
 	imap_client_set_searchres(c, NULL, 0);
 	c->readonly = false;
 	if (c->state == IMAP_STATE_SELECTED)

@@ -2,10 +2,12 @@
  * SORT and UID SORT (RFC 5256 3, RFC 5957 DISPLAYFROM/DISPLAYTO): a
  * search, then one store pass over the matches for the cached base
  * subject, sent date and ENVELOPE (the address keys are defined on its
- * address structures), then imap-sort.c. The plain "* SORT" response (no
- * ESORT).
+ * address structures), then imap-sort.c. "* SORT", or with RETURN
+ * (ESORT, RFC 5267 3) an ESEARCH in sort order, PARTIAL (RFC 9394) and
+ * UPDATE contexts (CONTEXT=SORT, imap-context.c) included.
  */
 #include "imap-client.h"
+#include "imap-context.h"
 #include "imap-search.h"
 #include "imap-sort.h"
 #include "mail.h"
@@ -193,44 +195,19 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 	return ret < 0 ? -1 : 0;
 }
 
-void cmd_sort(struct imap_cmd *cmd)
+int sort_execute(struct imap_client *c, const struct imap_sort_program *sprog,
+		 const struct imap_search_result *res, uint32_t **uids_r,
+		 struct store_error *err)
 {
-	struct imap_client *c = cmd->client;
-	const struct imap_arg *args = cmd->args;
-	struct imap_sort_program sprog;
-	struct imap_search_program *prog = NULL;
-	struct imap_search_result res;
-	struct store_error err = {0};
-	const char *error;
-
-	if (args[0].type != IMAP_ARG_LIST) {
-		imap_cmd_bad(cmd, "SORT needs a list of sort criteria");
-		return;
-	}
-	if (parse_criteria(args[0].list, &sprog, &error) < 0) {
-		imap_cmd_bad(cmd, "%s", error);
-		return;
-	}
-	if (search_prepare(cmd, args + 1, true, &prog) < 0)
-		return;
-	if (search_execute(cmd, prog, &res) < 0) {
-		imap_search_program_free(&prog);
-		return;
-	}
-	struct imap_sort_msg *msgs = calloc(res.count ? res.count : 1,
-					    sizeof(*msgs));
-	if (msgs == NULL)
-		abort();
+	struct imap_sort_msg *msgs = xcalloc(res->count ? res->count : 1,
+					     sizeof(*msgs));
 	/* empty strings until gathered, so a vanished message compares */
-	bool fields = imap_sort_needs_fields(&sprog);
-	if (gather(c, &res, fields, msgs, cmd->uid, &err) < 0) {
-		free_msgs(msgs, res.count);
-		imap_search_result_free(&res);
-		imap_search_program_free(&prog);
-		imap_cmd_store_error(cmd, &err);
-		return;
+	bool fields = imap_sort_needs_fields(sprog);
+	if (gather(c, res, fields, msgs, true, err) < 0) {
+		free_msgs(msgs, res->count);
+		return -1;
 	}
-	for (size_t i = 0; i < res.count; i++) {
+	for (size_t i = 0; i < res->count; i++) {
 		struct imap_sort_msg *s = &msgs[i];
 		if (s->subject == NULL) {
 			s->subject = xstrdup("");
@@ -241,16 +218,136 @@ void cmd_sort(struct imap_cmd *cmd)
 			s->display_to = xstrdup("");
 		}
 	}
-	imap_sort_run(&sprog, msgs, res.count);
+	imap_sort_run(sprog, msgs, res->count);
+	*uids_r = xmalloc((res->count ? res->count : 1) * sizeof(uint32_t));
+	for (size_t i = 0; i < res->count; i++)
+		(*uids_r)[i] = msgs[i].number;
+	free_msgs(msgs, res->count);
+	return 0;
+}
 
+/* The index of uid in res (whose uids ascend). */
+static size_t index_of(const struct imap_search_result *res, uint32_t uid)
+{
+	size_t lo = 0, hi = res->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (res->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static uint32_t seq_of(const struct imap_search_result *res, uint32_t uid)
+{
+	size_t i = index_of(res, uid);
+	return i < res->count && res->uids[i] == uid ? res->seqs[i] : 0;
+}
+
+/* SORT RETURN (...) (RFC 5267 3): an ESEARCH in sort order. */
+static void esort_reply(struct imap_cmd *cmd, struct imap_search_program *prog,
+			const struct imap_search_result *res,
+			const uint32_t *uids)
+{
+	struct imap_client *c = cmd->client;
+	uint32_t *nums = xmalloc((res->count ? res->count : 1) * sizeof(*nums));
+	uint64_t *modseqs = xmalloc((res->count ? res->count : 1) *
+				    sizeof(*modseqs));
+	for (size_t i = 0; i < res->count; i++) {
+		size_t k = index_of(res, uids[i]);
+		nums[i] = cmd->uid ? uids[i] : res->seqs[k];
+		modseqs[i] = res->modseqs != NULL ? res->modseqs[k] : 0;
+	}
+	struct imap_esearch e = {
+		.tag = cmd->tag, .tag_len = strlen(cmd->tag), .uid = cmd->uid,
+		.sorted = true, .nums = nums, .modseqs = modseqs,
+		.count = res->count, .show_modseq = prog->has_modseq,
+	};
 	struct buf line;
 	buf_init(&line, 0);
-	buf_append_str(&line, "* SORT");
-	for (size_t i = 0; i < res.count; i++)
-		buf_printf(&line, " %u", msgs[i].number);
+	imap_esearch_reply(prog, &e, &line);
 	search_write_line(c, &line);
 	buf_free(&line);
-	free_msgs(msgs, res.count);
+	free(nums);
+	free(modseqs);
+}
+
+void cmd_sort(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *args = cmd->args;
+	const struct imap_arg *ret_list = NULL;
+	struct imap_sort_program sprog;
+	struct imap_search_program *prog = NULL;
+	struct imap_search_result res;
+	struct store_error err = {0};
+	const char *error;
+
+	/* ESORT (RFC 5267 3): SORT RETURN (...) (criteria) charset keys */
+	if (imap_arg_atom_eq(&args[0], "RETURN")) {
+		if (args[1].type != IMAP_ARG_LIST) {
+			imap_cmd_bad(cmd, "RETURN needs a list");
+			return;
+		}
+		ret_list = args[1].list;
+		args += 2;
+	}
+	if (args[0].type != IMAP_ARG_LIST) {
+		imap_cmd_bad(cmd, "SORT needs a list of sort criteria");
+		return;
+	}
+	if (parse_criteria(args[0].list, &sprog, &error) < 0) {
+		imap_cmd_bad(cmd, "%s", error);
+		return;
+	}
+	if (search_prepare(cmd, args + 1, true, &prog) < 0)
+		return;
+	if (ret_list != NULL &&
+	    imap_search_parse_return(ret_list, prog, &error) < 0) {
+		imap_search_program_free(&prog);
+		imap_cmd_bad(cmd, "%s", error);
+		return;
+	}
+	if (search_execute(cmd, prog, &res) < 0) {
+		imap_search_program_free(&prog);
+		return;
+	}
+	uint32_t *uids;
+	if (sort_execute(c, &sprog, &res, &uids, &err) < 0) {
+		imap_search_result_free(&res);
+		imap_search_program_free(&prog);
+		imap_cmd_store_error(cmd, &err);
+		return;
+	}
+	if (prog->esearch) {
+		esort_reply(cmd, prog, &res, uids);
+		if (prog->return_opts & IMAP_SEARCH_RETURN_SAVE) {
+			/* the returned ones, as a set (RFC 5182 2.4) */
+			uint32_t *saved;
+			size_t n;
+			imap_search_saved_uids(prog, &res, &saved, &n);
+			imap_client_set_searchres(c, saved, n);
+			free(saved);
+		}
+		if (prog->return_opts & IMAP_SEARCH_RETURN_UPDATE) {
+			c->context_modseq = store_view_info(c->view)->highestmodseq;
+			c->context_exists = store_view_count(c->view);
+			imap_context_add(c, cmd->tag, cmd->uid, &prog, &sprog,
+					 uids, res.count);
+		}
+	} else {
+		struct buf line;
+		buf_init(&line, 0);
+		buf_append_str(&line, "* SORT");
+		for (size_t i = 0; i < res.count; i++)
+			buf_printf(&line, " %u",
+				   cmd->uid ? uids[i] : seq_of(&res, uids[i]));
+		search_write_line(c, &line);
+		buf_free(&line);
+	}
+	free(uids);
 	imap_search_result_free(&res);
 	imap_search_program_free(&prog);
 	imap_cmd_ok(cmd, "%sSORT completed", cmd->uid ? "UID " : "");

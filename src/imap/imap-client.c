@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "imap-commands.h"
+#include "imap-context.h"
 #include "imap-server.h"
 #include "imap.h"
 #include "log.h"
@@ -138,7 +139,8 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 			    " UTF8=ACCEPT OBJECTID UNAUTHENTICATE SAVEDATE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)set->append_limit);
 	buf_append_str(out, " BINARY ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY"
-			    " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
+			    " THREAD=REFERENCES THREAD=ORDEREDSUBJECT ESORT"
+			    " CONTEXT=SEARCH CONTEXT=SORT PARTIAL");
 	if (!c->compressed && set->compress)
 		buf_append_str(out, " COMPRESS=DEFLATE");
 }
@@ -280,6 +282,9 @@ static void sync_expunged(void *ctx, uint32_t seq, uint32_t uid)
 {
 	struct imap_client *c = ctx;
 	c->sync_reported++;
+	/* RFC 5267: out of the contexts while its number still holds */
+	if (c->context_count > 0)
+		imap_context_expunged(c, seq, uid, &c->out);
 	if (c->enabled & IMAP_ENABLED_QRESYNC) {
 		if (c->vanished_count == c->vanished_cap) {
 			c->vanished_cap = c->vanished_cap ? c->vanished_cap * 2 : 64;
@@ -493,6 +498,14 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 	flush_vanished(c);
 	if (r < 0)
 		log_warn("imap", c->sid, "sync failed: %s", err.msg);
+	const struct store_mailbox_info *vi = store_view_info(c->view);
+	if (r == 0 && c->context_count > 0 &&
+	    (vi->highestmodseq != c->context_modseq ||
+	     store_view_count(c->view) != c->context_exists)) {
+		imap_context_update(c, &c->out);
+		c->context_modseq = vi->highestmodseq;
+		c->context_exists = store_view_count(c->view);
+	}
 	/* RFC 7162 3.2: a HIGHESTMODSEQ may not cover an expunge held back
 	 * from the client (a ghost of a command by sequence number). After
 	 * a sync that reported every expunge, or with nothing held back,
@@ -1244,6 +1257,7 @@ void imap_client_logout_user(struct imap_client *c)
 	atomic_store(&c->selected_id, 0);
 	imap_acl_unselect(c);
 	c->readonly = false;
+	imap_context_clear(c);
 	imap_client_set_searchres(c, NULL, 0);
 	imap_client_abort_streams(c);
 	if (c->store_user != NULL)

@@ -187,6 +187,11 @@ struct imap_client {
 	uint32_t *vanished;
 	size_t vanished_count, vanished_cap;
 	unsigned sync_reported;       /* untagged updates sent by a sync */
+	/* RFC 5267 search/sort contexts with UPDATE (imap-context.c) */
+	struct imap_context **contexts;
+	size_t context_count;
+	uint64_t context_modseq;      /* the view's modseq they were run at */
+	uint32_t context_exists;
 	struct buf out;               /* scratch for untagged lines */
 
 	/* ---- shared mailboxes (imap-acl.c) ---- */

@@ -3,6 +3,7 @@
  * (RFC 9051 6: any state / not authenticated / authenticated / selected).
  */
 #include "imap-commands.h"
+#include "imap-context.h"
 
 #include <strings.h>
 
@@ -58,6 +59,7 @@ static const struct imap_command_def commands[] = {
 	{"SEARCH", cmd_search, SEL | UID | NOEXP},
 	{"SORT", cmd_sort, SEL | UID | NOEXP},
 	{"THREAD", cmd_thread, SEL | UID | NOEXP},
+	{"CANCELUPDATE", cmd_cancelupdate, SEL},
 };
 
 const struct imap_command_def *imap_command_find(struct slice name)

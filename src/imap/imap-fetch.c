@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "imap-client.h"
 #include "imap-parser.h"
+#include "imap-search.h"
 #include "imap-seqset.h"
 #include "log.h"
 #include "mail.h"
@@ -63,6 +64,8 @@ struct imap_fetch_plan {
 	bool has_flags, has_modseq, has_uid;
 	uint64_t changedsince;    /* 0: not given */
 	bool vanished;
+	bool has_partial;         /* RFC 9394 PARTIAL modifier */
+	struct imap_partial partial;
 };
 
 /* ---- parsing ------------------------------------------------------- */
@@ -304,8 +307,19 @@ static int parse_modifiers(struct imap_fetch_plan *plan,
 			}
 			list++;
 		} else if (list->type == IMAP_ARG_ATOM &&
-			   slice_eq_ci(list->str, "VANISHED")) {
+			   slice_eq_ci(list->str, "VANISHED") && !plan->vanished) {
 			plan->vanished = true;
+		} else if (list->type == IMAP_ARG_ATOM &&
+			   slice_eq_ci(list->str, "PARTIAL") && !plan->has_partial) {
+			/* RFC 9394 3.3: a page of the messages the set and
+			 * CHANGEDSINCE select */
+			list++;
+			if (list->type != IMAP_ARG_ATOM ||
+			    imap_partial_parse(list->str, &plan->partial) < 0) {
+				*error_r = "PARTIAL needs a range such as 1:100 or -1:-100";
+				return -1;
+			}
+			plan->has_partial = true;
 		} else {
 			*error_r = "Unknown FETCH modifier";
 			return -1;
@@ -421,6 +435,55 @@ void imap_fetch_plan_free(struct imap_fetch_plan **plan)
 bool imap_fetch_plan_condstore(const struct imap_fetch_plan *plan)
 {
 	return plan->has_modseq || plan->changedsince > 0;
+}
+
+/* RFC 9394 3.3: keeps, of the view's messages in ranges (and changed
+ * since CHANGEDSINCE), those whose place the PARTIAL range names. */
+static int narrow_partial(struct imap_fetch_plan *plan,
+			  struct imap_client *c,
+			  struct store_uid_range **ranges, size_t *count,
+			  struct store_error *err)
+{
+	struct store_fetch *f;
+	const struct store_msg *m;
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0, first, last;
+	int ret;
+	if (*count == 0)
+		return 0;
+	if (store_fetch_begin(c->store_user, c->mailbox, *ranges, *count,
+			      STORE_FETCH_FLAGS, &f, err) < 0)
+		return -1;
+	while ((ret = store_fetch_next(f, &m, err)) == 1) {
+		if (store_view_seq(c->view, m->uid) == 0 ||
+		    (plan->changedsince > 0 && m->modseq <= plan->changedsince))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			uids = xrealloc(uids, cap * sizeof(*uids));
+		}
+		uids[n++] = m->uid;
+	}
+	store_fetch_end(&f);
+	if (ret < 0) {
+		free(uids);
+		return -1;
+	}
+	size_t k = 0;
+	free(*ranges);
+	*ranges = NULL;
+	if (imap_partial_select(&plan->partial, n, &first, &last)) {
+		*ranges = xmalloc((last - first + 1) * sizeof(**ranges));
+		for (size_t i = first; i <= last; i++) {
+			if (k > 0 && (*ranges)[k - 1].hi + 1 == uids[i])
+				(*ranges)[k - 1].hi = uids[i];
+			else
+				(*ranges)[k++] = (struct store_uid_range){uids[i], uids[i]};
+		}
+	}
+	*count = k;
+	free(uids);
+	return 0;
 }
 
 /* ---- the pass ------------------------------------------------------ */
@@ -829,6 +892,7 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 	size_t seen_count = 0;
 	enum imap_fetch_status st = IMAP_FETCH_OK;
 	struct store_fetch *f = NULL;
+	struct store_uid_range *narrowed = NULL;
 	const struct store_msg *m;
 	int ret;
 
@@ -841,6 +905,15 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 	    send_vanished(&r, client_ranges, client_range_count, err) < 0) {
 		st = IMAP_FETCH_STORE_ERROR;
 		goto out;
+	}
+	if (plan->has_partial && range_count > 0) {
+		narrowed = xmalloc(range_count * sizeof(*narrowed));
+		memcpy(narrowed, ranges, range_count * sizeof(*narrowed));
+		if (narrow_partial(plan, client, &narrowed, &range_count, err) < 0) {
+			st = IMAP_FETCH_STORE_ERROR;
+			goto out;
+		}
+		ranges = narrowed;
 	}
 	if (range_count == 0)
 		goto out;
@@ -875,6 +948,7 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 	if (ret < 0 && st == IMAP_FETCH_OK)
 		st = IMAP_FETCH_STORE_ERROR;
 out:
+	free(narrowed);
 	store_fetch_end(&f);
 	if (st != IMAP_FETCH_DISCONNECTED && flush_out(&r) < 0)
 		st = IMAP_FETCH_DISCONNECTED;

@@ -371,6 +371,8 @@ static struct imap_search_key *parse_set_key(struct parser *p,
 		return key_new(p, SK_SAVED);
 	}
 	struct imap_search_key *k = key_new(p, uid ? SK_UIDSET : SK_SEQSET);
+	if (!uid)
+		p->prog->uses_seqset = true;
 	if (!parse_set(a->str, &k->u.set))
 		fail(p, IMAP_SEARCH_ERR_SYNTAX, "Invalid sequence set");
 	return k;
@@ -602,29 +604,120 @@ void imap_search_program_free(struct imap_search_program **prog)
 	*prog = NULL;
 }
 
-/* RETURN (opts): RFC 4731 3.1; "RETURN ()" means ALL. */
+static bool parse_nz32(const char *p, const char *end, uint32_t *v_r)
+{
+	uint64_t v = 0;
+	if (p == end || *p == '0')
+		return false;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > UINT32_MAX)
+			return false;
+	}
+	*v_r = (uint32_t)v;
+	return true;
+}
+
+int imap_partial_parse(struct slice s, struct imap_partial *p_r)
+{
+	const char *colon = memchr(s.ptr, ':', s.len);
+	if (colon == NULL)
+		return -1;
+	const char *a = s.ptr, *b = colon + 1, *end = s.ptr + s.len;
+	bool neg_a = a < colon && *a == '-', neg_b = b < end && *b == '-';
+	uint32_t x, y;
+	if (neg_a != neg_b || !parse_nz32(a + neg_a, colon, &x) ||
+	    !parse_nz32(b + neg_b, end, &y))
+		return -1;
+	p_r->lo = x < y ? x : y;
+	p_r->hi = x < y ? y : x;
+	p_r->last = neg_a;
+	return 0;
+}
+
+bool imap_partial_select(const struct imap_partial *p, size_t count,
+			 size_t *first_r, size_t *last_r)
+{
+	if (count == 0 || p->lo > count)
+		return false;
+	size_t lo = p->lo - 1;
+	size_t hi = p->hi - 1 < count ? p->hi - 1 : count - 1;
+	if (p->last) {
+		/* -1 is the last element */
+		*first_r = count - 1 - hi;
+		*last_r = count - 1 - lo;
+	} else {
+		*first_r = lo;
+		*last_r = hi;
+	}
+	return true;
+}
+
+int imap_search_parse_return(const struct imap_arg *list,
+			     struct imap_search_program *prog,
+			     const char **error_r)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} opts[] = {
+		{"MIN", IMAP_SEARCH_RETURN_MIN},
+		{"MAX", IMAP_SEARCH_RETURN_MAX},
+		{"ALL", IMAP_SEARCH_RETURN_ALL},
+		{"COUNT", IMAP_SEARCH_RETURN_COUNT},
+		{"SAVE", IMAP_SEARCH_RETURN_SAVE},
+		{"UPDATE", IMAP_SEARCH_RETURN_UPDATE},
+		{"CONTEXT", IMAP_SEARCH_RETURN_CONTEXT},
+		{"PARTIAL", IMAP_SEARCH_RETURN_PARTIAL},
+	};
+	prog->esearch = true;
+	for (; list->type != IMAP_ARG_EOL; list++) {
+		size_t i;
+		for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+			if (arg_atom_is(list, opts[i].name))
+				break;
+		if (i == sizeof(opts) / sizeof(opts[0])) {
+			*error_r = "Unknown RETURN option";
+			return -1;
+		}
+		unsigned bit = opts[i].bit;
+		/* RFC 9394 3.1, RFC 5267 4: one PARTIAL (or ALL), one
+		 * UPDATE */
+		if ((prog->return_opts & bit) &&
+		    (bit & (IMAP_SEARCH_RETURN_PARTIAL | IMAP_SEARCH_RETURN_ALL |
+			    IMAP_SEARCH_RETURN_UPDATE))) {
+			*error_r = "RETURN option given twice";
+			return -1;
+		}
+		if (bit == IMAP_SEARCH_RETURN_PARTIAL) {
+			list++;
+			if (list->type != IMAP_ARG_ATOM ||
+			    imap_partial_parse(list->str, &prog->partial) < 0) {
+				*error_r = "PARTIAL needs a range such as 1:100 or -1:-100";
+				return -1;
+			}
+		}
+		prog->return_opts |= bit;
+	}
+	if ((prog->return_opts & IMAP_SEARCH_RETURN_PARTIAL) &&
+	    (prog->return_opts & IMAP_SEARCH_RETURN_ALL)) {
+		*error_r = "PARTIAL and ALL cannot be used together";
+		return -1;
+	}
+	/* RFC 4731 3.1: "RETURN ()" means ALL */
+	if (prog->return_opts == 0)
+		prog->return_opts = IMAP_SEARCH_RETURN_ALL;
+	return 0;
+}
+
+/* RETURN (opts): RFC 4731 3.1, RFC 5267, RFC 9394. */
 static int parse_return(struct parser *p, const struct imap_arg *list)
 {
-	p->prog->esearch = true;
-	for (; list->type != IMAP_ARG_EOL; list++) {
-		unsigned bit;
-		if (arg_atom_is(list, "MIN"))
-			bit = IMAP_SEARCH_RETURN_MIN;
-		else if (arg_atom_is(list, "MAX"))
-			bit = IMAP_SEARCH_RETURN_MAX;
-		else if (arg_atom_is(list, "ALL"))
-			bit = IMAP_SEARCH_RETURN_ALL;
-		else if (arg_atom_is(list, "COUNT"))
-			bit = IMAP_SEARCH_RETURN_COUNT;
-		else if (arg_atom_is(list, "SAVE"))
-			bit = IMAP_SEARCH_RETURN_SAVE;
-		else
-			return fail(p, IMAP_SEARCH_ERR_SYNTAX,
-				    "Unknown RETURN option");
-		p->prog->return_opts |= bit;
-	}
-	if (p->prog->return_opts == 0)
-		p->prog->return_opts = IMAP_SEARCH_RETURN_ALL;
+	const char *error;
+	if (imap_search_parse_return(list, p->prog, &error) < 0)
+		return fail(p, IMAP_SEARCH_ERR_SYNTAX, error);
 	return 0;
 }
 
@@ -1410,22 +1503,115 @@ static int append_quoted_tag(struct buf *out, const char *tag, size_t len)
 	return ret | buf_append_str(out, "\")");
 }
 
-/* RFC 4731 3.2, RFC 7162 3.1.5: with MIN and/or MAX but neither ALL nor
- * COUNT, MODSEQ is the highest of the messages returned, not of every
- * match. */
-static uint64_t esearch_modseq(const struct imap_search_result *r,
-			       unsigned opts)
+bool *imap_search_returned(const struct imap_search_program *prog,
+			   size_t count)
 {
-	if ((opts & (IMAP_SEARCH_RETURN_ALL | IMAP_SEARCH_RETURN_COUNT)) ||
-	    !(opts & (IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_MAX)) ||
-	    r->modseqs == NULL)
-		return r->highest_modseq;
-	uint64_t m = 0;
-	if ((opts & IMAP_SEARCH_RETURN_MIN) && r->modseqs[0] > m)
-		m = r->modseqs[0];
-	if ((opts & IMAP_SEARCH_RETURN_MAX) && r->modseqs[r->count - 1] > m)
-		m = r->modseqs[r->count - 1];
-	return m;
+	unsigned opts = prog->return_opts;
+	bool *sel = xcalloc(count ? count : 1, sizeof(bool));
+	bool all = (opts & (IMAP_SEARCH_RETURN_ALL | IMAP_SEARCH_RETURN_COUNT)) ||
+		   !(opts & (IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_MAX |
+			     IMAP_SEARCH_RETURN_PARTIAL));
+	size_t first, last;
+	if (count == 0)
+		return sel;
+	if (all) {
+		for (size_t i = 0; i < count; i++)
+			sel[i] = true;
+		return sel;
+	}
+	if (opts & IMAP_SEARCH_RETURN_MIN)
+		sel[0] = true;
+	if (opts & IMAP_SEARCH_RETURN_MAX)
+		sel[count - 1] = true;
+	if ((opts & IMAP_SEARCH_RETURN_PARTIAL) &&
+	    imap_partial_select(&prog->partial, count, &first, &last))
+		for (size_t i = first; i <= last; i++)
+			sel[i] = true;
+	return sel;
+}
+
+/* A set in result order: ascending runs become ranges ("5,3:4,2"); for
+ * a SEARCH result, which ascends, it is the usual compact set. */
+static int append_ordered_set(struct buf *out, const uint32_t *nums,
+			      size_t count)
+{
+	int ret = 0;
+	for (size_t i = 0; i < count && ret == 0;) {
+		size_t j = i;
+		while (j + 1 < count && nums[j + 1] == nums[j] + 1)
+			j++;
+		if (i > 0)
+			ret |= buf_append_char(out, ',');
+		if (j == i)
+			ret |= buf_printf(out, "%u", nums[i]);
+		else
+			ret |= buf_printf(out, "%u:%u", nums[i], nums[j]);
+		i = j + 1;
+	}
+	return ret;
+}
+
+int imap_esearch_reply(const struct imap_search_program *prog,
+		       const struct imap_esearch *e, struct buf *out)
+{
+	unsigned opts = prog->esearch ? prog->return_opts : IMAP_SEARCH_RETURN_ALL;
+	const uint32_t *nums = e->nums;
+	size_t n = e->count;
+	int ret = 0;
+
+	/* RFC 5182 2.1: SAVE alone gives no ESEARCH response; nor does an
+	 * UPDATE context that asked for no data (RFC 5267 4.3) */
+	if (prog->esearch && !(opts & IMAP_SEARCH_RETURN_DATA) &&
+	    (opts & IMAP_SEARCH_RETURN_SAVE))
+		return 0;
+	ret |= buf_append_str(out, "* ESEARCH");
+	ret |= append_quoted_tag(out, e->tag, e->tag_len);
+	if (e->uid)
+		ret |= buf_append_str(out, " UID");
+	if (n > 0 && (opts & IMAP_SEARCH_RETURN_MIN))
+		ret |= buf_printf(out, " MIN %u", nums[0]);
+	if (n > 0 && (opts & IMAP_SEARCH_RETURN_MAX))
+		ret |= buf_printf(out, " MAX %u", nums[n - 1]);
+	if (n > 0 && (opts & IMAP_SEARCH_RETURN_ALL)) {
+		ret |= buf_append_str(out, " ALL ");
+		ret |= append_ordered_set(out, nums, n);
+	}
+	if (opts & IMAP_SEARCH_RETURN_PARTIAL) {
+		/* RFC 9394 3.1: the range as asked, and NIL when nothing
+		 * falls in it */
+		const struct imap_partial *p = &prog->partial;
+		size_t first, last;
+		if (p->last)
+			ret |= buf_printf(out, " PARTIAL (-%u:-%u ", p->lo, p->hi);
+		else
+			ret |= buf_printf(out, " PARTIAL (%u:%u ", p->lo, p->hi);
+		if (imap_partial_select(p, n, &first, &last)) {
+			if (e->sorted) {
+				ret |= append_ordered_set(out, nums + first,
+							  last - first + 1);
+			} else {
+				ret |= imap_search_append_set(out, nums + first,
+							      last - first + 1);
+			}
+		} else {
+			ret |= buf_append_str(out, "NIL");
+		}
+		ret |= buf_append_char(out, ')');
+	}
+	if (opts & IMAP_SEARCH_RETURN_COUNT)
+		ret |= buf_printf(out, " COUNT %zu", n);
+	if (e->show_modseq && n > 0 && e->modseqs != NULL) {
+		/* RFC 4731 3.2, RFC 7162 3.1.5: the highest modseq of the
+		 * messages returned */
+		bool *sel = imap_search_returned(prog, n);
+		uint64_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (sel[i] && e->modseqs[i] > m)
+				m = e->modseqs[i];
+		free(sel);
+		ret |= buf_printf(out, " MODSEQ %llu", (unsigned long long)m);
+	}
+	return ret;
 }
 
 int imap_search_reply(const struct imap_search_program *prog,
@@ -1435,7 +1621,6 @@ int imap_search_reply(const struct imap_search_program *prog,
 {
 	const uint32_t *nums = params->uid ? r->uids : r->seqs;
 	bool modseq = params->condstore && prog->has_modseq && r->count > 0;
-	unsigned opts = prog->return_opts;
 	int ret = 0;
 
 	if (!prog->esearch && !params->esearch) {
@@ -1447,53 +1632,27 @@ int imap_search_reply(const struct imap_search_program *prog,
 					  (unsigned long long)r->highest_modseq);
 		return ret;
 	}
-	if (!prog->esearch)
-		opts = IMAP_SEARCH_RETURN_ALL;
-	/* RFC 5182 2.1: SAVE alone gives no ESEARCH response */
-	if (opts == IMAP_SEARCH_RETURN_SAVE)
-		return 0;
-	ret |= buf_append_str(out, "* ESEARCH");
-	ret |= append_quoted_tag(out, params->tag, params->tag_len);
-	if (params->uid)
-		ret |= buf_append_str(out, " UID");
-	if (r->count > 0 && (opts & IMAP_SEARCH_RETURN_MIN))
-		ret |= buf_printf(out, " MIN %u", nums[0]);
-	if (r->count > 0 && (opts & IMAP_SEARCH_RETURN_MAX))
-		ret |= buf_printf(out, " MAX %u", nums[r->count - 1]);
-	if (r->count > 0 && (opts & IMAP_SEARCH_RETURN_ALL)) {
-		ret |= buf_append_str(out, " ALL ");
-		ret |= imap_search_append_set(out, nums, r->count);
-	}
-	if (opts & IMAP_SEARCH_RETURN_COUNT)
-		ret |= buf_printf(out, " COUNT %zu", r->count);
-	if (modseq)
-		ret |= buf_printf(out, " MODSEQ %llu",
-				  (unsigned long long)esearch_modseq(r, opts));
-	return ret;
+	struct imap_esearch e = {
+		.tag = params->tag, .tag_len = params->tag_len,
+		.uid = params->uid, .nums = nums, .modseqs = r->modseqs,
+		.count = r->count, .show_modseq = modseq,
+	};
+	return imap_esearch_reply(prog, &e, out);
 }
 
 void imap_search_saved_uids(const struct imap_search_program *prog,
 			    const struct imap_search_result *r,
 			    uint32_t **uids_r, size_t *count_r)
 {
-	unsigned opts = prog->return_opts & ~IMAP_SEARCH_RETURN_SAVE;
-	bool minmax_only = opts != 0 &&
-		(opts & ~(IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_MAX)) == 0;
-
 	*uids_r = NULL;
 	*count_r = 0;
 	if (r->count == 0)
 		return;
+	bool *sel = imap_search_returned(prog, r->count);
 	*uids_r = xmalloc(r->count * sizeof(**uids_r));
-	if (!minmax_only) {
-		memcpy(*uids_r, r->uids, r->count * sizeof(**uids_r));
-		*count_r = r->count;
-		return;
-	}
-	/* RFC 5182 2.4: with only MIN and/or MAX, $ holds just those */
-	if (opts & IMAP_SEARCH_RETURN_MIN)
-		(*uids_r)[(*count_r)++] = r->uids[0];
-	if ((opts & IMAP_SEARCH_RETURN_MAX) &&
-	    (*count_r == 0 || r->uids[r->count - 1] != (*uids_r)[0]))
-		(*uids_r)[(*count_r)++] = r->uids[r->count - 1];
+	for (size_t i = 0; i < r->count; i++)
+		if (sel[i])
+			(*uids_r)[(*count_r)++] = r->uids[i];
+	free(sel);
 }
+

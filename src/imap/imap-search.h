@@ -31,19 +31,44 @@ struct imap_search_key;
 #define IMAP_SEARCH_MAX_DEPTH 256
 #define IMAP_SEARCH_MAX_KEYS 10000
 
-/* ESEARCH RETURN options (RFC 4731 3.1, RFC 5182 2). */
+/* ESEARCH RETURN options (RFC 4731 3.1, RFC 5182 2, RFC 5267 4: UPDATE
+ * and CONTEXT, RFC 9394: PARTIAL). */
 enum imap_search_return {
 	IMAP_SEARCH_RETURN_MIN = 1 << 0,
 	IMAP_SEARCH_RETURN_MAX = 1 << 1,
 	IMAP_SEARCH_RETURN_ALL = 1 << 2,
 	IMAP_SEARCH_RETURN_COUNT = 1 << 3,
 	IMAP_SEARCH_RETURN_SAVE = 1 << 4,
+	IMAP_SEARCH_RETURN_UPDATE = 1 << 5,
+	IMAP_SEARCH_RETURN_CONTEXT = 1 << 6,
+	IMAP_SEARCH_RETURN_PARTIAL = 1 << 7,
 };
+/* The options that return data about the result (not SAVE, UPDATE,
+ * CONTEXT). */
+#define IMAP_SEARCH_RETURN_DATA (IMAP_SEARCH_RETURN_MIN | \
+	IMAP_SEARCH_RETURN_MAX | IMAP_SEARCH_RETURN_ALL | \
+	IMAP_SEARCH_RETURN_COUNT | IMAP_SEARCH_RETURN_PARTIAL)
+
+/* A PARTIAL range (RFC 9394 3.1): result positions lo..hi (1-based,
+ * lo <= hi), counted from the end when last ("-1:-100"). */
+struct imap_partial {
+	uint32_t lo, hi;
+	bool last;
+};
+/* Parses "a:b" or "-a:-b" (same sign, nz-number each; "500:400" is
+ * "400:500"). -1 if it is not one. */
+int imap_partial_parse(struct slice s, struct imap_partial *p_r);
+/* The indexes first..last (0-based, inclusive) of a result of count
+ * elements the range selects; false if none. */
+bool imap_partial_select(const struct imap_partial *p, size_t count,
+			 size_t *first_r, size_t *last_r);
 
 struct imap_search_program {
 	struct imap_search_key *root;
 	unsigned return_opts;     /* 0: no RETURN given (plain SEARCH reply) */
 	bool esearch;             /* RETURN was given (even "()") */
+	struct imap_partial partial;   /* IMAP_SEARCH_RETURN_PARTIAL */
+	bool uses_seqset;         /* a sequence-set key (message numbers) */
 	bool has_modseq;          /* a MODSEQ key: reply carries MODSEQ */
 	bool uses_saved;          /* $ appears */
 	unsigned key_count;
@@ -59,6 +84,13 @@ struct imap_search_parse_params {
 	bool allow_return;        /* SEARCH (ESEARCH); not SORT/THREAD */
 	bool charset_required;    /* SORT/THREAD: a charset comes first */
 };
+
+/* Parses a RETURN option list into prog (SEARCH does it itself; SORT
+ * RETURN comes before the sort criteria). -1 with a message for a BAD
+ * (static): unknown option, PARTIAL with ALL, twice, or a bad range. */
+int imap_search_parse_return(const struct imap_arg *list,
+			     struct imap_search_program *prog,
+			     const char **error_r);
 
 /* Parses args (up to EOL) into *prog_r. On error returns -1 with a
  * message for the client in *error_r (static) and the kind. */
@@ -113,8 +145,32 @@ int imap_search_reply(const struct imap_search_program *prog,
 		      const struct imap_search_reply_params *params,
 		      struct buf *out);
 
-/* What SAVE stores for $ (RFC 5182 2.4): all matches, or only MIN/MAX
- * when those are the only other options. UIDs, ascending; caller frees. */
+/* "* ESEARCH (TAG "t") [UID] ..." for a result given as numbers (UIDs
+ * or sequence numbers) in result order: ascending for SEARCH, sort
+ * order for SORT (RFC 5267 3: MIN and MAX are the first and the last,
+ * ALL and PARTIAL keep the order). modseqs (may be NULL) beside nums,
+ * for MODSEQ (only when show_modseq). Without CRLF. */
+struct imap_esearch {
+	const char *tag;
+	size_t tag_len;
+	bool uid;
+	bool sorted;
+	const uint32_t *nums;
+	const uint64_t *modseqs;
+	size_t count;
+	bool show_modseq;
+};
+int imap_esearch_reply(const struct imap_search_program *prog,
+		       const struct imap_esearch *e, struct buf *out);
+/* The result elements the options return, as a mask of count bools:
+ * all of them with ALL or COUNT (or without MIN, MAX and PARTIAL), else
+ * the MIN, MAX and PARTIAL ones (RFC 4731 3.2 for MODSEQ, RFC 5182 2.4
+ * and RFC 9394 3.2 for SAVE). Caller frees. */
+bool *imap_search_returned(const struct imap_search_program *prog,
+			   size_t count);
+
+/* What SAVE stores for $ (RFC 5182 2.4, RFC 9394 3.2): the returned
+ * elements of the result (UIDs, ascending; caller frees). */
 void imap_search_saved_uids(const struct imap_search_program *prog,
 			    const struct imap_search_result *result,
 			    uint32_t **uids_r, size_t *count_r);
@@ -174,5 +230,11 @@ int search_execute(struct imap_cmd *cmd, struct imap_search_program *prog,
 /* Writes line + CRLF (nothing if line is empty). -1 if the client is
  * gone. */
 int search_write_line(struct imap_client *c, struct buf *line);
+/* The UIDs of res in the order sprog says (cmd-sort.c); caller frees.
+ * -1 with err on a store error. */
+struct imap_sort_program;
+int sort_execute(struct imap_client *c, const struct imap_sort_program *sprog,
+		 const struct imap_search_result *res, uint32_t **uids_r,
+		 struct store_error *err);
 
 #endif
