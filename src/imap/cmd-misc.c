@@ -103,6 +103,7 @@ void cmd_enable(struct imap_cmd *cmd)
 		{"QRESYNC", IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE},
 		{"UTF8=ACCEPT", IMAP_ENABLED_UTF8_ACCEPT},
 		{"IMAP4rev2", IMAP_ENABLED_IMAP4REV2},
+		{"UIDONLY", IMAP_ENABLED_UIDONLY},
 	};
 	if (cmd->args[0].type == IMAP_ARG_EOL) {
 		imap_cmd_bad(cmd, "[CLIENTBUG] ENABLE needs at least one capability");

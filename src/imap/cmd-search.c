@@ -34,8 +34,16 @@ int search_prepare(struct imap_cmd *cmd, const struct imap_arg *args,
 	enum imap_search_parse_error kind;
 	const char *error;
 
-	if (imap_search_parse(args, &params, prog_r, &kind, &error) == 0)
+	if (imap_search_parse(args, &params, prog_r, &kind, &error) == 0) {
+		/* RFC 9586 3: no message numbers in the criteria either */
+		if ((cmd->client->enabled & IMAP_ENABLED_UIDONLY) &&
+		    (*prog_r)->uses_seqset) {
+			imap_search_program_free(prog_r);
+			imap_cmd_bad(cmd, "[UIDREQUIRED] Search by UID only (UIDONLY is enabled)");
+			return -1;
+		}
 		return 0;
+	}
 	switch (kind) {
 	case IMAP_SEARCH_ERR_BADCHARSET:
 		imap_cmd_no(cmd, "[BADCHARSET (UTF-8 US-ASCII)] %s", error);

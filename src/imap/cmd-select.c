@@ -112,6 +112,8 @@ static const char *parse_select_params(struct imap_client *c,
 		 * is incomplete; we report every possible UID instead, which
 		 * RFC 7162 3.2.5.2 allows. Its syntax is still checked. */
 		if (l[i].type == IMAP_ARG_LIST) {
+			if (c->enabled & IMAP_ENABLED_UIDONLY)
+				return "[UIDREQUIRED] No sequence match data under UIDONLY";
 			if (l[i].list_count != 2 || l[i].list[0].type != IMAP_ARG_ATOM ||
 			    l[i].list[1].type != IMAP_ARG_ATOM)
 				return "Invalid QRESYNC sequence match data";
@@ -243,7 +245,8 @@ static void do_select(struct imap_cmd *cmd, bool readonly)
 	if (a[1].type == IMAP_ARG_LIST &&
 	    (error = parse_select_params(c, a[1].list, &q)) != NULL) {
 		free(q.known);
-		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
+		imap_cmd_bad(cmd, "%s%s", error[0] == '[' ? "" : "[CLIENTBUG] ",
+			     error);
 		return;
 	}
 	bool was_selected = c->view != NULL;
@@ -286,7 +289,9 @@ static void do_select(struct imap_cmd *cmd, bool readonly)
 	imap_client_untagged(c, "%u EXISTS", store_view_count(c->view));
 	if (!rev2) {
 		imap_client_untagged(c, "%u RECENT", store_view_recent_count(c->view));
-		uint32_t unseen = first_unseen(c);
+		/* [UNSEEN n] is a message number: not under UIDONLY */
+		uint32_t unseen = (c->enabled & IMAP_ENABLED_UIDONLY) ? 0
+				  : first_unseen(c);
 		if (unseen > 0)
 			imap_client_untagged(c, "OK [UNSEEN %u] First unseen", unseen);
 	}

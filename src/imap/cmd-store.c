@@ -157,9 +157,11 @@ static int store_silent(struct imap_client *c, const struct store_uid_range *r,
 	for (size_t i = 0; i < nchanged; i++) {
 		uint32_t seq = store_view_seq(c->view, changed[i]);
 		imap_client_told(c, changed[i], modseq);
-		if (seq != 0 && (c->enabled & IMAP_ENABLED_CONDSTORE))
-			buf_printf(&b, "* %u FETCH (UID %u MODSEQ (%llu))\r\n",
-				   seq, changed[i], (unsigned long long)modseq);
+		if (seq != 0 && (c->enabled & IMAP_ENABLED_CONDSTORE)) {
+			imap_client_fetch_head(c, seq, changed[i], &b);
+			buf_printf(&b, "UID %u MODSEQ (%llu))\r\n", changed[i],
+				   (unsigned long long)modseq);
+		}
 	}
 	imap_client_write(c, b.data, b.len);
 	buf_free(&b);

@@ -138,9 +138,10 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 			    " QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE"
 			    " UTF8=ACCEPT OBJECTID UNAUTHENTICATE SAVEDATE");
 	buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)set->append_limit);
+	buf_append_str(out, " UIDONLY");
 	buf_append_str(out, " BINARY ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY"
 			    " THREAD=REFERENCES THREAD=ORDEREDSUBJECT ESORT"
-			    " CONTEXT=SEARCH CONTEXT=SORT PARTIAL");
+			    " CONTEXT=SEARCH CONTEXT=SORT PARTIAL PREVIEW");
 	if (!c->compressed && set->compress)
 		buf_append_str(out, " COMPRESS=DEFLATE");
 }
@@ -285,7 +286,7 @@ static void sync_expunged(void *ctx, uint32_t seq, uint32_t uid)
 	/* RFC 5267: out of the contexts while its number still holds */
 	if (c->context_count > 0)
 		imap_context_expunged(c, seq, uid, &c->out);
-	if (c->enabled & IMAP_ENABLED_QRESYNC) {
+	if (imap_client_vanished(c)) {
 		if (c->vanished_count == c->vanished_cap) {
 			c->vanished_cap = c->vanished_cap ? c->vanished_cap * 2 : 64;
 			c->vanished = xrealloc(c->vanished,
@@ -430,6 +431,20 @@ void imap_client_announce_keywords(struct imap_client *c,
 		append_flags_responses(c, out);
 }
 
+void imap_client_fetch_head(const struct imap_client *c, uint32_t seq,
+			    uint32_t uid, struct buf *out)
+{
+	if (c->enabled & IMAP_ENABLED_UIDONLY)
+		buf_printf(out, "* %u UIDFETCH (", uid);
+	else
+		buf_printf(out, "* %u FETCH (", seq);
+}
+
+bool imap_client_vanished(const struct imap_client *c)
+{
+	return (c->enabled & (IMAP_ENABLED_QRESYNC | IMAP_ENABLED_UIDONLY)) != 0;
+}
+
 void imap_client_fetch_flags(struct imap_client *c, uint32_t seq,
 			     const struct store_msg *msg, bool with_flags,
 			     struct buf *out)
@@ -438,7 +453,8 @@ void imap_client_fetch_flags(struct imap_client *c, uint32_t seq,
 	if (with_flags)
 		imap_client_announce_keywords(c, msg->keywords,
 					      msg->keyword_count, out);
-	buf_printf(out, "* %u FETCH (UID %u", seq, msg->uid);
+	imap_client_fetch_head(c, seq, msg->uid, out);
+	buf_printf(out, "UID %u", msg->uid);
 	if (with_flags) {
 		buf_append_str(out, " FLAGS ");
 		imap_append_flags(out, msg->flags, msg->keywords,
@@ -1011,6 +1027,14 @@ static bool dispatch(struct imap_client *c)
 	cmd->def = def;
 	cmd->name = def->name;
 	cmd->enabled_before = c->enabled;
+	/* RFC 9586 3: once UIDONLY is on, message numbers are refused */
+	if ((c->enabled & IMAP_ENABLED_UIDONLY) && !cmd->uid &&
+	    (def->flags & IMAP_CMD_UID) && def->fn != cmd_expunge) {
+		imap_client_abort_streams(c);
+		return io_write_line(c, "%s BAD [UIDREQUIRED] %s takes UIDs only "
+				     "(UIDONLY is enabled): use UID %s", cmd->tag,
+				     def->name, def->name);
+	}
 	if (!state_allows(c, def->flags)) {
 		imap_client_abort_streams(c);
 		return io_write_line(c, "%s BAD %s", cmd->tag,
@@ -1029,15 +1053,32 @@ static bool dispatch(struct imap_client *c)
 
 /* ---- literals -------------------------------------------------------- */
 
-/* APPEND's message literals go to disk; everything else is buffered. */
+/* The message literals of APPEND and REPLACE go to disk; everything else
+ * (CATENATE's TEXT parts too: they are put together with the URLs' parts
+ * once the command is read) is buffered. */
 static bool literal_is_message(struct imap_client *c,
 			       const struct imap_literal_info *info)
 {
-	if (c->state == IMAP_STATE_NOT_AUTH ||
-	    !slice_eq_ci(imap_parser_name(c->parser), "APPEND"))
+	struct slice name = imap_parser_name(c->parser);
+	unsigned first;
+	if (c->state == IMAP_STATE_NOT_AUTH)
 		return false;
-	/* the mailbox name is argument 0; RFC 6855 "UTF8 (~{n})" is depth 1 */
-	return info->arg_index >= 1 && info->depth <= 1;
+	if (slice_eq_ci(name, "APPEND"))
+		first = 1;    /* APPEND mailbox ... */
+	else if (slice_eq_ci(name, "REPLACE"))
+		first = 2;    /* REPLACE n mailbox ... (RFC 8508) */
+	else if (slice_eq_ci(name, "UID") &&
+		 slice_eq_ci(imap_parser_top_arg(c->parser, 0), "REPLACE"))
+		first = 3;
+	else
+		return false;
+	if (info->arg_index < first || info->depth > 1)
+		return false;
+	/* RFC 6855 "UTF8 (~{n})" is depth 1; RFC 4469 "CATENATE (...)" is
+	 * buffered */
+	return info->depth == 0 ||
+	       !slice_eq_ci(imap_parser_top_arg(c->parser, info->arg_index - 1),
+			    "CATENATE");
 }
 
 static bool handle_literal(struct imap_client *c)

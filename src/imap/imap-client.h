@@ -62,6 +62,7 @@ enum imap_enabled {
 	IMAP_ENABLED_QRESYNC = 1 << 1,
 	IMAP_ENABLED_UTF8_ACCEPT = 1 << 2,
 	IMAP_ENABLED_IMAP4REV2 = 1 << 3,
+	IMAP_ENABLED_UIDONLY = 1 << 4,    /* RFC 9586 */
 };
 
 /* ---- commands ------------------------------------------------------- */
@@ -235,6 +236,11 @@ void imap_client_set_flags(struct imap_client *c, char **keywords,
 void imap_client_announce_keywords(struct imap_client *c,
 				   const char *const *keywords, size_t count,
 				   struct buf *out);
+/* "* seq FETCH (" or, under UIDONLY (RFC 9586 3.3), "* uid UIDFETCH (". */
+void imap_client_fetch_head(const struct imap_client *c, uint32_t seq,
+			    uint32_t uid, struct buf *out);
+/* Whether expunges go out as VANISHED (QRESYNC or UIDONLY). */
+bool imap_client_vanished(const struct imap_client *c);
 /* "* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])\r\n" for msg into out,
  * announcing its keywords first and recording what was told. with_flags
  * false: only UID and MODSEQ. */

@@ -44,6 +44,7 @@ enum fi_type {
 	FI_EMAILID,
 	FI_THREADID,
 	FI_SAVEDATE,
+	FI_PREVIEW,         /* RFC 8970, from the cached preview */
 };
 
 struct fetch_item {
@@ -108,6 +109,9 @@ static struct fetch_item *add_item(struct imap_fetch_plan *plan,
 		break;
 	case FI_THREADID:
 		plan->fields |= STORE_FETCH_OBJECTID;
+		break;
+	case FI_PREVIEW:
+		plan->fields |= STORE_FETCH_PREVIEW;
 		break;
 	case FI_SECTION:
 	case FI_BINARY:
@@ -261,6 +265,7 @@ static const struct {
 	{"EMAILID", FI_EMAILID},
 	{"THREADID", FI_THREADID},
 	{"SAVEDATE", FI_SAVEDATE},
+	{"PREVIEW", FI_PREVIEW},
 };
 
 static int parse_item(struct imap_fetch_plan *plan, const struct imap_arg *a,
@@ -334,6 +339,24 @@ static int parse_modifiers(struct imap_fetch_plan *plan,
 	return 0;
 }
 
+/* RFC 8970 3.1: PREVIEW [(LAZY)]. The preview is computed when the
+ * message is stored, so LAZY never has to wait: it is accepted and the
+ * preview returned all the same. */
+static int parse_preview_mods(const struct imap_arg *list, const char **error_r)
+{
+	if (list->type == IMAP_ARG_EOL) {
+		*error_r = "Empty PREVIEW modifier list";
+		return -1;
+	}
+	for (; list->type != IMAP_ARG_EOL; list++) {
+		if (!imap_arg_atom_eq(list, "LAZY")) {
+			*error_r = "Unknown PREVIEW modifier";
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int parse_attrs(struct imap_fetch_plan *plan, const struct imap_arg *a,
 		       const char **error_r)
 {
@@ -342,9 +365,16 @@ static int parse_attrs(struct imap_fetch_plan *plan, const struct imap_arg *a,
 			*error_r = "Empty fetch attribute list";
 			return -1;
 		}
-		for (const struct imap_arg *x = a->list; x->type != IMAP_ARG_EOL; x++)
+		for (const struct imap_arg *x = a->list; x->type != IMAP_ARG_EOL; x++) {
 			if (parse_item(plan, x, error_r) < 0)
 				return -1;
+			if (imap_arg_atom_eq(x, "PREVIEW") &&
+			    x[1].type == IMAP_ARG_LIST) {
+				x++;
+				if (parse_preview_mods(x->list, error_r) < 0)
+					return -1;
+			}
+		}
 		return 0;
 	}
 	/* macros, RFC 9051 6.4.5 */
@@ -700,6 +730,15 @@ static enum imap_fetch_status render_item(struct fetch_run *r,
 		else
 			buf_append_str(out, "THREADID NIL");
 		break;
+	case FI_PREVIEW:
+		/* RFC 8970 3.2: the text a user reads first, at most 256
+		 * characters (the cache keeps 200); "" for a message with
+		 * no text */
+		buf_append_str(out, "PREVIEW ");
+		imap_append_string(out, m->preview ? m->preview : "",
+				   m->preview ? strlen(m->preview) : 0,
+				   imap_client_utf8(r->client));
+		break;
 	case FI_SECTION:
 	case FI_BINARY:
 	case FI_BINARY_SIZE:
@@ -799,7 +838,7 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 	if (shows_flags)
 		imap_client_announce_keywords(r->client, r->msg->keywords,
 					      r->msg->keyword_count, &r->out);
-	buf_printf(&r->out, "* %u FETCH (", r->seq);
+	imap_client_fetch_head(r->client, r->seq, r->msg->uid, &r->out);
 	for (size_t i = 0; i < plan->count && st == IMAP_FETCH_OK; i++) {
 		if (i > 0)
 			buf_append_char(&r->out, ' ');

@@ -725,6 +725,23 @@ const struct imap_arg *imap_parser_args(const struct imap_parser *p,
 	return p->args != NULL ? p->args : &eol;
 }
 
+struct slice imap_parser_top_arg(const struct imap_parser *p, unsigned n)
+{
+	unsigned k = 0;
+	if (n >= p->top_args)
+		return slice_make("", 0);
+	for (size_t i = 0; i < p->node_count; i++) {
+		if (p->nodes[i].depth != 0)
+			continue;
+		if (k++ < n)
+			continue;
+		if (p->nodes[i].type != IMAP_ARG_ATOM)
+			break;
+		return slice_make(p->buf.data + p->nodes[i].off, p->nodes[i].len);
+	}
+	return slice_make("", 0);
+}
+
 void imap_parser_literal(const struct imap_parser *p,
 			 struct imap_literal_info *info_r)
 {

@@ -103,6 +103,11 @@ struct slice imap_parser_name(const struct imap_parser *p);
 const struct imap_arg *imap_parser_args(const struct imap_parser *p,
 					size_t *count_r);
 
+/* Top-level argument n (0-based) while the command is still being read,
+ * if it is complete and an atom ("REPLACE" of "UID REPLACE ...", the
+ * "CATENATE" before a list); empty otherwise. */
+struct slice imap_parser_top_arg(const struct imap_parser *p, unsigned n);
+
 /* ---- after IMAP_PARSE_LITERAL -------------------------------------- */
 struct imap_literal_info {
 	uint64_t size;
