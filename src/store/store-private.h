@@ -68,6 +68,18 @@ struct store_backend_vfuncs {
 	int (*body_write)(struct store_body *body, const void *data,
 			  size_t len, struct store_error *err);
 	uint64_t (*body_size)(const struct store_body *body);
+	/* metadata and URLAUTH keys (store.h; optional: NULL is "not
+	 * supported", LIMIT to the caller) */
+	int (*metadata_get)(struct store_user *user, const char *mailbox,
+			    const char *const *names, size_t name_count,
+			    int depth, struct store_metadata **entries_r,
+			    size_t *count_r, struct store_error *err);
+	int (*metadata_set)(struct store_user *user, const char *mailbox,
+			    const struct store_metadata *entries, size_t count,
+			    struct store_error *err);
+	int (*urlauth_key)(struct store_user *user, const char *mailbox,
+			   bool reset, unsigned char *key_r,
+			   struct store_error *err);
 	/* optional: keep line ends as written (NULL: not supported) */
 	void (*body_set_binary)(struct store_body *body);
 	int (*body_finish)(struct store_body *body, struct store_error *err);

@@ -1230,3 +1230,79 @@ unsigned store_subscriber_count(struct store *store, int64_t user_id)
 	pthread_rwlock_unlock(&store->hub->lock);
 	return n;
 }
+
+/* ---- metadata and URLAUTH keys (imap-state) ------------------------ */
+
+void store_metadata_free(struct store_metadata *entries, size_t count)
+{
+	for (size_t i = 0; i < count && entries != NULL; i++) {
+		free(entries[i].name);
+		free(entries[i].value);
+	}
+	free(entries);
+}
+
+static int not_supported(struct store_error *err)
+{
+	return store_set_error(err, STORE_ERR_PERM,
+			       "Annotations are not kept by this store");
+}
+
+int store_metadata_get(struct store_user *user, const char *mailbox,
+		       const char *const *names, size_t name_count, int depth,
+		       struct store_metadata **entries_r, size_t *count_r,
+		       struct store_error *err)
+{
+	err_clear(err);
+	*entries_r = NULL;
+	*count_r = 0;
+	if (user->store->vf->metadata_get == NULL)
+		return not_supported(err);
+	if (mailbox == NULL)
+		return user->store->vf->metadata_get(user, NULL, names,
+						     name_count, depth,
+						     entries_r, count_r, err);
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->metadata_get(user, n, names, name_count,
+						depth, entries_r, count_r, err);
+	free(n);
+	return ret;
+}
+
+int store_metadata_set(struct store_user *user, const char *mailbox,
+		       const struct store_metadata *entries, size_t count,
+		       struct store_error *err)
+{
+	err_clear(err);
+	if (user->store->vf->metadata_set == NULL)
+		return not_supported(err);
+	for (size_t i = 0; i < count; i++)
+		if (entries[i].value != NULL &&
+		    entries[i].value_len > STORE_METADATA_MAX_VALUE)
+			return store_set_error(err, STORE_ERR_LIMIT,
+					       "Value too large (limit %u)",
+					       STORE_METADATA_MAX_VALUE);
+	if (mailbox == NULL)
+		return user->store->vf->metadata_set(user, NULL, entries, count,
+						     err);
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->metadata_set(user, n, entries, count, err);
+	free(n);
+	return ret;
+}
+
+int store_urlauth_key(struct store_user *user, const char *mailbox,
+		      bool reset, unsigned char key_r[STORE_URLAUTH_KEY_LEN],
+		      struct store_error *err)
+{
+	err_clear(err);
+	if (user->store->vf->urlauth_key == NULL)
+		return not_supported(err);
+	if (mailbox == NULL)
+		return user->store->vf->urlauth_key(user, NULL, reset, key_r,
+						    err);
+	WITH_NAME(n, mailbox, err);
+	int ret = user->store->vf->urlauth_key(user, n, reset, key_r, err);
+	free(n);
+	return ret;
+}

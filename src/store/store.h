@@ -769,6 +769,45 @@ int store_acl_all(struct store_user *user, struct store_acl_row **rows_r,
 		  size_t *count_r, struct store_error *err);
 void store_acl_all_free(struct store_acl_row *rows, size_t count);
 
+/* ---- metadata (RFC 5464) and URLAUTH keys (RFC 4467) --------------
+ * (imap-state) Annotations of the server (mailbox NULL) or of a mailbox:
+ * names as IMAP METADATA writes them, "/private/..." or "/shared/...",
+ * in lower case; values are octets (NULs allowed). Kept in the user's
+ * index (sqlite/sq-metadata.c), removed with their mailbox. Setting a
+ * mailbox's entry takes a modseq of the account's counter (RFC 7162 3.2
+ * counts it as a change of the mailbox) and publishes
+ * STORE_CHANGE_METADATA; a server entry publishes it with mailbox 0. */
+#define STORE_METADATA_MAX_VALUE (64 * 1024)   /* octets of one value */
+#define STORE_METADATA_MAX_ENTRIES 500         /* entries of an account */
+#define STORE_METADATA_MAX_TOTAL (1024 * 1024) /* octets of all values */
+struct store_metadata {
+	char *name;
+	char *value;              /* NULL: no such entry / remove it */
+	size_t value_len;
+};
+void store_metadata_free(struct store_metadata *entries, size_t count);
+/* The entries of mailbox (NULL: the server) named in names, and with
+ * depth 1 their children, with depth -1 ("infinity") all their
+ * descendants (RFC 5464 4.2.2); those that exist, sorted by name. */
+int store_metadata_get(struct store_user *user, const char *mailbox,
+		       const char *const *names, size_t name_count, int depth,
+		       struct store_metadata **entries_r, size_t *count_r,
+		       struct store_error *err);
+/* Sets (value not NULL) or removes entries, all or nothing. LIMIT when a
+ * value is over STORE_METADATA_MAX_VALUE or the account would go over
+ * the entry or total limits; NOTFOUND for no such mailbox. */
+int store_metadata_set(struct store_user *user, const char *mailbox,
+		       const struct store_metadata *entries, size_t count,
+		       struct store_error *err);
+/* URLAUTH's mailbox access key (RFC 4467 6): 32 random octets, made when
+ * first needed. reset: a new key, which voids every URL signed with the
+ * old (RESETKEY); mailbox NULL with reset: every mailbox's. NOTFOUND for
+ * no such mailbox. */
+#define STORE_URLAUTH_KEY_LEN 32
+int store_urlauth_key(struct store_user *user, const char *mailbox,
+		      bool reset, unsigned char key_r[STORE_URLAUTH_KEY_LEN],
+		      struct store_error *err);
+
 /* ---- change notifications ----------------------------------------- */
 
 enum store_change_kind {
@@ -776,6 +815,8 @@ enum store_change_kind {
 	STORE_CHANGE_FLAGS,
 	STORE_CHANGE_EXPUNGE,
 	STORE_CHANGE_MAILBOXES,   /* create / delete / rename / subscribe */
+	STORE_CHANGE_METADATA,    /* an annotation of the mailbox (server:
+				     mailbox_id 0) was set (RFC 5464) */
 	STORE_CHANGE_LOGOUT,      /* every session of the account must end
 				     (store_end_sessions) */
 	STORE_CHANGE_OBJECTS,     /* JMAP stored objects (store_jobject_*) */

@@ -24,7 +24,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 8
+#define SQ_SCHEMA_VERSION 9
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -51,6 +51,8 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[6] = SQ_SIEVE_SCHEMA_SQL,
 	/* 7 -> 8: mailbox ACLs (sq-acl.c) */
 	[7] = SQ_ACL_SCHEMA,
+	/* 8 -> 9: annotations and URLAUTH keys (sq-metadata.c) */
+	[8] = sq_metadata_schema_sql,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -591,6 +593,8 @@ static int schema_init(struct sq_user *u, bool *created_r,
 	 * this version */
 	if (sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(c->db, sq_jmap_schema_sql, NULL, NULL, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_exec(c->db, sq_metadata_schema_sql, NULL, NULL, NULL) !=
 		    SQLITE_OK)
 		goto fail;
 	if (have == 0) {
@@ -846,6 +850,9 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.body_write = sq_body_write,
 	.body_size = sq_body_size,
 	.body_set_binary = sq_body_set_binary,
+	.metadata_get = sq_metadata_get,
+	.metadata_set = sq_metadata_set,
+	.urlauth_key = sq_urlauth_key,
 	.body_finish = sq_body_finish,
 	.body_deliver = sq_body_deliver,
 	.body_unref = sq_body_unref,

@@ -197,6 +197,18 @@ int sq_job_fail(struct sq_job *job, enum store_error_kind kind,
 		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sq_job_dberr(struct sq_job *job, struct sq_conn *c);
 
+/* sq-metadata.c: annotations and URLAUTH keys (store.h "metadata") */
+extern const char sq_metadata_schema_sql[];
+int sq_metadata_get(struct store_user *user, const char *mailbox,
+		    const char *const *names, size_t name_count, int depth,
+		    struct store_metadata **entries_r, size_t *count_r,
+		    struct store_error *err);
+int sq_metadata_set(struct store_user *user, const char *mailbox,
+		    const struct store_metadata *entries, size_t count,
+		    struct store_error *err);
+int sq_urlauth_key(struct store_user *user, const char *mailbox, bool reset,
+		   unsigned char *key_r, struct store_error *err);
+
 /* sq-index.c: trigram indexing in batches, off the delivery path */
 void sq_indexer_start(struct store *store);
 void sq_indexer_stop(struct store *store);

@@ -1,0 +1,317 @@
+/*
+ * Annotations (RFC 5464 METADATA) and URLAUTH mailbox access keys (RFC
+ * 4467), in the user's index: table metadata (mailbox 0 is the server)
+ * and table urlauth_key, both emptied for a mailbox by a trigger when its
+ * row goes (schema version 9). See store.h "metadata".
+ *
+ * Reads use a reader connection; writes are jobs of the group commit.
+ * The account-wide limits are checked inside the job, after its changes:
+ * a job over them fails and its savepoint takes the changes back.
+ */
+#include "sq-private.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+const char sq_metadata_schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS metadata(mailbox INTEGER NOT NULL,"
+	" name TEXT NOT NULL, value BLOB NOT NULL,"
+	" PRIMARY KEY (mailbox, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS urlauth_key(mailbox INTEGER PRIMARY KEY,"
+	" key BLOB NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS mailbox_annotations_gone AFTER DELETE"
+	" ON mailbox BEGIN"
+	" DELETE FROM metadata WHERE mailbox = old.id;"
+	" DELETE FROM urlauth_key WHERE mailbox = old.id;"
+	" END;";
+
+struct entry_list {
+	struct store_metadata *items;
+	size_t count, cap;
+};
+
+static void list_add(struct entry_list *l, const char *name, size_t name_len,
+		     const void *value, size_t len)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (strlen(l->items[i].name) == name_len &&
+		    memcmp(l->items[i].name, name, name_len) == 0)
+			return;
+	if (l->count == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
+	}
+	struct store_metadata *e = &l->items[l->count++];
+	e->name = xstrndup(name, name_len);
+	e->value = xmalloc(len + 1);
+	memcpy(e->value, value, len);
+	e->value[len] = '\0';
+	e->value_len = len;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const struct store_metadata *)a)->name,
+		      ((const struct store_metadata *)b)->name);
+}
+
+/* The id of mailbox (0 for the server); 0 with NOTFOUND if none. */
+static int mailbox_id(struct sq_conn *c, const char *mailbox, uint32_t *id_r,
+		      struct store_error *err)
+{
+	*id_r = 0;
+	if (mailbox == NULL)
+		return 0;
+	struct sq_mbox mb;
+	int r = sq_mbox_get(c, mailbox, &mb);
+	if (r < 0)
+		return sq_db_error(c, err, "metadata mailbox");
+	if (r == 0 || mb.noselect)
+		return store_set_error(err, STORE_ERR_NOTFOUND, "No such mailbox");
+	*id_r = mb.id;
+	return 0;
+}
+
+static int get_one(struct sq_conn *c, uint32_t mbox, const char *name,
+		   int depth, struct entry_list *l)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT name, value FROM metadata"
+				      " WHERE mailbox = ? AND name = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		list_add(l, (const char *)sqlite3_column_text(st, 0),
+			 (size_t)sqlite3_column_bytes(st, 0),
+			 sqlite3_column_blob(st, 1),
+			 (size_t)sqlite3_column_bytes(st, 1));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return -1;
+	if (depth == 0)
+		return 0;
+	/* descendants: names between "name/" and "name0" ('0' follows
+	 * '/'); depth 1 keeps the direct children */
+	size_t n = strlen(name);
+	char *lo = xasprintf("%s/", name), *hi = xasprintf("%s0", name);
+	st = sq_stmt(c, "SELECT name, value FROM metadata WHERE mailbox = ?"
+			" AND name >= ? AND name < ?");
+	if (st == NULL) {
+		free(lo);
+		free(hi);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, mbox);
+	sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *found = (const char *)sqlite3_column_text(st, 0);
+		size_t flen = (size_t)sqlite3_column_bytes(st, 0);
+		if (depth == 1 && memchr(found + n + 1, '/', flen - n - 1) != NULL)
+			continue;
+		list_add(l, found, flen, sqlite3_column_blob(st, 1),
+			 (size_t)sqlite3_column_bytes(st, 1));
+	}
+	sqlite3_reset(st);
+	free(lo);
+	free(hi);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int sq_metadata_get(struct store_user *user, const char *mailbox,
+		    const char *const *names, size_t name_count, int depth,
+		    struct store_metadata **entries_r, size_t *count_r,
+		    struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	struct entry_list l = {0};
+	uint32_t id;
+	if (c == NULL)
+		return -1;
+	int ret = sq_read_begin(c, err);
+	if (ret == 0)
+		ret = mailbox_id(c, mailbox, &id, err);
+	for (size_t i = 0; ret == 0 && i < name_count; i++)
+		if (get_one(c, id, names[i], depth, &l) < 0)
+			ret = sq_db_error(c, err, "metadata get");
+	sq_read_end(c);
+	sq_reader_put(u, c);
+	if (ret < 0) {
+		store_metadata_free(l.items, l.count);
+		return -1;
+	}
+	if (l.count > 1)
+		qsort(l.items, l.count, sizeof(*l.items), cmp_entry);
+	*entries_r = l.items;
+	*count_r = l.count;
+	return 0;
+}
+
+struct set_arg {
+	const char *mailbox;
+	const struct store_metadata *entries;
+	size_t count;
+};
+
+static int check_limits(struct sq_conn *c, struct sq_job *job)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT count(*), total(length(value))"
+				      " FROM metadata");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	int rc = sqlite3_step(st);
+	int64_t n = sqlite3_column_int64(st, 0);
+	double total = sqlite3_column_double(st, 1);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return sq_job_dberr(job, c);
+	if (n > STORE_METADATA_MAX_ENTRIES)
+		return sq_job_fail(job, STORE_ERR_LIMIT,
+				   "Too many annotations (limit %u)",
+				   STORE_METADATA_MAX_ENTRIES);
+	if (total > STORE_METADATA_MAX_TOTAL)
+		return sq_job_fail(job, STORE_ERR_LIMIT,
+				   "Annotations too large in all (limit %u octets)",
+				   STORE_METADATA_MAX_TOTAL);
+	return 0;
+}
+
+static int set_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct set_arg *a = job->arg;
+	struct sq_mbox mb = {0};
+	if (a->mailbox != NULL && sq_job_mbox(job, c, a->mailbox, &mb) < 0)
+		return -1;
+	for (size_t i = 0; i < a->count; i++) {
+		const struct store_metadata *e = &a->entries[i];
+		sqlite3_stmt *st = e->value == NULL
+			? sq_stmt(c, "DELETE FROM metadata WHERE mailbox = ?"
+				     " AND name = ?")
+			: sq_stmt(c, "INSERT OR REPLACE INTO metadata(mailbox,"
+				     " name, value) VALUES (?, ?, ?)");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, mb.id);
+		sqlite3_bind_text(st, 2, e->name, -1, SQLITE_STATIC);
+		if (e->value != NULL)
+			sqlite3_bind_blob(st, 3, e->value, (int)e->value_len,
+					  SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	if (check_limits(c, job) < 0)
+		return -1;
+	if (a->mailbox != NULL) {
+		/* RFC 7162 3.2: a change of the mailbox's annotations is a
+		 * change of the mailbox */
+		uint64_t modseq = sq_job_modseq(u, job);
+		if (sq_mbox_adjust(c, mb.id, 0, 0, 0, 0, modseq, 0) < 0)
+			return sq_job_dberr(job, c);
+	}
+	sq_job_change(job, mb.id, STORE_CHANGE_METADATA);
+	return 0;
+}
+
+int sq_metadata_set(struct store_user *user, const char *mailbox,
+		    const struct store_metadata *entries, size_t count,
+		    struct store_error *err)
+{
+	struct set_arg a = {mailbox, entries, count};
+	return sq_run(SQU(user), set_job, &a, err);
+}
+
+struct key_arg {
+	const char *mailbox;
+	bool reset;
+	unsigned char *key;
+};
+
+static void random_key(unsigned char *key)
+{
+	size_t got = 0;
+	while (got < STORE_URLAUTH_KEY_LEN) {
+		ssize_t n = getrandom(key + got, STORE_URLAUTH_KEY_LEN - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			abort();
+		}
+		got += (size_t)n;
+	}
+}
+
+static int key_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct key_arg *a = job->arg;
+	struct sq_mbox mb;
+	if (a->mailbox == NULL) {
+		/* RESETKEY without a mailbox: every key goes; new ones are
+		 * made when next needed */
+		return sq_exec(c, "DELETE FROM urlauth_key") == 0
+			       ? 0 : sq_job_dberr(job, c);
+	}
+	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
+		return -1;
+	unsigned char fresh[STORE_URLAUTH_KEY_LEN];
+	random_key(fresh);
+	sqlite3_stmt *st = sq_stmt(c, a->reset
+		? "INSERT OR REPLACE INTO urlauth_key(mailbox, key) VALUES (?, ?)"
+		: "INSERT OR IGNORE INTO urlauth_key(mailbox, key) VALUES (?, ?)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, mb.id);
+	sqlite3_bind_blob(st, 2, fresh, sizeof(fresh), SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	st = sq_stmt(c, "SELECT key FROM urlauth_key WHERE mailbox = ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, mb.id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW &&
+	    sqlite3_column_bytes(st, 0) == STORE_URLAUTH_KEY_LEN)
+		memcpy(a->key, sqlite3_column_blob(st, 0), STORE_URLAUTH_KEY_LEN);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sq_job_dberr(job, c);
+}
+
+int sq_urlauth_key(struct store_user *user, const char *mailbox, bool reset,
+		   unsigned char *key_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	if (!reset && mailbox != NULL) {
+		/* the common case: the key is there, no commit needed */
+		struct sq_conn *c = sq_reader_get(u, err);
+		if (c == NULL)
+			return -1;
+		struct sq_mbox mb;
+		int found = 0;
+		int r = sq_mbox_get(c, mailbox, &mb);
+		sqlite3_stmt *st = r == 1 ? sq_stmt(c, "SELECT key FROM urlauth_key"
+						     " WHERE mailbox = ?") : NULL;
+		if (st != NULL) {
+			sqlite3_bind_int64(st, 1, mb.id);
+			if (sqlite3_step(st) == SQLITE_ROW &&
+			    sqlite3_column_bytes(st, 0) == STORE_URLAUTH_KEY_LEN) {
+				memcpy(key_r, sqlite3_column_blob(st, 0),
+				       STORE_URLAUTH_KEY_LEN);
+				found = 1;
+			}
+			sqlite3_reset(st);
+		}
+		sq_reader_put(u, c);
+		if (found)
+			return 0;
+	}
+	struct key_arg a = {mailbox, reset, key_r};
+	return sq_run(u, key_job, &a, err);
+}
