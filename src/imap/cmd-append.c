@@ -17,6 +17,8 @@
 
 #include "imap-commands.h"
 #include "imap-server.h"
+#include "imap-url.h"
+#include "imap-urlauth.h"
 #include "log.h"
 
 struct append_msg {
@@ -25,6 +27,8 @@ struct append_msg {
 	size_t keyword_count;
 	time_t internaldate;
 	uint32_t stream_index;
+	/* RFC 4469: CATENATE (TEXT literal / URL url ...), NULL if streamed */
+	const struct imap_arg *catenate;
 };
 
 static int parse_2(const char *s)
@@ -86,7 +90,29 @@ static void free_msgs(struct append_msg *msgs, size_t n)
 	free(msgs);
 }
 
-/* Walks [flags] [date] (literal | UTF8 (literal8)) repeated. */
+/* CATENATE's parts (RFC 4469 5): TEXT literal or URL astring, at least
+ * one. */
+static const char *check_catenate(const struct imap_arg *list, size_t count)
+{
+	if (count == 0 || count % 2 != 0)
+		return "CATENATE needs TEXT and URL parts";
+	for (size_t i = 0; i < count; i += 2) {
+		if (imap_arg_atom_eq(&list[i], "TEXT")) {
+			if (list[i + 1].type != IMAP_ARG_LITERAL)
+				return "TEXT needs a literal";
+		} else if (imap_arg_atom_eq(&list[i], "URL")) {
+			if (!imap_arg_is_astring(&list[i + 1]) ||
+			    imap_arg_has_nul(&list[i + 1]))
+				return "URL needs a string";
+		} else {
+			return "CATENATE parts are TEXT or URL";
+		}
+	}
+	return NULL;
+}
+
+/* Walks [flags] [date] (literal | UTF8 (literal8) | CATENATE (...))
+ * repeated. */
 static const char *parse_messages(const struct imap_arg *a,
 				  struct append_msg **msgs_r, size_t *count_r)
 {
@@ -110,6 +136,13 @@ static const char *parse_messages(const struct imap_arg *a,
 				goto fail;
 			}
 			a++;
+		}
+		if (imap_arg_atom_eq(a, "CATENATE") && a[1].type == IMAP_ARG_LIST) {
+			if ((error = check_catenate(a[1].list, a[1].list_count)) != NULL)
+				goto fail;
+			m->catenate = a[1].list;
+			a += 2;
+			continue;
 		}
 		const struct imap_arg *lit = a;
 		if (imap_arg_atom_eq(a, "UTF8") && a[1].type == IMAP_ARG_LIST &&
@@ -165,21 +198,113 @@ static void undo(struct imap_client *c, struct store_user *user,
 	free(r);
 }
 
-static void commit_all(struct imap_cmd *cmd, struct store_user *user,
-		       const char *mailbox, struct append_msg *msgs, size_t n)
+/* Why a CATENATE URL cannot be used: RFC 4469 5's BADURL. */
+struct url_failure {
+	const char *url;
+	size_t url_len;
+	char why[300];
+};
+
+/* The octets of a CATENATE URL of this user (RFC 4469 5: relative to the
+ * server, or naming the logged-in user). */
+static int catenate_url(struct imap_client *c, const struct imap_arg *arg,
+			char **data_r, size_t *len_r, struct url_failure *bad)
+{
+	struct imap_url u;
+	const char *error;
+	bad->url = arg->str.ptr;
+	bad->url_len = arg->str.len;
+	if (imap_url_parse(arg->str.ptr, false, &u, &error) < 0) {
+		snprintf(bad->why, sizeof(bad->why), "%s", error);
+		return -1;
+	}
+	int ret = -1;
+	char *mailbox = NULL;
+	struct store_error err = {0};
+	if (u.access != NULL) {
+		ret = imap_urlauth_fetch_for(c, &u, arg->str.ptr, data_r, len_r,
+					     bad->why, sizeof(bad->why));
+		imap_url_free(&u);
+		return ret;
+	}
+	if (u.user != NULL && strcasecmp(u.user, c->user.address) != 0) {
+		snprintf(bad->why, sizeof(bad->why),
+			 "The URL names another user's mailbox");
+	} else if ((mailbox = imap_client_mailbox_in(c, u.mailbox,
+						     strlen(u.mailbox),
+						     &error)) == NULL) {
+		snprintf(bad->why, sizeof(bad->why), "Invalid mailbox in URL");
+	} else if (imap_url_fetch(c->store_user, mailbox, &u, data_r, len_r,
+				  &err) < 0) {
+		snprintf(bad->why, sizeof(bad->why), "%s",
+			 err.kind == STORE_ERR_INTERNAL ? "Cannot read the message"
+							 : err.msg);
+		if (err.kind == STORE_ERR_INTERNAL)
+			log_error("imap", c->sid, "CATENATE URL: %s", err.msg);
+	} else {
+		ret = 0;
+	}
+	free(mailbox);
+	imap_url_free(&u);
+	return ret;
+}
+
+/* Puts a CATENATE message together in a new blob writer. */
+static int catenate(struct imap_client *c, const struct imap_arg *parts,
+		    struct store_blob_writer **w_r, struct store_error *err,
+		    struct url_failure *bad)
+{
+	if (store_blob_writer_create(c->store_user, w_r, err) < 0)
+		return -1;
+	for (const struct imap_arg *p = parts; p->type != IMAP_ARG_EOL; p += 2) {
+		int r;
+		if (imap_arg_atom_eq(p, "TEXT")) {
+			r = store_blob_writer_write(*w_r, p[1].str.ptr,
+						    p[1].str.len, err);
+		} else {
+			char *data;
+			size_t len;
+			if (catenate_url(c, &p[1], &data, &len, bad) < 0) {
+				store_blob_writer_abort(w_r);
+				return -1;
+			}
+			r = store_blob_writer_write(*w_r, data, len, err);
+			free(data);
+		}
+		if (r < 0) {
+			store_blob_writer_abort(w_r);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Stores messages into mailbox, all or nothing. Returns the number
+ * stored (n), or -1 having replied NO. uids (n of them) and uidvalidity
+ * are filled. */
+static int commit_all(struct imap_cmd *cmd, struct store_user *user,
+		      const char *mailbox, struct append_msg *msgs, size_t n,
+		      uint32_t *uids, uint32_t *uidvalidity)
 {
 	struct imap_client *c = cmd->client;
-	uint32_t *uids = xcalloc(n, sizeof(*uids));
-	uint32_t uidvalidity = 0;
 	struct store_error err = {0};
+	struct url_failure bad = {0};
 	size_t done = 0;
 	for (; done < n; done++) {
 		struct append_msg *m = &msgs[done];
-		struct store_blob_writer **w = m->stream_index < c->writer_count
-						       ? &c->writers[m->stream_index]
-						       : NULL;
-		if ((w == NULL || *w == NULL) ||
-		    store_blob_writer_size(*w) == 0) {
+		struct store_blob_writer *own = NULL;
+		struct store_blob_writer **w;
+		if (m->catenate != NULL) {
+			if (catenate(c, m->catenate, &own, &err, &bad) < 0)
+				break;
+			w = &own;
+		} else {
+			w = m->stream_index < c->writer_count
+				    ? &c->writers[m->stream_index] : NULL;
+		}
+		if ((w == NULL || *w == NULL) || store_blob_writer_size(*w) == 0) {
+			if (w != NULL)
+				store_blob_writer_abort(w);
 			err.kind = STORE_ERR_INVALID;
 			snprintf(err.msg, sizeof(err.msg), "Empty message");
 			break;
@@ -191,30 +316,58 @@ static void commit_all(struct imap_cmd *cmd, struct store_user *user,
 			.internaldate = m->internaldate,
 		};
 		if (store_blob_writer_commit_to(w, user, mailbox, &p,
-						&uids[done], &uidvalidity,
+						&uids[done], uidvalidity,
 						&err) < 0)
 			break;
 	}
-	if (done < n) {
-		undo(c, user, mailbox, uids, done);
-		if (err.kind == STORE_ERR_INTERNAL)
-			imap_cmd_store_error(cmd, &err);
-		else
-			imap_cmd_no(cmd, "[%s] %s", append_error_code(&err), err.msg);
-	} else {
-		struct buf set;
-		buf_init(&set, 0);
-		imap_uids_append_set(&set, uids, n);
-		imap_cmd_ok(cmd, "[APPENDUID %u %s] APPEND completed", uidvalidity,
-			    set.data);
-		buf_free(&set);
+	if (done == n)
+		return (int)n;
+	undo(c, user, mailbox, uids, done);
+	if (bad.url != NULL)
+		imap_cmd_no(cmd, "[BADURL \"%.*s\"] %s",
+			    (int)(bad.url_len < 400 ? bad.url_len : 400), bad.url,
+			    bad.why);
+	else if (err.kind == STORE_ERR_INTERNAL)
+		imap_cmd_store_error(cmd, &err);
+	else
+		imap_cmd_no(cmd, "[%s] %s", append_error_code(&err), err.msg);
+	return -1;
+}
+
+/* Whether messages may go into ref's mailbox; replies NO if not. */
+static bool target_ok(struct imap_cmd *cmd, const struct imap_mbref *ref)
+{
+	struct imap_client *c = cmd->client;
+	struct store_mailbox_info info;
+	struct store_error err = {0};
+	if (c->stream_failed) {
+		imap_cmd_no(cmd, "[%s] %s", append_error_code(&c->stream_err),
+			    c->stream_err.msg);
+		return false;
 	}
-	free(uids);
+	/* another account's: i is enough (a drop box); the store checks it
+	 * at the commit, hidden mailboxes failing as missing ones */
+	if (ref->shared)
+		return true;
+	if (store_mailbox_status(ref->user, ref->name, &info, &err) < 0) {
+		/* RFC 9051 6.3.12: the client may CREATE and retry */
+		if (err.kind == STORE_ERR_NOTFOUND)
+			imap_cmd_no(cmd, "[TRYCREATE] No such mailbox");
+		else
+			imap_cmd_store_error(cmd, &err);
+		return false;
+	}
+	bool noselect = info.noselect;
+	store_mailbox_info_free(&info);
+	if (noselect) {
+		imap_cmd_no(cmd, "[TRYCREATE] Mailbox cannot hold messages");
+		return false;
+	}
+	return true;
 }
 
 void cmd_append(struct imap_cmd *cmd)
 {
-	struct imap_client *c = cmd->client;
 	const struct imap_arg *a = cmd->args;
 	struct append_msg *msgs = NULL;
 	size_t n = 0;
@@ -232,29 +385,90 @@ void cmd_append(struct imap_cmd *cmd)
 		free_msgs(msgs, n);
 		return;
 	}
-	const char *mailbox = ref.name;
-	struct store_mailbox_info info;
-	struct store_error err = {0};
-	if (c->stream_failed) {
-		imap_cmd_no(cmd, "[%s] %s", append_error_code(&c->stream_err),
-			    c->stream_err.msg);
-	} else if (ref.shared) {
-		/* i is enough (a drop box): the store checks it at the
-		 * commit, hidden mailboxes failing as missing ones */
-		commit_all(cmd, ref.user, mailbox, msgs, n);
-	} else if (store_mailbox_status(ref.user, mailbox, &info, &err) < 0) {
-		/* RFC 9051 6.3.12: the client may CREATE and retry */
-		if (err.kind == STORE_ERR_NOTFOUND)
-			imap_cmd_no(cmd, "[TRYCREATE] No such mailbox");
-		else
+	uint32_t *uids = xcalloc(n, sizeof(*uids));
+	uint32_t uidvalidity = 0;
+	if (target_ok(cmd, &ref) &&
+	    commit_all(cmd, ref.user, ref.name, msgs, n, uids,
+		       &uidvalidity) >= 0) {
+		struct buf set;
+		buf_init(&set, 0);
+		imap_uids_append_set(&set, uids, n);
+		imap_cmd_ok(cmd, "[APPENDUID %u %s] APPEND completed", uidvalidity,
+			    set.data);
+		buf_free(&set);
+	}
+	free(uids);
+	imap_mbref_free(&ref);
+	free_msgs(msgs, n);
+}
+
+/* REPLACE n mailbox message / UID REPLACE uid mailbox message (RFC 8508):
+ * the new message is appended, then the old one expunged; if the append
+ * fails nothing is expunged. APPENDUID goes in an untagged OK (RFC 8508
+ * 3.3); the EXPUNGE (or VANISHED) and EXISTS follow before the tagged OK. */
+void cmd_replace(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	struct append_msg *msgs = NULL;
+	size_t n = 0;
+	uint32_t num = 0;
+	const char *p;
+	if (a[0].type != IMAP_ARG_ATOM || a[1].type == IMAP_ARG_EOL ||
+	    (p = a[0].str.ptr, num = (uint32_t)strtoul(p, NULL, 10)) == 0 ||
+	    strspn(p, "0123456789") != a[0].str.len || a[0].str.len > 10) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] REPLACE needs a message number, a mailbox and a message");
+		return;
+	}
+	const char *error = parse_messages(a + 2, &msgs, &n);
+	if (error == NULL && n != 1)
+		error = "REPLACE takes one message";
+	if (error != NULL) {
+		free_msgs(msgs, n);
+		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
+		return;
+	}
+	uint32_t old_uid = cmd->uid ? (store_view_seq(c->view, num) ? num : 0)
+				    : store_view_uid(c->view, num);
+	if (!cmd->uid && old_uid == 0) {
+		free_msgs(msgs, n);
+		imap_cmd_bad(cmd, "[CLIENTBUG] No message %u", num);
+		return;
+	}
+	if (c->readonly) {
+		free_msgs(msgs, n);
+		imap_cmd_no(cmd, "[READ-ONLY] The mailbox is read-only");
+		return;
+	}
+	if (old_uid == 0) {
+		free_msgs(msgs, n);
+		imap_cmd_no(cmd, "[NONEXISTENT] No message with UID %u", num);
+		return;
+	}
+	struct imap_mbref ref;
+	if (imap_cmd_mailbox_ref(cmd, &a[1], false, &ref) < 0) {
+		free_msgs(msgs, n);
+		return;
+	}
+	uint32_t uid = 0, uidvalidity = 0;
+	if (target_ok(cmd, &ref) &&
+	    commit_all(cmd, ref.user, ref.name, msgs, n, &uid,
+		       &uidvalidity) >= 0) {
+		struct store_uid_range r = {old_uid, old_uid};
+		struct store_error err = {0};
+		uint32_t *gone = NULL;
+		size_t ngone = 0;
+		if (store_expunge(imap_client_sel_user(c), c->mailbox, &r, 1,
+				  true, &gone, &ngone, &err) < 0) {
+			/* the old one stays: so must not the new one */
+			undo(c, ref.user, ref.name, &uid, 1);
 			imap_cmd_store_error(cmd, &err);
-	} else {
-		bool noselect = info.noselect;
-		store_mailbox_info_free(&info);
-		if (noselect)
-			imap_cmd_no(cmd, "[TRYCREATE] Mailbox cannot hold messages");
-		else
-			commit_all(cmd, ref.user, mailbox, msgs, n);
+		} else {
+			imap_client_untagged(c, "OK [APPENDUID %u %u] Replacement stored",
+					     uidvalidity, uid);
+			imap_cmd_ok(cmd, "%sREPLACE completed", cmd->uid ? "UID " : "");
+		}
+		free(gone);
 	}
 	imap_mbref_free(&ref);
 	free_msgs(msgs, n);

@@ -141,7 +141,8 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 	buf_append_str(out, " UIDONLY");
 	buf_append_str(out, " BINARY ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY"
 			    " THREAD=REFERENCES THREAD=ORDEREDSUBJECT ESORT"
-			    " CONTEXT=SEARCH CONTEXT=SORT PARTIAL PREVIEW");
+			    " CONTEXT=SEARCH CONTEXT=SORT PARTIAL PREVIEW CATENATE"
+			    " URLAUTH REPLACE METADATA METADATA-SERVER");
 	if (!c->compressed && set->compress)
 		buf_append_str(out, " COMPRESS=DEFLATE");
 }
@@ -174,13 +175,17 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 				 (cmd->def->flags & IMAP_CMD_IO_THREAD)))
 		imap_client_sync(c, cmd_allows_expunge(cmd));
 	c->told_count = 0;
+	struct buf text;
+	buf_init(&text, 0);
+	buf_vprintf(&text, fmt, ap);
+	bool has_code = text.len > 0 && text.data[0] == '[';
 	struct buf b;
 	buf_init(&b, 0);
 	buf_printf(&b, "%s %s ", cmd->tag, status);
 	/* RFC 7162 3.1: a command that turned CONDSTORE on in the selected
 	 * state (FETCH MODSEQ, STORE UNCHANGEDSINCE, ...) reports the
 	 * mailbox's HIGHESTMODSEQ in its tagged OK */
-	if (c->view != NULL && strcmp(status, "OK") == 0 && fmt[0] != '[' &&
+	if (c->view != NULL && strcmp(status, "OK") == 0 && !has_code &&
 	    (c->enabled & IMAP_ENABLED_CONDSTORE) &&
 	    !(cmd->enabled_before & IMAP_ENABLED_CONDSTORE)) {
 		buf_printf(&b, "[HIGHESTMODSEQ %llu] ",
@@ -189,12 +194,13 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 	}
 	/* RFC 5530: a BAD is the client's mistake; say so when the handler
 	 * gave no more specific code */
-	if (strcmp(status, "BAD") == 0 && fmt[0] != '[')
+	if (strcmp(status, "BAD") == 0 && !has_code)
 		buf_append_str(&b, "[CLIENTBUG] ");
-	buf_vprintf(&b, fmt, ap);
+	buf_append(&b, text.data, text.len);
 	buf_append_str(&b, "\r\n");
 	imap_client_write(c, b.data, b.len);
 	buf_free(&b);
+	buf_free(&text);
 }
 
 void imap_cmd_ok(struct imap_cmd *cmd, const char *fmt, ...)

@@ -23,6 +23,17 @@ imap_cmd_fn cmd_expunge;
 imap_cmd_fn cmd_store;
 imap_cmd_fn cmd_copy, cmd_move;
 imap_cmd_fn cmd_getquota, cmd_getquotaroot, cmd_setquota;
+imap_cmd_fn cmd_replace;                                   /* RFC 8508 */
+imap_cmd_fn cmd_genurlauth, cmd_urlfetch, cmd_resetkey;    /* RFC 4467 */
+imap_cmd_fn cmd_getmetadata, cmd_setmetadata;              /* RFC 5464 */
+
+/* CATENATE (RFC 4469) of a URL with a URLAUTH: checked as URLFETCH
+ * would for the session's user (imap-urlauth.c). 0 with the octets
+ * (caller frees), or -1 with why. */
+struct imap_url;
+int imap_urlauth_fetch_for(struct imap_client *c, const struct imap_url *u,
+			   const char *url, char **data_r, size_t *len_r,
+			   char *why, size_t whylen);
 
 /* Session internals shared by the core commands (imap-client.c). */
 int imap_client_subscribe(struct imap_client *c);

@@ -24,6 +24,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "imap-urlauth.h"
 
 struct imap_user_count {
 	int64_t user_id;
@@ -206,6 +207,7 @@ struct imap_server *imap_server_create(const struct config *cfg,
 	}
 	server->store = store;
 	server->auth = auth;
+	imap_urlauth_set_namespace(server->set.inbox_namespace);
 	pthread_mutex_init(&server->lock, NULL);
 	return server;
 }

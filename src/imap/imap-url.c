@@ -219,9 +219,17 @@ int imap_url_parse(const char *url, bool absolute, struct imap_url *u_r,
 	if (prefix_ci(p, "imap://")) {
 		p += 7;
 		size_t auth_len = span_bchars(p, "/");
-		const char *at = memchr(p, '@', auth_len);
+		/* the last "@" ends the userinfo (an "@" of the user's
+		 * address is written %40) */
+		const char *at = NULL;
+		for (size_t i = 0; i < auth_len; i++)
+			if (p[i] == '@')
+				at = p + i;
 		if (at != NULL) {
-			size_t ulen = span_bchars(p, ";@");
+			size_t ulen = (size_t)(at - p);
+			const char *semi = memchr(p, ';', ulen);
+			if (semi != NULL)
+				ulen = (size_t)(semi - p);   /* ;AUTH=... */
 			u->user = pct_decode(p, ulen);
 			if (u->user == NULL || u->user[0] == '\0') {
 				*error_r = "Invalid user in URL";

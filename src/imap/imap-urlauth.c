@@ -1,0 +1,397 @@
+/*
+ * URLAUTH (RFC 4467): the checks and the INTERNAL mechanism shared by
+ * imap_urlauth_resolve (SMTP BURL) and the IMAP commands GENURLAUTH,
+ * URLFETCH and RESETKEY, and by CATENATE for URLs that carry a URLAUTH.
+ * See imap-urlauth.h.
+ */
+#include "imap-urlauth.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "imap-commands.h"
+#include "imap-server.h"
+#include "imap-url.h"
+#include "log.h"
+#include "store.h"
+#include "utf7.h"
+
+static atomic_int url_inbox_namespace;
+
+void imap_urlauth_set_namespace(int inbox_namespace)
+{
+	atomic_store(&url_inbox_namespace, inbox_namespace);
+}
+
+/* A URL's mailbox (an IMAP name: modified UTF-7, or UTF-8) as a store
+ * name; NULL if it is not a valid one. */
+static char *url_mailbox(const char *name)
+{
+	size_t len = strlen(name);
+	struct buf b;
+	buf_init(&b, 0);
+	bool eight = false;
+	for (size_t i = 0; i < len; i++)
+		eight |= (unsigned char)name[i] >= 0x80;
+	if (eight ? (!utf8_valid(name, len) || buf_append(&b, name, len) < 0)
+		  : utf7_decode(name, len, &b) < 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	buf_append_char(&b, '\0');
+	char *s = b.data;
+	if (atomic_load(&url_inbox_namespace)) {
+		if (strcasecmp(s, "INBOX") != 0) {
+			if (strncasecmp(s, "INBOX.", 6) != 0 || s[6] == '\0') {
+				buf_free(&b);
+				return NULL;
+			}
+			memmove(s, s + 6, strlen(s + 6) + 1);
+			for (char *p = s; *p != '\0'; p++)
+				if (*p == '.')
+					*p = '/';
+		}
+	}
+	size_t n;
+	return buf_steal(&b, &n);
+}
+
+/* The INTERNAL token of a URL rump: hex HMAC-SHA1 keyed with the
+ * mailbox access key (RFC 4467 6.1). */
+static void internal_token(const unsigned char *key, const char *rump,
+			   size_t len, char hex[41])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	HMAC(EVP_sha1(), key, STORE_URLAUTH_KEY_LEN, (const unsigned char *)rump,
+	     len, mac, &maclen);
+	for (unsigned i = 0; i < maclen && i < 20; i++)
+		sprintf(hex + 2 * i, "%02x", mac[i]);
+	hex[40] = '\0';
+}
+
+/* Whether requester (an address, NULL: not authenticated) may use a URL
+ * of this access identifier; submit: the requester is the submission
+ * server acting for it. */
+static bool access_allows(const char *access, const char *requester,
+			  bool submit)
+{
+	if (strcasecmp(access, "anonymous") == 0)
+		return true;
+	if (requester == NULL)
+		return false;
+	if (strcasecmp(access, "authuser") == 0)
+		return true;
+	if (strncasecmp(access, "user+", 5) == 0)
+		return strcasecmp(access + 5, requester) == 0;
+	if (strncasecmp(access, "submit+", 7) == 0)
+		return submit && strcasecmp(access + 7, requester) == 0;
+	return false;
+}
+
+/* Checks a URLAUTH URL against its owner's key. Returns 0 with the
+ * store name of its mailbox (caller frees), or -1 with why. */
+static int urlauth_check(struct store_user *owner, const struct imap_url *u,
+			 const char *url, const char *requester, bool submit,
+			 char **mailbox_r, char *why, size_t whylen)
+{
+	struct store_error err = {0};
+	unsigned char key[STORE_URLAUTH_KEY_LEN];
+	char hex[41];
+	*mailbox_r = NULL;
+	if (u->access == NULL || u->mechanism == NULL || u->token == NULL) {
+		snprintf(why, whylen, "The URL carries no URLAUTH");
+		return -1;
+	}
+	if (strcasecmp(u->mechanism, "INTERNAL") != 0) {
+		snprintf(why, whylen, "Unknown URLAUTH mechanism");
+		return -1;
+	}
+	if (u->uidvalidity == 0) {
+		snprintf(why, whylen, "A URLAUTH URL needs a UIDVALIDITY");
+		return -1;
+	}
+	if (u->expire != 0 && u->expire <= time(NULL)) {
+		snprintf(why, whylen, "The URL has expired");
+		return -1;
+	}
+	if (!access_allows(u->access, requester, submit)) {
+		snprintf(why, whylen, "The URL is not for this user");
+		return -1;
+	}
+	char *mailbox = url_mailbox(u->mailbox);
+	if (mailbox == NULL) {
+		snprintf(why, whylen, "Invalid mailbox in URL");
+		return -1;
+	}
+	if (store_urlauth_key(owner, mailbox, false, key, &err) < 0) {
+		snprintf(why, whylen, "%s", err.kind == STORE_ERR_NOTFOUND
+					    ? "No such mailbox" : "Cannot check the URL now");
+		free(mailbox);
+		return -1;
+	}
+	internal_token(key, url, u->rump_len, hex);
+	OPENSSL_cleanse(key, sizeof(key));
+	/* the token is hex: compared lower-cased, in constant time */
+	char low[41] = {0};
+	size_t n = strlen(u->token);
+	for (size_t i = 0; i < 40 && i < n; i++)
+		low[i] = (char)(u->token[i] | 0x20);
+	if (n != 40 || CRYPTO_memcmp(hex, low, 40) != 0) {
+		snprintf(why, whylen, "The URL's authorization is not valid");
+		free(mailbox);
+		return -1;
+	}
+	*mailbox_r = mailbox;
+	return 0;
+}
+
+/* The owner's store handle (the session's own when it is the same). */
+static int owner_open(struct store *store, struct auth *auth,
+		      const struct imap_url *u, struct store_user *own,
+		      int64_t own_id, struct store_user **user_r, char *why,
+		      size_t whylen)
+{
+	struct auth_user owner;
+	struct store_error err = {0};
+	if (u->user == NULL) {
+		snprintf(why, whylen, "A URLAUTH URL names its owner");
+		return -1;
+	}
+	if (auth == NULL || auth_lookup(auth, u->user, &owner) != 1 ||
+	    owner.disabled) {
+		snprintf(why, whylen, "No such user");
+		return -1;
+	}
+	if (own != NULL && owner.id == own_id) {
+		store_user_ref(own);
+		*user_r = own;
+		return 0;
+	}
+	if (store_user_open(store, owner.id, user_r, &err) < 0) {
+		snprintf(why, whylen, "Cannot read the URL's mailbox now");
+		return -1;
+	}
+	return 0;
+}
+
+static int resolve(struct store *store, struct auth *auth,
+		   struct store_user *own, int64_t own_id, const char *requester,
+		   bool submit, const char *url, char **data_r, size_t *len_r,
+		   char *why, size_t whylen)
+{
+	struct imap_url u;
+	const char *error;
+	struct store_user *owner = NULL;
+	char *mailbox = NULL;
+	struct store_error err = {0};
+	int ret = -1;
+	if (imap_url_parse(url, true, &u, &error) < 0) {
+		snprintf(why, whylen, "%s", error);
+		return -1;
+	}
+	if (owner_open(store, auth, &u, own, own_id, &owner, why, whylen) == 0 &&
+	    urlauth_check(owner, &u, url, requester, submit, &mailbox, why,
+			  whylen) == 0) {
+		if (imap_url_fetch(owner, mailbox, &u, data_r, len_r, &err) < 0)
+			snprintf(why, whylen, "%s",
+				 err.kind == STORE_ERR_INTERNAL
+					 ? "Cannot read the message now" : err.msg);
+		else
+			ret = 0;
+	}
+	free(mailbox);
+	if (owner != NULL)
+		store_user_unref(&owner);
+	imap_url_free(&u);
+	return ret;
+}
+
+int imap_urlauth_resolve(struct store *store, struct auth *auth,
+			 int64_t submitter_user_id, const char *url,
+			 char **data_r, size_t *len_r, char **error_r)
+{
+	struct auth_user sub;
+	char why[200];
+	*data_r = NULL;
+	*len_r = 0;
+	if (auth == NULL || auth_lookup_id(auth, submitter_user_id, &sub) != 1) {
+		*error_r = xstrdup("Unknown submitter");
+		return -1;
+	}
+	if (resolve(store, auth, NULL, 0, sub.address, true, url, data_r, len_r,
+		    why, sizeof(why)) < 0) {
+		*error_r = xstrdup(why);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- IMAP session side ----------------------------------------------- */
+
+int imap_urlauth_fetch_for(struct imap_client *c, const struct imap_url *u,
+			   const char *url, char **data_r, size_t *len_r,
+			   char *why, size_t whylen)
+{
+	(void)u;
+	return resolve(c->server->store, c->server->auth, c->store_user,
+		       c->user.id, c->user.address, false, url, data_r, len_r,
+		       why, whylen);
+}
+
+/* GENURLAUTH url mechanism [url mechanism ...] (RFC 4467 7.2): the URL
+ * must be the user's own, with UIDVALIDITY and an access identifier but
+ * no verifier. */
+void cmd_genurlauth(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	struct buf out;
+	if (a->type == IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] GENURLAUTH needs a URL and a mechanism");
+		return;
+	}
+	buf_init(&out, 0);
+	buf_append_str(&out, "* GENURLAUTH");
+	for (; a->type != IMAP_ARG_EOL; a += 2) {
+		struct imap_url u;
+		const char *error;
+		unsigned char key[STORE_URLAUTH_KEY_LEN];
+		char hex[41];
+		struct store_error err = {0};
+		if (!imap_arg_is_astring(a) || imap_arg_has_nul(a) ||
+		    !imap_arg_is_atom(&a[1])) {
+			buf_free(&out);
+			imap_cmd_bad(cmd, "[CLIENTBUG] GENURLAUTH takes URL and mechanism pairs");
+			return;
+		}
+		if (!imap_arg_atom_eq(&a[1], "INTERNAL")) {
+			buf_free(&out);
+			imap_cmd_no(cmd, "[BADURLMECH] INTERNAL is the only mechanism");
+			return;
+		}
+		const char *why = NULL;
+		char *mailbox = NULL;
+		if (imap_url_parse(a->str.ptr, true, &u, &error) < 0)
+			why = error;
+		else if (u.access == NULL || u.mechanism != NULL)
+			why = "The URL needs ;URLAUTH=access and no verifier";
+		else if (u.uidvalidity == 0)
+			why = "The URL needs a UIDVALIDITY";
+		else if (u.user == NULL || strcasecmp(u.user, c->user.address) != 0)
+			why = "Only the owner may authorize a URL";
+		else if ((mailbox = url_mailbox(u.mailbox)) == NULL)
+			why = "Invalid mailbox in URL";
+		else if (store_urlauth_key(c->store_user, mailbox, false, key,
+					   &err) < 0)
+			why = err.kind == STORE_ERR_NOTFOUND ? "No such mailbox"
+							      : "Cannot authorize now";
+		if (why != NULL) {
+			imap_cmd_no(cmd, "[BADURL \"%.*s\"] %s",
+				    (int)(a->str.len < 400 ? a->str.len : 400),
+				    a->str.ptr, why);
+			free(mailbox);
+			imap_url_free(&u);
+			buf_free(&out);
+			return;
+		}
+		internal_token(key, a->str.ptr, a->str.len, hex);
+		OPENSSL_cleanse(key, sizeof(key));
+		char *full = xasprintf("%s:%.*s:%s", a->str.ptr,
+				       (int)a[1].str.len, a[1].str.ptr, hex);
+		buf_append_char(&out, ' ');
+		imap_append_string(&out, full, strlen(full), false);
+		free(full);
+		free(mailbox);
+		imap_url_free(&u);
+	}
+	buf_append_str(&out, "\r\n");
+	imap_client_write(c, out.data, out.len);
+	buf_free(&out);
+	imap_cmd_ok(cmd, "GENURLAUTH completed");
+}
+
+/* URLFETCH url ... (RFC 4467 7.3): the data of each URL the user may
+ * use, NIL for the others. */
+void cmd_urlfetch(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	if (a->type == IMAP_ARG_EOL) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] URLFETCH needs URLs");
+		return;
+	}
+	for (const struct imap_arg *p = a; p->type != IMAP_ARG_EOL; p++) {
+		if (!imap_arg_is_astring(p) || imap_arg_has_nul(p)) {
+			imap_cmd_bad(cmd, "[CLIENTBUG] URLFETCH takes URLs");
+			return;
+		}
+	}
+	for (; a->type != IMAP_ARG_EOL; a++) {
+		char *data = NULL, why[200];
+		size_t len = 0;
+		struct buf out;
+		buf_init(&out, 0);
+		buf_append_str(&out, "* URLFETCH ");
+		imap_append_string(&out, a->str.ptr, a->str.len, false);
+		if (resolve(c->server->store, c->server->auth, c->store_user,
+			    c->user.id, c->user.address, false, a->str.ptr, &data,
+			    &len, why, sizeof(why)) < 0) {
+			log_info("imap", c->sid, "URLFETCH refused: %s", why);
+			buf_append_str(&out, " NIL\r\n");
+		} else {
+			/* a literal may not hold NUL: 0x80 instead, as FETCH */
+			for (size_t i = 0; i < len; i++)
+				if (data[i] == '\0')
+					data[i] = (char)0x80;
+			buf_printf(&out, " {%zu}\r\n", len);
+			buf_append(&out, data, len);
+			buf_append_str(&out, "\r\n");
+		}
+		imap_client_write(c, out.data, out.len);
+		buf_free(&out);
+		free(data);
+	}
+	imap_cmd_ok(cmd, "URLFETCH completed");
+}
+
+/* RESETKEY [mailbox [mechanism ...]] (RFC 4467 7.1). */
+void cmd_resetkey(struct imap_cmd *cmd)
+{
+	struct imap_client *c = cmd->client;
+	const struct imap_arg *a = cmd->args;
+	unsigned char key[STORE_URLAUTH_KEY_LEN];
+	struct store_error err = {0};
+	char *mailbox = NULL;
+	if (a->type != IMAP_ARG_EOL) {
+		for (const struct imap_arg *m = a + 1; m->type != IMAP_ARG_EOL; m++) {
+			if (!imap_arg_atom_eq(m, "INTERNAL")) {
+				imap_cmd_no(cmd, "[BADURLMECH] INTERNAL is the only mechanism");
+				return;
+			}
+		}
+		mailbox = imap_cmd_mailbox_arg(cmd, a, false);
+		if (mailbox == NULL)
+			return;
+	}
+	if (store_urlauth_key(c->store_user, mailbox, true, key, &err) < 0) {
+		if (err.kind == STORE_ERR_NOTFOUND)
+			imap_cmd_no(cmd, "[NONEXISTENT] No such mailbox");
+		else
+			imap_cmd_store_error(cmd, &err);
+	} else {
+		imap_cmd_ok(cmd, "RESETKEY completed");
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	free(mailbox);
+}
