@@ -78,7 +78,8 @@ bool imap_context_add(struct imap_client *c, const char *tag, bool uid,
 	x->prog = p;
 	*prog = NULL;
 	x->uids = xmalloc((count ? count : 1) * sizeof(*x->uids));
-	memcpy(x->uids, uids, count * sizeof(*x->uids));
+	if (count > 0)
+		memcpy(x->uids, uids, count * sizeof(*x->uids));
 	x->count = count;
 	c->contexts = xrealloc(c->contexts, (c->context_count + 1) *
 					    sizeof(*c->contexts));
@@ -149,7 +150,8 @@ static int context_result(struct imap_client *c, struct imap_context *x,
 		ret = sort_execute(c, &x->sprog, &res, uids_r, &err);
 	} else {
 		*uids_r = xmalloc((res.count ? res.count : 1) * sizeof(uint32_t));
-		memcpy(*uids_r, res.uids, res.count * sizeof(uint32_t));
+		if (res.count > 0)
+			memcpy(*uids_r, res.uids, res.count * sizeof(uint32_t));
 	}
 	*count_r = res.count;
 	imap_search_result_free(&res);

@@ -343,7 +343,8 @@ static int part_map(struct store_user *user, const char *mailbox, uint32_t uid,
 	int ret = store_fetch_next(f, &m, err);
 	if (ret == 1 && m->parts != NULL) {
 		*parts_r = xmalloc(m->parts_len ? m->parts_len : 1);
-		memcpy(*parts_r, m->parts, m->parts_len);
+		if (m->parts_len > 0)
+			memcpy(*parts_r, m->parts, m->parts_len);
 		*len_r = m->parts_len;
 	}
 	store_fetch_end(&f);
@@ -405,7 +406,8 @@ int imap_url_fetch(struct store_user *user, const char *store_mailbox,
 		n = (size_t)len;
 	}
 	*data_r = xmalloc(n ? n : 1);
-	memcpy(*data_r, p, n);
+	if (n > 0)
+		memcpy(*data_r, p, n);
 	*len_r = n;
 	mail_section_free(&sec);
 	store_blob_close(&blob);

@@ -46,7 +46,8 @@ static void list_add(struct entry_list *l, const char *name, size_t name_len,
 	struct store_metadata *e = &l->items[l->count++];
 	e->name = xstrndup(name, name_len);
 	e->value = xmalloc(len + 1);
-	memcpy(e->value, value, len);
+	if (len > 0)
+		memcpy(e->value, value, len);
 	e->value[len] = '\0';
 	e->value_len = len;
 }
