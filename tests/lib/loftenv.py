@@ -99,6 +99,7 @@ class Loft:
         self.ports = {p: free_port() for p in PROTOCOLS}
         self.proc = None
         self._port_retries = 0
+        self._hosts = {}           # names in self.ports not on 127.0.0.1
         self._start = start
         self._log = None
         self.cert, self.key = test_cert()
@@ -203,11 +204,23 @@ class Loft:
                 raise RuntimeError('loftd not ready:\n' + self.log())
             time.sleep(0.02)
 
+    def add_listen(self, section, host, name=None):
+        """Adds a listener on host (e.g. a non-loopback address) to
+        section's listen line; returns its name in self.ports (read the
+        port after start: a retry moves it with the others)."""
+        name = name or '%s@%s' % (section, host)
+        self.ports[name] = free_port(host)
+        self._hosts[name] = host
+        self.sections[section]['listen'] += ', %s:%d' % (host, self.ports[name])
+        self.write_config()
+        return name
+
     def _move_ports(self):
         """Gives every protocol a new free port, in self.ports and in the
         listen lines of the config."""
         old_ports = dict(self.ports)
-        self.ports = {proto: free_port() for proto in old_ports}
+        self.ports = {proto: free_port(self._hosts.get(proto, '127.0.0.1'))
+                      for proto in old_ports}
         by_port = {}
         for proto, old in old_ports.items():
             by_port.setdefault(old, self.ports[proto])
@@ -215,15 +228,15 @@ class Loft:
         # moved again by a later replacement; a section named after a
         # protocol takes that protocol's new port (two protocols that
         # were given the same port part here).
-        pattern = re.compile(r'127\.0\.0\.1:(\d+)\b')
+        pattern = re.compile(r'(\d+\.\d+\.\d+\.\d+):(\d+)\b')
         for name, kv in self.sections.items():
             def move(m, name=name):
-                port = int(m.group(1))
-                if old_ports.get(name) == port:
+                host, port = m.group(1), int(m.group(2))
+                if old_ports.get(name) == port and host == '127.0.0.1':
                     port = self.ports[name]
                 else:
                     port = by_port.get(port, port)
-                return '127.0.0.1:%d' % port
+                return '%s:%d' % (host, port)
             for k, v in kv.items():
                 if isinstance(v, str):
                     kv[k] = pattern.sub(move, v)

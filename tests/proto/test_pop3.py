@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 
-from loftenv import Loft, Results, SLOW, free_port
+from loftenv import Loft, Results, SLOW
 from pop3client import (Pop3, b64, deliver, make_env, message_bytes,
                         scram_login, simple_message, unstuff)
 
@@ -414,10 +414,9 @@ def test_cleartext_remote():
         return
     for allow in ('no', 'yes'):
         env = make_env(extra={'auth': {'allow_cleartext': allow}}, imap=False)
-        port = free_port(ip)
-        env.sections['pop3']['listen'] += ', %s:%d' % (ip, port)
-        env.write_config()
+        name = env.add_listen('pop3', ip)
         with env:
+            port = env.ports[name]     # moved if a start was retried
             p = Pop3.connect(env, host=ip, port=port)
             st, caps = p.multi('CAPA')
             sasl = next((c for c in caps if c.startswith(b'SASL ')), b'')
