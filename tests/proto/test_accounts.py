@@ -184,9 +184,11 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # what the newest step (6 -> 7, Sieve) adds, so it can run again
-    db.execute('DROP TABLE sieve_record')
-    db.execute('DROP TABLE sieve_script')
+    # what the newest step (8 -> 9, annotations and URLAUTH keys) adds,
+    # so it can run again
+    db.execute('DROP TRIGGER mailbox_annotations_gone')
+    db.execute('DROP TABLE metadata')
+    db.execute('DROP TABLE urlauth_key')
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()
