@@ -132,7 +132,7 @@ static int context_result(struct imap_client *c, struct imap_context *x,
 			  uint32_t **uids_r, size_t *count_r)
 {
 	struct imap_search_env env = {
-		.user = c->store_user,
+		.user = imap_client_sel_user(c),
 		.mailbox = c->mailbox,
 		.view = c->view,
 		.saved_uids = c->searchres,

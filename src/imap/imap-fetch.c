@@ -481,7 +481,7 @@ static int narrow_partial(struct imap_fetch_plan *plan,
 	int ret;
 	if (*count == 0)
 		return 0;
-	if (store_fetch_begin(c->store_user, c->mailbox, *ranges, *count,
+	if (store_fetch_begin(imap_client_sel_user(c), c->mailbox, *ranges, *count,
 			      STORE_FETCH_FLAGS, &f, err) < 0)
 		return -1;
 	while ((ret = store_fetch_next(f, &m, err)) == 1) {
