@@ -96,26 +96,24 @@ static int compact_state(struct sq_user *u, int64_t *mode_r,
 	return *mode_r < 0 || *freelist_r < 0 ? -1 : 0;
 }
 
-unsigned sq_compact_idle(struct sq_user *u)
+bool sq_compact_idle(struct sq_user *u)
 {
 	int64_t mode, freelist;
 	if (compact_state(u, &mode, &freelist) < 0 || mode != 2 ||
 	    freelist < SQ_COMPACT_MIN_PAGES)
-		return 0;
-	unsigned steps = 0;
+		return false;
 	int64_t moved;
 	struct store_error err;
-	while (freelist > 0 && steps < SQ_COMPACT_IDLE_STEPS) {
+	for (unsigned steps = 0; steps < SQ_COMPACT_IDLE_STEPS; steps++) {
 		if (compact_step(u, &freelist, &moved, &err) < 0) {
 			log_warn("store", NULL, "compacting user %lld: %s",
 				 (long long)u->user->id, err.msg);
-			break;
+			return false;
 		}
-		steps++;
-		if (moved == 0)
-			break;
+		if (freelist == 0 || moved == 0)
+			return false;
 	}
-	return steps;
+	return freelist >= SQ_COMPACT_MIN_PAGES;
 }
 
 /* The index's size as SQLite counts it (pages x page size): what a

@@ -122,9 +122,10 @@ static void trim_one(struct store_user *user, void *ctx)
 	/* space expunged mail left in the index, a few bounded steps
 	 * (their commits count as a use: the next ones come after the
 	 * account has been idle again) */
-	sq_compact_idle(u);
-	/* until the next use: nothing more to give back */
-	atomic_store(&u->trimmed, true);
+	bool more = sq_compact_idle(u);
+	/* until the next use: nothing more to give back (but the rest of
+	 * a long compaction, once idle again) */
+	atomic_store(&u->trimmed, !more);
 	if (trim_user(u) > 0)
 		r->trimmed++;
 }

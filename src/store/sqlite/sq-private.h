@@ -226,8 +226,8 @@ int sq_index_flush(struct store_user *user, struct store_error *err);
 #define SQ_COMPACT_IDLE_STEPS 8
 int sq_compact(struct store *store, int64_t user_id,
 	       struct store_compact_report *report_r, struct store_error *err);
-/* A few steps for an idle account; the number of steps run. */
-unsigned sq_compact_idle(struct sq_user *u);
+/* A few steps for an idle account; true if enough is left for more. */
+bool sq_compact_idle(struct sq_user *u);
 /* The user's writer for the caller alone (no batch runs meanwhile), for
  * what cannot run inside a transaction (VACUUM). */
 void sq_writer_hold(struct sq_user *u);
