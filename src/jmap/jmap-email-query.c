@@ -11,7 +11,9 @@
  *
  * queryChanges of an inMailbox view by receivedAt reads the store's
  * membership log: the Emails that entered or left the mailbox since the
- * state, each placed by its rank; time proportional to the changes. Any
+ * state, each placed by its rank; time proportional to the changes
+ * (threads collapsed: their threads' rows, placed by a walk that stops
+ * at the last of them; see collapsed_changes). Any
  * other query removes every Email that changed since the state and adds
  * back those that match now, at their index (RFC 8620 5.6 allows the
  * extra removals).
@@ -108,6 +110,17 @@ static void idset_union(struct idset *dst, const int64_t *v, size_t n)
 	memcpy(dst->v + dst->n, v, n * sizeof(int64_t));
 	dst->n += n;
 	idset_norm(dst);
+}
+
+/* Appends without sorting (room grows in powers of two: only ever
+ * pushed to, or normalised, which never grows it); idset_norm before any
+ * lookup. */
+static void idset_push(struct idset *dst, int64_t id)
+{
+	if ((dst->n & (dst->n - 1)) == 0 || dst->n < 8)
+		dst->v = xrealloc(dst->v, (dst->n < 8 ? 8 : 2 * dst->n) *
+						  sizeof(int64_t));
+	dst->v[dst->n++] = id;
 }
 
 /* A set of positive ids (open addressing); true if id was new. */
@@ -1017,6 +1030,149 @@ json_t *jmap_email_query(struct jmap_req *req, json_t *args)
 
 /* ---- queryChanges ----------------------------------------------------- */
 
+/* The list view with threads collapsed (inMailbox, receivedAt
+ * descending, collapseThreads): one row per thread, its newest copy in
+ * the mailbox. Keywords never move a row, so only the Emails that
+ * entered or left the mailbox (the membership log) touch it: their
+ * threads' Emails are removed, and each of those threads that still has
+ * a copy there gets its row back at its index, found by walking the
+ * mailbox newest first until the last of them. A flag change costs
+ * nothing; new mail stops the walk at once. */
+struct cwalk {
+	struct jmap_req *req;
+	const struct idset *want;    /* threads to place */
+	size_t left;
+	struct hset seen;            /* threads met so far */
+	json_t *added;
+};
+
+static int cwalk_cb(void *ctx, const struct store_email_row *row)
+{
+	struct cwalk *w = ctx;
+	size_t index = w->seen.n;
+	if (!hset_add(&w->seen, row->thread) ||
+	    !idset_has(w->want, row->thread))
+		return 0;
+	char id[32];
+	jmap_email_id(w->req, row->id, id);
+	json_array_append_new(w->added, json_pack("{s:s,s:I}", "id", id,
+						  "index", (json_int_t)index));
+	return --w->left == 0 ? 1 : 0;
+}
+
+static json_t *collapsed_changes(struct qctx *c, const struct qsetup *q,
+				 const struct store_jmap_cursor *sc,
+				 json_t *removed, json_t *added)
+{
+	struct jmap_req *req = c->req;
+	struct store_error err;
+	int64_t *moved = NULL;
+	size_t n = 0;
+	bool too_old = false;
+	if (store_email_moved_since(req->user, q->mailbox, sc, &moved, &n,
+				    &too_old, &err) < 0)
+		return jmap_store_error(req, &err);
+	if (too_old || n == 0) {
+		free(moved);
+		return too_old ? jmap_error("cannotCalculateChanges", NULL)
+			       : NULL;
+	}
+	json_t *e = NULL;
+	struct idset cand = {0}, threads = {0}, want = {0}, gone = {0};
+	struct store_email *em = NULL;
+	for (size_t i = 0; i < n; i++)
+		idset_push(&cand, moved[i]);
+	/* the threads they belong to now, or (destroyed) belonged to */
+	if (store_email_get(req->user, moved, n, &em, &err) < 0) {
+		e = jmap_store_error(req, &err);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (em[i].id != 0)
+			idset_push(&threads, em[i].thread);
+		else
+			idset_push(&gone, moved[i]);
+	}
+	store_email_free(em, n);
+	idset_norm(&gone);
+	if (gone.n > 0) {
+		struct store_jmap_changes ch;
+		if (store_jmap_changes(req->user, STORE_JMAP_EMAIL, sc, 0, &ch,
+				       &err) < 0) {
+			e = jmap_store_error(req, &err);
+			goto out;
+		}
+		for (size_t i = 0; !ch.too_old && i < ch.destroyed_count; i++) {
+			int64_t t = atoll(ch.destroyed[i].objectid);
+			if (t > 0 && idset_has(&gone, ch.destroyed[i].id))
+				idset_push(&threads, t);
+		}
+		too_old = ch.too_old;
+		store_jmap_changes_free(&ch);
+		if (too_old) {
+			e = jmap_error("cannotCalculateChanges", NULL);
+			goto out;
+		}
+	}
+	idset_norm(&threads);
+	/* every Email of those threads: the old row is among them */
+	for (size_t i = 0; i < threads.n; i++) {
+		int64_t *tids;
+		size_t tn;
+		if (store_thread_emails(req->user, threads.v[i], &tids, &tn,
+					&err) < 0) {
+			e = jmap_store_error(req, &err);
+			goto out;
+		}
+		struct store_email *te = NULL;
+		if (tn > 0 && store_email_get(req->user, tids, tn, &te,
+					      &err) < 0) {
+			free(tids);
+			e = jmap_store_error(req, &err);
+			goto out;
+		}
+		bool here = false;
+		for (size_t k = 0; k < tn; k++) {
+			bool in = false;
+			for (size_t m = 0; te[k].id != 0 &&
+					   m < te[k].mailbox_count; m++)
+				in |= te[k].mailboxes[m] == q->mailbox;
+			if (in)
+				idset_push(&cand, te[k].id);
+			here |= in;
+		}
+		if (here)
+			idset_push(&want, threads.v[i]);
+		if (te != NULL)
+			store_email_free(te, tn);
+		free(tids);
+	}
+	idset_norm(&cand);
+	idset_norm(&want);
+	for (size_t i = 0; i < cand.n; i++) {
+		char id[32];
+		jmap_email_id(req, cand.v[i], id);
+		json_array_append_new(removed, json_string(id));
+	}
+	if (want.n > 0) {
+		struct cwalk w = {.req = req, .want = &want, .left = want.n,
+				  .added = added};
+		int r = store_email_scan(req->user, q->mailbox, true, 0,
+					 cwalk_cb, &w, &err);
+		free(w.seen.v);
+		if (r < 0)
+			e = jmap_store_error(req, &err);
+	}
+out:
+	free(moved);
+	free(cand.v);
+	free(threads.v);
+	free(want.v);
+	free(gone.v);
+	return e;
+}
+
+
 json_t *jmap_email_query_changes(struct jmap_req *req, json_t *args)
 {
 	json_t *e = jmap_account(req, args, false);
@@ -1046,9 +1202,11 @@ json_t *jmap_email_query_changes(struct jmap_req *req, json_t *args)
 	json_t *removed = json_array(), *added = json_array();
 	struct store_error err;
 	struct idset cand = {0};
-	bool fast = q.simple && !q.collapse && only_mailbox(q.filter, q.mailbox) &&
+	bool fast = q.simple && only_mailbox(q.filter, q.mailbox) &&
 		    q.mailbox != 0;
-	if (fast) {
+	if (fast && q.collapse) {
+		e = collapsed_changes(&c, &q, &sc, removed, added);
+	} else if (fast) {
 		/* the membership log: who entered or left the mailbox */
 		int64_t *ids;
 		size_t n;
@@ -1162,7 +1320,8 @@ json_t *jmap_email_query_changes(struct jmap_req *req, json_t *args)
 		if (t == NULL && mailboxes(&c)) {
 			const struct store_jmap_mailbox *mb =
 				jmap_mailbox_by_id(&c.mbs, q.mailbox);
-			t = json_integer(mb ? mb->emails : 0);
+			t = json_integer(mb == NULL ? 0
+					 : q.collapse ? mb->threads : mb->emails);
 			json_object_set_new(res, "total", t);
 		} else if (t != NULL) {
 			json_object_set(res, "total", t);

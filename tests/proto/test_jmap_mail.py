@@ -526,12 +526,82 @@ def test_quota_identity(env, j, inbox):
             a['destroyed'] == [nid], a)
 
 
+def test_thread_view(env, j, inbox):
+    """Email/queryChanges of the list view with threads collapsed
+    (inMailbox, receivedAt descending, collapseThreads): after each kind
+    of change the old list with removed/added applied (RFC 8620 5.6) is
+    the new query's list, and a keyword change changes nothing."""
+    box = j.ok('Mailbox/set', {'create': {'v': {'name': 'Thread view'}}})
+    box = box['created']['v']['id']
+    archive = j.mailbox('archive')['id']
+    view = {'filter': {'inMailbox': box}, 'collapseThreads': True,
+            'sort': [{'property': 'receivedAt', 'isAscending': False}]}
+    made = {}
+
+    def put(name, t, refs=''):
+        extra = 'References: %s\r\n' % refs if refs else ''
+        blob = j.upload(msg('view %s' % name, mid='<v%s@remote.test>' % name,
+                            extra=extra), 'message/rfc822')['blobId']
+        a = j.ok('Email/import', {'emails': {'i': {
+            'blobId': blob, 'mailboxIds': {box: True},
+            'receivedAt': '2026-11-01T10:00:%02dZ' % t}}})
+        made[name] = a['created']['i']['id']
+
+    def query():
+        q = j.ok('Email/query', dict(view, calculateTotal=True))
+        return q['ids'], q['queryState'], q['total']
+
+    def step(what, change, expect_nothing=False):
+        old, qs, _ = query()
+        change()
+        qc = j.ok('Email/queryChanges', dict(view, sinceQueryState=qs,
+                                             calculateTotal=True))
+        ids = [i for i in old if i not in set(qc['removed'])]
+        for a in sorted(qc['added'], key=lambda a: a['index']):
+            ids.insert(a['index'], a['id'])
+        now, nqs, total = query()
+        R.check('thread view, %s: applied == new query' % what,
+                ids == now and qc['total'] == total == len(now) and
+                qc['newQueryState'] == nqs, (old, qc, now))
+        if expect_nothing:
+            R.check('thread view, %s: no change' % what,
+                    qc['removed'] == [] and qc['added'] == [], qc)
+
+    # threads A (a1, a2), B (b1), C (c1, c2), D (d1)
+    put('a1', 1)
+    put('b1', 2)
+    put('c1', 3)
+    put('c2', 4, '<vc1@remote.test>')
+    put('a2', 5, '<va1@remote.test>')
+    put('d1', 6)
+    now, _, total = query()
+    R.check('thread view: one row per thread, newest first',
+            now == [made['d1'], made['a2'], made['c2'], made['b1']] and
+            total == 4, now)
+    step('keyword', lambda: j.ok('Email/set', {'update': {
+        made['a2']: {'keywords/$flagged': True}}}), expect_nothing=True)
+    step('reply', lambda: put('b2', 7, '<vb1@remote.test>'))
+    step('moved out', lambda: j.ok('Email/set', {'update': {
+        made['a2']: {'mailboxIds': {archive: True}}}}))
+    step('destroyed', lambda: j.ok('Email/set', {'destroy': [made['c2']]}))
+    step('last of a thread', lambda: j.ok('Email/set', {
+        'destroy': [made['d1']]}))
+    step('moved in', lambda: j.ok('Email/set', {'update': {
+        made['a2']: {'mailboxIds': {box: True}}}}))
+    # a late reply joining A and C: their Emails come back under new ids
+    step('threads joined', lambda: put('x', 8,
+                                       '<va1@remote.test> <vc1@remote.test>'))
+    now, _, total = query()
+    R.check('thread view: joined threads are one row', total == 2, now)
+
+
 def main():
     extra = {'limits': {'max_message_size': '1M'}}
     with Loft(extra=extra) as env:
         j = Jmap(env, 'alice@example.test')
         inbox = None
-        for t in ('mailboxes', 'email_get', 'query', 'set', 'quota_identity'):
+        for t in ('mailboxes', 'email_get', 'query', 'set', 'quota_identity',
+                  'thread_view'):
             try:
                 if t == 'mailboxes':
                     inbox = test_mailboxes(env, j)
