@@ -162,15 +162,20 @@ class EventSource:
         return data
 
     def event(self, timeout=5):
-        """The next event (name, data), or None after timeout."""
+        """The next event (name, data), or None after timeout. One chunk
+        may carry several events (writes queued together are flushed in
+        one), and an event may span chunks: what follows the event's
+        blank line is kept for the next call."""
         deadline = time.time() + timeout
-        text = b''
+        text = getattr(self, '_pending', b'')
         try:
             while b'\n\n' not in text:
                 text += self._chunk(deadline)
         except TimeoutError:
             self._pending = text
             return None
+        i = text.index(b'\n\n')
+        text, self._pending = text[:i], text[i + 2:]
         name, data = None, []
         for line in text.decode().split('\n'):
             if line.startswith('event:'):
@@ -188,6 +193,12 @@ class EventSource:
                 return None
             if ev[0] == 'state':
                 return json.loads(ev[1])
+
+    def drain(self, quiet=0.3):
+        """Reads events until none comes for quiet seconds (what earlier
+        changes still had on the way)."""
+        while self.event(timeout=quiet) is not None:
+            pass
 
     def close(self):
         self.sock.close()
