@@ -186,6 +186,19 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 void smtp_transaction_reset(struct smtp_session *s);
 bool smtp_is_submission(const struct smtp_session *s);
 
+/* smtp-session.c: keeps the message's first bytes (the From: check). */
+void smtp_keep_head(struct smtp_session *s, const char *p, size_t n);
+
+/* smtp-burl.c: BURL (RFC 4468), a worker task; arg is a struct
+ * smtp_burl, freed by the task. */
+struct smtp_burl {
+	char *url;
+	bool last;
+};
+void smtp_task_burl(void *session, struct net_conn *conn, void *arg);
+/* smtp-task.c: the buffered chunk to the store/queue (a worker). */
+void smtp_write_chunk(struct smtp_session *s, struct net_conn *conn);
+
 /* smtp-task.c: worker tasks (net_task_fn) */
 void smtp_task_rcpt(void *session, struct net_conn *conn, void *arg);
 void smtp_task_chunk(void *session, struct net_conn *conn, void *arg);

@@ -174,6 +174,10 @@ static bool cmd_hello(struct smtp_session *s, struct slice args, bool ehlo)
 			if (m != NULL && m[0] != '\0')
 				buf_printf(&b, "250-AUTH %s\r\n", m);
 		}
+		/* RFC 4468: the URLs are resolved for the authenticated
+		 * account, so BURL is offered once AUTH is done */
+		if (smtp_is_submission(s) && s->authed)
+			buf_append_str(&b, "250-BURL imap\r\n");
 		buf_append_str(&b, "250 ENHANCEDSTATUSCODES");
 	}
 	/* RFC 5321 4.1.4: EHLO resets the transaction */
@@ -620,6 +624,56 @@ static void cmd_bdat(struct smtp_session *s, struct slice args)
 	s->bdat_last = last;
 }
 
+/* BURL imap-url [LAST] (RFC 4468): the octets the URL names are the next
+ * piece of the message, as a BDAT chunk's would be (the two mix; DATA
+ * does not). The URL is resolved on a worker (smtp-burl.c). */
+static bool cmd_burl(struct smtp_session *s, struct slice args)
+{
+	struct smtp_burl *req;
+	size_t n = 0;
+	bool last = false;
+
+	if (!smtp_is_submission(s)) {
+		reply_error(s, "502 5.5.1 BURL is not offered here");
+		return false;
+	}
+	if (!s->authed) {
+		reply_error(s, "530 5.7.0 Authentication required");
+		return false;
+	}
+	while (n < args.len && args.ptr[n] != ' ')
+		n++;
+	if (n < args.len) {
+		struct slice rest = slice_make(args.ptr + n + 1, args.len - n - 1);
+		if (!slice_eq_ci(rest, "LAST")) {
+			reply_error(s, "501 5.5.4 Syntax: BURL imap-url [LAST]");
+			return false;
+		}
+		last = true;
+	}
+	if (n == 0) {
+		reply_error(s, "501 5.5.4 Syntax: BURL imap-url [LAST]");
+		return false;
+	}
+	if (s->state != SMTP_MAIL) {
+		reply_error(s, "503 5.5.1 MAIL needed first");
+		return false;
+	}
+	if (accepted(s) == 0) {
+		reply_error(s, "554 5.5.1 No valid recipients");
+		return false;
+	}
+	if (!s->bdat_used) {
+		s->bdat_used = true;
+		buf_reset(&s->chunk);
+		s->data_size = 0;
+	}
+	req = xcalloc(1, sizeof(*req));
+	req->url = xstrndup(args.ptr, n);
+	req->last = last;
+	return run_task(s, smtp_task_burl, req);
+}
+
 /* ---- dispatch ----------------------------------------------------- */
 
 static bool handle_line(struct smtp_session *s, const char *line, size_t len)
@@ -649,6 +703,8 @@ static bool handle_line(struct smtp_session *s, const char *line, size_t len)
 		cmd_data(s, args);
 	} else if (strcmp(verb, "BDAT") == 0) {
 		cmd_bdat(s, args);
+	} else if (strcmp(verb, "BURL") == 0) {
+		return cmd_burl(s, args);
 	} else if (strcmp(verb, "STARTTLS") == 0) {
 		return cmd_starttls(s, args);
 	} else if (strcmp(verb, "RSET") == 0) {
@@ -671,7 +727,7 @@ static bool handle_line(struct smtp_session *s, const char *line, size_t len)
 	} else if (strcmp(verb, "HELP") == 0) {
 		smtp_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT "
 			      "RSET NOOP QUIT VRFY HELP STARTTLS%s",
-			   smtp_is_submission(s) ? " AUTH" : "");
+			   smtp_is_submission(s) ? " AUTH BURL" : "");
 	} else if (s->state == SMTP_GREETED) {
 		reply_error(s, "503 5.5.1 Send EHLO first");
 	} else {
@@ -682,7 +738,7 @@ static bool handle_line(struct smtp_session *s, const char *line, size_t len)
 
 /* ---- input -------------------------------------------------------- */
 
-static void keep_head(struct smtp_session *s, const char *p, size_t n)
+void smtp_keep_head(struct smtp_session *s, const char *p, size_t n)
 {
 	if (s->head.len < SMTP_HEAD_MAX) {
 		size_t room = SMTP_HEAD_MAX - s->head.len;
@@ -705,7 +761,7 @@ static bool data_input(struct smtp_session *s, struct evbuffer *in)
 					    &s->chunk);
 			evbuffer_drain(in, used);
 			s->data_size += s->chunk.len - before;
-			keep_head(s, s->chunk.data + before,
+			smtp_keep_head(s, s->chunk.data + before,
 				  s->chunk.len - before);
 		}
 		/* too big: read on to the end, keep nothing, refuse then */
@@ -740,7 +796,7 @@ static bool bdat_input(struct smtp_session *s, struct evbuffer *in)
 			char tmp[16384];
 			evbuffer_remove(in, tmp, n);
 			buf_append(&s->chunk, tmp, n);
-			keep_head(s, tmp, n);
+			smtp_keep_head(s, tmp, n);
 		}
 		s->bdat_left -= n;
 		s->data_size += n;

@@ -398,7 +398,7 @@ static void store_bytes(struct smtp_session *s, struct net_conn *conn,
 	}
 }
 
-static void write_chunk(struct smtp_session *s, struct net_conn *conn)
+void smtp_write_chunk(struct smtp_session *s, struct net_conn *conn)
 {
 	struct buf kept;
 
@@ -419,7 +419,7 @@ void smtp_task_chunk(void *session, struct net_conn *conn, void *arg)
 {
 	struct smtp_session *s = session;
 
-	write_chunk(s, conn);
+	smtp_write_chunk(s, conn);
 	if (arg != NULL) /* a BDAT chunk that is not the last */
 		net_conn_printf(conn, "250 2.0.0 %llu octets received\r\n",
 				(unsigned long long)s->data_size);
@@ -755,7 +755,7 @@ void smtp_task_end(void *session, struct net_conn *conn, void *arg)
 {
 	struct smtp_session *s = session;
 
-	write_chunk(s, conn);
+	smtp_write_chunk(s, conn);
 	if (!smtp_is_submission(s)) {
 		finish_mx(s, conn);
 		return;

@@ -7,6 +7,7 @@ sender check follows send_as (own, aliases, any) server-wide and per
 account, sent_copy keeps the message in Sent, postmaster@ is always
 accepted, REQUIRETLS is offered only over TLS."""
 
+import re
 import shutil
 import smtplib
 import subprocess
@@ -67,6 +68,87 @@ def swaks(port, auth, user, password, to, marker, implicit=False):
     args += ['--tlsc'] if implicit else ['--tls']
     p = subprocess.run(args, capture_output=True, text=True, timeout=60 * SLOW)
     return p.returncode, p.stdout + p.stderr
+
+
+def check_burl(r, env, ports):
+    """BURL (RFC 4468): a draft stored over IMAP is sent by its URLAUTH URL
+    (RFC 4467, access submit+alice), alone and after a BDAT chunk; a
+    forged token, another user's URL and BURL outside a transaction are
+    refused."""
+    import imaplib
+    imaplib.Commands.setdefault('GENURLAUTH', ('AUTH', 'SELECTED'))
+    apw = env.users[ALICE]
+    m = env.imap_login(ALICE)
+    draft = (b'From: Alice <alice@example.test>\r\nTo: bob@example.test\r\n'
+             b'Subject: burl draft\r\n\r\nfrom the Drafts folder\r\n')
+    typ, data = m.append('Drafts', None, None, draft)
+    got = re.search(rb'APPENDUID (\d+) (\d+)', data[0] or b'')
+    r.check('draft appended', typ == 'OK' and got, data)
+    uv, uid = got.groups() if got else (b'0', b'0')
+
+    def genurl(access):
+        rump = ('imap://alice%%40example.test@loft.example.test/Drafts;'
+                'UIDVALIDITY=%s/;UID=%s;URLAUTH=%s' % (uv.decode(), uid.decode(), access))
+        typ, dat = m._simple_command('GENURLAUTH', '"%s"' % rump, 'INTERNAL')
+        typ, dat = m._untagged_response(typ, dat, 'GENURLAUTH')
+        u = re.search(rb'"([^"]+)"', dat[0] or b'') if typ == 'OK' and dat else None
+        return u.group(1).decode() if u else 'imap://none'
+    url = genurl('submit+alice%40example.test')
+    url_bob = genurl('submit+bob%40example.test')
+    m.logout()
+    r.check('GENURLAUTH for submit+alice', ':INTERNAL:' in url, url)
+
+    c = smtplib.SMTP('127.0.0.1', ports['submission'], timeout=30 * SLOW)
+    c.starttls(context=client_tls_context())
+    c.ehlo('client.example')
+    r.check('BURL not offered before AUTH', 'burl' not in c.esmtp_features,
+            c.esmtp_features)
+    code, msg = c.docmd('BURL', url + ' LAST')
+    r.check('BURL before AUTH: 530 5.7.0', code == 530 and msg.startswith(b'5.7.0'), msg)
+    c.login(ALICE, apw)
+    c.ehlo('client.example')
+    r.check('BURL imap offered after AUTH', c.esmtp_features.get('burl') == 'imap',
+            c.esmtp_features)
+    code, msg = c.docmd('BURL', url + ' LAST')
+    r.check('BURL outside a transaction: 503', code == 503, msg)
+    before = len(inbox_messages(env, 'bob@example.test'))
+    c.mail(ALICE)
+    c.rcpt('bob@example.test')
+    code, msg = c.docmd('BURL', url + ' LAST')
+    r.check('BURL LAST: 250', code == 250, msg)
+    box = inbox_messages(env, 'bob@example.test')
+    r.check('BURL: the draft reached bob', len(box) == before + 1 and
+            b'from the Drafts folder' in box[-1], box[-1:])
+    # a BDAT chunk then the draft: one message
+    c.mail(ALICE)
+    c.rcpt('bob@example.test')
+    prefix = b'X-Burl-Prefix: yes\r\n'
+    c.send(b'BDAT %d\r\n' % len(prefix) + prefix)
+    code, msg = c.getreply()
+    r.check('BDAT before BURL: 250', code == 250, msg)
+    code, msg = c.docmd('BURL', url + ' LAST')
+    r.check('BDAT + BURL LAST: 250', code == 250, msg)
+    box = inbox_messages(env, 'bob@example.test')
+    r.check('BDAT + BURL: one message, prefix first',
+            box and box[-1].count(b'X-Burl-Prefix: yes\r\nFrom: Alice') == 1, box[-1:])
+    # a forged token, and a URL made for another account
+    n = len(box)
+    for name, bad in (('forged token', url[:-1] + ('0' if url[-1] != '0' else '1')),
+                      ('URL for submit+bob', url_bob)):
+        c.mail(ALICE)
+        c.rcpt('bob@example.test')
+        code, msg = c.docmd('BURL', bad + ' LAST')
+        r.check('BURL %s: 554 5.6.6' % name, code == 554 and msg.startswith(b'5.6.6'), msg)
+        c.rset()
+    r.check('nothing sent for refused URLs',
+            len(inbox_messages(env, 'bob@example.test')) == n)
+    c.quit()
+    # the MX does not offer it
+    s = smtplib.SMTP('127.0.0.1', ports['smtp'], timeout=30 * SLOW)
+    s.ehlo('client.example')
+    code, msg = s.docmd('BURL', url + ' LAST')
+    r.check('MX: BURL 502', code == 502 and 'burl' not in s.esmtp_features, msg)
+    s.quit()
 
 
 def main():
@@ -237,6 +319,7 @@ def main():
         code, server_ok = scram_sha256(c, ALICE, 'not the password at all')
         r.check('SCRAM wrong password', code == 535, code)
         c.quit()
+        check_burl(r, env, ports)
     sys.exit(r.finish())
 
 
