@@ -95,11 +95,19 @@ class BadDNS:
 
     def __init__(self, mode):
         self.mode = mode
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(('127.0.0.1', 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket()
-        self.tcp.bind(('127.0.0.1', self.port))
+        # one port number for UDP and TCP: another test may hold the TCP
+        # side of the port UDP got, so try again until both bind
+        for _ in range(100):
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(('127.0.0.1', 0))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket()
+            try:
+                self.tcp.bind(('127.0.0.1', self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
         self.tcp.listen(8)
         self.queries = 0
         threading.Thread(target=self._udp, daemon=True).start()
