@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Moving in, beside Dovecot (issue 17): one run, medians of --reps.
+
+    python3 bench/migrate.py [--messages 2000] [--reps 3]
+
+The realistic corpus (bench/corpus.py) is delivered to alice on a private
+Dovecot (tests/lib/dovecotenv.py, LMTP, mail_fsync = never as in the
+other benches), then timed:
+
+  loft maildir    loftctl import of alice's Maildir on disk into Loft
+  loft imap       loftctl import over IMAP from that Dovecot
+  doveadm import  doveadm import of that Maildir into another user
+  doveadm backup  doveadm backup of that Maildir into another user (dsync)
+  loft backup     loftctl backup of the imported account, then again
+                  unchanged (incremental)
+  loft restore    loftctl restore into a fresh account
+
+Each Loft run imports into a new account; each Dovecot run into a new
+user. Rates are messages/s and MB/s of the corpus' bytes.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
+sys.path.insert(0, HERE)
+
+import corpus  # noqa: E402
+from dovecotenv import Dovecot  # noqa: E402
+from loftenv import LOFTCTL, Loft  # noqa: E402
+
+PW = 'bench-migrate-password-1'
+
+
+def timed(cmd, **kw):
+    t = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    dt = time.monotonic() - t
+    if r.returncode != 0:
+        raise RuntimeError('%s: %s%s' % (cmd, r.stdout, r.stderr))
+    return dt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--messages', type=int, default=2000)
+    ap.add_argument('--reps', type=int, default=3)
+    a = ap.parse_args()
+    n, reps = a.messages, a.reps
+    users = {'alice@example.test': PW}
+    for i in range(reps):
+        users['imp%d@example.test' % i] = PW
+        users['bak%d@example.test' % i] = PW
+    loft_users = {}
+    for i in range(reps):
+        for k in ('md', 'im', 'rs'):
+            loft_users['%s%d@example.test' % (k, i)] = PW
+    tmp = tempfile.mkdtemp(prefix='loft-bench-migrate-')
+    rows = []
+    with Dovecot(users=users, fsync=False) as dc, \
+            Loft(users=loft_users, extra={'store': {'fsync': 'no'}}) as env:
+        total = 0
+        import smtplib
+        with smtplib.LMTP('127.0.0.1', dc.ports['lmtp']) as s:
+            for i in range(n):
+                data = corpus.message(17, i)
+                total += len(data)
+                s.sendmail('bench@example.org', ['alice@example.test'], data)
+        im = dc.imap_login('alice@example.test')
+        im.select('INBOX')
+        im.logout()
+        md = os.path.join(dc.mail_dir, 'alice@example.test', 'Maildir')
+        mb = total / 1048576.0
+        doveadm = ['doveadm', '-c', dc.config_path]
+        t = {'loft maildir': [], 'loft imap': [], 'doveadm import': [],
+             'doveadm backup': [], 'loft backup': [],
+             'loft backup unchanged': [], 'loft restore': []}
+        pwf = os.path.join(tmp, 'pw')
+        with open(pwf, 'w') as f:
+            f.write(PW + '\n')
+        for i in range(reps):
+            t['loft maildir'].append(timed(
+                [LOFTCTL, '--config', env.config_path, 'import',
+                 'md%d@example.test' % i, md]))
+            t['doveadm import'].append(timed(
+                doveadm + ['import', '-u', 'imp%d@example.test' % i,
+                           'maildir:' + md, '', 'all']))
+            t['doveadm backup'].append(timed(
+                doveadm + ['backup', '-u', 'bak%d@example.test' % i,
+                           'maildir:' + md]))
+            t['loft imap'].append(timed(
+                [LOFTCTL, '--config', env.config_path, 'import',
+                 'im%d@example.test' % i,
+                 'imap://alice%%40example.test@127.0.0.1:%d'
+                 % dc.ports['imap'], '--password-file', pwf]))
+            dest = os.path.join(tmp, 'backup%d' % i)
+            t['loft backup'].append(timed(
+                [LOFTCTL, '--config', env.config_path, 'backup',
+                 'md%d@example.test' % i, dest]))
+            t['loft backup unchanged'].append(timed(
+                [LOFTCTL, '--config', env.config_path, 'backup',
+                 'md%d@example.test' % i, dest]))
+            t['loft restore'].append(timed(
+                [LOFTCTL, '--config', env.config_path, 'restore', dest,
+                 'md%d@example.test' % i, '--as', 'rs%d@example.test' % i]))
+        print('messages %d, %.1f MB, reps %d, load %s' % (
+            n, mb, reps, open('/proc/loadavg').read().split()[0]))
+        print('%-24s %10s %10s %10s' % ('', 'seconds', 'msg/s', 'MB/s'))
+        for k, v in t.items():
+            s = statistics.median(v)
+            print('%-24s %10.2f %10.0f %10.1f' % (k, s, n / s, mb / s))
+        dm = statistics.median(t['doveadm import'])
+        lm = statistics.median(t['loft maildir'])
+        print('ratio loft maildir / doveadm import (rate): %.2f' % (dm / lm))
+        print('ratio loft imap / doveadm import (rate): %.2f'
+              % (dm / statistics.median(t['loft imap'])))
+        print('ratio loft maildir / doveadm backup (rate): %.2f'
+              % (statistics.median(t['doveadm backup']) / lm))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
