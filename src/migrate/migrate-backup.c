@@ -744,6 +744,29 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 					json_object_get(found, "file")));
 	size_t i;
 	json_t *mb;
+	/* EMAILIDs and THREADIDs come back only into an account whose every
+	 * message came from this restore (a new one, or one this restore
+	 * was killed in): elsewhere an id could name another Email */
+	bool ids_ok = false;
+	{
+		struct store_usage use;
+		struct store_error e;
+		uint64_t marked = 0;
+		json_array_foreach(json_object_get(doc, "mailboxes"), i, mb) {
+			const char *nm = json_string_value(json_object_get(mb, "name"));
+			if (nm == NULL)
+				continue;
+			char *ms = xasprintf("%s/%s", source, nm);
+			char **ids = NULL;
+			size_t nid = 0;
+			if (store_import_marks(m->user, ms, &ids, &nid, &e) == 0)
+				marked += nid;
+			store_names_free(ids, nid);
+			free(ms);
+		}
+		ids_ok = store_user_usage(m->user, &use, &e) == 0 &&
+			 use.messages == marked;
+	}
 	json_array_foreach(json_object_get(doc, "mailboxes"), i, mb) {
 		const char *name = json_string_value(json_object_get(mb, "name"));
 		if (name == NULL || json_is_true(json_object_get(mb, "noselect")))
@@ -832,8 +855,10 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 				ip.mark_id = id;
 				/* the ids back only into an account that
 				 * does not have them (a fresh one) */
-				ip.email = keep ? (int64_t)jint(msg, "email") : 0;
-				ip.thread = keep ? (int64_t)jint(msg, "thread") : 0;
+				ip.email = keep && ids_ok
+						   ? (int64_t)jint(msg, "email") : 0;
+				ip.thread = keep && ids_ok
+						    ? (int64_t)jint(msg, "thread") : 0;
 				uint32_t uid;
 				int rr = store_import_append(m->user, name, body,
 							     &ip, &uid, &err);
