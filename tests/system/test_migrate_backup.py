@@ -164,20 +164,29 @@ def main():
         for i in range(300):
             imap.append('INBOX', None, None, msg(1000 + i, 20000))
         imap.logout()
-        # killed at several moments: each run left either no snapshot
-        # or a whole one, never a half one taken for whole
+        # killed in the middle (once its run directory exists): never a
+        # half snapshot taken for whole; the next run completes
         b2 = os.path.join(tmp, 'b2')
         incomplete = 0
-        for wait in (0.05, 0.1, 0.2, 0.3, 0.5):
+
+        def copying():
+            sd = os.path.join(b2, 'snapshots')
+            if not os.path.isdir(sd):
+                return False
+            return any(not os.path.exists(os.path.join(sd, d, 'SNAPSHOT'))
+                       for d in os.listdir(sd))
+        for attempt in range(3):
             p = subprocess.Popen([LOFTCTL, '--config', env.config_path,
                                   'backup', 'alice@example.test',
                                   'erin@example.test', b2],
                                  stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-            try:
-                p.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                p.send_signal(signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while p.poll() is None and time.monotonic() < deadline:
+                if copying():
+                    p.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(0.005)
             p.wait()
             rc, out, err = env.loftctl('backup', 'list', b2)
             incomplete += out.count('incomplete')
@@ -185,11 +194,11 @@ def main():
                 rc, vout, verr = env.loftctl('backup', 'verify', b2)
                 R.check('a snapshot left by a killed run is whole', rc == 0,
                         vout + verr)
+            # a new start: the blobs stay (they are shared), runs go
             sd = os.path.join(b2, 'snapshots')
             for d in os.listdir(sd) if os.path.isdir(sd) else []:
-                if not os.path.exists(os.path.join(b2, 'snapshots', d,
-                                                   'SNAPSHOT')):
-                    shutil.rmtree(os.path.join(b2, 'snapshots', d))
+                shutil.rmtree(os.path.join(sd, d))
+            shutil.rmtree(os.path.join(b2, 'blobs'), ignore_errors=True)
         R.check('a killed backup is no snapshot', incomplete > 0, incomplete)
         rc, out, err = env.loftctl('backup', 'alice@example.test',
                                    os.path.join(tmp, 'b2'))
