@@ -388,8 +388,15 @@ static int component(const char *s, size_t len, struct buf *out)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '/')
 			return -1;
 	size_t mark = out->len;
-	if (memchr(s, '&', len) != NULL && utf7_decode(s, len, out) == 0)
-		return 0;
+	if (memchr(s, '&', len) != NULL && utf7_decode(s, len, out) == 0) {
+		/* a decoded control character (U+0000 ...) is no name */
+		bool ok = true;
+		for (size_t i = mark; i < out->len && ok; i++)
+			ok = (unsigned char)out->data[i] >= 0x20 &&
+			     out->data[i] != 0x7f && out->data[i] != '/';
+		if (ok)
+			return 0;
+	}
 	out->len = mark;
 	if (!utf8_valid(s, len))
 		return -1;
