@@ -271,7 +271,10 @@ def test_limits(env):
     R.check('very long line refused', err(p.line()))
     R.check('invalid chars', err(p.cmd('NOOP\x00x')))
     for i in range(25):
-        p.send('BOGUS\r\n')
+        try:
+            p.send('BOGUS\r\n')
+        except OSError:
+            break  # closed before the last ones were sent: what is checked below
     lines = []
     try:
         while True:
