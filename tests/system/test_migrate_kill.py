@@ -70,27 +70,41 @@ def uids(env, address, folder):
 
 
 def killed_runs(env, address, source, folder, kills=3):
-    """Runs the import and kills it -9 at a random moment, kills times
-    (a run that finished first is not counted), then lets a last run
-    finish. Time, not a message count, picks the moment: a loaded
-    machine slows the import down, never the other way round."""
+    """Runs the import and kills it -9 at a random point, kills times (a
+    run that finished first is not counted), then lets a last run finish.
+    The point is a message count drawn at random, watched over one IMAP
+    connection while the import runs: a time would be too late on a fast
+    machine (600 messages can take under 0.4 s) and a count is the same
+    point on a loaded one."""
     cmd = [LOFTCTL, '--config', env.config_path, 'import', address, source]
     rng = random.Random(17)
     done_kills = 0
+    imap = env.imap_login(address, PW)
+
+    def stored():
+        typ, st = imap.status(folder, '(MESSAGES)')
+        return int(re.search(rb'MESSAGES (\d+)', st[0]).group(1))
     for k in range(kills):
+        have = stored()
+        if have >= N - 2:
+            break
+        target = rng.randint(have + 1, have + max(1, (N - have) // 2))
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
-        try:
-            p.wait(timeout=rng.uniform(0.4, 1.6))
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGKILL)
-            done_kills += 1
+        while p.poll() is None:
+            if stored() >= target:
+                p.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
         p.wait()
+        if p.returncode == -signal.SIGKILL:
+            done_kills += 1
         err = p.stderr.read().decode(errors='replace')
         p.stderr.close()
-        print('%s run %d: killed=%s at %d messages %s' % (
-            address, k, p.returncode == -signal.SIGKILL,
-            count(env, address, folder)[0], err))
+        print('%s run %d: killed=%s (aimed at %d) at %d messages %s' % (
+            address, k, p.returncode == -signal.SIGKILL, target,
+            stored(), err))
+    imap.logout()
     rc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     return done_kills, rc
 
