@@ -46,6 +46,10 @@ The rules (names as reported):
   qresync-lost        after SELECT (QRESYNC ...), a cached message that is
                       gone was not reported VANISHED, or a changed one not
                       reported by FETCH (RFC 7162 3.2.5.1)
+  qresync-stale       after SELECT (QRESYNC ...), a cached message whose
+                      flags differ at a MODSEQ at or below the cached
+                      HIGHESTMODSEQ: a change the session was never told
+                      (change-unreported, seen through QRESYNC)
   appenduid           APPENDUID of another UIDVALIDITY, or a UID not above
                       the ones the client knows (RFC 4315)
   copyuid             COPYUID sets of different sizes or UIDs that were not
@@ -794,7 +798,10 @@ class Session:
                 self.v('qresync-lost', 'UID %d changed at %d > %d, not reported'
                        % (u, modseq, h))
             elif modseq <= h and cflags is not None and cflags != flags:
-                self.v('qresync-lost', 'UID %d: %s, cached %s, MODSEQ %d <= %d'
+                # the cache was wrong already at h: a change at or below a
+                # told HIGHESTMODSEQ that the session never saw, i.e. what
+                # change-unreported catches, seen through QRESYNC
+                self.v('qresync-stale', 'UID %d: %s, cached %s, MODSEQ %d <= %d'
                        % (u, sorted(flags), sorted(cflags), modseq, h))
 
     async def learn_uids(self):

@@ -33,7 +33,11 @@ USERS = {'stress%d@example.test' % i: 'Stress-Password-%d-xyz' % i for i in rang
 CLIENTS = 50
 SECONDS = float(os.environ.get('LOFT_STRESS_SECONDS', '20' if SANITIZE else '60'))
 DOVECOT_SECONDS = float(os.environ.get('LOFT_STRESS_DOVECOT_SECONDS', '15'))
-DOVECOT_OWN = {'change-unreported'}
+# Dovecot 2.3's own: a flag change at a MODSEQ it already announced as
+# HIGHESTMODSEQ is sometimes never sent (change-unreported); a session
+# that cached flags then and resyncs with QRESYNC sees the same miss
+# (qresync-stale). Both stay violations for Loft.
+DOVECOT_OWN = {'change-unreported', 'qresync-stale'}
 
 
 def run(port, seconds):
