@@ -234,6 +234,11 @@ vacation :seconds 120 :subject "Away" :handle "h1" "I am on holiday.";
          sender='pal@remote.test')
     R.check('vacation: reply before the crash',
             sink_has(sink, 'I am on holiday.', 3))
+    # "left the queue": the queue has recorded the delivery, not only the
+    # sink its 250 (a kill between the two is the queue's at-least-once
+    # retry, which is no second vacation reply of Sieve's)
+    R.check('vacation: the reply left the queue',
+            wait_for(lambda: env.loftctl('queue', 'list')[1] == '', timeout=30))
     env.kill9()
     env.start()
     lmtp(env, [A], msg('after crash', frm='pal@remote.test'),
