@@ -51,8 +51,11 @@ static bool mx_pattern_ok(const char *s, size_t n)
 		unsigned char c = (unsigned char)s[i];
 		if (!(isalnum(c) || c == '-' || c == '.' || c == '_'))
 			return false;
+		/* s is a slice of the policy text: no strstr, no NUL there */
+		if (c == '.' && i + 1 < n && s[i + 1] == '.')
+			return false;
 	}
-	return s[0] != '.' && strstr(s, "..") == NULL;
+	return s[0] != '.';
 }
 
 int qsts_policy_parse(const char *text, size_t len, struct qsts_policy *p,
