@@ -28,6 +28,9 @@ int dns_wire_name(const uint8_t *data, size_t len, size_t *off, char *out,
 			break;
 		if (l > 63 || o + l > len)
 			return -1; /* a pointer: rdata names are uncompressed */
+		/* RFC 1035 2.3.4: 255 octets at most, the final 0 included */
+		if (o + l + 1 - *off > 255)
+			return -1;
 		if (n > 0) {
 			if (n + 1 >= out_size)
 				return -1;
