@@ -206,6 +206,16 @@ static int qresync_reply(struct imap_client *c, const struct qresync *q)
 	if (store_expunged_since(imap_client_sel_user(c), c->mailbox, q->modseq, q->known,
 				 q->known_count, &uids, &n, &complete, &err) < 0)
 		return -1;
+	/* The log is read after the view was loaded: a message expunged in
+	 * between is still in the view (and in the EXISTS just sent). It
+	 * is not EARLIER: the sync before the tagged OK reports it as a
+	 * plain VANISHED, which also lowers the count. */
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (store_view_seq(c->view, uids[i]) == 0)
+			uids[w++] = uids[i];
+	}
+	n = w;
 	if (n > 0) {
 		qsort(uids, n, sizeof(*uids), cmp_u32);
 		struct buf b;

@@ -766,7 +766,10 @@ class Session:
         if uv != self.sel.uidvalidity:
             return
         self.report.checks['qresync-select'] += 1
-        gone = set(ctx.earlier)
+        # reported gone: VANISHED (EARLIER), and a plain VANISHED before
+        # the tagged OK for a message expunged after the mailbox was
+        # opened (counted in EXISTS, then removed from it)
+        gone = set(ctx.earlier) | set(ctx.vanished)
         fetched = {uid: d for _, uid, d in ctx.fetches if uid is not None}
         expect = sorted(u for u in known if u not in gone)
         # the whole mailbox now, told in full
