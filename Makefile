@@ -24,7 +24,7 @@ build:
 	cmake --build build -j $(JOBS)
 
 asan:
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOFT_WERROR=ON -DLOFT_SANITIZE=ON >/dev/null
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLOFT_WERROR=ON -DLOFT_SANITIZE=ON -DLOFT_TEST_COMMANDS=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 
 fuzz:

@@ -24,6 +24,8 @@ nettle-dev
 libpsl-dev
 libcurl4-openssl-dev
 libidn-dev
+libseccomp-dev
+libsystemd-dev
 openssl
 python3
 "

@@ -247,6 +247,13 @@ static struct auth_conn *conn_open(struct auth *auth, char **error_r)
 
 struct auth_conn *auth_conn_get(struct auth *auth, char **error_r)
 {
+	if (auth->client != NULL) {
+		/* The mail process: accounts.db is the auth process's. */
+		if (error_r != NULL)
+			*error_r = xstrdup("accounts.db is not open in this "
+					   "process");
+		return NULL;
+	}
 	pthread_mutex_lock(&auth->pool_lock);
 	struct auth_conn *c = auth->free_conns;
 	if (c != NULL)
@@ -315,6 +322,7 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 	if (auth->set.cache_ttl_secs == 0 && !auth->set.cache_disabled)
 		auth->set.cache_ttl_secs = 60;
 	auth->defaults = set->defaults;
+	atomic_store(&auth->cleartext_remote, set->allow_cleartext_remote);
 	auth->db_path = xasprintf("%s/accounts.db", set->data_dir);
 	pthread_mutex_init(&auth->pool_lock, NULL);
 	auth_map_init(&auth->cache, 10000);
@@ -383,7 +391,9 @@ void auth_close(struct auth **authp)
 		auth->free_conns = c->next;
 		conn_free(c);
 	}
+	/* The gate's hashes may be requests to the auth process. */
 	auth_gate_destroy(&auth->gate);
+	auth_client_close(auth);
 	auth_throttle_close(&auth->throttle);
 	auth_map_deinit(&auth->cache);
 	pthread_mutex_destroy(&auth->pool_lock);
@@ -392,6 +402,20 @@ void auth_close(struct auth **authp)
 	free(auth->data_dir);
 	free(auth);
 	*authp = NULL;
+}
+
+void auth_reload(struct auth *auth, const struct auth_settings *set)
+{
+	atomic_store(&auth->cleartext_remote, set->allow_cleartext_remote);
+	auth_throttle_reload(auth->throttle, set);
+	if (auth->client != NULL)
+		return;
+	const char *data_dir = auth->set.data_dir;
+	auth->set = *set;
+	auth->set.data_dir = data_dir;
+	if (auth->set.cache_ttl_secs == 0 && !auth->set.cache_disabled)
+		auth->set.cache_ttl_secs = 60;
+	auth->defaults = set->defaults;
 }
 
 /* ---- lookups --------------------------------------------------------- */
@@ -472,6 +496,8 @@ int auth_db_user_row(struct auth *auth, const char *address,
 int auth_lookup(struct auth *auth, const char *address,
 		struct auth_user *user_r)
 {
+	if (auth->client != NULL)
+		return auth_client_lookup(auth, address, user_r);
 	struct auth_user_row row;
 	char canon[AUTH_ADDRESS_MAX + 1];
 	size_t n = strlen(address);
@@ -491,6 +517,8 @@ int auth_lookup(struct auth *auth, const char *address,
 int auth_lookup_postmaster(struct auth *auth, const char *domain,
 			   struct auth_user *user_r)
 {
+	if (auth->client != NULL)
+		return auth_client_lookup_postmaster(auth, domain, user_r);
 	struct auth_user_row row;
 	char canon[256];
 	size_t n = strlen(domain);
@@ -507,6 +535,8 @@ int auth_lookup_postmaster(struct auth *auth, const char *domain,
 
 int auth_lookup_id(struct auth *auth, int64_t id, struct auth_user *user_r)
 {
+	if (auth->client != NULL)
+		return auth_client_lookup_id(auth, id, user_r);
 	struct auth_user_row row;
 	int rc = user_query(auth, STMT_USER_BY_ID, NULL, id, &row);
 	if (rc == 1)
@@ -517,6 +547,8 @@ int auth_lookup_id(struct auth *auth, int64_t id, struct auth_user *user_r)
 
 bool auth_domain_exists(struct auth *auth, const char *domain)
 {
+	if (auth->client != NULL)
+		return auth_client_domain_exists(auth, domain);
 	char canon[256];
 	if (strlen(domain) >= sizeof(canon))
 		return false;
@@ -537,6 +569,8 @@ bool auth_domain_exists(struct auth *auth, const char *domain)
 int auth_user_policy(struct auth *auth, int64_t user_id,
 		     struct auth_policy *policy_r)
 {
+	if (auth->client != NULL)
+		return auth_client_policy(auth, user_id, policy_r);
 	*policy_r = auth->defaults;
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
@@ -1079,6 +1113,8 @@ int auth_domain_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 int auth_user_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 		   char **error_r)
 {
+	if (auth->client != NULL)
+		return auth_client_user_list(auth, fn, ctx, error_r);
 	return list_query(auth, "SELECT address, CASE WHEN disabled THEN "
 				"'disabled' END FROM users ORDER BY address",
 			  false, 0, fn, ctx, error_r);
@@ -1096,6 +1132,9 @@ int auth_alias_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 int auth_send_addresses(struct auth *auth, int64_t user_id, auth_list_fn *fn,
 			void *ctx, char **error_r)
 {
+	if (auth->client != NULL)
+		return auth_client_send_addresses(auth, user_id, fn, ctx,
+						  error_r);
 	return list_query(auth, "SELECT address, NULL FROM users WHERE id = ?1 "
 				"UNION ALL SELECT * FROM (SELECT address, "
 				"'alias' FROM aliases WHERE user_id = ?1 "

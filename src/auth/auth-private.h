@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #define AUTH_ADDRESS_MAX 319
 /* The password hash of an account nobody logs into (a shared address). */
@@ -82,6 +83,12 @@ struct auth {
 	struct auth_map cache;
 	struct auth_throttle *throttle;
 	struct auth_gate *gate;
+
+	atomic_bool cleartext_remote;   /* set.allow_cleartext_remote, live */
+	/* Non-NULL in the mail process: accounts.db is the auth process's;
+	 * lookups, credential checks and SCRAM go there (auth-client.c).
+	 * The gate and the throttle run here, beside the connections. */
+	struct auth_client *client;
 };
 
 /* ---- auth-db.c ------------------------------------------------------- */
@@ -179,6 +186,9 @@ struct auth_throttle_ticket {
 int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
 		       bool daemon, struct auth_throttle **t_r,
 		       char **error_r);
+/* New settings (SIGHUP): delays, bans. */
+void auth_throttle_reload(struct auth_throttle *t,
+			  const struct auth_settings *set);
 void auth_throttle_close(struct auth_throttle **t);
 /* remote: an IP address; account: "" for a token (address only). */
 void auth_throttle_admit(struct auth_throttle *t, const char *remote,
@@ -237,6 +247,63 @@ enum auth_sasl_status auth_sasl_step_now(struct auth_sasl *sasl,
 /* 1 if password is a valid token of user_id, 0 if not, -1 on trouble. */
 int auth_token_check_user(struct auth *auth, int64_t user_id,
 			  const char *password);
+
+/* ---- auth-client.c: the calls of a client struct auth ---------------- */
+int auth_client_lookup(struct auth *auth, const char *address,
+		       struct auth_user *user_r);
+int auth_client_lookup_id(struct auth *auth, int64_t id,
+			  struct auth_user *user_r);
+int auth_client_lookup_postmaster(struct auth *auth, const char *domain,
+				  struct auth_user *user_r);
+int auth_client_policy(struct auth *auth, int64_t user_id,
+		       struct auth_policy *policy_r);
+bool auth_client_domain_exists(struct auth *auth, const char *domain);
+int auth_client_user_list(struct auth *auth, auth_list_fn *fn, void *ctx,
+			  char **error_r);
+int auth_client_send_addresses(struct auth *auth, int64_t user_id,
+			       auth_list_fn *fn, void *ctx, char **error_r);
+enum auth_result auth_client_check_password(struct auth *auth,
+					    const char *login,
+					    const char *password,
+					    struct auth_user *user_r);
+int auth_client_check_cached(struct auth *auth, const char *login,
+			     const char *password, enum auth_result *result_r,
+			     struct auth_user *user_r);
+/* SCRAM-SHA-256 only. -1 if the exchange could not be begun (the auth
+ * process is away, or refused); *id_r is then 0 and the first step fails
+ * as temporary. */
+int auth_client_sasl_begin(struct auth *auth, const char *mech,
+			   const char *remote, uint32_t *id_r,
+			   uint64_t *gen_r);
+/* A step; on AUTH_SASL_CHECK login_r gets the name the exchange parsed. */
+enum auth_sasl_status auth_client_sasl_step(struct auth *auth, uint32_t id,
+					    uint64_t gen, const void *in,
+					    size_t in_len, char **out_r,
+					    size_t *out_len_r,
+					    struct auth_user *user_r,
+					    char *login_r, size_t login_size);
+enum auth_sasl_status auth_client_sasl_check(struct auth *auth, uint32_t id,
+					     uint64_t gen, char **out_r,
+					     size_t *out_len_r,
+					     bool *proof_ok_r);
+void auth_client_sasl_free(struct auth *auth, uint32_t id, uint64_t gen);
+enum auth_result auth_client_token_verify(struct auth *auth,
+					  const char *token,
+					  const char *remote,
+					  struct auth_user *user_r);
+int auth_client_session_create(struct auth *auth, int64_t user_id,
+			       const struct auth_session_params *params,
+			       char id_r[AUTH_SESSION_ID_SIZE],
+			       char csrf_r[AUTH_SESSION_ID_SIZE],
+			       char **error_r);
+enum auth_result auth_client_session_check(struct auth *auth, const char *id,
+					   const char *remote,
+					   struct auth_user *user_r,
+					   char csrf_r[AUTH_SESSION_ID_SIZE]);
+int auth_client_session_delete(struct auth *auth, const char *id);
+void auth_client_close(struct auth *auth);
+/* How long a call waits for a connection (tests shorten it). */
+void auth_client_set_connect_wait(struct auth *auth, unsigned ms);
 
 /* ---- auth-sasl.c (for tests) ---------------------------------------- */
 /* Replaces the server's random SCRAM nonce part (tests only). */

@@ -18,6 +18,13 @@
  * the check runs (throttling) and where (the bounded hash pool for a
  * password, the worker for a SCRAM proof). auth_sasl_step_now does it at
  * once, for tests and tools.
+ *
+ * In the mail process (a client struct auth, auth-client.c) PLAIN and
+ * LOGIN run here as everywhere (they hold nothing secret; their password
+ * is checked through the auth process), while a SCRAM-SHA-256 exchange
+ * runs in the auth process, which alone has the stored keys: begin, each
+ * step, the proof check and free are requests; the login name it parsed
+ * comes back with the step that asks for the check.
  */
 #include "auth-private.h"
 #include "base64.h"
@@ -59,6 +66,9 @@ struct auth_sasl {
 	char *test_nonce;
 	bool user_ok;                       /* found, with SCRAM keys */
 	struct auth_user_row row;
+	/* In a client (auth-client.c): the exchange in the auth process. */
+	uint32_t remote_id;
+	uint64_t remote_gen;
 };
 
 int auth_sasl_begin(struct auth *auth, const char *mech, const char *remote,
@@ -77,6 +87,12 @@ int auth_sasl_begin(struct auth *auth, const char *mech, const char *remote,
 	s->auth = auth;
 	s->mech = m;
 	snprintf(s->remote, sizeof(s->remote), "%s", remote ? remote : "");
+	/* A client whose auth process is away still returns an exchange: its
+	 * first step fails as temporary (NO [UNAVAILABLE]), not as an
+	 * unknown mechanism. */
+	if (auth->client != NULL && m == MECH_SCRAM)
+		(void)auth_client_sasl_begin(auth, mech, remote, &s->remote_id,
+					     &s->remote_gen);
 	*sasl_r = s;
 	return 0;
 }
@@ -86,6 +102,8 @@ void auth_sasl_free(struct auth_sasl **saslp)
 	struct auth_sasl *s = *saslp;
 	if (s == NULL)
 		return;
+	if (s->auth->client != NULL && s->mech == MECH_SCRAM)
+		auth_client_sasl_free(s->auth, s->remote_id, s->remote_gen);
 	free(s->gs2_header);
 	free(s->client_first_bare);
 	free(s->server_first);
@@ -384,6 +402,10 @@ enum auth_sasl_status auth_sasl_check_scram(struct auth_sasl *s, char **out_r,
 	*out_r = NULL;
 	*out_len_r = 0;
 	*proof_ok_r = false;
+	if (s->auth->client != NULL)
+		return auth_client_sasl_check(s->auth, s->remote_id,
+					      s->remote_gen, out_r, out_len_r,
+					      proof_ok_r);
 	if (s->mech != MECH_SCRAM || s->state != 5 || s->auth_msg == NULL)
 		return AUTH_SASL_FAIL;
 	uint8_t server_sig[32];
@@ -473,6 +495,11 @@ enum auth_sasl_status auth_sasl_step(struct auth_sasl *s, const void *in,
 	*out_len_r = 0;
 	if (in_len > SASL_MSG_MAX)
 		return AUTH_SASL_FAIL;
+	if (s->auth->client != NULL && s->mech == MECH_SCRAM)
+		return auth_client_sasl_step(s->auth, s->remote_id,
+					     s->remote_gen, in, in_len, out_r,
+					     out_len_r, user_r, s->login,
+					     sizeof(s->login));
 	enum auth_sasl_status st;
 	switch (s->mech) {
 	case MECH_PLAIN:

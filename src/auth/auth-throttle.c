@@ -39,6 +39,8 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -935,6 +937,16 @@ int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
 fail:
 	auth_throttle_close(t_r);
 	return -1;
+}
+
+void auth_throttle_reload(struct auth_throttle *t,
+			  const struct auth_settings *set)
+{
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->set = *set;
+	pthread_mutex_unlock(&t->mu);
 }
 
 void auth_throttle_close(struct auth_throttle **tp)

@@ -323,6 +323,8 @@ int auth_token_check_user(struct auth *auth, int64_t user_id,
 enum auth_result auth_token_verify(struct auth *auth, const char *token,
 				   const char *remote, struct auth_user *user_r)
 {
+	if (auth->client != NULL)
+		return auth_client_token_verify(auth, token, remote, user_r);
 	int64_t uid = 0;
 	int rc = token_lookup(auth, token, 0, &uid);
 	if (rc < 0)
@@ -352,6 +354,9 @@ int auth_session_create(struct auth *auth, int64_t user_id,
 			char id_r[AUTH_SESSION_ID_SIZE],
 			char csrf_r[AUTH_SESSION_ID_SIZE], char **error_r)
 {
+	if (auth->client != NULL)
+		return auth_client_session_create(auth, user_id, params, id_r,
+						  csrf_r, error_r);
 	if (random_b64url(32, id_r) < 0 || random_b64url(24, csrf_r) < 0) {
 		*error_r = xstrdup("no randomness for a session");
 		return -1;
@@ -404,6 +409,9 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 				    struct auth_user *user_r,
 				    char csrf_r[AUTH_SESSION_ID_SIZE])
 {
+	if (auth->client != NULL)
+		return auth_client_session_check(auth, id, remote, user_r,
+						 csrf_r);
 	size_t n = strlen(id);
 	if (n < 16 || n >= AUTH_SESSION_ID_SIZE)
 		return AUTH_FAILED;
@@ -467,6 +475,8 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 
 int auth_session_delete(struct auth *auth, const char *id)
 {
+	if (auth->client != NULL)
+		return auth_client_session_delete(auth, id);
 	unsigned char h[32];
 	sha256(id, h);
 	struct auth_conn *c = auth_conn_get(auth, NULL);

@@ -248,6 +248,9 @@ int auth_check_cached(struct auth *auth, const char *login,
 		      const char *password, enum auth_result *result_r,
 		      struct auth_user *user_r)
 {
+	if (auth->client != NULL)
+		return auth_client_check_cached(auth, login, password, result_r,
+						user_r);
 	struct auth_user_row row;
 	int found = login_row(auth, login, password, &row);
 	if (found < 0) {
@@ -274,6 +277,9 @@ enum auth_result auth_check_password(struct auth *auth, const char *login,
 				     const char *password,
 				     struct auth_user *user_r)
 {
+	if (auth->client != NULL)
+		return auth_client_check_password(auth, login, password,
+						  user_r);
 	struct auth_user_row row;
 	int found = login_row(auth, login, password, &row);
 	if (found < 0)
@@ -317,7 +323,7 @@ enum auth_result auth_verify(struct auth *auth, const char *login,
 
 bool auth_cleartext_allowed(struct auth *auth, bool tls, bool local)
 {
-	return tls || local || auth->set.allow_cleartext_remote;
+	return tls || local || atomic_load(&auth->cleartext_remote);
 }
 
 const char *auth_mechanisms(struct auth *auth, bool cleartext_ok)

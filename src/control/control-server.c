@@ -39,6 +39,7 @@ struct control_verb {
 struct control {
 	struct control_verb *verbs;
 	size_t count;
+	long pid;                 /* what ping says: loftd's main pid */
 };
 
 struct control_reply {
@@ -72,8 +73,9 @@ static int builtin_ping(void *ctx, int argc, char **argv,
 struct control *control_create(void)
 {
 	struct control *ctl = xcalloc(1, sizeof(*ctl));
+	ctl->pid = (long)getpid();
 	control_register(ctl, "help", "", builtin_help, ctl);
-	control_register(ctl, "ping", "", builtin_ping, NULL);
+	control_register(ctl, "ping", "", builtin_ping, ctl);
 	return ctl;
 }
 
@@ -145,10 +147,16 @@ static int builtin_help(void *ctx, int argc, char **argv,
 static int builtin_ping(void *ctx, int argc, char **argv,
 			struct control_reply *reply)
 {
+	struct control *ctl = ctx;
 	if (argc != 0)
 		return control_reply_error(reply, "usage: ping");
-	control_reply_ok(reply, "pong pid %ld", (long)getpid());
+	control_reply_ok(reply, "pong pid %ld", ctl->pid);
 	return 0;
+}
+
+void control_set_pid(struct control *ctl, long pid)
+{
+	ctl->pid = pid;
 }
 
 /* ---- replies --------------------------------------------------------- */
@@ -367,7 +375,7 @@ static bool control_timeout(void *session, struct net_conn *conn)
 	return true;
 }
 
-static const struct net_proto control_proto = {
+const struct net_proto control_proto = {
 	.name = "control",
 	.accept = control_accept,
 	.input = control_input,

@@ -45,6 +45,14 @@ void control_destroy(struct control **ctl);
  * verb twice is a bug (abort). */
 void control_register(struct control *ctl, const char *verb,
 		      const char *usage, control_verb_fn *fn, void *ctx);
+/* The pid `ping` answers with (default: the caller's): loftd's main pid,
+ * the parent of the process that serves the socket. */
+void control_set_pid(struct control *ctl, long pid);
+/* The control socket's protocol, for loftd's listener table: the parent
+ * binds the socket (mode 0600), the mail process serves it with ctl as
+ * the context (net_listen_fd). */
+struct net_proto;
+extern const struct net_proto control_proto;
 /* Listens on unix:path (mode 0600). -1 with a message in *error_r
  * (valid until the next net call on this thread). */
 int control_listen(struct control *ctl, struct net *net, const char *path,

@@ -24,7 +24,8 @@ const char *const daemon_proto_names[DAEMON_PROTO_COUNT] = {
 /* Sections and the keys the daemon itself knows. NULL keys: the section's
  * keys are checked by the module that owns it. */
 static const char *const top_keys[] = {
-	"data_dir", "hostname", "log_level", "syslog", "control_socket", NULL,
+	"data_dir", "hostname", "log_level", "syslog", "control_socket", "user",
+	NULL,
 };
 static const char *const tls_keys[] = { "cert", "key", NULL };
 static const char *const limits_keys[] = {
@@ -185,54 +186,16 @@ static int get_duration(const struct config *cfg, const char *section,
 	return 0;
 }
 
-/* Whether loftd could use (or create) dir: it is a writable directory,
- * or its nearest existing ancestor is. 0, or -1 with a static reason. */
-static int dir_usable(const char *dir, const char **why_r)
-{
-	char *p = xstrdup(dir);
-	struct stat st;
-	int rc = 0;
-	bool exists = stat(p, &st) == 0;
-	if (exists && !S_ISDIR(st.st_mode)) {
-		*why_r = "is not a directory";
-		rc = -1;
-	} else if (exists) {
-		if (access(p, W_OK | X_OK) != 0) {
-			*why_r = "is not writable";
-			rc = -1;
-		}
-	} else {
-		char *slash;
-		while ((slash = strrchr(p, '/')) != NULL && stat(p, &st) != 0) {
-			if (slash == p) {
-				p[1] = '\0';
-				break;
-			}
-			*slash = '\0';
-		}
-		if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode) ||
-		    access(p, W_OK | X_OK) != 0) {
-			*why_r = "cannot be created (parent not writable)";
-			rc = -1;
-		}
-	}
-	free(p);
-	return rc;
-}
-
 static int check_top(const struct config *cfg, struct daemon_config *dc,
 		     struct buf *errors)
 {
 	int errs = 0;
 	const struct config_entry *e;
 	dc->data_dir = DEFAULT_DATA_DIR;
+	/* Whether it can be used (owner, creation) is daemon-user.c's. */
 	if ((e = config_find(cfg, "", "data_dir")) != NULL) {
-		const char *why;
 		if (e->value[0] != '/') {
 			err_at(errors, cfg, e, "data_dir must be an absolute path");
-			errs++;
-		} else if (dir_usable(e->value, &why) < 0) {
-			err_at(errors, cfg, e, "data_dir %s %s", e->value, why);
 			errs++;
 		}
 		dc->data_dir = e->value;
@@ -302,7 +265,7 @@ static int check_limits(const struct config *cfg, struct daemon_config *dc,
 }
 
 static int check_tls(const struct config *cfg, struct daemon_config *dc,
-		     struct buf *errors)
+		     bool read_files, struct buf *errors)
 {
 	const struct config_entry *cert = config_find(cfg, "tls", "cert");
 	const struct config_entry *key = config_find(cfg, "tls", "key");
@@ -313,6 +276,10 @@ static int check_tls(const struct config *cfg, struct daemon_config *dc,
 		       "[tls] needs both cert and key");
 		return 1;
 	}
+	dc->net.tls_cert = cert->value;
+	dc->net.tls_key = key->value;
+	if (!read_files)
+		return 0;
 	int errs = 0;
 	const struct config_entry *files[2] = {cert, key};
 	for (int i = 0; i < 2; i++) {
@@ -330,8 +297,6 @@ static int check_tls(const struct config *cfg, struct daemon_config *dc,
 			errs++;
 		}
 	}
-	dc->net.tls_cert = cert->value;
-	dc->net.tls_key = key->value;
 	return errs;
 }
 
@@ -364,18 +329,6 @@ static int check_listen(const struct config *cfg, struct daemon_config *dc,
 				err_at(errors, cfg, e, "listen: '%s': %s",
 				       l->addrs[i], msg);
 				errs++;
-			} else if (strncmp(l->addrs[i], "unix:", 5) == 0) {
-				char *dir = xstrdup(l->addrs[i] + 5);
-				*strrchr(dir, '/') = '\0';
-				struct stat st;
-				if (dir[0] != '\0' && (stat(dir, &st) != 0 ||
-							!S_ISDIR(st.st_mode))) {
-					err_at(errors, cfg, e, "listen: '%s': "
-					       "directory %s does not exist",
-					       l->addrs[i], dir);
-					errs++;
-				}
-				free(dir);
 			}
 		}
 		bool implicit = p == DAEMON_IMAPS || p == DAEMON_POP3S ||
@@ -390,17 +343,33 @@ static int check_listen(const struct config *cfg, struct daemon_config *dc,
 	return errs;
 }
 
-int daemon_config_check(const struct config *cfg, struct daemon_config *dc,
-			struct buf *errors, struct buf *warnings)
+static int check(const struct config *cfg, struct daemon_config *dc,
+		 bool files, struct buf *errors, struct buf *warnings)
 {
 	memset(dc, 0, sizeof(*dc));
 	dc->cfg = cfg;
 	int errs = check_names(cfg, errors, warnings);
 	errs += check_top(cfg, dc, errors);
 	errs += check_limits(cfg, dc, errors);
-	errs += check_tls(cfg, dc, errors);
+	errs += check_tls(cfg, dc, files, errors);
 	errs += check_listen(cfg, dc, errors);
 	return errs == 0 ? 0 : -1;
+}
+
+int daemon_config_check(const struct config *cfg, struct daemon_config *dc,
+			struct buf *errors, struct buf *warnings)
+{
+	return check(cfg, dc, true, errors, warnings);
+}
+
+int daemon_config_read(const struct config *cfg, struct daemon_config *dc,
+		       struct buf *errors)
+{
+	struct buf warnings;
+	buf_init(&warnings, 0);
+	int rc = check(cfg, dc, false, errors, &warnings);
+	buf_free(&warnings);
+	return rc;
 }
 
 void daemon_config_deinit(struct daemon_config *dc)

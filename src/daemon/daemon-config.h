@@ -50,6 +50,10 @@ extern const char *const daemon_proto_names[DAEMON_PROTO_COUNT];
  * validators (the caller does: auth, store, front-ends). */
 int daemon_config_check(const struct config *cfg, struct daemon_config *dc,
 			struct buf *errors, struct buf *warnings);
+/* The same settings without touching any file (a confined child reading
+ * the configuration the parent checked, on reload). */
+int daemon_config_read(const struct config *cfg, struct daemon_config *dc,
+		       struct buf *errors);
 void daemon_config_deinit(struct daemon_config *dc);
 
 #endif

@@ -1,8 +1,9 @@
 /*
- * loftd: reads the configuration, opens the accounts (src/auth) and the
- * store (src/store), creates each front-end that is built in, listens on
- * every configured address, starts the store's background work and runs
- * the I/O threads until SIGTERM or SIGINT, then shuts down cleanly.
+ * loftd: reads and checks the configuration, then runs as privilege-
+ * separated processes (daemon.h: a parent that binds and holds the keys,
+ * an auth process that alone reads accounts.db, a confined mail process
+ * with the front-ends listed below). SIGTERM/SIGINT stop it cleanly,
+ * SIGHUP reloads what can change live.
  *
  *   loftd --config FILE            run in the foreground, log to stderr
  *   loftd --config FILE --check    validate: exit 0 if loftd would start
@@ -10,17 +11,16 @@
  *                                  printed as FILE:LINE: message
  *   loftd --version
  *
- * loftctl reaches the running loftd over the control socket (src/control,
- * control-verbs.c), served beside the sessions.
+ * This file is the list of what the mail process serves: the front-ends
+ * (a row each in daemon_frontends) and the services beside them (the
+ * outbound queue and its resolver: daemon_extras_*). loftctl reaches the
+ * running loftd over the control socket (src/control, control-verbs.c),
+ * one more row.
  */
-#include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -28,7 +28,7 @@
 #include "config.h"
 #include "control-verbs.h"
 #include "control.h"
-#include "daemon-config.h"
+#include "daemon.h"
 #include "log.h"
 #include "net.h"
 #include "store.h"
@@ -63,26 +63,12 @@
 #include "mailauth.h"
 #endif
 
-/* One front-end: its server serves a plain and (optionally) an implicit
- * TLS protocol, e.g. imap + imaps share one imap_server. */
-struct frontend {
-	const char *name;
-	enum daemon_proto plain;
-	int tls;                       /* enum daemon_proto, or -1 */
-	const struct net_proto *proto;
-	void *(*create)(const struct config *cfg, struct store *store,
-			struct auth *auth, struct buf *errors);
-	void (*destroy)(void *server);
-	void *server;
-	/* optional: the outbound queue, for front-ends that send */
-	void (*set_queue)(void *server, void *queue);
-};
+/* ---- the front-ends -------------------------------------------------- */
 
 #ifdef LOFT_HAVE_IMAP
-static void *imap_create(const struct config *c, struct store *s,
-			 struct auth *a, struct buf *e)
+static void *imap_create(const struct daemon_services *sv, struct buf *e)
 {
-	return imap_server_create(c, s, a, e);
+	return imap_server_create(sv->cfg, sv->store, sv->auth, e);
 }
 static void imap_destroy(void *server)
 {
@@ -91,10 +77,9 @@ static void imap_destroy(void *server)
 }
 #endif
 #ifdef LOFT_HAVE_POP3
-static void *pop3_create(const struct config *c, struct store *s,
-			 struct auth *a, struct buf *e)
+static void *pop3_create(const struct daemon_services *sv, struct buf *e)
 {
-	return pop3_server_create(c, s, a, e);
+	return pop3_server_create(sv->cfg, sv->store, sv->auth, e);
 }
 static void pop3_destroy(void *server)
 {
@@ -103,10 +88,9 @@ static void pop3_destroy(void *server)
 }
 #endif
 #ifdef LOFT_HAVE_LMTP
-static void *lmtp_create(const struct config *c, struct store *s,
-			 struct auth *a, struct buf *e)
+static void *lmtp_create(const struct daemon_services *sv, struct buf *e)
 {
-	return lmtp_server_create(c, s, a, e);
+	return lmtp_server_create(sv->cfg, sv->store, sv->auth, e);
 }
 static void lmtp_destroy(void *server)
 {
@@ -116,9 +100,6 @@ static void lmtp_destroy(void *server)
 #endif
 
 #ifdef LOFT_HAVE_HTTP
-/* The listeners as configured, for the HTTP server's client set-up
- * (autoconfig, Autodiscover, .mobileconfig advertise them). */
-static const struct daemon_config *listeners_dc;
 #ifdef LOFT_HAVE_JMAP
 /* JMAP lives on the [http] server: made and dropped with it. */
 static struct jmap *the_jmap;
@@ -136,59 +117,87 @@ static void mtasts_policy(struct http_request *req,
 }
 #endif
 
-static void *http_create(const struct config *c, struct store *s,
-			 struct auth *a, struct buf *e)
+/* The routes of other modules on the [http] server (the MTA-STS policy,
+ * JMAP); in a check, their settings only. */
+static struct http_server *http_add_routes(const struct daemon_services *sv,
+					   struct http_server *server,
+					   struct buf *e)
 {
-	struct http_service sv[64];
-	size_t n = 0;
-	for (int p = 0; listeners_dc != NULL && p < DAEMON_PROTO_COUNT; p++)
-		for (size_t i = 0; i < listeners_dc->listen[p].count &&
-		     n < sizeof(sv) / sizeof(sv[0]); i++) {
-			sv[n].proto = daemon_proto_names[p];
-			sv[n].addr = listeners_dc->listen[p].addrs[i];
-			n++;
-		}
-	struct http_server *server = http_server_create(c, s, a, sv, n, e);
-	/* Modules with HTTP routes (jmap) add them here. */
+	if (server == NULL)
+		return NULL;
 #ifdef LOFT_HAVE_SMTP
 	static char mtasts[600];
 	static const struct http_route mtasts_route = {
 		.method = "GET", .prefix = "/.well-known/mta-sts.txt",
 		.flags = HTTP_ROUTE_EXACT, .handle = mtasts_policy,
 	};
-	if (server != NULL &&
-	    (smtp_mtasts_policy(c, mtasts, sizeof(mtasts), e) < 0 ||
-	     http_route_add(server, &mtasts_route, mtasts) < 0)) {
+	if (smtp_mtasts_policy(sv->cfg, mtasts, sizeof(mtasts), e) < 0 ||
+	    http_route_add(server, &mtasts_route, mtasts) < 0) {
 		http_server_destroy(&server);
 		return NULL;
 	}
 #endif
 #ifdef LOFT_HAVE_JMAP
-	if (server != NULL) {
-		struct jmap *j = jmap_create(c, s, a, e);
-		if (j == NULL ||
-		    (s != NULL && jmap_http_register(j, server, e) < 0)) {
-			jmap_destroy(&j);
-			http_server_destroy(&server);
-			return NULL;
-		}
-		if (s == NULL)
-			jmap_destroy(&j);   /* --check: the settings only */
-		else
-			the_jmap = j;
+	struct jmap *j = jmap_create(sv->cfg, sv->store, sv->auth, e);
+	if (j == NULL ||
+	    (sv->store != NULL && jmap_http_register(j, server, e) < 0)) {
+		jmap_destroy(&j);
+		http_server_destroy(&server);
+		return NULL;
 	}
+	if (sv->store == NULL) {
+		jmap_destroy(&j);
+	} else {
+		if (sv->queue != NULL) {
+			jmap_set_queue(j, sv->queue);
+			/* with the queue, Sieve is installed
+			 * (daemon_extras_open): deliveries answer with the
+			 * VacationResponse */
+			jmap_set_vacation(j, true);
+		}
+		the_jmap = j;
+	}
+#else
+	(void)sv;
+	(void)e;
 #endif
 	return server;
 }
-static void *metrics_create(const struct config *c, struct store *s,
-			    struct auth *a, struct buf *e)
+
+/* The HTTP server advertises the configured listeners (autoconfig,
+ * Autodiscover, .mobileconfig). */
+static void *http_create(const struct daemon_services *sv, struct buf *e)
 {
-	return http_metrics_server_create(c, s, a, e);
+	struct http_service svc[64];
+	size_t n = 0;
+	for (int p = 0; sv->dc != NULL && p < DAEMON_PROTO_COUNT; p++)
+		for (size_t i = 0; i < sv->dc->listen[p].count &&
+		     n < sizeof(svc) / sizeof(svc[0]); i++) {
+			svc[n].proto = daemon_proto_names[p];
+			svc[n].addr = sv->dc->listen[p].addrs[i];
+			n++;
+		}
+	struct http_server *server = http_server_create(sv->cfg, sv->store,
+							sv->auth, svc, n, e);
+	/* Modules with HTTP routes (jmap) add them here. */
+	return http_add_routes(sv, server, e);
+}
+static void *metrics_create(const struct daemon_services *sv, struct buf *e)
+{
+	return http_metrics_server_create(sv->cfg, sv->store, sv->auth, e);
 }
 static void http_destroy(void *server)
 {
 	struct http_server *p = server;
 	http_server_destroy(&p);
+}
+/* The webmail's files, read-only. */
+static void http_sandbox(const struct daemon *d, struct daemon_sandbox *sb)
+{
+	static char *dir;
+	free(dir);
+	dir = http_webmail_dir(d->cfg);
+	daemon_sandbox_ro(sb, dir);
 }
 /* The [http] server: its routes' module (jmap) goes after it. */
 static void http_main_destroy(void *server)
@@ -198,47 +207,38 @@ static void http_main_destroy(void *server)
 	jmap_destroy(&the_jmap);
 #endif
 }
-static void http_set_queue(void *server, void *queue)
-{
-	(void)server;
-#ifdef LOFT_HAVE_JMAP
-	jmap_set_queue(the_jmap, queue);
-	/* with the queue, Sieve is installed (mail_out_open): deliveries
-	 * answer with the VacationResponse */
-	jmap_set_vacation(the_jmap, true);
-#else
-	(void)queue;
-#endif
-}
 #endif
 
 #ifdef LOFT_HAVE_SMTP
-static void *smtp_mx_create(const struct config *c, struct store *s,
-			    struct auth *a, struct buf *e)
+static void *smtp_create(const struct daemon_services *sv, enum smtp_mode mode,
+			 struct buf *e)
 {
-	return smtp_server_create(c, SMTP_MODE_MX, s, a, e);
+	struct smtp_server *server = smtp_server_create(sv->cfg, mode,
+							sv->store, sv->auth, e);
+	if (server != NULL && sv->queue != NULL)
+		smtp_server_set_queue(server, sv->queue);
+	return server;
 }
-static void *smtp_sub_create(const struct config *c, struct store *s,
-			     struct auth *a, struct buf *e)
+static void *smtp_mx_create(const struct daemon_services *sv, struct buf *e)
 {
-	return smtp_server_create(c, SMTP_MODE_SUBMISSION, s, a, e);
+	return smtp_create(sv, SMTP_MODE_MX, e);
+}
+static void *smtp_sub_create(const struct daemon_services *sv, struct buf *e)
+{
+	return smtp_create(sv, SMTP_MODE_SUBMISSION, e);
 }
 static void smtp_destroy(void *server)
 {
 	struct smtp_server *p = server;
 	smtp_server_destroy(&p);
 }
-static void smtp_set_queue(void *server, void *queue)
-{
-	smtp_server_set_queue(server, queue);
-}
 #endif
 
 #ifdef LOFT_HAVE_MANAGESIEVE
-static void *managesieve_create(const struct config *c, struct store *s,
-				struct auth *a, struct buf *e)
+static void *managesieve_create(const struct daemon_services *sv,
+				struct buf *e)
 {
-	return managesieve_server_create(c, s, a, e);
+	return managesieve_server_create(sv->cfg, sv->store, sv->auth, e);
 }
 static void managesieve_destroy(void *server)
 {
@@ -247,84 +247,83 @@ static void managesieve_destroy(void *server)
 }
 #endif
 
-static struct frontend frontends[] = {
+/* The control socket: loftctl's way in (kick, user del, ...). Its path
+ * is the top-level control_socket, mode 0600; the parent binds it. */
+static void *control_fe_create(const struct daemon_services *sv,
+			       struct buf *e)
+{
+	struct control *ctl = control_create();
+	/* The mail process serves it; loftd's pid is its parent's. */
+	control_set_pid(ctl, (long)getppid());
+	if (sv->store != NULL)
+		daemon_verbs_register(ctl, sv->store);
+	if (sv->auth != NULL)
+		daemon_ban_verbs_register(ctl, sv->auth);
+	return ctl;
+}
+static void control_fe_destroy(void *server)
+{
+	struct control *ctl = server;
+	control_destroy(&ctl);
+}
+static void control_fe_listeners(struct daemon *d, struct daemon_frontend *fe)
+{
+	if (d->dc.control_socket == NULL)
+		return;     /* the configuration's error is reported */
+	char *addr = xasprintf("unix:%s", d->dc.control_socket);
+	const struct config_entry *e = config_find(d->cfg, "", "control_socket");
+	daemon_listener_add(d, addr, "control", e != NULL ? e->line : 0, false,
+			    0600, fe);
+	free(addr);
+}
+
+/* A front-end adds its row: the sections it listens for (plain and
+ * implicit TLS, -1 for none), its net_proto, and how the mail process
+ * creates, reloads and destroys its server; listeners, for addresses
+ * that are not a section's `listen`. */
+struct daemon_frontend daemon_frontends[] = {
 #ifdef LOFT_HAVE_IMAP
-	{"imap", DAEMON_IMAP, DAEMON_IMAPS, &imap_proto, imap_create,
-	 imap_destroy, NULL, NULL},
+	{.name = "imap", .plain = DAEMON_IMAP, .tls = DAEMON_IMAPS,
+	 .proto = &imap_proto, .create = imap_create, .destroy = imap_destroy},
 #endif
 #ifdef LOFT_HAVE_POP3
-	{"pop3", DAEMON_POP3, DAEMON_POP3S, &pop3_proto, pop3_create,
-	 pop3_destroy, NULL, NULL},
+	{.name = "pop3", .plain = DAEMON_POP3, .tls = DAEMON_POP3S,
+	 .proto = &pop3_proto, .create = pop3_create, .destroy = pop3_destroy},
 #endif
 #ifdef LOFT_HAVE_LMTP
-	{"lmtp", DAEMON_LMTP, -1, &lmtp_proto, lmtp_create, lmtp_destroy, NULL, NULL},
+	{.name = "lmtp", .plain = DAEMON_LMTP, .tls = -1, .proto = &lmtp_proto,
+	 .create = lmtp_create, .destroy = lmtp_destroy},
 #endif
 #ifdef LOFT_HAVE_HTTP
-	{"http", DAEMON_HTTP, DAEMON_HTTPS, &http_proto, http_create,
-	 http_main_destroy, NULL, http_set_queue},
-	{"metrics", DAEMON_METRICS, -1, &http_proto, metrics_create,
-	 http_destroy, NULL, NULL},
+	{.name = "http", .plain = DAEMON_HTTP, .tls = DAEMON_HTTPS,
+	 .proto = &http_proto, .create = http_create,
+	 .destroy = http_main_destroy, .sandbox = http_sandbox},
+	{.name = "metrics", .plain = DAEMON_METRICS, .tls = -1,
+	 .proto = &http_proto, .create = metrics_create,
+	 .destroy = http_destroy},
 #endif
 #ifdef LOFT_HAVE_SMTP
-	{"smtp", DAEMON_SMTP, -1, &smtp_mx_proto, smtp_mx_create, smtp_destroy,
-	 NULL, smtp_set_queue},
-	{"submission", DAEMON_SUBMISSION, DAEMON_SUBMISSIONS,
-	 &smtp_submission_proto, smtp_sub_create, smtp_destroy, NULL,
-	 smtp_set_queue},
+	{.name = "smtp", .plain = DAEMON_SMTP, .tls = -1,
+	 .proto = &smtp_mx_proto, .create = smtp_mx_create,
+	 .destroy = smtp_destroy},
+	{.name = "submission", .plain = DAEMON_SUBMISSION,
+	 .tls = DAEMON_SUBMISSIONS, .proto = &smtp_submission_proto,
+	 .create = smtp_sub_create, .destroy = smtp_destroy},
 #endif
 #ifdef LOFT_HAVE_MANAGESIEVE
-	{"managesieve", DAEMON_MANAGESIEVE, -1, &managesieve_proto,
-	 managesieve_create, managesieve_destroy, NULL, NULL},
+	{.name = "managesieve", .plain = DAEMON_MANAGESIEVE, .tls = -1,
+	 .proto = &managesieve_proto, .create = managesieve_create,
+	 .destroy = managesieve_destroy},
 #endif
-	{NULL, 0, -1, NULL, NULL, NULL, NULL, NULL},
+	{.name = "control", .plain = -1, .tls = -1, .proto = &control_proto,
+	 .create = control_fe_create, .destroy = control_fe_destroy,
+	 .listeners = control_fe_listeners},
+	{.name = NULL, .plain = -1, .tls = -1},
 };
 
-static struct net *the_net;
-
-static void on_stop_signal(int sig)
-{
-	if (the_net != NULL)
-		net_stop(the_net);
-}
-
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: loftd --config FILE [--check]\n"
-		   "       loftd --version\n");
-}
-
-static bool frontend_wanted(const struct frontend *fe,
-			    const struct config *cfg)
-{
-	return config_has_section(cfg, daemon_proto_names[fe->plain]) ||
-	       (fe->tls >= 0 && config_has_section(cfg, daemon_proto_names[fe->tls]));
-}
-
-/* A protocol section whose front-end is not built into this loftd. */
-static void warn_unbuilt(const struct config *cfg, struct buf *warnings)
-{
-	for (int p = 0; p < DAEMON_PROTO_COUNT; p++) {
-		bool built = false;
-		for (const struct frontend *fe = frontends; fe->name; fe++)
-			if ((int)fe->plain == p || fe->tls == p)
-				built = true;
-		const char *name = daemon_proto_names[p];
-		if (built || !config_has_section(cfg, name))
-			continue;
-		for (size_t i = 0; i < cfg->section_count; i++) {
-			if (strcmp(cfg->sections[i], name) == 0) {
-				buf_printf(warnings, "%s:%d: warning: %s is not "
-					   "built into this loftd; [%s] is "
-					   "ignored\n", cfg->path,
-					   cfg->section_lines[i], name, name);
-				break;
-			}
-		}
-	}
-}
+/* ---- beside the front-ends: mail out (issue 13) ---------------------- */
 
 #ifdef LOFT_HAVE_QUEUE
-/* Mail out: the resolver and the outbound queue (issue 13). */
 struct mail_out {
 	struct dns_settings dset;
 	struct queue_settings qset;
@@ -337,32 +336,7 @@ struct mail_out {
 #endif
 };
 
-static int mail_out_check(const struct config *cfg, struct buf *errors)
-{
-	struct dns_settings dset;
-	struct queue_settings qset;
-	int rc = 0;
-
-	if (dns_settings_from_config(cfg, &dset, errors) < 0)
-		rc = -1;
-	dns_settings_deinit(&dset);
-	if (queue_settings_from_config(cfg, &qset, errors) < 0)
-		rc = -1;
-	/* [sieve]: the admin's before/after scripts compile
-	 * (FILE:LINE:COLUMN: message) */
-	struct delivery_sieve *ds = delivery_sieve_load(cfg, errors);
-	if (ds == NULL)
-		rc = -1;
-	delivery_sieve_unref(&ds);
-#ifdef LOFT_HAVE_MAILAUTH
-	/* every DKIM key loads: a broken one would stop signing */
-	char *dir = xasprintf("%s/dkim", qset.data_dir);
-	if (dkim_keys_check(dir, errors) < 0)
-		rc = -1;
-	free(dir);
-#endif
-	return rc;
-}
+static struct mail_out mail_out;
 
 #ifdef LOFT_HAVE_MAILAUTH
 static int dkim_sign_hook(void *ctx, const void *data, size_t len,
@@ -408,17 +382,82 @@ static void local_deliver(void *ctx, const char *sender,
 	free(addrs);
 	free(rep);
 }
+#endif
 
-static int mail_out_open(struct mail_out *mo, const struct config *cfg,
-			 struct auth *auth, struct store *store)
+int daemon_extras_check(const struct config *cfg, struct buf *errors)
 {
+	int rc = 0;
+#ifdef LOFT_HAVE_QUEUE
+	struct dns_settings dset;
+	struct queue_settings qset;
+	if (dns_settings_from_config(cfg, &dset, errors) < 0)
+		rc = -1;
+	dns_settings_deinit(&dset);
+	if (queue_settings_from_config(cfg, &qset, errors) < 0)
+		rc = -1;
+	/* [sieve]: the admin's before/after scripts compile
+	 * (FILE:LINE:COLUMN: message) */
+	struct delivery_sieve *ds = delivery_sieve_load(cfg, errors);
+	if (ds == NULL)
+		rc = -1;
+	delivery_sieve_unref(&ds);
+#ifdef LOFT_HAVE_MAILAUTH
+	/* every DKIM key loads: a broken one would stop signing */
+	char *dir = xasprintf("%s/dkim", qset.data_dir);
+	if (dkim_keys_check(dir, errors) < 0)
+		rc = -1;
+	free(dir);
+#endif
+#endif
+	return rc;
+}
+
+void daemon_extras_sandbox(const struct daemon *d, struct daemon_sandbox *sb)
+{
+#ifdef LOFT_HAVE_QUEUE
+	/* The queue's spool; the resolver's files; the CAs outbound TLS
+	 * verifies against. (An outbound process of its own would take
+	 * these away from the mail process.) */
+	static char *queue_dir;
+	free(queue_dir);
+	queue_dir = xasprintf("%s/queue", d->dc.data_dir);
+	daemon_sandbox_rw(sb, queue_dir);
+	static const char *const ro[] = {
+		"/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/usr/lib/ssl",
+		"/usr/share/ca-certificates", "/usr/share/dns", NULL,
+	};
+	for (int i = 0; ro[i] != NULL; i++)
+		daemon_sandbox_ro(sb, ro[i]);
+	daemon_sandbox_ro(sb, config_get(d->cfg, "queue", "tls_ca_file"));
+	daemon_sandbox_ro(sb, config_get(d->cfg, "queue",
+					 "smarthost_password_file"));
+	daemon_sandbox_ro(sb, config_get(d->cfg, "dns", "trust_anchor"));
+#ifdef LOFT_HAVE_MAILAUTH
+	/* DKIM private keys, read at each message. (They belong to an
+	 * outbound process of their own; until it exists they are read
+	 * here, never written.) */
+	static char *dkim_dir;
+	free(dkim_dir);
+	dkim_dir = xasprintf("%s/dkim", d->dc.data_dir);
+	daemon_sandbox_ro(sb, dkim_dir);
+#endif
+#else
+	(void)d;
+	(void)sb;
+#endif
+}
+
+int daemon_extras_open(struct daemon_services *sv)
+{
+#ifdef LOFT_HAVE_QUEUE
+	struct mail_out *mo = &mail_out;
 	struct buf errors;
 	char *msg = NULL;
 	struct queue_error qerr = {0};
 
 	buf_init(&errors, 0);
-	dns_settings_from_config(cfg, &mo->dset, &errors);
-	queue_settings_from_config(cfg, &mo->qset, &errors);
+	dns_settings_from_config(sv->cfg, &mo->dset, &errors);
+	queue_settings_from_config(sv->cfg, &mo->qset, &errors);
 	buf_free(&errors);
 	if (dns_create(&mo->dset, &mo->dns, &msg) < 0) {
 		log_error("loftd", NULL, "%s", msg);
@@ -430,8 +469,8 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 		log_error("loftd", NULL, "cannot open the queue: %s", qerr.msg);
 		return -1;
 	}
-	mo->auth = auth;
-	mo->delivery = delivery_create(store, auth, mo->qset.hostname);
+	mo->auth = sv->auth;
+	mo->delivery = delivery_create(sv->store, sv->auth, mo->qset.hostname);
 	struct queue_hooks hooks = {
 		.is_local = local_domain, .deliver = local_deliver, .ctx = mo,
 	};
@@ -446,7 +485,7 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 	 * queue */
 	struct buf serr;
 	buf_init(&serr, 0);
-	struct delivery_sieve *ds = delivery_sieve_load(cfg, &serr);
+	struct delivery_sieve *ds = delivery_sieve_load(sv->cfg, &serr);
 	if (ds == NULL) {
 		log_error("loftd", NULL, "[sieve]: %s", serr.data ? serr.data : "");
 		buf_free(&serr);
@@ -455,11 +494,32 @@ static int mail_out_open(struct mail_out *mo, const struct config *cfg,
 	buf_free(&serr);
 	delivery_sieve_install(ds, mo->queue);
 	delivery_sieve_unref(&ds);
+	sv->queue = mo->queue;
+#else
+	(void)sv;
+#endif
 	return 0;
 }
 
-static void mail_out_close(struct mail_out *mo)
+int daemon_extras_start(struct daemon_services *sv)
 {
+#ifdef LOFT_HAVE_QUEUE
+	struct queue_error qerr = {0};
+	if (queue_start(mail_out.queue, &qerr) < 0) {
+		log_error("loftd", NULL, "cannot start the queue: %s", qerr.msg);
+		return -1;
+	}
+#else
+	(void)sv;
+#endif
+	return 0;
+}
+
+void daemon_extras_close(struct daemon_services *sv)
+{
+#ifdef LOFT_HAVE_QUEUE
+	/* the queue stores local mail: it goes before the store */
+	struct mail_out *mo = &mail_out;
 	delivery_sieve_install(NULL, NULL);
 	queue_close(&mo->queue);
 	delivery_destroy(&mo->delivery);
@@ -468,224 +528,18 @@ static void mail_out_close(struct mail_out *mo)
 #endif
 	dns_destroy(&mo->dns);
 	dns_settings_deinit(&mo->dset);
-}
+	sv->queue = NULL;
+#else
+	(void)sv;
 #endif
-
-/* Everything --check verifies. Front-ends are created without store and
- * auth only in check mode; in run mode main creates them for real. */
-static int check_all(const struct config *cfg, struct daemon_config *dc,
-		     struct auth_settings *aset, struct store_settings *sset,
-		     bool check_frontends, struct buf *errors,
-		     struct buf *warnings)
-{
-	int rc = daemon_config_check(cfg, dc, errors, warnings);
-	if (auth_settings_from_config(cfg, aset, errors) < 0)
-		rc = -1;
-	if (store_settings_from_config(cfg, sset, errors) < 0)
-		rc = -1;
-#ifdef LOFT_HAVE_QUEUE
-	if (mail_out_check(cfg, errors) < 0)
-		rc = -1;
-#endif
-	warn_unbuilt(cfg, warnings);
-#ifdef LOFT_HAVE_HTTP
-	listeners_dc = dc;
-#endif
-	if (!check_frontends)
-		return rc;
-	for (struct frontend *fe = frontends; fe->name; fe++) {
-		if (!frontend_wanted(fe, cfg))
-			continue;
-		void *server = fe->create(cfg, NULL, NULL, errors);
-		if (server == NULL)
-			rc = -1;
-		else
-			fe->destroy(server);
-	}
-	return rc;
 }
 
-static int mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-	for (char *s = p + 1; *s != '\0'; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			free(p);
-			return -1;
-		}
-		*s = '/';
-	}
-	int rc = mkdir(p, 0750);
-	free(p);
-	return rc < 0 && errno != EEXIST ? -1 : 0;
-}
+/* ---- main ------------------------------------------------------------ */
 
-static int start_listeners(struct net *net, struct daemon_config *dc,
-			   const struct config *cfg)
+static void usage(FILE *f)
 {
-	for (struct frontend *fe = frontends; fe->name; fe++) {
-		if (fe->server == NULL)
-			continue;
-		for (int k = 0; k < 2; k++) {
-			int p = k == 0 ? (int)fe->plain : fe->tls;
-			if (p < 0)
-				continue;
-			struct daemon_listen *l = &dc->listen[p];
-			for (size_t i = 0; i < l->count; i++) {
-				const char *err;
-				if (net_listen(net, l->addrs[i], k == 1,
-					       fe->proto, fe->server, &err) < 0) {
-					fprintf(stderr, "%s:%d: %s\n", cfg->path,
-						l->line, err);
-					return -1;
-				}
-			}
-		}
-	}
-	return 0;
-}
-
-/* Each connection is a descriptor: use all the hard limit allows (the
- * soft limit is often 1024), so thousands of idle IMAP clients fit. */
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			log_warn("loftd", NULL, "cannot raise the descriptor limit: %m");
-	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096)
-		log_warn("loftd", NULL, "only %llu descriptors: few connections "
-			 "will fit (raise the hard limit, ulimit -Hn)",
-			 (unsigned long long)rl.rlim_cur);
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	/* Logs go to stderr and syslog: nothing to reopen on SIGHUP. */
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-}
-
-static int run(const struct config *cfg, struct daemon_config *dc,
-	       struct auth_settings *aset, struct store_settings *sset)
-{
-	struct auth *auth = NULL;
-	struct store *store = NULL;
-	struct net *net = NULL;
-	struct control *control = NULL;
-	int rc = 1;
-	char *msg = NULL;
-#ifdef LOFT_HAVE_QUEUE
-	struct mail_out mo = {0};
-#endif
-	struct buf errors;
-	buf_init(&errors, 0);
-
-	raise_fd_limit();
-	if (mkdir_p(dc->data_dir) < 0) {
-		log_error("loftd", NULL, "cannot create data_dir %s: %m",
-			  dc->data_dir);
-		goto out;
-	}
-	aset->throttle_daemon = true;     /* keeps data_dir/throttle/ */
-	if (auth_open(aset, &auth, &msg) < 0) {
-		log_error("loftd", NULL, "cannot open accounts: %s",
-			  msg ? msg : "unknown error");
-		goto out;
-	}
-	sset->limits = auth_store_limits;
-	sset->limits_ctx = auth;
-	sset->acl_hint = auth_acl_hint;
-	sset->acl_hint_ctx = auth;
-	struct store_error serr = {0};
-	if (store_open(sset, &store, &serr) < 0) {
-		log_error("loftd", NULL, "cannot open the store: %s", serr.msg);
-		goto out;
-	}
-#ifdef LOFT_HAVE_QUEUE
-	if (mail_out_open(&mo, cfg, auth, store) < 0)
-		goto out;
-#endif
-	if (net_create(&dc->net, &net, &msg) < 0) {
-		log_error("loftd", NULL, "%s", msg ? msg : "cannot start");
-		goto out;
-	}
-	/* Addresses banned for failed logins are refused at connect. */
-	net_set_admit(net, auth_may_connect, auth);
-	for (struct frontend *fe = frontends; fe->name; fe++) {
-		if (!frontend_wanted(fe, cfg))
-			continue;
-		fe->server = fe->create(cfg, store, auth, &errors);
-		if (fe->server == NULL) {
-			fputs(errors.data ? errors.data : "", stderr);
-			goto out;
-		}
-#ifdef LOFT_HAVE_QUEUE
-		if (fe->set_queue != NULL)
-			fe->set_queue(fe->server, mo.queue);
-#endif
-	}
-	if (start_listeners(net, dc, cfg) < 0)
-		goto out;
-	control = control_create();
-	daemon_verbs_register(control, store);
-	daemon_ban_verbs_register(control, auth);
-	const char *cerr;
-	if (control_listen(control, net, dc->control_socket, &cerr) < 0) {
-		log_error("loftd", NULL, "%s", cerr);
-		goto out;
-	}
-	the_net = net;
-	install_signals();
-	store_start_background(store);
-#ifdef LOFT_HAVE_QUEUE
-	struct queue_error qerr = {0};
-	if (queue_start(mo.queue, &qerr) < 0) {
-		log_error("loftd", NULL, "cannot start the queue: %s", qerr.msg);
-		goto out;
-	}
-#endif
-	struct store_retention_source retention = auth_retention_source(auth);
-	store_retention_start(store, &retention, sset->retention_interval);
-	log_info("loftd", NULL, "loftd ready");
-	net_run(net);
-	log_info("loftd", NULL, "shutting down");
-	rc = 0;
-out:
-	the_net = NULL;
-	/* Logins waiting for a hash are dropped, never waited for. */
-	auth_shutdown(auth);
-	/* Connections (and their sessions) go before the servers they use. */
-	net_destroy(&net);
-	control_destroy(&control);
-	for (struct frontend *fe = frontends; fe->name; fe++) {
-		if (fe->server != NULL)
-			fe->destroy(fe->server);
-		fe->server = NULL;
-	}
-#ifdef LOFT_HAVE_QUEUE
-	/* the queue stores local mail: it goes before the store */
-	mail_out_close(&mo);
-#endif
-	store_close(&store);
-	auth_close(&auth);
-	free(msg);
-	buf_free(&errors);
-	if (rc == 0)
-		log_info("loftd", NULL, "stopped");
-	return rc;
+	fprintf(f, "usage: loftd --config FILE [--check]\n"
+		   "       loftd --version\n");
 }
 
 int main(int argc, char **argv)
@@ -717,14 +571,14 @@ int main(int argc, char **argv)
 	struct buf errors, warnings;
 	buf_init(&errors, 0);
 	buf_init(&warnings, 0);
-	struct config *cfg = NULL;
-	struct daemon_config dc;
-	struct auth_settings aset;
-	struct store_settings sset;
-	memset(&dc, 0, sizeof(dc));
+	struct daemon d;
+	memset(&d, 0, sizeof(d));
+	d.config_path = path;
+	d.frontends = daemon_frontends;
+	d.lock_fd = -1;
 	int rc = 1;
-	if (config_load(path, &cfg, &errors) < 0 ||
-	    check_all(cfg, &dc, &aset, &sset, check, &errors, &warnings) < 0 ||
+	if (config_load(path, &d.cfg, &errors) < 0 ||
+	    daemon_check(&d, check, &errors, &warnings) < 0 ||
 	    errors.len > 0) {
 		fputs(warnings.data ? warnings.data : "", stderr);
 		fputs(errors.data ? errors.data : "", stderr);
@@ -736,13 +590,13 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	log_set_level(dc.log_level);
-	if (dc.syslog)
+	log_set_level(d.dc.log_level);
+	if (d.dc.syslog)
 		log_set_syslog("loftd");
-	rc = run(cfg, &dc, &aset, &sset);
+	rc = daemon_parent_run(&d);
 out:
-	daemon_config_deinit(&dc);
-	config_free(&cfg);
+	daemon_deinit(&d);
+	config_free(&d.cfg);
 	buf_free(&errors);
 	buf_free(&warnings);
 	return rc;

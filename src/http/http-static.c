@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "http-private.h"
 #include "log.h"
 
@@ -296,6 +297,14 @@ static char *find_dir(const struct http_settings *set)
 			free(cands[i]);
 	}
 	return found;
+}
+
+char *http_webmail_dir(const struct config *cfg)
+{
+	struct http_settings set;
+	memset(&set, 0, sizeof(set));
+	set.webmail_dir = (char *)config_get(cfg, "http", "webmail_dir");
+	return find_dir(&set);
 }
 
 void http_static_register(struct http_server *server)

@@ -73,6 +73,10 @@ struct http_service {
  * On a bad value appends "FILE:LINE: message\n" to errors and returns
  * NULL. The server answers the built-in routes (the webmail's static
  * files, sign-in, client set-up, /healthz) by itself. */
+/* The directory the webmail's files are served from ([http] webmail_dir,
+ * else the first that exists beside loftd, in share/loft/webmail, ...),
+ * or NULL; caller frees. loftd lets its confined mail process read it. */
+char *http_webmail_dir(const struct config *cfg);
 struct http_server *http_server_create(const struct config *cfg,
 				       struct store *store, struct auth *auth,
 				       const struct http_service *services,

@@ -66,6 +66,10 @@ static const struct imap_command_def commands[] = {
 	{"SORT", cmd_sort, SEL | UID | NOEXP},
 	{"THREAD", cmd_thread, SEL | UID | NOEXP},
 	{"CANCELUPDATE", cmd_cancelupdate, SEL},
+#ifdef LOFT_TEST_COMMANDS
+	/* Test builds only (cmd-xprobe.c): the confinement probe. */
+	{"XPROBE", cmd_xprobe, POST},
+#endif
 };
 
 const struct imap_command_def *imap_command_find(struct slice name)

@@ -34,6 +34,9 @@ struct imap_url;
 int imap_urlauth_fetch_for(struct imap_client *c, const struct imap_url *u,
 			   const char *url, char **data_r, size_t *len_r,
 			   char *why, size_t whylen);
+#ifdef LOFT_TEST_COMMANDS
+imap_cmd_fn cmd_xprobe;
+#endif
 
 /* Session internals shared by the core commands (imap-client.c). */
 int imap_client_subscribe(struct imap_client *c);

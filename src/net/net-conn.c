@@ -217,8 +217,8 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	conn->th = th;
 	conn->proto = l->proto;
 	atomic_init(&conn->refs, 1);
-	conn->idle_timeout = net->set.idle_timeout;
-	conn->write_timeout = net->set.write_timeout;
+	conn->idle_timeout = atomic_load(&net->live.idle_timeout);
+	conn->write_timeout = net_write_timeout(net);
 	conn->local = addr_is_local(&p->addr);
 	net_sockaddr_ip((struct sockaddr *)&p->addr, conn->peer);
 	if (p->addr.ss_family == AF_UNIX)
@@ -226,7 +226,7 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	log_session_id(conn->id);
 
 	if (l->implicit_tls) {
-		SSL *ssl = SSL_new(net->ssl_ctx);
+		SSL *ssl = net_tls_new(net);
 		conn->bev = ssl == NULL ? NULL :
 			bufferevent_openssl_socket_new(th->base, p->fd, ssl,
 				BUFFEREVENT_SSL_ACCEPTING, NET_BEV_OPTS);
@@ -361,7 +361,7 @@ static void conn_starttls_swap(struct net_conn *conn)
 	/* Detach the socket so freeing the plain bufferevent keeps it. */
 	bufferevent_setfd(old, -1);
 	bufferevent_free(old);
-	SSL *ssl = SSL_new(conn->net->ssl_ctx);
+	SSL *ssl = net_tls_new(conn->net);
 	conn->bev = ssl == NULL ? NULL :
 		bufferevent_openssl_socket_new(conn->th->base, fd, ssl,
 					       BUFFEREVENT_SSL_ACCEPTING,
@@ -695,13 +695,14 @@ static int conn_wait_output(struct net_conn *conn)
 {
 	struct net *net = conn->net;
 	size_t pending = net_conn_output_pending(conn);
-	if (pending <= net->set.output_high_water)
+	size_t high_water = net_output_high_water(net);
+	if (pending <= high_water)
 		return 0;
 	uint64_t timeout = (uint64_t)conn->write_timeout * 1000;
 	uint64_t deadline = now_ms() + timeout;
 	size_t last = pending;
 	atomic_store(&conn->bp_waiting, true);
-	while (pending > net->set.output_high_water) {
+	while (pending > high_water) {
 		if (atomic_load(&conn->closing) || atomic_load(&net->stopping))
 			goto fail;
 		if (now_ms() >= deadline) {
@@ -805,7 +806,7 @@ struct evbuffer *net_conn_input(struct net_conn *conn)
 
 int net_conn_starttls(struct net_conn *conn)
 {
-	if (conn->net->ssl_ctx == NULL || conn->tls || conn->compressed ||
+	if (!net_tls_available(conn->net) || conn->tls || conn->compressed ||
 	    conn->starttls_pending || conn->starttls_requested)
 		return -1;
 	if (net_task_conn == conn || !net_on_thread(conn->th) ||
@@ -884,7 +885,7 @@ void net_conn_set_timeout(struct net_conn *conn, unsigned seconds)
 
 void net_conn_set_write_timeout(struct net_conn *conn, unsigned seconds)
 {
-	conn->write_timeout = seconds > 0 ? seconds : conn->net->set.write_timeout;
+	conn->write_timeout = seconds > 0 ? seconds : net_write_timeout(conn->net);
 	if (conn->bev != NULL)
 		conn_apply_timeouts(conn);
 }

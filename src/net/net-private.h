@@ -154,10 +154,21 @@ struct net_conn {
 	char peer[46];
 };
 
+/* The settings that can change while the net runs (net_reload): read
+ * without a lock from any thread. */
+struct net_live {
+	atomic_uint max_conns_per_ip;
+	atomic_uint write_timeout;
+	atomic_uint idle_timeout;
+	atomic_size_t output_high_water;
+};
+
 struct net {
-	struct net_settings set;
-	char *tls_cert, *tls_key;
+	struct net_settings set;       /* as created; see live for the rest */
+	struct net_live live;
+	pthread_mutex_t tls_mu;        /* guards ssl_ctx (replaced by reload) */
 	SSL_CTX *ssl_ctx;
+	atomic_bool tls_on;            /* ssl_ctx != NULL */
 
 	unsigned thread_count;
 	struct net_thread *threads;
@@ -215,6 +226,23 @@ bool net_conn_hangup_closes(struct net_conn *conn);
 /* net-tls.c */
 SSL_CTX *net_tls_ctx_create(const char *cert, const char *key,
 			    char **error_r);
+SSL_CTX *net_tls_ctx_create_pem(const char *cert_pem, size_t cert_len,
+				const char *key_pem, size_t key_len,
+				const char *cert_name, const char *key_name,
+				char **error_r);
+/* A new SSL from the current context (NULL without TLS). */
+SSL *net_tls_new(struct net *net);
+
+static inline unsigned net_write_timeout(struct net *net)
+{
+	return atomic_load_explicit(&net->live.write_timeout,
+				    memory_order_relaxed);
+}
+static inline size_t net_output_high_water(struct net *net)
+{
+	return atomic_load_explicit(&net->live.output_high_water,
+				    memory_order_relaxed);
+}
 
 /* net-zlib.c: wraps bev in a deflate filter; NULL on failure. *z_r is
  * the filter's state, for net_zlib_detach. */

@@ -269,8 +269,9 @@ int net_ip_acquire(struct net *net, const char *ip)
 		c->next = net->ip_table[h];
 		net->ip_table[h] = c;
 	}
-	if (net->set.max_conns_per_ip != 0 &&
-	    c->count >= net->set.max_conns_per_ip)
+	unsigned max = atomic_load_explicit(&net->live.max_conns_per_ip,
+					    memory_order_relaxed);
+	if (max != 0 && c->count >= max)
 		ret = -1;
 	else
 		c->count++;
@@ -302,6 +303,22 @@ static unsigned net_cores(void)
 }
 
 static void net_stop_cb(evutil_socket_t fd, short what, void *ctx);
+
+static void net_live_set(struct net *net, const struct net_settings *set)
+{
+	atomic_store(&net->live.max_conns_per_ip, set->max_conns_per_ip);
+	atomic_store(&net->live.write_timeout,
+		     set->write_timeout ? set->write_timeout : 60);
+	atomic_store(&net->live.idle_timeout, set->idle_timeout);
+	atomic_store(&net->live.output_high_water,
+		     set->output_high_water ? set->output_high_water
+					    : 256 * 1024);
+}
+
+void net_reload(struct net *net, const struct net_settings *set)
+{
+	net_live_set(net, set);
+}
 
 static int net_threads_init(struct net *net, char **error_r)
 {
@@ -349,6 +366,8 @@ int net_create(const struct net_settings *set, struct net **net_r,
 	if (set->worker_threads == 0 && net->worker_count < 8)
 		net->worker_count = 8;
 	net->set.tls_cert = net->set.tls_key = NULL;
+	net_live_set(net, &net->set);
+	pthread_mutex_init(&net->tls_mu, NULL);
 	pthread_mutex_init(&net->pool_mu, NULL);
 	pthread_cond_init(&net->pool_cond, NULL);
 	pthread_mutex_init(&net->bp_mu, NULL);
@@ -362,6 +381,7 @@ int net_create(const struct net_settings *set, struct net **net_r,
 						  error_r);
 		if (net->ssl_ctx == NULL)
 			goto fail;
+		atomic_store(&net->tls_on, true);
 	}
 	if (net_threads_init(net, error_r) < 0)
 		goto fail;
@@ -388,7 +408,7 @@ void net_set_admit(struct net *net, net_admit_fn *admit, void *ctx)
 
 bool net_tls_available(const struct net *net)
 {
-	return net->ssl_ctx != NULL;
+	return atomic_load(&net->tls_on);
 }
 
 int net_tls_check(const char *cert, const char *key, char **error_r)
@@ -480,8 +500,8 @@ void net_destroy(struct net **netp)
 		}
 	}
 	free(net->ip_table);
-	if (net->ssl_ctx != NULL)
-		SSL_CTX_free(net->ssl_ctx);
+	SSL_CTX_free(net->ssl_ctx);
+	pthread_mutex_destroy(&net->tls_mu);
 	pthread_mutex_destroy(&net->pool_mu);
 	pthread_cond_destroy(&net->pool_cond);
 	pthread_mutex_destroy(&net->bp_mu);
@@ -694,10 +714,27 @@ static void net_accept_error_cb(struct evconnlistener *ev, void *ctx)
 	event_add(l->retry_ev, &tv);
 }
 
+/* One bound socket. A Unix socket file is created with unix_mode. "*"
+ * (dual-stack IPv6) falls back to IPv4 only where the kernel has no IPv6.
+ * Returns the descriptor, or -1 with a message in error_r. */
 static int net_bind(const char *addr, struct sockaddr_storage *ss,
-		    socklen_t len, const char **error_r)
+		    socklen_t len, unsigned unix_mode, const char **error_r)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 && errno == EAFNOSUPPORT && ss->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr)) {
+		uint16_t port = ((struct sockaddr_in6 *)ss)->sin6_port;
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		memset(ss, 0, sizeof(*ss));
+		sin->sin_family = AF_INET;
+		sin->sin_port = port;
+		sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		len = sizeof(*sin);
+		log_warn("net", NULL, "%s: no IPv6 on this host: listening "
+			 "on IPv4 only", addr);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			    0);
+	}
 	if (fd < 0) {
 		*error_r = net_error("%s: socket: %s", addr, strerror(errno));
 		return -1;
@@ -714,6 +751,10 @@ static int net_bind(const char *addr, struct sockaddr_storage *ss,
 		/* A restart right after kill -9 must bind at once. */
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (ss->ss_family == AF_INET6) {
+			/* [::] and * take IPv4 too (one socket); any other
+			 * IPv6 address is IPv6 only, so 127.0.0.1:P beside
+			 * [::1]:P works (net_addr_overlap follows the same
+			 * rule). */
 			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 			int v6only = !IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
@@ -726,7 +767,7 @@ static int net_bind(const char *addr, struct sockaddr_storage *ss,
 		return -1;
 	}
 	if (ss->ss_family == AF_UNIX)
-		chmod(((struct sockaddr_un *)ss)->sun_path, 0666);
+		chmod(((struct sockaddr_un *)ss)->sun_path, unix_mode);
 	if (listen(fd, 511) < 0) {
 		*error_r = net_error("%s: listen: %s", addr, strerror(errno));
 		close(fd);
@@ -735,9 +776,8 @@ static int net_bind(const char *addr, struct sockaddr_storage *ss,
 	return fd;
 }
 
-int net_listen(struct net *net, const char *addr, bool implicit_tls,
-	       const struct net_proto *proto, void *proto_ctx,
-	       const char **error_r)
+int net_listen_bind(const char *addr, unsigned unix_mode, int *fd_r,
+		    const char **error_r)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -746,18 +786,29 @@ int net_listen(struct net *net, const char *addr, bool implicit_tls,
 		*error_r = net_error("%s: %s", addr, err);
 		return -1;
 	}
-	if (implicit_tls && net->ssl_ctx == NULL) {
+	int fd = net_bind(addr, &ss, len, unix_mode, error_r);
+	if (fd < 0)
+		return -1;
+	*fd_r = fd;
+	return 0;
+}
+
+/* Adopts a listening descriptor; unix_path (or NULL) is unlinked when the
+ * listener goes. */
+static int net_listen_adopt(struct net *net, int fd, const char *addr,
+			    const char *unix_path, bool implicit_tls,
+			    const struct net_proto *proto, void *proto_ctx,
+			    const char **error_r)
+{
+	if (implicit_tls && !net_tls_available(net)) {
 		*error_r = net_error("%s: TLS is not configured ([tls] cert, key)", addr);
 		return -1;
 	}
-	int fd = net_bind(addr, &ss, len, error_r);
-	if (fd < 0)
-		return -1;
 	struct net_listener *l = xcalloc(1, sizeof(*l));
 	l->net = net;
 	l->addr = xstrdup(addr);
-	if (ss.ss_family == AF_UNIX)
-		l->unix_path = xstrdup(((struct sockaddr_un *)&ss)->sun_path);
+	if (unix_path != NULL)
+		l->unix_path = xstrdup(unix_path);
 	l->implicit_tls = implicit_tls;
 	l->proto = proto;
 	l->proto_ctx = proto_ctx;
@@ -765,7 +816,6 @@ int net_listen(struct net *net, const char *addr, bool implicit_tls,
 				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 				   -1, fd);
 	if (l->ev == NULL) {
-		close(fd);
 		net_listener_free(l);
 		*error_r = net_error("%s: cannot listen", addr);
 		return -1;
@@ -777,4 +827,84 @@ int net_listen(struct net *net, const char *addr, bool implicit_tls,
 	log_info("net", NULL, "%s listening on %s%s", proto->name, addr,
 		 implicit_tls ? " (TLS)" : "");
 	return 0;
+}
+
+int net_listen_fd(struct net *net, int fd, const char *addr,
+		  bool implicit_tls, const struct net_proto *proto,
+		  void *proto_ctx, const char **error_r)
+{
+	return net_listen_adopt(net, fd, addr, NULL, implicit_tls, proto,
+				proto_ctx, error_r);
+}
+
+int net_listen(struct net *net, const char *addr, bool implicit_tls,
+	       const struct net_proto *proto, void *proto_ctx,
+	       const char **error_r)
+{
+	if (implicit_tls && !net_tls_available(net)) {
+		*error_r = net_error("%s: TLS is not configured ([tls] cert, key)", addr);
+		return -1;
+	}
+	int fd;
+	if (net_listen_bind(addr, 0666, &fd, error_r) < 0)
+		return -1;
+	const char *path = strncmp(addr, "unix:", 5) == 0 ? addr + 5 : NULL;
+	if (net_listen_adopt(net, fd, addr, path, implicit_tls, proto,
+			     proto_ctx, error_r) < 0) {
+		close(fd);
+		if (path != NULL)
+			unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- overlapping listen addresses ------------------------------------ */
+
+enum net_addr_kind { NET_ADDR_UNIX, NET_ADDR_V4, NET_ADDR_V6, NET_ADDR_DUAL };
+
+static enum net_addr_kind net_addr_kind(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_UNIX)
+		return NET_ADDR_UNIX;
+	if (ss->ss_family == AF_INET)
+		return NET_ADDR_V4;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ? NET_ADDR_DUAL
+							 : NET_ADDR_V6;
+}
+
+bool net_addr_overlap(const char *a, const char *b)
+{
+	struct sockaddr_storage sa, sb;
+	socklen_t la, lb;
+	const char *err;
+	if (net_addr_parse(a, &sa, &la, &err) < 0 ||
+	    net_addr_parse(b, &sb, &lb, &err) < 0)
+		return false;
+	enum net_addr_kind ka = net_addr_kind(&sa), kb = net_addr_kind(&sb);
+	if (ka == NET_ADDR_UNIX || kb == NET_ADDR_UNIX)
+		return ka == kb &&
+		       strcmp(((struct sockaddr_un *)&sa)->sun_path,
+			      ((struct sockaddr_un *)&sb)->sun_path) == 0;
+	uint16_t pa = ka == NET_ADDR_V4 ? ((struct sockaddr_in *)&sa)->sin_port
+					: ((struct sockaddr_in6 *)&sa)->sin6_port;
+	uint16_t pb = kb == NET_ADDR_V4 ? ((struct sockaddr_in *)&sb)->sin_port
+					: ((struct sockaddr_in6 *)&sb)->sin6_port;
+	if (pa != pb)
+		return false;
+	/* A dual-stack socket takes every address of both families. */
+	if (ka == NET_ADDR_DUAL || kb == NET_ADDR_DUAL)
+		return true;
+	if (ka != kb)
+		return false;    /* IPv4 beside IPv6-only */
+	if (ka == NET_ADDR_V4) {
+		in_addr_t x = ((struct sockaddr_in *)&sa)->sin_addr.s_addr;
+		in_addr_t y = ((struct sockaddr_in *)&sb)->sin_addr.s_addr;
+		return x == y || x == htonl(INADDR_ANY) ||
+		       y == htonl(INADDR_ANY);
+	}
+	return memcmp(&((struct sockaddr_in6 *)&sa)->sin6_addr,
+		      &((struct sockaddr_in6 *)&sb)->sin6_addr,
+		      sizeof(struct in6_addr)) == 0;
 }

@@ -117,6 +117,50 @@ bool net_tls_available(const struct net *net);
 typedef bool net_admit_fn(void *ctx, const char *ip);
 void net_set_admit(struct net *net, net_admit_fn *admit, void *ctx);
 
+/* ---- privilege separation and reload --------------------------------- */
+
+/* Binds addr and listens, without a net (the privileged parent does this
+ * before it forks the process that serves it). A Unix socket file gets
+ * unix_mode (0666 for LMTP, 0600 for the control socket); a stale one is
+ * replaced. "*:P" and "[::]:P" fall back to IPv4 where the host has no
+ * IPv6 (logged). Returns -1 with a message in error_r (as net_listen). */
+int net_listen_bind(const char *addr, unsigned unix_mode, int *fd_r,
+		    const char **error_r);
+/* Serves a descriptor from net_listen_bind; addr names it in logs. The
+ * net closes the descriptor; a Unix socket's file is left to whoever
+ * bound it. Returns -1 with a message in error_r. */
+int net_listen_fd(struct net *net, int fd, const char *addr,
+		  bool implicit_tls, const struct net_proto *proto,
+		  void *proto_ctx, const char **error_r);
+/* Whether two listen addresses cannot both be bound: the same Unix path,
+ * or the same port where one address covers the other ("*:P" and
+ * "[::]:P" take every IPv4 and IPv6 address; "0.0.0.0:P" every IPv4
+ * one). Malformed addresses never overlap (net_addr_check says why). */
+bool net_addr_overlap(const char *a, const char *b);
+
+/* Reads a certificate or key file (at most 1 MiB) into *text_r (caller
+ * frees with net_tls_text_free, which wipes it). -1 with a message. */
+int net_tls_read_file(const char *path, char **text_r, size_t *len_r,
+		      char **error_r);
+void net_tls_text_free(char **text, size_t len);
+/* Whether a PEM certificate chain and private key (in memory) make a TLS
+ * server identity; names are the files, for messages. A key with a
+ * passphrase is refused, never prompted for. -1 with a message. */
+int net_tls_check_pem(const char *cert_pem, size_t cert_len,
+		      const char *key_pem, size_t key_len,
+		      const char *cert_name, const char *key_name,
+		      char **error_r);
+/* Sets (or replaces) the TLS identity from PEM text: new handshakes use it
+ * at once; open TLS sessions keep the one they started with. On error the
+ * current identity stays. Safe from any thread. */
+int net_tls_set(struct net *net, const char *cert_pem, size_t cert_len,
+		const char *key_pem, size_t key_len, const char *cert_name,
+		const char *key_name, char **error_r);
+/* Applies the settings that can change live: max_conns_per_ip,
+ * write_timeout, idle_timeout (new connections), output_high_water. The
+ * others (threads, TLS files) are ignored here. Safe from any thread. */
+void net_reload(struct net *net, const struct net_settings *set);
+
 /* ---- connections ---------------------------------------------------- */
 
 /* The buffered input, for the front-end's parser (I/O thread, or the

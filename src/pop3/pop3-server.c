@@ -383,6 +383,16 @@ static bool pop3_timeout(void *session, struct net_conn *conn)
 	return true;
 }
 
+/* loftd is stopping: RFC 3206's SYS/TEMP says the failure is the
+ * server's and temporary, so the client tries again later. Like an
+ * autologout, nothing marked with DELE is removed (no UPDATE state). */
+static void pop3_shutdown(void *session, struct net_conn *conn)
+{
+	struct pop3_session *s = session;
+	pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
+	pop3_flush(s);
+}
+
 static void pop3_bad_command(struct pop3_session *s, const char *msg)
 {
 	pop3_reply(s, "-ERR %s", msg);
@@ -552,6 +562,7 @@ const struct net_proto pop3_proto = {
 	/* RFC 3206 SYS/TEMP: a temporary refusal */
 	.banned_reply = "-ERR [SYS/TEMP] Too many failed logins from your "
 			"address, try again later.\r\n",
+	.shutdown = pop3_shutdown,
 };
 
 /* ---- the server ----------------------------------------------------- */

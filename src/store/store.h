@@ -116,6 +116,10 @@ struct store_settings {
 					  (store_retention_start) */
 	store_acl_hint_fn *acl_hint;   /* NULL: no reverse index (tests) */
 	void *acl_hint_ctx;
+	/* Privilege separation (src/daemon): where the users' directories
+	 * are; NULL means data_dir/mail. The mail process chrooted into
+	 * data_dir/mail (no Landlock) sets "/". */
+	const char *mail_dir;
 };
 
 /* Fills set_r from the configuration (loftd and loftctl share it):

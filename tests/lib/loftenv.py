@@ -92,6 +92,8 @@ class Loft:
     def __init__(self, users=None, extra=None, start=True):
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.dir = tempfile.mkdtemp(prefix='loft-test-')
+        # A `user = ...` run: that user must reach data_dir inside.
+        os.chmod(self.dir, 0o755)
         self.data_dir = os.path.join(self.dir, 'data')
         self.config_path = os.path.join(self.dir, 'loftd.conf')
         self.log_path = os.path.join(self.dir, 'loftd.log')
@@ -295,6 +297,28 @@ class Loft:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def children(self):
+        """loftd's processes below the parent: {'auth': pid, 'mail': pid}
+        (from /proc; names are the children's comm, loftd-<name>)."""
+        out = {}
+        if self.proc is None:
+            return out
+        try:
+            with open('/proc/%d/task/%d/children' % (self.proc.pid,
+                                                     self.proc.pid)) as f:
+                pids = [int(x) for x in f.read().split()]
+        except OSError:
+            return out
+        for pid in pids:
+            try:
+                with open('/proc/%d/comm' % pid) as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if comm.startswith('loftd-'):
+                out[comm[len('loftd-'):]] = pid
+        return out
 
     def _log_bytes(self):
         try:

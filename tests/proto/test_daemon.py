@@ -93,11 +93,12 @@ def test_check(env):
     no_tls = base[:tls_start] + base[tls_end:]
     bad('imaps without [tls]', no_tls,
         no_tls.split('\n').index('[imaps]') + 2, 'tls')
-    bad('unix socket in a missing directory',
-        base.replace('unix:' + env.lmtp_socket, 'unix:/nonexistent/dir/lmtp'),
-        base.split('\n').index('[lmtp]') + 2, 'does not exist')
     blocker = os.path.join(env.dir, 'afile')
     open(blocker, 'w').close()
+    bad('unix socket in a directory that cannot be made',
+        base.replace('unix:' + env.lmtp_socket,
+                     'unix:' + blocker + '/dir/lmtp'),
+        base.split('\n').index('[lmtp]') + 2, 'cannot be created')
     bad('data_dir not a directory',
         base.replace('data_dir = ' + env.data_dir, 'data_dir = ' + blocker),
         1, 'not a directory')
@@ -105,6 +106,33 @@ def test_check(env):
         base.replace('data_dir = ' + env.data_dir,
                      'data_dir = ' + blocker + '/x/y'),
         1, 'cannot be created')
+    # What the start would refuse, refused without binding (issue 10).
+    imap_line = base.split('\n').index('[imap]') + 2
+    port = env.port('imap')
+    for other in ('[::]:%d' % port, '*:%d' % port):
+        bad('overlap 0.0.0.0 with ' + other,
+            base.replace('[imap]\nlisten = 127.0.0.1:%d' % port,
+                         '[imap]\nlisten = 0.0.0.0:%d, %s' % (port, other)),
+            imap_line, r"overlaps '0\.0\.0\.0:%d'.*take IPv4" % port)
+    bad('overlap across protocols',
+        base.replace('[pop3]\nlisten = 127.0.0.1:%d' % env.port('pop3'),
+                     '[pop3]\nlisten = 127.0.0.1:%d' % port),
+        base.split('\n').index('[pop3]') + 2, "overlaps '127.0.0.1:%d'" % port)
+    bad('unknown user', 'user = no-such-user-here\n' + base, 1,
+        "user 'no-such-user-here': no such user")
+    foreign = os.path.join(env.dir, 'foreign')
+    os.mkdir(foreign)
+    os.chown(foreign, 65534, 65534)
+    bad('data_dir owned by someone else',
+        base.replace('data_dir = ' + env.data_dir, 'data_dir = ' + foreign),
+        1, 'owned by .*not ')
+    os.chown(foreign, 0, 0)
+    inner = os.path.join(foreign, 'accounts.db')
+    open(inner, 'w').close()
+    os.chown(inner, 65534, 65534)
+    bad('a file in data_dir owned by someone else',
+        base.replace('data_dir = ' + env.data_dir, 'data_dir = ' + foreign),
+        1, 'accounts.db is owned by')
     bad('bad policy value', base + '[policy]\npop3_delete = maybe\n',
         n + 2, 'pop3_delete')
     bad('unknown auth key', base + '[auth]\nhash = md5\n', n + 2, 'hash')
@@ -249,9 +277,15 @@ def test_data_dir_created():
     with Loft(users={}, start=False) as env:
         new = os.path.join(env.dir, 'fresh', 'data')
         env.sections['']['data_dir'] = new
+        # The directory of a unix: listen path is made too.
+        sock = os.path.join(env.dir, 'run', 'loft', 'lmtp')
+        env.sections['lmtp']['listen'] = 'unix:' + sock
         env.write_config()
         env.start()
         r.check('data_dir created', os.path.isdir(new))
+        r.check('socket directory created', os.path.exists(sock))
+        env.stop()
+        r.check('socket file removed at stop', not os.path.exists(sock))
 
 
 def main():

@@ -27,6 +27,7 @@ does not build it a second time.
 """
 
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -92,6 +93,14 @@ def shipped_config_check(root):
     moved = (conf.replace('/etc/loft/', etc + '/')
              .replace('/var/lib/loft', os.path.join(root, 'var/lib/loft'))
              .replace('/run/loft/', os.path.join(root, 'run/loft') + '/'))
+    # postinst (stubbed here) creates the loft user; without it, --check
+    # would rightly refuse the shipped `user = loft`.
+    try:
+        pwd.getpwnam('loft')
+    except KeyError:
+        moved = re.sub(r'^user = loft$', 'user = nobody', moved, flags=re.M)
+    R.check('shipped config: user = loft',
+            re.search(r'^user = loft$', conf, re.M), conf)
     path = os.path.join(etc, 'check.conf')
     with open(path, 'w') as f:
         f.write(moved)

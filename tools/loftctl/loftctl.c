@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "config.h"
 #include "control.h"
+#include "daemon.h"
 #include "log.h"
 
 #include <errno.h>
@@ -256,6 +257,22 @@ static bool group_exists(const char *name)
 	return false;
 }
 
+/* Run as root with `user = NAME`, loftctl becomes NAME before it touches
+ * data_dir: what it creates there (accounts.db, an index, a blob) must be
+ * NAME's, as loftd's children run as NAME. A missing data_dir is created
+ * as loftd would (owned by NAME). */
+static int become_service_user(struct loftctl *ctl, char **error_r)
+{
+	const char *name = config_get(ctl->cfg, "", "user");
+	if (name == NULL || geteuid() != 0)
+		return 0;
+	struct daemon_user u;
+	if (daemon_user_resolve(name, &u, error_r) < 0 ||
+	    daemon_data_dir_prepare(ctl->set.data_dir, &u, error_r) < 0)
+		return -1;
+	return daemon_user_become(&u, error_r);
+}
+
 static int open_ctl(struct loftctl *ctl)
 {
 	struct buf errors;
@@ -278,6 +295,11 @@ static int open_ctl(struct loftctl *ctl)
 	}
 	buf_free(&errors);
 	char *error = NULL;
+	if (become_service_user(ctl, &error) < 0) {
+		loftctl_fail("%s", error);
+		free(error);
+		return -1;
+	}
 	if (auth_open(&ctl->set, &ctl->auth, &error) < 0) {
 		loftctl_fail("%s", error);
 		free(error);

@@ -446,7 +446,9 @@ static int sq_open(struct store *store, struct store_error *err)
 	 * before it allocates more, so thousands of accounts stay bounded. */
 	sqlite3_soft_heap_limit64(SQ_HEAP_SOFT_LIMIT);
 	struct sq_store *s = xcalloc(1, sizeof(*s));
-	s->mail_dir = xasprintf("%s/mail", store->set.data_dir);
+	s->mail_dir = store->set.mail_dir != NULL
+			      ? xstrdup(store->set.mail_dir)
+			      : xasprintf("%s/mail", store->set.data_dir);
 	s->started_ns = sq_now_ns();
 	pthread_mutex_init(&s->inflight_mu, NULL);
 	if (mkdir_p(s->mail_dir, store->set.fsync) < 0) {

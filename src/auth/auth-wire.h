@@ -1,0 +1,159 @@
+/*
+ * The messages between the mail process (auth-client.c) and the auth
+ * process (auth-server.c), over a SOCK_SEQPACKET socketpair: one message
+ * per packet, so the kernel keeps the boundaries and a short or long
+ * packet is an error, never a resynchronisation problem.
+ *
+ *   header:  u16 type, u16 flags, u32 id        (little-endian)
+ *   body:    the fields of the type, in order, and nothing after them
+ *
+ *   u8 / u32 / i64   fixed width, little-endian
+ *   str              u16 length + bytes: no NUL, at most the field's max
+ *   bytes            u8 present + u16 length + bytes (any octet), at most
+ *                    the field's max; present 0 means NULL and has length 0
+ *
+ * Requests (mail -> auth) carry flags 0 and an id the client chose; a
+ * reply carries the request's type and id with AUTH_WIRE_REPLY (and
+ * AUTH_WIRE_MORE on every packet of a multi-packet reply but the last).
+ * AUTH_WIRE_ERROR as the type of a reply: the request was refused
+ * (malformed, or the auth process is out of room for it).
+ *
+ * The auth process trusts the mail process no more than a client: every
+ * request goes through auth_wire_parse_request, which checks the type,
+ * the flags, each field's length and content, and that nothing follows.
+ * (fuzzed: tests/fuzz/fuzz-auth-wire.c). Replies come from the more
+ * privileged side; the client still checks their shape.
+ *
+ * Adding a request (e.g. an HTTP token check): a type below, its fields in
+ * struct auth_request / auth_reply and in the parse and build functions of
+ * auth-wire.c, its handler in auth-server.c and the call in auth-client.c.
+ */
+#ifndef LOFT_AUTH_WIRE_H
+#define LOFT_AUTH_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+
+#define AUTH_WIRE_MAX 16384          /* the largest packet either way */
+#define AUTH_WIRE_HEADER 8
+#define AUTH_WIRE_NAME_MAX 1024      /* login names, addresses, domains */
+#define AUTH_WIRE_PASSWORD_MAX 1024  /* AUTH_PASSWORD_MAX */
+#define AUTH_WIRE_REMOTE_MAX 64      /* an IP address as text */
+#define AUTH_WIRE_MECH_MAX 32
+#define AUTH_WIRE_SASL_MAX 4096      /* one decoded SASL message */
+#define AUTH_WIRE_SESSION_MAX (AUTH_SESSION_ID_SIZE - 1)
+
+#define AUTH_WIRE_REPLY 0x0001
+#define AUTH_WIRE_MORE 0x0002
+
+enum auth_wire_type {
+	AUTH_WIRE_ERROR = 0,
+	AUTH_WIRE_LOOKUP,        /* str address       -> u8 rc, user */
+	AUTH_WIRE_LOOKUP_ID,     /* i64 id            -> u8 rc, user */
+	AUTH_WIRE_POLICY,        /* i64 id            -> u8 rc, policy */
+	AUTH_WIRE_DOMAIN,        /* str domain        -> u8 exists */
+	AUTH_WIRE_USER_LIST,     /* -                 -> u8 rc, u32 n,
+				    n x (str name, u8 disabled), MORE */
+	AUTH_WIRE_CHECK_PASSWORD,/* str login, str password
+				    -> u8 result, user   (argon2: slow) */
+	AUTH_WIRE_CHECK_CACHED,  /* str login, str password
+				    -> u8 rc (1 hit, 0 miss, -1), u8 result,
+				    user                 (never hashes) */
+	AUTH_WIRE_SASL_BEGIN,    /* str mech, str remote -> u8 rc, u32 sasl
+				    (SCRAM-SHA-256 only: PLAIN and LOGIN
+				    run in the mail process) */
+	AUTH_WIRE_SASL_STEP,     /* u32 sasl, bytes in
+				    -> u8 status, bytes out, user, str login */
+	AUTH_WIRE_SASL_FREE,     /* u32 sasl          -> no reply */
+	AUTH_WIRE_TOKEN_VERIFY,  /* str token, str remote -> u8 result, user */
+	AUTH_WIRE_SESSION_CREATE,/* i64 user, u32 lifetime, u32 idle,
+				    u8 has_bind, str bind
+				    -> u8 rc, str id, str csrf */
+	AUTH_WIRE_SESSION_CHECK, /* str id, str remote
+				    -> u8 result, user, str csrf */
+	AUTH_WIRE_SESSION_DELETE,/* str id            -> u8 rc */
+	AUTH_WIRE_SASL_CHECK,    /* u32 sasl (after a step said CHECK)
+				    -> u8 status, bytes out, u8 proof_ok */
+	AUTH_WIRE_LOOKUP_POSTMASTER, /* str domain    -> u8 rc, user */
+	AUTH_WIRE_SEND_ADDRESSES,/* i64 id            -> as USER_LIST,
+				    n x (str address, u8 alias) */
+	AUTH_WIRE_TYPE_COUNT
+};
+
+/* A request as the auth process sees it after parsing. Strings are
+ * NUL-terminated copies; data points into the packet. */
+struct auth_request {
+	uint16_t type;
+	uint32_t id;
+	char name[AUTH_WIRE_NAME_MAX + 1];      /* address, login, domain,
+						   mech */
+	bool has_name;                          /* SESSION_CREATE: bind given */
+	char password[AUTH_WIRE_PASSWORD_MAX + 1];
+	char remote[AUTH_WIRE_REMOTE_MAX + 1];
+	int64_t user_id;
+	uint32_t sasl_id;
+	uint32_t lifetime_secs;                 /* SESSION_CREATE */
+	uint32_t idle_secs;
+	const uint8_t *data;                    /* SASL_STEP: NULL = none */
+	size_t data_len;
+};
+
+/* A reply as the client sees it. */
+struct auth_reply {
+	uint16_t type;                          /* the request's, or ERROR */
+	uint16_t flags;
+	uint32_t id;
+	int rc;                                 /* per type: 1/0/-1, result,
+						   status */
+	struct auth_user user;
+	struct auth_policy policy;
+	uint32_t sasl_id;
+	const uint8_t *data;                    /* SASL out / list rows */
+	size_t data_len;
+	uint32_t list_count;
+	char session_id[AUTH_SESSION_ID_SIZE];  /* SESSION_CREATE */
+	char csrf[AUTH_SESSION_ID_SIZE];        /* SESSION_CREATE, _CHECK */
+	char login[AUTH_WIRE_NAME_MAX + 1];     /* SASL_STEP */
+	int result;                             /* CHECK_CACHED */
+	bool proof_ok;                          /* SASL_CHECK */
+};
+
+struct auth_wire_buf {
+	uint8_t data[AUTH_WIRE_MAX];
+	size_t len;
+	bool overflow;                          /* a field did not fit */
+};
+
+/* ---- building (both sides) ------------------------------------------ */
+
+void auth_wire_begin(struct auth_wire_buf *b, uint16_t type, uint16_t flags,
+		     uint32_t id);
+void auth_wire_u8(struct auth_wire_buf *b, uint8_t v);
+void auth_wire_u32(struct auth_wire_buf *b, uint32_t v);
+void auth_wire_i64(struct auth_wire_buf *b, int64_t v);
+void auth_wire_str(struct auth_wire_buf *b, const char *s);
+void auth_wire_bytes(struct auth_wire_buf *b, const void *p, size_t len);
+void auth_wire_user(struct auth_wire_buf *b, const struct auth_user *u);
+void auth_wire_policy(struct auth_wire_buf *b, const struct auth_policy *p);
+
+/* ---- parsing -------------------------------------------------------- */
+
+/* Parses a request packet. 0, or -1 if anything about it is wrong (then
+ * *id_r, when the header was readable, says which request to refuse;
+ * else 0). */
+int auth_wire_parse_request(const uint8_t *pkt, size_t len,
+			    struct auth_request *req, uint32_t *id_r);
+/* Parses a reply packet's header and the fields of its type. 0 or -1. */
+int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
+			  struct auth_reply *rep);
+/* USER_LIST rows: the next (name, disabled) from rep->data; 1 a row, 0 at
+ * the end, -1 malformed. *pos starts at 0. */
+int auth_wire_list_next(const struct auth_reply *rep, size_t *pos,
+			char name[AUTH_WIRE_NAME_MAX + 1], bool *disabled_r);
+/* The header's type, for messages ("lookup", "verify", ...). */
+const char *auth_wire_type_name(unsigned type);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * Confinement of loftd's children, applied by each child to itself before
+ * it starts a thread (Landlock binds the calling thread and what it
+ * creates afterwards):
+ *
+ * 1. chroot, only as the fallback: when the kernel has no Landlock and
+ *    the process is root, it chroots into sb->chroot_dir (logged; without
+ *    root nothing confines the files, which is logged too, never fatal).
+ * 2. The service user (setgroups, setgid, setuid), then no_new_privs.
+ * 3. Landlock: every file-system right is handled; the read-write trees
+ *    get the rights a store needs (no execute, no devices, no sockets),
+ *    the read-only trees and files read only. Rights the running kernel
+ *    does not know are left out (best effort, as the kernel documents).
+ *    Where the kernel has scopes (ABI 6), signals to processes outside and
+ *    abstract Unix sockets outside are refused too.
+ * 4. seccomp (libseccomp): execve, ptrace, mount and the other calls a
+ *    mail server never makes fail with EPERM. A sanitizer build keeps
+ *    ptrace (LeakSanitizer stops the world with it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/landlock.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "daemon.h"
+#include "log.h"
+
+/* Newer than Debian 12's headers. */
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+#ifndef LANDLOCK_ACCESS_FS_IOCTL_DEV
+#define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)
+#endif
+#define LOFT_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+#define LOFT_LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
+
+/* struct landlock_ruleset_attr as of ABI 6; the size passed tells the
+ * kernel which fields it gets. */
+struct loft_ruleset_attr {
+	uint64_t handled_access_fs;
+	uint64_t handled_access_net;
+	uint64_t scoped;
+};
+
+#define FS_READ (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
+#define FS_WRITE (LANDLOCK_ACCESS_FS_WRITE_FILE |                        \
+		  LANDLOCK_ACCESS_FS_REMOVE_DIR |                        \
+		  LANDLOCK_ACCESS_FS_REMOVE_FILE |                       \
+		  LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG | \
+		  LANDLOCK_ACCESS_FS_REFER | LANDLOCK_ACCESS_FS_TRUNCATE)
+#define FS_FILE_ONLY (LANDLOCK_ACCESS_FS_EXECUTE |                       \
+		      LANDLOCK_ACCESS_FS_WRITE_FILE |                    \
+		      LANDLOCK_ACCESS_FS_READ_FILE |                     \
+		      LANDLOCK_ACCESS_FS_TRUNCATE |                      \
+		      LANDLOCK_ACCESS_FS_IOCTL_DEV)
+
+/* A full list is a bug in loftd (a path its process needs would be
+ * refused): abort, so a test finds it, rather than drop one. */
+void daemon_sandbox_rw(struct daemon_sandbox *sb, const char *path)
+{
+	if (path == NULL)
+		return;
+	if (sb->rw_count == sizeof(sb->rw) / sizeof(*sb->rw))
+		abort();
+	sb->rw[sb->rw_count++] = path;
+}
+
+void daemon_sandbox_ro(struct daemon_sandbox *sb, const char *path)
+{
+	if (path == NULL)
+		return;
+	if (sb->ro_count == sizeof(sb->ro) / sizeof(*sb->ro))
+		abort();
+	sb->ro[sb->ro_count++] = path;
+}
+
+static int landlock_abi(void)
+{
+	long v = syscall(SYS_landlock_create_ruleset, NULL, 0,
+			 LANDLOCK_CREATE_RULESET_VERSION);
+	return v < 0 ? 0 : (int)v;
+}
+
+static uint64_t fs_rights(int abi)
+{
+	uint64_t all = LANDLOCK_ACCESS_FS_EXECUTE | FS_READ |
+		       LANDLOCK_ACCESS_FS_WRITE_FILE |
+		       LANDLOCK_ACCESS_FS_REMOVE_DIR |
+		       LANDLOCK_ACCESS_FS_REMOVE_FILE |
+		       LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |
+		       LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |
+		       LANDLOCK_ACCESS_FS_MAKE_FIFO |
+		       LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM;
+	if (abi >= 2)
+		all |= LANDLOCK_ACCESS_FS_REFER;
+	if (abi >= 3)
+		all |= LANDLOCK_ACCESS_FS_TRUNCATE;
+	if (abi >= 5)
+		all |= LANDLOCK_ACCESS_FS_IOCTL_DEV;
+	return all;
+}
+
+/* Adds a rule for path with rights (cut to what a file takes, if path is
+ * one, and to what the ruleset handles). A path that does not exist is
+ * skipped: it cannot be opened anyway. */
+static int add_rule(int ruleset, const char *path, uint64_t rights,
+		    uint64_t handled, char **error_r)
+{
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = xasprintf("landlock: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+		rights &= FS_FILE_ONLY;
+	struct landlock_path_beneath_attr pb = {
+		.allowed_access = rights & handled,
+		.parent_fd = fd,
+	};
+	int rc = 0;
+	if (pb.allowed_access != 0 &&
+	    syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH,
+		    &pb, 0) < 0) {
+		*error_r = xasprintf("landlock: rule for %s: %s", path,
+				     strerror(errno));
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
+static bool sanitizer_build(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return true;
+#else
+	return false;
+#endif
+#else
+	return false;
+#endif
+}
+
+/* 0 confined, 1 Landlock missing, -1 error. */
+static int landlock_apply(const struct daemon_sandbox *sb, int abi,
+			  char **error_r)
+{
+	struct loft_ruleset_attr attr = {.handled_access_fs = fs_rights(abi)};
+	size_t size = sizeof(uint64_t);
+	if (abi >= 6) {
+		attr.scoped = LOFT_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET |
+			      LOFT_LANDLOCK_SCOPE_SIGNAL;
+		size = sizeof(attr);
+	}
+	int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+	if (ruleset < 0) {
+		if (errno == ENOSYS || errno == EOPNOTSUPP)
+			return 1;
+		*error_r = xasprintf("landlock: %s", strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < sb->rw_count; i++)
+		rc = add_rule(ruleset, sb->rw[i], FS_READ | FS_WRITE,
+			      attr.handled_access_fs, error_r);
+	for (size_t i = 0; rc == 0 && i < sb->ro_count; i++)
+		rc = add_rule(ruleset, sb->ro[i], FS_READ,
+			      attr.handled_access_fs, error_r);
+	/* LeakSanitizer reads /proc to stop the world at exit. */
+	if (rc == 0 && sanitizer_build())
+		rc = add_rule(ruleset, "/proc", FS_READ, attr.handled_access_fs,
+			      error_r);
+	if (rc == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
+		*error_r = xasprintf("landlock: restrict: %s", strerror(errno));
+		rc = -1;
+	}
+	close(ruleset);
+	return rc;
+}
+
+/* The calls a mail server never makes. Not an allow-list: what glibc,
+ * OpenSSL, SQLite and libevent use changes with their versions, and a
+ * missing entry would be a crash in production; these never are. */
+static const char *const denied_calls[] = {
+	"execve", "execveat", "ptrace", "process_vm_readv",
+	"process_vm_writev", "mount", "umount2", "pivot_root", "chroot",
+	"move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick",
+	"mount_setattr", "unshare", "setns", "kexec_load", "kexec_file_load",
+	"init_module", "finit_module", "delete_module", "reboot", "swapon",
+	"swapoff", "acct", "bpf", "perf_event_open", "keyctl", "add_key",
+	"request_key", "userfaultfd", "settimeofday", "clock_settime",
+	"clock_adjtime", "adjtimex", "sethostname", "setdomainname",
+	"iopl", "ioperm", "quotactl", "open_by_handle_at",
+	"name_to_handle_at", "lookup_dcookie", "vhangup", "uselib", "syslog",
+	"personality", "setuid", "setgid", "setreuid", "setregid",
+	"setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
+	"capset", "mknod", "mknodat", "fanotify_init", "pidfd_getfd",
+	NULL,
+};
+
+static int seccomp_apply(char **error_r)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (ctx == NULL) {
+		*error_r = xstrdup("seccomp: cannot create a filter");
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && denied_calls[i] != NULL; i++) {
+		if (sanitizer_build() && strcmp(denied_calls[i], "ptrace") == 0)
+			continue;
+		int nr = seccomp_syscall_resolve_name(denied_calls[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue;     /* not on this architecture */
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+	}
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	if (rc < 0)
+		*error_r = xasprintf("seccomp: %s", strerror(-rc));
+	seccomp_release(ctx);
+	return rc < 0 ? -1 : 0;
+}
+
+int daemon_sandbox_enter(const struct daemon_sandbox *sb,
+			 const struct daemon_user *u, bool *chrooted_r,
+			 char **error_r)
+{
+	*chrooted_r = false;
+	int abi = landlock_abi();
+	if (abi == 0 && sb->chroot_dir != NULL && geteuid() == 0) {
+		if (chroot(sb->chroot_dir) < 0 || chdir("/") < 0) {
+			*error_r = xasprintf("chroot %s: %s", sb->chroot_dir,
+					     strerror(errno));
+			return -1;
+		}
+		*chrooted_r = true;
+		log_warn("loftd", NULL, "%s process: no Landlock in this "
+			 "kernel: confined by chroot to %s instead (charset "
+			 "conversion limited to what is loaded)", sb->name,
+			 sb->chroot_dir);
+	}
+	if (daemon_user_become(u, error_r) < 0)
+		return -1;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		*error_r = xasprintf("no_new_privs: %s", strerror(errno));
+		return -1;
+	}
+	if (abi > 0) {
+		int rc = landlock_apply(sb, abi, error_r);
+		if (rc < 0)
+			return -1;
+		log_debug("loftd", NULL, "%s process: Landlock ABI %d", sb->name,
+			  abi);
+	} else if (!*chrooted_r) {
+		log_warn("loftd", NULL, "%s process: no Landlock in this kernel "
+			 "and not root: its files are not confined", sb->name);
+	}
+	return seccomp_apply(error_r);
+}

@@ -1,0 +1,183 @@
+"""SIGHUP and sd_notify (issue 10).
+
+- sd_notify on a NOTIFY_SOCKET the test opens: READY=1 once loftd serves,
+  RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a SIGHUP,
+  STOPPING=1 at SIGTERM; nothing from the children.
+- A renewed certificate: after SIGHUP a new TLS client sees the new
+  fingerprint, while an IMAP client in IDLE since before stays connected,
+  on the old certificate, and gets EXISTS for a delivery.
+- Garbage for a certificate, then SIGHUP: logged, the reload refused, the
+  old certificate still served.
+- A live key (log_level) takes effect; a key that needs a restart (an
+  [imap] listen address) is logged as such.
+"""
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+from loftenv import SLOW, Loft, Results, client_tls_context, free_port
+
+R = Results()
+
+
+def fingerprint(env):
+    s = socket.create_connection(('127.0.0.1', env.port('imaps')),
+                                 timeout=10 * SLOW)
+    t = client_tls_context().wrap_socket(s, server_hostname='localhost')
+    der = t.getpeercert(binary_form=True)
+    t.close()
+    import hashlib
+    return hashlib.sha256(der).hexdigest()
+
+
+def new_cert(dirname, cn):
+    cert = os.path.join(dirname, 'cert.pem')
+    key = os.path.join(dirname, 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+                    '-days', '30', '-subj', '/CN=' + cn,
+                    '-keyout', key, '-out', cert],
+                   check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+class Notify:
+    """A NOTIFY_SOCKET as systemd opens one."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(30 * SLOW)
+        self.got = []
+
+    def wait(self, word):
+        """Messages until one holding word (a line 'READY=1' etc)."""
+        while True:
+            for m in self.got:
+                if word in m.split('\n'):
+                    self.got.remove(m)
+                    return m
+            try:
+                data, _ = self.sock.recvfrom(4096)
+            except socket.timeout:
+                return None
+            self.got.append(data.decode())
+
+
+def wait_log(env, text, start=0, timeout=15):
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        if text in env.log()[start:]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main():
+    with Loft(start=False) as env:
+        tls_dir = os.path.join(env.dir, 'tls')
+        os.mkdir(tls_dir, 0o700)
+        env.cert, env.key = new_cert(tls_dir, 'first')
+        env.sections['tls'] = {'cert': env.cert, 'key': env.key}
+        env.write_config()
+        notify = Notify(os.path.join(env.dir, 'notify'))
+        os.environ['NOTIFY_SOCKET'] = notify.path
+        try:
+            env.start()
+        finally:
+            del os.environ['NOTIFY_SOCKET']
+        ready = notify.wait('READY=1')
+        R.check('READY=1', ready is not None, notify.got)
+        R.check('READY=1 from the main pid', ready is not None)
+        first = fingerprint(env)
+
+        # An IDLE client, on the first certificate.
+        idle = env.imap_login('alice@example.test', tls=True)
+        idle.select('INBOX')
+        idle_fp = __import__('hashlib').sha256(
+            idle.sock.getpeercert(binary_form=True)).hexdigest()
+        R.check('IDLE client on the first certificate', idle_fp == first)
+        idle.send(b'i1 IDLE\r\n')
+        R.check('IDLE continuation', idle.readline().startswith(b'+'))
+
+        # Renewed certificate and a live key.
+        new_cert(tls_dir, 'second')
+        env.sections['']['log_level'] = 'info'
+        env.write_config()
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        m = notify.wait('RELOADING=1')
+        R.check('RELOADING=1', m is not None, notify.got)
+        R.check('RELOADING=1 with MONOTONIC_USEC',
+                m is not None and 'MONOTONIC_USEC=' in m, m)
+        R.check('READY=1 after the reload', notify.wait('READY=1') is not None)
+        R.check('reload done logged', wait_log(env, 'reload done', mark))
+        second = fingerprint(env)
+        R.check('a new TLS client sees the new certificate', second != first,
+                (first, second))
+        R.check('the live key is logged',
+                'reload: log_level: debug -> info' in env.log()[mark:],
+                env.log()[mark:])
+        # log_level info: the debug lines of new connections are gone.
+        mark2 = len(env.log())
+        fingerprint(env)
+        time.sleep(0.3)
+        R.check('log_level took effect', 'debug ' not in env.log()[mark2:],
+                env.log()[mark2:][:500])
+
+        # The IDLE client is still there and hears of a delivery.
+        lm = env.lmtp()
+        lm.sendmail('a@remote.test', ['alice@example.test'],
+                    b'Subject: after reload\r\n\r\nbody\r\n')
+        lm.quit()
+        idle.sock.settimeout(10 * SLOW)
+        line = idle.readline()
+        R.check('IDLE client gets EXISTS after the reload',
+                line.startswith(b'* 1 EXISTS'), line)
+        idle.send(b'DONE\r\n')
+        line = idle.readline()
+        while line.startswith(b'* '):
+            line = idle.readline()
+        R.check('IDLE ends OK', line.startswith(b'i1 OK'), line)
+
+        # A key that needs a restart.
+        env.sections['imap']['listen'] += ', 127.0.0.1:%d' % free_port()
+        env.write_config()
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        R.check('restart key: reload', notify.wait('READY=1') is not None)
+        R.check('restart key logged', wait_log(
+            env, '[imap] listen changed: it takes effect at the next restart',
+            mark), env.log()[mark:])
+        env.sections['imap']['listen'] = '127.0.0.1:%d' % env.port('imap')
+        env.write_config()
+
+        # Garbage for a certificate: refused, the old one stays.
+        with open(env.cert, 'w') as f:
+            f.write('garbage\n')
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        R.check('garbage: READY=1 again', notify.wait('READY=1') is not None)
+        R.check('garbage: logged why', wait_log(
+            env, 'cannot load certificate %s' % env.cert, mark),
+            env.log()[mark:])
+        R.check('garbage: reload refused', 'reload refused' in env.log()[mark:])
+        R.check('garbage: the old certificate stays', fingerprint(env) == second)
+        c = env.imap_login('alice@example.test', tls=True)
+        R.check('garbage: still serving', c.select('INBOX')[0] == 'OK')
+        c.logout()
+        idle.logout()
+
+        R.check('SIGTERM: exit 0', env.stop() == 0)
+        R.check('STOPPING=1', notify.wait('STOPPING=1') is not None, notify.got)
+    sys.exit(R.finish())
+
+
+if __name__ == '__main__':
+    main()
