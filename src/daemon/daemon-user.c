@@ -260,14 +260,20 @@ int daemon_data_dir_prepare(const char *dir, const struct daemon_user *u,
 	}
 	/* The trees the mail process writes: they must exist before it is
 	 * confined, as it may then create nothing at data_dir's top. */
-	static const char *const subdirs[] = {"mail", "queue", "throttle",
-					      NULL};
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} subdirs[] = {
+		{"mail", 0750}, {"queue", 0750}, {"throttle", 0750},
+		{"dkim", 0700},   /* private keys: read, never written, there */
+		{NULL, 0},
+	};
 	struct as_user s;
 	as_user_begin(u, &s);
 	int rc = 0;
-	for (int i = 0; rc == 0 && subdirs[i] != NULL; i++) {
-		char *sub = xasprintf("%s/%s", dir, subdirs[i]);
-		if (mkdir(sub, 0750) < 0 && errno != EEXIST) {
+	for (int i = 0; rc == 0 && subdirs[i].name != NULL; i++) {
+		char *sub = xasprintf("%s/%s", dir, subdirs[i].name);
+		if (mkdir(sub, subdirs[i].mode) < 0 && errno != EEXIST) {
 			*error_r = xasprintf("cannot create %s: %s", sub,
 					     strerror(errno));
 			rc = -1;

@@ -156,8 +156,9 @@ uid_t daemon_user_uid(const struct daemon_user *u);
 /* Whether data_dir can be used: 0, or -1 with a message (caller frees). */
 int daemon_data_dir_check(const char *dir, const struct daemon_user *u,
 			  char **error_r);
-/* Creates data_dir and the trees the mail process writes (mail, queue,
- * throttle), owned by u, if missing. */
+/* Creates data_dir and the trees the mail process uses (mail, queue,
+ * throttle, dkim), owned by u, if missing: Landlock can only allow a
+ * path that exists when the process confines itself. */
 int daemon_data_dir_prepare(const char *dir, const struct daemon_user *u,
 			    char **error_r);
 /* Takes data_dir/loftd.pid (flock); another loftd holding it is named. */
