@@ -260,7 +260,8 @@ static char **sorted_entries(const char *path, const char *suffix,
 		names[n++] = xstrndup(de->d_name, len - sl);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(char *), name_cmp);
+	if (n > 0)     /* qsort(NULL, 0): UB (an empty dkim/ directory) */
+		qsort(names, n, sizeof(char *), name_cmp);
 	*count_r = n;
 	return names;
 }
