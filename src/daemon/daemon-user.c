@@ -264,7 +264,7 @@ int daemon_data_dir_prepare(const char *dir, const struct daemon_user *u,
 		const char *name;
 		mode_t mode;
 	} subdirs[] = {
-		{"mail", 0750}, {"queue", 0750}, {"throttle", 0750},
+		{"mail", 0750}, {"queue", 0750}, {"throttle", 0700},
 		{"dkim", 0700},   /* private keys: read, never written, there */
 		{NULL, 0},
 	};
