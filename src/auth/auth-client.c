@@ -702,6 +702,140 @@ int auth_client_session_delete(struct auth *auth, const char *id)
 	return rc == 0 && rep.rc == 0 ? 0 : -1;
 }
 
+/* The auth process's message, or what to say when it did not answer. */
+static char *reply_error(int rc, const struct auth_reply *rep,
+			 const char *fallback)
+{
+	return xstrdup(rc == 0 && rep->error[0] != '\0' ? rep->error
+							 : fallback);
+}
+
+enum auth_passwd_change auth_client_passwd_change(struct auth *auth,
+						  const char *address,
+						  const char *old_password,
+						  const char *new_password,
+						  char **error_r)
+{
+	if (strlen(address) > AUTH_WIRE_NAME_MAX ||
+	    strlen(old_password) > AUTH_WIRE_PASSWORD_MAX)
+		return AUTH_PASSWD_WRONG;
+	if (strlen(new_password) > AUTH_WIRE_PASSWORD_MAX) {
+		*error_r = xasprintf("password too long: at most %d bytes",
+				     AUTH_WIRE_PASSWORD_MAX);
+		return AUTH_PASSWD_REFUSED;
+	}
+	struct auth_wire_buf *b = request(AUTH_WIRE_PASSWD_CHANGE);
+	auth_wire_str(b, address);
+	auth_wire_str(b, old_password);
+	auth_wire_str(b, new_password);
+	struct pending p;
+	struct auth_reply rep;
+	enum auth_passwd_change r = AUTH_PASSWD_TEMPFAIL;
+	int rc = roundtrip(auth, b, &rep, &p);
+	if (rc == 0)
+		r = (enum auth_passwd_change)rep.rc;
+	if (r == AUTH_PASSWD_REFUSED || r == AUTH_PASSWD_TEMPFAIL)
+		*error_r = reply_error(rc, &rep,
+				       "the auth process is not available");
+	packets_free(&p);
+	return r;
+}
+
+int auth_client_token_add(struct auth *auth, const char *address,
+			  const char *name, time_t expires, char **token_r,
+			  char **name_r, char **error_r)
+{
+	*token_r = NULL;
+	if (name_r != NULL)
+		*name_r = NULL;
+	if (strlen(address) > AUTH_WIRE_NAME_MAX ||
+	    (name != NULL && strlen(name) > AUTH_WIRE_TOKEN_NAME_MAX) ||
+	    expires < 0) {
+		*error_r = xstrdup("token name or address too long");
+		return -1;
+	}
+	struct auth_wire_buf *b = request(AUTH_WIRE_TOKEN_ADD);
+	auth_wire_str(b, address);
+	auth_wire_u8(b, name != NULL);
+	auth_wire_str(b, name);
+	auth_wire_i64(b, (int64_t)expires);
+	struct pending p;
+	struct auth_reply rep;
+	int rc = roundtrip(auth, b, &rep, &p);
+	if (rc == 0 && rep.rc == 0 && rep.token[0] != '\0') {
+		*token_r = xstrdup(rep.token);
+		if (name_r != NULL)
+			*name_r = xstrdup(rep.login);
+	} else {
+		*error_r = reply_error(rc, &rep,
+				       "the auth process is not available");
+		rc = -1;
+	}
+	OPENSSL_cleanse(&rep, sizeof(rep));
+	packets_free(&p);
+	return rc;
+}
+
+int auth_client_token_list(struct auth *auth, const char *address,
+			   auth_token_list_fn *fn, void *ctx, char **error_r)
+{
+	if (strlen(address) > AUTH_WIRE_NAME_MAX) {
+		*error_r = xasprintf("no user %s", address);
+		return -1;
+	}
+	struct auth_wire_buf *b = request(AUTH_WIRE_TOKEN_LIST);
+	auth_wire_str(b, address);
+	struct pending p;
+	int rc = call(auth->client, b, &p);
+	request_free(b);
+	for (struct packet *k = rc == 0 ? p.first : NULL; k != NULL;
+	     k = k->next) {
+		struct auth_reply rep;
+		if (auth_wire_parse_reply(k->data, k->len, &rep) < 0 ||
+		    rep.type != AUTH_WIRE_TOKEN_LIST || rep.rc != 0) {
+			rc = -1;
+			break;
+		}
+		size_t pos = 0;
+		struct auth_token_info info;
+		int more;
+		while ((more = auth_wire_token_next(&rep, &pos, &info)) == 1)
+			fn(ctx, &info);
+		if (more < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	packets_free(&p);
+	if (rc < 0)
+		*error_r = xstrdup("the tokens cannot be listed now");
+	return rc;
+}
+
+int auth_client_token_del(struct auth *auth, const char *address,
+			  const char *name, char **error_r)
+{
+	if (strlen(address) > AUTH_WIRE_NAME_MAX ||
+	    strlen(name) > AUTH_WIRE_TOKEN_NAME_MAX) {
+		*error_r = xasprintf("%s has no token named '%s'", address,
+				     name);
+		return -1;
+	}
+	struct auth_wire_buf *b = request(AUTH_WIRE_TOKEN_DEL);
+	auth_wire_str(b, address);
+	auth_wire_str(b, name);
+	struct pending p;
+	struct auth_reply rep;
+	int rc = roundtrip(auth, b, &rep, &p);
+	if (rc != 0 || rep.rc != 0) {
+		*error_r = reply_error(rc, &rep,
+				       "the auth process is not available");
+		rc = -1;
+	}
+	packets_free(&p);
+	return rc;
+}
+
 /* Called where a session ends, often on an I/O thread: never waits. If
  * the packet cannot go at once, the auth process drops the exchange when
  * it has been idle long enough (AUTH_SERVER_SASL_IDLE_MS). */

@@ -301,6 +301,18 @@ enum auth_result auth_client_session_check(struct auth *auth, const char *id,
 					   struct auth_user *user_r,
 					   char csrf_r[AUTH_SESSION_ID_SIZE]);
 int auth_client_session_delete(struct auth *auth, const char *id);
+enum auth_passwd_change auth_client_passwd_change(struct auth *auth,
+						  const char *address,
+						  const char *old_password,
+						  const char *new_password,
+						  char **error_r);
+int auth_client_token_add(struct auth *auth, const char *address,
+			  const char *name, time_t expires, char **token_r,
+			  char **name_r, char **error_r);
+int auth_client_token_list(struct auth *auth, const char *address,
+			   auth_token_list_fn *fn, void *ctx, char **error_r);
+int auth_client_token_del(struct auth *auth, const char *address,
+			  const char *name, char **error_r);
 void auth_client_close(struct auth *auth);
 /* How long a call waits for a connection (tests shorten it). */
 void auth_client_set_connect_wait(struct auth *auth, unsigned ms);

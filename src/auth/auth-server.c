@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -319,21 +320,36 @@ static void list_flush(struct list_ctx *l, bool more)
 	l->count = 0;
 }
 
+/* Room for a row of need bytes in a packet with the 5-byte list header. */
+static void list_room(struct list_ctx *l, size_t need)
+{
+	if (l->rows.len + need + 5 > AUTH_WIRE_MAX)
+		list_flush(l, true);
+	l->count++;
+}
+
 static void list_row(void *ctx, const char *name, const char *extra)
 {
 	struct list_ctx *l = ctx;
 	if (strlen(name) > AUTH_WIRE_NAME_MAX)
 		return;
-	/* Room for this row in a packet with the 5-byte list header. */
-	size_t need = 2 + strlen(name) + 1;
-	if (l->rows.len + need + 5 > AUTH_WIRE_MAX)
-		list_flush(l, true);
+	list_room(l, 2 + strlen(name) + 1);
 	auth_wire_str(&l->rows, name);
 	auth_wire_u8(&l->rows, extra != NULL);
-	l->count++;
 }
 
-/* USER_LIST (flag: disabled) and SEND_ADDRESSES (flag: an alias). */
+static void token_row(void *ctx, const struct auth_token_info *info)
+{
+	struct list_ctx *l = ctx;
+	size_t n = strnlen(info->name, sizeof(info->name));
+	if (n > AUTH_WIRE_TOKEN_NAME_MAX)
+		return;
+	list_room(l, 2 + n + 3 * 8);
+	auth_wire_token_row(&l->rows, info);
+}
+
+/* USER_LIST (flag: disabled), SEND_ADDRESSES (flag: an alias) and
+ * TOKEN_LIST. */
 static void do_list(struct auth_server *srv, struct auth_request *req,
 		    struct auth_wire_buf *b)
 {
@@ -346,6 +362,8 @@ static void do_list(struct auth_server *srv, struct auth_request *req,
 	char *error = NULL;
 	int rc = req->type == AUTH_WIRE_USER_LIST
 		? auth_user_list(srv->auth, list_row, l, &error)
+		: req->type == AUTH_WIRE_TOKEN_LIST
+		? auth_token_list(srv->auth, req->name, token_row, l, &error)
 		: auth_send_addresses(srv->auth, req->user_id, list_row, l,
 				      &error);
 	if (rc < 0) {
@@ -385,6 +403,68 @@ static void do_session_create(struct auth_server *srv,
 	OPENSSL_cleanse(csrf, sizeof(csrf));
 }
 
+/* A message for the mail process's user, cut to what crosses. */
+static void put_error(struct auth_wire_buf *b, char *error)
+{
+	char cut[AUTH_WIRE_ERROR_MAX + 1];
+	snprintf(cut, sizeof(cut), "%s", error != NULL ? error : "");
+	auth_wire_str(b, cut);
+	free(error);
+}
+
+static void do_passwd_change(struct auth_server *srv,
+			     struct auth_request *req, struct auth_wire_buf *b)
+{
+	char *error = NULL;
+	enum auth_passwd_change r = auth_user_passwd_change(
+		srv->auth, req->name, req->password, req->new_password, &error);
+	auth_wire_u8(b, (uint8_t)r);
+	put_error(b, error);
+}
+
+static void do_token_add(struct auth_server *srv, struct auth_request *req,
+			 struct auth_wire_buf *b)
+{
+	char *token = NULL, *name = NULL, *error = NULL;
+	int rc = auth_token_add(srv->auth, req->name,
+				req->has_name ? req->token_name : NULL,
+				(time_t)req->expires, &token, &name, &error);
+	if (rc == 0 && (token == NULL || strlen(token) > AUTH_WIRE_TOKEN_MAX ||
+			(name != NULL &&
+			 strlen(name) > AUTH_WIRE_TOKEN_NAME_MAX))) {
+		/* Cannot happen (auth-token.c makes both); never half. */
+		rc = -1;
+		free(error);
+		error = xstrdup("the new token does not fit the reply");
+	}
+	auth_wire_u8(b, (uint8_t)(int8_t)(rc < 0 ? -1 : 0));
+	auth_wire_str(b, rc == 0 ? token : "");
+	auth_wire_str(b, rc == 0 && name != NULL ? name : "");
+	if (rc == 0) {
+		free(error);
+		error = NULL;
+	}
+	put_error(b, error);
+	if (token != NULL) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+	free(name);
+}
+
+static void do_token_del(struct auth_server *srv, struct auth_request *req,
+			 struct auth_wire_buf *b)
+{
+	char *error = NULL;
+	int rc = auth_token_del(srv->auth, req->name, req->token_name, &error);
+	if (rc == 0) {
+		free(error);
+		error = NULL;
+	}
+	auth_wire_u8(b, (uint8_t)(int8_t)(rc < 0 ? -1 : 0));
+	put_error(b, error);
+}
+
 static void run_job(struct auth_server *srv, struct job *j)
 {
 	struct auth_request *req = &j->req;
@@ -414,7 +494,17 @@ static void run_job(struct auth_server *srv, struct job *j)
 		break;
 	case AUTH_WIRE_USER_LIST:
 	case AUTH_WIRE_SEND_ADDRESSES:
+	case AUTH_WIRE_TOKEN_LIST:
 		do_list(srv, req, b);
+		break;
+	case AUTH_WIRE_PASSWD_CHANGE:
+		do_passwd_change(srv, req, b);
+		break;
+	case AUTH_WIRE_TOKEN_ADD:
+		do_token_add(srv, req, b);
+		break;
+	case AUTH_WIRE_TOKEN_DEL:
+		do_token_del(srv, req, b);
 		break;
 	case AUTH_WIRE_LOOKUP_POSTMASTER:
 		rc = auth_lookup_postmaster(srv->auth, req->name, &user);
@@ -531,7 +621,9 @@ static enum lane_kind lane_of(uint16_t type)
 {
 	/* What hashes a password (argon2) goes on the slow lane; the gate in
 	 * the mail process bounds how many are sent at once. */
-	return type == AUTH_WIRE_CHECK_PASSWORD ? LANE_SLOW : LANE_FAST;
+	return type == AUTH_WIRE_CHECK_PASSWORD ||
+			       type == AUTH_WIRE_PASSWD_CHANGE
+		       ? LANE_SLOW : LANE_FAST;
 }
 
 /* Queues a job, waiting for room (the reader then reads no more). A

@@ -118,6 +118,9 @@ int auth_token_add(struct auth *auth, const char *address, const char *name,
 		   time_t expires, char **token_r, char **name_r,
 		   char **error_r)
 {
+	if (auth->client != NULL)
+		return auth_client_token_add(auth, address, name, expires,
+					     token_r, name_r, error_r);
 	int64_t uid;
 	*token_r = NULL;
 	if (user_id_of(auth, address, &uid, error_r) < 0)
@@ -201,6 +204,8 @@ int auth_token_add(struct auth *auth, const char *address, const char *name,
 int auth_token_list(struct auth *auth, const char *address,
 		    auth_token_list_fn *fn, void *ctx, char **error_r)
 {
+	if (auth->client != NULL)
+		return auth_client_token_list(auth, address, fn, ctx, error_r);
 	int64_t uid;
 	if (user_id_of(auth, address, &uid, error_r) < 0)
 		return -1;
@@ -235,6 +240,8 @@ int auth_token_list(struct auth *auth, const char *address,
 int auth_token_del(struct auth *auth, const char *address, const char *name,
 		   char **error_r)
 {
+	if (auth->client != NULL)
+		return auth_client_token_del(auth, address, name, error_r);
 	int64_t uid;
 	if (user_id_of(auth, address, &uid, error_r) < 0)
 		return -1;

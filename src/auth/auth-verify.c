@@ -273,13 +273,11 @@ int auth_check_cached(struct auth *auth, const char *login,
 	return hit ? 1 : 0;
 }
 
-enum auth_result auth_check_password(struct auth *auth, const char *login,
-				     const char *password,
-				     struct auth_user *user_r)
+/* The slow check; tokens: whether an app password counts. */
+static enum auth_result check_login(struct auth *auth, const char *login,
+				    const char *password, bool tokens,
+				    struct auth_user *user_r)
 {
-	if (auth->client != NULL)
-		return auth_client_check_password(auth, login, password,
-						  user_r);
 	struct auth_user_row row;
 	int found = login_row(auth, login, password, &row);
 	if (found < 0)
@@ -290,7 +288,8 @@ enum auth_result auth_check_password(struct auth *auth, const char *login,
 		 * which accounts exist. */
 		auth_hash_dummy(&auth->set, password);
 		res = AUTH_FAILED;
-	} else if (auth_token_check_user(auth, row.user.id, password) == 1) {
+	} else if (tokens &&
+		   auth_token_check_user(auth, row.user.id, password) == 1) {
 		res = AUTH_OK;    /* an app password (loftctl token add) */
 	} else {
 		char *prepped = auth_password_prep(password);
@@ -305,6 +304,47 @@ enum auth_result auth_check_password(struct auth *auth, const char *login,
 	if (found > 0)
 		OPENSSL_cleanse(&row, sizeof(row));
 	return res;
+}
+
+enum auth_result auth_check_password(struct auth *auth, const char *login,
+				     const char *password,
+				     struct auth_user *user_r)
+{
+	if (auth->client != NULL)
+		return auth_client_check_password(auth, login, password,
+						  user_r);
+	return check_login(auth, login, password, true, user_r);
+}
+
+enum auth_passwd_change auth_user_passwd_change(struct auth *auth,
+						const char *address,
+						const char *old_password,
+						const char *new_password,
+						char **error_r)
+{
+	*error_r = NULL;
+	if (auth->client != NULL)
+		return auth_client_passwd_change(auth, address, old_password,
+						 new_password, error_r);
+	struct auth_user u;
+	enum auth_result r = check_login(auth, address, old_password, false,
+					 &u);
+	if (r == AUTH_TEMPFAIL)
+		return AUTH_PASSWD_TEMPFAIL;
+	if (r != AUTH_OK) {
+		char safe[128];
+		auth_log_safe(address, safe, sizeof(safe));
+		log_info("auth", NULL, "password change refused: wrong current "
+			 "password user=%s", safe);
+		return AUTH_PASSWD_WRONG;
+	}
+	/* The account the old password opened, by its stored address (an
+	 * alias as the login changes the account behind it). */
+	if (auth_user_passwd(auth, u.address, new_password, false,
+			     error_r) < 0)
+		return AUTH_PASSWD_REFUSED;
+	log_info("auth", NULL, "password changed user=%s", u.address);
+	return AUTH_PASSWD_CHANGED;
 }
 
 enum auth_result auth_verify(struct auth *auth, const char *login,

@@ -6,6 +6,10 @@
 
 #include <string.h>
 
+_Static_assert(sizeof(((struct auth_token_info *)0)->name) ==
+		       AUTH_WIRE_TOKEN_NAME_MAX + 1,
+	       "a token's name crosses whole");
+
 static const char *const type_names[AUTH_WIRE_TYPE_COUNT] = {
 	[AUTH_WIRE_ERROR] = "error",
 	[AUTH_WIRE_LOOKUP] = "lookup",
@@ -25,6 +29,10 @@ static const char *const type_names[AUTH_WIRE_TYPE_COUNT] = {
 	[AUTH_WIRE_SASL_CHECK] = "sasl-check",
 	[AUTH_WIRE_LOOKUP_POSTMASTER] = "lookup-postmaster",
 	[AUTH_WIRE_SEND_ADDRESSES] = "send-addresses",
+	[AUTH_WIRE_PASSWD_CHANGE] = "passwd-change",
+	[AUTH_WIRE_TOKEN_ADD] = "token-add",
+	[AUTH_WIRE_TOKEN_LIST] = "token-list",
+	[AUTH_WIRE_TOKEN_DEL] = "token-del",
 };
 
 const char *auth_wire_type_name(unsigned type)
@@ -313,6 +321,27 @@ int auth_wire_parse_request(const uint8_t *pkt, size_t len,
 	case AUTH_WIRE_SESSION_DELETE:
 		get_str(&r, req->name, AUTH_WIRE_SESSION_MAX);
 		break;
+	case AUTH_WIRE_PASSWD_CHANGE:
+		get_str(&r, req->name, AUTH_WIRE_NAME_MAX);
+		get_str(&r, req->password, AUTH_WIRE_PASSWORD_MAX);
+		get_str(&r, req->new_password, AUTH_WIRE_PASSWORD_MAX);
+		break;
+	case AUTH_WIRE_TOKEN_ADD:
+		get_str(&r, req->name, AUTH_WIRE_NAME_MAX);
+		req->has_name = get_bool(&r);
+		get_str(&r, req->token_name, AUTH_WIRE_TOKEN_NAME_MAX);
+		req->expires = get_i64(&r);
+		if ((!req->has_name && req->token_name[0] != '\0') ||
+		    req->expires < 0)
+			r.bad = true;
+		break;
+	case AUTH_WIRE_TOKEN_LIST:
+		get_str(&r, req->name, AUTH_WIRE_NAME_MAX);
+		break;
+	case AUTH_WIRE_TOKEN_DEL:
+		get_str(&r, req->name, AUTH_WIRE_NAME_MAX);
+		get_str(&r, req->token_name, AUTH_WIRE_TOKEN_NAME_MAX);
+		break;
 	default:
 		return -1;
 	}
@@ -351,6 +380,7 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
 		break;
 	case AUTH_WIRE_USER_LIST:
 	case AUTH_WIRE_SEND_ADDRESSES:
+	case AUTH_WIRE_TOKEN_LIST:
 		rep->rc = (int8_t)get_u8(&r);
 		rep->list_count = get_u32(&r);
 		rep->data = r.p;
@@ -410,6 +440,26 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
 	case AUTH_WIRE_SESSION_DELETE:
 		rep->rc = (int8_t)get_u8(&r);
 		break;
+	case AUTH_WIRE_PASSWD_CHANGE:
+		rep->rc = get_u8(&r);
+		get_str(&r, rep->error, AUTH_WIRE_ERROR_MAX);
+		if (rep->rc > AUTH_PASSWD_TEMPFAIL)
+			r.bad = true;
+		break;
+	case AUTH_WIRE_TOKEN_ADD:
+		rep->rc = (int8_t)get_u8(&r);
+		get_str(&r, rep->token, AUTH_WIRE_TOKEN_MAX);
+		get_str(&r, rep->login, AUTH_WIRE_TOKEN_NAME_MAX);
+		get_str(&r, rep->error, AUTH_WIRE_ERROR_MAX);
+		if (rep->rc != 0 && rep->rc != -1)
+			r.bad = true;
+		break;
+	case AUTH_WIRE_TOKEN_DEL:
+		rep->rc = (int8_t)get_u8(&r);
+		get_str(&r, rep->error, AUTH_WIRE_ERROR_MAX);
+		if (rep->rc != 0 && rep->rc != -1)
+			r.bad = true;
+		break;
 	default:
 		return -1;     /* SASL_FREE has no reply */
 	}
@@ -428,6 +478,38 @@ int auth_wire_list_next(const struct auth_reply *rep, size_t *pos,
 	*disabled_r = get_bool(&r);
 	if (r.bad)
 		return -1;
+	*pos = rep->data_len - r.left;
+	return 1;
+}
+
+void auth_wire_token_row(struct auth_wire_buf *b,
+			 const struct auth_token_info *info)
+{
+	auth_wire_str(b, info->name);
+	auth_wire_i64(b, (int64_t)info->created);
+	auth_wire_i64(b, (int64_t)info->expires);
+	auth_wire_i64(b, (int64_t)info->last_used);
+}
+
+int auth_wire_token_next(const struct auth_reply *rep, size_t *pos,
+			 struct auth_token_info *info_r)
+{
+	if (*pos >= rep->data_len)
+		return 0;
+	struct rd r = {rep->data + *pos, rep->data_len - *pos, false};
+	memset(info_r, 0, sizeof(*info_r));
+	get_str(&r, info_r->name, AUTH_WIRE_TOKEN_NAME_MAX);
+	int64_t t[3];
+	for (int i = 0; i < 3; i++) {
+		t[i] = get_i64(&r);
+		if (t[i] < 0)
+			r.bad = true;
+	}
+	if (r.bad)
+		return -1;
+	info_r->created = (time_t)t[0];
+	info_r->expires = (time_t)t[1];
+	info_r->last_used = (time_t)t[2];
 	*pos = rep->data_len - r.left;
 	return 1;
 }

@@ -45,6 +45,9 @@
 #define AUTH_WIRE_MECH_MAX 32
 #define AUTH_WIRE_SASL_MAX 4096      /* one decoded SASL message */
 #define AUTH_WIRE_SESSION_MAX (AUTH_SESSION_ID_SIZE - 1)
+#define AUTH_WIRE_TOKEN_NAME_MAX 71  /* struct auth_token_info's name */
+#define AUTH_WIRE_TOKEN_MAX 64       /* "loft_" + 43 base64url */
+#define AUTH_WIRE_ERROR_MAX 512      /* a message for the user */
 
 #define AUTH_WIRE_REPLY 0x0001
 #define AUTH_WIRE_MORE 0x0002
@@ -80,6 +83,17 @@ enum auth_wire_type {
 	AUTH_WIRE_LOOKUP_POSTMASTER, /* str domain    -> u8 rc, user */
 	AUTH_WIRE_SEND_ADDRESSES,/* i64 id            -> as USER_LIST,
 				    n x (str address, u8 alias) */
+	AUTH_WIRE_PASSWD_CHANGE, /* str address, str old, str new
+				    -> u8 result (enum auth_passwd_change),
+				    str error    (argon2: slow) */
+	AUTH_WIRE_TOKEN_ADD,     /* str address, u8 has_name, str name,
+				    i64 expires
+				    -> u8 rc, str token, str name, str error */
+	AUTH_WIRE_TOKEN_LIST,    /* str address       -> u8 rc, u32 n,
+				    n x (str name, i64 created, i64 expires,
+				    i64 last_used), MORE */
+	AUTH_WIRE_TOKEN_DEL,     /* str address, str name
+				    -> u8 rc, str error */
 	AUTH_WIRE_TYPE_COUNT
 };
 
@@ -92,8 +106,11 @@ struct auth_request {
 						   mech */
 	bool has_name;                          /* SESSION_CREATE: bind given */
 	char password[AUTH_WIRE_PASSWORD_MAX + 1];
+	char new_password[AUTH_WIRE_PASSWORD_MAX + 1]; /* PASSWD_CHANGE */
+	char token_name[AUTH_WIRE_TOKEN_NAME_MAX + 1];  /* TOKEN_ADD, _DEL */
 	char remote[AUTH_WIRE_REMOTE_MAX + 1];
 	int64_t user_id;
+	int64_t expires;                        /* TOKEN_ADD */
 	uint32_t sasl_id;
 	uint32_t lifetime_secs;                 /* SESSION_CREATE */
 	uint32_t idle_secs;
@@ -116,7 +133,10 @@ struct auth_reply {
 	uint32_t list_count;
 	char session_id[AUTH_SESSION_ID_SIZE];  /* SESSION_CREATE */
 	char csrf[AUTH_SESSION_ID_SIZE];        /* SESSION_CREATE, _CHECK */
-	char login[AUTH_WIRE_NAME_MAX + 1];     /* SASL_STEP */
+	char login[AUTH_WIRE_NAME_MAX + 1];     /* SASL_STEP; TOKEN_ADD: the
+						   name given */
+	char token[AUTH_WIRE_TOKEN_MAX + 1];    /* TOKEN_ADD */
+	char error[AUTH_WIRE_ERROR_MAX + 1];    /* PASSWD_CHANGE, TOKEN_* */
 	int result;                             /* CHECK_CACHED */
 	bool proof_ok;                          /* SASL_CHECK */
 };
@@ -153,6 +173,13 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
  * the end, -1 malformed. *pos starts at 0. */
 int auth_wire_list_next(const struct auth_reply *rep, size_t *pos,
 			char name[AUTH_WIRE_NAME_MAX + 1], bool *disabled_r);
+/* TOKEN_LIST rows: the next token from rep->data; as auth_wire_list_next
+ * (times are never negative). */
+int auth_wire_token_next(const struct auth_reply *rep, size_t *pos,
+			 struct auth_token_info *info_r);
+/* A TOKEN_LIST row, as the auth process writes it. */
+void auth_wire_token_row(struct auth_wire_buf *b,
+			 const struct auth_token_info *info);
 /* The header's type, for messages ("lookup", "verify", ...). */
 const char *auth_wire_type_name(unsigned type);
 

@@ -273,6 +273,22 @@ int auth_user_add(struct auth *auth, const char *address,
 int auth_user_passwd(struct auth *auth, const char *address,
 		     const char *password, bool is_hash, char **error_r);
 int auth_user_del(struct auth *auth, const char *address, char **error_r);
+/* An account's own password change (the webmail, JMAP): the current
+ * password must be right (an app password is not enough) and the new one
+ * passes auth_password_check. In loftd both happen in the auth process,
+ * so the mail process can never set a password without knowing the old
+ * one. *error_r (caller frees) says why for AUTH_PASSWD_REFUSED. */
+enum auth_passwd_change {
+	AUTH_PASSWD_CHANGED,
+	AUTH_PASSWD_WRONG,      /* the current password is not right */
+	AUTH_PASSWD_REFUSED,    /* the new one is weak, or cannot be stored */
+	AUTH_PASSWD_TEMPFAIL,   /* accounts.db or the auth process away */
+};
+enum auth_passwd_change auth_user_passwd_change(struct auth *auth,
+						const char *address,
+						const char *old_password,
+						const char *new_password,
+						char **error_r);
 int auth_user_set(struct auth *auth, const char *address, const char *key,
 		  const char *value, char **error_r);
 int auth_alias_add(struct auth *auth, const char *alias, const char *target,

@@ -316,19 +316,20 @@ static json_t *account_password(struct jmap_req *req, json_t *args)
 				  "oldPassword and newPassword are required");
 	if (req->j->auth == NULL)
 		return jmap_error("serverFail", NULL);
-	struct auth_user u;
-	/* the old password, throttled like any login (remote: unknown here;
-	 * the account's own counter still applies) */
-	enum auth_result r = auth_verify(req->j->auth, req->who->address, old,
-					 NULL, &u);
-	if (r == AUTH_TEMPFAIL)
+	/* The old password and the new one go to the auth process together
+	 * (auth_user_passwd_change): the mail process never sets a password
+	 * on its own. */
+	char *why = NULL;
+	enum auth_passwd_change r = auth_user_passwd_change(
+		req->j->auth, req->who->address, old, neu, &why);
+	if (r == AUTH_PASSWD_TEMPFAIL) {
+		free(why);
 		return jmap_error("serverUnavailable", NULL);
-	if (r != AUTH_OK || u.id != req->who->user_id)
+	}
+	if (r == AUTH_PASSWD_WRONG)
 		return jmap_error("wrongPassword",
 				  "The current password is not right.");
-	char *why = NULL;
-	if (auth_user_passwd(req->j->auth, req->who->address, neu, false,
-			     &why) < 0) {
+	if (r != AUTH_PASSWD_CHANGED) {
 		json_t *err = jmap_error("passwordRejected", "%s",
 					 why ? why : "not accepted");
 		free(why);

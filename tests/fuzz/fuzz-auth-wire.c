@@ -64,7 +64,23 @@ static void encode(const struct auth_request *req, struct auth_wire_buf *b)
 		auth_wire_str(b, req->remote);
 		break;
 	case AUTH_WIRE_SESSION_DELETE:
+	case AUTH_WIRE_TOKEN_LIST:
 		auth_wire_str(b, req->name);
+		break;
+	case AUTH_WIRE_PASSWD_CHANGE:
+		auth_wire_str(b, req->name);
+		auth_wire_str(b, req->password);
+		auth_wire_str(b, req->new_password);
+		break;
+	case AUTH_WIRE_TOKEN_ADD:
+		auth_wire_str(b, req->name);
+		auth_wire_u8(b, req->has_name);
+		auth_wire_str(b, req->token_name);
+		auth_wire_i64(b, req->expires);
+		break;
+	case AUTH_WIRE_TOKEN_DEL:
+		auth_wire_str(b, req->name);
+		auth_wire_str(b, req->token_name);
 		break;
 	default:
 		abort();     /* the parser let an unknown type through */
@@ -79,6 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (auth_wire_parse_request(data, size, &req, &id) == 0) {
 		if (req.id != id || strlen(req.name) > AUTH_WIRE_NAME_MAX ||
 		    strlen(req.password) > AUTH_WIRE_PASSWORD_MAX ||
+		    strlen(req.new_password) > AUTH_WIRE_PASSWORD_MAX ||
+		    strlen(req.token_name) > AUTH_WIRE_TOKEN_NAME_MAX ||
 		    strlen(req.remote) > AUTH_WIRE_REMOTE_MAX ||
 		    req.data_len > AUTH_WIRE_SASL_MAX)
 			abort();
@@ -87,6 +105,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	struct auth_reply rep;
+	if (auth_wire_parse_reply(data, size, &rep) == 0 &&
+	    rep.type == AUTH_WIRE_TOKEN_LIST) {
+		size_t pos = 0;
+		struct auth_token_info info;
+		while (auth_wire_token_next(&rep, &pos, &info) == 1)
+			if (pos > rep.data_len || info.created < 0)
+				abort();
+	}
 	if (auth_wire_parse_reply(data, size, &rep) == 0 &&
 	    rep.type == AUTH_WIRE_USER_LIST) {
 		size_t pos = 0;

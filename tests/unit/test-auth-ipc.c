@@ -589,6 +589,108 @@ static void test_tokens_sessions(void)
 	srv_kill(&s);
 }
 
+struct names {
+	char list[8][72];
+	int n;
+};
+
+static void token_seen(void *ctx, const struct auth_token_info *info)
+{
+	struct names *x = ctx;
+	if (x->n < 8)
+		snprintf(x->list[x->n], sizeof(x->list[0]), "%s", info->name);
+	x->n++;
+	CHECK(info->created > 0);
+}
+
+/* The webmail's calls (src/jmap/jmap-loft.c): app passwords made, listed
+ * and removed, and the password change, all through the client. */
+static void test_webmail_calls(void)
+{
+	struct srv s;
+	srv_start(&s);
+	struct auth *c = client_for(&s);
+	char *token = NULL, *name = NULL, *err = NULL;
+	time_t later = time(NULL) + 86400;
+	CHECK_INT(auth_token_add(c, ALICE, "laptop", later, &token, &name,
+				 &err), 0);
+	CHECK(auth_token_syntax(token));
+	CHECK_STR(name, "laptop");
+	struct auth_user u;
+	CHECK_INT(auth_token_verify(local, token, NULL, &u), AUTH_OK);
+	free(name);
+	name = NULL;
+	char *token2 = NULL;
+	/* No name: the auth process picks one and says which. */
+	CHECK_INT(auth_token_add(c, ALICE, NULL, 0, &token2, &name, &err), 0);
+	CHECK(name != NULL && strncmp(name, "device-", 7) == 0);
+	/* A name taken: refused with the auth process's reason. */
+	char *token3 = NULL;
+	CHECK_INT(auth_token_add(c, ALICE, "laptop", 0, &token3, NULL, &err),
+		  -1);
+	CHECK(token3 == NULL && err != NULL && strstr(err, "laptop") != NULL);
+	free(err);
+	err = NULL;
+	CHECK_INT(auth_token_add(c, "nobody@" DOMAIN, "x", 0, &token3, NULL,
+				 &err), -1);
+	CHECK(err != NULL && strstr(err, "no user") != NULL);
+	free(err);
+	err = NULL;
+	struct names seen = {.n = 0};
+	CHECK_INT(auth_token_list(c, ALICE, token_seen, &seen, &err), 0);
+	/* by name; "phone" is tokens_sessions' */
+	CHECK_INT(seen.n, 3);
+	CHECK_STR(seen.list[0], name);
+	CHECK_STR(seen.list[1], "laptop");
+	CHECK_STR(seen.list[2], "phone");
+	CHECK_INT(auth_token_del(c, ALICE, "laptop", &err), 0);
+	CHECK_INT(auth_token_verify(local, token, NULL, &u), AUTH_FAILED);
+	CHECK_INT(auth_token_del(c, ALICE, "laptop", &err), -1);
+	CHECK(err != NULL && strstr(err, "no token named") != NULL);
+	free(err);
+	err = NULL;
+
+	/* The password change needs the current password, never an app
+	 * password; a weak new one is refused with the reason. */
+	CHECK_INT(auth_user_passwd_change(c, ALICE, "not-the-password-at-all",
+					  "copper-kettle-meadow", &err),
+		  AUTH_PASSWD_WRONG);
+	CHECK(err == NULL);
+	CHECK_INT(auth_user_passwd_change(c, ALICE, token2,
+					  "copper-kettle-meadow", &err),
+		  AUTH_PASSWD_WRONG);
+	CHECK_INT(auth_user_passwd_change(c, ALICE, PW, "short", &err),
+		  AUTH_PASSWD_REFUSED);
+	CHECK(err != NULL && strstr(err, "weak") != NULL);
+	free(err);
+	err = NULL;
+	CHECK_INT(auth_user_passwd_change(c, ALICE, PW, "copper-kettle-meadow",
+					  &err), AUTH_PASSWD_CHANGED);
+	CHECK_INT(auth_verify(local, ALICE, PW, NULL, &u), AUTH_FAILED);
+	CHECK_INT(auth_verify(c, ALICE, "copper-kettle-meadow", NULL, &u),
+		  AUTH_OK);
+	/* The administration calls stay the auth process's own. */
+	CHECK_INT(auth_user_passwd(c, ALICE, PW, false, &err), -1);
+	free(err);
+	err = NULL;
+	CHECK_INT(auth_user_passwd_change(c, ALICE, "copper-kettle-meadow", PW,
+					  &err), AUTH_PASSWD_CHANGED);
+	CHECK_INT(auth_token_del(c, ALICE, name, &err), 0);
+	free(token);
+	free(token2);
+	free(name);
+	/* The auth process away: temporary, never "wrong". */
+	srv_kill(&s);
+	CHECK_INT(auth_user_passwd_change(c, ALICE, PW, "copper-kettle-meadow",
+					  &err), AUTH_PASSWD_TEMPFAIL);
+	free(err);
+	err = NULL;
+	struct names none = {.n = 0};
+	CHECK_INT(auth_token_list(c, ALICE, token_seen, &none, &err), -1);
+	free(err);
+	auth_close(&c);
+}
+
 static const struct test_case cases[] = {
 	{"wire_roundtrip", test_wire_roundtrip},
 	{"lookups", test_lookups},
@@ -599,6 +701,7 @@ static const struct test_case cases[] = {
 	{"parallel", test_parallel},
 	{"user_list_many", test_user_list_many},
 	{"tokens_sessions", test_tokens_sessions},
+	{"webmail_calls", test_webmail_calls},
 	{NULL, NULL},
 };
 
