@@ -73,27 +73,26 @@ int jmap_object_save(struct jmap_req *req, enum store_jmap_kind kind,
 
 /* ---- the addresses an account may send as ------------------------------ */
 
-struct addr_ctx {
-	const char *target;
-	json_t *list;
-};
-
-static void alias_cb(void *ctx, const char *name, const char *extra)
+static void address_cb(void *ctx, const char *name, const char *extra)
 {
-	struct addr_ctx *a = ctx;
-	if (extra != NULL && strcasecmp(extra, a->target) == 0)
-		json_array_append_new(a->list, json_string(name));
+	(void)extra;
+	json_array_append_new(ctx, json_string(name));
 }
 
+/* The account's own address first, then its aliases (auth_send_addresses:
+ * in loftd an answer of the auth process). */
 json_t *jmap_send_addresses(struct jmap_req *req)
 {
-	json_t *list = json_pack("[s]", req->who->address);
-	if (req->j->auth != NULL) {
-		struct addr_ctx a = {req->who->address, list};
-		char *error = NULL;
-		auth_alias_list(req->j->auth, alias_cb, &a, &error);
-		free(error);
+	json_t *list = json_array();
+	char *error = NULL;
+	if (req->j->auth == NULL ||
+	    auth_send_addresses(req->j->auth, req->who->user_id, address_cb,
+				list, &error) < 0 ||
+	    json_array_size(list) == 0) {
+		json_array_clear(list);
+		json_array_append_new(list, json_string(req->who->address));
 	}
+	free(error);
 	return list;
 }
 

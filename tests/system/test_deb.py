@@ -257,7 +257,41 @@ def test_install(work):
             'Documentation=file:/usr/local/share/doc/loft/running.md' in unit)
 
 
+def test_build_depends():
+    """Every library CMake looks for (pkg_check_modules) comes from a
+    package debian/control names in Build-Depends, so the package builds on
+    a fresh Debian 12 after `apt-get build-dep` / mk-build-deps."""
+    control = open(os.path.join(SRC, 'debian', 'control')).read()
+    m = re.search(r'^Build-Depends:(.*?)^\S', control, re.M | re.S)
+    listed = {re.split(r'[\s(\[]', d.strip())[0]
+              for d in (m.group(1) if m else '').split(',') if d.strip()}
+    modules = set()
+    for top, dirs, files in os.walk(SRC):
+        dirs[:] = [d for d in dirs if d not in (
+            '.git', 'node_modules') and not d.startswith('build')]
+        for f in files:
+            if f != 'CMakeLists.txt':
+                continue
+            text = open(os.path.join(top, f)).read()
+            for args in re.findall(r'pkg_check_modules\(([^)]*)\)', text):
+                words = args.split()
+                modules.update(w for w in words[1:] if w not in (
+                    'REQUIRED', 'QUIET', 'IMPORTED_TARGET', 'GLOBAL'))
+    R.check('CMake looks for some libraries', len(modules) >= 8,
+            sorted(modules))
+    for mod in sorted(modules):
+        p = run(['pkg-config', '--variable=pcfiledir', mod])
+        pc = os.path.join(p.stdout.strip(), mod + '.pc')
+        owner = run(['dpkg', '-S', os.path.realpath(pc)])
+        if owner.returncode != 0:
+            owner = run(['dpkg', '-S', pc])
+        pkg = owner.stdout.split(':')[0].strip()
+        R.check('Build-Depends names %s (for %s)' % (pkg or '?', mod),
+                pkg in listed, owner.stdout + owner.stderr)
+
+
 def main():
+    test_build_depends()
     if SANITIZE:
         print('the package does not depend on the build flavour: built and '
               'checked in the release pass')
