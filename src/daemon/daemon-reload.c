@@ -2,8 +2,9 @@
  * SIGHUP: which keys of a new configuration take effect at once and which
  * wait for a restart. Live: log_level, [tls] (the pair is read again),
  * [limits] max_connections_per_ip, output_buffer, write_timeout and
- * idle_timeout, [policy] and [auth] (the auth process), and the keys a
- * front-end's reload hook takes (daemon_reload_live_keys). Everything
+ * idle_timeout, [policy] and [auth] (the auth process), and the keys the
+ * front-ends' reload hooks take (main.c's rows: [imap] timeouts and
+ * per-user connection limits, [pop3] and [lmtp] timeout). Everything
  * else (listen addresses, threads, data_dir, user, ...) is logged as
  * needing a restart when it changed, so a reload never silently ignores
  * a change.
@@ -29,6 +30,15 @@ static const struct live_key live_keys[] = {
 	{"limits", "idle_timeout"},
 	{"policy", NULL},
 	{"auth", NULL},
+	/* the front-ends' reload hooks */
+	{"imap", "timeout"},
+	{"imap", "timeout_login"},
+	{"imap", "idle_keepalive"},
+	{"imap", "max_connections_per_user"},
+	{"imap", "max_connections_per_user_ip"},
+	{"pop3", "timeout"},
+	{"pop3s", "timeout"},
+	{"lmtp", "timeout"},
 	{NULL, NULL},
 };
 

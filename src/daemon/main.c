@@ -75,6 +75,10 @@ static void imap_destroy(void *server)
 	struct imap_server *p = server;
 	imap_server_destroy(&p);
 }
+static void imap_reload(void *server, const struct config *cfg)
+{
+	imap_server_reload(server, cfg);
+}
 #endif
 #ifdef LOFT_HAVE_POP3
 static void *pop3_create(const struct daemon_services *sv, struct buf *e)
@@ -86,6 +90,10 @@ static void pop3_destroy(void *server)
 	struct pop3_server *p = server;
 	pop3_server_destroy(&p);
 }
+static void pop3_reload(void *server, const struct config *cfg)
+{
+	pop3_server_reload(server, cfg);
+}
 #endif
 #ifdef LOFT_HAVE_LMTP
 static void *lmtp_create(const struct daemon_services *sv, struct buf *e)
@@ -96,6 +104,10 @@ static void lmtp_destroy(void *server)
 {
 	struct lmtp_server *p = server;
 	lmtp_server_destroy(&p);
+}
+static void lmtp_reload(void *server, const struct config *cfg)
+{
+	lmtp_server_reload(server, cfg);
 }
 #endif
 
@@ -284,15 +296,17 @@ static void control_fe_listeners(struct daemon *d, struct daemon_frontend *fe)
 struct daemon_frontend daemon_frontends[] = {
 #ifdef LOFT_HAVE_IMAP
 	{.name = "imap", .plain = DAEMON_IMAP, .tls = DAEMON_IMAPS,
-	 .proto = &imap_proto, .create = imap_create, .destroy = imap_destroy},
+	 .proto = &imap_proto, .create = imap_create, .destroy = imap_destroy,
+	 .reload = imap_reload},
 #endif
 #ifdef LOFT_HAVE_POP3
 	{.name = "pop3", .plain = DAEMON_POP3, .tls = DAEMON_POP3S,
-	 .proto = &pop3_proto, .create = pop3_create, .destroy = pop3_destroy},
+	 .proto = &pop3_proto, .create = pop3_create, .destroy = pop3_destroy,
+	 .reload = pop3_reload},
 #endif
 #ifdef LOFT_HAVE_LMTP
 	{.name = "lmtp", .plain = DAEMON_LMTP, .tls = -1, .proto = &lmtp_proto,
-	 .create = lmtp_create, .destroy = lmtp_destroy},
+	 .create = lmtp_create, .destroy = lmtp_destroy, .reload = lmtp_reload},
 #endif
 #ifdef LOFT_HAVE_HTTP
 	{.name = "http", .plain = DAEMON_HTTP, .tls = DAEMON_HTTPS,

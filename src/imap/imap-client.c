@@ -969,10 +969,16 @@ void imap_client_after_command(struct imap_client *c)
 	imap_parser_set_limits(c->parser, c->state == IMAP_STATE_NOT_AUTH
 						  ? &c->server->set.limits_prelogin
 						  : &c->server->set.limits);
-	net_conn_set_timeout(c->conn, c->idling ? c->server->set.idle_keepalive
-				      : c->state == IMAP_STATE_NOT_AUTH
-					      ? c->server->set.timeout_login
-					      : c->server->set.timeout);
+	/* relaxed loads: SIGHUP may change them (imap_server_reload) */
+	const struct imap_settings *set = &c->server->set;
+	net_conn_set_timeout(c->conn,
+			     c->idling ? __atomic_load_n(&set->idle_keepalive,
+							 __ATOMIC_RELAXED)
+			     : c->state == IMAP_STATE_NOT_AUTH
+				     ? __atomic_load_n(&set->timeout_login,
+						       __ATOMIC_RELAXED)
+				     : __atomic_load_n(&set->timeout,
+						       __ATOMIC_RELAXED));
 }
 
 void imap_client_abort_streams(struct imap_client *c)
@@ -1288,7 +1294,8 @@ static void *client_accept(struct net_conn *conn, void *proto_ctx)
 	buf_append_str(&b, "] Loft IMAP ready\r\n");
 	net_conn_write(conn, b.data, b.len);
 	buf_free(&b);
-	net_conn_set_timeout(conn, server->set.timeout_login);
+	net_conn_set_timeout(conn, __atomic_load_n(&server->set.timeout_login,
+						   __ATOMIC_RELAXED));
 	log_debug("imap", c->sid, "connect from %s", net_conn_peer(conn));
 	return c;
 }

@@ -212,6 +212,29 @@ struct imap_server *imap_server_create(const struct config *cfg,
 	return server;
 }
 
+void imap_server_reload(struct imap_server *server, const struct config *cfg)
+{
+	struct imap_settings set;
+	struct buf errors;
+	memset(&set, 0, sizeof(set));
+	buf_init(&errors, 0);
+	if (read_settings(cfg, &set, &errors) == 0) {
+		/* Sessions read these with no lock (imap_client_after_command). */
+		__atomic_store_n(&server->set.timeout, set.timeout,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&server->set.timeout_login, set.timeout_login,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&server->set.idle_keepalive,
+				 set.idle_keepalive, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&server->lock);
+		server->set.max_user_conns = set.max_user_conns;
+		server->set.max_user_ip_conns = set.max_user_ip_conns;
+		pthread_mutex_unlock(&server->lock);
+	}
+	free(set.hostname);
+	buf_free(&errors);
+}
+
 void imap_server_destroy(struct imap_server **serverp)
 {
 	struct imap_server *server = *serverp;

@@ -25,4 +25,8 @@ struct imap_server *imap_server_create(const struct config *cfg,
 				       struct store *store, struct auth *auth,
 				       struct buf *errors);
 void imap_server_destroy(struct imap_server **server);
+/* SIGHUP: timeout, timeout_login, idle_keepalive and the per-user
+ * connection limits of cfg (loftd checked it) take effect at each
+ * session's next command and for new sessions; nothing else changes. */
+void imap_server_reload(struct imap_server *server, const struct config *cfg);
 #endif

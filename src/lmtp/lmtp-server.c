@@ -137,6 +137,16 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 	return srv;
 }
 
+void lmtp_server_reload(struct lmtp_server *server, const struct config *cfg)
+{
+	const char *v = config_get(cfg, "lmtp", "timeout");
+	const struct setting *set = setting_find("timeout");
+	uint64_t t = LMTP_IDLE_TIMEOUT;
+	if (v != NULL && setting_parse(set, v, &t) < 0)
+		return;     /* loftd checked it: cannot happen */
+	__atomic_store_n(&server->timeout, (unsigned)t, __ATOMIC_RELAXED);
+}
+
 void lmtp_server_destroy(struct lmtp_server **server)
 {
 	struct lmtp_server *srv = *server;

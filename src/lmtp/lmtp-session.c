@@ -420,7 +420,8 @@ static void *lmtp_accept(struct net_conn *conn, void *proto_ctx)
 	s->state = LMTP_STATE_GREETED;
 	s->ds = delivery_session_create(srv->delivery, s->sid);
 	buf_init(&s->chunk, 0);
-	net_conn_set_timeout(conn, srv->timeout);
+	net_conn_set_timeout(conn, __atomic_load_n(&srv->timeout,
+						   __ATOMIC_RELAXED));
 	reply(s, "220 %s LMTP Loft ready", srv->hostname);
 	return s;
 }

@@ -48,5 +48,7 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 				       struct store *store, struct auth *auth,
 				       struct buf *errors);
 void lmtp_server_destroy(struct lmtp_server **server);
+/* SIGHUP: the timeout of cfg (loftd checked it), for new sessions. */
+void lmtp_server_reload(struct lmtp_server *server, const struct config *cfg);
 
 #endif

@@ -79,6 +79,7 @@ struct pop3_session {
 	struct net_conn *conn;          /* NULL once closed */
 	char sid[24];
 	enum pop3_state state;
+	unsigned timeout;               /* seconds, as at connect */
 
 	struct buf line;                /* the command being executed */
 	bool skipping;                  /* discarding an over-long line */

@@ -256,7 +256,8 @@ static void *pop3_accept(struct net_conn *conn, void *proto_ctx)
 	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
 	s->state = POP3_STATE_AUTHORIZATION;
 	buf_init(&s->line, POP3_MAX_SASL_LINE + 1);
-	net_conn_set_timeout(conn, server->timeout);
+	s->timeout = __atomic_load_n(&server->timeout, __ATOMIC_RELAXED);
+	net_conn_set_timeout(conn, s->timeout);
 	log_debug("pop3", s->sid, "connect from %s%s", net_conn_peer(conn),
 		  net_conn_is_tls(conn) ? " (TLS)" : "");
 	/* No APOP timestamp: APOP needs cleartext passwords on the server. */
@@ -377,7 +378,7 @@ static bool pop3_timeout(void *session, struct net_conn *conn)
 
 	/* RFC 1939 3: an autologout timer closes the session without
 	 * entering UPDATE: nothing is deleted. */
-	log_info("pop3", s->sid, "autologout after %u s idle", s->server->timeout);
+	log_info("pop3", s->sid, "autologout after %u s idle", s->timeout);
 	pop3_reply(s, "-ERR Disconnected for inactivity.");
 	pop3_flush(s);
 	return true;
@@ -617,22 +618,41 @@ static int pop3_config_check(const struct config *cfg, struct buf *errors)
 	return ret;
 }
 
-struct pop3_server *pop3_server_create(const struct config *cfg,
-				       struct store *store, struct auth *auth,
-				       struct buf *errors)
+static int read_timeout(const struct config *cfg, uint64_t *timeout_r,
+			struct buf *errors)
 {
-	uint64_t timeout;
-	int ret = pop3_config_check(cfg, errors);
-
-	ret |= pop3_config_duration(cfg, "timeout", 600, &timeout, errors);
-	if (ret == 0 && (timeout == 0 || timeout > 86400)) {
+	if (pop3_config_duration(cfg, "timeout", 600, timeout_r, errors) < 0)
+		return -1;
+	if (*timeout_r == 0 || *timeout_r > 86400) {
 		const struct config_entry *e = config_find(cfg, "pop3", "timeout");
 		if (e == NULL)
 			e = config_find(cfg, "pop3s", "timeout");
 		buf_printf(errors, "%s:%d: timeout must be between 1s and 1d\n",
 			   cfg->path, e != NULL ? e->line : 0);
-		ret = -1;
+		return -1;
 	}
+	return 0;
+}
+
+void pop3_server_reload(struct pop3_server *server, const struct config *cfg)
+{
+	uint64_t timeout;
+	struct buf errors;
+	buf_init(&errors, 0);
+	if (read_timeout(cfg, &timeout, &errors) == 0)
+		__atomic_store_n(&server->timeout, (unsigned)timeout,
+				 __ATOMIC_RELAXED);
+	buf_free(&errors);
+}
+
+struct pop3_server *pop3_server_create(const struct config *cfg,
+				       struct store *store, struct auth *auth,
+				       struct buf *errors)
+{
+	uint64_t timeout = 600;
+	int ret = pop3_config_check(cfg, errors);
+
+	ret |= read_timeout(cfg, &timeout, errors);
 	if (ret != 0)
 		return NULL;
 

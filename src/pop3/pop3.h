@@ -36,5 +36,7 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 				       struct buf *errors);
 /* Call after the listeners are gone. */
 void pop3_server_destroy(struct pop3_server **server);
+/* SIGHUP: the timeout of cfg (loftd checked it), for new sessions. */
+void pop3_server_reload(struct pop3_server *server, const struct config *cfg);
 
 #endif

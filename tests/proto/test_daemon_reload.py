@@ -10,6 +10,8 @@
   old certificate still served.
 - A live key (log_level) takes effect; a key that needs a restart (an
   [imap] listen address) is logged as such.
+- Front-end timeouts ([imap] timeout_login, [pop3] timeout) are live: the
+  next connections get the new ones.
 """
 
 import os
@@ -157,6 +159,48 @@ def main():
             mark), env.log()[mark:])
         env.sections['imap']['listen'] = '127.0.0.1:%d' % env.port('imap')
         env.write_config()
+
+        # Front-end timeouts are live: [imap] timeout_login and [pop3]
+        # timeout (defaults 1 min and 10 min) become 1 s for the next
+        # connections; logged as live changes, not as restart keys.
+        env.sections['imap']['timeout_login'] = '1s'
+        env.sections['pop3']['timeout'] = '1s'
+        env.write_config()
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        R.check('timeouts: reload', notify.wait('READY=1') is not None)
+        R.check('timeouts: reload done', wait_log(env, 'reload done', mark))
+        tail = env.log()[mark:]
+        R.check('timeouts: the live change is logged',
+                'reload: [imap] timeout_login: (unset) -> 1s' in tail and
+                'reload: [pop3] timeout: (unset) -> 1s' in tail, tail)
+        R.check('timeouts: not logged as needing a restart',
+                'timeout_login changed' not in tail and
+                'timeout changed' not in tail, tail)
+        for proto, bye in (('imap', b'* BYE Autologout'), ('pop3', None)):
+            s = socket.create_connection(('127.0.0.1', env.port(proto)),
+                                         timeout=30)
+            f = s.makefile('rb')
+            f.readline()                       # the greeting
+            t0 = time.monotonic()
+            rest = f.read()                    # until loftd closes
+            took = time.monotonic() - t0
+            s.close()
+            R.check('timeouts: %s closed after the new timeout (%.1f s, '
+                    'the old one was minutes)' % (proto, took),
+                    took < 20, took)
+            if bye is not None:
+                R.check('timeouts: %s says why' % proto,
+                        rest.startswith(bye), rest)
+        del env.sections['imap']['timeout_login']
+        del env.sections['pop3']['timeout']
+        env.write_config()
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        R.check('timeouts: back to the defaults',
+                notify.wait('READY=1') is not None and
+                wait_log(env, 'reload: [imap] timeout_login: 1s -> (unset)',
+                         mark), env.log()[mark:])
 
         # Garbage for a certificate: refused, the old one stays.
         with open(env.cert, 'w') as f:
