@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 
-from loftenv import Results, SANITIZE, SRC
+from loftenv import LOFTCTL, Results, SANITIZE, SRC
 
 R = Results()
 
@@ -62,7 +62,8 @@ def test_contents(deb):
     names = [l.split()[-1] for l in p.stdout.splitlines()]
     for path in ('./usr/sbin/loftd', './usr/bin/loftctl',
                  './lib/systemd/system/loft.service', './var/lib/loft/',
-                 './etc/loft/loftd.conf'):
+                 './etc/loft/loftd.conf', './usr/share/man/man8/loftd.8.gz',
+                 './usr/share/man/man8/loftctl.8.gz'):
         R.check('package holds ' + path, path in names, names)
     with tempfile.TemporaryDirectory() as d:
         run(['dpkg-deb', '-e', deb, d])
@@ -152,6 +153,28 @@ def test_lintian(deb):
     errors = [l for l in p.stdout.splitlines() if l.startswith('E:')]
     R.check('lintian: no error', p.returncode == 0 and not errors,
             p.stdout + p.stderr)
+    R.check('lintian: manual pages present and well formed',
+            'no-manual-page' not in p.stdout and
+            'groff-message' not in p.stdout, p.stdout)
+
+
+def test_manual_pages():
+    """Every verb `loftctl --help` lists is in loftctl.8 (the page is
+    written by hand: a new verb must be added there too)."""
+    page = open(os.path.join(SRC, 'packaging', 'man', 'loftctl.8')).read()
+    plain = re.sub(r'\\f[BIR]|\\-|\\', '', page)
+    plain = re.sub(r'^\.[A-Z]+ ?', '', plain, flags=re.M)
+    words = ' '.join(plain.split())
+    p = run([LOFTCTL, '--help'])
+    verbs = []
+    for line in (p.stdout + p.stderr).splitlines():
+        m = re.match(r'^  ([a-z]+(?: [a-z]+)?)\b', line)
+        if m:
+            verbs.append(m.group(1))
+    R.check('loftctl --help lists verbs', len(verbs) > 20, p.stdout)
+    missing = [v for v in verbs if v not in words]
+    R.check('loftctl.8 has every verb of loftctl --help', not missing,
+            missing)
 
 
 def stub_bin(d):
@@ -292,6 +315,7 @@ def test_build_depends():
 
 def main():
     test_build_depends()
+    test_manual_pages()
     if SANITIZE:
         print('the package does not depend on the build flavour: built and '
               'checked in the release pass')
