@@ -93,6 +93,8 @@ def bench_users(n):
 class LoftTarget:
     name = "loft"
 
+    binaries = None    # (loftd, loftctl) of another build: bench/privsep.py
+
     def __init__(self, users, conns_per_user=20000, auth=None, more=None):
         self.host = "127.0.0.1"
         extra = {
@@ -111,7 +113,8 @@ class LoftTarget:
         extra["auth"].update(auth or {})   # e.g. bench/login_flood.py
         for section, keys in (more or {}).items():   # e.g. bench/jmap.py
             extra.setdefault(section, {}).update(keys)
-        self.env = Loft(users=users, extra=extra, start=False)
+        self.env = Loft(users=users, extra=extra, start=False,
+                        binaries=self.binaries)
         try:
             self.env.start()
         except BaseException:

@@ -87,9 +87,12 @@ class Loft:
     extra:  {section: {key: value}} merged into the generated config (a
             value of None removes the key; section '' is the top level).
     start:  start loftd in __enter__ (False: only write config and users).
+    binaries: (loftd, loftctl) of another build (bench/privsep.py);
+            default $LOFTD and $LOFTCTL.
     """
 
-    def __init__(self, users=None, extra=None, start=True):
+    def __init__(self, users=None, extra=None, start=True, binaries=None):
+        self.loftd_bin, self.loftctl_bin = binaries or (LOFTD, LOFTCTL)
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.dir = tempfile.mkdtemp(prefix='loft-test-')
         # A `user = ...` run: that user must reach data_dir inside.
@@ -157,7 +160,8 @@ class Loft:
 
     def loftctl(self, *args, input=None, timeout=60):
         """Runs loftctl --config CFG ARGS; returns (rc, stdout, stderr)."""
-        r = subprocess.run([LOFTCTL, '--config', self.config_path] + list(args),
+        r = subprocess.run([self.loftctl_bin, '--config', self.config_path] +
+                           list(args),
                            input=input, capture_output=True, text=True,
                            timeout=timeout * SLOW)
         return r.returncode, r.stdout, r.stderr
@@ -184,7 +188,8 @@ class Loft:
         assert self.proc is None
         log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self._log = open(self.log_path, 'ab')
-        self.proc = subprocess.Popen([LOFTD, '--config', self.config_path],
+        self.proc = subprocess.Popen([self.loftd_bin, '--config',
+                                      self.config_path],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=self._log)
         # loftd logs "loftd ready" after every listener is bound and
