@@ -96,10 +96,18 @@ def shipped_config_check(root):
              .replace('/run/loft/', os.path.join(root, 'run/loft') + '/'))
     # postinst (stubbed here) creates the loft user; without it, --check
     # would rightly refuse the shipped `user = loft`.
+    user = 'loft'
     try:
         pwd.getpwnam('loft')
     except KeyError:
+        user = 'nobody'
         moved = re.sub(r'^user = loft$', 'user = nobody', moved, flags=re.M)
+    # ... and gives it /var/lib/loft (dpkg-statoverride), which dpkg -x
+    # unpacked as root's: --check rightly refuses a data_dir owned by
+    # someone else.
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(user)
+        os.chown(os.path.join(root, 'var/lib/loft'), pw.pw_uid, pw.pw_gid)
     R.check('shipped config: user = loft',
             re.search(r'^user = loft$', conf, re.M), conf)
     path = os.path.join(etc, 'check.conf')
