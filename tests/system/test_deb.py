@@ -289,9 +289,10 @@ def test_install(work):
 
 
 def test_build_depends():
-    """Every library CMake looks for (pkg_check_modules) comes from a
-    package debian/control names in Build-Depends, so the package builds on
-    a fresh Debian 12 after `apt-get build-dep` / mk-build-deps."""
+    """Every library CMake looks for (pkg_check_modules), and every module
+    their .pc files require, comes from a package debian/control names in
+    Build-Depends, so the package builds on a fresh Debian 12 after
+    `apt-get build-dep` / mk-build-deps."""
     control = open(os.path.join(SRC, 'debian', 'control')).read()
     m = re.search(r'^Build-Depends:(.*?)^\S', control, re.M | re.S)
     listed = {re.split(r'[\s(\[]', d.strip())[0]
@@ -310,6 +311,18 @@ def test_build_depends():
                     'REQUIRED', 'QUIET', 'IMPORTED_TARGET', 'GLOBAL'))
     R.check('CMake looks for some libraries', len(modules) >= 8,
             sorted(modules))
+    # pkg-config also needs what their .pc files require, private or not
+    # (libunbound.pc: hogweed and nettle, which libunbound-dev does not
+    # pull in).
+    todo = list(modules)
+    while todo:
+        mod = todo.pop()
+        for flag in ('--print-requires', '--print-requires-private'):
+            for line in run(['pkg-config', flag, mod]).stdout.splitlines():
+                req = line.split()[0] if line.split() else ''
+                if req and req not in modules:
+                    modules.add(req)
+                    todo.append(req)
     for mod in sorted(modules):
         p = run(['pkg-config', '--variable=pcfiledir', mod])
         pc = os.path.join(p.stdout.strip(), mod + '.pc')
