@@ -348,6 +348,8 @@ def test_smtp_setups():
                     .replace('/run/loft/', os.path.join(work, 'run') + '/')
                     .replace('/var/spool/postfix/private/',
                              os.path.join(work, 'run') + '/'))
+            text = service_user(text)
+            os.chmod(work, 0o755)     # the service user reaches data/ in it
             os.makedirs(os.path.join(work, 'run'))
             path = os.path.join(work, 'loftd.conf')
             with open(path, 'w') as f:
