@@ -56,6 +56,8 @@ static int ids_query(struct auth *auth, const char *sql, const int64_t *args,
 int auth_user_groups(struct auth *auth, int64_t user_id, int64_t **ids_r,
 		     size_t *count_r)
 {
+	if (auth->client != NULL)
+		return auth_client_user_groups(auth, user_id, ids_r, count_r);
 	return ids_query(auth, "SELECT group_id FROM group_members"
 			       " WHERE user_id = ? ORDER BY group_id",
 			 &user_id, 1, ids_r, count_r);
@@ -64,6 +66,8 @@ int auth_user_groups(struct auth *auth, int64_t user_id, int64_t **ids_r,
 int auth_acl_owners(struct auth *auth, int64_t user_id, int64_t **ids_r,
 		    size_t *count_r)
 {
+	if (auth->client != NULL)
+		return auth_client_acl_owners(auth, user_id, ids_r, count_r);
 	/* 1 user, 2 group, 3 anyone, 4 authenticated (store.h); a
 	 * shared_admin sees every shared address of its domain */
 	int64_t args[2] = {user_id, user_id};
@@ -85,6 +89,8 @@ int auth_acl_owners(struct auth *auth, int64_t user_id, int64_t **ids_r,
 int auth_acl_hint(void *ctx, int64_t owner_id, int kind, int64_t id)
 {
 	struct auth *auth = ctx;
+	if (auth->client != NULL)
+		return auth_client_acl_hint(auth, owner_id, kind, id);
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
@@ -132,6 +138,8 @@ static int group_split(const char *group, char *name, size_t name_size,
 int auth_group_lookup(struct auth *auth, const char *name,
 		      const char *domain, int64_t *id_r)
 {
+	if (auth->client != NULL)
+		return auth_client_group_lookup(auth, name, domain, id_r);
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
@@ -162,6 +170,8 @@ int auth_group_lookup(struct auth *auth, const char *name,
 
 int auth_group_name(struct auth *auth, int64_t id, char *out, size_t size)
 {
+	if (auth->client != NULL)
+		return auth_client_group_name(auth, id, out, size);
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;

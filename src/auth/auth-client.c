@@ -836,6 +836,117 @@ int auth_client_token_del(struct auth *auth, const char *address,
 	return rc;
 }
 
+/* ---- shared mailboxes (auth-acl.c) ----------------------------------- */
+
+static int ids_call(struct auth *auth, uint16_t type, int64_t user_id,
+		    int64_t **ids_r, size_t *count_r)
+{
+	*ids_r = NULL;
+	*count_r = 0;
+	struct auth_wire_buf *b = request(type);
+	auth_wire_i64(b, user_id);
+	struct pending p;
+	int rc = call(auth->client, b, &p);
+	request_free(b);
+	size_t cap = 0;
+	for (struct packet *k = rc == 0 ? p.first : NULL; k != NULL;
+	     k = k->next) {
+		struct auth_reply rep;
+		if (auth_wire_parse_reply(k->data, k->len, &rep) < 0 ||
+		    rep.type != type || rep.rc != 0) {
+			rc = -1;
+			break;
+		}
+		size_t pos = 0;
+		int64_t id;
+		int more;
+		while ((more = auth_wire_id_next(&rep, &pos, &id)) == 1) {
+			if (*count_r == cap) {
+				cap = cap ? 2 * cap : 8;
+				*ids_r = xrealloc(*ids_r, cap * sizeof(int64_t));
+			}
+			(*ids_r)[(*count_r)++] = id;
+		}
+		if (more < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	packets_free(&p);
+	if (rc < 0) {
+		free(*ids_r);
+		*ids_r = NULL;
+		*count_r = 0;
+	}
+	return rc;
+}
+
+int auth_client_user_groups(struct auth *auth, int64_t user_id,
+			    int64_t **ids_r, size_t *count_r)
+{
+	return ids_call(auth, AUTH_WIRE_USER_GROUPS, user_id, ids_r, count_r);
+}
+
+int auth_client_acl_owners(struct auth *auth, int64_t user_id,
+			   int64_t **ids_r, size_t *count_r)
+{
+	return ids_call(auth, AUTH_WIRE_ACL_OWNERS, user_id, ids_r, count_r);
+}
+
+int auth_client_acl_hint(struct auth *auth, int64_t owner_id, int kind,
+			 int64_t id)
+{
+	if (kind < 0 || kind > UINT8_MAX)
+		return -1;
+	struct auth_wire_buf *b = request(AUTH_WIRE_ACL_HINT);
+	auth_wire_i64(b, owner_id);
+	auth_wire_u8(b, (uint8_t)kind);
+	auth_wire_i64(b, id);
+	struct pending p;
+	struct auth_reply rep;
+	int rc = roundtrip(auth, b, &rep, &p);
+	packets_free(&p);
+	return rc == 0 && rep.rc == 0 ? 0 : -1;
+}
+
+int auth_client_group_lookup(struct auth *auth, const char *name,
+			     const char *domain, int64_t *id_r)
+{
+	if (strlen(name) > AUTH_WIRE_NAME_MAX ||
+	    strlen(domain) > AUTH_WIRE_NAME_MAX)
+		return 0;
+	struct auth_wire_buf *b = request(AUTH_WIRE_GROUP_LOOKUP);
+	auth_wire_str(b, name);
+	auth_wire_str(b, domain);
+	struct pending p;
+	struct auth_reply rep;
+	int rc = roundtrip(auth, b, &rep, &p);
+	if (rc == 0) {
+		rc = rep.rc;
+		if (rc == 1)
+			*id_r = rep.group_id;
+	}
+	packets_free(&p);
+	return rc < 0 ? -1 : rc;
+}
+
+int auth_client_group_name(struct auth *auth, int64_t id, char *out,
+			   size_t size)
+{
+	struct auth_wire_buf *b = request(AUTH_WIRE_GROUP_NAME);
+	auth_wire_i64(b, id);
+	struct pending p;
+	struct auth_reply rep;
+	int rc = roundtrip(auth, b, &rep, &p);
+	if (rc == 0) {
+		rc = rep.rc;
+		if (rc == 1)
+			snprintf(out, size, "%s", rep.login);
+	}
+	packets_free(&p);
+	return rc < 0 ? -1 : rc;
+}
+
 /* Called where a session ends, often on an I/O thread: never waits. If
  * the packet cannot go at once, the auth process drops the exchange when
  * it has been idle long enough (AUTH_SERVER_SASL_IDLE_MS). */

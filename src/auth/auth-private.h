@@ -313,6 +313,16 @@ int auth_client_token_list(struct auth *auth, const char *address,
 			   auth_token_list_fn *fn, void *ctx, char **error_r);
 int auth_client_token_del(struct auth *auth, const char *address,
 			  const char *name, char **error_r);
+int auth_client_user_groups(struct auth *auth, int64_t user_id,
+			    int64_t **ids_r, size_t *count_r);
+int auth_client_acl_owners(struct auth *auth, int64_t user_id,
+			   int64_t **ids_r, size_t *count_r);
+int auth_client_acl_hint(struct auth *auth, int64_t owner_id, int kind,
+			 int64_t id);
+int auth_client_group_lookup(struct auth *auth, const char *name,
+			     const char *domain, int64_t *id_r);
+int auth_client_group_name(struct auth *auth, int64_t id, char *out,
+			   size_t size);
 void auth_client_close(struct auth *auth);
 /* How long a call waits for a connection (tests shorten it). */
 void auth_client_set_connect_wait(struct auth *auth, unsigned ms);

@@ -465,6 +465,44 @@ static void do_token_del(struct auth_server *srv, struct auth_request *req,
 	put_error(b, error);
 }
 
+/* USER_GROUPS and ACL_OWNERS: ids, several packets if need be. */
+static void do_ids(struct auth_server *srv, struct auth_request *req,
+		   struct auth_wire_buf *b)
+{
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int rc = req->type == AUTH_WIRE_USER_GROUPS
+		? auth_user_groups(srv->auth, req->user_id, &ids, &n)
+		: auth_acl_owners(srv->auth, req->user_id, &ids, &n);
+	if (rc < 0) {
+		auth_wire_u8(b, (uint8_t)(int8_t)-1);
+		auth_wire_u32(b, 0);
+		return;
+	}
+	struct list_ctx *l = xcalloc(1, sizeof(*l));
+	l->srv = srv;
+	l->b = b;
+	l->id = req->id;
+	l->type = req->type;
+	auth_wire_begin(&l->rows, 0, 0, 0);
+	for (size_t i = 0; i < n; i++) {
+		list_room(l, 8);
+		auth_wire_i64(&l->rows, ids[i]);
+	}
+	list_flush(l, false);
+	free(l);
+	free(ids);
+}
+
+static void do_group_name(struct auth_server *srv, struct auth_request *req,
+			  struct auth_wire_buf *b)
+{
+	char name[AUTH_WIRE_NAME_MAX + 1] = "";
+	int rc = auth_group_name(srv->auth, req->user_id, name, sizeof(name));
+	auth_wire_u8(b, (uint8_t)(int8_t)rc);
+	auth_wire_str(b, rc == 1 ? name : "");
+}
+
 static void run_job(struct auth_server *srv, struct job *j)
 {
 	struct auth_request *req = &j->req;
@@ -505,6 +543,24 @@ static void run_job(struct auth_server *srv, struct job *j)
 		break;
 	case AUTH_WIRE_TOKEN_DEL:
 		do_token_del(srv, req, b);
+		break;
+	case AUTH_WIRE_USER_GROUPS:
+	case AUTH_WIRE_ACL_OWNERS:
+		do_ids(srv, req, b);
+		break;
+	case AUTH_WIRE_ACL_HINT:
+		rc = auth_acl_hint(srv->auth, req->user_id, req->kind, req->id2);
+		auth_wire_u8(b, (uint8_t)(int8_t)(rc < 0 ? -1 : 0));
+		break;
+	case AUTH_WIRE_GROUP_LOOKUP: {
+		int64_t gid = 0;
+		rc = auth_group_lookup(srv->auth, req->name, req->domain, &gid);
+		auth_wire_u8(b, (uint8_t)(int8_t)rc);
+		auth_wire_i64(b, rc == 1 ? gid : 0);
+		break;
+	}
+	case AUTH_WIRE_GROUP_NAME:
+		do_group_name(srv, req, b);
 		break;
 	case AUTH_WIRE_LOOKUP_POSTMASTER:
 		rc = auth_lookup_postmaster(srv->auth, req->name, &user);

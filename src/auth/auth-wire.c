@@ -33,6 +33,11 @@ static const char *const type_names[AUTH_WIRE_TYPE_COUNT] = {
 	[AUTH_WIRE_TOKEN_ADD] = "token-add",
 	[AUTH_WIRE_TOKEN_LIST] = "token-list",
 	[AUTH_WIRE_TOKEN_DEL] = "token-del",
+	[AUTH_WIRE_USER_GROUPS] = "user-groups",
+	[AUTH_WIRE_ACL_OWNERS] = "acl-owners",
+	[AUTH_WIRE_ACL_HINT] = "acl-hint",
+	[AUTH_WIRE_GROUP_LOOKUP] = "group-lookup",
+	[AUTH_WIRE_GROUP_NAME] = "group-name",
 };
 
 const char *auth_wire_type_name(unsigned type)
@@ -280,7 +285,19 @@ int auth_wire_parse_request(const uint8_t *pkt, size_t len,
 	case AUTH_WIRE_LOOKUP_ID:
 	case AUTH_WIRE_POLICY:
 	case AUTH_WIRE_SEND_ADDRESSES:
+	case AUTH_WIRE_USER_GROUPS:
+	case AUTH_WIRE_ACL_OWNERS:
+	case AUTH_WIRE_GROUP_NAME:
 		req->user_id = get_i64(&r);
+		break;
+	case AUTH_WIRE_ACL_HINT:
+		req->user_id = get_i64(&r);
+		req->kind = get_u8(&r);
+		req->id2 = get_i64(&r);
+		break;
+	case AUTH_WIRE_GROUP_LOOKUP:
+		get_str(&r, req->name, AUTH_WIRE_NAME_MAX);
+		get_str(&r, req->domain, AUTH_WIRE_NAME_MAX);
 		break;
 	case AUTH_WIRE_USER_LIST:
 		break;
@@ -381,6 +398,8 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
 	case AUTH_WIRE_USER_LIST:
 	case AUTH_WIRE_SEND_ADDRESSES:
 	case AUTH_WIRE_TOKEN_LIST:
+	case AUTH_WIRE_USER_GROUPS:
+	case AUTH_WIRE_ACL_OWNERS:
 		rep->rc = (int8_t)get_u8(&r);
 		rep->list_count = get_u32(&r);
 		rep->data = r.p;
@@ -460,6 +479,23 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
 		if (rep->rc != 0 && rep->rc != -1)
 			r.bad = true;
 		break;
+	case AUTH_WIRE_ACL_HINT:
+		rep->rc = (int8_t)get_u8(&r);
+		if (rep->rc != 0 && rep->rc != -1)
+			r.bad = true;
+		break;
+	case AUTH_WIRE_GROUP_LOOKUP:
+		rep->rc = (int8_t)get_u8(&r);
+		rep->group_id = get_i64(&r);
+		if (rep->rc < -1 || rep->rc > 1)
+			r.bad = true;
+		break;
+	case AUTH_WIRE_GROUP_NAME:
+		rep->rc = (int8_t)get_u8(&r);
+		get_str(&r, rep->login, AUTH_WIRE_NAME_MAX);
+		if (rep->rc < -1 || rep->rc > 1)
+			r.bad = true;
+		break;
 	default:
 		return -1;     /* SASL_FREE has no reply */
 	}
@@ -510,6 +546,19 @@ int auth_wire_token_next(const struct auth_reply *rep, size_t *pos,
 	info_r->created = (time_t)t[0];
 	info_r->expires = (time_t)t[1];
 	info_r->last_used = (time_t)t[2];
+	*pos = rep->data_len - r.left;
+	return 1;
+}
+
+int auth_wire_id_next(const struct auth_reply *rep, size_t *pos,
+		      int64_t *id_r)
+{
+	if (*pos >= rep->data_len)
+		return 0;
+	struct rd r = {rep->data + *pos, rep->data_len - *pos, false};
+	*id_r = get_i64(&r);
+	if (r.bad)
+		return -1;
 	*pos = rep->data_len - r.left;
 	return 1;
 }

@@ -94,6 +94,14 @@ enum auth_wire_type {
 				    i64 last_used), MORE */
 	AUTH_WIRE_TOKEN_DEL,     /* str address, str name
 				    -> u8 rc, str error */
+	/* shared mailboxes (auth-acl.c) */
+	AUTH_WIRE_USER_GROUPS,   /* i64 user          -> u8 rc, u32 n,
+				    n x i64 group, MORE */
+	AUTH_WIRE_ACL_OWNERS,    /* i64 user          -> as USER_GROUPS,
+				    n x i64 owner */
+	AUTH_WIRE_ACL_HINT,      /* i64 owner, u8 kind, i64 id -> u8 rc */
+	AUTH_WIRE_GROUP_LOOKUP,  /* str name, str domain -> u8 rc, i64 id */
+	AUTH_WIRE_GROUP_NAME,    /* i64 id            -> u8 rc, str name */
 	AUTH_WIRE_TYPE_COUNT
 };
 
@@ -111,6 +119,9 @@ struct auth_request {
 	char remote[AUTH_WIRE_REMOTE_MAX + 1];
 	int64_t user_id;
 	int64_t expires;                        /* TOKEN_ADD */
+	char domain[AUTH_WIRE_NAME_MAX + 1];    /* GROUP_LOOKUP */
+	int64_t id2;                            /* ACL_HINT: the grantee */
+	uint8_t kind;                           /* ACL_HINT */
 	uint32_t sasl_id;
 	uint32_t lifetime_secs;                 /* SESSION_CREATE */
 	uint32_t idle_secs;
@@ -137,6 +148,7 @@ struct auth_reply {
 						   name given */
 	char token[AUTH_WIRE_TOKEN_MAX + 1];    /* TOKEN_ADD */
 	char error[AUTH_WIRE_ERROR_MAX + 1];    /* PASSWD_CHANGE, TOKEN_* */
+	int64_t group_id;                       /* GROUP_LOOKUP */
 	int result;                             /* CHECK_CACHED */
 	bool proof_ok;                          /* SASL_CHECK */
 };
@@ -177,6 +189,9 @@ int auth_wire_list_next(const struct auth_reply *rep, size_t *pos,
  * (times are never negative). */
 int auth_wire_token_next(const struct auth_reply *rep, size_t *pos,
 			 struct auth_token_info *info_r);
+/* USER_GROUPS and ACL_OWNERS rows: the next id; as auth_wire_list_next. */
+int auth_wire_id_next(const struct auth_reply *rep, size_t *pos,
+		      int64_t *id_r);
 /* A TOKEN_LIST row, as the auth process writes it. */
 void auth_wire_token_row(struct auth_wire_buf *b,
 			 const struct auth_token_info *info);

@@ -455,6 +455,46 @@ void daemon_extras_sandbox(const struct daemon *d, struct daemon_sandbox *sb)
 	dkim_dir = xasprintf("%s/dkim", d->dc.data_dir);
 	daemon_sandbox_ro(sb, dkim_dir);
 #endif
+	/* [sieve]: the admin's before/after scripts (their directories,
+	 * once each) and global_dir, read at start and at each delivery's
+	 * include :global. */
+	static char **sieve_dirs;
+	static size_t sieve_dir_count;
+	for (size_t i = 0; i < sieve_dir_count; i++)
+		free(sieve_dirs[i]);
+	sieve_dir_count = 0;
+	static const char *const lists[] = {"before", "after"};
+	for (int l = 0; l < 2; l++) {
+		const char *list = config_get(d->cfg, "sieve", lists[l]);
+		size_t n = 0;
+		char **files = list != NULL ? config_split_list(list, &n) : NULL;
+		for (size_t i = 0; i < n; i++) {
+			char *slash = strrchr(files[i], '/');
+			char *dir = slash == NULL ? xstrdup(".")
+				    : slash == files[i] ? xstrdup("/")
+				    : xstrndup(files[i],
+					       (size_t)(slash - files[i]));
+			bool seen = false;
+			for (size_t k = 0; k < sieve_dir_count && !seen; k++)
+				seen = strcmp(sieve_dirs[k], dir) == 0;
+			if (seen || sieve_dir_count >= 8) {
+				if (!seen)
+					log_warn("loftd", NULL, "[sieve] scripts "
+						 "in more than 8 directories: %s "
+						 "is not readable", dir);
+				free(dir);
+				continue;
+			}
+			sieve_dirs = xrealloc(sieve_dirs, (sieve_dir_count + 1) *
+							  sizeof(*sieve_dirs));
+			sieve_dirs[sieve_dir_count++] = dir;
+			daemon_sandbox_ro(sb, dir);
+		}
+		for (size_t i = 0; i < n; i++)
+			free(files[i]);
+		free(files);
+	}
+	daemon_sandbox_ro(sb, config_get(d->cfg, "sieve", "global_dir"));
 #else
 	(void)d;
 	(void)sb;

@@ -27,7 +27,19 @@ static void encode(const struct auth_request *req, struct auth_wire_buf *b)
 	case AUTH_WIRE_LOOKUP_ID:
 	case AUTH_WIRE_POLICY:
 	case AUTH_WIRE_SEND_ADDRESSES:
+	case AUTH_WIRE_USER_GROUPS:
+	case AUTH_WIRE_ACL_OWNERS:
+	case AUTH_WIRE_GROUP_NAME:
 		auth_wire_i64(b, req->user_id);
+		break;
+	case AUTH_WIRE_ACL_HINT:
+		auth_wire_i64(b, req->user_id);
+		auth_wire_u8(b, req->kind);
+		auth_wire_i64(b, req->id2);
+		break;
+	case AUTH_WIRE_GROUP_LOOKUP:
+		auth_wire_str(b, req->name);
+		auth_wire_str(b, req->domain);
 		break;
 	case AUTH_WIRE_USER_LIST:
 		break;

@@ -691,6 +691,73 @@ static void test_webmail_calls(void)
 	auth_close(&c);
 }
 
+/* Shared mailboxes (auth-acl.c, src/imap/imap-acl.c): groups, the
+ * reverse index of grants and ACL identifiers, through the client. */
+/* enum store_acl_kind (store.h, outside this test's modules) */
+enum { ACL_USER = 1, ACL_GROUP = 2 };
+
+static void test_acl_calls(void)
+{
+	struct srv s;
+	srv_start(&s);
+	struct auth *c = client_for(&s);
+	char *err = NULL;
+	struct auth_user alice, bob;
+	CHECK_INT(auth_lookup(local, ALICE, &alice), 1);
+	CHECK_INT(auth_lookup(local, "bob@" DOMAIN, &bob), 1);
+	CHECK_INT(auth_group_add(local, "team@" DOMAIN, &err), 0);
+	CHECK_INT(auth_group_member(local, "team@" DOMAIN, ALICE, true, &err),
+		  0);
+	int64_t gid = 0;
+	CHECK_INT(auth_group_lookup(c, "TEAM", DOMAIN, &gid), 1);
+	CHECK(gid > 0);
+	CHECK_INT(auth_group_lookup(c, "nobody", DOMAIN, &gid), 0);
+	char name[128] = "";
+	CHECK_INT(auth_group_name(c, gid, name, sizeof(name)), 1);
+	CHECK_STR(name, "team@" DOMAIN);
+	CHECK_INT(auth_group_name(c, gid + 1000, name, sizeof(name)), 0);
+	int64_t *ids = NULL;
+	size_t n = 0;
+	CHECK_INT(auth_user_groups(c, alice.id, &ids, &n), 0);
+	CHECK(n == 1 && ids[0] == gid);
+	free(ids);
+	CHECK_INT(auth_user_groups(c, bob.id, &ids, &n), 0);
+	CHECK_INT((int)n, 0);
+	free(ids);
+	/* bob grants alice's group something: alice's LIST opens bob's */
+	CHECK_INT(auth_acl_hint(c, bob.id, ACL_GROUP, gid), 0);
+	CHECK_INT(auth_acl_owners(c, alice.id, &ids, &n), 0);
+	CHECK(n == 1 && ids[0] == bob.id);
+	free(ids);
+	/* identifiers as IMAP's SETACL parses and GETACL prints them */
+	int kind = 0;
+	int64_t id = 0;
+	bool neg = false;
+	const char *why = NULL;
+	CHECK_INT(auth_acl_identifier(c, "-$team", "bob@" DOMAIN, false, &kind,
+				      &id, &neg, &why), 0);
+	CHECK(kind == ACL_GROUP && id == gid && neg);
+	CHECK_INT(auth_acl_identifier(c, ALICE, "bob@" DOMAIN, false, &kind,
+				      &id, &neg, &why), 0);
+	CHECK(kind == ACL_USER && id == alice.id);
+	CHECK_INT(auth_acl_identifier(c, "$nope", "bob@" DOMAIN, false, &kind,
+				      &id, &neg, &why), -1);
+	CHECK(why != NULL && strstr(why, "NONEXISTENT") != NULL);
+	char *text = auth_acl_identifier_text(c, ACL_GROUP, gid, false,
+					      "bob@" DOMAIN);
+	CHECK_STR(text, "$team");
+	free(text);
+	/* the auth process away: an error, never an empty answer */
+	srv_kill(&s);
+	CHECK_INT(auth_user_groups(c, alice.id, &ids, &n), -1);
+	CHECK(ids == NULL && n == 0);
+	CHECK_INT(auth_acl_hint(c, bob.id, ACL_GROUP, gid), -1);
+	CHECK_INT(auth_acl_identifier(c, "$team", "bob@" DOMAIN, false, &kind,
+				      &id, &neg, &why), -1);
+	CHECK(why != NULL && strstr(why, "UNAVAILABLE") != NULL);
+	auth_close(&c);
+}
+
 static const struct test_case cases[] = {
 	{"wire_roundtrip", test_wire_roundtrip},
 	{"lookups", test_lookups},
@@ -702,6 +769,7 @@ static const struct test_case cases[] = {
 	{"user_list_many", test_user_list_many},
 	{"tokens_sessions", test_tokens_sessions},
 	{"webmail_calls", test_webmail_calls},
+	{"acl_calls", test_acl_calls},
 	{NULL, NULL},
 };
 
