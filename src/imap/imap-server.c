@@ -193,15 +193,21 @@ static int read_settings(const struct config *cfg, struct imap_settings *set,
 	return ret == 0 ? 0 : -1;
 }
 
+/* What read_settings allocated. */
+static void settings_free(struct imap_settings *set)
+{
+	free(set->hostname);
+	free(set->other_namespace);
+	free(set->shared_namespace);
+}
+
 struct imap_server *imap_server_create(const struct config *cfg,
 				       struct store *store, struct auth *auth,
 				       struct buf *errors)
 {
 	struct imap_server *server = xcalloc(1, sizeof(*server));
 	if (read_settings(cfg, &server->set, errors) < 0) {
-		free(server->set.hostname);
-		free(server->set.other_namespace);
-		free(server->set.shared_namespace);
+		settings_free(&server->set);
 		free(server);
 		return NULL;
 	}
@@ -231,7 +237,7 @@ void imap_server_reload(struct imap_server *server, const struct config *cfg)
 		server->set.max_user_ip_conns = set.max_user_ip_conns;
 		pthread_mutex_unlock(&server->lock);
 	}
-	free(set.hostname);
+	settings_free(&set);
 	buf_free(&errors);
 }
 
@@ -242,9 +248,7 @@ void imap_server_destroy(struct imap_server **serverp)
 		return;
 	pthread_mutex_destroy(&server->lock);
 	free(server->counts);
-	free(server->set.hostname);
-	free(server->set.other_namespace);
-	free(server->set.shared_namespace);
+	settings_free(&server->set);
 	free(server);
 	*serverp = NULL;
 }
