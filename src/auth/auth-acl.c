@@ -523,6 +523,8 @@ int auth_user_shared_admin(struct auth *auth, int64_t user_id)
 
 int auth_user_is_shared(struct auth *auth, int64_t user_id)
 {
+	if (auth->client != NULL)
+		return auth_client_user_is_shared(auth, user_id);
 	int64_t *ids;
 	size_t n;
 	if (ids_query(auth, "SELECT 1 FROM user_settings WHERE user_id = ?"

@@ -930,6 +930,19 @@ int auth_client_group_lookup(struct auth *auth, const char *name,
 	return rc < 0 ? -1 : rc;
 }
 
+int auth_client_user_is_shared(struct auth *auth, int64_t user_id)
+{
+	struct auth_wire_buf *b = request(AUTH_WIRE_USER_IS_SHARED);
+	auth_wire_i64(b, user_id);
+	struct pending p;
+	struct auth_reply rep;
+	int rc = roundtrip(auth, b, &rep, &p);
+	if (rc == 0)
+		rc = rep.rc;
+	packets_free(&p);
+	return rc < 0 ? -1 : rc;
+}
+
 int auth_client_group_name(struct auth *auth, int64_t id, char *out,
 			   size_t size)
 {

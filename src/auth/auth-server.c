@@ -562,6 +562,10 @@ static void run_job(struct auth_server *srv, struct job *j)
 	case AUTH_WIRE_GROUP_NAME:
 		do_group_name(srv, req, b);
 		break;
+	case AUTH_WIRE_USER_IS_SHARED:
+		rc = auth_user_is_shared(srv->auth, req->user_id);
+		auth_wire_u8(b, (uint8_t)(int8_t)(rc < 0 ? -1 : rc > 0));
+		break;
 	case AUTH_WIRE_LOOKUP_POSTMASTER:
 		rc = auth_lookup_postmaster(srv->auth, req->name, &user);
 		auth_wire_u8(b, (uint8_t)(int8_t)rc);

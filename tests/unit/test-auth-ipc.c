@@ -743,6 +743,7 @@ static void test_acl_calls(void)
 	CHECK_INT(auth_acl_identifier(c, "$nope", "bob@" DOMAIN, false, &kind,
 				      &id, &neg, &why), -1);
 	CHECK(why != NULL && strstr(why, "NONEXISTENT") != NULL);
+	CHECK_INT(auth_user_is_shared(c, alice.id), 0);
 	char *text = auth_acl_identifier_text(c, ACL_GROUP, gid, false,
 					      "bob@" DOMAIN);
 	CHECK_STR(text, "$team");
@@ -752,6 +753,7 @@ static void test_acl_calls(void)
 	CHECK_INT(auth_user_groups(c, alice.id, &ids, &n), -1);
 	CHECK(ids == NULL && n == 0);
 	CHECK_INT(auth_acl_hint(c, bob.id, ACL_GROUP, gid), -1);
+	CHECK_INT(auth_user_is_shared(c, alice.id), -1);
 	CHECK_INT(auth_acl_identifier(c, "$team", "bob@" DOMAIN, false, &kind,
 				      &id, &neg, &why), -1);
 	CHECK(why != NULL && strstr(why, "UNAVAILABLE") != NULL);
