@@ -8,6 +8,7 @@
  */
 #include "store.h"
 #include "auth-private.h"
+#include "auth-wire.h"
 
 #include <stdlib.h>
 #include <ctype.h>
@@ -511,6 +512,9 @@ out:
 
 int auth_user_shared_admin(struct auth *auth, int64_t user_id)
 {
+	if (auth->client != NULL)
+		return auth_client_user_flag(auth, AUTH_WIRE_USER_SHARED_ADMIN,
+					     user_id);
 	int64_t *ids;
 	size_t n;
 	if (ids_query(auth, "SELECT 1 FROM user_settings WHERE user_id = ?"
@@ -524,7 +528,8 @@ int auth_user_shared_admin(struct auth *auth, int64_t user_id)
 int auth_user_is_shared(struct auth *auth, int64_t user_id)
 {
 	if (auth->client != NULL)
-		return auth_client_user_is_shared(auth, user_id);
+		return auth_client_user_flag(auth, AUTH_WIRE_USER_IS_SHARED,
+					     user_id);
 	int64_t *ids;
 	size_t n;
 	if (ids_query(auth, "SELECT 1 FROM user_settings WHERE user_id = ?"

@@ -930,9 +930,9 @@ int auth_client_group_lookup(struct auth *auth, const char *name,
 	return rc < 0 ? -1 : rc;
 }
 
-int auth_client_user_is_shared(struct auth *auth, int64_t user_id)
+int auth_client_user_flag(struct auth *auth, uint16_t type, int64_t user_id)
 {
-	struct auth_wire_buf *b = request(AUTH_WIRE_USER_IS_SHARED);
+	struct auth_wire_buf *b = request(type);
 	auth_wire_i64(b, user_id);
 	struct pending p;
 	struct auth_reply rep;

@@ -323,7 +323,8 @@ int auth_client_group_lookup(struct auth *auth, const char *name,
 			     const char *domain, int64_t *id_r);
 int auth_client_group_name(struct auth *auth, int64_t id, char *out,
 			   size_t size);
-int auth_client_user_is_shared(struct auth *auth, int64_t user_id);
+/* USER_IS_SHARED, USER_SHARED_ADMIN: 1, 0 or -1. */
+int auth_client_user_flag(struct auth *auth, uint16_t type, int64_t user_id);
 void auth_client_close(struct auth *auth);
 /* How long a call waits for a connection (tests shorten it). */
 void auth_client_set_connect_wait(struct auth *auth, unsigned ms);

@@ -563,7 +563,10 @@ static void run_job(struct auth_server *srv, struct job *j)
 		do_group_name(srv, req, b);
 		break;
 	case AUTH_WIRE_USER_IS_SHARED:
-		rc = auth_user_is_shared(srv->auth, req->user_id);
+	case AUTH_WIRE_USER_SHARED_ADMIN:
+		rc = req->type == AUTH_WIRE_USER_IS_SHARED
+			? auth_user_is_shared(srv->auth, req->user_id)
+			: auth_user_shared_admin(srv->auth, req->user_id);
 		auth_wire_u8(b, (uint8_t)(int8_t)(rc < 0 ? -1 : rc > 0));
 		break;
 	case AUTH_WIRE_LOOKUP_POSTMASTER:

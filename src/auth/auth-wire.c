@@ -39,6 +39,7 @@ static const char *const type_names[AUTH_WIRE_TYPE_COUNT] = {
 	[AUTH_WIRE_GROUP_LOOKUP] = "group-lookup",
 	[AUTH_WIRE_GROUP_NAME] = "group-name",
 	[AUTH_WIRE_USER_IS_SHARED] = "user-is-shared",
+	[AUTH_WIRE_USER_SHARED_ADMIN] = "user-shared-admin",
 };
 
 const char *auth_wire_type_name(unsigned type)
@@ -290,6 +291,7 @@ int auth_wire_parse_request(const uint8_t *pkt, size_t len,
 	case AUTH_WIRE_ACL_OWNERS:
 	case AUTH_WIRE_GROUP_NAME:
 	case AUTH_WIRE_USER_IS_SHARED:
+	case AUTH_WIRE_USER_SHARED_ADMIN:
 		req->user_id = get_i64(&r);
 		break;
 	case AUTH_WIRE_ACL_HINT:
@@ -487,6 +489,7 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
 			r.bad = true;
 		break;
 	case AUTH_WIRE_USER_IS_SHARED:
+	case AUTH_WIRE_USER_SHARED_ADMIN:
 		rep->rc = (int8_t)get_u8(&r);
 		if (rep->rc < -1 || rep->rc > 1)
 			r.bad = true;

@@ -103,6 +103,7 @@ enum auth_wire_type {
 	AUTH_WIRE_GROUP_LOOKUP,  /* str name, str domain -> u8 rc, i64 id */
 	AUTH_WIRE_GROUP_NAME,    /* i64 id            -> u8 rc, str name */
 	AUTH_WIRE_USER_IS_SHARED,/* i64 user          -> u8 rc */
+	AUTH_WIRE_USER_SHARED_ADMIN, /* i64 user      -> u8 rc */
 	AUTH_WIRE_TYPE_COUNT
 };
 

@@ -31,6 +31,7 @@ static void encode(const struct auth_request *req, struct auth_wire_buf *b)
 	case AUTH_WIRE_ACL_OWNERS:
 	case AUTH_WIRE_GROUP_NAME:
 	case AUTH_WIRE_USER_IS_SHARED:
+	case AUTH_WIRE_USER_SHARED_ADMIN:
 		auth_wire_i64(b, req->user_id);
 		break;
 	case AUTH_WIRE_ACL_HINT:

@@ -744,6 +744,9 @@ static void test_acl_calls(void)
 				      &id, &neg, &why), -1);
 	CHECK(why != NULL && strstr(why, "NONEXISTENT") != NULL);
 	CHECK_INT(auth_user_is_shared(c, alice.id), 0);
+	CHECK_INT(auth_user_shared_admin(c, alice.id), 0);
+	CHECK_INT(auth_user_set(local, ALICE, "shared_admin", "yes", &err), 0);
+	CHECK_INT(auth_user_shared_admin(c, alice.id), 1);
 	char *text = auth_acl_identifier_text(c, ACL_GROUP, gid, false,
 					      "bob@" DOMAIN);
 	CHECK_STR(text, "$team");
