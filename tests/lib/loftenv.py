@@ -325,6 +325,12 @@ class Loft:
                 out[comm[len('loftd-'):]] = pid
         return out
 
+    def serving_pid(self):
+        """The process that serves the connections (the mail process
+        under privilege separation), for memory figures: the parent's
+        RSS says nothing about sessions."""
+        return self.children().get('mail', self.proc.pid)
+
     def _log_bytes(self):
         try:
             with open(self.log_path, 'rb') as f:

@@ -168,7 +168,7 @@ with Loft(extra={'limits': {'write_timeout': '3s'},
     s.close()
 
     # ---- a 20 MB APPEND streams to disk, never whole in memory ---------------
-    pid = env.proc.pid
+    pid = env.serving_pid()
     before = rss_kb(pid)
     size = 20 * 1024 * 1024
     line = b'z' * 1022 + b'\r\n'
@@ -192,7 +192,7 @@ with Loft(extra={'limits': {'write_timeout': '3s'},
     # ---- a client that never reads --------------------------------------------
     big = 'Subject: big\r\n\r\n' + ('x' * 998 + '\r\n') * 1000   # ~1 MB
     watcher.run('APPEND INBOX {%d+}\r\n%s' % (len(big), big), 'OK')
-    pid = env.proc.pid
+    pid = env.serving_pid()
     before = rss_kb(pid)
     n = Conv(env.raw('imap'), r)
     n.login(USER, PW)

@@ -376,11 +376,11 @@ def test_pipelining_flood(env):
     n = 600000
     c = Conv.tcp(env.port('lmtp'), timeout=60)
     c.cmd('LHLO client.test')
-    rss0 = _rss_kib(env.proc.pid)
+    rss0 = _rss_kib(env.serving_pid())
     sender = threading.Thread(target=lambda: c.send(b'NOOP\r\n' * n + b'QUIT\r\n'))
     sender.start()
     time.sleep(2)
-    rss = _rss_kib(env.proc.pid)
+    rss = _rss_kib(env.serving_pid())
     print('flood: loftd RSS %s KiB before, %s KiB with replies backed up' % (rss0, rss))
     got = 0
     try:
@@ -514,7 +514,7 @@ def test_thousand_recipients(env_factory):
                b'--b\r\nContent-Type: application/octet-stream\r\n'
                b'Content-Transfer-Encoding: base64\r\n\r\n' + attach +
                b'--b--\r\n')
-        rss0 = _rss_kib(env.proc.pid)
+        rss0 = _rss_kib(env.serving_pid())
         c = Conv.tcp(env.port('lmtp'), timeout=300)
         c.cmd('LHLO client.test')
         c.cmd('MAIL FROM:<list@remote.test>')
@@ -528,7 +528,7 @@ def test_thousand_recipients(env_factory):
         R.check('1,000 rcpts: 1,000 replies, each 250 naming its recipient',
                 all(d[0] == 250 and r in d[1][0] for d, r in zip(dr, rcpts)),
                 [d for d in dr if d[0] != 250][:3])
-        rss1 = _rss_kib(env.proc.pid)
+        rss1 = _rss_kib(env.serving_pid())
         print('1,000 rcpts: loftd RSS %s KiB before, %s KiB after' % (rss0, rss1))
         if not SANITIZE:
             R.check('1,000 rcpts: memory not recipients x size (grows < 64 MiB)',
