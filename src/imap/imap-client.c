@@ -25,6 +25,7 @@
 
 #include "imap-commands.h"
 #include "imap-context.h"
+#include "imap-notify.h"
 #include "imap-server.h"
 #include "imap.h"
 #include "log.h"
@@ -142,7 +143,7 @@ void imap_client_capabilities(struct imap_client *c, struct buf *out)
 	buf_append_str(out, " BINARY ESEARCH SEARCHRES WITHIN SORT SORT=DISPLAY"
 			    " THREAD=REFERENCES THREAD=ORDEREDSUBJECT ESORT"
 			    " CONTEXT=SEARCH CONTEXT=SORT PARTIAL PREVIEW CATENATE"
-			    " URLAUTH REPLACE METADATA METADATA-SERVER");
+			    " URLAUTH REPLACE METADATA METADATA-SERVER NOTIFY");
 	if (!c->compressed && set->compress)
 		buf_append_str(out, " COMPRESS=DEFLATE");
 }
@@ -174,6 +175,9 @@ static void cmd_vreply(struct imap_cmd *cmd, const char *status,
 	if (c->view != NULL && !(cmd->def != NULL &&
 				 (cmd->def->flags & IMAP_CMD_IO_THREAD)))
 		imap_client_sync(c, cmd_allows_expunge(cmd));
+	/* RFC 5465: the other mailboxes' events may go out with any reply */
+	if (!(cmd->def != NULL && (cmd->def->flags & IMAP_CMD_IO_THREAD)))
+		imap_notify_flush(c);
 	c->told_count = 0;
 	struct buf text;
 	buf_init(&text, 0);
@@ -516,6 +520,9 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 	buf_reset(&c->out);
 	c->vanished_count = 0;
 	c->sync_reported = 0;
+	uint32_t count_before = store_view_count(c->view);
+	uint32_t last_uid = count_before ? store_view_uid(c->view, count_before)
+					 : 0;
 	int r = store_view_sync(c->view, allow_expunge, &cb, c, &err);
 	flush_vanished(c);
 	if (r < 0)
@@ -541,6 +548,9 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 		c->reported_modseq = c->safe_modseq;
 	}
 	flush_out(c, 0);
+	/* NOTIFY MessageNew (fetch-atts): the new messages' FETCH */
+	if (r == 0 && imap_notify_wants_new(c))
+		imap_notify_new_messages(c, last_uid);
 	return r;
 }
 
@@ -549,16 +559,22 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 static void change_task(void *session, struct net_conn *conn, void *arg)
 {
 	struct imap_client *c = session;
-	if (c->idling && c->view != NULL) {
+	atomic_store(&c->change_pending, false);
+	/* NOTIFY (RFC 5465) pushes without IDLE too, when no command is in
+	 * progress: no part of the next one has been read */
+	bool between = !c->idling && c->input_mode == IMAP_MODE_COMMAND &&
+		       c->state != IMAP_STATE_NOT_AUTH &&
+		       imap_parser_between(c->parser);
+	if (c->idling && c->view != NULL)
 		imap_client_sync(c, true);
+	if (c->idling || between)
+		imap_notify_push(c, c->idling);
+	if (c->idling || between)
 		metrics_observe_since(metrics_histogram(
 			"loft_push_latency_seconds", "From a committed change "
 			"to the push written to a waiting client.",
 			"proto=\"imap\"", NULL, 0),
 			atomic_load(&c->change_ns));
-	}
-	else if (!c->idling)
-		atomic_store(&c->change_pending, false);
 }
 
 static void change_post(void *session, struct net_conn *conn, void *arg)
@@ -595,8 +611,10 @@ void imap_client_store_changed(void *ctx, const struct store_change *change)
 		return;
 	}
 	uint32_t selected = atomic_load(&c->selected_id);
-	if (change->kind == STORE_CHANGE_MAILBOXES || selected == 0 ||
-	    change->mailbox_id != selected)
+	bool notify = imap_notify_record(c, change, selected);
+	if (!notify && (change->kind == STORE_CHANGE_MAILBOXES ||
+			change->kind == STORE_CHANGE_METADATA || selected == 0 ||
+			change->mailbox_id != selected))
 		return;
 	if (atomic_exchange(&c->change_pending, true))
 		return;
@@ -611,6 +629,8 @@ int imap_client_subscribe(struct imap_client *c)
 {
 	if (c->server->store == NULL)
 		return 0;
+	if (c->notify == NULL)
+		c->notify = imap_notify_new();
 	return store_subscribe(c->server->store, c->user.id,
 			       imap_client_store_changed, c, &c->sub);
 }
@@ -1304,6 +1324,7 @@ void imap_client_logout_user(struct imap_client *c)
 {
 	if (c->sub != NULL)
 		store_unsubscribe(&c->sub);
+	imap_notify_off(c);
 	if (c->view != NULL)
 		store_view_close(&c->view);
 	free(c->mailbox);
@@ -1328,6 +1349,7 @@ static void client_closed(void *session, struct net_conn *conn)
 {
 	struct imap_client *c = session;
 	imap_client_logout_user(c);
+	imap_notify_free(&c->notify);
 	if (c->sasl != NULL)
 		auth_sasl_free(&c->sasl);
 	free(c->sasl_tag);

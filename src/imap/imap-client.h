@@ -202,6 +202,9 @@ struct imap_client {
 	struct store_user *sel_user;
 	/* the owner's changes, while another account's mailbox is selected */
 	struct store_subscription *sel_sub;
+
+	/* NOTIFY (imap-notify.c): made at login, read by the hub callback */
+	struct imap_notify *notify;
 };
 
 /* Raw output; -1 once the connection is gone. */

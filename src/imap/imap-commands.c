@@ -53,6 +53,7 @@ static const struct imap_command_def commands[] = {
 	{"RESETKEY", cmd_resetkey, POST},
 	{"GETMETADATA", cmd_getmetadata, POST},
 	{"SETMETADATA", cmd_setmetadata, POST},
+	{"NOTIFY", cmd_notify, POST},
 	{"CHECK", cmd_check, SEL},
 	{"CLOSE", cmd_close, SEL},
 	{"UNSELECT", cmd_unselect, SEL},

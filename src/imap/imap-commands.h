@@ -26,6 +26,7 @@ imap_cmd_fn cmd_getquota, cmd_getquotaroot, cmd_setquota;
 imap_cmd_fn cmd_replace;                                   /* RFC 8508 */
 imap_cmd_fn cmd_genurlauth, cmd_urlfetch, cmd_resetkey;    /* RFC 4467 */
 imap_cmd_fn cmd_getmetadata, cmd_setmetadata;              /* RFC 5464 */
+imap_cmd_fn cmd_notify;                                    /* RFC 5465 */
 
 /* CATENATE (RFC 4469) of a URL with a URLAUTH: checked as URLFETCH
  * would for the session's user (imap-urlauth.c). 0 with the octets

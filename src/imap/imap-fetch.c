@@ -462,6 +462,11 @@ void imap_fetch_plan_free(struct imap_fetch_plan **plan)
 	*plan = NULL;
 }
 
+bool imap_fetch_plan_sets_seen(const struct imap_fetch_plan *plan)
+{
+	return plan->set_seen;
+}
+
 bool imap_fetch_plan_condstore(const struct imap_fetch_plan *plan)
 {
 	return plan->has_modseq || plan->changedsince > 0;

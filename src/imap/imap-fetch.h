@@ -43,6 +43,8 @@ void imap_fetch_plan_free(struct imap_fetch_plan **plan);
 /* Whether the plan asks for MODSEQ or CHANGEDSINCE (either turns
  * CONDSTORE on, RFC 7162 3.1). */
 bool imap_fetch_plan_condstore(const struct imap_fetch_plan *plan);
+/* Whether running the plan sets \Seen (a non-PEEK body attribute). */
+bool imap_fetch_plan_sets_seen(const struct imap_fetch_plan *plan);
 
 enum imap_fetch_status {
 	IMAP_FETCH_OK = 0,

@@ -149,6 +149,11 @@ static void start_command(struct imap_parser *p)
 	p->skip_lit = 0;
 }
 
+bool imap_parser_between(const struct imap_parser *p)
+{
+	return p->fresh;
+}
+
 void imap_parser_reset(struct imap_parser *p)
 {
 	start_command(p);

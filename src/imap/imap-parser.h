@@ -85,6 +85,8 @@ void imap_parser_set_limits(struct imap_parser *p,
 			    const struct imap_parser_limits *limits);
 /* Forgets everything, including a half-read line (after STARTTLS). */
 void imap_parser_reset(struct imap_parser *p);
+/* Whether no byte of a next command has been fed yet (between commands). */
+bool imap_parser_between(const struct imap_parser *p);
 
 /* Parses from data. *consumed_r says how much was used (the caller drops
  * it from its input); call again with the rest after handling the event.
