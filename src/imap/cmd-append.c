@@ -227,15 +227,15 @@ static int catenate_url(struct imap_client *c, const struct imap_arg *arg,
 		imap_url_free(&u);
 		return ret;
 	}
+	struct store_user *box = NULL;
 	if (u.user != NULL && strcasecmp(u.user, c->user.address) != 0) {
 		snprintf(bad->why, sizeof(bad->why),
 			 "The URL names another user's mailbox");
-	} else if ((mailbox = imap_client_mailbox_in(c, u.mailbox,
-						     strlen(u.mailbox),
-						     &error)) == NULL) {
-		snprintf(bad->why, sizeof(bad->why), "Invalid mailbox in URL");
-	} else if (imap_url_fetch(c->store_user, mailbox, &u, data_r, len_r,
-				  &err) < 0) {
+	} else if (imap_url_box(c->server->store, c->server->auth, &c->user,
+				c->store_user, u.mailbox, &box, &mailbox,
+				bad->why, sizeof(bad->why)) < 0) {
+		/* why given */
+	} else if (imap_url_fetch(box, mailbox, &u, data_r, len_r, &err) < 0) {
 		snprintf(bad->why, sizeof(bad->why), "%s",
 			 err.kind == STORE_ERR_INTERNAL ? "Cannot read the message"
 							 : err.msg);
@@ -244,6 +244,8 @@ static int catenate_url(struct imap_client *c, const struct imap_arg *arg,
 	} else {
 		ret = 0;
 	}
+	if (box != NULL)
+		store_user_unref(&box);
 	free(mailbox);
 	imap_url_free(&u);
 	return ret;

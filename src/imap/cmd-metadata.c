@@ -60,19 +60,40 @@ static bool entry_valid(const struct imap_arg *a, bool scope_ok, char **out)
 	return true;
 }
 
-/* A mailbox argument: NULL name for "" (the server). */
+/* A mailbox argument in any namespace (another account's mailbox is
+ * reached through a viewer's handle, whose every call the store checks:
+ * RFC 5464 3.3's l and one of r s w i p); name NULL for "" (the server,
+ * always the user's own). Replies and returns -1 on error. */
 static int mailbox_arg(struct imap_cmd *cmd, const struct imap_arg *a,
-		       char **name_r)
+		       struct imap_mbref *ref)
 {
-	*name_r = NULL;
+	memset(ref, 0, sizeof(*ref));
 	if (!imap_arg_is_astring(a) || imap_arg_has_nul(a)) {
 		imap_cmd_bad(cmd, "[CLIENTBUG] Expected a mailbox name");
 		return -1;
 	}
-	if (a->str.len == 0)
+	if (a->str.len == 0) {
+		store_user_ref(cmd->client->store_user);
+		ref->user = cmd->client->store_user;
 		return 0;
-	*name_r = imap_cmd_mailbox_arg(cmd, a, false);
-	return *name_r == NULL ? -1 : 0;
+	}
+	return imap_cmd_mailbox_ref(cmd, a, false, ref);
+}
+
+/* The mailbox as a METADATA response names it. */
+static void mailbox_out(struct imap_client *c, const struct imap_arg *a,
+			const struct imap_mbref *ref, struct buf *out)
+{
+	if (ref->name == NULL) {
+		buf_append_str(out, "\"\"");
+	} else if (ref->shared) {
+		/* the name as the client gave it */
+		char *raw = imap_client_mailbox_in_raw(c, a->str.ptr, a->str.len);
+		imap_client_mailbox_out(c, raw, out);
+		free(raw);
+	} else {
+		imap_client_mailbox_out(c, ref->name, out);
+	}
 }
 
 static void free_names(char **names, size_t n)
@@ -159,19 +180,19 @@ void cmd_getmetadata(struct imap_cmd *cmd)
 			return;
 		}
 	}
-	char *mailbox;
-	if (mailbox_arg(cmd, a, &mailbox) < 0) {
+	struct imap_mbref ref;
+	if (mailbox_arg(cmd, a, &ref) < 0) {
 		free_names(names, n);
 		return;
 	}
 	struct store_metadata *found = NULL;
 	size_t count = 0;
 	struct store_error err = {0};
-	if (store_metadata_get(c->store_user, mailbox, (const char *const *)names,
+	if (store_metadata_get(ref.user, ref.name, (const char *const *)names,
 			       n, depth, &found, &count, &err) < 0) {
 		free_names(names, n);
-		free(mailbox);
-		imap_cmd_store_error(cmd, &err);
+		imap_cmd_ref_error(cmd, &ref, &err);
+		imap_mbref_free(&ref);
 		return;
 	}
 	struct buf b;
@@ -200,10 +221,7 @@ void cmd_getmetadata(struct imap_cmd *cmd)
 		struct buf line;
 		buf_init(&line, 0);
 		buf_append_str(&line, "* METADATA ");
-		if (mailbox == NULL)
-			buf_append_str(&line, "\"\"");
-		else
-			imap_client_mailbox_out(c, mailbox, &line);
+		mailbox_out(c, a, &ref, &line);
 		buf_append_str(&line, " (");
 		buf_append(&line, b.data, b.len);
 		buf_append_str(&line, ")\r\n");
@@ -213,7 +231,7 @@ void cmd_getmetadata(struct imap_cmd *cmd)
 	buf_free(&b);
 	store_metadata_free(found, count);
 	free_names(names, n);
-	free(mailbox);
+	imap_mbref_free(&ref);
 	if (longest > 0)
 		imap_cmd_ok(cmd, "[METADATA LONGENTRIES %llu] GETMETADATA completed",
 			    (unsigned long long)longest);
@@ -245,7 +263,6 @@ static bool value_valid(const struct imap_arg *v)
 /* SETMETADATA mailbox (entry value ...) */
 void cmd_setmetadata(struct imap_cmd *cmd)
 {
-	struct imap_client *c = cmd->client;
 	const struct imap_arg *a = cmd->args;
 	if (a->type == IMAP_ARG_EOL || a[1].type != IMAP_ARG_LIST ||
 	    a[2].type != IMAP_ARG_EOL || a[1].list_count == 0 ||
@@ -274,13 +291,19 @@ void cmd_setmetadata(struct imap_cmd *cmd)
 			e[i].value_len = v->str.len;
 		}
 	}
-	char *mailbox = NULL;
+	struct imap_mbref ref;
 	struct store_error err = {0};
-	if (mailbox_arg(cmd, a, &mailbox) < 0) {
+	bool any_private = false;
+	for (size_t i = 0; i < n; i++)
+		any_private |= strncmp(e[i].name, "/private", 8) == 0;
+	if (mailbox_arg(cmd, a, &ref) < 0) {
 		/* replied */
-	} else if (mailbox == NULL && shared_server) {
+	} else if (ref.name == NULL && shared_server) {
 		imap_cmd_no(cmd, "[NOPERM] The server's shared annotations are the administrator's");
-	} else if (store_metadata_set(c->store_user, mailbox, e, n, &err) < 0) {
+	} else if (ref.shared && any_private) {
+		/* RFC 5464 4.3 */
+		imap_cmd_no(cmd, "[METADATA NOPRIVATE] %s", STORE_METADATA_NOPRIVATE);
+	} else if (store_metadata_set(ref.user, ref.name, e, n, &err) < 0) {
 		bool big = false;
 		for (size_t i = 0; i < n; i++)
 			big |= e[i].value != NULL &&
@@ -290,15 +313,15 @@ void cmd_setmetadata(struct imap_cmd *cmd)
 				    STORE_METADATA_MAX_VALUE);
 		else if (err.kind == STORE_ERR_LIMIT)
 			imap_cmd_no(cmd, "[METADATA TOOMANY] %s", err.msg);
-		else if (err.kind == STORE_ERR_NOTFOUND)
+		else if (err.kind == STORE_ERR_NOTFOUND && !ref.shared)
 			imap_cmd_no(cmd, "[NONEXISTENT] No such mailbox");
 		else
-			imap_cmd_store_error(cmd, &err);
+			imap_cmd_ref_error(cmd, &ref, &err);
 	} else {
 		imap_cmd_ok(cmd, "SETMETADATA completed");
 	}
-	for (size_t i = 0; i < n; i++)
+	imap_mbref_free(&ref);
+	for (size_t i = 0; i < a[1].list_count / 2; i++)
 		free(e[i].name);
 	free(e);
-	free(mailbox);
 }

@@ -47,6 +47,34 @@ void imap_mbref_free(struct imap_mbref *ref)
 
 /* A viewer's handle on owner's mail (the session's own handle when the
  * owner is the user). -1: no such owner, or no mail (as missing). */
+int imap_acl_open_as(struct store *store, struct auth *auth,
+		     bool cross_domain, const struct auth_user *viewer,
+		     int64_t owner_id, const char *owner_address,
+		     struct store_user **user_r)
+{
+	int64_t *groups = NULL;
+	size_t ng = 0;
+	if (auth_user_groups(auth, viewer->id, &groups, &ng) < 0)
+		return -1;
+	struct store_viewer v = {
+		.user_id = viewer->id,
+		.groups = groups,
+		.group_count = ng,
+		.same_domain = strcasecmp(domain_of(owner_address),
+					  domain_of(viewer->address)) == 0,
+		.cross_domain = cross_domain,
+	};
+	/* shared_admin: l and a on the domain's shared addresses */
+	if (v.same_domain &&
+	    auth_user_shared_admin(auth, viewer->id) == 1 &&
+	    auth_user_is_shared(auth, owner_id) == 1)
+		v.extra_rights = STORE_RIGHT_LOOKUP | STORE_RIGHT_ADMIN;
+	struct store_error err;
+	int r = store_user_open_as(store, owner_id, &v, user_r, &err);
+	free(groups);
+	return r;
+}
+
 int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
 			const char *owner_address, struct store_user **user_r)
 {
@@ -55,27 +83,9 @@ int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
 		*user_r = c->store_user;
 		return 0;
 	}
-	int64_t *groups = NULL;
-	size_t ng = 0;
-	if (auth_user_groups(c->server->auth, c->user.id, &groups, &ng) < 0)
-		return -1;
-	struct store_viewer v = {
-		.user_id = c->user.id,
-		.groups = groups,
-		.group_count = ng,
-		.same_domain = strcasecmp(domain_of(owner_address),
-					  domain_of(c->user.address)) == 0,
-		.cross_domain = c->server->set.cross_domain,
-	};
-	/* shared_admin: l and a on the domain's shared addresses */
-	if (v.same_domain &&
-	    auth_user_shared_admin(c->server->auth, c->user.id) == 1 &&
-	    auth_user_is_shared(c->server->auth, owner_id) == 1)
-		v.extra_rights = STORE_RIGHT_LOOKUP | STORE_RIGHT_ADMIN;
-	struct store_error err;
-	int r = store_user_open_as(c->server->store, owner_id, &v, user_r, &err);
-	free(groups);
-	return r;
+	return imap_acl_open_as(c->server->store, c->server->auth,
+				c->server->set.cross_domain, &c->user, owner_id,
+				owner_address, user_r);
 }
 
 int imap_mbref_resolve(struct imap_client *c, const char *raw, size_t len,

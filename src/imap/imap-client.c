@@ -565,11 +565,12 @@ static void change_task(void *session, struct net_conn *conn, void *arg)
 	bool between = !c->idling && c->input_mode == IMAP_MODE_COMMAND &&
 		       c->state != IMAP_STATE_NOT_AUTH &&
 		       imap_parser_between(c->parser);
-	if (c->idling && c->view != NULL)
+	bool pushed = c->idling && c->view != NULL;
+	if (pushed)
 		imap_client_sync(c, true);
-	if (c->idling || between)
-		imap_notify_push(c, c->idling);
-	if (c->idling || between)
+	if ((c->idling || between) && imap_notify_push(c, c->idling))
+		pushed = true;
+	if (pushed)
 		metrics_observe_since(metrics_histogram(
 			"loft_push_latency_seconds", "From a committed change "
 			"to the push written to a waiting client.",

@@ -308,6 +308,12 @@ struct store_user *imap_client_sel_user(struct imap_client *c);
 /* A viewer's handle on an owner's mail (the own handle for oneself). */
 int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
 			const char *owner_address, struct store_user **user_r);
+/* The same for any viewer (a URL's user, without a session): viewer's
+ * groups, domain and shared_admin as the session's would be. */
+int imap_acl_open_as(struct store *store, struct auth *auth,
+		     bool cross_domain, const struct auth_user *viewer,
+		     int64_t owner_id, const char *owner_address,
+		     struct store_user **user_r);
 /* LIST: writes the other users' mailboxes the user may see whose client
  * names match (and their STATUS with status_items). */
 void imap_acl_list_others(struct imap_client *c,

@@ -662,10 +662,10 @@ void imap_notify_new_messages(struct imap_client *c, uint32_t last_uid)
 	free(seen);
 }
 
-void imap_notify_push(struct imap_client *c, bool idling)
+bool imap_notify_push(struct imap_client *c, bool idling)
 {
 	if (!active(c))
-		return;
+		return false;
 	struct imap_notify *n = c->notify;
 	if (!idling && c->view != NULL && n->selected_set &&
 	    n->selected_events != 0) {
@@ -675,13 +675,14 @@ void imap_notify_push(struct imap_client *c, bool idling)
 			    ((k & KIND(STORE_CHANGE_FLAGS)) &&
 			     (n->selected_events & EV_FLAGS));
 		if (want && overflow(c, 0))
-			return;
+			return true;
 		/* a flag change without FlagChange is told at the next
 		 * command's end, as without NOTIFY */
 		if (want)
 			imap_client_sync(c, n->selected_immediate);
 	}
 	imap_notify_flush(c);
+	return true;
 }
 
 /* ---- the command --------------------------------------------------------- */

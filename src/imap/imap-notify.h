@@ -59,8 +59,8 @@ bool imap_notify_record(struct imap_client *c,
 
 /* Worker, between commands or in IDLE: the selected mailbox's changes
  * as the NOTIFY selected group asks (no IDLE needed), then the other
- * mailboxes' (imap_notify_flush). */
-void imap_notify_push(struct imap_client *c, bool idling);
+ * mailboxes' (imap_notify_flush). false when NOTIFY is off. */
+bool imap_notify_push(struct imap_client *c, bool idling);
 /* Worker, any time a response may go out (before a tagged reply, in
  * IDLE): STATUS / LIST / METADATA for the other mailboxes' recorded
  * changes. */

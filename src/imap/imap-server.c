@@ -214,6 +214,9 @@ struct imap_server *imap_server_create(const struct config *cfg,
 	server->store = store;
 	server->auth = auth;
 	imap_urlauth_set_namespace(server->set.inbox_namespace);
+	imap_urlauth_set_sharing(server->set.other_namespace,
+				 server->set.shared_namespace,
+				 server->set.cross_domain);
 	pthread_mutex_init(&server->lock, NULL);
 	return server;
 }

@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "imap-commands.h"
+#include "imap-ns.h"
 #include "imap-server.h"
 #include "imap-url.h"
 #include "log.h"
@@ -27,28 +28,56 @@
 #include "utf7.h"
 
 static atomic_int url_inbox_namespace;
+/* the other users' and shared namespaces and [sharing] cross_domain */
+static _Atomic(char *) url_other_ns, url_shared_ns;
+static atomic_bool url_cross_domain;
 
 void imap_urlauth_set_namespace(int inbox_namespace)
 {
 	atomic_store(&url_inbox_namespace, inbox_namespace);
 }
 
-/* A URL's mailbox (an IMAP name: modified UTF-7, or UTF-8) as a store
- * name; NULL if it is not a valid one. */
-static char *url_mailbox(const char *name)
+void imap_urlauth_set_sharing(const char *other, const char *shared,
+			      bool cross_domain)
+{
+	/* set at start and at a reload: the old strings may still be read
+	 * by a running resolve, so they are kept (a few bytes a reload) */
+	atomic_store(&url_other_ns, other != NULL ? xstrdup(other) : NULL);
+	atomic_store(&url_shared_ns, shared != NULL ? xstrdup(shared) : NULL);
+	atomic_store(&url_cross_domain, cross_domain);
+}
+
+static const char *domain_of(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	return at != NULL ? at + 1 : "";
+}
+
+/* A URL's mailbox (an IMAP name: modified UTF-7, or UTF-8) in UTF-8;
+ * false if it is not a valid one. */
+static bool url_mailbox_utf8(const char *name, struct buf *b)
 {
 	size_t len = strlen(name);
-	struct buf b;
-	buf_init(&b, 0);
 	bool eight = false;
 	for (size_t i = 0; i < len; i++)
 		eight |= (unsigned char)name[i] >= 0x80;
-	if (eight ? (!utf8_valid(name, len) || buf_append(&b, name, len) < 0)
-		  : utf7_decode(name, len, &b) < 0) {
+	if (eight ? (!utf8_valid(name, len) || buf_append(b, name, len) < 0)
+		  : utf7_decode(name, len, b) < 0)
+		return false;
+	buf_append_char(b, '\0');
+	return true;
+}
+
+/* A URL's mailbox in the personal namespace as a store name; NULL if it
+ * is not a valid one. */
+static char *url_mailbox(const char *name)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (!url_mailbox_utf8(name, &b)) {
 		buf_free(&b);
 		return NULL;
 	}
-	buf_append_char(&b, '\0');
 	char *s = b.data;
 	if (atomic_load(&url_inbox_namespace)) {
 		if (strcasecmp(s, "INBOX") != 0) {
@@ -99,16 +128,16 @@ static bool access_allows(const char *access, const char *requester,
 	return false;
 }
 
-/* Checks a URLAUTH URL against its owner's key. Returns 0 with the
- * store name of its mailbox (caller frees), or -1 with why. */
-static int urlauth_check(struct store_user *owner, const struct imap_url *u,
-			 const char *url, const char *requester, bool submit,
-			 char **mailbox_r, char *why, size_t whylen)
+/* Checks a URLAUTH URL against the key of its mailbox (mailbox reached
+ * through box, see imap_url_box). Returns 0, or -1 with why. */
+static int urlauth_check(struct store_user *box, const char *mailbox,
+			 const struct imap_url *u, const char *url,
+			 const char *requester, bool submit, char *why,
+			 size_t whylen)
 {
 	struct store_error err = {0};
 	unsigned char key[STORE_URLAUTH_KEY_LEN];
 	char hex[41];
-	*mailbox_r = NULL;
 	if (u->access == NULL || u->mechanism == NULL || u->token == NULL) {
 		snprintf(why, whylen, "The URL carries no URLAUTH");
 		return -1;
@@ -129,15 +158,11 @@ static int urlauth_check(struct store_user *owner, const struct imap_url *u,
 		snprintf(why, whylen, "The URL is not for this user");
 		return -1;
 	}
-	char *mailbox = url_mailbox(u->mailbox);
-	if (mailbox == NULL) {
-		snprintf(why, whylen, "Invalid mailbox in URL");
-		return -1;
-	}
-	if (store_urlauth_key(owner, mailbox, false, key, &err) < 0) {
-		snprintf(why, whylen, "%s", err.kind == STORE_ERR_NOTFOUND
-					    ? "No such mailbox" : "Cannot check the URL now");
-		free(mailbox);
+	if (store_urlauth_key(box, mailbox, false, key, &err) < 0) {
+		snprintf(why, whylen, "%s",
+			 err.kind == STORE_ERR_NOTFOUND ? "No such mailbox"
+			 : err.kind == STORE_ERR_NOPERM ? err.msg
+							: "Cannot check the URL now");
 		return -1;
 	}
 	internal_token(key, url, u->rump_len, hex);
@@ -149,18 +174,77 @@ static int urlauth_check(struct store_user *owner, const struct imap_url *u,
 		low[i] = (char)(u->token[i] | 0x20);
 	if (n != 40 || CRYPTO_memcmp(hex, low, 40) != 0) {
 		snprintf(why, whylen, "The URL's authorization is not valid");
-		free(mailbox);
 		return -1;
 	}
-	*mailbox_r = mailbox;
 	return 0;
 }
 
-/* The owner's store handle (the session's own when it is the same). */
+int imap_url_box(struct store *store, struct auth *auth,
+		 const struct auth_user *viewer, struct store_user *own,
+		 const char *url_mailbox_name, struct store_user **user_r,
+		 char **name_r, char *why, size_t whylen)
+{
+	*user_r = NULL;
+	*name_r = NULL;
+	struct buf b;
+	buf_init(&b, 0);
+	if (!url_mailbox_utf8(url_mailbox_name, &b)) {
+		buf_free(&b);
+		snprintf(why, whylen, "Invalid mailbox in URL");
+		return -1;
+	}
+	struct imap_ns_settings ns = {atomic_load(&url_other_ns),
+				      atomic_load(&url_shared_ns)};
+	struct imap_ns_name n;
+	const char *error;
+	int r = imap_ns_parse(&ns, domain_of(viewer->address), b.data,
+			      strlen(b.data), &n, &error);
+	buf_free(&b);
+	if (r == 0) {
+		*name_r = url_mailbox(url_mailbox_name);
+		if (*name_r == NULL) {
+			snprintf(why, whylen, "Invalid mailbox in URL");
+			return -1;
+		}
+		store_user_ref(own);
+		*user_r = own;
+		return 0;
+	}
+	struct auth_user owner;
+	/* as imap_mbref_resolve: a shared address only under the shared
+	 * namespace, an account only under the other users'; hidden,
+	 * missing and malformed all read "No such mailbox" */
+	if (r < 0 || n.owner == NULL || n.mailbox == NULL || auth == NULL ||
+	    auth_lookup(auth, n.owner, &owner) != 1 ||
+	    (auth_user_is_shared(auth, owner.id) == 1) !=
+		    (n.kind == IMAP_NS_SHARED)) {
+		if (r > 0)
+			imap_ns_name_free(&n);
+		snprintf(why, whylen, "No such mailbox");
+		return -1;
+	}
+	if (owner.id == viewer->id) {
+		store_user_ref(own);
+		*user_r = own;
+	} else if (imap_acl_open_as(store, auth, atomic_load(&url_cross_domain),
+				    viewer, owner.id, owner.address,
+				    user_r) < 0) {
+		imap_ns_name_free(&n);
+		snprintf(why, whylen, "No such mailbox");
+		return -1;
+	}
+	*name_r = n.mailbox;
+	n.mailbox = NULL;
+	imap_ns_name_free(&n);
+	return 0;
+}
+
+/* The store handle of the URL's user (the session's own when it is the
+ * same) and who that is. */
 static int owner_open(struct store *store, struct auth *auth,
 		      const struct imap_url *u, struct store_user *own,
-		      int64_t own_id, struct store_user **user_r, char *why,
-		      size_t whylen)
+		      int64_t own_id, struct store_user **user_r,
+		      struct auth_user *owner_r, char *why, size_t whylen)
 {
 	struct auth_user owner;
 	struct store_error err = {0};
@@ -173,6 +257,7 @@ static int owner_open(struct store *store, struct auth *auth,
 		snprintf(why, whylen, "No such user");
 		return -1;
 	}
+	*owner_r = owner;
 	if (own != NULL && owner.id == own_id) {
 		store_user_ref(own);
 		*user_r = own;
@@ -192,7 +277,8 @@ static int resolve(struct store *store, struct auth *auth,
 {
 	struct imap_url u;
 	const char *error;
-	struct store_user *owner = NULL;
+	struct store_user *owner = NULL, *box = NULL;
+	struct auth_user url_user;
 	char *mailbox = NULL;
 	struct store_error err = {0};
 	int ret = -1;
@@ -200,10 +286,15 @@ static int resolve(struct store *store, struct auth *auth,
 		snprintf(why, whylen, "%s", error);
 		return -1;
 	}
-	if (owner_open(store, auth, &u, own, own_id, &owner, why, whylen) == 0 &&
-	    urlauth_check(owner, &u, url, requester, submit, &mailbox, why,
+	/* the mailbox as the URL's user sees it: another account's is
+	 * read with that user's rights (RFC 4467 7: checked when used) */
+	if (owner_open(store, auth, &u, own, own_id, &owner, &url_user, why,
+		       whylen) == 0 &&
+	    imap_url_box(store, auth, &url_user, owner, u.mailbox, &box,
+			 &mailbox, why, whylen) == 0 &&
+	    urlauth_check(box, mailbox, &u, url, requester, submit, why,
 			  whylen) == 0) {
-		if (imap_url_fetch(owner, mailbox, &u, data_r, len_r, &err) < 0)
+		if (imap_url_fetch(box, mailbox, &u, data_r, len_r, &err) < 0)
 			snprintf(why, whylen, "%s",
 				 err.kind == STORE_ERR_INTERNAL
 					 ? "Cannot read the message now" : err.msg);
@@ -211,6 +302,8 @@ static int resolve(struct store *store, struct auth *auth,
 			ret = 0;
 	}
 	free(mailbox);
+	if (box != NULL)
+		store_user_unref(&box);
 	if (owner != NULL)
 		store_user_unref(&owner);
 	imap_url_free(&u);
@@ -281,7 +374,8 @@ void cmd_genurlauth(struct imap_cmd *cmd)
 			return;
 		}
 		const char *why = NULL;
-		char *mailbox = NULL;
+		char *mailbox = NULL, whybuf[200];
+		struct store_user *box = NULL;
 		if (imap_url_parse(a->str.ptr, true, &u, &error) < 0)
 			why = error;
 		else if (u.access == NULL || u.mechanism != NULL)
@@ -289,13 +383,18 @@ void cmd_genurlauth(struct imap_cmd *cmd)
 		else if (u.uidvalidity == 0)
 			why = "The URL needs a UIDVALIDITY";
 		else if (u.user == NULL || strcasecmp(u.user, c->user.address) != 0)
-			why = "Only the owner may authorize a URL";
-		else if ((mailbox = url_mailbox(u.mailbox)) == NULL)
-			why = "Invalid mailbox in URL";
-		else if (store_urlauth_key(c->store_user, mailbox, false, key,
-					   &err) < 0)
+			why = "Only the URL's user may authorize it";
+		else if (imap_url_box(c->server->store, c->server->auth, &c->user,
+				      c->store_user, u.mailbox, &box, &mailbox,
+				      whybuf, sizeof(whybuf)) < 0)
+			why = whybuf;
+		/* another account's mailbox: r on it (the store checks) */
+		else if (store_urlauth_key(box, mailbox, false, key, &err) < 0)
 			why = err.kind == STORE_ERR_NOTFOUND ? "No such mailbox"
-							      : "Cannot authorize now";
+			      : err.kind == STORE_ERR_NOPERM ? err.msg
+							     : "Cannot authorize now";
+		if (box != NULL)
+			store_user_unref(&box);
 		if (why != NULL) {
 			imap_cmd_no(cmd, "[BADURL \"%.*s\"] %s",
 				    (int)(a->str.len < 400 ? a->str.len : 400),

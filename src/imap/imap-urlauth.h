@@ -22,11 +22,13 @@
 #ifndef LOFT_IMAP_URLAUTH_H
 #define LOFT_IMAP_URLAUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct auth;
 struct store;
+struct store_user;
 
 /* Resolves a URLAUTH URL for a message submission by the account
  * submitter_user_id (BURL, RFC 4468): checks the URL (absolute, with
@@ -45,5 +47,21 @@ int imap_urlauth_resolve(struct store *store, struct auth *auth,
  * setting (imap_server_create sets it; "INBOX." prefix and "." separator with
  * inbox_namespace). */
 void imap_urlauth_set_namespace(int inbox_namespace);
+/* The other users' and shared namespaces ("" or NULL: off) and [sharing]
+ * cross_domain, for URLs to other accounts' mailboxes. */
+void imap_urlauth_set_sharing(const char *other, const char *shared,
+			      bool cross_domain);
+
+struct auth_user;
+/* A URL's mailbox as viewer sees it: a name of the personal namespace
+ * (reached through own, viewer's own handle) or another account's
+ * mailbox in the Other Users / Shared namespace (through a viewer's
+ * handle, whose every call the store checks against viewer's rights).
+ * 0 with *user_r (unref it) and *name_r (the store name, caller frees),
+ * or -1 with why ("No such mailbox" for a hidden one too). */
+int imap_url_box(struct store *store, struct auth *auth,
+		 const struct auth_user *viewer, struct store_user *own,
+		 const char *url_mailbox_name, struct store_user **user_r,
+		 char **name_r, char *why, size_t whylen);
 
 #endif

@@ -1248,6 +1248,32 @@ static int not_supported(struct store_error *err)
 			       "Annotations are not kept by this store");
 }
 
+static bool is_private_entry(const char *name)
+{
+	return strncasecmp(name, "/private", 8) == 0 &&
+	       (name[8] == '\0' || name[8] == '/');
+}
+
+/* RFC 5464 3.3 (with ACL): a viewer reads and sets the annotations of a
+ * mailbox on which it holds l and any of r, s, w, i, p. user becomes the
+ * owner's handle. */
+static int metadata_enter(struct store_user **user, const char *mailbox,
+			  struct store_error *err)
+{
+	unsigned rights;
+	if (store_acl_enter(user, mailbox, STORE_RIGHT_LOOKUP, &rights,
+			    err) < 0)
+		return -1;
+	const unsigned any = STORE_RIGHT_READ | STORE_RIGHT_SEEN |
+			     STORE_RIGHT_WRITE | STORE_RIGHT_INSERT |
+			     STORE_RIGHT_POST;
+	if (!(rights & any))
+		return store_set_error(err, STORE_ERR_NOPERM,
+				       "You lack the rights to its annotations "
+				       "(l and one of r s w i p)");
+	return 0;
+}
+
 int store_metadata_get(struct store_user *user, const char *mailbox,
 		       const char *const *names, size_t name_count, int depth,
 		       struct store_metadata **entries_r, size_t *count_r,
@@ -1258,14 +1284,37 @@ int store_metadata_get(struct store_user *user, const char *mailbox,
 	*count_r = 0;
 	if (user->store->vf->metadata_get == NULL)
 		return not_supported(err);
-	if (mailbox == NULL)
+	bool viewer = user->owner != NULL;
+	if (mailbox == NULL) {
+		if (store_acl_owner_only(user, err) < 0)
+			return -1;
 		return user->store->vf->metadata_get(user, NULL, names,
 						     name_count, depth,
 						     entries_r, count_r, err);
+	}
 	WITH_NAME(n, mailbox, err);
+	if (viewer && metadata_enter(&user, n, err) < 0) {
+		free(n);
+		return -1;
+	}
 	int ret = user->store->vf->metadata_get(user, n, names, name_count,
 						depth, entries_r, count_r, err);
 	free(n);
+	/* the owner's /private entries are the owner's: a viewer sees the
+	 * /shared ones (its own private ones on another account's mailbox
+	 * are not kept) */
+	if (ret == 0 && viewer) {
+		size_t k = 0;
+		for (size_t i = 0; i < *count_r; i++) {
+			if (is_private_entry((*entries_r)[i].name)) {
+				free((*entries_r)[i].name);
+				free((*entries_r)[i].value);
+			} else {
+				(*entries_r)[k++] = (*entries_r)[i];
+			}
+		}
+		*count_r = k;
+	}
 	return ret;
 }
 
@@ -1282,10 +1331,26 @@ int store_metadata_set(struct store_user *user, const char *mailbox,
 			return store_set_error(err, STORE_ERR_LIMIT,
 					       "Value too large (limit %u)",
 					       STORE_METADATA_MAX_VALUE);
-	if (mailbox == NULL)
+	bool viewer = user->owner != NULL;
+	if (mailbox == NULL) {
+		if (store_acl_owner_only(user, err) < 0)
+			return -1;
 		return user->store->vf->metadata_set(user, NULL, entries, count,
 						     err);
+	}
 	WITH_NAME(n, mailbox, err);
+	if (viewer) {
+		for (size_t i = 0; i < count; i++)
+			if (is_private_entry(entries[i].name)) {
+				free(n);
+				return store_set_error(err, STORE_ERR_PERM,
+						       STORE_METADATA_NOPRIVATE);
+			}
+		if (metadata_enter(&user, n, err) < 0) {
+			free(n);
+			return -1;
+		}
+	}
 	int ret = user->store->vf->metadata_set(user, n, entries, count, err);
 	free(n);
 	return ret;
@@ -1298,10 +1363,17 @@ int store_urlauth_key(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (user->store->vf->urlauth_key == NULL)
 		return not_supported(err);
+	/* a viewer signs URLs with the owner's key of a mailbox it may
+	 * read (the URL's user's rights are checked again when it is
+	 * used); only the owner resets keys */
+	if (mailbox == NULL || reset) {
+		if (store_acl_owner_only(user, err) < 0)
+			return -1;
+	}
 	if (mailbox == NULL)
 		return user->store->vf->urlauth_key(user, NULL, reset, key_r,
 						    err);
-	WITH_NAME(n, mailbox, err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->urlauth_key(user, n, reset, key_r, err);
 	free(n);
 	return ret;

@@ -790,6 +790,15 @@ struct store_metadata {
 	size_t value_len;
 };
 void store_metadata_free(struct store_metadata *entries, size_t count);
+/* On a viewer's handle (another account's mailbox): reading and setting
+ * need l and any of r s w i p on the mailbox (RFC 5464 3.3); only /shared
+ * entries are seen, setting a /private one is PERM with this text (the
+ * viewer's own private annotations of another account's mailbox are not
+ * kept; IMAP [METADATA NOPRIVATE]); the server's entries are the owner's
+ * own (PERM). */
+#define STORE_METADATA_NOPRIVATE \
+	"Private annotations are not kept on another account's mailbox"
+
 /* The entries of mailbox (NULL: the server) named in names, and with
  * depth 1 their children, with depth -1 ("infinity") all their
  * descendants (RFC 5464 4.2.2); those that exist, sorted by name. */
@@ -806,7 +815,8 @@ int store_metadata_set(struct store_user *user, const char *mailbox,
 /* URLAUTH's mailbox access key (RFC 4467 6): 32 random octets, made when
  * first needed. reset: a new key, which voids every URL signed with the
  * old (RESETKEY); mailbox NULL with reset: every mailbox's. NOTFOUND for
- * no such mailbox. */
+ * no such mailbox. A viewer's handle gets the owner's key of a mailbox
+ * it holds r on; resetting is the owner's (PERM). */
 #define STORE_URLAUTH_KEY_LEN 32
 int store_urlauth_key(struct store_user *user, const char *mailbox,
 		      bool reset, unsigned char key_r[STORE_URLAUTH_KEY_LEN],
