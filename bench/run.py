@@ -27,16 +27,18 @@ import scenarios as sc  # noqa: E402
 from targets import BIG_USER, DovecotTarget, LoftTarget, bench_users  # noqa: E402
 
 QUICK = {"reps": 3, "lmtp_count": 300, "idle": 200, "idle_loft": 1000,
-         "big": 2000, "mixed_s": 5, "login_s": 3, "users": 20}
+         "big": 2000, "mixed_s": 5, "login_s": 3, "users": 20,
+         "notify_folders": 1000, "notify_events": 50}
 FULL = {"reps": 3, "lmtp_count": 3000, "idle": 1000, "idle_loft": 10000,
-        "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100}
+        "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100,
+        "notify_folders": 1000, "notify_events": 200}
 
 # For each figure: True if higher is better (rates), False if lower is.
 HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
                  "retr_MB_per_s")
 # Counts that check the run (same on both), not performance: no ratio.
 COUNTS = ("connections", "messages", "search_body_hits", "qresync_fetches",
-          "errors", "violations", "serverbugs")
+          "errors", "violations", "serverbugs", "supported")
 
 
 def raise_limits():
@@ -229,6 +231,18 @@ def main():
                 res.add("stress 50 checking clients",
                         "%s, %d s, %d accounts" % (style, P["mixed_s"],
                                                    sc.STRESS_USERS),
+                        runs["loft"], runs["dovecot"])
+        if want("notify"):
+            nuser = loft.user_names()[-1]
+            for t in both:
+                asyncio.run(sc.notify_seed(t, nuser, P["notify_folders"]))
+            for idle in (False, True):
+                runs = alternate(both, P["reps"], lambda t: sc.notify_latency(
+                    t, nuser, P["notify_folders"], P["notify_events"], idle))
+                res.add("NOTIFY push, 1 connection",
+                        "%d folders watched, %d appends, %s"
+                        % (P["notify_folders"], P["notify_events"],
+                           "in IDLE" if idle else "no IDLE"),
                         runs["loft"], runs["dovecot"])
         if want("login"):
             runs = alternate(both, P["reps"], lambda t: sc.login_rate(

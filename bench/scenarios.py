@@ -5,6 +5,7 @@ of figures. Nothing here knows which server it talks to.
 
 import asyncio
 import random
+import re
 import statistics
 import time
 
@@ -366,6 +367,84 @@ async def stress_workload(target, clients, seconds, logout_every):
     if rep.rule_counts or rep.serverbugs:
         print(rep.details(3), flush=True)
     return out
+
+
+# ---- 5c. NOTIFY: one connection watching many folders ------------------------
+
+NOTIFY_ROOT = "Watch"
+
+
+async def notify_seed(target, user, folders):
+    """Creates folders Watch/f0 .. f<n-1> for user (once, before the runs)."""
+    c = await Imap.connect(target.host, target.port("imap"))
+    await c.login(user, target.password(user))
+    # pipelined: the replies are read in order
+    batch = 200
+    for lo in range(0, folders, batch):
+        tags = []
+        for i in range(lo, min(folders, lo + batch)):
+            c.tagn += 1
+            tag = b"b%d" % c.tagn
+            tags.append(tag)
+            c.w.write(tag + b" CREATE %s/f%d\r\n" % (NOTIFY_ROOT.encode(), i))
+        for tag in tags:
+            _, line = await c.read_until_tagged(tag, ok=False)
+            if not (line.startswith(tag + b" OK") or b"ALREADYEXISTS" in line):
+                raise ProtocolError("CREATE: %r" % line[:200])
+    await c.close()
+
+
+async def notify_latency(target, user, folders, events, idle, seed=11):
+    """RFC 5465 NOTIFY: one connection (nothing selected; in IDLE or not)
+    watches every folder under Watch/ with NOTIFY SET (subtree Watch
+    (MessageNew MessageExpunge)); another appends to a random folder, one
+    at a time. Push latency: from the appender reading its tagged OK (the
+    message is durable) to the watcher reading that folder's STATUS (0 if
+    the STATUS came first); and from the APPEND sent (an upper bound: the
+    append's own work is in it)."""
+    rng = random.Random(seed)
+    w = await Imap.connect(target.host, target.port("imap"))
+    await w.login(user, target.password(user))
+    caps = b" ".join((await w.command("CAPABILITY"))[0])
+    if b" NOTIFY" not in caps:
+        await w.close()
+        return {"supported": 0}
+    await w.command("NOTIFY SET (subtree %s (MessageNew MessageExpunge))"
+                    % NOTIFY_ROOT)
+    if idle:
+        await w.idle_start()
+    a = await Imap.connect(target.host, target.port("imap"))
+    await a.login(user, target.password(user))
+    msg = corpus.message(seed, 0, 2000).decode("utf-8", "replace")
+    lat, lat_send = [], []
+
+    async def wait_status(name):
+        pat = re.compile(rb'^\* STATUS "?' + re.escape(name.encode()) +
+                         rb'"? \(')
+        while True:
+            line = await w.read_response_line()
+            if pat.match(line):
+                return time.perf_counter()
+
+    for _ in range(events):
+        name = "%s/f%d" % (NOTIFY_ROOT, rng.randrange(folders))
+        waiter = asyncio.ensure_future(wait_status(name))
+        t_send = time.perf_counter()
+        await a.command("APPEND %s {%d+}\r\n%s" % (name, len(msg.encode()),
+                                                    msg))
+        t_ok = time.perf_counter()
+        t_status = await asyncio.wait_for(waiter, 120)
+        lat.append(max(0.0, t_status - t_ok))
+        lat_send.append(t_status - t_send)
+    if idle:
+        await w.idle_done()
+    await a.close()
+    await w.close()
+    return {"supported": 1, "p50_ms": percentile(lat, 50) * 1000,
+            "p99_ms": percentile(lat, 99) * 1000,
+            "max_ms": max(lat) * 1000,
+            "from_send_p50_ms": percentile(lat_send, 50) * 1000,
+            "from_send_p99_ms": percentile(lat_send, 99) * 1000}
 
 
 # ---- 6. login rate ---------------------------------------------------------
