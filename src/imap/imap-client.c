@@ -564,6 +564,7 @@ static void change_task(void *session, struct net_conn *conn, void *arg)
 	 * progress: no part of the next one has been read */
 	bool between = !c->idling && c->input_mode == IMAP_MODE_COMMAND &&
 		       c->state != IMAP_STATE_NOT_AUTH &&
+		       c->state != IMAP_STATE_LOGOUT &&
 		       imap_parser_between(c->parser);
 	bool pushed = c->idling && c->view != NULL;
 	if (pushed)
