@@ -195,9 +195,11 @@ with Loft() as env:
     a.run('NOOP', 'OK', absent=[r'STATUS'], name='NOTIFY NONE: still none')
 
     # ---- a client that never reads: NOTIFICATIONOVERFLOW ------------------
-    # Its receive buffer is tiny; a rename of 800 watched mailboxes with
-    # long names makes ~700 KB of LIST responses it does not take.
-    long = 'x' * 200
+    # Its receive buffer is tiny; each rename of 800 watched mailboxes with
+    # long names makes ~1.5 MB of LIST responses it does not take: six of
+    # them are more than the kernel's socket buffers can hold (tcp_wmem's
+    # maximum, 4 MiB here) and the server's own limit.
+    long = 'x' * 900
     b.send(''.join('cr%d CREATE P/%s%d\r\n' % (i, long, i) for i in range(800)))
     oks = 0
     while True:
@@ -213,14 +215,16 @@ with Loft() as env:
     slow = Conv(s, r, timeout=WAIT)
     slow.login(A, env.users[A])
     slow.run('NOTIFY SET (subtree P (MessageNew MessageExpunge MailboxName))', 'OK')
-    b.run('RENAME P Q', 'OK', name='rename of 800 watched mailboxes')
+    for i in range(6):
+        b.run('RENAME P Q' if i % 2 == 0 else 'RENAME Q P', 'OK',
+              name='rename of 800 watched mailboxes')
     # the other session does not wait for the slow one
     b.run('NOOP', 'OK', name='others unaffected')
     u = append(b, 'INBOX', msg('still delivering'))
     r.check('others still append', u is not None)
     pushed(slow, r'^\* OK \[NOTIFICATIONOVERFLOW\]', 'a client that never read: NOTIFICATIONOVERFLOW')
     slow.run('NOOP', 'OK', name='overflowed session goes on')
-    append(b, 'Q/%s1' % long, msg('after overflow'))
+    append(b, 'P/%s1' % long, msg('after overflow'))
     slow.run('NOOP', 'OK', absent=[r'STATUS'], name='after overflow NOTIFY is off')
     slow.run('LOGOUT', 'OK')
     for c in (a, b):
