@@ -150,6 +150,8 @@ static void apply_reload(struct mail *m, int fd)
 	for (struct daemon_frontend *fe = d->frontends; fe->name; fe++)
 		if (fe->server != NULL && fe->reload != NULL)
 			fe->reload(fe->server, cfg);
+	if (daemon_extras_reload(cfg) < 0)
+		status = 1;
 	m->cfgs = xrealloc(m->cfgs, (m->cfg_count + 1) * sizeof(*m->cfgs));
 	m->cfgs[m->cfg_count++] = cfg;
 	cfg = NULL;

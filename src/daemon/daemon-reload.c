@@ -4,7 +4,9 @@
  * [limits] max_connections_per_ip, output_buffer, write_timeout and
  * idle_timeout, [policy] and [auth] (the auth process), and the keys the
  * front-ends' reload hooks take (main.c's rows: [imap] timeouts and
- * per-user connection limits, [pop3] and [lmtp] timeout). Everything
+ * per-user connection limits, [pop3] and [lmtp] timeout, [smtp] and
+ * [submission] but listen, [http]'s timeouts, sizes, sessions and CORS),
+ * and [sieve] (the admin's scripts, compiled again). Everything
  * else (listen addresses, threads, data_dir, user, ...) is logged as
  * needing a restart when it changed, so a reload never silently ignores
  * a change.
@@ -39,12 +41,38 @@ static const struct live_key live_keys[] = {
 	{"pop3", "timeout"},
 	{"pop3s", "timeout"},
 	{"lmtp", "timeout"},
+	/* new SMTP sessions take the new settings (smtp_server_reload) */
+	{"smtp", NULL},
+	{"submission", NULL},
+	{"submissions", NULL},
+	/* the next HTTP requests (http_server_reload) */
+	{"http", "max_body"},
+	{"http", "header_timeout"},
+	{"http", "body_timeout"},
+	{"http", "keepalive_timeout"},
+	{"http", "stream_buffer"},
+	{"http", "cors_origins"},
+	{"http", "session_idle"},
+	{"http", "session_remember"},
+	{"http", "session_bind_address"},
+	{"http", "trust_proxy"},
+	/* the admin's Sieve scripts, compiled again (daemon_extras_reload) */
+	{"sieve", NULL},
 	{NULL, NULL},
 };
 
 /* Exceptions inside a live section. */
 static const struct live_key restart_keys[] = {
 	{"auth", "hash_threads"},     /* the gate's pool is made at start */
+	{"smtp", "listen"},
+	{"smtp", "check_threads"},    /* the check pool is made at start */
+	{"smtp", "mta_sts"},          /* the policy route is made at start */
+	{"submission", "listen"},
+	{"submissions", "listen"},
+	/* readable in the confined mail process only as started (the
+	 * before/after scripts' directories too: a script elsewhere fails
+	 * to load at the reload, logged, and the running ones stay) */
+	{"sieve", "global_dir"},
 	{NULL, NULL},
 };
 

@@ -115,6 +115,8 @@ struct daemon {
  * them (the outbound queue and its resolver). Each returns -1 after
  * logging why. */
 extern struct daemon_frontend daemon_frontends[];
+/* SIGHUP in the mail process: [sieve]'s scripts. -1 (logged): kept. */
+int daemon_extras_reload(const struct config *cfg);
 int daemon_extras_check(const struct config *cfg, struct buf *errors);
 /* Paths they need inside the mail process's confinement. */
 struct daemon_sandbox;

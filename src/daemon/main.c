@@ -198,6 +198,10 @@ static void *metrics_create(const struct daemon_services *sv, struct buf *e)
 {
 	return http_metrics_server_create(sv->cfg, sv->store, sv->auth, e);
 }
+static void http_reload(void *server, const struct config *cfg)
+{
+	http_server_reload(server, cfg);
+}
 static void http_destroy(void *server)
 {
 	struct http_server *p = server;
@@ -238,6 +242,10 @@ static void *smtp_mx_create(const struct daemon_services *sv, struct buf *e)
 static void *smtp_sub_create(const struct daemon_services *sv, struct buf *e)
 {
 	return smtp_create(sv, SMTP_MODE_SUBMISSION, e);
+}
+static void smtp_reload(void *server, const struct config *cfg)
+{
+	smtp_server_reload(server, cfg);
 }
 static void smtp_destroy(void *server)
 {
@@ -311,18 +319,20 @@ struct daemon_frontend daemon_frontends[] = {
 #ifdef LOFT_HAVE_HTTP
 	{.name = "http", .plain = DAEMON_HTTP, .tls = DAEMON_HTTPS,
 	 .proto = &http_proto, .create = http_create,
-	 .destroy = http_main_destroy, .sandbox = http_sandbox},
+	 .destroy = http_main_destroy, .reload = http_reload,
+	 .sandbox = http_sandbox},
 	{.name = "metrics", .plain = DAEMON_METRICS, .tls = -1,
 	 .proto = &http_proto, .create = metrics_create,
-	 .destroy = http_destroy},
+	 .destroy = http_destroy, .reload = http_reload},
 #endif
 #ifdef LOFT_HAVE_SMTP
 	{.name = "smtp", .plain = DAEMON_SMTP, .tls = -1,
 	 .proto = &smtp_mx_proto, .create = smtp_mx_create,
-	 .destroy = smtp_destroy},
+	 .destroy = smtp_destroy, .reload = smtp_reload},
 	{.name = "submission", .plain = DAEMON_SUBMISSION,
 	 .tls = DAEMON_SUBMISSIONS, .proto = &smtp_submission_proto,
-	 .create = smtp_sub_create, .destroy = smtp_destroy},
+	 .create = smtp_sub_create, .destroy = smtp_destroy,
+	 .reload = smtp_reload},
 #endif
 #ifdef LOFT_HAVE_MANAGESIEVE
 	{.name = "managesieve", .plain = DAEMON_MANAGESIEVE, .tls = -1,
@@ -551,6 +561,31 @@ int daemon_extras_open(struct daemon_services *sv)
 	sv->queue = mo->queue;
 #else
 	(void)sv;
+#endif
+	return 0;
+}
+
+int daemon_extras_reload(const struct config *cfg)
+{
+#ifdef LOFT_HAVE_QUEUE
+	/* [sieve]: the admin's scripts, compiled again; a broken one keeps
+	 * the ones running (the parent's check refused it already; here a
+	 * file the confinement does not reach) */
+	struct buf serr;
+	buf_init(&serr, 0);
+	struct delivery_sieve *ds = delivery_sieve_load(cfg, &serr);
+	if (ds == NULL) {
+		daemon_log_lines(LOG_LVL_ERROR, "reload: [sieve]: keeping the "
+				 "running scripts: ", serr.data);
+		buf_free(&serr);
+		return -1;
+	}
+	buf_free(&serr);
+	if (mail_out.queue != NULL)
+		delivery_sieve_install(ds, mail_out.queue);
+	delivery_sieve_unref(&ds);
+#else
+	(void)cfg;
 #endif
 	return 0;
 }

@@ -20,8 +20,8 @@ bool http_cors_origin_allowed(const struct http_server *server,
 {
 	if (origin == NULL)
 		return false;
-	for (size_t i = 0; i < server->set.cors_count; i++)
-		if (strcasecmp(server->set.cors_origins[i], origin) == 0)
+	for (size_t i = 0; i < http_set(server)->cors_count; i++)
+		if (strcasecmp(http_set(server)->cors_origins[i], origin) == 0)
 			return true;
 	return false;
 }

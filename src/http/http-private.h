@@ -42,6 +42,7 @@ struct http_settings {
 	bool session_bind_address;    /* a cookie works from one address */
 	bool tls_configured;          /* [tls]: STARTTLS ports are advertised */
 	bool trust_proxy;             /* X-Forwarded-For/-Proto from loopback */
+	struct http_settings *older;  /* replaced by a reload: kept */
 };
 
 struct http_route_entry {
@@ -50,8 +51,11 @@ struct http_route_entry {
 	size_t prefix_len;
 };
 
+/* The server's settings: a reload (http_server_reload) swaps in new
+ * ones; readers take them with http_set(), replaced ones are kept until
+ * the server goes. */
 struct http_server {
-	struct http_settings set;
+	struct http_settings *set_;
 	struct store *store;
 	struct auth *auth;
 	struct http_route_entry *routes;
@@ -61,6 +65,12 @@ struct http_server {
 	bool admin;                   /* the [metrics] listener's server */
 	struct http_static *static_files;
 };
+
+static inline const struct http_settings *
+http_set(const struct http_server *server)
+{
+	return __atomic_load_n(&server->set_, __ATOMIC_ACQUIRE);
+}
 
 enum http_conn_state {
 	HTTP_ST_HEAD,        /* reading a request head (I/O thread) */

@@ -123,7 +123,7 @@ static void client_of(const struct http_request *req)
 	r->client_secure = net_conn_is_tls(conn);
 	r->client_local = net_conn_is_local(conn);
 	snprintf(r->client_ip, sizeof(r->client_ip), "%s", net_conn_peer(conn));
-	if (!req->hc->server->set.trust_proxy || !net_conn_is_local(conn))
+	if (!http_set(req->hc->server)->trust_proxy || !net_conn_is_local(conn))
 		return;
 	const char *xff = http_request_header(req, "x-forwarded-for");
 	if (xff != NULL) {
@@ -179,7 +179,7 @@ const char *http_request_origin(const struct http_request *req)
 	if (req->origin == NULL) {
 		const char *host = req->head->host;
 		if (host == NULL || host[0] == '\0')
-			host = req->hc->server->set.hostname;
+			host = http_set(req->hc->server)->hostname;
 		((struct http_request *)req)->origin =
 			xasprintf("%s://%s", http_request_is_tls(req) ?
 				  "https" : "http", host);

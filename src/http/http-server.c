@@ -214,11 +214,38 @@ static struct http_server *server_new(const struct config *cfg,
 	struct http_server *s = xcalloc(1, sizeof(*s));
 	s->store = store;
 	s->auth = auth;
-	if (read_settings(cfg, &s->set, errors) < 0) {
+	s->set_ = xcalloc(1, sizeof(*s->set_));
+	if (read_settings(cfg, s->set_, errors) < 0) {
 		http_server_destroy(&s);
 		return NULL;
 	}
 	return s;
+}
+
+void http_server_reload(struct http_server *server, const struct config *cfg)
+{
+	struct http_settings *set = xcalloc(1, sizeof(*set));
+	struct buf errors;
+	buf_init(&errors, 0);
+	int rc = read_settings(cfg, set, &errors);
+	buf_free(&errors);     /* the parent checked it: not expected */
+	if (rc < 0) {
+		settings_free(set);
+		free(set);
+		return;
+	}
+	/* What the routes and the static files were made with stays as
+	 * started (a restart key: listen, webmail, webmail_dir, hostname). */
+	struct http_settings *old = server->set_;
+	set->webmail = old->webmail;
+	free(set->webmail_dir);
+	set->webmail_dir = old->webmail_dir ? xstrdup(old->webmail_dir) : NULL;
+	free(set->hostname);
+	set->hostname = xstrdup(old->hostname);
+	set->tls_configured = old->tls_configured;
+	/* only the reload thread writes set_ */
+	set->older = old;
+	__atomic_store_n(&server->set_, set, __ATOMIC_RELEASE);
 }
 
 struct http_server *http_server_create(const struct config *cfg,
@@ -239,7 +266,7 @@ struct http_server *http_server_create(const struct config *cfg,
 	http_metrics_register(s);
 	http_auth_register(s);
 	http_setup_register(s);
-	if (s->set.webmail)
+	if (s->set_->webmail)
 		http_static_register(s);
 	return s;
 }
@@ -263,7 +290,12 @@ void http_server_destroy(struct http_server **serverp)
 	*serverp = NULL;
 	if (s == NULL)
 		return;
-	settings_free(&s->set);
+	while (s->set_ != NULL) {
+		struct http_settings *set = s->set_;
+		s->set_ = set->older;
+		settings_free(set);
+		free(set);
+	}
 	http_static_free(&s->static_files);
 	for (size_t i = 0; i < s->service_count; i++) {
 		free((char *)s->services[i].proto);
@@ -276,7 +308,7 @@ void http_server_destroy(struct http_server **serverp)
 
 const char *http_server_hostname(const struct http_server *server)
 {
-	return server->set.hostname;
+	return http_set(server)->hostname;
 }
 
 /* ---- routes --------------------------------------------------------- */
@@ -413,7 +445,7 @@ static void http_input(void *session, struct net_conn *conn);
 void http_conn_next_request(struct http_conn *hc)
 {
 	hc->state = HTTP_ST_HEAD;
-	net_conn_set_timeout(hc->conn, hc->server->set.keepalive_timeout);
+	net_conn_set_timeout(hc->conn, http_set(hc->server)->keepalive_timeout);
 	if (evbuffer_get_length(net_conn_input(hc->conn)) > 0)
 		http_input(hc, hc->conn);
 }
@@ -443,7 +475,7 @@ void http_conn_finish(struct http_conn *hc)
 		return;
 	}
 	hc->state = HTTP_ST_HEAD;
-	net_conn_set_timeout(hc->conn, hc->server->set.keepalive_timeout);
+	net_conn_set_timeout(hc->conn, http_set(hc->server)->keepalive_timeout);
 }
 
 void http_conn_reply_io(struct http_conn *hc, unsigned status,
@@ -522,7 +554,7 @@ static void begin_rest(struct http_conn *hc, int rc)
 	}
 	req->resp.close = false;
 	hc->state = HTTP_ST_BODY;
-	net_conn_set_timeout(conn, hc->server->set.body_timeout);
+	net_conn_set_timeout(conn, http_set(hc->server)->body_timeout);
 	if (req->head->expect_continue && !hc->expect_sent) {
 		hc->expect_sent = true;
 		net_conn_printf(conn, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -606,7 +638,7 @@ static void body_complete(struct http_conn *hc)
 static uint64_t route_max_body(const struct http_conn *hc)
 {
 	uint64_t m = hc->req->route->r.max_body;
-	return m != 0 ? m : hc->server->set.max_body;
+	return m != 0 ? m : http_set(hc->server)->max_body;
 }
 
 /* Reads body bytes (I/O thread). Returns true if the state moved on. */
@@ -721,7 +753,7 @@ static void start_request(struct http_conn *hc)
 	}
 	if (has_body) {
 		hc->state = HTTP_ST_BODY;
-		net_conn_set_timeout(hc->conn, hc->server->set.body_timeout);
+		net_conn_set_timeout(hc->conn, http_set(hc->server)->body_timeout);
 		if (h->expect_continue) {
 			hc->expect_sent = true;
 			net_conn_printf(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -737,9 +769,9 @@ static bool read_head(struct http_conn *hc, struct evbuffer *in)
 	while (evbuffer_get_length(in) > 0) {
 		if (hc->head_deadline == 0) {
 			hc->head_deadline = mono_now() +
-				(time_t)hc->server->set.header_timeout;
+				(time_t)http_set(hc->server)->header_timeout;
 			net_conn_set_timeout(hc->conn,
-					     hc->server->set.header_timeout);
+					     http_set(hc->server)->header_timeout);
 		}
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -778,7 +810,7 @@ static void *http_accept(struct net_conn *conn, void *proto_ctx)
 	hc->conn = conn;
 	hc->state = HTTP_ST_HEAD;
 	http_parser_init(&hc->parser, NULL);
-	net_conn_set_timeout(conn, hc->server->set.header_timeout);
+	net_conn_set_timeout(conn, http_set(hc->server)->header_timeout);
 	return hc;
 }
 

@@ -179,9 +179,9 @@ static void signin_answer(struct http_request *req, struct http_response *resp,
 	if (find_cookie(req, old, sizeof(old)))
 		auth_session_delete(server->auth, old);
 	struct auth_session_params p = {
-		.lifetime_secs = server->set.session_remember,
-		.idle_secs = remember ? 0 : server->set.session_idle,
-		.bind_address = server->set.session_bind_address ?
+		.lifetime_secs = http_set(server)->session_remember,
+		.idle_secs = remember ? 0 : http_set(server)->session_idle,
+		.bind_address = http_set(server)->session_bind_address ?
 			http_request_peer(req) : NULL,
 	};
 	char id[AUTH_SESSION_ID_SIZE], csrf[AUTH_SESSION_ID_SIZE];
@@ -192,7 +192,7 @@ static void signin_answer(struct http_request *req, struct http_response *resp,
 		json_error(resp, 503, "Cannot start a session; try again.");
 		return;
 	}
-	set_cookie(req, id, remember ? (long)server->set.session_remember : -1);
+	set_cookie(req, id, remember ? (long)http_set(server)->session_remember : -1);
 	OPENSSL_cleanse(id, sizeof(id));
 	log_info("http", http_request_id(req), "signed in user=%s from %s%s",
 		 u.address, http_request_peer(req), remember ? " (remember)" : "");

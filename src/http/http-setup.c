@@ -37,7 +37,7 @@ static size_t services(const struct http_server *server,
 {
 	size_t n = 0;
 	for (const struct mailsvc *m = mailsvc_table; m->section && n < 16; m++) {
-		if (!m->implicit_tls && !server->set.tls_configured)
+		if (!m->implicit_tls && !http_set(server)->tls_configured)
 			continue;
 		unsigned first = 0, outside = 0;
 		for (size_t i = 0; i < server->service_count; i++) {
@@ -126,7 +126,7 @@ static const char *mail_domain(const struct http_server *server,
 	const char *d = address_domain(addr);
 	if (d != NULL)
 		return d;
-	const char *host = server->set.hostname;
+	const char *host = http_set(server)->hostname;
 	const char *dot = strchr(host, '.');
 	return dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : host;
 }
@@ -166,7 +166,7 @@ static void handle_autoconfig(struct http_request *req,
 			buf_printf(&b, "    <%s type=\"%s\">\n      <hostname>",
 				   smtp ? "outgoingServer" : "incomingServer",
 				   mailsvc_kind_name(sv[i].svc->kind));
-			xml_escape(&b, server->set.hostname);
+			xml_escape(&b, http_set(server)->hostname);
 			buf_printf(&b, "</hostname>\n      <port>%u</port>\n"
 				   "      <socketType>%s</socketType>\n"
 				   "      <authentication>password-cleartext"
@@ -244,7 +244,7 @@ static void handle_autodiscover(struct http_request *req,
 		static const char *const types[] = {"IMAP", "POP3", "SMTP"};
 		buf_printf(&b, "      <Protocol>\n        <Type>%s</Type>\n"
 			   "        <Server>", types[sv[i].svc->kind]);
-		xml_escape(&b, server->set.hostname);
+		xml_escape(&b, http_set(server)->hostname);
 		buf_printf(&b, "</Server>\n        <Port>%u</Port>\n"
 			   "        <LoginName>", sv[i].port);
 		xml_escape(&b, addr);
@@ -318,7 +318,7 @@ static void handle_mobileconfig(struct http_request *req,
 		return;
 	}
 	char reverse[300];
-	const char *host = server->set.hostname;
+	const char *host = http_set(server)->hostname;
 	/* com.example.mail from mail.example.com */
 	reverse[0] = '\0';
 	for (const char *end = host + strlen(host); end > host;) {
@@ -423,7 +423,7 @@ static void handle_services(struct http_request *req,
 	struct buf b;
 	buf_init(&b, 0);
 	buf_append_str(&b, "{\"hostname\":\"");
-	http_json_escape(&b, server->set.hostname);
+	http_json_escape(&b, http_set(server)->hostname);
 	buf_append_str(&b, "\",\"services\":[");
 	for (size_t i = 0; i < n; i++)
 		buf_printf(&b, "%s{\"protocol\":\"%s\",\"port\":%u,"

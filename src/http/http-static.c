@@ -311,7 +311,7 @@ void http_static_register(struct http_server *server)
 {
 	struct http_static *st = xcalloc(1, sizeof(*st));
 	st->dir_fd = -1;
-	st->dir = find_dir(&server->set);
+	st->dir = find_dir(http_set(server));
 	if (st->dir != NULL) {
 		st->dir_fd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (st->dir_fd < 0) {

@@ -88,7 +88,7 @@ struct http_stream *http_response_stream(struct http_response *resp,
 	s->hooks = *hooks;
 	s->ctx = ctx;
 	s->max_unread = hooks->max_unread != 0 ? hooks->max_unread :
-		hc->server->set.stream_max_unread;
+		http_set(hc->server)->stream_max_unread;
 	s->chunked = resp->chunked;
 	pthread_mutex_init(&s->mu, NULL);
 	buf_init(&s->queue, 0);

@@ -87,6 +87,10 @@ struct http_server *http_metrics_server_create(const struct config *cfg,
 					       struct store *store,
 					       struct auth *auth,
 					       struct buf *errors);
+/* SIGHUP: [http] timeouts, sizes, sessions, cors_origins and
+ * trust_proxy for the next requests (listen, webmail, webmail_dir and
+ * hostname need a restart). */
+void http_server_reload(struct http_server *server, const struct config *cfg);
 void http_server_destroy(struct http_server **server);
 /* The configured hostname (top-level hostname, else gethostname). */
 const char *http_server_hostname(const struct http_server *server);

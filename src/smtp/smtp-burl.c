@@ -38,7 +38,7 @@ void smtp_task_burl(void *session, struct net_conn *conn, void *arg)
 	for (size_t off = 0; off < len;) {
 		size_t n = len - off < SMTP_CHUNK ? len - off : SMTP_CHUNK;
 		s->data_size += n;
-		if (s->data_size > s->srv->max_message_size)
+		if (s->data_size > s->live->max_message_size)
 			s->data_too_big = true;
 		if (!s->data_too_big) {
 			buf_append(&s->chunk, data + off, n);

@@ -64,9 +64,9 @@ static size_t header_end(const struct buf *b, size_t from)
 
 static void keep_for_scan(struct smtp_session *s, const char *p, size_t n)
 {
-	if (s->srv->rspamd_url == NULL || s->scan_skip || n == 0)
+	if (s->live->rspamd_url == NULL || s->scan_skip || n == 0)
 		return;
-	if (s->scan.len + n > s->srv->rspamd_max_size) {
+	if (s->scan.len + n > s->live->rspamd_max_size) {
 		/* rspamd's own habit: big messages are not scanned */
 		s->scan_skip = true;
 		buf_free(&s->scan);
@@ -101,7 +101,7 @@ bool smtp_check_data(struct smtp_session *s, const char *data, size_t len,
 {
 	if (!checking(s))
 		return false;
-	if (s->dkim == NULL && s->srv->sender_checks)
+	if (s->dkim == NULL && s->live->sender_checks)
 		s->dkim = dkim_verifier_create();
 	if (s->dkim != NULL)
 		dkim_verifier_feed(s->dkim, data, len);
@@ -156,6 +156,7 @@ struct smtp_check_job {
 	atomic_uint refs;             /* the pool's, the wait's (fn/cancel) */
 	struct smtp_check_job *next;
 	struct smtp_server *srv;
+	const struct smtp_live *live; /* the session's settings */
 	struct net_wait *wait;
 	char sid[24], ip[64], helo[256], sender[LMTP_PATH_MAX + 1];
 	char txn_id[32];
@@ -200,7 +201,7 @@ static int scan(struct smtp_check_job *j)
 		.rcpt_count = j->rcpt_count,
 	};
 
-	if (!rspamd_check(srv->rspamd_url, srv->rspamd_timeout_ms, &req,
+	if (!rspamd_check(j->live->rspamd_url, j->live->rspamd_timeout_ms, &req,
 			  j->scan.data ? j->scan.data : "", j->scan.len, &res))
 		return 0;
 	j->verdict.spam_scanned = true;
@@ -232,7 +233,7 @@ static void run_checks(struct smtp_check_job *j)
 	struct smtp_server *srv = j->srv;
 	struct mailauth_result *res = xcalloc(1, sizeof(*res));
 
-	if (srv->sender_checks && srv->dns != NULL && j->dkim != NULL) {
+	if (j->live->sender_checks && srv->dns != NULL && j->dkim != NULL) {
 		dkim_verifier_end(j->dkim);
 		struct ma_deadline dl =
 			ma_deadline_in(dns_message_timeout_ms(srv->dns));
@@ -244,7 +245,7 @@ static void run_checks(struct smtp_check_job *j)
 		mailauth_results(srv->hostname, res, &j->fields);
 		const struct dmarc_result *d = &res->dmarc;
 		if (d->status == MA_FAIL && d->applied == DMARC_P_REJECT &&
-		    !srv->dmarc_junk) {
+		    !j->live->dmarc_junk) {
 			/* RFC 7489 6.6.3, 10.3 */
 			snprintf(j->reply, sizeof(j->reply), "550 5.7.1 "
 				 "Unauthenticated mail from %s is refused by its "
@@ -254,7 +255,7 @@ static void run_checks(struct smtp_check_job *j)
 			j->verdict.junk = true;
 		}
 	}
-	if (j->rc == 0 && srv->rspamd_url != NULL && !j->scan_skip)
+	if (j->rc == 0 && j->live->rspamd_url != NULL && !j->scan_skip)
 		j->rc = scan(j);
 	log_info("smtp", j->sid, "checks: from=<%s> client=%s spf=%s dkim=%s "
 		 "dmarc=%s%s%s%s spam=%s%s", j->sender, j->ip,
@@ -367,12 +368,13 @@ bool smtp_check_start(struct smtp_session *s, struct net_conn *conn)
 	struct smtp_check_job *j;
 
 	if (srv->checks == NULL ||
-	    (!(srv->sender_checks && srv->dns != NULL) &&
-	     srv->rspamd_url == NULL))
+	    (!(s->live->sender_checks && srv->dns != NULL) &&
+	     s->live->rspamd_url == NULL))
 		return false;
 	j = xcalloc(1, sizeof(*j));
 	atomic_init(&j->refs, 2);
 	j->srv = srv;
+	j->live = s->live;
 	snprintf(j->sid, sizeof(j->sid), "%s", s->sid);
 	snprintf(j->ip, sizeof(j->ip), "%s", net_conn_peer(conn));
 	snprintf(j->helo, sizeof(j->helo), "%s", s->helo);

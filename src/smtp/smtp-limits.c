@@ -48,6 +48,15 @@ struct smtp_limits *smtp_limits_create(unsigned max_conns,
 	return l;
 }
 
+void smtp_limits_set(struct smtp_limits *l, unsigned max_conns,
+		     unsigned max_messages_per_hour)
+{
+	pthread_mutex_lock(&l->mu);
+	l->max_conns = max_conns;
+	l->max_messages = max_messages_per_hour;
+	pthread_mutex_unlock(&l->mu);
+}
+
 void smtp_limits_destroy(struct smtp_limits **lp)
 {
 	struct smtp_limits *l = *lp;
@@ -168,10 +177,11 @@ bool smtp_limits_message_ok(struct smtp_limits *l, const char *ip)
 	unsigned char key[16];
 	bool ok = true;
 
-	if (l == NULL || l->max_messages == 0 || !address_key(ip, key))
+	if (l == NULL || !address_key(ip, key))
 		return true;
 	pthread_mutex_lock(&l->mu);
-	struct smtp_limit_entry *e = entry_get(l, key, false);
+	struct smtp_limit_entry *e = l->max_messages == 0 ? NULL
+				     : entry_get(l, key, false);
 	if (e != NULL && messages_in_hour(e, time(NULL)) >= l->max_messages)
 		ok = false;
 	pthread_mutex_unlock(&l->mu);

@@ -40,6 +40,24 @@
 #define SMTP_MX_CONNS_PER_IP 50
 #define SMTP_MX_MESSAGES_PER_IP 20000
 
+/* The settings a SIGHUP changes (smtp_server_reload): a session takes
+ * the current ones when it starts and keeps them (its check job too), so
+ * a reload never changes a transaction half-way. Replaced ones stay
+ * until the server goes (older), as sessions may still point to them. */
+struct smtp_live {
+	uint64_t max_message_size;
+	unsigned max_recipients;
+	unsigned timeout;
+	unsigned max_conns_per_ip;        /* [smtp] max_connections_per_ip */
+	unsigned max_messages_per_ip;     /* [smtp] max_messages_per_ip_per_hour */
+	bool sender_checks;           /* [smtp] sender_checks: SPF/DKIM/DMARC */
+	bool dmarc_junk;              /* [smtp] dmarc_reject = junk */
+	char *rspamd_url;             /* [smtp] rspamd, or NULL */
+	unsigned rspamd_timeout_ms;
+	uint64_t rspamd_max_size;
+	struct smtp_live *older;
+};
+
 struct smtp_server {
 	enum smtp_mode mode;
 	struct store *store;
@@ -47,21 +65,12 @@ struct smtp_server {
 	struct delivery *delivery;
 	struct queue *queue;
 	char hostname[256];
-	uint64_t max_message_size;
-	unsigned max_recipients;
-	unsigned timeout;
-	unsigned max_conns_per_ip;        /* [smtp] max_connections_per_ip */
-	unsigned max_messages_per_ip;     /* [smtp] max_messages_per_ip_per_hour */
+	struct smtp_live *live;       /* the current settings (atomic) */
 	bool tls;                 /* [tls] is configured: STARTTLS offered */
 	struct smtp_limits *limits;   /* MX: per-address limits, or NULL */
 	struct dns *dns;              /* the queue's resolver (MX checks) */
-	bool sender_checks;           /* [smtp] sender_checks: SPF/DKIM/DMARC */
-	bool dmarc_junk;              /* [smtp] dmarc_reject = junk */
-	char *rspamd_url;             /* [smtp] rspamd, or NULL */
 	struct smtp_check_pool *checks;   /* MX: the check threads */
 	unsigned check_threads;           /* [smtp] check_threads */
-	unsigned rspamd_timeout_ms;
-	uint64_t rspamd_max_size;
 	pthread_mutex_t release_mu;
 	pthread_cond_t release_cond;
 	unsigned releasing;
@@ -90,8 +99,12 @@ struct smtp_rcpt_request {
 	char *orcpt;
 };
 
+/* The server's current live settings (smtp-server.c). */
+const struct smtp_live *smtp_server_live(struct smtp_server *srv);
+
 struct smtp_session {
 	struct smtp_server *srv;
+	const struct smtp_live *live;     /* srv->live when it began */
 	struct net_conn *conn;
 	char sid[24];
 	char peer[64];            /* the client's address (kept past close) */
@@ -154,6 +167,9 @@ struct smtp_limits;
 struct smtp_limits *smtp_limits_create(unsigned max_conns,
 				       unsigned max_messages_per_hour);
 void smtp_limits_destroy(struct smtp_limits **l);
+/* New limits (SIGHUP): counts so far stay. */
+void smtp_limits_set(struct smtp_limits *l, unsigned max_conns,
+		     unsigned max_messages_per_hour);
 /* Counts a connection; false (not counted) when the address has its
  * maximum already. */
 bool smtp_limits_connect(struct smtp_limits *l, const char *ip);

@@ -11,8 +11,9 @@
 
 #include "config.h"
 
-static int read_settings(struct smtp_server *srv, const struct config *cfg,
-			 const char *section, struct buf *errors)
+static int read_settings(struct smtp_server *srv, struct smtp_live *lv,
+			 const struct config *cfg, const char *section,
+			 struct buf *errors)
 {
 	const char *path = cfg->path ? cfg->path : "config";
 	int rc = 0;
@@ -30,8 +31,8 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   "expected a size of at least 1K, like "
 					   "50M\n", path, e->line);
 				rc = -1;
-			} else if (v < srv->max_message_size) {
-				srv->max_message_size = v;
+			} else if (v < lv->max_message_size) {
+				lv->max_message_size = v;
 			}
 		} else if (strcmp(e->key, "max_recipients") == 0) {
 			if (config_parse_uint(e->value, 100000, &v) < 0 || v < 1) {
@@ -40,7 +41,7 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   path, e->line);
 				rc = -1;
 			} else {
-				srv->max_recipients = (unsigned)v;
+				lv->max_recipients = (unsigned)v;
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
 			   (strcmp(e->key, "max_connections_per_ip") == 0 ||
@@ -51,9 +52,9 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   e->key);
 				rc = -1;
 			} else if (strcmp(e->key, "max_connections_per_ip") == 0) {
-				srv->max_conns_per_ip = (unsigned)v;
+				lv->max_conns_per_ip = (unsigned)v;
 			} else {
-				srv->max_messages_per_ip = (unsigned)v;
+				lv->max_messages_per_ip = (unsigned)v;
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "mta_sts") == 0) {
@@ -76,7 +77,7 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "sender_checks") == 0) {
-			if (config_parse_bool(e->value, &srv->sender_checks) < 0) {
+			if (config_parse_bool(e->value, &lv->sender_checks) < 0) {
 				buf_printf(errors, "%s:%d: sender_checks: expected "
 					   "yes or no\n", path, e->line);
 				rc = -1;
@@ -84,9 +85,9 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "dmarc_reject") == 0) {
 			if (strcmp(e->value, "refuse") == 0) {
-				srv->dmarc_junk = false;
+				lv->dmarc_junk = false;
 			} else if (strcmp(e->value, "junk") == 0) {
-				srv->dmarc_junk = true;
+				lv->dmarc_junk = true;
 			} else {
 				buf_printf(errors, "%s:%d: dmarc_reject: expected "
 					   "refuse or junk\n", path, e->line);
@@ -101,8 +102,8 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   e->line);
 				rc = -1;
 			} else {
-				free(srv->rspamd_url);
-				srv->rspamd_url = xstrdup(e->value);
+				free(lv->rspamd_url);
+				lv->rspamd_url = xstrdup(e->value);
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "rspamd_timeout") == 0) {
@@ -113,7 +114,7 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   e->line);
 				rc = -1;
 			} else {
-				srv->rspamd_timeout_ms = (unsigned)v * 1000;
+				lv->rspamd_timeout_ms = (unsigned)v * 1000;
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "rspamd_max_size") == 0) {
@@ -122,7 +123,7 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   "a size like 2M\n", path, e->line);
 				rc = -1;
 			} else {
-				srv->rspamd_max_size = v;
+				lv->rspamd_max_size = v;
 			}
 		} else if (strcmp(e->key, "timeout") == 0) {
 			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
@@ -132,7 +133,7 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 					   path, e->line);
 				rc = -1;
 			} else {
-				srv->timeout = (unsigned)v;
+				lv->timeout = (unsigned)v;
 			}
 		} else {
 			buf_printf(errors, "%s:%d: [%s]: unknown key '%s'\n",
@@ -143,32 +144,48 @@ static int read_settings(struct smtp_server *srv, const struct config *cfg,
 	return rc;
 }
 
+/* The defaults, then [limits] max_message_size, then the section(s). */
+static struct smtp_live *live_read(struct smtp_server *srv,
+				   const struct config *cfg, struct buf *errors)
+{
+	struct smtp_live *lv = xcalloc(1, sizeof(*lv));
+	bool sub = srv->mode == SMTP_MODE_SUBMISSION;
+	const char *v;
+	uint64_t size;
+
+	lv->max_message_size = 50ULL * 1024 * 1024;
+	lv->max_recipients = 100;
+	lv->timeout = SMTP_IDLE_TIMEOUT;
+	lv->max_conns_per_ip = SMTP_MX_CONNS_PER_IP;
+	lv->max_messages_per_ip = SMTP_MX_MESSAGES_PER_IP;
+	lv->sender_checks = true;
+	lv->rspamd_timeout_ms = 10000;
+	lv->rspamd_max_size = 2 * 1024 * 1024;
+	v = config_get(cfg, "limits", "max_message_size");
+	if (v != NULL && config_parse_size(v, &size) == 0 && size > 0)
+		lv->max_message_size = size;
+	if (read_settings(srv, lv, cfg, sub ? "submission" : "smtp", errors) < 0 ||
+	    (sub && read_settings(srv, lv, cfg, "submissions", errors) < 0)) {
+		free(lv->rspamd_url);
+		free(lv);
+		return NULL;
+	}
+	return lv;
+}
+
 struct smtp_server *smtp_server_create(const struct config *cfg,
 				       enum smtp_mode mode, struct store *store,
 				       struct auth *auth, struct buf *errors)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 	const char *v;
-	uint64_t size;
-	bool sub = mode == SMTP_MODE_SUBMISSION;
 
 	srv->mode = mode;
 	srv->store = store;
 	srv->auth = auth;
-	srv->max_message_size = 50ULL * 1024 * 1024;
-	srv->max_recipients = 100;
-	srv->timeout = SMTP_IDLE_TIMEOUT;
-	srv->max_conns_per_ip = SMTP_MX_CONNS_PER_IP;
-	srv->max_messages_per_ip = SMTP_MX_MESSAGES_PER_IP;
-	srv->sender_checks = true;
-	srv->rspamd_timeout_ms = 10000;
-	srv->rspamd_max_size = 2 * 1024 * 1024;
 	srv->check_threads = 8;
 	pthread_mutex_init(&srv->release_mu, NULL);
 	pthread_cond_init(&srv->release_cond, NULL);
-	v = config_get(cfg, "limits", "max_message_size");
-	if (v != NULL && config_parse_size(v, &size) == 0 && size > 0)
-		srv->max_message_size = size;
 	srv->tls = config_get(cfg, "tls", "cert") != NULL;
 	v = config_get(cfg, "", "hostname");
 	if (v != NULL && v[0] != '\0')
@@ -176,8 +193,8 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 	else if (gethostname(srv->hostname, sizeof(srv->hostname) - 1) < 0 ||
 		 srv->hostname[0] == '\0')
 		snprintf(srv->hostname, sizeof(srv->hostname), "localhost");
-	if (read_settings(srv, cfg, sub ? "submission" : "smtp", errors) < 0 ||
-	    (sub && read_settings(srv, cfg, "submissions", errors) < 0)) {
+	srv->live = live_read(srv, cfg, errors);
+	if (srv->live == NULL) {
 		smtp_server_destroy(&srv);
 		return NULL;
 	}
@@ -185,11 +202,32 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 		srv->delivery = delivery_create(store, auth, srv->hostname);
 	if (mode == SMTP_MODE_MX && store != NULL)
 		srv->checks = smtp_check_pool_create(srv->check_threads);
-	if (mode == SMTP_MODE_MX &&
-	    (srv->max_conns_per_ip != 0 || srv->max_messages_per_ip != 0))
-		srv->limits = smtp_limits_create(srv->max_conns_per_ip,
-						 srv->max_messages_per_ip);
+	/* made even without limits: a reload may set some */
+	if (mode == SMTP_MODE_MX)
+		srv->limits = smtp_limits_create(srv->live->max_conns_per_ip,
+						 srv->live->max_messages_per_ip);
 	return srv;
+}
+
+const struct smtp_live *smtp_server_live(struct smtp_server *srv)
+{
+	return __atomic_load_n(&srv->live, __ATOMIC_ACQUIRE);
+}
+
+void smtp_server_reload(struct smtp_server *srv, const struct config *cfg)
+{
+	struct buf errors;
+	buf_init(&errors, 0);
+	struct smtp_live *lv = live_read(srv, cfg, &errors);
+	buf_free(&errors);     /* the parent checked it: not expected */
+	if (lv == NULL)
+		return;
+	/* only the reload thread writes srv->live */
+	lv->older = srv->live;
+	__atomic_store_n(&srv->live, lv, __ATOMIC_RELEASE);
+	if (srv->limits != NULL)
+		smtp_limits_set(srv->limits, lv->max_conns_per_ip,
+				lv->max_messages_per_ip);
 }
 
 void smtp_server_set_queue(struct smtp_server *srv, struct queue *queue)
@@ -213,7 +251,12 @@ void smtp_server_destroy(struct smtp_server **server)
 	delivery_destroy(&srv->delivery);
 	smtp_check_pool_destroy(&srv->checks);
 	smtp_limits_destroy(&srv->limits);
-	free(srv->rspamd_url);
+	while (srv->live != NULL) {
+		struct smtp_live *lv = srv->live;
+		srv->live = lv->older;
+		free(lv->rspamd_url);
+		free(lv);
+	}
 	free(srv);
 	*server = NULL;
 }

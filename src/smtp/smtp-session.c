@@ -156,7 +156,7 @@ static bool cmd_hello(struct smtp_session *s, struct slice args, bool ehlo)
 		buf_printf(&b, "250-%s Hello %s\r\n", s->srv->hostname, s->helo);
 		buf_append_str(&b, "250-PIPELINING\r\n");
 		buf_printf(&b, "250-SIZE %llu\r\n",
-			   (unsigned long long)s->srv->max_message_size);
+			   (unsigned long long)s->live->max_message_size);
 		buf_append_str(&b, "250-8BITMIME\r\n250-SMTPUTF8\r\n"
 				   "250-CHUNKING\r\n250-DSN\r\n");
 		if (!net_conn_is_tls(s->conn) && s->srv->tls)
@@ -422,7 +422,7 @@ static bool cmd_mail(struct smtp_session *s, struct slice args)
 		smtp_transaction_reset(s);
 		return false;
 	}
-	if (s->declared_size > s->srv->max_message_size) {
+	if (s->declared_size > s->live->max_message_size) {
 		reply_error(s, "552 5.3.4 Message size exceeds fixed maximum "
 			       "message size");
 		smtp_transaction_reset(s);
@@ -524,7 +524,7 @@ static bool cmd_rcpt(struct smtp_session *s, struct slice args)
 			       "valid UTF-8");
 		return false;
 	}
-	if (s->rcpt_count >= s->srv->max_recipients) {
+	if (s->rcpt_count >= s->live->max_recipients) {
 		free(orcpt);
 		/* RFC 5321 4.5.3.1.10 */
 		smtp_reply(s, "452 4.5.3 Too many recipients");
@@ -765,7 +765,7 @@ static bool data_input(struct smtp_session *s, struct evbuffer *in)
 				  s->chunk.len - before);
 		}
 		/* too big: read on to the end, keep nothing, refuse then */
-		if (s->data_size > s->srv->max_message_size)
+		if (s->data_size > s->live->max_message_size)
 			s->data_too_big = true;
 		if (s->data_too_big)
 			buf_reset(&s->chunk);
@@ -800,7 +800,7 @@ static bool bdat_input(struct smtp_session *s, struct evbuffer *in)
 		}
 		s->bdat_left -= n;
 		s->data_size += n;
-		if (s->data_size > s->srv->max_message_size) {
+		if (s->data_size > s->live->max_message_size) {
 			s->data_too_big = true;
 			buf_reset(&s->chunk);
 		}
@@ -899,6 +899,7 @@ static void *session_new(struct net_conn *conn, struct smtp_server *srv)
 		return NULL;
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
+	s->live = smtp_server_live(srv);
 	s->conn = conn;
 	snprintf(s->sid, sizeof(s->sid), "%s", net_conn_id(conn));
 	snprintf(s->peer, sizeof(s->peer), "%s", net_conn_peer(conn));
@@ -909,7 +910,7 @@ static void *session_new(struct net_conn *conn, struct smtp_server *srv)
 	buf_init(&s->head, 0);
 	buf_init(&s->hdr, SMTP_HEADER_MAX);
 	buf_init(&s->scan, 0);
-	net_conn_set_timeout(conn, srv->timeout);
+	net_conn_set_timeout(conn, s->live->timeout);
 	if (srv->limits != NULL) {
 		s->limit_counted = smtp_limits_connect(srv->limits,
 						       net_conn_peer(conn));

@@ -51,6 +51,9 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
  * store failed after another's succeeded are retried from it). */
 void smtp_server_set_queue(struct smtp_server *srv, struct queue *queue);
 void smtp_server_destroy(struct smtp_server **srv);
+/* SIGHUP: the section's keys (but listen and check_threads) for new
+ * sessions; sessions already open keep theirs. */
+void smtp_server_reload(struct smtp_server *srv, const struct config *cfg);
 
 /* This server's MTA-STS policy (RFC 8461 3.2), served on the HTTPS
  * listener as /.well-known/mta-sts.txt ([smtp] mta_sts = enforce |

@@ -12,6 +12,11 @@
   [imap] listen address) is logged as such.
 - Front-end timeouts ([imap] timeout_login, [pop3] timeout) are live: the
   next connections get the new ones.
+- [smtp] and [submission] keys are live for new sessions (EHLO's SIZE),
+  a session open before keeps its own; [http] cors_origins is live for
+  the next request (a preflight refused, then allowed).
+- [sieve]'s before script is compiled again: the next delivery runs the
+  new one; a broken one refuses the reload and the running one stays.
 """
 
 import os
@@ -87,6 +92,14 @@ def main():
         os.mkdir(tls_dir, 0o700)
         env.cert, env.key = new_cert(tls_dir, 'first')
         env.sections['tls'] = {'cert': env.cert, 'key': env.key}
+        env.sections['smtp'] = {'listen': '127.0.0.1:%d' % free_port()}
+        env.sections['submission'] = {'listen': '127.0.0.1:%d' % free_port()}
+        sieve_dir = os.path.join(env.dir, 'sieve')
+        os.mkdir(sieve_dir)
+        before = os.path.join(sieve_dir, 'before.sieve')
+        with open(before, 'w') as f:
+            f.write('require ["imap4flags"];\naddflag "$First";\n')
+        env.sections['sieve'] = {'before': before}
         env.write_config()
         notify = Notify(os.path.join(env.dir, 'notify'))
         os.environ['NOTIFY_SOCKET'] = notify.path
@@ -201,6 +214,112 @@ def main():
                 notify.wait('READY=1') is not None and
                 wait_log(env, 'reload: [imap] timeout_login: 1s -> (unset)',
                          mark), env.log()[mark:])
+
+        # [smtp], [submission], [http] and [sieve] live.
+        def ehlo_size(section, sock=None):
+            if sock is None:
+                port = int(env.sections[section]['listen'].split(':')[-1])
+                sock = socket.create_connection(('127.0.0.1', port),
+                                                timeout=30 * SLOW)
+                f = sock.makefile('rb')
+                R.check('%s: greeting' % section,
+                        f.readline().startswith(b'220'))
+            else:
+                f = sock.makefile('rb')
+                sock.sendall(b'RSET\r\n')
+                f.readline()
+            sock.sendall(b'EHLO client.test\r\n')
+            size = None
+            while True:
+                line = f.readline()
+                if line[4:9] == b'SIZE ':
+                    size = int(line[9:].strip())
+                if line[3:4] != b'-':
+                    break
+            return sock, size
+
+        def preflight():
+            h = env.http()
+            h.request('OPTIONS', '/jmap/api', headers={
+                'Origin': 'https://app.example.test',
+                'Access-Control-Request-Method': 'POST'})
+            r = h.getresponse()
+            r.read()
+            h.close()
+            return r.status, r.getheader('Access-Control-Allow-Origin')
+
+        def flagged(subject, keyword):
+            c = env.imap_login('alice@example.test')
+            c.select('INBOX', readonly=True)
+            typ, data = c.search(None, 'SUBJECT', '"%s"' % subject,
+                                 'KEYWORD', keyword)
+            c.logout()
+            return bool(data[0].split())
+
+        def deliver(subject):
+            lm = env.lmtp()
+            lm.sendmail('a@remote.test', ['alice@example.test'],
+                        b'Subject: ' + subject.encode() + b'\r\n\r\nx\r\n')
+            lm.quit()
+
+        old_mx, mx_size = ehlo_size('smtp')
+        _, sub_size = ehlo_size('submission')
+        R.check('smtp: the default SIZE', mx_size == 50 * 1024 * 1024,
+                mx_size)
+        R.check('http: an origin not listed is refused', preflight()[0] == 403)
+        deliver('sieve one')
+        R.check('sieve: the first before script ran',
+                flagged('sieve one', '$First'))
+        env.sections['smtp']['max_message_size'] = '2M'
+        env.sections['submission']['max_message_size'] = '3M'
+        env.sections['http']['cors_origins'] = 'https://app.example.test'
+        with open(before, 'w') as f:
+            f.write('require ["imap4flags"];\naddflag "$Second";\n')
+        env.write_config()
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        R.check('live sections: reload', notify.wait('READY=1') is not None)
+        R.check('live sections: reload done',
+                wait_log(env, 'reload done', mark), env.log()[mark:])
+        tail = env.log()[mark:]
+        R.check('live sections: logged as live',
+                'reload: [smtp] max_message_size: (unset) -> 2M' in tail and
+                'reload: [submission] max_message_size: (unset) -> 3M' in tail
+                and 'reload: [http] cors_origins: (unset) -> ' in tail, tail)
+        R.check('live sections: nothing needs a restart',
+                'next restart' not in tail, tail)
+        R.check('smtp: a new session has the new SIZE',
+                ehlo_size('smtp')[1] == 2 * 1024 * 1024)
+        R.check('submission: a new session has the new SIZE',
+                ehlo_size('submission')[1] == 3 * 1024 * 1024)
+        R.check('smtp: a session open before keeps its SIZE',
+                ehlo_size('smtp', old_mx)[1] == mx_size)
+        old_mx.close()
+        status, allow = preflight()
+        R.check('http: the listed origin is allowed now',
+                status == 204 and allow == 'https://app.example.test',
+                (status, allow))
+        deliver('sieve two')
+        R.check('sieve: the new before script runs',
+                flagged('sieve two', '$Second') and
+                not flagged('sieve two', '$First'))
+        # A broken script: refused with FILE:LINE:COLUMN, the running one
+        # stays.
+        with open(before, 'w') as f:
+            f.write('require ["imap4flags"];\n\naddflag "$Third"\n')
+        mark = len(env.log())
+        env.proc.send_signal(1)
+        R.check('sieve broken: READY=1 again',
+                notify.wait('READY=1') is not None)
+        R.check('sieve broken: reload refused with the place',
+                wait_log(env, 'reload refused', mark) and
+                ('%s:4:1: missing' % before) in env.log()[mark:],
+                env.log()[mark:])
+        deliver('sieve three')
+        R.check('sieve broken: the running script stays',
+                flagged('sieve three', '$Second'))
+        with open(before, 'w') as f:
+            f.write('require ["imap4flags"];\naddflag "$Second";\n')
 
         # Garbage for a certificate: refused, the old one stays.
         with open(env.cert, 'w') as f:
