@@ -116,6 +116,7 @@ static int confine(struct daemon *d, bool *chrooted_r)
 	daemon_sandbox_ro(&sb, "/dev/urandom");
 	daemon_sandbox_ro(&sb, "/sys/devices/system/cpu");
 	sb.chroot_dir = d->dc.data_dir;
+	sb.tcp_confined = true;       /* it never opens a TCP connection */
 	tzset();
 	char *err = NULL;
 	if (daemon_sandbox_enter(&sb, &d->user, chrooted_r, &err) < 0) {

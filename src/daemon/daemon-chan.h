@@ -20,7 +20,8 @@ enum daemon_chan_type {
 	DAEMON_CHAN_RELOADED,    /* child -> parent: arg 0 done, 1 with
 				    errors (logged by the child) */
 	DAEMON_CHAN_AUTH_FD,     /* parent -> mail: fd = a new auth socket */
-	DAEMON_CHAN_TYPE_MAX = DAEMON_CHAN_AUTH_FD,
+	DAEMON_CHAN_OUTBOUND_FD, /* parent -> mail: a new outbound socket */
+	DAEMON_CHAN_TYPE_MAX = DAEMON_CHAN_OUTBOUND_FD,
 };
 
 struct daemon_chan_msg {

@@ -29,6 +29,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "net.h"
+#include "outconn.h"
 
 struct mail {
 	struct daemon *d;
@@ -37,6 +38,7 @@ struct mail {
 	struct net *net;
 	struct store *store;
 	struct auth *auth;
+	struct outbound_client *outbound;
 	bool extras_open;
 	pthread_t chan_thread;
 	bool chan_started;
@@ -78,6 +80,10 @@ static int confine(struct mail *m, bool *chrooted_r)
 	for (int i = 0; mail_ro_paths[i] != NULL; i++)
 		daemon_sandbox_ro(&sb, mail_ro_paths[i]);
 	daemon_extras_sandbox(d, &sb);
+	/* No TCP connection of its own (the outbound process makes them)
+	 * but to the resolver's ports (libunbound's TCP queries), no TCP
+	 * listener of its own (the parent binds them). */
+	sb.tcp_confined = true;
 	for (size_t i = 0; i < d->listener_count; i++) {
 		struct daemon_frontend *fe = d->listeners[i].fe;
 		bool first = true;
@@ -183,6 +189,11 @@ static void *chan_main(void *ctx)
 			log_info("loftd", NULL, "connected to the new auth "
 				 "process");
 			auth_client_set_fd(m->auth, msg.fd);
+		} else if (msg.type == DAEMON_CHAN_OUTBOUND_FD && msg.fd >= 0 &&
+			   m->outbound != NULL) {
+			log_info("loftd", NULL, "connected to the new outbound "
+				 "process");
+			outbound_client_set_fd(m->outbound, msg.fd);
 		} else if (msg.type == DAEMON_CHAN_RELOAD && msg.fd >= 0) {
 			apply_reload(m, msg.fd);
 			close(msg.fd);
@@ -259,6 +270,8 @@ static void mail_stop(struct mail *m)
 	}
 	if (m->extras_open)
 		daemon_extras_close(&m->sv);
+	outconn_set_broker(NULL, NULL);
+	outbound_client_destroy(&m->outbound);
 	store_close(&m->store);
 	auth_close(&m->auth);
 	for (size_t i = 0; i < m->cfg_count; i++)
@@ -281,6 +294,12 @@ int daemon_mail_main(struct daemon *d, int chan, int auth_fd)
 	int rc = 1;
 	if (confine(&m, &chrooted) < 0)
 		goto out;
+	/* TCP connections are the outbound process's (daemon-outbound.c) */
+	if (d->outbound_fd >= 0) {
+		m.outbound = outbound_client_create(d->outbound_fd);
+		d->outbound_fd = -1;
+		outconn_set_broker(outbound_client_connect, m.outbound);
+	}
 	if (chrooted)
 		sset.mail_dir = "/";
 	/* The login gate and its throttle run here (data_dir/throttle/). */
@@ -321,7 +340,7 @@ int daemon_mail_main(struct daemon *d, int chan, int auth_fd)
 	net_tls_text_free(&d->key_pem, d->key_len);
 	m.sv = (struct daemon_services){.cfg = d->cfg, .dc = &d->dc,
 					.store = m.store, .auth = m.auth,
-					.net = m.net};
+					.net = m.net, .outbound = m.outbound};
 	m.extras_open = true;
 	if (daemon_extras_open(&m.sv) < 0 || start_frontends(&m) < 0)
 		goto out;
@@ -345,6 +364,9 @@ out:
 	net_tls_text_free(&d->key_pem, d->key_len);
 	if (auth_fd >= 0)
 		close(auth_fd);
+	if (d->outbound_fd >= 0)
+		close(d->outbound_fd);
+	d->outbound_fd = -1;
 	mail_stop(&m);
 	return rc;
 }

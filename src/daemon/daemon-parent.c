@@ -11,7 +11,8 @@
  *   ready" and READY=1 to systemd.
  * - A dead auth process is logged and started again, its new socket handed
  *   to the mail process (logins in flight fail as temporary). Five deaths
- *   within a minute stop loftd instead.
+ *   within a minute stop loftd instead. The same for the outbound process
+ *   (daemon-outbound.c: TCP connections and DKIM signatures).
  * - A dead mail process stops loftd with a log line and exit status 1
  *   (systemd's Restart=on-failure starts it again): never half-alive.
  * - SIGHUP: the configuration is read and checked again; each changed key
@@ -60,7 +61,7 @@ struct proc {
 
 struct parent {
 	struct daemon *d;
-	struct proc auth, mail;
+	struct proc auth, mail, outbound;
 	int sigfd;
 	bool ready;
 	bool stopping;
@@ -69,6 +70,8 @@ struct parent {
 	bool reload_failed;        /* a child said it could not apply all */
 	time_t auth_deaths[AUTH_DEATHS_MAX];
 	unsigned auth_death_count;
+	time_t out_deaths[AUTH_DEATHS_MAX];
+	unsigned out_death_count;
 	struct config *live_cfg;   /* the last loaded (d->cfg: as started) */
 	struct config **old_cfgs;  /* kept: settings point into them */
 	size_t old_cfg_count;
@@ -121,7 +124,10 @@ static void child_setup(struct parent *p, struct proc *proc, pid_t parent,
 		for (size_t i = 0; i < p->d->listener_count && n < 64; i++)
 			if (p->d->listeners[i].fd >= 0)
 				keep[n++] = p->d->listeners[i].fd;
+		if (p->d->outbound_fd >= 0 && n < 64)
+			keep[n++] = p->d->outbound_fd;
 	} else {
+		p->d->outbound_fd = -1;
 		/* Only the mail process serves the network. */
 		for (size_t i = 0; i < p->d->listener_count; i++)
 			p->d->listeners[i].fd = -1;
@@ -161,18 +167,18 @@ static int spawn(struct parent *p, struct proc *proc, int peer)
 	return 0;
 }
 
-/* The auth process with a new socketpair; *mail_end_r is the mail
- * process's end. */
-static int spawn_auth(struct parent *p, int *mail_end_r)
+/* The auth (or outbound) process with a new socketpair; *mail_end_r is
+ * the mail process's end. */
+static int spawn_server(struct parent *p, struct proc *proc, int *mail_end_r)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_error("loftd", NULL, "socketpair: %m");
 		return -1;
 	}
-	/* The mail process's end must not stay in the auth process. */
+	/* The mail process's end must not stay in the child. */
 	int mail_end = sv[1];
-	int rc = spawn(p, &p->auth, sv[0]);
+	int rc = spawn(p, proc, sv[0]);
 	close(sv[0]);
 	if (rc < 0) {
 		close(mail_end);
@@ -194,33 +200,49 @@ static void describe_status(int status, char *buf, size_t size)
 
 static void begin_stop(struct parent *p, int code);
 
-static void restart_auth(struct parent *p)
+/* The auth or outbound process again, its new socket handed to the mail
+ * process; five deaths within a minute stop loftd. */
+static void restart_server(struct parent *p, struct proc *proc)
 {
+	bool auth = proc == &p->auth;
+	time_t *deaths = auth ? p->auth_deaths : p->out_deaths;
+	unsigned *count = auth ? &p->auth_death_count : &p->out_death_count;
 	time_t now = time(NULL);
 	unsigned n = 0;
-	for (unsigned i = 0; i < p->auth_death_count; i++)
-		if (now - p->auth_deaths[i] < AUTH_DEATHS_WINDOW_S)
-			p->auth_deaths[n++] = p->auth_deaths[i];
+	for (unsigned i = 0; i < *count; i++)
+		if (now - deaths[i] < AUTH_DEATHS_WINDOW_S)
+			deaths[n++] = deaths[i];
 	if (n == AUTH_DEATHS_MAX) {
-		log_error("loftd", NULL, "the auth process died %d times within "
-			  "%d s: stopping loftd", AUTH_DEATHS_MAX,
+		log_error("loftd", NULL, "the %s process died %d times within "
+			  "%d s: stopping loftd", proc->name, AUTH_DEATHS_MAX,
 			  AUTH_DEATHS_WINDOW_S);
-		p->auth_death_count = n;
+		*count = n;
 		begin_stop(p, 1);
 		return;
 	}
-	p->auth_deaths[n++] = now;
-	p->auth_death_count = n;
+	deaths[n++] = now;
+	*count = n;
 	int mail_end;
-	if (spawn_auth(p, &mail_end) < 0) {
+	if (spawn_server(p, proc, &mail_end) < 0) {
 		begin_stop(p, 1);
 		return;
 	}
 	if (p->mail.pid > 0 &&
-	    daemon_chan_send(p->mail.chan, DAEMON_CHAN_AUTH_FD, 0, mail_end) < 0)
-		log_error("loftd", NULL, "cannot hand the new auth socket to the "
-			  "mail process: %m");
+	    daemon_chan_send(p->mail.chan, auth ? DAEMON_CHAN_AUTH_FD
+						: DAEMON_CHAN_OUTBOUND_FD,
+			     0, mail_end) < 0)
+		log_error("loftd", NULL, "cannot hand the new %s socket to the "
+			  "mail process: %m", proc->name);
 	close(mail_end);
+}
+
+/* SIGTERM to a server process, SIGKILL after timeout_s. */
+static void stop_proc(struct proc *proc, unsigned timeout_s)
+{
+	if (proc->pid > 0 && proc->kill_at == 0) {
+		kill(proc->pid, SIGTERM);
+		proc->kill_at = time(NULL) + timeout_s;
+	}
 }
 
 static void child_gone(struct parent *p, struct proc *proc, int status)
@@ -233,9 +255,9 @@ static void child_gone(struct parent *p, struct proc *proc, int status)
 	proc->chan = -1;
 	if (p->stopping) {
 		log_info("loftd", NULL, "%s process %s", proc->name, how);
-		if (proc == &p->mail && p->auth.pid > 0) {
-			kill(p->auth.pid, SIGTERM);
-			p->auth.kill_at = time(NULL) + AUTH_STOP_TIMEOUT_S;
+		if (proc == &p->mail) {
+			stop_proc(&p->auth, AUTH_STOP_TIMEOUT_S);
+			stop_proc(&p->outbound, AUTH_STOP_TIMEOUT_S);
 		}
 		if (proc == &p->mail && !(WIFEXITED(status) &&
 					  WEXITSTATUS(status) == 0))
@@ -248,11 +270,16 @@ static void child_gone(struct parent *p, struct proc *proc, int status)
 		begin_stop(p, 1);
 		return;
 	}
-	log_error("loftd", NULL, "auth process %s: starting it again "
-		  "(logins in flight fail as temporary)", how);
+	if (proc == &p->auth)
+		log_error("loftd", NULL, "auth process %s: starting it again "
+			  "(logins in flight fail as temporary)", how);
+	else
+		log_error("loftd", NULL, "outbound process %s: starting it "
+			  "again (connections and signatures in flight fail; "
+			  "the queue tries again later)", how);
 	if (p->reload_pending > 0)
 		p->reload_pending--;
-	restart_auth(p);
+	restart_server(p, proc);
 }
 
 static void reap(struct parent *p)
@@ -264,6 +291,8 @@ static void reap(struct parent *p)
 			child_gone(p, &p->mail, status);
 		else if (pid == p->auth.pid)
 			child_gone(p, &p->auth, status);
+		else if (pid == p->outbound.pid)
+			child_gone(p, &p->outbound, status);
 	}
 }
 
@@ -278,9 +307,9 @@ static void begin_stop(struct parent *p, int code)
 	if (p->mail.pid > 0) {
 		kill(p->mail.pid, SIGTERM);
 		p->mail.kill_at = time(NULL) + MAIL_STOP_TIMEOUT_S;
-	} else if (p->auth.pid > 0) {
-		kill(p->auth.pid, SIGTERM);
-		p->auth.kill_at = time(NULL) + AUTH_STOP_TIMEOUT_S;
+	} else {
+		stop_proc(&p->auth, AUTH_STOP_TIMEOUT_S);
+		stop_proc(&p->outbound, AUTH_STOP_TIMEOUT_S);
 	}
 }
 
@@ -365,8 +394,8 @@ static void reload(struct parent *p)
 	}
 	p->reload_pending = 0;
 	p->reload_failed = false;
-	struct proc *procs[2] = {&p->auth, &p->mail};
-	for (int i = 0; i < 2; i++) {
+	struct proc *procs[3] = {&p->auth, &p->mail, &p->outbound};
+	for (int i = 0; i < 3; i++) {
 		if (procs[i]->pid > 0 &&
 		    daemon_chan_send(procs[i]->chan, DAEMON_CHAN_RELOAD, 0,
 				     fd) == 0)
@@ -459,8 +488,8 @@ static void signal_input(struct parent *p)
 static void kill_overdue(struct parent *p)
 {
 	time_t now = time(NULL);
-	struct proc *procs[2] = {&p->mail, &p->auth};
-	for (int i = 0; i < 2; i++) {
+	struct proc *procs[3] = {&p->mail, &p->auth, &p->outbound};
+	for (int i = 0; i < 3; i++) {
 		struct proc *c = procs[i];
 		if (c->pid > 0 && c->kill_at != 0 && now >= c->kill_at) {
 			log_error("loftd", NULL, "%s process did not stop: "
@@ -473,11 +502,11 @@ static void kill_overdue(struct parent *p)
 
 static void loop(struct parent *p)
 {
-	while (p->mail.pid > 0 || p->auth.pid > 0) {
-		struct pollfd fds[3];
+	while (p->mail.pid > 0 || p->auth.pid > 0 || p->outbound.pid > 0) {
+		struct pollfd fds[4];
 		int n = 0;
 		fds[n++] = (struct pollfd){p->sigfd, POLLIN, 0};
-		int mail_i = -1, auth_i = -1;
+		int mail_i = -1, auth_i = -1, out_i = -1;
 		if (p->mail.chan >= 0) {
 			mail_i = n;
 			fds[n++] = (struct pollfd){p->mail.chan, POLLIN, 0};
@@ -485,6 +514,10 @@ static void loop(struct parent *p)
 		if (p->auth.chan >= 0) {
 			auth_i = n;
 			fds[n++] = (struct pollfd){p->auth.chan, POLLIN, 0};
+		}
+		if (p->outbound.chan >= 0) {
+			out_i = n;
+			fds[n++] = (struct pollfd){p->outbound.chan, POLLIN, 0};
 		}
 		if (poll(fds, (nfds_t)n, p->stopping ? 500 : -1) < 0) {
 			if (errno == EINTR)
@@ -496,6 +529,9 @@ static void loop(struct parent *p)
 			chan_input(p, &p->mail);
 		if (auth_i >= 0 && fds[auth_i].revents != 0 && p->auth.chan >= 0)
 			chan_input(p, &p->auth);
+		if (out_i >= 0 && fds[out_i].revents != 0 &&
+		    p->outbound.chan >= 0)
+			chan_input(p, &p->outbound);
 		if (fds[0].revents != 0)
 			signal_input(p);
 		if (p->stopping)
@@ -559,6 +595,7 @@ int daemon_parent_run(struct daemon *d)
 	p.d = d;
 	p.auth = (struct proc){"auth", 0, -1, daemon_auth_main, 0};
 	p.mail = (struct proc){"mail", 0, -1, daemon_mail_main, 0};
+	p.outbound = (struct proc){"outbound", 0, -1, daemon_outbound_main, 0};
 	p.sigfd = -1;
 	int rc = 1;
 	char *err = NULL;
@@ -581,11 +618,18 @@ int daemon_parent_run(struct daemon *d)
 	}
 	if (daemon_listeners_bind(d) < 0 || read_tls(d) < 0)
 		goto out;
-	int mail_end;
-	if (spawn_auth(&p, &mail_end) < 0)
+	int mail_end, out_end;
+	if (spawn_server(&p, &p.auth, &mail_end) < 0)
 		goto out;
+	if (spawn_server(&p, &p.outbound, &out_end) < 0) {
+		close(mail_end);
+		goto out;
+	}
+	d->outbound_fd = out_end;
 	int spawned = spawn(&p, &p.mail, mail_end);
 	close(mail_end);
+	close(out_end);
+	d->outbound_fd = -1;
 	/* Only the mail process holds the key and the listeners now. */
 	net_tls_text_free(&d->cert_pem, d->cert_len);
 	net_tls_text_free(&d->key_pem, d->key_len);
@@ -599,12 +643,14 @@ int daemon_parent_run(struct daemon *d)
 	else
 		log_error("loftd", NULL, "stopped (status %d)", rc);
 out:
-	if (p.auth.pid > 0 || p.mail.pid > 0) {
+	if (p.auth.pid > 0 || p.mail.pid > 0 || p.outbound.pid > 0) {
 		/* Failed before the loop ran: take the children down. */
 		if (p.mail.pid > 0)
 			kill(p.mail.pid, SIGKILL);
 		if (p.auth.pid > 0)
 			kill(p.auth.pid, SIGKILL);
+		if (p.outbound.pid > 0)
+			kill(p.outbound.pid, SIGKILL);
 		while (wait(NULL) > 0)
 			;
 	}

@@ -41,6 +41,13 @@
 #ifndef LANDLOCK_ACCESS_FS_IOCTL_DEV
 #define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)
 #endif
+#define LOFT_LANDLOCK_ACCESS_NET_BIND_TCP (1ULL << 0)
+#define LOFT_LANDLOCK_ACCESS_NET_CONNECT_TCP (1ULL << 1)
+#define LOFT_LANDLOCK_RULE_NET_PORT 2
+struct loft_net_port_attr {
+	uint64_t allowed_access;
+	uint64_t port;
+};
 #define LOFT_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
 #define LOFT_LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
 
@@ -163,6 +170,12 @@ static int landlock_apply(const struct daemon_sandbox *sb, int abi,
 {
 	struct loft_ruleset_attr attr = {.handled_access_fs = fs_rights(abi)};
 	size_t size = sizeof(uint64_t);
+	bool net = sb->tcp_confined && abi >= 4;
+	if (net) {
+		attr.handled_access_net = LOFT_LANDLOCK_ACCESS_NET_BIND_TCP |
+					  LOFT_LANDLOCK_ACCESS_NET_CONNECT_TCP;
+		size = 2 * sizeof(uint64_t);
+	}
 	if (abi >= 6) {
 		attr.scoped = LOFT_LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET |
 			      LOFT_LANDLOCK_SCOPE_SIGNAL;
@@ -182,6 +195,18 @@ static int landlock_apply(const struct daemon_sandbox *sb, int abi,
 	for (size_t i = 0; rc == 0 && i < sb->ro_count; i++)
 		rc = add_rule(ruleset, sb->ro[i], FS_READ,
 			      attr.handled_access_fs, error_r);
+	for (size_t i = 0; rc == 0 && net && i < sb->tcp_port_count; i++) {
+		struct loft_net_port_attr np = {
+			.allowed_access = LOFT_LANDLOCK_ACCESS_NET_CONNECT_TCP,
+			.port = sb->tcp_connect_ports[i],
+		};
+		if (syscall(SYS_landlock_add_rule, ruleset,
+			    LOFT_LANDLOCK_RULE_NET_PORT, &np, 0) < 0) {
+			*error_r = xasprintf("landlock: rule for TCP port %u: %s",
+					     (unsigned)np.port, strerror(errno));
+			rc = -1;
+		}
+	}
 	/* Tests move the throttle's clock through a file they replace by
 	 * rename (auth-throttle.c): its directory, read-only. */
 	const char *clock = getenv("LOFT_TEST_CLOCK");
@@ -278,6 +303,10 @@ int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			return -1;
 		log_debug("loftd", NULL, "%s process: Landlock ABI %d", sb->name,
 			  abi);
+		if (sb->tcp_confined && abi < 4)
+			log_warn("loftd", NULL, "%s process: Landlock ABI %d has no "
+				 "network rules (4): it could still open TCP "
+				 "connections", sb->name, abi);
 	} else if (!*chrooted_r) {
 		log_warn("loftd", NULL, "%s process: no Landlock in this kernel "
 			 "and not root: its files are not confined", sb->name);

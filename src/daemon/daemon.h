@@ -9,15 +9,20 @@
  *   auth (daemon-auth.c)       the only process that opens accounts.db
  *       (password hashes, SCRAM keys); answers the mail process over a
  *       socketpair (src/auth/auth-server.c).
+ *   outbound (daemon-outbound.c) makes the TCP connections the mail
+ *       process asks for and hands them over; holds the DKIM keys and
+ *       signs headers given their body hash.
  *   mail (daemon-mail.c)       I/O threads, workers, front-ends, store;
  *       runs as `user`, confined to data_dir/mail (Landlock, or chroot
- *       where Landlock is missing) under a seccomp filter; its struct
- *       auth is a client of the auth process.
+ *       where Landlock is missing) under a seccomp filter, no TCP
+ *       connect but to the resolver's ports; its struct auth is a client
+ *       of the auth process, its outbound connections (lib/outconn.h)
+ *       and DKIM signatures go through the outbound process.
  *
  * Each child talks to the parent over a channel (daemon-chan.c): READY,
- * RELOAD, RELOADED, and a new auth socket for the mail process. Adding a
- * process (an outbound/DNS/DKIM one for SMTP): a daemon_proc in
- * daemon-parent.c with its main, its channel and its restart policy.
+ * RELOAD, RELOADED, and a new auth or outbound socket for the mail
+ * process. Adding a process: a struct proc in daemon-parent.c with its
+ * main, its channel and its restart policy.
  *
  * This header is internal to src/daemon.
  */
@@ -25,6 +30,8 @@
 #define LOFT_DAEMON_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "auth.h"
@@ -40,8 +47,11 @@ struct queue;
 /* ---- front-ends (the table is in main.c) ----------------------------- */
 
 /* What a front-end is created with in the mail process. */
+struct outbound_client;
+
 struct daemon_services {
 	const struct config *cfg;
+	struct outbound_client *outbound;  /* NULL in a check */
 	const struct daemon_config *dc;
 	struct store *store;          /* NULL in a check */
 	struct auth *auth;            /* NULL in a check */
@@ -106,6 +116,7 @@ struct daemon {
 	size_t listener_count;
 	struct daemon_user user;
 	int lock_fd;
+	int outbound_fd;              /* the mail process's end; -1 */
 	/* TLS as the parent read it; wiped once handed over */
 	char *cert_pem, *key_pem;
 	size_t cert_len, key_len;
@@ -115,6 +126,13 @@ struct daemon {
  * them (the outbound queue and its resolver). Each returns -1 after
  * logging why. */
 extern struct daemon_frontend daemon_frontends[];
+/* The outbound process's DKIM signer over the keys in dir (NULL when
+ * not built): signs a header with the body hash given, as
+ * dkim_signer_sign_head. */
+typedef int outbound_sign_fn(void *ctx, const char *head, size_t head_len,
+			     const uint8_t *bh, size_t bh_len, struct buf *out);
+outbound_sign_fn *daemon_extras_signer(const char *dir, void **ctx_r);
+void daemon_extras_signer_free(void *ctx);
 /* SIGHUP in the mail process: [sieve]'s scripts. -1 (logged): kept. */
 int daemon_extras_reload(const struct config *cfg);
 int daemon_extras_check(const struct config *cfg, struct buf *errors);
@@ -177,6 +195,11 @@ struct daemon_sandbox {
 	size_t ro_count;
 	const char *chroot_dir;       /* where Landlock is missing */
 	const char *name;             /* "mail", for the log */
+	/* Landlock network rules (ABI 4): TCP bind refused, connect only
+	 * to these ports (the resolver's). Kernels without them: logged. */
+	bool tcp_confined;
+	uint16_t tcp_connect_ports[8];
+	size_t tcp_port_count;
 };
 void daemon_sandbox_rw(struct daemon_sandbox *sb, const char *path);
 void daemon_sandbox_ro(struct daemon_sandbox *sb, const char *path);
@@ -200,8 +223,27 @@ void daemon_notify(const char *state);
 /* daemon-parent.c */
 int daemon_parent_run(struct daemon *d);
 
-/* daemon-mail.c, daemon-auth.c: the children's mains (exit status). */
+/* daemon-mail.c, daemon-auth.c, daemon-outbound.c: the children's mains
+ * (exit status). */
 int daemon_mail_main(struct daemon *d, int chan, int auth_fd);
 int daemon_auth_main(struct daemon *d, int chan, int mail_fd);
+int daemon_outbound_main(struct daemon *d, int chan, int mail_fd);
+
+/* daemon-outbound.c: the mail process's client of the outbound process
+ * (TCP connections, DKIM signatures). */
+struct outbound_client;
+struct outbound_client *outbound_client_create(int fd);
+/* A restarted outbound process's socket. */
+void outbound_client_set_fd(struct outbound_client *c, int fd);
+void outbound_client_destroy(struct outbound_client **c);
+/* An outconn_fn (lib/outconn.h): ctx is the client. */
+int outbound_client_connect(void *ctx, const struct sockaddr *sa,
+			    socklen_t len, unsigned timeout_ms,
+			    char **error_r);
+/* DKIM-Signature fields for a header given its body hash
+ * (dkim_sign_split): 0, or -1 (logged). */
+int outbound_client_sign(struct outbound_client *c, const char *head,
+			 size_t head_len, const uint8_t *bh, size_t bh_len,
+			 struct buf *out);
 
 #endif

@@ -356,7 +356,9 @@ struct mail_out {
 	struct auth *auth;
 	struct delivery *delivery;  /* the queue's local recipients */
 #ifdef LOFT_HAVE_MAILAUTH
-	struct dkim_signer *signer; /* data_dir/dkim */
+	struct dkim_signer *signer; /* data_dir/dkim, without an outbound
+				       process (NULL with one) */
+	struct outbound_client *outbound;
 #endif
 };
 
@@ -367,9 +369,44 @@ static int dkim_sign_hook(void *ctx, const void *data, size_t len,
 			  struct buf *out)
 {
 	struct mail_out *mo = ctx;
-	return dkim_signer_sign(mo->signer, data, len, out);
+	if (mo->outbound == NULL)
+		return dkim_signer_sign(mo->signer, data, len, out);
+	/* the keys are the outbound process's: it gets the header and the
+	 * body hash */
+	uint8_t bh[32];
+	size_t bh_len;
+	size_t hlen = dkim_sign_split(data, len, bh, &bh_len);
+	return outbound_client_sign(mo->outbound, data, hlen, bh, bh_len, out);
+}
+
+static int outbound_sign(void *ctx, const char *head, size_t head_len,
+			 const uint8_t *bh, size_t bh_len, struct buf *out)
+{
+	return dkim_signer_sign_head(ctx, head, head_len, bh, bh_len, out);
 }
 #endif
+
+outbound_sign_fn *daemon_extras_signer(const char *dir, void **ctx_r)
+{
+#ifdef LOFT_HAVE_MAILAUTH
+	*ctx_r = dkim_signer_create(dir);
+	return outbound_sign;
+#else
+	(void)dir;
+	*ctx_r = NULL;
+	return NULL;
+#endif
+}
+
+void daemon_extras_signer_free(void *ctx)
+{
+#ifdef LOFT_HAVE_MAILAUTH
+	struct dkim_signer *s = ctx;
+	dkim_signer_destroy(&s);
+#else
+	(void)ctx;
+#endif
+}
 
 static bool local_domain(void *ctx, const char *domain)
 {
@@ -440,8 +477,8 @@ void daemon_extras_sandbox(const struct daemon *d, struct daemon_sandbox *sb)
 {
 #ifdef LOFT_HAVE_QUEUE
 	/* The queue's spool; the resolver's files; the CAs outbound TLS
-	 * verifies against. (An outbound process of its own would take
-	 * these away from the mail process.) */
+	 * verifies against (TLS runs here over the sockets the outbound
+	 * process connects). */
 	static char *queue_dir;
 	free(queue_dir);
 	queue_dir = xasprintf("%s/queue", d->dc.data_dir);
@@ -456,15 +493,18 @@ void daemon_extras_sandbox(const struct daemon *d, struct daemon_sandbox *sb)
 	daemon_sandbox_ro(sb, config_get(d->cfg, "queue",
 					 "smarthost_password_file"));
 	daemon_sandbox_ro(sb, config_get(d->cfg, "dns", "trust_anchor"));
-#ifdef LOFT_HAVE_MAILAUTH
-	/* DKIM private keys, read at each message. (They belong to an
-	 * outbound process of their own; until it exists they are read
-	 * here, never written.) */
-	static char *dkim_dir;
-	free(dkim_dir);
-	dkim_dir = xasprintf("%s/dkim", d->dc.data_dir);
-	daemon_sandbox_ro(sb, dkim_dir);
-#endif
+	/* DKIM private keys: not here, the outbound process signs. TCP:
+	 * the resolver's ports only (the outbound process connects). */
+	struct dns_settings dset;
+	struct buf derr;
+	buf_init(&derr, 0);
+	if (dns_settings_from_config(d->cfg, &dset, &derr) == 0)
+		sb->tcp_port_count = dns_settings_ports(
+			&dset, sb->tcp_connect_ports,
+			sizeof(sb->tcp_connect_ports) /
+			sizeof(*sb->tcp_connect_ports));
+	dns_settings_deinit(&dset);
+	buf_free(&derr);
 	/* [sieve]: the admin's before/after scripts (their directories,
 	 * once each) and global_dir, read at start and at each delivery's
 	 * include :global. */
@@ -539,9 +579,12 @@ int daemon_extras_open(struct daemon_services *sv)
 		.is_local = local_domain, .deliver = local_deliver, .ctx = mo,
 	};
 #ifdef LOFT_HAVE_MAILAUTH
-	char *dir = xasprintf("%s/dkim", mo->qset.data_dir);
-	mo->signer = dkim_signer_create(dir);
-	free(dir);
+	mo->outbound = sv->outbound;
+	if (mo->outbound == NULL) {
+		char *dir = xasprintf("%s/dkim", mo->qset.data_dir);
+		mo->signer = dkim_signer_create(dir);
+		free(dir);
+	}
 	hooks.sign = dkim_sign_hook;
 #endif
 	queue_set_hooks(mo->queue, &hooks);
@@ -665,6 +708,7 @@ int main(int argc, char **argv)
 	d.config_path = path;
 	d.frontends = daemon_frontends;
 	d.lock_fd = -1;
+	d.outbound_fd = -1;
 	int rc = 1;
 	if (config_load(path, &d.cfg, &errors) < 0 ||
 	    daemon_check(&d, check, &errors, &warnings) < 0 ||

@@ -149,6 +149,27 @@ static char *forwarder(const char *s)
 	return xstrdup(s);
 }
 
+size_t dns_settings_ports(const struct dns_settings *set, uint16_t *ports,
+			  size_t max)
+{
+	size_t n = 0;
+	if (max == 0)
+		return 0;
+	ports[n++] = 53;
+	for (size_t i = 0; i < set->resolver_count; i++) {
+		char *fwd = forwarder(set->resolvers[i]);
+		const char *at = fwd != NULL ? strchr(fwd, '@') : NULL;
+		unsigned long port = at != NULL ? strtoul(at + 1, NULL, 10) : 53;
+		bool seen = false;
+		for (size_t k = 0; k < n; k++)
+			seen = seen || ports[k] == port;
+		if (!seen && port > 0 && port < 65536 && n < max)
+			ports[n++] = (uint16_t)port;
+		free(fwd);
+	}
+	return n;
+}
+
 /* ---- the resolver ------------------------------------------------- */
 
 static void *dns_thread(void *arg)

@@ -44,6 +44,11 @@ struct dns_settings {
 int dns_settings_from_config(const struct config *cfg,
 			     struct dns_settings *set_r, struct buf *errors);
 void dns_settings_deinit(struct dns_settings *set);
+/* The TCP ports the resolver may connect to (53 and the forwarders'):
+ * loftd's mail process may connect to nothing else. Returns the count
+ * (at most max). */
+size_t dns_settings_ports(const struct dns_settings *set, uint16_t *ports,
+			  size_t max);
 
 /* Creates the resolver (thread-safe: one serves every thread). */
 int dns_create(const struct dns_settings *set, struct dns **dns_r,

@@ -31,6 +31,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "outconn-curl.h"
 
 void jmap_object_id(enum store_jmap_kind kind, int64_t n, char out[32]);
 bool jmap_object_id_parse(enum store_jmap_kind kind, const char *s,
@@ -441,6 +442,7 @@ static void post(struct jmap *j, const char *url, const char *body)
 	hdr = curl_slist_append(hdr, "TTL: 86400");
 	struct curl_slist *res = curl_slist_append(NULL, pin);
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	outconn_curl(c);
 	curl_easy_setopt(c, CURLOPT_RESOLVE, res);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

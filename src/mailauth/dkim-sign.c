@@ -300,11 +300,24 @@ static bool signing_domain(const struct ma_field *f, size_t n, char out[256])
 
 #define MAX_KEYS 8
 
-int dkim_signer_sign(struct dkim_signer *s, const char *data, size_t len,
-		     struct buf *out)
+size_t dkim_sign_split(const char *data, size_t len, uint8_t bh[32],
+		       size_t *bh_len_r)
 {
 	struct ma_field *f;
-	size_t hlen, n = ma_header_split(data, len, &f, &hlen);
+	size_t hlen;
+	ma_header_split(data, len, &f, &hlen);
+	free(f);
+	*bh_len_r = 0;
+	body_hash(data + hlen, len - hlen, bh, bh_len_r);
+	return hlen;
+}
+
+int dkim_signer_sign_head(struct dkim_signer *s, const char *head,
+			  size_t head_len, const uint8_t *bh, size_t bh_len,
+			  struct buf *out)
+{
+	struct ma_field *f;
+	size_t hlen, n = ma_header_split(head, head_len, &f, &hlen);
 	char domain[256], sels[MAX_KEYS][64];
 	EVP_PKEY *keys[MAX_KEYS];
 	size_t nk = 0;
@@ -315,9 +328,6 @@ int dkim_signer_sign(struct dkim_signer *s, const char *data, size_t len,
 		free(f);
 		return 0;
 	}
-	uint8_t bh[32];
-	size_t bh_len = 0;
-	body_hash(data + hlen, len - hlen, bh, &bh_len);
 	time_t now = time(NULL);
 	for (size_t i = 0; i < nk; i++) {
 		char *err = NULL;
@@ -331,6 +341,15 @@ int dkim_signer_sign(struct dkim_signer *s, const char *data, size_t len,
 	}
 	free(f);
 	return rc;
+}
+
+int dkim_signer_sign(struct dkim_signer *s, const char *data, size_t len,
+		     struct buf *out)
+{
+	uint8_t bh[32];
+	size_t bh_len;
+	size_t hlen = dkim_sign_split(data, len, bh, &bh_len);
+	return dkim_signer_sign_head(s, data, hlen, bh, bh_len, out);
 }
 
 int dkim_sign_with(const char *pem, size_t pem_len, const char *domain,

@@ -317,6 +317,15 @@ void dkim_signer_destroy(struct dkim_signer **s);
  * domain has no key), -1 when a key could not sign (logged). */
 int dkim_signer_sign(struct dkim_signer *s, const char *data, size_t len,
 		     struct buf *out);
+/* dkim_signer_sign in two halves, for a signer in another process (the
+ * outbound process holds the keys): the body hash, which needs no key
+ * (returns the length of the header, the empty line included), then
+ * the signatures over that header with it. */
+size_t dkim_sign_split(const char *data, size_t len, uint8_t bh[32],
+		       size_t *bh_len_r);
+int dkim_signer_sign_head(struct dkim_signer *s, const char *head,
+			  size_t head_len, const uint8_t *bh, size_t bh_len,
+			  struct buf *out);
 /* The same with a given time (tests). */
 int dkim_sign_with(const char *pem, size_t pem_len, const char *domain,
 		   const char *selector, time_t now, const char *data,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "outconn-curl.h"
 
 #define RSPAMD_REPLY_MAX (256 * 1024)
 
@@ -119,6 +120,7 @@ bool rspamd_check(const char *url, unsigned timeout_ms,
 	h = curl_slist_append(h, "Content-Type: message/rfc822");
 	h = curl_slist_append(h, "Expect:");
 	curl_easy_setopt(c, CURLOPT_URL, endpoint);
+	outconn_curl(c);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, msg);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);

@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "base64.h"
 #include "log.h"
+#include "outconn.h"
 
 #define QCLIENT_IN 8192
 
@@ -232,8 +233,7 @@ static int connect_addr(const char *addr, unsigned port, unsigned timeout,
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int fd, err = 0;
-	socklen_t el = sizeof(err);
+	int fd;
 
 	memset(&ss, 0, sizeof(ss));
 	if (strchr(addr, ':') != NULL) {
@@ -251,26 +251,13 @@ static int connect_addr(const char *addr, unsigned port, unsigned timeout,
 			goto bad;
 		sl = sizeof(*s4);
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	char *err = NULL;
+	fd = outconn_connect((struct sockaddr *)&ss, sl, timeout * 1000, &err);
 	if (fd < 0) {
-		reply_fail(r, "socket: %s", strerror(errno));
+		reply_fail(r, "connect to %s: %s", addr, err);
+		free(err);
 		return -1;
 	}
-	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
-		reply_fail(r, "connect to %s: %s", addr, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	struct pollfd p = {.fd = fd, .events = POLLOUT};
-	int n = poll(&p, 1, (int)timeout * 1000);
-	if (n <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 ||
-	    err != 0) {
-		reply_fail(r, "connect to %s: %s", addr,
-			   n == 0 ? "timed out" : strerror(err ? err : errno));
-		close(fd);
-		return -1;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;

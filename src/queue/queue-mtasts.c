@@ -21,6 +21,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "outconn-curl.h"
 
 #define STS_BODY_MAX (64 * 1024)
 #define STS_MAX_AGE 31557600         /* RFC 8461 3.2: about a year */
@@ -236,6 +237,7 @@ static char *fetch(struct queue *q, const char *domain)
 	}
 	buf_init(&body, STS_BODY_MAX);
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	outconn_curl(c);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);   /* 3.3 */
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);

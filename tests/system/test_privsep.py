@@ -2,8 +2,8 @@
 processes, what the confined mail process is refused, and each child
 killed with SIGKILL while clients read and LMTP delivers.
 
-- Processes: loftd-auth and loftd-mail below the parent, both under
-  no_new_privs and a seccomp filter.
+- Processes: loftd-auth, loftd-outbound and loftd-mail below the parent,
+  each under no_new_privs and a seccomp filter.
 - Confinement (test builds, IMAP XPROBE): the mail process cannot open
   accounts.db (the hashes) or /etc/passwd, cannot write beside
   accounts.db, cannot exec; it can open its own user's index (the probe
@@ -18,15 +18,23 @@ killed with SIGKILL while clients read and LMTP delivers.
 - `user = nobody`: the children run as nobody, data_dir and what loftctl
   run as root creates there are nobody's, the root-only key still loads.
 - A second loftd on the same data_dir is refused, naming the first.
+- The outbound process: mail submitted for a remote address leaves
+  DKIM-signed through a TCP connection the outbound process made (its
+  log line); the mail process cannot connect by itself nor read the DKIM
+  key (test builds: XPROBE CONNECT, OPEN: EACCES); kill -9 of the
+  outbound process: logged, started again, the next message leaves
+  signed.
 """
 
 import base64
+import glob
 import hashlib
 import hmac
 import os
 import pwd
 import re
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -38,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loftenv import (DEFAULT_USERS, LOFTD, SLOW, Loft, Results,  # noqa: E402
                      free_port)
 from lmtplib import Conv as Lmtp, dot_stuff  # noqa: E402
+from smtpconv import Sink  # noqa: E402
 
 R = Results()
 ALICE = 'alice@example.test'
@@ -112,7 +121,8 @@ def user_id(env, address):
 def test_confinement():
     with Loft() as env:
         kids = env.children()
-        R.check('auth and mail processes', set(kids) == {'auth', 'mail'}, kids)
+        R.check('auth, outbound and mail processes',
+                set(kids) == {'auth', 'mail', 'outbound'}, kids)
         for name, pid in kids.items():
             st = proc_status(pid)
             R.check('%s: no_new_privs' % name,
@@ -469,8 +479,86 @@ def test_lock():
         R.check('its socket file was left alone', os.path.exists(env.lmtp_socket))
 
 
+def test_outbound():
+    sink = Sink()
+    sub_port = free_port()
+    extra = {'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
+                       'smarthost_tls': 'none', 'retry_min': '1s'},
+             'submission': {'listen': '127.0.0.1:%d' % sub_port}}
+    with Loft(extra=extra) as env:
+        rc, out, err = env.loftctl('dkim', 'add', 'example.test')
+        R.check('outbound: a DKIM key for example.test', rc == 0, err)
+        keys = glob.glob(os.path.join(env.data_dir, 'dkim', '**', '*'),
+                         recursive=True)
+        keys = [k for k in keys if os.path.isfile(k)]
+        R.check('outbound: the key is a file in data_dir/dkim', keys, keys)
+
+        def submit(subject):
+            s = smtplib.SMTP('127.0.0.1', sub_port, timeout=30 * SLOW)
+            s.login(ALICE, ALICE_PW)
+            s.sendmail(ALICE, ['carol@remote.test'],
+                       ('From: %s\r\nTo: carol@remote.test\r\n'
+                        'Subject: %s\r\n\r\nhello\r\n'
+                        % (ALICE, subject)).encode())
+            s.quit()
+
+        def arrived(subject):
+            with sink.lock:
+                got = [m for m in sink.messages
+                       if ('Subject: %s' % subject).encode()
+                       in m.get('data', b'')]
+            return got[0]['data'] if got else None
+
+        submit('out one')
+        R.check('outbound: the message left',
+                wait_for(lambda: arrived('out one'), 30 * SLOW))
+        data = arrived('out one') or b''
+        R.check('outbound: DKIM-signed with the key the mail process '
+                'cannot read', b'DKIM-Signature:' in data and
+                b'd=example.test' in data, data[:400])
+        R.check('outbound: the connection was the outbound process\'s',
+                'connect 127.0.0.1 port %d: ok' % sink.port in env.log(),
+                [ln for ln in env.log().splitlines() if 'outbound' in ln][-5:])
+        kids = env.children()
+        st = proc_status(kids['outbound'])
+        R.check('outbound: no_new_privs and seccomp',
+                st.get('NoNewPrivs', '').strip() == '1' and
+                st.get('Seccomp', '').strip() == '2', st)
+
+        c = Imap(env.raw('imap'))
+        _, t = c.cmd('LOGIN %s %s' % (ALICE, ALICE_PW))
+        u, t = c.cmd('XPROBE CONNECT "127.0.0.1:%d"' % sink.port)
+        if t.startswith(b'OK'):
+            m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
+            got = m.group(1).decode() if m else None
+            R.check('mail process: its own TCP connect refused',
+                    got == 'EACCES', got)
+            u, t = c.cmd('XPROBE OPEN "%s"' % keys[0])
+            m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
+            got = m.group(1).decode() if m else None
+            R.check('mail process: the DKIM key refused', got == 'EACCES', got)
+        c.close()
+
+        old = kids['outbound']
+        mark = len(env.log())
+        os.kill(old, signal.SIGKILL)
+        R.check('outbound: started again', wait_for(
+            lambda: env.children().get('outbound') not in (None, old),
+            10 * SLOW), env.children())
+        R.check('outbound: its death logged', wait_for(
+            lambda: 'outbound process killed by signal 9' in env.log()[mark:],
+            10 * SLOW), env.log()[mark:][-800:])
+        submit('out two')
+        R.check('outbound: after the restart the next message leaves',
+                wait_for(lambda: arrived('out two'), 30 * SLOW))
+        R.check('outbound: and is signed',
+                b'DKIM-Signature:' in (arrived('out two') or b''))
+        R.check('outbound: loftd still serves', env.running())
+
+
 def main():
     test_confinement()
+    test_outbound()
     test_kill_auth()
     test_kill_mail()
     test_user()
