@@ -73,6 +73,8 @@ async def idle_connections(target, count, tls):
     users = target.user_names()
     port = target.port("imaps" if tls else "imap")
     mem0 = target.memory()
+    by0 = target.memory_by_process() if hasattr(target,
+                                                "memory_by_process") else {}
     conns = []
     sem = asyncio.Semaphore(64)
 
@@ -89,6 +91,13 @@ async def idle_connections(target, count, tls):
     await asyncio.sleep(1.0)
     mem1 = target.memory()
     per_conn = (mem1 - mem0) / count
+    # Where it went, per process (privilege separation: parent, auth,
+    # outbound, mail; a page shared since the fork counts in PSS at a share
+    # each until one of them writes it)
+    by1 = target.memory_by_process() if by0 else {}
+    per_process = {"mem_per_conn_%s_KiB" % k.replace("-", "_"):
+                   (by1.get(k, 0) - by0.get(k, 0)) / count / 1024
+                   for k in set(by0) | set(by1)}
 
     by_user = {}
     for user, c in conns:
@@ -113,7 +122,8 @@ async def idle_connections(target, count, tls):
     if len(lat) != count:
         raise ProtocolError("idle: %d of %d connections saw EXISTS"
                             % (len(lat), count))
-    return {"connections": count, "mem_per_conn_KiB": per_conn / 1024,
+    return {**per_process,
+            "connections": count, "mem_per_conn_KiB": per_conn / 1024,
             "push_p50_ms": percentile(lat, 50) * 1000,
             "push_p99_ms": percentile(lat, 99) * 1000,
             "push_max_ms": max(lat) * 1000}

@@ -133,6 +133,18 @@ class LoftTarget:
     def memory(self):
         return sum(pss_of(p) for p in descendants(self.env.proc.pid))
 
+    def memory_by_process(self):
+        """PSS per process name (loftd, loftd-mail, loftd-auth, ...)."""
+        out = {}
+        for p in descendants(self.env.proc.pid):
+            try:
+                with open("/proc/%d/comm" % p) as f:
+                    name = f.read().strip()
+            except OSError:
+                continue
+            out[name] = out.get(name, 0) + pss_of(p)
+        return out
+
     def restart(self):
         """A fresh process: memory freed by earlier scenarios stays in
         malloc's arenas and would hide what new connections cost. Waits
