@@ -79,11 +79,11 @@ static int confine(struct mail *m, bool *chrooted_r)
 	daemon_sandbox_ro(&sb, gconv);
 	for (int i = 0; mail_ro_paths[i] != NULL; i++)
 		daemon_sandbox_ro(&sb, mail_ro_paths[i]);
+	/* ... and, where libcurl allows (daemon_extras_sandbox sets
+	 * tcp_confined), no TCP connection of its own (the outbound process
+	 * makes them) but to the resolver's ports (libunbound's TCP
+	 * queries), no TCP listener of its own (the parent binds them). */
 	daemon_extras_sandbox(d, &sb);
-	/* No TCP connection of its own (the outbound process makes them)
-	 * but to the resolver's ports (libunbound's TCP queries), no TCP
-	 * listener of its own (the parent binds them). */
-	sb.tcp_confined = true;
 	for (size_t i = 0; i < d->listener_count; i++) {
 		struct daemon_frontend *fe = d->listeners[i].fe;
 		bool first = true;

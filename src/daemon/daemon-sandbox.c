@@ -303,6 +303,12 @@ int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			return -1;
 		log_debug("loftd", NULL, "%s process: Landlock ABI %d", sb->name,
 			  abi);
+		if (sb->tcp_confined && abi >= 4)
+			log_debug("loftd", NULL, "%s process: TCP connect only to "
+				  "%zu port(s) (%u%s)", sb->name,
+				  sb->tcp_port_count,
+				  sb->tcp_port_count ? sb->tcp_connect_ports[0] : 0,
+				  sb->tcp_port_count > 1 ? ", ..." : "");
 		if (sb->tcp_confined && abi < 4)
 			log_warn("loftd", NULL, "%s process: Landlock ABI %d has no "
 				 "network rules (4): it could still open TCP "

@@ -2,8 +2,9 @@
  * libcurl through outconn.h: include after <curl/curl.h> and call
  * outconn_curl(handle) before curl_easy_perform. With a broker (loftd's
  * mail process) the socket curl would open is connected by the outbound
- * process instead and curl is told it is connected already; without one
- * nothing changes.
+ * process instead and curl is told it is connected already; without one,
+ * or with a libcurl older than 8.0 (see outconn_curl_handover_works),
+ * curl connects by itself.
  */
 #ifndef LOFT_OUTCONN_CURL_H
 #define LOFT_OUTCONN_CURL_H
@@ -38,9 +39,19 @@ static int outconn_curl_sockopt(void *ctx, curl_socket_t fd,
 	return CURL_SOCKOPT_ALREADY_CONNECTED;
 }
 
+/* Whether libcurl takes a connected socket as it is: 7.88 (Debian 12)
+ * calls connect(2) on it again despite CURL_SOCKOPT_ALREADY_CONNECTED
+ * (curl issue 10626, fixed in 8.0.0), which a process without the right
+ * to connect (Landlock) is refused. */
+static inline bool outconn_curl_handover_works(void)
+{
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	return v != NULL && v->version_num >= 0x080000;
+}
+
 static inline void outconn_curl(CURL *c)
 {
-	if (!outconn_brokered())
+	if (!outconn_brokered() || !outconn_curl_handover_works())
 		return;
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, outconn_curl_open);
 	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, outconn_curl_sockopt);

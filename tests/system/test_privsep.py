@@ -23,7 +23,9 @@ killed with SIGKILL while clients read and LMTP delivers.
   log line); the mail process cannot connect by itself nor read the DKIM
   key (test builds: XPROBE CONNECT, OPEN: EACCES); kill -9 of the
   outbound process: logged, started again, the next message leaves
-  signed.
+  signed. (With libcurl 8.0 or later: older ones, Debian 12's 7.88,
+  connect again on a socket they are handed, so there the mail process
+  keeps TCP connect for rspamd, MTA-STS and Web Push, logged.)
 """
 
 import base64
@@ -528,11 +530,18 @@ def test_outbound():
         c = Imap(env.raw('imap'))
         _, t = c.cmd('LOGIN %s %s' % (ALICE, ALICE_PW))
         u, t = c.cmd('XPROBE CONNECT "127.0.0.1:%d"' % sink.port)
+        confined = 'mail process: TCP connect only to' in env.log()
+        R.check('mail process: TCP confined, or the reason logged',
+                confined or 'keeps its TCP connect right' in env.log())
         if t.startswith(b'OK'):
             m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
             got = m.group(1).decode() if m else None
-            R.check('mail process: its own TCP connect refused',
-                    got == 'EACCES', got)
+            if confined:
+                R.check('mail process: its own TCP connect refused',
+                        got == 'EACCES', got)
+            else:
+                print('libcurl before 8.0: the mail process keeps TCP '
+                      'connect (probe: %s)' % got)
             u, t = c.cmd('XPROBE OPEN "%s"' % keys[0])
             m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
             got = m.group(1).decode() if m else None
