@@ -146,9 +146,14 @@ def main():
     ap.add_argument("--idle-loft", type=int, default=None,
                     help="idle connections on Loft alone (0: skip)")
     ap.add_argument("--users", type=int, default=None)
+    ap.add_argument("--mixed-s", type=int, default=None,
+                    help="seconds of the mixed and stress workloads")
+    ap.add_argument("--notify-events", type=int, default=None,
+                    help="appends watched in the notify scenario")
     args = ap.parse_args()
     P = dict(QUICK if args.quick else FULL)
-    for k in ("reps", "big", "idle", "idle_loft", "users"):
+    for k in ("reps", "big", "idle", "idle_loft", "users", "mixed_s",
+              "notify_events"):
         if getattr(args, k) is not None:
             P[k] = getattr(args, k)
     only = set(filter(None, args.only.split(",")))
