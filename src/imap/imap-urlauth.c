@@ -6,6 +6,7 @@
  */
 #include "imap-urlauth.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,13 +38,35 @@ void imap_urlauth_set_namespace(int inbox_namespace)
 	atomic_store(&url_inbox_namespace, inbox_namespace);
 }
 
+/* Replaced strings: a running resolve may still read one, so they are
+ * kept (a few bytes a reload), reachable from here so LeakSanitizer does
+ * not count them (loftd --check and every reload's check set them too). */
+struct retired_ns {
+	struct retired_ns *next;
+	char *text;
+};
+static struct retired_ns *retired;
+static pthread_mutex_t retired_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void retire(char *text)
+{
+	if (text == NULL)
+		return;
+	struct retired_ns *r = xmalloc(sizeof(*r));
+	r->text = text;
+	pthread_mutex_lock(&retired_mu);
+	r->next = retired;
+	retired = r;
+	pthread_mutex_unlock(&retired_mu);
+}
+
 void imap_urlauth_set_sharing(const char *other, const char *shared,
 			      bool cross_domain)
 {
-	/* set at start and at a reload: the old strings may still be read
-	 * by a running resolve, so they are kept (a few bytes a reload) */
-	atomic_store(&url_other_ns, other != NULL ? xstrdup(other) : NULL);
-	atomic_store(&url_shared_ns, shared != NULL ? xstrdup(shared) : NULL);
+	retire(atomic_exchange(&url_other_ns,
+			       other != NULL ? xstrdup(other) : NULL));
+	retire(atomic_exchange(&url_shared_ns,
+			       shared != NULL ? xstrdup(shared) : NULL));
 	atomic_store(&url_cross_domain, cross_domain);
 }
 
