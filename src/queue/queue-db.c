@@ -413,6 +413,7 @@ static int record_rcpt(sqlite3_stmt *st, const struct qjob *job,
 	}
 	sqlite3_bind_int64(st, 5, r->row);
 	bind_text_or_null(st, 6, job->remote[0] != '\0' ? job->remote : NULL);
+	sqlite3_bind_int(st, 7, job->untried ? 0 : 1);
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 	sqlite3_reset(st);
 	return rc;
@@ -433,7 +434,7 @@ static int db_record(struct queue *q, const struct qjob *job,
 	/* attempts counts tries that reached a verdict or deferral */
 	st = prepare(d, "UPDATE rcpts SET state = ?1, next_attempt = ?2,"
 			" code = ?3, last_error = ?4, lease_until = 0,"
-			" attempts = attempts + 1, remote = ?6 WHERE id = ?5");
+			" attempts = attempts + ?7, remote = ?6 WHERE id = ?5");
 	if (st == NULL)
 		goto rollback;
 	for (size_t i = 0; i < job->rcpt_count; i++)
@@ -477,6 +478,48 @@ rollback:
 	goto out;
 fail:
 	db_error(d, err, "queue record");
+out:
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+static int db_defer_dest(struct queue *q, const char *dest, time_t now,
+			 time_t until, int code, const char *reason,
+			 time_t expire_before, time_t warn_before,
+			 unsigned *count_r, struct queue_error *err)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	*count_r = 0;
+	pthread_mutex_lock(&d->mu);
+	/* one statement, one commit: the queue's size is not a loop of
+	 * transactions (held messages wait for HELD_UNTIL, beyond until) */
+	st = prepare(d, "UPDATE rcpts SET next_attempt = ?1, code = ?2,"
+			" last_error = ?3 WHERE dest = ?4 AND local = 0"
+			" AND state = 0 AND next_attempt < ?1"
+			" AND lease_until <= ?5 AND msg IN (SELECT id FROM msgs"
+			"  WHERE held = 0 AND created > ?6"
+			"  AND (warned != 0 OR created > ?7))");
+	if (st == NULL) {
+		db_error(d, err, "queue defer");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (int64_t)until);
+	sqlite3_bind_int(st, 2, code);
+	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, dest, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)now);
+	sqlite3_bind_int64(st, 6, (int64_t)expire_before);
+	sqlite3_bind_int64(st, 7, (int64_t)warn_before);
+	if (sqlite3_step(st) == SQLITE_DONE) {
+		*count_r = (unsigned)sqlite3_changes(d->db);
+		rc = 0;
+	} else {
+		db_error(d, err, "queue defer");
+	}
+	sqlite3_finalize(st);
 out:
 	pthread_mutex_unlock(&d->mu);
 	return rc;
@@ -810,6 +853,7 @@ const struct queue_backend_vfuncs queue_sqlite_backend = {
 	.release_leases = db_release_leases,
 	.claim = db_claim,
 	.record = db_record,
+	.defer_dest = db_defer_dest,
 	.next_due = db_next_due,
 	.changed = db_changed,
 	.get = db_get,

@@ -57,6 +57,11 @@ struct qjob {
 	bool local;               /* local recipients whose store failed */
 	char remote[300];         /* the host that answered, "" if none */
 	char tls[8];              /* qclient_tls_mode of that connection */
+	/* Deferred without a try (its destination is marked unreachable):
+	 * attempts stay as they were and the next attempt is defer_until
+	 * (the destination's) instead of the message's own backoff. */
+	bool untried;
+	time_t defer_until;
 	struct qjob_rcpt *rcpts;
 	size_t rcpt_count;
 };
@@ -96,6 +101,16 @@ struct queue_backend_vfuncs {
 	int (*record)(struct queue *q, const struct qjob *job,
 		      time_t next_attempt, bool warned, bool *removed_r,
 		      struct queue_error *err);
+	/* A destination found unreachable: every recipient queued for it
+	 * (not leased, not held) that is due before until waits for until,
+	 * with reason as its last reply, without a try of its own. Messages
+	 * that are due a delay warning or past max_age (created at or before
+	 * warn_before / expire_before) are left due, so the runner warns or
+	 * bounces them. *count_r: how many recipients were deferred. */
+	int (*defer_dest)(struct queue *q, const char *dest, time_t now,
+			  time_t until, int code, const char *reason,
+			  time_t expire_before, time_t warn_before,
+			  unsigned *count_r, struct queue_error *err);
 	/* The earliest next attempt of a claimable recipient, 0 if none. */
 	time_t (*next_due)(struct queue *q);
 	/* Whether another process changed the queue since the last call. */
@@ -164,6 +179,9 @@ int queue_enqueue_internal(struct queue *q, const struct queue_envelope *env,
 int queue_runner_start(struct queue *q, struct queue_error *err);
 void queue_runner_stop(struct queue *q);
 void queue_runner_kick(struct queue *q);
+/* Forgets which destinations were found unreachable (an admin's retry:
+ * they are tried again at once). */
+void queue_runner_forget_dead(struct queue *q);
 
 /* queue-mtasts.c: MTA-STS (RFC 8461). */
 #define QSTS_ID_MAX 32

@@ -35,6 +35,21 @@ struct dest {
 	struct qjob *head, *tail; /* waiting */
 };
 
+/* A destination found unreachable (no connection to any of its hosts):
+ * its jobs are deferred without a try until `until`, and the queued
+ * recipients waiting for it are moved there in one statement, so a dead
+ * destination costs one try per backoff period, not one per message
+ * (Postfix's "delivery temporarily suspended"). In memory: a restart
+ * tries once, and finds out again. */
+struct dead_dest {
+	char *name;
+	time_t until;
+	unsigned failures;        /* in a row: the backoff grows with them */
+	int code;
+	char enhanced[12];
+	char reason[512];
+};
+
 struct queue_runner {
 	struct queue *q;
 	pthread_mutex_t mu;
@@ -47,6 +62,8 @@ struct queue_runner {
 	struct dest *dests;
 	size_t dest_count, dest_cap;
 	unsigned waiting;         /* jobs in memory not yet taken */
+	struct dead_dest *dead;
+	size_t dead_count, dead_cap;
 };
 
 /* ---- destinations ------------------------------------------------- */
@@ -128,6 +145,49 @@ static struct qjob *take_job(struct queue_runner *r, char **dest_r)
 	return NULL;
 }
 
+/* ---- unreachable destinations ------------------------------------ */
+
+static struct dead_dest *dead_get(struct queue_runner *r, const char *name,
+				  bool create)
+{
+	for (size_t i = 0; i < r->dead_count; i++)
+		if (strcmp(r->dead[i].name, name) == 0)
+			return &r->dead[i];
+	if (!create)
+		return NULL;
+	if (r->dead_count == r->dead_cap) {
+		r->dead_cap = r->dead_cap ? r->dead_cap * 2 : 8;
+		r->dead = xrealloc(r->dead, r->dead_cap * sizeof(*r->dead));
+	}
+	memset(&r->dead[r->dead_count], 0, sizeof(*r->dead));
+	r->dead[r->dead_count].name = xstrdup(name);
+	return &r->dead[r->dead_count++];
+}
+
+static void dead_drop(struct queue_runner *r, struct dead_dest *d)
+{
+	free(d->name);
+	*d = r->dead[--r->dead_count];
+}
+
+/* Under r->mu. */
+static void dead_forget_all(struct queue_runner *r)
+{
+	while (r->dead_count > 0)
+		dead_drop(r, &r->dead[0]);
+}
+
+void queue_runner_forget_dead(struct queue *q)
+{
+	struct queue_runner *r = q->runner;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	dead_forget_all(r);
+	pthread_mutex_unlock(&r->mu);
+}
+
 /* ---- the scheduler ------------------------------------------------ */
 
 static void *scheduler_main(void *arg)
@@ -147,8 +207,15 @@ static void *scheduler_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 		/* another process (loftctl) changed the queue, or work is
 		 * due: claim what fits in memory */
-		if (q->be->changed(q))
+		if (q->be->changed(q)) {
 			look = true;
+			/* loftctl queue retry: unreachable destinations
+			 * are tried again (any change from outside does it:
+			 * one try more at worst) */
+			pthread_mutex_lock(&r->mu);
+			dead_forget_all(r);
+			pthread_mutex_unlock(&r->mu);
+		}
 		due = q->be->next_due(q);
 		if (due != 0 && due <= now)
 			look = true;
@@ -745,6 +812,95 @@ out:
 	return rc;
 }
 
+static time_t backoff(const struct queue_settings *set, unsigned attempts);
+
+/* Whether job's destination is marked unreachable: the job is deferred
+ * without a try, to the destination's next try. */
+static bool defer_if_dead(struct queue *q, struct qjob *job)
+{
+	struct queue_runner *r = q->runner;
+	struct dead_dest *d;
+	bool dead = false;
+
+	if (r == NULL)
+		return false;
+	pthread_mutex_lock(&r->mu);
+	d = dead_get(r, job_dest_key(job), false);
+	if (d != NULL && d->until > time(NULL)) {
+		dead = true;
+		job->untried = true;
+		job->defer_until = d->until;
+		defer_all(job, d->code, d->enhanced, d->reason);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return dead;
+}
+
+/* No host of job's destination could be reached (why): the destination
+ * is marked until its backoff ends, and what is queued for it waits
+ * until then. */
+static void dest_unreachable(struct queue *q, struct qjob *job, int code,
+			     const char *enhanced, const char *why)
+{
+	const struct queue_settings *set = &q->set;
+	struct queue_runner *r = q->runner;
+	struct queue_error err = {0};
+	const char *name = job_dest_key(job);
+	char reason[512];
+	time_t now = time(NULL), until;
+	struct dead_dest *d;
+	unsigned count = 0;
+	bool mark = false;
+
+	if (r == NULL)
+		return;
+	snprintf(reason, sizeof(reason),
+		 "delivery temporarily suspended: %.470s", why);
+	pthread_mutex_lock(&r->mu);
+	d = dead_get(r, name, true);
+	if (d->until <= now) {
+		/* not marked by another thread in this round already */
+		d->until = now + backoff(set, d->failures);
+		d->failures++;
+		d->code = code;
+		snprintf(d->enhanced, sizeof(d->enhanced), "%s", enhanced);
+		snprintf(d->reason, sizeof(d->reason), "%s", reason);
+		mark = true;
+	}
+	until = d->until;
+	pthread_mutex_unlock(&r->mu);
+	if (!mark)
+		return;
+	if (q->be->defer_dest(q, job->dest, now, until, code, reason,
+			      now - (time_t)set->max_age,
+			      set->delay_warning > 0
+				      ? now - (time_t)set->delay_warning
+				      : (time_t)INT64_MIN,
+			      &count, &err) < 0) {
+		log_error("queue", NULL, "deferring mail for %s: %s",
+			  name[0] ? name : "the smarthost", err.msg);
+		return;
+	}
+	log_info("queue", NULL, "%s unreachable (%s): %u queued recipients "
+		 "wait %llu s without a try of their own",
+		 name[0] ? name : "smarthost", why, count,
+		 (unsigned long long)(until - now));
+}
+
+static void dest_reachable(struct queue *q, const char *name)
+{
+	struct queue_runner *r = q->runner;
+	struct dead_dest *d;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	d = dead_get(r, name, false);
+	if (d != NULL)
+		dead_drop(r, d);
+	pthread_mutex_unlock(&r->mu);
+}
+
 static void deliver_remote(struct queue *q, struct qjob *job, const char *data,
 			   size_t len, struct worker_conn *wc)
 {
@@ -752,6 +908,8 @@ static void deliver_remote(struct queue *q, struct qjob *job, const char *data,
 	bool fail;
 
 	if (wc->c == NULL) {
+		if (defer_if_dead(q, job))
+			return;
 		wc->c = connect_dest(q, job, &why, &fail);
 		if (wc->c == NULL) {
 			char text[600];
@@ -761,12 +919,14 @@ static void deliver_remote(struct queue *q, struct qjob *job, const char *data,
 			} else if (why.code / 100 == 5) {
 				fail_all(job, why.code, why.enhanced, text);
 			} else {
-				defer_all(job, why.code, why.enhanced[0]
-							 ? why.enhanced : "4.4.1",
-					  text);
+				const char *enh = why.enhanced[0] ? why.enhanced
+								  : "4.4.1";
+				defer_all(job, why.code, enh, text);
+				dest_unreachable(q, job, why.code, enh, text);
 			}
 			return;
 		}
+		dest_reachable(q, job_dest_key(job));
 		wc->dest = xstrdup(job_dest_key(job));
 	}
 	if (transact(q, wc->c, job, data, len) < 0)
@@ -854,8 +1014,9 @@ static void finish_job(struct queue *q, struct qjob *job,
 		if (any_done)
 			queue_dsn_send(q, job, QDSN_DELIVERED, done);
 	}
-	if (q->be->record(q, job, now + backoff(set, attempts), warned,
-			  &removed, &err) < 0) {
+	if (q->be->record(q, job, job->untried ? job->defer_until
+					       : now + backoff(set, attempts),
+			  warned, &removed, &err) < 0) {
 		log_error("queue", NULL, "%s: recording the outcome: %s", job->id,
 			  err.msg);
 	} else if (removed) {
@@ -1012,6 +1173,8 @@ void queue_runner_stop(struct queue *q)
 		free(r->dests[i].name);
 	}
 	free(r->dests);
+	dead_forget_all(r);
+	free(r->dead);
 	free(r->threads);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->work);

@@ -921,6 +921,8 @@ static int admin(struct queue *q, const char *verb, const char *id,
 {
 	int rc = q->be->admin(q, verb, id, err);
 
+	if (rc == 0 && strcmp(verb, "retry") == 0)
+		queue_runner_forget_dead(q);
 	if (rc == 0 && strcmp(verb, "delete") == 0) {
 		char *path = queue_msg_path(q, id);
 		unlink(path);

@@ -147,6 +147,8 @@ struct sink {
 	pthread_t thread;
 	struct buf got;          /* every DATA received, concatenated */
 	int messages;
+	int connections;
+	bool refuse;             /* greet with 421 and hang up */
 	pthread_mutex_t mu;
 };
 
@@ -173,7 +175,17 @@ static void sink_session(struct sink *s, int fd)
 	struct buf msgbuf;
 
 	buf_init(&msgbuf, 0);
+	pthread_mutex_lock(&s->mu);
+	s->connections++;
+	if (s->refuse)
+		greet = "421 4.3.2 sink is down\r\n";
+	pthread_mutex_unlock(&s->mu);
 	send(fd, greet, strlen(greet), 0);
+	if (greet[0] == '4') {
+		close(fd);
+		buf_free(&msgbuf);
+		return;
+	}
 	while (sink_line(fd, line, sizeof(line)) == 0) {
 		const char *r = NULL;
 		if (data) {
@@ -274,7 +286,7 @@ static void deliver(void *ctx, const char *sender, const struct queue_rcpt *r,
 
 static bool wait_listed(struct queue *q, int want)
 {
-	for (int i = 0; i < 400; i++) {
+	for (int i = 0; i < 2400; i++) {
 		if (listed(q) == want)
 			return true;
 		usleep(25000);
@@ -344,6 +356,83 @@ static void test_smarthost_delivery(void)
 	teardown();
 }
 
+/* A destination that cannot be reached is tried once per backoff, not
+ * once per queued message: the others wait with "delivery temporarily
+ * suspended" and no attempt counted; an admin's retry tries it again at
+ * once, and then everything goes. */
+struct due_scan {
+	int total, waiting, untried;
+	time_t until;
+};
+static bool due_cb(void *ctx, const struct queue_message_info *info)
+{
+	struct due_scan *d = ctx;
+	for (size_t i = 0; i < info->rcpt_count; i++) {
+		const struct queue_rcpt_info *r = &info->rcpts[i];
+		d->total++;
+		if (r->next_attempt >= d->until)
+			d->waiting++;
+		if (r->attempts == 0 && r->last_error != NULL &&
+		    strstr(r->last_error, "delivery temporarily suspended: ") &&
+		    strstr(r->last_error, "sink is down"))
+			d->untried++;
+	}
+	return true;
+}
+
+static void test_dead_destination(void)
+{
+	enum { N = 60 };
+	struct sink sink;
+	char hostport[64];
+	struct queue_settings set;
+	struct queue *q;
+	struct queue_error err = {0};
+	struct queue_rcpt rcpt = {.address = "b@remote.test"};
+	struct queue_envelope env = {.sender = "a@example.test", .rcpts = &rcpt,
+				     .rcpt_count = 1};
+	char id[QUEUE_ID_SIZE];
+	struct due_scan scan = {0};
+	time_t t0 = time(NULL);
+
+	setup();
+	sink_start(&sink);
+	sink.refuse = true;
+	snprintf(hostport, sizeof(hostport), "127.0.0.1:%u", sink.port);
+	set = settings(hostport);
+	CHECK_INT(queue_open(&set, &q, &err), 0);
+	for (int i = 0; i < N; i++)
+		CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL,
+					&err), 0);
+	CHECK_INT(queue_start(q, &err), 0);
+	/* every recipient waits for the destination's backoff (600 s) */
+	for (int i = 0; i < 2400; i++) {
+		memset(&scan, 0, sizeof(scan));
+		scan.until = t0 + 590;
+		CHECK_INT(queue_list(q, due_cb, &scan, &err), 0);
+		if (scan.waiting == N)
+			break;
+		usleep(25000);
+	}
+	CHECK_INT(scan.total, N);
+	CHECK_INT(scan.waiting, N);
+	/* one try per delivery thread at most, not N */
+	pthread_mutex_lock(&sink.mu);
+	CHECK(sink.connections >= 1 && sink.connections <= 2);
+	sink.refuse = false;
+	pthread_mutex_unlock(&sink.mu);
+	CHECK(scan.untried >= N - 2);
+	/* the admin's retry: tried at once, and it is back */
+	CHECK_INT(queue_retry(q, NULL, &err), 0);
+	CHECK(wait_listed(q, 0));
+	pthread_mutex_lock(&sink.mu);
+	CHECK_INT(sink.messages, N);
+	pthread_mutex_unlock(&sink.mu);
+	queue_close(&q);
+	sink_stop(&sink);
+	teardown();
+}
+
 /* MTA-STS (RFC 8461): the policy file and the TXT record, strictly; mx
  * patterns match one label for "*." */
 static void test_mtasts_parse(void)
@@ -391,6 +480,7 @@ int main(void)
 	static const struct test_case cases[] = {
 		{"enqueue_durable_admin", test_enqueue_durable_admin},
 		{"smarthost_delivery", test_smarthost_delivery},
+		{"dead_destination", test_dead_destination},
 		{"mtasts_parse", test_mtasts_parse},
 		{NULL, NULL},
 	};
