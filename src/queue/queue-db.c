@@ -154,7 +154,8 @@ static int insert_rcpts(struct qdb *d, int64_t msg, const struct qmsg_new *m)
 	const struct queue_envelope *env = m->env;
 	sqlite3_stmt *st = prepare(d,
 		"INSERT INTO rcpts (msg, address, dest, local, orcpt, notify,"
-		" next_attempt, code, last_error) VALUES (?,?,?,?,?,?,?,?,?)");
+		" next_attempt, code, last_error, lease_until)"
+		" VALUES (?,?,?,?,?,?,?,?,?,?)");
 	int rc = 0;
 
 	if (st == NULL)
@@ -174,8 +175,11 @@ static int insert_rcpts(struct qdb *d, int64_t msg, const struct qmsg_new *m)
 		sqlite3_bind_int64(st, 7, m->local[i] ? m->created + 60 : 0);
 		sqlite3_bind_int(st, 8, r->code);
 		bind_text_or_null(st, 9, r->code != 0 ? r->text : NULL);
+		sqlite3_bind_int64(st, 10, m->local[i] ? 0 : m->lease_until);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			rc = -1;
+		else if (m->rows_r != NULL)
+			m->rows_r[i] = sqlite3_last_insert_rowid(d->db);
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
@@ -212,6 +216,8 @@ static int db_insert(struct queue *q, const struct qmsg_new *m,
 		goto rollback;
 	}
 	sqlite3_finalize(st);
+	if (m->msg_row_r != NULL)
+		*m->msg_row_r = sqlite3_last_insert_rowid(d->db);
 	if (insert_rcpts(d, sqlite3_last_insert_rowid(d->db), m) < 0)
 		goto rollback;
 	if (exec(d, "COMMIT") == 0) {

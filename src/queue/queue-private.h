@@ -68,6 +68,10 @@ struct qjob {
 
 void qjob_free(struct qjob *job);
 
+/* How long a claim leases its recipients (a crash releases them at the
+ * next start; another node takes them when it ends). */
+#define QUEUE_LEASE_SECONDS 3600
+
 /* The message as the backend stores it. */
 struct qmsg_new {
 	const char *id;
@@ -80,6 +84,12 @@ struct qmsg_new {
 	const char *const *domains;   /* per recipient ("" for smarthost) */
 	const bool *local;            /* per recipient: a local retry */
 	const struct queue_rcpt_result *results;
+	/* Not 0: the queued remote recipients are inserted leased until
+	 * then, for the runner to take at once without a claim; their row
+	 * ids go to rows_r[i] and the message's to *msg_row_r. */
+	time_t lease_until;
+	int64_t *rows_r;
+	int64_t *msg_row_r;
 };
 
 struct queue_backend_vfuncs {
@@ -182,6 +192,11 @@ void queue_runner_kick(struct queue *q);
 /* Forgets which destinations were found unreachable (an admin's retry:
  * they are tried again at once). */
 void queue_runner_forget_dead(struct queue *q);
+/* Whether the runner takes a just-queued message at once (it runs and
+ * has room in memory), and the hand-over of its jobs (leased at insert,
+ * as a claim would). */
+bool queue_runner_has_room(struct queue *q);
+void queue_runner_push(struct queue *q, struct qjob *jobs);
 
 /* queue-mtasts.c: MTA-STS (RFC 8461). */
 #define QSTS_ID_MAX 32

@@ -27,7 +27,6 @@
 #include "log.h"
 #include "queue-client.h"
 
-#define LEASE_SECONDS 3600
 
 struct dest {
 	char *name;
@@ -64,6 +63,7 @@ struct queue_runner {
 	unsigned waiting;         /* jobs in memory not yet taken */
 	struct dead_dest *dead;
 	size_t dead_count, dead_cap;
+	unsigned max_waiting;     /* jobs held in memory at most */
 };
 
 /* ---- destinations ------------------------------------------------- */
@@ -194,7 +194,7 @@ static void *scheduler_main(void *arg)
 {
 	struct queue_runner *r = arg;
 	struct queue *q = r->q;
-	unsigned max_waiting = r->thread_count * 4;
+	unsigned max_waiting = r->max_waiting;
 
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
@@ -223,7 +223,7 @@ static void *scheduler_main(void *arg)
 		if (look && r->waiting < max_waiting) {
 			unsigned room = max_waiting - r->waiting;
 			pthread_mutex_unlock(&r->mu);
-			if (q->be->claim(q, now, LEASE_SECONDS, room, &jobs,
+			if (q->be->claim(q, now, QUEUE_LEASE_SECONDS, room, &jobs,
 					 &err) < 0)
 				log_error("queue", NULL, "claim: %s", err.msg);
 			pthread_mutex_lock(&r->mu);
@@ -254,6 +254,33 @@ static void *scheduler_main(void *arg)
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
+}
+
+bool queue_runner_has_room(struct queue *q)
+{
+	struct queue_runner *r = q->runner;
+	bool room;
+
+	if (r == NULL)
+		return false;
+	pthread_mutex_lock(&r->mu);
+	room = !r->stop && r->waiting < r->max_waiting;
+	pthread_mutex_unlock(&r->mu);
+	return room;
+}
+
+void queue_runner_push(struct queue *q, struct qjob *jobs)
+{
+	struct queue_runner *r = q->runner;
+
+	pthread_mutex_lock(&r->mu);
+	while (jobs != NULL) {
+		struct qjob *next = jobs->next;
+		job_push(r, jobs);
+		jobs = next;
+	}
+	pthread_cond_broadcast(&r->work);
+	pthread_mutex_unlock(&r->mu);
 }
 
 void queue_runner_kick(struct queue *q)
@@ -1128,6 +1155,7 @@ int queue_runner_start(struct queue *q, struct queue_error *err)
 	pthread_cond_init(&r->work, NULL);
 	pthread_cond_init(&r->wake, NULL);
 	r->thread_count = q->set.workers ? q->set.workers : 1;
+	r->max_waiting = r->thread_count * 4;
 	r->threads = xcalloc(r->thread_count, sizeof(pthread_t));
 	r->kicked = true;
 	q->runner = r;

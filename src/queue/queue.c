@@ -763,6 +763,48 @@ static const char *map_file(int fd, size_t len)
 	return m == MAP_FAILED ? NULL : m;
 }
 
+/* The jobs of a message just inserted with its remote recipients leased
+ * (m->lease_until), one per destination, as a claim makes them. */
+static struct qjob *direct_jobs(const struct qmsg_new *m, int64_t msg_row)
+{
+	const struct queue_envelope *env = m->env;
+	struct qjob *jobs = NULL;
+
+	for (size_t i = 0; i < env->rcpt_count; i++) {
+		struct qjob *job;
+		struct qjob_rcpt *r;
+		if (!m->queued[i] || m->local[i])
+			continue;
+		for (job = jobs; job != NULL; job = job->next)
+			if (strcmp(job->dest, m->domains[i]) == 0)
+				break;
+		if (job == NULL) {
+			job = xcalloc(1, sizeof(*job));
+			snprintf(job->id, sizeof(job->id), "%s", m->id);
+			job->msg_row = msg_row;
+			job->sender = xstrdup(env->sender);
+			job->envid = env->envid ? xstrdup(env->envid) : NULL;
+			job->ret = env->ret;
+			job->flags = env->flags;
+			job->user_id = env->user_id;
+			job->size = m->size;
+			job->created = m->created;
+			job->prefix = m->prefix ? xstrdup(m->prefix) : NULL;
+			job->dest = xstrdup(m->domains[i]);
+			job->rcpts = xcalloc(env->rcpt_count, sizeof(*job->rcpts));
+			job->next = jobs;
+			jobs = job;
+		}
+		r = &job->rcpts[job->rcpt_count++];
+		r->row = m->rows_r[i];
+		r->address = xstrdup(env->rcpts[i].address);
+		r->orcpt = env->rcpts[i].orcpt ? xstrdup(env->rcpts[i].orcpt)
+					       : NULL;
+		r->notify = env->rcpts[i].notify;
+	}
+	return jobs;
+}
+
 static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 		       char id_r[QUEUE_ID_SIZE],
 		       struct queue_rcpt_result *results_r,
@@ -773,6 +815,7 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 	struct buf prefix;
 	const char *data;
 	char id[QUEUE_ID_SIZE], *path = NULL;
+	int64_t *rows = NULL;
 	int rc = -1;
 
 	buf_init(&prefix, 0);
@@ -803,16 +846,25 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
 		goto fail;
 	}
+	time_t now = time(NULL);
+	/* the runner takes it at once when it has room: leased at insert,
+	 * no claim (a transaction and a scheduler round) before it leaves */
+	bool direct = queue_runner_has_room(q);
+	int64_t msg_row = 0;
+	rows = direct ? xcalloc(env->rcpt_count, sizeof(*rows)) : NULL;
 	struct qmsg_new m = {
 		.id = id,
 		.env = env,
 		.prefix = prefix.len > 0 ? prefix.data : NULL,
 		.size = w->size + prefix.len,
-		.created = time(NULL),
+		.created = now,
 		.queued = p.queued,
 		.domains = p.domains,
 		.local = p.local,
 		.results = p.results,
+		.lease_until = direct ? now + QUEUE_LEASE_SECONDS : 0,
+		.rows_r = rows,
+		.msg_row_r = &msg_row,
 	};
 	if (q->be->insert(q, &m, err) < 0) {
 		unlink(path);
@@ -821,7 +873,10 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 	snprintf(id_r, QUEUE_ID_SIZE, "%s", id);
 	log_info("queue", NULL, "queued %s: from=<%s> rcpts=%zu size=%llu", id,
 		 env->sender, p.queued_count, (unsigned long long)m.size);
-	queue_runner_kick(q);
+	if (direct)
+		queue_runner_push(q, direct_jobs(&m, msg_row));
+	else
+		queue_runner_kick(q);
 	rc = 0;
 	goto out;
 fail:
@@ -846,6 +901,7 @@ out:
 	plan_free(&p);
 	buf_free(&prefix);
 	free(path);
+	free(rows);
 	return rc;
 }
 
