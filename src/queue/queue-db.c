@@ -53,6 +53,11 @@ static const char schema[] =
 	" code INTEGER NOT NULL DEFAULT 0, last_error TEXT, remote TEXT);"
 	"CREATE INDEX IF NOT EXISTS rcpts_due ON rcpts(state, next_attempt);"
 	"CREATE INDEX IF NOT EXISTS rcpts_msg ON rcpts(msg);"
+	/* hourly submission counters: one row per user and minute */
+	"CREATE TABLE IF NOT EXISTS rates ("
+	" user_id INTEGER NOT NULL, minute INTEGER NOT NULL,"
+	" messages INTEGER NOT NULL, rcpts INTEGER NOT NULL,"
+	" PRIMARY KEY (user_id, minute)) WITHOUT ROWID;"
 	/* MTA-STS policies (RFC 8461 5.1), until they expire */
 	"CREATE TABLE IF NOT EXISTS mta_sts ("
 	" domain TEXT PRIMARY KEY, id TEXT NOT NULL, policy TEXT NOT NULL,"
@@ -326,6 +331,86 @@ static int insert_rcpts(struct qdb *d, int64_t msg, const struct qmsg_new *m)
 	return rc;
 }
 
+/* Counts one submission of user_id with rcpts recipients in minute,
+ * and forgets the user's minutes older than an hour. */
+static int rate_count(struct qdb *d, int64_t user_id, int64_t minute,
+		      unsigned rcpts)
+{
+	sqlite3_stmt *st = prepare(d,
+		"INSERT INTO rates (user_id, minute, messages, rcpts)"
+		" VALUES (?1, ?2, 1, ?3) ON CONFLICT (user_id, minute) DO UPDATE"
+		" SET messages = messages + 1, rcpts = rcpts + ?3");
+	int rc = -1;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, user_id);
+	sqlite3_bind_int64(st, 2, minute);
+	sqlite3_bind_int64(st, 3, rcpts);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		rc = 0;
+	sqlite3_finalize(st);
+	if (rc < 0)
+		return -1;
+	st = prepare(d, "DELETE FROM rates WHERE user_id = ? AND minute <= ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, user_id);
+	sqlite3_bind_int64(st, 2, minute - 60);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static void db_rate_add(struct queue *q, int64_t user_id, int64_t minute,
+			unsigned rcpts)
+{
+	struct qdb *d = qdb(q);
+
+	pthread_mutex_lock(&d->mu);
+	/* no fsync of its own: losing a count to a power loss is harmless */
+	light(d, true);
+	if (exec(d, "BEGIN IMMEDIATE") == 0) {
+		if (rate_count(d, user_id, minute, rcpts) == 0 &&
+		    exec(d, "COMMIT") == 0) {
+			light(d, false);
+			pthread_mutex_unlock(&d->mu);
+			return;
+		}
+		exec(d, "ROLLBACK");
+	}
+	log_warn("queue", NULL, "counting a submission: %s",
+		 sqlite3_errmsg(d->db));
+	light(d, false);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static int db_rates_load(struct queue *q, int64_t since,
+			 void (*fn)(void *ctx, int64_t user_id, int64_t minute,
+				    unsigned messages, unsigned rcpts),
+			 void *ctx)
+{
+	struct qdb *d = qdb(q);
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	pthread_mutex_lock(&d->mu);
+	st = prepare(d, "SELECT user_id, minute, messages, rcpts FROM rates"
+			" WHERE minute > ?");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, since);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			fn(ctx, sqlite3_column_int64(st, 0),
+			   sqlite3_column_int64(st, 1),
+			   (unsigned)sqlite3_column_int64(st, 2),
+			   (unsigned)sqlite3_column_int64(st, 3));
+		sqlite3_finalize(st);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
 static int insert_body(struct qdb *d, void *arg)
 {
 	const struct qmsg_new *m = arg;
@@ -354,6 +439,10 @@ static int insert_body(struct qdb *d, void *arg)
 	row = sqlite3_last_insert_rowid(d->db);
 	if (m->msg_row_r != NULL)
 		*m->msg_row_r = row;
+	if ((env->flags & QUEUE_F_SUBMISSION) && env->user_id != 0 &&
+	    rate_count(d, env->user_id, m->created / 60,
+		       (unsigned)env->rcpt_count) < 0)
+		return -1;
 	return insert_rcpts(d, row, m);
 }
 
@@ -1000,6 +1089,8 @@ const struct queue_backend_vfuncs queue_sqlite_backend = {
 	.claim = db_claim,
 	.record = db_record,
 	.defer_dest = db_defer_dest,
+	.rate_add = db_rate_add,
+	.rates_load = db_rates_load,
 	.next_due = db_next_due,
 	.changed = db_changed,
 	.get = db_get,

@@ -121,6 +121,17 @@ struct queue_backend_vfuncs {
 			  time_t until, int code, const char *reason,
 			  time_t expire_before, time_t warn_before,
 			  unsigned *count_r, struct queue_error *err);
+	/* Hourly submission counters (queue.c keeps them in memory): a
+	 * submission's counts are written by insert itself (the message's
+	 * transaction); rate_add writes those of a submission that queued
+	 * nothing (every recipient local); rates_load gives the counts of
+	 * minutes after since (at open: a restart keeps the limits). */
+	void (*rate_add)(struct queue *q, int64_t user_id, int64_t minute,
+			 unsigned rcpts);
+	int (*rates_load)(struct queue *q, int64_t since,
+			  void (*fn)(void *ctx, int64_t user_id, int64_t minute,
+				     unsigned messages, unsigned rcpts),
+			  void *ctx);
 	/* The earliest next attempt of a claimable recipient, 0 if none. */
 	time_t (*next_due)(struct queue *q);
 	/* Whether another process changed the queue since the last call. */
@@ -163,8 +174,8 @@ struct queue {
 	void *observe_ctx;
 	uint64_t id_seq;
 	struct queue_runner *runner;
-	/* Hourly submission counters per user (in memory: a restart
-	 * forgets them; a shared backend would keep them). */
+	/* Hourly submission counters per user, kept by the backend too
+	 * (read at open: a restart keeps them). */
 	struct queue_rate *rates;
 	size_t rate_count, rate_cap;
 };

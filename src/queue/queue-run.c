@@ -31,6 +31,7 @@
 struct dest {
 	char *name;
 	unsigned active;          /* jobs being delivered */
+	unsigned open;            /* connections up (it answers) */
 	struct qjob *head, *tail; /* waiting */
 };
 
@@ -298,12 +299,17 @@ void queue_runner_kick(struct queue *q)
 /* ---- delivering one job ------------------------------------------- */
 
 struct worker_conn {
+	struct queue *q;
 	struct qclient *c;
 	char *dest;
 };
 
+static void dest_closed(struct queue *q, const char *name);
+
 static void conn_drop(struct worker_conn *wc, bool quit)
 {
+	if (wc->c != NULL && wc->dest != NULL)
+		dest_closed(wc->q, wc->dest);
 	qclient_close(&wc->c, quit);
 	free(wc->dest);
 	wc->dest = NULL;
@@ -884,6 +890,16 @@ static void dest_unreachable(struct queue *q, struct qjob *job, int code,
 	snprintf(reason, sizeof(reason),
 		 "delivery temporarily suspended: %.470s", why);
 	pthread_mutex_lock(&r->mu);
+	for (size_t i = 0; i < r->dest_count; i++) {
+		if (strcmp(r->dests[i].name, name) == 0 &&
+		    r->dests[i].open > 0) {
+			/* another thread's connection to it works: it is
+			 * not dead, this one connection failed (too many at
+			 * once?) */
+			pthread_mutex_unlock(&r->mu);
+			return;
+		}
+	}
 	d = dead_get(r, name, true);
 	if (d->until <= now) {
 		/* not marked by another thread in this round already */
@@ -914,6 +930,7 @@ static void dest_unreachable(struct queue *q, struct qjob *job, int code,
 		 (unsigned long long)(until - now));
 }
 
+/* A connection to name is up (counted until dest_closed). */
 static void dest_reachable(struct queue *q, const char *name)
 {
 	struct queue_runner *r = q->runner;
@@ -925,6 +942,21 @@ static void dest_reachable(struct queue *q, const char *name)
 	d = dead_get(r, name, false);
 	if (d != NULL)
 		dead_drop(r, d);
+	dest_get(r, name)->open++;
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void dest_closed(struct queue *q, const char *name)
+{
+	struct queue_runner *r = q->runner;
+	struct dest *d;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	d = dest_get(r, name);
+	if (d->open > 0)
+		d->open--;
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -1085,7 +1117,7 @@ static void run_job(struct queue *q, struct qjob *job, struct worker_conn *wc)
 static void *worker_main(void *arg)
 {
 	struct queue_runner *r = arg;
-	struct worker_conn wc = {0};
+	struct worker_conn wc = {.q = r->q};
 
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {

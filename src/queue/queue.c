@@ -324,6 +324,9 @@ static void sweep_orphans(struct queue *q)
 	closedir(dir);
 }
 
+static void rate_loaded(void *ctx, int64_t user_id, int64_t minute,
+			unsigned messages, unsigned rcpts);
+
 int queue_open(const struct queue_settings *set, struct queue **q_r,
 	       struct queue_error *err)
 {
@@ -360,6 +363,8 @@ int queue_open(const struct queue_settings *set, struct queue **q_r,
 		queue_close(&q);
 		return -1;
 	}
+	/* the hourly limits outlive a restart */
+	q->be->rates_load(q, (int64_t)(time(NULL) / 60) - 60, rate_loaded, q);
 	*q_r = q;
 	return 0;
 }
@@ -498,6 +503,25 @@ bool queue_user_within_limits(struct queue *q, int64_t user_id,
 		    rcpts);
 	pthread_mutex_unlock(&q->mu);
 	return ok;
+}
+
+/* A minute's counts read back from the backend at open. */
+static void rate_loaded(void *ctx, int64_t user_id, int64_t minute,
+			unsigned messages, unsigned rcpts)
+{
+	struct queue *q = ctx;
+	struct queue_rate *r;
+	int slot = (int)(minute % 60);
+
+	pthread_mutex_lock(&q->mu);
+	r = rate_find(q, user_id, true);
+	if (r->minute[slot] != minute) {
+		r->minute[slot] = (time_t)minute;
+		r->messages[slot] = r->rcpts[slot] = 0;
+	}
+	r->messages[slot] += messages;
+	r->rcpts[slot] += rcpts;
+	pthread_mutex_unlock(&q->mu);
 }
 
 /* Counts a submission if it fits; false (nothing counted) if not. */
@@ -834,6 +858,10 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 		log_warn("queue", NULL, "message not DKIM-signed (see above)");
 	plan(q, env, data, (size_t)w->size, &p);
 	if (p.queued_count == 0) {
+		/* nothing queued: the hourly count is kept on its own */
+		if ((env->flags & QUEUE_F_SUBMISSION) && env->user_id != 0)
+			q->be->rate_add(q, env->user_id, time(NULL) / 60,
+					(unsigned)env->rcpt_count);
 		rc = 0;
 		goto out;
 	}
@@ -975,10 +1003,13 @@ int queue_list(struct queue *q, queue_list_fn *fn, void *ctx,
 static int admin(struct queue *q, const char *verb, const char *id,
 		 struct queue_error *err)
 {
-	int rc = q->be->admin(q, verb, id, err);
+	int rc;
 
-	if (rc == 0 && strcmp(verb, "retry") == 0)
+	/* before the update: a job taken meanwhile must not be deferred
+	 * again for a destination the admin wants tried now */
+	if (strcmp(verb, "retry") == 0)
 		queue_runner_forget_dead(q);
+	rc = q->be->admin(q, verb, id, err);
 	if (rc == 0 && strcmp(verb, "delete") == 0) {
 		char *path = queue_msg_path(q, id);
 		unlink(path);

@@ -149,6 +149,7 @@ struct sink {
 	int messages;
 	int connections;
 	bool refuse;             /* greet with 421 and hang up */
+	int live;                /* sessions running (one thread each) */
 	pthread_mutex_t mu;
 };
 
@@ -228,14 +229,43 @@ static void sink_session(struct sink *s, int fd)
 	close(fd);
 }
 
+struct sink_conn {
+	struct sink *s;
+	int fd;
+};
+
+static void *sink_conn_main(void *arg)
+{
+	struct sink_conn *c = arg;
+	struct sink *s = c->s;
+
+	sink_session(s, c->fd);
+	free(c);
+	pthread_mutex_lock(&s->mu);
+	s->live--;
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Sessions at once, as a real server takes them. */
 static void *sink_main(void *arg)
 {
 	struct sink *s = arg;
 	for (;;) {
 		int fd = accept(s->listen_fd, NULL, NULL);
+		struct sink_conn *c;
+		pthread_t t;
 		if (fd < 0)
 			return NULL;
-		sink_session(s, fd);
+		c = malloc(sizeof(*c));
+		c->s = s;
+		c->fd = fd;
+		pthread_mutex_lock(&s->mu);
+		s->live++;
+		pthread_mutex_unlock(&s->mu);
+		if (pthread_create(&t, NULL, sink_conn_main, c) != 0)
+			abort();
+		pthread_detach(t);
 	}
 }
 
@@ -262,6 +292,14 @@ static void sink_stop(struct sink *s)
 	shutdown(s->listen_fd, SHUT_RDWR);
 	close(s->listen_fd);
 	pthread_join(s->thread, NULL);
+	for (;;) { /* the queue said QUIT: its sessions end */
+		pthread_mutex_lock(&s->mu);
+		int live = s->live;
+		pthread_mutex_unlock(&s->mu);
+		if (live == 0)
+			break;
+		usleep(10000);
+	}
 	buf_free(&s->got);
 }
 
@@ -433,6 +471,59 @@ static void test_dead_destination(void)
 	teardown();
 }
 
+/* The hourly submission limits outlive a restart: a user who sent his
+ * hour's messages (queued or only stored locally) is refused after the
+ * queue is reopened too, and another user is not. */
+static void test_rates_persist(void)
+{
+	struct queue_settings set = settings(NULL);
+	struct queue *q;
+	struct queue_error err = {0};
+	struct queue_rcpt remote = {.address = "b@remote.test"};
+	struct queue_rcpt local = {.address = "alice@example.test"};
+	struct queue_envelope env = {.sender = "a@example.test",
+				     .rcpts = &remote, .rcpt_count = 1,
+				     .flags = QUEUE_F_SUBMISSION, .user_id = 7};
+	struct queue_hooks hooks = {.is_local = is_local, .deliver = deliver};
+	char id[QUEUE_ID_SIZE];
+
+	setup();
+	set.user_messages_per_hour = 3;
+	CHECK_INT(queue_open(&set, &q, &err), 0);
+	queue_set_hooks(q, &hooks);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL,
+					&err), 0);
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL, &err), -1);
+	CHECK_INT(err.kind, QUEUE_ERR_RATE);
+	/* user 8 sends to a local recipient only: nothing is queued */
+	env.user_id = 8;
+	env.rcpts = &local;
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL,
+					&err), 0);
+		CHECK_STR(id, "");
+	}
+	queue_close(&q);
+
+	CHECK_INT(queue_open(&set, &q, &err), 0);
+	queue_set_hooks(q, &hooks);
+	CHECK(!queue_user_within_limits(q, 7, 1, 1));
+	CHECK(!queue_user_within_limits(q, 8, 1, 1));
+	CHECK(queue_user_within_limits(q, 9, 1, 1));
+	memset(&err, 0, sizeof(err));
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL, &err), -1);
+	CHECK_INT(err.kind, QUEUE_ERR_RATE);
+	env.user_id = 7;
+	env.rcpts = &remote;
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL, &err), -1);
+	CHECK_INT(err.kind, QUEUE_ERR_RATE);
+	env.user_id = 9;
+	CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL, &err), 0);
+	queue_close(&q);
+	teardown();
+}
+
 /* MTA-STS (RFC 8461): the policy file and the TXT record, strictly; mx
  * patterns match one label for "*." */
 static void test_mtasts_parse(void)
@@ -481,6 +572,7 @@ int main(void)
 		{"enqueue_durable_admin", test_enqueue_durable_admin},
 		{"smarthost_delivery", test_smarthost_delivery},
 		{"dead_destination", test_dead_destination},
+		{"rates_persist", test_rates_persist},
 		{"mtasts_parse", test_mtasts_parse},
 		{NULL, NULL},
 	};
