@@ -52,6 +52,7 @@ struct smtp_live {
 	unsigned max_messages_per_ip;     /* [smtp] max_messages_per_ip_per_hour */
 	bool sender_checks;           /* [smtp] sender_checks: SPF/DKIM/DMARC */
 	bool dmarc_junk;              /* [smtp] dmarc_reject = junk */
+	bool cross_domain;            /* [sharing] cross_domain (send-as) */
 	char *rspamd_url;             /* [smtp] rspamd, or NULL */
 	unsigned rspamd_timeout_ms;
 	uint64_t rspamd_max_size;

@@ -164,6 +164,10 @@ static struct smtp_live *live_read(struct smtp_server *srv,
 	v = config_get(cfg, "limits", "max_message_size");
 	if (v != NULL && config_parse_size(v, &size) == 0 && size > 0)
 		lv->max_message_size = size;
+	/* checked by the IMAP server's settings ([sharing] is theirs) */
+	v = config_get(cfg, "sharing", "cross_domain");
+	if (v != NULL && config_parse_bool(v, &lv->cross_domain) < 0)
+		lv->cross_domain = false;
 	if (read_settings(srv, lv, cfg, sub ? "submission" : "smtp", errors) < 0 ||
 	    (sub && read_settings(srv, lv, cfg, "submissions", errors) < 0)) {
 		free(lv->rspamd_url);

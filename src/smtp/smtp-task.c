@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "delivery-sendas.h"
 #include "log.h"
 
 /* ---- AUTH (RFC 4954) ---------------------------------------------- */
@@ -132,11 +133,13 @@ void smtp_task_auth(void *session, struct net_conn *conn, void *arg)
 
 /* ---- MAIL, RCPT --------------------------------------------------- */
 
-/* Whether the authenticated account may send as address (auth.h: its
- * addresses and aliases, or any with send_as = any). -1: lookup error. */
+/* Whether the authenticated account may send as address (its addresses
+ * and aliases, any with send_as = any, and the shared addresses whose
+ * INBOX grants it i: delivery-sendas.h). -1: lookup error. */
 static int may_send_as(struct smtp_session *s, const char *address)
 {
-	return auth_may_send_as(s->srv->auth, s->user.id, address);
+	return sendas_may(s->srv->auth, s->srv->store, &s->user,
+			  s->live->cross_domain, address);
 }
 
 void smtp_task_sender(void *session, struct net_conn *conn, void *arg)

@@ -151,6 +151,60 @@ def check_burl(r, env, ports):
     s.quit()
 
 
+def check_shared_sender(r, env, sub):
+    """A holder of i on a shared address's INBOX sends as it (envelope
+    and From:), also with a +detail; someone without it gets 553 / 550,
+    and losing the right takes effect at the next message."""
+    bob = 'bob@example.test'
+    rc, out, err = env.loftctl('shared', 'add', 'sales@example.test')
+    r.check('shared add', rc == 0, out + err)
+    rc, out, err = env.loftctl('acl', 'set', 'sales@example.test', ALICE, 'lri')
+    r.check('acl set i', rc == 0, out + err)
+    rc, out, err = env.loftctl('acl', 'set', 'sales@example.test', bob, 'lr')
+    r.check('acl set without i', rc == 0, out + err)
+
+    def session(user):
+        c = smtplib.SMTP('127.0.0.1', sub, timeout=30 * SLOW)
+        c.starttls(context=client_tls_context())
+        c.login(user, env.users[user])
+        return c
+    c = session(ALICE)
+    code, m = c.mail('sales@example.test')
+    r.check('i on the shared INBOX: MAIL FROM 250', code == 250, m)
+    c.rcpt('x@remote.example')
+    code, m = c.data(b'From: Sales <sales@example.test>\r\nSubject: team\r\n\r\nx\r\n')
+    r.check('i on the shared INBOX: From: 250', code == 250, m)
+    code, m = c.mail('sales+offers@example.test')
+    r.check('shared address with a +detail', code == 250, m)
+    c.rset()
+    # own envelope, the shared address in From:
+    code, m = c.mail(ALICE)
+    c.rcpt('x@remote.example')
+    code, m = c.data(b'From: sales@example.test\r\nSubject: team 2\r\n\r\nx\r\n')
+    r.check('own envelope, shared From: 250', code == 250, m)
+    c.quit()
+
+    c = session(bob)
+    code, m = c.mail('sales@example.test')
+    r.check('l r without i: 553 5.7.1', code == 553 and m.startswith(b'5.7.1'), m)
+    c.rset()
+    code, m = c.mail(bob)
+    c.rcpt('x@remote.example')
+    code, m = c.data(b'From: sales@example.test\r\nSubject: forged\r\n\r\nx\r\n')
+    r.check('l r without i, shared From: 550 5.7.1',
+            code == 550 and m.startswith(b'5.7.1'), m)
+    c.quit()
+
+    # the right goes: the next MAIL is refused
+    rc, out, err = env.loftctl('acl', 'set', 'sales@example.test', ALICE, '-i')
+    r.check('acl remove i', rc == 0, out + err)
+    c = session(ALICE)
+    code, m = c.mail('sales@example.test')
+    r.check('i removed: 553', code == 553, m)
+    c.rset()
+    c.quit()
+
+
 def main():
     r = Results()
     sink = Sink()
@@ -247,6 +301,9 @@ def main():
         rc, out, err = env.loftctl('user', 'set', ALICE, 'send_as=everyone')
         r.check('bad send_as refused', rc == 1 and 'own or any' in err, err)
         c.quit()
+
+        # ---- send-as a shared address: the i right on its INBOX ----
+        check_shared_sender(r, env, sub)
 
         # ---- sent_copy ----
         before = len(inbox_messages(env, ALICE, 'Sent'))
