@@ -259,8 +259,13 @@ def message(i):
     return (head + body).encode()
 
 
+SUBMIT_RATE = 0     # messages/s offered in all (0: as fast as it takes them)
+
+
 def submit_all(port, n, password):
-    """SESSIONS client threads; returns ({id: time of the 250}, seconds)."""
+    """SESSIONS client threads; returns ({id: time of the 250}, seconds).
+    With SUBMIT_RATE, message i is sent no earlier than i / SUBMIT_RATE s
+    after the start (a paced load: latency without a backlog)."""
     acked = {}
     lock = threading.Lock()
     counter = iter(range(n))
@@ -276,6 +281,10 @@ def submit_all(port, n, password):
                     i = next(counter, None)
                 if i is None:
                     break
+                if SUBMIT_RATE:
+                    delay = pace0 + i / SUBMIT_RATE - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                 c.sendmail(USER, ['rcpt@remote.example'], message(i))
                 t = time.monotonic()
                 with lock:
@@ -285,6 +294,7 @@ def submit_all(port, n, password):
             errors.append(repr(e))
     threads = [threading.Thread(target=client) for _ in range(SESSIONS)]
     t0 = time.monotonic()
+    pace0 = t0 + 1.0                # after the logins
     for t in threads:
         t.start()
     for t in threads:
@@ -426,6 +436,7 @@ def queue_loft(n):
                 raise RuntimeError('loft did not come back')
             return time.monotonic() - t0
         out['restart_empty_s'] = restart()
+        print('    loft %s' % out, flush=True)
         mem0 = sum(pss_of(p) for p in descendants(env.proc.pid))
         t0 = time.monotonic()
         submit_all(port, n, env.users[USER])
@@ -433,14 +444,16 @@ def queue_loft(n):
         deferred = lambda: loft_deferred(env.log_path)
         wait_until(lambda: deferred() >= n, 1200, 0.5)
         out['hold_mb'] = (sum(pss_of(p) for p in descendants(env.proc.pid)) - mem0) / 1e6
+        print('    loft %s' % out, flush=True)
         before = deferred()
         t0 = time.monotonic()
         rc, o, e = env.loftctl('queue', 'retry', '--all')
         if not wait_until(lambda: deferred() - before >= n, 1200, 0.5):
             raise RuntimeError('loft: %d of %d retried' % (deferred() - before, n))
         out['schedule_s'] = time.monotonic() - t0
+        print('    loft %s' % out, flush=True)
         out['restart_s'] = restart()
-        rc, o, e = env.loftctl('queue', 'list')
+        rc, o, e = env.loftctl('queue', 'list', timeout=600)
         out['listed'] = o.count('next:')
     return out
 
@@ -476,17 +489,18 @@ def queue_postfix(n):
     def restart():
         old = master_pid()
         subprocess.run(['/usr/sbin/postfix', '-c', pf.dir, 'stop'], capture_output=True,
-                       timeout=300)
-        wait_until(lambda: not os.path.exists('/proc/%d' % old), 300)
+                       timeout=900)
+        wait_until(lambda: not os.path.exists('/proc/%d' % old), 900)
         t0 = time.monotonic()
         subprocess.run(['/usr/sbin/postfix', '-c', pf.dir, 'start'], capture_output=True,
-                       timeout=300)
-        if not greets(pf.port, 300):
+                       timeout=1800)
+        if not greets(pf.port, 900):
             raise RuntimeError('postfix did not come back')
         return time.monotonic() - t0
     try:
         pf.start()
         out['restart_empty_s'] = restart()
+        print('    postfix %s' % out, flush=True)
         mem0 = mem()
         t0 = time.monotonic()
         subprocess.run(['/usr/sbin/smtp-source', '-c', '-l', str(SIZE), '-m', str(n),
@@ -497,12 +511,14 @@ def queue_postfix(n):
         deferred = lambda: count_in(maillog, b'status=deferred')
         wait_until(lambda: deferred() >= n, 1200, 0.5)
         out['hold_mb'] = (mem() - mem0) / 1e6
+        print('    postfix %s' % out, flush=True)
         before = deferred()
         t0 = time.monotonic()
         subprocess.run(['/usr/sbin/postqueue', '-c', pf.dir, '-f'], capture_output=True)
         if not wait_until(lambda: deferred() - before >= n, 1200, 0.5):
             raise RuntimeError('postfix: %d of %d retried' % (deferred() - before, n))
         out['schedule_s'] = time.monotonic() - t0
+        print('    postfix %s' % out, flush=True)
         out['restart_s'] = restart()
     finally:
         pf.close()
@@ -524,9 +540,13 @@ def main():
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--only', default='inbound,submission')
     ap.add_argument('--queue-messages', type=int, default=100000)
+    ap.add_argument('--submit-rate', type=float, default=0,
+                    help='submission: messages/s offered (0: unpaced)')
     ap.add_argument('--queue-targets', default='loft,postfix',
                     help='which servers the queue figures run on')
     a = ap.parse_args()
+    global SUBMIT_RATE
+    SUBMIT_RATE = a.submit_rate
     only = a.only.split(',')
     print('# bench/smtp.py: %d messages of %d bytes, %d sessions, %d reps, '
           'load %.1f, %d cores' % (a.messages, SIZE, SESSIONS, a.reps,
