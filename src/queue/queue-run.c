@@ -1096,8 +1096,15 @@ static void finish_job(struct queue *q, struct qjob *job,
 static void run_job(struct queue *q, struct qjob *job, struct worker_conn *wc)
 {
 	size_t len;
-	const char *data = map_message(q, job->id, &len);
+	const char *data;
 	bool remote_dsn = false;
+
+	/* waiting for a dead destination: not even the file is read */
+	if (!job->local && wc->c == NULL && defer_if_dead(q, job)) {
+		finish_job(q, job, false);
+		return;
+	}
+	data = map_message(q, job->id, &len);
 
 	if (data == NULL) {
 		log_error("queue", NULL, "%s: message file is missing", job->id);
