@@ -50,6 +50,10 @@ int jmap_settings_from_config(const struct config *cfg,
 	uint64_t v;
 	if (mms != NULL && config_parse_size(mms, &v) == 0)
 		set->max_message_size = v;
+	/* checked by the IMAP server's settings ([sharing] is theirs) */
+	const char *cd = config_get(cfg, "sharing", "cross_domain");
+	if (cd != NULL && config_parse_bool(cd, &set->cross_domain) < 0)
+		set->cross_domain = false;
 	for (size_t i = 0; i < cfg->count; i++) {
 		const struct config_entry *e = &cfg->entries[i];
 		if (strcmp(e->section, "jmap") != 0)

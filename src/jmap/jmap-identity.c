@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "delivery-sendas.h"
 
 void jmap_object_id(enum store_jmap_kind kind, int64_t n, char out[32])
 {
@@ -73,14 +74,26 @@ int jmap_object_save(struct jmap_req *req, enum store_jmap_kind kind,
 
 /* ---- the addresses an account may send as ------------------------------ */
 
+/* One sender check for SMTP submission and JMAP (delivery-sendas.h): own
+ * address, aliases (and a +detail of either), send_as = any, and the
+ * shared addresses whose INBOX grants the caller i. */
+
 static void address_cb(void *ctx, const char *name, const char *extra)
 {
 	(void)extra;
 	json_array_append_new(ctx, json_string(name));
 }
 
+static void caller_user(const struct jmap_req *req, struct auth_user *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->id = req->who->user_id;
+	snprintf(u->address, sizeof(u->address), "%s", req->who->address);
+}
+
 /* The account's own address first, then its aliases (auth_send_addresses:
- * in loftd an answer of the auth process). */
+ * in loftd an answer of the auth process), then the shared addresses it
+ * may send as. */
 json_t *jmap_send_addresses(struct jmap_req *req)
 {
 	json_t *list = json_array();
@@ -93,19 +106,27 @@ json_t *jmap_send_addresses(struct jmap_req *req)
 		json_array_append_new(list, json_string(req->who->address));
 	}
 	free(error);
+	if (req->j->auth != NULL) {
+		struct auth_user u;
+		caller_user(req, &u);
+		sendas_shared_list(req->j->auth, req->j->store, &u,
+				   req->j->set.cross_domain, address_cb, list);
+	}
 	return list;
 }
 
 bool jmap_may_send_as(struct jmap_req *req, const char *email)
 {
-	json_t *list = jmap_send_addresses(req);
-	bool ok = false;
-	size_t i;
-	json_t *x;
-	json_array_foreach(list, i, x) ok |= email != NULL &&
-				      strcasecmp(json_string_value(x), email) == 0;
-	json_decref(list);
-	return ok;
+	if (email == NULL)
+		return false;
+	if (req->j->auth == NULL) {
+		/* no account database (tests of the core alone): own only */
+		return strcasecmp(email, req->who->address) == 0;
+	}
+	struct auth_user u;
+	caller_user(req, &u);
+	return sendas_may(req->j->auth, req->j->store, &u,
+			  req->j->set.cross_domain, email) == 1;
 }
 
 /* ---- Identity ----------------------------------------------------------- */

@@ -43,6 +43,8 @@ struct jmap_settings {
 	/* largest message Email/set and import may make (the store's
 	 * max_message_size) */
 	uint64_t max_message_size;
+	/* [sharing] cross_domain: the send-as check (shared addresses) */
+	bool cross_domain;
 };
 
 /* Fills set_r with the defaults, then [jmap]. On a bad value appends

@@ -152,6 +152,28 @@ def main():
                 'invalidProperties' and nc.get('y', {}).get('type') ==
                 'invalidProperties', nc)
 
+        # a shared address: sent as only with i on its INBOX (the SMTP
+        # submission check, delivery-sendas.h)
+        env.loftctl('shared', 'add', 'sales@example.test')
+        a = j.ok('Identity/set', {'create': {'s': {'email': 'sales@example.test'}}})
+        R.check('shared address without i: forbiddenFrom',
+                a.get('notCreated', {}).get('s', {}).get('type') == 'forbiddenFrom', a)
+        rc, out, err = env.loftctl('acl', 'set', 'sales@example.test', ALICE, 'lri')
+        R.check('acl set i', rc == 0, out + err)
+        a = j.ok('Identity/set', {'create': {'s': {'email': 'sales@example.test'}}})
+        R.check('shared address with i: Identity created', 's' in a.get('created', {}), a)
+        sident = a.get('created', {}).get('s', {}).get('id')
+        eid6 = draft(j, boxes, 'from the team', ['team@remote.test'],
+                     frm='sales@example.test')
+        a = j.ok('EmailSubmission/set', {'create': {'t': {
+            'identityId': sident, 'emailId': eid6}}})
+        R.check('sent as the shared address', 't' in a.get('created', {}), a)
+        R.check('reaches the sink from sales@', wait_for(
+            lambda: any(b'Subject: from the team' in m.get('data', b'') and
+                        b'<sales@example.test>' in m.get('from', b'')
+                        for m in list(sink.messages)), 60),
+            sink.messages[-1:])
+
         # cancel while the queue holds it (the smarthost is away)
         sink.sock.close()
         time.sleep(0.2)
