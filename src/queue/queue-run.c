@@ -48,6 +48,7 @@ struct dead_dest {
 	int code;
 	char enhanced[12];
 	char reason[512];
+	time_t swept;             /* the last bulk deferral (once a second) */
 };
 
 struct queue_runner {
@@ -847,25 +848,42 @@ out:
 
 static time_t backoff(const struct queue_settings *set, unsigned attempts);
 
+static void defer_waiting(struct queue *q, const char *dest, time_t now,
+			  time_t until, int code, const char *reason,
+			  const char *why);
+
 /* Whether job's destination is marked unreachable: the job is deferred
- * without a try, to the destination's next try. */
+ * without a try, to the destination's next try. What became due for it
+ * since it was marked (mail that waited for a claim) is deferred with
+ * it, in bulk, at most once a second. */
 static bool defer_if_dead(struct queue *q, struct qjob *job)
 {
 	struct queue_runner *r = q->runner;
 	struct dead_dest *d;
-	bool dead = false;
+	bool dead = false, sweep = false;
+	time_t now = time(NULL), until = 0;
+	int code = 0;
+	char reason[512];
 
 	if (r == NULL)
 		return false;
 	pthread_mutex_lock(&r->mu);
 	d = dead_get(r, job_dest_key(job), false);
-	if (d != NULL && d->until > time(NULL)) {
+	if (d != NULL && d->until > now) {
 		dead = true;
 		job->untried = true;
-		job->defer_until = d->until;
+		job->defer_until = until = d->until;
 		defer_all(job, d->code, d->enhanced, d->reason);
+		if (d->swept < now) {
+			d->swept = now;
+			sweep = true;
+			code = d->code;
+			snprintf(reason, sizeof(reason), "%s", d->reason);
+		}
 	}
 	pthread_mutex_unlock(&r->mu);
+	if (sweep)
+		defer_waiting(q, job->dest, now, until, code, reason, NULL);
 	return dead;
 }
 
@@ -877,12 +895,10 @@ static void dest_unreachable(struct queue *q, struct qjob *job, int code,
 {
 	const struct queue_settings *set = &q->set;
 	struct queue_runner *r = q->runner;
-	struct queue_error err = {0};
 	const char *name = job_dest_key(job);
 	char reason[512];
 	time_t now = time(NULL), until;
 	struct dead_dest *d;
-	unsigned count = 0;
 	bool mark = false;
 
 	if (r == NULL)
@@ -911,26 +927,40 @@ static void dest_unreachable(struct queue *q, struct qjob *job, int code,
 		mark = true;
 	}
 	until = d->until;
+	d->swept = now;
 	pthread_mutex_unlock(&r->mu);
-	if (!mark)
-		return;
-	if (q->be->defer_dest(q, job->dest, now, until, code, reason,
+	if (mark)
+		defer_waiting(q, job->dest, now, until, code, reason, why);
+}
+
+/* Defers in one statement what waits for dest (not leased, not held, not
+ * due a warning or a bounce) to until. */
+static void defer_waiting(struct queue *q, const char *dest, time_t now,
+			  time_t until, int code, const char *reason,
+			  const char *why)
+{
+	const struct queue_settings *set = &q->set;
+	struct queue_error err = {0};
+	const char *name = dest[0] ? dest : "smarthost";
+	unsigned count = 0;
+
+	if (q->be->defer_dest(q, dest, now, until, code, reason,
 			      now - (time_t)set->max_age,
 			      set->delay_warning > 0
 				      ? now - (time_t)set->delay_warning
 				      : (time_t)INT64_MIN,
 			      &count, &err) < 0) {
-		log_error("queue", NULL, "deferring mail for %s: %s",
-			  name[0] ? name : "the smarthost", err.msg);
+		log_error("queue", NULL, "deferring mail for %s: %s", name,
+			  err.msg);
 		return;
 	}
-	log_info("queue", NULL, "%s unreachable (%s): %u queued recipients "
-		 "wait %llu s without a try of their own",
-		 name[0] ? name : "smarthost", why, count,
-		 (unsigned long long)(until - now));
+	if (why != NULL || count > 0)
+		log_info("queue", NULL, "%s unreachable (%s): %u queued "
+			 "recipients wait %llu s without a try of their own",
+			 name, why != NULL ? why : "still", count,
+			 (unsigned long long)(until - now));
 }
 
-/* A connection to name is up (counted until dest_closed). */
 static void dest_reachable(struct queue *q, const char *name)
 {
 	struct queue_runner *r = q->runner;

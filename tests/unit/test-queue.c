@@ -457,14 +457,30 @@ static void test_dead_destination(void)
 	/* one try per delivery thread at most, not N */
 	pthread_mutex_lock(&sink.mu);
 	CHECK(sink.connections >= 1 && sink.connections <= 2);
-	sink.refuse = false;
 	pthread_mutex_unlock(&sink.mu);
 	CHECK(scan.untried >= N - 2);
+	/* new mail for it waits too, without a try */
+	for (int i = 0; i < 10; i++)
+		CHECK_INT(queue_enqueue(q, &env, msg, strlen(msg), id, NULL,
+					&err), 0);
+	for (int i = 0; i < 2400; i++) {
+		memset(&scan, 0, sizeof(scan));
+		scan.until = t0 + 590;
+		CHECK_INT(queue_list(q, due_cb, &scan, &err), 0);
+		if (scan.waiting == N + 10)
+			break;
+		usleep(25000);
+	}
+	CHECK_INT(scan.waiting, N + 10);
+	pthread_mutex_lock(&sink.mu);
+	CHECK(sink.connections <= 2);
+	sink.refuse = false;
+	pthread_mutex_unlock(&sink.mu);
 	/* the admin's retry: tried at once, and it is back */
 	CHECK_INT(queue_retry(q, NULL, &err), 0);
 	CHECK(wait_listed(q, 0));
 	pthread_mutex_lock(&sink.mu);
-	CHECK_INT(sink.messages, N);
+	CHECK_INT(sink.messages, N + 10);
 	pthread_mutex_unlock(&sink.mu);
 	queue_close(&q);
 	sink_stop(&sink);
