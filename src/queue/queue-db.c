@@ -23,6 +23,7 @@ struct qdb {
 	pthread_mutex_t mu;       /* one connection, one caller at a time */
 	int64_t data_version;
 	bool fsync;               /* synchronous = FULL */
+	sqlite3_stmt *exists;     /* db_exists, prepared once */
 	/* group commit (see group_commit) */
 	pthread_mutex_t gmu;
 	pthread_cond_t gdone;
@@ -283,6 +284,7 @@ static void db_close(struct queue *q)
 
 	if (d == NULL)
 		return;
+	sqlite3_finalize(d->exists);
 	if (d->db != NULL)
 		sqlite3_close_v2(d->db);
 	pthread_mutex_destroy(&d->mu);
@@ -1016,16 +1018,18 @@ static int db_prefix(struct queue *q, const char *id, char **prefix_r,
 static bool db_exists(struct queue *q, const char *id)
 {
 	struct qdb *d = qdb(q);
-	sqlite3_stmt *st;
 	bool found = true; /* on doubt, keep the file */
 
 	pthread_mutex_lock(&d->mu);
-	st = prepare(d, "SELECT 1 FROM msgs WHERE qid = ?");
-	if (st != NULL) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		int r = sqlite3_step(st);
+	/* asked once per file of the directory: prepared once */
+	if (d->exists == NULL)
+		d->exists = prepare(d, "SELECT 1 FROM msgs WHERE qid = ?");
+	if (d->exists != NULL) {
+		sqlite3_bind_text(d->exists, 1, id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(d->exists);
 		found = r != SQLITE_DONE;
-		sqlite3_finalize(st);
+		sqlite3_reset(d->exists);
+		sqlite3_clear_bindings(d->exists);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return found;

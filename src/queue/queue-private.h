@@ -191,6 +191,10 @@ char *queue_msg_path(const struct queue *q, const char *id);
 const char *queue_addr_domain(const char *address);
 void queue_notify_observer(struct queue *q, const char *id, const char *rcpt,
 			   const struct queue_rcpt_result *r);
+/* Removes message files the backend does not know (a crash between the
+ * rename and the commit) named before before_ms (ms since the epoch:
+ * later ones may be messages being queued now). */
+void queue_sweep_orphans(struct queue *q, uint64_t before_ms);
 /* Enqueues a DSN (or stores it, for a local sender). */
 int queue_enqueue_internal(struct queue *q, const struct queue_envelope *env,
 			   const void *data, size_t len,

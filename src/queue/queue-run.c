@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "dns.h"
@@ -197,7 +198,12 @@ static void *scheduler_main(void *arg)
 	struct queue_runner *r = arg;
 	struct queue *q = r->q;
 	unsigned max_waiting = r->max_waiting;
+	struct timeval tv;
 
+	/* files of a crashed run (named before this one started) */
+	gettimeofday(&tv, NULL);
+	queue_sweep_orphans(q, (uint64_t)tv.tv_sec * 1000 +
+				       (uint64_t)tv.tv_usec / 1000 - 1000);
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
 		time_t now = time(NULL), due;

@@ -292,36 +292,67 @@ static char *read_password(const char *file)
 	return xstrdup(line);
 }
 
-/* Files of messages the backend does not know: a crash between the
- * rename and the commit, or temporary files of a writer. */
-static void sweep_orphans(struct queue *q)
+/* Temporary files of writers cut short (at start, before any writer). */
+static void sweep_tmp(struct queue *q)
 {
 	DIR *dir = opendir(q->tmp_dir);
 	struct dirent *de;
 
-	if (dir != NULL) {
-		while ((de = readdir(dir)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			char *p = xasprintf("%s/%s", q->tmp_dir, de->d_name);
-			unlink(p);
-			free(p);
-		}
-		closedir(dir);
-	}
-	dir = opendir(q->msg_dir);
 	if (dir == NULL)
 		return;
 	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.' || q->be->exists(q, de->d_name))
+		if (de->d_name[0] == '.')
+			continue;
+		char *p = xasprintf("%s/%s", q->tmp_dir, de->d_name);
+		unlink(p);
+		free(p);
+	}
+	closedir(dir);
+}
+
+/* The time (ms, as next_id writes it) in a queue id; 0 if it is none. */
+static uint64_t id_ms(const char *id)
+{
+	uint64_t ms = 0;
+
+	if (strlen(id) != 16)
+		return 0;
+	for (int i = 0; i < 11; i++) {
+		char c = id[i];
+		int v = c >= '0' && c <= '9' ? c - '0'
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (v < 0)
+			return 0;
+		ms = ms * 16 + (uint64_t)v;
+	}
+	return ms;
+}
+
+void queue_sweep_orphans(struct queue *q, uint64_t before_ms)
+{
+	DIR *dir = opendir(q->msg_dir);
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (dir == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		uint64_t ms = id_ms(de->d_name);
+		/* a file named after this run started may be a message
+		 * being queued now (renamed in, not yet committed) */
+		if (de->d_name[0] == '.' || ms == 0 || ms >= before_ms ||
+		    q->be->exists(q, de->d_name))
 			continue;
 		char *p = queue_msg_path(q, de->d_name);
 		log_info("queue", NULL, "removing orphaned message file %s",
 			 de->d_name);
 		unlink(p);
 		free(p);
+		n++;
 	}
 	closedir(dir);
+	if (n > 0)
+		log_info("queue", NULL, "%u orphaned message files removed", n);
 }
 
 static void rate_loaded(void *ctx, int64_t user_id, int64_t minute,
@@ -388,7 +419,10 @@ int queue_start(struct queue *q, struct queue_error *err)
 {
 	if (q->be->release_leases(q, err) < 0)
 		return -1;
-	sweep_orphans(q);
+	sweep_tmp(q);
+	/* the message files the backend does not know are swept by the
+	 * scheduler once it runs (a directory of 100,000 files is not read
+	 * before the greeting) */
 	return queue_runner_start(q, err);
 }
 
