@@ -23,6 +23,7 @@ libunbound-dev
 nettle-dev
 libpsl-dev
 libcurl4-openssl-dev
+libpq-dev
 libidn-dev
 libseccomp-dev
 libsystemd-dev
@@ -69,6 +70,8 @@ sieve-connect
 python3-sievelib
 dovecot-sieve
 dovecot-managesieved
+postgresql-15
+postgresql-contrib
 "
 
 # Only for the benches (`make bench-jmap`, bench/webmail.mjs --roundcube).

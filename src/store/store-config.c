@@ -4,6 +4,7 @@
  */
 #include "store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -19,6 +20,78 @@ static void bad(struct buf *errors, const struct config *cfg,
 	buf_printf(errors, "%s:%d: %s%s%s: %s\n", cfg->path,
 		   e != NULL ? e->line : 0, section[0] ? section : "",
 		   section[0] ? "." : "", key, what);
+}
+
+/* [store] backend and the PostgreSQL keys (docs/scale-out.md), checked
+ * without connecting. */
+static int backend_from_config(const struct config *cfg,
+			       struct store_settings *set_r, struct buf *errors)
+{
+	int ret = 0;
+	const char *v = config_get(cfg, "store", "backend");
+	if (v != NULL && strcmp(v, "postgres") == 0) {
+		set_r->backend = STORE_BACKEND_POSTGRES;
+	} else if (v != NULL && strcmp(v, "sqlite") != 0) {
+		bad(errors, cfg, "store", "backend", "expected sqlite or postgres");
+		ret = -1;
+	}
+	bool pg = set_r->backend == STORE_BACKEND_POSTGRES;
+	set_r->postgres = config_get(cfg, "store", "postgres");
+	if (set_r->postgres != NULL && set_r->postgres[0] == '\0') {
+		bad(errors, cfg, "store", "postgres",
+		    "expected a libpq connection string or URI");
+		ret = -1;
+	} else if (pg && set_r->postgres == NULL) {
+		bad(errors, cfg, "store", "backend",
+		    "postgres needs [store] postgres = CONNINFO");
+		ret = -1;
+	}
+	v = config_get(cfg, "store", "postgres_pool");
+	set_r->postgres_pool = 16;
+	if (v != NULL) {
+		char *end;
+		unsigned long n = strtoul(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || n < 1 || n > 1000) {
+			bad(errors, cfg, "store", "postgres_pool",
+			    "expected a number of connections, 1 to 1000");
+			ret = -1;
+		}
+		set_r->postgres_pool = (unsigned)n;
+	}
+	uint64_t t = 10;
+	v = config_get(cfg, "store", "postgres_timeout");
+	if (v != NULL && (config_parse_duration(v, &t) < 0 || t < 1 ||
+			  t > 3600)) {
+		bad(errors, cfg, "store", "postgres_timeout",
+		    "expected a duration like 10s (1s to 1h)");
+		ret = -1;
+	}
+	set_r->postgres_timeout = (unsigned)t;
+	v = config_get(cfg, "store", "blobs");
+	if (v != NULL && strcmp(v, "file") != 0) {
+		bad(errors, cfg, "store", "blobs", strcmp(v, "s3") == 0
+		    ? "s3 is not available yet: use file"
+		    : "expected file");
+		ret = -1;
+	}
+	set_r->blob_dir = config_get(cfg, "store", "blob_dir");
+	if (set_r->blob_dir != NULL && set_r->blob_dir[0] != '/') {
+		bad(errors, cfg, "store", "blob_dir", "must be an absolute path");
+		ret = -1;
+	} else if (set_r->blob_dir != NULL) {
+		size_t n = strlen(set_r->data_dir);
+		if (strncmp(set_r->blob_dir, set_r->data_dir, n) == 0 &&
+		    (set_r->blob_dir[n] == '/' || set_r->blob_dir[n] == '\0')) {
+			bad(errors, cfg, "store", "blob_dir", "must be outside"
+			    " data_dir (data_dir keeps only a node's own files)");
+			ret = -1;
+		}
+	} else if (pg) {
+		bad(errors, cfg, "store", "backend",
+		    "postgres with blobs = file needs [store] blob_dir = PATH");
+		ret = -1;
+	}
+	return ret;
 }
 
 int store_settings_from_config(const struct config *cfg,
@@ -68,5 +141,7 @@ int store_settings_from_config(const struct config *cfg,
 		bad(errors, cfg, "store", "fsync", "expected yes or no");
 		ret = -1;
 	}
+	if (backend_from_config(cfg, set_r, errors) < 0)
+		ret = -1;
 	return ret;
 }

@@ -488,5 +488,7 @@ struct store_email_tx {
 };
 
 extern const struct store_backend_vfuncs store_sqlite_vfuncs;
+/* src/store/pg/ ([store] backend = postgres, docs/scale-out.md) */
+extern const struct store_backend_vfuncs store_postgres_vfuncs;
 
 #endif

@@ -154,7 +154,8 @@ int store_open(const struct store_settings *set, struct store **store_r,
 	struct store *store = xcalloc(1, sizeof(*store));
 	store->set = *set;
 	store->set.data_dir = xstrdup(set->data_dir);
-	store->vf = &store_sqlite_vfuncs;
+	store->vf = set->backend == STORE_BACKEND_POSTGRES
+			    ? &store_postgres_vfuncs : &store_sqlite_vfuncs;
 	pthread_mutex_init(&store->users_mu, NULL);
 	pthread_cond_init(&store->users_cond, NULL);
 	store->users_size = 256;

@@ -120,6 +120,14 @@ struct store_settings {
 	 * are; NULL means data_dir/mail. The mail process chrooted into
 	 * data_dir/mail (no Landlock) sets "/". */
 	const char *mail_dir;
+	/* Scale-out (docs/scale-out.md): which backend, and the PostgreSQL
+	 * one's keys. Strings as data_dir (copied by the backend). */
+	enum store_backend { STORE_BACKEND_SQLITE, STORE_BACKEND_POSTGRES }
+		backend;
+	const char *postgres;          /* libpq connection string */
+	unsigned postgres_pool;        /* connections per node (0: 16) */
+	unsigned postgres_timeout;     /* seconds (0: 10) */
+	const char *blob_dir;          /* the file driver's directory */
 };
 
 /* Fills set_r from the configuration (loftd and loftctl share it):
@@ -130,6 +138,11 @@ struct store_settings {
  *   [store] retention_interval = DURATION  (default 1h; 0: no task;
  *                                 the older [pop3] retention_interval
  *                                 is read when this is not set)
+ *   [store] backend = sqlite | postgres   (default sqlite)
+ *   [store] postgres = CONNINFO, postgres_pool = N (default 16),
+ *           postgres_timeout = DURATION (default 10s), blobs = file,
+ *           blob_dir = PATH (required with postgres; outside data_dir):
+ *           checked here, never connecting (loftd --check)
  * limits/limits_ctx are left NULL for the caller. Strings point into cfg.
  * Returns 0, or -1 with "FILE:LINE: message\n" lines appended to errors. */
 int store_settings_from_config(const struct config *cfg,

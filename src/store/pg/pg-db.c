@@ -1,0 +1,1315 @@
+/*
+ * The PostgreSQL backend's connections, statements, schema, accounts and
+ * transactions (pg-private.h), and its vtable. What the backend does not
+ * have yet refuses with a temporary error that names it.
+ */
+#include "pg-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+
+/* ---- parameters and results ----------------------------------------- */
+
+void pg_p_init(struct pg_params *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+void pg_p_int(struct pg_params *p, int64_t v)
+{
+	snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)v);
+	p->v[p->n] = p->num[p->n];
+	p->n++;
+}
+
+void pg_p_str(struct pg_params *p, const char *s)
+{
+	p->v[p->n++] = s;
+}
+
+void pg_p_bin(struct pg_params *p, const void *data, size_t len)
+{
+	p->v[p->n] = data != NULL ? data : "";
+	p->len[p->n] = (int)len;
+	p->fmt[p->n] = 1;
+	p->n++;
+}
+
+static uint64_t be_read(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+int64_t pg_int(const PGresult *r, int row, int col)
+{
+	if (PQgetisnull(r, row, col))
+		return 0;
+	const unsigned char *p = (const unsigned char *)PQgetvalue(r, row, col);
+	int n = PQgetlength(r, row, col);
+	uint64_t v = be_read(p, n);
+	switch (n) {
+	case 1: return (int8_t)v;
+	case 2: return (int16_t)v;
+	case 4: return (int32_t)v;
+	default: return (int64_t)v;
+	}
+}
+
+bool pg_bool(const PGresult *r, int row, int col)
+{
+	return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] != 0;
+}
+
+const char *pg_val(const PGresult *r, int row, int col, size_t *len_r)
+{
+	if (PQgetisnull(r, row, col)) {
+		if (len_r != NULL)
+			*len_r = 0;
+		return NULL;
+	}
+	if (len_r != NULL)
+		*len_r = (size_t)PQgetlength(r, row, col);
+	return PQgetvalue(r, row, col);
+}
+
+char *pg_strdup(const PGresult *r, int row, int col)
+{
+	size_t len;
+	const char *v = pg_val(r, row, col, &len);
+	return v != NULL ? xstrndup(v, len) : NULL;
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
+		      struct store_error *err)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+					: NULL;
+	const char *msg = res != NULL ? PQresultErrorMessage(res) : NULL;
+	if (msg == NULL || msg[0] == '\0')
+		msg = PQerrorMessage(c->db);
+	if (PQstatus(c->db) != CONNECTION_OK)
+		c->broken = true;
+	if (state != NULL && strcmp(state, "23505") == 0)
+		return store_set_error(err, STORE_ERR_EXISTS, "Already exists");
+	log_error("store", NULL, "postgres %s: %s", what, msg);
+	/* 57014: statement timeout; 40001/40P01: serialization, deadlock;
+	 * class 08: the connection; 53: out of resources (disk full) */
+	return store_set_error(err, STORE_ERR_TEMP,
+			       "The mail store is not available now,"
+			       " try again later");
+}
+
+static struct pg_conn *conn_open(struct store *store, struct store_error *err)
+{
+	struct pg_store *s = PGS(store);
+	char timeout[16];
+	snprintf(timeout, sizeof(timeout), "%u", s->timeout);
+	/* ours first: what the admin's string says wins */
+	const char *keys[] = {"connect_timeout", "application_name",
+			      "keepalives_idle", "dbname", NULL};
+	const char *vals[] = {timeout, "loftd", "10", s->conninfo, NULL};
+	PGconn *db = PQconnectdbParams(keys, vals, 1);
+	if (db == NULL || PQstatus(db) != CONNECTION_OK) {
+		log_error("store", NULL, "postgres connect: %s",
+			  db != NULL ? PQerrorMessage(db) : "out of memory");
+		PQfinish(db);
+		store_set_error(err, STORE_ERR_TEMP, "The mail store is not"
+				" available now, try again later");
+		return NULL;
+	}
+	char *set = xasprintf("SET statement_timeout = %u; SET lock_timeout = %u;"
+			      " SET synchronous_commit = on;"
+			      " SET client_min_messages = warning",
+			      s->timeout * 1000, s->timeout * 1000);
+	PGresult *r = PQexec(db, set);
+	free(set);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	if (!ok) {
+		log_error("store", NULL, "postgres session: %s",
+			  PQerrorMessage(db));
+		PQfinish(db);
+		store_set_error(err, STORE_ERR_TEMP, "The mail store is not"
+				" available now, try again later");
+		return NULL;
+	}
+	struct pg_conn *c = xcalloc(1, sizeof(*c));
+	c->db = db;
+	return c;
+}
+
+static void conn_free(struct pg_conn *c)
+{
+	PQfinish(c->db);
+	free(c->prepared);
+	free(c);
+}
+
+struct pg_conn *pg_conn_get(struct store *store, struct store_error *err)
+{
+	struct pg_store *s = PGS(store);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += s->timeout;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (s->free_count > 0) {
+			struct pg_conn *c = s->free_conns[--s->free_count];
+			pthread_mutex_unlock(&s->mu);
+			return c;
+		}
+		if (s->open_count < s->max_conns) {
+			s->open_count++;
+			pthread_mutex_unlock(&s->mu);
+			struct pg_conn *c = conn_open(store, err);
+			if (c == NULL) {
+				pthread_mutex_lock(&s->mu);
+				s->open_count--;
+				pthread_cond_signal(&s->cond);
+				pthread_mutex_unlock(&s->mu);
+			}
+			return c;
+		}
+		if (pthread_cond_timedwait(&s->cond, &s->mu, &until) ==
+		    ETIMEDOUT) {
+			pthread_mutex_unlock(&s->mu);
+			store_set_error(err, STORE_ERR_TEMP, "The mail store is"
+					" busy, try again later");
+			return NULL;
+		}
+	}
+}
+
+void pg_conn_put(struct store *store, struct pg_conn *c)
+{
+	struct pg_store *s = PGS(store);
+	if (c->in_tx && !c->broken) {
+		PGresult *r = PQexec(c->db, "ROLLBACK");
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			c->broken = true;
+		PQclear(r);
+		c->in_tx = false;
+	}
+	if (c->broken || PQstatus(c->db) != CONNECTION_OK) {
+		conn_free(c);
+		pthread_mutex_lock(&s->mu);
+		s->open_count--;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->free_conns[s->free_count++] = c;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
+PGresult *pg_exec(struct pg_conn *c, const char *sql,
+		  const struct pg_params *p, struct store_error *err)
+{
+	size_t i;
+	for (i = 0; i < c->prepared_count; i++) {
+		if (c->prepared[i] == sql)
+			break;
+	}
+	char name[16];
+	snprintf(name, sizeof(name), "s%zu", i);
+	if (i == c->prepared_count) {
+		PGresult *r = PQprepare(c->db, name, sql, 0, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			conn_error(c, r, "prepare", err);
+			log_error("store", NULL, "postgres statement: %s", sql);
+			PQclear(r);
+			return NULL;
+		}
+		PQclear(r);
+		if (c->prepared_count == c->prepared_cap) {
+			c->prepared_cap = c->prepared_cap ? c->prepared_cap * 2 : 32;
+			c->prepared = xrealloc(c->prepared, c->prepared_cap *
+					       sizeof(*c->prepared));
+		}
+		c->prepared[c->prepared_count++] = sql;
+	}
+	static const struct pg_params none;
+	if (p == NULL)
+		p = &none;
+	PGresult *r = PQexecPrepared(c->db, name, p->n, p->v, p->len, p->fmt, 1);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		conn_error(c, r, "query", err);
+		PQclear(r);
+		return NULL;
+	}
+	return r;
+}
+
+int pg_run(struct pg_conn *c, const char *sql, const struct pg_params *p,
+	   struct store_error *err)
+{
+	PGresult *r = pg_exec(c, sql, p, err);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+int pg_cmd(struct pg_conn *c, const char *sql, struct store_error *err)
+{
+	PGresult *r = PQexec(c->db, sql);
+	int ret = 0;
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		ret = conn_error(c, r, sql, err);
+	PQclear(r);
+	return ret;
+}
+
+/* ---- schema ------------------------------------------------------------ */
+
+/* Partitioned tables are made by partition_sql below. */
+static const char schema_sql[] =
+	"CREATE TABLE loft_schema (version integer NOT NULL);"
+	"CREATE TABLE account (user_id bigint PRIMARY KEY,"
+	" modseq bigint NOT NULL DEFAULT 1,"
+	" uidvalidity bigint NOT NULL DEFAULT 0,"
+	" bytes bigint NOT NULL DEFAULT 0,"
+	" messages bigint NOT NULL DEFAULT 0,"
+	" sync_login bigint NOT NULL DEFAULT 0);"
+	"CREATE TABLE mailbox (user_id bigint NOT NULL, id integer NOT NULL,"
+	" name text NOT NULL, uidvalidity bigint NOT NULL,"
+	" uidnext bigint NOT NULL DEFAULT 1, highestmodseq bigint NOT NULL,"
+	" special_use integer NOT NULL DEFAULT 0,"
+	" noselect boolean NOT NULL DEFAULT false, objectid text NOT NULL,"
+	" recent_upto bigint NOT NULL DEFAULT 1,"
+	" expunge_horizon bigint NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (user_id, id), UNIQUE (user_id, name));"
+	"CREATE TABLE subscription (user_id bigint NOT NULL, name text NOT NULL,"
+	" PRIMARY KEY (user_id, name));"
+	"CREATE TABLE keyword (user_id bigint NOT NULL, mailbox integer NOT NULL,"
+	" name text NOT NULL, PRIMARY KEY (user_id, mailbox, name));"
+	"CREATE SEQUENCE blob_id;"
+	"CREATE TABLE blob (user_id bigint NOT NULL,"
+	" id bigint NOT NULL DEFAULT nextval('blob_id'),"
+	" sha256 text NOT NULL, body_size bigint NOT NULL,"
+	" prefix bytea NOT NULL, envelope bytea, bodystructure bytea,"
+	" body bytea, parts bytea, preview bytea, sort_subject bytea,"
+	" sort_from bytea, sort_to bytea, sort_cc bytea,"
+	" sort_display_from bytea, sort_display_to bytea,"
+	" sent_date bigint NOT NULL DEFAULT 0, message_id bytea,"
+	" in_reply_to bytea, refs bytea, header_text bytea, body_text bytea,"
+	" PRIMARY KEY (user_id, id)) PARTITION BY HASH (user_id);"
+	"CREATE TABLE msg (user_id bigint NOT NULL, mailbox integer NOT NULL,"
+	" uid bigint NOT NULL, blob bigint NOT NULL, flags integer NOT NULL,"
+	" keywords text, modseq bigint NOT NULL, size bigint NOT NULL,"
+	" internaldate bigint NOT NULL, savedate bigint NOT NULL,"
+	" pop3_hidden boolean NOT NULL DEFAULT false,"
+	" pop3_first_retr bigint NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (user_id, mailbox, uid)) PARTITION BY HASH (user_id);"
+	"CREATE INDEX msg_modseq ON msg (user_id, mailbox, modseq);"
+	"CREATE INDEX msg_blob ON msg (user_id, blob);"
+	"CREATE TABLE expunged (user_id bigint NOT NULL,"
+	" mailbox integer NOT NULL, uid bigint NOT NULL,"
+	" modseq bigint NOT NULL, time bigint NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox, uid)) PARTITION BY HASH (user_id);"
+	"CREATE INDEX expunged_modseq ON expunged (user_id, mailbox, modseq);"
+	"DO $$ BEGIN FOR i IN 0..15 LOOP"
+	" EXECUTE format('CREATE TABLE %I PARTITION OF blob"
+	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'blob_p' || i, i);"
+	" EXECUTE format('CREATE TABLE %I PARTITION OF msg"
+	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'msg_p' || i, i);"
+	" EXECUTE format('CREATE TABLE %I PARTITION OF expunged"
+	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'expunged_p' || i, i);"
+	" END LOOP; END $$;";
+
+/* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
+#define PG_SCHEMA_LOCK 0x6c6f6674
+
+static int schema_init(struct store *store, struct store_error *err)
+{
+	struct pg_conn *c = pg_conn_get(store, err);
+	if (c == NULL)
+		return -1;
+	int ret = pg_cmd(c, "BEGIN", err);
+	c->in_tx = ret == 0;
+	PGresult *r = NULL;
+	if (ret == 0) {
+		/* two nodes starting on an empty database: one creates */
+		char lock[64];
+		snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)",
+			 PG_SCHEMA_LOCK);
+		PGresult *l = PQexec(c->db, lock);
+		if (PQresultStatus(l) != PGRES_TUPLES_OK)
+			ret = conn_error(c, l, "schema lock", err);
+		PQclear(l);
+	}
+	if (ret == 0) {
+		r = PQexec(c->db, "SELECT to_regclass('loft_schema') IS NOT NULL");
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			ret = conn_error(c, r, "schema", err);
+	}
+	if (ret == 0 && strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+		PGresult *s = PQexec(c->db, schema_sql);
+		if (PQresultStatus(s) != PGRES_COMMAND_OK)
+			ret = conn_error(c, s, "create schema", err);
+		PQclear(s);
+		char ins[64];
+		snprintf(ins, sizeof(ins), "INSERT INTO loft_schema VALUES (%d)",
+			 PG_SCHEMA_VERSION);
+		if (ret == 0)
+			ret = pg_cmd(c, ins, err);
+		if (ret == 0)
+			log_info("store", NULL, "postgres: created the schema"
+				 " (version %d)", PG_SCHEMA_VERSION);
+	} else if (ret == 0) {
+		PGresult *v = PQexec(c->db, "SELECT max(version) FROM loft_schema");
+		if (PQresultStatus(v) != PGRES_TUPLES_OK) {
+			ret = conn_error(c, v, "schema version", err);
+		} else {
+			int found = atoi(PQgetvalue(v, 0, 0));
+			if (found > PG_SCHEMA_VERSION)
+				ret = store_set_error(err, STORE_ERR_TEMP,
+					"The database's schema is version %d,"
+					" this Loft knows up to %d: upgrade Loft",
+					found, PG_SCHEMA_VERSION);
+			/* older versions: their steps go here */
+		}
+		PQclear(v);
+	}
+	PQclear(r);
+	if (ret == 0) {
+		ret = pg_cmd(c, "COMMIT", err);
+		c->in_tx = false;
+	}
+	pg_conn_put(store, c);
+	return ret;
+}
+
+/* ---- the store ----------------------------------------------------------- */
+
+static int pg_open(struct store *store, struct store_error *err)
+{
+	const struct store_settings *set = &store->set;
+	if (set->postgres == NULL || set->postgres[0] == '\0')
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "[store] postgres is not set");
+	if (set->blob_dir == NULL || set->blob_dir[0] != '/')
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "[store] blob_dir is not set");
+	if (mkdir(set->blob_dir, 0700) < 0 && errno != EEXIST)
+		return store_set_error(err, STORE_ERR_TEMP, "Cannot make %s: %s",
+				       set->blob_dir, strerror(errno));
+	struct pg_store *s = xcalloc(1, sizeof(*s));
+	s->conninfo = xstrdup(set->postgres);
+	s->blob_dir = xstrdup(set->blob_dir);
+	s->timeout = set->postgres_timeout ? set->postgres_timeout : 10;
+	s->max_conns = set->postgres_pool ? set->postgres_pool : 16;
+	s->fsync = set->fsync;
+	s->free_conns = xcalloc(s->max_conns, sizeof(*s->free_conns));
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	store->be = s;
+	if (schema_init(store, err) < 0) {
+		store->vf->close(store);
+		store->be = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void pg_stop(struct store *store)
+{
+	(void)store;
+}
+
+static void pg_close(struct store *store)
+{
+	struct pg_store *s = PGS(store);
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->free_count; i++)
+		conn_free(s->free_conns[i]);
+	if (s->open_count != s->free_count)
+		log_warn("store", NULL, "postgres: %zu connections still in use",
+			 s->open_count - s->free_count);
+	free(s->free_conns);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cond);
+	free(s->conninfo);
+	free(s->blob_dir);
+	free(s);
+	store->be = NULL;
+}
+
+static void pg_start_background(struct store *store)
+{
+	(void)store;
+}
+
+/* ---- transactions ---------------------------------------------------------- */
+
+struct pg_conn *pg_rbegin(struct store_user *user, struct store_error *err)
+{
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return NULL;
+	if (pg_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+		   err) < 0) {
+		pg_conn_put(user->store, c);
+		return NULL;
+	}
+	c->in_tx = true;
+	return c;
+}
+
+void pg_rend(struct store_user *user, struct pg_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->in_tx && !c->broken) {
+		PGresult *r = PQexec(c->db, "COMMIT");
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			c->broken = true;
+		PQclear(r);
+	}
+	c->in_tx = false;
+	pg_conn_put(user->store, c);
+}
+
+int pg_wbegin(struct store_user *user, struct pg_tx *tx,
+	      struct store_error *err)
+{
+	memset(tx, 0, sizeof(*tx));
+	tx->user = user;
+	tx->c = pg_conn_get(user->store, err);
+	if (tx->c == NULL)
+		return -1;
+	if (pg_cmd(tx->c, "BEGIN", err) < 0) {
+		pg_conn_put(user->store, tx->c);
+		return -1;
+	}
+	tx->c->in_tx = true;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	/* the account's row lock: its writers, on every node, one at a time */
+	PGresult *r = pg_exec(tx->c, "SELECT modseq, uidvalidity, bytes, messages"
+			      " FROM account WHERE user_id = $1 FOR UPDATE",
+			      &p, err);
+	if (r == NULL || PQntuples(r) == 0) {
+		if (r != NULL)
+			store_set_error(err, STORE_ERR_NOTFOUND,
+					"No mail stored for this user");
+		PQclear(r);
+		pg_conn_put(user->store, tx->c);
+		return -1;
+	}
+	tx->modseq = (uint64_t)pg_int(r, 0, 0);
+	tx->last_uidvalidity = (uint32_t)pg_int(r, 0, 1);
+	tx->bytes = pg_int(r, 0, 2);
+	tx->messages = pg_int(r, 0, 3);
+	PQclear(r);
+	return 0;
+}
+
+uint64_t pg_tx_modseq(struct pg_tx *tx)
+{
+	if (!tx->took_modseq) {
+		tx->modseq++;
+		tx->took_modseq = true;
+	}
+	return tx->modseq;
+}
+
+uint32_t pg_tx_uidvalidity(struct pg_tx *tx)
+{
+	uint32_t now = (uint32_t)time(NULL);
+	tx->last_uidvalidity = now > tx->last_uidvalidity
+				       ? now : tx->last_uidvalidity + 1;
+	tx->usage_dirty = true;
+	return tx->last_uidvalidity;
+}
+
+void pg_tx_change(struct pg_tx *tx, uint32_t mailbox_id,
+		  enum store_change_kind kind)
+{
+	for (size_t i = 0; i < tx->change_count; i++) {
+		if (tx->changes[i].mailbox_id == mailbox_id &&
+		    tx->changes[i].kind == kind)
+			return;
+	}
+	if (tx->change_count == sizeof(tx->changes) / sizeof(tx->changes[0])) {
+		tx->changes_overflow = true;
+		return;
+	}
+	struct store_change *ch = &tx->changes[tx->change_count++];
+	ch->user_id = tx->user->id;
+	ch->mailbox_id = mailbox_id;
+	ch->kind = kind;
+}
+
+int pg_wend(struct pg_tx *tx, int ret, struct store_error *err)
+{
+	struct store_user *user = tx->user;
+	struct pg_conn *c = tx->c;
+	if (ret == 0 && (tx->took_modseq || tx->usage_dirty)) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, (int64_t)tx->modseq);
+		pg_p_int(&p, tx->last_uidvalidity);
+		pg_p_int(&p, tx->bytes);
+		pg_p_int(&p, tx->messages);
+		ret = pg_run(c, "UPDATE account SET modseq = $2, uidvalidity = $3,"
+			     " bytes = $4, messages = $5 WHERE user_id = $1",
+			     &p, err);
+	}
+	if (ret == 0) {
+		ret = pg_cmd(c, "COMMIT", err);
+		c->in_tx = false;
+	}
+	pg_conn_put(user->store, c);
+	if (ret < 0)
+		return -1;
+	if (tx->took_modseq) {
+		uint64_t cur = atomic_load(&user->last_modseq);
+		while (cur < tx->modseq &&
+		       !atomic_compare_exchange_weak(&user->last_modseq, &cur,
+						     tx->modseq))
+			;
+	}
+	for (size_t i = 0; i < tx->change_count; i++) {
+		tx->changes[i].modseq = tx->modseq;
+		store_publish(user->store, &tx->changes[i]);
+	}
+	if (tx->changes_overflow) {
+		struct store_change ch = {user->id, 0, STORE_CHANGE_MAILBOXES,
+					  tx->modseq};
+		store_publish(user->store, &ch);
+	}
+	return 0;
+}
+
+void pg_ranges(const struct store_uid_range *ranges, size_t count,
+	       struct buf *lo, struct buf *hi)
+{
+	buf_init(lo, 0);
+	buf_init(hi, 0);
+	buf_append_char(lo, '{');
+	buf_append_char(hi, '{');
+	if (ranges == NULL) {
+		buf_append_str(lo, "1");
+		buf_printf(hi, "%u", UINT32_MAX);
+	}
+	for (size_t i = 0; ranges != NULL && i < count; i++) {
+		buf_printf(lo, "%s%u", i ? "," : "", ranges[i].lo);
+		buf_printf(hi, "%s%u", i ? "," : "", ranges[i].hi);
+	}
+	buf_append_char(lo, '}');
+	buf_append_char(hi, '}');
+}
+
+bool pg_ranges_contain(const struct store_uid_range *ranges, size_t count,
+		       uint32_t uid)
+{
+	if (ranges == NULL)
+		return true;
+	for (size_t i = 0; i < count; i++) {
+		if (uid >= ranges[i].lo && uid <= ranges[i].hi)
+			return true;
+	}
+	return false;
+}
+
+/* ---- accounts ---------------------------------------------------------- */
+
+static int pg_user_open(struct store_user *user, struct store_error *err)
+{
+	struct pg_tx tx;
+	memset(&tx, 0, sizeof(tx));
+	tx.user = user;
+	tx.c = pg_conn_get(user->store, err);
+	if (tx.c == NULL)
+		return -1;
+	if (pg_cmd(tx.c, "BEGIN", err) < 0) {
+		pg_conn_put(user->store, tx.c);
+		return -1;
+	}
+	tx.c->in_tx = true;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	/* a second node making the same account waits on the row, then
+	 * finds it made */
+	PGresult *r = pg_exec(tx.c, "INSERT INTO account (user_id) VALUES ($1)"
+			      " ON CONFLICT DO NOTHING RETURNING modseq", &p, err);
+	int ret = r != NULL ? 0 : -1;
+	if (r != NULL && PQntuples(r) == 1) {
+		tx.modseq = (uint64_t)pg_int(r, 0, 0);
+		ret = pg_create_defaults(&tx, err);
+	}
+	PQclear(r);
+	ret = pg_wend(&tx, ret, err);
+	if (ret == 0) {
+		struct pg_params q;
+		pg_p_init(&q);
+		pg_p_int(&q, user->id);
+		struct pg_conn *c = pg_conn_get(user->store, err);
+		if (c == NULL)
+			return -1;
+		r = pg_exec(c, "SELECT modseq FROM account WHERE user_id = $1",
+			    &q, err);
+		if (r != NULL && PQntuples(r) == 1)
+			atomic_store(&user->last_modseq,
+				     (uint64_t)pg_int(r, 0, 0));
+		else
+			ret = -1;
+		PQclear(r);
+		pg_conn_put(user->store, c);
+	}
+	return ret;
+}
+
+static bool pg_user_exists(struct store *store, int64_t user_id)
+{
+	struct pg_conn *c = pg_conn_get(store, NULL);
+	if (c == NULL)
+		return false;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	PGresult *r = pg_exec(c, "SELECT 1 FROM account WHERE user_id = $1",
+			      &p, NULL);
+	bool found = r != NULL && PQntuples(r) == 1;
+	PQclear(r);
+	pg_conn_put(store, c);
+	return found;
+}
+
+static void pg_user_close(struct store_user *user)
+{
+	(void)user;
+}
+
+static int pg_user_delete(struct store *store, int64_t user_id,
+			  struct store_error *err)
+{
+	struct pg_conn *c = pg_conn_get(store, err);
+	if (c == NULL)
+		return -1;
+	int ret = pg_cmd(c, "BEGIN", err);
+	c->in_tx = ret == 0;
+	static const char *const sql[] = {
+		"DELETE FROM msg WHERE user_id = $1",
+		"DELETE FROM blob WHERE user_id = $1",
+		"DELETE FROM expunged WHERE user_id = $1",
+		"DELETE FROM keyword WHERE user_id = $1",
+		"DELETE FROM subscription WHERE user_id = $1",
+		"DELETE FROM mailbox WHERE user_id = $1",
+		"DELETE FROM account WHERE user_id = $1",
+	};
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	for (size_t i = 0; ret == 0 && i < sizeof(sql) / sizeof(sql[0]); i++)
+		ret = pg_run(c, sql[i], &p, err);
+	if (ret == 0) {
+		ret = pg_cmd(c, "COMMIT", err);
+		c->in_tx = false;
+	}
+	pg_conn_put(store, c);
+	return ret;
+}
+
+static int pg_usage(struct store_user *user, struct store_usage *usage_r,
+		    struct store_error *err)
+{
+	memset(usage_r, 0, sizeof(*usage_r));
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	PGresult *r = pg_exec(c, "SELECT bytes, messages FROM account"
+			      " WHERE user_id = $1", &p, err);
+	int ret = r != NULL ? 0 : -1;
+	if (r != NULL && PQntuples(r) == 1) {
+		usage_r->bytes = (uint64_t)pg_int(r, 0, 0);
+		usage_r->messages = (uint64_t)pg_int(r, 0, 1);
+	}
+	PQclear(r);
+	pg_conn_put(user->store, c);
+	return ret;
+}
+
+/* Kept to the hour, as the embedded backend does. */
+static int pg_note_sync_login(struct store_user *user, time_t now,
+			      struct store_error *err)
+{
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, (int64_t)now);
+	int ret = pg_run(c, "UPDATE account SET sync_login = $2"
+			 " WHERE user_id = $1 AND sync_login < $2 - 3600",
+			 &p, err);
+	pg_conn_put(user->store, c);
+	return ret;
+}
+
+static int pg_last_sync_login(struct store_user *user, time_t *when_r,
+			      struct store_error *err)
+{
+	*when_r = 0;
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	PGresult *r = pg_exec(c, "SELECT sync_login FROM account"
+			      " WHERE user_id = $1", &p, err);
+	if (r != NULL && PQntuples(r) == 1)
+		*when_r = (time_t)pg_int(r, 0, 0);
+	int ret = r != NULL ? 0 : -1;
+	PQclear(r);
+	pg_conn_put(user->store, c);
+	return ret;
+}
+
+static void pg_user_index_version(struct store_user *user, unsigned *found_r,
+				  unsigned *known_r)
+{
+	(void)user;
+	*found_r = *known_r = PG_SCHEMA_VERSION;
+}
+
+static int pg_index_version(struct store *store, int64_t user_id,
+			    unsigned *found_r, unsigned *known_r,
+			    struct store_error *err)
+{
+	*found_r = 0;
+	*known_r = PG_SCHEMA_VERSION;
+	if (!pg_user_exists(store, user_id))
+		return store_set_error(err, STORE_ERR_NOTFOUND,
+				       "No mail stored for this user");
+	*found_r = PG_SCHEMA_VERSION;
+	return 0;
+}
+
+/* Search is exact without a background index: nothing to catch up. */
+static int pg_index_flush(struct store_user *user, struct store_error *err)
+{
+	(void)user;
+	(void)err;
+	return 0;
+}
+
+/* ---- what is not there yet ------------------------------------------- */
+
+static int missing(struct store_error *err, const char *what)
+{
+	return store_set_error(err, STORE_ERR_TEMP, "The postgres backend"
+			       " does not have %s yet", what);
+}
+
+static int pg_disk(struct store_user *u, struct store_disk *d,
+		   struct store_error *err)
+{
+	(void)u;
+	(void)d;
+	return missing(err, "disk figures");
+}
+
+static int pg_retention_run(struct store_user *u,
+			    const struct store_retention_policy *p, time_t now,
+			    struct store_retention_report *r,
+			    struct store_error *err)
+{
+	(void)u, (void)p, (void)now;
+	memset(r, 0, sizeof(*r));
+	return missing(err, "retention");
+}
+
+static int pg_check(struct store *s, int64_t id, bool repair,
+		    store_report_fn *report, void *ctx, struct store_error *err)
+{
+	(void)s, (void)id, (void)repair, (void)report, (void)ctx;
+	return missing(err, "loftctl check");
+}
+
+static int pg_compact(struct store *s, int64_t id,
+		      struct store_compact_report *r, struct store_error *err)
+{
+	(void)s, (void)id;
+	memset(r, 0, sizeof(*r));
+	return missing(err, "compaction (PostgreSQL's autovacuum does it)");
+}
+
+#define JMAP_MISSING(err) missing(err, "JMAP")
+
+static int pg_jmap_states(struct store_user *u, struct store_jmap_cursor *s,
+			  struct store_error *err)
+{
+	(void)u, (void)s;
+	return JMAP_MISSING(err);
+}
+
+static int pg_jmap_changes(struct store_user *u, enum store_jmap_kind k,
+			   const struct store_jmap_cursor *s, size_t max,
+			   struct store_jmap_changes *c, struct store_error *err)
+{
+	(void)u, (void)k, (void)s, (void)max, (void)c;
+	return JMAP_MISSING(err);
+}
+
+static int pg_jmap_prune(struct store_user *u, time_t now,
+			 struct store_error *err)
+{
+	(void)u, (void)now;
+	return JMAP_MISSING(err);
+}
+
+static int pg_jmap_mailboxes(struct store_user *u, struct store_jmap_mailbox **l,
+			     size_t *n, struct store_error *err)
+{
+	(void)u;
+	*l = NULL;
+	*n = 0;
+	return JMAP_MISSING(err);
+}
+
+static int pg_jmap_mailbox_update(struct store_user *u, uint32_t id,
+				  const uint32_t *so, const unsigned *su,
+				  struct store_error *err)
+{
+	(void)u, (void)id, (void)so, (void)su;
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_get(struct store_user *u, const int64_t *ids, size_t n,
+			struct store_email *e, struct store_error *err)
+{
+	(void)u, (void)ids, (void)n, (void)e;
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_open(struct store_user *u, int64_t id,
+			 struct store_blob *b, struct store_error *err)
+{
+	(void)u, (void)id;
+	memset(b, 0, sizeof(*b));
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_scan(struct store_user *u, uint32_t mb, bool nf,
+			 unsigned f, store_email_row_fn *cb, void *ctx,
+			 struct store_error *err)
+{
+	(void)u, (void)mb, (void)nf, (void)f, (void)cb, (void)ctx;
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_rank(struct store_user *u, uint32_t mb, int64_t id,
+			 uint64_t *rank, struct store_error *err)
+{
+	(void)u, (void)mb, (void)id, (void)rank;
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_moved_since(struct store_user *u, uint32_t mb,
+				const struct store_jmap_cursor *s, int64_t **ids,
+				size_t *n, bool *old, struct store_error *err)
+{
+	(void)u, (void)mb, (void)s;
+	*ids = NULL;
+	*n = 0;
+	*old = false;
+	return JMAP_MISSING(err);
+}
+
+static int pg_thread_emails(struct store_user *u, int64_t t, int64_t **ids,
+			    size_t *n, struct store_error *err)
+{
+	(void)u, (void)t;
+	*ids = NULL;
+	*n = 0;
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_search(struct store_user *u, enum store_text_where w,
+			   const char *f, const char *nd, int64_t **ids,
+			   size_t *n, struct store_error *err)
+{
+	(void)u, (void)w, (void)f, (void)nd;
+	*ids = NULL;
+	*n = 0;
+	return JMAP_MISSING(err);
+}
+
+static int pg_email_tx_commit(struct store_user *u, struct store_email_tx *tx,
+			      struct store_error *err)
+{
+	(void)u, (void)tx;
+	return JMAP_MISSING(err);
+}
+
+static int pg_upload_begin(struct store_user *u, uint64_t max,
+			   struct store_upload **up, struct store_error *err)
+{
+	(void)u, (void)max;
+	*up = NULL;
+	return missing(err, "JMAP uploads");
+}
+
+/* Never reached: upload_begin makes no upload object. */
+static int pg_upload_write(struct store_upload *up, const void *d, size_t n,
+			   struct store_error *err)
+{
+	(void)up, (void)d, (void)n;
+	return missing(err, "JMAP uploads");
+}
+
+static int pg_upload_finish(struct store_upload **up, const char *type,
+			    time_t exp, int64_t *id, uint64_t *size,
+			    struct store_error *err)
+{
+	(void)up, (void)type, (void)exp, (void)id, (void)size;
+	return missing(err, "JMAP uploads");
+}
+
+static void pg_upload_abort(struct store_upload **up)
+{
+	*up = NULL;
+}
+
+static int pg_upload_open(struct store_user *u, int64_t id,
+			  struct store_blob *b, char **type,
+			  struct store_error *err)
+{
+	(void)u, (void)id;
+	memset(b, 0, sizeof(*b));
+	*type = NULL;
+	return missing(err, "JMAP uploads");
+}
+
+static int pg_upload_touch(struct store_user *u, int64_t id, time_t exp,
+			   struct store_error *err)
+{
+	(void)u, (void)id, (void)exp;
+	return missing(err, "JMAP uploads");
+}
+
+/* No stored object can exist here (jobject_put refuses): an account has
+ * none, which is what delivery's VacationResponse check asks. */
+static int pg_jobject_list(struct store_user *u, enum store_jmap_kind k,
+			   struct store_jobject **l, size_t *n,
+			   struct store_error *err)
+{
+	(void)u, (void)k, (void)err;
+	*l = NULL;
+	*n = 0;
+	return 0;
+}
+
+static int pg_jobject_put(struct store_user *u, enum store_jmap_kind k,
+			  int64_t id, const char *d, int64_t *id_r,
+			  struct store_error *err)
+{
+	(void)u, (void)k, (void)id, (void)d, (void)id_r;
+	return missing(err, "JMAP stored objects");
+}
+
+static int pg_jobject_delete(struct store_user *u, enum store_jmap_kind k,
+			     int64_t id, struct store_error *err)
+{
+	(void)u, (void)k, (void)id;
+	return missing(err, "JMAP stored objects");
+}
+
+static int pg_import_mailbox(struct store_user *u,
+			     const struct store_import_mailbox *spec,
+			     struct store_mailbox_info *info,
+			     struct store_error *err)
+{
+	(void)u, (void)spec;
+	memset(info, 0, sizeof(*info));
+	return missing(err, "import");
+}
+
+static int pg_import_append(struct store_user *u, const char *mb,
+			    struct store_body *b,
+			    const struct store_import_params *p, uint32_t *uid,
+			    struct store_error *err)
+{
+	(void)u, (void)mb, (void)b, (void)p, (void)uid;
+	return missing(err, "import");
+}
+
+static int pg_import_marks(struct store_user *u, const char *src, char ***ids,
+			   size_t *n, struct store_error *err)
+{
+	(void)u, (void)src;
+	*ids = NULL;
+	*n = 0;
+	return missing(err, "import");
+}
+
+static int pg_modseq_raise(struct store_user *u, uint64_t m,
+			   struct store_error *err)
+{
+	(void)u, (void)m;
+	return missing(err, "import");
+}
+
+static int pg_export_begin(struct store_user *u, struct store_export **e,
+			   struct store_error *err)
+{
+	(void)u;
+	*e = NULL;
+	return missing(err, "export and backup");
+}
+
+/* Never reached: export_begin makes no export object. */
+static const struct store_export_info *pg_export_info(
+	const struct store_export *e)
+{
+	(void)e;
+	return NULL;
+}
+
+static int pg_export_messages(struct store_export *e, uint32_t mb,
+			      struct store_error *err)
+{
+	(void)e, (void)mb;
+	return missing(err, "export and backup");
+}
+
+static int pg_export_next(struct store_export *e,
+			  const struct store_export_msg **m,
+			  struct store_error *err)
+{
+	(void)e, (void)m;
+	return missing(err, "export and backup");
+}
+
+static int pg_export_body(struct store_export *e, int64_t id,
+			  struct store_blob *b, struct store_error *err)
+{
+	(void)e, (void)id, (void)b;
+	return missing(err, "export and backup");
+}
+
+static void pg_export_end(struct store_export **e)
+{
+	*e = NULL;
+}
+
+/* Sieve: no script can be stored here (sieve_put refuses), so an account
+ * has none, which is what delivery asks. */
+static int pg_sieve_list(struct store_user *u, struct store_sieve_script **l,
+			 size_t *n, struct store_error *err)
+{
+	(void)u, (void)err;
+	*l = NULL;
+	*n = 0;
+	return 0;
+}
+
+static int pg_sieve_get(struct store_user *u, const char *name, bool active,
+			char **name_r, char **src, size_t *len, void **img,
+			size_t *ilen, bool *active_r, struct store_error *err)
+{
+	(void)u, (void)name, (void)active, (void)name_r, (void)src, (void)len;
+	(void)img, (void)ilen, (void)active_r;
+	return store_set_error(err, STORE_ERR_NOTFOUND, "No such script");
+}
+
+static int pg_sieve_put(struct store_user *u, const char *name,
+			const char *src, size_t len, const void *img,
+			size_t ilen, struct store_error *err)
+{
+	(void)u, (void)name, (void)src, (void)len, (void)img, (void)ilen;
+	return missing(err, "Sieve scripts");
+}
+
+static int pg_sieve_name(struct store_user *u, const char *name,
+			 struct store_error *err)
+{
+	(void)u, (void)name;
+	return missing(err, "Sieve scripts");
+}
+
+static int pg_sieve_rename(struct store_user *u, const char *from,
+			   const char *to, struct store_error *err)
+{
+	(void)u, (void)from, (void)to;
+	return missing(err, "Sieve scripts");
+}
+
+static int pg_sieve_record_seen(struct store_user *u, const char *key,
+				time_t now, bool *seen, struct store_error *err)
+{
+	(void)u, (void)key, (void)now;
+	*seen = false;
+	return missing(err, "Sieve records");
+}
+
+static int pg_sieve_deliver(struct store_user *u, struct store_sieve_copy *c,
+			    size_t n, const struct store_sieve_record *r,
+			    size_t rn, struct store_error *err)
+{
+	(void)u, (void)c, (void)n, (void)r, (void)rn;
+	return missing(err, "Sieve delivery");
+}
+
+/* ACLs: none can be set here (acl_update refuses), so every mailbox has
+ * an empty ACL: only its owner reaches it. */
+static int pg_acl_read(struct store_user *u, const char *mailbox,
+		       uint32_t *id_r, struct store_acl_entry **e, size_t *n,
+		       struct store_error *err)
+{
+	*e = NULL;
+	*n = 0;
+	struct pg_conn *c = pg_conn_get(u->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	int r = pg_mbox_get(u, c, mailbox, 0, &mb, err);
+	pg_conn_put(u->store, c);
+	if (r == 0)
+		return store_set_error(err, STORE_ERR_NOTFOUND,
+				       STORE_ACL_NOTFOUND, mailbox);
+	*id_r = mb.id;
+	return r < 0 ? -1 : 0;
+}
+
+static int pg_acl_update(struct store_user *u, const char *mailbox,
+			 const struct store_acl_entry *e, int mode,
+			 unsigned max, struct store_error *err)
+{
+	(void)u, (void)mailbox, (void)e, (void)mode, (void)max;
+	return missing(err, "ACLs");
+}
+
+static int pg_acl_all(struct store_user *u, struct store_acl_row **rows,
+		      size_t *n, struct store_error *err)
+{
+	(void)u, (void)err;
+	*rows = NULL;
+	*n = 0;
+	return 0;
+}
+
+const struct store_backend_vfuncs store_postgres_vfuncs = {
+	.name = "postgres",
+	.open = pg_open,
+	.stop = pg_stop,
+	.close = pg_close,
+	.start_background = pg_start_background,
+	.user_open = pg_user_open,
+	.user_exists = pg_user_exists,
+	.user_close = pg_user_close,
+	.user_delete = pg_user_delete,
+	.usage = pg_usage,
+	.disk = pg_disk,
+	.mailbox_list = pg_mailbox_list,
+	.subscriptions = pg_subscriptions,
+	.mailbox_status = pg_mailbox_status,
+	.mailbox_create = pg_mailbox_create,
+	.mailbox_delete = pg_mailbox_delete,
+	.mailbox_rename = pg_mailbox_rename,
+	.mailbox_subscribe = pg_mailbox_subscribe,
+	.mailbox_find_special = pg_mailbox_find_special,
+	.mailbox_keywords = pg_mailbox_keywords,
+	.body_create = pg_body_create,
+	.body_write = pg_body_write,
+	.body_size = pg_body_size,
+	.body_set_binary = pg_body_set_binary,
+	.body_finish = pg_body_finish,
+	.body_deliver = pg_body_deliver,
+	.body_unref = pg_body_unref,
+	.blob_open = pg_blob_open,
+	.blob_close = pg_blob_close,
+	.fetch_begin = pg_fetch_begin,
+	.fetch_next = pg_fetch_next,
+	.fetch_end = pg_fetch_end,
+	.flags_update = pg_flags_update,
+	.copy = pg_copy,
+	.expunge = pg_expunge,
+	.view_load = pg_view_load,
+	.view_delta = pg_view_delta,
+	.first_unseen = pg_first_unseen,
+	.recent_claim = pg_recent_claim,
+	.changed_since = pg_changed_since,
+	.expunged_since = pg_expunged_since,
+	.search_text = pg_search_text,
+	.pop3_retrieved = pg_pop3_retrieved,
+	.pop3_hide = pg_pop3_hide,
+	.mailbox_roles_ensure = pg_mailbox_roles_ensure,
+	.note_sync_login = pg_note_sync_login,
+	.last_sync_login = pg_last_sync_login,
+	.user_index_version = pg_user_index_version,
+	.retention_run = pg_retention_run,
+	.check = pg_check,
+	.compact = pg_compact,
+	.index_version = pg_index_version,
+	.index_flush = pg_index_flush,
+	.jmap_states = pg_jmap_states,
+	.jmap_changes = pg_jmap_changes,
+	.jmap_prune = pg_jmap_prune,
+	.jmap_mailboxes = pg_jmap_mailboxes,
+	.jmap_mailbox_update = pg_jmap_mailbox_update,
+	.email_get = pg_email_get,
+	.email_open = pg_email_open,
+	.email_scan = pg_email_scan,
+	.email_rank = pg_email_rank,
+	.email_moved_since = pg_email_moved_since,
+	.thread_emails = pg_thread_emails,
+	.email_search = pg_email_search,
+	.email_tx_commit = pg_email_tx_commit,
+	.upload_begin = pg_upload_begin,
+	.upload_write = pg_upload_write,
+	.upload_finish = pg_upload_finish,
+	.upload_abort = pg_upload_abort,
+	.upload_open = pg_upload_open,
+	.upload_touch = pg_upload_touch,
+	.jobject_list = pg_jobject_list,
+	.jobject_put = pg_jobject_put,
+	.import_mailbox = pg_import_mailbox,
+	.import_append = pg_import_append,
+	.import_marks = pg_import_marks,
+	.modseq_raise = pg_modseq_raise,
+	.export_begin = pg_export_begin,
+	.export_info = pg_export_info,
+	.export_messages = pg_export_messages,
+	.export_next = pg_export_next,
+	.export_body = pg_export_body,
+	.export_end = pg_export_end,
+	.jobject_delete = pg_jobject_delete,
+	.sieve_list = pg_sieve_list,
+	.sieve_get = pg_sieve_get,
+	.sieve_put = pg_sieve_put,
+	.sieve_activate = pg_sieve_name,
+	.sieve_delete = pg_sieve_name,
+	.sieve_rename = pg_sieve_rename,
+	.sieve_record_seen = pg_sieve_record_seen,
+	.sieve_deliver = pg_sieve_deliver,
+	.acl_read = pg_acl_read,
+	.acl_update = pg_acl_update,
+	.acl_all = pg_acl_all,
+};

@@ -1,0 +1,1560 @@
+/*
+ * Messages of the PostgreSQL backend: bodies (spooled, fsynced and named
+ * by their SHA-256 in blob_dir before the row that names them commits),
+ * reading them back (the SHA-256 checked on every read: a damaged file is
+ * a temporary error, never wrong bytes), fetch, flags with modseq, copy
+ * and move, expunge with its log, views, CONDSTORE/QRESYNC, search over
+ * the folded text and POP3 marks.
+ */
+#include "pg-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mail.h"
+
+#define MEM_MAX (128 * 1024)
+
+/* ---- bodies ---------------------------------------------------------- */
+
+struct store_body {
+	struct store_object obj;
+	struct store *store;
+	struct buf mem;          /* the body while small, then a write buffer */
+	char *tmp_path;          /* the spool file once it is big */
+	int fd;
+	uint64_t size, max;
+	bool last_cr, failed, finished, binary;
+	EVP_MD_CTX *sha;
+	char sha_hex[65];
+	char *path;              /* blob_dir/<xx>/<sha256> once finished */
+	struct mail_result an;
+};
+
+int pg_body_create(struct store *store, struct store_body **body_r,
+		   struct store_error *err)
+{
+	(void)err;
+	struct store_body *b = xcalloc(1, sizeof(*b));
+	b->obj.vf = &store_postgres_vfuncs;
+	b->store = store;
+	b->fd = -1;
+	b->max = store->set.max_message_size;
+	buf_init(&b->mem, 0);
+	b->sha = EVP_MD_CTX_new();
+	if (b->sha == NULL || EVP_DigestInit_ex(b->sha, EVP_sha256(), NULL) != 1)
+		abort();
+	*body_r = b;
+	return 0;
+}
+
+static int body_error(struct store_body *b, int e, const char *what,
+		      struct store_error *err)
+{
+	b->failed = true;
+	if (e == ENOSPC || e == EDQUOT)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Disk full, try again later");
+	log_error("store", NULL, "%s %s: %s", what,
+		  b->tmp_path ? b->tmp_path : "body", strerror(e));
+	return store_set_error(err, STORE_ERR_TEMP,
+			       "Cannot store the message now");
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int body_spill(struct store_body *b, struct store_error *err)
+{
+	struct pg_store *s = PGS(b->store);
+	char *dir = xasprintf("%s/tmp", s->blob_dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		free(dir);
+		return body_error(b, errno, "mkdir", err);
+	}
+	b->tmp_path = xasprintf("%s/spool-XXXXXX", dir);
+	free(dir);
+	b->fd = mkstemp(b->tmp_path);
+	if (b->fd < 0) {
+		int e = errno;
+		free(b->tmp_path);
+		b->tmp_path = NULL;
+		return body_error(b, e, "create", err);
+	}
+	if (write_all(b->fd, b->mem.data, b->mem.len) < 0)
+		return body_error(b, errno, "write", err);
+	buf_reset(&b->mem);
+	return 0;
+}
+
+static int body_put(struct store_body *b, const char *p, size_t n,
+		    struct store_error *err)
+{
+	b->size += n;
+	if (b->max != 0 && b->size > b->max) {
+		b->failed = true;
+		return store_set_error(err, STORE_ERR_LIMIT,
+				       "Message is too large");
+	}
+	EVP_DigestUpdate(b->sha, p, n);
+	uint64_t fail_at = atomic_load(&b->store->test_fail_write_after);
+	if (fail_at != 0 && b->size >= fail_at)
+		return body_error(b, ENOSPC, "write", err);
+	buf_append(&b->mem, p, n);
+	if (b->tmp_path == NULL && b->mem.len > MEM_MAX)
+		return body_spill(b, err);
+	if (b->tmp_path != NULL && b->mem.len >= 64 * 1024) {
+		if (write_all(b->fd, b->mem.data, b->mem.len) < 0)
+			return body_error(b, errno, "write", err);
+		buf_reset(&b->mem);
+	}
+	return 0;
+}
+
+/* Bare LF becomes CRLF (binary bodies are kept as written). */
+int pg_body_write(struct store_body *b, const void *data, size_t len,
+		  struct store_error *err)
+{
+	if (b->failed || b->finished)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	if (b->binary)
+		return body_put(b, data, len, err);
+	const char *p = data, *end = p + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t chunk = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+		if (chunk > 0) {
+			if (body_put(b, p, chunk, err) < 0)
+				return -1;
+			b->last_cr = p[chunk - 1] == '\r';
+			p += chunk;
+		}
+		if (nl == NULL)
+			break;
+		if (body_put(b, b->last_cr ? "\n" : "\r\n", b->last_cr ? 1 : 2,
+			     err) < 0)
+			return -1;
+		b->last_cr = false;
+		p++;
+	}
+	return 0;
+}
+
+uint64_t pg_body_size(const struct store_body *b)
+{
+	return b->size;
+}
+
+void pg_body_set_binary(struct store_body *b)
+{
+	b->binary = true;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* Spool then commit: the bytes are durable under their name before any
+ * row names them. */
+int pg_body_finish(struct store_body *b, struct store_error *err)
+{
+	if (b->finished)
+		return 0;
+	if (b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	struct pg_store *s = PGS(b->store);
+	unsigned char md[32];
+	unsigned mdlen = 0;
+	EVP_DigestFinal_ex(b->sha, md, &mdlen);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(b->sha_hex + 2 * i, 3, "%02x", md[i]);
+	if (b->tmp_path == NULL && body_spill(b, err) < 0)
+		return -1;
+	if (b->mem.len > 0 && write_all(b->fd, b->mem.data, b->mem.len) < 0)
+		return body_error(b, errno, "write", err);
+	buf_free(&b->mem);
+	if (s->fsync && fsync(b->fd) < 0)
+		return body_error(b, errno, "fsync", err);
+	char *dir = xasprintf("%s/%.2s", s->blob_dir, b->sha_hex);
+	b->path = xasprintf("%s/%s", dir, b->sha_hex);
+	if (mkdir(dir, 0700) == 0 && s->fsync)
+		fsync_dir(s->blob_dir);
+	/* the same bytes stored before: that file serves (never changes) */
+	if (link(b->tmp_path, b->path) < 0 && errno != EEXIST) {
+		int e = errno;
+		free(dir);
+		return body_error(b, e, "link", err);
+	}
+	if (s->fsync && fsync_dir(dir) < 0) {
+		int e = errno;
+		free(dir);
+		return body_error(b, e, "fsync", err);
+	}
+	free(dir);
+	unlink(b->tmp_path);
+	void *map = b->size > 0 ? mmap(NULL, b->size, PROT_READ, MAP_SHARED,
+				       b->fd, 0) : NULL;
+	if (map == MAP_FAILED)
+		return body_error(b, errno, "mmap", err);
+	store_analyze(map != NULL ? map : "", b->size, &b->an);
+	if (map != NULL)
+		munmap(map, b->size);
+	close(b->fd);
+	b->fd = -1;
+	b->finished = true;
+	return 0;
+}
+
+void pg_body_unref(struct store_body *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	if (b->tmp_path != NULL && !b->finished)
+		unlink(b->tmp_path);
+	free(b->tmp_path);
+	free(b->path);
+	buf_free(&b->mem);
+	EVP_MD_CTX_free(b->sha);
+	if (b->finished)
+		mail_result_free(&b->an);
+	free(b);
+}
+
+/* The header search text of a prefix, folded as a message's is. */
+static void prefix_text(const char *prefix, size_t len, struct buf *out)
+{
+	struct buf msg;
+	buf_init(&msg, len + 2);
+	buf_append(&msg, prefix, len);
+	buf_append(&msg, "\r\n", 2);
+	struct mail_result r;
+	store_analyze(msg.data, msg.len, &r);
+	buf_append(out, r.header_text, r.header_text_len);
+	mail_result_free(&r);
+	buf_free(&msg);
+}
+
+static int limits_get(struct store_user *user,
+		      struct store_account_limits *limits,
+		      struct store_error *err)
+{
+	memset(limits, 0, sizeof(*limits));
+	const struct store_settings *set = &user->store->set;
+	if (set->limits != NULL &&
+	    set->limits(set->limits_ctx, user->id, limits) < 0)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Cannot read the account's quota");
+	return 0;
+}
+
+static bool over_quota(const struct pg_tx *tx,
+		       const struct store_account_limits *l, uint64_t bytes,
+		       uint64_t messages)
+{
+	return (l->quota_bytes != 0 &&
+		(uint64_t)tx->bytes + bytes > l->quota_bytes) ||
+	       (l->quota_messages != 0 &&
+		(uint64_t)tx->messages + messages > l->quota_messages);
+}
+
+static char *keywords_join(const char *const *kw, size_t n)
+{
+	if (kw == NULL || n == 0)
+		return NULL;
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = strcasecmp(kw[i], kw[j]) == 0;
+		if (dup)
+			continue;
+		if (b.len > 0)
+			buf_append_char(&b, ' ');
+		buf_append_str(&b, kw[i]);
+	}
+	return buf_steal(&b, NULL);
+}
+
+static int keywords_register(struct pg_tx *tx, uint32_t mailbox,
+			     const char *kw, struct store_error *err)
+{
+	if (kw == NULL || kw[0] == '\0')
+		return 0;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, mailbox);
+	pg_p_str(&p, kw);
+	return pg_run(tx->c, "INSERT INTO keyword SELECT $1, $2, k FROM"
+		      " unnest(string_to_array($3, ' ')) k"
+		      " ON CONFLICT DO NOTHING", &p, err);
+}
+
+static void p_text(struct pg_params *p, const char *s)
+{
+	pg_p_bin(p, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+int pg_body_deliver(struct store_body *b, struct store_user *user,
+		    const char *mailbox, const char *prefix, size_t prefix_len,
+		    const struct store_append_params *params, uint32_t *uid_r,
+		    uint32_t *uidvalidity_r, struct store_error *err)
+{
+	if (!b->finished || b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	struct store_account_limits limits;
+	if (limits_get(user, &limits, err) < 0)
+		return -1;
+	/* this copy's analysis: the body's, seen behind the prefix */
+	struct mail_result an = b->an;
+	struct buf parts, hdr;
+	buf_init(&parts, 0);
+	buf_init(&hdr, 0);
+	if (prefix_len > 0) {
+		if (an.parts != NULL &&
+		    mail_parts_shift(an.parts, an.parts_len, prefix_len, &parts)) {
+			an.parts = parts.data;
+			an.parts_len = parts.len;
+		}
+		prefix_text(prefix, prefix_len, &hdr);
+		buf_append(&hdr, an.header_text, an.header_text_len);
+		an.header_text = hdr.data;
+		an.header_text_len = hdr.len;
+	}
+	uint64_t size = prefix_len + b->size;
+	time_t now = time(NULL);
+	unsigned flags = params != NULL ? params->flags & 0x1f : 0;
+	char *kw = params != NULL ? keywords_join(params->keywords,
+						  params->keyword_count) : NULL;
+	time_t idate = params != NULL && params->internaldate != 0
+			       ? params->internaldate : now;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0) {
+		free(kw);
+		buf_free(&parts);
+		buf_free(&hdr);
+		return -1;
+	}
+	struct pg_mbox mb;
+	int ret = pg_mbox_need(user, tx.c, mailbox, 0, &mb, err);
+	if (ret == 0 && over_quota(&tx, &limits, size, 1))
+		ret = store_set_error(err, STORE_ERR_QUOTA, "Quota exceeded");
+	if (ret == 0 && mb.uidnext == UINT32_MAX)
+		ret = store_set_error(err, STORE_ERR_LIMIT,
+				      "Mailbox is out of UIDs");
+	int64_t blob = 0;
+	if (ret == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_str(&p, b->sha_hex);
+		pg_p_int(&p, (int64_t)b->size);
+		pg_p_bin(&p, prefix, prefix_len);
+		p_text(&p, an.envelope);
+		p_text(&p, an.bodystructure);
+		p_text(&p, an.body);
+		pg_p_bin(&p, an.parts, an.parts_len);
+		p_text(&p, an.preview);
+		p_text(&p, an.sort_subject);
+		p_text(&p, an.sort_from);
+		p_text(&p, an.sort_to);
+		p_text(&p, an.sort_cc);
+		p_text(&p, an.sort_display_from);
+		p_text(&p, an.sort_display_to);
+		pg_p_int(&p, (int64_t)an.sent_date);
+		PGresult *r = pg_exec(tx.c, "INSERT INTO blob (user_id, sha256,"
+				      " body_size, prefix, envelope, bodystructure,"
+				      " body, parts, preview, sort_subject, sort_from,"
+				      " sort_to, sort_cc, sort_display_from,"
+				      " sort_display_to, sent_date)"
+				      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+				      " $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+				      &p, err);
+		if (r == NULL)
+			ret = -1;
+		else
+			blob = pg_int(r, 0, 0);
+		PQclear(r);
+	}
+	if (ret == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, blob);
+		p_text(&p, an.message_id);
+		p_text(&p, an.in_reply_to);
+		p_text(&p, an.references);
+		pg_p_bin(&p, an.header_text, an.header_text_len);
+		pg_p_bin(&p, an.body_text, an.body_text_len);
+		ret = pg_run(tx.c, "UPDATE blob SET message_id = $3,"
+			     " in_reply_to = $4, refs = $5, header_text = $6,"
+			     " body_text = $7 WHERE user_id = $1 AND id = $2",
+			     &p, err);
+	}
+	if (ret == 0) {
+		uint64_t modseq = pg_tx_modseq(&tx);
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_int(&p, mb.uidnext);
+		pg_p_int(&p, blob);
+		pg_p_int(&p, flags);
+		pg_p_str(&p, kw);
+		pg_p_int(&p, (int64_t)modseq);
+		pg_p_int(&p, (int64_t)size);
+		pg_p_int(&p, (int64_t)idate);
+		pg_p_int(&p, (int64_t)now);
+		ret = pg_run(tx.c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
+			     " flags, keywords, modseq, size, internaldate,"
+			     " savedate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+			     " $9, $10)", &p, err);
+	}
+	if (ret == 0)
+		ret = keywords_register(&tx, mb.id, kw, err);
+	if (ret == 0)
+		ret = pg_mbox_touch(&tx, mb.id, mb.uidnext + 1, err);
+	if (ret == 0) {
+		tx.bytes += (int64_t)size;
+		tx.messages++;
+		tx.usage_dirty = true;
+		pg_tx_change(&tx, mb.id, STORE_CHANGE_APPEND);
+	}
+	free(kw);
+	buf_free(&parts);
+	buf_free(&hdr);
+	if (pg_wend(&tx, ret, err) < 0)
+		return -1;
+	if (uid_r != NULL)
+		*uid_r = mb.uidnext;
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = mb.uidvalidity;
+	return 0;
+}
+
+/* ---- reading a message ------------------------------------------------ */
+
+struct pg_blob_priv {
+	struct store_object obj;
+	char *data;
+};
+
+static int read_file(const char *path, char *out, uint64_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	uint64_t off = 0;
+	while (off < size) {
+		ssize_t n = pread(fd, out + off, size - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			errno = n == 0 ? EIO : errno;
+			return -1;
+		}
+		off += (uint64_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
+		 struct store_blob *blob_r, struct store_error *err)
+{
+	memset(blob_r, 0, sizeof(*blob_r));
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	PGresult *r = NULL;
+	if (pg_mbox_need(user, c, mailbox, 0, &mb, err) == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_int(&p, uid);
+		r = pg_exec(c, "SELECT b.sha256, b.body_size, b.prefix FROM msg m"
+			    " JOIN blob b ON b.user_id = m.user_id AND b.id = m.blob"
+			    " WHERE m.user_id = $1 AND m.mailbox = $2 AND m.uid = $3",
+			    &p, err);
+	}
+	pg_rend(user, c);
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return store_set_error(err, STORE_ERR_NOTFOUND,
+				       "No such message");
+	}
+	size_t shalen, plen;
+	const char *sha = pg_val(r, 0, 0, &shalen);
+	uint64_t body_size = (uint64_t)pg_int(r, 0, 1);
+	const char *prefix = pg_val(r, 0, 2, &plen);
+	char *path = xasprintf("%s/%.2s/%.*s", PGS(user->store)->blob_dir, sha,
+			       (int)shalen, sha);
+	char *data = xmalloc(plen + body_size + 1);
+	memcpy(data, prefix, plen);
+	int ret = 0;
+	if (read_file(path, data + plen, body_size) < 0) {
+		log_error("store", NULL, "user %lld: read %s: %s",
+			  (long long)user->id, path, strerror(errno));
+		ret = store_set_error(err, STORE_ERR_TEMP,
+				      "The message cannot be read now");
+	} else {
+		unsigned char md[32];
+		unsigned mdlen = 0;
+		char hex[65];
+		EVP_Digest(data + plen, body_size, md, &mdlen, EVP_sha256(), NULL);
+		for (unsigned i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		if (shalen != 64 || memcmp(hex, sha, 64) != 0) {
+			log_error("store", NULL, "user %lld: %s is damaged"
+				  " (its SHA-256 does not match)",
+				  (long long)user->id, path);
+			ret = store_set_error(err, STORE_ERR_TEMP,
+					      "The message is damaged");
+		}
+	}
+	free(path);
+	PQclear(r);
+	if (ret < 0) {
+		free(data);
+		return -1;
+	}
+	data[plen + body_size] = '\0';
+	struct pg_blob_priv *priv = xcalloc(1, sizeof(*priv));
+	priv->obj.vf = &store_postgres_vfuncs;
+	priv->data = data;
+	blob_r->data = data;
+	blob_r->len = plen + body_size;
+	blob_r->priv = priv;
+	return 0;
+}
+
+void pg_blob_close(struct store_blob *blob)
+{
+	struct pg_blob_priv *priv = blob->priv;
+	if (priv != NULL) {
+		free(priv->data);
+		free(priv);
+	}
+	memset(blob, 0, sizeof(*blob));
+}
+
+/* ---- fetch -------------------------------------------------------------- */
+
+struct store_fetch {
+	struct store_object obj;
+	struct store_user *user;
+	struct pg_conn *c;
+	uint32_t mailbox_id;
+	struct store_uid_range *ranges;
+	size_t range_count, next_range;
+	uint32_t last_uid;
+	uint64_t since;
+	bool join;
+	PGresult *res;
+	int row;
+	struct store_msg msg;
+	char *kwbuf;
+	const char **kw;
+	size_t kw_cap;
+};
+
+#define FETCH_BLOB_FIELDS                                                    \
+	(STORE_FETCH_ENVELOPE | STORE_FETCH_STRUCTURE | STORE_FETCH_PARTS |  \
+	 STORE_FETCH_SORT | STORE_FETCH_PREVIEW | STORE_FETCH_OBJECTID)
+
+static const char fetch_sql[] =
+	"SELECT uid, modseq, flags, keywords, size, internaldate, savedate,"
+	" pop3_hidden, pop3_first_retr, blob FROM msg"
+	" WHERE user_id = $1 AND mailbox = $2 AND uid BETWEEN $3 AND $4"
+	" AND modseq > $5 ORDER BY uid";
+static const char fetch_join_sql[] =
+	"SELECT m.uid, m.modseq, m.flags, m.keywords, m.size, m.internaldate,"
+	" m.savedate, m.pop3_hidden, m.pop3_first_retr, m.blob, b.id,"
+	" b.envelope, b.bodystructure, b.body, b.parts, b.preview,"
+	" b.sort_subject, b.sort_from, b.sort_to, b.sort_cc,"
+	" b.sort_display_from, b.sort_display_to, b.sent_date,"
+	" b.message_id, b.in_reply_to, b.refs"
+	" FROM msg m JOIN blob b ON b.user_id = m.user_id AND b.id = m.blob"
+	" WHERE m.user_id = $1 AND m.mailbox = $2 AND m.uid BETWEEN $3 AND $4"
+	" AND m.modseq > $5 ORDER BY m.uid";
+
+int pg_fetch_begin(struct store_user *user, const char *mailbox,
+		   const struct store_uid_range *ranges, size_t range_count,
+		   unsigned fields, uint64_t changedsince,
+		   struct store_fetch **fetch_r, struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	if (pg_mbox_need(user, c, mailbox, 0, &mb, err) < 0) {
+		pg_rend(user, c);
+		return -1;
+	}
+	struct store_fetch *f = xcalloc(1, sizeof(*f));
+	f->obj.vf = &store_postgres_vfuncs;
+	f->user = user;
+	f->c = c;
+	f->mailbox_id = mb.id;
+	f->since = changedsince;
+	f->join = (fields & FETCH_BLOB_FIELDS) != 0;
+	if (ranges == NULL) {
+		f->ranges = xmalloc(sizeof(*f->ranges));
+		f->ranges[0].lo = 1;
+		f->ranges[0].hi = UINT32_MAX;
+		f->range_count = 1;
+	} else {
+		f->ranges = xcalloc(range_count ? range_count : 1,
+				    sizeof(*f->ranges));
+		memcpy(f->ranges, ranges, range_count * sizeof(*ranges));
+		f->range_count = range_count;
+	}
+	*fetch_r = f;
+	return 0;
+}
+
+static void fetch_keywords(struct store_fetch *f, const char *kw)
+{
+	free(f->kwbuf);
+	f->kwbuf = NULL;
+	size_t n = 0;
+	if (kw != NULL && kw[0] != '\0') {
+		f->kwbuf = xstrdup(kw);
+		for (char *p = f->kwbuf; p != NULL; p = strchr(p, ' ')) {
+			if (n + 2 > f->kw_cap) {
+				f->kw_cap = f->kw_cap ? f->kw_cap * 2 : 8;
+				f->kw = xrealloc(f->kw, f->kw_cap * sizeof(char *));
+			}
+			if (*p == ' ')
+				*p++ = '\0';
+			f->kw[n++] = p;
+		}
+	}
+	if (f->kw_cap == 0) {
+		f->kw_cap = 8;
+		f->kw = xcalloc(f->kw_cap, sizeof(char *));
+	}
+	f->kw[n] = NULL;
+	f->msg.keywords = f->kw;
+	f->msg.keyword_count = n;
+}
+
+static void fetch_fill(struct store_fetch *f)
+{
+	const PGresult *r = f->res;
+	int i = f->row;
+	struct store_msg *m = &f->msg;
+	memset(m, 0, sizeof(*m));
+	m->uid = (uint32_t)pg_int(r, i, 0);
+	m->modseq = (uint64_t)pg_int(r, i, 1);
+	m->flags = (unsigned)pg_int(r, i, 2);
+	fetch_keywords(f, pg_val(r, i, 3, NULL));
+	m->size = (uint64_t)pg_int(r, i, 4);
+	m->internaldate = (time_t)pg_int(r, i, 5);
+	m->savedate = (time_t)pg_int(r, i, 6);
+	m->pop3_hidden = pg_bool(r, i, 7);
+	m->pop3_first_retr = (time_t)pg_int(r, i, 8);
+	store_objectid_format(m->emailid, 'M', f->user->id, pg_int(r, i, 9));
+	if (!f->join)
+		return;
+	/* one thread per message until thread merging comes here */
+	store_objectid_format(m->threadid, 'T', f->user->id, pg_int(r, i, 10));
+	m->envelope = pg_val(r, i, 11, NULL);
+	m->bodystructure = pg_val(r, i, 12, NULL);
+	m->body = pg_val(r, i, 13, NULL);
+	m->parts = pg_val(r, i, 14, &m->parts_len);
+	if (m->parts_len == 0)
+		m->parts = NULL;
+	m->preview = pg_val(r, i, 15, NULL);
+	m->sort_subject = pg_val(r, i, 16, NULL);
+	m->sort_from = pg_val(r, i, 17, NULL);
+	m->sort_to = pg_val(r, i, 18, NULL);
+	m->sort_cc = pg_val(r, i, 19, NULL);
+	m->sort_display_from = pg_val(r, i, 20, NULL);
+	m->sort_display_to = pg_val(r, i, 21, NULL);
+	m->sent_date = (time_t)pg_int(r, i, 22);
+	if (m->sent_date == 0)
+		m->sent_date = m->internaldate;
+	m->message_id = pg_val(r, i, 23, NULL);
+	m->in_reply_to = pg_val(r, i, 24, NULL);
+	m->references = pg_val(r, i, 25, NULL);
+}
+
+int pg_fetch_next(struct store_fetch *f, const struct store_msg **msg_r,
+		  struct store_error *err)
+{
+	for (;;) {
+		if (f->res != NULL && f->row + 1 < PQntuples(f->res)) {
+			f->row++;
+			fetch_fill(f);
+			f->last_uid = f->msg.uid;
+			*msg_r = &f->msg;
+			return 1;
+		}
+		PQclear(f->res);
+		f->res = NULL;
+		if (f->next_range == f->range_count)
+			return 0;
+		const struct store_uid_range *rg = &f->ranges[f->next_range++];
+		/* overlapping ranges: never a UID twice */
+		uint32_t lo = rg->lo > f->last_uid ? rg->lo : f->last_uid + 1;
+		if (f->last_uid == UINT32_MAX || lo > rg->hi)
+			continue;
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, f->user->id);
+		pg_p_int(&p, f->mailbox_id);
+		pg_p_int(&p, lo);
+		pg_p_int(&p, rg->hi);
+		pg_p_int(&p, (int64_t)f->since);
+		f->res = pg_exec(f->c, f->join ? fetch_join_sql : fetch_sql, &p,
+				 err);
+		if (f->res == NULL)
+			return -1;
+		f->row = -1;
+	}
+}
+
+void pg_fetch_end(struct store_fetch **fetchp)
+{
+	struct store_fetch *f = *fetchp;
+	*fetchp = NULL;
+	if (f == NULL)
+		return;
+	PQclear(f->res);
+	pg_rend(f->user, f->c);
+	free(f->ranges);
+	free(f->kwbuf);
+	free(f->kw);
+	free(f);
+}
+
+/* ---- rows of a write ------------------------------------------------------ */
+
+struct row {
+	uint32_t uid;
+	uint64_t modseq;
+	unsigned flags;
+	char *keywords;
+	int64_t blob;
+	uint64_t size;
+	int64_t internaldate, savedate, pop3_first_retr;
+	bool pop3_hidden;
+};
+
+static void rows_free(struct row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(rows[i].keywords);
+	free(rows);
+}
+
+/* The rows of ranges (NULL: all), UID order. */
+static int rows_get(struct pg_tx *tx, uint32_t mailbox,
+		    const struct store_uid_range *ranges, size_t range_count,
+		    struct row **rows_r, size_t *n_r, struct store_error *err)
+{
+	struct store_uid_range all = {1, UINT32_MAX};
+	if (ranges == NULL) {
+		ranges = &all;
+		range_count = 1;
+	}
+	struct row *rows = NULL;
+	size_t n = 0, cap = 0;
+	uint32_t last = 0;
+	for (size_t k = 0; k < range_count; k++) {
+		uint32_t lo = ranges[k].lo > last ? ranges[k].lo : last + 1;
+		if ((n > 0 && last == UINT32_MAX) || lo > ranges[k].hi)
+			continue;
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, mailbox);
+		pg_p_int(&p, lo);
+		pg_p_int(&p, ranges[k].hi);
+		PGresult *r = pg_exec(tx->c, "SELECT uid, modseq, flags, keywords,"
+				      " blob, size, internaldate, savedate,"
+				      " pop3_first_retr, pop3_hidden FROM msg"
+				      " WHERE user_id = $1 AND mailbox = $2 AND uid"
+				      " BETWEEN $3 AND $4 ORDER BY uid", &p, err);
+		if (r == NULL) {
+			rows_free(rows, n);
+			return -1;
+		}
+		for (int i = 0; i < PQntuples(r); i++) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				rows = xrealloc(rows, cap * sizeof(*rows));
+			}
+			struct row *w = &rows[n++];
+			w->uid = (uint32_t)pg_int(r, i, 0);
+			w->modseq = (uint64_t)pg_int(r, i, 1);
+			w->flags = (unsigned)pg_int(r, i, 2);
+			w->keywords = pg_strdup(r, i, 3);
+			if (w->keywords != NULL && w->keywords[0] == '\0') {
+				free(w->keywords);
+				w->keywords = NULL;
+			}
+			w->blob = pg_int(r, i, 4);
+			w->size = (uint64_t)pg_int(r, i, 5);
+			w->internaldate = pg_int(r, i, 6);
+			w->savedate = pg_int(r, i, 7);
+			w->pop3_first_retr = pg_int(r, i, 8);
+			w->pop3_hidden = pg_bool(r, i, 9);
+			last = w->uid;
+		}
+		PQclear(r);
+	}
+	*rows_r = rows;
+	*n_r = n;
+	return 0;
+}
+
+static void uid_array(struct buf *out, const uint32_t *uids, size_t n)
+{
+	buf_init(out, 0);
+	buf_append_char(out, '{');
+	for (size_t i = 0; i < n; i++)
+		buf_printf(out, "%s%u", i ? "," : "", uids[i]);
+	buf_append_char(out, '}');
+}
+
+int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
+		    const uint32_t *uids, size_t n, bool log,
+		    struct store_error *err)
+{
+	if (n == 0)
+		return 0;
+	struct buf arr;
+	uid_array(&arr, uids, n);
+	uint64_t modseq = pg_tx_modseq(tx);
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, mailbox_id);
+	pg_p_str(&p, arr.data);
+	pg_p_int(&p, (int64_t)modseq);
+	pg_p_int(&p, (int64_t)time(NULL));
+	/* the rows, their log entries, then the blob rows no copy names */
+	PGresult *r = pg_exec(tx->c, log
+		? "WITH gone AS (DELETE FROM msg WHERE user_id = $1 AND mailbox = $2"
+		  " AND uid = ANY ($3::bigint[]) RETURNING uid, blob, size),"
+		  " logged AS (INSERT INTO expunged SELECT $1, $2, uid, $4, $5"
+		  " FROM gone ON CONFLICT (user_id, mailbox, uid) DO UPDATE"
+		  " SET modseq = excluded.modseq)"
+		  " SELECT count(*), coalesce(sum(size), 0)::bigint,"
+		  " array_agg(DISTINCT blob)::text FROM gone"
+		: "WITH gone AS (DELETE FROM msg WHERE user_id = $1 AND mailbox = $2"
+		  " AND uid = ANY ($3::bigint[]) AND $4::bigint > 0"
+		  " AND $5::bigint > 0 RETURNING uid, blob, size)"
+		  " SELECT count(*), coalesce(sum(size), 0)::bigint,"
+		  " array_agg(DISTINCT blob)::text FROM gone", &p, err);
+	buf_free(&arr);
+	if (r == NULL)
+		return -1;
+	int64_t count = pg_int(r, 0, 0), bytes = pg_int(r, 0, 1);
+	char *blobs = pg_strdup(r, 0, 2);
+	PQclear(r);
+	int ret = 0;
+	if (blobs != NULL) {
+		struct pg_params q;
+		pg_p_init(&q);
+		pg_p_int(&q, tx->user->id);
+		pg_p_str(&q, blobs);
+		/* the body file stays for the collector (other rows, other
+		 * accounts may name the same bytes) */
+		ret = pg_run(tx->c, "DELETE FROM blob b WHERE b.user_id = $1"
+			     " AND b.id = ANY ($2::bigint[]) AND NOT EXISTS"
+			     " (SELECT 1 FROM msg m WHERE m.user_id = $1"
+			     " AND m.blob = b.id)", &q, err);
+		free(blobs);
+	}
+	if (ret == 0)
+		ret = pg_mbox_touch(tx, mailbox_id, 0, err);
+	tx->bytes -= bytes;
+	tx->messages -= count;
+	tx->usage_dirty = true;
+	pg_tx_change(tx, mailbox_id, STORE_CHANGE_EXPUNGE);
+	return ret;
+}
+
+/* ---- flags --------------------------------------------------------------- */
+
+static bool kw_in(const struct store_flag_change *ch, const char *k, size_t len)
+{
+	for (size_t i = 0; i < ch->keyword_count; i++) {
+		if (strlen(ch->keywords[i]) == len &&
+		    strncasecmp(ch->keywords[i], k, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The new keyword list of a message, as the stored string. */
+static char *kw_apply(const char *old, const struct store_flag_change *ch)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (ch->mode != STORE_FLAGS_REPLACE && old != NULL) {
+		for (const char *p = old; *p;) {
+			const char *e = strchr(p, ' ');
+			size_t len = e ? (size_t)(e - p) : strlen(p);
+			if (!(ch->mode == STORE_FLAGS_REMOVE && kw_in(ch, p, len))) {
+				if (b.len > 0)
+					buf_append_char(&b, ' ');
+				buf_append(&b, p, len);
+			}
+			p += len + (e != NULL);
+		}
+	}
+	if (ch->mode != STORE_FLAGS_REMOVE) {
+		for (size_t i = 0; i < ch->keyword_count; i++) {
+			const char *k = ch->keywords[i];
+			size_t len = strlen(k);
+			bool have = false;
+			for (const char *p = b.data; p != NULL && *p && !have;) {
+				const char *e = strchr(p, ' ');
+				size_t l = e ? (size_t)(e - p) : strlen(p);
+				have = l == len && strncasecmp(p, k, len) == 0;
+				p += l + (e != NULL);
+			}
+			if (!have) {
+				if (b.len > 0)
+					buf_append_char(&b, ' ');
+				buf_append(&b, k, len);
+			}
+		}
+	}
+	return b.len > 0 ? buf_steal(&b, NULL) : (buf_free(&b), NULL);
+}
+
+int pg_flags_update(struct store_user *user, const char *mailbox,
+		    const struct store_uid_range *ranges, size_t range_count,
+		    const struct store_flag_change *ch,
+		    uint32_t **changed_r, size_t *changed_count_r,
+		    uint32_t **modified_r, size_t *modified_count_r,
+		    struct store_error *err)
+{
+	uint32_t *changed = NULL, *modified = NULL;
+	size_t nchanged = 0, nmodified = 0;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_mbox mb;
+	struct row *rows = NULL;
+	size_t n = 0;
+	int ret = pg_mbox_need(user, tx.c, mailbox, 0, &mb, err);
+	if (ret == 0)
+		ret = rows_get(&tx, mb.id, ranges, range_count, &rows, &n, err);
+	if (ret == 0) {
+		changed = xcalloc(n ? n : 1, sizeof(uint32_t));
+		modified = xcalloc(n ? n : 1, sizeof(uint32_t));
+	}
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		struct row *m = &rows[i];
+		/* RFC 7162 3.1.3: UNCHANGEDSINCE */
+		if (ch->unchangedsince != 0 && m->modseq > ch->unchangedsince) {
+			modified[nmodified++] = m->uid;
+			continue;
+		}
+		unsigned nf = ch->mode == STORE_FLAGS_ADD ? m->flags | ch->flags
+			    : ch->mode == STORE_FLAGS_REMOVE ? m->flags & ~ch->flags
+			    : ch->flags;
+		nf &= 0x1f;
+		char *nk = kw_apply(m->keywords, ch);
+		bool same_kw = (nk == NULL && m->keywords == NULL) ||
+			       (nk != NULL && m->keywords != NULL &&
+				strcmp(nk, m->keywords) == 0);
+		if (nf == m->flags && same_kw) {
+			free(nk);
+			continue;
+		}
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_int(&p, m->uid);
+		pg_p_int(&p, nf);
+		pg_p_str(&p, nk);
+		pg_p_int(&p, (int64_t)pg_tx_modseq(&tx));
+		ret = pg_run(tx.c, "UPDATE msg SET flags = $4, keywords = $5,"
+			     " modseq = $6 WHERE user_id = $1 AND mailbox = $2"
+			     " AND uid = $3", &p, err);
+		if (ret == 0 && !same_kw)
+			ret = keywords_register(&tx, mb.id, nk, err);
+		free(nk);
+		changed[nchanged++] = m->uid;
+	}
+	rows_free(rows, n);
+	if (ret == 0 && nchanged > 0) {
+		ret = pg_mbox_touch(&tx, mb.id, 0, err);
+		pg_tx_change(&tx, mb.id, STORE_CHANGE_FLAGS);
+	}
+	uint64_t modseq = tx.took_modseq ? tx.modseq : 0;
+	ret = pg_wend(&tx, ret, err);
+	if (ret < 0) {
+		free(changed);
+		free(modified);
+		changed = modified = NULL;
+		nchanged = nmodified = 0;
+	}
+	if (ch->modseq_r != NULL)
+		*ch->modseq_r = ret == 0 ? modseq : 0;
+	if (changed_r != NULL)
+		*changed_r = changed;
+	else
+		free(changed);
+	if (changed_count_r != NULL)
+		*changed_count_r = nchanged;
+	if (modified_r != NULL)
+		*modified_r = modified;
+	else
+		free(modified);
+	if (modified_count_r != NULL)
+		*modified_count_r = nmodified;
+	return ret;
+}
+
+/* ---- copy, move, expunge ---------------------------------------------------- */
+
+int pg_copy(struct store_user *user, const char *src,
+	    const struct store_uid_range *ranges, size_t range_count,
+	    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+	    uint32_t **src_uids_r, uint32_t **dst_uids_r, size_t *count_r,
+	    struct store_error *err)
+{
+	struct store_account_limits limits;
+	memset(&limits, 0, sizeof(limits));
+	if (!move && limits_get(user, &limits, err) < 0)
+		return -1;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_mbox ms, md;
+	struct row *rows = NULL;
+	size_t n = 0;
+	uint32_t *su = NULL, *du = NULL;
+	int ret = pg_mbox_need(user, tx.c, src, 0, &ms, err);
+	if (ret == 0)
+		ret = pg_mbox_need(user, tx.c, dst, 0, &md, err);
+	if (ret == 0)
+		ret = rows_get(&tx, ms.id, ranges, range_count, &rows, &n, err);
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		bytes += rows[i].size;
+	if (ret == 0 && !move && over_quota(&tx, &limits, bytes, n))
+		ret = store_set_error(err, STORE_ERR_QUOTA, "Quota exceeded");
+	if (ret == 0 && n > 0 && (uint64_t)md.uidnext + n >= UINT32_MAX)
+		ret = store_set_error(err, STORE_ERR_LIMIT,
+				      "Mailbox is out of UIDs");
+	su = xcalloc(n ? n : 1, sizeof(uint32_t));
+	du = xcalloc(n ? n : 1, sizeof(uint32_t));
+	time_t now = time(NULL);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		struct row *m = &rows[i];
+		su[i] = m->uid;
+		du[i] = md.uidnext + (uint32_t)i;
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, md.id);
+		pg_p_int(&p, du[i]);
+		pg_p_int(&p, m->blob);
+		pg_p_int(&p, m->flags);
+		pg_p_str(&p, m->keywords);
+		pg_p_int(&p, (int64_t)pg_tx_modseq(&tx));
+		pg_p_int(&p, (int64_t)m->size);
+		pg_p_int(&p, m->internaldate);
+		pg_p_int(&p, (int64_t)now);
+		pg_p_int(&p, m->pop3_first_retr);
+		ret = pg_run(tx.c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
+			     " flags, keywords, modseq, size, internaldate,"
+			     " savedate, pop3_first_retr) VALUES ($1, $2, $3, $4,"
+			     " $5, $6, $7, $8, $9, $10, $11)", &p, err);
+		if (ret == 0)
+			ret = keywords_register(&tx, md.id, m->keywords, err);
+	}
+	if (ret == 0 && n > 0) {
+		ret = pg_mbox_touch(&tx, md.id, md.uidnext + (uint32_t)n, err);
+		tx.bytes += (int64_t)bytes;
+		tx.messages += (int64_t)n;
+		tx.usage_dirty = true;
+		pg_tx_change(&tx, md.id, STORE_CHANGE_APPEND);
+	}
+	if (ret == 0 && move)
+		ret = pg_expunge_uids(&tx, ms.id, su, n, true, err);
+	rows_free(rows, n);
+	ret = pg_wend(&tx, ret, err);
+	if (ret < 0) {
+		free(su);
+		free(du);
+		return -1;
+	}
+	if (dst_uidvalidity_r != NULL)
+		*dst_uidvalidity_r = md.uidvalidity;
+	if (src_uids_r != NULL)
+		*src_uids_r = su;
+	else
+		free(su);
+	if (dst_uids_r != NULL)
+		*dst_uids_r = du;
+	else
+		free(du);
+	if (count_r != NULL)
+		*count_r = n;
+	return 0;
+}
+
+int pg_expunge(struct store_user *user, const char *mailbox,
+	       const struct store_uid_range *ranges, size_t range_count,
+	       bool force, uint32_t **uids_r, size_t *count_r,
+	       struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_mbox mb;
+	struct row *rows = NULL;
+	size_t n = 0, w = 0;
+	uint32_t *uids = NULL;
+	int ret = pg_mbox_need(user, tx.c, mailbox, 0, &mb, err);
+	if (ret == 0)
+		ret = rows_get(&tx, mb.id, ranges, range_count, &rows, &n, err);
+	uids = xcalloc(n ? n : 1, sizeof(uint32_t));
+	for (size_t i = 0; i < n; i++) {
+		if (force || (rows[i].flags & STORE_FLAG_DELETED))
+			uids[w++] = rows[i].uid;
+	}
+	rows_free(rows, n);
+	if (ret == 0)
+		ret = pg_expunge_uids(&tx, mb.id, uids, w, true, err);
+	if (ret == 0 && w == 0)
+		tx.change_count = 0;
+	ret = pg_wend(&tx, ret, err);
+	if (ret < 0) {
+		free(uids);
+		return -1;
+	}
+	if (uids_r != NULL)
+		*uids_r = uids;
+	else
+		free(uids);
+	if (count_r != NULL)
+		*count_r = w;
+	return 0;
+}
+
+/* ---- views, CONDSTORE, QRESYNC ------------------------------------------ */
+
+static int uids_of(PGresult *r, int col, uint32_t **uids_r, size_t *n_r)
+{
+	size_t n = (size_t)PQntuples(r);
+	uint32_t *uids = xcalloc(n ? n : 1, sizeof(uint32_t));
+	for (size_t i = 0; i < n; i++)
+		uids[i] = (uint32_t)pg_int(r, (int)i, col);
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
+int pg_view_load(struct store_user *user, const char *mailbox,
+		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
+		 uint32_t **uids_r, size_t *count_r, struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	int ret = pg_mbox_need(user, c, mailbox, mailbox_id, &mb, err);
+	/* a view counts its own \Recent */
+	if (ret == 0)
+		ret = pg_mbox_info(user, c, mb.id, info_r, false, err);
+	PGresult *r = NULL;
+	if (ret == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		r = pg_exec(c, "SELECT uid FROM msg WHERE user_id = $1"
+			    " AND mailbox = $2 ORDER BY uid", &p, err);
+		if (r == NULL) {
+			store_mailbox_info_free(info_r);
+			ret = -1;
+		}
+	}
+	pg_rend(user, c);
+	if (ret < 0)
+		return -1;
+	uids_of(r, 0, uids_r, count_r);
+	PQclear(r);
+	return 0;
+}
+
+static void split_keywords(char *kw, const char ***list_r, size_t *n_r)
+{
+	const char **list = xcalloc(kw ? strlen(kw) / 2 + 2 : 1, sizeof(char *));
+	size_t n = 0;
+	char *save = NULL;
+	for (char *k = kw ? strtok_r(kw, " ", &save) : NULL; k != NULL;
+	     k = strtok_r(NULL, " ", &save))
+		list[n++] = k;
+	*list_r = list;
+	*n_r = n;
+}
+
+/* UIDs expunged after modseq; complete is false when the log does not
+ * reach back that far. */
+static int expunged_after(struct store_user *user, struct pg_conn *c,
+			  uint32_t mailbox_id, uint64_t modseq,
+			  uint32_t **uids_r, size_t *n_r, bool *complete_r,
+			  struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, mailbox_id);
+	pg_p_int(&p, (int64_t)modseq);
+	PGresult *r = pg_exec(c, "SELECT expunge_horizon FROM mailbox"
+			      " WHERE user_id = $1 AND id = $2 AND $3::bigint >= 0",
+			      &p, err);
+	if (r == NULL)
+		return -1;
+	uint64_t horizon = PQntuples(r) ? (uint64_t)pg_int(r, 0, 0) : 0;
+	PQclear(r);
+	*complete_r = modseq >= horizon;
+	r = pg_exec(c, "SELECT uid FROM expunged WHERE user_id = $1"
+		    " AND mailbox = $2 AND modseq > $3 ORDER BY uid", &p, err);
+	if (r == NULL)
+		return -1;
+	uids_of(r, 0, uids_r, n_r);
+	PQclear(r);
+	return 0;
+}
+
+int pg_view_delta(struct store_user *user, uint32_t mailbox_id, uint64_t since,
+		  struct store_mailbox_info *info_r, uint32_t **expunged_r,
+		  size_t *expunged_count_r, bool *complete_r,
+		  void (*changed)(void *ctx, const struct store_msg *msg),
+		  void *ctx, struct store_error *err)
+{
+	*expunged_r = NULL;
+	*expunged_count_r = 0;
+	*complete_r = true;
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	int ret = pg_mbox_need(user, c, NULL, mailbox_id, &mb, err);
+	if (ret == 0)
+		ret = pg_mbox_info(user, c, mb.id, info_r, false, err);
+	if (ret < 0 || since >= info_r->highestmodseq) {
+		pg_rend(user, c);
+		return ret;
+	}
+	PGresult *r = NULL;
+	ret = expunged_after(user, c, mb.id, since, expunged_r,
+			     expunged_count_r, complete_r, err);
+	if (ret == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_int(&p, (int64_t)since);
+		r = pg_exec(c, "SELECT uid, modseq, flags, keywords, size,"
+			    " internaldate, savedate, blob FROM msg"
+			    " WHERE user_id = $1 AND mailbox = $2 AND modseq > $3"
+			    " ORDER BY uid", &p, err);
+		if (r == NULL)
+			ret = -1;
+	}
+	pg_rend(user, c);
+	if (ret < 0) {
+		free(*expunged_r);
+		*expunged_r = NULL;
+		*expunged_count_r = 0;
+		store_mailbox_info_free(info_r);
+		return -1;
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct store_msg m;
+		memset(&m, 0, sizeof(m));
+		m.uid = (uint32_t)pg_int(r, i, 0);
+		m.modseq = (uint64_t)pg_int(r, i, 1);
+		m.flags = (unsigned)pg_int(r, i, 2);
+		char *kw = pg_strdup(r, i, 3);
+		m.size = (uint64_t)pg_int(r, i, 4);
+		m.internaldate = (time_t)pg_int(r, i, 5);
+		m.savedate = (time_t)pg_int(r, i, 6);
+		store_objectid_format(m.emailid, 'M', user->id, pg_int(r, i, 7));
+		const char **list;
+		split_keywords(kw, &list, &m.keyword_count);
+		m.keywords = list;
+		changed(ctx, &m);
+		free(list);
+		free(kw);
+	}
+	PQclear(r);
+	return 0;
+}
+
+int pg_first_unseen(struct store_user *user, uint32_t mailbox_id,
+		    uint32_t *uid_r, struct store_error *err)
+{
+	*uid_r = 0;
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, mailbox_id);
+	PGresult *r = pg_exec(c, "SELECT min(uid) FROM msg WHERE user_id = $1"
+			      " AND mailbox = $2 AND flags & 1 = 0", &p, err);
+	pg_conn_put(user->store, c);
+	if (r == NULL)
+		return -1;
+	*uid_r = (uint32_t)pg_int(r, 0, 0);
+	PQclear(r);
+	return 0;
+}
+
+static void keep_in_ranges(uint32_t *uids, size_t *n,
+			   const struct store_uid_range *ranges,
+			   size_t range_count)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (pg_ranges_contain(ranges, range_count, uids[i]))
+			uids[w++] = uids[i];
+	}
+	*n = w;
+}
+
+int pg_changed_since(struct store_user *user, const char *mailbox,
+		     uint64_t modseq, const struct store_uid_range *ranges,
+		     size_t range_count, uint32_t **uids_r, size_t *count_r,
+		     struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	PGresult *r = NULL;
+	if (pg_mbox_need(user, c, mailbox, 0, &mb, err) == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_int(&p, (int64_t)modseq);
+		r = pg_exec(c, "SELECT uid FROM msg WHERE user_id = $1"
+			    " AND mailbox = $2 AND modseq > $3 ORDER BY uid",
+			    &p, err);
+	}
+	pg_rend(user, c);
+	if (r == NULL)
+		return -1;
+	uids_of(r, 0, uids_r, count_r);
+	PQclear(r);
+	keep_in_ranges(*uids_r, count_r, ranges, range_count);
+	return 0;
+}
+
+int pg_expunged_since(struct store_user *user, const char *mailbox,
+		      uint64_t modseq, const struct store_uid_range *ranges,
+		      size_t range_count, uint32_t **uids_r, size_t *count_r,
+		      bool *complete_r, struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_mbox mb;
+	uint32_t *all = NULL;
+	size_t n = 0;
+	bool complete = true;
+	int ret = pg_mbox_need(user, c, mailbox, 0, &mb, err);
+	if (ret == 0)
+		ret = expunged_after(user, c, mb.id, modseq, &all, &n,
+				     &complete, err);
+	if (ret == 0 && !complete) {
+		/* every UID below UIDNEXT not in the mailbox may be gone */
+		free(all);
+		all = NULL;
+		n = 0;
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		PGresult *r = pg_exec(c, "SELECT uid FROM msg WHERE user_id = $1"
+				      " AND mailbox = $2 ORDER BY uid", &p, err);
+		if (r == NULL) {
+			ret = -1;
+		} else {
+			size_t cap = 0;
+			uint32_t next = 1;
+			int rows = PQntuples(r);
+			for (int i = 0; i <= rows; i++) {
+				uint32_t upto = i < rows ? (uint32_t)pg_int(r, i, 0)
+							 : mb.uidnext;
+				for (uint32_t x = next; x < upto; x++) {
+					if (!pg_ranges_contain(ranges,
+							       range_count, x))
+						continue;
+					if (n == cap) {
+						cap = cap ? cap * 2 : 64;
+						all = xrealloc(all, cap * sizeof(*all));
+					}
+					all[n++] = x;
+				}
+				next = upto + 1;
+			}
+			PQclear(r);
+		}
+	} else if (ret == 0) {
+		keep_in_ranges(all, &n, ranges, range_count);
+	}
+	pg_rend(user, c);
+	if (ret < 0) {
+		free(all);
+		return -1;
+	}
+	*uids_r = all != NULL ? all : xcalloc(1, sizeof(uint32_t));
+	*count_r = n;
+	*complete_r = complete;
+	return 0;
+}
+
+/* ---- search ------------------------------------------------------------ */
+
+int pg_search_text(struct store_user *user, const char *mailbox,
+		   enum store_text_where where, const char *needle,
+		   const struct store_uid_range *ranges, size_t range_count,
+		   uint32_t **uids_r, size_t *count_r, struct store_error *err)
+{
+	/* folded as the stored text is (C0 controls but TAB and LF, and
+	 * DEL, are spaces there) */
+	struct buf folded;
+	buf_init(&folded, 0);
+	store_text_fold(&folded, needle, strlen(needle));
+	for (size_t i = 0; i < folded.len; i++) {
+		unsigned char ch = (unsigned char)folded.data[i];
+		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
+			folded.data[i] = ' ';
+	}
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL) {
+		buf_free(&folded);
+		return -1;
+	}
+	struct pg_mbox mb;
+	PGresult *r = NULL;
+	if (pg_mbox_need(user, c, mailbox, 0, &mb, err) == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_bin(&p, folded.data, folded.len);
+		pg_p_int(&p, where == STORE_TEXT_BODY ? 0
+			     : where == STORE_TEXT_HEADER ? 1 : 2);
+		/* exact: a substring test on the stored folded text */
+		r = pg_exec(c, "SELECT m.uid FROM msg m JOIN blob b"
+			    " ON b.user_id = m.user_id AND b.id = m.blob"
+			    " WHERE m.user_id = $1 AND m.mailbox = $2 AND"
+			    " (($4 <> 1 AND position($3::bytea in"
+			    "   coalesce(b.body_text, ''::bytea)) > 0) OR"
+			    "  ($4 <> 0 AND position($3::bytea in"
+			    "   coalesce(b.header_text, ''::bytea)) > 0))"
+			    " ORDER BY m.uid", &p, err);
+	}
+	pg_rend(user, c);
+	buf_free(&folded);
+	if (r == NULL)
+		return -1;
+	uids_of(r, 0, uids_r, count_r);
+	PQclear(r);
+	keep_in_ranges(*uids_r, count_r, ranges, range_count);
+	return 0;
+}
+
+/* ---- POP3 ------------------------------------------------------------------- */
+
+int pg_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
+		      struct store_error *err)
+{
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, uid);
+	pg_p_int(&p, (int64_t)now);
+	int ret = pg_run(c, "UPDATE msg SET pop3_first_retr = $3"
+			 " WHERE user_id = $1 AND uid = $2 AND pop3_first_retr = 0"
+			 " AND mailbox = (SELECT id FROM mailbox WHERE user_id = $1"
+			 " AND name = 'INBOX')", &p, err);
+	pg_conn_put(user->store, c);
+	return ret;
+}
+
+/* The hidden mark is read only by POP3: it takes no modseq. */
+int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
+		 size_t *hidden_r, struct store_error *err)
+{
+	if (hidden_r != NULL)
+		*hidden_r = 0;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct buf arr;
+	uid_array(&arr, uids, count);
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_str(&p, arr.data);
+	PGresult *r = pg_exec(tx.c, "UPDATE msg SET pop3_hidden = true"
+			      " WHERE user_id = $1 AND uid = ANY ($2::bigint[])"
+			      " AND NOT pop3_hidden AND mailbox = (SELECT id FROM"
+			      " mailbox WHERE user_id = $1 AND name = 'INBOX')",
+			      &p, err);
+	buf_free(&arr);
+	if (r != NULL && hidden_r != NULL)
+		*hidden_r = (size_t)atoll(PQcmdTuples(r));
+	int ret = r != NULL ? 0 : -1;
+	PQclear(r);
+	return pg_wend(&tx, ret, err);
+}

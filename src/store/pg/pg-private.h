@@ -1,0 +1,251 @@
+/*
+ * The PostgreSQL backend (docs/scale-out.md): the index of every account
+ * in one database shared by any number of loftd nodes, message bodies in
+ * blob_dir (the file driver: a directory every node sees, content
+ * addressed by SHA-256). Only this directory sees libpq.
+ *
+ * Connections: a pool of [store] postgres_pool libpq connections; a call
+ * takes one for its transaction and gives it back. Statements are
+ * prepared once per connection (pg_exec's sql text is the key); every
+ * value is a parameter, results come back in binary.
+ *
+ * Writes: pg_wbegin locks the account row (SELECT ... FOR UPDATE) first,
+ * so an account's writers are serialised across nodes and UIDs and
+ * modseqs become visible in the order they were taken; pg_wcommit writes
+ * the counter back, commits, then publishes the changes to the hub.
+ * Reads that need one snapshot run in REPEATABLE READ READ ONLY.
+ */
+#ifndef LOFT_PG_PRIVATE_H
+#define LOFT_PG_PRIVATE_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "store-private.h"
+
+#define PG_SCHEMA_VERSION 1
+
+struct pg_conn {
+	PGconn *db;
+	/* statements prepared on this connection: the sql pointers */
+	const char **prepared;
+	size_t prepared_count, prepared_cap;
+	bool in_tx;
+	bool broken;            /* reset before the next use */
+};
+
+struct pg_store {
+	char *conninfo;
+	char *blob_dir;
+	unsigned timeout;       /* seconds */
+	bool fsync;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct pg_conn **free_conns;
+	size_t free_count;
+	size_t open_count, max_conns;
+};
+#define PGS(store) ((struct pg_store *)(store)->be)
+
+struct pg_store_user {
+	int unused;
+};
+
+/* One write transaction of one account. */
+struct pg_tx {
+	struct store_user *user;
+	struct pg_conn *c;
+	uint64_t modseq;        /* the account counter as locked */
+	bool took_modseq;
+	uint32_t last_uidvalidity;
+	int64_t bytes, messages;        /* the account's usage (quota) */
+	bool usage_dirty;
+	struct store_change changes[8];
+	size_t change_count;
+	bool changes_overflow;
+};
+
+/* ---- connections and statements (pg-db.c) --------------------------- */
+
+struct pg_conn *pg_conn_get(struct store *store, struct store_error *err);
+void pg_conn_put(struct store *store, struct pg_conn *c);
+
+/* Parameters: text values (NULL: SQL NULL); a length > 0 in lens marks a
+ * binary (bytea) value. */
+struct pg_params {
+	const char *v[16];
+	int len[16];
+	int fmt[16];
+	char num[16][24];
+	int n;
+};
+void pg_p_init(struct pg_params *p);
+void pg_p_int(struct pg_params *p, int64_t v);
+void pg_p_str(struct pg_params *p, const char *s);
+void pg_p_bin(struct pg_params *p, const void *data, size_t len);
+
+/* Runs a prepared statement (sql is the key: pass the same pointer, a
+ * string literal). Returns the result (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK) or NULL with err filled (TEMP) and the connection
+ * marked broken when it is. */
+PGresult *pg_exec(struct pg_conn *c, const char *sql,
+		  const struct pg_params *p, struct store_error *err);
+/* The same for a statement with no result wanted: 0 or -1. */
+int pg_run(struct pg_conn *c, const char *sql, const struct pg_params *p,
+	   struct store_error *err);
+/* Plain text commands (BEGIN, COMMIT): 0 or -1. */
+int pg_cmd(struct pg_conn *c, const char *sql, struct store_error *err);
+
+/* Binary result values. */
+int64_t pg_int(const PGresult *r, int row, int col);
+bool pg_bool(const PGresult *r, int row, int col);
+/* A malloced NUL-terminated copy (NULL for SQL NULL). */
+char *pg_strdup(const PGresult *r, int row, int col);
+/* Points into the result (NULL for SQL NULL). */
+const char *pg_val(const PGresult *r, int row, int col, size_t *len_r);
+
+/* ---- transactions ------------------------------------------------------ */
+
+/* A read snapshot: REPEATABLE READ READ ONLY. */
+struct pg_conn *pg_rbegin(struct store_user *user, struct store_error *err);
+void pg_rend(struct store_user *user, struct pg_conn *c);
+/* A write transaction with the account row locked. */
+int pg_wbegin(struct store_user *user, struct pg_tx *tx,
+	      struct store_error *err);
+/* The modseq of this transaction (taken once, on first use). */
+uint64_t pg_tx_modseq(struct pg_tx *tx);
+void pg_tx_change(struct pg_tx *tx, uint32_t mailbox_id,
+		  enum store_change_kind kind);
+uint32_t pg_tx_uidvalidity(struct pg_tx *tx);
+/* ret < 0: rolls back and returns -1; else commits (then publishes) and
+ * returns 0, or -1 if the COMMIT failed. */
+int pg_wend(struct pg_tx *tx, int ret, struct store_error *err);
+
+/* Ranges as SQL arrays: "{lo,...}" and "{hi,...}" (NULL ranges: all). */
+void pg_ranges(const struct store_uid_range *ranges, size_t count,
+	       struct buf *lo, struct buf *hi);
+bool pg_ranges_contain(const struct store_uid_range *ranges, size_t count,
+		       uint32_t uid);
+
+/* ---- mailboxes (pg-mailbox.c) ------------------------------------------ */
+
+struct pg_mbox {
+	uint32_t id, uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	unsigned special_use;
+	bool noselect;
+};
+/* 1 found, 0 not, -1 error. */
+int pg_mbox_get(struct store_user *user, struct pg_conn *c, const char *name,
+		uint32_t id, struct pg_mbox *mb_r, struct store_error *err);
+/* NOTFOUND for a missing or \Noselect mailbox. */
+int pg_mbox_need(struct store_user *user, struct pg_conn *c,
+		 const char *name, uint32_t id, struct pg_mbox *mb_r,
+		 struct store_error *err);
+int pg_mbox_info(struct store_user *user, struct pg_conn *c, uint32_t id,
+		 struct store_mailbox_info *info_r, bool want_recent,
+		 struct store_error *err);
+int pg_create_defaults(struct pg_tx *tx, struct store_error *err);
+int pg_mbox_touch(struct pg_tx *tx, uint32_t id, uint32_t uidnext,
+		  struct store_error *err);
+
+int pg_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
+		    size_t *count_r, struct store_error *err);
+int pg_subscriptions(struct store_user *user, char ***names_r, size_t *count_r,
+		     struct store_error *err);
+int pg_mailbox_status(struct store_user *user, const char *name, uint32_t id,
+		      struct store_mailbox_info *info_r,
+		      struct store_error *err);
+int pg_mailbox_create(struct store_user *user, const char *name,
+		      unsigned special_use, struct store_error *err);
+int pg_mailbox_delete(struct store_user *user, const char *name,
+		      struct store_error *err);
+int pg_mailbox_rename(struct store_user *user, const char *from, const char *to,
+		      struct store_error *err);
+int pg_mailbox_subscribe(struct store_user *user, const char *name,
+			 bool subscribe, struct store_error *err);
+char *pg_mailbox_find_special(struct store_user *user, unsigned special_use);
+int pg_mailbox_keywords(struct store_user *user, const char *mailbox,
+			char ***keywords_r, size_t *count_r,
+			struct store_error *err);
+int pg_mailbox_roles_ensure(struct store_user *user, struct store_error *err);
+uint32_t pg_recent_claim(struct store_user *user, uint32_t mailbox_id,
+			 uint32_t upto, bool peek);
+
+/* ---- messages (pg-message.c) ------------------------------------------- */
+
+int pg_body_create(struct store *store, struct store_body **body_r,
+		   struct store_error *err);
+int pg_body_write(struct store_body *body, const void *data, size_t len,
+		  struct store_error *err);
+uint64_t pg_body_size(const struct store_body *body);
+void pg_body_set_binary(struct store_body *body);
+int pg_body_finish(struct store_body *body, struct store_error *err);
+int pg_body_deliver(struct store_body *body, struct store_user *user,
+		    const char *mailbox, const char *prefix, size_t prefix_len,
+		    const struct store_append_params *params, uint32_t *uid_r,
+		    uint32_t *uidvalidity_r, struct store_error *err);
+void pg_body_unref(struct store_body *body);
+int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
+		 struct store_blob *blob_r, struct store_error *err);
+void pg_blob_close(struct store_blob *blob);
+int pg_fetch_begin(struct store_user *user, const char *mailbox,
+		   const struct store_uid_range *ranges, size_t range_count,
+		   unsigned fields, uint64_t changedsince,
+		   struct store_fetch **fetch_r, struct store_error *err);
+int pg_fetch_next(struct store_fetch *fetch, const struct store_msg **msg_r,
+		  struct store_error *err);
+void pg_fetch_end(struct store_fetch **fetch);
+int pg_flags_update(struct store_user *user, const char *mailbox,
+		    const struct store_uid_range *ranges, size_t range_count,
+		    const struct store_flag_change *change,
+		    uint32_t **changed_r, size_t *changed_count_r,
+		    uint32_t **modified_r, size_t *modified_count_r,
+		    struct store_error *err);
+int pg_copy(struct store_user *user, const char *src,
+	    const struct store_uid_range *ranges, size_t range_count,
+	    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+	    uint32_t **src_uids_r, uint32_t **dst_uids_r, size_t *count_r,
+	    struct store_error *err);
+int pg_expunge(struct store_user *user, const char *mailbox,
+	       const struct store_uid_range *ranges, size_t range_count,
+	       bool force, uint32_t **uids_r, size_t *count_r,
+	       struct store_error *err);
+/* Removes the rows (and blob rows no copy names any more) of uids in
+ * mailbox, logging them in the expunge log when log is true. */
+int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
+		    const uint32_t *uids, size_t n, bool log,
+		    struct store_error *err);
+int pg_view_load(struct store_user *user, const char *mailbox,
+		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
+		 uint32_t **uids_r, size_t *count_r, struct store_error *err);
+int pg_view_delta(struct store_user *user, uint32_t mailbox_id, uint64_t since,
+		  struct store_mailbox_info *info_r, uint32_t **expunged_r,
+		  size_t *expunged_count_r, bool *complete_r,
+		  void (*changed)(void *ctx, const struct store_msg *msg),
+		  void *ctx, struct store_error *err);
+int pg_first_unseen(struct store_user *user, uint32_t mailbox_id,
+		    uint32_t *uid_r, struct store_error *err);
+int pg_changed_since(struct store_user *user, const char *mailbox,
+		     uint64_t modseq, const struct store_uid_range *ranges,
+		     size_t range_count, uint32_t **uids_r, size_t *count_r,
+		     struct store_error *err);
+int pg_expunged_since(struct store_user *user, const char *mailbox,
+		      uint64_t modseq, const struct store_uid_range *ranges,
+		      size_t range_count, uint32_t **uids_r, size_t *count_r,
+		      bool *complete_r, struct store_error *err);
+int pg_search_text(struct store_user *user, const char *mailbox,
+		   enum store_text_where where, const char *needle,
+		   const struct store_uid_range *ranges, size_t range_count,
+		   uint32_t **uids_r, size_t *count_r, struct store_error *err);
+int pg_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
+		      struct store_error *err);
+int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
+		 size_t *hidden_r, struct store_error *err);
+
+extern const struct store_backend_vfuncs store_postgres_vfuncs;
+
+#endif

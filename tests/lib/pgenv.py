@@ -1,0 +1,207 @@
+"""A private PostgreSQL 15 (Debian's postgresql-15) for tests.
+
+    from pgenv import Postgres
+
+    with Postgres() as pg:
+        pg.conninfo            # 'host=127.0.0.1 port=N dbname=loft user=loft'
+        pg.psql('SELECT 1')    # -> stdout text
+        pg.new_database()      # -> conninfo of a fresh, empty database
+
+initdb runs in a temporary directory as an unprivileged user (ourselves,
+or the 'postgres' account when we are root: PostgreSQL refuses to run as
+root); the server listens on a free loopback port only (and a Unix
+socket in the directory), trust authentication for the superuser 'loft'
+on loopback. close() stops it (fast shutdown, then SIGKILL if it hangs)
+and removes the directory. Nothing of /etc/postgresql is read and no
+system service is started.
+
+Postgres.available() says whether the binaries are there, so a test can
+exit 77 (skipped) with a note on a machine without them.
+"""
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from ports import free_port
+
+PG_BIN = os.environ.get('LOFT_PG_BIN', '/usr/lib/postgresql/15/bin')
+SANITIZE = os.environ.get('LOFT_SANITIZE', '0').lower() in ('1', 'on', 'true', 'yes')
+
+
+class Postgres:
+    def __init__(self, start=True, settings=None):
+        self.dir = tempfile.mkdtemp(prefix='loft-pg-')
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, 'data')
+        self.sock = os.path.join(self.dir, 'sock')
+        self.logfile = os.path.join(self.dir, 'postgres.log')
+        self.port = None
+        self.proc = None
+        self.settings = dict(settings or {})
+        self._dbs = 0
+        self.run_as = None
+        if os.getuid() == 0:
+            self.run_as = pwd.getpwnam('postgres')
+        os.mkdir(self.sock)
+        if self.run_as is not None:
+            for p in (self.dir, self.sock):
+                os.chown(p, self.run_as.pw_uid, self.run_as.pw_gid)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+
+    @staticmethod
+    def available():
+        return os.access(os.path.join(PG_BIN, 'postgres'), os.X_OK)
+
+    def _demote(self):
+        if self.run_as is not None:
+            pw = self.run_as
+
+            def fn():
+                os.setgid(pw.pw_gid)
+                os.setgroups([])
+                os.setuid(pw.pw_uid)
+            return fn
+        return None
+
+    def _env(self):
+        env = dict(os.environ)
+        env['LC_ALL'] = 'C.UTF-8'
+        env.pop('PGDATA', None)
+        if self.run_as is not None:
+            env['HOME'] = self.dir
+        return env
+
+    def _run(self, args, timeout=120):
+        r = subprocess.run(args, preexec_fn=self._demote(), env=self._env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout, text=True)
+        if r.returncode != 0:
+            raise RuntimeError('%s failed (%d):\n%s' % (args[0], r.returncode,
+                                                        r.stdout))
+        return r.stdout
+
+    def start(self, timeout=120):
+        if not os.path.exists(self.data):
+            self._run([os.path.join(PG_BIN, 'initdb'), '-D', self.data,
+                       '-U', 'loft', '-E', 'UTF8', '--locale=C.UTF-8',
+                       '--auth=trust', '--no-sync'])
+        for attempt in range(5):
+            self.port = free_port()
+            opts = {
+                'listen_addresses': '127.0.0.1',
+                'port': str(self.port),
+                'unix_socket_directories': self.sock,
+                'fsync': 'off',           # tests: a crash of the machine
+                'synchronous_commit': 'on',
+                'full_page_writes': 'off',
+                'max_connections': '200',
+                'shared_buffers': '32MB',
+                'logging_collector': 'off',
+            }
+            opts.update(self.settings)
+            args = [os.path.join(PG_BIN, 'postgres'), '-D', self.data]
+            for k, v in opts.items():
+                args += ['-c', '%s=%s' % (k, v)]
+            log = open(self.logfile, 'ab')
+            self.proc = subprocess.Popen(args, preexec_fn=self._demote(),
+                                         env=self._env(), stdout=log,
+                                         stderr=subprocess.STDOUT)
+            log.close()
+            if self._wait_ready(timeout * (4 if SANITIZE else 1)):
+                self.psql('SELECT 1', db='postgres')
+                if not self._has_db('loft'):
+                    self.psql('CREATE DATABASE loft', db='postgres')
+                return
+            # the port was taken meanwhile (or the start failed): again
+            self._stop_proc()
+        raise RuntimeError('postgres did not start:\n' + self.log())
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            r = subprocess.run([os.path.join(PG_BIN, 'pg_isready'), '-q',
+                                '-h', '127.0.0.1', '-p', str(self.port),
+                                '-U', 'loft', '-d', 'postgres'],
+                               env=self._env())
+            if r.returncode == 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _has_db(self, name):
+        out = self.psql("SELECT 1 FROM pg_database WHERE datname = '%s'"
+                        % name, db='postgres')
+        return out.strip() == '1'
+
+    def conninfo_for(self, db):
+        return 'host=127.0.0.1 port=%d dbname=%s user=loft' % (self.port, db)
+
+    @property
+    def conninfo(self):
+        return self.conninfo_for('loft')
+
+    def psql(self, sql, db='loft'):
+        """Runs sql; returns psql's unaligned, tuples-only output."""
+        r = subprocess.run([os.path.join(PG_BIN, 'psql'), '-X', '-q', '-A',
+                            '-t', '-v', 'ON_ERROR_STOP=1',
+                            '-h', '127.0.0.1', '-p', str(self.port),
+                            '-U', 'loft', '-d', db, '-c', sql],
+                           env=self._env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError('psql %r: %s' % (sql, r.stderr))
+        return r.stdout
+
+    def new_database(self):
+        """A fresh empty database; returns its conninfo."""
+        self._dbs += 1
+        name = 'loft_%d' % self._dbs
+        self.psql('CREATE DATABASE %s' % name, db='postgres')
+        return self.conninfo_for(name)
+
+    def log(self):
+        try:
+            with open(self.logfile, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def _stop_proc(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)      # fast shutdown
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def close(self):
+        self._stop_proc()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
