@@ -34,7 +34,11 @@ static const char *const limits_keys[] = {
 	"max_message_size",     /* the store's */
 	NULL,
 };
-static const char *const store_keys[] = { "fsync", "retention_interval", NULL };
+static const char *const store_keys[] = {
+	"fsync", "retention_interval",
+	/* scale-out (docs/scale-out.md) */
+	"backend", "postgres", "postgres_pool", "postgres_timeout", "blobs",
+	"blob_dir", NULL };
 /* shared mailboxes (src/imap/imap-server.c reads them) */
 static const char *const sharing_keys[] = { "cross_domain", "max_acl_entries",
 					    "seen", NULL };

@@ -51,6 +51,21 @@ DEFAULT_USERS = {
 
 _cert_dir = None
 
+# LOFT_TEST_BACKEND=postgres: every Loft of this process runs on the
+# postgres store backend (docs/scale-out.md), each with a database of its
+# own on one private PostgreSQL (tests/lib/pgenv.py) started on first use.
+BACKEND = os.environ.get('LOFT_TEST_BACKEND', 'sqlite')
+_pg = None
+
+
+def _postgres():
+    global _pg
+    if _pg is None:
+        from pgenv import Postgres
+        _pg = Postgres()
+        atexit.register(_pg.close)
+    return _pg
+
 
 
 
@@ -140,7 +155,15 @@ class Loft:
             'auth': {'argon2_t_cost': '1', 'argon2_m_cost': '64',
                      'argon2_parallelism': '1'},
             'limits': {'io_threads': '2', 'worker_threads': '4'},
+            **self._store_section(),
         }
+
+    def _store_section(self):
+        if BACKEND != 'postgres':
+            return {}
+        return {'store': {'backend': 'postgres',
+                          'postgres': _postgres().new_database(),
+                          'blob_dir': os.path.join(self.dir, 'blobs')}}
 
     def write_config(self):
         """Writes self.sections to self.config_path (call after editing)."""

@@ -1721,6 +1721,46 @@ static void test_config(void)
 	CHECK(errors.data != NULL && strstr(errors.data, "b.conf:3: ") != NULL);
 	config_free(&cfg);
 	buf_free(&errors);
+
+	/* the postgres backend's keys, checked without connecting */
+	const char pg[] = "data_dir = /srv/loft\n[store]\nbackend = postgres\n"
+			  "postgres = host=db1,db2 dbname=loft\n"
+			  "postgres_pool = 4\npostgres_timeout = 30s\n"
+			  "blob_dir = /srv/blobs\n";
+	buf_init(&errors, 0);
+	CHECK_INT(config_parse("p.conf", pg, strlen(pg), &cfg, &errors), 0);
+	CHECK_INT(store_settings_from_config(cfg, &set, &errors), 0);
+	CHECK_INT(set.backend, STORE_BACKEND_POSTGRES);
+	CHECK_STR(set.postgres, "host=db1,db2 dbname=loft");
+	CHECK_INT(set.postgres_pool, 4);
+	CHECK_INT(set.postgres_timeout, 30);
+	CHECK_STR(set.blob_dir, "/srv/blobs");
+	config_free(&cfg);
+	static const struct {
+		const char *text, *want;
+	} wrong[] = {
+		{"[store]\nbackend = mysql\n", "p.conf:2: store.backend: expected"},
+		{"[store]\nbackend = postgres\nblob_dir = /srv/b\n",
+		 "needs [store] postgres"},
+		{"[store]\nbackend = postgres\npostgres = dbname=x\n",
+		 "needs [store] blob_dir"},
+		{"[store]\nblob_dir = blobs\n", "must be an absolute path"},
+		{"data_dir = /srv/loft\n[store]\nblob_dir = /srv/loft/b\n",
+		 "must be outside data_dir"},
+		{"[store]\npostgres_pool = 0\n", "postgres_pool"},
+		{"[store]\npostgres_timeout = soon\n", "postgres_timeout"},
+		{"[store]\nblobs = s3\n", "s3 is not available yet"},
+	};
+	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		buf_reset(&errors);
+		CHECK_INT(config_parse("p.conf", wrong[i].text,
+				       strlen(wrong[i].text), &cfg, &errors), 0);
+		CHECK_INT(store_settings_from_config(cfg, &set, &errors), -1);
+		if (errors.data == NULL || strstr(errors.data, wrong[i].want) == NULL)
+			CHECK(!"the expected error");
+		config_free(&cfg);
+	}
+	buf_free(&errors);
 }
 
 static void test_thread_ids(void)
@@ -2786,6 +2826,100 @@ static const struct test_case cases[] = {
 	{NULL, NULL},
 };
 
+/* ---- postgres only ------------------------------------------------ */
+
+static void count_report(void *ctx, const char *line)
+{
+	(void)line;
+	(*(int *)ctx)++;
+}
+
+/* A body file changed under its name: a temporary error, never the
+ * wrong bytes, and check names it. */
+static void test_pg_damaged_body(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 31);
+	struct store_error err;
+	const char *msg = "Subject: d\r\n\r\nintact bytes\r\n";
+	uint32_t uid = append(u, "INBOX", msg, 0);
+	CHECK_INT(uid, 1);
+	struct store_blob b;
+	CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), 0);
+	CHECK_MEM(b.data, b.len, msg, strlen(msg));
+	store_blob_close(&b);
+	int found = 0;
+	CHECK_INT(store_check(store, 31, false, count_report, &found, &err), 0);
+	CHECK_INT(found, 0);
+	char *cmd = xasprintf("for f in '%s'/[0-9a-f][0-9a-f]/*; do printf 'intact bytez\\r\\n'"
+			      " > \"$f\"; done", blob_dir);
+	CHECK_INT(system(cmd), 0);
+	free(cmd);
+	CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	CHECK_INT(store_check(store, 31, true, count_report, &found, &err), -1);
+	CHECK_INT(found, 1);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* Two nodes (two stores on one database) append to one mailbox at once:
+ * every UID is taken once, and each node's UIDs grow in its own order. */
+struct node_arg {
+	struct store *store;
+	uint32_t uids[40];
+	int n;
+};
+
+static void *node_main(void *p)
+{
+	struct node_arg *a = p;
+	struct store_user *u = user_open(a->store, 41);
+	for (int i = 0; i < 40; i++)
+		a->uids[a->n++] = append(u, "INBOX", "Subject: n\r\n\r\nx\r\n", 0);
+	store_user_unref(&u);
+	return NULL;
+}
+
+static void test_pg_two_nodes(void)
+{
+	struct store *store = setup();
+	struct store_settings set = other_settings();
+	struct store *other;
+	struct store_error err;
+	CHECK_INT(store_open(&set, &other, &err), 0);
+	struct store_user *u = user_open(store, 41);
+	struct node_arg a[4] = {{store, {0}, 0}, {other, {0}, 0},
+				{store, {0}, 0}, {other, {0}, 0}};
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, node_main, &a[i]);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	bool seen[161] = {false};
+	int dup = 0, order = 0;
+	for (int i = 0; i < 4; i++) {
+		for (int k = 0; k < a[i].n; k++) {
+			uint32_t x = a[i].uids[k];
+			if (x == 0 || x > 160 || seen[x])
+				dup++;
+			else
+				seen[x] = true;
+			if (k > 0 && x <= a[i].uids[k - 1])
+				order++;
+		}
+	}
+	CHECK_INT(dup, 0);
+	CHECK_INT(order, 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 160);
+	CHECK_INT(info.uidnext, 161);
+	store_mailbox_info_free(&info);
+	store_user_unref(&u);
+	store_close(&other);
+	teardown(&store);
+}
+
 /* What the postgres backend has so far (docs/scale-out.md); the others
  * look at the embedded backend's files or at parts not there yet. */
 static const struct test_case pg_cases[] = {
@@ -2805,6 +2939,9 @@ static const struct test_case pg_cases[] = {
 	{"fetch_since", test_fetch_since},
 	{"first_unseen", test_first_unseen},
 	{"store_then_fetch", test_store_then_fetch},
+	{"config", test_config},
+	{"pg_damaged_body", test_pg_damaged_body},
+	{"pg_two_nodes", test_pg_two_nodes},
 	{NULL, NULL},
 };
 

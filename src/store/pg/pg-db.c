@@ -845,13 +845,6 @@ static int pg_retention_run(struct store_user *u,
 	return missing(err, "retention");
 }
 
-static int pg_check(struct store *s, int64_t id, bool repair,
-		    store_report_fn *report, void *ctx, struct store_error *err)
-{
-	(void)s, (void)id, (void)repair, (void)report, (void)ctx;
-	return missing(err, "loftctl check");
-}
-
 static int pg_compact(struct store *s, int64_t id,
 		      struct store_compact_report *r, struct store_error *err)
 {

@@ -579,7 +579,7 @@ static int rename_inbox(struct pg_tx *tx, const struct pg_mbox *inbox,
 			      " keywords, modseq, size, internaldate, savedate,"
 			      " pop3_hidden, pop3_first_retr)"
 			      " SELECT user_id, $3, row_number() OVER (ORDER BY uid),"
-			      " blob, flags, keywords, $4, size, internaldate, $5,"
+			      " blob, flags, keywords, $4, size, internaldate, savedate,"
 			      " pop3_hidden, pop3_first_retr FROM moved"
 			      " RETURNING uid", &p, err);
 	if (r == NULL)

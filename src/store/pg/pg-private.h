@@ -246,6 +246,11 @@ int pg_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
 		 size_t *hidden_r, struct store_error *err);
 
+/* ---- loftctl check (pg-check.c) ---------------------------------------- */
+
+int pg_check(struct store *store, int64_t user_id, bool repair,
+	     store_report_fn *report, void *ctx, struct store_error *err);
+
 extern const struct store_backend_vfuncs store_postgres_vfuncs;
 
 #endif

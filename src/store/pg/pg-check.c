@@ -1,0 +1,197 @@
+/*
+ * loftctl check on the PostgreSQL backend: every body a row names is in
+ * blob_dir with its SHA-256; the account's quota usage, each mailbox's
+ * UIDNEXT and HIGHESTMODSEQ and the account's change counter agree with
+ * the rows; blob rows no message names are dropped. Counters are
+ * repaired (raised, never lowered below what clients saw); a missing or
+ * damaged body cannot be, and is named.
+ */
+#include "pg-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static void report_f(store_report_fn *report, void *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void report_f(store_report_fn *report, void *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (report != NULL)
+		report(ctx, line);
+}
+
+/* 0 intact, -1 missing, -2 damaged. */
+static int body_check(const char *path, const char *sha)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(md, buf, (size_t)n);
+	close(fd);
+	unsigned char d[32];
+	unsigned dl = 0;
+	EVP_DigestFinal_ex(md, d, &dl);
+	EVP_MD_CTX_free(md);
+	if (n < 0)
+		return -2;
+	char hex[65];
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	return strcmp(hex, sha) == 0 ? 0 : -2;
+}
+
+int pg_check(struct store *store, int64_t user_id, bool repair,
+	     store_report_fn *report, void *ctx, struct store_error *err)
+{
+	struct store_user *user;
+	if (store_user_open_existing(store, user_id, &user, err) < 0)
+		/* no mail yet is consistent, not a finding */
+		return err != NULL && err->kind == STORE_ERR_NOTFOUND ? 0 : -1;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0) {
+		store_user_unref(&user);
+		return -1;
+	}
+	int ret = 0, bad = 0;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	/* the bodies */
+	PGresult *r = pg_exec(tx.c, "SELECT b.sha256, mb.name, m.uid FROM blob b"
+			      " JOIN msg m ON m.user_id = b.user_id AND m.blob = b.id"
+			      " JOIN mailbox mb ON mb.user_id = m.user_id"
+			      " AND mb.id = m.mailbox WHERE b.user_id = $1"
+			      " ORDER BY mb.name, m.uid", &p, err);
+	if (r == NULL)
+		ret = -1;
+	for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+		const char *sha = PQgetvalue(r, i, 0);
+		char *path = xasprintf("%s/%.2s/%s", PGS(store)->blob_dir, sha, sha);
+		int c = body_check(path, sha);
+		if (c < 0) {
+			report_f(report, ctx, "%s UID %lld: body %s %s",
+				 PQgetvalue(r, i, 1), (long long)pg_int(r, i, 2),
+				 path, c == -1 ? "is missing" : "is damaged"
+				 " (its SHA-256 does not match)");
+			bad++;
+		}
+		free(path);
+	}
+	PQclear(r);
+	/* blob rows no message names (left by nothing that commits) */
+	r = ret == 0 ? pg_exec(tx.c, "SELECT count(*) FROM blob b WHERE"
+			       " b.user_id = $1 AND NOT EXISTS (SELECT 1 FROM msg m"
+			       " WHERE m.user_id = $1 AND m.blob = b.id)", &p, err)
+		     : NULL;
+	if (r != NULL && pg_int(r, 0, 0) > 0) {
+		report_f(report, ctx, "%lld body rows no message names%s",
+			 (long long)pg_int(r, 0, 0), repair ? ": removed" : "");
+		if (repair)
+			ret = pg_run(tx.c, "DELETE FROM blob b WHERE b.user_id = $1"
+				     " AND NOT EXISTS (SELECT 1 FROM msg m WHERE"
+				     " m.user_id = $1 AND m.blob = b.id)", &p, err);
+		else
+			bad++;
+	}
+	PQclear(r);
+	/* quota usage and the change counter */
+	r = ret == 0 ? pg_exec(tx.c, "SELECT count(*),"
+			       " coalesce(sum(size), 0)::bigint,"
+			       " coalesce(max(modseq), 0) FROM msg WHERE user_id = $1",
+			       &p, err) : NULL;
+	if (r == NULL) {
+		ret = -1;
+	} else {
+		int64_t n = pg_int(r, 0, 0), bytes = pg_int(r, 0, 1);
+		uint64_t maxmod = (uint64_t)pg_int(r, 0, 2);
+		if (n != tx.messages || bytes != tx.bytes) {
+			report_f(report, ctx, "quota usage was %lld messages"
+				 " %lld bytes, is %lld messages %lld bytes%s",
+				 (long long)tx.messages, (long long)tx.bytes,
+				 (long long)n, (long long)bytes,
+				 repair ? ": repaired" : "");
+			if (repair) {
+				tx.messages = n;
+				tx.bytes = bytes;
+				tx.usage_dirty = true;
+			} else {
+				bad++;
+			}
+		}
+		if (maxmod > tx.modseq) {
+			report_f(report, ctx, "change counter %llu below a"
+				 " message's modseq %llu%s",
+				 (unsigned long long)tx.modseq,
+				 (unsigned long long)maxmod,
+				 repair ? ": raised" : "");
+			if (repair) {
+				tx.modseq = maxmod;
+				tx.usage_dirty = true;
+			} else {
+				bad++;
+			}
+		}
+	}
+	PQclear(r);
+	/* each mailbox's UIDNEXT and HIGHESTMODSEQ */
+	r = ret == 0 ? pg_exec(tx.c, "SELECT mb.id, mb.name, mb.uidnext,"
+			       " mb.highestmodseq, coalesce(max(m.uid), 0),"
+			       " coalesce(max(m.modseq), 0) FROM mailbox mb"
+			       " LEFT JOIN msg m ON m.user_id = mb.user_id AND"
+			       " m.mailbox = mb.id WHERE mb.user_id = $1"
+			       " GROUP BY mb.id, mb.name, mb.uidnext,"
+			       " mb.highestmodseq", &p, err) : NULL;
+	if (ret == 0 && r == NULL)
+		ret = -1;
+	for (int i = 0; r != NULL && ret == 0 && i < PQntuples(r); i++) {
+		int64_t uidnext = pg_int(r, i, 2), hms = pg_int(r, i, 3);
+		int64_t maxuid = pg_int(r, i, 4), maxmod = pg_int(r, i, 5);
+		if (uidnext > maxuid && hms >= maxmod)
+			continue;
+		report_f(report, ctx, "%s: UIDNEXT %lld HIGHESTMODSEQ %lld"
+			 " below its messages' (UID %lld, MODSEQ %lld)%s",
+			 PQgetvalue(r, i, 1), (long long)uidnext, (long long)hms,
+			 (long long)maxuid, (long long)maxmod,
+			 repair ? ": raised" : "");
+		if (!repair) {
+			bad++;
+			continue;
+		}
+		struct pg_params q;
+		pg_p_init(&q);
+		pg_p_int(&q, user_id);
+		pg_p_int(&q, pg_int(r, i, 0));
+		pg_p_int(&q, maxuid + 1);
+		pg_p_int(&q, maxmod);
+		ret = pg_run(tx.c, "UPDATE mailbox SET uidnext ="
+			     " greatest(uidnext, $3), highestmodseq ="
+			     " greatest(highestmodseq, $4) WHERE user_id = $1"
+			     " AND id = $2", &q, err);
+	}
+	PQclear(r);
+	ret = pg_wend(&tx, ret, err);
+	store_user_unref(&user);
+	if (ret < 0)
+		return -1;
+	if (bad > 0)
+		return store_set_error(err, STORE_ERR_INTERNAL,
+				       "%d problems were not repaired", bad);
+	return 0;
+}
