@@ -308,7 +308,11 @@ static const char schema_sql[] =
 	" sort_display_from bytea, sort_display_to bytea,"
 	" sent_date bigint NOT NULL DEFAULT 0, message_id bytea,"
 	" in_reply_to bytea, refs bytea, header_text bytea, body_text bytea,"
+	" thread bigint NOT NULL DEFAULT 0,"
 	" PRIMARY KEY (user_id, id)) PARTITION BY HASH (user_id);"
+	/* THREADID: the thread of each Message-ID seen (hex of its bytes) */
+	"CREATE TABLE thread_ref (user_id bigint NOT NULL, msgid text NOT NULL,"
+	" thread bigint NOT NULL, PRIMARY KEY (user_id, msgid));"
 	"CREATE TABLE msg (user_id bigint NOT NULL, mailbox integer NOT NULL,"
 	" uid bigint NOT NULL, blob bigint NOT NULL, flags integer NOT NULL,"
 	" keywords text, modseq bigint NOT NULL, size bigint NOT NULL,"
@@ -714,6 +718,7 @@ static int pg_user_delete(struct store *store, int64_t user_id,
 		"DELETE FROM blob WHERE user_id = $1",
 		"DELETE FROM expunged WHERE user_id = $1",
 		"DELETE FROM keyword WHERE user_id = $1",
+		"DELETE FROM thread_ref WHERE user_id = $1",
 		"DELETE FROM subscription WHERE user_id = $1",
 		"DELETE FROM mailbox WHERE user_id = $1",
 		"DELETE FROM account WHERE user_id = $1",

@@ -324,6 +324,63 @@ static void p_text(struct pg_params *p, const char *s)
 	pg_p_bin(p, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
 }
 
+/* Appends each "<id>" of s, as hex of its bytes, to a text[] literal. */
+static void msgids_hex(const char *s, struct buf *arr)
+{
+	static const char hex[] = "0123456789abcdef";
+	for (const char *p = s; p != NULL && (p = strchr(p, '<')) != NULL;) {
+		const char *e = strchr(p, '>');
+		if (e == NULL)
+			break;
+		if (arr->len > 1)
+			buf_append_char(arr, ',');
+		for (const char *q = p; q <= e; q++) {
+			buf_append_char(arr, hex[(unsigned char)*q >> 4]);
+			buf_append_char(arr, hex[(unsigned char)*q & 15]);
+		}
+		p = e + 1;
+	}
+}
+
+/* THREADID (RFC 8474): a message joins the thread of any message it
+ * references, or of a reply that came before it and referenced it;
+ * otherwise it starts its own, named after its blob. Threads that were
+ * apart stay apart here (the embedded backend merges them: not yet). */
+static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
+			 int64_t blob, struct store_error *err)
+{
+	struct buf arr;
+	buf_init(&arr, 0);
+	buf_append_char(&arr, '{');
+	msgids_hex(an->message_id, &arr);
+	msgids_hex(an->references, &arr);
+	msgids_hex(an->in_reply_to, &arr);
+	if (arr.len == 1) {
+		buf_free(&arr);
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, blob);
+		return pg_run(tx->c, "UPDATE blob SET thread = id WHERE"
+			      " user_id = $1 AND id = $2", &p, err);
+	}
+	buf_append_char(&arr, '}');
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, blob);
+	pg_p_str(&p, arr.data);
+	int ret = pg_run(tx->c, "WITH t AS (SELECT coalesce((SELECT thread FROM"
+			 " thread_ref WHERE user_id = $1 AND msgid = ANY ($3::text[])"
+			 " ORDER BY thread LIMIT 1), $2) AS thread),"
+			 " refs AS (INSERT INTO thread_ref SELECT $1, x, t.thread"
+			 " FROM unnest($3::text[]) x, t ON CONFLICT DO NOTHING)"
+			 " UPDATE blob SET thread = t.thread FROM t"
+			 " WHERE user_id = $1 AND id = $2", &p, err);
+	buf_free(&arr);
+	return ret;
+}
+
 int pg_body_deliver(struct store_body *b, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,
@@ -421,6 +478,8 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 			     " body_text = $7 WHERE user_id = $1 AND id = $2",
 			     &p, err);
 	}
+	if (ret == 0)
+		ret = thread_assign(&tx, &an, blob, err);
 	if (ret == 0) {
 		uint64_t modseq = pg_tx_modseq(&tx);
 		struct pg_params p;
@@ -604,7 +663,7 @@ static const char fetch_sql[] =
 	" AND modseq > $5 ORDER BY uid";
 static const char fetch_join_sql[] =
 	"SELECT m.uid, m.modseq, m.flags, m.keywords, m.size, m.internaldate,"
-	" m.savedate, m.pop3_hidden, m.pop3_first_retr, m.blob, b.id,"
+	" m.savedate, m.pop3_hidden, m.pop3_first_retr, m.blob, b.thread,"
 	" b.envelope, b.bodystructure, b.body, b.parts, b.preview,"
 	" b.sort_subject, b.sort_from, b.sort_to, b.sort_cc,"
 	" b.sort_display_from, b.sort_display_to, b.sent_date,"
@@ -692,7 +751,6 @@ static void fetch_fill(struct store_fetch *f)
 	store_objectid_format(m->emailid, 'M', f->user->id, pg_int(r, i, 9));
 	if (!f->join)
 		return;
-	/* one thread per message until thread merging comes here */
 	store_objectid_format(m->threadid, 'T', f->user->id, pg_int(r, i, 10));
 	m->envelope = pg_val(r, i, 11, NULL);
 	m->bodystructure = pg_val(r, i, 12, NULL);
