@@ -22,6 +22,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "pg/pg-private.h"
 #include "sqlite/sq-private.h"
 #include "store-private.h"
 #include "store.h"
@@ -2923,6 +2924,131 @@ static void test_pg_two_nodes(void)
 	teardown(&store);
 }
 
+/* The hub across nodes: what store B commits reaches store A's
+ * subscribers and views (LISTEN/NOTIFY after the COMMIT). */
+struct xhub {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int appends;
+	uint64_t modseq;
+};
+
+static void xhub_cb(void *ctx, const struct store_change *ch)
+{
+	struct xhub *h = ctx;
+	pthread_mutex_lock(&h->mu);
+	if (ch->kind == STORE_CHANGE_APPEND)
+		h->appends++;
+	h->modseq = ch->modseq;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void test_pg_hub(void)
+{
+	struct store *a = setup();
+	struct store_settings set = other_settings();
+	struct store *b;
+	struct store_error err;
+	CHECK_INT(store_open(&set, &b, &err), 0);
+	store_start_background(a);
+	struct store_user *ua = user_open(a, 12), *ub = user_open(b, 12);
+	struct store_view *v;
+	CHECK_INT(store_view_open(ua, "INBOX", 0, &v, &err), 0);
+	struct xhub h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+			 0, 0};
+	struct store_subscription *sub;
+	CHECK_INT(store_subscribe(a, 12, xhub_cb, &h, &sub), 0);
+	/* until A's listener is up and hears one (it connects on its own
+	 * thread): B appends every 200 ms, for at most a minute */
+	int sent = 0;
+	pthread_mutex_lock(&h.mu);
+	for (int i = 0; i < 300 && h.appends == 0; i++) {
+		pthread_mutex_unlock(&h.mu);
+		sent += append(ub, "INBOX", "Subject: x\r\n\r\nx\r\n", 0) != 0;
+		pthread_mutex_lock(&h.mu);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (h.appends == 0)
+			pthread_cond_timedwait(&h.cond, &h.mu, &until);
+	}
+	int heard = h.appends;
+	pthread_mutex_unlock(&h.mu);
+	CHECK(heard > 0);
+	/* the view knows there is something to sync, and finds it all */
+	CHECK(store_view_has_changes(v));
+	CHECK_INT(store_view_sync(v, true, NULL, NULL, &err), 0);
+	CHECK(store_view_count(v) >= (uint32_t)heard);
+	/* a flag change on B: heard with its modseq */
+	pthread_mutex_lock(&h.mu);
+	uint64_t before = h.modseq;
+	pthread_mutex_unlock(&h.mu);
+	struct store_uid_range r = {1, 1};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_FLAGGED};
+	uint64_t m = 0;
+	ch.modseq_r = &m;
+	CHECK_INT(store_flags_update(ub, "INBOX", &r, 1, &ch, NULL, NULL, NULL,
+				     NULL, &err), 0);
+	pthread_mutex_lock(&h.mu);
+	for (int i = 0; i < 600 && h.modseq < m; i++) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec++;
+		pthread_cond_timedwait(&h.cond, &h.mu, &until);
+	}
+	CHECK(h.modseq == m && m > before);
+	pthread_mutex_unlock(&h.mu);
+	CHECK(sent >= heard);
+	store_unsubscribe(&sub);
+	store_view_close(&v);
+	store_user_unref(&ua);
+	store_user_unref(&ub);
+	store_close(&b);
+	teardown(&a);
+}
+
+/* NOTIFY payloads: only well-formed ones count. */
+static void test_pg_notify_parse(void)
+{
+	struct store_change in[2] = {{7, 3, STORE_CHANGE_APPEND, 42},
+				     {7, 0, STORE_CHANGE_MAILBOXES, 42}};
+	struct buf b;
+	buf_init(&b, 0);
+	pg_notify_format(0xabcdefULL, in, 2, &b);
+	struct store_change out[4];
+	size_t n = 0;
+	uint64_t node = 0;
+	CHECK_INT(pg_notify_parse(b.data, &node, out, 4, &n), 0);
+	CHECK_INT(node, 0xabcdef);
+	CHECK_INT(n, 2);
+	CHECK_INT(out[0].user_id, 7);
+	CHECK_INT(out[0].mailbox_id, 3);
+	CHECK_INT(out[0].kind, STORE_CHANGE_APPEND);
+	CHECK_INT(out[1].kind, STORE_CHANGE_MAILBOXES);
+	CHECK_INT(out[1].modseq, 42);
+	CHECK_INT(pg_notify_parse(b.data, &node, out, 1, &n), -1);
+	buf_free(&b);
+	static const char *const bad[] = {
+		"", "x", "00ab 7 42", "00ab 7 42 ", "00ab 0 42 1:1",
+		"00ab 7 42 1:1 ", "00ab 7 42 1:99", "00ab 7 42 1:5", "00ab 7 42 1:8",
+		"00ab 7 42 4294967296:1", "00ab -7 42 1:1", "00AB 7 42 1:1",
+		"00ab 7 99999999999999999999999 1:1", "00ab 7 42 1;1",
+		"00ab  7 42 1:1", "00ab 7 42 1:1\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (pg_notify_parse(bad[i], &node, out, 4, &n) != -1) {
+			fprintf(stderr, "accepted \"%s\"\n", bad[i]);
+			CHECK(!"a malformed payload accepted");
+		}
+	}
+}
+
 /* What the postgres backend has so far (docs/scale-out.md); the others
  * look at the embedded backend's files or at parts not there yet. */
 static const struct test_case pg_cases[] = {
@@ -2945,6 +3071,8 @@ static const struct test_case pg_cases[] = {
 	{"config", test_config},
 	{"pg_damaged_body", test_pg_damaged_body},
 	{"pg_two_nodes", test_pg_two_nodes},
+	{"pg_hub", test_pg_hub},
+	{"pg_notify_parse", test_pg_notify_parse},
 	{NULL, NULL},
 };
 

@@ -420,6 +420,10 @@ static int pg_open(struct store *store, struct store_error *err)
 	s->max_conns = set->postgres_pool ? set->postgres_pool : 16;
 	s->fsync = set->fsync;
 	s->free_conns = xcalloc(s->max_conns, sizeof(*s->free_conns));
+	FILE *f = fopen("/dev/urandom", "rb");
+	if (f == NULL || fread(&s->node_id, sizeof(s->node_id), 1, f) != 1)
+		abort();
+	fclose(f);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	store->be = s;
@@ -433,7 +437,7 @@ static int pg_open(struct store *store, struct store_error *err)
 
 static void pg_stop(struct store *store)
 {
-	(void)store;
+	pg_hub_stop(store);
 }
 
 static void pg_close(struct store *store)
@@ -455,9 +459,12 @@ static void pg_close(struct store *store)
 	store->be = NULL;
 }
 
+/* loftd: other nodes' changes reach this node's sessions. */
 static void pg_start_background(struct store *store)
 {
-	(void)store;
+	if (pg_hub_start(store) < 0)
+		log_error("store", NULL, "postgres: cannot start the change"
+			  " listener: %s", strerror(errno));
 }
 
 /* ---- transactions ---------------------------------------------------------- */
@@ -552,9 +559,10 @@ void pg_tx_change(struct pg_tx *tx, uint32_t mailbox_id,
 		    tx->changes[i].kind == kind)
 			return;
 	}
-	if (tx->change_count == sizeof(tx->changes) / sizeof(tx->changes[0])) {
-		tx->changes_overflow = true;
-		return;
+	if (tx->change_count == tx->change_cap) {
+		tx->change_cap = tx->change_cap ? tx->change_cap * 2 : 4;
+		tx->changes = xrealloc(tx->changes, tx->change_cap *
+				       sizeof(*tx->changes));
 	}
 	struct store_change *ch = &tx->changes[tx->change_count++];
 	ch->user_id = tx->user->id;
@@ -582,9 +590,17 @@ int pg_wend(struct pg_tx *tx, int ret, struct store_error *err)
 		ret = pg_cmd(c, "COMMIT", err);
 		c->in_tx = false;
 	}
+	for (size_t i = 0; i < tx->change_count; i++)
+		tx->changes[i].modseq = tx->modseq;
+	/* other nodes learn after the COMMIT, never inside it */
+	if (ret == 0)
+		pg_notify_send(user->store, c, tx->changes, tx->change_count);
 	pg_conn_put(user->store, c);
-	if (ret < 0)
+	if (ret < 0) {
+		free(tx->changes);
+		tx->changes = NULL;
 		return -1;
+	}
 	if (tx->took_modseq) {
 		uint64_t cur = atomic_load(&user->last_modseq);
 		while (cur < tx->modseq &&
@@ -592,15 +608,10 @@ int pg_wend(struct pg_tx *tx, int ret, struct store_error *err)
 						     tx->modseq))
 			;
 	}
-	for (size_t i = 0; i < tx->change_count; i++) {
-		tx->changes[i].modseq = tx->modseq;
+	for (size_t i = 0; i < tx->change_count; i++)
 		store_publish(user->store, &tx->changes[i]);
-	}
-	if (tx->changes_overflow) {
-		struct store_change ch = {user->id, 0, STORE_CHANGE_MAILBOXES,
-					  tx->modseq};
-		store_publish(user->store, &ch);
-	}
+	free(tx->changes);
+	tx->changes = NULL;
 	return 0;
 }
 

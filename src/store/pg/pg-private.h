@@ -47,6 +47,11 @@ struct pg_store {
 	struct pg_conn **free_conns;
 	size_t free_count;
 	size_t open_count, max_conns;
+	/* the hub across nodes (pg-hub.c) */
+	uint64_t node_id;       /* random: tells our notifications apart */
+	pthread_t listener;
+	int wake[2];
+	bool listening;
 };
 #define PGS(store) ((struct pg_store *)(store)->be)
 
@@ -63,9 +68,8 @@ struct pg_tx {
 	uint32_t last_uidvalidity;
 	int64_t bytes, messages;        /* the account's usage (quota) */
 	bool usage_dirty;
-	struct store_change changes[8];
-	size_t change_count;
-	bool changes_overflow;
+	struct store_change *changes;   /* published after the COMMIT */
+	size_t change_count, change_cap;
 };
 
 /* ---- connections and statements (pg-db.c) --------------------------- */
@@ -245,6 +249,19 @@ int pg_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 		      struct store_error *err);
 int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
 		 size_t *hidden_r, struct store_error *err);
+
+/* ---- the hub across nodes (pg-hub.c) ----------------------------------- */
+
+int pg_hub_start(struct store *store);
+void pg_hub_stop(struct store *store);
+void pg_notify_send(struct store *store, struct pg_conn *c,
+		    const struct store_change *changes, size_t count);
+/* The payload of one transaction's changes (same user and modseq). */
+void pg_notify_format(uint64_t node, const struct store_change *changes,
+		      size_t count, struct buf *out);
+/* 0, or -1 for anything but a well-formed payload. */
+int pg_notify_parse(const char *payload, uint64_t *node_r,
+		    struct store_change *changes, size_t max, size_t *count_r);
 
 /* ---- loftctl check (pg-check.c) ---------------------------------------- */
 
