@@ -458,6 +458,26 @@ void store_analyze(const char *data, size_t len, struct mail_result *r);
  * contains a needle (IMAP SEARCH) iff fold(text) contains fold(needle). */
 void store_text_fold(struct buf *out, const char *s, size_t len);
 
+/* ---- logic both backends share (store-backend.c) -------------------- */
+
+/* uid is in ranges (NULL: every UID). */
+bool store_ranges_contain(const struct store_uid_range *ranges, size_t count,
+			  uint32_t uid);
+/* A message's new keyword list, as stored ("a b c", NULL: none), after
+ * the change ch to the list old. Malloced. */
+char *store_keywords_apply(const char *old, const struct store_flag_change *ch);
+/* A stored keyword list as a NULL-terminated array (reused across calls;
+ * store_keyword_list_free at the end). Returns the count. */
+struct store_keyword_list {
+	char *buf;
+	const char **list;
+	size_t cap;
+};
+size_t store_keywords_split(const char *kw, struct store_keyword_list *l);
+void store_keyword_list_free(struct store_keyword_list *l);
+/* The header search text of a copy's prefix, folded as a message's is. */
+void store_prefix_text(const char *prefix, size_t len, struct buf *out);
+
 /* Objects a backend hands out (blob writers, fetch iterators, the priv of
  * a struct store_blob) begin with this header, so store.c can dispatch
  * calls that get only the object. */

@@ -615,37 +615,6 @@ int pg_wend(struct pg_tx *tx, int ret, struct store_error *err)
 	return 0;
 }
 
-void pg_ranges(const struct store_uid_range *ranges, size_t count,
-	       struct buf *lo, struct buf *hi)
-{
-	buf_init(lo, 0);
-	buf_init(hi, 0);
-	buf_append_char(lo, '{');
-	buf_append_char(hi, '{');
-	if (ranges == NULL) {
-		buf_append_str(lo, "1");
-		buf_printf(hi, "%u", UINT32_MAX);
-	}
-	for (size_t i = 0; ranges != NULL && i < count; i++) {
-		buf_printf(lo, "%s%u", i ? "," : "", ranges[i].lo);
-		buf_printf(hi, "%s%u", i ? "," : "", ranges[i].hi);
-	}
-	buf_append_char(lo, '}');
-	buf_append_char(hi, '}');
-}
-
-bool pg_ranges_contain(const struct store_uid_range *ranges, size_t count,
-		       uint32_t uid)
-{
-	if (ranges == NULL)
-		return true;
-	for (size_t i = 0; i < count; i++) {
-		if (uid >= ranges[i].lo && uid <= ranges[i].hi)
-			return true;
-	}
-	return false;
-}
-
 /* ---- accounts ---------------------------------------------------------- */
 
 static int pg_user_open(struct store_user *user, struct store_error *err)

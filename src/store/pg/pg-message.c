@@ -248,20 +248,6 @@ void pg_body_unref(struct store_body *b)
 	free(b);
 }
 
-/* The header search text of a prefix, folded as a message's is. */
-static void prefix_text(const char *prefix, size_t len, struct buf *out)
-{
-	struct buf msg;
-	buf_init(&msg, len + 2);
-	buf_append(&msg, prefix, len);
-	buf_append(&msg, "\r\n", 2);
-	struct mail_result r;
-	store_analyze(msg.data, msg.len, &r);
-	buf_append(out, r.header_text, r.header_text_len);
-	mail_result_free(&r);
-	buf_free(&msg);
-}
-
 static int limits_get(struct store_user *user,
 		      struct store_account_limits *limits,
 		      struct store_error *err)
@@ -403,7 +389,7 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 			an.parts = parts.data;
 			an.parts_len = parts.len;
 		}
-		prefix_text(prefix, prefix_len, &hdr);
+		store_prefix_text(prefix, prefix_len, &hdr);
 		buf_append(&hdr, an.header_text, an.header_text_len);
 		an.header_text = hdr.data;
 		an.header_text_len = hdr.len;
@@ -647,9 +633,7 @@ struct store_fetch {
 	PGresult *res;
 	int row;
 	struct store_msg msg;
-	char *kwbuf;
-	const char **kw;
-	size_t kw_cap;
+	struct store_keyword_list kw;
 };
 
 #define FETCH_BLOB_FIELDS                                                    \
@@ -709,28 +693,8 @@ int pg_fetch_begin(struct store_user *user, const char *mailbox,
 
 static void fetch_keywords(struct store_fetch *f, const char *kw)
 {
-	free(f->kwbuf);
-	f->kwbuf = NULL;
-	size_t n = 0;
-	if (kw != NULL && kw[0] != '\0') {
-		f->kwbuf = xstrdup(kw);
-		for (char *p = f->kwbuf; p != NULL; p = strchr(p, ' ')) {
-			if (n + 2 > f->kw_cap) {
-				f->kw_cap = f->kw_cap ? f->kw_cap * 2 : 8;
-				f->kw = xrealloc(f->kw, f->kw_cap * sizeof(char *));
-			}
-			if (*p == ' ')
-				*p++ = '\0';
-			f->kw[n++] = p;
-		}
-	}
-	if (f->kw_cap == 0) {
-		f->kw_cap = 8;
-		f->kw = xcalloc(f->kw_cap, sizeof(char *));
-	}
-	f->kw[n] = NULL;
-	f->msg.keywords = f->kw;
-	f->msg.keyword_count = n;
+	f->msg.keyword_count = store_keywords_split(kw, &f->kw);
+	f->msg.keywords = f->kw.list;
 }
 
 static void fetch_fill(struct store_fetch *f)
@@ -817,8 +781,7 @@ void pg_fetch_end(struct store_fetch **fetchp)
 	PQclear(f->res);
 	pg_rend(f->user, f->c);
 	free(f->ranges);
-	free(f->kwbuf);
-	free(f->kw);
+	store_keyword_list_free(&f->kw);
 	free(f);
 }
 
@@ -973,54 +936,6 @@ int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
 
 /* ---- flags --------------------------------------------------------------- */
 
-static bool kw_in(const struct store_flag_change *ch, const char *k, size_t len)
-{
-	for (size_t i = 0; i < ch->keyword_count; i++) {
-		if (strlen(ch->keywords[i]) == len &&
-		    strncasecmp(ch->keywords[i], k, len) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* The new keyword list of a message, as the stored string. */
-static char *kw_apply(const char *old, const struct store_flag_change *ch)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	if (ch->mode != STORE_FLAGS_REPLACE && old != NULL) {
-		for (const char *p = old; *p;) {
-			const char *e = strchr(p, ' ');
-			size_t len = e ? (size_t)(e - p) : strlen(p);
-			if (!(ch->mode == STORE_FLAGS_REMOVE && kw_in(ch, p, len))) {
-				if (b.len > 0)
-					buf_append_char(&b, ' ');
-				buf_append(&b, p, len);
-			}
-			p += len + (e != NULL);
-		}
-	}
-	if (ch->mode != STORE_FLAGS_REMOVE) {
-		for (size_t i = 0; i < ch->keyword_count; i++) {
-			const char *k = ch->keywords[i];
-			size_t len = strlen(k);
-			bool have = false;
-			for (const char *p = b.data; p != NULL && *p && !have;) {
-				const char *e = strchr(p, ' ');
-				size_t l = e ? (size_t)(e - p) : strlen(p);
-				have = l == len && strncasecmp(p, k, len) == 0;
-				p += l + (e != NULL);
-			}
-			if (!have) {
-				if (b.len > 0)
-					buf_append_char(&b, ' ');
-				buf_append(&b, k, len);
-			}
-		}
-	}
-	return b.len > 0 ? buf_steal(&b, NULL) : (buf_free(&b), NULL);
-}
-
 int pg_flags_update(struct store_user *user, const char *mailbox,
 		    const struct store_uid_range *ranges, size_t range_count,
 		    const struct store_flag_change *ch,
@@ -1054,7 +969,7 @@ int pg_flags_update(struct store_user *user, const char *mailbox,
 			    : ch->mode == STORE_FLAGS_REMOVE ? m->flags & ~ch->flags
 			    : ch->flags;
 		nf &= 0x1f;
-		char *nk = kw_apply(m->keywords, ch);
+		char *nk = store_keywords_apply(m->keywords, ch);
 		bool same_kw = (nk == NULL && m->keywords == NULL) ||
 			       (nk != NULL && m->keywords != NULL &&
 				strcmp(nk, m->keywords) == 0);
@@ -1417,7 +1332,7 @@ static void keep_in_ranges(uint32_t *uids, size_t *n,
 {
 	size_t w = 0;
 	for (size_t i = 0; i < *n; i++) {
-		if (pg_ranges_contain(ranges, range_count, uids[i]))
+		if (store_ranges_contain(ranges, range_count, uids[i]))
 			uids[w++] = uids[i];
 	}
 	*n = w;
@@ -1489,7 +1404,7 @@ int pg_expunged_since(struct store_user *user, const char *mailbox,
 				uint32_t upto = i < rows ? (uint32_t)pg_int(r, i, 0)
 							 : mb.uidnext;
 				for (uint32_t x = next; x < upto; x++) {
-					if (!pg_ranges_contain(ranges,
+					if (!store_ranges_contain(ranges,
 							       range_count, x))
 						continue;
 					if (n == cap) {

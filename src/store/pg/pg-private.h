@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "pg-notify.h"
 #include "store-private.h"
 
 #define PG_SCHEMA_VERSION 1
@@ -127,12 +128,6 @@ uint32_t pg_tx_uidvalidity(struct pg_tx *tx);
 /* ret < 0: rolls back and returns -1; else commits (then publishes) and
  * returns 0, or -1 if the COMMIT failed. */
 int pg_wend(struct pg_tx *tx, int ret, struct store_error *err);
-
-/* Ranges as SQL arrays: "{lo,...}" and "{hi,...}" (NULL ranges: all). */
-void pg_ranges(const struct store_uid_range *ranges, size_t count,
-	       struct buf *lo, struct buf *hi);
-bool pg_ranges_contain(const struct store_uid_range *ranges, size_t count,
-		       uint32_t uid);
 
 /* ---- mailboxes (pg-mailbox.c) ------------------------------------------ */
 
@@ -256,12 +251,6 @@ int pg_hub_start(struct store *store);
 void pg_hub_stop(struct store *store);
 void pg_notify_send(struct store *store, struct pg_conn *c,
 		    const struct store_change *changes, size_t count);
-/* The payload of one transaction's changes (same user and modseq). */
-void pg_notify_format(uint64_t node, const struct store_change *changes,
-		      size_t count, struct buf *out);
-/* 0, or -1 for anything but a well-formed payload. */
-int pg_notify_parse(const char *payload, uint64_t *node_r,
-		    struct store_change *changes, size_t max, size_t *count_r);
 
 /* ---- loftctl check (pg-check.c) ---------------------------------------- */
 

@@ -326,20 +326,6 @@ static int body_link(struct store_body *b, struct sq_user *u,
 	return 0;
 }
 
-/* The header search text of a prefix, folded as a message's is. */
-static void prefix_text(const char *prefix, size_t len, struct buf *out)
-{
-	struct buf msg;
-	buf_init(&msg, len + 2);
-	buf_append(&msg, prefix, len);
-	buf_append(&msg, "\r\n", 2);
-	struct mail_result r;
-	store_analyze(msg.data, msg.len, &r);
-	buf_append(out, r.header_text, r.header_text_len);
-	mail_result_free(&r);
-	buf_free(&msg);
-}
-
 int sq_body_copy_begin(struct store_body *b, struct sq_user *u,
 		       const char *prefix, size_t prefix_len,
 		       struct sq_body_copy *cp, struct store_error *err)
@@ -360,7 +346,7 @@ int sq_body_copy_begin(struct store_body *b, struct sq_user *u,
 			cp->an.parts = cp->parts.data;
 			cp->an.parts_len = cp->parts.len;
 		}
-		prefix_text(prefix, prefix_len, &cp->hdr);
+		store_prefix_text(prefix, prefix_len, &cp->hdr);
 		buf_append(&cp->hdr, b->an.header_text, b->an.header_text_len);
 		cp->an.header_text = cp->hdr.data;
 		cp->an.header_text_len = cp->hdr.len;

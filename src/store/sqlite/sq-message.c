@@ -28,13 +28,7 @@ void sq_threadid(char out[32], int64_t user_id, int64_t thread)
 bool sq_ranges_contain(const struct store_uid_range *ranges, size_t count,
 		       uint32_t uid)
 {
-	if (ranges == NULL)
-		return true;
-	for (size_t i = 0; i < count; i++) {
-		if (uid >= ranges[i].lo && uid <= ranges[i].hi)
-			return true;
-	}
-	return false;
+	return store_ranges_contain(ranges, count, uid);
 }
 
 int sq_mbox_adjust(struct sq_conn *c, uint32_t id, int64_t messages,
@@ -588,9 +582,7 @@ struct store_fetch {
 	unsigned fields;
 	bool join;
 	struct store_msg msg;
-	char *kwbuf;
-	const char **kw;
-	size_t kw_cap;
+	struct store_keyword_list kw;
 };
 
 #define FETCH_BLOB_FIELDS                                                    \
@@ -708,28 +700,8 @@ int sq_fetch_begin(struct store_user *user, const char *mailbox,
 
 static void fetch_keywords(struct store_fetch *f, const char *kw)
 {
-	free(f->kwbuf);
-	f->kwbuf = NULL;
-	size_t n = 0;
-	if (kw != NULL && kw[0] != '\0') {
-		f->kwbuf = xstrdup(kw);
-		for (char *p = f->kwbuf; p != NULL; p = strchr(p, ' ')) {
-			if (n + 2 > f->kw_cap) {
-				f->kw_cap = f->kw_cap ? f->kw_cap * 2 : 8;
-				f->kw = xrealloc(f->kw, f->kw_cap * sizeof(char *));
-			}
-			if (*p == ' ')
-				*p++ = '\0';
-			f->kw[n++] = p;
-		}
-	}
-	if (f->kw_cap == 0) {
-		f->kw_cap = 8;
-		f->kw = xcalloc(f->kw_cap, sizeof(char *));
-	}
-	f->kw[n] = NULL;
-	f->msg.keywords = f->kw;
-	f->msg.keyword_count = n;
+	f->msg.keyword_count = store_keywords_split(kw, &f->kw);
+	f->msg.keywords = f->kw.list;
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -820,8 +792,7 @@ void sq_fetch_end(struct store_fetch **fetchp)
 	sq_read_end(f->c);
 	sq_reader_put(f->u, f->c);
 	free(f->ranges);
-	free(f->kwbuf);
-	free(f->kw);
+	store_keyword_list_free(&f->kw);
 	free(f);
 }
 
@@ -841,56 +812,6 @@ struct flags_arg {
 	uint32_t *changed, *modified;
 	size_t changed_count, modified_count;
 };
-
-static bool kw_in(const struct store_flag_change *ch, const char *k, size_t len)
-{
-	for (size_t i = 0; i < ch->keyword_count; i++) {
-		if (strlen(ch->keywords[i]) == len &&
-		    strncasecmp(ch->keywords[i], k, len) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* The new keyword list of a message, as the stored string. */
-static char *kw_apply(const char *old, const struct store_flag_change *ch)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	if (ch->mode != STORE_FLAGS_REPLACE && old != NULL) {
-		for (const char *p = old; *p;) {
-			const char *e = strchr(p, ' ');
-			size_t len = e ? (size_t)(e - p) : strlen(p);
-			bool drop = ch->mode == STORE_FLAGS_REMOVE &&
-				    kw_in(ch, p, len);
-			if (!drop) {
-				if (b.len > 0)
-					buf_append_char(&b, ' ');
-				buf_append(&b, p, len);
-			}
-			p += len + (e != NULL);
-		}
-	}
-	if (ch->mode != STORE_FLAGS_REMOVE) {
-		for (size_t i = 0; i < ch->keyword_count; i++) {
-			const char *k = ch->keywords[i];
-			size_t len = strlen(k);
-			bool have = false;
-			for (const char *p = b.data; p != NULL && *p && !have;) {
-				const char *e = strchr(p, ' ');
-				size_t l = e ? (size_t)(e - p) : strlen(p);
-				have = l == len && strncasecmp(p, k, len) == 0;
-				p += l + (e != NULL);
-			}
-			if (!have) {
-				if (b.len > 0)
-					buf_append_char(&b, ' ');
-				buf_append(&b, k, len);
-			}
-		}
-	}
-	return b.len > 0 ? buf_steal(&b, NULL) : (buf_free(&b), NULL);
-}
 
 /* The common STORE (+FLAGS or -FLAGS of system flags, no keywords, no
  * UNCHANGEDSINCE) as one UPDATE per range instead of one per message:
@@ -1008,7 +929,7 @@ static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			    : ch->mode == STORE_FLAGS_REMOVE ? m->flags & ~ch->flags
 			    : ch->flags;
 		nf &= 0x1f;
-		char *nk = kw_apply(m->keywords, ch);
+		char *nk = store_keywords_apply(m->keywords, ch);
 		bool same_kw = (nk == NULL && m->keywords == NULL) ||
 			       (nk != NULL && m->keywords != NULL &&
 				strcmp(nk, m->keywords) == 0);
