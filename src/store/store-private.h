@@ -328,6 +328,11 @@ struct store_backend_vfuncs {
 			  unsigned max_entries, struct store_error *err);
 	int (*acl_all)(struct store_user *user, struct store_acl_row **rows_r,
 		       size_t *count_r, struct store_error *err);
+
+	/* Scale-out (docs/scale-out.md; pg/). Optional (NULL: this
+	 * process's sessions only): store_end_sessions reaches the
+	 * account's sessions on every other node too. */
+	void (*end_sessions)(struct store *store, int64_t user_id);
 };
 
 struct store {

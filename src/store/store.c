@@ -1221,6 +1221,8 @@ unsigned store_end_sessions(struct store *store, int64_t user_id)
 	unsigned n = count_subscribers(store, user_id);
 	pthread_rwlock_unlock(&store->hub->lock);
 	store_publish(store, &change);
+	if (store->vf->end_sessions != NULL)
+		store->vf->end_sessions(store, user_id);
 	return n;
 }
 

@@ -4,7 +4,8 @@ sees APPEND, STORE, EXPUNGE and LMTP delivery made on node B (the hub
 across nodes: NOTIFY after COMMIT, LISTEN on each node); 8 clients
 APPEND to one mailbox through both nodes at once: every UID is given
 once, each client's UIDs ascend in completion order, and both nodes end
-with the same complete list. Skipped (77) without PostgreSQL 15."""
+with the same complete list; loftctl kick on node B ends the account's
+session on node A. Skipped (77) without PostgreSQL 15."""
 
 import re
 import shutil
@@ -156,6 +157,14 @@ def run(na, nb):
             (len(seen[0]), len(seen[1])))
     r.check('both nodes list every appended UID',
             set(u for u in uids if u) <= seen[0], len(seen[0]))
+
+    # ---- loftctl kick on node B ends the session on node A too -------------
+    a.send('i3 IDLE\r\n')
+    a.expect(r'^\+ ', name='idle continuation')
+    rc, out, err = nb.loftctl('kick', USER)
+    r.check('loftctl kick on node B', rc == 0, (rc, out, err))
+    a.expect(r'^\* BYE', timeout=30 * SLOW,
+             name='kick on node B: the session on node A ends')
     a.close()
     b.close()
     if latencies:

@@ -3033,10 +3033,13 @@ static void test_pg_notify_parse(void)
 	CHECK_INT(out[1].kind, STORE_CHANGE_MAILBOXES);
 	CHECK_INT(out[1].modseq, 42);
 	CHECK_INT(pg_notify_parse(b.data, &node, out, 1, &n), -1);
+	CHECK_INT(pg_notify_parse("00ab 7 0 0:5", &node, out, 4, &n), 0);
+	CHECK_INT(out[0].kind, STORE_CHANGE_LOGOUT);
 	buf_free(&b);
 	static const char *const bad[] = {
 		"", "x", "00ab 7 42", "00ab 7 42 ", "00ab 0 42 1:1",
 		"00ab 7 42 1:1 ", "00ab 7 42 1:99", "00ab 7 42 1:5", "00ab 7 42 1:8",
+		"00ab 7 0 0:5 0:5", "00ab 7 0 0:1 0:5", "00ab 7 42 0:5",
 		"00ab 7 42 4294967296:1", "00ab -7 42 1:1", "00AB 7 42 1:1",
 		"00ab 7 99999999999999999999999 1:1", "00ab 7 42 1;1",
 		"00ab  7 42 1:1", "00ab 7 42 1:1\n",

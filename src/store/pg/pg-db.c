@@ -1290,4 +1290,5 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.acl_read = pg_acl_read,
 	.acl_update = pg_acl_update,
 	.acl_all = pg_acl_all,
+	.end_sessions = pg_end_sessions,
 };

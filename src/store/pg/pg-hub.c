@@ -78,8 +78,11 @@ int pg_notify_parse(const char *payload, uint64_t *node_r,
 		uint64_t mbox, kind;
 		if (!parse_u64(&p, 10, &mbox) || *p++ != ':' ||
 		    !parse_u64(&p, 10, &kind) || mbox > UINT32_MAX ||
-		    kind > STORE_CHANGE_ACL || kind == STORE_CHANGE_LOGOUT ||
-		    n == max)
+		    kind > STORE_CHANGE_ACL || n == max)
+			return -1;
+		/* the end of every session: alone, for the account */
+		if (kind == STORE_CHANGE_LOGOUT &&
+		    (mbox != 0 || modseq != 0 || n > 0 || *p != '\0'))
 			return -1;
 		changes[n].user_id = (int64_t)user;
 		changes[n].mailbox_id = (uint32_t)mbox;
@@ -126,7 +129,8 @@ static void handle(struct store *store, const char *payload)
 	}
 	if (node == s->node_id)
 		return;          /* ours: published at our commit */
-	raise_modseq(store, ch[0].user_id, ch[0].modseq);
+	if (ch[0].kind != STORE_CHANGE_LOGOUT)
+		raise_modseq(store, ch[0].user_id, ch[0].modseq);
 	for (size_t i = 0; i < n; i++)
 		store_publish(store, &ch[i]);
 }
@@ -275,4 +279,19 @@ void pg_notify_send(struct store *store, struct pg_conn *c,
 	if (pg_run(c, "SELECT pg_notify('" CHANNEL "', $1)", &p, &err) < 0)
 		log_warn("store", NULL, "postgres: NOTIFY: %s", err.msg);
 	buf_free(&payload);
+}
+
+/* loftctl kick / user del on this node: the account's sessions on every
+ * other node end too. */
+void pg_end_sessions(struct store *store, int64_t user_id)
+{
+	struct pg_conn *c = pg_conn_get(store, NULL);
+	if (c == NULL) {
+		log_warn("store", NULL, "postgres: sessions of user %lld on"
+			 " other nodes not told to end", (long long)user_id);
+		return;
+	}
+	struct store_change ch = {user_id, 0, STORE_CHANGE_LOGOUT, 0};
+	pg_notify_send(store, c, &ch, 1);
+	pg_conn_put(store, c);
 }

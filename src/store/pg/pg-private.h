@@ -251,6 +251,7 @@ int pg_hub_start(struct store *store);
 void pg_hub_stop(struct store *store);
 void pg_notify_send(struct store *store, struct pg_conn *c,
 		    const struct store_change *changes, size_t count);
+void pg_end_sessions(struct store *store, int64_t user_id);
 
 /* ---- loftctl check (pg-check.c) ---------------------------------------- */
 
