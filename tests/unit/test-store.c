@@ -3066,6 +3066,8 @@ static const struct test_case pg_cases[] = {
 	{"recent_status", test_recent_status},
 	{"search", test_search},
 	{"hub", test_hub},
+	{"pop3_retention", test_pop3_retention},
+	{"pop3_auto", test_pop3_auto},
 	{"roles", test_roles},
 	{"view_sharing", test_view_sharing},
 	{"fetch_since", test_fetch_since},

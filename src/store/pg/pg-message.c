@@ -1025,6 +1025,48 @@ int pg_flags_update(struct store_user *user, const char *mailbox,
 
 /* ---- copy, move, expunge ---------------------------------------------------- */
 
+/* New rows in dst for rows (the same blobs), UIDs from dst's UIDNEXT
+ * (into dst_uids), saved at savedate. */
+static int copy_rows(struct pg_tx *tx, const struct pg_mbox *dst,
+		     const struct row *rows, size_t n, time_t savedate,
+		     uint32_t *dst_uids, struct store_error *err)
+{
+	uint64_t bytes = 0;
+	int ret = 0;
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		const struct row *m = &rows[i];
+		dst_uids[i] = dst->uidnext + (uint32_t)i;
+		bytes += m->size;
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, dst->id);
+		pg_p_int(&p, dst_uids[i]);
+		pg_p_int(&p, m->blob);
+		pg_p_int(&p, m->flags);
+		pg_p_str(&p, m->keywords);
+		pg_p_int(&p, (int64_t)pg_tx_modseq(tx));
+		pg_p_int(&p, (int64_t)m->size);
+		pg_p_int(&p, m->internaldate);
+		pg_p_int(&p, (int64_t)savedate);
+		pg_p_int(&p, m->pop3_first_retr);
+		ret = pg_run(tx->c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
+			     " flags, keywords, modseq, size, internaldate,"
+			     " savedate, pop3_first_retr) VALUES ($1, $2, $3, $4,"
+			     " $5, $6, $7, $8, $9, $10, $11)", &p, err);
+		if (ret == 0)
+			ret = keywords_register(tx, dst->id, m->keywords, err);
+	}
+	if (ret == 0 && n > 0) {
+		ret = pg_mbox_touch(tx, dst->id, dst->uidnext + (uint32_t)n, err);
+		tx->bytes += (int64_t)bytes;
+		tx->messages += (int64_t)n;
+		tx->usage_dirty = true;
+		pg_tx_change(tx, dst->id, STORE_CHANGE_APPEND);
+	}
+	return ret;
+}
+
 int pg_copy(struct store_user *user, const char *src,
 	    const struct store_uid_range *ranges, size_t range_count,
 	    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
@@ -1057,38 +1099,10 @@ int pg_copy(struct store_user *user, const char *src,
 				      "Mailbox is out of UIDs");
 	su = xcalloc(n ? n : 1, sizeof(uint32_t));
 	du = xcalloc(n ? n : 1, sizeof(uint32_t));
-	time_t now = time(NULL);
-	for (size_t i = 0; ret == 0 && i < n; i++) {
-		struct row *m = &rows[i];
-		su[i] = m->uid;
-		du[i] = md.uidnext + (uint32_t)i;
-		struct pg_params p;
-		pg_p_init(&p);
-		pg_p_int(&p, user->id);
-		pg_p_int(&p, md.id);
-		pg_p_int(&p, du[i]);
-		pg_p_int(&p, m->blob);
-		pg_p_int(&p, m->flags);
-		pg_p_str(&p, m->keywords);
-		pg_p_int(&p, (int64_t)pg_tx_modseq(&tx));
-		pg_p_int(&p, (int64_t)m->size);
-		pg_p_int(&p, m->internaldate);
-		pg_p_int(&p, (int64_t)now);
-		pg_p_int(&p, m->pop3_first_retr);
-		ret = pg_run(tx.c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
-			     " flags, keywords, modseq, size, internaldate,"
-			     " savedate, pop3_first_retr) VALUES ($1, $2, $3, $4,"
-			     " $5, $6, $7, $8, $9, $10, $11)", &p, err);
-		if (ret == 0)
-			ret = keywords_register(&tx, md.id, m->keywords, err);
-	}
-	if (ret == 0 && n > 0) {
-		ret = pg_mbox_touch(&tx, md.id, md.uidnext + (uint32_t)n, err);
-		tx.bytes += (int64_t)bytes;
-		tx.messages += (int64_t)n;
-		tx.usage_dirty = true;
-		pg_tx_change(&tx, md.id, STORE_CHANGE_APPEND);
-	}
+	for (size_t i = 0; i < n; i++)
+		su[i] = rows[i].uid;
+	if (ret == 0)
+		ret = copy_rows(&tx, &md, rows, n, time(NULL), du, err);
 	if (ret == 0 && move)
 		ret = pg_expunge_uids(&tx, ms.id, su, n, true, err);
 	rows_free(rows, n);
@@ -1530,4 +1544,178 @@ int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
 	int ret = r != NULL ? 0 : -1;
 	PQclear(r);
 	return pg_wend(&tx, ret, err);
+}
+
+/* ---- retention ------------------------------------------------------------ */
+
+#define PG_EXPUNGE_LOG_DAYS 45
+
+static int special_mbox(struct pg_tx *tx, unsigned special_use,
+			struct pg_mbox *mb_r, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, special_use);
+	PGresult *r = pg_exec(tx->c, "SELECT id FROM mailbox WHERE user_id = $1"
+			      " AND special_use & $2 <> 0 AND NOT noselect"
+			      " ORDER BY id LIMIT 1", &p, err);
+	if (r == NULL)
+		return -1;
+	int found = PQntuples(r) == 1;
+	uint32_t id = found ? (uint32_t)pg_int(r, 0, 0) : 0;
+	PQclear(r);
+	return found ? pg_mbox_get(tx->user, tx->c, NULL, id, mb_r, err) : 0;
+}
+
+/* Expunges the messages of a special mailbox saved before the cutoff. */
+static int expire_special(struct pg_tx *tx, unsigned special_use,
+			  uint32_t days, time_t now, uint32_t *count_r,
+			  struct store_error *err)
+{
+	struct pg_mbox mb;
+	if (days == 0)
+		return 0;
+	int r = special_mbox(tx, special_use, &mb, err);
+	if (r <= 0)
+		return r;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, mb.id);
+	pg_p_int(&p, (int64_t)(now - (time_t)days * 86400));
+	PGresult *res = pg_exec(tx->c, "SELECT uid FROM msg WHERE user_id = $1"
+				" AND mailbox = $2 AND savedate < $3 ORDER BY uid",
+				&p, err);
+	if (res == NULL)
+		return -1;
+	uint32_t *uids;
+	size_t n;
+	uids_of(res, 0, &uids, &n);
+	PQclear(res);
+	int ret = pg_expunge_uids(tx, mb.id, uids, n, true, err);
+	free(uids);
+	*count_r += (uint32_t)n;
+	return ret;
+}
+
+static int expire_pop3(struct pg_tx *tx,
+		       const struct store_retention_policy *pol, time_t now,
+		       struct store_retention_report *rep,
+		       struct store_error *err)
+{
+	if (pol->pop3_retention_days == 0)
+		return 0;
+	struct pg_mbox inbox, trash;
+	struct row *rows;
+	size_t n, w = 0;
+	if (pg_mbox_need(tx->user, tx->c, "INBOX", 0, &inbox, err) < 0 ||
+	    rows_get(tx, inbox.id, NULL, 0, &rows, &n, err) < 0)
+		return -1;
+	time_t cutoff = now - (time_t)pol->pop3_retention_days * 86400;
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].pop3_first_retr != 0 &&
+		    rows[i].pop3_first_retr < cutoff && !rows[i].pop3_hidden) {
+			struct row t = rows[w];
+			rows[w++] = rows[i];
+			rows[i] = t;
+		}
+	}
+	int ret = 0, mode = pol->pop3_delete;
+	if (w > 0 && mode == STORE_POP3_AUTO) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		PGresult *r = pg_exec(tx->c, "SELECT sync_login FROM account"
+				      " WHERE user_id = $1", &p, err);
+		if (r == NULL)
+			ret = -1;
+		else
+			mode = store_sync_active((time_t)pg_int(r, 0, 0), now)
+				       ? STORE_POP3_HIDE : STORE_POP3_TRASH;
+		PQclear(r);
+	}
+	uint32_t *uids = xcalloc(w ? w : 1, sizeof(uint32_t));
+	for (size_t i = 0; i < w; i++)
+		uids[i] = rows[i].uid;
+	if (ret < 0 || w == 0) {
+		/* nothing, or the error is set */
+	} else if (mode == STORE_POP3_HIDE) {
+		struct buf arr;
+		uid_array(&arr, uids, w);
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, inbox.id);
+		pg_p_str(&p, arr.data);
+		ret = pg_run(tx->c, "UPDATE msg SET pop3_hidden = true WHERE"
+			     " user_id = $1 AND mailbox = $2 AND"
+			     " uid = ANY ($3::bigint[])", &p, err);
+		buf_free(&arr);
+	} else {
+		int r = mode == STORE_POP3_TRASH
+				? special_mbox(tx, STORE_SPECIAL_TRASH, &trash, err)
+				: 0;
+		if (r < 0)
+			ret = -1;
+		if (ret == 0 && r > 0 && trash.id != inbox.id) {
+			uint32_t *dst = xcalloc(w, sizeof(uint32_t));
+			ret = copy_rows(tx, &trash, rows, w, now, dst, err);
+			free(dst);
+		}
+		if (ret == 0)
+			ret = pg_expunge_uids(tx, inbox.id, uids, w, true, err);
+	}
+	if (ret == 0)
+		rep->pop3_removed += (uint32_t)w;
+	free(uids);
+	rows_free(rows, n);
+	return ret;
+}
+
+/* Drops expunge log entries past their keeping time; the mailbox's
+ * horizon says older resyncs can no longer be incremental. */
+static int prune_expunge_log(struct pg_tx *tx, time_t now,
+			     struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, (int64_t)(now - (time_t)PG_EXPUNGE_LOG_DAYS * 86400));
+	if (pg_run(tx->c, "UPDATE mailbox m SET expunge_horizon ="
+		   " greatest(m.expunge_horizon, e.top) FROM (SELECT mailbox,"
+		   " max(modseq) AS top FROM expunged WHERE user_id = $1"
+		   " AND time < $2 GROUP BY mailbox) e WHERE m.user_id = $1"
+		   " AND m.id = e.mailbox", &p, err) < 0)
+		return -1;
+	return pg_run(tx->c, "DELETE FROM expunged WHERE user_id = $1"
+		      " AND time < $2", &p, err);
+}
+
+int pg_retention_run(struct store_user *user,
+		     const struct store_retention_policy *pol, time_t now,
+		     struct store_retention_report *report_r,
+		     struct store_error *err)
+{
+	struct store_retention_report rep;
+	memset(&rep, 0, sizeof(rep));
+	memset(report_r, 0, sizeof(*report_r));
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	int ret = expire_pop3(&tx, pol, now, &rep, err);
+	if (ret == 0)
+		ret = expire_special(&tx, STORE_SPECIAL_TRASH,
+				     pol->trash_retention_days, now,
+				     &rep.trash_expunged, err);
+	if (ret == 0)
+		ret = expire_special(&tx, STORE_SPECIAL_JUNK,
+				     pol->junk_retention_days, now,
+				     &rep.junk_expunged, err);
+	if (ret == 0)
+		ret = prune_expunge_log(&tx, time(NULL), err);
+	if (pg_wend(&tx, ret, err) < 0)
+		return -1;
+	*report_r = rep;
+	return 0;
 }

@@ -244,6 +244,10 @@ int pg_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 		      struct store_error *err);
 int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
 		 size_t *hidden_r, struct store_error *err);
+int pg_retention_run(struct store_user *user,
+		     const struct store_retention_policy *policy, time_t now,
+		     struct store_retention_report *report_r,
+		     struct store_error *err);
 
 /* ---- the hub across nodes (pg-hub.c) ----------------------------------- */
 
