@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +85,26 @@ static int confine(struct mail *m, bool *chrooted_r)
 	 * makes them) but to the resolver's ports (libunbound's TCP
 	 * queries), no TCP listener of its own (the parent binds them). */
 	daemon_extras_sandbox(d, &sb);
+	/* [store] backend = postgres (docs/scale-out.md): the bodies in
+	 * blob_dir and the database's TCP ports; no chroot fallback, which
+	 * could reach neither */
+	bool pg = d->sset.backend == STORE_BACKEND_POSTGRES;
+	if (pg) {
+		/* made here, before the rule that needs it */
+		if (mkdir(d->sset.blob_dir, 0700) == 0 && d->user.set &&
+		    geteuid() == 0 &&
+		    chown(d->sset.blob_dir, d->user.uid, d->user.gid) < 0)
+			log_warn("loftd", NULL, "chown %s: %s",
+				 d->sset.blob_dir, strerror(errno));
+		daemon_sandbox_rw(&sb, d->sset.blob_dir);
+		uint16_t ports[4];
+		size_t np = store_backend_ports(&d->sset, ports, 4);
+		for (size_t i = 0; i < np; i++) {
+			if (sb.tcp_port_count < sizeof(sb.tcp_connect_ports) /
+						sizeof(*sb.tcp_connect_ports))
+				sb.tcp_connect_ports[sb.tcp_port_count++] = ports[i];
+		}
+	}
 	for (size_t i = 0; i < d->listener_count; i++) {
 		struct daemon_frontend *fe = d->listeners[i].fe;
 		bool first = true;
@@ -93,7 +114,7 @@ static int confine(struct mail *m, bool *chrooted_r)
 		if (first && fe->sandbox != NULL)
 			fe->sandbox(d, &sb);
 	}
-	sb.chroot_dir = mail_dir;
+	sb.chroot_dir = pg ? NULL : mail_dir;
 	tzset();
 	char *err = NULL;
 	int rc = daemon_sandbox_enter(&sb, &d->user, chrooted_r, &err);

@@ -149,6 +149,13 @@ int store_settings_from_config(const struct config *cfg,
 			       struct store_settings *set_r,
 			       struct buf *errors);
 
+/* Scale-out: the TCP ports the postgres backend connects to (from
+ * [store] postgres; 5432 when it names none), for the mail process's
+ * sandbox. Returns how many were put in ports (0 for sqlite, or a
+ * connection string over Unix sockets only). */
+size_t store_backend_ports(const struct store_settings *set, uint16_t *ports,
+			   size_t max);
+
 int store_open(const struct store_settings *set, struct store **store_r,
 	       struct store_error *err);
 /* Starts the background sweep of orphaned blobs and other slow start-up

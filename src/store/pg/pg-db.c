@@ -1284,3 +1284,58 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.acl_all = pg_acl_all,
 	.end_sessions = pg_end_sessions,
 };
+
+/* ---- the sandbox's view (store.h) ------------------------------------- */
+
+static void port_add(uint16_t *ports, size_t max, size_t *n, uint16_t port)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (ports[i] == port)
+			return;
+	if (*n < max)
+		ports[(*n)++] = port;
+}
+
+size_t store_backend_ports(const struct store_settings *set, uint16_t *ports,
+			   size_t max)
+{
+	if (set->backend != STORE_BACKEND_POSTGRES || set->postgres == NULL)
+		return 0;
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(set->postgres, &errmsg);
+	PQfreemem(errmsg);
+	if (opts == NULL)
+		return 0;
+	const char *host = NULL, *port = NULL;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "host") == 0 ||
+		    (strcmp(o->keyword, "hostaddr") == 0 && host == NULL))
+			host = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+	}
+	size_t n = 0;
+	/* no host, or only socket directories: no TCP at all */
+	bool tcp = false;
+	for (const char *h = host; h != NULL && *h != '\0';) {
+		size_t len = strcspn(h, ",");
+		if (len > 0 && h[0] != '/' && h[0] != '@')
+			tcp = true;
+		h += len + (h[len] == ',');
+	}
+	if (host == NULL)
+		tcp = false;
+	for (const char *p = port; tcp && p != NULL && *p != '\0';) {
+		char *end;
+		unsigned long v = strtoul(p, &end, 10);
+		if (end != p && v > 0 && v < 65536)
+			port_add(ports, max, &n, (uint16_t)v);
+		p = end + strspn(end, ", ");
+		if (end == p && *p != '\0')
+			p++;
+	}
+	if (tcp && n == 0)
+		port_add(ports, max, &n, 5432);
+	PQconninfoFree(opts);
+	return n;
+}
