@@ -111,14 +111,44 @@ export class Jmap {
     return Object.values(CAP).filter((c) => this.has(c));
   }
 
-  /** One request; returns methodResponses. Throws on request-level errors. */
+  // Requests in flight, at most the server's maxConcurrentRequests (RFC
+  // 8620 2): past it the server refuses the request with a limit error,
+  // and a refused Email/set would roll back a change the page already
+  // shows. The browser may open 6 connections; the server allows 4.
+  private inFlight = 0;
+  private waiting: Array<() => void> = [];
+  private maxInFlight(): number {
+    const n = Number(this.session?.capabilities[CAP.core]?.maxConcurrentRequests);
+    return Number.isInteger(n) && n > 0 ? n : 4;
+  }
+  private async slot(): Promise<void> {
+    while (this.inFlight >= this.maxInFlight()) await new Promise<void>((r) => this.waiting.push(r));
+    this.inFlight++;
+  }
+  private unslot(): void {
+    this.inFlight--;
+    this.waiting.shift()?.();
+  }
+
+  /** One request; returns methodResponses. Throws on request-level errors.
+   * Another client of the same account (a second tab, a phone) may hold
+   * the account's slots: a maxConcurrentRequests refusal is retried. */
   async call(calls: Invocation[]): Promise<Invocation[]> {
-    const r = await this.fetch(this.session ? new URL(this.session.apiUrl).pathname : '/jmap/api', {
-      method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ using: this.using(), methodCalls: calls }),
-    });
-    if (!r.ok) {
-      const p = (await readJson(r)) as { type?: string; detail?: string };
+    let r: Response;
+    for (let attempt = 0; ; attempt++) {
+      await this.slot();
+      try {
+        r = await this.fetch(this.session ? new URL(this.session.apiUrl).pathname : '/jmap/api', {
+          method: 'POST', headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ using: this.using(), methodCalls: calls }),
+        });
+      } finally { this.unslot(); }
+      if (r.ok) break;
+      const p = (await readJson(r)) as { type?: string; detail?: string; limit?: string };
+      if (p.limit === 'maxConcurrentRequests' && attempt < 20) {
+        await new Promise((res) => setTimeout(res, 50 * Math.min(attempt + 1, 10)));
+        continue;
+      }
       throw new JmapError(p.type ?? 'http', p.detail ?? `The server answered ${r.status}.`, r.status);
     }
     const body = (await r.json()) as { methodResponses: Invocation[]; sessionState?: string };
