@@ -614,23 +614,26 @@ int sq_jmap_mailboxes(struct store_user *user,
 		      struct store_jmap_mailbox **list_r, size_t *count_r,
 		      struct store_error *err)
 {
+	/* the list and its counts in one snapshot */
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = snap_begin(u, err);
+	if (c == NULL)
+		return -1;
 	struct store_mailbox_info *infos;
 	size_t n;
-	if (sq_mailbox_list(user, &infos, &n, err) < 0)
+	if (sq_mailbox_list_norecent_in(u, c, &infos, &n, err) < 0) {
+		snap_end(u, c);
 		return -1;
+	}
 	struct store_jmap_mailbox *list = xcalloc(n ? n : 1, sizeof(*list));
 	for (size_t i = 0; i < n; i++)
 		list[i].info = infos[i];
 	free(infos);
-	struct sq_user *u = SQU(user);
-	struct sq_conn *c = sq_reader_get(u, err);
-	int ret = c == NULL ? -1 : 0;
-	sqlite3_stmt *st = c != NULL ? sq_stmt(c, "SELECT emails, unread,"
-						  " threads, unread_threads,"
-						  " sort_order FROM jmailbox"
-						  " WHERE id = ?")
-				     : NULL;
-	if (c != NULL && st == NULL)
+	int ret = 0;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT emails, unread, threads,"
+				      " unread_threads, sort_order FROM"
+				      " jmailbox WHERE id = ?");
+	if (st == NULL)
 		ret = sq_db_error(c, err, "jmap mailboxes");
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		sqlite3_bind_int64(st, 1, list[i].info.id);
@@ -653,8 +656,7 @@ int sq_jmap_mailboxes(struct store_user *user,
 		}
 		sqlite3_reset(st);
 	}
-	if (c != NULL)
-		sq_reader_put(u, c);
+	snap_end(u, c);
 	if (ret < 0) {
 		store_jmap_mailboxes_free(list, n);
 		return -1;

@@ -440,9 +440,27 @@ int sq_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 	return ret;
 }
 
+static int list_in(struct sq_user *u, struct sq_conn *c, bool want_recent,
+		   struct store_mailbox_info **list_r, size_t *count_r,
+		   struct store_error *err);
+
 int sq_mailbox_list_in(struct sq_user *u, struct sq_conn *c,
 		       struct store_mailbox_info **list_r, size_t *count_r,
 		       struct store_error *err)
+{
+	return list_in(u, c, true, list_r, count_r, err);
+}
+
+int sq_mailbox_list_norecent_in(struct sq_user *u, struct sq_conn *c,
+				struct store_mailbox_info **list_r,
+				size_t *count_r, struct store_error *err)
+{
+	return list_in(u, c, false, list_r, count_r, err);
+}
+
+static int list_in(struct sq_user *u, struct sq_conn *c, bool want_recent,
+		   struct store_mailbox_info **list_r, size_t *count_r,
+		   struct store_error *err)
 {
 	struct store_mailbox_info *list = NULL;
 	size_t n = 0, cap = 0;
@@ -459,7 +477,7 @@ int sq_mailbox_list_in(struct sq_user *u, struct sq_conn *c,
 			list = xrealloc(list, cap * sizeof(*list));
 		}
 		/* count_recent uses another statement: safe while st runs */
-		info_from_row(u, c, st, &list[n++], true);
+		info_from_row(u, c, st, &list[n++], want_recent);
 	}
 	if (rc != SQLITE_DONE)
 		ret = sq_db_error(c, err, "list");

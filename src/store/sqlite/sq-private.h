@@ -439,6 +439,11 @@ uint32_t sq_next_uidvalidity(struct sq_user *u);
 int sq_mailbox_list_in(struct sq_user *u, struct sq_conn *c,
 		       struct store_mailbox_info **list_r, size_t *count_r,
 		       struct store_error *err);
+/* The same without \Recent (recent stays 0): JMAP has no \Recent, and
+ * counting it walks every message of a mailbox no IMAP session saw. */
+int sq_mailbox_list_norecent_in(struct sq_user *u, struct sq_conn *c,
+				struct store_mailbox_info **list_r,
+				size_t *count_r, struct store_error *err);
 int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
 		     struct store_mailbox_info *info_r, bool want_recent);
 uint32_t sq_recent_first(struct sq_user *u, uint32_t mailbox_id,
