@@ -81,7 +81,6 @@ struct puser {
 	uint64_t change_ns;         /* the first change not pushed yet */
 	uint64_t delivery;          /* the modseq of the last APPEND */
 	bool known;                 /* last[] is filled */
-	bool subs_loaded;           /* PushSubscriptions read this run */
 	unsigned pending;           /* streams being set up: keep the entry */
 	uint64_t last[P_TYPES];
 	struct puser *next;
@@ -101,7 +100,24 @@ struct jmap_push {
 	struct puser *users;
 	struct pwork *work, **work_tail;
 	pthread_cond_t work_cond;
+	int64_t *checked;           /* users whose subscriptions were read */
+	size_t nchecked;            /* (sorted ids) */
 };
+
+/* Under p->mu: where id is or would go in p->checked. */
+static size_t checked_pos(const struct jmap_push *p, int64_t id, bool *found)
+{
+	size_t lo = 0, hi = p->nchecked;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->checked[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < p->nchecked && p->checked[lo] == id;
+	return lo;
+}
 
 static struct puser *puser_find(struct jmap_push *p, int64_t user_id)
 {
@@ -546,6 +562,7 @@ void jmap_push_destroy(struct jmap_push **pp)
 	pthread_cond_destroy(&p->cond);
 	pthread_cond_destroy(&p->work_cond);
 	curl_global_cleanup();
+	free(p->checked);
 	free(p);
 }
 
@@ -713,7 +730,6 @@ static void subs_reload(struct jmap_req *req)
 	}
 	pthread_mutex_lock(&p->mu);
 	struct puser *u = puser_get(p, req->who->user_id);
-	u->subs_loaded = true;
 	for (struct psub *s = u->subs, *n; s != NULL; s = n) {
 		n = s->next;
 		free(s->id);
@@ -972,17 +988,19 @@ static json_t *push_set(struct jmap_req *req, json_t *args)
 }
 
 /* After a restart the registry is empty: a user's verified
- * PushSubscriptions are read back at the user's first request. */
+ * PushSubscriptions are read back at the user's first request (once:
+ * PushSubscription/set reloads them itself). */
 void jmap_push_user_seen(struct jmap_req *req)
 {
 	struct jmap_push *p = req->j->push;
 	if (p == NULL || req->user == NULL)
 		return;
+	int64_t id = req->who->user_id;
+	bool found;
 	pthread_mutex_lock(&p->mu);
-	struct puser *u = puser_find(p, req->who->user_id);
-	bool loaded = u != NULL && u->subs_loaded;
+	checked_pos(p, id, &found);
 	pthread_mutex_unlock(&p->mu);
-	if (loaded)
+	if (found)
 		return;
 	struct store_jobject *list;
 	size_t n;
@@ -992,6 +1010,17 @@ void jmap_push_user_seen(struct jmap_req *req)
 	store_jobject_list_free(list, n);
 	if (n > 0)
 		subs_reload(req);
+	pthread_mutex_lock(&p->mu);
+	size_t at = checked_pos(p, id, &found);
+	if (!found) {
+		p->checked = xrealloc(p->checked,
+				      (p->nchecked + 1) * sizeof(int64_t));
+		memmove(&p->checked[at + 1], &p->checked[at],
+			(p->nchecked - at) * sizeof(int64_t));
+		p->checked[at] = id;
+		p->nchecked++;
+	}
+	pthread_mutex_unlock(&p->mu);
 }
 
 /* PushSubscription has no accountId (RFC 8620 7.2): it is the caller's. */

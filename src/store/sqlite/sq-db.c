@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -317,6 +318,13 @@ static char *index_path(struct sq_user *u)
 	return xasprintf("%s/index.db", u->dir);
 }
 
+static int64_t mono_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
 struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 {
 	sq_touch(u);
@@ -330,6 +338,10 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 		log_warn("store", NULL, "user %lld has %zu index readers open"
 			 " (a fetch never ended?)", (long long)u->user->id,
 			 u->readers_out);
+	if (u->readers_out >= u->readers_peak) {
+		u->readers_peak = u->readers_out;
+		u->readers_peak_at = mono_seconds();
+	}
 	pthread_mutex_unlock(&u->readers_mu);
 	if (c != NULL)
 		return c;
@@ -347,10 +359,15 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 
 /* Idle read connections kept per user at rest; more are opened when
  * readers overlap. While others are still out a returning one is kept
- * too (a burst, e.g. a JMAP client's parallel requests, reuses them
- * instead of opening a connection, and parsing the schema, per read);
- * the pool shrinks back to this as the burst ends. */
+ * too, and so are as many as were out at once in the last
+ * SQ_READERS_PEAK_S seconds, up to SQ_READERS_PEAK_MAX: a busy account
+ * (a JMAP client's parallel requests, several clients) reuses them
+ * instead of opening a connection, and parsing the schema, per read
+ * (that was an eighth of loftd's time under 16 webmail-like clients);
+ * the pool shrinks back to SQ_READERS_KEPT once the account is quiet. */
 #define SQ_READERS_KEPT 2
+#define SQ_READERS_PEAK_S 30
+#define SQ_READERS_PEAK_MAX 8
 
 void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 {
@@ -373,7 +390,13 @@ void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 	size_t n = 0;
 	for (struct sq_conn *r = u->readers; r != NULL; r = r->next)
 		n++;
-	if (n < SQ_READERS_KEPT || n < u->readers_out) {
+	if (u->readers_peak > SQ_READERS_KEPT &&
+	    mono_seconds() - u->readers_peak_at > SQ_READERS_PEAK_S)
+		u->readers_peak = u->readers_out;   /* quiet again: decay */
+	size_t peak = u->readers_peak < SQ_READERS_PEAK_MAX
+			      ? u->readers_peak
+			      : SQ_READERS_PEAK_MAX;
+	if (n < SQ_READERS_KEPT || n < u->readers_out || n < peak) {
 		c->next = u->readers;
 		u->readers = c;
 		c = NULL;

@@ -100,6 +100,8 @@ struct sq_user {
 	pthread_mutex_t readers_mu;
 	struct sq_conn *readers;
 	size_t readers_out;        /* handed out, not yet put back */
+	size_t readers_peak;       /* most out at once lately ... */
+	int64_t readers_peak_at;   /* ... last reached then (monotonic s) */
 
 	pthread_mutex_t recent_mu;
 	struct sq_recent *recent;
