@@ -370,23 +370,32 @@ export class Model {
 
   private async syncOnce(): Promise<void> {
     const acc = this.j.accountId;
+    // One request: the changes and, by result references, the changed
+    // objects themselves (and their threads' sizes), so a change from
+    // another device costs one round trip before the page shows it.
+    const ref = (resultOf: string, name: string, path: string) => ({ resultOf, name, path });
     const calls: Invocation[] = [
       ['Mailbox/changes', { accountId: acc, sinceState: this.states.Mailbox, maxChanges: 500 }, 'm'],
+      ['Mailbox/get', { accountId: acc, '#ids': ref('m', 'Mailbox/changes', '/created') }, 'mc'],
+      ['Mailbox/get', { accountId: acc, '#ids': ref('m', 'Mailbox/changes', '/updated') }, 'mu'],
       ['Email/changes', { accountId: acc, sinceState: this.states.Email, maxChanges: 500 }, 'e'],
+      ['Email/get', { accountId: acc, '#ids': ref('e', 'Email/changes', '/created'), properties: LIST_PROPS }, 'ec'],
+      ['Email/get', { accountId: acc, '#ids': ref('e', 'Email/changes', '/updated'), properties: LIST_PROPS }, 'eu'],
       ['Email/queryChanges', { accountId: acc, ...this.queryArgs(), sinceQueryState: this.queryState, calculateTotal: true, maxChanges: 500 }, 'qc'],
     ];
+    const threads = this.settings.threads;
+    if (threads) {
+      calls.push(['Thread/get', { accountId: acc, '#ids': ref('ec', 'Email/get', '/list/*/threadId') }, 'tc'],
+        ['Thread/get', { accountId: acc, '#ids': ref('eu', 'Email/get', '/list/*/threadId') }, 'tu']);
+    }
     if (this.states.LoftSettings) calls.push(['LoftSettings/get', { accountId: acc, ids: null }, 's']);
     const rs = await this.j.call(calls);
     // mailboxes
     let reloadBoxes = false;
     try {
       const m = pick(rs, 'm', 'Mailbox/changes');
-      const changed = [...(m.created as string[]), ...(m.updated as string[])];
       for (const id of m.destroyed as string[]) this.mailboxes.delete(id);
-      if (changed.length) {
-        const g = await this.j.one('Mailbox/get', { ids: changed });
-        for (const mb of g.list as Mailbox[]) this.mailboxes.set(mb.id, mb);
-      }
+      for (const c of ['mc', 'mu']) for (const mb of pick(rs, c, 'Mailbox/get').list as Mailbox[]) this.mailboxes.set(mb.id, mb);
       this.states.Mailbox = String(m.newState);
       if (m.hasMoreChanges) this.syncAgain = true;
     } catch (e) {
@@ -397,20 +406,25 @@ export class Model {
     let reloadAll = false;
     try {
       const e = pick(rs, 'e', 'Email/changes');
-      const created = e.created as string[];
-      const changed = [...created, ...(e.updated as string[])];
+      const created = new Set(e.created as string[]);
       for (const id of e.destroyed as string[]) this.emails.delete(id);
-      if (changed.length) {
-        const inbox = this.byRole('inbox')?.id;
-        const g = await this.j.one('Email/get', { ids: changed, properties: LIST_PROPS });
-        const fresh: Email[] = [];
-        for (const em of g.list as Email[]) {
-          if (created.includes(em.id) && inbox && em.mailboxIds[inbox] && !em.keywords.$seen) fresh.push(em);
+      const inbox = this.byRole('inbox')?.id;
+      const fresh: Email[] = [];
+      for (const c of ['ec', 'eu']) {
+        for (const em of pick(rs, c, 'Email/get').list as Email[]) {
+          if (created.has(em.id) && inbox && em.mailboxIds[inbox] && !em.keywords.$seen) fresh.push(em);
           this.emails.set(em.id, em);
           this.threadSize.delete(em.threadId);
         }
-        if (fresh.length) this.onNewMail?.(fresh);
       }
+      if (threads) {
+        try {
+          for (const c of ['tc', 'tu']) {
+            for (const t of pick(rs, c, 'Thread/get').list as Array<{ id: string; emailIds: string[] }>) this.threadSize.set(t.id, t.emailIds.length);
+          }
+        } catch { /* counts are decoration */ }
+      }
+      if (fresh.length) this.onNewMail?.(fresh);
       this.states.Email = String(e.newState);
       if (e.hasMoreChanges) this.syncAgain = true;
     } catch (err) {
