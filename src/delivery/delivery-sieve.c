@@ -227,6 +227,57 @@ const struct sieve_limits *delivery_sieve_limits(const struct delivery_sieve *ds
 	return &ds->limits;
 }
 
+bool delivery_sieve_installed_limits(struct sieve_limits *limits_r)
+{
+	pthread_mutex_lock(&installed_mu);
+	bool on = installed != NULL;
+	if (on)
+		*limits_r = installed->limits;
+	pthread_mutex_unlock(&installed_mu);
+	return on;
+}
+
+enum delivery_sieve_quota delivery_sieve_quota(struct auth *auth,
+					       struct store_user *su,
+					       int64_t user_id,
+					       const char *name, uint64_t size,
+					       size_t max_script_size,
+					       uint64_t *max_r,
+					       struct store_error *err)
+{
+	uint64_t dummy;
+	if (max_r == NULL)
+		max_r = &dummy;
+	if (size > max_script_size) {
+		*max_r = max_script_size;
+		return DSIEVE_QUOTA_SIZE;
+	}
+	struct auth_policy pol;
+	if (auth == NULL || auth_user_policy(auth, user_id, &pol) < 0)
+		auth_policy_defaults(&pol);
+	struct store_sieve_script *l;
+	size_t n;
+	if (store_sieve_list(su, &l, &n, err) < 0)
+		return DSIEVE_QUOTA_ERROR;
+	uint64_t count = 0, bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (name != NULL && strcmp(l[i].name, name) == 0)
+			continue;
+		count++;
+		bytes += l[i].size;
+	}
+	store_sieve_list_free(l, n);
+	if (pol.sieve_max_storage && bytes + size > pol.sieve_max_storage) {
+		*max_r = pol.sieve_max_storage;
+		return DSIEVE_QUOTA_STORAGE;
+	}
+	if (pol.sieve_max_scripts && count + 1 > pol.sieve_max_scripts) {
+		*max_r = pol.sieve_max_scripts;
+		return DSIEVE_QUOTA_SCRIPTS;
+	}
+	return DSIEVE_QUOTA_OK;
+}
+
 static struct delivery_sieve *current(struct queue **queue_r)
 {
 	pthread_mutex_lock(&installed_mu);

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf;
 struct config;
@@ -38,5 +39,32 @@ void delivery_sieve_unref(struct delivery_sieve **ds);
 void delivery_sieve_install(struct delivery_sieve *ds, struct queue *queue);
 /* The limits of ds (ManageSieve, loftctl compile with them). */
 const struct sieve_limits *delivery_sieve_limits(const struct delivery_sieve *ds);
+/* The limits of the installed one (JMAP); false when none is installed
+ * (Sieve does not run at delivery in this process). */
+bool delivery_sieve_installed_limits(struct sieve_limits *limits_r);
+
+/* Whether an account may store a script of size bytes as name (replacing
+ * the script of that name, if any): max_script_size, then [policy]
+ * sieve_max_storage and sieve_max_scripts (auth_user_policy; 0: no
+ * limit). One rule for ManageSieve and JMAP. *max_r (may be NULL) gets
+ * the limit that refused: bytes for SIZE and STORAGE, scripts for
+ * SCRIPTS. */
+enum delivery_sieve_quota {
+	DSIEVE_QUOTA_OK,
+	DSIEVE_QUOTA_SIZE,        /* over max_script_size */
+	DSIEVE_QUOTA_STORAGE,     /* over sieve_max_storage */
+	DSIEVE_QUOTA_SCRIPTS,     /* over sieve_max_scripts */
+	DSIEVE_QUOTA_ERROR,       /* the store failed: err */
+};
+struct auth;
+struct store_error;
+struct store_user;
+enum delivery_sieve_quota delivery_sieve_quota(struct auth *auth,
+					       struct store_user *su,
+					       int64_t user_id,
+					       const char *name, uint64_t size,
+					       size_t max_script_size,
+					       uint64_t *max_r,
+					       struct store_error *err);
 
 #endif

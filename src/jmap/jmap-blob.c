@@ -9,6 +9,7 @@
  *   U<user>-<n>            an upload (jmap-http.c), kept an hour or more
  *                          after its last use
  *   U<user>-<n>-<path>     a part of an uploaded message (Email/parse)
+ *   Z<user>-<hash>         a Sieve script's content (jmap-sieve.c)
  *
  * Any other account's id is notFound: the user number must be the
  * caller's, so the store is never even asked.
@@ -83,6 +84,12 @@ int jmap_blob_open(struct jmap *j, struct store_user *user,
 			store_upload_touch(user, n, time(NULL) +
 					   (time_t)j->set.upload_ttl, NULL);
 		}
+	} else if (blob_id_split(blob_id, 'Z', uid, &n, path, &plen) &&
+		   plen == 0) {
+		r = jmap_sieve_blob_open(user, n, b, err);
+		if (r < 0)
+			jmap_blob_close(b);
+		return r;
 	} else {
 		jmap_fail(err, STORE_ERR_NOTFOUND, "No such blob");
 		return -1;

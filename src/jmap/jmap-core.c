@@ -580,7 +580,7 @@ static void id_of(struct jmap_req *req, enum store_jmap_kind kind,
 	else if (kind == STORE_JMAP_THREAD)
 		jmap_thread_id(req, c->id, out);
 	else
-		snprintf(out, 32, "%c%llx", "METISVPW"[kind],
+		snprintf(out, 32, "%c%llx", "METISVPWZ"[kind],
 			 (unsigned long long)c->id);
 }
 
@@ -664,6 +664,7 @@ static const struct {
 	{JMAP_CAP_VACATION, JMAP_C_VACATION},
 	{JMAP_CAP_QUOTA, JMAP_C_QUOTA},
 	{JMAP_CAP_LOFT, JMAP_C_LOFT},
+	{JMAP_CAP_SIEVE, JMAP_C_SIEVE},
 };
 
 static json_t *core_echo(struct jmap_req *req, json_t *args)
@@ -681,7 +682,7 @@ static const struct jmap_method *const method_tables[] = {
 	core_methods, jmap_mailbox_methods, jmap_email_methods,
 	jmap_thread_methods, jmap_identity_methods, jmap_submission_methods,
 	jmap_vacation_methods, jmap_quota_methods, jmap_blob_methods,
-	jmap_push_methods, jmap_loft_methods,
+	jmap_push_methods, jmap_loft_methods, jmap_sieve_methods,
 };
 
 static const struct jmap_method *method_find(const char *name)
@@ -821,7 +822,9 @@ static void run_call(struct jmap_req *req, json_t *call)
 	const struct jmap_method *m = err == NULL ? method_find(name) : NULL;
 	if (err == NULL && (m == NULL || !(req->using & m->cap) ||
 			    (m->cap == JMAP_C_VACATION &&
-			     !jmap_vacation_available(req->j))))
+			     !jmap_vacation_available(req->j)) ||
+			    (m->cap == JMAP_C_SIEVE &&
+			     !jmap_sieve_available(req->j))))
 		err = jmap_error("unknownMethod", "%s", name);
 	if (err == NULL) {
 		size_t before = json_array_size(req->responses);
@@ -884,7 +887,8 @@ unsigned jmap_api(struct jmap *j, const struct jmap_caller *who,
 		for (size_t c = 0; c < sizeof(caps) / sizeof(*caps); c++)
 			if (strcmp(caps[c].uri, json_string_value(x)) == 0)
 				bit = caps[c].bit;
-		if (bit == JMAP_C_VACATION && !jmap_vacation_available(j))
+		if ((bit == JMAP_C_VACATION && !jmap_vacation_available(j)) ||
+		    (bit == JMAP_C_SIEVE && !jmap_sieve_available(j)))
 			bit = 0;
 		if (bit == 0) {
 			char detail[300];
@@ -1004,6 +1008,12 @@ unsigned jmap_session(struct jmap *j, const struct jmap_caller *who,
 		json_object_set_new(acaps, JMAP_CAP_VACATION, json_object());
 		json_object_set_new(primary, JMAP_CAP_VACATION,
 				    json_string(acc));
+	}
+	if (jmap_sieve_available(j)) {
+		json_object_set_new(caps_j, JMAP_CAP_SIEVE, json_object());
+		json_object_set_new(acaps, JMAP_CAP_SIEVE,
+				    jmap_sieve_capability(j, who->user_id));
+		json_object_set_new(primary, JMAP_CAP_SIEVE, json_string(acc));
 	}
 	json_t *accounts = json_pack("{s:{s:s,s:b,s:b,s:o}}", acc, "name",
 				     who->address, "isPersonal", 1,

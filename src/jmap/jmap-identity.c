@@ -18,13 +18,13 @@
 
 void jmap_object_id(enum store_jmap_kind kind, int64_t n, char out[32])
 {
-	snprintf(out, 32, "%c%llx", "METISVPW"[kind], (unsigned long long)n);
+	snprintf(out, 32, "%c%llx", "METISVPWZ"[kind], (unsigned long long)n);
 }
 
 bool jmap_object_id_parse(enum store_jmap_kind kind, const char *s,
 			  int64_t *n_r)
 {
-	if (s == NULL || s[0] != "METISVPW"[kind] || s[1] == '\0' ||
+	if (s == NULL || s[0] != "METISVPWZ"[kind] || s[1] == '\0' ||
 	    strlen(s) > 17)
 		return false;
 	char *end;

@@ -26,6 +26,7 @@ struct queue;
 #define JMAP_CAP_VACATION "urn:ietf:params:jmap:vacationresponse"
 #define JMAP_CAP_QUOTA "urn:ietf:params:jmap:quota"
 #define JMAP_CAP_LOFT "https://loft.example/jmap/webmail"
+#define JMAP_CAP_SIEVE "urn:ietf:params:jmap:sieve"
 
 enum jmap_cap {
 	JMAP_C_CORE = 1 << 0,
@@ -34,6 +35,7 @@ enum jmap_cap {
 	JMAP_C_VACATION = 1 << 3,
 	JMAP_C_QUOTA = 1 << 4,
 	JMAP_C_LOFT = 1 << 5,
+	JMAP_C_SIEVE = 1 << 6,
 };
 
 struct jmap_user_slot {
@@ -185,6 +187,7 @@ extern const struct jmap_method jmap_quota_methods[];
 extern const struct jmap_method jmap_blob_methods[];
 extern const struct jmap_method jmap_push_methods[];
 extern const struct jmap_method jmap_loft_methods[];
+extern const struct jmap_method jmap_sieve_methods[];
 
 /* jmap-loft.c: the webmail's vendor capability and its message frame
  * route (GET /jmap/frame/). */
@@ -243,6 +246,14 @@ json_t *jmap_type_states(struct jmap *j, struct store_user *user,
 
 /* jmap-vacation.c: whether VacationResponse is advertised (Sieve). */
 bool jmap_vacation_available(struct jmap *j);
+
+/* jmap-sieve.c: SieveScript (RFC 9661), offered when Sieve runs at
+ * delivery; the account capability; a script's content as a blob ("Z"
+ * ids, jmap-blob.c). */
+bool jmap_sieve_available(struct jmap *j);
+json_t *jmap_sieve_capability(struct jmap *j, int64_t user_id);
+int jmap_sieve_blob_open(struct store_user *user, int64_t n,
+			 struct jmap_blob *b, struct store_error *err);
 
 /* jmap-push.c: a user's PushSubscriptions after a restart. */
 void jmap_push_user_seen(struct jmap_req *req);

@@ -44,15 +44,15 @@ int jmap_object_save(struct jmap_req *req, enum store_jmap_kind kind,
 
 /* The pushable types and the kinds behind them. */
 enum ptype { P_MAILBOX, P_EMAIL, P_THREAD, P_DELIVERY, P_IDENTITY,
-	     P_SUBMISSION, P_VACATION, P_SETTINGS, P_TYPES };
+	     P_SUBMISSION, P_VACATION, P_SETTINGS, P_SIEVE, P_TYPES };
 static const char *const ptype_names[P_TYPES] = {
 	"Mailbox", "Email", "Thread", "EmailDelivery", "Identity",
-	"EmailSubmission", "VacationResponse", "LoftSettings",
+	"EmailSubmission", "VacationResponse", "LoftSettings", "SieveScript",
 };
 static const int ptype_kind[P_TYPES] = {
 	STORE_JMAP_MAILBOX, STORE_JMAP_EMAIL, STORE_JMAP_THREAD, -1,
 	STORE_JMAP_IDENTITY, STORE_JMAP_SUBMISSION, STORE_JMAP_VACATION,
-	STORE_JMAP_SETTINGS,
+	STORE_JMAP_SETTINGS, STORE_JMAP_SIEVE,
 };
 
 struct pstream {
@@ -174,7 +174,8 @@ json_t *jmap_type_states(struct jmap *j, struct store_user *user,
 		return NULL;
 	json_t *o = json_object();
 	for (int t = 0; t < P_TYPES; t++) {
-		if (t == P_VACATION && !jmap_vacation_available(j))
+		if ((t == P_VACATION && !jmap_vacation_available(j)) ||
+		    (t == P_SIEVE && !jmap_sieve_available(j)))
 			continue;
 		char v[48];
 		snprintf(v, sizeof(v), "%llu",
@@ -196,7 +197,8 @@ static char *state_change(struct jmap_push *p, struct puser *u,
 	for (int t = 0; t < P_TYPES; t++) {
 		if (!(mask & (1u << t)) || (u->known && now[t] == u->last[t]))
 			continue;
-		if (t == P_VACATION && !jmap_vacation_available(p->j))
+		if ((t == P_VACATION && !jmap_vacation_available(p->j)) ||
+		    (t == P_SIEVE && !jmap_sieve_available(p->j)))
 			continue;
 		char v[32];
 		snprintf(v, sizeof(v), "%llu", (unsigned long long)now[t]);

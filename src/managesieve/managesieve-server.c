@@ -328,54 +328,29 @@ bad:
 	return false;
 }
 
-/* Quota: how many scripts and bytes the account has, without name. */
-static int usage_without(struct ms_session *s, const char *name,
-			 uint32_t *count_r, uint64_t *bytes_r, bool *exists_r)
-{
-	struct store_sieve_script *l;
-	size_t n;
-	struct store_error err = {0};
-	if (store_sieve_list(s->su, &l, &n, &err) < 0) {
-		store_failed(s, &err);
-		return -1;
-	}
-	*count_r = 0;
-	*bytes_r = 0;
-	*exists_r = false;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(l[i].name, name) == 0) {
-			*exists_r = true;
-			continue;
-		}
-		(*count_r)++;
-		*bytes_r += l[i].size;
-	}
-	store_sieve_list_free(l, n);
-	return 0;
-}
-
 static bool quota_ok(struct ms_session *s, const char *name, uint64_t size)
 {
-	struct auth_policy pol;
-	if (auth_user_policy(s->server->auth, s->user.id, &pol) < 0)
-		auth_policy_defaults(&pol);
-	uint32_t count;
-	uint64_t bytes;
-	bool exists;
-	if (usage_without(s, name, &count, &bytes, &exists) < 0)
-		return false;
-	if (size > s->server->limits.max_script_size ||
-	    (pol.sieve_max_storage && bytes + size > pol.sieve_max_storage)) {
+	struct store_error err = {0};
+	uint64_t max;
+	switch (delivery_sieve_quota(s->server->auth, s->su, s->user.id, name,
+				     size, s->server->limits.max_script_size,
+				     &max, &err)) {
+	case DSIEVE_QUOTA_OK:
+		return true;
+	case DSIEVE_QUOTA_SIZE:
+	case DSIEVE_QUOTA_STORAGE:
 		reply(s, "NO", "QUOTA/MAXSIZE", "Not enough room for a script "
 		      "of %llu bytes", (unsigned long long)size);
 		return false;
-	}
-	if (pol.sieve_max_scripts && count + 1 > pol.sieve_max_scripts) {
-		reply(s, "NO", "QUOTA/MAXSCRIPTS", "At most %u scripts",
-		      pol.sieve_max_scripts);
+	case DSIEVE_QUOTA_SCRIPTS:
+		reply(s, "NO", "QUOTA/MAXSCRIPTS", "At most %llu scripts",
+		      (unsigned long long)max);
 		return false;
+	case DSIEVE_QUOTA_ERROR:
+		break;
 	}
-	return true;
+	store_failed(s, &err);
+	return false;
 }
 
 static void compile_errors(struct ms_session *s, const struct sieve_errors *e)

@@ -308,6 +308,7 @@ struct store_backend_vfuncs {
 			    struct store_error *err);
 	int (*sieve_rename)(struct store_user *user, const char *from,
 			    const char *to, struct store_error *err);
+	int (*sieve_ids)(struct store_user *user, struct store_error *err);
 	int (*sieve_record_seen)(struct store_user *user, const char *key,
 				 time_t now, bool *seen_r,
 				 struct store_error *err);

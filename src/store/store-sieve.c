@@ -124,6 +124,14 @@ int store_sieve_rename(struct store_user *user, const char *from,
 	return user->store->vf->sieve_rename(user, from, to, err);
 }
 
+int store_sieve_ids(struct store_user *user, struct store_error *err)
+{
+	clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	return user->store->vf->sieve_ids(user, err);
+}
+
 int store_sieve_active(struct store_user *user, char **name_r,
 		       char **source_r, size_t *len_r, void **image_r,
 		       size_t *image_len_r, struct store_error *err)

@@ -916,6 +916,9 @@ enum store_jmap_kind {
 	STORE_JMAP_VACATION,
 	STORE_JMAP_PUSH,
 	STORE_JMAP_SETTINGS,
+	/* Sieve scripts (store.h "Sieve"): one jobject row per script, its
+	 * data the script's name, kept in step by every store_sieve_* change */
+	STORE_JMAP_SIEVE,
 	STORE_JMAP_KINDS
 };
 
@@ -1258,6 +1261,9 @@ struct store_sieve_script {
 	bool active;
 	uint64_t size;          /* bytes of source */
 	time_t modified;
+	/* its JMAP id (RFC 9661 SieveScript), never reused; 0 for a script
+	 * stored before ids existed until store_sieve_ids gives it one */
+	int64_t jmap_id;
 };
 int store_sieve_list(struct store_user *user,
 		     struct store_sieve_script **list_r, size_t *count_r,
@@ -1283,6 +1289,9 @@ int store_sieve_delete(struct store_user *user, const char *name,
 /* NOTFOUND (from), EXISTS (to). */
 int store_sieve_rename(struct store_user *user, const char *from,
 		       const char *to, struct store_error *err);
+/* Gives every script without a JMAP id one (scripts stored before ids
+ * existed); a no-op when all have one. */
+int store_sieve_ids(struct store_user *user, struct store_error *err);
 /* The active script's name, source and image: 1, or 0 when none is. */
 int store_sieve_active(struct store_user *user, char **name_r,
 		       char **source_r, size_t *len_r, void **image_r,

@@ -2,14 +2,19 @@
  * Unit tests for the store's Sieve section: scripts (put keeps the bytes,
  * activate, the active one cannot be deleted, rename, names), records,
  * and a delivery whose copies and records commit together or not at all
- * (a copy over quota leaves no copy and no record).
+ * (a copy over quota leaves no copy and no record); the JMAP ids
+ * (RFC 9661) kept by every change, never reused, with their /changes, and
+ * given to scripts stored before ids existed.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "buf.h"
+#include "store-private.h"   /* store_user_shard: the index file */
 #include "store.h"
 #include "test.h"
 
@@ -213,8 +218,90 @@ static void test_deliver(void)
 	teardown(&store);
 }
 
+static int64_t id_of(struct store_user *u, const char *name)
+{
+	struct store_sieve_script *list;
+	size_t n;
+	struct store_error err;
+	int64_t id = -1;
+	if (store_sieve_list(u, &list, &n, &err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].name, name) == 0)
+			id = list[i].jmap_id;
+	store_sieve_list_free(list, n);
+	return id;
+}
+
+static struct store_jmap_cursor sieve_state(struct store_user *u)
+{
+	struct store_jmap_cursor s[STORE_JMAP_KINDS];
+	struct store_error err;
+	if (store_jmap_states(u, s, &err) < 0)
+		abort();
+	return s[STORE_JMAP_SIEVE];
+}
+
+static void test_jmap_ids(void)
+{
+	struct store *store = setup();
+	struct store_user *u;
+	struct store_error err;
+	CHECK_INT(store_user_open(store, 1, &u, &err), 0);
+	struct store_jmap_cursor s0 = sieve_state(u);
+	CHECK_INT(store_sieve_put(u, "a", "keep;", 5, NULL, 0, &err), 0);
+	CHECK_INT(store_sieve_put(u, "b", "keep;", 5, NULL, 0, &err), 0);
+	int64_t a = id_of(u, "a"), b = id_of(u, "b");
+	CHECK(a > 0 && b > 0 && a != b);
+	struct store_jmap_changes ch;
+	CHECK_INT(store_jmap_changes(u, STORE_JMAP_SIEVE, &s0, 0, &ch, &err), 0);
+	CHECK_INT(ch.created_count, 2);
+	struct store_jmap_cursor s1 = ch.new_state;
+	store_jmap_changes_free(&ch);
+	/* rename keeps the id; activation and content change it */
+	CHECK_INT(store_sieve_rename(u, "a", "c", &err), 0);
+	CHECK_INT(id_of(u, "c"), a);
+	CHECK_INT(store_sieve_activate(u, "b", &err), 0);
+	CHECK_INT(store_jmap_changes(u, STORE_JMAP_SIEVE, &s1, 0, &ch, &err), 0);
+	CHECK_INT(ch.created_count, 0);
+	CHECK_INT(ch.updated_count, 2);
+	CHECK_INT(ch.destroyed_count, 0);
+	struct store_jmap_cursor s2 = ch.new_state;
+	store_jmap_changes_free(&ch);
+	/* activating the active one again changes nothing */
+	CHECK_INT(store_sieve_activate(u, "b", &err), 0);
+	CHECK_INT(sieve_state(u).modseq, s2.modseq);
+	CHECK_INT(store_sieve_delete(u, "c", &err), 0);
+	CHECK_INT(store_sieve_put(u, "c", "stop;", 5, NULL, 0, &err), 0);
+	int64_t c = id_of(u, "c");
+	CHECK(c > a && c > b);   /* never a used id */
+	CHECK_INT(store_jmap_changes(u, STORE_JMAP_SIEVE, &s2, 0, &ch, &err), 0);
+	CHECK_INT(ch.created_count, 1);
+	CHECK_INT(ch.destroyed_count, 1);
+	if (ch.destroyed_count == 1)
+		CHECK_INT(ch.destroyed[0].id, a);
+	store_jmap_changes_free(&ch);
+	/* a script stored before ids existed (its row gone) gets one */
+	char *path = xasprintf("%s/mail/%02x/1/index.db", data_dir,
+			       store_user_shard(1));
+	sqlite3 *db;
+	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_exec(db, "DELETE FROM jobject WHERE data = 'b'", NULL,
+			       NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(path);
+	CHECK_INT(id_of(u, "b"), 0);
+	CHECK_INT(store_sieve_ids(u, &err), 0);
+	int64_t b2 = id_of(u, "b");
+	CHECK(b2 > c);
+	CHECK_INT(id_of(u, "c"), c);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"scripts", test_scripts},
+	{"jmap ids", test_jmap_ids},
 	{"deliver", test_deliver},
 	{NULL, NULL},
 };

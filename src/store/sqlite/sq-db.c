@@ -945,6 +945,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.sieve_activate = sq_sieve_activate,
 	.sieve_delete = sq_sieve_delete,
 	.sieve_rename = sq_sieve_rename,
+	.sieve_ids = sq_sieve_ids,
 	.sieve_record_seen = sq_sieve_record_seen,
 	.sieve_deliver = sq_sieve_deliver,
 	.acl_read = sq_acl_read,

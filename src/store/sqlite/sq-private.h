@@ -741,6 +741,7 @@ int sq_sieve_delete(struct store_user *user, const char *name,
 		    struct store_error *err);
 int sq_sieve_rename(struct store_user *user, const char *from, const char *to,
 		    struct store_error *err);
+int sq_sieve_ids(struct store_user *user, struct store_error *err);
 int sq_sieve_record_seen(struct store_user *user, const char *key, time_t now,
 			 bool *seen_r, struct store_error *err);
 int sq_sieve_deliver(struct store_user *user, struct store_sieve_copy *copies,

@@ -39,9 +39,12 @@ int sq_sieve_list(struct store_user *user, struct store_sieve_script **list_r,
 	struct store_sieve_script *list = NULL;
 	size_t n = 0;
 	int rc = SQLITE_ERROR;
-	sqlite3_stmt *st = sq_stmt(c, "SELECT name, active, length(source),"
-				      " modified FROM sieve_script ORDER BY name");
+	sqlite3_stmt *st = sq_stmt(c, "SELECT s.name, s.active, length(s.source),"
+				      " s.modified, j.id FROM sieve_script s"
+				      " LEFT JOIN jobject j ON j.kind = ?"
+				      " AND j.data = s.name ORDER BY s.name");
 	if (st != NULL) {
+		sqlite3_bind_int(st, 1, STORE_JMAP_SIEVE);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			list = xrealloc(list, (n + 1) * sizeof(*list));
 			list[n].name = xstrdup((const char *)
@@ -49,6 +52,7 @@ int sq_sieve_list(struct store_user *user, struct store_sieve_script **list_r,
 			list[n].active = sqlite3_column_int(st, 1) != 0;
 			list[n].size = (uint64_t)sqlite3_column_int64(st, 2);
 			list[n].modified = (time_t)sqlite3_column_int64(st, 3);
+			list[n].jmap_id = sqlite3_column_int64(st, 4);
 			n++;
 		}
 		sqlite3_reset(st);
@@ -124,7 +128,7 @@ out:
 
 /* ---- changes ------------------------------------------------------- */
 
-enum sieve_op { SV_PUT, SV_ACTIVATE, SV_DELETE, SV_RENAME };
+enum sieve_op { SV_PUT, SV_ACTIVATE, SV_DELETE, SV_RENAME, SV_IDS };
 
 struct sieve_arg {
 	enum sieve_op op;
@@ -164,7 +168,146 @@ static int script_state(struct sq_job *job, struct sq_conn *c,
 	return ret;
 }
 
+/* ---- JMAP ids (RFC 9661 SieveScript) --------------------------------
+ * One jobject row of kind STORE_JMAP_SIEVE per script, its data the
+ * script's name: the JMAP id, the states and /changes of every other
+ * stored kind, kept in step here in the job of each change. */
+
+static sqlite3_stmt *bind_kind(struct sq_conn *c, const char *sql)
+{
+	sqlite3_stmt *st = sq_stmt(c, sql);
+	if (st != NULL)
+		sqlite3_bind_int(st, 1, STORE_JMAP_SIEVE);
+	return st;
+}
+
+/* The row of name takes this job's modseq (a property of it changed). */
+static int ids_touch(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		     const char *name)
+{
+	sqlite3_stmt *st = bind_kind(c, "UPDATE jobject SET modseq = ?2"
+				        " WHERE kind = ?1 AND data = ?3");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)sq_job_modseq(u, job));
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+	if (step_done(job, c, st) < 0)
+		return -1;
+	sq_job_change(job, 0, STORE_CHANGE_OBJECTS);
+	return 0;
+}
+
+/* Rows whose script is gone become tombstones; scripts without a row get
+ * one (a new id, never one used before). */
+static int ids_sync(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	/* (sq_stmt caches by the SQL's address: literal strings only) */
+#define GONE_WHERE " FROM jobject WHERE kind = ?1 AND data NOT IN" \
+		   " (SELECT name FROM sieve_script)"
+	sqlite3_stmt *st = bind_kind(c, "SELECT count(*)" GONE_WHERE);
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	int rc = sqlite3_step(st);
+	int64_t gone = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	if (gone < 0)
+		return sq_job_dberr(job, c);
+	if (gone > 0) {
+		st = bind_kind(c, "INSERT OR REPLACE INTO jgone SELECT kind, id,"
+				  " NULL, created, ?2, unixepoch()" GONE_WHERE);
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)sq_job_modseq(u, job));
+		if (step_done(job, c, st) < 0)
+			return -1;
+		st = bind_kind(c, "DELETE" GONE_WHERE);
+		if (st == NULL || step_done(job, c, st) < 0)
+			return st == NULL ? sq_job_dberr(job, c) : -1;
+		sq_job_change(job, 0, STORE_CHANGE_OBJECTS);
+	}
+	for (;;) {
+		st = bind_kind(c, "SELECT name FROM sieve_script WHERE name NOT"
+				  " IN (SELECT data FROM jobject WHERE kind = ?1)"
+				  " ORDER BY name LIMIT 1");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		rc = sqlite3_step(st);
+		char *name = rc == SQLITE_ROW
+			? xstrdup((const char *)sqlite3_column_text(st, 0)) : NULL;
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW)
+			return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+		st = bind_kind(c, "INSERT INTO jobject SELECT ?1, max(coalesce("
+				  "(SELECT max(id) FROM jobject WHERE kind = ?1),"
+				  " 0), coalesce((SELECT max(id) FROM jgone"
+				  " WHERE kind = ?1), 0)) + 1, ?2, ?2, ?3");
+		if (st == NULL) {
+			free(name);
+			return sq_job_dberr(job, c);
+		}
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)sq_job_modseq(u, job));
+		sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+		free(name);
+		if (step_done(job, c, st) < 0)
+			return -1;
+		sq_job_change(job, 0, STORE_CHANGE_OBJECTS);
+	}
+}
+
+/* The active script's name (NULL: none); -1 on error. */
+static int active_name(struct sq_job *job, struct sq_conn *c, char **name_r)
+{
+	*name_r = NULL;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT name FROM sieve_script"
+				      " WHERE active = 1");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*name_r = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+}
+
+static int sieve_change(struct sq_user *u, struct sq_conn *c,
+			struct sq_job *job);
+
 static int sieve_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct sieve_arg *a = job->arg;
+	char *was = NULL;
+	/* activation changes isActive of the old script and the new one */
+	if (a->op == SV_ACTIVATE && active_name(job, c, &was) < 0)
+		return -1;
+	int r = sieve_change(u, c, job);
+	if (r == 0 && a->op == SV_RENAME && strcmp(a->name, a->to) != 0) {
+		sqlite3_stmt *st = bind_kind(c, "UPDATE jobject SET data = ?2"
+					        " WHERE kind = ?1 AND data = ?3");
+		if (st == NULL) {
+			r = sq_job_dberr(job, c);
+		} else {
+			sqlite3_bind_text(st, 2, a->to, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, a->name, -1, SQLITE_STATIC);
+			r = step_done(job, c, st);
+		}
+	}
+	if (r == 0)
+		r = ids_sync(u, c, job);
+	if (r == 0 && (a->op == SV_PUT || a->op == SV_RENAME))
+		r = ids_touch(u, c, job, a->op == SV_PUT ? a->name : a->to);
+	if (r == 0 && a->op == SV_ACTIVATE &&
+	    !(was && a->name && strcmp(was, a->name) == 0)) {
+		if (was != NULL)
+			r = ids_touch(u, c, job, was);
+		if (r == 0 && a->name != NULL)
+			r = ids_touch(u, c, job, a->name);
+	}
+	free(was);
+	return r;
+}
+
+static int sieve_change(struct sq_user *u, struct sq_conn *c,
+			struct sq_job *job)
 {
 	(void)u;
 	struct sieve_arg *a = job->arg;
@@ -172,6 +315,8 @@ static int sieve_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	bool active = false;
 	int r;
 	switch (a->op) {
+	case SV_IDS:
+		return 0;
 	case SV_PUT:
 		st = sq_stmt(c, "INSERT INTO sieve_script(name, source, compiled,"
 				" modified) VALUES (?1, ?2, ?3, ?4)"
@@ -270,6 +415,12 @@ int sq_sieve_rename(struct store_user *user, const char *from, const char *to,
 		    struct store_error *err)
 {
 	struct sieve_arg a = {.op = SV_RENAME, .name = from, .to = to};
+	return sq_run(SQU(user), sieve_job, &a, err);
+}
+
+int sq_sieve_ids(struct store_user *user, struct store_error *err)
+{
+	struct sieve_arg a = {.op = SV_IDS};
 	return sq_run(SQU(user), sieve_job, &a, err);
 }
 
