@@ -26,6 +26,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "imap-ns.h"
 #include "log.h"
 #include "mail.h"
 #include "queue.h"
@@ -41,6 +42,11 @@ struct delivery_sieve {
 	uint64_t vacation_min, vacation_max;
 	bool redirect_from_sender;
 	char *spamtest_header;
+	/* fileinto another account's folder: IMAP's names for it ([imap]
+	 * other_users_namespace, shared_namespace) and [sharing]
+	 * cross_domain */
+	char *ns_other, *ns_shared;
+	bool cross_domain;
 };
 
 static pthread_mutex_t installed_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -177,6 +183,15 @@ struct delivery_sieve *delivery_sieve_load(const struct config *cfg,
 	}
 	if (ds->vacation_max < ds->vacation_min)
 		ds->vacation_max = ds->vacation_min;
+	/* (IMAP checks these values; here they only name folders) */
+	const char *v = cfg ? config_get(cfg, "imap", "other_users_namespace")
+			    : NULL;
+	ds->ns_other = xstrdup(v ? v : "Other Users");
+	v = cfg ? config_get(cfg, "imap", "shared_namespace") : NULL;
+	ds->ns_shared = xstrdup(v ? v : "Shared");
+	v = cfg ? config_get(cfg, "sharing", "cross_domain") : NULL;
+	if (v != NULL && config_parse_bool(v, &ds->cross_domain) < 0)
+		ds->cross_domain = false;
 	if (before && load_scripts(path, before, &ds->limits, &ds->before,
 				   &ds->nbefore, errors) < 0)
 		ok = false;
@@ -207,6 +222,8 @@ void delivery_sieve_unref(struct delivery_sieve **dsp)
 	free(ds->after);
 	free(ds->global_dir);
 	free(ds->spamtest_header);
+	free(ds->ns_other);
+	free(ds->ns_shared);
 	free(ds);
 }
 
@@ -307,6 +324,11 @@ struct dsieve_copy {
 	size_t keyword_count;
 	bool edited;      /* the editheader body */
 	bool notice;      /* the error notice */
+	/* another account's folder (fileinto "Other Users/bob@.../X"): the
+	 * recipient's handle as a viewer there, and the owner's name of it;
+	 * committed after the recipient's own copies (another index) */
+	struct store_user *shared;
+	char *owner_box;
 };
 
 struct dsieve_out {
@@ -327,6 +349,7 @@ struct dsieve_plan {
 	bool ereject;
 	char ereject_text[200];
 	bool nothing_kept;   /* discard, reject, redirect: 250 with no copy */
+	bool committed;      /* the records are in: the outs are due */
 };
 
 void dsieve_plan_free(struct dsieve_plan **pp)
@@ -336,6 +359,9 @@ void dsieve_plan_free(struct dsieve_plan **pp)
 		return;
 	for (size_t i = 0; i < p->ncopies; i++) {
 		free(p->copies[i].mailbox);
+		free(p->copies[i].owner_box);
+		if (p->copies[i].shared != NULL)
+			store_user_unref(&p->copies[i].shared);
 		for (size_t k = 0; k < p->copies[i].keyword_count; k++)
 			free(p->copies[i].keywords[k]);
 		free(p->copies[i].keywords);
@@ -432,6 +458,46 @@ static struct dsieve_copy *add_copy(struct dsieve_plan *p, const char *box,
 	return c;
 }
 
+/* The rights the recipient holds on a shared target's folder (0 when it
+ * is missing or unseen). */
+static unsigned target_rights(struct store_user *u, const char *box)
+{
+	unsigned rights = 0;
+	if (store_viewer_rights(u, box, &rights, NULL) < 0)
+		rights = 0;
+	return rights;
+}
+
+/* A copy into another account's folder, when the recipient holds p there
+ * (and k for :create of a missing one, RFC 4314 2.1): NULL, or why not. */
+static const char *shared_copy(struct dsieve_plan *p, struct store_user *su,
+			       const char *obox, const char *name, bool create,
+			       bool edited, char **flags, size_t nflags)
+{
+	unsigned rights = target_rights(su, obox);
+	if (rights == 0 && create) {
+		struct store_error err = {0};
+		if (store_mailbox_create(su, obox, 0, &err) < 0 &&
+		    err.kind != STORE_ERR_EXISTS)
+			return err.kind == STORE_ERR_NOPERM
+				       ? "no right to create it (k)"
+				       : "cannot create it";
+		rights = target_rights(su, obox);
+	}
+	if (!(rights & STORE_RIGHT_POST))
+		return rights & STORE_RIGHT_LOOKUP
+			       ? "no right to deliver there (p)"
+			       : "no such folder";
+	struct dsieve_copy *c = add_copy(p, name, edited);
+	if (c->shared == NULL) {
+		store_user_ref(su);
+		c->shared = su;
+		c->owner_box = xstrdup(obox);
+	}
+	copy_flags(c, flags, nflags);
+	return NULL;
+}
+
 static void add_out(struct dsieve_plan *p, const char *sender,
 		    const char *rcpt, const char *what, struct buf *msg)
 {
@@ -454,9 +520,79 @@ struct run_ctx {
 	size_t nloaded;
 };
 
+static const char *domain_of(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	return at ? at + 1 : "";
+}
+
+/* A folder name in the other users' or the shared namespace, as IMAP
+ * names it ("Other Users/bob@example.test/Family", "Shared/sales/X"):
+ * 1 with the recipient's viewer handle on the owner's mail (*user_r) and
+ * the owner's name of the folder (*box_r); 0 for a personal name; -1
+ * when it names no account this one may reach (as a missing folder). */
+static int shared_target(struct run_ctx *c, const char *name,
+			 struct store_user **user_r, char **box_r)
+{
+	struct imap_ns_settings ns = {c->ds->ns_other, c->ds->ns_shared};
+	struct auth *auth = c->s->d->auth;
+	struct auth_user me, owner;
+	const char *why;
+	struct imap_ns_name n;
+	if (auth == NULL || auth_lookup_id(auth, c->r->user_id, &me) != 1)
+		return 0;
+	int r = imap_ns_parse(&ns, domain_of(me.address), name, strlen(name),
+			      &n, &why);
+	if (r <= 0)
+		return r;
+	int ret = -1;
+	if (n.owner == NULL || n.mailbox == NULL ||
+	    auth_lookup(auth, n.owner, &owner) != 1 ||
+	    (auth_user_is_shared(auth, owner.id) == 1) !=
+		    (n.kind == IMAP_NS_SHARED))
+		goto out;
+	if (owner.id == c->r->user_id) {
+		store_user_ref(c->r->user);
+		*user_r = c->r->user;
+	} else {
+		int64_t *groups = NULL;
+		size_t ng = 0;
+		if (auth_user_groups(auth, me.id, &groups, &ng) < 0)
+			goto out;
+		struct store_viewer v = {
+			.user_id = me.id, .groups = groups, .group_count = ng,
+			.same_domain = strcasecmp(domain_of(owner.address),
+						  domain_of(me.address)) == 0,
+			.cross_domain = c->ds->cross_domain,
+		};
+		r = store_user_open_as(c->s->d->store, owner.id, &v, user_r,
+				       NULL);
+		free(groups);
+		if (r < 0)
+			goto out;
+	}
+	*box_r = n.mailbox;
+	n.mailbox = NULL;
+	ret = 1;
+out:
+	imap_ns_name_free(&n);
+	return ret;
+}
+
 static bool cb_mailbox_exists(void *ctx, const char *name)
 {
 	struct run_ctx *c = ctx;
+	struct store_user *u = NULL;
+	char *box = NULL;
+	int sh = shared_target(c, name, &u, &box);
+	if (sh != 0) {
+		/* RFC 5490 3.1: exists, and this user may deliver there */
+		bool ok = sh > 0 && (target_rights(u, box) & STORE_RIGHT_POST);
+		if (u != NULL)
+			store_user_unref(&u);
+		free(box);
+		return ok;
+	}
 	struct store_mailbox_info info;
 	if (store_mailbox_status(c->r->user, name, &info, NULL) < 0)
 		return false;
@@ -991,6 +1127,27 @@ void dsieve_plan(struct delivery_session *s, struct drcpt *r)
 		case SIEVE_ACT_FILEINTO: {
 			const char *box = a->mailbox;
 			struct store_error err = {0};
+			struct store_user *su = NULL;
+			char *obox = NULL;
+			int sh = shared_target(&ctx, box, &su, &obox);
+			if (sh != 0) {
+				const char *why = sh < 0 ? "no such folder"
+					: shared_copy(p, su, obox, box, a->create,
+						      edited, a->flags,
+						      a->flag_count);
+				if (why != NULL) {
+					log_info("sieve", s->sid, "fileinto \"%s\" "
+						 "for %s: %s: kept in INBOX", box,
+						 r->display, why);
+					c = add_copy(p, "INBOX", edited);
+					copy_flags(c, a->flags, a->flag_count);
+				}
+				if (su != NULL)
+					store_user_unref(&su);
+				free(obox);
+				kept = true;
+				break;
+			}
 			if (!cb_mailbox_exists(&ctx, box)) {
 				if (!a->create) {
 					log_info("sieve", s->sid, "fileinto \"%s\" for "
@@ -1077,6 +1234,61 @@ out:
 
 /* ---- commit and send ----------------------------------------------- */
 
+/* The copies into other accounts' folders, once the recipient's own
+ * committed (each is its own transaction there: a crash between them can
+ * only lose the MTA's retry, never the message). One that fails now (the
+ * right taken away meanwhile, the owner over quota) goes to the
+ * recipient's INBOX instead. Returns how many copies were saved, or -1
+ * (err) when one could go nowhere: the recipient's reply is then that
+ * error, so the sender tries again (the copies made may come twice,
+ * none is lost). */
+static int commit_shared(struct delivery_session *s, struct drcpt *r,
+			 struct dsieve_plan *p, const struct buf *prefix,
+			 struct store_error *err_r)
+{
+	int saved = 0;
+	for (size_t i = 0; i < p->ncopies; i++) {
+		struct dsieve_copy *c = &p->copies[i];
+		if (c->shared == NULL)
+			continue;
+		struct store_body *body = c->edited && p->edited ? p->edited
+								 : s->body;
+		struct store_append_params params = {
+			.flags = c->flags,
+			.keywords = (const char *const *)c->keywords,
+			.keyword_count = c->keyword_count,
+		};
+		uint32_t uid = 0;
+		struct store_error err = {0};
+		if (store_body_deliver(body, c->shared, c->owner_box, prefix->data,
+				       prefix->len, &params, &uid, NULL,
+				       &err) == 0) {
+			log_info("delivery", s->sid, "saved: to=<%s> from=<%s> "
+				 "mailbox=%s uid=%u id=%s (sieve, shared)",
+				 r->display, s->env.sender, c->mailbox, uid,
+				 s->env.id);
+			saved++;
+			continue;
+		}
+		log_warn("sieve", s->sid, "fileinto \"%s\" for %s: %s: kept in "
+			 "INBOX", c->mailbox, r->display, err.msg);
+		params.flags = 0;
+		params.keywords = NULL;
+		params.keyword_count = 0;
+		if (store_body_deliver(body, r->user, "INBOX", prefix->data,
+				       prefix->len, &params, &uid, NULL,
+				       err_r) < 0) {
+			log_error("sieve", s->sid, "the copy for %s of \"%s\" "
+				  "could go nowhere (INBOX: %s): the message is "
+				  "refused for now", r->display, c->mailbox,
+				  err_r->msg);
+			return -1;
+		}
+		saved++;
+	}
+	return saved;
+}
+
 void dsieve_commit(struct delivery_session *s, struct drcpt *r)
 {
 	struct dsieve_plan *p = r->plan;
@@ -1091,6 +1303,8 @@ void dsieve_commit(struct delivery_session *s, struct drcpt *r)
 	if (!p->ereject)
 		for (size_t i = 0; i < p->ncopies; i++) {
 			struct dsieve_copy *c = &p->copies[i];
+			if (c->shared != NULL)
+				continue;   /* after these: another index */
 			params[n].flags = c->flags;
 			params[n].keywords = (const char *const *)c->keywords;
 			params[n].keyword_count = c->keyword_count;
@@ -1103,10 +1317,11 @@ void dsieve_commit(struct delivery_session *s, struct drcpt *r)
 			n++;
 		}
 	struct store_error err = {0};
-	int ret = 0;
+	int ret = 0, shared = 0;
 	if (n > 0 || p->nrecords > 0)
 		ret = store_sieve_deliver(r->user, copies, n, p->records,
 					  p->nrecords, &err);
+	p->committed = ret == 0;
 	if (ret < 0) {
 		delivery_reply_store_error(s, r, &err);
 		/* nothing committed: nothing may be sent */
@@ -1115,16 +1330,20 @@ void dsieve_commit(struct delivery_session *s, struct drcpt *r)
 		delivery_reply_set(&r->reply, 550, "5.7.1", "<%s> %s", r->display,
 				   p->ereject_text[0] ? p->ereject_text
 						      : "Rejected by a filter");
+	} else if ((shared = commit_shared(s, r, p, &prefix, &err)) < 0) {
+		/* the records committed: what they promise is still sent */
+		delivery_reply_store_error(s, r, &err);
 	} else {
 		delivery_reply_set(&r->reply, 250, "2.0.0", "<%s> %s %s",
-				   r->display, s->env.id, n > 0 ? "Saved"
+				   r->display, s->env.id,
+				   n + (size_t)shared > 0 ? "Saved"
 				   : "Accepted");
 		for (size_t i = 0; i < n; i++)
 			log_info("delivery", s->sid, "saved: to=<%s> from=<%s> "
 				 "mailbox=%s uid=%u id=%s (sieve)", r->display,
 				 s->env.sender, copies[i].mailbox, copies[i].uid_r,
 				 s->env.id);
-		if (n == 0)
+		if (n + (size_t)shared == 0)
 			log_info("delivery", s->sid, "no copy kept for %s (sieve: "
 				 "discard, redirect or reject) id=%s", r->display,
 				 s->env.id);
@@ -1140,7 +1359,7 @@ void dsieve_send(struct delivery_session *s, struct drcpt *r)
 	struct queue *queue = NULL;
 	struct delivery_sieve *ds = current(&queue);
 	delivery_sieve_unref(&ds);
-	if (r->reply.code / 100 != 2 && !p->ereject)
+	if (!p->committed)
 		return;
 	for (size_t i = 0; i < p->nouts; i++) {
 		struct dsieve_out *o = &p->outs[i];

@@ -6,8 +6,10 @@ never to itself, a two-user loop stopped by our Delivered-To), vacation
 once per period with a clock the test moves (LOFT_TEST_CLOCK), never to a
 list, and not again after kill -9; the admin's before script; a run-time
 error keeps the message in INBOX with one notice per script version;
-editheader gives its recipient its own copy; loftd --check reports a
-broken global script as FILE:LINE:COLUMN.
+editheader gives its recipient its own copy; fileinto another account's
+folder (its IMAP name under "Other Users/") with the p right, kept in
+INBOX without it or without k for :create, and mailboxexists saying the
+same; loftd --check reports a broken global script as FILE:LINE:COLUMN.
 
 Run: LOFTD=... LOFTCTL=... PYTHONPATH=tests/lib python3 tests/proto/test_sieve_delivery.py
 """
@@ -328,6 +330,70 @@ def test_global(tmp):
                 r.stdout + r.stderr)
 
 
+def test_shared(env):
+    c = env.imap_login(B)
+    for box in ('Family', 'Private'):
+        typ, _ = c.create(box)
+        R.check('bob creates %s' % box, typ == 'OK')
+    c.logout()
+    for box, rights in (('Family', 'lrp'), ('Private', 'lr')):
+        rc, out, err = env.loftctl('acl', 'set', '%s/%s' % (B, box), A,
+                                   rights)
+        R.check('acl set %s %s' % (box, rights), rc == 0, out + err)
+    put(env, A, 'shared', SHARED_SCRIPT)
+    for subj in ('family news', 'private note', 'ghost mail', 'make one',
+                 'plain'):
+        rr, dr = lmtp(env, [A], msg(subj))
+        R.check('shared: %s accepted' % subj, dr and dr[0][0] == 250, dr)
+    R.check("fileinto another account's folder with p",
+            has(env, B, 'Family', 'family news') and
+            not has(env, A, 'INBOX', 'family news'))
+    R.check('without p: kept in INBOX', has(env, A, 'INBOX', 'private note')
+            and not has(env, B, 'Private', 'private note'))
+    R.check('no such account: kept in INBOX',
+            has(env, A, 'INBOX', 'ghost mail'))
+    R.check(':create without k: kept in INBOX',
+            has(env, A, 'INBOX', 'make one') and
+            imap_messages(env, B, 'Family/New') is None)
+    c = env.imap_login(A)
+    c.select('INBOX', readonly=True)
+    typ, data = c.search(None, 'KEYWORD', '$famok')
+    fam = data[0].split()
+    typ, data = c.search(None, 'KEYWORD', '$privok')
+    priv = data[0].split()
+    c.logout()
+    R.check('mailboxexists: true with p, false without',
+            len(fam) >= 1 and priv == [], (fam, priv))
+    rc, out, err = env.loftctl('acl', 'set', '%s/Family' % B, A, 'lrpk')
+    R.check('acl set Family lrpk', rc == 0, out + err)
+    rr, dr = lmtp(env, [A], msg('make two'))
+    R.check(':create with k: made and filed',
+            has(env, B, 'Family/New', 'make two'), dr)
+
+
+SHARED_SCRIPT = '''
+require ["fileinto", "mailbox", "imap4flags"];
+if header :contains "subject" "family" {
+  fileinto "Other Users/bob@example.test/Family"; stop;
+}
+if header :contains "subject" "private" {
+  fileinto "Other Users/bob@example.test/Private"; stop;
+}
+if header :contains "subject" "ghost" {
+  fileinto "Other Users/nobody@example.test/Family"; stop;
+}
+if header :contains "subject" "make" {
+  fileinto :create "Other Users/bob@example.test/Family/New"; stop;
+}
+if mailboxexists "Other Users/bob@example.test/Family" {
+  addflag "$famok";
+}
+if mailboxexists "Other Users/bob@example.test/Private" {
+  addflag "$privok";
+}
+'''
+
+
 def main():
     sink = Sink()
     extra = {'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
@@ -340,6 +406,7 @@ def main():
         test_vacation(env, sink)
         test_jmap_vacation(env, sink)
         test_errors_and_editheader(env)
+        test_shared(env)
     test_global(CLOCK_DIR)
     sys.exit(R.finish())
 
