@@ -694,6 +694,15 @@ static void plan_vacation(struct delivery_session *s, struct drcpt *r,
 			  const struct sieve_action *a, time_t now)
 {
 	const char *from = s->env.sender;
+	/* the checks that read nothing first: most mail that may not be
+	 * answered (lists, bulk, bounces) costs no store or account read */
+	const char *early = sieve_vacation_refusal_early(s->copy.data,
+							 s->copy.len, from);
+	if (early != NULL) {
+		log_info("sieve", s->sid, "vacation for %s: no reply to <%s>: %s",
+			 r->display, from, early);
+		return;
+	}
 	char *sender = lower_dup(from);
 	char *key = xasprintf("vacation:%s:%s", a->handle, sender);
 	bool seen = false;

@@ -71,6 +71,65 @@ bool sv_relate(enum sv_rel r, int o)
 	}
 }
 
+/* ASCII upper case to lower, every other byte as it is. */
+static const unsigned char casemap_tab[256] = {
+#define R4(b) (b), (b) + 1, (b) + 2, (b) + 3
+#define R16(b) R4(b), R4((b) + 4), R4((b) + 8), R4((b) + 12)
+	R16(0x00), R16(0x10), R16(0x20), R16(0x30),
+	/* 'A'..'Z' -> 'a'..'z' */
+	0x40, R4(0x61), R4(0x65), R4(0x69), R4(0x6d), R4(0x71), R4(0x75),
+	0x79, 0x7a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+	R16(0x60), R16(0x70), R16(0x80), R16(0x90), R16(0xa0), R16(0xb0),
+	R16(0xc0), R16(0xd0), R16(0xe0), R16(0xf0),
+#undef R16
+#undef R4
+};
+
+/* :contains under i;ascii-casemap: Boyer-Moore-Horspool on folded bytes
+ * for long values (a body), a plain scan for short ones. Steps count
+ * the positions tried and the bytes compared, as the plain scan does. */
+static bool contains_casemap(const unsigned char *v, size_t vlen,
+			     const unsigned char *k, size_t klen,
+			     uint64_t *steps)
+{
+	const unsigned char *t = casemap_tab;
+	if (vlen < 256 || klen < 3) {
+		unsigned char k0 = t[k[0]];
+		for (size_t i = 0; i + klen <= vlen; i++) {
+			(*steps)++;
+			if (t[v[i]] != k0)
+				continue;
+			size_t j = 1;
+			while (j < klen && t[v[i + j]] == t[k[j]])
+				j++;
+			*steps += j;
+			if (j == klen)
+				return true;
+		}
+		return false;
+	}
+	size_t skip[256];
+	for (size_t i = 0; i < 256; i++)
+		skip[i] = klen;
+	for (size_t i = 0; i + 1 < klen; i++)
+		skip[t[k[i]]] = klen - 1 - i;
+	unsigned char last = t[k[klen - 1]];
+	for (size_t pos = 0; pos + klen <= vlen;) {
+		(*steps)++;
+		unsigned char c = t[v[pos + klen - 1]];
+		if (c == last) {
+			size_t j = 0;
+			while (j + 1 < klen && t[v[pos + j]] == t[k[j]])
+				j++;
+			*steps += j;
+			if (j + 1 == klen)
+				return true;
+		}
+		pos += skip[c];
+	}
+	return false;
+}
+
 static bool contains(enum sv_cmp c, const char *v, size_t vlen,
 		     const char *k, size_t klen, uint64_t *steps)
 {
@@ -78,24 +137,12 @@ static bool contains(enum sv_cmp c, const char *v, size_t vlen,
 		return true;
 	if (klen > vlen)
 		return false;
-	if (c == C_OCTET) {
+	if (c != C_CASEMAP) {
 		*steps += vlen / 16 + 1;
 		return memmem(v, vlen, k, klen) != NULL;
 	}
-	unsigned char k0 = fold(c, (unsigned char)k[0]);
-	for (size_t i = 0; i + klen <= vlen; i++) {
-		(*steps)++;
-		if (fold(c, (unsigned char)v[i]) != k0)
-			continue;
-		size_t j = 1;
-		while (j < klen && fold(c, (unsigned char)v[i + j]) ==
-				   fold(c, (unsigned char)k[j]))
-			j++;
-		*steps += j;
-		if (j == klen)
-			return true;
-	}
-	return false;
+	return contains_casemap((const unsigned char *)v, vlen,
+				(const unsigned char *)k, klen, steps);
 }
 
 static size_t char_len(enum sv_cmp c, const char *v, size_t left)

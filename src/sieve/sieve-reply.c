@@ -58,9 +58,11 @@ static bool field_names_own(const char *data, size_t len, const char *field,
 	return found;
 }
 
-const char *sieve_vacation_refusal(const char *data, size_t len,
-				   const char *env_from,
-				   const char *const *own, size_t own_count)
+static const char *const rcpt_fields[] = {"to", "cc", "bcc", "resent-to",
+					  "resent-cc", "resent-bcc"};
+
+const char *sieve_vacation_refusal_early(const char *data, size_t len,
+					 const char *env_from)
 {
 	if (env_from == NULL || env_from[0] == '\0')
 		return "null envelope sender";
@@ -72,12 +74,11 @@ const char *sieve_vacation_refusal(const char *data, size_t len,
 	    (ll == 8 && strncasecmp(env_from, "listserv", 8) == 0) ||
 	    (ll == 10 && strncasecmp(env_from, "majordomo", 9) == 0))
 		return "the sender is a mailing list or mail system";
-	if (addr_in(env_from, strlen(env_from), own, own_count))
-		return "the sender is the user";
 	size_t hs = mail_header_size(data, len);
 	struct mail_header_iter it;
 	mail_header_iter_init(&it, data, hs);
 	struct slice name, value;
+	bool named = false;
 	while (mail_header_iter_next(&it, &name, &value) == 1) {
 		if (name.len > 5 && strncasecmp(name.ptr, "list-", 5) == 0)
 			return "a mailing list message (List-*)";
@@ -102,11 +103,26 @@ const char *sieve_vacation_refusal(const char *data, size_t len,
 			       !isalnum((unsigned char)value.ptr[i + 2]))))
 				return "Auto-Submitted other than no";
 		}
+		for (size_t i = 0; i < sizeof(rcpt_fields) / sizeof(*rcpt_fields);
+		     i++)
+			named |= slice_eq_ci(name, rcpt_fields[i]);
 	}
-	static const char *const fields[] = {"to", "cc", "bcc", "resent-to",
-					     "resent-cc", "resent-bcc"};
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (field_names_own(data, len, fields[i], own, own_count))
+	if (!named)
+		return "the user is not named in To, Cc, Bcc or Resent-*";
+	return NULL;
+}
+
+const char *sieve_vacation_refusal(const char *data, size_t len,
+				   const char *env_from,
+				   const char *const *own, size_t own_count)
+{
+	const char *why = sieve_vacation_refusal_early(data, len, env_from);
+	if (why != NULL)
+		return why;
+	if (addr_in(env_from, strlen(env_from), own, own_count))
+		return "the sender is the user";
+	for (size_t i = 0; i < sizeof(rcpt_fields) / sizeof(*rcpt_fields); i++)
+		if (field_names_own(data, len, rcpt_fields[i], own, own_count))
 			return NULL;
 	return "the user is not named in To, Cc, Bcc or Resent-*";
 }

@@ -199,6 +199,11 @@ void sieve_result_format(const struct sieve_result *r, struct buf *out);
 
 /* ---- replies ------------------------------------------------------- */
 
+/* The checks of sieve_vacation_refusal that need no own addresses (the
+ * sender, List-*, Precedence, Auto-Submitted, no To/Cc/Bcc/Resent-* at
+ * all): a caller makes them before reading the user's addresses. */
+const char *sieve_vacation_refusal_early(const char *data, size_t len,
+					 const char *env_from);
 /* RFC 5230 4.5 and RFC 3834 2: whether a vacation reply may go to this
  * message at all. own: the recipient's own addresses (and aliases),
  * with :addresses added by the caller from the action. NULL: it may;

@@ -518,6 +518,30 @@ static void test_body(void)
 	snprintf(src, sizeof(src), "%sif body :content \"application\" "
 		 ":contains \"binary stuff\" { discard; }", b);
 	CHECK_STR(run_msg(src, MIME_MSG), "discard\n");
+	/* a long body (the skip search under i;ascii-casemap): a needle
+	 * at the very end, mixed case, one near-miss, and none */
+	struct buf big;
+	buf_init(&big, 0);
+	buf_printf(&big, "From: a@b.org\r\nSubject: s\r\n\r\n");
+	for (int i = 0; i < 300; i++)
+		buf_printf(&big, "line %d of filler, word%d.\r\n", i, i);
+	buf_printf(&big, "The END is NeAr-ZeBrA\r\n");
+	const char *keys[][2] = {
+		{"near-zebra", "discard\n"}, {"NEAR-ZEBR", "discard\n"},
+		{"word299.", "discard\n"}, {"near-zebrb", "keep\n"},
+		{"zebra-near", "keep\n"}, {"e", "discard\n"},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
+		snprintf(src, sizeof(src), "%sif body :text :contains \"%s\" "
+			 "{ discard; }", b, keys[i][0]);
+		CHECK_STR(run_msg(src, big.data), keys[i][1]);
+		snprintf(src, sizeof(src), "%sif body :raw :comparator "
+			 "\"i;octet\" :contains \"%s\" { discard; }", b,
+			 keys[i][0]);
+		CHECK_STR(run_msg(src, big.data),
+			  i == 0 || i == 1 ? "keep\n" : keys[i][1]);
+	}
+	buf_free(&big);
 }
 
 static void test_date_index(void)
@@ -817,6 +841,17 @@ static void test_vacation_replies(void)
 	const char *auto2 = "From: a@b.org\r\nTo: bob@example.com\r\n"
 			    "Auto-Submitted: no\r\n\r\nx\r\n";
 	CHECK(!sieve_vacation_refusal(auto2, strlen(auto2), "a@b.org", own, 2));
+	/* the early checks: no own addresses needed */
+	CHECK(sieve_vacation_refusal_early(MSG, strlen(MSG), "a@b.org") == NULL);
+	CHECK_STR(sieve_vacation_refusal_early(list, strlen(list), "a@b.org"),
+		  "a mailing list message (List-*)");
+	const char *nobody = "From: a@b.org\r\nSubject: x\r\n\r\nx\r\n";
+	CHECK_STR(sieve_vacation_refusal_early(nobody, strlen(nobody),
+					       "a@b.org"),
+		  "the user is not named in To, Cc, Bcc or Resent-*");
+	CHECK_STR(sieve_vacation_refusal(nobody, strlen(nobody), "a@b.org",
+					 own, 2),
+		  "the user is not named in To, Cc, Bcc or Resent-*");
 
 	struct sieve_action a = {.kind = SIEVE_ACT_VACATION,
 				 .text = (char *)"Je suis absent \xc3\xa9t\xc3\xa9.",
