@@ -986,15 +986,45 @@ static void check_conflicts(struct sv_run *run, size_t from)
 			"fileinto, redirect or vacation");
 }
 
-static void drop_actions(struct sieve_result *r, size_t from,
-			 enum sieve_action_kind kind)
+/* Keeps of earlier scripts that a later one cancelled (fileinto,
+ * discard, redirect without :copy, reject) go. */
+static void drop_keeps(struct sieve_result *r, size_t before)
 {
-	size_t w = from;
-	for (size_t i = from; i < r->count; i++) {
-		if (r->actions[i].kind == kind)
+	size_t w = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		if (i < before && r->actions[i].kind == SIEVE_ACT_KEEP)
 			action_clear(&r->actions[i]);
 		else
 			r->actions[w++] = r->actions[i];
+	}
+	r->count = w;
+}
+
+/* One keep for the whole sequence, at the first keep's place, with the
+ * flags of every keep (the same message in the same folder). */
+static void merge_keeps(struct sieve_result *r)
+{
+	struct sieve_action *k = NULL;
+	size_t w = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		struct sieve_action *a = &r->actions[i];
+		if (a->kind != SIEVE_ACT_KEEP || k == NULL) {
+			if (a->kind == SIEVE_ACT_KEEP)
+				k = &r->actions[w];
+			r->actions[w++] = *a;
+			continue;
+		}
+		for (size_t f = 0; f < a->flag_count; f++) {
+			bool have = false;
+			for (size_t g = 0; g < k->flag_count && !have; g++)
+				have = strcasecmp(k->flags[g], a->flags[f]) == 0;
+			if (have)
+				continue;
+			k->flags = xrealloc(k->flags, (k->flag_count + 1) *
+					    sizeof(*k->flags));
+			k->flags[k->flag_count++] = xstrdup(a->flags[f]);
+		}
+		action_clear(a);
 	}
 	r->count = w;
 }
@@ -1041,7 +1071,10 @@ int sieve_execute(const struct sieve_script *const *scripts, size_t count,
 		run.actions = 0;
 		run.redirects = 0;
 		run.nmatch = 0;
-		buf_reset(&run.flags);
+		/* the imap4flags internal variable is the message's, not the
+		 * script's: what an earlier script of the sequence set goes on
+		 * (as Pigeonhole: a before script's addflag reaches the
+		 * implicit keep and a later fileinto) */
 		vars_free(&run.globals);
 		exec_block(&run, scripts[i]->hdr->root);
 		if (!run.failed)
@@ -1053,9 +1086,12 @@ int sieve_execute(const struct sieve_script *const *scripts, size_t count,
 		if (run.failed)
 			break;
 		keep = run.implicit_keep || run.explicit_keep;
+		/* Pigeonhole's sequence: a keep (explicit, with its flags, or
+		 * implicit) lets the next script run and stays until one of
+		 * them cancels it */
+		if (!keep)
+			drop_keeps(r, first);
 		if (!last) {
-			/* a keep here only lets the next script run */
-			drop_actions(r, first, SIEVE_ACT_KEEP);
 			if (!keep)
 				break;
 			continue;
@@ -1079,6 +1115,7 @@ int sieve_execute(const struct sieve_script *const *scripts, size_t count,
 		run_free(&run);
 		return -1;
 	}
+	merge_keeps(r);
 	header_result(&run);
 	run_free(&run);
 	return 0;

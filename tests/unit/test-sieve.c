@@ -730,6 +730,16 @@ static void test_sequence(void)
 	CHECK_STR(runv(&in, NULL, c), "fileinto \"B\"\nkeep :flags \"x\"\n");
 	const char *d[] = {"keep;", "frob;", NULL};
 	CHECK_STR(runv(&in, NULL, d), "COMPILE ERROR");
+	/* Pigeonhole's: the flags variable is the message's, a keep stays
+	 * until a later script cancels it, keeps merge */
+	const char *f[] = {"require \"imap4flags\"; addflag \"y\";",
+			   "require \"fileinto\"; fileinto \"F\";", NULL};
+	CHECK_STR(runv(&in, NULL, f), "fileinto \"F\" :flags \"y\"\n");
+	const char *g[] = {"require \"imap4flags\"; keep :flags \"\\\\Seen\";",
+			   "require \"imap4flags\"; addflag \"z\";", NULL};
+	CHECK_STR(runv(&in, NULL, g), "keep :flags \"\\Seen z\"\n");
+	const char *h[] = {"keep;", "discard;", NULL};
+	CHECK_STR(runv(&in, NULL, h), "discard\n");
 	const char *e[] = {NULL};
 	CHECK_STR(runv(&in, NULL, e), "keep\n");
 }
