@@ -85,47 +85,47 @@ static const unsigned char casemap_tab[256] = {
 #undef R4
 };
 
-/* :contains under i;ascii-casemap: Boyer-Moore-Horspool on folded bytes
- * for long values (a body), a plain scan for short ones. Steps count
- * the positions tried and the bytes compared, as the plain scan does. */
+/* :contains under i;ascii-casemap. The key is anchored on one byte:
+ * one whose case cannot differ (a digit, a space) if it has one, else its
+ * last letter in both cases; memchr finds the anchor's places and only
+ * those are compared. Steps: the scan by sixteens, then each place tried
+ * and the bytes compared there. */
 static bool contains_casemap(const unsigned char *v, size_t vlen,
 			     const unsigned char *k, size_t klen,
 			     uint64_t *steps)
 {
 	const unsigned char *t = casemap_tab;
-	if (vlen < 256 || klen < 3) {
-		unsigned char k0 = t[k[0]];
-		for (size_t i = 0; i + klen <= vlen; i++) {
-			(*steps)++;
-			if (t[v[i]] != k0)
-				continue;
-			size_t j = 1;
-			while (j < klen && t[v[i + j]] == t[k[j]])
-				j++;
-			*steps += j;
-			if (j == klen)
-				return true;
+	size_t a = klen - 1;
+	for (size_t i = 0; i < klen; i++) {
+		unsigned char c = t[k[i]];
+		if (c < 'a' || c > 'z') {
+			a = i;
+			break;
 		}
-		return false;
 	}
-	size_t skip[256];
-	for (size_t i = 0; i < 256; i++)
-		skip[i] = klen;
-	for (size_t i = 0; i + 1 < klen; i++)
-		skip[t[k[i]]] = klen - 1 - i;
-	unsigned char last = t[k[klen - 1]];
-	for (size_t pos = 0; pos + klen <= vlen;) {
-		(*steps)++;
-		unsigned char c = t[v[pos + klen - 1]];
-		if (c == last) {
-			size_t j = 0;
-			while (j + 1 < klen && t[v[pos + j]] == t[k[j]])
-				j++;
-			*steps += j;
-			if (j + 1 == klen)
-				return true;
-		}
-		pos += skip[c];
+	unsigned char lo = t[k[a]];
+	unsigned char up = lo >= 'a' && lo <= 'z' ? (unsigned char)(lo - 32)
+						  : lo;
+	/* the anchor's possible places: the key fits around them */
+	const unsigned char *p = v + a, *end = v + (vlen - klen) + a + 1;
+	*steps += vlen / 16 + 1;
+	const unsigned char *na = memchr(p, lo, (size_t)(end - p));
+	const unsigned char *nb = up != lo ? memchr(p, up, (size_t)(end - p))
+					   : NULL;
+	while (na != NULL || nb != NULL) {
+		const unsigned char *h = nb == NULL || (na != NULL && na < nb)
+						 ? na : nb;
+		const unsigned char *s = h - a;
+		size_t j = 0;
+		while (j < klen && t[s[j]] == t[k[j]])
+			j++;
+		*steps += j + 1;
+		if (j == klen)
+			return true;
+		if (h == na)
+			na = memchr(h + 1, lo, (size_t)(end - h - 1));
+		else
+			nb = memchr(h + 1, up, (size_t)(end - h - 1));
 	}
 	return false;
 }
