@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "auth.h"
@@ -47,6 +48,21 @@ struct delivery_sieve {
 	 * cross_domain */
 	char *ns_other, *ns_shared;
 	bool cross_domain;
+	/* include :global: compiled once per version of the file (a
+	 * delivery never compiles text); replaced ones stay until ds goes,
+	 * as a run on another thread may still use them */
+	pthread_mutex_t gmu;
+	struct global_script *globals, *retired;
+};
+
+struct global_script {
+	char *name;
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+	off_t size;
+	struct sieve_script *script;     /* NULL: it does not compile */
+	struct global_script *next;
 };
 
 static pthread_mutex_t installed_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -113,6 +129,7 @@ struct delivery_sieve *delivery_sieve_load(const struct config *cfg,
 					   struct buf *errors)
 {
 	struct delivery_sieve *ds = xcalloc(1, sizeof(*ds));
+	pthread_mutex_init(&ds->gmu, NULL);
 	const char *path = cfg && cfg->path ? cfg->path : "config";
 	bool ok = true;
 	ds->refs = 1;
@@ -224,6 +241,16 @@ void delivery_sieve_unref(struct delivery_sieve **dsp)
 	free(ds->spamtest_header);
 	free(ds->ns_other);
 	free(ds->ns_shared);
+	for (int l = 0; l < 2; l++) {
+		struct global_script *g = l ? ds->retired : ds->globals, *next;
+		for (; g != NULL; g = next) {
+			next = g->next;
+			free(g->name);
+			sieve_script_free(&g->script);
+			free(g);
+		}
+	}
+	pthread_mutex_destroy(&ds->gmu);
 	free(ds);
 }
 
@@ -620,44 +647,88 @@ static struct sieve_script *compile_text(const char *name, const char *src,
 	return s;
 }
 
+/* global_dir/NAME.sieve compiled, from the cache while the file is the
+ * same (device, inode, size, mtime); NULL when there is none or it does
+ * not compile. The script lives as long as ds. */
+static const struct sieve_script *global_script(struct delivery_sieve *ds,
+						const char *name)
+{
+	if (ds->global_dir == NULL || strchr(name, '/') != NULL)
+		return NULL;
+	char *path = xasprintf("%s/%s.sieve", ds->global_dir, name);
+	struct stat st;
+	FILE *f = fopen(path, "rb");
+	free(path);
+	if (f == NULL || fstat(fileno(f), &st) < 0) {
+		if (f != NULL)
+			fclose(f);
+		return NULL;
+	}
+	pthread_mutex_lock(&ds->gmu);
+	struct global_script **gp = &ds->globals, *g;
+	for (; (g = *gp) != NULL; gp = &g->next)
+		if (strcmp(g->name, name) == 0)
+			break;
+	if (g != NULL && g->dev == st.st_dev && g->ino == st.st_ino &&
+	    g->size == st.st_size && g->mtime.tv_sec == st.st_mtim.tv_sec &&
+	    g->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+		const struct sieve_script *s = g->script;
+		pthread_mutex_unlock(&ds->gmu);
+		fclose(f);
+		return s;
+	}
+	if (g != NULL) {
+		/* a new version: the old one may be running elsewhere */
+		*gp = g->next;
+		g->next = ds->retired;
+		ds->retired = g;
+	}
+	struct buf text;
+	buf_init(&text, ds->limits.max_script_size);
+	char chunk[8192];
+	size_t got;
+	bool big = false;
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (buf_append(&text, chunk, got) < 0)
+			big = true;
+	fclose(f);
+	g = xcalloc(1, sizeof(*g));
+	g->name = xstrdup(name);
+	g->dev = st.st_dev;
+	g->ino = st.st_ino;
+	g->size = st.st_size;
+	g->mtime = st.st_mtim;
+	g->script = big ? NULL : compile_text(name, text.data ? text.data : "",
+					      text.len, &ds->limits);
+	buf_free(&text);
+	g->next = ds->globals;
+	ds->globals = g;
+	const struct sieve_script *s = g->script;
+	pthread_mutex_unlock(&ds->gmu);
+	return s;
+}
+
 static const struct sieve_script *cb_include(void *ctx, bool global,
 					     const char *name)
 {
 	struct run_ctx *c = ctx;
+	if (global)
+		return global_script(c->ds, name);
+	/* :personal: the stored image (compiled only if this build did not
+	 * write it) */
 	struct sieve_script *s = NULL;
-	if (global) {
-		if (c->ds->global_dir == NULL || strchr(name, '/') != NULL)
-			return NULL;
-		char *path = xasprintf("%s/%s.sieve", c->ds->global_dir, name);
-		FILE *f = fopen(path, "rb");
-		free(path);
-		if (f == NULL)
-			return NULL;
-		struct buf text;
-		buf_init(&text, c->ds->limits.max_script_size);
-		char chunk[8192];
-		size_t got;
-		while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-			if (buf_append(&text, chunk, got) < 0)
-				break;
-		fclose(f);
-		s = compile_text(name, text.data ? text.data : "", text.len,
-				 &c->ds->limits);
-		buf_free(&text);
-	} else {
-		char *src = NULL;
-		size_t len = 0, ilen = 0;
-		void *img = NULL;
-		if (store_sieve_get(c->r->user, name, &src, &len, &img, &ilen,
-				    NULL, NULL) < 0)
-			return NULL;
-		if (img != NULL)
-			s = sieve_script_load(img, ilen, name);
-		if (s == NULL)
-			s = compile_text(name, src, len, &c->ds->limits);
-		free(src);
-		free(img);
-	}
+	char *src = NULL;
+	size_t len = 0, ilen = 0;
+	void *img = NULL;
+	if (store_sieve_get(c->r->user, name, &src, &len, &img, &ilen, NULL,
+			    NULL) < 0)
+		return NULL;
+	if (img != NULL)
+		s = sieve_script_load(img, ilen, name);
+	if (s == NULL)
+		s = compile_text(name, src, len, &c->ds->limits);
+	free(src);
+	free(img);
 	if (s != NULL) {
 		c->loaded = xrealloc(c->loaded, (c->nloaded + 1) *
 				     sizeof(*c->loaded));

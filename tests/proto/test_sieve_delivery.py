@@ -308,19 +308,41 @@ def test_errors_and_editheader(env):
     env.loftctl('sieve', 'deactivate', A)
 
 
+def keyword_count(env, user, keyword):
+    c = env.imap_login(user)
+    c.select('INBOX', readonly=True)
+    typ, data = c.search(None, 'KEYWORD', keyword)
+    c.logout()
+    return len(data[0].split())
+
+
 def test_global(tmp):
     before = os.path.join(tmp, 'before.sieve')
     with open(before, 'w') as f:
         f.write('require ["imap4flags"];\naddflag "$Global";\n')
-    env = Loft(extra={'sieve': {'before': before}})
+    gdir = os.path.join(tmp, 'global')
+    os.makedirs(gdir, exist_ok=True)
+    common = os.path.join(gdir, 'common.sieve')
+    with open(common, 'w') as f:
+        f.write('require "imap4flags";\naddflag "$common";\n')
+    env = Loft(extra={'sieve': {'before': before, 'global_dir': gdir}})
     with env:
         lmtp(env, [B], msg('global one'))
-        c = env.imap_login(B)
-        c.select('INBOX', readonly=True)
-        typ, data = c.search(None, 'KEYWORD', '$Global')
         R.check('before script ran for a user without script',
-                data[0].split(), data)
-        c.logout()
+                keyword_count(env, B, '$Global') == 1)
+        # include :global: compiled once per version of the file
+        put(env, A, 'inc', 'require "include";\ninclude :global "common";\n')
+        lmtp(env, [A], msg('include one'))
+        lmtp(env, [A], msg('include two'))
+        R.check('include :global ran (cached the second time)',
+                keyword_count(env, A, '$common') == 2)
+        with open(common + '.tmp', 'w') as f:
+            f.write('require "imap4flags";\naddflag "$common2";\n')
+        os.replace(common + '.tmp', common)
+        lmtp(env, [A], msg('include three'))
+        R.check('include :global: a new version of the file is used',
+                keyword_count(env, A, '$common2') == 1 and
+                keyword_count(env, A, '$common') == 2)
         with open(before, 'w') as f:
             f.write('require ["imap4flags"];\n\naddflag "$Global"\n')
         r = subprocess.run([LOFTD, '--config', env.config_path, '--check'],
