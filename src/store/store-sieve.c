@@ -129,6 +129,9 @@ int store_sieve_ids(struct store_user *user, struct store_error *err)
 	clear(err);
 	if (store_acl_owner_only(user, err) < 0)
 		return -1;
+	/* a backend without it keeps no scripts (pg: sieve_put refuses) */
+	if (user->store->vf->sieve_ids == NULL)
+		return 0;
 	return user->store->vf->sieve_ids(user, err);
 }
 
