@@ -93,7 +93,7 @@ def main():
                 doveadm + ['import', '-u', 'imp%d@example.test' % i,
                            'maildir:' + md, '', 'all']))
             t['doveadm backup'].append(timed(
-                doveadm + ['backup', '-u', 'bak%d@example.test' % i,
+                doveadm + ['backup', '-R', '-u', 'bak%d@example.test' % i,
                            'maildir:' + md]))
             t['loft imap'].append(timed(
                 [LOFTCTL, '--config', env.config_path, 'import',
