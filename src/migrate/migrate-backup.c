@@ -74,13 +74,17 @@ static bool address_ok(const char *a)
 }
 
 /* A snapshot's name: YYYY-MM-DDTHHMMSSZ. */
+/* "YYYY-MM-DDTHHMMSSZ", or with "-NNN" for a later run in the same
+ * second (or after the clock went back): names sort in run order. */
 static bool snapname_ok(const char *s)
 {
-	if (strlen(s) != 18 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-	    s[17] != 'Z')
+	size_t len = strlen(s);
+	if ((len != 18 && len != 22) || s[4] != '-' || s[7] != '-' ||
+	    s[10] != 'T' || s[17] != 'Z' || (len == 22 && s[18] != '-'))
 		return false;
-	for (int i = 0; i < 17; i++)
-		if (i != 4 && i != 7 && i != 10 && (s[i] < '0' || s[i] > '9'))
+	for (size_t i = 0; i < len; i++)
+		if (i != 4 && i != 7 && i != 10 && i != 17 && i != 18 &&
+		    (s[i] < '0' || s[i] > '9'))
 			return false;
 	return true;
 }
@@ -413,15 +417,23 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 	struct tm tm;
 	gmtime_r(&now, &tm);
 	strftime(name, sizeof(name), "%Y-%m-%dT%H%M%SZ", &tm);
-	if (ndone > 0 && strcmp(name, done[ndone - 1]) <= 0) {
-		/* two runs in one second: the name must still grow */
-		snprintf(name, sizeof(name), "%s", done[ndone - 1]);
-		name[16]++;
-		if (name[16] > '9')
-			name[16] = '9';
-	}
-	char *dir = xasprintf("%s/%s", snaps, name);
 	int ret = 0;
+	char *dir = NULL;
+	if (ndone > 0 && strcmp(name, done[ndone - 1]) <= 0) {
+		/* a second run in one second (or the clock went back): the
+		 * newest's time with the next "-NNN", so the name still grows
+		 * and never reuses the newest snapshot's directory */
+		const char *last = done[ndone - 1];
+		unsigned n = strlen(last) == 22 ? (unsigned)atoi(last + 19) + 1 : 1;
+		if (n > 999) {
+			migrate_error(m, NULL, snaps, "more than 999 runs named %.18s",
+				      last);
+			ret = 2;
+			goto out;
+		}
+		snprintf(name, sizeof(name), "%.18s-%03u", last, n);
+	}
+	dir = xasprintf("%s/%s", snaps, name);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		migrate_error(m, NULL, dir, "%s", strerror(errno));
 		ret = 2;
@@ -530,12 +542,16 @@ static json_t *account_doc(const char *dest, json_t *entry, char *why,
 			 file ? file : "(none)");
 		return NULL;
 	}
-	char snap[19];
-	memcpy(snap, file, 18);
-	snap[18] = '\0';
-	const char *addr = file + 19;
+	const char *slash = strchr(file, '/');
+	size_t snaplen = slash != NULL ? (size_t)(slash - file) : 0;
+	char snap[23] = "";
+	if (snaplen < sizeof(snap)) {
+		memcpy(snap, file, snaplen);
+		snap[snaplen] = '\0';
+	}
+	const char *addr = slash != NULL ? slash + 1 : "";
 	char *a = xstrndup(addr, strlen(addr) > 5 ? strlen(addr) - 5 : 0);
-	bool good = file[18] == '/' && snapname_ok(snap) && address_ok(a) &&
+	bool good = slash != NULL && snapname_ok(snap) && address_ok(a) &&
 		    strcmp(addr + strlen(a), ".json") == 0;
 	free(a);
 	if (!good) {

@@ -156,6 +156,24 @@ def main():
                 dest, 'snapshots', third.group(1), 'alice@example.test.json')),
                 os.listdir(os.path.join(dest, 'snapshots', third.group(1))))
 
+        # runs in one second (the newest name ending in 9 once reused
+        # the newest snapshot's directory): each its own, growing name
+        names = [second.group(1)] + ([third.group(1)] if third else [])
+        for i in range(4):
+            rc, out, err = env.loftctl('backup', 'alice@example.test', dest)
+            nth = re.search(r'snapshot (\S+)', out)
+            R.check('quick unchanged run %d exit 0' % i, rc == 0 and nth,
+                    out + err)
+            if nth:
+                names.append(nth.group(1))
+        R.check('quick runs: distinct names in run order',
+                names == sorted(set(names)), names)
+        for nm in names[1:]:
+            R.check('quick run %s references, not rewritten' % nm,
+                    os.listdir(os.path.join(dest, 'snapshots', nm))
+                    == ['SNAPSHOT'],
+                    os.listdir(os.path.join(dest, 'snapshots', nm)))
+
         rc, out, err = env.loftctl('backup', 'verify', dest)
         R.check('verify a whole backup: exit 0', rc == 0, out + err)
 
