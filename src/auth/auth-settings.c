@@ -29,6 +29,8 @@ const char *const auth_policy_keys[] = {
 	"sent_copy",
 	"sieve_max_scripts",
 	"sieve_max_storage",
+	"deleted_retention_days",
+	"deleted_in_quota",
 	NULL,
 };
 
@@ -40,6 +42,7 @@ void auth_policy_defaults(struct auth_policy *policy_r)
 	policy_r->junk_retention_days = 30;
 	policy_r->sieve_max_scripts = 32;
 	policy_r->sieve_max_storage = 4 * 1024 * 1024;
+	policy_r->deleted_retention_days = 14;
 }
 
 const char *auth_pop3_delete_name(enum auth_pop3_delete d)
@@ -151,6 +154,15 @@ int auth_policy_set(struct auth_policy *policy, const char *key,
 			return -1;
 		}
 		policy->sieve_max_storage = v;
+	} else if (strcmp(key, "deleted_retention_days") == 0) {
+		return parse_days(key, value, &policy->deleted_retention_days,
+				  error_r);
+	} else if (strcmp(key, "deleted_in_quota") == 0) {
+		if (config_parse_bool(value, &policy->deleted_in_quota) < 0) {
+			*error_r = xasprintf("deleted_in_quota: expected yes or "
+					     "no, got '%s'", value);
+			return -1;
+		}
 	} else {
 		*error_r = xasprintf("unknown policy key '%s'", key);
 		return -1;

@@ -20,6 +20,8 @@ int auth_store_limits(void *ctx, int64_t user_id,
 		return -1;
 	limits_r->quota_bytes = policy.quota_bytes;
 	limits_r->quota_messages = policy.quota_messages;
+	limits_r->deleted_retention_days = policy.deleted_retention_days;
+	limits_r->deleted_in_quota = policy.deleted_in_quota;
 	return 0;
 }
 
@@ -36,6 +38,7 @@ void auth_policy_to_retention(const struct auth_policy *p,
 	}
 	r->trash_retention_days = p->trash_retention_days;
 	r->junk_retention_days = p->junk_retention_days;
+	r->deleted_retention_days = p->deleted_retention_days;
 }
 
 struct id_list {

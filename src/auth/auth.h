@@ -50,6 +50,10 @@ struct auth_policy {
 	 * their bytes in all (default 4M) */
 	uint32_t sieve_max_scripts;
 	uint64_t sieve_max_storage;
+	/* undelete: removed messages kept this many days (default 14, 0:
+	 * not kept), counted in the quota or not (default no) */
+	uint32_t deleted_retention_days;
+	bool deleted_in_quota;
 };
 
 #define AUTH_PASSWORD_MIN_LENGTH 12

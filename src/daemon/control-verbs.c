@@ -65,9 +65,27 @@ static int verb_kick(void *ctx, int argc, char **argv,
 	return 0;
 }
 
+/* changed USER_ID: loftctl (undelete, import, restore) changed the
+ * account's mail from its own process; its sessions here look now. */
+static int verb_changed(void *ctx, int argc, char **argv,
+			struct control_reply *reply)
+{
+	struct store *store = ctx;
+	int64_t id;
+	if (argc != 1 || parse_id(argv[0], &id) < 0)
+		return control_reply_error(reply, "usage: changed USER_ID");
+	unsigned told = 0;
+	struct store_error err;
+	if (store_changed_elsewhere(store, id, &told, &err) < 0)
+		return control_reply_error(reply, "%s", err.msg);
+	control_reply_ok(reply, "%u sessions told", told);
+	return 0;
+}
+
 void daemon_verbs_register(struct control *ctl, struct store *store)
 {
 	control_register(ctl, "kick", "USER_ID", verb_kick, store);
+	control_register(ctl, "changed", "USER_ID", verb_changed, store);
 }
 
 /* ban list: one line per held address, account or pair

@@ -167,3 +167,105 @@ void store_export_end(struct store_export **exp)
 		return;
 	STORE_OBJ_VF(*exp)->export_end(exp);
 }
+
+/* ---- undelete ------------------------------------------------------ */
+
+/* The filter with its folder name as the store keeps names (*copy_r to
+ * free); NULL with err set when the name is not one. */
+static const struct store_deleted_filter *
+deleted_filter(const struct store_deleted_filter *f,
+	       struct store_deleted_filter *copy, char **name_r,
+	       struct store_error *err)
+{
+	static const struct store_deleted_filter all;
+	*name_r = NULL;
+	if (f == NULL)
+		return &all;
+	*copy = *f;
+	if (f->mailbox != NULL) {
+		*name_r = store_name_normalize(f->mailbox, err);
+		if (*name_r == NULL)
+			return NULL;
+		copy->mailbox = *name_r;
+	}
+	return copy;
+}
+
+int store_deleted_list(struct store_user *user,
+		       const struct store_deleted_filter *filter,
+		       store_deleted_fn *fn, void *ctx,
+		       struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	struct store_deleted_filter copy;
+	char *name;
+	const struct store_deleted_filter *f =
+		deleted_filter(filter, &copy, &name, err);
+	if (f == NULL)
+		return -1;
+	int ret = user->store->vf->deleted_list(user, f, fn, ctx, err);
+	free(name);
+	return ret;
+}
+
+int store_deleted_usage(struct store_user *user, struct store_usage *usage_r,
+			struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	return user->store->vf->deleted_usage(user, usage_r, err);
+}
+
+int store_undelete(struct store_user *user,
+		   const struct store_deleted_filter *filter,
+		   struct store_undelete_report *report_r,
+		   struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	struct store_deleted_filter copy;
+	char *name;
+	const struct store_deleted_filter *f =
+		deleted_filter(filter, &copy, &name, err);
+	if (f == NULL)
+		return -1;
+	struct store_undelete_report r = {0};
+	int ret = user->store->vf->undelete(user, f, &r, err);
+	if (ret == 0 && report_r != NULL)
+		*report_r = r;
+	free(name);
+	return ret;
+}
+
+int store_changed_elsewhere(struct store *store, int64_t user_id,
+			    unsigned *told_r, struct store_error *err)
+{
+	err_clear(err);
+	*told_r = store_subscriber_count(store, user_id);
+	if (*told_r == 0)
+		return 0;
+	struct store_user *user;
+	if (store_user_open_existing(store, user_id, &user, err) < 0)
+		return err->kind == STORE_ERR_NOTFOUND ? 0 : -1;
+	struct store_mailbox_info *list = NULL;
+	size_t count = 0;
+	int ret = store_mailbox_list(user, &list, &count, err);
+	store_user_unref(&user);
+	if (ret < 0)
+		return -1;
+	struct store_change ch = {.user_id = user_id,
+				  .kind = STORE_CHANGE_MAILBOXES};
+	store_publish(store, &ch);
+	/* a session syncs its view against the index on either kind */
+	for (size_t i = 0; i < count; i++) {
+		ch.mailbox_id = list[i].id;
+		ch.kind = STORE_CHANGE_APPEND;
+		store_publish(store, &ch);
+	}
+	store_mailbox_list_free(list, count);
+	return 0;
+}

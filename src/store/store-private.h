@@ -288,6 +288,18 @@ struct store_backend_vfuncs {
 	int (*export_body)(struct store_export *exp, int64_t email,
 			   struct store_blob *blob_r, struct store_error *err);
 	void (*export_end)(struct store_export **exp);
+	/* undelete (store.h "undelete") */
+	int (*deleted_list)(struct store_user *user,
+			    const struct store_deleted_filter *filter,
+			    store_deleted_fn *fn, void *ctx,
+			    struct store_error *err);
+	int (*deleted_usage)(struct store_user *user,
+			     struct store_usage *usage_r,
+			     struct store_error *err);
+	int (*undelete)(struct store_user *user,
+			const struct store_deleted_filter *filter,
+			struct store_undelete_report *report_r,
+			struct store_error *err);
 	int (*jobject_delete)(struct store_user *user,
 			      enum store_jmap_kind kind, int64_t id,
 			      struct store_error *err);

@@ -47,21 +47,21 @@ static int retention_one(struct store *store,
 			       !report(ctx, user_id, &policy, &rr, NULL) ? 1 : 0;
 		goto fail;
 	}
-	r = 0;
-	if (policy.pop3_retention_days != 0 || policy.trash_retention_days != 0 ||
-	    policy.junk_retention_days != 0)
-		r = store_retention_run(mail, &policy, now, &rr, &err);
+	/* every account: messages kept for undelete are purged by it */
+	r = store_retention_run(mail, &policy, now, &rr, &err);
 	/* JMAP's change logs and expired uploads go by the same clock */
 	if (r == 0)
 		r = store_jmap_prune(mail, now, &err);
 	store_user_unref(&mail);
 	if (r < 0)
 		goto fail;
-	if (rr.pop3_removed + rr.trash_expunged + rr.junk_expunged > 0)
+	if (rr.pop3_removed + rr.trash_expunged + rr.junk_expunged +
+	    rr.deleted_purged > 0)
 		log_info("retention", NULL,
-			 "user=%lld pop3_removed=%u trash_expunged=%u junk_expunged=%u",
+			 "user=%lld pop3_removed=%u trash_expunged=%u"
+			 " junk_expunged=%u deleted_purged=%u",
 			 (long long)user_id, rr.pop3_removed, rr.trash_expunged,
-			 rr.junk_expunged);
+			 rr.junk_expunged, rr.deleted_purged);
 	return report != NULL && !report(ctx, user_id, &policy, &rr, NULL) ? 1 : 0;
 fail:
 	log_error("retention", NULL, "user=%lld: %s", (long long)user_id, err.msg);

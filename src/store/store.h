@@ -87,6 +87,10 @@ enum store_special_use {
 struct store_account_limits {
 	uint64_t quota_bytes;
 	uint64_t quota_messages;
+	/* undelete (store.h "undelete"): days a removed message is kept
+	 * (0: not kept), and whether kept ones count in the quota */
+	uint32_t deleted_retention_days;
+	bool deleted_in_quota;
 };
 typedef int store_limits_fn(void *ctx, int64_t user_id,
 			    struct store_account_limits *limits_r);
@@ -632,11 +636,15 @@ struct store_retention_policy {
 	       STORE_POP3_AUTO } pop3_delete;
 	uint32_t trash_retention_days;    /* 0: off */
 	uint32_t junk_retention_days;     /* 0: off */
+	/* removed messages kept for undelete are purged after this many
+	 * days (0: all of them) */
+	uint32_t deleted_retention_days;
 };
 struct store_retention_report {
 	uint32_t pop3_removed;
 	uint32_t trash_expunged;
 	uint32_t junk_expunged;
+	uint32_t deleted_purged;          /* kept removed messages dropped */
 };
 /* Applies the policies as of now (a test may pass any time). */
 int store_retention_run(struct store_user *user,
@@ -1249,6 +1257,74 @@ int store_export_next(struct store_export *exp,
 int store_export_body(struct store_export *exp, int64_t email,
 		      struct store_blob *blob_r, struct store_error *err);
 void store_export_end(struct store_export **exp);
+
+/* ---- undelete: removed messages kept for a while (issue 17) -------- */
+
+/* Every removal of a message but a move (IMAP MOVE, JMAP changing an
+ * Email's mailboxes, POP3 to Trash), a JMAP Email/set destroy of a
+ * draft (a draft replaced) and a thread merge's re-creation -- IMAP
+ * EXPUNGE, a folder DELETE, POP3 DELE under pop3_delete = expunge,
+ * JMAP destroy, Trash/Junk/POP3 retention -- keeps the message for the
+ * account's deleted_retention_days (store_account_limits; 0: not kept):
+ * invisible to IMAP, POP3, JMAP and search, outside the quota unless
+ * deleted_in_quota. The retention run purges those past the period. */
+struct store_deleted {
+	int64_t id;               /* of the kept message, for store_undelete */
+	const char *mailbox;      /* the folder it was removed from */
+	uint32_t uid;             /* its UID there */
+	unsigned flags;           /* enum store_flag, as it was */
+	const char *keywords;     /* space separated, "" for none */
+	time_t internaldate, savedate;
+	time_t deleted_at;
+	uint64_t size;
+	/* from the message, for a list a person reads ("" when absent):
+	 * Subject and From as decoded, and the start of the text */
+	const char *subject;
+	const char *from;
+	const char *preview;
+};
+/* Which kept messages: all fields 0/NULL for every one. */
+struct store_deleted_filter {
+	const char *mailbox;      /* removed from this folder (exact name) */
+	time_t since;             /* removed at or after (0: any time) */
+	const int64_t *ids;       /* only these (store_deleted.id) */
+	size_t id_count;
+};
+/* Calls fn for each kept message the filter takes, newest removal
+ * first; fn returns false to stop. 0 or -1. */
+typedef bool store_deleted_fn(void *ctx, const struct store_deleted *d);
+int store_deleted_list(struct store_user *user,
+		       const struct store_deleted_filter *filter,
+		       store_deleted_fn *fn, void *ctx,
+		       struct store_error *err);
+/* What the kept messages take (loftctl user show reports it apart). */
+int store_deleted_usage(struct store_user *user, struct store_usage *usage_r,
+			struct store_error *err);
+struct store_undelete_report {
+	uint32_t messages;        /* brought back */
+	uint64_t bytes;
+	uint32_t mailboxes_made;  /* folders recreated (deleted since) */
+};
+/* Brings the kept messages the filter takes back into their folder (by
+ * name; made again, with its parents, if it no longer exists) with new
+ * UIDs, in one transaction: flags without \Deleted, keywords, internal
+ * date; saved now (Trash retention counts from the undelete). Clients
+ * see them as new mail (IDLE, JMAP push). STORE_ERR_QUOTA when they do not
+ * fit and deleted_in_quota is off (nothing brought back). Nothing to
+ * bring back is no error (report says 0). */
+int store_undelete(struct store_user *user,
+		   const struct store_deleted_filter *filter,
+		   struct store_undelete_report *report_r,
+		   struct store_error *err);
+
+/* Another process (loftctl undelete, import, restore) changed user_id's
+ * mail: every session of the account in this process is told as if the
+ * change were its own (each mailbox's APPEND/EXPUNGE, the list), so IDLE
+ * and push see it at once instead of at their next poll. Returns how
+ * many subscriptions were told. loftd runs it for the control verb
+ * "changed USER_ID". */
+int store_changed_elsewhere(struct store *store, int64_t user_id,
+			    unsigned *told_r, struct store_error *err);
 
 /* ---- Sieve: scripts, vacation and duplicate records ---------------- */
 

@@ -100,6 +100,9 @@ static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
 	int r = migrate_import(&m, argv[1]);
+	/* IDLE clients of a running loftd see the new mail at once */
+	if (!m.dry_run)
+		loftctl_tell_changed(ctl, store_user_id(m.user));
 	store_user_unref(&m.user);
 	explicit_bzero(password, sizeof(password));
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
@@ -238,6 +241,7 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
 	int r = migrate_restore(&m, argv[0], argv[1], since);
+	loftctl_tell_changed(ctl, store_user_id(m.user));
 	store_user_unref(&m.user);
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }

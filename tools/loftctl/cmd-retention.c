@@ -1,8 +1,9 @@
 /*
  * loftctl retention run [ADDRESS] [--now DATE]: applies the retention
  * policies (pop3_retention_days with pop3_delete, trash_retention_days,
- * junk_retention_days) now, to one account or to all, and prints one line
- * per account with what it removed. --now lets tests and admins move the
+ * junk_retention_days; removed messages kept for undelete past
+ * deleted_retention_days are purged) now, to one account or to all, and
+ * prints one line per account with what it removed. --now lets tests and admins move the
  * clock: "2026-12-31", "2026-12-31T08:00:00Z", "@1798675200" or "+15d"
  * (relative to the real time; also h, m, s). Dates are UTC.
  */
@@ -100,6 +101,9 @@ static bool print_report(void *ctx, int64_t user_id,
 	out->removed += r->pop3_removed + r->trash_expunged + r->junk_expunged;
 	printf("%s: pop3 removed %u, trash expunged %u, junk expunged %u\n",
 	       name, r->pop3_removed, r->trash_expunged, r->junk_expunged);
+	if (r->deleted_purged > 0)
+		printf("%s: deleted purged %u (kept for undelete past"
+		       " deleted_retention_days)\n", name, r->deleted_purged);
 	return true;
 }
 

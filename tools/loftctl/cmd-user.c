@@ -184,6 +184,8 @@ static void print_policy(const struct auth_policy *p)
 	format_size(p->sieve_max_storage, q, sizeof(q));
 	printf("  sieve_max_scripts = %u\n", p->sieve_max_scripts);
 	printf("  sieve_max_storage = %s\n", q);
+	printf("  deleted_retention_days = %u\n", p->deleted_retention_days);
+	printf("  deleted_in_quota = %s\n", p->deleted_in_quota ? "yes" : "no");
 }
 
 /* The last IMAP login, and what pop3_delete = auto does because of it. */
@@ -235,9 +237,22 @@ static int show_mail(struct loftctl *ctl, const struct auth_user *u,
 	format_size(usage.bytes, used, sizeof(used));
 	printf("usage: %" PRIu64 " bytes (%s), %" PRIu64 " messages\n",
 	       usage.bytes, used, usage.messages);
+	/* kept for undelete: apart, and in the quota only if it says so */
+	struct store_usage kept = {0};
+	if (store_deleted_usage(su, &kept, &err) < 0) {
+		rc = loftctl_fail("mail of %s: %s", u->address, err.msg);
+		store_mailbox_list_free(list, count);
+		goto out;
+	}
+	format_size(kept.bytes, used, sizeof(used));
+	printf("deleted (kept for undelete): %" PRIu64 " bytes (%s), %" PRIu64
+	       " messages%s\n", kept.bytes, used, kept.messages,
+	       p->deleted_in_quota ? ", counted in the quota" : "");
 	if (p->quota_bytes > 0)
 		printf("quota used: %.1f%%\n",
-		       100.0 * (double)usage.bytes / (double)p->quota_bytes);
+		       100.0 * (double)(usage.bytes +
+					(p->deleted_in_quota ? kept.bytes : 0)) /
+		       (double)p->quota_bytes);
 	printf("mailboxes:\n");
 	for (size_t i = 0; i < count; i++) {
 		printf("  %s: %u messages, %u unseen, %" PRIu64 " bytes\n",

@@ -36,6 +36,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_dns_cmds,
 	loftctl_ban_cmds,
 	loftctl_retention_cmds,
+	loftctl_undelete_cmds,
 	loftctl_acl_cmds,
 	loftctl_group_cmds,
 	loftctl_shared_cmds,
@@ -162,6 +163,31 @@ int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
 	free(final);
 	free(path);
 	return rc;
+}
+
+void loftctl_tell_changed(struct loftctl *ctl, int64_t user_id)
+{
+	char *why = NULL;
+	char *path = control_socket_path(ctl->cfg, &why);
+	if (path == NULL) {
+		free(why);
+		return;
+	}
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", (long long)user_id);
+	const char *words[] = {"changed", id};
+	char *final = NULL;
+	enum control_call_result r = control_call(path, words, 2,
+						  LOFTCTL_CONTROL_TIMEOUT_MS,
+						  NULL, NULL, &final);
+	/* the change is committed: a loftd that cannot be told now shows
+	 * it at its sessions' next sync */
+	if (r != CONTROL_CALL_OK && r != CONTROL_CALL_NOT_RUNNING)
+		fprintf(stderr, "loftctl: note: loftd was not told of the"
+			" change (%s); its sessions see it at their next"
+			" sync\n", final ? final : "no answer");
+	free(final);
+	free(path);
 }
 
 static int read_line(char *buf, size_t size)

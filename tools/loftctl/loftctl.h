@@ -52,6 +52,7 @@ extern const struct loftctl_cmd loftctl_token_cmds[];
 extern const struct loftctl_cmd loftctl_dns_cmds[];
 extern const struct loftctl_cmd loftctl_ban_cmds[];
 extern const struct loftctl_cmd loftctl_retention_cmds[];
+extern const struct loftctl_cmd loftctl_undelete_cmds[];
 extern const struct loftctl_cmd loftctl_acl_cmds[];
 extern const struct loftctl_cmd loftctl_group_cmds[];
 extern const struct loftctl_cmd loftctl_shared_cmds[];
@@ -98,6 +99,10 @@ int loftctl_read_secret(const char *prompt, bool confirm, char *buf,
  * or when no loftd runs (*running_r false); -1 after printing why. */
 int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
 		 bool *running_r, unsigned *sessions_r);
+/* Tells a running loftd that this process changed the account's mail
+ * (control verb "changed"), so its IDLE/push sessions see it at once;
+ * nothing when loftd does not run. */
+void loftctl_tell_changed(struct loftctl *ctl, int64_t user_id);
 /* Removes "--flag" from argv if present; returns whether it was there. */
 bool loftctl_take_flag(int *argc, char **argv, const char *flag);
 

@@ -190,6 +190,15 @@ static int drop_blob(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		sq_rows_free(rows, n);
 	}
 	free(mbox);
+	/* no body to bring back: its kept copies (undelete) go too */
+	if (ret == 0) {
+		st = sq_stmt(c, "DELETE FROM deleted WHERE blob = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, id);
+		if (step_done(st) < 0)
+			ret = sq_job_dberr(job, c);
+	}
 	/* A blob row with no message row left is dropped by
 	 * sq_expunge_rows; one that never had a row goes here. */
 	if (ret == 0 && sq_blob_unref(u, c, job, id) < 0)

@@ -25,7 +25,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 9
+#define SQ_SCHEMA_VERSION 10
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -54,6 +54,8 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[7] = SQ_ACL_SCHEMA,
 	/* 8 -> 9: annotations and URLAUTH keys (sq-metadata.c) */
 	[8] = sq_metadata_schema_sql,
+	/* 9 -> 10: removed messages kept for undelete (sq-undelete.c) */
+	[9] = SQ_DELETED_SQL,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -170,6 +172,7 @@ static const char schema_sql[] =
 	"CREATE VIRTUAL TABLE IF NOT EXISTS text_body USING fts5(t, content='',"
 	" tokenize='trigram case_sensitive 1', detail=none);"
 	SQ_IMPORT_MARK_SQL
+	SQ_DELETED_SQL
 
 	/* Sieve scripts and records (store.h "Sieve") */
 	SQ_SIEVE_SCHEMA_SQL;
@@ -939,6 +942,9 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.export_next = sq_export_next,
 	.export_body = sq_export_body,
 	.export_end = sq_export_end,
+	.deleted_list = sq_deleted_list,
+	.deleted_usage = sq_deleted_usage,
+	.undelete = sq_undelete,
 	.sieve_list = sq_sieve_list,
 	.sieve_get = sq_sieve_get,
 	.sieve_put = sq_sieve_put,

@@ -369,13 +369,23 @@ static int op_destroy(struct sq_user *u, struct sq_conn *c,
 		any |= visible(&cs.v[i]);
 	int ret = any ? 0
 		      : sq_job_fail(job, STORE_ERR_NOTFOUND, "No such Email");
-	/* every copy, \Deleted ones too: the Email is gone everywhere */
+	/* every copy, \Deleted ones too: the Email is gone everywhere.
+	 * Kept for undelete, but a draft: destroying one is how a client
+	 * replaces it (RFC 8621 4.6: drafts are immutable) */
+	bool draft = false;
+	for (size_t i = 0; i < cs.n; i++)
+		draft |= (cs.v[i].row.flags & STORE_FLAG_DRAFT) != 0;
 	struct sq_msgrow *rows = xcalloc(cs.n ? cs.n : 1, sizeof(*rows));
 	for (size_t i = 0; i < cs.n && ret == 0;) {
 		size_t n = 0, k = i;
 		for (; k < cs.n && cs.v[k].mailbox == cs.v[i].mailbox; k++)
 			rows[n++] = cs.v[k].row;
-		ret = sq_expunge_rows(u, c, job, cs.v[i].mailbox, rows, n, true);
+		if (!draft)
+			ret = sq_deleted_keep(u, c, job, cs.v[i].mailbox, rows,
+					      n);
+		if (ret == 0)
+			ret = sq_expunge_rows(u, c, job, cs.v[i].mailbox, rows,
+					      n, true);
 		i = k;
 	}
 	free(rows);
@@ -463,6 +473,7 @@ int sq_email_tx_commit(struct store_user *user, struct store_email_tx *tx,
 					    &op->result.err) == 0)
 			a.begun[i] = true;
 	}
+	sq_deleted_policy(user);
 	if (ret == 0)
 		ret = sq_run(u, etx_job, &a, err);
 	for (size_t i = 0; i < tx->count; i++) {

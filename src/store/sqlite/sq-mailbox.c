@@ -745,7 +745,9 @@ static int delete_all_messages(struct sq_user *u, struct sq_conn *c,
 	size_t n;
 	if (sq_rows_get(c, id, NULL, 0, &rows, &n) < 0)
 		return sq_job_dberr(job, c);
-	int ret = sq_expunge_rows(u, c, job, id, rows, n, false);
+	int ret = sq_deleted_keep(u, c, job, id, rows, n);
+	if (ret == 0)
+		ret = sq_expunge_rows(u, c, job, id, rows, n, false);
 	sq_rows_free(rows, n);
 	if (ret < 0)
 		return -1;
@@ -810,6 +812,7 @@ static int delete_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 int sq_mailbox_delete(struct store_user *user, const char *name,
 		      struct store_error *err)
 {
+	sq_deleted_policy(user);
 	return sq_run(SQU(user), delete_job, (void *)name, err);
 }
 

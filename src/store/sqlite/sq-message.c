@@ -159,7 +159,10 @@ void sq_rows_free(struct sq_msgrow *rows, size_t count)
 int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		  int64_t blob)
 {
-	sqlite3_stmt *st = sq_stmt(c, "SELECT 1 FROM msg WHERE blob = ? LIMIT 1");
+	/* a message kept for undelete (sq-undelete.c) uses it too */
+	sqlite3_stmt *st = sq_stmt(c, "SELECT 1 FROM msg WHERE blob = ?1"
+				      " UNION ALL SELECT 1 FROM deleted"
+				      " WHERE blob = ?1 LIMIT 1");
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, blob);
@@ -1070,6 +1073,21 @@ static int limits_get(struct store_user *user,
 	    set->limits(set->limits_ctx, user->id, limits) < 0)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Cannot read the account's quota");
+	/* messages kept for undelete count when the policy says so: what
+	 * they take is not there for new mail */
+	struct store_usage kept;
+	if (limits->deleted_in_quota &&
+	    (limits->quota_bytes != 0 || limits->quota_messages != 0)) {
+		if (sq_deleted_usage(user, &kept, err) < 0)
+			return -1;
+		if (limits->quota_bytes != 0)
+			limits->quota_bytes = kept.bytes < limits->quota_bytes
+				? limits->quota_bytes - kept.bytes : 1;
+		if (limits->quota_messages != 0)
+			limits->quota_messages =
+				kept.messages < limits->quota_messages
+				? limits->quota_messages - kept.messages : 1;
+	}
 	return 0;
 }
 
@@ -1137,7 +1155,9 @@ static int expunge_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			rows[i] = tmp;
 		}
 	}
-	int ret = sq_expunge_rows(u, c, job, mb.id, rows, w, true);
+	int ret = sq_deleted_keep(u, c, job, mb.id, rows, w);
+	if (ret == 0)
+		ret = sq_expunge_rows(u, c, job, mb.id, rows, w, true);
 	if (ret == 0) {
 		a->uids = xcalloc(w ? w : 1, sizeof(uint32_t));
 		for (size_t i = 0; i < w; i++)
@@ -1154,6 +1174,7 @@ int sq_expunge(struct store_user *user, const char *mailbox,
 	       struct store_error *err)
 {
 	struct expunge_arg a = {mailbox, ranges, range_count, force, NULL, 0};
+	sq_deleted_policy(user);
 	int ret = sq_run(SQU(user), expunge_job, &a, err);
 	if (uids_r != NULL)
 		*uids_r = a.uids;

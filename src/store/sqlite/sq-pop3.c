@@ -154,7 +154,9 @@ static int expire_special(struct sq_user *u, struct sq_conn *c,
 			rows[i] = t;
 		}
 	}
-	int ret = sq_expunge_rows(u, c, job, mb.id, rows, w, true);
+	int ret = sq_deleted_keep(u, c, job, mb.id, rows, w);
+	if (ret == 0)
+		ret = sq_expunge_rows(u, c, job, mb.id, rows, w, true);
 	sq_rows_free(rows, n);
 	*count_r += (uint32_t)w;
 	return ret;
@@ -214,6 +216,9 @@ static int expire_pop3(struct sq_user *u, struct sq_conn *c,
 			ret = sq_copy_rows(u, c, job, trash.id, rows, w, a->now,
 					   dst);
 			free(dst);
+		} else if (ret == 0) {
+			/* removed, not moved to Trash: kept for undelete */
+			ret = sq_deleted_keep(u, c, job, inbox.id, rows, w);
 		}
 		if (ret == 0)
 			ret = sq_expunge_rows(u, c, job, inbox.id, rows, w, true);
@@ -266,6 +271,12 @@ static int retention_job(struct sq_user *u, struct sq_conn *c,
 			   p->junk_retention_days, a->now,
 			   &a->report.junk_expunged) < 0)
 		return -1;
+	/* kept for undelete past the period (0: none kept) */
+	time_t before = a->now - (time_t)p->deleted_retention_days * 86400;
+	if (p->deleted_retention_days == 0)
+		before = a->now + 1;
+	if (sq_deleted_purge(u, c, job, before, &a->report.deleted_purged) < 0)
+		return -1;
 	return prune_expunge_log(c, job, time(NULL));
 }
 
@@ -278,6 +289,7 @@ int sq_retention_run(struct store_user *user,
 	memset(&a, 0, sizeof(a));
 	a.policy = policy;
 	a.now = now;
+	sq_deleted_policy(user);
 	int ret = sq_run(SQU(user), retention_job, &a, err);
 	if (ret == 0)
 		*report_r = a.report;

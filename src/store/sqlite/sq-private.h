@@ -126,6 +126,11 @@ struct sq_user {
 		uint64_t after;    /* readers with a ticket <= after may see it */
 	} *unlinks;
 	size_t unlink_count;
+
+	/* undelete (sq-undelete.c): the account keeps removed messages
+	 * unless deleted_off, as read at deleted_checked (unix time) */
+	atomic_bool deleted_off;
+	_Atomic int64_t deleted_checked;
 };
 
 /* One change waiting for the group commit. fn runs inside the batch's
@@ -388,6 +393,40 @@ int sq_export_next(struct store_export *exp,
 int sq_export_body(struct store_export *exp, int64_t email,
 		   struct store_blob *blob_r, struct store_error *err);
 void sq_export_end(struct store_export **exp);
+
+/* sq-undelete.c: removed messages kept for undelete (store.h
+ * "undelete"; schema version 10). A row holds the blob (sq_blob_unref
+ * counts it as a user) and what the message had in its folder. */
+#define SQ_DELETED_SQL                                                    \
+	"CREATE TABLE IF NOT EXISTS deleted(id INTEGER PRIMARY KEY"       \
+	" AUTOINCREMENT, mailbox TEXT NOT NULL, uid INTEGER NOT NULL,"    \
+	" blob INTEGER NOT NULL, flags INTEGER NOT NULL, keywords TEXT,"  \
+	" internaldate INTEGER NOT NULL, savedate INTEGER NOT NULL,"      \
+	" size INTEGER NOT NULL, at INTEGER NOT NULL);"                   \
+	"CREATE INDEX IF NOT EXISTS deleted_at ON deleted(at);"           \
+	"CREATE INDEX IF NOT EXISTS deleted_blob ON deleted(blob);"
+/* In the caller's thread, before a job that may remove messages: reads
+ * whether the account keeps them (deleted_retention_days != 0), at most
+ * every 30 s. */
+void sq_deleted_policy(struct store_user *user);
+struct sq_msgrow;
+/* In a removal job, before sq_expunge_rows: keeps the rows for undelete
+ * (nothing when the account does not keep them). */
+int sq_deleted_keep(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		    uint32_t mailbox_id, const struct sq_msgrow *rows,
+		    size_t count);
+/* In a job: drops the kept messages removed before `before`. */
+int sq_deleted_purge(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		     time_t before, uint32_t *count_r);
+int sq_deleted_list(struct store_user *user,
+		    const struct store_deleted_filter *filter,
+		    store_deleted_fn *fn, void *ctx, struct store_error *err);
+int sq_deleted_usage(struct store_user *user, struct store_usage *usage_r,
+		     struct store_error *err);
+int sq_undelete(struct store_user *user,
+		const struct store_deleted_filter *filter,
+		struct store_undelete_report *report_r,
+		struct store_error *err);
 
 /* sq-acl.c: mailbox ACLs (schema version 8) */
 #define SQ_ACL_SCHEMA                                                    \
