@@ -323,8 +323,9 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		json_t *msgs = json_array();
 		const struct store_export_msg *msg;
 		int r = mb->noselect ? 0 : store_export_messages(e, mb->id, &err);
-		while (r == 0 && !mb->noselect &&
-		       (r = store_export_next(e, &msg, &err)) == 1) {
+		/* every message: next gives 1 per message, 0 at the end */
+		bool more = r == 0 && !mb->noselect;
+		while (more && (r = store_export_next(e, &msg, &err)) == 1) {
 			struct store_blob b;
 			if (store_export_body(e, msg->email, &b, &err) < 0) {
 				migrate_error(m, address, mb->name, "UID %u: %s",

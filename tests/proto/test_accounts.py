@@ -184,11 +184,9 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # what the newest step (8 -> 9, annotations and URLAUTH keys) adds,
+    # what the newest step (9 -> 10, messages kept for undelete) adds,
     # so it can run again
-    db.execute('DROP TRIGGER mailbox_annotations_gone')
-    db.execute('DROP TABLE metadata')
-    db.execute('DROP TABLE urlauth_key')
+    db.execute('DROP TABLE deleted')
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()

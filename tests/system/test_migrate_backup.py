@@ -135,6 +135,13 @@ def main():
             if name == 'INBOX':
                 R.check('the snapshot is a prefix of the deliveries',
                         uids == list(range(1, len(uids) + 1)), uids[-5:])
+                # the 40 appended before the backup at least (a backup
+                # once kept only the first message of each folder)
+                R.check('the snapshot has every message before it',
+                        len(uids) >= 40, len(uids))
+            if name == 'Projects/2026':
+                R.check('the snapshot has the folder\'s five',
+                        len(uids) == 5, uids)
         R.check('restored Projects/2026 flags',
                 all(v[0] == [b'\\Flagged'] for v in
                     bob['Projects/2026'][1].values()), bob['Projects/2026'])

@@ -348,10 +348,15 @@ static const char *const live_changes_sql[STORE_JMAP_KINDS] = {
 		" FROM jmailbox j JOIN mailbox x ON x.id = j.id"
 		" WHERE (j.modseq, j.id) > (?1, ?2) AND j.modseq <= ?3"
 		" ORDER BY j.modseq, j.id LIMIT ?4",
+	/* an Email no longer visible whose blob stays (all copies
+	 * \Deleted, or kept for undelete) is destroyed with its thread as
+	 * objectid, as a tombstone has it */
 	[STORE_JMAP_EMAIL] =
-		"SELECT id, created, modseq, visible > 0, NULL, 0 FROM jemail"
-		" WHERE (modseq, id) > (?1, ?2) AND modseq <= ?3"
-		" ORDER BY modseq, id LIMIT ?4",
+		"SELECT e.id, e.created, e.modseq, e.visible > 0, CASE WHEN"
+		" e.visible > 0 THEN NULL ELSE (SELECT thread FROM blob b"
+		" WHERE b.id = e.id) END, 0 FROM jemail e"
+		" WHERE (e.modseq, e.id) > (?1, ?2) AND e.modseq <= ?3"
+		" ORDER BY e.modseq, e.id LIMIT ?4",
 	[STORE_JMAP_THREAD] =
 		"SELECT t.id, t.created, t.modseq, EXISTS (SELECT 1 FROM blob b"
 		" JOIN jemail e ON e.id = b.id WHERE b.thread = t.id AND"
