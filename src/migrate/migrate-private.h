@@ -13,6 +13,8 @@ struct migrate_folder_stats {
 	char *name;
 	uint64_t imported, skipped, failed, bytes, renumbered, flags_updated;
 	bool uids_kept;
+	uint64_t changedsince;   /* IMAP: flags asked for changes since this
+				    MODSEQ only (0: all of them) */
 };
 
 /* The special use a folder's name says (Sent, Sent Messages, Trash,

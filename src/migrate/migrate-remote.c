@@ -434,6 +434,9 @@ struct rmsg {
 struct fold_ctx {
 	struct rmsg *v;
 	size_t n;
+	uint32_t min_uid;    /* list_msgs_cb: UIDs below are not listed */
+	uint32_t *exist;     /* exist_cb: the UIDs the source has */
+	size_t nexist;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	/* while fetching bodies */
@@ -560,7 +563,9 @@ static int list_msgs_cb(struct imapc *c, void *ctx)
 	buf_init(&kw, 0);
 	time_t date = 0;
 	uint64_t size = 0;
-	if (fetch_attrs(c, &uid, &flags, &kw, &date, &size, NULL) == 1) {
+	/* "n:*" gives the last message even when its UID is below n */
+	if (fetch_attrs(c, &uid, &flags, &kw, &date, &size, NULL) == 1 &&
+	    uid >= fc->min_uid) {
 		fc->v = xrealloc(fc->v, (fc->n + 1) * sizeof(*fc->v));
 		struct rmsg *r = &fc->v[fc->n++];
 		memset(r, 0, sizeof(*r));
@@ -573,6 +578,29 @@ static int list_msgs_cb(struct imapc *c, void *ctx)
 	}
 	buf_free(&kw);
 	return 0;
+}
+
+/* "* n FETCH (UID u)": the UIDs there are. */
+static int exist_cb(struct imapc *c, void *ctx)
+{
+	struct fold_ctx *fc = ctx;
+	uint32_t uid;
+	unsigned flags = 0;
+	struct buf kw;
+	buf_init(&kw, 0);
+	if (fetch_attrs(c, &uid, &flags, &kw, NULL, NULL, NULL) == 1) {
+		fc->exist = xrealloc(fc->exist,
+				     (fc->nexist + 1) * sizeof(*fc->exist));
+		fc->exist[fc->nexist++] = uid;
+	}
+	buf_free(&kw);
+	return 0;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
 }
 
 static int rmsg_cmp(const void *a, const void *b)
@@ -770,22 +798,75 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		ret = -1;
 		goto out;
 	}
-	if (command(c, list_msgs_cb, &fc, "UID FETCH 1:* (UID FLAGS"
-		    " INTERNALDATE RFC822.SIZE)") < 0) {
+	/* A later run (RFC 7162 3.1.4): where the last one ended at the
+	 * source (its HIGHESTMODSEQ, a mark of its own) and the highest UID
+	 * it imported. With both, only the messages above that UID and the
+	 * flags changed since are asked for, plus the bare UID list (what
+	 * vanished); else every message's attributes. */
+	char *modseq_source = xasprintf("%s#modseq", source);
+	uint64_t since = 0;
+	uint32_t last_uid = 0;
+	if (fc.keep && fc.highestmodseq > 0 && has_cap(c, "CONDSTORE")) {
+		char **sm = NULL;
+		size_t sn = 0;
+		if (store_import_marks(m->user, modseq_source, &sm, &sn,
+				       &err) == 0) {
+			for (size_t i = 0; i < sn; i++) {
+				uint64_t v = strtoull(sm[i], NULL, 10);
+				if (v > since)
+					since = v;
+			}
+			store_names_free(sm, sn);
+		}
+		for (size_t i = 0; i < mark_count; i++) {
+			unsigned long u = strtoul(marks[i], NULL, 10);
+			if (u > last_uid && u <= UINT32_MAX)
+				last_uid = (uint32_t)u;
+		}
+	}
+	int fr;
+	if (since > 0 && last_uid > 0) {
+		m->cur->changedsince = since;
+		fc.min_uid = last_uid + 1;
+		fr = command(c, list_msgs_cb, &fc, "UID FETCH %u:* (UID FLAGS"
+			     " INTERNALDATE RFC822.SIZE)", last_uid + 1);
+		fc.min_uid = 0;
+		if (fr == 0 && since < fc.highestmodseq)
+			fr = command(c, list_msgs_cb, &fc, "UID FETCH 1:%u (UID"
+				     " FLAGS INTERNALDATE RFC822.SIZE)"
+				     " (CHANGEDSINCE %llu)", last_uid,
+				     (unsigned long long)since);
+		if (fr == 0)
+			fr = command(c, exist_cb, &fc, "UID FETCH 1:%u (UID)",
+				     last_uid);
+	} else {
+		fr = command(c, list_msgs_cb, &fc, "UID FETCH 1:* (UID FLAGS"
+			     " INTERNALDATE RFC822.SIZE)");
+	}
+	if (fr < 0) {
 		migrate_error(m, f->name, NULL, "%s", c->net.error);
 		free(source);
+		free(modseq_source);
 		ret = -1;
 		goto out;
 	}
 	if (fc.n > 1)
 		qsort(fc.v, fc.n, sizeof(*fc.v), rmsg_cmp);
+	if (fc.nexist > 1)
+		qsort(fc.exist, fc.nexist, sizeof(*fc.exist), u32_cmp);
 	size_t vanished = 0;
 	for (size_t i = 0; i < mark_count; i++) {
 		char *e;
 		unsigned long u = strtoul(marks[i], &e, 10);
-		struct rmsg *r = *e == '\0' ? rmsg_find(&fc, (uint32_t)u) : NULL;
-		if (r != NULL) {
+		uint32_t uid = (uint32_t)u;
+		struct rmsg *r = *e == '\0' ? rmsg_find(&fc, uid) : NULL;
+		bool there = r != NULL ||
+			     (m->cur->changedsince > 0 && *e == '\0' &&
+			      bsearch(&uid, fc.exist, fc.nexist,
+				      sizeof(*fc.exist), u32_cmp) != NULL);
+		if (r != NULL)
 			r->have = true;
+		if (there) {
 			m->skipped++;
 			m->cur->skipped++;
 		} else {
@@ -828,14 +909,27 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 	if (ret == 0 && fc.stop != -2)
 		migrate_folder_done(m, f->name, fc.uidvalidity, fc.uidnext,
 				    fc.keep);
+	/* every change up to the EXAMINE's HIGHESTMODSEQ is in Loft now:
+	 * the next run asks only for what came after */
+	bool whole = ret == 0 && fc.stop != -2 && m->cur->failed == 0;
+	if (whole && !m->dry_run && fc.keep && fc.highestmodseq > 0 &&
+	    has_cap(c, "CONDSTORE")) {
+		char v[24];
+		snprintf(v, sizeof(v), "%llu",
+			 (unsigned long long)fc.highestmodseq);
+		if (store_import_mark_add(m->user, modseq_source, v, &err) < 0)
+			migrate_error(m, f->name, NULL, "%s", err.msg);
+	}
 	if (fc.stop == -2)
 		ret = -2;
 	free(source);
+	free(modseq_source);
 out:
 	store_names_free(marks, mark_count);
 	for (size_t i = 0; i < fc.n; i++)
 		free(fc.v[i].keywords);
 	free(fc.v);
+	free(fc.exist);
 	buf_free(&cmd);
 	migrate_folder_end(m);
 	return ret;

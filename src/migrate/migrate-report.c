@@ -113,7 +113,7 @@ void migrate_folder_end(struct migrate *m)
 		return;
 	if (m->json) {
 		json_line(m, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
-				       " s:b, s:b}",
+				       " s:b, s:b, s:I}",
 				       "type", "folder", "folder", f->name,
 				       "imported", (json_int_t)f->imported,
 				       "skipped", (json_int_t)f->skipped,
@@ -123,7 +123,8 @@ void migrate_folder_end(struct migrate *m)
 				       "flags_updated",
 				       (json_int_t)f->flags_updated,
 				       "uids_kept", f->uids_kept,
-				       "dry_run", m->dry_run));
+				       "dry_run", m->dry_run,
+				       "changedsince", (json_int_t)f->changedsince));
 	} else {
 		progress_clear(m);
 		if (m->exporting)
@@ -132,7 +133,7 @@ void migrate_folder_end(struct migrate *m)
 				(unsigned long long)f->failed);
 		else
 		fprintf(m->out, "%s: %llu %s, %llu already there, %llu failed"
-			"%s%s%s\n", f->name, (unsigned long long)f->imported,
+			"%s%s%s", f->name, (unsigned long long)f->imported,
 			m->exporting ? "exported" :
 			m->dry_run ? "to import" : "imported",
 			(unsigned long long)f->skipped,
@@ -140,6 +141,10 @@ void migrate_folder_end(struct migrate *m)
 			f->uids_kept ? " (UIDVALIDITY and UIDs kept)" : "",
 			f->renumbered ? " (some got new UIDs)" : "",
 			f->flags_updated ? ", flags updated" : "");
+		if (f->changedsince > 0)
+			fprintf(m->out, " (changes since MODSEQ %llu)",
+				(unsigned long long)f->changedsince);
+		fputc('\n', m->out);
 		fflush(m->out);
 	}
 	free(f->name);

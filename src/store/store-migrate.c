@@ -101,6 +101,17 @@ int store_import_append(struct store_user *user, const char *mailbox,
 	return ret;
 }
 
+int store_import_mark_add(struct store_user *user, const char *source,
+			  const char *id, struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	if (source == NULL || id == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "No mark");
+	return user->store->vf->import_mark_add(user, source, id, err);
+}
+
 int store_import_marks(struct store_user *user, const char *source,
 		       char ***ids_r, size_t *count_r,
 		       struct store_error *err)

@@ -269,6 +269,8 @@ struct store_backend_vfuncs {
 			     struct store_body *body,
 			     const struct store_import_params *p,
 			     uint32_t *uid_r, struct store_error *err);
+	int (*import_mark_add)(struct store_user *user, const char *source,
+			       const char *id, struct store_error *err);
 	int (*import_marks)(struct store_user *user, const char *source,
 			    char ***ids_r, size_t *count_r,
 			    struct store_error *err);

@@ -1206,6 +1206,11 @@ int store_import_append(struct store_user *user, const char *mailbox,
 			struct store_body *body,
 			const struct store_import_params *p, uint32_t *uid_r,
 			struct store_error *err);
+/* Records (source, id) as a mark of its own, not with a message (an
+ * IMAP import's HIGHESTMODSEQ after a folder, for CHANGEDSINCE next
+ * time); already there is no error. */
+int store_import_mark_add(struct store_user *user, const char *source,
+			  const char *id, struct store_error *err);
 /* Every mark_id of mark_source (caller frees with store_names_free). */
 int store_import_marks(struct store_user *user, const char *source,
 		       char ***ids_r, size_t *count_r,

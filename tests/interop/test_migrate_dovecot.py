@@ -266,13 +266,32 @@ def main():
         rc, out, err = env.loftctl('import', 'frank@example.test', src,
                                    '--password-file', pwfile)
         R.check('imap second run exit 0', rc == 0, out + err)
-        R.check('imap second run copies just the new one',
+        # RFC 7162: only UIDs above the last run's and the flags
+        # changed since its HIGHESTMODSEQ were asked for
+        R.check('imap second run copies just the new one (CHANGEDSINCE)',
                 re.search(r'^INBOX: 1 imported, 7 already there, 0 failed'
-                          r' .*flags updated$', out, re.M), out)
+                          r' .*flags updated \(changes since MODSEQ \d+\)$',
+                          out, re.M), out)
         imap = env.imap_login('frank@example.test', PW)
         frank2 = snapshot(imap)
         imap.logout()
         compare('imap second run', want2, frank2)
+        # a flag taken away at the source, then a run with that only
+        dimap = dc.imap_login('alice@example.test')
+        dimap.select('INBOX')
+        dimap.uid('STORE', '6', '-FLAGS', '($Later)')
+        want3 = snapshot(dimap)
+        dimap.logout()
+        rc, out, err = env.loftctl('import', 'frank@example.test', src,
+                                   '--password-file', pwfile)
+        R.check('imap third run: the removed keyword only',
+                rc == 0 and re.search(r'^INBOX: 0 imported, 8 already there,'
+                                      r' 0 failed .*flags updated \(changes'
+                                      r' since MODSEQ \d+\)$', out, re.M),
+                out + err)
+        imap = env.imap_login('frank@example.test', PW)
+        compare('imap third run', want3, snapshot(imap))
+        imap.logout()
         rc, out, err = env.loftctl(
             'import', 'gina@example.test',
             'pop3://alice%%40example.test@127.0.0.1:%d' % dc.ports['pop3'],

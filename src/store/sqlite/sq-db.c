@@ -934,6 +934,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.jobject_delete = sq_jobject_delete,
 	.import_mailbox = sq_import_mailbox,
 	.import_append = sq_import_append,
+	.import_mark_add = sq_import_mark_add,
 	.import_marks = sq_import_marks,
 	.modseq_raise = sq_modseq_raise,
 	.export_begin = sq_export_begin,

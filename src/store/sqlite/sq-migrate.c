@@ -348,6 +348,32 @@ int sq_import_append(struct store_user *user, const char *mailbox,
 	return 0;
 }
 
+struct mark_arg {
+	const char *source, *id;
+};
+
+static int mark_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	(void)u;
+	struct mark_arg *a = job->arg;
+	sqlite3_stmt *st = sq_stmt(c, "INSERT OR IGNORE INTO import_mark"
+				      " (source, id) VALUES (?, ?)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_text(st, 1, a->source, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+}
+
+int sq_import_mark_add(struct store_user *user, const char *source,
+		       const char *id, struct store_error *err)
+{
+	struct mark_arg a = {source, id};
+	return sq_run(SQU(user), mark_job, &a, err);
+}
+
 int sq_import_marks(struct store_user *user, const char *source,
 		    char ***ids_r, size_t *count_r, struct store_error *err)
 {

@@ -378,6 +378,8 @@ int sq_import_append(struct store_user *user, const char *mailbox,
 		     struct store_body *body,
 		     const struct store_import_params *p, uint32_t *uid_r,
 		     struct store_error *err);
+int sq_import_mark_add(struct store_user *user, const char *source,
+		       const char *id, struct store_error *err);
 int sq_import_marks(struct store_user *user, const char *source,
 		    char ***ids_r, size_t *count_r, struct store_error *err);
 int sq_modseq_raise(struct store_user *user, uint64_t modseq,
