@@ -309,6 +309,13 @@ int auth_user_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 		   char **error_r);
 int auth_alias_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 		    char **error_r);
+/* Backup and restore (auth-backup.c): an account's secret as stored
+ * (hash and SCRAM keys, one line; caller frees), and an existing
+ * account given such a secret. */
+int auth_user_secret(struct auth *auth, int64_t user_id, char **secret_r,
+		     char **error_r);
+int auth_user_secret_set(struct auth *auth, const char *address,
+			 const char *secret, char **error_r);
 /* The account's own overrides (name = key, extra = value as stored). */
 int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,
 			void *ctx, char **error_r);

@@ -290,7 +290,7 @@ static json_t *flags_json(unsigned flags, const char *const *kw, size_t n)
 /* The account's manifest; bodies copied into DEST/blobs as met. */
 static json_t *backup_account(struct migrate *m, const char *dest,
 			      const char *address, struct store_user *user,
-			      uint64_t *modseq_r)
+			      json_t *record, uint64_t *modseq_r)
 {
 	struct store_export *e;
 	struct store_error err;
@@ -308,6 +308,8 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 	for (size_t i = 0; i < info->subscription_count; i++)
 		json_array_append_new(subs, json_string(info->subscriptions[i]));
 	json_object_set_new(doc, "subscriptions", subs);
+	if (record != NULL)
+		json_object_set(doc, "account", record);
 	json_t *mbs = json_array();
 	bool failed = false;
 	for (size_t i = 0; i < info->mailbox_count && !failed; i++) {
@@ -454,7 +456,16 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 			ret = 1;
 			continue;
 		}
-		/* unchanged since the newest snapshot: referenced */
+		/* unchanged since the newest snapshot (mail and account
+		 * record): referenced */
+		json_t *record = m->account_record != NULL
+			? m->account_record(m->account_ctx, a) : NULL;
+		char rsum[65] = "";
+		if (record != NULL) {
+			json_t *copy = json_deep_copy(record);
+			json_checksum(copy, rsum);
+			json_decref(copy);
+		}
 		struct store_export *e;
 		struct store_error err;
 		uint64_t modseq = 0;
@@ -468,17 +479,23 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		json_array_foreach(prev ? json_object_get(prev, "accounts") : NULL,
 				   k, pa) {
 			const char *pad = json_string_value(json_object_get(pa, "address"));
+			const char *psum = json_string_value(
+				json_object_get(pa, "account_sha256"));
 			if (pad != NULL && strcmp(pad, a) == 0 &&
 			    (uint64_t)json_integer_value(json_object_get(pa, "modseq")) ==
-				    modseq)
+				    modseq &&
+			    strcmp(psum != NULL ? psum : "", rsum) == 0)
 				old = pa;
 		}
 		if (old != NULL) {
 			json_array_append(accounts, old);
+			json_decref(record);
 			migrate_folder_end(m);
 			continue;
 		}
-		json_t *doc = backup_account(m, dest, a, users[i], &modseq);
+		json_t *doc = backup_account(m, dest, a, users[i], record,
+					     &modseq);
+		json_decref(record);
 		if (doc == NULL) {
 			migrate_folder_end(m);
 			ret = 1;
@@ -491,9 +508,13 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 			ret = 1;
 		} else {
 			char *file = xasprintf("%s/%s.json", name, a);
-			json_array_append_new(accounts, json_pack(
+			json_t *entry = json_pack(
 				"{s:s, s:s, s:s, s:I}", "address", a, "file", file,
-				"sha256", sum, "modseq", (json_int_t)modseq));
+				"sha256", sum, "modseq", (json_int_t)modseq);
+			if (rsum[0] != '\0')
+				json_object_set_new(entry, "account_sha256",
+						    json_string(rsum));
+			json_array_append_new(accounts, entry);
 			free(file);
 		}
 		free(path);
@@ -708,6 +729,46 @@ static unsigned flags_of(json_t *a, const char **kws, size_t *nkw)
 static json_int_t jint(json_t *o, const char *k)
 {
 	return json_integer_value(json_object_get(o, k));
+}
+
+json_t *migrate_backup_account(const char *dest, const char *address,
+				char *why, size_t why_size)
+{
+	char **v;
+	size_t n = snapshots(dest, &v, true);
+	json_t *rec = NULL;
+	if (n == 0) {
+		snprintf(why, why_size, "no complete snapshot in %s", dest);
+		names_free(v, n);
+		return NULL;
+	}
+	char *p = xasprintf("%s/snapshots/%s/SNAPSHOT", dest, v[n - 1]);
+	json_t *idx = json_read_sealed(p, why, why_size);
+	size_t k;
+	json_t *entry, *found = NULL;
+	json_array_foreach(idx != NULL ? json_object_get(idx, "accounts") : NULL,
+			   k, entry) {
+		const char *a = json_string_value(json_object_get(entry, "address"));
+		if (a != NULL && strcmp(a, address) == 0)
+			found = entry;
+	}
+	char *path = NULL;
+	json_t *doc = found != NULL
+		? account_doc(dest, found, why, why_size, &path) : NULL;
+	if (idx != NULL && found == NULL)
+		snprintf(why, why_size, "%s is not in snapshot %s", address,
+			 v[n - 1]);
+	rec = doc != NULL ? json_object_get(doc, "account") : NULL;
+	if (doc != NULL && rec == NULL)
+		snprintf(why, why_size, "snapshot %s has no account record for"
+			 " %s (made without accounts.db)", v[n - 1], address);
+	json_incref(rec);
+	json_decref(doc);
+	json_decref(idx);
+	free(path);
+	free(p);
+	names_free(v, n);
+	return rec;
 }
 
 int migrate_restore(struct migrate *m, const char *dest, const char *address,

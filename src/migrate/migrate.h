@@ -38,6 +38,11 @@ struct migrate {
 	/* IMAP and POP3 sources */
 	const char *password;
 	const char *authzid;       /* log in as an admin for the user */
+	/* backup: the account's accounts.db record (a jansson object with
+	 * secret, disabled, aliases, settings; new reference; NULL: none),
+	 * stored in its manifest as "account" (loftctl gives it) */
+	struct json_t *(*account_record)(void *ctx, const char *address);
+	void *account_ctx;
 	/* totals */
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */
@@ -70,6 +75,10 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
  * one; 1 if any. */
 int migrate_backup_verify(struct migrate *m, const char *dest);
 int migrate_backup_list(struct migrate *m, const char *dest);
+/* The "account" record address has in DEST's newest complete snapshot
+ * (new reference), or NULL with why set. */
+struct json_t *migrate_backup_account(const char *dest, const char *address,
+				      char *why, size_t why_size);
 /* Restores address from DEST's newest complete snapshot into m->user
  * (m->folder: one folder; since: internal dates from then on, 0: all). */
 int migrate_restore(struct migrate *m, const char *dest, const char *address,

@@ -300,6 +300,40 @@ def main():
         R.check('each message once',
                 sum(len(v[1]) for v in d.values()) == want,
                 (sum(len(v[1]) for v in d.values()), want))
+
+        # every account with its accounts.db record (hash, aliases,
+        # overrides), for a server that has none of them
+        for args in (('alias', 'add', 'ali@example.test',
+                      'alice@example.test'),
+                     ('user', 'set', 'alice@example.test', 'quota_bytes=50M')):
+            rc, out, err = env.loftctl(*args)
+            R.check(' '.join(args), rc == 0, out + err)
+        b3 = os.path.join(tmp, 'b3')
+        rc, out, err = env.loftctl('backup', b3)
+        R.check('backup of every account', rc == 0 and
+                'snapshot' in out, out + err)
+        alice_now = snapshot(env, 'alice@example.test')
+    with Loft(users={}) as fresh:
+        rc, out, err = fresh.loftctl('restore', b3, 'alice@example.test')
+        R.check('restore into a fresh loftd makes the account', rc == 0 and
+                'account made from the backup' in out, out + err)
+        try:
+            got = snapshot(fresh, 'alice@example.test')
+        except Exception as e:
+            got = {}
+            R.check('the same password logs in', False, e)
+        R.check('its mail as it was: folders, UIDVALIDITY, UIDs',
+                {k: (v[0], sorted(v[1])) for k, v in got.items()} ==
+                {k: (v[0], sorted(v[1])) for k, v in alice_now.items()},
+                (sorted(got), sorted(alice_now)))
+        rc, out, err = fresh.loftctl('user', 'show', 'alice@example.test')
+        R.check('its policy override', re.search(
+            r'^  quota_bytes = 50\.0 MiB', out, re.M), out)
+        rc, out, err = fresh.loftctl('alias', 'list')
+        R.check('its alias', 'ali@example.test' in out, out + err)
+        p = fresh.pop3_login('alice@example.test', PW)
+        R.check('POP3 with the same password', p.stat()[0] > 0)
+        p.quit()
     shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()
 

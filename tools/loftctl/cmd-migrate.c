@@ -11,7 +11,10 @@
 #include "migrate.h"
 #include "buf.h"
 
+#include <jansson.h>
+
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,10 +148,125 @@ static void collect(void *ctx, const char *name, const char *extra)
 	l->v[l->n++] = xstrdup(name);
 }
 
+/* ---- the account's accounts.db record (backup, restore) ----------- */
+
+static void collect_alias(void *ctx, const char *alias, const char *target)
+{
+	json_t **pair = ctx;
+	if (target != NULL &&
+	    strcmp(target, json_string_value(pair[0])) == 0)
+		json_array_append_new(pair[1], json_string(alias));
+}
+
+static void collect_setting(void *ctx, const char *key, const char *value)
+{
+	json_object_set_new(ctx, key, json_string(value ? value : ""));
+}
+
+/* {secret, disabled, aliases, settings}: what `restore` needs to make
+ * the account again as it was. */
+static json_t *account_record(void *ctx, const char *address)
+{
+	struct loftctl *ctl = ctx;
+	struct auth_user u;
+	char *error = NULL, *secret = NULL;
+	if (auth_lookup(ctl->auth, address, &u) != 1 ||
+	    auth_user_secret(ctl->auth, u.id, &secret, &error) < 0) {
+		free(error);
+		return NULL;
+	}
+	json_t *rec = json_object();
+	json_object_set_new(rec, "secret", json_string(secret));
+	OPENSSL_cleanse(secret, strlen(secret));
+	free(secret);
+	json_object_set_new(rec, "disabled", json_boolean(u.disabled));
+	json_t *pair[2] = {json_string(u.address), json_array()};
+	auth_alias_list(ctl->auth, collect_alias, pair, &error);
+	free(error);
+	error = NULL;
+	json_decref(pair[0]);
+	json_object_set_new(rec, "aliases", pair[1]);
+	json_t *settings = json_object();
+	auth_user_overrides(ctl->auth, u.id, collect_setting, settings, &error);
+	free(error);
+	json_object_set_new(rec, "settings", settings);
+	return rec;
+}
+
+/* Makes address as the backup's record has it (domain too); the
+ * aliases only when it is the account itself (not --as). */
+static int account_create(struct loftctl *ctl, const char *dest,
+			  const char *from, const char *address)
+{
+	char why[240];
+	json_t *rec = migrate_backup_account(dest, from, why, sizeof(why));
+	if (rec == NULL)
+		return loftctl_fail("%s does not exist, and it cannot be made"
+				    " from the backup: %s", address, why);
+	const char *secret = json_string_value(json_object_get(rec, "secret"));
+	char *error = NULL;
+	int ret = -1;
+	char *hash = secret ? xstrndup(secret, strcspn(secret, "\t")) : NULL;
+	const char *at = strrchr(address, '@');
+	if (hash == NULL || at == NULL) {
+		loftctl_fail("%s: the backup's account record is damaged",
+			     address);
+		goto out;
+	}
+	if (auth_domain_add(ctl->auth, at + 1, &error) < 0) {
+		/* there already: fine */
+		free(error);
+		error = NULL;
+	}
+	struct auth_user u;
+	if (auth_user_add(ctl->auth, address, hash, true, &u, &error) < 0 ||
+	    auth_user_secret_set(ctl->auth, address, secret, &error) < 0) {
+		loftctl_fail("%s: %s", address, error ? error : "cannot make it");
+		goto out;
+	}
+	const char *key;
+	json_t *val;
+	json_object_foreach(json_object_get(rec, "settings"), key, val) {
+		if (auth_user_set(ctl->auth, address, key,
+				  json_string_value(val), &error) < 0) {
+			fprintf(stderr, "loftctl: %s: setting %s not restored:"
+				" %s\n", address, key, error);
+			free(error);
+			error = NULL;
+		}
+	}
+	if (json_is_true(json_object_get(rec, "disabled")))
+		auth_user_set(ctl->auth, address, "disabled", "yes", NULL);
+	size_t i;
+	json_t *al;
+	json_array_foreach(strcmp(from, address) == 0
+			   ? json_object_get(rec, "aliases") : NULL, i, al) {
+		if (auth_alias_add(ctl->auth, json_string_value(al), address,
+				   &error) < 0) {
+			fprintf(stderr, "loftctl: alias %s not restored: %s\n",
+				json_string_value(al), error);
+			free(error);
+			error = NULL;
+		}
+	}
+	printf("%s: account made from the backup\n", address);
+	ret = 0;
+out:
+	if (hash != NULL) {
+		OPENSSL_cleanse(hash, strlen(hash));
+		free(hash);
+	}
+	free(error);
+	json_decref(rec);
+	return ret;
+}
+
 static int cmd_backup(struct loftctl *ctl, int argc, char **argv)
 {
 	struct migrate m;
 	memset(&m, 0, sizeof(m));
+	m.account_record = account_record;
+	m.account_ctx = ctl;
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	if (argc < 1 || argv[argc - 1][0] == '-')
 		return loftctl_usage(&loftctl_migrate_cmds[4]);
@@ -236,7 +354,13 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-' ||
 	    (since_s != NULL && parse_since(since_s, &since) < 0))
 		return loftctl_usage(&loftctl_migrate_cmds[5]);
-	if (open_account(ctl, as != NULL ? as : argv[1], &m.user) < 0)
+	/* an account missing here is made as the backup has it */
+	const char *target = as != NULL ? as : argv[1];
+	struct auth_user tu;
+	if (auth_lookup(ctl->auth, target, &tu) == 0 &&
+	    account_create(ctl, argv[0], argv[1], target) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	if (open_account(ctl, target, &m.user) < 0)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);

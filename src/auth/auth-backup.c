@@ -1,0 +1,147 @@
+/*
+ * An account's secret for loftctl backup and restore (docs/backup.md):
+ * the password hash as stored and, when the account has them, its
+ * SCRAM-SHA-256 keys, so a restored account logs in with the same
+ * password by every mechanism. One line of text:
+ * "HASH" or "HASH\tSALT_HEX:ITERATIONS:STORED_KEY_HEX:SERVER_KEY_HEX".
+ * Nothing here hashes: the values are moved as they are.
+ */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth-private.h"
+#include "buf.h"
+
+static void hex(struct buf *b, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf_printf(b, "%02x", p[i]);
+}
+
+static int unhex(const char *s, size_t n, uint8_t *out, size_t max,
+		 size_t *len_r)
+{
+	if (n % 2 != 0 || n / 2 > max)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	*len_r = n / 2;
+	return 0;
+}
+
+int auth_user_secret(struct auth *auth, int64_t user_id, char **secret_r,
+		     char **error_r)
+{
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "SELECT password_hash, scram_salt,"
+			       " scram_iterations, scram_stored_key,"
+			       " scram_server_key FROM users WHERE id = ?", -1,
+			       &st, NULL) != SQLITE_OK) {
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+		auth_conn_put(auth, c);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, user_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		struct buf b;
+		buf_init(&b, 0);
+		buf_append_str(&b, (const char *)sqlite3_column_text(st, 0));
+		if (sqlite3_column_type(st, 1) == SQLITE_BLOB &&
+		    sqlite3_column_bytes(st, 3) == AUTH_SCRAM_KEY_LEN &&
+		    sqlite3_column_bytes(st, 4) == AUTH_SCRAM_KEY_LEN) {
+			buf_append_char(&b, '\t');
+			hex(&b, sqlite3_column_blob(st, 1),
+			    (size_t)sqlite3_column_bytes(st, 1));
+			buf_printf(&b, ":%lld:", (long long)
+				   sqlite3_column_int64(st, 2));
+			hex(&b, sqlite3_column_blob(st, 3), AUTH_SCRAM_KEY_LEN);
+			buf_append_char(&b, ':');
+			hex(&b, sqlite3_column_blob(st, 4), AUTH_SCRAM_KEY_LEN);
+		}
+		*secret_r = buf_steal(&b, NULL);
+		ret = 0;
+	} else {
+		*error_r = xasprintf("no account with id %lld",
+				     (long long)user_id);
+	}
+	sqlite3_finalize(st);
+	auth_conn_put(auth, c);
+	return ret;
+}
+
+int auth_user_secret_set(struct auth *auth, const char *address,
+			 const char *secret, char **error_r)
+{
+	char canon[AUTH_ADDRESS_MAX + 1];
+	if (auth_address_canon(address, canon, sizeof(canon), error_r) < 0)
+		return -1;
+	const char *tab = strchr(secret, '\t');
+	size_t hlen = tab ? (size_t)(tab - secret) : strlen(secret);
+	uint8_t salt[64], stored[AUTH_SCRAM_KEY_LEN], server[AUTH_SCRAM_KEY_LEN];
+	size_t salt_len = 0, sl = 0, vl = 0;
+	long long iter = 0;
+	bool scram = false;
+	if (hlen == 0 || hlen >= 512 || secret[0] != '{') {
+		*error_r = xasprintf("not a password hash");
+		return -1;
+	}
+	if (tab != NULL) {
+		const char *a = tab + 1, *b = strchr(a, ':');
+		const char *c2 = b ? strchr(b + 1, ':') : NULL;
+		const char *d = c2 ? strchr(c2 + 1, ':') : NULL;
+		char *end;
+		if (d == NULL ||
+		    unhex(a, (size_t)(b - a), salt, sizeof(salt), &salt_len) < 0 ||
+		    (iter = strtoll(b + 1, &end, 10)) <= 0 || end != c2 ||
+		    unhex(c2 + 1, (size_t)(d - c2 - 1), stored, sizeof(stored),
+			  &sl) < 0 || sl != AUTH_SCRAM_KEY_LEN ||
+		    unhex(d + 1, strlen(d + 1), server, sizeof(server), &vl) < 0 ||
+		    vl != AUTH_SCRAM_KEY_LEN || iter > 100000000) {
+			*error_r = xasprintf("damaged SCRAM keys");
+			return -1;
+		}
+		scram = true;
+	}
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	int ret = -1;
+	if (sqlite3_prepare_v2(c->db, "UPDATE users SET password_hash = ?,"
+			       " scram_salt = ?, scram_iterations = ?,"
+			       " scram_stored_key = ?, scram_server_key = ?"
+			       " WHERE address = ?", -1, &st, NULL) != SQLITE_OK) {
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+		auth_conn_put(auth, c);
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, secret, (int)hlen, SQLITE_STATIC);
+	if (scram) {
+		sqlite3_bind_blob(st, 2, salt, (int)salt_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, iter);
+		sqlite3_bind_blob(st, 4, stored, AUTH_SCRAM_KEY_LEN, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 5, server, AUTH_SCRAM_KEY_LEN, SQLITE_STATIC);
+	}
+	sqlite3_bind_text(st, 6, canon, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	else if (sqlite3_changes(c->db) == 0)
+		*error_r = xasprintf("no account %s", canon);
+	else
+		ret = 0;
+	sqlite3_finalize(st);
+	auth_conn_put(auth, c);
+	OPENSSL_cleanse(stored, sizeof(stored));
+	OPENSSL_cleanse(server, sizeof(server));
+	return ret;
+}
