@@ -287,6 +287,46 @@ static json_t *flags_json(unsigned flags, const char *const *kw, size_t n)
 	return a;
 }
 
+/* The account's Sieve scripts: [{name, active, source}] (NULL: cannot
+ * be read, said on err). */
+static json_t *sieve_scripts(struct migrate *m, const char *address,
+			     struct store_user *user)
+{
+	struct store_sieve_script *list = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (store_sieve_list(user, &list, &n, &err) < 0) {
+		migrate_error(m, address, NULL, "Sieve scripts: %s", err.msg);
+		return NULL;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char *src = NULL;
+		size_t len = 0;
+		bool active = false;
+		if (store_sieve_get(user, list[i].name, &src, &len, NULL, NULL,
+				    &active, &err) < 0) {
+			migrate_error(m, address, list[i].name, "Sieve script:"
+				      " %s", err.msg);
+			json_decref(a);
+			a = NULL;
+			break;
+		}
+		json_t *js = json_stringn(src, len);
+		if (js == NULL) {
+			migrate_error(m, address, list[i].name, "Sieve script"
+				      " is not UTF-8: not backed up");
+		} else {
+			json_array_append_new(a, json_pack("{s:s, s:b, s:o}",
+				"name", list[i].name, "active", active,
+				"source", js));
+		}
+		free(src);
+	}
+	store_sieve_list_free(list, n);
+	return a;
+}
+
 /* The account's manifest; bodies copied into DEST/blobs as met. */
 static json_t *backup_account(struct migrate *m, const char *dest,
 			      const char *address, struct store_user *user,
@@ -460,11 +500,20 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		 * record): referenced */
 		json_t *record = m->account_record != NULL
 			? m->account_record(m->account_ctx, a) : NULL;
+		json_t *scripts = sieve_scripts(m, a, users[i]);
+		if (scripts == NULL) {
+			json_decref(record);
+			migrate_folder_end(m);
+			ret = 1;
+			continue;
+		}
+		/* what is not mail (no change counter): by its checksum */
 		char rsum[65] = "";
-		if (record != NULL) {
-			json_t *copy = json_deep_copy(record);
-			json_checksum(copy, rsum);
-			json_decref(copy);
+		{
+			json_t *both = json_pack("{s:O?, s:O}", "account", record,
+						 "sieve", scripts);
+			json_checksum(both, rsum);
+			json_decref(both);
 		}
 		struct store_export *e;
 		struct store_error err;
@@ -490,12 +539,16 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		if (old != NULL) {
 			json_array_append(accounts, old);
 			json_decref(record);
+			json_decref(scripts);
 			migrate_folder_end(m);
 			continue;
 		}
 		json_t *doc = backup_account(m, dest, a, users[i], record,
 					     &modseq);
+		if (doc != NULL)
+			json_object_set(doc, "sieve", scripts);
 		json_decref(record);
+		json_decref(scripts);
 		if (doc == NULL) {
 			migrate_folder_end(m);
 			ret = 1;
@@ -980,6 +1033,36 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 	struct store_error err;
 	store_modseq_raise(m->user, (uint64_t)jint(doc, "modseq"), &err);
 	free(source);
+	/* Sieve scripts the account does not have (one it has stays) */
+	if (m->folder == NULL && json_array_size(json_object_get(doc, "sieve"))) {
+		struct store_sieve_script *have = NULL;
+		size_t nhave = 0;
+		if (store_sieve_list(m->user, &have, &nhave, &err) < 0)
+			migrate_error(m, address, NULL, "Sieve scripts: %s",
+				      err.msg);
+		json_t *sc;
+		json_array_foreach(json_object_get(doc, "sieve"), i, sc) {
+			const char *nm = json_string_value(json_object_get(sc, "name"));
+			json_t *src = json_object_get(sc, "source");
+			bool there = false;
+			for (size_t h = 0; h < nhave && nm != NULL; h++)
+				there |= strcmp(have[h].name, nm) == 0;
+			if (nm == NULL || !json_is_string(src) || there)
+				continue;
+			char w[200] = "";
+			if (m->sieve_restore == NULL ||
+			    m->sieve_restore(m->account_ctx, m->user, nm,
+					     json_string_value(src),
+					     json_string_length(src),
+					     json_is_true(json_object_get(sc,
+								"active")),
+					     w, sizeof(w)) < 0)
+				migrate_error(m, address, nm, "Sieve script not"
+					      " restored: %s", m->sieve_restore
+					      ? w : "this loftctl has no Sieve");
+		}
+		store_sieve_list_free(have, nhave);
+	}
 out:
 	json_decref(doc);
 	json_decref(idx);

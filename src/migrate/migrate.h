@@ -43,6 +43,12 @@ struct migrate {
 	 * stored in its manifest as "account" (loftctl gives it) */
 	struct json_t *(*account_record)(void *ctx, const char *address);
 	void *account_ctx;
+	/* restore: stores a Sieve script (compiled by the caller, which
+	 * knows the [sieve] limits) and makes it active if asked; 0, or -1
+	 * with why. NULL: scripts are not restored (said on err). */
+	int (*sieve_restore)(void *ctx, struct store_user *user,
+			     const char *name, const char *source, size_t len,
+			     bool active, char *why, size_t why_size);
 	/* totals */
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */

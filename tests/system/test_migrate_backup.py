@@ -308,6 +308,11 @@ def main():
                      ('user', 'set', 'alice@example.test', 'quota_bytes=50M')):
             rc, out, err = env.loftctl(*args)
             R.check(' '.join(args), rc == 0, out + err)
+        script = ('require "fileinto";\nif header :contains "subject"'
+                  ' "backup" { fileinto "INBOX"; }\n')
+        rc, out, err = env.loftctl('sieve', 'put', 'alice@example.test',
+                                   'rules', '--activate', input=script)
+        R.check('sieve put', rc == 0, out + err)
         b3 = os.path.join(tmp, 'b3')
         rc, out, err = env.loftctl('backup', b3)
         R.check('backup of every account', rc == 0 and
@@ -331,6 +336,13 @@ def main():
             r'^  quota_bytes = 50\.0 MiB', out, re.M), out)
         rc, out, err = fresh.loftctl('alias', 'list')
         R.check('its alias', 'ali@example.test' in out, out + err)
+        rc, out, err = fresh.loftctl('sieve', 'get', 'alice@example.test',
+                                     'rules')
+        R.check('its Sieve script, byte for byte', rc == 0 and
+                out == script, (out, err))
+        rc, out, err = fresh.loftctl('sieve', 'list', 'alice@example.test')
+        R.check('and active', rc == 0 and re.search(r'rules.*active', out),
+                out + err)
         p = fresh.pop3_login('alice@example.test', PW)
         R.check('POP3 with the same password', p.stat()[0] > 0)
         p.quit()

@@ -12,6 +12,10 @@
 #include "buf.h"
 
 #include <jansson.h>
+#ifdef LOFTCTL_HAVE_QUEUE
+#include "delivery-sieve.h"
+#include "sieve.h"
+#endif
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -193,6 +197,47 @@ static json_t *account_record(void *ctx, const char *address)
 	return rec;
 }
 
+#ifdef LOFTCTL_HAVE_QUEUE
+/* A script from a backup: compiled with [sieve]'s limits, as `loftctl
+ * sieve put` does. */
+static int sieve_restore(void *ctx, struct store_user *user, const char *name,
+			 const char *source, size_t len, bool active,
+			 char *why, size_t why_size)
+{
+	struct loftctl *ctl = ctx;
+	static struct sieve_limits def;
+	struct buf errors;
+	buf_init(&errors, 0);
+	struct delivery_sieve *ds = delivery_sieve_load(ctl->cfg, &errors);
+	buf_free(&errors);
+	const struct sieve_limits *lim = ds ? delivery_sieve_limits(ds) : NULL;
+	if (lim == NULL) {
+		sieve_limits_default(&def);
+		lim = &def;
+	}
+	struct sieve_errors e;
+	struct sieve_script *s = sieve_compile(source, len, name, lim, &e);
+	int ret = -1;
+	if (s == NULL) {
+		snprintf(why, why_size, "does not compile here: %s",
+			 e.count > 0 ? e.items[0].message : "?");
+	} else {
+		size_t ilen;
+		const void *img = sieve_script_image(s, &ilen);
+		struct store_error err;
+		if (store_sieve_put(user, name, source, len, img, ilen, &err) < 0 ||
+		    (active && store_sieve_activate(user, name, &err) < 0))
+			snprintf(why, why_size, "%s", err.msg);
+		else
+			ret = 0;
+	}
+	sieve_script_free(&s);
+	sieve_errors_free(&e);
+	delivery_sieve_unref(&ds);
+	return ret;
+}
+#endif
+
 /* Makes address as the backup's record has it (domain too); the
  * aliases only when it is the account itself (not --as). */
 static int account_create(struct loftctl *ctl, const char *dest,
@@ -364,6 +409,10 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
+	m.account_ctx = ctl;
+#ifdef LOFTCTL_HAVE_QUEUE
+	m.sieve_restore = sieve_restore;
+#endif
 	int r = migrate_restore(&m, argv[0], argv[1], since);
 	loftctl_tell_changed(ctl, store_user_id(m.user));
 	store_user_unref(&m.user);
