@@ -110,12 +110,41 @@ def main():
             t['loft restore'].append(timed(
                 [LOFTCTL, '--config', env.config_path, 'restore', dest,
                  'md%d@example.test' % i, '--as', 'rs%d@example.test' % i]))
+        # every row must have moved every message (a row that did not
+        # is marked, never reported as a rate)
+        bad = set()
+
+        def dove_count(user):
+            r = subprocess.run(doveadm + ['mailbox', 'status', '-u', user,
+                                          'messages', 'INBOX'],
+                               capture_output=True, text=True)
+            m = r.stdout.strip().split('=')
+            return int(m[1]) if len(m) == 2 and m[1].isdigit() else -1
+
+        def loft_count(user):
+            r = subprocess.run([LOFTCTL, '--config', env.config_path, 'user',
+                                'show', user], capture_output=True, text=True)
+            for line in r.stdout.splitlines():
+                if line.startswith('usage:'):
+                    return int(line.split(',')[-1].split()[0])
+            return -1
+        for i in range(reps):
+            for row, got in (
+                    ('doveadm import', dove_count('imp%d@example.test' % i)),
+                    ('doveadm backup', dove_count('bak%d@example.test' % i)),
+                    ('loft maildir', loft_count('md%d@example.test' % i)),
+                    ('loft imap', loft_count('im%d@example.test' % i)),
+                    ('loft restore', loft_count('rs%d@example.test' % i))):
+                if got != n:
+                    bad.add(row)
+                    print('%s rep %d: %d of %d messages' % (row, i, got, n))
         print('messages %d, %.1f MB, reps %d, load %s' % (
             n, mb, reps, open('/proc/loadavg').read().split()[0]))
         print('%-24s %10s %10s %10s' % ('', 'seconds', 'msg/s', 'MB/s'))
         for k, v in t.items():
             s = statistics.median(v)
-            print('%-24s %10.2f %10.0f %10.1f' % (k, s, n / s, mb / s))
+            print('%-24s %10.2f %10.0f %10.1f%s' % (
+                k, s, n / s, mb / s, '  INCOMPLETE' if k in bad else ''))
         dm = statistics.median(t['doveadm import'])
         lm = statistics.median(t['loft maildir'])
         print('ratio loft maildir / doveadm import (rate): %.2f' % (dm / lm))
