@@ -91,6 +91,9 @@ struct store_account_limits {
 	 * (0: not kept), and whether kept ones count in the quota */
 	uint32_t deleted_retention_days;
 	bool deleted_in_quota;
+	/* filled by the store, not the callback: what messages kept for
+	 * undelete take when deleted_in_quota (counted with the usage) */
+	uint64_t kept_bytes, kept_messages;
 };
 typedef int store_limits_fn(void *ctx, int64_t user_id,
 			    struct store_account_limits *limits_r);

@@ -27,7 +27,8 @@ from pop3client import deliver, simple_message
 
 R = Results()
 PW = 'undelete-test-password-1'
-USERS = {'alice@example.test': PW, 'bob@example.test': PW}
+USERS = {'alice@example.test': PW, 'bob@example.test': PW,
+         'carol@example.test': PW}
 
 
 def loftctl(env, *args):
@@ -209,6 +210,34 @@ def main():
         im.expunge()
         im.logout()
         R.check('off: nothing kept', kept(env, bob) == (0, 0), kept(env, bob))
+
+        # deleted_in_quota = yes: kept mail takes its place in the quota
+        carol = 'carol@example.test'
+        for kv in ('quota_messages=2', 'deleted_in_quota=yes'):
+            rc, out, err = loftctl(env, 'user', 'set', carol, kv)
+            R.check('user set %s' % kv, rc == 0, out + err)
+        deliver(env, carol, simple_message(40))
+        deliver(env, carol, simple_message(41))
+        im = env.imap_login(carol, PW)
+        im.select('INBOX')
+        im.uid('STORE', '1:*', '+FLAGS', '(\\Deleted)')
+        im.expunge()
+        im.logout()
+        try:
+            deliver(env, carol, simple_message(42))
+            refused = None
+        except Exception as e:
+            refused = e
+        R.check('kept mail counts: the quota is full', refused is not None
+                and '5.2.2' in str(refused), refused)
+        rc, out, err = loftctl(env, 'user', 'set', carol,
+                               'deleted_in_quota=no')
+        try:
+            deliver(env, carol, simple_message(43))
+            ok = True
+        except Exception as e:
+            ok = e
+        R.check('deleted_in_quota = no: it does not', ok is True, ok)
 
         rc, out, err = loftctl(env, 'undelete', 'nobody@example.test')
         R.check('unknown account: exit 1', rc == 1, (rc, out, err))

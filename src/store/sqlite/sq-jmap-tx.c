@@ -225,10 +225,7 @@ static int mbox_usable(struct sq_job *job, struct sq_conn *c, uint32_t id,
 static int over_quota(struct sq_user *u, const struct etx_arg *a,
 		      uint64_t bytes, uint64_t messages)
 {
-	return (a->limits.quota_bytes != 0 &&
-		u->tx_bytes + bytes > a->limits.quota_bytes) ||
-	       (a->limits.quota_messages != 0 &&
-		u->tx_messages + messages > a->limits.quota_messages);
+	return sq_over_quota(u, &a->limits, bytes, messages);
 }
 
 /* Adds a copy of row (the Email's, with its flags) to mailbox id. */

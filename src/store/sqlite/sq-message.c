@@ -532,10 +532,7 @@ int sq_append_tx(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	struct sq_mbox mb;
 	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
-	if ((a->limits.quota_bytes != 0 &&
-	     u->tx_bytes + a->size > a->limits.quota_bytes) ||
-	    (a->limits.quota_messages != 0 &&
-	     u->tx_messages + 1 > a->limits.quota_messages))
+	if (sq_over_quota(u, &a->limits, a->size, 1))
 		return sq_job_fail(job, STORE_ERR_QUOTA, "Quota exceeded");
 	if (mb.uidnext == UINT32_MAX)
 		return sq_job_fail(job, STORE_ERR_LIMIT, "Mailbox is out of UIDs");
@@ -1036,11 +1033,7 @@ static int copy_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	for (size_t i = 0; i < n; i++)
 		bytes += rows[i].size;
 	int ret = 0;
-	if (!a->move &&
-	    ((a->limits.quota_bytes != 0 &&
-	      u->tx_bytes + bytes > a->limits.quota_bytes) ||
-	     (a->limits.quota_messages != 0 &&
-	      u->tx_messages + n > a->limits.quota_messages)))
+	if (!a->move && sq_over_quota(u, &a->limits, bytes, n))
 		ret = sq_job_fail(job, STORE_ERR_QUOTA, "Quota exceeded");
 	a->src_uids = xcalloc(n ? n : 1, sizeof(uint32_t));
 	a->dst_uids = xcalloc(n ? n : 1, sizeof(uint32_t));
@@ -1075,18 +1068,14 @@ static int limits_get(struct store_user *user,
 				       "Cannot read the account's quota");
 	/* messages kept for undelete count when the policy says so: what
 	 * they take is not there for new mail */
+	limits->kept_bytes = limits->kept_messages = 0;
 	struct store_usage kept;
 	if (limits->deleted_in_quota &&
 	    (limits->quota_bytes != 0 || limits->quota_messages != 0)) {
 		if (sq_deleted_usage(user, &kept, err) < 0)
 			return -1;
-		if (limits->quota_bytes != 0)
-			limits->quota_bytes = kept.bytes < limits->quota_bytes
-				? limits->quota_bytes - kept.bytes : 1;
-		if (limits->quota_messages != 0)
-			limits->quota_messages =
-				kept.messages < limits->quota_messages
-				? limits->quota_messages - kept.messages : 1;
+		limits->kept_bytes = kept.bytes;
+		limits->kept_messages = kept.messages;
 	}
 	return 0;
 }

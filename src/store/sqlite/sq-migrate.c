@@ -231,10 +231,7 @@ static int copy_of_email(struct sq_user *u, struct sq_conn *c,
 			 uint32_t mailbox_id, uint64_t size)
 {
 	const struct store_import_params *p = a->p;
-	if ((a->limits.quota_bytes != 0 &&
-	     u->tx_bytes + size > a->limits.quota_bytes) ||
-	    (a->limits.quota_messages != 0 &&
-	     u->tx_messages + 1 > a->limits.quota_messages))
+	if (sq_over_quota(u, &a->limits, size, 1))
 		return sq_job_fail(job, STORE_ERR_QUOTA, "Quota exceeded");
 	struct sq_msgrow row;
 	memset(&row, 0, sizeof(row));

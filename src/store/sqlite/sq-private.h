@@ -710,6 +710,18 @@ int sq_expunge(struct store_user *user, const char *mailbox,
 	       struct store_error *err);
 int sq_append_tx(struct sq_user *u, struct sq_conn *c, struct sq_job *job);
 /* The account's quota from the limits callback (zeros: none). */
+/* Whether bytes and messages more would pass the account's quota (the
+ * usage of this transaction, plus kept messages when they count). */
+static inline bool sq_over_quota(const struct sq_user *u,
+				 const struct store_account_limits *l,
+				 uint64_t bytes, uint64_t messages)
+{
+	return (l->quota_bytes != 0 &&
+		u->tx_bytes + l->kept_bytes + bytes > l->quota_bytes) ||
+	       (l->quota_messages != 0 &&
+		u->tx_messages + l->kept_messages + messages >
+			l->quota_messages);
+}
 int sq_limits_get(struct store_user *user, struct store_account_limits *limits,
 		  struct store_error *err);
 

@@ -330,10 +330,7 @@ static int undelete_job(struct sq_user *u, struct sq_conn *c,
 		bytes += v[i].row.size;
 	/* kept ones counted in the quota already when deleted_in_quota */
 	if (ret == 0 && n > 0 && !a->limits.deleted_in_quota &&
-	    ((a->limits.quota_bytes != 0 &&
-	      u->tx_bytes + bytes > a->limits.quota_bytes) ||
-	     (a->limits.quota_messages != 0 &&
-	      u->tx_messages + n > a->limits.quota_messages)))
+	    sq_over_quota(u, &a->limits, bytes, n))
 		ret = sq_job_fail(job, STORE_ERR_QUOTA,
 				  "Bringing back %zu messages (%llu bytes)"
 				  " would exceed the quota", n,
