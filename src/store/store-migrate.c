@@ -109,6 +109,9 @@ int store_import_mark_add(struct store_user *user, const char *source,
 		return -1;
 	if (source == NULL || id == NULL)
 		return store_set_error(err, STORE_ERR_INVALID, "No mark");
+	if (user->store->vf->import_mark_add == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "This mail"
+				       " backend keeps no import marks");
 	return user->store->vf->import_mark_add(user, source, id, err);
 }
 
@@ -216,7 +219,9 @@ int store_deleted_list(struct store_user *user,
 		deleted_filter(filter, &copy, &name, err);
 	if (f == NULL)
 		return -1;
-	int ret = user->store->vf->deleted_list(user, f, fn, ctx, err);
+	/* a backend without undelete keeps nothing: nothing to list */
+	int ret = user->store->vf->deleted_list == NULL ? 0
+		: user->store->vf->deleted_list(user, f, fn, ctx, err);
 	free(name);
 	return ret;
 }
@@ -227,6 +232,10 @@ int store_deleted_usage(struct store_user *user, struct store_usage *usage_r,
 	err_clear(err);
 	if (store_acl_owner_only(user, err) < 0)
 		return -1;
+	if (user->store->vf->deleted_usage == NULL) {
+		usage_r->bytes = usage_r->messages = 0;
+		return 0;
+	}
 	return user->store->vf->deleted_usage(user, usage_r, err);
 }
 
@@ -245,7 +254,8 @@ int store_undelete(struct store_user *user,
 	if (f == NULL)
 		return -1;
 	struct store_undelete_report r = {0};
-	int ret = user->store->vf->undelete(user, f, &r, err);
+	int ret = user->store->vf->undelete == NULL ? 0
+		: user->store->vf->undelete(user, f, &r, err);
 	if (ret == 0 && report_r != NULL)
 		*report_r = r;
 	free(name);
