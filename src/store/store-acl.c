@@ -550,6 +550,22 @@ static struct store_uid_range *ranges_minus(const struct store_uid_range *r,
  * rest left as it is; a change with nothing permitted is NOPERM (or
  * NOTFOUND without l) and changes nothing. A replacement keeps the flags
  * the viewer may not change: it becomes an addition and a removal. */
+static int flags_common(struct store_user *owner, unsigned rights,
+			const char *mailbox,
+			const struct store_uid_range *ranges, size_t range_count,
+			const struct store_flag_change *change,
+			uint32_t **changed_r, size_t *changed_count_r,
+			uint32_t **modified_r, size_t *modified_count_r,
+			struct store_error *err);
+static int flags_own_seen(struct store_user *owner, unsigned rights,
+			  int64_t pvt, const char *mailbox,
+			  const struct store_uid_range *ranges,
+			  size_t range_count,
+			  const struct store_flag_change *change,
+			  uint32_t **changed_r, size_t *changed_count_r,
+			  uint32_t **modified_r, size_t *modified_count_r,
+			  struct store_error *err);
+
 int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
 			   const struct store_uid_range *ranges,
 			   size_t range_count,
@@ -559,9 +575,115 @@ int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
 			   struct store_error *err)
 {
 	struct store_user *owner = viewer;
-	unsigned rights;
+	unsigned rights = 0;
 	if (store_acl_enter(&owner, mailbox, 0, &rights, err) < 0)
 		return -1;
+	bool replace = change->mode == STORE_FLAGS_REPLACE;
+	unsigned touched = replace ? (STORE_FLAG_SEEN | STORE_FLAG_ANSWERED |
+				      STORE_FLAG_FLAGGED | STORE_FLAG_DELETED |
+				      STORE_FLAG_DRAFT) : change->flags;
+	unsigned need_all = flag_needs(touched,
+				       replace ? 1 : change->keyword_count);
+	if (need_all != 0 && (rights & need_all) == 0) {
+		/* nothing permitted: the error store_acl_enter gives */
+		struct store_user *tmp = viewer;
+		return store_acl_enter(&tmp, mailbox, need_all, NULL, err);
+	}
+	int64_t pvt = store_seen_pvt(viewer, mailbox);
+	if (pvt != 0 && (touched & STORE_FLAG_SEEN))
+		return flags_own_seen(owner, rights, pvt, mailbox, ranges,
+				      range_count, change, changed_r,
+				      changed_count_r, modified_r,
+				      modified_count_r, err);
+	return flags_common(owner, rights, mailbox, ranges, range_count,
+			    change, changed_r, changed_count_r, modified_r,
+			    modified_count_r, err);
+}
+
+/* The viewer's own \Seen changed apart (store-seen.c), the other flags
+ * in the common part as permitted; messages a condition kept out of the
+ * first stay out of the second. */
+static int flags_own_seen(struct store_user *owner, unsigned rights,
+			  int64_t pvt, const char *mailbox,
+			  const struct store_uid_range *ranges,
+			  size_t range_count,
+			  const struct store_flag_change *change,
+			  uint32_t **changed_r, size_t *changed_count_r,
+			  uint32_t **modified_r, size_t *modified_count_r,
+			  struct store_error *err)
+{
+	bool replace = change->mode == STORE_FLAGS_REPLACE;
+	struct store_seen_change sc = {0};
+	if ((rights & STORE_RIGHT_SEEN) &&
+	    (replace || (change->flags & STORE_FLAG_SEEN))) {
+		sc.seen = replace ? (change->flags & STORE_FLAG_SEEN) != 0
+				  : change->mode == STORE_FLAGS_ADD;
+		sc.unchangedsince = change->unchangedsince;
+		if (store_seen_update(owner, pvt, mailbox, ranges, range_count,
+				      &sc, err) < 0)
+			return -1;
+	}
+	/* the rest, without \Seen, if any of it is permitted */
+	unsigned crights = rights & ~(unsigned)STORE_RIGHT_SEEN;
+	struct store_flag_change c = *change;
+	c.flags &= ~(unsigned)STORE_FLAG_SEEN;
+	c.modseq_r = NULL;
+	unsigned cneed = replace ? STORE_RIGHT_DELETED | STORE_RIGHT_WRITE
+				 : flag_needs(c.flags, c.keyword_count);
+	uint32_t *ch = NULL, *mod = NULL;
+	size_t chn = 0, modn = 0;
+	uint64_t cmodseq = 0;
+	int ret = 0;
+	if ((cneed & crights) != 0) {
+		c.modseq_r = &cmodseq;
+		size_t rn = range_count;
+		struct store_uid_range all = {1, UINT32_MAX};
+		struct store_uid_range *r = NULL;
+		const struct store_uid_range *use = ranges;
+		if (sc.modified_count > 0) {
+			r = ranges_minus(ranges != NULL ? ranges : &all,
+					 ranges != NULL ? range_count : 1,
+					 sc.modified, sc.modified_count, &rn);
+			use = r;
+		}
+		if (use == NULL || rn > 0)
+			ret = flags_common(owner, crights, mailbox, use, rn, &c,
+					   &ch, &chn, &mod, &modn, err);
+		free(r);
+	}
+	if (ret == 0) {
+		uids_merge(&sc.changed, &sc.changed_count, ch, chn);
+		uids_merge(&sc.modified, &sc.modified_count, mod, modn);
+		ch = mod = NULL;
+		if (change->modseq_r != NULL)
+			*change->modseq_r = sc.modseq > cmodseq ? sc.modseq
+								: cmodseq;
+		if (changed_r != NULL) {
+			*changed_r = sc.changed;
+			*changed_count_r = sc.changed_count;
+			sc.changed = NULL;
+		}
+		if (modified_r != NULL) {
+			*modified_r = sc.modified;
+			*modified_count_r = sc.modified_count;
+			sc.modified = NULL;
+		}
+	}
+	free(ch);
+	free(mod);
+	free(sc.changed);
+	free(sc.modified);
+	return ret;
+}
+
+static int flags_common(struct store_user *owner, unsigned rights,
+			const char *mailbox,
+			const struct store_uid_range *ranges, size_t range_count,
+			const struct store_flag_change *change,
+			uint32_t **changed_r, size_t *changed_count_r,
+			uint32_t **modified_r, size_t *modified_count_r,
+			struct store_error *err)
+{
 	unsigned mask = store_acl_flag_mask(rights);
 	bool kw_ok = (rights & STORE_RIGHT_WRITE) != 0;
 	unsigned asked = change->flags;
@@ -572,11 +694,6 @@ int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
 				      STORE_FLAG_FLAGGED | STORE_FLAG_DELETED |
 				      STORE_FLAG_DRAFT) : asked;
 	unsigned need_all = flag_needs(touched, replace ? 1 : kw_asked);
-	if (need_all != 0 && (rights & need_all) == 0) {
-		/* nothing permitted: the error store_acl_enter gives */
-		struct store_user *tmp = viewer;
-		return store_acl_enter(&tmp, mailbox, need_all, NULL, err);
-	}
 	const struct store_backend_vfuncs *vf = owner->store->vf;
 	if ((rights & need_all) == need_all)
 		return vf->flags_update(owner, mailbox, ranges, range_count,

@@ -136,6 +136,14 @@ int store_settings_from_config(const struct config *cfg,
 		ret = -1;
 	}
 	set_r->retention_interval = (unsigned)interval;
+	v = config_get(cfg, "sharing", "seen");
+	if (v != NULL && strcmp(v, "shared") == 0) {
+		set_r->seen_shared = true;
+	} else if (v != NULL && strcmp(v, "per-user") != 0) {
+		bad(errors, cfg, "sharing", "seen",
+		    "expected per-user or shared");
+		ret = -1;
+	}
 	v = config_get(cfg, "store", "fsync");
 	if (v != NULL && config_parse_bool(v, &set_r->fsync) < 0) {
 		bad(errors, cfg, "store", "fsync", "expected yes or no");

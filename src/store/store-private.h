@@ -348,6 +348,47 @@ struct store_backend_vfuncs {
 	 * process's sessions only): store_end_sessions reaches the
 	 * account's sessions on every other node too. */
 	void (*end_sessions)(struct store *store, int64_t user_id);
+	/* Per-user \Seen (store.h; sqlite/sq-seen.c), optional: NULL and
+	 * every viewer shares the owner's \Seen. viewer is a viewer's
+	 * user id (> 0). seen_info: in one snapshot the mailbox's messages,
+	 * its unseen for viewer and its HIGHESTMODSEQ with viewer's own
+	 * changes (the rest of info is left). seen_rows: viewer's rows in
+	 * ranges (UID order). seen_changed_since: UIDs whose common or own
+	 * modseq is above modseq. seen_view_delta: view_delta as viewer
+	 * sees it (flags with its \Seen, modseq the higher one, since
+	 * compared with both). */
+	int (*seen_mode)(struct store_user *user, const char *mailbox,
+			 int *mode_r, struct store_error *err);
+	int (*seen_set_mode)(struct store_user *user, const char *mailbox,
+			     int mode, struct store_error *err);
+	int (*seen_info)(struct store_user *user, uint32_t mailbox_id,
+			 int64_t viewer, struct store_mailbox_info *info,
+			 struct store_error *err);
+	int (*seen_first_unseen)(struct store_user *user, uint32_t mailbox_id,
+				 int64_t viewer, uint32_t *uid_r,
+				 struct store_error *err);
+	int (*seen_rows)(struct store_user *user, const char *mailbox,
+			 int64_t viewer, const struct store_uid_range *ranges,
+			 size_t range_count, struct store_seen_row **rows_r,
+			 size_t *count_r, struct store_error *err);
+	int (*seen_changed_since)(struct store_user *user, const char *mailbox,
+				  int64_t viewer, uint64_t modseq,
+				  const struct store_uid_range *ranges,
+				  size_t range_count, uint32_t **uids_r,
+				  size_t *count_r, struct store_error *err);
+	int (*seen_update)(struct store_user *user, const char *mailbox,
+			   int64_t viewer, const struct store_uid_range *ranges,
+			   size_t range_count,
+			   struct store_seen_change *change,
+			   struct store_error *err);
+	int (*seen_view_delta)(struct store_user *user, uint32_t mailbox_id,
+			       int64_t viewer, uint64_t since,
+			       struct store_mailbox_info *info_r,
+			       uint32_t **expunged_r, size_t *expunged_count_r,
+			       bool *complete_r,
+			       void (*changed)(void *ctx,
+					       const struct store_msg *msg),
+			       void *ctx, struct store_error *err);
 };
 
 struct store {
@@ -462,6 +503,36 @@ void store_acl_viewer_free(struct store_user *user);
 int store_acl_filter_list(struct store_user *viewer,
 			  struct store_mailbox_info *list, size_t *count,
 			  struct store_error *err);
+/* ---- per-user \Seen of a viewer's handle (store-seen.c) ------------ */
+
+/* The viewer whose own \Seen applies on handle h to mailbox (a
+ * normalised name), or 0: an ordinary handle, a delivery, a mailbox
+ * whose \Seen is shared, a backend without it. */
+int64_t store_seen_pvt(struct store_user *h, const char *mailbox);
+/* info (of mailbox, read through h's owner) as h's viewer sees it:
+ * unseen and HIGHESTMODSEQ. On failure info is freed. */
+int store_seen_info(struct store_user *h, const char *mailbox,
+		    struct store_mailbox_info *info, struct store_error *err);
+/* The same for every entry of a list of h's owner's mailboxes. */
+int store_seen_list(struct store_user *h, struct store_mailbox_info *list,
+		    size_t count, struct store_error *err);
+/* store_fetch_begin_since on the owner's handle for viewer pvt. */
+int store_seen_fetch_begin(struct store_user *owner, int64_t pvt,
+			   const char *mailbox,
+			   const struct store_uid_range *ranges,
+			   size_t range_count, unsigned fields,
+			   uint64_t changedsince, struct store_fetch **fetch_r,
+			   struct store_error *err);
+int store_seen_changed_since(struct store_user *owner, int64_t pvt,
+			     const char *mailbox, uint64_t modseq,
+			     const struct store_uid_range *ranges,
+			     size_t range_count, uint32_t **uids_r,
+			     size_t *count_r, struct store_error *err);
+int store_seen_update(struct store_user *owner, int64_t pvt,
+		      const char *mailbox, const struct store_uid_range *ranges,
+		      size_t range_count, struct store_seen_change *change,
+		      struct store_error *err);
+
 /* The text of a missing mailbox, the same for a hidden one. */
 #define STORE_ACL_NOTFOUND "Mailbox doesn't exist: %s"
 

@@ -54,6 +54,9 @@ struct store_view {
 	uint32_t recent_count;    /* of the UIDs the view shows */
 	uint64_t modseq;          /* mailbox HIGHESTMODSEQ at the last sync */
 	uint64_t user_modseq;     /* user->last_modseq seen at the last sync */
+	/* A viewer with its own \Seen (store-seen.c), or 0: the view shows
+	 * its \Seen, and modseq is the higher of the common and its own */
+	int64_t pvt;
 };
 
 /* ---- shared lists ------------------------------------------------- */
@@ -207,6 +210,7 @@ int store_view_open(struct store_user *user, const char *mailbox,
 		return -1;
 	/* a viewer (store-acl.c) needs r; the view works on the owner's
 	 * handle, and \Recent stays the owner's */
+	int64_t pvt = store_seen_pvt(user, name);
 	if (store_user_is_shared(user)) {
 		if (store_acl_enter(&user, name, STORE_RIGHT_READ, NULL,
 				    err) < 0) {
@@ -235,6 +239,14 @@ int store_view_open(struct store_user *user, const char *mailbox,
 	v->user_modseq = seen;
 	view_mark_recent(v, 0, v->info.uidnext);
 	v->info.recent = v->recent_count;
+	if (pvt != 0) {
+		/* from the common state to the viewer's, in one snapshot */
+		v->pvt = pvt;
+		if (store_view_sync(v, true, NULL, NULL, err) < 0) {
+			store_view_close(&v);
+			return -1;
+		}
+	}
 	*view_r = v;
 	return 0;
 }
@@ -307,9 +319,13 @@ uint32_t store_view_first_unseen(struct store_view *view,
 				 struct store_error *err)
 {
 	uint32_t uid = 0;
+	const struct store_backend_vfuncs *vf = view->user->store->vf;
 	if (view->info.unseen == 0 ||
-	    view->user->store->vf->first_unseen(view->user, view->info.id,
-						&uid, err) < 0 ||
+	    (view->pvt != 0
+		     ? vf->seen_first_unseen(view->user, view->info.id,
+					     view->pvt, &uid, err)
+		     : vf->first_unseen(view->user, view->info.id, &uid,
+					err)) < 0 ||
 	    uid == 0)
 		return 0;
 	return store_view_seq(view, uid);
@@ -491,9 +507,14 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 
 	/* Always asked (cheap when nothing changed): another process, such
 	 * as loftctl, may have changed the mailbox without telling the hub. */
-	if (v->user->store->vf->view_delta(v->user, v->info.id, v->modseq,
-					   &info, &expunged, &nexp, &complete,
-					   delta_changed, &d, err) < 0) {
+	const struct store_backend_vfuncs *vf = v->user->store->vf;
+	if ((v->pvt != 0
+		     ? vf->seen_view_delta(v->user, v->info.id, v->pvt,
+					   v->modseq, &info, &expunged, &nexp,
+					   &complete, delta_changed, &d, err)
+		     : vf->view_delta(v->user, v->info.id, v->modseq, &info,
+				      &expunged, &nexp, &complete,
+				      delta_changed, &d, err)) < 0) {
 		delta_free(&d);
 		return -1;
 	}

@@ -461,7 +461,8 @@ int store_mailbox_list(struct store_user *user,
 	if (user->store->vf->mailbox_list(user->owner, list_r, count_r,
 					  err) < 0)
 		return -1;
-	if (store_acl_filter_list(user, *list_r, count_r, err) < 0) {
+	if (store_acl_filter_list(user, *list_r, count_r, err) < 0 ||
+	    store_seen_list(user, *list_r, *count_r, err) < 0) {
 		store_mailbox_list_free(*list_r, *count_r);
 		*list_r = NULL;
 		*count_r = 0;
@@ -499,8 +500,11 @@ int store_mailbox_status(struct store_user *user, const char *name,
 			 struct store_error *err)
 {
 	err_clear(err);
+	struct store_user *h = user;
 	WITH_RIGHTS(n, name, STORE_RIGHT_READ, err);
 	int ret = user->store->vf->mailbox_status(user, n, 0, info_r, err);
+	if (ret == 0)
+		ret = store_seen_info(h, n, info_r, err);
 	free(n);
 	return ret;
 }
@@ -740,17 +744,26 @@ static int body_deliver(struct store_body *body, struct store_user *user,
 	/* flags the viewer may not set are dropped (RFC 4314 4, APPEND) */
 	struct store_append_params allowed;
 	unsigned rights;
+	struct store_user *h = user;
 	if (store_acl_enter(&user, n, need, &rights, err) < 0) {
 		free(n);
 		return -1;
 	}
+	int64_t pvt = 0;
 	if (params != NULL && rights != STORE_RIGHTS_ALL) {
 		allowed = *params;
 		allowed.flags &= store_acl_flag_mask(rights);
 		if (!(rights & STORE_RIGHT_WRITE))
 			allowed.keyword_count = 0;
+		/* the viewer's \Seen is its own (store-seen.c) */
+		if ((allowed.flags & STORE_FLAG_SEEN) &&
+		    (pvt = store_seen_pvt(h, n)) != 0)
+			allowed.flags &= ~(unsigned)STORE_FLAG_SEEN;
 		params = &allowed;
 	}
+	uint32_t uid = 0;
+	if (uid_r == NULL)
+		uid_r = &uid;
 	struct buf pre;
 	buf_init(&pre, 0);
 	int ret = -1;
@@ -759,6 +772,16 @@ static int body_deliver(struct store_body *body, struct store_user *user,
 		ret = STORE_OBJ_VF(body)->body_deliver(
 			body, user, n, pre.data, pre.len, params, uid_r,
 			uidvalidity_r, err);
+	if (ret == 0 && pvt != 0) {
+		struct store_uid_range r = {*uid_r, *uid_r};
+		struct store_seen_change sc = {.seen = true};
+		struct store_error e2;
+		if (store_seen_update(user, pvt, n, &r, 1, &sc, &e2) < 0)
+			log_warn("store", NULL, "own \\Seen of a new message"
+				 " not kept: %s", e2.msg);
+		free(sc.changed);
+		free(sc.modified);
+	}
 	buf_free(&pre);
 	free(n);
 	return ret;
@@ -891,8 +914,13 @@ int store_fetch_begin_since(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
+	struct store_user *h = user;
 	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
-	int ret = user->store->vf->fetch_begin(user, n, ranges, range_count,
+	int64_t pvt = store_seen_pvt(h, n);
+	int ret = pvt != 0
+		? store_seen_fetch_begin(user, pvt, n, ranges, range_count,
+					 fields, changedsince, fetch_r, err)
+		: user->store->vf->fetch_begin(user, n, ranges, range_count,
 					       fields, changedsince, fetch_r,
 					       err);
 	free(n);
@@ -994,8 +1022,13 @@ int store_changed_since(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (!ranges_valid(ranges, range_count, err))
 		return -1;
+	struct store_user *h = user;
 	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
-	int ret = user->store->vf->changed_since(user, n, modseq, ranges,
+	int64_t pvt = store_seen_pvt(h, n);
+	int ret = pvt != 0
+		? store_seen_changed_since(user, pvt, n, modseq, ranges,
+					   range_count, uids_r, count_r, err)
+		: user->store->vf->changed_since(user, n, modseq, ranges,
 						 range_count, uids_r, count_r,
 						 err);
 	free(n);

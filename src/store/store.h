@@ -135,6 +135,9 @@ struct store_settings {
 	unsigned postgres_pool;        /* connections per node (0: 16) */
 	unsigned postgres_timeout;     /* seconds (0: 10) */
 	const char *blob_dir;          /* the file driver's directory */
+	/* [sharing] seen = shared: viewers of a mailbox without its own
+	 * setting share the owner's \Seen (default: per user) */
+	bool seen_shared;
 };
 
 /* Fills set_r from the configuration (loftd and loftctl share it):
@@ -142,6 +145,7 @@ struct store_settings {
  *   [limits] max_message_size = SIZE   (default 50M; 0 = no limit)
  *   [store] fsync = yes|no       (default yes; "no" only for tests and
  *                                 benches: a crash may lose mail)
+ *   [sharing] seen = per-user|shared  (default per-user)
  *   [store] retention_interval = DURATION  (default 1h; 0: no task;
  *                                 the older [pop3] retention_interval
  *                                 is read when this is not set)
@@ -803,6 +807,42 @@ struct store_acl_row {
 int store_acl_all(struct store_user *user, struct store_acl_row **rows_r,
 		  size_t *count_r, struct store_error *err);
 void store_acl_all_free(struct store_acl_row *rows, size_t count);
+
+/* ---- shared mailboxes: per-user \Seen (store-seen.c) ---------------
+ * In another account's mailbox a viewer (store_user_open_as, logged in)
+ * has its own \Seen, hence its own UNSEEN, unless the mailbox's \Seen is
+ * shared. The owner keeps the common \Seen. A viewer's change of its
+ * own \Seen takes the owner's next modseq and is seen only by that
+ * viewer: every call on its handle (fetch, views, status, list,
+ * CHANGEDSINCE) shows the message's modseq as the higher of the common
+ * one and its own, and the mailbox's HIGHESTMODSEQ likewise; nobody
+ * else's modseq, state or FETCH moves. Other flags are common. */
+enum store_seen_mode {
+	STORE_SEEN_DEFAULT = -1,     /* [sharing] seen (store_settings) */
+	STORE_SEEN_PER_USER = 0,
+	STORE_SEEN_SHARED = 1,
+};
+/* The mailbox's setting (any handle of the owner: loftctl). */
+int store_mailbox_seen_mode(struct store_user *user, const char *mailbox,
+			    enum store_seen_mode *mode_r,
+			    struct store_error *err);
+int store_mailbox_set_seen_mode(struct store_user *user, const char *mailbox,
+				enum store_seen_mode mode,
+				struct store_error *err);
+/* Between store.c and a backend: a viewer's own \Seen of one message,
+ * and a change of it. */
+struct store_seen_row {
+	uint32_t uid;
+	bool seen;
+	uint64_t modseq;
+};
+struct store_seen_change {
+	bool seen;                   /* set or clear the viewer's \Seen */
+	uint64_t unchangedsince;     /* 0, or as store_flag_change */
+	uint32_t *changed, *modified;   /* out (malloced, UID order) */
+	size_t changed_count, modified_count;
+	uint64_t modseq;             /* out: the modseq the changes took */
+};
 
 /* ---- metadata (RFC 5464) and URLAUTH keys (RFC 4467) --------------
  * (imap-state) Annotations of the server (mailbox NULL) or of a mailbox:

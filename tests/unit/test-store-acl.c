@@ -296,6 +296,10 @@ static void test_open_as(void)
 	CHECK(uid != 0);
 	CHECK_INT(set_acl(alice, "Family/Bills", STORE_ACL_USER, 2, false,
 			  "lr", 0), 0);
+	/* the rights on \Seen with one \Seen for all (test_seen_per_user:
+	 * the viewer's own) */
+	CHECK_INT(store_mailbox_set_seen_mode(alice, "Family/Bills",
+					      STORE_SEEN_SHARED, &err), 0);
 	struct store_viewer vb = {.user_id = 2, .same_domain = true};
 	struct store_user *bob = open_as(store, 1, &vb);
 	CHECK(store_user_is_shared(bob));
@@ -465,11 +469,246 @@ static void test_open_as(void)
 	teardown(&store);
 }
 
+/* ---- per-user \Seen ------------------------------------------------- */
+
+static uint64_t modseq_of(struct store_user *u, const char *mbox, uint32_t uid)
+{
+	struct store_uid_range r = {uid, uid};
+	struct store_fetch *f;
+	const struct store_msg *m;
+	struct store_error err;
+	uint64_t modseq = 0;
+	if (store_fetch_begin(u, mbox, &r, 1, STORE_FETCH_FLAGS, &f, &err) < 0)
+		return 0;
+	if (store_fetch_next(f, &m, &err) == 1)
+		modseq = m->modseq;
+	store_fetch_end(&f);
+	return modseq;
+}
+
+static uint32_t unseen_of(struct store_user *u, const char *mbox,
+			  uint64_t *hms_r)
+{
+	struct store_mailbox_info info;
+	struct store_error err;
+	if (store_mailbox_status(u, mbox, &info, &err) < 0)
+		return 0xffff;
+	uint32_t unseen = info.unseen;
+	if (hms_r != NULL)
+		*hms_r = info.highestmodseq;
+	store_mailbox_info_free(&info);
+	return unseen;
+}
+
+/* what a view's sync reported */
+static uint32_t synced_uid;
+static unsigned synced_flags;
+static uint64_t synced_modseq;
+static int synced_count;
+static void on_changed(void *ctx, uint32_t seq, const struct store_msg *m)
+{
+	(void)ctx;
+	(void)seq;
+	synced_uid = m->uid;
+	synced_flags = m->flags;
+	synced_modseq = m->modseq;
+	synced_count++;
+}
+
+static void test_seen_per_user(void)
+{
+	struct store *store = setup();
+	struct store_user *alice;
+	struct store_error err;
+	CHECK_INT(store_user_open(store, 1, &alice, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Team", 0, &err), 0);
+	uint32_t u1 = append(alice, "Team", 0);
+	uint32_t u2 = append(alice, "Team", 0);
+	uint32_t u3 = append(alice, "Team", STORE_FLAG_SEEN);
+	CHECK(u1 && u2 && u3);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "lrswit",
+			  0), 0);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 3, false, "lrs", 0),
+		  0);
+	struct store_viewer vb = {.user_id = 2, .same_domain = true};
+	struct store_viewer vc = {.user_id = 3, .same_domain = true};
+	struct store_user *bob = open_as(store, 1, &vb);
+	struct store_user *carol = open_as(store, 1, &vc);
+	enum store_seen_mode mode;
+	CHECK_INT(store_mailbox_seen_mode(alice, "Team", &mode, &err), 0);
+	CHECK_INT(mode, STORE_SEEN_DEFAULT);
+	CHECK_INT(store_mailbox_seen_mode(bob, "Team", &mode, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_PERM);
+
+	/* each has their own: alice's \Seen of u3 is hers alone */
+	uint64_t hms_a0 = 0, hms_b0 = 0;
+	CHECK_INT(unseen_of(alice, "Team", &hms_a0), 2);
+	CHECK_INT(unseen_of(bob, "Team", &hms_b0), 3);
+	CHECK_INT(unseen_of(carol, "Team", NULL), 3);
+	CHECK_INT(flags_of(bob, "Team", u3), 0);
+	struct store_view *vbob;
+	CHECK_INT(store_view_open(bob, "Team", 0, &vbob, &err), 0);
+	CHECK_INT(store_view_first_unseen(vbob, &err), 1);
+
+	/* bob reads u1 (and flags it: common) */
+	uint64_t ms = 0;
+	struct store_flag_change rd = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_SEEN |
+						STORE_FLAG_FLAGGED,
+				       .modseq_r = &ms};
+	struct store_uid_range r1 = {u1, u1};
+	uint32_t *changed = NULL;
+	size_t nchanged = 0;
+	CHECK_INT(store_flags_update(bob, "Team", &r1, 1, &rd, &changed,
+				     &nchanged, NULL, NULL, &err), 0);
+	CHECK_INT(nchanged, 1);
+	free(changed);
+	CHECK(ms > hms_a0);
+	CHECK_INT(flags_of(bob, "Team", u1),
+		  STORE_FLAG_SEEN | STORE_FLAG_FLAGGED);
+	CHECK_INT(flags_of(alice, "Team", u1), STORE_FLAG_FLAGGED);
+	CHECK_INT(flags_of(carol, "Team", u1), STORE_FLAG_FLAGGED);
+	CHECK_INT(modseq_of(bob, "Team", u1), ms);
+	uint64_t hms_a = 0, hms_b = 0, hms_c = 0;
+	CHECK_INT(unseen_of(alice, "Team", &hms_a), 2);
+	CHECK_INT(unseen_of(bob, "Team", &hms_b), 2);
+	CHECK_INT(unseen_of(carol, "Team", &hms_c), 3);
+	CHECK(hms_b == ms);
+	CHECK(hms_a == ms && hms_c == hms_a);   /* \Flagged: common */
+
+	/* a private change alone: nobody else's modseq moves */
+	struct store_flag_change rd2 = {.mode = STORE_FLAGS_ADD,
+					.flags = STORE_FLAG_SEEN,
+					.modseq_r = &ms};
+	struct store_uid_range r2 = {u2, u2};
+	CHECK_INT(store_flags_update(bob, "Team", &r2, 1, &rd2, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	uint64_t hms_a2 = 0;
+	CHECK_INT(unseen_of(alice, "Team", &hms_a2), 2);
+	CHECK(hms_a2 == hms_a);
+	CHECK_INT(unseen_of(bob, "Team", &hms_b), 1);
+	CHECK(hms_b == ms);
+	uint32_t *uids = NULL;
+	size_t nu = 0;
+	CHECK_INT(store_changed_since(carol, "Team", hms_c, NULL, 0, &uids,
+				      &nu, &err), 0);
+	CHECK_INT(nu, 0);
+	free(uids);
+	CHECK_INT(store_changed_since(bob, "Team", hms_a, NULL, 0, &uids,
+				      &nu, &err), 0);
+	CHECK_INT(nu, 1);
+	if (nu == 1)
+		CHECK_INT(uids[0], u2);
+	free(uids);
+	/* CHANGEDSINCE through fetch: bob's own change, flags his */
+	struct store_fetch *f;
+	const struct store_msg *m;
+	CHECK_INT(store_fetch_begin_since(bob, "Team", NULL, 0,
+					  STORE_FETCH_FLAGS, hms_a, &f, &err),
+		  0);
+	int got = 0;
+	while (store_fetch_next(f, &m, &err) == 1) {
+		got++;
+		CHECK_INT(m->uid, u2);
+		CHECK_INT(m->flags, STORE_FLAG_SEEN);
+	}
+	store_fetch_end(&f);
+	CHECK_INT(got, 1);
+	CHECK_INT(store_fetch_begin_since(carol, "Team", NULL, 0,
+					  STORE_FETCH_FLAGS, hms_c, &f, &err),
+		  0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 0);
+	store_fetch_end(&f);
+
+	/* bob's view syncs his own changes (flags his), first unseen u3 */
+	synced_count = 0;
+	struct store_view_callbacks cb = {.changed = on_changed};
+	CHECK_INT(store_view_sync(vbob, true, &cb, NULL, &err), 0);
+	CHECK_INT(synced_count, 2);
+	CHECK_INT(synced_uid, u2);
+	CHECK_INT(synced_flags, STORE_FLAG_SEEN);
+	CHECK(synced_modseq == ms);
+	CHECK(store_view_info(vbob)->highestmodseq == ms);
+	CHECK_INT(store_view_info(vbob)->unseen, 1);
+	CHECK_INT(store_view_first_unseen(vbob, &err), 3);
+	/* carol's view sees nothing of it */
+	struct store_view *vcarol;
+	CHECK_INT(store_view_open(carol, "Team", 0, &vcarol, &err), 0);
+	CHECK_INT(store_view_first_unseen(vcarol, &err), 1);
+	CHECK_INT(store_view_info(vcarol)->unseen, 3);
+
+	/* UNCHANGEDSINCE with the modseq bob sees */
+	struct store_flag_change un = {.mode = STORE_FLAGS_REMOVE,
+				       .flags = STORE_FLAG_SEEN,
+				       .unchangedsince = hms_a};
+	uint32_t *mod = NULL;
+	size_t nmod = 0;
+	CHECK_INT(store_flags_update(bob, "Team", NULL, 0, &un, &changed,
+				     &nchanged, &mod, &nmod, &err), 0);
+	CHECK_INT(nmod, 1);   /* u2: bob's modseq is above */
+	CHECK_INT(nchanged, 1);   /* u1: at hms_a, not above */
+	free(changed);
+	free(mod);
+
+	/* a replacement: \Seen his own, the rest common */
+	struct store_flag_change rep = {.mode = STORE_FLAGS_REPLACE,
+					.flags = STORE_FLAG_SEEN};
+	CHECK_INT(store_flags_update(bob, "Team", &r1, 1, &rep, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(flags_of(bob, "Team", u1), STORE_FLAG_SEEN);
+	CHECK_INT(flags_of(alice, "Team", u1), 0);
+	/* with s only, carol's \Seen is hers; \Flagged: NOPERM */
+	struct store_flag_change fl = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_FLAGGED};
+	CHECK_INT(store_flags_update(carol, "Team", &r1, 1, &fl, NULL, NULL,
+				     NULL, NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_flags_update(carol, "Team", &r1, 1, &rd, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(flags_of(carol, "Team", u1), STORE_FLAG_SEEN);
+	CHECK_INT(flags_of(alice, "Team", u1), 0);
+
+	/* APPEND with \Seen by bob: his own */
+	uint32_t u4 = append(bob, "Team", STORE_FLAG_SEEN);
+	CHECK(u4 != 0);
+	CHECK_INT(flags_of(bob, "Team", u4), STORE_FLAG_SEEN);
+	CHECK_INT(flags_of(alice, "Team", u4), 0);
+	CHECK_INT(flags_of(carol, "Team", u4), 0);
+
+	/* an expunge takes the rows with it */
+	CHECK_INT(store_expunge(alice, "Team", &r1, 1, true, NULL, NULL, &err),
+		  0);
+	CHECK_INT(unseen_of(bob, "Team", NULL), 1);   /* u3 */
+	CHECK_INT(unseen_of(carol, "Team", NULL), 3); /* u2 u3 u4 */
+
+	/* seen=shared: one \Seen, the owner's */
+	CHECK_INT(store_mailbox_set_seen_mode(alice, "Team", STORE_SEEN_SHARED,
+					      &err), 0);
+	CHECK_INT(store_mailbox_seen_mode(alice, "Team", &mode, &err), 0);
+	CHECK_INT(mode, STORE_SEEN_SHARED);
+	CHECK_INT(unseen_of(bob, "Team", NULL), 2);   /* u2 u4 */
+	CHECK_INT(flags_of(bob, "Team", u3), STORE_FLAG_SEEN);
+	CHECK_INT(store_flags_update(carol, "Team", &r2, 1, &rd2, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(flags_of(alice, "Team", u2), STORE_FLAG_SEEN);
+	CHECK_INT(store_mailbox_set_seen_mode(alice, "Team", STORE_SEEN_DEFAULT,
+					      &err), 0);
+	CHECK_INT(flags_of(bob, "Team", u2), STORE_FLAG_SEEN);
+
+	store_view_close(&vbob);
+	store_view_close(&vcarol);
+	store_user_unref(&bob);
+	store_user_unref(&carol);
+	store_user_unref(&alice);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"rights_strings", test_rights_strings},
 	{"evaluate", test_evaluate},
 	{"acl_storage", test_acl_storage},
 	{"open_as", test_open_as},
+	{"seen_per_user", test_seen_per_user},
 	{NULL, NULL},
 };
 

@@ -178,6 +178,78 @@ const struct loftctl_cmd loftctl_acl_cmds[] = {
 	{NULL, NULL, NULL, NULL},
 };
 
+/* ---- a mailbox's settings: \Seen per user or shared ------------------- */
+
+static const char *const seen_names[] = {"per-user", "shared"};
+
+static int mailbox_get(struct loftctl *ctl, int argc, char **argv)
+{
+	if (argc != 1)
+		return loftctl_usage(&loftctl_mailbox_cmds[0]);
+	struct auth_user owner;
+	char *mailbox;
+	if (split_path(ctl, argv[0], &owner, &mailbox) < 0)
+		return 1;
+	struct store_user *u = open_owner(ctl, &owner);
+	int rc = 1;
+	enum store_seen_mode mode;
+	struct store_error err;
+	if (u != NULL && store_mailbox_seen_mode(u, mailbox, &mode, &err) < 0) {
+		rc = loftctl_fail("%s: %s", argv[0], err.msg);
+	} else if (u != NULL) {
+		const char *def = config_get(ctl->cfg, "sharing", "seen");
+		if (mode == STORE_SEEN_DEFAULT)
+			printf("seen=default (%s, [sharing] seen)\n",
+			       def != NULL ? def : "per-user");
+		else
+			printf("seen=%s\n", seen_names[mode]);
+		rc = 0;
+	}
+	store_user_unref(&u);
+	free(mailbox);
+	return rc;
+}
+
+static int mailbox_set(struct loftctl *ctl, int argc, char **argv)
+{
+	if (argc != 2)
+		return loftctl_usage(&loftctl_mailbox_cmds[1]);
+	enum store_seen_mode mode;
+	if (strcmp(argv[1], "seen=per-user") == 0)
+		mode = STORE_SEEN_PER_USER;
+	else if (strcmp(argv[1], "seen=shared") == 0)
+		mode = STORE_SEEN_SHARED;
+	else if (strcmp(argv[1], "seen=default") == 0)
+		mode = STORE_SEEN_DEFAULT;
+	else
+		return loftctl_fail("unknown setting %s (seen=per-user,"
+				    " seen=shared or seen=default)", argv[1]);
+	struct auth_user owner;
+	char *mailbox;
+	if (split_path(ctl, argv[0], &owner, &mailbox) < 0)
+		return 1;
+	struct store_user *u = open_owner(ctl, &owner);
+	int rc = 1;
+	struct store_error err;
+	if (u != NULL && store_mailbox_set_seen_mode(u, mailbox, mode,
+						     &err) < 0) {
+		rc = loftctl_fail("%s: %s", argv[0], err.msg);
+	} else if (u != NULL) {
+		printf("%s: %s\n", argv[0], argv[1]);
+		rc = 0;
+	}
+	store_user_unref(&u);
+	free(mailbox);
+	return rc;
+}
+
+const struct loftctl_cmd loftctl_mailbox_cmds[] = {
+	{"mailbox", "get", "ADDRESS[/MAILBOX]", mailbox_get},
+	{"mailbox", "set", "ADDRESS[/MAILBOX] seen=per-user|shared|default",
+	 mailbox_set},
+	{NULL, NULL, NULL, NULL},
+};
+
 /* ---- groups ------------------------------------------------------------ */
 
 /* Ends a verb: the error, or line (a finished message). */

@@ -40,6 +40,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_acl_cmds,
 	loftctl_group_cmds,
 	loftctl_shared_cmds,
+	loftctl_mailbox_cmds,
 #ifdef LOFTCTL_HAVE_MIGRATE
 	loftctl_migrate_cmds,
 #endif

@@ -56,6 +56,7 @@ extern const struct loftctl_cmd loftctl_undelete_cmds[];
 extern const struct loftctl_cmd loftctl_acl_cmds[];
 extern const struct loftctl_cmd loftctl_group_cmds[];
 extern const struct loftctl_cmd loftctl_shared_cmds[];
+extern const struct loftctl_cmd loftctl_mailbox_cmds[];
 #ifdef LOFTCTL_HAVE_MIGRATE
 extern const struct loftctl_cmd loftctl_migrate_cmds[];
 #endif

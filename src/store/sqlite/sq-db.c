@@ -25,7 +25,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 10
+#define SQ_SCHEMA_VERSION 11
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -56,6 +56,8 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[8] = sq_metadata_schema_sql,
 	/* 9 -> 10: removed messages kept for undelete (sq-undelete.c) */
 	[9] = SQ_DELETED_SQL,
+	/* 10 -> 11: per-user \Seen in shared mailboxes (sq-seen.c) */
+	[10] = SQ_SEEN_SCHEMA,
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -158,6 +160,7 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS keyword(mailbox INTEGER NOT NULL,"
 	" name TEXT NOT NULL, PRIMARY KEY (mailbox, name)) WITHOUT ROWID;"
 	SQ_ACL_SCHEMA
+	SQ_SEEN_SCHEMA
 	"CREATE TABLE IF NOT EXISTS thread_ref(msgid TEXT PRIMARY KEY,"
 	" thread INTEGER NOT NULL) WITHOUT ROWID;"
 	/* Search: the folded decoded text of every blob, written with the
@@ -958,4 +961,12 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.acl_read = sq_acl_read,
 	.acl_update = sq_acl_update,
 	.acl_all = sq_acl_all,
+	.seen_mode = sq_seen_mode,
+	.seen_set_mode = sq_seen_set_mode,
+	.seen_info = sq_seen_info,
+	.seen_first_unseen = sq_seen_first_unseen,
+	.seen_rows = sq_seen_rows,
+	.seen_changed_since = sq_seen_changed_since,
+	.seen_update = sq_seen_update,
+	.seen_view_delta = sq_seen_view_delta,
 };

@@ -451,6 +451,63 @@ int sq_acl_copy(struct sq_conn *c, uint32_t from, uint32_t to);
 int sq_acl_drop(struct sq_conn *c, uint32_t mailbox_id);
 int sq_acl_inherit(struct sq_conn *c, const char *name, uint32_t id);
 
+/* sq-seen.c: per-user \Seen in shared mailboxes (schema version 11).
+ * seen_pvt: a viewer's own \Seen of a message of the owner's mailbox,
+ * with the owner's modseq its change took (seen 0: a removal, kept for
+ * CONDSTORE); seen_mode: a mailbox's setting (loftctl mailbox set),
+ * 1 shared, 0 per user, no row: [sharing] seen. The triggers drop the
+ * rows of an expunged message and of a deleted mailbox. */
+#define SQ_SEEN_SCHEMA                                                   \
+	"CREATE TABLE IF NOT EXISTS seen_pvt(mailbox INTEGER NOT NULL,"  \
+	" uid INTEGER NOT NULL, viewer INTEGER NOT NULL,"                \
+	" seen INTEGER NOT NULL, modseq INTEGER NOT NULL,"               \
+	" PRIMARY KEY (mailbox, uid, viewer)) WITHOUT ROWID;"            \
+	"CREATE INDEX IF NOT EXISTS seen_pvt_modseq"                     \
+	" ON seen_pvt(viewer, mailbox, modseq);"                         \
+	"CREATE TABLE IF NOT EXISTS seen_mode(mailbox INTEGER PRIMARY KEY," \
+	" shared INTEGER NOT NULL);"                                     \
+	"CREATE TRIGGER IF NOT EXISTS seen_pvt_msg_gone AFTER DELETE ON msg" \
+	" BEGIN DELETE FROM seen_pvt WHERE mailbox = old.mailbox"        \
+	" AND uid = old.uid; END;"                                       \
+	"CREATE TRIGGER IF NOT EXISTS seen_mailbox_gone"                 \
+	" AFTER DELETE ON mailbox BEGIN"                                 \
+	" DELETE FROM seen_mode WHERE mailbox = old.id;"                 \
+	" DELETE FROM seen_pvt WHERE mailbox = old.id; END;"
+/* In c's read transaction: info's unseen and highestmodseq as viewer
+ * sees them (messages as the mailbox row says). -1 on a database error. */
+int sq_seen_info_in(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,
+		    struct store_mailbox_info *info);
+int sq_seen_mode(struct store_user *user, const char *mailbox, int *mode_r,
+		 struct store_error *err);
+int sq_seen_set_mode(struct store_user *user, const char *mailbox, int mode,
+		     struct store_error *err);
+int sq_seen_info(struct store_user *user, uint32_t mailbox_id,
+		 int64_t viewer, struct store_mailbox_info *info,
+		 struct store_error *err);
+int sq_seen_first_unseen(struct store_user *user, uint32_t mailbox_id,
+			 int64_t viewer, uint32_t *uid_r,
+			 struct store_error *err);
+int sq_seen_rows(struct store_user *user, const char *mailbox,
+		 int64_t viewer, const struct store_uid_range *ranges,
+		 size_t range_count, struct store_seen_row **rows_r,
+		 size_t *count_r, struct store_error *err);
+int sq_seen_changed_since(struct store_user *user, const char *mailbox,
+			  int64_t viewer, uint64_t modseq,
+			  const struct store_uid_range *ranges,
+			  size_t range_count, uint32_t **uids_r,
+			  size_t *count_r, struct store_error *err);
+int sq_seen_update(struct store_user *user, const char *mailbox,
+		   int64_t viewer, const struct store_uid_range *ranges,
+		   size_t range_count, struct store_seen_change *change,
+		   struct store_error *err);
+int sq_seen_view_delta(struct store_user *user, uint32_t mailbox_id,
+		       int64_t viewer, uint64_t since,
+		       struct store_mailbox_info *info_r,
+		       uint32_t **expunged_r, size_t *expunged_count_r,
+		       bool *complete_r,
+		       void (*changed)(void *ctx, const struct store_msg *msg),
+		       void *ctx, struct store_error *err);
+
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 

@@ -140,12 +140,16 @@ static int expunged_after(struct sq_conn *c, uint32_t mailbox_id,
 	return 0;
 }
 
-int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
-		  uint64_t since, struct store_mailbox_info *info_r,
-		  uint32_t **expunged_r, size_t *expunged_count_r,
-		  bool *complete_r,
-		  void (*changed)(void *ctx, const struct store_msg *msg),
-		  void *ctx, struct store_error *err)
+/* viewer > 0: as that viewer sees the mailbox (per-user \Seen,
+ * sq-seen.c): its own \Seen, the higher modseq, and its own changes
+ * after since too. */
+static int view_delta(struct store_user *user, uint32_t mailbox_id,
+		      int64_t viewer, uint64_t since,
+		      struct store_mailbox_info *info_r,
+		      uint32_t **expunged_r, size_t *expunged_count_r,
+		      bool *complete_r,
+		      void (*changed)(void *ctx, const struct store_msg *msg),
+		      void *ctx, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
 	struct sq_conn *c;
@@ -161,6 +165,11 @@ int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
+	if (viewer > 0 && sq_seen_info_in(c, mb.id, viewer, info_r) < 0) {
+		store_mailbox_info_free(info_r);
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
 	if (since >= info_r->highestmodseq)
 		goto out;
 	if (expunged_after(c, mb.id, since, expunged_r, expunged_count_r,
@@ -170,17 +179,33 @@ int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 	}
 	/* INDEXED BY: for ORDER BY uid the planner would otherwise walk
 	 * the whole mailbox in UID order instead of the few changed rows */
-	sqlite3_stmt *st = sq_stmt(c, "SELECT uid, modseq, flags, keywords, size,"
-				      " internaldate, savedate, blob FROM msg"
-				      " INDEXED BY msg_modseq"
-				      " WHERE mailbox = ? AND modseq > ?"
-				      " ORDER BY uid");
+	sqlite3_stmt *st = viewer > 0
+		? sq_stmt(c, "SELECT m.uid, max(m.modseq, coalesce(p.modseq, 0)),"
+			     " (m.flags & ~1) | coalesce(p.seen, 0), m.keywords,"
+			     " m.size, m.internaldate, m.savedate, m.blob"
+			     " FROM msg m LEFT JOIN seen_pvt p"
+			     " ON p.mailbox = m.mailbox AND p.uid = m.uid"
+			     " AND p.viewer = ?3"
+			     " WHERE m.mailbox = ?1 AND m.uid IN"
+			     " (SELECT uid FROM msg INDEXED BY msg_modseq"
+			     " WHERE mailbox = ?1 AND modseq > ?2"
+			     " UNION SELECT uid FROM seen_pvt"
+			     " WHERE viewer = ?3 AND mailbox = ?1"
+			     " AND modseq > ?2)"
+			     " ORDER BY m.uid")
+		: sq_stmt(c, "SELECT uid, modseq, flags, keywords, size,"
+			     " internaldate, savedate, blob FROM msg"
+			     " INDEXED BY msg_modseq"
+			     " WHERE mailbox = ? AND modseq > ?"
+			     " ORDER BY uid");
 	if (st == NULL) {
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
 	sqlite3_bind_int64(st, 1, mb.id);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
+	if (viewer > 0)
+		sqlite3_bind_int64(st, 3, viewer);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_msg m;
@@ -219,6 +244,29 @@ out:
 	}
 	snap_end(u, c);
 	return ret;
+}
+
+int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
+		  uint64_t since, struct store_mailbox_info *info_r,
+		  uint32_t **expunged_r, size_t *expunged_count_r,
+		  bool *complete_r,
+		  void (*changed)(void *ctx, const struct store_msg *msg),
+		  void *ctx, struct store_error *err)
+{
+	return view_delta(user, mailbox_id, 0, since, info_r, expunged_r,
+			  expunged_count_r, complete_r, changed, ctx, err);
+}
+
+int sq_seen_view_delta(struct store_user *user, uint32_t mailbox_id,
+		       int64_t viewer, uint64_t since,
+		       struct store_mailbox_info *info_r,
+		       uint32_t **expunged_r, size_t *expunged_count_r,
+		       bool *complete_r,
+		       void (*changed)(void *ctx, const struct store_msg *msg),
+		       void *ctx, struct store_error *err)
+{
+	return view_delta(user, mailbox_id, viewer, since, info_r, expunged_r,
+			  expunged_count_r, complete_r, changed, ctx, err);
 }
 
 /* The partial index msg_unseen holds only the rows without \Seen: the

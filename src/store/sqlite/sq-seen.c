@@ -1,0 +1,403 @@
+/*
+ * Per-user \Seen in shared mailboxes (store.h "per-user \Seen"): a
+ * viewer's own \Seen of the owner's messages, kept in the owner's index
+ * (seen_pvt, schema version 10) with the owner's modseq its change took.
+ * A message without a row is unseen for the viewer. Rows go with their
+ * message and their mailbox (triggers in SQ_SEEN_SCHEMA). A viewer's
+ * change raises neither the message's modseq nor the mailbox's
+ * HIGHESTMODSEQ: only that viewer's reads (which take the higher of the
+ * common and its own) see it.
+ */
+#include "sq-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void u32_push(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*a = xrealloc(*a, *cap * sizeof(**a));
+	}
+	(*a)[(*n)++] = v;
+}
+
+/* A read snapshot with the mailbox's id (by name). */
+static struct sq_conn *snap(struct sq_user *u, const char *name,
+			    uint32_t *id_r, struct store_error *err)
+{
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return NULL;
+	if (sq_read_begin(c, err) < 0) {
+		sq_reader_put(u, c);
+		return NULL;
+	}
+	if (name == NULL)
+		return c;
+	struct sq_mbox mb;
+	int r = sq_mbox_get(c, name, &mb);
+	if (r <= 0 || mb.noselect) {
+		if (r < 0)
+			sq_db_error(c, err, "seen");
+		else
+			store_set_error(err, STORE_ERR_NOTFOUND,
+					"Mailbox doesn't exist: %s", name);
+		sq_read_end(c);
+		sq_reader_put(u, c);
+		return NULL;
+	}
+	*id_r = mb.id;
+	return c;
+}
+
+static void snap_end(struct sq_user *u, struct sq_conn *c)
+{
+	sq_read_end(c);
+	sq_reader_put(u, c);
+}
+
+int sq_seen_info_in(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,
+		    struct store_mailbox_info *info)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT m.messages, m.highestmodseq,"
+		" (SELECT count(*) FROM seen_pvt WHERE viewer = ?2"
+		" AND mailbox = ?1 AND seen = 1),"
+		" (SELECT coalesce(max(modseq), 0) FROM seen_pvt"
+		" WHERE viewer = ?2 AND mailbox = ?1)"
+		" FROM mailbox m WHERE m.id = ?1");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	sqlite3_bind_int64(st, 2, viewer);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		int64_t messages = sqlite3_column_int64(st, 0);
+		uint64_t hms = (uint64_t)sqlite3_column_int64(st, 1);
+		int64_t seen = sqlite3_column_int64(st, 2);
+		uint64_t own = (uint64_t)sqlite3_column_int64(st, 3);
+		info->messages = (uint32_t)messages;
+		info->unseen = messages > seen ? (uint32_t)(messages - seen) : 0;
+		info->highestmodseq = own > hms ? own : hms;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int sq_seen_info(struct store_user *user, uint32_t mailbox_id,
+		 int64_t viewer, struct store_mailbox_info *info,
+		 struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = snap(u, NULL, NULL, err);
+	if (c == NULL)
+		return -1;
+	int ret = sq_seen_info_in(c, mailbox_id, viewer, info) < 0
+			  ? sq_db_error(c, err, "seen")
+			  : 0;
+	snap_end(u, c);
+	return ret;
+}
+
+int sq_seen_mode(struct store_user *user, const char *mailbox, int *mode_r,
+		 struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT coalesce((SELECT shared FROM"
+				      " seen_mode WHERE mailbox = m.id), -1)"
+				      " FROM mailbox m WHERE m.name = ?");
+	int rc = SQLITE_ERROR;
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, mailbox, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*mode_r = sqlite3_column_int(st, 0);
+		sqlite3_reset(st);
+	}
+	int ret = 0;
+	if (rc == SQLITE_DONE)
+		ret = store_set_error(err, STORE_ERR_NOTFOUND,
+				      "Mailbox doesn't exist: %s", mailbox);
+	else if (rc != SQLITE_ROW)
+		ret = sq_db_error(c, err, "seen");
+	sq_reader_put(u, c);
+	return ret;
+}
+
+struct mode_arg {
+	const char *mailbox;
+	int mode;
+};
+
+static int mode_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	(void)u;
+	struct mode_arg *a = job->arg;
+	struct sq_mbox mb;
+	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
+		return -1;
+	sqlite3_stmt *st = a->mode < 0
+		? sq_stmt(c, "DELETE FROM seen_mode WHERE mailbox = ?1")
+		: sq_stmt(c, "INSERT OR REPLACE INTO seen_mode(mailbox, shared)"
+			     " VALUES (?1, ?2)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, mb.id);
+	if (a->mode >= 0)
+		sqlite3_bind_int(st, 2, a->mode);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+}
+
+int sq_seen_set_mode(struct store_user *user, const char *mailbox, int mode,
+		     struct store_error *err)
+{
+	struct mode_arg a = {mailbox, mode};
+	return sq_run(SQU(user), mode_job, &a, err);
+}
+
+int sq_seen_first_unseen(struct store_user *user, uint32_t mailbox_id,
+			 int64_t viewer, uint32_t *uid_r,
+			 struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = sq_reader_get(u, err);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT m.uid FROM msg m"
+		" WHERE m.mailbox = ?1 AND NOT EXISTS (SELECT 1 FROM seen_pvt p"
+		" WHERE p.mailbox = ?1 AND p.uid = m.uid AND p.viewer = ?2"
+		" AND p.seen = 1) ORDER BY m.uid LIMIT 1");
+	int rc = SQLITE_ERROR;
+	*uid_r = 0;
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, mailbox_id);
+		sqlite3_bind_int64(st, 2, viewer);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*uid_r = (uint32_t)sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	int ret = rc == SQLITE_ROW || rc == SQLITE_DONE
+			  ? 0
+			  : sq_db_error(c, err, "unseen");
+	sq_reader_put(u, c);
+	return ret;
+}
+
+int sq_seen_rows(struct store_user *user, const char *mailbox,
+		 int64_t viewer, const struct store_uid_range *ranges,
+		 size_t range_count, struct store_seen_row **rows_r,
+		 size_t *count_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	uint32_t id;
+	struct sq_conn *c = snap(u, mailbox, &id, err);
+	if (c == NULL)
+		return -1;
+	struct store_uid_range all = {1, UINT32_MAX};
+	if (ranges == NULL) {
+		ranges = &all;
+		range_count = 1;
+	}
+	struct store_seen_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc = SQLITE_DONE;
+	for (size_t r = 0; r < range_count && rc == SQLITE_DONE; r++) {
+		sqlite3_stmt *st = sq_stmt(c, "SELECT uid, seen, modseq"
+					      " FROM seen_pvt WHERE mailbox = ?"
+					      " AND uid BETWEEN ? AND ?"
+					      " AND viewer = ? ORDER BY uid");
+		if (st == NULL) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, ranges[r].lo);
+		sqlite3_bind_int64(st, 3, ranges[r].hi);
+		sqlite3_bind_int64(st, 4, viewer);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				rows = xrealloc(rows, cap * sizeof(*rows));
+			}
+			rows[n].uid = (uint32_t)sqlite3_column_int64(st, 0);
+			rows[n].seen = sqlite3_column_int(st, 1) != 0;
+			rows[n].modseq = (uint64_t)sqlite3_column_int64(st, 2);
+			n++;
+		}
+		sqlite3_reset(st);
+	}
+	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "seen");
+	snap_end(u, c);
+	if (ret < 0) {
+		free(rows);
+		return -1;
+	}
+	*rows_r = rows;
+	*count_r = n;
+	return 0;
+}
+
+int sq_seen_changed_since(struct store_user *user, const char *mailbox,
+			  int64_t viewer, uint64_t modseq,
+			  const struct store_uid_range *ranges,
+			  size_t range_count, uint32_t **uids_r,
+			  size_t *count_r, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	uint32_t id;
+	struct sq_conn *c = snap(u, mailbox, &id, err);
+	if (c == NULL)
+		return -1;
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int rc = SQLITE_ERROR;
+	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?1"
+				      " AND modseq > ?2 UNION SELECT uid"
+				      " FROM seen_pvt WHERE viewer = ?3"
+				      " AND mailbox = ?1 AND modseq > ?2");
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
+		sqlite3_bind_int64(st, 3, viewer);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+			if (sq_ranges_contain(ranges, range_count, uid))
+				u32_push(&uids, &n, &cap, uid);
+		}
+		sqlite3_reset(st);
+	}
+	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "changed");
+	snap_end(u, c);
+	if (ret < 0) {
+		free(uids);
+		return -1;
+	}
+	if (n > 1)
+		qsort(uids, n, sizeof(*uids), cmp_u32);
+	*uids_r = uids;
+	*count_r = n;
+	return 0;
+}
+
+struct update_arg {
+	const char *mailbox;
+	int64_t viewer;
+	const struct store_uid_range *ranges;
+	size_t range_count;
+	struct store_seen_change *ch;
+};
+
+static int update_job(struct sq_user *u, struct sq_conn *c,
+		      struct sq_job *job)
+{
+	struct update_arg *a = job->arg;
+	struct store_seen_change *ch = a->ch;
+	struct sq_mbox mb;
+	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
+		return -1;
+	struct store_uid_range all = {1, UINT32_MAX};
+	const struct store_uid_range *ranges = a->ranges ? a->ranges : &all;
+	size_t nranges = a->ranges ? a->range_count : 1;
+	size_t cap_c = 0, cap_m = 0;
+	/* what to change, read before any write */
+	uint32_t *todo = NULL;
+	size_t ntodo = 0, cap_t = 0;
+	for (size_t r = 0; r < nranges; r++) {
+		sqlite3_stmt *st = sq_stmt(c, "SELECT m.uid, m.modseq,"
+			" coalesce(p.seen, 0), coalesce(p.modseq, 0)"
+			" FROM msg m LEFT JOIN seen_pvt p ON p.mailbox = m.mailbox"
+			" AND p.uid = m.uid AND p.viewer = ?4"
+			" WHERE m.mailbox = ?1 AND m.uid BETWEEN ?2 AND ?3"
+			" ORDER BY m.uid");
+		if (st == NULL)
+			goto fail;
+		sqlite3_bind_int64(st, 1, mb.id);
+		sqlite3_bind_int64(st, 2, ranges[r].lo);
+		sqlite3_bind_int64(st, 3, ranges[r].hi);
+		sqlite3_bind_int64(st, 4, a->viewer);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+			uint64_t common = (uint64_t)sqlite3_column_int64(st, 1);
+			bool seen = sqlite3_column_int(st, 2) != 0;
+			uint64_t own = (uint64_t)sqlite3_column_int64(st, 3);
+			uint64_t modseq = own > common ? own : common;
+			/* RFC 7162 3.1.3, with the modseq this viewer sees */
+			if (ch->unchangedsince != 0 &&
+			    modseq > ch->unchangedsince) {
+				u32_push(&ch->modified, &ch->modified_count,
+					 &cap_m, uid);
+				continue;
+			}
+			if (seen != ch->seen)
+				u32_push(&todo, &ntodo, &cap_t, uid);
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			goto fail;
+	}
+	for (size_t i = 0; i < ntodo; i++) {
+		uint64_t modseq = sq_job_modseq(u, job);
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+			" seen_pvt(mailbox, uid, viewer, seen, modseq)"
+			" VALUES (?, ?, ?, ?, ?)");
+		if (st == NULL)
+			goto fail;
+		sqlite3_bind_int64(st, 1, mb.id);
+		sqlite3_bind_int64(st, 2, todo[i]);
+		sqlite3_bind_int64(st, 3, a->viewer);
+		sqlite3_bind_int(st, 4, ch->seen);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)modseq);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			goto fail;
+		u32_push(&ch->changed, &ch->changed_count, &cap_c, todo[i]);
+	}
+	free(todo);
+	if (ch->changed_count > 0) {
+		ch->modseq = job->modseq;
+		/* wakes the sessions on the owner's mail; only this viewer's
+		 * find something (the others' deltas do not see the rows) */
+		sq_job_change(job, mb.id, STORE_CHANGE_FLAGS);
+	}
+	return 0;
+fail:
+	free(todo);
+	free(ch->changed);
+	free(ch->modified);
+	ch->changed = ch->modified = NULL;
+	ch->changed_count = ch->modified_count = 0;
+	return sq_job_dberr(job, c);
+}
+
+int sq_seen_update(struct store_user *user, const char *mailbox,
+		   int64_t viewer, const struct store_uid_range *ranges,
+		   size_t range_count, struct store_seen_change *change,
+		   struct store_error *err)
+{
+	change->changed = change->modified = NULL;
+	change->changed_count = change->modified_count = 0;
+	change->modseq = 0;
+	struct update_arg a = {mailbox, viewer, ranges, range_count, change};
+	int ret = sq_run(SQU(user), update_job, &a, err);
+	if (ret < 0) {
+		free(change->changed);
+		free(change->modified);
+		change->changed = change->modified = NULL;
+		change->changed_count = change->modified_count = 0;
+	}
+	return ret;
+}
