@@ -184,9 +184,12 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # what the newest step (9 -> 10, messages kept for undelete) adds,
-    # so it can run again
-    db.execute('DROP TABLE deleted')
+    # what the newest step (10 -> 11, per-user \Seen) adds, so it can run
+    # again
+    db.execute('DROP TRIGGER seen_pvt_msg_gone')
+    db.execute('DROP TRIGGER seen_mailbox_gone')
+    db.execute('DROP TABLE seen_pvt')
+    db.execute('DROP TABLE seen_mode')
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()

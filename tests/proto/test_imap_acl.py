@@ -18,6 +18,7 @@ from loftenv import Loft, Results
 ALICE, APW = 'alice@example.test', 'tea-party-rabbit-hole'
 BOB, BPW = 'bob@example.test', 'can-we-fix-it-yes'
 CAROL, CPW = 'carol@example.test', 'down-the-chimney-7'
+ERIN, EPW = 'erin@example.test', 'under-the-sea-22'
 OTHER = 'Other Users/alice@example.test/'
 MSG = 'Subject: bills\r\nFrom: a@example.test\r\n\r\nelectricity\r\n'
 
@@ -48,7 +49,7 @@ def snapshot(c, mailbox):
     return (exists, sorted(f), a)
 
 
-users = {ALICE: APW, BOB: BPW, CAROL: CPW}
+users = {ALICE: APW, BOB: BPW, CAROL: CPW, ERIN: EPW}
 with Loft(users=users) as env:
     rc, out, err = env.loftctl('domain', 'add', 'other.test')
     env.add_user('dave@other.test', 'over-the-hills-far-away')
@@ -162,11 +163,14 @@ with Loft(users=users) as env:
     a.run('SETACL Family/Bills bob@example.test +si', 'OK')
     b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK \\[READ-WRITE\\]',
           [r'^\* OK \[PERMANENTFLAGS \(\\Seen\)\]'])
-    b.run('STORE 1 +FLAGS (\\Seen \\Flagged)', 'OK')
+    b.run('STORE 1 +FLAGS (\\Seen \\Flagged)', 'OK',
+          [r'^\* 1 FETCH \(.*FLAGS \(\\Seen( \\Recent)?\)'])
+    # bob's \Seen is his own (per user by default): alice's stays
     a.run('EXAMINE Family/Bills', 'OK')
-    a.run('FETCH 1 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'],
-          absent=[r'Flagged'])
+    a.run('FETCH 1 FLAGS', 'OK', [r'FLAGS \((\\Recent)?\)'],
+          absent=[r'Flagged', r'Seen'])
     a.run('UNSELECT', 'OK')
+    b.run('FETCH 1 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'])
     b.run('STORE 1 +FLAGS (\\Flagged)', 'NO \\[NOPERM\\]')
     b.run('UID STORE 1:* FLAGS ()', 'OK')
     a.run('EXAMINE Family/Bills', 'OK')
@@ -182,9 +186,13 @@ with Loft(users=users) as env:
     b.send(MSG + '\r\n')
     b.collect(tag, 'OK \\[APPENDUID', name='APPEND with i')
     a.run('EXAMINE Family/Bills', 'OK', [r'^\* 3 EXISTS$'])
-    a.run('FETCH 3 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'],
-          absent=[r'Deleted'])
+    a.run('FETCH 3 FLAGS', 'OK', [r'FLAGS \((\\Recent)?\)'],
+          absent=[r'Deleted', r'Seen'])
     a.run('UNSELECT', 'OK')
+    b.run('EXAMINE "%sFamily/Bills"' % OTHER, 'OK', [r'^\* 3 EXISTS$'])
+    b.run('FETCH 3 FLAGS', 'OK', [r'FLAGS \(\\Seen( \\Recent)?\)'],
+          absent=[r'Deleted'], name="bob's APPEND with \\Seen: his own")
+    b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK')
     # i alone on Secret: a drop box, otherwise missing
     a.run('SETACL Secret bob@example.test i', 'OK')
     tag = b.next_tag()
@@ -346,6 +354,91 @@ with Loft(users=users) as env:
     s.run('LOGIN "sales@example.test" ""', 'NO', name='a shared address never logs in')
     s.run('LOGIN "sales@example.test" "{NOLOGIN}"', 'NO', name='nor with the marker')
     s.close()
+    # ---- per-user \Seen: three readers of sales@, each their own unread ----
+    ctl('acl', 'set', 'sales@example.test', ERIN, 'lrs')
+    e = Conv(env.raw('imap'), r)
+    e.login(ERIN, EPW)
+    c = Conv(env.raw('imap'), r)
+    c.login(CAROL, CPW)
+    for conv in (b, c, e):
+        conv.run('STATUS "Shared/sales" (MESSAGES UNSEEN)', 'OK',
+                 [r'\(MESSAGES 2 UNSEEN 2\)$'], name='before: own UNSEEN 2')
+    b.run('SELECT "Shared/sales"', 'OK', [r'^\* OK \[UNSEEN 1\]'])
+    b.run('FETCH 1 BODY[TEXT]', 'OK', [r'^\* 1 FETCH .*\\Seen'])
+    c.run('SELECT "Shared/sales" (CONDSTORE)', 'OK')
+    c.run('STORE 2 +FLAGS (\\Seen)', 'OK', [r'^\* 2 FETCH \(.*\\Seen'])
+    c.run('UNSELECT', 'OK')
+    b.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'\(UNSEEN 1\)$'],
+          name="bob read 1: his UNSEEN 1")
+    c.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'\(UNSEEN 1\)$'],
+          name="carol read 2: her UNSEEN 1")
+    e.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'\(UNSEEN 2\)$'],
+          name="erin read nothing: UNSEEN 2")
+    e.run('EXAMINE "Shared/sales"', 'OK', [r'^\* OK \[UNSEEN 1\]'])
+    e.run('FETCH 1:* FLAGS', 'OK', absent=[r'Seen'])
+    e.run('UNSELECT', 'OK')
+    # no stray FETCH for someone else's reading: erin idles in CONDSTORE,
+    # bob reads message 2 (his own \Seen) and then flags message 1 (a
+    # common change, after it on the same channel): erin sees the flag
+    # and nothing of bob's reading
+    e.run('ENABLE CONDSTORE QRESYNC', 'OK')
+    _, hms_e = None, None
+    lines, _ = e.run('SELECT "Shared/sales"', 'OK', [r'HIGHESTMODSEQ \d+'])
+    hms_e = int(re.search(r'HIGHESTMODSEQ (\d+)', ' '.join(lines)).group(1))
+    tag = e.next_tag()
+    e.send('%s IDLE\r\n' % tag)
+    e.expect(r'^\+ ', name='erin idles')
+    def hms(conv):
+        lines, _ = conv.run('STATUS "Shared/sales" (HIGHESTMODSEQ)', 'OK')
+        return int(re.search(r'HIGHESTMODSEQ (\d+)', ' '.join(lines)).group(1))
+    hc1 = hms(c)
+    b.run('STORE 2 +FLAGS (\\Seen)', 'OK', [r'^\* 2 FETCH \(.*\\Seen'])
+    hc2, hb = hms(c), hms(b)
+    r.check("bob's reading: his HIGHESTMODSEQ moves, carol's does not",
+            hc1 == hc2 and hb > hc1, repr((hc1, hc2, hb)))
+    b.run('STORE 1 +FLAGS (\\Flagged)', 'OK')
+    got = e.expect(r'^\* \d+ FETCH', timeout=10, name='erin sees a FETCH')
+    r.check('the first FETCH erin sees is the common \\Flagged of 1',
+            got is not None and got.startswith('* 1 FETCH') and
+            'Flagged' in got and 'Seen' not in got, repr(got))
+    e.send('DONE\r\n')
+    e.collect(tag, 'OK', absent=[r'^\* 2 FETCH'], name='IDLE done: no FETCH 2')
+    b.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'UNSEEN 0'])
+    e.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'UNSEEN 2'])
+    e.run('UNSELECT', 'OK')
+    # QRESYNC from before bob's reading: the \Flagged only
+    uv = re.search(r'UIDVALIDITY (\d+)',
+                   ' '.join(e.run('STATUS "Shared/sales" (UIDVALIDITY)',
+                                  'OK')[0])).group(1)
+    e.run('SELECT "Shared/sales" (QRESYNC (%s %d))' % (uv, hms_e), 'OK',
+          [r'^\* 1 FETCH \(.*Flagged'], absent=[r'^\* 2 FETCH', r'^\* \d+ FETCH .*Seen'],
+          name='QRESYNC after bob read: no FETCH of his reading')
+    # bob's CONDSTORE sees his own reading as a change
+    b.run('FETCH 1:* (FLAGS) (CHANGEDSINCE %d)' % hms_e, 'OK',
+          [r'^\* 2 FETCH \(.*\\Seen'], name="bob's CHANGEDSINCE: his reading")
+    b.run('UNSELECT', 'OK')
+    e.run('UNSELECT', 'OK')
+    # seen=shared: one \Seen for a team working a queue
+    out = ctl('mailbox', 'get', 'sales@example.test')
+    r.check('mailbox get: default', 'seen=default (per-user' in out, out)
+    ctl('mailbox', 'set', 'sales@example.test', 'seen=sometimes', ok=False)
+    ctl('mailbox', 'set', 'sales@example.test/Nope', 'seen=shared', ok=False)
+    ctl('mailbox', 'set', 'sales@example.test', 'seen=shared')
+    out = ctl('mailbox', 'get', 'sales@example.test')
+    r.check('mailbox get: shared', out.strip() == 'seen=shared', out)
+    e.run('SELECT "Shared/sales"', 'OK')
+    e.run('STORE 1 +FLAGS (\\Seen)', 'OK')
+    e.run('UNSELECT', 'OK')
+    for conv in (b, c, e):
+        conv.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'\(UNSEEN 1\)$'],
+                 name='seen=shared: one UNSEEN for all')
+    ctl('mailbox', 'set', 'sales@example.test', 'seen=default')
+    b.run('STATUS "Shared/sales" (UNSEEN)', 'OK', [r'\(UNSEEN 0\)$'],
+          name='seen=default again: bob his own')
+    e.run('LOGOUT', 'OK')
+    c.run('LOGOUT', 'OK')
+    b.run('SELECT "%s"' % M, 'OK')
+
     # shared_admin: l and a on the domain's shared addresses
     c = Conv(env.raw('imap'), r)
     c.login(CAROL, CPW)
