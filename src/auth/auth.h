@@ -460,6 +460,32 @@ int auth_group_list(struct auth *auth, const char *domain, auth_list_fn *fn,
 int auth_group_members(struct auth *auth, const char *group, auth_list_fn *fn,
 		       void *ctx, char **error_r);
 
+/* ---- a viewer on another account's mail (auth-share.c) ------------- */
+struct store;
+struct store_user;
+struct store_error;
+/* store_user_open_as for viewer_id (0: nobody logged in, a delivery)
+ * on owner_id's mail, with the viewer's groups, domain and shared_admin
+ * from accounts.db; cross_domain: [sharing] cross_domain. The owner's
+ * own id gives an ordinary handle. */
+int auth_viewer_open(struct auth *auth, struct store *store,
+		     int64_t viewer_id, const char *viewer_address,
+		     int64_t owner_id, const char *owner_address,
+		     bool cross_domain, struct store_user **user_r,
+		     struct store_error *err);
+/* Whether user_id may send as address because address (or its base
+ * without a +detail) is a shared address on whose mailbox user_id holds
+ * i (issue 15): 1 yes, 0 no, -1 lookup error. SMTP submission and JMAP
+ * ask it when auth_may_send_as says 0. */
+int auth_may_send_as_shared(struct auth *auth, struct store *store,
+			    int64_t user_id, const char *address,
+			    bool cross_domain);
+/* The shared addresses user_id may send as (JMAP Identity): fn(ctx,
+ * address, "shared") for each. 0 or -1. */
+int auth_send_shared_addresses(struct auth *auth, struct store *store,
+			       int64_t user_id, bool cross_domain,
+			       auth_list_fn *fn, void *ctx);
+
 /* auth_user_set also takes the key "disabled" (yes/no), and the value
  * "default" for any policy key, which removes the account's override.
  * `loftctl user quota ADDRESS none` is auth_user_set(.., "quota_bytes",

@@ -52,27 +52,10 @@ int imap_acl_open_as(struct store *store, struct auth *auth,
 		     int64_t owner_id, const char *owner_address,
 		     struct store_user **user_r)
 {
-	int64_t *groups = NULL;
-	size_t ng = 0;
-	if (auth_user_groups(auth, viewer->id, &groups, &ng) < 0)
-		return -1;
-	struct store_viewer v = {
-		.user_id = viewer->id,
-		.groups = groups,
-		.group_count = ng,
-		.same_domain = strcasecmp(domain_of(owner_address),
-					  domain_of(viewer->address)) == 0,
-		.cross_domain = cross_domain,
-	};
-	/* shared_admin: l and a on the domain's shared addresses */
-	if (v.same_domain &&
-	    auth_user_shared_admin(auth, viewer->id) == 1 &&
-	    auth_user_is_shared(auth, owner_id) == 1)
-		v.extra_rights = STORE_RIGHT_LOOKUP | STORE_RIGHT_ADMIN;
 	struct store_error err;
-	int r = store_user_open_as(store, owner_id, &v, user_r, &err);
-	free(groups);
-	return r;
+	return auth_viewer_open(auth, store, viewer->id, viewer->address,
+				owner_id, owner_address, cross_domain, user_r,
+				&err);
 }
 
 int imap_acl_open_owner(struct imap_client *c, int64_t owner_id,
