@@ -7,7 +7,7 @@
  * mailbox). IMAP, SMTP submission, JMAP and Sieve take them from here so
  * the rule is written once. Built from auth lookups alone.
  */
-#include "auth.h"
+#include "auth-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -134,5 +134,104 @@ int auth_send_shared_addresses(struct auth *auth, struct store *store,
 			fn(ctx, shared.address, "shared");
 	}
 	free(owners);
+	return ret;
+}
+
+/* ---- the reverse index, rebuilt (loftctl check) ---------------------- */
+
+static int hint_cmp(const void *a, const void *b)
+{
+	const int64_t *x = a, *y = b;
+	if (x[0] != y[0])
+		return x[0] < y[0] ? -1 : 1;
+	return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+int auth_acl_hints_rebuild(struct auth *auth, int64_t owner_id,
+			   const struct store_acl_row *rows, size_t count,
+			   unsigned *added_r, unsigned *removed_r,
+			   char **error_r)
+{
+	*added_r = *removed_r = 0;
+	/* what the owner's ACLs grant: (kind, id) of positive entries */
+	int64_t *want = xcalloc(count ? count * 2 : 2, sizeof(int64_t));
+	size_t nw = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (rows[i].entry.negative || rows[i].entry.rights == 0)
+			continue;
+		want[2 * nw] = rows[i].entry.kind;
+		want[2 * nw + 1] = rows[i].entry.id;
+		nw++;
+	}
+	qsort(want, nw, 2 * sizeof(int64_t), hint_cmp);
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL) {
+		free(want);
+		return -1;
+	}
+	int ret = -1;
+	sqlite3_stmt *sel = NULL, *ins = NULL, *del = NULL;
+	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "SELECT kind, ident FROM acl_hints"
+				      " WHERE owner = ?", -1, &sel, NULL) !=
+		    SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "INSERT OR IGNORE INTO acl_hints(kind,"
+				      " ident, owner) VALUES (?, ?, ?)", -1,
+			       &ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(c->db, "DELETE FROM acl_hints WHERE kind = ?"
+				      " AND ident = ? AND owner = ?", -1, &del,
+			       NULL) != SQLITE_OK)
+		goto out;
+	/* stale hints go; missing ones come */
+	sqlite3_bind_int64(sel, 1, owner_id);
+	int64_t *have = NULL;
+	size_t nh = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+		if (nh == cap) {
+			cap = cap ? cap * 2 : 16;
+			have = xrealloc(have, cap * 2 * sizeof(int64_t));
+		}
+		have[2 * nh] = sqlite3_column_int64(sel, 0);
+		have[2 * nh + 1] = sqlite3_column_int64(sel, 1);
+		nh++;
+	}
+	bool ok = rc == SQLITE_DONE;
+	for (size_t i = 0; i < nh && ok; i++) {
+		if (bsearch(&have[2 * i], want, nw, 2 * sizeof(int64_t),
+			    hint_cmp) != NULL)
+			continue;
+		sqlite3_reset(del);
+		sqlite3_bind_int64(del, 1, have[2 * i]);
+		sqlite3_bind_int64(del, 2, have[2 * i + 1]);
+		sqlite3_bind_int64(del, 3, owner_id);
+		ok = sqlite3_step(del) == SQLITE_DONE;
+		(*removed_r)++;
+	}
+	for (size_t i = 0; i < nw && ok; i++) {
+		sqlite3_reset(ins);
+		sqlite3_bind_int64(ins, 1, want[2 * i]);
+		sqlite3_bind_int64(ins, 2, want[2 * i + 1]);
+		sqlite3_bind_int64(ins, 3, owner_id);
+		ok = sqlite3_step(ins) == SQLITE_DONE;
+		*added_r += (unsigned)sqlite3_changes(c->db);
+	}
+	free(have);
+	if (ok && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		ret = 0;
+out:
+	if (ret < 0) {
+		if (error_r != NULL && *error_r == NULL)
+			*error_r = xasprintf("accounts.db: %s",
+					     sqlite3_errmsg(c->db));
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		*added_r = *removed_r = 0;
+	}
+	sqlite3_finalize(sel);
+	sqlite3_finalize(ins);
+	sqlite3_finalize(del);
+	auth_conn_put(auth, c);
+	free(want);
 	return ret;
 }

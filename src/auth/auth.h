@@ -486,6 +486,15 @@ int auth_send_shared_addresses(struct auth *auth, struct store *store,
 			       int64_t user_id, bool cross_domain,
 			       auth_list_fn *fn, void *ctx);
 
+/* loftctl check: the reverse index of owner_id made equal to what its
+ * ACL rows (store_acl_all) grant, in one transaction; *added_r and
+ * *removed_r say how many hints changed. 0, or -1 with *error_r. */
+struct store_acl_row;
+int auth_acl_hints_rebuild(struct auth *auth, int64_t owner_id,
+			   const struct store_acl_row *rows, size_t count,
+			   unsigned *added_r, unsigned *removed_r,
+			   char **error_r);
+
 /* auth_user_set also takes the key "disabled" (yes/no), and the value
  * "default" for any policy key, which removes the account's override.
  * `loftctl user quota ADDRESS none` is auth_user_set(.., "quota_bytes",

@@ -3,7 +3,9 @@
  * (store_check) and repairs what it can, printing each finding and
  * repair, and the index schema version when it is not this build's
  * (upgraded, or too new to open). Holds the account's store handle for
- * every index access. Exit 0 when the account is consistent afterwards.
+ * every index access. The reverse ACL index (accounts.db acl_hints) of the
+ * account's grants is rebuilt from its ACLs. Exit 0 when the account is
+ * consistent afterwards.
  *
  * loftctl compact ADDRESS: gives back now the space expunged messages
  * left in the account's index (store_compact: bounded steps deliveries
@@ -14,6 +16,7 @@
 #include "loftctl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static void print_finding(void *ctx, const char *line)
 {
@@ -50,6 +53,28 @@ static int check(struct loftctl *ctl, int argc, char **argv)
 	unsigned found, known;
 	store_user_index_version(su, &found, &known);
 	int r = store_check(store, u.id, true, print_finding, &findings, &err);
+	/* the reverse index of what this account shares (accounts.db
+	 * acl_hints) from its ACLs: stale hints go, missing ones come */
+	struct store_acl_row *rows = NULL;
+	size_t nrows = 0;
+	if (r == 0 && store_acl_all(su, &rows, &nrows, &err) < 0)
+		r = -1;
+	if (r == 0) {
+		unsigned added, removed;
+		char *error = NULL;
+		if (auth_acl_hints_rebuild(ctl->auth, u.id, rows, nrows, &added,
+					   &removed, &error) < 0) {
+			snprintf(err.msg, sizeof(err.msg), "%s",
+				 error ? error : "acl_hints");
+			free(error);
+			r = -1;
+		} else if (added + removed > 0) {
+			printf("reverse ACL index: %u hints added, %u stale"
+			       " removed\n", added, removed);
+			findings++;
+		}
+	}
+	store_acl_all_free(rows, nrows);
 	store_user_unref(&su);
 	if (r < 0)
 		return loftctl_fail("%s: not consistent after repair%s%s",
