@@ -473,19 +473,6 @@ int auth_viewer_open(struct auth *auth, struct store *store,
 		     int64_t owner_id, const char *owner_address,
 		     bool cross_domain, struct store_user **user_r,
 		     struct store_error *err);
-/* Whether user_id may send as address because address (or its base
- * without a +detail) is a shared address on whose mailbox user_id holds
- * i (issue 15): 1 yes, 0 no, -1 lookup error. SMTP submission and JMAP
- * ask it when auth_may_send_as says 0. */
-int auth_may_send_as_shared(struct auth *auth, struct store *store,
-			    int64_t user_id, const char *address,
-			    bool cross_domain);
-/* The shared addresses user_id may send as (JMAP Identity): fn(ctx,
- * address, "shared") for each. 0 or -1. */
-int auth_send_shared_addresses(struct auth *auth, struct store *store,
-			       int64_t user_id, bool cross_domain,
-			       auth_list_fn *fn, void *ctx);
-
 /* loftctl check: the reverse index of owner_id made equal to what its
  * ACL rows (store_acl_all) grant, in one transaction; *added_r and
  * *removed_r say how many hints changed. 0, or -1 with *error_r. */
