@@ -665,6 +665,7 @@ static const struct {
 	{JMAP_CAP_QUOTA, JMAP_C_QUOTA},
 	{JMAP_CAP_LOFT, JMAP_C_LOFT},
 	{JMAP_CAP_SIEVE, JMAP_C_SIEVE},
+	{JMAP_CAP_PRINCIPALS, JMAP_C_PRINCIPALS},
 };
 
 static json_t *core_echo(struct jmap_req *req, json_t *args)
@@ -683,6 +684,7 @@ static const struct jmap_method *const method_tables[] = {
 	jmap_thread_methods, jmap_identity_methods, jmap_submission_methods,
 	jmap_vacation_methods, jmap_quota_methods, jmap_blob_methods,
 	jmap_push_methods, jmap_loft_methods, jmap_sieve_methods,
+	jmap_share_methods,
 };
 
 static const struct jmap_method *method_find(const char *name)
@@ -1003,6 +1005,13 @@ unsigned jmap_session(struct jmap *j, const struct jmap_caller *who,
 	/* the webmail's vendor capability (jmap-loft.c, docs/jmap.md) */
 	json_object_set_new(caps_j, JMAP_CAP_LOFT, json_object());
 	json_object_set_new(acaps, JMAP_CAP_LOFT, jmap_loft_capability());
+	/* sharing (jmap-share.c, RFC 9670) */
+	json_object_set_new(caps_j, JMAP_CAP_PRINCIPALS, json_object());
+	{
+		json_t *sc = jmap_share_account_caps(who->user_id);
+		json_object_update(acaps, sc);
+		json_decref(sc);
+	}
 	if (jmap_vacation_available(j)) {
 		json_object_set_new(caps_j, JMAP_CAP_VACATION, json_object());
 		json_object_set_new(acaps, JMAP_CAP_VACATION, json_object());

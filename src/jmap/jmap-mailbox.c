@@ -114,12 +114,12 @@ static json_t *my_rights(const struct store_jmap_mailbox *x)
 {
 	bool inbox = strcmp(x->info.name, "INBOX") == 0;
 	bool sel = !x->info.noselect;
-	return json_pack("{s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b}",
+	return json_pack("{s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b}",
 			 "mayReadItems", sel, "mayAddItems", sel,
 			 "mayRemoveItems", sel, "maySetSeen", sel,
 			 "maySetKeywords", sel, "mayCreateChild", 1,
 			 "mayRename", !inbox, "mayDelete", !inbox,
-			 "maySubmit", sel);
+			 "maySubmit", sel, "mayShare", 1);
 }
 
 static json_t *mailbox_json(const struct jmap_mailboxes *m,
@@ -161,7 +161,7 @@ static json_t *mailbox_json(const struct jmap_mailboxes *m,
 static const char *const mailbox_props[] = {
 	"id", "name", "parentId", "role", "sortOrder", "totalEmails",
 	"unreadEmails", "totalThreads", "unreadThreads", "myRights",
-	"isSubscribed", NULL,
+	"isSubscribed", "shareWith", NULL,
 };
 
 static json_t *mailbox_get(struct jmap_req *req, json_t *args)
@@ -200,6 +200,18 @@ static json_t *mailbox_get(struct jmap_req *req, json_t *args)
 						      mailbox_json(&m, mb, props));
 			else
 				json_array_append(nf, x);
+		}
+	}
+	/* sharing (jmap-share.c): the mailbox's ACL as shareWith */
+	if (jmap_want(props, "shareWith")) {
+		size_t i;
+		json_t *o;
+		json_array_foreach(list, i, o) {
+			const struct store_jmap_mailbox *mb = jmap_mailbox_by_oid(
+				&m, json_string_value(json_object_get(o, "id")));
+			json_object_set_new(o, "shareWith",
+					    mb ? jmap_share_with(req, mb->info.name)
+					       : json_null());
 		}
 	}
 	jmap_mailboxes_free(&m);
@@ -633,7 +645,8 @@ static json_t *apply_extras(struct mset *s, const struct store_jmap_mailbox *mb,
 	    store_mailbox_subscribe(s->req->user, mb->info.name,
 				    json_is_true(sub), &err) < 0)
 		return jmap_set_error_store(&err);
-	return NULL;
+	/* sharing (jmap-share.c) */
+	return jmap_share_update(s->req, mb->info.name, obj);
 }
 
 static const char *const settable[] = {"name", "parentId", "role",
@@ -647,6 +660,8 @@ static json_t *props_check(json_t *obj, bool create)
 		bool ok = false;
 		for (const char *const *p = settable; *p && !ok; p++)
 			ok = strcmp(*p, k) == 0;
+		/* sharing (jmap-share.c) */
+		ok = ok || jmap_share_key(k);
 		/* server-set properties may be given with their value */
 		if (!ok && !create)
 			return jmap_set_error_props("invalidProperties",

@@ -27,6 +27,8 @@ struct queue;
 #define JMAP_CAP_QUOTA "urn:ietf:params:jmap:quota"
 #define JMAP_CAP_LOFT "https://loft.example/jmap/webmail"
 #define JMAP_CAP_SIEVE "urn:ietf:params:jmap:sieve"
+#define JMAP_CAP_PRINCIPALS "urn:ietf:params:jmap:principals"
+#define JMAP_CAP_PRINCIPALS_OWNER "urn:ietf:params:jmap:principals:owner"
 
 enum jmap_cap {
 	JMAP_C_CORE = 1 << 0,
@@ -36,6 +38,7 @@ enum jmap_cap {
 	JMAP_C_QUOTA = 1 << 4,
 	JMAP_C_LOFT = 1 << 5,
 	JMAP_C_SIEVE = 1 << 6,
+	JMAP_C_PRINCIPALS = 1 << 7,
 };
 
 struct jmap_user_slot {
@@ -188,6 +191,23 @@ extern const struct jmap_method jmap_blob_methods[];
 extern const struct jmap_method jmap_push_methods[];
 extern const struct jmap_method jmap_loft_methods[];
 extern const struct jmap_method jmap_sieve_methods[];
+extern const struct jmap_method jmap_share_methods[];
+
+/* ---- jmap-share.c: sharing (RFC 9670) of the caller's mailboxes --- */
+
+/* The account capabilities of RFC 9670 for the account of user_id. */
+json_t *jmap_share_account_caps(int64_t user_id);
+/* Mailbox.shareWith of one of the caller's mailboxes (null: shared with
+ * no principal). */
+json_t *jmap_share_with(struct jmap_req *req, const char *mailbox);
+/* MailboxRights (with mayShare) of RFC 4314 rights. */
+json_t *jmap_share_rights_json(unsigned rights);
+/* Whether a Mailbox/set key is shareWith or a patch below it. */
+bool jmap_share_key(const char *key);
+/* Applies the shareWith keys of a Mailbox/set object (all checked
+ * before any is made): NULL, or a SetError. */
+json_t *jmap_share_update(struct jmap_req *req, const char *mailbox,
+			  json_t *obj);
 
 /* jmap-loft.c: the webmail's vendor capability and its message frame
  * route (GET /jmap/frame/). */
