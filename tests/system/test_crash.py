@@ -18,6 +18,12 @@ byte for byte, every import and create that was answered is in its
 mailbox exactly once, nothing unanswered is there twice, and the draft
 chain has exactly one version: the last answered, or the one in flight.
 
+Shared mailboxes (issue 15): alice's folder Team is shared with bob
+(lrswi) and carol; alice changes carol's rights with SETACL in a loop
+while bob APPENDs into Team. After each restart carol's entry is the
+last answered SETACL or the one in flight, nothing between, bob's entry
+is untouched, and every APPEND bob got OK for is in Team exactly once.
+
 Rounds: 20 by default (10 under ASan), LOFT_CRASH_ROUNDS=N for longer runs.
 Each message has a unique Message-ID; IMAP (when it is up) lists them per
 user, otherwise `loftctl user show` counts bound them (acknowledged <=
@@ -48,6 +54,11 @@ CONNECTIONS = 4
 JMAP_USER, JMAP_PW = 'frank@example.test', 'sixth-crash-pw-6'
 
 
+SHARED = 'Other Users/alice@example.test/Team'
+# carol's rights in turn: each SETACL replaces the entry with the next
+CAROL_RIGHTS = ['lr', 'lrs', 'lrsw', 'lrswk', 'lrswkx', 'lrswkxte']
+
+
 class Ledger:
     """What the clients saw: acknowledged and attempted (msgid, rcpt)."""
 
@@ -65,6 +76,13 @@ class Ledger:
         self.j_acked = {}
         self.draft = None
         self.draft_pending = None
+        # shared mailboxes: carol's rights (answered, in flight), bob's
+        # APPENDs into alice's Team (Message-IDs answered OK, attempted)
+        self.acl = 'lr'
+        self.acl_pending = None
+        self.setacls = 0
+        self.shared_acked = set()
+        self.shared_attempted = set()
 
 
 def client(env, round_no, conn_no, ledger, stop, seed):
@@ -145,6 +163,93 @@ def expunger(env, ledger, stop, seed):
             time.sleep(0.05)
     except Exception:
         pass
+
+
+def acl_client(env, ledger, stop, seed):
+    """Alice changes carol's rights on Team, SETACL after SETACL."""
+    rng = random.Random(seed)
+    try:
+        c = env.imap_login('alice@example.test')
+    except Exception:
+        return
+    try:
+        while not stop.is_set():
+            rights = rng.choice([r for r in CAROL_RIGHTS if r != ledger.acl])
+            ledger.acl_pending = rights
+            typ, _ = c.setacl('Team', 'carol@example.test', rights)
+            if typ == 'OK':
+                ledger.acl = rights
+                ledger.setacls += 1
+            ledger.acl_pending = None
+    except Exception:
+        pass
+
+
+def grantee_appender(env, round_no, ledger, stop, seed):
+    """Bob APPENDs into alice's Team (he holds i there)."""
+    try:
+        c = env.imap_login('bob@example.test')
+    except Exception:
+        return
+    seq = 0
+    try:
+        while not stop.is_set():
+            seq += 1
+            msgid = 'shared-r%d-%d@crash.test' % (round_no, seq)
+            msg = ('From: bob@example.test\r\nTo: alice@example.test\r\n'
+                   'Message-ID: <%s>\r\nSubject: shared %d\r\n\r\n'
+                   'for the team\r\n' % (msgid, seq)).encode()
+            with ledger.lock:
+                ledger.shared_attempted.add(msgid)
+            typ, _ = c.append('"%s"' % SHARED, None, None, msg)
+            if typ == 'OK':
+                with ledger.lock:
+                    ledger.shared_acked.add(msgid)
+    except Exception:
+        pass
+
+
+def acl_verify(env, ledger, round_no):
+    """carol's entry: the last answered SETACL or the one in flight; bob's
+    untouched; bob's answered APPENDs in Team exactly once."""
+    c = env.imap_login('alice@example.test')
+    try:
+        typ, acl = c.getacl('Team')
+        words = (acl[0] or b'').decode().replace('"', '').split()
+        entries = dict(zip(words[1::2], words[2::2]))
+        c.select('Team', readonly=True)
+        typ, data = c.uid('FETCH', '1:*', '(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])')
+        ids = {}
+        for item in data or []:
+            if isinstance(item, tuple):
+                m = re.search(rb'<([^>]+)>', item[1])
+                if m:
+                    ids[m.group(1).decode()] = ids.get(m.group(1).decode(), 0) + 1
+    finally:
+        c.logout()
+    letters = lambda r: ''.join(sorted(r.replace('c', '').replace('d', '')))
+    carol = letters(entries.get('carol@example.test', ''))
+    allowed = {letters(ledger.acl)}
+    if ledger.acl_pending:
+        allowed.add(letters(ledger.acl_pending))
+    ok = R.check('round %d: carol\'s rights are the old or the new ACL' % round_no,
+                 carol in allowed, (entries, ledger.acl, ledger.acl_pending))
+    ok &= R.check('round %d: bob\'s entry untouched' % round_no,
+                  letters(entries.get('bob@example.test', '')) == letters('lrswi'),
+                  entries)
+    if ledger.acl_pending and carol == letters(ledger.acl_pending):
+        ledger.acl = ledger.acl_pending
+    ledger.acl_pending = None
+    missing = ledger.shared_acked - set(ids)
+    twice = [k for k, n in ids.items() if n > 1]
+    unknown = set(ids) - ledger.shared_attempted
+    ok &= R.check('round %d: every answered shared APPEND stored' % round_no,
+                  not missing, sorted(missing)[:5])
+    ok &= R.check('round %d: no shared APPEND stored twice' % round_no,
+                  not twice, twice[:5])
+    ok &= R.check('round %d: nothing unknown in Team' % round_no,
+                  not unknown, sorted(unknown)[:5])
+    return ok
 
 
 def compactor(env, stop, seed, state):
@@ -375,6 +480,12 @@ def main():
     users[JMAP_USER] = JMAP_PW
     compactions = 0
     with Loft(users=users) as env:
+        a = env.imap_login('alice@example.test')
+        a.create('Team')
+        typ, _ = a.setacl('Team', 'bob@example.test', 'lrswi')
+        typ2, _ = a.setacl('Team', 'carol@example.test', 'lr')
+        a.logout()
+        R.check('Team shared with bob and carol', typ == typ2 == 'OK', (typ, typ2))
         for rnd in range(1, rounds + 1):
             stop = threading.Event()
             threads = [threading.Thread(target=client,
@@ -383,6 +494,10 @@ def main():
             threads.append(threading.Thread(target=expunger,
                                             args=(env, ledger, stop, rng.random())))
             threads.append(threading.Thread(target=jmap_client,
+                                            args=(env, rnd, ledger, stop, rng.random())))
+            threads.append(threading.Thread(target=acl_client,
+                                            args=(env, ledger, stop, rng.random())))
+            threads.append(threading.Thread(target=grantee_appender,
                                             args=(env, rnd, ledger, stop, rng.random())))
             compacting = {'proc': None, 'runs': 0, 'failures': []}
             threads.append(threading.Thread(target=compactor,
@@ -401,13 +516,19 @@ def main():
                     not compacting['failures'], compacting['failures'][:1])
             compactions += compacting['runs']
             env.start()
-            if not verify(env, ledger, rnd) or not jmap_verify(env, ledger, rnd):
+            if (not verify(env, ledger, rnd) or not jmap_verify(env, ledger, rnd)
+                    or not acl_verify(env, ledger, rnd)):
                 print('round %d failed; loftd log tail:\n%s' % (rnd, env.log()[-3000:]))
                 break
         R.check('some messages acknowledged', len(ledger.acked) > 0, len(ledger.acked))
         R.check('some JMAP writes answered', len(ledger.j_acked) > 0,
                 len(ledger.j_acked))
         R.check('compactions ran to their end', compactions > 0, compactions)
+        R.check('some shared APPENDs answered', len(ledger.shared_acked) > 0,
+                len(ledger.shared_acked))
+        R.check('some SETACLs answered', ledger.setacls > 0, ledger.setacls)
+        print('shared: %d SETACLs, %d APPENDs answered' % (
+            ledger.setacls, len(ledger.shared_acked)))
         print('compactions: %d ran to their end' % compactions)
         print('acknowledged %d copies, attempted %d' % (len(ledger.acked),
                                                          len(ledger.attempted)))
