@@ -1,6 +1,7 @@
 /*
  * COPY and MOVE (RFC 9051 6.4.7-8, MOVE RFC 6851) with UIDPLUS COPYUID
- * (RFC 4315). The store copies rows that point at the same blobs. For
+ * (RFC 4315). The store copies rows that point at the same blobs (within
+ * one account; between two, store_copy_between appends copies). For
  * MOVE the COPYUID goes in an untagged OK before the EXPUNGE/VANISHED
  * responses (RFC 6851 4.3), which the view sync sends.
  */
@@ -28,11 +29,6 @@ static void do_copy(struct imap_cmd *cmd, bool move)
 		return;
 	}
 	const char *dst = ref.name;
-	if (store_user_id(ref.user) != store_user_id(imap_client_sel_user(c))) {
-		imap_cmd_no(cmd, "[CANNOT] %s between two accounts' mail is not"
-			    " supported", cmd->name);
-		goto out;
-	}
 	if (move && c->readonly) {
 		imap_cmd_no(cmd, "[READ-ONLY] Mailbox is read-only");
 		goto out;
@@ -44,8 +40,10 @@ static void do_copy(struct imap_cmd *cmd, bool move)
 	uint32_t uidvalidity = 0, *src_uids = NULL, *dst_uids = NULL;
 	size_t n = 0;
 	struct store_error err = {0};
-	if (store_copy(imap_client_sel_user(c), c->mailbox, r, rn, dst, move, &uidvalidity,
-		       &src_uids, &dst_uids, &n, &err) < 0) {
+	/* the destination may be another account's mail (issue 15) */
+	if (store_copy_between(imap_client_sel_user(c), c->mailbox, r, rn,
+			       ref.user, dst, move, &uidvalidity, &src_uids,
+			       &dst_uids, &n, &err) < 0) {
 		if (err.kind == STORE_ERR_NOTFOUND)
 			imap_cmd_no(cmd, "[TRYCREATE] %s",
 				    ref.shared || c->sel_user != NULL

@@ -808,6 +808,21 @@ int store_acl_all(struct store_user *user, struct store_acl_row **rows_r,
 		  size_t *count_r, struct store_error *err);
 void store_acl_all_free(struct store_acl_row *rows, size_t count);
 
+/* COPY / MOVE from a mailbox of src's mail into one of dst's, two
+ * handles of any accounts (store-copy.c): store_copy when both reach the
+ * same account; otherwise each message is appended through dst (i,
+ * flags dst may not set dropped) with its flags as src sees them, all
+ * or none (a failure removes the copies made), and a MOVE (t and e on
+ * the source) expunges the sources once every copy is made. Output as
+ * store_copy. */
+int store_copy_between(struct store_user *src, const char *src_mailbox,
+		       const struct store_uid_range *ranges,
+		       size_t range_count, struct store_user *dst,
+		       const char *dst_mailbox, bool move,
+		       uint32_t *dst_uidvalidity_r, uint32_t **src_uids_r,
+		       uint32_t **dst_uids_r, size_t *count_r,
+		       struct store_error *err);
+
 /* ---- shared mailboxes: per-user \Seen (store-seen.c) ---------------
  * In another account's mailbox a viewer (store_user_open_as, logged in)
  * has its own \Seen, hence its own UNSEEN, unless the mailbox's \Seen is

@@ -207,7 +207,26 @@ with Loft(users=users) as env:
     # COPY within alice's mail: r there, i here
     b.run('COPY 1 "%sSecret"' % OTHER, 'OK')
     b.run('MOVE 1 "%sSecret"' % OTHER, 'NO \\[NOPERM\\]')
-    b.run('COPY 1 INBOX', 'NO \\[CANNOT\\]')
+    # COPY / MOVE between two accounts' mail: r (t e for MOVE) at the
+    # source, i at the destination, flags as the source shows them
+    b.run('COPY 1 INBOX', 'OK \\[COPYUID \\d+ 1 1\\]', name='COPY into his own INBOX')
+    b.run('MOVE 1 INBOX', 'NO \\[NOPERM\\]', name='MOVE without t e at the source')
+    b.run('STATUS INBOX (MESSAGES)', 'OK', [r'MESSAGES 1\)'])
+    b.run('SELECT INBOX', 'OK')
+    b.run('FETCH 1 (FLAGS BODY[TEXT])', 'OK', [r'electricity'])
+    b.run('COPY 1 "%sSecret"' % OTHER, 'OK \\[COPYUID', name='COPY into a drop box')
+    a.run('SETACL Secret bob@example.test -i', 'OK')
+    before = snapshot(a, 'Secret')
+    b.run('COPY 1 "%sSecret"' % OTHER, 'NO \\[TRYCREATE\\]',
+          name='COPY into a folder without i: as missing')
+    r.check('without i: nothing copied', snapshot(a, 'Secret') == before)
+    a.run('SETACL Secret bob@example.test +i', 'OK')
+    b.run('MOVE 1 "%sSecret"' % OTHER, 'OK', [r'^\* OK \[COPYUID \d+ 1 \d+\]',
+                                             r'^\* 1 EXPUNGE$'],
+          name='MOVE into another account: the source goes')
+    b.run('STATUS INBOX (MESSAGES)', 'OK', [r'MESSAGES 0\)'])
+    a.run('EXAMINE Secret', 'OK', [r'^\* 4 EXISTS$'], name='both copies in Secret')
+    a.run('UNSELECT', 'OK')
 
     # ---- IDLE across users ---------------------------------------------------
     b.run('SELECT "%sFamily/Bills"' % OTHER, 'OK')
