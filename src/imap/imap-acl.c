@@ -549,12 +549,40 @@ char *imap_client_mailbox_in_raw(struct imap_client *c, const char *name,
 	return buf_steal(&b, &n);
 }
 
-/* The owner's changes: all but the owner's own logout (a kick of the
- * owner is not the viewer's). */
+/* The owner's sessions were ended (loftctl kick, user del): a kick of
+ * the owner is not the viewer's, but an owner deleted takes the
+ * selected mailbox with it: the viewer's session says BYE. */
+static void owner_gone_task(void *session, struct net_conn *conn, void *arg)
+{
+	(void)arg;
+	struct imap_client *c = session;
+	struct auth_user u;
+	if (c->sel_user == NULL || c->server->auth == NULL ||
+	    auth_lookup_id(c->server->auth, store_user_id(c->sel_user),
+			   &u) != 0)
+		return;
+	static const char bye[] =
+		"* BYE The owner of the selected mailbox was deleted\r\n";
+	log_info("imap", c->sid, "user=%s: the selected mailbox's owner was"
+		 " deleted", c->user.address);
+	c->idling = false;
+	net_conn_write(conn, bye, sizeof(bye) - 1);
+	net_conn_close(conn);
+}
+
+static void owner_gone_post(void *session, struct net_conn *conn, void *arg)
+{
+	net_conn_run(conn, owner_gone_task, arg);
+}
+
+/* The owner's changes, and its logout as above. */
 static void owner_changed(void *ctx, const struct store_change *change)
 {
-	if (change->kind == STORE_CHANGE_LOGOUT)
+	struct imap_client *c = ctx;
+	if (change->kind == STORE_CHANGE_LOGOUT) {
+		net_conn_post(c->conn, owner_gone_post, NULL);
 		return;
+	}
 	imap_client_store_changed(ctx, change);
 }
 

@@ -495,6 +495,33 @@ with Loft(users=users) as env:
     out = ctl('shared', 'del', 'sales@example.test', ok=False)
     r.check('shared del lists what others see', 'bob@example.test lrswikc' in out, out)
 
+    # ---- user del of an owner: refused without --yes, listing what others
+    # see; with it, grantees' sessions on its mail end and the rights it
+    # held on others' mail go
+    env.add_user('gina@example.test', 'green-grass-grows-9')
+    g = Conv(env.raw('imap'), r)
+    g.login('gina@example.test', 'green-grass-grows-9')
+    g.run('CREATE Stuff', 'OK')
+    g.run('SETACL Stuff bob@example.test lr', 'OK')
+    g.run('LOGOUT', 'OK')
+    a.run('CREATE Gifts', 'OK')
+    a.run('SETACL Gifts gina@example.test lrs', 'OK')
+    b2 = Conv(env.raw('imap'), r)
+    b2.login(BOB, BPW)
+    b2.run('SELECT "Other Users/gina@example.test/Stuff"', 'OK')
+    out = ctl('user', 'del', 'gina@example.test', ok=False)
+    r.check('user del lists what others see',
+            'gina@example.test/Stuff: bob@example.test lr' in out, out)
+    b2.run('NOOP', 'OK', name='still there after a refused del')
+    out = ctl('user', 'del', 'gina@example.test', '--yes')
+    r.check('user del --yes: its rights elsewhere go',
+            'removed 1 ACL entries naming gina@example.test' in out, out)
+    b2.expect(r'^\* BYE', timeout=10, name="grantee's session on its mail: * BYE")
+    b2.close()
+    a.run('GETACL Gifts', 'OK', absent=[r'gina'])
+    out = ctl('acl', 'get', 'alice@example.test/Gifts')
+    r.check('acl get: gina gone', 'gina' not in out, out)
+
     # ---- losing r on the selected mailbox ends the session -------------------
     a.run('SETACL Matrix bob@example.test -r', 'OK')
     b.send('z1 NOOP\r\n')

@@ -375,6 +375,72 @@ static int shared_add(struct loftctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+unsigned loftctl_acl_print_shared(struct loftctl *ctl,
+				  const struct auth_user *u)
+{
+	struct store *store = loftctl_store(ctl);
+	struct store_user *su = NULL;
+	struct store_acl_row *rows = NULL;
+	size_t n = 0;
+	unsigned printed = 0;
+	struct store_error err;
+	if (store == NULL ||
+	    store_user_open_existing(store, u->id, &su, &err) < 0)
+		return 0;   /* no mail: nothing shared */
+	if (store_acl_all(su, &rows, &n, &err) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			char *id = auth_acl_identifier_text(
+				ctl->auth, rows[i].entry.kind, rows[i].entry.id,
+				rows[i].entry.negative, u->address);
+			char r[16];
+			store_rights_format(rows[i].entry.rights, r);
+			if (id != NULL) {
+				printf("%s/%s: %s %s\n", u->address,
+				       rows[i].mailbox, id, r);
+				printed++;
+			}
+			free(id);
+		}
+		store_acl_all_free(rows, n);
+	}
+	store_user_unref(&su);
+	return printed;
+}
+
+unsigned loftctl_acl_forget(struct loftctl *ctl, int64_t user_id,
+			    const int64_t *owners, size_t owner_count)
+{
+	struct store *store = loftctl_store(ctl);
+	unsigned removed = 0;
+	for (size_t o = 0; o < owner_count && store != NULL; o++) {
+		struct store_user *su;
+		struct store_error err;
+		if (owners[o] == user_id ||
+		    store_user_open_existing(store, owners[o], &su, &err) < 0)
+			continue;
+		struct store_acl_row *rows = NULL;
+		size_t n = 0;
+		if (store_acl_all(su, &rows, &n, &err) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				const struct store_acl_entry *e = &rows[i].entry;
+				if (e->kind != STORE_ACL_USER || e->id != user_id)
+					continue;
+				if (store_acl_delete(su, rows[i].mailbox, e->kind,
+						     e->id, e->negative,
+						     &err) == 0)
+					removed++;
+				else
+					fprintf(stderr, "ACL of %s not"
+						" changed: %s\n",
+						rows[i].mailbox, err.msg);
+			}
+			store_acl_all_free(rows, n);
+		}
+		store_user_unref(&su);
+	}
+	return removed;
+}
+
 static int shared_del(struct loftctl *ctl, int argc, char **argv)
 {
 	bool yes = loftctl_take_flag(&argc, argv, "--yes");
@@ -388,26 +454,7 @@ static int shared_del(struct loftctl *ctl, int argc, char **argv)
 				    " del)", u.address);
 	if (!yes) {
 		/* say what others would lose */
-		struct store_user *su = open_owner(ctl, &u);
-		struct store_acl_row *rows = NULL;
-		size_t n = 0;
-		struct store_error err;
-		if (su != NULL && store_acl_all(su, &rows, &n, &err) == 0) {
-			for (size_t i = 0; i < n; i++) {
-				char *id = auth_acl_identifier_text(
-					ctl->auth, rows[i].entry.kind,
-					rows[i].entry.id, rows[i].entry.negative,
-					u.address);
-				char r[16];
-				store_rights_format(rows[i].entry.rights, r);
-				if (id != NULL)
-					printf("%s/%s: %s %s\n", u.address,
-					       rows[i].mailbox, id, r);
-				free(id);
-			}
-			store_acl_all_free(rows, n);
-		}
-		store_user_unref(&su);
+		loftctl_acl_print_shared(ctl, &u);
 		return loftctl_fail("not deleted: others may use %s; pass"
 				    " --yes", u.address);
 	}

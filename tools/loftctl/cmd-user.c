@@ -88,12 +88,21 @@ static int user_del(struct loftctl *ctl, int argc, char **argv)
 	struct auth_user u;
 	if (loftctl_lookup_user(ctl, argv[0], &u) < 0)
 		return LOFTCTL_EXIT_FAIL;
+	/* what others see of its mail (shared mailboxes, issue 15) */
+	if (!yes && loftctl_acl_print_shared(ctl, &u) > 0)
+		return loftctl_fail("not deleted: others see mail of %s"
+				    " (above); pass --yes", u.address);
 	if (!yes && !confirm_delete(u.address))
 		return loftctl_fail("not deleted: confirm on a terminal or "
 				    "pass --yes");
 	struct store *store = loftctl_store(ctl);
 	if (store == NULL)
 		return LOFTCTL_EXIT_FAIL;
+	/* who granted it something, while the reverse index still says */
+	int64_t *owners = NULL;
+	size_t nowners = 0;
+	if (auth_acl_owners(ctl->auth, u.id, &owners, &nowners) < 0)
+		nowners = 0;
 	/* The account goes first, so no new delivery can find it while its
 	 * mail is removed; ids are never reused, so nothing can inherit the
 	 * mail if its removal fails half way. */
@@ -101,18 +110,27 @@ static int user_del(struct loftctl *ctl, int argc, char **argv)
 	if (auth_user_del(ctl->auth, u.address, &error) < 0) {
 		int rc = loftctl_fail("%s", error);
 		free(error);
+		free(owners);
 		return rc;
 	}
 	/* Then its sessions end (IMAP BYE, POP3 -ERR) before the mail goes,
-	 * so none goes on working on a deleted account. */
+	 * so none goes on working on a deleted account; so do the sessions
+	 * of others on its mail (they listen on its channel). */
 	bool running;
 	unsigned sessions;
 	if (loftctl_kick(ctl, &u, &running, &sessions) == 0 && sessions > 0)
 		printf("ended %u sessions of %s\n", sessions, u.address);
 	struct store_error err = {0};
-	if (store_user_delete(store, u.id, &err) < 0)
+	if (store_user_delete(store, u.id, &err) < 0) {
+		free(owners);
 		return loftctl_fail("%s removed, but its mail (user id %" PRId64
 				    ") was not: %s", u.address, u.id, err.msg);
+	}
+	/* the rights it held on others' mail go too */
+	unsigned forgot = loftctl_acl_forget(ctl, u.id, owners, nowners);
+	free(owners);
+	if (forgot > 0)
+		printf("removed %u ACL entries naming %s\n", forgot, u.address);
 	printf("deleted %s\n", u.address);
 	return 0;
 }

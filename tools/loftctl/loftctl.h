@@ -57,6 +57,14 @@ extern const struct loftctl_cmd loftctl_acl_cmds[];
 extern const struct loftctl_cmd loftctl_group_cmds[];
 extern const struct loftctl_cmd loftctl_shared_cmds[];
 extern const struct loftctl_cmd loftctl_mailbox_cmds[];
+/* cmd-acl.c: the ACL entries of u's mailboxes, one line each ("ADDRESS/
+ * MAILBOX: IDENTIFIER RIGHTS"); how many. */
+unsigned loftctl_acl_print_shared(struct loftctl *ctl,
+				  const struct auth_user *u);
+/* The ACL entries naming user_id in the mail of owners (from
+ * auth_acl_owners, read before the account went) removed; how many. */
+unsigned loftctl_acl_forget(struct loftctl *ctl, int64_t user_id,
+			    const int64_t *owners, size_t owner_count);
 #ifdef LOFTCTL_HAVE_MIGRATE
 extern const struct loftctl_cmd loftctl_migrate_cmds[];
 #endif
