@@ -298,6 +298,41 @@ json_t *jmap_account(struct jmap_req *req, json_t *args, bool write)
 	return NULL;
 }
 
+/* ---- filters ---------------------------------------------------------- */
+
+static int filter_eval(json_t *f, int depth, jmap_cond_fn *cond, void *ctx)
+{
+	if (!json_is_object(f) || depth > 50)
+		return -1;
+	json_t *op = json_object_get(f, "operator");
+	if (op == NULL)
+		return cond(ctx, f);
+	json_t *conds = json_object_get(f, "conditions");
+	const char *o = json_string_value(op);
+	if (o == NULL || !json_is_array(conds) || json_object_size(f) != 2)
+		return -1;
+	bool and = strcmp(o, "AND") == 0, or = strcmp(o, "OR") == 0,
+	     not = strcmp(o, "NOT") == 0;
+	if (!and && !or && !not)
+		return -1;
+	size_t i;
+	json_t *c;
+	bool any = false, all = true;
+	json_array_foreach(conds, i, c) {
+		int r = filter_eval(c, depth + 1, cond, ctx);
+		if (r < 0)
+			return -1;
+		any |= r;
+		all &= r;
+	}
+	return and ? all : or ? any : !any;
+}
+
+int jmap_filter_eval(json_t *f, jmap_cond_fn *cond, void *ctx)
+{
+	return filter_eval(f, 0, cond, ctx);
+}
+
 /* ---- ids ------------------------------------------------------------ */
 
 bool jmap_id_valid(const char *s)

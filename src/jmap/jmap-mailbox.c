@@ -230,35 +230,15 @@ static json_t *mailbox_changes(struct jmap_req *req, json_t *args)
 /* ---- query ---------------------------------------------------------- */
 
 /* RFC 8621 2.3 FilterCondition: 1 match, 0 not, -1 bad filter. */
-static int filter_match(const struct jmap_mailboxes *m,
-			const struct store_jmap_mailbox *x, json_t *f,
-			int depth)
+struct match_ctx {
+	const struct jmap_mailboxes *m;
+	const struct store_jmap_mailbox *x;
+};
+
+static int condition_match(void *ctx, json_t *f)
 {
-	if (!json_is_object(f) || depth > 50)
-		return -1;
-	json_t *op = json_object_get(f, "operator");
-	if (op != NULL) {
-		json_t *conds = json_object_get(f, "conditions");
-		const char *o = json_string_value(op);
-		if (o == NULL || !json_is_array(conds) ||
-		    json_object_size(f) != 2)
-			return -1;
-		bool and = strcmp(o, "AND") == 0, or = strcmp(o, "OR") == 0,
-		     not = strcmp(o, "NOT") == 0;
-		if (!and && !or && !not)
-			return -1;
-		size_t i;
-		json_t *c;
-		bool any = false, all = true;
-		json_array_foreach(conds, i, c) {
-			int r = filter_match(m, x, c, depth + 1);
-			if (r < 0)
-				return -1;
-			any |= r;
-			all &= r;
-		}
-		return and ? all : or ? any : !any;
-	}
+	const struct jmap_mailboxes *m = ((struct match_ctx *)ctx)->m;
+	const struct store_jmap_mailbox *x = ((struct match_ctx *)ctx)->x;
 	const char *k;
 	json_t *v;
 	json_object_foreach(f, k, v) {
@@ -297,6 +277,13 @@ static int filter_match(const struct jmap_mailboxes *m,
 		}
 	}
 	return 1;
+}
+
+static int filter_match(const struct jmap_mailboxes *m,
+			const struct store_jmap_mailbox *x, json_t *f)
+{
+	struct match_ctx c = {m, x};
+	return jmap_filter_eval(f, condition_match, &c);
 }
 
 struct sort_ctx {
@@ -394,7 +381,7 @@ static json_t *mailbox_results(const struct jmap_mailboxes *m, json_t *args,
 	for (size_t i = 0; i < m->n; i++) {
 		int r = filter == NULL || json_is_null(filter)
 				? 1
-				: filter_match(m, &m->v[i], filter, 0);
+				: filter_match(m, &m->v[i], filter);
 		if (r < 0) {
 			free(hit);
 			*err_r = jmap_error("unsupportedFilter", NULL);
@@ -404,7 +391,7 @@ static json_t *mailbox_results(const struct jmap_mailboxes *m, json_t *args,
 		if (r && filter_tree) {
 			for (const struct store_jmap_mailbox *p = parent_of(m, &m->v[i]);
 			     p != NULL && r; p = parent_of(m, p))
-				r = filter_match(m, p, filter, 0) > 0;
+				r = filter_match(m, p, filter) > 0;
 		}
 		if (r)
 			hit[n++] = &m->v[i];

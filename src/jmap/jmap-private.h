@@ -153,6 +153,12 @@ bool jmap_arg_props(json_t *args, const char *name,
 /* Whether props (from jmap_arg_props; NULL: all) asks for p. */
 bool jmap_want(json_t *props, const char *p);
 
+/* A /query filter (RFC 8620 5.5): a FilterOperator (AND, OR, NOT over
+ * "conditions") is evaluated here, each FilterCondition by cond (1
+ * match, 0 not, -1 bad). 1, 0, or -1 for a bad filter. */
+typedef int jmap_cond_fn(void *ctx, json_t *condition);
+int jmap_filter_eval(json_t *f, jmap_cond_fn *cond, void *ctx);
+
 /* /changes arguments and response in one (every type's /changes). */
 json_t *jmap_changes(struct jmap_req *req, json_t *args,
 		     enum store_jmap_kind kind, const char *name);

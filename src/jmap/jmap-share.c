@@ -222,34 +222,15 @@ static json_t *principal_get(struct jmap_req *req, json_t *args)
 }
 
 /* RFC 9670 3.5 FilterCondition: 1 match, 0 not, -1 bad filter. */
-static int principal_match(struct jmap_req *req, const struct principal *x,
-			   json_t *f, int depth)
+struct match_ctx {
+	struct jmap_req *req;
+	const struct principal *x;
+};
+
+static int principal_match(void *ctx, json_t *f)
 {
-	if (!json_is_object(f) || depth > 50)
-		return -1;
-	json_t *op = json_object_get(f, "operator");
-	if (op != NULL) {
-		json_t *conds = json_object_get(f, "conditions");
-		const char *o = json_string_value(op);
-		if (o == NULL || !json_is_array(conds) ||
-		    json_object_size(f) != 2)
-			return -1;
-		bool and = strcmp(o, "AND") == 0, or = strcmp(o, "OR") == 0,
-		     not = strcmp(o, "NOT") == 0;
-		if (!and && !or && !not)
-			return -1;
-		size_t i;
-		json_t *c;
-		bool any = false, all = true;
-		json_array_foreach(conds, i, c) {
-			int r = principal_match(req, x, c, depth + 1);
-			if (r < 0)
-				return -1;
-			any |= r;
-			all &= r;
-		}
-		return and ? all : or ? any : !any;
-	}
+	struct jmap_req *req = ((struct match_ctx *)ctx)->req;
+	const struct principal *x = ((struct match_ctx *)ctx)->x;
 	const char *k;
 	json_t *v;
 	bool match = true;
@@ -307,9 +288,10 @@ static json_t *principal_query(struct jmap_req *req, json_t *args)
 	}
 	json_t *ids = json_array();
 	for (size_t i = 0; i < p.n; i++) {
+		struct match_ctx mc = {req, &p.v[i]};
 		int r = filter == NULL || json_is_null(filter)
 				? 1
-				: principal_match(req, &p.v[i], filter, 0);
+				: jmap_filter_eval(filter, principal_match, &mc);
 		if (r < 0) {
 			json_decref(ids);
 			principals_free(&p);
