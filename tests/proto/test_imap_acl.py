@@ -406,6 +406,8 @@ with Loft(users=users) as env:
                  [r'\(MESSAGES 2 UNSEEN 2\)$'], name='before: own UNSEEN 2')
     b.run('SELECT "Shared/sales"', 'OK', [r'^\* OK \[UNSEEN 1\]'])
     b.run('FETCH 1 BODY[TEXT]', 'OK', [r'^\* 1 FETCH .*\\Seen'])
+    b.run('SEARCH UNSEEN', 'OK', [r'^\* SEARCH 2$'], name='SEARCH UNSEEN: his own')
+    b.run('SEARCH SEEN', 'OK', [r'^\* SEARCH 1$'], name='SEARCH SEEN: his own')
     c.run('SELECT "Shared/sales" (CONDSTORE)', 'OK')
     c.run('STORE 2 +FLAGS (\\Seen)', 'OK', [r'^\* 2 FETCH \(.*\\Seen'])
     c.run('UNSELECT', 'OK')
