@@ -287,34 +287,13 @@ int auth_group_member(struct auth *auth, const char *group,
 int auth_group_list(struct auth *auth, const char *domain, auth_list_fn *fn,
 		    void *ctx, char **error_r)
 {
-	struct auth_conn *c = auth_conn_get(auth, error_r);
-	if (c == NULL)
-		return -1;
-	sqlite3_stmt *st;
-	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "SELECT g.name || '@' || d.name,"
-				      " (SELECT count(*) FROM group_members m"
-				      " WHERE m.group_id = g.id)"
-				      " FROM groups g JOIN domains d"
-				      " ON d.id = g.domain_id WHERE ?1 IS NULL"
-				      " OR d.name = ?1 ORDER BY 1",
-			       -1, &st, NULL) == SQLITE_OK) {
-		if (domain != NULL)
-			sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			char n[32];
-			snprintf(n, sizeof(n), "%lld members",
-				 (long long)sqlite3_column_int64(st, 1));
-			fn(ctx, (const char *)sqlite3_column_text(st, 0), n);
-		}
-		ret = rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
-	}
-	if (ret < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-	auth_conn_put(auth, c);
-	return ret;
+	return auth_db_list(auth, "SELECT g.name || '@' || d.name,"
+				  " (SELECT count(*) FROM group_members m"
+				  " WHERE m.group_id = g.id) || ' members'"
+				  " FROM groups g JOIN domains d"
+				  " ON d.id = g.domain_id WHERE ?1 IS NULL"
+				  " OR d.name = ?1 ORDER BY 1",
+			    false, 0, domain, fn, ctx, error_r);
 }
 
 int auth_group_members(struct auth *auth, const char *group, auth_list_fn *fn,
@@ -331,26 +310,10 @@ int auth_group_members(struct auth *auth, const char *group, auth_list_fn *fn,
 				 : xasprintf("no group %s@%s", name, dom);
 		return -1;
 	}
-	struct auth_conn *c = auth_conn_get(auth, error_r);
-	if (c == NULL)
-		return -1;
-	sqlite3_stmt *st;
-	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "SELECT u.address FROM group_members m"
-				      " JOIN users u ON u.id = m.user_id"
-				      " WHERE m.group_id = ? ORDER BY 1",
-			       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, gid);
-		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			fn(ctx, (const char *)sqlite3_column_text(st, 0), NULL);
-		ret = rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
-	}
-	if (ret < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-	auth_conn_put(auth, c);
-	return ret;
+	return auth_db_list(auth, "SELECT u.address, NULL FROM group_members m"
+				  " JOIN users u ON u.id = m.user_id"
+				  " WHERE m.group_id = ? ORDER BY 1",
+			    true, gid, NULL, fn, ctx, error_r);
 }
 
 /* ---- identifiers (RFC 4314 3): IMAP and loftctl share them ---------- */
@@ -543,27 +506,10 @@ int auth_user_is_shared(struct auth *auth, int64_t user_id)
 int auth_shared_list(struct auth *auth, const char *domain, auth_list_fn *fn,
 		     void *ctx, char **error_r)
 {
-	struct auth_conn *c = auth_conn_get(auth, error_r);
-	if (c == NULL)
-		return -1;
-	sqlite3_stmt *st;
-	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "SELECT u.address FROM users u JOIN"
-				      " user_settings s ON s.user_id = u.id"
-				      " AND s.key = 'shared' AND s.value = 'yes'"
-				      " JOIN domains d ON d.id = u.domain_id"
-				      " WHERE ?1 IS NULL OR d.name = ?1"
-				      " ORDER BY 1", -1, &st, NULL) == SQLITE_OK) {
-		if (domain != NULL)
-			sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			fn(ctx, (const char *)sqlite3_column_text(st, 0), NULL);
-		ret = rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
-	}
-	if (ret < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-	auth_conn_put(auth, c);
-	return ret;
+	return auth_db_list(auth, "SELECT u.address, NULL FROM users u JOIN"
+				  " user_settings s ON s.user_id = u.id"
+				  " AND s.key = 'shared' AND s.value = 'yes'"
+				  " JOIN domains d ON d.id = u.domain_id"
+				  " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY 1",
+			    false, 0, domain, fn, ctx, error_r);
 }

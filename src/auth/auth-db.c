@@ -1078,8 +1078,9 @@ int auth_alias_del(struct auth *auth, const char *alias, char **error_r)
 
 /* ---- listings -------------------------------------------------------- */
 
-static int list_query(struct auth *auth, const char *sql, bool bind_id,
-		      int64_t id, auth_list_fn *fn, void *ctx, char **error_r)
+int auth_db_list(struct auth *auth, const char *sql, bool bind_id,
+		 int64_t id, const char *text, auth_list_fn *fn, void *ctx,
+		 char **error_r)
 {
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
@@ -1093,6 +1094,8 @@ static int list_query(struct auth *auth, const char *sql, bool bind_id,
 	}
 	if (bind_id)
 		sqlite3_bind_int64(st, 1, id);
+	else if (text != NULL)
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		fn(ctx, (const char *)sqlite3_column_text(st, 0),
 		   (const char *)sqlite3_column_text(st, 1));
@@ -1101,6 +1104,12 @@ static int list_query(struct auth *auth, const char *sql, bool bind_id,
 	sqlite3_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
+}
+
+static int list_query(struct auth *auth, const char *sql, bool bind_id,
+		      int64_t id, auth_list_fn *fn, void *ctx, char **error_r)
+{
+	return auth_db_list(auth, sql, bind_id, id, NULL, fn, ctx, error_r);
 }
 
 int auth_domain_list(struct auth *auth, auth_list_fn *fn, void *ctx,

@@ -94,6 +94,12 @@ struct auth {
 /* ---- auth-db.c ------------------------------------------------------- */
 struct auth_conn *auth_conn_get(struct auth *auth, char **error_r);
 void auth_conn_put(struct auth *auth, struct auth_conn *conn);
+/* Runs sql (parameter 1: id with bind_id, else text when not NULL) and
+ * calls fn(ctx, column 0, column 1) for each row. 0, or -1 with
+ * *error_r. */
+int auth_db_list(struct auth *auth, const char *sql, bool bind_id,
+		 int64_t id, const char *text, auth_list_fn *fn, void *ctx,
+		 char **error_r);
 /* 1 found, 0 not, -1 error. By canonical address (no aliases). */
 int auth_db_user_row(struct auth *auth, const char *address,
 		     struct auth_user_row *row_r);
