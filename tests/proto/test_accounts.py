@@ -188,8 +188,12 @@ def test_check(env):
     # again
     db.execute('DROP TRIGGER seen_pvt_msg_gone')
     db.execute('DROP TRIGGER seen_mailbox_gone')
+    db.execute('DROP TRIGGER seen_count_ins')
+    db.execute('DROP TRIGGER seen_count_del')
+    db.execute('DROP TRIGGER seen_count_upd')
     db.execute('DROP TABLE seen_pvt')
     db.execute('DROP TABLE seen_mode')
+    db.execute('DROP TABLE seen_count')
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()

@@ -455,8 +455,10 @@ int sq_acl_inherit(struct sq_conn *c, const char *name, uint32_t id);
  * seen_pvt: a viewer's own \Seen of a message of the owner's mailbox,
  * with the owner's modseq its change took (seen 0: a removal, kept for
  * CONDSTORE); seen_mode: a mailbox's setting (loftctl mailbox set),
- * 1 shared, 0 per user, no row: [sharing] seen. The triggers drop the
- * rows of an expunged message and of a deleted mailbox. */
+ * 1 shared, 0 per user, no row: [sharing] seen; seen_count: how many
+ * messages of a mailbox a viewer has seen, kept by triggers (its UNSEEN
+ * is the mailbox's messages less this). The triggers drop the rows of an
+ * expunged message and of a deleted mailbox. */
 #define SQ_SEEN_SCHEMA                                                   \
 	"CREATE TABLE IF NOT EXISTS seen_pvt(mailbox INTEGER NOT NULL,"  \
 	" uid INTEGER NOT NULL, viewer INTEGER NOT NULL,"                \
@@ -469,10 +471,27 @@ int sq_acl_inherit(struct sq_conn *c, const char *name, uint32_t id);
 	"CREATE TRIGGER IF NOT EXISTS seen_pvt_msg_gone AFTER DELETE ON msg" \
 	" BEGIN DELETE FROM seen_pvt WHERE mailbox = old.mailbox"        \
 	" AND uid = old.uid; END;"                                       \
+	"CREATE TABLE IF NOT EXISTS seen_count(viewer INTEGER NOT NULL," \
+	" mailbox INTEGER NOT NULL, n INTEGER NOT NULL,"                 \
+	" PRIMARY KEY (viewer, mailbox)) WITHOUT ROWID;"                 \
+	"CREATE TRIGGER IF NOT EXISTS seen_count_ins AFTER INSERT"       \
+	" ON seen_pvt WHEN new.seen = 1 BEGIN"                           \
+	" INSERT INTO seen_count VALUES (new.viewer, new.mailbox, 1)"    \
+	" ON CONFLICT (viewer, mailbox) DO UPDATE SET n = n + 1; END;"   \
+	"CREATE TRIGGER IF NOT EXISTS seen_count_del AFTER DELETE"       \
+	" ON seen_pvt WHEN old.seen = 1 BEGIN"                           \
+	" UPDATE seen_count SET n = n - 1 WHERE viewer = old.viewer"     \
+	" AND mailbox = old.mailbox; END;"                               \
+	"CREATE TRIGGER IF NOT EXISTS seen_count_upd AFTER UPDATE OF seen" \
+	" ON seen_pvt WHEN old.seen != new.seen BEGIN"                   \
+	" INSERT INTO seen_count VALUES (new.viewer, new.mailbox,"       \
+	" new.seen - old.seen) ON CONFLICT (viewer, mailbox)"            \
+	" DO UPDATE SET n = n + new.seen - old.seen; END;"               \
 	"CREATE TRIGGER IF NOT EXISTS seen_mailbox_gone"                 \
 	" AFTER DELETE ON mailbox BEGIN"                                 \
 	" DELETE FROM seen_mode WHERE mailbox = old.id;"                 \
-	" DELETE FROM seen_pvt WHERE mailbox = old.id; END;"
+	" DELETE FROM seen_pvt WHERE mailbox = old.id;"                  \
+	" DELETE FROM seen_count WHERE mailbox = old.id; END;"
 /* In c's read transaction: info's unseen and highestmodseq as viewer
  * sees them (messages as the mailbox row says). -1 on a database error. */
 int sq_seen_info_in(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,

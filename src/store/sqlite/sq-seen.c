@@ -67,8 +67,8 @@ int sq_seen_info_in(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,
 		    struct store_mailbox_info *info)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT m.messages, m.highestmodseq,"
-		" (SELECT count(*) FROM seen_pvt WHERE viewer = ?2"
-		" AND mailbox = ?1 AND seen = 1),"
+		" coalesce((SELECT n FROM seen_count WHERE viewer = ?2"
+		" AND mailbox = ?1), 0),"
 		" (SELECT coalesce(max(modseq), 0) FROM seen_pvt"
 		" WHERE viewer = ?2 AND mailbox = ?1)"
 		" FROM mailbox m WHERE m.id = ?1");
@@ -350,9 +350,12 @@ static int update_job(struct sq_user *u, struct sq_conn *c,
 	}
 	for (size_t i = 0; i < ntodo; i++) {
 		uint64_t modseq = sq_job_modseq(u, job);
-		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+		/* an upsert (not REPLACE): seen_count's triggers see it */
+		sqlite3_stmt *st = sq_stmt(c, "INSERT INTO"
 			" seen_pvt(mailbox, uid, viewer, seen, modseq)"
-			" VALUES (?, ?, ?, ?, ?)");
+			" VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox, uid,"
+			" viewer) DO UPDATE SET seen = excluded.seen,"
+			" modseq = excluded.modseq");
 		if (st == NULL)
 			goto fail;
 		sqlite3_bind_int64(st, 1, mb.id);
