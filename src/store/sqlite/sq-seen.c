@@ -1,7 +1,7 @@
 /*
  * Per-user \Seen in shared mailboxes (store.h "per-user \Seen"): a
  * viewer's own \Seen of the owner's messages, kept in the owner's index
- * (seen_pvt, schema version 10) with the owner's modseq its change took.
+ * (seen_pvt, schema version 11) with the owner's modseq its change took.
  * A message without a row is unseen for the viewer. Rows go with their
  * message and their mailbox (triggers in SQ_SEEN_SCHEMA). A viewer's
  * change raises neither the message's modseq nor the mailbox's
