@@ -14,6 +14,7 @@
 #include "imap-context.h"
 #include "imap-server.h"
 #include "log.h"
+#include "u32.h"
 
 /* Leaves the selected state (without expunging). */
 void imap_client_unselect(struct imap_client *c)
@@ -155,12 +156,6 @@ static struct store_uid_range *uids_to_ranges(const uint32_t *uids, size_t n,
 	return r;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Sends "* seq FETCH (UID FLAGS MODSEQ)" for messages in ranges. */
 static int send_fetch_flags(struct imap_client *c,
 			    const struct store_uid_range *r, size_t n)
@@ -217,7 +212,7 @@ static int qresync_reply(struct imap_client *c, const struct qresync *q)
 	}
 	n = w;
 	if (n > 0) {
-		qsort(uids, n, sizeof(*uids), cmp_u32);
+		qsort(uids, n, sizeof(*uids), u32_cmp);
 		struct buf b;
 		buf_init(&b, 0);
 		buf_append_str(&b, "* VANISHED (EARLIER) ");

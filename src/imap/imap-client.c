@@ -31,6 +31,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "utf7.h"
+#include "u32.h"
 
 #define CHUNK_SIZE (256 * 1024)
 #define OUTPUT_DEFER (64 * 1024)
@@ -271,17 +272,11 @@ static void flush_out(struct imap_client *c, size_t threshold)
 	}
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void flush_vanished(struct imap_client *c)
 {
 	if (c->vanished_count == 0)
 		return;
-	qsort(c->vanished, c->vanished_count, sizeof(uint32_t), cmp_u32);
+	qsort(c->vanished, c->vanished_count, sizeof(uint32_t), u32_cmp);
 	buf_append_str(&c->out, "* VANISHED ");
 	imap_uids_append_set(&c->out, c->vanished, c->vanished_count);
 	buf_append_str(&c->out, "\r\n");

@@ -19,6 +19,7 @@
 #include "imap-search.h"
 #include "imap-sort.h"
 #include "log.h"
+#include "u32.h"
 
 struct imap_context {
 	char *tag;
@@ -158,15 +159,9 @@ static int context_result(struct imap_client *c, struct imap_context *x,
 	return ret;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static bool has(const uint32_t *sorted, size_t n, uint32_t uid)
 {
-	return bsearch(&uid, sorted, n, sizeof(uid), cmp_u32) != NULL;
+	return bsearch(&uid, sorted, n, sizeof(uid), u32_cmp) != NULL;
 }
 
 /* An unsorted result: one REMOVEFROM and one ADDTO with position 0. */

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "mail.h"
 #include "store.h"
+#include "u32.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -777,12 +778,6 @@ static bool uid_in(const uint32_t *uids, size_t n, uint32_t uid)
 	return false;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* RFC 3516 4.2: an encoding Loft cannot undo fails the command with
  * NO [UNKNOWN-CTE]; found before the message's response begins, so the
  * output never holds half a response. */
@@ -885,7 +880,7 @@ static int send_vanished(struct fetch_run *r,
 				 &n, &complete, err) < 0)
 		return -1;
 	if (n > 0) {
-		qsort(uids, n, sizeof(*uids), cmp_u32);
+		qsort(uids, n, sizeof(*uids), u32_cmp);
 		buf_append_str(&r->out, "* VANISHED (EARLIER) ");
 		imap_uids_append_set(&r->out, uids, n);
 		buf_append_str(&r->out, "\r\n");
@@ -918,7 +913,7 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 		return -1;
 	}
 	if (*changed_count_r > 1)
-		qsort(*changed_r, *changed_count_r, sizeof(**changed_r), cmp_u32);
+		qsort(*changed_r, *changed_count_r, sizeof(**changed_r), u32_cmp);
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #include "imap-parser.h"
 #include "mail.h"
 #include "store.h"
+#include "u32.h"
 
 #include <iconv.h>
 #include <stdlib.h>
@@ -1267,12 +1268,6 @@ static bool eval_key(struct eval_ctx *c, const struct imap_search_key *k)
 	return false;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Sorted UIDs of a and b both, into a. */
 static void uids_intersect(uint32_t *a, size_t *na, const uint32_t *b,
 			   size_t nb)
@@ -1318,9 +1313,9 @@ static int header_candidates(struct imap_search_key *k,
 		return -1;
 	}
 	if (k->uid_count > 1)
-		qsort(k->uids, k->uid_count, sizeof(*k->uids), cmp_u32);
+		qsort(k->uids, k->uid_count, sizeof(*k->uids), u32_cmp);
 	if (nnamed > 1)
-		qsort(named, nnamed, sizeof(*named), cmp_u32);
+		qsort(named, nnamed, sizeof(*named), u32_cmp);
 	uids_intersect(k->uids, &k->uid_count, named, nnamed);
 	free(named);
 	k->have_uids = true;
@@ -1356,7 +1351,7 @@ static int prepare(struct imap_search_key *k, const struct eval_ctx *c,
 				return -1;
 			if (k->uid_count > 1)
 				qsort(k->uids, k->uid_count, sizeof(*k->uids),
-				      cmp_u32);
+				      u32_cmp);
 			break;
 		case SK_THREADID:
 			*fields |= STORE_FETCH_OBJECTID;

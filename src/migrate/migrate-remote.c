@@ -33,6 +33,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "utf7.h"
+#include "u32.h"
 
 #define LINE_MAX_BYTES (1024 * 1024)
 #define LITERAL_MAX ((uint64_t)1 << 30)
@@ -595,12 +596,6 @@ static int exist_cb(struct imapc *c, void *ctx)
 	}
 	buf_free(&kw);
 	return 0;
-}
-
-static int u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 static int rmsg_cmp(const void *a, const void *b)

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "u32.h"
 
 int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 {
@@ -505,12 +506,6 @@ void pop3_seen_add(struct pop3_session *s, uint32_t uid)
 	s->seen[s->seen_count++] = uid;
 }
 
-static int cmp_uid(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* RETR sets \Seen (mark_seen), in one commit per session like Dovecot:
  * at QUIT, or when the session ends otherwise (a dropped connection, a
  * kick), so a download is never a commit per message. Returns whether a
@@ -521,7 +516,7 @@ bool pop3_seen_flush(struct pop3_session *s)
 
 	if (s->seen_count == 0 || s->mail == NULL)
 		return false;
-	qsort(s->seen, s->seen_count, sizeof(*s->seen), cmp_uid);
+	qsort(s->seen, s->seen_count, sizeof(*s->seen), u32_cmp);
 	struct store_uid_range *r = xcalloc(s->seen_count, sizeof(*r));
 	size_t n = 0;
 	for (size_t i = 0; i < s->seen_count; i++) {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "u32.h"
 
 const char store_rights_letters[] = "lrswipkxtea";
 
@@ -494,12 +495,6 @@ int store_acl_enter_rename(struct store_user **user, const char *from,
 	return store_acl_enter(user, from, STORE_RIGHT_DELETE, NULL, err);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Appends b to a (both malloced arrays) and sorts it without repeats. */
 static void uids_merge(uint32_t **a, size_t *an, uint32_t *b, size_t bn)
 {
@@ -511,7 +506,7 @@ static void uids_merge(uint32_t **a, size_t *an, uint32_t *b, size_t bn)
 	memcpy(*a + *an, b, bn * sizeof(uint32_t));
 	free(b);
 	size_t n = *an + bn, k = 0;
-	qsort(*a, n, sizeof(uint32_t), cmp_u32);
+	qsort(*a, n, sizeof(uint32_t), u32_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (k == 0 || (*a)[k - 1] != (*a)[i])
 			(*a)[k++] = (*a)[i];

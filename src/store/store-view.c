@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "u32.h"
 
 /* An immutable UID list: the mailbox's UIDs at highestmodseq. Lists with
  * shared set are in the user's registry, where views at the same state
@@ -389,12 +390,6 @@ static void delta_free(struct delta_ctx *d)
 	free(d->items);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Adds to the ghosts the UIDs of gone (sorted) that the view's list
  * holds: they stay visible until a sync may report them. */
 static void view_add_ghosts(struct store_view *v, const uint32_t *gone,
@@ -412,7 +407,7 @@ static void view_add_ghosts(struct store_view *v, const uint32_t *gone,
 	}
 	v->ghost_count += added;
 	if (added > 0)
-		qsort(v->ghosts, v->ghost_count, sizeof(uint32_t), cmp_u32);
+		qsort(v->ghosts, v->ghost_count, sizeof(uint32_t), u32_cmp);
 }
 
 /* The next list: the view's own without gone (sorted), plus the new UIDs
@@ -519,7 +514,7 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 		return -1;
 	}
 	if (nexp > 1)
-		qsort(expunged, nexp, sizeof(*expunged), cmp_u32);
+		qsort(expunged, nexp, sizeof(*expunged), u32_cmp);
 	if (!complete && view_reload(v, err) < 0) {
 		store_mailbox_info_free(&info);
 		free(expunged);

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "u32.h"
 
 /* RFC 8474 object ids: "<letter><user hex>-<id hex>", unique on the
  * server, stable for the life of the blob (store_objectid_format). */
@@ -798,12 +799,6 @@ void sq_fetch_end(struct store_fetch **fetchp)
 
 /* ---- flags -------------------------------------------------------- */
 
-static int cmp_uid(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 struct flags_arg {
 	const char *mailbox;
 	const struct store_uid_range *ranges;
@@ -884,7 +879,7 @@ static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
 	}
 	if (a->changed_count == 0)
 		return 0;
-	qsort(a->changed, a->changed_count, sizeof(uint32_t), cmp_uid);
+	qsort(a->changed, a->changed_count, sizeof(uint32_t), u32_cmp);
 	if (sq_mbox_adjust(c, mb->id, 0, unseen, deleted, 0, modseq, 0) < 0)
 		return sq_job_dberr(job, c);
 	sq_job_change(job, mb->id, STORE_CHANGE_FLAGS);

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "buf.h"
+#include "u32.h"
 #include "store-private.h"
 
 #define SQ_STMT_SLOTS 128
@@ -598,6 +599,11 @@ int sq_copy_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		 time_t savedate, uint32_t *dst_uids);
 bool sq_ranges_contain(const struct store_uid_range *ranges, size_t count,
 		       uint32_t uid);
+/* Steps st (bound, first column a UID) to its end and collects, sorted,
+ * the UIDs within ranges (ranges NULL: every UID). Resets st. Returns
+ * SQLITE_DONE, or the step's error with *uids_r NULL. */
+int sq_collect_uids(sqlite3_stmt *st, const struct store_uid_range *ranges,
+		    size_t range_count, uint32_t **uids_r, size_t *count_r);
 /* Registers every keyword of a space-separated list for the mailbox's
  * FLAGS (list may be NULL). */
 int sq_keywords_register(struct sq_conn *c, uint32_t mailbox,

@@ -180,12 +180,6 @@ static int64_t fts_upto_get(struct sq_conn *c)
 	return v;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 int sq_search_text(struct store_user *user, const char *mailbox,
 		   enum store_text_where where, const char *needle,
 		   const struct store_uid_range *ranges, size_t range_count,
@@ -234,7 +228,7 @@ out:
 		return -1;
 	}
 	if (h.n > 1)
-		qsort(h.uids, h.n, sizeof(uint32_t), cmp_u32);
+		qsort(h.uids, h.n, sizeof(uint32_t), u32_cmp);
 	size_t w = 0;
 	for (size_t i = 0; i < h.n; i++) {
 		if (w == 0 || h.uids[w - 1] != h.uids[i])

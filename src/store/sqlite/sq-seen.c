@@ -13,21 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void u32_push(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
-{
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		*a = xrealloc(*a, *cap * sizeof(**a));
-	}
-	(*a)[(*n)++] = v;
-}
-
 /* A read snapshot with the mailbox's id (by name). */
 static struct sq_conn *snap(struct sq_user *u, const char *name,
 			    uint32_t *id_r, struct store_error *err)
@@ -260,8 +245,6 @@ int sq_seen_changed_since(struct store_user *user, const char *mailbox,
 	struct sq_conn *c = snap(u, mailbox, &id, err);
 	if (c == NULL)
 		return -1;
-	uint32_t *uids = NULL;
-	size_t n = 0, cap = 0;
 	int rc = SQLITE_ERROR;
 	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?1"
 				      " AND modseq > ?2 UNION SELECT uid"
@@ -271,24 +254,11 @@ int sq_seen_changed_since(struct store_user *user, const char *mailbox,
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
 		sqlite3_bind_int64(st, 3, viewer);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
-			if (sq_ranges_contain(ranges, range_count, uid))
-				u32_push(&uids, &n, &cap, uid);
-		}
-		sqlite3_reset(st);
+		rc = sq_collect_uids(st, ranges, range_count, uids_r, count_r);
 	}
 	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "changed");
 	snap_end(u, c);
-	if (ret < 0) {
-		free(uids);
-		return -1;
-	}
-	if (n > 1)
-		qsort(uids, n, sizeof(*uids), cmp_u32);
-	*uids_r = uids;
-	*count_r = n;
-	return 0;
+	return ret;
 }
 
 struct update_arg {

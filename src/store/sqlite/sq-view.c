@@ -9,20 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int u32_push(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+int sq_collect_uids(sqlite3_stmt *st, const struct store_uid_range *ranges,
+		    size_t range_count, uint32_t **uids_r, size_t *count_r)
 {
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		*a = xrealloc(*a, *cap * sizeof(**a));
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+		if (sq_ranges_contain(ranges, range_count, uid))
+			u32_push(&uids, &n, &cap, uid);
 	}
-	(*a)[(*n)++] = v;
-	return 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(uids);
+		uids = NULL;
+		n = 0;
+	} else if (n > 1) {
+		qsort(uids, n, sizeof(*uids), u32_cmp);
+	}
+	*uids_r = uids;
+	*count_r = n;
+	return rc;
 }
 
 /* Opens a read snapshot and finds the mailbox (by name, or by id). */
@@ -123,21 +131,7 @@ static int expunged_after(struct sq_conn *c, uint32_t mailbox_id,
 		return -1;
 	sqlite3_bind_int64(st, 1, mailbox_id);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
-	uint32_t *uids = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		u32_push(&uids, &n, &cap, (uint32_t)sqlite3_column_int64(st, 0));
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		free(uids);
-		return -1;
-	}
-	if (n > 1)
-		qsort(uids, n, sizeof(*uids), cmp_u32);
-	*uids_r = uids;
-	*n_r = n;
-	return 0;
+	return sq_collect_uids(st, NULL, 0, uids_r, n_r) == SQLITE_DONE ? 0 : -1;
 }
 
 /* viewer > 0: as that viewer sees the mailbox (per-user \Seen,
@@ -305,32 +299,17 @@ int sq_changed_since(struct store_user *user, const char *mailbox,
 	struct sq_mbox mb;
 	if (snap_mbox(u, mailbox, 0, &c, &mb, err) < 0)
 		return -1;
-	uint32_t *uids = NULL;
-	size_t n = 0, cap = 0;
 	int rc = SQLITE_ERROR;
 	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
 				      " AND modseq > ?");
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, mb.id);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)modseq);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
-			if (sq_ranges_contain(ranges, range_count, uid))
-				u32_push(&uids, &n, &cap, uid);
-		}
-		sqlite3_reset(st);
+		rc = sq_collect_uids(st, ranges, range_count, uids_r, count_r);
 	}
 	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "changed");
 	snap_end(u, c);
-	if (ret < 0) {
-		free(uids);
-		return -1;
-	}
-	if (n > 1)
-		qsort(uids, n, sizeof(*uids), cmp_u32);
-	*uids_r = uids;
-	*count_r = n;
-	return 0;
+	return ret;
 }
 
 /* Without a complete log: every UID below UIDNEXT (within ranges) that is
