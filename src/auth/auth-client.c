@@ -328,6 +328,58 @@ static int roundtrip(struct auth *auth, struct auth_wire_buf *b,
 	return rc;
 }
 
+static const char *remote_or_empty(const char *remote)
+{
+	return remote != NULL && strlen(remote) <= AUTH_WIRE_REMOTE_MAX
+		       ? remote : "";
+}
+
+/* Sends b (freed) and reads its one reply into rep, which holds no
+ * pointer into the packets (not for SASL data). Returns the reply's rc;
+ * -1 with an empty rep->error when the auth process did not answer. */
+static int ask(struct auth *auth, struct auth_wire_buf *b,
+	       struct auth_reply *rep)
+{
+	struct pending p;
+	if (roundtrip(auth, b, rep, &p) < 0) {
+		rep->rc = -1;
+		rep->error[0] = '\0';
+	}
+	packets_free(&p);
+	return rep->rc;
+}
+
+/* A lookup answered with a user: 1 found (*user_r set), 0 not, -1. */
+static int ask_user(struct auth *auth, struct auth_wire_buf *b,
+		    struct auth_user *user_r)
+{
+	struct auth_reply rep;
+	int rc = ask(auth, b, &rep);
+	if (rc == 1)
+		*user_r = rep.user;
+	return rc < 0 ? -1 : rc;
+}
+
+/* A check answered with an auth_result: AUTH_OK sets *user_r. */
+static enum auth_result ask_result(struct auth *auth, struct auth_wire_buf *b,
+				   struct auth_user *user_r,
+				   char csrf_r[AUTH_SESSION_ID_SIZE])
+{
+	struct pending p;
+	struct auth_reply rep;
+	enum auth_result res = AUTH_TEMPFAIL;
+	if (roundtrip(auth, b, &rep, &p) == 0) {
+		res = (enum auth_result)rep.rc;
+		if (res == AUTH_OK)
+			*user_r = rep.user;
+		if (csrf_r != NULL)
+			memcpy(csrf_r, rep.csrf, AUTH_SESSION_ID_SIZE);
+	}
+	OPENSSL_cleanse(&rep, sizeof(rep));
+	packets_free(&p);
+	return res;
+}
+
 int auth_client_lookup(struct auth *auth, const char *address,
 		       struct auth_user *user_r)
 {
@@ -335,16 +387,7 @@ int auth_client_lookup(struct auth *auth, const char *address,
 		return 0;
 	struct auth_wire_buf *b = request(AUTH_WIRE_LOOKUP);
 	auth_wire_str(b, address);
-	struct pending p;
-	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0) {
-		rc = rep.rc;
-		if (rc == 1)
-			*user_r = rep.user;
-	}
-	packets_free(&p);
-	return rc < 0 ? -1 : rc;
+	return ask_user(auth, b, user_r);
 }
 
 int auth_client_lookup_id(struct auth *auth, int64_t id,
@@ -352,16 +395,7 @@ int auth_client_lookup_id(struct auth *auth, int64_t id,
 {
 	struct auth_wire_buf *b = request(AUTH_WIRE_LOOKUP_ID);
 	auth_wire_i64(b, id);
-	struct pending p;
-	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0) {
-		rc = rep.rc;
-		if (rc == 1)
-			*user_r = rep.user;
-	}
-	packets_free(&p);
-	return rc < 0 ? -1 : rc;
+	return ask_user(auth, b, user_r);
 }
 
 int auth_client_lookup_postmaster(struct auth *auth, const char *domain,
@@ -371,16 +405,7 @@ int auth_client_lookup_postmaster(struct auth *auth, const char *domain,
 		return 0;
 	struct auth_wire_buf *b = request(AUTH_WIRE_LOOKUP_POSTMASTER);
 	auth_wire_str(b, domain);
-	struct pending p;
-	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0) {
-		rc = rep.rc;
-		if (rc == 1)
-			*user_r = rep.user;
-	}
-	packets_free(&p);
-	return rc < 0 ? -1 : rc;
+	return ask_user(auth, b, user_r);
 }
 
 int auth_client_policy(struct auth *auth, int64_t user_id,
@@ -388,13 +413,11 @@ int auth_client_policy(struct auth *auth, int64_t user_id,
 {
 	struct auth_wire_buf *b = request(AUTH_WIRE_POLICY);
 	auth_wire_i64(b, user_id);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0 && rep.rc == 0)
-		*policy_r = rep.policy;
-	packets_free(&p);
-	return rc == 0 && rep.rc == 0 ? 0 : -1;
+	if (ask(auth, b, &rep) != 0)
+		return -1;
+	*policy_r = rep.policy;
+	return 0;
 }
 
 bool auth_client_domain_exists(struct auth *auth, const char *domain)
@@ -403,18 +426,18 @@ bool auth_client_domain_exists(struct auth *auth, const char *domain)
 		return false;
 	struct auth_wire_buf *b = request(AUTH_WIRE_DOMAIN);
 	auth_wire_str(b, domain);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	packets_free(&p);
-	return rc == 0 && rep.rc == 1;
+	return ask(auth, b, &rep) == 1;
 }
 
-/* A list reply in several packets: each row to fn, flagged rows with
- * extra (NULL otherwise). */
-static int list_call(struct auth *auth, struct auth_wire_buf *b,
-		     const char *extra, auth_list_fn *fn, void *ctx,
-		     char **error_r)
+/* Reads the rows of one packet of a list reply; -1 if one is malformed. */
+typedef int rows_fn(void *ctx, const struct auth_reply *rep);
+
+/* Sends b (freed) and hands each packet of its reply, a list in as many
+ * packets as it takes, to rows. 0, or -1 when the auth process did not
+ * answer or a packet is not a good reply to b. */
+static int ask_list(struct auth *auth, struct auth_wire_buf *b, rows_fn *rows,
+		    void *ctx)
 {
 	uint16_t type = b->data[0] | b->data[1] << 8;
 	struct pending p;
@@ -424,22 +447,40 @@ static int list_call(struct auth *auth, struct auth_wire_buf *b,
 	     k = k->next) {
 		struct auth_reply rep;
 		if (auth_wire_parse_reply(k->data, k->len, &rep) < 0 ||
-		    rep.type != type || rep.rc != 0) {
-			rc = -1;
-			break;
-		}
-		size_t pos = 0;
-		char name[AUTH_WIRE_NAME_MAX + 1];
-		bool flag;
-		int more;
-		while ((more = auth_wire_list_next(&rep, &pos, name, &flag)) == 1)
-			fn(ctx, name, flag ? extra : NULL);
-		if (more < 0) {
+		    rep.type != type || rep.rc != 0 || rows(ctx, &rep) < 0) {
 			rc = -1;
 			break;
 		}
 	}
 	packets_free(&p);
+	return rc;
+}
+
+struct name_rows {
+	const char *extra;
+	auth_list_fn *fn;
+	void *ctx;
+};
+
+static int name_rows(void *ctx, const struct auth_reply *rep)
+{
+	struct name_rows *r = ctx;
+	size_t pos = 0;
+	char name[AUTH_WIRE_NAME_MAX + 1];
+	bool flag;
+	int more;
+	while ((more = auth_wire_list_next(rep, &pos, name, &flag)) == 1)
+		r->fn(r->ctx, name, flag ? r->extra : NULL);
+	return more;
+}
+
+/* A list of names: each to fn, flagged ones with extra (NULL otherwise). */
+static int list_call(struct auth *auth, struct auth_wire_buf *b,
+		     const char *extra, auth_list_fn *fn, void *ctx,
+		     char **error_r)
+{
+	struct name_rows r = {extra, fn, ctx};
+	int rc = ask_list(auth, b, name_rows, &r);
 	if (rc < 0)
 		*error_r = xstrdup("the auth process is not available");
 	return rc;
@@ -473,16 +514,7 @@ enum auth_result auth_client_check_password(struct auth *auth,
 	struct auth_wire_buf *b = request(AUTH_WIRE_CHECK_PASSWORD);
 	auth_wire_str(b, login);
 	auth_wire_str(b, password);
-	struct pending p;
-	struct auth_reply rep;
-	enum auth_result res = AUTH_TEMPFAIL;
-	if (roundtrip(auth, b, &rep, &p) == 0) {
-		res = (enum auth_result)rep.rc;
-		if (res == AUTH_OK)
-			*user_r = rep.user;
-	}
-	packets_free(&p);
-	return res;
+	return ask_result(auth, b, user_r, NULL);
 }
 
 int auth_client_check_cached(struct auth *auth, const char *login,
@@ -495,18 +527,13 @@ int auth_client_check_cached(struct auth *auth, const char *login,
 	struct auth_wire_buf *b = request(AUTH_WIRE_CHECK_CACHED);
 	auth_wire_str(b, login);
 	auth_wire_str(b, password);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = -1;
 	*result_r = AUTH_TEMPFAIL;
-	if (roundtrip(auth, b, &rep, &p) == 0) {
-		rc = rep.rc;
-		if (rc == 1) {
-			*result_r = (enum auth_result)rep.result;
-			*user_r = rep.user;
-		}
+	int rc = ask(auth, b, &rep);
+	if (rc == 1) {
+		*result_r = (enum auth_result)rep.result;
+		*user_r = rep.user;
 	}
-	packets_free(&p);
 	return rc;
 }
 
@@ -518,8 +545,7 @@ int auth_client_sasl_begin(struct auth *auth, const char *mech,
 	*gen_r = 0;
 	struct auth_wire_buf *b = request(AUTH_WIRE_SASL_BEGIN);
 	auth_wire_str(b, mech);
-	auth_wire_str(b, remote != NULL && strlen(remote) <= AUTH_WIRE_REMOTE_MAX
-				 ? remote : "");
+	auth_wire_str(b, remote_or_empty(remote));
 	struct pending p;
 	struct auth_reply rep;
 	int rc = roundtrip(auth, b, &rep, &p);
@@ -603,12 +629,6 @@ enum auth_sasl_status auth_client_sasl_check(struct auth *auth, uint32_t id,
 	return st;
 }
 
-static const char *remote_or_empty(const char *remote)
-{
-	return remote != NULL && strlen(remote) <= AUTH_WIRE_REMOTE_MAX
-		       ? remote : "";
-}
-
 enum auth_result auth_client_token_verify(struct auth *auth,
 					  const char *token,
 					  const char *remote,
@@ -619,16 +639,7 @@ enum auth_result auth_client_token_verify(struct auth *auth,
 	struct auth_wire_buf *b = request(AUTH_WIRE_TOKEN_VERIFY);
 	auth_wire_str(b, token);
 	auth_wire_str(b, remote_or_empty(remote));
-	struct pending p;
-	struct auth_reply rep;
-	enum auth_result res = AUTH_TEMPFAIL;
-	if (roundtrip(auth, b, &rep, &p) == 0) {
-		res = (enum auth_result)rep.rc;
-		if (res == AUTH_OK)
-			*user_r = rep.user;
-	}
-	packets_free(&p);
-	return res;
+	return ask_result(auth, b, user_r, NULL);
 }
 
 int auth_client_session_create(struct auth *auth, int64_t user_id,
@@ -648,10 +659,9 @@ int auth_client_session_create(struct auth *auth, int64_t user_id,
 	auth_wire_u32(b, params->idle_secs);
 	auth_wire_u8(b, bind != NULL);
 	auth_wire_str(b, bind);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0 && rep.rc == 0 && rep.session_id[0] != '\0') {
+	int rc = 0;
+	if (ask(auth, b, &rep) == 0 && rep.session_id[0] != '\0') {
 		memcpy(id_r, rep.session_id, AUTH_SESSION_ID_SIZE);
 		memcpy(csrf_r, rep.csrf, AUTH_SESSION_ID_SIZE);
 	} else {
@@ -660,7 +670,6 @@ int auth_client_session_create(struct auth *auth, int64_t user_id,
 				   "session");
 	}
 	OPENSSL_cleanse(&rep, sizeof(rep));
-	packets_free(&p);
 	return rc;
 }
 
@@ -674,19 +683,7 @@ enum auth_result auth_client_session_check(struct auth *auth, const char *id,
 	struct auth_wire_buf *b = request(AUTH_WIRE_SESSION_CHECK);
 	auth_wire_str(b, id);
 	auth_wire_str(b, remote_or_empty(remote));
-	struct pending p;
-	struct auth_reply rep;
-	enum auth_result res = AUTH_TEMPFAIL;
-	if (roundtrip(auth, b, &rep, &p) == 0) {
-		res = (enum auth_result)rep.rc;
-		if (res == AUTH_OK)
-			*user_r = rep.user;
-		if (csrf_r != NULL)
-			memcpy(csrf_r, rep.csrf, AUTH_SESSION_ID_SIZE);
-	}
-	OPENSSL_cleanse(&rep, sizeof(rep));
-	packets_free(&p);
-	return res;
+	return ask_result(auth, b, user_r, csrf_r);
 }
 
 int auth_client_session_delete(struct auth *auth, const char *id)
@@ -695,19 +692,17 @@ int auth_client_session_delete(struct auth *auth, const char *id)
 		return 0;    /* no session has such an id */
 	struct auth_wire_buf *b = request(AUTH_WIRE_SESSION_DELETE);
 	auth_wire_str(b, id);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	packets_free(&p);
-	return rc == 0 && rep.rc == 0 ? 0 : -1;
+	return ask(auth, b, &rep) == 0 ? 0 : -1;
 }
 
-/* The auth process's message, or what to say when it did not answer. */
-static char *reply_error(int rc, const struct auth_reply *rep,
-			 const char *fallback)
+/* The auth process's message, or what to say when it did not answer
+ * (ask() leaves rep->error empty then). */
+static char *reply_error(const struct auth_reply *rep)
 {
-	return xstrdup(rc == 0 && rep->error[0] != '\0' ? rep->error
-							 : fallback);
+	return xstrdup(rep->error[0] != '\0'
+			       ? rep->error
+			       : "the auth process is not available");
 }
 
 enum auth_passwd_change auth_client_passwd_change(struct auth *auth,
@@ -728,16 +723,13 @@ enum auth_passwd_change auth_client_passwd_change(struct auth *auth,
 	auth_wire_str(b, address);
 	auth_wire_str(b, old_password);
 	auth_wire_str(b, new_password);
-	struct pending p;
 	struct auth_reply rep;
 	enum auth_passwd_change r = AUTH_PASSWD_TEMPFAIL;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0)
-		r = (enum auth_passwd_change)rep.rc;
+	int rc = ask(auth, b, &rep);
+	if (rc >= 0)
+		r = (enum auth_passwd_change)rc;
 	if (r == AUTH_PASSWD_REFUSED || r == AUTH_PASSWD_TEMPFAIL)
-		*error_r = reply_error(rc, &rep,
-				       "the auth process is not available");
-	packets_free(&p);
+		*error_r = reply_error(&rep);
 	return r;
 }
 
@@ -759,21 +751,34 @@ int auth_client_token_add(struct auth *auth, const char *address,
 	auth_wire_u8(b, name != NULL);
 	auth_wire_str(b, name);
 	auth_wire_i64(b, (int64_t)expires);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0 && rep.rc == 0 && rep.token[0] != '\0') {
+	int rc = 0;
+	if (ask(auth, b, &rep) == 0 && rep.token[0] != '\0') {
 		*token_r = xstrdup(rep.token);
 		if (name_r != NULL)
 			*name_r = xstrdup(rep.login);
 	} else {
-		*error_r = reply_error(rc, &rep,
-				       "the auth process is not available");
+		*error_r = reply_error(&rep);
 		rc = -1;
 	}
 	OPENSSL_cleanse(&rep, sizeof(rep));
-	packets_free(&p);
 	return rc;
+}
+
+struct token_rows {
+	auth_token_list_fn *fn;
+	void *ctx;
+};
+
+static int token_rows(void *ctx, const struct auth_reply *rep)
+{
+	struct token_rows *r = ctx;
+	size_t pos = 0;
+	struct auth_token_info info;
+	int more;
+	while ((more = auth_wire_token_next(rep, &pos, &info)) == 1)
+		r->fn(r->ctx, &info);
+	return more;
 }
 
 int auth_client_token_list(struct auth *auth, const char *address,
@@ -785,28 +790,8 @@ int auth_client_token_list(struct auth *auth, const char *address,
 	}
 	struct auth_wire_buf *b = request(AUTH_WIRE_TOKEN_LIST);
 	auth_wire_str(b, address);
-	struct pending p;
-	int rc = call(auth->client, b, &p);
-	request_free(b);
-	for (struct packet *k = rc == 0 ? p.first : NULL; k != NULL;
-	     k = k->next) {
-		struct auth_reply rep;
-		if (auth_wire_parse_reply(k->data, k->len, &rep) < 0 ||
-		    rep.type != AUTH_WIRE_TOKEN_LIST || rep.rc != 0) {
-			rc = -1;
-			break;
-		}
-		size_t pos = 0;
-		struct auth_token_info info;
-		int more;
-		while ((more = auth_wire_token_next(&rep, &pos, &info)) == 1)
-			fn(ctx, &info);
-		if (more < 0) {
-			rc = -1;
-			break;
-		}
-	}
-	packets_free(&p);
+	struct token_rows r = {fn, ctx};
+	int rc = ask_list(auth, b, token_rows, &r);
 	if (rc < 0)
 		*error_r = xstrdup("the tokens cannot be listed now");
 	return rc;
@@ -824,60 +809,51 @@ int auth_client_token_del(struct auth *auth, const char *address,
 	struct auth_wire_buf *b = request(AUTH_WIRE_TOKEN_DEL);
 	auth_wire_str(b, address);
 	auth_wire_str(b, name);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc != 0 || rep.rc != 0) {
-		*error_r = reply_error(rc, &rep,
-				       "the auth process is not available");
-		rc = -1;
+	if (ask(auth, b, &rep) != 0) {
+		*error_r = reply_error(&rep);
+		return -1;
 	}
-	packets_free(&p);
-	return rc;
+	return 0;
 }
 
 /* ---- shared mailboxes (auth-acl.c) ----------------------------------- */
 
+struct id_rows {
+	int64_t *ids;
+	size_t count, cap;
+};
+
+static int id_rows(void *ctx, const struct auth_reply *rep)
+{
+	struct id_rows *r = ctx;
+	size_t pos = 0;
+	int64_t id;
+	int more;
+	while ((more = auth_wire_id_next(rep, &pos, &id)) == 1) {
+		if (r->count == r->cap) {
+			r->cap = r->cap ? 2 * r->cap : 8;
+			r->ids = xrealloc(r->ids, r->cap * sizeof(int64_t));
+		}
+		r->ids[r->count++] = id;
+	}
+	return more;
+}
+
 static int ids_call(struct auth *auth, uint16_t type, int64_t user_id,
 		    int64_t **ids_r, size_t *count_r)
 {
-	*ids_r = NULL;
-	*count_r = 0;
 	struct auth_wire_buf *b = request(type);
 	auth_wire_i64(b, user_id);
-	struct pending p;
-	int rc = call(auth->client, b, &p);
-	request_free(b);
-	size_t cap = 0;
-	for (struct packet *k = rc == 0 ? p.first : NULL; k != NULL;
-	     k = k->next) {
-		struct auth_reply rep;
-		if (auth_wire_parse_reply(k->data, k->len, &rep) < 0 ||
-		    rep.type != type || rep.rc != 0) {
-			rc = -1;
-			break;
-		}
-		size_t pos = 0;
-		int64_t id;
-		int more;
-		while ((more = auth_wire_id_next(&rep, &pos, &id)) == 1) {
-			if (*count_r == cap) {
-				cap = cap ? 2 * cap : 8;
-				*ids_r = xrealloc(*ids_r, cap * sizeof(int64_t));
-			}
-			(*ids_r)[(*count_r)++] = id;
-		}
-		if (more < 0) {
-			rc = -1;
-			break;
-		}
-	}
-	packets_free(&p);
+	struct id_rows r = {NULL, 0, 0};
+	int rc = ask_list(auth, b, id_rows, &r);
 	if (rc < 0) {
-		free(*ids_r);
-		*ids_r = NULL;
-		*count_r = 0;
+		free(r.ids);
+		r.ids = NULL;
+		r.count = 0;
 	}
+	*ids_r = r.ids;
+	*count_r = r.count;
 	return rc;
 }
 
@@ -902,11 +878,8 @@ int auth_client_acl_hint(struct auth *auth, int64_t owner_id, int kind,
 	auth_wire_i64(b, owner_id);
 	auth_wire_u8(b, (uint8_t)kind);
 	auth_wire_i64(b, id);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	packets_free(&p);
-	return rc == 0 && rep.rc == 0 ? 0 : -1;
+	return ask(auth, b, &rep) == 0 ? 0 : -1;
 }
 
 int auth_client_group_lookup(struct auth *auth, const char *name,
@@ -918,15 +891,10 @@ int auth_client_group_lookup(struct auth *auth, const char *name,
 	struct auth_wire_buf *b = request(AUTH_WIRE_GROUP_LOOKUP);
 	auth_wire_str(b, name);
 	auth_wire_str(b, domain);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0) {
-		rc = rep.rc;
-		if (rc == 1)
-			*id_r = rep.group_id;
-	}
-	packets_free(&p);
+	int rc = ask(auth, b, &rep);
+	if (rc == 1)
+		*id_r = rep.group_id;
 	return rc < 0 ? -1 : rc;
 }
 
@@ -934,12 +902,8 @@ int auth_client_user_flag(struct auth *auth, uint16_t type, int64_t user_id)
 {
 	struct auth_wire_buf *b = request(type);
 	auth_wire_i64(b, user_id);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0)
-		rc = rep.rc;
-	packets_free(&p);
+	int rc = ask(auth, b, &rep);
 	return rc < 0 ? -1 : rc;
 }
 
@@ -948,15 +912,10 @@ int auth_client_group_name(struct auth *auth, int64_t id, char *out,
 {
 	struct auth_wire_buf *b = request(AUTH_WIRE_GROUP_NAME);
 	auth_wire_i64(b, id);
-	struct pending p;
 	struct auth_reply rep;
-	int rc = roundtrip(auth, b, &rep, &p);
-	if (rc == 0) {
-		rc = rep.rc;
-		if (rc == 1)
-			snprintf(out, size, "%s", rep.login);
-	}
-	packets_free(&p);
+	int rc = ask(auth, b, &rep);
+	if (rc == 1)
+		snprintf(out, size, "%s", rep.login);
 	return rc < 0 ? -1 : rc;
 }
 
