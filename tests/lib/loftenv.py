@@ -41,6 +41,16 @@ SANITIZE = os.environ.get('LOFT_SANITIZE', '0').lower() in ('1', 'on', 'true', '
 # Scale for every wait: ASan+UBSan builds are several times slower.
 SLOW = 4 if SANITIZE else 1
 
+
+def load_scale():
+    """How much slower than usual a latency bound may be now: 1 on a
+    machine with at most two runnable tasks per core, else the 1-minute
+    load per core over 2 (a CPU-bound wait stretches about that much).
+    For the few tests that bound a latency, never for waits (those wait
+    for their condition)."""
+    per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return max(1.0, per_core / 2)
+
 PROTOCOLS = ('imap', 'imaps', 'pop3', 'pop3s', 'lmtp', 'http', 'https',
              'metrics')
 DOMAIN = 'example.test'

@@ -1,7 +1,8 @@
 """The flood of issue 10: 20,000 wrong passwords from 200 loopback
 addresses (1,000 connections) while the account's owner logs in again and
 again from their own address. The owner's logins stay fast (p99 under
-200 ms: a login found in the cache never waits for the guessers' hashes,
+200 ms, stretched by loftenv.load_scale() on an overloaded machine: a
+login found in the cache never waits for the guessers' hashes,
 and the owner's address is slowed only by its own failures); loftd stops
 at once right after the flood (no queued login is waited for); and it
 never checks a password for a client that has gone.
@@ -18,7 +19,7 @@ import sys
 import time
 
 from flood import flood
-from loftenv import Loft, Results, SLOW
+from loftenv import Loft, Results, SLOW, load_scale
 
 r = Results()
 ATTEMPTS = 20000
@@ -72,8 +73,13 @@ def main():
                 res['answered'] >= ATTEMPTS, res)
         r.check('the owner logged in throughout', res['legit_logins'] >= 50
                 and res['legit_failures'] == 0, res)
-        r.check('owner p99 under 200 ms', res['p99_ms'] is not None and
-                res['p99_ms'] < 200 * SLOW, res['p99_ms'])
+        # 200 ms on a machine that is not overloaded; on a shared one the
+        # bound stretches with the load (queued behind the guessers'
+        # hashes, the owner would wait seconds: 1,000 connections' worth).
+        bound = 200 * SLOW * load_scale()
+        r.check('owner p99 under %.0f ms' % bound,
+                res['p99_ms'] is not None and res['p99_ms'] < bound,
+                res['p99_ms'])
         r.check('loftd stops at once after the flood (SIGTERM)',
                 stopped.get('seconds', 99) < 3 * SLOW and
                 stopped.get('rc') == 0, stopped)
