@@ -121,14 +121,15 @@ export function foreign(page, loft) {
   return page.requests.filter((u) => !u.startsWith(loft.url + '/') && !/^(data|blob|about):/.test(u));
 }
 
-/** JMAP as alice (or user) from Python (tests/lib/jmapclient.py). */
-export function jmap(loft, calls, user = 'alice@example.test') {
+/** JMAP as alice (or user) from Python (tests/lib/jmapclient.py); more:
+ * capabilities to add to using. */
+export function jmap(loft, calls, user = 'alice@example.test', more = []) {
   return loft.py(`from jmapclient import Jmap
 j = Jmap(env, args[0])
 for c in args[1]:
     c[1].setdefault('accountId', j.account)
 result = j.call(args[1], using=args[2])`, [user, calls, ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
-    'urn:ietf:params:jmap:submission', 'https://loft.example/jmap/webmail']]);
+    'urn:ietf:params:jmap:submission', 'https://loft.example/jmap/webmail', ...more]]);
 }
 
 /** Sets the webmail settings of user through the vendor capability. */

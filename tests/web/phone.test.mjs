@@ -103,6 +103,28 @@ test('dark mode and every settings screen', async () => {
     await s.getByRole('textbox', { name: 'New name for Receipts' }).fill('Bills');
     await s.getByRole('button', { name: 'Rename Receipts' }).click();
     await page.getByRole('navigation', { name: 'Folders' }).getByRole('link', { name: /^Bills/ }).waitFor();
+    // share it with bob (read), then read and change, then stop: IMAP's ACL follows
+    const acl = () => loft.py(`c = env.imap_login('alice@example.test')
+typ, d = c.getacl('Bills')
+c.logout()
+result = d[0].decode() if d and d[0] else ''`);
+    await s.getByRole('button', { name: 'Share Bills' }).click();
+    const share = page.getByRole('dialog', { name: 'Share Bills' });
+    await share.getByText('Nobody else can see this folder.').waitFor();
+    await axe(page, 'share dialog');
+    await share.getByRole('combobox', { name: 'Person' }).selectOption({ label: 'bob@example.test' });
+    await share.getByRole('combobox', { name: 'Access' }).selectOption({ label: 'Can read' });
+    await share.getByRole('button', { name: 'Share', exact: true }).click();
+    const bobAccess = share.getByRole('combobox', { name: 'Access for bob@example.test' });
+    await bobAccess.waitFor();
+    assert.match(await acl(), /bob@example\.test lrs\b/);
+    assert.equal(await bobAccess.inputValue(), 'read');
+    await bobAccess.selectOption({ label: 'Can read and change' });
+    await until(async () => /bob@example\.test \S*i/.test(await acl()), 5000, 'bob may add');
+    await share.getByRole('button', { name: 'Stop sharing with bob@example.test' }).click();
+    await share.getByText('Nobody else can see this folder.').waitFor();
+    assert.doesNotMatch(await acl(), /bob@example/);
+    await share.getByRole('button', { name: 'Close' }).click();
     page.once('dialog', (d) => d.accept());
     await s.getByRole('button', { name: 'Remove folder Bills' }).click();
     await until(async () => (await page.getByRole('navigation', { name: 'Folders' }).getByRole('link', { name: /^Bills/ }).count()) === 0, 5000, 'folder deleted');
@@ -144,5 +166,52 @@ c.logout()
 result = True`);
     assert.equal(imapOk, true);
     await shot(page, 'settings');
+  } finally { await loft.stop(); }
+});
+
+test('filters: a rule from the menus files new mail; errors in words', async () => {
+  const loft = await Loft.start();
+  try {
+    const { page } = await newPage(loft);
+    await signIn(page, loft);
+    await page.getByRole('button', { name: 'Settings' }).click();
+    const s = page.getByRole('region', { name: 'Settings' });
+    await s.getByRole('navigation', { name: 'Settings sections' }).getByRole('link', { name: 'Filters', exact: true }).click();
+    const script = s.getByRole('textbox', { name: 'Sieve script' });
+    await script.waitFor();
+    await axe(page, 'settings: Filters');
+    // a broken script: Check says what and where, nothing is stored
+    await script.fill('if header :contains "subject" "x" { fileinto "A" }');
+    await s.getByRole('button', { name: 'Check' }).click();
+    await s.getByRole('alert').getByText(/line|column|fileinto|;/i).waitFor();
+    const none = await jmap(loft, [['SieveScript/get', { ids: null }, 'g']], 'alice@example.test', ['urn:ietf:params:jmap:sieve']);
+    assert.deepEqual(none.methodResponses[0][1].list, []);
+    // a rule from the menus: subject contains "invoice" -> Archive
+    await script.fill('');
+    await s.getByRole('textbox', { name: 'contains' }).fill('invoice');
+    await s.getByRole('combobox', { name: 'Folder' }).selectOption({ label: 'Archive' });
+    await s.getByRole('button', { name: 'Add rule' }).click();
+    assert.match(await script.inputValue(), /require \["fileinto"\];[\s\S]*fileinto "Archive";/);
+    await s.getByRole('button', { name: 'Check' }).click();
+    await s.getByText('No errors found.').waitFor();
+    await s.getByRole('button', { name: 'Save filters' }).click();
+    await s.getByText(/Saved\. New mail is filtered with it\./).waitFor();
+    await s.getByRole('combobox', { name: 'Filter set' }).getByRole('option', { name: /My filters \(in use\)/ }).waitFor({ state: 'attached' });
+    // the server runs it at delivery
+    await loft.deliver('alice@example.test', message({ subject: 'Your invoice 42' }));
+    await loft.deliver('alice@example.test', message({ subject: 'Hello there' }));
+    const where = await until(async () => {
+      const r = await loft.py(`c = env.imap_login('alice@example.test')
+out = {}
+for mb in ('INBOX', 'Archive'):
+    c.select(mb, readonly=True)
+    typ, d = c.search(None, 'ALL')
+    out[mb] = len(d[0].split())
+c.logout()
+result = out`);
+      return r.Archive + r.INBOX === 2 ? r : null;
+    }, 10000, 'both delivered');
+    assert.deepEqual(where, { INBOX: 1, Archive: 1 });
+    assert.deepEqual(page.errors, []);
   } finally { await loft.stop(); }
 });

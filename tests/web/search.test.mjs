@@ -86,6 +86,23 @@ typ, d = c.search(None, 'ALL')
 result = len(d[0].split())
 c.logout()`);
     assert.equal(left, 0);
+    // deleted for good, yet kept a while: "Recover deleted messages" in Trash
+    await page.getByRole('button', { name: 'Recover deleted messages' }).click();
+    const dlg = page.getByRole('dialog', { name: 'Recover deleted messages' });
+    const kept = dlg.getByRole('checkbox', { name: /Item Three/ });
+    await kept.waitFor();
+    await axe(page, 'recover deleted messages');
+    await kept.check();
+    await dlg.getByRole('button', { name: 'Recover selected' }).click();
+    await dlg.getByText('There are no deleted messages to recover.').waitFor();
+    await dlg.getByRole('button', { name: 'Close' }).click();
+    await row(page, /Item Three/).waitFor();
+    const back = await until(async () => loft.py(`c = env.imap_login('alice@example.test')
+c.select('Trash')
+typ, d = c.search(None, 'SUBJECT', '"Item Three"')
+result = len(d[0].split())
+c.logout()`), 5000, 'recovered on the server');
+    assert.equal(back, 1);
   } finally { await loft.stop(); }
 });
 

@@ -1,5 +1,5 @@
 // Unit tests of the web code (node:test): the search syntax, the list's
-// window arithmetic, the JMAP client's request limit, and the sanitiser against the hostile-HTML corpus
+// window arithmetic, the JMAP client's request limit, the filter rule builder, and the sanitiser against the hostile-HTML corpus
 // (tests/web/hostile/, run in Debian's chromium: DOMPurify needs a real
 // DOM). esbuild bundles the modules under test into .test-build/ first.
 import * as esbuild from 'esbuild';
@@ -14,12 +14,12 @@ await esbuild.build({
   absWorkingDir: root, bundle: true, format: 'esm', platform: 'neutral', outdir: out, logLevel: 'warning',
   // .mjs: Node 18 reads a .js file outside a "type": "module" package as CommonJS
   outExtension: { '.js': '.mjs' },
-  entryPoints: ['src/search.ts', 'src/listwindow.ts', 'src/jmap.ts'],
+  entryPoints: ['src/search.ts', 'src/listwindow.ts', 'src/jmap.ts', 'src/sievebuild.ts'],
 });
 await esbuild.build({
   absWorkingDir: root, bundle: true, format: 'iife', globalName: 'LoftSanitize', outfile: path.join(out, 'sanitize.iife.js'),
   entryPoints: ['src/sanitize.ts'], logLevel: 'warning', jsx: 'automatic', jsxImportSource: 'preact',
 });
-const files = ['search.test.mjs', 'listwindow.test.mjs', 'jmap.test.mjs', 'sanitize.test.mjs'].map((f) => path.join(root, 'test', f));
+const files = ['search.test.mjs', 'listwindow.test.mjs', 'jmap.test.mjs', 'sievebuild.test.mjs', 'sanitize.test.mjs'].map((f) => path.join(root, 'test', f));
 const r = spawnSync(process.execPath, ['--test', ...files], { stdio: 'inherit', env: { ...process.env, LOFT_WEB_TEST_BUILD: out } });
 process.exit(r.status ?? 1);

@@ -11,6 +11,7 @@ import { Reader, FULL_PROPS, type FullEmail } from './reader';
 import { Compose, draftFrom, emptyDraft, DRAFT_STORE, htmlToText, addrsText, type Draft, type Identity } from './compose';
 import { Settings, loadQuotas, QuotaBar, type QuotaInfo } from './settings';
 import { Icon } from './icons';
+import { RecoverDialog } from './recover';
 import { step } from './listwindow';
 import DOMPurify from 'dompurify';
 
@@ -90,6 +91,9 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   const [screen, setScreen] = useState<'list' | 'message'>('list');
   const [drawer, setDrawer] = useState(false);
   const [compose, setCompose] = useState<Draft | null>(null);
+  const [recoverOpen, setRecoverOpen] = useState(false);
+  // the server keeps messages deleted for good a while (LoftDeleted/*)
+  const canRecover = !!(j.session?.capabilities[CAP.loft] as { undelete?: boolean } | undefined)?.undelete;
   const [identities, setIdentities] = useState<Identity[]>([]);
   const [settingsOpen, setSettingsOpen] = useState<string | null>(null);
   const [help, setHelp] = useState(false);
@@ -279,14 +283,14 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       const ids = rowIds();
       if (!ids.length) return;
       const inTrash = model.byRole('trash')?.id === model.mailboxId;
-      if (inTrash && !confirm(`Delete ${ids.length === 1 ? 'this message' : `${ids.length} messages`} for good?`)) return;
+      if (inTrash && !confirm(`Delete ${ids.length === 1 ? 'this message' : `${ids.length} messages`} for good?${canRecover ? ' (Recover deleted messages, in Trash, brings deleted messages back for a while.)' : ''}`)) return;
       closeIfGone();
       model.remove(ids).then((how) => notify(how === 'trash' ? 'Moved to Trash.' : 'Deleted.')).catch((x) => fail(describeErr(x)));
     },
     undo: () => { model.undo().then((l) => l && notify(`Undone: ${l}.`)).catch((x) => fail(describeErr(x))); },
   };
   const emptyFolder = async (mb: Mailbox) => {
-    if (!confirm(`Delete all ${mb.totalEmails} messages in ${mb.name} for good?`)) return;
+    if (!confirm(`Delete all ${mb.totalEmails} messages in ${mb.name} for good?${canRecover ? ' (Recover deleted messages, in Trash, brings deleted messages back for a while.)' : ''}`)) return;
     try { const n = await model.emptyFolder(mb.id); notify(`${mb.name} emptied (${n} messages deleted).`); closeIfGone(); } catch (x) { fail(describeErr(x)); }
   };
 
@@ -473,6 +477,8 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
             <span class="muted">{model.total.toLocaleString()} {model.settings.threads ? 'conversations' : 'messages'}</span>
             {(role === 'trash' || role === 'junk') && !model.search && current && current.totalEmails > 0 &&
               <button type="button" onClick={() => void emptyFolder(current)}>Empty {current.name}</button>}
+            {role === 'trash' && !model.search && canRecover &&
+              <button type="button" onClick={() => setRecoverOpen(true)}>Recover deleted messages</button>}
             <label class="sort"><span class="sr-only">Sort by</span>
               <select aria-label="Sort by" value={model.settings.sort} onChange={(e) => {
                 void model.saveSettings({ sort: (e.target as HTMLSelectElement).value }).then(() => model.reloadList());
@@ -512,6 +518,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
             : <div class="reader empty-reader"><p class="muted">{subject ? `${selected.size} selected` : 'No message open.'}</p></div>}
         </div>
       </div>
+      {recoverOpen && <RecoverDialog model={model} notify={notify} onClose={() => setRecoverOpen(false)} />}
       {settingsOpen && <div class="overlay"><Settings model={model} notify={notify} onClose={() => setSettingsOpen(null)} identities={identities}
         reloadIdentities={() => void loadIdentities()} startTab={settingsOpen} /></div>}
       {compose && <Compose key={compose.key + (compose.draftId ?? '')} model={model} initial={compose} identities={identities}

@@ -13,6 +13,8 @@ export const CAP = {
   quota: 'urn:ietf:params:jmap:quota',
   vacation: 'urn:ietf:params:jmap:vacationresponse',
   loft: 'https://loft.example/jmap/webmail',
+  principals: 'urn:ietf:params:jmap:principals',
+  sieve: 'urn:ietf:params:jmap:sieve',
 };
 
 export type Args = Record<string, unknown>;

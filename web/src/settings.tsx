@@ -8,18 +8,20 @@ import { describeErr } from './model';
 import { CAP, errorText, type Args } from './jmap';
 import type { Identity } from './compose';
 import { sizeText } from './reader';
+import { ShareDialog } from './share';
+import { Filters } from './filters';
 
 interface Props { model: Model; notify: (t: string) => void; onClose: () => void; identities: Identity[]; reloadIdentities: () => void; startTab?: string }
 
 const TABS: Array<[string, string]> = [
-  ['general', 'General'], ['identities', 'Identities'], ['vacation', 'Vacation reply'], ['folders', 'Folders'],
+  ['general', 'General'], ['identities', 'Identities'], ['vacation', 'Vacation reply'], ['filters', 'Filters'], ['folders', 'Folders'],
   ['storage', 'Storage'], ['password', 'Password'], ['apps', 'App passwords'], ['device', 'Set up a device'],
   ['remote', 'Remote content'],
 ];
 
 export function Settings(p: Props) {
   const [tab, setTab] = useState(p.startTab ?? 'general');
-  const tabs = TABS.filter(([k]) => k !== 'vacation' || p.model.j.has(CAP.vacation));
+  const tabs = TABS.filter(([k]) => (k !== 'vacation' || p.model.j.has(CAP.vacation)) && (k !== 'filters' || p.model.j.has(CAP.sieve)));
   return (
     <div class="settings" role="region" aria-label="Settings">
       <div class="settings-head"><h2>Settings</h2><button type="button" onClick={p.onClose}>Close settings</button></div>
@@ -32,6 +34,7 @@ export function Settings(p: Props) {
           {tab === 'general' && <General {...p} />}
           {tab === 'identities' && <Identities {...p} />}
           {tab === 'vacation' && <Vacation {...p} />}
+          {tab === 'filters' && <Filters model={p.model} notify={p.notify} />}
           {tab === 'folders' && <Folders {...p} />}
           {tab === 'storage' && <Storage {...p} />}
           {tab === 'password' && <Password {...p} />}
@@ -156,7 +159,9 @@ function Folders({ model, notify }: Props) {
   const [name, setName] = useState('');
   const [parent, setParent] = useState('');
   const [renames, setRenames] = useState<Record<string, string>>({});
+  const [sharing, setSharing] = useState<string | null>(null);
   const [, force] = useState(0);
+  const canShare = model.j.has(CAP.principals);
   const tree = model.tree();
   const act = async (args: Args, what: string) => {
     try { await model.mailboxSet(args, what); force((x) => x + 1); } catch (e) { notify(describeErr(e)); }
@@ -169,7 +174,7 @@ function Folders({ model, notify }: Props) {
           <option value="">(top level)</option>{tree.map(({ m }) => <option key={m.id} value={m.id}>{model.path(m.id)}</option>)}</select></label>
         <button type="button" disabled={!name.trim()} onClick={() => { void act({ create: { n: { name: name.trim(), parentId: parent || null, isSubscribed: true } } }, 'Create folder'); setName(''); }}>Create folder</button>
       </div>
-      <table class="folders-table"><thead><tr><th>Folder</th><th>Rename</th><th>Move into</th><th>Subscribed</th><th>Delete</th></tr></thead>
+      <table class="folders-table"><thead><tr><th>Folder</th><th>Rename</th><th>Move into</th><th>Subscribed</th>{canShare && <th>Share</th>}<th>Delete</th></tr></thead>
         <tbody>{tree.map(({ m, depth }) => (
           <tr key={m.id}>
             <td style={{ paddingLeft: `${depth}em` }}>{m.name}{m.role ? ` (${m.role})` : ''}</td>
@@ -180,10 +185,12 @@ function Folders({ model, notify }: Props) {
               <option value="">(top level)</option>{tree.filter((t) => t.m.id !== m.id).map((t) => <option key={t.m.id} value={t.m.id}>{model.path(t.m.id)}</option>)}</select>}</td>
             <td><input type="checkbox" aria-label={`Subscribed to ${m.name}`} checked={m.isSubscribed}
               onChange={(e) => void act({ update: { [m.id]: { isSubscribed: (e.target as HTMLInputElement).checked } } }, 'Subscribe')} /></td>
+            {canShare && <td>{m.myRights?.mayShare && <button type="button" aria-label={`Share ${m.name}`} onClick={() => setSharing(m.id)}>Share…</button>}</td>}
             <td>{!m.role && <button type="button" aria-label={`Remove folder ${m.name}`} onClick={() => {
               if (confirm(`Delete the folder ${m.name} and the ${m.totalEmails} messages in it?`)) void act({ destroy: [m.id], onDestroyRemoveEmails: true }, 'Delete folder');
             }}>Remove</button>}</td>
           </tr>))}</tbody></table>
+      {sharing && model.mailboxes.get(sharing) && <ShareDialog model={model} mailbox={model.mailboxes.get(sharing)!} notify={notify} onClose={() => setSharing(null)} />}
     </div>);
 }
 
