@@ -719,7 +719,7 @@ static const struct jmap_method *const method_tables[] = {
 	jmap_thread_methods, jmap_identity_methods, jmap_submission_methods,
 	jmap_vacation_methods, jmap_quota_methods, jmap_blob_methods,
 	jmap_push_methods, jmap_loft_methods, jmap_sieve_methods,
-	jmap_share_methods,
+	jmap_share_methods, jmap_deleted_methods,
 };
 
 static const struct jmap_method *method_find(const char *name)

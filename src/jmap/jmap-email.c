@@ -120,7 +120,7 @@ static bool needs_body(json_t *props)
 
 /* keywords: the IMAP flags as $seen..., keywords lowercased (JMAP
  * keywords are case-insensitive, RFC 8621 4.1.1) */
-static json_t *keywords_json(const unsigned flags, char *const *kw, size_t n)
+json_t *jmap_keywords_json(unsigned flags, char *const *kw, size_t n)
 {
 	json_t *k = json_object();
 	if (flags & STORE_FLAG_SEEN)
@@ -302,7 +302,7 @@ static json_t *email_json(struct jmap_req *req, const struct store_email *e,
 	}
 	if (jmap_want(props, "keywords"))
 		json_object_set_new(o, "keywords",
-				    keywords_json(e->flags, e->keywords,
+				    jmap_keywords_json(e->flags, e->keywords,
 						  e->keyword_count));
 	if (jmap_want(props, "size"))
 		json_object_set_new(o, "size", json_integer((json_int_t)e->size));

@@ -292,12 +292,13 @@ static json_t *account_get(struct jmap_req *req, json_t *args)
 		return jmap_error("serverFail", "The account's policy cannot "
 				  "be read now.");
 	json_t *o = json_pack(
-		"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "id", "singleton",
+		"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "id", "singleton",
 		"username", req->who->address, "pop3Delete",
 		auth_pop3_delete_name(pol.pop3_delete), "pop3RetentionDays",
 		(json_int_t)pol.pop3_retention_days, "trashRetentionDays",
 		(json_int_t)pol.trash_retention_days, "junkRetentionDays",
-		(json_int_t)pol.junk_retention_days, "quotaBytes",
+		(json_int_t)pol.junk_retention_days, "deletedRetentionDays",
+		(json_int_t)pol.deleted_retention_days, "quotaBytes",
 		(json_int_t)pol.quota_bytes, "quotaMessages",
 		(json_int_t)pol.quota_messages);
 	return singleton_get(req, args, "LoftAccount/get", o,
@@ -582,9 +583,10 @@ const struct jmap_method jmap_loft_methods[] = {
 
 json_t *jmap_loft_capability(void)
 {
-	return json_pack("{s:s,s:i}", "frameUrl",
+	/* undelete: LoftDeleted/get|recover (jmap-deleted.c) */
+	return json_pack("{s:s,s:i,s:b}", "frameUrl",
 			 "/jmap/frame/{accountId}/{blobId}",
-			 "maxRemoteContentSenders", SENDERS_MAX);
+			 "maxRemoteContentSenders", SENDERS_MAX, "undelete", 1);
 }
 
 /* ---- the message frame ------------------------------------------------- */

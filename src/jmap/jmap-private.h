@@ -198,6 +198,7 @@ extern const struct jmap_method jmap_push_methods[];
 extern const struct jmap_method jmap_loft_methods[];
 extern const struct jmap_method jmap_sieve_methods[];
 extern const struct jmap_method jmap_share_methods[];
+extern const struct jmap_method jmap_deleted_methods[];
 
 /* ---- jmap-share.c: sharing (RFC 9670) of the caller's mailboxes --- */
 
@@ -241,6 +242,8 @@ void jmap_email_id(struct jmap_req *req, int64_t n, char out[32]);
 bool jmap_email_id_parse(struct jmap_req *req, const char *s, int64_t *n_r);
 void jmap_thread_id(struct jmap_req *req, int64_t n, char out[32]);
 bool jmap_thread_id_parse(struct jmap_req *req, const char *s, int64_t *n_r);
+/* An Email's keywords object from IMAP flags and keywords (lower-cased). */
+json_t *jmap_keywords_json(unsigned flags, char *const *kw, size_t n);
 
 /* jmap-blob.c: blob ids. A blob is a whole Email ("B<user>-<n>"), a part
  * of one, decoded ("B<user>-<n>-<1>_<2>..."), or an upload
