@@ -93,7 +93,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   const [compose, setCompose] = useState<Draft | null>(null);
   const [recoverOpen, setRecoverOpen] = useState(false);
   // the server keeps messages deleted for good a while (LoftDeleted/*)
-  const canRecover = !!(j.session?.capabilities[CAP.loft] as { undelete?: boolean } | undefined)?.undelete;
+  const canRecover = !!(j.session?.accounts[j.accountId]?.accountCapabilities[CAP.loft] as { undelete?: boolean } | undefined)?.undelete;
   const [identities, setIdentities] = useState<Identity[]>([]);
   const [settingsOpen, setSettingsOpen] = useState<string | null>(null);
   const [help, setHelp] = useState(false);

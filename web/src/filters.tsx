@@ -68,9 +68,10 @@ export function Filters({ model, notify }: Props) {
     const b = bad && Object.values(bad)[0];
     if (b) throw new Error(b.description || `The server refused the filter (${b.type}).`);
     const id = sel === NEW ? ((r.created as Record<string, { id: string }>).n.id) : sel;
+    // read back first: opening the saved set clears the message
+    await load(id);
     setCheck({ ok: true, text: activate ? 'Saved. New mail is filtered with it.' : 'Saved (not in use).' });
     notify('Filters saved.');
-    await load(id);
   });
   const remove = () => run(async () => {
     const s = scripts?.find((x) => x.id === sel);
