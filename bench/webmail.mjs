@@ -3,6 +3,7 @@
 //
 //   node bench/webmail.mjs [--messages 100000] [--changes 100] [--reps 5]
 //                          [--roundcube | --roundcube-only] [--maildir] [--rc-changes 3]
+//                          [--live-only]
 //
 // 1. compressed JS+CSS on first load (bytes on the wire, gzip);
 // 2. "Sign in" clicked to the list painted, with N messages in Inbox
@@ -34,6 +35,9 @@ const N = arg('messages', 100000), CHANGES = arg('changes', 100), REPS = arg('re
 const RC_CHANGES = arg('rc-changes', 3);
 const pct = (v, p) => { const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
 const median = (v) => pct(v, 50);
+// --live-only: fill, then only the STORE -> row figure (3)
+const LIVE_ONLY = process.argv.includes('--live-only');
+const partsText = (p) => (p && p.push ? ` (p50/p95: STORE to push ${p.push.p50.toFixed(0)}/${p.push.p95.toFixed(0)}, push to sync request ${p.queue.p50.toFixed(0)}/${p.queue.p95.toFixed(0)}, sync round trip ${p.sync.p50.toFixed(0)}/${p.sync.p95.toFixed(0)}, answer to row ${p.paint.p50.toFixed(0)}/${p.paint.p95.toFixed(0)} ms)` : '');
 
 
 async function roundcube() {
@@ -169,7 +173,7 @@ result = d[0].decode()`, [N]);
     return paintMs(page);
   };
   const first = [], again = [];
-  for (let r = 0; r < REPS; r++) {
+  for (let r = 0; r < (LIVE_ONLY ? 0 : REPS); r++) {
     const { ctx, page } = await newPage(loft);
     const sizes = [];
     page.on('requestfinished', async (req) => {
@@ -186,8 +190,12 @@ result = d[0].decode()`, [N]);
   out.signinAgainToListMs = { median: median(again), all: again };
   console.error(`first load ${out.firstLoadBytes} B; sign-in to list: first ${first.join(' ')} ms, returning ${again.join(' ')} ms`);
 
-  // 3: IMAP STORE -> row
+  // 3: IMAP STORE -> row; the page notes when the push came, when its
+  // sync request left and was answered (web/src/jmap.ts trace), so the
+  // time splits into server+push, page queueing, the sync round trip and
+  // applying + painting
   const { page } = await newPage(loft);
+  await page.addInitScript(() => localStorage.setItem('loft-trace', '1'));
   await signIn(page, loft);
   const top = page.getByRole('grid', { name: 'Messages' }).getByRole('row').first();
   await top.waitFor();
@@ -196,10 +204,12 @@ result = d[0].decode()`, [N]);
     window.__changes = [];
     new MutationObserver((ms) => {
       for (const m of ms) if (m.attributeName === 'aria-label') window.__changes.push([Date.now(), m.target.getAttribute('aria-label')]);
+      window.__onChange?.();
     }).observe(document.querySelector('[role=grid]'), { attributes: true, subtree: true, attributeFilter: ['aria-label'] });
   });
   await page.waitForTimeout(500);
   const lat = [];
+  const parts = { push: [], queue: [], sync: [], paint: [] };
   await loft.py(`c = env.imap_login('alice@example.test')
 c.select('INBOX')
 typ, d = c.search(None, 'SUBJECT', '"%s"' % args[0])
@@ -208,6 +218,17 @@ state['imap'] = c`.replace("state['", "globals().setdefault('state', {})['"), [s
   for (let i = 0; i < CHANGES; i++) {
     const on = i % 2 === 0;
     const before = await page.evaluate(() => window.__changes.length);
+    // armed before the STORE, resolved by the page's own observer: no
+    // polling from here competing with the page for the CPU
+    const seenP = page.evaluate(([b, s, want]) => new Promise((resolve) => {
+      const check = () => {
+        const hit = window.__changes.slice(b).find(([, l]) => l && l.includes(s) && l.includes('flagged') === want);
+        if (hit) { window.__onChange = null; resolve(hit[0]); }
+        return !!hit;
+      };
+      if (!check()) window.__onChange = check;
+      setTimeout(() => resolve(0), 10000);
+    }), [before, subj, on]);
     const sent = await loft.py(`import time
 st = globals().get('state') or {}
 c = env.imap_login('alice@example.test') if 'imap' not in st else st['imap']
@@ -220,24 +241,25 @@ if 'imap' not in st:
 t = time.time() * 1000
 c.store(st['seq'], '+FLAGS' if args[1] else '-FLAGS', '(\\\\Flagged)')
 result = t`, [subj, on]);
-    const seen = await (async () => {
-      const end = Date.now() + 10000;
-      for (;;) {
-        const ch = await page.evaluate((b) => window.__changes.slice(b), before);
-        const hit = ch.find(([, l]) => l && l.includes(subj) && l.includes('flagged') === on);
-        if (hit) return hit[0];
-        if (Date.now() > end) throw new Error(`change ${i} not seen`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
+    const seen = await seenP;
+    if (!seen) throw new Error(`change ${i} not seen within 10 s`);
     lat.push(seen - sent);
+    const tr = await page.evaluate((t) => (window.__loftTrace || []).filter(([, at]) => at >= t - 1), sent);
+    const at = (what, from) => tr.find(([w, x]) => w === what && x >= from)?.[1];
+    const push = at('push', sent), send = push && at('sync-send', push), answer = send && at('sync-answer', send);
+    if (push && send && answer && answer <= seen + 1) {
+      parts.push.push(push - sent); parts.queue.push(send - push); parts.sync.push(answer - send); parts.paint.push(seen - answer);
+    }
   }
   out.storeToRowMs = { p50: pct(lat, 50), p95: pct(lat, 95), max: Math.max(...lat), n: lat.length };
+  out.storeToRowParts = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, v.length ? { p50: pct(v, 50), p95: pct(v, 95), max: Math.max(...v), n: v.length } : null]));
   console.error(`STORE -> row p50 ${Math.round(out.storeToRowMs.p50)} p95 ${Math.round(out.storeToRowMs.p95)} ms`);
+  for (const [k, v] of Object.entries(out.storeToRowParts)) if (v) console.error(`  ${k}: p50 ${v.p50.toFixed(1)} p95 ${v.p95.toFixed(1)} max ${v.max.toFixed(1)} ms (${v.n})`);
 
   // 4: heap after scrolling through the whole list: 100 jumps of the
   // scroll bar from top to bottom (rows 0, 1%, 2%, ... 100%), each waited
   // for until its rows are painted (the jump's latency is a figure too)
+  if (LIVE_ONLY) throw new Error('live-only');
   const jumpsMs = [];
   const t4 = Date.now();
   for (let k = 1; k <= 100; k++) {
@@ -259,6 +281,8 @@ result = t`, [subj, on]);
   console.error(`heap ${out.heapAfterScrollMB} MB`);
   const sizes = JSON.parse(fs.readFileSync(path.join(process.env.LOFT_BUILD || path.join(SRC, 'build'), 'webmail', 'build-sizes.json'), 'utf8'));
   out.buildGzipBytes = sizes.firstLoadGzip;
+} catch (e) {
+  if (e.message !== 'live-only') throw e;
 } finally {
   await closeBrowser();
   await loft.stop();
@@ -270,11 +294,13 @@ out.loadAfter = os.loadavg();
 const dir = path.join(SRC, 'bench', 'results');
 fs.mkdirSync(dir, { recursive: true });
 fs.writeFileSync(path.join(dir, `webmail-${out.date.replace(/[:.]/g, '')}.json`), JSON.stringify(out, null, 1));
-if (!ONLY_RC) console.log(`| figure | Loft | goal |
+if (LIVE_ONLY) console.log(`| IMAP STORE to the row changing, ${out.storeToRowMs.n} changes, ${N.toLocaleString()} in Inbox | p50 ${Math.round(out.storeToRowMs.p50)} ms, p95 ${Math.round(out.storeToRowMs.p95)} ms, max ${Math.round(out.storeToRowMs.max)} ms${partsText(out.storeToRowParts)} | p95 < 300 ms |
+load ${out.load.map((x) => x.toFixed(1)).join(' ')} -> ${out.loadAfter.map((x) => x.toFixed(1)).join(' ')}`);
+else if (!ONLY_RC) console.log(`| figure | Loft | goal |
 | --- | --- | --- |
 | compressed JS+CSS on first load | ${(out.firstLoadBytes / 1024).toFixed(1)} KiB (build: ${(out.buildGzipBytes / 1024).toFixed(1)} KiB) | <= 150 KB |
 | "Sign in" to the list painted, ${N.toLocaleString()} in Inbox | first visit ${out.signinToListMs.median} ms, returning ${out.signinAgainToListMs.median} ms (medians of ${REPS}) | < 1 s |
-| IMAP STORE to the row changing, ${out.storeToRowMs.n} changes | p50 ${Math.round(out.storeToRowMs.p50)} ms, p95 ${Math.round(out.storeToRowMs.p95)} ms, max ${Math.round(out.storeToRowMs.max)} ms | p95 < 300 ms |
+| IMAP STORE to the row changing, ${out.storeToRowMs.n} changes | p50 ${Math.round(out.storeToRowMs.p50)} ms, p95 ${Math.round(out.storeToRowMs.p95)} ms, max ${Math.round(out.storeToRowMs.max)} ms${partsText(out.storeToRowParts)} | p95 < 300 ms |
 | JS heap after scrolling ${N.toLocaleString()} messages (100 scroll-bar jumps, top to bottom) | ${out.heapAfterScrollMB} MB; a jump's rows painted in p50 ${out.jumpMs.p50} ms, p95 ${out.jumpMs.p95} ms | report |
 load ${out.load.map((x) => x.toFixed(1)).join(' ')} -> ${out.loadAfter.map((x) => x.toFixed(1)).join(' ')}`);
 if (out.roundcube) {

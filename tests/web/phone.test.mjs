@@ -212,6 +212,27 @@ result = out`);
       return r.Archive + r.INBOX === 2 ? r : null;
     }, 10000, 'both delivered');
     assert.deepEqual(where, { INBOX: 1, Archive: 1 });
+    // vacation reply (VacationResponse, offered with Sieve): set in the
+    // page, kept on the server, shown again after a reload
+    await s.getByRole('navigation', { name: 'Settings sections' }).getByRole('link', { name: 'Vacation reply', exact: true }).click();
+    await s.getByRole('checkbox', { name: 'Reply automatically' }).check();
+    await s.getByRole('textbox', { name: 'Subject' }).fill('Away until Monday');
+    await s.getByRole('textbox', { name: 'Reply' }).fill('I read mail on Monday.');
+    await axe(page, 'settings: Vacation reply');
+    await s.getByRole('button', { name: 'Save vacation reply' }).click();
+    const v = await until(async () => {
+      const vr = await jmap(loft, [['VacationResponse/get', { ids: null }, 'v']], 'alice@example.test', ['urn:ietf:params:jmap:vacationresponse']);
+      const x = vr.methodResponses[0][1].list[0];
+      return x && x.isEnabled ? x : null;
+    }, 10000, 'vacation reply saved');
+    assert.equal(v.subject, 'Away until Monday');
+    assert.equal(v.textBody, 'I read mail on Monday.');
+    await page.reload();
+    await page.getByRole('grid', { name: 'Messages' }).waitFor();
+    await page.getByRole('button', { name: 'Settings' }).click();
+    await s.getByRole('navigation', { name: 'Settings sections' }).getByRole('link', { name: 'Vacation reply', exact: true }).click();
+    assert.equal(await s.getByRole('checkbox', { name: 'Reply automatically' }).isChecked(), true);
+    assert.equal(await s.getByRole('textbox', { name: 'Subject' }).inputValue(), 'Away until Monday');
     assert.deepEqual(page.errors, []);
   } finally { await loft.stop(); }
 });

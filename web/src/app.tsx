@@ -68,6 +68,7 @@ export function App() {
 }
 
 interface SendJob { draft: Draft; emailId: string; timer: number; until: number }
+interface SharedAccount { id: string; name: string; readOnly: boolean; model: Model; off: () => void }
 
 function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string; onSignedOut: () => void }) {
   const j = useMemo(() => new Jmap(csrf), []);
@@ -81,6 +82,15 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   const cursorRef = useRef(-1);
   const setCursor = (n: number) => { cursorRef.current = n; setCursorState(n); };
   const [selected, setSelected] = useState<Set<string>>(new Set());
+  // "Shared with me": other users' accounts sharing folders with this
+  // user, each its own Model (accountId = the owner's); the list shows
+  // one account at a time ('' = the user's own)
+  const [shared, setShared] = useState<SharedAccount[]>([]);
+  const sharedRef = useRef<SharedAccount[]>([]);
+  const [listAcc, setListAccState] = useState('');
+  const listAccRef = useRef('');
+  const setListAcc = (a: string) => { listAccRef.current = a; setListAccState(a); };
+  const cur = (listAcc && shared.find((s) => s.id === listAcc)?.model) || model;
   const anchor = useRef(-1);
   const [openId, setOpenId] = useState<string | null>(null);
   const selRef = useRef<Set<string>>(new Set());
@@ -127,6 +137,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       }
     };
     j.onSignedOut = () => new Promise<string>((resolve) => setReauth({ resolve }));
+    j.onSessionChange = () => void refreshShared(true);
     (async () => {
       const boot = Model.loadBoot(username);
       let fast = false;
@@ -145,6 +156,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       }
       setReady(true);
       model.saveBoot(j.session.username);
+      void refreshShared(false);
       openChannel();
       loadQuotas(model).then(setQuota).catch(() => {});
       // a draft left open when the page went away (reload, expiry)
@@ -156,29 +168,40 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
     let last = Date.now();
     const tick = window.setInterval(() => {
       const now = Date.now();
-      if (now - last > 40_000) { void model.sync(); reopenChannel(); }   // the machine slept
+      if (now - last > 40_000) { syncAll(); reopenChannel(); }   // the machine slept
       last = now;
     }, 10_000);
-    const goOnline = () => { setOnline(true); void model.sync(); reopenChannel(); };
+    const goOnline = () => { setOnline(true); syncAll(); reopenChannel(); };
     const goOffline = () => setOnline(false);
-    const visible = () => { if (!document.hidden) void model.sync(); };
+    const visible = () => { if (!document.hidden) syncAll(); };
     window.addEventListener('online', goOnline);
     window.addEventListener('offline', goOffline);
     document.addEventListener('visibilitychange', visible);
     return () => {
       off(); window.clearInterval(tick); es.current?.close();
+      for (const s of sharedRef.current) s.off();
       window.removeEventListener('online', goOnline); window.removeEventListener('offline', goOffline);
       document.removeEventListener('visibilitychange', visible);
     };
   }, []);
 
+  const syncAll = () => { void model.sync(); for (const s of sharedRef.current) void s.model.sync(); };
   const openChannel = () => {
     es.current?.close();
-    es.current = j.eventSource((changed) => {
-      if (changed.Identity) void loadIdentities();
-      if (changed.Email || changed.Mailbox || changed.Thread || changed.LoftSettings) void model.sync();
-      if (changed.Email) loadQuotas(model).then(setQuota).catch(() => {});
-    }, () => { setOnline(true); void model.sync(); }, () => {
+    es.current = j.eventSource((all) => {
+      for (const [acc, changed] of Object.entries(all)) {
+        if (acc === j.accountId) {
+          if (changed.Identity) void loadIdentities();
+          if (changed.Email || changed.Mailbox || changed.Thread || changed.LoftSettings) void model.sync();
+          // usage moves only when mail comes or goes, which moves a Mailbox count
+          if (changed.Mailbox) loadQuotas(model).then(setQuota).catch(() => {});
+          continue;
+        }
+        const s = sharedRef.current.find((x) => x.id === acc);
+        if (!s) void refreshShared(true);   // an account shared with us just now
+        else if (changed.Email || changed.Mailbox || changed.Thread) void s.model.sync();
+      }
+    }, () => { setOnline(true); syncAll(); }, () => {
       if (es.current && es.current.readyState === EventSource.CLOSED) {
         // refused (401: the session ended) or the server went away: ask
         // who we are, which brings the sign-in back if needed
@@ -187,6 +210,49 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
     });
   };
   const reopenChannel = () => { if (!es.current || es.current.readyState !== EventSource.OPEN) openChannel(); };
+
+  // ---- Shared with me ---------------------------------------------------
+  // The session's accounts with isPersonal false: one Model each, kept in
+  // step by the same EventSource (StateChange keyed by the owner's
+  // accountId). Read again when the session changes (a response's
+  // sessionState moved, or a push named an account we do not know): a
+  // folder shared or unshared shows or goes without a reload.
+  const refreshing = useRef<Promise<void> | null>(null);
+  const refreshAgain = useRef(false);
+  const refreshShared = (fetchSession: boolean): Promise<void> => {
+    if (refreshing.current) { refreshAgain.current ||= fetchSession; return refreshing.current; }
+    refreshing.current = (async () => {
+      let fetch = fetchSession;
+      do {
+        refreshAgain.current = false;
+        if (fetch) await j.connect();
+        fetch = true;
+        const old = new Map(sharedRef.current.map((s) => [s.id, s]));
+        const next: SharedAccount[] = [];
+        for (const a of j.sharedAccounts()) {
+          const have = old.get(a.id);
+          if (have) { old.delete(a.id); next.push({ ...have, name: a.name, readOnly: a.readOnly }); continue; }
+          const m = new Model(j, a.id);
+          m.settingsFrom = model;
+          m.pinned = model.pinned;
+          try { await m.loadMailboxes(); } catch { continue; }
+          const off = m.subscribe(() => rerender((x) => x + 1));
+          m.onError = (t) => { void refreshShared(true).then(() => { if (sharedRef.current.some((x) => x.model === m)) fail(t); }); };
+          next.push({ ...a, model: m, off });
+        }
+        for (const gone of old.values()) gone.off();
+        sharedRef.current = next;
+        setShared(next);
+        // the shown folder's account is no longer shared with us
+        if (listAccRef.current && !next.some((x) => x.id === listAccRef.current)) {
+          const ib = model.byRole('inbox');
+          if (ib) openFolder(ib.id);
+          notify('A folder you were reading is no longer shared with you.');
+        }
+      } while (refreshAgain.current);
+    })().catch(() => { /* the session comes back with the next change */ }).finally(() => { refreshing.current = null; });
+    return refreshing.current;
+  };
 
   const loadIdentities = async () => {
     try {
@@ -197,11 +263,24 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
 
   // ---- the document title: unread in Inbox ---------------------------------
   const inbox = model.byRole('inbox');
-  const current = model.mailboxes.get(model.mailboxId);
+  const current = cur.mailboxes.get(cur.mailboxId);
+  // what the rights on the shown folder allow (RFC 8621 myRights; the
+  // user's own folders allow everything): actions they forbid are hidden
+  const may = (right: string) => !cur.shared || !current || current.myRights?.[right] === true;
   useEffect(() => {
     const n = inbox?.unreadEmails ?? 0;
-    const where = model.search ? 'Search' : current ? model.displayName(current) : 'Mail';
+    const where = cur.search ? 'Search' : current ? cur.displayName(current) : 'Mail';
     document.title = `${n > 0 ? `(${n}) ` : ''}${where} - Loft Mail`;
+  });
+  // the shown folder went away (deleted on another device, or no longer
+  // shared with us): back to the Inbox
+  useEffect(() => {
+    if (!ready || cur.search || !cur.mailboxId || cur.mailboxes.has(cur.mailboxId)) return;
+    const ib = model.byRole('inbox');
+    if (ib && !(cur === model && ib.id === cur.mailboxId)) {
+      openFolder(ib.id);
+      notify(cur.shared ? 'That folder is no longer shared with you.' : 'That folder was deleted.');
+    }
   });
   // theme
   useEffect(() => {
@@ -217,29 +296,29 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
     if (selected.size) return [...selected];
     if (openId) return [openId];
     const c = cursorRef.current;
-    const id = c >= 0 ? model.ids[c] : undefined;
+    const id = c >= 0 ? cur.ids[c] : undefined;
     return id ? [id] : [];
   };
   const openRow = (i: number) => {
-    const id = model.ids[i];
+    const id = cur.ids[i];
     if (!id) return;
     setCursor(i); anchor.current = i;
     setSelected(new Set([id]));
-    const e = model.emails.get(id);
-    if (e && (e.keywords.$draft || (model.byRole('drafts') && e.mailboxIds[model.byRole('drafts')!.id]))) {
+    const e = cur.emails.get(id);
+    if (!cur.shared && e && (e.keywords.$draft || (model.byRole('drafts') && e.mailboxIds[model.byRole('drafts')!.id]))) {
       void openDraft(id);
       return;
     }
     setOpenId(id); setScreen('message');
-    if (e && !e.keywords.$seen) model.setKeyword([id], '$seen', true, 'Marked as read', false).catch((x) => fail(describeErr(x)));
+    if (e && !e.keywords.$seen && may('maySetSeen')) cur.setKeyword([id], '$seen', true, 'Marked as read', false).catch((x) => fail(describeErr(x)));
   };
   const selectRow = (i: number, m: { shift: boolean; ctrl: boolean }) => {
-    const id = model.ids[i];
+    const id = cur.ids[i];
     if (!id) return;
     const s = new Set(m.ctrl ? selected : []);
     if (m.shift && anchor.current >= 0) {
       const [a, b] = [Math.min(anchor.current, i), Math.max(anchor.current, i)];
-      for (let k = a; k <= b; k++) { const x = model.ids[k]; if (x) s.add(x); }
+      for (let k = a; k <= b; k++) { const x = cur.ids[k]; if (x) s.add(x); }
     } else if (m.ctrl && s.has(id)) s.delete(id);
     else s.add(id);
     if (!m.shift) anchor.current = i;
@@ -267,12 +346,22 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
   // ---- actions ------------------------------------------------------------
   const after = (p: Promise<unknown>, done?: string) => p.then(() => { if (done) notify(done); }).catch((x) => fail(describeErr(x)));
   const closeIfGone = () => { setSelected(new Set()); setOpenId(null); setOpenEmail(null); setScreen('list'); };
+  const forbidden = (right: string, what: string) => {
+    if (may(right)) return false;
+    fail(`You cannot ${what} in this shared folder: its owner did not allow it.`);
+    return true;
+  };
   const act = {
-    read: (on: boolean) => after(model.setKeyword(rowIds(), '$seen', on, on ? 'Marked as read' : 'Marked as unread'), on ? 'Marked as read.' : 'Marked as unread.'),
-    flag: (on: boolean) => after(model.setKeyword(rowIds(), '$flagged', on, on ? 'Flagged' : 'Unflagged'), on ? 'Flagged.' : 'Flag removed.'),
-    move: (target: string, label: string) => { const ids = rowIds(); if (!ids.length) return; closeIfGone(); void after(model.move(ids, target, label), `${label}.`); },
-    archive: () => { const a = model.byRole('archive'); if (a) act.move(a.id, 'Archived'); else fail('There is no Archive folder.'); },
+    read: (on: boolean) => { if (forbidden('maySetSeen', 'mark messages read')) return Promise.resolve(); return after(cur.setKeyword(rowIds(), '$seen', on, on ? 'Marked as read' : 'Marked as unread'), on ? 'Marked as read.' : 'Marked as unread.'); },
+    flag: (on: boolean) => { if (forbidden('maySetKeywords', 'flag messages')) return Promise.resolve(); return after(cur.setKeyword(rowIds(), '$flagged', on, on ? 'Flagged' : 'Unflagged'), on ? 'Flagged.' : 'Flag removed.'); },
+    move: (target: string, label: string) => {
+      const ids = rowIds(); if (!ids.length) return;
+      if (forbidden('mayRemoveItems', 'move messages')) return;
+      closeIfGone(); void after(cur.move(ids, target, label), `${label}.`);
+    },
+    archive: () => { const a = cur.byRole('archive'); if (a) act.move(a.id, 'Archived'); else fail('There is no Archive folder.'); },
     junk: (on: boolean) => {
+      if (cur.shared) { fail('Junk is for your own mail.'); return; }
       const target = on ? model.byRole('junk') : model.byRole('inbox');
       if (!target) { fail('There is no Junk folder.'); return; }
       const ids = rowIds();
@@ -282,16 +371,18 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
     remove: () => {
       const ids = rowIds();
       if (!ids.length) return;
-      const inTrash = model.byRole('trash')?.id === model.mailboxId;
+      if (forbidden('mayRemoveItems', 'delete messages')) return;
+      // a shared folder without the owner's Trash: deleted for good
+      const inTrash = !cur.byRole('trash') || cur.byRole('trash')?.id === cur.mailboxId;
       if (inTrash && !confirm(`Delete ${ids.length === 1 ? 'this message' : `${ids.length} messages`} for good?${canRecover ? ' (Recover deleted messages, in Trash, brings deleted messages back for a while.)' : ''}`)) return;
       closeIfGone();
-      model.remove(ids).then((how) => notify(how === 'trash' ? 'Moved to Trash.' : 'Deleted.')).catch((x) => fail(describeErr(x)));
+      cur.remove(ids).then((how) => notify(how === 'trash' ? 'Moved to Trash.' : 'Deleted.')).catch((x) => fail(describeErr(x)));
     },
-    undo: () => { model.undo().then((l) => l && notify(`Undone: ${l}.`)).catch((x) => fail(describeErr(x))); },
+    undo: () => { cur.undo().then((l) => l && notify(`Undone: ${l}.`)).catch((x) => fail(describeErr(x))); },
   };
   const emptyFolder = async (mb: Mailbox) => {
     if (!confirm(`Delete all ${mb.totalEmails} messages in ${mb.name} for good?${canRecover ? ' (Recover deleted messages, in Trash, brings deleted messages back for a while.)' : ''}`)) return;
-    try { const n = await model.emptyFolder(mb.id); notify(`${mb.name} emptied (${n} messages deleted).`); closeIfGone(); } catch (x) { fail(describeErr(x)); }
+    try { const n = await cur.emptyFolder(mb.id); notify(`${mb.name} emptied (${n} messages deleted).`); closeIfGone(); } catch (x) { fail(describeErr(x)); }
   };
 
   const myAddresses = () => [j.session.username, ...identities.map((i) => i.email)].map((s) => s.toLowerCase());
@@ -303,7 +394,20 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
     const quote = tp?.partId && e.bodyValues[tp.partId] ? e.bodyValues[tp.partId].value
       : hp?.partId && e.bodyValues[hp.partId] ? htmlToText(e.bodyValues[hp.partId].value) : e.preview;
     const ident = identities.find((i) => [...(e.to ?? []), ...(e.cc ?? [])].some((a) => a.email.toLowerCase() === i.email.toLowerCase())) ?? identities[0];
-    setCompose(draftFrom(mode, e, myAddresses(), ident, model.settings.compose === 'html', quote));
+    const d = draftFrom(mode, e, myAddresses(), ident, model.settings.compose === 'html', quote);
+    if (!cur.shared) { setCompose(d); return; }
+    // a message of a shared folder: \Answered goes to its owner's account
+    // (if the rights allow), and what it forwards is copied into the
+    // user's own account first (Blob/copy), where the draft is made
+    if (d.replyToId) { if (may('maySetKeywords')) d.replyAccountId = cur.acc; else d.replyToId = null; }
+    if (!d.attachments.length) { setCompose(d); return; }
+    const from = cur.acc;
+    j.one('Blob/copy', { fromAccountId: from, blobIds: d.attachments.map((a) => a.blobId) }).then((r) => {
+      const copied = (r.copied ?? {}) as Record<string, string>;
+      const kept = d.attachments.filter((a) => copied[a.blobId]).map((a) => ({ ...a, blobId: copied[a.blobId] }));
+      if (kept.length < d.attachments.length) fail('Some attachments could not be copied from the shared folder.');
+      setCompose({ ...d, attachments: kept });
+    }).catch((x) => { fail(describeErr(x)); setCompose({ ...d, attachments: [] }); });
   };
   const newMessage = () => setCompose(emptyDraft(identities[0], model.settings.compose === 'html'));
 
@@ -327,7 +431,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       accountId: j.accountId, create: { s: { identityId: ident?.id, emailId } },
       onSuccessUpdateEmail: { '#s': upd },
     }, 's']];
-    if (d.replyToId) calls.push(['Email/set', { accountId: j.accountId, update: { [d.replyToId]: { 'keywords/$answered': true } } }, 'a']);
+    if (d.replyToId) calls.push(['Email/set', { accountId: d.replyAccountId ?? j.accountId, update: { [d.replyToId]: { 'keywords/$answered': true } } }, 'a']);
     try {
       const rs = await j.call(calls);
       const r = pick(rs, 's', 'EmailSubmission/set');
@@ -362,13 +466,18 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
     window.clearTimeout(searchTimer.current);
     searchTimer.current = window.setTimeout(() => {
       setCursor(-1); setSelected(new Set());
-      void model.openList(model.mailboxId, q);
+      const m = listModel();
+      void m.openList(m.mailboxId, q);
     }, 250);
   };
-  const openFolder = (id: string) => {
+  /** The model the list shows (the latest, also from older closures). */
+  const listModel = () => (listAccRef.current && sharedRef.current.find((s) => s.id === listAccRef.current)?.model) || model;
+  /** Opens a folder of the user's own account (acc '') or of a shared one. */
+  const openFolder = (id: string, acc = '') => {
     setSearchText(''); setCursor(-1); setSelected(new Set()); setOpenId(null); setOpenEmail(null);
     setScreen('list'); setDrawer(false); setSettingsOpen(null);
-    void model.openList(id, '');
+    setListAcc(acc);
+    void listModel().openList(id, '');
   };
 
   // ---- keyboard -----------------------------------------------------------
@@ -390,8 +499,8 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       }
       const handled = (() => {
         switch (k) {
-          case 'j': case 'ArrowDown': { const n = step(cursorRef.current, 1, model.total); if (openId) openRow(n); else setCursor(n); return true; }
-          case 'k': case 'ArrowUp': { const n = step(cursorRef.current, -1, model.total); if (openId) openRow(n); else setCursor(n); return true; }
+          case 'j': case 'ArrowDown': { const n = step(cursorRef.current, 1, cur.total); if (openId) openRow(n); else setCursor(n); return true; }
+          case 'k': case 'ArrowUp': { const n = step(cursorRef.current, -1, cur.total); if (openId) openRow(n); else setCursor(n); return true; }
           case 'o': case 'Enter': if (cursorRef.current >= 0) openRow(cursorRef.current); return true;
           case 'u': case 'Escape': if (help) setHelp(false); else closeIfGone(); return true;
           case 'r': startReply('reply'); return true;
@@ -400,7 +509,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
           case 'c': newMessage(); return true;
           case '#': case 'Delete': act.remove(); return true;
           case 'e': act.archive(); return true;
-          case 's': { const id = rowIds()[0]; const em = id ? model.emails.get(id) : undefined; if (em) void act.flag(!em.keywords.$flagged); return true; }
+          case 's': { const id = rowIds()[0]; const em = id ? cur.emails.get(id) : undefined; if (em) void act.flag(!em.keywords.$flagged); return true; }
           case 'I': void act.read(true); return true;
           case 'U': void act.read(false); return true;
           case 'z': act.undo(); return true;
@@ -419,12 +528,39 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
 
   // ---- render ---------------------------------------------------------------
   if (fatal) return <main class="center"><p class="error" role="alert">{fatal}</p><button type="button" onClick={() => location.reload()}>Try again</button></main>;
-  const open = openId ? model.emails.get(openId) : undefined;
+  const open = openId ? cur.emails.get(openId) : undefined;
   const firstSel = rowIds()[0];
-  const subject = firstSel ? model.emails.get(firstSel) : undefined;
+  const subject = firstSel ? cur.emails.get(firstSel) : undefined;
   const hasSelection = !!firstSel;
   const role = current?.role;
-  const sel = rowIds().map((id) => model.emails.get(id)).filter(Boolean) as Email[];
+  const sel = rowIds().map((id) => cur.emails.get(id)).filter(Boolean) as Email[];
+  // where rows may be moved: the shown account's folders that take mail
+  const targets = cur.tree().filter(({ m }) => m.id !== cur.mailboxId && m.myRights?.mayAddItems !== false);
+  const folderLink = (fm: Model, acc: string, m: Mailbox, depth: number) => (
+    <li key={m.id} style={{ paddingLeft: `${depth * 14}px` }}>
+      <a href={`#folder/${m.id}`} aria-current={m.id === cur.mailboxId && fm === cur && !cur.search ? 'page' : undefined}
+        class={`${m.myRights && m.myRights.mayAddItems === false ? 'readonly' : ''}${m.isSubscribed || m.role ? '' : ' unsub'}`}
+        title={m.isSubscribed || m.role ? undefined : 'Not subscribed: IMAP clients may not show it'}
+        onClick={(e) => { e.preventDefault(); openFolder(m.id, acc); }}
+        onDragOver={(e) => {
+          // rows move within one account, into a folder that takes mail
+          if (fm === cur && m.myRights?.mayAddItems !== false && e.dataTransfer?.types.includes('application/x-loft-emails')) {
+            e.preventDefault(); (e.currentTarget as HTMLElement).classList.add('drop');
+          }
+        }}
+        onDragLeave={(e) => (e.currentTarget as HTMLElement).classList.remove('drop')}
+        onDrop={(e) => {
+          e.preventDefault(); (e.currentTarget as HTMLElement).classList.remove('drop');
+          if (fm !== cur) return;
+          try {
+            const ids = JSON.parse(e.dataTransfer?.getData('application/x-loft-emails') || '[]') as string[];
+            if (ids.length && !forbidden('mayRemoveItems', 'move messages')) { closeIfGone(); void after(cur.move(ids, m.id, `Moved to ${m.name}`), `Moved to ${m.name}.`); }
+          } catch { /* not ours */ }
+        }}>
+        <Icon name={m.role ?? 'folder'} /><span class="fname">{fm.displayName(m)}</span>
+        {m.unreadEmails > 0 && <>{' '}<span class="badge">{m.unreadEmails}<span class="sr-only"> unread</span></span></>}
+      </a>
+    </li>);
   const allRead = sel.length > 0 && sel.every((e) => e.keywords.$seen);
   const anyFlag = sel.some((e) => e.keywords.$flagged);
 
@@ -447,47 +583,37 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       {!online && <div class="offline" role="note">You are offline; changes show again when the connection is back.</div>}
       <div class="panes">
         <nav class="folders" aria-label="Folders">
-          <ul>
-            {model.tree().map(({ m, depth }) => (
-              <li key={m.id} style={{ paddingLeft: `${depth * 14}px` }}>
-                <a href={`#folder/${m.id}`} aria-current={m.id === model.mailboxId && !model.search ? 'page' : undefined}
-                  class={`${m.myRights && m.myRights.mayAddItems === false ? 'readonly' : ''}${m.isSubscribed || m.role ? '' : ' unsub'}`}
-                  title={m.isSubscribed || m.role ? undefined : 'Not subscribed: IMAP clients may not show it'}
-                  onClick={(e) => { e.preventDefault(); openFolder(m.id); }}
-                  onDragOver={(e) => { if (e.dataTransfer?.types.includes('application/x-loft-emails')) { e.preventDefault(); (e.currentTarget as HTMLElement).classList.add('drop'); } }}
-                  onDragLeave={(e) => (e.currentTarget as HTMLElement).classList.remove('drop')}
-                  onDrop={(e) => {
-                    e.preventDefault(); (e.currentTarget as HTMLElement).classList.remove('drop');
-                    try {
-                      const ids = JSON.parse(e.dataTransfer?.getData('application/x-loft-emails') || '[]') as string[];
-                      if (ids.length) { closeIfGone(); void after(model.move(ids, m.id, `Moved to ${m.name}`), `Moved to ${m.name}.`); }
-                    } catch { /* not ours */ }
-                  }}>
-                  <Icon name={m.role ?? 'folder'} /><span class="fname">{model.displayName(m)}</span>
-                  {m.unreadEmails > 0 && <>{' '}<span class="badge">{m.unreadEmails}<span class="sr-only"> unread</span></span></>}
-                </a>
-              </li>))}
-          </ul>
+          <ul>{model.tree().map(({ m, depth }) => folderLink(model, '', m, depth))}</ul>
+          {shared.length > 0 && (
+            <div class="shared" role="group" aria-labelledby="shared-head">
+              <h2 id="shared-head" class="folders-head">Shared with me</h2>
+              {shared.map((s) => (
+                <div role="group" aria-label={s.name} key={s.id}>
+                  <h3 class="owner" aria-hidden="true">{s.name}</h3>
+                  <ul>{s.model.tree().map(({ m, depth }) => folderLink(s.model, s.id, m, depth))}</ul>
+                </div>))}
+            </div>)}
           {quota.map((q, i) => <QuotaBar key={i} q={q} />)}
         </nav>
         <section class="listpane">
           <div class="list-head">
-            <h1 class="folder-title">{model.search ? 'Search results' : current ? model.displayName(current) : ''}</h1>
-            {model.searchNote && <span class="error">{model.searchNote}</span>}
-            <span class="muted">{model.total.toLocaleString()} {model.settings.threads ? 'conversations' : 'messages'}</span>
-            {(role === 'trash' || role === 'junk') && !model.search && current && current.totalEmails > 0 &&
+            <h1 class="folder-title">{cur.search ? 'Search results' : current ? cur.displayName(current) : ''}
+              {cur.shared && <span class="muted owner-of">{' '}({shared.find((s) => s.model === cur)?.name})</span>}</h1>
+            {cur.searchNote && <span class="error">{cur.searchNote}</span>}
+            <span class="muted">{cur.total.toLocaleString()} {model.settings.threads ? 'conversations' : 'messages'}</span>
+            {!cur.shared && (role === 'trash' || role === 'junk') && !cur.search && current && current.totalEmails > 0 &&
               <button type="button" onClick={() => void emptyFolder(current)}>Empty {current.name}</button>}
-            {role === 'trash' && !model.search && canRecover &&
+            {!cur.shared && role === 'trash' && !cur.search && canRecover &&
               <button type="button" onClick={() => setRecoverOpen(true)}>Recover deleted messages</button>}
             <label class="sort"><span class="sr-only">Sort by</span>
               <select aria-label="Sort by" value={model.settings.sort} onChange={(e) => {
-                void model.saveSettings({ sort: (e.target as HTMLSelectElement).value }).then(() => model.reloadList());
+                void model.saveSettings({ sort: (e.target as HTMLSelectElement).value }).then(() => cur.reloadList());
               }}><option value="receivedAt">Date</option><option value="from">Sender</option><option value="subject">Subject</option><option value="size">Size</option></select></label>
             <label class="check small"><input type="checkbox" checked={model.settings.threads} onChange={(e) => {
-              void model.saveSettings({ threads: (e.target as HTMLInputElement).checked }).then(() => model.reloadList());
+              void model.saveSettings({ threads: (e.target as HTMLInputElement).checked }).then(() => cur.reloadList());
             }} /> Conversations</label>
           </div>
-          {ready ? <MessageList model={model} cursor={cursor} selected={selected} openId={openId} onOpen={openRow}
+          {ready ? <MessageList model={cur} cursor={cursor} selected={selected} openId={openId} onOpen={openRow}
             onSelect={selectRow} onDragIds={dragIds} /> : <p class="muted">Loading…</p>}
         </section>
         <div class="readpane">
@@ -498,22 +624,24 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
                 <button type="button" onClick={() => startReply('replyall')} disabled={!openEmail}><Icon name="replyall" /><span>Reply all</span></button>
                 <button type="button" onClick={() => startReply('forward')} disabled={!openEmail}><Icon name="forward" /><span>Forward</span></button>
               </>}
-              <button type="button" onClick={act.archive}><Icon name="archive" /><span>Archive</span></button>
-              <button type="button" onClick={act.remove}><Icon name="trash" /><span>Delete</span></button>
-              <button type="button" aria-haspopup="true" aria-expanded={moveMenu} onClick={() => setMoveMenu(!moveMenu)}><Icon name="move" /><span>Move to</span></button>
-              <button type="button" onClick={() => void act.read(!allRead)}><Icon name="read" /><span>{allRead ? 'Mark as unread' : 'Mark as read'}</span></button>
-              <button type="button" onClick={() => void act.flag(!anyFlag)}><Icon name="flag" /><span>{anyFlag ? 'Unflag' : 'Flag'}</span></button>
-              {role === 'junk' ? <button type="button" onClick={() => act.junk(false)}><span>Not junk</span></button>
-                : <button type="button" onClick={() => act.junk(true)}><Icon name="junk" /><span>Junk</span></button>}
+              {may('mayRemoveItems') && cur.byRole('archive') && cur.byRole('archive')!.myRights?.mayAddItems !== false &&
+                <button type="button" onClick={act.archive}><Icon name="archive" /><span>Archive</span></button>}
+              {may('mayRemoveItems') && <button type="button" onClick={act.remove}><Icon name="trash" /><span>Delete</span></button>}
+              {may('mayRemoveItems') && targets.length > 0 &&
+                <button type="button" aria-haspopup="true" aria-expanded={moveMenu} onClick={() => setMoveMenu(!moveMenu)}><Icon name="move" /><span>Move to</span></button>}
+              {may('maySetSeen') && <button type="button" onClick={() => void act.read(!allRead)}><Icon name="read" /><span>{allRead ? 'Mark as unread' : 'Mark as read'}</span></button>}
+              {may('maySetKeywords') && <button type="button" onClick={() => void act.flag(!anyFlag)}><Icon name="flag" /><span>{anyFlag ? 'Unflag' : 'Flag'}</span></button>}
+              {!cur.shared && (role === 'junk' ? <button type="button" onClick={() => act.junk(false)}><span>Not junk</span></button>
+                : <button type="button" onClick={() => act.junk(true)}><Icon name="junk" /><span>Junk</span></button>)}
               {selected.size > 1 && <span class="muted">{selected.size} selected</span>}
               {moveMenu && (
                 <div class="menu-pop" role="group" aria-label="Move to folder">
-                  {model.tree().filter(({ m }) => m.id !== model.mailboxId).map(({ m }) => (
-                    <button type="button" key={m.id} onClick={() => { setMoveMenu(false); act.move(m.id, `Moved to ${m.name}`); }}>{model.path(m.id)}</button>))}
+                  {targets.map(({ m }) => (
+                    <button type="button" key={m.id} onClick={() => { setMoveMenu(false); act.move(m.id, `Moved to ${m.name}`); }}>{cur.path(m.id)}</button>))}
                 </div>)}
             </div>)}
-          {model.lastAction && <div class="undo-bar"><span>{model.lastAction.label}.</span><button type="button" onClick={act.undo}>Undo</button></div>}
-          {open || openId ? <Reader model={model} emailId={openId!} onLoaded={setOpenEmail} onForwardAttachment={() => startReply('forwardatt')} onOpenId={(id) => { setOpenId(id); setSelected(new Set([id])); }}
+          {cur.lastAction && <div class="undo-bar"><span>{cur.lastAction.label}.</span><button type="button" onClick={act.undo}>Undo</button></div>}
+          {open || openId ? <Reader model={cur} emailId={openId!} onLoaded={setOpenEmail} onForwardAttachment={() => startReply('forwardatt')} onOpenId={(id) => { setOpenId(id); setSelected(new Set([id])); }}
             onBack={closeIfGone} notify={notify} />
             : <div class="reader empty-reader"><p class="muted">{subject ? `${selected.size} selected` : 'No message open.'}</p></div>}
         </div>

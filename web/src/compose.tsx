@@ -24,6 +24,7 @@ export interface Draft {
   attachments: Array<{ name: string; type: string; size: number; blobId: string }>;
   inReplyTo: string[] | null; references: string[] | null;
   replyToId: string | null;    // the Email replied to ($answered on send)
+  replyAccountId?: string;     // its account, when not the user's own (Shared with me)
 }
 
 export function parseAddrs(s: string): Addr[] {

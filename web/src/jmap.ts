@@ -17,6 +17,21 @@ export const CAP = {
   sieve: 'urn:ietf:params:jmap:sieve',
 };
 
+/** Timings of the live path for bench/webmail.mjs: off unless the page's
+ * localStorage holds "loft-trace"; then [what, epoch ms] pairs go to a
+ * bounded window.__loftTrace. */
+export const trace: (what: string) => void = (() => {
+  let on = false;
+  try { on = !!localStorage.getItem('loft-trace'); } catch { /* no storage */ }
+  if (!on) return () => {};
+  const buf: Array<[string, number]> = [];
+  (window as unknown as { __loftTrace: typeof buf }).__loftTrace = buf;
+  return (what: string) => {
+    if (buf.length > 10000) buf.splice(0, 5000);
+    buf.push([what, performance.timeOrigin + performance.now()]);
+  };
+})();
+
 export type Args = Record<string, unknown>;
 export type Invocation = [string, Args, string];
 
@@ -64,7 +79,8 @@ export async function signOut(csrf: string): Promise<void> {
 
 export interface Session {
   capabilities: Record<string, Record<string, unknown>>;
-  accounts: Record<string, { name: string; accountCapabilities: Record<string, Record<string, unknown>> }>;
+  accounts: Record<string, { name: string; isPersonal?: boolean; isReadOnly?: boolean;
+    accountCapabilities: Record<string, Record<string, unknown>> }>;
   primaryAccounts: Record<string, string>;
   username: string;
   apiUrl: string; downloadUrl: string; uploadUrl: string; eventSourceUrl: string;
@@ -102,6 +118,17 @@ export class Jmap {
     if (!r.ok) throw new JmapError('http', `The mail service answered ${r.status}.`, r.status);
     this.session = (await r.json()) as Session;
     this.accountId = this.session.primaryAccounts[CAP.mail];
+  }
+
+  /** Other users' accounts that share folders with this user (RFC 8620
+   * 1.6.2: isPersonal false, with mail), by name. */
+  sharedAccounts(): Array<{ id: string; name: string; readOnly: boolean }> {
+    const out: Array<{ id: string; name: string; readOnly: boolean }> = [];
+    for (const [id, a] of Object.entries(this.session?.accounts ?? {})) {
+      if (id === this.accountId || a.isPersonal !== false || !a.accountCapabilities?.[CAP.mail]) continue;
+      out.push({ id, name: a.name || id, readOnly: !!a.isReadOnly });
+    }
+    return out.sort((x, y) => x.name.localeCompare(y.name));
   }
 
   has(cap: string): boolean { return cap in (this.session?.capabilities ?? {}); }
@@ -168,9 +195,9 @@ export class Jmap {
     return pick(rs, '0', name);
   }
 
-  downloadUrl(blobId: string, name: string, type: string, attachment = true): string {
+  downloadUrl(blobId: string, name: string, type: string, attachment = true, accountId = this.accountId): string {
     const u = new URL(this.session.downloadUrl
-      .replace('{accountId}', encodeURIComponent(this.accountId))
+      .replace('{accountId}', encodeURIComponent(accountId))
       .replace('{blobId}', encodeURIComponent(blobId))
       .replace('{name}', encodeURIComponent(name || 'download'))
       .replace('{type}', encodeURIComponent(type || 'application/octet-stream')));
@@ -203,8 +230,10 @@ export class Jmap {
     })();
   }
 
-  /** The push channel; onState gets each StateChange's changed map. */
-  eventSource(onState: (changed: Record<string, string>) => void, onOpen: () => void,
+  /** The push channel; onState gets each StateChange's changed map
+   * (accountId -> type -> state: the user's own account and the accounts
+   * that share folders with them). */
+  eventSource(onState: (changed: Record<string, Record<string, string>>) => void, onOpen: () => void,
     onError: () => void): EventSource {
     const u = new URL(this.session.eventSourceUrl
       .replace('{types}', '*').replace('{closeafter}', 'no').replace('{ping}', '30'));
@@ -212,8 +241,8 @@ export class Jmap {
     es.addEventListener('state', (ev) => {
       try {
         const d = JSON.parse((ev as MessageEvent).data) as { changed?: Record<string, Record<string, string>> };
-        const acc = d.changed?.[this.accountId];
-        if (acc) onState(acc);
+        trace('push');
+        if (d.changed && typeof d.changed === 'object') onState(d.changed);
       } catch { /* a malformed event changes nothing */ }
     });
     es.onopen = onOpen;

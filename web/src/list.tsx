@@ -88,7 +88,7 @@ export function MessageList(p: ListProps) {
     if (t !== el.scrollTop) el.scrollTop = t;
   }, [p.cursor]);
   // a new folder starts at the top
-  useEffect(() => { if (ref.current) ref.current.scrollTop = 0; setScrollTop(0); }, [model.mailboxId, model.search]);
+  useEffect(() => { if (ref.current) ref.current.scrollTop = 0; setScrollTop(0); }, [model.mailboxId, model.search, model.acc]);
 
   // the first rows on screen: a mark for bench/webmail.mjs (sign-in to
   // painted list)

@@ -5,7 +5,7 @@
 // Email/changes and Email/queryChanges bring exactly what moved; only
 // cannotCalculateChanges reloads. User actions are applied locally first
 // and rolled back when the server refuses.
-import { Jmap, JmapError, pick, errorText, type Args, type Invocation } from './jmap';
+import { Jmap, JmapError, pick, errorText, trace, type Args, type Invocation } from './jmap';
 import { pagesToFetch } from './listwindow';
 import { parseSearch, namesFolder, type Filter } from './search';
 
@@ -45,7 +45,12 @@ export class Model {
   mailboxes = new Map<string, Mailbox>();
   emails = new Map<string, Email>();
   threadSize = new Map<string, number>();
-  settings: Settings = { ...DEFAULT_SETTINGS };
+  // the webmail's settings are the user's (LoftSettings of their own
+  // account): a shared account's model reads them from the user's model
+  private ownSettings: Settings = { ...DEFAULT_SETTINGS };
+  settingsFrom: Model | null = null;
+  get settings(): Settings { return this.settingsFrom ? this.settingsFrom.settings : this.ownSettings; }
+  set settings(s: Settings) { this.ownSettings = s; }
   states: Record<string, string> = {};
   // the list
   mailboxId = '';
@@ -68,7 +73,16 @@ export class Model {
   onError?: (text: string) => void;
   lastAction: { label: string; undo: () => Promise<void> } | null = null;
 
-  constructor(j: Jmap) { this.j = j; }
+  /** The account shown: the user's own (acc not given), or another
+   * user's that shares folders with them ("Shared with me": the owner's
+   * accountId, RFC 8620 1.6.2 isPersonal false). */
+  private sharedAcc: string | null;
+  get acc(): string { return this.sharedAcc ?? this.j.accountId; }
+  get shared(): boolean { return this.sharedAcc !== null; }
+  constructor(j: Jmap, acc?: string) { this.j = j; this.sharedAcc = acc ?? null; }
+
+  /** One method on this model's account. */
+  one(name: string, args: Args): Promise<Args> { return this.j.one(name, { accountId: this.acc, ...args }); }
 
   subscribe(f: Listener): () => void { this.listeners.add(f); return () => this.listeners.delete(f); }
   emit(): void { for (const f of this.listeners) f(); }
@@ -124,7 +138,7 @@ export class Model {
   static bootKey(user: string): string { return `loft-boot:${user.toLowerCase()}`; }
   saveBoot(user: string): void {
     try {
-      localStorage.setItem(Model.bootKey(user), JSON.stringify({ accountId: this.j.accountId,
+      localStorage.setItem(Model.bootKey(user), JSON.stringify({ accountId: this.acc,
         inboxId: this.byRole('inbox')?.id ?? '', settings: this.settings }));
     } catch { /* private mode */ }
   }
@@ -141,7 +155,7 @@ export class Model {
    */
   async fastStart(boot: { accountId: string; inboxId: string; settings: Settings }): Promise<unknown[] | null> {
     const acc = boot.accountId;
-    this.j.accountId = acc;
+    this.j.accountId = acc;  // (the primary model only)
     this.settings = { ...DEFAULT_SETTINGS, ...boot.settings };
     this.mailboxId = boot.inboxId;
     const q = { accountId: acc, ...this.queryArgs(), position: 0, limit: PAGE, calculateTotal: true };
@@ -183,7 +197,7 @@ export class Model {
   }
 
   async loadMailboxes(): Promise<void> {
-    const r = await this.j.one('Mailbox/get', { ids: null });
+    const r = await this.one('Mailbox/get', { ids: null });
     this.mailboxes.clear();
     for (const m of r.list as Mailbox[]) this.mailboxes.set(m.id, m);
     this.states.Mailbox = String(r.state);
@@ -191,7 +205,7 @@ export class Model {
 
   async loadSettings(): Promise<void> {
     if (!this.j.has('https://loft.example/jmap/webmail')) return;
-    const r = await this.j.one('LoftSettings/get', { ids: null });
+    const r = await this.one('LoftSettings/get', { ids: null });
     const s = (r.list as Settings[])[0];
     if (s) this.settings = { ...DEFAULT_SETTINGS, ...s };
     this.states.LoftSettings = String(r.state);
@@ -202,7 +216,7 @@ export class Model {
     this.settings = { ...this.settings, ...patch };
     this.emit();
     try {
-      const r = await this.j.one('LoftSettings/set', { update: { singleton: patch } });
+      const r = await this.one('LoftSettings/set', { update: { singleton: patch } });
       const nu = r.notUpdated as Record<string, Args> | null;
       if (nu && nu.singleton) throw new JmapError('set', errorText(nu.singleton));
     } catch (e) {
@@ -259,8 +273,8 @@ export class Model {
     let rs: Invocation[];
     try {
       rs = await this.j.call([
-        ['Email/query', { accountId: this.j.accountId, ...this.queryArgs(), position, limit, calculateTotal: true }, 'q'],
-        ['Email/get', { accountId: this.j.accountId, '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }, 'g'],
+        ['Email/query', { accountId: this.acc, ...this.queryArgs(), position, limit, calculateTotal: true }, 'q'],
+        ['Email/get', { accountId: this.acc, '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }, 'g'],
       ]);
     } catch (e) {
       if (gen === this.listGen) { this.listError = describeErr(e); this.ids = []; this.total = 0; this.emit(); }
@@ -310,8 +324,8 @@ export class Model {
     for (const p of pages) {
       this.fetching.add(p.position);
       this.j.call([
-        ['Email/query', { accountId: this.j.accountId, ...this.queryArgs(), position: p.position, limit: p.limit }, 'q'],
-        ['Email/get', { accountId: this.j.accountId, '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }, 'g'],
+        ['Email/query', { accountId: this.acc, ...this.queryArgs(), position: p.position, limit: p.limit }, 'q'],
+        ['Email/get', { accountId: this.acc, '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' }, properties: LIST_PROPS }, 'g'],
       ]).then(async (rs) => {
         this.fetching.delete(p.position);
         if (gen !== this.listGen) return;
@@ -333,7 +347,7 @@ export class Model {
       .filter((t) => !this.threadSize.has(t));
     if (!tids.length) return;
     try {
-      const r = await this.j.one('Thread/get', { ids: tids });
+      const r = await this.one('Thread/get', { ids: tids });
       for (const t of r.list as Array<{ id: string; emailIds: string[] }>) this.threadSize.set(t.id, t.emailIds.length);
     } catch { /* counts are decoration */ }
   }
@@ -341,7 +355,7 @@ export class Model {
   private async loadSnippets(ids: string[]): Promise<void> {
     if (!this.search.trim() || !ids.length) return;
     try {
-      const r = await this.j.one('SearchSnippet/get', { filter: this.filter(), emailIds: ids });
+      const r = await this.one('SearchSnippet/get', { filter: this.filter(), emailIds: ids });
       for (const s of r.list as Array<{ emailId: string; subject: string | null; preview: string | null }>) {
         this.snippets.set(s.emailId, { subject: s.subject, preview: s.preview });
       }
@@ -369,7 +383,7 @@ export class Model {
   }
 
   private async syncOnce(): Promise<void> {
-    const acc = this.j.accountId;
+    const acc = this.acc;
     // One request: the changes and, by result references, the changed
     // objects themselves (and their threads' sizes), so a change from
     // another device costs one round trip before the page shows it.
@@ -389,7 +403,9 @@ export class Model {
         ['Thread/get', { accountId: acc, '#ids': ref('eu', 'Email/get', '/list/*/threadId') }, 'tu']);
     }
     if (this.states.LoftSettings) calls.push(['LoftSettings/get', { accountId: acc, ids: null }, 's']);
+    trace('sync-send');
     const rs = await this.j.call(calls);
+    trace('sync-answer');
     // mailboxes
     let reloadBoxes = false;
     try {
@@ -445,12 +461,13 @@ export class Model {
     const [lo, hi] = this.want;
     const missing = this.ids.slice(lo, hi).filter((id) => id && !this.emails.has(id)) as string[];
     if (missing.length) {
-      const g = await this.j.one('Email/get', { ids: missing, properties: LIST_PROPS });
+      const g = await this.one('Email/get', { ids: missing, properties: LIST_PROPS });
       for (const em of g.list as Email[]) this.emails.set(em.id, em);
     }
     const visible = this.ids.slice(lo, hi).filter(Boolean) as string[];
     await this.loadThreads(visible);
     await this.loadSnippets(visible.filter((id) => !this.snippets.has(id)));
+    trace('sync-emit');
     this.emit();
     void this.ensure(lo, hi);
   }
@@ -459,6 +476,13 @@ export class Model {
    * id was not loaded its place is unknown, so the unloaded rows are
    * forgotten and fetched again. */
   applyQueryChanges(qc: Args): void {
+    // nothing moved (a flag changed, say): the ids stay as they are, so a
+    // 100,000-row list is not walked and the window is not fetched again
+    if (!(qc.removed as string[]).length && !(qc.added as unknown[]).length &&
+        (qc.total === undefined || Number(qc.total) === this.total)) {
+      this.queryState = String(qc.newQueryState);
+      return;
+    }
     const removed = new Set(qc.removed as string[]);
     const added = (qc.added as Array<{ id: string; index: number }>).slice().sort((a, b) => a.index - b.index);
     let unknown = 0;
@@ -495,8 +519,8 @@ export class Model {
     if (!this.settings.threads) return ids.map((id) => this.emails.get(id)).filter(Boolean) as Email[];
     const tids = [...new Set(ids.map((id) => this.emails.get(id)?.threadId).filter(Boolean))] as string[];
     const rs = await this.j.call([
-      ['Thread/get', { accountId: this.j.accountId, ids: tids }, 't'],
-      ['Email/get', { accountId: this.j.accountId, '#ids': { resultOf: 't', name: 'Thread/get', path: '/list/*/emailIds' }, properties: LIST_PROPS }, 'g'],
+      ['Thread/get', { accountId: this.acc, ids: tids }, 't'],
+      ['Email/get', { accountId: this.acc, '#ids': { resultOf: 't', name: 'Thread/get', path: '/list/*/emailIds' }, properties: LIST_PROPS }, 'g'],
     ]);
     const g = pick(rs, 'g', 'Email/get');
     const list = g.list as Email[];
@@ -543,7 +567,7 @@ export class Model {
     this.adjustCounts(before);
     this.emit();
     try {
-      const r = await this.j.one('Email/set', { update: changes });
+      const r = await this.one('Email/set', { update: changes });
       const nu = (r.notUpdated ?? {}) as Record<string, Args>;
       const bad = Object.keys(nu);
       if (bad.length) {
@@ -639,7 +663,7 @@ export class Model {
     this.emit();
     try {
       for (let i = 0; i < ids.length; i += 500) {
-        const r = await this.j.one('Email/set', { destroy: ids.slice(i, i + 500) });
+        const r = await this.one('Email/set', { destroy: ids.slice(i, i + 500) });
         const nd = (r.notDestroyed ?? {}) as Record<string, Args>;
         const bad = Object.keys(nd);
         if (bad.length) throw new JmapError('set', errorText(nd[bad[0]]));
@@ -657,10 +681,10 @@ export class Model {
   async emptyFolder(mailboxId: string): Promise<number> {
     let n = 0;
     for (;;) {
-      const q = await this.j.one('Email/query', { filter: { inMailbox: mailboxId }, limit: 500 });
+      const q = await this.one('Email/query', { filter: { inMailbox: mailboxId }, limit: 500 });
       const ids = q.ids as string[];
       if (!ids.length) break;
-      const r = await this.j.one('Email/set', { destroy: ids });
+      const r = await this.one('Email/set', { destroy: ids });
       const nd = Object.keys((r.notDestroyed ?? {}) as object);
       n += ids.length - nd.length;
       if (nd.length) throw new JmapError('set', 'Some messages could not be deleted.');
@@ -680,7 +704,7 @@ export class Model {
   // ---- folders --------------------------------------------------------
 
   async mailboxSet(args: Args, what: string): Promise<Args> {
-    const r = await this.j.one('Mailbox/set', args);
+    const r = await this.one('Mailbox/set', args);
     for (const k of ['notCreated', 'notUpdated', 'notDestroyed']) {
       const bad = (r[k] ?? {}) as Record<string, Args>;
       const first = Object.values(bad)[0];

@@ -83,10 +83,10 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
     setEmail(null); setErr(''); setFrame(null); setRemote(false); setFull(false); setFullValues(null); setThread([]);
     (async () => {
       const rs = await j.call([
-        ['Email/get', { accountId: j.accountId, ids: [emailId], properties: FULL_PROPS, fetchHTMLBodyValues: true,
+        ['Email/get', { accountId: model.acc, ids: [emailId], properties: FULL_PROPS, fetchHTMLBodyValues: true,
           fetchTextBodyValues: true, maxBodyValueBytes: MAX_BODY }, 'e'],
-        ['Thread/get', { accountId: j.accountId, '#ids': { resultOf: 'e', name: 'Email/get', path: '/list/*/threadId' } }, 't'],
-        ['Email/get', { accountId: j.accountId, '#ids': { resultOf: 't', name: 'Thread/get', path: '/list/*/emailIds' },
+        ['Thread/get', { accountId: model.acc, '#ids': { resultOf: 'e', name: 'Email/get', path: '/list/*/threadId' } }, 't'],
+        ['Email/get', { accountId: model.acc, '#ids': { resultOf: 't', name: 'Thread/get', path: '/list/*/emailIds' },
           properties: ['id', 'from', 'receivedAt', 'preview', 'keywords'] }, 'te'],
       ]);
       const e = (pick(rs, 'e', 'Email/get').list as FullEmail[])[0];
@@ -106,7 +106,7 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
   // "Show all": the whole body values, once
   useEffect(() => {
     if (!full || !email || fullValues) return;
-    j.one('Email/get', { ids: [email.id], properties: ['bodyValues'], fetchAllBodyValues: true })
+    model.one('Email/get', { ids: [email.id], properties: ['bodyValues'], fetchAllBodyValues: true })
       .then((r) => setFullValues((r.list as FullEmail[])[0]?.bodyValues ?? {}))
       .catch((x) => notify(describeErr(x)));
   }, [full, email]);
@@ -126,7 +126,7 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
       for (const p of parts) {
         if (!p.cid || !p.blobId || !p.type.startsWith('image/') || p.size > 5 * 1024 * 1024) continue;
         try {
-          const r = await j.fetch(j.downloadUrl(p.blobId, p.name || 'image', p.type, false));
+          const r = await j.fetch(j.downloadUrl(p.blobId, p.name || 'image', p.type, false, model.acc));
           if (r.ok) cid[p.cid.replace(/^<|>$/g, '')] = await blobToDataUrl(await r.blob());
         } catch { /* shown as missing */ }
       }
@@ -152,14 +152,14 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
 
   const showSource = async () => {
     try {
-      const r = await j.fetch(j.downloadUrl(email.blobId, 'message.eml', 'message/rfc822', false));
+      const r = await j.fetch(j.downloadUrl(email.blobId, 'message.eml', 'message/rfc822', false, model.acc));
       const t = await r.text();
       setDialog({ title: 'Message source', text: t.length > 2_000_000 ? t.slice(0, 2_000_000) + '\n[… cut; download the source for all of it]' : t });
     } catch (x) { notify(describeErr(x)); }
   };
   const showHeaders = async () => {
     try {
-      const r = await j.one('Email/get', { ids: [email.id], properties: ['headers'] });
+      const r = await model.one('Email/get', { ids: [email.id], properties: ['headers'] });
       const hs = ((r.list as Array<{ headers: Array<{ name: string; value: string }> }>)[0]?.headers) ?? [];
       setDialog({ title: 'Message headers', rows: hs.map((h) => [h.name, h.value.trim()]) });
     } catch (x) { notify(describeErr(x)); }
@@ -167,7 +167,8 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
   const remember = async () => {
     if (!sender) return;
     try {
-      await model.saveSettings({ remoteContentSenders: [...model.settings.remoteContentSenders, sender] });
+      // the user's own settings, also for a shared folder's message
+      await (model.settingsFrom ?? model).saveSettings({ remoteContentSenders: [...model.settings.remoteContentSenders, sender] });
       notify(`Remote content from ${sender} will load from now on.`);
     } catch (x) { notify(describeErr(x)); }
   };
@@ -189,7 +190,7 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
         <button type="button" class="link" onClick={showSource}>View source</button>
         <button type="button" class="link" onClick={showHeaders}>Show headers</button>
         <button type="button" class="link" onClick={onForwardAttachment}>Forward as attachment</button>
-        <a class="link" href={j.downloadUrl(email.blobId, safeFileName((email.subject || 'message') + '.eml'), 'message/rfc822')}>Download</a>
+        <a class="link" href={j.downloadUrl(email.blobId, safeFileName((email.subject || 'message') + '.eml'), 'message/rfc822', true, model.acc)}>Download</a>
       </div>
       {frame && frame.blocked > 0 && !allowRemote && (
         <div class="banner" role="note">
@@ -208,7 +209,7 @@ export function Reader({ model, emailId, onLoaded, onForwardAttachment, onOpenId
         <ul class="attachments" aria-label="Attachments">
           {atts.map((a, i) => {
             const name = safeFileName(a.name || `attachment-${i + 1}`);
-            return <li key={i}><a href={a.blobId ? j.downloadUrl(a.blobId, name, a.type) : undefined} download={name}>
+            return <li key={i}><a href={a.blobId ? j.downloadUrl(a.blobId, name, a.type, true, model.acc) : undefined} download={name}>
               {name}</a> <span class="muted">({sizeText(a.size)}, {a.type})</span></li>;
           })}
         </ul>)}
