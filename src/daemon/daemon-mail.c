@@ -31,6 +31,7 @@
 #include "log.h"
 #include "net.h"
 #include "outconn.h"
+#include "outhttp.h"
 
 struct mail {
 	struct daemon *d;
@@ -80,9 +81,9 @@ static int confine(struct mail *m, bool *chrooted_r)
 	daemon_sandbox_ro(&sb, gconv);
 	for (int i = 0; mail_ro_paths[i] != NULL; i++)
 		daemon_sandbox_ro(&sb, mail_ro_paths[i]);
-	/* ... and, where libcurl allows (daemon_extras_sandbox sets
-	 * tcp_confined), no TCP connection of its own (the outbound process
-	 * makes them) but to the resolver's ports (libunbound's TCP
+	/* ... and (daemon_extras_sandbox sets tcp_confined) no TCP
+	 * connection of its own (the outbound process makes them, and its
+	 * HTTP requests) but to the resolver's ports (libunbound's TCP
 	 * queries), no TCP listener of its own (the parent binds them). */
 	daemon_extras_sandbox(d, &sb);
 	/* [store] backend = postgres (docs/scale-out.md): the bodies in
@@ -292,6 +293,7 @@ static void mail_stop(struct mail *m)
 	if (m->extras_open)
 		daemon_extras_close(&m->sv);
 	outconn_set_broker(NULL, NULL);
+	outhttp_set_broker(NULL, NULL);
 	outbound_client_destroy(&m->outbound);
 	store_close(&m->store);
 	auth_close(&m->auth);
@@ -315,11 +317,13 @@ int daemon_mail_main(struct daemon *d, int chan, int auth_fd)
 	int rc = 1;
 	if (confine(&m, &chrooted) < 0)
 		goto out;
-	/* TCP connections are the outbound process's (daemon-outbound.c) */
+	/* TCP connections and HTTP requests are the outbound process's
+	 * (daemon-outbound.c) */
 	if (d->outbound_fd >= 0) {
 		m.outbound = outbound_client_create(d->outbound_fd);
 		d->outbound_fd = -1;
 		outconn_set_broker(outbound_client_connect, m.outbound);
+		outhttp_set_broker(outbound_client_http, m.outbound);
 	}
 	if (chrooted)
 		sset.mail_dir = "/";

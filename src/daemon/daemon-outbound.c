@@ -11,21 +11,19 @@
  * Like the auth process it trusts the mail process no more than a
  * client: every request is parsed strictly, with bounded sizes.
  *
+ * It also makes the mail process's HTTP requests (rspamd, MTA-STS
+ * policies, Web Push: lib/outhttp.h) with libcurl and returns status,
+ * content type and body: Debian 12's libcurl 7.88 cannot be handed a
+ * socket connected elsewhere (it connects again, curl issue 10626), so
+ * the whole request runs here and the mail process keeps no TCP connect.
+ *
  * Transport: the mail process holds a SOCK_SEQPACKET socket to this
  * process. Per request it makes a socketpair and sends one end over that
  * socket (a 4-byte packet "OUT1" with the descriptor), then writes the
  * request on its end and reads the answer (and, for CONNECT, the
  * connected socket): requests run side by side, each on a thread here,
- * and a slow connect holds up no other.
- *
- *   request:  u32 type, u32 length, payload (length bytes)
- *     CONNECT payload: u16 family (AF_INET, AF_INET6), u16 port (network
- *       order), 16 bytes address, u32 timeout in ms (1..300000)
- *     SIGN payload: u32 body hash length (1..64), the hash, the header
- *       (1..OUT_HEAD_MAX bytes, up to and including the empty line)
- *   answer:   u32 status (0 ok, else an errno value), u32 length, text
- *     (the reason, or the DKIM-Signature fields); CONNECT's socket rides
- *     on the answer (SCM_RIGHTS)
+ * and a slow connect holds up no other. The requests and answers, and
+ * their parser: lib/outwire.h.
  *
  * A dead outbound process is started again by the parent and its new
  * socket handed to the mail process (as for auth); requests in flight
@@ -54,30 +52,14 @@
 #include "log.h"
 #include "net.h"
 #include "outconn.h"
+#include "outhttp.h"
+#include "outwire.h"
 
-#define OUT_MAGIC "OUT1"
-#define OUT_CONNECT 1
-#define OUT_SIGN 2
-#define OUT_HEAD_MAX (1024 * 1024)
-#define OUT_ANSWER_MAX (256 * 1024)
+#define OUT_MAGIC OUTWIRE_MAGIC
 #define OUT_MAX_REQUESTS 256
 #define OUT_IO_TIMEOUT_S 30
 
 /* ---- both sides ------------------------------------------------------ */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
 
 static int write_all(int fd, const void *data, size_t len)
 {
@@ -121,8 +103,8 @@ static int send_answer(int fd, uint32_t status, const void *text, size_t len,
 		       int pass_fd)
 {
 	uint8_t hdr[8];
-	put32(hdr, status);
-	put32(hdr + 4, (uint32_t)len);
+	outwire_put32(hdr, status);
+	outwire_put32(hdr + 4, (uint32_t)len);
 	struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	union {
@@ -167,41 +149,25 @@ struct out_request {
 	int fd;
 };
 
-static void serve_connect(int fd, const uint8_t *p, size_t len)
+static void serve_connect(int fd, const struct outwire_request *r)
 {
-	uint32_t timeout = len == 24 ? get32(p + 20) : 0;
-	unsigned family = len == 24 ? (unsigned)p[0] << 8 | p[1] : 0;
-	uint16_t port_n;
-	if (len == 24)
-		memcpy(&port_n, p + 2, 2);
-	if (len != 24 || (family != AF_INET && family != AF_INET6) ||
-	    timeout == 0 || timeout > 300000 || port_n == 0) {
-		send_answer(fd, EINVAL, "malformed request", 17, -1);
-		return;
-	}
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	memset(&ss, 0, sizeof(ss));
-	char shown[INET6_ADDRSTRLEN + 8];
-	if (family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = port_n;
-		memcpy(&s4->sin_addr, p + 4, 4);
-		sl = sizeof(*s4);
+	char shown[INET6_ADDRSTRLEN];
+	unsigned port;
+	if (r->addr.ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&r->addr;
 		inet_ntop(AF_INET, &s4->sin_addr, shown, sizeof(shown));
+		port = ntohs(s4->sin_port);
 	} else {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = port_n;
-		memcpy(&s6->sin6_addr, p + 4, 16);
-		sl = sizeof(*s6);
+		const struct sockaddr_in6 *s6 =
+			(const struct sockaddr_in6 *)&r->addr;
 		inet_ntop(AF_INET6, &s6->sin6_addr, shown, sizeof(shown));
+		port = ntohs(s6->sin6_port);
 	}
 	char *err = NULL;
-	int c = outconn_connect_here((struct sockaddr *)&ss, sl, timeout, &err);
-	log_debug("outbound", NULL, "connect %s port %u: %s", shown,
-		  (unsigned)ntohs(port_n), c >= 0 ? "ok" : err);
+	int c = outconn_connect_here((const struct sockaddr *)&r->addr,
+				     r->addr_len, r->timeout_ms, &err);
+	log_debug("outbound", NULL, "connect %s port %u: %s", shown, port,
+		  c >= 0 ? "ok" : err);
 	if (c < 0) {
 		send_answer(fd, ECONNREFUSED, err, strlen(err), -1);
 		free(err);
@@ -211,19 +177,14 @@ static void serve_connect(int fd, const uint8_t *p, size_t len)
 	close(c);
 }
 
-static void serve_sign(struct outbound_proc *o, int fd, const uint8_t *p,
-		       size_t len)
+static void serve_sign(struct outbound_proc *o, int fd,
+		       const struct outwire_request *r)
 {
-	uint32_t bh_len = len >= 4 ? get32(p) : 0;
-	if (len < 4 || bh_len == 0 || bh_len > 64 || len - 4 <= bh_len) {
-		send_answer(fd, EINVAL, "malformed request", 17, -1);
-		return;
-	}
 	struct buf out;
 	buf_init(&out, 0);
 	int rc = o->sign != NULL
-		 ? o->sign(o->sign_ctx, (const char *)p + 4 + bh_len,
-			   len - 4 - bh_len, p + 4, bh_len, &out)
+		 ? o->sign(o->sign_ctx, r->head, r->head_len, r->hash,
+			   r->hash_len, &out)
 		 : 0;
 	if (rc < 0)
 		send_answer(fd, EIO, "a key could not sign (logged)", 29, -1);
@@ -232,30 +193,73 @@ static void serve_sign(struct outbound_proc *o, int fd, const uint8_t *p,
 	buf_free(&out);
 }
 
+/* An HTTP request with libcurl here. Its CA file may only be the one
+ * the configuration names ([queue] tls_ca_file): the mail process does
+ * not choose what this process reads. */
+static void serve_http(struct outbound_proc *o, int fd,
+		       const struct outwire_request *r)
+{
+	const struct outhttp_request *h = &r->http;
+	const char *ca = config_get(o->d->cfg, "queue", "tls_ca_file");
+	if (h->ca_file != NULL && (ca == NULL || strcmp(ca, h->ca_file) != 0)) {
+		send_answer(fd, EPERM, "CA file not in the configuration", 32,
+			    -1);
+		return;
+	}
+	struct outhttp_answer a;
+	char *err = NULL;
+	int rc = outhttp_perform_here(h, &a, &err);
+	if (rc == 0)
+		log_debug("outbound", NULL, "http %s %s: HTTP %u", h->method,
+			  h->url, a.status);
+	else
+		log_debug("outbound", NULL, "http %s %s: %s", h->method, h->url,
+			  err);
+	if (rc < 0) {
+		send_answer(fd, EIO, err, strlen(err), -1);
+		free(err);
+		return;
+	}
+	struct buf out;
+	buf_init(&out, 0);
+	outwire_http_answer_encode(&a, &out);
+	send_answer(fd, 0, out.data, out.len, -1);
+	buf_free(&out);
+	outhttp_answer_free(&a);
+}
+
 static void *request_main(void *ctx)
 {
-	struct out_request *r = ctx;
-	struct outbound_proc *o = r->o;
-	int fd = r->fd;
-	free(r);
+	struct out_request *rq = ctx;
+	struct outbound_proc *o = rq->o;
+	int fd = rq->fd;
+	free(rq);
 	set_io_timeout(fd, OUT_IO_TIMEOUT_S);
 	uint8_t hdr[8];
+	uint32_t type, len;
 	if (read_all(fd, hdr, sizeof(hdr)) == 0) {
-		uint32_t type = get32(hdr), len = get32(hdr + 4);
 		uint8_t *p = NULL;
-		bool ok = (type == OUT_CONNECT && len == 24) ||
-			  (type == OUT_SIGN && len > 4 &&
-			   len <= 4 + 64 + OUT_HEAD_MAX);
+		struct outwire_request r;
+		memset(&r, 0, sizeof(r));
+		const char *why = "malformed request";
+		bool ok = outwire_header_parse(hdr, &type, &len) == 0;
 		if (ok) {
 			p = xmalloc(len);
-			ok = read_all(fd, p, len) == 0;
+			ok = read_all(fd, p, len) == 0 &&
+			     outwire_request_parse(type, p, len, &r, &why) == 0;
 		}
-		if (!ok)
-			send_answer(fd, EINVAL, "malformed request", 17, -1);
-		else if (type == OUT_CONNECT)
-			serve_connect(fd, p, len);
-		else
-			serve_sign(o, fd, p, len);
+		if (!ok) {
+			log_warn("outbound", NULL, "from the mail process: %s",
+				 why);
+			send_answer(fd, EINVAL, why, strlen(why), -1);
+		} else if (type == OUTWIRE_CONNECT) {
+			serve_connect(fd, &r);
+		} else if (type == OUTWIRE_SIGN) {
+			serve_sign(o, fd, &r);
+		} else {
+			serve_http(o, fd, &r);
+		}
+		outwire_request_deinit(&r);
 		free(p);
 	}
 	close(fd);
@@ -415,6 +419,12 @@ static void *chan_main(void *ctx)
 	return NULL;
 }
 
+static const char *const http_ro_paths[] = {
+	"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf",
+	"/etc/host.conf", "/etc/gai.conf", "/etc/ssl", "/usr/lib/ssl",
+	"/usr/share/ca-certificates", NULL,
+};
+
 int daemon_outbound_main(struct daemon *d, int chan, int mail_fd)
 {
 	net_tls_text_free(&d->cert_pem, d->cert_len);
@@ -442,7 +452,15 @@ int daemon_outbound_main(struct daemon *d, int chan, int mail_fd)
 	daemon_sandbox_ro(&sb, "/sys/devices/system/cpu");
 	char *dkim_dir = xasprintf("%s/dkim", d->dc.data_dir);
 	daemon_sandbox_ro(&sb, dkim_dir);
+	/* HTTP requests: the resolver's files (curl resolves the host), the
+	 * CAs (curl verifies the server), OpenSSL's configuration */
+	for (int i = 0; http_ro_paths[i] != NULL; i++)
+		daemon_sandbox_ro(&sb, http_ro_paths[i]);
+	daemon_sandbox_ro(&sb, config_get(d->cfg, "queue", "tls_ca_file"));
+	/* without Landlock, chroot to the keys: HTTP requests then fail
+	 * (no resolver, no CAs; logged with each) */
 	sb.chroot_dir = dkim_dir;
+	outhttp_init();
 	tzset();
 	char *err = NULL;
 	bool chrooted = false;
@@ -569,15 +587,16 @@ static int open_request(struct outbound_client *c, char **error_r)
 	return sp[0];
 }
 
-/* One request; the answer's text in *text_r (caller frees), its socket
- * in *fd_r when fd_r is given. Returns the status (0 ok), -1 on a
+/* One request (encoded by outwire.h, header included); the answer's
+ * text in *text_r (caller frees) and its length in *text_len_r, its
+ * socket in *fd_r when fd_r is given. Returns the status (0 ok), -1 on a
  * transport failure (*error_r). */
-static int request(struct outbound_client *c, uint32_t type,
-		   const void *a, size_t alen, const void *b, size_t blen,
-		   unsigned timeout_s, char **text_r, int *fd_r,
-		   char **error_r)
+static int request(struct outbound_client *c, const struct buf *req,
+		   unsigned timeout_s, char **text_r, size_t *text_len_r,
+		   int *fd_r, char **error_r)
 {
 	*text_r = NULL;
+	*text_len_r = 0;
 	if (fd_r != NULL)
 		*fd_r = -1;
 	int fd = open_request(c, error_r);
@@ -585,10 +604,7 @@ static int request(struct outbound_client *c, uint32_t type,
 		return -1;
 	set_io_timeout(fd, timeout_s);
 	uint8_t hdr[8];
-	put32(hdr, type);
-	put32(hdr + 4, (uint32_t)(alen + blen));
-	if (write_all(fd, hdr, 8) < 0 || write_all(fd, a, alen) < 0 ||
-	    (blen > 0 && write_all(fd, b, blen) < 0))
+	if (write_all(fd, req->data, req->len) < 0)
 		goto broken;
 	struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
 	union {
@@ -609,8 +625,9 @@ static int request(struct outbound_client *c, uint32_t type,
 			memcpy(&got, CMSG_DATA(cm), sizeof(int));
 	if (n != (ssize_t)sizeof(hdr))
 		goto broken_fd;
-	uint32_t status = get32(hdr), len = get32(hdr + 4);
-	if (len > OUT_ANSWER_MAX || (got >= 0 && (status != 0 || fd_r == NULL)))
+	uint32_t status = outwire_get32(hdr), len = outwire_get32(hdr + 4);
+	if (len > OUTWIRE_ANSWER_MAX ||
+	    (got >= 0 && (status != 0 || fd_r == NULL)))
 		goto broken_fd;
 	char *text = xmalloc(len + 1);
 	if (read_all(fd, text, len) < 0) {
@@ -620,6 +637,7 @@ static int request(struct outbound_client *c, uint32_t type,
 	text[len] = '\0';
 	close(fd);
 	*text_r = text;
+	*text_len_r = len;
 	if (fd_r != NULL)
 		*fd_r = got;
 	return (int)status;
@@ -632,46 +650,44 @@ broken:
 	return -1;
 }
 
+/* A failed request's reason: the outbound process's text, else the
+ * errno value's. */
+static char *failure(int st, char *text)
+{
+	char *why = xstrdup(text != NULL && text[0] ? text : strerror(st));
+	free(text);
+	return why;
+}
+
 /* outconn_fn: the mail process's TCP connections. */
 int outbound_client_connect(void *ctx, const struct sockaddr *sa,
 			    socklen_t len, unsigned timeout_ms,
 			    char **error_r)
 {
 	struct outbound_client *c = ctx;
-	uint8_t p[24];
-	memset(p, 0, sizeof(p));
-	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		memcpy(p + 2, &s4->sin_port, 2);
-		memcpy(p + 4, &s4->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6 &&
-		   len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		memcpy(p + 2, &s6->sin6_port, 2);
-		memcpy(p + 4, &s6->sin6_addr, 16);
-	} else {
+	struct buf req;
+	buf_init(&req, 0);
+	if (outwire_connect_encode(sa, len, timeout_ms, &req) < 0) {
+		buf_free(&req);
 		*error_r = xstrdup("not an IP address");
 		return -1;
 	}
-	p[0] = (uint8_t)(sa->sa_family >> 8);
-	p[1] = (uint8_t)sa->sa_family;
-	if (timeout_ms == 0)
-		timeout_ms = 1;
-	if (timeout_ms > 300000)
-		timeout_ms = 300000;
-	put32(p + 20, timeout_ms);
 	char *text = NULL;
+	size_t text_len;
 	int fd = -1;
-	int st = request(c, OUT_CONNECT, p, sizeof(p), NULL, 0,
-			 timeout_ms / 1000 + 10, &text, &fd, error_r);
+	int st = request(c, &req, timeout_ms / 1000 + 10, &text, &text_len,
+			 &fd, error_r);
+	buf_free(&req);
 	if (st == 0 && fd >= 0) {
 		free(text);
 		return fd;
 	}
 	if (st == 0)
 		*error_r = xstrdup("no socket from the outbound process");
-	else if (st > 0)
-		*error_r = xstrdup(text != NULL && text[0] ? text : strerror(st));
+	else if (st > 0) {
+		*error_r = failure(st, text);
+		text = NULL;
+	}
 	free(text);
 	if (fd >= 0)
 		close(fd);
@@ -682,18 +698,18 @@ int outbound_client_sign(struct outbound_client *c, const char *head,
 			 size_t head_len, const uint8_t *bh, size_t bh_len,
 			 struct buf *out)
 {
-	if (head_len == 0 || head_len > OUT_HEAD_MAX || bh_len == 0 ||
-	    bh_len > 64) {
+	struct buf req;
+	buf_init(&req, 0);
+	if (outwire_sign_encode(bh, bh_len, head, head_len, &req) < 0) {
+		buf_free(&req);
 		log_warn("outbound", NULL, "DKIM: a header of %zu bytes is not "
-			 "signed (at most %d)", head_len, OUT_HEAD_MAX);
+			 "signed (at most %d)", head_len, OUTWIRE_HEAD_MAX);
 		return -1;
 	}
-	uint8_t pre[4 + 64];
-	put32(pre, (uint32_t)bh_len);
-	memcpy(pre + 4, bh, bh_len);
 	char *text = NULL, *err = NULL;
-	int st = request(c, OUT_SIGN, pre, 4 + bh_len, head, head_len, 30,
-			 &text, NULL, &err);
+	size_t text_len;
+	int st = request(c, &req, 30, &text, &text_len, NULL, &err);
+	buf_free(&req);
 	if (st != 0) {
 		log_error("outbound", NULL, "DKIM signing: %s",
 			  st < 0 ? err : text);
@@ -701,7 +717,42 @@ int outbound_client_sign(struct outbound_client *c, const char *head,
 		free(text);
 		return -1;
 	}
-	buf_append_str(out, text);
+	buf_append(out, text, text_len);
 	free(text);
 	return 0;
+}
+
+/* outhttp_fn: the mail process's HTTP requests. */
+int outbound_client_http(void *ctx, const struct outhttp_request *req,
+			 struct outhttp_answer *answer_r, char **error_r)
+{
+	struct outbound_client *c = ctx;
+	memset(answer_r, 0, sizeof(*answer_r));
+	struct buf wire;
+	buf_init(&wire, 0);
+	if (outwire_http_encode(req, &wire) < 0) {
+		buf_free(&wire);
+		*error_r = xstrdup("request outside the outbound process's "
+				   "bounds");
+		return -1;
+	}
+	char *text = NULL;
+	size_t text_len;
+	int st = request(c, &wire, req->timeout_ms / 1000 + 10, &text,
+			 &text_len, NULL, error_r);
+	buf_free(&wire);
+	if (st > 0) {
+		*error_r = failure(st, text);
+		text = NULL;
+	}
+	if (st != 0) {
+		free(text);
+		return -1;
+	}
+	int rc = outwire_http_answer_parse((const uint8_t *)text, text_len,
+					   req->answer_max, answer_r);
+	free(text);
+	if (rc < 0)
+		*error_r = xstrdup("malformed answer from the outbound process");
+	return rc;
 }

@@ -230,7 +230,7 @@ int daemon_auth_main(struct daemon *d, int chan, int mail_fd);
 int daemon_outbound_main(struct daemon *d, int chan, int mail_fd);
 
 /* daemon-outbound.c: the mail process's client of the outbound process
- * (TCP connections, DKIM signatures). */
+ * (TCP connections, HTTP requests, DKIM signatures). */
 struct outbound_client;
 struct outbound_client *outbound_client_create(int fd);
 /* A restarted outbound process's socket. */
@@ -240,6 +240,11 @@ void outbound_client_destroy(struct outbound_client **c);
 int outbound_client_connect(void *ctx, const struct sockaddr *sa,
 			    socklen_t len, unsigned timeout_ms,
 			    char **error_r);
+/* An outhttp_fn (lib/outhttp.h): ctx is the client. */
+struct outhttp_request;
+struct outhttp_answer;
+int outbound_client_http(void *ctx, const struct outhttp_request *req,
+			 struct outhttp_answer *answer_r, char **error_r);
 /* DKIM-Signature fields for a header given its body hash
  * (dkim_sign_split): 0, or -1 (logged). */
 int outbound_client_sign(struct outbound_client *c, const char *head,

@@ -48,9 +48,6 @@
 #include "managesieve.h"
 #endif
 #ifdef LOFT_HAVE_QUEUE
-#include <curl/curl.h>
-
-#include "outconn-curl.h"
 #include "delivery.h"
 #include "delivery-sieve.h"
 #include "dns.h"
@@ -497,30 +494,19 @@ void daemon_extras_sandbox(const struct daemon *d, struct daemon_sandbox *sb)
 					 "smarthost_password_file"));
 	daemon_sandbox_ro(sb, config_get(d->cfg, "dns", "trust_anchor"));
 	/* DKIM private keys: not here, the outbound process signs. TCP:
-	 * the resolver's ports only (the outbound process connects), where
-	 * libcurl can take a socket it did not connect itself; with an
-	 * older one (Debian 12's 7.88) rspamd, MTA-STS and Web Push
-	 * connect from here and the mail process keeps its TCP connect. */
-	if (!outconn_curl_handover_works()) {
-		curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-		log_info("loftd", NULL, "mail process: libcurl %s connects again "
-			 "on a socket it is handed (curl issue 10626, fixed in "
-			 "8.0): HTTP requests (rspamd, MTA-STS, Web Push) connect "
-			 "from the mail process, which keeps its TCP connect "
-			 "right", v != NULL ? v->version : "?");
-	} else {
-		sb->tcp_confined = true;
-		struct dns_settings dset;
-		struct buf derr;
-		buf_init(&derr, 0);
-		if (dns_settings_from_config(d->cfg, &dset, &derr) == 0)
-			sb->tcp_port_count = dns_settings_ports(
-				&dset, sb->tcp_connect_ports,
-				sizeof(sb->tcp_connect_ports) /
-				sizeof(*sb->tcp_connect_ports));
-		dns_settings_deinit(&dset);
-		buf_free(&derr);
-	}
+	 * the resolver's ports only (the outbound process connects, and
+	 * makes the HTTP requests of rspamd, MTA-STS and Web Push). */
+	sb->tcp_confined = true;
+	struct dns_settings dset;
+	struct buf derr;
+	buf_init(&derr, 0);
+	if (dns_settings_from_config(d->cfg, &dset, &derr) == 0)
+		sb->tcp_port_count = dns_settings_ports(
+			&dset, sb->tcp_connect_ports,
+			sizeof(sb->tcp_connect_ports) /
+			sizeof(*sb->tcp_connect_ports));
+	dns_settings_deinit(&dset);
+	buf_free(&derr);
 	/* [sieve]: the admin's before/after scripts (their directories,
 	 * once each) and global_dir, read at start and at each delivery's
 	 * include :global. */

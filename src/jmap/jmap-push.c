@@ -9,7 +9,8 @@
  * streams that asked for a type that moved (http_stream_write hands it
  * to the I/O thread). An idle EventSource costs its connection and one
  * small struct: no thread, no store handle. PushSubscription POSTs go
- * out on a thread of their own through libcurl, never to loopback or
+ * out on a thread of their own through lib/outhttp.h (in loftd the
+ * outbound process makes them; libcurl parses URLs here), never to loopback or
  * private addresses unless [jmap] push_private says so (tests), with the
  * address that was checked pinned for the connection (no DNS rebinding).
  */
@@ -31,7 +32,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "outconn-curl.h"
+#include "outhttp.h"
 
 void jmap_object_id(enum store_jmap_kind kind, int64_t n, char out[32]);
 bool jmap_object_id_parse(enum store_jmap_kind kind, const char *s,
@@ -437,13 +438,6 @@ static bool url_allowed(struct jmap *j, const char *url, char *pin,
 	return ok;
 }
 
-static size_t discard(char *p, size_t s, size_t n, void *ctx)
-{
-	(void)p;
-	(void)ctx;
-	return s * n;
-}
-
 static void post(struct jmap *j, const char *url, const char *body)
 {
 	char pin[600];
@@ -452,34 +446,24 @@ static void post(struct jmap *j, const char *url, const char *body)
 			 url);
 		return;
 	}
-	CURL *c = curl_easy_init();
-	if (c == NULL)
-		return;
-	struct curl_slist *hdr = curl_slist_append(NULL,
-		"Content-Type: application/json; charset=utf-8");
-	hdr = curl_slist_append(hdr, "TTL: 86400");
-	struct curl_slist *res = curl_slist_append(NULL, pin);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	outconn_curl(c);
-	curl_easy_setopt(c, CURLOPT_RESOLVE, res);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	CURLcode rc = curl_easy_perform(c);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK || status >= 300)
-		log_warn("jmap", NULL, "push to %s: %s (HTTP %ld)", url,
-			 rc != CURLE_OK ? curl_easy_strerror(rc) : "refused",
-			 status);
-	curl_slist_free_all(hdr);
-	curl_slist_free_all(res);
-	curl_easy_cleanup(c);
+	static const char *const hdr[] = {
+		"Content-Type: application/json; charset=utf-8", "TTL: 86400",
+	};
+	struct outhttp_request rq = {
+		.method = "POST", .url = url, .https_only = !j->set.push_private,
+		.resolve = pin, .headers = hdr, .header_count = 2,
+		.body = body, .body_len = strlen(body),
+		.timeout_ms = 10000, .connect_timeout_ms = 5000,
+	};
+	struct outhttp_answer a;
+	char *err = NULL;
+	if (outhttp_perform(&rq, &a, &err) < 0)
+		log_warn("jmap", NULL, "push to %s: %s", url, err);
+	else if (a.status >= 300)
+		log_warn("jmap", NULL, "push to %s: refused (HTTP %u)", url,
+			 a.status);
+	outhttp_answer_free(&a);
+	free(err);
 }
 
 static void *sender_main(void *arg)

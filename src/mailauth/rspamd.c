@@ -2,57 +2,41 @@
  * The spam scanner hook: rspamd's HTTP protocol (POST /checkv2 on its
  * normal worker, port 11333 by default; the envelope in request headers
  * IP, Helo, From, Rcpt, Queue-Id, Hostname; a JSON answer with score,
- * required_score and action) over libcurl, bounded by a timeout. An
+ * required_score and action) over lib/outhttp.h (in loftd the outbound
+ * process makes the request), bounded by a timeout. An
  * rspamd that is down or slow never holds mail: the message goes on
  * unscanned and the log says so.
  */
 #include "mailauth-private.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "outconn-curl.h"
+#include "outhttp.h"
 
 #define RSPAMD_REPLY_MAX (256 * 1024)
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init(void)
+/* A header line "Name: value" with no CR/LF smuggled into it (nor any
+ * other control character). */
+static char *header(const char *name, const char *value)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	struct buf b;
+	buf_init(&b, 1000);
+	buf_printf(&b, "%s: ", name);
+	for (const char *p = value ? value : ""; *p != '\0'; p++)
+		if (buf_append_char(&b, (unsigned char)*p < 0x20 ||
+				    *p == 0x7f ? ' ' : *p) < 0)
+			break;
+	return buf_steal(&b, NULL);
 }
 
-static size_t collect(char *p, size_t size, size_t n, void *ctx)
-{
-	struct buf *b = ctx;
-	size_t len = size * n;
-
-	return buf_append(b, p, len) == 0 ? len : 0;
-}
-
-/* A header line "Name: value" with no CR/LF smuggled into it. */
-static struct curl_slist *add_header(struct curl_slist *h, const char *name,
-				     const char *value)
-{
-	char line[1024];
-	size_t o = (size_t)snprintf(line, sizeof(line), "%s: ", name);
-
-	for (const char *p = value ? value : ""; *p != '\0' && o + 1 < sizeof(line);
-	     p++)
-		line[o++] = (*p == '\r' || *p == '\n') ? ' ' : *p;
-	line[o] = '\0';
-	return curl_slist_append(h, line);
-}
-
-static bool parse_reply(const struct buf *b, struct rspamd_result *r)
+static bool parse_reply(const char *text, size_t len, struct rspamd_result *r)
 {
 	json_error_t err;
-	json_t *j = json_loadb(b->data ? b->data : "", b->len, 0, &err);
+	json_t *j = json_loadb(text ? text : "", len, 0, &err);
 	json_t *v;
 
 	if (j == NULL || !json_is_object(j)) {
@@ -92,59 +76,50 @@ bool rspamd_check(const char *url, unsigned timeout_ms,
 		  const struct rspamd_request *req, const char *msg,
 		  size_t len, struct rspamd_result *r)
 {
-	CURL *c;
-	struct curl_slist *h = NULL;
-	struct buf reply;
-	char *endpoint;
-	long status = 0;
-	CURLcode rc;
-	bool ok = false;
-
 	memset(r, 0, sizeof(*r));
-	pthread_once(&curl_once, curl_init);
-	c = curl_easy_init();
-	if (c == NULL)
-		return false;
-	buf_init(&reply, RSPAMD_REPLY_MAX);
-	endpoint = xasprintf("%s%scheckv2", url,
-			     url[0] && url[strlen(url) - 1] == '/' ? "" : "/");
-	h = add_header(h, "IP", req->ip);
-	h = add_header(h, "Helo", req->helo);
-	h = add_header(h, "From", req->sender);
+	char *endpoint = xasprintf("%s%scheckv2", url,
+				   url[0] && url[strlen(url) - 1] == '/' ? "" : "/");
+	size_t n = 0, cap = 8 + req->rcpt_count;
+	char **h = xcalloc(cap, sizeof(*h));
+	h[n++] = header("IP", req->ip);
+	h[n++] = header("Helo", req->helo);
+	h[n++] = header("From", req->sender);
 	for (size_t i = 0; i < req->rcpt_count; i++)
-		h = add_header(h, "Rcpt", req->rcpts[i]);
+		h[n++] = header("Rcpt", req->rcpts[i]);
 	if (req->queue_id != NULL)
-		h = add_header(h, "Queue-Id", req->queue_id);
+		h[n++] = header("Queue-Id", req->queue_id);
 	if (req->hostname != NULL)
-		h = add_header(h, "MTA-Name", req->hostname);
-	h = curl_slist_append(h, "Content-Type: message/rfc822");
-	h = curl_slist_append(h, "Expect:");
-	curl_easy_setopt(c, CURLOPT_URL, endpoint);
-	outconn_curl(c);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, msg);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &reply);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	rc = curl_easy_perform(c);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK)
+		h[n++] = header("MTA-Name", req->hostname);
+	h[n++] = xstrdup("Content-Type: message/rfc822");
+	h[n++] = xstrdup("Expect:");
+	if (timeout_ms == 0)
+		timeout_ms = 1;
+	if (timeout_ms > OUTHTTP_TIMEOUT_MAX)
+		timeout_ms = OUTHTTP_TIMEOUT_MAX;
+	struct outhttp_request rq = {
+		.method = "POST", .url = endpoint,
+		.headers = (const char *const *)h, .header_count = n,
+		.body = msg, .body_len = len,
+		.timeout_ms = timeout_ms, .connect_timeout_ms = timeout_ms,
+		.answer_max = RSPAMD_REPLY_MAX,
+	};
+	struct outhttp_answer a;
+	char *err = NULL;
+	bool ok = false;
+	if (outhttp_perform(&rq, &a, &err) < 0)
 		log_warn("rspamd", NULL, "%s: %s: message not scanned", endpoint,
-			 curl_easy_strerror(rc));
-	else if (status != 200)
-		log_warn("rspamd", NULL, "%s: HTTP %ld: message not scanned",
-			 endpoint, status);
-	else if (!(ok = parse_reply(&reply, r)))
+			 err);
+	else if (a.status != 200)
+		log_warn("rspamd", NULL, "%s: HTTP %u: message not scanned",
+			 endpoint, a.status);
+	else if (!(ok = parse_reply(a.body, a.body_len, r)))
 		log_warn("rspamd", NULL, "%s: reply not understood or scan "
 			 "skipped: message not scanned", endpoint);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	buf_free(&reply);
+	outhttp_answer_free(&a);
+	free(err);
+	for (size_t i = 0; i < n; i++)
+		free(h[i]);
+	free(h);
 	free(endpoint);
 	return ok;
 }

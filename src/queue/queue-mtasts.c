@@ -1,7 +1,7 @@
 /*
  * MTA-STS (RFC 8461) for outbound delivery: the _mta-sts TXT record (its
  * policy id), the policy fetched over HTTPS from
- * https://mta-sts.DOMAIN/.well-known/mta-sts.txt with libcurl (PKIX
+ * https://mta-sts.DOMAIN/.well-known/mta-sts.txt by lib/outhttp.h (PKIX
  * verified, no redirects, at most 64 KiB) and cached in the queue's
  * backend until max_age, refetched when the id changes. A domain whose
  * policy says enforce gets mail only over TLS with a certificate valid
@@ -12,8 +12,6 @@
 #include "queue-private.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +19,7 @@
 
 #include "dns.h"
 #include "log.h"
-#include "outconn-curl.h"
+#include "outhttp.h"
 
 #define STS_BODY_MAX (64 * 1024)
 #define STS_MAX_AGE 31557600         /* RFC 8461 3.2: about a year */
@@ -203,72 +201,40 @@ int qsts_txt_id(const char *txt, size_t len, char id[QSTS_ID_MAX + 1])
 
 /* ---- fetching ------------------------------------------------------ */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static size_t collect(char *p, size_t size, size_t n, void *ctx)
-{
-	struct buf *b = ctx;
-	size_t len = size * n;
-
-	return buf_append(b, p, len) == 0 ? len : 0;
-}
-
-/* The policy text of domain over HTTPS; NULL (logged) on any failure. */
+/* The policy text of domain over HTTPS (lib/outhttp.h: in loftd the
+ * outbound process fetches it); NULL (logged) on any failure. */
 static char *fetch(struct queue *q, const char *domain)
 {
 	char *url = xasprintf("https://mta-sts.%s/.well-known/mta-sts.txt",
 			      domain);
-	CURL *c;
-	struct buf body;
-	long status = 0;
-	char *ctype = NULL, *text = NULL;
-	CURLcode rc;
-
-	pthread_once(&curl_once, curl_init);
-	c = curl_easy_init();
-	if (c == NULL) {
-		free(url);
-		return NULL;
-	}
-	buf_init(&body, STS_BODY_MAX);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	outconn_curl(c);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);   /* 3.3 */
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)q->set.connect_timeout * 2);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)q->set.connect_timeout);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	if (q->set.tls_ca_file != NULL) {
-		curl_easy_setopt(c, CURLOPT_CAINFO, q->set.tls_ca_file);
-		curl_easy_setopt(c, CURLOPT_CAPATH, "/etc/ssl/certs");
-	}
-	rc = curl_easy_perform(c);
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ctype);
-	}
-	if (rc != CURLE_OK)
-		log_info("queue", NULL, "MTA-STS policy of %s: %s", domain,
-			 curl_easy_strerror(rc));
-	else if (status != 200)
-		log_info("queue", NULL, "MTA-STS policy of %s: HTTP %ld", domain,
-			 status);
-	else if (ctype == NULL || strncasecmp(ctype, "text/plain", 10) != 0)
+	uint64_t ct = q->set.connect_timeout > 0 ? q->set.connect_timeout : 1;
+	if (ct > OUTHTTP_TIMEOUT_MAX / 2000)
+		ct = OUTHTTP_TIMEOUT_MAX / 2000;
+	struct outhttp_request rq = {
+		.method = "GET", .url = url, .https_only = true,   /* 3.3 */
+		.ca_file = q->set.tls_ca_file,
+		.timeout_ms = (unsigned)ct * 2000,
+		.connect_timeout_ms = (unsigned)ct * 1000,
+		.answer_max = STS_BODY_MAX,
+	};
+	struct outhttp_answer a;
+	char *err = NULL, *text = NULL;
+	if (outhttp_perform(&rq, &a, &err) < 0)
+		log_info("queue", NULL, "MTA-STS policy of %s: %s", domain, err);
+	else if (a.status != 200)
+		log_info("queue", NULL, "MTA-STS policy of %s: HTTP %u", domain,
+			 a.status);
+	else if (a.content_type == NULL ||
+		 strncasecmp(a.content_type, "text/plain", 10) != 0)
 		log_info("queue", NULL, "MTA-STS policy of %s: not text/plain",
 			 domain);
+	else if (memchr(a.body, '\0', a.body_len) != NULL)
+		log_info("queue", NULL, "MTA-STS policy of %s: NUL in the text",
+			 domain);
 	else
-		text = buf_steal(&body, NULL);
-	curl_easy_cleanup(c);
-	buf_free(&body);
+		text = xstrdup(a.body);
+	outhttp_answer_free(&a);
+	free(err);
 	free(url);
 	return text;
 }

@@ -1,8 +1,13 @@
 /* Unit tests for src/lib: bounded buffers, the config parser and its value
- * readers, SASLprep (the RFC 4013 section 3 vectors and more). */
+ * readers, SASLprep (the RFC 4013 section 3 vectors and more), the
+ * outbound process's requests (outwire: what it refuses). */
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include "base64.h"
 #include "buf.h"
 #include "config.h"
+#include "outwire.h"
 #include "saslprep.h"
 #include "test.h"
 
@@ -174,9 +179,141 @@ static void test_base64(void)
 	buf_free(&b);
 }
 
+/* Parses a whole request (header and payload): 0 or -1. */
+static int parse_whole(const struct buf *b, struct outwire_request *r)
+{
+	uint32_t type, len;
+	const char *why = NULL;
+	memset(r, 0, sizeof(*r));
+	if (b->len < 8 || outwire_header_parse((const uint8_t *)b->data, &type,
+					      &len) < 0 || len != b->len - 8)
+		return -1;
+	int rc = outwire_request_parse(type, (const uint8_t *)b->data + 8, len,
+				       r, &why);
+	if (rc < 0)
+		CHECK(why != NULL);
+	return rc;
+}
+
+static void test_outwire(void)
+{
+	static const char *const hdr[] = {"Rcpt: \xc3\xa9@example.test",
+					  "Expect:"};
+	struct outhttp_request rq = {
+		.method = "POST", .url = "http://127.0.0.1:11333/checkv2",
+		.headers = hdr, .header_count = 2, .body = "a\0b", .body_len = 3,
+		.timeout_ms = 1000, .connect_timeout_ms = 1000,
+		.answer_max = 100,
+	};
+	struct buf b;
+	struct outwire_request r;
+	buf_init(&b, 0);
+	CHECK_INT(outwire_http_encode(&rq, &b), 0);
+	CHECK_INT(parse_whole(&b, &r), 0);
+	CHECK_STR(r.http.url, rq.url);
+	CHECK_INT(r.http.header_count, 2);
+	CHECK_STR(r.http.headers[0], hdr[0]);
+	CHECK_INT(r.http.body_len, 3);
+	CHECK(r.http.body != NULL && memcmp(r.http.body, "a\0b", 3) == 0);
+	CHECK(r.http.resolve == NULL && r.http.ca_file == NULL);
+	outwire_request_deinit(&r);
+	/* every cut short, one byte more: refused */
+	for (size_t n = 8; n < b.len; n++) {
+		struct buf cut = {.data = b.data, .len = n};
+		uint8_t h[8];
+		memcpy(h, b.data, 8);
+		outwire_put32(h + 4, (uint32_t)(n - 8));
+		uint32_t type, len;
+		if (outwire_header_parse(h, &type, &len) < 0)
+			continue;
+		const char *why = NULL;
+		CHECK_INT(outwire_request_parse(type, (const uint8_t *)cut.data + 8,
+						n - 8, &r, &why), -1);
+		outwire_request_deinit(&r);
+	}
+	buf_append_char(&b, 'x');
+	outwire_put32((uint8_t *)b.data + 4, (uint32_t)(b.len - 8));
+	CHECK_INT(parse_whole(&b, &r), -1);
+	outwire_request_deinit(&r);
+	buf_free(&b);
+	/* what the encoder refuses, the parser never sees */
+	struct outhttp_request bad = rq;
+	bad.method = "PUT";
+	CHECK_INT(outwire_http_encode(&bad, &b), -1);
+	bad = rq;
+	bad.https_only = true;              /* an http:// URL */
+	CHECK_INT(outwire_http_encode(&bad, &b), -1);
+	bad = rq;
+	bad.method = "GET";                 /* with a body */
+	CHECK_INT(outwire_http_encode(&bad, &b), -1);
+	static const char *const smuggled[] = {"Rcpt: a\r\nX-Evil: 1"};
+	bad = rq;
+	bad.headers = smuggled;
+	bad.header_count = 1;
+	CHECK_INT(outwire_http_encode(&bad, &b), -1);
+	bad = rq;
+	bad.connect_timeout_ms = 2000;      /* beyond the whole */
+	CHECK_INT(outwire_http_encode(&bad, &b), -1);
+	bad = rq;
+	bad.ca_file = "relative.pem";
+	CHECK_INT(outwire_http_encode(&bad, &b), -1);
+	CHECK_INT(b.len, 0);
+	/* a flag bit that means nothing: refused */
+	CHECK_INT(outwire_http_encode(&rq, &b), 0);
+	b.data[8 + 12] = 2;
+	CHECK_INT(parse_whole(&b, &r), -1);
+	outwire_request_deinit(&r);
+	buf_free(&b);
+
+	/* CONNECT: exactly 24 bytes, port not 0, IPv4 padding zero */
+	struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(25)};
+	s4.sin_addr.s_addr = htonl(0x7f000001);
+	CHECK_INT(outwire_connect_encode((struct sockaddr *)&s4, sizeof(s4),
+					 5000, &b), 0);
+	CHECK_INT(parse_whole(&b, &r), 0);
+	CHECK_INT(r.timeout_ms, 5000);
+	CHECK(r.addr_len == sizeof(s4) &&
+	      ((struct sockaddr_in *)&r.addr)->sin_port == htons(25));
+	b.data[8 + 10] = 1;                 /* padding */
+	CHECK_INT(parse_whole(&b, &r), -1);
+	b.data[8 + 10] = 0;
+	b.data[8 + 2] = b.data[8 + 3] = 0;  /* port 0 */
+	CHECK_INT(parse_whole(&b, &r), -1);
+	buf_free(&b);
+
+	/* SIGN: a hash of 1..64 bytes and a header */
+	CHECK_INT(outwire_sign_encode((const uint8_t *)"h", 1, "", 0, &b), -1);
+	CHECK_INT(outwire_sign_encode((const uint8_t *)"h", 1, "A: b\r\n\r\n",
+				      8, &b), 0);
+	CHECK_INT(parse_whole(&b, &r), 0);
+	CHECK_INT(r.hash_len, 1);
+	CHECK_INT(r.head_len, 8);
+	outwire_put32((uint8_t *)b.data + 8, 9);    /* hash past the header */
+	CHECK_INT(parse_whole(&b, &r), -1);
+	buf_free(&b);
+
+	/* answers: status range, the body at most what was asked */
+	struct outhttp_answer a = {.status = 200, .content_type = "text/plain",
+				   .body = "0123456789", .body_len = 10};
+	struct outhttp_answer got;
+	outwire_http_answer_encode(&a, &b);
+	CHECK_INT(outwire_http_answer_parse((const uint8_t *)b.data, b.len, 10,
+					    &got), 0);
+	CHECK_STR(got.content_type, "text/plain");
+	CHECK_STR(got.body, "0123456789");
+	outhttp_answer_free(&got);
+	CHECK_INT(outwire_http_answer_parse((const uint8_t *)b.data, b.len, 9,
+					    &got), -1);
+	outwire_put32((uint8_t *)b.data, 99);
+	CHECK_INT(outwire_http_answer_parse((const uint8_t *)b.data, b.len, 10,
+					    &got), -1);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
+		{"outwire", test_outwire},
 		{"base64", test_base64},
 		{"buf_limit", test_buf_limit},
 		{"config_parse", test_config_parse},
