@@ -41,6 +41,7 @@ def main():
         extra = {'smtp': {'listen': '127.0.0.1:%d' % port, 'rspamd': rs.url,
                           'sender_checks': 'no', 'rspamd_timeout': '30s'}}
         with Loft(extra=extra) as env:
+            port = env.port('smtp')   # moved on a clash
             clean = (b'From: Some One <someone@sender.example>\r\n'
                      b'To: Alice <alice@example.test>\r\n'
                      b'Subject: lunch on friday\r\n'

@@ -141,6 +141,16 @@ class Loft:
                     dst.pop(k, None)
                 else:
                     dst[k] = v
+        # Listeners a test chose itself (e.g. [smtp] listen on a
+        # free_port() of its own) move with the others when a start
+        # finds a port taken: read them back with port(section) once
+        # loftd runs.
+        for sec, kv in self.sections.items():
+            if sec in self.ports or not isinstance(kv.get('listen'), str):
+                continue
+            m = re.search(r'\b127\.0\.0\.1:(\d+)\b', kv['listen'])
+            if m:
+                self.ports[sec] = int(m.group(1))
         self.write_config()
         self._setup_accounts()
 
@@ -187,6 +197,9 @@ class Loft:
             f.write('\n'.join(lines) + '\n')
 
     def port(self, proto):
+        """The port of a protocol, or of a section whose listen line the
+        test gave (its first 127.0.0.1 address): after a start, since a
+        start that finds a port taken moves every one."""
         return self.ports[proto]
 
     # ---- accounts -----------------------------------------------------

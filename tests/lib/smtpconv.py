@@ -14,9 +14,9 @@ from loftenv import SLOW
 class Sink:
     """A minimal SMTP server in a thread: remembers every message."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
+        self.sock.bind(('127.0.0.1', port))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.messages = []

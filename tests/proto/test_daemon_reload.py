@@ -92,8 +92,9 @@ def main():
         os.mkdir(tls_dir, 0o700)
         env.cert, env.key = new_cert(tls_dir, 'first')
         env.sections['tls'] = {'cert': env.cert, 'key': env.key}
-        env.sections['smtp'] = {'listen': '127.0.0.1:%d' % free_port()}
-        env.sections['submission'] = {'listen': '127.0.0.1:%d' % free_port()}
+        for sec in ('smtp', 'submission'):   # moved on a clash
+            env.ports[sec] = free_port()
+            env.sections[sec] = {'listen': '127.0.0.1:%d' % env.ports[sec]}
         sieve_dir = os.path.join(env.dir, 'sieve')
         os.mkdir(sieve_dir)
         before = os.path.join(sieve_dir, 'before.sieve')

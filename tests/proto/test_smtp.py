@@ -4,7 +4,8 @@ leaves: MX accepts only local recipients and never relays (loopback
 included), DATA ends only at CRLF.CRLF (smuggling variants stay in the
 message), SIZE limits exact, BDAT; submission needs AUTH, checks the
 envelope sender and From:, stores local recipients at once and queues
-remote ones to the smarthost; loftctl queue shows what waits."""
+remote ones to the smarthost; loftctl queue shows what waits. A listener
+port the test chose and another program took moves at start."""
 
 import smtplib
 import socket
@@ -28,7 +29,20 @@ def main():
         'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
                   'smarthost_tls': 'none', 'retry_min': '1s'},
     }
+    # A port another program takes between free_port() and loftd's bind
+    # (a parallel test): the start moves every listener, the test's own
+    # [smtp] one too, and tries again.
+    taken = socket.socket()
+    taken.bind(('127.0.0.1', ports['smtp']))
+    taken.listen(1)
     with Loft(extra=extra) as env:
+        r.check('a taken SMTP port: loftd moved to another one',
+                env.port('smtp') != ports['smtp'] and
+                env.sections['smtp']['listen'].startswith(
+                    '127.0.0.1:%d' % env.port('smtp')),
+                (ports, env.ports, env.sections['smtp']))
+        taken.close()
+        ports.update({k: env.port(k) for k in ports})   # moved on a clash
         alice = 'alice@example.test'
         apw = env.users[alice]
 

@@ -127,6 +127,7 @@ def main():
                  'dns': {'resolvers': udns.address, 'trust_anchor': 'none',
                          'timeout': '2s', 'message_timeout': '8s'}}
         with Loft(extra=extra) as env:
+            port = env.port('smtp')   # moved on a clash
             base = (b'From: Joe <joe@example.org>\r\nTo: alice@example.test\r\n'
                     b'Subject: %s\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n'
                     b'Message-ID: <%s@example.org>\r\n\r\nHello.\r\n')

@@ -35,6 +35,7 @@ def main():
                       'max_messages_per_ip_per_hour': '4'},
              'queue': {'retry_min': '1s'}}
     with Loft(users=users, extra=extra) as env:
+        port = env.port('smtp')   # moved on a clash
         rc, out, err = env.loftctl('user', 'set', 'bob@example.test',
                                    'quota_bytes=3K')
         r.check('quota set', rc == 0, out + err)

@@ -9,7 +9,11 @@ is lost, half sent or bounced for a temporary fault.
   refused or dropped;
 - a full disk while queueing (the queue on a 4 MiB tmpfs): the message
   that does not fit gets 452 4.3.1 and leaves nothing behind; a small one
-  still goes.
+  still goes;
+- the admin while the remote was down: `loftctl queue hold`, `retry` and
+  `release` on a running loftd take effect at once (loftd notices
+  loftctl's change within a second), not at the next attempt an hour
+  later; a held message stays until released.
 """
 
 import os
@@ -23,7 +27,7 @@ import threading
 import time
 
 from loftenv import Loft, Results, free_port, SLOW
-from smtpconv import inbox_messages, wait_for
+from smtpconv import Sink, inbox_messages, wait_for
 
 USER = 'alice@example.test'
 
@@ -188,6 +192,7 @@ def test_drop_mid_data(r):
              'queue': {'smarthost': '127.0.0.1:%d' % sink.port, 'smarthost_tls': 'none',
                        'retry_min': '1s', 'retry_max': '1s'}}
     with Loft(extra=extra) as env:
+        port = env.port('submission')   # moved on a clash
         code, text = submit(port, env.users[USER], 'bob@remote.example',
                             message('dropped twice', 20000))
         r.check('drop mid-DATA: accepted', code == 250, text)
@@ -213,6 +218,7 @@ def test_bad_dns(r, mode):
                      'timeout': '1s'},
              'queue': {'retry_min': '1h', 'retry_max': '2h'}}
     with Loft(extra=extra) as env:
+        port = env.port('submission')   # moved on a clash
         code, text = submit(port, env.users[USER], 'bob@remote.example',
                             message('dns %s' % mode))
         r.check('DNS %s: accepted (the lookup comes later)' % mode, code == 250, text)
@@ -248,6 +254,7 @@ def test_full_disk(r):
         return
     try:
         env.start()
+        port = env.port('submission')   # moved on a clash
         code, text = submit(port, env.users[USER], 'bob@remote.example',
                             message('too big for the disk', 6 * 1024 * 1024))
         r.check('full disk: 452 4.3.1', code == 452 and text.startswith(b'4.3.1'),
@@ -271,12 +278,80 @@ def test_full_disk(r):
             env.close()
 
 
+def test_admin_acts(r):
+    block = socket.socket()
+    block.bind(('127.0.0.1', 0))       # bound, never listening: refused
+    sink_port = block.getsockname()[1]
+    port = free_port()
+    extra = {'submission': {'listen': '127.0.0.1:%d' % port},
+             'queue': {'smarthost': '127.0.0.1:%d' % sink_port,
+                       'smarthost_tls': 'none', 'retry_min': '1h',
+                       'retry_max': '2h'}}
+    sink = None
+
+    def arrived(rcpt):
+        with sink.lock:
+            return any(rcpt.encode() in b''.join(m.get('rcpts', []))
+                       for m in sink.messages)
+
+    try:
+        with Loft(extra=extra) as env:
+            port = env.port('submission')   # moved on a clash
+            for rcpt in ('bob@remote.example', 'carol@remote.example'):
+                code, text = submit(port, env.users[USER], rcpt,
+                                    message('admin ' + rcpt))
+                r.check('admin: %s queued' % rcpt, code == 250, text)
+            r.check('admin: both deferred (the remote refuses)', wait_for(
+                lambda: len(re.findall(r'to=<(bob|carol)@remote.example> '
+                                       r'.*status=deferred', env.log())) >= 2,
+                60 * SLOW), env.log()[-1500:])
+            ids, cur = {}, None
+            for line in queue_listing(env).splitlines():
+                if line and not line.startswith(' '):
+                    cur = line.split()[0]
+                elif cur and line.strip():
+                    ids[line.split()[0].strip('<>')] = cur
+            r.check('admin: both listed', len(ids) == 2, ids)
+            bob = ids.get('bob@remote.example', '?')
+            carol = ids.get('carol@remote.example', '?')
+            rc, out, err = env.loftctl('queue', 'hold', carol)
+            r.check('admin: hold', rc == 0, out + err)
+            block.close()
+            sink = Sink(port=sink_port)      # the remote is back
+            t0 = time.monotonic()
+            rc, out, err = env.loftctl('queue', 'retry', bob)
+            r.check('admin: retry', rc == 0, out + err)
+            got = wait_for(lambda: arrived('bob@'), 60 * SLOW)
+            r.check('admin: retried at once, not in an hour', got,
+                    env.log()[-1500:])
+            print('loftctl queue retry -> at the remote: %.2f s'
+                  % (time.monotonic() - t0))
+            r.check('admin: the held message stays held',
+                    not arrived('carol@') and 'next: held' in
+                    queue_listing(env), queue_listing(env))
+            t0 = time.monotonic()
+            rc, out, err = env.loftctl('queue', 'release', carol)
+            r.check('admin: release', rc == 0, out + err)
+            got = wait_for(lambda: arrived('carol@'), 60 * SLOW)
+            r.check('admin: released, sent at once', got, env.log()[-1500:])
+            print('loftctl queue release -> at the remote: %.2f s'
+                  % (time.monotonic() - t0))
+            r.check('admin: queue empty after',
+                    wait_for(lambda: queue_listing(env) == '', 20 * SLOW),
+                    queue_listing(env))
+    finally:
+        block.close()
+        if sink is not None:
+            sink.sock.close()
+
+
 def main():
     r = Results()
     test_drop_mid_data(r)
     test_bad_dns(r, 'garbage')
     test_bad_dns(r, 'silent')
     test_full_disk(r)
+    test_admin_acts(r)
     sys.exit(r.finish())
 
 

@@ -218,6 +218,7 @@ def main():
                   'smarthost_tls': 'none', 'retry_min': '1s'},
     }
     with Loft(extra=extra) as env:
+        ports.update({k: env.port(k) for k in ports})   # moved on a clash
         apw = env.users[ALICE]
         sub, subs = ports['submission'], ports['submissions']
 

@@ -98,7 +98,9 @@ def main():
                        'X-Crash-Id: %d\r\n\r\nmessage %d\r\n' % (USER, n, n, n)).encode()
                 try:
                     if c is None:
-                        c = smtplib.SMTP('127.0.0.1', port, timeout=30 * SLOW)
+                        # the port moves if a restart finds it taken
+                        c = smtplib.SMTP('127.0.0.1', env.port('submission'),
+                                         timeout=30 * SLOW)
                         c.login(USER, pw)
                     c.sendmail(USER, ['x@remote.example'], msg)
                     with lock:
