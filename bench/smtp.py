@@ -161,7 +161,7 @@ def inbound_postfix_maildir(n):
                  'virtual_gid_maps = static:%d\n'
                  'virtual_destination_concurrency_limit = 16\n' % (
                      USER, pwd_uid('postfix'), pwd_gid('postfix')))
-    with open(os.path.join(pf.dir, 'master.cf'), 'a') as f:
+    with open(os.path.join(pf.conf, 'master.cf'), 'a') as f:
         f.write(PF_VIRTUAL)
     mail = os.path.join(pf.dir, 'mail')
     os.makedirs(mail)
@@ -488,11 +488,11 @@ def queue_postfix(n):
         return total
     def restart():
         old = master_pid()
-        subprocess.run(['/usr/sbin/postfix', '-c', pf.dir, 'stop'], capture_output=True,
+        subprocess.run(['/usr/sbin/postfix', '-c', pf.conf, 'stop'], capture_output=True,
                        timeout=900)
         wait_until(lambda: not os.path.exists('/proc/%d' % old), 900)
         t0 = time.monotonic()
-        subprocess.run(['/usr/sbin/postfix', '-c', pf.dir, 'start'], capture_output=True,
+        subprocess.run(['/usr/sbin/postfix', '-c', pf.conf, 'start'], capture_output=True,
                        timeout=1800)
         if not greets(pf.port, 900):
             raise RuntimeError('postfix did not come back')
@@ -514,7 +514,7 @@ def queue_postfix(n):
         print('    postfix %s' % out, flush=True)
         before = deferred()
         t0 = time.monotonic()
-        subprocess.run(['/usr/sbin/postqueue', '-c', pf.dir, '-f'], capture_output=True)
+        subprocess.run(['/usr/sbin/postqueue', '-c', pf.conf, '-f'], capture_output=True)
         if not wait_until(lambda: deferred() - before >= n, 1200, 0.5):
             raise RuntimeError('postfix: %d of %d retried' % (deferred() - before, n))
         out['schedule_s'] = time.monotonic() - t0

@@ -1,7 +1,13 @@
 """A private Postfix (from Debian) that relays mail for example.test to an
 LMTP server: its own config directory, queue and data directories in a
-temp dir (`postfix -c DIR`), SMTP on a free loopback port, no chroot, no
-system service touched. Used by tests/system/test_postfix.py.
+temp dir (`postfix -c DIR/etc`), SMTP on a free loopback port, no chroot,
+no system service touched. Used by tests/system/test_postfix.py.
+
+The config directory holds only main.cf and master.cf, as /etc/postfix
+does: `postfix start` (postfix-script check-warn) walks the whole config
+directory and runs one postlog per file not owned by root, so a queue
+inside it (100,000 queue files owned by postfix) kept `postfix start`
+busy for over half an hour.
 
     with Postfix(lmtp='inet:127.0.0.1:2424') as pf:
         smtplib.SMTP('127.0.0.1', pf.port).sendmail(...)
@@ -121,6 +127,8 @@ class Postfix:
         """
         self.dir = tempfile.mkdtemp(prefix='loft-postfix-')
         os.chmod(self.dir, 0o755)
+        self.conf = os.path.join(self.dir, 'etc')    # postfix -c
+        os.mkdir(self.conf, 0o755)
         self.port = free_port()
         self.lmtp = lmtp
         self.started = False
@@ -130,9 +138,9 @@ class Postfix:
                 '%s=%s' % kv for kv in sorted(transport.items()))
         if extra:
             main_cf = merge_main_cf(main_cf, extra.format(dir=self.dir))
-        with open(os.path.join(self.dir, 'main.cf'), 'w') as f:
+        with open(os.path.join(self.conf, 'main.cf'), 'w') as f:
             f.write(main_cf)
-        with open(os.path.join(self.dir, 'master.cf'), 'w') as f:
+        with open(os.path.join(self.conf, 'master.cf'), 'w') as f:
             f.write(MASTER_CF.format(port='127.0.0.1:%d' % self.port))
         for d in ('queue', 'data'):
             os.makedirs(os.path.join(self.dir, d))
@@ -153,7 +161,7 @@ class Postfix:
         return None
 
     def _run(self, *args):
-        return subprocess.run([POSTFIX, '-c', self.dir] + list(args),
+        return subprocess.run([POSTFIX, '-c', self.conf] + list(args),
                               capture_output=True, text=True, timeout=60)
 
     def start(self, timeout=120):
@@ -182,7 +190,7 @@ class Postfix:
 
     def queue_listing(self):
         """What `postqueue -p` says (\"Mail queue is empty\" when it is)."""
-        r = subprocess.run(['/usr/sbin/postqueue', '-c', self.dir, '-p'],
+        r = subprocess.run(['/usr/sbin/postqueue', '-c', self.conf, '-p'],
                            capture_output=True, text=True, timeout=60)
         return r.stdout + r.stderr
 
