@@ -5,6 +5,7 @@ processes), of a loftd built before privilege separation, and of Dovecot,
 in one run, alternating, medians.
 
     LOFT_BASE_BUILD=/path/to/old/build python3 bench/privsep.py [--quick]
+        [--only lmtp,idle-plain,idle-tls]
 
 The base build is any Loft build directory (loftd and loftctl in it),
 e.g. a worktree of the commit before privsep built with `make build`.
@@ -40,7 +41,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", default="lmtp,idle-plain,idle-tls",
+                    help="rows to run (comma-separated)")
     args = ap.parse_args()
+    only = args.only.split(",")
     base = os.environ.get("LOFT_BASE_BUILD")
     if not base:
         sys.exit("set LOFT_BASE_BUILD to a build directory without privsep")
@@ -68,14 +72,15 @@ def main():
                                           "base", "dovecot"))
     t0 = time.time()
     try:
-        for conns in (4, 16):
+        for conns in (4, 16) if "lmtp" in only else ():
             runs = {t.name: [] for t in targets}
             for _ in range(args.reps):
                 for t in targets:
                     runs[t.name].append(asyncio.run(sc.lmtp_delivery(
                         t, conns, n_lmtp, size=10_000)))
             add("lmtp 10KB x%d" % conns, runs)
-        for tls in (False, True):
+        for tls in [t for t in (False, True)
+                    if ("idle-tls" if t else "idle-plain") in only]:
             runs = {t.name: [] for t in targets}
             for t in targets:
                 t.restart()
