@@ -184,16 +184,11 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # what the newest step (10 -> 11, per-user \Seen) adds, so it can run
-    # again
-    db.execute('DROP TRIGGER seen_pvt_msg_gone')
-    db.execute('DROP TRIGGER seen_mailbox_gone')
-    db.execute('DROP TRIGGER seen_count_ins')
-    db.execute('DROP TRIGGER seen_count_del')
-    db.execute('DROP TRIGGER seen_count_upd')
-    db.execute('DROP TABLE seen_pvt')
-    db.execute('DROP TABLE seen_mode')
-    db.execute('DROP TABLE seen_count')
+    # the newest step (11 -> 12) makes JMAP's copy triggers again with
+    # JM_EMAIL_REVIVE: put back a version-11 one to see it replaced
+    db.execute('DROP TRIGGER jmsg_upd')
+    db.execute('CREATE TRIGGER jmsg_upd AFTER UPDATE OF flags ON msg'
+               ' BEGIN SELECT 1; END')
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()
@@ -203,6 +198,10 @@ def test_check(env):
             in out and out.strip().endswith('consistent after 1 repairs'),
             (rc, out, err))
     db = sqlite3.connect(path)
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
+                     " AND name = 'jmsg_upd'").fetchone()[0]
+    R.check('the upgrade replaced the old trigger',
+            'visible = 0 AND EXISTS' in sql, sql)
     db.execute('UPDATE account SET version = 99')
     db.commit()
     db.close()

@@ -105,6 +105,19 @@ def test_cross_protocol(env, j):
     s3 = j.state('Email')
     imap.store('1', '+FLAGS', '\\Deleted')
     push_within(es, j, 'IMAP \\Deleted', {'Email', 'Mailbox'})
+    ch = j.ok('Email/changes', {'sinceState': s3})
+    R.check('IMAP \\Deleted: destroyed for JMAP', ch['destroyed'] == [eid],
+            ch)
+    # the \Deleted taken back: a client that dropped the Email is told
+    # it is created again (same id), never "updated" for an id it lost
+    s_del = ch['newState']
+    imap.store('1', '-FLAGS', '\\Deleted')
+    push_within(es, j, 'IMAP -\\Deleted', {'Email', 'Mailbox'})
+    ch = j.ok('Email/changes', {'sinceState': s_del})
+    R.check('IMAP -\\Deleted: created again', ch['created'] == [eid] and
+            ch['updated'] == [] and ch['destroyed'] == [], ch)
+    imap.store('1', '+FLAGS', '\\Deleted')
+    push_within(es, j, 'IMAP \\Deleted again', {'Email', 'Mailbox'})
     imap.expunge()
     # the \Deleted copy already left the counts: the Mailbox stays
     push_within(es, j, 'IMAP EXPUNGE', {'Email'})

@@ -91,9 +91,11 @@ with Loft() as env:
     R.check('recover by id: one back', rec['recovered'] == 1 and
             rec['mailboxesMade'] == 0 and rec['bytes'] > 0, rec)
     # the kept message comes back as the Email it was (same id: its blob
-    # was kept): Email/changes names it (updated, as an Email whose
-    # copies were all \Deleted and one is no longer), and Email/get has it
+    # was kept): Email/changes names it created again (a client that saw
+    # it destroyed must fetch it), and Email/get has it
     ch = j.ok('Email/changes', {'sinceState': st})
+    R.check('recovered: created again, not updated',
+            len(ch['created']) == 1 and ch['updated'] == [], ch)
     g = j.ok('Email/get', {'ids': ch['created'] + ch['updated'],
                            'properties': ['subject', 'mailboxIds', 'keywords']})
     R.check('recovered: a new Email in its folder, with its keywords',

@@ -25,7 +25,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 11
+#define SQ_SCHEMA_VERSION 12
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -58,6 +58,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[9] = SQ_DELETED_SQL,
 	/* 10 -> 11: per-user \Seen in shared mailboxes (sq-seen.c) */
 	[10] = SQ_SEEN_SCHEMA,
+	/* 11 -> 12: an Email that gets a visible copy back is reported
+	 * created again by JMAP (sq-jmap-schema.h JM_EMAIL_REVIVE) */
+	[11] = sq_jmap_revive_sql,
 };
 
 /* What this process knows; only sq_schema_override changes them. */

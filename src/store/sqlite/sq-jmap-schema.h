@@ -43,6 +43,15 @@
 #define JM_NEXT "((SELECT modseq FROM account) + 1)"
 #define JM_THREAD(b) "(SELECT thread FROM blob WHERE id = " b ")"
 
+/* An Email seen as destroyed (no visible copy) that gets one back (its
+ * \Deleted removed, an undelete) is created again at m, so /changes
+ * reports it created to a client that saw it destroyed. Before
+ * JM_EMAIL_MERGE, which recounts visible. */
+#define JM_EMAIL_REVIVE(b, m)                                                \
+	"UPDATE jemail SET created = " m " WHERE id = " b " AND visible = 0" \
+	" AND EXISTS (SELECT 1 FROM msg WHERE blob = " b                     \
+	" AND (flags & 8) = 0);"
+
 /* Recomputes an Email's merged values from its copies. */
 #define JM_EMAIL_MERGE(b, m)                                                 \
 	"UPDATE jemail SET modseq = max(modseq, " m "),"                     \
@@ -170,6 +179,7 @@
 	JM_THREAD_BUMP("NEW.blob", "NEW.modseq",                             \
 		       "(NEW.flags & 8) = 0 AND (SELECT visible FROM jemail" \
 		       " WHERE id = NEW.blob) = 0")                          \
+	JM_EMAIL_REVIVE("NEW.blob", "NEW.modseq")                            \
 	JM_EMAIL_MERGE("NEW.blob", "NEW.modseq")                             \
 	" END;"                                                              \
 	"CREATE TRIGGER IF NOT EXISTS jmsg_ins_count AFTER INSERT ON msg"    \
@@ -193,6 +203,7 @@
 	JM_THREAD_BUMP("NEW.blob", "NEW.modseq",                             \
 		       "(OLD.flags & 8) != 0 AND (NEW.flags & 8) = 0 AND"    \
 		       " (SELECT visible FROM jemail WHERE id = NEW.blob) = 0") \
+	JM_EMAIL_REVIVE("NEW.blob", "NEW.modseq")                            \
 	JM_EMAIL_MERGE("NEW.blob", "NEW.modseq")                             \
 	JM_THREAD_BUMP("NEW.blob", "NEW.modseq",                             \
 		       "(OLD.flags & 8) = 0 AND (NEW.flags & 8) != 0 AND"    \

@@ -22,6 +22,11 @@
 const char sq_jmap_schema_sql[] = SQ_JMAP_TABLES SQ_JMAP_TRIGGERS;
 const char sq_jmap_upgrade_sql[] =
 	SQ_JMAP_TABLES SQ_JMAP_BACKFILL SQ_JMAP_TRIGGERS;
+/* 11 -> 12: the triggers that add a visible copy revive the Email
+ * (JM_EMAIL_REVIVE); SQ_JMAP_TRIGGERS makes the dropped ones again. */
+const char sq_jmap_revive_sql[] =
+	"DROP TRIGGER IF EXISTS jmsg_ins; DROP TRIGGER IF EXISTS jmsg_upd;"
+	SQ_JMAP_TRIGGERS;
 
 /* ---- hasAttachment ------------------------------------------------ */
 
@@ -494,8 +499,13 @@ int sq_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		else if (x->live) {
 			change_push(&r->updated, &r->updated_count, x);
 			meta |= x->meta > since->modseq;
-		} else if (!created_after)
+		} else if (!created_after || kind == STORE_JMAP_EMAIL) {
+			/* An Email's created moves when it comes back
+			 * (JM_EMAIL_REVIVE), so a later one does not prove
+			 * the client never held it: RFC 8620 5.2 lets it
+			 * be listed destroyed all the same. */
 			change_push(&r->destroyed, &r->destroyed_count, x);
+		}
 	}
 	r->counts_only = kind == STORE_JMAP_MAILBOX && r->updated_count > 0 &&
 			 !meta;

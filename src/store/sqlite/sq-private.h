@@ -269,6 +269,7 @@ char *sq_needle_prepare(const char *needle, struct buf *folded);
  * sq-jmap-schema.h */
 extern const char sq_jmap_schema_sql[];
 extern const char sq_jmap_upgrade_sql[];
+extern const char sq_jmap_revive_sql[];
 void sq_jmap_functions(sqlite3 *db);
 /* The account was just created: its mailboxes' JMAP rows start at its
  * first state. */
