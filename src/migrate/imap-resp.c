@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "store.h"
 
 struct rp {
 	const char *s;
@@ -322,4 +323,66 @@ bool pop3_uidl_line(const char *line, size_t len, unsigned *num_r,
 	uidl[i - start] = '\0';
 	*num_r = (unsigned)n;
 	return true;
+}
+
+/* One number of a UID set: 1 to 4294967295. */
+static bool uid_num(const char *s, size_t len, size_t *i, uint32_t *v_r)
+{
+	uint64_t v = 0;
+	size_t start = *i;
+	while (*i < len && s[*i] >= '0' && s[*i] <= '9' && *i - start < 10)
+		v = v * 10 + (uint64_t)(s[(*i)++] - '0');
+	if (*i == start || v == 0 || v > UINT32_MAX)
+		return false;
+	*v_r = (uint32_t)v;
+	return true;
+}
+
+int imap_uid_set_parse(const char *s, size_t len, struct store_uid_range **r_r,
+		       size_t *count_r)
+{
+	struct store_uid_range *v = NULL;
+	size_t n = 0, cap = 0, i = 0;
+	*r_r = NULL;
+	*count_r = 0;
+	while (i < len) {
+		uint32_t a, b;
+		if (!uid_num(s, len, &i, &a))
+			goto bad;
+		b = a;
+		if (i < len && s[i] == ':') {
+			i++;
+			if (!uid_num(s, len, &i, &b))
+				goto bad;
+		}
+		if (i < len && (s[i] != ',' || i + 1 == len))
+			goto bad;
+		if (i < len)
+			i++;
+		if (n == IMAP_UID_SET_MAX)
+			goto bad;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n].lo = a < b ? a : b;
+		v[n].hi = a < b ? b : a;
+		n++;
+	}
+	if (n == 0)
+		goto bad;
+	*r_r = v;
+	*count_r = n;
+	return 0;
+bad:
+	free(v);
+	return -1;
+}
+
+bool imap_uid_set_has(const struct store_uid_range *r, size_t n, uint32_t uid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (uid >= r[i].lo && uid <= r[i].hi)
+			return true;
+	return false;
 }

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +49,94 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 	EVP_Digest(data, len, d, &dl, EVP_sha256(), NULL);
 	for (int i = 0; i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* What a folder holds now, as "INTERNALDATE:SHA-256" of each message
+ * (sorted; used[i] once a backup message matched it): a restore into a
+ * folder with mail adds only what it lacks. -1 after reporting. */
+struct held {
+	char **v;
+	bool *used;
+	size_t n;
+};
+
+static int folder_held(struct migrate *m, const char *name, struct held *h)
+{
+	memset(h, 0, sizeof(*h));
+	struct store_export *e;
+	struct store_error err;
+	if (store_export_begin(m->user, &e, &err) < 0) {
+		migrate_error(m, name, NULL, "%s", err.msg);
+		return -1;
+	}
+	const struct store_export_info *info = store_export_info(e);
+	int r = 0;
+	size_t cap = 0;
+	for (size_t i = 0; i < info->mailbox_count; i++) {
+		if (strcmp(info->mailboxes[i].name, name) != 0)
+			continue;
+		r = store_export_messages(e, info->mailboxes[i].id, &err);
+		const struct store_export_msg *msg;
+		while (r == 0 && (r = store_export_next(e, &msg, &err)) == 1) {
+			struct store_blob b;
+			if ((r = store_export_body(e, msg->email, &b, &err)) < 0)
+				break;
+			char sha[65];
+			sha256_hex(b.data, b.len, sha);
+			store_blob_close(&b);
+			if (h->n == cap) {
+				cap = cap ? cap * 2 : 64;
+				h->v = xrealloc(h->v, cap * sizeof(char *));
+			}
+			h->v[h->n++] = xasprintf("%lld:%s",
+						 (long long)msg->internaldate,
+						 sha);
+			r = 0;
+		}
+		break;
+	}
+	store_export_end(&e);
+	if (r < 0) {
+		migrate_error(m, name, NULL, "%s", err.msg);
+		store_names_free(h->v, h->n);
+		memset(h, 0, sizeof(*h));
+		return -1;
+	}
+	if (h->n > 1)
+		qsort(h->v, h->n, sizeof(char *), migrate_strp_cmp);
+	h->used = xcalloc(h->n ? h->n : 1, sizeof(bool));
+	return 0;
+}
+
+/* Whether the folder holds a message with this date and body not yet
+ * matched (then it is matched now). */
+static bool held_take(struct held *h, time_t date, const char *sha)
+{
+	if (h->n == 0 || sha == NULL)
+		return false;
+	char *key = xasprintf("%lld:%s", (long long)date, sha);
+	char **hit = bsearch(&key, h->v, h->n, sizeof(char *),
+			     migrate_strp_cmp);
+	free(key);
+	if (hit == NULL)
+		return false;
+	size_t i = (size_t)(hit - h->v);
+	while (i > 0 && strcmp(h->v[i - 1], *hit) == 0)
+		i--;
+	for (; i < h->n && strcmp(h->v[i], *hit) == 0; i++) {
+		if (!h->used[i]) {
+			h->used[i] = true;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void held_free(struct held *h)
+{
+	store_names_free(h->v, h->n);
+	free(h->used);
+	memset(h, 0, sizeof(*h));
 }
 
 static bool hex64(const char *s)
@@ -327,6 +416,35 @@ static json_t *sieve_scripts(struct migrate *m, const char *address,
 	return a;
 }
 
+/* The account's ACL entries: [{"mailbox", "identifier", "rights"}]
+ * (identifiers as text: ids differ between servers); NULL after
+ * reporting. */
+static json_t *acl_json(struct migrate *m, struct store_user *user,
+			const char *address)
+{
+	struct store_acl_row *rows = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (store_acl_all(user, &rows, &n, &err) < 0) {
+		migrate_error(m, address, NULL, "ACL: %s", err.msg);
+		return NULL;
+	}
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char *id = m->acl_ident(m->account_ctx, &rows[i].entry, address);
+		if (id == NULL)
+			continue;
+		char rights[16];
+		store_rights_format(rows[i].entry.rights, rights);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "mailbox",
+						   rows[i].mailbox, "identifier",
+						   id, "rights", rights));
+		free(id);
+	}
+	store_acl_all_free(rows, n);
+	return a;
+}
+
 /* The account's manifest; bodies copied into DEST/blobs as met. */
 static json_t *backup_account(struct migrate *m, const char *dest,
 			      const char *address, struct store_user *user,
@@ -423,6 +541,15 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		json_array_append_new(mbs, jm);
 	}
 	json_object_set_new(doc, "mailboxes", mbs);
+	if (!failed && m->acl_ident != NULL) {
+		json_t *acl = acl_json(m, user, address);
+		if (acl == NULL)
+			failed = true;
+		else if (json_array_size(acl) > 0)
+			json_object_set_new(doc, "acl", acl);
+		else
+			json_decref(acl);
+	}
 	store_export_end(&e);
 	if (failed) {
 		json_decref(doc);
@@ -441,6 +568,17 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		return 2;
 	}
 	chmod(dest, 0700);
+	/* one run at a time, and no prune meanwhile (its blobs are not
+	 * named by any snapshot until the end) */
+	char *lockp = xasprintf("%s/.lock", dest);
+	int lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	free(lockp);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
+		migrate_error(m, NULL, dest, ".lock: %s", strerror(errno));
+		if (lockfd >= 0)
+			close(lockfd);
+		return 2;
+	}
 	char *blobs = xasprintf("%s/blobs", dest);
 	char *snaps = xasprintf("%s/snapshots", dest);
 	mkdir(blobs, 0700);
@@ -597,6 +735,7 @@ out:
 	free(dir);
 	free(blobs);
 	free(snaps);
+	close(lockfd);
 	migrate_finish(m, "backup");
 	return ret;
 }
@@ -751,6 +890,296 @@ int migrate_backup_list(struct migrate *m, const char *dest)
 	return 0;
 }
 
+/* Removes every file of snapshots/NAME and the directory (SNAPSHOT
+ * first: from then on it is no snapshot). */
+static int remove_snapshot_dir(const char *dest, const char *name)
+{
+	char *dir = xasprintf("%s/snapshots/%s", dest, name);
+	char *mark = xasprintf("%s/SNAPSHOT", dir);
+	int ret = 0;
+	if (unlink(mark) < 0 && errno != ENOENT)
+		ret = -1;
+	free(mark);
+	fsync_dir(dir);
+	DIR *d = ret == 0 ? opendir(dir) : NULL;
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		char *f = xasprintf("%s/%s", dir, de->d_name);
+		if (unlink(f) < 0)
+			ret = -1;
+		free(f);
+	}
+	if (d != NULL)
+		closedir(d);
+	if (ret == 0 && rmdir(dir) < 0)
+		ret = -1;
+	free(dir);
+	return ret;
+}
+
+/* The snapshot directory a SNAPSHOT entry's file is in ("" if none). */
+static void entry_snap(json_t *entry, char out[23])
+{
+	const char *file = json_string_value(json_object_get(entry, "file"));
+	const char *slash = file != NULL ? strchr(file, '/') : NULL;
+	out[0] = '\0';
+	if (slash != NULL && (size_t)(slash - file) < 23) {
+		memcpy(out, file, (size_t)(slash - file));
+		out[slash - file] = '\0';
+	}
+}
+
+int migrate_backup_prune(struct migrate *m, const char *dest, long keep,
+			 time_t before, bool dry_run)
+{
+	migrate_start(m);
+	int ret = 0;
+	char why[200];
+	char *lockp = xasprintf("%s/.lock", dest);
+	int lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		migrate_error(m, NULL, dest, "%s", lockfd < 0 ? strerror(errno)
+			      : "a backup or prune is running on it: not"
+				" pruned");
+		if (lockfd >= 0)
+			close(lockfd);
+		free(lockp);
+		return 2;
+	}
+	free(lockp);
+	char **v, **inc;
+	size_t n = snapshots(dest, &v, true);
+	size_t ninc = snapshots(dest, &inc, false);
+	json_t **idx = xcalloc(n ? n : 1, sizeof(*idx));
+	bool *drop = xcalloc(n ? n : 1, sizeof(bool));
+	size_t dropped = 0, blobs_removed = 0;
+	uint64_t bytes_freed = 0;
+	if (n == 0) {
+		migrate_error(m, NULL, dest, "no complete snapshot: nothing"
+			      " pruned");
+		ret = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *p = xasprintf("%s/snapshots/%s/SNAPSHOT", dest, v[i]);
+		idx[i] = json_read_sealed(p, why, sizeof(why));
+		if (idx[i] == NULL) {
+			migrate_error(m, v[i], p, "%s: nothing pruned (backup"
+				      " verify names what is damaged)", why);
+			ret = 1;
+		}
+		free(p);
+	}
+	if (ret != 0)
+		goto out;
+	/* never the newest complete one */
+	for (size_t i = 0; i + 1 < n; i++) {
+		time_t t = (time_t)json_integer_value(json_object_get(idx[i],
+								      "time"));
+		drop[i] = (keep < 0 || i + (size_t)keep < n) &&
+			  (before == 0 || t < before);
+		dropped += drop[i];
+	}
+	/* A kept snapshot may name an account file of a dropped one (an
+	 * unchanged account is referenced, not rewritten): the file is
+	 * copied into the oldest kept snapshot naming it, and every kept
+	 * SNAPSHOT naming it is rewritten, before anything goes. */
+	for (size_t k = 0; k < n && !dry_run; k++) {
+		if (drop[k])
+			continue;
+		bool dirty = false;
+		size_t e;
+		json_t *entry;
+		json_array_foreach(json_object_get(idx[k], "accounts"), e, entry) {
+			char snap[23];
+			entry_snap(entry, snap);
+			size_t at = 0;
+			while (at < n && strcmp(v[at], snap) != 0)
+				at++;
+			if (at == n || !drop[at])
+				continue;
+			const char *file = json_string_value(
+				json_object_get(entry, "file"));
+			const char *base = strchr(file, '/') + 1;
+			char *from = xasprintf("%s/snapshots/%s", dest, file);
+			char *nfile = xasprintf("%s/%s", v[k], base);
+			char *to = xasprintf("%s/snapshots/%s", dest, nfile);
+			struct stat st;
+			struct buf data;
+			buf_init(&data, 0);
+			int r = 0;
+			if (stat(to, &st) != 0)
+				r = read_file(from, &data, 1u << 30) < 0 ||
+				    durable_write(to, data.data, data.len) < 0
+					    ? -1 : 0;
+			if (r < 0) {
+				migrate_error(m, v[k], to, "%s: nothing pruned",
+					      strerror(errno));
+				ret = 1;
+			} else {
+				json_object_set_new(entry, "file",
+						    json_string(nfile));
+				dirty = true;
+				/* later kept ones naming it: the copy */
+				for (size_t l = k + 1; l < n; l++) {
+					size_t e2;
+					json_t *en2;
+					json_array_foreach(json_object_get(
+						idx[l], "accounts"), e2, en2) {
+						const char *f2 = json_string_value(
+							json_object_get(en2, "file"));
+						if (f2 != NULL && strcmp(f2, file) == 0 &&
+						    !drop[l]) {
+							json_object_set_new(en2, "file",
+								json_string(nfile));
+							json_object_set_new(idx[l],
+								"_dirty", json_true());
+						}
+					}
+				}
+			}
+			buf_free(&data);
+			free(from);
+			free(nfile);
+			free(to);
+			if (ret != 0)
+				goto out;
+		}
+		if (dirty || json_object_get(idx[k], "_dirty") != NULL) {
+			json_object_del(idx[k], "_dirty");
+			char *p = xasprintf("%s/snapshots/%s/SNAPSHOT", dest, v[k]);
+			char sum[65];
+			if (json_write_sealed(p, idx[k], sum) < 0) {
+				migrate_error(m, v[k], p, "%s: nothing more"
+					      " pruned", strerror(errno));
+				ret = 1;
+			}
+			free(p);
+			if (ret != 0)
+				goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!drop[i])
+			continue;
+		if (dry_run) {
+			fprintf(m->out, "would prune %s\n", v[i]);
+		} else if (remove_snapshot_dir(dest, v[i]) < 0) {
+			migrate_error(m, v[i], NULL, "%s", strerror(errno));
+			ret = 1;
+		} else {
+			fprintf(m->out, "pruned %s\n", v[i]);
+		}
+	}
+	/* runs that never finished (killed; the lock says none runs now) */
+	for (size_t i = 0; i < ninc; i++) {
+		if (dry_run) {
+			fprintf(m->out, "would remove incomplete %s\n", inc[i]);
+		} else if (remove_snapshot_dir(dest, inc[i]) < 0) {
+			migrate_error(m, inc[i], NULL, "%s", strerror(errno));
+			ret = 1;
+		} else {
+			fprintf(m->out, "removed incomplete %s\n", inc[i]);
+		}
+	}
+	/* blobs no kept snapshot names */
+	char **keep_sha = NULL;
+	size_t nsha = 0, cap = 0;
+	bool all_read = true;
+	for (size_t k = 0; k < n && all_read; k++) {
+		if (drop[k])
+			continue;
+		size_t e;
+		json_t *entry;
+		json_array_foreach(json_object_get(idx[k], "accounts"), e, entry) {
+			char *path;
+			json_t *doc = account_doc(dest, entry, why, sizeof(why),
+						  &path);
+			if (doc == NULL) {
+				migrate_error(m, v[k], path ? path : "SNAPSHOT",
+					      "%s: no blob removed", why);
+				free(path);
+				all_read = false;
+				ret = 1;
+				break;
+			}
+			free(path);
+			size_t a, b;
+			json_t *mb, *msg;
+			json_array_foreach(json_object_get(doc, "mailboxes"), a, mb)
+				json_array_foreach(json_object_get(mb, "messages"),
+						   b, msg) {
+				const char *sha = json_string_value(
+					json_object_get(msg, "sha256"));
+				if (!hex64(sha))
+					continue;
+				if (nsha == cap) {
+					cap = cap ? cap * 2 : 1024;
+					keep_sha = xrealloc(keep_sha,
+							    cap * sizeof(char *));
+				}
+				keep_sha[nsha++] = xstrdup(sha);
+			}
+			json_decref(doc);
+		}
+	}
+	if (nsha > 1)
+		qsort(keep_sha, nsha, sizeof(char *), migrate_strp_cmp);
+	char *bdir = xasprintf("%s/blobs", dest);
+	DIR *d = all_read ? opendir(bdir) : NULL;
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) != 2 || de->d_name[0] == '.')
+			continue;
+		char *sub = xasprintf("%s/%s", bdir, de->d_name);
+		DIR *sd = opendir(sub);
+		struct dirent *fe;
+		while (sd != NULL && (fe = readdir(sd)) != NULL) {
+			const char *nm = fe->d_name;
+			size_t len = strlen(nm);
+			bool tmp = len > 4 && strcmp(nm + len - 4, ".tmp") == 0;
+			if (!hex64(nm) && !tmp)
+				continue;
+			if (!tmp && nsha > 0 &&
+			    bsearch(&nm, keep_sha, nsha, sizeof(char *),
+				    migrate_strp_cmp) != NULL)
+				continue;
+			char *f = xasprintf("%s/%s", sub, nm);
+			struct stat st;
+			if (lstat(f, &st) == 0 && S_ISREG(st.st_mode)) {
+				if (dry_run || unlink(f) == 0) {
+					blobs_removed++;
+					bytes_freed += (uint64_t)st.st_size;
+				}
+			}
+			free(f);
+		}
+		if (sd != NULL)
+			closedir(sd);
+		if (!dry_run)
+			rmdir(sub);   /* only if now empty */
+		free(sub);
+	}
+	if (d != NULL)
+		closedir(d);
+	free(bdir);
+	names_free(keep_sha, nsha);
+	fprintf(m->out, "%s%zu snapshots pruned, %zu kept; %zu blobs removed"
+		" (%.1f MB)\n", dry_run ? "dry run: " : "", dropped,
+		n - dropped, blobs_removed, (double)bytes_freed / 1048576.0);
+out:
+	for (size_t i = 0; i < n; i++)
+		json_decref(idx[i]);
+	free(idx);
+	free(drop);
+	names_free(v, n);
+	names_free(inc, ninc);
+	close(lockfd);
+	return ret;
+}
+
 /* ---- restore ------------------------------------------------------ */
 
 static unsigned flags_of(json_t *a, const char **kws, size_t *nkw)
@@ -898,8 +1327,11 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		ids_ok = store_user_usage(m->user, &use, &e) == 0 &&
 			 use.messages == marked;
 	}
+	bool stop = false;   /* over quota: the next run resumes */
 	json_array_foreach(json_object_get(doc, "mailboxes"), i, mb) {
 		const char *name = json_string_value(json_object_get(mb, "name"));
+		if (stop)
+			break;
 		if (name == NULL || json_is_true(json_object_get(mb, "noselect")))
 			continue;
 		if (m->folder != NULL && strcmp(m->folder, name) != 0)
@@ -929,7 +1361,16 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 			continue;
 		}
 		bool keep = info.uidvalidity == uv;
+		/* a folder with mail gets only what it lacks, by content
+		 * and internal date */
+		struct held held = {0};
+		bool with_mail = info.messages > 0;
 		store_mailbox_info_free(&info);
+		if (with_mail && folder_held(m, name, &held) < 0) {
+			ret = 1;
+			migrate_folder_end(m);
+			continue;
+		}
 		m->cur->uids_kept = keep;
 		char **marks = NULL;
 		size_t nmarks = 0;
@@ -937,16 +1378,23 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		store_import_marks(m->user, msource, &marks, &nmarks, &err);
 		size_t j;
 		json_t *msg;
+		if (nmarks > 1)
+			qsort(marks, nmarks, sizeof(char *), migrate_strp_cmp);
 		json_array_foreach(json_object_get(mb, "messages"), j, msg) {
+			if (stop)
+				break;
 			time_t date = (time_t)jint(msg, "internaldate");
 			if (since != 0 && date < since)
 				continue;
 			char id[24];
 			snprintf(id, sizeof(id), "%lld", (long long)jint(msg, "uid"));
-			bool have = false;
-			for (size_t q = 0; q < nmarks && !have; q++)
-				have = strcmp(marks[q], id) == 0;
-			if (have) {
+			const char *key = id;
+			const char *sha = json_string_value(json_object_get(msg, "sha256"));
+			bool marked = nmarks > 0 &&
+				      bsearch(&key, marks, nmarks, sizeof(char *),
+					      migrate_strp_cmp) != NULL;
+			/* (a marked one is in the folder too: matched) */
+			if (held_take(&held, date, sha) || marked) {
 				m->skipped++;
 				m->cur->skipped++;
 				continue;
@@ -955,7 +1403,6 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 			size_t nkw;
 			unsigned flags = flags_of(json_object_get(msg, "flags"),
 						  kws, &nkw);
-			const char *sha = json_string_value(json_object_get(msg, "sha256"));
 			char *bp = blob_path(dest, sha);
 			struct buf data;
 			buf_init(&data, 0);
@@ -971,57 +1418,40 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 				m->failed++;
 				ret = 1;
 			} else {
-				struct store_import_params ip;
-				memset(&ip, 0, sizeof(ip));
-				ip.append.flags = flags;
-				ip.append.keywords = kws;
-				ip.append.keyword_count = nkw;
-				ip.append.internaldate = date;
-				ip.uid = keep ? (uint32_t)jint(msg, "uid") : 0;
-				ip.modseq = keep ? (uint64_t)jint(msg, "modseq") : 0;
-				ip.savedate = (time_t)jint(msg, "savedate");
-				ip.pop3_uidl = json_string_value(
-					json_object_get(msg, "pop3_uidl"));
-				ip.mark_source = msource;
-				ip.mark_id = id;
+				struct migrate_msg in = {
+					.folder = name,
+					.label = label,
+					.uid = (uint32_t)jint(msg, "uid"),
+					.flags = flags,
+					.keywords = kws,
+					.keyword_count = nkw,
+					.date = date,
+					.pop3_uidl = json_string_value(
+						json_object_get(msg, "pop3_uidl")),
+					.mark_source = msource,
+					.mark_id = id,
+					.size = data.len,
+					.modseq = (uint64_t)jint(msg, "modseq"),
+					.savedate = (time_t)jint(msg, "savedate"),
+				};
 				/* the ids back only into an account that
 				 * does not have them (a fresh one) */
-				ip.email = keep && ids_ok
-						   ? (int64_t)jint(msg, "email") : 0;
-				ip.thread = keep && ids_ok
-						    ? (int64_t)jint(msg, "thread") : 0;
-				uint32_t uid;
-				int rr = store_import_append(m->user, name, body,
-							     &ip, &uid, &err);
-				if (rr < 0 && err.kind != STORE_ERR_QUOTA &&
-				    (ip.email != 0 || ip.uid != 0) &&
-				    strncmp(err.msg, "Already", 7) != 0) {
-					/* ids taken: added with new ones */
-					ip.email = ip.thread = 0;
-					ip.uid = 0;
-					ip.modseq = 0;
-					rr = store_import_append(m->user, name,
-								 body, &ip, &uid,
-								 &err);
+				if (keep && ids_ok) {
+					in.email = (int64_t)jint(msg, "email");
+					in.thread = (int64_t)jint(msg, "thread");
 				}
-				if (rr == 0) {
-					migrate_count(m, data.len, true);
-				} else if (err.kind == STORE_ERR_EXISTS) {
-					m->skipped++;
-					m->cur->skipped++;
-				} else {
-					migrate_error(m, name, label, "%s",
-						      err.msg);
-					m->failed++;
-					ret = 1;
-				}
+				if (migrate_msg_commit(m, &body, &in, keep) == -2)
+					stop = true;
 			}
 			store_body_unref(&body);
 			buf_free(&data);
 			free(bp);
 		}
 		store_names_free(marks, nmarks);
-		if (keep) {
+		held_free(&held);
+		if (migrate_msg_flush(m) == -2)
+			stop = true;
+		if (keep && !stop) {
 			struct store_import_mailbox after = {
 				.name = name, .uidvalidity = uv,
 				.uidnext = (uint32_t)jint(mb, "uidnext")};
@@ -1029,6 +1459,23 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		}
 		free(msource);
 		migrate_folder_end(m);
+	}
+	/* ACL entries a mailbox lacks (one it has stays as it is) */
+	json_t *ae;
+	json_array_foreach(json_object_get(doc, "acl"), i, ae) {
+		const char *mbn = json_string_value(json_object_get(ae, "mailbox"));
+		const char *id = json_string_value(json_object_get(ae, "identifier"));
+		const char *rights = json_string_value(json_object_get(ae, "rights"));
+		if (mbn == NULL || id == NULL || rights == NULL ||
+		    (m->folder != NULL && strcmp(m->folder, mbn) != 0))
+			continue;
+		char w[200] = "";
+		if (m->acl_restore == NULL ||
+		    m->acl_restore(m->account_ctx, m->user, mbn, id, rights, w,
+				   sizeof(w)) < 0)
+			migrate_error(m, mbn, id, "ACL entry not restored: %s",
+				      m->acl_restore ? w : "this loftctl"
+				      " keeps no ACLs");
 	}
 	struct store_error err;
 	store_modseq_raise(m->user, (uint64_t)jint(doc, "modseq"), &err);

@@ -130,63 +130,6 @@ const char *migrate_dovecot_uidl(char out[20], uint32_t uid,
 }
 
 
-/* Adds a finished body. 0 imported or skipped, -1 failed (reported),
- * -2 failed and the import must stop (quota). */
-int migrate_msg_commit(struct migrate *m, struct store_body *body,
-		       const struct migrate_msg *in, bool keep_uids)
-{
-	struct store_import_params p;
-	memset(&p, 0, sizeof(p));
-	p.append.flags = in->flags;
-	p.append.keywords = in->keywords;
-	p.append.keyword_count = in->keyword_count;
-	p.append.internaldate = in->date;
-	p.uid = keep_uids ? in->uid : 0;
-	p.pop3_uidl = in->pop3_uidl;
-	p.mark_source = in->mark_source;
-	p.mark_id = in->mark_id;
-	struct store_error err;
-	uint32_t uid;
-	int r = store_import_append(m->user, in->folder, body, &p, &uid, &err);
-	if (r < 0 && err.kind == STORE_ERR_EXISTS && p.uid != 0 &&
-	    strncmp(err.msg, "Already", 7) != 0) {
-		/* other mail reached the folder: a new UID */
-		p.uid = 0;
-		m->cur->renumbered++;
-		r = store_import_append(m->user, in->folder, body, &p, &uid,
-					&err);
-	}
-	if (r == 0) {
-		migrate_count(m, in->size, true);
-		return 0;
-	}
-	if (err.kind == STORE_ERR_EXISTS) {
-		m->skipped++;
-		m->cur->skipped++;
-		return 0;
-	}
-	if (err.kind == STORE_ERR_QUOTA) {
-		migrate_error(m, in->folder, in->label, "over quota: nothing"
-			      " more imported; the next run resumes at this"
-			      " message");
-		return -2;
-	}
-	if (err.kind == STORE_ERR_INVALID && p.pop3_uidl != NULL) {
-		/* a UIDL Loft cannot give: the message without it */
-		p.pop3_uidl = NULL;
-		m->problems++;
-		migrate_error(m, in->folder, in->label, "POP3 UIDL not kept: %s",
-			      err.msg);
-		if (store_import_append(m->user, in->folder, body, &p, &uid,
-					&err) == 0) {
-			migrate_count(m, in->size, true);
-			return 0;
-		}
-	}
-	migrate_error(m, in->folder, in->label, "%s", err.msg);
-	return -1;
-}
-
 /* ---- Maildir ------------------------------------------------------ */
 
 struct md_entry {
@@ -225,7 +168,7 @@ static int recp_cmp(const void *a, const void *b)
 	return strcmp((*x)->base, (*y)->base);
 }
 
-static int str_cmp(const void *a, const void *b)
+int migrate_strp_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -234,12 +177,12 @@ static int str_cmp(const void *a, const void *b)
 static void strs_sort(char **v, size_t n)
 {
 	if (n > 1)
-		qsort(v, n, sizeof(char *), str_cmp);
+		qsort(v, n, sizeof(char *), migrate_strp_cmp);
 }
 
 static bool strs_have(char *const *v, size_t n, const char *s)
 {
-	return n > 0 && bsearch(&s, v, n, sizeof(char *), str_cmp) != NULL;
+	return n > 0 && bsearch(&s, v, n, sizeof(char *), migrate_strp_cmp) != NULL;
 }
 
 /* Reads a small regular file at dfd/name (no symlink) into out. 1 read,
@@ -575,22 +518,16 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 			migrate_error(m, f->name, label, "%s", err.msg);
 			m->failed++;
 			m->cur->failed++;
-		} else {
-			int c = migrate_msg_commit(m, body, &in, keep);
-			if (c == -1) {
-				m->failed++;
-				m->cur->failed++;
-			} else if (c == -2) {
-				m->failed++;
-				m->cur->failed++;
-				ret = -2;
-			}
+		} else if (migrate_msg_commit(m, &body, &in, keep) == -2) {
+			ret = -2;
 		}
 		store_body_unref(&body);
 		free(base);
 		free(label);
 	}
 	free(buf);
+	if (ret != -2 && migrate_msg_flush(m) == -2)
+		ret = -2;
 	if (ret != -2)
 		migrate_folder_done(m, f->name, ul.uidvalidity, ul.uidnext, keep);
 out:
@@ -713,6 +650,127 @@ static void read_subscriptions(int rootfd, bool fs_layout, char ***subs_r,
 	*count_r = n;
 }
 
+/* Pigeonhole's scripts in a Dovecot home (or a Maildir root used as
+ * one): sieve/NAME.sieve, and the active one named by the symlink
+ * .dovecot.sieve (its target read, never followed) or a plain
+ * .dovecot.sieve file of its own (then named "dovecot"). A script the
+ * account has by that name stays as it is; the source's active script
+ * becomes active only in an account with none active. */
+#define SIEVE_FILE_MAX (1024 * 1024)
+
+static void import_sieve(struct migrate *m, int homefd, const char *path)
+{
+	if (m->folder != NULL)
+		return;
+	int sfd = openat(homefd, "sieve", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						  O_CLOEXEC);
+	struct stat st;
+	bool plain = fstatat(homefd, ".dovecot.sieve", &st,
+			     AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	if (sfd < 0 && !plain)
+		return;
+	char active[NAME_MAX + 1] = "";
+	char target[PATH_MAX];
+	ssize_t tl = readlinkat(homefd, ".dovecot.sieve", target,
+				sizeof(target) - 1);
+	if (tl > 0) {
+		target[tl] = '\0';
+		const char *base = strrchr(target, '/');
+		base = base != NULL ? base + 1 : target;
+		size_t bl = strlen(base);
+		if (bl > 6 && strcmp(base + bl - 6, ".sieve") == 0 &&
+		    bl - 6 < sizeof(active))
+			snprintf(active, sizeof(active), "%.*s", (int)(bl - 6),
+				 base);
+	}
+	/* the scripts: (name, file) pairs, read below */
+	char **names = NULL;
+	size_t n = 0;
+	DIR *d = sfd >= 0 ? fdopendir(dup(sfd)) : NULL;
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (de->d_name[0] == '.' || len <= 6 ||
+		    strcmp(de->d_name + len - 6, ".sieve") != 0)
+			continue;
+		names = xrealloc(names, (n + 1) * sizeof(char *));
+		names[n++] = xstrdup(de->d_name);
+	}
+	if (d != NULL)
+		closedir(d);
+	strs_sort(names, n);
+	struct store_sieve_script *have = NULL;
+	size_t nhave = 0;
+	struct store_error err;
+	bool have_active = false;
+	if (!m->dry_run && store_sieve_list(m->user, &have, &nhave, &err) < 0) {
+		migrate_error(m, "sieve", NULL, "%s", err.msg);
+		goto out;
+	}
+	for (size_t i = 0; i < nhave; i++)
+		have_active |= have[i].active;
+	size_t done = 0, kept = 0;
+	for (size_t i = 0; i <= n; i++) {
+		/* n: the plain .dovecot.sieve, if there is one */
+		if (i == n && !plain)
+			break;
+		int dfd = i < n ? sfd : homefd;
+		const char *file = i < n ? names[i] : ".dovecot.sieve";
+		char *name = i < n ? xstrndup(file, strlen(file) - 6)
+				   : xstrdup("dovecot");
+		bool is_active = i == n || strcmp(name, active) == 0;
+		char *label = i < n ? xasprintf("sieve/%s", file)
+				    : xstrdup(file);
+		bool there = false;
+		for (size_t h = 0; h < nhave; h++)
+			there |= strcmp(have[h].name, name) == 0;
+		struct buf src;
+		buf_init(&src, 0);
+		const char *why = NULL;
+		int r = read_small(dfd, file, SIEVE_FILE_MAX, &src, &why);
+		char w[200] = "";
+		if (r <= 0) {
+			migrate_error(m, "sieve", label, "%s", r == 0
+				      ? "vanished during the import" : why);
+		} else if (there) {
+			kept++;
+		} else if (m->dry_run) {
+			done++;
+		} else if (m->sieve_restore == NULL) {
+			migrate_error(m, "sieve", label, "not imported: this"
+				      " loftctl has no Sieve");
+		} else if (m->sieve_restore(m->account_ctx, m->user, name,
+					    src.data, src.len,
+					    is_active && !have_active, w,
+					    sizeof(w)) < 0) {
+			migrate_error(m, "sieve", label, "not imported: %s", w);
+		} else {
+			done++;
+			have_active |= is_active;
+		}
+		buf_free(&src);
+		free(label);
+		free(name);
+	}
+	if (m->json) {
+		fprintf(m->out, "{\"type\":\"sieve\",\"imported\":%zu,"
+			"\"already_there\":%zu}\n", done, kept);
+	} else if (done + kept > 0) {
+		fprintf(m->out, "sieve: %zu scripts %s, %zu already there%s%s\n",
+			done, m->dry_run ? "to import" : "imported", kept,
+			active[0] || plain ? "; active: " : "",
+			plain && !active[0] ? "dovecot" : active);
+	}
+	(void)path;
+out:
+	store_sieve_list_free(have, nhave);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (sfd >= 0)
+		close(sfd);
+}
+
 static int import_maildir(struct migrate *m, const char *path)
 {
 	char root[PATH_MAX];
@@ -724,6 +782,21 @@ static int import_maildir(struct migrate *m, const char *path)
 	if (rootfd < 0) {
 		migrate_error(m, NULL, path, "%s", strerror(errno));
 		return 2;
+	}
+	/* a Dovecot home: the mail in Maildir/, the scripts beside it */
+	int homefd = -1;
+	if (!has_cur(rootfd, ".") && has_cur(rootfd, "Maildir")) {
+		homefd = rootfd;
+		rootfd = openat(homefd, "Maildir", O_RDONLY | O_DIRECTORY |
+						   O_NOFOLLOW | O_CLOEXEC);
+		if (rootfd < 0) {
+			migrate_error(m, NULL, path, "Maildir: %s",
+				      strerror(errno));
+			close(homefd);
+			return 2;
+		}
+		size_t rl = strlen(root);
+		snprintf(root + rl, sizeof(root) - rl, "/Maildir");
 	}
 	/* Maildir++ when any ".Name" folder exists, else LAYOUT=fs */
 	struct md_folder *v = NULL;
@@ -777,6 +850,8 @@ static int import_maildir(struct migrate *m, const char *path)
 	if (n == 0) {
 		migrate_error(m, NULL, path, "not a Maildir (no cur/ folder)");
 		close(rootfd);
+		if (homefd >= 0)
+			close(homefd);
 		free(v);
 		return 2;
 	}
@@ -801,7 +876,11 @@ static int import_maildir(struct migrate *m, const char *path)
 	}
 	free(v);
 	store_names_free(subs, sub_count);
+	if (stop != -2)
+		import_sieve(m, homefd >= 0 ? homefd : rootfd, path);
 	close(rootfd);
+	if (homefd >= 0)
+		close(homefd);
 	return 0;
 }
 
@@ -1029,14 +1108,8 @@ static void mb_end(void *ctx)
 		migrate_error(m, s->folder, label, "%s", s->err.msg);
 		m->failed++;
 		m->cur->failed++;
-	} else {
-		r = migrate_msg_commit(m, s->body, &in, s->keep);
-		if (r < 0) {
-			m->failed++;
-			m->cur->failed++;
-		}
-		if (r == -2)
-			s->stop = true;
+	} else if (migrate_msg_commit(m, &s->body, &in, s->keep) == -2) {
+		s->stop = true;
 	}
 	store_body_unref(&s->body);
 }
@@ -1070,6 +1143,8 @@ static int mbox_import_file(struct migrate *m, int fd, const char *realpath_,
 	int read_errno = n < 0 ? errno : 0;
 	if (!s.stop)
 		mbox_parser_finish(p);
+	if (!s.stop && migrate_msg_flush(m) == -2)
+		s.stop = true;
 	if (!s.stop)
 		migrate_folder_done(m, folder, s.uidvalidity, s.uidnext, s.keep);
 	uint64_t junk = mbox_parser_junk(p);

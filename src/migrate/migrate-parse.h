@@ -170,6 +170,15 @@ bool imap_item_is(const struct imap_resp *r, const struct imap_item *it,
 bool imap_item_u64(const struct imap_resp *r, const struct imap_item *it,
 		   uint64_t *v_r);
 
+/* An IMAP UID set as VANISHED gives it ("1:3,7,9:12"; RFC 9051
+ * sequence-set without "*"): ranges (lo <= hi; caller frees), at most
+ * IMAP_UID_SET_MAX of them. -1: not a UID set. */
+#define IMAP_UID_SET_MAX 100000
+struct store_uid_range;
+int imap_uid_set_parse(const char *s, size_t len, struct store_uid_range **r_r,
+		       size_t *count_r);
+bool imap_uid_set_has(const struct store_uid_range *r, size_t n, uint32_t uid);
+
 /* One line of a POP3 UIDL listing, "n uidl" (line end optional): the
  * UIDL 1-70 characters 0x21-0x7E (RFC 1939 7), copied to uidl. */
 bool pop3_uidl_line(const char *line, size_t len, unsigned *num_r,

@@ -12,6 +12,7 @@
 struct migrate_folder_stats {
 	char *name;
 	uint64_t imported, skipped, failed, bytes, renumbered, flags_updated;
+	uint64_t expunged;       /* vanished at the source, expunged here */
 	bool uids_kept;
 	uint64_t changedsince;   /* IMAP: flags asked for changes since this
 				    MODSEQ only (0: all of them) */
@@ -32,7 +33,14 @@ struct migrate_msg {
 	time_t date;
 	const char *pop3_uidl;
 	const char *mark_source, *mark_id;
+	const char *mark_renumbered;  /* the mark when the message gets
+					 another UID than the source's
+					 (NULL: mark_id) */
 	uint64_t size;
+	/* restore: kept with the UIDs (0: none) */
+	uint64_t modseq;
+	int64_t email, thread;
+	time_t savedate;
 };
 /* Makes a folder ready (role 0: by its name); *keep_r: the source's UIDs
  * can be kept. -1 after reporting. */
@@ -42,13 +50,24 @@ int migrate_folder_prepare(struct migrate *m, const char *name,
 /* After a folder's messages: UIDNEXT as at the source. */
 void migrate_folder_done(struct migrate *m, const char *name,
 			 uint32_t uidvalidity, uint32_t uidnext, bool keep);
-/* Adds a finished body: 0 imported or already there, -1 failed
- * (reported), -2 failed and the import must stop (quota). */
-int migrate_msg_commit(struct migrate *m, struct store_body *body,
+/* Queues a finished body for the next batch commit (migrate-batch.c;
+ * the queue takes the body: *body is NULL after). 0, or -2 once a
+ * commit met the quota: the import must stop (the message reported is
+ * where the next run resumes). Each message is counted, or reported
+ * and counted as failed, when its batch commits. */
+int migrate_msg_commit(struct migrate *m, struct store_body **body,
 		       const struct migrate_msg *in, bool keep_uids);
+/* Commits what is queued: 0, or -2 as above. Before a folder's UIDNEXT
+ * or marks of its own, and before its summary (migrate_folder_end does
+ * it too). */
+int migrate_msg_flush(struct migrate *m);
+void migrate_batch_free(struct migrate *m);
 /* IMAP and POP3 sources (migrate-remote.c): 0, or 2 when the source
  * cannot be reached or logged into. */
 int migrate_import_remote(struct migrate *m, const char *url);
+
+/* qsort/bsearch comparison of char * elements. */
+int migrate_strp_cmp(const void *a, const void *b);
 
 /* Dovecot's default POP3 UIDL of a message (migrate-import.c). */
 const char *migrate_dovecot_uidl(char out[20], uint32_t uid,

@@ -47,6 +47,7 @@ struct imapc {
 	unsigned tag;
 	char caps[4096];
 	bool utf8;
+	bool qresync;        /* ENABLE QRESYNC answered OK (RFC 7162) */
 	char url[600];
 };
 
@@ -301,8 +302,12 @@ static int imap_login(struct imapc *c, const struct migrate_url *u)
 	if (has_cap(c, "UTF8=ACCEPT") && has_cap(c, "ENABLE") &&
 	    command(c, NULL, NULL, "ENABLE UTF8=ACCEPT") == 0)
 		c->utf8 = true;
-	/* EXAMINE then says HIGHESTMODSEQ (RFC 7162 3.1.2.1) */
-	if (has_cap(c, "CONDSTORE") && has_cap(c, "ENABLE"))
+	/* EXAMINE then says HIGHESTMODSEQ (RFC 7162 3.1.2.1); QRESYNC
+	 * (which implies CONDSTORE) gives a later run VANISHED */
+	if (has_cap(c, "QRESYNC") && has_cap(c, "ENABLE") &&
+	    command(c, NULL, NULL, "ENABLE QRESYNC") == 0)
+		c->qresync = true;
+	else if (has_cap(c, "CONDSTORE") && has_cap(c, "ENABLE"))
 		command(c, NULL, NULL, "ENABLE CONDSTORE");
 	return 0;
 }
@@ -438,6 +443,8 @@ struct fold_ctx {
 	uint32_t min_uid;    /* list_msgs_cb: UIDs below are not listed */
 	uint32_t *exist;     /* exist_cb: the UIDs the source has */
 	size_t nexist;
+	struct store_uid_range *vanished;   /* QRESYNC: VANISHED (EARLIER) */
+	size_t nvanished;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	/* while fetching bodies */
@@ -598,6 +605,32 @@ static int exist_cb(struct imapc *c, void *ctx)
 	return 0;
 }
 
+/* EXAMINE (QRESYNC ...): "* VANISHED (EARLIER) set" and the FETCH of
+ * every message changed since (UID FLAGS MODSEQ). */
+static int qresync_cb(struct imapc *c, void *ctx)
+{
+	struct fold_ctx *fc = ctx;
+	const struct imap_item *w = top(c, 1);
+	if (!imap_item_is(c->r, w, "VANISHED"))
+		return list_msgs_cb(c, ctx);
+	const struct imap_item *set = top(c, 2);
+	if (set != NULL && set->type == IMAP_LIST)
+		set = top(c, 3);
+	struct store_uid_range *r;
+	size_t n;
+	if (set == NULL || set->type != IMAP_ATOM ||
+	    imap_uid_set_parse(imap_item_data(c->r, set), set->len, &r,
+			       &n) < 0 ||
+	    fc->nvanished + n > IMAP_UID_SET_MAX)
+		return 0;
+	fc->vanished = xrealloc(fc->vanished, (fc->nvanished + n) *
+						      sizeof(*fc->vanished));
+	memcpy(fc->vanished + fc->nvanished, r, n * sizeof(*r));
+	fc->nvanished += n;
+	free(r);
+	return 0;
+}
+
 static int rmsg_cmp(const void *a, const void *b)
 {
 	const struct rmsg *x = a, *y = b;
@@ -664,8 +697,9 @@ static int body_cb(struct imapc *c, void *ctx)
 	char *kwcopy = xstrdup(r->keywords);
 	const char *kws[64];
 	size_t nkw = kw_split(kwcopy, kws, 64);
-	char id[16];
+	char id[16], idr[16];
 	snprintf(id, sizeof(id), "%u", uid);
+	snprintf(idr, sizeof(idr), "%u+", uid);
 	struct migrate_msg in = {
 		.folder = fc->f->name,
 		.label = label,
@@ -676,17 +710,12 @@ static int body_cb(struct imapc *c, void *ctx)
 		.date = r->date,
 		.mark_source = fc->source,
 		.mark_id = id,
+		.mark_renumbered = idr,
 		.size = body->len,
 	};
-	int rc = migrate_msg_commit(m, b, &in, fc->keep);
-	if (rc < 0) {
-		m->failed++;
-		m->cur->failed++;
-		if (rc == -2)
-			fc->stop = -2;
-	}
+	if (migrate_msg_commit(m, &b, &in, fc->keep) == -2)
+		fc->stop = -2;
 	free(kwcopy);
-	store_body_unref(&b);
 	return 0;
 }
 
@@ -820,7 +849,26 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		}
 	}
 	int fr;
-	if (since > 0 && last_uid > 0) {
+	bool qresync = false;
+	if (since > 0 && last_uid > 0 && c->qresync && fc.uidvalidity > 0) {
+		/* RFC 7162 3.2.5: what vanished up to last_uid and the
+		 * flags changed since, in one EXAMINE; then the new ones */
+		qresync = true;
+		m->cur->changedsince = since;
+		buf_reset(&cmd);
+		buf_append_str(&cmd, "EXAMINE ");
+		quote(&cmd, f->wire);
+		buf_append_char(&cmd, '\0');
+		fr = command(c, qresync_cb, &fc, "%s (QRESYNC (%u %llu 1:%u))",
+			     cmd.data, fc.uidvalidity,
+			     (unsigned long long)since, last_uid);
+		fc.min_uid = last_uid + 1;
+		if (fr == 0)
+			fr = command(c, list_msgs_cb, &fc, "UID FETCH %u:* (UID"
+				     " FLAGS INTERNALDATE RFC822.SIZE)",
+				     last_uid + 1);
+		fc.min_uid = 0;
+	} else if (since > 0 && last_uid > 0) {
 		m->cur->changedsince = since;
 		fc.min_uid = last_uid + 1;
 		fr = command(c, list_msgs_cb, &fc, "UID FETCH %u:* (UID FLAGS"
@@ -849,14 +897,25 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		qsort(fc.v, fc.n, sizeof(*fc.v), rmsg_cmp);
 	if (fc.nexist > 1)
 		qsort(fc.exist, fc.nexist, sizeof(*fc.exist), u32_cmp);
-	size_t vanished = 0;
+	/* What vanished at the source: marks "N" (the message has UID N
+	 * here too, when the UIDs were kept) and "N+" (another UID here).
+	 * One this folder no longer has is not told again; with
+	 * --expunge the others go here too (kept for undelete). */
+	size_t other_uid = 0;
+	struct store_uid_range *gone = NULL;
+	size_t ngone = 0;
 	for (size_t i = 0; i < mark_count; i++) {
 		char *e;
 		unsigned long u = strtoul(marks[i], &e, 10);
 		uint32_t uid = (uint32_t)u;
-		struct rmsg *r = *e == '\0' ? rmsg_find(&fc, uid) : NULL;
+		bool renumbered = e[0] == '+' && e[1] == '\0';
+		bool num = *e == '\0' || renumbered;
+		struct rmsg *r = num ? rmsg_find(&fc, uid) : NULL;
 		bool there = r != NULL ||
-			     (m->cur->changedsince > 0 && *e == '\0' &&
+			     (qresync && num &&
+			      !imap_uid_set_has(fc.vanished, fc.nvanished,
+						uid)) ||
+			     (!qresync && m->cur->changedsince > 0 && num &&
 			      bsearch(&uid, fc.exist, fc.nexist,
 				      sizeof(*fc.exist), u32_cmp) != NULL);
 		if (r != NULL)
@@ -864,13 +923,49 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		if (there) {
 			m->skipped++;
 			m->cur->skipped++;
+		} else if (num && !renumbered && fc.keep) {
+			gone = xrealloc(gone, (ngone + 1) * sizeof(*gone));
+			gone[ngone].lo = gone[ngone].hi = uid;
+			ngone++;
 		} else {
-			vanished++;
+			other_uid++;
 		}
 	}
-	if (vanished > 0)
+	/* of those with their UID here, the ones still here */
+	size_t still = 0;
+	struct store_uid_range *here = NULL;
+	struct store_fetch *sf;
+	if (ngone > 0 &&
+	    store_fetch_begin(m->user, f->name, gone, ngone, STORE_FETCH_FLAGS,
+			      &sf, &err) == 0) {
+		here = xcalloc(ngone, sizeof(*here));
+		const struct store_msg *sm;
+		while (still < ngone && store_fetch_next(sf, &sm, &err) == 1) {
+			here[still].lo = here[still].hi = sm->uid;
+			still++;
+		}
+		store_fetch_end(&sf);
+	}
+	if (still > 0 && m->expunge_vanished && !m->dry_run) {
+		uint32_t *done = NULL;
+		size_t ndone = 0;
+		if (store_expunge(m->user, f->name, here, still, true, &done,
+				  &ndone, &err) < 0)
+			migrate_error(m, f->name, NULL, "expunging what vanished"
+				      " at the source: %s", err.msg);
+		m->cur->expunged = ndone;
+		free(done);
+	} else if (still > 0) {
 		migrate_error(m, f->name, NULL, "%zu messages imported earlier"
-			      " vanished at the source (kept in Loft)", vanished);
+			      " vanished at the source (kept in Loft;"
+			      " --expunge removes them)", still);
+	}
+	if (other_uid > 0)
+		migrate_error(m, f->name, NULL, "%zu messages imported earlier"
+			      " vanished at the source (kept in Loft: they"
+			      " have other UIDs here)", other_uid);
+	free(here);
+	free(gone);
 	if (fc.keep)
 		sync_flags(c, &fc);
 	/* the bodies Loft lacks, in batches, in UID order */
@@ -901,6 +996,8 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 				      " body (expunged meanwhile?)");
 		}
 	}
+	if (migrate_msg_flush(m) == -2)
+		fc.stop = -2;
 	if (ret == 0 && fc.stop != -2)
 		migrate_folder_done(m, f->name, fc.uidvalidity, fc.uidnext,
 				    fc.keep);
@@ -925,6 +1022,7 @@ out:
 		free(fc.v[i].keywords);
 	free(fc.v);
 	free(fc.exist);
+	free(fc.vanished);
 	buf_free(&cmd);
 	migrate_folder_end(m);
 	return ret;
@@ -1181,13 +1279,7 @@ static int import_pop3(struct migrate *m, const struct migrate_url *u)
 			.mark_id = uidl,
 			.size = data.len,
 		};
-		int rc = migrate_msg_commit(m, b, &in, false);
-		store_body_unref(&b);
-		if (rc < 0) {
-			m->failed++;
-			m->cur->failed++;
-		}
-		if (rc == -2)
+		if (migrate_msg_commit(m, &b, &in, false) == -2)
 			break;
 	}
 	free(list);

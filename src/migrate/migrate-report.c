@@ -108,12 +108,13 @@ void migrate_folder_begin(struct migrate *m, const char *name)
 
 void migrate_folder_end(struct migrate *m)
 {
+	migrate_msg_flush(m);
 	struct migrate_folder_stats *f = m->cur;
 	if (f == NULL)
 		return;
 	if (m->json) {
 		json_line(m, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
-				       " s:b, s:b, s:I}",
+				       " s:b, s:b, s:I, s:I}",
 				       "type", "folder", "folder", f->name,
 				       "imported", (json_int_t)f->imported,
 				       "skipped", (json_int_t)f->skipped,
@@ -124,7 +125,8 @@ void migrate_folder_end(struct migrate *m)
 				       (json_int_t)f->flags_updated,
 				       "uids_kept", f->uids_kept,
 				       "dry_run", m->dry_run,
-				       "changedsince", (json_int_t)f->changedsince));
+				       "changedsince", (json_int_t)f->changedsince,
+				       "expunged", (json_int_t)f->expunged));
 	} else {
 		progress_clear(m);
 		if (m->exporting)
@@ -144,6 +146,9 @@ void migrate_folder_end(struct migrate *m)
 		if (f->changedsince > 0)
 			fprintf(m->out, " (changes since MODSEQ %llu)",
 				(unsigned long long)f->changedsince);
+		if (f->expunged > 0)
+			fprintf(m->out, ", %llu expunged (gone at the source)",
+				(unsigned long long)f->expunged);
 		fputc('\n', m->out);
 		fflush(m->out);
 	}
@@ -184,6 +189,8 @@ void migrate_count(struct migrate *m, uint64_t bytes, bool imported)
 
 void migrate_finish(struct migrate *m, const char *what)
 {
+	migrate_msg_flush(m);
+	migrate_batch_free(m);
 	double secs = (double)(now_ns() - m->started_ns) / 1e9;
 	if (m->json) {
 		json_line(m, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f,"

@@ -24,6 +24,7 @@
 #include "store.h"
 
 struct migrate_folder_stats;
+struct migrate_batch;
 
 struct migrate {
 	struct store *store;
@@ -38,6 +39,9 @@ struct migrate {
 	/* IMAP and POP3 sources */
 	const char *password;
 	const char *authzid;       /* log in as an admin for the user */
+	bool expunge_vanished;     /* a later IMAP run expunges here what
+				      vanished at the source (kept for
+				      undelete) */
 	/* backup: the account's accounts.db record (a jansson object with
 	 * secret, disabled, aliases, settings; new reference; NULL: none),
 	 * stored in its manifest as "account" (loftctl gives it) */
@@ -49,11 +53,25 @@ struct migrate {
 	int (*sieve_restore)(void *ctx, struct store_user *user,
 			     const char *name, const char *source, size_t len,
 			     bool active, char *why, size_t why_size);
+	/* backup: an ACL entry's identifier as text ("anyone",
+	 * "authenticated", "$group", an address; "-" first when negative),
+	 * malloced; NULL: its account or group is gone (not kept). NULL
+	 * callback: ACLs are not kept. */
+	char *(*acl_ident)(void *ctx, const struct store_acl_entry *e,
+			   const char *owner);
+	/* restore: gives ident the rights on mailbox of user unless the
+	 * mailbox has an entry for it; 1 done, 0 it had one, -1 with why.
+	 * NULL: ACLs are not restored. */
+	int (*acl_restore)(void *ctx, struct store_user *user,
+			   const char *mailbox, const char *ident,
+			   const char *rights, char *why, size_t why_size);
 	/* totals */
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */
 	uint64_t started_ns, last_progress_ns, total_guess;
 	struct migrate_folder_stats *cur;
+	struct migrate_batch *batch;   /* messages waiting for a commit */
+	bool quota_stop;               /* a commit met the quota */
 };
 
 /* Imports SOURCE: "maildir:PATH", "mbox:PATH", or a path (a directory
@@ -81,6 +99,14 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
  * one; 1 if any. */
 int migrate_backup_verify(struct migrate *m, const char *dest);
 int migrate_backup_list(struct migrate *m, const char *dest);
+/* Removes complete snapshots but the newest keep (keep < 0: any number)
+ * that are older than before (0: any age) -- never the newest complete
+ * one --, runs that never finished, and the blobs no remaining snapshot
+ * names. An account file of a removed snapshot that a kept one names
+ * is moved into the kept one first. dry_run: only says what it would
+ * remove. 0, 1 when something failed, 2 when a backup runs on DEST. */
+int migrate_backup_prune(struct migrate *m, const char *dest, long keep,
+			 time_t before, bool dry_run);
 /* The "account" record address has in DEST's newest complete snapshot
  * (new reference), or NULL with why set. */
 struct json_t *migrate_backup_account(const char *dest, const char *address,

@@ -65,21 +65,16 @@ int store_import_mailbox(struct store_user *user,
 	return ret;
 }
 
-int store_import_append(struct store_user *user, const char *mailbox,
-			struct store_body *body,
-			const struct store_import_params *p, uint32_t *uid_r,
-			struct store_error *err)
+static int import_params_check(const struct store_import_params *p,
+				bool have_body, struct store_error *err)
 {
-	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	if (p->pop3_uidl != NULL && !uidl_ok(p->pop3_uidl))
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid POP3 UIDL");
 	if ((p->mark_source == NULL) != (p->mark_id == NULL))
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "A resume mark needs a source and an id");
-	if (body == NULL && p->email <= 0)
+	if (!have_body && p->email <= 0)
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "A message without a body must name an "
 				       "Email");
@@ -93,12 +88,80 @@ int store_import_append(struct store_user *user, const char *mailbox,
 			return store_set_error(err, STORE_ERR_INVALID,
 					       "Invalid keyword");
 	}
-	char *n = store_name_normalize(mailbox, err);
-	if (n == NULL)
+	return 0;
+}
+
+void store_import_append_batch(struct store_user *user,
+			       struct store_import_item *items, size_t count)
+{
+	struct store_error owner;
+	bool owner_ok = store_acl_owner_only(user, &owner) == 0;
+	const char **given = xcalloc(count ? count : 1, sizeof(*given));
+	for (size_t i = 0; i < count; i++) {
+		struct store_import_item *it = &items[i];
+		err_clear(&it->err);
+		it->uid = 0;
+		it->ret = 0;
+		given[i] = it->mailbox;
+		char *n = NULL;
+		if (!owner_ok) {
+			it->err = owner;
+			it->ret = -1;
+		} else if (import_params_check(&it->p, it->body != NULL,
+					       &it->err) < 0 ||
+			   (n = store_name_normalize(it->mailbox,
+						     &it->err)) == NULL) {
+			it->ret = -1;
+		}
+		it->mailbox = n;
+	}
+	const struct store_backend_vfuncs *vf = user->store->vf;
+	if (vf->import_append_batch != NULL) {
+		vf->import_append_batch(user, items, count);
+	} else {
+		bool stop = false;
+		for (size_t i = 0; i < count; i++) {
+			struct store_import_item *it = &items[i];
+			if (it->ret != 0)
+				continue;
+			if (stop) {
+				it->ret = store_set_error(&it->err,
+					STORE_ERR_QUOTA, "Quota exceeded (an "
+					"earlier message)");
+				continue;
+			}
+			it->ret = vf->import_append(user, it->mailbox, it->body,
+						    &it->p, &it->uid, &it->err);
+			stop = it->ret < 0 && it->err.kind == STORE_ERR_QUOTA;
+		}
+	}
+	for (size_t i = 0; i < count; i++) {
+		free((char *)items[i].mailbox);
+		items[i].mailbox = given[i];
+	}
+	free(given);
+}
+
+int store_import_append(struct store_user *user, const char *mailbox,
+			struct store_body *body,
+			const struct store_import_params *p, uint32_t *uid_r,
+			struct store_error *err)
+{
+	struct store_import_item it = {
+		.mailbox = mailbox,
+		.body = body,
+		.p = *p,
+	};
+	store_import_append_batch(user, &it, 1);
+	if (it.ret < 0) {
+		if (err != NULL)
+			*err = it.err;
 		return -1;
-	int ret = user->store->vf->import_append(user, n, body, p, uid_r, err);
-	free(n);
-	return ret;
+	}
+	if (uid_r != NULL)
+		*uid_r = it.uid;
+	err_clear(err);
+	return 0;
 }
 
 int store_import_mark_add(struct store_user *user, const char *source,

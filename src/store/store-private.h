@@ -269,6 +269,12 @@ struct store_backend_vfuncs {
 			     struct store_body *body,
 			     const struct store_import_params *p,
 			     uint32_t *uid_r, struct store_error *err);
+	/* optional: several messages in one commit (items whose ret is 0
+	 * on entry; names normalised); without it import_append runs once
+	 * per item */
+	void (*import_append_batch)(struct store_user *user,
+				    struct store_import_item *items,
+				    size_t count);
 	int (*import_mark_add)(struct store_user *user, const char *source,
 			       const char *id, struct store_error *err);
 	int (*import_marks)(struct store_user *user, const char *source,

@@ -1264,6 +1264,23 @@ int store_import_append(struct store_user *user, const char *mailbox,
 			struct store_body *body,
 			const struct store_import_params *p, uint32_t *uid_r,
 			struct store_error *err);
+/* Several messages in one commit (an import's batch: one commit per
+ * message is most of an import's cost). Each item is added as
+ * store_import_append would add it, in order, and succeeds or fails
+ * alone: ret 0 with uid, or -1 with err. After an item over quota the
+ * later ones are not tried (QUOTA too): an import stops at the first.
+ * The batch commits as one, marks with their messages: after a crash
+ * the account has the whole batch or none of it. */
+struct store_import_item {
+	const char *mailbox;
+	struct store_body *body;     /* as store_import_append's */
+	struct store_import_params p;
+	int ret;                     /* out */
+	uint32_t uid;                /* out */
+	struct store_error err;      /* out */
+};
+void store_import_append_batch(struct store_user *user,
+			       struct store_import_item *items, size_t count);
 /* Records (source, id) as a mark of its own, not with a message (an
  * IMAP import's HIGHESTMODSEQ after a folder, for CHANGEDSINCE next
  * time); already there is no error. */

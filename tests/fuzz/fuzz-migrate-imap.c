@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "migrate-parse.h"
+#include "store.h"
 
 static struct imap_resp *resp;
 
@@ -56,6 +57,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			walk(imap_resp_child(resp, &resp->items[0], 0), 0, n);
 			if (resp->text_len > n)
 				abort();
+		}
+		/* the same bytes as a VANISHED UID set */
+		struct store_uid_range *r;
+		size_t nr;
+		if (imap_uid_set_parse(copy, n, &r, &nr) == 0) {
+			if (nr == 0 || nr > IMAP_UID_SET_MAX)
+				abort();
+			for (size_t i = 0; i < nr; i++)
+				if (r[i].lo == 0 || r[i].lo > r[i].hi ||
+				    !imap_uid_set_has(r, nr, r[i].hi))
+					abort();
+			free(r);
 		}
 		free(copy);
 	} else {

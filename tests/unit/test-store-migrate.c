@@ -354,6 +354,80 @@ static void test_marks_quota(void)
 	teardown(&store);
 }
 
+/* A batch: one commit, each item alone (a taken UID fails only its
+ * item, its mark not written), an invalid item refused before the
+ * backend, and after an item over quota the later ones not tried. */
+static void test_batch(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 4);
+	struct store_error err;
+	static const char *const texts[] = {msg1, msg2, msg3,
+					    "Subject: four\r\n\r\nfour\r\n"};
+	static const char *const ids[] = {"1", "2", "3", "4"};
+	struct store_import_item it[4];
+	memset(it, 0, sizeof(it));
+	for (int i = 0; i < 4; i++) {
+		it[i].mailbox = "INBOX";
+		it[i].body = body_of(store, texts[i]);
+		it[i].p.uid = (uint32_t)(i + 10);
+		it[i].p.mark_source = "batch";
+		it[i].p.mark_id = ids[i];
+	}
+	it[2].p.uid = 10;                 /* taken by item 0 */
+	it[3].p.append.keywords = (const char *const[]){"bad word"};
+	it[3].p.append.keyword_count = 1;
+	store_import_append_batch(u, it, 4);
+	CHECK_INT(it[0].ret, 0);
+	CHECK_INT(it[0].uid, 10);
+	CHECK_INT(it[1].ret, 0);
+	CHECK_INT(it[1].uid, 11);
+	CHECK_INT(it[2].ret, -1);
+	CHECK_INT(it[2].err.kind, STORE_ERR_EXISTS);
+	CHECK_INT(it[3].ret, -1);
+	CHECK_INT(it[3].err.kind, STORE_ERR_INVALID);
+	CHECK_STR(it[0].mailbox, "INBOX");
+	char **marks;
+	size_t n;
+	CHECK_INT(store_import_marks(u, "batch", &marks, &n, &err), 0);
+	CHECK_INT(n, 2);
+	store_names_free(marks, n);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 2);
+	store_mailbox_info_free(&info);
+
+	/* quota for one more: the first fits, the second is over, the
+	 * third (small enough to fit alone) is not tried */
+	test_limits.quota_messages = 3;
+	it[2].p.uid = 0;
+	it[3].p.append.keyword_count = 0;
+	struct store_import_item q[3] = {it[2], it[3], it[2]};
+	q[2].p.mark_id = "5";
+	store_import_append_batch(u, q, 3);
+	CHECK_INT(q[0].ret, 0);
+	CHECK_INT(q[1].ret, -1);
+	CHECK_INT(q[1].err.kind, STORE_ERR_QUOTA);
+	CHECK_INT(q[2].ret, -1);
+	CHECK_INT(q[2].err.kind, STORE_ERR_QUOTA);
+	test_limits.quota_messages = 0;
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 3);
+	store_mailbox_info_free(&info);
+	/* the same again: the one stored is there, the rest go in */
+	store_import_append_batch(u, q, 3);
+	CHECK_INT(q[0].ret, -1);
+	CHECK_INT(q[0].err.kind, STORE_ERR_EXISTS);
+	CHECK_INT(q[1].ret, 0);
+	CHECK_INT(q[2].ret, 0);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 5);
+	store_mailbox_info_free(&info);
+	for (int i = 0; i < 4; i++)
+		store_body_unref(&it[i].body);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 /* The export stream reads one snapshot: mail delivered, flagged or
  * expunged after begin is not seen, and a body it names (a file body
  * too) stays readable until end. */
@@ -443,6 +517,7 @@ static const struct test_case cases[] = {
 	{"mailboxes", test_mailboxes},
 	{"append", test_append},
 	{"marks_quota", test_marks_quota},
+	{"batch", test_batch},
 	{"export", test_export},
 	{NULL, NULL},
 };

@@ -18,7 +18,7 @@
 #include "saslprep.h"
 
 /* [sharing] cross_domain, as loftd reads it */
-static bool cross_domain(struct loftctl *ctl)
+bool loftctl_cross_domain(struct loftctl *ctl)
 {
 	bool v = false;
 	const char *s = config_get(ctl->cfg, "sharing", "cross_domain");
@@ -27,7 +27,7 @@ static bool cross_domain(struct loftctl *ctl)
 	return v;
 }
 
-static unsigned max_entries(struct loftctl *ctl)
+unsigned loftctl_max_acl_entries(struct loftctl *ctl)
 {
 	uint64_t n = 1000;
 	const char *s = config_get(ctl->cfg, "sharing", "max_acl_entries");
@@ -128,7 +128,7 @@ static int set_or_del(struct loftctl *ctl, const char *path,
 	struct store_acl_entry e = {0};
 	int kind;
 	if (auth_acl_identifier(ctl->auth, id, owner.address,
-				cross_domain(ctl), &kind, &e.id, &e.negative,
+				loftctl_cross_domain(ctl), &kind, &e.id, &e.negative,
 				&why) < 0) {
 		const char *text = strchr(why, ']');
 		int rc = loftctl_fail("%s: %s", ident, text ? text + 2 : why);
@@ -146,7 +146,7 @@ static int set_or_del(struct loftctl *ctl, const char *path,
 		int r = del ? store_acl_delete(u, mailbox, e.kind, e.id,
 					       e.negative, &err)
 			    : store_acl_set(u, mailbox, &e, mode,
-					    max_entries(ctl), &err);
+					    loftctl_max_acl_entries(ctl), &err);
 		rc = r < 0 ? loftctl_fail("%s: %s", path, err.msg) : 0;
 		if (r == 0)
 			printf("%s %s on %s\n", del ? "deleted" : "set", ident,

@@ -70,6 +70,47 @@ static bool take_value(int *argc, char **argv, const char *flag,
 	return false;
 }
 
+#ifdef LOFTCTL_HAVE_QUEUE
+/* A script from a backup: compiled with [sieve]'s limits, as `loftctl
+ * sieve put` does. */
+static int sieve_restore(void *ctx, struct store_user *user, const char *name,
+			 const char *source, size_t len, bool active,
+			 char *why, size_t why_size)
+{
+	struct loftctl *ctl = ctx;
+	static struct sieve_limits def;
+	struct buf errors;
+	buf_init(&errors, 0);
+	struct delivery_sieve *ds = delivery_sieve_load(ctl->cfg, &errors);
+	buf_free(&errors);
+	const struct sieve_limits *lim = ds ? delivery_sieve_limits(ds) : NULL;
+	if (lim == NULL) {
+		sieve_limits_default(&def);
+		lim = &def;
+	}
+	struct sieve_errors e;
+	struct sieve_script *s = sieve_compile(source, len, name, lim, &e);
+	int ret = -1;
+	if (s == NULL) {
+		snprintf(why, why_size, "does not compile here: %s",
+			 e.count > 0 ? e.items[0].message : "?");
+	} else {
+		size_t ilen;
+		const void *img = sieve_script_image(s, &ilen);
+		struct store_error err;
+		if (store_sieve_put(user, name, source, len, img, ilen, &err) < 0 ||
+		    (active && store_sieve_activate(user, name, &err) < 0))
+			snprintf(why, why_size, "%s", err.msg);
+		else
+			ret = 0;
+	}
+	sieve_script_free(&s);
+	sieve_errors_free(&e);
+	delivery_sieve_unref(&ds);
+	return ret;
+}
+#endif
+
 static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 {
 	struct migrate m;
@@ -81,6 +122,7 @@ static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 	take_value(&argc, argv, "--authzid", &m.authzid, &bad);
 	m.dry_run = loftctl_take_flag(&argc, argv, "--dry-run");
 	m.json = loftctl_take_flag(&argc, argv, "--json");
+	m.expunge_vanished = loftctl_take_flag(&argc, argv, "--expunge");
 	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-')
 		return loftctl_usage(&loftctl_migrate_cmds[0]);
 	/* a remote source's password: one line, never on the command line */
@@ -106,6 +148,10 @@ static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
+	m.account_ctx = ctl;
+#ifdef LOFTCTL_HAVE_QUEUE
+	m.sieve_restore = sieve_restore;   /* a Dovecot home's scripts */
+#endif
 	int r = migrate_import(&m, argv[1]);
 	/* IDLE clients of a running loftd see the new mail at once */
 	if (!m.dry_run)
@@ -197,46 +243,63 @@ static json_t *account_record(void *ctx, const char *address)
 	return rec;
 }
 
-#ifdef LOFTCTL_HAVE_QUEUE
-/* A script from a backup: compiled with [sieve]'s limits, as `loftctl
- * sieve put` does. */
-static int sieve_restore(void *ctx, struct store_user *user, const char *name,
-			 const char *source, size_t len, bool active,
-			 char *why, size_t why_size)
+
+/* ---- ACL entries by identifier text (backup, restore) ------------- */
+
+static char *acl_ident(void *ctx, const struct store_acl_entry *e,
+		       const char *owner)
 {
 	struct loftctl *ctl = ctx;
-	static struct sieve_limits def;
-	struct buf errors;
-	buf_init(&errors, 0);
-	struct delivery_sieve *ds = delivery_sieve_load(ctl->cfg, &errors);
-	buf_free(&errors);
-	const struct sieve_limits *lim = ds ? delivery_sieve_limits(ds) : NULL;
-	if (lim == NULL) {
-		sieve_limits_default(&def);
-		lim = &def;
-	}
-	struct sieve_errors e;
-	struct sieve_script *s = sieve_compile(source, len, name, lim, &e);
-	int ret = -1;
-	if (s == NULL) {
-		snprintf(why, why_size, "does not compile here: %s",
-			 e.count > 0 ? e.items[0].message : "?");
-	} else {
-		size_t ilen;
-		const void *img = sieve_script_image(s, &ilen);
-		struct store_error err;
-		if (store_sieve_put(user, name, source, len, img, ilen, &err) < 0 ||
-		    (active && store_sieve_activate(user, name, &err) < 0))
-			snprintf(why, why_size, "%s", err.msg);
-		else
-			ret = 0;
-	}
-	sieve_script_free(&s);
-	sieve_errors_free(&e);
-	delivery_sieve_unref(&ds);
-	return ret;
+	return auth_acl_identifier_text(ctl->auth, (int)e->kind, e->id,
+					e->negative, owner);
 }
-#endif
+
+static int acl_restore(void *ctx, struct store_user *user, const char *mailbox,
+		       const char *ident, const char *rights, char *why,
+		       size_t why_size)
+{
+	struct loftctl *ctl = ctx;
+	struct auth_user owner;
+	if (auth_lookup_id(ctl->auth, store_user_id(user), &owner) != 1) {
+		snprintf(why, why_size, "the account is not in accounts.db");
+		return -1;
+	}
+	struct store_acl_entry e = {0};
+	int kind;
+	const char *err_text;
+	if (store_rights_parse(rights, strlen(rights), &e.rights) < 0) {
+		snprintf(why, why_size, "invalid rights %.20s", rights);
+		return -1;
+	}
+	if (auth_acl_identifier(ctl->auth, ident, owner.address,
+				loftctl_cross_domain(ctl), &kind, &e.id,
+				&e.negative, &err_text) < 0) {
+		const char *t = strchr(err_text, ']');
+		snprintf(why, why_size, "%s", t ? t + 2 : err_text);
+		return -1;
+	}
+	e.kind = (enum store_acl_kind)kind;
+	struct store_acl_entry *have = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (store_acl_get(user, mailbox, &have, &n, &err) < 0) {
+		snprintf(why, why_size, "%s", err.msg);
+		return -1;
+	}
+	bool there = false;
+	for (size_t i = 0; i < n; i++)
+		there |= have[i].kind == e.kind && have[i].id == e.id &&
+			 have[i].negative == e.negative;
+	free(have);
+	if (there)
+		return 0;
+	if (store_acl_set(user, mailbox, &e, 0, loftctl_max_acl_entries(ctl),
+			  &err) < 0) {
+		snprintf(why, why_size, "%s", err.msg);
+		return -1;
+	}
+	return 1;
+}
 
 /* Makes address as the backup's record has it (domain too); the
  * aliases only when it is the account itself (not --as). */
@@ -306,15 +369,71 @@ out:
 	return ret;
 }
 
+/* "2026-12-06" or "2026-12-06T10:00:00Z" (UTC) */
+static int parse_since(const char *s, time_t *t_r)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *e = strptime(s, "%Y-%m-%d", &tm);
+	if (e != NULL && *e == 'T')
+		e = strptime(e + 1, "%H:%M:%S", &tm);
+	if (e != NULL && *e == 'Z')
+		e++;
+	if (e == NULL || *e != '\0')
+		return -1;
+	*t_r = timegm(&tm);
+	return 0;
+}
+
+/* --older-than: "30d", "12h", "2w" back from now, or a DATE as above */
+static int parse_age(const char *s, time_t *t_r)
+{
+	char *e;
+	unsigned long n = strtoul(s, &e, 10);
+	if (e != s && e[0] != '\0' && e[1] == '\0' && s[0] != '-' &&
+	    strchr("hdw", e[0]) != NULL && n > 0 && n < 100000) {
+		unsigned long unit = e[0] == 'h' ? 3600 : e[0] == 'd' ? 86400
+								  : 604800;
+		*t_r = time(NULL) - (time_t)(n * unit);
+		return 0;
+	}
+	return parse_since(s, t_r);
+}
+
+static int cmd_backup_prune(struct loftctl *ctl, int argc, char **argv)
+{
+	(void)ctl;
+	struct migrate m;
+	memset(&m, 0, sizeof(m));
+	bool bad = false;
+	const char *keep_s = NULL, *age_s = NULL;
+	take_value(&argc, argv, "--keep", &keep_s, &bad);
+	take_value(&argc, argv, "--older-than", &age_s, &bad);
+	bool dry = loftctl_take_flag(&argc, argv, "--dry-run");
+	long keep = -1;
+	time_t before = 0;
+	char *e = NULL;
+	if (keep_s != NULL)
+		keep = strtol(keep_s, &e, 10);
+	if (bad || argc != 1 || argv[0][0] == '-' ||
+	    (keep_s == NULL && age_s == NULL) ||
+	    (keep_s != NULL && (*e != '\0' || keep < 1)) ||
+	    (age_s != NULL && parse_age(age_s, &before) < 0))
+		return loftctl_usage(&loftctl_migrate_cmds[4]);
+	int r = migrate_backup_prune(&m, argv[0], keep, before, dry);
+	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
 static int cmd_backup(struct loftctl *ctl, int argc, char **argv)
 {
 	struct migrate m;
 	memset(&m, 0, sizeof(m));
 	m.account_record = account_record;
 	m.account_ctx = ctl;
+	m.acl_ident = acl_ident;
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	if (argc < 1 || argv[argc - 1][0] == '-')
-		return loftctl_usage(&loftctl_migrate_cmds[4]);
+		return loftctl_usage(&loftctl_migrate_cmds[5]);
 	struct names l = {NULL, 0};
 	if (argc == 1) {
 		char *error = NULL;
@@ -369,21 +488,6 @@ static int cmd_backup_list(struct loftctl *ctl, int argc, char **argv)
 	return migrate_backup_list(&m, argv[0]) == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
 
-/* "2026-12-06" or "2026-12-06T10:00:00Z" (UTC) */
-static int parse_since(const char *s, time_t *t_r)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof(tm));
-	const char *e = strptime(s, "%Y-%m-%d", &tm);
-	if (e != NULL && *e == 'T')
-		e = strptime(e + 1, "%H:%M:%S", &tm);
-	if (e != NULL && *e == 'Z')
-		e++;
-	if (e == NULL || *e != '\0')
-		return -1;
-	*t_r = timegm(&tm);
-	return 0;
-}
 
 static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 {
@@ -398,7 +502,7 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	time_t since = 0;
 	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-' ||
 	    (since_s != NULL && parse_since(since_s, &since) < 0))
-		return loftctl_usage(&loftctl_migrate_cmds[5]);
+		return loftctl_usage(&loftctl_migrate_cmds[6]);
 	/* an account missing here is made as the backup has it */
 	const char *target = as != NULL ? as : argv[1];
 	struct auth_user tu;
@@ -410,6 +514,7 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
 	m.account_ctx = ctl;
+	m.acl_restore = acl_restore;
 #ifdef LOFTCTL_HAVE_QUEUE
 	m.sieve_restore = sieve_restore;
 #endif
@@ -421,7 +526,8 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 
 const struct loftctl_cmd loftctl_migrate_cmds[] = {
 	{"import", NULL, "ADDRESS SOURCE [--folder F] [--dry-run] [--json]"
-	 " [--password-file FILE] [--authzid USER]   (SOURCE: a Maildir,"
+	 " [--password-file FILE] [--authzid USER] [--expunge]   (SOURCE: a"
+	 " Maildir or Dovecot home,"
 	 " an mbox file or tree, imap[s]://USER@HOST[:PORT],"
 	 " pop3[s]://USER@HOST[:PORT])",
 	 cmd_import},
@@ -429,6 +535,8 @@ const struct loftctl_cmd loftctl_migrate_cmds[] = {
 	 " [--json]", cmd_export},
 	{"backup", "verify", "DEST", cmd_backup_verify},
 	{"backup", "list", "DEST", cmd_backup_list},
+	{"backup", "prune", "DEST --keep N | --older-than AGE (30d, 12h, 2w,"
+	 " DATE) [--dry-run]", cmd_backup_prune},
 	{"backup", NULL, "[ADDRESS...] DEST [--json]", cmd_backup},
 	{"restore", NULL, "DEST ADDRESS [--as NEW-ADDRESS] [--folder F]"
 	 " [--since DATE]", cmd_restore},

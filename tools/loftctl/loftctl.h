@@ -112,6 +112,9 @@ int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
  * (control verb "changed"), so its IDLE/push sessions see it at once;
  * nothing when loftd does not run. */
 void loftctl_tell_changed(struct loftctl *ctl, int64_t user_id);
+/* [sharing] cross_domain and max_acl_entries (cmd-acl.c). */
+bool loftctl_cross_domain(struct loftctl *ctl);
+unsigned loftctl_max_acl_entries(struct loftctl *ctl);
 /* Removes "--flag" from argv if present; returns whether it was there. */
 bool loftctl_take_flag(int *argc, char **argv, const char *flag);
 

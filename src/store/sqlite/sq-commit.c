@@ -259,19 +259,21 @@ void sq_writer_release(struct sq_user *u)
 	pthread_mutex_unlock(&u->mu);
 }
 
-int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
-	   struct store_error *err)
+void sq_run_jobs(struct sq_user *u, struct sq_job *jobs, size_t count)
 {
-	struct sq_job job;
-	memset(&job, 0, sizeof(job));
-	job.fn = fn;
-	job.arg = arg;
+	if (count == 0)
+		return;
 	sq_touch(u);
 
 	pthread_mutex_lock(&u->mu);
-	*u->queue_tail = &job;
-	u->queue_tail = &job.next;
-	while (!job.done) {
+	/* queued together, so one leader takes them all: one commit */
+	for (size_t i = 0; i < count; i++) {
+		jobs[i].next = NULL;
+		jobs[i].done = false;
+		*u->queue_tail = &jobs[i];
+		u->queue_tail = &jobs[i].next;
+	}
+	while (!jobs[count - 1].done) {
 		if (u->leader) {
 			pthread_cond_wait(&u->cond, &u->mu);
 			continue;
@@ -294,12 +296,25 @@ int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
 	}
 	pthread_mutex_unlock(&u->mu);
 
-	links_done(u, &job, job.ret == 0);
+	for (size_t i = 0; i < count; i++) {
+		links_done(u, &jobs[i], jobs[i].ret == 0);
+		if (jobs[i].ret >= 0)
+			job_finish(u, &jobs[i]);
+	}
+}
+
+int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
+	   struct store_error *err)
+{
+	struct sq_job job;
+	memset(&job, 0, sizeof(job));
+	job.fn = fn;
+	job.arg = arg;
+	sq_run_jobs(u, &job, 1);
 	if (job.ret < 0) {
 		if (err != NULL)
 			*err = job.err;
 		return -1;
 	}
-	job_finish(u, &job);
 	return job.ret;
 }

@@ -163,6 +163,7 @@ struct iappend_arg {
 	struct store_account_limits limits;
 	struct sq_body_copy *cp;      /* NULL: a copy of p->email */
 	uint32_t uid;
+	bool *quota_stop;             /* the batch's: an item was over quota */
 };
 
 static int mark_check(struct sq_conn *c, const struct store_import_params *p,
@@ -250,10 +251,9 @@ static int copy_of_email(struct sq_user *u, struct sq_conn *c,
 	return ret;
 }
 
-static int iappend_job(struct sq_user *u, struct sq_conn *c,
-		       struct sq_job *job)
+static int iappend_one(struct sq_user *u, struct sq_conn *c,
+		       struct sq_job *job, struct iappend_arg *a)
 {
-	struct iappend_arg *a = job->arg;
 	const struct store_import_params *p = a->p;
 	if (p->mark_source != NULL) {
 		int r = mark_check(c, p, false);
@@ -317,32 +317,79 @@ static int iappend_job(struct sq_user *u, struct sq_conn *c,
 	return 0;
 }
 
-int sq_import_append(struct store_user *user, const char *mailbox,
-		     struct store_body *body,
-		     const struct store_import_params *p, uint32_t *uid_r,
-		     struct store_error *err)
+static int iappend_job(struct sq_user *u, struct sq_conn *c,
+		       struct sq_job *job)
+{
+	struct iappend_arg *a = job->arg;
+	if (*a->quota_stop)
+		return sq_job_fail(job, STORE_ERR_QUOTA, "Quota exceeded (an"
+				   " earlier message)");
+	int r = iappend_one(u, c, job, a);
+	if (r < 0 && job->err.kind == STORE_ERR_QUOTA)
+		*a->quota_stop = true;
+	return r;
+}
+
+void sq_import_append_batch(struct store_user *user,
+			    struct store_import_item *items, size_t count)
 {
 	struct sq_user *u = SQU(user);
-	struct iappend_arg a;
-	memset(&a, 0, sizeof(a));
-	a.mailbox = mailbox;
-	a.p = p;
-	if (sq_limits_get(user, &a.limits, err) < 0)
-		return -1;
-	struct sq_body_copy cp;
-	if (body != NULL) {
-		if (sq_body_copy_begin(body, u, NULL, 0, &cp, err) < 0)
-			return -1;
-		a.cp = &cp;
+	struct store_account_limits limits;
+	struct store_error lerr;
+	if (count == 0)
+		return;
+	if (sq_limits_get(user, &limits, &lerr) < 0) {
+		for (size_t i = 0; i < count; i++)
+			if (items[i].ret == 0) {
+				items[i].ret = -1;
+				items[i].err = lerr;
+			}
+		return;
 	}
-	int ret = sq_run(u, iappend_job, &a, err);
-	if (body != NULL)
-		sq_body_copy_end(body, u, &cp, ret == 0);
-	if (ret < 0)
-		return -1;
-	if (uid_r != NULL)
-		*uid_r = a.uid;
-	return 0;
+	bool quota_stop = false;
+	struct iappend_arg *args = xcalloc(count, sizeof(*args));
+	struct sq_body_copy *cps = xcalloc(count, sizeof(*cps));
+	struct sq_job *jobs = xcalloc(count, sizeof(*jobs));
+	size_t *which = xcalloc(count, sizeof(*which));
+	size_t n = 0;
+	for (size_t i = 0; i < count; i++) {
+		struct store_import_item *it = &items[i];
+		if (it->ret != 0)
+			continue;
+		struct iappend_arg *a = &args[i];
+		a->mailbox = it->mailbox;
+		a->p = &it->p;
+		a->limits = limits;
+		a->quota_stop = &quota_stop;
+		if (it->body != NULL) {
+			if (sq_body_copy_begin(it->body, u, NULL, 0, &cps[i],
+					       &it->err) < 0) {
+				it->ret = -1;
+				continue;
+			}
+			a->cp = &cps[i];
+		}
+		jobs[n].fn = iappend_job;
+		jobs[n].arg = a;
+		which[n++] = i;
+	}
+	sq_run_jobs(u, jobs, n);
+	for (size_t k = 0; k < n; k++) {
+		struct store_import_item *it = &items[which[k]];
+		struct iappend_arg *a = &args[which[k]];
+		it->ret = jobs[k].ret < 0 ? -1 : 0;
+		if (it->ret < 0)
+			it->err = jobs[k].err;
+		else
+			it->uid = a->uid;
+		if (it->body != NULL)
+			sq_body_copy_end(it->body, u, &cps[which[k]],
+					 it->ret == 0);
+	}
+	free(which);
+	free(jobs);
+	free(cps);
+	free(args);
 }
 
 struct mark_arg {

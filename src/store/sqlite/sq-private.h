@@ -193,6 +193,10 @@ void sq_random_hex(char *out, size_t bytes);
 /* sq-commit.c */
 int sq_run(struct sq_user *u, sq_job_fn *fn, void *arg,
 	   struct store_error *err);
+/* Several jobs (fn and arg set, the rest zero) of one caller in one
+ * group commit, in order, each under its own savepoint: each has its
+ * own ret and err afterwards (an import's batch of messages). */
+void sq_run_jobs(struct sq_user *u, struct sq_job *jobs, size_t count);
 uint64_t sq_job_modseq(struct sq_user *u, struct sq_job *job);
 void sq_job_change(struct sq_job *job, uint32_t mailbox_id,
 		   enum store_change_kind kind);
@@ -376,10 +380,8 @@ int sq_import_mailbox(struct store_user *user,
 		      const struct store_import_mailbox *spec,
 		      struct store_mailbox_info *info_r,
 		      struct store_error *err);
-int sq_import_append(struct store_user *user, const char *mailbox,
-		     struct store_body *body,
-		     const struct store_import_params *p, uint32_t *uid_r,
-		     struct store_error *err);
+void sq_import_append_batch(struct store_user *user,
+			    struct store_import_item *items, size_t count);
 int sq_import_mark_add(struct store_user *user, const char *source,
 		       const char *id, struct store_error *err);
 int sq_import_marks(struct store_user *user, const char *source,
