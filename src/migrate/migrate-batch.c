@@ -20,7 +20,7 @@
 #include "buf.h"
 
 #define BATCH_MESSAGES 128
-#define BATCH_BYTES (32u * 1024 * 1024)
+#define BATCH_BYTES (8u * 1024 * 1024)
 
 struct queued {
 	struct store_body *body;

@@ -946,6 +946,9 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		}
 		store_fetch_end(&sf);
 	}
+	/* told but kept: the next run must hear of them again (QRESYNC
+	 * tells only what vanished since the mark) */
+	size_t unresolved = other_uid;
 	if (still > 0 && m->expunge_vanished && !m->dry_run) {
 		uint32_t *done = NULL;
 		size_t ndone = 0;
@@ -954,8 +957,10 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 			migrate_error(m, f->name, NULL, "expunging what vanished"
 				      " at the source: %s", err.msg);
 		m->cur->expunged = ndone;
+		unresolved += still - (ndone < still ? ndone : still);
 		free(done);
 	} else if (still > 0) {
+		unresolved += still;
 		migrate_error(m, f->name, NULL, "%zu messages imported earlier"
 			      " vanished at the source (kept in Loft;"
 			      " --expunge removes them)", still);
@@ -1003,7 +1008,8 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 				    fc.keep);
 	/* every change up to the EXAMINE's HIGHESTMODSEQ is in Loft now:
 	 * the next run asks only for what came after */
-	bool whole = ret == 0 && fc.stop != -2 && m->cur->failed == 0;
+	bool whole = ret == 0 && fc.stop != -2 && m->cur->failed == 0 &&
+		     unresolved == 0;
 	if (whole && !m->dry_run && fc.keep && fc.highestmodseq > 0 &&
 	    has_cap(c, "CONDSTORE")) {
 		char v[24];

@@ -14,7 +14,10 @@ Dovecot from Debian (tests/lib/dovecotenv.py):
     same again (X-IMAPbase, X-UID, Status, X-Status, X-Keywords);
   - bad input: duplicate UIDs in dovecot-uidlist, a symlink out of the
     tree, a broken file name, an mbox without From_ lines: each named,
-    exit 1, nothing of a refused folder imported.
+    exit 1, nothing of a refused folder imported;
+  - a message expunged at the source: the next IMAP run (QRESYNC,
+    VANISHED) reports it and keeps it; with --expunge it is expunged in
+    Loft too, kept for undelete.
 """
 
 import imaplib
@@ -306,34 +309,6 @@ def main():
             input=PW + '\n')
         R.check('pop3 second run imports nothing', rc == 0 and
                 'INBOX: 0 imported, 8 already there' in out, out + err)
-        # expunged at the source: a QRESYNC run (VANISHED) reports it
-        # and keeps it; with --expunge it goes here too, kept for undelete
-        dimap = dc.imap_login('alice@example.test')
-        dimap.select('INBOX')
-        dimap.uid('STORE', '6', '+FLAGS', '(\\Deleted)')
-        dimap.expunge()
-        dimap.logout()
-        rc, out, err = env.loftctl('import', 'frank@example.test', src,
-                                   '--password-file', pwfile)
-        R.check('imap run after an expunge at the source: reported, kept',
-                rc == 1 and re.search(r'^INBOX: 0 imported, 7 already there',
-                                      out, re.M) and
-                'INBOX: 1 messages imported earlier vanished at the source'
-                ' (kept in Loft; --expunge removes them)' in err, out + err)
-        rc, out, err = env.loftctl('import', 'frank@example.test', src,
-                                   '--password-file', pwfile, '--expunge')
-        R.check('--expunge: the vanished message expunged here',
-                rc == 0 and re.search(r'^INBOX: 0 imported, 7 already there'
-                                      r'.*, 1 expunged \(gone at the'
-                                      r' source\)$', out, re.M), out + err)
-        imap = env.imap_login('frank@example.test', PW)
-        imap.select('INBOX', readonly=True)
-        typ, data = imap.uid('SEARCH', 'ALL')
-        imap.logout()
-        R.check('--expunge: UID 6 gone', b'6' not in data[0].split(), data)
-        rc, out, err = env.loftctl('undelete', 'frank@example.test', '--list')
-        R.check('--expunge: kept for undelete', rc == 0 and
-                len(out.strip().splitlines()) == 1, out + err)
         rc, out, err = env.loftctl('import', 'gina@example.test', src,
                                    input='wrong-password\n')
         R.check('a wrong source password: exit 1, said', rc == 1 and
@@ -374,6 +349,34 @@ def main():
                 'not an mbox' in err, out + err)
         rc, out, err = env.loftctl('import', 'nobody@example.test', maildir)
         R.check('unknown account refused', rc == 1, out + err)
+        # expunged at the source: a QRESYNC run (VANISHED) reports it
+        # and keeps it; with --expunge it goes here too, kept for undelete
+        dimap = dc.imap_login('alice@example.test')
+        dimap.select('INBOX')
+        dimap.uid('STORE', '6', '+FLAGS', '(\\Deleted)')
+        dimap.uid('EXPUNGE', '6')   # UID 4 has \Deleted too: it stays
+        dimap.logout()
+        rc, out, err = env.loftctl('import', 'frank@example.test', src,
+                                   '--password-file', pwfile)
+        R.check('imap run after an expunge at the source: reported, kept',
+                rc == 1 and re.search(r'^INBOX: 0 imported, 7 already there',
+                                      out, re.M) and
+                'INBOX: 1 messages imported earlier vanished at the source'
+                ' (kept in Loft; --expunge removes them)' in err, out + err)
+        rc, out, err = env.loftctl('import', 'frank@example.test', src,
+                                   '--password-file', pwfile, '--expunge')
+        R.check('--expunge: the vanished message expunged here',
+                rc == 0 and re.search(r'^INBOX: 0 imported, 7 already there'
+                                      r'.*, 1 expunged \(gone at the'
+                                      r' source\)$', out, re.M), out + err)
+        imap = env.imap_login('frank@example.test', PW)
+        imap.select('INBOX', readonly=True)
+        typ, data = imap.uid('SEARCH', 'ALL')
+        imap.logout()
+        R.check('--expunge: UID 6 gone', b'6' not in data[0].split(), data)
+        rc, out, err = env.loftctl('undelete', 'frank@example.test', '--list')
+        R.check('--expunge: kept for undelete', rc == 0 and
+                len(out.strip().splitlines()) == 1, out + err)
     shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()
 
