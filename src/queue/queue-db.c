@@ -265,6 +265,13 @@ static int db_open(struct queue *q, struct queue_error *err)
 		return -1;
 	}
 	sqlite3_busy_timeout(d->db, 10000);
+	/* A small page cache: the runner reads a bounded number of rows at
+	 * a time through indexes, and the file stays in the kernel's page
+	 * cache anyway. SQLite's default (2 MB) filled up with a big queue
+	 * (a start's lease release scans every recipient) and stayed: with
+	 * 100,000 queued that was 2.0 of the queue's 2.2 MB of heap (valgrind
+	 * massif), where Postfix's qmgr holds 0.3 MB. */
+	exec(d, "PRAGMA cache_size = -256");
 	if (exec(d, q->set.fsync ? "PRAGMA journal_mode = WAL;"
 				   "PRAGMA synchronous = FULL;"
 				 : "PRAGMA journal_mode = WAL;"
