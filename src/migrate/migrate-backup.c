@@ -1253,6 +1253,41 @@ json_t *migrate_backup_account(const char *dest, const char *address,
 	return rec;
 }
 
+int migrate_backup_addresses(const char *dest, char ***addresses_r,
+			     size_t *count_r, char *why, size_t why_size)
+{
+	char **v;
+	size_t n = snapshots(dest, &v, true);
+	*addresses_r = NULL;
+	*count_r = 0;
+	if (n == 0) {
+		snprintf(why, why_size, "no complete snapshot in %s", dest);
+		names_free(v, n);
+		return -1;
+	}
+	char *p = xasprintf("%s/snapshots/%s/SNAPSHOT", dest, v[n - 1]);
+	json_t *idx = json_read_sealed(p, why, why_size);
+	free(p);
+	names_free(v, n);
+	if (idx == NULL)
+		return -1;
+	size_t k;
+	json_t *entry;
+	char **out = NULL;
+	size_t cnt = 0;
+	json_array_foreach(json_object_get(idx, "accounts"), k, entry) {
+		const char *a = json_string_value(json_object_get(entry, "address"));
+		if (a == NULL || !address_ok(a))
+			continue;
+		out = xrealloc(out, (cnt + 1) * sizeof(char *));
+		out[cnt++] = xstrdup(a);
+	}
+	json_decref(idx);
+	*addresses_r = out;
+	*count_r = cnt;
+	return 0;
+}
+
 int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		    time_t since)
 {

@@ -111,6 +111,10 @@ int migrate_backup_prune(struct migrate *m, const char *dest, long keep,
  * (new reference), or NULL with why set. */
 struct json_t *migrate_backup_account(const char *dest, const char *address,
 				      char *why, size_t why_size);
+/* The addresses in DEST's newest complete snapshot (caller frees each
+ * and the array); -1 with why. */
+int migrate_backup_addresses(const char *dest, char ***addresses_r,
+			     size_t *count_r, char *why, size_t why_size);
 /* Restores address from DEST's newest complete snapshot into m->user
  * (m->folder: one folder; since: internal dates from then on, 0: all). */
 int migrate_restore(struct migrate *m, const char *dest, const char *address,

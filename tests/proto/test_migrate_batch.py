@@ -15,7 +15,9 @@ restore into folders that hold mail (issue 17, docs/backup.md):
     the pruned backup gives every message and the ACL entries;
   - restore into the account itself after some messages were expunged:
     only those come back (matched by content and internal date, with
-    new UIDs); a second restore adds nothing.
+    new UIDs); a second restore adds nothing;
+  - `restore DEST` without ADDRESS into a fresh server makes every
+    account of the snapshot with its mail (the same password logs in).
 """
 
 import os
@@ -216,6 +218,18 @@ def main():
                 rc == 0 and re.search(r'INBOX: 0 imported, 17 already'
                                       r' there', out) and
                 len(inbox(env, bob)[1]) == 17, out + err)
+    # ---- restore without ADDRESS: every account, into a fresh server ----
+    with Loft(users={}) as fresh:
+        rc, out, err = fresh.loftctl('restore', dest, timeout=300)
+        R.check('restore DEST: exit 0', rc == 0, out + err)
+        R.check('restore DEST: every account made',
+                '%s: account made from the backup' % alice in out and
+                '%s: account made from the backup' % bob in out, out + err)
+        fresh.users[alice] = fresh.users[bob] = PW
+        R.check('restore DEST: the mail of each',
+                len(inbox(fresh, alice)[1]) == N and
+                len(inbox(fresh, bob)[1]) == 17,
+                (len(inbox(fresh, alice)[1]), len(inbox(fresh, bob)[1])))
     shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()
 

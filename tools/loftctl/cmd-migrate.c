@@ -489,6 +489,31 @@ static int cmd_backup_list(struct loftctl *ctl, int argc, char **argv)
 }
 
 
+/* One account of the snapshot into target (made if missing). */
+static int restore_one(struct loftctl *ctl, struct migrate *proto,
+		       const char *dest, const char *address,
+		       const char *target, time_t since)
+{
+	struct migrate m = *proto;
+	struct auth_user tu;
+	if (auth_lookup(ctl->auth, target, &tu) == 0 &&
+	    account_create(ctl, dest, address, target) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	if (open_account(ctl, target, &m.user) < 0)
+		return LOFTCTL_EXIT_FAIL;
+	m.store = ctl->store;
+	m.progress = !m.json && isatty(STDERR_FILENO);
+	m.account_ctx = ctl;
+	m.acl_restore = acl_restore;
+#ifdef LOFTCTL_HAVE_QUEUE
+	m.sieve_restore = sieve_restore;
+#endif
+	int r = migrate_restore(&m, dest, address, since);
+	loftctl_tell_changed(ctl, store_user_id(m.user));
+	store_user_unref(&m.user);
+	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
 static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 {
 	struct migrate m;
@@ -500,28 +525,34 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	take_value(&argc, argv, "--since", &since_s, &bad);
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	time_t since = 0;
-	if (bad || argc != 2 || argv[0][0] == '-' || argv[1][0] == '-' ||
+	if (bad || argc < 1 || argc > 2 || argv[0][0] == '-' ||
+	    (argc == 2 && argv[1][0] == '-') || (argc == 1 && as != NULL) ||
 	    (since_s != NULL && parse_since(since_s, &since) < 0))
 		return loftctl_usage(&loftctl_migrate_cmds[6]);
-	/* an account missing here is made as the backup has it */
-	const char *target = as != NULL ? as : argv[1];
-	struct auth_user tu;
-	if (auth_lookup(ctl->auth, target, &tu) == 0 &&
-	    account_create(ctl, argv[0], argv[1], target) < 0)
-		return LOFTCTL_EXIT_FAIL;
-	if (open_account(ctl, target, &m.user) < 0)
-		return LOFTCTL_EXIT_FAIL;
-	m.store = ctl->store;
-	m.progress = !m.json && isatty(STDERR_FILENO);
-	m.account_ctx = ctl;
-	m.acl_restore = acl_restore;
-#ifdef LOFTCTL_HAVE_QUEUE
-	m.sieve_restore = sieve_restore;
-#endif
-	int r = migrate_restore(&m, argv[0], argv[1], since);
-	loftctl_tell_changed(ctl, store_user_id(m.user));
-	store_user_unref(&m.user);
-	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+	if (argc == 2)
+		return restore_one(ctl, &m, argv[0], argv[1],
+				   as != NULL ? as : argv[1], since);
+	/* every account of the snapshot, each made if missing */
+	char **v;
+	size_t n;
+	char why[200];
+	if (migrate_backup_addresses(argv[0], &v, &n, why, sizeof(why)) < 0)
+		return loftctl_fail("%s: %s", argv[0], why);
+	int rc = 0;
+	/* every account first: an ACL entry may name another of them */
+	for (size_t i = 0; i < n; i++) {
+		struct auth_user tu;
+		if (auth_lookup(ctl->auth, v[i], &tu) == 0 &&
+		    account_create(ctl, argv[0], v[i], v[i]) < 0)
+			rc = LOFTCTL_EXIT_FAIL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (restore_one(ctl, &m, argv[0], v[i], v[i], since) != 0)
+			rc = LOFTCTL_EXIT_FAIL;
+		free(v[i]);
+	}
+	free(v);
+	return rc;
 }
 
 const struct loftctl_cmd loftctl_migrate_cmds[] = {
@@ -538,7 +569,8 @@ const struct loftctl_cmd loftctl_migrate_cmds[] = {
 	{"backup", "prune", "DEST --keep N | --older-than AGE (30d, 12h, 2w,"
 	 " DATE) [--dry-run]", cmd_backup_prune},
 	{"backup", NULL, "[ADDRESS...] DEST [--json]", cmd_backup},
-	{"restore", NULL, "DEST ADDRESS [--as NEW-ADDRESS] [--folder F]"
-	 " [--since DATE]", cmd_restore},
+	{"restore", NULL, "DEST [ADDRESS [--as NEW-ADDRESS]] [--folder F]"
+	 " [--since DATE]   (no ADDRESS: every account of the snapshot)",
+	 cmd_restore},
 	{NULL, NULL, NULL, NULL},
 };
