@@ -45,8 +45,10 @@ struct list_ctx {
 	size_t count, cap;
 	struct store_mailbox_info *mbs;
 	size_t mb_count;
-	char **subs;
+	char **subs;              /* personal subscriptions: store names */
 	size_t sub_count;
+	char **other_subs;        /* the other namespaces' (imap-acl.c) */
+	size_t other_sub_count;
 	const char **patterns;
 	size_t pattern_count;
 };
@@ -207,7 +209,7 @@ static void write_entry(struct list_ctx *ctx, const struct entry *e,
 	imap_client_write(c, b.data, b.len);
 	buf_free(&b);
 	if ((ctx->opts & RET_STATUS) && e->info != NULL && !e->info->noselect)
-		imap_status_write(c, e->info, ctx->status_items);
+		imap_status_write(c, e->info, ctx->status_items, NULL);
 }
 
 static bool is_subscribed(struct list_ctx *ctx, const char *store_name)
@@ -281,16 +283,49 @@ static void run_list(struct list_ctx *ctx)
 			continue;
 		write_entry(ctx, e, childinfo);
 	}
-	/* the other users' namespace (imap-acl.c): patterns on "/" */
-	if (!(ctx->opts & (LSUB | SEL_SUBSCRIBED | SEL_SPECIAL_USE)))
-		imap_acl_list_others(ctx->c, match_other, ctx,
-				     ctx->opts & RET_STATUS ? ctx->status_items : 0);
+	/* the other users' namespace (imap-acl.c): patterns on "/"; no
+	 * special-use there */
+	if (!(ctx->opts & SEL_SPECIAL_USE)) {
+		struct imap_list_others q = {
+			.match = match_other,
+			.ctx = ctx,
+			.status_items = ctx->opts & RET_STATUS ? ctx->status_items : 0,
+			.subs = ctx->other_subs,
+			.sub_count = ctx->other_sub_count,
+			.mark_subscribed = (ctx->opts & (SEL_SUBSCRIBED |
+							 RET_SUBSCRIBED)) != 0,
+			.only_subscribed = (ctx->opts & (SEL_SUBSCRIBED | LSUB)) != 0,
+			.lsub = (ctx->opts & LSUB) != 0,
+		};
+		imap_acl_list_others(ctx->c, &q);
+	}
 	/* entries past `existing` own their store_name copies */
 	for (size_t i = 0; i < ctx->count; i++) {
 		free(ctx->entries[i].name);
 		if (i >= existing)
 			free((char *)ctx->entries[i].store_name);
 	}
+}
+
+/* Subscriptions to other accounts' mailboxes are kept under their
+ * names in the other users' / shared namespaces: those leave the
+ * personal list (no personal rewriting of them, namespace = inbox). */
+static void split_subscriptions(struct list_ctx *ctx)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < ctx->sub_count; i++) {
+		char *canon = imap_acl_ns_canonical(ctx->c, ctx->subs[i]);
+		if (canon == NULL) {
+			ctx->subs[kept++] = ctx->subs[i];
+			continue;
+		}
+		ctx->other_subs = xrealloc(ctx->other_subs,
+					   (ctx->other_sub_count + 1) *
+						   sizeof(*ctx->other_subs));
+		ctx->other_subs[ctx->other_sub_count++] = canon;
+		free(ctx->subs[i]);
+	}
+	ctx->sub_count = kept;
 }
 
 static int parse_selection(struct list_ctx *ctx, const struct imap_arg *l)
@@ -417,6 +452,7 @@ static void do_list(struct imap_cmd *cmd, bool lsub)
 	    store_subscriptions(c->store_user, &ctx.subs, &ctx.sub_count, &err) < 0) {
 		imap_cmd_store_error(cmd, &err);
 	} else {
+		split_subscriptions(&ctx);
 		run_list(&ctx);
 		imap_cmd_ok(cmd, "%s completed", cmd->name);
 	}
@@ -428,6 +464,8 @@ static void do_list(struct imap_cmd *cmd, bool lsub)
 		store_mailbox_list_free(ctx.mbs, ctx.mb_count);
 	if (ctx.subs != NULL)
 		store_names_free(ctx.subs, ctx.sub_count);
+	if (ctx.other_subs != NULL)
+		store_names_free(ctx.other_subs, ctx.other_sub_count);
 }
 
 void cmd_list(struct imap_cmd *cmd)

@@ -206,39 +206,67 @@ void cmd_rename(struct imap_cmd *cmd)
 static void do_subscribe(struct imap_cmd *cmd, bool subscribe)
 {
 	struct imap_client *c = cmd->client;
-	if (cmd->args[0].type == IMAP_ARG_EOL || cmd->args[1].type != IMAP_ARG_EOL) {
+	const struct imap_arg *a = cmd->args;
+	if (a[0].type == IMAP_ARG_EOL || a[1].type != IMAP_ARG_EOL) {
 		imap_cmd_bad(cmd, "[CLIENTBUG] %s needs one mailbox name", cmd->name);
 		return;
 	}
-	struct imap_mbref ref;
-	if (imap_cmd_mailbox_ref(cmd, &cmd->args[0], false, &ref) < 0)
+	if (!imap_arg_is_astring(&a[0]) || imap_arg_has_nul(&a[0])) {
+		imap_cmd_bad(cmd, "[CLIENTBUG] Expected a mailbox name");
 		return;
+	}
 	struct store_error err = {0};
-	unsigned rights;
-	if (!ref.shared) {
+	/* another account's mailbox: kept in the subscriber's own list
+	 * under its one namespace name (LIST and LSUB show it there) */
+	char *raw = imap_client_mailbox_in_raw(c, a[0].str.ptr, a[0].str.len);
+	char *canon = imap_acl_ns_canonical(c, raw);
+	if (canon == NULL) {
+		free(raw);
+		struct imap_mbref ref;
+		if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0)
+			return;
 		if (store_mailbox_subscribe(c->store_user, ref.name, subscribe,
 					    &err) < 0)
 			imap_cmd_store_error(cmd, &err);
 		else
 			imap_cmd_ok(cmd, "%s completed", cmd->name);
-	} else if (subscribe &&
-		   (store_myrights(ref.user, ref.name, &rights, &err) < 0 ||
-		    !(rights & STORE_RIGHT_LOOKUP))) {
-		/* SUBSCRIBE needs l (RFC 4314 4) */
-		imap_cmd_no(cmd, "[NONEXISTENT] Mailbox doesn't exist");
-	} else {
-		/* kept in the subscriber's own list, under the name the
-		 * client gave */
-		char *raw = imap_client_mailbox_in_raw(c, cmd->args[0].str.ptr,
-						       cmd->args[0].str.len);
-		if (store_mailbox_subscribe(c->store_user, raw, subscribe,
-					    &err) < 0)
-			imap_cmd_store_error(cmd, &err);
-		else
-			imap_cmd_ok(cmd, "%s completed", cmd->name);
-		free(raw);
+		imap_mbref_free(&ref);
+		return;
 	}
-	imap_mbref_free(&ref);
+	if (subscribe) {
+		/* SUBSCRIBE needs l (RFC 4314 4); a hidden mailbox fails as a
+		 * missing one */
+		struct imap_mbref ref;
+		unsigned rights;
+		if (imap_cmd_mailbox_ref(cmd, &a[0], false, &ref) < 0) {
+			free(raw);
+			free(canon);
+			return;
+		}
+		bool ok = store_myrights(ref.user, ref.name, &rights, &err) == 0 &&
+			  (rights & STORE_RIGHT_LOOKUP);
+		imap_mbref_free(&ref);
+		if (!ok) {
+			free(raw);
+			free(canon);
+			imap_cmd_no(cmd, "[NONEXISTENT] Mailbox doesn't exist");
+			return;
+		}
+	}
+	/* UNSUBSCRIBE needs no right and no mailbox: a name whose mailbox
+	 * or owner is gone can be dropped (RFC 9051 6.3.8); also its form
+	 * as given, kept so before names were made one */
+	int r = store_mailbox_subscribe(c->store_user, canon, subscribe, &err);
+	if (r == 0 && !subscribe && strcmp(raw, canon) != 0) {
+		struct store_error e2 = {0};
+		(void)store_mailbox_subscribe(c->store_user, raw, false, &e2);
+	}
+	if (r < 0)
+		imap_cmd_store_error(cmd, &err);
+	else
+		imap_cmd_ok(cmd, "%s completed", cmd->name);
+	free(raw);
+	free(canon);
 }
 
 void cmd_subscribe(struct imap_cmd *cmd)

@@ -42,12 +42,16 @@ int imap_status_parse_items(const struct imap_arg *list, unsigned *items_r)
 }
 
 void imap_status_write(struct imap_client *c,
-		       const struct store_mailbox_info *info, unsigned want)
+		       const struct store_mailbox_info *info, unsigned want,
+		       const char *ns_name)
 {
 	struct buf b;
 	buf_init(&b, 0);
 	buf_append_str(&b, "* STATUS ");
-	imap_client_mailbox_out(c, info->name, &b);
+	if (ns_name != NULL)
+		imap_client_ns_out(c, ns_name, &b);
+	else
+		imap_client_mailbox_out(c, info->name, &b);
 	buf_append_str(&b, " (");
 	size_t start = b.len;
 #define SEP() (b.len > start ? " " : "")
@@ -106,13 +110,13 @@ void cmd_status(struct imap_cmd *cmd)
 		store_mailbox_info_free(&info);
 		imap_cmd_no(cmd, "[NONEXISTENT] Mailbox cannot be selected");
 	} else {
-		if (ref.shared) {
-			/* the name as the client gave it */
-			free(info.name);
-			info.name = imap_client_mailbox_in_raw(c, a[0].str.ptr,
-							      a[0].str.len);
-		}
-		imap_status_write(c, &info, want);
+		/* another's: the name as the client gave it, never
+		 * rewritten as a personal one (namespace = inbox) */
+		char *given = ref.shared ? imap_client_mailbox_in_raw(
+						   c, a[0].str.ptr, a[0].str.len)
+					 : NULL;
+		imap_status_write(c, &info, want, given);
+		free(given);
 		store_mailbox_info_free(&info);
 		imap_cmd_ok(cmd, "STATUS completed");
 	}

@@ -10,6 +10,7 @@
  * or that the viewer cannot see, fails with the same code and text as a
  * missing mailbox.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -202,20 +203,6 @@ static int parse_identifier(struct imap_cmd *cmd, const struct imap_arg *arg,
 }
 
 /* ---- the commands (RFC 4314 3) ---------------------------------------- */
-
-/* A UTF-8 name in the client's encoding (no namespace rewriting). */
-static char *imap_client_mailbox_name_utf8(struct imap_client *c,
-					   const char *name)
-{
-	if (imap_client_utf8(c))
-		return xstrdup(name);
-	struct buf e;
-	buf_init(&e, 0);
-	if (utf7_encode(name, strlen(name), &e) < 0)
-		buf_append_str(&e, "?");
-	size_t n;
-	return buf_steal(&e, &n);
-}
 
 static void write_line(struct imap_client *c, struct buf *b)
 {
@@ -442,9 +429,47 @@ void cmd_myrights(struct imap_cmd *cmd)
 
 /* ---- LIST: the other users' namespace --------------------------------- */
 
+char *imap_acl_ns_canonical(struct imap_client *c, const char *name)
+{
+	struct imap_ns_settings ns = ns_of(c);
+	struct imap_ns_name n;
+	const char *error;
+	if (imap_ns_parse(&ns, domain_of(c->user.address), name, strlen(name),
+			  &n, &error) != 1)
+		return NULL;
+	char *r = imap_ns_format(&ns, domain_of(c->user.address), n.kind,
+				 n.owner, n.mailbox);
+	imap_ns_name_free(&n);
+	return r;
+}
+
+static bool in_names(char **names, size_t count, const char *name)
+{
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* One LIST or LSUB line of the other namespaces (separator "/"). */
+static void list_other_line(struct imap_client *c,
+			    const struct imap_list_others *q, const char *attrs,
+			    bool subscribed, const char *enc)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "* %s (%s", q->lsub ? "LSUB" : "LIST", attrs);
+	if (subscribed && q->mark_subscribed && !q->lsub)
+		buf_append_str(&b, attrs[0] != '\0' ? " \\Subscribed"
+						    : "\\Subscribed");
+	buf_append_str(&b, ") \"/\" ");
+	imap_append_string(&b, enc, strlen(enc), imap_client_utf8(c));
+	write_line(c, &b);
+	buf_free(&b);
+}
+
 void imap_acl_list_others(struct imap_client *c,
-			  bool (*match)(void *ctx, const char *name), void *ctx,
-			  unsigned status_items)
+			  const struct imap_list_others *q)
 {
 	if (c->server->auth == NULL)
 		return;
@@ -457,6 +482,8 @@ void imap_acl_list_others(struct imap_client *c,
 	struct imap_ns_settings ns = ns_of(c);
 	const char *vdom = domain_of(c->user.address);
 	bool root_written[2] = {false, false};
+	/* the subscribed names listed as existing mailboxes */
+	bool *listed = xcalloc(q->sub_count + 1, sizeof(*listed));
 	for (size_t i = 0; i < no; i++) {
 		struct auth_user o;
 		struct store_user *u;
@@ -477,18 +504,20 @@ void imap_acl_list_others(struct imap_client *c,
 			store_user_unref(&u);
 			continue;
 		}
-		/* the levels above: \Noselect, revealing nothing else */
+		/* the levels above: \Noselect, revealing nothing else (not
+		 * subscribable: left out of SUBSCRIBED and LSUB) */
 		char *levels[2] = {imap_ns_format(&ns, vdom, kind, NULL, NULL),
 				   imap_ns_format(&ns, vdom, kind, o.address,
 						  NULL)};
 		bool *rooted = &root_written[kind == IMAP_NS_SHARED];
 		/* a shared address's level is its INBOX: listed below */
 		int last = kind == IMAP_NS_SHARED ? 1 : 2;
-		for (int k = *rooted ? 1 : 0; k < last; k++) {
-			char *enc = imap_client_mailbox_name_utf8(c, levels[k]);
-			if (match(ctx, enc))
-				imap_client_untagged(c, "LIST (\\Noselect \\HasChildren) \"/\" \"%s\"",
-						     enc);
+		for (int k = *rooted ? 1 : 0; k < last && !q->only_subscribed;
+		     k++) {
+			char *enc = imap_client_ns_name(c, levels[k]);
+			if (q->match(q->ctx, enc))
+				list_other_line(c, q, "\\Noselect \\HasChildren",
+						false, enc);
 			free(enc);
 		}
 		*rooted = true;
@@ -497,30 +526,36 @@ void imap_acl_list_others(struct imap_client *c,
 		for (size_t k = 0; k < n; k++) {
 			char *full = imap_ns_format(&ns, vdom, kind, o.address,
 						    mbs[k].name);
-			char *enc = imap_client_mailbox_name_utf8(c, full);
-			if (match(ctx, enc)) {
-				struct buf b;
-				buf_init(&b, 0);
+			bool sub = false;
+			for (size_t j = 0; j < q->sub_count; j++) {
+				if (strcmp(q->subs[j], full) == 0) {
+					sub = true;
+					listed[j] = true;
+				}
+			}
+			char *enc = imap_client_ns_name(c, full);
+			if ((!q->only_subscribed || sub) && q->match(q->ctx, enc)) {
 				/* a shared address's INBOX holds its folders */
 				bool hc = mbs[k].has_children ||
 					  (kind == IMAP_NS_SHARED && n > 1 &&
 					   strcmp(mbs[k].name, "INBOX") == 0);
-				buf_printf(&b, "* LIST (%s%s) \"/\" ",
-					   mbs[k].noselect ? "\\Noselect " : "",
-					   hc ? "\\HasChildren" : "\\HasNoChildren");
-				imap_append_string(&b, enc, strlen(enc),
-						   imap_client_utf8(c));
-				write_line(c, &b);
-				buf_free(&b);
-				if (status_items != 0 && !mbs[k].noselect) {
+				char attrs[64];
+				if (q->lsub)
+					snprintf(attrs, sizeof(attrs), "%s",
+						 mbs[k].noselect ? "\\Noselect" : "");
+				else
+					snprintf(attrs, sizeof(attrs), "%s%s",
+						 mbs[k].noselect ? "\\Noselect " : "",
+						 hc ? "\\HasChildren"
+						    : "\\HasNoChildren");
+				list_other_line(c, q, attrs, sub, enc);
+				if (q->status_items != 0 && !mbs[k].noselect) {
 					struct store_mailbox_info info;
 					if (store_mailbox_status(u, mbs[k].name,
 								 &info, &err) == 0) {
-						char *nm = info.name;
-						info.name = full;
 						imap_status_write(c, &info,
-								  status_items);
-						info.name = nm;
+								  q->status_items,
+								  full);
 						store_mailbox_info_free(&info);
 					}
 				}
@@ -532,6 +567,20 @@ void imap_acl_list_others(struct imap_client *c,
 		store_user_unref(&u);
 	}
 	free(owners);
+	/* subscribed names that are no mailbox the user may see (missing,
+	 * hidden, or their owner gone: the same, RFC 4314 6): RFC 5258
+	 * 3.1 \NonExistent, LSUB \Noselect (RFC 3501 6.3.9) */
+	for (size_t j = 0; j < q->sub_count && q->only_subscribed; j++) {
+		if (listed[j] || in_names(q->subs, j, q->subs[j]))
+			continue;
+		char *enc = imap_client_ns_name(c, q->subs[j]);
+		if (q->match(q->ctx, enc))
+			list_other_line(c, q, q->lsub ? "\\Noselect"
+						      : "\\NonExistent",
+					true, enc);
+		free(enc);
+	}
+	free(listed);
 }
 
 /* ---- the selected mailbox of another account -------------------------- */

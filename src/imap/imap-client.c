@@ -718,6 +718,27 @@ fail:
 	return NULL;
 }
 
+/* A UTF-8 name (b, taken) in the client's encoding, as a new string. */
+static char *client_encoding(struct imap_client *c, struct buf *b)
+{
+	if (!imap_client_utf8(c)) {
+		struct buf e;
+		buf_init(&e, 0);
+		if (utf7_encode(b->data, b->len, &e) < 0) {
+			/* not UTF-8 in the store: show it escaped rather than
+			 * send invalid bytes */
+			buf_reset(&e);
+			for (size_t i = 0; i < b->len; i++)
+				buf_append_char(&e, (unsigned char)b->data[i] < 0x80
+							    ? b->data[i] : '?');
+		}
+		buf_free(b);
+		*b = e;
+	}
+	size_t n;
+	return buf_steal(b, &n);
+}
+
 char *imap_client_mailbox_name(struct imap_client *c, const char *store_name)
 {
 	struct buf b;
@@ -733,28 +754,30 @@ char *imap_client_mailbox_name(struct imap_client *c, const char *store_name)
 	} else {
 		buf_append_str(&b, store_name);
 	}
-	if (!imap_client_utf8(c)) {
-		struct buf e;
-		buf_init(&e, 0);
-		if (utf7_encode(b.data, b.len, &e) < 0) {
-			/* not UTF-8 in the store: show it escaped rather than
-			 * send invalid bytes */
-			buf_reset(&e);
-			for (size_t i = 0; i < b.len; i++)
-				buf_append_char(&e, (unsigned char)b.data[i] < 0x80
-							    ? b.data[i] : '?');
-		}
-		buf_free(&b);
-		b = e;
-	}
-	size_t n;
-	return buf_steal(&b, &n);
+	return client_encoding(c, &b);
 }
 
 int imap_client_mailbox_out(struct imap_client *c, const char *store_name,
 			    struct buf *out)
 {
 	char *name = imap_client_mailbox_name(c, store_name);
+	int r = imap_append_string(out, name, strlen(name), imap_client_utf8(c));
+	free(name);
+	return r;
+}
+
+char *imap_client_ns_name(struct imap_client *c, const char *ns_name)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_str(&b, ns_name);
+	return client_encoding(c, &b);
+}
+
+int imap_client_ns_out(struct imap_client *c, const char *ns_name,
+		       struct buf *out)
+{
+	char *name = imap_client_ns_name(c, ns_name);
 	int r = imap_append_string(out, name, strlen(name), imap_client_utf8(c));
 	free(name);
 	return r;

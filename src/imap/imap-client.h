@@ -163,6 +163,7 @@ struct imap_client {
 	char *idle_tag;
 	bool counted;                 /* in the per-user connection count */
 	_Atomic uint32_t selected_id; /* store mailbox id of the view, 0 */
+	_Atomic int64_t selected_owner; /* the account it belongs to */
 	/* APPEND literal streaming */
 	struct store_blob_writer **writers;
 	size_t writer_count;
@@ -265,6 +266,12 @@ int imap_client_mailbox_out(struct imap_client *c, const char *store_name,
 			    struct buf *out);
 /* The same, unquoted, as a new string (caller frees). */
 char *imap_client_mailbox_name(struct imap_client *c, const char *store_name);
+/* A name in the other users' or shared namespace (UTF-8, "/", as
+ * imap_ns_format gives it) in the client's encoding, with no personal
+ * namespace rewriting: as a new string, or appended as an astring. */
+char *imap_client_ns_name(struct imap_client *c, const char *ns_name);
+int imap_client_ns_out(struct imap_client *c, const char *ns_name,
+		       struct buf *out);
 char imap_client_separator(const struct imap_client *c);
 
 /* Whether FLAGS of message seq carry \Recent: never under IMAP4rev2,
@@ -314,11 +321,31 @@ int imap_acl_open_as(struct store *store, struct auth *auth,
 		     bool cross_domain, const struct auth_user *viewer,
 		     int64_t owner_id, const char *owner_address,
 		     struct store_user **user_r);
-/* LIST: writes the other users' mailboxes the user may see whose client
- * names match (and their STATUS with status_items). */
+/* LIST and LSUB of the other users' and shared namespaces. */
+struct imap_list_others {
+	/* whether a name as the client sees it matches the patterns */
+	bool (*match)(void *ctx, const char *name);
+	void *ctx;
+	unsigned status_items;        /* LIST-STATUS (RFC 5819), or 0 */
+	/* the user's subscriptions in these namespaces (their names as
+	 * imap_acl_ns_canonical gives them) */
+	char **subs;
+	size_t sub_count;
+	bool mark_subscribed;         /* RETURN (SUBSCRIBED) (RFC 5258) */
+	bool only_subscribed;         /* SUBSCRIBED selection, or LSUB */
+	bool lsub;
+};
+/* Writes the other users' mailboxes the user may see whose client names
+ * match (and their STATUS with status_items); with only_subscribed, the
+ * subscribed ones, and the subscribed names that are none (missing or
+ * hidden alike) as \NonExistent. */
 void imap_acl_list_others(struct imap_client *c,
-			  bool (*match)(void *ctx, const char *name), void *ctx,
-			  unsigned status_items);
+			  const struct imap_list_others *q);
+/* A name in the other users' or shared namespace (UTF-8) in the one form
+ * imap_ns_format gives (owner in lower case, a shared INBOX as its
+ * level): subscriptions are kept so. NULL for a personal or malformed
+ * name. Caller frees. */
+char *imap_acl_ns_canonical(struct imap_client *c, const char *name);
 imap_cmd_fn cmd_getacl, cmd_setacl, cmd_deleteacl, cmd_listrights,
 	cmd_myrights;
 /* SELECT of another account's mailbox: the session keeps the viewer's

@@ -71,9 +71,11 @@ enum imap_status_item {
 };
 /* Parses a STATUS item list; -1 (nothing replied) if invalid. */
 int imap_status_parse_items(const struct imap_arg *list, unsigned *items_r);
-/* "* STATUS name (...)" for info. */
+/* "* STATUS name (...)" for info. ns_name: the name of a mailbox in
+ * the other users' or shared namespace (UTF-8, "/"), written with no
+ * personal namespace rewriting; NULL: info->name, a personal one. */
 void imap_status_write(struct imap_client *c, const struct store_mailbox_info *info,
-		       unsigned items);
+		       unsigned items, const char *ns_name);
 /* Leaves the selected state without expunging (SELECT, UNSELECT). */
 void imap_client_unselect(struct imap_client *c);
 /* Parser limits and timeout for the session's state (after a command). */

@@ -4,11 +4,10 @@ STARTTLS, listing with special-use, APPEND, FETCH of envelope/flags/
 structure/source, SEARCH, flags, MOVE with COPYUID, and IDLE notification of
 another session's APPEND within 1 s."""
 
-import json
 import os
-import subprocess
 import sys
 
+from clients import node_json
 from loftenv import Loft, Results, SLOW
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,13 +20,8 @@ if not os.path.isdir(os.path.join(HERE, 'node_modules', 'imapflow')):
     sys.exit(r.finish())
 
 with Loft() as env:
-    p = subprocess.run(['node', os.path.join(HERE, 'imapflow-check.js'),
-                        str(env.port('imap')), USER, PW],
-                       capture_output=True, text=True, timeout=60 * SLOW, cwd=HERE)
-    try:
-        out = json.loads(p.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        out = {'error': p.stdout + p.stderr}
+    out, p = node_json(os.path.join(HERE, 'imapflow-check.js'),
+                       [env.port('imap'), USER, PW], 60 * SLOW, HERE)
     r.check('imapflow ran', 'error' not in out, out.get('error'))
     if 'error' not in out:
         r.check('STARTTLS used', out['secure'] is True, out['secure'])

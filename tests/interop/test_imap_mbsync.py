@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from imapconv import Conv
+from clients import mbsync_rc
 from loftenv import Loft, Results, SLOW
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
@@ -88,34 +89,14 @@ with Loft(extra={'store': {'fsync': 'no'}}) as env, \
     maildir = os.path.join(tmp, 'mail')
     os.makedirs(maildir)
     rc = os.path.join(tmp, 'mbsyncrc')
-    with open(rc, 'w') as f:
-        f.write('''# the device's own fsyncs are not what this test measures
-FSync no
-
-IMAPAccount loft
-Host localhost
-Port %d
-User %s
-Pass %s
-SSLType IMAPS
-CertificateFile %s
-
-IMAPStore remote
-Account loft
-
-MaildirStore local
-Path %s/
-Inbox %s/INBOX
-SubFolders Verbatim
-
-Channel all
+    mbsync_rc(rc, env, USER, PW, maildir, '''Channel all
 Far :remote:
 Near :local:
 Patterns *
 Create Both
 Expunge Both
 SyncState *
-''' % (env.port('imaps'), USER, PW, env.cert, maildir, maildir))
+''')
 
     mbsync(rc, 'first sync')
     files = local_files(maildir)

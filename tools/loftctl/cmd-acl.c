@@ -235,6 +235,9 @@ static int mailbox_set(struct loftctl *ctl, int argc, char **argv)
 						     &err) < 0) {
 		rc = loftctl_fail("%s: %s", argv[0], err.msg);
 	} else if (u != NULL) {
+		/* the messages' modseqs were raised: open sessions look now
+		 * (their readers' \Seen may have changed) */
+		loftctl_tell_changed(ctl, owner.id);
 		printf("%s: %s\n", argv[0], argv[1]);
 		rc = 0;
 	}

@@ -1035,6 +1035,12 @@ static int copy_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	if (ret == 0)
 		ret = sq_copy_rows(u, c, job, dst.id, rows, n, time(NULL),
 				   a->dst_uids);
+	/* a moved message keeps every reader's own \Seen (the rows go
+	 * with the source message) */
+	if (ret == 0 && a->move && n > 0 &&
+	    sq_seen_move(c, src.id, rows, n, dst.id, a->dst_uids,
+			 sq_job_modseq(u, job)) < 0)
+		ret = sq_job_dberr(job, c);
 	if (ret == 0 && a->move)
 		ret = sq_expunge_rows(u, c, job, src.id, rows, n, true);
 	for (size_t i = 0; i < n; i++)

@@ -118,19 +118,70 @@ int sq_seen_mode(struct store_user *user, const char *mailbox, int *mode_r,
 	return ret;
 }
 
+int sq_seen_move(struct sq_conn *c, uint32_t src, const struct sq_msgrow *rows,
+		 size_t count, uint32_t dst, const uint32_t *dst_uids,
+		 uint64_t modseq)
+{
+	for (size_t i = 0; i < count; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+			" seen_pvt(mailbox, uid, viewer, seen, modseq)"
+			" SELECT ?1, ?2, viewer, seen, ?3 FROM seen_pvt"
+			" WHERE mailbox = ?4 AND uid = ?5");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, dst);
+		sqlite3_bind_int64(st, 2, dst_uids[i]);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)modseq);
+		sqlite3_bind_int64(st, 4, src);
+		sqlite3_bind_int64(st, 5, rows[i].uid);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
+	return 0;
+}
+
 struct mode_arg {
 	const char *mailbox;
 	int mode;
 };
 
+/* The mailbox's setting, and, when it changes, every message's modseq
+ * raised: the \Seen each reader sees may change with it, and clients
+ * with CONDSTORE learn of it as of a flag change (RFC 7162 3.1). */
 static int mode_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
-	(void)u;
 	struct mode_arg *a = job->arg;
 	struct sq_mbox mb;
 	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
-	sqlite3_stmt *st = a->mode < 0
+	sqlite3_stmt *st = sq_stmt(c, "SELECT shared FROM seen_mode"
+				      " WHERE mailbox = ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, mb.id);
+	int rc = sqlite3_step(st), old = -1;
+	if (rc == SQLITE_ROW)
+		old = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	if (old == (a->mode < 0 ? -1 : a->mode))
+		return 0;
+	uint64_t modseq = sq_job_modseq(u, job);
+	st = sq_stmt(c, "UPDATE msg SET modseq = ?1 WHERE mailbox = ?2");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(st, 2, mb.id);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE ||
+	    sq_mbox_adjust(c, mb.id, 0, 0, 0, 0, modseq, 0) < 0)
+		return sq_job_dberr(job, c);
+	sq_job_change(job, mb.id, STORE_CHANGE_FLAGS);
+	st = a->mode < 0
 		? sq_stmt(c, "DELETE FROM seen_mode WHERE mailbox = ?1")
 		: sq_stmt(c, "INSERT OR REPLACE INTO seen_mode(mailbox, shared)"
 			     " VALUES (?1, ?2)");
@@ -139,7 +190,7 @@ static int mode_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	sqlite3_bind_int64(st, 1, mb.id);
 	if (a->mode >= 0)
 		sqlite3_bind_int(st, 2, a->mode);
-	int rc = sqlite3_step(st);
+	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
 }
