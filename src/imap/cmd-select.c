@@ -286,6 +286,7 @@ static void do_select(struct imap_cmd *cmd, bool readonly)
 	c->readonly = readonly;
 	c->state = IMAP_STATE_SELECTED;
 	const struct store_mailbox_info *info = store_view_info(c->view);
+	atomic_store(&c->selected_owner, store_user_id(imap_client_sel_user(c)));
 	atomic_store(&c->selected_id, info->id);
 	bool rev2 = (c->enabled & IMAP_ENABLED_IMAP4REV2) != 0;
 

@@ -25,7 +25,14 @@
  *                      mailboxes; LIST with or without \Subscribed;
  *                      METADATA mailbox (entries) for changed entries.
  * Mailboxes of other accounts (the Other Users / Shared namespaces) are
- * not watched: names there are accepted and give no events.
+ * watched under the user's rights (RFC 5465 5, RFC 4314): subtree and
+ * mailboxes may name them (a namespace's root: every owner who granted
+ * the user something), subscribed covers those subscribed to; personal
+ * and inboxes are the user's own. Only mailboxes the user holds l on
+ * exist for NOTIFY; message events (STATUS) need r as well. A granted l
+ * is told as a created mailbox, a revoked one (or a deleted owner) as
+ * deleted (LIST \NonExistent). The owners' channels are followed with
+ * store_watch, and their mail opened as a viewer's for each look.
  *
  * Threads: the store hub's callback (any thread) only records which
  * mailboxes changed (imap_notify_record); the session's worker turns
@@ -52,8 +59,8 @@ void imap_notify_free(struct imap_notify **n);
 void imap_notify_off(struct imap_client *c);
 
 /* The hub's callback (any thread): records a change of the user's own
- * mail. true if the session should be woken for it (the selected
- * mailbox's changes are woken for by the caller). */
+ * mail or of a watched owner's. true if the session should be woken for
+ * it (the selected mailbox's changes are woken for by the caller). */
 bool imap_notify_record(struct imap_client *c,
 			const struct store_change *change, uint32_t selected);
 

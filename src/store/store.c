@@ -133,6 +133,7 @@ struct store_subscription {
 	int64_t user_id;
 	store_change_fn *cb;
 	void *ctx;
+	bool watch;               /* store_watch: not a session of user_id */
 	struct store_subscription *next, **pprev;
 };
 
@@ -1183,14 +1184,15 @@ int store_index_flush(struct store_user *user, struct store_error *err)
 
 /* ---- the change hub ----------------------------------------------- */
 
-int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
-		    void *ctx, struct store_subscription **sub_r)
+static int subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
+		     void *ctx, bool watch, struct store_subscription **sub_r)
 {
 	struct store_subscription *sub = xcalloc(1, sizeof(*sub));
 	sub->store = store;
 	sub->user_id = user_id;
 	sub->cb = cb;
 	sub->ctx = ctx;
+	sub->watch = watch;
 	struct store_subscription **head =
 		&store->hub->buckets[(uint64_t)user_id % HUB_BUCKETS];
 	pthread_rwlock_wrlock(&store->hub->lock);
@@ -1202,6 +1204,18 @@ int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
 	pthread_rwlock_unlock(&store->hub->lock);
 	*sub_r = sub;
 	return 0;
+}
+
+int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
+		    void *ctx, struct store_subscription **sub_r)
+{
+	return subscribe(store, user_id, cb, ctx, false, sub_r);
+}
+
+int store_watch(struct store *store, int64_t user_id, store_change_fn *cb,
+		void *ctx, struct store_subscription **sub_r)
+{
+	return subscribe(store, user_id, cb, ctx, true, sub_r);
 }
 
 void store_unsubscribe(struct store_subscription **subp)
@@ -1240,7 +1254,7 @@ static unsigned count_subscribers(struct store *store, int64_t user_id)
 	for (struct store_subscription *s =
 		     store->hub->buckets[(uint64_t)user_id % HUB_BUCKETS];
 	     s != NULL; s = s->next)
-		n += s->user_id == user_id;
+		n += s->user_id == user_id && !s->watch;
 	return n;
 }
 

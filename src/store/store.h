@@ -935,6 +935,13 @@ typedef void store_change_fn(void *ctx, const struct store_change *change);
 int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
 		    void *ctx, struct store_subscription **sub_r);
 void store_unsubscribe(struct store_subscription **sub);
+/* The same for a session of another account that only watches user_id's
+ * mail (IMAP NOTIFY on other users' mailboxes): it gets every change,
+ * STORE_CHANGE_LOGOUT too, but is not one of user_id's sessions:
+ * store_subscriber_count leaves it out, so ending them (loftctl kick,
+ * user del) does not wait for it. Freed with store_unsubscribe. */
+int store_watch(struct store *store, int64_t user_id, store_change_fn *cb,
+		void *ctx, struct store_subscription **sub_r);
 
 /* ---- ending sessions (loftctl kick, user del) ---------------------- */
 

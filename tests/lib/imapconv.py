@@ -97,6 +97,26 @@ class Conv:
                                                  '\n'.join(self.transcript[-12:])))
         return cond
 
+    def pushed(self, pattern, name, before=None, timeout=None):
+        """A push (IDLE, NOTIFY): reads unsolicited responses until one
+        matches pattern, waited for, never slept for; before: a pattern
+        that no response before it may match (what must not come)."""
+        seen = []
+        try:
+            while True:
+                line = self.read_response(timeout)
+                if re.search(pattern, line, re.S):
+                    break
+                seen.append(line)
+        except (ConvError, OSError) as e:
+            return self.check(name, False, 'no %r pushed (%s); got %r'
+                              % (pattern, e, seen))
+        if before is not None:
+            bad = [l for l in seen if re.search(before, l, re.S)]
+            return self.check(name, not bad, 'unexpected %r before %r'
+                              % (bad, pattern))
+        return self.check(name, True)
+
     def expect(self, pattern, timeout=None, name=None):
         """Reads responses until one matches pattern; returns it (or None
         after a timeout, recorded as a failure)."""

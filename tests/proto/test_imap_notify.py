@@ -34,22 +34,6 @@ def append(c, box, text):
     return int(m.group(1)) if m else None
 
 
-def pushed(c, pattern, name, before=None):
-    """Reads unsolicited responses until one matches pattern (within WAIT);
-    before: a pattern no response before it may match."""
-    seen = []
-    try:
-        while True:
-            line = c.read_response(WAIT)
-            if re.search(pattern, line, re.S):
-                break
-            seen.append(line)
-    except Exception as e:
-        return r.check(name, False, 'no %r pushed (%s); got %r' % (pattern, e, seen))
-    if before is not None:
-        bad = [l for l in seen if re.search(before, l, re.S)]
-        return r.check(name, not bad, 'unexpected %r before %r' % (bad, pattern))
-    return r.check(name, True)
 
 
 with Loft() as env:
@@ -97,15 +81,15 @@ with Loft() as env:
     a.run('NOTIFY SET (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) '
           'MessageExpunge FlagChange))', 'OK')
     u3 = append(b, 'INBOX', msg('pushed'))
-    pushed(a, r'^\* 3 EXISTS', 'selected: EXISTS pushed without IDLE')
-    pushed(a, r'^\* 3 FETCH \(.*UID %d.*BODY\[HEADER\.FIELDS \(SUBJECT\)\].*Subject: pushed' % u3,
+    a.pushed(r'^\* 3 EXISTS', 'selected: EXISTS pushed without IDLE')
+    a.pushed(r'^\* 3 FETCH \(.*UID %d.*BODY\[HEADER\.FIELDS \(SUBJECT\)\].*Subject: pushed' % u3,
            'selected: MessageNew FETCH with its fetch-atts')
     b.run('SELECT INBOX', 'OK')
     b.run('UID STORE %d +FLAGS.SILENT (\\Flagged)' % u1, 'OK')
-    pushed(a, r'^\* 1 FETCH \(.*FLAGS \([^)]*\\Flagged', 'selected: FlagChange pushed')
+    a.pushed(r'^\* 1 FETCH \(.*FLAGS \([^)]*\\Flagged', 'selected: FlagChange pushed')
     b.run('UID STORE %d +FLAGS.SILENT (\\Deleted)' % u1, 'OK')
     b.run('EXPUNGE', 'OK')
-    pushed(a, r'^\* 1 EXPUNGE', 'selected: EXPUNGE pushed at once')
+    a.pushed(r'^\* 1 EXPUNGE', 'selected: EXPUNGE pushed at once')
     a.run('UID FETCH %d (FLAGS)' % u3, 'OK', [r'^\* 2 FETCH'],
           name='numbers follow the pushed EXPUNGE')
     lines, _ = a.run('UID FETCH %d (FLAGS)' % u2, 'OK')
@@ -117,7 +101,7 @@ with Loft() as env:
     b.run('UID STORE %d +FLAGS.SILENT (\\Deleted)' % u2, 'OK')
     b.run('EXPUNGE', 'OK')
     append(b, 'INBOX', msg('after expunge'))
-    pushed(a, r'^\* 3 EXISTS', 'selected-delayed: EXISTS pushed',
+    a.pushed(r'^\* 3 EXISTS', 'selected-delayed: EXISTS pushed',
            before=r'EXPUNGE|VANISHED')
     a.run('FETCH 1:* (UID)', 'OK', absent=[r'EXPUNGE'],
           name='selected-delayed: no EXPUNGE in FETCH')
@@ -131,14 +115,14 @@ with Loft() as env:
            r'^\* STATUS "Other" \('],
           absent=[r'^\* STATUS "INBOX"'], name='NOTIFY SET STATUS')
     ul = append(b, 'Lists', msg('list mail'))
-    pushed(a, r'^\* STATUS "Lists" \(MESSAGES 1 UIDNEXT %d UIDVALIDITY \d+ UNSEEN 1 '
+    a.pushed(r'^\* STATUS "Lists" \(MESSAGES 1 UIDNEXT %d UIDVALIDITY \d+ UNSEEN 1 '
            r'HIGHESTMODSEQ \d+\)' % (ul + 1), 'personal: STATUS for MessageNew')
     b.run('SELECT Lists', 'OK')
     b.run('UID STORE %d +FLAGS.SILENT (\\Seen)' % ul, 'OK')
-    pushed(a, r'^\* STATUS "Lists" \(MESSAGES 1 .*UNSEEN 0 HIGHESTMODSEQ', 'personal: STATUS for FlagChange')
+    a.pushed(r'^\* STATUS "Lists" \(MESSAGES 1 .*UNSEEN 0 HIGHESTMODSEQ', 'personal: STATUS for FlagChange')
     b.run('UID STORE %d +FLAGS.SILENT (\\Deleted)' % ul, 'OK')
     b.run('EXPUNGE', 'OK')
-    pushed(a, r'^\* STATUS "Lists" \(MESSAGES 0 ', 'personal: STATUS for MessageExpunge')
+    a.pushed(r'^\* STATUS "Lists" \(MESSAGES 0 ', 'personal: STATUS for MessageExpunge')
     b.run('UNSELECT', 'OK')
 
     # ---- subtree / mailboxes / inboxes: only what they name -------------
@@ -147,42 +131,42 @@ with Loft() as env:
           '(mailboxes Other NONE)', 'OK')
     append(b, 'Other', msg('unwatched'))
     append(b, 'Lists/rust', msg('watched'))
-    pushed(a, r'^\* STATUS "Lists/rust" \(MESSAGES 1 ', 'subtree: a child is watched',
+    a.pushed(r'^\* STATUS "Lists/rust" \(MESSAGES 1 ', 'subtree: a child is watched',
            before=r'STATUS "Other"')
     a.run('NOTIFY SET (inboxes (MessageNew MessageExpunge))', 'OK')
     append(b, 'INBOX', msg('to the inbox'))
-    pushed(a, r'^\* STATUS "INBOX" \(MESSAGES 3 ', 'inboxes: INBOX (not selected) gets STATUS')
+    a.pushed(r'^\* STATUS "INBOX" \(MESSAGES 3 ', 'inboxes: INBOX (not selected) gets STATUS')
 
     # ---- in IDLE too ------------------------------------------------------
     a.send('i1 IDLE\r\n')
     a.expect(r'^\+ ', name='IDLE')
     append(b, 'Other', msg('while idling'))
-    pushed(a, r'^\* STATUS "Other" \(MESSAGES 2 ', 'IDLE: STATUS of another mailbox')
+    a.pushed(r'^\* STATUS "Other" \(MESSAGES 2 ', 'IDLE: STATUS of another mailbox')
     a.send('DONE\r\n')
     a.collect('i1', 'OK', name='IDLE done')
 
     # ---- MailboxName, SubscriptionChange ---------------------------------
     a.run('NOTIFY SET (personal (MailboxName SubscriptionChange))', 'OK')
     b.run('CREATE Projects', 'OK')
-    pushed(a, r'^\* LIST \(\\HasNoChildren\) "/" "Projects"$', 'MailboxName: created')
+    a.pushed(r'^\* LIST \(\\HasNoChildren\) "/" "Projects"$', 'MailboxName: created')
     b.run('RENAME Projects Archive2026', 'OK')
-    pushed(a, r'^\* LIST \([^)]*\) "/" "Archive2026" \("OLDNAME" \("Projects"\)\)$',
+    a.pushed(r'^\* LIST \([^)]*\) "/" "Archive2026" \("OLDNAME" \("Projects"\)\)$',
            'MailboxName: renamed (OLDNAME)')
     b.run('SUBSCRIBE Archive2026', 'OK')
-    pushed(a, r'^\* LIST \(\\Subscribed\) "/" "Archive2026"$', 'SubscriptionChange: subscribed')
+    a.pushed(r'^\* LIST \(\\Subscribed\) "/" "Archive2026"$', 'SubscriptionChange: subscribed')
     b.run('UNSUBSCRIBE Archive2026', 'OK')
-    pushed(a, r'^\* LIST \(\) "/" "Archive2026"$', 'SubscriptionChange: unsubscribed')
+    a.pushed(r'^\* LIST \(\) "/" "Archive2026"$', 'SubscriptionChange: unsubscribed')
     b.run('DELETE Archive2026', 'OK')
-    pushed(a, r'^\* LIST \(\\NonExistent\) "/" "Archive2026"$', 'MailboxName: deleted')
+    a.pushed(r'^\* LIST \(\\NonExistent\) "/" "Archive2026"$', 'MailboxName: deleted')
 
     # ---- metadata ---------------------------------------------------------
     a.run('NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))', 'OK')
     b.run('SETMETADATA Lists (/private/comment "watch me")', 'OK')
-    pushed(a, r'^\* METADATA "Lists" /private/comment$', 'MailboxMetadataChange')
+    a.pushed(r'^\* METADATA "Lists" /private/comment$', 'MailboxMetadataChange')
     b.run('SETMETADATA "" (/private/comment "server note")', 'OK')
-    pushed(a, r'^\* METADATA "" /private/comment$', 'ServerMetadataChange')
+    a.pushed(r'^\* METADATA "" /private/comment$', 'ServerMetadataChange')
     b.run('SETMETADATA Lists (/private/comment NIL)', 'OK')
-    pushed(a, r'^\* METADATA "Lists" /private/comment$', 'MailboxMetadataChange: removed')
+    a.pushed(r'^\* METADATA "Lists" /private/comment$', 'MailboxMetadataChange: removed')
 
     # ---- NOTIFY NONE: nothing more ---------------------------------------
     a.run('NOTIFY SET (personal (MessageNew MessageExpunge))', 'OK')
@@ -222,7 +206,7 @@ with Loft() as env:
     b.run('NOOP', 'OK', name='others unaffected')
     u = append(b, 'INBOX', msg('still delivering'))
     r.check('others still append', u is not None)
-    pushed(slow, r'^\* OK \[NOTIFICATIONOVERFLOW\]', 'a client that never read: NOTIFICATIONOVERFLOW')
+    slow.pushed(r'^\* OK \[NOTIFICATIONOVERFLOW\]', 'a client that never read: NOTIFICATIONOVERFLOW')
     slow.run('NOOP', 'OK', name='overflowed session goes on')
     append(b, 'P/%s1' % long, msg('after overflow'))
     slow.run('NOOP', 'OK', absent=[r'STATUS'], name='after overflow NOTIFY is off')
