@@ -39,6 +39,10 @@ static const char *const store_keys[] = {
 	/* scale-out (docs/scale-out.md) */
 	"backend", "postgres", "postgres_pool", "postgres_timeout", "blobs",
 	"blob_dir", NULL };
+/* [store] blobs = s3 (docs/scale-out.md; store-config.c reads them) */
+static const char *const s3_keys[] = { "endpoint", "bucket", "region",
+				       "access_key", "secret_key_file",
+				       "addressing", "timeout", NULL };
 /* shared mailboxes (src/imap/imap-server.c reads them) */
 static const char *const sharing_keys[] = { "cross_domain", "max_acl_entries",
 					    "seen", NULL };
@@ -54,6 +58,7 @@ static const struct section_rule section_rules[] = {
 	{"tls", tls_keys, NULL},
 	{"limits", limits_keys, NULL},
 	{"store", store_keys, NULL},
+	{"s3", s3_keys, NULL},
 	{"policy", NULL, NULL},
 	{"auth", NULL, NULL},
 	{"imap", NULL, NULL},

@@ -91,13 +91,23 @@ static int confine(struct mail *m, bool *chrooted_r)
 	 * could reach neither */
 	bool pg = d->sset.backend == STORE_BACKEND_POSTGRES;
 	if (pg) {
-		/* made here, before the rule that needs it */
-		if (mkdir(d->sset.blob_dir, 0700) == 0 && d->user.set &&
-		    geteuid() == 0 &&
-		    chown(d->sset.blob_dir, d->user.uid, d->user.gid) < 0)
-			log_warn("loftd", NULL, "chown %s: %s",
-				 d->sset.blob_dir, strerror(errno));
-		daemon_sandbox_rw(&sb, d->sset.blob_dir);
+		/* made here, before the rule that needs it; blobs = s3
+		 * without blob_dir spools in data_dir/spool */
+		static char spool[4096];
+		const char *dir = d->sset.blob_dir;
+		if (dir == NULL) {
+			snprintf(spool, sizeof(spool), "%s/spool",
+				 d->sset.data_dir);
+			dir = spool;
+		}
+		if (mkdir(dir, 0700) == 0 && d->user.set && geteuid() == 0 &&
+		    chown(dir, d->user.uid, d->user.gid) < 0)
+			log_warn("loftd", NULL, "chown %s: %s", dir,
+				 strerror(errno));
+		daemon_sandbox_rw(&sb, dir);
+		/* blobs = s3: the secret key is read when the store opens */
+		if (d->sset.blobs == STORE_BLOBS_S3)
+			daemon_sandbox_ro(&sb, d->sset.s3_secret_key_file);
 		uint16_t ports[4];
 		size_t np = store_backend_ports(&d->sset, ports, 4);
 		for (size_t i = 0; i < np; i++) {

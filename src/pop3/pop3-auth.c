@@ -33,10 +33,18 @@ static void pop3_login(struct pop3_session *s, const struct auth_user *u,
 	struct pop3_server *server = s->server;
 	struct store_error err = {0};
 
-	if (!pop3_lock(server, u->id, s->conn)) {
+	int locked = pop3_lock(server, u->id, s->conn);
+	if (locked == 0) {
 		log_info("pop3", s->sid, "login user=%s refused: maildrop in use",
 			 u->address);
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is locked by another POP3 session.");
+		return;
+	}
+	if (locked < 0) {
+		log_error("pop3", s->sid, "user=%s: cannot lock the maildrop",
+			  u->address);
+		pop3_reply(s, "-ERR [SYS/TEMP] Temporary failure, try again later (session %s).",
+			   s->sid);
 		return;
 	}
 	s->locked = true;

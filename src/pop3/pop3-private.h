@@ -129,9 +129,12 @@ bool pop3_cleartext_ok(struct pop3_session *s);
  * holds it, that session's socket is looked at first: a peer that has
  * gone (its close not handled yet) gives the lock up in a moment, and
  * this waits for it (bounded) rather than refuse a client that just
- * reconnected. false: a live session holds it. Worker only. */
-bool pop3_lock(struct pop3_server *server, int64_t user_id,
-	       struct net_conn *conn);
+ * reconnected. Then the lock across nodes (store_maildrop_lock: a
+ * session on another node holds it is the same as here). 1 locked, 0 a
+ * live session holds it, -1 the store cannot say now (TEMP). Worker
+ * only. */
+int pop3_lock(struct pop3_server *server, int64_t user_id,
+	      struct net_conn *conn);
 void pop3_unlock(struct pop3_server *server, int64_t user_id);
 void pop3_session_end(struct pop3_session *s);
 /* The store hub's callback: ends the session on STORE_CHANGE_LOGOUT. */

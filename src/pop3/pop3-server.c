@@ -140,8 +140,30 @@ static bool ts_before(const struct timespec *a, const struct timespec *b)
 	       (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-bool pop3_lock(struct pop3_server *server, int64_t user_id,
-	       struct net_conn *conn)
+/* Drops this node's entry; across nodes too when cluster. */
+static void lock_drop(struct pop3_server *server, int64_t user_id,
+		      bool cluster)
+{
+	struct net_conn *conn = NULL;
+	bool found = false;
+	pthread_mutex_lock(&server->lock_mutex);
+	for (size_t i = 0; i < server->locked_count; i++) {
+		if (server->locked[i].user_id == user_id) {
+			conn = server->locked[i].conn;
+			server->locked[i] = server->locked[--server->locked_count];
+			found = true;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&server->lock_cond);
+	pthread_mutex_unlock(&server->lock_mutex);
+	net_conn_unref(&conn);
+	if (found && cluster)
+		store_maildrop_unlock(server->store, user_id);
+}
+
+int pop3_lock(struct pop3_server *server, int64_t user_id,
+	      struct net_conn *conn)
 {
 	struct timespec deadline, now, until;
 	bool asked = false;
@@ -152,7 +174,7 @@ bool pop3_lock(struct pop3_server *server, int64_t user_id,
 		if (l->probe == PROBE_ALIVE || !ts_before(&now, &deadline)) {
 			l->probe = PROBE_NONE;   /* the next login asks again */
 			pthread_mutex_unlock(&server->lock_mutex);
-			return false;
+			return 0;
 		}
 		until = deadline;
 		if (l->probe == PROBE_NONE && asked) {
@@ -181,23 +203,18 @@ bool pop3_lock(struct pop3_server *server, int64_t user_id,
 	l->probe = PROBE_NONE;
 	net_conn_ref(conn);
 	pthread_mutex_unlock(&server->lock_mutex);
-	return true;
+	/* this node's lock first (no round trip for a local second
+	 * session), then the other nodes' */
+	struct store_error err = {0};
+	int r = store_maildrop_lock(server->store, user_id, &err);
+	if (r <= 0)
+		lock_drop(server, user_id, false);
+	return r;
 }
 
 void pop3_unlock(struct pop3_server *server, int64_t user_id)
 {
-	struct net_conn *conn = NULL;
-	pthread_mutex_lock(&server->lock_mutex);
-	for (size_t i = 0; i < server->locked_count; i++) {
-		if (server->locked[i].user_id == user_id) {
-			conn = server->locked[i].conn;
-			server->locked[i] = server->locked[--server->locked_count];
-			break;
-		}
-	}
-	pthread_cond_broadcast(&server->lock_cond);
-	pthread_mutex_unlock(&server->lock_mutex);
-	net_conn_unref(&conn);
+	lock_drop(server, user_id, true);
 }
 
 /* ---- the command table ---------------------------------------------- */

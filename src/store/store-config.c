@@ -22,6 +22,82 @@ static void bad(struct buf *errors, const struct config *cfg,
 		   section[0] ? "." : "", key, what);
 }
 
+/* [s3] (docs/scale-out.md): needed with [store] blobs = s3. */
+static int s3_from_config(const struct config *cfg,
+			  struct store_settings *set_r, struct buf *errors)
+{
+	int ret = 0;
+	bool s3 = set_r->blobs == STORE_BLOBS_S3;
+	static const char *const needed[] = {"endpoint", "bucket", "access_key",
+					     "secret_key_file"};
+	const char **dst[] = {&set_r->s3_endpoint, &set_r->s3_bucket,
+			      &set_r->s3_access_key, &set_r->s3_secret_key_file};
+	for (size_t i = 0; i < 4; i++) {
+		*dst[i] = config_get(cfg, "s3", needed[i]);
+		if (*dst[i] != NULL && (*dst[i])[0] == '\0') {
+			bad(errors, cfg, "s3", needed[i], "is empty");
+			ret = -1;
+		} else if (s3 && *dst[i] == NULL) {
+			char *what = xasprintf("s3 needs [s3] %s", needed[i]);
+			bad(errors, cfg, "store", "blobs", what);
+			free(what);
+			ret = -1;
+		}
+	}
+	const char *v = set_r->s3_endpoint;
+	if (v != NULL && strncmp(v, "http://", 7) != 0 &&
+	    strncmp(v, "https://", 8) != 0) {
+		bad(errors, cfg, "s3", "endpoint",
+		    "expected http://HOST[:PORT] or https://HOST[:PORT]");
+		ret = -1;
+	} else if (v != NULL) {
+		const char *auth = strstr(v, "://") + 3;
+		size_t n = strcspn(auth, "/");
+		if (n == 0 || (auth[n] == '/' && auth[n + 1] != '\0')) {
+			bad(errors, cfg, "s3", "endpoint",
+			    "expected scheme://HOST[:PORT], without a path");
+			ret = -1;
+		}
+	}
+	v = set_r->s3_bucket;
+	/* S3's bucket names: 3-63 of a-z 0-9 . - */
+	if (v != NULL && v[0] != '\0' &&
+	    (strlen(v) < 3 || strlen(v) > 63 ||
+	     strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(v))) {
+		bad(errors, cfg, "s3", "bucket",
+		    "expected 3 to 63 of a-z, 0-9, '.' and '-'");
+		ret = -1;
+	}
+	v = set_r->s3_secret_key_file;
+	if (v != NULL && v[0] != '\0' && v[0] != '/') {
+		bad(errors, cfg, "s3", "secret_key_file",
+		    "must be an absolute path");
+		ret = -1;
+	}
+	set_r->s3_region = config_get(cfg, "s3", "region");
+	if (set_r->s3_region != NULL && set_r->s3_region[0] == '\0') {
+		bad(errors, cfg, "s3", "region", "is empty");
+		ret = -1;
+	}
+	v = config_get(cfg, "s3", "addressing");
+	if (v != NULL && strcmp(v, "virtual") == 0) {
+		set_r->s3_virtual = true;
+	} else if (v != NULL && strcmp(v, "path") != 0) {
+		bad(errors, cfg, "s3", "addressing", "expected path or virtual");
+		ret = -1;
+	}
+	uint64_t t = 30;
+	v = config_get(cfg, "s3", "timeout");
+	if (v != NULL && (config_parse_duration(v, &t) < 0 || t < 1 ||
+			  t > 3600)) {
+		bad(errors, cfg, "s3", "timeout",
+		    "expected a duration like 30s (1s to 1h)");
+		ret = -1;
+	}
+	set_r->s3_timeout = (unsigned)t;
+	return ret;
+}
+
 /* [store] backend and the PostgreSQL keys (docs/scale-out.md), checked
  * without connecting. */
 static int backend_from_config(const struct config *cfg,
@@ -68,12 +144,14 @@ static int backend_from_config(const struct config *cfg,
 	}
 	set_r->postgres_timeout = (unsigned)t;
 	v = config_get(cfg, "store", "blobs");
-	if (v != NULL && strcmp(v, "file") != 0) {
-		bad(errors, cfg, "store", "blobs", strcmp(v, "s3") == 0
-		    ? "s3 is not available yet: use file"
-		    : "expected file");
+	if (v != NULL && strcmp(v, "s3") == 0) {
+		set_r->blobs = STORE_BLOBS_S3;
+	} else if (v != NULL && strcmp(v, "file") != 0) {
+		bad(errors, cfg, "store", "blobs", "expected file or s3");
 		ret = -1;
 	}
+	if (s3_from_config(cfg, set_r, errors) < 0)
+		ret = -1;
 	set_r->blob_dir = config_get(cfg, "store", "blob_dir");
 	if (set_r->blob_dir != NULL && set_r->blob_dir[0] != '/') {
 		bad(errors, cfg, "store", "blob_dir", "must be an absolute path");
@@ -86,7 +164,7 @@ static int backend_from_config(const struct config *cfg,
 			    " data_dir (data_dir keeps only a node's own files)");
 			ret = -1;
 		}
-	} else if (pg) {
+	} else if (pg && set_r->blobs == STORE_BLOBS_FILE) {
 		bad(errors, cfg, "store", "backend",
 		    "postgres with blobs = file needs [store] blob_dir = PATH");
 		ret = -1;

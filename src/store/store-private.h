@@ -354,6 +354,14 @@ struct store_backend_vfuncs {
 	 * process's sessions only): store_end_sessions reaches the
 	 * account's sessions on every other node too. */
 	void (*end_sessions)(struct store *store, int64_t user_id);
+	/* Optional (NULL: nothing to collect): store_blobs_collect. */
+	int (*blobs_collect)(struct store *store, unsigned grace,
+			     struct store_collect_report *report_r,
+			     struct store_error *err);
+	/* Optional (NULL: one node, always taken): store_maildrop_lock. */
+	int (*maildrop_lock)(struct store *store, int64_t user_id,
+			     struct store_error *err);
+	void (*maildrop_unlock)(struct store *store, int64_t user_id);
 	/* Per-user \Seen (store.h; sqlite/sq-seen.c), optional: NULL and
 	 * every viewer shares the owner's \Seen. viewer is a viewer's
 	 * user id (> 0). seen_info: in one snapshot the mailbox's messages,

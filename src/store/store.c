@@ -1273,6 +1273,30 @@ unsigned store_end_sessions(struct store *store, int64_t user_id)
 	return n;
 }
 
+int store_blobs_collect(struct store *store, unsigned grace,
+			struct store_collect_report *report_r,
+			struct store_error *err)
+{
+	memset(report_r, 0, sizeof(*report_r));
+	if (store->vf->blobs_collect == NULL)
+		return 0;
+	return store->vf->blobs_collect(store, grace, report_r, err);
+}
+
+int store_maildrop_lock(struct store *store, int64_t user_id,
+			struct store_error *err)
+{
+	if (store->vf->maildrop_lock == NULL)
+		return 1;
+	return store->vf->maildrop_lock(store, user_id, err);
+}
+
+void store_maildrop_unlock(struct store *store, int64_t user_id)
+{
+	if (store->vf->maildrop_unlock != NULL)
+		store->vf->maildrop_unlock(store, user_id);
+}
+
 unsigned store_subscriber_count(struct store *store, int64_t user_id)
 {
 	pthread_rwlock_rdlock(&store->hub->lock);

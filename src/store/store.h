@@ -134,7 +134,17 @@ struct store_settings {
 	const char *postgres;          /* libpq connection string */
 	unsigned postgres_pool;        /* connections per node (0: 16) */
 	unsigned postgres_timeout;     /* seconds (0: 10) */
-	const char *blob_dir;          /* the file driver's directory */
+	const char *blob_dir;          /* the file driver's directory (and
+					  the spool of either driver) */
+	enum store_blobs { STORE_BLOBS_FILE, STORE_BLOBS_S3 } blobs;
+	/* [s3] (blobs = s3): any S3 API (radosgw, MinIO, AWS) */
+	const char *s3_endpoint;       /* http(s)://host[:port] */
+	const char *s3_bucket;         /* made if missing */
+	const char *s3_region;         /* default us-east-1 */
+	const char *s3_access_key;
+	const char *s3_secret_key_file;  /* the secret key, one line */
+	bool s3_virtual;               /* addressing = virtual (default path) */
+	unsigned s3_timeout;           /* seconds (0: 30) */
 	/* [sharing] seen = shared: viewers of a mailbox without its own
 	 * setting share the owner's \Seen (default: per user) */
 	bool seen_shared;
@@ -151,8 +161,13 @@ struct store_settings {
  *                                 is read when this is not set)
  *   [store] backend = sqlite | postgres   (default sqlite)
  *   [store] postgres = CONNINFO, postgres_pool = N (default 16),
- *           postgres_timeout = DURATION (default 10s), blobs = file,
- *           blob_dir = PATH (required with postgres; outside data_dir):
+ *           postgres_timeout = DURATION (default 10s),
+ *           blobs = file | s3 (default file),
+ *           blob_dir = PATH (required with postgres; outside data_dir;
+ *           with s3 only the node's spool)
+ *   [s3] endpoint = URL, bucket = NAME, region = NAME (us-east-1),
+ *        access_key = ID, secret_key_file = PATH,
+ *        addressing = path | virtual (path), timeout = DURATION (30s):
  *           checked here, never connecting (loftd --check)
  * limits/limits_ctx are left NULL for the caller. Strings point into cfg.
  * Returns 0, or -1 with "FILE:LINE: message\n" lines appended to errors. */
@@ -951,6 +966,34 @@ int store_watch(struct store *store, int64_t user_id, store_change_fn *cb,
  * subscriptions were told. Across nodes (scale-out) the hub carries it
  * like any change. */
 unsigned store_end_sessions(struct store *store, int64_t user_id);
+
+/* Scale-out (docs/scale-out.md): the collector of message bodies no row
+ * names. One node at a time (a lease in the database, expiring in the
+ * database's time) removes bodies unnamed for longer than grace seconds
+ * (loftd: 1 h, longer than any command, so a running read is never cut
+ * short; a commit naming a body unnamed for longer is refused, so
+ * collection never races an append). busy: another node holds the
+ * lease (nothing done). The embedded backend removes a body with its
+ * last row: nothing to collect (0, all zero). */
+struct store_collect_report {
+	uint64_t removed, bytes;       /* bodies removed, their bytes */
+	uint64_t waiting;              /* unnamed, still in their grace */
+	bool busy;
+};
+int store_blobs_collect(struct store *store, unsigned grace,
+			struct store_collect_report *report_r,
+			struct store_error *err);
+
+/* Scale-out: POP3's maildrop lock across nodes (RFC 1939 7: one session
+ * per maildrop; a second gets [IN-USE]). The POP3 server keeps its own
+ * lock among this node's sessions and asks this once per maildrop it
+ * locks. The postgres backend holds an advisory lock on one connection
+ * per node, which dies with that connection (a node that dies or is cut
+ * off gives its locks up); the embedded backend is one node (always 1).
+ * 1 taken, 0 held by a session on another node, -1 TEMP. */
+int store_maildrop_lock(struct store *store, int64_t user_id,
+			struct store_error *err);
+void store_maildrop_unlock(struct store *store, int64_t user_id);
 /* How many subscriptions user_id has: sessions not ended yet. */
 unsigned store_subscriber_count(struct store *store, int64_t user_id);
 

@@ -90,13 +90,14 @@ class Postgres:
                                                         r.stdout))
         return r.stdout
 
-    def start(self, timeout=120):
+    def start(self, timeout=120, port=None):
+        """Starts the server (on port when given: a restart keeps it)."""
         if not os.path.exists(self.data):
             self._run([os.path.join(PG_BIN, 'initdb'), '-D', self.data,
                        '-U', 'loft', '-E', 'UTF8', '--locale=C.UTF-8',
                        '--auth=trust', '--no-sync'])
         for attempt in range(5):
-            self.port = free_port()
+            self.port = port or free_port()
             opts = {
                 'listen_addresses': '127.0.0.1',
                 'port': str(self.port),
@@ -189,6 +190,15 @@ class Postgres:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def restart(self, kill=False):
+        """Stops the server (fast shutdown; kill=True: SIGKILL) and starts
+        it again on the same port."""
+        if kill:
+            self.kill9()
+        else:
+            self._stop_proc()
+        self.start(port=self.port)
 
     def kill9(self):
         if self.proc is not None and self.proc.poll() is None:

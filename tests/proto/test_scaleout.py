@@ -4,11 +4,20 @@ sees APPEND, STORE, EXPUNGE and LMTP delivery made on node B (the hub
 across nodes: NOTIFY after COMMIT, LISTEN on each node); 8 clients
 APPEND to one mailbox through both nodes at once: every UID is given
 once, each client's UIDs ascend in completion order, and both nodes end
-with the same complete list; loftctl kick on node B ends the account's
-session on node A. Skipped (77) without PostgreSQL 15."""
+with the same complete list; POP3 [IN-USE] across nodes (a session on
+node A holds the maildrop: node B refuses, then accepts once it ended);
+loftctl kick on node B ends the account's session on node A; PostgreSQL
+restarted under an open session: the next commands reconnect and
+succeed; restarted under load: every APPEND answered OK or NO
+[UNAVAILABLE], every acknowledged one there once; kill -9 of node B
+during LMTP delivery: every delivery it acknowledged reads through
+node A. Skipped (77) without PostgreSQL 15."""
 
+import os
+import poplib
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -56,6 +65,8 @@ def main():
         extra = {'store': store, 'imap': {'idle_keepalive': '1s'}}
         with Loft(extra=extra) as na, Loft(extra=extra) as nb:
             run(na, nb)
+            restart(na, pg)
+            node_killed(na, nb)
     finally:
         pg.close()
         shutil.rmtree(blobs, True)
@@ -158,6 +169,33 @@ def run(na, nb):
     r.check('both nodes list every appended UID',
             set(u for u in uids if u) <= seen[0], len(seen[0]))
 
+    # ---- POP3 [IN-USE] across nodes ------------------------------------------
+    pa = na.pop3_login(USER, PW)
+    try:
+        pb = nb.pop3_login(USER, PW)
+        pb.quit()
+        second = 'logged in'
+    except poplib.error_proto as e:
+        second = e.args[0].decode() if isinstance(e.args[0], bytes) \
+            else str(e.args[0])
+    r.check('POP3 on node B while node A holds the maildrop: [IN-USE]',
+            second.startswith('-ERR [IN-USE]'), second)
+    pa.quit()
+    # the lock is given up with the session (a condition: B's login works)
+    ok = None
+    deadline = time.monotonic() + 30 * SLOW
+    while ok is None and time.monotonic() < deadline:
+        try:
+            pb = nb.pop3_login(USER, PW)
+            ok = pb.stat()
+            pb.quit()
+        except poplib.error_proto as e:
+            if b'IN-USE' not in e.args[0]:
+                break
+            time.sleep(0.1)
+    r.check('POP3 on node B once node A\'s session ended', ok is not None,
+            ok)
+
     # ---- loftctl kick on node B ends the session on node A too -------------
     a.send('i3 IDLE\r\n')
     a.expect(r'^\+ ', name='idle continuation')
@@ -171,6 +209,133 @@ def run(na, nb):
         s = sorted(latencies)
         print('cross-node IDLE latency: median %.1f ms, max %.1f ms over %d'
               ' changes' % (1000 * s[len(s) // 2], 1000 * s[-1], len(s)))
+
+
+def restart(na, pg):
+    """PostgreSQL restarted under an open session: the node's pooled
+    connections are dead; the next commands reconnect (within
+    [store] postgres_timeout) and no error reaches the client. Then
+    restarted under load (4 clients appending): every APPEND gets OK or a
+    clean NO [UNAVAILABLE], every OK'd message is there once, no UID
+    given twice."""
+    c = Conv(na.raw('imap'), r)
+    c.login(USER, PW)
+    c.run('SELECT INBOX', 'OK')
+    pg.restart()
+    _, t = append(c, 50000)
+    c.run('NOOP', 'OK', name='NOOP after the restart')
+    lines, _ = c.run('UID FETCH %s BODY.PEEK[]' % (
+        re.search(r'APPENDUID \d+ (\d+)', t or 'APPENDUID 0 0').group(1)),
+        'OK', name='the message appended after the restart reads back')
+    r.check('... its bytes', any('body 50000' in l for l in lines), lines)
+
+    stop = threading.Event()
+    acked, answers = {}, []
+
+    def client(k):
+        cc = Conv(na.raw('imap'), Results())
+        cc.login(USER, PW)
+        i = 0
+        while not stop.is_set() or i < 3:
+            i += 1
+            n = 60000 + k * 1000 + i
+            m = msg(n)
+            tag = cc.next_tag()
+            cc.send('%s APPEND INBOX {%d+}\r\n%s\r\n' % (tag, len(m), m))
+            try:
+                while True:
+                    line = cc.read_response(timeout=60 * SLOW)
+                    if line.startswith(tag + ' '):
+                        break
+            except Exception as e:
+                answers.append('no answer: %s' % e)
+                break
+            answers.append(line)
+            mm = re.search(r'OK \[APPENDUID \d+ (\d+)\]', line)
+            if mm:
+                acked[n] = int(mm.group(1))
+        cc.close()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    # under load: a few appends answered before the restart
+    deadline = time.monotonic() + 60 * SLOW
+    while len(acked) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pg.restart()
+    stop.set()
+    for t in threads:
+        t.join(120 * SLOW)
+    bad = [a for a in answers
+           if not re.search(r' (OK \[APPENDUID|NO \[UNAVAILABLE\])', a)]
+    r.check('restart under load: every APPEND answered OK or'
+            ' NO [UNAVAILABLE]', not bad and answers, bad[:3])
+    r.check('restart under load: no UID given twice',
+            len(set(acked.values())) == len(acked), acked)
+    c.run('NOOP', 'OK')
+    subjects = subject_uids(c)
+    missing = [n for n in acked if acked[n] not in subjects.get(n, [])]
+    r.check('restart under load: every acknowledged APPEND is there',
+            not missing and acked, (missing, len(acked)))
+    twice = [n for n in acked if len(subjects.get(n, [])) > 1]
+    r.check('restart under load: each one there once', not twice, twice)
+    print('restart under load: %d appends acknowledged, %d refused'
+          % (len(acked), sum('UNAVAILABLE' in a for a in answers)))
+    c.close()
+
+
+def subject_uids(c):
+    """{n: [UIDs]} of the selected mailbox's "Subject: node n" messages."""
+    lines, _ = c.run('UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])',
+                     'OK', name='every subject')
+    out = {}
+    for l in lines:
+        mu = re.search(r'UID (\d+)', l)
+        ms = re.search(r'Subject: node (\d+)', l)
+        if mu and ms:
+            out.setdefault(int(ms.group(1)), []).append(int(mu.group(1)))
+    return out
+
+
+def node_killed(na, nb):
+    """kill -9 of node B (every loftd process of it) while it takes LMTP
+    deliveries: every delivery it acknowledged is readable through
+    node A."""
+    acked = []
+    done = threading.Event()
+
+    def deliver():
+        try:
+            lm = nb.lmtp()
+            lm.ehlo('client.example.test')
+            for i in range(10000):
+                lm.sendmail('x@example.net', [USER], msg(70000 + i).encode())
+                acked.append(70000 + i)
+        except Exception:
+            pass
+        done.set()
+    t = threading.Thread(target=deliver)
+    t.start()
+    deadline = time.monotonic() + 60 * SLOW
+    while len(acked) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in nb.children().values():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    nb.kill9()
+    done.wait(60 * SLOW)
+    t.join(10)
+    c = Conv(na.raw('imap'), r)
+    c.login(USER, PW)
+    c.run('SELECT INBOX', 'OK')
+    have = set(subject_uids(c))
+    r.check('node B killed: every delivery it acknowledged reads through'
+            ' node A', acked and set(acked) <= have,
+            (len(acked), sorted(set(acked) - have)[:5]))
+    print('node B killed after %d acknowledged deliveries' % len(acked))
+    c.close()
 
 
 if __name__ == '__main__':

@@ -12,17 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <utime.h>
 
 #include <libpq-fe.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "buf.h"
 #include "config.h"
 #include "pg/pg-private.h"
+#include "s3/s3.h"
 #include "sqlite/sq-private.h"
 #include "store-private.h"
 #include "store.h"
@@ -56,6 +59,26 @@ static void rm_rf(const char *path)
  * emptied database, bodies in a blob_dir beside the data directory. */
 static const char *pg_conninfo;
 static char blob_dir[300];
+/* LOFT_TEST_S3 (set by pg_run.py --s3): blobs = s3 against that endpoint
+ * (a private s3rver behind tests/lib/s3env.py's proxy), bucket TEST_BUCKET
+ * kept across cases (objects are content addressed). */
+static const char *s3_endpoint, *s3_key, *s3_secret;
+#define TEST_BUCKET "loft-test"
+
+static void set_backend(struct store_settings *set)
+{
+	set->backend = STORE_BACKEND_POSTGRES;
+	set->postgres = pg_conninfo;
+	set->blob_dir = blob_dir;
+	if (s3_endpoint != NULL) {
+		set->blobs = STORE_BLOBS_S3;
+		set->s3_endpoint = s3_endpoint;
+		set->s3_bucket = TEST_BUCKET;
+		set->s3_access_key = s3_key;
+		set->s3_secret_key_file = s3_secret;
+		set->s3_timeout = 20;
+	}
+}
 
 static void pg_reset(void)
 {
@@ -65,7 +88,8 @@ static void pg_reset(void)
 	PGresult *r = PQexec(db, "DO $$ BEGIN IF to_regclass('loft_schema')"
 			     " IS NOT NULL THEN TRUNCATE account, mailbox,"
 			     " subscription, keyword, blob, msg, expunged,"
-			     " thread_ref; END IF; END $$");
+			     " thread_ref, blob_object, loft_lease; END IF;"
+			     " END $$");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		fprintf(stderr, "pg reset: %s\n", PQerrorMessage(db));
 		abort();
@@ -78,11 +102,8 @@ static void pg_reset(void)
 static struct store_settings other_settings(void)
 {
 	struct store_settings set = {.data_dir = data_dir, .fsync = false};
-	if (pg_conninfo != NULL) {
-		set.backend = STORE_BACKEND_POSTGRES;
-		set.postgres = pg_conninfo;
-		set.blob_dir = blob_dir;
-	}
+	if (pg_conninfo != NULL)
+		set_backend(&set);
 	return set;
 }
 
@@ -103,9 +124,7 @@ static struct store *setup_fsync(bool fsync)
 	if (pg_conninfo != NULL) {
 		snprintf(blob_dir, sizeof(blob_dir), "%s-blobs", data_dir);
 		pg_reset();
-		set.backend = STORE_BACKEND_POSTGRES;
-		set.postgres = pg_conninfo;
-		set.blob_dir = blob_dir;
+		set_backend(&set);
 	}
 	struct store *store;
 	struct store_error err;
@@ -3052,6 +3071,373 @@ static void test_pg_notify_parse(void)
 	}
 }
 
+/* ---- the blob collector (both drivers) ---------------------------- */
+
+static int pg_sql(const char *sql)
+{
+	PGconn *db = PQconnectdb(pg_conninfo);
+	PGresult *r = PQexec(db, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
+		 PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(db));
+	PQclear(r);
+	PQfinish(db);
+	return ok ? 0 : -1;
+}
+
+static bool readable(struct store_user *u, const char *mbox, uint32_t uid,
+		     const char *msg)
+{
+	struct store_blob b;
+	struct store_error err;
+	if (store_blob_open(u, mbox, uid, &b, &err) < 0) {
+		fprintf(stderr, "UID %u: %s\n", uid, err.msg);
+		return false;
+	}
+	bool same = msg == NULL || (b.len == strlen(msg) &&
+				    memcmp(b.data, msg, b.len) == 0);
+	store_blob_close(&b);
+	return same;
+}
+
+static void expunge_uid(struct store_user *u, const char *mbox, uint32_t uid)
+{
+	struct store_uid_range r = {uid, uid};
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	struct store_error err;
+	CHECK_INT(store_expunge(u, mbox, &r, 1, true, &uids, &n, &err), 0);
+	CHECK_INT((int)n, 1);
+	free(uids);
+}
+
+/* Bodies no row names are removed past their grace period, never one a
+ * row names; an upload whose commit never came is collected; a commit
+ * naming a body collected meanwhile is refused (TEMP), and the same bytes
+ * stored again are written anew. */
+static void test_pg_collect(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 51);
+	struct store_error err;
+	const char *a = "Subject: a\r\n\r\ncollect me\r\n";
+	const char *b = "Subject: b\r\n\r\nkeep me\r\n";
+	uint32_t ua = append(u, "INBOX", a, 0), ub = append(u, "INBOX", b, 0);
+	CHECK_INT(ua, 1);
+	CHECK_INT(ub, 2);
+	/* a copy in another mailbox names the same body */
+	CHECK_INT(store_mailbox_create(u, "Keep", &err), 0);
+	uint32_t uk = append(u, "Keep", b, 0);
+	CHECK_INT(uk, 1);
+	expunge_uid(u, "INBOX", ua);
+	expunge_uid(u, "INBOX", ub);
+	struct store_collect_report rep;
+	/* in their grace period: nothing goes */
+	CHECK_INT(store_blobs_collect(store, 3600, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 0);
+	CHECK_INT((int)rep.waiting, 1);
+	CHECK(!rep.busy);
+	/* past it: a's body goes, b's (still named by Keep) stays */
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 1);
+	CHECK_INT((int)rep.bytes, (int)strlen(a));
+	CHECK_INT((int)rep.waiting, 0);
+	CHECK(readable(u, "Keep", uk, b));
+	/* the same bytes again: written anew, readable */
+	uint32_t ua2 = append(u, "INBOX", a, 0);
+	CHECK_INT(ua2, 3);
+	CHECK(readable(u, "INBOX", ua2, a));
+	/* an upload whose commit never came */
+	struct store_body *body;
+	const char *orphan = "Subject: o\r\n\r\nnever committed\r\n";
+	CHECK_INT(store_body_create(store, &body, &err), 0);
+	CHECK_INT(store_body_write(body, orphan, strlen(orphan), &err), 0);
+	CHECK_INT(store_body_finish(body, &err), 0);
+	store_body_unref(&body);
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 1);
+	/* a commit naming a body collected after its upload: refused, and
+	 * nothing is in the mailbox */
+	const char *late = "Subject: l\r\n\r\ncommitted too late\r\n";
+	CHECK_INT(store_body_create(store, &body, &err), 0);
+	CHECK_INT(store_body_write(body, late, strlen(late), &err), 0);
+	CHECK_INT(store_body_finish(body, &err), 0);
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 1);
+	uint32_t uid = 0;
+	CHECK_INT(store_body_deliver(body, u, "INBOX", NULL, 0, NULL, &uid,
+				     NULL, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	store_body_unref(&body);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
+	/* ... the client tries again: stored */
+	CHECK_INT(append(u, "INBOX", late, 0), 5);
+	CHECK(readable(u, "INBOX", 5, late));
+	/* the user deleted: the bodies only it named go */
+	store_user_unref(&u);
+	CHECK_INT(store_user_delete(store, 51, &err), 0);
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 3);
+	teardown(&store);
+}
+
+/* One collector at a time: the lease, held by another node, makes a
+ * pass do nothing until it expires (in the database's time). */
+static void test_pg_collect_lease(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 52);
+	struct store_error err;
+	const char *a = "Subject: a\r\n\r\nleased\r\n";
+	uint32_t ua = append(u, "INBOX", a, 0);
+	expunge_uid(u, "INBOX", ua);
+	CHECK_INT(pg_sql("INSERT INTO loft_lease VALUES ('blob_collector', 7,"
+			 " now() + interval '1 hour')"), 0);
+	struct store_collect_report rep;
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK(rep.busy);
+	CHECK_INT((int)rep.removed, 0);
+	CHECK_INT(pg_sql("UPDATE loft_lease SET expires = now() - interval"
+			 " '1 second'"), 0);
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK(!rep.busy);
+	CHECK_INT((int)rep.removed, 1);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* Two nodes collecting with no grace at all while a third appends and
+ * expunges: every message acknowledged stays readable (an append may be
+ * refused, TEMP, when its body was collected before its commit: the
+ * client tries again). */
+struct collect_arg {
+	struct store *store;
+	int passes, busy;
+	uint64_t removed;
+	volatile bool *stop;
+};
+
+static void *collect_main(void *p)
+{
+	struct collect_arg *a = p;
+	while (!*a->stop) {
+		struct store_collect_report rep;
+		struct store_error err;
+		if (store_blobs_collect(a->store, 0, &rep, &err) == 0) {
+			a->passes++;
+			a->busy += rep.busy;
+			a->removed += rep.removed;
+		}
+	}
+	return NULL;
+}
+
+static void test_pg_collect_race(void)
+{
+	struct store *store = setup();
+	struct store_settings set = other_settings();
+	struct store *other;
+	struct store_error err;
+	CHECK_INT(store_open(&set, &other, &err), 0);
+	struct store_user *u = user_open(store, 53);
+	volatile bool stop = false;
+	struct collect_arg ca[2] = {{store, 0, 0, 0, &stop},
+				    {other, 0, 0, 0, &stop}};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, collect_main, &ca[i]);
+	char msgs[30][64];
+	uint32_t uids[30] = {0};
+	int refused = 0;
+	for (int i = 0; i < 30; i++) {
+		snprintf(msgs[i], sizeof(msgs[i]), "Subject: r%d\r\n\r\nbody"
+			 " %d\r\n", i, i % 10);
+		struct store_append_params p = {0};
+		for (int tries = 0; uids[i] == 0 && tries < 20; tries++) {
+			if (store_append(u, "INBOX", msgs[i], strlen(msgs[i]), &p,
+					 &uids[i], NULL, &err) < 0) {
+				CHECK_INT(err.kind, STORE_ERR_TEMP);
+				refused++;
+			}
+		}
+		CHECK(uids[i] != 0);
+		if (i % 3 == 0)
+			expunge_uid(u, "INBOX", uids[i]);
+	}
+	stop = true;
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	int lost = 0;
+	for (int i = 0; i < 30; i++)
+		if (i % 3 != 0 && !readable(u, "INBOX", uids[i], msgs[i]))
+			lost++;
+	CHECK_INT(lost, 0);
+	CHECK(ca[0].passes + ca[1].passes > 2);
+	fprintf(stderr, "collect race: %d + %d passes (%d + %d busy), %llu"
+		" removed, %d appends refused\n", ca[0].passes, ca[1].passes,
+		ca[0].busy, ca[1].busy,
+		(unsigned long long)(ca[0].removed + ca[1].removed), refused);
+	store_user_unref(&u);
+	store_close(&other);
+	teardown(&store);
+}
+
+/* A COMMIT whose answer was lost with its connection: resolved on a
+ * fresh one once the session that sent it has ended (committed: the
+ * APPEND succeeds, once; not committed: TEMP, nothing stored). */
+static void test_pg_lost_commit(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 61);
+	const char *m1 = "Subject: c\r\n\r\ncommitted, answer lost\r\n";
+	const char *m2 = "Subject: c\r\n\r\nnever committed\r\n";
+	atomic_store(&PGS(store)->test_cut_commit, 1);
+	CHECK_INT(append(u, "INBOX", m1, 0), 1);
+	CHECK(readable(u, "INBOX", 1, m1));
+	atomic_store(&PGS(store)->test_cut_commit, 2);
+	CHECK_INT(append(u, "INBOX", m2, 0), 0);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	CHECK_INT(info.uidnext, 2);
+	store_mailbox_info_free(&info);
+	CHECK_INT(append(u, "INBOX", m2, 0), 2);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* The server ends every connection of the node (a restart, an admin's
+ * pg_terminate_backend): the next calls reconnect, no error reaches the
+ * caller. */
+static void test_pg_reconnect(void)
+{
+	struct store *store = setup();
+	store_start_background(store);
+	struct store_user *u = user_open(store, 62);
+	const char *m = "Subject: r\r\n\r\nafter the restart\r\n";
+	CHECK_INT(append(u, "INBOX", m, 0), 1);
+	CHECK_INT(pg_sql("SELECT pg_terminate_backend(pid) FROM"
+			 " pg_stat_activity WHERE application_name = 'loftd'"
+			 " AND pid <> pg_backend_pid()"), 0);
+	CHECK_INT(append(u, "INBOX", m, 0), 2);
+	CHECK(readable(u, "INBOX", 1, m));
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 2);
+	store_mailbox_info_free(&info);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* blobs = s3: an object changed under its name is a temporary error,
+ * never the wrong bytes, and check names it. */
+static void test_s3_damaged(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 54);
+	struct store_error err;
+	const char *msg = "Subject: s\r\n\r\nintact object\r\n";
+	uint32_t uid = append(u, "INBOX", msg, 0);
+	CHECK(readable(u, "INBOX", uid, msg));
+	int found = 0;
+	CHECK_INT(store_check(store, 54, false, count_report, &found, &err), 0);
+	CHECK_INT(found, 0);
+	/* the same key (an appended body is the whole message), other
+	 * bytes */
+	unsigned char sha[32];
+	unsigned len = 0;
+	EVP_Digest(msg, strlen(msg), sha, &len, EVP_sha256(), NULL);
+	char key[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(key + 2 * i, 3, "%02x", sha[i]);
+	char *secret_path = xstrdup(s3_secret);
+	FILE *f = fopen(secret_path, "r");
+	char secret[128] = "";
+	CHECK(f != NULL && fgets(secret, sizeof(secret), f) != NULL);
+	fclose(f);
+	free(secret_path);
+	secret[strcspn(secret, "\r\n")] = '\0';
+	struct s3_settings ss = {.endpoint = s3_endpoint, .bucket = TEST_BUCKET,
+				 .access_key = s3_key, .secret_key = secret,
+				 .timeout = 20};
+	struct s3 *s3;
+	char *error = NULL;
+	CHECK_INT(s3_open(&ss, &s3, &error), 0);
+	char tmpl[] = "/tmp/loft-s3-damage-XXXXXX";
+	int fd = mkstemp(tmpl);
+	CHECK(fd >= 0);
+	unlink(tmpl);
+	const char *bad = "Subject: s\r\n\r\nintact objecT\r\n";
+	CHECK_INT((int)write(fd, bad, strlen(bad)), (int)strlen(bad));
+	unsigned char md5[16];
+	EVP_Digest(bad, strlen(bad), md5, &len, EVP_md5(), NULL);
+	CHECK_INT(s3_put_fd(s3, key, fd, strlen(bad), md5, &error), S3_OK);
+	/* a Content-MD5 that does not match what is sent: refused */
+	md5[0] ^= 1;
+	CHECK_INT(s3_put_fd(s3, key, fd, strlen(bad), md5, &error), S3_FAIL);
+	CHECK(error != NULL && strstr(error, "BadDigest") != NULL);
+	free(error);
+	close(fd);
+	s3_close(&s3);
+	struct store_blob b;
+	CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	CHECK_INT(store_check(store, 54, false, count_report, &found, &err), -1);
+	CHECK_INT(found, 1);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* AWS Signature V4: the example of AWS's documentation ("GET Object",
+ * signature calculations for the Authorization header). */
+static void test_s3_sign(void)
+{
+	const char *e3 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca"
+			 "495991b7852b855";
+	char *headers = xasprintf("host:examplebucket.s3.amazonaws.com\n"
+				  "range:bytes=0-9\nx-amz-content-sha256:%s\n"
+				  "x-amz-date:20130524T000000Z\n", e3);
+	char *auth = s3_sign("GET", "/test.txt", "", headers,
+			     "host;range;x-amz-content-sha256;x-amz-date", e3,
+			     "20130524T000000Z", "us-east-1",
+			     "AKIAIOSFODNN7EXAMPLE",
+			     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+	CHECK_STR(auth, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/"
+		  "20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;"
+		  "x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e"
+		  "857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+	free(auth);
+	free(headers);
+}
+
+/* The S3 error document (expat). */
+static void test_s3_error_parse(void)
+{
+	char code[32], msg[64];
+	const char ok[] = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>"
+			  "<Message>Please\nreduce</Message><RequestId>1"
+			  "</RequestId></Error>";
+	CHECK_INT(s3_error_parse(ok, strlen(ok), code, sizeof(code), msg,
+				 sizeof(msg)), 0);
+	CHECK_STR(code, "SlowDown");
+	CHECK_STR(msg, "Please reduce");
+	const char *bad[] = {"", "<Error>", "<Other><Code>X</Code></Other>",
+			     "<Error><Code>X</Code></Error><x/>", "not xml"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_INT(s3_error_parse(bad[i], strlen(bad[i]), code,
+					 sizeof(code), msg, sizeof(msg)), -1);
+		CHECK_STR(code, "");
+	}
+	/* truncated to the buffer */
+	const char longer[] = "<Error><Code>AVeryLongCodeIndeedLongerThanThis"
+			      "</Code></Error>";
+	char small[8];
+	CHECK_INT(s3_error_parse(longer, strlen(longer), small, sizeof(small),
+				 msg, sizeof(msg)), 0);
+	CHECK_STR(small, "AVeryLo");
+}
+
 /* What the postgres backend has so far (docs/scale-out.md); the others
  * look at the embedded backend's files or at parts not there yet. */
 static const struct test_case pg_cases[] = {
@@ -3078,11 +3464,37 @@ static const struct test_case pg_cases[] = {
 	{"pg_two_nodes", test_pg_two_nodes},
 	{"pg_hub", test_pg_hub},
 	{"pg_notify_parse", test_pg_notify_parse},
+	{"pg_collect", test_pg_collect},
+	{"pg_collect_lease", test_pg_collect_lease},
+	{"pg_collect_race", test_pg_collect_race},
+	{"s3_error_parse", test_s3_error_parse},
+	{"s3_sign", test_s3_sign},
+	{"pg_lost_commit", test_pg_lost_commit},
+	{"pg_reconnect", test_pg_reconnect},
+	{NULL, NULL},
+};
+
+/* blobs = s3: the cases that read and write bodies, the collector, a
+ * damaged object. */
+static const struct test_case s3_cases[] = {
+	{"append_fetch", test_append_fetch},
+	{"copy_move_expunge", test_copy_move_expunge},
+	{"search", test_search},
+	{"quota", test_quota},
+	{"pg_two_nodes", test_pg_two_nodes},
+	{"pg_collect", test_pg_collect},
+	{"pg_collect_race", test_pg_collect_race},
+	{"s3_damaged", test_s3_damaged},
 	{NULL, NULL},
 };
 
 int main(void)
 {
 	pg_conninfo = getenv("LOFT_TEST_PG");
+	s3_endpoint = getenv("LOFT_TEST_S3");
+	s3_key = getenv("LOFT_TEST_S3_KEY");
+	s3_secret = getenv("LOFT_TEST_S3_SECRET");
+	if (pg_conninfo != NULL && s3_endpoint != NULL)
+		return test_main(s3_cases);
 	return test_main(pg_conninfo != NULL ? pg_cases : cases);
 }

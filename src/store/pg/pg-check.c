@@ -1,6 +1,6 @@
 /*
  * loftctl check on the PostgreSQL backend: every body a row names is in
- * blob_dir with its SHA-256; the account's quota usage, each mailbox's
+ * blob_dir or the S3 bucket with its SHA-256; the account's quota usage, each mailbox's
  * UIDNEXT and HIGHESTMODSEQ and the account's change counter agree with
  * the rows; blob rows no message names are dropped. Counters are
  * repaired (raised, never lowered below what clients saw); a missing or
@@ -32,31 +32,6 @@ static void report_f(store_report_fn *report, void *ctx, const char *fmt, ...)
 		report(ctx, line);
 }
 
-/* 0 intact, -1 missing, -2 damaged. */
-static int body_check(const char *path, const char *sha)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		EVP_DigestUpdate(md, buf, (size_t)n);
-	close(fd);
-	unsigned char d[32];
-	unsigned dl = 0;
-	EVP_DigestFinal_ex(md, d, &dl);
-	EVP_MD_CTX_free(md);
-	if (n < 0)
-		return -2;
-	char hex[65];
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", d[i]);
-	return strcmp(hex, sha) == 0 ? 0 : -2;
-}
-
 int pg_check(struct store *store, int64_t user_id, bool repair,
 	     store_report_fn *report, void *ctx, struct store_error *err)
 {
@@ -74,7 +49,8 @@ int pg_check(struct store *store, int64_t user_id, bool repair,
 	pg_p_init(&p);
 	pg_p_int(&p, user_id);
 	/* the bodies */
-	PGresult *r = pg_exec(tx.c, "SELECT b.sha256, mb.name, m.uid FROM blob b"
+	PGresult *r = pg_exec(tx.c, "SELECT b.sha256, mb.name, m.uid,"
+			      " b.body_size FROM blob b"
 			      " JOIN msg m ON m.user_id = b.user_id AND m.blob = b.id"
 			      " JOIN mailbox mb ON mb.user_id = m.user_id"
 			      " AND mb.id = m.mailbox WHERE b.user_id = $1"
@@ -83,8 +59,8 @@ int pg_check(struct store *store, int64_t user_id, bool repair,
 		ret = -1;
 	for (int i = 0; r != NULL && i < PQntuples(r); i++) {
 		const char *sha = PQgetvalue(r, i, 0);
-		char *path = xasprintf("%s/%.2s/%s", PGS(store)->blob_dir, sha, sha);
-		int c = body_check(path, sha);
+		char *path = pg_blobs_name(store, sha);
+		int c = pg_blobs_verify(store, sha, (uint64_t)pg_int(r, i, 3));
 		if (c < 0) {
 			report_f(report, ctx, "%s UID %lld: body %s %s",
 				 PQgetvalue(r, i, 1), (long long)pg_int(r, i, 2),

@@ -6,12 +6,16 @@
 #include "pg-private.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -111,7 +115,7 @@ static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
 			       " try again later");
 }
 
-static struct pg_conn *conn_open(struct store *store, struct store_error *err)
+struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 {
 	struct pg_store *s = PGS(store);
 	char timeout[16];
@@ -150,11 +154,28 @@ static struct pg_conn *conn_open(struct store *store, struct store_error *err)
 	return c;
 }
 
-static void conn_free(struct pg_conn *c)
+void pg_conn_free(struct pg_conn *c)
 {
 	PQfinish(c->db);
 	free(c->prepared);
 	free(c);
+}
+
+/* An idle connection has nothing to read: if it has, the server ended
+ * it (a restart, pg_terminate_backend) or it broke. */
+static bool conn_alive(struct pg_conn *c)
+{
+	if (c->broken || PQstatus(c->db) != CONNECTION_OK)
+		return false;
+	struct pollfd p = {.fd = PQsocket(c->db), .events = POLLIN};
+	if (p.fd < 0)
+		return false;
+	/* an idle session is told nothing but its end (a FATAL message,
+	 * then EOF, which may not have arrived yet) */
+	if (poll(&p, 1, 0) == 0)
+		return true;
+	PQconsumeInput(c->db);
+	return false;
 }
 
 struct pg_conn *pg_conn_get(struct store *store, struct store_error *err)
@@ -163,24 +184,46 @@ struct pg_conn *pg_conn_get(struct store *store, struct store_error *err)
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += s->timeout;
+	unsigned delay_ms = 50;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		if (s->free_count > 0) {
 			struct pg_conn *c = s->free_conns[--s->free_count];
 			pthread_mutex_unlock(&s->mu);
-			return c;
+			if (conn_alive(c))
+				return c;
+			/* the server restarted or ended it while it idled */
+			log_info("store", NULL, "postgres: a pooled connection"
+				 " was lost: %s", PQerrorMessage(c->db));
+			pg_conn_free(c);
+			pthread_mutex_lock(&s->mu);
+			s->open_count--;
+			continue;
 		}
 		if (s->open_count < s->max_conns) {
 			s->open_count++;
 			pthread_mutex_unlock(&s->mu);
-			struct pg_conn *c = conn_open(store, err);
-			if (c == NULL) {
-				pthread_mutex_lock(&s->mu);
-				s->open_count--;
-				pthread_cond_signal(&s->cond);
+			struct pg_conn *c = pg_conn_open(store, err);
+			if (c != NULL)
+				return c;
+			pthread_mutex_lock(&s->mu);
+			s->open_count--;
+			pthread_cond_signal(&s->cond);
+			/* the database restarting or failing over: again
+			 * within postgres_timeout */
+			struct timespec now;
+			clock_gettime(CLOCK_REALTIME, &now);
+			if (now.tv_sec * 1000L + now.tv_nsec / 1000000L +
+			    delay_ms >= until.tv_sec * 1000L +
+			    until.tv_nsec / 1000000L) {
 				pthread_mutex_unlock(&s->mu);
+				return NULL;
 			}
-			return c;
+			pthread_mutex_unlock(&s->mu);
+			usleep(delay_ms * 1000);
+			delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
+			pthread_mutex_lock(&s->mu);
+			continue;
 		}
 		if (pthread_cond_timedwait(&s->cond, &s->mu, &until) ==
 		    ETIMEDOUT) {
@@ -203,7 +246,7 @@ void pg_conn_put(struct store *store, struct pg_conn *c)
 		c->in_tx = false;
 	}
 	if (c->broken || PQstatus(c->db) != CONNECTION_OK) {
-		conn_free(c);
+		pg_conn_free(c);
 		pthread_mutex_lock(&s->mu);
 		s->open_count--;
 		pthread_cond_signal(&s->cond);
@@ -336,8 +379,59 @@ static const char schema_sql[] =
 	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'expunged_p' || i, i);"
 	" END LOOP; END $$;";
 
+/* Step 1 -> 2: bodies counted by name for the collector (pg-blob.c):
+ * blob_object rows, kept by triggers on blob, and the lease table. */
+static const char schema_step2_sql[] =
+	"CREATE TABLE blob_object (sha256 text PRIMARY KEY,"
+	" size bigint NOT NULL, refs bigint NOT NULL DEFAULT 0,"
+	" orphan_since timestamptz);"
+	"CREATE INDEX blob_object_orphan ON blob_object (orphan_since)"
+	" WHERE refs = 0;"
+	"CREATE TABLE loft_lease (name text PRIMARY KEY, holder bigint NOT NULL,"
+	" expires timestamptz NOT NULL);"
+	"CREATE FUNCTION loft_blob_ref() RETURNS trigger LANGUAGE plpgsql AS $f$"
+	" BEGIN IF TG_OP = 'INSERT' THEN"
+	"  INSERT INTO blob_object AS o (sha256, size, refs)"
+	"  VALUES (NEW.sha256, NEW.body_size, 1) ON CONFLICT (sha256)"
+	"  DO UPDATE SET refs = o.refs + 1, orphan_since = NULL;"
+	" ELSE"
+	"  UPDATE blob_object SET refs = refs - 1, orphan_since ="
+	"  CASE WHEN refs <= 1 THEN now() END WHERE sha256 = OLD.sha256;"
+	" END IF; RETURN NULL; END $f$;"
+	"CREATE TRIGGER blob_ref AFTER INSERT OR DELETE ON blob"
+	" FOR EACH ROW EXECUTE FUNCTION loft_blob_ref();"
+	"INSERT INTO blob_object (sha256, size, refs) SELECT sha256,"
+	" max(body_size), count(*) FROM blob GROUP BY sha256;";
+
+/* The steps after the first, in order: steps[i] takes i + 1 to i + 2. */
+static const char *const schema_steps[] = { schema_step2_sql };
+
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
+
+/* Runs the steps from version found up, in the schema lock's
+ * transaction. */
+static int schema_upgrade(struct pg_conn *c, int found, bool fresh,
+			  struct store_error *err)
+{
+	for (int v = found; v < PG_SCHEMA_VERSION; v++) {
+		PGresult *r = PQexec(c->db, schema_steps[v - 1]);
+		int ret = PQresultStatus(r) == PGRES_COMMAND_OK ? 0
+			: conn_error(c, r, "schema step", err);
+		PQclear(r);
+		char ins[64];
+		snprintf(ins, sizeof(ins), "INSERT INTO loft_schema VALUES (%d)",
+			 v + 1);
+		if (ret == 0)
+			ret = pg_cmd(c, ins, err);
+		if (ret < 0)
+			return -1;
+		if (!fresh)
+			log_info("store", NULL, "postgres: schema version %d -> %d",
+				 v, v + 1);
+	}
+	return 0;
+}
 
 static int schema_init(struct store *store, struct store_error *err)
 {
@@ -367,11 +461,10 @@ static int schema_init(struct store *store, struct store_error *err)
 		if (PQresultStatus(s) != PGRES_COMMAND_OK)
 			ret = conn_error(c, s, "create schema", err);
 		PQclear(s);
-		char ins[64];
-		snprintf(ins, sizeof(ins), "INSERT INTO loft_schema VALUES (%d)",
-			 PG_SCHEMA_VERSION);
 		if (ret == 0)
-			ret = pg_cmd(c, ins, err);
+			ret = pg_cmd(c, "INSERT INTO loft_schema VALUES (1)", err);
+		if (ret == 0)
+			ret = schema_upgrade(c, 1, true, err);
 		if (ret == 0)
 			log_info("store", NULL, "postgres: created the schema"
 				 " (version %d)", PG_SCHEMA_VERSION);
@@ -386,7 +479,8 @@ static int schema_init(struct store *store, struct store_error *err)
 					"The database's schema is version %d,"
 					" this Loft knows up to %d: upgrade Loft",
 					found, PG_SCHEMA_VERSION);
-			/* older versions: their steps go here */
+			else if (found < PG_SCHEMA_VERSION)
+				ret = schema_upgrade(c, found, false, err);
 		}
 		PQclear(v);
 	}
@@ -407,15 +501,23 @@ static int pg_open(struct store *store, struct store_error *err)
 	if (set->postgres == NULL || set->postgres[0] == '\0')
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "[store] postgres is not set");
-	if (set->blob_dir == NULL || set->blob_dir[0] != '/')
+	bool s3 = set->blobs == STORE_BLOBS_S3;
+	if (!s3 && (set->blob_dir == NULL || set->blob_dir[0] != '/'))
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "[store] blob_dir is not set");
-	if (mkdir(set->blob_dir, 0700) < 0 && errno != EEXIST)
+	if (s3 && (set->s3_endpoint == NULL || set->s3_bucket == NULL ||
+		   set->s3_access_key == NULL ||
+		   set->s3_secret_key_file == NULL))
+		return store_set_error(err, STORE_ERR_INVALID, "[s3] endpoint,"
+				       " bucket, access_key and secret_key_file"
+				       " are needed with blobs = s3");
+	if (set->blob_dir != NULL && mkdir(set->blob_dir, 0700) < 0 &&
+	    errno != EEXIST)
 		return store_set_error(err, STORE_ERR_TEMP, "Cannot make %s: %s",
 				       set->blob_dir, strerror(errno));
 	struct pg_store *s = xcalloc(1, sizeof(*s));
 	s->conninfo = xstrdup(set->postgres);
-	s->blob_dir = xstrdup(set->blob_dir);
+	s->blob_dir = set->blob_dir != NULL ? xstrdup(set->blob_dir) : NULL;
 	s->timeout = set->postgres_timeout ? set->postgres_timeout : 10;
 	s->max_conns = set->postgres_pool ? set->postgres_pool : 16;
 	s->fsync = set->fsync;
@@ -426,8 +528,9 @@ static int pg_open(struct store *store, struct store_error *err)
 	fclose(f);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->lock_mu, NULL);
 	store->be = s;
-	if (schema_init(store, err) < 0) {
+	if (schema_init(store, err) < 0 || pg_blobs_open(store, err) < 0) {
 		store->vf->close(store);
 		store->be = NULL;
 		return -1;
@@ -437,6 +540,7 @@ static int pg_open(struct store *store, struct store_error *err)
 
 static void pg_stop(struct store *store)
 {
+	pg_collector_stop(store);
 	pg_hub_stop(store);
 }
 
@@ -445,8 +549,11 @@ static void pg_close(struct store *store)
 	struct pg_store *s = PGS(store);
 	if (s == NULL)
 		return;
+	pg_collector_stop(store);
+	pg_blobs_close(store);
+	pg_maildrop_close(store);
 	for (size_t i = 0; i < s->free_count; i++)
-		conn_free(s->free_conns[i]);
+		pg_conn_free(s->free_conns[i]);
 	if (s->open_count != s->free_count)
 		log_warn("store", NULL, "postgres: %zu connections still in use",
 			 s->open_count - s->free_count);
@@ -465,6 +572,7 @@ static void pg_start_background(struct store *store)
 	if (pg_hub_start(store) < 0)
 		log_error("store", NULL, "postgres: cannot start the change"
 			  " listener: %s", strerror(errno));
+	pg_collector_start(store);
 }
 
 /* ---- transactions ---------------------------------------------------------- */
@@ -570,7 +678,53 @@ void pg_tx_change(struct pg_tx *tx, uint32_t mailbox_id,
 	ch->kind = kind;
 }
 
+/* Tests: the connection cut after the COMMIT is sent (cut 1: it
+ * commits, its answer is lost) or before (cut 2: it does not). */
+static int test_cut(struct pg_conn *c, int cut, struct store_error *err)
+{
+	if (cut == 1) {
+		PQsendQuery(c->db, "COMMIT");
+		PQflush(c->db);
+	}
+	shutdown(PQsocket(c->db), SHUT_RDWR);
+	PGresult *r;
+	while (cut == 1 && (r = PQgetResult(c->db)) != NULL)
+		PQclear(r);
+	if (cut == 2)
+		return pg_cmd(c, "COMMIT", err);
+	c->broken = true;
+	return store_set_error(err, STORE_ERR_TEMP, "The mail store is not"
+			       " available now, try again later");
+}
+
+/* 0 once the server session pid has ended (its transaction settled),
+ * -1 if it is still there after postgres_timeout or on an error. */
+static int backend_gone(struct pg_conn *c, int pid)
+{
+	for (int i = 0; i < 200; i++) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, pid);
+		PGresult *r = pg_exec(c, "SELECT 1 FROM pg_stat_activity WHERE"
+				      " pid = $1", &p, NULL);
+		if (r == NULL)
+			return -1;
+		int there = PQntuples(r);
+		PQclear(r);
+		if (there == 0)
+			return 0;
+		usleep(50000);
+	}
+	return -1;
+}
+
 int pg_wend(struct pg_tx *tx, int ret, struct store_error *err)
+{
+	return pg_wend_resolve(tx, ret, NULL, NULL, err);
+}
+
+int pg_wend_resolve(struct pg_tx *tx, int ret, pg_committed_fn *committed,
+		    void *ctx, struct store_error *err)
 {
 	struct store_user *user = tx->user;
 	struct pg_conn *c = tx->c;
@@ -587,8 +741,37 @@ int pg_wend(struct pg_tx *tx, int ret, struct store_error *err)
 			     &p, err);
 	}
 	if (ret == 0) {
-		ret = pg_cmd(c, "COMMIT", err);
+		int pid = PQbackendPID(c->db);
+		int cut = atomic_exchange(&PGS(user->store)->test_cut_commit, 0);
+		if (cut != 0)
+			ret = test_cut(c, cut, err);
+		else
+			ret = pg_cmd(c, "COMMIT", err);
 		c->in_tx = false;
+		/* the COMMIT was sent and its answer lost with the
+		 * connection: committed or not, the database knows once the
+		 * session that sent it has ended */
+		if (ret < 0 && c->broken && committed != NULL) {
+			pg_conn_put(user->store, c);
+			struct store_error e2;
+			c = pg_conn_get(user->store, &e2);
+			int found = c != NULL ? backend_gone(c, pid) : -1;
+			if (found == 0)
+				found = committed(c, ctx);
+			else
+				found = -1;
+			log_warn("store", NULL, "postgres: user %lld: a COMMIT's"
+				 " answer was lost: %s", (long long)user->id,
+				 found == 1 ? "it committed" : found == 0
+				 ? "it did not commit" : "cannot tell");
+			if (found == 1)
+				ret = 0;
+			if (c == NULL) {
+				free(tx->changes);
+				tx->changes = NULL;
+				return -1;
+			}
+		}
 	}
 	for (size_t i = 0; i < tx->change_count; i++)
 		tx->changes[i].modseq = tx->modseq;
@@ -1283,6 +1466,9 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.acl_update = pg_acl_update,
 	.acl_all = pg_acl_all,
 	.end_sessions = pg_end_sessions,
+	.blobs_collect = pg_blobs_collect,
+	.maildrop_lock = pg_maildrop_lock,
+	.maildrop_unlock = pg_maildrop_unlock,
 };
 
 /* ---- the sandbox's view (store.h) ------------------------------------- */
@@ -1337,5 +1523,17 @@ size_t store_backend_ports(const struct store_settings *set, uint16_t *ports,
 	if (tcp && n == 0)
 		port_add(ports, max, &n, 5432);
 	PQconninfoFree(opts);
+	/* blobs = s3: the endpoint's port */
+	const char *e = set->blobs == STORE_BLOBS_S3 ? set->s3_endpoint : NULL;
+	const char *auth = e != NULL ? strstr(e, "://") : NULL;
+	if (auth != NULL) {
+		auth += 3;
+		size_t len = strcspn(auth, "/");
+		const char *colon = memchr(auth, ':', len);
+		unsigned long v = colon != NULL ? strtoul(colon + 1, NULL, 10)
+			: strncmp(e, "https", 5) == 0 ? 443 : 80;
+		if (v > 0 && v < 65536)
+			port_add(ports, max, &n, (uint16_t)v);
+	}
 	return n;
 }

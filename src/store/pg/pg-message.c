@@ -34,9 +34,8 @@ struct store_body {
 	int fd;
 	uint64_t size, max;
 	bool last_cr, failed, finished, binary;
-	EVP_MD_CTX *sha;
+	EVP_MD_CTX *sha, *md5;   /* the name, and S3's Content-MD5 */
 	char sha_hex[65];
-	char *path;              /* blob_dir/<xx>/<sha256> once finished */
 	struct mail_result an;
 };
 
@@ -51,7 +50,9 @@ int pg_body_create(struct store *store, struct store_body **body_r,
 	b->max = store->set.max_message_size;
 	buf_init(&b->mem, 0);
 	b->sha = EVP_MD_CTX_new();
-	if (b->sha == NULL || EVP_DigestInit_ex(b->sha, EVP_sha256(), NULL) != 1)
+	b->md5 = EVP_MD_CTX_new();
+	if (b->sha == NULL || EVP_DigestInit_ex(b->sha, EVP_sha256(), NULL) != 1 ||
+	    b->md5 == NULL || EVP_DigestInit_ex(b->md5, EVP_md5(), NULL) != 1)
 		abort();
 	*body_r = b;
 	return 0;
@@ -87,13 +88,9 @@ static int write_all(int fd, const char *p, size_t n)
 static int body_spill(struct store_body *b, struct store_error *err)
 {
 	struct pg_store *s = PGS(b->store);
-	char *dir = xasprintf("%s/tmp", s->blob_dir);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		free(dir);
+	if (mkdir(s->spool_dir, 0700) < 0 && errno != EEXIST)
 		return body_error(b, errno, "mkdir", err);
-	}
-	b->tmp_path = xasprintf("%s/spool-XXXXXX", dir);
-	free(dir);
+	b->tmp_path = xasprintf("%s/spool-XXXXXX", s->spool_dir);
 	b->fd = mkstemp(b->tmp_path);
 	if (b->fd < 0) {
 		int e = errno;
@@ -117,6 +114,7 @@ static int body_put(struct store_body *b, const char *p, size_t n,
 				       "Message is too large");
 	}
 	EVP_DigestUpdate(b->sha, p, n);
+	EVP_DigestUpdate(b->md5, p, n);
 	uint64_t fail_at = atomic_load(&b->store->test_fail_write_after);
 	if (fail_at != 0 && b->size >= fail_at)
 		return body_error(b, ENOSPC, "write", err);
@@ -171,16 +169,6 @@ void pg_body_set_binary(struct store_body *b)
 	b->binary = true;
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 /* Spool then commit: the bytes are durable under their name before any
  * row names them. */
 int pg_body_finish(struct store_body *b, struct store_error *err)
@@ -191,9 +179,10 @@ int pg_body_finish(struct store_body *b, struct store_error *err)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message was not stored");
 	struct pg_store *s = PGS(b->store);
-	unsigned char md[32];
+	unsigned char md[32], md5[16];
 	unsigned mdlen = 0;
 	EVP_DigestFinal_ex(b->sha, md, &mdlen);
+	EVP_DigestFinal_ex(b->md5, md5, &mdlen);
 	for (unsigned i = 0; i < 32; i++)
 		snprintf(b->sha_hex + 2 * i, 3, "%02x", md[i]);
 	if (b->tmp_path == NULL && body_spill(b, err) < 0)
@@ -201,24 +190,14 @@ int pg_body_finish(struct store_body *b, struct store_error *err)
 	if (b->mem.len > 0 && write_all(b->fd, b->mem.data, b->mem.len) < 0)
 		return body_error(b, errno, "write", err);
 	buf_free(&b->mem);
-	if (s->fsync && fsync(b->fd) < 0)
+	/* S3: the PUT's answer is the durability */
+	if (s->fsync && s->s3 == NULL && fsync(b->fd) < 0)
 		return body_error(b, errno, "fsync", err);
-	char *dir = xasprintf("%s/%.2s", s->blob_dir, b->sha_hex);
-	b->path = xasprintf("%s/%s", dir, b->sha_hex);
-	if (mkdir(dir, 0700) == 0 && s->fsync)
-		fsync_dir(s->blob_dir);
-	/* the same bytes stored before: that file serves (never changes) */
-	if (link(b->tmp_path, b->path) < 0 && errno != EEXIST) {
-		int e = errno;
-		free(dir);
-		return body_error(b, e, "link", err);
+	if (pg_blobs_put(b->store, b->fd, b->tmp_path, b->sha_hex, md5,
+			 b->size, err) < 0) {
+		b->failed = true;
+		return -1;
 	}
-	if (s->fsync && fsync_dir(dir) < 0) {
-		int e = errno;
-		free(dir);
-		return body_error(b, e, "fsync", err);
-	}
-	free(dir);
 	unlink(b->tmp_path);
 	void *map = b->size > 0 ? mmap(NULL, b->size, PROT_READ, MAP_SHARED,
 				       b->fd, 0) : NULL;
@@ -240,9 +219,9 @@ void pg_body_unref(struct store_body *b)
 	if (b->tmp_path != NULL && !b->finished)
 		unlink(b->tmp_path);
 	free(b->tmp_path);
-	free(b->path);
 	buf_free(&b->mem);
 	EVP_MD_CTX_free(b->sha);
+	EVP_MD_CTX_free(b->md5);
 	if (b->finished)
 		mail_result_free(&b->an);
 	free(b);
@@ -367,6 +346,31 @@ static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
 	return ret;
 }
 
+/* A delivery whose COMMIT's answer was lost: is its row there? */
+struct delivered {
+	int64_t user_id;
+	uint32_t mailbox, uid;
+	int64_t blob;
+};
+
+static int delivered(struct pg_conn *c, void *ctx)
+{
+	const struct delivered *d = ctx;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, d->user_id);
+	pg_p_int(&p, d->mailbox);
+	pg_p_int(&p, d->uid);
+	pg_p_int(&p, d->blob);
+	PGresult *r = pg_exec(c, "SELECT 1 FROM msg WHERE user_id = $1 AND"
+			      " mailbox = $2 AND uid = $3 AND blob = $4", &p, NULL);
+	if (r == NULL)
+		return -1;
+	int found = PQntuples(r) == 1;
+	PQclear(r);
+	return found;
+}
+
 int pg_body_deliver(struct store_body *b, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,
@@ -416,6 +420,8 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 		ret = store_set_error(err, STORE_ERR_LIMIT,
 				      "Mailbox is out of UIDs");
 	int64_t blob = 0;
+	if (ret == 0)
+		ret = pg_blob_claim(&tx, b->sha_hex, err);
 	if (ret == 0) {
 		struct pg_params p;
 		pg_p_init(&p);
@@ -498,7 +504,8 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 	free(kw);
 	buf_free(&parts);
 	buf_free(&hdr);
-	if (pg_wend(&tx, ret, err) < 0)
+	struct delivered d = {user->id, mb.id, mb.uidnext, blob};
+	if (pg_wend_resolve(&tx, ret, delivered, &d, err) < 0)
 		return -1;
 	if (uid_r != NULL)
 		*uid_r = mb.uidnext;
@@ -513,27 +520,6 @@ struct pg_blob_priv {
 	struct store_object obj;
 	char *data;
 };
-
-static int read_file(const char *path, char *out, uint64_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	uint64_t off = 0;
-	while (off < size) {
-		ssize_t n = pread(fd, out + off, size - off, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			close(fd);
-			errno = n == 0 ? EIO : errno;
-			return -1;
-		}
-		off += (uint64_t)n;
-	}
-	close(fd);
-	return 0;
-}
 
 int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err)
@@ -567,32 +553,13 @@ int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 	const char *sha = pg_val(r, 0, 0, &shalen);
 	uint64_t body_size = (uint64_t)pg_int(r, 0, 1);
 	const char *prefix = pg_val(r, 0, 2, &plen);
-	char *path = xasprintf("%s/%.2s/%.*s", PGS(user->store)->blob_dir, sha,
-			       (int)shalen, sha);
+	char shabuf[65];
+	snprintf(shabuf, sizeof(shabuf), "%.*s", (int)(shalen < 64 ? shalen : 64),
+		 sha);
 	char *data = xmalloc(plen + body_size + 1);
 	memcpy(data, prefix, plen);
-	int ret = 0;
-	if (read_file(path, data + plen, body_size) < 0) {
-		log_error("store", NULL, "user %lld: read %s: %s",
-			  (long long)user->id, path, strerror(errno));
-		ret = store_set_error(err, STORE_ERR_TEMP,
-				      "The message cannot be read now");
-	} else {
-		unsigned char md[32];
-		unsigned mdlen = 0;
-		char hex[65];
-		EVP_Digest(data + plen, body_size, md, &mdlen, EVP_sha256(), NULL);
-		for (unsigned i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
-		if (shalen != 64 || memcmp(hex, sha, 64) != 0) {
-			log_error("store", NULL, "user %lld: %s is damaged"
-				  " (its SHA-256 does not match)",
-				  (long long)user->id, path);
-			ret = store_set_error(err, STORE_ERR_TEMP,
-					      "The message is damaged");
-		}
-	}
-	free(path);
+	int ret = pg_blobs_read(user->store, user->id, shabuf, data + plen,
+				body_size, err);
 	PQclear(r);
 	if (ret < 0) {
 		free(data);

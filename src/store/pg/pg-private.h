@@ -20,6 +20,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -27,7 +28,9 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
+
+struct s3;
 
 struct pg_conn {
 	PGconn *db;
@@ -53,6 +56,22 @@ struct pg_store {
 	pthread_t listener;
 	int wake[2];
 	bool listening;
+	/* bodies (pg-blob.c) */
+	char *spool_dir;        /* a node's bodies while written */
+	struct s3 *s3;          /* blobs = s3; NULL: the file driver */
+	unsigned grace;         /* seconds a body stays unnamed */
+	pthread_t collector;
+	pthread_mutex_t collector_mu;
+	pthread_cond_t collector_cond;
+	bool collector_running, collector_stop;
+	/* POP3 maildrop locks of this node (pg-lock.c) */
+	pthread_mutex_t lock_mu;
+	struct pg_conn *lock_conn;
+	int64_t *locks_held;
+	size_t locks_count, locks_cap;
+	/* tests: the next write transaction's connection is cut after its
+	 * COMMIT is sent (1) or before (2) */
+	_Atomic int test_cut_commit;
 };
 #define PGS(store) ((struct pg_store *)(store)->be)
 
@@ -76,6 +95,9 @@ struct pg_tx {
 /* ---- connections and statements (pg-db.c) --------------------------- */
 
 struct pg_conn *pg_conn_get(struct store *store, struct store_error *err);
+/* A connection of its own, outside the pool. */
+struct pg_conn *pg_conn_open(struct store *store, struct store_error *err);
+void pg_conn_free(struct pg_conn *c);
 void pg_conn_put(struct store *store, struct pg_conn *c);
 
 /* Parameters: text values (NULL: SQL NULL); a length > 0 in lens marks a
@@ -128,6 +150,13 @@ uint32_t pg_tx_uidvalidity(struct pg_tx *tx);
 /* ret < 0: rolls back and returns -1; else commits (then publishes) and
  * returns 0, or -1 if the COMMIT failed. */
 int pg_wend(struct pg_tx *tx, int ret, struct store_error *err);
+/* Whether the transaction's effect is in the database (on a fresh
+ * connection c): 1 yes, 0 no, -1 cannot tell. */
+typedef int pg_committed_fn(struct pg_conn *c, void *ctx);
+/* pg_wend, and when the COMMIT's answer was lost with its connection,
+ * asks committed (a COMMIT that did happen is a success). */
+int pg_wend_resolve(struct pg_tx *tx, int ret, pg_committed_fn *committed,
+		    void *ctx, struct store_error *err);
 
 /* ---- mailboxes (pg-mailbox.c) ------------------------------------------ */
 
@@ -248,6 +277,39 @@ int pg_retention_run(struct store_user *user,
 		     const struct store_retention_policy *policy, time_t now,
 		     struct store_retention_report *report_r,
 		     struct store_error *err);
+
+/* ---- bodies and their collector (pg-blob.c) ---------------------------- */
+
+int pg_blobs_open(struct store *store, struct store_error *err);
+void pg_blobs_close(struct store *store);
+/* The bytes of fd (spooled at tmp_path, fsynced) made durable under
+ * their SHA-256 (hex) before any row names them. */
+int pg_blobs_put(struct store *store, int fd, const char *tmp_path,
+		 const char *sha, const unsigned char md5[16], uint64_t size,
+		 struct store_error *err);
+/* Reads size bytes of sha into out, SHA-256 checked: TEMP when missing,
+ * unreachable or damaged (logged), never wrong bytes. */
+int pg_blobs_read(struct store *store, int64_t user_id, const char *sha,
+		  char *out, uint64_t size, struct store_error *err);
+/* loftctl check: 0 intact, -1 missing, -2 damaged or unreadable. */
+int pg_blobs_verify(struct store *store, const char *sha, uint64_t size);
+/* Where sha is, for the admin (malloced). */
+char *pg_blobs_name(struct store *store, const char *sha);
+/* In the transaction that adds a blob row naming sha: locks its
+ * blob_object row; TEMP when it may be being collected. */
+int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err);
+int pg_blobs_collect(struct store *store, unsigned grace,
+		     struct store_collect_report *report_r,
+		     struct store_error *err);
+void pg_collector_start(struct store *store);
+void pg_collector_stop(struct store *store);
+
+/* ---- POP3 maildrop locks across nodes (pg-lock.c) ---------------------- */
+
+int pg_maildrop_lock(struct store *store, int64_t user_id,
+		     struct store_error *err);
+void pg_maildrop_unlock(struct store *store, int64_t user_id);
+void pg_maildrop_close(struct store *store);
 
 /* ---- the hub across nodes (pg-hub.c) ----------------------------------- */
 

@@ -1,0 +1,526 @@
+/*
+ * Message bodies of the PostgreSQL backend, by their SHA-256: the two
+ * drivers ([store] blobs = file: blob_dir/<xx>/<sha256> on a directory
+ * every node sees; blobs = s3: one object per body in [s3] bucket) and
+ * the collector of bodies no row names.
+ *
+ * Every body has a row in blob_object (sha256, refs, orphan_since):
+ *   - before its bytes are written, the row is made or refreshed
+ *     (orphan_since = now() while no row names it: an upload whose
+ *     commit never comes is an orphan from the start);
+ *   - the transaction that adds a blob row claims it first (pg_blob_claim:
+ *     the row locked, and refused when no row names the body and it has
+ *     been unnamed for longer than the grace period: the collector may be
+ *     removing it); triggers on blob keep refs, and set orphan_since when
+ *     the last row naming the body goes;
+ *   - the collector (one node at a time, under a lease that expires in
+ *     the database's time) takes rows unnamed for longer than the grace
+ *     period with FOR UPDATE SKIP LOCKED, removes the bytes, then the
+ *     rows, in one transaction: a claim waits on the row lock and then
+ *     finds the row gone (refused, the client retries), an upload waits
+ *     and then makes the row again before writing the bytes anew.
+ * The grace period (1 h) is longer than any command, so a read that
+ * found a body's name just before its last row went still finds its
+ * bytes.
+ */
+#include "pg-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "s3.h"
+
+/* The collector's lease and pace in loftd. */
+#define LEASE_NAME "blob_collector"
+#define LEASE_SECONDS 300
+#define COLLECT_INTERVAL 600
+#define COLLECT_BATCH 64
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+static char *read_secret(const char *path, char **error_r)
+{
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		*error_r = xasprintf("[s3] secret_key_file %s: %s", path,
+				     strerror(errno));
+		return NULL;
+	}
+	char line[512];
+	char *ok = fgets(line, sizeof(line), f);
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (ok == NULL || line[0] == '\0') {
+		*error_r = xasprintf("[s3] secret_key_file %s is empty", path);
+		return NULL;
+	}
+	char *s = xstrdup(line);
+	explicit_bzero(line, sizeof(line));
+	return s;
+}
+
+int pg_blobs_open(struct store *store, struct store_error *err)
+{
+	const struct store_settings *set = &store->set;
+	struct pg_store *s = PGS(store);
+	s->grace = 3600;
+	if (set->blob_dir != NULL)
+		s->spool_dir = xasprintf("%s/tmp", set->blob_dir);
+	else
+		s->spool_dir = xasprintf("%s/spool", set->data_dir);
+	if (mkdir(s->spool_dir, 0700) < 0 && errno != EEXIST)
+		return store_set_error(err, STORE_ERR_TEMP, "Cannot make %s: %s",
+				       s->spool_dir, strerror(errno));
+	if (set->blobs != STORE_BLOBS_S3)
+		return 0;
+	char *error = NULL;
+	char *secret = read_secret(set->s3_secret_key_file, &error);
+	if (secret == NULL) {
+		store_set_error(err, STORE_ERR_INVALID, "%s", error);
+		free(error);
+		return -1;
+	}
+	struct s3_settings s3set = {
+		.endpoint = set->s3_endpoint,
+		.bucket = set->s3_bucket,
+		.region = set->s3_region,
+		.access_key = set->s3_access_key,
+		.secret_key = secret,
+		.virtual_host = set->s3_virtual,
+		.timeout = set->s3_timeout,
+	};
+	int ret = s3_open(&s3set, &s->s3, &error);
+	explicit_bzero(secret, strlen(secret));
+	free(secret);
+	if (ret < 0) {
+		log_error("store", NULL, "%s", error);
+		store_set_error(err, STORE_ERR_TEMP, "%s", error);
+		free(error);
+		return -1;
+	}
+	return 0;
+}
+
+void pg_blobs_close(struct store *store)
+{
+	struct pg_store *s = PGS(store);
+	s3_close(&s->s3);
+	free(s->spool_dir);
+	s->spool_dir = NULL;
+}
+
+static char *file_path(const struct pg_store *s, const char *sha)
+{
+	return xasprintf("%s/%.2s/%s", s->blob_dir, sha, sha);
+}
+
+/* The row first (refreshed: a fresh grace period for this upload). */
+static int blob_register(struct store *store, const char *sha, uint64_t size,
+			 struct store_error *err)
+{
+	struct pg_conn *c = pg_conn_get(store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_str(&p, sha);
+	pg_p_int(&p, (int64_t)size);
+	int ret = pg_run(c, "INSERT INTO blob_object AS o (sha256, size,"
+			 " orphan_since) VALUES ($1, $2, now())"
+			 " ON CONFLICT (sha256) DO UPDATE SET orphan_since ="
+			 " CASE WHEN o.refs = 0 THEN now() END", &p, err);
+	pg_conn_put(store, c);
+	return ret;
+}
+
+int pg_blobs_put(struct store *store, int fd, const char *tmp_path,
+		 const char *sha, const unsigned char md5[16], uint64_t size,
+		 struct store_error *err)
+{
+	struct pg_store *s = PGS(store);
+	if (blob_register(store, sha, size, err) < 0)
+		return -1;
+	if (s->s3 != NULL) {
+		char *error = NULL;
+		if (s3_put_fd(s->s3, sha, fd, size, md5, &error) != S3_OK) {
+			log_error("store", NULL, "s3: %s", error);
+			free(error);
+			return store_set_error(err, STORE_ERR_TEMP,
+					       "Cannot store the message now");
+		}
+		return 0;
+	}
+	char *dir = xasprintf("%s/%.2s", s->blob_dir, sha);
+	char *path = file_path(s, sha);
+	int ret = 0;
+	if (mkdir(dir, 0700) == 0 && s->fsync)
+		fsync_dir(s->blob_dir);
+	/* the same bytes stored before: that file serves (never changes) */
+	if (link(tmp_path, path) < 0 && errno != EEXIST) {
+		log_error("store", NULL, "link %s: %s", path, strerror(errno));
+		ret = store_set_error(err, STORE_ERR_TEMP, errno == ENOSPC
+				      ? "Disk full, try again later"
+				      : "Cannot store the message now");
+	} else if (s->fsync && fsync_dir(dir) < 0) {
+		log_error("store", NULL, "fsync %s: %s", dir, strerror(errno));
+		ret = store_set_error(err, STORE_ERR_TEMP,
+				      "Cannot store the message now");
+	}
+	free(path);
+	free(dir);
+	return ret;
+}
+
+static int read_file(const char *path, char *out, uint64_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	uint64_t off = 0;
+	while (off < size) {
+		ssize_t n = pread(fd, out + off, size - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			errno = n == 0 ? EIO : errno;
+			return -1;
+		}
+		off += (uint64_t)n;
+	}
+	/* longer than the index says: damaged too */
+	char extra;
+	ssize_t more = pread(fd, &extra, 1, (off_t)size);
+	close(fd);
+	if (more > 0) {
+		errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
+/* 0 read, -1 missing, -2 could not read (or the size differs). */
+static int blob_read(struct store *store, const char *sha, char *out,
+		     uint64_t size, int64_t user_id)
+{
+	struct pg_store *s = PGS(store);
+	if (s->s3 != NULL) {
+		char *error = NULL;
+		enum s3_result r = s3_get(s->s3, sha, out, size, &error);
+		if (r != S3_OK)
+			log_error("store", NULL, "user %lld: s3: %s",
+				  (long long)user_id, error);
+		free(error);
+		return r == S3_OK ? 0 : r == S3_NOTFOUND ? -1 : -2;
+	}
+	char *path = file_path(s, sha);
+	int ret = 0;
+	if (read_file(path, out, size) < 0) {
+		int e = errno;
+		log_error("store", NULL, "user %lld: read %s: %s",
+			  (long long)user_id, path, strerror(e));
+		ret = e == ENOENT ? -1 : -2;
+	}
+	free(path);
+	return ret;
+}
+
+static bool sha_matches(const char *data, uint64_t size, const char *sha)
+{
+	unsigned char md[32];
+	unsigned mdlen = 0;
+	EVP_Digest(data, size, md, &mdlen, EVP_sha256(), NULL);
+	char hex[65];
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return strlen(sha) == 64 && memcmp(hex, sha, 64) == 0;
+}
+
+int pg_blobs_read(struct store *store, int64_t user_id, const char *sha,
+		  char *out, uint64_t size, struct store_error *err)
+{
+	if (blob_read(store, sha, out, size, user_id) < 0)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message cannot be read now");
+	if (!sha_matches(out, size, sha)) {
+		log_error("store", NULL, "user %lld: body %s is damaged (its"
+			  " SHA-256 does not match)", (long long)user_id, sha);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message is damaged");
+	}
+	return 0;
+}
+
+int pg_blobs_verify(struct store *store, const char *sha, uint64_t size)
+{
+	char *data = xmalloc(size + 1);
+	int r = blob_read(store, sha, data, size, 0);
+	if (r == 0 && !sha_matches(data, size, sha))
+		r = -2;
+	free(data);
+	return r;
+}
+
+char *pg_blobs_name(struct store *store, const char *sha)
+{
+	struct pg_store *s = PGS(store);
+	if (s->s3 != NULL)
+		return xasprintf("s3 object %s", sha);
+	return file_path(s, sha);
+}
+
+int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_str(&p, sha);
+	pg_p_int(&p, PGS(tx->user->store)->grace);
+	PGresult *r = pg_exec(tx->c, "SELECT 1 FROM blob_object WHERE"
+			      " sha256 = $1 AND (refs > 0 OR orphan_since >"
+			      " now() - make_interval(secs => $2::bigint))"
+			      " FOR UPDATE", &p, err);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r);
+	PQclear(r);
+	if (n == 0) {
+		log_warn("store", NULL, "user %lld: body %s was unnamed past"
+			 " the grace period (collected): the append is refused",
+			 (long long)tx->user->id, sha);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored, try again");
+	}
+	return 0;
+}
+
+/* ---- the collector ------------------------------------------------------ */
+
+static int blob_remove(struct pg_store *s, const char *sha)
+{
+	if (s->s3 != NULL) {
+		char *error = NULL;
+		enum s3_result r = s3_delete(s->s3, sha, &error);
+		if (r != S3_OK)
+			log_error("store", NULL, "collector: s3: %s", error);
+		free(error);
+		return r == S3_OK ? 0 : -1;
+	}
+	char *path = file_path(s, sha);
+	int ret = unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+	if (ret < 0)
+		log_error("store", NULL, "collector: unlink %s: %s", path,
+			  strerror(errno));
+	free(path);
+	return ret;
+}
+
+static int lease_take(struct pg_store *s, struct pg_conn *c, bool *got_r,
+		      struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_str(&p, LEASE_NAME);
+	pg_p_int(&p, (int64_t)s->node_id);
+	pg_p_int(&p, LEASE_SECONDS);
+	/* the database's clock: node clocks do not matter */
+	PGresult *r = pg_exec(c, "INSERT INTO loft_lease AS l VALUES ($1, $2,"
+			      " now() + make_interval(secs => $3::bigint))"
+			      " ON CONFLICT (name) DO UPDATE SET holder ="
+			      " excluded.holder, expires = excluded.expires"
+			      " WHERE l.expires < now() OR l.holder = excluded.holder"
+			      " RETURNING 1", &p, err);
+	if (r == NULL)
+		return -1;
+	*got_r = PQntuples(r) == 1;
+	PQclear(r);
+	return 0;
+}
+
+static void lease_drop(struct pg_store *s, struct pg_conn *c)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_str(&p, LEASE_NAME);
+	pg_p_int(&p, (int64_t)s->node_id);
+	pg_run(c, "UPDATE loft_lease SET expires = now() WHERE name = $1"
+	       " AND holder = $2", &p, NULL);
+}
+
+/* One batch: 1 removed some, 0 none left, -1 error. */
+static int collect_batch(struct pg_store *s, struct pg_conn *c, unsigned grace,
+			 struct store_collect_report *rep,
+			 struct store_error *err)
+{
+	if (pg_cmd(c, "BEGIN", err) < 0)
+		return -1;
+	c->in_tx = true;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, grace);
+	pg_p_int(&p, COLLECT_BATCH);
+	PGresult *r = pg_exec(c, "SELECT sha256, size FROM blob_object WHERE"
+			      " refs = 0 AND orphan_since <= now() -"
+			      " make_interval(secs => $1::bigint)"
+			      " ORDER BY orphan_since LIMIT $2"
+			      " FOR UPDATE SKIP LOCKED", &p, err);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r), ret = n > 0 ? 1 : 0;
+	struct buf arr;
+	buf_init(&arr, 0);
+	buf_append_char(&arr, '{');
+	uint64_t bytes = 0, removed = 0;
+	for (int i = 0; i < n; i++) {
+		const char *sha = PQgetvalue(r, i, 0);
+		/* the bytes first, under the row's lock: a crash between
+		 * leaves a row without bytes (collected again), never bytes
+		 * no row knows */
+		if (blob_remove(s, sha) < 0) {
+			ret = store_set_error(err, STORE_ERR_TEMP, "The blob"
+					      " store is not available now");
+			break;
+		}
+		if (removed > 0)
+			buf_append_char(&arr, ',');
+		buf_append_str(&arr, sha);
+		removed++;
+		bytes += (uint64_t)pg_int(r, i, 1);
+	}
+	buf_append_char(&arr, '}');
+	PQclear(r);
+	if (removed > 0) {
+		struct pg_params q;
+		pg_p_init(&q);
+		pg_p_str(&q, arr.data);
+		if (pg_run(c, "DELETE FROM blob_object WHERE sha256 ="
+			   " ANY ($1::text[]) AND refs = 0", &q, err) < 0)
+			ret = -1;
+	}
+	buf_free(&arr);
+	if (ret >= 0 || removed > 0) {
+		if (pg_cmd(c, "COMMIT", err) < 0)
+			ret = -1;
+		else {
+			rep->removed += removed;
+			rep->bytes += bytes;
+		}
+		c->in_tx = false;
+	}
+	return ret;
+}
+
+int pg_blobs_collect(struct store *store, unsigned grace,
+		     struct store_collect_report *rep, struct store_error *err)
+{
+	struct pg_store *s = PGS(store);
+	struct pg_conn *c = pg_conn_get(store, err);
+	if (c == NULL)
+		return -1;
+	bool got = false;
+	int ret = lease_take(s, c, &got, err);
+	if (ret == 0 && !got)
+		rep->busy = true;
+	while (ret == 0 && got) {
+		int b = collect_batch(s, c, grace, rep, err);
+		if (b < 0)
+			ret = -1;
+		if (b <= 0)
+			break;
+		/* still ours: renewed for the next batch */
+		if (lease_take(s, c, &got, err) < 0)
+			ret = -1;
+	}
+	if (ret == 0 && !rep->busy) {
+		PGresult *r = pg_exec(c, "SELECT count(*) FROM blob_object"
+				      " WHERE refs = 0", NULL, err);
+		if (r == NULL)
+			ret = -1;
+		else
+			rep->waiting = (uint64_t)pg_int(r, 0, 0);
+		PQclear(r);
+	}
+	if (got && !c->broken)
+		lease_drop(s, c);
+	pg_conn_put(store, c);
+	if (ret == 0 && rep->removed > 0)
+		log_info("store", NULL, "collector: %llu bodies no row names"
+			 " removed (%llu bytes)", (unsigned long long)rep->removed,
+			 (unsigned long long)rep->bytes);
+	return ret;
+}
+
+/* loftd: a pass every COLLECT_INTERVAL seconds, the first soon after
+ * the start. */
+static void *collector_main(void *arg)
+{
+	struct store *store = arg;
+	struct pg_store *s = PGS(store);
+	unsigned wait = 60;
+	pthread_mutex_lock(&s->collector_mu);
+	while (!s->collector_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += wait;
+		while (!s->collector_stop &&
+		       pthread_cond_timedwait(&s->collector_cond,
+					      &s->collector_mu, &until) == 0)
+			;
+		if (s->collector_stop)
+			break;
+		pthread_mutex_unlock(&s->collector_mu);
+		struct store_collect_report rep = {0};
+		struct store_error err;
+		if (pg_blobs_collect(store, s->grace, &rep, &err) < 0)
+			log_warn("store", NULL, "collector: %s", err.msg);
+		pthread_mutex_lock(&s->collector_mu);
+		wait = COLLECT_INTERVAL;
+	}
+	pthread_mutex_unlock(&s->collector_mu);
+	return NULL;
+}
+
+void pg_collector_start(struct store *store)
+{
+	struct pg_store *s = PGS(store);
+	if (s->collector_running)
+		return;
+	pthread_mutex_init(&s->collector_mu, NULL);
+	pthread_cond_init(&s->collector_cond, NULL);
+	s->collector_stop = false;
+	if (pthread_create(&s->collector, NULL, collector_main, store) != 0) {
+		log_error("store", NULL, "collector: cannot start a thread");
+		return;
+	}
+	s->collector_running = true;
+}
+
+void pg_collector_stop(struct store *store)
+{
+	struct pg_store *s = PGS(store);
+	if (!s->collector_running)
+		return;
+	pthread_mutex_lock(&s->collector_mu);
+	s->collector_stop = true;
+	pthread_cond_broadcast(&s->collector_cond);
+	pthread_mutex_unlock(&s->collector_mu);
+	pthread_join(s->collector, NULL);
+	s->collector_running = false;
+	pthread_mutex_destroy(&s->collector_mu);
+	pthread_cond_destroy(&s->collector_cond);
+}

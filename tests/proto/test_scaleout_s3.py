@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Two loftd nodes on one PostgreSQL with [store] blobs = s3
+(docs/scale-out.md): a private S3 server (s3rver) behind a checking and
+fault-injecting proxy
+(tests/lib/s3env.py).
+
+- Every request's AWS Signature V4 and Content-MD5 are checked by the
+  proxy (s3rver checks neither).
+- APPEND on node A, FETCH BODY[] on node B: the same bytes; LMTP on B,
+  read on A; loftctl check finds every object intact.
+- S3 answering 503 SlowDown twice: the APPEND still succeeds (retried).
+- S3 refusing (403 AccessDenied): APPEND gets NO [UNAVAILABLE], LMTP
+  451 4.x, and nothing is half written (the mailbox is as before).
+- S3 answering 500 to every read: FETCH BODY[] gets NO [UNAVAILABLE]
+  (never wrong bytes); once it answers again, the same FETCH works.
+- S3 not answering at all: a FETCH BODY[] waits (up to [s3] timeout)
+  while another session's FETCH FLAGS and SEARCH on the same mailbox
+  answer at once: a slow S3 stalls only what needs the bytes.
+Skipped (77) without PostgreSQL 15 or s3rver (make npm)."""
+
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+from imapconv import Conv
+from loftenv import Loft, Results, SLOW
+from pgenv import Postgres
+from s3env import S3
+
+USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
+r = Results()
+
+
+def msg(n, size=0):
+    filler = ''.join('line %d of message %d\r\n' % (i, n)
+                     for i in range(size // 24))
+    return 'Subject: s3 %d\r\n\r\nbody %d\r\n%s' % (n, n, filler)
+
+
+def append(conv, m, tagged='OK', name=None):
+    return conv.run('APPEND INBOX {%d+}\r\n%s' % (len(m), m), tagged,
+                    name=name)
+
+
+def fetch_body(conv, uid, tagged='OK', name=None, timeout=None):
+    lines, t = conv.run('UID FETCH %d BODY.PEEK[]' % uid, tagged, name=name,
+                        timeout=timeout)
+    for l in lines:
+        m = re.search(r'BODY\[\] \{(\d+)\}\r\n', l)
+        if m:
+            start = m.end()
+            return l[start:start + int(m.group(1))], t
+    return None, t
+
+
+def messages(conv):
+    lines, _ = conv.run('STATUS INBOX (MESSAGES)', 'OK')
+    for l in lines:
+        m = re.search(r'MESSAGES (\d+)', l)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def main():
+    if not Postgres.available():
+        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+        return 77
+    if not S3.available():
+        print('0 passed, 0 failed (skipped: no node or s3rver: make npm)')
+        return 77
+    pg = Postgres()
+    s3 = None
+    spool = tempfile.mkdtemp(prefix='loft-spool-')
+    try:
+        s3 = S3()
+        store = {'backend': 'postgres', 'postgres': pg.new_database(),
+                 'blobs': 's3', 'blob_dir': spool}
+        s3cfg = {'endpoint': s3.endpoint, 'bucket': 'loft-mail',
+                 'access_key': s3.access_key,
+                 'secret_key_file': s3.secret_file, 'timeout': '3s'}
+        extra = {'store': store, 's3': s3cfg}
+        with Loft(extra=extra) as na, Loft(extra=extra) as nb:
+            run(na, nb, s3)
+    finally:
+        if s3 is not None:
+            s3.close()
+        pg.close()
+        shutil.rmtree(spool, True)
+    return r.finish()
+
+
+def run(na, nb, s3):
+    a = Conv(na.raw('imap'), r)
+    b = Conv(nb.raw('imap'), r)
+    a.login(USER, PW)
+    b.login(USER, PW)
+    a.run('SELECT INBOX', 'OK')
+
+    # ---- the bytes through both nodes ----------------------------------
+    m1 = msg(1, 200000)
+    _, t = append(a, m1, name='APPEND on A (200 kB, blobs = s3)')
+    uid1 = int(re.search(r'APPENDUID \d+ (\d+)', t or '').group(1)) \
+        if t and 'APPENDUID' in t else 1
+    got, _ = fetch_body(b, uid1, name='FETCH BODY[] on B')
+    r.check('node B reads the bytes node A stored', got == m1,
+            (len(got or ''), len(m1)))
+    r.check('the body went to S3 (a PUT, named by its SHA-256)',
+            len(s3.objects('loft-mail')) == 1 and
+            re.fullmatch(r'[0-9a-f]{64}', s3.objects('loft-mail')[0])
+            is not None, s3.objects('loft-mail'))
+    lm = nb.lmtp()
+    lm.ehlo('client.example.test')
+    m2 = msg(2)
+    code = lm.sendmail('x@example.net', [USER], m2.encode())
+    lm.quit()
+    r.check('LMTP on B accepted', code in ({}, None) or not code, code)
+    a.run('NOOP', 'OK')
+    got, _ = fetch_body(a, uid1 + 1, name='FETCH BODY[] on A of the LMTP one')
+    r.check('node A reads what LMTP on B stored',
+            got is not None and got.endswith(m2.split('\r\n\r\n', 1)[1]),
+            got)
+    rc, out, err = na.loftctl('check', USER)
+    r.check('loftctl check: every object intact', rc == 0, (rc, out, err))
+
+    # ---- 503 SlowDown twice: retried -----------------------------------
+    before = s3.requests.get('PUT', 0)
+    s3.fail(2, 503, 'SlowDown')
+    _, t = append(a, msg(3), name='APPEND through two 503 SlowDown')
+    r.check('the PUT was tried three times',
+            s3.requests.get('PUT', 0) - before == 3,
+            s3.requests.get('PUT', 0) - before)
+    n_before = messages(a)
+
+    # ---- 403: refused, nothing half written ------------------------------
+    s3.fail(1000, 403, 'AccessDenied')
+    append(a, msg(4), tagged=r'NO \[UNAVAILABLE\]',
+           name='APPEND while S3 refuses: NO [UNAVAILABLE]')
+    lm = nb.lmtp()
+    lm.ehlo('client.example.test')
+    try:
+        lm.sendmail('x@example.net', [USER], msg(5).encode())
+        refused = None
+    except Exception as e:       # smtplib: every recipient refused
+        refused = str(e)
+    try:
+        lm.quit()
+    except Exception:
+        pass
+    r.check('LMTP while S3 refuses: 451 4.x', refused is not None and
+            re.search(r"451|4\.\d\.\d", refused) is not None, refused)
+    s3.clear()
+    r.check('nothing half written: the mailbox is as before',
+            messages(a) == n_before, (messages(a), n_before))
+    append(a, msg(6), name='APPEND once S3 answers again')
+
+    # ---- 500 on every read: NO, never wrong bytes -----------------------
+    s3.fail(1000, 500, 'InternalError')
+    got, t = fetch_body(b, uid1, tagged=r'NO \[UNAVAILABLE\]',
+                        name='FETCH BODY[] while S3 fails: NO [UNAVAILABLE]',
+                        timeout=30 * SLOW)
+    s3.clear()
+    got, _ = fetch_body(b, uid1, name='FETCH BODY[] once S3 answers again')
+    r.check('... the same bytes', got == m1)
+
+    # ---- S3 silent: only what needs the bytes waits ---------------------
+    s3.hang(1, seconds=10)
+    c = Conv(na.raw('imap'), r)
+    c.login(USER, PW)
+    c.run('SELECT INBOX', 'OK')
+    slow = {}
+
+    def slow_fetch():
+        t0 = time.monotonic()
+        fetch_body(c, uid1, tagged=r'(OK|NO)', name='FETCH BODY[] while S3'
+                   ' is silent (answered within [s3] timeout)',
+                   timeout=60 * SLOW)
+        slow['t'] = time.monotonic() - t0
+    th = threading.Thread(target=slow_fetch)
+    th.start()
+    # wait until the proxy holds the request (a condition, not a guess)
+    deadline = time.monotonic() + 30 * SLOW
+    while s3.requests.get('GET', 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gets = s3.requests.get('GET', 0)
+    t0 = time.monotonic()
+    a.run('UID FETCH 1:* (FLAGS)', 'OK', name='FETCH FLAGS meanwhile')
+    a.run('UID SEARCH BODY "message 1"', 'OK', name='SEARCH BODY meanwhile')
+    quick = time.monotonic() - t0
+    th.join(90 * SLOW)
+    r.check('FETCH FLAGS and SEARCH did not wait for S3',
+            'GET' in s3.requests and quick < slow.get('t', 99),
+            (quick, slow, gets))
+    c.close()
+    a.close()
+    b.close()
+    r.check('every request signed as AWS Signature V4 says, every'
+            ' Content-MD5 right (the proxy\'s checks)', not s3.refused,
+            s3.refused[:5])
+
+
+if __name__ == '__main__':
+    sys.exit(main())
