@@ -100,12 +100,14 @@ def run(na, nb, s3):
     a.login(USER, PW)
     b.login(USER, PW)
     a.run('SELECT INBOX', 'OK')
+    b.run('SELECT INBOX', 'OK')
 
     # ---- the bytes through both nodes ----------------------------------
     m1 = msg(1, 200000)
     _, t = append(a, m1, name='APPEND on A (200 kB, blobs = s3)')
     uid1 = int(re.search(r'APPENDUID \d+ (\d+)', t or '').group(1)) \
         if t and 'APPENDUID' in t else 1
+    b.run('NOOP', 'OK')
     got, _ = fetch_body(b, uid1, name='FETCH BODY[] on B')
     r.check('node B reads the bytes node A stored', got == m1,
             (len(got or ''), len(m1)))
