@@ -24,7 +24,7 @@
 
 void jmap_blob_id_email(struct jmap_req *req, int64_t email, char out[32])
 {
-	store_objectid_format(out, 'B', req->who->user_id, email);
+	store_objectid_format(out, 'B', req->account, email);
 }
 
 /* Splits "<K><user>-<n>[-<path>]" into the object id and the path. */

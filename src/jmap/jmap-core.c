@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "config.h"
 #include "log.h"
@@ -271,30 +272,141 @@ void jmap_account_id(int64_t user_id, char out[32])
 	snprintf(out, 32, "A%llx", (unsigned long long)user_id);
 }
 
+bool jmap_account_parse(const char *s, int64_t *id_r)
+{
+	if (s == NULL || s[0] != 'A' || s[1] == '\0' || s[1] == '0' ||
+	    strlen(s) > 17)
+		return false;
+	char *end;
+	unsigned long long v = strtoull(s + 1, &end, 16);
+	if (*end != '\0' || v == 0 || v > INT64_MAX)
+		return false;
+	*id_r = (int64_t)v;
+	return true;
+}
+
+/* Rights that change something: an account where the caller holds none
+ * of them on any mailbox is read-only (RFC 8620 2 isReadOnly). */
+#define WRITE_RIGHTS                                                     \
+	(STORE_RIGHT_SEEN | STORE_RIGHT_WRITE | STORE_RIGHT_INSERT |     \
+	 STORE_RIGHT_CREATE | STORE_RIGHT_DELETE | STORE_RIGHT_DELETED |  \
+	 STORE_RIGHT_EXPUNGE)
+
+int jmap_account_open(struct jmap *j, const struct jmap_caller *who,
+		      int64_t owner_id, struct store_user **user_r,
+		      bool *read_only_r, char *name_r, size_t name_size)
+{
+	struct store_error err;
+	*user_r = NULL;
+	if (read_only_r != NULL)
+		*read_only_r = false;
+	if (j->store == NULL)
+		return -1;
+	if (owner_id == who->user_id) {
+		if (name_r != NULL)
+			snprintf(name_r, name_size, "%s", who->address);
+		return store_user_open(j->store, owner_id, user_r, &err);
+	}
+	/* another account: a viewer's handle (the IMAP side's, with the
+	 * same rights checks in the store) showing at least one mailbox */
+	struct auth_user owner;
+	if (j->auth == NULL || auth_lookup_id(j->auth, owner_id, &owner) != 1 ||
+	    owner.disabled ||
+	    auth_viewer_open(j->auth, j->store, who->user_id, who->address,
+			     owner.id, owner.address, j->set.cross_domain,
+			     user_r, &err) < 0) {
+		*user_r = NULL;
+		return -1;
+	}
+	struct store_jmap_mailbox *list;
+	size_t n;
+	if (store_jmap_mailboxes(*user_r, &list, &n, &err) < 0 || n == 0) {
+		if (err.kind == STORE_ERR_NONE)
+			store_jmap_mailboxes_free(list, n);
+		store_user_unref(user_r);
+		return -1;
+	}
+	unsigned any = 0;
+	for (size_t i = 0; i < n; i++)
+		any |= list[i].rights;
+	store_jmap_mailboxes_free(list, n);
+	if (read_only_r != NULL)
+		*read_only_r = (any & WRITE_RIGHTS) == 0;
+	if (name_r != NULL)
+		snprintf(name_r, name_size, "%s", owner.address);
+	return 0;
+}
+
+int jmap_shared_accounts(struct jmap *j, const struct jmap_caller *who,
+			 int64_t **ids_r, size_t *count_r)
+{
+	*ids_r = NULL;
+	*count_r = 0;
+	if (j->auth == NULL || j->store == NULL)
+		return 0;
+	/* the reverse index names every owner who granted the caller (or a
+	 * group of theirs, anyone, authenticated) something: a superset,
+	 * each checked when opened */
+	int64_t *ids;
+	size_t n;
+	if (auth_acl_owners(j->auth, who->user_id, &ids, &n) < 0)
+		return -1;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] != who->user_id)
+			ids[k++] = ids[i];
+	*ids_r = ids;
+	*count_r = k;
+	return 0;
+}
+
+json_t *jmap_account_own(struct jmap_req *req)
+{
+	if (req->user != NULL && req->account == req->who->user_id)
+		return NULL;
+	store_user_unref(&req->user);
+	req->account = 0;
+	struct store_error err;
+	if (req->j->store == NULL ||
+	    store_user_open(req->j->store, req->who->user_id, &req->user,
+			    &err) < 0)
+		return jmap_error("serverFail", NULL);
+	req->account = req->who->user_id;
+	req->read_only = false;
+	return NULL;
+}
+
 json_t *jmap_account(struct jmap_req *req, json_t *args, bool write)
 {
-	(void)write;
 	json_t *v = json_object_get(args, "accountId");
-	char own[32];
-	jmap_account_id(req->who->user_id, own);
-	/* RFC 8620 5.1: accountId defaults to nothing; clients send it.
-	 * Shared accounts (another user's, with rights) come here. */
+	/* RFC 8620 5.1: accountId defaults to nothing; clients send it */
 	if (v == NULL || json_is_null(v))
 		return jmap_error("invalidArguments", "accountId is required");
 	if (!json_is_string(v))
 		return jmap_error("invalidArguments", "accountId is not a string");
-	if (strcmp(json_string_value(v), own) != 0)
+	int64_t id;
+	if (!jmap_account_parse(json_string_value(v), &id))
 		return jmap_error("accountNotFound", NULL);
-	if (req->user == NULL) {
-		struct store_error err;
-		if (req->j->store == NULL ||
-		    store_user_open(req->j->store, req->who->user_id,
-				    &req->user, &err) < 0)
-			return req->j->store == NULL
-				       ? jmap_error("serverFail", "no store")
-				       : jmap_store_error(req, &err);
-		jmap_push_user_seen(req);
+	bool own = id == req->who->user_id;
+	if (req->user == NULL || req->account != id) {
+		store_user_unref(&req->user);
+		req->account = 0;
+		if (req->j->store == NULL)
+			return jmap_error("serverFail", "no store");
+		if (jmap_account_open(req->j, req->who, id, &req->user,
+				      &req->read_only, NULL, 0) < 0)
+			return own ? jmap_error("serverFail", NULL)
+				   : jmap_error("accountNotFound", NULL);
+		req->account = id;
+		if (own)
+			jmap_push_user_seen(req);
 	}
+	/* another account (shared mailboxes): its mail only (RFC 8620
+	 * 3.6.2), and nothing changed where no right allows it */
+	if (!own && (req->method == NULL || req->method->cap != JMAP_C_MAIL))
+		return jmap_error("accountNotSupportedByMethod", NULL);
+	if (!own && write && req->read_only)
+		return jmap_error("accountReadOnly", NULL);
 	return NULL;
 }
 
@@ -367,11 +479,15 @@ void jmap_add_created(struct jmap_req *req, const char *creation_id,
 
 void jmap_state_format(const struct store_jmap_cursor *c, char out[48])
 {
+	int n;
 	if (c->id != 0)
-		snprintf(out, 48, "%llu.%lld", (unsigned long long)c->modseq,
-			 (long long)c->id);
+		n = snprintf(out, 48, "%llu.%lld", (unsigned long long)c->modseq,
+			     (long long)c->id);
 	else
-		snprintf(out, 48, "%llu", (unsigned long long)c->modseq);
+		n = snprintf(out, 48, "%llu", (unsigned long long)c->modseq);
+	/* another account's: the rights it was taken under */
+	if (c->scope != 0 && n > 0 && n < 38)
+		snprintf(out + n, (size_t)(48 - n), "r%x", (unsigned)c->scope);
 }
 
 static bool digits(const char *s, size_t len, uint64_t *v_r)
@@ -392,15 +508,28 @@ bool jmap_state_parse(const char *s, struct store_jmap_cursor *c_r)
 {
 	if (s == NULL)
 		return false;
-	const char *dot = strchr(s, '.');
+	/* "<modseq>[.<id>][r<scope hex>]" */
+	const char *r = strchr(s, 'r');
+	size_t len = r ? (size_t)(r - s) : strlen(s);
+	uint64_t scope = 0;
+	if (r != NULL) {
+		char *end;
+		if (r[1] == '\0' || r[1] == '0' || strlen(r + 1) > 8)
+			return false;
+		scope = strtoull(r + 1, &end, 16);
+		if (*end != '\0' || scope == 0)
+			return false;
+	}
+	const char *dot = memchr(s, '.', len);
 	uint64_t m, id = 0;
-	if (!digits(s, dot ? (size_t)(dot - s) : strlen(s), &m))
+	if (!digits(s, dot ? (size_t)(dot - s) : len, &m))
 		return false;
-	if (dot != NULL && (!digits(dot + 1, strlen(dot + 1), &id) ||
+	if (dot != NULL && (!digits(dot + 1, len - (size_t)(dot + 1 - s), &id) ||
 			    id == 0 || id > INT64_MAX))
 		return false;
 	c_r->modseq = m;
 	c_r->id = (int64_t)id;
+	c_r->scope = (uint32_t)scope;
 	return true;
 }
 
@@ -865,7 +994,9 @@ static void run_call(struct jmap_req *req, json_t *call)
 		err = jmap_error("unknownMethod", "%s", name);
 	if (err == NULL) {
 		size_t before = json_array_size(req->responses);
+		req->method = m;
 		err = m->fn(req, args);
+		req->method = NULL;
 		if (err == NULL && json_array_size(req->responses) == before)
 			err = jmap_error("serverFail", "no response");
 	}
@@ -1063,6 +1194,31 @@ unsigned jmap_session(struct jmap *j, const struct jmap_caller *who,
 				     who->address, "isPersonal", 1,
 				     "isReadOnly", 0, "accountCapabilities",
 				     acaps);
+	/* other accounts whose mail the caller may read (shared mailboxes):
+	 * their mail only */
+	int64_t *shared = NULL;
+	size_t nshared = 0;
+	jmap_shared_accounts(j, who, &shared, &nshared);
+	for (size_t i = 0; i < nshared; i++) {
+		struct store_user *su2;
+		bool ro;
+		char name[320];
+		if (jmap_account_open(j, who, shared[i], &su2, &ro, name,
+				      sizeof(name)) < 0)
+			continue;
+		store_user_unref(&su2);
+		char sacc[32];
+		jmap_account_id(shared[i], sacc);
+		json_t *mc = mail_capability(j);
+		json_object_set_new(mc, "mayCreateTopLevelMailbox",
+				    json_false());
+		json_object_set_new(
+			accounts, sacc,
+			json_pack("{s:s,s:b,s:b,s:{s:o}}", "name", name,
+				  "isPersonal", 0, "isReadOnly", ro,
+				  "accountCapabilities", JMAP_CAP_MAIL, mc));
+	}
+	free(shared);
 	/* the session state changes when what this object says changes */
 	char *text = json_dumps(accounts, JSON_COMPACT | JSON_SORT_KEYS);
 	char *ctext = json_dumps(caps_j, JSON_COMPACT | JSON_SORT_KEYS);

@@ -1323,21 +1323,211 @@ json_t *jmap_email_import(struct jmap_req *req, json_t *args)
 
 /* ---- Email/copy ---------------------------------------------------------- */
 
-/* RFC 8621 4.7: between two accounts. Today the caller reaches only its
- * own account, and a copy within one account is an Email/set update. */
+/* RFC 8621 4.7: between two accounts the caller reaches (its own and
+ * those whose mail is shared with it): each Email's bytes read through
+ * the source account's handle (r), created through the destination's
+ * (i, in the store's checks). receivedAt and keywords default to the
+ * original's, as the caller sees it. */
+static json_t *keywords_of(const struct store_email *e)
+{
+	json_t *o = json_object();
+	static const struct {
+		unsigned bit;
+		const char *kw;
+	} sys[] = {{STORE_FLAG_SEEN, "$seen"}, {STORE_FLAG_FLAGGED, "$flagged"},
+		   {STORE_FLAG_ANSWERED, "$answered"},
+		   {STORE_FLAG_DRAFT, "$draft"}};
+	for (size_t i = 0; i < sizeof(sys) / sizeof(*sys); i++)
+		if (e->flags & sys[i].bit)
+			json_object_set_new(o, sys[i].kw, json_true());
+	for (size_t i = 0; i < e->keyword_count; i++)
+		json_object_set_new(o, e->keywords[i], json_true());
+	return o;
+}
+
+static void src_state(struct store_user *u, char out[48])
+{
+	struct store_jmap_cursor c[STORE_JMAP_KINDS];
+	struct store_error err;
+	if (store_jmap_states(u, c, &err) < 0)
+		memset(c, 0, sizeof(c));
+	jmap_state_format(&c[STORE_JMAP_EMAIL], out);
+}
+
 json_t *jmap_email_copy(struct jmap_req *req, json_t *args)
 {
 	json_t *from = json_object_get(args, "fromAccountId");
-	char own[32];
-	jmap_account_id(req->who->user_id, own);
+	int64_t src_id;
 	if (!json_is_string(from))
 		return jmap_error("invalidArguments", "fromAccountId");
 	json_t *e = jmap_account(req, args, true);
 	if (e != NULL)
 		return e;
-	if (strcmp(json_string_value(from), own) != 0)
+	if (!jmap_account_parse(json_string_value(from), &src_id))
 		return jmap_error("fromAccountNotFound", NULL);
-	return jmap_error("invalidArguments",
-			  "fromAccountId and accountId must differ (RFC 8620"
-			  " 5.4); within one account, use Email/set");
+	if (src_id == req->account)
+		return jmap_error("invalidArguments",
+				  "fromAccountId and accountId must differ (RFC"
+				  " 8620 5.4); within one account, use Email/set");
+	json_t *create = json_object_get(args, "create");
+	bool destroy_orig = false;
+	if (!json_is_object(create) ||
+	    !jmap_arg_bool(args, "onSuccessDestroyOriginal", false,
+			   &destroy_orig, &e))
+		return e != NULL ? e : jmap_error("invalidArguments", "create");
+	if (json_object_size(create) > req->j->set.max_objects_in_set)
+		return jmap_error("requestTooLarge", NULL);
+	struct store_user *src;
+	bool src_ro;
+	if (jmap_account_open(req->j, req->who, src_id, &src, &src_ro, NULL,
+			      0) < 0)
+		return jmap_error("fromAccountNotFound", NULL);
+	json_t *old = jmap_state_json(req, STORE_JMAP_EMAIL);
+	json_t *ifin = json_object_get(args, "ifInState");
+	if (old == NULL) {
+		store_user_unref(&src);
+		return jmap_error("serverFail", NULL);
+	}
+	if (ifin != NULL && !json_is_null(ifin) && !json_equal(ifin, old)) {
+		store_user_unref(&src);
+		json_decref(old);
+		return jmap_error("stateMismatch", NULL);
+	}
+	struct jmap_mailboxes mbs;
+	struct store_error err;
+	if (jmap_mailboxes_load(req, &mbs, &err) < 0) {
+		store_user_unref(&src);
+		json_decref(old);
+		return jmap_store_error(req, &err);
+	}
+	json_t *created = json_object(), *not_created = json_object();
+	struct store_email_tx *tx;
+	store_email_tx_begin(req->user, &tx);
+	const char **cids = xcalloc(json_object_size(create) + 1,
+				    sizeof(char *));
+	int64_t *origs = xcalloc(json_object_size(create) + 1,
+				 sizeof(int64_t));
+	const char **srcs = xcalloc(json_object_size(create) + 1,
+				    sizeof(char *));
+	const char **dsrc = xcalloc(json_object_size(create) + 1,
+				    sizeof(char *));
+	size_t n = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(create, k, v) {
+		const char *sid = json_string_value(json_object_get(v, "id"));
+		int64_t orig = 0;
+		json_t *se = NULL;
+		struct store_email *se_get = NULL;
+		struct store_blob blob = {0};
+		if (!json_is_object(v) || sid == NULL) {
+			se = jmap_set_error_props("invalidProperties", NULL,
+						  "id");
+		} else if (!store_objectid_parse(sid, 'M', src_id, &orig) ||
+			   store_email_get(src, &orig, 1, &se_get, &err) < 0 ||
+			   se_get[0].id == 0 ||
+			   store_email_open(src, orig, &blob, &err) < 0) {
+			se = jmap_set_error("notFound", NULL);
+		} else {
+			json_t *obj = json_deep_copy(v);
+			json_object_del(obj, "id");
+			if (json_object_get(obj, "keywords") == NULL)
+				json_object_set_new(obj, "keywords",
+						    keywords_of(&se_get[0]));
+			if (json_object_get(obj, "receivedAt") == NULL) {
+				char d[32];
+				jmap_utcdate(se_get[0].received, d);
+				json_object_set_new(obj, "receivedAt",
+						    json_string(d));
+			}
+			se = tx_create(req, tx, &mbs, obj, blob.data, blob.len);
+			json_decref(obj);
+		}
+		if (blob.priv != NULL)
+			store_blob_close(&blob);
+		store_email_free(se_get, se_get != NULL ? 1 : 0);
+		if (se != NULL) {
+			json_object_set_new(not_created, k, se);
+			continue;
+		}
+		origs[n] = orig;
+		srcs[n] = sid;
+		cids[n++] = k;
+	}
+	struct store_email_result *res = NULL;
+	size_t nres = 0;
+	int r = store_email_tx_commit(&tx, &res, &nres, &err);
+	struct store_email_tx *dtx = NULL;
+	if (destroy_orig)
+		store_email_tx_begin(src, &dtx);
+	size_t ndestroy = 0;
+	for (size_t i = 0; i < nres && i < n; i++) {
+		if (res[i].err.kind == STORE_ERR_NONE && r == 0) {
+			json_t *cj = created_json(req, &res[i]);
+			json_object_set_new(created, cids[i], cj);
+			jmap_add_created(req, cids[i],
+					 json_string_value(json_object_get(cj, "id")));
+			if (dtx != NULL) {
+				store_email_tx_destroy(dtx, origs[i]);
+				dsrc[ndestroy++] = srcs[i];
+			}
+		} else {
+			json_object_set_new(not_created, cids[i],
+					    jmap_set_error_store(&res[i].err));
+		}
+	}
+	free(res);
+	free(cids);
+	free(origs);
+	free(srcs);
+	jmap_mailboxes_free(&mbs);
+	json_t *out = json_pack("{s:O,s:O,s:o,s:o,s:o,s:o}", "fromAccountId",
+				from, "accountId",
+				json_object_get(args, "accountId"), "oldState",
+				old, "newState",
+				jmap_state_json(req, STORE_JMAP_EMAIL), "created",
+				json_object_size(created)
+					? created
+					: (json_decref(created), json_null()),
+				"notCreated",
+				json_object_size(not_created)
+					? not_created
+					: (json_decref(not_created), json_null()));
+	jmap_reply(req, "Email/copy", out);
+	/* RFC 8621 4.7: then an implicit Email/set destroying the originals
+	 * in the source account */
+	if (dtx != NULL) {
+		char s0[48], s1[48];
+		src_state(src, s0);
+		struct store_email_result *dres = NULL;
+		size_t nd = 0;
+		int dr = 0;
+		if (ndestroy > 0)
+			dr = store_email_tx_commit(&dtx, &dres, &nd, &err);
+		else
+			store_email_tx_abort(&dtx);
+		src_state(src, s1);
+		json_t *destroyed = json_array(), *not_destroyed = json_object();
+		for (size_t i = 0; i < nd && i < ndestroy; i++) {
+			if (dres[i].err.kind == STORE_ERR_NONE && dr == 0)
+				json_array_append_new(destroyed,
+						      json_string(dsrc[i]));
+			else
+				json_object_set_new(not_destroyed, dsrc[i],
+						    jmap_set_error_store(
+							    &dres[i].err));
+		}
+		free(dres);
+		jmap_reply(req, "Email/set",
+			   json_pack("{s:O,s:s,s:s,s:o,s:o}", "accountId", from,
+				     "oldState", s0, "newState", s1,
+				     "destroyed", destroyed, "notDestroyed",
+				     json_object_size(not_destroyed)
+					     ? not_destroyed
+					     : (json_decref(not_destroyed),
+						json_null())));
+	}
+	free(dsrc);
+	store_user_unref(&src);
+	return NULL;
 }

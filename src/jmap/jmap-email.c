@@ -18,22 +18,22 @@
 
 void jmap_email_id(struct jmap_req *req, int64_t n, char out[32])
 {
-	store_objectid_format(out, 'M', req->who->user_id, n);
+	store_objectid_format(out, 'M', req->account, n);
 }
 
 bool jmap_email_id_parse(struct jmap_req *req, const char *s, int64_t *n_r)
 {
-	return store_objectid_parse(s, 'M', req->who->user_id, n_r);
+	return store_objectid_parse(s, 'M', req->account, n_r);
 }
 
 void jmap_thread_id(struct jmap_req *req, int64_t n, char out[32])
 {
-	store_objectid_format(out, 'T', req->who->user_id, n);
+	store_objectid_format(out, 'T', req->account, n);
 }
 
 bool jmap_thread_id_parse(struct jmap_req *req, const char *s, int64_t *n_r)
 {
-	return store_objectid_parse(s, 'T', req->who->user_id, n_r);
+	return store_objectid_parse(s, 'T', req->account, n_r);
 }
 
 static const char *const email_props[] = {

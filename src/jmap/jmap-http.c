@@ -167,23 +167,34 @@ struct up_req {
 	bool slot;
 };
 
-/* The account in a path after prefix, up to the next "/": only the
- * caller's own. */
-static bool path_account(struct http_request *req, const char *prefix,
-			 const char **rest_r)
+/* The account in a path after prefix, up to the next "/" (*id_r): the
+ * caller's own, or with others true any account id (the caller's
+ * access to it is checked when it is opened). */
+static bool path_account_id(struct http_request *req, const char *prefix,
+			    bool others, int64_t *id_r, const char **rest_r)
 {
 	const struct auth_user *u = http_request_account(req);
 	const char *p = http_request_path(req) + strlen(prefix);
 	const char *slash = strchr(p, '/');
-	char own[32];
 	if (u == NULL)
 		return false;
-	jmap_account_id(u->id, own);
 	size_t len = slash ? (size_t)(slash - p) : strlen(p);
-	if (len != strlen(own) || strncmp(p, own, len) != 0)
+	char acc[32];
+	if (len == 0 || len >= sizeof(acc))
+		return false;
+	memcpy(acc, p, len);
+	acc[len] = '\0';
+	if (!jmap_account_parse(acc, id_r) || (!others && *id_r != u->id))
 		return false;
 	*rest_r = slash ? slash + 1 : "";
 	return true;
+}
+
+static bool path_account(struct http_request *req, const char *prefix,
+			 const char **rest_r)
+{
+	int64_t id;
+	return path_account_id(req, prefix, false, &id, rest_r);
 }
 
 static int up_begin(struct http_request *req, struct http_response *resp,
@@ -291,7 +302,8 @@ static void download(struct http_request *req, struct http_response *resp,
 {
 	struct jmap *j = ctx;
 	const char *rest;
-	if (!path_account(req, "/jmap/download/", &rest)) {
+	int64_t account;
+	if (!path_account_id(req, "/jmap/download/", true, &account, &rest)) {
 		http_response_error(resp, 404, "No such account or blob.");
 		return;
 	}
@@ -307,8 +319,9 @@ static void download(struct http_request *req, struct http_response *resp,
 	struct store_user *user = NULL;
 	struct jmap_blob b;
 	struct store_error err;
+	struct jmap_caller who = {u->id, u->address};
 	if (name == NULL || !jmap_id_valid(blob_id) ||
-	    store_user_open(j->store, u->id, &user, &err) < 0 ||
+	    jmap_account_open(j, &who, account, &user, NULL, NULL, 0) < 0 ||
 	    jmap_blob_open(j, user, blob_id, &b, &err) < 0) {
 		http_response_error(resp, 404, "No such blob.");
 		goto out;

@@ -114,12 +114,19 @@ static json_t *my_rights(const struct store_jmap_mailbox *x)
 {
 	bool inbox = strcmp(x->info.name, "INBOX") == 0;
 	bool sel = !x->info.noselect;
+	unsigned r = x->rights;    /* every right in the caller's own */
+	bool remove = (r & STORE_RIGHT_DELETED) && (r & STORE_RIGHT_EXPUNGE);
 	return json_pack("{s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b,s:b}",
-			 "mayReadItems", sel, "mayAddItems", sel,
-			 "mayRemoveItems", sel, "maySetSeen", sel,
-			 "maySetKeywords", sel, "mayCreateChild", 1,
-			 "mayRename", !inbox, "mayDelete", !inbox,
-			 "maySubmit", sel, "mayShare", 1);
+			 "mayReadItems", sel && (r & STORE_RIGHT_READ),
+			 "mayAddItems", sel && (r & STORE_RIGHT_INSERT),
+			 "mayRemoveItems", sel && remove,
+			 "maySetSeen", sel && (r & STORE_RIGHT_SEEN),
+			 "maySetKeywords", sel && (r & STORE_RIGHT_WRITE),
+			 "mayCreateChild", (r & STORE_RIGHT_CREATE) != 0,
+			 "mayRename", !inbox && (r & STORE_RIGHT_DELETE),
+			 "mayDelete", !inbox && (r & STORE_RIGHT_DELETE),
+			 "maySubmit", sel && (r & STORE_RIGHT_POST),
+			 "mayShare", (r & STORE_RIGHT_ADMIN) != 0);
 }
 
 static json_t *mailbox_json(const struct jmap_mailboxes *m,

@@ -69,7 +69,14 @@ struct jmap_req {
 	json_t *responses;           /* methodResponses so far */
 	json_t *created_ids;         /* creation id -> id, the whole request */
 	const char *call_id;         /* of the method running */
-	struct store_user *user;     /* the caller's account, opened lazily */
+	const struct jmap_method *method;   /* the method running */
+	/* the account of the method running, opened lazily: the caller's
+	 * own, or another's mail through a viewer's handle (shared
+	 * mailboxes); account is its owner's id (ids of Emails, Threads,
+	 * blobs are that account's) */
+	struct store_user *user;
+	int64_t account;
+	bool read_only;              /* another's with no right to change */
 };
 
 /* A method: fills its response(s) with jmap_reply, or returns an error
@@ -112,6 +119,21 @@ json_t *jmap_set_error_store(const struct store_error *err);
  * rights check below the methods: shared accounts come here. */
 json_t *jmap_account(struct jmap_req *req, json_t *args, bool write);
 void jmap_account_id(int64_t user_id, char out[32]);
+bool jmap_account_parse(const char *s, int64_t *id_r);
+/* The caller's own account as req->user (methods with no accountId). */
+json_t *jmap_account_own(struct jmap_req *req);
+/* The mail of owner_id as who may reach it: who's own, or another
+ * account showing who at least one mailbox (a viewer's handle from
+ * auth_viewer_open, every call checked by the store). *read_only_r:
+ * no right to change anything there; name_r: the owner's address. -1:
+ * no such account for who (accountNotFound). */
+int jmap_account_open(struct jmap *j, const struct jmap_caller *who,
+		      int64_t owner_id, struct store_user **user_r,
+		      bool *read_only_r, char *name_r, size_t name_size);
+/* The other accounts whose mail who may read (RFC 8620 2 accounts with
+ * isPersonal false): owners' ids, ascending (caller frees). */
+int jmap_shared_accounts(struct jmap *j, const struct jmap_caller *who,
+			 int64_t **ids_r, size_t *count_r);
 
 /* Resolves "#creationId" through created_ids; other ids as they are.
  * NULL when a creation id is unknown. */

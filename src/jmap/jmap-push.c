@@ -72,9 +72,25 @@ struct psub {                     /* a verified PushSubscription */
 	struct psub *next;
 };
 
+/* Another account whose mail the user reads (shared mailboxes): its
+ * changes are pushed under its accountId, as the user's viewer handle
+ * sees its states (the viewer's rights and own \Seen in them). */
+struct pwatch {
+	struct puser *u;
+	int64_t owner;
+	struct store_subscription *sub;
+	bool dirty, known, gone;
+	uint64_t delivery;          /* the owner's last APPEND */
+	char last[P_TYPES][48];     /* the states last pushed */
+	struct pwatch *next;
+};
+
 struct puser {
 	struct jmap_push *p;
 	int64_t user_id;
+	char address[320];          /* for the viewer's handles */
+	struct pwatch *watches;
+	bool watches_loaded, rescan;
 	struct store_subscription *sub;
 	struct pstream *streams;
 	struct psub *subs;
@@ -103,6 +119,9 @@ struct jmap_push {
 	pthread_cond_t work_cond;
 	int64_t *checked;           /* users whose subscriptions were read */
 	size_t nchecked;            /* (sorted ids) */
+	/* every account's ACL changes: a grant may show someone a new
+	 * account (store.h STORE_HUB_ACL) */
+	struct store_subscription *acl_sub;
 };
 
 /* Under p->mu: where id is or would go in p->checked. */
@@ -138,6 +157,41 @@ static void hub_cb(void *ctx, const struct store_change *ch)
 	u->dirty = true;
 	if (ch->kind == STORE_CHANGE_APPEND && ch->modseq > u->delivery)
 		u->delivery = ch->modseq;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* An ACL changed somewhere: users with streams look again at the
+ * accounts they may read (a grant shows a new one at once). */
+static void acl_cb(void *ctx, const struct store_change *ch)
+{
+	struct jmap_push *p = ctx;
+	if (ch->kind != STORE_CHANGE_ACL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	for (struct puser *u = p->users; u != NULL; u = u->next) {
+		if (u->streams == NULL || u->user_id == ch->user_id)
+			continue;
+		u->rescan = true;
+		if (!u->dirty)
+			u->change_ns = metrics_now_ns();
+		u->dirty = true;
+	}
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void watch_cb(void *ctx, const struct store_change *ch)
+{
+	struct pwatch *w = ctx;
+	struct jmap_push *p = w->u->p;
+	pthread_mutex_lock(&p->mu);
+	if (!w->u->dirty)
+		w->u->change_ns = metrics_now_ns();
+	w->dirty = true;
+	w->u->dirty = true;
+	if (ch->kind == STORE_CHANGE_APPEND && ch->modseq > w->delivery)
+		w->delivery = ch->modseq;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->mu);
 }
@@ -296,6 +350,211 @@ static void push_user(struct jmap_push *p, int64_t user_id,
 			"proto=\"jmap\"", NULL, 0), change_ns);
 }
 
+/* ---- other accounts' changes (shared mailboxes) ----------------------- */
+
+/* The accounts user_id may read now (each opened: one mailbox at least
+ * shows), ascending. */
+static void watched_owners(struct jmap_push *p, int64_t user_id,
+			   const char *address, int64_t **ids_r, size_t *n_r)
+{
+	struct jmap_caller who = {user_id, address};
+	int64_t *ids;
+	size_t n, k = 0;
+	*ids_r = NULL;
+	*n_r = 0;
+	if (jmap_shared_accounts(p->j, &who, &ids, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct store_user *su;
+		if (jmap_account_open(p->j, &who, ids[i], &su, NULL, NULL, 0) < 0)
+			continue;
+		store_user_unref(&su);
+		ids[k++] = ids[i];
+	}
+	*ids_r = ids;
+	*n_r = k;
+}
+
+/* Under p->mu: a new watch (not yet subscribed). */
+static struct pwatch *watch_add(struct puser *u, int64_t owner)
+{
+	struct pwatch *w = xcalloc(1, sizeof(*w));
+	w->u = u;
+	w->owner = owner;
+	w->next = u->watches;
+	u->watches = w;
+	return w;
+}
+
+/* The states of owner's account as user sees them, as strings: 0, or
+ * -1 when the owner's mail cannot be opened at all. */
+static int watch_states(struct jmap_push *p, int64_t user_id,
+			const char *address, int64_t owner, uint64_t delivery,
+			char out[P_TYPES][48])
+{
+	struct auth_user o;
+	struct store_user *su;
+	struct store_error err;
+	struct store_jmap_cursor s[STORE_JMAP_KINDS];
+	if (p->j->auth == NULL || auth_lookup_id(p->j->auth, owner, &o) != 1 ||
+	    auth_viewer_open(p->j->auth, p->j->store, user_id, address,
+			     owner, o.address, p->j->set.cross_domain, &su,
+			     &err) < 0)
+		return -1;
+	int r = store_jmap_states(su, s, &err);
+	store_user_unref(&su);
+	if (r < 0)
+		return -1;
+	for (int t = 0; t < P_TYPES; t++) {
+		out[t][0] = '\0';
+		if (t == P_DELIVERY) {
+			struct store_jmap_cursor d = {delivery, 0,
+						      s[STORE_JMAP_EMAIL].scope};
+			jmap_state_format(&d, out[t]);
+		} else if (ptype_kind[t] >= 0 &&
+			   ptype_kind[t] <= STORE_JMAP_THREAD) {
+			jmap_state_format(&s[ptype_kind[t]], out[t]);
+		}
+	}
+	return 0;
+}
+
+/* Pushes what moved in the accounts user_id reads (push thread, p->mu
+ * not held): after a grant or revoke (rescan) the list of them first. */
+static void push_watches(struct jmap_push *p, int64_t user_id)
+{
+	pthread_mutex_lock(&p->mu);
+	struct puser *u = puser_find(p, user_id);
+	if (u == NULL || u->streams == NULL) {
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	bool rescan = u->rescan || !u->watches_loaded;
+	bool first = !u->watches_loaded;
+	u->rescan = false;
+	u->watches_loaded = true;
+	char address[320];
+	snprintf(address, sizeof(address), "%s", u->address);
+	pthread_mutex_unlock(&p->mu);
+	if (rescan) {
+		int64_t *ids;
+		size_t n;
+		watched_owners(p, user_id, address, &ids, &n);
+		/* at the first stream what exists is not news: its states */
+		char (*st)[P_TYPES][48] = xcalloc(n + 1, sizeof(*st));
+		bool *have_st = xcalloc(n + 1, sizeof(bool));
+		for (size_t i = 0; i < n && first; i++)
+			have_st[i] = watch_states(p, user_id, address, ids[i],
+						  0, st[i]) == 0;
+		pthread_mutex_lock(&p->mu);
+		u = puser_find(p, user_id);
+		for (struct pwatch *w = u ? u->watches : NULL; w; w = w->next) {
+			bool keep = false;
+			for (size_t i = 0; i < n && !keep; i++)
+				keep = ids[i] == w->owner;
+			if (!keep) {
+				/* a last push (its states moved), then gone */
+				w->gone = true;
+				w->dirty = true;
+			}
+		}
+		for (size_t i = 0; i < n && u != NULL; i++) {
+			bool have = false;
+			for (struct pwatch *w = u->watches; w && !have; w = w->next)
+				have = w->owner == ids[i] && !w->gone;
+			if (have)
+				continue;
+			struct pwatch *w = watch_add(u, ids[i]);
+			/* a grant after the first stream is news: its states
+			 * are pushed */
+			w->known = have_st[i];
+			if (have_st[i])
+				memcpy(w->last, st[i], sizeof(st[i]));
+			w->dirty = !first;
+			pthread_mutex_unlock(&p->mu);
+			struct store_subscription *sub;
+			store_subscribe(p->j->store, ids[i], watch_cb, w, &sub);
+			pthread_mutex_lock(&p->mu);
+			w->sub = sub;
+		}
+		pthread_mutex_unlock(&p->mu);
+		free(st);
+		free(have_st);
+		free(ids);
+	}
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		u = puser_find(p, user_id);
+		struct pwatch *w = u ? u->watches : NULL;
+		while (w != NULL && !w->dirty)
+			w = w->next;
+		if (w == NULL) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		w->dirty = false;
+		int64_t owner = w->owner;
+		uint64_t delivery = w->delivery;
+		pthread_mutex_unlock(&p->mu);
+		char now[P_TYPES][48];
+		int r = watch_states(p, user_id, address, owner, delivery, now);
+		pthread_mutex_lock(&p->mu);
+		/* u and w stay: only this thread frees them (reap) */
+		char acc[32];
+		jmap_account_id(owner, acc);
+		for (struct pstream *ps = u->streams; ps && r == 0; ps = ps->next) {
+			if (ps->dead)
+				continue;
+			json_t *types = json_object();
+			for (int t = 0; t < P_TYPES; t++) {
+				if (!(ps->types & (1u << t)) || now[t][0] == '\0' ||
+				    (w->known && strcmp(now[t], w->last[t]) == 0))
+					continue;
+				json_object_set_new(types, ptype_names[t],
+						    json_string(now[t]));
+			}
+			if (json_object_size(types) == 0) {
+				json_decref(types);
+				continue;
+			}
+			json_t *sc = json_pack("{s:s,s:{s:o}}", "@type",
+					       "StateChange", "changed", acc,
+					       types);
+			char *text = json_dumps(sc, JSON_COMPACT);
+			json_decref(sc);
+			char *ev = xasprintf("event: state\ndata: %s\n\n", text);
+			http_stream_write(ps->stream, ev, strlen(ev));
+			free(ev);
+			free(text);
+			if (ps->close_after) {
+				ps->dead = true;
+				http_stream_end(ps->stream);
+			}
+		}
+		if (r == 0) {
+			memcpy(w->last, now, sizeof(now));
+			w->known = true;
+		}
+		/* a watch that is gone: out of the list, unsubscribed */
+		struct store_subscription *sub = NULL;
+		if (w->gone) {
+			for (struct pwatch **pp = &u->watches; *pp; pp = &(*pp)->next)
+				if (*pp == w) {
+					*pp = w->next;
+					break;
+				}
+			sub = w->sub;
+			w->sub = NULL;
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (w->gone) {
+			/* returns once no callback of it runs */
+			store_unsubscribe(&sub);
+			free(w);
+		}
+	}
+}
+
 /* Drops dead streams and users nobody follows any more (push thread). */
 static void reap(struct jmap_push *p)
 {
@@ -317,9 +576,15 @@ static void reap(struct jmap_push *p)
 		}
 		*pp = u->next;
 		struct store_subscription *sub = u->sub;
+		struct pwatch *ws = u->watches;
 		pthread_mutex_unlock(&p->mu);
 		/* returns once no callback of it runs: then u may go */
 		store_unsubscribe(&sub);
+		for (struct pwatch *w = ws, *n; w != NULL; w = n) {
+			n = w->next;
+			store_unsubscribe(&w->sub);
+			free(w);
+		}
 		free(u);
 		pthread_mutex_lock(&p->mu);
 		pp = &p->users;
@@ -354,6 +619,7 @@ static void *push_main(void *arg)
 		uint64_t since = dirty->change_ns;
 		pthread_mutex_unlock(&p->mu);
 		push_user(p, id, since);
+		push_watches(p, id);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -501,6 +767,8 @@ struct jmap_push *jmap_push_create(struct jmap *j)
 	pthread_cond_init(&p->work_cond, NULL);
 	p->work_tail = &p->work;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (j->store != NULL)
+		store_subscribe(j->store, STORE_HUB_ACL, acl_cb, p, &p->acl_sub);
 	if (pthread_create(&p->thread, NULL, push_main, p) == 0 &&
 	    pthread_create(&p->sender, NULL, sender_main, p) == 0)
 		p->started = true;
@@ -522,9 +790,15 @@ void jmap_push_destroy(struct jmap_push **pp)
 		pthread_join(p->thread, NULL);
 		pthread_join(p->sender, NULL);
 	}
+	store_unsubscribe(&p->acl_sub);
 	for (struct puser *u = p->users, *next; u != NULL; u = next) {
 		next = u->next;
 		store_unsubscribe(&u->sub);
+		for (struct pwatch *w = u->watches, *n2; w != NULL; w = n2) {
+			n2 = w->next;
+			store_unsubscribe(&w->sub);
+			free(w);
+		}
 		for (struct pstream *s = u->streams, *n2; s != NULL; s = n2) {
 			n2 = s->next;
 			http_stream_unref(&s->stream);
@@ -667,6 +941,7 @@ void jmap_eventsource(struct jmap *j, struct http_request *req,
 	};
 	pthread_mutex_lock(&p->mu);
 	struct puser *u = puser_get(p, who->id);
+	snprintf(u->address, sizeof(u->address), "%s", who->address);
 	ps->pu = u;
 	u->pending++;
 	pthread_mutex_unlock(&p->mu);
@@ -698,6 +973,10 @@ void jmap_eventsource(struct jmap *j, struct http_request *req,
 		u->known = false;
 		u->dirty = true;
 	}
+	/* the accounts shared with the user: watched from the first stream
+	 * on (the push thread opens them) */
+	if (!u->watches_loaded)
+		u->dirty = true;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->mu);
 }
@@ -763,12 +1042,9 @@ static json_t *push_get(struct jmap_req *req, json_t *args)
 	if (!jmap_arg_ids(args, "ids", &ids, &e) ||
 	    !jmap_arg_props(args, "properties", push_props, NULL, &props, &e))
 		return e;
-	if (req->user == NULL) {
-		struct store_error err;
-		if (store_user_open(req->j->store, req->who->user_id, &req->user,
-				    &err) < 0)
-			return jmap_store_error(req, &err);
-	}
+	json_t *oe = jmap_account_own(req);
+	if (oe != NULL)
+		return oe;
 	struct store_error err;
 	json_t *all = jmap_objects_load(req, STORE_JMAP_PUSH, &err);
 	if (all == NULL)
@@ -825,12 +1101,9 @@ static json_t *check_expires(json_t *v, char out[32])
 
 static json_t *push_set(struct jmap_req *req, json_t *args)
 {
-	if (req->user == NULL) {
-		struct store_error err;
-		if (store_user_open(req->j->store, req->who->user_id, &req->user,
-				    &err) < 0)
-			return jmap_store_error(req, &err);
-	}
+	json_t *oe = jmap_account_own(req);
+	if (oe != NULL)
+		return oe;
 	struct store_error err;
 	json_t *all = jmap_objects_load(req, STORE_JMAP_PUSH, &err);
 	if (all == NULL)

@@ -371,11 +371,8 @@ static int cmp_mailbox_id(const void *a, const void *b)
 	return x->mailbox_id < y->mailbox_id ? -1 : x->mailbox_id > y->mailbox_id;
 }
 
-/* Keeps the mailboxes the viewer may see (l), with has_children
- * counting visible children only and nothing of the owner's
- * subscriptions or special use. */
-int store_acl_filter_list(struct store_user *viewer,
-			  struct store_mailbox_info *list, size_t *count,
+int store_acl_rights_many(struct store_user *viewer, const uint32_t *ids,
+			  size_t count, unsigned *rights_r,
 			  struct store_error *err)
 {
 	struct store_acl_row *rows;
@@ -383,23 +380,47 @@ int store_acl_filter_list(struct store_user *viewer,
 	if (viewer->store->vf->acl_all(viewer->owner, &rows, &n, err) < 0)
 		return -1;
 	qsort(rows, n, sizeof(*rows), cmp_mailbox_id);
-	size_t kept = 0;
-	for (size_t i = 0; i < *count; i++) {
-		struct store_acl_row key = {.mailbox_id = list[i].id};
+	for (size_t i = 0; i < count; i++) {
+		struct store_acl_row key = {.mailbox_id = ids[i]};
 		struct store_acl_row *r = bsearch(&key, rows, n, sizeof(*rows),
 						  cmp_mailbox_id);
 		size_t first = r != NULL ? (size_t)(r - rows) : n;
-		while (first > 0 && rows[first - 1].mailbox_id == list[i].id)
+		while (first > 0 && rows[first - 1].mailbox_id == ids[i])
 			first--;
 		size_t last = first;
-		while (last < n && rows[last].mailbox_id == list[i].id)
+		while (last < n && rows[last].mailbox_id == ids[i])
 			last++;
 		struct store_acl_entry *e = xcalloc(last - first + 1, sizeof(*e));
 		for (size_t j = first; j < last; j++)
 			e[j - first] = rows[j].entry;
-		unsigned rights = store_acl_evaluate(e, last - first,
-						     &viewer->viewer);
+		rights_r[i] = store_acl_evaluate(e, last - first,
+						 &viewer->viewer);
 		free(e);
+	}
+	store_acl_all_free(rows, n);
+	return 0;
+}
+
+/* Keeps the mailboxes the viewer may see (l), with has_children
+ * counting visible children only and nothing of the owner's
+ * subscriptions or special use. */
+int store_acl_filter_list(struct store_user *viewer,
+			  struct store_mailbox_info *list, size_t *count,
+			  struct store_error *err)
+{
+	uint32_t *ids = xcalloc(*count ? *count : 1, sizeof(*ids));
+	unsigned *all = xcalloc(*count ? *count : 1, sizeof(*all));
+	for (size_t i = 0; i < *count; i++)
+		ids[i] = list[i].id;
+	int r = store_acl_rights_many(viewer, ids, *count, all, err);
+	free(ids);
+	if (r < 0) {
+		free(all);
+		return -1;
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < *count; i++) {
+		unsigned rights = all[i];
 		if (!(rights & STORE_RIGHT_LOOKUP)) {
 			free(list[i].name);
 			continue;
@@ -411,7 +432,7 @@ int store_acl_filter_list(struct store_user *viewer,
 		kept++;
 	}
 	*count = kept;
-	store_acl_all_free(rows, n);
+	free(all);
 	/* a child is "name/..." of a kept one; the list is sorted by name */
 	for (size_t i = 0; i < kept; i++) {
 		size_t len = strlen(list[i].name);

@@ -87,9 +87,9 @@ int store_jmap_states(struct store_user *user,
 		      struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	memset(states_r, 0, STORE_JMAP_KINDS * sizeof(*states_r));
+	if (user->owner != NULL)
+		return store_jshare_states(user, states_r, err);
 	return user->store->vf->jmap_states(user, states_r, err);
 }
 
@@ -99,11 +99,17 @@ int store_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		       struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	memset(changes_r, 0, sizeof(*changes_r));
 	if ((unsigned)kind >= STORE_JMAP_KINDS)
 		return store_set_error(err, STORE_ERR_INVALID, "Unknown kind");
+	if (user->owner != NULL)
+		return store_jshare_changes(user, kind, since, max, changes_r,
+					    err);
+	/* a viewer's state given to the owner */
+	if (since->scope != 0) {
+		changes_r->too_old = true;
+		return 0;
+	}
 	return user->store->vf->jmap_changes(user, kind, since, max,
 					     changes_r, err);
 }
@@ -132,11 +138,15 @@ int store_jmap_mailboxes(struct store_user *user,
 			 struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	*list_r = NULL;
 	*count_r = 0;
-	return user->store->vf->jmap_mailboxes(user, list_r, count_r, err);
+	if (user->owner != NULL)
+		return store_jshare_mailboxes(user, list_r, count_r, err);
+	if (user->store->vf->jmap_mailboxes(user, list_r, count_r, err) < 0)
+		return -1;
+	for (size_t i = 0; i < *count_r; i++)
+		(*list_r)[i].rights = STORE_RIGHTS_ALL;
+	return 0;
 }
 
 void store_jmap_mailboxes_free(struct store_jmap_mailbox *list, size_t count)
@@ -169,10 +179,11 @@ int store_email_get(struct store_user *user, const int64_t *ids,
 		    struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	struct store_email *e = xcalloc(count ? count : 1, sizeof(*e));
-	if (count > 0 && user->store->vf->email_get(user, ids, count, e, err) < 0) {
+	if (count > 0 &&
+	    (user->owner != NULL
+		     ? store_jshare_email_get(user, ids, count, e, err)
+		     : user->store->vf->email_get(user, ids, count, e, err)) < 0) {
 		store_email_free(e, count);
 		*emails_r = NULL;
 		return -1;
@@ -199,9 +210,9 @@ int store_email_open(struct store_user *user, int64_t id,
 		     struct store_blob *blob_r, struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	memset(blob_r, 0, sizeof(*blob_r));
+	if (user->owner != NULL)
+		return store_jshare_email_open(user, id, blob_r, err);
 	return user->store->vf->email_open(user, id, blob_r, err);
 }
 
@@ -211,8 +222,9 @@ int store_email_scan(struct store_user *user, uint32_t mailbox_id,
 		     struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
+	if (user->owner != NULL)
+		return store_jshare_email_scan(user, mailbox_id, newest_first,
+					       fields, cb, ctx, err);
 	return user->store->vf->email_scan(user, mailbox_id, newest_first,
 					   fields, cb, ctx, err);
 }
@@ -221,8 +233,9 @@ int store_email_rank(struct store_user *user, uint32_t mailbox_id,
 		     int64_t id, uint64_t *rank_r, struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
+	if (user->owner != NULL)
+		return store_jshare_email_rank(user, mailbox_id, id, rank_r,
+					       err);
 	return user->store->vf->email_rank(user, mailbox_id, id, rank_r, err);
 }
 
@@ -232,11 +245,16 @@ int store_email_moved_since(struct store_user *user, uint32_t mailbox_id,
 			    struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	*ids_r = NULL;
 	*count_r = 0;
 	*too_old_r = false;
+	if (user->owner != NULL)
+		return store_jshare_moved_since(user, mailbox_id, since, ids_r,
+						count_r, too_old_r, err);
+	if (since->scope != 0) {
+		*too_old_r = true;
+		return 0;
+	}
 	return user->store->vf->email_moved_since(user, mailbox_id, since,
 						  ids_r, count_r, too_old_r,
 						  err);
@@ -247,10 +265,11 @@ int store_thread_emails(struct store_user *user, int64_t thread,
 			struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	*ids_r = NULL;
 	*count_r = 0;
+	if (user->owner != NULL)
+		return store_jshare_thread_emails(user, thread, ids_r, count_r,
+						  err);
 	return user->store->vf->thread_emails(user, thread, ids_r, count_r,
 					      err);
 }
@@ -260,12 +279,13 @@ int store_email_search(struct store_user *user, enum store_text_where where,
 		       size_t *count_r, struct store_error *err)
 {
 	err_clear(err);
-	if (store_acl_owner_only(user, err) < 0)
-		return -1;
 	*ids_r = NULL;
 	*count_r = 0;
 	if (needle == NULL)
 		return store_set_error(err, STORE_ERR_INVALID, "No needle");
+	if (user->owner != NULL)
+		return store_jshare_email_search(user, where, field, needle,
+						 ids_r, count_r, err);
 	return user->store->vf->email_search(user, where, field, needle,
 					     ids_r, count_r, err);
 }
@@ -416,13 +436,12 @@ int store_email_tx_commit(struct store_email_tx **txp,
 	struct store_email_tx *tx = *txp;
 	*txp = NULL;
 	err_clear(err);
-	if (store_acl_owner_only(tx->user, err) < 0) {
-		tx_free(tx);
-		return -1;
-	}
 	int ret = 0;
 	if (tx->count > 0)
-		ret = tx->user->store->vf->email_tx_commit(tx->user, tx, err);
+		ret = tx->user->owner != NULL
+			      ? store_jshare_tx_commit(tx->user, tx, err)
+			      : tx->user->store->vf->email_tx_commit(tx->user,
+								     tx, err);
 	struct store_email_result *r = xcalloc(tx->count ? tx->count : 1,
 					       sizeof(*r));
 	for (size_t i = 0; i < tx->count; i++) {

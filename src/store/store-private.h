@@ -19,6 +19,8 @@
 struct store_hub;
 struct store_retention_task;
 
+struct store_copy_row;   /* JMAP on a viewer's handle, below */
+
 struct store_backend_vfuncs {
 	const char *name;
 	int (*open)(struct store *store, struct store_error *err);
@@ -403,6 +405,30 @@ struct store_backend_vfuncs {
 			       void (*changed)(void *ctx,
 					       const struct store_msg *msg),
 			       void *ctx, struct store_error *err);
+	/* JMAP on a viewer's handle (store.h; store-jshare.c; sqlite/
+	 * sq-jshare.c), optional: NULL and JMAP refuses other accounts.
+	 * email_copies: the copies without \Deleted of Emails ids, with
+	 * viewer's own \Seen row (seen_pvt -1: none), by Email then
+	 * mailbox, uid. seen_newest: the highest modseq of viewer's own
+	 * \Seen changes (0: none). seen_emails_since: the Emails (distinct)
+	 * whose viewer's own \Seen changed after modseq. */
+	int (*email_copies)(struct store_user *user, const int64_t *ids,
+			    size_t count, int64_t viewer,
+			    struct store_copy_row **rows_r, size_t *count_r,
+			    struct store_error *err);
+	int (*seen_newest)(struct store_user *user, int64_t viewer,
+			   uint64_t *modseq_r, struct store_error *err);
+	int (*seen_emails_since)(struct store_user *user, int64_t viewer,
+				 uint64_t modseq, int64_t **ids_r,
+				 size_t *count_r, struct store_error *err);
+};
+
+/* A row of email_copies (JMAP on a viewer's handle). */
+struct store_copy_row {
+	int64_t email;
+	uint32_t mailbox, uid;
+	unsigned flags;
+	int seen_pvt;                  /* viewer's own \Seen: 1, 0, -1 none */
 };
 
 struct store {
@@ -513,10 +539,55 @@ int store_acl_flags_update(struct store_user *viewer, const char *mailbox,
 void store_acl_inherit_inbox(struct store_user *owner, const char *name);
 /* Frees a viewer's handle (its last unref). */
 void store_acl_viewer_free(struct store_user *user);
+/* The viewer's rights (rights_r[i]) on each mailbox of ids, from the
+ * owner's ACL in one read. */
+int store_acl_rights_many(struct store_user *viewer, const uint32_t *ids,
+			  size_t count, unsigned *rights_r,
+			  struct store_error *err);
 /* store_mailbox_list on a viewer's handle: keeps what it may see. */
 int store_acl_filter_list(struct store_user *viewer,
 			  struct store_mailbox_info *list, size_t *count,
 			  struct store_error *err);
+/* ---- JMAP on a viewer's handle (store-jshare.c) --------------------
+ * store-jmap.c hands each JMAP call made on a viewer's handle to these;
+ * arguments and output as the store.h call of the same name (outputs
+ * already cleared, emails allocated). */
+int store_jshare_states(struct store_user *viewer,
+			struct store_jmap_cursor *states_r,
+			struct store_error *err);
+int store_jshare_changes(struct store_user *viewer, enum store_jmap_kind kind,
+			 const struct store_jmap_cursor *since, size_t max,
+			 struct store_jmap_changes *changes_r,
+			 struct store_error *err);
+int store_jshare_mailboxes(struct store_user *viewer,
+			   struct store_jmap_mailbox **list_r, size_t *count_r,
+			   struct store_error *err);
+int store_jshare_email_get(struct store_user *viewer, const int64_t *ids,
+			   size_t count, struct store_email *emails,
+			   struct store_error *err);
+int store_jshare_email_open(struct store_user *viewer, int64_t id,
+			    struct store_blob *blob_r, struct store_error *err);
+int store_jshare_email_scan(struct store_user *viewer, uint32_t mailbox_id,
+			    bool newest_first, unsigned fields,
+			    store_email_row_fn *cb, void *ctx,
+			    struct store_error *err);
+int store_jshare_email_rank(struct store_user *viewer, uint32_t mailbox_id,
+			    int64_t id, uint64_t *rank_r,
+			    struct store_error *err);
+int store_jshare_moved_since(struct store_user *viewer, uint32_t mailbox_id,
+			     const struct store_jmap_cursor *since,
+			     int64_t **ids_r, size_t *count_r, bool *too_old_r,
+			     struct store_error *err);
+int store_jshare_thread_emails(struct store_user *viewer, int64_t thread,
+			       int64_t **ids_r, size_t *count_r,
+			       struct store_error *err);
+int store_jshare_email_search(struct store_user *viewer,
+			      enum store_text_where where, const char *field,
+			      const char *needle, int64_t **ids_r,
+			      size_t *count_r, struct store_error *err);
+int store_jshare_tx_commit(struct store_user *viewer,
+			   struct store_email_tx *tx, struct store_error *err);
+
 /* ---- per-user \Seen of a viewer's handle (store-seen.c) ------------ */
 
 /* The viewer whose own \Seen applies on handle h to mailbox (a

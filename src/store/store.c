@@ -1243,6 +1243,15 @@ void store_publish(struct store *store, const struct store_change *change)
 		if (s->user_id == change->user_id)
 			s->cb(s->ctx, change);
 	}
+	if (change->kind == STORE_CHANGE_ACL &&
+	    change->user_id != STORE_HUB_ACL) {
+		for (struct store_subscription *s =
+			     hub->buckets[STORE_HUB_ACL % HUB_BUCKETS];
+		     s != NULL; s = s->next) {
+			if (s->user_id == STORE_HUB_ACL)
+				s->cb(s->ctx, change);
+		}
+	}
 	pthread_rwlock_unlock(&hub->lock);
 }
 

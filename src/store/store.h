@@ -947,6 +947,9 @@ struct store_change {
 /* cb runs on the committing thread, after the commit: it must be quick
  * and thread-safe (typically it wakes a session's I/O thread). */
 typedef void store_change_fn(void *ctx, const struct store_change *change);
+/* Subscribing to this user id gets every account's STORE_CHANGE_ACL (a
+ * grant may show someone another account: JMAP push). */
+#define STORE_HUB_ACL 0
 int store_subscribe(struct store *store, int64_t user_id, store_change_fn *cb,
 		    void *ctx, struct store_subscription **sub_r);
 void store_unsubscribe(struct store_subscription **sub);
@@ -1041,6 +1044,10 @@ enum store_jmap_kind {
 struct store_jmap_cursor {
 	uint64_t modseq;
 	int64_t id;
+	/* On a viewer's handle (JMAP on a shared account, below): the
+	 * viewer's rights the state was taken under (0 on an own handle).
+	 * A state of other rights is too_old. */
+	uint32_t scope;
 };
 
 /* "M<user hex>-<n hex>" (kind 'M'), "T..." threads, "B..." message bytes
@@ -1090,6 +1097,8 @@ struct store_jmap_mailbox {
 	struct store_mailbox_info info;
 	uint32_t emails, unread_emails, threads, unread_threads;
 	uint32_t sort_order;
+	unsigned rights;             /* enum store_right: the viewer's, on a
+					viewer's handle; every right else */
 };
 int store_jmap_mailboxes(struct store_user *user,
 			 struct store_jmap_mailbox **list_r, size_t *count_r,
@@ -1255,6 +1264,41 @@ int store_jobject_put(struct store_user *user, enum store_jmap_kind kind,
 		      struct store_error *err);
 int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 			 int64_t id, struct store_error *err);
+
+/* ---- JMAP on a viewer's handle: another account's mail (issue 15) --
+ * The JMAP read calls above also take a viewer's handle
+ * (store_user_open_as): they show the owner's mail as the viewer may see
+ * it, the rights coming from the one ACL evaluation every other call
+ * uses (store-acl.c), in store-jshare.c:
+ * - store_jmap_mailboxes lists the mailboxes with l, each with the
+ *   viewer's rights, not subscribed, and with the viewer's own unread
+ *   counts where \Seen is per user;
+ * - an Email is visible when a copy without \Deleted lies in a mailbox
+ *   with r; its mailboxes are those; $seen is the viewer's own \Seen in
+ *   a mailbox whose \Seen is per user (every visible copy seen);
+ *   store_email_get, _open, _scan (a mailbox needs r), _rank,
+ *   _moved_since, store_thread_emails and store_email_search keep to it;
+ * - states carry the viewer's rights (store_jmap_cursor.scope), so a
+ *   change of rights makes older states too_old, and the Email and
+ *   Mailbox states move with the viewer's own \Seen changes;
+ *   store_jmap_changes answers MAILBOX, EMAIL and THREAD: an Email the
+ *   viewer may no longer see is destroyed;
+ * - the email transaction creates only (i on each mailbox; flags the
+ *   viewer may not set dropped; \Seen becomes the viewer's own): a
+ *   front-end changes keywords and mailboxes through store_flags_update,
+ *   store_copy and store_expunge on the handle, which check as always.
+ * Uploads, stored objects, store_jmap_mailbox_update and prune stay
+ * the owner's (PERM). */
+
+/* The copies of Email id the handle may see: each (mailbox, uid) with
+ * its flags, \Seen as the handle's viewer has it. NOTFOUND when none. */
+struct store_email_copy {
+	uint32_t mailbox, uid;
+	unsigned flags;
+};
+int store_email_copies(struct store_user *user, int64_t id,
+		       struct store_email_copy **copies_r, size_t *count_r,
+		       struct store_error *err);
 
 /* ---- moving mail in and out: import, export, backup, restore ------ */
 

@@ -398,10 +398,42 @@ static int blob_row_get(struct sq_conn *c, const char *mailbox, uint32_t uid,
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Whether a message (any copy) has blob id: a kept one (undelete) has
+ * none. 1, 0, -1. */
+static int blob_has_copy(struct sq_conn *c, int64_t id)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT 1 FROM msg WHERE blob = ?"
+				      " LIMIT 1");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The bytes of a message by (mailbox, uid), or of the Email (blob) id
+ * when mailbox is NULL, in one read transaction. */
+static int blob_open(struct sq_user *u, const char *mailbox, uint32_t uid,
+		     int64_t email, struct store_blob *blob_r,
+		     struct store_error *err);
+
 int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err)
 {
-	struct sq_user *u = SQU(user);
+	return blob_open(SQU(user), mailbox, uid, 0, blob_r, err);
+}
+
+int sq_blob_open_email(struct store_user *user, int64_t email,
+		       struct store_blob *blob_r, struct store_error *err)
+{
+	return blob_open(SQU(user), NULL, 0, email, blob_r, err);
+}
+
+static int blob_open(struct sq_user *u, const char *mailbox, uint32_t uid,
+		     int64_t email, struct store_blob *blob_r,
+		     struct store_error *err)
+{
 	struct sq_blob_row r;
 	memset(&r, 0, sizeof(r));
 	struct sq_blob_map *m = xcalloc(1, sizeof(*m));
@@ -418,7 +450,10 @@ int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 	} else if (sq_read_begin(c, err) < 0) {
 		ret = -1;
 	} else {
-		int found = blob_row_get(c, mailbox, uid, 0, &r);
+		int found = mailbox != NULL || email == 0
+				    ? 1 : blob_has_copy(c, email);
+		if (found > 0)
+			found = blob_row_get(c, mailbox, uid, email, &r);
 		if (found < 0)
 			ret = sq_db_error(c, err, "blob");
 		else if (found == 0)

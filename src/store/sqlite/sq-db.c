@@ -972,4 +972,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.seen_changed_since = sq_seen_changed_since,
 	.seen_update = sq_seen_update,
 	.seen_view_delta = sq_seen_view_delta,
+	.email_copies = sq_email_copies,
+	.seen_newest = sq_seen_newest,
+	.seen_emails_since = sq_seen_emails_since,
 };

@@ -261,7 +261,7 @@ void sq_jmap_functions(sqlite3 *db)
 /* ---- helpers ------------------------------------------------------ */
 
 /* A read snapshot on a pooled connection. */
-static struct sq_conn *snap_begin(struct sq_user *u, struct store_error *err)
+struct sq_conn *sq_snap_begin(struct sq_user *u, struct store_error *err)
 {
 	struct sq_conn *c = sq_reader_get(u, err);
 	if (c == NULL)
@@ -273,7 +273,7 @@ static struct sq_conn *snap_begin(struct sq_user *u, struct store_error *err)
 	return c;
 }
 
-static void snap_end(struct sq_user *u, struct sq_conn *c)
+void sq_snap_end(struct sq_user *u, struct sq_conn *c)
 {
 	sq_read_end(c);
 	sq_reader_put(u, c);
@@ -315,7 +315,7 @@ int sq_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
 		   struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	bool ok = true;
@@ -340,7 +340,7 @@ int sq_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
 		states[k].id = 0;
 	}
 	int ret = ok ? 0 : sq_db_error(c, err, "jmap states");
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	return ret;
 }
 
@@ -457,7 +457,7 @@ int sq_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 	if (sq_jmap_states(user, states, err) < 0)
 		return -1;
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	bool ok = true;
@@ -519,7 +519,7 @@ int sq_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 	}
 out:
 	free(rows.v);
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	if (ret < 0)
 		store_jmap_changes_free(r);
 	return ret;
@@ -631,13 +631,13 @@ int sq_jmap_mailboxes(struct store_user *user,
 {
 	/* the list and its counts in one snapshot */
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	struct store_mailbox_info *infos;
 	size_t n;
 	if (sq_mailbox_list_norecent_in(u, c, &infos, &n, err) < 0) {
-		snap_end(u, c);
+		sq_snap_end(u, c);
 		return -1;
 	}
 	struct store_jmap_mailbox *list = xcalloc(n ? n : 1, sizeof(*list));
@@ -671,7 +671,7 @@ int sq_jmap_mailboxes(struct store_user *user,
 		}
 		sqlite3_reset(st);
 	}
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	if (ret < 0) {
 		store_jmap_mailboxes_free(list, n);
 		return -1;
@@ -795,7 +795,7 @@ int sq_email_get(struct store_user *user, const int64_t *ids, size_t count,
 		 struct store_email *emails, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	int ret = 0;
@@ -832,42 +832,17 @@ int sq_email_get(struct store_user *user, const int64_t *ids, size_t count,
 	}
 	if (ret < 0)
 		sq_db_error(c, err, "email get");
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	return ret;
 }
 
 int sq_email_open(struct store_user *user, int64_t id,
 		  struct store_blob *blob_r, struct store_error *err)
 {
-	struct sq_user *u = SQU(user);
-	struct sq_conn *c = sq_reader_get(u, err);
-	if (c == NULL)
-		return -1;
-	char *name = NULL;
-	uint32_t uid = 0;
-	sqlite3_stmt *st = sq_stmt(c, "SELECT x.name, m.uid FROM msg m"
-				      " JOIN mailbox x ON x.id = m.mailbox"
-				      " WHERE m.blob = ? ORDER BY (m.flags & 8),"
-				      " m.mailbox LIMIT 1");
-	int rc = SQLITE_ERROR;
-	if (st != NULL) {
-		sqlite3_bind_int64(st, 1, id);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			name = xstrdup((const char *)sqlite3_column_text(st, 0));
-			uid = (uint32_t)sqlite3_column_int64(st, 1);
-		}
-		sqlite3_reset(st);
-	}
-	int ret = rc == SQLITE_ROW || rc == SQLITE_DONE
-			  ? 0
-			  : sq_db_error(c, err, "email open");
-	sq_reader_put(u, c);
-	if (ret == 0 && name == NULL)
-		ret = store_set_error(err, STORE_ERR_NOTFOUND, "No such Email");
-	if (ret == 0)
-		ret = sq_blob_open(user, name, uid, blob_r, err);
-	free(name);
+	/* one read transaction: the Email's blob row and its bytes */
+	int ret = sq_blob_open_email(user, id, blob_r, err);
+	if (ret < 0 && err != NULL && err->kind == STORE_ERR_NOTFOUND)
+		store_set_error(err, STORE_ERR_NOTFOUND, "No such Email");
 	return ret;
 }
 
@@ -931,7 +906,7 @@ int sq_email_scan(struct store_user *user, uint32_t mailbox_id,
 		  void *ctx, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	int sort = (fields & STORE_EMAIL_ROW_SORT) != 0, desc = newest_first;
@@ -965,7 +940,7 @@ int sq_email_scan(struct store_user *user, uint32_t mailbox_id,
 	}
 	if (rc != SQLITE_DONE)
 		ret = sq_db_error(c, err, "email scan");
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	return ret;
 }
 
@@ -973,7 +948,7 @@ int sq_email_rank(struct store_user *user, uint32_t mailbox_id, int64_t id,
 		  uint64_t *rank_r, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	int ret = 0;
@@ -1014,7 +989,7 @@ int sq_email_rank(struct store_user *user, uint32_t mailbox_id, int64_t id,
 			sqlite3_reset(st);
 		}
 	}
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	return ret;
 }
 
@@ -1046,7 +1021,7 @@ int sq_email_moved_since(struct store_user *user, uint32_t mailbox_id,
 			 struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	bool ok = true;
@@ -1071,7 +1046,7 @@ int sq_email_moved_since(struct store_user *user, uint32_t mailbox_id,
 				ret = sq_db_error(c, err, "email moved");
 		}
 	}
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	return ret;
 }
 
@@ -1079,7 +1054,7 @@ int sq_thread_emails(struct store_user *user, int64_t thread, int64_t **ids_r,
 		     size_t *count_r, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	int ret = 0;
@@ -1094,7 +1069,7 @@ int sq_thread_emails(struct store_user *user, int64_t thread, int64_t **ids_r,
 		if (collect_ids(st, ids_r, count_r) < 0)
 			ret = sq_db_error(c, err, "thread");
 	}
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	return ret;
 }
 
@@ -1220,7 +1195,7 @@ int sq_email_search(struct store_user *user, enum store_text_where where,
 	}
 	struct idset hits = {0};
 	int ret = -1;
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c != NULL) {
 		bool ok = true;
 		int64_t upto = one_int(c, "SELECT fts_upto FROM account", -1,
@@ -1236,7 +1211,7 @@ int sq_email_search(struct store_user *user, enum store_text_where where,
 			      search_one(c, 0, upto, query, NULL, &folded,
 					 &hits) == 0);
 		ret = ok ? 0 : sq_db_error(c, err, "email search");
-		snap_end(u, c);
+		sq_snap_end(u, c);
 	}
 	free(query);
 	buf_free(&folded);
@@ -1264,7 +1239,7 @@ int sq_jobject_list(struct store_user *user, enum store_jmap_kind kind,
 		    struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = snap_begin(u, err);
+	struct sq_conn *c = sq_snap_begin(u, err);
 	if (c == NULL)
 		return -1;
 	struct store_jobject *list = NULL;
@@ -1287,7 +1262,7 @@ int sq_jobject_list(struct store_user *user, enum store_jmap_kind kind,
 		sqlite3_reset(st);
 	}
 	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "jobject");
-	snap_end(u, c);
+	sq_snap_end(u, c);
 	if (ret < 0) {
 		store_jobject_list_free(list, n);
 		return -1;

@@ -536,6 +536,20 @@ int sq_seen_view_delta(struct store_user *user, uint32_t mailbox_id,
 		       void (*changed)(void *ctx, const struct store_msg *msg),
 		       void *ctx, struct store_error *err);
 
+/* sq-jmap.c: a reader in a read transaction (one snapshot), and its end */
+struct sq_conn *sq_snap_begin(struct sq_user *u, struct store_error *err);
+void sq_snap_end(struct sq_user *u, struct sq_conn *c);
+
+/* sq-jshare.c: JMAP on a viewer's handle (store-private.h) */
+int sq_email_copies(struct store_user *user, const int64_t *ids, size_t count,
+		    int64_t viewer, struct store_copy_row **rows_r,
+		    size_t *count_r, struct store_error *err);
+int sq_seen_newest(struct store_user *user, int64_t viewer,
+		   uint64_t *modseq_r, struct store_error *err);
+int sq_seen_emails_since(struct store_user *user, int64_t viewer,
+			 uint64_t modseq, int64_t **ids_r, size_t *count_r,
+			 struct store_error *err);
+
 /* sq-pop3.c */
 int sq_pop3_marks_flush(struct sq_user *u, struct sq_conn *c);
 
@@ -773,6 +787,10 @@ void sq_blob_close(struct store_blob *blob);
 /* A blob's bytes as a reader gets them (prefix, then body), by blob id,
  * in c's snapshot; close with sq_blob_close. For the writer's own jobs
  * (check): other readers use sq_blob_open. */
+/* The bytes of Email (blob) id, one read transaction; NOTFOUND when no
+ * message has it. */
+int sq_blob_open_email(struct store_user *user, int64_t email,
+		       struct store_blob *blob_r, struct store_error *err);
 int sq_blob_read_id(struct sq_user *u, struct sq_conn *c, int64_t id,
 		    struct store_blob *blob_r, struct store_error *err);
 
