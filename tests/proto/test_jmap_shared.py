@@ -227,7 +227,7 @@ with Loft(users={ALICE: APW, BOB: BPW, CAROL: CPW}) as env:
 
     # ---- lrswited and a group ------------------------------------------
     r = env.loftctl('group', 'add', 'team@example.test', BOB, CAROL)
-    R.check('group made', r.returncode == 0, r)
+    R.check('group made', r[0] == 0, r)
     acl(ai, 'Family', BOB, 'lrswited')
     acl(ai, 'Work', '$team', 'lrswited')
     acl(ai, 'Reading', BOB, 'lr')

@@ -686,7 +686,7 @@ static void test_upgrade(void)
 	CHECK_INT(mbox(u, "Archive").emails, 1);
 	struct store_jmap_cursor s = state(u, STORE_JMAP_EMAIL);
 	/* no history from before the upgrade */
-	struct store_jmap_cursor old = {s.modseq - 1, 0};
+	struct store_jmap_cursor old = {.modseq = s.modseq - 1};
 	struct store_jmap_changes ch = changes(u, STORE_JMAP_EMAIL, old, 0);
 	CHECK(ch.too_old);
 	store_jmap_changes_free(&ch);

@@ -338,6 +338,7 @@ int sq_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
 			v = account;
 		states[k].modseq = (uint64_t)v;
 		states[k].id = 0;
+		states[k].scope = 0;
 	}
 	int ret = ok ? 0 : sq_db_error(c, err, "jmap states");
 	sq_snap_end(u, c);
@@ -452,7 +453,7 @@ int sq_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		    const struct store_jmap_cursor *since, size_t max,
 		    struct store_jmap_changes *r, struct store_error *err)
 {
-	struct store_jmap_cursor states[STORE_JMAP_KINDS];
+	struct store_jmap_cursor states[STORE_JMAP_KINDS] = {{0}};
 	/* the state first: rows past it are left for the next call */
 	if (sq_jmap_states(user, states, err) < 0)
 		return -1;
