@@ -379,11 +379,13 @@ int store_acl_rights_many(struct store_user *viewer, const uint32_t *ids,
 	size_t n;
 	if (viewer->store->vf->acl_all(viewer->owner, &rows, &n, err) < 0)
 		return -1;
-	qsort(rows, n, sizeof(*rows), cmp_mailbox_id);
+	if (n > 0)
+		qsort(rows, n, sizeof(*rows), cmp_mailbox_id);
 	for (size_t i = 0; i < count; i++) {
 		struct store_acl_row key = {.mailbox_id = ids[i]};
-		struct store_acl_row *r = bsearch(&key, rows, n, sizeof(*rows),
-						  cmp_mailbox_id);
+		struct store_acl_row *r = n == 0 ? NULL
+					  : bsearch(&key, rows, n, sizeof(*rows),
+						    cmp_mailbox_id);
 		size_t first = r != NULL ? (size_t)(r - rows) : n;
 		while (first > 0 && rows[first - 1].mailbox_id == ids[i])
 			first--;

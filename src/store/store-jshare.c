@@ -262,7 +262,8 @@ static bool idv_has(const struct idv *x, int64_t id)
 
 static void idv_sort(struct idv *x)
 {
-	qsort(x->v, x->n, sizeof(*x->v), cmp_i64);
+	if (x->n > 1)
+		qsort(x->v, x->n, sizeof(*x->v), cmp_i64);
 }
 
 static void change_push(struct store_jmap_change **v, size_t *n, int64_t id,
