@@ -31,7 +31,8 @@ import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "lib"))
+# bench/ first: its clients.py, not tests/lib's
+sys.path.append(os.path.join(os.path.dirname(HERE), "tests", "lib"))
 
 from pgenv import Postgres  # noqa: E402
 from s3env import S3  # noqa: E402
