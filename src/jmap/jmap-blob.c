@@ -16,8 +16,10 @@
  */
 #include "jmap-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "mail.h"
@@ -147,25 +149,64 @@ void jmap_blob_close(struct jmap_blob *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* Blob/copy (RFC 8620 6.3): between accounts the caller can reach; today
- * that is its own, where a blob is already there. */
+/* Blob/copy (RFC 8620 6.3): within one account a blob is already there
+ * (the same id); from another account the caller reaches (shared
+ * mailboxes) into its own, each blob is read through the source's
+ * handle (its rights) and kept as an upload of the caller's (a new
+ * "U" id, swept like any upload). Into another's account: forbidden
+ * (uploads are the owner's). */
+static json_t *copy_one(struct jmap_req *req, struct store_user *src,
+			const char *id, char out[32])
+{
+	struct jmap_blob b;
+	struct store_error err;
+	if (jmap_blob_open(req->j, src, id, &b, &err) < 0)
+		return jmap_set_error("blobNotFound", NULL);
+	struct store_upload *up = NULL;
+	int64_t n = 0;
+	uint64_t size = 0;
+	const char *type = b.type != NULL ? b.type : "application/octet-stream";
+	int r = store_upload_begin(req->user, req->j->set.max_size_upload, &up,
+				   &err);
+	if (r == 0 && store_upload_write(up, b.data, b.len, &err) < 0) {
+		store_upload_abort(&up);
+		r = -1;
+	}
+	if (r == 0)
+		r = store_upload_finish(&up, type,
+					time(NULL) + (time_t)req->j->set.upload_ttl,
+					&n, &size, &err);
+	jmap_blob_close(&b);
+	if (r < 0)
+		return jmap_set_error_store(&err);
+	store_objectid_format(out, 'U', req->account, n);
+	return NULL;
+}
+
 static json_t *blob_copy(struct jmap_req *req, json_t *args)
 {
 	json_t *from = json_object_get(args, "fromAccountId");
-	char own[32];
-	jmap_account_id(req->who->user_id, own);
+	int64_t src_id;
 	if (!json_is_string(from))
 		return jmap_error("invalidArguments", "fromAccountId");
-	if (strcmp(json_string_value(from), own) != 0)
-		return jmap_error("fromAccountNotFound", NULL);
 	json_t *e = jmap_account(req, args, true);
 	if (e != NULL)
 		return e;
+	if (!jmap_account_parse(json_string_value(from), &src_id))
+		return jmap_error("fromAccountNotFound", NULL);
+	struct store_user *src = NULL;
+	if (src_id != req->account &&
+	    jmap_account_open(req->j, req->who, src_id, &src, NULL, NULL,
+			      0) < 0)
+		return jmap_error("fromAccountNotFound", NULL);
 	json_t *ids = json_object_get(args, "blobIds");
-	if (!json_is_array(ids))
-		return jmap_error("invalidArguments", "blobIds");
-	if (json_array_size(ids) > req->j->set.max_objects_in_set)
-		return jmap_error("requestTooLarge", NULL);
+	if (!json_is_array(ids) ||
+	    json_array_size(ids) > req->j->set.max_objects_in_set) {
+		store_user_unref(&src);
+		return json_is_array(ids) ? jmap_error("requestTooLarge", NULL)
+					  : jmap_error("invalidArguments",
+						       "blobIds");
+	}
 	json_t *copied = json_object(), *not = json_object();
 	size_t i;
 	json_t *x;
@@ -173,15 +214,31 @@ static json_t *blob_copy(struct jmap_req *req, json_t *args)
 		const char *id = json_string_value(x);
 		struct jmap_blob b;
 		struct store_error err;
-		if (id != NULL && jmap_blob_open(req->j, req->user, id, &b,
-						 &err) == 0) {
-			jmap_blob_close(&b);
-			json_object_set_new(copied, id, json_string(id));
-		} else if (id != NULL) {
-			json_object_set_new(not, id,
-					    jmap_set_error("blobNotFound", NULL));
+		char nid[32];
+		json_t *se = NULL;
+		if (id == NULL)
+			continue;
+		if (src == NULL) {
+			/* within one account: the blob is there already */
+			if (jmap_blob_open(req->j, req->user, id, &b, &err) == 0) {
+				jmap_blob_close(&b);
+				json_object_set_new(copied, id, json_string(id));
+				continue;
+			}
+			se = jmap_set_error("blobNotFound", NULL);
+		} else if (req->account != req->who->user_id) {
+			se = jmap_set_error("forbidden",
+					    "blobs are copied into the user's"
+					    " own account only");
+		} else {
+			se = copy_one(req, src, id, nid);
 		}
+		if (se != NULL)
+			json_object_set_new(not, id, se);
+		else
+			json_object_set_new(copied, id, json_string(nid));
 	}
+	store_user_unref(&src);
 	json_t *r = json_pack("{s:O,s:O}", "fromAccountId", from, "accountId",
 			      json_object_get(args, "accountId"));
 	json_object_set_new(r, "copied", json_object_size(copied) ? copied

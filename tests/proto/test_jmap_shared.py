@@ -293,6 +293,19 @@ with Loft(users={ALICE: APW, BOB: BPW, CAROL: CPW}) as env:
     cp = b.resp(r, 'Email/copy')
     R.check('Email/copy bob -> alice\'s Family', 'k' in
             (cp.get('created') or {}), cp)
+    # Blob/copy: a blob of alice's (a forward) into bob's own account
+    mg = ok(b, AA, 'Email/get', {'ids': [memo], 'properties': ['blobId']})
+    r = b.call([['Blob/copy', {'fromAccountId': AA, 'accountId': b.account,
+                               'blobIds': [mg['list'][0]['blobId'],
+                                           sg['list'][0]['blobId']]}, 'c']])
+    bc = b.resp(r, 'Blob/copy')
+    nb = (bc.get('copied') or {}).get(mg['list'][0]['blobId'])
+    R.check('Blob/copy from alice\'s account: readable copied, hidden not',
+            nb and sg['list'][0]['blobId'] in (bc.get('notCopied') or {}),
+            bc)
+    st, _, body = b.download(nb or 'x')
+    R.check('the copied blob is bob\'s', st == 200 and
+            b'quarterly numbers' in body, st)
     r = b.call([['Email/copy', {'fromAccountId': b.account,
                                 'accountId': AA,
                                 'create': {'k': {'id': mine, 'mailboxIds': {
