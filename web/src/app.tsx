@@ -192,14 +192,14 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
       for (const [acc, changed] of Object.entries(all)) {
         if (acc === j.accountId) {
           if (changed.Identity) void loadIdentities();
-          if (changed.Email || changed.Mailbox || changed.Thread || changed.LoftSettings) void model.sync();
+          if (changed.Email || changed.Mailbox || changed.Thread || changed.LoftSettings) void model.sync(Object.keys(changed));
           // usage moves only when mail comes or goes, which moves a Mailbox count
           if (changed.Mailbox) loadQuotas(model).then(setQuota).catch(() => {});
           continue;
         }
         const s = sharedRef.current.find((x) => x.id === acc);
         if (!s) void refreshShared(true);   // an account shared with us just now
-        else if (changed.Email || changed.Mailbox || changed.Thread) void s.model.sync();
+        else if (changed.Email || changed.Mailbox || changed.Thread) void s.model.sync(Object.keys(changed));
       }
     }, () => { setOnline(true); syncAll(); }, () => {
       if (es.current && es.current.readyState === EventSource.CLOSED) {

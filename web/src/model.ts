@@ -68,6 +68,10 @@ export class Model {
   private listeners = new Set<Listener>();
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
+  // what the next sync asks for: everything, or the types a push named
+  // (a flag change need not ask for Mailboxes or settings)
+  private syncAll = false;
+  private syncKinds = new Set<string>();
   /** set when an Inbox message arrives that was not there before */
   onNewMail?: (emails: Email[]) => void;
   onError?: (text: string) => void;
@@ -364,16 +368,23 @@ export class Model {
 
   // ---- keeping up -----------------------------------------------------
 
-  /** Brings everything up to the server's state; one at a time. */
-  sync(): Promise<void> {
+  /** Brings the page up to the server's state, one sync at a time: kinds
+   * are the types a StateChange named (Email, Mailbox, Thread,
+   * LoftSettings); without them, everything. */
+  sync(kinds?: string[]): Promise<void> {
+    if (kinds) for (const k of kinds) this.syncKinds.add(k); else this.syncAll = true;
     if (this.syncing) { this.syncAgain = true; return this.syncing; }
     this.syncing = (async () => {
       try {
         do {
           this.syncAgain = false;
-          await this.syncOnce();
+          const all = this.syncAll, kinds = new Set(this.syncKinds);
+          this.syncAll = false;
+          this.syncKinds.clear();
+          await this.syncOnce(all || kinds.has('Mailbox'), all || kinds.has('LoftSettings'));
         } while (this.syncAgain);
       } catch (e) {
+        this.syncAll = true;   // the next one asks for everything
         this.onError?.(describeErr(e));
       } finally {
         this.syncing = null;
@@ -382,38 +393,40 @@ export class Model {
     return this.syncing;
   }
 
-  private async syncOnce(): Promise<void> {
+  private async syncOnce(boxes: boolean, settings: boolean): Promise<void> {
     const acc = this.acc;
     // One request: the changes and, by result references, the changed
     // objects themselves (and their threads' sizes), so a change from
     // another device costs one round trip before the page shows it.
     const ref = (resultOf: string, name: string, path: string) => ({ resultOf, name, path });
-    const calls: Invocation[] = [
+    const calls: Invocation[] = boxes ? [
       ['Mailbox/changes', { accountId: acc, sinceState: this.states.Mailbox, maxChanges: 500 }, 'm'],
       ['Mailbox/get', { accountId: acc, '#ids': ref('m', 'Mailbox/changes', '/created') }, 'mc'],
       ['Mailbox/get', { accountId: acc, '#ids': ref('m', 'Mailbox/changes', '/updated') }, 'mu'],
+    ] : [];
+    calls.push(
       ['Email/changes', { accountId: acc, sinceState: this.states.Email, maxChanges: 500 }, 'e'],
       ['Email/get', { accountId: acc, '#ids': ref('e', 'Email/changes', '/created'), properties: LIST_PROPS }, 'ec'],
       ['Email/get', { accountId: acc, '#ids': ref('e', 'Email/changes', '/updated'), properties: LIST_PROPS }, 'eu'],
       ['Email/queryChanges', { accountId: acc, ...this.queryArgs(), sinceQueryState: this.queryState, calculateTotal: true, maxChanges: 500 }, 'qc'],
-    ];
+    );
     const threads = this.settings.threads;
     if (threads) {
       calls.push(['Thread/get', { accountId: acc, '#ids': ref('ec', 'Email/get', '/list/*/threadId') }, 'tc'],
         ['Thread/get', { accountId: acc, '#ids': ref('eu', 'Email/get', '/list/*/threadId') }, 'tu']);
     }
-    if (this.states.LoftSettings) calls.push(['LoftSettings/get', { accountId: acc, ids: null }, 's']);
+    if (settings && this.states.LoftSettings) calls.push(['LoftSettings/get', { accountId: acc, ids: null }, 's']);
     trace('sync-send');
     const rs = await this.j.call(calls);
     trace('sync-answer');
     // mailboxes
     let reloadBoxes = false;
-    try {
+    if (boxes) try {
       const m = pick(rs, 'm', 'Mailbox/changes');
       for (const id of m.destroyed as string[]) this.mailboxes.delete(id);
       for (const c of ['mc', 'mu']) for (const mb of pick(rs, c, 'Mailbox/get').list as Mailbox[]) this.mailboxes.set(mb.id, mb);
       this.states.Mailbox = String(m.newState);
-      if (m.hasMoreChanges) this.syncAgain = true;
+      if (m.hasMoreChanges) { this.syncAgain = true; this.syncKinds.add('Mailbox'); }
     } catch (e) {
       if (e instanceof JmapError && e.type === 'cannotCalculateChanges') reloadBoxes = true; else throw e;
     }
