@@ -273,19 +273,12 @@ static int json_write_sealed(const char *path, json_t *doc, char sum[65])
 	return r;
 }
 
-/* Reads a sealed JSON file; NULL with why set (damaged, missing). */
-static json_t *json_read_sealed(const char *path, char *why, size_t why_size)
+/* A sealed JSON document from bytes; NULL with why set (damaged). */
+static json_t *json_parse_sealed(const char *data, size_t len, char *why,
+				 size_t why_size)
 {
-	struct buf b;
-	buf_init(&b, 0);
-	if (read_file(path, &b, 1u << 30) < 0) {
-		snprintf(why, why_size, "%s", strerror(errno));
-		buf_free(&b);
-		return NULL;
-	}
 	json_error_t je;
-	json_t *doc = json_loadb(b.data, b.len, 0, &je);
-	buf_free(&b);
+	json_t *doc = json_loadb(data, len, 0, &je);
 	if (doc == NULL || !json_is_object(doc)) {
 		snprintf(why, why_size, "not JSON (damaged)");
 		json_decref(doc);
@@ -309,6 +302,22 @@ static json_t *json_read_sealed(const char *path, char *why, size_t why_size)
 		json_decref(doc);
 		return NULL;
 	}
+	return doc;
+}
+
+/* Reads a sealed JSON file; NULL with why set (damaged, missing). */
+static json_t *json_read_sealed(const char *path, char *why, size_t why_size)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	if (read_file(path, &b, 1u << 30) < 0) {
+		snprintf(why, why_size, "%s", strerror(errno));
+		buf_free(&b);
+		return NULL;
+	}
+	json_t *doc = json_parse_sealed(b.data ? b.data : "", b.len, why,
+					why_size);
+	buf_free(&b);
 	return doc;
 }
 
@@ -742,20 +751,12 @@ out:
 
 /* ---- verify, list, prune ------------------------------------------ */
 
-/* The account manifest an index entry names, checked; NULL with why. */
-static json_t *account_doc(const char *dest, json_t *entry, char *why,
-			   size_t why_size, char **path_r)
+/* "<snapshot>/<address>.json" and nothing else: no "..", no "/" in
+ * the address, no absolute path. */
+static bool entry_file_ok(const char *file)
 {
-	const char *file = json_string_value(json_object_get(entry, "file"));
-	const char *sum = json_string_value(json_object_get(entry, "sha256"));
-	*path_r = NULL;
-	/* "<snapshot>/<address>.json" and nothing else: no "..", no "/"
-	 * in the address, no absolute path */
-	if (file == NULL || strlen(file) < 25) {
-		snprintf(why, why_size, "names a file outside the backup: %.80s",
-			 file ? file : "(none)");
-		return NULL;
-	}
+	if (file == NULL || strlen(file) < 25)
+		return false;
 	const char *slash = strchr(file, '/');
 	size_t snaplen = slash != NULL ? (size_t)(slash - file) : 0;
 	char snap[23] = "";
@@ -768,9 +769,19 @@ static json_t *account_doc(const char *dest, json_t *entry, char *why,
 	bool good = slash != NULL && snapname_ok(snap) && address_ok(a) &&
 		    strcmp(addr + strlen(a), ".json") == 0;
 	free(a);
-	if (!good) {
+	return good;
+}
+
+/* The account manifest an index entry names, checked; NULL with why. */
+static json_t *account_doc(const char *dest, json_t *entry, char *why,
+			   size_t why_size, char **path_r)
+{
+	const char *file = json_string_value(json_object_get(entry, "file"));
+	const char *sum = json_string_value(json_object_get(entry, "sha256"));
+	*path_r = NULL;
+	if (!entry_file_ok(file)) {
 		snprintf(why, why_size, "names a file outside the backup: %.80s",
-			 file);
+			 file ? file : "(none)");
 		return NULL;
 	}
 	*path_r = xasprintf("%s/snapshots/%s", dest, file);
@@ -1211,6 +1222,49 @@ static unsigned flags_of(json_t *a, const char **kws, size_t *nkw)
 static json_int_t jint(json_t *o, const char *k)
 {
 	return json_integer_value(json_object_get(o, k));
+}
+
+int migrate_manifest_check(const char *data, size_t len, char *why,
+			   size_t why_size)
+{
+	json_t *doc = json_parse_sealed(data, len, why, why_size);
+	if (doc == NULL)
+		return -1;
+	int ret = 0;
+	size_t i, j;
+	json_t *x, *y;
+	/* a SNAPSHOT: every file it names inside the backup */
+	json_array_foreach(json_object_get(doc, "accounts"), i, x) {
+		const char *file = json_string_value(json_object_get(x, "file"));
+		if (!entry_file_ok(file) ||
+		    !address_ok(json_string_value(json_object_get(x,
+								  "address")))) {
+			snprintf(why, why_size, "names a file outside the"
+				 " backup: %.80s", file ? file : "(none)");
+			ret = -1;
+		}
+	}
+	/* an account: what restore reads of each message */
+	json_array_foreach(json_object_get(doc, "mailboxes"), i, x) {
+		json_array_foreach(json_object_get(x, "messages"), j, y) {
+			const char *kws[64];
+			size_t nkw;
+			flags_of(json_object_get(y, "flags"), kws, &nkw);
+			if (jint(y, "uid") < 0 || jint(y, "uid") > UINT32_MAX) {
+				snprintf(why, why_size, "a message with an"
+					 " invalid uid");
+				ret = -1;
+			}
+			if (!hex64(json_string_value(json_object_get(y,
+								"sha256")))) {
+				snprintf(why, why_size, "a message without a"
+					 " valid sha256");
+				ret = -1;
+			}
+		}
+	}
+	json_decref(doc);
+	return ret;
 }
 
 json_t *migrate_backup_account(const char *dest, const char *address,

@@ -111,6 +111,12 @@ int migrate_backup_prune(struct migrate *m, const char *dest, long keep,
  * (new reference), or NULL with why set. */
 struct json_t *migrate_backup_account(const char *dest, const char *address,
 				      char *why, size_t why_size);
+/* Checks one backup JSON file's bytes as verify and restore read them
+ * (its own checksum, the format, the files a SNAPSHOT names inside the
+ * backup, each message's sha256): 0, or -1 with why (the fuzz target's
+ * entry, fuzz-migrate-manifest). */
+int migrate_manifest_check(const char *data, size_t len, char *why,
+			   size_t why_size);
 /* The addresses in DEST's newest complete snapshot (caller frees each
  * and the array); -1 with why. */
 int migrate_backup_addresses(const char *dest, char ***addresses_r,
