@@ -3,9 +3,13 @@
  * it starts a thread (Landlock binds the calling thread and what it
  * creates afterwards):
  *
- * 1. chroot, only as the fallback: when the kernel has no Landlock and
- *    the process is root, it chroots into sb->chroot_dir (logged; without
- *    root nothing confines the files, which is logged too, never fatal).
+ * 1. Only as the fallback, when the kernel has no Landlock and the
+ *    process is root: a root of its own (a private mount namespace whose
+ *    root is a tmpfs holding exactly the sandbox's trees, each bind-
+ *    mounted at its own path, read-only ones read-only), so every path
+ *    keeps working; where that cannot be made, chroot into
+ *    sb->chroot_dir. Logged; without root nothing confines the files,
+ *    which is logged too, never fatal.
  * 2. The service user (setgroups, setgid, setuid), then no_new_privs.
  * 3. Landlock: every file-system right is handled; the read-write trees
  *    get the rights a store needs (no execute, no devices, no sockets),
@@ -25,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -93,6 +99,12 @@ void daemon_sandbox_ro(struct daemon_sandbox *sb, const char *path)
 
 static int landlock_abi(void)
 {
+#ifdef LOFT_TEST_COMMANDS
+	/* test builds: the path of a kernel without Landlock */
+	const char *no = getenv("LOFT_TEST_NO_LANDLOCK");
+	if (no != NULL && strcmp(no, "1") == 0)
+		return 0;
+#endif
 	long v = syscall(SYS_landlock_create_ruleset, NULL, 0,
 			 LANDLOCK_CREATE_RULESET_VERSION);
 	return v < 0 ? 0 : (int)v;
@@ -273,16 +285,122 @@ static int seccomp_apply(char **error_r)
 	return rc < 0 ? -1 : 0;
 }
 
+/* path's directories made under root (path absolute), and its last
+ * component: a directory, or an empty file to mount a file on. */
+static int make_under(const char *root, const char *path, bool file)
+{
+	char *full = xasprintf("%s%s", root, path);
+	int rc = 0;
+	for (char *p = full + strlen(root) + 1; rc == 0 && *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(full, 0755) < 0 && errno != EEXIST)
+			rc = -1;
+		*p = '/';
+	}
+	if (rc == 0 && file) {
+		int fd = open(full, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd < 0)
+			rc = -1;
+		else
+			close(fd);
+	} else if (rc == 0 && mkdir(full, 0755) < 0 && errno != EEXIST) {
+		rc = -1;
+	}
+	free(full);
+	return rc;
+}
+
+/* path bind-mounted at root + path (read-only if asked); a path that
+ * does not exist is left out, as Landlock's rules leave it out. */
+static int bind_into(const char *root, const char *path, bool ro,
+		     char **error_r)
+{
+	struct stat st;
+	if (path == NULL || path[0] != '/' || stat(path, &st) < 0)
+		return 0;
+	char *target = xasprintf("%s%s", root, path);
+	int rc = make_under(root, path, !S_ISDIR(st.st_mode));
+	if (rc == 0 && mount(path, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+		rc = -1;
+	if (rc == 0 && ro &&
+	    mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+		  MS_NOSUID | MS_NODEV, NULL) < 0)
+		rc = -1;
+	if (rc < 0)
+		*error_r = xasprintf("bind %s: %s", path, strerror(errno));
+	free(target);
+	return rc;
+}
+
+#define PRIVATE_ROOT "/run/loft-sandbox"
+
+/* The process's own root: a private mount namespace whose root is a
+ * tmpfs holding exactly sb's trees at their own paths. Before the user
+ * change (it needs root) and the seccomp filter (which refuses mount,
+ * umount2, pivot_root and unshare from then on). */
+static int private_root(const struct daemon_sandbox *sb, char **error_r)
+{
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    (mkdir(PRIVATE_ROOT, 0700) < 0 && errno != EEXIST) ||
+	    mount("tmpfs", PRIVATE_ROOT, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "mode=0755,size=1m") < 0) {
+		*error_r = xasprintf("private root: %s", strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < sb->rw_count; i++)
+		rc = bind_into(PRIVATE_ROOT, sb->rw[i], false, error_r);
+	for (size_t i = 0; rc == 0 && i < sb->ro_count; i++)
+		rc = bind_into(PRIVATE_ROOT, sb->ro[i], true, error_r);
+	if (rc == 0)
+		rc = bind_into(PRIVATE_ROOT, "/dev/null", false, error_r);
+	if (rc == 0 && getenv("LOFT_TEST_CLOCK") != NULL) {
+		char *dir = xstrdup(getenv("LOFT_TEST_CLOCK"));
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL && slash != dir) {
+			*slash = '\0';
+			rc = bind_into(PRIVATE_ROOT, dir, true, error_r);
+		}
+		free(dir);
+	}
+	/* LeakSanitizer reads /proc to stop the world at exit */
+	if (rc == 0 && sanitizer_build())
+		rc = bind_into(PRIVATE_ROOT, "/proc", true, error_r);
+	if (rc == 0 && (chdir(PRIVATE_ROOT) < 0 ||
+			syscall(SYS_pivot_root, ".", ".") < 0 ||
+			umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)) {
+		*error_r = xasprintf("private root: pivot_root: %s",
+				     strerror(errno));
+		rc = -1;
+	}
+	/* nothing new in the root itself */
+	if (rc == 0)
+		mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL);
+	return rc;
+}
+
 int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			 const struct daemon_user *u, bool *chrooted_r,
 			 char **error_r)
 {
 	*chrooted_r = false;
 	int abi = landlock_abi();
-	if (abi == 0 && sb->chroot_dir != NULL && geteuid() == 0) {
+	char *why = NULL;
+	if (abi == 0 && sb->chroot_dir != NULL && geteuid() == 0 &&
+	    private_root(sb, &why) == 0) {
+		log_warn("loftd", NULL, "%s process: no Landlock in this "
+			 "kernel: confined to a root of its own holding only "
+			 "its %zu trees instead", sb->name,
+			 sb->rw_count + sb->ro_count);
+	} else if (abi == 0 && sb->chroot_dir != NULL && geteuid() == 0) {
+		log_warn("loftd", NULL, "%s process: %s", sb->name, why);
 		if (chroot(sb->chroot_dir) < 0 || chdir("/") < 0) {
 			*error_r = xasprintf("chroot %s: %s", sb->chroot_dir,
 					     strerror(errno));
+			free(why);
 			return -1;
 		}
 		*chrooted_r = true;
@@ -291,6 +409,7 @@ int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			 "conversion limited to what is loaded)", sb->name,
 			 sb->chroot_dir);
 	}
+	free(why);
 	if (daemon_user_become(u, error_r) < 0)
 		return -1;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {

@@ -694,8 +694,10 @@ def test_http_out():
                 lambda: any(x.get('@type') == 'PushVerification'
                             for x in verification()), 30 * SLOW),
                 verification())
-            R.check('push: by the outbound process',
-                    'http POST %s: HTTP 201' % url in env.log(),
+            # logged once the POST is answered: after the sink has it
+            R.check('push: by the outbound process', wait_for(
+                lambda: 'http POST %s: HTTP 201' % url in env.log(),
+                10 * SLOW),
                     [ln for ln in env.log().splitlines()
                      if 'outbound' in ln][-5:])
             R.check('http: loftd still serves', env.running())
@@ -703,7 +705,74 @@ def test_http_out():
         srv.shutdown()
 
 
+def test_no_landlock():
+    """Where the kernel has no Landlock (test builds take that path with
+    LOFT_TEST_NO_LANDLOCK=1): each child runs in a root of its own that
+    holds only its trees, and loftd still serves: logins (the throttle's
+    file), LMTP delivery, mail leaving through the outbound process."""
+    if os.getuid() != 0:
+        print('not root: the Landlock-less fallback is not tried')
+        return
+    sink = Sink()
+    extra = {'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
+                       'smarthost_tls': 'none', 'retry_min': '1s'},
+             'submission': {'listen': '127.0.0.1:%d' % free_port()}}
+    os.environ['LOFT_TEST_NO_LANDLOCK'] = '1'
+    try:
+        env = Loft(extra=extra)
+        env.__enter__()
+    finally:
+        del os.environ['LOFT_TEST_NO_LANDLOCK']
+    try:
+        log = env.log()
+        if 'no Landlock in this kernel' not in log:
+            print('release build: no switch to the Landlock-less path')
+            return
+        for name in ('auth', 'mail', 'outbound'):
+            R.check('no Landlock: the %s process in a root of its own' % name,
+                    '%s process: no Landlock in this kernel: confined to a '
+                    'root of its own' % name in log,
+                    [ln for ln in log.splitlines() if 'Landlock' in ln])
+        c = Imap(env.raw('imap'))
+        _, t = c.cmd('LOGIN %s %s' % (ALICE, ALICE_PW))
+        R.check('no Landlock: login', t.startswith(b'OK'), t)
+
+        def probe(op, path):
+            u, t = c.cmd('XPROBE %s "%s"' % (op, path))
+            m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
+            return m.group(1).decode() if m else None
+        got = probe('OPEN', os.path.join(env.data_dir, 'accounts.db'))
+        R.check('no Landlock: accounts.db not in the mail process\'s root',
+                got == 'ENOENT', got)
+        got = probe('OPEN', '/etc/passwd')
+        R.check('no Landlock: /etc/passwd not there either', got == 'ENOENT',
+                got)
+        got = probe('EXEC', '/bin/sh')
+        R.check('no Landlock: exec refused', got in ('EPERM', 'ENOENT'), got)
+        c.close()
+        lm = env.lmtp()
+        refused = lm.sendmail('x@remote.test', [ALICE],
+                              b'Subject: rootless\r\n\r\nhi\r\n')
+        lm.quit()
+        R.check('no Landlock: LMTP delivery', refused == {}, refused)
+        s = smtplib.SMTP('127.0.0.1', env.port('submission'),
+                         timeout=30 * SLOW)
+        s.login(ALICE, ALICE_PW)
+        s.sendmail(ALICE, ['carol@remote.test'],
+                   ('From: %s\r\nTo: carol@remote.test\r\nSubject: '
+                    'rootless out\r\n\r\nhello\r\n' % ALICE).encode())
+        s.quit()
+        R.check('no Landlock: mail leaves through the outbound process',
+                wait_for(lambda: any(b'rootless out' in m.get('data', b'')
+                                     for m in list(sink.messages)),
+                         30 * SLOW), env.log()[-1500:])
+        R.check('no Landlock: loftd still serves', env.running())
+    finally:
+        env.close()
+
+
 def main():
+    test_no_landlock()
     test_confinement()
     test_outbound()
     test_http_out()
