@@ -505,14 +505,19 @@ static void cmd_havespace(struct ms_session *s, struct ms_command *c)
 
 /* After STARTTLS: once the connection has swapped to TLS (when the OK
  * has left), the capabilities again. A task, retried on a short timer
- * until then. */
+ * until then (5 ms, growing to 100 ms); the wait it keeps holds the
+ * client's next command back until they are sent. It never gives up
+ * (it stopped after 2000 tries before, and the client's next command
+ * was then answered before the capabilities it waits for): the swap
+ * comes once the OK has drained (bounded by the write timeout), and the
+ * retries end when the connection closes (run_after refuses then). */
 static void capability_task(void *session, struct net_conn *conn, void *arg)
 {
-	uintptr_t tries = (uintptr_t)arg;
+	uintptr_t delay = (uintptr_t)arg;
 	if (!net_conn_is_tls(conn)) {
-		if (tries < 2000)
-			net_conn_run_after(conn, 5, 0, capability_task,
-					   (void *)(tries + 1), NULL);
+		delay = delay < 5 ? 5 : delay * 2 > 100 ? 100 : delay * 2;
+		net_conn_run_after(conn, (uint32_t)delay, 0, capability_task,
+				   (void *)delay, NULL);
 		return;
 	}
 	send_capability(session, "TLS is on");

@@ -637,7 +637,16 @@ void net_conn_task_done(struct net_conn *conn)
 		conn_progress(conn);
 		return;
 	}
-	if (conn->user_paused || conn->starttls_pending)
+	if (conn->starttls_pending) {
+		/* The write that drained the STARTTLS reply may have come
+		 * while this task ran (conn_writecb leaves it to us then):
+		 * without this the swap waited for a write that never comes
+		 * (ManageSieve's capability timer after STARTTLS hung that
+		 * way under load). */
+		conn_progress(conn);
+		return;
+	}
+	if (conn->user_paused)
 		return;
 	if (!conn->eof) {
 		conn_enable(conn, EV_READ);

@@ -8,6 +8,9 @@
  *   BIG n       -> n bytes of 'x' then "END ok|fail" (a worker, with
  *                  back-pressure)
  *   STARTTLS    -> "OK", then TLS      COMPRESS -> "OK", then deflate
+ *   STLSTASK    -> "OK", then TLS, while a task of the connection runs
+ *                  until the client has read the "OK" (as ManageSieve's
+ *                  capability timer after STARTTLS)
  *   POST        -> "POSTED" written by net_conn_post from another thread
  *   TIMEOUT n   -> idle timeout n s; the hook says "BYE idle"
  *   QUIT        -> "BYE", close
@@ -163,6 +166,23 @@ static void task_whold(void *session, struct net_conn *conn, void *arg)
 	pthread_detach(t);
 }
 
+/* STLSTASK: a task of the connection still runs when the "OK" has
+ * drained (the write callback then leaves the TLS swap to the task's
+ * end): it returns once the client has read the OK and the output is
+ * empty, after a moment for the I/O thread's write callback (the moment
+ * only makes the case happen; without it the test passes anyway). */
+static atomic_bool stls_ok_read;
+
+static void task_stls(void *session, struct net_conn *conn, void *arg)
+{
+	(void)session;
+	(void)arg;
+	for (int i = 0; i < 120000 && (!atomic_load(&stls_ok_read) ||
+				       net_conn_output_pending(conn) > 0); i++)
+		usleep(1000);
+	usleep(50000);
+}
+
 static bool admit(void *ctx, const char *ip)
 {
 	return !atomic_load(&banned) || strcmp(ip, "127.0.0.1") != 0;
@@ -209,6 +229,11 @@ static void p_input(void *session, struct net_conn *conn)
 		} else if (strcmp(line, "STARTTLS") == 0) {
 			net_conn_printf(conn, "OK\r\n");
 			net_conn_starttls(conn);
+			stop = true;
+		} else if (strcmp(line, "STLSTASK") == 0) {
+			net_conn_printf(conn, "OK\r\n");
+			net_conn_starttls(conn);
+			net_conn_run(conn, task_stls, NULL);
 			stop = true;
 		} else if (strcmp(line, "COMPRESS") == 0) {
 			net_conn_printf(conn, "OK\r\n");
@@ -690,6 +715,25 @@ static void test_starttls_discards_injection(void)
 	cli_send(c, "ECHO after\r\n");
 	CHECK_STR(cli_line(c), "after");
 	/* STARTTLS twice is refused by net (the command then stalls; QUIT). */
+	cli_send(c, "QUIT\r\n");
+	CHECK_STR(cli_line(c), "BYE");
+	cli_close(c);
+}
+
+/* The STARTTLS reply drained while a task ran: the swap still happens
+ * when the task ends (it used to wait for a write that never came: the
+ * handshake then hung). */
+static void test_starttls_during_task(void)
+{
+	struct cli *c = cli_open(port_plain);
+	CHECK_STR(cli_line(c), "HELLO");
+	atomic_store(&stls_ok_read, false);
+	cli_send(c, "STLSTASK\r\n");
+	CHECK_STR(cli_line(c), "OK");
+	atomic_store(&stls_ok_read, true);
+	CHECK(cli_tls(c, 0) == 0);
+	cli_send(c, "ECHO after\r\n");
+	CHECK_STR(cli_line(c), "after");
 	cli_send(c, "QUIT\r\n");
 	CHECK_STR(cli_line(c), "BYE");
 	cli_close(c);
@@ -1254,6 +1298,7 @@ int main(void)
 		{"backpressure", test_backpressure},
 		{"never_reads_dropped", test_never_reads_dropped},
 		{"starttls_discards_injection", test_starttls_discards_injection},
+		{"starttls_during_task", test_starttls_during_task},
 		{"implicit_tls", test_implicit_tls},
 		{"compress", test_compress},
 		{"compress_bomb", test_compress_bomb},
