@@ -24,6 +24,13 @@ while bob APPENDs into Team. After each restart carol's entry is the
 last answered SETACL or the one in flight, nothing between, bob's entry
 is untouched, and every APPEND bob got OK for is in Team exactly once.
 
+Vacation (issue 16): a Sieve vacation reply left the queue (the sink has
+it, the queue has recorded it), loftd is killed with SIGKILL (its mail
+process first), started again, and the same sender writes again within
+the period: the message is delivered, no second reply is sent; a new
+sender still gets one, and after the period (a clock the test moves,
+LOFT_TEST_CLOCK, never a sleep) the first sender gets a reply again.
+
 Rounds: 20 by default (10 under ASan), LOFT_CRASH_ROUNDS=N for longer runs.
 Each message has a unique Message-ID; IMAP (when it is up) lists them per
 user, otherwise `loftctl user show` counts bound them (acknowledged <=
@@ -34,15 +41,19 @@ import hashlib
 import os
 import random
 import re
+import signal
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loftenv import SANITIZE, SLOW, Loft, Results  # noqa: E402
-from lmtplib import Conv, dot_stuff, imap_up, message_count  # noqa: E402
+from lmtplib import (Conv, deliver, dot_stuff, imap_messages, imap_up,  # noqa: E402
+                     message_count, wait_for)
 from jmapclient import Jmap  # noqa: E402
+from smtpconv import Sink  # noqa: E402
 
 R = Results()
 USERS = {'alice@example.test': 'first-crash-pw-1', 'bob@example.test': 'second-crash-pw-2',
@@ -470,6 +481,87 @@ def jmap_verify(env, ledger, round_no):
     return ok
 
 
+# ---- vacation after kill -9 (issue 16) -----------------------------------
+
+VACATION = '''require ["vacation", "vacation-seconds"];
+vacation :seconds 3600 :subject "Away" :handle "crash" "Out of office.";
+'''
+
+
+def vacation_after_kill():
+    user = 'alice@example.test'
+    clock_dir = tempfile.mkdtemp(prefix='loft-crash-clock-')
+    clock = os.path.join(clock_dir, 'clock')
+
+    def set_clock(offset):
+        with open(clock + '.tmp', 'w') as f:
+            f.write('%d\n' % offset)
+        os.replace(clock + '.tmp', clock)
+
+    set_clock(0)
+    os.environ['LOFT_TEST_CLOCK'] = clock   # the loftd below inherits it
+    sink = Sink()
+    extra = {'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
+                       'smarthost_tls': 'none', 'retry_min': '1s'},
+             'sieve': {'vacation_min_period': '60s'}}
+
+    def replies_to(sender):
+        return sum(1 for m in list(sink.messages)
+                   if b'Out of office.' in m.get('data', b'')
+                   and any(sender.encode() in r for r in m['rcpts']))
+
+    def send(sender, subject):
+        """Delivers; True once the 250 came and the queue is empty again:
+        a reply Sieve planned was queued before the 250, so after this
+        the sink has every reply this message caused."""
+        msg = ('From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@remote.test>'
+               '\r\n\r\nHello.\r\n' % (sender, user, subject,
+                                        subject.replace(' ', '.')))
+        c = Conv.tcp(env.port('lmtp'))
+        try:
+            _, dr = deliver(c, sender, [user], msg)
+        finally:
+            c.close()
+        ok = len(dr) == 1 and dr[0][0] == 250
+        return ok and wait_for(lambda: env.loftctl('queue', 'list')[1] == '',
+                               timeout=60 * SLOW)
+
+    def delivered(subject):
+        return any(subject.encode() in m for m in imap_messages(env, user) or [])
+
+    def crash():
+        mail = env.children().get('mail')
+        if mail is not None:
+            os.kill(mail, signal.SIGKILL)
+        env.kill9()
+        env.start()
+
+    with Loft(users=USERS, extra=extra) as env:
+        rc, _, err = env.loftctl('sieve', 'put', user, 'away', '--activate',
+                                 input=VACATION)
+        R.check('vacation: script active', rc == 0, err)
+        for n in range(3):
+            sender = 'pal%d@remote.test' % n
+            R.check('vacation %d: delivered' % n, send(sender, 'hello %d' % n))
+            R.check('vacation %d: one reply' % n,
+                    wait_for(lambda: replies_to(sender) == 1, timeout=30 * SLOW),
+                    replies_to(sender))
+            crash()
+            R.check('vacation %d: delivered after kill -9' % n,
+                    send(sender, 'again %d' % n) and delivered('again %d' % n))
+            R.check('vacation %d: no second reply after kill -9' % n,
+                    replies_to(sender) == 1, replies_to(sender))
+        # the checks above can fail: a new period answers again
+        set_clock(2 * 3600)
+        R.check('vacation: after the period delivered', send('pal0@remote.test',
+                                                              'later 0'))
+        R.check('vacation: after the period a reply again',
+                wait_for(lambda: replies_to('pal0@remote.test') == 2,
+                         timeout=30 * SLOW), replies_to('pal0@remote.test'))
+        R.check('vacation: no sanitizer report', 'Sanitizer' not in env.log()
+                and 'runtime error' not in env.log(), env.log()[-3000:])
+
+
 def main():
     rounds = int(os.environ.get('LOFT_CRASH_ROUNDS', '10' if SANITIZE else '20'))
     seed = int(os.environ.get('LOFT_CRASH_SEED', str(int(time.time()))))
@@ -536,6 +628,7 @@ def main():
             len(ledger.uploads), len(ledger.j_acked)))
         R.check('no sanitizer report', 'Sanitizer' not in env.log()
                 and 'runtime error' not in env.log(), env.log()[-3000:])
+    vacation_after_kill()
     return R.finish()
 
 
