@@ -42,7 +42,7 @@ struct delivery_sieve {
 	char *global_dir;
 	uint64_t vacation_min, vacation_max;
 	bool redirect_from_sender;
-	char *spamtest_header;
+	char *spamtest_header, *virustest_header;
 	/* fileinto another account's folder: IMAP's names for it ([imap]
 	 * other_users_namespace, shared_namespace) and [sharing]
 	 * cross_domain */
@@ -154,6 +154,9 @@ struct delivery_sieve *delivery_sieve_load(const struct config *cfg,
 		} else if (strcmp(k, "spamtest_header") == 0) {
 			free(ds->spamtest_header);
 			ds->spamtest_header = xstrdup(e->value);
+		} else if (strcmp(k, "virustest_header") == 0) {
+			free(ds->virustest_header);
+			ds->virustest_header = xstrdup(e->value);
 		} else if (strcmp(k, "redirect_envelope_from") == 0) {
 			if (strcmp(e->value, "sender") == 0)
 				ds->redirect_from_sender = true;
@@ -239,6 +242,7 @@ void delivery_sieve_unref(struct delivery_sieve **dsp)
 	free(ds->after);
 	free(ds->global_dir);
 	free(ds->spamtest_header);
+	free(ds->virustest_header);
 	free(ds->ns_other);
 	free(ds->ns_shared);
 	for (int l = 0; l < 2; l++) {
@@ -984,9 +988,52 @@ static void action_free(struct sieve_action *a)
 
 /* ---- the plan of a recipient --------------------------------------- */
 
+/* The virus scanner's word in the header an MTA in front wrote
+ * ([sieve] virustest_header) as virustest's value (RFC 5235 3.2): a
+ * digit 0-5 as it is; Clean/No/None/OK/Passed 1; Cured/Repaired/
+ * Disinfected/Removed 3 (clamav-milter, amavis, rspamd's milter
+ * headers); Suspicious/Heuristic/Possibly 4; any other text (Infected
+ * (NAME), Yes, a virus's name as rspamd's X-Virus has it) 5. */
+static int virus_word(const char *v, size_t len)
+{
+	while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' ||
+			   *v == '\n')) {
+		v++;
+		len--;
+	}
+	size_t w = 0;
+	while (w < len && (isalnum((unsigned char)v[w]) || v[w] == '-'))
+		w++;
+	if (w == 0)
+		return 0;
+	if (w == 1 && v[0] >= '0' && v[0] <= '5')
+		return v[0] - '0';
+	static const struct { const char *word; int value; } words[] = {
+		{"clean", 1}, {"no", 1}, {"none", 1}, {"ok", 1}, {"passed", 1},
+		{"cured", 3}, {"repaired", 3}, {"disinfected", 3}, {"removed", 3},
+		{"suspicious", 4}, {"heuristic", 4}, {"possibly", 4},
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strlen(words[i].word) == w &&
+		    strncasecmp(v, words[i].word, w) == 0)
+			return words[i].value;
+	return 5;
+}
+
 static void spam_verdict(struct delivery_session *s, struct delivery_sieve *ds,
 			 struct sieve_input *in)
 {
+	in->virus_status = s->env.virus_status;
+	if (in->virus_status == 0 && ds->virustest_header != NULL) {
+		/* LMTP: the header the MTA's virus scanner wrote (the first
+		 * one: the nearest MTA's) */
+		struct slice v;
+		size_t hs = mail_header_size(s->copy.data ? s->copy.data : "",
+					     s->copy.len);
+		if (mail_header_find(s->copy.data ? s->copy.data : "", hs,
+				     ds->virustest_header, &v))
+			in->virus_status = virus_word(v.ptr, v.len);
+	}
 	in->spam_scanned = s->env.spam_scanned;
 	in->spam_score = s->env.spam_score;
 	in->spam_threshold = s->env.spam_threshold;

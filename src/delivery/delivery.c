@@ -198,6 +198,7 @@ void delivery_set_verdict(struct delivery_session *s,
 	s->env.spam_score = v->spam_score;
 	s->env.spam_threshold = v->spam_threshold;
 	s->env.spam_action = s->spam_action;
+	s->env.virus_status = v->virus_status;
 }
 
 unsigned delivery_rcpt_count(const struct delivery_session *s)

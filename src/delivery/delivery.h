@@ -96,6 +96,9 @@ struct delivery_envelope {
 	double spam_threshold;        /* ... and the score it calls spam */
 	const char *spam_action;      /* rspamd's action ("no action",
 					 "add header", "reject", ...) */
+	int virus_status;             /* the virus scan, as Sieve's
+					 virustest says it (RFC 5235 3.2):
+					 0 not tested, 1 clean, 5 infected */
 };
 void delivery_begin(struct delivery_session *s,
 		    const struct delivery_envelope *env);
@@ -108,6 +111,7 @@ struct delivery_verdict {
 	bool spam_scanned;
 	double spam_score, spam_threshold;
 	const char *spam_action;
+	int virus_status;
 };
 void delivery_set_verdict(struct delivery_session *s,
 			  const struct delivery_verdict *v);

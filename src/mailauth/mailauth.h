@@ -266,6 +266,11 @@ struct rspamd_request {
 	const char *ip, *helo, *sender, *hostname, *queue_id;
 	const char *const *rcpts;
 	size_t rcpt_count;
+	/* the symbols rspamd's antivirus module gives an infected message
+	 * ([smtp] rspamd_virus_symbols, e.g. CLAM_VIRUS); none: rspamd is
+	 * not taken to scan for viruses */
+	const char *const *virus_symbols;
+	size_t virus_symbol_count;
 };
 struct rspamd_result {
 	bool scanned;                 /* rspamd answered (false: skipped) */
@@ -274,6 +279,12 @@ struct rspamd_result {
 					 "rewrite subject", "greylist",
 					 "soft reject", "reject" */
 	char symbols[512];            /* the symbols that scored, for logs */
+	/* RFC 5235 3.2 (Sieve's virustest): 0 not tested (no virus symbols
+	 * named, or the scanner failed: SYMBOL_FAIL), 1 tested and clean,
+	 * 5 a virus symbol fired */
+	int virus_status;
+	char virus[128];              /* the symbol's option (the virus's
+					 name), when one fired */
 };
 /* POST url/checkv2 with the message; false (logged) when rspamd did not
  * answer in timeout_ms: the message goes on unscanned. */

@@ -33,7 +33,38 @@ static char *header(const char *name, const char *value)
 	return buf_steal(&b, NULL);
 }
 
-static bool parse_reply(const char *text, size_t len, struct rspamd_result *r)
+/* RFC 5235 3.2 from the antivirus module's symbols: one of them fired
+ * (5, the virus's name from its options), its _FAIL twin fired (the
+ * scanner did not answer: 0), neither (1). */
+static void virus_verdict(json_t *symbols, const struct rspamd_request *req,
+			  struct rspamd_result *r)
+{
+	r->virus_status = 0;
+	if (req->virus_symbol_count == 0)
+		return;
+	bool failed = false;
+	for (size_t i = 0; i < req->virus_symbol_count; i++) {
+		const char *name = req->virus_symbols[i];
+		json_t *sym = json_is_object(symbols)
+			? json_object_get(symbols, name) : NULL;
+		if (sym != NULL) {
+			r->virus_status = 5;
+			json_t *opts = json_object_get(sym, "options");
+			const char *v = json_string_value(json_array_get(opts, 0));
+			snprintf(r->virus, sizeof(r->virus), "%s", v ? v : name);
+			return;
+		}
+		char fail[160];
+		snprintf(fail, sizeof(fail), "%s_FAIL", name);
+		if (json_is_object(symbols) &&
+		    json_object_get(symbols, fail) != NULL)
+			failed = true;
+	}
+	r->virus_status = failed ? 0 : 1;
+}
+
+static bool parse_reply(const char *text, size_t len,
+			const struct rspamd_request *req, struct rspamd_result *r)
 {
 	json_error_t err;
 	json_t *j = json_loadb(text ? text : "", len, 0, &err);
@@ -55,6 +86,7 @@ static bool parse_reply(const char *text, size_t len, struct rspamd_result *r)
 	v = json_object_get(j, "action");
 	snprintf(r->action, sizeof(r->action), "%s", json_string_value(v));
 	v = json_object_get(j, "symbols");
+	virus_verdict(v, req, r);
 	if (json_is_object(v)) {
 		const char *key;
 		json_t *sym;
@@ -112,7 +144,7 @@ bool rspamd_check(const char *url, unsigned timeout_ms,
 	else if (a.status != 200)
 		log_warn("rspamd", NULL, "%s: HTTP %u: message not scanned",
 			 endpoint, a.status);
-	else if (!(ok = parse_reply(a.body, a.body_len, r)))
+	else if (!(ok = parse_reply(a.body, a.body_len, req, r)))
 		log_warn("rspamd", NULL, "%s: reply not understood or scan "
 			 "skipped: message not scanned", endpoint);
 	outhttp_answer_free(&a);

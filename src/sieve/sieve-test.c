@@ -763,9 +763,11 @@ static bool test_spamtest(struct sv_run *run, const struct sv_node *n)
 
 static bool test_virustest(struct sv_run *run, const struct sv_node *n)
 {
-	/* no virus scanner: "0", not tested (RFC 5235 3.2) */
+	/* RFC 5235 3.2: 0 not tested, 1 clean ... 5 infected */
 	struct sv_values vs = {run, n, n->arg[0], 0, false};
-	feed(&vs, "0", 1);
+	int st = run->in->virus_status;
+	char v[2] = {(char)('0' + (st < 0 || st > 5 ? 0 : st)), '\0'};
+	feed(&vs, v, 1);
 	return values_end(&vs);
 }
 

@@ -129,6 +129,8 @@ struct sieve_input {
 	/* spamtest / virustest (RFC 5235): the scanner's verdict */
 	bool spam_scanned;
 	double spam_score, spam_threshold;
+	int virus_status;         /* virustest's value, 0 (not tested) to 5
+				     (RFC 5235 3.2) */
 	/* subaddress separator; default "+" */
 	const char *separator;
 	const struct sieve_callbacks *cb;

@@ -199,6 +199,9 @@ static int scan(struct smtp_check_job *j)
 		.hostname = srv->hostname, .queue_id = j->txn_id,
 		.rcpts = (const char *const *)j->rcpts,
 		.rcpt_count = j->rcpt_count,
+		.virus_symbols =
+			(const char *const *)j->live->rspamd_virus_symbols,
+		.virus_symbol_count = j->live->rspamd_virus_symbol_count,
 	};
 
 	if (!rspamd_check(j->live->rspamd_url, j->live->rspamd_timeout_ms, &req,
@@ -207,6 +210,9 @@ static int scan(struct smtp_check_job *j)
 	j->verdict.spam_scanned = true;
 	j->verdict.spam_score = res.score;
 	j->verdict.spam_threshold = res.required;
+	j->verdict.virus_status = res.virus_status;
+	if (res.virus_status == 5)
+		log_info("smtp", j->sid, "rspamd: virus %s", res.virus);
 	snprintf(j->spam_action, sizeof(j->spam_action), "%s", res.action);
 	j->verdict.spam_action = j->spam_action;
 	spam_fields(&res, &j->fields);

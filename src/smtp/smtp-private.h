@@ -56,6 +56,10 @@ struct smtp_live {
 	char *rspamd_url;             /* [smtp] rspamd, or NULL */
 	unsigned rspamd_timeout_ms;
 	uint64_t rspamd_max_size;
+	/* [smtp] rspamd_virus_symbols: the antivirus module's symbols
+	 * (Sieve's virustest, RFC 5235) */
+	char **rspamd_virus_symbols;
+	size_t rspamd_virus_symbol_count;
 	struct smtp_live *older;
 };
 

@@ -106,6 +106,27 @@ static int read_settings(struct smtp_server *srv, struct smtp_live *lv,
 				lv->rspamd_url = xstrdup(e->value);
 			}
 		} else if (strcmp(section, "smtp") == 0 &&
+			   strcmp(e->key, "rspamd_virus_symbols") == 0) {
+			for (size_t k = 0; k < lv->rspamd_virus_symbol_count; k++)
+				free(lv->rspamd_virus_symbols[k]);
+			free(lv->rspamd_virus_symbols);
+			lv->rspamd_virus_symbols = config_split_list(
+				e->value, &lv->rspamd_virus_symbol_count);
+			for (size_t k = 0; k < lv->rspamd_virus_symbol_count; k++) {
+				const char *p = lv->rspamd_virus_symbols[k];
+				if (*p == '\0' || strlen(p) > 100 ||
+				    strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "abcdefghijklmnopqrstuvwxyz"
+					   "0123456789_.-") != strlen(p)) {
+					buf_printf(errors, "%s:%d: rspamd_virus_"
+						   "symbols: '%s' is not a "
+						   "symbol name (like "
+						   "CLAM_VIRUS)\n", path,
+						   e->line, p);
+					rc = -1;
+				}
+			}
+		} else if (strcmp(section, "smtp") == 0 &&
 			   strcmp(e->key, "rspamd_timeout") == 0) {
 			if (config_parse_duration(e->value, &v) < 0 || v < 1 ||
 			    v > 300) {
@@ -145,6 +166,15 @@ static int read_settings(struct smtp_server *srv, struct smtp_live *lv,
 }
 
 /* The defaults, then [limits] max_message_size, then the section(s). */
+static void live_free(struct smtp_live *lv)
+{
+	free(lv->rspamd_url);
+	for (size_t i = 0; i < lv->rspamd_virus_symbol_count; i++)
+		free(lv->rspamd_virus_symbols[i]);
+	free(lv->rspamd_virus_symbols);
+	free(lv);
+}
+
 static struct smtp_live *live_read(struct smtp_server *srv,
 				   const struct config *cfg, struct buf *errors)
 {
@@ -170,8 +200,7 @@ static struct smtp_live *live_read(struct smtp_server *srv,
 		lv->cross_domain = false;
 	if (read_settings(srv, lv, cfg, sub ? "submission" : "smtp", errors) < 0 ||
 	    (sub && read_settings(srv, lv, cfg, "submissions", errors) < 0)) {
-		free(lv->rspamd_url);
-		free(lv);
+		live_free(lv);
 		return NULL;
 	}
 	return lv;
@@ -258,8 +287,7 @@ void smtp_server_destroy(struct smtp_server **server)
 	while (srv->live != NULL) {
 		struct smtp_live *lv = srv->live;
 		srv->live = lv->older;
-		free(lv->rspamd_url);
-		free(lv);
+		live_free(lv);
 	}
 	free(srv);
 	*server = NULL;

@@ -43,11 +43,16 @@ OUTSIDE_MODULES = ('fuzzy_check', 'rbl', 'whitelist', 'phishing', 'multimap',
 
 
 class Rspamd:
-    def __init__(self):
+    def __init__(self, local_lua=None):
+        """local_lua: rules of the test's own ($LOCAL_CONFDIR/
+        rspamd.local.lua, which the stock rspamd.lua loads)."""
         self.dir = tempfile.mkdtemp(prefix='loft-rspamd-')
         self.port = free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
         self.proc = None
+        if local_lua is not None:
+            with open(os.path.join(self.dir, 'rspamd.local.lua'), 'w') as f:
+                f.write(local_lua)
         with open(os.path.join(self.dir, 'tld.dat'), 'w') as f:
             f.write('com\nnet\norg\nexample\ntest\n')
         self.conf = os.path.join(self.dir, 'rspamd.conf')

@@ -654,6 +654,19 @@ static void test_spam_env(void)
 	CHECK_STR(runv(&in, NULL, s2), "discard\n");
 	CHECK_STR(RUN("require \"virustest\"; if virustest :is \"0\" "
 		      "{ discard; }"), "discard\n");
+	/* the scanner's verdict (RFC 5235 3.2): 5 infected, 1 clean */
+	const char *v5[] = {"require [\"virustest\", \"relational\", "
+			    "\"comparator-i;ascii-numeric\", \"fileinto\"];\n"
+			    "if virustest :value \"ge\" :comparator "
+			    "\"i;ascii-numeric\" \"4\" { fileinto \"Virus\"; }\n"
+			    "elsif virustest :value \"eq\" :comparator "
+			    "\"i;ascii-numeric\" \"1\" { discard; }", NULL};
+	in.virus_status = 5;
+	CHECK_STR(runv(&in, NULL, v5), "fileinto \"Virus\"\n");
+	in.virus_status = 1;
+	CHECK_STR(runv(&in, NULL, v5), "discard\n");
+	in.virus_status = 0;
+	CHECK_STR(runv(&in, NULL, v5), "keep\n");
 	CHECK_STR(RUN("require \"environment\"; if allof (environment "
 		      ":is \"domain\" \"example.com\", environment :is "
 		      "\"remote-ip\" \"192.0.2.1\", environment :is \"location\" "
