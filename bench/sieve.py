@@ -129,6 +129,22 @@ def cpu_seconds(root):
     return total / hz
 
 
+def sieve_counters(env):
+    """(Sieve's thread CPU µs at delivery, plans) from loftd's /metrics:
+    what the scripts themselves cost, beside the whole delivery's CPU."""
+    import urllib.request
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics'
+                                % env.port('metrics'), timeout=30) as r:
+        text = r.read().decode()
+    vals = {}
+    for line in text.splitlines():
+        m = re.match(r'(loft_sieve_\w+) (\d+)', line)
+        if m:
+            vals[m.group(1)] = int(m.group(2))
+    return (vals.get('loft_sieve_cpu_microseconds_total', 0),
+            vals.get('loft_sieve_plans_total', 0))
+
+
 def dovecot_script(dc, users, text):
     for u in users:
         home = os.path.join(dc.mail_dir, u)
@@ -166,6 +182,7 @@ def bench_lmtp(messages, reps):
     res = {k: [] for k in ('loft none', 'loft script', 'dovecot none',
                            'dovecot script')}
     cpu = {'none': [], 'script': []}
+    sieve_us = {'none': [], 'script': []}
     with Loft(users=b.USERS, extra={'': {'log_level': 'info'}}) as env, \
             Dovecot(users=b.USERS, fsync=True, extra=DOVECOT_SIEVE) as dc:
         pid = env.proc.pid
@@ -181,11 +198,14 @@ def bench_lmtp(messages, reps):
                                     input=text)
                 dovecot_script(dc, b.USERS, text if mode == 'script' else None)
                 c0 = cpu_seconds(pid)
+                s0, p0 = sieve_counters(env)
                 rate, _, _, err = b.run(env.port('lmtp'), 16, messages)
                 c1 = cpu_seconds(pid)
+                s1, p1 = sieve_counters(env)
                 assert not err, err[:3]
                 res['loft ' + mode].append(rate)
                 cpu[mode].append((c1 - c0) * 1000 / messages)
+                sieve_us[mode].append((s1 - s0) / max(p1 - p0, 1))
                 rate, _, _, err = b.run(dc.ports['lmtp'], 16, messages)
                 assert not err, err[:3]
                 res['dovecot ' + mode].append(rate)
@@ -200,6 +220,12 @@ def bench_lmtp(messages, reps):
           'vs %.3f ms (%+.1f %%)' % (med['loft script'] / med['loft none'],
                                     cs, cn,
                                     (cs / cn - 1) * 100 if cn else 0))
+    sn = statistics.median(sieve_us['none'])
+    ss = statistics.median(sieve_us['script'])
+    print('  loft: Sieve at delivery (thread CPU, /metrics) %.1f us per '
+          'message with the script, %.1f us without (the script: %.1f us '
+          '= %.1f %% of the %.3f ms loftd spends per message without it)'
+          % (ss, sn, ss - sn, (ss - sn) / 10 / cn if cn else 0, cn))
     print('  dovecot: script/none %.3f; loft script / dovecot script %.2f'
           % (med['dovecot script'] / med['dovecot none'],
              med['loft script'] / med['dovecot script']))

@@ -30,9 +30,12 @@
 #include "imap-ns.h"
 #include "log.h"
 #include "mail.h"
+#include "metrics.h"
 #include "queue.h"
 #include "sieve.h"
 #include "store.h"
+
+#define DSIEVE_CACHE_SLOTS 256
 
 struct delivery_sieve {
 	int refs;
@@ -53,6 +56,25 @@ struct delivery_sieve {
 	 * as a run on another thread may still use them */
 	pthread_mutex_t gmu;
 	struct global_script *globals, *retired;
+	/* the users' active scripts, compiled, while their store version
+	 * (store_sieve_version) stays the same: a delivery reads no index
+	 * for them (user_script) */
+	pthread_mutex_t cmu;
+	struct cached_script *cache[DSIEVE_CACHE_SLOTS];
+};
+
+/* One user's active script as compiled, shared by the deliveries that
+ * run it (refs: the cache's and each run's). script NULL: the user has
+ * no active script (or it does not compile). */
+struct cached_script {
+	int64_t user_id;
+	uint64_t version;
+	struct sieve_script *script;
+	/* the JMAP VacationResponse (JSON, NULL: none), read when a
+	 * delivery first needs it (vacation_read) */
+	char *vacation;
+	bool vacation_read;
+	unsigned refs;
 };
 
 struct global_script {
@@ -130,6 +152,7 @@ struct delivery_sieve *delivery_sieve_load(const struct config *cfg,
 {
 	struct delivery_sieve *ds = xcalloc(1, sizeof(*ds));
 	pthread_mutex_init(&ds->gmu, NULL);
+	pthread_mutex_init(&ds->cmu, NULL);
 	const char *path = cfg && cfg->path ? cfg->path : "config";
 	bool ok = true;
 	ds->refs = 1;
@@ -255,6 +278,13 @@ void delivery_sieve_unref(struct delivery_sieve **dsp)
 		}
 	}
 	pthread_mutex_destroy(&ds->gmu);
+	for (size_t i = 0; i < DSIEVE_CACHE_SLOTS; i++)
+		if (ds->cache[i] != NULL) {
+			sieve_script_free(&ds->cache[i]->script);
+			free(ds->cache[i]->vacation);
+			free(ds->cache[i]);
+		}
+	pthread_mutex_destroy(&ds->cmu);
 	free(ds);
 }
 
@@ -932,20 +962,28 @@ static bool utc_date(const char *s, time_t *t_r)
 	return true;
 }
 
-/* The account's VacationResponse as a vacation action, when it is on
- * now: run by the same engine after the scripts, with the same records
- * (handle "jmap-vacation"), so no message gets two replies. */
-static bool jmap_vacation(struct drcpt *r, time_t now, struct sieve_action *a)
+/* The account's VacationResponse as stored (JSON), or NULL. */
+static char *jmap_vacation_read(struct drcpt *r)
 {
 	struct store_jobject *list = NULL;
 	size_t n = 0;
+	char *data = NULL;
 	if (store_jobject_list(r->user, STORE_JMAP_VACATION, &list, &n,
-			       NULL) < 0 || n == 0) {
-		store_jobject_list_free(list, n);
-		return false;
-	}
-	json_t *o = json_loads(list[0].data, 0, NULL);
+			       NULL) == 0 && n > 0 && list[0].data != NULL)
+		data = xstrdup(list[0].data);
 	store_jobject_list_free(list, n);
+	return data;
+}
+
+/* The VacationResponse (data as stored) as a vacation action, when it
+ * is on now: run by the same engine after the scripts, with the same
+ * records (handle "jmap-vacation"), so no message gets two replies. */
+static bool jmap_vacation(const char *data, time_t now,
+			  struct sieve_action *a)
+{
+	if (data == NULL)
+		return false;
+	json_t *o = json_loads(data, 0, NULL);
 	bool on = false;
 	if (json_is_object(o) && json_is_true(json_object_get(o, "isEnabled"))) {
 		time_t from, to;
@@ -1141,10 +1179,11 @@ static void plan_error(struct delivery_session *s, struct drcpt *r,
 	free(key);
 }
 
-/* The user's active script: the stored image, else compiled now. */
-static struct sieve_script *user_script(struct delivery_session *s,
-					struct drcpt *r,
-					struct delivery_sieve *ds)
+/* The user's active script from the store: the stored image, else
+ * compiled now; NULL when there is none (or it does not compile). */
+static struct sieve_script *user_script_read(struct delivery_session *s,
+					     struct drcpt *r,
+					     struct delivery_sieve *ds)
 {
 	char *name = NULL, *src = NULL;
 	size_t len = 0, ilen = 0;
@@ -1174,17 +1213,100 @@ static struct sieve_script *user_script(struct delivery_session *s,
 	return sc;
 }
 
-void dsieve_plan(struct delivery_session *s, struct drcpt *r)
+static void cached_unref(struct delivery_sieve *ds, struct cached_script *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&ds->cmu);
+	bool last = --c->refs == 0;
+	pthread_mutex_unlock(&ds->cmu);
+	if (last) {
+		sieve_script_free(&c->script);
+		free(c->vacation);
+		free(c);
+	}
+}
+
+/* The user's VacationResponse through the cache entry held (read once
+ * per version). The text stays valid while the entry is held. */
+static const char *vacation_text(struct delivery_sieve *ds, struct drcpt *r,
+				 struct cached_script *c)
+{
+	pthread_mutex_lock(&ds->cmu);
+	bool known = c->vacation_read;
+	pthread_mutex_unlock(&ds->cmu);
+	if (known)
+		return c->vacation;
+	char *v = jmap_vacation_read(r);
+	pthread_mutex_lock(&ds->cmu);
+	if (!c->vacation_read) {
+		c->vacation = v;
+		c->vacation_read = true;
+		v = NULL;
+	}
+	pthread_mutex_unlock(&ds->cmu);
+	free(v);   /* another run read it meanwhile */
+	return c->vacation;
+}
+
+/* The user's active script, from the cache while the store's version of
+ * the user's scripts stays the same (a delivery then reads no index for
+ * it), else read and kept. *held_r: the reference to give back
+ * (cached_unref) once the run is over. */
+static const struct sieve_script *user_script(struct delivery_session *s,
+					      struct drcpt *r,
+					      struct delivery_sieve *ds,
+					      struct cached_script **held_r)
+{
+	/* the version first: a change after it shows as a new one */
+	uint64_t version = store_sieve_version(r->user);
+	size_t slot = (size_t)((uint64_t)r->user_id % DSIEVE_CACHE_SLOTS);
+	struct cached_script *c = NULL;
+	if (version != 0) {
+		pthread_mutex_lock(&ds->cmu);
+		c = ds->cache[slot];
+		if (c != NULL && c->user_id == r->user_id &&
+		    c->version == version)
+			c->refs++;
+		else
+			c = NULL;
+		pthread_mutex_unlock(&ds->cmu);
+	}
+	if (c == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		c->user_id = r->user_id;
+		c->version = version;
+		c->script = user_script_read(s, r, ds);
+		c->refs = 1;
+		if (version != 0) {
+			/* kept for the next delivery (the slot's old one goes
+			 * when its last run ends) */
+			pthread_mutex_lock(&ds->cmu);
+			struct cached_script *old = ds->cache[slot];
+			ds->cache[slot] = c;
+			c->refs++;
+			pthread_mutex_unlock(&ds->cmu);
+			cached_unref(ds, old);
+		}
+	}
+	*held_r = c;
+	return c->script;
+}
+
+static void plan(struct delivery_session *s, struct drcpt *r)
 {
 	struct queue *queue = NULL;
 	struct delivery_sieve *ds = current(&queue);
 	if (ds == NULL)
 		return;
-	struct sieve_script *mine = user_script(s, r, ds);
+	struct cached_script *held = NULL;
+	const struct sieve_script *mine = user_script(s, r, ds, &held);
 	if (mine == NULL && ds->nbefore == 0 && ds->nafter == 0) {
 		/* no script: only a JMAP vacation may want a plan */
 		struct sieve_action jv;
-		if (!jmap_vacation(r, clock_now(), &jv)) {
+		if (!jmap_vacation(vacation_text(ds, r, held), clock_now(),
+				   &jv)) {
+			cached_unref(ds, held);
 			delivery_sieve_unref(&ds);
 			return;
 		}
@@ -1214,6 +1336,9 @@ void dsieve_plan(struct delivery_session *s, struct drcpt *r)
 	struct tm lt;
 	localtime_r(&now, &lt);
 	in.tz_offset = (int)(lt.tm_gmtoff / 60);
+	/* body :text: the text the store's analysis gathered (one
+	 * analysis per message), when it kept it */
+	in.body_text = store_body_text(s->body, &in.body_text_len);
 	spam_verdict(s, ds, &in);
 	struct sieve_result res;
 	struct dsieve_plan *p = xcalloc(1, sizeof(*p));
@@ -1342,7 +1467,8 @@ void dsieve_plan(struct delivery_session *s, struct drcpt *r)
 		if (res.actions[i].kind == SIEVE_ACT_VACATION)
 			replied = true;
 	struct sieve_action jv;
-	if (kept && !replied && jmap_vacation(r, now, &jv)) {
+	if (kept && !replied &&
+	    jmap_vacation(vacation_text(ds, r, held), now, &jv)) {
 		plan_vacation(s, r, ds, p, &jv, now);
 		action_free(&jv);
 	}
@@ -1354,9 +1480,43 @@ out:
 	for (size_t i = 0; i < ctx.nloaded; i++)
 		sieve_script_free(&ctx.loaded[i]);
 	free(ctx.loaded);
-	sieve_script_free(&mine);
+	cached_unref(ds, held);
 	free(seq);
 	delivery_sieve_unref(&ds);
+}
+
+static uint64_t thread_cpu_us(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Sieve's own cost at delivery (reading the scripts, running them,
+ * planning the copies and replies) as counters: what a script costs a
+ * recipient, beside loftd's CPU for the whole delivery (bench/sieve.py
+ * reads them). */
+static struct metrics_series *plan_cpu, *plan_runs;
+static pthread_once_t plan_metrics_once = PTHREAD_ONCE_INIT;
+
+static void plan_metrics(void)
+{
+	plan_cpu = metrics_counter("loft_sieve_cpu_microseconds_total",
+				   "Thread CPU time Sieve took at delivery "
+				   "(scripts read and run, the plan made).",
+				   NULL);
+	plan_runs = metrics_counter("loft_sieve_plans_total", "Recipients "
+				    "Sieve planned the delivery of.", NULL);
+}
+
+void dsieve_plan(struct delivery_session *s, struct drcpt *r)
+{
+	pthread_once(&plan_metrics_once, plan_metrics);
+	uint64_t t0 = thread_cpu_us();
+	plan(s, r);
+	metrics_add(plan_cpu, thread_cpu_us() - t0);
+	metrics_add(plan_runs, 1);
 }
 
 /* ---- commit and send ----------------------------------------------- */

@@ -669,6 +669,7 @@ static void do_addheader(struct sv_run *run, const struct sv_node *n)
 		buf_printf(&v, "=?UTF-8?B?%s?=", b64);
 		free(b64);
 	}
+	f.name_len = strlen(f.name);
 	f.value = buf_steal(&v, &f.value_len);
 	if (f.value == NULL)
 		f.value = xstrdup("");
@@ -688,9 +689,8 @@ out:
 
 static void do_deleteheader(struct sv_run *run, const struct sv_node *n)
 {
-	struct buf tb, dec;
+	struct buf tb;
 	buf_init(&tb, 0);
-	buf_init(&dec, 0);
 	struct slice sname = sv_string(run, n->arg[0], 0, &tb);
 	char *name = xstrndup(sname.ptr, sname.len);
 	size_t nl = strlen(name);
@@ -699,30 +699,26 @@ static void do_deleteheader(struct sv_run *run, const struct sv_node *n)
 	/* :index counts the fields of that name, from the end with :last */
 	size_t total = 0;
 	for (size_t i = 0; i < run->nhdr; i++)
-		if (strcasecmp(run->hdr[i].name, name) == 0)
+		if (sv_field_is(&run->hdr[i], name, nl))
 			total++;
 	size_t seen = 0, w = 0;
 	for (size_t i = 0; i < run->nhdr; i++) {
 		struct sv_field *f = &run->hdr[i];
 		bool drop = false;
-		if (strcasecmp(f->name, name) == 0) {
+		if (sv_field_is(f, name, nl)) {
 			seen++;
 			size_t pos = (n->tags & T_LAST) ? total - seen + 1 : seen;
 			bool at = !(n->tags & T_INDEX) || pos == n->index;
 			if (at && n->arg[1]) {
-				buf_reset(&dec);
-				mail_header_decode(&dec, slice_make(f->value,
-								   f->value_len));
-				drop = sv_match_keys(run, n, n->arg[1],
-						     dec.data ? dec.data : "",
+				struct slice dec = sv_field_decoded(f);
+				drop = sv_match_keys(run, n, n->arg[1], dec.ptr,
 						     dec.len);
 			} else {
 				drop = at;
 			}
 		}
 		if (drop) {
-			free(f->name);
-			free(f->value);
+			sv_field_free(f);
 			run->hdr_edited = true;
 		} else {
 			run->hdr[w++] = *f;
@@ -732,7 +728,6 @@ static void do_deleteheader(struct sv_run *run, const struct sv_node *n)
 out:
 	free(name);
 	buf_free(&tb);
-	buf_free(&dec);
 }
 
 /* ---- include (RFC 6609) -------------------------------------------- */
@@ -922,8 +917,10 @@ static void header_load(struct sv_run *run)
 			run->hdr = xrealloc(run->hdr, cap * sizeof(*run->hdr));
 		}
 		struct sv_field *f = &run->hdr[run->nhdr++];
+		memset(f, 0, sizeof(*f));
 		/* values may hold NUL bytes: copied by length */
 		f->name = xstrndup(name.ptr, name.len);
+		f->name_len = strlen(f->name);
 		f->value = xmalloc(value.len + 1);
 		memcpy(f->value, value.ptr, value.len);
 		f->value[value.len] = '\0';
@@ -931,12 +928,52 @@ static void header_load(struct sv_run *run)
 	}
 }
 
+struct slice sv_field_decoded(struct sv_field *f)
+{
+	if (f->dec == NULL) {
+		struct buf dec;
+		buf_init(&dec, 0);
+		mail_header_decode(&dec, slice_make(f->value, f->value_len));
+		f->dec = buf_steal(&dec, &f->dec_len);
+		if (f->dec == NULL) {
+			f->dec = xstrdup("");
+			f->dec_len = 0;
+		}
+	}
+	return slice_make(f->dec, f->dec_len);
+}
+
+const struct mail_address *sv_field_addresses(struct sv_field *f,
+					      size_t *count_r)
+{
+	if (!f->have_addrs) {
+		f->naddrs = mail_address_parse(f->value, f->value_len,
+					       &f->addrs);
+		f->have_addrs = true;
+	}
+	*count_r = f->naddrs;
+	return f->addrs;
+}
+
+void sv_field_free(struct sv_field *f)
+{
+	free(f->name);
+	free(f->value);
+	free(f->dec);
+	if (f->have_addrs)
+		mail_address_list_free(f->addrs, f->naddrs);
+	memset(f, 0, sizeof(*f));
+}
+
+bool sv_field_is(const struct sv_field *f, const char *name, size_t len)
+{
+	return f->name_len == len && strncasecmp(f->name, name, len) == 0;
+}
+
 static void header_free(struct sv_run *run)
 {
-	for (size_t i = 0; i < run->nhdr; i++) {
-		free(run->hdr[i].name);
-		free(run->hdr[i].value);
-	}
+	for (size_t i = 0; i < run->nhdr; i++)
+		sv_field_free(&run->hdr[i]);
 	free(run->hdr);
 	run->hdr = NULL;
 	run->nhdr = 0;

@@ -16,12 +16,28 @@ struct sv_vars {
 	size_t n;
 };
 
-/* One header field as tests see it (editheader may change the list). */
+/* One header field as tests see it (editheader may change the list).
+ * Its decoded value and its addresses are made once per message, when a
+ * test first asks (sv_field_decoded, sv_field_addresses), and shared by
+ * every later test of every script of the run. */
+struct mail_address;
 struct sv_field {
 	char *name;
+	size_t name_len;
 	char *value;         /* raw, folded as in the message */
 	size_t value_len;
+	char *dec;           /* RFC 5228 2.7 decoded, or NULL: not yet */
+	size_t dec_len;
+	struct mail_address *addrs;
+	size_t naddrs;
+	bool have_addrs;
 };
+
+struct slice sv_field_decoded(struct sv_field *f);
+const struct mail_address *sv_field_addresses(struct sv_field *f,
+					      size_t *count_r);
+void sv_field_free(struct sv_field *f);
+bool sv_field_is(const struct sv_field *f, const char *name, size_t len);
 
 /* One running script (the top one or an included one). */
 struct sv_frame {
@@ -61,7 +77,9 @@ struct sv_run {
 	size_t nonce;
 	const struct sieve_script *chain[64];
 	/* cached body text (body :text) */
-	char *body_text;
+	char *body_text;          /* made here (freed with the run) */
+	const char *body_view;    /* the text body :text tests: body_text
+				     or the caller's (sieve_input) */
 	size_t body_text_len;
 	bool have_body_text;
 };

@@ -114,8 +114,7 @@ static size_t field_total(struct sv_run *run, const char *name, size_t nl)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < run->nhdr; i++)
-		if (strlen(run->hdr[i].name) == nl &&
-		    strncasecmp(run->hdr[i].name, name, nl) == 0)
+		if (sv_field_is(&run->hdr[i], name, nl))
 			total++;
 	return total;
 }
@@ -123,29 +122,25 @@ static size_t field_total(struct sv_run *run, const char *name, size_t nl)
 static bool test_header(struct sv_run *run, const struct sv_node *n)
 {
 	struct sv_values vs = {run, n, n->arg[1], 0, false};
-	struct buf nb, dec;
+	struct buf nb;
 	buf_init(&nb, 0);
-	buf_init(&dec, 0);
 	uint32_t names = sv_list_count(run, n->arg[0]);
 	for (uint32_t j = 0; j < names && !vs.hit && !run->failed; j++) {
 		struct slice name = sv_string(run, n->arg[0], j, &nb);
 		size_t total = field_total(run, name.ptr, name.len), pos = 0;
 		for (size_t i = 0; i < run->nhdr; i++) {
-			const struct sv_field *f = &run->hdr[i];
-			if (strlen(f->name) != name.len ||
-			    strncasecmp(f->name, name.ptr, name.len) != 0)
+			struct sv_field *f = &run->hdr[i];
+			if (!sv_field_is(f, name.ptr, name.len))
 				continue;
 			if (!field_selected(n, ++pos, total))
 				continue;
-			buf_reset(&dec);
-			mail_header_decode(&dec, slice_make(f->value, f->value_len));
+			struct slice dec = sv_field_decoded(f);
 			if (!sv_charge(run, n, dec.len / 64 + 1) ||
-			    !feed(&vs, dec.data ? dec.data : "", dec.len))
+			    !feed(&vs, dec.ptr, dec.len))
 				break;
 		}
 	}
 	buf_free(&nb);
-	buf_free(&dec);
 	return values_end(&vs);
 }
 
@@ -225,17 +220,16 @@ static bool test_address(struct sv_run *run, const struct sv_node *n)
 		struct slice name = sv_string(run, n->arg[0], j, &nb);
 		size_t total = field_total(run, name.ptr, name.len), pos = 0;
 		for (size_t i = 0; i < run->nhdr && !vs.hit; i++) {
-			const struct sv_field *f = &run->hdr[i];
-			if (strlen(f->name) != name.len ||
-			    strncasecmp(f->name, name.ptr, name.len) != 0)
+			struct sv_field *f = &run->hdr[i];
+			if (!sv_field_is(f, name.ptr, name.len))
 				continue;
 			if (!field_selected(n, ++pos, total))
 				continue;
 			if (!sv_charge(run, n, f->value_len / 64 + 1))
 				break;
-			struct mail_address *list = NULL;
-			size_t cnt = mail_address_parse(f->value, f->value_len,
-							&list);
+			size_t cnt = 0;
+			const struct mail_address *list =
+				sv_field_addresses(f, &cnt);
 			for (size_t k = 0; k < cnt; k++) {
 				if (list[k].host == NULL)
 					continue;   /* group markers */
@@ -249,7 +243,6 @@ static bool test_address(struct sv_run *run, const struct sv_node *n)
 				if (!feed_address(&vs, mbox, host, &tmp))
 					break;
 			}
-			mail_address_list_free(list, cnt);
 		}
 	}
 	buf_free(&nb);
@@ -389,6 +382,12 @@ static bool test_body(struct sv_run *run, const struct sv_node *n)
 		return values_end(&vs);
 	}
 	if (n->part == B_TEXT) {
+		if (!run->have_body_text && run->in->body_text != NULL) {
+			/* the delivery's own analysis of the message */
+			run->body_view = run->in->body_text;
+			run->body_text_len = run->in->body_text_len;
+			run->have_body_text = true;
+		}
 		if (!run->have_body_text) {
 			struct buf t;
 			buf_init(&t, 0);
@@ -399,10 +398,11 @@ static bool test_body(struct sv_run *run, const struct sv_node *n)
 			mail_analyze(data, run->in->len, &o, &mr);
 			mail_result_free(&mr);
 			run->body_text = buf_steal(&t, &run->body_text_len);
+			run->body_view = run->body_text;
 			run->have_body_text = true;
 		}
 		if (sv_charge(run, n, run->in->len / 64 + 1))
-			feed(&vs, run->body_text ? run->body_text : "",
+			feed(&vs, run->body_view ? run->body_view : "",
 			     run->body_text_len);
 		return values_end(&vs);
 	}
@@ -528,8 +528,7 @@ static bool test_date(struct sv_run *run, const struct sv_node *n)
 	size_t total = field_total(run, name.ptr, name.len), pos = 0;
 	for (size_t i = 0; i < run->nhdr && !vs.hit; i++) {
 		const struct sv_field *f = &run->hdr[i];
-		if (strlen(f->name) != name.len ||
-		    strncasecmp(f->name, name.ptr, name.len) != 0)
+		if (!sv_field_is(f, name.ptr, name.len))
 			continue;
 		if (!field_selected(n, ++pos, total))
 			continue;
@@ -675,10 +674,9 @@ static bool test_duplicate(struct sv_run *run, const struct sv_node *n)
 			fl = h.len;
 		}
 		for (size_t i = 0; i < run->nhdr; i++)
-			if (strlen(run->hdr[i].name) == fl &&
-			    strncasecmp(run->hdr[i].name, field, fl) == 0) {
-				mail_header_decode(&dec, slice_make(
-					run->hdr[i].value, run->hdr[i].value_len));
+			if (sv_field_is(&run->hdr[i], field, fl)) {
+				struct slice d = sv_field_decoded(&run->hdr[i]);
+				buf_append(&dec, d.ptr, d.len);
 				/* RFC 7352 3.1: whitespace does not count */
 				size_t w = 0;
 				for (size_t k = 0; k < dec.len; k++)

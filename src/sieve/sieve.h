@@ -131,6 +131,11 @@ struct sieve_input {
 	double spam_score, spam_threshold;
 	int virus_status;         /* virustest's value, 0 (not tested) to 5
 				     (RFC 5235 3.2) */
+	/* body :text's text when the caller has it already (the store's
+	 * analysis of the message: every text part decoded to UTF-8, as
+	 * mail_analyze's MAIL_TEXT_BODY); NULL: the executor makes it */
+	const char *body_text;
+	size_t body_text_len;
 	/* subaddress separator; default "+" */
 	const char *separator;
 	const struct sieve_callbacks *cb;

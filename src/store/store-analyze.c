@@ -32,6 +32,12 @@ static char *fold_take(char *s, size_t len, size_t *len_r)
 
 void store_analyze(const char *data, size_t len, struct mail_result *r)
 {
+	store_analyze_plain(data, len, r, 0, NULL, NULL);
+}
+
+void store_analyze_plain(const char *data, size_t len, struct mail_result *r,
+			 size_t max, char **plain_r, size_t *plain_len_r)
+{
 	/* All of the text: no cap on what SEARCH sees (mail's default keeps
 	 * 16 MiB). The text is at most what the message decodes to, and
 	 * the message is bounded by max_message_size. */
@@ -42,6 +48,17 @@ void store_analyze(const char *data, size_t len, struct mail_result *r)
 	mail_analyze(data, len, &opt, r);
 	r->header_text = fold_take(r->header_text, r->header_text_len,
 				   &r->header_text_len);
+	if (plain_r != NULL) {
+		*plain_r = NULL;
+		*plain_len_r = 0;
+		if (r->body_text_len <= max) {
+			*plain_r = xmalloc(r->body_text_len + 1);
+			if (r->body_text_len > 0)
+				memcpy(*plain_r, r->body_text, r->body_text_len);
+			(*plain_r)[r->body_text_len] = '\0';
+			*plain_len_r = r->body_text_len;
+		}
+	}
 	r->body_text = fold_take(r->body_text, r->body_text_len,
 				 &r->body_text_len);
 }

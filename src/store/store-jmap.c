@@ -561,7 +561,10 @@ int store_jobject_put(struct store_user *user, enum store_jmap_kind kind,
 		return -1;
 	if (data == NULL || id < 0)
 		return store_set_error(err, STORE_ERR_INVALID, "No data");
-	return user->store->vf->jobject_put(user, kind, id, data, id_r, err);
+	int ret = user->store->vf->jobject_put(user, kind, id, data, id_r, err);
+	if (ret == 0 && kind == STORE_JMAP_VACATION)
+		store_sieve_changed(user);   /* Sieve runs it at delivery */
+	return ret;
 }
 
 int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
@@ -572,5 +575,8 @@ int store_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 		return -1;
 	if (!jobject_kind_ok(kind, err))
 		return -1;
-	return user->store->vf->jobject_delete(user, kind, id, err);
+	int ret = user->store->vf->jobject_delete(user, kind, id, err);
+	if (ret == 0 && kind == STORE_JMAP_VACATION)
+		store_sieve_changed(user);
+	return ret;
 }

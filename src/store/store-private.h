@@ -338,6 +338,13 @@ struct store_backend_vfuncs {
 			     struct store_sieve_copy *copies, size_t count,
 			     const struct store_sieve_record *records,
 			     size_t record_count, struct store_error *err);
+	/* store_sieve_version; optional (NULL: 0, no caching); and the
+	 * change of what it covers that the backend does not see itself
+	 * (a VacationResponse written through store_jobject_*) */
+	uint64_t (*sieve_version)(struct store_user *user);
+	void (*sieve_changed)(struct store_user *user);
+	/* store_body_text; optional (NULL: none kept) */
+	const char *(*body_text)(struct store_body *body, size_t *len_r);
 
 	/* ACL (store.h "shared mailboxes"; sqlite/sq-acl.c). acl_read: in
 	 * one snapshot the mailbox's id and entries (NOTFOUND if there is
@@ -630,6 +637,13 @@ unsigned store_user_shard(int64_t user_id);
  * header_text and body_text already case-folded for searching. Free it
  * with mail_result_free(). */
 void store_analyze(const char *data, size_t len, struct mail_result *r);
+/* What store_sieve_version covers changed (a VacationResponse). */
+void store_sieve_changed(struct store_user *user);
+/* The same, and the body text before folding handed to *plain_r
+ * (malloced, *plain_len_r bytes; NULL when there is none or it is over
+ * max bytes), for store_body_text. */
+void store_analyze_plain(const char *data, size_t len, struct mail_result *r,
+			 size_t max, char **plain_r, size_t *plain_len_r);
 /* Case folding used for the search index and for needles: a text
  * contains a needle (IMAP SEARCH) iff fold(text) contains fold(needle). */
 void store_text_fold(struct buf *out, const char *s, size_t len);

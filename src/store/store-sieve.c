@@ -152,6 +152,20 @@ int store_sieve_active(struct store_user *user, char **name_r,
 	return ret < 0 ? -1 : 1;
 }
 
+uint64_t store_sieve_version(struct store_user *user)
+{
+	if (user->store->vf->sieve_version == NULL ||
+	    store_acl_owner_only(user, NULL) < 0)
+		return 0;
+	return user->store->vf->sieve_version(user);
+}
+
+void store_sieve_changed(struct store_user *user)
+{
+	if (user->store->vf->sieve_changed != NULL)
+		user->store->vf->sieve_changed(user);
+}
+
 int store_sieve_record_seen(struct store_user *user, const char *key,
 			    time_t now, bool *seen_r, struct store_error *err)
 {
@@ -175,4 +189,12 @@ int store_sieve_deliver(struct store_user *user,
 					       "A copy without body or folder");
 	return user->store->vf->sieve_deliver(user, copies, count, records,
 					      record_count, err);
+}
+
+const char *store_body_text(struct store_body *body, size_t *len_r)
+{
+	*len_r = 0;
+	if (body == NULL || STORE_OBJ_VF(body)->body_text == NULL)
+		return NULL;
+	return STORE_OBJ_VF(body)->body_text(body, len_r);
 }

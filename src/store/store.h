@@ -1546,6 +1546,13 @@ int store_sieve_ids(struct store_user *user, struct store_error *err);
 int store_sieve_active(struct store_user *user, char **name_r,
 		       char **source_r, size_t *len_r, void **image_r,
 		       size_t *image_len_r, struct store_error *err);
+/* A number that moves whenever the user's scripts or its JMAP
+ * VacationResponse change, whichever process changed them (loftd,
+ * loftctl, a restore), read without the index: a delivery keeps the
+ * compiled active script and the vacation settings while it stays the
+ * same. Ask it BEFORE reading them (a change after the read then shows
+ * as a new number). 0: unknown, read them every time. */
+uint64_t store_sieve_version(struct store_user *user);
 
 /* Records of what was done for a sender or a message (vacation replies,
  * duplicate tracking, redirects, error notices): a key and when it
@@ -1573,6 +1580,14 @@ int store_sieve_deliver(struct store_user *user,
 			struct store_sieve_copy *copies, size_t count,
 			const struct store_sieve_record *records,
 			size_t record_count, struct store_error *err);
+
+/* The text a finished body's analysis gathered, not case-folded: every
+ * text part decoded to UTF-8 (mail_analyze's MAIL_TEXT_BODY text), what
+ * Sieve's body :text tests (RFC 5173), so a delivery analyses a message
+ * once. NULL when the backend kept none (a big text, or no such
+ * support): the caller then analyses the message itself. Valid until
+ * store_body_unref. */
+const char *store_body_text(struct store_body *body, size_t *len_r);
 
 /* ---- consistency -------------------------------------------------- */
 

@@ -51,7 +51,13 @@ struct store_body {
 	bool binary;           /* bytes kept as written (no CRLF) */
 	struct mail_result an;
 	struct buf text_enc;   /* an.body_text as stored, compressed once */
+	char *plain;           /* the body text unfolded (store_body_text) */
+	size_t plain_len;
 };
+
+/* store_body_text keeps the unfolded text of bodies up to this much
+ * text (bigger ones: Sieve's body :text analyses the message itself) */
+#define SQ_PLAIN_TEXT_MAX (1024 * 1024)
 
 int sq_body_create(struct store *store, struct store_body **body_r,
 		   struct store_error *err)
@@ -188,6 +194,12 @@ int sq_body_write(struct store_body *b, const void *data, size_t len,
 	return 0;
 }
 
+const char *sq_body_text(struct store_body *b, size_t *len_r)
+{
+	*len_r = b->finished ? b->plain_len : 0;
+	return b->finished ? b->plain : NULL;
+}
+
 uint64_t sq_body_size(const struct store_body *b)
 {
 	return b->size;
@@ -206,8 +218,9 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message was not stored");
 	if (b->tmp_path == NULL) {
-		store_analyze(b->mem.data != NULL ? b->mem.data : "",
-			      b->mem.len, &b->an);
+		store_analyze_plain(b->mem.data != NULL ? b->mem.data : "",
+				    b->mem.len, &b->an, SQ_PLAIN_TEXT_MAX,
+				    &b->plain, &b->plain_len);
 		sq_text_encode(b->an.body_text, b->an.body_text_len,
 			       &b->text_enc);
 		b->finished = true;
@@ -221,7 +234,8 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 	void *map = mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0);
 	if (map == MAP_FAILED)
 		return body_error(b, errno, "mmap", err);
-	store_analyze(map, b->size, &b->an);
+	store_analyze_plain(map, b->size, &b->an, SQ_PLAIN_TEXT_MAX, &b->plain,
+			    &b->plain_len);
 	munmap(map, b->size);
 	sq_text_encode(b->an.body_text, b->an.body_text_len, &b->text_enc);
 	b->finished = true;
@@ -238,6 +252,7 @@ void sq_body_unref(struct store_body *b)
 	free(b->tmp_path);
 	buf_free(&b->mem);
 	buf_free(&b->text_enc);
+	free(b->plain);
 	if (b->finished)
 		mail_result_free(&b->an);
 	free(b);

@@ -905,6 +905,9 @@ int sq_sieve_rename(struct store_user *user, const char *from, const char *to,
 int sq_sieve_ids(struct store_user *user, struct store_error *err);
 int sq_sieve_record_seen(struct store_user *user, const char *key, time_t now,
 			 bool *seen_r, struct store_error *err);
+const char *sq_body_text(struct store_body *b, size_t *len_r);
+uint64_t sq_sieve_version(struct store_user *user);
+void sq_sieve_changed(struct store_user *user);
 int sq_sieve_deliver(struct store_user *user, struct store_sieve_copy *copies,
 		     size_t count, const struct store_sieve_record *records,
 		     size_t record_count, struct store_error *err);

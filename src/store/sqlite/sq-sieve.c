@@ -7,9 +7,94 @@
  */
 #include "sq-private.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* ---- the scripts' version ------------------------------------------ */
+
+/* store_sieve_version: the file sieve.version beside index.db is
+ * replaced (a new inode) after every committed change of the scripts,
+ * by whichever process made it; the version is its inode, change time
+ * and the index's inode (an index restored as a whole counts as a
+ * change). Two stat calls, no index read. */
+static int version_write(struct sq_user *u)
+{
+	char *path = xasprintf("%s/sieve.version", u->dir);
+	char *tmp = xasprintf("%s/sieve.version.%ld.%lx", u->dir,
+			      (long)getpid(), (unsigned long)pthread_self());
+	int ret = -1;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		char line[64];
+		int n = snprintf(line, sizeof(line), "%lld\n",
+				 (long long)time(NULL));
+		ret = write(fd, line, (size_t)n) == n ? 0 : -1;
+		if (close(fd) < 0)
+			ret = -1;
+		if (ret == 0 && rename(tmp, path) < 0)
+			ret = -1;
+		if (ret < 0)
+			unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+/* After a change: a new version. If the file cannot be replaced it is
+ * removed (the next reader makes a new one: a new version all the
+ * same); if even that fails, deliveries may keep the old script. */
+static void version_bump(struct sq_user *u)
+{
+	if (version_write(u) == 0)
+		return;
+	char *path = xasprintf("%s/sieve.version", u->dir);
+	if (unlink(path) < 0)
+		log_error("store", NULL, "%s: cannot replace or remove it: "
+			  "deliveries may run the previous Sieve script until "
+			  "loftd restarts", path);
+	free(path);
+}
+
+void sq_sieve_changed(struct store_user *user)
+{
+	version_bump(SQU(user));
+}
+
+uint64_t sq_sieve_version(struct store_user *user)
+{
+	struct sq_user *u = SQU(user);
+	char *path = xasprintf("%s/sieve.version", u->dir);
+	char *index = xasprintf("%s/index.db", u->dir);
+	struct stat st, ist;
+	uint64_t v = 0;
+	if (stat(path, &st) < 0 && (version_write(u) < 0 ||
+				    stat(path, &st) < 0))
+		goto out;
+	if (stat(index, &ist) < 0)
+		goto out;
+	v = 14695981039346656037ull;
+	uint64_t parts[] = {(uint64_t)st.st_ino, (uint64_t)st.st_dev,
+			    (uint64_t)st.st_ctim.tv_sec,
+			    (uint64_t)st.st_ctim.tv_nsec, (uint64_t)ist.st_ino};
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		v ^= parts[i];
+		v *= 1099511628211ull;
+	}
+	if (v == 0)
+		v = 1;
+out:
+	free(path);
+	free(index);
+	return v;
+}
 
 static struct sq_conn *snap_begin(struct sq_user *u, struct store_error *err)
 {
@@ -387,6 +472,13 @@ static int sieve_change(struct sq_user *u, struct sq_conn *c,
 	return 0;
 }
 
+static int changed(struct sq_user *u, int ret)
+{
+	if (ret == 0)
+		version_bump(u);
+	return ret;
+}
+
 int sq_sieve_put(struct store_user *user, const char *name,
 		 const char *source, size_t len, const void *image,
 		 size_t image_len, struct store_error *err)
@@ -394,28 +486,28 @@ int sq_sieve_put(struct store_user *user, const char *name,
 	struct sieve_arg a = {.op = SV_PUT, .name = name, .source = source,
 			      .len = len, .image = image,
 			      .image_len = image_len};
-	return sq_run(SQU(user), sieve_job, &a, err);
+	return changed(SQU(user), sq_run(SQU(user), sieve_job, &a, err));
 }
 
 int sq_sieve_activate(struct store_user *user, const char *name,
 		      struct store_error *err)
 {
 	struct sieve_arg a = {.op = SV_ACTIVATE, .name = name};
-	return sq_run(SQU(user), sieve_job, &a, err);
+	return changed(SQU(user), sq_run(SQU(user), sieve_job, &a, err));
 }
 
 int sq_sieve_delete(struct store_user *user, const char *name,
 		    struct store_error *err)
 {
 	struct sieve_arg a = {.op = SV_DELETE, .name = name};
-	return sq_run(SQU(user), sieve_job, &a, err);
+	return changed(SQU(user), sq_run(SQU(user), sieve_job, &a, err));
 }
 
 int sq_sieve_rename(struct store_user *user, const char *from, const char *to,
 		    struct store_error *err)
 {
 	struct sieve_arg a = {.op = SV_RENAME, .name = from, .to = to};
-	return sq_run(SQU(user), sieve_job, &a, err);
+	return changed(SQU(user), sq_run(SQU(user), sieve_job, &a, err));
 }
 
 int sq_sieve_ids(struct store_user *user, struct store_error *err)
