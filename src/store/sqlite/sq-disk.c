@@ -81,9 +81,10 @@ int sq_disk(struct store_user *user, struct store_disk *disk_r,
 	if (ret < 0)
 		return -1;
 	uint64_t index = 0;
+	/* (sieve.version: sq-sieve.c's few bytes beside the index) */
 	static const char *const files[] = {"index.db", "index.db-wal",
-					    "index.db-shm"};
-	for (size_t i = 0; i < 3; i++) {
+					    "index.db-shm", "sieve.version"};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		char *p = xasprintf("%s/%s", u->dir, files[i]);
 		index += file_size(p);
 		free(p);
