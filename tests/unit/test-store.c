@@ -3358,7 +3358,11 @@ static void test_pg_reconnect(void)
 	struct store_user *u = user_open(store, 62);
 	const char *m = "Subject: r\r\n\r\nafter the restart\r\n";
 	CHECK_INT(append(u, "INBOX", m, 0), 1);
-	CHECK_INT(pg_sql("SELECT pg_terminate_backend(pid) FROM"
+	/* with a timeout, pg_terminate_backend waits until each backend
+	 * has exited, as a restart has them gone before anyone reconnects
+	 * (without it the next call could find a connection whose backend
+	 * is still on its way out: failed once at load 15) */
+	CHECK_INT(pg_sql("SELECT pg_terminate_backend(pid, 30000) FROM"
 			 " pg_stat_activity WHERE application_name = 'loftd'"
 			 " AND pid <> pg_backend_pid()"), 0);
 	CHECK_INT(append(u, "INBOX", m, 0), 2);
