@@ -263,7 +263,11 @@ def test_kick(env):
     r.check('kick exit 0', rc == 0, (rc, out, err))
     r.check('kick says 3 sessions', out.strip() ==
             'alice@example.test: 3 sessions ended', out)
-    r.check('kick within 1 s', elapsed < 1.0 * SLOW, elapsed)
+    # kick waits up to KICK_WAIT_MS (2 s, control-verbs.c) for sessions
+    # that do not end: under 2 s they all ended by themselves (1 s was a
+    # guess and failed at 1.14 s under a CPU hog)
+    r.check('kick ends them without waiting out its 2 s', elapsed < 2.0 * SLOW,
+            elapsed)
     rest = idle.rest()
     r.check('IDLE session gets BYE', rest[-1:] ==
             [b'* BYE Session ended by the administrator'], rest)

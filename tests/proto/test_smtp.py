@@ -163,8 +163,14 @@ def main():
         c.quit()
 
         # ---- the queue from loftctl ----
-        rc, out, err = env.loftctl('queue', 'list')
-        r.check('queue list empty once sent', rc == 0 and out == '', (rc, out, err))
+        # the sink has the message before the queue has committed the
+        # outcome: wait for the queue to empty, do not read it once
+        listed = []
+
+        def queue_empty():
+            listed[:] = [env.loftctl('queue', 'list')]
+            return listed[0][0] == 0 and listed[0][1] == ''
+        r.check('queue list empty once sent', wait_for(queue_empty), listed)
     sys.exit(r.finish())
 
 
