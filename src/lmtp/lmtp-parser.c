@@ -349,16 +349,26 @@ int lmtp_parse_u64(struct slice s, uint64_t *v_r)
 
 /* ---- DATA decoder ------------------------------------------------- */
 
-enum { DOT_BOL, DOT_MID, DOT_DOT, DOT_DOT_CR };
+/* States: BOL at the start of a line (after the line end, or the message
+ * start); MID inside a line; CR a CR was seen (strict mode holds it back:
+ * it may start a CRLF); DOT a '.' at the start of a line (held back); DOT_CR
+ * ".\r" at the start of a line (held back: ".\r\n" ends). Where a byte
+ * is "not consumed" the loop sees it again in the new state. */
+enum { DOT_BOL, DOT_MID, DOT_CR, DOT_DOT, DOT_DOT_CR };
 
-void lmtp_dot_init(struct lmtp_dot *dot)
+void lmtp_dot_init(struct lmtp_dot *dot, bool strict)
 {
 	dot->state = DOT_BOL; /* after "354" the data starts a line */
+	dot->strict = strict;
 }
 
 int lmtp_dot_feed(struct lmtp_dot *dot, const char *in, size_t len,
 		  size_t *consumed_r, struct buf *out)
 {
+	/* The byte that ends a line: LF (CRLF and bare LF alike), or in
+	 * strict mode the CR of a CRLF, so that a bare LF never starts a
+	 * line a dot could end. */
+	const char eol = dot->strict ? '\r' : '\n';
 	size_t i = 0;
 
 	*consumed_r = 0;
@@ -366,42 +376,64 @@ int lmtp_dot_feed(struct lmtp_dot *dot, const char *in, size_t len,
 		char c = in[i];
 		switch (dot->state) {
 		case DOT_MID: {
-			/* The common case: copy up to and including the LF. */
-			const char *lf = memchr(in + i, '\n', len - i);
-			size_t n = lf ? (size_t)(lf - (in + i)) + 1 : len - i;
+			/* The common case: copy the rest of the line. */
+			const char *end = memchr(in + i, eol, len - i);
+			size_t n = end ? (size_t)(end - (in + i)) : len - i;
+			if (end && !dot->strict)
+				n++; /* the LF is data and ends the line */
 			if (buf_append(out, in + i, n) < 0)
 				return -1;
 			i += n;
-			if (lf)
+			if (end && dot->strict) {
+				dot->state = DOT_CR;
+				i++; /* held back */
+			} else if (end) {
 				dot->state = DOT_BOL;
-			*consumed_r = i;
-			continue;
+			}
+			break;
 		}
+		case DOT_CR: /* strict mode only */
+			if (c == '\n') {
+				if (buf_append(out, "\r\n", 2) < 0)
+					return -1;
+				dot->state = DOT_BOL;
+				i++;
+			} else if (c == '\r') {
+				/* a bare CR; the new one is held back */
+				if (buf_append_char(out, '\r') < 0)
+					return -1;
+				i++;
+			} else {
+				if (buf_append_char(out, '\r') < 0)
+					return -1;
+				dot->state = DOT_MID;
+			}
+			break;
 		case DOT_BOL:
 			if (c == '.') {
 				dot->state = DOT_DOT;
 				i++;
-				*consumed_r = i;
-				continue;
+			} else {
+				dot->state = DOT_MID;
 			}
-			dot->state = DOT_MID;
-			continue;
+			break;
 		case DOT_DOT:
-			if (c == '\n') {
+			if (c == '\n' && !dot->strict) {
+				dot->state = DOT_BOL;
 				*consumed_r = i + 1;
 				return 1;
 			}
 			if (c == '\r') {
 				dot->state = DOT_DOT_CR;
 				i++;
-				*consumed_r = i;
-				continue;
+			} else {
+				/* a stuffed dot: dropped, the rest is data */
+				dot->state = DOT_MID;
 			}
-			/* A stuffed dot: drop it, the rest is data. */
-			dot->state = DOT_MID;
-			continue;
+			break;
 		case DOT_DOT_CR:
 			if (c == '\n') {
+				dot->state = DOT_BOL;
 				*consumed_r = i + 1;
 				return 1;
 			}
@@ -409,9 +441,9 @@ int lmtp_dot_feed(struct lmtp_dot *dot, const char *in, size_t len,
 			if (buf_append_char(out, '\r') < 0)
 				return -1;
 			dot->state = DOT_MID;
-			continue;
+			break;
 		}
+		*consumed_r = i;
 	}
-	*consumed_r = i;
 	return 0;
 }

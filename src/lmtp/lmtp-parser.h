@@ -66,19 +66,35 @@ int lmtp_parse_u64(struct slice s, uint64_t *v_r);
 
 /* ---- DATA --------------------------------------------------------- */
 
-/* The DATA decoder. A line ends at LF; CRLF and bare LF both count, so a
- * client that sends bare LFs still ends its message with "\n.\n" instead
- * of hanging. A line starting with '.' loses that dot; a line that is
- * only "." ends the message. The CRLF before the final dot ends the last
- * line of the message and is kept (RFC 5321 4.1.1.4). Other bytes (NUL,
- * 8-bit, bare CR, long lines) pass through unchanged. */
+/* The DATA decoder, one for LMTP and SMTP, in two modes. A line starting
+ * with '.' loses that dot; a line that is only "." ends the message; the
+ * line end before the final dot ends the last line of the message and is
+ * kept (RFC 5321 4.1.1.4). Other bytes (NUL, 8-bit, long lines) pass
+ * through unchanged.
+ *
+ * strict (SMTP, from the internet): only <CRLF>.<CRLF> ends a message, so
+ * none of the smuggling variants ("\n.\n", "\r.\r", "\r\n.\n",
+ * "\n.\r\n", ...) does (CVE-2023-51766 class). A bare LF or bare CR
+ * stays in the message as data (the store turns a bare LF into a line
+ * end, as Postfix's smtpd_forbid_bare_newline = normalize does); a dot is
+ * unstuffed only after a CRLF.
+ *
+ * not strict (LMTP, from the local MTA): a line ends at LF, CRLF and bare
+ * LF alike, so a client that sends bare LFs still ends its message with
+ * "\n.\n" instead of hanging, as Dovecot's LMTP does. The LMTP client is
+ * the server's own MTA, which has already settled where the message ends
+ * (Postfix writes every line with CRLF), so there is nothing to smuggle
+ * past; docs/compat.md says so.
+ *
+ * Any split of the input gives the same result. */
 struct lmtp_dot {
 	int state;
+	bool strict;
 };
 
-void lmtp_dot_init(struct lmtp_dot *dot);
+void lmtp_dot_init(struct lmtp_dot *dot, bool strict);
 /* Decodes up to len bytes of in, appending the message bytes to out (it
- * grows by at most len + 1 bytes: a CR held back from an earlier call may
+ * grows by at most len + 2 bytes: a CR held back from an earlier call may
  * come out now). *consumed_r says how many input bytes were used. Returns
  * 1 when the end-of-data line was consumed (the bytes after it are the
  * next command), 0 when all of in was consumed and more is needed, -1 if

@@ -247,7 +247,7 @@ static void cmd_data(struct lmtp_session *s, struct slice args)
 		reply_error(s, "503 5.5.1 No valid recipients");
 		return;
 	}
-	lmtp_dot_init(&s->dot);
+	lmtp_dot_init(&s->dot, false);
 	buf_reset(&s->chunk);
 	s->data_size = 0;
 	s->data_started = false;
@@ -350,37 +350,32 @@ static bool data_input(struct lmtp_session *s, struct evbuffer *in)
 static bool line_input(struct lmtp_session *s, struct evbuffer *in,
 		       bool *more_r)
 {
-	char line[LMTP_MAX_LINE + 1];
-	size_t eol_len = 0;
-	struct evbuffer_ptr p =
-		evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	struct buf line;
+	bool started;
 
 	*more_r = false;
-	if (p.pos < 0) {
-		size_t have = evbuffer_get_length(in);
-		if (s->skip_line) {
-			evbuffer_drain(in, have);
-		} else if (have > LMTP_MAX_LINE) {
-			evbuffer_drain(in, have);
-			s->skip_line = true;
-			reply_error(s, "500 5.5.2 Line too long");
-		}
+	if (net_line_ready(in) &&
+	    net_conn_output_pending(s->conn) > LMTP_OUTPUT_MAX) {
+		*more_r = true;
+		return run_task(s, lmtp_task_drain);
+	}
+	buf_init(&line, LMTP_MAX_LINE + 1);
+	switch (net_line_take(in, LMTP_MAX_LINE, &s->skip_line, &line)) {
+	case NET_LINE_MORE:
+		buf_free(&line);
 		return false;
+	case NET_LINE_TOO_LONG:
+		buf_free(&line);
+		*more_r = !s->skip_line;
+		reply_error(s, "500 5.5.2 Line too long");
+		return false;
+	case NET_LINE_OK:
+		break;
 	}
 	*more_r = true;
-	if (net_conn_output_pending(s->conn) > LMTP_OUTPUT_MAX)
-		return run_task(s, lmtp_task_drain);
-	if (s->skip_line || (size_t)p.pos > LMTP_MAX_LINE) {
-		evbuffer_drain(in, (size_t)p.pos + eol_len);
-		if (!s->skip_line)
-			reply_error(s, "500 5.5.2 Line too long");
-		s->skip_line = false;
-		return false;
-	}
-	evbuffer_remove(in, line, (size_t)p.pos);
-	evbuffer_drain(in, eol_len);
-	line[p.pos] = '\0';
-	return handle_line(s, line, (size_t)p.pos);
+	started = handle_line(s, line.data, line.len);
+	buf_free(&line);
+	return started;
 }
 
 static void lmtp_input(void *session, struct net_conn *conn)

@@ -167,6 +167,21 @@ void net_reload(struct net *net, const struct net_settings *set);
  * worker while a task runs: never both). */
 struct evbuffer *net_conn_input(struct net_conn *conn);
 
+/* Command lines, for the line-based front-ends (POP3, LMTP, SMTP). Takes
+ * the next line from in, without its CRLF or bare LF, into line (reset
+ * first; NUL-terminated). NET_LINE_MORE: no whole line yet. NET_LINE_OK:
+ * a line. NET_LINE_TOO_LONG: a line over max bytes, told once per line
+ * and as soon as it is known; the rest of it is dropped as it arrives.
+ * *skipping is the caller's state for that, false at the start. No buffer
+ * ever holds more than max bytes of a line, whatever the client sends. */
+struct buf;
+enum net_line { NET_LINE_MORE, NET_LINE_OK, NET_LINE_TOO_LONG };
+enum net_line net_line_take(struct evbuffer *in, size_t max, bool *skipping,
+			    struct buf *line);
+/* Whether in holds a whole line (a check before net_line_take, for a
+ * front-end that must first let its output drain). */
+bool net_line_ready(struct evbuffer *in);
+
 /* Write to the client. Safe from the I/O thread and from the worker that
  * runs this connection's task; on a worker it may block for back-pressure.
  * Returns -1 once the connection is broken or being closed (the command

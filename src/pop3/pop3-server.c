@@ -514,37 +514,21 @@ static bool pop3_dispatch(struct pop3_session *s, bool on_worker)
 }
 
 /* Reads one line into s->line. Returns 1 for a line, 0 when more input is
- * needed, -1 for a line over the limit (already discarded). Accepts a
- * bare LF as the end of a line, as most servers do. */
+ * needed, -1 for a line over the limit (discarded; the rest of it is
+ * dropped as it comes). */
 static int pop3_read_line(struct pop3_session *s, struct evbuffer *in)
 {
 	size_t max = s->sasl != NULL ? POP3_MAX_SASL_LINE : POP3_MAX_LINE;
-	size_t eol_len = 0;
-	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 
-	if (p.pos < 0) {
-		size_t have = evbuffer_get_length(in);
-		if (have > max || s->skipping) {
-			evbuffer_drain(in, have);
-			s->skipping = true;
-		}
-		return 0;
-	}
-	size_t len = (size_t)p.pos;
-	if (s->skipping || len > max) {
-		evbuffer_drain(in, len + eol_len);
-		s->skipping = false;
+	switch (net_line_take(in, max, &s->skipping, &s->line)) {
+	case NET_LINE_OK:
+		return 1;
+	case NET_LINE_TOO_LONG:
 		return -1;
+	case NET_LINE_MORE:
+		break;
 	}
-	buf_reset(&s->line);
-	if (buf_append(&s->line, evbuffer_pullup(in, (ssize_t)len), len) < 0) {
-		evbuffer_drain(in, len + eol_len);
-		return -1;
-	}
-	evbuffer_drain(in, len + eol_len);
-	if (s->line.data == NULL)
-		buf_append(&s->line, "", 0);
-	return 1;
+	return 0;
 }
 
 static void pop3_input(void *session, struct net_conn *conn)

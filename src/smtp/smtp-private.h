@@ -19,7 +19,6 @@
 #include "delivery.h"
 #include "lmtp-parser.h"
 #include "queue.h"
-#include "smtp-dot.h"
 #include "smtp.h"
 #include "store.h"
 #include "dns.h"
@@ -154,7 +153,7 @@ struct smtp_session {
 	bool scan_skip;
 
 	/* DATA / BDAT */
-	struct smtp_dot dot;
+	struct lmtp_dot dot; /* strict mode */
 	struct buf chunk;
 	struct buf head;                  /* the message's first bytes */
 	uint64_t data_size;

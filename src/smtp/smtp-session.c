@@ -566,7 +566,7 @@ static void cmd_data(struct smtp_session *s, struct slice args)
 		reply_error(s, "554 5.5.1 No valid recipients");
 		return;
 	}
-	smtp_dot_init(&s->dot);
+	lmtp_dot_init(&s->dot, true);
 	buf_reset(&s->chunk);
 	s->data_size = 0;
 	s->state = SMTP_DATA;
@@ -757,7 +757,7 @@ static bool data_input(struct smtp_session *s, struct evbuffer *in)
 		int ret = 0;
 
 		if (n > 0) {
-			ret = smtp_dot_feed(&s->dot, v.iov_base, n, &used,
+			ret = lmtp_dot_feed(&s->dot, v.iov_base, n, &used,
 					    &s->chunk);
 			evbuffer_drain(in, used);
 			s->data_size += s->chunk.len - before;
@@ -828,37 +828,32 @@ static bool bdat_input(struct smtp_session *s, struct evbuffer *in)
 static bool line_input(struct smtp_session *s, struct evbuffer *in,
 		       bool *more_r)
 {
-	char line[SMTP_MAX_LINE + 1];
-	size_t eol_len = 0;
-	struct evbuffer_ptr p =
-		evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	struct buf line;
+	bool started;
 
 	*more_r = false;
-	if (p.pos < 0) {
-		size_t have = evbuffer_get_length(in);
-		if (s->skip_line) {
-			evbuffer_drain(in, have);
-		} else if (have > SMTP_MAX_LINE) {
-			evbuffer_drain(in, have);
-			s->skip_line = true;
-			reply_error(s, "500 5.5.2 Line too long");
-		}
+	if (net_line_ready(in) &&
+	    net_conn_output_pending(s->conn) > SMTP_OUTPUT_MAX) {
+		*more_r = true;
+		return run_task(s, smtp_task_drain, NULL);
+	}
+	buf_init(&line, SMTP_MAX_LINE + 1);
+	switch (net_line_take(in, SMTP_MAX_LINE, &s->skip_line, &line)) {
+	case NET_LINE_MORE:
+		buf_free(&line);
 		return false;
+	case NET_LINE_TOO_LONG:
+		buf_free(&line);
+		*more_r = !s->skip_line;
+		reply_error(s, "500 5.5.2 Line too long");
+		return false;
+	case NET_LINE_OK:
+		break;
 	}
 	*more_r = true;
-	if (net_conn_output_pending(s->conn) > SMTP_OUTPUT_MAX)
-		return run_task(s, smtp_task_drain, NULL);
-	if (s->skip_line || (size_t)p.pos > SMTP_MAX_LINE) {
-		evbuffer_drain(in, (size_t)p.pos + eol_len);
-		if (!s->skip_line)
-			reply_error(s, "500 5.5.2 Line too long");
-		s->skip_line = false;
-		return false;
-	}
-	evbuffer_remove(in, line, (size_t)p.pos);
-	evbuffer_drain(in, eol_len);
-	line[p.pos] = '\0';
-	return handle_line(s, line, (size_t)p.pos);
+	started = handle_line(s, line.data, line.len);
+	buf_free(&line);
+	return started;
 }
 
 static void smtp_input(void *session, struct net_conn *conn)

@@ -41,7 +41,7 @@ static int decode(const char *p, size_t n, const uint8_t *steps,
 	struct lmtp_dot dot;
 	size_t pos = 0, k = 0;
 
-	lmtp_dot_init(&dot);
+	lmtp_dot_init(&dot, false);
 	while (pos < n) {
 		size_t step = nsteps ? (size_t)steps[k++ % nsteps] + 1 : n;
 		size_t len = n - pos < step ? n - pos : step, used;

@@ -1,6 +1,6 @@
 /*
- * Fuzz target for SMTP's strict DATA decoder (src/smtp/smtp-dot.c): the
- * input is decoded whole and again in pieces whose sizes come from its
+ * Fuzz target for the DATA decoder's strict mode, SMTP's (src/lmtp/
+ * lmtp-parser.c; fuzz-lmtp covers LMTP's mode): the input is decoded whole and again in pieces whose sizes come from its
  * first bytes; both must agree on the message and on where DATA ended,
  * and only a CRLF "." CRLF may end it (RFC 5321 4.1.1.4: no smuggling).
  */
@@ -8,19 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp-dot.h"
+#include "lmtp-parser.h"
 
 static long decode(const char *p, size_t n, const uint8_t *steps,
 		   size_t nsteps, struct buf *out)
 {
-	struct smtp_dot dot;
+	struct lmtp_dot dot;
 	size_t pos = 0, k = 0;
 
-	smtp_dot_init(&dot);
+	lmtp_dot_init(&dot, true);
 	while (pos < n) {
 		size_t step = nsteps ? (size_t)steps[k++ % nsteps] % 17 + 1 : n;
 		size_t len = n - pos < step ? n - pos : step, used;
-		int ret = smtp_dot_feed(&dot, p + pos, len, &used, out);
+		int ret = lmtp_dot_feed(&dot, p + pos, len, &used, out);
 		if (used > len || ret < 0)
 			abort();
 		pos += used;

@@ -18,7 +18,7 @@ static char *decode(const char *in, size_t len, size_t step, size_t *out_len,
 	size_t pos = 0;
 
 	buf_init(&out, 0);
-	lmtp_dot_init(&dot);
+	lmtp_dot_init(&dot, false);
 	*rest_r = -1;
 	while (pos < len) {
 		size_t n = len - pos < step ? len - pos : step, used;

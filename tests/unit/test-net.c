@@ -44,6 +44,7 @@
 #include <openssl/ssl.h>
 #include <zlib.h>
 
+#include "buf.h"
 #include "net.h"
 #include "test.h"
 
@@ -1268,6 +1269,59 @@ static void test_banned(void)
 
 /* Stopping the server never waits for a waiting connection: its wait is
  * cancelled. */
+/* net_line_take: CRLF and bare LF end lines; a line over max is told once,
+ * as soon as it is known, whether it arrives whole or in pieces, and the
+ * lines after it are read as usual. */
+static void test_line_take(void)
+{
+	struct evbuffer *in = evbuffer_new();
+	struct buf line;
+	bool skip = false;
+
+	buf_init(&line, 0);
+	evbuffer_add_printf(in, "NOOP\r\nLF only\n\r\npart");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "NOOP");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "LF only");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "");
+	CHECK(!net_line_ready(in));
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_MORE);
+	evbuffer_add_printf(in, "ial\r\n");
+	CHECK(net_line_ready(in));
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "partial");
+
+	/* too long, whole: told, and the next line is read */
+	evbuffer_add_printf(in, "123456789\r\nNEXT\r\n");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_TOO_LONG);
+	CHECK(!skip);
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "NEXT");
+
+	/* too long, in pieces: told once, at once; what is held stays small */
+	evbuffer_add_printf(in, "0123456789");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_TOO_LONG);
+	CHECK(skip);
+	CHECK_INT(evbuffer_get_length(in), 0);
+	evbuffer_add_printf(in, "more and more");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_MORE);
+	CHECK_INT(evbuffer_get_length(in), 0);
+	evbuffer_add_printf(in, "end\r\nAFTER\r\n");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "AFTER");
+	CHECK(!skip);
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_MORE);
+
+	/* exactly max is a line */
+	evbuffer_add_printf(in, "12345678\r\n");
+	CHECK_INT(net_line_take(in, 8, &skip, &line), NET_LINE_OK);
+	CHECK_STR(line.data, "12345678");
+	buf_free(&line);
+	evbuffer_free(in);
+}
+
 static void test_wait_at_shutdown(void)
 {
 	int before = atomic_load(&cancels);
@@ -1313,6 +1367,7 @@ int main(void)
 		{"wait_not_idle", test_wait_not_idle},
 		{"banned", test_banned},
 		{"wait_at_shutdown", test_wait_at_shutdown},
+		{"line_take", test_line_take},
 		{NULL, NULL},
 	};
 	int rc = test_main(cases);

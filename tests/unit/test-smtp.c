@@ -1,28 +1,28 @@
 /*
- * Unit tests of SMTP's strict DATA decoder (src/smtp/smtp-dot.c), each
- * input fed whole and split at every byte: only CRLF.CRLF ends DATA, the
+ * Unit tests of the DATA decoder's strict mode, SMTP's (src/lmtp/
+ * lmtp-parser.c), each input fed whole and split at every byte: only CRLF.CRLF ends DATA, the
  * smuggling variants stay in the message, dots are unstuffed only after
  * a CRLF.
  */
 #include "test.h"
 
-#include "smtp-dot.h"
+#include "lmtp-parser.h"
 
 /* Decodes in fed in pieces of step bytes; *end_r: input bytes up to the
  * end of data, or -1. */
 static char *decode(const char *in, size_t len, size_t step, size_t *out_len,
 		    long *end_r)
 {
-	struct smtp_dot dot;
+	struct lmtp_dot dot;
 	struct buf out;
 	size_t pos = 0;
 
 	buf_init(&out, 0);
-	smtp_dot_init(&dot);
+	lmtp_dot_init(&dot, true);
 	*end_r = -1;
 	while (pos < len) {
 		size_t n = len - pos < step ? len - pos : step, used;
-		int ret = smtp_dot_feed(&dot, in + pos, n, &used, &out);
+		int ret = lmtp_dot_feed(&dot, in + pos, n, &used, &out);
 		pos += used;
 		if (ret == 1) {
 			*end_r = (long)pos;
