@@ -20,6 +20,7 @@
 #include "delivery.h"
 #include "lmtp-parser.h"
 #include "lmtp.h"
+#include "offload.h"
 #include "store.h"
 
 /* Longest command line we read (RFC 5321 4.5.3.1.4 allows 512, more with
@@ -42,9 +43,7 @@
 struct lmtp_server {
 	/* Sessions whose store handles are being let go off the I/O
 	 * thread after a dropped connection; destroy waits for them. */
-	pthread_mutex_t release_mu;
-	pthread_cond_t release_cond;
-	unsigned releasing;
+	struct offload release;  /* closed sessions let go of the store */
 
 	struct store *store;
 	struct auth *auth;

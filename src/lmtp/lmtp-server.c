@@ -111,8 +111,7 @@ struct lmtp_server *lmtp_server_create(const struct config *cfg,
 	const char *v;
 	uint64_t size;
 
-	pthread_mutex_init(&srv->release_mu, NULL);
-	pthread_cond_init(&srv->release_cond, NULL);
+	offload_init(&srv->release);
 	srv->store = store;
 	srv->auth = auth;
 	srv->max_message_size = 50ULL * 1024 * 1024;
@@ -155,12 +154,7 @@ void lmtp_server_destroy(struct lmtp_server **server)
 		return;
 	/* The daemon closes the store after this: no release may still
 	 * be using it. */
-	pthread_mutex_lock(&srv->release_mu);
-	while (srv->releasing > 0)
-		pthread_cond_wait(&srv->release_cond, &srv->release_mu);
-	pthread_mutex_unlock(&srv->release_mu);
-	pthread_mutex_destroy(&srv->release_mu);
-	pthread_cond_destroy(&srv->release_cond);
+	offload_finish(&srv->release);
 	delivery_destroy(&srv->delivery);
 	free(srv);
 	*server = NULL;

@@ -434,26 +434,14 @@ static bool session_holds_store(const struct lmtp_session *s)
 	return delivery_session_busy(s->ds);
 }
 
-static void *release_thread(void *arg)
+static void release_session(void *arg)
 {
-	struct lmtp_session *s = arg;
-	struct lmtp_server *srv = s->server;
-
-	session_free(s);
-	pthread_mutex_lock(&srv->release_mu);
-	srv->releasing--;
-	pthread_cond_broadcast(&srv->release_cond);
-	pthread_mutex_unlock(&srv->release_mu);
-	return NULL;
+	session_free(arg);
 }
 
 static void lmtp_closed(void *session, struct net_conn *conn)
 {
 	struct lmtp_session *s = session;
-	struct lmtp_server *srv = s->server;
-	pthread_attr_t attr;
-	pthread_t th;
-	bool started = false;
 
 	/* A connection dropped in the middle of DATA lands here: the
 	 * writers are aborted and nothing is stored. Letting go of the last
@@ -470,16 +458,7 @@ static void lmtp_closed(void *session, struct net_conn *conn)
 		return;
 	}
 	s->conn = NULL;
-	pthread_mutex_lock(&srv->release_mu);
-	srv->releasing++;
-	pthread_mutex_unlock(&srv->release_mu);
-	if (pthread_attr_init(&attr) == 0) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		started = pthread_create(&th, &attr, release_thread, s) == 0;
-		pthread_attr_destroy(&attr);
-	}
-	if (!started)
-		release_thread(s); /* no thread: do it here rather than leak */
+	offload_run(&s->server->release, release_session, s);
 }
 
 static bool lmtp_timeout(void *session, struct net_conn *conn)

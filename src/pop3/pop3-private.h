@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "net.h"
+#include "offload.h"
 #include "pop3.h"
 #include "store.h"
 
@@ -52,9 +53,7 @@ struct pop3_server {
 
 	/* Dropped sessions whose store handles a short-lived thread is
 	 * letting go of; destroy waits for them. */
-	pthread_mutex_t release_mutex;
-	pthread_cond_t release_cond;
-	unsigned releasing;
+	struct offload release;  /* closed sessions let go of the store */
 };
 
 enum pop3_state {

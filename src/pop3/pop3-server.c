@@ -342,26 +342,15 @@ static void pop3_session_free(struct pop3_session *s)
 /* Letting go of a store handle may close an idle user's index (the
  * store evicts on unref), which must not block an I/O thread: a dropped
  * session in TRANSACTION state is released on a short-lived thread. */
-static void *pop3_release_main(void *arg)
+static void pop3_release(void *arg)
 {
-	struct pop3_session *s = arg;
-	struct pop3_server *server = s->server;
-
-	pop3_session_free(s);
-	pthread_mutex_lock(&server->release_mutex);
-	server->releasing--;
-	pthread_cond_broadcast(&server->release_cond);
-	pthread_mutex_unlock(&server->release_mutex);
-	return NULL;
+	pop3_session_free(arg);
 }
 
 static void pop3_closed(void *session, struct net_conn *conn)
 {
 	struct pop3_session *s = session;
 	struct pop3_server *server = s->server;
-	pthread_attr_t attr;
-	pthread_t th;
-	bool started = false;
 
 	log_debug("pop3", s->sid, "disconnected");
 	store_unsubscribe(&s->sub);
@@ -377,16 +366,7 @@ static void pop3_closed(void *session, struct net_conn *conn)
 		pop3_session_free(s);
 		return;
 	}
-	pthread_mutex_lock(&server->release_mutex);
-	server->releasing++;
-	pthread_mutex_unlock(&server->release_mutex);
-	if (pthread_attr_init(&attr) == 0) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		started = pthread_create(&th, &attr, pop3_release_main, s) == 0;
-		pthread_attr_destroy(&attr);
-	}
-	if (!started)
-		pop3_release_main(s);
+	offload_run(&server->release, pop3_release, s);
 }
 
 static bool pop3_timeout(void *session, struct net_conn *conn)
@@ -679,8 +659,7 @@ struct pop3_server *pop3_server_create(const struct config *cfg,
 		server->default_retention_days = (uint32_t)d;
 	pthread_mutex_init(&server->lock_mutex, NULL);
 	pthread_cond_init(&server->lock_cond, NULL);
-	pthread_mutex_init(&server->release_mutex, NULL);
-	pthread_cond_init(&server->release_cond, NULL);
+	offload_init(&server->release);
 	return server;
 }
 
@@ -691,12 +670,7 @@ void pop3_server_destroy(struct pop3_server **serverp)
 	if (server == NULL)
 		return;
 	*serverp = NULL;
-	pthread_mutex_lock(&server->release_mutex);
-	while (server->releasing > 0)
-		pthread_cond_wait(&server->release_cond, &server->release_mutex);
-	pthread_mutex_unlock(&server->release_mutex);
-	pthread_cond_destroy(&server->release_cond);
-	pthread_mutex_destroy(&server->release_mutex);
+	offload_finish(&server->release);
 	pthread_mutex_destroy(&server->lock_mutex);
 	pthread_cond_destroy(&server->lock_cond);
 	free(server->locked);

@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "delivery.h"
 #include "lmtp-parser.h"
+#include "offload.h"
 #include "queue.h"
 #include "smtp.h"
 #include "store.h"
@@ -75,9 +76,7 @@ struct smtp_server {
 	struct dns *dns;              /* the queue's resolver (MX checks) */
 	struct smtp_check_pool *checks;   /* MX: the check threads */
 	unsigned check_threads;           /* [smtp] check_threads */
-	pthread_mutex_t release_mu;
-	pthread_cond_t release_cond;
-	unsigned releasing;
+	struct offload release;  /* closed sessions let go of the store */
 };
 
 enum smtp_state {

@@ -217,8 +217,7 @@ struct smtp_server *smtp_server_create(const struct config *cfg,
 	srv->store = store;
 	srv->auth = auth;
 	srv->check_threads = 8;
-	pthread_mutex_init(&srv->release_mu, NULL);
-	pthread_cond_init(&srv->release_cond, NULL);
+	offload_init(&srv->release);
 	srv->tls = config_get(cfg, "tls", "cert") != NULL;
 	v = config_get(cfg, "", "hostname");
 	if (v != NULL && v[0] != '\0')
@@ -275,12 +274,7 @@ void smtp_server_destroy(struct smtp_server **server)
 
 	if (srv == NULL)
 		return;
-	pthread_mutex_lock(&srv->release_mu);
-	while (srv->releasing > 0)
-		pthread_cond_wait(&srv->release_cond, &srv->release_mu);
-	pthread_mutex_unlock(&srv->release_mu);
-	pthread_mutex_destroy(&srv->release_mu);
-	pthread_cond_destroy(&srv->release_cond);
+	offload_finish(&srv->release);
 	delivery_destroy(&srv->delivery);
 	smtp_check_pool_destroy(&srv->checks);
 	smtp_limits_destroy(&srv->limits);

@@ -945,26 +945,14 @@ static void session_free(struct smtp_session *s)
 	free(s);
 }
 
-static void *release_thread(void *arg)
+static void release_session(void *arg)
 {
-	struct smtp_session *s = arg;
-	struct smtp_server *srv = s->srv;
-
-	session_free(s);
-	pthread_mutex_lock(&srv->release_mu);
-	srv->releasing--;
-	pthread_cond_broadcast(&srv->release_cond);
-	pthread_mutex_unlock(&srv->release_mu);
-	return NULL;
+	session_free(arg);
 }
 
 static void smtp_closed(void *session, struct net_conn *conn)
 {
 	struct smtp_session *s = session;
-	struct smtp_server *srv = s->srv;
-	pthread_attr_t attr;
-	pthread_t th;
-	bool started = false;
 
 	if (s->state == SMTP_DATA || s->state == SMTP_BDAT)
 		log_info("smtp", s->sid, "connection lost during data, %llu "
@@ -975,16 +963,7 @@ static void smtp_closed(void *session, struct net_conn *conn)
 		return;
 	}
 	s->conn = NULL;
-	pthread_mutex_lock(&srv->release_mu);
-	srv->releasing++;
-	pthread_mutex_unlock(&srv->release_mu);
-	if (pthread_attr_init(&attr) == 0) {
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		started = pthread_create(&th, &attr, release_thread, s) == 0;
-		pthread_attr_destroy(&attr);
-	}
-	if (!started)
-		release_thread(s);
+	offload_run(&s->srv->release, release_session, s);
 }
 
 static bool smtp_timeout(void *session, struct net_conn *conn)
