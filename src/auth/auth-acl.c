@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 
@@ -26,30 +27,30 @@ static int ids_query(struct auth *auth, const char *sql, const int64_t *args,
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
+	struct asql_stmt *st;
 	int ret = 0;
-	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if ((st = asql_prepare(c->db, sql)) == NULL) {
 		auth_conn_put(auth, c);
 		return -1;
 	}
 	for (size_t i = 0; i < nargs; i++)
-		sqlite3_bind_int64(st, (int)i + 1, args[i]);
+		asql_bind_int64(st, (int)i + 1, args[i]);
 	int rc;
 	size_t cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = asql_step(st)) == ASQL_ROW) {
 		if (*count_r == cap) {
 			cap = cap ? 2 * cap : 8;
 			*ids_r = xrealloc(*ids_r, cap * sizeof(int64_t));
 		}
-		(*ids_r)[(*count_r)++] = sqlite3_column_int64(st, 0);
+		(*ids_r)[(*count_r)++] = asql_int64(st, 0);
 	}
-	if (rc != SQLITE_DONE) {
+	if (rc != ASQL_DONE) {
 		free(*ids_r);
 		*ids_r = NULL;
 		*count_r = 0;
 		ret = -1;
 	}
-	sqlite3_finalize(st);
+	asql_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
 }
@@ -95,16 +96,16 @@ int auth_acl_hint(void *ctx, int64_t owner_id, int kind, int64_t id)
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
+	struct asql_stmt *st;
 	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "INSERT OR IGNORE INTO acl_hints(kind,"
-				      " ident, owner) VALUES (?, ?, ?)",
-			       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int(st, 1, kind);
-		sqlite3_bind_int64(st, 2, id);
-		sqlite3_bind_int64(st, 3, owner_id);
-		ret = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+	if ((st = asql_prepare(c->db, "INSERT INTO acl_hints(kind, ident,"
+				      " owner) VALUES (?, ?, ?)"
+				      " ON CONFLICT DO NOTHING")) != NULL) {
+		asql_bind_int64(st, 1, kind);
+		asql_bind_int64(st, 2, id);
+		asql_bind_int64(st, 3, owner_id);
+		ret = asql_step(st) == ASQL_DONE ? 0 : -1;
+		asql_finalize(st);
 	}
 	auth_conn_put(auth, c);
 	return ret;
@@ -144,24 +145,23 @@ int auth_group_lookup(struct auth *auth, const char *name,
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
+	struct asql_stmt *st;
 	int ret = -1;
 	char *lname = xstrdup(name), *ldom = xstrdup(domain);
 	for (char *p = lname; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
 	for (char *p = ldom; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (sqlite3_prepare_v2(c->db, "SELECT g.id FROM groups g JOIN domains d"
+	if ((st = asql_prepare(c->db, "SELECT g.id FROM groups g JOIN domains d"
 				      " ON d.id = g.domain_id"
-				      " WHERE g.name = ? AND d.name = ?",
-			       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, lname, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, ldom, -1, SQLITE_STATIC);
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			*id_r = sqlite3_column_int64(st, 0);
-		ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+				      " WHERE g.name = ? AND d.name = ?")) != NULL) {
+		asql_bind_text(st, 1, lname);
+		asql_bind_text(st, 2, ldom);
+		int rc = asql_step(st);
+		if (rc == ASQL_ROW)
+			*id_r = asql_int64(st, 0);
+		ret = rc == ASQL_ROW ? 1 : rc == ASQL_DONE ? 0 : -1;
+		asql_finalize(st);
 	}
 	free(lname);
 	free(ldom);
@@ -176,44 +176,37 @@ int auth_group_name(struct auth *auth, int64_t id, char *out, size_t size)
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
+	struct asql_stmt *st;
 	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "SELECT g.name, d.name FROM groups g"
+	if ((st = asql_prepare(c->db, "SELECT g.name, d.name FROM groups g"
 				      " JOIN domains d ON d.id = g.domain_id"
-				      " WHERE g.id = ?", -1, &st, NULL) ==
-	    SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, id);
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			snprintf(out, size, "%s@%s", sqlite3_column_text(st, 0),
-				 sqlite3_column_text(st, 1));
-		ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+				      " WHERE g.id = ?")) != NULL) {
+		asql_bind_int64(st, 1, id);
+		int rc = asql_step(st);
+		if (rc == ASQL_ROW)
+			snprintf(out, size, "%s@%s", asql_text(st, 0),
+				 asql_text(st, 1));
+		ret = rc == ASQL_ROW ? 1 : rc == ASQL_DONE ? 0 : -1;
+		asql_finalize(st);
 	}
 	auth_conn_put(auth, c);
 	return ret;
 }
 
-/* One statement with text/int arguments in a transaction of its own;
- * the number of rows changed, or -1. */
+/* One statement with text arguments in a transaction of its own; the
+ * number of rows changed, or -1. */
 static int admin_run(struct auth *auth, const char *sql, const char *a1,
-		     const char *a2, const char *a3, char **error_r)
+		     const char *a2, char **error_r)
 {
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
-	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK) {
-		const char *a[3] = {a1, a2, a3};
-		for (int i = 0; i < 3 && a[i] != NULL; i++)
-			sqlite3_bind_text(st, i + 1, a[i], -1, SQLITE_STATIC);
-		int rc = sqlite3_step(st);
-		ret = rc == SQLITE_DONE ? sqlite3_changes(c->db) : -1;
-		sqlite3_finalize(st);
+	int ret = asql_run(c->db, sql, "ss", a1, a2);
+	if (ret < 0) {
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
+		ret = -1;
 	}
-	if (ret < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
 	auth_conn_put(auth, c);
 	return ret;
 }
@@ -228,9 +221,10 @@ int auth_group_add(struct auth *auth, const char *group, char **error_r)
 		*error_r = xasprintf("no domain %s", dom);
 		return -1;
 	}
-	int r = admin_run(auth, "INSERT OR IGNORE INTO groups(domain_id, name)"
-				" SELECT id, ?2 FROM domains WHERE name = ?1",
-			  dom, name, NULL, error_r);
+	int r = admin_run(auth, "INSERT INTO groups(domain_id, name)"
+				" SELECT id, ?2 FROM domains WHERE name = ?1"
+				" ON CONFLICT DO NOTHING",
+			  dom, name, error_r);
 	if (r == 0)
 		*error_r = xasprintf("group %s@%s already exists", name, dom);
 	return r > 0 ? 0 : -1;
@@ -244,7 +238,7 @@ int auth_group_del(struct auth *auth, const char *group, char **error_r)
 		return -1;
 	int r = admin_run(auth, "DELETE FROM groups WHERE name = ?2 AND"
 				" domain_id = (SELECT id FROM domains"
-				" WHERE name = ?1)", dom, name, NULL, error_r);
+				" WHERE name = ?1)", dom, name, error_r);
 	if (r == 0)
 		*error_r = xasprintf("no group %s@%s", name, dom);
 	return r > 0 ? 0 : -1;
@@ -274,13 +268,13 @@ int auth_group_member(struct auth *auth, const char *group,
 	char g[32], uid[32];
 	snprintf(g, sizeof(g), "%lld", (long long)gid);
 	snprintf(uid, sizeof(uid), "%lld", (long long)u.id);
-	r = admin_run(auth, add ? "INSERT OR IGNORE INTO group_members(group_id,"
+	r = admin_run(auth, add ? "INSERT INTO group_members(group_id,"
 				  " user_id) VALUES (CAST(?1 AS INTEGER),"
-				  " CAST(?2 AS INTEGER))"
+				  " CAST(?2 AS INTEGER)) ON CONFLICT DO NOTHING"
 				: "DELETE FROM group_members WHERE group_id ="
 				  " CAST(?1 AS INTEGER) AND user_id ="
 				  " CAST(?2 AS INTEGER)",
-		      g, uid, NULL, error_r);
+		      g, uid, error_r);
 	return r < 0 ? -1 : 0;
 }
 
@@ -434,41 +428,27 @@ int auth_shared_add(struct auth *auth, const char *address,
 	if (c == NULL)
 		return -1;
 	int ret = -1;
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		goto out;
-	if (sqlite3_prepare_v2(c->db, "INSERT INTO users(address, domain_id,"
-				      " password_hash, created) SELECT ?1, id,"
-				      " ?2, strftime('%s','now') FROM domains"
-				      " WHERE name = ?3", -1, &st, NULL) != SQLITE_OK)
-		goto rollback;
-	sqlite3_bind_text(st, 1, canon, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, AUTH_HASH_NOLOGIN, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, domain_part(canon), -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(c->db) != 1)
-		goto rollback;
-	int64_t id = sqlite3_last_insert_rowid(c->db);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (sqlite3_prepare_v2(c->db, "INSERT INTO user_settings(user_id, key,"
-				      " value) VALUES (?, 'shared', 'yes')",
-			       -1, &st, NULL) != SQLITE_OK)
-		goto rollback;
-	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto rollback;
-	if (sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		goto rollback;
+	int64_t id = 0;
+	if (asql_begin(c->db) < 0)
+		goto fail;
+	if (asql_int(c->db, &id, "INSERT INTO users(address, domain_id,"
+		     " password_hash, created) SELECT ?1, id, ?2, ?4 FROM"
+		     " domains WHERE name = ?3 RETURNING id", "sssi", canon,
+		     AUTH_HASH_NOLOGIN, domain_part(canon),
+		     (int64_t)time(NULL)) != 1 ||
+	    asql_run(c->db, "INSERT INTO user_settings(user_id, key, value)"
+		     " VALUES (?, 'shared', 'yes')", "i", id) != 1 ||
+	    asql_exec(c->db, "COMMIT") != 0)
+		goto fail;
 	user_r->id = id;
 	snprintf(user_r->address, sizeof(user_r->address), "%s", canon);
 	user_r->disabled = false;
 	ret = 0;
 	goto out;
-rollback:
-	*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-	sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+fail:
+	*error_r = xasprintf("%s: %s", c->db->drv->name, asql_errmsg(c->db));
+	asql_exec(c->db, "ROLLBACK");
 out:
-	sqlite3_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
 }

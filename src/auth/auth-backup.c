@@ -41,32 +41,34 @@ int auth_user_secret(struct auth *auth, int64_t user_id, char **secret_r,
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
+	struct asql_stmt *st;
 	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "SELECT password_hash, scram_salt,"
+	if ((st = asql_prepare(c->db, "SELECT password_hash, scram_salt,"
 			       " scram_iterations, scram_stored_key,"
-			       " scram_server_key FROM users WHERE id = ?", -1,
-			       &st, NULL) != SQLITE_OK) {
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+			       " scram_server_key FROM users WHERE id = ?")) == NULL) {
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
 		auth_conn_put(auth, c);
 		return -1;
 	}
-	sqlite3_bind_int64(st, 1, user_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	asql_bind_int64(st, 1, user_id);
+	if (asql_step(st) == ASQL_ROW) {
 		struct buf b;
 		buf_init(&b, 0);
-		buf_append_str(&b, (const char *)sqlite3_column_text(st, 0));
-		if (sqlite3_column_type(st, 1) == SQLITE_BLOB &&
-		    sqlite3_column_bytes(st, 3) == AUTH_SCRAM_KEY_LEN &&
-		    sqlite3_column_bytes(st, 4) == AUTH_SCRAM_KEY_LEN) {
+		buf_append_str(&b, asql_text(st, 0));
+		size_t salt_len, stored_len, server_len;
+		const uint8_t *salt = asql_blob(st, 1, &salt_len);
+		const uint8_t *stored = asql_blob(st, 3, &stored_len);
+		const uint8_t *server = asql_blob(st, 4, &server_len);
+		if (!asql_null(st, 1) && stored_len == AUTH_SCRAM_KEY_LEN &&
+		    server_len == AUTH_SCRAM_KEY_LEN) {
 			buf_append_char(&b, '\t');
-			hex(&b, sqlite3_column_blob(st, 1),
-			    (size_t)sqlite3_column_bytes(st, 1));
+			hex(&b, salt, salt_len);
 			buf_printf(&b, ":%lld:", (long long)
-				   sqlite3_column_int64(st, 2));
-			hex(&b, sqlite3_column_blob(st, 3), AUTH_SCRAM_KEY_LEN);
+				   asql_int64(st, 2));
+			hex(&b, stored, AUTH_SCRAM_KEY_LEN);
 			buf_append_char(&b, ':');
-			hex(&b, sqlite3_column_blob(st, 4), AUTH_SCRAM_KEY_LEN);
+			hex(&b, server, AUTH_SCRAM_KEY_LEN);
 		}
 		*secret_r = buf_steal(&b, NULL);
 		ret = 0;
@@ -74,7 +76,7 @@ int auth_user_secret(struct auth *auth, int64_t user_id, char **secret_r,
 		*error_r = xasprintf("no account with id %lld",
 				     (long long)user_id);
 	}
-	sqlite3_finalize(st);
+	asql_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
 }
@@ -115,31 +117,33 @@ int auth_user_secret_set(struct auth *auth, const char *address,
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
+	struct asql_stmt *st;
 	int ret = -1;
-	if (sqlite3_prepare_v2(c->db, "UPDATE users SET password_hash = ?,"
+	if ((st = asql_prepare(c->db, "UPDATE users SET password_hash = ?,"
 			       " scram_salt = ?, scram_iterations = ?,"
 			       " scram_stored_key = ?, scram_server_key = ?"
-			       " WHERE address = ?", -1, &st, NULL) != SQLITE_OK) {
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+			       " WHERE address = ?")) == NULL) {
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
 		auth_conn_put(auth, c);
 		return -1;
 	}
-	sqlite3_bind_text(st, 1, secret, (int)hlen, SQLITE_STATIC);
+	asql_bind_textn(st, 1, secret, hlen);
 	if (scram) {
-		sqlite3_bind_blob(st, 2, salt, (int)salt_len, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, iter);
-		sqlite3_bind_blob(st, 4, stored, AUTH_SCRAM_KEY_LEN, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 5, server, AUTH_SCRAM_KEY_LEN, SQLITE_STATIC);
+		asql_bind_blob(st, 2, salt, salt_len);
+		asql_bind_int64(st, 3, iter);
+		asql_bind_blob(st, 4, stored, AUTH_SCRAM_KEY_LEN);
+		asql_bind_blob(st, 5, server, AUTH_SCRAM_KEY_LEN);
 	}
-	sqlite3_bind_text(st, 6, canon, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-	else if (sqlite3_changes(c->db) == 0)
+	asql_bind_text(st, 6, canon);
+	if (asql_step(st) != ASQL_DONE)
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
+	else if (asql_changes(c->db) == 0)
 		*error_r = xasprintf("no account %s", canon);
 	else
 		ret = 0;
-	sqlite3_finalize(st);
+	asql_finalize(st);
 	auth_conn_put(auth, c);
 	OPENSSL_cleanse(stored, sizeof(stored));
 	OPENSSL_cleanse(server, sizeof(server));

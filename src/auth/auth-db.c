@@ -1,10 +1,11 @@
 /*
- * data_dir/accounts.db: domains, users (argon2id hash and SCRAM-SHA-256
- * keys), aliases and per-account policy overrides, in SQLite with WAL so
- * loftctl can change it while loftd reads it. Every lookup queries the
- * database through statements prepared once per connection: a point query
- * costs microseconds, and a change committed by loftctl is seen by the
- * next lookup without any signal between the processes.
+ * The accounts: domains, users (argon2id hash and SCRAM-SHA-256 keys),
+ * aliases and per-account policy overrides, in data_dir/accounts.db or,
+ * with `[auth] postgres`, in PostgreSQL where every node sees the same
+ * (auth-sql.h). Every lookup queries the database through statements
+ * prepared once per connection: a point query costs microseconds, and a
+ * change committed by loftctl is seen by the next lookup without any
+ * signal between the processes (or the nodes).
  *
  * Connections live in a small pool; a thread takes one for the duration of
  * one call, so lookups of different threads never wait on each other.
@@ -25,75 +26,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-#define BUSY_TIMEOUT_MS 10000
-
-static const char schema_sql[] =
-	"CREATE TABLE IF NOT EXISTS domains ("
-	"  id INTEGER PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  created INTEGER NOT NULL);"
-	/* AUTOINCREMENT: an id is never reused, so mail left behind by a
-	 * deleted account can never surface in a new one. */
-	"CREATE TABLE IF NOT EXISTS users ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  address TEXT NOT NULL UNIQUE,"
-	"  domain_id INTEGER NOT NULL REFERENCES domains(id),"
-	"  password_hash TEXT NOT NULL,"
-	"  scram_salt BLOB,"
-	"  scram_iterations INTEGER,"
-	"  scram_stored_key BLOB,"
-	"  scram_server_key BLOB,"
-	"  disabled INTEGER NOT NULL DEFAULT 0,"
-	"  created INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS aliases ("
-	"  address TEXT PRIMARY KEY,"
-	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE);"
-	"CREATE TABLE IF NOT EXISTS user_settings ("
-	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  key TEXT NOT NULL,"
-	"  value TEXT NOT NULL,"
-	"  PRIMARY KEY (user_id, key));"
-	"CREATE INDEX IF NOT EXISTS aliases_user ON aliases(user_id);"
-	/* App passwords and web sessions (auth-token.c): hashes only. */
-	"CREATE TABLE IF NOT EXISTS tokens ("
-	"  id INTEGER PRIMARY KEY,"
-	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  name TEXT NOT NULL,"
-	"  hash BLOB NOT NULL UNIQUE,"
-	"  created INTEGER NOT NULL,"
-	"  expires INTEGER,"
-	"  last_used INTEGER NOT NULL DEFAULT 0,"
-	"  UNIQUE (user_id, name));"
-	"CREATE TABLE IF NOT EXISTS web_sessions ("
-	"  hash BLOB PRIMARY KEY,"
-	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  csrf TEXT NOT NULL,"
-	"  created INTEGER NOT NULL,"
-	"  last_seen INTEGER NOT NULL,"
-	"  expires INTEGER NOT NULL,"
-	"  idle INTEGER NOT NULL,"
-	"  address TEXT);"
-	"CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions(user_id);"
-	/* Shared mailboxes (auth-acl.c): groups per domain ("$name" in an
-	 * ACL), their members, and the reverse index of ACL grants (a hint:
-	 * owner granted something to (kind, ident); kinds as store.h's
-	 * enum store_acl_kind). */
-	"CREATE TABLE IF NOT EXISTS groups ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  domain_id INTEGER NOT NULL REFERENCES domains(id),"
-	"  name TEXT NOT NULL,"
-	"  UNIQUE (domain_id, name));"
-	"CREATE TABLE IF NOT EXISTS group_members ("
-	"  group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,"
-	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
-	"  PRIMARY KEY (group_id, user_id)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS group_members_user ON group_members(user_id);"
-	"CREATE TABLE IF NOT EXISTS acl_hints ("
-	"  kind INTEGER NOT NULL, ident INTEGER NOT NULL,"
-	"  owner INTEGER NOT NULL,"
-	"  PRIMARY KEY (kind, ident, owner)) WITHOUT ROWID;"
-	"PRAGMA user_version = 1;";
 
 #define USER_COLS                                                          \
 	"id, address, disabled, password_hash, scram_salt, "                \
@@ -196,48 +128,32 @@ static int domain_canon(const char *in, char *out, size_t out_size,
 
 /* ---- connections ----------------------------------------------------- */
 
-static int exec(sqlite3 *db, const char *sql, char **error_r)
-{
-	char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
-		return 0;
-	if (error_r != NULL)
-		*error_r = xasprintf("accounts.db: %s", msg ? msg : "error");
-	sqlite3_free(msg);
-	return -1;
-}
-
 static void conn_free(struct auth_conn *c)
 {
 	for (int i = 0; i < STMT_COUNT; i++)
-		sqlite3_finalize(c->stmts[i]);
-	sqlite3_close(c->db);
+		asql_finalize(c->stmts[i]);
+	asql_close(c->db);
 	free(c);
+}
+
+/* A connection to where the accounts are. */
+static int db_open(struct auth *auth, struct asql_conn **c_r, char **error_r)
+{
+	return asql_sqlite_open(auth->db_path, c_r, error_r);
 }
 
 static struct auth_conn *conn_open(struct auth *auth, char **error_r)
 {
 	struct auth_conn *c = xcalloc(1, sizeof(*c));
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-		    SQLITE_OPEN_NOMUTEX;
-	if (sqlite3_open_v2(auth->db_path, &c->db, flags, NULL) != SQLITE_OK) {
-		*error_r = xasprintf("%s: %s", auth->db_path,
-				     c->db ? sqlite3_errmsg(c->db) : "no memory");
-		conn_free(c);
-		return NULL;
-	}
-	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-	if (exec(c->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-			"PRAGMA foreign_keys = ON;", error_r) < 0) {
-		conn_free(c);
+	if (db_open(auth, &c->db, error_r) < 0) {
+		free(c);
 		return NULL;
 	}
 	for (int i = 0; i < STMT_COUNT; i++) {
-		if (sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
-				       SQLITE_PREPARE_PERSISTENT, &c->stmts[i],
-				       NULL) != SQLITE_OK) {
-			*error_r = xasprintf("%s: %s", auth->db_path,
-					     sqlite3_errmsg(c->db));
+		c->stmts[i] = c->db->drv->prepare(c->db, stmt_sql[i], true);
+		if (c->stmts[i] == NULL) {
+			*error_r = xasprintf("%s: %s", c->db->drv->name,
+					     asql_errmsg(c->db));
 			conn_free(c);
 			return NULL;
 		}
@@ -259,6 +175,11 @@ struct auth_conn *auth_conn_get(struct auth *auth, char **error_r)
 	if (c != NULL)
 		auth->free_conns = c->next;
 	pthread_mutex_unlock(&auth->pool_lock);
+	/* the server ended it while it was idle (restart, failover) */
+	if (c != NULL && c->db->drv->broken(c->db)) {
+		conn_free(c);
+		c = NULL;
+	}
 	if (c == NULL) {
 		char *err = NULL;
 		c = conn_open(auth, &err);
@@ -276,8 +197,12 @@ struct auth_conn *auth_conn_get(struct auth *auth, char **error_r)
 
 void auth_conn_put(struct auth *auth, struct auth_conn *c)
 {
+	if (c->db->drv->broken(c->db)) {
+		conn_free(c);
+		return;
+	}
 	for (int i = 0; i < STMT_COUNT; i++)
-		sqlite3_reset(c->stmts[i]);
+		asql_reset(c->stmts[i]);
 	pthread_mutex_lock(&auth->pool_lock);
 	c->next = auth->free_conns;
 	auth->free_conns = c;
@@ -332,38 +257,22 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 		auth_close(&auth);
 		return -1;
 	}
-	/* No up-front page-cache slab per SQLite connection (20 pages, all
-	 * touched when the slab is linked): pages are allocated as they are
-	 * used. loftd keeps a connection or three open per logged-in mail
-	 * account, so the slab was most of an idle account's memory (bench:
-	 * idle IMAP memory per connection). Process-wide, so it must come
-	 * before SQLite's first use; the store asks for it too, and whoever
-	 * comes second gets SQLITE_MISUSE, which changes nothing. */
-	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
-	/* The schema before the first pooled connection prepares against it. */
-	sqlite3 *db;
-	if (sqlite3_open(auth->db_path, &db) != SQLITE_OK) {
-		*error_r = xasprintf("%s: %s", auth->db_path, sqlite3_errmsg(db));
-		sqlite3_close(db);
-		auth_close(&auth);
-		return -1;
-	}
-	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-	int rc = exec(db, "PRAGMA journal_mode = WAL", error_r);
+	/* The schema before the first pooled connection prepares against
+	 * it. */
+	struct asql_conn *db = NULL;
+	int rc = db_open(auth, &db, error_r);
 	if (rc == 0)
-		rc = exec(db, "BEGIN IMMEDIATE", error_r);
-	if (rc == 0) {
-		rc = exec(db, schema_sql, error_r);
-		(void)exec(db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL);
-	}
-	sqlite3_close(db);
+		rc = asql_schema(db, error_r);
+	asql_close(db);
+	struct auth_conn *c;
 	/* Password hashes: readable by the owner only (SQLite gives the
 	 * -wal and -shm files the database file's mode). */
-	if (rc == 0 && chmod(auth->db_path, 0600) < 0)
+	if (rc == 0 && auth->pg_conninfo == NULL &&
+	    chmod(auth->db_path, 0600) < 0)
 		log_warn("auth", NULL, "chmod %s: %s", auth->db_path,
 			 strerror(errno));
 	if (rc == 0) {
-		struct auth_conn *c = auth_conn_get(auth, error_r);
+		c = auth_conn_get(auth, error_r);
 		if (c == NULL)
 			rc = -1;
 		else
@@ -399,6 +308,7 @@ void auth_close(struct auth **authp)
 	pthread_mutex_destroy(&auth->pool_lock);
 	OPENSSL_cleanse(auth->secret, sizeof(auth->secret));
 	free(auth->db_path);
+	free(auth->pg_conninfo);
 	free(auth->data_dir);
 	free(auth);
 	*authp = NULL;
@@ -420,11 +330,11 @@ void auth_reload(struct auth *auth, const struct auth_settings *set)
 
 /* ---- lookups --------------------------------------------------------- */
 
-static void blob_copy(sqlite3_stmt *st, int col, uint8_t *dst, size_t size,
+static void blob_copy(struct asql_stmt *st, int col, uint8_t *dst, size_t size,
 		      size_t *len_r)
 {
-	size_t n = (size_t)sqlite3_column_bytes(st, col);
-	const void *p = sqlite3_column_blob(st, col);
+	size_t n;
+	const void *p = asql_blob(st, col, &n);
 	if (n > size || p == NULL)
 		n = 0;
 	if (n > 0)
@@ -432,19 +342,19 @@ static void blob_copy(sqlite3_stmt *st, int col, uint8_t *dst, size_t size,
 	*len_r = n;
 }
 
-static void row_fill(sqlite3_stmt *st, struct auth_user_row *row)
+static void row_fill(struct asql_stmt *st, struct auth_user_row *row)
 {
 	memset(row, 0, sizeof(*row));
-	row->user.id = sqlite3_column_int64(st, 0);
+	row->user.id = asql_int64(st, 0);
 	snprintf(row->user.address, sizeof(row->user.address), "%s",
-		 (const char *)sqlite3_column_text(st, 1));
-	row->user.disabled = sqlite3_column_int(st, 2) != 0;
+		 asql_text(st, 1));
+	row->user.disabled = (int)asql_int64(st, 2) != 0;
 	snprintf(row->hash, sizeof(row->hash), "%s",
-		 (const char *)sqlite3_column_text(st, 3));
+		 asql_text(st, 3));
 	size_t sk, svk;
 	blob_copy(st, 4, row->scram_salt, sizeof(row->scram_salt),
 		  &row->scram_salt_len);
-	row->scram_iterations = (uint32_t)sqlite3_column_int64(st, 5);
+	row->scram_iterations = (uint32_t)asql_int64(st, 5);
 	blob_copy(st, 6, row->stored_key, sizeof(row->stored_key), &sk);
 	blob_copy(st, 7, row->server_key, sizeof(row->server_key), &svk);
 	row->has_scram = row->scram_salt_len > 0 && row->scram_iterations > 0 &&
@@ -458,25 +368,24 @@ static int user_query(struct auth *auth, enum auth_stmt which,
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = c->stmts[which];
+	struct asql_stmt *st = c->stmts[which];
 	if (text != NULL)
-		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+		asql_bind_text(st, 1, text);
 	else
-		sqlite3_bind_int64(st, 1, id);
-	int rc = sqlite3_step(st);
+		asql_bind_int64(st, 1, id);
+	int rc = asql_step(st);
 	int ret;
-	if (rc == SQLITE_ROW) {
+	if (rc == ASQL_ROW) {
 		row_fill(st, row_r);
 		ret = 1;
-	} else if (rc == SQLITE_DONE) {
+	} else if (rc == ASQL_DONE) {
 		ret = 0;
 	} else {
 		log_error("auth", NULL, "accounts.db lookup: %s",
-			  sqlite3_errmsg(c->db));
+			  asql_errmsg(c->db));
 		ret = -1;
 	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	asql_reset(st);
 	auth_conn_put(auth, c);
 	return ret;
 }
@@ -557,11 +466,10 @@ bool auth_domain_exists(struct auth *auth, const char *domain)
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return false;
-	sqlite3_stmt *st = c->stmts[STMT_DOMAIN_EXISTS];
-	sqlite3_bind_text(st, 1, canon, -1, SQLITE_STATIC);
-	bool found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	struct asql_stmt *st = c->stmts[STMT_DOMAIN_EXISTS];
+	asql_bind_text(st, 1, canon);
+	bool found = asql_step(st) == ASQL_ROW;
+	asql_reset(st);
 	auth_conn_put(auth, c);
 	return found;
 }
@@ -575,12 +483,12 @@ int auth_user_policy(struct auth *auth, int64_t user_id,
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = c->stmts[STMT_USER_SETTINGS];
-	sqlite3_bind_int64(st, 1, user_id);
+	struct asql_stmt *st = c->stmts[STMT_USER_SETTINGS];
+	asql_bind_int64(st, 1, user_id);
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *key = (const char *)sqlite3_column_text(st, 0);
-		const char *value = (const char *)sqlite3_column_text(st, 1);
+	while ((rc = asql_step(st)) == ASQL_ROW) {
+		const char *key = asql_text(st, 0);
+		const char *value = asql_text(st, 1);
 		char *error = NULL;
 		/* Values were checked when set; a key this version does not
 		 * know (written by a newer loftctl) is skipped, not fatal. */
@@ -590,12 +498,11 @@ int auth_user_policy(struct auth *auth, int64_t user_id,
 			free(error);
 		}
 	}
-	int ret = rc == SQLITE_DONE ? 0 : -1;
+	int ret = rc == ASQL_DONE ? 0 : -1;
 	if (ret < 0)
 		log_error("auth", NULL, "accounts.db policy: %s",
-			  sqlite3_errmsg(c->db));
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+			  asql_errmsg(c->db));
+	asql_reset(st);
 	auth_conn_put(auth, c);
 	return ret;
 }
@@ -655,20 +562,18 @@ static int make_secret(struct auth *auth, const char *address,
 	return rc;
 }
 
-static void bind_scram(sqlite3_stmt *st, int first, bool has,
+static void bind_scram(struct asql_stmt *st, int first, bool has,
 		       const struct scram_cols *s)
 {
 	if (!has) {
 		for (int i = 0; i < 4; i++)
-			sqlite3_bind_null(st, first + i);
+			asql_bind_null(st, first + i);
 		return;
 	}
-	sqlite3_bind_blob(st, first, s->salt, sizeof(s->salt), SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, first + 1, s->iterations);
-	sqlite3_bind_blob(st, first + 2, s->stored_key, sizeof(s->stored_key),
-			  SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, first + 3, s->server_key, sizeof(s->server_key),
-			  SQLITE_TRANSIENT);
+	asql_bind_blob(st, first, s->salt, sizeof(s->salt));
+	asql_bind_int64(st, first + 1, s->iterations);
+	asql_bind_blob(st, first + 2, s->stored_key, sizeof(s->stored_key));
+	asql_bind_blob(st, first + 3, s->server_key, sizeof(s->server_key));
 }
 
 int auth_db_rehash(struct auth *auth, int64_t user_id, const char *old_hash,
@@ -688,55 +593,30 @@ int auth_db_rehash(struct auth *auth, int64_t user_id, const char *old_hash,
 	struct auth_conn *c = auth_conn_get(auth, NULL);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = c->stmts[STMT_REHASH];
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	struct asql_stmt *st = c->stmts[STMT_REHASH];
+	asql_bind_text(st, 1, hash);
 	bind_scram(st, 2, true, &scram);
-	sqlite3_bind_int64(st, 6, user_id);
-	sqlite3_bind_text(st, 7, old_hash, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
+	asql_bind_int64(st, 6, user_id);
+	asql_bind_text(st, 7, old_hash);
+	int rc = asql_step(st);
+	if (rc != ASQL_DONE)
 		log_error("auth", NULL, "rehash of user %lld: %s",
-			  (long long)user_id, sqlite3_errmsg(c->db));
-	else if (sqlite3_changes(c->db) > 0)
+			  (long long)user_id, asql_errmsg(c->db));
+	else if (asql_changes(c->db) > 0)
 		log_info("auth", NULL, "user %lld: password re-hashed to argon2id",
 			 (long long)user_id);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	asql_reset(st);
 	auth_conn_put(auth, c);
 	OPENSSL_cleanse(&scram, sizeof(scram));
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc == ASQL_DONE ? 0 : -1;
 }
 
-/* One admin statement: prepare, bind from a format, step to the end.
- * fmt letters: s = const char *, i = int64_t, b = blob (ptr, size_t).
- * Returns the number of rows changed, or -1. */
-static int admin_exec(struct auth_conn *c, const char *sql, const char *fmt,
-		      ...)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	va_list ap;
-	va_start(ap, fmt);
-	for (int i = 0; fmt[i] != '\0'; i++) {
-		if (fmt[i] == 's') {
-			sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1,
-					  SQLITE_TRANSIENT);
-		} else if (fmt[i] == 'i') {
-			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-		}
-	}
-	va_end(ap);
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return -1;
-	return sqlite3_changes(c->db);
-}
+/* One admin statement (asql_run): the number of rows changed, or < 0. */
+#define admin_exec(c, ...) asql_run((c)->db, __VA_ARGS__)
 
 static int db_error(struct auth_conn *c, char **error_r)
 {
-	*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	*error_r = xasprintf("%s: %s", c->db->drv->name, asql_errmsg(c->db));
 	return -1;
 }
 
@@ -753,8 +633,8 @@ int auth_domain_add(struct auth *auth, const char *domain, char **error_r)
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	int rc = admin_exec(c, "INSERT OR IGNORE INTO domains(name, created) "
-			       "VALUES (?, ?)", "si", canon, now_secs());
+	int rc = admin_exec(c, "INSERT INTO domains(name, created) "
+			       "VALUES (?, ?) ON CONFLICT DO NOTHING", "si", canon, now_secs());
 	if (rc < 0)
 		db_error(c, error_r);
 	else if (rc == 0)
@@ -763,17 +643,11 @@ int auth_domain_add(struct auth *auth, const char *domain, char **error_r)
 	return rc > 0 ? 0 : -1;
 }
 
+/* The first column of the first row (0 without one); 0, or -1. */
 static int count_query(struct auth_conn *c, const char *sql, const char *arg,
 		       int64_t *count_r)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-	int rc = sqlite3_step(st);
-	*count_r = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	return asql_int(c->db, count_r, sql, "s", arg) < 0 ? -1 : 0;
 }
 
 int auth_domain_del(struct auth *auth, const char *domain, char **error_r)
@@ -786,8 +660,10 @@ int auth_domain_del(struct auth *auth, const char *domain, char **error_r)
 		return -1;
 	int64_t users = 0, aliases = 0;
 	int ret = -1;
-	if (exec(c->db, "BEGIN IMMEDIATE", error_r) < 0)
+	if (asql_begin(c->db) < 0) {
+		db_error(c, error_r);
 		goto out;
+	}
 	if (count_query(c, "SELECT count(*) FROM users WHERE domain_id = "
 			   "(SELECT id FROM domains WHERE name = ?)",
 			canon, &users) < 0 ||
@@ -808,7 +684,8 @@ int auth_domain_del(struct auth *auth, const char *domain, char **error_r)
 		else
 			ret = 0;
 	}
-	(void)exec(c->db, ret == 0 ? "COMMIT" : "ROLLBACK", NULL);
+	if (asql_end(c->db, ret == 0) < 0 && ret == 0)
+		ret = db_error(c, error_r);
 out:
 	auth_conn_put(auth, c);
 	return ret;
@@ -841,8 +718,10 @@ int auth_user_add(struct auth *auth, const char *address,
 		return -1;
 	int ret = -1;
 	int64_t dom, alias = 0;
-	if (exec(c->db, "BEGIN IMMEDIATE", error_r) < 0)
+	if (asql_begin(c->db) < 0) {
+		db_error(c, error_r);
 		goto out;
+	}
 	dom = domain_id(c, strrchr(canon, '@') + 1);
 	if (dom < 0 || count_query(c, "SELECT count(*) FROM aliases WHERE "
 				      "address = ?", canon, &alias) < 0) {
@@ -854,38 +733,42 @@ int auth_user_add(struct auth *auth, const char *address,
 	} else if (alias > 0) {
 		*error_r = xasprintf("%s is an alias", canon);
 	} else {
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(c->db,
-			"INSERT OR IGNORE INTO users(address, domain_id, "
+		struct asql_stmt *st = asql_prepare(c->db,
+			"INSERT INTO users(address, domain_id, "
 			"password_hash, scram_salt, scram_iterations, "
 			"scram_stored_key, scram_server_key, created) "
-			"VALUES (?, ?, ?, ?, ?, ?, ?, ?)", -1, &st,
-			NULL) != SQLITE_OK) {
+			"VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+			"ON CONFLICT DO NOTHING RETURNING id");
+		if (st == NULL) {
 			db_error(c, error_r);
 			goto rollback;
 		}
-		sqlite3_bind_text(st, 1, canon, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, dom);
-		sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
+		asql_bind_text(st, 1, canon);
+		asql_bind_int64(st, 2, dom);
+		asql_bind_text(st, 3, hash);
 		bind_scram(st, 4, has_scram, &scram);
-		sqlite3_bind_int64(st, 8, now_secs());
-		int rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
+		asql_bind_int64(st, 8, now_secs());
+		int rc = asql_step(st);
+		int64_t id = rc == ASQL_ROW ? asql_int64(st, 0) : 0;
+		while (rc == ASQL_ROW)
+			rc = asql_step(st);
+		asql_finalize(st);
+		if (rc != ASQL_DONE)
 			db_error(c, error_r);
-		else if (sqlite3_changes(c->db) == 0)
+		else if (id == 0)
 			*error_r = xasprintf("user %s already exists", canon);
 		else
 			ret = 0;
 		if (ret == 0 && user_r != NULL) {
 			memset(user_r, 0, sizeof(*user_r));
-			user_r->id = sqlite3_last_insert_rowid(c->db);
+			user_r->id = id;
 			snprintf(user_r->address, sizeof(user_r->address),
 				 "%s", canon);
 		}
 	}
 rollback:
-	(void)exec(c->db, ret == 0 ? "COMMIT" : "ROLLBACK", NULL);
+	if (asql_end(c->db, ret == 0) < 0 && ret == 0)
+		ret = db_error(c, error_r);
 out:
 	auth_conn_put(auth, c);
 	OPENSSL_cleanse(&scram, sizeof(scram));
@@ -907,22 +790,20 @@ int auth_user_passwd(struct auth *auth, const char *address,
 	if (c == NULL)
 		return -1;
 	int ret = -1;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(c->db,
-		"UPDATE users SET password_hash = ?, scram_salt = ?, "
-		"scram_iterations = ?, scram_stored_key = ?, "
-		"scram_server_key = ? WHERE address = ?", -1, &st,
-		NULL) != SQLITE_OK) {
+	struct asql_stmt *st;
+	if ((st = asql_prepare(c->db, "UPDATE users SET password_hash = ?, "
+		"scram_salt = ?, scram_iterations = ?, scram_stored_key = ?, "
+		"scram_server_key = ? WHERE address = ?")) == NULL) {
 		db_error(c, error_r);
 	} else {
-		sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+		asql_bind_text(st, 1, hash);
 		bind_scram(st, 2, has_scram, &scram);
-		sqlite3_bind_text(st, 6, canon, -1, SQLITE_STATIC);
-		int rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
+		asql_bind_text(st, 6, canon);
+		int rc = asql_step(st);
+		asql_finalize(st);
+		if (rc != ASQL_DONE)
 			db_error(c, error_r);
-		else if (sqlite3_changes(c->db) == 0)
+		else if (asql_changes(c->db) == 0)
 			*error_r = xasprintf("no user %s", canon);
 		else
 			ret = 0;
@@ -1014,9 +895,11 @@ int auth_user_set(struct auth *auth, const char *address, const char *key,
 			rc = admin_exec(c, "UPDATE users SET address = address "
 					   "WHERE address = ?", "s", canon);
 	} else {
-		rc = admin_exec(c, "INSERT OR REPLACE INTO user_settings(user_id, "
-				   "key, value) SELECT id, ?, ? FROM users "
-				   "WHERE address = ?", "sss", key, value, canon);
+		rc = admin_exec(c, "INSERT INTO user_settings(user_id, key, "
+				   "value) SELECT id, ?, ? FROM users WHERE "
+				   "address = ? ON CONFLICT (user_id, key) DO "
+				   "UPDATE SET value = excluded.value", "sss",
+				key, value, canon);
 	}
 	if (rc < 0)
 		db_error(c, error_r);
@@ -1038,8 +921,10 @@ int auth_alias_add(struct auth *auth, const char *alias, const char *target,
 		return -1;
 	int ret = -1;
 	int64_t dom, is_user = 0, target_id = 0;
-	if (exec(c->db, "BEGIN IMMEDIATE", error_r) < 0)
+	if (asql_begin(c->db) < 0) {
+		db_error(c, error_r);
 		goto out;
+	}
 	dom = domain_id(c, strrchr(canon, '@') + 1);
 	if (dom < 0 ||
 	    count_query(c, "SELECT count(*) FROM users WHERE address = ?",
@@ -1054,9 +939,9 @@ int auth_alias_add(struct auth *auth, const char *alias, const char *target,
 	} else if (target_id == 0) {
 		*error_r = xasprintf("no user %s", tcanon);
 	} else {
-		int rc = admin_exec(c, "INSERT OR IGNORE INTO aliases(address, "
-				       "user_id) VALUES (?, ?)", "si", canon,
-				    target_id);
+		int rc = admin_exec(c, "INSERT INTO aliases(address, user_id) "
+				       "VALUES (?, ?) ON CONFLICT DO NOTHING",
+				    "si", canon, target_id);
 		if (rc < 0)
 			db_error(c, error_r);
 		else if (rc == 0)
@@ -1064,7 +949,8 @@ int auth_alias_add(struct auth *auth, const char *alias, const char *target,
 		else
 			ret = 0;
 	}
-	(void)exec(c->db, ret == 0 ? "COMMIT" : "ROLLBACK", NULL);
+	if (asql_end(c->db, ret == 0) < 0 && ret == 0)
+		ret = db_error(c, error_r);
 out:
 	auth_conn_put(auth, c);
 	return ret;
@@ -1085,23 +971,22 @@ int auth_db_list(struct auth *auth, const char *sql, bool bind_id,
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK) {
+	struct asql_stmt *st = asql_prepare(c->db, sql);
+	int rc;
+	if (st == NULL) {
 		db_error(c, error_r);
 		auth_conn_put(auth, c);
 		return -1;
 	}
 	if (bind_id)
-		sqlite3_bind_int64(st, 1, id);
+		asql_bind_int64(st, 1, id);
 	else if (text != NULL)
-		sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		fn(ctx, (const char *)sqlite3_column_text(st, 0),
-		   (const char *)sqlite3_column_text(st, 1));
+		asql_bind_text(st, 1, text);
+	while ((rc = asql_step(st)) == ASQL_ROW) {
+		fn(ctx, asql_text(st, 0), asql_text(st, 1));
 	}
-	int ret = rc == SQLITE_DONE ? 0 : db_error(c, error_r);
-	sqlite3_finalize(st);
+	int ret = rc == ASQL_DONE ? 0 : db_error(c, error_r);
+	asql_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
 }
@@ -1124,7 +1009,7 @@ int auth_user_list(struct auth *auth, auth_list_fn *fn, void *ctx,
 {
 	if (auth->client != NULL)
 		return auth_client_user_list(auth, fn, ctx, error_r);
-	return list_query(auth, "SELECT address, CASE WHEN disabled THEN "
+	return list_query(auth, "SELECT address, CASE WHEN disabled <> 0 THEN "
 				"'disabled' END FROM users ORDER BY address",
 			  false, 0, fn, ctx, error_r);
 }
@@ -1147,7 +1032,7 @@ int auth_send_addresses(struct auth *auth, int64_t user_id, auth_list_fn *fn,
 	return list_query(auth, "SELECT address, NULL FROM users WHERE id = ?1 "
 				"UNION ALL SELECT * FROM (SELECT address, "
 				"'alias' FROM aliases WHERE user_id = ?1 "
-				"ORDER BY address)",
+				"ORDER BY address) AS a",
 			  true, user_id, fn, ctx, error_r);
 }
 

@@ -9,8 +9,9 @@
 
 #include "auth.h"
 
+#include "auth-sql.h"
+
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 
 #define AUTH_ADDRESS_MAX 319
@@ -33,9 +34,11 @@ enum auth_stmt {
 	STMT_COUNT
 };
 
+/* A pooled connection to the accounts (auth-sql.h: accounts.db or
+ * PostgreSQL) with its prepared lookups. */
 struct auth_conn {
-	sqlite3 *db;
-	sqlite3_stmt *stmts[STMT_COUNT];
+	struct asql_conn *db;
+	struct asql_stmt *stmts[STMT_COUNT];
 	struct auth_conn *next;     /* free list */
 };
 
@@ -73,7 +76,8 @@ struct auth_map {
 struct auth {
 	struct auth_settings set;
 	char *data_dir;
-	char *db_path;
+	char *db_path;              /* data_dir/accounts.db (sqlite) */
+	char *pg_conninfo;          /* [auth] postgres: the accounts there */
 	struct auth_policy defaults;
 
 	pthread_mutex_t pool_lock;

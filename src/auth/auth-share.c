@@ -90,67 +90,64 @@ int auth_acl_hints_rebuild(struct auth *auth, int64_t owner_id,
 		return -1;
 	}
 	int ret = -1;
-	sqlite3_stmt *sel = NULL, *ins = NULL, *del = NULL;
-	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
-		    SQLITE_OK ||
-	    sqlite3_prepare_v2(c->db, "SELECT kind, ident FROM acl_hints"
-				      " WHERE owner = ?", -1, &sel, NULL) !=
-		    SQLITE_OK ||
-	    sqlite3_prepare_v2(c->db, "INSERT OR IGNORE INTO acl_hints(kind,"
-				      " ident, owner) VALUES (?, ?, ?)", -1,
-			       &ins, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(c->db, "DELETE FROM acl_hints WHERE kind = ?"
-				      " AND ident = ? AND owner = ?", -1, &del,
-			       NULL) != SQLITE_OK)
+	struct asql_stmt *sel = NULL, *ins = NULL, *del = NULL;
+	if (asql_begin(c->db) != 0 ||
+	    (sel = asql_prepare(c->db, "SELECT kind, ident FROM acl_hints"
+				      " WHERE owner = ?")) == NULL ||
+	    (ins = asql_prepare(c->db, "INSERT INTO acl_hints(kind, ident,"
+				      " owner) VALUES (?, ?, ?)"
+				      " ON CONFLICT DO NOTHING")) == NULL ||
+	    (del = asql_prepare(c->db, "DELETE FROM acl_hints WHERE kind = ?"
+				      " AND ident = ? AND owner = ?")) == NULL)
 		goto out;
 	/* stale hints go; missing ones come */
-	sqlite3_bind_int64(sel, 1, owner_id);
+	asql_bind_int64(sel, 1, owner_id);
 	int64_t *have = NULL;
 	size_t nh = 0, cap = 0;
 	int rc;
-	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+	while ((rc = asql_step(sel)) == ASQL_ROW) {
 		if (nh == cap) {
 			cap = cap ? cap * 2 : 16;
 			have = xrealloc(have, cap * 2 * sizeof(int64_t));
 		}
-		have[2 * nh] = sqlite3_column_int64(sel, 0);
-		have[2 * nh + 1] = sqlite3_column_int64(sel, 1);
+		have[2 * nh] = asql_int64(sel, 0);
+		have[2 * nh + 1] = asql_int64(sel, 1);
 		nh++;
 	}
-	bool ok = rc == SQLITE_DONE;
+	bool ok = rc == ASQL_DONE;
 	for (size_t i = 0; i < nh && ok; i++) {
 		if (bsearch(&have[2 * i], want, nw, 2 * sizeof(int64_t),
 			    hint_cmp) != NULL)
 			continue;
-		sqlite3_reset(del);
-		sqlite3_bind_int64(del, 1, have[2 * i]);
-		sqlite3_bind_int64(del, 2, have[2 * i + 1]);
-		sqlite3_bind_int64(del, 3, owner_id);
-		ok = sqlite3_step(del) == SQLITE_DONE;
+		asql_reset(del);
+		asql_bind_int64(del, 1, have[2 * i]);
+		asql_bind_int64(del, 2, have[2 * i + 1]);
+		asql_bind_int64(del, 3, owner_id);
+		ok = asql_step(del) == ASQL_DONE;
 		(*removed_r)++;
 	}
 	for (size_t i = 0; i < nw && ok; i++) {
-		sqlite3_reset(ins);
-		sqlite3_bind_int64(ins, 1, want[2 * i]);
-		sqlite3_bind_int64(ins, 2, want[2 * i + 1]);
-		sqlite3_bind_int64(ins, 3, owner_id);
-		ok = sqlite3_step(ins) == SQLITE_DONE;
-		*added_r += (unsigned)sqlite3_changes(c->db);
+		asql_reset(ins);
+		asql_bind_int64(ins, 1, want[2 * i]);
+		asql_bind_int64(ins, 2, want[2 * i + 1]);
+		asql_bind_int64(ins, 3, owner_id);
+		ok = asql_step(ins) == ASQL_DONE;
+		*added_r += (unsigned)asql_changes(c->db);
 	}
 	free(have);
-	if (ok && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+	if (ok && asql_exec(c->db, "COMMIT") == 0)
 		ret = 0;
 out:
 	if (ret < 0) {
 		if (error_r != NULL && *error_r == NULL)
-			*error_r = xasprintf("accounts.db: %s",
-					     sqlite3_errmsg(c->db));
-		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			*error_r = xasprintf("%s: %s", c->db->drv->name,
+					     asql_errmsg(c->db));
+		asql_exec(c->db, "ROLLBACK");
 		*added_r = *removed_r = 0;
 	}
-	sqlite3_finalize(sel);
-	sqlite3_finalize(ins);
-	sqlite3_finalize(del);
+	asql_finalize(sel);
+	asql_finalize(ins);
+	asql_finalize(del);
 	auth_conn_put(auth, c);
 	free(want);
 	return ret;

@@ -35,6 +35,8 @@
  */
 #include "auth-private.h"
 
+#include <sqlite3.h>
+
 #include "buf.h"
 #include "log.h"
 

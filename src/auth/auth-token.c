@@ -74,11 +74,12 @@ bool auth_token_syntax(const char *s)
 
 /* ---- SQL helpers ---------------------------------------------------- */
 
-static sqlite3_stmt *prep(struct auth_conn *c, const char *sql)
+static struct asql_stmt *prep(struct auth_conn *c, const char *sql)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_error("auth", NULL, "accounts.db: %s", sqlite3_errmsg(c->db));
+	struct asql_stmt *st = NULL;
+	if ((st = asql_prepare(c->db, sql)) == NULL) {
+		log_error("auth", NULL, "%s: %s", c->db->drv->name,
+			  asql_errmsg(c->db));
 		return NULL;
 	}
 	return st;
@@ -145,43 +146,43 @@ int auth_token_add(struct auth *auth, const char *address, const char *name,
 	char *chosen = name != NULL ? xstrdup(name) : NULL;
 	if (chosen == NULL) {
 		/* device-N, the first N not taken */
-		sqlite3_stmt *st = prep(c, "SELECT count(*) FROM tokens WHERE "
+		struct asql_stmt *st = prep(c, "SELECT count(*) FROM tokens WHERE "
 					"user_id = ?");
 		int n = 0;
 		if (st != NULL) {
-			sqlite3_bind_int64(st, 1, uid);
-			if (sqlite3_step(st) == SQLITE_ROW)
-				n = sqlite3_column_int(st, 0);
-			sqlite3_finalize(st);
+			asql_bind_int64(st, 1, uid);
+			if (asql_step(st) == ASQL_ROW)
+				n = (int)asql_int64(st, 0);
+			asql_finalize(st);
 		}
 		chosen = xasprintf("device-%d", n + 1);
 	}
 	for (int attempt = 0; attempt < 100; attempt++) {
-		sqlite3_stmt *st = prep(c, "INSERT INTO tokens (user_id, name, "
+		struct asql_stmt *st = prep(c, "INSERT INTO tokens (user_id, name, "
 					"hash, created, expires) VALUES "
 					"(?, ?, ?, ?, ?)");
 		if (st == NULL)
 			break;
-		sqlite3_bind_int64(st, 1, uid);
-		sqlite3_bind_text(st, 2, chosen, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 3, h, sizeof(h), SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+		asql_bind_int64(st, 1, uid);
+		asql_bind_text(st, 2, chosen);
+		asql_bind_blob(st, 3, h, sizeof(h));
+		asql_bind_int64(st, 4, (int64_t)time(NULL));
 		if (expires > 0)
-			sqlite3_bind_int64(st, 5, (int64_t)expires);
+			asql_bind_int64(st, 5, (int64_t)expires);
 		else
-			sqlite3_bind_null(st, 5);
-		int s = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (s == SQLITE_DONE) {
+			asql_bind_null(st, 5);
+		int s = asql_step(st);
+		asql_finalize(st);
+		if (s == ASQL_DONE) {
 			rc = 0;
 			break;
 		}
-		if (s != SQLITE_CONSTRAINT || name != NULL) {
-			*error_r = s == SQLITE_CONSTRAINT ?
+		if (s != ASQL_CONSTRAINT || name != NULL) {
+			*error_r = s == ASQL_CONSTRAINT ?
 				xasprintf("%s already has a token named '%s'",
 					  address, chosen) :
-				xasprintf("accounts.db: %s",
-					  sqlite3_errmsg(c->db));
+				xasprintf("%s: %s", c->db->drv->name,
+					  asql_errmsg(c->db));
 			break;
 		}
 		free(chosen);
@@ -212,27 +213,27 @@ int auth_token_list(struct auth *auth, const char *address,
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = prep(c, "SELECT name, created, expires, last_used "
+	struct asql_stmt *st = prep(c, "SELECT name, created, expires, last_used "
 				"FROM tokens WHERE user_id = ? ORDER BY name");
 	int rc = -1;
 	if (st != NULL) {
-		sqlite3_bind_int64(st, 1, uid);
+		asql_bind_int64(st, 1, uid);
 		int s;
-		while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		while ((s = asql_step(st)) == ASQL_ROW) {
 			struct auth_token_info info;
 			memset(&info, 0, sizeof(info));
 			snprintf(info.name, sizeof(info.name), "%s",
-				 (const char *)sqlite3_column_text(st, 0));
-			info.created = (time_t)sqlite3_column_int64(st, 1);
-			info.expires = (time_t)sqlite3_column_int64(st, 2);
-			info.last_used = (time_t)sqlite3_column_int64(st, 3);
+				 asql_text(st, 0));
+			info.created = (time_t)asql_int64(st, 1);
+			info.expires = (time_t)asql_int64(st, 2);
+			info.last_used = (time_t)asql_int64(st, 3);
 			fn(ctx, &info);
 		}
-		rc = s == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+		rc = s == ASQL_DONE ? 0 : -1;
+		asql_finalize(st);
 	}
 	if (rc < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+		*error_r = xasprintf("%s: %s", c->db->drv->name, asql_errmsg(c->db));
 	auth_conn_put(auth, c);
 	return rc;
 }
@@ -248,18 +249,18 @@ int auth_token_del(struct auth *auth, const char *address, const char *name,
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = prep(c, "DELETE FROM tokens WHERE user_id = ? AND "
+	struct asql_stmt *st = prep(c, "DELETE FROM tokens WHERE user_id = ? AND "
 				"name = ?");
 	int rc = -1;
 	if (st != NULL) {
-		sqlite3_bind_int64(st, 1, uid);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_DONE)
-			rc = sqlite3_changes(c->db) > 0 ? 0 : 1;
-		sqlite3_finalize(st);
+		asql_bind_int64(st, 1, uid);
+		asql_bind_text(st, 2, name);
+		if (asql_step(st) == ASQL_DONE)
+			rc = asql_changes(c->db) > 0 ? 0 : 1;
+		asql_finalize(st);
 	}
 	if (rc < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+		*error_r = xasprintf("%s: %s", c->db->drv->name, asql_errmsg(c->db));
 	else if (rc == 1)
 		*error_r = xasprintf("%s has no token named '%s'", address, name);
 	auth_conn_put(auth, c);
@@ -280,39 +281,39 @@ static int token_lookup(struct auth *auth, const char *token,
 		return -1;
 	int rc = -1;
 	time_t now = time(NULL);
-	sqlite3_stmt *st = prep(c, "SELECT id, user_id, expires, last_used "
+	struct asql_stmt *st = prep(c, "SELECT id, user_id, expires, last_used "
 				"FROM tokens WHERE hash = ?");
 	if (st != NULL) {
-		sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
-		int s = sqlite3_step(st);
+		asql_bind_blob(st, 1, h, sizeof(h));
+		int s = asql_step(st);
 		rc = 0;
-		if (s == SQLITE_ROW) {
-			int64_t id = sqlite3_column_int64(st, 0);
-			int64_t uid = sqlite3_column_int64(st, 1);
-			bool expired = sqlite3_column_type(st, 2) != SQLITE_NULL &&
-				sqlite3_column_int64(st, 2) <= (int64_t)now;
-			int64_t last = sqlite3_column_int64(st, 3);
+		if (s == ASQL_ROW) {
+			int64_t id = asql_int64(st, 0);
+			int64_t uid = asql_int64(st, 1);
+			bool expired = !asql_null(st, 2) &&
+				asql_int64(st, 2) <= (int64_t)now;
+			int64_t last = asql_int64(st, 3);
 			if (!expired && (want_user == 0 || want_user == uid)) {
 				*user_id_r = uid;
 				rc = 1;
 			}
-			sqlite3_finalize(st);
+			asql_finalize(st);
 			st = NULL;
 			/* "last used" for `token list`, to the hour. */
 			if (rc == 1 && now - last >= 3600) {
-				sqlite3_stmt *up = prep(c, "UPDATE tokens SET "
+				struct asql_stmt *up = prep(c, "UPDATE tokens SET "
 							"last_used = ? WHERE id = ?");
 				if (up != NULL) {
-					sqlite3_bind_int64(up, 1, (int64_t)now);
-					sqlite3_bind_int64(up, 2, id);
-					(void)sqlite3_step(up);
-					sqlite3_finalize(up);
+					asql_bind_int64(up, 1, (int64_t)now);
+					asql_bind_int64(up, 2, id);
+					(void)asql_step(up);
+					asql_finalize(up);
 				}
 			}
-		} else if (s != SQLITE_DONE) {
+		} else if (s != ASQL_DONE) {
 			rc = -1;
 		}
-		sqlite3_finalize(st);
+		asql_finalize(st);
 	}
 	auth_conn_put(auth, c);
 	return rc;
@@ -376,37 +377,36 @@ int auth_session_create(struct auth *auth, int64_t user_id,
 	time_t now = time(NULL);
 	int rc = -1;
 	/* Expired sessions are swept whenever someone signs in. */
-	sqlite3_stmt *st = prep(c, "DELETE FROM web_sessions WHERE expires <= ? "
+	struct asql_stmt *st = prep(c, "DELETE FROM web_sessions WHERE expires <= ? "
 				"OR (idle > 0 AND last_seen + idle <= ?)");
 	if (st != NULL) {
-		sqlite3_bind_int64(st, 1, (int64_t)now);
-		sqlite3_bind_int64(st, 2, (int64_t)now);
-		(void)sqlite3_step(st);
-		sqlite3_finalize(st);
+		asql_bind_int64(st, 1, (int64_t)now);
+		asql_bind_int64(st, 2, (int64_t)now);
+		(void)asql_step(st);
+		asql_finalize(st);
 	}
 	st = prep(c, "INSERT INTO web_sessions (hash, user_id, csrf, created, "
 		  "last_seen, expires, idle, address) VALUES "
 		  "(?, ?, ?, ?, ?, ?, ?, ?)");
 	if (st != NULL) {
-		sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, user_id);
-		sqlite3_bind_text(st, 3, csrf_r, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, (int64_t)now);
-		sqlite3_bind_int64(st, 5, (int64_t)now);
-		sqlite3_bind_int64(st, 6, (int64_t)now +
+		asql_bind_blob(st, 1, h, sizeof(h));
+		asql_bind_int64(st, 2, user_id);
+		asql_bind_text(st, 3, csrf_r);
+		asql_bind_int64(st, 4, (int64_t)now);
+		asql_bind_int64(st, 5, (int64_t)now);
+		asql_bind_int64(st, 6, (int64_t)now +
 				   (int64_t)params->lifetime_secs);
-		sqlite3_bind_int64(st, 7, (int64_t)params->idle_secs);
+		asql_bind_int64(st, 7, (int64_t)params->idle_secs);
 		if (params->bind_address != NULL)
-			sqlite3_bind_text(st, 8, params->bind_address, -1,
-					  SQLITE_STATIC);
+			asql_bind_text(st, 8, params->bind_address);
 		else
-			sqlite3_bind_null(st, 8);
-		if (sqlite3_step(st) == SQLITE_DONE)
+			asql_bind_null(st, 8);
+		if (asql_step(st) == ASQL_DONE)
 			rc = 0;
-		sqlite3_finalize(st);
+		asql_finalize(st);
 	}
 	if (rc < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+		*error_r = xasprintf("%s: %s", c->db->drv->name, asql_errmsg(c->db));
 	auth_conn_put(auth, c);
 	return rc;
 }
@@ -433,19 +433,19 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 	time_t now = time(NULL);
 	enum auth_result res = AUTH_TEMPFAIL;
 	int64_t uid = 0, last = 0;
-	sqlite3_stmt *st = prep(c, "SELECT user_id, csrf, last_seen, expires, "
+	struct asql_stmt *st = prep(c, "SELECT user_id, csrf, last_seen, expires, "
 				"idle, address FROM web_sessions WHERE hash = ?");
 	if (st != NULL) {
-		sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
-		int s = sqlite3_step(st);
-		res = s == SQLITE_DONE ? AUTH_FAILED : AUTH_TEMPFAIL;
-		if (s == SQLITE_ROW) {
-			uid = sqlite3_column_int64(st, 0);
-			const char *csrf = (const char *)sqlite3_column_text(st, 1);
-			last = sqlite3_column_int64(st, 2);
-			int64_t expires = sqlite3_column_int64(st, 3);
-			int64_t idle = sqlite3_column_int64(st, 4);
-			const char *addr = (const char *)sqlite3_column_text(st, 5);
+		asql_bind_blob(st, 1, h, sizeof(h));
+		int s = asql_step(st);
+		res = s == ASQL_DONE ? AUTH_FAILED : AUTH_TEMPFAIL;
+		if (s == ASQL_ROW) {
+			uid = asql_int64(st, 0);
+			const char *csrf = asql_text(st, 1);
+			last = asql_int64(st, 2);
+			int64_t expires = asql_int64(st, 3);
+			int64_t idle = asql_int64(st, 4);
+			const char *addr = asql_text(st, 5);
 			res = AUTH_OK;
 			if (expires <= (int64_t)now ||
 			    (idle > 0 && last + idle <= (int64_t)now))
@@ -458,15 +458,15 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 				snprintf(csrf_r, AUTH_SESSION_ID_SIZE, "%s",
 					 csrf ? csrf : "");
 		}
-		sqlite3_finalize(st);
+		asql_finalize(st);
 	}
 	if (res == AUTH_OK && now - last >= SESSION_TOUCH_SECS) {
 		st = prep(c, "UPDATE web_sessions SET last_seen = ? WHERE hash = ?");
 		if (st != NULL) {
-			sqlite3_bind_int64(st, 1, (int64_t)now);
-			sqlite3_bind_blob(st, 2, h, sizeof(h), SQLITE_STATIC);
-			(void)sqlite3_step(st);
-			sqlite3_finalize(st);
+			asql_bind_int64(st, 1, (int64_t)now);
+			asql_bind_blob(st, 2, h, sizeof(h));
+			(void)asql_step(st);
+			asql_finalize(st);
 		}
 	}
 	auth_conn_put(auth, c);
@@ -490,11 +490,11 @@ int auth_session_delete(struct auth *auth, const char *id)
 	if (c == NULL)
 		return -1;
 	int rc = -1;
-	sqlite3_stmt *st = prep(c, "DELETE FROM web_sessions WHERE hash = ?");
+	struct asql_stmt *st = prep(c, "DELETE FROM web_sessions WHERE hash = ?");
 	if (st != NULL) {
-		sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
-		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-		sqlite3_finalize(st);
+		asql_bind_blob(st, 1, h, sizeof(h));
+		rc = asql_step(st) == ASQL_DONE ? 0 : -1;
+		asql_finalize(st);
 	}
 	auth_conn_put(auth, c);
 	return rc;

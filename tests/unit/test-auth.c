@@ -18,7 +18,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
-#include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
 #include "base64.h"
@@ -818,23 +817,18 @@ TEST_CASE(scram_rfc7677_vector)
 	CHECK_INT(b64dec("W22ZaJ0SNY7soEsUEjb6gQ==", 24, &salt, &salt_len), 0);
 	CHECK_INT(auth_scram_keys("pencil", salt, salt_len, 4096, stored,
 				  server), 0);
-	/* The RFC's user name is not an address: put the row in directly. */
-	sqlite3 *db;
-	char path[128];
-	snprintf(path, sizeof(path), "%s/accounts.db", tmpdir);
-	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_stmt *st;
-	CHECK_INT(sqlite3_prepare_v2(db,
+	/* The RFC's user name is not an address: put the row in directly
+	 * (through the accounts' SQL layer: accounts.db or postgres). */
+	struct auth_conn *c = auth_conn_get(auth, NULL);
+	CHECK(c != NULL);
+	CHECK_INT(asql_run(c->db,
 		"INSERT INTO users(address, domain_id, password_hash, "
 		"scram_salt, scram_iterations, scram_stored_key, "
-		"scram_server_key, created) VALUES ('user', 1, '{ARGON2ID}x', "
-		"?, 4096, ?, ?, 0)", -1, &st, NULL), SQLITE_OK);
-	sqlite3_bind_blob(st, 1, salt, (int)salt_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, stored, 32, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, server, 32, SQLITE_STATIC);
-	CHECK_INT(sqlite3_step(st), SQLITE_DONE);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+		"scram_server_key, created) VALUES ('user', (SELECT min(id) "
+		"FROM domains), '{ARGON2ID}x', ?, 4096, ?, ?, 0)", "bbb",
+		(const void *)salt, salt_len, (const void *)stored, (size_t)32,
+		(const void *)server, (size_t)32), 1);
+	auth_conn_put(auth, c);
 	free(salt);
 
 	struct auth_sasl *s;
