@@ -115,7 +115,8 @@ static int confine(struct daemon *d, bool *chrooted_r)
 	daemon_sandbox_ro(&sb, "/etc/localtime");
 	daemon_sandbox_ro(&sb, "/dev/urandom");
 	daemon_sandbox_ro(&sb, "/sys/devices/system/cpu");
-	sb.chroot_dir = d->dc.data_dir;
+	sb.chroot_dir = d->dc.data_dir;   /* all it reads */
+	sb.best_effort = d->dc.sandbox_best_effort;
 	sb.tcp_confined = true;       /* it never opens a TCP connection */
 	tzset();
 	char *err = NULL;

@@ -4,7 +4,8 @@
  * start would refuse, without binding or writing anything: the
  * configuration's names and values (daemon-config.c and each module's
  * own keys), the service user, data_dir's owner, the front-ends' keys,
- * listeners that overlap and socket directories that cannot be made.
+ * listeners that overlap, socket directories that cannot be made, and
+ * whether the children's files can be confined ([security] sandbox).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,41 @@ static int check_user(struct daemon *d, bool check_only, struct buf *errors,
 	return 0;
 }
 
+/* Landlock, or a root of its own, for every child; else [security]
+ * sandbox = required (the default) refuses here, before anything starts,
+ * and best-effort warns. A --check by another user than the one who
+ * starts loftd (root, for `user =`) cannot tell: nothing then. */
+static int check_sandbox(struct daemon *d, bool check_only,
+			 struct buf *errors, struct buf *warnings)
+{
+	if (check_only && d->user.set && geteuid() != 0)
+		return 0;
+	char *why = NULL;
+	if (daemon_sandbox_possible(&why))
+		return 0;
+	const struct config_entry *e = config_find(d->cfg, "security",
+						   "sandbox");
+	int line = e != NULL ? e->line : 0;
+	int rc = 0;
+	if (d->dc.sandbox_best_effort) {
+		buf_printf(warnings, "%s:%d: warning: %s: loftd's processes "
+			   "run with their files unconfined ([security] "
+			   "sandbox = best-effort)\n", d->cfg->path, line, why);
+	} else {
+		buf_printf(errors, "%s:%d: %s: loftd will not run its "
+			   "processes with their files unconfined. Use a kernel "
+			   "with Landlock (Linux 5.13 or later, "
+			   "CONFIG_SECURITY_LANDLOCK=y, landlock in the lsm= "
+			   "list), or start loftd as root where it may make a "
+			   "mount namespace (CAP_SYS_ADMIN, not in a chroot), "
+			   "or set [security] sandbox = best-effort\n",
+			   d->cfg->path, line, why);
+		rc = -1;
+	}
+	free(why);
+	return rc;
+}
+
 int daemon_check(struct daemon *d, bool check_only, struct buf *errors,
 		 struct buf *warnings)
 {
@@ -127,6 +163,8 @@ int daemon_check(struct daemon *d, bool check_only, struct buf *errors,
 		rc = -1;
 	warn_unbuilt(d, warnings);
 	if (check_user(d, check_only, errors, warnings) < 0)
+		rc = -1;
+	if (rc == 0 && check_sandbox(d, check_only, errors, warnings) < 0)
 		rc = -1;
 	if (rc == 0) {
 		char *msg = NULL;

@@ -46,6 +46,9 @@ static const char *const s3_keys[] = { "endpoint", "bucket", "region",
 /* shared mailboxes (src/imap/imap-server.c reads them) */
 static const char *const sharing_keys[] = { "cross_domain", "max_acl_entries",
 					    "seen", NULL };
+/* what loftd does where its processes' files cannot be confined
+ * (daemon-sandbox.c, daemon-check.c) */
+static const char *const security_keys[] = { "sandbox", NULL };
 
 struct section_rule {
 	const char *name;
@@ -78,6 +81,7 @@ static const struct section_rule section_rules[] = {
 	{"sieve", NULL, NULL},
 	{"managesieve", NULL, NULL},
 	{"sharing", sharing_keys, NULL},
+	{"security", security_keys, NULL},
 };
 
 static const struct section_rule *find_rule(const char *section)
@@ -235,6 +239,16 @@ static int check_top(const struct config *cfg, struct daemon_config *dc,
 	    config_parse_bool(e->value, &dc->syslog) < 0) {
 		err_at(errors, cfg, e, "syslog: expected yes or no");
 		errs++;
+	}
+	dc->sandbox_best_effort = false;
+	if ((e = config_find(cfg, "security", "sandbox")) != NULL) {
+		if (strcmp(e->value, "best-effort") == 0) {
+			dc->sandbox_best_effort = true;
+		} else if (strcmp(e->value, "required") != 0) {
+			err_at(errors, cfg, e, "sandbox: expected required or "
+			       "best-effort, got '%s'", e->value);
+			errs++;
+		}
 	}
 	return errs;
 }

@@ -37,6 +37,9 @@ struct daemon_config {
 	const char *hostname;
 	enum log_level log_level;
 	bool syslog;
+	/* [security] sandbox = best-effort: a process whose files cannot be
+	 * confined runs anyway (logged); required (default): loftd refuses */
+	bool sandbox_best_effort;
 	char *control_socket;      /* the control socket's path (owned) */
 	struct net_settings net;   /* tls_cert/tls_key point into cfg */
 	struct daemon_listen listen[DAEMON_PROTO_COUNT];

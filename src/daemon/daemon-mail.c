@@ -67,7 +67,7 @@ static const char *const mail_ro_paths[] = {
 	"/sys/devices/system/cpu", NULL,
 };
 
-static int confine(struct mail *m, bool *chrooted_r)
+static int confine(struct mail *m)
 {
 	struct daemon *d = m->d;
 	struct daemon_sandbox sb;
@@ -87,8 +87,7 @@ static int confine(struct mail *m, bool *chrooted_r)
 	 * queries), no TCP listener of its own (the parent binds them). */
 	daemon_extras_sandbox(d, &sb);
 	/* [store] backend = postgres (docs/scale-out.md): the bodies in
-	 * blob_dir and the database's TCP ports; no chroot fallback, which
-	 * could reach neither */
+	 * blob_dir and the database's TCP ports */
 	bool pg = d->sset.backend == STORE_BACKEND_POSTGRES;
 	if (pg) {
 		/* made here, before the rule that needs it; blobs = s3
@@ -125,10 +124,12 @@ static int confine(struct mail *m, bool *chrooted_r)
 		if (first && fe->sandbox != NULL)
 			fe->sandbox(d, &sb);
 	}
-	sb.chroot_dir = pg ? NULL : mail_dir;
+	/* no chroot: its trees are not under one directory */
+	sb.best_effort = d->dc.sandbox_best_effort;
 	tzset();
 	char *err = NULL;
-	int rc = daemon_sandbox_enter(&sb, &d->user, chrooted_r, &err);
+	bool chrooted;
+	int rc = daemon_sandbox_enter(&sb, &d->user, &chrooted, &err);
 	if (rc < 0) {
 		log_error("loftd", NULL, "mail process: %s", err);
 		free(err);
@@ -320,12 +321,11 @@ int daemon_mail_main(struct daemon *d, int chan, int auth_fd)
 	m.d = d;
 	m.chan = chan;
 	install_signals();
-	bool chrooted = false;
 	char *err = NULL;
 	struct store_settings sset = d->sset;
 	struct store_error serr = {0};
 	int rc = 1;
-	if (confine(&m, &chrooted) < 0)
+	if (confine(&m) < 0)
 		goto out;
 	/* TCP connections and HTTP requests are the outbound process's
 	 * (daemon-outbound.c) */
@@ -335,8 +335,6 @@ int daemon_mail_main(struct daemon *d, int chan, int auth_fd)
 		outconn_set_broker(outbound_client_connect, m.outbound);
 		outhttp_set_broker(outbound_client_http, m.outbound);
 	}
-	if (chrooted)
-		sset.mail_dir = "/";
 	/* The login gate and its throttle run here (data_dir/throttle/). */
 	struct auth_settings aset = d->aset;
 	aset.throttle_daemon = true;

@@ -457,9 +457,9 @@ int daemon_outbound_main(struct daemon *d, int chan, int mail_fd)
 	for (int i = 0; http_ro_paths[i] != NULL; i++)
 		daemon_sandbox_ro(&sb, http_ro_paths[i]);
 	daemon_sandbox_ro(&sb, config_get(d->cfg, "queue", "tls_ca_file"));
-	/* without Landlock, chroot to the keys: HTTP requests then fail
-	 * (no resolver, no CAs; logged with each) */
-	sb.chroot_dir = dkim_dir;
+	/* no chroot: the keys alone would leave HTTP without a resolver
+	 * and CAs */
+	sb.best_effort = d->dc.sandbox_best_effort;
 	outhttp_init();
 	tzset();
 	char *err = NULL;
@@ -469,7 +469,7 @@ int daemon_outbound_main(struct daemon *d, int chan, int mail_fd)
 		free(err);
 		goto out;
 	}
-	o.sign = daemon_extras_signer(chrooted ? "/" : dkim_dir, &o.sign_ctx);
+	o.sign = daemon_extras_signer(dkim_dir, &o.sign_ctx);
 	if (thread_start(&th, NULL, chan_main, &o) == 0)
 		th_started = true;
 	while (!out_stop && accept_request(&o))

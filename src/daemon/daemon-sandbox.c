@@ -3,13 +3,16 @@
  * it starts a thread (Landlock binds the calling thread and what it
  * creates afterwards):
  *
- * 1. Only as the fallback, when the kernel has no Landlock and the
- *    process is root: a root of its own (a private mount namespace whose
- *    root is a tmpfs holding exactly the sandbox's trees, each bind-
- *    mounted at its own path, read-only ones read-only), so every path
- *    keeps working; where that cannot be made, chroot into
- *    sb->chroot_dir. Logged; without root nothing confines the files,
- *    which is logged too, never fatal.
+ * 1. Only as the fallback, when the kernel has no Landlock: a root of its
+ *    own (a private mount namespace whose root is a tmpfs holding exactly
+ *    the sandbox's trees, each bind-mounted at its own path, read-only
+ *    ones read-only), so every path keeps working. It needs root and a
+ *    mount namespace whose "/" is a mount point (not a chroot; not a
+ *    service without CAP_SYS_ADMIN). Where it cannot be made, a process
+ *    whose files all lie in one tree (auth: data_dir) is chrooted there;
+ *    any other ([security] sandbox) refuses to start (required, the
+ *    default: daemon-check.c says so before anything starts) or runs
+ *    with its files unconfined (best-effort). Logged either way.
  * 2. The service user (setgroups, setgid, setuid), then no_new_privs.
  * 3. Landlock: every file-system right is handled; the read-write trees
  *    get the rights a store needs (no execute, no devices, no sockets),
@@ -34,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -336,18 +340,49 @@ static int bind_into(const char *root, const char *path, bool ro,
 
 #define PRIVATE_ROOT "/run/loft-sandbox"
 
+/* A mount namespace of the process's own whose mounts never reach the
+ * host's: unshare, then every mount private. In a chroot "/" is not a
+ * mount point and the second step answers EINVAL. */
+static int private_ns(char **why_r)
+{
+#ifdef LOFT_TEST_COMMANDS
+	/* test builds: the path of a chroot (LOFT_TEST_NO_MOUNTNS=1) */
+	const char *no = getenv("LOFT_TEST_NO_MOUNTNS");
+	if (no != NULL && strcmp(no, "1") == 0) {
+		*why_r = xstrdup("no mount namespace of its own (\"/\" is not a "
+				 "mount point: a chroot?)");
+		return -1;
+	}
+#endif
+	if (unshare(CLONE_NEWNS) < 0) {
+		*why_r = xasprintf("no mount namespace of its own (unshare: %s)",
+				   strerror(errno));
+		return -1;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		*why_r = errno == EINVAL
+			? xstrdup("no mount namespace of its own (\"/\" is not "
+				  "a mount point: a chroot?)")
+			: xasprintf("no mount namespace of its own (private "
+				    "mounts: %s)", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* The process's own root: a private mount namespace whose root is a
  * tmpfs holding exactly sb's trees at their own paths. Before the user
  * change (it needs root) and the seccomp filter (which refuses mount,
  * umount2, pivot_root and unshare from then on). */
 static int private_root(const struct daemon_sandbox *sb, char **error_r)
 {
-	if (unshare(CLONE_NEWNS) < 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    (mkdir(PRIVATE_ROOT, 0700) < 0 && errno != EEXIST) ||
+	if (private_ns(error_r) < 0)
+		return -1;
+	if ((mkdir(PRIVATE_ROOT, 0700) < 0 && errno != EEXIST) ||
 	    mount("tmpfs", PRIVATE_ROOT, "tmpfs", MS_NOSUID | MS_NODEV,
 		  "mode=0755,size=1m") < 0) {
-		*error_r = xasprintf("private root: %s", strerror(errno));
+		*error_r = xasprintf("private root %s: %s", PRIVATE_ROOT,
+				     strerror(errno));
 		return -1;
 	}
 	int rc = 0;
@@ -382,6 +417,60 @@ static int private_root(const struct daemon_sandbox *sb, char **error_r)
 	return rc;
 }
 
+/* Whether a child of this loftd can be confined: Landlock, or (root) a
+ * mount namespace of its own, tried in a short-lived child so this
+ * process's namespace stays as it is. */
+bool daemon_sandbox_possible(char **why_r)
+{
+	if (landlock_abi() > 0)
+		return true;
+	if (geteuid() != 0) {
+		*why_r = xstrdup("no Landlock in this kernel and not root (a "
+				 "root of its own needs root)");
+		return false;
+	}
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		*why_r = xasprintf("no Landlock in this kernel (pipe: %s)",
+				   strerror(errno));
+		return false;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *why = NULL;
+		close(pfd[0]);
+		if (private_ns(&why) < 0 &&
+		    write(pfd[1], why, strlen(why)) < 0)
+			_exit(2);
+		_exit(0);
+	}
+	close(pfd[1]);
+	char msg[512];
+	size_t len = 0;
+	ssize_t n;
+	while (pid > 0 && len < sizeof(msg) - 1 &&
+	       (n = read(pfd[0], msg + len, sizeof(msg) - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	msg[len] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (pid < 0 || len > 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		*why_r = xasprintf("no Landlock in this kernel and %s",
+				   len > 0 ? msg : "no mount namespace of its "
+				   "own (the probe failed)");
+		return false;
+	}
+	return true;
+}
+
 int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			 const struct daemon_user *u, bool *chrooted_r,
 			 char **error_r)
@@ -389,14 +478,17 @@ int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 	*chrooted_r = false;
 	int abi = landlock_abi();
 	char *why = NULL;
-	if (abi == 0 && sb->chroot_dir != NULL && geteuid() == 0 &&
-	    private_root(sb, &why) == 0) {
+	bool own_root = false;
+	if (abi == 0 && geteuid() != 0)
+		why = xstrdup("not root");
+	else if (abi == 0 && private_root(sb, &why) == 0)
+		own_root = true;
+	if (own_root) {
 		log_warn("loftd", NULL, "%s process: no Landlock in this "
 			 "kernel: confined to a root of its own holding only "
 			 "its %zu trees instead", sb->name,
 			 sb->rw_count + sb->ro_count);
 	} else if (abi == 0 && sb->chroot_dir != NULL && geteuid() == 0) {
-		log_warn("loftd", NULL, "%s process: %s", sb->name, why);
 		if (chroot(sb->chroot_dir) < 0 || chdir("/") < 0) {
 			*error_r = xasprintf("chroot %s: %s", sb->chroot_dir,
 					     strerror(errno));
@@ -405,9 +497,19 @@ int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 		}
 		*chrooted_r = true;
 		log_warn("loftd", NULL, "%s process: no Landlock in this "
-			 "kernel: confined by chroot to %s instead (charset "
-			 "conversion limited to what is loaded)", sb->name,
-			 sb->chroot_dir);
+			 "kernel and %s: confined by chroot to %s instead",
+			 sb->name, why, sb->chroot_dir);
+	} else if (abi == 0 && !sb->best_effort) {
+		*error_r = xasprintf("no Landlock in this kernel and %s: its "
+				     "files cannot be confined ([security] "
+				     "sandbox = best-effort runs it anyway)",
+				     why);
+		free(why);
+		return -1;
+	} else if (abi == 0) {
+		log_warn("loftd", NULL, "%s process: no Landlock in this kernel "
+			 "and %s: its files are not confined ([security] "
+			 "sandbox = best-effort)", sb->name, why);
 	}
 	free(why);
 	if (daemon_user_become(u, error_r) < 0)
@@ -432,9 +534,6 @@ int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			log_warn("loftd", NULL, "%s process: Landlock ABI %d has no "
 				 "network rules (4): it could still open TCP "
 				 "connections", sb->name, abi);
-	} else if (!*chrooted_r) {
-		log_warn("loftd", NULL, "%s process: no Landlock in this kernel "
-			 "and not root: its files are not confined", sb->name);
 	}
 	return seccomp_apply(error_r);
 }

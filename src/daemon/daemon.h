@@ -13,8 +13,8 @@
  *       process asks for and hands them over; holds the DKIM keys and
  *       signs headers given their body hash.
  *   mail (daemon-mail.c)       I/O threads, workers, front-ends, store;
- *       runs as `user`, confined to data_dir/mail (Landlock, or chroot
- *       where Landlock is missing) under a seccomp filter, no TCP
+ *       runs as `user`, confined to data_dir/mail (Landlock, or a root
+ *       of its own where Landlock is missing) under a seccomp filter, no TCP
  *       connect but to the resolver's ports; its struct auth is a client
  *       of the auth process, its outbound connections (lib/outconn.h)
  *       and DKIM signatures go through the outbound process.
@@ -193,7 +193,12 @@ struct daemon_sandbox {
 	size_t rw_count;
 	const char *ro[64];           /* read-only trees and files */
 	size_t ro_count;
-	const char *chroot_dir;       /* where Landlock is missing */
+	/* Where neither Landlock nor a root of its own can be had: a tree
+	 * holding every file the process needs (auth: data_dir), or NULL. */
+	const char *chroot_dir;
+	/* [security] sandbox = best-effort: without any of them, run
+	 * unconfined (logged) rather than refuse */
+	bool best_effort;
 	const char *name;             /* "mail", for the log */
 	/* Landlock network rules (ABI 4): TCP bind refused, connect only
 	 * to these ports (the resolver's). Kernels without them: logged. */
@@ -203,13 +208,18 @@ struct daemon_sandbox {
 };
 void daemon_sandbox_rw(struct daemon_sandbox *sb, const char *path);
 void daemon_sandbox_ro(struct daemon_sandbox *sb, const char *path);
-/* Confines the calling process (before it starts threads): becomes u,
- * then Landlock (or chroot to sb->chroot_dir, when root and Landlock is
- * missing; else unconfined, logged), then the seccomp filter. *chrooted_r
- * says whether paths must now be taken relative to the chroot. */
+/* Confines the calling process (before it starts threads): where Landlock
+ * is missing, a root of its own (root only), else a chroot to
+ * sb->chroot_dir, else -1 (or, with sb->best_effort, unconfined, logged);
+ * becomes u; Landlock; the seccomp filter. *chrooted_r says whether
+ * paths must now be taken relative to the chroot. */
 int daemon_sandbox_enter(const struct daemon_sandbox *sb,
 			 const struct daemon_user *u, bool *chrooted_r,
 			 char **error_r);
+/* Whether a child can be confined here (Landlock, or a mount namespace
+ * of its own for a root of its own): false with why (caller frees).
+ * daemon_check's, so that --check refuses what the start would. */
+bool daemon_sandbox_possible(char **why_r);
 
 /* daemon-reload.c: logs each key of next that differs from the started
  * configuration and needs a restart, and each live key that changed. */

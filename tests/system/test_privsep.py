@@ -49,6 +49,7 @@ import re
 import signal
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -56,8 +57,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from loftenv import (DEFAULT_USERS, LOFTD, SLOW, Loft, Results,  # noqa: E402
-                     free_port)
+from loftenv import (BACKEND, DEFAULT_USERS, LOFTD, SLOW, Loft,  # noqa: E402
+                     Results, free_port)
 from lmtplib import Conv as Lmtp, dot_stuff  # noqa: E402
 from smtpconv import Sink, cmd, connect, inbox_messages  # noqa: E402
 from jmapclient import Jmap  # noqa: E402
@@ -705,11 +706,59 @@ def test_http_out():
         srv.shutdown()
 
 
+def mount_ns_here():
+    """Whether a mount namespace whose mounts are private can be made
+    here (util-linux unshare does what loftd does): not in a chroot,
+    whose "/" is not a mount point (mount(MS_PRIVATE) says EINVAL)."""
+    try:
+        r = subprocess.run(['unshare', '--mount', '--propagation',
+                            'private', 'true'], capture_output=True,
+                           timeout=30 * SLOW)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def start_without(env, *switches):
+    """Starts env with the test builds' switches (LOFT_TEST_NO_LANDLOCK,
+    LOFT_TEST_NO_MOUNTNS) set to 1: None once it serves, else the log."""
+    for sw in switches:
+        os.environ[sw] = '1'
+    before = len(env.log())
+    try:
+        env.start()
+        return None
+    except RuntimeError:
+        return env.log()[before:] or '(nothing logged)'
+    finally:
+        for sw in switches:
+            del os.environ[sw]
+
+
+def check_without(env, *switches):
+    """loftd --check with the same switches: (exit status, stderr)."""
+    e = dict(os.environ, **{sw: '1' for sw in switches})
+    r = subprocess.run([env.loftd_bin, '--config', env.config_path,
+                        '--check'], capture_output=True, text=True, env=e,
+                       timeout=60 * SLOW)
+    return r.returncode, r.stderr
+
+
+NO_NS = ('no mount namespace of its own ("/" is not a mount point: '
+         'a chroot?)')
+
+
 def test_no_landlock():
     """Where the kernel has no Landlock (test builds take that path with
     LOFT_TEST_NO_LANDLOCK=1): each child runs in a root of its own that
     holds only its trees, and loftd still serves: logins (the throttle's
-    file), LMTP delivery, mail leaving through the outbound process."""
+    file), LMTP delivery, mail leaving through the outbound process.
+    Where no such root can be made either (a chroot, whose "/" is not a
+    mount point: the fresh-machine check; test builds take that path with
+    LOFT_TEST_NO_MOUNTNS=1), loftd refuses to start and --check refuses
+    too, both naming what is missing and [security] sandbox; with
+    sandbox = best-effort it starts and serves, logging what is not
+    confined."""
     if os.getuid() != 0:
         print('not root: the Landlock-less fallback is not tried')
         return
@@ -717,74 +766,340 @@ def test_no_landlock():
     extra = {'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
                        'smarthost_tls': 'none', 'retry_min': '1s'},
              'submission': {'listen': '127.0.0.1:%d' % free_port()}}
-    os.environ['LOFT_TEST_NO_LANDLOCK'] = '1'
+    ns = mount_ns_here()
+    env = Loft(extra=extra, start=False)
     try:
-        env = Loft(extra=extra)
-        env.__enter__()
-    except RuntimeError as e:
-        # A private root needs a mount namespace whose "/" is a mount
-        # point; inside a chroot (the fresh-machine check) it is not, and
-        # mount(MS_PRIVATE) answers EINVAL. Say so, as test_smtp_e2e does
-        # for network namespaces; the chroot fallback behind it is a known
-        # gap (the issue 10 note).
-        if 'private root: Invalid argument' in str(e):
-            print('SKIP: no private mount namespace here (a chroot?):',
-                  [ln for ln in str(e).splitlines()
-                   if 'private root' in ln][:1])
-            return
-        raise
-    finally:
-        del os.environ['LOFT_TEST_NO_LANDLOCK']
-    try:
-        log = env.log()
-        if 'no Landlock in this kernel' not in log:
+        failed = start_without(env, 'LOFT_TEST_NO_LANDLOCK')
+        log = failed or env.log()
+        if failed is None and 'no Landlock in this kernel' not in log:
             print('release build: no switch to the Landlock-less path')
             return
-        for name in ('auth', 'mail', 'outbound'):
-            R.check('no Landlock: the %s process in a root of its own' % name,
-                    '%s process: no Landlock in this kernel: confined to a '
-                    'root of its own' % name in log,
-                    [ln for ln in log.splitlines() if 'Landlock' in ln])
-        c = Imap(env.raw('imap'))
-        _, t = c.cmd('LOGIN %s %s' % (ALICE, ALICE_PW))
-        R.check('no Landlock: login', t.startswith(b'OK'), t)
+        if not ns:
+            # here (a chroot) nothing but Landlock could confine the
+            # children: the refusal is what a start must do
+            print('no private mount namespace here (a chroot?)')
+            R.check('no Landlock, no mount namespace: loftd refuses',
+                    failed is not None and NO_NS in log and
+                    'sandbox = best-effort' in log, log[-2000:])
+            rc, err = check_without(env, 'LOFT_TEST_NO_LANDLOCK')
+            R.check('no Landlock, no mount namespace: --check refuses',
+                    rc != 0 and NO_NS in err, (rc, err))
+        else:
+            R.check('no Landlock: loftd starts', failed is None, log[-2000:])
+            serve_without_landlock(env, sink, own_root=True)
+            env.stop()
 
-        def probe(op, path):
-            u, t = c.cmd('XPROBE %s "%s"' % (op, path))
-            m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
-            return m.group(1).decode() if m else None
-        got = probe('OPEN', os.path.join(env.data_dir, 'accounts.db'))
-        R.check('no Landlock: accounts.db not in the mail process\'s root',
-                got == 'ENOENT', got)
-        got = probe('OPEN', '/etc/passwd')
-        R.check('no Landlock: /etc/passwd not there either', got == 'ENOENT',
-                got)
-        got = probe('EXEC', '/bin/sh')
-        R.check('no Landlock: exec refused', got in ('EPERM', 'ENOENT'), got)
-        c.close()
-        lm = env.lmtp()
-        refused = lm.sendmail('x@remote.test', [ALICE],
-                              b'Subject: rootless\r\n\r\nhi\r\n')
-        lm.quit()
-        R.check('no Landlock: LMTP delivery', refused == {}, refused)
-        s = smtplib.SMTP('127.0.0.1', env.port('submission'),
-                         timeout=30 * SLOW)
-        s.login(ALICE, ALICE_PW)
-        s.sendmail(ALICE, ['carol@remote.test'],
-                   ('From: %s\r\nTo: carol@remote.test\r\nSubject: '
-                    'rootless out\r\n\r\nhello\r\n' % ALICE).encode())
-        s.quit()
-        R.check('no Landlock: mail leaves through the outbound process',
-                wait_for(lambda: any(b'rootless out' in m.get('data', b'')
-                                     for m in list(sink.messages)),
-                         30 * SLOW), env.log()[-1500:])
-        R.check('no Landlock: loftd still serves', env.running())
+        # No mount namespace (simulated: LOFT_TEST_NO_MOUNTNS), the
+        # default [security] sandbox = required: refused, said why.
+        switches = ('LOFT_TEST_NO_LANDLOCK', 'LOFT_TEST_NO_MOUNTNS')
+        rc, err = check_without(env, *switches)
+        R.check('required: --check refuses', rc != 0, (rc, err))
+        R.check('required: --check names Landlock, the reason and the key',
+                'no Landlock in this kernel and ' + NO_NS in err and
+                'Linux 5.13' in err and
+                '[security] sandbox = best-effort' in err, err)
+        failed = start_without(env, *switches)
+        R.check('required: loftd refuses to start', failed is not None and
+                'no Landlock in this kernel and ' + NO_NS in failed and
+                '[security] sandbox = best-effort' in failed,
+                (failed or env.log())[-2000:])
+        R.check('required: loftd exited, nothing listens',
+                not env.running() and not Loft._accepts(env.port('imap')))
+
+        # sandbox = best-effort: it starts, each process says how it
+        # is confined
+        env.sections['security'] = {'sandbox': 'best-effort'}
+        env.write_config()
+        rc, err = check_without(env, *switches)
+        R.check('best-effort: --check passes with a warning',
+                rc == 0 and 'warning' in err and
+                'sandbox = best-effort' in err, (rc, err))
+        failed = start_without(env, *switches)
+        R.check('best-effort: loftd starts', failed is None,
+                (failed or env.log())[-2000:])
+        if failed is None:
+            log = env.log()
+            R.check('best-effort: the auth process chrooted to data_dir',
+                    'auth process: no Landlock in this kernel and %s: '
+                    'confined by chroot to %s instead' % (NO_NS, env.data_dir)
+                    in log, [ln for ln in log.splitlines()
+                             if 'Landlock' in ln])
+            for name in ('mail', 'outbound'):
+                R.check('best-effort: the %s process says it is not '
+                        'confined' % name,
+                        '%s process: no Landlock in this kernel and %s: its '
+                        'files are not confined ([security] sandbox = '
+                        'best-effort)' % (name, NO_NS) in log,
+                        [ln for ln in log.splitlines() if 'Landlock' in ln])
+            serve_without_landlock(env, sink, own_root=False)
     finally:
         env.close()
 
 
+def serve_without_landlock(env, sink, own_root):
+    """Login, XPROBE, LMTP delivery and a message leaving through the
+    outbound process, on a loftd whose children have no Landlock."""
+    tag = 'own root' if own_root else 'best-effort'
+    log = env.log()
+    kids = env.children()
+    R.check('%s: auth, mail and outbound processes' % tag,
+            set(kids) == {'auth', 'mail', 'outbound'}, kids)
+    for name, pid in kids.items():
+        st = proc_status(pid)
+        R.check('%s: %s under no_new_privs and seccomp' % (tag, name),
+                st.get('NoNewPrivs', '').strip() == '1' and
+                st.get('Seccomp', '').strip() == '2', st)
+        if own_root:
+            R.check('%s: the %s process in a root of its own' % (tag, name),
+                    '%s process: no Landlock in this kernel: confined to a '
+                    'root of its own' % name in log,
+                    [ln for ln in log.splitlines() if 'Landlock' in ln])
+    c = Imap(env.raw('imap'))
+    _, t = c.cmd('LOGIN %s %s' % (ALICE, ALICE_PW))
+    R.check('%s: login' % tag, t.startswith(b'OK'), t)
+
+    def probe(op, path):
+        u, t = c.cmd('XPROBE %s "%s"' % (op, path))
+        m = re.match(rb'\* XPROBE \w+ ".*" (\S+)$', u[-1] if u else b'')
+        return m.group(1).decode() if m else None
+    if own_root:
+        got = probe('OPEN', os.path.join(env.data_dir, 'accounts.db'))
+        R.check('own root: accounts.db not in the mail process\'s root',
+                got == 'ENOENT', got)
+        got = probe('OPEN', '/etc/passwd')
+        R.check('own root: /etc/passwd not there either', got == 'ENOENT',
+                got)
+    got = probe('EXEC', '/bin/sh')
+    R.check('%s: exec refused' % tag, got in ('EPERM', 'ENOENT'), got)
+    c.close()
+    lm = env.lmtp()
+    refused = lm.sendmail('x@remote.test', [ALICE],
+                          ('Subject: %s\r\n\r\nhi\r\n' % tag).encode())
+    lm.quit()
+    R.check('%s: LMTP delivery' % tag, refused == {}, refused)
+    s = smtplib.SMTP('127.0.0.1', env.port('submission'), timeout=30 * SLOW)
+    s.login(ALICE, ALICE_PW)
+    subject = 'leaving, %s' % tag
+    s.sendmail(ALICE, ['carol@remote.test'],
+               ('From: %s\r\nTo: carol@remote.test\r\nSubject: %s\r\n\r\n'
+                'hello\r\n' % (ALICE, subject)).encode())
+    s.quit()
+    R.check('%s: mail leaves through the outbound process' % tag,
+            wait_for(lambda: any(subject.encode() in m.get('data', b'')
+                                 for m in list(sink.messages)),
+                     30 * SLOW), env.log()[-1500:])
+    R.check('%s: loftd still serves' % tag, env.running())
+
+
+# ---- one user's session and another user's mail ------------------------
+
+def index_dump(path):
+    """Every row of an index's ordinary tables (an FTS index's shadow
+    tables included; the virtual tables need Loft's tokenizer)."""
+    db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=30)
+    try:
+        out = {}
+        for name, sql in db.execute("SELECT name, sql FROM sqlite_master "
+                                    "WHERE type = 'table'"):
+            if (sql or '').upper().startswith('CREATE VIRTUAL'):
+                continue
+            out[name] = sorted(repr(r) for r in
+                               db.execute('SELECT * FROM "%s"' % name))
+        return out
+    finally:
+        db.close()
+
+
+def indexed(path):
+    db = sqlite3.connect('file:%s?mode=ro' % path, uri=True, timeout=30)
+    try:
+        upto = db.execute('SELECT fts_upto FROM account').fetchone()[0]
+        top = db.execute('SELECT coalesce(max(id), 0) FROM text').fetchone()
+        return upto >= top[0]
+    finally:
+        db.close()
+
+
+def tree(top):
+    """Files under top but SQLite's: {path: (size, sha256)}."""
+    out = {}
+    for d, _, files in os.walk(top):
+        for f in files:
+            if f.endswith(('.db', '-wal', '-shm', '-journal')):
+                continue      # SQLite files: compared by their rows
+            p = os.path.join(d, f)
+            with open(p, 'rb') as fh:
+                data = fh.read()
+            out[os.path.relpath(p, top)] = (len(data),
+                                            hashlib.sha256(data).hexdigest())
+    return out
+
+
+def test_other_user():
+    """One mail process serves every account, so Landlock cannot keep a
+    session from another user's files (docs/security.md says why and
+    what does). What does: a session reaches another account only by its
+    numeric id, from its own login or an ACL grant the store checks;
+    names never become paths. Alice, logged in, sends what a hostile
+    client or a subverted session would: mailbox names with ../ and
+    namespace tricks, ACL commands and identifiers, metadata, URLs naming
+    bob's mail (URLFETCH, GENURLAUTH, CATENATE), JMAP calls and downloads
+    with bob's account, a SASL authorization identity of bob's. Each is
+    refused, nothing of bob's mail reaches her, and bob's index and files
+    are byte for byte as before (a change by bob himself shows the
+    comparison can fail)."""
+    if BACKEND == 'postgres':
+        print('postgres: no per-user index files to compare')
+        return
+    bob = 'bob@example.test'
+    secret = 'bob-secret-7391'
+    with Loft(extra={'store': {'retention_interval': '0'}}) as env:
+        lm = env.lmtp()
+        refused = lm.sendmail('x@remote.test', [bob], (
+            'Subject: %s\r\nMessage-ID: <%s@x>\r\n\r\nthe %s text\r\n'
+            % (secret, secret, secret)).encode())
+        refused.update(lm.sendmail('x@remote.test', [ALICE],
+                                   b'Subject: alice own\r\n\r\nmine\r\n'))
+        lm.quit()
+        R.check('other user: both delivered', refused == {}, refused)
+        jb = Jmap(env, bob)
+        ids = jb.ok('Email/query', {})['ids']
+        got = jb.ok('Email/get', {'ids': ids, 'properties': ['blobId']})
+        bob_email = ids[0] if ids else 'none'
+        bob_blob = got['list'][0]['blobId'] if got['list'] else 'none'
+        bid = user_id(env, bob)
+        bob_dir = os.path.join(env.data_dir, 'mail', '%02x' % (bid % 256),
+                               str(bid))
+        bob_index = os.path.join(bob_dir, 'index.db')
+        R.check('other user: bob has an index', os.path.exists(bob_index),
+                bob_index)
+        # bob's index at rest: its search index caught up (the indexer
+        # runs after delivery), then a restart, so nothing of bob's own
+        # is still being written
+        R.check('other user: bob\'s search index caught up',
+                wait_for(lambda: indexed(bob_index), 30 * SLOW))
+        env.restart()
+        before = (index_dump(bob_index), tree(bob_dir))
+
+        heard = []
+        c = Imap(env.raw('imap'))
+        _, t = c.cmd('LOGIN %s %s' % (ALICE, ALICE_PW))
+        R.check('other user: alice logs in', t.startswith(b'OK'), t)
+
+        def refused_cmd(text, allow_ok=False):
+            u, t = c.cmd(text)
+            heard.extend(u + [t])
+            R.check('other user: refused: %s' % text.split('\r\n')[0],
+                    allow_ok or not t.startswith(b'OK'), (u[-3:], t))
+
+        other = 'Other Users/%s/' % bob
+        url = 'imap://bob%40example.test@loft.example.test/INBOX/;UID=1'
+        msg = 'Subject: planted\r\n\r\nx\r\n'
+        for name in ('../%d/INBOX' % bid, '../../%02x/%d/index.db'
+                     % (bid % 256, bid), other + 'INBOX',
+                     'Other Users/../%s/INBOX' % bob,
+                     other + '../../INBOX', other + './INBOX',
+                     'Other Users/bob%40example.test/INBOX',
+                     '#user/%s/INBOX' % bob, '~%s/INBOX' % bob,
+                     '/etc/passwd', 'Shared/../%s/INBOX' % bob,
+                     bob_index, '%d/INBOX' % bid):
+            refused_cmd('SELECT "%s"' % name)
+            refused_cmd('STATUS "%s" (MESSAGES UIDNEXT)' % name)
+        for text in ('GETACL "%sINBOX"', 'MYRIGHTS "%sINBOX"',
+                     'LISTRIGHTS "%sINBOX" alice@example.test',
+                     'SETACL "%sINBOX" alice@example.test lrswipkxtea',
+                     'SETACL "%sINBOX" anyone lr',
+                     'DELETEACL "%sINBOX" anyone',
+                     'CREATE "%splanted"', 'DELETE "%sINBOX"',
+                     'GETMETADATA "%sINBOX" /shared/comment',
+                     'SETMETADATA "%sINBOX" (/shared/comment "x")'):
+            refused_cmd(text % other)
+        # identifiers naming bob, on alice's own mailbox: whatever the
+        # answer, only alice's index could change
+        for ident in ('bob@example.test/../alice@example.test',
+                      '../%d' % bid, '$../bob', 'bob@example.test\\0'):
+            refused_cmd('SETACL INBOX "%s" lrswipkxtea' % ident,
+                        allow_ok=True)
+        refused_cmd('CREATE mine', allow_ok=True)
+        refused_cmd('RENAME mine "%smine"' % other)
+        refused_cmd('APPEND "%sINBOX" {%d+}\r\n%s' % (other, len(msg), msg))
+        refused_cmd('SUBSCRIBE "%sINBOX"' % other, allow_ok=True)
+        _, t = c.cmd('SELECT INBOX')
+        R.check('other user: alice selects her INBOX', t.startswith(b'OK'), t)
+        refused_cmd('COPY 1 "%sINBOX"' % other)
+        refused_cmd('MOVE 1 "%sINBOX"' % other)
+        refused_cmd('GENURLAUTH "%s;URLAUTH=anonymous" INTERNAL' % url)
+        refused_cmd('URLFETCH "%s"' % url, allow_ok=True)
+        refused_cmd('URLFETCH "%s;URLAUTH=anonymous:INTERNAL:%s"'
+                    % (url, '0' * 40), allow_ok=True)
+        for u in (url, '/%sINBOX/;UID=1' % other, '/../%d/INBOX/;UID=1' % bid):
+            refused_cmd('APPEND Drafts CATENATE (URL "%s")' % u)
+        c.close()
+
+        # SASL: alice's password, bob as the authorization identity
+        c = Imap(env.raw('imap'))
+        plain = base64.b64encode(('%s\0%s\0%s' % (bob, ALICE, ALICE_PW))
+                                 .encode()).decode()
+        u, t = c.cmd('AUTHENTICATE PLAIN %s' % plain)
+        heard.extend(u + [t])
+        R.check('other user: PLAIN as alice for bob refused',
+                t.startswith(b'NO'), t)
+        c.close()
+
+        ja = Jmap(env, ALICE)
+        bob_acc = 'A%x' % bid
+        for method, args in (('Mailbox/get', {'ids': None}),
+                             ('Email/query', {}),
+                             ('Email/get', {'ids': [bob_email]}),
+                             ('Email/set', {'destroy': [bob_email]}),
+                             ('Mailbox/set', {'create': {'x': {
+                                 'name': 'planted'}}})):
+            a = dict(args, accountId=bob_acc)
+            r = ja.call([[method, a, 'c']])
+            name, got, _ = r['methodResponses'][0]
+            heard.append(json.dumps(r).encode())
+            R.check('other user: JMAP %s on bob\'s account refused' % method,
+                    name == 'error' and got.get('type') == 'accountNotFound',
+                    (name, got))
+        r = ja.call([['Email/get', {'accountId': ja.account,
+                                    'ids': [bob_email]}, 'c']])
+        heard.append(json.dumps(r).encode())
+        for acc in (bob_acc, ja.account):
+            st, _, data = ja.request('GET', '/jmap/download/%s/%s/x'
+                                     % (acc, bob_blob))
+            heard.append(data)
+            R.check('other user: download of bob\'s blob through %s refused'
+                    % ('his account' if acc == bob_acc else 'hers'),
+                    st in (403, 404), (st, data[:200]))
+
+        R.check('other user: nothing of bob\'s mail reached alice',
+                not any(secret.encode() in h for h in heard),
+                [h for h in heard if secret.encode() in h][:3])
+        after = (index_dump(bob_index), tree(bob_dir))
+        R.check('other user: bob\'s index unchanged',
+                after[0] == before[0],
+                {k: (len(before[0].get(k, [])), len(v))
+                 for k, v in after[0].items() if before[0].get(k) != v})
+        R.check('other user: bob\'s files unchanged', after[1] == before[1],
+                set(after[1].items()) ^ set(before[1].items()))
+        # the comparison can fail: bob flags his message
+        b = Imap(env.raw('imap'))
+        b.cmd('LOGIN %s %s' % (bob, DEFAULT_USERS[bob]))
+        u, t = b.cmd('SELECT INBOX')
+        R.check('other user: bob still has his one message',
+                b'* 1 EXISTS' in u, u)
+        u, t = b.cmd('LIST "" "*"')
+        R.check('other user: no folder planted in bob\'s account',
+                not any(b'planted' in x or b'mine' in x for x in u), u)
+        b.cmd('STORE 1 +FLAGS (\\Flagged)')
+        b.close()
+        R.check('other user: bob\'s own change shows in the comparison',
+                index_dump(bob_index) != before[0])
+
+
 def main():
     test_no_landlock()
+    test_other_user()
     test_confinement()
     test_outbound()
     test_http_out()
