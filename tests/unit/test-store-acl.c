@@ -16,8 +16,11 @@
 #include "buf.h"
 #include "store.h"
 #include "test.h"
+#include "test-pg.h"
 
 static char data_dir[256];
+static char blob_dir[300];
+static bool on_pg;   /* LOFT_TEST_PG: the postgres backend (pg_run.py) */
 
 /* the reverse-index hints the store gave */
 static int hints;
@@ -50,6 +53,7 @@ static struct store *setup(void)
 		.fsync = false,
 		.acl_hint = hint_cb,
 	};
+	on_pg = test_pg_use(&set, data_dir, blob_dir, sizeof(blob_dir));
 	struct store *store;
 	struct store_error err;
 	if (store_open(&set, &store, &err) < 0) {
@@ -62,7 +66,8 @@ static struct store *setup(void)
 static void teardown(struct store **store)
 {
 	store_close(store);
-	char *cmd = xasprintf("rm -rf '%s'", data_dir);
+	char *cmd = xasprintf("rm -rf '%s' '%s'", data_dir,
+			      on_pg ? blob_dir : data_dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", data_dir);
 	free(cmd);
@@ -424,8 +429,12 @@ static void test_open_as(void)
 	/* JMAP reads as bob may see them (store-jshare.c): states carry
 	 * his rights; the account's stored objects stay the owner's */
 	struct store_jmap_cursor states[STORE_JMAP_KINDS];
-	CHECK_INT(store_jmap_states(bob, states, &err), 0);
-	CHECK(states[STORE_JMAP_EMAIL].scope != 0);
+	if (!on_pg) {
+		/* (the postgres backend has no JMAP mail yet: a viewer's
+		 * JMAP calls answer it has not) */
+		CHECK_INT(store_jmap_states(bob, states, &err), 0);
+		CHECK(states[STORE_JMAP_EMAIL].scope != 0);
+	}
 	struct store_jobject *jobs;
 	CHECK_INT(store_jobject_list(bob, STORE_JMAP_IDENTITY, &jobs, &n,
 				     &err), -1);
@@ -718,6 +727,8 @@ static const struct test_case cases[] = {
 	{NULL, NULL},
 };
 
+/* The same cases run on the postgres backend as unit/test-store-acl-pg
+ * (tests/unit/pg_run.py sets LOFT_TEST_PG). */
 int main(void)
 {
 	return test_main(cases);

@@ -4,7 +4,8 @@
  * and a delivery whose copies and records commit together or not at all
  * (a copy over quota leaves no copy and no record); the JMAP ids
  * (RFC 9661) kept by every change, never reused, with their /changes, and
- * given to scripts stored before ids existed.
+ * given to scripts stored before ids existed. The same cases run on the
+ * postgres backend as unit/test-store-sieve-pg (tests/unit/pg_run.py).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,11 @@
 #include "store-private.h"   /* store_user_shard: the index file */
 #include "store.h"
 #include "test.h"
+#include "test-pg.h"
 
 static char data_dir[256];
+static char blob_dir[300];
+static bool on_pg;   /* LOFT_TEST_PG: the postgres backend (pg_run.py) */
 static struct store_account_limits test_limits;
 
 static int limits_cb(void *ctx, int64_t user_id,
@@ -43,6 +47,7 @@ static struct store *setup(void)
 		.limits = limits_cb,
 		.fsync = false,
 	};
+	on_pg = test_pg_use(&set, data_dir, blob_dir, sizeof(blob_dir));
 	struct store *store;
 	struct store_error err;
 	if (store_open(&set, &store, &err) < 0) {
@@ -55,7 +60,8 @@ static struct store *setup(void)
 static void teardown(struct store **store)
 {
 	store_close(store);
-	char *cmd = xasprintf("rm -rf '%s'", data_dir);
+	char *cmd = xasprintf("rm -rf '%s' '%s'", data_dir,
+			      on_pg ? blob_dir : data_dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", data_dir);
 	free(cmd);
@@ -282,14 +288,22 @@ static void test_jmap_ids(void)
 		CHECK_INT(ch.destroyed[0].id, a);
 	store_jmap_changes_free(&ch);
 	/* a script stored before ids existed (its row gone) gets one */
-	char *path = xasprintf("%s/mail/%02x/1/index.db", data_dir,
-			       store_user_shard(1));
-	sqlite3 *db;
-	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-	CHECK_INT(sqlite3_exec(db, "DELETE FROM jobject WHERE data = 'b'", NULL,
-			       NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-	free(path);
+	if (on_pg) {
+		PGconn *pg = PQconnectdb(getenv("LOFT_TEST_PG"));
+		PGresult *r = PQexec(pg, "DELETE FROM jobject WHERE data = 'b'");
+		CHECK_INT(PQresultStatus(r), PGRES_COMMAND_OK);
+		PQclear(r);
+		PQfinish(pg);
+	} else {
+		char *path = xasprintf("%s/mail/%02x/1/index.db", data_dir,
+				       store_user_shard(1));
+		sqlite3 *db;
+		CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+		CHECK_INT(sqlite3_exec(db, "DELETE FROM jobject WHERE data = 'b'",
+				       NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+		free(path);
+	}
 	CHECK_INT(id_of(u, "b"), 0);
 	CHECK_INT(store_sieve_ids(u, &err), 0);
 	int64_t b2 = id_of(u, "b");

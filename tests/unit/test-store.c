@@ -30,6 +30,7 @@
 #include "store-private.h"
 #include "store.h"
 #include "test.h"
+#include "test-pg.h"
 
 static char data_dir[256];
 static struct store_account_limits test_limits;
@@ -82,20 +83,7 @@ static void set_backend(struct store_settings *set)
 
 static void pg_reset(void)
 {
-	PGconn *db = PQconnectdb(pg_conninfo);
-	/* emptied, not dropped: making the schema's partitions again for
-	 * every case would cost seconds */
-	PGresult *r = PQexec(db, "DO $$ BEGIN IF to_regclass('loft_schema')"
-			     " IS NOT NULL THEN TRUNCATE account, mailbox,"
-			     " subscription, keyword, blob, msg, expunged,"
-			     " thread_ref, blob_object, loft_lease; END IF;"
-			     " END $$");
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		fprintf(stderr, "pg reset: %s\n", PQerrorMessage(db));
-		abort();
-	}
-	PQclear(r);
-	PQfinish(db);
+	test_pg_reset(pg_conninfo);
 }
 
 /* Settings for a second store (another process) on the same data. */

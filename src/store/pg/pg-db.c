@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pg-rows.h"
 
 /* ---- parameters and results ----------------------------------------- */
 
@@ -403,8 +404,106 @@ static const char schema_step2_sql[] =
 	"INSERT INTO blob_object (sha256, size, refs) SELECT sha256,"
 	" max(body_size), count(*) FROM blob GROUP BY sha256;";
 
+/* Step 2 -> 3: Sieve scripts and records (pg-sieve.c), JMAP stored
+ * objects and tombstones (pg-jmap.c), ACLs (pg-acl.c) and per-user \Seen
+ * (pg-seen.c). Rows go with their account (and their mailbox, message)
+ * by ON DELETE CASCADE; an ACL is inherited from the parent when a
+ * mailbox is made (or a \Noselect one selectable again) and dropped
+ * when it becomes \Noselect, by triggers, as the embedded backend's
+ * mailbox code does. */
+static const char schema_step3_sql[] =
+	/* JMAP: changes up to this modseq can no longer be calculated
+	 * (tombstones pruned) */
+	"ALTER TABLE account ADD COLUMN jmap_horizon bigint NOT NULL"
+	" DEFAULT 0;"
+	"CREATE TABLE sieve_script (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, name text NOT NULL,"
+	" source bytea NOT NULL, compiled bytea,"
+	" active boolean NOT NULL DEFAULT false, modified bigint NOT NULL,"
+	" PRIMARY KEY (user_id, name));"
+	"CREATE TABLE sieve_record (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, key text NOT NULL,"
+	" expires bigint NOT NULL, PRIMARY KEY (user_id, key));"
+	"CREATE TABLE jobject (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, kind integer NOT NULL,"
+	" id bigint NOT NULL, created bigint NOT NULL, modseq bigint NOT NULL,"
+	" data text NOT NULL, PRIMARY KEY (user_id, kind, id));"
+	"CREATE INDEX jobject_modseq ON jobject (user_id, kind, modseq);"
+	"CREATE TABLE jgone (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, kind integer NOT NULL,"
+	" id bigint NOT NULL, oid text, created bigint NOT NULL,"
+	" modseq bigint NOT NULL, at bigint NOT NULL,"
+	" PRIMARY KEY (user_id, kind, id)) PARTITION BY HASH (user_id);"
+	"CREATE INDEX jgone_modseq ON jgone (user_id, kind, modseq);"
+	"CREATE INDEX jgone_at ON jgone (at);"
+	"CREATE TABLE acl (user_id bigint NOT NULL, mailbox integer NOT NULL,"
+	" kind integer NOT NULL, ident bigint NOT NULL,"
+	" negative boolean NOT NULL, rights integer NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox, kind, ident, negative),"
+	" FOREIGN KEY (user_id, mailbox) REFERENCES mailbox (user_id, id)"
+	" ON DELETE CASCADE);"
+	"CREATE FUNCTION loft_acl_inherit() RETURNS trigger LANGUAGE plpgsql"
+	" AS $f$ BEGIN"
+	" IF TG_OP = 'UPDATE' AND NEW.noselect THEN"
+	"  DELETE FROM acl WHERE user_id = NEW.user_id AND mailbox = NEW.id;"
+	" ELSIF position('/' in NEW.name) > 0 THEN"
+	"  INSERT INTO acl SELECT NEW.user_id, NEW.id, a.kind, a.ident,"
+	"  a.negative, a.rights FROM acl a JOIN mailbox m ON m.user_id ="
+	"  a.user_id AND m.id = a.mailbox WHERE m.user_id = NEW.user_id AND"
+	"  m.name = regexp_replace(NEW.name, '/[^/]*$', '')"
+	"  ON CONFLICT DO NOTHING;"
+	" END IF; RETURN NULL; END $f$;"
+	"CREATE TRIGGER acl_inherit AFTER INSERT ON mailbox"
+	" FOR EACH ROW EXECUTE FUNCTION loft_acl_inherit();"
+	"CREATE TRIGGER acl_noselect AFTER UPDATE OF noselect ON mailbox"
+	" FOR EACH ROW WHEN (OLD.noselect IS DISTINCT FROM NEW.noselect)"
+	" EXECUTE FUNCTION loft_acl_inherit();"
+	"CREATE TABLE seen_mode (user_id bigint NOT NULL,"
+	" mailbox integer NOT NULL, shared boolean NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox),"
+	" FOREIGN KEY (user_id, mailbox) REFERENCES mailbox (user_id, id)"
+	" ON DELETE CASCADE);"
+	"CREATE TABLE seen_pvt (user_id bigint NOT NULL,"
+	" mailbox integer NOT NULL, uid bigint NOT NULL, viewer bigint NOT NULL,"
+	" seen boolean NOT NULL, modseq bigint NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox, uid, viewer),"
+	" FOREIGN KEY (user_id, mailbox, uid) REFERENCES msg"
+	" ON DELETE CASCADE) PARTITION BY HASH (user_id);"
+	"CREATE INDEX seen_pvt_modseq ON seen_pvt"
+	" (user_id, viewer, mailbox, modseq);"
+	"CREATE TABLE seen_count (user_id bigint NOT NULL,"
+	" viewer bigint NOT NULL, mailbox integer NOT NULL, n bigint NOT NULL,"
+	" PRIMARY KEY (user_id, viewer, mailbox),"
+	" FOREIGN KEY (user_id, mailbox) REFERENCES mailbox (user_id, id)"
+	" ON DELETE CASCADE);"
+	"CREATE FUNCTION loft_seen_count() RETURNS trigger LANGUAGE plpgsql"
+	" AS $f$ DECLARE d integer := 0; r record; BEGIN"
+	" IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;"
+	" IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.seen THEN d := d + 1;"
+	" END IF;"
+	" IF TG_OP IN ('DELETE', 'UPDATE') AND OLD.seen THEN d := d - 1;"
+	" END IF;"
+	" IF d > 0 THEN"
+	"  INSERT INTO seen_count AS s SELECT r.user_id, r.viewer,"
+	"  r.mailbox, d WHERE EXISTS (SELECT 1 FROM mailbox WHERE"
+	"  user_id = r.user_id AND id = r.mailbox)"
+	"  ON CONFLICT (user_id, viewer, mailbox) DO UPDATE SET n = s.n + d;"
+	" ELSIF d < 0 THEN"
+	"  UPDATE seen_count SET n = n + d WHERE user_id = r.user_id AND"
+	"  viewer = r.viewer AND mailbox = r.mailbox;"
+	" END IF; RETURN NULL; END $f$;"
+	"CREATE TRIGGER seen_count AFTER INSERT OR DELETE OR UPDATE OF seen"
+	" ON seen_pvt FOR EACH ROW EXECUTE FUNCTION loft_seen_count();"
+	"DO $$ BEGIN FOR i IN 0..15 LOOP"
+	" EXECUTE format('CREATE TABLE %I PARTITION OF jgone"
+	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'jgone_p' || i, i);"
+	" EXECUTE format('CREATE TABLE %I PARTITION OF seen_pvt"
+	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'seen_pvt_p' || i, i);"
+	" END LOOP; END $$;";
+
 /* The steps after the first, in order: steps[i] takes i + 1 to i + 2. */
-static const char *const schema_steps[] = { schema_step2_sql };
+static const char *const schema_steps[] = { schema_step2_sql,
+					    schema_step3_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
@@ -1013,30 +1112,6 @@ static int pg_compact(struct store *s, int64_t id,
 
 #define JMAP_MISSING(err) missing(err, "JMAP")
 
-static int pg_jmap_states(struct store_user *u, struct store_jmap_cursor *s,
-			  struct store_error *err)
-{
-	(void)u, (void)s;
-	return JMAP_MISSING(err);
-}
-
-static int pg_jmap_changes(struct store_user *u, enum store_jmap_kind k,
-			   const struct store_jmap_cursor *s, size_t max,
-			   struct store_jmap_changes *c, struct store_error *err)
-{
-	(void)u, (void)k, (void)s, (void)max, (void)c;
-	return JMAP_MISSING(err);
-}
-
-/* No JMAP change log is kept here yet: nothing to prune (retention
- * calls it for every account). */
-static int pg_jmap_prune(struct store_user *u, time_t now,
-			 struct store_error *err)
-{
-	(void)u, (void)now, (void)err;
-	return 0;
-}
-
 static int pg_jmap_mailboxes(struct store_user *u, struct store_jmap_mailbox **l,
 			     size_t *n, struct store_error *err)
 {
@@ -1167,33 +1242,6 @@ static int pg_upload_touch(struct store_user *u, int64_t id, time_t exp,
 	return missing(err, "JMAP uploads");
 }
 
-/* No stored object can exist here (jobject_put refuses): an account has
- * none, which is what delivery's VacationResponse check asks. */
-static int pg_jobject_list(struct store_user *u, enum store_jmap_kind k,
-			   struct store_jobject **l, size_t *n,
-			   struct store_error *err)
-{
-	(void)u, (void)k, (void)err;
-	*l = NULL;
-	*n = 0;
-	return 0;
-}
-
-static int pg_jobject_put(struct store_user *u, enum store_jmap_kind k,
-			  int64_t id, const char *d, int64_t *id_r,
-			  struct store_error *err)
-{
-	(void)u, (void)k, (void)id, (void)d, (void)id_r;
-	return missing(err, "JMAP stored objects");
-}
-
-static int pg_jobject_delete(struct store_user *u, enum store_jmap_kind k,
-			     int64_t id, struct store_error *err)
-{
-	(void)u, (void)k, (void)id;
-	return missing(err, "JMAP stored objects");
-}
-
 static int pg_import_mailbox(struct store_user *u,
 			     const struct store_import_mailbox *spec,
 			     struct store_mailbox_info *info,
@@ -1270,102 +1318,6 @@ static int pg_export_body(struct store_export *e, int64_t id,
 static void pg_export_end(struct store_export **e)
 {
 	*e = NULL;
-}
-
-/* Sieve: no script can be stored here (sieve_put refuses), so an account
- * has none, which is what delivery asks. */
-static int pg_sieve_list(struct store_user *u, struct store_sieve_script **l,
-			 size_t *n, struct store_error *err)
-{
-	(void)u, (void)err;
-	*l = NULL;
-	*n = 0;
-	return 0;
-}
-
-static int pg_sieve_get(struct store_user *u, const char *name, bool active,
-			char **name_r, char **src, size_t *len, void **img,
-			size_t *ilen, bool *active_r, struct store_error *err)
-{
-	(void)u, (void)name, (void)active, (void)name_r, (void)src, (void)len;
-	(void)img, (void)ilen, (void)active_r;
-	return store_set_error(err, STORE_ERR_NOTFOUND, "No such script");
-}
-
-static int pg_sieve_put(struct store_user *u, const char *name,
-			const char *src, size_t len, const void *img,
-			size_t ilen, struct store_error *err)
-{
-	(void)u, (void)name, (void)src, (void)len, (void)img, (void)ilen;
-	return missing(err, "Sieve scripts");
-}
-
-static int pg_sieve_name(struct store_user *u, const char *name,
-			 struct store_error *err)
-{
-	(void)u, (void)name;
-	return missing(err, "Sieve scripts");
-}
-
-static int pg_sieve_rename(struct store_user *u, const char *from,
-			   const char *to, struct store_error *err)
-{
-	(void)u, (void)from, (void)to;
-	return missing(err, "Sieve scripts");
-}
-
-static int pg_sieve_record_seen(struct store_user *u, const char *key,
-				time_t now, bool *seen, struct store_error *err)
-{
-	(void)u, (void)key, (void)now;
-	*seen = false;
-	return missing(err, "Sieve records");
-}
-
-static int pg_sieve_deliver(struct store_user *u, struct store_sieve_copy *c,
-			    size_t n, const struct store_sieve_record *r,
-			    size_t rn, struct store_error *err)
-{
-	(void)u, (void)c, (void)n, (void)r, (void)rn;
-	return missing(err, "Sieve delivery");
-}
-
-/* ACLs: none can be set here (acl_update refuses), so every mailbox has
- * an empty ACL: only its owner reaches it. */
-static int pg_acl_read(struct store_user *u, const char *mailbox,
-		       uint32_t *id_r, struct store_acl_entry **e, size_t *n,
-		       struct store_error *err)
-{
-	*e = NULL;
-	*n = 0;
-	struct pg_conn *c = pg_conn_get(u->store, err);
-	if (c == NULL)
-		return -1;
-	struct pg_mbox mb;
-	int r = pg_mbox_get(u, c, mailbox, 0, &mb, err);
-	pg_conn_put(u->store, c);
-	if (r == 0)
-		return store_set_error(err, STORE_ERR_NOTFOUND,
-				       STORE_ACL_NOTFOUND, mailbox);
-	*id_r = mb.id;
-	return r < 0 ? -1 : 0;
-}
-
-static int pg_acl_update(struct store_user *u, const char *mailbox,
-			 const struct store_acl_entry *e, int mode,
-			 unsigned max, struct store_error *err)
-{
-	(void)u, (void)mailbox, (void)e, (void)mode, (void)max;
-	return missing(err, "ACLs");
-}
-
-static int pg_acl_all(struct store_user *u, struct store_acl_row **rows,
-		      size_t *n, struct store_error *err)
-{
-	(void)u, (void)err;
-	*rows = NULL;
-	*n = 0;
-	return 0;
 }
 
 const struct store_backend_vfuncs store_postgres_vfuncs = {
@@ -1457,9 +1409,10 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.sieve_list = pg_sieve_list,
 	.sieve_get = pg_sieve_get,
 	.sieve_put = pg_sieve_put,
-	.sieve_activate = pg_sieve_name,
-	.sieve_delete = pg_sieve_name,
+	.sieve_activate = pg_sieve_activate,
+	.sieve_delete = pg_sieve_delete,
 	.sieve_rename = pg_sieve_rename,
+	.sieve_ids = pg_sieve_ids,
 	.sieve_record_seen = pg_sieve_record_seen,
 	.sieve_deliver = pg_sieve_deliver,
 	.acl_read = pg_acl_read,
@@ -1469,6 +1422,14 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.blobs_collect = pg_blobs_collect,
 	.maildrop_lock = pg_maildrop_lock,
 	.maildrop_unlock = pg_maildrop_unlock,
+	.seen_mode = pg_seen_mode,
+	.seen_set_mode = pg_seen_set_mode,
+	.seen_info = pg_seen_info,
+	.seen_first_unseen = pg_seen_first_unseen,
+	.seen_rows = pg_seen_rows,
+	.seen_changed_since = pg_seen_changed_since,
+	.seen_update = pg_seen_update,
+	.seen_view_delta = pg_seen_view_delta,
 };
 
 /* ---- the sandbox's view (store.h) ------------------------------------- */

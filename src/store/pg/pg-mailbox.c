@@ -6,6 +6,7 @@
  * mailbox, so one session in the whole cluster gets each message).
  */
 #include "pg-private.h"
+#include "pg-rows.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -560,6 +561,9 @@ static int rename_inbox(struct pg_tx *tx, const struct pg_mbox *inbox,
 	uint32_t dst;
 	if (create_parents(tx, to, err) < 0 ||
 	    create_in(tx, to, 0, &dst, err) < 0)
+		return -1;
+	/* the messages keep the ACL they had (RFC 4314: RENAME keeps it) */
+	if (pg_acl_copy(tx, inbox->id, dst, err) < 0)
 		return -1;
 	uint64_t modseq = pg_tx_modseq(tx);
 	struct pg_params p;

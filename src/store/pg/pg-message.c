@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "mail.h"
+#include "pg-rows.h"
 
 #define MEM_MAX (128 * 1024)
 
@@ -227,9 +228,8 @@ void pg_body_unref(struct store_body *b)
 	free(b);
 }
 
-static int limits_get(struct store_user *user,
-		      struct store_account_limits *limits,
-		      struct store_error *err)
+int pg_limits_get(struct store_user *user,
+		  struct store_account_limits *limits, struct store_error *err)
 {
 	memset(limits, 0, sizeof(*limits));
 	const struct store_settings *set = &user->store->set;
@@ -347,15 +347,9 @@ static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
 }
 
 /* A delivery whose COMMIT's answer was lost: is its row there? */
-struct delivered {
-	int64_t user_id;
-	uint32_t mailbox, uid;
-	int64_t blob;
-};
-
-static int delivered(struct pg_conn *c, void *ctx)
+int pg_delivered(struct pg_conn *c, void *ctx)
 {
-	const struct delivered *d = ctx;
+	const struct pg_delivered *d = ctx;
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, d->user_id);
@@ -371,17 +365,19 @@ static int delivered(struct pg_conn *c, void *ctx)
 	return found;
 }
 
-int pg_body_deliver(struct store_body *b, struct store_user *user,
-		    const char *mailbox, const char *prefix, size_t prefix_len,
-		    const struct store_append_params *params, uint32_t *uid_r,
-		    uint32_t *uidvalidity_r, struct store_error *err)
+int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
+		  const char *prefix, size_t prefix_len,
+		  const struct store_append_params *params,
+		  const struct store_account_limits *limits,
+		  struct pg_delivered *d_r, uint32_t *uidvalidity_r,
+		  struct store_error *err)
 {
+	struct store_user *user = tx->user;
+	memset(d_r, 0, sizeof(*d_r));
+	d_r->user_id = user->id;
 	if (!b->finished || b->failed)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message was not stored");
-	struct store_account_limits limits;
-	if (limits_get(user, &limits, err) < 0)
-		return -1;
 	/* this copy's analysis: the body's, seen behind the prefix */
 	struct mail_result an = b->an;
 	struct buf parts, hdr;
@@ -405,23 +401,16 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 						  params->keyword_count) : NULL;
 	time_t idate = params != NULL && params->internaldate != 0
 			       ? params->internaldate : now;
-	struct pg_tx tx;
-	if (pg_wbegin(user, &tx, err) < 0) {
-		free(kw);
-		buf_free(&parts);
-		buf_free(&hdr);
-		return -1;
-	}
 	struct pg_mbox mb;
-	int ret = pg_mbox_need(user, tx.c, mailbox, 0, &mb, err);
-	if (ret == 0 && over_quota(&tx, &limits, size, 1))
+	int ret = pg_mbox_need(user, tx->c, mailbox, 0, &mb, err);
+	if (ret == 0 && over_quota(tx, limits, size, 1))
 		ret = store_set_error(err, STORE_ERR_QUOTA, "Quota exceeded");
 	if (ret == 0 && mb.uidnext == UINT32_MAX)
 		ret = store_set_error(err, STORE_ERR_LIMIT,
 				      "Mailbox is out of UIDs");
 	int64_t blob = 0;
 	if (ret == 0)
-		ret = pg_blob_claim(&tx, b->sha_hex, err);
+		ret = pg_blob_claim(tx, b->sha_hex, err);
 	if (ret == 0) {
 		struct pg_params p;
 		pg_p_init(&p);
@@ -441,7 +430,7 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 		p_text(&p, an.sort_display_from);
 		p_text(&p, an.sort_display_to);
 		pg_p_int(&p, (int64_t)an.sent_date);
-		PGresult *r = pg_exec(tx.c, "INSERT INTO blob (user_id, sha256,"
+		PGresult *r = pg_exec(tx->c, "INSERT INTO blob (user_id, sha256,"
 				      " body_size, prefix, envelope, bodystructure,"
 				      " body, parts, preview, sort_subject, sort_from,"
 				      " sort_to, sort_cc, sort_display_from,"
@@ -465,15 +454,15 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 		p_text(&p, an.references);
 		pg_p_bin(&p, an.header_text, an.header_text_len);
 		pg_p_bin(&p, an.body_text, an.body_text_len);
-		ret = pg_run(tx.c, "UPDATE blob SET message_id = $3,"
+		ret = pg_run(tx->c, "UPDATE blob SET message_id = $3,"
 			     " in_reply_to = $4, refs = $5, header_text = $6,"
 			     " body_text = $7 WHERE user_id = $1 AND id = $2",
 			     &p, err);
 	}
 	if (ret == 0)
-		ret = thread_assign(&tx, &an, blob, err);
+		ret = thread_assign(tx, &an, blob, err);
 	if (ret == 0) {
-		uint64_t modseq = pg_tx_modseq(&tx);
+		uint64_t modseq = pg_tx_modseq(tx);
 		struct pg_params p;
 		pg_p_init(&p);
 		pg_p_int(&p, user->id);
@@ -486,31 +475,56 @@ int pg_body_deliver(struct store_body *b, struct store_user *user,
 		pg_p_int(&p, (int64_t)size);
 		pg_p_int(&p, (int64_t)idate);
 		pg_p_int(&p, (int64_t)now);
-		ret = pg_run(tx.c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
+		ret = pg_run(tx->c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
 			     " flags, keywords, modseq, size, internaldate,"
 			     " savedate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
 			     " $9, $10)", &p, err);
 	}
 	if (ret == 0)
-		ret = keywords_register(&tx, mb.id, kw, err);
+		ret = keywords_register(tx, mb.id, kw, err);
 	if (ret == 0)
-		ret = pg_mbox_touch(&tx, mb.id, mb.uidnext + 1, err);
+		ret = pg_mbox_touch(tx, mb.id, mb.uidnext + 1, err);
 	if (ret == 0) {
-		tx.bytes += (int64_t)size;
-		tx.messages++;
-		tx.usage_dirty = true;
-		pg_tx_change(&tx, mb.id, STORE_CHANGE_APPEND);
+		tx->bytes += (int64_t)size;
+		tx->messages++;
+		tx->usage_dirty = true;
+		pg_tx_change(tx, mb.id, STORE_CHANGE_APPEND);
+		d_r->mailbox = mb.id;
+		d_r->uid = mb.uidnext;
+		d_r->blob = blob;
+		if (uidvalidity_r != NULL)
+			*uidvalidity_r = mb.uidvalidity;
 	}
 	free(kw);
 	buf_free(&parts);
 	buf_free(&hdr);
-	struct delivered d = {user->id, mb.id, mb.uidnext, blob};
-	if (pg_wend_resolve(&tx, ret, delivered, &d, err) < 0)
+	return ret;
+}
+
+int pg_body_deliver(struct store_body *b, struct store_user *user,
+		    const char *mailbox, const char *prefix, size_t prefix_len,
+		    const struct store_append_params *params, uint32_t *uid_r,
+		    uint32_t *uidvalidity_r, struct store_error *err)
+{
+	if (!b->finished || b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	struct store_account_limits limits;
+	if (pg_limits_get(user, &limits, err) < 0)
+		return -1;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_delivered d;
+	uint32_t uidvalidity = 0;
+	int ret = pg_deliver_tx(&tx, b, mailbox, prefix, prefix_len, params,
+				&limits, &d, &uidvalidity, err);
+	if (pg_wend_resolve(&tx, ret, pg_delivered, &d, err) < 0)
 		return -1;
 	if (uid_r != NULL)
-		*uid_r = mb.uidnext;
+		*uid_r = d.uid;
 	if (uidvalidity_r != NULL)
-		*uidvalidity_r = mb.uidvalidity;
+		*uidvalidity_r = uidvalidity;
 	return 0;
 }
 
@@ -833,7 +847,7 @@ static int rows_get(struct pg_tx *tx, uint32_t mailbox,
 	return 0;
 }
 
-static void uid_array(struct buf *out, const uint32_t *uids, size_t n)
+void pg_uid_array(struct buf *out, const uint32_t *uids, size_t n)
 {
 	buf_init(out, 0);
 	buf_append_char(out, '{');
@@ -849,7 +863,7 @@ int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
 	if (n == 0)
 		return 0;
 	struct buf arr;
-	uid_array(&arr, uids, n);
+	pg_uid_array(&arr, uids, n);
 	uint64_t modseq = pg_tx_modseq(tx);
 	struct pg_params p;
 	pg_p_init(&p);
@@ -1042,7 +1056,7 @@ int pg_copy(struct store_user *user, const char *src,
 {
 	struct store_account_limits limits;
 	memset(&limits, 0, sizeof(limits));
-	if (!move && limits_get(user, &limits, err) < 0)
+	if (!move && pg_limits_get(user, &limits, err) < 0)
 		return -1;
 	struct pg_tx tx;
 	if (pg_wbegin(user, &tx, err) < 0)
@@ -1070,6 +1084,9 @@ int pg_copy(struct store_user *user, const char *src,
 		su[i] = rows[i].uid;
 	if (ret == 0)
 		ret = copy_rows(&tx, &md, rows, n, time(NULL), du, err);
+	/* MOVE keeps readers' own \Seen (before the sources go) */
+	if (ret == 0 && move)
+		ret = pg_seen_move(&tx, ms.id, su, md.id, du, n, err);
 	if (ret == 0 && move)
 		ret = pg_expunge_uids(&tx, ms.id, su, n, true, err);
 	rows_free(rows, n);
@@ -1226,6 +1243,18 @@ int pg_view_delta(struct store_user *user, uint32_t mailbox_id, uint64_t since,
 		  void (*changed)(void *ctx, const struct store_msg *msg),
 		  void *ctx, struct store_error *err)
 {
+	return pg_view_delta_as(user, mailbox_id, 0, since, info_r, expunged_r,
+				expunged_count_r, complete_r, changed, ctx,
+				err);
+}
+
+int pg_view_delta_as(struct store_user *user, uint32_t mailbox_id,
+		     int64_t viewer, uint64_t since,
+		     struct store_mailbox_info *info_r, uint32_t **expunged_r,
+		     size_t *expunged_count_r, bool *complete_r,
+		     void (*changed)(void *ctx, const struct store_msg *msg),
+		     void *ctx, struct store_error *err)
+{
 	*expunged_r = NULL;
 	*expunged_count_r = 0;
 	*complete_r = true;
@@ -1236,6 +1265,11 @@ int pg_view_delta(struct store_user *user, uint32_t mailbox_id, uint64_t since,
 	int ret = pg_mbox_need(user, c, NULL, mailbox_id, &mb, err);
 	if (ret == 0)
 		ret = pg_mbox_info(user, c, mb.id, info_r, false, err);
+	if (ret == 0 && viewer > 0 &&
+	    pg_seen_info_in(user, c, mb.id, viewer, info_r, err) < 0) {
+		store_mailbox_info_free(info_r);
+		ret = -1;
+	}
 	if (ret < 0 || since >= info_r->highestmodseq) {
 		pg_rend(user, c);
 		return ret;
@@ -1249,10 +1283,29 @@ int pg_view_delta(struct store_user *user, uint32_t mailbox_id, uint64_t since,
 		pg_p_int(&p, user->id);
 		pg_p_int(&p, mb.id);
 		pg_p_int(&p, (int64_t)since);
-		r = pg_exec(c, "SELECT uid, modseq, flags, keywords, size,"
-			    " internaldate, savedate, blob FROM msg"
-			    " WHERE user_id = $1 AND mailbox = $2 AND modseq > $3"
-			    " ORDER BY uid", &p, err);
+		if (viewer > 0) {
+			/* the viewer's own \Seen, and its changes */
+			pg_p_int(&p, viewer);
+			r = pg_exec(c, "SELECT m.uid, greatest(m.modseq,"
+				    " coalesce(p.modseq, 0)), (m.flags & ~1) |"
+				    " CASE WHEN p.seen THEN 1 ELSE 0 END,"
+				    " m.keywords, m.size, m.internaldate,"
+				    " m.savedate, m.blob FROM msg m LEFT JOIN"
+				    " seen_pvt p ON p.user_id = m.user_id AND"
+				    " p.mailbox = m.mailbox AND p.uid = m.uid AND"
+				    " p.viewer = $4 WHERE m.user_id = $1 AND"
+				    " m.mailbox = $2 AND m.uid IN (SELECT uid"
+				    " FROM msg WHERE user_id = $1 AND mailbox = $2"
+				    " AND modseq > $3 UNION SELECT uid FROM"
+				    " seen_pvt WHERE user_id = $1 AND viewer = $4"
+				    " AND mailbox = $2 AND modseq > $3)"
+				    " ORDER BY m.uid", &p, err);
+		} else {
+			r = pg_exec(c, "SELECT uid, modseq, flags, keywords,"
+				    " size, internaldate, savedate, blob FROM msg"
+				    " WHERE user_id = $1 AND mailbox = $2 AND"
+				    " modseq > $3 ORDER BY uid", &p, err);
+		}
 		if (r == NULL)
 			ret = -1;
 	}
@@ -1495,7 +1548,7 @@ int pg_pop3_hide(struct store_user *user, const uint32_t *uids, size_t count,
 	if (pg_wbegin(user, &tx, err) < 0)
 		return -1;
 	struct buf arr;
-	uid_array(&arr, uids, count);
+	pg_uid_array(&arr, uids, count);
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
@@ -1609,7 +1662,7 @@ static int expire_pop3(struct pg_tx *tx,
 		/* nothing, or the error is set */
 	} else if (mode == STORE_POP3_HIDE) {
 		struct buf arr;
-		uid_array(&arr, uids, w);
+		pg_uid_array(&arr, uids, w);
 		struct pg_params p;
 		pg_p_init(&p);
 		pg_p_int(&p, tx->user->id);

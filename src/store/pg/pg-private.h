@@ -28,7 +28,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 
 struct s3;
 
@@ -217,6 +217,26 @@ int pg_body_deliver(struct store_body *body, struct store_user *user,
 		    const struct store_append_params *params, uint32_t *uid_r,
 		    uint32_t *uidvalidity_r, struct store_error *err);
 void pg_body_unref(struct store_body *body);
+/* The account's limits ([store] limits callback): 0, or -1 TEMP. */
+int pg_limits_get(struct store_user *user,
+		  struct store_account_limits *limits, struct store_error *err);
+/* What identifies one delivered copy (a lost COMMIT's answer: is its
+ * row there?); pg_delivered is the pg_committed_fn that looks. */
+struct pg_delivered {
+	int64_t user_id;
+	uint32_t mailbox, uid;
+	int64_t blob;
+};
+int pg_delivered(struct pg_conn *c, void *ctx);
+/* One copy of a finished body into mailbox inside tx: quota against
+ * limits, the UID, the blob and msg rows (body_deliver, Sieve's
+ * delivery, JMAP's Email/set create). */
+int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
+		  const char *prefix, size_t prefix_len,
+		  const struct store_append_params *params,
+		  const struct store_account_limits *limits,
+		  struct pg_delivered *d_r, uint32_t *uidvalidity_r,
+		  struct store_error *err);
 int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err);
 void pg_blob_close(struct store_blob *blob);
@@ -242,6 +262,8 @@ int pg_expunge(struct store_user *user, const char *mailbox,
 	       const struct store_uid_range *ranges, size_t range_count,
 	       bool force, uint32_t **uids_r, size_t *count_r,
 	       struct store_error *err);
+/* uids as a bigint[] literal ("{1,2,3}") in out (initialised here). */
+void pg_uid_array(struct buf *out, const uint32_t *uids, size_t n);
 /* Removes the rows (and blob rows no copy names any more) of uids in
  * mailbox, logging them in the expunge log when log is true. */
 int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
@@ -255,6 +277,13 @@ int pg_view_delta(struct store_user *user, uint32_t mailbox_id, uint64_t since,
 		  size_t *expunged_count_r, bool *complete_r,
 		  void (*changed)(void *ctx, const struct store_msg *msg),
 		  void *ctx, struct store_error *err);
+/* pg_view_delta as viewer (> 0) sees it: its own \Seen (pg-seen.c). */
+int pg_view_delta_as(struct store_user *user, uint32_t mailbox_id,
+		     int64_t viewer, uint64_t since,
+		     struct store_mailbox_info *info_r, uint32_t **expunged_r,
+		     size_t *expunged_count_r, bool *complete_r,
+		     void (*changed)(void *ctx, const struct store_msg *msg),
+		     void *ctx, struct store_error *err);
 int pg_first_unseen(struct store_user *user, uint32_t mailbox_id,
 		    uint32_t *uid_r, struct store_error *err);
 int pg_changed_since(struct store_user *user, const char *mailbox,

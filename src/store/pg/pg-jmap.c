@@ -1,0 +1,311 @@
+/*
+ * JMAP in the PostgreSQL backend (store.h "JMAP"; sqlite/sq-jmap.c is the
+ * reference): stored objects (Identity, EmailSubmission,
+ * VacationResponse, PushSubscription, settings; Sieve's ids are kept by
+ * pg-sieve.c) in table jobject, their tombstones in jgone (schema step 3).
+ * An id is never reused: a new one is above every live and destroyed id
+ * of its kind.
+ *
+ * States: a stored kind's is the highest modseq of its rows and
+ * tombstones (never below the horizon of pruned tombstones, never above
+ * the account's counter). Mailbox, Email and Thread have no change log
+ * here yet: their state is the account's counter (it moves with any
+ * change) and /changes from any other state says cannotCalculateChanges,
+ * which JMAP clients answer with a full resync.
+ */
+#include "pg-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pg-rows.h"
+
+int pg_jobject_list(struct store_user *user, enum store_jmap_kind kind,
+		    struct store_jobject **list_r, size_t *count_r,
+		    struct store_error *err)
+{
+	*list_r = NULL;
+	*count_r = 0;
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, kind);
+	PGresult *r = pg_exec(c, "SELECT id, modseq, data FROM jobject"
+			      " WHERE user_id = $1 AND kind = $2 ORDER BY id",
+			      &p, err);
+	pg_conn_put(user->store, c);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r);
+	struct store_jobject *list = xcalloc(n ? (size_t)n : 1, sizeof(*list));
+	for (int i = 0; i < n; i++) {
+		list[i].id = pg_int(r, i, 0);
+		list[i].modseq.modseq = (uint64_t)pg_int(r, i, 1);
+		list[i].modseq.id = 0;
+		list[i].data = pg_strdup(r, i, 2);
+	}
+	PQclear(r);
+	*list_r = list;
+	*count_r = (size_t)n;
+	return 0;
+}
+
+/* data NULL: delete. *id 0: a new object (its id returned there). */
+static int jobject_tx(struct pg_tx *tx, enum store_jmap_kind kind,
+		      int64_t *id, const char *data, struct store_error *err)
+{
+	uint64_t modseq = pg_tx_modseq(tx);
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, kind);
+	pg_p_int(&p, *id);
+	pg_p_int(&p, (int64_t)modseq);
+	PGresult *r;
+	if (data == NULL) {
+		pg_p_int(&p, (int64_t)time(NULL));
+		r = pg_exec(tx->c, "WITH gone AS (DELETE FROM jobject WHERE"
+			    " user_id = $1 AND kind = $2 AND id = $3"
+			    " RETURNING created) INSERT INTO jgone (user_id,"
+			    " kind, id, oid, created, modseq, at) SELECT $1, $2,"
+			    " $3, NULL, created, $4, $5 FROM gone"
+			    " ON CONFLICT (user_id, kind, id) DO UPDATE SET"
+			    " created = excluded.created, modseq ="
+			    " excluded.modseq, at = excluded.at RETURNING id",
+			    &p, err);
+		if (r == NULL)
+			return -1;
+		int found = PQntuples(r);
+		PQclear(r);
+		if (found == 0)
+			return store_set_error(err, STORE_ERR_NOTFOUND,
+					       "No such object");
+	} else if (*id == 0) {
+		pg_p_str(&p, data);
+		r = pg_exec(tx->c, "INSERT INTO jobject (user_id, kind, id,"
+			    " created, modseq, data) SELECT $1, $2,"
+			    " greatest(coalesce((SELECT max(id) FROM jobject"
+			    " WHERE user_id = $1 AND kind = $2), 0),"
+			    " coalesce((SELECT max(id) FROM jgone WHERE"
+			    " user_id = $1 AND kind = $2), 0), $3) + 1, $4, $4, $5"
+			    " RETURNING id", &p, err);
+		if (r == NULL)
+			return -1;
+		*id = pg_int(r, 0, 0);
+		PQclear(r);
+	} else {
+		pg_p_str(&p, data);
+		if (pg_run(tx->c, "INSERT INTO jobject (user_id, kind, id,"
+			   " created, modseq, data) VALUES ($1, $2, $3, $4, $4, $5)"
+			   " ON CONFLICT (user_id, kind, id) DO UPDATE SET"
+			   " modseq = $4, data = $5", &p, err) < 0)
+			return -1;
+	}
+	pg_tx_change(tx, 0, STORE_CHANGE_OBJECTS);
+	return 0;
+}
+
+int pg_jobject_put(struct store_user *user, enum store_jmap_kind kind,
+		   int64_t id, const char *data, int64_t *id_r,
+		   struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	int ret = jobject_tx(&tx, kind, &id, data, err);
+	if (pg_wend(&tx, ret, err) < 0)
+		return -1;
+	if (id_r != NULL)
+		*id_r = id;
+	return 0;
+}
+
+int pg_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
+		      int64_t id, struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, jobject_tx(&tx, kind, &id, NULL, err), err);
+}
+
+/* ---- states and changes ---------------------------------------------- */
+
+static bool kind_stored(int kind)
+{
+	return kind != STORE_JMAP_MAILBOX && kind != STORE_JMAP_EMAIL &&
+	       kind != STORE_JMAP_THREAD;
+}
+
+/* In c's snapshot: every kind's state, and the horizon. */
+static int states_in(struct store_user *user, struct pg_conn *c,
+		     struct store_jmap_cursor *states, uint64_t *horizon_r,
+		     struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, STORE_JMAP_KINDS - 1);
+	PGresult *r = pg_exec(c, "SELECT a.modseq, a.jmap_horizon, k.kind,"
+			      " greatest((SELECT max(modseq) FROM jobject o WHERE"
+			      " o.user_id = $1 AND o.kind = k.kind), (SELECT"
+			      " max(modseq) FROM jgone g WHERE g.user_id = $1 AND"
+			      " g.kind = k.kind)) FROM account a,"
+			      " generate_series(0, $2::integer) k(kind) WHERE a.user_id = $1",
+			      &p, err);
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return store_set_error(err, STORE_ERR_NOTFOUND,
+				       "No mail stored for this user");
+	}
+	int64_t account = pg_int(r, 0, 0), horizon = pg_int(r, 0, 1);
+	for (int i = 0; i < PQntuples(r); i++) {
+		int k = (int)pg_int(r, i, 2);
+		if (k < 0 || k >= STORE_JMAP_KINDS)
+			continue;
+		int64_t v = kind_stored(k) ? pg_int(r, i, 3) : account;
+		if (v < horizon)
+			v = horizon;
+		if (v > account)
+			v = account;
+		states[k].modseq = (uint64_t)v;
+		states[k].id = 0;
+		states[k].scope = 0;
+	}
+	PQclear(r);
+	if (horizon_r != NULL)
+		*horizon_r = (uint64_t)horizon;
+	return 0;
+}
+
+int pg_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
+		   struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	int ret = states_in(user, c, states, NULL, err);
+	pg_rend(user, c);
+	return ret;
+}
+
+static void change_push(struct store_jmap_change **v, size_t *n, int64_t id,
+			const char *oid)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[*n].id = id;
+	snprintf((*v)[*n].objectid, sizeof((*v)[*n].objectid), "%s",
+		 oid != NULL ? oid : "");
+	(*n)++;
+}
+
+int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
+		    const struct store_jmap_cursor *since, size_t max,
+		    struct store_jmap_changes *r, struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct store_jmap_cursor states[STORE_JMAP_KINDS];
+	memset(states, 0, sizeof(states));
+	uint64_t horizon = 0;
+	int ret = states_in(user, c, states, &horizon, err);
+	PGresult *res = NULL;
+	if (ret < 0)
+		goto out;
+	uint64_t upto = states[kind].modseq;
+	if (!kind_stored((int)kind)) {
+		/* no log: only "nothing changed" can be told */
+		if (since->modseq == upto && since->id == 0)
+			r->new_state = states[kind];
+		else
+			r->too_old = true;
+		goto out;
+	}
+	if (since->modseq < horizon) {
+		r->too_old = true;
+		goto out;
+	}
+	/* (modseq, id) > since, and no later than the state; live rows and
+	 * tombstones in one list, in that order */
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, kind);
+	pg_p_int(&p, (int64_t)since->modseq);
+	pg_p_int(&p, since->id != 0 ? since->id : INT64_MAX);
+	pg_p_int(&p, (int64_t)upto);
+	pg_p_int(&p, max > 0 ? (int64_t)max + 1 : INT64_MAX);
+	res = pg_exec(c, "SELECT id, created, modseq, live, oid FROM"
+		      " (SELECT id, created, modseq, true AS live, NULL AS oid"
+		      " FROM jobject WHERE user_id = $1 AND kind = $2"
+		      " UNION ALL SELECT id, created, modseq, false, oid"
+		      " FROM jgone WHERE user_id = $1 AND kind = $2) x"
+		      " WHERE (modseq, id) > ($3, $4) AND modseq <= $5"
+		      " ORDER BY modseq, id LIMIT $6", &p, err);
+	if (res == NULL) {
+		ret = -1;
+		goto out;
+	}
+	size_t n = (size_t)PQntuples(res), take = n;
+	if (max > 0 && n > max) {
+		take = max;
+		r->more = true;
+	}
+	for (size_t i = 0; i < take; i++) {
+		int row = (int)i;
+		int64_t id = pg_int(res, row, 0);
+		uint64_t created = (uint64_t)pg_int(res, row, 1);
+		bool live = pg_bool(res, row, 3);
+		const char *oid = pg_val(res, row, 4, NULL);
+		bool created_after = created > since->modseq ||
+			(created == since->modseq && since->id != 0 &&
+			 id > since->id);
+		if (live && created_after)
+			change_push(&r->created, &r->created_count, id, oid);
+		else if (live)
+			change_push(&r->updated, &r->updated_count, id, oid);
+		else if (!created_after)
+			change_push(&r->destroyed, &r->destroyed_count, id, oid);
+	}
+	if (r->more) {
+		r->new_state.modseq = (uint64_t)pg_int(res, (int)take - 1, 2);
+		r->new_state.id = pg_int(res, (int)take - 1, 0);
+	} else {
+		r->new_state = states[kind];
+		if (r->new_state.modseq < since->modseq)
+			r->new_state = *since;
+	}
+out:
+	PQclear(res);
+	pg_rend(user, c);
+	if (ret < 0)
+		store_jmap_changes_free(r);
+	return ret;
+}
+
+/* Tombstones older than STORE_JMAP_LOG_DAYS go; the horizon rises past
+ * them (a state before it is too old). */
+int pg_jmap_prune(struct store_user *user, time_t now, struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, (int64_t)now - (int64_t)STORE_JMAP_LOG_DAYS * 86400);
+	int ret = pg_run(tx.c, "WITH gone AS (DELETE FROM jgone WHERE"
+			 " user_id = $1 AND at < $2 RETURNING modseq)"
+			 " UPDATE account SET jmap_horizon = greatest(jmap_horizon,"
+			 " (SELECT max(modseq) FROM gone)) WHERE user_id = $1"
+			 " AND EXISTS (SELECT 1 FROM gone)", &p, err);
+	return pg_wend(&tx, ret, err);
+}

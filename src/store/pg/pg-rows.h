@@ -1,0 +1,110 @@
+/*
+ * The PostgreSQL backend's rows beyond mail (schema step 3 in pg-db.c):
+ * Sieve (pg-sieve.c), JMAP (pg-jmap.c), ACLs (pg-acl.c), per-user \Seen
+ * (pg-seen.c). The vtable in
+ * pg-db.c points at these; sqlite/ is the reference for each.
+ */
+#ifndef LOFT_PG_ROWS_H
+#define LOFT_PG_ROWS_H
+
+#include "pg-private.h"
+
+/* ---- Sieve (pg-sieve.c) ---------------------------------------------- */
+
+int pg_sieve_list(struct store_user *user, struct store_sieve_script **list_r,
+		  size_t *count_r, struct store_error *err);
+int pg_sieve_get(struct store_user *user, const char *name, bool active_only,
+		 char **name_r, char **source_r, size_t *len_r, void **image_r,
+		 size_t *image_len_r, bool *active_r, struct store_error *err);
+int pg_sieve_put(struct store_user *user, const char *name, const char *source,
+		 size_t len, const void *image, size_t image_len,
+		 struct store_error *err);
+int pg_sieve_activate(struct store_user *user, const char *name,
+		      struct store_error *err);
+int pg_sieve_delete(struct store_user *user, const char *name,
+		    struct store_error *err);
+int pg_sieve_rename(struct store_user *user, const char *from, const char *to,
+		    struct store_error *err);
+int pg_sieve_ids(struct store_user *user, struct store_error *err);
+int pg_sieve_record_seen(struct store_user *user, const char *key, time_t now,
+			 bool *seen_r, struct store_error *err);
+int pg_sieve_deliver(struct store_user *user, struct store_sieve_copy *copies,
+		     size_t count, const struct store_sieve_record *records,
+		     size_t record_count, struct store_error *err);
+
+/* ---- JMAP (pg-jmap.c) ------------------------------------------------ */
+
+int pg_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
+		   struct store_error *err);
+int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
+		    const struct store_jmap_cursor *since, size_t max,
+		    struct store_jmap_changes *changes_r,
+		    struct store_error *err);
+int pg_jmap_prune(struct store_user *user, time_t now, struct store_error *err);
+
+int pg_jobject_list(struct store_user *user, enum store_jmap_kind kind,
+		    struct store_jobject **list_r, size_t *count_r,
+		    struct store_error *err);
+int pg_jobject_put(struct store_user *user, enum store_jmap_kind kind,
+		   int64_t id, const char *data, int64_t *id_r,
+		   struct store_error *err);
+int pg_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
+		      int64_t id, struct store_error *err);
+
+/* ---- ACLs (pg-acl.c) ------------------------------------------------- */
+
+int pg_acl_read(struct store_user *user, const char *mailbox, uint32_t *id_r,
+		struct store_acl_entry **entries_r, size_t *count_r,
+		struct store_error *err);
+int pg_acl_update(struct store_user *user, const char *mailbox,
+		  const struct store_acl_entry *entry, int mode,
+		  unsigned max_entries, struct store_error *err);
+int pg_acl_all(struct store_user *user, struct store_acl_row **rows_r,
+	       size_t *count_r, struct store_error *err);
+/* In tx: mailbox to's ACL becomes a copy of from's (INBOX renamed: its
+ * messages keep the ACL they had, RFC 4314). */
+int pg_acl_copy(struct pg_tx *tx, uint32_t from, uint32_t to,
+		struct store_error *err);
+
+/* ---- per-user \Seen (pg-seen.c) -------------------------------------- */
+
+int pg_seen_mode(struct store_user *user, const char *mailbox, int *mode_r,
+		 struct store_error *err);
+int pg_seen_set_mode(struct store_user *user, const char *mailbox, int mode,
+		     struct store_error *err);
+int pg_seen_info(struct store_user *user, uint32_t mailbox_id, int64_t viewer,
+		 struct store_mailbox_info *info, struct store_error *err);
+/* The same in c's snapshot. */
+int pg_seen_info_in(struct store_user *user, struct pg_conn *c,
+		    uint32_t mailbox_id, int64_t viewer,
+		    struct store_mailbox_info *info, struct store_error *err);
+int pg_seen_first_unseen(struct store_user *user, uint32_t mailbox_id,
+			 int64_t viewer, uint32_t *uid_r,
+			 struct store_error *err);
+int pg_seen_rows(struct store_user *user, const char *mailbox, int64_t viewer,
+		 const struct store_uid_range *ranges, size_t range_count,
+		 struct store_seen_row **rows_r, size_t *count_r,
+		 struct store_error *err);
+int pg_seen_changed_since(struct store_user *user, const char *mailbox,
+			  int64_t viewer, uint64_t modseq,
+			  const struct store_uid_range *ranges,
+			  size_t range_count, uint32_t **uids_r,
+			  size_t *count_r, struct store_error *err);
+int pg_seen_update(struct store_user *user, const char *mailbox,
+		   int64_t viewer, const struct store_uid_range *ranges,
+		   size_t range_count, struct store_seen_change *change,
+		   struct store_error *err);
+int pg_seen_view_delta(struct store_user *user, uint32_t mailbox_id,
+		       int64_t viewer, uint64_t since,
+		       struct store_mailbox_info *info_r,
+		       uint32_t **expunged_r, size_t *expunged_count_r,
+		       bool *complete_r,
+		       void (*changed)(void *ctx, const struct store_msg *msg),
+		       void *ctx, struct store_error *err);
+/* In a MOVE's transaction, before the sources go: the readers' rows of
+ * src_uids[i] in src become theirs of dst_uids[i] in dst. */
+int pg_seen_move(struct pg_tx *tx, uint32_t src, const uint32_t *src_uids,
+		 uint32_t dst, const uint32_t *dst_uids, size_t count,
+		 struct store_error *err);
+
+#endif
