@@ -3325,13 +3325,65 @@ static void test_pg_lost_commit(void)
 	atomic_store(&PGS(store)->test_cut_commit, 1);
 	CHECK_INT(append(u, "INBOX", m1, 0), 1);
 	CHECK(readable(u, "INBOX", 1, m1));
+	/* known not to have committed: run again (pg-retry.c), once */
 	atomic_store(&PGS(store)->test_cut_commit, 2);
-	CHECK_INT(append(u, "INBOX", m2, 0), 0);
-	struct store_mailbox_info info = status(u, "INBOX");
-	CHECK_INT(info.messages, 1);
-	CHECK_INT(info.uidnext, 2);
-	store_mailbox_info_free(&info);
 	CHECK_INT(append(u, "INBOX", m2, 0), 2);
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 2);
+	CHECK_INT(info.uidnext, 3);
+	store_mailbox_info_free(&info);
+	CHECK(readable(u, "INBOX", 2, m2));
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* A connection lost in the middle of a transaction: the call runs again
+ * on a fresh one and succeeds, its effect there once; lost every time,
+ * it gives up after postgres_timeout with a temporary error and changes
+ * nothing. */
+static void test_pg_retry(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 63);
+	struct store_error err;
+	const char *m = "Subject: r\r\n\r\ncut in the middle\r\n";
+	/* the first statement after the account's row lock */
+	atomic_store(&PGS(store)->test_cut_statement, 2);
+	CHECK_INT(append(u, "INBOX", m, 0), 1);
+	CHECK_INT(atomic_load(&PGS(store)->test_cut_statement), 0);
+	CHECK(readable(u, "INBOX", 1, m));
+	struct store_uid_range one = {1, 1};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_FLAGGED};
+	uint32_t *changed;
+	size_t nc;
+	atomic_store(&PGS(store)->test_cut_statement, 3);
+	CHECK_INT(store_flags_update(u, "INBOX", &one, 1, &ch, &changed, &nc,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(nc, 1);
+	free(changed);
+	/* it was done, once: nothing left to change */
+	CHECK_INT(store_flags_update(u, "INBOX", &one, 1, &ch, &changed, &nc,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(nc, 0);
+	free(changed);
+	CHECK_INT(store_mailbox_create(u, "Cut", 0, &err), 0);
+	/* never gets through: TEMP after postgres_timeout (1 s here) */
+	unsigned timeout = PGS(store)->timeout;
+	PGS(store)->timeout = 1;
+	atomic_store(&PGS(store)->test_cut_statement, -1);
+	time_t t0 = time(NULL);
+	CHECK_INT(store_mailbox_create(u, "Never", 0, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	CHECK(time(NULL) - t0 <= 3);
+	atomic_store(&PGS(store)->test_cut_statement, 0);
+	PGS(store)->timeout = timeout;
+	struct store_mailbox_info info;
+	CHECK_INT(store_mailbox_status(u, "Never", &info, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, 1);
+	store_mailbox_info_free(&info);
 	store_user_unref(&u);
 	teardown(&store);
 }
@@ -3503,6 +3555,7 @@ static const struct test_case pg_cases[] = {
 	{"s3_sign", test_s3_sign},
 	{"pg_lost_commit", test_pg_lost_commit},
 	{"pg_reconnect", test_pg_reconnect},
+	{"pg_retry", test_pg_retry},
 	{NULL, NULL},
 };
 

@@ -106,6 +106,15 @@ static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
 		msg = PQerrorMessage(c->db);
 	if (PQstatus(c->db) != CONNECTION_OK)
 		c->broken = true;
+	/* the call may run again (pg-retry.c) when its transaction cannot
+	 * have committed: lost before its COMMIT (class 08, the server
+	 * shutting down), a serialization failure or a deadlock */
+	pg_retry_mark(strcmp(what, "COMMIT") != 0 &&
+		      (c->broken || (state != NULL &&
+				     (strncmp(state, "08", 2) == 0 ||
+				      strcmp(state, "40001") == 0 ||
+				      strcmp(state, "40P01") == 0 ||
+				      strncmp(state, "57P0", 4) == 0))));
 	if (state != NULL && strcmp(state, "23505") == 0)
 		return store_set_error(err, STORE_ERR_EXISTS, "Already exists");
 	log_error("store", NULL, "postgres %s: %s", what, msg);
@@ -152,6 +161,7 @@ struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 	}
 	struct pg_conn *c = xcalloc(1, sizeof(*c));
 	c->db = db;
+	c->store = store;
 	return c;
 }
 
@@ -289,6 +299,12 @@ PGresult *pg_exec(struct pg_conn *c, const char *sql,
 	static const struct pg_params none;
 	if (p == NULL)
 		p = &none;
+	if (c->in_tx && c->store != NULL) {
+		_Atomic int *cut = &PGS(c->store)->test_cut_statement;
+		int n = atomic_load(cut);
+		if (n < 0 || (n > 0 && atomic_fetch_sub(cut, 1) == 1))
+			shutdown(PQsocket(c->db), SHUT_RDWR);
+	}
 	PGresult *r = PQexecPrepared(c->db, name, p->n, p->v, p->len, p->fmt, 1);
 	ExecStatusType st = PQresultStatus(r);
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -865,6 +881,8 @@ int pg_wend_resolve(struct pg_tx *tx, int ret, pg_committed_fn *committed,
 				 ? "it did not commit" : "cannot tell");
 			if (found == 1)
 				ret = 0;
+			/* it did not happen: the call may run again */
+			pg_retry_mark(found == 0);
 			if (c == NULL) {
 				free(tx->changes);
 				tx->changes = NULL;
@@ -1332,13 +1350,13 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.user_delete = pg_user_delete,
 	.usage = pg_usage,
 	.disk = pg_disk,
-	.mailbox_list = pg_mailbox_list,
+	.mailbox_list = pg_r_mailbox_list,
 	.subscriptions = pg_subscriptions,
-	.mailbox_status = pg_mailbox_status,
-	.mailbox_create = pg_mailbox_create,
-	.mailbox_delete = pg_mailbox_delete,
-	.mailbox_rename = pg_mailbox_rename,
-	.mailbox_subscribe = pg_mailbox_subscribe,
+	.mailbox_status = pg_r_mailbox_status,
+	.mailbox_create = pg_r_mailbox_create,
+	.mailbox_delete = pg_r_mailbox_delete,
+	.mailbox_rename = pg_r_mailbox_rename,
+	.mailbox_subscribe = pg_r_mailbox_subscribe,
 	.mailbox_find_special = pg_mailbox_find_special,
 	.mailbox_keywords = pg_mailbox_keywords,
 	.body_create = pg_body_create,
@@ -1346,23 +1364,23 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.body_size = pg_body_size,
 	.body_set_binary = pg_body_set_binary,
 	.body_finish = pg_body_finish,
-	.body_deliver = pg_body_deliver,
+	.body_deliver = pg_r_body_deliver,
 	.body_unref = pg_body_unref,
-	.blob_open = pg_blob_open,
+	.blob_open = pg_r_blob_open,
 	.blob_close = pg_blob_close,
-	.fetch_begin = pg_fetch_begin,
+	.fetch_begin = pg_r_fetch_begin,
 	.fetch_next = pg_fetch_next,
 	.fetch_end = pg_fetch_end,
-	.flags_update = pg_flags_update,
-	.copy = pg_copy,
-	.expunge = pg_expunge,
-	.view_load = pg_view_load,
-	.view_delta = pg_view_delta,
+	.flags_update = pg_r_flags_update,
+	.copy = pg_r_copy,
+	.expunge = pg_r_expunge,
+	.view_load = pg_r_view_load,
+	.view_delta = pg_r_view_delta,
 	.first_unseen = pg_first_unseen,
 	.recent_claim = pg_recent_claim,
-	.changed_since = pg_changed_since,
-	.expunged_since = pg_expunged_since,
-	.search_text = pg_search_text,
+	.changed_since = pg_r_changed_since,
+	.expunged_since = pg_r_expunged_since,
+	.search_text = pg_r_search_text,
 	.pop3_retrieved = pg_pop3_retrieved,
 	.pop3_hide = pg_pop3_hide,
 	.mailbox_roles_ensure = pg_mailbox_roles_ensure,
@@ -1394,7 +1412,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.upload_open = pg_upload_open,
 	.upload_touch = pg_upload_touch,
 	.jobject_list = pg_jobject_list,
-	.jobject_put = pg_jobject_put,
+	.jobject_put = pg_r_jobject_put,
 	.import_mailbox = pg_import_mailbox,
 	.import_append = pg_import_append,
 	.import_marks = pg_import_marks,
@@ -1408,15 +1426,15 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.jobject_delete = pg_jobject_delete,
 	.sieve_list = pg_sieve_list,
 	.sieve_get = pg_sieve_get,
-	.sieve_put = pg_sieve_put,
+	.sieve_put = pg_r_sieve_put,
 	.sieve_activate = pg_sieve_activate,
 	.sieve_delete = pg_sieve_delete,
 	.sieve_rename = pg_sieve_rename,
 	.sieve_ids = pg_sieve_ids,
 	.sieve_record_seen = pg_sieve_record_seen,
-	.sieve_deliver = pg_sieve_deliver,
+	.sieve_deliver = pg_r_sieve_deliver,
 	.acl_read = pg_acl_read,
-	.acl_update = pg_acl_update,
+	.acl_update = pg_r_acl_update,
 	.acl_all = pg_acl_all,
 	.end_sessions = pg_end_sessions,
 	.blobs_collect = pg_blobs_collect,
@@ -1428,7 +1446,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.seen_first_unseen = pg_seen_first_unseen,
 	.seen_rows = pg_seen_rows,
 	.seen_changed_since = pg_seen_changed_since,
-	.seen_update = pg_seen_update,
+	.seen_update = pg_r_seen_update,
 	.seen_view_delta = pg_seen_view_delta,
 };
 

@@ -34,6 +34,7 @@ struct s3;
 
 struct pg_conn {
 	PGconn *db;
+	struct store *store;    /* its test hooks */
 	/* statements prepared on this connection: the sql pointers */
 	const char **prepared;
 	size_t prepared_count, prepared_cap;
@@ -72,6 +73,9 @@ struct pg_store {
 	/* tests: the next write transaction's connection is cut after its
 	 * COMMIT is sent (1) or before (2) */
 	_Atomic int test_cut_commit;
+	/* tests: in a transaction, the connection is cut before the
+	 * statement this counts down to (1: the next one; -1: every one) */
+	_Atomic int test_cut_statement;
 };
 #define PGS(store) ((struct pg_store *)(store)->be)
 

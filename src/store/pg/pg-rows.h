@@ -107,4 +107,93 @@ int pg_seen_move(struct pg_tx *tx, uint32_t src, const uint32_t *src_uids,
 		 uint32_t dst, const uint32_t *dst_uids, size_t count,
 		 struct store_error *err);
 
+/* ---- retry after a transaction lost before its COMMIT (pg-retry.c) ---- */
+
+/* conn_error's verdict on the calling thread's last failure: whether the
+ * call may run again (its transaction did not commit). */
+void pg_retry_mark(bool ok);
+/* The vtable's entries for these calls: pg_<name> run again within
+ * postgres_timeout while its failure is retryable. */
+int pg_r_mailbox_list(struct store_user *user,
+		      struct store_mailbox_info **list_r, size_t *count_r,
+		      struct store_error *err);
+int pg_r_mailbox_status(struct store_user *user, const char *name, uint32_t id,
+			struct store_mailbox_info *info_r,
+			struct store_error *err);
+int pg_r_mailbox_create(struct store_user *user, const char *name,
+			unsigned special_use, struct store_error *err);
+int pg_r_mailbox_delete(struct store_user *user, const char *name,
+			struct store_error *err);
+int pg_r_mailbox_rename(struct store_user *user, const char *from,
+			const char *to, struct store_error *err);
+int pg_r_mailbox_subscribe(struct store_user *user, const char *name,
+			   bool subscribe, struct store_error *err);
+int pg_r_body_deliver(struct store_body *body, struct store_user *user,
+		      const char *mailbox, const char *prefix,
+		      size_t prefix_len,
+		      const struct store_append_params *params,
+		      uint32_t *uid_r, uint32_t *uidvalidity_r,
+		      struct store_error *err);
+int pg_r_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
+		   struct store_blob *blob_r, struct store_error *err);
+int pg_r_fetch_begin(struct store_user *user, const char *mailbox,
+		     const struct store_uid_range *ranges, size_t range_count,
+		     unsigned fields, uint64_t changedsince,
+		     struct store_fetch **fetch_r, struct store_error *err);
+int pg_r_flags_update(struct store_user *user, const char *mailbox,
+		      const struct store_uid_range *ranges, size_t range_count,
+		      const struct store_flag_change *change,
+		      uint32_t **changed_r, size_t *changed_count_r,
+		      uint32_t **modified_r, size_t *modified_count_r,
+		      struct store_error *err);
+int pg_r_copy(struct store_user *user, const char *src,
+	      const struct store_uid_range *ranges, size_t range_count,
+	      const char *dst, bool move, uint32_t *dst_uidvalidity_r,
+	      uint32_t **src_uids_r, uint32_t **dst_uids_r, size_t *count_r,
+	      struct store_error *err);
+int pg_r_expunge(struct store_user *user, const char *mailbox,
+		 const struct store_uid_range *ranges, size_t range_count,
+		 bool force, uint32_t **uids_r, size_t *count_r,
+		 struct store_error *err);
+int pg_r_view_load(struct store_user *user, const char *mailbox,
+		   uint32_t mailbox_id, struct store_mailbox_info *info_r,
+		   uint32_t **uids_r, size_t *count_r, struct store_error *err);
+int pg_r_changed_since(struct store_user *user, const char *mailbox,
+		       uint64_t modseq, const struct store_uid_range *ranges,
+		       size_t range_count, uint32_t **uids_r, size_t *count_r,
+		       struct store_error *err);
+int pg_r_search_text(struct store_user *user, const char *mailbox,
+		     enum store_text_where where, const char *needle,
+		     const struct store_uid_range *ranges, size_t range_count,
+		     uint32_t **uids_r, size_t *count_r,
+		     struct store_error *err);
+int pg_r_sieve_put(struct store_user *user, const char *name,
+		   const char *source, size_t len, const void *image,
+		   size_t image_len, struct store_error *err);
+int pg_r_sieve_deliver(struct store_user *user,
+		       struct store_sieve_copy *copies, size_t count,
+		       const struct store_sieve_record *records,
+		       size_t record_count, struct store_error *err);
+int pg_r_acl_update(struct store_user *user, const char *mailbox,
+		    const struct store_acl_entry *entry, int mode,
+		    unsigned max_entries, struct store_error *err);
+int pg_r_seen_update(struct store_user *user, const char *mailbox,
+		     int64_t viewer, const struct store_uid_range *ranges,
+		     size_t range_count, struct store_seen_change *change,
+		     struct store_error *err);
+int pg_r_jobject_put(struct store_user *user, enum store_jmap_kind kind,
+		     int64_t id, const char *data, int64_t *id_r,
+		     struct store_error *err);
+int pg_r_view_delta(struct store_user *user, uint32_t mailbox_id,
+		    uint64_t since, struct store_mailbox_info *info_r,
+		    uint32_t **expunged_r, size_t *expunged_count_r,
+		    bool *complete_r,
+		    void (*changed)(void *ctx, const struct store_msg *msg),
+		    void *ctx, struct store_error *err);
+int pg_r_expunged_since(struct store_user *user, const char *mailbox,
+			uint64_t modseq, const struct store_uid_range *ranges,
+			size_t range_count, uint32_t **uids_r,
+			size_t *count_r, bool *complete_r,
+			struct store_error *err);
+
 #endif
