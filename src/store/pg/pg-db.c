@@ -517,9 +517,26 @@ static const char schema_step3_sql[] =
 	"  FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'seen_pvt_p' || i, i);"
 	" END LOOP; END $$;";
 
+/* Step 3 -> 4: exact search through pg_trgm (pg-message.c
+ * pg_search_text): GIN indexes of each account's folded header and body
+ * text (loft_text: the bytes as encode(..., 'escape') writes them, which
+ * any byte sequence has), candidates verified on the bytes. pg_trgm and
+ * btree_gin come with postgresql-contrib; both are trusted extensions
+ * (CREATE on the database is enough). */
+static const char schema_step4_sql[] =
+	"CREATE EXTENSION IF NOT EXISTS pg_trgm;"
+	"CREATE EXTENSION IF NOT EXISTS btree_gin;"
+	"CREATE FUNCTION loft_text(bytea) RETURNS text LANGUAGE sql IMMUTABLE"
+	" STRICT PARALLEL SAFE AS $f$ SELECT encode($1, 'escape') $f$;"
+	"CREATE INDEX blob_header_trgm ON blob USING gin"
+	" (user_id, loft_text(header_text) gin_trgm_ops);"
+	"CREATE INDEX blob_body_trgm ON blob USING gin"
+	" (user_id, loft_text(body_text) gin_trgm_ops);";
+
 /* The steps after the first, in order: steps[i] takes i + 1 to i + 2. */
 static const char *const schema_steps[] = { schema_step2_sql,
-					    schema_step3_sql };
+					    schema_step3_sql,
+					    schema_step4_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674

@@ -430,34 +430,26 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		p_text(&p, an.sort_display_from);
 		p_text(&p, an.sort_display_to);
 		pg_p_int(&p, (int64_t)an.sent_date);
-		PGresult *r = pg_exec(tx->c, "INSERT INTO blob (user_id, sha256,"
-				      " body_size, prefix, envelope, bodystructure,"
-				      " body, parts, preview, sort_subject, sort_from,"
-				      " sort_to, sort_cc, sort_display_from,"
-				      " sort_display_to, sent_date)"
-				      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-				      " $10, $11, $12, $13, $14, $15, $16) RETURNING id",
-				      &p, err);
-		if (r == NULL)
-			ret = -1;
-		else
-			blob = pg_int(r, 0, 0);
-		PQclear(r);
-	}
-	if (ret == 0) {
-		struct pg_params p;
-		pg_p_init(&p);
-		pg_p_int(&p, user->id);
-		pg_p_int(&p, blob);
 		p_text(&p, an.message_id);
 		p_text(&p, an.in_reply_to);
 		p_text(&p, an.references);
 		pg_p_bin(&p, an.header_text, an.header_text_len);
 		pg_p_bin(&p, an.body_text, an.body_text_len);
-		ret = pg_run(tx->c, "UPDATE blob SET message_id = $3,"
-			     " in_reply_to = $4, refs = $5, header_text = $6,"
-			     " body_text = $7 WHERE user_id = $1 AND id = $2",
-			     &p, err);
+		/* one row version: the search indexes see each body once */
+		PGresult *r = pg_exec(tx->c, "INSERT INTO blob (user_id, sha256,"
+				      " body_size, prefix, envelope, bodystructure,"
+				      " body, parts, preview, sort_subject, sort_from,"
+				      " sort_to, sort_cc, sort_display_from,"
+				      " sort_display_to, sent_date, message_id,"
+				      " in_reply_to, refs, header_text, body_text)"
+				      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+				      " $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+				      " $19, $20, $21) RETURNING id", &p, err);
+		if (r == NULL)
+			ret = -1;
+		else
+			blob = pg_int(r, 0, 0);
+		PQclear(r);
 	}
 	if (ret == 0)
 		ret = thread_assign(tx, &an, blob, err);
@@ -1467,6 +1459,30 @@ int pg_expunged_since(struct store_user *user, const char *mailbox,
 
 /* ---- search ------------------------------------------------------------ */
 
+/* A LIKE pattern that finds the folded needle in loft_text() of a
+ * stored text (schema step 4): the needle's bytes as encode(...,
+ * 'escape') writes them (a zero byte or one with the high bit set as
+ * \ooo, a backslash doubled), with LIKE's \, % and _ escaped, between
+ * two %. Every text that holds the needle matches; a match is verified
+ * on the bytes. */
+static void like_pattern(const char *s, size_t len, struct buf *out)
+{
+	buf_init(out, 0);
+	buf_append_char(out, '%');
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == 0 || ch >= 0x80)
+			buf_printf(out, "\\\\%03o", ch);
+		else if (ch == '\\')
+			buf_append_str(out, "\\\\\\\\");
+		else if (ch == '%' || ch == '_')
+			buf_printf(out, "\\%c", ch);
+		else
+			buf_append_char(out, (char)ch);
+	}
+	buf_append_char(out, '%');
+}
+
 int pg_search_text(struct store_user *user, const char *mailbox,
 		   enum store_text_where where, const char *needle,
 		   const struct store_uid_range *ranges, size_t range_count,
@@ -1474,7 +1490,7 @@ int pg_search_text(struct store_user *user, const char *mailbox,
 {
 	/* folded as the stored text is (C0 controls but TAB and LF, and
 	 * DEL, are spaces there) */
-	struct buf folded;
+	struct buf folded, like;
 	buf_init(&folded, 0);
 	store_text_fold(&folded, needle, strlen(needle));
 	for (size_t i = 0; i < folded.len; i++) {
@@ -1482,9 +1498,11 @@ int pg_search_text(struct store_user *user, const char *mailbox,
 		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
 			folded.data[i] = ' ';
 	}
+	like_pattern(folded.data, folded.len, &like);
 	struct pg_conn *c = pg_rbegin(user, err);
 	if (c == NULL) {
 		buf_free(&folded);
+		buf_free(&like);
 		return -1;
 	}
 	struct pg_mbox mb;
@@ -1495,20 +1513,31 @@ int pg_search_text(struct store_user *user, const char *mailbox,
 		pg_p_int(&p, user->id);
 		pg_p_int(&p, mb.id);
 		pg_p_bin(&p, folded.data, folded.len);
-		pg_p_int(&p, where == STORE_TEXT_BODY ? 0
-			     : where == STORE_TEXT_HEADER ? 1 : 2);
-		/* exact: a substring test on the stored folded text */
-		r = pg_exec(c, "SELECT m.uid FROM msg m JOIN blob b"
-			    " ON b.user_id = m.user_id AND b.id = m.blob"
-			    " WHERE m.user_id = $1 AND m.mailbox = $2 AND"
-			    " (($4 <> 1 AND position($3::bytea in"
-			    "   coalesce(b.body_text, ''::bytea)) > 0) OR"
-			    "  ($4 <> 0 AND position($3::bytea in"
-			    "   coalesce(b.header_text, ''::bytea)) > 0))"
-			    " ORDER BY m.uid", &p, err);
+		pg_p_str(&p, like.data);
+		/* candidates from the trigram indexes (each account's own),
+		 * then the exact substring test on the stored folded text */
+#define SEARCH_FROM "SELECT m.uid FROM msg m JOIN blob b ON b.user_id ="  \
+	" m.user_id AND b.id = m.blob WHERE m.user_id = $1 AND m.mailbox = $2"
+#define SEARCH_BODY "(loft_text(b.body_text) LIKE $4 AND"                 \
+	" position($3::bytea in b.body_text) > 0)"
+#define SEARCH_HEADER "(loft_text(b.header_text) LIKE $4 AND"             \
+	" position($3::bytea in b.header_text) > 0)"
+		if (where == STORE_TEXT_BODY)
+			r = pg_exec(c, SEARCH_FROM " AND " SEARCH_BODY
+				    " ORDER BY m.uid", &p, err);
+		else if (where == STORE_TEXT_HEADER)
+			r = pg_exec(c, SEARCH_FROM " AND " SEARCH_HEADER
+				    " ORDER BY m.uid", &p, err);
+		else
+			r = pg_exec(c, SEARCH_FROM " AND (" SEARCH_BODY " OR "
+				    SEARCH_HEADER ") ORDER BY m.uid", &p, err);
+#undef SEARCH_FROM
+#undef SEARCH_BODY
+#undef SEARCH_HEADER
 	}
 	pg_rend(user, c);
 	buf_free(&folded);
+	buf_free(&like);
 	if (r == NULL)
 		return -1;
 	uids_of(r, 0, uids_r, count_r);

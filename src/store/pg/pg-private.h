@@ -28,7 +28,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 
 struct s3;
 
@@ -107,10 +107,10 @@ void pg_conn_put(struct store *store, struct pg_conn *c);
 /* Parameters: text values (NULL: SQL NULL); a length > 0 in lens marks a
  * binary (bytea) value. */
 struct pg_params {
-	const char *v[16];
-	int len[16];
-	int fmt[16];
-	char num[16][24];
+	const char *v[24];
+	int len[24];
+	int fmt[24];
+	char num[24][24];
 	int n;
 };
 void pg_p_init(struct pg_params *p);
