@@ -4,7 +4,7 @@ times; prints scenario, Loft median, Dovecot median and their ratio, and
 writes bench/results/<time>.json and .md with the machine's core count and
 kernel. `--quick` runs small sizes (under 5 minutes); the full run may take
 up to an hour. `--only NAME[,NAME]` runs some scenarios (lmtp, idle, big,
-pop3, mixed, stress, login).
+pop3, mixed, stress, notify, login, acl).
 
 Ratios are "how many times better Loft is": for rates Loft/Dovecot, for
 times and memory Dovecot/Loft. Medians, because the machine is shared.
@@ -28,7 +28,8 @@ from targets import BIG_USER, DovecotTarget, LoftTarget, bench_users  # noqa: E4
 
 QUICK = {"reps": 3, "lmtp_count": 300, "idle": 200, "idle_loft": 1000,
          "big": 2000, "mixed_s": 5, "login_s": 3, "users": 20,
-         "notify_folders": 1000, "notify_events": 50}
+         "notify_folders": 1000, "notify_events": 50,
+         "acl_owners": 10, "acl_events": 20}
 FULL = {"reps": 3, "lmtp_count": 3000, "idle": 1000, "idle_loft": 10000,
         "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100,
         "notify_folders": 1000, "notify_events": 200}
@@ -38,7 +39,11 @@ HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
                  "retr_MB_per_s")
 # Counts that check the run (same on both), not performance: no ratio.
 COUNTS = ("connections", "messages", "search_body_hits", "qresync_fetches",
-          "errors", "violations", "serverbugs", "supported")
+          "errors", "violations", "serverbugs", "supported",
+          # bench/acl.py: counts, and a difference (no ratio)
+          "shared_listed", "status_messages", "status_unseen",
+          "lonely_listed", "lonely_listed_nosharing", "pushes",
+          "unseen_reader", "unseen_owner", "sharing_adds_ms")
 
 
 def raise_limits():
@@ -150,10 +155,14 @@ def main():
                     help="seconds of the mixed and stress workloads")
     ap.add_argument("--notify-events", type=int, default=None,
                     help="appends watched in the notify scenario")
+    ap.add_argument("--acl-owners", type=int, default=None,
+                    help="owners sharing 10 folders each with one viewer")
+    ap.add_argument("--acl-events", type=int, default=None,
+                    help="appends / deliveries of the acl push figures")
     args = ap.parse_args()
     P = dict(QUICK if args.quick else FULL)
     for k in ("reps", "big", "idle", "idle_loft", "users", "mixed_s",
-              "notify_events"):
+              "notify_events", "acl_owners", "acl_events"):
         if getattr(args, k) is not None:
             P[k] = getattr(args, k)
     only = set(filter(None, args.only.split(",")))
@@ -166,16 +175,19 @@ def main():
 
     users = bench_users(P["users"])
     big_user = BIG_USER
-    print("bench: starting Loft and Dovecot with %d users" % len(users),
-          flush=True)
-    loft = LoftTarget(users)
-    try:
-        dove = DovecotTarget(users)
-    except BaseException:
-        loft.close()
-        raise
-    both = [loft, dove]
     res = Results()
+    # The acl scenario starts servers of its own (bench/acl.py).
+    loft = dove = None
+    if not only or only - {"acl"}:
+        print("bench: starting Loft and Dovecot with %d users" % len(users),
+              flush=True)
+        loft = LoftTarget(users)
+        try:
+            dove = DovecotTarget(users)
+        except BaseException:
+            loft.close()
+            raise
+    both = [loft, dove]
     print("%-28s %-22s %10s %10s %8s   %s" % ("scenario", "figure", "loft",
                                              "dovecot", "ratio", "params"))
     try:
@@ -254,9 +266,13 @@ def main():
                 t, P["login_s"]))
             res.add("login TLS+PLAIN", "%d s, 4 parallel" % P["login_s"],
                     runs["loft"], runs["dovecot"])
+        if want("acl"):
+            import acl
+            acl.run(P, res, alternate)
     finally:
-        loft.close()
-        dove.close()
+        for t in both:
+            if t is not None:
+                t.close()
 
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "cores": os.cpu_count(), "kernel": platform.release(),

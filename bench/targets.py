@@ -160,7 +160,9 @@ class LoftTarget:
 class DovecotTarget:
     name = "dovecot"
 
-    def __init__(self, users, max_conns=12000):
+    def __init__(self, users, max_conns=12000, more=""):
+        """more: configuration appended after the rest (bench/acl.py: the
+        acl plugins); @MAILDIR@ in it is the directory of the homes."""
         self.host = "127.0.0.1"
         cert, key = test_cert()
         self.imaps_port = free_port()
@@ -217,7 +219,12 @@ namespace inbox {{
 }}
 """.format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns,
            n4=max_conns * 4 + 1000)
-        self.env = Dovecot(users=users, extra=extra, start=False)
+        self.env = Dovecot(users=users, extra=extra + more, start=False)
+        if "@MAILDIR@" in more:
+            with open(self.env.config_path) as f:
+                conf = f.read().replace("@MAILDIR@", self.env.mail_dir)
+            with open(self.env.config_path, "w") as f:
+                f.write(conf)
         try:
             self.env.start()
         except BaseException:
