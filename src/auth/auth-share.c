@@ -23,37 +23,65 @@ static const char *domain_of(const char *address)
 	return at != NULL ? at + 1 : "";
 }
 
-int auth_viewer_open(struct auth *auth, struct store *store,
-		     int64_t viewer_id, const char *viewer_address,
-		     int64_t owner_id, const char *owner_address,
-		     bool cross_domain, struct store_user **user_r,
-		     struct store_error *err)
+int auth_viewer_load(struct auth *auth, int64_t viewer_id,
+		     const char *viewer_address, bool cross_domain,
+		     struct auth_viewer *v, struct store_error *err)
 {
-	int64_t *groups = NULL;
-	size_t ng = 0;
+	*v = (struct auth_viewer){.id = viewer_id, .address = viewer_address,
+				  .cross_domain = cross_domain};
 	if (viewer_id > 0 &&
-	    auth_user_groups(auth, viewer_id, &groups, &ng) < 0) {
+	    auth_user_groups(auth, viewer_id, &v->groups, &v->group_count) < 0) {
 		if (err != NULL) {
 			err->kind = STORE_ERR_TEMP;
 			strcpy(err->msg, "Account lookup failed");
 		}
 		return -1;
 	}
+	v->shared_admin = viewer_id > 0 &&
+			  auth_user_shared_admin(auth, viewer_id) == 1;
+	return 0;
+}
+
+void auth_viewer_free(struct auth_viewer *v)
+{
+	free(v->groups);
+	v->groups = NULL;
+	v->group_count = 0;
+}
+
+int auth_viewer_open_loaded(struct auth *auth, struct store *store,
+			    const struct auth_viewer *av, int64_t owner_id,
+			    const char *owner_address,
+			    struct store_user **user_r, struct store_error *err)
+{
 	struct store_viewer v = {
-		.user_id = viewer_id,
-		.groups = groups,
-		.group_count = ng,
+		.user_id = av->id,
+		.groups = av->groups,
+		.group_count = av->group_count,
 		.same_domain = strcasecmp(domain_of(owner_address),
-					  domain_of(viewer_address)) == 0,
-		.cross_domain = cross_domain,
+					  domain_of(av->address)) == 0,
+		.cross_domain = av->cross_domain,
 	};
 	/* shared_admin: l and a on the domain's shared addresses */
-	if (viewer_id > 0 && v.same_domain &&
-	    auth_user_shared_admin(auth, viewer_id) == 1 &&
+	if (av->shared_admin && v.same_domain &&
 	    auth_user_is_shared(auth, owner_id) == 1)
 		v.extra_rights = STORE_RIGHT_LOOKUP | STORE_RIGHT_ADMIN;
-	int r = store_user_open_as(store, owner_id, &v, user_r, err);
-	free(groups);
+	return store_user_open_as(store, owner_id, &v, user_r, err);
+}
+
+int auth_viewer_open(struct auth *auth, struct store *store,
+		     int64_t viewer_id, const char *viewer_address,
+		     int64_t owner_id, const char *owner_address,
+		     bool cross_domain, struct store_user **user_r,
+		     struct store_error *err)
+{
+	struct auth_viewer v;
+	if (auth_viewer_load(auth, viewer_id, viewer_address, cross_domain, &v,
+			     err) < 0)
+		return -1;
+	int r = auth_viewer_open_loaded(auth, store, &v, owner_id,
+					owner_address, user_r, err);
+	auth_viewer_free(&v);
 	return r;
 }
 

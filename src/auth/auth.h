@@ -473,6 +473,26 @@ int auth_viewer_open(struct auth *auth, struct store *store,
 		     int64_t owner_id, const char *owner_address,
 		     bool cross_domain, struct store_user **user_r,
 		     struct store_error *err);
+/* The same in two steps, for a caller opening many owners' mail for one
+ * viewer (a LIST of the other users' namespaces): the viewer's part of
+ * accounts.db read once (groups, shared_admin), then each owner's handle.
+ * address is not copied: it must outlive v. */
+struct auth_viewer {
+	int64_t id;
+	const char *address;
+	int64_t *groups;
+	size_t group_count;
+	bool shared_admin;
+	bool cross_domain;
+};
+int auth_viewer_load(struct auth *auth, int64_t viewer_id,
+		     const char *viewer_address, bool cross_domain,
+		     struct auth_viewer *v, struct store_error *err);
+int auth_viewer_open_loaded(struct auth *auth, struct store *store,
+			    const struct auth_viewer *v, int64_t owner_id,
+			    const char *owner_address,
+			    struct store_user **user_r, struct store_error *err);
+void auth_viewer_free(struct auth_viewer *v);
 /* loftctl check: the reverse index of owner_id made equal to what its
  * ACL rows (store_acl_all) grant, in one transaction; *added_r and
  * *removed_r say how many hints changed. 0, or -1 with *error_r. */

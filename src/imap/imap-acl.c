@@ -479,6 +479,16 @@ void imap_acl_list_others(struct imap_client *c,
 		log_warn("imap", c->sid, "LIST: cannot read the ACL hints");
 		return;
 	}
+	/* the viewer's groups and shared_admin, read once for every owner */
+	struct auth_viewer av;
+	struct store_error err;
+	if (auth_viewer_load(c->server->auth, c->user.id, c->user.address,
+			     c->server->set.cross_domain, &av, &err) < 0) {
+		log_warn("imap", c->sid, "LIST: cannot read the account: %s",
+			 err.msg);
+		free(owners);
+		return;
+	}
 	struct imap_ns_settings ns = ns_of(c);
 	const char *vdom = domain_of(c->user.address);
 	bool root_written[2] = {false, false};
@@ -495,11 +505,12 @@ void imap_acl_list_others(struct imap_client *c,
 				? IMAP_NS_SHARED : IMAP_NS_OTHER;
 		const char *prefix = kind == IMAP_NS_SHARED ? ns.shared : ns.other;
 		if (prefix == NULL || prefix[0] == '\0' ||
-		    imap_acl_open_owner(c, o.id, o.address, &u) < 0)
+		    auth_viewer_open_loaded(c->server->auth, c->server->store,
+					    &av, o.id, o.address, &u,
+					    &err) < 0)
 			continue;
 		struct store_mailbox_info *mbs;
 		size_t n;
-		struct store_error err;
 		if (store_mailbox_list(u, &mbs, &n, &err) < 0 || n == 0) {
 			store_user_unref(&u);
 			continue;
@@ -549,16 +560,13 @@ void imap_acl_list_others(struct imap_client *c,
 						 hc ? "\\HasChildren"
 						    : "\\HasNoChildren");
 				list_other_line(c, q, attrs, sub, enc);
-				if (q->status_items != 0 && !mbs[k].noselect) {
-					struct store_mailbox_info info;
-					if (store_mailbox_status(u, mbs[k].name,
-								 &info, &err) == 0) {
-						imap_status_write(c, &info,
-								  q->status_items,
-								  full);
-						store_mailbox_info_free(&info);
-					}
-				}
+				/* RFC 5819: STATUS as the STATUS command
+				 * would answer it (r needed), from the
+				 * list's own snapshot */
+				if (q->status_items != 0 && !mbs[k].noselect &&
+				    (mbs[k].rights & STORE_RIGHT_READ))
+					imap_status_write(c, &mbs[k],
+							  q->status_items, full);
 			}
 			free(enc);
 			free(full);
@@ -566,6 +574,7 @@ void imap_acl_list_others(struct imap_client *c,
 		store_mailbox_list_free(mbs, n);
 		store_user_unref(&u);
 	}
+	auth_viewer_free(&av);
 	free(owners);
 	/* subscribed names that are no mailbox the user may see (missing,
 	 * hidden, or their owner gone: the same, RFC 4314 6): RFC 5258

@@ -428,6 +428,7 @@ int store_acl_filter_list(struct store_user *viewer,
 			continue;
 		}
 		list[kept] = list[i];
+		list[kept].rights = rights;
 		list[kept].subscribed = false;
 		list[kept].special_use = 0;
 		list[kept].has_children = false;

@@ -387,6 +387,13 @@ struct store_backend_vfuncs {
 	int (*seen_info)(struct store_user *user, uint32_t mailbox_id,
 			 int64_t viewer, struct store_mailbox_info *info,
 			 struct store_error *err);
+	/* Optional (NULL: seen_mode and seen_info per mailbox): seen_info
+	 * for every mailbox of list whose \Seen is per user (a mailbox
+	 * without a mode of its own: per user unless default_shared), in
+	 * one snapshot. */
+	int (*seen_list)(struct store_user *user, int64_t viewer,
+			 bool default_shared, struct store_mailbox_info *list,
+			 size_t count, struct store_error *err);
 	int (*seen_first_unseen)(struct store_user *user, uint32_t mailbox_id,
 				 int64_t viewer, uint32_t *uid_r,
 				 struct store_error *err);

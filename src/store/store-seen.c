@@ -42,6 +42,13 @@ int store_seen_info(struct store_user *h, const char *mailbox,
 int store_seen_list(struct store_user *h, struct store_mailbox_info *list,
 		    size_t count, struct store_error *err)
 {
+	if (h->owner == NULL || h->viewer.user_id <= 0 ||
+	    h->store->vf->seen_mode == NULL)
+		return 0;
+	if (h->store->vf->seen_list != NULL)
+		return h->store->vf->seen_list(h->owner, h->viewer.user_id,
+					       h->store->set.seen_shared, list,
+					       count, err);
 	for (size_t i = 0; i < count; i++) {
 		int64_t pvt = store_seen_pvt(h, list[i].name);
 		if (pvt != 0 && !list[i].noselect &&

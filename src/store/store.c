@@ -457,8 +457,14 @@ int store_mailbox_list(struct store_user *user,
 		       struct store_error *err)
 {
 	err_clear(err);
-	if (user->owner == NULL)
-		return user->store->vf->mailbox_list(user, list_r, count_r, err);
+	if (user->owner == NULL) {
+		if (user->store->vf->mailbox_list(user, list_r, count_r,
+						  err) < 0)
+			return -1;
+		for (size_t i = 0; i < *count_r; i++)
+			(*list_r)[i].rights = STORE_RIGHTS_ALL;
+		return 0;
+	}
 	if (user->store->vf->mailbox_list(user->owner, list_r, count_r,
 					  err) < 0)
 		return -1;

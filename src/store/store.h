@@ -267,6 +267,9 @@ struct store_mailbox_info {
 	bool has_children;
 	bool noselect;            /* a deleted parent kept for its children */
 	char objectid[32];        /* RFC 8474 MAILBOXID, survives rename */
+	/* store_mailbox_list: the caller's rights (RFC 4314), all on one's
+	 * own mail, a viewer's from the ACL */
+	unsigned rights;
 };
 
 void store_mailbox_info_free(struct store_mailbox_info *info);

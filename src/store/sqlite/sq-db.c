@@ -970,6 +970,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.seen_mode = sq_seen_mode,
 	.seen_set_mode = sq_seen_set_mode,
 	.seen_info = sq_seen_info,
+	.seen_list = sq_seen_list,
 	.seen_first_unseen = sq_seen_first_unseen,
 	.seen_rows = sq_seen_rows,
 	.seen_changed_since = sq_seen_changed_since,

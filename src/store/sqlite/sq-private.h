@@ -502,6 +502,9 @@ int sq_seen_info_in(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,
 		    struct store_mailbox_info *info);
 int sq_seen_mode(struct store_user *user, const char *mailbox, int *mode_r,
 		 struct store_error *err);
+int sq_seen_list(struct store_user *user, int64_t viewer, bool default_shared,
+		 struct store_mailbox_info *list, size_t count,
+		 struct store_error *err);
 /* In a MOVE's job, before the sources go: the viewers' rows of rows[i]
  * in mailbox src become theirs of dst_uids[i] in dst, at modseq. */
 int sq_seen_move(struct sq_conn *c, uint32_t src, const struct sq_msgrow *rows,

@@ -90,6 +90,67 @@ int sq_seen_info(struct store_user *user, uint32_t mailbox_id,
 	return ret;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int sq_seen_list(struct store_user *user, int64_t viewer, bool default_shared,
+		 struct store_mailbox_info *list, size_t count,
+		 struct store_error *err)
+{
+	if (count == 0)
+		return 0;
+	struct sq_user *u = SQU(user);
+	struct sq_conn *c = snap(u, NULL, NULL, err);
+	if (c == NULL)
+		return -1;
+	/* (id, index in list) pairs sorted by id */
+	uint32_t *ids = xcalloc(count * 2, sizeof(*ids));
+	for (size_t i = 0; i < count; i++) {
+		ids[2 * i] = list[i].id;
+		ids[2 * i + 1] = (uint32_t)i;
+	}
+	qsort(ids, count, 2 * sizeof(*ids), cmp_u32);
+	sqlite3_stmt *st = sq_stmt(c, "SELECT m.id, coalesce(sm.shared, -1),"
+		" m.messages, m.highestmodseq, coalesce(sc.n, 0),"
+		" (SELECT coalesce(max(p.modseq), 0) FROM seen_pvt p"
+		" WHERE p.viewer = ?1 AND p.mailbox = m.id)"
+		" FROM mailbox m LEFT JOIN seen_mode sm ON sm.mailbox = m.id"
+		" LEFT JOIN seen_count sc ON sc.viewer = ?1"
+		" AND sc.mailbox = m.id");
+	int rc = SQLITE_ERROR;
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, viewer);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			uint32_t key[2] = {(uint32_t)sqlite3_column_int64(st, 0)};
+			const uint32_t *hit = bsearch(key, ids, count,
+						      2 * sizeof(*ids), cmp_u32);
+			int mode = sqlite3_column_int(st, 1);
+			bool shared = mode < 0 ? default_shared
+					       : mode == STORE_SEEN_SHARED;
+			if (hit == NULL || shared || list[hit[1]].noselect)
+				continue;
+			struct store_mailbox_info *info = &list[hit[1]];
+			int64_t messages = sqlite3_column_int64(st, 2);
+			uint64_t hms = (uint64_t)sqlite3_column_int64(st, 3);
+			int64_t seen = sqlite3_column_int64(st, 4);
+			uint64_t own = (uint64_t)sqlite3_column_int64(st, 5);
+			info->messages = (uint32_t)messages;
+			info->unseen = messages > seen
+					       ? (uint32_t)(messages - seen)
+					       : 0;
+			info->highestmodseq = own > hms ? own : hms;
+		}
+		sqlite3_reset(st);
+	}
+	free(ids);
+	int ret = rc == SQLITE_DONE ? 0 : sq_db_error(c, err, "seen");
+	snap_end(u, c);
+	return ret;
+}
+
 int sq_seen_mode(struct store_user *user, const char *mailbox, int *mode_r,
 		 struct store_error *err)
 {
