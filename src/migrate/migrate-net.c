@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,20 @@ static int fail(struct mnet *n, const char *fmt, ...)
 	return -1;
 }
 
+/* The peer went away (EOF, a read or write error): the connection is
+ * closed here, so the import stops at this folder instead of meeting the
+ * same error in every later one; n->error keeps the first reason. */
+static int lost(struct mnet *n)
+{
+	if (n->ssl != NULL)
+		SSL_free(n->ssl);
+	n->ssl = NULL;
+	if (n->fd >= 0)
+		close(n->fd);
+	n->fd = -1;
+	return -1;
+}
+
 static bool addr_loopback(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)
@@ -49,6 +64,9 @@ static bool addr_loopback(const struct sockaddr *sa)
 int mnet_connect(struct mnet *n, const char *host, const char *port,
 		 bool tls)
 {
+	/* a source that closes while we write gives an error, not a
+	 * SIGPIPE that kills loftctl in the middle of a batch */
+	signal(SIGPIPE, SIG_IGN);
 	memset(n, 0, sizeof(*n));
 	n->fd = -1;
 	buf_init(&n->in, 0);
@@ -116,6 +134,8 @@ int mnet_starttls(struct mnet *n)
 int mnet_write(struct mnet *n, const void *data, size_t len)
 {
 	const char *p = data;
+	if (n->fd < 0)
+		return -1;
 	while (len > 0) {
 		ssize_t w;
 		if (n->ssl != NULL) {
@@ -128,8 +148,9 @@ int mnet_write(struct mnet *n, const void *data, size_t len)
 		if (w < 0) {
 			if (n->ssl == NULL && errno == EINTR)
 				continue;
-			return fail(n, "write to %s: %s", n->host,
-				    n->ssl ? "TLS error" : strerror(errno));
+			fail(n, "write to %s: %s", n->host,
+			     n->ssl ? "TLS error" : strerror(errno));
+			return lost(n);
 		}
 		p += w;
 		len -= (size_t)w;
@@ -155,6 +176,8 @@ static int fill(struct mnet *n)
 {
 	char tmp[65536];
 	ssize_t r;
+	if (n->fd < 0)
+		return -1;
 	if (n->ssl != NULL) {
 		int k = SSL_read(n->ssl, tmp, sizeof(tmp));
 		r = k > 0 ? k : -1;
@@ -163,11 +186,15 @@ static int fill(struct mnet *n)
 			r = read(n->fd, tmp, sizeof(tmp));
 		while (r < 0 && errno == EINTR);
 	}
-	if (r == 0 || (r < 0 && n->ssl != NULL))
-		return fail(n, "%s closed the connection", n->host);
-	if (r < 0)
-		return fail(n, "read from %s: %s", n->host,
-			    errno == EAGAIN ? "timed out" : strerror(errno));
+	if (r == 0 || (r < 0 && n->ssl != NULL)) {
+		fail(n, "%s closed the connection", n->host);
+		return lost(n);
+	}
+	if (r < 0) {
+		fail(n, "read from %s: %s", n->host,
+		     errno == EAGAIN ? "timed out" : strerror(errno));
+		return lost(n);
+	}
 	buf_append(&n->in, tmp, (size_t)r);
 	return 0;
 }
