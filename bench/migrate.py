@@ -14,6 +14,16 @@ other benches), then timed:
   loft backup     loftctl backup of the imported account, then again
                   unchanged (incremental)
   loft restore    loftctl restore into a fresh account
+  doveadm imapc   Dovecot's IMAP migration: doveadm backup -R from that
+                  Dovecot's IMAP (imapc:) into another user
+
+    python3 bench/migrate.py --big 100000
+
+A Maildir of --big corpus messages written on disk, then once each:
+loftctl import of it, loftctl backup (first), the same again unchanged,
+loftctl restore into a fresh account, and beside them doveadm backup -R
+of that Maildir into a Dovecot user, first and again into the up-to-date
+copy.
 
 Each Loft run imports into a new account; each Dovecot run into a new
 user. Rates are messages/s and MB/s of the corpus' bytes.
@@ -48,16 +58,72 @@ def timed(cmd, **kw):
     return dt
 
 
+def big(n):
+    """A --big N account: import, backup, unchanged backup, restore;
+    doveadm backup first and into an up-to-date copy."""
+    tmp = tempfile.mkdtemp(prefix='loft-bench-migrate-big-')
+    md = os.path.join(tmp, 'Maildir')
+    for d in ('cur', 'new', 'tmp'):
+        os.makedirs(os.path.join(md, d))
+    total = 0
+    for i in range(n):
+        data = corpus.message(29, i)
+        total += len(data)
+        with open(os.path.join(md, 'cur', '%d.M%dP1.bench:2,S' % (
+                1700000000 + i, i)), 'wb') as f:
+            f.write(data)
+    os.chmod(tmp, 0o755)
+    for root, dirs, files in os.walk(tmp):
+        for x in dirs:
+            os.chmod(os.path.join(root, x), 0o755)
+        for x in files:
+            os.chmod(os.path.join(root, x), 0o644)
+    mb = total / 1048576.0
+    rows = []
+    users = {'big@example.test': PW, 'copy@example.test': PW}
+    with Dovecot(users={'bak@example.test': PW}, fsync=False) as dc, \
+            Loft(users=users, extra={'store': {'fsync': 'no'}}) as env:
+        ctl = [LOFTCTL, '--config', env.config_path]
+        dest = os.path.join(tmp, 'backup')
+        rows.append(('loft import (maildir)', timed(
+            ctl + ['import', 'big@example.test', md], timeout=36000)))
+        rows.append(('loft backup (first)', timed(
+            ctl + ['backup', 'big@example.test', dest], timeout=36000)))
+        rows.append(('loft backup (unchanged)', timed(
+            ctl + ['backup', 'big@example.test', dest], timeout=36000)))
+        rows.append(('loft restore (fresh account)', timed(
+            ctl + ['restore', dest, 'big@example.test', '--as',
+                   'copy@example.test'], timeout=36000)))
+        doveadm = ['doveadm', '-c', dc.config_path]
+        rows.append(('doveadm backup (first)', timed(
+            doveadm + ['backup', '-R', '-u', 'bak@example.test',
+                       'maildir:' + md], timeout=36000)))
+        rows.append(('doveadm backup (up to date)', timed(
+            doveadm + ['backup', '-R', '-u', 'bak@example.test',
+                       'maildir:' + md], timeout=36000)))
+    print('big: messages %d, %.1f MB, load %s' % (
+        n, mb, open('/proc/loadavg').read().split()[0]))
+    print('%-30s %10s %10s %10s' % ('', 'seconds', 'msg/s', 'MB/s'))
+    for k, v in rows:
+        print('%-30s %10.2f %10.0f %10.1f' % (k, v, n / v, mb / v))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--messages', type=int, default=2000)
     ap.add_argument('--reps', type=int, default=3)
+    ap.add_argument('--big', type=int, default=0)
     a = ap.parse_args()
+    if a.big:
+        return big(a.big)
     n, reps = a.messages, a.reps
     users = {'alice@example.test': PW}
     for i in range(reps):
         users['imp%d@example.test' % i] = PW
         users['bak%d@example.test' % i] = PW
+        users['imc%d@example.test' % i] = PW
     loft_users = {}
     for i in range(reps):
         for k in ('md', 'im', 'rs'):
@@ -81,7 +147,8 @@ def main():
         doveadm = ['doveadm', '-c', dc.config_path]
         t = {'loft maildir': [], 'loft imap': [], 'doveadm import': [],
              'doveadm backup': [], 'loft backup': [],
-             'loft backup unchanged': [], 'loft restore': []}
+             'loft backup unchanged': [], 'loft restore': [],
+             'doveadm imapc': []}
         pwf = os.path.join(tmp, 'pw')
         with open(pwf, 'w') as f:
             f.write(PW + '\n')
@@ -100,6 +167,15 @@ def main():
                  'im%d@example.test' % i,
                  'imap://alice%%40example.test@127.0.0.1:%d'
                  % dc.ports['imap'], '--password-file', pwf]))
+            t['doveadm imapc'].append(timed(
+                doveadm + ['-o', 'imapc_host=127.0.0.1',
+                           '-o', 'imapc_port=%d' % dc.ports['imap'],
+                           '-o', 'imapc_user=alice@example.test',
+                           '-o', 'imapc_password=' + PW,
+                           '-o', 'imapc_features=rfc822.size fetch-headers',
+                           '-o', 'mail_prefetch_count=20',
+                           'backup', '-R', '-u', 'imc%d@example.test' % i,
+                           'imapc:']))
             dest = os.path.join(tmp, 'backup%d' % i)
             t['loft backup'].append(timed(
                 [LOFTCTL, '--config', env.config_path, 'backup',
@@ -132,6 +208,7 @@ def main():
             for row, got in (
                     ('doveadm import', dove_count('imp%d@example.test' % i)),
                     ('doveadm backup', dove_count('bak%d@example.test' % i)),
+                    ('doveadm imapc', dove_count('imc%d@example.test' % i)),
                     ('loft maildir', loft_count('md%d@example.test' % i)),
                     ('loft imap', loft_count('im%d@example.test' % i)),
                     ('loft restore', loft_count('rs%d@example.test' % i))):
@@ -152,6 +229,9 @@ def main():
               % (dm / statistics.median(t['loft imap'])))
         print('ratio loft maildir / doveadm backup (rate): %.2f'
               % (statistics.median(t['doveadm backup']) / lm))
+        print('ratio loft imap / doveadm imapc (rate): %.2f'
+              % (statistics.median(t['doveadm imapc'])
+                 / statistics.median(t['loft imap'])))
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
