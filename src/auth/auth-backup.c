@@ -149,3 +149,62 @@ int auth_user_secret_set(struct auth *auth, const char *address,
 	OPENSSL_cleanse(server, sizeof(server));
 	return ret;
 }
+
+/* ---- app passwords as stored (backup, restore) --------------------- */
+
+int auth_token_hashes(struct auth *auth, int64_t user_id, auth_list_fn *fn,
+		      void *ctx, char **error_r)
+{
+	return auth_db_list(auth, "SELECT name, lower(hex(hash)) || ' ' ||"
+				  " created || ' ' || coalesce(expires, 0)"
+				  " FROM tokens WHERE user_id = ? ORDER BY name",
+			    true, user_id, NULL, fn, ctx, error_r);
+}
+
+int auth_token_hash_add(struct auth *auth, const char *address,
+			const char *name, const char *hash_hex, time_t created,
+			time_t expires, char **error_r)
+{
+	uint8_t h[32];
+	size_t hl = 0;
+	struct auth_user u;
+	if (hash_hex == NULL || unhex(hash_hex, strlen(hash_hex), h, sizeof(h),
+				      &hl) < 0 || hl != sizeof(h) ||
+	    name == NULL || name[0] == '\0' || strlen(name) > 64) {
+		*error_r = xasprintf("damaged app password record");
+		return -1;
+	}
+	int r = auth_lookup(auth, address, &u);
+	if (r <= 0) {
+		*error_r = r < 0 ? xstrdup("accounts.db: lookup failed")
+				 : xasprintf("no account %s", address);
+		return -1;
+	}
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(c->db, "INSERT INTO tokens (user_id, name, hash,"
+			       " created, expires) VALUES (?, ?, ?, ?, ?)"
+			       " ON CONFLICT DO NOTHING", -1, &st,
+			       NULL) != SQLITE_OK) {
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+		auth_conn_put(auth, c);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, u.id);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, h, sizeof(h), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, (int64_t)created);
+	if (expires > 0)
+		sqlite3_bind_int64(st, 5, (int64_t)expires);
+	else
+		sqlite3_bind_null(st, 5);
+	int ret = sqlite3_step(st) == SQLITE_DONE
+		? (sqlite3_changes(c->db) > 0 ? 1 : 0) : -1;
+	if (ret < 0)
+		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
+	sqlite3_finalize(st);
+	auth_conn_put(auth, c);
+	return ret;
+}

@@ -316,6 +316,14 @@ int auth_user_secret(struct auth *auth, int64_t user_id, char **secret_r,
 		     char **error_r);
 int auth_user_secret_set(struct auth *auth, const char *address,
 			 const char *secret, char **error_r);
+/* Its app passwords as stored (name = token name, extra = "HASH_HEX
+ * CREATED EXPIRES", 0 never), and one added back from such a record: 1
+ * added, 0 the account has that name or hash already, -1 error. */
+int auth_token_hashes(struct auth *auth, int64_t user_id, auth_list_fn *fn,
+		      void *ctx, char **error_r);
+int auth_token_hash_add(struct auth *auth, const char *address,
+			const char *name, const char *hash_hex, time_t created,
+			time_t expires, char **error_r);
 /* The account's own overrides (name = key, extra = value as stored). */
 int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,
 			void *ctx, char **error_r);

@@ -373,3 +373,84 @@ int dkim_keys_check(const char *dir, struct buf *errors)
 	}
 	return 0;
 }
+
+/* ---- backup and restore (loftctl backup / restore) ---------------- */
+
+/* DIR/<domain>/<selector>.pem of a valid domain and selector (NULL with
+ * *error_r). */
+static char *key_path(const char *dir, const char *domain,
+		      const char *selector, char **ddir_r, char **error_r)
+{
+	char dom[256], sel[64];
+	if (domain_dir(domain, dom, error_r) < 0)
+		return NULL;
+	snprintf(sel, sizeof(sel), "%s", selector);
+	ma_lower(sel);
+	if (!selector_valid(sel)) {
+		*error_r = xasprintf("'%s' is not a valid selector", selector);
+		return NULL;
+	}
+	*ddir_r = xasprintf("%s/%s", dir, dom);
+	return xasprintf("%s/%s.pem", *ddir_r, sel);
+}
+
+int dkim_key_export(const char *dir, const char *domain, const char *selector,
+		    char **pem_r, char **error_r)
+{
+	char *ddir = NULL;
+	char *path = key_path(dir, domain, selector, &ddir, error_r);
+	if (path == NULL)
+		return -1;
+	EVP_PKEY *k = dkim_key_load(path, error_r);
+	int rc = -1;
+	BIO *b = k != NULL ? BIO_new(BIO_s_mem()) : NULL;
+	if (b != NULL &&
+	    PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1) {
+		char *p;
+		long n = BIO_get_mem_data(b, &p);
+		*pem_r = xstrndup(p, (size_t)n);
+		rc = 0;
+	} else if (k != NULL) {
+		*error_r = xasprintf("cannot encode %s", path);
+	}
+	BIO_free(b);
+	EVP_PKEY_free(k);
+	free(path);
+	free(ddir);
+	return rc;
+}
+
+int dkim_key_import(const char *dir, const char *domain, const char *selector,
+		    const char *pem, time_t created, bool *existed_r,
+		    char **error_r)
+{
+	*existed_r = false;
+	char *ddir = NULL;
+	char *path = key_path(dir, domain, selector, &ddir, error_r);
+	if (path == NULL)
+		return -1;
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY *k = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)
+				: NULL;
+	BIO_free(b);
+	int rc = -1;
+	struct stat st;
+	if (k == NULL) {
+		*error_r = xasprintf("%s: not a private key", path);
+	} else if (stat(path, &st) == 0) {
+		*existed_r = true;
+		rc = 0;
+	} else if (mkdir_private(dir, error_r) == 0 &&
+		   mkdir_private(ddir, error_r) == 0 &&
+		   write_key(path, k, error_r) == 0) {
+		/* its age, as `dkim list` shows it */
+		struct timespec ts[2] = {{created, 0}, {created, 0}};
+		if (created > 0)
+			utimensat(AT_FDCWD, path, ts, 0);
+		rc = 0;
+	}
+	EVP_PKEY_free(k);
+	free(path);
+	free(ddir);
+	return rc;
+}

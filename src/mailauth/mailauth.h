@@ -316,6 +316,15 @@ int dkim_key_list(const char *dir, const char *domain, dkim_key_list_fn *fn,
 		  void *ctx, char **error_r);
 int dkim_key_delete(const char *dir, const char *domain, const char *selector,
 		    char **error_r);
+/* Backup and restore: a key as PEM (caller frees), and a key written
+ * back from one (mode 0600 as every key; created as its age). A selector
+ * the domain has already is left alone (*existed_r). -1 with a message
+ * (caller frees). */
+int dkim_key_export(const char *dir, const char *domain, const char *selector,
+		    char **pem_r, char **error_r);
+int dkim_key_import(const char *dir, const char *domain, const char *selector,
+		    const char *pem, time_t created, bool *existed_r,
+		    char **error_r);
 void dkim_key_info_free(struct dkim_key_info *info);
 /* Whether every key file under dir loads (loftd --check). */
 int dkim_keys_check(const char *dir, struct buf *errors);

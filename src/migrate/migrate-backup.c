@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "migrate-parse.h"
 
 #define BACKUP_FORMAT "loft-backup-1"
 
@@ -326,6 +327,80 @@ static char *blob_path(const char *dest, const char *sha)
 	return xasprintf("%s/blobs/%.2s/%s", dest, sha, sha);
 }
 
+/* Keeps data as blobs/<aa>/<sha> unless it is there: 1 written, 0 it
+ * was there, -1 with errno. */
+static int blob_store(const char *dest, const char *sha, const void *data,
+		      size_t len)
+{
+	char *path = blob_path(dest, sha);
+	struct stat st;
+	int ret = 0;
+	if (stat(path, &st) != 0 || (uint64_t)st.st_size != len) {
+		char *dir = xasprintf("%s/blobs/%.2s", dest, sha);
+		mkdir(dir, 0700);
+		free(dir);
+		ret = durable_write(path, data, len) < 0 ? -1 : 1;
+	}
+	free(path);
+	return ret;
+}
+
+int migrate_backup_blob_put(const char *dest, const void *data, size_t len,
+			    char sha_r[65])
+{
+	sha256_hex(data, len, sha_r);
+	return blob_store(dest, sha_r, data, len) < 0 ? -1 : 0;
+}
+
+int migrate_backup_blob_get(const char *dest, const char *sha,
+			    struct buf *out, char *why, size_t why_size)
+{
+	if (!hex64(sha)) {
+		snprintf(why, why_size, "not a blob name");
+		return -1;
+	}
+	char *path = blob_path(dest, sha);
+	size_t at = out->len;
+	int r = read_file(path, out, (size_t)1 << 31);
+	char got[65] = "";
+	if (r == 0)
+		sha256_hex(out->data + at, out->len - at, got);
+	if (strcmp(got, sha) != 0)
+		snprintf(why, why_size, "%s: %s", path, r < 0 ? "missing"
+			 : "damaged (content does not match its name)");
+	free(path);
+	return strcmp(got, sha) == 0 ? 0 : -1;
+}
+
+/* Every blob a manifest names (an account's messages, the server's
+ * queued messages), appended to *v (caller frees each); false when one
+ * is not a SHA-256. */
+static bool sha_push(json_t *item, char ***v, size_t *n, size_t *cap)
+{
+	const char *sha = json_string_value(json_object_get(item, "sha256"));
+	if (!hex64(sha))
+		return false;
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 1024;
+		*v = xrealloc(*v, *cap * sizeof(char *));
+	}
+	(*v)[(*n)++] = xstrdup(sha);
+	return true;
+}
+
+static bool doc_shas(json_t *doc, char ***v, size_t *n, size_t *cap)
+{
+	bool ok = true;
+	size_t i, j;
+	json_t *mb, *msg;
+	json_array_foreach(json_object_get(doc, "mailboxes"), i, mb)
+		json_array_foreach(json_object_get(mb, "messages"), j, msg)
+			ok &= sha_push(msg, v, n, cap);
+	json_array_foreach(json_object_get(doc, "queue"), j, msg)
+		ok &= sha_push(msg, v, n, cap);
+	return ok;
+}
+
 /* Complete snapshots of DEST, oldest first (caller frees). */
 static size_t snapshots(const char *dest, char ***names_r, bool complete)
 {
@@ -454,17 +529,150 @@ static json_t *acl_json(struct migrate *m, struct store_user *user,
 	return a;
 }
 
-/* The account's manifest; bodies copied into DEST/blobs as met. */
+/* The SHA-256 of the Emails (blob ids, never reused) one account's
+ * backup has read: a run that starts the account again from a newer
+ * snapshot reads only bodies it has not seen. */
+struct sha_cache {
+	int64_t *key;
+	char (*sha)[65];
+	size_t cap, n;
+};
+
+static const char *sha_cache_get(const struct sha_cache *c, int64_t email)
+{
+	if (c->cap == 0 || email <= 0)
+		return NULL;
+	for (size_t i = (size_t)email & (c->cap - 1); c->key[i] != 0;
+	     i = (i + 1) & (c->cap - 1))
+		if (c->key[i] == email)
+			return c->sha[i];
+	return NULL;
+}
+
+static void sha_cache_put(struct sha_cache *c, int64_t email, const char *sha)
+{
+	if (email <= 0 || sha_cache_get(c, email) != NULL)
+		return;
+	if ((c->n + 1) * 2 > c->cap) {
+		struct sha_cache big = {0};
+		big.cap = c->cap ? c->cap * 2 : 1024;
+		big.key = xcalloc(big.cap, sizeof(int64_t));
+		big.sha = xcalloc(big.cap, sizeof(*big.sha));
+		for (size_t i = 0; i < c->cap; i++)
+			if (c->key[i] != 0)
+				sha_cache_put(&big, c->key[i], c->sha[i]);
+		free(c->key);
+		free(c->sha);
+		*c = big;
+	}
+	size_t i = (size_t)email & (c->cap - 1);
+	while (c->key[i] != 0)
+		i = (i + 1) & (c->cap - 1);
+	c->key[i] = email;
+	memcpy(c->sha[i], sha, 65);
+	c->n++;
+}
+
+static void sha_cache_free(struct sha_cache *c)
+{
+	free(c->key);
+	free(c->sha);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Tests only (tests/system/test_migrate_server.py): with
+ * LOFT_TEST_BACKUP_PAUSE=FILE, while FILE exists, an account's first
+ * snapshot is held (FILE.ready says so) until FILE is removed, so a test
+ * can expunge under it. */
+static void test_pause(void)
+{
+	const char *f = getenv("LOFT_TEST_BACKUP_PAUSE");
+	if (f == NULL || access(f, F_OK) != 0)
+		return;
+	char *ready = xasprintf("%s.ready", f);
+	int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	free(ready);
+	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
+		usleep(100000);
+}
+
+/* "1:5,7" from ascending UIDs. */
+static char *uid_set(const uint32_t *uids, size_t n)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+			j++;
+		buf_printf(&b, "%s%u", b.len ? "," : "", uids[i]);
+		if (j > i)
+			buf_printf(&b, ":%u", uids[j]);
+		i = j + 1;
+	}
+	return buf_steal(&b, NULL);
+}
+
+/* Readers' own \Seen of a mailbox in the snapshot: {"reader address":
+ * "uid set"}; NULL when there is none (or no way to name readers). */
+static json_t *seen_json(struct migrate *m, struct store_export *e,
+			 const struct store_mailbox_info *mb,
+			 const char *address, bool *failed)
+{
+	struct store_export_seen *rows = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (m->user_address == NULL)
+		return NULL;
+	if (store_export_seen(e, mb->id, &rows, &n, &err) < 0) {
+		migrate_error(m, address, mb->name, "readers' \\Seen: %s",
+			      err.msg);
+		*failed = true;
+		return NULL;
+	}
+	json_t *o = NULL;
+	uint32_t *uids = xmalloc((n ? n : 1) * sizeof(uint32_t));
+	for (size_t i = 0; i < n;) {
+		size_t j = i, k = 0;
+		while (j < n && rows[j].viewer == rows[i].viewer)
+			uids[k++] = rows[j++].uid;
+		char *who = m->user_address(m->account_ctx, rows[i].viewer);
+		if (who != NULL) {
+			if (o == NULL)
+				o = json_object();
+			char *set = uid_set(uids, k);
+			json_object_set_new(o, who, json_string(set));
+			free(set);
+			free(who);
+		}
+		i = j;
+	}
+	free(uids);
+	free(rows);
+	return o;
+}
+
+/* The account's manifest; bodies copied into DEST/blobs as met. *retry_r:
+ * a body the snapshot names was removed meanwhile by another process
+ * (loftd expunged it): NULL, and the account is to be read again from a
+ * newer snapshot (cache keeps the bodies already read). */
 static json_t *backup_account(struct migrate *m, const char *dest,
 			      const char *address, struct store_user *user,
-			      json_t *record, uint64_t *modseq_r)
+			      json_t *record, uint64_t *modseq_r,
+			      struct sha_cache *cache, bool first,
+			      bool *retry_r)
 {
 	struct store_export *e;
 	struct store_error err;
+	*retry_r = false;
 	if (store_export_begin(user, &e, &err) < 0) {
 		migrate_error(m, address, NULL, "%s", err.msg);
 		return NULL;
 	}
+	if (first)
+		test_pause();
 	const struct store_export_info *info = store_export_info(e);
 	*modseq_r = info->modseq;
 	json_t *doc = json_object();
@@ -495,34 +703,40 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		/* every message: next gives 1 per message, 0 at the end */
 		bool more = r == 0 && !mb->noselect;
 		while (more && (r = store_export_next(e, &msg, &err)) == 1) {
-			struct store_blob b;
-			if (store_export_body(e, msg->email, &b, &err) < 0) {
-				migrate_error(m, address, mb->name, "UID %u: %s",
-					      msg->uid, err.msg);
+			char sha[65];
+			const char *known = sha_cache_get(cache, msg->email);
+			struct store_blob b = {0};
+			if (known != NULL) {
+				memcpy(sha, known, 65);
+			} else if (store_export_body(e, msg->email, &b,
+						     &err) < 0) {
+				if (err.kind == STORE_ERR_NOTFOUND)
+					*retry_r = true;
+				else
+					migrate_error(m, address, mb->name,
+						      "UID %u: %s", msg->uid,
+						      err.msg);
 				failed = true;
 				break;
+			} else {
+				sha256_hex(b.data, b.len, sha);
 			}
-			char sha[65];
-			sha256_hex(b.data, b.len, sha);
-			char *path = blob_path(dest, sha);
-			struct stat st;
-			if (stat(path, &st) != 0 || (uint64_t)st.st_size != b.len) {
-				char *dir = xasprintf("%s/blobs/%.2s", dest, sha);
-				mkdir(dir, 0700);
-				free(dir);
-				if (durable_write(path, b.data, b.len) < 0) {
+			if (known == NULL) {
+				int w = blob_store(dest, sha, b.data, b.len);
+				if (w < 0) {
 					migrate_error(m, address, mb->name,
-						      "UID %u: %s: %s", msg->uid,
-						      path, strerror(errno));
+						      "UID %u: blobs/%.2s/%s: %s",
+						      msg->uid, sha, sha,
+						      strerror(errno));
 					failed = true;
-				} else {
+				} else if (w == 1) {
 					m->bytes += b.len;
 				}
+				store_blob_close(&b);
 			}
-			free(path);
-			store_blob_close(&b);
 			if (failed)
 				break;
+			sha_cache_put(cache, msg->email, sha);
 			json_t *jmsg = json_pack(
 				"{s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:s}",
 				"uid", (json_int_t)msg->uid,
@@ -547,6 +761,17 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 			failed = true;
 		}
 		json_object_set_new(jm, "messages", msgs);
+		json_t *seen = failed || mb->noselect
+			? NULL : seen_json(m, e, mb, address, &failed);
+		if (seen != NULL)
+			json_object_set_new(jm, "seen_by", seen);
+		enum store_seen_mode mode;
+		if (!failed && !mb->noselect &&
+		    store_mailbox_seen_mode(user, mb->name, &mode, &err) == 0 &&
+		    mode != STORE_SEEN_DEFAULT)
+			json_object_set_new(jm, "seen_mode", json_string(
+				mode == STORE_SEEN_SHARED ? "shared"
+							  : "per-user"));
 		json_array_append_new(mbs, jm);
 	}
 	json_object_set_new(doc, "mailboxes", mbs);
@@ -690,8 +915,28 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 			migrate_folder_end(m);
 			continue;
 		}
-		json_t *doc = backup_account(m, dest, a, users[i], record,
-					     &modseq);
+		/* a body loftd removed under the snapshot (an expunge): the
+		 * account again from a newer one, bodies read once */
+		struct sha_cache cache = {0};
+		json_t *doc = NULL;
+		for (int attempt = 0; doc == NULL; attempt++) {
+			bool retry;
+			uint64_t counted = m->imported;
+			doc = backup_account(m, dest, a, users[i], record,
+					     &modseq, &cache, attempt == 0,
+					     &retry);
+			if (doc != NULL || !retry)
+				break;
+			m->imported = counted;
+			if (attempt == 20) {
+				migrate_error(m, a, NULL, "messages kept being"
+					      " removed while they were read"
+					      " (21 snapshots): the next run"
+					      " tries again");
+				break;
+			}
+		}
+		sha_cache_free(&cache);
 		if (doc != NULL)
 			json_object_set(doc, "sieve", scripts);
 		json_decref(record);
@@ -722,6 +967,31 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		migrate_folder_end(m);
 	}
 	json_object_set_new(index, "accounts", accounts);
+	/* the whole server: what is in no one account */
+	if (ret == 0 && m->server_record != NULL) {
+		json_t *srv = m->server_record(m->account_ctx, m, dest);
+		char *path = xasprintf("%s/server.json", dir);
+		char sum[65];
+		if (srv == NULL) {
+			ret = 1;
+		} else {
+			json_object_set_new(srv, "format",
+					    json_string(BACKUP_FORMAT));
+			if (json_write_sealed(path, srv, sum) < 0) {
+				migrate_error(m, NULL, path, "%s",
+					      strerror(errno));
+				ret = 1;
+			} else {
+				char *file = xasprintf("%s/server.json", name);
+				json_object_set_new(index, "server", json_pack(
+					"{s:s, s:s}", "file", file, "sha256",
+					sum));
+				free(file);
+			}
+		}
+		json_decref(srv);
+		free(path);
+	}
 	if (ret == 0) {
 		/* last: after every file it names is durable */
 		char *mark = xasprintf("%s/SNAPSHOT", dir);
@@ -796,39 +1066,27 @@ static json_t *account_doc(const char *dest, json_t *entry, char *why,
 	return doc;
 }
 
-/* Checks every blob the account names: content and name agree. */
+/* Checks every blob a manifest names: content and name agree. */
 static size_t verify_blobs(struct migrate *m, const char *dest, json_t *doc,
 			   const char *what)
 {
-	size_t bad = 0, i, j;
-	json_t *mb, *msg;
-	json_array_foreach(json_object_get(doc, "mailboxes"), i, mb) {
-		json_array_foreach(json_object_get(mb, "messages"), j, msg) {
-			const char *sha = json_string_value(
-				json_object_get(msg, "sha256"));
-			if (!hex64(sha)) {
-				migrate_error(m, what, NULL, "a message without"
-					      " a valid sha256");
-				bad++;
-				continue;
-			}
-			char *path = blob_path(dest, sha);
-			struct buf b;
-			buf_init(&b, 0);
-			char got[65] = "";
-			if (read_file(path, &b, (size_t)1 << 31) == 0)
-				sha256_hex(b.data, b.len, got);
-			if (strcmp(got, sha) != 0) {
-				migrate_error(m, what, path, "%s",
-					      got[0] ? "damaged (content does"
-						       " not match its name)"
-						     : "missing");
-				bad++;
-			}
-			buf_free(&b);
-			free(path);
-		}
+	char **v = NULL;
+	size_t n = 0, cap = 0, bad = 0;
+	if (!doc_shas(doc, &v, &n, &cap)) {
+		migrate_error(m, what, NULL, "a message without a valid sha256");
+		bad++;
 	}
+	for (size_t i = 0; i < n; i++) {
+		struct buf b;
+		buf_init(&b, 0);
+		char why[1024];
+		if (migrate_backup_blob_get(dest, v[i], &b, why, sizeof(why)) < 0) {
+			migrate_error(m, what, NULL, "%s", why);
+			bad++;
+		}
+		buf_free(&b);
+	}
+	names_free(v, n);
 	return bad;
 }
 
@@ -866,9 +1124,25 @@ int migrate_backup_verify(struct migrate *m, const char *dest)
 			}
 			free(path);
 		}
+		json_t *se = json_object_get(idx, "server");
+		if (se != NULL) {
+			char *path;
+			json_t *doc = account_doc(dest, se, why, sizeof(why),
+						  &path);
+			if (doc == NULL) {
+				migrate_error(m, v[i], path ? path : "SNAPSHOT",
+					      "%s", why);
+				bad++;
+			} else {
+				bad += verify_blobs(m, dest, doc, v[i]);
+				json_decref(doc);
+			}
+			free(path);
+		}
 		if (!m->json)
-			fprintf(m->out, "%s: %zu accounts checked\n", v[i],
-				json_array_size(json_object_get(idx, "accounts")));
+			fprintf(m->out, "%s: %zu accounts%s checked\n", v[i],
+				json_array_size(json_object_get(idx, "accounts")),
+				se != NULL ? " and the server record" : "");
 		json_decref(idx);
 		free(p);
 	}
@@ -1117,23 +1391,25 @@ int migrate_backup_prune(struct migrate *m, const char *dest, long keep,
 				break;
 			}
 			free(path);
-			size_t a, b;
-			json_t *mb, *msg;
-			json_array_foreach(json_object_get(doc, "mailboxes"), a, mb)
-				json_array_foreach(json_object_get(mb, "messages"),
-						   b, msg) {
-				const char *sha = json_string_value(
-					json_object_get(msg, "sha256"));
-				if (!hex64(sha))
-					continue;
-				if (nsha == cap) {
-					cap = cap ? cap * 2 : 1024;
-					keep_sha = xrealloc(keep_sha,
-							    cap * sizeof(char *));
-				}
-				keep_sha[nsha++] = xstrdup(sha);
+			doc_shas(doc, &keep_sha, &nsha, &cap);
+			json_decref(doc);
+		}
+		/* the server record's queued messages */
+		json_t *se = json_object_get(idx[k], "server");
+		if (se != NULL && all_read) {
+			char *path;
+			json_t *doc = account_doc(dest, se, why, sizeof(why),
+						  &path);
+			if (doc == NULL) {
+				migrate_error(m, v[k], path ? path : "SNAPSHOT",
+					      "%s: no blob removed", why);
+				all_read = false;
+				ret = 1;
+			} else {
+				doc_shas(doc, &keep_sha, &nsha, &cap);
 			}
 			json_decref(doc);
+			free(path);
 		}
 	}
 	if (nsha > 1)
@@ -1244,6 +1520,13 @@ int migrate_manifest_check(const char *data, size_t len, char *why,
 			ret = -1;
 		}
 	}
+	json_t *se = json_object_get(doc, "server");
+	if (se != NULL && !entry_file_ok(json_string_value(
+				  json_object_get(se, "file")))) {
+		snprintf(why, why_size, "names a server record outside the"
+			 " backup");
+		ret = -1;
+	}
 	/* an account: what restore reads of each message */
 	json_array_foreach(json_object_get(doc, "mailboxes"), i, x) {
 		json_array_foreach(json_object_get(x, "messages"), j, y) {
@@ -1307,6 +1590,50 @@ json_t *migrate_backup_account(const char *dest, const char *address,
 	return rec;
 }
 
+json_t *migrate_backup_server(const char *dest, char *why, size_t why_size)
+{
+	char **v;
+	size_t n = snapshots(dest, &v, true);
+	if (n == 0) {
+		snprintf(why, why_size, "no complete snapshot in %s", dest);
+		names_free(v, n);
+		return NULL;
+	}
+	char *p = xasprintf("%s/snapshots/%s/SNAPSHOT", dest, v[n - 1]);
+	json_t *idx = json_read_sealed(p, why, why_size);
+	json_t *se = idx != NULL ? json_object_get(idx, "server") : NULL;
+	char *path = NULL;
+	json_t *doc = se != NULL ? account_doc(dest, se, why, why_size, &path)
+				 : NULL;
+	if (idx != NULL && se == NULL)
+		snprintf(why, why_size, "snapshot %s has no server record"
+			 " (made for some accounts only)", v[n - 1]);
+	char **shas = NULL;
+	size_t ns = 0, cap = 0;
+	if (doc != NULL && !doc_shas(doc, &shas, &ns, &cap)) {
+		snprintf(why, why_size, "server.json names a message without"
+			 " a valid sha256");
+		json_decref(doc);
+		doc = NULL;
+	}
+	for (size_t i = 0; doc != NULL && i < ns; i++) {
+		struct buf b;
+		buf_init(&b, 0);
+		if (migrate_backup_blob_get(dest, shas[i], &b, why,
+					    why_size) < 0) {
+			json_decref(doc);
+			doc = NULL;
+		}
+		buf_free(&b);
+	}
+	names_free(shas, ns);
+	json_decref(idx);
+	free(path);
+	free(p);
+	names_free(v, n);
+	return doc;
+}
+
 int migrate_backup_addresses(const char *dest, char ***addresses_r,
 			     size_t *count_r, char *why, size_t why_size)
 {
@@ -1340,6 +1667,49 @@ int migrate_backup_addresses(const char *dest, char ***addresses_r,
 	*addresses_r = out;
 	*count_r = cnt;
 	return 0;
+}
+
+/* A folder's \Seen setting (unless it has its own here) and, into a
+ * folder that kept the backup's UIDs, its readers' own \Seen. */
+static void restore_seen(struct migrate *m, json_t *mb, const char *name,
+			 bool uids_kept)
+{
+	struct store_error err;
+	const char *mode = json_string_value(json_object_get(mb, "seen_mode"));
+	enum store_seen_mode cur;
+	if (mode != NULL &&
+	    store_mailbox_seen_mode(m->user, name, &cur, &err) == 0 &&
+	    cur == STORE_SEEN_DEFAULT &&
+	    store_mailbox_set_seen_mode(m->user, name, strcmp(mode, "shared") == 0
+					? STORE_SEEN_SHARED : STORE_SEEN_PER_USER,
+					&err) < 0)
+		migrate_error(m, name, NULL, "\\Seen setting not restored: %s",
+			      err.msg);
+	json_t *readers = json_object_get(mb, "seen_by");
+	if (readers != NULL && !uids_kept) {
+		migrate_error(m, name, NULL, "readers' own \\Seen not restored:"
+			      " the folder has other UIDs here");
+		return;
+	}
+	const char *who;
+	json_t *set;
+	json_object_foreach(readers, who, set) {
+		int64_t id = m->user_id != NULL ? m->user_id(m->account_ctx, who)
+						: 0;
+		const char *t = json_string_value(set);
+		struct store_uid_range *r = NULL;
+		size_t nr = 0;
+		if (id <= 0)
+			migrate_error(m, name, who, "reader's own \\Seen not"
+				      " restored: no such account here");
+		else if (t == NULL || imap_uid_set_parse(t, strlen(t), &r, &nr) < 0)
+			migrate_error(m, name, who, "reader's own \\Seen not"
+				      " restored: damaged UID set");
+		else if (store_import_seen(m->user, name, id, r, nr, &err) < 0)
+			migrate_error(m, name, who, "reader's own \\Seen not"
+				      " restored: %s", err.msg);
+		free(r);
+	}
 }
 
 int migrate_restore(struct migrate *m, const char *dest, const char *address,
@@ -1546,6 +1916,7 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 				.uidnext = (uint32_t)jint(mb, "uidnext")};
 			store_import_mailbox(m->user, &after, NULL, &err);
 		}
+		restore_seen(m, mb, name, keep && !stop);
 		free(msource);
 		migrate_folder_end(m);
 	}

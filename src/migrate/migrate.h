@@ -65,6 +65,19 @@ struct migrate {
 	int (*acl_restore)(void *ctx, struct store_user *user,
 			   const char *mailbox, const char *ident,
 			   const char *rights, char *why, size_t why_size);
+	/* backup: a user id's address (malloced; NULL: no such account):
+	 * readers' own \Seen of shared mailboxes are kept by address. NULL
+	 * callback: they are not kept. */
+	char *(*user_address)(void *ctx, int64_t id);
+	/* restore: an address's user id here (0: no such account). */
+	int64_t (*user_id)(void *ctx, const char *address);
+	/* backup of the whole server (loftctl backup DEST): what is in no
+	 * one account -- domains, groups, DKIM keys, the queue -- as a new
+	 * jansson object, kept as the snapshot's server.json (bodies
+	 * through migrate_backup_blob_put). NULL result: failed (said on
+	 * err); NULL callback: none kept. */
+	struct json_t *(*server_record)(void *ctx, struct migrate *m,
+					const char *dest);
 	/* totals */
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */
@@ -117,6 +130,20 @@ struct json_t *migrate_backup_account(const char *dest, const char *address,
  * entry, fuzz-migrate-manifest). */
 int migrate_manifest_check(const char *data, size_t len, char *why,
 			   size_t why_size);
+/* Bytes kept in DEST/blobs by their SHA-256 (sha_r, 65 bytes), once:
+ * 0, or -1 with errno. */
+int migrate_backup_blob_put(const char *dest, const void *data, size_t len,
+			    char sha_r[65]);
+/* A blob's bytes into out (appended), checked against its name: 0, or
+ * -1 with why. */
+struct buf;
+int migrate_backup_blob_get(const char *dest, const char *sha,
+			    struct buf *out, char *why, size_t why_size);
+/* The server record (server.json) of DEST's newest complete snapshot,
+ * checked with every blob it names (new reference); NULL with why (also
+ * when that snapshot has none: made for some accounts only). */
+struct json_t *migrate_backup_server(const char *dest, char *why,
+				     size_t why_size);
 /* The addresses in DEST's newest complete snapshot (caller frees each
  * and the array); -1 with why. */
 int migrate_backup_addresses(const char *dest, char ***addresses_r,

@@ -245,6 +245,44 @@ void store_export_end(struct store_export **exp)
 	STORE_OBJ_VF(*exp)->export_end(exp);
 }
 
+int store_export_seen(struct store_export *exp, uint32_t mailbox_id,
+		      struct store_export_seen **rows_r, size_t *count_r,
+		      struct store_error *err)
+{
+	err_clear(err);
+	*rows_r = NULL;
+	*count_r = 0;
+	if (STORE_OBJ_VF(exp)->export_seen == NULL)
+		return 0;
+	return STORE_OBJ_VF(exp)->export_seen(exp, mailbox_id, rows_r,
+					      count_r, err);
+}
+
+int store_import_seen(struct store_user *owner, const char *mailbox,
+		      int64_t viewer, const struct store_uid_range *ranges,
+		      size_t range_count, struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(owner, err) < 0)
+		return -1;
+	if (viewer <= 0 || viewer == store_user_id(owner) || range_count == 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "No reader's \\Seen to set");
+	if (owner->store->vf->seen_update == NULL)
+		return store_set_error(err, STORE_ERR_PERM, "This mail backend"
+				       " keeps no per-user \\Seen");
+	char *n = store_name_normalize(mailbox, err);
+	if (n == NULL)
+		return -1;
+	struct store_seen_change ch = {.seen = true};
+	int r = store_seen_update(owner, viewer, n, ranges, range_count, &ch,
+				  err);
+	free(ch.changed);
+	free(ch.modified);
+	free(n);
+	return r;
+}
+
 /* ---- undelete ------------------------------------------------------ */
 
 /* The filter with its folder name as the store keeps names (*copy_r to

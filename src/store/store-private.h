@@ -298,6 +298,10 @@ struct store_backend_vfuncs {
 	int (*export_body)(struct store_export *exp, int64_t email,
 			   struct store_blob *blob_r, struct store_error *err);
 	void (*export_end)(struct store_export **exp);
+	/* optional (NULL: no readers' \Seen to export) */
+	int (*export_seen)(struct store_export *exp, uint32_t mailbox_id,
+			   struct store_export_seen **rows_r,
+			   size_t *count_r, struct store_error *err);
 	/* undelete (store.h "undelete") */
 	int (*deleted_list)(struct store_user *user,
 			    const struct store_deleted_filter *filter,

@@ -1434,6 +1434,23 @@ int store_export_next(struct store_export *exp,
 int store_export_body(struct store_export *exp, int64_t email,
 		      struct store_blob *blob_r, struct store_error *err);
 void store_export_end(struct store_export **exp);
+/* Readers' own \Seen (per-user \Seen of a shared mailbox) in the
+ * snapshot: the messages of mailbox_id each viewer (a user id) has seen,
+ * ordered by viewer then UID (caller frees *rows_r). A backend without
+ * per-user \Seen gives none. */
+struct store_export_seen {
+	int64_t viewer;
+	uint32_t uid;
+};
+int store_export_seen(struct store_export *exp, uint32_t mailbox_id,
+		      struct store_export_seen **rows_r, size_t *count_r,
+		      struct store_error *err);
+/* Restore: viewer's own \Seen set on the messages of the owner's
+ * mailbox in ranges (as that viewer setting \Seen would, whatever its
+ * rights today). PERM on a backend without per-user \Seen. */
+int store_import_seen(struct store_user *owner, const char *mailbox,
+		      int64_t viewer, const struct store_uid_range *ranges,
+		      size_t range_count, struct store_error *err);
 
 /* ---- undelete: removed messages kept for a while (issue 17) -------- */
 

@@ -513,7 +513,76 @@ static void test_export(void)
 	teardown(&store);
 }
 
+/* Readers' own \Seen out of a snapshot and back (backup, restore), and
+ * a body file gone under the snapshot (another process collected it):
+ * NOTFOUND, so a backup reads the account again. */
+static void test_seen_gone(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 5);
+	struct store_error err;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(store_append(u, "INBOX", msg1, strlen(msg1), NULL,
+				       NULL, NULL, &err), 0);
+	struct store_uid_range r[] = {{1, 1}, {3, 3}};
+	CHECK_INT(store_import_seen(u, "INBOX", 9, r, 2, &err), 0);
+	CHECK_INT(store_import_seen(u, "INBOX", 0, r, 2, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	size_t big_len = 200 * 1024;
+	char *big = xmalloc(big_len);
+	memset(big, 'z', big_len);
+	memcpy(big, "Subject: gone\r\n\r\n", 17);
+	memcpy(big + big_len - 2, "\r\n", 2);
+	uint32_t big_uid = 0;
+	CHECK_INT(store_append(u, "INBOX", big, big_len, NULL, &big_uid, NULL,
+			       &err), 0);
+	struct store_export *e;
+	CHECK_INT(store_export_begin(u, &e, &err), 0);
+	const struct store_export_info *info = store_export_info(e);
+	uint32_t inbox = 0;
+	for (size_t i = 0; i < info->mailbox_count; i++)
+		if (strcmp(info->mailboxes[i].name, "INBOX") == 0)
+			inbox = info->mailboxes[i].id;
+	struct store_export_seen *rows = NULL;
+	size_t n = 0;
+	CHECK_INT(store_export_seen(e, inbox, &rows, &n, &err), 0);
+	CHECK_INT(n, 2);
+	if (n == 2) {
+		CHECK_INT(rows[0].viewer, 9);
+		CHECK_INT(rows[0].uid, 1);
+		CHECK_INT(rows[1].uid, 3);
+	}
+	free(rows);
+	/* the big body's file removed as loftd would after an expunge */
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "find '%s' -path '*/blobs/*' -type f"
+		 " -size +100k -delete", data_dir);
+	CHECK_INT(system(cmd), 0);
+	CHECK_INT(store_export_messages(e, inbox, &err), 0);
+	const struct store_export_msg *m;
+	int seen_gone = 0;
+	while (store_export_next(e, &m, &err) == 1) {
+		struct store_blob b;
+		int got = store_export_body(e, m->email, &b, &err);
+		if (m->uid == big_uid) {
+			CHECK_INT(got, -1);
+			CHECK_INT(err.kind, STORE_ERR_NOTFOUND);
+			seen_gone = 1;
+		} else {
+			CHECK_INT(got, 0);
+			if (got == 0)
+				store_blob_close(&b);
+		}
+	}
+	CHECK_INT(seen_gone, 1);
+	store_export_end(&e);
+	free(big);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
+	{"seen_gone", test_seen_gone},
 	{"mailboxes", test_mailboxes},
 	{"append", test_append},
 	{"marks_quota", test_marks_quota},

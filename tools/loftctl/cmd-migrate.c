@@ -14,7 +14,11 @@
 #include <jansson.h>
 #ifdef LOFTCTL_HAVE_QUEUE
 #include "delivery-sieve.h"
+#include "queue.h"
 #include "sieve.h"
+#endif
+#ifdef LOFTCTL_HAVE_MAILAUTH
+#include "mailauth.h"
 #endif
 
 #include <errno.h>
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -213,6 +218,18 @@ static void collect_setting(void *ctx, const char *key, const char *value)
 	json_object_set_new(ctx, key, json_string(value ? value : ""));
 }
 
+/* "HASH_HEX CREATED EXPIRES" of auth_token_hashes */
+static void collect_token(void *ctx, const char *name, const char *extra)
+{
+	char hash[65];
+	long long created = 0, expires = 0;
+	if (extra != NULL &&
+	    sscanf(extra, "%64s %lld %lld", hash, &created, &expires) == 3)
+		json_array_append_new(ctx, json_pack("{s:s, s:s, s:I, s:I}",
+			"name", name, "hash", hash, "created",
+			(json_int_t)created, "expires", (json_int_t)expires));
+}
+
 /* {secret, disabled, aliases, settings}: what `restore` needs to make
  * the account again as it was. */
 static json_t *account_record(void *ctx, const char *address)
@@ -239,8 +256,222 @@ static json_t *account_record(void *ctx, const char *address)
 	json_t *settings = json_object();
 	auth_user_overrides(ctl->auth, u.id, collect_setting, settings, &error);
 	free(error);
+	error = NULL;
 	json_object_set_new(rec, "settings", settings);
+	json_t *tokens = json_array();
+	auth_token_hashes(ctl->auth, u.id, collect_token, tokens, &error);
+	free(error);
+	if (json_array_size(tokens) > 0)
+		json_object_set_new(rec, "tokens", tokens);
+	else
+		json_decref(tokens);
 	return rec;
+}
+
+/* A user id's address, and an address's id (readers' own \Seen). */
+static char *user_address(void *ctx, int64_t id)
+{
+	struct loftctl *ctl = ctx;
+	struct auth_user u;
+	return auth_lookup_id(ctl->auth, id, &u) == 1 ? xstrdup(u.address)
+						      : NULL;
+}
+
+static int64_t user_id(void *ctx, const char *address)
+{
+	struct loftctl *ctl = ctx;
+	struct auth_user u;
+	return auth_lookup(ctl->auth, address, &u) == 1 ? u.id : 0;
+}
+
+/* ---- the server record: what is in no one account ------------------ */
+
+static void collect_name(void *ctx, const char *name, const char *extra)
+{
+	(void)extra;
+	json_array_append_new(ctx, json_string(name));
+}
+
+#ifdef LOFTCTL_HAVE_MAILAUTH
+struct dkim_collect {
+	json_t *keys;
+	const char *dir;
+	bool failed;
+};
+
+static void collect_dkim(void *ctx, const struct dkim_key_info *info)
+{
+	struct dkim_collect *dc = ctx;
+	char *pem = NULL, *error = NULL;
+	if (dkim_key_export(dc->dir, info->domain, info->selector, &pem,
+			    &error) < 0) {
+		fprintf(stderr, "loftctl: DKIM key %s of %s: %s\n",
+			info->selector, info->domain, error);
+		free(error);
+		dc->failed = true;
+		return;
+	}
+	json_array_append_new(dc->keys, json_pack("{s:s, s:s, s:I, s:s}",
+		"domain", info->domain, "selector", info->selector,
+		"created", (json_int_t)info->created, "key", pem));
+	OPENSSL_cleanse(pem, strlen(pem));
+	free(pem);
+}
+#endif
+
+#ifdef LOFTCTL_HAVE_QUEUE
+static bool collect_qid(void *ctx, const struct queue_message_info *info)
+{
+	json_array_append_new(ctx, json_string(info->id));
+	return true;
+}
+
+/* The queue's messages with recipients still to deliver: envelope,
+ * those recipients, and the bytes (DKIM-Signature fields included) in
+ * DEST/blobs. */
+static json_t *queue_record(struct loftctl *ctl, const char *dest)
+{
+	struct queue *q = loftctl_open_queue(ctl);
+	if (q == NULL)
+		return NULL;
+	json_t *ids = json_array(), *out = json_array();
+	struct queue_error qe = {0};
+	if (queue_list(q, collect_qid, ids, &qe) < 0) {
+		loftctl_fail("the queue: %s", qe.msg);
+		json_decref(out);
+		out = NULL;
+	}
+	size_t i;
+	json_t *id;
+	json_array_foreach(out != NULL ? ids : NULL, i, id) {
+		struct queue_message_info *mi = NULL;
+		char *data = NULL;
+		size_t len = 0;
+		if (queue_message_get(q, json_string_value(id), &mi, &qe) < 0 ||
+		    queue_message_data(q, json_string_value(id), &data, &len,
+				       &qe) < 0) {
+			queue_message_info_free(&mi);
+			if (qe.kind == QUEUE_ERR_NOTFOUND)
+				continue;      /* delivered meanwhile */
+			loftctl_fail("queue %s: %s", json_string_value(id),
+				     qe.msg);
+			json_decref(out);
+			out = NULL;
+			break;
+		}
+		char sha[65];
+		json_t *rcpts = json_array();
+		for (size_t r = 0; r < mi->rcpt_count; r++) {
+			const struct queue_rcpt_info *ri = &mi->rcpts[r];
+			if (ri->status != QUEUE_RCPT_QUEUED)
+				continue;
+			json_t *jr = json_pack("{s:s, s:I}", "address",
+					       ri->address, "notify",
+					       (json_int_t)ri->notify);
+			if (ri->orcpt != NULL)
+				json_object_set_new(jr, "orcpt",
+						    json_string(ri->orcpt));
+			json_array_append_new(rcpts, jr);
+		}
+		if (json_array_size(rcpts) == 0) {
+			json_decref(rcpts);
+		} else if (migrate_backup_blob_put(dest, data, len, sha) < 0) {
+			loftctl_fail("queue %s: %s: %s", mi->id, dest,
+				     strerror(errno));
+			json_decref(rcpts);
+			json_decref(out);
+			out = NULL;
+		} else {
+			json_t *jm = json_pack("{s:s, s:s, s:I, s:I, s:b, s:o,"
+					       " s:s, s:I}", "id", mi->id,
+					       "sender", mi->sender, "flags",
+					       (json_int_t)mi->flags, "created",
+					       (json_int_t)mi->created, "held",
+					       mi->held, "rcpts", rcpts,
+					       "sha256", sha, "size",
+					       (json_int_t)len);
+			if (mi->envid != NULL)
+				json_object_set_new(jm, "envid",
+						    json_string(mi->envid));
+			char *who = mi->user_id > 0
+				? user_address(ctl, mi->user_id) : NULL;
+			if (who != NULL)
+				json_object_set_new(jm, "user", json_string(who));
+			free(who);
+			json_array_append_new(out, jm);
+		}
+		free(data);
+		queue_message_info_free(&mi);
+		if (out == NULL)
+			break;
+	}
+	json_decref(ids);
+	queue_close(&q);
+	return out;
+}
+#endif
+
+/* domains (with or without accounts), groups and their members, DKIM
+ * keys, the queue. */
+static json_t *server_record(void *ctx, struct migrate *m, const char *dest)
+{
+	(void)m;
+	struct loftctl *ctl = ctx;
+	char *error = NULL;
+	json_t *srv = json_object(), *domains = json_array(),
+	       *groups = json_array();
+	bool ok = auth_domain_list(ctl->auth, collect_name, domains,
+				   &error) == 0 &&
+		  auth_group_list(ctl->auth, NULL, collect_name, groups,
+				  &error) == 0;
+	json_object_set_new(srv, "domains", domains);
+	json_t *gl = json_array();
+	size_t i;
+	json_t *g;
+	json_array_foreach(ok ? groups : NULL, i, g) {
+		json_t *members = json_array();
+		ok = auth_group_members(ctl->auth, json_string_value(g),
+					collect_name, members, &error) == 0;
+		json_array_append_new(gl, json_pack("{s:O, s:o}", "group", g,
+						    "members", members));
+		if (!ok)
+			break;
+	}
+	json_decref(groups);
+	json_object_set_new(srv, "groups", gl);
+	if (!ok) {
+		loftctl_fail("accounts.db: %s", error ? error : "?");
+		free(error);
+		json_decref(srv);
+		return NULL;
+	}
+#ifdef LOFTCTL_HAVE_MAILAUTH
+	struct dkim_collect dc = {json_array(), loftctl_dkim_dir(ctl), false};
+	struct stat st;
+	if (stat(dc.dir, &st) == 0 &&
+	    dkim_key_list(dc.dir, NULL, collect_dkim, &dc, &error) < 0) {
+		loftctl_fail("DKIM keys: %s", error);
+		free(error);
+		dc.failed = true;
+	}
+	free((char *)dc.dir);
+	json_object_set_new(srv, "dkim", dc.keys);
+	if (dc.failed) {
+		json_decref(srv);
+		return NULL;
+	}
+#endif
+#ifdef LOFTCTL_HAVE_QUEUE
+	json_t *queue = queue_record(ctl, dest);
+	if (queue == NULL) {
+		json_decref(srv);
+		return NULL;
+	}
+	json_object_set_new(srv, "queue", queue);
+#else
+	(void)dest;
+#endif
+	return srv;
 }
 
 
@@ -357,6 +588,22 @@ static int account_create(struct loftctl *ctl, const char *dest,
 			error = NULL;
 		}
 	}
+	json_t *tk;
+	json_array_foreach(json_object_get(rec, "tokens"), i, tk) {
+		if (auth_token_hash_add(ctl->auth, address,
+					json_string_value(json_object_get(tk, "name")),
+					json_string_value(json_object_get(tk, "hash")),
+					(time_t)json_integer_value(
+						json_object_get(tk, "created")),
+					(time_t)json_integer_value(
+						json_object_get(tk, "expires")),
+					&error) < 0) {
+			fprintf(stderr, "loftctl: %s: app password not"
+				" restored: %s\n", address, error);
+			free(error);
+			error = NULL;
+		}
+	}
 	printf("%s: account made from the backup\n", address);
 	ret = 0;
 out:
@@ -431,9 +678,12 @@ static int cmd_backup(struct loftctl *ctl, int argc, char **argv)
 	m.account_record = account_record;
 	m.account_ctx = ctl;
 	m.acl_ident = acl_ident;
+	m.user_address = user_address;
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	if (argc < 1 || argv[argc - 1][0] == '-')
 		return loftctl_usage(&loftctl_migrate_cmds[5]);
+	if (argc == 1)
+		m.server_record = server_record;   /* the whole server */
 	struct names l = {NULL, 0};
 	if (argc == 1) {
 		char *error = NULL;
@@ -505,6 +755,7 @@ static int restore_one(struct loftctl *ctl, struct migrate *proto,
 	m.progress = !m.json && isatty(STDERR_FILENO);
 	m.account_ctx = ctl;
 	m.acl_restore = acl_restore;
+	m.user_id = user_id;
 #ifdef LOFTCTL_HAVE_QUEUE
 	m.sieve_restore = sieve_restore;
 #endif
@@ -512,6 +763,172 @@ static int restore_one(struct loftctl *ctl, struct migrate *proto,
 	loftctl_tell_changed(ctl, store_user_id(m.user));
 	store_user_unref(&m.user);
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
+}
+
+#ifdef LOFTCTL_HAVE_QUEUE
+/* The queue's messages not restored yet (data_dir/.restore-queue names
+ * those that were, by their id in the backup: a rerun adds none twice). */
+static int restore_queue(struct loftctl *ctl, const char *dest, json_t *srv)
+{
+	json_t *list = json_object_get(srv, "queue");
+	if (json_array_size(list) == 0)
+		return 0;
+	char *marks = xasprintf("%s/.restore-queue", ctl->set.data_dir);
+	struct buf done;
+	buf_init(&done, 0);
+	FILE *f = fopen(marks, "r");
+	char line[128];
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		buf_append_str(&done, line);
+	if (f != NULL)
+		fclose(f);
+	buf_append_char(&done, '\0');
+	struct queue *q = loftctl_open_queue(ctl);
+	int rc = q == NULL ? LOFTCTL_EXIT_FAIL : 0;
+	size_t i, restored = 0;
+	json_t *jm;
+	json_array_foreach(q != NULL ? list : NULL, i, jm) {
+		const char *id = json_string_value(json_object_get(jm, "id"));
+		const char *sha = json_string_value(json_object_get(jm, "sha256"));
+		char key[64];
+		snprintf(key, sizeof(key), "\n%s\n", id ? id : "");
+		if (id == NULL || strstr(done.data, key) != NULL ||
+		    (strncmp(done.data, key + 1, strlen(key + 1)) == 0))
+			continue;
+		struct buf data;
+		buf_init(&data, 0);
+		char why[200];
+		size_t nr = json_array_size(json_object_get(jm, "rcpts"));
+		struct queue_rcpt *rc_list = xcalloc(nr ? nr : 1,
+						     sizeof(*rc_list));
+		size_t k;
+		json_t *jr;
+		json_array_foreach(json_object_get(jm, "rcpts"), k, jr) {
+			rc_list[k].address = json_string_value(
+				json_object_get(jr, "address"));
+			rc_list[k].notify = (unsigned)json_integer_value(
+				json_object_get(jr, "notify"));
+			rc_list[k].orcpt = json_string_value(
+				json_object_get(jr, "orcpt"));
+		}
+		const char *who = json_string_value(json_object_get(jm, "user"));
+		/* signed already (its DKIM-Signature fields are in the
+		 * bytes), and counted against no hourly limit again */
+		struct queue_envelope env = {
+			.sender = json_string_value(json_object_get(jm, "sender")),
+			.rcpts = rc_list,
+			.rcpt_count = nr,
+			.envid = json_string_value(json_object_get(jm, "envid")),
+			.flags = (unsigned)json_integer_value(
+					 json_object_get(jm, "flags")) &
+				 ~(unsigned)(QUEUE_F_SIGN | QUEUE_F_SUBMISSION),
+			.user_id = who != NULL ? user_id(ctl, who) : 0,
+		};
+		char nid[QUEUE_ID_SIZE];
+		struct queue_error qe = {0};
+		if (migrate_backup_blob_get(dest, sha, &data, why,
+					    sizeof(why)) < 0) {
+			rc = loftctl_fail("queue %s: %s", id, why);
+		} else if (env.sender == NULL || nr == 0) {
+			rc = loftctl_fail("queue %s: damaged record", id);
+		} else if (queue_enqueue(q, &env, data.data, data.len, nid, NULL,
+					 &qe) < 0) {
+			rc = loftctl_fail("queue %s: %s", id, qe.msg);
+		} else {
+			if (json_is_true(json_object_get(jm, "held")) &&
+			    nid[0] != '\0')
+				queue_hold(q, nid, &qe);
+			FILE *w = fopen(marks, "a");
+			if (w != NULL) {
+				fprintf(w, "%s\n", id);
+				fflush(w);
+				fsync(fileno(w));
+				fclose(w);
+			}
+			restored++;
+		}
+		free(rc_list);
+		buf_free(&data);
+	}
+	if (q != NULL)
+		queue_close(&q);
+	printf("queue: %zu messages restored\n", restored);
+	buf_free(&done);
+	free(marks);
+	return rc;
+}
+#endif
+
+/* Domains (also those without accounts) before the accounts. */
+static int restore_domains(struct loftctl *ctl, json_t *srv)
+{
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(srv, "domains"), i, d) {
+		char *error = NULL;
+		if (!auth_domain_exists(ctl->auth, json_string_value(d)) &&
+		    auth_domain_add(ctl->auth, json_string_value(d), &error) < 0) {
+			loftctl_fail("domain %s: %s", json_string_value(d), error);
+			free(error);
+			return LOFTCTL_EXIT_FAIL;
+		}
+	}
+	return 0;
+}
+
+/* Groups and their members (once the accounts are there), and DKIM
+ * keys the server lacks (mode 0600, as `dkim add` makes them). */
+static int restore_server_rest(struct loftctl *ctl, json_t *srv)
+{
+	int rc = 0;
+	size_t i, k;
+	json_t *g, *mem;
+	json_array_foreach(json_object_get(srv, "groups"), i, g) {
+		const char *name = json_string_value(json_object_get(g, "group"));
+		char *error = NULL;
+		if (auth_group_add(ctl->auth, name, &error) < 0) {
+			/* there already: its members are added to it */
+			free(error);
+			error = NULL;
+		}
+		json_array_foreach(json_object_get(g, "members"), k, mem) {
+			if (auth_group_member(ctl->auth, name,
+					      json_string_value(mem), true,
+					      &error) < 0) {
+				fprintf(stderr, "loftctl: group %s: member %s"
+					" not restored: %s\n", name,
+					json_string_value(mem), error);
+				free(error);
+				error = NULL;
+			}
+		}
+	}
+#ifdef LOFTCTL_HAVE_MAILAUTH
+	char *dir = loftctl_dkim_dir(ctl);
+	json_t *key;
+	json_array_foreach(json_object_get(srv, "dkim"), i, key) {
+		char *error = NULL;
+		bool existed;
+		const char *dom = json_string_value(json_object_get(key, "domain"));
+		const char *sel = json_string_value(json_object_get(key,
+								  "selector"));
+		const char *pem = json_string_value(json_object_get(key, "key"));
+		if (dom == NULL || sel == NULL || pem == NULL) {
+			rc = loftctl_fail("a damaged DKIM key record");
+		} else if (dkim_key_import(dir, dom, sel, pem,
+					   (time_t)json_integer_value(
+						   json_object_get(key, "created")),
+					   &existed, &error) < 0) {
+			rc = loftctl_fail("DKIM key %s of %s: %s", sel, dom, error);
+			free(error);
+		} else if (existed) {
+			fprintf(stderr, "loftctl: DKIM key %s of %s: this server"
+				" has one: kept\n", sel, dom);
+		}
+	}
+	free(dir);
+#endif
+	return rc;
 }
 
 static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
@@ -532,13 +949,28 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	if (argc == 2)
 		return restore_one(ctl, &m, argv[0], argv[1],
 				   as != NULL ? as : argv[1], since);
-	/* every account of the snapshot, each made if missing */
+	/* every account of the snapshot, each made if missing, and what is
+	 * in no account (when the snapshot is of the whole server) */
 	char **v;
 	size_t n;
 	char why[200];
 	if (migrate_backup_addresses(argv[0], &v, &n, why, sizeof(why)) < 0)
 		return loftctl_fail("%s: %s", argv[0], why);
 	int rc = 0;
+	json_t *srv = m.folder == NULL && since == 0
+		? migrate_backup_server(argv[0], why, sizeof(why)) : NULL;
+	if (srv == NULL && m.folder == NULL && since == 0 &&
+	    strstr(why, "no server record") == NULL) {
+		/* damaged: nothing is restored */
+		for (size_t i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		return loftctl_fail("%s: the server record %s: restore refused"
+				    " (backup verify names the files)",
+				    argv[0], why);
+	}
+	if (srv != NULL && restore_domains(ctl, srv) != 0)
+		rc = LOFTCTL_EXIT_FAIL;
 	/* every account first: an ACL entry may name another of them */
 	for (size_t i = 0; i < n; i++) {
 		struct auth_user tu;
@@ -546,12 +978,21 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 		    account_create(ctl, argv[0], v[i], v[i]) < 0)
 			rc = LOFTCTL_EXIT_FAIL;
 	}
+	/* groups before the mail: an ACL entry may name one */
+	if (srv != NULL && restore_server_rest(ctl, srv) != 0)
+		rc = LOFTCTL_EXIT_FAIL;
 	for (size_t i = 0; i < n; i++) {
 		if (restore_one(ctl, &m, argv[0], v[i], v[i], since) != 0)
 			rc = LOFTCTL_EXIT_FAIL;
 		free(v[i]);
 	}
 	free(v);
+#ifdef LOFTCTL_HAVE_QUEUE
+	/* last: a local recipient's account is there now */
+	if (srv != NULL && restore_queue(ctl, argv[0], srv) != 0)
+		rc = LOFTCTL_EXIT_FAIL;
+#endif
+	json_decref(srv);
 	return rc;
 }
 

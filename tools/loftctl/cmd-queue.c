@@ -14,7 +14,7 @@
 #include "buf.h"
 #include "queue.h"
 
-static struct queue *open_queue(struct loftctl *ctl)
+struct queue *loftctl_open_queue(struct loftctl *ctl)
 {
 	struct queue_settings set;
 	struct queue *q;
@@ -80,7 +80,7 @@ static int queue_list_cmd(struct loftctl *ctl, int argc, char **argv)
 
 	if (argc != 0)
 		return loftctl_usage(&loftctl_queue_cmds[0]);
-	if ((q = open_queue(ctl)) == NULL)
+	if ((q = loftctl_open_queue(ctl)) == NULL)
 		return LOFTCTL_EXIT_FAIL;
 	if (queue_list(q, list_one, NULL, &err) < 0)
 		rc = loftctl_fail("%s", err.msg);
@@ -109,7 +109,7 @@ static int queue_show_cmd(struct loftctl *ctl, int argc, char **argv)
 
 	if (argc != 1)
 		return loftctl_usage(&loftctl_queue_cmds[1]);
-	if ((q = open_queue(ctl)) == NULL)
+	if ((q = loftctl_open_queue(ctl)) == NULL)
 		return LOFTCTL_EXIT_FAIL;
 	if (queue_message_get(q, argv[0], &m, &err) < 0) {
 		rc = loftctl_fail("%s", err.msg);
@@ -165,7 +165,7 @@ static int queue_act(struct loftctl *ctl, int argc, char **argv,
 
 	if ((argc == 0) != all)
 		return loftctl_usage(cmd);
-	if ((q = open_queue(ctl)) == NULL)
+	if ((q = loftctl_open_queue(ctl)) == NULL)
 		return LOFTCTL_EXIT_FAIL;
 	if (all) {
 		struct queue_error err = {0};

@@ -71,6 +71,9 @@ extern const struct loftctl_cmd loftctl_migrate_cmds[];
 #ifdef LOFTCTL_HAVE_QUEUE
 extern const struct loftctl_cmd loftctl_queue_cmds[];
 extern const struct loftctl_cmd loftctl_sieve_cmds[];
+/* The outbound queue, opened as `loftctl queue` opens it (not started);
+ * NULL after printing why. */
+struct queue *loftctl_open_queue(struct loftctl *ctl);
 #endif
 #ifdef LOFTCTL_HAVE_MAILAUTH
 extern const struct loftctl_cmd loftctl_dkim_cmds[];

@@ -521,9 +521,18 @@ int sq_blob_read_id(struct sq_user *u, struct sq_conn *c, int64_t id,
 		char *path = sq_blob_path(u, r.name);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		free(path);
-		ret = fd < 0 ? store_set_error(err, STORE_ERR_TEMP,
-					       "The message file cannot be read")
-			     : map_file(u, fd, &r, m, &data, &len, err);
+		/* gone: another process (loftd, while loftctl backup reads
+		 * an older snapshot) collected it after an expunge; this
+		 * process's own readers hold theirs (sq_read_enter) */
+		if (fd < 0 && errno == ENOENT)
+			ret = store_set_error(err, STORE_ERR_NOTFOUND,
+					      "The message was removed after"
+					      " the snapshot was taken");
+		else
+			ret = fd < 0 ? store_set_error(err, STORE_ERR_TEMP,
+						       "The message file cannot"
+						       " be read")
+				     : map_file(u, fd, &r, m, &data, &len, err);
 		if (fd >= 0)
 			close(fd);
 	}

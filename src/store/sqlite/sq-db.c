@@ -949,6 +949,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.export_next = sq_export_next,
 	.export_body = sq_export_body,
 	.export_end = sq_export_end,
+	.export_seen = sq_export_seen,
 	.deleted_list = sq_deleted_list,
 	.deleted_usage = sq_deleted_usage,
 	.undelete = sq_undelete,

@@ -624,6 +624,37 @@ int sq_export_body(struct store_export *e, int64_t email,
 	return sq_blob_read_id(e->u, e->c, email, blob_r, err);
 }
 
+int sq_export_seen(struct store_export *e, uint32_t mailbox_id,
+		   struct store_export_seen **rows_r, size_t *count_r,
+		   struct store_error *err)
+{
+	sqlite3_stmt *st = sq_stmt(e->c, "SELECT viewer, uid FROM seen_pvt"
+					 " WHERE mailbox = ? AND seen = 1"
+					 " ORDER BY viewer, uid");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	struct store_export_seen *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			rows = xrealloc(rows, cap * sizeof(*rows));
+		}
+		rows[n].viewer = sqlite3_column_int64(st, 0);
+		rows[n++].uid = (uint32_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(rows);
+		return sq_db_error(e->c, err, "export");
+	}
+	*rows_r = rows;
+	*count_r = n;
+	return 0;
+}
+
 void sq_export_end(struct store_export **expp)
 {
 	struct store_export *e = *expp;

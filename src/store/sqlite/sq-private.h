@@ -399,6 +399,9 @@ int sq_export_next(struct store_export *exp,
 int sq_export_body(struct store_export *exp, int64_t email,
 		   struct store_blob *blob_r, struct store_error *err);
 void sq_export_end(struct store_export **exp);
+int sq_export_seen(struct store_export *exp, uint32_t mailbox_id,
+		   struct store_export_seen **rows_r, size_t *count_r,
+		   struct store_error *err);
 
 /* sq-undelete.c: removed messages kept for undelete (store.h
  * "undelete"; schema version 10). A row holds the blob (sq_blob_unref
