@@ -155,10 +155,34 @@ int auth_user_secret_set(struct auth *auth, const char *address,
 int auth_token_hashes(struct auth *auth, int64_t user_id, auth_list_fn *fn,
 		      void *ctx, char **error_r)
 {
-	return auth_db_list(auth, "SELECT name, lower(hex(hash)) || ' ' ||"
-				  " created || ' ' || coalesce(expires, 0)"
-				  " FROM tokens WHERE user_id = ? ORDER BY name",
-			    true, user_id, NULL, fn, ctx, error_r);
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	struct asql_stmt *st = asql_prepare(c->db, "SELECT name, hash, created,"
+					    " expires FROM tokens WHERE"
+					    " user_id = ? ORDER BY name");
+	int rc = ASQL_ERROR;
+	if (st != NULL) {
+		asql_bind_int64(st, 1, user_id);
+		while ((rc = asql_step(st)) == ASQL_ROW) {
+			size_t hl = 0;
+			const uint8_t *h = asql_blob(st, 1, &hl);
+			struct buf b;
+			buf_init(&b, 0);
+			hex(&b, h, hl);
+			buf_printf(&b, " %lld %lld", (long long)asql_int64(st, 2),
+				   asql_null(st, 3) ? 0LL
+						    : (long long)asql_int64(st, 3));
+			fn(ctx, asql_text(st, 0), b.data);
+			buf_free(&b);
+		}
+	}
+	if (rc != ASQL_DONE)
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
+	asql_finalize(st);
+	auth_conn_put(auth, c);
+	return rc == ASQL_DONE ? 0 : -1;
 }
 
 int auth_token_hash_add(struct auth *auth, const char *address,
@@ -183,28 +207,28 @@ int auth_token_hash_add(struct auth *auth, const char *address,
 	struct auth_conn *c = auth_conn_get(auth, error_r);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(c->db, "INSERT INTO tokens (user_id, name, hash,"
-			       " created, expires) VALUES (?, ?, ?, ?, ?)"
-			       " ON CONFLICT DO NOTHING", -1, &st,
-			       NULL) != SQLITE_OK) {
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-		auth_conn_put(auth, c);
-		return -1;
+	/* one the account has (the name or the hash) stays as it is */
+	struct asql_stmt *st = asql_prepare(c->db, "INSERT INTO tokens (user_id,"
+					    " name, hash, created, expires)"
+					    " VALUES (?, ?, ?, ?, ?)"
+					    " ON CONFLICT DO NOTHING");
+	int ret = -1;
+	if (st != NULL) {
+		asql_bind_int64(st, 1, u.id);
+		asql_bind_text(st, 2, name);
+		asql_bind_blob(st, 3, h, sizeof(h));
+		asql_bind_int64(st, 4, (int64_t)created);
+		if (expires > 0)
+			asql_bind_int64(st, 5, (int64_t)expires);
+		else
+			asql_bind_null(st, 5);
+		if (asql_step(st) == ASQL_DONE)
+			ret = asql_changes(c->db) > 0 ? 1 : 0;
 	}
-	sqlite3_bind_int64(st, 1, u.id);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, h, sizeof(h), SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (int64_t)created);
-	if (expires > 0)
-		sqlite3_bind_int64(st, 5, (int64_t)expires);
-	else
-		sqlite3_bind_null(st, 5);
-	int ret = sqlite3_step(st) == SQLITE_DONE
-		? (sqlite3_changes(c->db) > 0 ? 1 : 0) : -1;
 	if (ret < 0)
-		*error_r = xasprintf("accounts.db: %s", sqlite3_errmsg(c->db));
-	sqlite3_finalize(st);
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
+	asql_finalize(st);
 	auth_conn_put(auth, c);
 	return ret;
 }
