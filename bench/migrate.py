@@ -80,6 +80,15 @@ def big(n):
             os.chmod(os.path.join(root, x), 0o644)
     mb = total / 1048576.0
     rows = []
+
+    class Rows(list):
+        def append(self, row):
+            super().append(row)
+            print('%-30s %10.2f s  (load %s)' % (
+                row[0], row[1], open('/proc/loadavg').read().split()[0]),
+                flush=True)
+    rows = Rows()
+    print('big: %d messages, %.1f MB written' % (n, mb), flush=True)
     users = {'big@example.test': PW, 'copy@example.test': PW}
     with Dovecot(users={'bak@example.test': PW}, fsync=False) as dc, \
             Loft(users=users, extra={'store': {'fsync': 'no'}}) as env:
