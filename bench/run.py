@@ -4,7 +4,8 @@ times; prints scenario, Loft median, Dovecot median and their ratio, and
 writes bench/results/<time>.json and .md with the machine's core count and
 kernel. `--quick` runs small sizes (under 5 minutes); the full run may take
 up to an hour. `--only NAME[,NAME]` runs some scenarios (lmtp, idle, big,
-pop3, mixed, stress, notify, login, acl).
+pop3, mixed, stress, notify, login, acl, and the store's: syncs, newacct,
+disk, append, bigidle, idleafter).
 
 Ratios are "how many times better Loft is": for rates Loft/Dovecot, for
 times and memory Dovecot/Loft. Medians, because the machine is shared.
@@ -24,15 +25,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import scenarios as sc  # noqa: E402
-from targets import BIG_USER, DovecotTarget, LoftTarget, bench_users  # noqa: E402
+from targets import (APPEND_USER, BIG_USER, DISK_USERS,  # noqa: E402
+                     DovecotTarget, LoftTarget, bench_users)
 
 QUICK = {"reps": 3, "lmtp_count": 300, "idle": 200, "idle_loft": 1000,
          "big": 2000, "mixed_s": 5, "login_s": 3, "users": 20,
          "notify_folders": 1000, "notify_events": 50,
-         "acl_owners": 10, "acl_events": 20}
+         "acl_owners": 10, "acl_events": 20,
+         "sync_count": 300, "newacct": 100, "disk": 500, "append": 2000,
+         "bigidle": 1000}
 FULL = {"reps": 3, "lmtp_count": 3000, "idle": 1000, "idle_loft": 10000,
         "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100,
-        "notify_folders": 1000, "notify_events": 200}
+        "notify_folders": 1000, "notify_events": 200,
+        "sync_count": 300, "newacct": 100, "disk": 5000, "append": 100000,
+        "bigidle": 10000}
 
 # For each figure: True if higher is better (rates), False if lower is.
 HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
@@ -43,7 +49,8 @@ COUNTS = ("connections", "messages", "search_body_hits", "qresync_fetches",
           # bench/acl.py: counts, and a difference (no ratio)
           "shared_listed", "status_messages", "status_unseen",
           "lonely_listed", "lonely_listed_nosharing", "pushes",
-          "unseen_reader", "unseen_owner", "sharing_adds_ms")
+          "unseen_reader", "unseen_owner", "sharing_adds_ms",
+          "mail_bytes_per_msg", "p99_during_over_usual", "mail_bytes")
 
 
 def raise_limits():
@@ -159,10 +166,19 @@ def main():
                     help="owners sharing 10 folders each with one viewer")
     ap.add_argument("--acl-events", type=int, default=None,
                     help="appends / deliveries of the acl push figures")
+    ap.add_argument("--disk", type=int, default=None,
+                    help="messages of each disk account (corpus, plain)")
+    ap.add_argument("--append", type=int, default=None,
+                    help="messages filled by MULTIAPPEND")
+    ap.add_argument("--bigidle", type=int, default=None,
+                    help="idle sessions on the big mailbox (Loft alone)")
+    ap.add_argument("--newacct", type=int, default=None,
+                    help="new accounts given their first message per run")
     args = ap.parse_args()
     P = dict(QUICK if args.quick else FULL)
     for k in ("reps", "big", "idle", "idle_loft", "users", "mixed_s",
-              "notify_events", "acl_owners", "acl_events"):
+              "notify_events", "acl_owners", "acl_events", "disk", "append",
+              "bigidle", "newacct"):
         if getattr(args, k) is not None:
             P[k] = getattr(args, k)
     only = set(filter(None, args.only.split(",")))
@@ -203,6 +219,59 @@ def main():
             res.add("lmtp corpus x16 conns",
                     "%d msgs, 1-5 rcpts, long-tailed sizes" % P["lmtp_count"],
                     runs["loft"], runs["dovecot"])
+        if want("syncs"):
+            n = P["sync_count"]
+            for name, conns, size, rmax in (
+                    ("10KB x4 conns", 4, 10_000, 1),
+                    ("10KB x16 conns", 16, 10_000, 1),
+                    ("corpus x16 conns", 16, None, 5)):
+                runs = {t.name: [sc.lmtp_syncs(t, conns, n, size, rmax)]
+                        for t in both}
+                res.add("lmtp syncs " + name,
+                        "%d msgs under strace -f -c, not timed" % n,
+                        runs["loft"], runs["dovecot"])
+        big_filled = None     # (user, messages, bytes sent)
+        if want("append"):
+            runs = alternate(both, 1, lambda t: sc.multiappend_fill(
+                t, APPEND_USER, P["append"]))
+            res.add("MULTIAPPEND fill", "%d msgs, 50 per command, 1 conn"
+                    % P["append"], runs["loft"], runs["dovecot"])
+            big_filled = (APPEND_USER, P["append"],
+                          runs["loft"][0]["mail_bytes"])
+            runs = alternate(both, P["reps"], lambda t: sc.changedsince(
+                t, APPEND_USER))
+            res.add("CHANGEDSINCE", "%d msgs, 10 changes" % P["append"],
+                    runs["loft"], runs["dovecot"])
+        if big_filled is None and (want("big") or want("pop3") or
+                                   want("bigidle")):
+            # no MULTIAPPEND fill to use: the big mailbox over LMTP
+            t0 = time.time()
+            sent = asyncio.run(sc.fill_mailboxes(both, big_user, P["big"]))
+            print("bench: filled %d messages on both in %.0f s"
+                  % (P["big"], time.time() - t0), flush=True)
+            big_filled = (big_user, P["big"], sent)
+        if big_filled is not None and want("disk"):
+            u, n, sent = big_filled
+            runs = {t.name: [sc.disk_figures(t, u, n, sent)] for t in both}
+            res.add("disk corpus (big mailbox)",
+                    "%d msgs, bytes on disk per message" % n,
+                    runs["loft"], runs["dovecot"])
+        if want("newacct"):
+            rep = iter(range(1000))
+            runs = alternate(both, P["reps"], lambda t: sc.new_accounts(
+                t, next(rep), P["newacct"]))
+            res.add("new accounts' first delivery",
+                    "%d new accounts beside 10KB x4 to existing ones"
+                    % P["newacct"], runs["loft"], runs["dovecot"])
+        if want("disk"):
+            for kind, make in (("corpus", None), ("plain", sc.plain_message)):
+                u = DISK_USERS[kind]
+                sent = asyncio.run(sc.fill_mailboxes(both, u, P["disk"],
+                                                     seed=17, make=make))
+                runs = {t.name: [sc.disk_figures(t, u, P["disk"], sent)]
+                        for t in both}
+                res.add("disk %s" % kind, "%d msgs, bytes on disk per message"
+                        % P["disk"], runs["loft"], runs["dovecot"])
         if want("idle"):
             for tls in (False, True):
                 n = P["idle"]
@@ -219,21 +288,28 @@ def main():
                 res.add("idle %s x%d (loft only)" % ("tls" if tls else "plain",
                                                      n),
                         "%d users, 1 delivery each" % (len(users) - 1), [r], [])
-        if want("big") or want("pop3"):
-            t0 = time.time()
-            asyncio.run(sc.fill_mailboxes(both, big_user, P["big"]))
-            print("bench: filled %d messages on both in %.0f s"
-                  % (P["big"], time.time() - t0), flush=True)
         if want("big"):
+            u, n, _ = big_filled
             runs = alternate(both, P["reps"],
-                             lambda t: sc.big_mailbox(t, big_user, P["big"]))
-            res.add("big mailbox", "%d msgs" % P["big"], runs["loft"],
+                             lambda t: sc.big_mailbox(t, u, n))
+            res.add("big mailbox", "%d msgs" % n, runs["loft"],
                     runs["dovecot"])
         if want("pop3"):
+            u, n, _ = big_filled
             runs = alternate(both, P["reps"],
-                             lambda t: sc.pop3_maildrop(t, big_user, P["big"]))
-            res.add("pop3 maildrop", "%d msgs" % P["big"], runs["loft"],
+                             lambda t: sc.pop3_maildrop(t, u, n))
+            res.add("pop3 maildrop", "%d msgs" % n, runs["loft"],
                     runs["dovecot"])
+        if want("bigidle"):
+            # every session on the big mailbox: the views share one UID
+            # list (after big and pop3: its delivery adds a message)
+            u, n, _ = big_filled
+            loft.restart()
+            r = asyncio.run(sc.idle_connections(loft, P["bigidle"], False,
+                                                users=[u]))
+            res.add("idle on the big mailbox (loft only)",
+                    "%d sessions selected on %d msgs, 1 delivery"
+                    % (P["bigidle"], n), [r], [])
         if want("mixed"):
             runs = alternate(both, P["reps"], lambda t: sc.mixed_workload(
                 t, 50, P["mixed_s"]))
@@ -269,6 +345,15 @@ def main():
         if want("acl"):
             import acl
             acl.run(P, res, alternate)
+        if want("idleafter"):
+            # idle memory after the busy scenarios above, no restart
+            # (memory they freed has to be handed back to count as free)
+            for tls in (False, True):
+                r = asyncio.run(sc.idle_connections(loft, P["idle_loft"],
+                                                    tls))
+                res.add("idle %s x%d after busy (loft only)"
+                        % ("tls" if tls else "plain", P["idle_loft"]),
+                        "no restart since the scenarios before", [r], [])
     finally:
         for t in both:
             if t is not None:

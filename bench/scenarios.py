@@ -36,6 +36,7 @@ async def lmtp_delivery(target, conns, count, size=None, rcpts_max=1,
         rcpts = rng.sample(users, min(nr, len(users)))
         msgs.append((rcpts, corpus.message(seed, i, size)))
     latencies = []
+    small = []     # messages kept in the index (Loft: <= 128 KiB)
     queue = list(range(count))
 
     async def worker():
@@ -47,30 +48,135 @@ async def lmtp_delivery(target, conns, count, size=None, rcpts_max=1,
                 t0 = time.perf_counter()
                 await c.deliver("sender@example.org", rcpts, data)
                 latencies.append(time.perf_counter() - t0)
+                if len(data) <= 128 * 1024:
+                    small.append(latencies[-1])
         finally:
             await c.close()
 
+    cpu0 = target.cpu()
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(conns)))
     elapsed = time.perf_counter() - t0
+    # server CPU per message, with the background work that follows the
+    # last reply (Loft's search indexer, Dovecot's index updates)
+    await asyncio.get_running_loop().run_in_executor(None, target.settle)
+    cpu = target.cpu() - cpu0
     nbytes = sum(len(m[1]) * len(m[0]) for m in msgs)
     return {"msgs_per_s": count / elapsed,
             "MB_per_s": nbytes / elapsed / 1e6,
             "p50_ms": percentile(latencies, 50) * 1000,
-            "p99_ms": percentile(latencies, 99) * 1000}
+            "p99_ms": percentile(latencies, 99) * 1000,
+            "cpu_ms_per_msg": cpu / count * 1000,
+            **({"small_p50_ms": percentile(small, 50) * 1000,
+                "small_p99_ms": percentile(small, 99) * 1000}
+               if size is None else {})}
+
+
+def lmtp_syncs(target, conns, count, size=None, rcpts_max=1, seed=8):
+    """The same delivery under strace -f -c (not timed: tracing slows the
+    server): sync calls (fsync, fdatasync, ...) per message and per copy."""
+    from targets import SyscallCount
+    users = target.user_names()
+    rng = random.Random(seed)
+    copies = sum(min(rng.randint(1, rcpts_max), len(users))
+                 for _ in range(count))
+    with SyscallCount(target.pids()) as sc:
+        asyncio.run(lmtp_delivery(target, conns, count, size, rcpts_max,
+                                  seed))
+        # the background work after the last reply is in the count too
+        target.settle()
+    n = sc.counts()
+    total = sum(n.values())
+    out = {"syncs_per_msg": total / count, "syncs_per_copy": total / copies}
+    for k, v in n.items():
+        out["%s_per_msg" % k] = v / count
+    return out
+
+
+# ---- 1b. new accounts' first delivery beside existing accounts --------------
+
+async def new_accounts(target, rep, count=100, load_msgs=300, conns=4,
+                       seed=21):
+    """Existing accounts' LMTP delivery latency (10 KB, conns connections)
+    alone ("usual"), then again while count accounts created just now get
+    their first message over conns other connections ("during"). Goal:
+    during p99 under twice the usual p99. The new accounts are made with
+    the server running (not timed)."""
+    users = target.user_names()
+    new = {"new%02d-%03d@example.test" % (rep, i): "new-account-pw-%d" % i
+           for i in range(count)}
+    await asyncio.get_running_loop().run_in_executor(
+        None, target.add_users, new)
+
+    async def existing(n, stop=None):
+        lat = []
+        left = [n]
+
+        async def worker(k):
+            c = await Lmtp.connect(target.host, target.port("lmtp"))
+            i = 0
+            while left[0] > 0 or (stop is not None and not stop.is_set()):
+                left[0] -= 1
+                i += 1
+                data = corpus.message(seed, k * 100000 + i, 10_000)
+                t0 = time.perf_counter()
+                await c.deliver("load@example.org",
+                                [users[(k + i) % len(users)]], data)
+                lat.append(time.perf_counter() - t0)
+            await c.close()
+        await asyncio.gather(*(worker(k) for k in range(conns)))
+        return lat
+
+    usual = await existing(load_msgs)
+    stop = asyncio.Event()
+    first = []
+    todo = sorted(new)
+
+    async def newcomer():
+        c = await Lmtp.connect(target.host, target.port("lmtp"))
+        while todo:
+            u = todo.pop()
+            t0 = time.perf_counter()
+            await c.deliver("hello@example.org", [u],
+                            corpus.message(seed + 1, len(todo), 10_000))
+            first.append(time.perf_counter() - t0)
+        await c.close()
+
+    async def newcomers():
+        await asyncio.sleep(0.2)    # the existing load is running
+        await asyncio.gather(*(newcomer() for _ in range(conns)))
+        stop.set()
+
+    during, _ = await asyncio.gather(existing(load_msgs // 4, stop),
+                                     newcomers())
+    u99 = percentile(usual, 99)
+    d99 = percentile(during, 99)
+    return {"usual_p50_ms": percentile(usual, 50) * 1000,
+            "usual_p99_ms": u99 * 1000,
+            "during_p50_ms": percentile(during, 50) * 1000,
+            "during_p99_ms": d99 * 1000,
+            "p99_during_over_usual": d99 / u99,
+            "first_p50_ms": percentile(first, 50) * 1000,
+            "first_p99_ms": percentile(first, 99) * 1000,
+            "first_max_ms": max(first) * 1000}
 
 
 # ---- 2. idle connections and push latency ----------------------------------
 
-async def idle_connections(target, count, tls):
+IDLE_SETTLE_S = 20
+
+
+async def idle_connections(target, count, tls, users=None):
     """Opens count IMAP connections (spread over the target's users), each
     logged in, INBOX selected and in IDLE; measures the server's memory per
     connection (PSS of all its processes, after minus before, divided by
     count), then delivers one message to every user, one after the other,
     and measures on EVERY connection the delay from the delivery's LMTP
     reply (the mail is durable then) to that connection's untagged EXISTS,
-    stamped when the client reads the line."""
-    users = target.user_names()
+    stamped when the client reads the line. users: the accounts to spread
+    over (default the ordinary ones; [one user] puts every session on one
+    mailbox)."""
+    users = users or target.user_names()
     port = target.port("imaps" if tls else "imap")
     mem0 = target.memory()
     by0 = target.memory_by_process() if hasattr(target,
@@ -91,6 +197,7 @@ async def idle_connections(target, count, tls):
     await asyncio.sleep(1.0)
     mem1 = target.memory()
     per_conn = (mem1 - mem0) / count
+    opened = {"mem_total_MB": mem1 / 1e6, "mem_added_MB": (mem1 - mem0) / 1e6}
     # Where it went, per process (privilege separation: parent, auth,
     # outbound, mail; a page shared since the fork counts in PSS at a share
     # each until one of them writes it)
@@ -98,6 +205,13 @@ async def idle_connections(target, count, tls):
     per_process = {"mem_per_conn_%s_KiB" % k.replace("-", "_"):
                    (by1.get(k, 0) - by0.get(k, 0)) / count / 1024
                    for k in set(by0) | set(by1)}
+    # and once the sessions have sat idle a while: what a server keeps
+    # for an idle session, after its own idle housekeeping (Loft gives
+    # back an idle account's pooled readers and caches after 10 s)
+    await asyncio.sleep(IDLE_SETTLE_S)
+    mem2 = target.memory()
+    opened["mem_per_conn_settled_KiB"] = (mem2 - mem0) / count / 1024
+    opened["mem_total_settled_MB"] = mem2 / 1e6
 
     by_user = {}
     for user, c in conns:
@@ -111,7 +225,8 @@ async def idle_connections(target, count, tls):
         await lm.deliver("push@example.org", [user],
                          corpus.message(99, d, 2000))
         t_ack = time.perf_counter()
-        stamps = await asyncio.wait_for(asyncio.gather(*waiters), 30)
+        stamps = await asyncio.wait_for(asyncio.gather(*waiters),
+                                        max(30, len(waiters) / 50))
         # An EXISTS can be read before the LMTP reply (the server tells the
         # IDLE sessions as it commits, beside the reply): that counts as 0.
         lat.extend(max(0.0, t - t_ack) for t in stamps)
@@ -122,7 +237,7 @@ async def idle_connections(target, count, tls):
     if len(lat) != count:
         raise ProtocolError("idle: %d of %d connections saw EXISTS"
                             % (len(lat), count))
-    return {**per_process,
+    return {**per_process, **opened,
             "connections": count, "mem_per_conn_KiB": per_conn / 1024,
             "push_p50_ms": percentile(lat, 50) * 1000,
             "push_p99_ms": percentile(lat, 99) * 1000,
@@ -203,18 +318,23 @@ async def big_mailbox(target, user, expect=None, word=corpus.SEARCH_WORD):
     return res
 
 
-async def fill_mailboxes(targets, user, count, seed=11, conns=8):
+async def fill_mailboxes(targets, user, count, seed=11, conns=8,
+                         make=None):
     """Delivers the same count corpus messages to user on every target over
     LMTP (not timed): each message is made once and sent to all. Then checks
-    that every target's INBOX holds exactly count messages."""
+    that every target's INBOX holds exactly count messages. make(seed, i):
+    the message (default corpus.message). Returns the bytes sent."""
     nxt = 0
+    sent = 0
+    make = make or corpus.message
 
     async def worker():
         nonlocal nxt
         cs = [await Lmtp.connect(t.host, t.port("lmtp")) for t in targets]
         while nxt < count:
             i, nxt = nxt, nxt + 1
-            data = corpus.message(seed, i)
+            data = make(seed, i)
+            sent += len(data)
             await asyncio.gather(*(c.deliver("fill@example.org", [user], data)
                                    for c in cs))
         for c in cs:
@@ -229,6 +349,98 @@ async def fill_mailboxes(targets, user, count, seed=11, conns=8):
         if n != count:
             raise ProtocolError("%s: big mailbox has %d messages, not %d"
                                 % (t.name, n, count))
+    return sent
+
+
+def plain_message(seed, i):
+    """A text/plain message of the corpus's sizes (no attachments, no
+    HTML): the 'plain-text mail alone' of the disk figures."""
+    rng = random.Random(seed * 7919 + i)
+    return corpus.message(seed, i, size=corpus._body_size(rng))
+
+
+def disk_figures(target, user, messages, mail_bytes):
+    """Bytes on disk per message of one account, after the server's
+    background work (the search indexer) is done."""
+    target.settle()
+    d = target.disk(user)
+    out = {"messages": messages,
+           "mail_bytes_per_msg": mail_bytes / messages,
+           "total_bytes_per_msg": d["files"] / messages,
+           "allocated_bytes_per_msg": d["allocated"] / messages,
+           "bodies_bytes_per_msg": d["blob"] / messages,
+           "index_bytes_per_msg": d["index"] / messages,
+           "total_pct_of_mail": 100.0 * d["files"] / mail_bytes}
+    if d["search"]:
+        out["search_bytes_per_msg"] = d["search"] / messages
+        out["search_pct_of_mail"] = 100.0 * d["search"] / mail_bytes
+    return out
+
+
+# ---- 3b. MULTIAPPEND and CHANGEDSINCE ----------------------------------------
+
+async def multiappend_fill(target, user, count, per_cmd=50, seed=13):
+    """Fills user's INBOX with count corpus messages by MULTIAPPEND (RFC
+    3502), per_cmd messages per command, one connection, LITERAL+."""
+    c = await Imap.connect(target.host, target.port("imap"))
+    await c.login(user, target.password(user))
+    t0 = time.perf_counter()
+    sent = 0
+    for lo in range(0, count, per_cmd):
+        msgs = [corpus.message(seed, i)
+                for i in range(lo, min(count, lo + per_cmd))]
+        sent += sum(len(m) for m in msgs)
+        c.tagn += 1
+        tag = b"m%d" % c.tagn
+        c.w.write(tag + b" APPEND INBOX" +
+                  b"".join(b" {%d+}\r\n" % len(m) + m for m in msgs) +
+                  b"\r\n")
+        await c.read_until_tagged(tag)
+    el = time.perf_counter() - t0
+    u, _ = await c.command("STATUS INBOX (MESSAGES)")
+    await c.close()
+    n = int(b"".join(u).split(b"MESSAGES ")[1].split(b")")[0])
+    if n != count:
+        raise ProtocolError("MULTIAPPEND: %d messages, not %d" % (n, count))
+    return {"messages": n, "msgs_per_s": count / el, "fill_s": el,
+            "mail_bytes": sent}
+
+
+async def changedsince(target, user, tries=5):
+    """UID FETCH 1:* (FLAGS) (CHANGEDSINCE m) (RFC 7162 3.1.4) after 10
+    flag changes by another session: median of tries."""
+    pw = target.password(user)
+    c = await Imap.connect(target.host, target.port("imap"))
+    await c.login(user, pw)
+    other = await Imap.connect(target.host, target.port("imap"))
+    await other.login(user, pw)
+    await other.command("SELECT INBOX")
+    times = []
+    for t in range(tries):
+        u, _ = await c.command("SELECT INBOX (CONDSTORE)")
+        modseq = exists = None
+        for line in u:
+            if b"[HIGHESTMODSEQ " in line:
+                modseq = int(line.split(b"[HIGHESTMODSEQ ")[1].split(b"]")[0])
+            if line.endswith(b" EXISTS\r\n"):
+                exists = int(line.split()[1])
+        for i in range(1, 11):
+            n = (i * 97 + t) % exists + 1
+            u, _ = await other.command("FETCH %d (FLAGS)" % n)
+            sign = "-" if any(b"\\Answered" in x for x in u) else "+"
+            await other.command("STORE %d %sFLAGS.SILENT (\\Answered)"
+                                % (n, sign))
+        t0 = time.perf_counter()
+        u, _ = await c.command("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)"
+                               % modseq)
+        times.append(time.perf_counter() - t0)
+        got = sum(1 for x in u if b" FETCH " in x)
+        if got < 10:
+            raise ProtocolError("CHANGEDSINCE reported %d changes, not 10"
+                                % got)
+    await other.close()
+    await c.close()
+    return {"changedsince_10_ms": statistics.median(times) * 1000}
 
 
 # ---- 4. POP3 ---------------------------------------------------------------

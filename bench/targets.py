@@ -63,6 +63,106 @@ def cpu_seconds(pid):
     return ticks / hz
 
 
+def traced_pids(pids):
+    """The pids (threads included) a tracer is attached to."""
+    out = set()
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                    for line in f:
+                        if line.startswith("TracerPid:") and \
+                                int(line.split()[1]) != 0:
+                            out.add(int(t))
+            except OSError:
+                pass
+    return out
+
+
+def all_threads(pids):
+    n = 0
+    for pid in pids:
+        try:
+            n += len(os.listdir("/proc/%d/task" % pid))
+        except OSError:
+            pass
+    return n
+
+
+class SyscallCount:
+    """strace -f -c on every process of a server (threads and processes it
+    forks meanwhile included), counting the sync calls: fsync, fdatasync,
+    sync_file_range, syncfs, msync. Use as a context manager; counts()
+    after the exit: {syscall: calls}."""
+
+    SYSCALLS = "fsync,fdatasync,sync_file_range,syncfs,msync"
+
+    def __init__(self, pids):
+        import subprocess
+        import tempfile
+        import time
+        self.out = tempfile.NamedTemporaryFile(prefix="bench-strace-",
+                                               suffix=".txt", delete=False)
+        self.out.close()
+        args = ["strace", "-f", "-c", "-qq", "-e",
+                "trace=" + self.SYSCALLS, "-o", self.out.name]
+        for p in pids:
+            args += ["-p", str(p)]
+        self.pids = pids
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        # attached when every thread of every process has a tracer
+        deadline = time.monotonic() + 60
+        while len(traced_pids(pids)) < all_threads(pids):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("strace did not attach")
+            time.sleep(0.05)
+        self._counts = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+        counts = {}
+        with open(self.out.name) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and parts[-1] in self.SYSCALLS.split(","):
+                    counts[parts[-1]] = int(parts[3])
+        os.unlink(self.out.name)
+        self._counts = counts
+        return False
+
+    def counts(self):
+        return self._counts or {}
+
+
+def tree_bytes(top, classify=None):
+    """{class: [apparent bytes, allocated bytes]} of the files under top;
+    classify(relative path) names a file's class (default "all")."""
+    out = {}
+    for root, _dirs, files in os.walk(top):
+        for f in files:
+            p = os.path.join(root, f)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            k = classify(os.path.relpath(p, top)) if classify else "all"
+            v = out.setdefault(k, [0, 0])
+            v[0] += st.st_size
+            v[1] += st.st_blocks * 512
+    return out
+
+
 def settle(pid, quiet=0.05, limit=60):
     """Waits until the server uses under quiet s of CPU in a second (its
     background work from earlier scenarios -- Loft's search indexer,
@@ -79,18 +179,54 @@ def settle(pid, quiet=0.05, limit=60):
 
 
 BIG_USER = "big@example.test"
+# the mailbox filled by MULTIAPPEND, and the disk scenario's two accounts
+APPEND_USER = "append@example.test"
+DISK_USERS = {"corpus": "disk-corpus@example.test",
+              "plain": "disk-plain@example.test"}
 
 
 def bench_users(n):
-    """n ordinary users, plus BIG_USER who holds the big mailbox and is left
-    out of user_names() so other scenarios do not add to it."""
+    """n ordinary users, plus BIG_USER who holds the big mailbox (and the
+    other special accounts), left out of user_names() so other scenarios do
+    not add to them."""
     users = {"user%03d@example.test" % i: "pw-%03d-secret" % i
              for i in range(n)}
     users[BIG_USER] = "large-mailbox-owner-pw"
+    users[APPEND_USER] = "many-messages-owner-pw"
+    for u in DISK_USERS.values():
+        users[u] = "bytes-on-ext4-owner-pw"
     return users
 
 
-class LoftTarget:
+def ordinary(users):
+    """The accounts the scenarios spread their load over."""
+    return sorted(u for u in users if u.startswith("user"))
+
+
+class Target:
+    """What both servers share: self.env (a Loft or a Dovecot of
+    tests/lib) with .users and .proc."""
+
+    def user_names(self):
+        return ordinary(self.env.users)
+
+    def password(self, user):
+        return self.env.users[user]
+
+    def memory(self):
+        return sum(pss_of(p) for p in descendants(self.env.proc.pid))
+
+    def pids(self):
+        return descendants(self.env.proc.pid)
+
+    def cpu(self):
+        return cpu_seconds(self.env.proc.pid)
+
+    def settle(self):
+        settle(self.env.proc.pid)
+
+
+class LoftTarget(Target):
     name = "loft"
 
     binaries = None    # (loftd, loftctl) of another build: bench/privsep.py
@@ -124,14 +260,29 @@ class LoftTarget:
     def port(self, proto):
         return self.env.port(proto)
 
-    def user_names(self):
-        return sorted(u for u in self.env.users if u != BIG_USER)
+    def add_users(self, users):
+        """New accounts while running (loftctl user add: the account's
+        index is made by its first delivery, not here)."""
+        for u, pw in users.items():
+            self.env.add_user(u, pw)
 
-    def password(self, user):
-        return self.env.users[user]
-
-    def memory(self):
-        return sum(pss_of(p) for p in descendants(self.env.proc.pid))
+    def disk(self, user):
+        """The account's bytes on disk: loftctl user show's figures
+        (index_bytes includes search_bytes; blob_bytes = the bodies and
+        prefixes, in the index or in files) and the files' allocated
+        size."""
+        import re
+        rc, out, err = self.env.loftctl("user", "show", user)
+        if rc != 0:
+            raise RuntimeError("loftctl user show: %s%s" % (out, err))
+        d = {k: int(v) for k, v in re.findall(
+            r"^  (index_bytes|search_bytes|blob_bytes) = (\d+)$", out, re.M)}
+        uid = int(re.search(r"^id: (\d+)$", out, re.M).group(1))
+        top = os.path.join(self.env.data_dir, "mail", "%02x" % (uid % 256),
+                           str(uid))
+        t = tree_bytes(top).get("all", [0, 0])
+        return {"index": d["index_bytes"], "search": d["search_bytes"],
+                "blob": d["blob_bytes"], "files": t[0], "allocated": t[1]}
 
     def memory_by_process(self):
         """PSS per process name (loftd, loftd-mail, loftd-auth, ...)."""
@@ -157,7 +308,7 @@ class LoftTarget:
         self.env.close()
 
 
-class DovecotTarget:
+class DovecotTarget(Target):
     name = "dovecot"
 
     def __init__(self, users, max_conns=12000, more=""):
@@ -236,14 +387,24 @@ namespace inbox {{
             return self.imaps_port
         return self.env.ports[proto]
 
-    def user_names(self):
-        return sorted(u for u in self.env.users if u != BIG_USER)
+    def add_users(self, users):
+        """New accounts while running: passwd-file is read again when it
+        changes."""
+        self.env.users.update(users)
+        self.env._write_passwd()
 
-    def password(self, user):
-        return self.env.users[user]
-
-    def memory(self):
-        return sum(pss_of(p) for p in descendants(self.env.proc.pid))
+    def disk(self, user):
+        """The account's bytes on disk: message files (Maildir cur/new/tmp
+        of every folder) as "blob", everything else (dovecot.index*,
+        dovecot-uidlist, ...) as "index"; no FTS plugin, so no search."""
+        def classify(rel):
+            parts = rel.split(os.sep)
+            return "blob" if len(parts) >= 2 and \
+                parts[-2] in ("cur", "new", "tmp") else "index"
+        t = tree_bytes(os.path.join(self.env.mail_dir, user), classify)
+        b, i = t.get("blob", [0, 0]), t.get("index", [0, 0])
+        return {"index": i[0], "search": 0, "blob": b[0],
+                "files": b[0] + i[0], "allocated": b[1] + i[1]}
 
     def restart(self):
         settle(self.env.proc.pid)

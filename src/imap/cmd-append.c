@@ -6,8 +6,9 @@
  * The message bytes never sit in memory: imap-client.c streams each
  * message literal into a store blob writer as it arrives (one writer per
  * literal, indexed by imap_arg.stream_index). Here the command line is
- * complete; the writers are committed in order. MULTIAPPEND is all or
- * nothing: if one commit fails, the messages already added are expunged.
+ * complete; the writers are committed together, in one group commit of
+ * the store. MULTIAPPEND is all or nothing: if one message fails, those
+ * stored are expunged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,9 +282,10 @@ static int catenate(struct imap_client *c, const struct imap_arg *parts,
 	return 0;
 }
 
-/* Stores messages into mailbox, all or nothing. Returns the number
- * stored (n), or -1 having replied NO. uids (n of them) and uidvalidity
- * are filled. */
+/* Stores messages into mailbox, all or nothing, in one group commit of
+ * the store (one WAL sync for a whole MULTIAPPEND of small messages).
+ * Returns the number stored (n), or -1 having replied NO. uids (n of
+ * them) and uidvalidity are filled. */
 static int commit_all(struct imap_cmd *cmd, struct store_user *user,
 		      const char *mailbox, struct append_msg *msgs, size_t n,
 		      uint32_t *uids, uint32_t *uidvalidity)
@@ -291,15 +293,17 @@ static int commit_all(struct imap_cmd *cmd, struct store_user *user,
 	struct imap_client *c = cmd->client;
 	struct store_error err = {0};
 	struct url_failure bad = {0};
-	size_t done = 0;
-	for (; done < n; done++) {
-		struct append_msg *m = &msgs[done];
-		struct store_blob_writer *own = NULL;
+	struct store_blob_writer **ws = xcalloc(n, sizeof(*ws));
+	struct store_append_params *p = xcalloc(n, sizeof(*p));
+	size_t ready = 0;
+	for (; ready < n; ready++) {
+		struct append_msg *m = &msgs[ready];
 		struct store_blob_writer **w;
 		if (m->catenate != NULL) {
-			if (catenate(c, m->catenate, &own, &err, &bad) < 0)
+			if (catenate(c, m->catenate, &ws[ready], &err,
+				     &bad) < 0)
 				break;
-			w = &own;
+			w = &ws[ready];
 		} else {
 			w = m->stream_index < c->writer_count
 				    ? &c->writers[m->stream_index] : NULL;
@@ -311,20 +315,39 @@ static int commit_all(struct imap_cmd *cmd, struct store_user *user,
 			snprintf(err.msg, sizeof(err.msg), "Empty message");
 			break;
 		}
-		struct store_append_params p = {
+		if (w != &ws[ready]) {
+			/* the streamed literal's writer: ours now */
+			ws[ready] = *w;
+			*w = NULL;
+		}
+		p[ready] = (struct store_append_params){
 			.flags = m->flags,
 			.keywords = m->keywords,
 			.keyword_count = m->keyword_count,
 			.internaldate = m->internaldate,
 		};
-		if (store_blob_writer_commit_to(w, user, mailbox, &p,
-						&uids[done], uidvalidity,
-						&err) < 0)
-			break;
 	}
-	if (done == n)
+	int ret = -1;
+	if (ready == n) {
+		ret = store_blob_writers_commit_to(ws, n, user, mailbox, p,
+						   uids, uidvalidity, &err);
+		if (ret < 0) {
+			/* MULTIAPPEND is all or nothing (RFC 3502): those
+			 * stored go again */
+			size_t k = 0;
+			for (size_t i = 0; i < n; i++)
+				if (uids[i] != 0)
+					uids[k++] = uids[i];
+			undo(c, user, mailbox, uids, k);
+		}
+	} else {
+		for (size_t i = 0; i < ready; i++)
+			store_blob_writer_abort(&ws[i]);
+	}
+	free(p);
+	free(ws);
+	if (ret == 0)
 		return (int)n;
-	undo(c, user, mailbox, uids, done);
 	if (bad.url != NULL)
 		imap_cmd_no(cmd, "[BADURL \"%.*s\"] %s",
 			    (int)(bad.url_len < 400 ? bad.url_len : 400), bad.url,

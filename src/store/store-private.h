@@ -92,6 +92,14 @@ struct store_backend_vfuncs {
 			    uint32_t *uid_r, uint32_t *uidvalidity_r,
 			    struct store_error *err);
 	void (*body_unref)(struct store_body *body);
+	/* optional (NULL: body_deliver for each): n bodies, no prefix, into
+	 * one mailbox in one group commit (MULTIAPPEND); uids[i] 0 for each
+	 * that failed, -1 with the first failure's error if any did */
+	int (*bodies_deliver)(struct store_body *const *bodies, size_t n,
+			      struct store_user *user, const char *mailbox,
+			      const struct store_append_params *params,
+			      uint32_t *uids, uint32_t *uidvalidity_r,
+			      struct store_error *err);
 	int (*blob_open)(struct store_user *user, const char *mailbox,
 			 uint32_t uid, struct store_blob *blob_r,
 			 struct store_error *err);

@@ -716,12 +716,104 @@ static bool prefix_normalize(const char *prefix, size_t len, struct buf *out,
 	return true;
 }
 
-static int body_deliver(struct store_body *body, struct store_user *user,
-			const char *mailbox, const char *prefix,
-			size_t prefix_len,
-			const struct store_append_params *params,
-			uint32_t *uid_r, uint32_t *uidvalidity_r, unsigned need,
-			struct store_error *err);
+/* The copies the backend stores one by one (or all in one group commit,
+ * vf->bodies_deliver): uids[i] is 0 for a copy that failed. */
+static int backend_deliver(struct store_body *const *bodies, size_t n,
+			   struct store_user *user, const char *mailbox,
+			   const char *prefix, size_t prefix_len,
+			   const struct store_append_params *params,
+			   uint32_t *uids, uint32_t *uidvalidity_r,
+			   struct store_error *err)
+{
+	const struct store_backend_vfuncs *vf = STORE_OBJ_VF(bodies[0]);
+	if (n > 1 && prefix_len == 0 && vf->bodies_deliver != NULL)
+		return vf->bodies_deliver(bodies, n, user, mailbox, params,
+					  uids, uidvalidity_r, err);
+	int ret = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct store_error e = {0};
+		if (vf->body_deliver(bodies[i], user, mailbox, prefix,
+				     prefix_len, params != NULL ? &params[i]
+							      : NULL,
+				     &uids[i], uidvalidity_r, &e) < 0) {
+			uids[i] = 0;
+			if (ret == 0)
+				*err = e;
+			ret = -1;
+		}
+	}
+	return ret;
+}
+
+/* n bodies into one mailbox (params: n of them, or NULL). 0 if every
+ * copy was stored, else -1 with the first failure's error; uids[i] is 0
+ * for each copy that failed. */
+static int bodies_deliver(struct store_body *const *bodies, size_t n,
+			  struct store_user *user, const char *mailbox,
+			  const char *prefix, size_t prefix_len,
+			  const struct store_append_params *params,
+			  uint32_t *uids, uint32_t *uidvalidity_r,
+			  unsigned need, struct store_error *err)
+{
+	err_clear(err);
+	memset(uids, 0, n * sizeof(*uids));
+	for (size_t i = 0; params != NULL && i < n; i++)
+		if (!keywords_valid(params[i].keywords,
+				    params[i].keyword_count, err))
+			return -1;
+	WITH_NAME(name, mailbox, err);
+	/* flags the viewer may not set are dropped (RFC 4314 4, APPEND) */
+	struct store_append_params *allowed = NULL;
+	unsigned rights;
+	struct store_user *h = user;
+	if (store_acl_enter(&user, name, need, &rights, err) < 0) {
+		free(name);
+		return -1;
+	}
+	int64_t pvt = 0;
+	bool *own_seen = NULL;
+	if (params != NULL && rights != STORE_RIGHTS_ALL) {
+		allowed = xmalloc(n * sizeof(*allowed));
+		own_seen = xcalloc(n, sizeof(*own_seen));
+		for (size_t i = 0; i < n; i++) {
+			allowed[i] = params[i];
+			allowed[i].flags &= store_acl_flag_mask(rights);
+			if (!(rights & STORE_RIGHT_WRITE))
+				allowed[i].keyword_count = 0;
+			/* the viewer's \Seen is its own (store-seen.c) */
+			if ((allowed[i].flags & STORE_FLAG_SEEN) &&
+			    (pvt != 0 || (pvt = store_seen_pvt(h, name)) != 0)) {
+				allowed[i].flags &= ~(unsigned)STORE_FLAG_SEEN;
+				own_seen[i] = true;
+			}
+		}
+		params = allowed;
+	}
+	struct buf pre;
+	buf_init(&pre, 0);
+	int ret = -1;
+	if (prefix_normalize(prefix, prefix != NULL ? prefix_len : 0, &pre,
+			     err))
+		ret = backend_deliver(bodies, n, user, name, pre.data, pre.len,
+				      params, uids, uidvalidity_r, err);
+	for (size_t i = 0; pvt != 0 && i < n; i++) {
+		if (!own_seen[i] || uids[i] == 0)
+			continue;
+		struct store_uid_range r = {uids[i], uids[i]};
+		struct store_seen_change sc = {.seen = true};
+		struct store_error e2;
+		if (store_seen_update(user, pvt, name, &r, 1, &sc, &e2) < 0)
+			log_warn("store", NULL, "own \\Seen of a new message"
+				 " not kept: %s", e2.msg);
+		free(sc.changed);
+		free(sc.modified);
+	}
+	free(own_seen);
+	free(allowed);
+	buf_free(&pre);
+	free(name);
+	return ret;
+}
 
 int store_body_deliver(struct store_body *body, struct store_user *user,
 		       const char *mailbox, const char *prefix,
@@ -732,65 +824,12 @@ int store_body_deliver(struct store_body *body, struct store_user *user,
 {
 	/* a delivery into someone else's mailbox (a +folder, Sieve
 	 * fileinto) needs p (RFC 4314 2.1) */
-	return body_deliver(body, user, mailbox, prefix, prefix_len, params,
-			    uid_r, uidvalidity_r, STORE_RIGHT_POST, err);
-}
-
-static int body_deliver(struct store_body *body, struct store_user *user,
-			const char *mailbox, const char *prefix,
-			size_t prefix_len,
-			const struct store_append_params *params,
-			uint32_t *uid_r, uint32_t *uidvalidity_r, unsigned need,
-			struct store_error *err)
-{
-	err_clear(err);
-	if (params != NULL &&
-	    !keywords_valid(params->keywords, params->keyword_count, err))
-		return -1;
-	WITH_NAME(n, mailbox, err);
-	/* flags the viewer may not set are dropped (RFC 4314 4, APPEND) */
-	struct store_append_params allowed;
-	unsigned rights;
-	struct store_user *h = user;
-	if (store_acl_enter(&user, n, need, &rights, err) < 0) {
-		free(n);
-		return -1;
-	}
-	int64_t pvt = 0;
-	if (params != NULL && rights != STORE_RIGHTS_ALL) {
-		allowed = *params;
-		allowed.flags &= store_acl_flag_mask(rights);
-		if (!(rights & STORE_RIGHT_WRITE))
-			allowed.keyword_count = 0;
-		/* the viewer's \Seen is its own (store-seen.c) */
-		if ((allowed.flags & STORE_FLAG_SEEN) &&
-		    (pvt = store_seen_pvt(h, n)) != 0)
-			allowed.flags &= ~(unsigned)STORE_FLAG_SEEN;
-		params = &allowed;
-	}
 	uint32_t uid = 0;
-	if (uid_r == NULL)
-		uid_r = &uid;
-	struct buf pre;
-	buf_init(&pre, 0);
-	int ret = -1;
-	if (prefix_normalize(prefix, prefix != NULL ? prefix_len : 0, &pre,
-			     err))
-		ret = STORE_OBJ_VF(body)->body_deliver(
-			body, user, n, pre.data, pre.len, params, uid_r,
-			uidvalidity_r, err);
-	if (ret == 0 && pvt != 0) {
-		struct store_uid_range r = {*uid_r, *uid_r};
-		struct store_seen_change sc = {.seen = true};
-		struct store_error e2;
-		if (store_seen_update(user, pvt, n, &r, 1, &sc, &e2) < 0)
-			log_warn("store", NULL, "own \\Seen of a new message"
-				 " not kept: %s", e2.msg);
-		free(sc.changed);
-		free(sc.modified);
-	}
-	buf_free(&pre);
-	free(n);
+	int ret = bodies_deliver(&body, 1, user, mailbox, prefix, prefix_len,
+				 params, &uid, uidvalidity_r,
+				 STORE_RIGHT_POST, err);
+	if (uid_r != NULL)
+		*uid_r = uid;
 	return ret;
 }
 
@@ -849,14 +888,8 @@ int store_blob_writer_commit(struct store_blob_writer **wp, const char *mailbox,
 			     uint32_t *uid_r, uint32_t *uidvalidity_r,
 			     struct store_error *err)
 {
-	struct store_blob_writer *w = *wp;
-	int ret = store_body_finish(w->body, err);
-	if (ret == 0)
-		ret = body_deliver(w->body, w->user, mailbox, NULL, 0, params,
-				   uid_r, uidvalidity_r, STORE_RIGHT_INSERT,
-				   err);
-	store_blob_writer_abort(wp);
-	return ret;
+	return store_blob_writer_commit_to(wp, (*wp)->user, mailbox, params,
+					   uid_r, uidvalidity_r, err);
 }
 
 int store_blob_writer_commit_to(struct store_blob_writer **wp,
@@ -865,13 +898,35 @@ int store_blob_writer_commit_to(struct store_blob_writer **wp,
 				uint32_t *uid_r, uint32_t *uidvalidity_r,
 				struct store_error *err)
 {
-	struct store_blob_writer *w = *wp;
-	int ret = store_body_finish(w->body, err);
-	if (ret == 0)
-		ret = body_deliver(w->body, user, mailbox, NULL, 0, params,
-				   uid_r, uidvalidity_r, STORE_RIGHT_INSERT,
-				   err);
-	store_blob_writer_abort(wp);
+	uint32_t uid = 0;
+	int ret = store_blob_writers_commit_to(wp, 1, user, mailbox, params,
+					       &uid, uidvalidity_r, err);
+	if (uid_r != NULL)
+		*uid_r = uid;
+	return ret;
+}
+
+int store_blob_writers_commit_to(struct store_blob_writer **ws, size_t n,
+				 struct store_user *user, const char *mailbox,
+				 const struct store_append_params *params,
+				 uint32_t *uids, uint32_t *uidvalidity_r,
+				 struct store_error *err)
+{
+	struct store_body **bodies = xcalloc(n ? n : 1, sizeof(*bodies));
+	int ret = 0;
+	err_clear(err);
+	memset(uids, 0, n * sizeof(*uids));
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		bodies[i] = ws[i]->body;
+		ret = store_body_finish(bodies[i], err);
+	}
+	if (ret == 0 && n > 0)
+		ret = bodies_deliver(bodies, n, user, mailbox, NULL, 0, params,
+				     uids, uidvalidity_r, STORE_RIGHT_INSERT,
+				     err);
+	for (size_t i = 0; i < n; i++)
+		store_blob_writer_abort(&ws[i]);
+	free(bodies);
 	return ret;
 }
 

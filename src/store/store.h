@@ -418,6 +418,16 @@ int store_blob_writer_commit_to(struct store_blob_writer **w,
 				const struct store_append_params *params,
 				uint32_t *uid_r, uint32_t *uidvalidity_r,
 				struct store_error *err);
+/* n writers at once (MULTIAPPEND, RFC 3502), in the same group commit
+ * where the backend can: one WAL sync for all the small ones. params: n
+ * of them (or NULL). Frees every writer. 0 if all were stored; else -1
+ * with the first failure's error, and uids[i] 0 for each message not
+ * stored (the others are stored: the caller undoes them if it must). */
+int store_blob_writers_commit_to(struct store_blob_writer **ws, size_t n,
+				 struct store_user *user, const char *mailbox,
+				 const struct store_append_params *params,
+				 uint32_t *uids, uint32_t *uidvalidity_r,
+				 struct store_error *err);
 
 /* ---- delivery: one body, several recipients ------------------------ */
 

@@ -77,14 +77,16 @@ with Loft(extra={'imap': {'append_limit': '100K'}}) as env:
     tag = c.next_tag()
     c.send(b'%s APPEND INBOX {%d+}\r\n%s {0+}\r\n\r\n' % (tag.encode(), len(m5), m5))
     c.collect(tag, 'NO', name='multiappend with an empty message fails')
-    c.run('STATUS INBOX (MESSAGES UIDNEXT)', 'OK', [r'MESSAGES 7 UIDNEXT 9\)'],
+    # the messages are committed together, after every literal is read:
+    # the empty one fails before any is stored (no UID is used)
+    c.run('STATUS INBOX (MESSAGES UIDNEXT)', 'OK', [r'MESSAGES 7 UIDNEXT 8\)'],
           name='nothing kept of the failed MULTIAPPEND')
 
     # ---- SELECT / EXAMINE ----------------------------------------------
     lines, _ = c.run('SELECT INBOX', 'OK \\[READ-WRITE\\]',
                      [r'^\* FLAGS \(.*\$Forwarded', r'^\* OK \[PERMANENTFLAGS \(.*\\\*\)\]',
                       r'^\* 7 EXISTS', r'^\* 7 RECENT', r'^\* OK \[UNSEEN 2\]',
-                      r'^\* OK \[UIDVALIDITY \d+\]', r'^\* OK \[UIDNEXT 9\]',
+                      r'^\* OK \[UIDVALIDITY \d+\]', r'^\* OK \[UIDNEXT 8\]',
                       r'^\* OK \[HIGHESTMODSEQ \d+\]', r'^\* OK \[MAILBOXID \(.+\)\]'])
     uidvalidity = int(re.search(r'UIDVALIDITY (\d+)', ' '.join(lines)).group(1))
     c.run('EXAMINE INBOX', 'OK \\[READ-ONLY\\]',
@@ -180,6 +182,24 @@ with Loft(extra={'imap': {'append_limit': '100K'}}) as env:
     c.run('GETQUOTA "other"', 'NO \\[NONEXISTENT\\]')
     c.run('SETQUOTA "" (STORAGE 1)', 'NO \\[NOPERM\\]')
     c.run('GETQUOTAROOT Nope', 'NO \\[NONEXISTENT\\]')
+    # MULTIAPPEND over quota is all or nothing: the first two messages
+    # fit, the third does not; those stored in the same commit go again
+    lines, _ = c.run('GETQUOTA ""', 'OK')
+    used = int(re.search(r'STORAGE (\d+) ', ' '.join(lines)).group(1))
+    rc, out, err = env.loftctl('user', 'quota', USER, '%dK' % (used + 30))
+    r.check('loftctl user quota for MULTIAPPEND', rc == 0, out + err)
+    lines, _ = c.run('STATUS INBOX (MESSAGES)', 'OK')
+    before = re.search(r'MESSAGES (\d+)', ' '.join(lines)).group(1)
+    msgs = [msg(20 + i, size).encode()
+            for i, size in enumerate((10000, 10000, 20000))]
+    tag = c.next_tag()
+    c.send(tag.encode() + b' APPEND INBOX' +
+           b''.join(b' {%d+}\r\n%s' % (len(m), m) for m in msgs) + b'\r\n')
+    c.collect(tag, 'NO \\[OVERQUOTA\\]', name='multiappend over quota')
+    c.run('STATUS INBOX (MESSAGES)', 'OK', [r'MESSAGES %s\)' % before],
+          name='nothing kept of the MULTIAPPEND over quota')
+    c.run('APPEND INBOX {%d+}\r\n%s' % (len(msgs[0]), msgs[0].decode()),
+          'OK', name='a message that fits still goes in')
     c.run('LOGOUT', 'OK')
 
 sys.exit(r.finish())

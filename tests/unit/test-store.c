@@ -6,6 +6,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -2831,6 +2832,110 @@ static void test_many_views(void)
 	teardown(&store);
 }
 
+/* ---- MULTIAPPEND: several writers in one group commit ------------- */
+
+static long multi_commit(struct store_user *u, int n, const char *tag,
+			 uint32_t *uids, struct store_error *err, int *ret)
+{
+	struct store_blob_writer *ws[8];
+	struct store_append_params p[8];
+	for (int i = 0; i < n; i++) {
+		char msg[96];
+		int len = snprintf(msg, sizeof(msg),
+				   "Subject: %s %d\r\n\r\nbody %d\r\n", tag, i, i);
+		CHECK_INT(store_blob_writer_create(u, &ws[i], err), 0);
+		CHECK_INT(store_blob_writer_write(ws[i], msg, (size_t)len, err),
+			  0);
+		p[i] = (struct store_append_params){
+			.flags = i == 1 ? STORE_FLAG_FLAGGED : 0};
+	}
+	sq_fault_arm(SQ_FAULT_SYNC, LONG_MAX, false);
+	*ret = store_blob_writers_commit_to(ws, (size_t)n, u, "INBOX", p, uids,
+					    NULL, err);
+	long syncs = sq_fault_calls();
+	sq_fault_disarm();
+	for (int i = 0; i < n; i++)
+		CHECK(ws[i] == NULL);
+	return syncs;
+}
+
+static void test_multiappend(void)
+{
+	sq_fault_enable();
+	struct store *store = setup_fsync(true);
+	struct store_user *u = user_open(store, 52);
+	struct store_error err;
+	uint32_t uids[8];
+	int ret;
+	CHECK_INT(append(u, "INBOX", "Subject: first\r\n\r\nx\r\n", 0), 1);
+	/* one at a time: a WAL sync each */
+	long single = 0;
+	for (int i = 0; i < 3; i++) {
+		single += multi_commit(u, 1, "single", uids, &err, &ret);
+		CHECK_INT(ret, 0);
+	}
+	/* five together: one commit, one WAL sync */
+	long together = multi_commit(u, 5, "multi", uids, &err, &ret);
+	CHECK_INT(ret, 0);
+	CHECK(single >= 3);
+	CHECK_INT(together, single / 3);
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(uids[i], 5 + (uint32_t)i);
+	struct store_blob b;
+	CHECK_INT(store_blob_open(u, "INBOX", 7, &b, &err), 0);
+	CHECK_MEM(b.data, b.len, "Subject: multi 2\r\n\r\nbody 2\r\n", 28);
+	store_blob_close(&b);
+	struct store_fetch *f;
+	const struct store_msg *m;
+	struct store_uid_range r6 = {6, 6};
+	CHECK_INT(store_fetch_begin(u, "INBOX", &r6, 1, STORE_FETCH_FLAGS, &f,
+				    &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->flags & STORE_FLAG_FLAGGED, STORE_FLAG_FLAGGED);
+	store_fetch_end(&f);
+
+	/* over quota half way: those before are stored, the rest not; the
+	 * error is the first failure's */
+	test_limits.quota_messages = 11;
+	multi_commit(u, 4, "quota", uids, &err, &ret);
+	CHECK_INT(ret, -1);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	CHECK_INT(uids[0], 10);
+	CHECK_INT(uids[1], 11);
+	CHECK_INT(uids[2], 0);
+	CHECK_INT(uids[3], 0);
+	test_limits.quota_messages = 0;
+
+	/* disk full at the commit: every message fails, none is visible,
+	 * the next commit works */
+	struct store_mailbox_info info = status(u, "INBOX");
+	uint32_t before = info.messages;
+	store_mailbox_info_free(&info);
+	struct store_blob_writer *ws[3];
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(store_blob_writer_create(u, &ws[i], &err), 0);
+		store_blob_writer_write(ws[i], "Subject: full\r\n\r\nx\r\n", 20,
+					&err);
+	}
+	sq_fault_arm(SQ_FAULT_WRITE, 1, false);
+	CHECK_INT(store_blob_writers_commit_to(ws, 3, u, "INBOX", NULL, uids,
+					       NULL, &err), -1);
+	CHECK(sq_fault_disarm());
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	CHECK_INT(uids[0] | uids[1] | uids[2], 0);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, before);
+	store_mailbox_info_free(&info);
+	multi_commit(u, 2, "after", uids, &err, &ret);
+	CHECK_INT(ret, 0);
+	info = status(u, "INBOX");
+	CHECK_INT(info.messages, before + 2);
+	store_mailbox_info_free(&info);
+	CHECK_INT(stored_bodies(52), before + 2);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -2865,6 +2970,7 @@ static const struct test_case cases[] = {
 	{"compaction", test_compaction},
 	{"fault_injection", test_fault_injection},
 	{"many_views", test_many_views},
+	{"multiappend", test_multiappend},
 	{NULL, NULL},
 };
 

@@ -434,3 +434,53 @@ int sq_body_deliver(struct store_body *b, struct store_user *user,
 		*uidvalidity_r = cp.a.uidvalidity;
 	return 0;
 }
+
+/* MULTIAPPEND: every body a copy (no prefix) in the same group commit. */
+int sq_bodies_deliver(struct store_body *const *bodies, size_t n,
+		      struct store_user *user, const char *mailbox,
+		      const struct store_append_params *params,
+		      uint32_t *uids, uint32_t *uidvalidity_r,
+		      struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct store_account_limits limits;
+	if (sq_limits_get(user, &limits, err) < 0)
+		return -1;
+	struct sq_body_copy *cps = xcalloc(n, sizeof(*cps));
+	struct sq_job *jobs = xcalloc(n, sizeof(*jobs));
+	size_t begun = 0;
+	int ret = 0;
+	for (; begun < n; begun++) {
+		struct sq_body_copy *cp = &cps[begun];
+		if (sq_body_copy_begin(bodies[begun], u, NULL, 0, cp, err) < 0) {
+			ret = -1;
+			break;
+		}
+		cp->a.mailbox = mailbox;
+		cp->a.params = params != NULL ? &params[begun] : NULL;
+		cp->a.limits = limits;
+		jobs[begun].fn = sq_append_tx;
+		jobs[begun].arg = &cp->a;
+	}
+	bool run = ret == 0;
+	if (run)
+		sq_run_jobs(u, jobs, n);
+	bool told = !run;    /* copy_begin's error is in err already */
+	for (size_t i = 0; i < begun; i++) {
+		bool ok = run && jobs[i].ret >= 0;
+		sq_body_copy_end(bodies[i], u, &cps[i], ok);
+		uids[i] = ok ? cps[i].a.uid : 0;
+		if (ok && uidvalidity_r != NULL)
+			*uidvalidity_r = cps[i].a.uidvalidity;
+		if (!ok) {
+			ret = -1;
+			if (!told) {
+				*err = jobs[i].err;
+				told = true;
+			}
+		}
+	}
+	free(jobs);
+	free(cps);
+	return ret;
+}

@@ -236,6 +236,8 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	sqlite3_busy_timeout(c->db, 30000);
 	/* functions the JMAP triggers call (sq-jmap.c) */
 	sq_jmap_functions(c->db);
+	/* the trigram indexes' tokenizer, each trigram once (sq-tokenize.c) */
+	sq_trigram_register(c->db);
 	sqlite3_extended_result_codes(c->db, 1);
 	/* Durability contract: with synchronous=FULL a WAL commit is on disk
 	 * when COMMIT returns. */
@@ -889,6 +891,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.urlauth_key = sq_urlauth_key,
 	.body_finish = sq_body_finish,
 	.body_deliver = sq_body_deliver,
+	.bodies_deliver = sq_bodies_deliver,
 	.body_unref = sq_body_unref,
 	.blob_open = sq_blob_open,
 	.blob_close = sq_blob_close,

@@ -174,6 +174,11 @@ void sq_fault_arm(int ops, long k, bool io_error)
 	atomic_store(&armed_ops, ops);
 }
 
+long sq_fault_calls(void)
+{
+	return atomic_load(&seen);
+}
+
 bool sq_fault_disarm(void)
 {
 	atomic_store(&armed_ops, 0);

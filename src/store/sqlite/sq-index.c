@@ -17,8 +17,12 @@
 #include "metrics.h"
 
 /* Text rows indexed per transaction: big enough to amortise FTS5's
- * per-transaction work, small enough not to hold deliveries up long. */
+ * per-transaction work, small enough not to hold deliveries up long. A
+ * batch also ends after INDEX_BATCH_BYTES of text: the trigrams of a few
+ * long texts (a big plain message is megabytes) would hold the user's
+ * writer, and the deliveries queued behind it, for a second or more. */
 #define INDEX_BATCH 64
+#define INDEX_BATCH_BYTES (512 * 1024)
 
 static const char *const fts_insert[2] = {
 	"INSERT INTO text_hdr (rowid, t) VALUES (?, ?)",
@@ -27,13 +31,14 @@ static const char *const fts_insert[2] = {
 /* Adds one text row's entries (a damaged text row adds none: check
  * rebuilds it from the message). */
 static int fts_row(struct sq_conn *c, int64_t id, sqlite3_stmt *src,
-		   struct buf *tmp)
+		   struct buf *tmp, size_t *bytes)
 {
 	for (int i = 0; i < 2; i++) {
 		size_t len;
 		const char *t = sq_text_column(src, 1 + i, tmp, &len);
 		if (t == NULL)
 			continue;
+		*bytes += len;
 		sqlite3_stmt *st = sq_stmt(c, fts_insert[i]);
 		if (st == NULL)
 			return -1;
@@ -71,6 +76,7 @@ int sq_text_delete(struct sq_user *u, struct sq_conn *c, int64_t blob)
 
 struct index_arg {
 	size_t done;
+	bool more;      /* the batch ended at a limit: rows may be left */
 };
 
 /* Empties the trigram indexes: the indexer then fills them again from
@@ -120,6 +126,7 @@ static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
 	struct index_arg *a = job->arg;
 	a->done = 0;
+	a->more = false;
 	int stale = fts_mostly_stale(u, c);
 	if (stale < 0 || (stale > 0 && sq_fts_reset(u, c) < 0))
 		return sq_job_dberr(job, c);
@@ -131,16 +138,22 @@ static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	sqlite3_bind_int(st, 2, INDEX_BATCH);
 	int rc;
 	int64_t last = u->tx_fts_upto;
+	size_t bytes = 0;
 	struct buf tmp;
 	buf_init(&tmp, 0);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		last = sqlite3_column_int64(st, 0);
-		if (fts_row(c, last, st, &tmp) < 0) {
+		if (fts_row(c, last, st, &tmp, &bytes) < 0) {
 			sqlite3_reset(st);
 			buf_free(&tmp);
 			return sq_job_dberr(job, c);
 		}
 		a->done++;
+		if (a->done == INDEX_BATCH || bytes >= INDEX_BATCH_BYTES) {
+			a->more = true;
+			rc = SQLITE_DONE;
+			break;
+		}
 	}
 	buf_free(&tmp);
 	sqlite3_reset(st);
@@ -159,7 +172,7 @@ int sq_index_flush(struct store_user *user, struct store_error *err)
 	do {
 		if (sq_run(SQU(user), index_job, &a, err) < 0)
 			return -1;
-	} while (a.done == INDEX_BATCH);
+	} while (a.more);
 	return 0;
 }
 

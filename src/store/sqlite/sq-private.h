@@ -221,6 +221,10 @@ int sq_metadata_set(struct store_user *user, const char *mailbox,
 int sq_urlauth_key(struct store_user *user, const char *mailbox, bool reset,
 		   unsigned char *key_r, struct store_error *err);
 
+/* sq-tokenize.c: "trigram" that hands FTS5 each trigram of a document
+ * once (the same detail=none index, a fraction of the work); on every
+ * index connection */
+void sq_trigram_register(sqlite3 *db);
 /* sq-index.c: trigram indexing in batches, off the delivery path */
 void sq_indexer_start(struct store *store);
 void sq_indexer_stop(struct store *store);
@@ -259,6 +263,8 @@ const char *sq_fault_vfs(void);
  * with io_error) until disarmed; disarm says whether any failed. */
 void sq_fault_arm(int ops, long k, bool io_error);
 bool sq_fault_disarm(void);
+/* Matching calls since armed (arm with k = LONG_MAX to count only). */
+long sq_fault_calls(void);
 /* Empties the trigram indexes (the indexer refills them); in a job. */
 int sq_fts_reset(struct sq_user *u, struct sq_conn *c);
 /* Removes a blob's text (its index entries go stale); in a job. */
@@ -762,6 +768,11 @@ int sq_body_write(struct store_body *b, const void *data, size_t len,
 uint64_t sq_body_size(const struct store_body *b);
 void sq_body_set_binary(struct store_body *b);
 int sq_body_finish(struct store_body *b, struct store_error *err);
+int sq_bodies_deliver(struct store_body *const *bodies, size_t n,
+		      struct store_user *user, const char *mailbox,
+		      const struct store_append_params *params,
+		      uint32_t *uids, uint32_t *uidvalidity_r,
+		      struct store_error *err);
 int sq_body_deliver(struct store_body *b, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,
