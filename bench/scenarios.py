@@ -329,7 +329,7 @@ async def fill_mailboxes(targets, user, count, seed=11, conns=8,
     make = make or corpus.message
 
     async def worker():
-        nonlocal nxt
+        nonlocal nxt, sent
         cs = [await Lmtp.connect(t.host, t.port("lmtp")) for t in targets]
         while nxt < count:
             i, nxt = nxt, nxt + 1
