@@ -2306,6 +2306,79 @@ static void test_idle_trim(void)
 	teardown(&store);
 }
 
+/* Idle handles past idle_max are closed outside users_mu, marked
+ * closing meanwhile: an open of the same account waits for the close,
+ * others go on; a delete waits too. Four threads open, append to and
+ * drop 8 accounts with 2 idle handles kept (nearly every drop closes
+ * one) while a fifth deletes a ninth account again and again: every
+ * append is there afterwards, once. */
+#define EVICT_USERS 8
+#define EVICT_ROUNDS 60
+struct evict_worker {
+	struct store *store;
+	unsigned seed;
+	_Atomic int *appended;     /* per account */
+};
+
+static void *evict_appender(void *arg)
+{
+	struct evict_worker *w = arg;
+	for (int i = 0; i < EVICT_ROUNDS; i++) {
+		int k = (int)(rand_r(&w->seed) % EVICT_USERS);
+		struct store_user *u = user_open(w->store, 300 + k);
+		if (append(u, "INBOX", "Subject: e\r\n\r\nx\r\n", 0) > 0)
+			atomic_fetch_add(&w->appended[k], 1);
+		store_user_unref(&u);
+	}
+	return NULL;
+}
+
+static void *evict_deleter(void *arg)
+{
+	struct evict_worker *w = arg;
+	for (int i = 0; i < EVICT_ROUNDS; i++) {
+		struct store_user *u = user_open(w->store, 300 + EVICT_USERS);
+		append(u, "INBOX", "Subject: d\r\n\r\nx\r\n", 0);
+		store_user_unref(&u);
+		struct store_error err;
+		/* 0, or TEMP "in use" when a worker of the test holds it */
+		if (store_user_delete(w->store, 300 + EVICT_USERS, &err) < 0)
+			CHECK_INT(err.kind, STORE_ERR_TEMP);
+	}
+	return NULL;
+}
+
+static void test_handle_eviction(void)
+{
+	struct store *store = setup();
+	store->idle_max = 2;
+	_Atomic int appended[EVICT_USERS] = {0};
+	struct evict_worker w[5];
+	pthread_t t[5];
+	for (int i = 0; i < 5; i++) {
+		w[i] = (struct evict_worker){store, 17u * (unsigned)i + 1,
+					     appended};
+		pthread_create(&t[i], NULL,
+			       i < 4 ? evict_appender : evict_deleter, &w[i]);
+	}
+	for (int i = 0; i < 5; i++)
+		pthread_join(t[i], NULL);
+	int total = 0;
+	for (int k = 0; k < EVICT_USERS; k++) {
+		struct store_user *u = user_open(store, 300 + k);
+		struct store_mailbox_info info = status(u, "INBOX");
+		CHECK_INT(info.messages, atomic_load(&appended[k]));
+		total += (int)info.messages;
+		store_mailbox_info_free(&info);
+		store_user_unref(&u);
+	}
+	CHECK_INT(total, 4 * EVICT_ROUNDS);
+	pthread_mutex_lock(&store->users_mu);
+	CHECK(store->idle_count <= store->idle_max);
+	pthread_mutex_unlock(&store->users_mu);
+	teardown(&store);
+}
+
 /* SEARCH sees all of a message's text: past the 16 MiB mail's analysis
  * keeps by default too (the store lifts that cap), and the text is kept
  * compressed. */
@@ -2960,6 +3033,7 @@ static const struct test_case cases[] = {
 	{"fetch_since", test_fetch_since},
 	{"first_unseen", test_first_unseen},
 	{"idle_trim", test_idle_trim},
+	{"handle_eviction", test_handle_eviction},
 	{"search_big_text", test_search_big_text},
 	{"deferred_unlink", test_deferred_unlink},
 	{"damaged_body", test_damaged_body},
