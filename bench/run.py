@@ -174,6 +174,9 @@ def main():
                     help="idle sessions on the big mailbox (Loft alone)")
     ap.add_argument("--newacct", type=int, default=None,
                     help="new accounts given their first message per run")
+    ap.add_argument("--dovecot-fts", choices=("xapian",), default=None,
+                    help="Dovecot with a search index built at delivery "
+                    "(dovecot-fts-xapian), as Loft builds one")
     args = ap.parse_args()
     P = dict(QUICK if args.quick else FULL)
     for k in ("reps", "big", "idle", "idle_loft", "users", "mixed_s",
@@ -199,7 +202,7 @@ def main():
               flush=True)
         loft = LoftTarget(users)
         try:
-            dove = DovecotTarget(users)
+            dove = DovecotTarget(users, fts=args.dovecot_fts)
         except BaseException:
             loft.close()
             raise
@@ -364,7 +367,7 @@ def main():
             "load_start": load_start, "load_end": loadavg(),
             "elapsed_s": round(time.time() - t_start),
             "mode": "quick" if args.quick else "full", "reps": P["reps"],
-            "params": P}
+            "params": P, "dovecot_fts": args.dovecot_fts}
     outdir = os.path.join(HERE, "results")
     os.makedirs(outdir, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -311,10 +311,16 @@ class LoftTarget(Target):
 class DovecotTarget(Target):
     name = "dovecot"
 
-    def __init__(self, users, max_conns=12000, more=""):
+    def __init__(self, users, max_conns=12000, more="", fts=None):
         """more: configuration appended after the rest (bench/acl.py: the
-        acl plugins); @MAILDIR@ in it is the directory of the homes."""
+        acl plugins); @MAILDIR@ in it is the directory of the homes.
+        fts: None (Dovecot as shipped, no search index), or "xapian"
+        (Debian's dovecot-fts-xapian, substring search from 3 characters
+        like Loft's trigram index, every message indexed when it is saved:
+        the like-for-like comparison for Loft's delivery, which indexes
+        every message too)."""
         self.host = "127.0.0.1"
+        self.fts = fts
         cert, key = test_cert()
         self.imaps_port = free_port()
         extra = """
@@ -370,6 +376,27 @@ namespace inbox {{
 }}
 """.format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns,
            n4=max_conns * 4 + 1000)
+        if fts == "xapian":
+            if not os.path.exists("/usr/lib/dovecot/modules/"
+                                  "lib21_fts_xapian_plugin.so"):
+                raise RuntimeError("--dovecot-fts xapian needs Debian's "
+                                   "dovecot-fts-xapian (sh scripts/deps.sh "
+                                   "bench)")
+            extra += """
+mail_plugins = $mail_plugins fts fts_xapian
+plugin {
+  fts = xapian
+  fts_xapian = partial=3 full=20 verbose=0
+  fts_autoindex = yes
+  fts_enforced = yes
+  fts_decoder =
+}
+service indexer-worker {
+  process_limit = 2
+}
+"""
+        elif fts is not None:
+            raise ValueError("unknown Dovecot FTS %r" % fts)
         self.env = Dovecot(users=users, extra=extra + more, start=False)
         if "@MAILDIR@" in more:
             with open(self.env.config_path) as f:
@@ -399,12 +426,17 @@ namespace inbox {{
         dovecot-uidlist, ...) as "index"; no FTS plugin, so no search."""
         def classify(rel):
             parts = rel.split(os.sep)
+            if "xapian-indexes" in parts:
+                return "search"
             return "blob" if len(parts) >= 2 and \
                 parts[-2] in ("cur", "new", "tmp") else "index"
         t = tree_bytes(os.path.join(self.env.mail_dir, user), classify)
         b, i = t.get("blob", [0, 0]), t.get("index", [0, 0])
-        return {"index": i[0], "search": 0, "blob": b[0],
-                "files": b[0] + i[0], "allocated": b[1] + i[1]}
+        s = t.get("search", [0, 0])
+        # as Loft's: index_bytes includes the search index
+        return {"index": i[0] + s[0], "search": s[0], "blob": b[0],
+                "files": b[0] + i[0] + s[0],
+                "allocated": b[1] + i[1] + s[1]}
 
     def restart(self):
         settle(self.env.proc.pid)

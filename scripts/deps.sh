@@ -79,7 +79,7 @@ postgresql-contrib
 # with dovecot-imapd and is not needed: the bench runs Cyrus's master with
 # its httpd (cyrus-caldav) and lmtpd, and fills its mailbox under eatmydata.
 # Roundcube beside the webmail, served by php's built-in server, never by a
-# system service.
+# system service. Dovecot with a search index (bench/run.py --dovecot-fts).
 BENCH_PACKAGES="
 cyrus-common
 cyrus-caldav
@@ -89,6 +89,7 @@ roundcube-core
 roundcube-sqlite3
 php-cli
 php-sqlite3
+dovecot-fts-xapian
 "
 
 want="$BUILD_PACKAGES"
