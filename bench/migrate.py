@@ -17,9 +17,10 @@ other benches), then timed:
   doveadm imapc   Dovecot's IMAP migration: doveadm backup -R from that
                   Dovecot's IMAP (imapc:) into another user
 
-    python3 bench/migrate.py --big 100000
+    python3 bench/migrate.py --big 100000 [--big-size 4096]
 
-A Maildir of --big corpus messages written on disk, then once each:
+A Maildir of --big corpus messages (bodies of --big-size bytes) written
+on disk, then once each:
 loftctl import of it, loftctl backup (first), the same again unchanged,
 loftctl restore into a fresh account, and beside them doveadm backup -R
 of that Maildir into a Dovecot user, first and again into the up-to-date
@@ -58,7 +59,7 @@ def timed(cmd, **kw):
     return dt
 
 
-def big(n):
+def big(n, size):
     """A --big N account: import, backup, unchanged backup, restore;
     doveadm backup first and into an up-to-date copy."""
     tmp = tempfile.mkdtemp(prefix='loft-bench-migrate-big-')
@@ -67,7 +68,7 @@ def big(n):
         os.makedirs(os.path.join(md, d))
     total = 0
     for i in range(n):
-        data = corpus.message(29, i)
+        data = corpus.message(29, i, size=size)
         total += len(data)
         with open(os.path.join(md, 'cur', '%d.M%dP1.bench:2,S' % (
                 1700000000 + i, i)), 'wb') as f:
@@ -124,9 +125,13 @@ def main():
     ap.add_argument('--messages', type=int, default=2000)
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--big', type=int, default=0)
+    # the corpus' messages average ~62 KB: 100,000 of them are 6 GB per
+    # copy (source, Loft, backup, restore, Dovecot); --big-size sets the
+    # body size of those (corpus.message(size=...))
+    ap.add_argument('--big-size', type=int, default=4096)
     a = ap.parse_args()
     if a.big:
-        return big(a.big)
+        return big(a.big, a.big_size)
     n, reps = a.messages, a.reps
     users = {'alice@example.test': PW}
     for i in range(reps):
