@@ -3548,6 +3548,14 @@ static void test_pg_retry(void)
 	CHECK_INT(nc, 0);
 	free(changed);
 	CHECK_INT(store_mailbox_create(u, "Cut", 0, &err), 0);
+	/* a new account's first open (its default mailboxes) */
+	atomic_store(&PGS(store)->test_cut_statement, 2);
+	struct store_user *v = user_open(store, 64);
+	CHECK_INT(atomic_load(&PGS(store)->test_cut_statement), 0);
+	struct store_mailbox_info vi = status(v, "INBOX");
+	CHECK_INT(vi.messages, 0);
+	store_mailbox_info_free(&vi);
+	store_user_unref(&v);
 	/* never gets through: TEMP after postgres_timeout (1 s here) */
 	unsigned timeout = PGS(store)->timeout;
 	PGS(store)->timeout = 1;

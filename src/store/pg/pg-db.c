@@ -934,7 +934,16 @@ int pg_wend_resolve(struct pg_tx *tx, int ret, pg_committed_fn *committed,
 
 /* ---- accounts ---------------------------------------------------------- */
 
+static int user_open_once(struct store_user *user, struct store_error *err);
+
+/* The first call of every session: run again like the others
+ * (pg-retry.c) when a failover or restart cut its transaction. */
 static int pg_user_open(struct store_user *user, struct store_error *err)
+{
+	PG_RETRY(user->store, user_open_once(user, err));
+}
+
+static int user_open_once(struct store_user *user, struct store_error *err)
 {
 	struct pg_tx tx;
 	memset(&tx, 0, sizeof(tx));

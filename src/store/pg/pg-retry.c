@@ -27,13 +27,7 @@ void pg_retry_mark(bool ok)
 	retry_ok = ok;
 }
 
-struct pg_retry {
-	struct timespec start;
-	unsigned delay_ms;
-	unsigned tries;
-};
-
-static void retry_begin(struct pg_retry *rt)
+void pg_retry_begin(struct pg_retry *rt)
 {
 	clock_gettime(CLOCK_MONOTONIC, &rt->start);
 	rt->delay_ms = 20;
@@ -41,8 +35,7 @@ static void retry_begin(struct pg_retry *rt)
 	retry_ok = false;
 }
 
-/* After a failed call: whether to run it again (after a pause). */
-static bool retry_again(struct store *store, struct pg_retry *rt)
+bool pg_retry_again(struct store *store, struct pg_retry *rt)
 {
 	if (!retry_ok)
 		return false;
@@ -63,16 +56,7 @@ static bool retry_again(struct store *store, struct pg_retry *rt)
 	return true;
 }
 
-#define RETRY(store, call)                                                 \
-	do {                                                               \
-		struct pg_retry rt_;                                       \
-		retry_begin(&rt_);                                         \
-		int ret_;                                                  \
-		do                                                         \
-			ret_ = (call);                                     \
-		while (ret_ < 0 && retry_again((store), &rt_));            \
-		return ret_;                                               \
-	} while (0)
+#define RETRY PG_RETRY
 
 /* ---- the calls --------------------------------------------------------- */
 

@@ -7,6 +7,8 @@
 #ifndef LOFT_PG_ROWS_H
 #define LOFT_PG_ROWS_H
 
+#include <time.h>
+
 #include "pg-private.h"
 
 /* ---- Sieve (pg-sieve.c) ---------------------------------------------- */
@@ -112,6 +114,26 @@ int pg_seen_move(struct pg_tx *tx, uint32_t src, const uint32_t *src_uids,
 /* conn_error's verdict on the calling thread's last failure: whether the
  * call may run again (its transaction did not commit). */
 void pg_retry_mark(bool ok);
+/* The loop of a wrapper: PG_RETRY(store, call) returns call's result,
+ * running it again while pg_retry_again says so. */
+struct pg_retry {
+	struct timespec start;
+	unsigned delay_ms;
+	unsigned tries;
+};
+void pg_retry_begin(struct pg_retry *rt);
+/* After a failed call: whether to run it again (after a pause). */
+bool pg_retry_again(struct store *store, struct pg_retry *rt);
+#define PG_RETRY(store, call)                                              \
+	do {                                                               \
+		struct pg_retry rt_;                                       \
+		pg_retry_begin(&rt_);                                      \
+		int ret_;                                                  \
+		do                                                         \
+			ret_ = (call);                                     \
+		while (ret_ < 0 && pg_retry_again((store), &rt_));         \
+		return ret_;                                               \
+	} while (0)
 /* The vtable's entries for these calls: pg_<name> run again within
  * postgres_timeout while its failure is retryable. */
 int pg_r_mailbox_list(struct store_user *user,
