@@ -285,7 +285,7 @@ int auth_group_list(struct auth *auth, const char *domain, auth_list_fn *fn,
 				  " (SELECT count(*) FROM group_members m"
 				  " WHERE m.group_id = g.id) || ' members'"
 				  " FROM groups g JOIN domains d"
-				  " ON d.id = g.domain_id WHERE ?1 IS NULL"
+				  " ON d.id = g.domain_id WHERE CAST(?1 AS TEXT) IS NULL"
 				  " OR d.name = ?1 ORDER BY 1",
 			    false, 0, domain, fn, ctx, error_r);
 }
@@ -490,6 +490,6 @@ int auth_shared_list(struct auth *auth, const char *domain, auth_list_fn *fn,
 				  " user_settings s ON s.user_id = u.id"
 				  " AND s.key = 'shared' AND s.value = 'yes'"
 				  " JOIN domains d ON d.id = u.domain_id"
-				  " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY 1",
+				  " WHERE CAST(?1 AS TEXT) IS NULL OR d.name = ?1 ORDER BY 1",
 			    false, 0, domain, fn, ctx, error_r);
 }

@@ -139,6 +139,10 @@ static void conn_free(struct auth_conn *c)
 /* A connection to where the accounts are. */
 static int db_open(struct auth *auth, struct asql_conn **c_r, char **error_r)
 {
+	if (auth->pg_conninfo != NULL)
+		return asql_pg_open(auth->pg_conninfo,
+				    auth->set.postgres_timeout_secs, c_r,
+				    error_r);
 	return asql_sqlite_open(auth->db_path, c_r, error_r);
 }
 
@@ -170,19 +174,37 @@ struct auth_conn *auth_conn_get(struct auth *auth, char **error_r)
 					   "process");
 		return NULL;
 	}
-	pthread_mutex_lock(&auth->pool_lock);
-	struct auth_conn *c = auth->free_conns;
-	if (c != NULL)
-		auth->free_conns = c->next;
-	pthread_mutex_unlock(&auth->pool_lock);
-	/* the server ended it while it was idle (restart, failover) */
-	if (c != NULL && c->db->drv->broken(c->db)) {
+	struct auth_conn *c;
+	for (;;) {
+		pthread_mutex_lock(&auth->pool_lock);
+		c = auth->free_conns;
+		if (c != NULL)
+			auth->free_conns = c->next;
+		pthread_mutex_unlock(&auth->pool_lock);
+		/* the server ended it while it was idle (restart,
+		 * failover): so it did the others of the pool */
+		if (c == NULL || !c->db->drv->broken(c->db))
+			break;
 		conn_free(c);
-		c = NULL;
 	}
 	if (c == NULL) {
 		char *err = NULL;
 		c = conn_open(auth, &err);
+		/* PostgreSQL restarting or failing over: tried again for
+		 * postgres_timeout, then the caller's temporary error */
+		unsigned wait_ms = 50;
+		int64_t left = auth->pg_conninfo == NULL ? 0
+			: (int64_t)(auth->set.postgres_timeout_secs
+				    ? auth->set.postgres_timeout_secs : 10) * 1000;
+		while (c == NULL && left > 0) {
+			struct timespec ts = {0, (long)wait_ms * 1000000L};
+			nanosleep(&ts, NULL);
+			left -= wait_ms;
+			wait_ms = wait_ms * 2 > 1000 ? 1000 : wait_ms * 2;
+			free(err);
+			err = NULL;
+			c = conn_open(auth, &err);
+		}
 		if (c == NULL) {
 			if (error_r != NULL)
 				*error_r = err;
@@ -249,6 +271,9 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 	auth->defaults = set->defaults;
 	atomic_store(&auth->cleartext_remote, set->allow_cleartext_remote);
 	auth->db_path = xasprintf("%s/accounts.db", set->data_dir);
+	if (set->postgres != NULL)
+		auth->pg_conninfo = xstrdup(set->postgres);
+	auth->set.postgres = auth->pg_conninfo;
 	pthread_mutex_init(&auth->pool_lock, NULL);
 	auth_map_init(&auth->cache, 10000);
 	auth->gate = auth_gate_create(auth);
@@ -323,6 +348,8 @@ void auth_reload(struct auth *auth, const struct auth_settings *set)
 	const char *data_dir = auth->set.data_dir;
 	auth->set = *set;
 	auth->set.data_dir = data_dir;
+	/* where the accounts are needs a restart */
+	auth->set.postgres = auth->pg_conninfo;
 	if (auth->set.cache_ttl_secs == 0 && !auth->set.cache_disabled)
 		auth->set.cache_ttl_secs = 60;
 	auth->defaults = set->defaults;
@@ -369,11 +396,22 @@ static int user_query(struct auth *auth, enum auth_stmt which,
 	if (c == NULL)
 		return -1;
 	struct asql_stmt *st = c->stmts[which];
-	if (text != NULL)
-		asql_bind_text(st, 1, text);
-	else
-		asql_bind_int64(st, 1, id);
-	int rc = asql_step(st);
+	int rc;
+	for (int attempt = 0;; attempt++) {
+		st = c->stmts[which];
+		if (text != NULL)
+			asql_bind_text(st, 1, text);
+		else
+			asql_bind_int64(st, 1, id);
+		rc = asql_step(st);
+		/* the connection died under the lookup: once more on a
+		 * fresh one (a read changes nothing) */
+		if (rc >= 0 || attempt > 0 || !c->db->drv->broken(c->db))
+			break;
+		auth_conn_put(auth, c);
+		if ((c = auth_conn_get(auth, NULL)) == NULL)
+			return -1;
+	}
 	int ret;
 	if (rc == ASQL_ROW) {
 		row_fill(st, row_r);
@@ -485,8 +523,17 @@ int auth_user_policy(struct auth *auth, int64_t user_id,
 		return -1;
 	struct asql_stmt *st = c->stmts[STMT_USER_SETTINGS];
 	asql_bind_int64(st, 1, user_id);
-	int rc;
-	while ((rc = asql_step(st)) == ASQL_ROW) {
+	int rc = asql_step(st);
+	if (rc < 0 && c->db->drv->broken(c->db)) {
+		/* the connection died under the lookup: once more */
+		auth_conn_put(auth, c);
+		if ((c = auth_conn_get(auth, NULL)) == NULL)
+			return -1;
+		st = c->stmts[STMT_USER_SETTINGS];
+		asql_bind_int64(st, 1, user_id);
+		rc = asql_step(st);
+	}
+	for (; rc == ASQL_ROW; rc = asql_step(st)) {
 		const char *key = asql_text(st, 0);
 		const char *value = asql_text(st, 1);
 		char *error = NULL;

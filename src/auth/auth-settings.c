@@ -289,6 +289,15 @@ static int auth_key(struct auth_settings *set, const char *key,
 			return 0;
 		}
 		*error_r = xasprintf("hash_threads: expected 1..64");
+	} else if (strcmp(key, "postgres") == 0) {
+		/* libpq's string, checked when it connects (loftd --check
+		 * does not connect) */
+		if (*value != '\0') {
+			set->postgres = value;
+			return 0;
+		}
+		*error_r = xasprintf("postgres: expected a libpq connection "
+				     "string");
 	} else {
 		*error_r = xasprintf("unknown key '%s' in [auth]", key);
 	}
@@ -321,5 +330,16 @@ int auth_settings_from_config(const struct config *cfg,
 			errs++;
 		}
 	}
+	/* Accounts go with the store's database unless [auth] says where:
+	 * every node then shares them. */
+	const char *backend = config_get(cfg, "store", "backend");
+	if (set_r->postgres == NULL && backend != NULL &&
+	    strcmp(backend, "postgres") == 0)
+		set_r->postgres = config_get(cfg, "store", "postgres");
+	uint64_t t;
+	const char *timeout = config_get(cfg, "store", "postgres_timeout");
+	if (timeout != NULL && config_parse_duration(timeout, &t) == 0 &&
+	    t > 0 && t <= 3600)
+		set_r->postgres_timeout_secs = (uint32_t)t;
 	return errs == 0 ? 0 : -1;
 }

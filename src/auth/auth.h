@@ -80,6 +80,11 @@ struct auth_settings {
 	uint32_t hash_threads;        /* password hashes at once; 0: half the
 					 cores, at least 1 */
 	bool throttle_daemon;         /* loftd: keeps throttle.db current */
+	/* [auth] postgres (default: [store] postgres when [store] backend
+	 * = postgres): the accounts live there, shared by every node, not
+	 * in data_dir/accounts.db. NULL: accounts.db. */
+	const char *postgres;
+	uint32_t postgres_timeout_secs;  /* [store] postgres_timeout, 10 */
 };
 
 /* Fills set_r from the top-level data_dir, [policy] (the keys of

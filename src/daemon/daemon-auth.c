@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "net.h"
+#include "store.h"
 
 static struct auth_server *volatile auth_srv;
 
@@ -117,7 +118,28 @@ static int confine(struct daemon *d, bool *chrooted_r)
 	daemon_sandbox_ro(&sb, "/sys/devices/system/cpu");
 	sb.chroot_dir = d->dc.data_dir;   /* all it reads */
 	sb.best_effort = d->dc.sandbox_best_effort;
-	sb.tcp_confined = true;       /* it never opens a TCP connection */
+	/* TCP: none, or PostgreSQL's ports when the accounts are there
+	 * ([auth] postgres; docs/scale-out.md) */
+	sb.tcp_confined = true;
+	if (d->aset.postgres != NULL) {
+		struct store_settings pg = {
+			.backend = STORE_BACKEND_POSTGRES,
+			.postgres = d->aset.postgres,
+		};
+		sb.tcp_port_count = store_backend_ports(
+			&pg, sb.tcp_connect_ports,
+			sizeof(sb.tcp_connect_ports) /
+			sizeof(*sb.tcp_connect_ports));
+		/* a chroot into data_dir would hide a socket directory */
+		sb.chroot_dir = NULL;
+		/* libpq: host names, TLS to the server */
+		static const char *const ro[] = {
+			"/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf",
+			"/etc/ssl", "/usr/lib/ssl", NULL,
+		};
+		for (int i = 0; ro[i] != NULL; i++)
+			daemon_sandbox_ro(&sb, ro[i]);
+	}
 	tzset();
 	char *err = NULL;
 	if (daemon_sandbox_enter(&sb, &d->user, chrooted_r, &err) < 0) {

@@ -221,10 +221,43 @@ class Loft:
 
     def _setup_accounts(self):
         rc, out, err = self.loftctl('domain', 'add', DOMAIN)
+        store = self.sections.get('store', {})
+        if (rc != 0 and 'already exists' in out + err and
+                (store.get('backend') == 'postgres' or
+                 'postgres' in self.sections.get('auth', {}))):
+            # a second node on the same PostgreSQL: the accounts are
+            # there too (docs/scale-out.md), made by the first node
+            return
         if rc != 0:
             raise RuntimeError('loftctl domain add: %s%s' % (out, err))
         for address, password in list(self.users.items()):
             self.add_user(address, password)
+
+    def accounts_sql(self, sql, params=()):
+        """Runs one statement on this node's accounts (data_dir/accounts.db,
+        or the loft_auth schema of its PostgreSQL database when the store
+        is there: docs/scale-out.md "Accounts"); ? parameters, integers
+        only on postgres. Returns the rows (integers as int)."""
+        store = self.sections.get('store', {})
+        if store.get('backend') != 'postgres':
+            import sqlite3
+            db = sqlite3.connect(os.path.join(self.data_dir, 'accounts.db'),
+                                 timeout=60)
+            with db:
+                rows = list(db.execute(sql, params))
+            db.close()
+            return rows
+        parts = sql.split('?')
+        assert len(parts) == len(params) + 1 and \
+            all(isinstance(v, int) for v in params), (sql, params)
+        text = parts[0] + ''.join('%d%s' % (v, parts[i + 1])
+                                  for i, v in enumerate(params))
+        dbname = re.search(r'dbname=(\S+)', store['postgres']).group(1)
+        out = _postgres().psql('SET search_path = loft_auth; ' + text,
+                               db=dbname)
+        return [tuple(int(f) if re.fullmatch(r'-?\d+', f) else f
+                      for f in line.split('|'))
+                for line in out.splitlines() if line]
 
     # ---- process ------------------------------------------------------
 

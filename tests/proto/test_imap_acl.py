@@ -10,7 +10,6 @@ IDLE across users; losing r on the selected mailbox ends the session."""
 
 import os
 import re
-import sqlite3
 import sys
 import time
 
@@ -340,26 +339,23 @@ with Loft(users=users) as env:
     ctl('acl', 'set', 'nobody@example.test/Photos', 'carol@example.test', 'l', ok=False)
     ctl('group', 'del', 'family@example.test')
     a.run('GETACL Photos', 'OK', absent=[r'family'], name='a deleted group goes')
-    # loftctl check rebuilds alice's part of the reverse index (accounts.db
-    # acl_hints): a stale hint goes, a missing one comes
-    db = sqlite3.connect(os.path.join(env.data_dir, 'accounts.db'), timeout=60)
-    ids = dict(db.execute('SELECT address, id FROM users'))
+    # loftctl check rebuilds alice's part of the reverse index (the
+    # accounts' acl_hints): a stale hint goes, a missing one comes
+    ids = dict(env.accounts_sql('SELECT address, id FROM users'))
     def hints():
-        return sorted(db.execute('SELECT kind, ident FROM acl_hints'
-                                 ' WHERE owner = ?', (ids[ALICE],)))
+        return sorted(env.accounts_sql('SELECT kind, ident FROM acl_hints'
+                                       ' WHERE owner = ?', (ids[ALICE],)))
     before = hints()
-    with db:
-        db.execute('INSERT INTO acl_hints(kind, ident, owner) VALUES (1, ?, ?)',
-                   (ids[ERIN], ids[ALICE]))
-        db.execute('DELETE FROM acl_hints WHERE kind = 1 AND ident = ?'
-                   ' AND owner = ?', (ids[BOB], ids[ALICE]))
+    env.accounts_sql('INSERT INTO acl_hints(kind, ident, owner)'
+                     ' VALUES (1, ?, ?)', (ids[ERIN], ids[ALICE]))
+    env.accounts_sql('DELETE FROM acl_hints WHERE kind = 1 AND ident = ?'
+                     ' AND owner = ?', (ids[BOB], ids[ALICE]))
     out = ctl('check', ALICE)
     r.check('check rebuilds the reverse index',
             'reverse ACL index: 1 hints added, 1 stale removed' in out and
             hints() == before, repr((out, before, hints())))
     out = ctl('check', ALICE)
     r.check('check again: consistent', out.strip().endswith('consistent'), out)
-    db.close()
     c.run('LOGOUT', 'OK')
 
     # ---- a shared address: loftctl shared, LMTP, the shared namespace -------

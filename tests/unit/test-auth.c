@@ -54,6 +54,24 @@ static void cheap_settings(struct auth_settings *set)
 	set->argon2_m_cost_kib = 64;
 	set->argon2_parallelism = 1;
 	set->throttle_max_delay_ms = 200;
+	/* tests/unit/pg_run.py: the accounts in PostgreSQL */
+	set->postgres = getenv("LOFT_TEST_PG");
+}
+
+/* Each case starts with no accounts: on postgres, their schema goes. */
+static void pg_empty(const char *conninfo)
+{
+	struct asql_conn *c = NULL;
+	char *error = NULL;
+	if (asql_pg_open(conninfo, 10, &c, &error) < 0) {
+		fprintf(stderr, "postgres: %s\n", error);
+		abort();
+	}
+	if (asql_exec(c, "DROP SCHEMA IF EXISTS loft_auth CASCADE") < 0) {
+		fprintf(stderr, "postgres: %s\n", asql_errmsg(c));
+		abort();
+	}
+	asql_close(c);
 }
 
 static struct auth *setup_with(struct auth_settings *set)
@@ -62,6 +80,8 @@ static struct auth *setup_with(struct auth_settings *set)
 	if (mkdtemp(tmpdir) == NULL)
 		abort();
 	set->data_dir = tmpdir;
+	if (set->postgres != NULL)
+		pg_empty(set->postgres);
 	struct auth *auth = NULL;
 	char *error = NULL;
 	if (auth_open(set, &auth, &error) < 0) {

@@ -18,7 +18,10 @@ static int kick(struct loftctl *ctl, int argc, char **argv)
 	unsigned sessions;
 	if (loftctl_kick(ctl, &u, &running, &sessions) < 0)
 		return LOFTCTL_EXIT_FAIL;
-	if (!running)
+	if (!running && ctl->store_set.backend == STORE_BACKEND_POSTGRES)
+		printf("%s: loftd is not running here; every node sharing the"
+		       " database was told to end its sessions\n", u.address);
+	else if (!running)
 		printf("%s: loftd is not running, no sessions\n", u.address);
 	else
 		printf("%s: %u sessions ended\n", u.address, sessions);

@@ -161,6 +161,16 @@ int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
 	else if (r != CONTROL_CALL_NOT_RUNNING)
 		rc = loftctl_fail("cannot end the sessions of %s: %s",
 				  user->address, final);
+	/* Nodes sharing a database (docs/scale-out.md): a loftd here told
+	 * the others through it; without one, this process does. */
+	if (r == CONTROL_CALL_NOT_RUNNING &&
+	    ctl->store_set.backend == STORE_BACKEND_POSTGRES) {
+		struct store *store = loftctl_store(ctl);
+		if (store == NULL)
+			rc = -1;
+		else
+			(void)store_end_sessions(store, user->id);
+	}
 	free(final);
 	free(path);
 	return rc;
