@@ -105,6 +105,11 @@ def big(n, size):
             ctl + ['restore', dest, 'big@example.test', '--as',
                    'copy@example.test'], timeout=36000)))
         doveadm = ['doveadm', '-c', dc.config_path]
+        # Dovecot's mail processes write their index and dotlocks into
+        # the source Maildir: it must be theirs
+        for root, dirs, files in os.walk(tmp):
+            for x in dirs + files:
+                os.chown(os.path.join(root, x), dc.uid, dc.gid)
         rows.append(('doveadm backup (first)', timed(
             doveadm + ['backup', '-R', '-u', 'bak@example.test',
                        'maildir:' + md], timeout=36000)))
