@@ -38,7 +38,7 @@ FULL = {"reps": 3, "lmtp_count": 3000, "idle": 1000, "idle_loft": 10000,
         "big": 100000, "mixed_s": 30, "login_s": 10, "users": 100,
         "notify_folders": 1000, "notify_events": 200,
         "sync_count": 300, "newacct": 100, "disk": 5000, "append": 100000,
-        "bigidle": 10000}
+        "bigidle": 10000, "acl_owners": 100, "acl_events": 100}
 
 # For each figure: True if higher is better (rates), False if lower is.
 HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
