@@ -5,7 +5,8 @@ changes, a freed place takes a new one), and the quota of a shared
 folder is its owner's (a grantee's APPEND into the owner's full account:
 NO [OVERQUOTA], nothing added; the grantee's own mail is not held back);
 LIST-STATUS across owners (STATUS only with r, the reader's own UNSEEN,
-the common one under seen=shared);
+the common one under seen=shared); a reader's [UNSEEN n] through every
+change of its \Seen, new mail, expunges and a mailbox made again;
 [imap] other_users_namespace and shared_namespace empty turn the two
 namespaces off (NIL in NAMESPACE, nothing of them in LIST or SELECT)."""
 
@@ -122,6 +123,52 @@ with Loft(users=users, extra={'sharing': {'max_acl_entries': '3'}}) as env:
     b.run(ls, 'OK', [r'^\* STATUS "Other Users/alice@example.test/Lread"'
                      r' \(MESSAGES 2 UNSEEN 2\)$'],
           name='LIST-STATUS: seen=shared gives the common UNSEEN')
+
+    # ---- a reader's [UNSEEN n]: its own first unseen, through every change
+    # (the store keeps a low-water hint of it: never stale) -------------------
+    a.run('CREATE Many', 'OK')
+    for _ in range(12):
+        append(a, 'Many')
+    a.run('SETACL Many bob@example.test lrste', 'OK')
+    many = '"Other Users/alice@example.test/Many"'
+
+    def first_unseen(what, want):
+        lines, _ = b.run('SELECT %s' % many, 'OK', name='SELECT: ' + what)
+        got = [int(m.group(1)) for l in lines
+               for m in [re.search(r'\[UNSEEN (\d+)\]', l)] if m]
+        r.check('[UNSEEN] %s' % what, got == ([want] if want else []),
+                (got, want))
+
+    first_unseen('none seen', 1)
+    b.run('STORE 1:6 +FLAGS.SILENT (\\Seen)', 'OK')
+    first_unseen('first half seen', 7)
+    first_unseen('again, nothing changed', 7)
+    b.run('STORE 3 -FLAGS.SILENT (\\Seen)', 'OK')
+    first_unseen('one below cleared', 3)
+    b.run('STORE 3,7:9 +FLAGS.SILENT (\\Seen)', 'OK')
+    first_unseen('read on', 10)
+    a.run('STATUS Many (UNSEEN)', 'OK', [r'UNSEEN 12\)$'],
+          name="the owner's own [UNSEEN] untouched")
+    append(a, 'Many')
+    first_unseen('a new message above', 10)
+    b.run('STORE 1:* +FLAGS.SILENT (\\Seen)', 'OK')
+    first_unseen('all seen', None)
+    append(a, 'Many')
+    first_unseen('one new', 14)
+    b.run('STORE 2 -FLAGS.SILENT (\\Seen)', 'OK')
+    b.run('UID STORE 1:* -FLAGS.SILENT (\\Seen)', 'OK')
+    first_unseen('all cleared', 1)
+    b.run('STORE 1:5 +FLAGS.SILENT (\\Seen)', 'OK')
+    b.run('STORE 6 +FLAGS.SILENT (\\Deleted)', 'OK')
+    b.run('EXPUNGE', 'OK')
+    first_unseen('the first unseen expunged', 6)
+    b.run('UNSELECT', 'OK')
+    a.run('DELETE Many', 'OK')
+    a.run('CREATE Many', 'OK')
+    append(a, 'Many')
+    a.run('SETACL Many bob@example.test lrs', 'OK')
+    first_unseen('a new mailbox of the same name', 1)
+    b.run('UNSELECT', 'OK')
     a.run('LOGOUT', 'OK')
     b.run('LOGOUT', 'OK')
 

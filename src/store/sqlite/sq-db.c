@@ -698,6 +698,8 @@ static void sq_user_free(struct sq_user *u)
 	pthread_cond_destroy(&u->cond);
 	pthread_mutex_destroy(&u->readers_mu);
 	pthread_mutex_destroy(&u->recent_mu);
+	pthread_mutex_destroy(&u->seen_mu);
+	free(u->seen_low);
 	sq_unlink_pending_all(u);
 	pthread_mutex_destroy(&u->unlink_mu);
 	free(u->recent);
@@ -717,6 +719,7 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	pthread_cond_init(&u->cond, NULL);
 	pthread_mutex_init(&u->readers_mu, NULL);
 	pthread_mutex_init(&u->recent_mu, NULL);
+	pthread_mutex_init(&u->seen_mu, NULL);
 	pthread_mutex_init(&u->unlink_mu, NULL);
 	u->queue_tail = &u->queue;
 	sq_touch(u);

@@ -104,6 +104,12 @@ struct sq_user {
 	size_t readers_peak;       /* most out at once lately ... */
 	int64_t readers_peak_at;   /* ... last reached then (monotonic s) */
 
+	/* per-user \Seen: each (mailbox, viewer)'s first-unseen hint
+	 * (sq-seen.c, under seen_mu) */
+	pthread_mutex_t seen_mu;
+	struct sq_seen_low *seen_low;
+	size_t seen_low_count;
+
 	pthread_mutex_t recent_mu;
 	struct sq_recent *recent;
 	size_t recent_count;

@@ -263,23 +263,126 @@ int sq_seen_set_mode(struct store_user *user, const char *mailbox, int mode,
 	return sq_run(SQU(user), mode_job, &a, err);
 }
 
+/* ---- a viewer's first unseen UID: a low-water hint ---------------------
+ * Dovecot keeps a "first unseen UID lowwater" in each index header. Here
+ * an open owner keeps, per (mailbox, viewer), a UID below which the viewer
+ * has seen every message, stamped with the highest modseq of the viewer's
+ * rows when that was true. While the stamp is the same the walk for
+ * [UNSEEN n] starts there: a new message comes above every UID, an expunge
+ * keeps it true, and any change of the viewer's rows raises the stamp. A
+ * STORE of the viewer (update_job) keeps the hint true as it goes (\Seen
+ * set: as it was; cleared: at most the lowest UID cleared), so a reader
+ * who reads on and selects again does not walk the mailbox again. */
+struct sq_seen_low {
+	uint32_t mailbox, uidvalidity;
+	int64_t viewer;
+	uint64_t stamp;
+	uint32_t low;
+};
+
+static struct sq_seen_low *low_find(struct sq_user *u, uint32_t mailbox,
+				    int64_t viewer)
+{
+	for (size_t i = 0; i < u->seen_low_count; i++)
+		if (u->seen_low[i].mailbox == mailbox &&
+		    u->seen_low[i].viewer == viewer)
+			return &u->seen_low[i];
+	return NULL;
+}
+
+static void low_put(struct sq_user *u, const struct sq_seen_low *l)
+{
+	pthread_mutex_lock(&u->seen_mu);
+	struct sq_seen_low *e = low_find(u, l->mailbox, l->viewer);
+	if (e == NULL) {
+		u->seen_low = xrealloc(u->seen_low, (u->seen_low_count + 1) *
+						       sizeof(*u->seen_low));
+		e = &u->seen_low[u->seen_low_count++];
+	}
+	*e = *l;
+	pthread_mutex_unlock(&u->seen_mu);
+}
+
+static void low_drop(struct sq_user *u, uint32_t mailbox, int64_t viewer)
+{
+	pthread_mutex_lock(&u->seen_mu);
+	struct sq_seen_low *e = low_find(u, mailbox, viewer);
+	if (e != NULL)
+		*e = u->seen_low[--u->seen_low_count];
+	pthread_mutex_unlock(&u->seen_mu);
+}
+
+/* After a viewer's change of its rows (stamp from to stamp to): the hint
+ * made true again with low at most lowest (UINT32_MAX: nothing cleared),
+ * or dropped if it was not the one of stamp from. */
+static void low_advance(struct sq_user *u, uint32_t mailbox, int64_t viewer,
+			uint64_t from, uint64_t to, uint32_t lowest)
+{
+	pthread_mutex_lock(&u->seen_mu);
+	struct sq_seen_low *e = low_find(u, mailbox, viewer);
+	if (e != NULL && e->stamp == from) {
+		e->stamp = to;
+		if (lowest < e->low)
+			e->low = lowest;
+	} else if (e != NULL) {
+		*e = u->seen_low[--u->seen_low_count];
+	}
+	pthread_mutex_unlock(&u->seen_mu);
+}
+
+/* The highest modseq of viewer's rows in mailbox (0: none). */
+static int own_stamp(struct sq_conn *c, uint32_t mailbox, int64_t viewer,
+		     uint64_t *stamp_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT coalesce(max(modseq), 0)"
+				      " FROM seen_pvt WHERE viewer = ?"
+				      " AND mailbox = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, viewer);
+	sqlite3_bind_int64(st, 2, mailbox);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*stamp_r = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
 int sq_seen_first_unseen(struct store_user *user, uint32_t mailbox_id,
 			 int64_t viewer, uint32_t *uid_r,
 			 struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
-	struct sq_conn *c = sq_reader_get(u, err);
+	struct sq_conn *c = snap(u, NULL, NULL, err);
 	if (c == NULL)
 		return -1;
-	sqlite3_stmt *st = sq_stmt(c, "SELECT m.uid FROM msg m"
-		" WHERE m.mailbox = ?1 AND NOT EXISTS (SELECT 1 FROM seen_pvt p"
-		" WHERE p.mailbox = ?1 AND p.uid = m.uid AND p.viewer = ?2"
-		" AND p.seen = 1) ORDER BY m.uid LIMIT 1");
-	int rc = SQLITE_ERROR;
 	*uid_r = 0;
+	struct sq_mbox mb;
+	struct sq_seen_low now = {.mailbox = mailbox_id, .viewer = viewer};
+	int r = sq_mbox_get_id(c, mailbox_id, &mb);
+	if (r <= 0 || own_stamp(c, mailbox_id, viewer, &now.stamp) < 0) {
+		int ret = r == 0 ? 0 : sq_db_error(c, err, "unseen");
+		snap_end(u, c);
+		return ret;
+	}
+	now.uidvalidity = mb.uidvalidity;
+	uint32_t from = 0;
+	pthread_mutex_lock(&u->seen_mu);
+	struct sq_seen_low *e = low_find(u, mailbox_id, viewer);
+	if (e != NULL && e->uidvalidity == now.uidvalidity &&
+	    e->stamp == now.stamp)
+		from = e->low;
+	pthread_mutex_unlock(&u->seen_mu);
+	sqlite3_stmt *st = sq_stmt(c, "SELECT m.uid FROM msg m"
+		" WHERE m.mailbox = ?1 AND m.uid >= ?3 AND NOT EXISTS"
+		" (SELECT 1 FROM seen_pvt p WHERE p.mailbox = ?1"
+		" AND p.uid = m.uid AND p.viewer = ?2 AND p.seen = 1)"
+		" ORDER BY m.uid LIMIT 1");
+	int rc = SQLITE_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, mailbox_id);
 		sqlite3_bind_int64(st, 2, viewer);
+		sqlite3_bind_int64(st, 3, from);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			*uid_r = (uint32_t)sqlite3_column_int64(st, 0);
@@ -288,7 +391,13 @@ int sq_seen_first_unseen(struct store_user *user, uint32_t mailbox_id,
 	int ret = rc == SQLITE_ROW || rc == SQLITE_DONE
 			  ? 0
 			  : sq_db_error(c, err, "unseen");
-	sq_reader_put(u, c);
+	snap_end(u, c);
+	if (ret == 0) {
+		/* every UID below the first unseen one is seen; none
+		 * unseen: every UID there is (below UIDNEXT) */
+		now.low = *uid_r != 0 ? *uid_r : mb.uidnext;
+		low_put(u, &now);
+	}
 	return ret;
 }
 
@@ -375,6 +484,7 @@ int sq_seen_changed_since(struct store_user *user, const char *mailbox,
 
 struct update_arg {
 	const char *mailbox;
+	uint32_t mailbox_id;       /* found by the job (0: not yet) */
 	int64_t viewer;
 	const struct store_uid_range *ranges;
 	size_t range_count;
@@ -389,6 +499,10 @@ static int update_job(struct sq_user *u, struct sq_conn *c,
 	struct sq_mbox mb;
 	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
+	a->mailbox_id = mb.id;
+	uint64_t stamp = 0;    /* the viewer's rows before: the hint's stamp */
+	if (own_stamp(c, mb.id, a->viewer, &stamp) < 0)
+		return sq_job_dberr(job, c);
 	struct store_uid_range all = {1, UINT32_MAX};
 	const struct store_uid_range *ranges = a->ranges ? a->ranges : &all;
 	size_t nranges = a->ranges ? a->range_count : 1;
@@ -453,6 +567,11 @@ static int update_job(struct sq_user *u, struct sq_conn *c,
 	}
 	free(todo);
 	if (ch->changed_count > 0) {
+		uint32_t lowest = UINT32_MAX;   /* the lowest UID cleared */
+		for (size_t i = 0; i < ch->changed_count && !ch->seen; i++)
+			if (ch->changed[i] < lowest)
+				lowest = ch->changed[i];
+		low_advance(u, mb.id, a->viewer, stamp, job->modseq, lowest);
 		ch->modseq = job->modseq;
 		/* wakes the sessions on the owner's mail; only this viewer's
 		 * find something (the others' deltas do not see the rows) */
@@ -476,9 +595,12 @@ int sq_seen_update(struct store_user *user, const char *mailbox,
 	change->changed = change->modified = NULL;
 	change->changed_count = change->modified_count = 0;
 	change->modseq = 0;
-	struct update_arg a = {mailbox, viewer, ranges, range_count, change};
+	struct update_arg a = {mailbox, 0, viewer, ranges, range_count, change};
 	int ret = sq_run(SQU(user), update_job, &a, err);
 	if (ret < 0) {
+		/* the hint may have moved with a change now undone */
+		if (a.mailbox_id != 0)
+			low_drop(SQU(user), a.mailbox_id, a.viewer);
 		free(change->changed);
 		free(change->modified);
 		change->changed = change->modified = NULL;
