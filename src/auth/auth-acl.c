@@ -73,10 +73,12 @@ int auth_acl_owners(struct auth *auth, int64_t user_id, int64_t **ids_r,
 	/* 1 user, 2 group, 3 anyone, 4 authenticated (store.h); a
 	 * shared_admin sees every shared address of its domain */
 	int64_t args[2] = {user_id, user_id};
+	/* a deleted owner's hints stay (no cascade): never returned */
 	return ids_query(auth, "SELECT owner FROM acl_hints WHERE"
-			       " (kind = 1 AND ident = ?1) OR kind IN (3, 4)"
+			       " ((kind = 1 AND ident = ?1) OR kind IN (3, 4)"
 			       " OR (kind = 2 AND ident IN (SELECT group_id"
-			       " FROM group_members WHERE user_id = ?2))"
+			       " FROM group_members WHERE user_id = ?2)))"
+			       " AND owner IN (SELECT id FROM users)"
 			       " UNION SELECT u.id FROM users u JOIN"
 			       " user_settings s ON s.user_id = u.id AND"
 			       " s.key = 'shared' AND s.value = 'yes'"

@@ -10,6 +10,7 @@
  * or that the viewer cannot see, fails with the same code and text as a
  * missing mailbox.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,6 +469,73 @@ static void list_other_line(struct imap_client *c,
 	buf_free(&b);
 }
 
+/* An owner's address and whether it is a shared address, by id, for
+ * LIST: both are fixed for an account's life (no rename; "shared add"
+ * makes a shared one) and ids are never reused, so the mail process keeps
+ * them instead of two auth round trips per owner at every LIST (100
+ * owners: 200). auth_acl_owners returns existing accounts only. */
+struct owner_info {
+	int64_t id;
+	char *address;
+	bool shared;
+};
+#define OWNER_CACHE_MAX 4096
+static pthread_mutex_t owner_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct owner_info *owner_cache;
+static size_t owner_count;
+
+static int owner_cmp(const void *a, const void *b)
+{
+	const struct owner_info *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* 1 with *address_r (caller frees) and *shared_r, 0 no such account, -1
+ * a failed lookup. */
+static int owner_lookup(struct imap_client *c, int64_t id, char **address_r,
+			bool *shared_r)
+{
+	struct owner_info key = {.id = id};
+	pthread_mutex_lock(&owner_mu);
+	struct owner_info *hit = owner_count == 0
+		? NULL
+		: bsearch(&key, owner_cache, owner_count, sizeof(key), owner_cmp);
+	if (hit != NULL) {
+		*address_r = xstrdup(hit->address);
+		*shared_r = hit->shared;
+	}
+	pthread_mutex_unlock(&owner_mu);
+	if (hit != NULL)
+		return 1;
+	struct auth_user o;
+	int r = auth_lookup_id(c->server->auth, id, &o);
+	if (r != 1)
+		return r;
+	int sh = auth_user_is_shared(c->server->auth, id);
+	if (sh < 0)
+		return -1;
+	*address_r = xstrdup(o.address);
+	*shared_r = sh == 1;
+	pthread_mutex_lock(&owner_mu);
+	if (owner_count >= OWNER_CACHE_MAX) {
+		for (size_t i = 0; i < owner_count; i++)
+			free(owner_cache[i].address);
+		owner_count = 0;
+	}
+	if (owner_count == 0 ||
+	    bsearch(&key, owner_cache, owner_count, sizeof(key),
+		    owner_cmp) == NULL) {
+		owner_cache = xrealloc(owner_cache, (owner_count + 1) *
+							sizeof(*owner_cache));
+		owner_cache[owner_count++] = (struct owner_info){
+			id, xstrdup(o.address), sh == 1};
+		qsort(owner_cache, owner_count, sizeof(*owner_cache),
+		      owner_cmp);
+	}
+	pthread_mutex_unlock(&owner_mu);
+	return 1;
+}
+
 void imap_acl_list_others(struct imap_client *c,
 			  const struct imap_list_others *q)
 {
@@ -495,24 +563,30 @@ void imap_acl_list_others(struct imap_client *c,
 	/* the subscribed names listed as existing mailboxes */
 	bool *listed = xcalloc(q->sub_count + 1, sizeof(*listed));
 	for (size_t i = 0; i < no; i++) {
-		struct auth_user o;
+		struct {
+			int64_t id;
+			char *address;
+		} o = {owners[i], NULL};
+		bool is_shared;
 		struct store_user *u;
 		if (owners[i] == c->user.id ||
-		    auth_lookup_id(c->server->auth, owners[i], &o) != 1)
+		    owner_lookup(c, owners[i], &o.address, &is_shared) != 1)
 			continue;   /* a stale hint: skipped */
-		enum imap_ns_kind kind =
-			auth_user_is_shared(c->server->auth, o.id) == 1
-				? IMAP_NS_SHARED : IMAP_NS_OTHER;
+		enum imap_ns_kind kind = is_shared ? IMAP_NS_SHARED
+						   : IMAP_NS_OTHER;
 		const char *prefix = kind == IMAP_NS_SHARED ? ns.shared : ns.other;
 		if (prefix == NULL || prefix[0] == '\0' ||
 		    auth_viewer_open_loaded(c->server->auth, c->server->store,
 					    &av, o.id, o.address, &u,
-					    &err) < 0)
+					    &err) < 0) {
+			free(o.address);
 			continue;
+		}
 		struct store_mailbox_info *mbs;
 		size_t n;
 		if (store_mailbox_list(u, &mbs, &n, &err) < 0 || n == 0) {
 			store_user_unref(&u);
+			free(o.address);
 			continue;
 		}
 		/* the levels above: \Noselect, revealing nothing else (not
@@ -573,6 +647,7 @@ void imap_acl_list_others(struct imap_client *c,
 		}
 		store_mailbox_list_free(mbs, n);
 		store_user_unref(&u);
+		free(o.address);
 	}
 	auth_viewer_free(&av);
 	free(owners);
