@@ -240,14 +240,16 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	sq_trigram_register(c->db);
 	sqlite3_extended_result_codes(c->db, 1);
 	/* Durability contract: with synchronous=FULL a WAL commit is on disk
-	 * when COMMIT returns. */
+	 * when COMMIT returns. Set first: a new file's switch to WAL is a
+	 * rollback-journal transaction of its own (index_make: no syncs). */
 	char pragmas[320];
 	snprintf(pragmas, sizeof(pragmas),
-		 "%sPRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+		 "PRAGMA synchronous=%s; %sPRAGMA journal_mode=WAL;"
 		 "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;"
 		 "PRAGMA mmap_size=%d;",
+		 fsync ? "FULL" : "OFF",
 		 fresh ? "PRAGMA auto_vacuum=INCREMENTAL; " : "",
-		 fsync ? "FULL" : "OFF", writer ? 16000 : 8000,
+		 writer ? 16000 : 8000,
 		 writer ? 0 : 256 * 1024 * 1024);
 	if (sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
 		int r = sq_db_error(c, err, "pragmas");
@@ -708,6 +710,77 @@ static void sq_user_free(struct sq_user *u)
 	free(u);
 }
 
+static void index_make_leftovers(struct sq_user *u)
+{
+	/* a process killed in index_make: its files are older than us */
+	int64_t started = SQS(u->user->store)->started_ns;
+	DIR *d = opendir(u->dir);
+	struct dirent *e;
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "index.db.new-", 13) != 0)
+			continue;
+		char *p = xasprintf("%s/%s", u->dir, e->d_name);
+		struct stat st;
+		if (lstat(p, &st) == 0 &&
+		    (int64_t)st.st_mtim.tv_sec * 1000000000 +
+				    st.st_mtim.tv_nsec < started)
+			unlink(p);
+		free(p);
+	}
+	if (d != NULL)
+		closedir(d);
+}
+
+/* A new account's index, made aside without syncs (schema, account row,
+ * default mailboxes: a rollback-journal switch to WAL and a WAL commit
+ * with synchronous=FULL were 6-8 syncs and their ext4 journal commits,
+ * which every other account's commit queued behind), then made durable
+ * with one fsync and put in place with link(), which never replaces an
+ * index another process made meanwhile, and one directory fsync. */
+static int index_make(struct sq_user *u, const char *path,
+		      struct store_error *err)
+{
+	index_make_leftovers(u);
+	char hex[17];
+	sq_random_hex(hex, 8);
+	char *tmp = xasprintf("%s/index.db.new-%s", u->dir, hex);
+	struct sq_conn *writer = u->writer;
+	int ret = sq_conn_open(tmp, true, false, &u->writer, err);
+	bool created = false;
+	if (ret == 0) {
+		ret = schema_init(u, &created, err);
+		/* the last connection's close checkpoints the WAL into the
+		 * file and removes it */
+		sq_conn_close(u->writer);
+	}
+	u->writer = writer;
+	int fd = ret == 0 && u->fsync ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
+	if (ret == 0 && u->fsync && (fd < 0 || fsync(fd) < 0)) {
+		log_error("store", NULL, "fsync %s: %s", tmp, strerror(errno));
+		ret = store_set_error(err, STORE_ERR_TEMP,
+				      "Cannot create the mail index");
+	}
+	if (fd >= 0)
+		close(fd);
+	if (ret == 0 && link(tmp, path) < 0 && errno != EEXIST) {
+		log_error("store", NULL, "link %s: %s", path, strerror(errno));
+		ret = store_set_error(err, STORE_ERR_TEMP,
+				      "Cannot create the mail index");
+	}
+	/* EEXIST: another process made the index first; it is used */
+	unlink(tmp);
+	char *side = xasprintf("%s-wal", tmp);
+	unlink(side);
+	free(side);
+	side = xasprintf("%s-shm", tmp);
+	unlink(side);
+	free(side);
+	free(tmp);
+	if (ret == 0 && u->fsync)
+		sq_fsync_dir(u->dir);
+	return ret;
+}
+
 static int sq_user_open(struct store_user *user, struct store_error *err)
 {
 	struct store *store = user->store;
@@ -737,6 +810,11 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 				"Cannot create the mail directory");
 		goto fail;
 	}
+	bool made = access(path, F_OK) < 0 && errno == ENOENT;
+	if (made && index_make(u, path, err) < 0) {
+		free(path);
+		goto fail;
+	}
 	int r = sq_conn_open(path, true, u->fsync, &u->writer, err);
 	free(path);
 	if (r == 0)
@@ -744,9 +822,10 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	bool created;
 	if (r < 0 || schema_init(u, &created, err) < 0)
 		goto fail;
-	/* the new index file's directory entry must survive a crash too */
-	if (created && u->fsync)
-		sq_fsync_dir(u->dir);
+	/* made by another process between index_make's look and its
+	 * link() (then created is false here), or by this one */
+	if (made)
+		u->opened_version = 0;
 	sqlite3_stmt *st = sq_stmt(u->writer, "SELECT modseq, fts_upto <"
 				      " (SELECT coalesce(max(id), 0) FROM text)"
 				      " FROM account");
