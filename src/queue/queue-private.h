@@ -154,9 +154,14 @@ struct queue_backend_vfuncs {
 		       char **policy_r, time_t *expires_r);
 	void (*sts_put)(struct queue *q, const char *domain, const char *id,
 			const char *policy, time_t expires);
+	/* Optional (a shared backend): extends every lease this node holds
+	 * by its lease again; the runner calls it every third of the lease,
+	 * so a node that stops (killed, cut off) lets them lapse. */
+	int (*renew)(struct queue *q);
 };
 
 extern const struct queue_backend_vfuncs queue_sqlite_backend;
+extern const struct queue_backend_vfuncs queue_pg_backend;
 
 struct queue_runner;
 
@@ -168,6 +173,9 @@ struct queue {
 	char *smarthost_password; /* read at open */
 	const struct queue_backend_vfuncs *be;
 	void *be_ctx;
+	unsigned lease_secs;      /* a claim's lease (QUEUE_LEASE_SECONDS, or
+				     [queue] lease on a shared queue) */
+	bool shared;              /* msg_dir is seen by other nodes */
 	pthread_mutex_t mu;       /* hooks, observer, id counter */
 	struct queue_hooks hooks;
 	queue_observe_fn *observe;

@@ -199,6 +199,7 @@ static void *scheduler_main(void *arg)
 	struct queue *q = r->q;
 	unsigned max_waiting = r->max_waiting;
 	struct timeval tv;
+	time_t renewed = 0;
 
 	/* files of a crashed run (named before this one started) */
 	gettimeofday(&tv, NULL);
@@ -213,6 +214,13 @@ static void *scheduler_main(void *arg)
 
 		r->kicked = false;
 		pthread_mutex_unlock(&r->mu);
+		/* a shared queue: the leases this node holds stay its own
+		 * while it runs */
+		if (q->be->renew != NULL &&
+		    now >= renewed + (time_t)(q->lease_secs / 3)) {
+			if (q->be->renew(q) == 0)
+				renewed = now;
+		}
 		/* another process (loftctl) changed the queue, or work is
 		 * due: claim what fits in memory */
 		if (q->be->changed(q)) {
@@ -231,7 +239,7 @@ static void *scheduler_main(void *arg)
 		if (look && r->waiting < max_waiting) {
 			unsigned room = max_waiting - r->waiting;
 			pthread_mutex_unlock(&r->mu);
-			if (q->be->claim(q, now, QUEUE_LEASE_SECONDS, room, &jobs,
+			if (q->be->claim(q, now, q->lease_secs, room, &jobs,
 					 &err) < 0)
 				log_error("queue", NULL, "claim: %s", err.msg);
 			pthread_mutex_lock(&r->mu);

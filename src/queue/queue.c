@@ -138,6 +138,7 @@ static const struct qset {
 	 "a number (0 = no limit)"},
 	{"user_recipients_per_hour", QSET_UINT, 0, 100000000,
 	 "a number (0 = no limit)"},
+	{"lease", QSET_DURATION, 3, 86400, "a duration from 3s to 1d"},
 };
 #define QSET_COUNT (sizeof(qsettings) / sizeof(qsettings[0]))
 
@@ -216,6 +217,8 @@ static int apply_setting(struct queue_settings *set, const struct qset *qs,
 		set->user_messages_per_hour = v;
 	else if (strcmp(qs->key, "user_recipients_per_hour") == 0)
 		set->user_recipients_per_hour = v;
+	else if (strcmp(qs->key, "lease") == 0)
+		set->lease = v;
 	return 0;
 }
 
@@ -234,6 +237,18 @@ int queue_settings_from_config(const struct config *cfg,
 		set_r->hostname = v;
 	if ((v = config_get(cfg, "store", "fsync")) != NULL)
 		config_parse_bool(v, &set_r->fsync);
+	/* Nodes on one database share the queue when they share a blob
+	 * directory too (the file driver): with blobs = s3 each node keeps
+	 * its own queue (docs/scale-out.md, "The queue"). */
+	v = config_get(cfg, "store", "backend");
+	const char *blobs = config_get(cfg, "store", "blobs");
+	if (v != NULL && strcmp(v, "postgres") == 0 &&
+	    (blobs == NULL || strcmp(blobs, "file") == 0)) {
+		set_r->postgres = config_get(cfg, "store", "postgres");
+		set_r->shared_dir = config_get(cfg, "store", "blob_dir");
+		if (set_r->postgres == NULL || set_r->shared_dir == NULL)
+			set_r->postgres = set_r->shared_dir = NULL;
+	}
 	for (size_t i = 0; i < cfg->count; i++) {
 		const struct config_entry *e = &cfg->entries[i];
 		const struct qset *qs = NULL;
@@ -300,11 +315,17 @@ static void sweep_tmp(struct queue *q)
 
 	if (dir == NULL)
 		return;
+	time_t now = time(NULL);
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
 		char *p = xasprintf("%s/%s", q->tmp_dir, de->d_name);
-		unlink(p);
+		struct stat st;
+		/* a shared directory: other nodes write theirs now; only
+		 * what nobody touched for an hour was cut short */
+		if (!q->shared ||
+		    (stat(p, &st) == 0 && st.st_mtime < now - 3600))
+			unlink(p);
 		free(p);
 	}
 	closedir(dir);
@@ -336,6 +357,10 @@ void queue_sweep_orphans(struct queue *q, uint64_t before_ms)
 
 	if (dir == NULL)
 		return;
+	/* a shared directory: another node may be between its rename and
+	 * its commit, with a file named before this node started */
+	if (q->shared)
+		before_ms -= 600 * 1000;
 	while ((de = readdir(dir)) != NULL) {
 		uint64_t ms = id_ms(de->d_name);
 		/* a file named after this run started may be a message
@@ -367,14 +392,24 @@ int queue_open(const struct queue_settings *set, struct queue **q_r,
 	*q_r = NULL;
 	q->set = *set;
 	q->dir = xasprintf("%s/queue", set->data_dir);
-	q->msg_dir = xasprintf("%s/msg", q->dir);
-	q->tmp_dir = xasprintf("%s/tmp", q->dir);
-	q->be = &queue_sqlite_backend;
+	q->shared = set->postgres != NULL && set->shared_dir != NULL;
+	char *files = q->shared ? xasprintf("%s/queue", set->shared_dir)
+				: xstrdup(q->dir);
+	q->msg_dir = xasprintf("%s/msg", files);
+	q->tmp_dir = xasprintf("%s/tmp", files);
+	q->be = q->shared ? &queue_pg_backend : &queue_sqlite_backend;
+	q->lease_secs = q->shared ? (unsigned)(set->lease ? set->lease : 300)
+				  : QUEUE_LEASE_SECONDS;
 	pthread_mutex_init(&q->mu, NULL);
 	gettimeofday(&tv, NULL);
 	q->id_seq = ((uint64_t)tv.tv_usec * 7919u + (uint64_t)getpid()) & 0xfffff;
-	if (mkdir_if_missing(set->data_dir) < 0 || mkdir_if_missing(q->dir) < 0 ||
-	    mkdir_if_missing(q->msg_dir) < 0 || mkdir_if_missing(q->tmp_dir) < 0) {
+	int made = mkdir_if_missing(set->data_dir) < 0 ||
+		   mkdir_if_missing(q->dir) < 0 ||
+		   mkdir_if_missing(files) < 0 ||
+		   mkdir_if_missing(q->msg_dir) < 0 ||
+		   mkdir_if_missing(q->tmp_dir) < 0 ? -1 : 0;
+	free(files);
+	if (made < 0) {
 		queue_set_error(err, QUEUE_ERR_INTERNAL, "cannot create %s: %s",
 				q->dir, strerror(errno));
 		queue_close(&q);
@@ -614,10 +649,19 @@ int queue_writer_create(struct queue *q, struct queue_writer **w_r,
 	struct queue_writer *w = xcalloc(1, sizeof(*w));
 	char id[QUEUE_ID_SIZE];
 
-	next_id(q, id);
 	w->q = q;
-	w->tmp_path = xasprintf("%s/%s", q->tmp_dir, id);
-	w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	w->fd = -1;
+	/* a shared directory: another node may have taken the same id in
+	 * the same millisecond (O_EXCL says so); the next one is free */
+	for (int i = 0; i < 8 && w->fd < 0; i++) {
+		next_id(q, id);
+		free(w->tmp_path);
+		w->tmp_path = xasprintf("%s/%s", q->tmp_dir, id);
+		w->fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+			     0640);
+		if (w->fd < 0 && errno != EEXIST)
+			break;
+	}
 	if (w->fd < 0) {
 		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
 		log_error("queue", NULL, "creating %s: %m", w->tmp_path);
@@ -924,7 +968,7 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 		.domains = p.domains,
 		.local = p.local,
 		.results = p.results,
-		.lease_until = direct ? now + QUEUE_LEASE_SECONDS : 0,
+		.lease_until = direct ? now + q->lease_secs : 0,
 		.rows_r = rows,
 		.msg_row_r = &msg_row,
 	};

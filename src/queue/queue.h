@@ -100,6 +100,15 @@ struct queue_settings {
 	uint64_t user_messages_per_hour;
 	uint64_t user_recipients_per_hour;
 	bool fsync;                   /* [store] fsync; false: tests only */
+	/* A queue shared by the nodes of one database (docs/scale-out.md):
+	 * [store] backend = postgres with the file blob driver. postgres:
+	 * its connection string (NULL: the embedded queue.db); shared_dir:
+	 * [store] blob_dir, where the message files go (DIR/queue). */
+	const char *postgres;
+	const char *shared_dir;
+	uint64_t lease;               /* [queue] lease: a claim's lease on a
+					 shared queue, renewed while the
+					 node runs; default 5m */
 	struct dns *dns;              /* set by the caller (MX, TLSA, ...);
 					 NULL: only a smarthost works */
 };
