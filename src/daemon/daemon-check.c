@@ -117,8 +117,8 @@ static int check_user(struct daemon *d, bool check_only, struct buf *errors,
 }
 
 /* Landlock, or a root of its own, for every child; else [security]
- * sandbox = required (the default) refuses here, before anything starts,
- * and best-effort warns. A --check by another user than the one who
+ * sandbox = best-effort (the default) warns, and required refuses here,
+ * before anything starts. A --check by another user than the one who
  * starts loftd (root, for `user =`) cannot tell: nothing then. */
 static int check_sandbox(struct daemon *d, bool check_only,
 			 struct buf *errors, struct buf *warnings)
@@ -135,7 +135,8 @@ static int check_sandbox(struct daemon *d, bool check_only,
 	if (d->dc.sandbox_best_effort) {
 		buf_printf(warnings, "%s:%d: warning: %s: loftd's processes "
 			   "run with their files unconfined ([security] "
-			   "sandbox = best-effort)\n", d->cfg->path, line, why);
+			   "sandbox = best-effort; required refuses to start "
+			   "instead)\n", d->cfg->path, line, why);
 	} else {
 		buf_printf(errors, "%s:%d: %s: loftd will not run its "
 			   "processes with their files unconfined. Use a kernel "

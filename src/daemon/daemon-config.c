@@ -240,11 +240,11 @@ static int check_top(const struct config *cfg, struct daemon_config *dc,
 		err_at(errors, cfg, e, "syslog: expected yes or no");
 		errs++;
 	}
-	dc->sandbox_best_effort = false;
+	dc->sandbox_best_effort = true;
 	if ((e = config_find(cfg, "security", "sandbox")) != NULL) {
-		if (strcmp(e->value, "best-effort") == 0) {
-			dc->sandbox_best_effort = true;
-		} else if (strcmp(e->value, "required") != 0) {
+		if (strcmp(e->value, "required") == 0) {
+			dc->sandbox_best_effort = false;
+		} else if (strcmp(e->value, "best-effort") != 0) {
 			err_at(errors, cfg, e, "sandbox: expected required or "
 			       "best-effort, got '%s'", e->value);
 			errs++;

@@ -37,8 +37,8 @@ struct daemon_config {
 	const char *hostname;
 	enum log_level log_level;
 	bool syslog;
-	/* [security] sandbox = best-effort: a process whose files cannot be
-	 * confined runs anyway (logged); required (default): loftd refuses */
+	/* [security] sandbox = best-effort (default): a process whose files
+	 * cannot be confined runs anyway (logged); required: loftd refuses */
 	bool sandbox_best_effort;
 	char *control_socket;      /* the control socket's path (owned) */
 	struct net_settings net;   /* tls_cert/tls_key point into cfg */

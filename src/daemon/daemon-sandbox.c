@@ -10,9 +10,10 @@
  *    mount namespace whose "/" is a mount point (not a chroot; not a
  *    service without CAP_SYS_ADMIN). Where it cannot be made, a process
  *    whose files all lie in one tree (auth: data_dir) is chrooted there;
- *    any other ([security] sandbox) refuses to start (required, the
- *    default: daemon-check.c says so before anything starts) or runs
- *    with its files unconfined (best-effort). Logged either way.
+ *    any other ([security] sandbox) runs with its files unconfined
+ *    (best-effort, the default: "logged, never fatal") or refuses to
+ *    start (required: daemon-check.c says so before anything starts).
+ *    Logged either way.
  * 2. The service user (setgroups, setgid, setuid), then no_new_privs.
  * 3. Landlock: every file-system right is handled; the read-write trees
  *    get the rights a store needs (no execute, no devices, no sockets),
