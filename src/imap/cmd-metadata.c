@@ -8,8 +8,10 @@
  * case. The server's /shared entries belong to the whole server: users
  * read them, only the administrator could set them, so SETMETADATA of one
  * gets NO [NOPERM] (Loft keeps none yet); its /private entries are each
- * user's own. Values are nstrings or literal8 (binary); a value that is
- * not binary must end its lines with CRLF (RFC 5464 3.2).
+ * user's own. On another account's mailbox /shared entries are the
+ * mailbox's and /private ones the reader's own (the store keeps them
+ * apart). Values are nstrings or literal8 (binary); a value that is not
+ * binary must end its lines with CRLF (RFC 5464 3.2).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -293,16 +295,10 @@ void cmd_setmetadata(struct imap_cmd *cmd)
 	}
 	struct imap_mbref ref;
 	struct store_error err = {0};
-	bool any_private = false;
-	for (size_t i = 0; i < n; i++)
-		any_private |= strncmp(e[i].name, "/private", 8) == 0;
 	if (mailbox_arg(cmd, a, &ref) < 0) {
 		/* replied */
 	} else if (ref.name == NULL && shared_server) {
 		imap_cmd_no(cmd, "[NOPERM] The server's shared annotations are the administrator's");
-	} else if (ref.shared && any_private) {
-		/* RFC 5464 4.3 */
-		imap_cmd_no(cmd, "[METADATA NOPRIVATE] %s", STORE_METADATA_NOPRIVATE);
 	} else if (store_metadata_set(ref.user, ref.name, e, n, &err) < 0) {
 		bool big = false;
 		for (size_t i = 0; i < n; i++)
@@ -315,6 +311,9 @@ void cmd_setmetadata(struct imap_cmd *cmd)
 			imap_cmd_no(cmd, "[METADATA TOOMANY] %s", err.msg);
 		else if (err.kind == STORE_ERR_NOTFOUND && !ref.shared)
 			imap_cmd_no(cmd, "[NONEXISTENT] No such mailbox");
+		else if (err.kind == STORE_ERR_PERM &&
+			 strcmp(err.msg, STORE_METADATA_NOPRIVATE) == 0)
+			imap_cmd_no(cmd, "[METADATA NOPRIVATE] %s", err.msg);
 		else
 			imap_cmd_ref_error(cmd, &ref, &err);
 	} else {

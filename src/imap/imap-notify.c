@@ -591,8 +591,8 @@ static uint64_t value_hash(const char *v, size_t len)
 }
 
 /* The entries of a mailbox (NULL: the server) as hashes, sorted. A
- * viewer sees only /shared entries, and needs l and one of r s w i p
- * (the store checks: RFC 5464 3.3). */
+ * viewer sees the /shared entries and its own /private ones, and needs
+ * l and one of r s w i p (the store checks: RFC 5464 3.3). */
 static int load_meta(struct store_user *u, const char *mailbox,
 		     struct meta_seen **meta_r, size_t *count_r)
 {

@@ -487,14 +487,49 @@ void cmd_urlfetch(struct imap_cmd *cmd)
 	imap_cmd_ok(cmd, "URLFETCH completed");
 }
 
-/* RESETKEY [mailbox [mechanism ...]] (RFC 4467 7.1). */
+/* RESETKEY without a mailbox also resets the user's own keys of other
+ * accounts' mailboxes (RFC 4467 3: the user's table holds them): of every
+ * owner the ACL hints name (a superset; a key of an owner that no longer
+ * shares anything with the user signs nothing that resolves). 0, or -1
+ * with err. */
+static int reset_others(struct imap_client *c, struct store_error *err)
+{
+	if (c->server->auth == NULL)
+		return 0;
+	int64_t *owners = NULL;
+	size_t no = 0;
+	if (auth_acl_owners(c->server->auth, c->user.id, &owners, &no) < 0) {
+		err->kind = STORE_ERR_TEMP;
+		snprintf(err->msg, sizeof(err->msg),
+			 "Cannot read the shared mailboxes now");
+		return -1;
+	}
+	int ret = 0;
+	for (size_t i = 0; ret == 0 && i < no; i++) {
+		struct auth_user o;
+		struct store_user *u;
+		unsigned char key[STORE_URLAUTH_KEY_LEN];
+		if (owners[i] == c->user.id ||
+		    auth_lookup_id(c->server->auth, owners[i], &o) != 1 ||
+		    imap_acl_open_owner(c, o.id, o.address, &u) < 0)
+			continue;   /* a stale hint */
+		ret = store_urlauth_key(u, NULL, true, key, err);
+		store_user_unref(&u);
+	}
+	free(owners);
+	return ret;
+}
+
+/* RESETKEY [mailbox [mechanism ...]] (RFC 4467 7.1): the user's own
+ * keys, also of another account's mailbox. */
 void cmd_resetkey(struct imap_cmd *cmd)
 {
 	struct imap_client *c = cmd->client;
 	const struct imap_arg *a = cmd->args;
 	unsigned char key[STORE_URLAUTH_KEY_LEN];
 	struct store_error err = {0};
-	char *mailbox = NULL;
+	struct imap_mbref ref = {0};
+	int ret;
 	if (a->type != IMAP_ARG_EOL) {
 		for (const struct imap_arg *m = a + 1; m->type != IMAP_ARG_EOL; m++) {
 			if (!imap_arg_atom_eq(m, "INTERNAL")) {
@@ -502,18 +537,20 @@ void cmd_resetkey(struct imap_cmd *cmd)
 				return;
 			}
 		}
-		mailbox = imap_cmd_mailbox_arg(cmd, a, false);
-		if (mailbox == NULL)
+		if (imap_cmd_mailbox_ref(cmd, a, false, &ref) < 0)
 			return;
-	}
-	if (store_urlauth_key(c->store_user, mailbox, true, key, &err) < 0) {
-		if (err.kind == STORE_ERR_NOTFOUND)
-			imap_cmd_no(cmd, "[NONEXISTENT] No such mailbox");
-		else
-			imap_cmd_store_error(cmd, &err);
+		ret = store_urlauth_key(ref.user, ref.name, true, key, &err);
 	} else {
-		imap_cmd_ok(cmd, "RESETKEY completed");
+		ret = store_urlauth_key(c->store_user, NULL, true, key, &err);
+		if (ret == 0)
+			ret = reset_others(c, &err);
 	}
+	if (ret < 0 && err.kind == STORE_ERR_NOTFOUND && !ref.shared)
+		imap_cmd_no(cmd, "[NONEXISTENT] No such mailbox");
+	else if (ret < 0)
+		imap_cmd_ref_error(cmd, &ref, &err);
+	else
+		imap_cmd_ok(cmd, "RESETKEY completed");
 	OPENSSL_cleanse(key, sizeof(key));
-	free(mailbox);
+	imap_mbref_free(&ref);
 }

@@ -71,17 +71,21 @@ struct store_backend_vfuncs {
 			  size_t len, struct store_error *err);
 	uint64_t (*body_size)(const struct store_body *body);
 	/* metadata and URLAUTH keys (store.h; optional: NULL is "not
-	 * supported", LIMIT to the caller) */
-	int (*metadata_get)(struct store_user *user, const char *mailbox,
-			    const char *const *names, size_t name_count,
-			    int depth, struct store_metadata **entries_r,
+	 * supported", LIMIT to the caller). user is the owner's handle;
+	 * viewer 0 the owner, else the viewer's user id: its own /private
+	 * entries and its own key (store.c checks its rights first) */
+	int (*metadata_get)(struct store_user *user, int64_t viewer,
+			    const char *mailbox, const char *const *names,
+			    size_t name_count, int depth,
+			    struct store_metadata **entries_r,
 			    size_t *count_r, struct store_error *err);
-	int (*metadata_set)(struct store_user *user, const char *mailbox,
+	int (*metadata_set)(struct store_user *user, int64_t viewer,
+			    const char *mailbox,
 			    const struct store_metadata *entries, size_t count,
 			    struct store_error *err);
-	int (*urlauth_key)(struct store_user *user, const char *mailbox,
-			   bool reset, unsigned char *key_r,
-			   struct store_error *err);
+	int (*urlauth_key)(struct store_user *user, int64_t viewer,
+			   const char *mailbox, bool reset,
+			   unsigned char *key_r, struct store_error *err);
 	/* optional: keep line ends as written (NULL: not supported) */
 	void (*body_set_binary)(struct store_body *body);
 	int (*body_finish)(struct store_body *body, struct store_error *err);

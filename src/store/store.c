@@ -1466,6 +1466,16 @@ static int metadata_enter(struct store_user **user, const char *mailbox,
 	return 0;
 }
 
+/* Whose /private entries and URLAUTH key a handle means: 0 the owner's
+ * own, else the viewer's user id; -1 for a viewer nobody logged in as (a
+ * delivery), which has none. */
+static int64_t metadata_viewer(const struct store_user *user)
+{
+	if (user->owner == NULL)
+		return 0;
+	return user->viewer.user_id > 0 ? user->viewer.user_id : -1;
+}
+
 int store_metadata_get(struct store_user *user, const char *mailbox,
 		       const char *const *names, size_t name_count, int depth,
 		       struct store_metadata **entries_r, size_t *count_r,
@@ -1476,37 +1486,24 @@ int store_metadata_get(struct store_user *user, const char *mailbox,
 	*count_r = 0;
 	if (user->store->vf->metadata_get == NULL)
 		return not_supported(err);
-	bool viewer = user->owner != NULL;
+	int64_t viewer = metadata_viewer(user);
 	if (mailbox == NULL) {
 		if (store_acl_owner_only(user, err) < 0)
 			return -1;
-		return user->store->vf->metadata_get(user, NULL, names,
+		return user->store->vf->metadata_get(user, 0, NULL, names,
 						     name_count, depth,
 						     entries_r, count_r, err);
 	}
 	WITH_NAME(n, mailbox, err);
-	if (viewer && metadata_enter(&user, n, err) < 0) {
+	if (viewer != 0 && metadata_enter(&user, n, err) < 0) {
 		free(n);
 		return -1;
 	}
-	int ret = user->store->vf->metadata_get(user, n, names, name_count,
-						depth, entries_r, count_r, err);
+	/* a viewer's /private entries are its own (none: -1) */
+	int ret = user->store->vf->metadata_get(user, viewer, n, names,
+						name_count, depth, entries_r,
+						count_r, err);
 	free(n);
-	/* the owner's /private entries are the owner's: a viewer sees the
-	 * /shared ones (its own private ones on another account's mailbox
-	 * are not kept) */
-	if (ret == 0 && viewer) {
-		size_t k = 0;
-		for (size_t i = 0; i < *count_r; i++) {
-			if (is_private_entry((*entries_r)[i].name)) {
-				free((*entries_r)[i].name);
-				free((*entries_r)[i].value);
-			} else {
-				(*entries_r)[k++] = (*entries_r)[i];
-			}
-		}
-		*count_r = k;
-	}
 	return ret;
 }
 
@@ -1523,16 +1520,16 @@ int store_metadata_set(struct store_user *user, const char *mailbox,
 			return store_set_error(err, STORE_ERR_LIMIT,
 					       "Value too large (limit %u)",
 					       STORE_METADATA_MAX_VALUE);
-	bool viewer = user->owner != NULL;
+	int64_t viewer = metadata_viewer(user);
 	if (mailbox == NULL) {
 		if (store_acl_owner_only(user, err) < 0)
 			return -1;
-		return user->store->vf->metadata_set(user, NULL, entries, count,
-						     err);
+		return user->store->vf->metadata_set(user, 0, NULL, entries,
+						     count, err);
 	}
 	WITH_NAME(n, mailbox, err);
-	if (viewer) {
-		for (size_t i = 0; i < count; i++)
+	if (viewer != 0) {
+		for (size_t i = 0; viewer < 0 && i < count; i++)
 			if (is_private_entry(entries[i].name)) {
 				free(n);
 				return store_set_error(err, STORE_ERR_PERM,
@@ -1543,7 +1540,8 @@ int store_metadata_set(struct store_user *user, const char *mailbox,
 			return -1;
 		}
 	}
-	int ret = user->store->vf->metadata_set(user, n, entries, count, err);
+	int ret = user->store->vf->metadata_set(user, viewer, n, entries,
+						count, err);
 	free(n);
 	return ret;
 }
@@ -1555,18 +1553,26 @@ int store_urlauth_key(struct store_user *user, const char *mailbox,
 	err_clear(err);
 	if (user->store->vf->urlauth_key == NULL)
 		return not_supported(err);
-	/* a viewer signs URLs with the owner's key of a mailbox it may
-	 * read (the URL's user's rights are checked again when it is
-	 * used); only the owner resets keys */
-	if (mailbox == NULL || reset) {
-		if (store_acl_owner_only(user, err) < 0)
-			return -1;
+	/* RFC 4467 3: a key per user and mailbox. A viewer's key of the
+	 * owner's mailbox is its own: made and used only while it holds r
+	 * there (a URL's user's rights are checked when it is used), reset
+	 * by it alone, with l. */
+	int64_t viewer = metadata_viewer(user);
+	if (viewer < 0)
+		return store_set_error(err, STORE_ERR_PERM,
+				       "URLAUTH keys are kept for users only");
+	if (mailbox == NULL) {
+		if (!reset)
+			return store_set_error(err, STORE_ERR_PERM,
+					       "A URLAUTH key is a mailbox's");
+		return user->store->vf->urlauth_key(
+			viewer != 0 ? user->owner : user, viewer, NULL, true,
+			key_r, err);
 	}
-	if (mailbox == NULL)
-		return user->store->vf->urlauth_key(user, NULL, reset, key_r,
-						    err);
-	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
-	int ret = user->store->vf->urlauth_key(user, n, reset, key_r, err);
+	WITH_RIGHTS(n, mailbox, reset ? STORE_RIGHT_LOOKUP : STORE_RIGHT_READ,
+		    err);
+	int ret = user->store->vf->urlauth_key(user, viewer, n, reset, key_r,
+					       err);
 	free(n);
 	return ret;
 }

@@ -905,13 +905,15 @@ struct store_metadata {
 };
 void store_metadata_free(struct store_metadata *entries, size_t count);
 /* On a viewer's handle (another account's mailbox): reading and setting
- * need l and any of r s w i p on the mailbox (RFC 5464 3.3); only /shared
- * entries are seen, setting a /private one is PERM with this text (the
- * viewer's own private annotations of another account's mailbox are not
- * kept; IMAP [METADATA NOPRIVATE]); the server's entries are the owner's
- * own (PERM). */
+ * need l and any of r s w i p on the mailbox (RFC 5464 3.3). /shared
+ * entries are the mailbox's, the same for everyone; /private entries are
+ * each user's own (RFC 5464 3.2): the viewer reads and sets its own, never
+ * the owner's nor another viewer's, kept in the owner's index with the
+ * mailbox (limits apart from the owner's). A viewer nobody logged in as
+ * has none (setting one is PERM with this text). The server's entries
+ * are the owner's own (PERM). */
 #define STORE_METADATA_NOPRIVATE \
-	"Private annotations are not kept on another account's mailbox"
+	"Private annotations are kept for users only"
 
 /* The entries of mailbox (NULL: the server) named in names, and with
  * depth 1 their children, with depth -1 ("infinity") all their
@@ -929,8 +931,10 @@ int store_metadata_set(struct store_user *user, const char *mailbox,
 /* URLAUTH's mailbox access key (RFC 4467 6): 32 random octets, made when
  * first needed. reset: a new key, which voids every URL signed with the
  * old (RESETKEY); mailbox NULL with reset: every mailbox's. NOTFOUND for
- * no such mailbox. A viewer's handle gets the owner's key of a mailbox
- * it holds r on; resetting is the owner's (PERM). */
+ * no such mailbox. Keys are per user and mailbox (RFC 4467 3): a viewer's
+ * handle gets the viewer's own key of the owner's mailbox, which needs r
+ * on it (so a URL stops resolving when its user loses r) and which only
+ * the viewer resets (l; mailbox NULL: all its keys of this owner). */
 #define STORE_URLAUTH_KEY_LEN 32
 int store_urlauth_key(struct store_user *user, const char *mailbox,
 		      bool reset, unsigned char key_r[STORE_URLAUTH_KEY_LEN],

@@ -184,11 +184,20 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # the newest step (11 -> 12) makes JMAP's copy triggers again with
-    # JM_EMAIL_REVIVE: put back a version-11 one to see it replaced
-    db.execute('DROP TRIGGER jmsg_upd')
-    db.execute('CREATE TRIGGER jmsg_upd AFTER UPDATE OF flags ON msg'
-               ' BEGIN SELECT 1; END')
+    # the newest step (12 -> 13) moves annotations and URLAUTH keys to
+    # tables with a viewer column: put back version 12's tables, with rows
+    for stmt in ('DROP TRIGGER mailbox_annotation_gone', 'DROP TABLE annotation',
+                 'DROP TABLE access_key',
+                 'CREATE TABLE metadata(mailbox INTEGER NOT NULL, name TEXT NOT NULL,'
+                 ' value BLOB NOT NULL, PRIMARY KEY (mailbox, name)) WITHOUT ROWID',
+                 'CREATE TABLE urlauth_key(mailbox INTEGER PRIMARY KEY, key BLOB NOT NULL)',
+                 'CREATE TRIGGER mailbox_annotations_gone AFTER DELETE ON mailbox BEGIN'
+                 ' DELETE FROM metadata WHERE mailbox = old.id;'
+                 ' DELETE FROM urlauth_key WHERE mailbox = old.id; END',
+                 "INSERT INTO metadata VALUES (0, '/private/comment', X'6b657074')",
+                 "INSERT INTO urlauth_key SELECT id, zeroblob(32) FROM mailbox"
+                 " WHERE name = 'INBOX'"):
+        db.execute(stmt)
     db.execute('UPDATE account SET version = ?', (known - 1,))
     db.commit()
     db.close()
@@ -198,10 +207,12 @@ def test_check(env):
             in out and out.strip().endswith('consistent after 1 repairs'),
             (rc, out, err))
     db = sqlite3.connect(path)
-    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
-                     " AND name = 'jmsg_upd'").fetchone()[0]
-    R.check('the upgrade replaced the old trigger',
-            'visible = 0 AND EXISTS' in sql, sql)
+    rows = (db.execute('SELECT mailbox, viewer, name, value FROM annotation').fetchall(),
+            db.execute('SELECT viewer, length(key) FROM access_key').fetchall(),
+            db.execute("SELECT name FROM sqlite_master WHERE name IN"
+                       " ('metadata', 'urlauth_key', 'mailbox_annotations_gone')").fetchall())
+    R.check('the upgrade moved the annotations and keys',
+            rows == ([(0, 0, '/private/comment', b'kept')], [(0, 32)], []), rows)
     db.execute('UPDATE account SET version = 99')
     db.commit()
     db.close()

@@ -4,13 +4,15 @@ accounts' mailboxes (issue 9 with ACL, RFC 4314): the Other Users and Shared
 namespaces, each with the rights its RFC names.
 
 - METADATA: a viewer reads and sets /shared entries of a mailbox on which it
-  holds l and any of r s w i p (RFC 5464 3.3); never the owner's /private
-  ones; setting a /private one is NO [METADATA NOPRIVATE]; l alone is NO
-  [NOPERM]; no l is the same NO [NONEXISTENT] as a missing mailbox.
+  holds l and any of r s w i p (RFC 5464 3.3); /private entries are each
+  user's own (RFC 5464 3.2): the reader's value, never the owner's nor
+  another reader's; l alone is NO [NOPERM]; no l is the same NO
+  [NONEXISTENT] as a missing mailbox.
 - CATENATE: a URL to another account's message needs r on its mailbox.
-- URLAUTH: a viewer with r signs URLs of another account's mailbox; their
-  use is checked against the URL user's rights at URLFETCH time (a revoked
-  r turns them into NIL), and only the owner resets keys.
+- URLAUTH: a viewer with r signs URLs of another account's mailbox with its
+  own key (RFC 4467 3: per user and mailbox); their use is checked against
+  the URL user's rights at URLFETCH time (a revoked r turns them into NIL);
+  the viewer's RESETKEY voids its own URLs, the owner's leaves them.
 """
 
 import re
@@ -71,8 +73,34 @@ with Loft(users={A: 'tea-party-rabbit-hole', B: 'can-we-fix-it-yes', CAROL: 'sev
     a.run('GETMETADATA Family (/shared/comment /private/comment)', 'OK',
           [r'/shared/comment "bob was here"', r'/private/comment "alice only"'],
           name='owner sees the viewer\'s /shared value and keeps its /private')
-    b.run('SETMETADATA "%sFamily" (/private/comment "mine")' % OTHER,
-          r'NO \[METADATA NOPRIVATE\]')
+    # RFC 5464 3.2: /private is each user's own, on a shared mailbox too
+    b.run('SETMETADATA "%sFamily" (/private/comment "bob only")' % OTHER, 'OK',
+          name='reader sets its own /private')
+    b.run('GETMETADATA "%sFamily" (/shared/comment /private/comment)' % OTHER, 'OK',
+          [r'^\* METADATA "%sFamily" \(/private/comment "bob only" '
+           r'/shared/comment "bob was here"\)$' % re.escape(OTHER)],
+          absent=[r'alice only'], name='reader reads its own /private')
+    a.run('GETMETADATA Family /private/comment', 'OK', [r'/private/comment "alice only"'],
+          absent=[r'bob only'], name='owner keeps its own /private')
+    a.run('SETMETADATA Family (/private/comment "alice again")', 'OK')
+    b.run('GETMETADATA (DEPTH infinity) "%sFamily" /private' % OTHER, 'OK',
+          [r'/private/comment "bob only"'], absent=[r'alice only', r'alice again'],
+          name='owner\'s change leaves the reader\'s')
+    a.run('SETACL Family %s lr' % CAROL, 'OK')
+    cm = Conv(env.raw('imap'), r)
+    cm.login(CAROL, env.users[CAROL])
+    cm.run('GETMETADATA (DEPTH infinity) "%sFamily" /private' % OTHER, 'OK',
+           absent=[r'only', r'again', r'^\* METADATA'], name='a third user sees no one\'s /private')
+    cm.run('SETMETADATA "%sFamily" (/private/comment "carol")' % OTHER, 'OK')
+    b.run('SETMETADATA "%sFamily" (/private/comment NIL)' % OTHER, 'OK',
+          name='reader removes its own /private')
+    b.run('GETMETADATA "%sFamily" /private/comment' % OTHER, 'OK',
+          absent=[r'^\* METADATA'], name='removed: nothing, not the owner\'s')
+    cm.run('GETMETADATA "%sFamily" /private/comment' % OTHER, 'OK',
+           [r'/private/comment "carol"'], name='the other reader\'s stays')
+    a.run('GETMETADATA Family /private/comment', 'OK', [r'/private/comment "alice again"'])
+    cm.run('LOGOUT', 'OK')
+    a.run('DELETEACL Family %s' % CAROL, 'OK')
     b.run('GETMETADATA "%sWork" /shared/comment' % OTHER, r'NO \[NOPERM\]',
           name='l alone: NOPERM')
     b.run('SETMETADATA "%sWork" (/shared/comment "x")' % OTHER, r'NO \[NOPERM\]')
@@ -129,14 +157,32 @@ with Loft(users={A: 'tea-party-rabbit-hole', B: 'can-we-fix-it-yes', CAROL: 'sev
     wrump = ('imap://bob%%40example.test@loft.example.test/%s;UIDVALIDITY=%d/;UID=%d'
              ';URLAUTH=user+bob@example.test' % (url_path(OTHER + 'Work'), wuv, wuid))
     b.run('GENURLAUTH "%s" INTERNAL' % wrump, r'NO \[BADURL ', name='GENURLAUTH without r')
-    b.run('RESETKEY "%sFamily"' % OTHER, r'NO \[', name='RESETKEY is the owner\'s')
-    urlfetch(b, signed, note, 'a refused RESETKEY changed nothing')
+    # the owner's URL of the same message: the owner's key
+    arump = ('imap://alice%%40example.test@loft.example.test/Family;UIDVALIDITY=%d/;UID=%d'
+             ';URLAUTH=user+alice@example.test' % (fuv, fuid))
+    lines, _ = a.run('GENURLAUTH "%s" INTERNAL' % arump, 'OK')
+    m = re.search(r'GENURLAUTH "([^"]+)"', lines[0] if lines else '')
+    asigned = m.group(1) if m else 'none'
+    r.check('the reader\'s key is its own',
+            signed.rsplit(':', 1)[-1] != asigned.rsplit(':', 1)[-1], (signed, asigned))
+    urlfetch(a, asigned, note, 'URLFETCH of the owner\'s URL')
+    a.run('RESETKEY Family', 'OK')
+    urlfetch(a, asigned, 'NIL', 'the owner\'s RESETKEY voids the owner\'s URL')
+    urlfetch(b, signed, note, 'the owner\'s RESETKEY leaves the reader\'s')
     a.run('SETACL Family %s l' % B, 'OK')
     urlfetch(b, signed, 'NIL', 'r revoked: the URL gives NIL')
+    b.run('GENURLAUTH "%s" INTERNAL' % rump, r'NO \[BADURL ', name='r revoked: no GENURLAUTH')
     a.run('SETACL Family %s lr' % B, 'OK')
     urlfetch(b, signed, note, 'r given back')
-    a.run('RESETKEY Family', 'OK')
-    urlfetch(b, signed, 'NIL', 'the owner\'s RESETKEY voids it')
+    b.run('RESETKEY "%sFamily"' % OTHER, 'OK', name='the reader resets its own key')
+    urlfetch(b, signed, 'NIL', 'the reader\'s RESETKEY voids its URL')
+    lines, _ = b.run('GENURLAUTH "%s" INTERNAL' % rump, 'OK')
+    m = re.search(r'GENURLAUTH "([^"]+)"', lines[0] if lines else '')
+    signed = m.group(1) if m else 'none'
+    urlfetch(b, signed, note, 'signed again')
+    b.run('RESETKEY', 'OK', name='RESETKEY of all the reader\'s keys')
+    urlfetch(b, signed, 'NIL', 'RESETKEY without a mailbox voids the reader\'s URLs')
+    b.run('RESETKEY "%sSecret"' % OTHER, r'NO \[NONEXISTENT\]', name='RESETKEY of a hidden mailbox')
 
     # ---- the Shared namespace -----------------------------------------------
     rc, out, err = env.loftctl('shared', 'add', 'sales@example.test')

@@ -718,12 +718,176 @@ static void test_seen_per_user(void)
 	teardown(&store);
 }
 
+/* ---- a viewer's own annotations and URLAUTH key (RFC 5464 3.2, RFC
+ * 4467 3) --------------------------------------------------------------- */
+
+/* The value of one entry as u sees it ("" none, "ERR" an error). */
+static char meta_buf[64];
+static const char *meta_of(struct store_user *u, const char *mbox,
+			   const char *name)
+{
+	struct store_metadata *found = NULL;
+	size_t n = 0;
+	struct store_error err;
+	const char *names[] = {name};
+	if (store_metadata_get(u, mbox, names, 1, 0, &found, &n, &err) < 0)
+		return "ERR";
+	snprintf(meta_buf, sizeof(meta_buf), "%s",
+		 n == 1 ? found[0].value : "");
+	store_metadata_free(found, n);
+	return meta_buf;
+}
+
+static int meta_set(struct store_user *u, const char *mbox, const char *name,
+		    const char *value, struct store_error *err)
+{
+	struct store_metadata e = {(char *)name, (char *)value,
+				   value != NULL ? strlen(value) : 0};
+	return store_metadata_set(u, mbox, &e, 1, err);
+}
+
+static void test_viewer_private(void)
+{
+	struct store *store = setup();
+	struct store_user *alice;
+	struct store_error err;
+	if (on_pg) {
+		/* the postgres backend keeps no annotations or keys yet */
+		teardown(&store);
+		return;
+	}
+	CHECK_INT(store_user_open(store, 1, &alice, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Team", 0, &err), 0);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "lr", 0), 0);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 3, false, "lr", 0), 0);
+	struct store_viewer vb = {.user_id = 2, .same_domain = true};
+	struct store_viewer vc = {.user_id = 3, .same_domain = true};
+	struct store_user *bob = open_as(store, 1, &vb);
+	struct store_user *carol = open_as(store, 1, &vc);
+
+	/* /private: each user's own; /shared: the mailbox's */
+	CHECK_INT(meta_set(alice, "Team", "/private/comment", "alice's", &err), 0);
+	CHECK_INT(meta_set(bob, "Team", "/private/comment", "bob's", &err), 0);
+	CHECK_INT(meta_set(bob, "Team", "/shared/comment", "common", &err), 0);
+	CHECK_STR(meta_of(alice, "Team", "/private/comment"), "alice's");
+	CHECK_STR(meta_of(bob, "Team", "/private/comment"), "bob's");
+	CHECK_STR(meta_of(carol, "Team", "/private/comment"), "");
+	CHECK_STR(meta_of(carol, "Team", "/shared/comment"), "common");
+	CHECK_STR(meta_of(alice, "Team", "/shared/comment"), "common");
+	/* DEPTH infinity under /private: only one's own */
+	struct store_metadata *found = NULL;
+	size_t n = 0;
+	const char *root[] = {"/private"};
+	CHECK_INT(store_metadata_get(carol, "Team", root, 1, -1, &found, &n,
+				     &err), 0);
+	CHECK_INT(n, 0);
+	store_metadata_free(found, n);
+	CHECK_INT(meta_set(carol, "Team", "/private/comment", "carol's", &err),
+		  0);
+	CHECK_INT(store_metadata_get(bob, "Team", root, 1, -1, &found, &n,
+				     &err), 0);
+	CHECK_INT(n, 1);
+	if (n == 1)
+		CHECK_STR(found[0].value, "bob's");
+	store_metadata_free(found, n);
+	/* removing one's own leaves the others' */
+	CHECK_INT(meta_set(bob, "Team", "/private/comment", NULL, &err), 0);
+	CHECK_STR(meta_of(bob, "Team", "/private/comment"), "");
+	CHECK_STR(meta_of(alice, "Team", "/private/comment"), "alice's");
+	CHECK_STR(meta_of(carol, "Team", "/private/comment"), "carol's");
+	/* a viewer's limits are its own: carol fills hers, alice and bob
+	 * go on */
+	struct store_metadata many[STORE_METADATA_MAX_ENTRIES];
+	char names[STORE_METADATA_MAX_ENTRIES][32];
+	for (int i = 0; i < STORE_METADATA_MAX_ENTRIES; i++) {
+		snprintf(names[i], sizeof(names[i]), "/private/n%d", i);
+		many[i] = (struct store_metadata){names[i], "x", 1};
+	}
+	CHECK_INT(store_metadata_set(carol, "Team", many,
+				     STORE_METADATA_MAX_ENTRIES, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_LIMIT);   /* 500 + carol's comment */
+	CHECK_INT(store_metadata_set(carol, "Team", many,
+				     STORE_METADATA_MAX_ENTRIES - 1, &err), 0);
+	CHECK_INT(meta_set(carol, "Team", "/private/more", "x", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_LIMIT);
+	CHECK_INT(meta_set(bob, "Team", "/private/more", "x", &err), 0);
+	CHECK_INT(meta_set(alice, "Team", "/private/more", "x", &err), 0);
+	/* rights: l alone reads and sets nothing, its own neither */
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "l", 0), 0);
+	CHECK_STR(meta_of(bob, "Team", "/private/more"), "ERR");
+	CHECK_INT(meta_set(bob, "Team", "/private/more", "y", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "lr", 0), 0);
+	CHECK_STR(meta_of(bob, "Team", "/private/more"), "x");
+	/* a viewer nobody logged in as has no private entries */
+	struct store_viewer vn = {.user_id = 0, .extra_rights = R("lr")};
+	struct store_user *nobody = open_as(store, 1, &vn);
+	CHECK_STR(meta_of(nobody, "Team", "/private/comment"), "");
+	CHECK_INT(meta_set(nobody, "Team", "/private/x", "y", &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_PERM);
+
+	/* URLAUTH keys: per user and mailbox */
+	unsigned char ka[STORE_URLAUTH_KEY_LEN], kb[STORE_URLAUTH_KEY_LEN],
+		kc[STORE_URLAUTH_KEY_LEN], k2[STORE_URLAUTH_KEY_LEN];
+	CHECK_INT(store_urlauth_key(alice, "Team", false, ka, &err), 0);
+	CHECK_INT(store_urlauth_key(bob, "Team", false, kb, &err), 0);
+	CHECK_INT(store_urlauth_key(carol, "Team", false, kc, &err), 0);
+	CHECK(memcmp(ka, kb, sizeof(ka)) != 0 && memcmp(kb, kc, sizeof(kb)) != 0);
+	CHECK_INT(store_urlauth_key(bob, "Team", false, k2, &err), 0);
+	CHECK(memcmp(kb, k2, sizeof(kb)) == 0);
+	/* bob resets his: alice's and carol's stay */
+	CHECK_INT(store_urlauth_key(bob, "Team", true, k2, &err), 0);
+	CHECK(memcmp(kb, k2, sizeof(kb)) != 0);
+	memcpy(kb, k2, sizeof(kb));
+	CHECK_INT(store_urlauth_key(alice, "Team", false, k2, &err), 0);
+	CHECK(memcmp(ka, k2, sizeof(ka)) == 0);
+	CHECK_INT(store_urlauth_key(carol, "Team", false, k2, &err), 0);
+	CHECK(memcmp(kc, k2, sizeof(kc)) == 0);
+	/* the owner's reset of every key: the viewers' stay */
+	CHECK_INT(store_urlauth_key(alice, NULL, true, k2, &err), 0);
+	CHECK_INT(store_urlauth_key(alice, "Team", false, k2, &err), 0);
+	CHECK(memcmp(ka, k2, sizeof(ka)) != 0);
+	CHECK_INT(store_urlauth_key(bob, "Team", false, k2, &err), 0);
+	CHECK(memcmp(kb, k2, sizeof(kb)) == 0);
+	/* a viewer's reset of all its keys of this owner */
+	CHECK_INT(store_urlauth_key(carol, NULL, true, k2, &err), 0);
+	CHECK_INT(store_urlauth_key(carol, "Team", false, k2, &err), 0);
+	CHECK(memcmp(kc, k2, sizeof(kc)) != 0);
+	CHECK_INT(store_urlauth_key(bob, "Team", false, k2, &err), 0);
+	CHECK(memcmp(kb, k2, sizeof(kb)) == 0);
+	/* r revoked: no key (a URL of bob's no longer resolves); given
+	 * back: the same key (RESETKEY is how to void them for good) */
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "l", 0), 0);
+	CHECK_INT(store_urlauth_key(bob, "Team", false, k2, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_NOPERM);
+	CHECK_INT(store_urlauth_key(bob, "Team", true, k2, &err), 0);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "lr", 0), 0);
+	CHECK_INT(store_urlauth_key(bob, "Team", false, k2, &err), 0);
+	CHECK(memcmp(kb, k2, sizeof(kb)) != 0);   /* reset while l only */
+	CHECK_INT(store_urlauth_key(nobody, "Team", false, k2, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_PERM);
+
+	/* the mailbox's deletion takes every user's rows with it */
+	CHECK_INT(store_mailbox_delete(alice, "Team", &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Team", 0, &err), 0);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 3, false, "lr", 0), 0);
+	CHECK_STR(meta_of(carol, "Team", "/private/comment"), "");
+	CHECK_INT(meta_set(carol, "Team", "/private/more", "x", &err), 0);
+
+	store_user_unref(&nobody);
+	store_user_unref(&bob);
+	store_user_unref(&carol);
+	store_user_unref(&alice);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"rights_strings", test_rights_strings},
 	{"evaluate", test_evaluate},
 	{"acl_storage", test_acl_storage},
 	{"open_as", test_open_as},
 	{"seen_per_user", test_seen_per_user},
+	{"viewer_private", test_viewer_private},
 	{NULL, NULL},
 };
 

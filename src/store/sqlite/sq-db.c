@@ -25,7 +25,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 12
+#define SQ_SCHEMA_VERSION 13
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -53,7 +53,7 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 7 -> 8: mailbox ACLs (sq-acl.c) */
 	[7] = SQ_ACL_SCHEMA,
 	/* 8 -> 9: annotations and URLAUTH keys (sq-metadata.c) */
-	[8] = sq_metadata_schema_sql,
+	[8] = sq_metadata_v9_sql,
 	/* 9 -> 10: removed messages kept for undelete (sq-undelete.c) */
 	[9] = SQ_DELETED_SQL,
 	/* 10 -> 11: per-user \Seen in shared mailboxes (sq-seen.c) */
@@ -61,6 +61,9 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 11 -> 12: an Email that gets a visible copy back is reported
 	 * created again by JMAP (sq-jmap-schema.h JM_EMAIL_REVIVE) */
 	[11] = sq_jmap_revive_sql,
+	/* 12 -> 13: a viewer's own /private annotations and URLAUTH key on
+	 * the owner's mailbox (sq-metadata.c: column viewer) */
+	[12] = sq_metadata_viewer_sql,
 };
 
 /* What this process knows; only sq_schema_override changes them. */

@@ -1,12 +1,20 @@
 /*
  * Annotations (RFC 5464 METADATA) and URLAUTH mailbox access keys (RFC
- * 4467), in the user's index: table metadata (mailbox 0 is the server)
- * and table urlauth_key, both emptied for a mailbox by a trigger when its
- * row goes (schema version 9). See store.h "metadata".
+ * 4467), in the user's index: table annotation (mailbox 0 is the server)
+ * and table access_key, both emptied for a mailbox by a trigger when its
+ * row goes. See store.h "metadata".
+ *
+ * Both are per user (RFC 5464 3.2's /private entries, RFC 4467 3's
+ * access key table): column viewer is 0 for the owner's own rows and a
+ * viewer's user id for that viewer's rows on the owner's mailbox (its
+ * /private entries, its key). /shared entries are the mailbox's, viewer
+ * 0, whoever sets them. Schema version 13; 9 to 12 had the owner's rows
+ * only (tables metadata and urlauth_key), step 12 -> 13 moves them.
  *
  * Reads use a reader connection; writes are jobs of the group commit.
- * The account-wide limits are checked inside the job, after its changes:
- * a job over them fails and its savepoint takes the changes back.
+ * The limits are checked inside the job, after its changes, for the
+ * owner's rows and apart for each viewer's: a job over them fails and
+ * its savepoint takes the changes back.
  */
 #include "sq-private.h"
 
@@ -15,7 +23,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-const char sq_metadata_schema_sql[] =
+/* version 9 to 12: the owner's rows only (step 8 -> 9 makes these) */
+const char sq_metadata_v9_sql[] =
 	"CREATE TABLE IF NOT EXISTS metadata(mailbox INTEGER NOT NULL,"
 	" name TEXT NOT NULL, value BLOB NOT NULL,"
 	" PRIMARY KEY (mailbox, name)) WITHOUT ROWID;"
@@ -26,6 +35,42 @@ const char sq_metadata_schema_sql[] =
 	" DELETE FROM metadata WHERE mailbox = old.id;"
 	" DELETE FROM urlauth_key WHERE mailbox = old.id;"
 	" END;";
+
+#define SQ_METADATA_SCHEMA                                               \
+	"CREATE TABLE IF NOT EXISTS annotation(mailbox INTEGER NOT NULL,"  \
+	" viewer INTEGER NOT NULL, name TEXT NOT NULL,"                  \
+	" value BLOB NOT NULL,"                                          \
+	" PRIMARY KEY (mailbox, viewer, name)) WITHOUT ROWID;"           \
+	"CREATE TABLE IF NOT EXISTS access_key(mailbox INTEGER NOT NULL,"  \
+	" viewer INTEGER NOT NULL, key BLOB NOT NULL,"                   \
+	" PRIMARY KEY (mailbox, viewer)) WITHOUT ROWID;"                 \
+	"CREATE TRIGGER IF NOT EXISTS mailbox_annotation_gone AFTER DELETE" \
+	" ON mailbox BEGIN"                                              \
+	" DELETE FROM annotation WHERE mailbox = old.id;"                \
+	" DELETE FROM access_key WHERE mailbox = old.id;"                \
+	" END;"
+
+const char sq_metadata_schema_sql[] = SQ_METADATA_SCHEMA;
+
+/* 12 -> 13: the owner's rows move to the tables with a viewer column */
+const char sq_metadata_viewer_sql[] =
+	SQ_METADATA_SCHEMA
+	"INSERT INTO annotation(mailbox, viewer, name, value)"
+	" SELECT mailbox, 0, name, value FROM metadata;"
+	"INSERT INTO access_key(mailbox, viewer, key)"
+	" SELECT mailbox, 0, key FROM urlauth_key;"
+	"DROP TRIGGER IF EXISTS mailbox_annotations_gone;"
+	"DROP TABLE metadata;"
+	"DROP TABLE urlauth_key;";
+
+/* Whose row an entry is: a /private entry is the viewer's own (0: the
+ * owner's), a /shared one the mailbox's. Names are lower case. */
+static int64_t row_viewer(const char *name, int64_t viewer)
+{
+	return strncmp(name, "/private", 8) == 0 &&
+			       (name[8] == '\0' || name[8] == '/')
+		       ? viewer : 0;
+}
 
 struct entry_list {
 	struct store_metadata *items;
@@ -75,15 +120,18 @@ static int mailbox_id(struct sq_conn *c, const char *mailbox, uint32_t *id_r,
 	return 0;
 }
 
-static int get_one(struct sq_conn *c, uint32_t mbox, const char *name,
-		   int depth, struct entry_list *l)
+static int get_one(struct sq_conn *c, uint32_t mbox, int64_t viewer,
+		   const char *name, int depth, struct entry_list *l)
 {
-	sqlite3_stmt *st = sq_stmt(c, "SELECT name, value FROM metadata"
-				      " WHERE mailbox = ? AND name = ?");
+	int64_t who = row_viewer(name, viewer);
+	sqlite3_stmt *st = sq_stmt(c, "SELECT name, value FROM annotation"
+				      " WHERE mailbox = ? AND viewer = ?"
+				      " AND name = ?");
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, mbox);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, who);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		list_add(l, (const char *)sqlite3_column_text(st, 0),
@@ -96,19 +144,22 @@ static int get_one(struct sq_conn *c, uint32_t mbox, const char *name,
 	if (depth == 0)
 		return 0;
 	/* descendants: names between "name/" and "name0" ('0' follows
-	 * '/'); depth 1 keeps the direct children */
+	 * '/'); depth 1 keeps the direct children. All of them are under
+	 * the same /private or /shared as name, so whose rows they are
+	 * does not change. */
 	size_t n = strlen(name);
 	char *lo = xasprintf("%s/", name), *hi = xasprintf("%s0", name);
-	st = sq_stmt(c, "SELECT name, value FROM metadata WHERE mailbox = ?"
-			" AND name >= ? AND name < ?");
+	st = sq_stmt(c, "SELECT name, value FROM annotation WHERE mailbox = ?"
+			" AND viewer = ? AND name >= ? AND name < ?");
 	if (st == NULL) {
 		free(lo);
 		free(hi);
 		return -1;
 	}
 	sqlite3_bind_int64(st, 1, mbox);
-	sqlite3_bind_text(st, 2, lo, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, who);
+	sqlite3_bind_text(st, 3, lo, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, hi, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *found = (const char *)sqlite3_column_text(st, 0);
 		size_t flen = (size_t)sqlite3_column_bytes(st, 0);
@@ -123,8 +174,9 @@ static int get_one(struct sq_conn *c, uint32_t mbox, const char *name,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int sq_metadata_get(struct store_user *user, const char *mailbox,
-		    const char *const *names, size_t name_count, int depth,
+int sq_metadata_get(struct store_user *user, int64_t viewer,
+		    const char *mailbox, const char *const *names,
+		    size_t name_count, int depth,
 		    struct store_metadata **entries_r, size_t *count_r,
 		    struct store_error *err)
 {
@@ -138,7 +190,7 @@ int sq_metadata_get(struct store_user *user, const char *mailbox,
 	if (ret == 0)
 		ret = mailbox_id(c, mailbox, &id, err);
 	for (size_t i = 0; ret == 0 && i < name_count; i++)
-		if (get_one(c, id, names[i], depth, &l) < 0)
+		if (get_one(c, id, viewer, names[i], depth, &l) < 0)
 			ret = sq_db_error(c, err, "metadata get");
 	sq_read_end(c);
 	sq_reader_put(u, c);
@@ -154,17 +206,20 @@ int sq_metadata_get(struct store_user *user, const char *mailbox,
 }
 
 struct set_arg {
+	int64_t viewer;
 	const char *mailbox;
 	const struct store_metadata *entries;
 	size_t count;
 };
 
-static int check_limits(struct sq_conn *c, struct sq_job *job)
+/* The limits of whose rows (0: the owner's and every /shared entry). */
+static int check_limits(struct sq_conn *c, struct sq_job *job, int64_t who)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT count(*), total(length(value))"
-				      " FROM metadata");
+				      " FROM annotation WHERE viewer = ?");
 	if (st == NULL)
 		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, who);
 	int rc = sqlite3_step(st);
 	int64_t n = sqlite3_column_int64(st, 0);
 	double total = sqlite3_column_double(st, 1);
@@ -186,28 +241,34 @@ static int set_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
 	struct set_arg *a = job->arg;
 	struct sq_mbox mb = {0};
+	bool own = false, viewers = false;
 	if (a->mailbox != NULL && sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
 	for (size_t i = 0; i < a->count; i++) {
 		const struct store_metadata *e = &a->entries[i];
+		int64_t who = row_viewer(e->name, a->viewer);
 		sqlite3_stmt *st = e->value == NULL
-			? sq_stmt(c, "DELETE FROM metadata WHERE mailbox = ?"
-				     " AND name = ?")
-			: sq_stmt(c, "INSERT OR REPLACE INTO metadata(mailbox,"
-				     " name, value) VALUES (?, ?, ?)");
+			? sq_stmt(c, "DELETE FROM annotation WHERE mailbox = ?"
+				     " AND viewer = ? AND name = ?")
+			: sq_stmt(c, "INSERT OR REPLACE INTO annotation(mailbox,"
+				     " viewer, name, value) VALUES (?, ?, ?, ?)");
 		if (st == NULL)
 			return sq_job_dberr(job, c);
 		sqlite3_bind_int64(st, 1, mb.id);
-		sqlite3_bind_text(st, 2, e->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, who);
+		sqlite3_bind_text(st, 3, e->name, -1, SQLITE_STATIC);
 		if (e->value != NULL)
-			sqlite3_bind_blob(st, 3, e->value, (int)e->value_len,
+			sqlite3_bind_blob(st, 4, e->value, (int)e->value_len,
 					  SQLITE_STATIC);
 		int rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return sq_job_dberr(job, c);
+		own |= who == 0;
+		viewers |= who != 0;
 	}
-	if (check_limits(c, job) < 0)
+	if ((own && check_limits(c, job, 0) < 0) ||
+	    (viewers && check_limits(c, job, a->viewer) < 0))
 		return -1;
 	if (a->mailbox != NULL) {
 		/* RFC 7162 3.2: a change of the mailbox's annotations is a
@@ -220,15 +281,16 @@ static int set_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	return 0;
 }
 
-int sq_metadata_set(struct store_user *user, const char *mailbox,
-		    const struct store_metadata *entries, size_t count,
-		    struct store_error *err)
+int sq_metadata_set(struct store_user *user, int64_t viewer,
+		    const char *mailbox, const struct store_metadata *entries,
+		    size_t count, struct store_error *err)
 {
-	struct set_arg a = {mailbox, entries, count};
+	struct set_arg a = {viewer, mailbox, entries, count};
 	return sq_run(SQU(user), set_job, &a, err);
 }
 
 struct key_arg {
+	int64_t viewer;
 	const char *mailbox;
 	bool reset;
 	unsigned char *key;
@@ -248,45 +310,70 @@ static void random_key(unsigned char *key)
 	}
 }
 
+/* The key of (mailbox, viewer) in c's transaction: 1 found, 0 none, -1
+ * a database error. */
+static int key_read(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,
+		    unsigned char *key_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT key FROM access_key"
+				      " WHERE mailbox = ? AND viewer = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	sqlite3_bind_int64(st, 2, viewer);
+	int rc = sqlite3_step(st);
+	int found = 0;
+	if (rc == SQLITE_ROW &&
+	    sqlite3_column_bytes(st, 0) == STORE_URLAUTH_KEY_LEN) {
+		memcpy(key_r, sqlite3_column_blob(st, 0), STORE_URLAUTH_KEY_LEN);
+		found = 1;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+}
+
 static int key_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
+	(void)u;
 	struct key_arg *a = job->arg;
 	struct sq_mbox mb;
 	if (a->mailbox == NULL) {
-		/* RESETKEY without a mailbox: every key goes; new ones are
-		 * made when next needed */
-		return sq_exec(c, "DELETE FROM urlauth_key") == 0
-			       ? 0 : sq_job_dberr(job, c);
+		/* RESETKEY without a mailbox: every key of the viewer (0:
+		 * the owner) goes; new ones are made when next needed */
+		sqlite3_stmt *st = sq_stmt(c, "DELETE FROM access_key"
+					      " WHERE viewer = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, a->viewer);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
 	}
 	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
 	unsigned char fresh[STORE_URLAUTH_KEY_LEN];
 	random_key(fresh);
 	sqlite3_stmt *st = sq_stmt(c, a->reset
-		? "INSERT OR REPLACE INTO urlauth_key(mailbox, key) VALUES (?, ?)"
-		: "INSERT OR IGNORE INTO urlauth_key(mailbox, key) VALUES (?, ?)");
+		? "INSERT OR REPLACE INTO access_key(mailbox, viewer, key)"
+		  " VALUES (?, ?, ?)"
+		: "INSERT OR IGNORE INTO access_key(mailbox, viewer, key)"
+		  " VALUES (?, ?, ?)");
 	if (st == NULL)
 		return sq_job_dberr(job, c);
 	sqlite3_bind_int64(st, 1, mb.id);
-	sqlite3_bind_blob(st, 2, fresh, sizeof(fresh), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a->viewer);
+	sqlite3_bind_blob(st, 3, fresh, sizeof(fresh), SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return sq_job_dberr(job, c);
-	st = sq_stmt(c, "SELECT key FROM urlauth_key WHERE mailbox = ?");
-	if (st == NULL)
-		return sq_job_dberr(job, c);
-	sqlite3_bind_int64(st, 1, mb.id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW &&
-	    sqlite3_column_bytes(st, 0) == STORE_URLAUTH_KEY_LEN)
-		memcpy(a->key, sqlite3_column_blob(st, 0), STORE_URLAUTH_KEY_LEN);
-	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 0 : sq_job_dberr(job, c);
+	return key_read(c, mb.id, a->viewer, a->key) == 1
+		       ? 0 : sq_job_dberr(job, c);
 }
 
-int sq_urlauth_key(struct store_user *user, const char *mailbox, bool reset,
-		   unsigned char *key_r, struct store_error *err)
+int sq_urlauth_key(struct store_user *user, int64_t viewer,
+		   const char *mailbox, bool reset, unsigned char *key_r,
+		   struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
 	if (!reset && mailbox != NULL) {
@@ -296,23 +383,17 @@ int sq_urlauth_key(struct store_user *user, const char *mailbox, bool reset,
 			return -1;
 		struct sq_mbox mb;
 		int found = 0;
-		int r = sq_mbox_get(c, mailbox, &mb);
-		sqlite3_stmt *st = r == 1 ? sq_stmt(c, "SELECT key FROM urlauth_key"
-						     " WHERE mailbox = ?") : NULL;
-		if (st != NULL) {
-			sqlite3_bind_int64(st, 1, mb.id);
-			if (sqlite3_step(st) == SQLITE_ROW &&
-			    sqlite3_column_bytes(st, 0) == STORE_URLAUTH_KEY_LEN) {
-				memcpy(key_r, sqlite3_column_blob(st, 0),
-				       STORE_URLAUTH_KEY_LEN);
-				found = 1;
-			}
-			sqlite3_reset(st);
+		if (sq_read_begin(c, err) < 0) {
+			sq_reader_put(u, c);
+			return -1;
 		}
+		if (sq_mbox_get(c, mailbox, &mb) == 1)
+			found = key_read(c, mb.id, viewer, key_r);
+		sq_read_end(c);
 		sq_reader_put(u, c);
-		if (found)
+		if (found == 1)
 			return 0;
 	}
-	struct key_arg a = {mailbox, reset, key_r};
+	struct key_arg a = {viewer, mailbox, reset, key_r};
 	return sq_run(u, key_job, &a, err);
 }

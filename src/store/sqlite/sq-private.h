@@ -215,17 +215,24 @@ int sq_job_fail(struct sq_job *job, enum store_error_kind kind,
 		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sq_job_dberr(struct sq_job *job, struct sq_conn *c);
 
-/* sq-metadata.c: annotations and URLAUTH keys (store.h "metadata") */
+/* sq-metadata.c: annotations and URLAUTH keys (store.h "metadata");
+ * viewer 0 is the owner, else the viewer whose /private entries and key
+ * are meant. sq_metadata_v9_sql: the tables of versions 9-12 (step 8);
+ * sq_metadata_viewer_sql: step 12 -> 13 (a viewer column). */
 extern const char sq_metadata_schema_sql[];
-int sq_metadata_get(struct store_user *user, const char *mailbox,
-		    const char *const *names, size_t name_count, int depth,
+extern const char sq_metadata_v9_sql[];
+extern const char sq_metadata_viewer_sql[];
+int sq_metadata_get(struct store_user *user, int64_t viewer,
+		    const char *mailbox, const char *const *names,
+		    size_t name_count, int depth,
 		    struct store_metadata **entries_r, size_t *count_r,
 		    struct store_error *err);
-int sq_metadata_set(struct store_user *user, const char *mailbox,
-		    const struct store_metadata *entries, size_t count,
-		    struct store_error *err);
-int sq_urlauth_key(struct store_user *user, const char *mailbox, bool reset,
-		   unsigned char *key_r, struct store_error *err);
+int sq_metadata_set(struct store_user *user, int64_t viewer,
+		    const char *mailbox, const struct store_metadata *entries,
+		    size_t count, struct store_error *err);
+int sq_urlauth_key(struct store_user *user, int64_t viewer,
+		   const char *mailbox, bool reset, unsigned char *key_r,
+		   struct store_error *err);
 
 /* sq-tokenize.c: "trigram" that hands FTS5 each trigram of a document
  * once (the same detail=none index, a fraction of the work); on every
