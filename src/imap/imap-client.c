@@ -1424,4 +1424,7 @@ const struct net_proto imap_proto = {
 	/* RFC 9051 7.1.5 BYE; RFC 5530 UNAVAILABLE: try again later */
 	.banned_reply = "* BYE [UNAVAILABLE] Too many failed logins from your "
 			"address, try again later\r\n",
+	/* a command's response leaves in one piece (tasks never wait for
+	 * the client: a continuation ends the task) */
+	.cork = true,
 };

@@ -46,11 +46,15 @@
 /* The connection whose task this worker thread runs (back-pressure may
  * only block there). */
 static _Thread_local struct net_conn *net_task_conn;
+/* The output that task has written, held back (net_proto.cork) until
+ * cork_flush: one buffer per worker thread, kept between tasks. */
+static _Thread_local struct buf net_task_cork;
 
 static void conn_readcb(struct bufferevent *bev, void *ctx);
 static void conn_writecb(struct bufferevent *bev, void *ctx);
 static void conn_eventcb(struct bufferevent *bev, short what, void *ctx);
 static void conn_progress(struct net_conn *conn);
+static int cork_flush(struct net_conn *conn);
 
 /* ---- references ----------------------------------------------------- */
 
@@ -603,6 +607,7 @@ void net_conn_worker_run(struct net *net, struct net_conn *conn)
 		pthread_mutex_unlock(&net->pool_mu);
 		net_task_conn = conn;
 		t->fn(conn->session, conn, t->arg);
+		cork_flush(conn);
 		net_task_conn = NULL;
 		free(t);
 		pthread_mutex_lock(&net->pool_mu);
@@ -610,6 +615,11 @@ void net_conn_worker_run(struct net *net, struct net_conn *conn)
 	pthread_mutex_unlock(&net->pool_mu);
 	/* Hands the task reference to the post. */
 	conn_post(conn, NET_POST_TASK_DONE, NULL, NULL, false);
+}
+
+void net_conn_worker_exit(void)
+{
+	buf_free(&net_task_cork);
 }
 
 void net_conn_task_done(struct net_conn *conn)
@@ -682,13 +692,34 @@ int net_conn_post(struct net_conn *conn, net_task_fn *fn, void *arg)
 
 /* ---- output --------------------------------------------------------- */
 
-size_t net_conn_output_pending(struct net_conn *conn)
+/* Hands the held output of the running task to the bufferevent (on the
+ * task's worker; a task is active, so conn->bev stays). */
+static int cork_flush(struct net_conn *conn)
+{
+	if (net_task_conn != conn || net_task_cork.len == 0)
+		return 0;
+	struct bufferevent *under = conn_lock_under(conn);
+	int ret = bufferevent_write(conn->bev, net_task_cork.data,
+				    net_task_cork.len);
+	conn_unlock_under(under);
+	buf_reset(&net_task_cork);
+	return ret;
+}
+
+/* Bytes in the bufferevents (not what a task holds back). */
+static size_t bev_pending(struct net_conn *conn)
 {
 	size_t n = 0;
 	for (struct bufferevent *b = conn->bev; b != NULL;
 	     b = bufferevent_get_underlying(b))
 		n += evbuffer_get_length(bufferevent_get_output(b));
 	return n;
+}
+
+size_t net_conn_output_pending(struct net_conn *conn)
+{
+	cork_flush(conn);
+	return bev_pending(conn);
 }
 
 static uint64_t now_ms(void)
@@ -703,7 +734,7 @@ static uint64_t now_ms(void)
 static int conn_wait_output(struct net_conn *conn)
 {
 	struct net *net = conn->net;
-	size_t pending = net_conn_output_pending(conn);
+	size_t pending = bev_pending(conn);
 	size_t high_water = net_output_high_water(net);
 	if (pending <= high_water)
 		return 0;
@@ -732,7 +763,7 @@ static int conn_wait_output(struct net_conn *conn)
 		pthread_mutex_lock(&net->bp_mu);
 		pthread_cond_timedwait(&net->bp_cond, &net->bp_mu, &ts);
 		pthread_mutex_unlock(&net->bp_mu);
-		pending = net_conn_output_pending(conn);
+		pending = bev_pending(conn);
 		if (pending < last) {
 			last = pending;
 			deadline = now_ms() + timeout;
@@ -753,6 +784,14 @@ int net_conn_write(struct net_conn *conn, const void *data, size_t len)
 		return -1;
 	if (len == 0)
 		return 0;
+	if (net_task_conn == conn && conn->proto->cork) {
+		if (net_task_cork.len + len <= NET_CORK_MAX)
+			return buf_append(&net_task_cork, data, len) < 0 ? -1 : 0;
+		if (cork_flush(conn) < 0)
+			return -1;
+		if (len < NET_CORK_MAX)
+			return buf_append(&net_task_cork, data, len) < 0 ? -1 : 0;
+	}
 	struct bufferevent *under = conn_lock_under(conn);
 	int ret = bufferevent_write(conn->bev, data, len);
 	conn_unlock_under(under);
@@ -840,6 +879,7 @@ int net_conn_compress(struct net_conn *conn)
 
 void net_conn_close(struct net_conn *conn)
 {
+	cork_flush(conn);   /* what the task wrote goes first */
 	atomic_store(&conn->closing, true);
 	if (net_on_thread(conn->th))
 		net_conn_close_io(conn);

@@ -212,6 +212,8 @@ void net_conn_task_done(struct net_conn *conn);
 void net_conn_destroy_now(struct net_conn *conn);
 void net_conn_close_io(struct net_conn *conn);
 void net_conn_worker_run(struct net *net, struct net_conn *conn);
+/* A worker thread ends: frees what it kept for its tasks (the cork). */
+void net_conn_worker_exit(void);
 
 /* net-wait.c */
 void net_wait_add_io(struct net_wait *w);

@@ -241,6 +241,7 @@ static void *net_worker_main(void *ctx)
 		pthread_mutex_lock(&net->pool_mu);
 	}
 	pthread_mutex_unlock(&net->pool_mu);
+	net_conn_worker_exit();
 	return NULL;
 }
 

@@ -64,9 +64,18 @@ struct net_proto {
 	 * implicit-TLS port it goes after the handshake. NULL (LMTP, SMTP
 	 * from other servers): the protocol is never refused for bans. */
 	const char *banned_reply;
+	/* Optional: a task's output is held on its worker and handed to the
+	 * I/O thread in one piece when the task returns (or past
+	 * NET_CORK_MAX, before back-pressure waits, a close or an
+	 * output_pending question): a response of many lines (IMAP SELECT,
+	 * FETCH) then leaves in one send, not one per line, and the client
+	 * wakes once. Only for a protocol whose tasks never wait for the
+	 * client after writing something it must see first. */
+	bool cork;
 };
 
 #define NET_SHUTDOWN_GRACE_MS 1000
+#define NET_CORK_MAX (64 * 1024)
 
 struct net_settings {
 	unsigned io_threads;        /* 0: one per core */

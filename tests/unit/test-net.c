@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,6 +81,20 @@ static void task_fast(void *session, struct net_conn *conn, void *arg)
 {
 	net_conn_printf(conn, "F %s\r\n", (char *)arg);
 	free(arg);
+}
+
+/* LINES n / LINESQ n: n short lines and END, one write each (LINESQ
+ * then closes, as an IMAP LOGOUT does). */
+static void task_lines(void *session, struct net_conn *conn, void *arg)
+{
+	(void)session;
+	long n = (long)(intptr_t)arg;
+	bool quit = n < 0;
+	for (long i = 0; i < (quit ? -n : n); i++)
+		net_conn_printf(conn, "L %ld\r\n", i);
+	net_conn_printf(conn, quit ? "BYE\r\n" : "END\r\n");
+	if (quit)
+		net_conn_close(conn);
 }
 
 static void task_big(void *session, struct net_conn *conn, void *arg)
@@ -219,6 +234,14 @@ static void p_input(void *session, struct net_conn *conn)
 		} else if (strncmp(line, "FAST ", 5) == 0) {
 			net_conn_run(conn, task_fast, strdup(line + 5));
 			stop = true;
+		} else if (strncmp(line, "LINES ", 6) == 0) {
+			net_conn_run(conn, task_lines,
+				     (void *)(intptr_t)atol(line + 6));
+			stop = true;
+		} else if (strncmp(line, "LINESQ ", 7) == 0) {
+			net_conn_run(conn, task_lines,
+				     (void *)(intptr_t)-atol(line + 7));
+			stop = true;
 		} else if (strncmp(line, "BIG ", 4) == 0) {
 			s->big = strtoull(line + 4, NULL, 10);
 			net_conn_run(conn, task_big, NULL);
@@ -302,14 +325,20 @@ static bool p_timeout(void *session, struct net_conn *conn)
 
 static const struct net_proto test_proto = {
 	"test", p_accept, p_input, p_closed, p_timeout, "BUSY\r\n", NULL,
-	"BANNED\r\n",
+	"BANNED\r\n", false,
+};
+
+/* The same protocol with its tasks' output corked (IMAP's). */
+static const struct net_proto test_proto_cork = {
+	"test", p_accept, p_input, p_closed, p_timeout, "BUSY\r\n", NULL,
+	"BANNED\r\n", true,
 };
 
 /* ---- the server under test --------------------------------------------- */
 
 static struct net *net;
 static pthread_t run_thread;
-static int port_plain, port_tls, port_limited;
+static int port_plain, port_tls, port_limited, port_cork;
 static char cert_path[64], key_path[64];
 static SSL_CTX *client_ctx;
 
@@ -373,6 +402,9 @@ static void server_start(unsigned max_per_ip)
 	port_tls = free_port();
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port_tls);
 	CHECK(net_listen(net, addr, true, &test_proto, NULL, &lerr) == 0);
+	port_cork = free_port();
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port_cork);
+	CHECK(net_listen(net, addr, false, &test_proto_cork, NULL, &lerr) == 0);
 	net_set_admit(net, admit, NULL);
 	pthread_create(&run_thread, NULL, run_main, NULL);
 	client_ctx = SSL_CTX_new(TLS_client_method());
@@ -675,6 +707,52 @@ static void test_backpressure(void)
 	/* The high-water mark plus one 64 KiB write. */
 	CHECK(peak <= 256 * 1024 + 65536 + 4096);
 	CHECK_INT(atomic_load(&big_results_fail), 0);
+	cli_close(c);
+}
+
+/* A corked protocol (net_proto.cork): a task's lines leave in one piece
+ * (the first read holds them all), in order with the I/O thread's
+ * replies, a big write still under back-pressure, and a close from the
+ * task sends what it wrote first. */
+static void test_cork(void)
+{
+	struct cli *c = cli_open(port_cork);
+	CHECK_STR(cli_line(c), "HELLO");
+	cli_send(c, "LINES 200\r\n");
+	char first[8192];
+	ssize_t n = cli_raw_read(c, first, sizeof(first) - 1);
+	CHECK(n > 0);
+	first[n > 0 ? n : 0] = '\0';
+	CHECK(n > 0 && strstr(first, "L 0\r\nL 1\r\n") == first &&
+	      strstr(first, "L 199\r\nEND\r\n") != NULL);
+	cli_send(c, "WORK a\r\nECHO b\r\nLINES 2\r\nFAST c\r\nECHO d\r\n");
+	CHECK_STR(cli_line(c), "DONE a");
+	CHECK_STR(cli_line(c), "b");
+	CHECK_STR(cli_line(c), "L 0");
+	CHECK_STR(cli_line(c), "L 1");
+	CHECK_STR(cli_line(c), "END");
+	CHECK_STR(cli_line(c), "F c");
+	CHECK_STR(cli_line(c), "d");
+	atomic_store(&big_peak, 0);
+	atomic_store(&big_results_fail, 0);
+	size_t total = 8u << 20;
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "BIG %zu\r\n", total);
+	cli_send(c, cmd);
+	CHECK(cli_skip_x(c, total));
+	CHECK_STR(cli_line(c), "END ok");
+	CHECK(atomic_load(&big_peak) <= 256 * 1024 + 2 * 65536 + 4096);
+	cli_send(c, "LINESQ 300\r\n");
+	for (int i = 0; i < 300; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "L %d", i);
+		if (strcmp(cli_line(c), want) != 0) {
+			CHECK(!"a line of LINESQ missing");
+			break;
+		}
+	}
+	CHECK_STR(cli_line(c), "BYE");
+	CHECK(cli_eof(c));
 	cli_close(c);
 }
 
@@ -1350,6 +1428,7 @@ int main(void)
 		{"many_clients_tasks", test_many_clients_tasks},
 		{"stress_order", test_stress_order},
 		{"backpressure", test_backpressure},
+		{"cork", test_cork},
 		{"never_reads_dropped", test_never_reads_dropped},
 		{"starttls_discards_injection", test_starttls_discards_injection},
 		{"starttls_during_task", test_starttls_during_task},
