@@ -47,6 +47,13 @@ test: deps build asan npm
 	ctest --test-dir build-asan --output-on-failure -j 2 -LE interop
 	$(MAKE) --no-print-directory fuzz-run
 
+# Scale-out at full size (issue 18, docs/scale-out.md): 20 rounds of
+# kill -9 of the PostgreSQL primary and promotion of its synchronous
+# standby (make test runs 3). .ci/run runs it after make test.
+test-scaleout: deps build
+	LOFT_FAILOVER_ROUNDS=20 ctest --test-dir build --output-on-failure \
+		-R '^system/test_failover$$'
+
 # testssl.sh on the demo's IMAPS and STARTTLS ports (several minutes:
 # not in `make test`).
 test-tls: deps build

@@ -17,6 +17,13 @@ per-message  on pg-s3, N messages with 1 and with 5 recipients:
            PostgreSQL bytes (tables + indexes, and WAL) per message and
            S3 requests and bytes per message.
 
+failover   (--failover ROUNDS: only this) kill -9 of the PostgreSQL primary
+           to the first acknowledged APPEND after it, with a synchronous
+           standby promoted by `pg_ctl promote`, p50 and max over the
+           rounds: tests/system/test_failover.py with
+           LOFT_FAILOVER_ROUNDS (under IMAP APPEND and LMTP load; every
+           acknowledged message checked after each round).
+
 Everything runs on loopback with private instances in temp dirs; the
 machine is shared, so compare within one run.
 """
@@ -68,13 +75,38 @@ def run_delivery(target, n):
     return asyncio.run(lmtp_delivery(target, 16, n, size=10_000))
 
 
+def failover(rounds):
+    """tests/system/test_failover.py with rounds rounds; prints its figure
+    line (and any failure)."""
+    import subprocess
+    root = os.path.dirname(HERE)
+    build = os.environ.get("LOFT_BUILD", os.path.join(root, "build"))
+    env = dict(os.environ)
+    env.update({"LOFTD": os.path.join(build, "loftd"),
+                "LOFTCTL": os.path.join(build, "loftctl"),
+                "LOFT_SRC": root, "LOFT_BUILD": build,
+                "PYTHONPATH": os.path.join(root, "tests", "lib"),
+                "LOFT_FAILOVER_ROUNDS": str(rounds)})
+    p = subprocess.run([sys.executable, os.path.join(
+        root, "tests", "system", "test_failover.py")], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in p.stdout.splitlines():
+        if line.startswith(("failover:", "FAIL")) or " passed, " in line:
+            print(line)
+    return p.returncode
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--no-dovecot", action="store_true")
+    ap.add_argument("--failover", type=int, metavar="ROUNDS",
+                    help="only the failover figure, over ROUNDS rounds")
     args = ap.parse_args()
+    if args.failover:
+        return failover(args.failover)
     users = bench_users(args.users)
     pg = Postgres(settings={"fsync": "on", "full_page_writes": "on"})
     s3 = S3()
@@ -183,4 +215,4 @@ async def per_message(target, n, rcpts):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -442,6 +442,11 @@ static void reply_from_store_error(struct delivery_session *s, struct drcpt *r,
 		reply_set(&r->reply, 452, "4.3.1", "<%s> Insufficient system "
 			  "storage, try again later", r->display);
 		break;
+	case STORE_ERR_UNAVAILABLE:
+		/* the store's database away (failing over, cut off) */
+		reply_set(&r->reply, 451, "4.3.0", "<%s> Mail store not "
+			  "reachable, try again later", r->display);
+		break;
 	case STORE_ERR_NOTFOUND:
 		/* the +folder vanished between RCPT and now */
 		reply_set(&r->reply, 450, "4.2.0", "<%s> Mailbox changed during "

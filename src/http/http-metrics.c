@@ -1,12 +1,15 @@
 /*
  * /metrics (Prometheus text format, from the registry in lib/metrics.h)
  * on the [metrics] admin listener only, and /healthz on every listener:
- * 200 "ok" while loftd serves, for load balancers and systemd checks.
+ * 200 "ok" while loftd serves, for load balancers and systemd checks;
+ * 503 while the node cannot reach the store's database (scale-out: the
+ * load balancer sends clients to another node).
  */
 #include <string.h>
 
 #include "http-private.h"
 #include "metrics.h"
+#include "store.h"
 
 static void handle_metrics(struct http_request *req, struct http_response *resp,
 			   void *ctx)
@@ -24,8 +27,16 @@ static void handle_metrics(struct http_request *req, struct http_response *resp,
 static void handle_healthz(struct http_request *req, struct http_response *resp,
 			   void *ctx)
 {
+	struct http_server *server = ctx;
 	http_response_content_type(resp, "text/plain; charset=utf-8");
 	http_response_set_header(resp, "Cache-Control", "no-store");
+	if (server->store != NULL && !store_reachable(server->store)) {
+		static const char away[] = "the mail store's database cannot be"
+					   " reached\n";
+		http_response_status(resp, 503);
+		http_response_send(resp, away, sizeof(away) - 1);
+		return;
+	}
 	http_response_send(resp, "ok\n", 3);
 }
 
@@ -39,7 +50,7 @@ void http_metrics_register(struct http_server *server)
 		.method = "GET", .prefix = "/metrics",
 		.flags = HTTP_ROUTE_EXACT, .handle = handle_metrics,
 	};
-	http_route_add(server, &healthz, NULL);
+	http_route_add(server, &healthz, server);
 	if (server->admin)
 		http_route_add(server, &metrics, NULL);
 }

@@ -755,7 +755,8 @@ bool imap_acl_lost_read(struct imap_client *c)
 	if (store_myrights(c->sel_user, c->mailbox, &rights, &err) == 0 &&
 	    (rights & STORE_RIGHT_READ))
 		return false;
-	if (err.kind == STORE_ERR_TEMP || err.kind == STORE_ERR_INTERNAL)
+	if (err.kind == STORE_ERR_TEMP || err.kind == STORE_ERR_UNAVAILABLE ||
+	    err.kind == STORE_ERR_INTERNAL)
 		return false;   /* not a verdict on the rights */
 	static const char bye[] = "* BYE Access to the selected mailbox was"
 				  " withdrawn\r\n";

@@ -242,6 +242,7 @@ const char *imap_store_error_code(enum store_error_kind kind)
 	case STORE_ERR_QUOTA: return "OVERQUOTA";
 	case STORE_ERR_LIMIT: return "LIMIT";
 	case STORE_ERR_TEMP: return "UNAVAILABLE";
+	case STORE_ERR_UNAVAILABLE: return "UNAVAILABLE";
 	case STORE_ERR_MODIFIED: return "MODIFIED";
 	case STORE_ERR_INVALID: return "CANNOT";
 	case STORE_ERR_NONE:

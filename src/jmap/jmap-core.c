@@ -215,7 +215,7 @@ json_t *jmap_store_error(struct jmap_req *req, const struct store_error *err)
 {
 	log_warn("jmap", NULL, "user %lld: %s: %s", (long long)req->who->user_id,
 		 req->call_id ? req->call_id : "", err->msg);
-	if (err->kind == STORE_ERR_TEMP)
+	if (err->kind == STORE_ERR_TEMP || err->kind == STORE_ERR_UNAVAILABLE)
 		return jmap_error("serverUnavailable", "%s", err->msg);
 	return jmap_error("serverFail", "%s", err->msg);
 }
@@ -253,6 +253,7 @@ json_t *jmap_set_error_store(const struct store_error *err)
 	case STORE_ERR_INVALID:
 		return jmap_set_error("invalidProperties", err->msg);
 	case STORE_ERR_TEMP:
+	case STORE_ERR_UNAVAILABLE:
 		return jmap_set_error("serverUnavailable", err->msg);
 	default:
 		return jmap_set_error("serverFail", err->msg);
@@ -367,10 +368,13 @@ json_t *jmap_account_own(struct jmap_req *req)
 	store_user_unref(&req->user);
 	req->account = 0;
 	struct store_error err;
-	if (req->j->store == NULL ||
-	    store_user_open(req->j->store, req->who->user_id, &req->user,
-			    &err) < 0)
+	if (req->j->store == NULL)
 		return jmap_error("serverFail", NULL);
+	if (store_user_open(req->j->store, req->who->user_id, &req->user,
+			    &err) < 0) {
+		req->user = NULL;
+		return jmap_store_error(req, &err);
+	}
 	req->account = req->who->user_id;
 	req->read_only = false;
 	return NULL;
@@ -393,10 +397,19 @@ json_t *jmap_account(struct jmap_req *req, json_t *args, bool write)
 		req->account = 0;
 		if (req->j->store == NULL)
 			return jmap_error("serverFail", "no store");
-		if (jmap_account_open(req->j, req->who, id, &req->user,
-				      &req->read_only, NULL, 0) < 0)
-			return own ? jmap_error("serverFail", NULL)
-				   : jmap_error("accountNotFound", NULL);
+		if (own) {
+			/* the store away (scale-out failover): serverUnavailable */
+			struct store_error err;
+			req->read_only = false;
+			if (store_user_open(req->j->store, id, &req->user,
+					    &err) < 0) {
+				req->user = NULL;
+				return jmap_store_error(req, &err);
+			}
+		} else if (jmap_account_open(req->j, req->who, id, &req->user,
+					     &req->read_only, NULL, 0) < 0) {
+			return jmap_error("accountNotFound", NULL);
+		}
 		req->account = id;
 		if (own)
 			jmap_push_user_seen(req);

@@ -152,6 +152,7 @@ static void store_failed(struct ms_session *s, const struct store_error *err)
 		reply(s, "NO", NULL, "Invalid script name");
 		break;
 	case STORE_ERR_TEMP:
+	case STORE_ERR_UNAVAILABLE:
 		reply(s, "NO", "TRYLATER", "Temporary failure, try again later");
 		break;
 	default:

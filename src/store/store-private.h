@@ -387,6 +387,8 @@ struct store_backend_vfuncs {
 	int (*maildrop_lock)(struct store *store, int64_t user_id,
 			     struct store_error *err);
 	void (*maildrop_unlock)(struct store *store, int64_t user_id);
+	/* Optional (NULL: always): store_reachable. */
+	bool (*reachable)(struct store *store);
 	/* Per-user \Seen (store.h; sqlite/sq-seen.c), optional: NULL and
 	 * every viewer shares the owner's \Seen. viewer is a viewer's
 	 * user id (> 0). seen_info: in one snapshot the mailbox's messages,

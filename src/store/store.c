@@ -1415,6 +1415,11 @@ void store_maildrop_unlock(struct store *store, int64_t user_id)
 		store->vf->maildrop_unlock(store, user_id);
 }
 
+bool store_reachable(struct store *store)
+{
+	return store->vf->reachable == NULL || store->vf->reachable(store);
+}
+
 unsigned store_subscriber_count(struct store *store, int64_t user_id)
 {
 	pthread_rwlock_rdlock(&store->hub->lock);

@@ -49,6 +49,11 @@ enum store_error_kind {
 	STORE_ERR_MODIFIED,   /* conditional store failed (CONDSTORE) */
 	STORE_ERR_INVALID,    /* malformed argument (bad mailbox name, ...) */
 	STORE_ERR_NOPERM,     /* a right of the viewer's is missing (ACL) */
+	/* scale-out (docs/scale-out.md): the store's database cannot be
+	 * reached (down, failing over, cut off); retry later. IMAP NO
+	 * [UNAVAILABLE], POP3 -ERR [SYS/TEMP], LMTP/SMTP 451 4.3.0, JMAP
+	 * serverUnavailable. */
+	STORE_ERR_UNAVAILABLE,
 };
 
 struct store_error {
@@ -1014,6 +1019,13 @@ int store_blobs_collect(struct store *store, unsigned grace,
 int store_maildrop_lock(struct store *store, int64_t user_id,
 			struct store_error *err);
 void store_maildrop_unlock(struct store *store, int64_t user_id);
+
+/* Scale-out: whether this node reaches the store's database now (for
+ * /healthz: a load balancer drops a node that cannot serve). Cheap: the
+ * backend's background listener keeps the answer (postgres: its LISTEN
+ * connection up); true for the embedded backend and before
+ * store_start_background. */
+bool store_reachable(struct store *store);
 /* How many subscriptions user_id has: sessions not ended yet. */
 unsigned store_subscriber_count(struct store *store, int64_t user_id);
 

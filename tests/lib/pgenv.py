@@ -17,6 +17,17 @@ system service is started.
 
 Postgres.available() says whether the binaries are there, so a test can
 exit 77 (skipped) with a note on a machine without them.
+
+A synchronous standby and failover (docs/scale-out.md):
+
+    sb = pg.standby('s1')        # pg_basebackup -R, started, streaming
+    pg.sync_to('s1')             # synchronous_standby_names = 's1', waits
+    pg.kill9_all()               # the primary dies (every process of it)
+    sb.promote()                 # pg_ctl promote -w: it takes writes
+
+A standby runs with wal_retrieve_retry_interval = 200ms (promotion in
+well under a second) and never inherits synchronous_standby_names (a
+promoted node with one named and none streaming would hang every write).
 """
 
 import os
@@ -34,7 +45,7 @@ SANITIZE = os.environ.get('LOFT_SANITIZE', '0').lower() in ('1', 'on', 'true', '
 
 
 class Postgres:
-    def __init__(self, start=True, settings=None):
+    def __init__(self, start=True, settings=None, port=None):
         self.dir = tempfile.mkdtemp(prefix='loft-pg-')
         os.chmod(self.dir, 0o755)
         self.data = os.path.join(self.dir, 'data')
@@ -53,7 +64,7 @@ class Postgres:
                 os.chown(p, self.run_as.pw_uid, self.run_as.pw_gid)
         if start:
             try:
-                self.start()
+                self.start(port=port)
             except BaseException:
                 self.close()
                 raise
@@ -199,6 +210,84 @@ class Postgres:
         else:
             self._stop_proc()
         self.start(port=self.port)
+
+    # ---- streaming replication and failover ------------------------------
+
+    def standby(self, name, port=None, timeout=120):
+        """A hot standby of this server named name (its application_name),
+        cloned with pg_basebackup -R and started (on port when given);
+        returns its Postgres. Streaming, asynchronous until sync_to."""
+        sb = Postgres(start=False, settings={
+            'wal_retrieve_retry_interval': '200ms',
+            'primary_conninfo': 'host=127.0.0.1 port=%d user=loft'
+                                ' application_name=%s' % (self.port, name),
+        })
+        try:
+            sb._run([os.path.join(PG_BIN, 'pg_basebackup'), '-h', '127.0.0.1',
+                     '-p', str(self.port), '-U', 'loft', '-D', sb.data,
+                     '-R', '-X', 'stream', '--no-sync',
+                     '--checkpoint=fast'], timeout=timeout)
+            # what the primary said of its own standbys is not the
+            # standby's: once promoted it has none until one streams
+            auto = os.path.join(sb.data, 'postgresql.auto.conf')
+            with open(auto) as f:
+                lines = [l for l in f
+                         if not l.startswith('synchronous_standby_names')]
+            with open(auto, 'w') as f:
+                f.writelines(lines)
+            sb.start(timeout=timeout, port=port)
+        except BaseException:
+            sb.close()
+            raise
+        return sb
+
+    def sync_to(self, name, timeout=120):
+        """Makes name this server's synchronous standby (ALTER SYSTEM,
+        reload) and waits until pg_stat_replication says it is."""
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '%s'" % name)
+        self.psql('SELECT pg_reload_conf()')
+        deadline = time.monotonic() + timeout * (4 if SANITIZE else 1)
+        while time.monotonic() < deadline:
+            out = self.psql("SELECT sync_state FROM pg_stat_replication"
+                            " WHERE application_name = '%s'" % name)
+            if out.strip() == 'sync':
+                return
+            time.sleep(0.05)
+        raise RuntimeError('standby %s not synchronous:\n%s' % (name,
+                                                               self.log()))
+
+    def promote(self, timeout=120):
+        """pg_ctl promote -w: returns once the server takes writes."""
+        self._run([os.path.join(PG_BIN, 'pg_ctl'), 'promote', '-w', '-t',
+                   str(timeout), '-D', self.data], timeout=timeout + 10)
+
+    def pids(self):
+        """The postmaster and every process it started."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        out = [self.proc.pid]
+        for d in os.listdir('/proc'):
+            if not d.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            # pid (comm) state ppid ...: comm may hold spaces
+            if int(st[st.rindex(')') + 2:].split()[1]) == self.proc.pid:
+                out.append(int(d))
+        return out
+
+    def kill9_all(self):
+        """kill -9 of the whole server at once (a machine that dies):
+        the postmaster first, so it restarts nothing, then each child."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.kill9()
 
     def kill9(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -96,6 +96,26 @@ char *pg_strdup(const PGresult *r, int row, int col)
 
 /* ---- connections ------------------------------------------------------ */
 
+int pg_unavailable(struct store_error *err)
+{
+	store_set_error(err, STORE_ERR_UNAVAILABLE, "The mail store cannot"
+			" be reached now, try again later");
+	return -1;
+}
+
+/* The database away rather than busy: the connection lost, the server
+ * shutting down or starting (57P01-57P03), or a server that is not the
+ * primary (25006: a read-only transaction, a standby after failover). */
+static bool conn_lost(struct pg_conn *c, const char *state)
+{
+	if (PQstatus(c->db) != CONNECTION_OK)
+		return true;
+	if (state == NULL)
+		return false;
+	return strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+	       strcmp(state, "25006") == 0;
+}
+
 static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
 		      struct store_error *err)
 {
@@ -104,7 +124,8 @@ static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
 	const char *msg = res != NULL ? PQresultErrorMessage(res) : NULL;
 	if (msg == NULL || msg[0] == '\0')
 		msg = PQerrorMessage(c->db);
-	if (PQstatus(c->db) != CONNECTION_OK)
+	bool lost = conn_lost(c, state);
+	if (lost)
 		c->broken = true;
 	/* the call may run again (pg-retry.c) when its transaction cannot
 	 * have committed: lost before its COMMIT (class 08, the server
@@ -118,29 +139,45 @@ static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
 	if (state != NULL && strcmp(state, "23505") == 0)
 		return store_set_error(err, STORE_ERR_EXISTS, "Already exists");
 	log_error("store", NULL, "postgres %s: %s", what, msg);
+	if (lost)
+		return pg_unavailable(err);
 	/* 57014: statement timeout; 40001/40P01: serialization, deadlock;
-	 * class 08: the connection; 53: out of resources (disk full) */
+	 * 53: out of resources (disk full) */
 	return store_set_error(err, STORE_ERR_TEMP,
 			       "The mail store is not available now,"
 			       " try again later");
 }
 
+PGconn *pg_connect(const struct pg_store *s, const char *app)
+{
+	char timeout[16], user_timeout[24];
+	snprintf(timeout, sizeof(timeout), "%u", s->timeout);
+	snprintf(user_timeout, sizeof(user_timeout), "%u", s->timeout * 1000);
+	/* ours first: what the admin's string says wins (expand_dbname puts
+	 * its keys after these). A dead primary is noticed in seconds: an
+	 * idle connection by keepalives (5 s, then 3 probes 2 s apart), a
+	 * busy one by tcp_user_timeout (unacknowledged data for
+	 * postgres_timeout); a multi-host string finds the writable one
+	 * (a promoted standby) with target_session_attrs. */
+	const char *keys[] = {"connect_timeout", "application_name",
+			      "keepalives", "keepalives_idle",
+			      "keepalives_interval", "keepalives_count",
+			      "tcp_user_timeout", "target_session_attrs",
+			      "dbname", NULL};
+	const char *vals[] = {timeout, app, "1", "5", "2", "3", user_timeout,
+			      "read-write", s->conninfo, NULL};
+	return PQconnectdbParams(keys, vals, 1);
+}
+
 struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 {
 	struct pg_store *s = PGS(store);
-	char timeout[16];
-	snprintf(timeout, sizeof(timeout), "%u", s->timeout);
-	/* ours first: what the admin's string says wins */
-	const char *keys[] = {"connect_timeout", "application_name",
-			      "keepalives_idle", "dbname", NULL};
-	const char *vals[] = {timeout, "loftd", "10", s->conninfo, NULL};
-	PGconn *db = PQconnectdbParams(keys, vals, 1);
+	PGconn *db = pg_connect(s, "loftd");
 	if (db == NULL || PQstatus(db) != CONNECTION_OK) {
 		log_error("store", NULL, "postgres connect: %s",
 			  db != NULL ? PQerrorMessage(db) : "out of memory");
 		PQfinish(db);
-		store_set_error(err, STORE_ERR_TEMP, "The mail store is not"
-				" available now, try again later");
+		pg_unavailable(err);
 		return NULL;
 	}
 	char *set = xasprintf("SET statement_timeout = %u; SET lock_timeout = %u;"
@@ -155,8 +192,7 @@ struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 		log_error("store", NULL, "postgres session: %s",
 			  PQerrorMessage(db));
 		PQfinish(db);
-		store_set_error(err, STORE_ERR_TEMP, "The mail store is not"
-				" available now, try again later");
+		pg_unavailable(err);
 		return NULL;
 	}
 	struct pg_conn *c = xcalloc(1, sizeof(*c));
@@ -232,7 +268,9 @@ struct pg_conn *pg_conn_get(struct store *store, struct store_error *err)
 			}
 			pthread_mutex_unlock(&s->mu);
 			usleep(delay_ms * 1000);
-			delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
+			/* at most 250 ms apart: a promoted standby is found
+			 * within a quarter second of taking writes */
+			delay_ms = delay_ms * 2 > 250 ? 250 : delay_ms * 2;
 			pthread_mutex_lock(&s->mu);
 			continue;
 		}
@@ -651,6 +689,7 @@ static int pg_open(struct store *store, struct store_error *err)
 	s->conninfo = xstrdup(set->postgres);
 	s->blob_dir = set->blob_dir != NULL ? xstrdup(set->blob_dir) : NULL;
 	s->timeout = set->postgres_timeout ? set->postgres_timeout : 10;
+	s->standby_state = -1;
 	s->max_conns = set->postgres_pool ? set->postgres_pool : 16;
 	s->fsync = set->fsync;
 	s->free_conns = xcalloc(s->max_conns, sizeof(*s->free_conns));
@@ -825,8 +864,7 @@ static int test_cut(struct pg_conn *c, int cut, struct store_error *err)
 	if (cut == 2)
 		return pg_cmd(c, "COMMIT", err);
 	c->broken = true;
-	return store_set_error(err, STORE_ERR_TEMP, "The mail store is not"
-			       " available now, try again later");
+	return pg_unavailable(err);
 }
 
 /* 0 once the server session pid has ended (its transaction settled),
@@ -1474,6 +1512,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.seen_changed_since = pg_seen_changed_since,
 	.seen_update = pg_r_seen_update,
 	.seen_view_delta = pg_seen_view_delta,
+	.reachable = pg_reachable,
 };
 
 /* ---- the sandbox's view (store.h) ------------------------------------- */

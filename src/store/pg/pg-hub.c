@@ -167,20 +167,60 @@ static void resync_user(struct store_user *user, void *ctx)
 	PQclear(r);
 }
 
+/* A failover loses nothing acknowledged only when every COMMIT waited
+ * for a synchronous standby (synchronous_commit = on, set by
+ * pg_conn_open, and synchronous_standby_names on the primary). Asked on
+ * every (re)connect of the listener and when it idles; a change is said
+ * in the log. pg_stat_replication's details are visible to superusers
+ * and pg_read_all_stats only: a standby whose state is hidden counts as
+ * one that streams. */
+static void standby_check(struct pg_store *s, PGconn *db)
+{
+	PGresult *r = PQexec(db, "SELECT current_setting("
+			     "'synchronous_standby_names'),"
+			     " count(*) FILTER (WHERE sync_state IN"
+			     " ('sync', 'quorum') OR sync_state IS NULL),"
+			     " string_agg(application_name, ', ') FILTER"
+			     " (WHERE sync_state IN ('sync', 'quorum'))"
+			     " FROM pg_stat_replication");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		PQclear(r);
+		return;
+	}
+	const char *names = PQgetvalue(r, 0, 0);
+	long streaming = atol(PQgetvalue(r, 0, 1));
+	const char *which = PQgetvalue(r, 0, 2);
+	int state = names[0] == '\0' ? 1 : streaming == 0 ? 2 : 0;
+	if (state != s->standby_state) {
+		if (state == 1)
+			log_warn("store", NULL, "postgres: the primary has no"
+				 " synchronous standby (synchronous_standby_names"
+				 " is empty): a failover can lose acknowledged"
+				 " mail");
+		else if (state == 2)
+			log_warn("store", NULL, "postgres: synchronous_standby"
+				 "_names is '%s' but no standby streams: every"
+				 " commit waits for one", names);
+		else
+			log_info("store", NULL, "postgres: synchronous standby"
+				 " streaming: %s", which[0] != '\0' ? which
+				 : names);
+	}
+	s->standby_state = state;
+	PQclear(r);
+}
+
 static PGconn *listen_connect(struct pg_store *s)
 {
-	char timeout[16];
-	snprintf(timeout, sizeof(timeout), "%u", s->timeout);
-	const char *keys[] = {"connect_timeout", "application_name",
-			      "keepalives_idle", "dbname", NULL};
-	const char *vals[] = {timeout, "loftd-listen", "10", s->conninfo, NULL};
-	PGconn *db = PQconnectdbParams(keys, vals, 1);
+	PGconn *db = pg_connect(s, "loftd-listen");
 	if (db != NULL && PQstatus(db) == CONNECTION_OK) {
 		PGresult *r = PQexec(db, "LISTEN " CHANNEL);
 		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 		PQclear(r);
-		if (ok)
+		if (ok) {
+			standby_check(s, db);
 			return db;
+		}
 	}
 	log_warn("store", NULL, "postgres: change listener: %s",
 		 db != NULL ? PQerrorMessage(db) : "out of memory");
@@ -197,6 +237,7 @@ static void *listener_main(void *arg)
 	for (;;) {
 		if (db == NULL) {
 			db = listen_connect(s);
+			atomic_store(&s->unreachable, db == NULL);
 			if (db != NULL && !first) {
 				log_info("store", NULL, "postgres: change listener"
 					 " back: open views resync");
@@ -207,16 +248,19 @@ static void *listener_main(void *arg)
 		}
 		struct pollfd pfd[2] = {{s->wake[0], POLLIN, 0},
 					{db != NULL ? PQsocket(db) : -1, POLLIN, 0}};
-		int r = poll(pfd, 2, db != NULL ? 30000 : 1000);
+		int r = poll(pfd, 2, db != NULL ? 30000 : 500);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (pfd[0].revents != 0)
 			break;
 		if (db == NULL)
 			continue;
+		if (r == 0)
+			standby_check(s, db);
 		if (PQconsumeInput(db) == 0 || PQstatus(db) != CONNECTION_OK) {
 			log_warn("store", NULL, "postgres: change listener lost:"
 				 " %s", PQerrorMessage(db));
+			atomic_store(&s->unreachable, true);
 			PQfinish(db);
 			db = NULL;
 			continue;
@@ -229,6 +273,12 @@ static void *listener_main(void *arg)
 	}
 	PQfinish(db);
 	return NULL;
+}
+
+bool pg_reachable(struct store *store)
+{
+	struct pg_store *s = PGS(store);
+	return s == NULL || !atomic_load(&s->unreachable);
 }
 
 int pg_hub_start(struct store *store)

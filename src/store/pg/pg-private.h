@@ -57,6 +57,12 @@ struct pg_store {
 	pthread_t listener;
 	int wake[2];
 	bool listening;
+	/* the listener's view (pg-hub.c): its connection down (for
+	 * /healthz), and what the primary said of its synchronous standby
+	 * (-1 not asked yet, 0 one streams, 1 none named, 2 named but
+	 * none streaming) */
+	atomic_bool unreachable;
+	int standby_state;
 	/* bodies (pg-blob.c) */
 	char *spool_dir;        /* a node's bodies while written */
 	struct s3 *s3;          /* blobs = s3; NULL: the file driver */
@@ -99,6 +105,12 @@ struct pg_tx {
 /* ---- connections and statements (pg-db.c) --------------------------- */
 
 struct pg_conn *pg_conn_get(struct store *store, struct store_error *err);
+/* A libpq connection to the primary with the node's settings (timeouts,
+ * keepalives, target_session_attrs=read-write; the admin's conninfo
+ * wins); app is its application_name. Check PQstatus. */
+PGconn *pg_connect(const struct pg_store *s, const char *app);
+/* err = STORE_ERR_UNAVAILABLE (the database cannot be reached); -1. */
+int pg_unavailable(struct store_error *err);
 /* A connection of its own, outside the pool. */
 struct pg_conn *pg_conn_open(struct store *store, struct store_error *err);
 void pg_conn_free(struct pg_conn *c);
@@ -347,6 +359,8 @@ void pg_maildrop_close(struct store *store);
 /* ---- the hub across nodes (pg-hub.c) ----------------------------------- */
 
 int pg_hub_start(struct store *store);
+/* store_reachable: the listener's connection is up (or not started). */
+bool pg_reachable(struct store *store);
 void pg_hub_stop(struct store *store);
 void pg_notify_send(struct store *store, struct pg_conn *c,
 		    const struct store_change *changes, size_t count);
