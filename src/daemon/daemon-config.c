@@ -13,6 +13,7 @@
 #include "config.h"
 #include "control.h"
 #include "daemon-config.h"
+#include "net-proxy.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/loft"
 
@@ -43,6 +44,9 @@ static const char *const store_keys[] = {
 static const char *const s3_keys[] = { "endpoint", "bucket", "region",
 				       "access_key", "secret_key_file",
 				       "addressing", "timeout", NULL };
+/* PROXY protocol v1/v2 from these networks on every TCP listener
+ * (src/net/net-proxy.h; docs/scale-out.md) */
+static const char *const proxy_keys[] = { "trusted", NULL };
 /* shared mailboxes (src/imap/imap-server.c reads them) */
 static const char *const sharing_keys[] = { "cross_domain", "max_acl_entries",
 					    "seen", NULL };
@@ -62,6 +66,7 @@ static const struct section_rule section_rules[] = {
 	{"limits", limits_keys, NULL},
 	{"store", store_keys, NULL},
 	{"s3", s3_keys, NULL},
+	{"proxy", proxy_keys, NULL},
 	{"policy", NULL, NULL},
 	{"auth", NULL, NULL},
 	{"imap", NULL, NULL},
@@ -366,6 +371,26 @@ static int check_listen(const struct config *cfg, struct daemon_config *dc,
 	return errs;
 }
 
+/* [proxy] trusted = ADDRESS/PREFIX, ...: load balancers whose PROXY
+ * header is required (and everyone else's refused). */
+static int check_proxy(const struct config *cfg, struct daemon_config *dc,
+		       struct buf *errors)
+{
+	const struct config_entry *e = config_find(cfg, "proxy", "trusted");
+	if (e == NULL)
+		return 0;
+	struct net_cidr *nets;
+	size_t n;
+	const char *why;
+	if (net_cidr_parse(e->value, &nets, &n, &why) < 0) {
+		err_at(errors, cfg, e, "trusted: %s, in '%s'", why, e->value);
+		return 1;
+	}
+	free(nets);
+	dc->net.proxy_trusted = e->value;
+	return 0;
+}
+
 static int check(const struct config *cfg, struct daemon_config *dc,
 		 bool files, struct buf *errors, struct buf *warnings)
 {
@@ -376,6 +401,7 @@ static int check(const struct config *cfg, struct daemon_config *dc,
 	errs += check_limits(cfg, dc, errors);
 	errs += check_tls(cfg, dc, files, errors);
 	errs += check_listen(cfg, dc, errors);
+	errs += check_proxy(cfg, dc, errors);
 	return errs == 0 ? 0 : -1;
 }
 

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net-private.h"
+#include "net-proxy.h"
 
 /* Callbacks are deferred to the I/O thread's loop. A socket's run with its
  * lock held; so libevent's filter callbacks (COMPRESS) lock the socket's
@@ -212,10 +213,195 @@ static bool conn_banned(struct net_conn *conn, const struct net_listener *l)
 	return true;
 }
 
+/* ---- the PROXY protocol (net-proxy.h) --------------------------------- */
+
+/* Seconds a trusted proxy has to send its whole header. */
+#define NET_PROXY_TIMEOUT 10
+
+struct net_proxy_wait {
+	struct net_thread *th;
+	struct net_post post;          /* the ACCEPT, addr the proxy's */
+	struct event *ev;
+	struct timespec start;
+	unsigned char *buf;            /* the header so far */
+	size_t len, cap;
+	struct net_proxy_wait *prev, *next;
+};
+
+bool net_proxy_trusted(const struct net *net, const struct sockaddr *sa)
+{
+	return net->proxy_count > 0 &&
+	       net_cidr_match(net->proxy_nets, net->proxy_count, sa);
+}
+
+static void proxy_wait_free(struct net_proxy_wait *w, bool close_fd)
+{
+	struct net_thread *th = w->th;
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		th->proxy_waits = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	if (w->ev != NULL)
+		event_free(w->ev);
+	if (close_fd)
+		close(w->post.fd);
+	free(w->buf);
+	free(w);
+}
+
+void net_proxy_waits_drop(struct net_thread *th)
+{
+	while (th->proxy_waits != NULL)
+		proxy_wait_free(th->proxy_waits, true);
+}
+
+static void proxy_refuse(struct net_proxy_wait *w, const char *why)
+{
+	char ip[46];
+	net_sockaddr_ip((struct sockaddr *)&w->post.addr, ip);
+	log_warn("net", NULL, "%s: connection from proxy %s refused: %s",
+		 w->post.listener->proto->name, ip, why);
+	proxy_wait_free(w, true);
+}
+
+/* The header is read without taking a byte past it: what follows (a TLS
+ * ClientHello, an HTTP request) stays in the socket for the connection.
+ * Every byte before the header's end belongs to it, so each call takes
+ * what is there up to that end (no busy loop on a partial header). */
+static void proxy_read_cb(evutil_socket_t fd, short what, void *ctx)
+{
+	struct net_proxy_wait *w = ctx;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((what & EV_TIMEOUT) ||
+	    now.tv_sec - w->start.tv_sec >= NET_PROXY_TIMEOUT) {
+		proxy_refuse(w, "no whole PROXY header in time");
+		return;
+	}
+	if (w->cap - w->len < 512) {
+		size_t cap = w->cap + 4096;
+		if (cap > NET_PROXY_V2_HEAD + 65535)
+			cap = NET_PROXY_V2_HEAD + 65535;
+		if (cap <= w->len) {
+			proxy_refuse(w, "PROXY header too long");
+			return;
+		}
+		w->buf = xrealloc(w->buf, cap);
+		w->cap = cap;
+	}
+	ssize_t n = recv(fd, w->buf + w->len, w->cap - w->len, MSG_PEEK);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		proxy_refuse(w, n == 0 ? "closed before its PROXY header"
+				       : strerror(errno));
+		return;
+	}
+	if (n < 0)
+		return;
+	struct net_proxy_header h;
+	const char *why;
+	int ret = net_proxy_parse(w->buf, w->len + (size_t)n, &h, &why);
+	if (ret < 0) {
+		proxy_refuse(w, why);
+		return;
+	}
+	size_t take = ret > 0 ? (size_t)ret - w->len : (size_t)n;
+	if (recv(fd, w->buf + w->len, take, 0) != (ssize_t)take) {
+		proxy_refuse(w, "the PROXY header could not be read");
+		return;
+	}
+	w->len += take;
+	if (ret == 0)
+		return;
+	/* the client's address stands for the peer from here on */
+	struct net_post p = w->post;
+	char proxy_ip[46], ip[46];
+	net_sockaddr_ip((struct sockaddr *)&p.addr, proxy_ip);
+	if (h.has_addr) {
+		p.addr = h.src;
+		p.addrlen = h.src.ss_family == AF_INET
+			    ? sizeof(struct sockaddr_in)
+			    : sizeof(struct sockaddr_in6);
+	}
+	p.proxied = true;
+	net_sockaddr_ip((struct sockaddr *)&p.addr, ip);
+	struct net *net = w->th->net;
+	struct net_thread *th = w->th;
+	proxy_wait_free(w, false);
+	log_debug("net", NULL, "%s: PROXY v%u from %s: client %s",
+		  p.listener->proto->name, h.version, proxy_ip, ip);
+	if (net_ip_acquire(net, ip) < 0) {
+		log_warn("net", NULL, "%s: too many connections from %s (via"
+			 " proxy %s)", p.listener->proto->name, ip, proxy_ip);
+		const char *reply = p.listener->proto->busy_reply;
+		if (reply != NULL && !p.listener->implicit_tls) {
+			ssize_t wr = send(p.fd, reply, strlen(reply),
+					  MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)wr;
+		}
+		close(p.fd);
+		return;
+	}
+	p.ip_counted = true;
+	net_conn_accept(th, &p);
+}
+
+static void proxy_wait_start(struct net_thread *th, struct net_post *p)
+{
+	struct net_proxy_wait *w = xcalloc(1, sizeof(*w));
+	w->th = th;
+	w->post = *p;
+	clock_gettime(CLOCK_MONOTONIC, &w->start);
+	w->ev = event_new(th->base, p->fd, EV_READ | EV_PERSIST,
+			  proxy_read_cb, w);
+	w->next = th->proxy_waits;
+	if (w->next != NULL)
+		w->next->prev = w;
+	th->proxy_waits = w;
+	struct timeval tv = {NET_PROXY_TIMEOUT, 0};
+	if (w->ev == NULL || event_add(w->ev, &tv) < 0)
+		proxy_refuse(w, "cannot wait for its PROXY header");
+}
+
+/* An untrusted peer whose first bytes are a PROXY header: it claims to
+ * speak for another address, which only [proxy] trusted may. true: the
+ * connection is refused (closed); false: go on (not a header, or not
+ * enough bytes to tell yet: *wait set). io thread. */
+static bool proxy_untrusted(struct net_conn *conn, bool *wait)
+{
+	*wait = false;
+	if (conn->proxy_checked)
+		return false;
+	struct evbuffer *in = bufferevent_get_input(conn->bev);
+	unsigned char head[12];
+	ev_ssize_t n = evbuffer_copyout(in, head, sizeof(head));
+	int start = n > 0 ? net_proxy_start(head, (size_t)n) : 0;
+	if (start < 0) {
+		conn->proxy_checked = true;
+		return false;
+	}
+	if (start == 0) {
+		*wait = true;
+		return false;
+	}
+	log_warn("net", conn->id, "%s: a PROXY header from %s, which is not"
+		 " in [proxy] trusted: refused", conn->proto->name, conn->peer);
+	conn->proxy_checked = true;
+	conn->broken = true;
+	net_conn_close_io(conn);
+	return true;
+}
+
 void net_conn_accept(struct net_thread *th, struct net_post *p)
 {
 	struct net *net = th->net;
 	struct net_listener *l = p->listener;
+	if (!p->proxied && p->addr.ss_family != AF_UNIX &&
+	    net_proxy_trusted(net, (struct sockaddr *)&p->addr)) {
+		proxy_wait_start(th, p);
+		return;
+	}
 	struct net_conn *conn = xcalloc(1, sizeof(*conn));
 	conn->net = net;
 	conn->th = th;
@@ -227,6 +413,10 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	net_sockaddr_ip((struct sockaddr *)&p->addr, conn->peer);
 	if (p->addr.ss_family == AF_UNIX)
 		conn->is_unix = true;
+	/* only TCP from an untrusted peer, with proxies configured, is
+	 * looked at for a PROXY header it may not send */
+	conn->proxy_checked = conn->is_unix || p->proxied ||
+			      net->proxy_count == 0;
 	log_session_id(conn->id);
 
 	if (l->implicit_tls) {
@@ -243,7 +433,7 @@ void net_conn_accept(struct net_thread *th, struct net_post *p)
 	if (conn->bev == NULL) {
 		log_error("net", conn->id, "cannot set up a connection");
 		close(p->fd);
-		if (!conn->is_unix)
+		if (p->ip_counted)
 			net_ip_release(net, conn->peer);
 		free(conn);
 		return;
@@ -482,6 +672,9 @@ static void conn_readcb(struct bufferevent *bev, void *ctx)
 	if (conn->closed || atomic_load(&conn->closing) ||
 	    conn->starttls_pending || conn->user_paused ||
 	    conn_task_active(conn))
+		return;
+	bool wait;
+	if (proxy_untrusted(conn, &wait) || wait)
 		return;
 	conn->proto->input(conn->session, conn);
 }

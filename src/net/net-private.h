@@ -30,6 +30,8 @@ struct event_base;
 struct bufferevent;
 struct evconnlistener;
 struct metrics_series;
+struct net_cidr;
+struct net_proxy_wait;
 
 enum net_post_kind {
 	NET_POST_ACCEPT,     /* a new socket for this thread */
@@ -55,6 +57,8 @@ struct net_post {
 	struct net_listener *listener;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	bool ip_counted;               /* net_ip_acquire'd for addr's IP */
+	bool proxied;                  /* addr is from a PROXY header */
 };
 
 struct net_thread {
@@ -67,6 +71,9 @@ struct net_thread {
 	struct net_post *post_head, *post_tail;
 	struct event *post_ev;
 	struct net_conn *conns;        /* io: every open connection */
+	/* io: connections from a trusted proxy whose PROXY header is
+	 * still coming (net-conn.c) */
+	struct net_proxy_wait *proxy_waits;
 	struct event *stop_timer;      /* io: waits for goodbyes to flush */
 	unsigned stop_polls;
 	unsigned conn_count;
@@ -147,6 +154,8 @@ struct net_conn {
 	struct net_zlib *zlib;         /* io: the deflate filter's state */
 	bool local;
 	bool is_unix;
+	bool proxy_checked;            /* io: not a PROXY header from an
+					  untrusted peer (first input) */
 	unsigned idle_timeout;
 	struct metrics_series *m_open;   /* loft_connections_open{proto} */
 	unsigned write_timeout;        /* seconds; net_settings' by default */
@@ -195,6 +204,10 @@ struct net {
 
 	net_admit_fn *admit;              /* net_set_admit */
 	void *admit_ctx;
+
+	/* [proxy] trusted (net_settings.proxy_trusted, parsed) */
+	struct net_cidr *proxy_nets;
+	size_t proxy_count;
 };
 
 #define NET_IP_BUCKETS 1024
@@ -208,6 +221,10 @@ void net_ip_release(struct net *net, const char *ip);
 
 /* net-conn.c */
 void net_conn_accept(struct net_thread *th, struct net_post *post);
+/* Whether a connection from sa must begin with a PROXY header. */
+bool net_proxy_trusted(const struct net *net, const struct sockaddr *sa);
+/* Drops the connections still waiting for their PROXY header (stop). */
+void net_proxy_waits_drop(struct net_thread *th);
 void net_conn_task_done(struct net_conn *conn);
 void net_conn_destroy_now(struct net_conn *conn);
 void net_conn_close_io(struct net_conn *conn);

@@ -28,6 +28,7 @@
 #include "buf.h"
 #include "log.h"
 #include "net-private.h"
+#include "net-proxy.h"
 
 /* How often a stopping I/O thread looks whether its goodbyes have gone. */
 #define NET_STOP_POLL_MS 20
@@ -115,6 +116,7 @@ static void net_thread_shutdown(struct net_thread *th)
 	 * bounded time. Connections with a task running close when it
 	 * returns (their TASK_DONE post), or in net_destroy after the
 	 * workers stopped. */
+	net_proxy_waits_drop(th);
 	struct net_conn *conn = th->conns, *next;
 	for (; conn != NULL; conn = next) {
 		next = conn->next;
@@ -154,7 +156,7 @@ static void net_post_run(struct net_thread *th, struct net_post *p,
 	case NET_POST_ACCEPT:
 		if (shutting_down || atomic_load(&th->net->stopping)) {
 			close(p->fd);
-			if (p->addr.ss_family != AF_UNIX) {
+			if (p->ip_counted) {
 				char ip[46];
 				net_sockaddr_ip((struct sockaddr *)&p->addr, ip);
 				net_ip_release(th->net, ip);
@@ -377,6 +379,14 @@ int net_create(const struct net_settings *set, struct net **net_r,
 	net->ip_table = xcalloc(NET_IP_BUCKETS, sizeof(*net->ip_table));
 	*net_r = net;
 
+	const char *why;
+	if (set->proxy_trusted != NULL &&
+	    net_cidr_parse(set->proxy_trusted, &net->proxy_nets,
+			   &net->proxy_count, &why) < 0) {
+		*error_r = xasprintf("[proxy] trusted: %s", why);
+		goto fail;
+	}
+	net->set.proxy_trusted = NULL;   /* parsed: the string is not kept */
 	if (set->tls_cert != NULL && set->tls_key != NULL) {
 		net->ssl_ctx = net_tls_ctx_create(set->tls_cert, set->tls_key,
 						  error_r);
@@ -471,6 +481,7 @@ void net_destroy(struct net **netp)
 		net_current_thread = th;
 		if (th->post_ev != NULL)
 			net_thread_drain(th, true);
+		net_proxy_waits_drop(th);
 		while (th->conns != NULL) {
 			struct net_conn *conn = th->conns;
 			atomic_store(&conn->closing, true);
@@ -490,6 +501,7 @@ void net_destroy(struct net **netp)
 		net_current_thread = NULL;
 	}
 	free(net->threads);
+	free(net->proxy_nets);
 	for (int i = 0; i < 2; i++)
 		if (net->stop_pipe[i] >= 0)
 			close(net->stop_pipe[i]);
@@ -664,7 +676,10 @@ static void net_accept_cb(struct evconnlistener *ev, evutil_socket_t fd,
 	struct net *net = l->net;
 	char ip[46];
 	net_sockaddr_ip(sa, ip);
-	if (sa->sa_family != AF_UNIX && net_ip_acquire(net, ip) < 0) {
+	/* a trusted proxy's connections count under the client address its
+	 * PROXY header gives (net-conn.c), not under the proxy's */
+	bool counted = sa->sa_family != AF_UNIX && !net_proxy_trusted(net, sa);
+	if (counted && net_ip_acquire(net, ip) < 0) {
 		log_warn("net", NULL, "%s: too many connections from %s",
 			 l->proto->name, ip);
 		const char *reply = l->proto->busy_reply;
@@ -688,6 +703,7 @@ static void net_accept_cb(struct evconnlistener *ev, evutil_socket_t fd,
 	p->kind = NET_POST_ACCEPT;
 	p->fd = fd;
 	p->listener = l;
+	p->ip_counted = counted;
 	if (salen > 0 && (size_t)salen <= sizeof(p->addr))
 		memcpy(&p->addr, sa, (size_t)salen);
 	else

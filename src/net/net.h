@@ -88,6 +88,12 @@ struct net_settings {
 	unsigned max_conns_per_ip;  /* 0: no limit */
 	unsigned idle_timeout;      /* seconds before proto->timeout, until the
 				       front-end sets its own; 0: none */
+	/* [proxy] trusted: "ADDRESS/PREFIX, ..." (net-proxy.h). A TCP
+	 * connection from one of them must begin with a PROXY protocol
+	 * header (v1 or v2), whose client address then stands for the
+	 * peer (logs, per-address limits, login bans); one from anywhere
+	 * else that sends a PROXY header is closed. NULL: no proxies. */
+	const char *proxy_trusted;
 };
 
 /* Starts the worker pool and prepares the I/O threads (not running yet).
