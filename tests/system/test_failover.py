@@ -49,6 +49,11 @@ USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 BOB, BOB_PW = 'bob@example.test', 'can-we-fix-it-yes'
 ROUNDS = int(os.environ.get('LOFT_FAILOVER_ROUNDS', '3'))
 r = Results()
+T0 = time.monotonic()
+
+
+def phase(what):
+    print('%6.1f s  %s' % (time.monotonic() - T0, what), flush=True)
 
 
 def msg(n):
@@ -179,6 +184,12 @@ class Load:
             t.join(120 * SLOW)
 
 
+def tagged(c, command):
+    tag = c.next_tag()
+    c.send('%s %s\r\n' % (tag, command))
+    return Load._tagged(c, tag)
+
+
 def verify(env, state, name):
     """Every acknowledged message readable with its bytes; APPENDs at
     their UIDs; no acknowledged UID twice."""
@@ -223,47 +234,71 @@ def away(env, primary, standby, smtp_port):
     wait_for(lambda: healthz(env) == 503, '/healthz 503 while the database'
              ' is away')
     m = msg(1)
-    c.run('APPEND INBOX {%d+}\r\n%s' % (len(m), m), r'NO \[UNAVAILABLE\]',
-          name='APPEND while the database is away: NO [UNAVAILABLE]')
-    c2 = Conv(env.raw('imap'), r)
-    c2.run('LOGIN %s %s' % (BOB, BOB_PW), r'NO \[UNAVAILABLE\]',
-           name='LOGIN while the database is away: NO [UNAVAILABLE]')
-    c2.close()
-    p = env.pop3()
-    p.user(BOB)
-    try:
-        p.pass_(BOB_PW)
-        r.check('POP3 PASS while the database is away: -ERR [SYS/TEMP]',
-                False, 'accepted')
-    except Exception as e:
-        r.check('POP3 PASS while the database is away: -ERR [SYS/TEMP]',
-                '[SYS/TEMP]' in str(e), e)
-    p.close()
-    lm = env.lmtp()
-    lm.ehlo('client.example.test')
-    try:
-        lm.sendmail('x@example.net', [USER], msg(2).encode())
-        r.check('LMTP while the database is away: 451 4.3.0', False,
-                'accepted')
-    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as e:
-        r.check('LMTP while the database is away: 451 4.3.0',
-                '451' in str(e) and '4.3.0' in str(e), e)
-    lm.close()
-    s = smtplib.SMTP('127.0.0.1', smtp_port, timeout=60 * SLOW)
-    s.ehlo('client.example.net')
-    try:
-        s.sendmail('x@example.net', [USER], msg(3).encode())
-        r.check('SMTP while the database is away: 451 4.3.0', False,
-                'accepted')
-    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as e:
-        r.check('SMTP while the database is away: 451 4.3.0',
-                '451' in str(e) and '4.3.0' in str(e), e)
-    s.close()
-    res = j.call(quota)
-    name, args, _ = res['methodResponses'][0]
-    r.check('JMAP while the database is away: serverUnavailable',
-            name == 'error' and args.get('type') == 'serverUnavailable' and
-            'cannot be reached' in args.get('description', ''), res)
+
+    # each waits postgres_timeout for the database: all at once
+    def imap_append():
+        line = tagged(c, 'APPEND INBOX {%d+}\r\n%s' % (len(m), m))
+        return ' NO [UNAVAILABLE]' in line, line
+
+    def imap_login():
+        c2 = Conv(env.raw('imap'), Results())
+        line = tagged(c2, 'LOGIN %s %s' % (BOB, BOB_PW))
+        c2.close()
+        return ' NO [UNAVAILABLE]' in line, line
+
+    def pop3_pass():
+        p = env.pop3()
+        p.user(BOB)
+        try:
+            p.pass_(BOB_PW)
+            return False, 'accepted'
+        except Exception as e:
+            return '[SYS/TEMP]' in str(e), e
+        finally:
+            p.close()
+
+    def deliver(client):
+        client.ehlo('client.example.test')
+        try:
+            client.sendmail('x@example.net', [USER], msg(2).encode())
+            return False, 'accepted'
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as e:
+            return '451' in str(e) and '4.3.0' in str(e), e
+        finally:
+            client.close()
+
+    def jmap():
+        res = j.call(quota)
+        name, args, _ = res['methodResponses'][0]
+        return (name == 'error' and args.get('type') == 'serverUnavailable'
+                and 'cannot be reached' in args.get('description', ''), res)
+
+    checks = {
+        'APPEND while the database is away: NO [UNAVAILABLE]': imap_append,
+        'LOGIN while the database is away: NO [UNAVAILABLE]': imap_login,
+        'POP3 PASS while the database is away: -ERR [SYS/TEMP]': pop3_pass,
+        'LMTP while the database is away: 451 4.3.0':
+            lambda: deliver(env.lmtp()),
+        'SMTP while the database is away: 451 4.3.0':
+            lambda: deliver(smtplib.SMTP('127.0.0.1', smtp_port,
+                                         timeout=60 * SLOW)),
+        'JMAP while the database is away: serverUnavailable': jmap,
+    }
+    out = {}
+
+    def run(name, fn):
+        try:
+            out[name] = fn()
+        except Exception as e:
+            out[name] = (False, repr(e))
+    threads = [threading.Thread(target=run, args=kv) for kv in checks.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120 * SLOW)
+    for name in checks:
+        ok, detail = out.get(name, (False, 'no answer'))
+        r.check(name, ok, detail)
     standby.promote()
     wait_for(lambda: healthz(env) == 200, '/healthz 200 once promoted')
     c.run('APPEND INBOX {%d+}\r\n%s' % (len(m), m), r'OK \[APPENDUID',
@@ -288,15 +323,18 @@ def main():
                     ' user=loft' % (primary.port, standby.port))
         smtp_port = free_port()
         extra = {'store': {'backend': 'postgres', 'postgres': conninfo,
-                           'blob_dir': blobs, 'postgres_timeout': '2s'},
+                           'blob_dir': blobs, 'postgres_timeout': '5s'},
                  'smtp': {'listen': '127.0.0.1:%d' % smtp_port}}
+        phase('primary and synchronous standby up')
         with Loft(extra=extra) as env:
+            phase('loftd up')
             smtp_port = env.port('smtp')
             wait_for(lambda: 'synchronous standby streaming: n1' in env.log(),
                      'loftd says a synchronous standby streams')
             r.check('/healthz 200 with the database there',
                     healthz(env) == 200)
             away(env, primary, standby, smtp_port)
+            phase('database away: checked')
             dead = primary
             primary, standby = standby, None
             dead_port = dead.port
@@ -308,6 +346,7 @@ def main():
                 gen += 1
                 standby = primary.standby('n%d' % gen, port=dead_port)
                 primary.sync_to('n%d' % gen)
+                phase('round %d: standby n%d synchronous' % (rnd, gen))
                 load = Load(env, state)
                 t = time.monotonic()
                 wait_for(lambda: len(load.acks_since(t, 'a')) >= 4 and
@@ -321,6 +360,7 @@ def main():
                                  % rnd)
                 if first:
                     times.append(min(first) - t0)
+                phase('round %d: failed over' % rnd)
                 t1 = time.monotonic()
                 wait_for(lambda: len(load.acks_since(t1, 'a')) >= 4 and
                          len(load.acks_since(t1, 'l')) >= 2,
@@ -330,6 +370,7 @@ def main():
                 r.check('round %d: every answer OK or retryable' % rnd,
                         not load.errors, load.errors[:5])
                 verify(env, state, 'round %d' % rnd)
+                phase('round %d done' % rnd)
                 dead, primary, standby = primary, standby, None
                 dead_port = dead.port
                 dead.close()
