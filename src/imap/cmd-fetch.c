@@ -78,6 +78,10 @@ void cmd_fetch(struct imap_cmd *cmd)
 	case IMAP_FETCH_DISCONNECTED:
 		imap_cmd_ok(cmd, "%sFETCH completed", cmd->uid ? "UID " : "");
 		break;
+	case IMAP_FETCH_EXPUNGED:
+		imap_cmd_ok(cmd, "[EXPUNGEISSUED] Some messages were already "
+			    "expunged");
+		break;
 	case IMAP_FETCH_UNKNOWN_CTE:
 		imap_cmd_no(cmd, "[UNKNOWN-CTE] Cannot decode the part's "
 			    "content transfer encoding");

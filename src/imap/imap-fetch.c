@@ -538,6 +538,8 @@ struct fetch_run {
 	size_t parts_len;
 	struct mail_result reparsed;
 	bool have_reparsed;
+	uint32_t served;             /* messages of the view answered */
+	bool gone;                   /* a message's body went meanwhile */
 };
 
 static int flush_out(struct fetch_run *r)
@@ -818,8 +820,10 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 		struct store_error e;
 		if (store_blob_open(imap_client_sel_user(r->client), r->client->mailbox,
 				    r->msg->uid, &r->blob, &e) < 0) {
-			if (e.kind == STORE_ERR_NOTFOUND)
-				return IMAP_FETCH_OK;   /* expunged meanwhile */
+			if (e.kind == STORE_ERR_NOTFOUND) {
+				r->gone = true;   /* expunged meanwhile */
+				return IMAP_FETCH_OK;
+			}
 			if (err != NULL)
 				*err = e;
 			return IMAP_FETCH_STORE_ERROR;
@@ -917,6 +921,25 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 	return 0;
 }
 
+/* How many of the view's messages fall in ranges (UIDs, normalized):
+ * the ones the session holds and may expect an answer for. */
+static uint32_t view_count_in(const struct store_view *view,
+			      const struct store_uid_range *ranges,
+			      size_t range_count)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < range_count; i++) {
+		uint32_t lo = store_view_seq_ceil(view, ranges[i].lo);
+		uint32_t hi = ranges[i].hi == UINT32_MAX ?
+			      store_view_count(view) + 1 :
+			      store_view_seq_ceil(view, ranges[i].hi + 1);
+		if (hi > lo)
+			n += hi - lo;
+	}
+	return n;
+}
+
 enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 				      struct imap_client *client,
 				      const struct store_uid_range *ranges,
@@ -980,12 +1003,18 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 		r.seq = seq;
 		bool add_flags = !plan->has_flags &&
 				 uid_in(seen, seen_count, m->uid);
+		r.served++;
 		st = fetch_message(&r, add_flags, err);
 		if (st != IMAP_FETCH_OK)
 			break;
 	}
 	if (ret < 0 && st == IMAP_FETCH_OK)
 		st = IMAP_FETCH_STORE_ERROR;
+	if (st == IMAP_FETCH_OK &&
+	    (r.gone || (plan->changedsince == 0 &&
+			r.served < view_count_in(client->view, ranges,
+						 range_count))))
+		st = IMAP_FETCH_EXPUNGED;
 out:
 	free(narrowed);
 	store_fetch_end(&f);

@@ -51,6 +51,10 @@ enum imap_fetch_status {
 	IMAP_FETCH_STORE_ERROR,   /* *err filled */
 	IMAP_FETCH_UNKNOWN_CTE,   /* BINARY of an encoding Loft cannot undo */
 	IMAP_FETCH_DISCONNECTED,  /* the client is gone: stop quietly */
+	/* every message still in the store was sent; some the session
+	 * still holds were expunged by another session meanwhile and got
+	 * nothing (RFC 9051 7.1 EXPUNGEISSUED; 7.5.1: data or nothing) */
+	IMAP_FETCH_EXPUNGED,
 };
 
 /* Runs the plan over the messages of ranges (UIDs, normalized) in the

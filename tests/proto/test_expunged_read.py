@@ -48,9 +48,17 @@ with Loft() as env:
         r.check('round %d: the data or nothing' % round_,
                 not body or ('Subject: big %d' % (uid - uids[0])) in body[0],
                 [l[:120] for l in lines])
+        # nothing comes with a reason, as Dovecot gives it (RFC 9051 7.1)
+        r.check('round %d: nothing says EXPUNGEISSUED' % round_,
+                bool(body) or '[EXPUNGEISSUED]' in (tagged or ''), tagged)
         a.run('NOOP', 'OK', [r'^\* %d EXPUNGE' % seq], name='round %d: NOOP tells' % round_)
-        a.run('UID FETCH %d (BODY.PEEK[])' % uid, 'OK', absent=[r'BODY\['],
-              name='round %d: UID FETCH of it: nothing' % round_)
+        _, tagged = a.run('UID FETCH %d (BODY.PEEK[])' % uid, 'OK', absent=[r'BODY\['],
+                          name='round %d: UID FETCH of it: nothing' % round_)
+        r.check('round %d: a UID the session no longer holds is no news' % round_,
+                '[EXPUNGEISSUED]' not in (tagged or ''), tagged)
+    _, tagged = a.run('FETCH 1:* (UID)', 'OK', [r'^\* 1 FETCH'])
+    r.check('a FETCH of messages all there: plain OK',
+            '[EXPUNGEISSUED]' not in (tagged or ''), tagged)
 
     # ---- POP3: the maildrop was listed before the expunge --------------------
     p = env.pop3_login(A)
