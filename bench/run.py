@@ -50,7 +50,10 @@ COUNTS = ("connections", "messages", "search_body_hits", "qresync_fetches",
           "shared_listed", "status_messages", "status_unseen",
           "lonely_listed", "lonely_listed_nosharing", "pushes",
           "unseen_reader", "unseen_owner", "sharing_adds_ms",
-          "mail_bytes_per_msg", "p99_during_over_usual", "mail_bytes")
+          "mail_bytes_per_msg", "p99_during_over_usual", "mail_bytes",
+          # mixed, stress: how the run was driven and how busy the machine
+          # was (the client's CPU says whether it was the bottleneck)
+          "client_procs", "client_cpu_us_per_op", "load_1min")
 
 
 def raise_limits():
@@ -142,7 +145,11 @@ def alternate(targets, reps, fn, fresh=False):
         for t in targets:
             if fresh:
                 t.restart()
-            runs[t.name].append(asyncio.run(fn(t)))
+            r = fn(t)
+            # a scenario is a coroutine, or (bench/procsplit.py: its own
+            # client processes) a function run outside any event loop
+            runs[t.name].append(asyncio.run(r) if asyncio.iscoroutine(r)
+                                else r)
     return runs
 
 
@@ -160,6 +167,10 @@ def main():
     ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--mixed-s", type=int, default=None,
                     help="seconds of the mixed and stress workloads")
+    ap.add_argument("--client-procs", type=int, default=None,
+                    help="client processes of the mixed and stress "
+                    "workloads (default: cores + 1; stress: at most one "
+                    "per account)")
     ap.add_argument("--notify-events", type=int, default=None,
                     help="appends watched in the notify scenario")
     ap.add_argument("--acl-owners", type=int, default=None,
@@ -315,7 +326,7 @@ def main():
                     % (P["bigidle"], n), [r], [])
         if want("mixed"):
             runs = alternate(both, P["reps"], lambda t: sc.mixed_workload(
-                t, 50, P["mixed_s"]))
+                t, 50, P["mixed_s"], procs=args.client_procs))
             res.add("mixed 50 clients", "%d s" % P["mixed_s"], runs["loft"],
                     runs["dovecot"])
         if want("stress"):
@@ -323,7 +334,7 @@ def main():
                 asyncio.run(sc.stress_seed(t))
             for style, every in (("long sessions", 0), ("login every 5 ops", 5)):
                 runs = alternate(both, P["reps"], lambda t: sc.stress_workload(
-                    t, 50, P["mixed_s"], every))
+                    t, 50, P["mixed_s"], every, procs=args.client_procs))
                 res.add("stress 50 checking clients",
                         "%s, %d s, %d accounts" % (style, P["mixed_s"],
                                                    sc.STRESS_USERS),

@@ -4,12 +4,15 @@ of figures. Nothing here knows which server it talks to.
 """
 
 import asyncio
+import collections
+import os
 import random
 import re
 import statistics
 import time
 
 import corpus
+import procsplit
 from clients import Imap, Lmtp, Pop3, ProtocolError
 
 
@@ -487,33 +490,59 @@ async def pop3_maildrop(target, user, expect=None):
 
 # ---- 5. mixed workload -----------------------------------------------------
 
-async def mixed_workload(target, clients, seconds, seed=5):
+def mixed_workload(target, clients, seconds, seed=5, procs=None):
     """clients IMAP sessions doing what mail clients do, for seconds:
     select, fetch headers, fetch bodies, flag, move, expunge, append, idle.
-    The clock starts once every client has logged in: the servers hash
-    passwords differently (Loft argon2 at its production cost, the
-    Dovecot here {PLAIN}); logins are the login scenario's figure.
-    Returns operations per second and errors."""
+    The sessions are spread over procs client processes (bench/procsplit.py:
+    one Python process would measure itself); client i does the same thing
+    whichever process runs it. The clock starts once every client has
+    logged in: the servers hash passwords differently (Loft argon2 at its
+    production cost, the Dovecot here {PLAIN}); logins are the login
+    scenario's figure. Returns operations per second, errors, and the
+    server's and the clients' CPU time per operation."""
+    procs = max(1, min(clients, procs or procsplit.default_procs()))
+    parts = [(p, [i for i in range(clients) if i % procs == p], seconds, seed)
+             for p in range(procs)]
+    run = procsplit.run_split(target, parts, _mixed_part)
+    ops = sum(r["ops"] for r in run.results)
+    errors = [e for r in run.results for e in r["errors"]]
+    return {"ops_per_s": ops / run.wall,
+            "errors": sum(r["nerrors"] for r in run.results),
+            "first_error": errors[0] if errors else "",
+            **cpu_figures(run, ops)}
+
+
+def cpu_figures(run, ops):
+    """The server's CPU per operation (every process of the server, from
+    the common start until every client process ended its timed part),
+    the client processes' own, and the load the run saw."""
+    return {"server_cpu_us_per_op": run.server_cpu / max(ops, 1) * 1e6,
+            "client_cpu_us_per_op": run.client_cpu / max(ops, 1) * 1e6,
+            "client_procs": len(run.results),
+            "load_1min": os.getloadavg()[0]}
+
+
+async def _mixed_part(target, part, sync):
+    """One client process of mixed_workload: its share of the clients."""
+    pno, mine, seconds, seed = part
     users = target.user_names()
     ops = 0
     errors = []
-    stop = None
-    logged_in = 0
-    all_in = asyncio.Event()
     append_msg = corpus.message(seed, 1, 6000)
 
-    async def client(i):
-        nonlocal ops, stop, logged_in
-        rng = random.Random(seed * 100 + i)
-        user = users[i % len(users)]
+    async def login(i):
         c = await Imap.connect(target.host, target.port("imap"))
+        user = users[i % len(users)]
         await c.login(user, target.password(user))
-        logged_in += 1
-        if logged_in == clients:
-            stop = time.perf_counter() + seconds
-            all_in.set()
-        await all_in.wait()
-        while time.perf_counter() < stop:
+        return c
+
+    conns = await asyncio.gather(*(login(i) for i in mine))
+    stop = await sync.started() + seconds
+
+    async def client(i, c):
+        nonlocal ops
+        rng = random.Random(seed * 100 + i)
+        while time.monotonic() < stop:
             try:
                 u, _ = await c.command("SELECT INBOX")
                 exists = 0
@@ -557,13 +586,13 @@ async def mixed_workload(target, clients, seconds, seed=5):
                 errors.append(str(e)[:200])
                 if len(errors) > 100:
                     break
-        await c.close()
 
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    # the last ops end a little after stop: counted over their real time
-    el = time.perf_counter() - (stop - seconds)
-    return {"ops_per_s": ops / el, "errors": len(errors),
-            "first_error": errors[0] if errors else ""}
+    await asyncio.gather(*(client(i, c) for i, c in zip(mine, conns)))
+    await sync.finished()
+    for c in conns:
+        await c.close()
+    return {"part": pno, "ops": ops, "errors": errors[:5],
+            "nerrors": len(errors)}
 
 
 # ---- 5b. the checking stress client ----------------------------------------
@@ -581,27 +610,52 @@ async def stress_seed(target):
                           stress_users(target), per_mailbox=25)
 
 
-async def stress_workload(target, clients, seconds, logout_every):
+def stress_workload(target, clients, seconds, logout_every, procs=None):
     """tests/lib/imapstress.py: clients on a few shared accounts doing a
     random mix of every command, each checking every response against the
     protocol's state rules. logout_every 0: long sessions; N: every client
-    logs out and in again after N operations. Returns operations per
-    second, logins per second and the violations found (per rule as
-    v_<rule>)."""
+    logs out and in again after N operations. The clients are spread over
+    procs client processes (bench/procsplit.py), all clients of one
+    account in one process (they share what imapstress.Shared records),
+    so at most one process per account. Returns operations per second,
+    logins per second, the violations found (per rule as v_<rule>) and the
+    server's and the clients' CPU time per operation."""
+    names = sorted(stress_users(target))
+    procs = max(1, min(len(names), procs or procsplit.default_procs()))
+    parts = [(p, [i for i in range(clients) if (i % len(names)) % procs == p],
+              clients, seconds, logout_every) for p in range(procs)]
+    run = procsplit.run_split(target, parts, _stress_part)
+    ops = sum(r["ops"] for r in run.results)
+    rules = collections.Counter()
+    for r in run.results:
+        rules.update(r["rule_counts"])
+    out = {"ops_per_s": ops / run.wall,
+           "logins_per_s": sum(r["logins"] for r in run.results) / run.wall,
+           "violations": sum(rules.values()),
+           "serverbugs": sum(r["serverbugs"] for r in run.results),
+           "errors": sum(r["errors"] for r in run.results),
+           **cpu_figures(run, ops)}
+    for rule, n in rules.items():
+        out["v_" + rule.replace("-", "_")] = n
+    for r in run.results:
+        if r["details"]:
+            print(r["details"], flush=True)
+    return out
+
+
+async def _stress_part(target, part, sync):
+    """One client process of stress_workload."""
     import imapstress
+    pno, mine, clients, seconds, logout_every = part
+    await sync.started()
     rep = await imapstress.run(target.host, target.port("imap"),
                                stress_users(target), clients, seconds,
-                               logout_every=logout_every)
-    out = {"ops_per_s": rep.ops / rep.elapsed,
-           "logins_per_s": rep.logins / rep.elapsed,
-           "violations": sum(rep.rule_counts.values()),
-           "serverbugs": len(rep.serverbugs),
-           "errors": len(rep.errors)}
-    for rule, n in rep.rule_counts.items():
-        out["v_" + rule.replace("-", "_")] = n
-    if rep.rule_counts or rep.serverbugs:
-        print(rep.details(3), flush=True)
-    return out
+                               logout_every=logout_every, only=mine)
+    return {"part": pno, "ops": rep.ops, "logins": rep.logins,
+            "rule_counts": dict(rep.rule_counts),
+            "serverbugs": len(rep.serverbugs), "errors": len(rep.errors),
+            "details": rep.details(3) if rep.rule_counts or rep.serverbugs
+            else ""}
 
 
 # ---- 5c. NOTIFY: one connection watching many folders ------------------------

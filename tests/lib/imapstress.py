@@ -1414,17 +1414,20 @@ async def seed(host, port, users, per_mailbox=30, tls=False, seed_no=1):
 
 
 async def run(host, port, users, clients=50, seconds=60, seed_no=1, logout_every=0,
-              tls=False, heavy_share=1):
+              tls=False, heavy_share=1, only=None):
     """Runs the clients on the users' accounts for seconds; returns the
     Report. logout_every: 0 for long sessions, N to log out and in again
     after every N operations (login-heavy); heavy_share: only every
-    heavy_share-th client does (1: all of them)."""
+    heavy_share-th client does (1: all of them). only: the numbers (0 ..
+    clients-1) of the clients to run here, the others run elsewhere (client
+    i is the same whoever runs it); every client of one account must run in
+    one process, as they share what Shared records."""
     report = Report()
     shared = Shared()
     names = sorted(users)
     deadline = time.monotonic() + seconds
     sessions = []
-    for i in range(clients):
+    for i in (range(clients) if only is None else only):
         user = names[i % len(names)]
         rng = random.Random(seed_no * 1000 + i)
         every = logout_every if i % heavy_share == 0 else 0
