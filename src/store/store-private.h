@@ -153,6 +153,20 @@ struct store_backend_vfuncs {
 			  bool *complete_r,
 			  void (*changed)(void *ctx, const struct store_msg *msg),
 			  void *ctx, struct store_error *err);
+	/* Optional (NULL: view_load, and for a viewer with its own \Seen
+	 * a seen_view_delta from the common state): view_load as viewer
+	 * sees the mailbox (0: as the owner; > 0: info with its unseen and
+	 * HIGHESTMODSEQ, as seen_info), *common_modseq_r the mailbox's own
+	 * HIGHESTMODSEQ, in one snapshot; no UIDs (*uids_r NULL, *count_r
+	 * 0) when have(ctx, mailbox id, common modseq) says the caller
+	 * holds the UID list of that state. */
+	int (*view_open)(struct store_user *user, const char *mailbox,
+			 int64_t viewer,
+			 bool (*have)(void *ctx, uint32_t mailbox_id,
+				      uint64_t modseq),
+			 void *ctx, struct store_mailbox_info *info_r,
+			 uint64_t *common_modseq_r, uint32_t **uids_r,
+			 size_t *count_r, struct store_error *err);
 	/* The lowest UID without \Seen in a mailbox (0: none). */
 	int (*first_unseen)(struct store_user *user, uint32_t mailbox_id,
 			    uint32_t *uid_r, struct store_error *err);
@@ -512,6 +526,8 @@ struct store_user {
 /* For tests: UID lists views have made (a view that shares another's
  * list makes none). */
 extern _Atomic uint64_t store_uidlists_made;
+/* Frees the UID lists a user's views left (store-view.c), at its end. */
+void store_view_lists_free(struct store_user *user);
 
 
 /* For background upkeep (a backend's idle trim): calls fn for every open

@@ -14,7 +14,11 @@
  * expunged that it may not report yet, a sorted handful) and the UID
  * ranges that are \Recent for it. A view that syncs builds the next list
  * from its own, or takes the one another view of the same mailbox built
- * for the same state.
+ * for the same state. A list no view holds any more stays registered,
+ * idle, while it is its mailbox's newest and the store-wide budget
+ * allows: the next SELECT at that state (sessions come and go, readers of
+ * a shared mailbox use the owner's lists) takes it without reading every
+ * UID again; the backend's view_open tells the state before reading them.
  */
 #include "store-private.h"
 
@@ -39,6 +43,10 @@ struct store_uidlist {
 
 _Atomic uint64_t store_uidlists_made;
 
+/* Bytes of UIDs in idle lists, every user together, and their bound. */
+#define IDLE_LISTS_MAX ((size_t)32 << 20)
+static _Atomic size_t idle_list_bytes;
+
 struct uid_range {
 	uint32_t lo, hi;
 };
@@ -62,6 +70,41 @@ struct store_view {
 
 /* ---- shared lists ------------------------------------------------- */
 
+/* Under views_mu: l taken from the registry (a reference added). */
+static void list_take(struct store_uidlist *l)
+{
+	if (l->refs++ == 0)
+		atomic_fetch_sub(&idle_list_bytes, l->count * sizeof(uint32_t));
+}
+
+/* Under views_mu: the idle lists of mailbox_id unlinked onto *freed. */
+static void idle_unlink(struct store_user *user, uint32_t mailbox_id,
+			struct store_uidlist **freed)
+{
+	for (struct store_uidlist **pp = &user->uidlists; *pp != NULL;) {
+		struct store_uidlist *l = *pp;
+		if (l->refs == 0 && l->mailbox_id == mailbox_id) {
+			*pp = l->next;
+			atomic_fetch_sub(&idle_list_bytes,
+					 l->count * sizeof(uint32_t));
+			l->next = *freed;
+			*freed = l;
+		} else {
+			pp = &l->next;
+		}
+	}
+}
+
+static void lists_free(struct store_uidlist *l)
+{
+	while (l != NULL) {
+		struct store_uidlist *next = l->next;
+		free(l->uids);
+		free(l);
+		l = next;
+	}
+}
+
 /* Takes over uids: a list for (mailbox_id, modseq), or the registered
  * one for that state if another view built it first. */
 static struct store_uidlist *list_make(struct store_user *user,
@@ -73,7 +116,7 @@ static struct store_uidlist *list_make(struct store_user *user,
 	for (struct store_uidlist *l = user->uidlists; l && shared; l = l->next) {
 		if (l->mailbox_id == mailbox_id && l->highestmodseq == modseq &&
 		    l->count == count) {
-			l->refs++;
+			list_take(l);
 			pthread_mutex_unlock(&user->views_mu);
 			free(uids);
 			return l;
@@ -86,11 +129,15 @@ static struct store_uidlist *list_make(struct store_user *user,
 	l->highestmodseq = modseq;
 	l->uids = uids;
 	l->count = count;
+	/* a newer state: the idle ones of the mailbox are of no more use */
+	struct store_uidlist *old = NULL;
 	if (shared) {
+		idle_unlink(user, mailbox_id, &old);
 		l->next = user->uidlists;
 		user->uidlists = l;
 	}
 	pthread_mutex_unlock(&user->views_mu);
+	lists_free(old);
 	atomic_fetch_add(&store_uidlists_made, 1);
 	return l;
 }
@@ -105,9 +152,21 @@ static struct store_uidlist *list_find(struct store_user *user,
 	       (l->mailbox_id != mailbox_id || l->highestmodseq != modseq))
 		l = l->next;
 	if (l != NULL)
-		l->refs++;
+		list_take(l);
 	pthread_mutex_unlock(&user->views_mu);
 	return l;
+}
+
+/* Under views_mu: whether the user's registry holds a newer state of
+ * l's mailbox than l's. */
+static bool list_superseded(const struct store_user *user,
+			    const struct store_uidlist *l)
+{
+	for (const struct store_uidlist *o = user->uidlists; o; o = o->next)
+		if (o->mailbox_id == l->mailbox_id &&
+		    o->highestmodseq > l->highestmodseq)
+			return true;
+	return false;
 }
 
 static void list_unref(struct store_user *user, struct store_uidlist **lp)
@@ -119,16 +178,53 @@ static void list_unref(struct store_user *user, struct store_uidlist **lp)
 	pthread_mutex_lock(&user->views_mu);
 	bool last = --l->refs == 0;
 	if (last && l->shared) {
-		struct store_uidlist **pp = &user->uidlists;
-		while (*pp != l)
-			pp = &(*pp)->next;
-		*pp = l->next;
+		size_t bytes = l->count * sizeof(uint32_t);
+		bool keep = !list_superseded(user, l);
+		if (keep && atomic_fetch_add(&idle_list_bytes, bytes) + bytes >
+				    IDLE_LISTS_MAX) {
+			atomic_fetch_sub(&idle_list_bytes, bytes);
+			keep = false;
+		}
+		if (keep) {
+			last = false;     /* stays registered, idle */
+		} else {
+			struct store_uidlist **pp = &user->uidlists;
+			while (*pp != l)
+				pp = &(*pp)->next;
+			*pp = l->next;
+		}
 	}
 	pthread_mutex_unlock(&user->views_mu);
 	if (last) {
 		free(l->uids);
 		free(l);
 	}
+}
+
+void store_view_lists_free(struct store_user *user)
+{
+	pthread_mutex_lock(&user->views_mu);
+	struct store_uidlist *l = user->uidlists;
+	user->uidlists = NULL;
+	for (struct store_uidlist *o = l; o != NULL; o = o->next)
+		if (o->refs == 0)
+			atomic_fetch_sub(&idle_list_bytes,
+					 o->count * sizeof(uint32_t));
+	pthread_mutex_unlock(&user->views_mu);
+	lists_free(l);
+}
+
+/* view_open's have: the registered list of the state, taken. */
+struct list_have {
+	struct store_user *user;
+	struct store_uidlist *list;
+};
+
+static bool list_have(void *ctx, uint32_t mailbox_id, uint64_t modseq)
+{
+	struct list_have *h = ctx;
+	h->list = list_find(h->user, mailbox_id, modseq);
+	return h->list != NULL;
 }
 
 /* ---- the picture: list + ghosts ----------------------------------- */
@@ -221,32 +317,42 @@ int store_view_open(struct store_user *user, const char *mailbox,
 		flags |= STORE_VIEW_READONLY;
 	}
 	struct store_view *v = xcalloc(1, sizeof(*v));
-	uint32_t *uids;
-	size_t count;
+	uint32_t *uids = NULL;
+	size_t count = 0;
 	uint64_t seen = atomic_load(&user->last_modseq);
-	int ret = user->store->vf->view_load(user, name, 0, &v->info, &uids,
-					     &count, err);
+	const struct store_backend_vfuncs *vf = user->store->vf;
+	/* with view_open: the list of the state if one is registered, and
+	 * a viewer's own \Seen state read in the same snapshot */
+	struct list_have have = {user, NULL};
+	uint64_t common = 0;
+	int ret = vf->view_open != NULL
+		? vf->view_open(user, name, pvt, list_have, &have, &v->info,
+				&common, &uids, &count, err)
+		: vf->view_load(user, name, 0, &v->info, &uids, &count, err);
 	free(name);
 	if (ret < 0) {
+		list_unref(user, &have.list);
 		free(v);
 		return -1;
 	}
+	if (vf->view_open == NULL)
+		common = v->info.highestmodseq;
 	store_user_ref(user);
 	v->user = user;
 	v->flags = flags;
-	v->list = list_make(user, v->info.id, v->info.highestmodseq, uids,
-			    count, true);
+	v->list = have.list != NULL
+		? have.list
+		: list_make(user, v->info.id, common, uids, count, true);
 	v->modseq = v->info.highestmodseq;
 	v->user_modseq = seen;
+	v->pvt = pvt;
 	view_mark_recent(v, 0, v->info.uidnext);
 	v->info.recent = v->recent_count;
-	if (pvt != 0) {
+	if (pvt != 0 && vf->view_open == NULL &&
+	    store_view_sync(v, true, NULL, NULL, err) < 0) {
 		/* from the common state to the viewer's, in one snapshot */
-		v->pvt = pvt;
-		if (store_view_sync(v, true, NULL, NULL, err) < 0) {
-			store_view_close(&v);
-			return -1;
-		}
+		store_view_close(&v);
+		return -1;
 	}
 	*view_r = v;
 	return 0;

@@ -123,6 +123,7 @@ static struct store_user *user_new(struct store *store, int64_t user_id)
 
 static void user_free(struct store_user *u)
 {
+	store_view_lists_free(u);
 	pthread_mutex_destroy(&u->views_mu);
 	free(u);
 }

@@ -651,6 +651,18 @@ static void test_seen_per_user(void)
 	CHECK_INT(store_view_open(carol, "Team", 0, &vcarol, &err), 0);
 	CHECK_INT(store_view_first_unseen(vcarol, &err), 1);
 	CHECK_INT(store_view_info(vcarol)->unseen, 3);
+	/* a new view of bob's opens in his state (one snapshot) on the
+	 * owner's UID list of the common state */
+	struct store_view *vbob2;
+	CHECK_INT(store_view_open(bob, "Team", 0, &vbob2, &err), 0);
+	CHECK(store_view_info(vbob2)->highestmodseq == ms);
+	CHECK_INT(store_view_info(vbob2)->unseen, 1);
+	CHECK_INT(store_view_count(vbob2), 3);
+	CHECK_INT(store_view_first_unseen(vbob2, &err), 3);
+	synced_count = 0;
+	CHECK_INT(store_view_sync(vbob2, true, &cb, NULL, &err), 0);
+	CHECK_INT(synced_count, 0);
+	store_view_close(&vbob2);
 
 	/* UNCHANGEDSINCE with the modseq bob sees */
 	struct store_flag_change un = {.mode = STORE_FLAGS_REMOVE,

@@ -2159,6 +2159,20 @@ static void test_view_sharing(void)
 	CHECK_INT(atomic_load(&store_uidlists_made) - made, 3);
 	store_view_close(&a);
 	store_view_close(&b);
+	/* the last state's list stays, idle: a new view of that state
+	 * reads no UIDs; a newer state makes one, the idle one goes */
+	CHECK_INT(store_view_open(u, "INBOX", 0, &a, &err), 0);
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 3);
+	CHECK_INT(store_view_count(a), 6);
+	CHECK_INT(store_view_uid(a, 2), 3);
+	CHECK_INT(store_view_seq(a, 7), 6);
+	store_view_close(&a);
+	append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	CHECK_INT(store_view_open(u, "INBOX", 0, &a, &err), 0);
+	CHECK_INT(atomic_load(&store_uidlists_made) - made, 4);
+	CHECK_INT(store_view_count(a), 7);
+	CHECK_INT(store_view_uid(a, 7), 8);
+	store_view_close(&a);
 	store_user_unref(&u);
 	teardown(&store);
 }

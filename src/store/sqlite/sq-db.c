@@ -987,6 +987,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.copy = sq_copy,
 	.expunge = sq_expunge,
 	.view_load = sq_view_load,
+	.view_open = sq_view_open,
 	.view_delta = sq_view_delta,
 	.recent_claim = sq_recent_claim,
 	.first_unseen = sq_first_unseen,

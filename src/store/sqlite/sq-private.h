@@ -866,6 +866,12 @@ int sq_limits_get(struct store_user *user, struct store_account_limits *limits,
 int sq_view_load(struct store_user *user, const char *mailbox,
 		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
 		 uint32_t **uids_r, size_t *count_r, struct store_error *err);
+int sq_view_open(struct store_user *user, const char *mailbox,
+		 int64_t viewer,
+		 bool (*have)(void *ctx, uint32_t mailbox_id, uint64_t modseq),
+		 void *ctx, struct store_mailbox_info *info_r,
+		 uint64_t *common_modseq_r, uint32_t **uids_r, size_t *count_r,
+		 struct store_error *err);
 int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 		  uint64_t since, struct store_mailbox_info *info_r,
 		  uint32_t **expunged_r, size_t *expunged_count_r,

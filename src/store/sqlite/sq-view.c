@@ -68,9 +68,17 @@ static void snap_end(struct sq_user *u, struct sq_conn *c)
 	sq_reader_put(u, c);
 }
 
-int sq_view_load(struct store_user *user, const char *mailbox,
-		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
-		 uint32_t **uids_r, size_t *count_r, struct store_error *err)
+/* The mailbox's state and its UIDs in one snapshot. viewer > 0: info as
+ * that viewer sees it (its unseen, the higher HIGHESTMODSEQ: sq-seen.c),
+ * *common_r the mailbox's own HIGHESTMODSEQ. No UIDs when have (if any)
+ * says the caller holds the list of that state. */
+static int view_load(struct store_user *user, const char *mailbox,
+		     uint32_t mailbox_id, int64_t viewer,
+		     bool (*have)(void *ctx, uint32_t mailbox_id,
+				  uint64_t modseq),
+		     void *ctx, struct store_mailbox_info *info_r,
+		     uint64_t *common_r, uint32_t **uids_r, size_t *count_r,
+		     struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
 	struct sq_conn *c;
@@ -79,14 +87,25 @@ int sq_view_load(struct store_user *user, const char *mailbox,
 		return -1;
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;
-	int ret = 0, rc = SQLITE_ERROR;
+	int ret = 0, rc = SQLITE_DONE;
 	/* a view counts its own \Recent: no need to count them here */
 	if (sq_mbox_info_row(u, c, mb.id, info_r, false) <= 0) {
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
+	uint64_t common = info_r->highestmodseq;
+	if (viewer > 0 && sq_seen_info_in(c, mb.id, viewer, info_r) < 0) {
+		store_mailbox_info_free(info_r);
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
+	if (common_r != NULL)
+		*common_r = common;
+	if (have != NULL && have(ctx, mb.id, common))
+		goto out;
 	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
 				      " ORDER BY uid");
+	rc = SQLITE_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, mb.id);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -107,6 +126,25 @@ out:
 	*uids_r = uids;
 	*count_r = n;
 	return 0;
+}
+
+int sq_view_load(struct store_user *user, const char *mailbox,
+		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
+		 uint32_t **uids_r, size_t *count_r, struct store_error *err)
+{
+	return view_load(user, mailbox, mailbox_id, 0, NULL, NULL, info_r,
+			 NULL, uids_r, count_r, err);
+}
+
+int sq_view_open(struct store_user *user, const char *mailbox,
+		 int64_t viewer,
+		 bool (*have)(void *ctx, uint32_t mailbox_id, uint64_t modseq),
+		 void *ctx, struct store_mailbox_info *info_r,
+		 uint64_t *common_modseq_r, uint32_t **uids_r, size_t *count_r,
+		 struct store_error *err)
+{
+	return view_load(user, mailbox, 0, viewer, have, ctx, info_r,
+			 common_modseq_r, uids_r, count_r, err);
 }
 
 /* UIDs expunged after modseq; complete is false when the log has been
