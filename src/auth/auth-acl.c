@@ -215,6 +215,13 @@ static int admin_run(struct auth *auth, const char *sql, const char *a1,
 
 int auth_group_add(struct auth *auth, const char *group, char **error_r)
 {
+	return auth_group_add_members(auth, group, NULL, 0, error_r);
+}
+
+int auth_group_add_members(struct auth *auth, const char *group,
+			   char *const *addresses, size_t count,
+			   char **error_r)
+{
 	char name[128], dom[256];
 	if (group_split(group, name, sizeof(name), dom, sizeof(dom),
 			error_r) < 0)
@@ -223,13 +230,59 @@ int auth_group_add(struct auth *auth, const char *group, char **error_r)
 		*error_r = xasprintf("no domain %s", dom);
 		return -1;
 	}
-	int r = admin_run(auth, "INSERT INTO groups(domain_id, name)"
-				" SELECT id, ?2 FROM domains WHERE name = ?1"
-				" ON CONFLICT DO NOTHING",
-			  dom, name, error_r);
-	if (r == 0)
+	/* every member found first: a typo changes nothing */
+	int64_t *ids = xcalloc(count ? count : 1, sizeof(*ids));
+	for (size_t i = 0; i < count; i++) {
+		struct auth_user u;
+		int r = auth_lookup(auth, addresses[i], &u);
+		if (r <= 0) {
+			*error_r = r < 0 ? xstrdup("accounts: lookup failed")
+					 : xasprintf("no user %s", addresses[i]);
+			free(ids);
+			return -1;
+		}
+		ids[i] = u.id;
+	}
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL) {
+		free(ids);
+		return -1;
+	}
+	/* the group and its members in one transaction */
+	int64_t gid = 0;
+	int r = asql_begin(c->db) < 0 ? -1
+		: asql_int(c->db, &gid, "INSERT INTO groups(domain_id, name)"
+			   " SELECT id, ?2 FROM domains WHERE name = ?1"
+			   " ON CONFLICT DO NOTHING RETURNING id", "ss", dom,
+			   name);
+	struct asql_stmt *st = NULL;
+	if (r == 1 && count > 0 &&
+	    (st = asql_prepare(c->db, "INSERT INTO group_members(group_id,"
+				      " user_id) VALUES (?, ?)"
+				      " ON CONFLICT DO NOTHING")) == NULL)
+		r = -1;
+	for (size_t i = 0; st != NULL && r == 1 && i < count; i++) {
+		asql_bind_int64(st, 1, gid);
+		asql_bind_int64(st, 2, ids[i]);
+		if (asql_step(st) != ASQL_DONE)
+			r = -1;
+		asql_reset(st);
+	}
+	if (st != NULL)
+		asql_finalize(st);
+	if (r < 0)
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
+	else if (r == 0)
 		*error_r = xasprintf("group %s@%s already exists", name, dom);
-	return r > 0 ? 0 : -1;
+	if (asql_end(c->db, r == 1) < 0 && r == 1) {
+		*error_r = xasprintf("%s: %s", c->db->drv->name,
+				     asql_errmsg(c->db));
+		r = -1;
+	}
+	auth_conn_put(auth, c);
+	free(ids);
+	return r == 1 ? 0 : -1;
 }
 
 int auth_group_del(struct auth *auth, const char *group, char **error_r)

@@ -464,6 +464,11 @@ int auth_shared_list(struct auth *auth, const char *domain, auth_list_fn *fn,
 		     void *ctx, char **error_r);
 /* loftctl group add|del|list|members: groups are NAME@DOMAIN. */
 int auth_group_add(struct auth *auth, const char *group, char **error_r);
+/* A new group with its members (addresses, count), all or nothing: an
+ * unknown address or an existing group changes nothing. */
+int auth_group_add_members(struct auth *auth, const char *group,
+			   char *const *addresses, size_t count,
+			   char **error_r);
 int auth_group_del(struct auth *auth, const char *group, char **error_r);
 int auth_group_member(struct auth *auth, const char *group,
 		      const char *address, bool add, char **error_r);

@@ -8,17 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "auth.h"
 #include "buf.h"
 #include "store.h"
-
-static const char *domain_of(const char *address)
-{
-	const char *at = strrchr(address, '@');
-	return at != NULL ? at + 1 : "";
-}
 
 /* 1 user holds i on the INBOX of owner (a shared address), 0 not (or
  * owner is not a shared address), -1 error. */
@@ -26,8 +19,6 @@ static int holds_insert(struct auth *auth, struct store *store,
 			const struct auth_user *user, bool cross_domain,
 			const struct auth_user *owner)
 {
-	int64_t *groups = NULL;
-	size_t ng = 0;
 	struct store_user *h = NULL;
 	struct store_error err;
 	unsigned rights = 0;
@@ -35,22 +26,12 @@ static int holds_insert(struct auth *auth, struct store *store,
 
 	if (shared != 1)
 		return shared < 0 ? -1 : 0;
-	if (auth_user_groups(auth, user->id, &groups, &ng) < 0)
-		return -1;
-	struct store_viewer v = {
-		.user_id = user->id,
-		.groups = groups,
-		.group_count = ng,
-		.same_domain = strcasecmp(domain_of(owner->address),
-					  domain_of(user->address)) == 0,
-		.cross_domain = cross_domain,
-	};
-	if (store_user_open_as(store, owner->id, &v, &h, &err) == 0) {
-		if (store_viewer_rights(h, "INBOX", &rights, &err) < 0)
-			rights = 0;
-		store_user_unref(&h);
-	}
-	free(groups);
+	if (auth_viewer_open(auth, store, user->id, user->address, owner->id,
+			     owner->address, cross_domain, &h, &err) < 0)
+		return err.kind == STORE_ERR_TEMP ? -1 : 0;
+	if (store_viewer_rights(h, "INBOX", &rights, &err) < 0)
+		rights = 0;
+	store_user_unref(&h);
 	return (rights & STORE_RIGHT_INSERT) != 0;
 }
 

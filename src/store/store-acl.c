@@ -299,6 +299,30 @@ static bool entry_valid(const struct store_acl_entry *e,
 	return true;
 }
 
+/* NO [LIMIT] for a new entry on a mailbox with max_entries already;
+ * the backends' text. */
+static int acl_room(struct store_user *owner, const char *mailbox,
+		    const struct store_acl_entry *entry, unsigned max_entries,
+		    struct store_error *err)
+{
+	struct store_acl_entry *e = NULL;
+	size_t count = 0;
+	uint32_t id;
+	if (owner->store->vf->acl_read(owner, mailbox, &id, &e, &count,
+				       err) < 0)
+		return -1;
+	bool exists = false;
+	for (size_t i = 0; i < count && !exists; i++)
+		exists = e[i].kind == entry->kind && e[i].id == entry->id &&
+			 e[i].negative == entry->negative;
+	free(e);
+	if (!exists && count >= max_entries)
+		return store_set_error(err, STORE_ERR_LIMIT, "Too many ACL"
+				       " entries on this mailbox (at most %u)",
+				       max_entries);
+	return 0;
+}
+
 static int acl_update(struct store_user *user, const char *mailbox,
 		      const struct store_acl_entry *entry, int mode,
 		      unsigned max_entries, struct store_error *err)
@@ -313,10 +337,13 @@ static int acl_update(struct store_user *user, const char *mailbox,
 	int ret = store_acl_enter(&user, n, STORE_RIGHT_ADMIN, NULL, err);
 	/* The reverse index learns of a grant before the owner's commit: a
 	 * crash between leaves a stale hint (LIST skips it), never a right
-	 * the index does not know of. */
+	 * the index does not know of. A new entry past max_entries is
+	 * refused first, without a hint (the backend checks again). */
 	struct store *store = user->store;
-	if (ret == 0 && mode != 2 && !entry->negative && entry->rights != 0 &&
-	    store->set.acl_hint != NULL &&
+	bool grant = mode != 2 && !entry->negative && entry->rights != 0;
+	if (ret == 0 && grant && max_entries > 0)
+		ret = acl_room(user, n, entry, max_entries, err);
+	if (ret == 0 && grant && store->set.acl_hint != NULL &&
 	    store->set.acl_hint(store->set.acl_hint_ctx, owner_id,
 				(int)entry->kind, entry->id) < 0)
 		ret = store_set_error(err, STORE_ERR_TEMP,

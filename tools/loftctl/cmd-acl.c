@@ -275,15 +275,9 @@ static int group_add(struct loftctl *ctl, int argc, char **argv)
 	if (argc < 1)
 		return loftctl_usage(&loftctl_group_cmds[0]);
 	char *error = NULL;
-	if (auth_group_add(ctl->auth, argv[0], &error) < 0)
-		return done(-1, error, NULL);
-	for (int i = 1; i < argc; i++) {
-		if (auth_group_member(ctl->auth, argv[0], argv[i], true,
-				      &error) < 0)
-			return done(-1, error, NULL);
-	}
-	printf("added group %s\n", argv[0]);
-	return 0;
+	int r = auth_group_add_members(ctl->auth, argv[0], argv + 1,
+				       (size_t)argc - 1, &error);
+	return done(r, error, xasprintf("added group %s", argv[0]));
 }
 
 static int group_del(struct loftctl *ctl, int argc, char **argv)
@@ -291,8 +285,9 @@ static int group_del(struct loftctl *ctl, int argc, char **argv)
 	if (argc != 1)
 		return loftctl_usage(&loftctl_group_cmds[1]);
 	char *error = NULL;
-	return done(auth_group_del(ctl->auth, argv[0], &error), error,
-		    xasprintf("deleted group %s", argv[0]));
+	/* called before done(): its error is read after */
+	int r = auth_group_del(ctl->auth, argv[0], &error);
+	return done(r, error, xasprintf("deleted group %s", argv[0]));
 }
 
 static int group_member(struct loftctl *ctl, int argc, char **argv, bool add,
