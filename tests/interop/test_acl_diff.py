@@ -13,7 +13,17 @@ docs/compat.md and are checked as such here: a STORE of only forbidden
 flags (Dovecot OK, nothing changed; Loft NO [NOPERM]) and STATUS of a
 hidden mailbox (Dovecot NO without a code; Loft NO [NONEXISTENT]); and
 a right removed while the grantee's session is open (Loft: at its next
-command; Dovecot: the session keeps the rights it read)."""
+command; Dovecot: the session keeps the rights it read).
+
+Then the public namespace "Shared/": on Loft a shared address made by
+`loftctl shared add sales@example.test` and `loftctl acl set`, on Dovecot
+a public namespace (its own Maildir with INDEXPVT) whose "sales" mailbox
+has a dovecot-acl file, both giving alice "lrswia" on "Shared/sales".
+alice APPENDs and grants bob; GETACL, MYRIGHTS, LIST "" "Shared/*",
+CREATE below without k, SETACL without a, per-user \\Seen and a
+DELETEACL are compared. One difference by design: Loft's GETACL also
+lists the shared address itself (its owner, every right), a public
+mailbox of Dovecot has no owner."""
 
 import os
 import re
@@ -48,6 +58,14 @@ namespace shared {
   separator = /
   prefix = Other Users/%%u/
   location = maildir:%%h/Maildir:INDEXPVT=~/Maildir/shared/%%u
+  subscriptions = no
+  list = children
+}
+namespace public {
+  type = public
+  separator = /
+  prefix = Shared/
+  location = maildir:{dir}/public:INDEXPVT=~/Maildir/public
   subscriptions = no
   list = children
 }
@@ -89,8 +107,8 @@ def myrights(conv, mailbox, what):
     return st, None
 
 
-def listed(conv, what):
-    lines, st = untagged(conv, 'LIST "" "Other Users/*"', what)
+def listed(conv, what, pattern='Other Users/*'):
+    lines, st = untagged(conv, 'LIST "" "%s"' % pattern, what)
     names = set()
     for l in lines:
         m = re.match(r'^\* LIST \(([^)]*)\) "/" "?(.*?)"?$', l)
@@ -168,24 +186,94 @@ def scenario(what, port_conv):
     return out
 
 
+PUBLIC = 'Shared/sales'
+
+
+def public_scenario(what, port_conv):
+    """The public namespace: "Shared/sales", where alice holds lrswia
+    (given by the admin before)."""
+    out = {}
+    a, b, c = (port_conv() for _ in range(3))
+    a.login(A, USERS[A])
+    b.login(B, USERS[B])
+    c.login(C, USERS[C])
+    out['alice MYRIGHTS'] = myrights(a, PUBLIC, what)
+    append(a, PUBLIC)
+    append(a, PUBLIC)
+    out['alice SETACL bob'] = untagged(
+        a, 'SETACL "%s" bob@example.test lrs' % PUBLIC, what)[1]
+    st, acl = acl_of(a, PUBLIC, what)
+    # Loft lists the shared address, its owner, first (every right)
+    out['owner listed'] = acl.pop('sales@example.test', None)
+    out['GETACL'] = (st, acl)
+    out['bob MYRIGHTS'] = myrights(b, PUBLIC, what)
+    out['carol MYRIGHTS'] = myrights(c, PUBLIC, what)[0]
+    out['bob LIST'] = listed(b, what, 'Shared/*')
+    out['carol LIST'] = listed(c, what, 'Shared/*')
+    out['alice CREATE below, no k'] = untagged(
+        a, 'CREATE "%s/orders"' % PUBLIC, what)[1]
+    out['bob SETACL, no a'] = untagged(
+        b, 'SETACL "%s" carol@example.test lr' % PUBLIC, what)[1]
+    out['bob GETACL, no a'] = untagged(b, 'GETACL "%s"' % PUBLIC, what)[1]
+    # per-user \Seen: bob reads message 1, alice's stays unread
+    b.run('SELECT "%s"' % PUBLIC, 'OK', name=what + ': bob SELECT public')
+    out['bob STORE Seen'] = untagged(b, 'STORE 1 +FLAGS (\\Seen)', what)[1]
+    b.run('UNSELECT', 'OK', name=what + ': bob UNSELECT public')
+    out['bob UNSEEN'] = status(b, PUBLIC, 'MESSAGES UNSEEN', what)
+    out['alice UNSEEN'] = status(a, PUBLIC, 'MESSAGES UNSEEN', what)
+    out['DELETEACL bob'] = untagged(
+        a, 'DELETEACL "%s" bob@example.test' % PUBLIC, what)[1]
+    b2 = port_conv()
+    b2.login(B, USERS[B])
+    out['bob MYRIGHTS after'] = myrights(b2, PUBLIC, what)[0]
+    out['bob LIST after'] = listed(b2, what, 'Shared/*')
+    for conv in (a, b, c, b2):
+        conv.run('LOGOUT', 'OK', name=what + ': LOGOUT')
+    return out
+
+
+def dovecot_public(d):
+    """Dovecot's public "sales" mailbox with alice's rights, as an admin
+    makes it (a Maildir++ folder and its dovecot-acl)."""
+    box = os.path.join(d.dir, 'public', '.sales')
+    for sub in ('', 'cur', 'new', 'tmp'):
+        os.makedirs(os.path.join(box, sub), exist_ok=True)
+    open(os.path.join(box, 'maildirfolder'), 'w').close()
+    with open(os.path.join(box, 'dovecot-acl'), 'w') as f:
+        f.write('user=alice@example.test lrswia\n')
+    for root, dirs, files in os.walk(os.path.join(d.dir, 'public')):
+        for n in [root] + [os.path.join(root, x) for x in files]:
+            os.chown(n, d.uid, d.gid)
+
+
 def main():
     if not Dovecot.available():
         print('dovecot not installed: 0 passed, 0 failed')
         return 0
     with Loft(users=USERS) as env:
         loft = scenario('loft', lambda: Conv(env.raw('imap'), R))
+        for args in (('shared', 'add', 'sales@example.test'),
+                     ('acl', 'set', 'sales@example.test',
+                      'alice@example.test', 'lrswia')):
+            rc, out, err = env.loftctl(*args)
+            R.check('loftctl %s' % ' '.join(args), rc == 0, out + err)
+        loft_pub = public_scenario('loft', lambda: Conv(env.raw('imap'), R))
     d = Dovecot(users=USERS, extra=DOVECOT_ACL, start=False)
     # the shared-mailboxes dict lives in the instance's own directory
     with open(d.config_path) as f:
         conf = f.read().replace('{dir}', d.dir)
     with open(d.config_path, 'w') as f:
         f.write(conf)
+    dovecot_public(d)
     d.start()
     try:
         import socket
-        dov = scenario('dovecot', lambda: Conv(
-            socket.create_connection(('127.0.0.1', d.ports['imap']), timeout=30),
-            R))
+
+        def conv():
+            return Conv(socket.create_connection(
+                ('127.0.0.1', d.ports['imap']), timeout=30), R)
+        dov = scenario('dovecot', conv)
+        dov_pub = public_scenario('dovecot', conv)
     finally:
         d.close()
     known = {'forbidden STORE', 'hidden STATUS', 'carol MYRIGHTS at once'}
@@ -203,6 +291,23 @@ def main():
     R.check('hidden STATUS: NO on both',
             loft['hidden STATUS'][1] == 'NO' and dov['hidden STATUS'][1] == 'NO',
             (loft['hidden STATUS'], dov['hidden STATUS']))
+    # the public namespace
+    for k in loft_pub:
+        if k == 'owner listed':
+            continue
+        R.check('same in Shared/: %s' % k, loft_pub[k] == dov_pub[k],
+                (loft_pub[k], dov_pub[k]))
+    R.check('Shared/: Loft lists the shared address as owner, every right;'
+            ' a public mailbox of Dovecot has none',
+            set(loft_pub['owner listed'] or '') >= set('lrswipkxtea') and
+            dov_pub['owner listed'] is None,
+            (loft_pub['owner listed'], dov_pub['owner listed']))
+    R.check('Shared/: the comparison saw the grant',
+            loft_pub['bob MYRIGHTS'] == ('OK', 'lrs') and
+            loft_pub['bob LIST'] == ('OK', {PUBLIC}) and
+            loft_pub['bob UNSEEN'] == ('OK', {'MESSAGES': '2', 'UNSEEN': '1'})
+            and loft_pub['alice UNSEEN'] ==
+            ('OK', {'MESSAGES': '2', 'UNSEEN': '2'}), loft_pub)
     return R.finish()
 
 
