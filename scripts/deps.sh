@@ -16,6 +16,7 @@ libssl-dev
 libsqlite3-dev
 libargon2-dev
 zlib1g-dev
+libdeflate-dev
 libjansson-dev
 libexpat1-dev
 libcrypt-dev
