@@ -3023,6 +3023,104 @@ static void test_multiappend(void)
 	teardown(&store);
 }
 
+/* The trigram indexes' tokenizer (sq-tokenize.c) passes ASCII texts on
+ * without SQLite's per-character work: the indexes it makes hold the
+ * same trigrams for the same rows as SQLite's own tokenizer makes, for
+ * ASCII, non-ASCII, NUL-bearing and short texts, with case_sensitive 1
+ * (how the indexes are made) and 0. */
+static void vocab_dump(sqlite3 *db, const char *vocab, struct buf *out)
+{
+	char *sql = xasprintf("SELECT term, doc FROM %s ORDER BY term", vocab);
+	sqlite3_stmt *st;
+	CHECK_INT(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		buf_append(out, sqlite3_column_blob(st, 0),
+			   (size_t)sqlite3_column_bytes(st, 0));
+		buf_printf(out, "=%d\n", sqlite3_column_int(st, 1));
+	}
+	sqlite3_finalize(st);
+	free(sql);
+}
+
+static void test_trigram_ascii(void)
+{
+	static const char *const fixed[] = {
+		"", "a", "ab", "abc", "abcd", "hello world hello world",
+		"subject: re: the quick brown fox\nfrom: a@b.example",
+		"caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9 abc abc",
+		"UPPER lower MiXeD UPPER",
+	};
+	const size_t nfixed = sizeof(fixed) / sizeof(*fixed);
+	sqlite3 *db[2];
+	for (int k = 0; k < 2; k++) {
+		CHECK_INT(sqlite3_open(":memory:", &db[k]), SQLITE_OK);
+		if (k == 1)
+			sq_trigram_register(db[k]);
+		CHECK_INT(sqlite3_exec(db[k],
+			"CREATE VIRTUAL TABLE t1 USING fts5(t, content='',"
+			" tokenize='trigram case_sensitive 1', detail=none);"
+			"CREATE VIRTUAL TABLE t0 USING fts5(t, content='',"
+			" tokenize='trigram', detail=none);"
+			"CREATE VIRTUAL TABLE v1 USING fts5vocab(t1, 'row');"
+			"CREATE VIRTUAL TABLE v0 USING fts5vocab(t0, 'row');",
+			NULL, NULL, NULL), SQLITE_OK);
+		unsigned seed = 7;
+		for (size_t i = 0; i < nfixed + 40; i++) {
+			char doc[600];
+			size_t len;
+			if (i < nfixed) {
+				len = strlen(fixed[i]);
+				memcpy(doc, fixed[i], len);
+			} else {
+				/* random texts over a small alphabet (many
+				 * repeats), the last few with a NUL inside */
+				static const char al[] = "abcAB de\n:.";
+				len = 1 + (i * 37) % (sizeof(doc) - 1);
+				for (size_t j = 0; j < len; j++) {
+					seed = seed * 1103515245u + 12345u;
+					doc[j] = al[(seed >> 16) % (sizeof(al) - 1)];
+				}
+				if (i >= nfixed + 35)
+					doc[len / 2] = '\0';
+			}
+			for (int tb = 0; tb < 2; tb++) {
+				sqlite3_stmt *st;
+				CHECK_INT(sqlite3_prepare_v2(db[k], tb ?
+					"INSERT INTO t1 (rowid, t) VALUES (?, ?)" :
+					"INSERT INTO t0 (rowid, t) VALUES (?, ?)",
+					-1, &st, NULL), SQLITE_OK);
+				sqlite3_bind_int64(st, 1, (sqlite3_int64)i + 1);
+				sqlite3_bind_text(st, 2, doc, (int)len,
+						  SQLITE_TRANSIENT);
+				CHECK_INT(sqlite3_step(st), SQLITE_DONE);
+				sqlite3_finalize(st);
+			}
+		}
+	}
+	for (int tb = 0; tb < 2; tb++) {
+		struct buf a, b;
+		buf_init(&a, 0);
+		buf_init(&b, 0);
+		vocab_dump(db[0], tb ? "v1" : "v0", &a);
+		vocab_dump(db[1], tb ? "v1" : "v0", &b);
+		CHECK(a.len > 1000);
+		CHECK_MEM(a.data, a.len, b.data, b.len);
+		buf_free(&a);
+		buf_free(&b);
+	}
+	/* case_sensitive 1 keeps case, 0 folds: the two differ */
+	struct buf a, b;
+	buf_init(&a, 0);
+	buf_init(&b, 0);
+	vocab_dump(db[1], "v1", &a);
+	vocab_dump(db[1], "v0", &b);
+	CHECK(a.len != b.len || memcmp(a.data, b.data, a.len) != 0);
+	buf_free(&a);
+	buf_free(&b);
+	sqlite3_close(db[0]);
+	sqlite3_close(db[1]);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -3059,6 +3157,7 @@ static const struct test_case cases[] = {
 	{"fault_injection", test_fault_injection},
 	{"many_views", test_many_views},
 	{"multiappend", test_multiappend},
+	{"trigram_ascii", test_trigram_ascii},
 	{NULL, NULL},
 };
 

@@ -20,6 +20,7 @@
  */
 #include "sq-private.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct real_tok {
 struct dedup_tok {
 	struct real_tok *real;
 	Fts5Tokenizer *inner;
+	bool exact;             /* case_sensitive 1: ASCII passes as is */
 };
 
 /* The trigrams of one document seen so far: open addressing over
@@ -139,6 +141,34 @@ static int dedup_token(void *ctx, int tflags, const char *p, int n,
 	return s->xToken(s->ctx, tflags, p, n, start, end);
 }
 
+/* Whether SQLite's tokenizer would see the text as three-byte trigrams
+ * only: ASCII without NUL (it stops at a NUL). */
+static bool ascii_text(const char *text, int n)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	unsigned char any = 0, nul = 1;
+	for (int i = 0; i < n; i++) {
+		any |= p[i];
+		nul &= p[i] != 0;
+	}
+	return !(any & 0x80) && nul;
+}
+
+/* What SQLite's trigram tokenizer (case_sensitive 1, as the indexes are
+ * made) hands on for such a
+ * text: the three bytes at each offset, without its per-character
+ * decoding and re-encoding (its UTF-8 work was a good part of the
+ * indexer's time; test-store trigram_ascii compares the two). */
+static int ascii_trigrams(struct seen *s, const char *text, int n)
+{
+	for (int i = 0; i + 3 <= n; i++) {
+		int rc = dedup_token(s, 0, text + i, 3, i, i + 3);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
 static int dedup_create(void *ctx, const char **argv, int argc,
 			Fts5Tokenizer **out)
 {
@@ -152,6 +182,9 @@ static int dedup_create(void *ctx, const char **argv, int argc,
 		return rc;
 	}
 	t->real = real;
+	for (int i = 0; i + 1 < argc; i += 2)
+		if (strcmp(argv[i], "case_sensitive") == 0)
+			t->exact = strcmp(argv[i + 1], "1") == 0;
 	*out = (Fts5Tokenizer *)t;
 	return SQLITE_OK;
 }
@@ -178,8 +211,10 @@ static int dedup_tokenize(Fts5Tokenizer *tok, void *ctx, int flags,
 					      xToken);
 	s->ctx = ctx;
 	s->xToken = xToken;
-	int rc = t->real->api.xTokenize(t->inner, s, flags, text, n,
-					dedup_token);
+	int rc = t->exact && ascii_text(text, n)
+			 ? ascii_trigrams(s, text, n)
+			 : t->real->api.xTokenize(t->inner, s, flags, text, n,
+						  dedup_token);
 	free(s->slots);
 	free(s);
 	return rc;
