@@ -27,6 +27,8 @@ import sys
 import time
 
 SEARCH_WORD = "quetzalcoatl"
+# the List-Id of about 1 % of messages (index % 100 == 37)
+LIST_ID = "announce.bench.example.org"
 
 FIRST = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi",
          "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert",
@@ -178,6 +180,10 @@ def message(seed, index, size=None, to_addr=None, cap=None):
         parent = "<%d.%d@example.org>" % (seed, thread * 4)
         hdr.append("In-Reply-To: " + parent)
         hdr.append("References: " + parent)
+    if index % 100 == 37:
+        # a field about 1 % of messages carry (SEARCH HEADER on it);
+        # chosen by index: the rng's draws, so every other byte, stay
+        hdr.append("List-Id: Loft bench announcements <%s>" % LIST_ID)
     hdr.append("MIME-Version: 1.0")
 
     kind = rng.random()

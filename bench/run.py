@@ -45,6 +45,7 @@ HIGHER_BETTER = ("msgs_per_s", "MB_per_s", "ops_per_s", "logins_per_s",
                  "retr_MB_per_s")
 # Counts that check the run (same on both), not performance: no ratio.
 COUNTS = ("connections", "messages", "search_body_hits", "qresync_fetches",
+          "search_header_hits",
           "errors", "violations", "serverbugs", "supported",
           # bench/acl.py: counts, and a difference (no ratio)
           "shared_listed", "status_messages", "status_unseen",
@@ -183,6 +184,8 @@ def main():
                     help="messages filled by MULTIAPPEND")
     ap.add_argument("--bigidle", type=int, default=None,
                     help="idle sessions on the big mailbox (Loft alone)")
+    ap.add_argument("--lmtp-count", type=int, default=None,
+                    help="deliveries per LMTP case and rep")
     ap.add_argument("--newacct", type=int, default=None,
                     help="new accounts given their first message per run")
     ap.add_argument("--dovecot-fts", choices=("xapian",), default=None,
@@ -192,7 +195,7 @@ def main():
     P = dict(QUICK if args.quick else FULL)
     for k in ("reps", "big", "idle", "idle_loft", "users", "mixed_s",
               "notify_events", "acl_owners", "acl_events", "disk", "append",
-              "bigidle", "newacct"):
+              "bigidle", "newacct", "lmtp_count"):
         if getattr(args, k) is not None:
             P[k] = getattr(args, k)
     only = set(filter(None, args.only.split(",")))

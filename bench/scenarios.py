@@ -286,6 +286,12 @@ async def big_mailbox(target, user, expect=None, word=corpus.SEARCH_WORD):
     t0 = time.perf_counter()
     await c.command("SEARCH TEXT " + word)
     res["search_text_ms"] = (time.perf_counter() - t0) * 1000
+    # a header field about 1 % of messages have (corpus.LIST_ID)
+    t0 = time.perf_counter()
+    u, _ = await c.command("UID SEARCH HEADER List-Id " + corpus.LIST_ID)
+    res["search_header_ms"] = (time.perf_counter() - t0) * 1000
+    res["search_header_hits"] = sum(len(x.split()) - 2 for x in u
+                                    if x.startswith(b"* SEARCH"))
     # QRESYNC: remember the state, make 10 changes from another session,
     # then time a reselect that asks only for what changed.
     await c.command("UNSELECT")
