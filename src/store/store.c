@@ -7,12 +7,15 @@
 #include "store-private.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
@@ -955,6 +958,63 @@ int store_blob_writer_commit_to(struct store_blob_writer **wp,
 	return ret;
 }
 
+/* Finishing a body (store_body_finish: its analysis, the search text and
+ * its compression) is most of what a MULTIAPPEND costs, and one command
+ * brings many bodies at once: they are finished on up to FINISH_THREADS
+ * threads, the caller's and short-lived helpers (bodies are independent;
+ * LMTP already finishes bodies on several workers at once). */
+#define FINISH_THREADS 4
+
+struct finish_all {
+	struct store_body **bodies;
+	size_t n;
+	_Atomic size_t next;
+	int *ret;
+	struct store_error *errs;
+};
+
+static void *finish_some(void *arg)
+{
+	struct finish_all *f = arg;
+	size_t i;
+	while ((i = atomic_fetch_add(&f->next, 1)) < f->n)
+		f->ret[i] = store_body_finish(f->bodies[i], &f->errs[i]);
+	return NULL;
+}
+
+/* Finishes bodies[0..n); on failure err is the first failed body's. */
+static int bodies_finish(struct store_body **bodies, size_t n,
+			 struct store_error *err)
+{
+	struct finish_all f = {.bodies = bodies, .n = n};
+	atomic_init(&f.next, 0);
+	f.ret = xcalloc(n ? n : 1, sizeof(*f.ret));
+	f.errs = xcalloc(n ? n : 1, sizeof(*f.errs));
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t helpers = cpus > 1 ? (size_t)cpus - 1 : 0;
+	if (helpers > FINISH_THREADS - 1)
+		helpers = FINISH_THREADS - 1;
+	if (helpers > n / 2)
+		helpers = n / 2;
+	pthread_t tids[FINISH_THREADS];
+	size_t started = 0;
+	for (; started < helpers; started++)
+		if (pthread_create(&tids[started], NULL, finish_some, &f) != 0)
+			break;   /* fewer helpers: the caller does the rest */
+	finish_some(&f);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	int ret = 0;
+	for (size_t i = 0; i < n && ret == 0; i++)
+		if (f.ret[i] < 0) {
+			*err = f.errs[i];
+			ret = -1;
+		}
+	free(f.ret);
+	free(f.errs);
+	return ret;
+}
+
 int store_blob_writers_commit_to(struct store_blob_writer **ws, size_t n,
 				 struct store_user *user, const char *mailbox,
 				 const struct store_append_params *params,
@@ -965,10 +1025,9 @@ int store_blob_writers_commit_to(struct store_blob_writer **ws, size_t n,
 	int ret = 0;
 	err_clear(err);
 	memset(uids, 0, n * sizeof(*uids));
-	for (size_t i = 0; i < n && ret == 0; i++) {
+	for (size_t i = 0; i < n; i++)
 		bodies[i] = ws[i]->body;
-		ret = store_body_finish(bodies[i], err);
-	}
+	ret = bodies_finish(bodies, n, err);
 	if (ret == 0 && n > 0)
 		ret = bodies_deliver(bodies, n, user, mailbox, NULL, 0, params,
 				     uids, uidvalidity_r, STORE_RIGHT_INSERT,
