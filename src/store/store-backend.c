@@ -1,12 +1,15 @@
 /*
  * Helpers both backends (sqlite/, pg/) use for the same logic: keyword
- * lists as stored ("a b c"), a copy's prefix search text, UID ranges.
+ * lists as stored ("a b c"), a copy's prefix search text, UID ranges,
+ * annotation rows.
  */
 #include "store-private.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include "buf.h"
 
@@ -114,4 +117,82 @@ void store_prefix_text(const char *prefix, size_t len, struct buf *out)
 	buf_append(out, r.header_text, r.header_text_len);
 	mail_result_free(&r);
 	buf_free(&msg);
+}
+
+/* ---- annotation rows ------------------------------------------------ */
+
+int64_t store_metadata_row_viewer(const char *name, int64_t viewer)
+{
+	return strncmp(name, "/private", 8) == 0 &&
+			       (name[8] == '\0' || name[8] == '/')
+		       ? viewer : 0;
+}
+
+bool store_metadata_in_depth(const char *found, size_t flen, size_t base_len,
+			     int depth)
+{
+	/* depth 1 keeps the direct children */
+	return depth != 1 || flen <= base_len + 1 ||
+	       memchr(found + base_len + 1, '/', flen - base_len - 1) == NULL;
+}
+
+void store_metadata_push(struct store_metadata_list *l, const char *name,
+			 size_t name_len, const void *value, size_t len)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (strlen(l->items[i].name) == name_len &&
+		    memcmp(l->items[i].name, name, name_len) == 0)
+			return;
+	if (l->count == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
+	}
+	struct store_metadata *e = &l->items[l->count++];
+	e->name = xstrndup(name, name_len);
+	e->value = xmalloc(len + 1);
+	if (len > 0)
+		memcpy(e->value, value, len);
+	e->value[len] = '\0';
+	e->value_len = len;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const struct store_metadata *)a)->name,
+		      ((const struct store_metadata *)b)->name);
+}
+
+void store_metadata_sort(struct store_metadata_list *l)
+{
+	if (l->count > 1)
+		qsort(l->items, l->count, sizeof(*l->items), cmp_entry);
+}
+
+int store_metadata_limits(int64_t entries, double total,
+			  struct store_error *err)
+{
+	if (entries > STORE_METADATA_MAX_ENTRIES)
+		return store_set_error(err, STORE_ERR_LIMIT,
+				       "Too many annotations (limit %u)",
+				       STORE_METADATA_MAX_ENTRIES);
+	if (total > STORE_METADATA_MAX_TOTAL)
+		return store_set_error(err, STORE_ERR_LIMIT,
+				       "Annotations too large in all (limit %u octets)",
+				       STORE_METADATA_MAX_TOTAL);
+	return 0;
+}
+
+void store_random(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = getrandom(p + got, len - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			abort();
+		}
+		got += (size_t)n;
+	}
 }

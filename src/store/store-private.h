@@ -709,6 +709,30 @@ void store_keyword_list_free(struct store_keyword_list *l);
 /* The header search text of a copy's prefix, folded as a message's is. */
 void store_prefix_text(const char *prefix, size_t len, struct buf *out);
 
+/* Annotation rows (store.h "metadata"; sqlite/sq-metadata.c and
+ * pg/pg-metadata.c keep them the same way). Whose row an entry is: a
+ * /private entry is viewer's own (0: the owner's), a /shared one the
+ * mailbox's (0). Names are lower case. */
+int64_t store_metadata_row_viewer(const char *name, int64_t viewer);
+/* found (flen bytes) is a descendant of a name of base_len bytes that
+ * depth (1 or infinity) asks for. */
+bool store_metadata_in_depth(const char *found, size_t flen, size_t base_len,
+			     int depth);
+/* The entries a get collects: once per name, sorted at the end. */
+struct store_metadata_list {
+	struct store_metadata *items;
+	size_t count, cap;
+};
+void store_metadata_push(struct store_metadata_list *l, const char *name,
+			 size_t name_len, const void *value, size_t len);
+void store_metadata_sort(struct store_metadata_list *l);
+/* LIMIT in err (-1) when one account's rows (of one viewer) are over
+ * STORE_METADATA_MAX_ENTRIES or STORE_METADATA_MAX_TOTAL. */
+int store_metadata_limits(int64_t entries, double total,
+			  struct store_error *err);
+/* len bytes from the kernel's random source (URLAUTH keys). */
+void store_random(void *buf, size_t len);
+
 /* Objects a backend hands out (blob writers, fetch iterators, the priv of
  * a struct store_blob) begin with this header, so store.c can dispatch
  * calls that get only the object. */

@@ -571,10 +571,37 @@ static const char schema_step4_sql[] =
 	"CREATE INDEX blob_body_trgm ON blob USING gin"
 	" (user_id, loft_text(body_text) gin_trgm_ops);";
 
+/* Step 5 -> 6: annotations (RFC 5464) and URLAUTH keys (RFC 4467) of
+ * pg-metadata.c: mailbox 0 is the server, viewer 0 the owner (and every
+ * /shared entry), else the viewer whose /private entries and key they
+ * are. A mailbox's rows go with it by trigger (the server's have no
+ * mailbox row to reference); names compare bytewise (DEPTH ranges). */
+static const char schema_step_metadata_sql[] =
+	"CREATE TABLE annotation (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, mailbox integer NOT NULL,"
+	" viewer bigint NOT NULL, name text COLLATE \"C\" NOT NULL,"
+	" value bytea NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox, viewer, name));"
+	"CREATE INDEX annotation_viewer ON annotation (user_id, viewer);"
+	"CREATE TABLE access_key (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, mailbox integer NOT NULL,"
+	" viewer bigint NOT NULL, key bytea NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox, viewer));"
+	"CREATE FUNCTION loft_annotation_gone() RETURNS trigger"
+	" LANGUAGE plpgsql AS $f$ BEGIN"
+	" DELETE FROM annotation WHERE user_id = OLD.user_id"
+	" AND mailbox = OLD.id;"
+	" DELETE FROM access_key WHERE user_id = OLD.user_id"
+	" AND mailbox = OLD.id;"
+	" RETURN NULL; END $f$;"
+	"CREATE TRIGGER annotation_gone AFTER DELETE ON mailbox"
+	" FOR EACH ROW EXECUTE FUNCTION loft_annotation_gone();";
+
 /* The steps after the first, in order: steps[i] takes i + 1 to i + 2. */
 static const char *const schema_steps[] = { schema_step2_sql,
 					    schema_step3_sql,
-					    schema_step4_sql };
+					    schema_step4_sql,
+					    schema_step_metadata_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
@@ -1513,6 +1540,9 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.seen_update = pg_r_seen_update,
 	.seen_view_delta = pg_seen_view_delta,
 	.reachable = pg_reachable,
+	.metadata_get = pg_metadata_get,
+	.metadata_set = pg_metadata_set,
+	.urlauth_key = pg_urlauth_key,
 };
 
 /* ---- the sandbox's view (store.h) ------------------------------------- */

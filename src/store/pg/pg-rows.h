@@ -1,7 +1,7 @@
 /*
  * The PostgreSQL backend's rows beyond mail (schema step 3 in pg-db.c):
  * Sieve (pg-sieve.c), JMAP (pg-jmap.c), ACLs (pg-acl.c), per-user \Seen
- * (pg-seen.c). The vtable in
+ * (pg-seen.c), METADATA (pg-metadata.c). The vtable in
  * pg-db.c points at these; sqlite/ is the reference for each.
  */
 #ifndef LOFT_PG_ROWS_H
@@ -108,6 +108,21 @@ int pg_seen_view_delta(struct store_user *user, uint32_t mailbox_id,
 int pg_seen_move(struct pg_tx *tx, uint32_t src, const uint32_t *src_uids,
 		 uint32_t dst, const uint32_t *dst_uids, size_t count,
 		 struct store_error *err);
+
+/* ---- METADATA and URLAUTH keys (pg-metadata.c; run again as pg-retry.c
+ * says) ------------------------------------------------------------- */
+
+int pg_metadata_get(struct store_user *user, int64_t viewer,
+		    const char *mailbox, const char *const *names,
+		    size_t name_count, int depth,
+		    struct store_metadata **entries_r, size_t *count_r,
+		    struct store_error *err);
+int pg_metadata_set(struct store_user *user, int64_t viewer,
+		    const char *mailbox, const struct store_metadata *entries,
+		    size_t count, struct store_error *err);
+int pg_urlauth_key(struct store_user *user, int64_t viewer,
+		   const char *mailbox, bool reset, unsigned char *key_r,
+		   struct store_error *err);
 
 /* ---- retry after a transaction lost before its COMMIT (pg-retry.c) ---- */
 

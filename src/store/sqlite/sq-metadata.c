@@ -18,10 +18,8 @@
  */
 #include "sq-private.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* version 9 to 12: the owner's rows only (step 8 -> 9 makes these) */
 const char sq_metadata_v9_sql[] =
@@ -63,46 +61,6 @@ const char sq_metadata_viewer_sql[] =
 	"DROP TABLE metadata;"
 	"DROP TABLE urlauth_key;";
 
-/* Whose row an entry is: a /private entry is the viewer's own (0: the
- * owner's), a /shared one the mailbox's. Names are lower case. */
-static int64_t row_viewer(const char *name, int64_t viewer)
-{
-	return strncmp(name, "/private", 8) == 0 &&
-			       (name[8] == '\0' || name[8] == '/')
-		       ? viewer : 0;
-}
-
-struct entry_list {
-	struct store_metadata *items;
-	size_t count, cap;
-};
-
-static void list_add(struct entry_list *l, const char *name, size_t name_len,
-		     const void *value, size_t len)
-{
-	for (size_t i = 0; i < l->count; i++)
-		if (strlen(l->items[i].name) == name_len &&
-		    memcmp(l->items[i].name, name, name_len) == 0)
-			return;
-	if (l->count == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 16;
-		l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
-	}
-	struct store_metadata *e = &l->items[l->count++];
-	e->name = xstrndup(name, name_len);
-	e->value = xmalloc(len + 1);
-	if (len > 0)
-		memcpy(e->value, value, len);
-	e->value[len] = '\0';
-	e->value_len = len;
-}
-
-static int cmp_entry(const void *a, const void *b)
-{
-	return strcmp(((const struct store_metadata *)a)->name,
-		      ((const struct store_metadata *)b)->name);
-}
-
 /* The id of mailbox (0 for the server); 0 with NOTFOUND if none. */
 static int mailbox_id(struct sq_conn *c, const char *mailbox, uint32_t *id_r,
 		      struct store_error *err)
@@ -121,9 +79,9 @@ static int mailbox_id(struct sq_conn *c, const char *mailbox, uint32_t *id_r,
 }
 
 static int get_one(struct sq_conn *c, uint32_t mbox, int64_t viewer,
-		   const char *name, int depth, struct entry_list *l)
+		   const char *name, int depth, struct store_metadata_list *l)
 {
-	int64_t who = row_viewer(name, viewer);
+	int64_t who = store_metadata_row_viewer(name, viewer);
 	sqlite3_stmt *st = sq_stmt(c, "SELECT name, value FROM annotation"
 				      " WHERE mailbox = ? AND viewer = ?"
 				      " AND name = ?");
@@ -134,10 +92,10 @@ static int get_one(struct sq_conn *c, uint32_t mbox, int64_t viewer,
 	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		list_add(l, (const char *)sqlite3_column_text(st, 0),
-			 (size_t)sqlite3_column_bytes(st, 0),
-			 sqlite3_column_blob(st, 1),
-			 (size_t)sqlite3_column_bytes(st, 1));
+		store_metadata_push(l, (const char *)sqlite3_column_text(st, 0),
+				    (size_t)sqlite3_column_bytes(st, 0),
+				    sqlite3_column_blob(st, 1),
+				    (size_t)sqlite3_column_bytes(st, 1));
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return -1;
@@ -163,10 +121,10 @@ static int get_one(struct sq_conn *c, uint32_t mbox, int64_t viewer,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *found = (const char *)sqlite3_column_text(st, 0);
 		size_t flen = (size_t)sqlite3_column_bytes(st, 0);
-		if (depth == 1 && memchr(found + n + 1, '/', flen - n - 1) != NULL)
-			continue;
-		list_add(l, found, flen, sqlite3_column_blob(st, 1),
-			 (size_t)sqlite3_column_bytes(st, 1));
+		if (store_metadata_in_depth(found, flen, n, depth))
+			store_metadata_push(l, found, flen,
+					    sqlite3_column_blob(st, 1),
+					    (size_t)sqlite3_column_bytes(st, 1));
 	}
 	sqlite3_reset(st);
 	free(lo);
@@ -182,7 +140,7 @@ int sq_metadata_get(struct store_user *user, int64_t viewer,
 {
 	struct sq_user *u = SQU(user);
 	struct sq_conn *c = sq_reader_get(u, err);
-	struct entry_list l = {0};
+	struct store_metadata_list l = {0};
 	uint32_t id;
 	if (c == NULL)
 		return -1;
@@ -198,8 +156,7 @@ int sq_metadata_get(struct store_user *user, int64_t viewer,
 		store_metadata_free(l.items, l.count);
 		return -1;
 	}
-	if (l.count > 1)
-		qsort(l.items, l.count, sizeof(*l.items), cmp_entry);
+	store_metadata_sort(&l);
 	*entries_r = l.items;
 	*count_r = l.count;
 	return 0;
@@ -226,15 +183,7 @@ static int check_limits(struct sq_conn *c, struct sq_job *job, int64_t who)
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
 		return sq_job_dberr(job, c);
-	if (n > STORE_METADATA_MAX_ENTRIES)
-		return sq_job_fail(job, STORE_ERR_LIMIT,
-				   "Too many annotations (limit %u)",
-				   STORE_METADATA_MAX_ENTRIES);
-	if (total > STORE_METADATA_MAX_TOTAL)
-		return sq_job_fail(job, STORE_ERR_LIMIT,
-				   "Annotations too large in all (limit %u octets)",
-				   STORE_METADATA_MAX_TOTAL);
-	return 0;
+	return store_metadata_limits(n, total, &job->err);
 }
 
 static int set_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
@@ -246,7 +195,7 @@ static int set_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		return -1;
 	for (size_t i = 0; i < a->count; i++) {
 		const struct store_metadata *e = &a->entries[i];
-		int64_t who = row_viewer(e->name, a->viewer);
+		int64_t who = store_metadata_row_viewer(e->name, a->viewer);
 		sqlite3_stmt *st = e->value == NULL
 			? sq_stmt(c, "DELETE FROM annotation WHERE mailbox = ?"
 				     " AND viewer = ? AND name = ?")
@@ -296,20 +245,6 @@ struct key_arg {
 	unsigned char *key;
 };
 
-static void random_key(unsigned char *key)
-{
-	size_t got = 0;
-	while (got < STORE_URLAUTH_KEY_LEN) {
-		ssize_t n = getrandom(key + got, STORE_URLAUTH_KEY_LEN - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			abort();
-		}
-		got += (size_t)n;
-	}
-}
-
 /* The key of (mailbox, viewer) in c's transaction: 1 found, 0 none, -1
  * a database error. */
 static int key_read(struct sq_conn *c, uint32_t mailbox_id, int64_t viewer,
@@ -352,7 +287,7 @@ static int key_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	if (sq_job_mbox(job, c, a->mailbox, &mb) < 0)
 		return -1;
 	unsigned char fresh[STORE_URLAUTH_KEY_LEN];
-	random_key(fresh);
+	store_random(fresh, sizeof(fresh));
 	sqlite3_stmt *st = sq_stmt(c, a->reset
 		? "INSERT OR REPLACE INTO access_key(mailbox, viewer, key)"
 		  " VALUES (?, ?, ?)"
