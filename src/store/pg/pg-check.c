@@ -71,10 +71,13 @@ int pg_check(struct store *store, int64_t user_id, bool repair,
 		free(path);
 	}
 	PQclear(r);
-	/* blob rows no message names (left by nothing that commits) */
+	/* blob rows no message (nor kept message) names (left by nothing
+	 * that commits) */
 	r = ret == 0 ? pg_exec(tx.c, "SELECT count(*) FROM blob b WHERE"
 			       " b.user_id = $1 AND NOT EXISTS (SELECT 1 FROM msg m"
-			       " WHERE m.user_id = $1 AND m.blob = b.id)", &p, err)
+			       " WHERE m.user_id = $1 AND m.blob = b.id)"
+			       " AND NOT EXISTS (SELECT 1 FROM deleted d"
+			       " WHERE d.user_id = $1 AND d.blob = b.id)", &p, err)
 		     : NULL;
 	if (r != NULL && pg_int(r, 0, 0) > 0) {
 		report_f(report, ctx, "%lld body rows no message names%s",
@@ -82,7 +85,9 @@ int pg_check(struct store *store, int64_t user_id, bool repair,
 		if (repair)
 			ret = pg_run(tx.c, "DELETE FROM blob b WHERE b.user_id = $1"
 				     " AND NOT EXISTS (SELECT 1 FROM msg m WHERE"
-				     " m.user_id = $1 AND m.blob = b.id)", &p, err);
+				     " m.user_id = $1 AND m.blob = b.id) AND NOT"
+				     " EXISTS (SELECT 1 FROM deleted d WHERE"
+				     " d.user_id = $1 AND d.blob = b.id)", &p, err);
 		else
 			bad++;
 	}

@@ -597,11 +597,26 @@ static const char schema_step_metadata_sql[] =
 	"CREATE TRIGGER annotation_gone AFTER DELETE ON mailbox"
 	" FOR EACH ROW EXECUTE FUNCTION loft_annotation_gone();";
 
+/* Step 6 -> 7: undelete (pg-undelete.c): a removed message's row as it
+ * was, by folder name (the folder may go too), with the database's
+ * clock at its removal; its blob row stays while one names it. */
+static const char schema_step_deleted_sql[] =
+	"CREATE TABLE deleted (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE,"
+	" id bigint GENERATED ALWAYS AS IDENTITY, mailbox text NOT NULL,"
+	" uid bigint NOT NULL, blob bigint NOT NULL, flags integer NOT NULL,"
+	" keywords text, internaldate bigint NOT NULL,"
+	" savedate bigint NOT NULL, size bigint NOT NULL, at bigint NOT NULL,"
+	" PRIMARY KEY (user_id, id));"
+	"CREATE INDEX deleted_at ON deleted (user_id, at);"
+	"CREATE INDEX deleted_blob ON deleted (user_id, blob);";
+
 /* The steps after the first, in order: steps[i] takes i + 1 to i + 2. */
 static const char *const schema_steps[] = { schema_step2_sql,
 					    schema_step3_sql,
 					    schema_step4_sql,
-					    schema_step_metadata_sql };
+					    schema_step_metadata_sql,
+					    schema_step_deleted_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
@@ -1003,9 +1018,20 @@ static int user_open_once(struct store_user *user, struct store_error *err);
 
 /* The first call of every session: run again like the others
  * (pg-retry.c) when a failover or restart cut its transaction. */
-static int pg_user_open(struct store_user *user, struct store_error *err)
+static int user_open_retry(struct store_user *user, struct store_error *err)
 {
 	PG_RETRY(user->store, user_open_once(user, err));
+}
+
+static int pg_user_open(struct store_user *user, struct store_error *err)
+{
+	user->be = xcalloc(1, sizeof(struct pg_store_user));
+	int ret = user_open_retry(user, err);
+	if (ret < 0) {
+		free(user->be);
+		user->be = NULL;
+	}
+	return ret;
 }
 
 static int user_open_once(struct store_user *user, struct store_error *err)
@@ -1073,7 +1099,8 @@ static bool pg_user_exists(struct store *store, int64_t user_id)
 
 static void pg_user_close(struct store_user *user)
 {
-	(void)user;
+	free(user->be);
+	user->be = NULL;
 }
 
 static int pg_user_delete(struct store *store, int64_t user_id,
@@ -1543,6 +1570,9 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.metadata_get = pg_metadata_get,
 	.metadata_set = pg_metadata_set,
 	.urlauth_key = pg_urlauth_key,
+	.deleted_list = pg_deleted_list,
+	.deleted_usage = pg_deleted_usage,
+	.undelete = pg_undelete,
 };
 
 /* ---- the sandbox's view (store.h) ------------------------------------- */

@@ -442,27 +442,25 @@ static int roles_present(struct pg_tx *tx, unsigned *roles_r,
 	return 0;
 }
 
-int pg_mailbox_create(struct store_user *user, const char *name,
-		      unsigned special_use, struct store_error *err)
+int pg_mbox_make(struct pg_tx *tx, const char *name, unsigned special_use,
+		 struct store_error *err)
 {
-	struct pg_tx tx;
-	if (pg_wbegin(user, &tx, err) < 0)
-		return -1;
+	struct store_user *user = tx->user;
 	struct pg_mbox mb;
-	int ret = 0, r = pg_mbox_get(user, tx.c, name, 0, &mb, err);
+	int ret = 0, r = pg_mbox_get(user, tx->c, name, 0, &mb, err);
 	unsigned have = 0;
 	if (r < 0)
 		ret = -1;
 	else if (r > 0 && !mb.noselect)
 		ret = store_set_error(err, STORE_ERR_EXISTS,
 				      "Mailbox already exists");
-	else if (special_use != 0 && roles_present(&tx, &have, err) < 0)
+	else if (special_use != 0 && roles_present(tx, &have, err) < 0)
 		ret = -1;
 	else if (special_use != 0 && (have & special_use) != 0)
 		ret = store_set_error(err, STORE_ERR_INVALID, "Another mailbox"
 				      " has that special use already");
 	if (ret == 0)
-		ret = create_parents(&tx, name, err);
+		ret = create_parents(tx, name, err);
 	if (ret == 0 && r > 0) {
 		/* a \Noselect parent becomes a real mailbox again, with a
 		 * new UIDVALIDITY: its old messages are gone */
@@ -470,21 +468,30 @@ int pg_mailbox_create(struct store_user *user, const char *name,
 		pg_p_init(&p);
 		pg_p_int(&p, user->id);
 		pg_p_int(&p, mb.id);
-		pg_p_int(&p, pg_tx_uidvalidity(&tx));
+		pg_p_int(&p, pg_tx_uidvalidity(tx));
 		pg_p_int(&p, special_use);
-		pg_p_int(&p, (int64_t)pg_tx_modseq(&tx));
-		ret = pg_run(tx.c, "UPDATE mailbox SET noselect = false,"
+		pg_p_int(&p, (int64_t)pg_tx_modseq(tx));
+		ret = pg_run(tx->c, "UPDATE mailbox SET noselect = false,"
 			     " uidvalidity = $3, special_use = $4,"
 			     " highestmodseq = $5 WHERE user_id = $1 AND id = $2",
 			     &p, err);
-		pg_tx_change(&tx, 0, STORE_CHANGE_MAILBOXES);
+		pg_tx_change(tx, 0, STORE_CHANGE_MAILBOXES);
 	} else if (ret == 0) {
-		ret = create_in(&tx, name, special_use, NULL, err);
+		ret = create_in(tx, name, special_use, NULL, err);
 	}
-	return pg_wend(&tx, ret, err);
+	return ret;
 }
 
-static int delete_messages(struct pg_tx *tx, uint32_t id,
+int pg_mailbox_create(struct store_user *user, const char *name,
+		      unsigned special_use, struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, pg_mbox_make(&tx, name, special_use, err), err);
+}
+
+static int delete_messages(struct pg_tx *tx, uint32_t id, unsigned how,
 			   struct store_error *err)
 {
 	struct pg_params p;
@@ -500,7 +507,7 @@ static int delete_messages(struct pg_tx *tx, uint32_t id,
 	for (size_t i = 0; i < n; i++)
 		uids[i] = (uint32_t)pg_int(r, (int)i, 0);
 	PQclear(r);
-	int ret = pg_expunge_uids(tx, id, uids, n, false, err);
+	int ret = pg_expunge_uids(tx, id, uids, n, how, err);
 	free(uids);
 	if (ret == 0)
 		ret = pg_run(tx->c, "DELETE FROM expunged WHERE user_id = $1"
@@ -514,6 +521,9 @@ static int delete_messages(struct pg_tx *tx, uint32_t id,
 int pg_mailbox_delete(struct store_user *user, const char *name,
 		      struct store_error *err)
 {
+	/* its messages kept for undelete, without expunge log entries (the
+	 * mailbox and its log go) */
+	unsigned how = pg_deleted_keep(user) ? PG_GONE_KEEP : 0;
 	struct pg_tx tx;
 	if (pg_wbegin(user, &tx, err) < 0)
 		return -1;
@@ -531,7 +541,7 @@ int pg_mailbox_delete(struct store_user *user, const char *name,
 		ret = store_set_error(err, STORE_ERR_EXISTS, "Mailbox has"
 				      " children, delete them first");
 	if (ret == 0)
-		ret = delete_messages(&tx, mb.id, err);
+		ret = delete_messages(&tx, mb.id, how, err);
 	if (ret == 0) {
 		struct pg_params p;
 		pg_p_init(&p);

@@ -237,17 +237,29 @@ int pg_limits_get(struct store_user *user,
 	    set->limits(set->limits_ctx, user->id, limits) < 0)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Cannot read the account's quota");
+	/* messages kept for undelete count when the policy says so */
+	limits->kept_bytes = limits->kept_messages = 0;
+	struct store_usage kept;
+	if (limits->deleted_in_quota &&
+	    (limits->quota_bytes != 0 || limits->quota_messages != 0)) {
+		if (pg_deleted_usage(user, &kept, err) < 0)
+			return -1;
+		limits->kept_bytes = kept.bytes;
+		limits->kept_messages = kept.messages;
+	}
 	return 0;
 }
 
-static bool over_quota(const struct pg_tx *tx,
-		       const struct store_account_limits *l, uint64_t bytes,
-		       uint64_t messages)
+bool pg_over_quota(const struct pg_tx *tx,
+		   const struct store_account_limits *l, uint64_t bytes,
+		   uint64_t messages)
 {
+	/* kept_*: messages kept for undelete when they count */
 	return (l->quota_bytes != 0 &&
-		(uint64_t)tx->bytes + bytes > l->quota_bytes) ||
+		(uint64_t)tx->bytes + l->kept_bytes + bytes > l->quota_bytes) ||
 	       (l->quota_messages != 0 &&
-		(uint64_t)tx->messages + messages > l->quota_messages);
+		(uint64_t)tx->messages + l->kept_messages + messages >
+			l->quota_messages);
 }
 
 static char *keywords_join(const char *const *kw, size_t n)
@@ -403,7 +415,7 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 			       ? params->internaldate : now;
 	struct pg_mbox mb;
 	int ret = pg_mbox_need(user, tx->c, mailbox, 0, &mb, err);
-	if (ret == 0 && over_quota(tx, limits, size, 1))
+	if (ret == 0 && pg_over_quota(tx, limits, size, 1))
 		ret = store_set_error(err, STORE_ERR_QUOTA, "Quota exceeded");
 	if (ret == 0 && mb.uidnext == UINT32_MAX)
 		ret = store_set_error(err, STORE_ERR_LIMIT,
@@ -849,7 +861,7 @@ void pg_uid_array(struct buf *out, const uint32_t *uids, size_t n)
 }
 
 int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
-		    const uint32_t *uids, size_t n, bool log,
+		    const uint32_t *uids, size_t n, unsigned how,
 		    struct store_error *err)
 {
 	if (n == 0)
@@ -864,20 +876,26 @@ int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
 	pg_p_str(&p, arr.data);
 	pg_p_int(&p, (int64_t)modseq);
 	pg_p_int(&p, (int64_t)time(NULL));
-	/* the rows, their log entries, then the blob rows no copy names */
-	PGresult *r = pg_exec(tx->c, log
-		? "WITH gone AS (DELETE FROM msg WHERE user_id = $1 AND mailbox = $2"
-		  " AND uid = ANY ($3::bigint[]) RETURNING uid, blob, size),"
-		  " logged AS (INSERT INTO expunged SELECT $1, $2, uid, $4, $5"
-		  " FROM gone ON CONFLICT (user_id, mailbox, uid) DO UPDATE"
-		  " SET modseq = excluded.modseq)"
-		  " SELECT count(*), coalesce(sum(size), 0)::bigint,"
-		  " array_agg(DISTINCT blob)::text FROM gone"
-		: "WITH gone AS (DELETE FROM msg WHERE user_id = $1 AND mailbox = $2"
-		  " AND uid = ANY ($3::bigint[]) AND $4::bigint > 0"
-		  " AND $5::bigint > 0 RETURNING uid, blob, size)"
-		  " SELECT count(*), coalesce(sum(size), 0)::bigint,"
-		  " array_agg(DISTINCT blob)::text FROM gone", &p, err);
+	pg_p_str(&p, how & PG_GONE_LOG ? "t" : "f");
+	pg_p_str(&p, how & PG_GONE_KEEP ? "t" : "f");
+	/* the rows, their log entries and their kept copies for undelete
+	 * (removed in the database's clock), then the blob rows nothing
+	 * names */
+	PGresult *r = pg_exec(tx->c,
+		"WITH gone AS (DELETE FROM msg WHERE user_id = $1 AND mailbox = $2"
+		" AND uid = ANY ($3::bigint[]) RETURNING uid, blob, size, flags,"
+		" keywords, internaldate, savedate),"
+		" logged AS (INSERT INTO expunged SELECT $1, $2, uid, $4, $5"
+		" FROM gone WHERE $6::boolean ON CONFLICT (user_id, mailbox, uid)"
+		" DO UPDATE SET modseq = excluded.modseq),"
+		" kept AS (INSERT INTO deleted (user_id, mailbox, uid, blob,"
+		" flags, keywords, internaldate, savedate, size, at)"
+		" SELECT $1, m.name, g.uid, g.blob, g.flags, g.keywords,"
+		" g.internaldate, g.savedate, g.size,"
+		" extract(epoch FROM now())::bigint FROM gone g JOIN mailbox m"
+		" ON m.user_id = $1 AND m.id = $2 WHERE $7::boolean)"
+		" SELECT count(*), coalesce(sum(size), 0)::bigint,"
+		" array_agg(DISTINCT blob)::text FROM gone", &p, err);
 	buf_free(&arr);
 	if (r == NULL)
 		return -1;
@@ -885,19 +903,9 @@ int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
 	char *blobs = pg_strdup(r, 0, 2);
 	PQclear(r);
 	int ret = 0;
-	if (blobs != NULL) {
-		struct pg_params q;
-		pg_p_init(&q);
-		pg_p_int(&q, tx->user->id);
-		pg_p_str(&q, blobs);
-		/* the body file stays for the collector (other rows, other
-		 * accounts may name the same bytes) */
-		ret = pg_run(tx->c, "DELETE FROM blob b WHERE b.user_id = $1"
-			     " AND b.id = ANY ($2::bigint[]) AND NOT EXISTS"
-			     " (SELECT 1 FROM msg m WHERE m.user_id = $1"
-			     " AND m.blob = b.id)", &q, err);
-		free(blobs);
-	}
+	if (blobs != NULL && !(how & PG_GONE_KEEP))
+		ret = pg_blob_rows_drop(tx, blobs, err);
+	free(blobs);
 	if (ret == 0)
 		ret = pg_mbox_touch(tx, mailbox_id, 0, err);
 	tx->bytes -= bytes;
@@ -905,6 +913,23 @@ int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
 	tx->usage_dirty = true;
 	pg_tx_change(tx, mailbox_id, STORE_CHANGE_EXPUNGE);
 	return ret;
+}
+
+int pg_blob_rows_drop(struct pg_tx *tx, const char *blobs,
+		      struct store_error *err)
+{
+	struct pg_params q;
+	pg_p_init(&q);
+	pg_p_int(&q, tx->user->id);
+	pg_p_str(&q, blobs);
+	/* the body file stays for the collector (other rows, other
+	 * accounts may name the same bytes) */
+	return pg_run(tx->c, "DELETE FROM blob b WHERE b.user_id = $1"
+		      " AND b.id = ANY ($2::bigint[]) AND NOT EXISTS"
+		      " (SELECT 1 FROM msg m WHERE m.user_id = $1"
+		      " AND m.blob = b.id) AND NOT EXISTS (SELECT 1 FROM"
+		      " deleted d WHERE d.user_id = $1 AND d.blob = b.id)",
+		      &q, err);
 }
 
 /* ---- flags --------------------------------------------------------------- */
@@ -1040,6 +1065,23 @@ static int copy_rows(struct pg_tx *tx, const struct pg_mbox *dst,
 	return ret;
 }
 
+int pg_rows_restore(struct pg_tx *tx, const struct pg_mbox *dst,
+		    const struct pg_kept *kept, size_t n, time_t savedate,
+		    uint32_t *uids, struct store_error *err)
+{
+	struct row *rows = xcalloc(n ? n : 1, sizeof(*rows));
+	for (size_t i = 0; i < n; i++) {
+		rows[i].blob = kept[i].blob;
+		rows[i].flags = kept[i].flags & ~(unsigned)STORE_FLAG_DELETED;
+		rows[i].keywords = kept[i].keywords;
+		rows[i].internaldate = kept[i].internaldate;
+		rows[i].size = kept[i].size;
+	}
+	int ret = copy_rows(tx, dst, rows, n, savedate, uids, err);
+	free(rows);
+	return ret;
+}
+
 int pg_copy(struct store_user *user, const char *src,
 	    const struct store_uid_range *ranges, size_t range_count,
 	    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
@@ -1065,7 +1107,7 @@ int pg_copy(struct store_user *user, const char *src,
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < n; i++)
 		bytes += rows[i].size;
-	if (ret == 0 && !move && over_quota(&tx, &limits, bytes, n))
+	if (ret == 0 && !move && pg_over_quota(&tx, &limits, bytes, n))
 		ret = store_set_error(err, STORE_ERR_QUOTA, "Quota exceeded");
 	if (ret == 0 && n > 0 && (uint64_t)md.uidnext + n >= UINT32_MAX)
 		ret = store_set_error(err, STORE_ERR_LIMIT,
@@ -1080,7 +1122,7 @@ int pg_copy(struct store_user *user, const char *src,
 	if (ret == 0 && move)
 		ret = pg_seen_move(&tx, ms.id, su, md.id, du, n, err);
 	if (ret == 0 && move)
-		ret = pg_expunge_uids(&tx, ms.id, su, n, true, err);
+		ret = pg_expunge_uids(&tx, ms.id, su, n, PG_GONE_LOG, err);
 	rows_free(rows, n);
 	ret = pg_wend(&tx, ret, err);
 	if (ret < 0) {
@@ -1108,6 +1150,7 @@ int pg_expunge(struct store_user *user, const char *mailbox,
 	       bool force, uint32_t **uids_r, size_t *count_r,
 	       struct store_error *err)
 {
+	unsigned how = PG_GONE_LOG | (pg_deleted_keep(user) ? PG_GONE_KEEP : 0);
 	struct pg_tx tx;
 	if (pg_wbegin(user, &tx, err) < 0)
 		return -1;
@@ -1125,7 +1168,7 @@ int pg_expunge(struct store_user *user, const char *mailbox,
 	}
 	rows_free(rows, n);
 	if (ret == 0)
-		ret = pg_expunge_uids(&tx, mb.id, uids, w, true, err);
+		ret = pg_expunge_uids(&tx, mb.id, uids, w, how, err);
 	if (ret == 0 && w == 0)
 		tx.change_count = 0;
 	ret = pg_wend(&tx, ret, err);
@@ -1623,8 +1666,8 @@ static int special_mbox(struct pg_tx *tx, unsigned special_use,
 
 /* Expunges the messages of a special mailbox saved before the cutoff. */
 static int expire_special(struct pg_tx *tx, unsigned special_use,
-			  uint32_t days, time_t now, uint32_t *count_r,
-			  struct store_error *err)
+			  uint32_t days, time_t now, unsigned how,
+			  uint32_t *count_r, struct store_error *err)
 {
 	struct pg_mbox mb;
 	if (days == 0)
@@ -1646,7 +1689,7 @@ static int expire_special(struct pg_tx *tx, unsigned special_use,
 	size_t n;
 	uids_of(res, 0, &uids, &n);
 	PQclear(res);
-	int ret = pg_expunge_uids(tx, mb.id, uids, n, true, err);
+	int ret = pg_expunge_uids(tx, mb.id, uids, n, how, err);
 	free(uids);
 	*count_r += (uint32_t)n;
 	return ret;
@@ -1654,7 +1697,7 @@ static int expire_special(struct pg_tx *tx, unsigned special_use,
 
 static int expire_pop3(struct pg_tx *tx,
 		       const struct store_retention_policy *pol, time_t now,
-		       struct store_retention_report *rep,
+		       unsigned how, struct store_retention_report *rep,
 		       struct store_error *err)
 {
 	if (pol->pop3_retention_days == 0)
@@ -1715,9 +1758,10 @@ static int expire_pop3(struct pg_tx *tx,
 			uint32_t *dst = xcalloc(w, sizeof(uint32_t));
 			ret = copy_rows(tx, &trash, rows, w, now, dst, err);
 			free(dst);
+			how = PG_GONE_LOG;   /* moved to Trash: nothing kept */
 		}
 		if (ret == 0)
-			ret = pg_expunge_uids(tx, inbox.id, uids, w, true, err);
+			ret = pg_expunge_uids(tx, inbox.id, uids, w, how, err);
 	}
 	if (ret == 0)
 		rep->pop3_removed += (uint32_t)w;
@@ -1753,18 +1797,24 @@ int pg_retention_run(struct store_user *user,
 	struct store_retention_report rep;
 	memset(&rep, 0, sizeof(rep));
 	memset(report_r, 0, sizeof(*report_r));
+	unsigned how = PG_GONE_LOG | (pg_deleted_keep(user) ? PG_GONE_KEEP : 0);
 	struct pg_tx tx;
 	if (pg_wbegin(user, &tx, err) < 0)
 		return -1;
-	int ret = expire_pop3(&tx, pol, now, &rep, err);
+	int ret = expire_pop3(&tx, pol, now, how, &rep, err);
 	if (ret == 0)
 		ret = expire_special(&tx, STORE_SPECIAL_TRASH,
-				     pol->trash_retention_days, now,
+				     pol->trash_retention_days, now, how,
 				     &rep.trash_expunged, err);
 	if (ret == 0)
 		ret = expire_special(&tx, STORE_SPECIAL_JUNK,
-				     pol->junk_retention_days, now,
+				     pol->junk_retention_days, now, how,
 				     &rep.junk_expunged, err);
+	/* kept for undelete past the period (0: none kept) */
+	time_t before = pol->deleted_retention_days == 0 ? now + 1
+		: now - (time_t)pol->deleted_retention_days * 86400;
+	if (ret == 0)
+		ret = pg_deleted_purge(&tx, before, &rep.deleted_purged, err);
 	if (ret == 0)
 		ret = prune_expunge_log(&tx, time(NULL), err);
 	if (pg_wend(&tx, ret, err) < 0)

@@ -23,12 +23,13 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "buf.h"
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 
 struct s3;
 
@@ -85,8 +86,11 @@ struct pg_store {
 };
 #define PGS(store) ((struct pg_store *)(store)->be)
 
+/* An open account's node-local state (user->be). */
 struct pg_store_user {
-	int unused;
+	/* undelete (pg-undelete.c): the account's policy as last read */
+	_Atomic int64_t deleted_checked;
+	atomic_bool deleted_off;
 };
 
 /* One write transaction of one account. */
@@ -193,6 +197,10 @@ int pg_mbox_info(struct store_user *user, struct pg_conn *c, uint32_t id,
 		 struct store_mailbox_info *info_r, bool want_recent,
 		 struct store_error *err);
 int pg_create_defaults(struct pg_tx *tx, struct store_error *err);
+/* In tx: name made (with its parents), or a \Noselect one made a
+ * mailbox again (new UIDVALIDITY); EXISTS when it is one already. */
+int pg_mbox_make(struct pg_tx *tx, const char *name, unsigned special_use,
+		 struct store_error *err);
 int pg_mbox_touch(struct pg_tx *tx, uint32_t id, uint32_t uidnext,
 		  struct store_error *err);
 
@@ -280,11 +288,22 @@ int pg_expunge(struct store_user *user, const char *mailbox,
 	       struct store_error *err);
 /* uids as a bigint[] literal ("{1,2,3}") in out (initialised here). */
 void pg_uid_array(struct buf *out, const uint32_t *uids, size_t n);
-/* Removes the rows (and blob rows no copy names any more) of uids in
- * mailbox, logging them in the expunge log when log is true. */
+/* Removes the rows of uids in mailbox (and the blob rows nothing names
+ * any more), logging them in the expunge log (PG_GONE_LOG) and keeping
+ * them for undelete (PG_GONE_KEEP: see pg_deleted_keep). */
+#define PG_GONE_LOG 1u
+#define PG_GONE_KEEP 2u
 int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
-		    const uint32_t *uids, size_t n, bool log,
+		    const uint32_t *uids, size_t n, unsigned how,
 		    struct store_error *err);
+/* The blob rows of blobs (a bigint[] literal) no message and no message
+ * kept for undelete names. */
+int pg_blob_rows_drop(struct pg_tx *tx, const char *blobs,
+		      struct store_error *err);
+/* Whether the quota takes bytes and messages more (limits' kept_* too). */
+bool pg_over_quota(const struct pg_tx *tx,
+		   const struct store_account_limits *l, uint64_t bytes,
+		   uint64_t messages);
 int pg_view_load(struct store_user *user, const char *mailbox,
 		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
 		 uint32_t **uids_r, size_t *count_r, struct store_error *err);
@@ -322,6 +341,39 @@ int pg_retention_run(struct store_user *user,
 		     const struct store_retention_policy *policy, time_t now,
 		     struct store_retention_report *report_r,
 		     struct store_error *err);
+
+/* ---- undelete (pg-undelete.c) ------------------------------------------ */
+
+/* Whether a removal by user now keeps what it removes (the account's
+ * deleted_retention_days, read at most every 30 s): call it before the
+ * write transaction. */
+bool pg_deleted_keep(struct store_user *user);
+/* A kept message as undelete brings it back. */
+struct pg_kept {
+	int64_t blob;
+	unsigned flags;
+	char *keywords;
+	int64_t internaldate;
+	uint64_t size;
+};
+/* In tx: rows for kept[0..n) in dst with new UIDs from dst's UIDNEXT
+ * (into uids), without \Deleted, saved at savedate (pg-message.c). */
+int pg_rows_restore(struct pg_tx *tx, const struct pg_mbox *dst,
+		    const struct pg_kept *kept, size_t n, time_t savedate,
+		    uint32_t *uids, struct store_error *err);
+/* In tx: drops the kept messages removed before `before` (and their
+ * blob rows nothing else names); *count_r += how many. */
+int pg_deleted_purge(struct pg_tx *tx, time_t before, uint32_t *count_r,
+		     struct store_error *err);
+int pg_deleted_list(struct store_user *user,
+		    const struct store_deleted_filter *filter,
+		    store_deleted_fn *fn, void *ctx, struct store_error *err);
+int pg_deleted_usage(struct store_user *user, struct store_usage *usage_r,
+		     struct store_error *err);
+int pg_undelete(struct store_user *user,
+		const struct store_deleted_filter *filter,
+		struct store_undelete_report *report_r,
+		struct store_error *err);
 
 /* ---- bodies and their collector (pg-blob.c) ---------------------------- */
 
