@@ -338,12 +338,16 @@ static int acl_update(struct store_user *user, const char *mailbox,
 	/* The reverse index learns of a grant before the owner's commit: a
 	 * crash between leaves a stale hint (LIST skips it), never a right
 	 * the index does not know of. A new entry past max_entries is
-	 * refused first, without a hint (the backend checks again). */
+	 * refused first, without a hint (the backend checks again). A
+	 * backend that keeps the index in the ACL change's own transaction
+	 * needs no hint. */
 	struct store *store = user->store;
 	bool grant = mode != 2 && !entry->negative && entry->rights != 0;
 	if (ret == 0 && grant && max_entries > 0)
 		ret = acl_room(user, n, entry, max_entries, err);
 	if (ret == 0 && grant && store->set.acl_hint != NULL &&
+	    (store->vf->acl_index_kept == NULL ||
+	     !store->vf->acl_index_kept(store)) &&
 	    store->set.acl_hint(store->set.acl_hint_ctx, owner_id,
 				(int)entry->kind, entry->id) < 0)
 		ret = store_set_error(err, STORE_ERR_TEMP,

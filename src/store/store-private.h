@@ -388,6 +388,10 @@ struct store_backend_vfuncs {
 			  unsigned max_entries, struct store_error *err);
 	int (*acl_all)(struct store_user *user, struct store_acl_row **rows_r,
 		       size_t *count_r, struct store_error *err);
+	/* optional (NULL: no): the backend writes the reverse ACL index
+	 * (auth's acl_hints) in each ACL change's own transaction, so
+	 * store_settings.acl_hint is not called before it (pg-acl.c) */
+	bool (*acl_index_kept)(struct store *store);
 
 	/* Scale-out (docs/scale-out.md; pg/). Optional (NULL: this
 	 * process's sessions only): store_end_sessions reaches the

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "pg/pg-private.h"
 #include "store.h"
 #include "test.h"
 #include "test-pg.h"
@@ -888,6 +889,130 @@ static void test_viewer_private(void)
 	teardown(&store);
 }
 
+/* ---- the reverse index in the ACL's own transaction (postgres) ------ */
+
+/* SQL on the test's database (LOFT_TEST_PG): the single value of the
+ * first row as an integer, -1 on an error. */
+static long long pg_value(const char *sql)
+{
+	PGconn *db = PQconnectdb(getenv("LOFT_TEST_PG"));
+	PGresult *r = PQexec(db, sql);
+	long long v = -1;
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		v = atoll(PQgetvalue(r, 0, 0));
+	else if (st == PGRES_COMMAND_OK)
+		v = 0;
+	else
+		fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(db));
+	PQclear(r);
+	PQfinish(db);
+	return v;
+}
+
+/* Is (kind, ident) -> owner 1 in the reverse index? */
+static long long indexed(int kind, int64_t ident)
+{
+	char sql[160];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM loft_auth.acl_hints"
+		 " WHERE kind = %d AND ident = %lld AND owner = 1", kind,
+		 (long long)ident);
+	return pg_value(sql);
+}
+
+static long long has_entry(struct store_user *u, const char *mbox,
+			   int64_t ident)
+{
+	struct store_acl_entry *e;
+	size_t n;
+	struct store_error err;
+	if (store_acl_get(u, mbox, &e, &n, &err) < 0)
+		return -1;
+	long long found = 0;
+	for (size_t i = 0; i < n; i++)
+		found += e[i].kind == STORE_ACL_USER && e[i].id == ident;
+	free(e);
+	return found;
+}
+
+static void test_reverse_index(void)
+{
+	struct store *store = setup();
+	if (!on_pg) {
+		/* the embedded backend: accounts.db and the index are two
+		 * files; the hint before the commit (test_acl_storage) */
+		teardown(&store);
+		return;
+	}
+	/* the accounts' table, as src/auth/auth-sql-pg.c makes it in the
+	 * same database (schema loft_auth) */
+	CHECK_INT(pg_value("CREATE SCHEMA IF NOT EXISTS loft_auth;"
+			   " CREATE TABLE IF NOT EXISTS loft_auth.acl_hints ("
+			   " kind INTEGER NOT NULL, ident BIGINT NOT NULL,"
+			   " owner BIGINT NOT NULL,"
+			   " PRIMARY KEY (kind, ident, owner));"
+			   " DELETE FROM loft_auth.acl_hints"), 0);
+	struct store_user *alice;
+	struct store_error err;
+	CHECK_INT(store_user_open(store, 1, &alice, &err), 0);
+	CHECK_INT(store_mailbox_create(alice, "Team", 0, &err), 0);
+	/* a grant: indexed in its own transaction, no hint before it */
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "lr", 0), 0);
+	CHECK_INT(indexed(STORE_ACL_USER, 2), 1);
+	CHECK_INT(hints, 0);
+	/* a negative entry grants nothing */
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 7, true, "w", 0), 0);
+	CHECK_INT(indexed(STORE_ACL_USER, 7), 0);
+
+	/* the connection lost before the COMMIT, every time (a crash of
+	 * the node, the database gone): neither the entry nor its index */
+	unsigned timeout = PGS(store)->timeout;
+	PGS(store)->timeout = 1;
+	atomic_store(&PGS(store)->test_cut_statement, -1);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 3, false, "l", 0), -1);
+	atomic_store(&PGS(store)->test_cut_statement, 0);
+	PGS(store)->timeout = timeout;
+	CHECK_INT(has_entry(alice, "Team", 3), 0);
+	CHECK_INT(indexed(STORE_ACL_USER, 3), 0);
+	CHECK_INT(hints, 0);
+	/* lost after the COMMIT was sent: the caller is told of an error,
+	 * and both are there */
+	atomic_store(&PGS(store)->test_cut_commit, 1);
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 4, false, "l", 0), -1);
+	/* the server finishes that COMMIT on its own time: wait for it
+	 * (10 s at most), then both must be there */
+	for (int i = 0; i < 200 && has_entry(alice, "Team", 4) != 1; i++)
+		usleep(50 * 1000);
+	CHECK_INT(has_entry(alice, "Team", 4), 1);
+	CHECK_INT(indexed(STORE_ACL_USER, 4), 1);
+	/* the COMMIT never reached: neither */
+	atomic_store(&PGS(store)->test_cut_commit, 2);
+	set_acl(alice, "Team", STORE_ACL_USER, 5, false, "l", 0);
+	CHECK_INT(has_entry(alice, "Team", 5), indexed(STORE_ACL_USER, 5));
+
+	/* what takes rights away takes the index with it once nothing
+	 * grants them: an entry removed, a mailbox deleted */
+	CHECK_INT(store_mailbox_create(alice, "Team/Sub", 0, &err), 0);
+	CHECK_INT(has_entry(alice, "Team/Sub", 2), 1);   /* inherited */
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 2, false, "lr", -1),
+		  0);
+	CHECK_INT(indexed(STORE_ACL_USER, 2), 1);        /* Team/Sub's */
+	CHECK_INT(store_mailbox_delete(alice, "Team/Sub", &err), 0);
+	CHECK_INT(indexed(STORE_ACL_USER, 2), 0);
+	CHECK_INT(store_acl_delete(alice, "Team", STORE_ACL_USER, 4, false,
+				   &err), 0);
+	CHECK_INT(indexed(STORE_ACL_USER, 4), 0);
+	/* and the account's deletion */
+	CHECK_INT(set_acl(alice, "Team", STORE_ACL_USER, 6, false, "l", 0), 0);
+	CHECK_INT(indexed(STORE_ACL_USER, 6), 1);
+	store_user_unref(&alice);
+	CHECK_INT(store_user_delete(store, 1, &err), 0);
+	CHECK_INT(pg_value("SELECT count(*) FROM loft_auth.acl_hints"), 0);
+	CHECK_INT(hints, 0);
+	CHECK_INT(pg_value("DROP SCHEMA loft_auth CASCADE"), 0);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"rights_strings", test_rights_strings},
 	{"evaluate", test_evaluate},
@@ -895,6 +1020,7 @@ static const struct test_case cases[] = {
 	{"open_as", test_open_as},
 	{"seen_per_user", test_seen_per_user},
 	{"viewer_private", test_viewer_private},
+	{"reverse_index", test_reverse_index},
 	{NULL, NULL},
 };
 

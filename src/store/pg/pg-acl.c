@@ -6,6 +6,14 @@
  * mailbox (ON DELETE CASCADE), a new mailbox inherits its parent's and a
  * mailbox turned \Noselect loses its own (triggers of schema step 3), all
  * in the transaction of the mailbox change.
+ *
+ * The reverse index (who granted rights to whom: auth's acl_hints, which
+ * LIST of other users' mailboxes reads) is kept by trigger on acl (schema
+ * step 8) in the same transaction as every ACL row change, whatever
+ * makes it (SETACL, inheritance, a mailbox or account deleted), when the
+ * accounts are in the same database (loft_auth, [auth] postgres unset)
+ * and the store's role may write them; otherwise the hint before the
+ * commit (store-acl.c) remains.
  */
 #include "pg-private.h"
 
@@ -180,4 +188,24 @@ int pg_acl_copy(struct pg_tx *tx, uint32_t from, uint32_t to,
 		      " negative, rights) SELECT user_id, $3, kind, ident,"
 		      " negative, rights FROM acl WHERE user_id = $1"
 		      " AND mailbox = $2", &p, err);
+}
+
+bool pg_acl_index_kept(struct store *store)
+{
+	struct pg_store *s = PGS(store);
+	if (atomic_load(&s->acl_index_kept))
+		return true;
+	struct pg_conn *c = pg_conn_get(store, NULL);
+	if (c == NULL)
+		return false;
+	struct pg_params p;
+	pg_p_init(&p);
+	PGresult *r = pg_exec(c, "SELECT loft_acl_index()", &p, NULL);
+	pg_conn_put(store, c);
+	bool kept = r != NULL && PQntuples(r) == 1 && pg_bool(r, 0, 0);
+	PQclear(r);
+	/* the accounts' table does not go away: once there, kept */
+	if (kept)
+		atomic_store(&s->acl_index_kept, true);
+	return kept;
 }

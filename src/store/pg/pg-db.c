@@ -611,12 +611,49 @@ static const char schema_step_deleted_sql[] =
 	"CREATE INDEX deleted_at ON deleted (user_id, at);"
 	"CREATE INDEX deleted_blob ON deleted (user_id, blob);";
 
+/* Step 7 -> 8: the reverse ACL index in the ACL change's transaction
+ * (pg-acl.c): a trigger on acl keeps auth's loft_auth.acl_hints (kind,
+ * ident, owner) exact, when that table is in this database and the
+ * store's role may read and write it (loft_acl_index); grants made
+ * before this step are indexed once. */
+static const char schema_step_acl_index_sql[] =
+	"CREATE FUNCTION loft_acl_index() RETURNS boolean LANGUAGE plpgsql"
+	" STABLE AS $f$ BEGIN"
+	" RETURN to_regclass('loft_auth.acl_hints') IS NOT NULL"
+	" AND has_table_privilege('loft_auth.acl_hints', 'SELECT')"
+	" AND has_table_privilege('loft_auth.acl_hints', 'INSERT')"
+	" AND has_table_privilege('loft_auth.acl_hints', 'DELETE');"
+	" EXCEPTION WHEN insufficient_privilege THEN RETURN false; END $f$;"
+	"CREATE FUNCTION loft_acl_reverse() RETURNS trigger LANGUAGE plpgsql"
+	" AS $f$ BEGIN"
+	" IF NOT loft_acl_index() THEN RETURN NULL; END IF;"
+	" IF TG_OP IN ('INSERT', 'UPDATE') AND NOT NEW.negative"
+	"  AND NEW.rights <> 0 THEN"
+	"  INSERT INTO loft_auth.acl_hints (kind, ident, owner)"
+	"  VALUES (NEW.kind, NEW.ident, NEW.user_id) ON CONFLICT DO NOTHING;"
+	" END IF;"
+	" IF TG_OP IN ('UPDATE', 'DELETE') THEN"
+	"  DELETE FROM loft_auth.acl_hints h WHERE h.owner = OLD.user_id"
+	"  AND h.kind = OLD.kind AND h.ident = OLD.ident AND NOT EXISTS"
+	"  (SELECT 1 FROM acl a WHERE a.user_id = OLD.user_id"
+	"  AND a.kind = OLD.kind AND a.ident = OLD.ident"
+	"  AND NOT a.negative AND a.rights <> 0);"
+	" END IF; RETURN NULL; END $f$;"
+	"CREATE TRIGGER acl_reverse AFTER INSERT OR UPDATE OR DELETE ON acl"
+	" FOR EACH ROW EXECUTE FUNCTION loft_acl_reverse();"
+	"DO $$ BEGIN IF loft_acl_index() THEN"
+	" INSERT INTO loft_auth.acl_hints (kind, ident, owner)"
+	" SELECT DISTINCT kind, ident, user_id FROM acl"
+	" WHERE NOT negative AND rights <> 0 ON CONFLICT DO NOTHING;"
+	" END IF; END $$;";
+
 /* The steps after the first, in order: steps[i] takes i + 1 to i + 2. */
 static const char *const schema_steps[] = { schema_step2_sql,
 					    schema_step3_sql,
 					    schema_step4_sql,
 					    schema_step_metadata_sql,
-					    schema_step_deleted_sql };
+					    schema_step_deleted_sql,
+					    schema_step_acl_index_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
@@ -1554,6 +1591,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.acl_read = pg_acl_read,
 	.acl_update = pg_r_acl_update,
 	.acl_all = pg_acl_all,
+	.acl_index_kept = pg_acl_index_kept,
 	.end_sessions = pg_end_sessions,
 	.blobs_collect = pg_blobs_collect,
 	.maildrop_lock = pg_maildrop_lock,

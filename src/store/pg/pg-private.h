@@ -29,7 +29,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 6
+#define PG_SCHEMA_VERSION 7
 
 struct s3;
 
@@ -72,6 +72,8 @@ struct pg_store {
 	pthread_mutex_t collector_mu;
 	pthread_cond_t collector_cond;
 	bool collector_running, collector_stop;
+	/* the reverse ACL index is written by trigger (pg-acl.c) */
+	atomic_bool acl_index_kept;
 	/* POP3 maildrop locks of this node (pg-lock.c) */
 	pthread_mutex_t lock_mu;
 	struct pg_conn *lock_conn;

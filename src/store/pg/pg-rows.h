@@ -63,6 +63,10 @@ int pg_acl_update(struct store_user *user, const char *mailbox,
 		  unsigned max_entries, struct store_error *err);
 int pg_acl_all(struct store_user *user, struct store_acl_row **rows_r,
 	       size_t *count_r, struct store_error *err);
+/* Whether the reverse index (loft_auth.acl_hints, the accounts' table
+ * in the same database) is written by trigger in each ACL change's
+ * transaction (store-private.h acl_index_kept). */
+bool pg_acl_index_kept(struct store *store);
 /* In tx: mailbox to's ACL becomes a copy of from's (INBOX renamed: its
  * messages keep the ACL they had, RFC 4314). */
 int pg_acl_copy(struct pg_tx *tx, uint32_t from, uint32_t to,
