@@ -505,6 +505,81 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 	return ret;
 }
 
+/* MULTIAPPEND: every body in one transaction, each under a savepoint of
+ * its own (one that fails, over quota say, leaves the others); a lost
+ * COMMIT's answer resolved by the first copy's row. */
+static int bodies_deliver_once(struct store_body *const *bodies, size_t n,
+			       struct store_user *user, const char *mailbox,
+			       const struct store_append_params *params,
+			       uint32_t *uids, uint32_t *uidvalidity_r,
+			       struct store_error *err)
+{
+	memset(uids, 0, n * sizeof(*uids));
+	struct store_account_limits limits;
+	if (pg_limits_get(user, &limits, err) < 0)
+		return -1;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_delivered first = {0};
+	bool told = false;
+	int ret = 0, failed = 0;
+	uint32_t uidvalidity = 0;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		struct store_error e = {0};
+		struct pg_delivered d;
+		if (pg_cmd(tx.c, "SAVEPOINT loft_body", err) < 0) {
+			ret = -1;
+			break;
+		}
+		if (pg_deliver_tx(&tx, bodies[i], mailbox, NULL, 0,
+				  params != NULL ? &params[i] : NULL, &limits,
+				  &d, &uidvalidity, &e) == 0) {
+			ret = pg_cmd(tx.c, "RELEASE SAVEPOINT loft_body", err);
+			uids[i] = d.uid;
+			if (first.uid == 0)
+				first = d;
+			continue;
+		}
+		if (!told) {
+			*err = e;
+			told = true;
+		}
+		failed++;
+		/* the connection gone: the whole transaction with it */
+		if (tx.c->broken ||
+		    pg_cmd(tx.c, "ROLLBACK TO SAVEPOINT loft_body", err) < 0)
+			ret = -1;
+	}
+	if (ret == 0 && first.uid == 0)
+		ret = -1;   /* none stored: the first failure's error */
+	int before = ret;
+	struct store_error werr = {0};
+	if (pg_wend_resolve(&tx, ret, pg_delivered, &first, &werr) < 0) {
+		memset(uids, 0, n * sizeof(*uids));
+		if (before == 0)
+			*err = werr;   /* the COMMIT's failure */
+		return -1;
+	}
+	/* committed: some copies may have failed, but the call is never
+	 * run again (the others would be stored twice) */
+	pg_retry_mark(false);
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = uidvalidity;
+	return failed > 0 ? -1 : 0;
+}
+
+int pg_bodies_deliver(struct store_body *const *bodies, size_t n,
+		      struct store_user *user, const char *mailbox,
+		      const struct store_append_params *params,
+		      uint32_t *uids, uint32_t *uidvalidity_r,
+		      struct store_error *err)
+{
+	PG_RETRY(user->store, bodies_deliver_once(bodies, n, user, mailbox,
+						  params, uids, uidvalidity_r,
+						  err));
+}
+
 int pg_body_deliver(struct store_body *b, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,

@@ -242,6 +242,12 @@ int pg_body_deliver(struct store_body *body, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,
 		    uint32_t *uidvalidity_r, struct store_error *err);
+/* store-private.h bodies_deliver (MULTIAPPEND): one transaction. */
+int pg_bodies_deliver(struct store_body *const *bodies, size_t n,
+		      struct store_user *user, const char *mailbox,
+		      const struct store_append_params *params,
+		      uint32_t *uids, uint32_t *uidvalidity_r,
+		      struct store_error *err);
 void pg_body_unref(struct store_body *body);
 /* The account's limits ([store] limits callback): 0, or -1 TEMP. */
 int pg_limits_get(struct store_user *user,
