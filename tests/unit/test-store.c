@@ -3606,6 +3606,48 @@ static void test_pg_collect_race(void)
 	teardown(&store);
 }
 
+/* MULTIAPPEND on postgres: one transaction, a savepoint per message;
+ * over quota half way, those before are stored and the rest not. */
+static void test_pg_multiappend(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 66);
+	struct store_error err;
+	uint32_t uids[8];
+	int ret;
+	multi_commit(u, 5, "multi", uids, &err, &ret);
+	CHECK_INT(ret, 0);
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(uids[i], 1 + (uint32_t)i);
+	struct store_blob b;
+	CHECK_INT(store_blob_open(u, "INBOX", 3, &b, &err), 0);
+	CHECK_MEM(b.data, b.len, "Subject: multi 2\r\n\r\nbody 2\r\n", 28);
+	store_blob_close(&b);
+	struct store_fetch *f;
+	const struct store_msg *m;
+	struct store_uid_range r2 = {2, 2};
+	CHECK_INT(store_fetch_begin(u, "INBOX", &r2, 1, STORE_FETCH_FLAGS, &f,
+				    &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	CHECK_INT(m->flags & STORE_FLAG_FLAGGED, STORE_FLAG_FLAGGED);
+	store_fetch_end(&f);
+	test_limits.quota_messages = 7;
+	multi_commit(u, 4, "quota", uids, &err, &ret);
+	CHECK_INT(ret, -1);
+	CHECK_INT(err.kind, STORE_ERR_QUOTA);
+	CHECK_INT(uids[0], 6);
+	CHECK_INT(uids[1], 7);
+	CHECK_INT(uids[2], 0);
+	CHECK_INT(uids[3], 0);
+	test_limits.quota_messages = 0;
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 7);
+	CHECK_INT(info.uidnext, 8);
+	store_mailbox_info_free(&info);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 /* A COMMIT whose answer was lost with its connection: resolved on a
  * fresh one once the session that sent it has ended (committed: the
  * APPEND succeeds, once; not committed: TEMP, nothing stored). */
@@ -3858,6 +3900,7 @@ static const struct test_case pg_cases[] = {
 	{"pg_lost_commit", test_pg_lost_commit},
 	{"pg_reconnect", test_pg_reconnect},
 	{"pg_retry", test_pg_retry},
+	{"pg_multiappend", test_pg_multiappend},
 	{NULL, NULL},
 };
 
