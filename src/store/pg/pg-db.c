@@ -1259,6 +1259,47 @@ static int pg_index_flush(struct store_user *user, struct store_error *err)
 	return 0;
 }
 
+/* loftctl user show's disk figures: the bytes of the account's rows as
+ * stored (pg_column_size: after compression, before the table's own
+ * overhead and indexes, which the account shares with every other), the
+ * folded search text among them, and the bodies its rows name (each
+ * once, though other accounts may name the same bytes). */
+static int pg_disk(struct store_user *user, struct store_disk *disk_r,
+		   struct store_error *err)
+{
+	memset(disk_r, 0, sizeof(*disk_r));
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	PGresult *r = pg_exec(c, "SELECT ("
+			      " (SELECT coalesce(sum(pg_column_size(m.*)), 0)"
+			      "  FROM msg m WHERE m.user_id = $1)"
+			      " + (SELECT coalesce(sum(pg_column_size(b.*)), 0)"
+			      "  FROM blob b WHERE b.user_id = $1)"
+			      " + (SELECT coalesce(sum(pg_column_size(e.*)), 0)"
+			      "  FROM expunged e WHERE e.user_id = $1)"
+			      " + (SELECT coalesce(sum(pg_column_size(x.*)), 0)"
+			      "  FROM mailbox x WHERE x.user_id = $1))::bigint,"
+			      " (SELECT coalesce(sum(coalesce(pg_column_size("
+			      "  header_text), 0) + coalesce(pg_column_size("
+			      "  body_text), 0)), 0) FROM blob"
+			      "  WHERE user_id = $1)::bigint,"
+			      " (SELECT coalesce(sum(body_size), 0) FROM (SELECT"
+			      "  DISTINCT sha256, body_size FROM blob"
+			      "  WHERE user_id = $1) o)::bigint", &p, err);
+	pg_rend(user, c);
+	if (r == NULL)
+		return -1;
+	disk_r->index_bytes = (uint64_t)pg_int(r, 0, 0);
+	disk_r->search_bytes = (uint64_t)pg_int(r, 0, 1);
+	disk_r->blob_bytes = (uint64_t)pg_int(r, 0, 2);
+	PQclear(r);
+	return 0;
+}
+
 /* ---- what is not there yet ------------------------------------------- */
 
 static int missing(struct store_error *err, const char *what)
@@ -1267,13 +1308,6 @@ static int missing(struct store_error *err, const char *what)
 			       " does not have %s yet", what);
 }
 
-static int pg_disk(struct store_user *u, struct store_disk *d,
-		   struct store_error *err)
-{
-	(void)u;
-	(void)d;
-	return missing(err, "disk figures");
-}
 
 static int pg_compact(struct store *s, int64_t id,
 		      struct store_compact_report *r, struct store_error *err)
