@@ -1555,6 +1555,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.body_finish = pg_body_finish,
 	.body_deliver = pg_r_body_deliver,
 	.bodies_deliver = pg_bodies_deliver,
+	.body_text = pg_body_text,
 	.body_unref = pg_body_unref,
 	.blob_open = pg_r_blob_open,
 	.blob_close = pg_blob_close,

@@ -38,7 +38,13 @@ struct store_body {
 	EVP_MD_CTX *sha, *md5;   /* the name, and S3's Content-MD5 */
 	char sha_hex[65];
 	struct mail_result an;
+	char *plain;             /* the body text unfolded (store_body_text) */
+	size_t plain_len;
 };
+
+/* store_body_text keeps the unfolded text of bodies up to this much (a
+ * bigger one: Sieve analyses the message itself), as sq-body.c does. */
+#define PG_PLAIN_TEXT_MAX (1024 * 1024)
 
 int pg_body_create(struct store *store, struct store_body **body_r,
 		   struct store_error *err)
@@ -204,7 +210,8 @@ int pg_body_finish(struct store_body *b, struct store_error *err)
 				       b->fd, 0) : NULL;
 	if (map == MAP_FAILED)
 		return body_error(b, errno, "mmap", err);
-	store_analyze(map != NULL ? map : "", b->size, &b->an);
+	store_analyze_plain(map != NULL ? map : "", b->size, &b->an,
+			    PG_PLAIN_TEXT_MAX, &b->plain, &b->plain_len);
 	if (map != NULL)
 		munmap(map, b->size);
 	close(b->fd);
@@ -225,7 +232,14 @@ void pg_body_unref(struct store_body *b)
 	EVP_MD_CTX_free(b->md5);
 	if (b->finished)
 		mail_result_free(&b->an);
+	free(b->plain);
 	free(b);
+}
+
+const char *pg_body_text(struct store_body *b, size_t *len_r)
+{
+	*len_r = b->finished ? b->plain_len : 0;
+	return b->finished ? b->plain : NULL;
 }
 
 int pg_limits_get(struct store_user *user,

@@ -242,6 +242,8 @@ int pg_body_deliver(struct store_body *body, struct store_user *user,
 		    const char *mailbox, const char *prefix, size_t prefix_len,
 		    const struct store_append_params *params, uint32_t *uid_r,
 		    uint32_t *uidvalidity_r, struct store_error *err);
+/* store_body_text: the analysis' text, unfolded (Sieve body :text). */
+const char *pg_body_text(struct store_body *body, size_t *len_r);
 /* store-private.h bodies_deliver (MULTIAPPEND): one transaction. */
 int pg_bodies_deliver(struct store_body *const *bodies, size_t n,
 		      struct store_user *user, const char *mailbox,
