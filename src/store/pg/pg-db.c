@@ -1308,7 +1308,6 @@ static int missing(struct store_error *err, const char *what)
 			       " does not have %s yet", what);
 }
 
-
 static int pg_compact(struct store *s, int64_t id,
 		      struct store_compact_report *r, struct store_error *err)
 {
