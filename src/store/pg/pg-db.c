@@ -1483,49 +1483,6 @@ static int pg_modseq_raise(struct store_user *u, uint64_t m,
 	return missing(err, "import");
 }
 
-static int pg_export_begin(struct store_user *u, struct store_export **e,
-			   struct store_error *err)
-{
-	(void)u;
-	*e = NULL;
-	return missing(err, "export and backup");
-}
-
-/* Never reached: export_begin makes no export object. */
-static const struct store_export_info *pg_export_info(
-	const struct store_export *e)
-{
-	(void)e;
-	return NULL;
-}
-
-static int pg_export_messages(struct store_export *e, uint32_t mb,
-			      struct store_error *err)
-{
-	(void)e, (void)mb;
-	return missing(err, "export and backup");
-}
-
-static int pg_export_next(struct store_export *e,
-			  const struct store_export_msg **m,
-			  struct store_error *err)
-{
-	(void)e, (void)m;
-	return missing(err, "export and backup");
-}
-
-static int pg_export_body(struct store_export *e, int64_t id,
-			  struct store_blob *b, struct store_error *err)
-{
-	(void)e, (void)id, (void)b;
-	return missing(err, "export and backup");
-}
-
-static void pg_export_end(struct store_export **e)
-{
-	*e = NULL;
-}
-
 const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.name = "postgres",
 	.open = pg_open,
@@ -1613,6 +1570,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.export_next = pg_export_next,
 	.export_body = pg_export_body,
 	.export_end = pg_export_end,
+	.export_seen = pg_export_seen,
 	.jobject_delete = pg_jobject_delete,
 	.sieve_list = pg_sieve_list,
 	.sieve_get = pg_sieve_get,

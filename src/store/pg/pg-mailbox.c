@@ -261,12 +261,20 @@ int pg_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 	struct pg_conn *c = pg_rbegin(user, err);
 	if (c == NULL)
 		return -1;
+	int ret = pg_mailbox_list_in(user, c, list_r, count_r, err);
+	pg_rend(user, c);
+	return ret;
+}
+
+int pg_mailbox_list_in(struct store_user *user, struct pg_conn *c,
+		       struct store_mailbox_info **list_r, size_t *count_r,
+		       struct store_error *err)
+{
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
 	PGresult *r = pg_exec(c, "SELECT " INFO_COLS " FROM mailbox m"
 			      " WHERE m.user_id = $1", &p, err);
-	pg_rend(user, c);
 	if (r == NULL)
 		return -1;
 	size_t n = (size_t)PQntuples(r);

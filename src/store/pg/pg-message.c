@@ -651,11 +651,18 @@ int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 	pg_rend(user, c);
 	if (r == NULL)
 		return -1;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	int ret = pg_blob_from_row(user, r, blob_r, err);
+	PQclear(r);
+	return ret;
+}
+
+int pg_blob_from_row(struct store_user *user, const PGresult *r,
+		     struct store_blob *blob_r, struct store_error *err)
+{
+	memset(blob_r, 0, sizeof(*blob_r));
+	if (PQntuples(r) != 1)
 		return store_set_error(err, STORE_ERR_NOTFOUND,
 				       "No such message");
-	}
 	size_t shalen, plen;
 	const char *sha = pg_val(r, 0, 0, &shalen);
 	uint64_t body_size = (uint64_t)pg_int(r, 0, 1);
@@ -664,11 +671,10 @@ int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 	snprintf(shabuf, sizeof(shabuf), "%.*s", (int)(shalen < 64 ? shalen : 64),
 		 sha);
 	char *data = xmalloc(plen + body_size + 1);
-	memcpy(data, prefix, plen);
-	int ret = pg_blobs_read(user->store, user->id, shabuf, data + plen,
-				body_size, err);
-	PQclear(r);
-	if (ret < 0) {
+	if (plen > 0)
+		memcpy(data, prefix, plen);
+	if (pg_blobs_read(user->store, user->id, shabuf, data + plen,
+			  body_size, err) < 0) {
 		free(data);
 		return -1;
 	}

@@ -208,6 +208,10 @@ int pg_mbox_touch(struct pg_tx *tx, uint32_t id, uint32_t uidnext,
 
 int pg_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 		    size_t *count_r, struct store_error *err);
+/* The same in c's snapshot. */
+int pg_mailbox_list_in(struct store_user *user, struct pg_conn *c,
+		       struct store_mailbox_info **list_r, size_t *count_r,
+		       struct store_error *err);
 int pg_subscriptions(struct store_user *user, char ***names_r, size_t *count_r,
 		     struct store_error *err);
 int pg_mailbox_status(struct store_user *user, const char *name, uint32_t id,
@@ -274,6 +278,24 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err);
 void pg_blob_close(struct store_blob *blob);
+/* The bytes of the one row of r (sha256, body_size, prefix), read and
+ * checked: NOTFOUND when r has no row. */
+int pg_blob_from_row(struct store_user *user, const PGresult *r,
+		     struct store_blob *blob_r, struct store_error *err);
+/* The export stream (pg-export.c). */
+int pg_export_begin(struct store_user *user, struct store_export **exp_r,
+		    struct store_error *err);
+const struct store_export_info *pg_export_info(const struct store_export *e);
+int pg_export_messages(struct store_export *e, uint32_t mailbox_id,
+		       struct store_error *err);
+int pg_export_next(struct store_export *e, const struct store_export_msg **m,
+		   struct store_error *err);
+int pg_export_body(struct store_export *e, int64_t email,
+		   struct store_blob *blob_r, struct store_error *err);
+int pg_export_seen(struct store_export *e, uint32_t mailbox_id,
+		   struct store_export_seen **rows_r, size_t *count_r,
+		   struct store_error *err);
+void pg_export_end(struct store_export **e);
 int pg_fetch_begin(struct store_user *user, const char *mailbox,
 		   const struct store_uid_range *ranges, size_t range_count,
 		   unsigned fields, uint64_t changedsince,

@@ -1,0 +1,185 @@
+/*
+ * The export stream in the PostgreSQL backend (store.h "moving mail in
+ * and out"; sqlite/sq-migrate.c is the reference): one REPEATABLE READ
+ * READ ONLY snapshot of an account held on one connection from begin to
+ * end, so loftctl export and backup read a pg account as they read an
+ * index.db. A message's Email number is its blob row's id (one per
+ * stored copy, as the embedded backend's), its thread the blob's. A body
+ * is read by its blob row in the snapshot; bytes a later commit stops
+ * naming stay for the collector's grace period (an hour), far longer
+ * than a backup holds one account.
+ */
+#include "pg-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct store_export {
+	struct store_object obj;
+	struct store_user *user;
+	struct pg_conn *c;
+	struct store_export_info info;
+	PGresult *rows;          /* the current mailbox's messages */
+	int next;
+	struct store_export_msg msg;
+	struct store_keyword_list kw;
+};
+
+int pg_export_begin(struct store_user *user, struct store_export **exp_r,
+		    struct store_error *err)
+{
+	*exp_r = NULL;
+	struct store_export *e = xcalloc(1, sizeof(*e));
+	e->obj.vf = &store_postgres_vfuncs;
+	e->user = user;
+	e->c = pg_rbegin(user, err);
+	if (e->c == NULL) {
+		free(e);
+		return -1;
+	}
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	PGresult *r = pg_exec(e->c, "SELECT modseq, bytes, messages FROM account"
+			      " WHERE user_id = $1", &p, err);
+	if (r == NULL || PQntuples(r) != 1) {
+		if (r != NULL)
+			store_set_error(err, STORE_ERR_NOTFOUND,
+					"No mail stored for this user");
+		PQclear(r);
+		pg_export_end(&e);
+		return -1;
+	}
+	e->info.modseq = (uint64_t)pg_int(r, 0, 0);
+	e->info.usage.bytes = (uint64_t)pg_int(r, 0, 1);
+	e->info.usage.messages = (uint64_t)pg_int(r, 0, 2);
+	PQclear(r);
+	if (pg_mailbox_list_in(user, e->c, &e->info.mailboxes,
+			       &e->info.mailbox_count, err) < 0) {
+		pg_export_end(&e);
+		return -1;
+	}
+	r = pg_exec(e->c, "SELECT name FROM subscription WHERE user_id = $1"
+		    " ORDER BY name COLLATE \"C\"", &p, err);
+	if (r == NULL) {
+		pg_export_end(&e);
+		return -1;
+	}
+	size_t n = (size_t)PQntuples(r);
+	e->info.subscriptions = xcalloc(n ? n : 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		e->info.subscriptions[i] = pg_strdup(r, (int)i, 0);
+	e->info.subscription_count = n;
+	PQclear(r);
+	*exp_r = e;
+	return 0;
+}
+
+const struct store_export_info *pg_export_info(const struct store_export *e)
+{
+	return &e->info;
+}
+
+int pg_export_messages(struct store_export *e, uint32_t mailbox_id,
+		       struct store_error *err)
+{
+	PQclear(e->rows);
+	e->rows = NULL;
+	e->next = 0;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	pg_p_int(&p, mailbox_id);
+	e->rows = pg_exec(e->c, "SELECT m.uid, m.modseq, m.flags, m.keywords,"
+			  " m.internaldate, m.savedate, m.size, m.blob, b.thread,"
+			  " m.pop3_hidden, m.pop3_first_retr FROM msg m"
+			  " JOIN blob b ON b.user_id = m.user_id AND b.id = m.blob"
+			  " WHERE m.user_id = $1 AND m.mailbox = $2"
+			  " ORDER BY m.uid", &p, err);
+	return e->rows != NULL ? 0 : -1;
+}
+
+int pg_export_next(struct store_export *e, const struct store_export_msg **m,
+		   struct store_error *err)
+{
+	(void)err;
+	if (e->rows == NULL || e->next >= PQntuples(e->rows))
+		return 0;
+	const PGresult *r = e->rows;
+	int i = e->next++;
+	struct store_export_msg *x = &e->msg;
+	x->uid = (uint32_t)pg_int(r, i, 0);
+	x->modseq = (uint64_t)pg_int(r, i, 1);
+	x->flags = (unsigned)pg_int(r, i, 2);
+	char *kw = pg_strdup(r, i, 3);
+	x->keyword_count = store_keywords_split(kw, &e->kw);
+	x->keywords = x->keyword_count > 0 ? e->kw.list : NULL;
+	free(kw);
+	x->internaldate = (time_t)pg_int(r, i, 4);
+	x->savedate = (time_t)pg_int(r, i, 5);
+	x->size = (uint64_t)pg_int(r, i, 6);
+	x->email = pg_int(r, i, 7);
+	x->thread = pg_int(r, i, 8);
+	x->pop3_uidl = NULL;    /* not kept: UIDL from UID+UIDVALIDITY */
+	x->pop3_hidden = pg_bool(r, i, 9);
+	x->pop3_first_retr = (time_t)pg_int(r, i, 10);
+	*m = x;
+	return 1;
+}
+
+int pg_export_body(struct store_export *e, int64_t email,
+		   struct store_blob *blob_r, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	pg_p_int(&p, email);
+	PGresult *r = pg_exec(e->c, "SELECT sha256, body_size, prefix FROM blob"
+			      " WHERE user_id = $1 AND id = $2", &p, err);
+	if (r == NULL)
+		return -1;
+	int ret = pg_blob_from_row(e->user, r, blob_r, err);
+	PQclear(r);
+	return ret;
+}
+
+int pg_export_seen(struct store_export *e, uint32_t mailbox_id,
+		   struct store_export_seen **rows_r, size_t *count_r,
+		   struct store_error *err)
+{
+	*rows_r = NULL;
+	*count_r = 0;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	pg_p_int(&p, mailbox_id);
+	PGresult *r = pg_exec(e->c, "SELECT viewer, uid FROM seen_pvt"
+			      " WHERE user_id = $1 AND mailbox = $2 AND seen"
+			      " ORDER BY viewer, uid", &p, err);
+	if (r == NULL)
+		return -1;
+	size_t n = (size_t)PQntuples(r);
+	struct store_export_seen *rows = xcalloc(n ? n : 1, sizeof(*rows));
+	for (size_t i = 0; i < n; i++) {
+		rows[i].viewer = pg_int(r, (int)i, 0);
+		rows[i].uid = (uint32_t)pg_int(r, (int)i, 1);
+	}
+	PQclear(r);
+	*rows_r = rows;
+	*count_r = n;
+	return 0;
+}
+
+void pg_export_end(struct store_export **ep)
+{
+	struct store_export *e = *ep;
+	if (e == NULL)
+		return;
+	*ep = NULL;
+	PQclear(e->rows);
+	pg_rend(e->user, e->c);
+	store_mailbox_list_free(e->info.mailboxes, e->info.mailbox_count);
+	store_names_free(e->info.subscriptions, e->info.subscription_count);
+	store_keyword_list_free(&e->kw);
+	free(e);
+}
