@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""`loftctl export` and `loftctl backup` read an account through the
+store's export stream (issue 17; on the postgres backend, issue 18: run
+as pg/test_export with LOFT_TEST_BACKEND=postgres):
+
+  - maildir: every message of every folder once, \\Flagged and \\Seen in
+    the file names, the bytes as IMAP serves them;
+  - mbox: X-IMAPbase with the folder's UIDVALIDITY as IMAP reports it,
+    X-UID per message in UID order, Status for \\Seen;
+  - backup of the account, then `backup verify`: intact (exit 0).
+"""
+
+import os
+import re
+import sys
+
+from loftenv import Loft, Results
+from pop3client import deliver, simple_message
+
+R = Results()
+PW = 'export-test-password-1'
+A = 'alice@example.test'
+
+
+def files_under(root):
+    """{relative path: bytes} of every file in a cur/ or new/ directory."""
+    out = {}
+    for d, _, names in os.walk(root):
+        if os.path.basename(d) not in ('cur', 'new'):
+            continue
+        for n in names:
+            with open(os.path.join(d, n), 'rb') as f:
+                out[os.path.relpath(os.path.join(d, n), root)] = f.read()
+    return out
+
+
+def main():
+    with Loft(users={A: PW}) as env:
+        for i in (1, 2, 3):
+            deliver(env, A, simple_message(i))
+        imap = env.imap_login(A, PW)
+        imap.select('INBOX')
+        imap.uid('STORE', '2', '+FLAGS', '(\\Flagged)')
+        typ, data = imap.uid('FETCH', '2', '(BODY.PEEK[])')
+        two = data[0][1] if data and isinstance(data[0], tuple) else None
+        imap.create('Projects')
+        imap.append('Projects', '(\\Seen)', None, simple_message(4))
+        typ, data = imap.status('INBOX', '(UIDVALIDITY)')
+        m = re.search(rb'UIDVALIDITY (\d+)', data[0] or b'')
+        uv = int(m.group(1)) if m else None
+        imap.logout()
+
+        md = os.path.join(env.dir, 'export-maildir')
+        rc, out, err = env.loftctl('export', A, md, '--format', 'maildir')
+        R.check('maildir export: exit 0', rc == 0, out + err)
+        files = files_under(md)
+        R.check('maildir: four messages', len(files) == 4, sorted(files))
+        flagged = [n for n, b in files.items()
+                   if b'Subject: message 2' in b]
+        R.check('maildir: message 2 flagged in its name',
+                len(flagged) == 1 and re.search(r':2,[A-Z]*F', flagged[0]),
+                flagged)
+        R.check('maildir: message 2 as IMAP serves it',
+                len(flagged) == 1 and files[flagged[0]] == two,
+                (flagged, two))
+        seen = [n for n, b in files.items() if b'Subject: message 4' in b]
+        R.check('maildir: the Projects message seen',
+                len(seen) == 1 and re.search(r':2,[A-Z]*S', seen[0]), seen)
+
+        mb = os.path.join(env.dir, 'export-mbox')
+        rc, out, err = env.loftctl('export', A, mb, '--format', 'mbox')
+        R.check('mbox export: exit 0', rc == 0, out + err)
+        try:
+            with open(os.path.join(mb, 'INBOX'), 'rb') as f:
+                inbox = f.read()
+        except OSError as e:
+            inbox = b''
+            R.check('mbox: INBOX written', False, str(e))
+        base = re.search(rb'\nX-IMAPbase: (\d+) (\d+)', inbox)
+        R.check('mbox: X-IMAPbase carries the UIDVALIDITY',
+                base is not None and int(base.group(1)) == uv,
+                (base.group(0) if base else None, uv))
+        R.check('mbox: X-UID 1, 2, 3 in order',
+                re.findall(rb'\nX-UID: (\d+)\n', inbox) == [b'1', b'2', b'3'],
+                re.findall(rb'\nX-UID: (\d+)\n', inbox))
+        try:
+            with open(os.path.join(mb, 'Projects'), 'rb') as f:
+                proj = f.read()
+        except OSError:
+            proj = b''
+        R.check('mbox: Projects seen (Status: RO)',
+                re.search(rb'\nStatus: R', proj) is not None, proj[:400])
+
+        dest = os.path.join(env.dir, 'backup')
+        rc, out, err = env.loftctl('backup', A, dest)
+        R.check('backup: exit 0', rc == 0, out + err)
+        rc, out, err = env.loftctl('backup', 'verify', dest)
+        R.check('backup verify: intact', rc == 0, out + err)
+    return R.finish()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
