@@ -191,13 +191,13 @@ static int metadata_set(struct store_user *user, int64_t viewer,
 /* The key of (mailbox, viewer) in c's transaction: 1 found, 0 none, -1
  * a database error. */
 static int key_read(struct store_user *user, struct pg_conn *c,
-		    uint32_t mailbox_id, int64_t viewer, unsigned char *key_r,
+		    uint32_t mbox, int64_t viewer, unsigned char *key_r,
 		    struct store_error *err)
 {
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
-	pg_p_int(&p, mailbox_id);
+	pg_p_int(&p, mbox);
 	pg_p_int(&p, viewer);
 	PGresult *r = pg_exec(c, "SELECT key FROM access_key WHERE user_id = $1"
 			      " AND mailbox = $2 AND viewer = $3", &p, err);
