@@ -9,7 +9,7 @@
  *
  * The reverse index (who granted rights to whom: auth's acl_hints, which
  * LIST of other users' mailboxes reads) is kept by trigger on acl (schema
- * step 8) in the same transaction as every ACL row change, whatever
+ * step 7) in the same transaction as every ACL row change, whatever
  * makes it (SETACL, inheritance, a mailbox or account deleted), when the
  * accounts are in the same database (loft_auth, [auth] postgres unset)
  * and the store's role may write them; otherwise the hint before the

@@ -571,7 +571,7 @@ static const char schema_step4_sql[] =
 	"CREATE INDEX blob_body_trgm ON blob USING gin"
 	" (user_id, loft_text(body_text) gin_trgm_ops);";
 
-/* Step 5 -> 6: annotations (RFC 5464) and URLAUTH keys (RFC 4467) of
+/* Step 4 -> 5: annotations (RFC 5464) and URLAUTH keys (RFC 4467) of
  * pg-metadata.c: mailbox 0 is the server, viewer 0 the owner (and every
  * /shared entry), else the viewer whose /private entries and key they
  * are. A mailbox's rows go with it by trigger (the server's have no
@@ -597,7 +597,7 @@ static const char schema_step_metadata_sql[] =
 	"CREATE TRIGGER annotation_gone AFTER DELETE ON mailbox"
 	" FOR EACH ROW EXECUTE FUNCTION loft_annotation_gone();";
 
-/* Step 6 -> 7: undelete (pg-undelete.c): a removed message's row as it
+/* Step 5 -> 6: undelete (pg-undelete.c): a removed message's row as it
  * was, by folder name (the folder may go too), with the database's
  * clock at its removal; its blob row stays while one names it. */
 static const char schema_step_deleted_sql[] =
@@ -611,7 +611,7 @@ static const char schema_step_deleted_sql[] =
 	"CREATE INDEX deleted_at ON deleted (user_id, at);"
 	"CREATE INDEX deleted_blob ON deleted (user_id, blob);";
 
-/* Step 7 -> 8: the reverse ACL index in the ACL change's transaction
+/* Step 6 -> 7: the reverse ACL index in the ACL change's transaction
  * (pg-acl.c): a trigger on acl keeps auth's loft_auth.acl_hints (kind,
  * ident, owner) exact, when that table is in this database and the
  * store's role may read and write it (loft_acl_index); grants made

@@ -2,7 +2,7 @@
  * Annotations (RFC 5464 METADATA) and URLAUTH mailbox access keys (RFC
  * 4467) in the PostgreSQL backend (store.h "metadata"; sqlite/
  * sq-metadata.c is the reference): tables annotation and access_key of
- * schema step 6 (pg-db.c), mailbox 0 the server. Column viewer is 0 for
+ * schema step 5 (pg-db.c), mailbox 0 the server. Column viewer is 0 for
  * the owner's rows and every /shared entry, a viewer's user id for that
  * viewer's /private entries and key on the owner's mailbox. Rows go with
  * their account (ON DELETE CASCADE) and their mailbox (a trigger: the

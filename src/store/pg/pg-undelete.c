@@ -1,7 +1,7 @@
 /*
  * Undelete in the PostgreSQL backend (store.h "undelete"; sqlite/
  * sq-undelete.c is the reference): a removed message's row goes to table
- * deleted (schema step 7) in the transaction that removes it
+ * deleted (schema step 6) in the transaction that removes it
  * (pg_expunge_uids with PG_GONE_KEEP), stamped with the database's clock;
  * its blob row stays while a kept row names it (pg_blob_rows_drop), so
  * the collector keeps its bytes. Undelete brings kept rows back with new
