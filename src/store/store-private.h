@@ -21,6 +21,29 @@ struct store_retention_task;
 
 struct store_copy_row;   /* JMAP on a viewer's handle, below */
 
+/* What view_open (store-view.c <-> the backend) exchange. have() is
+ * called once in the snapshot with the mailbox's id, UIDVALIDITY and own
+ * HIGHESTMODSEQ, and says what the view layer holds of it:
+ * STORE_VIEW_HAVE_NONE (every UID is read), _ALL (the list of that
+ * state: none is read), _BASE (the list of the older state base_modseq,
+ * highest UID base_last: only the UIDs above base_last and the UIDs
+ * expunged after base_modseq are read, with from_base set, unless the
+ * expunge log does not reach back: then every UID). */
+enum { STORE_VIEW_HAVE_NONE, STORE_VIEW_HAVE_ALL, STORE_VIEW_HAVE_BASE };
+struct store_view_want {
+	int (*have)(struct store_view_want *want, uint32_t mailbox_id,
+		    uint32_t uidvalidity, uint64_t modseq);
+	uint64_t base_modseq;
+	uint32_t base_last;
+	/* out */
+	uint64_t common_modseq;
+	bool from_base;
+	uint32_t *uids;            /* sorted; the caller frees */
+	size_t count;
+	uint32_t *gone;            /* sorted; from_base only */
+	size_t gone_count;
+};
+
 struct store_backend_vfuncs {
 	const char *name;
 	int (*open)(struct store *store, struct store_error *err);
@@ -156,17 +179,12 @@ struct store_backend_vfuncs {
 	/* Optional (NULL: view_load, and for a viewer with its own \Seen
 	 * a seen_view_delta from the common state): view_load as viewer
 	 * sees the mailbox (0: as the owner; > 0: info with its unseen and
-	 * HIGHESTMODSEQ, as seen_info), *common_modseq_r the mailbox's own
-	 * HIGHESTMODSEQ, in one snapshot; no UIDs (*uids_r NULL, *count_r
-	 * 0) when have(ctx, mailbox id, common modseq) says the caller
-	 * holds the UID list of that state. */
+	 * HIGHESTMODSEQ, as seen_info) in one snapshot, reading only the
+	 * UIDs the caller lacks (struct store_view_want). */
 	int (*view_open)(struct store_user *user, const char *mailbox,
-			 int64_t viewer,
-			 bool (*have)(void *ctx, uint32_t mailbox_id,
-				      uint64_t modseq),
-			 void *ctx, struct store_mailbox_info *info_r,
-			 uint64_t *common_modseq_r, uint32_t **uids_r,
-			 size_t *count_r, struct store_error *err);
+			 int64_t viewer, struct store_view_want *want,
+			 struct store_mailbox_info *info_r,
+			 struct store_error *err);
 	/* The lowest UID without \Seen in a mailbox (0: none). */
 	int (*first_unseen)(struct store_user *user, uint32_t mailbox_id,
 			    uint32_t *uid_r, struct store_error *err);

@@ -35,7 +35,7 @@ struct store_uidlist {
 	struct store_uidlist *next;   /* the user's registry */
 	int refs;                     /* under the user's views_mu */
 	bool shared;
-	uint32_t mailbox_id;
+	uint32_t mailbox_id, uidvalidity;
 	uint64_t highestmodseq;
 	uint32_t *uids;
 	size_t count;
@@ -108,14 +108,15 @@ static void lists_free(struct store_uidlist *l)
 /* Takes over uids: a list for (mailbox_id, modseq), or the registered
  * one for that state if another view built it first. */
 static struct store_uidlist *list_make(struct store_user *user,
-				       uint32_t mailbox_id, uint64_t modseq,
+				       uint32_t mailbox_id,
+				       uint32_t uidvalidity, uint64_t modseq,
 				       uint32_t *uids, size_t count,
 				       bool shared)
 {
 	pthread_mutex_lock(&user->views_mu);
 	for (struct store_uidlist *l = user->uidlists; l && shared; l = l->next) {
 		if (l->mailbox_id == mailbox_id && l->highestmodseq == modseq &&
-		    l->count == count) {
+		    l->uidvalidity == uidvalidity && l->count == count) {
 			list_take(l);
 			pthread_mutex_unlock(&user->views_mu);
 			free(uids);
@@ -126,6 +127,7 @@ static struct store_uidlist *list_make(struct store_user *user,
 	l->refs = 1;
 	l->shared = shared;
 	l->mailbox_id = mailbox_id;
+	l->uidvalidity = uidvalidity;
 	l->highestmodseq = modseq;
 	l->uids = uids;
 	l->count = count;
@@ -214,17 +216,65 @@ void store_view_lists_free(struct store_user *user)
 	lists_free(l);
 }
 
-/* view_open's have: the registered list of the state, taken. */
-struct list_have {
+/* view_open's want (store-private.h): the registered list of the state,
+ * or else the newest of an older state to build on, taken. */
+struct open_want {
+	struct store_view_want want;     /* first */
 	struct store_user *user;
 	struct store_uidlist *list;
+	int have;
 };
 
-static bool list_have(void *ctx, uint32_t mailbox_id, uint64_t modseq)
+static int open_have(struct store_view_want *want, uint32_t mailbox_id,
+		     uint32_t uidvalidity, uint64_t modseq)
 {
-	struct list_have *h = ctx;
-	h->list = list_find(h->user, mailbox_id, modseq);
-	return h->list != NULL;
+	struct open_want *o = (struct open_want *)(void *)want;
+	struct store_user *user = o->user;
+	pthread_mutex_lock(&user->views_mu);
+	struct store_uidlist *best = NULL;
+	for (struct store_uidlist *l = user->uidlists; l; l = l->next) {
+		if (l->mailbox_id == mailbox_id &&
+		    l->uidvalidity == uidvalidity &&
+		    l->highestmodseq <= modseq &&
+		    (best == NULL || l->highestmodseq > best->highestmodseq))
+			best = l;
+	}
+	if (best != NULL)
+		list_take(best);
+	pthread_mutex_unlock(&user->views_mu);
+	o->list = best;
+	if (best == NULL)
+		o->have = STORE_VIEW_HAVE_NONE;
+	else if (best->highestmodseq == modseq)
+		o->have = STORE_VIEW_HAVE_ALL;
+	else
+		o->have = STORE_VIEW_HAVE_BASE;
+	want->base_modseq = best != NULL ? best->highestmodseq : 0;
+	want->base_last = best != NULL && best->count > 0
+				  ? best->uids[best->count - 1]
+				  : 0;
+	return o->have;
+}
+
+/* base's UIDs without gone (sorted), then added (sorted, above them). */
+static uint32_t *uids_rebase(const struct store_uidlist *base,
+			     const uint32_t *gone, size_t ngone,
+			     const uint32_t *added, size_t nadded,
+			     size_t *count_r)
+{
+	uint32_t *uids = xmalloc((base->count + nadded + 1) * sizeof(uint32_t));
+	size_t w = 0, g = 0;
+	for (size_t i = 0; i < base->count; i++) {
+		while (g < ngone && gone[g] < base->uids[i])
+			g++;
+		if (g < ngone && gone[g] == base->uids[i])
+			continue;
+		uids[w++] = base->uids[i];
+	}
+	if (nadded > 0)
+		memcpy(uids + w, added, nadded * sizeof(uint32_t));
+	*count_r = w + nadded;
+	return uids;
 }
 
 /* ---- the picture: list + ghosts ----------------------------------- */
@@ -317,32 +367,46 @@ int store_view_open(struct store_user *user, const char *mailbox,
 		flags |= STORE_VIEW_READONLY;
 	}
 	struct store_view *v = xcalloc(1, sizeof(*v));
-	uint32_t *uids = NULL;
-	size_t count = 0;
 	uint64_t seen = atomic_load(&user->last_modseq);
 	const struct store_backend_vfuncs *vf = user->store->vf;
-	/* with view_open: the list of the state if one is registered, and
-	 * a viewer's own \Seen state read in the same snapshot */
-	struct list_have have = {user, NULL};
-	uint64_t common = 0;
+	/* with view_open: only the UIDs the registered lists lack, and a
+	 * viewer's own \Seen state read in the same snapshot */
+	struct open_want o = {.want = {.have = open_have}, .user = user};
 	int ret = vf->view_open != NULL
-		? vf->view_open(user, name, pvt, list_have, &have, &v->info,
-				&common, &uids, &count, err)
-		: vf->view_load(user, name, 0, &v->info, &uids, &count, err);
+		? vf->view_open(user, name, pvt, &o.want, &v->info, err)
+		: vf->view_load(user, name, 0, &v->info, &o.want.uids,
+				&o.want.count, err);
 	free(name);
 	if (ret < 0) {
-		list_unref(user, &have.list);
+		list_unref(user, &o.list);
+		free(o.want.uids);
+		free(o.want.gone);
 		free(v);
 		return -1;
 	}
-	if (vf->view_open == NULL)
-		common = v->info.highestmodseq;
+	uint64_t common = vf->view_open != NULL ? o.want.common_modseq
+						: v->info.highestmodseq;
 	store_user_ref(user);
 	v->user = user;
 	v->flags = flags;
-	v->list = have.list != NULL
-		? have.list
-		: list_make(user, v->info.id, common, uids, count, true);
+	if (o.list != NULL && o.have == STORE_VIEW_HAVE_ALL) {
+		v->list = o.list;
+	} else {
+		if (o.list != NULL && o.want.from_base) {
+			size_t n;
+			uint32_t *uids = uids_rebase(o.list, o.want.gone,
+						     o.want.gone_count,
+						     o.want.uids, o.want.count,
+						     &n);
+			free(o.want.uids);
+			o.want.uids = uids;
+			o.want.count = n;
+		}
+		list_unref(user, &o.list);
+		v->list = list_make(user, v->info.id, v->info.uidvalidity,
+				    common, o.want.uids, o.want.count, true);
+	}
+	free(o.want.gone);
 	v->modseq = v->info.highestmodseq;
 	v->user_modseq = seen;
 	v->pvt = pvt;
@@ -588,7 +652,8 @@ static int view_reload(struct store_view *v, struct store_error *err)
 	/* UIDs above what the view knew arrive through the delta */
 	uint32_t last = last_uid(v);
 	size_t keep = lower_bound(uids, n, last + 1);
-	struct store_uidlist *nl = list_make(v->user, v->info.id, 0, uids,
+	struct store_uidlist *nl = list_make(v->user, v->info.id,
+					     v->info.uidvalidity, 0, uids,
 					     keep, false);
 	list_unref(v->user, &v->list);
 	v->list = nl;
@@ -637,7 +702,8 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 		if (nl == NULL) {
 			size_t n;
 			uint32_t *uids = list_next(v, expunged, nexp, &d, &n);
-			nl = list_make(v->user, info.id, info.highestmodseq,
+			nl = list_make(v->user, info.id, info.uidvalidity,
+				       info.highestmodseq,
 				       uids, n, complete);
 		}
 		list_unref(v->user, &v->list);

@@ -2173,6 +2173,20 @@ static void test_view_sharing(void)
 	CHECK_INT(store_view_count(a), 7);
 	CHECK_INT(store_view_uid(a, 7), 8);
 	store_view_close(&a);
+	/* built on the idle list of an older state: its UIDs without the
+	 * ones expunged since, then the new ones */
+	struct store_uid_range r3 = {3, 4};
+	CHECK_INT(store_expunge(u, "INBOX", &r3, 1, true, NULL, NULL, &err), 0);
+	append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	append(u, "INBOX", "Subject: v\r\n\r\nx\r\n", 0);
+	CHECK_INT(store_view_open(u, "INBOX", 0, &a, &err), 0);
+	CHECK_INT(store_view_count(a), 7);
+	static const uint32_t want_uids[] = {1, 5, 6, 7, 8, 9, 10};
+	for (uint32_t s = 1; s <= 7; s++)
+		CHECK_INT(store_view_uid(a, s), want_uids[s - 1]);
+	CHECK_INT(store_view_seq(a, 3), 0);
+	CHECK_INT(store_view_info(a)->messages, 7);
+	store_view_close(&a);
 	store_user_unref(&u);
 	teardown(&store);
 }

@@ -867,11 +867,8 @@ int sq_view_load(struct store_user *user, const char *mailbox,
 		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
 		 uint32_t **uids_r, size_t *count_r, struct store_error *err);
 int sq_view_open(struct store_user *user, const char *mailbox,
-		 int64_t viewer,
-		 bool (*have)(void *ctx, uint32_t mailbox_id, uint64_t modseq),
-		 void *ctx, struct store_mailbox_info *info_r,
-		 uint64_t *common_modseq_r, uint32_t **uids_r, size_t *count_r,
-		 struct store_error *err);
+		 int64_t viewer, struct store_view_want *want,
+		 struct store_mailbox_info *info_r, struct store_error *err);
 int sq_view_delta(struct store_user *user, uint32_t mailbox_id,
 		  uint64_t since, struct store_mailbox_info *info_r,
 		  uint32_t **expunged_r, size_t *expunged_count_r,

@@ -68,17 +68,18 @@ static void snap_end(struct sq_user *u, struct sq_conn *c)
 	sq_reader_put(u, c);
 }
 
+static int expunged_after(struct sq_conn *c, uint32_t mailbox_id,
+			  uint64_t modseq, uint32_t **uids_r, size_t *n_r,
+			  bool *complete_r);
+
 /* The mailbox's state and its UIDs in one snapshot. viewer > 0: info as
- * that viewer sees it (its unseen, the higher HIGHESTMODSEQ: sq-seen.c),
- * *common_r the mailbox's own HIGHESTMODSEQ. No UIDs when have (if any)
- * says the caller holds the list of that state. */
+ * that viewer sees it (its unseen, the higher HIGHESTMODSEQ: sq-seen.c).
+ * want (if any): only the UIDs the caller lacks (store-private.h). */
 static int view_load(struct store_user *user, const char *mailbox,
 		     uint32_t mailbox_id, int64_t viewer,
-		     bool (*have)(void *ctx, uint32_t mailbox_id,
-				  uint64_t modseq),
-		     void *ctx, struct store_mailbox_info *info_r,
-		     uint64_t *common_r, uint32_t **uids_r, size_t *count_r,
-		     struct store_error *err)
+		     struct store_view_want *want,
+		     struct store_mailbox_info *info_r, uint32_t **uids_r,
+		     size_t *count_r, struct store_error *err)
 {
 	struct sq_user *u = SQU(user);
 	struct sq_conn *c;
@@ -99,15 +100,34 @@ static int view_load(struct store_user *user, const char *mailbox,
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
-	if (common_r != NULL)
-		*common_r = common;
-	if (have != NULL && have(ctx, mb.id, common))
-		goto out;
+	uint32_t above = 0;
+	if (want != NULL) {
+		want->common_modseq = common;
+		int have = want->have(want, mb.id, info_r->uidvalidity, common);
+		if (have == STORE_VIEW_HAVE_ALL)
+			goto out;
+		bool complete = false;
+		if (have == STORE_VIEW_HAVE_BASE &&
+		    expunged_after(c, mb.id, want->base_modseq, &want->gone,
+				   &want->gone_count, &complete) < 0) {
+			store_mailbox_info_free(info_r);
+			ret = sq_db_error(c, err, "view");
+			goto out;
+		}
+		if (!complete) {
+			free(want->gone);
+			want->gone = NULL;
+			want->gone_count = 0;
+		}
+		want->from_base = complete;
+		above = complete ? want->base_last : 0;
+	}
 	sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE mailbox = ?"
-				      " ORDER BY uid");
+				      " AND uid > ? ORDER BY uid");
 	rc = SQLITE_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, mb.id);
+		sqlite3_bind_int64(st, 2, above);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 			u32_push(&uids, &n, &cap,
 				 (uint32_t)sqlite3_column_int64(st, 0));
@@ -132,19 +152,16 @@ int sq_view_load(struct store_user *user, const char *mailbox,
 		 uint32_t mailbox_id, struct store_mailbox_info *info_r,
 		 uint32_t **uids_r, size_t *count_r, struct store_error *err)
 {
-	return view_load(user, mailbox, mailbox_id, 0, NULL, NULL, info_r,
-			 NULL, uids_r, count_r, err);
+	return view_load(user, mailbox, mailbox_id, 0, NULL, info_r, uids_r,
+			 count_r, err);
 }
 
 int sq_view_open(struct store_user *user, const char *mailbox,
-		 int64_t viewer,
-		 bool (*have)(void *ctx, uint32_t mailbox_id, uint64_t modseq),
-		 void *ctx, struct store_mailbox_info *info_r,
-		 uint64_t *common_modseq_r, uint32_t **uids_r, size_t *count_r,
-		 struct store_error *err)
+		 int64_t viewer, struct store_view_want *want,
+		 struct store_mailbox_info *info_r, struct store_error *err)
 {
-	return view_load(user, mailbox, 0, viewer, have, ctx, info_r,
-			 common_modseq_r, uids_r, count_r, err);
+	return view_load(user, mailbox, 0, viewer, want, info_r, &want->uids,
+			 &want->count, err);
 }
 
 /* UIDs expunged after modseq; complete is false when the log has been
