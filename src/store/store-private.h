@@ -713,6 +713,28 @@ void store_text_fold(struct buf *out, const char *s, size_t len);
 
 /* ---- logic both backends share (store-backend.c) -------------------- */
 
+/* JMAP readings of the cached analysis (store-jparse.c): whether a
+ * BODYSTRUCTURE (IMAP form, len bytes) has a part a client should offer
+ * for download (Email hasAttachment, RFC 8621 4.1.4); whether the folded
+ * header text t ("name: value\n" lines) holds needle in the value of a
+ * field (folded name; NULL: anywhere). */
+bool store_bodystructure_has_attachment(const char *bs, size_t len);
+bool store_header_has(const char *t, size_t tlen, const char *field,
+		      const char *needle, size_t nlen);
+/* Email/set (store-jparse.c): a copy's keyword list (space-separated,
+ * NULL for none) and flags after update up; the result malloced. */
+char *store_email_keywords_update(const char *old,
+				  const struct store_email_update *up);
+unsigned store_email_flags_update(unsigned old,
+				  const struct store_email_update *up);
+/* The mailboxes an Email is to be in after update up (cur: it is in
+ * them now), distinct, malloced, *count_r of them (0: none, refused). */
+uint32_t *store_email_mailboxes_want(const uint32_t *cur, size_t ncur,
+				     const struct store_email_update *up,
+				     size_t *count_r);
+/* Adds kw's space-separated keywords to e's, each once (any case). */
+void store_email_keywords_split(struct store_email *e, const char *kw);
+
 /* uid is in ranges (NULL: every UID). */
 bool store_ranges_contain(const struct store_uid_range *ranges, size_t count,
 			  uint32_t uid);

@@ -5,7 +5,8 @@
  * rename, delete, subscribe), Mailbox counts, merged keywords, \Deleted
  * copies, the membership log, paging of changes, pruning, the upgrade of
  * an index from before JMAP, email transactions, uploads, stored objects
- * and account-wide search.
+ * and account-wide search. unit/test-store-jmap-pg runs the cases the
+ * postgres backend has (pg-jmail.c) there (tests/unit/pg_run.py).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +20,14 @@
 #include "sqlite/sq-private.h"
 #include "store.h"
 #include "test.h"
+#include "test-pg.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
 static char data_dir[256];
+static char blob_dir[300];
+static bool on_pg;   /* LOFT_TEST_PG: the postgres backend (pg_run.py) */
 static struct store *store_of_test;
 static struct store_account_limits test_limits;
 
@@ -49,6 +53,7 @@ static struct store *setup(void)
 		.limits = limits_cb,
 		.fsync = false,
 	};
+	on_pg = test_pg_use(&set, data_dir, blob_dir, sizeof(blob_dir));
 	struct store *store;
 	struct store_error err;
 	if (store_open(&set, &store, &err) < 0) {
@@ -66,7 +71,8 @@ static void teardown(struct store **store)
 		fprintf(stderr, "kept %s\n", data_dir);
 		return;
 	}
-	char *cmd = xasprintf("rm -rf '%s'", data_dir);
+	char *cmd = xasprintf("rm -rf '%s' '%s'", data_dir,
+			      on_pg ? blob_dir : data_dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", data_dir);
 	free(cmd);
@@ -197,20 +203,20 @@ static void test_ids(void)
 	CHECK(!store_objectid_parse("M1a-2b3-", 'M', 0x1a, &n));
 	CHECK(!store_objectid_parse("M1a-11111111111111111", 'M', 0x1a, &n));
 	CHECK(!store_objectid_parse(NULL, 'M', 0x1a, &n));
-	CHECK(sq_bodystructure_has_attachment(
+	CHECK(store_bodystructure_has_attachment(
 		"((\"text\" \"plain\" NIL NIL NIL \"7bit\" 3 1 NIL NIL NIL NIL)"
 		"(\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\""
 		" 10 NIL (\"attachment\" (\"filename\" \"a.pdf\")) NIL NIL)"
 		" \"mixed\" (\"boundary\" \"x\") NIL NIL NIL)", 400));
 	const char *plain = "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL"
 			    " NIL \"7bit\" 3 1 NIL NIL NIL NIL)";
-	CHECK(!sq_bodystructure_has_attachment(plain, strlen(plain)));
+	CHECK(!store_bodystructure_has_attachment(plain, strlen(plain)));
 	const char *inl = "((\"text\" \"html\" NIL NIL NIL \"7bit\" 3 1 NIL NIL"
 			  " NIL NIL)(\"image\" \"png\" NIL \"<x@y>\" NIL"
 			  " \"base64\" 10 NIL (\"inline\" NIL) NIL NIL)"
 			  " \"related\" NIL NIL NIL NIL)";
-	CHECK(!sq_bodystructure_has_attachment(inl, strlen(inl)));
-	CHECK(!sq_bodystructure_has_attachment("((((", 4));
+	CHECK(!store_bodystructure_has_attachment(inl, strlen(inl)));
+	CHECK(!store_bodystructure_has_attachment("((((", 4));
 }
 
 /* Counts, merged keywords and /changes as IMAP-side calls change mail. */
@@ -899,6 +905,20 @@ static void test_thread_merge(void)
 
 int main(void)
 {
+	/* the postgres backend (pg-jmail.c): all but the upgrade of a
+	 * sqlite index from before JMAP */
+	static const struct test_case pg_cases[] = {
+		{"ids", test_ids},
+		{"counts_and_changes", test_counts_and_changes},
+		{"paging", test_paging},
+		{"prune", test_prune},
+		{"email_tx", test_email_tx},
+		{"uploads_objects_search", test_uploads_objects_search},
+		{"thread_merge", test_thread_merge},
+		{NULL, NULL},
+	};
+	if (getenv("LOFT_TEST_PG") != NULL)
+		return test_main(pg_cases);
 	static const struct test_case cases[] = {
 		{"ids", test_ids},
 		{"counts_and_changes", test_counts_and_changes},

@@ -655,7 +655,9 @@ static const char *const schema_steps[] = { schema_step2_sql,
 					    schema_step4_sql,
 					    schema_step_metadata_sql,
 					    schema_step_deleted_sql,
-					    schema_step_acl_index_sql };
+					    schema_step_acl_index_sql,
+					    /* 7 -> 8: JMAP mail (pg-jmail.c) */
+					    pg_jmail_schema_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
@@ -1318,138 +1320,6 @@ static int pg_compact(struct store *s, int64_t id,
 	return missing(err, "compaction (PostgreSQL's autovacuum does it)");
 }
 
-#define JMAP_MISSING(err) missing(err, "JMAP")
-
-static int pg_jmap_mailboxes(struct store_user *u, struct store_jmap_mailbox **l,
-			     size_t *n, struct store_error *err)
-{
-	(void)u;
-	*l = NULL;
-	*n = 0;
-	return JMAP_MISSING(err);
-}
-
-static int pg_jmap_mailbox_update(struct store_user *u, uint32_t id,
-				  const uint32_t *so, const unsigned *su,
-				  struct store_error *err)
-{
-	(void)u, (void)id, (void)so, (void)su;
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_get(struct store_user *u, const int64_t *ids, size_t n,
-			struct store_email *e, struct store_error *err)
-{
-	(void)u, (void)ids, (void)n, (void)e;
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_open(struct store_user *u, int64_t id,
-			 struct store_blob *b, struct store_error *err)
-{
-	(void)u, (void)id;
-	memset(b, 0, sizeof(*b));
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_scan(struct store_user *u, uint32_t mb, bool nf,
-			 unsigned f, store_email_row_fn *cb, void *ctx,
-			 struct store_error *err)
-{
-	(void)u, (void)mb, (void)nf, (void)f, (void)cb, (void)ctx;
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_rank(struct store_user *u, uint32_t mb, int64_t id,
-			 uint64_t *rank, struct store_error *err)
-{
-	(void)u, (void)mb, (void)id, (void)rank;
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_moved_since(struct store_user *u, uint32_t mb,
-				const struct store_jmap_cursor *s, int64_t **ids,
-				size_t *n, bool *old, struct store_error *err)
-{
-	(void)u, (void)mb, (void)s;
-	*ids = NULL;
-	*n = 0;
-	*old = false;
-	return JMAP_MISSING(err);
-}
-
-static int pg_thread_emails(struct store_user *u, int64_t t, int64_t **ids,
-			    size_t *n, struct store_error *err)
-{
-	(void)u, (void)t;
-	*ids = NULL;
-	*n = 0;
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_search(struct store_user *u, enum store_text_where w,
-			   const char *f, const char *nd, int64_t **ids,
-			   size_t *n, struct store_error *err)
-{
-	(void)u, (void)w, (void)f, (void)nd;
-	*ids = NULL;
-	*n = 0;
-	return JMAP_MISSING(err);
-}
-
-static int pg_email_tx_commit(struct store_user *u, struct store_email_tx *tx,
-			      struct store_error *err)
-{
-	(void)u, (void)tx;
-	return JMAP_MISSING(err);
-}
-
-static int pg_upload_begin(struct store_user *u, uint64_t max,
-			   struct store_upload **up, struct store_error *err)
-{
-	(void)u, (void)max;
-	*up = NULL;
-	return missing(err, "JMAP uploads");
-}
-
-/* Never reached: upload_begin makes no upload object. */
-static int pg_upload_write(struct store_upload *up, const void *d, size_t n,
-			   struct store_error *err)
-{
-	(void)up, (void)d, (void)n;
-	return missing(err, "JMAP uploads");
-}
-
-static int pg_upload_finish(struct store_upload **up, const char *type,
-			    time_t exp, int64_t *id, uint64_t *size,
-			    struct store_error *err)
-{
-	(void)up, (void)type, (void)exp, (void)id, (void)size;
-	return missing(err, "JMAP uploads");
-}
-
-static void pg_upload_abort(struct store_upload **up)
-{
-	*up = NULL;
-}
-
-static int pg_upload_open(struct store_user *u, int64_t id,
-			  struct store_blob *b, char **type,
-			  struct store_error *err)
-{
-	(void)u, (void)id;
-	memset(b, 0, sizeof(*b));
-	*type = NULL;
-	return missing(err, "JMAP uploads");
-}
-
-static int pg_upload_touch(struct store_user *u, int64_t id, time_t exp,
-			   struct store_error *err)
-{
-	(void)u, (void)id, (void)exp;
-	return missing(err, "JMAP uploads");
-}
-
 static int pg_import_mailbox(struct store_user *u,
 			     const struct store_import_mailbox *spec,
 			     struct store_mailbox_info *info,
@@ -1606,6 +1476,9 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.deleted_list = pg_deleted_list,
 	.deleted_usage = pg_deleted_usage,
 	.undelete = pg_undelete,
+	.email_copies = pg_email_copies,
+	.seen_newest = pg_seen_newest,
+	.seen_emails_since = pg_seen_emails_since,
 };
 
 /* ---- the sandbox's view (store.h) ------------------------------------- */

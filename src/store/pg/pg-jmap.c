@@ -6,12 +6,10 @@
  * An id is never reused: a new one is above every live and destroyed id
  * of its kind.
  *
- * States: a stored kind's is the highest modseq of its rows and
- * tombstones (never below the horizon of pruned tombstones, never above
- * the account's counter). Mailbox, Email and Thread have no change log
- * here yet: their state is the account's counter (it moves with any
- * change) and /changes from any other state says cannotCalculateChanges,
- * which JMAP clients answer with a full resync.
+ * States: a kind's is the highest modseq of its rows and tombstones
+ * (never below the horizon of pruned tombstones, never above the
+ * account's counter). Mailbox, Email and Thread rows are jmailbox, jemail
+ * and jthread, kept by the triggers of pg-jmail-schema.h (schema step 8).
  */
 #include "pg-private.h"
 
@@ -136,12 +134,6 @@ int pg_jobject_delete(struct store_user *user, enum store_jmap_kind kind,
 
 /* ---- states and changes ---------------------------------------------- */
 
-static bool kind_stored(int kind)
-{
-	return kind != STORE_JMAP_MAILBOX && kind != STORE_JMAP_EMAIL &&
-	       kind != STORE_JMAP_THREAD;
-}
-
 /* In c's snapshot: every kind's state, and the horizon. */
 static int states_in(struct store_user *user, struct pg_conn *c,
 		     struct store_jmap_cursor *states, uint64_t *horizon_r,
@@ -152,12 +144,16 @@ static int states_in(struct store_user *user, struct pg_conn *c,
 	pg_p_int(&p, user->id);
 	pg_p_int(&p, STORE_JMAP_KINDS - 1);
 	PGresult *r = pg_exec(c, "SELECT a.modseq, a.jmap_horizon, k.kind,"
-			      " greatest((SELECT max(modseq) FROM jobject o WHERE"
-			      " o.user_id = $1 AND o.kind = k.kind), (SELECT"
-			      " max(modseq) FROM jgone g WHERE g.user_id = $1 AND"
-			      " g.kind = k.kind)) FROM account a,"
-			      " generate_series(0, $2::integer) k(kind) WHERE a.user_id = $1",
-			      &p, err);
+			      " greatest(CASE k.kind WHEN 0 THEN (SELECT"
+			      " max(modseq) FROM jmailbox WHERE user_id = $1)"
+			      " WHEN 1 THEN (SELECT max(modseq) FROM jemail WHERE"
+			      " user_id = $1) WHEN 2 THEN (SELECT max(modseq) FROM"
+			      " jthread WHERE user_id = $1) ELSE (SELECT max(modseq)"
+			      " FROM jobject o WHERE o.user_id = $1 AND o.kind ="
+			      " k.kind) END, (SELECT max(modseq) FROM jgone g"
+			      " WHERE g.user_id = $1 AND g.kind = k.kind))"
+			      " FROM account a, generate_series(0, $2::integer)"
+			      " k(kind) WHERE a.user_id = $1", &p, err);
 	if (r == NULL)
 		return -1;
 	if (PQntuples(r) == 0) {
@@ -170,7 +166,7 @@ static int states_in(struct store_user *user, struct pg_conn *c,
 		int k = (int)pg_int(r, i, 2);
 		if (k < 0 || k >= STORE_JMAP_KINDS)
 			continue;
-		int64_t v = kind_stored(k) ? pg_int(r, i, 3) : account;
+		int64_t v = pg_int(r, i, 3);
 		if (v < horizon)
 			v = horizon;
 		if (v > account)
@@ -206,6 +202,46 @@ static void change_push(struct store_jmap_change **v, size_t *n, int64_t id,
 	(*n)++;
 }
 
+/* The live rows of a kind (id, created, modseq, live, objectid, meta)
+ * and its tombstones, (modseq, id) > ($3, $4), modseq <= $5, the first
+ * $6. A Mailbox's meta is its last change of something else than its
+ * counts; an Email no longer visible whose blob stays (all copies
+ * \Deleted) is destroyed with its thread as objectid, as a tombstone has
+ * it; a Thread is live while one of its Emails is visible. */
+#define CHANGES_GONE                                                         \
+	" UNION ALL SELECT id, created, modseq, false, oid, 0::bigint"       \
+	" FROM jgone WHERE user_id = $1 AND kind = $2) x"                    \
+	" WHERE (modseq, id) > ($3, $4) AND modseq <= $5"                    \
+	" ORDER BY modseq, id LIMIT $6"
+
+static const char *changes_sql(enum store_jmap_kind kind)
+{
+	switch (kind) {
+	case STORE_JMAP_MAILBOX:
+		return "SELECT * FROM (SELECT j.id::bigint AS id, j.created,"
+		       " j.modseq, true, x.objectid AS oid, j.meta FROM"
+		       " jmailbox j JOIN mailbox x ON x.user_id = j.user_id AND"
+		       " x.id = j.id WHERE j.user_id = $1" CHANGES_GONE;
+	case STORE_JMAP_EMAIL:
+		return "SELECT * FROM (SELECT e.id, e.created, e.modseq,"
+		       " e.visible > 0, CASE WHEN e.visible > 0 THEN NULL ELSE"
+		       " (SELECT b.thread::text FROM blob b WHERE b.user_id ="
+		       " e.user_id AND b.id = e.id) END, 0::bigint FROM jemail e"
+		       " WHERE e.user_id = $1" CHANGES_GONE;
+	case STORE_JMAP_THREAD:
+		return "SELECT * FROM (SELECT t.id, t.created, t.modseq, EXISTS"
+		       " (SELECT 1 FROM blob b JOIN jemail e ON e.user_id ="
+		       " b.user_id AND e.id = b.id WHERE b.user_id = t.user_id"
+		       " AND b.thread = t.id AND e.visible > 0), NULL::text,"
+		       " 0::bigint FROM jthread t WHERE t.user_id = $1"
+		       CHANGES_GONE;
+	default:
+		return "SELECT * FROM (SELECT id, created, modseq, true,"
+		       " NULL::text, 0::bigint FROM jobject WHERE user_id = $1"
+		       " AND kind = $2" CHANGES_GONE;
+	}
+}
+
 int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		    const struct store_jmap_cursor *since, size_t max,
 		    struct store_jmap_changes *r, struct store_error *err)
@@ -221,14 +257,6 @@ int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 	if (ret < 0)
 		goto out;
 	uint64_t upto = states[kind].modseq;
-	if (!kind_stored((int)kind)) {
-		/* no log: only "nothing changed" can be told */
-		if (since->modseq == upto && since->id == 0)
-			r->new_state = states[kind];
-		else
-			r->too_old = true;
-		goto out;
-	}
 	if (since->modseq < horizon) {
 		r->too_old = true;
 		goto out;
@@ -243,13 +271,7 @@ int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 	pg_p_int(&p, since->id != 0 ? since->id : INT64_MAX);
 	pg_p_int(&p, (int64_t)upto);
 	pg_p_int(&p, max > 0 ? (int64_t)max + 1 : INT64_MAX);
-	res = pg_exec(c, "SELECT id, created, modseq, live, oid FROM"
-		      " (SELECT id, created, modseq, true AS live, NULL AS oid"
-		      " FROM jobject WHERE user_id = $1 AND kind = $2"
-		      " UNION ALL SELECT id, created, modseq, false, oid"
-		      " FROM jgone WHERE user_id = $1 AND kind = $2) x"
-		      " WHERE (modseq, id) > ($3, $4) AND modseq <= $5"
-		      " ORDER BY modseq, id LIMIT $6", &p, err);
+	res = pg_exec(c, changes_sql(kind), &p, err);
 	if (res == NULL) {
 		ret = -1;
 		goto out;
@@ -259,6 +281,7 @@ int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		take = max;
 		r->more = true;
 	}
+	bool meta = false;
 	for (size_t i = 0; i < take; i++) {
 		int row = (int)i;
 		int64_t id = pg_int(res, row, 0);
@@ -268,13 +291,21 @@ int pg_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
 		bool created_after = created > since->modseq ||
 			(created == since->modseq && since->id != 0 &&
 			 id > since->id);
-		if (live && created_after)
+		if (live && created_after) {
 			change_push(&r->created, &r->created_count, id, oid);
-		else if (live)
+		} else if (live) {
 			change_push(&r->updated, &r->updated_count, id, oid);
-		else if (!created_after)
+			meta |= (uint64_t)pg_int(res, row, 5) > since->modseq;
+		} else if (!created_after || kind == STORE_JMAP_EMAIL) {
+			/* An Email's created moves when it comes back
+			 * (loft_jemail_merge), so a later one does not prove
+			 * the client never held it: RFC 8620 5.2 lets it be
+			 * listed destroyed all the same. */
 			change_push(&r->destroyed, &r->destroyed_count, id, oid);
+		}
 	}
+	r->counts_only = kind == STORE_JMAP_MAILBOX && r->updated_count > 0 &&
+			 !meta;
 	if (r->more) {
 		r->new_state.modseq = (uint64_t)pg_int(res, (int)take - 1, 2);
 		r->new_state.id = pg_int(res, (int)take - 1, 0);
@@ -291,8 +322,9 @@ out:
 	return ret;
 }
 
-/* Tombstones older than STORE_JMAP_LOG_DAYS go; the horizon rises past
- * them (a state before it is too old). */
+/* Tombstones and the membership log older than STORE_JMAP_LOG_DAYS go;
+ * the horizon rises past them (a state before it is too old). Expired
+ * uploads go too. */
 int pg_jmap_prune(struct store_user *user, time_t now, struct store_error *err)
 {
 	struct pg_tx tx;
@@ -302,10 +334,17 @@ int pg_jmap_prune(struct store_user *user, time_t now, struct store_error *err)
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
 	pg_p_int(&p, (int64_t)now - (int64_t)STORE_JMAP_LOG_DAYS * 86400);
+	pg_p_int(&p, (int64_t)now);
+	/* and uploads past their time (the collector takes their bytes) */
 	int ret = pg_run(tx.c, "WITH gone AS (DELETE FROM jgone WHERE"
-			 " user_id = $1 AND at < $2 RETURNING modseq)"
+			 " user_id = $1 AND at < $2 RETURNING modseq),"
+			 " left_ AS (DELETE FROM jmember WHERE user_id = $1"
+			 " AND at < $2 RETURNING modseq),"
+			 " up AS (DELETE FROM jupload WHERE user_id = $1"
+			 " AND expires < $3)"
 			 " UPDATE account SET jmap_horizon = greatest(jmap_horizon,"
-			 " (SELECT max(modseq) FROM gone)) WHERE user_id = $1"
-			 " AND EXISTS (SELECT 1 FROM gone)", &p, err);
+			 " (SELECT max(modseq) FROM gone), (SELECT max(modseq)"
+			 " FROM left_)) WHERE user_id = $1 AND (EXISTS (SELECT 1"
+			 " FROM gone) OR EXISTS (SELECT 1 FROM left_))", &p, err);
 	return pg_wend(&tx, ret, err);
 }

@@ -100,7 +100,7 @@ int pg_create_defaults(struct pg_tx *tx, struct store_error *err)
 	tx->last_uidvalidity = uv + (uint32_t)N_DEFAULT - 1;
 	tx->usage_dirty = true;
 	tx->change_count = 0;
-	return 0;
+	return pg_jmail_account_created(tx, err);
 }
 
 /* ---- reading ------------------------------------------------------------ */

@@ -35,6 +35,7 @@ struct store_body {
 	int fd;
 	uint64_t size, max;
 	bool last_cr, failed, finished, binary;
+	bool raw;                /* an upload: bytes as written, no analysis */
 	EVP_MD_CTX *sha, *md5;   /* the name, and S3's Content-MD5 */
 	char sha_hex[65];
 	struct mail_result an;
@@ -176,6 +177,18 @@ void pg_body_set_binary(struct store_body *b)
 	b->binary = true;
 }
 
+void pg_body_set_raw(struct store_body *b, uint64_t max)
+{
+	b->binary = true;
+	b->raw = true;
+	b->max = max;
+}
+
+const char *pg_body_sha(const struct store_body *b)
+{
+	return b->finished ? b->sha_hex : NULL;
+}
+
 /* Spool then commit: the bytes are durable under their name before any
  * row names them. */
 int pg_body_finish(struct store_body *b, struct store_error *err)
@@ -206,6 +219,12 @@ int pg_body_finish(struct store_body *b, struct store_error *err)
 		return -1;
 	}
 	unlink(b->tmp_path);
+	if (b->raw) {
+		close(b->fd);
+		b->fd = -1;
+		b->finished = true;
+		return 0;
+	}
 	void *map = b->size > 0 ? mmap(NULL, b->size, PROT_READ, MAP_SHARED,
 				       b->fd, 0) : NULL;
 	if (map == MAP_FAILED)
@@ -230,7 +249,7 @@ void pg_body_unref(struct store_body *b)
 	buf_free(&b->mem);
 	EVP_MD_CTX_free(b->sha);
 	EVP_MD_CTX_free(b->md5);
-	if (b->finished)
+	if (b->finished && !b->raw)
 		mail_result_free(&b->an);
 	free(b->plain);
 	free(b);
@@ -333,13 +352,20 @@ static void msgids_hex(const char *s, struct buf *arr)
 	}
 }
 
+static int thread_merge(struct pg_tx *tx, int64_t into, int64_t from,
+			struct store_error *err);
+
 /* THREADID (RFC 8474): a message joins the thread of any message it
  * references, or of a reply that came before it and referenced it;
- * otherwise it starts its own, named after its blob. Threads that were
- * apart stay apart here (the embedded backend merges them: not yet). */
+ * otherwise it starts its own, named after its blob. When it links
+ * threads that were apart (a late reply), they become one: the biggest
+ * stays (the lowest id among equals), the others' messages move into it
+ * under new ids and UIDs (RFC 8621 3: an Email's threadId never changes;
+ * thread_merge), and *merged_r says so. */
 static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
-			 int64_t blob, struct store_error *err)
+			 int64_t blob, bool *merged_r, struct store_error *err)
 {
+	*merged_r = false;
 	struct buf arr;
 	buf_init(&arr, 0);
 	buf_append_char(&arr, '{');
@@ -359,15 +385,32 @@ static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, tx->user->id);
-	pg_p_int(&p, blob);
 	pg_p_str(&p, arr.data);
-	int ret = pg_run(tx->c, "WITH t AS (SELECT coalesce((SELECT thread FROM"
-			 " thread_ref WHERE user_id = $1 AND msgid = ANY ($3::text[])"
-			 " ORDER BY thread LIMIT 1), $2) AS thread),"
-			 " refs AS (INSERT INTO thread_ref SELECT $1, x, t.thread"
-			 " FROM unnest($3::text[]) x, t ON CONFLICT DO NOTHING)"
-			 " UPDATE blob SET thread = t.thread FROM t"
-			 " WHERE user_id = $1 AND id = $2", &p, err);
+	PGresult *r = pg_exec(tx->c, "SELECT t.thread FROM (SELECT DISTINCT"
+			      " thread FROM thread_ref WHERE user_id = $1 AND"
+			      " msgid = ANY ($2::text[])) t ORDER BY (SELECT"
+			      " count(*) FROM blob b WHERE b.user_id = $1 AND"
+			      " b.thread = t.thread) DESC, t.thread", &p, err);
+	int ret = r != NULL ? 0 : -1;
+	int64_t thread = blob;
+	if (r != NULL && PQntuples(r) > 0)
+		thread = pg_int(r, 0, 0);
+	for (int i = 1; r != NULL && i < PQntuples(r) && ret == 0; i++) {
+		ret = thread_merge(tx, thread, pg_int(r, i, 0), err);
+		*merged_r = true;
+	}
+	PQclear(r);
+	if (ret == 0) {
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, blob);
+		pg_p_str(&p, arr.data);
+		pg_p_int(&p, thread);
+		ret = pg_run(tx->c, "WITH refs AS (INSERT INTO thread_ref"
+			     " SELECT $1, x, $4 FROM unnest($3::text[]) x"
+			     " ON CONFLICT DO NOTHING) UPDATE blob SET thread = $4"
+			     " WHERE user_id = $1 AND id = $2", &p, err);
+	}
 	buf_free(&arr);
 	return ret;
 }
@@ -478,7 +521,16 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		PQclear(r);
 	}
 	if (ret == 0)
-		ret = thread_assign(tx, &an, blob, err);
+		ret = pg_jmail_blob_added(tx, blob, an.bodystructure, err);
+	bool merged = false;
+	if (ret == 0)
+		ret = thread_assign(tx, &an, blob, &merged, err);
+	/* a merge gave the moved messages new UIDs, maybe here */
+	if (ret == 0 && merged)
+		ret = pg_mbox_need(user, tx->c, mailbox, 0, &mb, err);
+	if (ret == 0 && merged && mb.uidnext == UINT32_MAX)
+		ret = store_set_error(err, STORE_ERR_LIMIT,
+				      "Mailbox is out of UIDs");
 	if (ret == 0) {
 		uint64_t modseq = pg_tx_modseq(tx);
 		struct pg_params p;
@@ -649,6 +701,30 @@ int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 			    &p, err);
 	}
 	pg_rend(user, c);
+	if (r == NULL)
+		return -1;
+	int ret = pg_blob_from_row(user, r, blob_r, err);
+	PQclear(r);
+	return ret;
+}
+
+int pg_blob_open_email(struct store_user *user, int64_t id,
+		       struct store_blob *blob_r, struct store_error *err)
+{
+	memset(blob_r, 0, sizeof(*blob_r));
+	struct pg_conn *c = pg_conn_get(user->store, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, id);
+	/* visible: a copy without \Deleted */
+	PGresult *r = pg_exec(c, "SELECT b.sha256, b.body_size, b.prefix"
+			      " FROM blob b WHERE b.user_id = $1 AND b.id = $2"
+			      " AND EXISTS (SELECT 1 FROM msg m WHERE m.user_id = $1"
+			      " AND m.blob = $2 AND (m.flags & 8) = 0)", &p, err);
+	pg_conn_put(user->store, c);
 	if (r == NULL)
 		return -1;
 	int ret = pg_blob_from_row(user, r, blob_r, err);
@@ -1177,6 +1253,198 @@ int pg_rows_restore(struct pg_tx *tx, const struct pg_mbox *dst,
 	return ret;
 }
 
+/* The copy of blob row id under a new id in thread into (the same body,
+ * its name counted once more by the blob trigger); every column but id
+ * and thread, as schema_sql and step 4 have them. */
+static int blob_copy(struct pg_tx *tx, int64_t id, int64_t into,
+		     int64_t *new_r, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, id);
+	pg_p_int(&p, into);
+#define BLOB_COLS " sha256, body_size, prefix, envelope, bodystructure, body," \
+	" parts, preview, sort_subject, sort_from, sort_to, sort_cc,"         \
+	" sort_display_from, sort_display_to, sent_date, message_id,"         \
+	" in_reply_to, refs, header_text, body_text"
+	PGresult *r = pg_exec(tx->c, "INSERT INTO blob (user_id, thread,"
+			      BLOB_COLS ") SELECT user_id, $3," BLOB_COLS
+			      " FROM blob WHERE user_id = $1 AND id = $2"
+			      " RETURNING id", &p, err);
+#undef BLOB_COLS
+	if (r == NULL)
+		return -1;
+	int ret = PQntuples(r) == 1 ? 0 : store_set_error(err,
+		STORE_ERR_INTERNAL, "A message of the thread is missing");
+	if (ret == 0)
+		*new_r = pg_int(r, 0, 0);
+	PQclear(r);
+	if (ret == 0) {
+		/* hasAttachment as the old row had it */
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, id);
+		pg_p_int(&p, *new_r);
+		ret = pg_run(tx->c, "UPDATE jemail SET attach = (SELECT attach"
+			     " FROM jemail WHERE user_id = $1 AND id = $2)"
+			     " WHERE user_id = $1 AND id = $3", &p, err);
+	}
+	return ret;
+}
+
+/* Thread from joins thread into: each of its messages is copied under a
+ * new blob id in into, every copy of it gets a new UID on the new blob
+ * (readers' own \Seen kept) and the old one is expunged; the old blob
+ * row goes with its last copy, so JMAP sees the old Emails destroyed and
+ * new ones created (sqlite/sq-jmap-tx.c sq_jmap_thread_merge). */
+static int thread_merge(struct pg_tx *tx, int64_t into, int64_t from,
+			struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, from);
+	PGresult *r = pg_exec(tx->c, "SELECT b.id, m.mailbox, m.uid FROM blob b"
+			      " JOIN msg m ON m.user_id = b.user_id AND"
+			      " m.blob = b.id WHERE b.user_id = $1 AND"
+			      " b.thread = $2 ORDER BY m.mailbox, b.id, m.uid",
+			      &p, err);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r), ret = 0;
+	/* the new blob of each old one */
+	int64_t *olds = xcalloc((size_t)n + 1, sizeof(int64_t));
+	int64_t *news = xcalloc((size_t)n + 1, sizeof(int64_t));
+	size_t nb = 0;
+	for (int i = 0; i < n && ret == 0; i++) {
+		int64_t id = pg_int(r, i, 0);
+		bool seen = false;
+		for (size_t k = 0; k < nb && !seen; k++)
+			seen = olds[k] == id;
+		if (seen)
+			continue;
+		olds[nb] = id;
+		ret = blob_copy(tx, id, into, &news[nb], err);
+		nb++;
+	}
+	/* per mailbox: the copies on the new blobs, then the old ones go */
+	for (int i = 0; i < n && ret == 0;) {
+		uint32_t mailbox = (uint32_t)pg_int(r, i, 1);
+		int k = i;
+		while (k < n && (uint32_t)pg_int(r, k, 1) == mailbox)
+			k++;
+		size_t cnt = (size_t)(k - i);
+		struct store_uid_range *ranges = xcalloc(cnt, sizeof(*ranges));
+		for (size_t x = 0; x < cnt; x++)
+			ranges[x].lo = ranges[x].hi =
+				(uint32_t)pg_int(r, i + (int)x, 2);
+		/* rows_get wants the ranges in UID order */
+		for (size_t x = 1; x < cnt; x++)
+			for (size_t y = x; y > 0 && ranges[y - 1].lo > ranges[y].lo;
+			     y--) {
+				struct store_uid_range t = ranges[y];
+				ranges[y] = ranges[y - 1];
+				ranges[y - 1] = t;
+			}
+		struct row *rows = NULL;
+		size_t rn = 0;
+		struct pg_mbox md;
+		ret = pg_mbox_get(tx->user, tx->c, NULL, mailbox, &md, err) == 1
+			      ? 0 : -1;
+		if (ret == 0)
+			ret = rows_get(tx, mailbox, ranges, cnt, &rows, &rn, err);
+		uint32_t *su = xcalloc(rn ? rn : 1, sizeof(uint32_t));
+		uint32_t *du = xcalloc(rn ? rn : 1, sizeof(uint32_t));
+		for (size_t x = 0; x < rn; x++) {
+			su[x] = rows[x].uid;
+			for (size_t b = 0; b < nb; b++)
+				if (rows[x].blob == olds[b])
+					rows[x].blob = news[b];
+		}
+		if (ret == 0 && (uint64_t)md.uidnext + rn >= UINT32_MAX)
+			ret = store_set_error(err, STORE_ERR_LIMIT,
+					      "Mailbox is out of UIDs");
+		if (ret == 0)
+			ret = copy_rows(tx, &md, rows, rn, time(NULL), du, err);
+		if (ret == 0)
+			ret = pg_seen_move(tx, mailbox, su, mailbox, du, rn, err);
+		if (ret == 0)
+			ret = pg_expunge_uids(tx, mailbox, su, rn, PG_GONE_LOG,
+					      err);
+		rows_free(rows, rn);
+		free(su);
+		free(du);
+		free(ranges);
+		i = k;
+	}
+	PQclear(r);
+	free(olds);
+	free(news);
+	if (ret == 0) {
+		pg_p_init(&p);
+		pg_p_int(&p, tx->user->id);
+		pg_p_int(&p, from);
+		pg_p_int(&p, into);
+		ret = pg_run(tx->c, "UPDATE thread_ref SET thread = $3"
+			     " WHERE user_id = $1 AND thread = $2", &p, err);
+	}
+	if (ret == 0)
+		log_info("store", NULL, "user %lld: thread %lld joined thread"
+			 " %lld (%zu messages moved)", (long long)tx->user->id,
+			 (long long)from, (long long)into, nb);
+	return ret;
+}
+
+int pg_copy_one(struct pg_tx *tx, uint32_t src_mailbox, uint32_t uid,
+		uint32_t dst_mailbox, const struct store_account_limits *limits,
+		struct store_error *err)
+{
+	struct pg_mbox md;
+	struct row *rows = NULL;
+	size_t n = 0;
+	struct store_uid_range r = {uid, uid};
+	int ret = pg_mbox_need(tx->user, tx->c, NULL, dst_mailbox, &md, err);
+	if (ret == 0)
+		ret = rows_get(tx, src_mailbox, &r, 1, &rows, &n, err);
+	if (ret == 0 && n != 1)
+		ret = store_set_error(err, STORE_ERR_NOTFOUND,
+				      "No such message");
+	if (ret == 0 && pg_over_quota(tx, limits, rows[0].size, 1))
+		ret = store_set_error(err, STORE_ERR_QUOTA, "Quota exceeded");
+	if (ret == 0 && md.uidnext == UINT32_MAX)
+		ret = store_set_error(err, STORE_ERR_LIMIT,
+				      "Mailbox is out of UIDs");
+	uint32_t dst_uid;
+	if (ret == 0)
+		ret = copy_rows(tx, &md, rows, 1, time(NULL), &dst_uid, err);
+	rows_free(rows, n);
+	return ret;
+}
+
+int pg_row_flags_set(struct pg_tx *tx, uint32_t mailbox, uint32_t uid,
+		     unsigned flags, const char *keywords,
+		     struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, mailbox);
+	pg_p_int(&p, uid);
+	pg_p_int(&p, flags & 0x1f);
+	pg_p_str(&p, keywords);
+	pg_p_int(&p, (int64_t)pg_tx_modseq(tx));
+	int ret = pg_run(tx->c, "UPDATE msg SET flags = $4, keywords = $5,"
+			 " modseq = $6 WHERE user_id = $1 AND mailbox = $2"
+			 " AND uid = $3", &p, err);
+	if (ret == 0)
+		ret = keywords_register(tx, mailbox, keywords, err);
+	if (ret == 0)
+		ret = pg_mbox_touch(tx, mailbox, 0, err);
+	pg_tx_change(tx, mailbox, STORE_CHANGE_FLAGS);
+	return ret;
+}
+
 int pg_copy(struct store_user *user, const char *src,
 	    const struct store_uid_range *ranges, size_t range_count,
 	    const char *dst, bool move, uint32_t *dst_uidvalidity_r,
@@ -1621,22 +1889,29 @@ static void like_pattern(const char *s, size_t len, struct buf *out)
 	buf_append_char(out, '%');
 }
 
+void pg_needle_prepare(const char *needle, struct buf *folded,
+		       struct buf *like)
+{
+	/* folded as the stored text is (C0 controls but TAB and LF, and
+	 * DEL, are spaces there) */
+	buf_init(folded, 0);
+	store_text_fold(folded, needle, strlen(needle));
+	buf_append(folded, "", 0);   /* never NULL, even when empty */
+	for (size_t i = 0; i < folded->len; i++) {
+		unsigned char ch = (unsigned char)folded->data[i];
+		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
+			folded->data[i] = ' ';
+	}
+	like_pattern(folded->data, folded->len, like);
+}
+
 int pg_search_text(struct store_user *user, const char *mailbox,
 		   enum store_text_where where, const char *needle,
 		   const struct store_uid_range *ranges, size_t range_count,
 		   uint32_t **uids_r, size_t *count_r, struct store_error *err)
 {
-	/* folded as the stored text is (C0 controls but TAB and LF, and
-	 * DEL, are spaces there) */
 	struct buf folded, like;
-	buf_init(&folded, 0);
-	store_text_fold(&folded, needle, strlen(needle));
-	for (size_t i = 0; i < folded.len; i++) {
-		unsigned char ch = (unsigned char)folded.data[i];
-		if ((ch < 0x20 && ch != '\t' && ch != '\n') || ch == 0x7f)
-			folded.data[i] = ' ';
-	}
-	like_pattern(folded.data, folded.len, &like);
+	pg_needle_prepare(needle, &folded, &like);
 	struct pg_conn *c = pg_rbegin(user, err);
 	if (c == NULL) {
 		buf_free(&folded);

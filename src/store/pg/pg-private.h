@@ -29,7 +29,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 7
+#define PG_SCHEMA_VERSION 8
 
 struct s3;
 
@@ -255,6 +255,11 @@ int pg_bodies_deliver(struct store_body *const *bodies, size_t n,
 		      uint32_t *uids, uint32_t *uidvalidity_r,
 		      struct store_error *err);
 void pg_body_unref(struct store_body *body);
+/* An upload (pg-jmail-tx.c): the bytes as written (no CRLF, no
+ * analysis), at most max (0: no limit). */
+void pg_body_set_raw(struct store_body *body, uint64_t max);
+/* A finished body's name (SHA-256 hex), NULL before. */
+const char *pg_body_sha(const struct store_body *body);
 /* The account's limits ([store] limits callback): 0, or -1 TEMP. */
 int pg_limits_get(struct store_user *user,
 		  struct store_account_limits *limits, struct store_error *err);
@@ -277,6 +282,9 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		  struct store_error *err);
 int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err);
+/* The bytes of Email (blob) id, row and bytes in one read. */
+int pg_blob_open_email(struct store_user *user, int64_t id,
+		       struct store_blob *blob_r, struct store_error *err);
 void pg_blob_close(struct store_blob *blob);
 /* The bytes of the one row of r (sha256, body_size, prefix), read and
  * checked: NOTFOUND when r has no row. */
@@ -318,6 +326,15 @@ int pg_expunge(struct store_user *user, const char *mailbox,
 	       const struct store_uid_range *ranges, size_t range_count,
 	       bool force, uint32_t **uids_r, size_t *count_r,
 	       struct store_error *err);
+/* One more copy of (src_mailbox, uid) in dst_mailbox inside tx, quota
+ * checked against limits (JMAP's Email/set mailboxIds). */
+int pg_copy_one(struct pg_tx *tx, uint32_t src_mailbox, uint32_t uid,
+		uint32_t dst_mailbox, const struct store_account_limits *limits,
+		struct store_error *err);
+/* The flags and keywords of one row, at the transaction's modseq. */
+int pg_row_flags_set(struct pg_tx *tx, uint32_t mailbox, uint32_t uid,
+		     unsigned flags, const char *keywords,
+		     struct store_error *err);
 /* uids as a bigint[] literal ("{1,2,3}") in out (initialised here). */
 void pg_uid_array(struct buf *out, const uint32_t *uids, size_t n);
 /* Removes the rows of uids in mailbox (and the blob rows nothing names
@@ -361,6 +378,11 @@ int pg_expunged_since(struct store_user *user, const char *mailbox,
 		      uint64_t modseq, const struct store_uid_range *ranges,
 		      size_t range_count, uint32_t **uids_r, size_t *count_r,
 		      bool *complete_r, struct store_error *err);
+/* A search needle folded as the stored texts are (folded, binary) and
+ * the LIKE pattern that finds it in loft_text() of them (like, text):
+ * both initialised here. */
+void pg_needle_prepare(const char *needle, struct buf *folded,
+		       struct buf *like);
 int pg_search_text(struct store_user *user, const char *mailbox,
 		   enum store_text_where where, const char *needle,
 		   const struct store_uid_range *ranges, size_t range_count,
@@ -406,6 +428,65 @@ int pg_undelete(struct store_user *user,
 		const struct store_deleted_filter *filter,
 		struct store_undelete_report *report_r,
 		struct store_error *err);
+
+/* ---- JMAP mail (pg-jmail.c; states and changes: pg-rows.h) ------------ */
+
+/* Schema step 7 -> 8: tables, backfill, plpgsql triggers
+ * (pg-jmail-schema.h). */
+extern const char pg_jmail_schema_sql[];
+/* In the transaction that made an account's default mailboxes. */
+int pg_jmail_account_created(struct pg_tx *tx, struct store_error *err);
+/* In the transaction that added blob (its BODYSTRUCTURE as cached). */
+int pg_jmail_blob_added(struct pg_tx *tx, int64_t blob,
+			const char *bodystructure, struct store_error *err);
+int pg_jmap_mailboxes(struct store_user *user,
+		      struct store_jmap_mailbox **list_r, size_t *count_r,
+		      struct store_error *err);
+int pg_jmap_mailbox_update(struct store_user *user, uint32_t mailbox_id,
+			   const uint32_t *sort_order,
+			   const unsigned *special_use, struct store_error *err);
+int pg_email_get(struct store_user *user, const int64_t *ids, size_t count,
+		 struct store_email *emails, struct store_error *err);
+int pg_email_open(struct store_user *user, int64_t id,
+		  struct store_blob *blob_r, struct store_error *err);
+int pg_email_scan(struct store_user *user, uint32_t mailbox_id,
+		  bool newest_first, unsigned fields, store_email_row_fn *cb,
+		  void *ctx, struct store_error *err);
+int pg_email_rank(struct store_user *user, uint32_t mailbox_id, int64_t id,
+		  uint64_t *rank_r, struct store_error *err);
+int pg_email_moved_since(struct store_user *user, uint32_t mailbox_id,
+			 const struct store_jmap_cursor *since, int64_t **ids_r,
+			 size_t *count_r, bool *too_old_r,
+			 struct store_error *err);
+int pg_thread_emails(struct store_user *user, int64_t thread, int64_t **ids_r,
+		     size_t *count_r, struct store_error *err);
+int pg_email_search(struct store_user *user, enum store_text_where where,
+		    const char *field, const char *needle, int64_t **ids_r,
+		    size_t *count_r, struct store_error *err);
+int pg_email_copies(struct store_user *user, const int64_t *ids, size_t count,
+		    int64_t viewer, struct store_copy_row **rows_r,
+		    size_t *count_r, struct store_error *err);
+int pg_seen_newest(struct store_user *user, int64_t viewer,
+		   uint64_t *modseq_r, struct store_error *err);
+int pg_seen_emails_since(struct store_user *user, int64_t viewer,
+			 uint64_t modseq, int64_t **ids_r, size_t *count_r,
+			 struct store_error *err);
+/* pg-jmail-tx.c */
+int pg_email_tx_commit(struct store_user *user, struct store_email_tx *etx,
+		       struct store_error *err);
+int pg_upload_begin(struct store_user *user, uint64_t max_size,
+		    struct store_upload **up_r, struct store_error *err);
+int pg_upload_write(struct store_upload *up, const void *data, size_t len,
+		    struct store_error *err);
+int pg_upload_finish(struct store_upload **up, const char *type,
+		     time_t expires, int64_t *id_r, uint64_t *size_r,
+		     struct store_error *err);
+void pg_upload_abort(struct store_upload **up);
+int pg_upload_open(struct store_user *user, int64_t id,
+		   struct store_blob *blob_r, char **type_r,
+		   struct store_error *err);
+int pg_upload_touch(struct store_user *user, int64_t id, time_t expires,
+		    struct store_error *err);
 
 /* ---- bodies and their collector (pg-blob.c) ---------------------------- */
 

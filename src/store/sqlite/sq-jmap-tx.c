@@ -85,67 +85,6 @@ static bool u32_in(const uint32_t *v, size_t n, uint32_t x)
 	return false;
 }
 
-/* ---- keywords ----------------------------------------------------- */
-
-static bool kw_has(const char *const *v, size_t n, const char *k, size_t len)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strlen(v[i]) == len && strncasecmp(v[i], k, len) == 0)
-			return true;
-	return false;
-}
-
-static bool list_has(const struct buf *b, const char *k, size_t len)
-{
-	for (const char *p = b->data; p != NULL && p < b->data + b->len;) {
-		const char *e = memchr(p, ' ', (size_t)(b->data + b->len - p));
-		size_t l = e ? (size_t)(e - p) : (size_t)(b->data + b->len - p);
-		if (l == len && strncasecmp(p, k, len) == 0)
-			return true;
-		if (e == NULL)
-			break;
-		p = e + 1;
-	}
-	return false;
-}
-
-static void list_add(struct buf *b, const char *k, size_t len)
-{
-	if (list_has(b, k, len))
-		return;
-	if (b->len > 0)
-		buf_append_char(b, ' ');
-	buf_append(b, k, len);
-}
-
-/* The keyword list of a copy after the update (NULL for none). */
-static char *kw_update(const char *old, const struct store_email_update *up)
-{
-	struct buf b;
-	buf_init(&b, 0);
-	if (!up->replace_keywords && old != NULL) {
-		for (const char *p = old; *p;) {
-			const char *e = strchr(p, ' ');
-			size_t len = e ? (size_t)(e - p) : strlen(p);
-			if (!kw_has(up->keywords_remove, up->keyword_remove_count,
-				    p, len))
-				list_add(&b, p, len);
-			p += len + (e != NULL);
-		}
-	}
-	for (size_t i = 0; i < up->keyword_count; i++)
-		list_add(&b, up->keywords[i], strlen(up->keywords[i]));
-	return b.len > 0 ? buf_steal(&b, NULL) : (buf_free(&b), NULL);
-}
-
-static unsigned flags_update(unsigned old, const struct store_email_update *up)
-{
-	unsigned keep = old & STORE_FLAG_DELETED;
-	unsigned f = up->replace_keywords ? up->flags
-					  : (old | up->flags) & ~up->flags_remove;
-	return (f & 0x17 & ~STORE_FLAG_DELETED) | keep;
-}
-
 static bool same_str(const char *a, const char *b)
 {
 	return (a == NULL && b == NULL) ||
@@ -161,8 +100,8 @@ static int update_keywords(struct sq_user *u, struct sq_conn *c,
 		struct copy *x = &cs->v[i];
 		if (!visible(x))
 			continue;
-		unsigned nf = flags_update(x->row.flags, up);
-		char *nk = kw_update(x->row.keywords, up);
+		unsigned nf = store_email_flags_update(x->row.flags, up);
+		char *nk = store_email_keywords_update(x->row.keywords, up);
 		if (nf == x->row.flags && same_str(nk, x->row.keywords)) {
 			free(nk);
 			continue;
@@ -309,26 +248,11 @@ static int op_update(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 	ret = update_keywords(u, c, job, &cs, up);
 	/* mailboxes: the target set, then what to add and to remove */
 	uint32_t *cur = xcalloc(cs.n, sizeof(uint32_t)), *want;
-	size_t ncur = 0, nwant = 0;
+	size_t ncur = 0, nwant;
 	for (size_t i = 0; i < cs.n; i++)
 		if (visible(&cs.v[i]) && !u32_in(cur, ncur, cs.v[i].mailbox))
 			cur[ncur++] = cs.v[i].mailbox;
-	want = xcalloc(ncur + up->mailbox_count + 1, sizeof(uint32_t));
-	if (up->replace_mailboxes) {
-		for (size_t i = 0; i < up->mailbox_count; i++)
-			if (!u32_in(want, nwant, up->mailboxes[i]))
-				want[nwant++] = up->mailboxes[i];
-	} else {
-		for (size_t i = 0; i < ncur; i++)
-			if (!u32_in(up->mailboxes_remove,
-				    up->mailbox_remove_count, cur[i]))
-				want[nwant++] = cur[i];
-		for (size_t i = 0; i < up->mailbox_count; i++)
-			if (!u32_in(want, nwant, up->mailboxes[i]) &&
-			    !u32_in(up->mailboxes_remove,
-				    up->mailbox_remove_count, up->mailboxes[i]))
-				want[nwant++] = up->mailboxes[i];
-	}
+	want = store_email_mailboxes_want(cur, ncur, up, &nwant);
 	if (ret == 0 && nwant == 0)
 		ret = sq_job_fail(job, STORE_ERR_INVALID,
 				  "An Email needs a mailbox");

@@ -28,227 +28,13 @@ const char sq_jmap_revive_sql[] =
 	"DROP TRIGGER IF EXISTS jmsg_ins; DROP TRIGGER IF EXISTS jmsg_upd;"
 	SQ_JMAP_TRIGGERS;
 
-/* ---- hasAttachment ------------------------------------------------ */
-
-/* A small reader of the cached IMAP BODYSTRUCTURE: enough to tell
- * whether a client should offer a part for download (RFC 8621 4.1.4
- * hasAttachment): a leaf with Content-Disposition attachment, or one that
- * is neither text nor inline (a PDF, a forwarded message, an image with
- * no disposition and a name). */
-struct bs {
-	const char *p, *end;
-};
-
-static void bs_ws(struct bs *b)
-{
-	while (b->p < b->end && *b->p == ' ')
-		b->p++;
-}
-
-/* Skips one item (string, literal, atom, NIL, number or list); fills
- * s/len for a string or atom. Returns false at the end or on garbage. */
-static bool bs_item(struct bs *b, const char **s, size_t *len, int depth)
-{
-	bs_ws(b);
-	if (b->p >= b->end || depth > 200)
-		return false;
-	*s = NULL;
-	*len = 0;
-	char c = *b->p;
-	if (c == '"') {
-		const char *start = ++b->p;
-		while (b->p < b->end && *b->p != '"') {
-			if (*b->p == '\\' && b->p + 1 < b->end)
-				b->p++;
-			b->p++;
-		}
-		*s = start;
-		*len = (size_t)(b->p - start);
-		b->p += b->p < b->end;
-		return true;
-	}
-	if (c == '{') {
-		unsigned long n = strtoul(b->p + 1, NULL, 10);
-		const char *nl = memchr(b->p, '\n', (size_t)(b->end - b->p));
-		if (nl == NULL || n > (size_t)(b->end - nl - 1))
-			return false;
-		*s = nl + 1;
-		*len = n;
-		b->p = nl + 1 + n;
-		return true;
-	}
-	if (c == '(') {
-		b->p++;
-		for (;;) {
-			bs_ws(b);
-			if (b->p >= b->end)
-				return false;
-			if (*b->p == ')') {
-				b->p++;
-				return true;
-			}
-			const char *x;
-			size_t xl;
-			if (!bs_item(b, &x, &xl, depth + 1))
-				return false;
-		}
-	}
-	if (c == ')')
-		return false;
-	const char *start = b->p;
-	while (b->p < b->end && *b->p != ' ' && *b->p != '(' && *b->p != ')')
-		b->p++;
-	*s = start;
-	*len = (size_t)(b->p - start);
-	return true;
-}
-
-static bool ieq(const char *s, size_t len, const char *lit)
-{
-	return s != NULL && strlen(lit) == len && strncasecmp(s, lit, len) == 0;
-}
-
-/* Whether the list at b->p (a params list or NIL) has a "name" or
- * "filename" parameter. Consumes it. */
-static bool bs_params_named(struct bs *b)
-{
-	bs_ws(b);
-	if (b->p >= b->end || *b->p != '(') {
-		const char *s;
-		size_t l;
-		bs_item(b, &s, &l, 0);
-		return false;
-	}
-	b->p++;
-	bool named = false;
-	for (;;) {
-		bs_ws(b);
-		if (b->p >= b->end)
-			return named;
-		if (*b->p == ')') {
-			b->p++;
-			return named;
-		}
-		const char *k, *v;
-		size_t kl, vl;
-		if (!bs_item(b, &k, &kl, 1) || !bs_item(b, &v, &vl, 1))
-			return named;
-		named |= ieq(k, kl, "name") || ieq(k, kl, "filename");
-	}
-}
-
-/* Reads a disposition ("attachment" (params)) or NIL: 1 attachment,
- * 2 inline, 0 none; *named when it carries a filename. */
-static int bs_disposition(struct bs *b, bool *named)
-{
-	bs_ws(b);
-	if (b->p >= b->end || *b->p != '(') {
-		const char *s;
-		size_t l;
-		bs_item(b, &s, &l, 0);
-		return 0;
-	}
-	b->p++;
-	const char *s;
-	size_t l;
-	int r = 0;
-	if (bs_item(b, &s, &l, 1))
-		r = ieq(s, l, "attachment") ? 1 : ieq(s, l, "inline") ? 2 : 0;
-	*named |= bs_params_named(b);
-	for (;;) {
-		bs_ws(b);
-		if (b->p >= b->end || *b->p == ')') {
-			b->p += b->p < b->end;
-			return r;
-		}
-		if (!bs_item(b, &s, &l, 1))
-			return r;
-	}
-}
-
-/* One body (at '('): sets *att when a leaf is an attachment. */
-static bool bs_body(struct bs *b, bool *att, int depth)
-{
-	bs_ws(b);
-	if (b->p >= b->end || *b->p != '(' || depth > 100)
-		return false;
-	b->p++;
-	bs_ws(b);
-	const char *s;
-	size_t l;
-	if (b->p < b->end && *b->p == '(') {
-		/* multipart: bodies, then subtype and extensions */
-		while (b->p < b->end && *b->p == '(') {
-			if (!bs_body(b, att, depth + 1))
-				return false;
-			bs_ws(b);
-		}
-		while (b->p < b->end && *b->p != ')')
-			if (!bs_item(b, &s, &l, depth + 1))
-				return false;
-		b->p += b->p < b->end;
-		return true;
-	}
-	const char *type, *sub;
-	size_t tl, sl;
-	if (!bs_item(b, &type, &tl, depth) || !bs_item(b, &sub, &sl, depth))
-		return false;
-	bool named = bs_params_named(b);
-	/* id, description, encoding, size */
-	for (int i = 0; i < 4; i++)
-		if (!bs_item(b, &s, &l, depth))
-			return false;
-	bool text = ieq(type, tl, "text");
-	bool message = ieq(type, tl, "message") &&
-		       (ieq(sub, sl, "rfc822") || ieq(sub, sl, "global"));
-	if (text) {
-		if (!bs_item(b, &s, &l, depth))   /* lines */
-			return false;
-	} else if (message) {
-		/* envelope, body, lines */
-		if (!bs_item(b, &s, &l, depth))
-			return false;
-		bool inner = false;
-		if (!bs_body(b, &inner, depth + 1) ||
-		    !bs_item(b, &s, &l, depth))
-			return false;
-	}
-	int disp = 0;
-	bs_ws(b);
-	if (b->p < b->end && *b->p != ')') {
-		bs_item(b, &s, &l, depth);   /* md5 */
-		bs_ws(b);
-		if (b->p < b->end && *b->p != ')')
-			disp = bs_disposition(b, &named);
-	}
-	while (b->p < b->end && *b->p != ')')
-		if (!bs_item(b, &s, &l, depth))
-			return false;
-	b->p += b->p < b->end;
-	bool readable = text && (ieq(sub, sl, "plain") || ieq(sub, sl, "html"));
-	if (disp == 1 || message || (disp != 2 && !readable && named) ||
-	    (disp == 0 && !text && !ieq(type, tl, "multipart") &&
-	     !ieq(type, tl, "image")))
-		*att = true;
-	return true;
-}
-
-bool sq_bodystructure_has_attachment(const char *bs, size_t len)
-{
-	struct bs b = {bs, bs + len};
-	bool att = false;
-	if (bs != NULL)
-		bs_body(&b, &att, 0);
-	return att;
-}
-
 static void fn_has_attachment(sqlite3_context *ctx, int argc,
 			      sqlite3_value **argv)
 {
 	const char *bs = (const char *)sqlite3_value_text(argv[0]);
 	int len = sqlite3_value_bytes(argv[0]);
 	sqlite3_result_int(ctx, bs != NULL &&
-			   sq_bodystructure_has_attachment(bs, (size_t)len));
+			   store_bodystructure_has_attachment(bs, (size_t)len));
 }
 
 void sq_jmap_functions(sqlite3 *db)
@@ -754,25 +540,6 @@ int sq_jmap_mailbox_update(struct store_user *user, uint32_t mailbox_id,
 
 /* ---- emails ------------------------------------------------------- */
 
-static void keywords_split(struct store_email *e, const char *kw)
-{
-	if (kw == NULL)
-		return;
-	char *copy = xstrdup(kw), *save = NULL;
-	for (char *k = strtok_r(copy, " ", &save); k != NULL;
-	     k = strtok_r(NULL, " ", &save)) {
-		bool dup = false;
-		for (size_t i = 0; i < e->keyword_count && !dup; i++)
-			dup = strcasecmp(e->keywords[i], k) == 0;
-		if (dup)
-			continue;
-		e->keywords = xrealloc(e->keywords, (e->keyword_count + 1) *
-							    sizeof(char *));
-		e->keywords[e->keyword_count++] = xstrdup(k);
-	}
-	free(copy);
-}
-
 static int email_mailboxes(struct sq_conn *c, struct store_email *e)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT DISTINCT mailbox FROM msg"
@@ -816,7 +583,8 @@ int sq_email_get(struct store_user *user, const int64_t *ids, size_t count,
 			e->id = ids[i];
 			e->modseq.modseq = (uint64_t)sqlite3_column_int64(st, 0);
 			e->flags = (unsigned)sqlite3_column_int(st, 1);
-			keywords_split(e, (const char *)sqlite3_column_text(st, 2));
+			store_email_keywords_split(
+				e, (const char *)sqlite3_column_text(st, 2));
 			e->received = (time_t)sqlite3_column_int64(st, 3);
 			e->has_attachment = sqlite3_column_int(st, 4) != 0;
 			e->thread = sqlite3_column_int64(st, 5);
@@ -1090,29 +858,6 @@ static void idset_add(struct idset *s, int64_t id)
 	s->v[s->n++] = id;
 }
 
-/* Whether the header text (folded "name: value\n" lines) has needle in
- * the value of a field called field (folded, or any when NULL). */
-static bool header_has(const char *t, size_t tlen, const char *field,
-		       const char *needle, size_t nlen)
-{
-	if (field == NULL)
-		return memmem(t, tlen, needle, nlen) != NULL;
-	size_t flen = strlen(field);
-	const char *p = t, *end = t + tlen;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl != NULL ? nl : end;
-		if ((size_t)(le - p) > flen + 1 && memcmp(p, field, flen) == 0 &&
-		    p[flen] == ':') {
-			const char *v = p + flen + 1;
-			if (memmem(v, (size_t)(le - v), needle, nlen) != NULL)
-				return true;
-		}
-		p = le + 1;
-	}
-	return false;
-}
-
 static int search_verify(sqlite3_stmt *st, bool hdr, const char *field,
 			 const char *needle, size_t nlen, struct idset *hits)
 {
@@ -1125,7 +870,7 @@ static int search_verify(sqlite3_stmt *st, bool hdr, const char *field,
 		const char *t = sq_text_column(st, 1, &tmp, &tlen);
 		/* an empty needle asks whether the field is there at all */
 		bool hit = hdr && field != NULL
-				   ? t != NULL && header_has(t, tlen, field,
+				   ? t != NULL && store_header_has(t, tlen, field,
 							     needle, nlen)
 				   : nlen == 0 || (t != NULL &&
 						   memmem(t, tlen, needle, nlen));

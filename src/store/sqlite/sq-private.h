@@ -297,7 +297,6 @@ void sq_jmap_functions(sqlite3 *db);
 /* The account was just created: its mailboxes' JMAP rows start at its
  * first state. */
 int sq_jmap_account_created(struct sq_conn *c);
-bool sq_bodystructure_has_attachment(const char *bs, size_t len);
 int sq_jmap_states(struct store_user *user, struct store_jmap_cursor *states,
 		   struct store_error *err);
 int sq_jmap_changes(struct store_user *user, enum store_jmap_kind kind,
