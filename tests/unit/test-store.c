@@ -2305,12 +2305,22 @@ static void *trim_appender(void *arg)
 static void test_idle_trim(void)
 {
 	struct store *store = setup();
+	sqlite3_int64 mem0 = sqlite3_memory_used();
 	struct store_user *u = user_open(store, 39);
 	struct store_error err;
 	append(u, "INBOX", "Subject: t\r\n\r\nx\r\n", 0);
 	struct store_mailbox_info info = status(u, "INBOX");
 	store_mailbox_info_free(&info);
+	CHECK(sqlite3_memory_used() - mem0 > 64 * 1024);
 	CHECK_INT(sq_idle_trim(store, 0), 1);
+	/* An idle account (its sessions in IDLE) holds no SQLite
+	 * connection: no pooled reader, no writer (each is its parsed
+	 * schema, ~100 KB, and its pages); SQLite's memory is back near
+	 * where it was before the account was opened, which also says no
+	 * connection keeps a page-cache slab. */
+	CHECK(SQU(u)->readers == NULL);
+	CHECK(SQU(u)->writer == NULL);
+	CHECK(sqlite3_memory_used() - mem0 < 16 * 1024);
 	/* nothing more until it is used again */
 	CHECK_INT(sq_idle_trim(store, 0), 0);
 	CHECK_INT(append(u, "INBOX", "Subject: t\r\n\r\nx\r\n", 0), 2);

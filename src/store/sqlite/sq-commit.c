@@ -190,6 +190,17 @@ static void run_one(struct sq_user *u, struct sq_conn *c, struct sq_job *j)
 
 static void run_batch(struct sq_user *u, struct sq_job *batch)
 {
+	/* the idle trim closes an idle account's writer: the next batch
+	 * opens it again */
+	struct store_error open_err;
+	if (sq_writer_open(u, &open_err) < 0) {
+		for (struct sq_job *j = batch; j != NULL; j = j->next) {
+			j->ret = -1;
+			j->err = open_err;
+			job_forget_effects(j);
+		}
+		return;
+	}
 	struct sq_conn *c = u->writer;
 	uint64_t start_ns = metrics_now_ns();
 	if (sq_exec(c, "BEGIN IMMEDIATE") < 0) {

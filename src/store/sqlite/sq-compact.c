@@ -145,9 +145,10 @@ static void compact_checkpoint(struct sq_user *u)
 static int compact_convert(struct sq_user *u, struct store_error *err)
 {
 	sq_writer_hold(u);
-	int r = 0;
-	if (sq_exec(u->writer, "PRAGMA auto_vacuum = INCREMENTAL") < 0 ||
-	    sq_exec(u->writer, "VACUUM") < 0)
+	int r = sq_writer_open(u, err);
+	if (r == 0 &&
+	    (sq_exec(u->writer, "PRAGMA auto_vacuum = INCREMENTAL") < 0 ||
+	     sq_exec(u->writer, "VACUUM") < 0))
 		r = sq_db_error(u->writer, err, "vacuum");
 	sq_writer_release(u);
 	return r;

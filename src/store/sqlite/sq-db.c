@@ -471,15 +471,24 @@ char *sq_user_dir(struct store *store, int64_t user_id)
 			 store_user_shard(user_id), (long long)user_id);
 }
 
+/* No page-cache slab per connection: SQLite's default is 20 pages
+ * (~85 KB) allocated up front by every connection at its first read
+ * and kept until it closes, most of an idle account's memory (the
+ * writer and each pooled reader: bench idle). The setting is
+ * process-wide and only taken before SQLite's first use, which in
+ * loftd is the parent's (its queue, throttle or accounts database,
+ * before the fork): so it is made when the program loads. Pages are
+ * then allocated as they are used. */
+__attribute__((constructor)) static void sq_config_early(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
 static int sq_open(struct store *store, struct store_error *err)
 {
 	if (sqlite3_threadsafe() == 0)
 		return store_set_error(err, STORE_ERR_INTERNAL,
 				       "SQLite is built without threads");
-	/* No page-cache slab per connection (see auth_open): an idle
-	 * account's connections keep only the pages they read. Ignored
-	 * (SQLITE_MISUSE) when SQLite is already initialised. */
-	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 	/* Page caches are capped per connection (cache_size) and, through
 	 * this, for all of them together: past it SQLite drops unused pages
 	 * before it allocates more, so thousands of accounts stay bounded. */
@@ -691,6 +700,22 @@ int sq_index_version_get(struct store *store, int64_t user_id,
 	return r;
 }
 
+int sq_writer_open(struct sq_user *u, struct store_error *err)
+{
+	if (u->writer != NULL)
+		return 0;
+	char *path = index_path(u);
+	/* never a new, empty index in place of one that went away */
+	int r = access(path, F_OK) == 0
+		? sq_conn_open(path, true, u->fsync, &u->writer, err)
+		: store_set_error(err, STORE_ERR_TEMP,
+				  "The mail index is gone");
+	free(path);
+	if (r == 0)
+		sq_wal_hook_install(u);
+	return r;
+}
+
 static void sq_user_free(struct sq_user *u)
 {
 	sq_conn_close(u->writer);
@@ -856,7 +881,9 @@ static void sq_user_close(struct store_user *user)
 	bool dirty = u->pop3_mark_count > 0;
 	for (size_t i = 0; i < u->recent_count; i++)
 		dirty |= u->recent[i].dirty;
-	if (dirty && sq_exec(u->writer, "BEGIN IMMEDIATE") == 0) {
+	struct store_error err;
+	if (dirty && sq_writer_open(u, &err) == 0 &&
+	    sq_exec(u->writer, "BEGIN IMMEDIATE") == 0) {
 		if (sq_recent_flush(u, u->writer) == 0 &&
 		    sq_pop3_marks_flush(u, u->writer) == 0)
 			sq_exec(u->writer, "COMMIT");

@@ -1,13 +1,15 @@
 /*
  * Idle trim: what an account's index costs while nobody uses it. Every
  * SQ_IDLE_CHECK_S a thread looks at the open accounts; one unused for
- * SQ_IDLE_AFTER_S gives back its pooled read connections, its writer's
- * prepared statements and page cache (they come back on the next use),
- * and malloc hands freed memory back to the system (glibc keeps it in its
+ * SQ_IDLE_AFTER_S gives back its pooled read connections and its writer
+ * connection (each holds the parsed schema, ~100 KB with the triggers,
+ * its statements and its page cache; the next use opens them again), and
+ * malloc hands freed memory back to the system (glibc keeps it in its
  * arenas otherwise, and a server that was busy an hour ago would stay at
- * its peak). The writer connection itself stays open while the handle
- * lives: it holds the index's POSIX locks for the process (see
- * sq_sweep_user), and closing it is what a handle eviction is for.
+ * its peak). An account whose sessions all sit in IDLE costs then no
+ * SQLite memory at all. SQLite keeps the index's POSIX locks right
+ * across connections of one process (a close while another connection
+ * holds a lock is deferred), so closing one is safe at any time.
  */
 #include "sq-private.h"
 
@@ -90,20 +92,20 @@ static int trim_user(struct sq_user *u)
 	}
 	/* The writer is used only by a batch's leader, and becoming leader
 	 * takes mu: holding it with no leader and no queue, nobody is in
-	 * the writer's statements. */
+	 * the writer. Taken away then, the next leader opens another
+	 * (sq_writer_open); closed outside mu (the last connection's close
+	 * checkpoints the WAL), so a delivery meanwhile does not wait. */
 	pthread_mutex_lock(&u->mu);
-	if (!u->leader && u->queue == NULL && u->writer != NULL) {
-		for (size_t i = 0; i < SQ_STMT_SLOTS; i++) {
-			if (u->writer->stmts[i].st == NULL)
-				continue;
-			sqlite3_finalize(u->writer->stmts[i].st);
-			u->writer->stmts[i].st = NULL;
-			u->writer->stmts[i].sql = NULL;
-			trimmed = 1;
-		}
-		sqlite3_db_release_memory(u->writer->db);
+	struct sq_conn *writer = NULL;
+	if (!u->leader && u->queue == NULL) {
+		writer = u->writer;
+		u->writer = NULL;
 	}
 	pthread_mutex_unlock(&u->mu);
+	if (writer != NULL) {
+		sq_conn_close(writer);
+		trimmed = 1;
+	}
 	return trimmed;
 }
 

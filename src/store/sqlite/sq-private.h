@@ -259,6 +259,9 @@ int sq_compact(struct store *store, int64_t user_id,
 bool sq_compact_idle(struct sq_user *u);
 /* The user's writer for the caller alone (no batch runs meanwhile), for
  * what cannot run inside a transaction (VACUUM). */
+/* The account's writer connection, opened again if the idle trim
+ * closed it; by the batch's leader (or sq_writer_hold's holder). */
+int sq_writer_open(struct sq_user *u, struct store_error *err);
 void sq_writer_hold(struct sq_user *u);
 void sq_writer_release(struct sq_user *u);
 
