@@ -3145,6 +3145,16 @@ static void test_trigram_ascii(void)
 	sqlite3_close(db[1]);
 }
 
+/* Bodies' checksums (sq_crc32) are zlib's crc32 values, so the crc of
+ * every body stored before still checks: CRC-32's check value, and a
+ * value carried over pieces. */
+static void test_body_crc(void)
+{
+	CHECK_INT(sq_crc32(0, "123456789", 9), 0xCBF43926u);
+	CHECK_INT(sq_crc32(sq_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+	CHECK_INT(sq_crc32(0, NULL, 0), 0);
+}
+
 static const struct test_case cases[] = {
 	{"defaults", test_defaults},
 	{"append_fetch", test_append_fetch},
@@ -3182,6 +3192,7 @@ static const struct test_case cases[] = {
 	{"many_views", test_many_views},
 	{"multiappend", test_multiappend},
 	{"trigram_ascii", test_trigram_ascii},
+	{"body_crc", test_body_crc},
 	{NULL, NULL},
 };
 

@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <zlib.h>
 
 #include "log.h"
 
@@ -286,8 +285,7 @@ static int read_inline(struct sq_user *u, struct sq_conn *c,
 	}
 	const void *data = sqlite3_column_blob(st, 0);
 	size_t n = (size_t)sqlite3_column_bytes(st, 0);
-	uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0),
-				       data ? data : (const void *)"", (uInt)n);
+	uint32_t crc = sq_crc32(0, data, n);
 	if (r->prefix_len + n != r->size || (r->has_crc && crc != r->crc)) {
 		sqlite3_reset(st);
 		return damaged(u, "fails its checksum", r->name, err);
@@ -340,8 +338,7 @@ static int map_file(struct sq_user *u, int fd, const struct sq_blob_row *r,
 	if (flen > 0)
 		madvise(base + head, flen, MADV_SEQUENTIAL);
 	if (r->has_crc &&
-	    (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)base + head,
-			    (uInt)flen) != r->crc)
+	    sq_crc32(0, base + head, flen) != r->crc)
 		return damaged(u, "fails its checksum", r->name, err);
 	*data_r = base + head - r->prefix_len;
 	*len_r = r->prefix_len + flen;

@@ -18,7 +18,7 @@
  * body's, with the part map moved by the prefix's length and the
  * prefix's fields added to the header search text, so every copy reads
  * exactly as if its bytes had been analysed whole. Every body carries a
- * zlib crc32, checked whenever it is read.
+ * CRC-32 (zlib's crc32 values, sq_crc32), checked whenever it is read.
  */
 #include "sq-private.h"
 
@@ -30,7 +30,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "log.h"
 
@@ -68,7 +67,7 @@ int sq_body_create(struct store *store, struct store_body **body_r,
 	b->store = store;
 	b->fd = -1;
 	b->max = store->set.max_message_size;
-	b->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	b->crc = 0;
 	buf_init(&b->mem, 0);
 	buf_init(&b->text_enc, 0);
 	*body_r = b;
@@ -141,7 +140,7 @@ static int body_put(struct store_body *b, const char *p, size_t n,
 		return store_set_error(err, STORE_ERR_LIMIT,
 				       "Message is too large");
 	}
-	b->crc = (uint32_t)crc32(b->crc, (const Bytef *)p, (uInt)n);
+	b->crc = sq_crc32(b->crc, p, n);
 	if (b->tmp_path == NULL) {
 		if (b->size <= SQ_INLINE_MAX) {
 			buf_append(&b->mem, p, n);

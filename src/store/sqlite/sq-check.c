@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <zlib.h>
 
 #include "log.h"
 
@@ -75,8 +74,7 @@ struct body_rec {
 
 static uint32_t crc_of(const void *p, size_t n)
 {
-	return (uint32_t)crc32(crc32(0L, Z_NULL, 0), n ? p : (const void *)"",
-			       (uInt)n);
+	return sq_crc32(0, p, n);
 }
 
 /* Reads a body (in the index or its file) and judges it. */

@@ -8,6 +8,7 @@
 #ifndef LOFT_SQ_PRIVATE_H
 #define LOFT_SQ_PRIVATE_H
 
+#include <libdeflate.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -238,6 +239,15 @@ int sq_urlauth_key(struct store_user *user, int64_t viewer,
  * once (the same detail=none index, a fraction of the work); on every
  * index connection */
 void sq_trigram_register(sqlite3 *db);
+
+/* A body's checksum: CRC-32 as zlib's crc32() computes it (the values
+ * stored by every version), with libdeflate's several times faster
+ * code: it runs over every body written and every body read. crc is
+ * the value so far (0 to start). */
+static inline uint32_t sq_crc32(uint32_t crc, const void *p, size_t n)
+{
+	return libdeflate_crc32(crc, n ? p : (const void *)"", n);
+}
 /* sq-index.c: trigram indexing in batches, off the delivery path */
 void sq_indexer_start(struct store *store);
 void sq_indexer_stop(struct store *store);
