@@ -385,12 +385,12 @@ struct sq_conn *sq_reader_get(struct sq_user *u, struct store_error *err)
 #define SQ_READERS_PEAK_S 30
 #define SQ_READERS_PEAK_MAX 8
 
-void sq_reader_put(struct sq_user *u, struct sq_conn *c)
+/* A pooled reader must hold no snapshot: a statement left stepping keeps
+ * its read transaction open even in autocommit mode, and the next
+ * borrower would read the index as it was then (a FETCH after a STORE
+ * showing the old flags). Such a leak is a bug; log it. */
+static void reader_end_txn(struct sq_conn *c)
 {
-	/* A pooled reader must hold no snapshot: a statement left stepping
-	 * keeps its read transaction open even in autocommit mode, and the
-	 * next borrower would read the index as it was then (a FETCH after
-	 * a STORE showing the old flags). Such a leak is a bug; log it. */
 	for (sqlite3_stmt *st = sqlite3_next_stmt(c->db, NULL); st != NULL;
 	     st = sqlite3_next_stmt(c->db, st)) {
 		if (sqlite3_stmt_busy(st)) {
@@ -401,6 +401,17 @@ void sq_reader_put(struct sq_user *u, struct sq_conn *c)
 	}
 	if (!sqlite3_get_autocommit(c->db))
 		sq_exec(c, "ROLLBACK");
+}
+
+void sq_reader_put(struct sq_user *u, struct sq_conn *c)
+{
+	/* Only a connection with a transaction still open (or a BEGIN that
+	 * has read nothing yet) is searched: walking every cached statement
+	 * of every returned reader was 1-2 % of the mail process under the
+	 * mixed IMAP workload. */
+	if (sqlite3_txn_state(c->db, NULL) != SQLITE_TXN_NONE ||
+	    !sqlite3_get_autocommit(c->db))
+		reader_end_txn(c);
 	pthread_mutex_lock(&u->readers_mu);
 	u->readers_out--;
 	size_t n = 0;
