@@ -24,8 +24,11 @@
 
 /* RFC 5464 3.2 / 5: slash-separated, 7-bit, no wildcards, no empty
  * component, under /private or /shared; a vendor entry names a vendor
- * and something of theirs. scope_ok: "/private" or "/shared" alone (a
- * GETMETADATA with DEPTH). Writes the lower-cased name to out. */
+ * and something of theirs. scope_ok: a GETMETADATA name, which may also
+ * be the root of a tree: "/private" or "/shared" alone, or
+ * ".../vendor/<vendor-token>" (RFC 5464 3.2.1.1 "the top level of
+ * shared entries ... of some vendor"; with DEPTH, what is below it, as
+ * Dovecot answers). Writes the lower-cased name to out. */
 static bool entry_valid(const struct imap_arg *a, bool scope_ok, char **out)
 {
 	if (!imap_arg_is_astring(a) || a->literal8 || imap_arg_has_nul(a))
@@ -54,7 +57,7 @@ static bool entry_valid(const struct imap_arg *a, bool scope_ok, char **out)
 	bool vendor_short = strncmp(rest, "/vendor", 7) == 0 &&
 			    (rest[7] == '\0' ||
 			     (rest[7] == '/' && strchr(rest + 8, '/') == NULL));
-	if ((!priv && !shared) || (scope && !scope_ok) || vendor_short) {
+	if ((!priv && !shared) || ((scope || vendor_short) && !scope_ok)) {
 		free(low);
 		return false;
 	}

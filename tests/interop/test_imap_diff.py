@@ -14,7 +14,7 @@ dates to a private loftd and a private Dovecot. Then:
     ALL), the message a CATENATE APPEND (RFC 4469) builds from URLs and
     text, and PREVIEW (RFC 8970) and PARTIAL (RFC 9394) where Dovecot
     offers them (Dovecot 2.3.19 has PREVIEW, not PARTIAL: said in the
-    output).
+    output), and METADATA (RFC 5464) entries and results.
 A difference is a failure unless it lies in one of the message classes
 described below (and in docs/compat.md), where Loft decodes for the reader
 and Dovecot does not.
@@ -258,7 +258,7 @@ def main():
         return 0
     msgs = corpus()
     items = [(flags_for(i), date_for(i), normalize(m)) for i, (_, m) in enumerate(msgs)]
-    with Loft() as loft, Dovecot() as dc:
+    with Loft() as loft, Dovecot(extra=DOVECOT_METADATA) as dc:
         lo = Imap(loft.ports['imap'])
         dv = Imap(dc.ports['imap'])
         lo.cmd('LOGIN alice@example.test tea-party-rabbit-hole')
@@ -455,6 +455,98 @@ def extensions(r, lo, dv, skip, simple):
         r.check('PARTIAL', a == b, (a, b))
     else:
         print('Dovecot offers no PARTIAL: PARTIAL not compared')
+    if re.search(rb'(?<![-\w])METADATA(?![-\w])', caps_d):
+        metadata(r, lo, dv)
+    else:
+        print('Dovecot offers no METADATA: METADATA not compared')
+
+
+# Dovecot's METADATA (RFC 5464) is on in this test: entries in a file dict
+DOVECOT_METADATA = ('mail_attribute_dict = file:%h/dovecot-attributes\n'
+                    'protocol imap {\n  imap_metadata = yes\n}\n')
+
+# SETMETADATA / GETMETADATA on a mailbox and on the server, the options
+# (DEPTH, MAXSIZE), deletion, a literal value and bad input; each
+# GETMETADATA's entries and each tagged result (word, LONGENTRIES) are
+# compared
+METADATA_CMDS = [
+    'SETMETADATA INBOX (/private/comment "hello" /shared/comment "for all")',
+    'GETMETADATA INBOX /private/comment',
+    'GETMETADATA INBOX (/private/comment /shared/comment /private/none)',
+    'SETMETADATA INBOX (/private/vendor/loft-test/a "1" '
+    '/private/vendor/loft-test/a/b "2")',
+    'GETMETADATA (DEPTH 1) INBOX /private/vendor/loft-test',
+    'GETMETADATA (DEPTH infinity) INBOX /private/vendor/loft-test',
+    'GETMETADATA (DEPTH 0) INBOX /private/vendor/loft-test/a',
+    'GETMETADATA (DEPTH infinity) INBOX /shared',
+    'GETMETADATA (MAXSIZE 3) INBOX (/private/comment /shared/comment)',
+    'GETMETADATA (MAXSIZE 100) INBOX (/private/comment /shared/comment)',
+    'SETMETADATA INBOX (/private/comment NIL)',
+    'GETMETADATA INBOX (/private/comment /shared/comment)',
+    'SETMETADATA "" (/private/vendor/loft-test/x "server")',
+    'GETMETADATA "" /private/vendor/loft-test/x',
+    'SETMETADATA INBOX (/shared/comment {3+}\r\nabc)',
+    'GETMETADATA INBOX /shared/comment',
+    'SETMETADATA INBOX (/other/x "bad")',
+    'SETMETADATA INBOX (/private/a/ "bad")',
+    'SETMETADATA Nope (/private/comment "x")',
+    'GETMETADATA Nope /private/comment',
+]
+
+
+def metadata_entries(lines):
+    """{mailbox: {entry: value}} from METADATA responses. An entry given
+    as NIL is left out: Dovecot names a requested entry that does not
+    exist with NIL, Loft (as Cyrus) leaves it out; RFC 5464 allows
+    both (docs/compat.md)."""
+    tok = re.compile(rb'\s*(?:\{(\d+)\}\r\n|"((?:[^"\\]|\\.)*)"|(NIL)|([^\s()"]+)|([()]))')
+    out = {}
+    for line in lines:
+        if not line.startswith(b'* METADATA '):
+            continue
+        data, pos, words = line[len(b'* METADATA '):].rstrip(b'\r\n'), 0, []
+        while pos < len(data):
+            m = tok.match(data, pos)
+            if m is None:
+                break
+            pos = m.end()
+            if m.group(1) is not None:
+                n = int(m.group(1))
+                words.append(data[pos:pos + n])
+                pos += n
+            elif m.group(2) is not None:
+                words.append(re.sub(rb'\\(.)', rb'\1', m.group(2)))
+            elif m.group(3) is not None:
+                words.append(None)
+            elif m.group(4) is not None:
+                words.append(m.group(4))
+        if not words:
+            continue
+        box = out.setdefault(words[0], {})
+        pairs = words[1:]
+        for i in range(0, len(pairs) - 1, 2):
+            if pairs[i + 1] is not None:
+                box[pairs[i]] = pairs[i + 1]
+    return out
+
+
+def metadata_result(tagged):
+    """The tagged word and a LONGENTRIES code, if any."""
+    word = tagged.split()[1] if len(tagged.split()) > 1 else b''
+    m = re.search(rb'\[METADATA LONGENTRIES (\d+)\]', tagged)
+    return (word, m.group(1) if m else None)
+
+
+def metadata(r, lo, dv):
+    """METADATA (RFC 5464) on both servers: the same entries come back
+    and each command ends the same (OK, NO or BAD; LONGENTRIES)."""
+    for q in METADATA_CMDS:
+        ul, tl = lo.cmd(q)
+        ud, td = dv.cmd(q)
+        a, b = metadata_entries(ul), metadata_entries(ud)
+        r.check('%s: same entries' % q[:70], a == b, (ul, ud))
+        r.check('%s: same result' % q[:70],
+                metadata_result(tl) == metadata_result(td), (tl, td))
 
 
 if __name__ == '__main__':

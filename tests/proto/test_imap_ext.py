@@ -246,8 +246,19 @@ with Loft() as env:
     c.run('GETMETADATA "" /private/n1', 'OK', absent=[r'METADATA'],
           name='nothing of a refused batch stored')
     for bad in ('/comment', 'shared/comment', '/shared//x', '/shared/x/', '"/shared/*"',
-                '"/shared/%"', '/', '/shared/vendor/loft.test', '"/shared/\xe9"'):
+                '"/shared/%"', '/', '"/shared/\xe9"'):
         c.run('GETMETADATA INBOX %s' % bad, r'BAD \[CLIENTBUG\]', name='bad entry ' + bad)
+    # a vendor's root (RFC 5464 3.2.1.1) is read as a tree, not written
+    c.run('SETMETADATA "" (/private/vendor/loft.test/y "1")', 'OK')
+    c.run('SETMETADATA "" (/private/vendor/loft.test "x")', r'BAD \[CLIENTBUG\]',
+          name='a vendor root is not an entry to set')
+    c.run('GETMETADATA "" /private/vendor/loft.test', 'OK', absent=[r'METADATA'],
+          name='a vendor root alone: nothing')
+    lines, _ = c.run('GETMETADATA (DEPTH 1) "" /private/vendor/loft.test', 'OK',
+                     name='a vendor root with DEPTH 1')
+    c.check('vendor root DEPTH 1 lists what is below it',
+            any('/private/vendor/loft.test/y "1"' in x for x in lines), lines)
+    c.run('SETMETADATA "" (/private/vendor/loft.test/y NIL)', 'OK')
     for bad in ('SETMETADATA INBOX (/shared "x")', 'SETMETADATA INBOX ()',
                 'SETMETADATA INBOX (/shared/comment)', 'SETMETADATA INBOX (/shared/comment x)',
                 'SETMETADATA INBOX (/shared/comment (x))', 'SETMETADATA INBOX /shared/comment "x"',
