@@ -56,8 +56,7 @@ class Rspamd:
         with open(os.path.join(self.dir, 'tld.dat'), 'w') as f:
             f.write('com\nnet\norg\nexample\ntest\n')
         self.conf = os.path.join(self.dir, 'rspamd.conf')
-        with open(self.conf, 'w') as f:
-            f.write(CONF % {'dir': self.dir, 'port': self.port})
+        self._write_conf()
         # The stock modules that reach outside whatever the dns block
         # says (fuzzy_check resolves its upstreams with getaddrinfo at
         # start; the others fetch maps from maps.rspamd.com) are turned
@@ -76,7 +75,30 @@ class Rspamd:
             with open(os.path.join(over, module + '.conf'), 'w') as f:
                 f.write('enabled = false;\n')
 
+    def _write_conf(self):
+        with open(self.conf, 'w') as f:
+            f.write(CONF % {'dir': self.dir, 'port': self.port})
+
     def start(self):
+        """Starts rspamd and waits until it answers /ping. It is waited
+        for as long as it makes progress (its processes use CPU or its
+        log grows): a few seconds on an idle machine, many minutes under
+        a CPU hog; it fails when nothing moved for 120 s (x SLOW). A port
+        someone took meanwhile is chosen again."""
+        for attempt in range(3):
+            self._spawn()
+            if self._wait_ready():
+                return self
+            out = self.output()
+            self.stop_proc()
+            if 'Address already in use' not in out or attempt == 2:
+                raise RuntimeError('rspamd did not start:\n' + out)
+            self.port = free_port()
+            self.url = 'http://127.0.0.1:%d' % self.port
+            self._write_conf()
+        raise RuntimeError('rspamd did not start')
+
+    def _spawn(self):
         self.log = open(os.path.join(self.dir, 'rspamd.log'), 'wb')
         d = self.dir
         self.proc = subprocess.Popen(
@@ -84,19 +106,45 @@ class Rspamd:
              '--var=RUNDIR=' + d, '--var=DBDIR=' + d, '--var=LOGDIR=' + d,
              '--var=LOCAL_CONFDIR=' + d],
             stdout=self.log, stderr=self.log)
-        # a few seconds on an idle machine; minutes at a load of 30
-        deadline = time.monotonic() + 300 * SLOW
-        while time.monotonic() < deadline:
+
+    def _progress(self):
+        """CPU ticks of rspamd's processes and its log's size."""
+        ticks = 0
+        pids = {self.proc.pid}
+        for d in os.listdir('/proc'):
+            if not d.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % d) as f:
+                    v = f.read().rsplit(')', 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(d) in pids or int(v[1]) in pids:
+                pids.add(int(d))
+                ticks += sum(int(x) for x in v[11:15])
+        try:
+            size = os.path.getsize(os.path.join(self.dir, 'rspamd.log'))
+        except OSError:
+            size = 0
+        return (ticks, size)
+
+    def _wait_ready(self):
+        stall = 120 * SLOW
+        last, moved = None, time.monotonic()
+        while time.monotonic() - moved < stall:
             if self.proc.poll() is not None:
-                raise RuntimeError('rspamd exited:\n' + self.output())
+                return False
             try:
                 with urllib.request.urlopen(self.url + '/ping', timeout=2) as r:
                     if r.status == 200:
-                        return self
+                        return True
             except OSError:
                 pass
+            now = self._progress()
+            if now != last:
+                last, moved = now, time.monotonic()
             time.sleep(0.2)
-        raise RuntimeError('rspamd did not start:\n' + self.output())
+        return False
 
     def output(self):
         try:
@@ -105,7 +153,7 @@ class Rspamd:
         except OSError:
             return ''
 
-    def stop(self):
+    def stop_proc(self):
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -115,6 +163,9 @@ class Rspamd:
                 self.proc.wait()
             self.proc = None
             self.log.close()
+
+    def stop(self):
+        self.stop_proc()
         shutil.rmtree(self.dir, True)
 
     def __enter__(self):

@@ -562,6 +562,25 @@ def vacation_after_kill():
                 and 'runtime error' not in env.log(), env.log()[-3000:])
 
 
+def answered_kinds(ledger, compactions):
+    """Which kinds of write have had an answer so far."""
+    with ledger.lock:
+        return {'messages': len(ledger.acked) > 0,
+                'jmap': len(ledger.j_acked) > 0,
+                'shared appends': len(ledger.shared_acked) > 0,
+                'setacls': ledger.setacls > 0,
+                'compactions': compactions() > 0}
+
+
+def wait_answered(ledger, compactions, timeout):
+    """Waits (at most timeout s) until every kind of write has been
+    answered once; at once when they all have."""
+    deadline = time.monotonic() + timeout
+    while (not all(answered_kinds(ledger, compactions).values())
+           and time.monotonic() < deadline):
+        time.sleep(0.02)
+
+
 def main():
     rounds = int(os.environ.get('LOFT_CRASH_ROUNDS', '10' if SANITIZE else '20'))
     seed = int(os.environ.get('LOFT_CRASH_SEED', str(int(time.time()))))
@@ -596,6 +615,13 @@ def main():
                                             args=(env, stop, rng.random(), compacting)))
             for t in threads:
                 t.start()
+            # The checks at the end need every kind of write answered at
+            # least once: until each has been, a round is killed only after
+            # the missing kinds have one (on a loaded machine a random
+            # moment alone may never let the JMAP client through its first
+            # import); then at a random moment as before.
+            wait_answered(ledger, lambda: compactions + compacting['runs'],
+                          300 * SLOW)
             time.sleep(rng.uniform(0.05, 0.8) * SLOW)
             env.kill9()
             p = compacting['proc']

@@ -325,7 +325,14 @@ def crash_journey(env):
     threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    # killed once the senders have had more than 20 deliveries answered
+    # (a fixed second was not enough under a CPU hog: 17)
+    deadline = time.monotonic() + 300 * SLOW
+    while time.monotonic() < deadline:
+        with lock:
+            if len(acked) > 20:
+                break
+        time.sleep(0.02)
     env.kill9()
     stop.set()
     for t in threads:
