@@ -90,8 +90,11 @@ class Rspamd:
             if self._wait_ready():
                 return self
             out = self.output()
+            # a failed start leaves nothing running (__exit__ is not
+            # called for it: an rspamd left behind ran on for half an hour)
             self.stop_proc()
             if 'Address already in use' not in out or attempt == 2:
+                self.stop()
                 raise RuntimeError('rspamd did not start:\n' + out)
             self.port = free_port()
             self.url = 'http://127.0.0.1:%d' % self.port
