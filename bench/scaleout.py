@@ -4,7 +4,8 @@
 
 delivery   LMTP, 10 KB messages over 16 connections (bench/scenarios.py
            lmtp_delivery), durable (fsync on everywhere, PostgreSQL with
-           fsync = on and synchronous_commit = on, no standby), into
+           fsync = on and synchronous_commit = on; --standby: with a
+           synchronous standby, pg_basebackup -R, as in production), into
              sqlite       the embedded backend (one node)
              pg-file      [store] backend = postgres, blobs = file
              pg-s3        backend = postgres, blobs = s3 (s3rver from npm
@@ -16,6 +17,13 @@ delivery   LMTP, 10 KB messages over 16 connections (bench/scenarios.py
 per-message  on pg-s3, N messages with 1 and with 5 recipients:
            PostgreSQL bytes (tables + indexes, and WAL) per message and
            S3 requests and bytes per message.
+
+push       (--push N: only this) cross-node push: N IMAP sessions in IDLE
+           on node A (spread over the users), one LMTP delivery per user
+           on node B, one after the other; the delay from B's LMTP reply
+           to the EXISTS on each of A's sessions, p50/p99/max (scenarios
+           idle_connections with its IMAP port on A and LMTP on B), two
+           loftd on one PostgreSQL, blobs = file.
 
 failover   (--failover ROUNDS: only this) kill -9 of the PostgreSQL primary
            to the first acknowledged APPEND after it, with a synchronous
@@ -71,6 +79,52 @@ def pg_bytes(pg, db):
     return int(size), int(float(wal))
 
 
+class CrossNodes:
+    """IMAP on node a, LMTP on node b (and a's memory figures)."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+        self.host = a.host
+
+    def port(self, proto):
+        return (self.b if proto == "lmtp" else self.a).port(proto)
+
+    def user_names(self):
+        return self.a.user_names()
+
+    def password(self, user):
+        return self.a.password(user)
+
+    def memory(self):
+        return self.a.memory()
+
+
+def push(sessions, users):
+    """--push: cross-node IDLE push with sessions IDLE sessions."""
+    from scenarios import idle_connections
+    pg = Postgres(settings={"fsync": "on", "full_page_writes": "on"})
+    spool = tempfile.mkdtemp(prefix="loft-bench-blobs-")
+    a = b = None
+    try:
+        more = {"store": {"backend": "postgres",
+                          "postgres": pg.conninfo_for("postgres"),
+                          "blob_dir": spool}}
+        a = LoftTarget(users, more=more)
+        b = LoftTarget(users, more=more)
+        r = asyncio.run(idle_connections(CrossNodes(a, b), sessions, False))
+        print("cross-node push, %d IDLE sessions on node A over %d users,"
+              " LMTP on node B: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
+              % (sessions, len(users), r["push_p50_ms"], r["push_p99_ms"],
+                 r["push_max_ms"]))
+    finally:
+        for t in (a, b):
+            if t is not None:
+                t.close()
+        pg.close()
+        shutil.rmtree(spool, True)
+    return 0
+
+
 def run_delivery(target, n):
     return asyncio.run(lmtp_delivery(target, 16, n, size=10_000))
 
@@ -104,11 +158,21 @@ def main():
     ap.add_argument("--no-dovecot", action="store_true")
     ap.add_argument("--failover", type=int, metavar="ROUNDS",
                     help="only the failover figure, over ROUNDS rounds")
+    ap.add_argument("--push", type=int, metavar="SESSIONS",
+                    help="only the cross-node push figure")
+    ap.add_argument("--standby", action="store_true",
+                    help="PostgreSQL with a synchronous standby")
     args = ap.parse_args()
     if args.failover:
         return failover(args.failover)
     users = bench_users(args.users)
+    if args.push:
+        return push(args.push, users)
     pg = Postgres(settings={"fsync": "on", "full_page_writes": "on"})
+    standby = None
+    if args.standby:
+        standby = pg.standby("bench_standby")
+        pg.sync_to("bench_standby")
     s3 = S3()
     spool = tempfile.mkdtemp(prefix="loft-bench-spool-")
     results = {}
@@ -155,7 +219,9 @@ def main():
                       % (kind, rep, r["msgs_per_s"], r["p50_ms"],
                          r["p99_ms"]), flush=True)
         print("\nLMTP delivery, 10 KB, 16 connections, median of %d runs"
-              " (%d messages each)" % (args.reps, args.messages))
+              " (%d messages each; PostgreSQL %s)"
+              % (args.reps, args.messages, "with a synchronous standby"
+                 if standby is not None else "without a standby"))
         print("| store | msg/s | p50 ms | p99 ms |\n|---|---|---|---|")
         for kind in kinds:
             rs = results[kind]
@@ -190,6 +256,8 @@ def main():
                 t.close()
     finally:
         s3.close()
+        if standby is not None:
+            standby.close()
         pg.close()
         shutil.rmtree(spool, True)
 

@@ -67,6 +67,14 @@ static const char *const mail_ro_paths[] = {
 	"/sys/devices/system/cpu", NULL,
 };
 
+/* Makes dir (the mail process's own, before the rule that needs it). */
+static void own_dir(struct daemon *d, const char *dir)
+{
+	if (mkdir(dir, 0700) == 0 && d->user.set && geteuid() == 0 &&
+	    chown(dir, d->user.uid, d->user.gid) < 0)
+		log_warn("loftd", NULL, "chown %s: %s", dir, strerror(errno));
+}
+
 static int confine(struct mail *m)
 {
 	struct daemon *d = m->d;
@@ -75,6 +83,7 @@ static int confine(struct mail *m)
 	sb.name = "mail";
 	char *mail_dir = xasprintf("%s/mail", d->dc.data_dir);
 	char *throttle_dir = xasprintf("%s/throttle", d->dc.data_dir);
+	char *cache_dir = xasprintf("%s/blobcache", d->sset.data_dir);
 	daemon_sandbox_rw(&sb, mail_dir);
 	daemon_sandbox_rw(&sb, throttle_dir);
 	const char *gconv = getenv("GCONV_PATH");
@@ -99,11 +108,13 @@ static int confine(struct mail *m)
 				 d->sset.data_dir);
 			dir = spool;
 		}
-		if (mkdir(dir, 0700) == 0 && d->user.set && geteuid() == 0 &&
-		    chown(dir, d->user.uid, d->user.gid) < 0)
-			log_warn("loftd", NULL, "chown %s: %s", dir,
-				 strerror(errno));
+		own_dir(d, dir);
 		daemon_sandbox_rw(&sb, dir);
+		/* blobs = s3: the node's copies of bodies */
+		if (d->sset.blobs == STORE_BLOBS_S3 && d->sset.blob_cache > 0) {
+			own_dir(d, cache_dir);
+			daemon_sandbox_rw(&sb, cache_dir);
+		}
 		/* blobs = s3: the secret key is read when the store opens */
 		if (d->sset.blobs == STORE_BLOBS_S3)
 			daemon_sandbox_ro(&sb, d->sset.s3_secret_key_file);
@@ -136,6 +147,7 @@ static int confine(struct mail *m)
 	}
 	free(mail_dir);
 	free(throttle_dir);
+	free(cache_dir);
 	return rc;
 }
 

@@ -152,6 +152,13 @@ static int backend_from_config(const struct config *cfg,
 	}
 	if (s3_from_config(cfg, set_r, errors) < 0)
 		ret = -1;
+	set_r->blob_cache = 1u << 30;
+	v = config_get(cfg, "store", "blob_cache");
+	if (v != NULL && config_parse_size(v, &set_r->blob_cache) < 0) {
+		bad(errors, cfg, "store", "blob_cache",
+		    "expected a size like 1G (0: no cache)");
+		ret = -1;
+	}
 	set_r->blob_dir = config_get(cfg, "store", "blob_dir");
 	if (set_r->blob_dir != NULL && set_r->blob_dir[0] != '/') {
 		bad(errors, cfg, "store", "blob_dir", "must be an absolute path");

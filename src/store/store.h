@@ -150,6 +150,9 @@ struct store_settings {
 	const char *s3_secret_key_file;  /* the secret key, one line */
 	bool s3_virtual;               /* addressing = virtual (default path) */
 	unsigned s3_timeout;           /* seconds (0: 30) */
+	uint64_t blob_cache;           /* blobs = s3: bytes of bodies a node
+					  keeps in data_dir/blobcache (0:
+					  none; loftctl keeps none) */
 	/* [sharing] seen = shared: viewers of a mailbox without its own
 	 * setting share the owner's \Seen (default: per user) */
 	bool seen_shared;
@@ -169,7 +172,8 @@ struct store_settings {
  *           postgres_timeout = DURATION (default 10s),
  *           blobs = file | s3 (default file),
  *           blob_dir = PATH (required with postgres; outside data_dir;
- *           with s3 only the node's spool)
+ *           with s3 only the node's spool),
+ *           blob_cache = SIZE (default 1G, 0 = none; blobs = s3)
  *   [s3] endpoint = URL, bucket = NAME, region = NAME (us-east-1),
  *        access_key = ID, secret_key_file = PATH,
  *        addressing = path | virtual (path), timeout = DURATION (30s):

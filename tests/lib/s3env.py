@@ -55,7 +55,7 @@ SECRET_KEY = 'S3RVER'
 
 def sigv4_problem(method, path, headers, body, secret):
     """None when the request is signed as AWS Signature V4 says (header
-    form, no query string) and its Content-MD5 (if any) matches; else
+    form) and its Content-MD5 (if any) matches; else
     (status, code)."""
     h = {k.lower(): v for k, v in headers.items()}
     m = re.fullmatch(r'AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/'
@@ -79,7 +79,9 @@ def sigv4_problem(method, path, headers, body, secret):
     if abs(time.time() - t) > 900 or date[:8] != day:
         return 403, 'RequestTimeTooSkewed'
     uri, _, query = path.partition('?')
-    canon_q = '&'.join(sorted(query.split('&'))) if query else ''
+    # each parameter as name=value, sorted ("?uploads" signs "uploads=")
+    canon_q = '&'.join(sorted(p if '=' in p else p + '='
+                              for p in query.split('&'))) if query else ''
     canon_h = ''.join('%s:%s\n' % (n, ' '.join(h[n].strip().split()))
                       for n in names)
     creq = '\n'.join([method, uri, canon_q, canon_h, signed,

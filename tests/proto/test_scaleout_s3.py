@@ -16,8 +16,16 @@ fault-injecting proxy
 - S3 not answering at all: a FETCH BODY[] waits (up to [s3] timeout)
   while another session's FETCH FLAGS and SEARCH on the same mailbox
   answer at once: a slow S3 stalls only what needs the bytes.
+- The node cache ([store] blob_cache, on node A only): A keeps what it
+  stored, serves it while S3 fails every read, and drops a damaged copy
+  (the object read again, the same bytes); node B (blob_cache = 0) reads
+  S3 every time.
+- A 9 MB message goes up as a multipart upload (two parts, each with its
+  Content-MD5; the query strings signed) and reads back whole on B.
 Skipped (77) without PostgreSQL 15 or s3rver (make npm)."""
 
+import hashlib
+import os
 import re
 import shutil
 import socket
@@ -41,9 +49,9 @@ def msg(n, size=0):
     return 'Subject: s3 %d\r\n\r\nbody %d\r\n%s' % (n, n, filler)
 
 
-def append(conv, m, tagged='OK', name=None):
+def append(conv, m, tagged='OK', name=None, timeout=None):
     return conv.run('APPEND INBOX {%d+}\r\n%s' % (len(m), m), tagged,
-                    name=name)
+                    name=name, timeout=timeout)
 
 
 def fetch_body(conv, uid, tagged='OK', name=None, timeout=None):
@@ -83,8 +91,9 @@ def main():
         s3cfg = {'endpoint': s3.endpoint, 'bucket': 'loft-mail',
                  'access_key': s3.access_key,
                  'secret_key_file': s3.secret_file, 'timeout': '3s'}
-        extra = {'store': store, 's3': s3cfg}
-        with Loft(extra=extra) as na, Loft(extra=extra) as nb:
+        extra_a = {'store': dict(store, blob_cache='4M'), 's3': s3cfg}
+        extra_b = {'store': dict(store, blob_cache='0'), 's3': s3cfg}
+        with Loft(extra=extra_a) as na, Loft(extra=extra_b) as nb:
             run(na, nb, s3)
     finally:
         if s3 is not None:
@@ -129,6 +138,55 @@ def run(na, nb, s3):
     rc, out, err = na.loftctl('check', USER)
     r.check('loftctl check: every object intact', rc == 0, (rc, out, err))
 
+    # ---- node A's cache --------------------------------------------------
+    sha1 = hashlib.sha256(m1.encode()).hexdigest()
+    copy = os.path.join(na.data_dir, 'blobcache', sha1[:2], sha1)
+    r.check('node A keeps a copy of what it stored (blobcache/xx/sha256)',
+            os.path.exists(copy), copy)
+    r.check('node B keeps none (blob_cache = 0)',
+            not os.path.exists(os.path.join(nb.data_dir, 'blobcache')))
+    gets = s3.requests.get('GET', 0)
+    s3.fail(1000, 500, 'InternalError')
+    got, _ = fetch_body(a, uid1, name='FETCH BODY[] on A while S3 fails'
+                        ' every request: served from the cache')
+    s3.clear()
+    r.check('... the same bytes, and S3 was not asked',
+            got == m1 and s3.requests.get('GET', 0) == gets,
+            (len(got or ''), s3.requests.get('GET', 0) - gets))
+    with open(copy, 'r+b') as f:
+        f.seek(1000)
+        f.write(b'#')
+    got, _ = fetch_body(a, uid1, name='FETCH BODY[] on A of a damaged copy')
+    r.check('a damaged copy is never served: dropped, the object read'
+            ' again (one GET), the same bytes',
+            got == m1 and s3.requests.get('GET', 0) == gets + 1,
+            (len(got or ''), s3.requests.get('GET', 0) - gets))
+    with open(copy, 'rb') as f:
+        r.check('... and the copy is whole again',
+                hashlib.sha256(f.read()).hexdigest() == sha1)
+
+    # ---- multipart upload ------------------------------------------------
+    puts, posts = s3.requests.get('PUT', 0), s3.requests.get('POST', 0)
+    big = msg(9, 9 * 1024 * 1024)
+    _, t = append(a, big, name='APPEND of a 9 MB message on A',
+                  timeout=60 * SLOW)
+    r.check('... went up in two parts (2 PUT) between a create and a'
+            ' complete (2 POST)',
+            s3.requests.get('PUT', 0) - puts == 2 and
+            s3.requests.get('POST', 0) - posts == 2,
+            (s3.requests.get('PUT', 0) - puts,
+             s3.requests.get('POST', 0) - posts))
+    ubig = int(re.search(r'APPENDUID \d+ (\d+)', t or '').group(1)) \
+        if t and 'APPENDUID' in t else 0
+    b.run('NOOP', 'OK')
+    got, _ = fetch_body(b, ubig, name='FETCH BODY[] on B of the 9 MB one',
+                        timeout=60 * SLOW)
+    r.check('node B reads the 9 MB message whole', got == big,
+            (len(got or ''), len(big)))
+    r.check('... one object, named by its SHA-256',
+            hashlib.sha256(big.encode()).hexdigest() in
+            s3.objects('loft-mail'))
+
     # ---- 503 SlowDown twice: retried -----------------------------------
     before = s3.requests.get('PUT', 0)
     s3.fail(2, 503, 'SlowDown')
@@ -170,8 +228,9 @@ def run(na, nb, s3):
     r.check('... the same bytes', got == m1)
 
     # ---- S3 silent: only what needs the bytes waits ---------------------
+    # node B: node A would serve the body from its cache
     s3.hang(1, seconds=10)
-    c = Conv(na.raw('imap'), r)
+    c = Conv(nb.raw('imap'), r)
     c.login(USER, PW)
     c.run('SELECT INBOX', 'OK')
     slow = {}
@@ -182,16 +241,18 @@ def run(na, nb, s3):
                    ' is silent (answered within [s3] timeout)',
                    timeout=60 * SLOW)
         slow['t'] = time.monotonic() - t0
+    before = s3.requests.get('GET', 0)
     th = threading.Thread(target=slow_fetch)
     th.start()
     # wait until the proxy holds the request (a condition, not a guess)
     deadline = time.monotonic() + 30 * SLOW
-    while s3.requests.get('GET', 0) == 0 and time.monotonic() < deadline:
+    while s3.requests.get('GET', 0) == before and \
+            time.monotonic() < deadline:
         time.sleep(0.02)
     gets = s3.requests.get('GET', 0)
     t0 = time.monotonic()
-    a.run('UID FETCH 1:* (FLAGS)', 'OK', name='FETCH FLAGS meanwhile')
-    a.run('UID SEARCH BODY "message 1"', 'OK', name='SEARCH BODY meanwhile')
+    b.run('UID FETCH 1:* (FLAGS)', 'OK', name='FETCH FLAGS meanwhile')
+    b.run('UID SEARCH BODY "message 1"', 'OK', name='SEARCH BODY meanwhile')
     quick = time.monotonic() - t0
     th.join(90 * SLOW)
     r.check('FETCH FLAGS and SEARCH did not wait for S3',

@@ -66,6 +66,8 @@ static char blob_dir[300];
  * kept across cases (objects are content addressed). */
 static const char *s3_endpoint, *s3_key, *s3_secret;
 #define TEST_BUCKET "loft-test"
+/* [store] blob_cache for the next setup (0: none, as loftctl) */
+static uint64_t test_blob_cache;
 
 static void set_backend(struct store_settings *set)
 {
@@ -79,6 +81,7 @@ static void set_backend(struct store_settings *set)
 		set->s3_access_key = s3_key;
 		set->s3_secret_key_file = s3_secret;
 		set->s3_timeout = 20;
+		set->blob_cache = test_blob_cache;
 	}
 }
 
@@ -1766,6 +1769,7 @@ static void test_config(void)
 	CHECK_STR(set.s3_secret_key_file, "/etc/loft/s3.key");
 	CHECK(set.s3_virtual);
 	CHECK_INT(set.s3_timeout, 5);
+	CHECK(set.blob_cache == (uint64_t)1 << 30);
 	uint16_t ports[4];
 	CHECK_INT((int)store_backend_ports(&set, ports, 4), 2);
 	CHECK_INT(ports[0], 5432);
@@ -1793,6 +1797,7 @@ static void test_config(void)
 		{"[s3]\nsecret_key_file = key\n", "absolute path"},
 		{"[s3]\naddressing = dns\n", "path or virtual"},
 		{"[s3]\ntimeout = 0s\n", "s3.timeout"},
+		{"[store]\nblob_cache = lots\n", "store.blob_cache"},
 	};
 	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
 		buf_reset(&errors);
@@ -3830,6 +3835,57 @@ static void test_pg_reconnect(void)
 	teardown(&store);
 }
 
+/* The hex SHA-256 of s (the key of an appended body). */
+static void sha_hex(const char *s, size_t len, char out[65])
+{
+	unsigned char sha[32];
+	unsigned n = 0;
+	EVP_Digest(s, len, sha, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", sha[i]);
+}
+
+/* The test's own client of the private S3 server. */
+static struct s3 *s3_client(uint64_t part_size)
+{
+	FILE *f = fopen(s3_secret, "r");
+	char secret[128] = "";
+	CHECK(f != NULL && fgets(secret, sizeof(secret), f) != NULL);
+	if (f != NULL)
+		fclose(f);
+	secret[strcspn(secret, "\r\n")] = '\0';
+	struct s3_settings ss = {.endpoint = s3_endpoint, .bucket = TEST_BUCKET,
+				 .access_key = s3_key, .secret_key = secret,
+				 .timeout = 20, .part_size = part_size};
+	struct s3 *s3 = NULL;
+	char *error = NULL;
+	CHECK_INT(s3_open(&ss, &s3, &error), 0);
+	free(error);
+	return s3;
+}
+
+/* PUTs len bytes under key behind the store's back (md5_flip: a
+ * Content-MD5 that does not match); the result. */
+static enum s3_result s3_put_raw(const char *key, const char *bytes,
+				 size_t len, bool md5_flip, char **error_r)
+{
+	struct s3 *s3 = s3_client(0);
+	char tmpl[] = "/tmp/loft-s3-raw-XXXXXX";
+	int fd = mkstemp(tmpl);
+	CHECK(fd >= 0);
+	unlink(tmpl);
+	CHECK_INT((int)write(fd, bytes, len), (int)len);
+	unsigned char md5[16];
+	unsigned n = 0;
+	EVP_Digest(bytes, len, md5, &n, EVP_md5(), NULL);
+	if (md5_flip)
+		md5[0] ^= 1;
+	enum s3_result r = s3_put_fd(s3, key, fd, len, md5, error_r);
+	close(fd);
+	s3_close(&s3);
+	return r;
+}
+
 /* blobs = s3: an object changed under its name is a temporary error,
  * never the wrong bytes, and check names it. */
 static void test_s3_damaged(void)
@@ -3845,41 +3901,16 @@ static void test_s3_damaged(void)
 	CHECK_INT(found, 0);
 	/* the same key (an appended body is the whole message), other
 	 * bytes */
-	unsigned char sha[32];
-	unsigned len = 0;
-	EVP_Digest(msg, strlen(msg), sha, &len, EVP_sha256(), NULL);
 	char key[65];
-	for (int i = 0; i < 32; i++)
-		snprintf(key + 2 * i, 3, "%02x", sha[i]);
-	char *secret_path = xstrdup(s3_secret);
-	FILE *f = fopen(secret_path, "r");
-	char secret[128] = "";
-	CHECK(f != NULL && fgets(secret, sizeof(secret), f) != NULL);
-	fclose(f);
-	free(secret_path);
-	secret[strcspn(secret, "\r\n")] = '\0';
-	struct s3_settings ss = {.endpoint = s3_endpoint, .bucket = TEST_BUCKET,
-				 .access_key = s3_key, .secret_key = secret,
-				 .timeout = 20};
-	struct s3 *s3;
-	char *error = NULL;
-	CHECK_INT(s3_open(&ss, &s3, &error), 0);
-	char tmpl[] = "/tmp/loft-s3-damage-XXXXXX";
-	int fd = mkstemp(tmpl);
-	CHECK(fd >= 0);
-	unlink(tmpl);
+	sha_hex(msg, strlen(msg), key);
 	const char *bad = "Subject: s\r\n\r\nintact objecT\r\n";
-	CHECK_INT((int)write(fd, bad, strlen(bad)), (int)strlen(bad));
-	unsigned char md5[16];
-	EVP_Digest(bad, strlen(bad), md5, &len, EVP_md5(), NULL);
-	CHECK_INT(s3_put_fd(s3, key, fd, strlen(bad), md5, &error), S3_OK);
+	char *error = NULL;
+	CHECK_INT(s3_put_raw(key, bad, strlen(bad), false, &error), S3_OK);
+	free(error);
 	/* a Content-MD5 that does not match what is sent: refused */
-	md5[0] ^= 1;
-	CHECK_INT(s3_put_fd(s3, key, fd, strlen(bad), md5, &error), S3_FAIL);
+	CHECK_INT(s3_put_raw(key, bad, strlen(bad), true, &error), S3_FAIL);
 	CHECK(error != NULL && strstr(error, "BadDigest") != NULL);
 	free(error);
-	close(fd);
-	s3_close(&s3);
 	struct store_blob b;
 	CHECK_INT(store_blob_open(u, "INBOX", uid, &b, &err), -1);
 	CHECK_INT(err.kind, STORE_ERR_TEMP);
@@ -3887,6 +3918,191 @@ static void test_s3_damaged(void)
 	CHECK_INT(found, 1);
 	store_user_unref(&u);
 	teardown(&store);
+}
+
+/* Is sha's copy in the node's cache? */
+static bool cached(const char *sha)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/blobcache/%.2s/%s", data_dir, sha,
+		 sha);
+	return access(path, F_OK) == 0;
+}
+
+/* The bytes of the files under dir (recursively). */
+static uint64_t dir_bytes(const char *dir)
+{
+	uint64_t total = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		struct stat st;
+		if (lstat(path, &st) < 0)
+			continue;
+		total += S_ISDIR(st.st_mode) ? dir_bytes(path)
+					     : (uint64_t)st.st_size;
+	}
+	if (d != NULL)
+		closedir(d);
+	return total;
+}
+
+/* blobs = s3 with [store] blob_cache: the node keeps copies of bodies
+ * (new ones at once, read ones once read), at most blob_cache bytes,
+ * the least recently used going first; a copy is checked on every read
+ * (a damaged one is dropped and the object read again); the copies
+ * serve again after a restart. */
+static void test_s3_cache(void)
+{
+	enum { N = 12, SIZE = 6000, CACHE = 64 * 1024 };
+	test_blob_cache = CACHE;
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 56);
+	char *m[N + 1];
+	char sha[N + 1][65];
+	uint32_t uid[N + 1];
+	for (int i = 0; i <= N; i++) {
+		m[i] = xmalloc(SIZE + 1);
+		int h = snprintf(m[i], SIZE + 1, "Subject: cache %d\r\n\r\n", i);
+		memset(m[i] + h, 'a' + i, SIZE - h);
+		m[i][SIZE] = '\0';
+		sha_hex(m[i], SIZE, sha[i]);
+	}
+	for (int i = 0; i < N; i++)
+		uid[i] = append(u, "INBOX", m[i], 0);
+	char dir[400];
+	snprintf(dir, sizeof(dir), "%s/blobcache", data_dir);
+	/* ten fit (60,000 bytes), eleven do not: the first two went */
+	CHECK(dir_bytes(dir) <= CACHE);
+	CHECK(!cached(sha[0]) && !cached(sha[1]));
+	for (int i = 2; i < N; i++)
+		CHECK(cached(sha[i]));
+	/* read from S3, then kept (m[2] goes) */
+	CHECK(readable(u, "INBOX", uid[0], m[0]));
+	CHECK(cached(sha[0]) && !cached(sha[2]));
+	/* m[3] used: m[4] is now the least recently used */
+	CHECK(readable(u, "INBOX", uid[3], m[3]));
+	uid[N] = append(u, "INBOX", m[N], 0);
+	CHECK(cached(sha[N]) && cached(sha[3]) && !cached(sha[4]));
+	CHECK(dir_bytes(dir) <= CACHE);
+	/* the object replaced behind the store's back: the copy serves */
+	char *error = NULL;
+	char *other = xstrdup(m[N - 1]);
+	other[SIZE - 1] ^= 1;
+	CHECK_INT(s3_put_raw(sha[N - 1], other, SIZE, false, &error), S3_OK);
+	free(error);
+	CHECK(readable(u, "INBOX", uid[N - 1], m[N - 1]));
+	/* the copy damaged too: dropped, the object read (damaged: TEMP,
+	 * never wrong bytes) */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%.2s/%s", dir, sha[N - 1], sha[N - 1]);
+	FILE *f = fopen(path, "r+");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		fseek(f, 100, SEEK_SET);
+		fputc('#', f);
+		fclose(f);
+	}
+	struct store_blob b;
+	struct store_error err;
+	CHECK_INT(store_blob_open(u, "INBOX", uid[N - 1], &b, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	CHECK(!cached(sha[N - 1]));
+	/* the object right again: read and kept again */
+	CHECK_INT(s3_put_raw(sha[N - 1], m[N - 1], SIZE, false, &error), S3_OK);
+	free(error);
+	CHECK(readable(u, "INBOX", uid[N - 1], m[N - 1]));
+	CHECK(cached(sha[N - 1]));
+	store_user_unref(&u);
+	/* a restart: the copies found on disk serve (the object of m[N]
+	 * replaced first, so only the copy has the right bytes) */
+	store_close(&store);
+	CHECK_INT(s3_put_raw(sha[N], other, SIZE, false, &error), S3_OK);
+	free(error);
+	struct store_settings set = other_settings();
+	CHECK_INT(store_open(&set, &store, &err), 0);
+	u = user_open(store, 56);
+	CHECK(readable(u, "INBOX", uid[N], m[N]));
+	CHECK(dir_bytes(dir) <= CACHE);
+	store_user_unref(&u);
+	teardown(&store);
+	test_blob_cache = 0;
+	free(other);
+	for (int i = 0; i <= N; i++)
+		free(m[i]);
+}
+
+/* blobs = s3: a body past the part size goes up as a multipart upload
+ * (each part with its Content-MD5, the query signed: the proxy checks
+ * both) and reads back whole. */
+static void test_s3_multipart(void)
+{
+	struct s3 *s3 = s3_client(S3_PART_MIN);
+	size_t size = 2 * S3_PART_MIN + 12345;
+	char *data = xmalloc(size);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (char)(i * 7 + i / 4096);
+	char tmpl[] = "/tmp/loft-s3-multi-XXXXXX";
+	int fd = mkstemp(tmpl);
+	CHECK(fd >= 0);
+	unlink(tmpl);
+	CHECK(write(fd, data, size) == (ssize_t)size);
+	char key[65];
+	sha_hex(data, size, key);
+	char *error = NULL;
+	unsigned char md5[16] = {0};
+	CHECK_INT(s3_put_fd(s3, key, fd, size, md5, &error), S3_OK);
+	if (error != NULL)
+		fprintf(stderr, "multipart: %s\n", error);
+	free(error);
+	char *back = xmalloc(size);
+	CHECK_INT(s3_get(s3, key, back, size, &error), S3_OK);
+	free(error);
+	CHECK(memcmp(back, data, size) == 0);
+	/* one byte off in the size the index has: refused, not cut */
+	CHECK_INT(s3_get(s3, key, back, size - 1, &error), S3_FAIL);
+	free(error);
+	/* a small body: one PUT as before */
+	CHECK_INT(s3_put_fd(s3, "small-one", fd, 100, NULL, &error), S3_OK);
+	free(error);
+	CHECK_INT(s3_delete(s3, "small-one", &error), S3_OK);
+	free(error);
+	CHECK_INT(s3_delete(s3, key, &error), S3_OK);
+	free(error);
+	CHECK_INT(s3_get(s3, key, back, size, &error), S3_NOTFOUND);
+	free(error);
+	close(fd);
+	free(back);
+	free(data);
+	s3_close(&s3);
+}
+
+/* The fields of S3's answers (expat): the UploadId of a multipart
+ * upload, and only under its own root. */
+static void test_s3_xml_fields(void)
+{
+	char id[16], other[8];
+	const char ok[] = "<?xml version=\"1.0\"?><InitiateMultipartUploadResult"
+			  " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			  "<Bucket>b</Bucket><Key>k</Key><UploadId>2~abc"
+			  "</UploadId></InitiateMultipartUploadResult>";
+	CHECK_INT(s3_xml_fields(ok, strlen(ok), "InitiateMultipartUploadResult",
+				"UploadId", id, sizeof(id), "Key", other,
+				sizeof(other)), 0);
+	CHECK_STR(id, "2~abc");
+	CHECK_STR(other, "k");
+	CHECK_INT(s3_xml_fields(ok, strlen(ok), "Error", "UploadId", id,
+				sizeof(id), NULL, NULL, 0), -1);
+	CHECK_STR(id, "");
+	/* nested deeper: not the field */
+	const char deep[] = "<R><X><UploadId>no</UploadId></X></R>";
+	CHECK_INT(s3_xml_fields(deep, strlen(deep), "R", "UploadId", id,
+				sizeof(id), NULL, NULL, 0), 0);
+	CHECK_STR(id, "");
 }
 
 /* AWS Signature V4: the example of AWS's documentation ("GET Object",
@@ -3968,6 +4184,7 @@ static const struct test_case pg_cases[] = {
 	{"pg_collect_lease", test_pg_collect_lease},
 	{"pg_collect_race", test_pg_collect_race},
 	{"s3_error_parse", test_s3_error_parse},
+	{"s3_xml_fields", test_s3_xml_fields},
 	{"s3_sign", test_s3_sign},
 	{"pg_lost_commit", test_pg_lost_commit},
 	{"pg_reconnect", test_pg_reconnect},
@@ -3987,6 +4204,8 @@ static const struct test_case s3_cases[] = {
 	{"pg_collect", test_pg_collect},
 	{"pg_collect_race", test_pg_collect_race},
 	{"s3_damaged", test_s3_damaged},
+	{"s3_cache", test_s3_cache},
+	{"s3_multipart", test_s3_multipart},
 	{NULL, NULL},
 };
 

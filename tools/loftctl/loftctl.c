@@ -320,6 +320,9 @@ static int open_ctl(struct loftctl *ctl)
 	if (rc == 0)
 		rc = store_settings_from_config(ctl->cfg, &ctl->store_set,
 						&errors);
+	/* the node's body cache is loftd's (one process per directory;
+	 * check reads the object store itself) */
+	ctl->store_set.blob_cache = 0;
 	if (rc < 0) {
 		/* Report the first error on one line; the rest matter to
 		 * `loftd --check`. */

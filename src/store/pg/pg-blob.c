@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blobcache.h"
 #include "log.h"
 #include "s3.h"
 
@@ -114,6 +115,16 @@ int pg_blobs_open(struct store *store, struct store_error *err)
 		free(error);
 		return -1;
 	}
+	if (set->blob_cache > 0) {
+		/* without it the node still serves, from the object store */
+		char *dir = xasprintf("%s/blobcache", set->data_dir);
+		s->cache = blob_cache_open(dir, set->blob_cache, &error);
+		if (s->cache == NULL) {
+			log_error("store", NULL, "%s", error);
+			free(error);
+		}
+		free(dir);
+	}
 	return 0;
 }
 
@@ -121,6 +132,7 @@ void pg_blobs_close(struct store *store)
 {
 	struct pg_store *s = PGS(store);
 	s3_close(&s->s3);
+	blob_cache_close(&s->cache);
 	free(s->spool_dir);
 	s->spool_dir = NULL;
 }
@@ -164,6 +176,8 @@ int pg_blobs_put(struct store *store, int fd, const char *tmp_path,
 			return store_set_error(err, STORE_ERR_TEMP,
 					       "Cannot store the message now");
 		}
+		/* new mail is read soon, most often through this node */
+		blob_cache_put_file(s->cache, sha, tmp_path, fd, size);
 		return 0;
 	}
 	char *dir = xasprintf("%s/%.2s", s->blob_dir, sha);
@@ -255,6 +269,15 @@ static bool sha_matches(const char *data, uint64_t size, const char *sha)
 int pg_blobs_read(struct store *store, int64_t user_id, const char *sha,
 		  char *out, uint64_t size, struct store_error *err)
 {
+	struct pg_store *s = PGS(store);
+	if (blob_cache_get(s->cache, sha, out, size) == 0) {
+		if (sha_matches(out, size, sha))
+			return 0;
+		log_warn("store", NULL, "user %lld: the node's cached copy of"
+			 " body %s is damaged: dropped, read again",
+			 (long long)user_id, sha);
+		blob_cache_drop(s->cache, sha);
+	}
 	if (blob_read(store, sha, out, size, user_id) < 0)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message cannot be read now");
@@ -264,6 +287,7 @@ int pg_blobs_read(struct store *store, int64_t user_id, const char *sha,
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message is damaged");
 	}
+	blob_cache_put(s->cache, sha, out, size);
 	return 0;
 }
 
@@ -314,6 +338,7 @@ int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err)
 static int blob_remove(struct pg_store *s, const char *sha)
 {
 	if (s->s3 != NULL) {
+		blob_cache_drop(s->cache, sha);
 		char *error = NULL;
 		enum s3_result r = s3_delete(s->s3, sha, &error);
 		if (r != S3_OK)

@@ -32,6 +32,7 @@
 #define PG_SCHEMA_VERSION 8
 
 struct s3;
+struct blob_cache;
 
 struct pg_conn {
 	PGconn *db;
@@ -67,6 +68,7 @@ struct pg_store {
 	/* bodies (pg-blob.c) */
 	char *spool_dir;        /* a node's bodies while written */
 	struct s3 *s3;          /* blobs = s3; NULL: the file driver */
+	struct blob_cache *cache;  /* blobs = s3: the node's copies, or NULL */
 	unsigned grace;         /* seconds a body stays unnamed */
 	pthread_t collector;
 	pthread_mutex_t collector_mu;

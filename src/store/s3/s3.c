@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct s3 {
 	char *bucket, *region, *access_key, *secret_key;
 	bool virtual_host;
 	unsigned timeout;
+	uint64_t part_size;
 	pthread_mutex_t mu;
 	CURL *pool[POOL_MAX];
 	size_t pool_count;
@@ -98,15 +100,18 @@ char *s3_sign(const char *method, const char *uri, const char *query,
 	return auth;
 }
 
-/* ---- the error document ------------------------------------------------ */
+/* ---- XML answers (error documents, multipart results) ---------------- */
 
 struct xml_state {
 	int depth;
-	bool is_error;
+	const char *root;
+	bool is_root;
+	const char *name1, *name2;
 	char *field;            /* the element being read, or NULL */
 	size_t field_size, field_len;
-	char *code, *message;
-	size_t code_size, message_size;
+	char *out1, *out2;
+	size_t size1, size2;
+	bool seen1, seen2;      /* the first of each is kept */
 };
 
 static void xml_start(void *ctx, const XML_Char *name, const XML_Char **atts)
@@ -116,15 +121,18 @@ static void xml_start(void *ctx, const XML_Char *name, const XML_Char **atts)
 	st->depth++;
 	st->field = NULL;
 	if (st->depth == 1) {
-		st->is_error = strcmp(name, "Error") == 0;
-	} else if (st->depth == 2 && st->is_error) {
-		if (strcmp(name, "Code") == 0 && st->code_size > 0) {
-			st->field = st->code;
-			st->field_size = st->code_size;
-		} else if (strcmp(name, "Message") == 0 &&
-			   st->message_size > 0) {
-			st->field = st->message;
-			st->field_size = st->message_size;
+		st->is_root = strcmp(name, st->root) == 0;
+	} else if (st->depth == 2 && st->is_root) {
+		if (strcmp(name, st->name1) == 0 && st->size1 > 0 &&
+		    !st->seen1) {
+			st->field = st->out1;
+			st->field_size = st->size1;
+			st->seen1 = true;
+		} else if (st->name2 != NULL && strcmp(name, st->name2) == 0 &&
+			   st->size2 > 0 && !st->seen2) {
+			st->field = st->out2;
+			st->field_size = st->size2;
+			st->seen2 = true;
 		}
 		if (st->field != NULL)
 			st->field[0] = '\0';
@@ -153,34 +161,44 @@ static void xml_text(void *ctx, const XML_Char *s, int len)
 	st->field[st->field_len] = '\0';
 }
 
-int s3_error_parse(const char *xml, size_t len, char *code, size_t code_size,
-		   char *message, size_t message_size)
+int s3_xml_fields(const char *xml, size_t len, const char *root,
+		  const char *field, char *out, size_t out_size,
+		  const char *field2, char *out2, size_t out2_size)
 {
-	if (code_size > 0)
-		code[0] = '\0';
-	if (message_size > 0)
-		message[0] = '\0';
+	if (out_size > 0)
+		out[0] = '\0';
+	if (field2 == NULL)
+		out2_size = 0;
+	if (out2_size > 0)
+		out2[0] = '\0';
 	if (len == 0 || len > ERRBODY_MAX)
 		return -1;
 	XML_Parser p = XML_ParserCreate("UTF-8");
 	if (p == NULL)
 		return -1;
-	struct xml_state st = {.code = code, .message = message,
-			       .code_size = code_size,
-			       .message_size = message_size};
+	struct xml_state st = {.root = root, .name1 = field, .name2 = field2,
+			       .out1 = out, .out2 = out2, .size1 = out_size,
+			       .size2 = out2_size};
 	XML_SetUserData(p, &st);
 	XML_SetElementHandler(p, xml_start, xml_end);
 	XML_SetCharacterDataHandler(p, xml_text);
 	bool ok = XML_Parse(p, xml, (int)len, 1) == XML_STATUS_OK;
 	XML_ParserFree(p);
-	if (!ok || !st.is_error) {
-		if (code_size > 0)
-			code[0] = '\0';
-		if (message_size > 0)
-			message[0] = '\0';
+	if (!ok || !st.is_root) {
+		if (out_size > 0)
+			out[0] = '\0';
+		if (out2_size > 0)
+			out2[0] = '\0';
 		return -1;
 	}
 	return 0;
+}
+
+int s3_error_parse(const char *xml, size_t len, char *code, size_t code_size,
+		   char *message, size_t message_size)
+{
+	return s3_xml_fields(xml, len, "Error", "Code", code, code_size,
+			     "Message", message, message_size);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -188,14 +206,20 @@ int s3_error_parse(const char *xml, size_t len, char *code, size_t code_size,
 struct req {
 	const char *method;
 	const char *key;          /* NULL: the bucket itself */
+	const char *query;        /* NULL, or the URL's query, its
+				     parameters in order and encoded */
 	int fd;                   /* PUT: the bytes */
-	uint64_t size;
+	uint64_t offset, size;    /* ... from offset */
 	const unsigned char *md5;
 	uint64_t sent;
+	const char *post;         /* POST: the body (may be NULL) */
+	size_t post_len;
 	char *out;                /* GET: the bytes */
 	uint64_t out_size, got;
 	bool overflow;
-	struct buf errbody;
+	struct buf errbody;       /* the answer's body, up to ERRBODY_MAX */
+	struct buf *body_r;       /* not NULL: gets a 2xx answer's body */
+	char etag[128];           /* the answer's ETag */
 	CURL *curl;
 };
 
@@ -208,7 +232,7 @@ static size_t on_read(char *dst, size_t size, size_t n, void *ctx)
 		return 0;
 	ssize_t got;
 	do
-		got = pread(r->fd, dst, want, (off_t)r->sent);
+		got = pread(r->fd, dst, want, (off_t)(r->offset + r->sent));
 	while (got < 0 && errno == EINTR);
 	if (got <= 0)
 		return CURL_READFUNC_ABORT;
@@ -245,6 +269,28 @@ static size_t on_write(char *data, size_t size, size_t n, void *ctx)
 	return len;
 }
 
+static size_t on_header(char *data, size_t size, size_t n, void *ctx)
+{
+	struct req *r = ctx;
+	size_t len = size * n;
+	if (len > 5 && strncasecmp(data, "ETag:", 5) == 0) {
+		const char *v = data + 5;
+		size_t vlen = len - 5;
+		while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+			v++;
+			vlen--;
+		}
+		while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
+				    v[vlen - 1] == ' '))
+			vlen--;
+		if (vlen < sizeof(r->etag)) {
+			memcpy(r->etag, v, vlen);
+			r->etag[vlen] = '\0';
+		}
+	}
+	return len;
+}
+
 static CURL *handle_get(struct s3 *s3)
 {
 	pthread_mutex_lock(&s3->mu);
@@ -278,6 +324,27 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* SigV4's canonical query string of a URL query whose parameters are
+ * already in order and encoded: each one with its '=' ("uploads" is
+ * signed as "uploads="). */
+static char *canonical_query(const char *query)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (const char *p = query; p != NULL && *p != '\0';) {
+		size_t n = strcspn(p, "&");
+		if (b.len > 0)
+			buf_append(&b, "&", 1);
+		buf_append(&b, p, n);
+		if (memchr(p, '=', n) == NULL)
+			buf_append(&b, "=", 1);
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	return buf_steal(&b, NULL);
+}
+
 /* One attempt. Returns the HTTP status, or 0 with *error_r for a
  * transport failure. */
 static long attempt(struct s3 *s3, struct req *r, double left,
@@ -291,7 +358,10 @@ static long attempt(struct s3 *s3, struct req *r, double left,
 	char *host = s3->virtual_host
 		? xasprintf("%s.%s", s3->bucket, s3->hostport)
 		: xstrdup(s3->hostport);
-	char *url = xasprintf("%s://%s%s", s3->scheme, host, uri);
+	char *url = xasprintf("%s://%s%s%s%s", s3->scheme, host, uri,
+			      r->query != NULL ? "?" : "",
+			      r->query != NULL ? r->query : "");
+	char *canon_query = canonical_query(r->query);
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
@@ -309,7 +379,7 @@ static long attempt(struct s3 *s3, struct req *r, double left,
 	const char *signed_headers = r->md5 != NULL
 		? "content-md5;host;x-amz-content-sha256;x-amz-date"
 		: "host;x-amz-content-sha256;x-amz-date";
-	char *auth = s3_sign(r->method, uri, "", canon, signed_headers,
+	char *auth = s3_sign(r->method, uri, canon_query, canon, signed_headers,
 			     "UNSIGNED-PAYLOAD", amz_date, s3->region,
 			     s3->access_key, s3->secret_key);
 	struct curl_slist *h = NULL;
@@ -332,6 +402,7 @@ static long attempt(struct s3 *s3, struct req *r, double left,
 	h = curl_slist_append(h, "Content-Type:");
 	free(auth);
 	free(canon);
+	free(canon_query);
 
 	CURL *c = r->curl;
 	curl_easy_setopt(c, CURLOPT_URL, url);
@@ -343,7 +414,16 @@ static long attempt(struct s3 *s3, struct req *r, double left,
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ms > 100 ? ms : 100L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	if (strcmp(r->method, "PUT") == 0) {
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	r->etag[0] = '\0';
+	if (strcmp(r->method, "POST") == 0) {
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+				 r->post != NULL ? r->post : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)r->post_len);
+	} else if (strcmp(r->method, "PUT") == 0) {
 		r->sent = 0;
 		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
@@ -425,16 +505,182 @@ static enum s3_result run(struct s3 *s3, struct req *r, char **error_r)
 		usleep(delay_ms * 1000);
 		delay_ms = delay_ms * 3 > 2000 ? 2000 : delay_ms * 3;
 	}
-	buf_free(&r->errbody);
+	if (r->body_r != NULL && res == S3_OK) {
+		buf_free(r->body_r);
+		*r->body_r = r->errbody;
+	} else {
+		buf_free(&r->errbody);
+	}
 	handle_put(s3, r->curl);
 	r->curl = NULL;
 	return res;
+}
+
+/* ---- multipart upload ---------------------------------------------------- */
+
+/* A query value as SigV4 wants it: unreserved characters kept, the rest
+ * %XX (upper case). */
+static char *uri_encode(const char *s)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
+		    *p == '.' || *p == '~')
+			buf_append_char(&b, (char)*p);
+		else
+			buf_printf(&b, "%%%02X", *p);
+	}
+	return buf_steal(&b, NULL);
+}
+
+/* The MD5 of size bytes of fd from offset. */
+static int md5_range(int fd, uint64_t offset, uint64_t size,
+		     unsigned char md5[16])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1)
+		abort();
+	char chunk[64 * 1024];
+	uint64_t done = 0;
+	while (done < size) {
+		size_t want = size - done < sizeof(chunk) ? (size_t)(size - done)
+							  : sizeof(chunk);
+		ssize_t n = pread(fd, chunk, want, (off_t)(offset + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			EVP_MD_CTX_free(ctx);
+			return -1;
+		}
+		EVP_DigestUpdate(ctx, chunk, (size_t)n);
+		done += (uint64_t)n;
+	}
+	unsigned len = 16;
+	EVP_DigestFinal_ex(ctx, md5, &len);
+	EVP_MD_CTX_free(ctx);
+	return 0;
+}
+
+/* CreateMultipartUpload, UploadPart for each part_size slice (with its
+ * own Content-MD5), CompleteMultipartUpload; any failure aborts the
+ * upload (AbortMultipartUpload, best effort: the store's lifecycle
+ * rules reap what an abort misses). */
+static enum s3_result put_multipart(struct s3 *s3, const char *key, int fd,
+				    uint64_t size, char **error_r)
+{
+	struct buf answer;
+	buf_init(&answer, 0);
+	struct req init = {.method = "POST", .key = key, .fd = -1,
+			   .query = "uploads", .body_r = &answer};
+	enum s3_result res = run(s3, &init, error_r);
+	char upload_id[512];
+	if (res == S3_OK &&
+	    (s3_xml_fields(answer.data, answer.len,
+			   "InitiateMultipartUploadResult", "UploadId",
+			   upload_id, sizeof(upload_id), NULL, NULL, 0) < 0 ||
+	     upload_id[0] == '\0')) {
+		*error_r = xasprintf("POST %s?uploads: no UploadId in the"
+				     " answer", key);
+		res = S3_FAIL;
+	}
+	buf_free(&answer);
+	if (res != S3_OK)
+		return res == S3_NOTFOUND ? S3_FAIL : res;
+	char *id = uri_encode(upload_id);
+	struct buf done;
+	buf_init(&done, 0);
+	buf_append_str(&done, "<CompleteMultipartUpload>");
+	unsigned part = 0;
+	for (uint64_t off = 0; off < size && res == S3_OK; off += s3->part_size) {
+		part++;
+		uint64_t len = size - off < s3->part_size ? size - off
+							  : s3->part_size;
+		unsigned char md5[16];
+		if (md5_range(fd, off, len, md5) < 0) {
+			*error_r = xasprintf("PUT %s part %u: cannot read the"
+					     " spooled body: %s", key, part,
+					     strerror(errno));
+			res = S3_FAIL;
+			break;
+		}
+		char *q = xasprintf("partNumber=%u&uploadId=%s", part, id);
+		struct req pr = {.method = "PUT", .key = key, .query = q,
+				 .fd = fd, .offset = off, .size = len,
+				 .md5 = md5};
+		res = run(s3, &pr, error_r);
+		free(q);
+		if (res == S3_OK && pr.etag[0] == '\0') {
+			*error_r = xasprintf("PUT %s part %u: no ETag in the"
+					     " answer", key, part);
+			res = S3_FAIL;
+		}
+		if (res == S3_OK && strpbrk(pr.etag, "<>&") != NULL) {
+			*error_r = xasprintf("PUT %s part %u: an ETag that is"
+					     " not one", key, part);
+			res = S3_FAIL;
+		}
+		if (res == S3_OK)
+			buf_printf(&done, "<Part><PartNumber>%u</PartNumber>"
+				   "<ETag>%s</ETag></Part>", part, pr.etag);
+	}
+	buf_append_str(&done, "</CompleteMultipartUpload>");
+	char *q = xasprintf("uploadId=%s", id);
+	if (res == S3_OK) {
+		buf_init(&answer, 0);
+		struct req cr = {.method = "POST", .key = key, .query = q,
+				 .fd = -1, .post = done.data,
+				 .post_len = done.len, .body_r = &answer};
+		res = run(s3, &cr, error_r);
+		char code[64], msg[256];
+		/* S3 may answer 200 and an error document when it fails
+		 * after the answer began */
+		if (res == S3_OK && s3_error_parse(answer.data, answer.len,
+						   code, sizeof(code), msg,
+						   sizeof(msg)) == 0) {
+			*error_r = xasprintf("POST %s?uploadId: %s: %s", key,
+					     code, msg);
+			res = S3_FAIL;
+		}
+		buf_free(&answer);
+		if (res == S3_NOTFOUND) {
+			/* the upload is gone: an earlier try completed it
+			 * and its answer was lost? */
+			struct req head = {.method = "HEAD", .key = key,
+					   .fd = -1};
+			char *herr = NULL;
+			if (run(s3, &head, &herr) == S3_OK) {
+				free(*error_r);
+				*error_r = NULL;
+				res = S3_OK;
+			} else {
+				res = S3_FAIL;
+			}
+			free(herr);
+		}
+	}
+	if (res != S3_OK) {
+		struct req ab = {.method = "DELETE", .key = key, .query = q,
+				 .fd = -1};
+		char *aerr = NULL;
+		if (run(s3, &ab, &aerr) != S3_OK)
+			log_warn("store", NULL, "s3: abort of the upload of %s:"
+				 " %s", key, aerr != NULL ? aerr : "failed");
+		free(aerr);
+	}
+	free(q);
+	buf_free(&done);
+	free(id);
+	return res == S3_NOTFOUND ? S3_FAIL : res;
 }
 
 enum s3_result s3_put_fd(struct s3 *s3, const char *key, int fd,
 			 uint64_t size, const unsigned char md5[16],
 			 char **error_r)
 {
+	if (size > s3->part_size)
+		return put_multipart(s3, key, fd, size, error_r);
 	struct req r = {.method = "PUT", .key = key, .fd = fd, .size = size,
 			.md5 = md5};
 	return run(s3, &r, error_r);
@@ -502,6 +748,9 @@ int s3_open(const struct s3_settings *set, struct s3 **s3_r, char **error_r)
 	s3->secret_key = xstrdup(set->secret_key);
 	s3->virtual_host = set->virtual_host;
 	s3->timeout = set->timeout ? set->timeout : 30;
+	s3->part_size = set->part_size ? set->part_size : S3_PART_SIZE;
+	if (s3->part_size < S3_PART_MIN)
+		s3->part_size = S3_PART_MIN;
 	pthread_mutex_init(&s3->mu, NULL);
 	/* the bucket: there, or made */
 	struct req r = {.method = "HEAD"};
