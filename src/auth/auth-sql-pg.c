@@ -29,7 +29,7 @@
 /* the advisory lock of account writes ('lofa') and of the schema */
 #define WRITE_LOCK "1819240033"
 #define SCHEMA_LOCK "1819240034"
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 #define OID_BOOL 16
 #define OID_BYTEA 17
@@ -97,7 +97,14 @@ static const char pg_schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS acl_hints ("
 	"  kind INTEGER NOT NULL, ident BIGINT NOT NULL,"
 	"  owner BIGINT NOT NULL,"
-	"  PRIMARY KEY (kind, ident, owner));";
+	"  PRIMARY KEY (kind, ident, owner));"
+	/* version 2: DKIM keys every node signs with (auth-dkim.c); a
+	 * deleted key keeps its row (pem NULL) so that a node that was
+	 * down removes its copy */
+	"CREATE TABLE IF NOT EXISTS dkim_keys ("
+	"  domain TEXT NOT NULL, selector TEXT NOT NULL,"
+	"  pem TEXT, created BIGINT NOT NULL, deleted BIGINT,"
+	"  PRIMARY KEY (domain, selector));";
 
 struct pq_conn {
 	struct asql_conn base;

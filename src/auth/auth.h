@@ -337,6 +337,30 @@ int auth_user_overrides(struct auth *auth, int64_t user_id, auth_list_fn *fn,
 int auth_user_scheme(struct auth *auth, int64_t user_id, char *scheme,
 		     size_t scheme_size, bool *has_scram_r);
 
+/* ---- DKIM keys shared by the nodes (auth-dkim.c) -------------------- */
+/* With the accounts in PostgreSQL the DKIM private keys are rows every
+ * node reads (docs/scale-out.md "Accounts"); each node's signer reads
+ * copies in data_dir/dkim that dkim_keys_mirror (mailauth.h) keeps like
+ * the rows. Whether they are shared (accounts in PostgreSQL): */
+bool auth_dkim_shared(const struct auth *auth);
+struct auth_dkim_key {
+	char *domain, *selector;
+	char *pem;                    /* NULL: deleted (the copies go) */
+	time_t created;
+};
+/* Every row, deleted ones too; free with auth_dkim_keys_free. */
+int auth_dkim_keys(struct auth *auth, struct auth_dkim_key **keys_r,
+		   size_t *count_r, char **error_r);
+void auth_dkim_keys_free(struct auth_dkim_key *keys, size_t count);
+/* A key added (a deleted selector used again): 1, or 0 when the domain
+ * has that selector already; -1 with *error_r. */
+int auth_dkim_key_add(struct auth *auth, const char *domain,
+		      const char *selector, const char *pem, time_t created,
+		      char **error_r);
+/* A key deleted: 1, or 0 when there is no such key; -1 with *error_r. */
+int auth_dkim_key_del(struct auth *auth, const char *domain,
+		      const char *selector, char **error_r);
+
 /* ---- sending (auth-send.c) ------------------------------------------ */
 
 /* Whether the account may use address as its envelope sender or From:

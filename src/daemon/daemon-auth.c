@@ -24,6 +24,9 @@
 #include "log.h"
 #include "net.h"
 #include "store.h"
+#ifdef LOFT_HAVE_MAILAUTH
+#include "daemon-dkim.h"
+#endif
 
 static struct auth_server *volatile auth_srv;
 
@@ -105,6 +108,56 @@ static void *chan_main(void *ctx)
 	auth_server_stop(a->srv);
 	return NULL;
 }
+
+#ifdef LOFT_HAVE_MAILAUTH
+/* DKIM keys shared by the nodes (daemon-dkim.h): this node's copies in
+ * data_dir/dkim made like the rows every few seconds, so a key added or
+ * deleted on any node signs (or stops) here within that time. */
+struct dkim_mirror {
+	struct auth *auth;
+	char *dir;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	bool stop;
+	char *last_error;           /* said once, until it changes */
+};
+
+static void *dkim_mirror_main(void *arg)
+{
+	struct dkim_mirror *m = arg;
+	pthread_mutex_lock(&m->mu);
+	while (!m->stop) {
+		pthread_mutex_unlock(&m->mu);
+		char *err = NULL;
+		int n = daemon_dkim_mirror(m->auth, m->dir, &err);
+		if (n < 0 && (m->last_error == NULL ||
+			      strcmp(m->last_error, err) != 0)) {
+			log_error("loftd", NULL, "DKIM keys of the database:"
+				  " %s", err);
+			free(m->last_error);
+			m->last_error = err;
+			err = NULL;
+		} else if (n >= 0) {
+			if (n > 0)
+				log_info("loftd", NULL, "DKIM keys: %d copies"
+					 " made or removed in %s as the"
+					 " database says", n, m->dir);
+			free(m->last_error);
+			m->last_error = NULL;
+		}
+		free(err);
+		pthread_mutex_lock(&m->mu);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += DAEMON_DKIM_MIRROR_SECONDS;
+		while (!m->stop &&
+		       pthread_cond_timedwait(&m->cond, &m->mu, &ts) == 0)
+			;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+#endif
 
 static int confine(struct daemon *d, bool *chrooted_r)
 {
@@ -192,7 +245,30 @@ int daemon_auth_main(struct daemon *d, int chan, int mail_fd)
 	auth_srv = a.srv;
 	if (pthread_create(&th, NULL, chan_main, &a) == 0)
 		th_started = true;
+#ifdef LOFT_HAVE_MAILAUTH
+	struct dkim_mirror dm = {.auth = auth};
+	pthread_t dm_th;
+	bool dm_started = false;
+	if (auth_dkim_shared(auth)) {
+		dm.dir = xasprintf("%s/dkim", aset.data_dir);
+		pthread_mutex_init(&dm.mu, NULL);
+		pthread_cond_init(&dm.cond, NULL);
+		dm_started = pthread_create(&dm_th, NULL, dkim_mirror_main,
+					    &dm) == 0;
+	}
+#endif
 	rc = auth_server_run(a.srv) < 0 ? 1 : 0;
+#ifdef LOFT_HAVE_MAILAUTH
+	if (dm_started) {
+		pthread_mutex_lock(&dm.mu);
+		dm.stop = true;
+		pthread_cond_signal(&dm.cond);
+		pthread_mutex_unlock(&dm.mu);
+		pthread_join(dm_th, NULL);
+	}
+	free(dm.dir);
+	free(dm.last_error);
+#endif
 out:
 	auth_srv = NULL;
 	if (th_started) {

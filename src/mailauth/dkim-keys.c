@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -453,4 +454,96 @@ int dkim_key_import(const char *dir, const char *domain, const char *selector,
 	free(path);
 	free(ddir);
 	return rc;
+}
+
+/* ---- keys shared by several nodes (docs/scale-out.md "Accounts") ---- */
+
+struct local_key {
+	char domain[256], selector[64];
+	time_t created;
+};
+
+struct local_keys {
+	struct local_key *keys;
+	size_t count, cap;
+};
+
+static void collect_local(void *ctx, const struct dkim_key_info *info)
+{
+	struct local_keys *lk = ctx;
+	if (lk->count == lk->cap) {
+		lk->cap = lk->cap ? lk->cap * 2 : 8;
+		lk->keys = xrealloc(lk->keys, lk->cap * sizeof(*lk->keys));
+	}
+	struct local_key *k = &lk->keys[lk->count++];
+	snprintf(k->domain, sizeof(k->domain), "%s", info->domain);
+	snprintf(k->selector, sizeof(k->selector), "%s", info->selector);
+	k->created = info->created;
+}
+
+int dkim_keys_mirror(const char *dir, const struct dkim_shared_key *keys,
+		     size_t count, dkim_key_upload_fn *upload, void *ctx,
+		     char **error_r)
+{
+	*error_r = NULL;
+	int changes = 0;
+	/* what the node has that the rows do not name at all (keys made
+	 * before they were shared): added to the rows, not removed */
+	struct local_keys lk = {0};
+	struct stat st;
+	if (stat(dir, &st) == 0 &&
+	    dkim_key_list(dir, NULL, collect_local, &lk, error_r) < 0)
+		goto fail;
+	for (size_t i = 0; i < lk.count; i++) {
+		bool named = false;
+		for (size_t k = 0; k < count && !named; k++)
+			named = strcasecmp(keys[k].domain, lk.keys[i].domain)
+					== 0 &&
+				strcasecmp(keys[k].selector,
+					   lk.keys[i].selector) == 0;
+		if (named)
+			continue;
+		char *pem = NULL;
+		if (dkim_key_export(dir, lk.keys[i].domain, lk.keys[i].selector,
+				    &pem, error_r) < 0)
+			goto fail;
+		int rc = upload(ctx, lk.keys[i].domain, lk.keys[i].selector,
+				pem, lk.keys[i].created, error_r);
+		explicit_bzero(pem, strlen(pem));
+		free(pem);
+		if (rc < 0)
+			goto fail;
+	}
+	/* the rows: live ones copied (or replaced when the node's copy is
+	 * another key), deleted ones removed */
+	for (size_t i = 0; i < count; i++) {
+		const struct dkim_shared_key *k = &keys[i];
+		char *have = NULL, *err = NULL;
+		bool there = dkim_key_export(dir, k->domain, k->selector, &have,
+					     &err) == 0;
+		free(err);
+		err = NULL;
+		bool same = there && k->pem != NULL &&
+			    strcmp(have, k->pem) == 0;
+		if (have != NULL) {
+			explicit_bzero(have, strlen(have));
+			free(have);
+		}
+		if (same || (!there && k->pem == NULL))
+			continue;
+		if (there && dkim_key_delete(dir, k->domain, k->selector,
+					     error_r) < 0)
+			goto fail;
+		bool existed;
+		if (k->pem != NULL &&
+		    dkim_key_import(dir, k->domain, k->selector, k->pem,
+				    k->created, &existed, error_r) < 0)
+			goto fail;
+		changes++;
+	}
+	free(lk.keys);
+	return changes;
+fail:
+	free(lk.keys);
+	return -1;
 }

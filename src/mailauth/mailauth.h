@@ -328,6 +328,23 @@ int dkim_key_import(const char *dir, const char *domain, const char *selector,
 void dkim_key_info_free(struct dkim_key_info *info);
 /* Whether every key file under dir loads (loftd --check). */
 int dkim_keys_check(const char *dir, struct buf *errors);
+/* Keys shared by several nodes (rows in PostgreSQL: auth.h
+ * auth_dkim_keys): dir is made to hold a copy of each live one (a copy
+ * of another key under its name replaced) and none of the deleted ones
+ * (pem NULL). A key in dir that keys does not name at all is handed to
+ * upload (it joins the shared keys). The number of copies made or
+ * removed, or -1 with *error_r (caller frees). */
+struct dkim_shared_key {
+	const char *domain, *selector;
+	const char *pem;              /* NULL: deleted */
+	time_t created;
+};
+typedef int dkim_key_upload_fn(void *ctx, const char *domain,
+			       const char *selector, const char *pem,
+			       time_t created, char **error_r);
+int dkim_keys_mirror(const char *dir, const struct dkim_shared_key *keys,
+		     size_t count, dkim_key_upload_fn *upload, void *ctx,
+		     char **error_r);
 
 struct dkim_signer;
 struct dkim_signer *dkim_signer_create(const char *dir);

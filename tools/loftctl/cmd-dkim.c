@@ -2,10 +2,13 @@
  * loftctl dkim add|list|del: the DKIM keys loftd signs with
  * (src/mailauth, data_dir/dkim/<domain>/<selector>.pem). A key added while
  * loftd runs signs its next message; `add` and `list` print the TXT
- * record to publish, as `loftctl dns DOMAIN` does.
+ * record to publish, as `loftctl dns DOMAIN` does. With the accounts in
+ * PostgreSQL the keys are the database's (every node signs with them:
+ * daemon-dkim.h); this node's directory is made like them first.
  */
 #include "loftctl.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "daemon-dkim.h"
 #include "mailauth.h"
 
 char *loftctl_dkim_dir(struct loftctl *ctl)
@@ -48,6 +52,17 @@ static void print_record(const struct dkim_key_info *info)
 	snprintf(owner, sizeof(owner), "%s._domainkey.%s.", info->selector,
 		 info->domain);
 	loftctl_print_txt(owner, info->record);
+}
+
+/* Shared keys: this node's copies made like the database's rows. */
+static int mirror(struct loftctl *ctl, const char *dir)
+{
+	char *err = NULL;
+	if (daemon_dkim_mirror(ctl->auth, dir, &err) >= 0)
+		return 0;
+	int rc = loftctl_fail("DKIM keys of the database: %s", err);
+	free(err);
+	return rc;
 }
 
 static const char *host_name(struct loftctl *ctl)
@@ -92,7 +107,37 @@ static int dkim_add(struct loftctl *ctl, int argc, char **argv)
 		return loftctl_fail("%s is not a domain of this server "
 				    "(loftctl domain add %s)", domain, domain);
 	dir = loftctl_dkim_dir(ctl);
+	if (mirror(ctl, dir) < 0) {
+		free(dir);
+		return 1;
+	}
 	int rc = dkim_key_create(dir, domain, selector, type, bits, &info, &err);
+	if (rc == 0 && auth_dkim_shared(ctl->auth)) {
+		/* the key becomes every node's */
+		char *pem = NULL;
+		rc = dkim_key_export(dir, info.domain, info.selector, &pem,
+				     &err);
+		if (rc == 0) {
+			int added = auth_dkim_key_add(ctl->auth, info.domain,
+						      info.selector, pem,
+						      info.created, &err);
+			if (added == 0)
+				err = xasprintf("%s has a key %s already (made"
+						" on another node meanwhile)",
+						info.domain, info.selector);
+			rc = added == 1 ? 0 : -1;
+		}
+		if (pem != NULL) {
+			explicit_bzero(pem, strlen(pem));
+			free(pem);
+		}
+		if (rc < 0) {
+			char *e2 = NULL;
+			dkim_key_delete(dir, info.domain, info.selector, &e2);
+			free(e2);
+			dkim_key_info_free(&info);
+		}
+	}
 	free(dir);
 	if (rc < 0) {
 		rc = loftctl_fail("%s", err);
@@ -133,6 +178,10 @@ static int dkim_list(struct loftctl *ctl, int argc, char **argv)
 	if (argc > 1)
 		return loftctl_usage(&loftctl_dkim_cmds[1]);
 	dir = loftctl_dkim_dir(ctl);
+	if (mirror(ctl, dir) < 0) {
+		free(dir);
+		return 1;
+	}
 	rc = dkim_key_list(dir, argc == 1 ? argv[0] : NULL, list_one, &records,
 			   &err);
 	free(dir);
@@ -151,7 +200,31 @@ static int dkim_del(struct loftctl *ctl, int argc, char **argv)
 	if (argc != 2)
 		return loftctl_usage(&loftctl_dkim_cmds[2]);
 	dir = loftctl_dkim_dir(ctl);
-	rc = dkim_key_delete(dir, argv[0], argv[1], &err);
+	if (auth_dkim_shared(ctl->auth)) {
+		/* gone for every node (each removes its copy); then here.
+		 * Names as stored: lower case, no final dot */
+		char dom[256], sel[64];
+		snprintf(dom, sizeof(dom), "%s", argv[0]);
+		snprintf(sel, sizeof(sel), "%s", argv[1]);
+		size_t dl = strlen(dom);
+		if (dl > 0 && dom[dl - 1] == '.')
+			dom[dl - 1] = '\0';
+		for (char *p = dom; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		for (char *p = sel; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		rc = auth_dkim_key_del(ctl->auth, dom, sel, &err);
+		if (rc == 0)
+			err = xasprintf("no key %s for %s", argv[1], argv[0]);
+		if (rc == 1) {
+			char *e2 = NULL;
+			dkim_key_delete(dir, argv[0], argv[1], &e2);
+			free(e2);
+		}
+		rc = rc == 1 ? 0 : -1;
+	} else {
+		rc = dkim_key_delete(dir, argv[0], argv[1], &err);
+	}
 	free(dir);
 	if (rc < 0) {
 		rc = loftctl_fail("%s", err);
