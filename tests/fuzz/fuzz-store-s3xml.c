@@ -1,5 +1,6 @@
 /*
- * The S3 client's error documents (src/store/s3/s3.c, expat): whatever a
+ * The S3 client's error documents and multipart answers
+ * (src/store/s3/s3.c, expat): whatever a
  * store answers, the parser stays within its buffers, and what it fills
  * is NUL-terminated, one line, within the sizes given.
  */
@@ -28,6 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(code, sizeof(code));
 	check(msg, sizeof(msg));
 	if (r != 0 && (code[0] != '\0' || msg[0] != '\0'))
+		abort();
+	/* a multipart upload's answer: the same rules */
+	char id[24];
+	memset(id, 'x', sizeof(id));
+	r = s3_xml_fields((const char *)data, size,
+			  "InitiateMultipartUploadResult", "UploadId", id,
+			  sizeof(id), NULL, NULL, 0);
+	check(id, sizeof(id));
+	if (r != 0 && id[0] != '\0')
 		abort();
 	return 0;
 }
