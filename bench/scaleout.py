@@ -12,6 +12,8 @@ delivery   LMTP, 10 KB messages over 16 connections (bench/scenarios.py
                           behind tests/lib/s3env.py's checking proxy)
              pg-s3 x2     two loftd nodes on the same database and bucket,
                           8 connections to each
+           (--ceph: the pg-s3 rows against a private Ceph radosgw,
+           tests/lib/cephenv.py, instead of s3rver)
              dovecot      Dovecot with Maildir (no open peer scales out)
            figures: messages/s, p50 and p99 latency per message.
 per-message  on pg-s3, N messages with 1 and with 5 recipients:
@@ -162,6 +164,8 @@ def main():
                     help="only the cross-node push figure")
     ap.add_argument("--standby", action="store_true",
                     help="PostgreSQL with a synchronous standby")
+    ap.add_argument("--ceph", action="store_true",
+                    help="the pg-s3 delivery rows on Ceph radosgw")
     args = ap.parse_args()
     if args.failover:
         return failover(args.failover)
@@ -174,19 +178,25 @@ def main():
         standby = pg.standby("bench_standby")
         pg.sync_to("bench_standby")
     s3 = S3()
+    objstore = s3
+    if args.ceph:
+        from cephenv import Ceph
+        objstore = Ceph()
+        print("radosgw up after %.1f s" % objstore.start_seconds)
     spool = tempfile.mkdtemp(prefix="loft-bench-spool-")
     results = {}
     try:
-        def pg_store(db, blobs):
+        def pg_store(db, blobs, store=None):
+            store = store or objstore
             st = {"backend": "postgres", "postgres": pg.conninfo_for(db),
                   "blob_dir": os.path.join(spool, db)}
             more = {"store": st}
             if blobs == "s3":
                 st["blobs"] = "s3"
-                more["s3"] = {"endpoint": s3.endpoint, "bucket": "bench-"
+                more["s3"] = {"endpoint": store.endpoint, "bucket": "bench-"
                               + db.replace("_", "-"),
-                              "access_key": s3.access_key,
-                              "secret_key_file": s3.secret_file}
+                              "access_key": store.access_key,
+                              "secret_key_file": store.secret_file}
             return more
 
         def make(kind, rep):
@@ -219,9 +229,10 @@ def main():
                       % (kind, rep, r["msgs_per_s"], r["p50_ms"],
                          r["p99_ms"]), flush=True)
         print("\nLMTP delivery, 10 KB, 16 connections, median of %d runs"
-              " (%d messages each; PostgreSQL %s)"
+              " (%d messages each; PostgreSQL %s; S3: %s)"
               % (args.reps, args.messages, "with a synchronous standby"
-                 if standby is not None else "without a standby"))
+                 if standby is not None else "without a standby",
+                 "Ceph radosgw" if args.ceph else "s3rver"))
         print("| store | msg/s | p50 ms | p99 ms |\n|---|---|---|---|")
         for kind in kinds:
             rs = results[kind]
@@ -237,7 +248,8 @@ def main():
         for rcpts in (1, 5):
             db = "b_per_%d" % rcpts
             pg.psql("CREATE DATABASE %s" % db, db="postgres")
-            t = LoftTarget(users, more=pg_store(db, "s3"))
+            # s3rver's proxy counts the requests
+            t = LoftTarget(users, more=pg_store(db, "s3", s3))
             try:
                 # warm: accounts made, schema there
                 asyncio.run(lmtp_delivery(t, 4, 50, size=10_000,
@@ -256,6 +268,8 @@ def main():
                 t.close()
     finally:
         s3.close()
+        if objstore is not s3:
+            objstore.close()
         if standby is not None:
             standby.close()
         pg.close()
