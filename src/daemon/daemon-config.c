@@ -39,7 +39,7 @@ static const char *const store_keys[] = {
 	"fsync", "retention_interval",
 	/* scale-out (docs/scale-out.md) */
 	"backend", "postgres", "postgres_pool", "postgres_timeout", "blobs",
-	"blob_dir", NULL };
+	"blob_dir", "blob_cache", NULL };
 /* [store] blobs = s3 (docs/scale-out.md; store-config.c reads them) */
 static const char *const s3_keys[] = { "endpoint", "bucket", "region",
 				       "access_key", "secret_key_file",
