@@ -235,8 +235,9 @@ static void scan(struct blob_cache *bc)
 		free(sub);
 	}
 	closedir(top);
-	/* oldest first, so the newest ends at the head */
-	qsort(f, n, sizeof(*f), by_mtime);
+	/* oldest first, so the newest ends at the head (qsort(NULL, 0): UB) */
+	if (n > 0)
+		qsort(f, n, sizeof(*f), by_mtime);
 	for (size_t i = 0; i < n; i++)
 		insert(bc, f[i].sha, f[i].size);
 	free(f);
