@@ -95,7 +95,10 @@ def main():
         # proxy may take seconds on a loaded machine; node B: 10 s, so
         # that a FETCH waiting for a silent S3 stands well apart from
         # the commands that must not wait (a second or two at load 25)
-        extra_a = {'store': dict(store, blob_cache='4M'),
+        # (and its 10 MB of plain text indexed for search, pg_trgm,
+        # took longer than the default 10 s statement timeout at load 28)
+        extra_a = {'store': dict(store, blob_cache='4M',
+                                 postgres_timeout='30s'),
                    's3': dict(s3cfg, timeout='30s')}
         extra_b = {'store': dict(store, blob_cache='0'),
                    's3': dict(s3cfg, timeout='10s')}
@@ -176,6 +179,8 @@ def run(na, nb, s3):
     big = msg(9, 9 * 1024 * 1024)
     _, t = append(a, big, name='APPEND of a 9 MB message on A',
                   timeout=60 * SLOW)
+    if not t or ' OK ' not in t:
+        print('--- node A log ---\n' + na.log()[-4000:])
     r.check('... went up in two parts (2 PUT) between a create and a'
             ' complete (2 POST)',
             s3.requests.get('PUT', 0) - puts == 2 and
