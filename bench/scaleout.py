@@ -12,8 +12,6 @@ delivery   LMTP, 10 KB messages over 16 connections (bench/scenarios.py
                           behind tests/lib/s3env.py's checking proxy)
              pg-s3 x2     two loftd nodes on the same database and bucket,
                           8 connections to each
-           (--ceph: the pg-s3 rows against a private Ceph radosgw,
-           tests/lib/cephenv.py, instead of s3rver)
              dovecot      Dovecot with Maildir (no open peer scales out)
            figures: messages/s, p50 and p99 latency per message.
 per-message  on pg-s3, N messages with 1 and with 5 recipients:
@@ -164,8 +162,6 @@ def main():
                     help="only the cross-node push figure")
     ap.add_argument("--standby", action="store_true",
                     help="PostgreSQL with a synchronous standby")
-    ap.add_argument("--ceph", action="store_true",
-                    help="the pg-s3 delivery rows on Ceph radosgw")
     args = ap.parse_args()
     if args.failover:
         return failover(args.failover)
@@ -179,10 +175,6 @@ def main():
         pg.sync_to("bench_standby")
     s3 = S3()
     objstore = s3
-    if args.ceph:
-        from cephenv import Ceph
-        objstore = Ceph()
-        print("radosgw up after %.1f s" % objstore.start_seconds)
     spool = tempfile.mkdtemp(prefix="loft-bench-spool-")
     results = {}
     try:
@@ -229,10 +221,9 @@ def main():
                       % (kind, rep, r["msgs_per_s"], r["p50_ms"],
                          r["p99_ms"]), flush=True)
         print("\nLMTP delivery, 10 KB, 16 connections, median of %d runs"
-              " (%d messages each; PostgreSQL %s; S3: %s)"
+              " (%d messages each; PostgreSQL %s; S3: s3rver)"
               % (args.reps, args.messages, "with a synchronous standby"
-                 if standby is not None else "without a standby",
-                 "Ceph radosgw" if args.ceph else "s3rver"))
+                 if standby is not None else "without a standby"))
         print("| store | msg/s | p50 ms | p99 ms |\n|---|---|---|---|")
         for kind in kinds:
             rs = results[kind]
@@ -268,8 +259,6 @@ def main():
                 t.close()
     finally:
         s3.close()
-        if objstore is not s3:
-            objstore.close()
         if standby is not None:
             standby.close()
         pg.close()

@@ -93,20 +93,11 @@ php-sqlite3
 dovecot-fts-xapian
 "
 
-# Only for `make test-scaleout` (issue 18): a private single-node Ceph
-# with its S3 gateway (tests/lib/cephenv.py), too heavy for make test.
-SCALEOUT_PACKAGES="
-ceph-mon
-ceph-osd
-radosgw
-"
-
 want="$BUILD_PACKAGES"
 case "${1:-}" in
 deb) want="$BUILD_PACKAGES $DEB_PACKAGES" ;;
 test) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES" ;;
 bench) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES $BENCH_PACKAGES" ;;
-scaleout) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES $SCALEOUT_PACKAGES" ;;
 esac
 
 missing=""
