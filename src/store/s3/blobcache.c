@@ -289,6 +289,21 @@ void blob_cache_close(struct blob_cache **bcp)
 
 /* ---- use ----------------------------------------------------------------- */
 
+/* size bytes of fd from its start: 0, or -1 (shorter, or an error). */
+static int read_all(int fd, char *out, uint64_t size)
+{
+	uint64_t off = 0;
+	while (off < size) {
+		ssize_t n = pread(fd, out + off, size - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
 static void drop_entry(struct blob_cache *bc, const char *sha)
 {
 	pthread_mutex_lock(&bc->mu);
@@ -324,17 +339,9 @@ int blob_cache_get(struct blob_cache *bc, const char *sha, char *out,
 		drop_entry(bc, sha);
 		return -1;
 	}
-	uint64_t off = 0;
-	while (off < size) {
-		ssize_t n = pread(fd, out + off, size - off, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (uint64_t)n;
-	}
+	int r = read_all(fd, out, size);
 	close(fd);
-	return off == size ? 0 : -1;
+	return r;
 }
 
 /* Puts the file written at tmp (or linked) in place as sha's copy and
@@ -435,16 +442,7 @@ void blob_cache_put_file(struct blob_cache *bc, const char *sha,
 	}
 	/* another file system (blob_dir/tmp on a shared mount): a copy */
 	char *data = xmalloc(size + 1);
-	uint64_t off = 0;
-	while (off < size) {
-		ssize_t n = pread(fd, data + off, size - off, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (uint64_t)n;
-	}
-	if (off == size)
+	if (read_all(fd, data, size) == 0)
 		blob_cache_put(bc, sha, data, size);
 	free(data);
 }
