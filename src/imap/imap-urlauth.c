@@ -365,9 +365,27 @@ int imap_urlauth_fetch_for(struct imap_client *c, const struct imap_url *u,
 		       why, whylen);
 }
 
+/* Whether the URL's data can be read now; -1 with why if not. */
+static int url_resolves(struct store_user *box, const char *mailbox,
+			const struct imap_url *u, char *why, size_t whylen)
+{
+	struct store_error err = {0};
+	char *data = NULL;
+	size_t len = 0;
+	if (imap_url_fetch(box, mailbox, u, &data, &len, &err) < 0) {
+		snprintf(why, whylen, "%s",
+			 err.kind == STORE_ERR_INTERNAL || err.kind == STORE_ERR_TEMP ||
+				 err.kind == STORE_ERR_UNAVAILABLE || err.msg[0] == '\0'
+				 ? "Cannot read the URL's message now" : err.msg);
+		return -1;
+	}
+	free(data);
+	return 0;
+}
+
 /* GENURLAUTH url mechanism [url mechanism ...] (RFC 4467 7.2): the URL
  * must be the user's own, with UIDVALIDITY and an access identifier but
- * no verifier. */
+ * no verifier, not expired, and name a message (and part) that exists. */
 void cmd_genurlauth(struct imap_cmd *cmd)
 {
 	struct imap_client *c = cmd->client;
@@ -407,9 +425,15 @@ void cmd_genurlauth(struct imap_cmd *cmd)
 			why = "The URL needs a UIDVALIDITY";
 		else if (u.user == NULL || strcasecmp(u.user, c->user.address) != 0)
 			why = "Only the URL's user may authorize it";
+		else if (u.expire != 0 && u.expire <= time(NULL))
+			why = "The URL has already expired";
 		else if (imap_url_box(c->server->store, c->server->auth, &c->user,
 				      c->store_user, u.mailbox, &box, &mailbox,
 				      whybuf, sizeof(whybuf)) < 0)
+			why = whybuf;
+		/* the URL must resolve now (UIDVALIDITY, message, section):
+		 * one that cannot is refused here, not signed (as Dovecot) */
+		else if (url_resolves(box, mailbox, &u, whybuf, sizeof(whybuf)) < 0)
 			why = whybuf;
 		/* another account's mailbox: r on it (the store checks) */
 		else if (store_urlauth_key(box, mailbox, false, key, &err) < 0)
@@ -549,6 +573,9 @@ void cmd_resetkey(struct imap_cmd *cmd)
 		imap_cmd_no(cmd, "[NONEXISTENT] No such mailbox");
 	else if (ret < 0)
 		imap_cmd_ref_error(cmd, &ref, &err);
+	else if (a->type != IMAP_ARG_EOL)
+		/* RFC 4467 7.1: the mailbox's mechanisms */
+		imap_cmd_ok(cmd, "[URLMECH INTERNAL] RESETKEY completed");
 	else
 		imap_cmd_ok(cmd, "RESETKEY completed");
 	OPENSSL_cleanse(key, sizeof(key));

@@ -14,7 +14,9 @@ dates to a private loftd and a private Dovecot. Then:
     ALL), the message a CATENATE APPEND (RFC 4469) builds from URLs and
     text, and PREVIEW (RFC 8970) and PARTIAL (RFC 9394) where Dovecot
     offers them (Dovecot 2.3.19 has PREVIEW, not PARTIAL: said in the
-    output), and METADATA (RFC 5464) entries and results.
+    output), METADATA (RFC 5464) entries and results, and URLAUTH
+    (RFC 4467: GENURLAUTH, URLFETCH, RESETKEY; the data each server's
+    URLs give, what both refuse).
 A difference is a failure unless it lies in one of the message classes
 described below (and in docs/compat.md), where Loft decodes for the reader
 and Dovecot does not.
@@ -459,10 +461,18 @@ def extensions(r, lo, dv, skip, simple):
         metadata(r, lo, dv)
     else:
         print('Dovecot offers no METADATA: METADATA not compared')
+    if re.search(rb'(?<![-\w])URLAUTH(?![-\w=])', caps_d):
+        urlauth(r, lo, dv, s)
+    else:
+        print('Dovecot offers no URLAUTH: URLAUTH not compared')
 
 
-# Dovecot's METADATA (RFC 5464) is on in this test: entries in a file dict
+# Dovecot's METADATA (RFC 5464) is on in this test: entries in a file dict;
+# so is its URLAUTH (RFC 4467), whose mailbox keys it keeps in the same
+# dict, for URLs naming any host (a session's own URLs are resolved in
+# its imap process, without the imap-urlauth service)
 DOVECOT_METADATA = ('mail_attribute_dict = file:%h/dovecot-attributes\n'
+                    'imap_urlauth_host = *\n'
                     'protocol imap {\n  imap_metadata = yes\n}\n')
 
 # SETMETADATA / GETMETADATA on a mailbox and on the server, the options
@@ -547,6 +557,136 @@ def metadata(r, lo, dv):
         r.check('%s: same entries' % q[:70], a == b, (ul, ud))
         r.check('%s: same result' % q[:70],
                 metadata_result(tl) == metadata_result(td), (tl, td))
+
+
+def urlfetch_data(im, urls):
+    """URLFETCH of urls: [data or None] per URLFETCH response, in order,
+    and the tagged line."""
+    u, t = im.cmd('URLFETCH ' + ' '.join('"%s"' % x for x in urls))
+    out = []
+    for line in u:
+        m = re.match(rb'\* URLFETCH (?:"(?:[^"\\]|\\.)*"|[^\s"]+) '
+                     rb'(?:(NIL)|\{(\d+)\}\r\n)', line, re.S)
+        if m:
+            out.append(None if m.group(1) else
+                       line[m.end():m.end() + int(m.group(2))])
+    return out, t
+
+
+def genurlauth(im, rump, mech='INTERNAL'):
+    """GENURLAUTH of one rump URL: (the authorized URL or None, tagged)."""
+    u, t = im.cmd('GENURLAUTH "%s" %s' % (rump, mech))
+    urls = [m.group(1).decode() for m in
+            (re.match(rb'\* GENURLAUTH "?([^"\s]+)', x) for x in u) if m]
+    return (urls[0] if urls else None), t
+
+
+def urlauth(r, lo, dv, s):
+    """URLAUTH (RFC 4467) on both servers: GENURLAUTH of the same rump URLs
+    (each access identifier, sections, partial ranges, EXPIRE), URLFETCH
+    of what each server signed gives the same data (or NIL on both),
+    forged and reset tokens give NIL, RESETKEY's results, and the rump
+    URLs both refuse. Tokens differ by design (each server's own key and
+    token form): only their place in the URL is compared."""
+    def rump(im, uid, access, extra='', uv=None, user='alice%40example.test'):
+        return ('imap://%s@loft.example.test/INBOX;UIDVALIDITY=%d/;UID=%d%s'
+                ';URLAUTH=%s' % (user, uv or uidvalidity(im), uid, extra, access))
+
+    def both(name, uid, access, extra=''):
+        """Signs on both; returns (loft URL, dovecot URL)."""
+        got = []
+        for im in (lo, dv):
+            want = rump(im, uid, access, extra)
+            url, t = genurlauth(im, want)
+            got.append(url)
+            r.check('GENURLAUTH %s (%s): signed' % (name, 'loft' if im is lo else 'dovecot'),
+                    url is not None and url.startswith(want + ':INTERNAL:') and
+                    re.fullmatch(r'[0-9a-fA-F]+', url.split(':INTERNAL:')[1]) is not None,
+                    (url, t))
+        return got
+
+    def same_fetch(name, pair, want_data=True):
+        a, _ = urlfetch_data(lo, [pair[0] or 'none'])
+        b, _ = urlfetch_data(dv, [pair[1] or 'none'])
+        r.check('URLFETCH %s: same result' % name, a == b and len(a) == 1 and
+                (a[0] is not None) == want_data,
+                ([x[:80] if x else x for x in a], [x[:80] if x else x for x in b]))
+
+    u1, u2 = s[0], s[1]
+    signed = {}
+    for access in ('anonymous', 'authuser', 'user+alice%40example.test'):
+        signed[access] = both(access, u1, access)
+        same_fetch(access, signed[access])
+    # a submission server's URL: not for an IMAP session (RFC 4467 3)
+    same_fetch('submit+alice over IMAP',
+               both('submit+alice', u1, 'submit+alice%40example.test'), False)
+    # another user's URL: signed by alice, not for alice to fetch
+    same_fetch('user+bob fetched by alice',
+               both('user+bob', u1, 'user+bob%40example.test'), False)
+    for extra in ('/;SECTION=HEADER', '/;SECTION=TEXT', '/;SECTION=1',
+                  '/;SECTION=HEADER.FIELDS%20(SUBJECT)', '/;PARTIAL=0.20',
+                  '/;SECTION=TEXT/;PARTIAL=5.10', '/;PARTIAL=100000.10',
+                  ';EXPIRE=2099-01-01T00:00:00Z'):
+        same_fetch(extra, both(extra, u2, 'anonymous', extra))
+    # several URLs in one URLFETCH, a forged one among them
+    la, da = signed['anonymous']
+
+    def forge(url):
+        return url[:-1] + ('0' if url[-1] != '0' else '1')
+    a, ta = urlfetch_data(lo, [la, forge(la), signed['authuser'][0]])
+    b, tb = urlfetch_data(dv, [da, forge(da), signed['authuser'][1]])
+    r.check('URLFETCH of three URLs, one forged', a == b and len(a) == 3 and
+            a[0] and a[1] is None and a[2], ([x[:40] if x else x for x in a],
+                                             [x[:40] if x else x for x in b], ta, tb))
+    same_fetch('token of another URL', (la.replace(';UID=%d' % u1, ';UID=%d' % u2),
+                                         da.replace(';UID=%d' % u1, ';UID=%d' % u2)), False)
+    # rump URLs both refuse (Loft: NO [BADURL...], Dovecot: BAD; the same
+    # to a client: nothing signed)
+    for name, uid, access, extra, uvd in (
+            ('an expired URL', u1, 'anonymous', ';EXPIRE=2001-01-01T00:00:00Z', 0),
+            ('another UIDVALIDITY', u1, 'anonymous', '', 1),
+            ('a missing message', 999999, 'anonymous', '', 0),
+            ('a signed URL', u1, 'anonymous', '', 0)):
+        res = []
+        for im in (lo, dv):
+            uv = uidvalidity(im) + uvd
+            want = rump(im, uid, access, extra, uv)
+            if name == 'a signed URL':
+                want = signed['anonymous'][0 if im is lo else 1]
+            url, t = genurlauth(im, want)
+            res.append((url, t.split()[1] if len(t.split()) > 1 else t))
+        r.check('GENURLAUTH of %s: refused by both' % name,
+                all(u is None and w in (b'NO', b'BAD') for u, w in res), res)
+    res = []
+    for im in (lo, dv):
+        url, t = genurlauth(im, rump(im, u1, 'anonymous'), 'XSAMPLE')
+        res.append((url, t.split()[1]))
+    r.check('GENURLAUTH with an unknown mechanism: refused by both',
+            all(u is None and w in (b'NO', b'BAD') for u, w in res), res)
+    res = []
+    for im in (lo, dv):
+        url, t = genurlauth(im, 'imap://alice%40example.test@loft.example.test/NoBox;'
+                            'UIDVALIDITY=1/;UID=1;URLAUTH=anonymous')
+        res.append((url, t.split()[1]))
+    r.check('GENURLAUTH in a missing mailbox: refused by both',
+            all(u is None and w in (b'NO', b'BAD') for u, w in res), res)
+    # RESETKEY: of the mailbox (tagged OK [URLMECH INTERNAL]), then of all
+    for q, code in (('RESETKEY INBOX', True), ('RESETKEY INBOX INTERNAL', True),
+                    ('RESETKEY NoSuchBox', None), ('RESETKEY INBOX XSAMPLE', None)):
+        tl, td = lo.cmd(q)[1], dv.cmd(q)[1]
+        word = [t.split()[1] for t in (tl, td)]
+        mech = [b'[URLMECH INTERNAL]' in t for t in (tl, td)]
+        r.check('%s: same result' % q, word[0] == word[1] and
+                (code is None or mech == [True, True]), (tl, td))
+        if q == 'RESETKEY NoSuchBox':
+            r.check('%s: same code' % q, (b'[NONEXISTENT]' in tl) ==
+                    (b'[NONEXISTENT]' in td), (tl, td))
+    same_fetch('after RESETKEY INBOX', signed['authuser'], False)
+    fresh = both('after RESETKEY INBOX', u1, 'authuser')
+    same_fetch('signed after RESETKEY INBOX', fresh)
+    tl, td = lo.cmd('RESETKEY')[1], dv.cmd('RESETKEY')[1]
+    r.check('RESETKEY: OK on both', tl.split()[1] == td.split()[1] == b'OK', (tl, td))
+    same_fetch('after RESETKEY', fresh, False)
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ count limits, malformed entry names), with the session going on."""
 
 import re
 import sys
+import time
 
 from imapconv import Conv
 from loftenv import Loft, Results
@@ -133,8 +134,33 @@ with Loft() as env:
     u_bob = genurl('user+bob%40example.test')
     u_sub = genurl('submit+bob%40example.test')
     u_anon = genurl('anonymous')
-    u_past = genurl('authuser', ';EXPIRE=2001-01-01T00:00:00Z')
+    # an URL that expires a few seconds from now (whole seconds, UTC),
+    # fetched once that moment has passed; signed again with a longer
+    # margin if the machine was too slow to sign it in time
+    u_past = 'none'
+    for margin in (2, 5, 20, 60):
+        soon = int(time.time()) + margin
+        rump = ('imap://alice%%40example.test@loft.example.test/INBOX;UIDVALIDITY=%d'
+                '/;UID=%d/;SECTION=2%s;URLAUTH=authuser'
+                % (uv, u1, time.strftime(';EXPIRE=%Y-%m-%dT%H:%M:%SZ', time.gmtime(soon))))
+        lines, t = c.run('GENURLAUTH "%s" INTERNAL' % rump, '(OK|NO)',
+                         name='GENURLAUTH expiring in %d s' % margin)
+        m = re.search(r'GENURLAUTH "([^"]+)"', lines[0] if lines else '')
+        if m:
+            u_past = m.group(1)
+            break
     u_future = genurl('authuser', ';EXPIRE=2099-01-01T00:00:00+01:00')
+    c.run('GENURLAUTH "imap://alice%%40example.test@h/INBOX;UIDVALIDITY=%d/;UID=%d'
+          ';EXPIRE=2001-01-01T00:00:00Z;URLAUTH=authuser" INTERNAL' % (uv, u1),
+          r'NO \[BADURL', name='GENURLAUTH of an expired URL')
+    c.run('GENURLAUTH "imap://alice%%40example.test@h/INBOX;UIDVALIDITY=%d/;UID=%d'
+          ';URLAUTH=authuser" INTERNAL' % (uv + 1, u1),
+          r'NO \[BADURL', name='GENURLAUTH with another UIDVALIDITY')
+    c.run('GENURLAUTH "imap://alice%%40example.test@h/INBOX;UIDVALIDITY=%d/;UID=%d'
+          ';URLAUTH=authuser" INTERNAL' % (uv, 999999),
+          r'NO \[BADURL', name='GENURLAUTH of a missing message')
+    while time.time() <= soon + 1:
+        time.sleep(max(0.01, soon + 1.05 - time.time()))
 
     def urlfetch(conn, url, want, name):
         lines, _ = conn.run('URLFETCH "%s"' % url, 'OK', name=name)
@@ -176,7 +202,7 @@ with Loft() as env:
     c.run('GENURLAUTH', r'BAD \[CLIENTBUG\]')
     c.run('URLFETCH', r'BAD \[CLIENTBUG\]')
     # RESETKEY voids the URLs of the mailbox
-    c.run('RESETKEY INBOX', 'OK')
+    c.run('RESETKEY INBOX', r'OK \[URLMECH INTERNAL\]')
     urlfetch(b, u_auth, 'NIL', 'after RESETKEY INBOX')
     u_auth2 = genurl('authuser')
     urlfetch(b, u_auth2, part2, 'a new URL works')
