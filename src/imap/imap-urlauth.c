@@ -373,7 +373,7 @@ static int url_resolves(struct store_user *box, const char *mailbox,
 	char *data = NULL;
 	size_t len = 0;
 	if (imap_url_fetch(box, mailbox, u, &data, &len, &err) < 0) {
-		snprintf(why, whylen, "%s",
+		snprintf(why, whylen, "%.150s",
 			 err.kind == STORE_ERR_INTERNAL || err.kind == STORE_ERR_TEMP ||
 				 err.kind == STORE_ERR_UNAVAILABLE || err.msg[0] == '\0'
 				 ? "Cannot read the URL's message now" : err.msg);
