@@ -657,7 +657,9 @@ static const char *const schema_steps[] = { schema_step2_sql,
 					    schema_step_deleted_sql,
 					    schema_step_acl_index_sql,
 					    /* 7 -> 8: JMAP mail (pg-jmail.c) */
-					    pg_jmail_schema_sql };
+					    pg_jmail_schema_sql,
+					    /* 8 -> 9: import (pg-import.c) */
+					    pg_import_schema_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674
@@ -1320,41 +1322,6 @@ static int pg_compact(struct store *s, int64_t id,
 	return missing(err, "compaction (PostgreSQL's autovacuum does it)");
 }
 
-static int pg_import_mailbox(struct store_user *u,
-			     const struct store_import_mailbox *spec,
-			     struct store_mailbox_info *info,
-			     struct store_error *err)
-{
-	(void)u, (void)spec;
-	memset(info, 0, sizeof(*info));
-	return missing(err, "import");
-}
-
-static int pg_import_append(struct store_user *u, const char *mb,
-			    struct store_body *b,
-			    const struct store_import_params *p, uint32_t *uid,
-			    struct store_error *err)
-{
-	(void)u, (void)mb, (void)b, (void)p, (void)uid;
-	return missing(err, "import");
-}
-
-static int pg_import_marks(struct store_user *u, const char *src, char ***ids,
-			   size_t *n, struct store_error *err)
-{
-	(void)u, (void)src;
-	*ids = NULL;
-	*n = 0;
-	return missing(err, "import");
-}
-
-static int pg_modseq_raise(struct store_user *u, uint64_t m,
-			   struct store_error *err)
-{
-	(void)u, (void)m;
-	return missing(err, "import");
-}
-
 const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.name = "postgres",
 	.open = pg_open,
@@ -1434,6 +1401,8 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.jobject_put = pg_r_jobject_put,
 	.import_mailbox = pg_import_mailbox,
 	.import_append = pg_import_append,
+	.import_append_batch = pg_import_append_batch,
+	.import_mark_add = pg_import_mark_add,
 	.import_marks = pg_import_marks,
 	.modseq_raise = pg_modseq_raise,
 	.export_begin = pg_export_begin,

@@ -92,7 +92,7 @@ int pg_export_messages(struct store_export *e, uint32_t mailbox_id,
 	pg_p_int(&p, mailbox_id);
 	e->rows = pg_exec(e->c, "SELECT m.uid, m.modseq, m.flags, m.keywords,"
 			  " m.internaldate, m.savedate, m.size, m.blob, b.thread,"
-			  " m.pop3_hidden, m.pop3_first_retr FROM msg m"
+			  " m.pop3_hidden, m.pop3_first_retr, m.uidl FROM msg m"
 			  " JOIN blob b ON b.user_id = m.user_id AND b.id = m.blob"
 			  " WHERE m.user_id = $1 AND m.mailbox = $2"
 			  " ORDER BY m.uid", &p, err);
@@ -120,7 +120,7 @@ int pg_export_next(struct store_export *e, const struct store_export_msg **m,
 	x->size = (uint64_t)pg_int(r, i, 6);
 	x->email = pg_int(r, i, 7);
 	x->thread = pg_int(r, i, 8);
-	x->pop3_uidl = NULL;    /* not kept: UIDL from UID+UIDVALIDITY */
+	x->pop3_uidl = pg_val(r, i, 11, NULL);  /* NULL: none kept */
 	x->pop3_hidden = pg_bool(r, i, 9);
 	x->pop3_first_retr = (time_t)pg_int(r, i, 10);
 	*m = x;

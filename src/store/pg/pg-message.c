@@ -363,7 +363,8 @@ static int thread_merge(struct pg_tx *tx, int64_t into, int64_t from,
  * under new ids and UIDs (RFC 8621 3: an Email's threadId never changes;
  * thread_merge), and *merged_r says so. */
 static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
-			 int64_t blob, bool *merged_r, struct store_error *err)
+			 int64_t blob, int64_t given, bool *merged_r,
+			 struct store_error *err)
 {
 	*merged_r = false;
 	struct buf arr;
@@ -378,7 +379,8 @@ static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
 		pg_p_init(&p);
 		pg_p_int(&p, tx->user->id);
 		pg_p_int(&p, blob);
-		return pg_run(tx->c, "UPDATE blob SET thread = id WHERE"
+		pg_p_int(&p, given > 0 ? given : blob);
+		return pg_run(tx->c, "UPDATE blob SET thread = $3 WHERE"
 			      " user_id = $1 AND id = $2", &p, err);
 	}
 	buf_append_char(&arr, '}');
@@ -386,13 +388,15 @@ static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
 	pg_p_init(&p);
 	pg_p_int(&p, tx->user->id);
 	pg_p_str(&p, arr.data);
-	PGresult *r = pg_exec(tx->c, "SELECT t.thread FROM (SELECT DISTINCT"
-			      " thread FROM thread_ref WHERE user_id = $1 AND"
-			      " msgid = ANY ($2::text[])) t ORDER BY (SELECT"
-			      " count(*) FROM blob b WHERE b.user_id = $1 AND"
-			      " b.thread = t.thread) DESC, t.thread", &p, err);
-	int ret = r != NULL ? 0 : -1;
-	int64_t thread = blob;
+	/* a thread given (an import keeping THREADID): no lookup, no merge */
+	PGresult *r = given > 0 ? NULL :
+		pg_exec(tx->c, "SELECT t.thread FROM (SELECT DISTINCT"
+			" thread FROM thread_ref WHERE user_id = $1 AND"
+			" msgid = ANY ($2::text[])) t ORDER BY (SELECT"
+			" count(*) FROM blob b WHERE b.user_id = $1 AND"
+			" b.thread = t.thread) DESC, t.thread", &p, err);
+	int ret = r != NULL || given > 0 ? 0 : -1;
+	int64_t thread = given > 0 ? given : blob;
 	if (r != NULL && PQntuples(r) > 0)
 		thread = pg_int(r, 0, 0);
 	for (int i = 1; r != NULL && i < PQntuples(r) && ret == 0; i++) {
@@ -441,6 +445,45 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		  struct pg_delivered *d_r, uint32_t *uidvalidity_r,
 		  struct store_error *err)
 {
+	return pg_deliver_tx_as(tx, b, mailbox, prefix, prefix_len, params,
+				limits, NULL, d_r, uidvalidity_r, err);
+}
+
+/* The blob row of a body: a new id from the sequence, or the one an
+ * import keeps (the sequence then raised past it, so a later delivery
+ * never takes it; other accounts may hold the same id). */
+static const char blob_insert_sql[] =
+	"INSERT INTO blob (user_id, sha256,"
+	" body_size, prefix, envelope, bodystructure,"
+	" body, parts, preview, sort_subject, sort_from,"
+	" sort_to, sort_cc, sort_display_from,"
+	" sort_display_to, sent_date, message_id,"
+	" in_reply_to, refs, header_text, body_text)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+	" $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+	" $19, $20, $21) RETURNING id";
+static const char blob_insert_id_sql[] =
+	"INSERT INTO blob (user_id, sha256,"
+	" body_size, prefix, envelope, bodystructure,"
+	" body, parts, preview, sort_subject, sort_from,"
+	" sort_to, sort_cc, sort_display_from,"
+	" sort_display_to, sent_date, message_id,"
+	" in_reply_to, refs, header_text, body_text, id)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+	" $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+	" $19, $20, $21, $22) RETURNING id";
+
+int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
+		     const char *mailbox, const char *prefix, size_t prefix_len,
+		     const struct store_append_params *params,
+		     const struct store_account_limits *limits,
+		     const struct pg_deliver_want *want,
+		     struct pg_delivered *d_r, uint32_t *uidvalidity_r,
+		     struct store_error *err)
+{
+	static const struct pg_deliver_want none;
+	if (want == NULL)
+		want = &none;
 	struct store_user *user = tx->user;
 	memset(d_r, 0, sizeof(*d_r));
 	d_r->user_id = user->id;
@@ -504,27 +547,32 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		p_text(&p, an.references);
 		pg_p_bin(&p, an.header_text, an.header_text_len);
 		pg_p_bin(&p, an.body_text, an.body_text_len);
+		if (want->blob > 0)
+			pg_p_int(&p, want->blob);
 		/* one row version: the search indexes see each body once */
-		PGresult *r = pg_exec(tx->c, "INSERT INTO blob (user_id, sha256,"
-				      " body_size, prefix, envelope, bodystructure,"
-				      " body, parts, preview, sort_subject, sort_from,"
-				      " sort_to, sort_cc, sort_display_from,"
-				      " sort_display_to, sent_date, message_id,"
-				      " in_reply_to, refs, header_text, body_text)"
-				      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-				      " $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-				      " $19, $20, $21) RETURNING id", &p, err);
+		PGresult *r = pg_exec(tx->c, want->blob > 0 ? blob_insert_id_sql
+				      : blob_insert_sql, &p, err);
 		if (r == NULL)
 			ret = -1;
 		else
 			blob = pg_int(r, 0, 0);
 		PQclear(r);
 	}
+	if (ret == 0 && want->blob > 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, want->blob);
+		PGresult *r = pg_exec(tx->c, "SELECT setval('blob_id', $1)"
+				      " FROM blob_id WHERE last_value < $1",
+				      &p, err);
+		ret = r != NULL ? 0 : -1;
+		PQclear(r);
+	}
 	if (ret == 0)
 		ret = pg_jmail_blob_added(tx, blob, an.bodystructure, err);
 	bool merged = false;
 	if (ret == 0)
-		ret = thread_assign(tx, &an, blob, &merged, err);
+		ret = thread_assign(tx, &an, blob, want->thread, &merged, err);
 	/* a merge gave the moved messages new UIDs, maybe here */
 	if (ret == 0 && merged)
 		ret = pg_mbox_need(user, tx->c, mailbox, 0, &mb, err);
@@ -544,11 +592,13 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		pg_p_int(&p, (int64_t)modseq);
 		pg_p_int(&p, (int64_t)size);
 		pg_p_int(&p, (int64_t)idate);
-		pg_p_int(&p, (int64_t)now);
+		pg_p_int(&p, (int64_t)(want->savedate != 0 ? want->savedate
+							   : now));
+		pg_p_str(&p, want->pop3_uidl);
 		ret = pg_run(tx->c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
 			     " flags, keywords, modseq, size, internaldate,"
-			     " savedate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-			     " $9, $10)", &p, err);
+			     " savedate, uidl) VALUES ($1, $2, $3, $4, $5, $6,"
+			     " $7, $8, $9, $10, $11)", &p, err);
 	}
 	if (ret == 0)
 		ret = keywords_register(tx, mb.id, kw, err);
@@ -798,7 +848,7 @@ struct store_fetch {
 
 static const char fetch_sql[] =
 	"SELECT uid, modseq, flags, keywords, size, internaldate, savedate,"
-	" pop3_hidden, pop3_first_retr, blob FROM msg"
+	" pop3_hidden, pop3_first_retr, blob, uidl FROM msg"
 	" WHERE user_id = $1 AND mailbox = $2 AND uid BETWEEN $3 AND $4"
 	" AND modseq > $5 ORDER BY uid";
 static const char fetch_join_sql[] =
@@ -807,7 +857,7 @@ static const char fetch_join_sql[] =
 	" b.envelope, b.bodystructure, b.body, b.parts, b.preview,"
 	" b.sort_subject, b.sort_from, b.sort_to, b.sort_cc,"
 	" b.sort_display_from, b.sort_display_to, b.sent_date,"
-	" b.message_id, b.in_reply_to, b.refs"
+	" b.message_id, b.in_reply_to, b.refs, m.uidl"
 	" FROM msg m JOIN blob b ON b.user_id = m.user_id AND b.id = m.blob"
 	" WHERE m.user_id = $1 AND m.mailbox = $2 AND m.uid BETWEEN $3 AND $4"
 	" AND m.modseq > $5 ORDER BY m.uid";
@@ -869,6 +919,8 @@ static void fetch_fill(struct store_fetch *f)
 	m->pop3_hidden = pg_bool(r, i, 7);
 	m->pop3_first_retr = (time_t)pg_int(r, i, 8);
 	store_objectid_format(m->emailid, 'M', f->user->id, pg_int(r, i, 9));
+	/* a UIDL kept from an import (NULL: from UID and UIDVALIDITY) */
+	m->pop3_uidl = pg_val(r, i, f->join ? 26 : 10, NULL);
 	if (!f->join)
 		return;
 	store_objectid_format(m->threadid, 'T', f->user->id, pg_int(r, i, 10));
@@ -1240,10 +1292,18 @@ int pg_rows_restore(struct pg_tx *tx, const struct pg_mbox *dst,
 		    const struct pg_kept *kept, size_t n, time_t savedate,
 		    uint32_t *uids, struct store_error *err)
 {
+	return pg_rows_add(tx, dst, kept, n, savedate, STORE_FLAG_DELETED,
+			   uids, err);
+}
+
+int pg_rows_add(struct pg_tx *tx, const struct pg_mbox *dst,
+		const struct pg_kept *kept, size_t n, time_t savedate,
+		unsigned drop_flags, uint32_t *uids, struct store_error *err)
+{
 	struct row *rows = xcalloc(n ? n : 1, sizeof(*rows));
 	for (size_t i = 0; i < n; i++) {
 		rows[i].blob = kept[i].blob;
-		rows[i].flags = kept[i].flags & ~(unsigned)STORE_FLAG_DELETED;
+		rows[i].flags = kept[i].flags & ~drop_flags;
 		rows[i].keywords = kept[i].keywords;
 		rows[i].internaldate = kept[i].internaldate;
 		rows[i].size = kept[i].size;

@@ -29,7 +29,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 8
+#define PG_SCHEMA_VERSION 9
 
 struct s3;
 struct blob_cache;
@@ -282,6 +282,22 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 		  const struct store_account_limits *limits,
 		  struct pg_delivered *d_r, uint32_t *uidvalidity_r,
 		  struct store_error *err);
+/* What an import keeps (store_import_params): the blob row's id
+ * (EMAILID), THREADID, the save date and POP3 UIDL; 0 or NULL: as a
+ * delivery makes them. */
+struct pg_deliver_want {
+	int64_t blob, thread;
+	time_t savedate;
+	const char *pop3_uidl;
+};
+/* pg_deliver_tx with want (may be NULL). */
+int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
+		     const char *mailbox, const char *prefix, size_t prefix_len,
+		     const struct store_append_params *params,
+		     const struct store_account_limits *limits,
+		     const struct pg_deliver_want *want,
+		     struct pg_delivered *d_r, uint32_t *uidvalidity_r,
+		     struct store_error *err);
 int pg_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err);
 /* The bytes of Email (blob) id, row and bytes in one read. */
@@ -417,6 +433,11 @@ struct pg_kept {
 int pg_rows_restore(struct pg_tx *tx, const struct pg_mbox *dst,
 		    const struct pg_kept *kept, size_t n, time_t savedate,
 		    uint32_t *uids, struct store_error *err);
+/* pg_rows_restore's rows with the flags of kept but drop_flags (an
+ * import's second copy of an Email: none dropped). */
+int pg_rows_add(struct pg_tx *tx, const struct pg_mbox *dst,
+		const struct pg_kept *kept, size_t n, time_t savedate,
+		unsigned drop_flags, uint32_t *uids, struct store_error *err);
 /* In tx: drops the kept messages removed before `before` (and their
  * blob rows nothing else names); *count_r += how many. */
 int pg_deleted_purge(struct pg_tx *tx, time_t before, uint32_t *count_r,
@@ -430,6 +451,27 @@ int pg_undelete(struct store_user *user,
 		const struct store_deleted_filter *filter,
 		struct store_undelete_report *report_r,
 		struct store_error *err);
+
+/* ---- import (pg-import.c; store.h "moving mail in and out") ----------- */
+
+/* Schema step 8 -> 9: import marks and kept POP3 UIDLs. */
+extern const char pg_import_schema_sql[];
+int pg_import_mailbox(struct store_user *user,
+		      const struct store_import_mailbox *spec,
+		      struct store_mailbox_info *info_r,
+		      struct store_error *err);
+int pg_import_append(struct store_user *user, const char *mailbox,
+		     struct store_body *body,
+		     const struct store_import_params *p, uint32_t *uid_r,
+		     struct store_error *err);
+void pg_import_append_batch(struct store_user *user,
+			    struct store_import_item *items, size_t count);
+int pg_import_mark_add(struct store_user *user, const char *source,
+		       const char *id, struct store_error *err);
+int pg_import_marks(struct store_user *user, const char *source,
+		    char ***ids_r, size_t *count_r, struct store_error *err);
+int pg_modseq_raise(struct store_user *user, uint64_t modseq,
+		    struct store_error *err);
 
 /* ---- JMAP mail (pg-jmail.c; states and changes: pg-rows.h) ------------ */
 

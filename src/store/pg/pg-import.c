@@ -1,0 +1,508 @@
+/*
+ * Import on the PostgreSQL backend (store.h "moving mail in and out";
+ * sqlite/sq-migrate.c is the reference): mailboxes made as a source had
+ * them (UIDVALIDITY, UIDNEXT, MAILBOXID, role), messages appended with a
+ * given UID, modseq, EMAILID (the blob row's id), THREADID, save date and
+ * POP3 UIDL through the delivery path (pg_deliver_tx_as: quota, search
+ * text, threads, JMAP rows by trigger), and resume marks committed with
+ * their message. loftctl import and restore into a pg account use it.
+ *
+ * A batch is one transaction under the account row lock, each message
+ * under a savepoint of its own with a modseq of its own (as the embedded
+ * backend's group commit gives each job one), so a restore keeps every
+ * message's modseq.
+ */
+#include "pg-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg-rows.h"
+
+/* Step 8 -> 9: the marks an import resumes by (with the account), and a
+ * message's POP3 UIDL as an import kept it (NULL: from UID and
+ * UIDVALIDITY). */
+const char pg_import_schema_sql[] =
+	"CREATE TABLE import_mark (user_id bigint NOT NULL"
+	" REFERENCES account ON DELETE CASCADE, source text NOT NULL,"
+	" id text NOT NULL, PRIMARY KEY (user_id, source, id));"
+	"ALTER TABLE msg ADD COLUMN uidl text;";
+
+/* ---- mailboxes ---------------------------------------------------- */
+
+/* Whether a mailbox other than id has the column's value: 1, 0, -1. */
+static int taken(struct pg_tx *tx, const char *sql, const char *s,
+		 int64_t v, uint32_t id, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	if (s != NULL)
+		pg_p_str(&p, s);
+	else
+		pg_p_int(&p, v);
+	pg_p_int(&p, id);
+	PGresult *r = pg_exec(tx->c, sql, &p, err);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r) > 0;
+	PQclear(r);
+	return n;
+}
+
+static int imbox_tx(struct pg_tx *tx, const struct store_import_mailbox *spec,
+		    struct store_error *err)
+{
+	struct store_user *user = tx->user;
+	struct pg_mbox mb;
+	int r = pg_mbox_get(user, tx->c, spec->name, 0, &mb, err);
+	if (r < 0)
+		return -1;
+	bool fresh = r == 0 || mb.noselect;
+	if (fresh) {
+		/* made (with its parents), or a \Noselect parent made a
+		 * mailbox: new as any */
+		if (pg_mbox_make(tx, spec->name, 0, err) < 0 ||
+		    pg_mbox_need(user, tx->c, spec->name, 0, &mb, err) < 0)
+			return -1;
+	}
+	/* one that never held a message: no client can have cached it */
+	fresh = fresh || mb.uidnext == 1;
+	uint32_t uv = mb.uidvalidity;
+	if (fresh && spec->uidvalidity != 0)
+		uv = spec->uidvalidity;
+	const char *oid = NULL;
+	if (fresh && spec->objectid != NULL && spec->objectid[0] != '\0') {
+		int t = taken(tx, "SELECT 1 FROM mailbox WHERE user_id = $1"
+			      " AND objectid = $2 AND id <> $3", spec->objectid,
+			      0, mb.id, err);
+		if (t < 0)
+			return -1;
+		if (!t)
+			oid = spec->objectid;
+	}
+	unsigned role = mb.special_use;
+	if (fresh && spec->special_use != 0) {
+		int t = taken(tx, "SELECT 1 FROM mailbox WHERE user_id = $1"
+			      " AND NOT noselect AND (special_use & $2) <> 0"
+			      " AND id <> $3", NULL, spec->special_use, mb.id,
+			      err);
+		if (t < 0)
+			return -1;
+		if (!t)
+			role = spec->special_use;
+	}
+	/* UIDs below the source's UIDNEXT stay unused, as at the source */
+	uint32_t uidnext = mb.uidnext;
+	if (uv == spec->uidvalidity && spec->uidnext > uidnext)
+		uidnext = spec->uidnext;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, mb.id);
+	pg_p_int(&p, uv);
+	pg_p_str(&p, oid);
+	pg_p_int(&p, role);
+	pg_p_int(&p, uidnext);
+	pg_p_int(&p, (int64_t)pg_tx_modseq(tx));
+	if (pg_run(tx->c, "UPDATE mailbox SET uidvalidity = $3,"
+		   " objectid = coalesce($4, objectid), special_use = $5,"
+		   " uidnext = $6, highestmodseq = $7"
+		   " WHERE user_id = $1 AND id = $2", &p, err) < 0)
+		return -1;
+	/* a mailbox made later never repeats it */
+	if (uv > tx->last_uidvalidity) {
+		tx->last_uidvalidity = uv;
+		tx->usage_dirty = true;
+	}
+	if (spec->subscribe) {
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_str(&p, spec->name);
+		if (pg_run(tx->c, "INSERT INTO subscription VALUES ($1, $2)"
+			   " ON CONFLICT DO NOTHING", &p, err) < 0)
+			return -1;
+	}
+	pg_tx_change(tx, 0, STORE_CHANGE_MAILBOXES);
+	return 0;
+}
+
+static int import_mailbox_once(struct store_user *user,
+			       const struct store_import_mailbox *spec,
+			       struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, imbox_tx(&tx, spec, err), err);
+}
+
+static int import_mailbox_retry(struct store_user *user,
+				const struct store_import_mailbox *spec,
+				struct store_error *err)
+{
+	PG_RETRY(user->store, import_mailbox_once(user, spec, err));
+}
+
+int pg_import_mailbox(struct store_user *user,
+		      const struct store_import_mailbox *spec,
+		      struct store_mailbox_info *info_r,
+		      struct store_error *err)
+{
+	if (info_r != NULL)
+		memset(info_r, 0, sizeof(*info_r));
+	if (import_mailbox_retry(user, spec, err) < 0)
+		return -1;
+	if (info_r == NULL)
+		return 0;
+	return pg_r_mailbox_status(user, spec->name, 0, info_r, err);
+}
+
+/* ---- messages ----------------------------------------------------- */
+
+/* 1 the account has (source, id), 0 not, -1 error. */
+static int mark_has(struct pg_tx *tx, const char *source, const char *id,
+		    struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_str(&p, source);
+	pg_p_str(&p, id);
+	PGresult *r = pg_exec(tx->c, "SELECT 1 FROM import_mark WHERE"
+			      " user_id = $1 AND source = $2 AND id = $3",
+			      &p, err);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r) > 0;
+	PQclear(r);
+	return n;
+}
+
+static int mark_put(struct pg_conn *c, int64_t user_id, const char *source,
+		    const char *id, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	pg_p_str(&p, source);
+	pg_p_str(&p, id);
+	return pg_run(c, "INSERT INTO import_mark VALUES ($1, $2, $3)"
+		      " ON CONFLICT DO NOTHING", &p, err);
+}
+
+/* The size of Email n's message (its body and prefix) when the account
+ * has that blob row: 1, 0 none, -1 error. */
+static int email_size(struct pg_tx *tx, int64_t n, uint64_t *size_r,
+		      struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, n);
+	PGresult *r = pg_exec(tx->c, "SELECT body_size + length(prefix) FROM"
+			      " blob WHERE user_id = $1 AND id = $2", &p, err);
+	if (r == NULL)
+		return -1;
+	int have = PQntuples(r) > 0;
+	if (have)
+		*size_r = (uint64_t)pg_int(r, 0, 0);
+	PQclear(r);
+	return have;
+}
+
+/* One message of an import inside tx (under the caller's savepoint). */
+static int iappend_tx(struct pg_tx *tx, struct store_import_item *it,
+		      const struct store_account_limits *limits,
+		      struct pg_delivered *d_r, struct store_error *err)
+{
+	struct store_user *user = tx->user;
+	const struct store_import_params *p = &it->p;
+	memset(d_r, 0, sizeof(*d_r));
+	if (p->mark_source != NULL) {
+		int r = mark_has(tx, p->mark_source, p->mark_id, err);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			return store_set_error(err, STORE_ERR_EXISTS,
+					       "Already imported");
+	}
+	struct pg_mbox mb;
+	if (pg_mbox_need(user, tx->c, it->mailbox, 0, &mb, err) < 0)
+		return -1;
+	if (p->uid != 0 && p->uid < mb.uidnext)
+		return store_set_error(err, STORE_ERR_EXISTS, "UID %u is taken"
+				       " (UIDNEXT is %u)", p->uid, mb.uidnext);
+	if (p->uid == UINT32_MAX)
+		return store_set_error(err, STORE_ERR_LIMIT,
+				       "Mailbox is out of UIDs");
+	/* a modseq of its own; the given one when above the counter */
+	tx->took_modseq = false;
+	if (p->modseq > 0 && p->modseq - 1 > tx->modseq)
+		tx->modseq = p->modseq - 1;
+	/* the given UID becomes UIDNEXT, which the append takes */
+	if (p->uid > mb.uidnext && pg_mbox_touch(tx, mb.id, p->uid, err) < 0)
+		return -1;
+	uint64_t size = 0;
+	int have = p->email > 0 ? email_size(tx, p->email, &size, err) : 0;
+	if (have < 0)
+		return -1;
+	uint32_t uid = 0;
+	if (have > 0) {
+		/* a second copy of an Email the account has: a row naming
+		 * the same blob */
+		if (pg_over_quota(tx, limits, size, 1))
+			return store_set_error(err, STORE_ERR_QUOTA,
+					       "Quota exceeded");
+		struct pg_mbox cur;
+		if (pg_mbox_need(user, tx->c, it->mailbox, 0, &cur, err) < 0)
+			return -1;
+		char *kw = NULL;
+		for (size_t i = 0; i < p->append.keyword_count; i++) {
+			size_t len = kw != NULL ? strlen(kw) : 0;
+			const char *k = p->append.keywords[i];
+			kw = xrealloc(kw, len + strlen(k) + 2);
+			if (len > 0)
+				kw[len++] = ' ';
+			strcpy(kw + len, k);
+		}
+		struct pg_kept row = {
+			.blob = p->email,
+			.flags = p->append.flags & 0x1f,
+			.keywords = kw,
+			.internaldate = p->append.internaldate != 0
+				? (int64_t)p->append.internaldate
+				: (int64_t)time(NULL),
+			.size = size,
+		};
+		int ret = pg_rows_add(tx, &cur, &row, 1, p->savedate != 0
+				      ? p->savedate : time(NULL), 0, &uid,
+				      err);
+		free(kw);
+		if (ret < 0)
+			return -1;
+		if (p->pop3_uidl != NULL) {
+			struct pg_params q;
+			pg_p_init(&q);
+			pg_p_int(&q, user->id);
+			pg_p_int(&q, cur.id);
+			pg_p_int(&q, uid);
+			pg_p_str(&q, p->pop3_uidl);
+			if (pg_run(tx->c, "UPDATE msg SET uidl = $4 WHERE"
+				   " user_id = $1 AND mailbox = $2 AND uid = $3",
+				   &q, err) < 0)
+				return -1;
+		}
+		d_r->user_id = user->id;
+		d_r->mailbox = cur.id;
+		d_r->uid = uid;
+		d_r->blob = p->email;
+	} else if (it->body == NULL) {
+		return store_set_error(err, STORE_ERR_NOTFOUND, "No such Email,"
+				       " and no body given");
+	} else {
+		struct pg_deliver_want want = {
+			.blob = p->email,
+			.thread = p->thread,
+			.savedate = p->savedate,
+			.pop3_uidl = p->pop3_uidl,
+		};
+		if (pg_deliver_tx_as(tx, it->body, it->mailbox, NULL, 0,
+				     &p->append, limits, &want, d_r, NULL,
+				     err) < 0)
+			return -1;
+		uid = d_r->uid;
+	}
+	/* a thread merge during the append may have taken UIDs */
+	if (p->uid != 0 && uid != p->uid)
+		return store_set_error(err, STORE_ERR_EXISTS, "UID %u is taken",
+				       p->uid);
+	if (p->mark_source != NULL &&
+	    mark_put(tx->c, user->id, p->mark_source, p->mark_id, err) < 0)
+		return -1;
+	it->uid = uid;
+	return 0;
+}
+
+/* The whole batch in one transaction: -1 when the transaction itself
+ * failed (every item then failed with err, and the call may run again),
+ * else 0 with each item's own result. */
+static int batch_once(struct store_user *user, struct store_import_item *items,
+		      const bool *want, size_t count, struct store_error *err)
+{
+	for (size_t i = 0; i < count; i++)
+		if (want[i]) {
+			items[i].ret = 0;
+			items[i].uid = 0;
+			memset(&items[i].err, 0, sizeof(items[i].err));
+		}
+	struct store_account_limits limits;
+	if (pg_limits_get(user, &limits, err) < 0)
+		return -1;
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct pg_delivered first = {0};
+	bool quota_stop = false, stored = false;
+	int ret = 0;
+	for (size_t i = 0; i < count && ret == 0; i++) {
+		struct store_import_item *it = &items[i];
+		if (!want[i])
+			continue;
+		if (quota_stop) {
+			it->ret = store_set_error(&it->err, STORE_ERR_QUOTA,
+						  "Quota exceeded (an earlier"
+						  " message)");
+			continue;
+		}
+		if (pg_cmd(tx.c, "SAVEPOINT loft_import", err) < 0) {
+			ret = -1;
+			break;
+		}
+		int64_t bytes = tx.bytes, messages = tx.messages;
+		bool dirty = tx.usage_dirty;
+		struct pg_delivered d;
+		if (iappend_tx(&tx, it, &limits, &d, &it->err) == 0) {
+			ret = pg_cmd(tx.c, "RELEASE SAVEPOINT loft_import", err);
+			if (first.uid == 0)
+				first = d;
+			stored = true;
+			continue;
+		}
+		it->ret = -1;
+		it->uid = 0;
+		quota_stop = it->err.kind == STORE_ERR_QUOTA;
+		tx.bytes = bytes;
+		tx.messages = messages;
+		tx.usage_dirty = dirty;
+		/* the connection gone: the whole transaction with it */
+		if (tx.c->broken ||
+		    pg_cmd(tx.c, "ROLLBACK TO SAVEPOINT loft_import", err) < 0)
+			ret = -1;
+	}
+	/* the counter goes back to the account (each item reset it) */
+	tx.took_modseq = tx.took_modseq || stored;
+	/* a lost COMMIT's answer: the first stored message's row says */
+	if (pg_wend_resolve(&tx, ret, first.uid != 0 ? pg_delivered : NULL,
+			    &first, err) < 0)
+		return -1;
+	/* committed: never run again (the messages would be stored twice) */
+	pg_retry_mark(false);
+	return 0;
+}
+
+static int batch_retry(struct store_user *user, struct store_import_item *items,
+		       const bool *want, size_t count, struct store_error *err)
+{
+	PG_RETRY(user->store, batch_once(user, items, want, count, err));
+}
+
+void pg_import_append_batch(struct store_user *user,
+			    struct store_import_item *items, size_t count)
+{
+	if (count == 0)
+		return;
+	bool *want = xcalloc(count, sizeof(*want));
+	for (size_t i = 0; i < count; i++)
+		want[i] = items[i].ret == 0;
+	struct store_error err = {0};
+	if (batch_retry(user, items, want, count, &err) < 0) {
+		for (size_t i = 0; i < count; i++)
+			if (want[i]) {
+				items[i].ret = -1;
+				items[i].uid = 0;
+				items[i].err = err;
+			}
+	}
+	free(want);
+}
+
+int pg_import_append(struct store_user *user, const char *mailbox,
+		     struct store_body *body,
+		     const struct store_import_params *p, uint32_t *uid_r,
+		     struct store_error *err)
+{
+	struct store_import_item it = {
+		.mailbox = mailbox,
+		.body = body,
+		.p = *p,
+	};
+	pg_import_append_batch(user, &it, 1);
+	if (it.ret < 0) {
+		*err = it.err;
+		return -1;
+	}
+	if (uid_r != NULL)
+		*uid_r = it.uid;
+	return 0;
+}
+
+/* ---- marks and the counter ------------------------------------------ */
+
+static int mark_add_once(struct store_user *user, const char *source,
+			 const char *id, struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, mark_put(tx.c, user->id, source, id, err), err);
+}
+
+int pg_import_mark_add(struct store_user *user, const char *source,
+		       const char *id, struct store_error *err)
+{
+	PG_RETRY(user->store, mark_add_once(user, source, id, err));
+}
+
+static int marks_once(struct store_user *user, const char *source,
+		      char ***ids_r, size_t *count_r, struct store_error *err)
+{
+	struct pg_conn *c = pg_rbegin(user, err);
+	if (c == NULL)
+		return -1;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_str(&p, source);
+	PGresult *r = pg_exec(c, "SELECT id FROM import_mark WHERE"
+			      " user_id = $1 AND source = $2", &p, err);
+	int ret = r != NULL ? 0 : -1;
+	if (r != NULL) {
+		size_t n = (size_t)PQntuples(r);
+		char **ids = xcalloc(n ? n : 1, sizeof(char *));
+		for (size_t i = 0; i < n; i++)
+			ids[i] = pg_strdup(r, (int)i, 0);
+		*ids_r = ids;
+		*count_r = n;
+	}
+	PQclear(r);
+	pg_rend(user, c);
+	return ret;
+}
+
+int pg_import_marks(struct store_user *user, const char *source,
+		    char ***ids_r, size_t *count_r, struct store_error *err)
+{
+	*ids_r = NULL;
+	*count_r = 0;
+	PG_RETRY(user->store, marks_once(user, source, ids_r, count_r, err));
+}
+
+static int raise_once(struct store_user *user, uint64_t modseq,
+		      struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	if (modseq > tx.modseq) {
+		tx.modseq = modseq;
+		tx.took_modseq = true;
+	}
+	return pg_wend(&tx, 0, err);
+}
+
+int pg_modseq_raise(struct store_user *user, uint64_t modseq,
+		    struct store_error *err)
+{
+	PG_RETRY(user->store, raise_once(user, modseq, err));
+}

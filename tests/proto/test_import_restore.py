@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Import, backup and restore keep an account as it was (issue 17; on the
+postgres backend, issue 18: run as pg/test_import_restore with
+LOFT_TEST_BACKEND=postgres, where each Loft has a database of its own):
+
+  - `loftctl import` of a Maildir with a dovecot-uidlist keeps its
+    UIDVALIDITY, UIDs (with their gaps), UIDNEXT, flags and a kept POP3
+    UIDL;
+  - after changes over IMAP (a keyword, a copy of a message into another
+    folder, an expunge), `loftctl backup`, then `loftctl restore` into a
+    fresh server: every folder's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and
+    MAILBOXID, every message's UID, FLAGS, MODSEQ, INTERNALDATE,
+    EMAILID, THREADID and bytes, and the POP3 UIDLs are the same;
+  - the restore run again stores nothing more.
+"""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+from loftenv import Loft, Results
+
+R = Results()
+PW = 'restore-test-password-1'
+A = 'alice@example.test'
+UIDVALIDITY = 424242
+
+
+def body(i, reply_to=None):
+    refs = 'In-Reply-To: <r%d@example.org>\n' % reply_to if reply_to else ''
+    return ('From: s%d@example.org\nTo: alice@example.test\n'
+            'Subject: restore %d\nMessage-ID: <r%d@example.org>\n%s'
+            'Date: Sat, 3 Jan 2026 01:0%d:00 +0000\n\nmessage %d\n'
+            % (i, i, i, refs, i % 10, i))
+
+
+def write_folder(root, entries, uidnext):
+    """entries: (uid, flags, text, uidl or None)."""
+    for d in ('cur', 'new', 'tmp'):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    lines = ['3 V%d N%d Gfeedface' % (UIDVALIDITY, uidnext)]
+    for uid, flags, text, uidl in entries:
+        base = '17000%05d.M%dP1.src' % (uid, uid)
+        with open(os.path.join(root, 'cur', base + ':2,' + flags), 'w') as f:
+            f.write(text)
+        lines.append('%d %s:%s' % (uid, 'P%s ' % uidl if uidl else '', base))
+    with open(os.path.join(root, 'dovecot-uidlist'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def make_maildir(root):
+    write_folder(root, [(1, 'S', body(1), 'kept-uidl-one'),
+                        (2, 'FS', body(2, reply_to=1), None),
+                        (5, '', body(5), None),
+                        (6, 'RS', body(6), None)], 9)
+    write_folder(os.path.join(root, '.Projects'),
+                 [(3, 'S', body(7), None), (4, '', body(8), None)], 5)
+
+
+def snapshot(env):
+    """{folder: (status, {uid: fields})} over IMAP, and POP3's UIDLs."""
+    imap = env.imap_login(A, PW)
+    out = {}
+    typ, lines = imap.list('""', '*')
+    for line in lines:
+        name = re.search(rb' "?([^"]*)"?$', line).group(1).decode()
+        typ, st = imap.status('"%s"' % name,
+                              '(UIDVALIDITY UIDNEXT HIGHESTMODSEQ MAILBOXID)')
+        status = {k.decode(): v.decode() for k, v in
+                  re.findall(rb'([A-Z]+) \(?([^ )]+)',
+                             st[0][st[0].index(b'('):])}
+        imap.select('"%s"' % name, readonly=True)
+        typ, data = imap.uid('FETCH', '1:*', '(FLAGS MODSEQ INTERNALDATE'
+                             ' EMAILID THREADID BODY.PEEK[])')
+        msgs = {}
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            head = item[0]
+            uid = int(re.search(rb'UID (\d+)', head).group(1))
+            flags = sorted(f for f in re.search(
+                rb'FLAGS \(([^)]*)\)', head).group(1).split()
+                if f != b'\\Recent')
+            fields = {k: (re.search(k + rb'[ (]+([^ )]+)', head) or
+                          re.search(k + rb' "([^"]+)"', head))
+                      for k in (rb'MODSEQ', rb'EMAILID', rb'THREADID')}
+            date = re.search(rb'INTERNALDATE "([^"]+)"', head).group(1)
+            msgs[uid] = (flags, date, item[1]) + tuple(
+                v.group(1) if v else None for v in fields.values())
+        out[name] = (status, msgs)
+        imap.close()
+    imap.logout()
+    pop = env.pop3_login(A, PW)
+    uidls = sorted(pop.uidl()[1])
+    pop.quit()
+    return out, uidls
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='loft-restore-')
+    md = os.path.join(tmp, 'Maildir')
+    dest = os.path.join(tmp, 'backup')
+    make_maildir(md)
+    try:
+        with Loft(users={A: PW}) as env:
+            rc, out, err = env.loftctl('import', A, md)
+            R.check('import: exit 0', rc == 0, out + err)
+            imap = env.imap_login(A, PW)
+            typ, st = imap.status('INBOX', '(UIDVALIDITY UIDNEXT MESSAGES)')
+            R.check('import: INBOX keeps UIDVALIDITY and UIDNEXT',
+                    b'UIDVALIDITY %d' % UIDVALIDITY in st[0] and
+                    b'UIDNEXT 9' in st[0] and b'MESSAGES 4' in st[0], st)
+            imap.select('INBOX')
+            typ, data = imap.uid('SEARCH', 'ALL')
+            R.check('import: INBOX UIDs 1 2 5 6', data[0] == b'1 2 5 6', data)
+            typ, data = imap.uid('FETCH', '2', '(FLAGS)')
+            R.check('import: UID 2 \\Flagged \\Seen',
+                    b'\\Flagged' in data[0] and b'\\Seen' in data[0], data)
+            imap.uid('STORE', '5', '+FLAGS', '($Work)')
+            imap.uid('COPY', '1', 'Projects')
+            imap.uid('STORE', '6', '+FLAGS', '(\\Deleted)')
+            imap.expunge()
+            imap.create('Empty')
+            imap.logout()
+            before, uidls = snapshot(env)
+            R.check('import: the kept POP3 UIDL served',
+                    any(u.endswith(b' kept-uidl-one') for u in uidls), uidls)
+            R.check('snapshot: INBOX, Projects, Empty among the folders',
+                    {'Empty', 'INBOX', 'Projects'} <= set(before),
+                    sorted(before))
+            R.check('snapshot: the copy in Projects is the same Email',
+                    'INBOX' in before and 'Projects' in before and
+                    len(before['Projects'][1]) == 3 and
+                    before['INBOX'][1].get(1, (0,) * 6)[4] is not None and
+                    before['INBOX'][1].get(1, (0,) * 6)[4] ==
+                    before['Projects'][1].get(5, (1,) * 6)[4], before)
+            rc, out, err = env.loftctl('backup', A, dest)
+            R.check('backup: exit 0', rc == 0, out + err)
+
+        with Loft(users={A: PW}) as env2:
+            rc, out, err = env2.loftctl('restore', dest, A)
+            R.check('restore into a fresh server: exit 0', rc == 0,
+                    out + err)
+            after, uidls2 = snapshot(env2)
+            for name in sorted(set(before) | set(after)):
+                b = before.get(name, (None, {}))
+                a = after.get(name, (None, {}))
+                keep = ('UIDVALIDITY', 'UIDNEXT', 'MAILBOXID')
+                R.check('%s: UIDVALIDITY UIDNEXT MAILBOXID as before' % name,
+                        a[0] is not None and b[0] is not None and
+                        all(a[0].get(k) == b[0].get(k) for k in keep),
+                        (b[0], a[0]))
+                # never below a modseq a client saw (nothing to fetch)
+                R.check('%s: HIGHESTMODSEQ not below the old one' % name,
+                        a[0] is not None and b[0] is not None and
+                        int(a[0].get('HIGHESTMODSEQ', 0)) >=
+                        int(b[0].get('HIGHESTMODSEQ', 1 << 62)),
+                        (b[0], a[0]))
+                R.check('%s: UIDs as before' % name,
+                        sorted(a[1]) == sorted(b[1]),
+                        (sorted(b[1]), sorted(a[1])))
+                for uid in sorted(b[1]):
+                    R.check('%s UID %d: flags, date, bytes, MODSEQ, EMAILID,'
+                            ' THREADID as before' % (name, uid),
+                            a[1].get(uid) == b[1][uid],
+                            (b[1][uid], a[1].get(uid)))
+            R.check('POP3 UIDLs as before', uidls2 == uidls, (uidls, uidls2))
+            rc, out, err = env2.loftctl('restore', dest, A)
+            R.check('restore again: exit 0', rc == 0, out + err)
+            again, _ = snapshot(env2)
+            R.check('restore again: nothing more stored', again == after,
+                    (after, again))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return R.finish()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
