@@ -1787,7 +1787,12 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 			 use.messages == marked;
 	}
 	bool stop = false;   /* over quota: the next run resumes */
-	json_array_foreach(json_object_get(doc, "mailboxes"), i, mb) {
+	/* the folders whose UIDs were kept: UIDNEXT and HIGHESTMODSEQ set
+	 * after the last message of every folder (below) */
+	json_t *mbs = json_object_get(doc, "mailboxes");
+	size_t *kept = xcalloc(json_array_size(mbs) + 1, sizeof(size_t));
+	size_t nkept = 0;
+	json_array_foreach(mbs, i, mb) {
 		const char *name = json_string_value(json_object_get(mb, "name"));
 		if (stop)
 			break;
@@ -1910,12 +1915,8 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		held_free(&held);
 		if (migrate_msg_flush(m) == -2)
 			stop = true;
-		if (keep && !stop) {
-			struct store_import_mailbox after = {
-				.name = name, .uidvalidity = uv,
-				.uidnext = (uint32_t)jint(mb, "uidnext")};
-			store_import_mailbox(m->user, &after, NULL, &err);
-		}
+		if (keep && !stop)
+			kept[nkept++] = i;
 		restore_seen(m, mb, name, keep && !stop);
 		free(msource);
 		migrate_folder_end(m);
@@ -1939,6 +1940,20 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 	}
 	struct store_error err;
 	store_modseq_raise(m->user, (uint64_t)jint(doc, "modseq"), &err);
+	/* each kept folder's UIDNEXT as at the source, and its
+	 * HIGHESTMODSEQ above the counter just raised, so never below the
+	 * source's (a client that cached that would miss later changes);
+	 * done after every folder's messages, so that no folder's mailbox
+	 * change takes the counter past a later folder's modseqs */
+	for (size_t kn = 0; kn < nkept; kn++) {
+		json_t *km = json_array_get(mbs, kept[kn]);
+		struct store_import_mailbox after = {
+			.name = json_string_value(json_object_get(km, "name")),
+			.uidvalidity = (uint32_t)jint(km, "uidvalidity"),
+			.uidnext = (uint32_t)jint(km, "uidnext")};
+		store_import_mailbox(m->user, &after, NULL, &err);
+	}
+	free(kept);
 	free(source);
 	/* Sieve scripts the account does not have (one it has stays) */
 	if (m->folder == NULL && json_array_size(json_object_get(doc, "sieve"))) {
