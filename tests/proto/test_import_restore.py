@@ -137,6 +137,9 @@ def main():
                     before['INBOX'][1].get(1, (0,) * 6)[4] is not None and
                     before['INBOX'][1].get(1, (0,) * 6)[4] ==
                     before['Projects'][1].get(5, (1,) * 6)[4], before)
+            rc, out, err = env.loftctl('check', A)
+            R.check('check after the import: consistent', rc == 0 and
+                    out.strip() == A + ': consistent', (rc, out, err))
             rc, out, err = env.loftctl('backup', A, dest)
             R.check('backup: exit 0', rc == 0, out + err)
 
@@ -178,6 +181,10 @@ def main():
                         R.check('INBOX UID %d: MODSEQ kept' % uid,
                                 now[3] == was[3], (was[3], now[3]))
             R.check('POP3 UIDLs as before', uidls2 == uidls, (uidls, uidls2))
+            # counters, UIDNEXT, HIGHESTMODSEQ, bodies as the store checks
+            rc, out, err = env2.loftctl('check', A)
+            R.check('check after the restore: consistent', rc == 0 and
+                    out.strip() == A + ': consistent', (rc, out, err))
             rc, out, err = env2.loftctl('restore', dest, A)
             R.check('restore again: exit 0', rc == 0, out + err)
             again, _ = snapshot(env2)
