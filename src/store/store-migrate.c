@@ -189,6 +189,11 @@ int store_import_marks(struct store_user *user, const char *source,
 					     err);
 }
 
+void store_index_elsewhere(struct store *store)
+{
+	store->index_elsewhere = true;
+}
+
 int store_modseq_raise(struct store_user *user, uint64_t modseq,
 		       struct store_error *err)
 {
@@ -367,6 +372,10 @@ int store_changed_elsewhere(struct store *store, int64_t user_id,
 			    unsigned *told_r, struct store_error *err)
 {
 	err_clear(err);
+	/* what it wrote may wait for this process's indexer
+	 * (store_index_elsewhere) */
+	if (store->vf->index_kick != NULL)
+		store->vf->index_kick(store, user_id);
 	*told_r = store_subscriber_count(store, user_id);
 	if (*told_r == 0)
 		return 0;

@@ -241,6 +241,10 @@ struct store_backend_vfuncs {
 	/* Brings the search index up to date now (it normally catches up
 	 * in the background; results are exact either way). */
 	int (*index_flush)(struct store_user *user, struct store_error *err);
+	/* optional (NULL: the backend indexes as it writes): the account's
+	 * search index may lag, catch up in the background (issue 17:
+	 * another process imported into it, store_index_elsewhere) */
+	void (*index_kick)(struct store *store, int64_t user_id);
 
 	/* JMAP (store.h "JMAP"): see there; the backend's sq-jmap*.c. */
 	int (*jmap_states)(struct store_user *user,
@@ -520,6 +524,9 @@ struct store {
 	/* Fault injection for tests: when > 0, the blob writer fails with
 	 * ENOSPC once this many more bytes have been written. */
 	_Atomic uint64_t test_fail_write_after;
+	/* store_index_elsewhere (issue 17): this process (loftctl) leaves
+	 * the search indexing of what it writes to loftd */
+	bool index_elsewhere;
 };
 
 struct store_user {

@@ -237,6 +237,10 @@ struct store_disk {
 	uint64_t index_bytes;
 	uint64_t search_bytes;
 	uint64_t blob_bytes;
+	/* messages whose search text the trigram index does not cover yet
+	 * (the indexer catches up in the background; search is exact
+	 * meanwhile, by reading their text) */
+	uint64_t unindexed;
 };
 int store_user_disk(struct store_user *user, struct store_disk *disk_r,
 		    struct store_error *err);
@@ -1417,6 +1421,17 @@ int store_import_mark_add(struct store_user *user, const char *source,
 int store_import_marks(struct store_user *user, const char *source,
 		       char ***ids_r, size_t *count_r,
 		       struct store_error *err);
+/* A process beside the server (loftctl: import, restore, undelete): the
+ * search text of every message it adds is stored with it as always
+ * (SEARCH is exact at once, reading the text of what is not indexed),
+ * but filling the trigram index over it is left to the server: loftd's
+ * indexer takes an account when told it changed (store_changed_elsewhere)
+ * and whenever it opens one whose index lags (store_disk.unindexed says
+ * how far). An import that indexed as it went spent most of its CPU
+ * there, holding the account's writer between its own batches, and
+ * stopped wherever it was when the process exited. Call right after
+ * store_open. */
+void store_index_elsewhere(struct store *store);
 /* Raises the account's change counter (the MODSEQ) to at least modseq:
  * an IMAP import goes above the source's HIGHESTMODSEQ (RFC 7162), so a
  * client that cached it misses no later change. */

@@ -7,6 +7,11 @@ restore into folders that hold mail (issue 17, docs/backup.md):
     active script): every message once with UIDVALIDITY and UIDs kept,
     both scripts imported, the same one active; a second run imports
     nothing and keeps the scripts;
+  - search indexing after the import: loftctl leaves it to loftd (told at
+    the end), which has the account open (an IMAP session held through
+    the import, so no open of the account kicks its indexer): `user show`
+    reaches search_unindexed = 0, and SEARCH BODY finds exactly the
+    message before and after;
   - `backup prune`: needs --keep or --older-than (exit 2); --dry-run
     removes nothing; --keep 1 removes the older snapshots and a killed
     run's directory but keeps what the newest one names (an unchanged
@@ -25,8 +30,9 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 
-from loftenv import Loft, Results
+from loftenv import SLOW, Loft, Results
 
 R = Results()
 PW = 'migrate-batch-password-1'
@@ -98,6 +104,17 @@ def snaps(dest):
     return sorted(os.listdir(os.path.join(dest, 'snapshots')))
 
 
+def unindexed(env, address):
+    rc, out, err = env.loftctl('user', 'show', address)
+    m = re.search(r'^  search_unindexed = (\d+)$', out, re.M)
+    return int(m.group(1)) if rc == 0 and m else None
+
+
+def search_body(imap, text):
+    typ, data = imap.uid('SEARCH', 'BODY', '"%s"' % text)
+    return typ, data[0].split() if typ == 'OK' else data
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='loft-migrate-batch-')
     home = os.path.join(tmp, 'home')
@@ -106,8 +123,28 @@ def main():
     alice, bob, carol = sorted(USERS)
     with Loft(users=USERS) as env:
         # ---- a Dovecot home, in batches ----
+        # a session holds the account open in loftd through the import
+        held = env.imap_login(alice, PW)
+        held.select('INBOX')
         rc, out, err = env.loftctl('import', alice, home, timeout=300)
         R.check('import of a Dovecot home: exit 0', rc == 0, out + err)
+        # exact at once, indexed or not ("message 150" is only in 150's
+        # body; "message 15" would match 150-159 too, as a substring)
+        held.noop()
+        R.check('SEARCH BODY right after the import',
+                search_body(held, 'message 150') == ('OK', [b'150']),
+                search_body(held, 'message 150'))
+        left = unindexed(env, alice)
+        deadline = time.monotonic() + 120 * SLOW
+        while left != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = unindexed(env, alice)
+        R.check('loftd indexed what the import added (search_unindexed'
+                ' = 0)', left == 0, left)
+        R.check('SEARCH BODY once indexed',
+                search_body(held, 'message 150') == ('OK', [b'150']),
+                search_body(held, 'message 150'))
+        held.logout()
         R.check('every message, UIDs kept', re.search(
             r'INBOX: %d imported, 0 already there, 0 failed \(UIDVALIDITY'
             r' and UIDs kept\)' % N, out), out)

@@ -85,11 +85,14 @@ static int check(struct loftctl *ctl, int argc, char **argv)
 		       found, known);
 		findings++;
 	}
-	if (findings == 0)
+	if (findings == 0) {
 		printf("%s: consistent\n", u.address);
-	else
+	} else {
 		printf("%s: consistent after %u repairs\n", u.address,
 		       findings);
+		/* a repaired search text is indexed by loftd */
+		loftctl_tell_changed(ctl, u.id);
+	}
 	return 0;
 }
 

@@ -288,6 +288,9 @@ static int show_mail(struct loftctl *ctl, const struct auth_user *u,
 	printf("disk:\n");
 	printf("  index_bytes = %" PRIu64 "\n", disk.index_bytes);
 	printf("  search_bytes = %" PRIu64 "\n", disk.search_bytes);
+	/* after an import loftd indexes in the background (search is exact
+	 * meanwhile, only slower) */
+	printf("  search_unindexed = %" PRIu64 "\n", disk.unindexed);
 	printf("  blob_bytes = %" PRIu64 "\n", disk.blob_bytes);
 	store_mailbox_list_free(list, count);
 out:

@@ -114,6 +114,11 @@ struct store *loftctl_store(struct loftctl *ctl)
 			     ctl->set.data_dir, err.msg);
 		return NULL;
 	}
+	/* A short-lived process: the search index over what it writes
+	 * (import, restore, undelete, a check's repair) is loftd's to fill,
+	 * told by loftctl_tell_changed or when it next opens the account;
+	 * nor does loftctl index an account it finds behind. */
+	store_index_elsewhere(ctl->store);
 	return ctl->store;
 }
 

@@ -1043,6 +1043,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.compact = sq_compact,
 	.index_version = sq_index_version_get,
 	.index_flush = sq_index_flush,
+	.index_kick = sq_indexer_kick,
 	.jmap_states = sq_jmap_states,
 	.jmap_changes = sq_jmap_changes,
 	.jmap_prune = sq_jmap_prune,

@@ -2,7 +2,7 @@
  * What an account takes on disk (store_user_disk, loftctl user show):
  * its files by size, and the index split by SQLite's page accounting
  * (the dbstat table) into the bodies stored in it, the search index and
- * the rest.
+ * the rest; and how many messages the trigram index does not cover yet.
  */
 #include "sq-private.h"
 
@@ -74,7 +74,10 @@ int sq_disk(struct store_user *user, struct store_disk *disk_r,
 				    " ESCAPE '\\'");
 	int64_t prefix = one_int(c, "SELECT coalesce(sum(length(prefix)), 0)"
 				    " FROM blob");
-	if (body < 0 || search < 0 || prefix < 0)
+	/* text rows above the indexer's mark (sq-index.c) */
+	int64_t unindexed = one_int(c, "SELECT count(*) FROM text WHERE id >"
+				       " (SELECT fts_upto FROM account)");
+	if (body < 0 || search < 0 || prefix < 0 || unindexed < 0)
 		ret = sq_db_error(c, err, "disk");
 	sq_read_end(c);
 	sq_reader_put(u, c);
@@ -94,6 +97,7 @@ int sq_disk(struct store_user *user, struct store_disk *disk_r,
 	disk_r->blob_bytes = tree_size(blobs) + in_index;
 	disk_r->index_bytes = index > in_index ? index - in_index : 0;
 	disk_r->search_bytes = (uint64_t)search;
+	disk_r->unindexed = (uint64_t)unindexed;
 	free(blobs);
 	return 0;
 }

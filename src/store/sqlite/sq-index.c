@@ -181,6 +181,9 @@ int sq_index_flush(struct store_user *user, struct store_error *err)
 void sq_indexer_kick(struct store *store, int64_t user_id)
 {
 	struct sq_store *s = SQS(store);
+	/* loftd indexes what this process writes (store_index_elsewhere) */
+	if (store->index_elsewhere)
+		return;
 	pthread_mutex_lock(&s->index_mu);
 	bool queued = false;
 	for (size_t i = 0; i < s->index_count && !queued; i++)
