@@ -6,6 +6,11 @@
  * messages, so a run killed -9 leaves whole messages only and the next
  * run continues after the last committed batch.
  *
+ * Bodies come written but not finished: a batch finishes them
+ * (store_body_finish: MIME analysis, search text folded and compressed)
+ * in threads, one per core this process may run on, before its commit;
+ * one thread did it all before, while the other cores idled.
+ *
  * After the commit each message is counted or reported here; a message
  * whose kept ids are taken (other mail reached the folder, an EMAILID in
  * use) is added again alone with new ones, and one whose POP3 UIDL Loft
@@ -14,6 +19,9 @@
  */
 #include "migrate-private.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +29,8 @@
 
 #define BATCH_MESSAGES 128
 #define BATCH_BYTES (8u * 1024 * 1024)
+/* threads finishing a batch's bodies, the caller's included */
+#define FINISH_THREADS_MAX 16
 
 struct queued {
 	struct store_body *body;
@@ -29,6 +39,8 @@ struct queued {
 	char **keywords;
 	size_t keyword_count;
 	uint64_t size;
+	int finish_ret;               /* store_body_finish's */
+	struct store_error finish_err;
 };
 
 struct migrate_batch {
@@ -100,11 +112,80 @@ static void count_failed(struct migrate *m)
 		m->cur->failed++;
 }
 
+struct finisher {
+	struct migrate_batch *b;
+	atomic_size_t next;
+};
+
+static void *finish_main(void *arg)
+{
+	struct finisher *f = arg;
+	size_t i;
+	while ((i = atomic_fetch_add(&f->next, 1)) < f->b->n) {
+		struct queued *q = &f->b->q[i];
+		q->finish_ret = store_body_finish(q->body, &q->finish_err);
+	}
+	return NULL;
+}
+
+/* How many threads may run at once: the cores this process may use. */
+static size_t cores(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return 1;
+	int n = CPU_COUNT(&set);
+	return n > 1 ? (size_t)n : 1;
+}
+
+/* Finishes every queued body, on up to cores() threads (bodies are
+ * independent: the store finishes different ones on any threads). */
+static void finish_all(struct migrate_batch *b)
+{
+	struct finisher f = {.b = b};
+	atomic_init(&f.next, 0);
+	size_t extra = cores() - 1;
+	if (extra > FINISH_THREADS_MAX - 1)
+		extra = FINISH_THREADS_MAX - 1;
+	if (extra > b->n - 1)
+		extra = b->n - 1;
+	pthread_t th[FINISH_THREADS_MAX];
+	size_t started = 0;
+	/* a thread that cannot start leaves its share to the others */
+	while (started < extra &&
+	       pthread_create(&th[started], NULL, finish_main, &f) == 0)
+		started++;
+	finish_main(&f);
+	for (size_t k = 0; k < started; k++)
+		pthread_join(th[k], NULL);
+}
+
 int migrate_msg_flush(struct migrate *m)
 {
 	struct migrate_batch *b = m->batch;
 	if (b == NULL || b->n == 0)
 		return m->quota_stop ? -2 : 0;
+	finish_all(b);
+	/* a body that could not be finished is reported and left out; the
+	 * rest keep their order */
+	size_t kept = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		struct queued *q = &b->q[i];
+		if (q->finish_ret < 0) {
+			migrate_error(m, q->folder, q->label, "%s",
+				      q->finish_err.msg);
+			count_failed(m);
+			queued_free(q);
+			continue;
+		}
+		if (kept != i) {
+			b->q[kept] = *q;
+			b->items[kept] = b->items[i];
+			memset(q, 0, sizeof(*q));
+		}
+		kept++;
+	}
+	b->n = kept;
 	store_import_append_batch(m->user, b->items, b->n);
 	for (size_t i = 0; i < b->n; i++) {
 		struct store_import_item *it = &b->items[i];

@@ -512,8 +512,7 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 			rr = -1;
 		}
 		close(fd);
-		if (rr == 0)
-			rr = store_body_finish(body, &err);
+		/* the batch finishes it (migrate_msg_commit) */
 		if (rr < 0) {
 			migrate_error(m, f->name, label, "%s", err.msg);
 			m->failed++;
@@ -1103,14 +1102,9 @@ static void mb_end(void *ctx)
 		store_body_unref(&s->body);
 		return;
 	}
-	int r = store_body_finish(s->body, &s->err);
-	if (r < 0) {
-		migrate_error(m, s->folder, label, "%s", s->err.msg);
-		m->failed++;
-		m->cur->failed++;
-	} else if (migrate_msg_commit(m, &s->body, &in, s->keep) == -2) {
+	/* the batch finishes the body (migrate_msg_commit) */
+	if (migrate_msg_commit(m, &s->body, &in, s->keep) == -2)
 		s->stop = true;
-	}
 	store_body_unref(&s->body);
 }
 

@@ -50,8 +50,12 @@ int migrate_folder_prepare(struct migrate *m, const char *name,
 /* After a folder's messages: UIDNEXT as at the source. */
 void migrate_folder_done(struct migrate *m, const char *name,
 			 uint32_t uidvalidity, uint32_t uidnext, bool keep);
-/* Queues a finished body for the next batch commit (migrate-batch.c;
- * the queue takes the body: *body is NULL after). 0, or -2 once a
+/* Queues a written body for the next batch commit (migrate-batch.c;
+ * the queue takes the body: *body is NULL after). The batch finishes its
+ * bodies (store_body_finish: the analysis and search text, most of an
+ * import's CPU) on every core at once before it commits them; a body
+ * that cannot be finished is reported with in's folder and label and
+ * counted as failed. 0, or -2 once a
  * commit met the quota: the import must stop (the message reported is
  * where the next run resumes). Each message is counted, or reported
  * and counted as failed, when its batch commits. */

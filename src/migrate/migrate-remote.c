@@ -686,8 +686,7 @@ static int body_cb(struct imapc *c, void *ctx)
 	struct store_error err;
 	struct store_body *b = NULL;
 	if (store_body_create(m->store, &b, &err) < 0 ||
-	    store_body_write(b, imap_item_data(c->r, body), body->len, &err) < 0 ||
-	    store_body_finish(b, &err) < 0) {
+	    store_body_write(b, imap_item_data(c->r, body), body->len, &err) < 0) {
 		migrate_error(m, fc->f->name, label, "%s", err.msg);
 		m->failed++;
 		m->cur->failed++;
@@ -993,8 +992,14 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 			break;
 		}
 	}
-	for (size_t i = 0; i < fc.n && ret == 0 && fc.stop != -2; i++) {
-		if (!fc.v[i].have) {
+	/* a message not imported is a failure of its folder (after a
+	 * lost or refused FETCH, the error above says why) */
+	for (size_t i = 0; i < fc.n && fc.stop != -2; i++) {
+		if (fc.v[i].have)
+			continue;
+		m->failed++;
+		m->cur->failed++;
+		if (ret == 0) {
 			char label[32];
 			snprintf(label, sizeof(label), "UID %u", fc.v[i].uid);
 			migrate_error(m, f->name, label, "the server sent no"
@@ -1269,8 +1274,7 @@ static int import_pop3(struct migrate *m, const struct migrate_url *u)
 		}
 		struct store_body *b = NULL;
 		if (store_body_create(m->store, &b, &err) < 0 ||
-		    store_body_write(b, data.data, data.len, &err) < 0 ||
-		    store_body_finish(b, &err) < 0) {
+		    store_body_write(b, data.data, data.len, &err) < 0) {
 			migrate_error(m, "INBOX", label, "%s", err.msg);
 			m->failed++;
 			m->cur->failed++;
