@@ -28,10 +28,22 @@ copy.
 
 Each Loft run imports into a new account; each Dovecot run into a new
 user. Rates are messages/s and MB/s of the corpus' bytes.
+
+Search indexing: loftctl import and restore store every message's search
+text (SEARCH is exact at once) and leave its trigram indexing to loftd,
+which takes the account when loftctl tells it, in the background. The
+"+index" rows run until `loftctl user show` says search_unindexed = 0
+(polled; each poll is one loftctl run, so they are upper bounds). The
+Dovecot here has no search index unless --dovecot-fts xapian: then
+doveadm import runs without fts_autoindex, `doveadm index -u USER '*'`
+after it, and its "+index" row is the two together, the like-for-like
+comparison with Loft's import + index (doveadm import alone hard-links
+the files and parses nothing).
 """
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -46,6 +58,7 @@ sys.path.insert(0, HERE)
 import corpus  # noqa: E402
 from dovecotenv import Dovecot  # noqa: E402
 from loftenv import LOFTCTL, Loft  # noqa: E402
+from targets import dovecot_fts_conf  # noqa: E402
 
 PW = 'bench-migrate-password-1'
 
@@ -57,6 +70,32 @@ def timed(cmd, **kw):
     if r.returncode != 0:
         raise RuntimeError('%s: %s%s' % (cmd, r.stdout, r.stderr))
     return dt
+
+
+def unindexed(ctl, user):
+    """Messages of user whose search text loftd has not indexed yet."""
+    r = subprocess.run(ctl + ['user', 'show', user], capture_output=True,
+                       text=True)
+    m = re.search(r'search_unindexed = (\d+)', r.stdout)
+    if r.returncode != 0 or m is None:
+        raise RuntimeError('user show %s: %s%s' % (user, r.stdout, r.stderr))
+    return int(m.group(1))
+
+
+def indexed_after(ctl, user, t0, bound=36000):
+    """Seconds from t0 until user's search index covers every message."""
+    while unindexed(ctl, user) != 0:
+        if time.monotonic() - t0 > bound:
+            raise RuntimeError('%s: not indexed after %d s' % (user, bound))
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def timed_index(cmd, ctl, user, **kw):
+    """(seconds of cmd, seconds until loftd indexed what it added)."""
+    t = time.monotonic()
+    dt = timed(cmd, **kw)
+    return dt, indexed_after(ctl, user, t)
 
 
 def big(n, size):
@@ -95,15 +134,19 @@ def big(n, size):
             Loft(users=users, extra={'store': {'fsync': 'no'}}) as env:
         ctl = [LOFTCTL, '--config', env.config_path]
         dest = os.path.join(tmp, 'backup')
-        rows.append(('loft import (maildir)', timed(
-            ctl + ['import', 'big@example.test', md], timeout=36000)))
+        dt, di = timed_index(ctl + ['import', 'big@example.test', md], ctl,
+                             'big@example.test', timeout=36000)
+        rows.append(('loft import (maildir)', dt))
+        rows.append(('loft import +index', di))
         rows.append(('loft backup (first)', timed(
             ctl + ['backup', 'big@example.test', dest], timeout=36000)))
         rows.append(('loft backup (unchanged)', timed(
             ctl + ['backup', 'big@example.test', dest], timeout=36000)))
-        rows.append(('loft restore (fresh account)', timed(
-            ctl + ['restore', dest, 'big@example.test', '--as',
-                   'copy@example.test'], timeout=36000)))
+        dt, di = timed_index(ctl + ['restore', dest, 'big@example.test',
+                                    '--as', 'copy@example.test'], ctl,
+                             'copy@example.test', timeout=36000)
+        rows.append(('loft restore (fresh account)', dt))
+        rows.append(('loft restore +index', di))
         doveadm = ['doveadm', '-c', dc.config_path]
         # Dovecot's mail processes write their index and dotlocks into
         # the source Maildir: it must be theirs
@@ -134,6 +177,10 @@ def main():
     # copy (source, Loft, backup, restore, Dovecot); --big-size sets the
     # body size of those (corpus.message(size=...))
     ap.add_argument('--big-size', type=int, default=4096)
+    ap.add_argument('--dovecot-fts', choices=('xapian',), default=None,
+                    help='Dovecot with a search index (dovecot-fts-xapian),'
+                    ' indexed after doveadm import, as Loft indexes after'
+                    ' loftctl import')
     a = ap.parse_args()
     if a.big:
         return big(a.big, a.big_size)
@@ -149,8 +196,11 @@ def main():
             loft_users['%s%d@example.test' % (k, i)] = PW
     tmp = tempfile.mkdtemp(prefix='loft-bench-migrate-')
     rows = []
-    with Dovecot(users=users, fsync=False) as dc, \
+    fts = a.dovecot_fts
+    with Dovecot(users=users, fsync=False,
+                 extra=dovecot_fts_conf(fts)) as dc, \
             Loft(users=loft_users, extra={'store': {'fsync': 'no'}}) as env:
+        ctl = [LOFTCTL, '--config', env.config_path]
         total = 0
         import smtplib
         with smtplib.LMTP('127.0.0.1', dc.ports['lmtp']) as s:
@@ -161,40 +211,64 @@ def main():
         im = dc.imap_login('alice@example.test')
         im.select('INBOX')
         im.logout()
+        if fts:
+            # the deliveries' indexing done before anything is timed (its
+            # indexer-workers would otherwise run beside the Loft rows)
+            timed(['doveadm', '-c', dc.config_path, 'index', '-u',
+                   'alice@example.test', '*'])
         md = os.path.join(dc.mail_dir, 'alice@example.test', 'Maildir')
         mb = total / 1048576.0
         doveadm = ['doveadm', '-c', dc.config_path]
-        t = {'loft maildir': [], 'loft imap': [], 'doveadm import': [],
-             'doveadm backup': [], 'loft backup': [],
-             'loft backup unchanged': [], 'loft restore': [],
+        # with a search index: saved without it, indexed after (timed)
+        noauto = ['-o', 'plugin/fts_autoindex=no'] if fts else []
+        t = {'loft maildir': [], 'loft maildir +index': [],
+             'loft imap': [], 'loft imap +index': [],
+             'doveadm import': [], 'doveadm backup': [],
+             'loft backup': [], 'loft backup unchanged': [],
+             'loft restore': [], 'loft restore +index': [],
              'doveadm imapc': []}
+        if fts:
+            t['doveadm index'] = []
+            t['doveadm import +index'] = []
         pwf = os.path.join(tmp, 'pw')
         with open(pwf, 'w') as f:
             f.write(PW + '\n')
+
+        def pair(row, got):
+            t[row].append(got[0])
+            t[row + ' +index'].append(got[1])
         for i in range(reps):
-            t['loft maildir'].append(timed(
-                [LOFTCTL, '--config', env.config_path, 'import',
-                 'md%d@example.test' % i, md]))
+            pair('loft maildir', timed_index(
+                ctl + ['import', 'md%d@example.test' % i, md], ctl,
+                'md%d@example.test' % i))
             t['doveadm import'].append(timed(
-                doveadm + ['import', '-u', 'imp%d@example.test' % i,
-                           'maildir:' + md, '', 'all']))
+                doveadm + noauto + ['import', '-u', 'imp%d@example.test' % i,
+                                    'maildir:' + md, '', 'all']))
+            if fts:
+                t['doveadm index'].append(timed(
+                    doveadm + ['index', '-u', 'imp%d@example.test' % i,
+                               '*']))
+                t['doveadm import +index'].append(
+                    t['doveadm import'][-1] + t['doveadm index'][-1])
             t['doveadm backup'].append(timed(
-                doveadm + ['backup', '-R', '-u', 'bak%d@example.test' % i,
-                           'maildir:' + md]))
-            t['loft imap'].append(timed(
-                [LOFTCTL, '--config', env.config_path, 'import',
-                 'im%d@example.test' % i,
-                 'imap://alice%%40example.test@127.0.0.1:%d'
-                 % dc.ports['imap'], '--password-file', pwf]))
+                doveadm + noauto + ['backup', '-R', '-u',
+                                    'bak%d@example.test' % i,
+                                    'maildir:' + md]))
+            pair('loft imap', timed_index(
+                ctl + ['import', 'im%d@example.test' % i,
+                       'imap://alice%%40example.test@127.0.0.1:%d'
+                       % dc.ports['imap'], '--password-file', pwf], ctl,
+                'im%d@example.test' % i))
             t['doveadm imapc'].append(timed(
-                doveadm + ['-o', 'imapc_host=127.0.0.1',
-                           '-o', 'imapc_port=%d' % dc.ports['imap'],
-                           '-o', 'imapc_user=alice@example.test',
-                           '-o', 'imapc_password=' + PW,
-                           '-o', 'imapc_features=rfc822.size fetch-headers',
-                           '-o', 'mail_prefetch_count=20',
-                           'backup', '-R', '-u', 'imc%d@example.test' % i,
-                           'imapc:']))
+                doveadm + noauto + [
+                    '-o', 'imapc_host=127.0.0.1',
+                    '-o', 'imapc_port=%d' % dc.ports['imap'],
+                    '-o', 'imapc_user=alice@example.test',
+                    '-o', 'imapc_password=' + PW,
+                    '-o', 'imapc_features=rfc822.size fetch-headers',
+                    '-o', 'mail_prefetch_count=20',
+                    'backup', '-R', '-u', 'imc%d@example.test' % i,
+                    'imapc:']))
             dest = os.path.join(tmp, 'backup%d' % i)
             t['loft backup'].append(timed(
                 [LOFTCTL, '--config', env.config_path, 'backup',
@@ -202,9 +276,10 @@ def main():
             t['loft backup unchanged'].append(timed(
                 [LOFTCTL, '--config', env.config_path, 'backup',
                  'md%d@example.test' % i, dest]))
-            t['loft restore'].append(timed(
-                [LOFTCTL, '--config', env.config_path, 'restore', dest,
-                 'md%d@example.test' % i, '--as', 'rs%d@example.test' % i]))
+            pair('loft restore', timed_index(
+                ctl + ['restore', dest, 'md%d@example.test' % i, '--as',
+                       'rs%d@example.test' % i], ctl,
+                'rs%d@example.test' % i))
         # every row must have moved every message (a row that did not
         # is marked, never reported as a rate)
         bad = set()
@@ -232,10 +307,10 @@ def main():
                     ('loft imap', loft_count('im%d@example.test' % i)),
                     ('loft restore', loft_count('rs%d@example.test' % i))):
                 if got != n:
-                    bad.add(row)
+                    bad.update((row, row + ' +index'))
                     print('%s rep %d: %d of %d messages' % (row, i, got, n))
-        print('messages %d, %.1f MB, reps %d, load %s' % (
-            n, mb, reps, open('/proc/loadavg').read().split()[0]))
+        print('messages %d, %.1f MB, reps %d, load %s, dovecot fts %s' % (
+            n, mb, reps, open('/proc/loadavg').read().split()[0], fts))
         print('%-24s %10s %10s %10s' % ('', 'seconds', 'msg/s', 'MB/s'))
         for k, v in t.items():
             s = statistics.median(v)
@@ -251,6 +326,11 @@ def main():
         print('ratio loft imap / doveadm imapc (rate): %.2f'
               % (statistics.median(t['doveadm imapc'])
                  / statistics.median(t['loft imap'])))
+        if fts:
+            print('ratio loft maildir +index / doveadm import +index'
+                  ' (rate): %.2f'
+                  % (statistics.median(t['doveadm import +index'])
+                     / statistics.median(t['loft maildir +index'])))
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

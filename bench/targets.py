@@ -317,6 +317,34 @@ class LoftTarget(Target):
         self.env.close()
 
 
+def dovecot_fts_conf(fts):
+    """Dovecot configuration lines for fts (None: none): "xapian" is
+    Debian's dovecot-fts-xapian, substring search from 3 characters like
+    Loft's trigram index, every message indexed when it is saved."""
+    if fts is None:
+        return ""
+    if fts != "xapian":
+        raise ValueError("unknown Dovecot FTS %r" % fts)
+    if not os.path.exists("/usr/lib/dovecot/modules/"
+                          "lib21_fts_xapian_plugin.so"):
+        raise RuntimeError("--dovecot-fts xapian needs Debian's "
+                           "dovecot-fts-xapian (sh scripts/deps.sh "
+                           "bench)")
+    return """
+mail_plugins = $mail_plugins fts fts_xapian
+plugin {
+  fts = xapian
+  fts_xapian = partial=3 full=20 verbose=0
+  fts_autoindex = yes
+  fts_enforced = yes
+  fts_decoder =
+}
+service indexer-worker {
+  process_limit = 2
+}
+"""
+
+
 class DovecotTarget(Target):
     name = "dovecot"
 
@@ -390,27 +418,7 @@ namespace inbox {{
 }}
 """.format(cert=cert, key=key, imaps=self.imaps_port, n=max_conns,
            n4=max_conns * 4 + 1000)
-        if fts == "xapian":
-            if not os.path.exists("/usr/lib/dovecot/modules/"
-                                  "lib21_fts_xapian_plugin.so"):
-                raise RuntimeError("--dovecot-fts xapian needs Debian's "
-                                   "dovecot-fts-xapian (sh scripts/deps.sh "
-                                   "bench)")
-            extra += """
-mail_plugins = $mail_plugins fts fts_xapian
-plugin {
-  fts = xapian
-  fts_xapian = partial=3 full=20 verbose=0
-  fts_autoindex = yes
-  fts_enforced = yes
-  fts_decoder =
-}
-service indexer-worker {
-  process_limit = 2
-}
-"""
-        elif fts is not None:
-            raise ValueError("unknown Dovecot FTS %r" % fts)
+        extra += dovecot_fts_conf(fts)
         self.env = Dovecot(users=users, extra=extra + more, start=False)
         if "@MAILDIR@" in more:
             with open(self.env.config_path) as f:
