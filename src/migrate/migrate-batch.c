@@ -8,8 +8,8 @@
  *
  * Bodies come written but not finished: a batch finishes them
  * (store_body_finish: MIME analysis, search text folded and compressed)
- * in threads, one per core this process may run on, before its commit;
- * one thread did it all before, while the other cores idled.
+ * several at once (store_bodies_finish) before its commit; one thread
+ * did it all before, while the other cores idled.
  *
  * After the commit each message is counted or reported here; a message
  * whose kept ids are taken (other mail reached the folder, an EMAILID in
@@ -19,18 +19,14 @@
  */
 #include "migrate-private.h"
 
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 
 #define BATCH_MESSAGES 128
 #define BATCH_BYTES (8u * 1024 * 1024)
-/* threads finishing a batch's bodies, the caller's included */
-#define FINISH_THREADS_MAX 16
 
 struct queued {
 	struct store_body *body;
@@ -78,7 +74,8 @@ static void retry_alone(struct migrate *m, struct store_import_item *it,
 {
 	struct store_import_params *p = &it->p;
 	enum store_error_kind k = it->err.kind;
-	if (k == STORE_ERR_QUOTA || strncmp(it->err.msg, "Already", 7) == 0)
+	if (k == STORE_ERR_QUOTA || k == STORE_ERR_TEMP ||
+	    strncmp(it->err.msg, "Already", 7) == 0)
 		return;
 	if (k != STORE_ERR_INVALID && (p->uid != 0 || p->email != 0)) {
 		/* ids taken (other mail reached the folder, the Email is
@@ -112,52 +109,48 @@ static void count_failed(struct migrate *m)
 		m->cur->failed++;
 }
 
-struct finisher {
-	struct migrate_batch *b;
-	atomic_size_t next;
-};
+/* A batch the store could not take at all (every item TEMP: its BEGIN
+ * or COMMIT failed, the index busy past SQLite's 30 s wait) is tried
+ * again after a pause, up to TEMP_TRIES times. Another process's writer
+ * can hold an account that long: loftd's indexer, catching up on what
+ * an import added once loftd opened the account, runs its batches back
+ * to back and a waiting writer elsewhere seldom gets in between. */
+#define TEMP_TRIES 6
 
-static void *finish_main(void *arg)
+static bool all_temp(const struct migrate_batch *b)
 {
-	struct finisher *f = arg;
-	size_t i;
-	while ((i = atomic_fetch_add(&f->next, 1)) < f->b->n) {
-		struct queued *q = &f->b->q[i];
-		q->finish_ret = store_body_finish(q->body, &q->finish_err);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->items[i].ret == 0 ||
+		    b->items[i].err.kind != STORE_ERR_TEMP)
+			return false;
+	return b->n > 0;
+}
+
+static void commit_batch(struct migrate *m, struct migrate_batch *b)
+{
+	store_import_append_batch(m->user, b->items, b->n);
+	for (unsigned t = 0; t < TEMP_TRIES && all_temp(b); t++) {
+		sleep(t < 4 ? 1u << t : 15);
+		store_import_append_batch(m->user, b->items, b->n);
 	}
-	return NULL;
 }
 
-/* How many threads may run at once: the cores this process may use. */
-static size_t cores(void)
-{
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		return 1;
-	int n = CPU_COUNT(&set);
-	return n > 1 ? (size_t)n : 1;
-}
-
-/* Finishes every queued body, on up to cores() threads (bodies are
- * independent: the store finishes different ones on any threads). */
+/* Finishes every queued body, several at once (store_bodies_finish). */
 static void finish_all(struct migrate_batch *b)
 {
-	struct finisher f = {.b = b};
-	atomic_init(&f.next, 0);
-	size_t extra = cores() - 1;
-	if (extra > FINISH_THREADS_MAX - 1)
-		extra = FINISH_THREADS_MAX - 1;
-	if (extra > b->n - 1)
-		extra = b->n - 1;
-	pthread_t th[FINISH_THREADS_MAX];
-	size_t started = 0;
-	/* a thread that cannot start leaves its share to the others */
-	while (started < extra &&
-	       pthread_create(&th[started], NULL, finish_main, &f) == 0)
-		started++;
-	finish_main(&f);
-	for (size_t k = 0; k < started; k++)
-		pthread_join(th[k], NULL);
+	struct store_body **bodies = xcalloc(b->n, sizeof(*bodies));
+	int *ret = xcalloc(b->n, sizeof(*ret));
+	struct store_error *errs = xcalloc(b->n, sizeof(*errs));
+	for (size_t i = 0; i < b->n; i++)
+		bodies[i] = b->q[i].body;
+	store_bodies_finish(bodies, b->n, ret, errs);
+	for (size_t i = 0; i < b->n; i++) {
+		b->q[i].finish_ret = ret[i];
+		b->q[i].finish_err = errs[i];
+	}
+	free(errs);
+	free(ret);
+	free(bodies);
 }
 
 int migrate_msg_flush(struct migrate *m)
@@ -186,7 +179,7 @@ int migrate_msg_flush(struct migrate *m)
 		kept++;
 	}
 	b->n = kept;
-	store_import_append_batch(m->user, b->items, b->n);
+	commit_batch(m, b);
 	for (size_t i = 0; i < b->n; i++) {
 		struct store_import_item *it = &b->items[i];
 		struct queued *q = &b->q[i];

@@ -53,7 +53,7 @@ void migrate_folder_done(struct migrate *m, const char *name,
 /* Queues a written body for the next batch commit (migrate-batch.c;
  * the queue takes the body: *body is NULL after). The batch finishes its
  * bodies (store_body_finish: the analysis and search text, most of an
- * import's CPU) on every core at once before it commits them; a body
+ * import's CPU) several at once before it commits them; a body
  * that cannot be finished is reported with in's folder and label and
  * counted as failed. 0, or -2 once a
  * commit met the quota: the import must stop (the message reported is

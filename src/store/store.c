@@ -959,14 +959,15 @@ int store_blob_writer_commit_to(struct store_blob_writer **wp,
 }
 
 /* Finishing a body (store_body_finish: its analysis, the search text and
- * its compression) is most of what a MULTIAPPEND costs, and one command
- * brings many bodies at once: they are finished on up to FINISH_THREADS
- * threads, the caller's and short-lived helpers (bodies are independent;
- * LMTP already finishes bodies on several workers at once). */
+ * its compression) is most of what a MULTIAPPEND or an import batch
+ * costs, and either brings many bodies at once: they are finished on up
+ * to FINISH_THREADS threads, the caller's and short-lived helpers (bodies
+ * are independent; LMTP already finishes bodies on several workers at
+ * once). */
 #define FINISH_THREADS 4
 
 struct finish_all {
-	struct store_body **bodies;
+	struct store_body *const *bodies;
 	size_t n;
 	_Atomic size_t next;
 	int *ret;
@@ -982,14 +983,12 @@ static void *finish_some(void *arg)
 	return NULL;
 }
 
-/* Finishes bodies[0..n); on failure err is the first failed body's. */
-static int bodies_finish(struct store_body **bodies, size_t n,
-			 struct store_error *err)
+void store_bodies_finish(struct store_body *const *bodies, size_t n,
+			 int *ret, struct store_error *errs)
 {
-	struct finish_all f = {.bodies = bodies, .n = n};
+	struct finish_all f = {.bodies = bodies, .n = n, .ret = ret,
+			       .errs = errs};
 	atomic_init(&f.next, 0);
-	f.ret = xcalloc(n ? n : 1, sizeof(*f.ret));
-	f.errs = xcalloc(n ? n : 1, sizeof(*f.errs));
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t helpers = cpus > 1 ? (size_t)cpus - 1 : 0;
 	if (helpers > FINISH_THREADS - 1)
@@ -1004,15 +1003,24 @@ static int bodies_finish(struct store_body **bodies, size_t n,
 	finish_some(&f);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
-	int ret = 0;
-	for (size_t i = 0; i < n && ret == 0; i++)
-		if (f.ret[i] < 0) {
-			*err = f.errs[i];
-			ret = -1;
+}
+
+/* Finishes bodies[0..n); on failure err is the first failed body's. */
+static int bodies_finish(struct store_body **bodies, size_t n,
+			 struct store_error *err)
+{
+	int *ret = xcalloc(n ? n : 1, sizeof(*ret));
+	struct store_error *errs = xcalloc(n ? n : 1, sizeof(*errs));
+	store_bodies_finish(bodies, n, ret, errs);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (ret[i] < 0) {
+			*err = errs[i];
+			r = -1;
 		}
-	free(f.ret);
-	free(f.errs);
-	return ret;
+	free(ret);
+	free(errs);
+	return r;
 }
 
 int store_blob_writers_commit_to(struct store_blob_writer **ws, size_t n,

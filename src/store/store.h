@@ -469,6 +469,12 @@ int store_body_write(struct store_body *body, const void *data, size_t len,
 		     struct store_error *err);
 uint64_t store_body_size(const struct store_body *body);
 int store_body_finish(struct store_body *body, struct store_error *err);
+/* Finishes bodies[0..n) at once, on up to 4 threads (the caller's and
+ * short-lived helpers; bodies are independent): ret[i] and errs[i] are
+ * store_body_finish's for bodies[i]. A MULTIAPPEND's and an import
+ * batch's bodies, whose analysis is most of what they cost. */
+void store_bodies_finish(struct store_body *const *bodies, size_t n,
+			 int *ret, struct store_error *errs);
 /* prefix: header lines ending in CRLF (bare LF is made CRLF), or NULL /
  * 0. On success *uid_r and *uidvalidity_r (may be NULL) say where the
  * copy went. */
