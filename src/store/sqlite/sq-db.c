@@ -214,6 +214,31 @@ void sq_random_hex(char *out, size_t bytes)
 
 /* ---- connections -------------------------------------------------- */
 
+/* SQLite's own busy wait (sqlite3_busy_timeout) sleeps up to 100 ms
+ * between tries: a writer in another process that frees the lock for
+ * a few milliseconds between its transactions (loftd's indexer draining
+ * a backlog, a loftctl import's batches) was then almost never caught,
+ * and the write failed "database is locked" after the whole wait. This
+ * one tries every SQ_BUSY_STEP_MS after a few quicker first tries; a
+ * try is a lock attempt on the WAL index, cheap. */
+#define SQ_BUSY_MS 30000
+#define SQ_BUSY_STEP_MS 3
+
+static int sq_busy(void *arg, int count)
+{
+	struct sq_conn *c = arg;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if (count == 0)
+		c->busy_since_ms = now_ms;
+	else if (now_ms - c->busy_since_ms >= SQ_BUSY_MS)
+		return 0;
+	struct timespec ts = {0, (count < 3 ? 1 : SQ_BUSY_STEP_MS) * 1000000L};
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
 int sq_conn_open(const char *path, bool writer, bool fsync,
 		 struct sq_conn **conn_r, struct store_error *err)
 {
@@ -236,7 +261,7 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "Cannot open the mail index");
 	}
-	sqlite3_busy_timeout(c->db, 30000);
+	sqlite3_busy_handler(c->db, sq_busy, c);
 	/* functions the JMAP triggers call (sq-jmap.c) */
 	sq_jmap_functions(c->db);
 	/* the trigram indexes' tokenizer, each trigram once (sq-tokenize.c) */

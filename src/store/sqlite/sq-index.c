@@ -24,6 +24,18 @@
 #define INDEX_BATCH 64
 #define INDEX_BATCH_BYTES (512 * 1024)
 
+/* LOFT_TEST_INDEX_SLOW_MS=N (tests only): each batch takes one row and
+ * holds the writer N ms more, so a test can make a backlog that takes
+ * long to drain out of a few messages (proto/test_migrate_batch). */
+static int index_slow_ms;
+static pthread_once_t index_slow_once = PTHREAD_ONCE_INIT;
+
+static void index_slow_read(void)
+{
+	const char *e = getenv("LOFT_TEST_INDEX_SLOW_MS");
+	index_slow_ms = e != NULL ? atoi(e) : 0;
+}
+
 static const char *const fts_insert[2] = {
 	"INSERT INTO text_hdr (rowid, t) VALUES (?, ?)",
 	"INSERT INTO text_body (rowid, t) VALUES (?, ?)",
@@ -149,7 +161,8 @@ static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			return sq_job_dberr(job, c);
 		}
 		a->done++;
-		if (a->done == INDEX_BATCH || bytes >= INDEX_BATCH_BYTES) {
+		if (a->done == INDEX_BATCH || bytes >= INDEX_BATCH_BYTES ||
+		    index_slow_ms > 0) {
 			a->more = true;
 			rc = SQLITE_DONE;
 			break;
@@ -166,17 +179,55 @@ static int index_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 	return 0;
 }
 
-int sq_index_flush(struct store_user *user, struct store_error *err)
+
+static int index_job_slow(struct sq_user *u, struct sq_conn *c,
+			  struct sq_job *job)
+{
+	int r = index_job(u, c, job);
+	struct timespec ts = {index_slow_ms / 1000,
+			      (long)(index_slow_ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+	return r;
+}
+
+/* One batch: *more_r says whether rows may be left. */
+static int index_batch(struct store_user *user, bool *more_r,
+		       struct store_error *err)
 {
 	struct index_arg a;
+	sq_job_fn *fn = index_slow_ms > 0 ? index_job_slow : index_job;
+	if (sq_run(SQU(user), fn, &a, err) < 0)
+		return -1;
+	*more_r = a.more;
+	return 0;
+}
+
+int sq_index_flush(struct store_user *user, struct store_error *err)
+{
+	bool more;
 	do {
-		if (sq_run(SQU(user), index_job, &a, err) < 0)
+		if (index_batch(user, &more, err) < 0)
 			return -1;
-	} while (a.more);
+	} while (more);
 	return 0;
 }
 
 /* ---- the thread --------------------------------------------------- */
+
+/* Queues an account (index_mu held) unless it is queued already. */
+static bool index_queue_add(struct sq_store *s, int64_t user_id)
+{
+	for (size_t i = 0; i < s->index_count; i++)
+		if (s->index_queue[i] == user_id)
+			return false;
+	if (s->index_count == s->index_cap) {
+		s->index_cap = s->index_cap ? s->index_cap * 2 : 16;
+		s->index_queue = xrealloc(s->index_queue,
+					  s->index_cap * sizeof(int64_t));
+	}
+	s->index_queue[s->index_count++] = user_id;
+	return true;
+}
 
 void sq_indexer_kick(struct store *store, int64_t user_id)
 {
@@ -185,19 +236,9 @@ void sq_indexer_kick(struct store *store, int64_t user_id)
 	if (store->index_elsewhere)
 		return;
 	pthread_mutex_lock(&s->index_mu);
-	bool queued = false;
-	for (size_t i = 0; i < s->index_count && !queued; i++)
-		queued = s->index_queue[i] == user_id;
 	s->index_last_kick_ns = metrics_now_ns();
-	if (!queued) {
-		if (s->index_count == s->index_cap) {
-			s->index_cap = s->index_cap ? s->index_cap * 2 : 16;
-			s->index_queue = xrealloc(s->index_queue,
-						  s->index_cap * sizeof(int64_t));
-		}
-		s->index_queue[s->index_count++] = user_id;
+	if (index_queue_add(s, user_id))
 		pthread_cond_signal(&s->index_cond);
-	}
 	pthread_mutex_unlock(&s->index_mu);
 }
 
@@ -254,11 +295,39 @@ static void index_pause(struct sq_store *s)
 	}
 }
 
+/* A round runs one batch per queued account; an account with rows left
+ * goes to the back of the queue, and the next round begins after a
+ * short gap instead of the pause: INDEX_YIELD_MS plus a quarter of what
+ * the round's batches took (at most INDEX_YIELD_MAX_MS). In that gap
+ * another process's writer (loftctl import, restore, user show), which
+ * only has SQLite's busy wait (sq_busy, sq-db.c: a try every few ms),
+ * takes the account's write lock. Back to back, the drain of a big
+ * import's backlog (minutes) kept such a writer out until its 30 s
+ * busy wait ran out ("database is locked"). loftd's own writers queue
+ * with the batches in the group commit and need no gap. Under load the
+ * gap grows with the batches (the waiting process needs the CPU too).
+ * Accounts kicked meanwhile join those rounds; once no account has rows
+ * left, rounds wait for the pause again. */
+#define INDEX_YIELD_MS 10
+#define INDEX_YIELD_MAX_MS 250
+
+static void index_yield(struct sq_store *s, uint64_t held_ns)
+{
+	uint64_t gap = INDEX_YIELD_MS * 1000000ull + held_ns / 4;
+	if (gap > INDEX_YIELD_MAX_MS * 1000000ull)
+		gap = INDEX_YIELD_MAX_MS * 1000000ull;
+	uint64_t until = metrics_now_ns() + gap;
+	while (index_wait_until(s, until))
+		;
+}
+
 static void *indexer_main(void *arg)
 {
 	struct store *store = arg;
 	struct sq_store *s = SQS(store);
 	size_t round_left = 0;
+	uint64_t held_ns = 0;  /* what the last round's batches took */
+	bool backlog = false;  /* and whether it left rows somewhere */
 	pthread_mutex_lock(&s->index_mu);
 	for (;;) {
 		while (s->index_count == 0 && !s->index_stop)
@@ -266,9 +335,14 @@ static void *indexer_main(void *arg)
 		if (s->index_stop)
 			break;
 		if (round_left == 0) {
-			index_pause(s);
+			if (backlog)
+				index_yield(s, held_ns);
+			else
+				index_pause(s);
 			if (s->index_stop)
 				break;
+			held_ns = 0;
+			backlog = false;
 			round_left = s->index_count;
 			if (round_left == 0)
 				continue;
@@ -281,13 +355,20 @@ static void *indexer_main(void *arg)
 
 		struct store_user *user;
 		struct store_error err;
+		bool more = false;
+		uint64_t t0 = metrics_now_ns();
 		if (store_user_open_existing(store, id, &user, &err) == 0) {
-			if (sq_index_flush(user, &err) < 0)
+			if (index_batch(user, &more, &err) < 0)
 				log_warn("store", NULL, "indexing user %lld: %s",
 					 (long long)id, err.msg);
 			store_user_unref(&user);
 		}
+		held_ns += metrics_now_ns() - t0;
 		pthread_mutex_lock(&s->index_mu);
+		if (more) {
+			index_queue_add(s, id);
+			backlog = true;
+		}
 	}
 	pthread_mutex_unlock(&s->index_mu);
 	return NULL;
@@ -296,6 +377,7 @@ static void *indexer_main(void *arg)
 void sq_indexer_start(struct store *store)
 {
 	struct sq_store *s = SQS(store);
+	pthread_once(&index_slow_once, index_slow_read);
 	pthread_mutex_init(&s->index_mu, NULL);
 	pthread_cond_init(&s->index_cond, NULL);
 	if (pthread_create(&s->indexer, NULL, indexer_main, store) == 0)

@@ -25,6 +25,7 @@
  * the SQL text (string literals at the call sites). */
 struct sq_conn {
 	sqlite3 *db;
+	int64_t busy_since_ms;   /* sq_busy: when this wait began */
 	struct {
 		const char *sql;
 		sqlite3_stmt *st;
