@@ -180,6 +180,7 @@ int migrate_msg_flush(struct migrate *m)
 	}
 	b->n = kept;
 	commit_batch(m, b);
+	bool stored = false;
 	for (size_t i = 0; i < b->n; i++) {
 		struct store_import_item *it = &b->items[i];
 		struct queued *q = &b->q[i];
@@ -188,6 +189,7 @@ int migrate_msg_flush(struct migrate *m)
 		if (it->ret < 0)
 			retry_alone(m, it, q);
 		if (it->ret == 0) {
+			stored = true;
 			migrate_count(m, q->size, true);
 		} else if (it->err.kind == STORE_ERR_EXISTS) {
 			m->skipped++;
@@ -209,6 +211,8 @@ int migrate_msg_flush(struct migrate *m)
 		queued_free(&b->q[i]);
 	b->n = 0;
 	b->bytes = 0;
+	if (stored && m->committed != NULL)
+		m->committed(m->account_ctx, m->user);
 	return m->quota_stop ? -2 : 0;
 }
 

@@ -78,6 +78,10 @@ struct migrate {
 	 * err); NULL callback: none kept. */
 	struct json_t *(*server_record)(void *ctx, struct migrate *m,
 					const char *dest);
+	/* import and restore: a commit stored messages into user (called
+	 * after each; loftctl tells a running loftd, whose IDLE clients
+	 * then see them while the run goes on). NULL: no one told. */
+	void (*committed)(void *ctx, struct store_user *user);
 	/* totals */
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */

@@ -13,14 +13,22 @@ these) whose
     imported, the rest is.
 INBOX arrives with the source's UIDVALIDITY and UIDs and each body as
 sent; a second run imports nothing twice and says the same of "Big".
+
+While the first run goes on (the server holds its EXAMINE of "Big" until
+the test has seen what it waits for), an IMAP client in IDLE on Loft's
+INBOX sees INBOX's 3 messages arrive: loftctl tells the running loftd
+after each commit, not only at its end.
 """
 
 import re
 import socket
+import subprocess
 import sys
 import threading
+import time
 
-from loftenv import Loft, Results
+from imapconv import Conv
+from loftenv import SLOW, Loft, Results, load_scale
 
 R = Results()
 PW = 'migrate-liar-password-1'
@@ -48,6 +56,9 @@ class Liar:
         self.port = self.sock.getsockname()[1]
         self.huge_sent = 0
         self.stop = False
+        # EXAMINE "Big" waits for gate while held (the first run)
+        self.held = True
+        self.gate = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -92,6 +103,9 @@ class Liar:
                     out(b'* 3 EXISTS\r\n* OK [UIDVALIDITY 4242] v\r\n'
                         b'* OK [UIDNEXT 4] n\r\n')
                 elif box == b'Big':
+                    if self.held:
+                        self.gate.wait(120 * SLOW * load_scale())
+                        self.held = False
                     out(b'* 1 EXISTS\r\n* OK [UIDVALIDITY 4343] v\r\n'
                         b'* OK [UIDNEXT 2] n\r\n')
                 else:
@@ -147,13 +161,49 @@ def inbox(env):
     return uv, got
 
 
+def idle_during_import(env, liar, url):
+    """Runs the first import while a client IDLEs on Loft's INBOX; the
+    server holds the import at "Big" until IDLE shows INBOX's mail."""
+    idle = Conv(env.raw('imap'), R)
+    idle.login(USER, PW)
+    idle.run('SELECT INBOX', 'OK', [r'^\* 0 EXISTS'])
+    idle.send(b'i IDLE\r\n')
+    idle.expect(r'^\+ ', name='IDLE continuation')
+    proc = subprocess.Popen([env.loftctl_bin, '--config', env.config_path,
+                             'import', USER, url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    proc.stdin.write(PW + '\n')
+    proc.stdin.close()
+    proc.stdin = None   # communicate() below must not flush it
+    t0 = time.monotonic()
+    seen = idle.expect(r'^\* 3 EXISTS', timeout=60 * SLOW * load_scale(),
+                       name='IDLE sees INBOX\'s 3 messages while the'
+                       ' import runs')
+    running = proc.poll() is None
+    if seen:
+        print('IDLE saw them %.1f s after the import started'
+              % (time.monotonic() - t0))
+    R.check('... and the import was still running then (held at "Big")',
+            seen and running, running)
+    liar.gate.set()
+    out, err = proc.communicate(timeout=120 * SLOW)
+    idle.send(b'DONE\r\n')
+    idle.expect(r'^i OK', name='IDLE done')
+    idle.close()
+    return proc.returncode, out, err
+
+
 def main():
     liar = Liar()
     url = 'imap://alice%%40example.test@127.0.0.1:%d' % liar.port
     with Loft(users={USER: PW}) as env:
         for run in (1, 2):
-            rc, out, err = env.loftctl('import', USER, url,
-                                       input=PW + '\n', timeout=120)
+            if run == 1:
+                rc, out, err = idle_during_import(env, liar, url)
+            else:
+                rc, out, err = env.loftctl('import', USER, url,
+                                           input=PW + '\n', timeout=120)
             text = out + err
             R.check('run %d: exit 1 (a message was refused)' % run,
                     rc == 1, text)

@@ -116,6 +116,13 @@ static int sieve_restore(void *ctx, struct store_user *user, const char *name,
 }
 #endif
 
+/* A running loftd's IDLE clients see each commit of an import or a
+ * restore while it runs. */
+static void tell_committed(void *ctx, struct store_user *user)
+{
+	loftctl_tell_soon(ctx, store_user_id(user));
+}
+
 static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 {
 	struct migrate m;
@@ -154,6 +161,7 @@ static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 	m.store = ctl->store;
 	m.progress = !m.json && isatty(STDERR_FILENO);
 	m.account_ctx = ctl;
+	m.committed = tell_committed;
 #ifdef LOFTCTL_HAVE_QUEUE
 	m.sieve_restore = sieve_restore;   /* a Dovecot home's scripts */
 #endif
@@ -756,6 +764,7 @@ static int restore_one(struct loftctl *ctl, struct migrate *proto,
 	m.account_ctx = ctl;
 	m.acl_restore = acl_restore;
 	m.user_id = user_id;
+	m.committed = tell_committed;
 #ifdef LOFTCTL_HAVE_QUEUE
 	m.sieve_restore = sieve_restore;
 #endif

@@ -17,12 +17,14 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static const struct loftctl_cmd *const loftctl_groups[] = {
@@ -204,6 +206,90 @@ void loftctl_tell_changed(struct loftctl *ctl, int64_t user_id)
 			" sync\n", final ? final : "no answer");
 	free(final);
 	free(path);
+}
+
+#define LOFTCTL_TELL_EVERY_MS 100
+
+struct loftctl_teller {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int64_t pending;   /* a user id to tell of (0: none) */
+	bool stop;
+};
+
+static void *teller_main(void *arg)
+{
+	struct loftctl *ctl = arg;
+	struct loftctl_teller *t = ctl->teller;
+	pthread_mutex_lock(&t->mu);
+	for (;;) {
+		while (t->pending == 0 && !t->stop)
+			pthread_cond_wait(&t->cond, &t->mu);
+		if (t->pending == 0)
+			break;   /* stopping, nothing left to tell */
+		int64_t id = t->pending;
+		t->pending = 0;
+		pthread_mutex_unlock(&t->mu);
+		loftctl_tell_changed(ctl, id);
+		pthread_mutex_lock(&t->mu);
+		/* the next call no sooner than LOFTCTL_TELL_EVERY_MS, unless
+		 * stopping (then what is pending goes at once) */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += LOFTCTL_TELL_EVERY_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (!t->stop && pthread_cond_timedwait(&t->cond, &t->mu,
+							  &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+void loftctl_tell_soon(struct loftctl *ctl, int64_t user_id)
+{
+	if (ctl->teller == NULL) {
+		struct loftctl_teller *t = xcalloc(1, sizeof(*t));
+		pthread_mutex_init(&t->mu, NULL);
+		pthread_cond_init(&t->cond, NULL);
+		ctl->teller = t;
+		if (pthread_create(&t->thread, NULL, teller_main, ctl) != 0) {
+			pthread_mutex_destroy(&t->mu);
+			pthread_cond_destroy(&t->cond);
+			free(t);
+			ctl->teller = NULL;
+			loftctl_tell_changed(ctl, user_id);
+			return;
+		}
+	}
+	struct loftctl_teller *t = ctl->teller;
+	pthread_mutex_lock(&t->mu);
+	/* another account's pending call goes now (restore of every
+	 * account: one after the other) */
+	int64_t other = t->pending != user_id ? t->pending : 0;
+	t->pending = user_id;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->mu);
+	if (other != 0)
+		loftctl_tell_changed(ctl, other);
+}
+
+void loftctl_tell_stop(struct loftctl *ctl)
+{
+	struct loftctl_teller *t = ctl->teller;
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->thread, NULL);
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->cond);
+	free(t);
+	ctl->teller = NULL;
 }
 
 static int read_line(char *buf, size_t size)
@@ -403,6 +489,7 @@ int main(int argc, char **argv)
 		return LOFTCTL_EXIT_FAIL;
 	}
 	int rc = cmd->run(&ctl, argc - i - used, argv + i + used);
+	loftctl_tell_stop(&ctl);
 	if (ctl.store != NULL)
 		store_close(&ctl.store);
 	auth_close(&ctl.auth);

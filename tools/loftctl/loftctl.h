@@ -31,6 +31,7 @@ struct loftctl {
 	struct store_settings store_set;
 	struct auth *auth;
 	struct store *store;           /* opened by loftctl_store() */
+	struct loftctl_teller *teller; /* loftctl_tell_soon's thread */
 };
 
 struct loftctl_cmd {
@@ -115,6 +116,13 @@ int loftctl_kick(struct loftctl *ctl, const struct auth_user *user,
  * (control verb "changed"), so its IDLE/push sessions see it at once;
  * nothing when loftd does not run. */
 void loftctl_tell_changed(struct loftctl *ctl, int64_t user_id);
+/* The same from a thread, coalesced (at most one call per
+ * LOFTCTL_TELL_EVERY_MS): for a command that commits again and again
+ * (import, restore), so a running loftd's IDLE clients see each commit
+ * within a second without the command waiting on the control socket.
+ * loftctl_tell_stop (main, at the end) tells what is pending first. */
+void loftctl_tell_soon(struct loftctl *ctl, int64_t user_id);
+void loftctl_tell_stop(struct loftctl *ctl);
 /* [sharing] cross_domain and max_acl_entries (cmd-acl.c). */
 bool loftctl_cross_domain(struct loftctl *ctl);
 unsigned loftctl_max_acl_entries(struct loftctl *ctl);
