@@ -19,8 +19,9 @@
  * uses, and adds through store_import_*: folders that never held mail
  * get their UIDVALIDITY, UIDs, MAILBOXID, EMAILIDs, THREADIDs and modseqs
  * back; a folder with mail gets what it lacks (content hash and internal
- * date) with new UIDs. Resume marks make a killed restore finish on the
- * next run.
+ * date) with new UIDs, also on the rerun of a killed restore (what it
+ * stored is there by content); a message the user removed after a
+ * restore comes back with the next one, as it is missing.
  */
 #include "migrate.h"
 #include "migrate-private.h"
@@ -1940,29 +1941,25 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 			continue;
 		}
 		m->cur->uids_kept = keep;
-		char **marks = NULL;
-		size_t nmarks = 0;
+		/* marks only tell ids_ok above (a killed restore's rerun
+		 * finds what it stored by content, as anything else) */
 		char *msource = xasprintf("%s/%s", source, name);
-		store_import_marks(m->user, msource, &marks, &nmarks, &err);
 		size_t j;
 		json_t *msg;
-		if (nmarks > 1)
-			qsort(marks, nmarks, sizeof(char *), migrate_strp_cmp);
 		json_array_foreach(json_object_get(mb, "messages"), j, msg) {
 			if (stop)
 				break;
 			time_t date = (time_t)jint(msg, "internaldate");
 			if (since != 0 && date < since)
 				continue;
-			char id[24];
+			char id[24], mark[48];
 			snprintf(id, sizeof(id), "%lld", (long long)jint(msg, "uid"));
-			const char *key = id;
+			/* this run's own mark: one from an earlier restore
+			 * must not stop a message removed since */
+			snprintf(mark, sizeof(mark), "%s.%llu", id,
+				 (unsigned long long)m->started_ns);
 			const char *sha = json_string_value(json_object_get(msg, "sha256"));
-			bool marked = nmarks > 0 &&
-				      bsearch(&key, marks, nmarks, sizeof(char *),
-					      migrate_strp_cmp) != NULL;
-			/* (a marked one is in the folder too: matched) */
-			if (held_take(&held, date, sha) || marked) {
+			if (held_take(&held, date, sha)) {
 				m->skipped++;
 				m->cur->skipped++;
 				continue;
@@ -1996,7 +1993,7 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 					.pop3_uidl = json_string_value(
 						json_object_get(msg, "pop3_uidl")),
 					.mark_source = msource,
-					.mark_id = id,
+					.mark_id = mark,
 					.size = data.len,
 					.modseq = (uint64_t)jint(msg, "modseq"),
 					.savedate = (time_t)jint(msg, "savedate"),
@@ -2014,7 +2011,6 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 			buf_free(&data);
 			free(bp);
 		}
-		store_names_free(marks, nmarks);
 		held_free(&held);
 		if (migrate_msg_flush(m) == -2)
 			stop = true;
