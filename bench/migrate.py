@@ -22,7 +22,8 @@ other benches), then timed:
 A Maildir of --big corpus messages (bodies of --big-size bytes) written
 on disk, then once each:
 loftctl import of it, loftctl backup (first), the same again unchanged,
-loftctl restore into a fresh account, and beside them doveadm backup -R
+loftctl restore into a fresh server (a second loftd with its own
+data_dir: the account is made there), and beside them doveadm backup -R
 of that Maildir into a Dovecot user, first and again into the up-to-date
 copy.
 
@@ -98,6 +99,25 @@ def timed_index(cmd, ctl, user, **kw):
     return dt, indexed_after(ctl, user, t)
 
 
+def dove_count(doveadm, user):
+    """Messages in a Dovecot user's INBOX (-1: unreadable)."""
+    r = subprocess.run(doveadm + ['mailbox', 'status', '-u', user,
+                                  'messages', 'INBOX'],
+                       capture_output=True, text=True)
+    m = r.stdout.strip().split('=')
+    return int(m[1]) if len(m) == 2 and m[1].isdigit() else -1
+
+
+def loft_count(ctl, user):
+    """Messages of a Loft account (-1: unreadable)."""
+    r = subprocess.run(ctl + ['user', 'show', user], capture_output=True,
+                       text=True)
+    for line in r.stdout.splitlines():
+        if line.startswith('usage:'):
+            return int(line.split(',')[-1].split()[0])
+    return -1
+
+
 def big(n, size):
     """A --big N account: import, backup, unchanged backup, restore;
     doveadm backup first and into an up-to-date copy."""
@@ -129,7 +149,7 @@ def big(n, size):
                 flush=True)
     rows = Rows()
     print('big: %d messages, %.1f MB written' % (n, mb), flush=True)
-    users = {'big@example.test': PW, 'copy@example.test': PW}
+    users = {'big@example.test': PW}
     with Dovecot(users={'bak@example.test': PW}, fsync=False) as dc, \
             Loft(users=users, extra={'store': {'fsync': 'no'}}) as env:
         ctl = [LOFTCTL, '--config', env.config_path]
@@ -142,11 +162,17 @@ def big(n, size):
             ctl + ['backup', 'big@example.test', dest], timeout=36000)))
         rows.append(('loft backup (unchanged)', timed(
             ctl + ['backup', 'big@example.test', dest], timeout=36000)))
-        dt, di = timed_index(ctl + ['restore', dest, 'big@example.test',
-                                    '--as', 'copy@example.test'], ctl,
-                             'copy@example.test', timeout=36000)
-        rows.append(('loft restore (fresh account)', dt))
-        rows.append(('loft restore +index', di))
+        # a fresh server (its own data_dir): the account is made there
+        # as it was, with its folders and ids
+        with Loft(users={'other@example.test': PW},
+                  extra={'store': {'fsync': 'no'}}) as env2:
+            ctl2 = [LOFTCTL, '--config', env2.config_path]
+            dt, di = timed_index(ctl2 + ['restore', dest,
+                                         'big@example.test'], ctl2,
+                                 'big@example.test', timeout=36000)
+            rows.append(('loft restore (fresh server)', dt))
+            rows.append(('loft restore +index', di))
+            restored = loft_count(ctl2, 'big@example.test')
         doveadm = ['doveadm', '-c', dc.config_path]
         # Dovecot's mail processes write their index and dotlocks into
         # the source Maildir: it must be theirs
@@ -159,11 +185,19 @@ def big(n, size):
         rows.append(('doveadm backup (up to date)', timed(
             doveadm + ['backup', '-R', '-u', 'bak@example.test',
                        'maildir:' + md], timeout=36000)))
-    print('big: messages %d, %.1f MB, load %s' % (
-        n, mb, open('/proc/loadavg').read().split()[0]))
+        # every copy holds every message (else its rows are marked)
+        counts = {'loft': loft_count(ctl, 'big@example.test'),
+                  'loft restore': restored,
+                  'doveadm': dove_count(doveadm, 'bak@example.test')}
+    print('big: messages %d, %.1f MB, load %s; messages in each copy: %s'
+          % (n, mb, open('/proc/loadavg').read().split()[0], counts))
     print('%-30s %10s %10s %10s' % ('', 'seconds', 'msg/s', 'MB/s'))
     for k, v in rows:
-        print('%-30s %10.2f %10.0f %10.1f' % (k, v, n / v, mb / v))
+        whose = ('loft restore' if k.startswith('loft restore') else
+                 'loft' if k.startswith('loft') else 'doveadm')
+        print('%-30s %10.2f %10.0f %10.1f%s' % (
+            k, v, n / v, mb / v,
+            '' if counts[whose] == n else '  INCOMPLETE'))
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
@@ -284,28 +318,18 @@ def main():
         # is marked, never reported as a rate)
         bad = set()
 
-        def dove_count(user):
-            r = subprocess.run(doveadm + ['mailbox', 'status', '-u', user,
-                                          'messages', 'INBOX'],
-                               capture_output=True, text=True)
-            m = r.stdout.strip().split('=')
-            return int(m[1]) if len(m) == 2 and m[1].isdigit() else -1
-
-        def loft_count(user):
-            r = subprocess.run([LOFTCTL, '--config', env.config_path, 'user',
-                                'show', user], capture_output=True, text=True)
-            for line in r.stdout.splitlines():
-                if line.startswith('usage:'):
-                    return int(line.split(',')[-1].split()[0])
-            return -1
         for i in range(reps):
             for row, got in (
-                    ('doveadm import', dove_count('imp%d@example.test' % i)),
-                    ('doveadm backup', dove_count('bak%d@example.test' % i)),
-                    ('doveadm imapc', dove_count('imc%d@example.test' % i)),
-                    ('loft maildir', loft_count('md%d@example.test' % i)),
-                    ('loft imap', loft_count('im%d@example.test' % i)),
-                    ('loft restore', loft_count('rs%d@example.test' % i))):
+                    ('doveadm import',
+                     dove_count(doveadm, 'imp%d@example.test' % i)),
+                    ('doveadm backup',
+                     dove_count(doveadm, 'bak%d@example.test' % i)),
+                    ('doveadm imapc',
+                     dove_count(doveadm, 'imc%d@example.test' % i)),
+                    ('loft maildir', loft_count(ctl, 'md%d@example.test' % i)),
+                    ('loft imap', loft_count(ctl, 'im%d@example.test' % i)),
+                    ('loft restore',
+                     loft_count(ctl, 'rs%d@example.test' % i))):
                 if got != n:
                     bad.update((row, row + ' +index'))
                     print('%s rep %d: %d of %d messages' % (row, i, got, n))
