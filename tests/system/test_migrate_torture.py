@@ -11,7 +11,13 @@ mbox, a 100 MB message: minutes and ~2.2 GB of disk in TMPDIR):
   - a large mbox is streamed: every message imported, and loftctl's
     peak memory stays under a fixed bound (96 MiB, whatever the size);
   - a message over max_message_size inside an mbox: reported by its
-    number with "(the rest is imported)", every other message imported.
+    number with "(the rest is imported)", every other message imported;
+  - always (also in make test), an mbox of more than 2 GiB that is
+    mostly holes (a sparse file: no disk, seconds to read): a 100 MB
+    message and one of about 1.9 GB, each a single line of NUL bytes,
+    between small ones. Both are named "(the rest is imported)", the
+    small ones imported, and loftctl's peak memory stays under the same
+    bound: neither message nor line is held in memory.
 """
 
 import base64
@@ -21,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from loftenv import LOFTCTL, SANITIZE, Loft, Results
 
@@ -105,6 +112,31 @@ def make_mbox(path, total, huge_at):
     return n
 
 
+SPARSE_TOTAL = (2 << 30) + (1 << 20)   # past 2 GiB: no 32-bit offsets
+SPARSE_HUGE = 100 << 20
+
+
+def make_sparse_mbox(path):
+    """Five messages; the 2nd (100 MB) and 4th (the rest up to
+    SPARSE_TOTAL) are holes, read as NUL bytes. Returns the file's
+    size."""
+    def head(n):
+        return ('From s@example.org Sat Jan  3 01:05:34 2026\n'
+                'Subject: sparse %d\nMessage-ID: <sparse%d@example.org>\n'
+                '\n' % (n, n)).encode()
+    with open(path, 'wb') as f:
+        for n in range(1, 6):
+            f.write(head(n))
+            if n == 2:
+                f.seek(SPARSE_HUGE, os.SEEK_CUR)
+            elif n == 4:
+                f.seek(SPARSE_TOTAL - f.tell(), os.SEEK_CUR)
+            else:
+                f.write(b'small message %d\n' % n)
+            f.write(b'\n\n')
+    return os.path.getsize(path)
+
+
 def ctl(env, *args):
     """loftctl ARGS: (rc, out, err), bytes decoded leniently (a refused
     folder name is not UTF-8)."""
@@ -122,10 +154,12 @@ def messages(env, address):
     return -1
 
 
-def run_rss(env, *args):
+def run_rss(env, *args, stderr_path=None):
     pid = os.fork()
     if pid == 0:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        if stderr_path is not None:
+            os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT, 0o600), 2)
         os.execv(LOFTCTL, [LOFTCTL, '--config', env.config_path] + list(args))
     _, status, ru = os.wait4(pid, 0)
     return os.waitstatus_to_exitcode(status), ru.ru_maxrss
@@ -141,7 +175,8 @@ def main():
     count = make_mbox(mbox, MBOX_BYTES, huge_at)
     size = os.path.getsize(mbox)
     print('%d folders, mbox %d bytes, %d messages' % (FOLDERS, size, count))
-    users = {'alice@example.test': PW, 'bob@example.test': PW}
+    users = {'alice@example.test': PW, 'bob@example.test': PW,
+             'carol@example.test': PW}
     extra = {'limits': {'max_message_size': LIMIT},
              'store': {'fsync': 'no'}}
     with Loft(users=users, extra=extra) as env:
@@ -185,6 +220,29 @@ def main():
         # (AddressSanitizer's shadow and quarantine are not loftctl's)
         R.check('streamed: loftctl peak memory under 96 MiB',
                 SANITIZE or rss < 96 * 1024, (rss, size))
+
+        # ---- more than 2 GiB, mostly holes ----
+        sparse = os.path.join(tmp, 'sparse.mbox')
+        ssize = make_sparse_mbox(sparse)
+        errf = os.path.join(tmp, 'sparse.err')
+        t0 = time.monotonic()
+        rc, rss = run_rss(env, 'import', 'carol@example.test', sparse,
+                          stderr_path=errf)
+        with open(errf, errors='replace') as f:
+            err = f.read()
+        print('sparse mbox of %d bytes: %.1f s, loftctl peak memory %d KiB'
+              % (ssize, time.monotonic() - t0, rss))
+        R.check('2 GiB mbox: exit 1 (two messages refused)', rc == 1,
+                (rc, err[-500:]))
+        for n, what in ((2, '100 MB'), (4, '1.9 GB')):
+            R.check('the %s message named, the rest imported' % what,
+                    re.search(r'sparse: message %d: .*\(the rest is'
+                              r' imported\)' % n, err), err[-500:])
+        R.check('2 GiB mbox: the three small messages imported',
+                messages(env, 'carol@example.test') == 3,
+                messages(env, 'carol@example.test'))
+        R.check('2 GiB mbox streamed: loftctl peak memory under 96 MiB',
+                SANITIZE or rss < 96 * 1024, (rss, ssize))
     shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()
 
