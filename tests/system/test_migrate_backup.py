@@ -8,6 +8,9 @@
   - an unchanged re-run references the account instead of rewriting it;
   - a run killed -9 leaves no snapshot (`backup list` says incomplete),
     the next one completes;
+  - a write that fails in DEST (a full disk; the file size limit stands
+    in for it) ends the run with exit 1 naming it, makes no snapshot,
+    leaves the older ones whole, and the next run completes;
   - `backup verify` names a damaged blob and a damaged manifest (exit 1),
     and restore refuses a damaged backup; a SNAPSHOT naming a path with
     ".." is refused;
@@ -18,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -228,6 +232,35 @@ def main():
         rc, out, err = env.loftctl('backup', 'alice@example.test',
                                    os.path.join(tmp, 'b2'))
         R.check('the next backup completes', rc == 0, out + err)
+
+        # a write that fails in DEST (a full disk; here the file size
+        # limit, which fails write() the same way with EFBIG): exit 1
+        # naming it, no snapshot, the older ones whole; the next run
+        # completes
+        imap = env.imap_login('alice@example.test', PW)
+        imap.append('INBOX', None, None, msg(5000, 400000))
+        imap.logout()
+        before = env.loftctl('backup', 'list', b2)[1]
+
+        def small_files():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        r = subprocess.run([LOFTCTL, '--config', env.config_path, 'backup',
+                            'alice@example.test', b2], capture_output=True,
+                           text=True, preexec_fn=small_files, timeout=300)
+        R.check('a failing write in DEST: exit 1, named',
+                r.returncode == 1 and 'File too large' in r.stderr and
+                'blobs/' in r.stderr, (r.returncode, r.stderr[-600:]))
+        rc, out, err = env.loftctl('backup', 'list', b2)
+        R.check('no snapshot from it: the complete ones as before',
+                [l for l in out.splitlines() if 'incomplete' not in l] ==
+                [l for l in before.splitlines() if 'incomplete' not in l],
+                (before, out))
+        rc, out, err = env.loftctl('backup', 'verify', b2)
+        R.check('the older snapshots stay whole (verify)', rc == 0,
+                out + err)
+        rc, out, err = env.loftctl('backup', 'alice@example.test', b2)
+        R.check('the next backup with room completes', rc == 0, out + err)
 
         # damage: a blob, then a manifest
         blobs = []
