@@ -441,6 +441,10 @@ struct fold_ctx {
 	struct rmsg *v;
 	size_t n;
 	uint32_t min_uid;    /* list_msgs_cb: UIDs below are not listed */
+	uint32_t max_uid;    /* ... nor above (0: no bound): a QRESYNC
+				EXAMINE's server may report a new message's
+				FETCH beside the known UIDs, and the fetch of
+				the new ones lists it again */
 	uint32_t *exist;     /* exist_cb: the UIDs the source has */
 	size_t nexist;
 	struct store_uid_range *vanished;   /* QRESYNC: VANISHED (EARLIER) */
@@ -573,7 +577,7 @@ static int list_msgs_cb(struct imapc *c, void *ctx)
 	uint64_t size = 0;
 	/* "n:*" gives the last message even when its UID is below n */
 	if (fetch_attrs(c, &uid, &flags, &kw, &date, &size, NULL) == 1 &&
-	    uid >= fc->min_uid) {
+	    uid >= fc->min_uid && (fc->max_uid == 0 || uid <= fc->max_uid)) {
 		fc->v = xrealloc(fc->v, (fc->n + 1) * sizeof(*fc->v));
 		struct rmsg *r = &fc->v[fc->n++];
 		memset(r, 0, sizeof(*r));
@@ -858,9 +862,11 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		buf_append_str(&cmd, "EXAMINE ");
 		quote(&cmd, f->wire);
 		buf_append_char(&cmd, '\0');
+		fc.max_uid = last_uid;
 		fr = command(c, qresync_cb, &fc, "%s (QRESYNC (%u %llu 1:%u))",
 			     cmd.data, fc.uidvalidity,
 			     (unsigned long long)since, last_uid);
+		fc.max_uid = 0;
 		fc.min_uid = last_uid + 1;
 		if (fr == 0)
 			fr = command(c, list_msgs_cb, &fc, "UID FETCH %u:* (UID"
@@ -873,11 +879,13 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 		fr = command(c, list_msgs_cb, &fc, "UID FETCH %u:* (UID FLAGS"
 			     " INTERNALDATE RFC822.SIZE)", last_uid + 1);
 		fc.min_uid = 0;
+		fc.max_uid = last_uid;
 		if (fr == 0 && since < fc.highestmodseq)
 			fr = command(c, list_msgs_cb, &fc, "UID FETCH 1:%u (UID"
 				     " FLAGS INTERNALDATE RFC822.SIZE)"
 				     " (CHANGEDSINCE %llu)", last_uid,
 				     (unsigned long long)since);
+		fc.max_uid = 0;
 		if (fr == 0)
 			fr = command(c, exist_cb, &fc, "UID FETCH 1:%u (UID)",
 				     last_uid);
