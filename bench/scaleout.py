@@ -1,29 +1,36 @@
 """Scale-out figures of issue 18 (docs/scale-out.md), one run, medians.
 
     python3 bench/scaleout.py [--messages N] [--reps R] [--users U]
+                              [--no-standby] [--s3] [--no-dovecot]
+    python3 bench/scaleout.py --push 1000
+    python3 bench/scaleout.py --failover 20
+    python3 bench/scaleout.py --growth 1000x1000 [--big 100000]
+    python3 bench/scaleout.py --big 100000 --growth 0x0
 
 delivery   LMTP, 10 KB messages over 16 connections (bench/scenarios.py
            lmtp_delivery), durable (fsync on everywhere, PostgreSQL with
-           fsync = on and synchronous_commit = on; --standby: with a
-           synchronous standby, pg_basebackup -R, as in production), into
+           fsync = on and synchronous_commit = on, and a synchronous
+           standby, pg_basebackup -R, as in production; --no-standby:
+           without), into
              sqlite       the embedded backend (one node)
              pg-file      [store] backend = postgres, blobs = file
-             pg-s3        backend = postgres, blobs = s3 (s3rver from npm
-                          behind tests/lib/s3env.py's checking proxy)
-             pg-s3 x2     two loftd nodes on the same database and bucket,
-                          8 connections to each
+             pg-file x2   two loftd nodes on the same database and
+                          blob_dir, 8 connections to each
+             pg-s3, pg-s3 x2 (--s3) blobs = s3 (s3rver from npm behind
+                          tests/lib/s3env.py's checking proxy)
              dovecot      Dovecot with Maildir (no open peer scales out)
            figures: messages/s, p50 and p99 latency per message.
-per-message  on pg-s3, N messages with 1 and with 5 recipients:
-           PostgreSQL bytes (tables + indexes, and WAL) per message and
-           S3 requests and bytes per message.
+per-message  on pg-s3, N/2 messages with 1 and with 5 recipients: net
+           PostgreSQL rows, table bytes (with TOAST), index bytes and WAL
+           bytes per message, and S3 requests and bytes per message.
 
 push       (--push N: only this) cross-node push: N IMAP sessions in IDLE
            on node A (spread over the users), one LMTP delivery per user
            on node B, one after the other; the delay from B's LMTP reply
            to the EXISTS on each of A's sessions, p50/p99/max (scenarios
            idle_connections with its IMAP port on A and LMTP on B), two
-           loftd on one PostgreSQL, blobs = file.
+           loftd on one PostgreSQL (with a synchronous standby unless
+           --no-standby), blobs = file.
 
 failover   (--failover ROUNDS: only this) kill -9 of the PostgreSQL primary
            to the first acknowledged APPEND after it, with a synchronous
@@ -32,6 +39,21 @@ failover   (--failover ROUNDS: only this) kill -9 of the PostgreSQL primary
            LOFT_FAILOVER_ROUNDS (under IMAP APPEND and LMTP load; every
            acknowledged message checked after each round).
 
+growth     (--growth UxM and/or --big N: only this) on the embedded backend
+           and on postgres (blobs = file, no standby: reads), U users get M
+           messages each over LMTP (the corpus, bodies capped at 16 KB,
+           each message to 10 users at once), and one user gets N by
+           MULTIAPPEND. Then, after the background work is done (Loft's
+           search indexer; on postgres a VACUUM ANALYZE, what autovacuum
+           does in time): bytes per message (index: the SQLite files, or
+           PostgreSQL's tables and indexes; bodies: the body files), and
+           for 20 of the U users and (5 times) for the big one the
+           milliseconds of SELECT INBOX, UID FETCH 1:* (FLAGS), UID SEARCH
+           BODY (a word in 1 % of the messages) and STATUS (MESSAGES
+           UNSEEN SIZE); for the big one also JMAP Mailbox/get and
+           Email/query (INBOX, newest first, 50, with and without
+           calculateTotal). Medians.
+
 Everything runs on loopback with private instances in temp dirs; the
 machine is shared, so compare within one run.
 """
@@ -39,20 +61,29 @@ machine is shared, so compare within one run.
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
-import shutil
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 # bench/ first: its clients.py, not tests/lib's
 sys.path.append(os.path.join(os.path.dirname(HERE), "tests", "lib"))
 
+import corpus  # noqa: E402
+from clients import Imap, Lmtp, ProtocolError  # noqa: E402
 from pgenv import Postgres  # noqa: E402
 from s3env import S3  # noqa: E402
 from scenarios import lmtp_delivery  # noqa: E402
-from targets import DovecotTarget, LoftTarget, bench_users  # noqa: E402
+from targets import (BIG_USER, DovecotTarget, LoftTarget,  # noqa: E402
+                     bench_users, tree_bytes)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 class TwoNodes:
@@ -71,12 +102,44 @@ class TwoNodes:
     def user_names(self):
         return self.a.user_names()
 
+    def cpu(self):
+        return self.a.cpu() + self.b.cpu()
 
-def pg_bytes(pg, db):
-    out = pg.psql("SELECT pg_database_size(current_database()),"
-                  " pg_current_wal_lsn() - '0/0'::pg_lsn", db=db)
-    size, wal = out.strip().split("|")
-    return int(size), int(float(wal))
+    def settle(self):
+        return max(self.a.settle(), self.b.settle())
+
+
+# Every table of the store's schemas (partitioned parents counted whole,
+# partitions not again), with its rows now.
+ROWS_SQL = (
+    "SELECT n.nspname || '.' || c.relname, (xpath('/row/n/text()',"
+    " query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname,"
+    " c.relname), false, true, '')))[1]::text::bigint FROM pg_class c"
+    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+    " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg_toast%'")
+# table bytes (heap, FSM, VM and TOAST), index bytes, WAL position
+SIZES_SQL = (
+    "SELECT coalesce(sum(pg_table_size(c.oid)) FILTER (WHERE c.relkind"
+    " IN ('r', 'm')), 0), coalesce(sum(pg_relation_size(c.oid)) FILTER"
+    " (WHERE c.relkind = 'i'), 0), pg_current_wal_lsn() - '0/0'::pg_lsn"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname NOT LIKE 'pg_toast%'")
+
+
+def pg_rows(pg, db):
+    out = {}
+    for line in pg.psql(ROWS_SQL, db=db).strip().splitlines():
+        name, n = line.split("|")
+        out[name] = int(n)
+    return out
+
+
+def pg_sizes(pg, db):
+    tables, indexes, wal = pg.psql(SIZES_SQL, db=db).strip().split("|")
+    return int(tables), int(indexes), int(float(wal))
 
 
 class CrossNodes:
@@ -99,10 +162,35 @@ class CrossNodes:
         return self.a.memory()
 
 
-def push(sessions, users):
+# What a PostgreSQL for mail gets beside the defaults: durable, and room
+# for the hot rows and for WAL between checkpoints (pgenv's test instance
+# has 32 MB of shared_buffers).
+PG_SETTINGS = {"fsync": "on", "full_page_writes": "on",
+               "synchronous_commit": "on", "shared_buffers": "512MB",
+               "max_wal_size": "2GB"}
+
+
+def postgres(standby):
+    """A private PostgreSQL, durable, with a synchronous standby if asked:
+    (primary, standby or None)."""
+    pg = Postgres(settings=PG_SETTINGS)
+    sb = None
+    if standby:
+        try:
+            sb = pg.standby("bench_standby")
+            pg.sync_to("bench_standby")
+        except BaseException:
+            if sb is not None:
+                sb.close()
+            pg.close()
+            raise
+    return pg, sb
+
+
+def push(sessions, users, standby):
     """--push: cross-node IDLE push with sessions IDLE sessions."""
     from scenarios import idle_connections
-    pg = Postgres(settings={"fsync": "on", "full_page_writes": "on"})
+    pg, sb = postgres(standby)
     spool = tempfile.mkdtemp(prefix="loft-bench-blobs-")
     a = b = None
     try:
@@ -113,20 +201,21 @@ def push(sessions, users):
         b = LoftTarget(users, more=more)
         r = asyncio.run(idle_connections(CrossNodes(a, b), sessions, False))
         print("cross-node push, %d IDLE sessions on node A over %d users,"
-              " LMTP on node B: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
-              % (sessions, len(users), r["push_p50_ms"], r["push_p99_ms"],
-                 r["push_max_ms"]))
+              " LMTP on node B (PostgreSQL %s): p50 %.1f ms, p99 %.1f ms,"
+              " max %.1f ms (load %s)"
+              % (sessions, len(a.user_names()),
+                 "with a synchronous standby" if sb else "alone",
+                 r["push_p50_ms"], r["push_p99_ms"], r["push_max_ms"],
+                 loadavg()))
     finally:
         for t in (a, b):
             if t is not None:
                 t.close()
+        if sb is not None:
+            sb.close()
         pg.close()
         shutil.rmtree(spool, True)
     return 0
-
-
-def run_delivery(target, n):
-    return asyncio.run(lmtp_delivery(target, 16, n, size=10_000))
 
 
 def failover(rounds):
@@ -147,48 +236,28 @@ def failover(rounds):
     for line in p.stdout.splitlines():
         if line.startswith(("failover:", "FAIL")) or " passed, " in line:
             print(line)
+    print("(load %s)" % loadavg())
     return p.returncode
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=2000)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--users", type=int, default=50)
-    ap.add_argument("--no-dovecot", action="store_true")
-    ap.add_argument("--failover", type=int, metavar="ROUNDS",
-                    help="only the failover figure, over ROUNDS rounds")
-    ap.add_argument("--push", type=int, metavar="SESSIONS",
-                    help="only the cross-node push figure")
-    ap.add_argument("--standby", action="store_true",
-                    help="PostgreSQL with a synchronous standby")
-    args = ap.parse_args()
-    if args.failover:
-        return failover(args.failover)
-    users = bench_users(args.users)
-    if args.push:
-        return push(args.push, users)
-    pg = Postgres(settings={"fsync": "on", "full_page_writes": "on"})
-    standby = None
-    if args.standby:
-        standby = pg.standby("bench_standby")
-        pg.sync_to("bench_standby")
-    s3 = S3()
-    objstore = s3
+# ---- delivery and per message ------------------------------------------------
+
+def delivery(args, users):
+    pg, standby = postgres(not args.no_standby)
+    s3 = S3() if args.s3 or not args.no_per_message else None
     spool = tempfile.mkdtemp(prefix="loft-bench-spool-")
     results = {}
     try:
-        def pg_store(db, blobs, store=None):
-            store = store or objstore
+        def pg_store(db, blobs):
             st = {"backend": "postgres", "postgres": pg.conninfo_for(db),
                   "blob_dir": os.path.join(spool, db)}
             more = {"store": st}
             if blobs == "s3":
                 st["blobs"] = "s3"
-                more["s3"] = {"endpoint": store.endpoint, "bucket": "bench-"
+                more["s3"] = {"endpoint": s3.endpoint, "bucket": "bench-"
                               + db.replace("_", "-"),
-                              "access_key": store.access_key,
-                              "secret_key_file": store.secret_file}
+                              "access_key": s3.access_key,
+                              "secret_key_file": s3.secret_file}
             return more
 
         def make(kind, rep):
@@ -205,70 +274,95 @@ def main():
                 return TwoNodes(a, b), [a, b]
             return a, [a]
 
-        kinds = ["sqlite", "pg-file", "pg-s3", "pg-s3 x2"]
+        kinds = ["sqlite", "pg-file", "pg-file x2"]
+        if args.s3:
+            kinds += ["pg-s3", "pg-s3 x2"]
         if not args.no_dovecot:
             kinds.append("dovecot")
         for rep in range(args.reps):
             for kind in kinds:
                 t, parts = make(kind, rep)
                 try:
-                    r = run_delivery(t, args.messages)
+                    r = asyncio.run(lmtp_delivery(t, 16, args.messages,
+                                                  size=10_000))
                 finally:
                     for p in parts or [t]:
                         p.close()
                 results.setdefault(kind, []).append(r)
-                print("%-9s rep %d: %.0f msg/s, p50 %.1f ms, p99 %.1f ms"
+                print("%-10s rep %d: %.0f msg/s, p50 %.1f ms, p99 %.1f ms,"
+                      " server cpu %.2f ms/msg (load %s)"
                       % (kind, rep, r["msgs_per_s"], r["p50_ms"],
-                         r["p99_ms"]), flush=True)
+                         r["p99_ms"], r["cpu_ms_per_msg"], loadavg()),
+                      flush=True)
         print("\nLMTP delivery, 10 KB, 16 connections, median of %d runs"
-              " (%d messages each; PostgreSQL %s; S3: s3rver)"
+              " (%d messages each; PostgreSQL %s, file blobs%s)"
               % (args.reps, args.messages, "with a synchronous standby"
-                 if standby is not None else "without a standby"))
-        print("| store | msg/s | p50 ms | p99 ms |\n|---|---|---|---|")
+                 if standby is not None else "without a standby",
+                 "; S3: s3rver" if args.s3 else ""))
+        print("| store | msg/s | p50 ms | p99 ms | server CPU ms/msg |\n"
+              "|---|---|---|---|---|")
         for kind in kinds:
             rs = results[kind]
-            print("| %s | %.0f | %.1f | %.1f |" % (
+            print("| %s | %.0f | %.1f | %.1f | %.2f |" % (
                 kind, statistics.median(x["msgs_per_s"] for x in rs),
                 statistics.median(x["p50_ms"] for x in rs),
-                statistics.median(x["p99_ms"] for x in rs)))
-
-        # ---- per message: PostgreSQL and S3 ------------------------------
-        print("\nPer message on pg-s3 (10 KB body)")
-        print("| recipients | PG bytes (db) | PG WAL bytes | S3 requests |"
-              " S3 bytes |\n|---|---|---|---|---|")
-        for rcpts in (1, 5):
-            db = "b_per_%d" % rcpts
-            pg.psql("CREATE DATABASE %s" % db, db="postgres")
-            # s3rver's proxy counts the requests
-            t = LoftTarget(users, more=pg_store(db, "s3", s3))
-            try:
-                # warm: accounts made, schema there
-                asyncio.run(lmtp_delivery(t, 4, 50, size=10_000,
-                                          rcpts_max=1))
-                size0, wal0 = pg_bytes(pg, db)
-                req0 = sum(s3.requests.values())
-                bytes0 = s3.bytes_in
-                n = args.messages // 2
-                asyncio.run(per_message(t, n, rcpts))
-                size1, wal1 = pg_bytes(pg, db)
-                req1 = sum(s3.requests.values())
-                print("| %d | %.0f | %.0f | %.2f | %.0f |" % (
-                    rcpts, (size1 - size0) / n, (wal1 - wal0) / n,
-                    (req1 - req0) / n, (s3.bytes_in - bytes0) / n))
-            finally:
-                t.close()
+                statistics.median(x["p99_ms"] for x in rs),
+                statistics.median(x["cpu_ms_per_msg"] for x in rs)))
+        if not args.no_per_message:
+            per_message_table(pg, s3, pg_store, users, args.messages // 2)
     finally:
-        s3.close()
+        if s3 is not None:
+            s3.close()
         if standby is not None:
             standby.close()
         pg.close()
         shutil.rmtree(spool, True)
+    return 0
 
 
-async def per_message(target, n, rcpts):
+def per_message_table(pg, s3, pg_store, users, n):
+    print("\nPer message on postgres + S3 (10 KB body, %d messages;"
+          " rows: net rows added, every table)" % n)
+    print("| recipients | rows | table bytes | index bytes | WAL bytes |"
+          " S3 requests | S3 bytes |\n|---|---|---|---|---|---|---|")
+    details = []
+    for rcpts in (1, 5):
+        db = "b_per_%d" % rcpts
+        pg.psql("CREATE DATABASE %s" % db, db="postgres")
+        t = LoftTarget(users, more=pg_store(db, "s3"))
+        try:
+            # warm: accounts made, schema there
+            asyncio.run(per_message(t, len(t.user_names()), 1, seed=5))
+            t.settle()
+            rows0 = pg_rows(pg, db)
+            tab0, idx0, wal0 = pg_sizes(pg, db)
+            req0 = dict(s3.requests)
+            bytes0 = s3.bytes_in
+            asyncio.run(per_message(t, n, rcpts))
+            t.settle()
+            rows1 = pg_rows(pg, db)
+            tab1, idx1, wal1 = pg_sizes(pg, db)
+            req = {k: v - req0.get(k, 0) for k, v in s3.requests.items()
+                   if v - req0.get(k, 0)}
+            rows = {k: (v - rows0.get(k, 0)) / n for k, v in rows1.items()
+                    if v != rows0.get(k, 0)}
+            print("| %d | %.1f | %.0f | %.0f | %.0f | %.2f | %.0f |" % (
+                rcpts, sum(rows.values()), (tab1 - tab0) / n,
+                (idx1 - idx0) / n, (wal1 - wal0) / n,
+                sum(req.values()) / n, (s3.bytes_in - bytes0) / n))
+            details.append((rcpts, rows, req))
+        finally:
+            t.close()
+    for rcpts, rows, req in details:
+        print("%d recipient(s): rows per message %s; S3 requests per"
+              " message %s" % (rcpts, ", ".join(
+                  "%s %.2f" % kv for kv in sorted(rows.items())),
+                  ", ".join("%s %.2f" % (k, v / n)
+                            for k, v in sorted(req.items()))))
+
+
+async def per_message(target, n, rcpts, seed=3):
     """n messages, each to exactly rcpts recipients, over 8 connections."""
-    import corpus
-    from clients import Lmtp
     users = target.user_names()
     queue = list(range(n))
 
@@ -279,10 +373,353 @@ async def per_message(target, n, rcpts):
                 i = queue.pop()
                 to = [users[(i + k) % len(users)] for k in range(rcpts)]
                 await c.deliver("sender@example.org", to,
-                                corpus.message(3, i, 10_000))
+                                corpus.message(seed, i, 10_000))
         finally:
             await c.close()
     await asyncio.gather(*(worker() for _ in range(8)))
+
+
+# ---- growth --------------------------------------------------------------------
+
+GROWTH_RCPTS = 10
+GROWTH_CAP = 16_000
+
+
+async def growth_fill(target, users, per_user, conns=8, seed=31):
+    """per_user messages to each of users, each message to GROWTH_RCPTS of
+    them at once; returns the bytes delivered (all copies)."""
+    n = len(users)
+    if n % GROWTH_RCPTS:
+        raise ValueError("users must be a multiple of %d" % GROWTH_RCPTS)
+    total = n * per_user // GROWTH_RCPTS
+    state = {"next": 0, "bytes": 0}
+    t0 = time.time()
+
+    async def worker():
+        c = await Lmtp.connect(target.host, target.port("lmtp"))
+        try:
+            while state["next"] < total:
+                t = state["next"]
+                state["next"] += 1
+                to = [users[(t * GROWTH_RCPTS + k) % n]
+                      for k in range(GROWTH_RCPTS)]
+                data = corpus.message(seed, t, cap=GROWTH_CAP)
+                state["bytes"] += len(data) * GROWTH_RCPTS
+                await c.deliver("fill@example.org", to, data)
+                if t and t % max(1, total // 10) == 0:
+                    print("  %d of %d deliveries (%.0f s, load %s)"
+                          % (t, total, time.time() - t0, loadavg()),
+                          flush=True)
+        finally:
+            await c.close()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    return state["bytes"]
+
+
+async def big_fill(target, user, count, per_cmd=100, seed=13):
+    """count corpus messages (capped) into user's INBOX by MULTIAPPEND."""
+    c = await Imap.connect(target.host, target.port("imap"))
+    await c.login(user, target.password(user))
+    sent = 0
+    t0 = time.time()
+    for lo in range(0, count, per_cmd):
+        msgs = [corpus.message(seed, i, cap=GROWTH_CAP)
+                for i in range(lo, min(count, lo + per_cmd))]
+        sent += sum(len(m) for m in msgs)
+        c.tagn += 1
+        tag = b"m%d" % c.tagn
+        c.w.write(tag + b" APPEND INBOX" +
+                  b"".join(b" {%d+}\r\n" % len(m) + m for m in msgs) +
+                  b"\r\n")
+        await c.read_until_tagged(tag)
+        if lo and lo % max(per_cmd, count // 10 // per_cmd * per_cmd) == 0:
+            print("  %d of %d appended (%.0f s, load %s)"
+                  % (lo, count, time.time() - t0, loadavg()), flush=True)
+    await c.close()
+    return sent
+
+
+async def imap_reads(target, user, reps):
+    """{figure: [ms per rep]} of the reads on user's INBOX."""
+    out = {k: [] for k in ("status_ms", "select_ms", "fetch_flags_ms",
+                           "search_body_ms")}
+    c = await Imap.connect(target.host, target.port("imap"))
+    await c.login(user, target.password(user))
+    hits = None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        await c.command("STATUS INBOX (MESSAGES UNSEEN SIZE)")
+        out["status_ms"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await c.command("SELECT INBOX")
+        out["select_ms"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await c.count_untagged("UID FETCH 1:* (FLAGS)")
+        out["fetch_flags_ms"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        u, _ = await c.command("UID SEARCH BODY " + corpus.SEARCH_WORD)
+        out["search_body_ms"].append((time.perf_counter() - t0) * 1000)
+        hits = sum(len(x.split()) - 2 for x in u
+                   if x.startswith(b"* SEARCH"))
+        await c.command("UNSELECT")
+    await c.close()
+    return out, hits
+
+
+class JmapServer:
+    """What bench/jmap.py's Jmap client needs of a LoftTarget."""
+
+    name = "loft"
+
+    def __init__(self, target, user):
+        rc, out, err = target.env.loftctl("token", "add", user)
+        if rc != 0:
+            raise RuntimeError("loftctl token add: %s" % err)
+        self.host = target.host
+        self.http_port = target.port("http")
+        self.auth = "Bearer " + out.strip()
+
+
+async def jmap_reads(target, user, reps):
+    from jmap import Jmap, inbox_id, session
+    server = JmapServer(target, user)
+    await session(server)
+    j = Jmap(server)
+    inbox = await inbox_id(j)
+    out = {k: [] for k in ("mailbox_get_ms", "email_query_total_ms",
+                           "email_query_ms")}
+    for _ in range(reps):
+        for key, calls in (
+                ("mailbox_get_ms", [["Mailbox/get", {
+                    "accountId": j.account}, "m"]]),
+                ("email_query_total_ms", [["Email/query", {
+                    "accountId": j.account, "filter": {"inMailbox": inbox},
+                    "sort": [{"property": "receivedAt",
+                              "isAscending": False}],
+                    "limit": 50, "calculateTotal": True}, "q"]]),
+                ("email_query_ms", [["Email/query", {
+                    "accountId": j.account, "filter": {"inMailbox": inbox},
+                    "sort": [{"property": "receivedAt",
+                              "isAscending": False}],
+                    "limit": 50}, "q"]])):
+            t0 = time.perf_counter()
+            r = await j.call(calls)
+            out[key].append((time.perf_counter() - t0) * 1000)
+            if key == "email_query_ms" and len(r["q"]["ids"]) != 50:
+                raise ProtocolError("Email/query: %d ids"
+                                    % len(r["q"]["ids"]))
+    j.close()
+    return out
+
+
+def sqlite_bytes(target):
+    """(index bytes, body bytes) of every account: the SQLite files and
+    the body files under data_dir/mail."""
+    t = tree_bytes(os.path.join(target.env.data_dir, "mail"),
+                   lambda rel: "index" if ".db" in os.path.basename(rel)
+                   else "bodies")
+    return t.get("index", [0, 0])[0], t.get("bodies", [0, 0])[0]
+
+
+# The reads as they were before schema step 9 and the paged scan, timed
+# on the same database (EXPLAIN ANALYZE: the server's execution only):
+# the IMAP counts of INBOX (SELECT, STATUS, every view sync), of every
+# mailbox (JMAP Mailbox/get, LIST-STATUS), and the JMAP query's scan of
+# the whole mailbox; then the same with the counts as columns.
+OLD_COUNTS = (
+    "SELECT (SELECT count(*) FROM msg x WHERE x.user_id = m.user_id"
+    " AND x.mailbox = m.id), (SELECT count(*) FROM msg x WHERE"
+    " x.user_id = m.user_id AND x.mailbox = m.id AND x.flags & 1 = 0),"
+    " (SELECT count(*) FROM msg x WHERE x.user_id = m.user_id AND"
+    " x.mailbox = m.id AND x.flags & 8 <> 0), (SELECT coalesce(sum(size),"
+    " 0)::bigint FROM msg x WHERE x.user_id = m.user_id AND"
+    " x.mailbox = m.id), (SELECT count(*) FROM msg x WHERE x.user_id ="
+    " m.user_id AND x.mailbox = m.id AND x.uid >= m.recent_upto)"
+    " FROM mailbox m WHERE m.user_id = %d")
+NEW_COUNTS = ("SELECT m.messages, m.unseen, m.deleted, m.size FROM mailbox m"
+              " WHERE m.user_id = %d")
+OLD_SCAN = (
+    "SELECT m.blob, b.thread, m.internaldate, b.sent_date, m.size,"
+    " e.flags, e.keywords, e.attach FROM msg m JOIN jemail e ON"
+    " e.user_id = m.user_id AND e.id = m.blob JOIN blob b ON"
+    " b.user_id = m.user_id AND b.id = m.blob WHERE m.user_id = %d"
+    " AND m.mailbox = %d AND (m.flags & 8) = 0"
+    " ORDER BY m.internaldate DESC, m.uid DESC")
+
+
+def pg_exec_ms(pg, db, sql, reps=5, before=""):
+    """before: statements first, in the same transaction, rolled back."""
+    import re
+    times = []
+    for _ in range(reps):
+        out = pg.psql("BEGIN; %s EXPLAIN (ANALYZE, TIMING OFF) %s"
+                      % (before, sql), db=db)
+        times.append(float(re.search(r"Execution Time: ([0-9.]+) ms",
+                                     out).group(1)))
+    return statistics.median(times)
+
+
+def pg_old_reads(pg, db):
+    """Server ms of the reads before and after, on the biggest account."""
+    uid, inbox = (int(x) for x in pg.psql(
+        "SELECT a.user_id, m.id FROM account a JOIN mailbox m ON"
+        " m.user_id = a.user_id AND m.name = 'INBOX'"
+        " ORDER BY a.messages DESC LIMIT 1", db=db).strip().split("|"))
+    # as before step 9: without its index of the unseen messages
+    drop = "DROP INDEX msg_unseen;"
+    return {
+        "old_counts_inbox_ms": pg_exec_ms(
+            pg, db, OLD_COUNTS % uid + " AND m.id = %d" % inbox,
+            before=drop),
+        "old_counts_all_mailboxes_ms": pg_exec_ms(pg, db, OLD_COUNTS % uid,
+                                                  before=drop),
+        "new_counts_all_mailboxes_ms": pg_exec_ms(pg, db, NEW_COUNTS % uid),
+        "old_jmap_scan_ms": pg_exec_ms(pg, db, OLD_SCAN % (uid, inbox)),
+        "new_jmap_scan_first_page_ms": pg_exec_ms(
+            pg, db, OLD_SCAN % (uid, inbox) + " LIMIT 256"),
+    }
+
+
+def growth(args):
+    nusers, per_user = (int(x) for x in args.growth.split("x"))
+    users = bench_users(nusers)
+    # cheap hashes: 1,000 accounts are made before the start
+    cheap = {"argon2_t_cost": "1", "argon2_m_cost": "64",
+             "argon2_parallelism": "1"}
+    pg = Postgres(settings=PG_SETTINGS)
+    spool = tempfile.mkdtemp(prefix="loft-bench-growth-")
+    rows = []
+    try:
+        for kind in args.growth_backends.split(","):
+            more = None
+            if kind == "postgres":
+                pg.psql("CREATE DATABASE growth", db="postgres")
+                more = {"store": {"backend": "postgres",
+                                  "postgres": pg.conninfo_for("growth"),
+                                  "blob_dir": os.path.join(spool, "blobs")}}
+            t = LoftTarget(users, auth=cheap, more=more)
+            try:
+                rows.append((kind, growth_one(kind, t, pg, spool, users,
+                                              per_user, args)))
+            finally:
+                t.close()
+                if kind == "postgres":
+                    pg.psql("DROP DATABASE growth", db="postgres")
+                    shutil.rmtree(os.path.join(spool, "blobs"), True)
+    finally:
+        pg.close()
+        shutil.rmtree(spool, True)
+    growth_print(rows, args)
+    return 0
+
+
+def growth_one(kind, t, pg, spool, users, per_user, args):
+    res = {}
+    ordinary = t.user_names()
+    sent = 0
+    print("%s: filling %d users x %d messages (load %s)"
+          % (kind, len(ordinary), per_user, loadavg()), flush=True)
+    t0 = time.time()
+    if per_user and ordinary:
+        sent += asyncio.run(growth_fill(t, ordinary, per_user))
+    res["fill_users_s"] = time.time() - t0
+    t0 = time.time()
+    if args.big:
+        print("%s: %d messages to %s by MULTIAPPEND (load %s)"
+              % (kind, args.big, BIG_USER, loadavg()), flush=True)
+        sent += asyncio.run(big_fill(t, BIG_USER, args.big))
+    res["fill_big_s"] = time.time() - t0
+    t.settle_limit = 1800
+    t.settle()
+    messages = len(ordinary) * per_user + args.big
+    if kind == "postgres":
+        pg.psql("VACUUM ANALYZE", db="growth")
+        tab, idx, _ = pg_sizes(pg, "growth")
+        index = tab + idx
+        bodies = tree_bytes(os.path.join(spool, "blobs")).get(
+            "all", [0, 0])[0]
+    else:
+        index, bodies = sqlite_bytes(t)
+    res["messages"] = messages
+    res["mail_bytes_per_msg"] = sent / max(1, messages)
+    res["index_bytes_per_msg"] = index / max(1, messages)
+    res["body_bytes_per_msg"] = bodies / max(1, messages)
+    if per_user and ordinary:
+        sample = ordinary[::max(1, len(ordinary) // 20)][:20]
+        per = {}
+        for u in sample:
+            r, _ = asyncio.run(imap_reads(t, u, 1))
+            for k, v in r.items():
+                per.setdefault(k, []).extend(v)
+        res["users"] = {k: statistics.median(v) for k, v in per.items()}
+    if args.big:
+        r, hits = asyncio.run(imap_reads(t, BIG_USER, 5))
+        big = {k: statistics.median(v) for k, v in r.items()}
+        big["search_hits"] = hits
+        r = asyncio.run(jmap_reads(t, BIG_USER, 5))
+        big.update({k: statistics.median(v) for k, v in r.items()})
+        if kind == "postgres":
+            big.update(pg_old_reads(pg, "growth"))
+        res["big"] = big
+    res["load"] = loadavg()
+    print("%s: %r" % (kind, res), flush=True)
+    return res
+
+
+def growth_print(rows, args):
+    print("\nGrowth (%s users x messages, big user %d; bodies capped at"
+          " 16 KB; ms are medians)" % (args.growth, args.big))
+    print("| backend | messages | mail B/msg | index B/msg | body B/msg |"
+          " load |\n|---|---|---|---|---|---|")
+    for kind, r in rows:
+        print("| %s | %d | %.0f | %.0f | %.0f | %s |" % (
+            kind, r["messages"], r["mail_bytes_per_msg"],
+            r["index_bytes_per_msg"], r["body_bytes_per_msg"], r["load"]))
+    for part, title in (("users", "each of 20 users"),
+                        ("big", "the big user")):
+        have = [(k, r[part]) for k, r in rows if part in r]
+        if not have:
+            continue
+        keys = list(have[0][1])
+        print("\n%s: | figure | %s |\n|---|%s" % (
+            title, " | ".join(k for k, _ in have), "---|" * len(have)))
+        for key in sorted(set().union(*(r for _, r in have)),
+                          key=lambda k: (k not in keys, k)):
+            print("| %s | %s |" % (key, " | ".join(
+                "%.1f" % r[key] if key in r else "-" for _, r in have)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--no-dovecot", action="store_true")
+    ap.add_argument("--no-standby", action="store_true",
+                    help="PostgreSQL without a synchronous standby")
+    ap.add_argument("--s3", action="store_true",
+                    help="also the delivery rows with blobs = s3 (s3rver)")
+    ap.add_argument("--no-per-message", action="store_true")
+    ap.add_argument("--failover", type=int, metavar="ROUNDS",
+                    help="only the failover figure, over ROUNDS rounds")
+    ap.add_argument("--push", type=int, metavar="SESSIONS",
+                    help="only the cross-node push figure")
+    ap.add_argument("--growth", metavar="UxM",
+                    help="only the growth figures: U users x M messages")
+    ap.add_argument("--big", type=int, default=0, metavar="N",
+                    help="growth: one user with N messages too")
+    ap.add_argument("--growth-backends", default="sqlite,postgres")
+    args = ap.parse_args()
+    print("load %s" % loadavg(), flush=True)
+    if args.failover:
+        return failover(args.failover)
+    if args.growth or args.big:
+        args.growth = args.growth or "0x0"
+        return growth(args)
+    users = bench_users(args.users)
+    if args.push:
+        return push(args.push, users, not args.no_standby)
+    return delivery(args, users)
 
 
 if __name__ == "__main__":

@@ -3725,6 +3725,147 @@ static void test_pg_multiappend(void)
 	teardown(&store);
 }
 
+/* One integer from a query on the test database. */
+static long long pg_ll(const char *sql)
+{
+	PGconn *db = PQconnectdb(pg_conninfo);
+	PGresult *r = PQexec(db, sql);
+	long long v = -1;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		v = atoll(PQgetvalue(r, 0, 0));
+	else
+		fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(db));
+	PQclear(r);
+	PQfinish(db);
+	return v;
+}
+
+/* STATUS of mbox against its rows counted now. */
+static void counts_match(struct store_user *u, int64_t id, const char *mbox)
+{
+	struct store_mailbox_info info = status(u, mbox);
+	static const char *const what[] = {
+		"count(*)", "count(*) FILTER (WHERE (m.flags & 1) = 0)",
+		"count(*) FILTER (WHERE (m.flags & 8) <> 0)",
+		"coalesce(sum(m.size), 0)"};
+	long long got[] = {info.messages, info.unseen, info.deleted,
+			   (long long)info.size};
+	for (size_t i = 0; i < 4; i++) {
+		char sql[320];
+		snprintf(sql, sizeof(sql), "SELECT %s FROM msg m JOIN mailbox mb"
+			 " ON mb.user_id = m.user_id AND mb.id = m.mailbox"
+			 " WHERE mb.user_id = %lld AND mb.name = '%s'", what[i],
+			 (long long)id, mbox);
+		long long want = pg_ll(sql);
+		if (got[i] != want)
+			fprintf(stderr, "%s: %s is %lld, not %lld\n", mbox,
+				what[i], got[i], want);
+		CHECK(got[i] == want);
+	}
+	store_mailbox_info_free(&info);
+}
+
+/* The IMAP counts (messages, unseen, deleted, size) are mailbox columns
+ * kept by a trigger on msg (schema step 10), not counted per STATUS:
+ * right after appends, flag changes, COPY, MOVE, EXPUNGE and RENAME of
+ * INBOX; check names a wrong one and repairs it; a database from before
+ * the step gets them at the upgrade. */
+static void test_pg_counts(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 67);
+	struct store_error err;
+	static const char *const boxes[] = {"INBOX", "Archive", "Drafts",
+					    "Old"};
+	unsigned fl[] = {0, STORE_FLAG_SEEN, STORE_FLAG_DELETED,
+			 STORE_FLAG_SEEN | STORE_FLAG_DELETED, 0, 0};
+	for (int i = 0; i < 6; i++) {
+		/* sizes differ: the size count is checked too */
+		char *m = big_message("n", 100 + 10 * (size_t)i);
+		append(u, "INBOX", m, fl[i]);
+		free(m);
+	}
+	struct store_mailbox_info info = status(u, "INBOX");
+	CHECK_INT(info.messages, 6);
+	CHECK_INT(info.unseen, 4);
+	CHECK_INT(info.deleted, 2);
+	store_mailbox_info_free(&info);
+	counts_match(u, 67, "INBOX");
+	/* flags: +\Seen on 1:2, -\Deleted on 3, \Flagged alone changes none */
+	struct store_uid_range r12 = {1, 2}, r3 = {3, 3}, r46 = {4, 6};
+	struct store_flag_change seen = {.mode = STORE_FLAGS_ADD,
+					 .flags = STORE_FLAG_SEEN};
+	struct store_flag_change undel = {.mode = STORE_FLAGS_REMOVE,
+					  .flags = STORE_FLAG_DELETED};
+	struct store_flag_change flag = {.mode = STORE_FLAGS_ADD,
+					 .flags = STORE_FLAG_FLAGGED};
+	CHECK_INT(store_flags_update(u, "INBOX", &r12, 1, &seen, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(store_flags_update(u, "INBOX", &r3, 1, &undel, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK_INT(store_flags_update(u, "INBOX", &r46, 1, &flag, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	info = status(u, "INBOX");
+	CHECK_INT(info.unseen, 3);
+	CHECK_INT(info.deleted, 1);
+	store_mailbox_info_free(&info);
+	counts_match(u, 67, "INBOX");
+	/* COPY 1:6 to Archive, MOVE 5:6 to Drafts, EXPUNGE INBOX */
+	struct store_uid_range all = {1, 6}, r56 = {5, 6};
+	uint32_t uv, *src = NULL, *dst = NULL;
+	size_t n = 0;
+	CHECK_INT(store_copy(u, "INBOX", &all, 1, "Archive", false, &uv, &src,
+			     &dst, &n, &err), 0);
+	free(src);
+	free(dst);
+	CHECK_INT(store_copy(u, "INBOX", &r56, 1, "Drafts", true, &uv, &src,
+			     &dst, &n, &err), 0);
+	free(src);
+	free(dst);
+	uint32_t *gone = NULL;
+	CHECK_INT(store_expunge(u, "INBOX", NULL, 0, false, &gone, &n, &err), 0);
+	CHECK_INT((int)n, 1);
+	free(gone);
+	for (size_t i = 0; i < 3; i++)
+		counts_match(u, 67, boxes[i]);
+	/* RENAME INBOX: its messages move to Old, INBOX is empty */
+	CHECK_INT(store_mailbox_rename(u, "INBOX", "Old", &err), 0);
+	for (size_t i = 0; i < 4; i++)
+		counts_match(u, 67, boxes[i]);
+	info = status(u, "Old");
+	CHECK_INT(info.messages, 3);
+	store_mailbox_info_free(&info);
+	int lines = 0;
+	CHECK_INT(store_check(store, 67, false, count_report, &lines, &err), 0);
+	CHECK_INT(lines, 0);
+	/* a wrong count: named, then repaired */
+	CHECK_INT(pg_sql("UPDATE mailbox SET unseen = unseen + 5"
+			 " WHERE user_id = 67 AND name = 'Archive'"), 0);
+	CHECK_INT(store_check(store, 67, false, count_report, &lines, &err), -1);
+	CHECK_INT(lines, 1);
+	CHECK_INT(store_check(store, 67, true, count_report, &lines, &err), 0);
+	counts_match(u, 67, "Archive");
+	store_user_unref(&u);
+	/* a database at step 9: the counts made from the rows at the
+	 * upgrade, kept from then on */
+	store_close(&store);
+	CHECK_INT(pg_sql("ALTER TABLE mailbox DROP COLUMN messages,"
+			 " DROP COLUMN unseen, DROP COLUMN deleted,"
+			 " DROP COLUMN size; DROP TRIGGER mcount ON msg;"
+			 " DROP FUNCTION loft_mcount(); DROP INDEX msg_unseen;"
+			 " DELETE FROM loft_schema WHERE version = 10"), 0);
+	struct store_settings set = other_settings();
+	CHECK_INT(store_open(&set, &store, &err), 0);
+	CHECK_INT(pg_ll("SELECT max(version) FROM loft_schema"), 10);
+	u = user_open(store, 67);
+	for (size_t i = 0; i < 4; i++)
+		counts_match(u, 67, boxes[i]);
+	append(u, "Archive", "Subject: after\r\n\r\nupgrade\r\n", 0);
+	counts_match(u, 67, "Archive");
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 /* A COMMIT whose answer was lost with its connection: resolved on a
  * fresh one once the session that sent it has ended (committed: the
  * APPEND succeeds, once; not committed: TEMP, nothing stored). */
@@ -4190,6 +4331,7 @@ static const struct test_case pg_cases[] = {
 	{"pg_reconnect", test_pg_reconnect},
 	{"pg_retry", test_pg_retry},
 	{"pg_multiappend", test_pg_multiappend},
+	{"pg_counts", test_pg_counts},
 	{NULL, NULL},
 };
 

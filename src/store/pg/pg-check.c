@@ -1,10 +1,11 @@
 /*
  * loftctl check on the PostgreSQL backend: every body a row names is in
- * blob_dir or the S3 bucket with its SHA-256; the account's quota usage, each mailbox's
- * UIDNEXT and HIGHESTMODSEQ and the account's change counter agree with
- * the rows; blob rows no message names are dropped. Counters are
- * repaired (raised, never lowered below what clients saw); a missing or
- * damaged body cannot be, and is named.
+ * blob_dir or the S3 bucket with its SHA-256; the account's quota usage,
+ * each mailbox's UIDNEXT, HIGHESTMODSEQ and counts (messages, unseen,
+ * deleted, size: schema step 10) and the account's change counter agree
+ * with the rows; blob rows no message names are dropped. Counters are
+ * repaired (raised, never lowered below what clients saw; the counts set
+ * to the rows'); a missing or damaged body cannot be, and is named.
  */
 #include "pg-private.h"
 
@@ -166,6 +167,41 @@ int pg_check(struct store *store, int64_t user_id, bool repair,
 			     " greatest(highestmodseq, $4) WHERE user_id = $1"
 			     " AND id = $2", &q, err);
 	}
+	PQclear(r);
+	/* each mailbox's counts (kept by the trigger mcount) */
+	r = ret == 0 ? pg_exec(tx.c, "SELECT mb.name, mb.messages, mb.unseen,"
+			       " mb.deleted, mb.size, s.n, s.u, s.d, s.z"
+			       " FROM mailbox mb, LATERAL (SELECT count(*) n,"
+			       " count(*) FILTER (WHERE (m.flags & 1) = 0) u,"
+			       " count(*) FILTER (WHERE (m.flags & 8) <> 0) d,"
+			       " coalesce(sum(m.size), 0)::bigint z FROM msg m"
+			       " WHERE m.user_id = mb.user_id AND"
+			       " m.mailbox = mb.id) s WHERE mb.user_id = $1"
+			       " AND (mb.messages, mb.unseen, mb.deleted, mb.size)"
+			       " <> (s.n, s.u, s.d, s.z)", &p, err) : NULL;
+	if (ret == 0 && r == NULL)
+		ret = -1;
+	for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+		report_f(report, ctx, "%s: counts were %lld messages %lld unseen"
+			 " %lld deleted %lld bytes, are %lld %lld %lld %lld%s",
+			 PQgetvalue(r, i, 0), (long long)pg_int(r, i, 1),
+			 (long long)pg_int(r, i, 2), (long long)pg_int(r, i, 3),
+			 (long long)pg_int(r, i, 4), (long long)pg_int(r, i, 5),
+			 (long long)pg_int(r, i, 6), (long long)pg_int(r, i, 7),
+			 (long long)pg_int(r, i, 8), repair ? ": repaired" : "");
+		if (!repair)
+			bad++;
+	}
+	if (r != NULL && PQntuples(r) > 0 && repair)
+		ret = pg_run(tx.c, "UPDATE mailbox mb SET messages = s.n,"
+			     " unseen = s.u, deleted = s.d, size = s.z"
+			     " FROM mailbox x, LATERAL (SELECT count(*) n,"
+			     " count(*) FILTER (WHERE (m.flags & 1) = 0) u,"
+			     " count(*) FILTER (WHERE (m.flags & 8) <> 0) d,"
+			     " coalesce(sum(m.size), 0)::bigint z FROM msg m"
+			     " WHERE m.user_id = x.user_id AND m.mailbox = x.id) s"
+			     " WHERE x.user_id = $1 AND mb.user_id = x.user_id"
+			     " AND mb.id = x.id", &p, err);
 	PQclear(r);
 	ret = pg_wend(&tx, ret, err);
 	store_user_unref(&user);

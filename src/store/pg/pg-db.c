@@ -659,7 +659,9 @@ static const char *const schema_steps[] = { schema_step2_sql,
 					    /* 7 -> 8: JMAP mail (pg-jmail.c) */
 					    pg_jmail_schema_sql,
 					    /* 8 -> 9: import (pg-import.c) */
-					    pg_import_schema_sql };
+					    pg_import_schema_sql,
+					    /* 9 -> 10: mailbox counts */
+					    pg_mailbox_counts_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674

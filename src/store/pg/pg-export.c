@@ -54,7 +54,7 @@ int pg_export_begin(struct store_user *user, struct store_export **exp_r,
 	e->info.usage.bytes = (uint64_t)pg_int(r, 0, 1);
 	e->info.usage.messages = (uint64_t)pg_int(r, 0, 2);
 	PQclear(r);
-	if (pg_mailbox_list_in(user, e->c, &e->info.mailboxes,
+	if (pg_mailbox_list_in(user, e->c, true, &e->info.mailboxes,
 			       &e->info.mailbox_count, err) < 0) {
 		pg_export_end(&e);
 		return -1;

@@ -111,7 +111,7 @@ int pg_jmap_mailboxes(struct store_user *user,
 		return -1;
 	struct store_mailbox_info *infos;
 	size_t n;
-	if (pg_mailbox_list_in(user, c, &infos, &n, err) < 0) {
+	if (pg_mailbox_list_in(user, c, false, &infos, &n, err) < 0) {
 		pg_rend(user, c);
 		return -1;
 	}
@@ -298,36 +298,45 @@ int pg_email_open(struct store_user *user, int64_t id,
 
 /* The scans of a query (sort and filter in store-jmap.c): a mailbox's
  * visible copies by internal date, or every visible Email by its
- * earliest one; [sort][desc]. */
+ * earliest one; [sort][desc]. Read in pages ($5 rows after the key
+ * ($3, $4) of the last row read), all in one snapshot: a query that
+ * stops after its first 50 results reads one page, not the mailbox. */
 #define SCAN_SORT_COLS " b.sort_subject, b.sort_display_from, b.sort_display_to"
 #define SCAN_NO_SORT " NULL::bytea, NULL::bytea, NULL::bytea"
-#define SCAN_MAILBOX(cols, order)                                            \
+#define SCAN_MAILBOX(cols, after, order)                                     \
 	"SELECT m.blob, b.thread, m.internaldate, b.sent_date, m.size,"      \
 	" e.flags, e.keywords, e.attach, CASE WHEN e.attach IS NULL THEN"    \
-	" b.bodystructure END," cols " FROM msg m JOIN jemail e ON"          \
+	" b.bodystructure END," cols ", m.uid FROM msg m JOIN jemail e ON"   \
 	" e.user_id = m.user_id AND e.id = m.blob JOIN blob b ON"            \
 	" b.user_id = m.user_id AND b.id = m.blob WHERE m.user_id = $1"      \
-	" AND m.mailbox = $2 AND (m.flags & 8) = 0 ORDER BY " order
-#define SCAN_ALL(cols, order)                                                \
+	" AND m.mailbox = $2 AND (m.flags & 8) = 0 AND (m.internaldate,"     \
+	" m.uid) " after " ($3, $4) ORDER BY " order " LIMIT $5"
+#define SCAN_ALL(cols, after, order)                                         \
 	"SELECT e.id, b.thread, e.received, b.sent_date,"                    \
 	" b.body_size + length(b.prefix), e.flags, e.keywords, e.attach,"    \
 	" CASE WHEN e.attach IS NULL THEN b.bodystructure END," cols         \
-	" FROM jemail e JOIN blob b ON b.user_id = e.user_id AND b.id = e.id" \
-	" WHERE e.user_id = $1 AND e.visible > 0 AND $2::integer = 0"        \
-	" ORDER BY " order
+	", e.id FROM jemail e JOIN blob b ON b.user_id = e.user_id AND"      \
+	" b.id = e.id WHERE e.user_id = $1 AND e.visible > 0"                \
+	" AND $2::integer = 0 AND (e.received, e.id) " after " ($3, $4)"     \
+	" ORDER BY " order " LIMIT $5"
 
 static const char *const scan_mailbox_sql[2][2] = {
-	{SCAN_MAILBOX(SCAN_NO_SORT, "m.internaldate, m.uid"),
-	 SCAN_MAILBOX(SCAN_NO_SORT, "m.internaldate DESC, m.uid DESC")},
-	{SCAN_MAILBOX(SCAN_SORT_COLS, "m.internaldate, m.uid"),
-	 SCAN_MAILBOX(SCAN_SORT_COLS, "m.internaldate DESC, m.uid DESC")},
+	{SCAN_MAILBOX(SCAN_NO_SORT, ">", "m.internaldate, m.uid"),
+	 SCAN_MAILBOX(SCAN_NO_SORT, "<", "m.internaldate DESC, m.uid DESC")},
+	{SCAN_MAILBOX(SCAN_SORT_COLS, ">", "m.internaldate, m.uid"),
+	 SCAN_MAILBOX(SCAN_SORT_COLS, "<", "m.internaldate DESC, m.uid DESC")},
 };
 static const char *const scan_all_sql[2][2] = {
-	{SCAN_ALL(SCAN_NO_SORT, "e.received, e.id"),
-	 SCAN_ALL(SCAN_NO_SORT, "e.received DESC, e.id DESC")},
-	{SCAN_ALL(SCAN_SORT_COLS, "e.received, e.id"),
-	 SCAN_ALL(SCAN_SORT_COLS, "e.received DESC, e.id DESC")},
+	{SCAN_ALL(SCAN_NO_SORT, ">", "e.received, e.id"),
+	 SCAN_ALL(SCAN_NO_SORT, "<", "e.received DESC, e.id DESC")},
+	{SCAN_ALL(SCAN_SORT_COLS, ">", "e.received, e.id"),
+	 SCAN_ALL(SCAN_SORT_COLS, "<", "e.received DESC, e.id DESC")},
 };
+
+/* The first page holds a usual window (position 0, limit 50, with
+ * collapsed threads and filtered rows); each next one 4 times more. */
+#define SCAN_PAGE_FIRST 256
+#define SCAN_PAGE_MAX 16384
 
 int pg_email_scan(struct store_user *user, uint32_t mailbox_id,
 		  bool newest_first, unsigned fields, store_email_row_fn *cb,
@@ -337,37 +346,59 @@ int pg_email_scan(struct store_user *user, uint32_t mailbox_id,
 	if (c == NULL)
 		return -1;
 	int sort = (fields & STORE_EMAIL_ROW_SORT) != 0, desc = newest_first;
-	struct pg_params p;
-	pg_p_init(&p);
-	pg_p_int(&p, user->id);
-	pg_p_int(&p, mailbox_id);
-	PGresult *r = pg_exec(c, mailbox_id != 0 ? scan_mailbox_sql[sort][desc]
-					       : scan_all_sql[sort][desc],
-			      &p, err);
-	pg_rend(user, c);
-	if (r == NULL)
-		return -1;
-	struct store_email_row row;
-	for (int i = 0; i < PQntuples(r); i++) {
-		row.id = pg_int(r, i, 0);
-		row.thread = pg_int(r, i, 1);
-		row.received = (time_t)pg_int(r, i, 2);
-		row.sent = (time_t)pg_int(r, i, 3);
-		if (row.sent == 0)
-			row.sent = row.received;
-		row.size = (uint64_t)pg_int(r, i, 4);
-		row.flags = (unsigned)pg_int(r, i, 5);
-		/* libpq ends every value with a NUL, binary ones too */
-		row.keywords = pg_val(r, i, 6, NULL);
-		row.has_attachment = attach_of(r, i, 7);
-		row.subject = pg_val(r, i, 9, NULL);
-		row.from = pg_val(r, i, 10, NULL);
-		row.to = pg_val(r, i, 11, NULL);
-		if (cb(ctx, &row) != 0)
+	const char *sql = mailbox_id != 0 ? scan_mailbox_sql[sort][desc]
+					  : scan_all_sql[sort][desc];
+	/* before the first row of the order */
+	int64_t key_date = desc ? INT64_MAX : INT64_MIN;
+	int64_t key_id = desc ? INT64_MAX : INT64_MIN;
+	int64_t page = SCAN_PAGE_FIRST;
+	int ret = 0;
+	for (bool more = true; more;) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mailbox_id);
+		pg_p_int(&p, key_date);
+		pg_p_int(&p, key_id);
+		pg_p_int(&p, page);
+		PGresult *r = pg_exec(c, sql, &p, err);
+		if (r == NULL) {
+			ret = -1;
 			break;
+		}
+		int n = PQntuples(r);
+		more = n == page;
+		struct store_email_row row;
+		for (int i = 0; i < n; i++) {
+			row.id = pg_int(r, i, 0);
+			row.thread = pg_int(r, i, 1);
+			row.received = (time_t)pg_int(r, i, 2);
+			row.sent = (time_t)pg_int(r, i, 3);
+			if (row.sent == 0)
+				row.sent = row.received;
+			row.size = (uint64_t)pg_int(r, i, 4);
+			row.flags = (unsigned)pg_int(r, i, 5);
+			/* libpq ends every value with a NUL, binary ones too */
+			row.keywords = pg_val(r, i, 6, NULL);
+			row.has_attachment = attach_of(r, i, 7);
+			row.subject = pg_val(r, i, 9, NULL);
+			row.from = pg_val(r, i, 10, NULL);
+			row.to = pg_val(r, i, 11, NULL);
+			if (cb(ctx, &row) != 0) {
+				more = false;
+				break;
+			}
+		}
+		if (more) {
+			key_date = pg_int(r, n - 1, 2);
+			key_id = pg_int(r, n - 1, 12);
+			if (page < SCAN_PAGE_MAX)
+				page *= 4;
+		}
+		PQclear(r);
 	}
-	PQclear(r);
-	return 0;
+	pg_rend(user, c);
+	return ret;
 }
 
 int pg_email_rank(struct store_user *user, uint32_t mailbox_id, int64_t id,

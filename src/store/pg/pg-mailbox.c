@@ -156,21 +156,71 @@ int pg_mbox_need(struct store_user *user, struct pg_conn *c,
 	return 0;
 }
 
-#define INFO_COLS                                                           \
+/* The IMAP counts are columns of the mailbox row, kept by a trigger on
+ * msg in every write's own transaction (schema step 10); only \Recent is
+ * counted, over the UIDs at or above recent_upto, and only where it is
+ * asked for (a view counts its own; JMAP has none). */
+#define INFO_COLS_RECENT(recent)                                            \
 	"m.id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq,"          \
 	" m.special_use, m.objectid, m.noselect, m.recent_upto,"            \
-	" (SELECT count(*) FROM msg x WHERE x.user_id = m.user_id"          \
-	"   AND x.mailbox = m.id),"                                         \
-	" (SELECT count(*) FROM msg x WHERE x.user_id = m.user_id"          \
-	"   AND x.mailbox = m.id AND x.flags & 1 = 0),"                     \
-	" (SELECT count(*) FROM msg x WHERE x.user_id = m.user_id"          \
-	"   AND x.mailbox = m.id AND x.flags & 8 <> 0),"                    \
-	" (SELECT coalesce(sum(size), 0)::bigint FROM msg x"                \
-	"   WHERE x.user_id = m.user_id AND x.mailbox = m.id),"             \
+	" m.messages, m.unseen, m.deleted, m.size,"                         \
 	" EXISTS (SELECT 1 FROM subscription s WHERE s.user_id = m.user_id" \
-	"   AND s.name = m.name),"                                          \
-	" (SELECT count(*) FROM msg x WHERE x.user_id = m.user_id"          \
-	"   AND x.mailbox = m.id AND x.uid >= m.recent_upto)"
+	"   AND s.name = m.name)," recent
+#define INFO_COLS                                                           \
+	INFO_COLS_RECENT(" (SELECT count(*) FROM msg x"                     \
+			 "   WHERE x.user_id = m.user_id AND x.mailbox = m.id" \
+			 "   AND x.uid >= m.recent_upto)")
+#define INFO_COLS_NO_RECENT INFO_COLS_RECENT(" 0")
+
+/* Step 9 -> 10: the counts as columns (sqlite's mailbox has them too),
+ * filled once from the rows, and the unseen messages indexed for
+ * SELECT's [UNSEEN n] (sqlite's msg_unseen). A msg row's insert, delete
+ * or change of flags, size or mailbox moves its mailbox's counts. */
+const char pg_mailbox_counts_sql[] =
+	"ALTER TABLE mailbox ADD COLUMN messages bigint NOT NULL DEFAULT 0,"
+	" ADD COLUMN unseen bigint NOT NULL DEFAULT 0,"
+	" ADD COLUMN deleted bigint NOT NULL DEFAULT 0,"
+	" ADD COLUMN size bigint NOT NULL DEFAULT 0;"
+	"UPDATE mailbox m SET messages = s.n, unseen = s.u, deleted = s.d,"
+	" size = s.z FROM (SELECT user_id, mailbox, count(*) n,"
+	" count(*) FILTER (WHERE (flags & 1) = 0) u,"
+	" count(*) FILTER (WHERE (flags & 8) <> 0) d, sum(size) z"
+	" FROM msg GROUP BY user_id, mailbox) s"
+	" WHERE m.user_id = s.user_id AND m.id = s.mailbox;"
+	"CREATE FUNCTION loft_mcount() RETURNS trigger LANGUAGE plpgsql"
+	" AS $f$ BEGIN"
+	" IF TG_OP = 'UPDATE' AND NEW.user_id = OLD.user_id"
+	" AND NEW.mailbox = OLD.mailbox THEN"
+	"  IF (NEW.flags & 9) <> (OLD.flags & 9) OR NEW.size <> OLD.size THEN"
+	"   UPDATE mailbox SET"
+	"   unseen = unseen + ((NEW.flags & 1) = 0)::int"
+	"    - ((OLD.flags & 1) = 0)::int,"
+	"   deleted = deleted + ((NEW.flags & 8) <> 0)::int"
+	"    - ((OLD.flags & 8) <> 0)::int,"
+	"   size = size + NEW.size - OLD.size"
+	"   WHERE user_id = NEW.user_id AND id = NEW.mailbox;"
+	"  END IF;"
+	"  RETURN NULL;"
+	" END IF;"
+	" IF TG_OP <> 'INSERT' THEN"
+	"  UPDATE mailbox SET messages = messages - 1,"
+	"  unseen = unseen - ((OLD.flags & 1) = 0)::int,"
+	"  deleted = deleted - ((OLD.flags & 8) <> 0)::int,"
+	"  size = size - OLD.size"
+	"  WHERE user_id = OLD.user_id AND id = OLD.mailbox;"
+	" END IF;"
+	" IF TG_OP <> 'DELETE' THEN"
+	"  UPDATE mailbox SET messages = messages + 1,"
+	"  unseen = unseen + ((NEW.flags & 1) = 0)::int,"
+	"  deleted = deleted + ((NEW.flags & 8) <> 0)::int,"
+	"  size = size + NEW.size"
+	"  WHERE user_id = NEW.user_id AND id = NEW.mailbox;"
+	" END IF;"
+	" RETURN NULL; END $f$;"
+	"CREATE TRIGGER mcount AFTER INSERT OR DELETE OR UPDATE OF flags, size,"
+	" mailbox, user_id ON msg FOR EACH ROW EXECUTE FUNCTION loft_mcount();"
+	"CREATE INDEX msg_unseen ON msg (user_id, mailbox, uid)"
+	" WHERE (flags & 1) = 0;";
 
 static void info_from_row(const PGresult *r, int row,
 			  struct store_mailbox_info *info, bool want_recent)
@@ -226,8 +276,13 @@ int pg_mbox_info(struct store_user *user, struct pg_conn *c, uint32_t id,
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
 	pg_p_int(&p, id);
-	PGresult *r = pg_exec(c, "SELECT " INFO_COLS " FROM mailbox m"
-			      " WHERE m.user_id = $1 AND m.id = $2", &p, err);
+	PGresult *r = pg_exec(c, want_recent
+				       ? "SELECT " INFO_COLS " FROM mailbox m"
+					 " WHERE m.user_id = $1 AND m.id = $2"
+				       : "SELECT " INFO_COLS_NO_RECENT
+					 " FROM mailbox m"
+					 " WHERE m.user_id = $1 AND m.id = $2",
+			      &p, err);
 	if (r == NULL)
 		return -1;
 	if (PQntuples(r) != 1) {
@@ -261,26 +316,29 @@ int pg_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 	struct pg_conn *c = pg_rbegin(user, err);
 	if (c == NULL)
 		return -1;
-	int ret = pg_mailbox_list_in(user, c, list_r, count_r, err);
+	int ret = pg_mailbox_list_in(user, c, true, list_r, count_r, err);
 	pg_rend(user, c);
 	return ret;
 }
 
 int pg_mailbox_list_in(struct store_user *user, struct pg_conn *c,
-		       struct store_mailbox_info **list_r, size_t *count_r,
-		       struct store_error *err)
+		       bool recent, struct store_mailbox_info **list_r,
+		       size_t *count_r, struct store_error *err)
 {
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
-	PGresult *r = pg_exec(c, "SELECT " INFO_COLS " FROM mailbox m"
-			      " WHERE m.user_id = $1", &p, err);
+	PGresult *r = pg_exec(c, recent ? "SELECT " INFO_COLS " FROM mailbox m"
+					  " WHERE m.user_id = $1"
+					: "SELECT " INFO_COLS_NO_RECENT
+					  " FROM mailbox m WHERE m.user_id = $1",
+			      &p, err);
 	if (r == NULL)
 		return -1;
 	size_t n = (size_t)PQntuples(r);
 	struct store_mailbox_info *list = xcalloc(n ? n : 1, sizeof(*list));
 	for (size_t i = 0; i < n; i++)
-		info_from_row(r, (int)i, &list[i], true);
+		info_from_row(r, (int)i, &list[i], recent);
 	PQclear(r);
 	if (n > 1)
 		qsort(list, n, sizeof(*list), info_cmp);

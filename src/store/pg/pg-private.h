@@ -29,7 +29,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 9
+#define PG_SCHEMA_VERSION 10
 
 struct s3;
 struct blob_cache;
@@ -210,10 +210,11 @@ int pg_mbox_touch(struct pg_tx *tx, uint32_t id, uint32_t uidnext,
 
 int pg_mailbox_list(struct store_user *user, struct store_mailbox_info **list_r,
 		    size_t *count_r, struct store_error *err);
-/* The same in c's snapshot. */
+/* The same in c's snapshot; recent: with \Recent counts (JMAP has
+ * none). */
 int pg_mailbox_list_in(struct store_user *user, struct pg_conn *c,
-		       struct store_mailbox_info **list_r, size_t *count_r,
-		       struct store_error *err);
+		       bool recent, struct store_mailbox_info **list_r,
+		       size_t *count_r, struct store_error *err);
 int pg_subscriptions(struct store_user *user, char ***names_r, size_t *count_r,
 		     struct store_error *err);
 int pg_mailbox_status(struct store_user *user, const char *name, uint32_t id,
@@ -478,6 +479,9 @@ int pg_modseq_raise(struct store_user *user, uint64_t modseq,
 /* Schema step 7 -> 8: tables, backfill, plpgsql triggers
  * (pg-jmail-schema.h). */
 extern const char pg_jmail_schema_sql[];
+/* Schema step 9 -> 10: the mailbox counts kept by a trigger
+ * (pg-mailbox.c). */
+extern const char pg_mailbox_counts_sql[];
 /* In the transaction that made an account's default mailboxes. */
 int pg_jmail_account_created(struct pg_tx *tx, struct store_error *err);
 /* In the transaction that added blob (its BODYSTRUCTURE as cached). */

@@ -102,8 +102,7 @@ int pg_seen_info_in(struct store_user *user, struct pg_conn *c,
 	pg_p_int(&p, user->id);
 	pg_p_int(&p, mailbox_id);
 	pg_p_int(&p, viewer);
-	PGresult *r = pg_exec(c, "SELECT (SELECT count(*) FROM msg WHERE"
-			      " user_id = $1 AND mailbox = $2), m.highestmodseq,"
+	PGresult *r = pg_exec(c, "SELECT m.messages, m.highestmodseq,"
 			      " coalesce((SELECT n FROM seen_count WHERE"
 			      " user_id = $1 AND viewer = $3 AND mailbox = $2), 0),"
 			      " coalesce((SELECT max(modseq) FROM seen_pvt WHERE"
