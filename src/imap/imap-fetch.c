@@ -62,6 +62,7 @@ struct imap_fetch_plan {
 	size_t count;
 	unsigned fields;          /* STORE_FETCH_* */
 	bool need_blob;
+	bool head_only;           /* only the message's header is sent */
 	bool set_seen;            /* a non-PEEK body attribute */
 	bool has_flags, has_modseq, has_uid;
 	uint64_t changedsince;    /* 0: not given */
@@ -443,6 +444,19 @@ int imap_fetch_parse(const struct imap_arg *attrs,
 		goto fail;
 	if (changedsince)
 		plan->fields |= STORE_FETCH_FLAGS;
+	/* BODY[HEADER], BODY[HEADER.FIELDS (...)], RFC822.HEADER: the
+	 * header alone is read (store_blob_open_head) */
+	plan->head_only = plan->need_blob;
+	for (size_t i = 0; i < plan->count; i++) {
+		const struct fetch_item *it = &plan->items[i];
+		if (it->type == FI_BINARY || it->type == FI_BINARY_SIZE ||
+		    (it->type == FI_SECTION &&
+		     (it->spec.path_len > 0 ||
+		      (it->spec.kind != MAIL_SECTION_HEADER &&
+		       it->spec.kind != MAIL_SECTION_HEADER_FIELDS &&
+		       it->spec.kind != MAIL_SECTION_HEADER_FIELDS_NOT))))
+			plan->head_only = false;
+	}
 	*plan_r = plan;
 	return 0;
 fail:
@@ -818,8 +832,24 @@ static enum imap_fetch_status fetch_message(struct fetch_run *r,
 
 	if (plan->need_blob) {
 		struct store_error e;
-		if (store_blob_open(imap_client_sel_user(r->client), r->client->mailbox,
-				    r->msg->uid, &r->blob, &e) < 0) {
+		struct store_user *u = imap_client_sel_user(r->client);
+		int ret = plan->head_only
+			? store_blob_open_head(u, r->client->mailbox,
+					       r->msg->uid, &r->blob, &e)
+			: store_blob_open(u, r->client->mailbox, r->msg->uid,
+					  &r->blob, &e);
+		struct mail_part_info top;
+		if (ret == 0 && plan->head_only &&
+		    (!mail_part_lookup(r->msg->parts, r->msg->parts_len,
+				       NULL, 0, &top) ||
+		     top.header_offset + top.header_size > r->blob.len)) {
+			/* the part map's header is not all in what was
+			 * read: the whole message */
+			store_blob_close(&r->blob);
+			ret = store_blob_open(u, r->client->mailbox,
+					      r->msg->uid, &r->blob, &e);
+		}
+		if (ret < 0) {
 			if (e.kind == STORE_ERR_NOTFOUND) {
 				r->gone = true;   /* expunged meanwhile */
 				return IMAP_FETCH_OK;

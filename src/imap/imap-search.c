@@ -951,7 +951,8 @@ struct eval_ctx {
 	struct buf env_text[IMAP_ENV_MESSAGE_ID + 1];
 	bool env_done[IMAP_ENV_MESSAGE_ID + 1];
 	bool env_nil[IMAP_ENV_MESSAGE_ID + 1];
-	/* the blob's header, loaded on first need for this message */
+	/* the message's header (store_blob_open_head), loaded on first
+	 * need for this message */
 	bool header_tried;
 	struct store_blob blob;
 	bool blob_open;
@@ -1035,8 +1036,8 @@ static bool load_header(struct eval_ctx *c)
 		c->header_tried = true;
 		/* A message expunged by another session since the pass began
 		 * has no blob any more: it simply does not match. */
-		if (store_blob_open(c->env->user, c->env->mailbox, c->msg->uid,
-				    &c->blob, NULL) == 0) {
+		if (store_blob_open_head(c->env->user, c->env->mailbox,
+					 c->msg->uid, &c->blob, NULL) == 0) {
 			c->blob_open = true;
 			c->hdr = c->blob.data;
 			c->hdr_len = mail_header_size(c->blob.data, c->blob.len);

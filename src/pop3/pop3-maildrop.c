@@ -252,7 +252,11 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 	struct store_blob blob;
 	struct store_error err = {0};
 
-	if (store_blob_open(s->mail, "INBOX", m->uid, &blob, &err) < 0) {
+	/* TOP n 0 sends the header: only it is read (and checked) */
+	int r = lines == 0
+		? store_blob_open_head(s->mail, "INBOX", m->uid, &blob, &err)
+		: store_blob_open(s->mail, "INBOX", m->uid, &blob, &err);
+	if (r < 0) {
 		if (err.kind == STORE_ERR_NOTFOUND) {
 			pop3_reply(s, "-ERR Message %u was removed by another session.", num);
 		} else {
@@ -267,7 +271,7 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 		snprintf(status, sizeof(status), "+OK %" PRIu64 " octets", m->size);
 	else
 		snprintf(status, sizeof(status), "+OK");
-	int r = pop3_stream_message(s, status, blob.data, blob.len, lines);
+	r = pop3_stream_message(s, status, blob.data, blob.len, lines);
 	store_blob_close(&blob);
 	if (r < 0 || lines >= 0)
 		return;

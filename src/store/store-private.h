@@ -131,6 +131,11 @@ struct store_backend_vfuncs {
 			 uint32_t uid, struct store_blob *blob_r,
 			 struct store_error *err);
 	void (*blob_close)(struct store_blob *blob);
+	/* store_blob_open_head; optional (NULL: blob_open, the whole
+	 * message) */
+	int (*blob_open_head)(struct store_user *user, const char *mailbox,
+			      uint32_t uid, struct store_blob *blob_r,
+			      struct store_error *err);
 
 	/* changedsince 0: every message in ranges */
 	int (*fetch_begin)(struct store_user *user, const char *mailbox,

@@ -1068,6 +1068,20 @@ int store_blob_open(struct store_user *user, const char *mailbox,
 	return ret;
 }
 
+int store_blob_open_head(struct store_user *user, const char *mailbox,
+			 uint32_t uid, struct store_blob *blob_r,
+			 struct store_error *err)
+{
+	err_clear(err);
+	WITH_RIGHTS(n, mailbox, STORE_RIGHT_READ, err);
+	const struct store_backend_vfuncs *vf = user->store->vf;
+	int ret = vf->blob_open_head != NULL
+		? vf->blob_open_head(user, n, uid, blob_r, err)
+		: vf->blob_open(user, n, uid, blob_r, err);
+	free(n);
+	return ret;
+}
+
 void store_blob_close(struct store_blob *blob)
 {
 	if (blob->priv != NULL)

@@ -499,6 +499,17 @@ struct store_blob {
 int store_blob_open(struct store_user *user, const char *mailbox,
 		    uint32_t uid, struct store_blob *blob_r,
 		    struct store_error *err);
+/* The message's header as this user sees it -- its prefix, then the
+ * body up to and including the first empty line ("\r\n" or "\n" alone;
+ * all of it if there is none) -- for POP3 TOP n 0 and IMAP BODY[HEADER]:
+ * read and checked against a checksum of that part alone, without
+ * reading the rest of the body. A message whose header checksum the
+ * store does not keep (stored before it did) comes whole, as from
+ * store_blob_open: the caller reads up to the empty line either way.
+ * Errors as store_blob_open's; a damaged header is never served. */
+int store_blob_open_head(struct store_user *user, const char *mailbox,
+			 uint32_t uid, struct store_blob *blob_r,
+			 struct store_error *err);
 void store_blob_close(struct store_blob *blob);
 
 /* Iterates over messages of a mailbox whose UIDs fall in ranges (NULL:

@@ -184,9 +184,11 @@ def test_check(env):
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]
     db.execute('ALTER TABLE account DROP COLUMN sync_login')
-    # the newest step (12 -> 13) moves annotations and URLAUTH keys to
-    # tables with a viewer column: put back version 12's tables, with rows
-    for stmt in ('DROP TRIGGER mailbox_annotation_gone', 'DROP TABLE annotation',
+    # step 12 -> 13 moves annotations and URLAUTH keys to tables with a
+    # viewer column: put back version 12's tables, with rows; 13 -> 14
+    # adds blob.head
+    for stmt in ('ALTER TABLE blob DROP COLUMN head',
+                 'DROP TRIGGER mailbox_annotation_gone', 'DROP TABLE annotation',
                  'DROP TABLE access_key',
                  'CREATE TABLE metadata(mailbox INTEGER NOT NULL, name TEXT NOT NULL,'
                  ' value BLOB NOT NULL, PRIMARY KEY (mailbox, name)) WITHOUT ROWID',
@@ -198,12 +200,12 @@ def test_check(env):
                  "INSERT INTO urlauth_key SELECT id, zeroblob(32) FROM mailbox"
                  " WHERE name = 'INBOX'"):
         db.execute(stmt)
-    db.execute('UPDATE account SET version = ?', (known - 1,))
+    db.execute('UPDATE account SET version = ?', (known - 2,))
     db.commit()
     db.close()
     rc, out, err = env.loftctl('check', ALICE)
     R.check('check upgrades an older index', rc == 0 and
-            'index schema upgraded from version %d to %d' % (known - 1, known)
+            'index schema upgraded from version %d to %d' % (known - 2, known)
             in out and out.strip().endswith('consistent after 1 repairs'),
             (rc, out, err))
     db = sqlite3.connect(path)

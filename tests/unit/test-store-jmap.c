@@ -655,6 +655,7 @@ static void test_upgrade(void)
 		"BEGIN;"
 		/* what later versions added (import, version 6) */
 		"ALTER TABLE msg DROP COLUMN uidl; DROP TABLE import_mark;"
+		"ALTER TABLE blob DROP COLUMN head;"
 		"DROP TABLE jemail; DROP TABLE jthread; DROP TABLE jmailbox;"
 		"DROP TABLE jmbthread; DROP TABLE jmember; DROP TABLE jgone;"
 		"DROP TABLE jobject; DROP TABLE jupload; DROP TABLE jmeta;"

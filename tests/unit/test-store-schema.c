@@ -235,6 +235,7 @@ static void test_upgrade_v1(void)
 			     " ALTER TABLE blob DROP COLUMN kind;"
 			     " ALTER TABLE blob DROP COLUMN prefix;"
 			     " ALTER TABLE blob DROP COLUMN crc;"
+			     " ALTER TABLE blob DROP COLUMN head;"
 			     " ALTER TABLE account DROP COLUMN sync_login;"
 			     " ALTER TABLE msg DROP COLUMN uidl;"
 			     " DROP TABLE import_mark;"
@@ -367,6 +368,7 @@ static void test_real_steps(void)
 	setup();
 	make_user(9);
 	CHECK_INT(index_exec(9, "ALTER TABLE account DROP COLUMN sync_login;"
+			     " ALTER TABLE blob DROP COLUMN head;"
 			     " ALTER TABLE msg DROP COLUMN uidl;"
 			     " DROP TABLE import_mark;"
 			     " UPDATE account SET version = 2"), SQLITE_OK);

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,26 @@ int sq_fsync_dir(const char *path)
 char *sq_blob_path(struct sq_user *u, const char *name)
 {
 	return xasprintf("%s/blobs/%.2s/%s", u->dir, name, name);
+}
+
+bool sq_head_of(const char *p, size_t len, int64_t *head_r)
+{
+	size_t pos = 0, n = len;
+	while (pos < len) {
+		const char *nl = memchr(p + pos, '\n', len - pos);
+		if (nl == NULL)
+			break;
+		size_t k = (size_t)(nl - (p + pos)) + 1;
+		if (k == 1 || (k == 2 && p[pos] == '\r')) {
+			n = pos + k;
+			break;
+		}
+		pos += k;
+	}
+	if (n > INT32_MAX)
+		return false;
+	*head_r = (int64_t)n << 32 | sq_crc32(0, p, n);
+	return true;
 }
 
 /* ---- directory fsyncs ---------------------------------------------- */
@@ -259,6 +280,9 @@ struct sq_blob_row {
 	uint64_t size;
 	bool has_crc;
 	uint32_t crc;
+	bool has_head;        /* blob.head: the body's header block */
+	size_t head_len;
+	uint32_t head_crc;
 };
 
 static void blob_row_free(struct sq_blob_row *r)
@@ -299,18 +323,93 @@ static int read_inline(struct sq_user *u, struct sq_conn *c,
 	return 0;
 }
 
-/* Maps an open body file behind its prefix. */
-static int map_file(struct sq_user *u, int fd, const struct sq_blob_row *r,
-		    struct sq_blob_map *m, const char **data_r, size_t *len_r,
-		    struct store_error *err)
+/* The header block of an inline body, prefix in front, on the heap:
+ * only the pages that hold it are read (incremental blob I/O), checked
+ * against the block's own crc. */
+static int read_inline_head(struct sq_user *u, struct sq_conn *c,
+			    const struct sq_blob_row *r, struct sq_blob_map *m,
+			    size_t *len_r, struct store_error *err)
+{
+	sqlite3_blob *h;
+	int rc = sqlite3_blob_open(c->db, "main", "body", "data", r->id, 0,
+				   &h);
+	if (rc == SQLITE_ERROR) {
+		/* "no such rowid" */
+		return damaged(u, "has no body", r->name, err);
+	}
+	if (rc != SQLITE_OK)
+		return sq_db_error(c, err, "body");
+	size_t n = (size_t)sqlite3_blob_bytes(h);
+	if (r->prefix_len + n != r->size || r->head_len > n) {
+		sqlite3_blob_close(h);
+		return damaged(u, "fails its checksum", r->name, err);
+	}
+	m->heap = xmalloc(r->prefix_len + r->head_len + 1);
+	memcpy(m->heap, r->prefix, r->prefix_len);
+	rc = r->head_len > 0
+		? sqlite3_blob_read(h, m->heap + r->prefix_len,
+				    (int)r->head_len, 0)
+		: SQLITE_OK;
+	sqlite3_blob_close(h);
+	if (rc != SQLITE_OK)
+		return sq_db_error(c, err, "body");
+	if (sq_crc32(0, m->heap + r->prefix_len, r->head_len) != r->head_crc)
+		return damaged(u, "fails its checksum", r->name, err);
+	*len_r = r->prefix_len + r->head_len;
+	return 0;
+}
+
+/* The size of an open body file, which its row must agree with. */
+static int file_size(struct sq_user *u, int fd, const struct sq_blob_row *r,
+		     size_t *flen_r, struct store_error *err)
 {
 	struct stat stt;
 	if (fstat(fd, &stt) < 0)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message file cannot be read");
-	size_t flen = (size_t)stt.st_size;
-	if (r->prefix_len + flen != r->size)
+	*flen_r = (size_t)stt.st_size;
+	if (r->prefix_len + *flen_r != r->size)
 		return damaged(u, "has the wrong size", r->name, err);
+	return 0;
+}
+
+/* The header block of a body file, prefix in front, on the heap. */
+static int read_file_head(struct sq_user *u, int fd,
+			  const struct sq_blob_row *r, struct sq_blob_map *m,
+			  size_t *len_r, struct store_error *err)
+{
+	size_t flen = 0;
+	if (file_size(u, fd, r, &flen, err) < 0)
+		return -1;
+	if (r->head_len > flen)
+		return damaged(u, "fails its checksum", r->name, err);
+	m->heap = xmalloc(r->prefix_len + r->head_len + 1);
+	memcpy(m->heap, r->prefix, r->prefix_len);
+	char *p = m->heap + r->prefix_len;
+	for (size_t got = 0; got < r->head_len;) {
+		ssize_t k = pread(fd, p + got, r->head_len - got, (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return store_set_error(err, STORE_ERR_TEMP,
+					       "The message file cannot be"
+					       " read");
+		got += (size_t)k;
+	}
+	if (sq_crc32(0, p, r->head_len) != r->head_crc)
+		return damaged(u, "fails its checksum", r->name, err);
+	*len_r = r->prefix_len + r->head_len;
+	return 0;
+}
+
+/* Maps an open body file behind its prefix. */
+static int map_file(struct sq_user *u, int fd, const struct sq_blob_row *r,
+		    struct sq_blob_map *m, const char **data_r, size_t *len_r,
+		    struct store_error *err)
+{
+	size_t flen = 0;
+	if (file_size(u, fd, r, &flen, err) < 0)
+		return -1;
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 	size_t head = (r->prefix_len + pg - 1) / pg * pg;
 	m->region_len = head + flen;
@@ -361,7 +460,7 @@ static int blob_row_get(struct sq_conn *c, const char *mailbox, uint32_t uid,
 	sqlite3_stmt *st;
 	if (mailbox != NULL) {
 		st = sq_stmt(c, "SELECT b.id, b.name, b.kind, b.prefix,"
-				" b.size, b.crc FROM msg m"
+				" b.size, b.crc, b.head FROM msg m"
 				" JOIN blob b ON b.id = m.blob"
 				" JOIN mailbox x ON x.id = m.mailbox"
 				" WHERE x.name = ? AND m.uid = ?");
@@ -370,8 +469,8 @@ static int blob_row_get(struct sq_conn *c, const char *mailbox, uint32_t uid,
 		sqlite3_bind_text(st, 1, mailbox, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, uid);
 	} else {
-		st = sq_stmt(c, "SELECT id, name, kind, prefix, size, crc"
-				" FROM blob WHERE id = ?");
+		st = sq_stmt(c, "SELECT id, name, kind, prefix, size, crc,"
+				" head FROM blob WHERE id = ?");
 		if (st == NULL)
 			return -1;
 		sqlite3_bind_int64(st, 1, id);
@@ -390,6 +489,10 @@ static int blob_row_get(struct sq_conn *c, const char *mailbox, uint32_t uid,
 		r->size = (uint64_t)sqlite3_column_int64(st, 4);
 		r->has_crc = sqlite3_column_type(st, 5) != SQLITE_NULL;
 		r->crc = (uint32_t)sqlite3_column_int64(st, 5);
+		r->has_head = sqlite3_column_type(st, 6) != SQLITE_NULL;
+		int64_t head = sqlite3_column_int64(st, 6);
+		r->head_len = (size_t)(head >> 32);
+		r->head_crc = (uint32_t)head;
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
@@ -410,25 +513,33 @@ static int blob_has_copy(struct sq_conn *c, int64_t id)
 }
 
 /* The bytes of a message by (mailbox, uid), or of the Email (blob) id
- * when mailbox is NULL, in one read transaction. */
+ * when mailbox is NULL, in one read transaction; head: only its header
+ * block where the row has its checksum (store_blob_open_head). */
 static int blob_open(struct sq_user *u, const char *mailbox, uint32_t uid,
-		     int64_t email, struct store_blob *blob_r,
+		     int64_t email, bool head, struct store_blob *blob_r,
 		     struct store_error *err);
 
 int sq_blob_open(struct store_user *user, const char *mailbox, uint32_t uid,
 		 struct store_blob *blob_r, struct store_error *err)
 {
-	return blob_open(SQU(user), mailbox, uid, 0, blob_r, err);
+	return blob_open(SQU(user), mailbox, uid, 0, false, blob_r, err);
+}
+
+int sq_blob_open_head(struct store_user *user, const char *mailbox,
+		      uint32_t uid, struct store_blob *blob_r,
+		      struct store_error *err)
+{
+	return blob_open(SQU(user), mailbox, uid, 0, true, blob_r, err);
 }
 
 int sq_blob_open_email(struct store_user *user, int64_t email,
 		       struct store_blob *blob_r, struct store_error *err)
 {
-	return blob_open(SQU(user), NULL, 0, email, blob_r, err);
+	return blob_open(SQU(user), NULL, 0, email, false, blob_r, err);
 }
 
 static int blob_open(struct sq_user *u, const char *mailbox, uint32_t uid,
-		     int64_t email, struct store_blob *blob_r,
+		     int64_t email, bool head, struct store_blob *blob_r,
 		     struct store_error *err)
 {
 	struct sq_blob_row r;
@@ -456,11 +567,12 @@ static int blob_open(struct sq_user *u, const char *mailbox, uint32_t uid,
 		else if (found == 0)
 			ret = store_set_error(err, STORE_ERR_NOTFOUND,
 					      "No such message");
-		else if (r.kind == SQ_BODY_INLINE &&
-			 read_inline(u, c, &r, m, &len, err) == 0)
+		else if (r.kind == SQ_BODY_INLINE) {
+			ret = head && r.has_head
+				? read_inline_head(u, c, &r, m, &len, err)
+				: read_inline(u, c, &r, m, &len, err);
 			data = m->heap;
-		else if (r.kind == SQ_BODY_INLINE)
-			ret = -1;
+		}
 		sq_read_end(c);
 	}
 	if (c != NULL)
@@ -479,8 +591,12 @@ static int blob_open(struct sq_user *u, const char *mailbox, uint32_t uid,
 		free(path);
 	}
 	sq_read_leave(u, ticket);
-	if (ret == 0 && fd >= 0)
+	if (ret == 0 && fd >= 0 && head && r.has_head) {
+		ret = read_file_head(u, fd, &r, m, &len, err);
+		data = m->heap;
+	} else if (ret == 0 && fd >= 0) {
 		ret = map_file(u, fd, &r, m, &data, &len, err);
+	}
 	if (fd >= 0)
 		close(fd);
 	blob_row_free(&r);

@@ -46,6 +46,8 @@ struct store_body {
 	uint64_t written;      /* bytes written to the spill file */
 	uint64_t max;
 	uint32_t crc;
+	bool has_head;         /* head: blob.head (sq_head_of) */
+	int64_t head;
 	bool last_cr, failed, finished;
 	bool binary;           /* bytes kept as written (no CRLF) */
 	struct mail_result an;
@@ -217,9 +219,11 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 		return store_set_error(err, STORE_ERR_TEMP,
 				       "The message was not stored");
 	if (b->tmp_path == NULL) {
-		store_analyze_plain(b->mem.data != NULL ? b->mem.data : "",
-				    b->mem.len, &b->an, SQ_PLAIN_TEXT_MAX,
-				    &b->plain, &b->plain_len);
+		const char *data = b->mem.data != NULL ? b->mem.data : "";
+		b->has_head = sq_head_of(data, b->mem.len, &b->head);
+		store_analyze_plain(data, b->mem.len, &b->an,
+				    SQ_PLAIN_TEXT_MAX, &b->plain,
+				    &b->plain_len);
 		sq_text_encode(b->an.body_text, b->an.body_text_len,
 			       &b->text_enc);
 		b->finished = true;
@@ -233,6 +237,7 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 	void *map = mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0);
 	if (map == MAP_FAILED)
 		return body_error(b, errno, "mmap", err);
+	b->has_head = sq_head_of(map, b->size, &b->head);
 	store_analyze_plain(map, b->size, &b->an, SQ_PLAIN_TEXT_MAX, &b->plain,
 			    &b->plain_len);
 	munmap(map, b->size);
@@ -386,6 +391,8 @@ int sq_body_copy_begin(struct store_body *b, struct sq_user *u,
 	a->body_len = b->size;
 	a->size = prefix_len + b->size;
 	a->crc = b->crc;
+	a->has_head = b->has_head;
+	a->head = b->head;
 	a->body_text_enc = &b->text_enc;
 	a->an = &cp->an;
 	a->now = time(NULL);

@@ -66,10 +66,14 @@ struct body_rec {
 	int64_t prefix_len;
 	bool has_crc;
 	uint32_t crc;
+	bool has_head;         /* blob.head (sq_head_of) */
+	int64_t head;
 	/* found */
 	enum body_state state;
 	int64_t body_len;
 	uint32_t real_crc;
+	bool real_has_head;
+	int64_t real_head;
 };
 
 static uint32_t crc_of(const void *p, size_t n)
@@ -92,8 +96,11 @@ static void body_judge(struct sq_user *u, struct sq_conn *c,
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			r->body_len = sqlite3_column_bytes(st, 0);
-			r->real_crc = crc_of(sqlite3_column_blob(st, 0),
-					     (size_t)r->body_len);
+			const char *p = sqlite3_column_blob(st, 0);
+			r->real_crc = crc_of(p, (size_t)r->body_len);
+			r->real_has_head = sq_head_of(p ? p : "",
+						      (size_t)r->body_len,
+						      &r->real_head);
 		}
 		sqlite3_reset(st);
 		if (rc != SQLITE_ROW) {
@@ -122,6 +129,9 @@ static void body_judge(struct sq_user *u, struct sq_conn *c,
 			return;
 		}
 		r->real_crc = crc_of(map, (size_t)stt.st_size);
+		r->real_has_head = sq_head_of(map != NULL ? map : "",
+					      (size_t)stt.st_size,
+					      &r->real_head);
 		if (map != NULL)
 			munmap(map, (size_t)stt.st_size);
 	}
@@ -224,7 +234,7 @@ static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		       struct check_arg *a)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT id, name, kind, size,"
-				      " length(prefix), crc FROM blob");
+				      " length(prefix), crc, head FROM blob");
 	if (st == NULL)
 		return sq_job_dberr(job, c);
 	struct body_rec *recs = NULL;
@@ -241,22 +251,38 @@ static int check_blobs(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		r->prefix_len = sqlite3_column_int64(st, 4);
 		r->has_crc = sqlite3_column_type(st, 5) != SQLITE_NULL;
 		r->crc = (uint32_t)sqlite3_column_int64(st, 5);
+		r->has_head = sqlite3_column_type(st, 6) != SQLITE_NULL;
+		r->head = sqlite3_column_int64(st, 6);
 	}
 	sqlite3_reset(st);
 	int ret = rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		struct body_rec *r = &recs[i];
 		body_judge(u, c, r);
-		if (r->state == BODY_OK && r->has_crc)
+		bool head_ok = r->has_head == r->real_has_head &&
+			       (!r->has_head || r->head == r->real_head);
+		if (r->state == BODY_OK && r->has_crc && head_ok)
 			continue;
 		char *where = blob_messages(c, r->id);
 		const char *what = r->kind == SQ_BODY_INLINE ? "body" : "message file";
 		switch (r->state) {
 		case BODY_OK:
-			/* an old row: its checksum from now on */
+			/* a header checksum that disagrees with a body that
+			 * checks: the row was damaged, the body is right */
+			if (r->has_crc && r->has_head) {
+				note(a, "%s: %s %s has a wrong header"
+				     " checksum%s", where, what, r->name,
+				     a->repair ? ": corrected" : "");
+				if (!a->repair)
+					a->unrepaired++;
+			}
+			/* an old row: its checksums from now on */
 			if (a->repair &&
-			    step_bind2(c, "UPDATE blob SET crc = ? WHERE id = ?",
-				       r->real_crc, r->id) < 0)
+			    (step_bind2(c, "UPDATE blob SET crc = ? WHERE id = ?",
+					r->real_crc, r->id) < 0 ||
+			     (r->real_has_head &&
+			      step_bind2(c, "UPDATE blob SET head = ? WHERE"
+					 " id = ?", r->real_head, r->id) < 0)))
 				ret = sq_job_dberr(job, c);
 			break;
 		case BODY_MISSING:

@@ -25,7 +25,7 @@
  * 1 is the first released schema, so nothing comes before it yet. A
  * change to schema_sql must raise SQ_SCHEMA_VERSION and add the step that
  * brings existing indexes along: users upgrade over their data. */
-#define SQ_SCHEMA_VERSION 13
+#define SQ_SCHEMA_VERSION 14
 
 static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	[0] = NULL,   /* version 0 never existed */
@@ -64,6 +64,10 @@ static const char *const migrations[SQ_SCHEMA_VERSION] = {
 	/* 12 -> 13: a viewer's own /private annotations and URLAUTH key on
 	 * the owner's mailbox (sq-metadata.c: column viewer) */
 	[12] = sq_metadata_viewer_sql,
+	/* 13 -> 14: the body's header block (length and crc32), so that
+	 * TOP n 0 and BODY[HEADER] read and check only it (sq-blob.c);
+	 * NULL on older rows: read whole, filled by loftctl check */
+	[13] = "ALTER TABLE blob ADD COLUMN head INTEGER;",
 };
 
 /* What this process knows; only sq_schema_override changes them. */
@@ -132,8 +136,11 @@ static const char schema_sql[] =
 	" message_id TEXT, in_reply_to TEXT, refs TEXT,"
 	/* kind: enum sq_body_kind; prefix: the copy's trace fields, put in
 	 * front of the body; crc: zlib crc32 of the body (NULL: not known,
-	 * version 1 rows); size is prefix + body */
-	" kind INTEGER NOT NULL DEFAULT 0, prefix BLOB, crc INTEGER);"
+	 * version 1 rows); size is prefix + body; head: the body's header
+	 * block (up to the first empty line) as length << 32 | its crc32
+	 * (NULL: not known, rows before version 14) */
+	" kind INTEGER NOT NULL DEFAULT 0, prefix BLOB, crc INTEGER,"
+	" head INTEGER);"
 	/* bodies kept in the index (kind 1), by blob id */
 	"CREATE TABLE IF NOT EXISTS body(id INTEGER PRIMARY KEY,"
 	" data BLOB NOT NULL);"
@@ -1042,6 +1049,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.bodies_deliver = sq_bodies_deliver,
 	.body_unref = sq_body_unref,
 	.blob_open = sq_blob_open,
+	.blob_open_head = sq_blob_open_head,
 	.blob_close = sq_blob_close,
 	.fetch_begin = sq_fetch_begin,
 	.fetch_next = sq_fetch_next,

@@ -6,6 +6,7 @@
  */
 #include "sq-private.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -439,9 +440,9 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 				      " sort_subject, sort_from, sort_to, sort_cc,"
 				      " sort_display_from, sort_display_to,"
 				      " sent_date, message_id, in_reply_to, refs,"
-				      " kind, prefix, crc, id)"
+				      " kind, prefix, crc, id, head)"
 				      " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-				      "?,?,?,?)");
+				      "?,?,?,?,?)");
 	if (st == NULL)
 		return -1;
 	/* NULL: the next id (an import may keep its EMAILID's) */
@@ -471,6 +472,8 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 		sqlite3_bind_blob(st, 19, a->prefix, (int)a->prefix_len,
 				  SQLITE_STATIC);
 	sqlite3_bind_int64(st, 20, a->crc);
+	if (a->has_head)
+		sqlite3_bind_int64(st, 22, a->head);
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)

@@ -694,6 +694,8 @@ struct sq_append_arg {
 	const char *body;        /* SQ_BODY_INLINE: the body's bytes */
 	uint64_t body_len;
 	uint32_t crc;            /* zlib crc32 of the body */
+	bool has_head;           /* head: blob.head (sq_head_of) */
+	int64_t head;
 	/* the body text already in its stored form (sq_text_encode), made
 	 * once for every copy; NULL or empty: encode it here */
 	const struct buf *body_text_enc;
@@ -711,6 +713,14 @@ int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 
 /* sq-blob.c */
 char *sq_blob_path(struct sq_user *u, const char *name);
+/* A body's header block as TOP n 0 and BODY[HEADER] send it -- up to and
+ * including the first line that is "\r\n" or "\n" alone, or the whole
+ * body -- as blob.head stores it: its length << 32 | its crc32. false
+ * when it is too long to keep (2 GiB). */
+bool sq_head_of(const char *p, size_t len, int64_t *head_r);
+int sq_blob_open_head(struct store_user *user, const char *mailbox,
+		      uint32_t uid, struct store_blob *blob_r,
+		      struct store_error *err);
 int sq_fsync_dir(const char *path);
 /* fsyncs a directory on the pool (several waiting for one directory
  * share one fsync); returns its result. */
