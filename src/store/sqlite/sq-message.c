@@ -811,13 +811,13 @@ struct flags_arg {
 	size_t changed_count, modified_count;
 };
 
-/* The common STORE (+FLAGS or -FLAGS of system flags, no keywords, no
- * UNCHANGEDSINCE) as one UPDATE per range instead of one per message:
- * "STORE 1:* +FLAGS (\Seen)" on a big mailbox. */
+/* The common STORE (+FLAGS or -FLAGS of system flags, no keywords; any
+ * UNCHANGEDSINCE, which IMAP's .SILENT always gives) as one UPDATE per
+ * range instead of one per message: "STORE 1:* +FLAGS.SILENT (\Seen)"
+ * on a big mailbox. */
 static bool flags_simple(const struct store_flag_change *ch)
 {
-	return ch->keyword_count == 0 && ch->unchangedsince == 0 &&
-	       ch->mode != STORE_FLAGS_REPLACE;
+	return ch->keyword_count == 0 && ch->mode != STORE_FLAGS_REPLACE;
 }
 
 static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
@@ -829,16 +829,55 @@ static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
 	unsigned clear = ch->mode == STORE_FLAGS_REMOVE ? ch->flags & 0x1f : 0;
 	struct store_uid_range all = {1, UINT32_MAX};
 	const struct store_uid_range *ranges = a->ranges ? a->ranges : &all;
-	size_t nranges = a->ranges ? a->range_count : 1, cap = 0;
+	size_t nranges = a->ranges ? a->range_count : 1, cap = 0, mcap = 0;
 	int64_t unseen = 0, deleted = 0;
 	uint64_t modseq = 0;
+	/* RFC 7162 3.1.3: a message changed after UNCHANGEDSINCE is left
+	 * alone and reported, whether or not the change would change it */
+	sqlite3_int64 upto = ch->unchangedsince != 0 &&
+			     ch->unchangedsince < INT64_MAX
+		? (sqlite3_int64)ch->unchangedsince : INT64_MAX;
+	/* first, before any row changes (ranges may overlap) */
+	for (size_t r = 0; r < nranges && upto != INT64_MAX; r++) {
+		sqlite3_stmt *st = sq_stmt(c, "SELECT uid FROM msg WHERE"
+					      " mailbox = ? AND uid BETWEEN ?"
+					      " AND ? AND modseq > ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, mb->id);
+		sqlite3_bind_int64(st, 2, ranges[r].lo);
+		sqlite3_bind_int64(st, 3, ranges[r].hi);
+		sqlite3_bind_int64(st, 4, upto);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (a->modified_count == mcap) {
+				mcap = mcap ? mcap * 2 : 256;
+				a->modified = xrealloc(a->modified,
+						       mcap * sizeof(uint32_t));
+			}
+			a->modified[a->modified_count++] =
+				(uint32_t)sqlite3_column_int64(st, 0);
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	if (a->modified_count > 1) {
+		qsort(a->modified, a->modified_count, sizeof(uint32_t),
+		      u32_cmp);
+		size_t k = 1;
+		for (size_t i = 1; i < a->modified_count; i++)
+			if (a->modified[i] != a->modified[k - 1])
+				a->modified[k++] = a->modified[i];
+		a->modified_count = k;
+	}
 	for (size_t r = 0; r < nranges; r++) {
 		/* counter deltas of the rows about to change */
 		sqlite3_stmt *st = sq_stmt(c, "SELECT count(*),"
 			" coalesce(sum((flags & 1) = 0), 0) - coalesce(sum(((flags | ?1) & ~?2 & 1) = 0), 0),"
 			" coalesce(sum(((flags | ?1) & ~?2 & 8) != 0), 0) - coalesce(sum((flags & 8) != 0), 0)"
 			" FROM msg WHERE mailbox = ?3 AND uid BETWEEN ?4 AND ?5"
-			" AND ((flags | ?1) & ~?2) != flags");
+			" AND ((flags | ?1) & ~?2) != flags AND modseq <= ?6");
 		if (st == NULL)
 			return sq_job_dberr(job, c);
 		sqlite3_bind_int(st, 1, (int)set);
@@ -846,6 +885,7 @@ static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
 		sqlite3_bind_int64(st, 3, mb->id);
 		sqlite3_bind_int64(st, 4, ranges[r].lo);
 		sqlite3_bind_int64(st, 5, ranges[r].hi);
+		sqlite3_bind_int64(st, 6, upto);
 		int64_t count = 0;
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			count = sqlite3_column_int64(st, 0);
@@ -858,7 +898,8 @@ static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
 		modseq = sq_job_modseq(u, job);
 		st = sq_stmt(c, "UPDATE msg SET flags = (flags | ?1) & ~?2, modseq = ?3"
 				" WHERE mailbox = ?4 AND uid BETWEEN ?5 AND ?6"
-				" AND ((flags | ?1) & ~?2) != flags RETURNING uid");
+				" AND ((flags | ?1) & ~?2) != flags"
+				" AND modseq <= ?7 RETURNING uid");
 		if (st == NULL)
 			return sq_job_dberr(job, c);
 		sqlite3_bind_int(st, 1, (int)set);
@@ -867,6 +908,7 @@ static int flags_job_simple(struct sq_user *u, struct sq_conn *c,
 		sqlite3_bind_int64(st, 4, mb->id);
 		sqlite3_bind_int64(st, 5, ranges[r].lo);
 		sqlite3_bind_int64(st, 6, ranges[r].hi);
+		sqlite3_bind_int64(st, 7, upto);
 		int rc;
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			if (a->changed_count == cap) {
@@ -900,8 +942,9 @@ static int flags_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		int r = flags_job_simple(u, c, job, &mb);
 		if (r < 0) {
 			free(a->changed);
-			a->changed = NULL;
-			a->changed_count = 0;
+			free(a->modified);
+			a->changed = a->modified = NULL;
+			a->changed_count = a->modified_count = 0;
 		}
 		if (ch->modseq_r != NULL)
 			*ch->modseq_r = job->modseq;
