@@ -490,6 +490,20 @@ static void test_flags_modseq(void)
 	}
 	free(changed);
 	free(modified);
+	/* every message changed after base now; overlapping ranges name
+	 * each once */
+	struct store_uid_range overlap[2] = {{1, 3}, {2, 5}};
+	struct store_flag_change ch3 = {.mode = STORE_FLAGS_REMOVE,
+					.flags = STORE_FLAG_FLAGGED,
+					.unchangedsince = base};
+	CHECK_INT(store_flags_update(u, "INBOX", overlap, 2, &ch3, &changed, &nc,
+				     &modified, &nm, &err), 0);
+	CHECK_INT(nc, 0);
+	CHECK_INT(nm, 5);
+	for (size_t i = 0; i < nm && nm == 5; i++)
+		CHECK_INT(modified[i], i + 1);
+	free(changed);
+	free(modified);
 
 	/* keywords: add, remove case-insensitively, replace */
 	const char *kw[] = {"Foo", "bar"};
