@@ -627,7 +627,7 @@ int sq_index_version(struct sq_conn *c, unsigned *version_r)
  * older index up to this version (all steps and the new version number
  * in one transaction: a crash or a failed step leaves it as it was);
  * refuses, without writing, an index newer than this build knows. */
-static int schema_init(struct sq_user *u, bool *created_r,
+static int schema_init(struct sq_user *u, bool made, bool *created_r,
 		       struct store_error *err)
 {
 	struct sq_conn *c = u->writer;
@@ -686,7 +686,7 @@ static int schema_init(struct sq_user *u, bool *created_r,
 	 * upgraded one. An index of this version has it all (made or
 	 * upgraded with it in one transaction): parsing it again was most
 	 * of the CPU of every open of an account's index. */
-	if ((have == 0 || found < schema_known) &&
+	if (!made && (have == 0 || found < schema_known) &&
 	    (sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
 	     sqlite3_exec(c->db, sq_jmap_schema_sql, NULL, NULL, NULL) !=
 		     SQLITE_OK ||
@@ -805,6 +805,70 @@ static void index_make_leftovers(struct sq_user *u)
 		closedir(d);
 }
 
+/* The empty index every new account starts from: the schema made once
+ * per process in memory and kept as the bytes of its file. Running the
+ * schema's CREATE statements (FTS5 tables, triggers) was most of the CPU
+ * of a new account's first delivery, and new accounts' first deliveries
+ * slowed every other account's (bench newacct). Not when a test runs
+ * another schema version (sq_schema_override). */
+static pthread_once_t template_once = PTHREAD_ONCE_INIT;
+static unsigned char *template_image;
+static sqlite3_int64 template_len;
+
+static void template_make(void)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE |
+			    SQLITE_OPEN_CREATE, NULL) == SQLITE_OK) {
+		sq_jmap_functions(db);
+		sq_trigram_register(db);
+		if (sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; BEGIN",
+				 NULL, NULL, NULL) == SQLITE_OK &&
+		    sqlite3_exec(db, schema_sql, NULL, NULL, NULL) ==
+			    SQLITE_OK &&
+		    sqlite3_exec(db, sq_jmap_schema_sql, NULL, NULL, NULL) ==
+			    SQLITE_OK &&
+		    sqlite3_exec(db, sq_metadata_schema_sql, NULL, NULL,
+				 NULL) == SQLITE_OK &&
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+			template_image = sqlite3_serialize(db, "main",
+							   &template_len, 0);
+	}
+	if (template_image == NULL)
+		log_warn("store", NULL, "no template index (%s): new indexes"
+			 " are made from the schema",
+			 db ? sqlite3_errmsg(db) : "out of memory");
+	sqlite3_close(db);
+}
+
+/* Writes the template to a new file at path: true when done. */
+static bool template_write(const char *path)
+{
+	if (schema_steps != migrations)
+		return false;
+	pthread_once(&template_once, template_make);
+	if (template_image == NULL)
+		return false;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return false;
+	const unsigned char *p = template_image;
+	size_t left = (size_t)template_len;
+	while (left > 0) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		p += n;
+		left -= (size_t)n;
+	}
+	close(fd);
+	if (left > 0)
+		unlink(path);
+	return left == 0;
+}
+
 /* A new account's index, made aside without syncs (schema, account row,
  * default mailboxes: a rollback-journal switch to WAL and a WAL commit
  * with synchronous=FULL were 6-8 syncs and their ext4 journal commits,
@@ -819,10 +883,11 @@ static int index_make(struct sq_user *u, const char *path,
 	sq_random_hex(hex, 8);
 	char *tmp = xasprintf("%s/index.db.new-%s", u->dir, hex);
 	struct sq_conn *writer = u->writer;
+	bool templated = template_write(tmp);
 	int ret = sq_conn_open(tmp, true, false, &u->writer, err);
 	bool created = false;
 	if (ret == 0) {
-		ret = schema_init(u, &created, err);
+		ret = schema_init(u, templated, &created, err);
 		/* the last connection's close checkpoints the WAL into the
 		 * file and removes it */
 		sq_conn_close(u->writer);
@@ -894,7 +959,7 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	if (r == 0)
 		sq_wal_hook_install(u);
 	bool created;
-	if (r < 0 || schema_init(u, &created, err) < 0)
+	if (r < 0 || schema_init(u, false, &created, err) < 0)
 		goto fail;
 	/* made by another process between index_make's look and its
 	 * link() (then created is false here), or by this one */
