@@ -43,23 +43,25 @@ npm:
 # Release build: every test. ASan+UBSan build: everything but the real-client
 # interop tests (they ran once already). Then a short fuzz run.
 test: deps build asan npm
-	ctest --test-dir build --output-on-failure -j 2
-	ctest --test-dir build-asan --output-on-failure -j 2 -LE interop
+	ctest --test-dir build --output-on-failure -j 2 -LE scaleout
+	ctest --test-dir build-asan --output-on-failure -j 2 -LE 'interop|scaleout'
 	$(MAKE) --no-print-directory fuzz-run
 
 # Scale-out at full size (issue 18, docs/scale-out.md): 20 rounds of
 # kill -9 of the PostgreSQL primary and promotion of its synchronous
-# standby (make test runs 3); import killed -9 and resumed, and backup
-# under load then restore (also killed), on the postgres backend (issue
-# 17; about 3 minutes; make test runs them on the embedded one). .ci/run
-# runs it after make test.
+# standby (make test runs 3), the S3 tests against a private Ceph
+# radosgw, and the failure tests of tests/scaleout/ (label scaleout);
+# import killed -9 and resumed, and backup under load then restore (also
+# killed), on the postgres backend (issue 17; about 3 minutes; make test
+# runs them on the embedded one). .ci/run runs it after make test.
 PG_SYSTEM_ENV = LOFT_TEST_BACKEND=postgres LOFTD=$(CURDIR)/build/loftd \
 	LOFTCTL=$(CURDIR)/build/loftctl LOFT_SRC=$(CURDIR) \
 	LOFT_BUILD=$(CURDIR)/build PYTHONPATH=$(CURDIR)/tests/lib \
 	PYTHONDONTWRITEBYTECODE=1
-test-scaleout: deps build
-	LOFT_FAILOVER_ROUNDS=20 ctest --test-dir build --output-on-failure \
-		-R '^system/test_failover$$'
+test-scaleout: build
+	@sh scripts/deps.sh scaleout
+	LOFT_FAILOVER_ROUNDS=20 ctest --test-dir build --output-on-failure -j 2 \
+		-R '^(system/test_failover|scaleout/.*)$$'
 	$(PG_SYSTEM_ENV) python3 tests/system/test_migrate_kill.py
 	$(PG_SYSTEM_ENV) python3 tests/system/test_migrate_backup.py
 

@@ -93,10 +93,21 @@ php-sqlite3
 dovecot-fts-xapian
 "
 
+# `make test-scaleout` (tests/lib/cephenv.py): a private Ceph cluster with
+# its S3 gateway; faketime for nodes whose clocks are apart.
+SCALEOUT_PACKAGES="
+ceph-mon
+ceph-osd
+ceph-common
+radosgw
+faketime
+"
+
 want="$BUILD_PACKAGES"
 case "${1:-}" in
 deb) want="$BUILD_PACKAGES $DEB_PACKAGES" ;;
 test) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES" ;;
+scaleout) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES $SCALEOUT_PACKAGES" ;;
 bench) want="$BUILD_PACKAGES $DEB_PACKAGES $TEST_PACKAGES $BENCH_PACKAGES" ;;
 esac
 

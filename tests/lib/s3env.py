@@ -107,52 +107,20 @@ class _Proxy(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-class S3:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix='loft-s3-')
-        os.chmod(self.dir, 0o755)
-        self.data = os.path.join(self.dir, 'data')
-        self.secret_file = os.path.join(self.dir, 'secret')
-        with open(self.secret_file, 'w') as f:
-            f.write(SECRET_KEY + '\n')
-        os.chmod(self.secret_file, 0o644)
-        self.access_key = ACCESS_KEY
-        self.proc = None
+class FaultProxy:
+    """The checking, fault-injecting proxy in front of an S3 server on
+    127.0.0.1:upstream_port whose secret key is secret (S3 here, Ceph's
+    radosgw in cephenv.py)."""
+
+    def _proxy_init(self):
         self.proxy = None
         self.lock = threading.Lock()
         self._faults = []          # [(status, code)] or ('hang', None)
         self.requests = {}
         self.bytes_in = 0          # request bodies (PUTs) received
         self.refused = []          # what the proxy's own checks refused
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
 
-    @staticmethod
-    def available():
-        return shutil.which('node') is not None and os.path.exists(S3RVER)
-
-    def _start(self):
-        self.log = open(os.path.join(self.dir, 's3rver.log'), 'w+')
-        self.proc = subprocess.Popen(
-            ['node', S3RVER, '-d', self.data, '-a', '127.0.0.1', '-p', '0',
-             '--silent'],
-            stdout=subprocess.PIPE, stderr=self.log, text=True,
-            start_new_session=True)
-        deadline = time.monotonic() + 120
-        port = None
-        while port is None:
-            line = self.proc.stdout.readline()
-            if line == '':
-                raise RuntimeError('s3rver exited: ' + self._log_tail())
-            m = re.search(r'listening on [^:]+:(\d+)', line)
-            if m:
-                port = int(m.group(1))
-            if time.monotonic() > deadline:
-                raise RuntimeError('s3rver did not start')
-        self.server_port = port
+    def _proxy_start(self, port, secret):
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -171,7 +139,7 @@ class S3:
                     fault = owner._faults.pop(0) if owner._faults else None
                 if fault is None:
                     fault = sigv4_problem(self.command, self.path,
-                                          self.headers, body, SECRET_KEY)
+                                          self.headers, body, secret)
                     if fault is not None:
                         with owner.lock:
                             owner.refused.append((self.command, self.path,
@@ -238,6 +206,56 @@ class S3:
         with self.lock:
             self._faults = []
 
+    def _proxy_close(self):
+        if self.proxy is not None:
+            self.proxy.shutdown()
+            self.proxy.server_close()
+            self.proxy = None
+
+
+class S3(FaultProxy):
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='loft-s3-')
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, 'data')
+        self.secret_file = os.path.join(self.dir, 'secret')
+        with open(self.secret_file, 'w') as f:
+            f.write(SECRET_KEY + '\n')
+        os.chmod(self.secret_file, 0o644)
+        self.access_key = ACCESS_KEY
+        self.proc = None
+        self._proxy_init()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def available():
+        return shutil.which('node') is not None and os.path.exists(S3RVER)
+
+    def _start(self):
+        self.log = open(os.path.join(self.dir, 's3rver.log'), 'w+')
+        self.proc = subprocess.Popen(
+            ['node', S3RVER, '-d', self.data, '-a', '127.0.0.1', '-p', '0',
+             '--silent'],
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+            start_new_session=True)
+        deadline = time.monotonic() + 120
+        port = None
+        while port is None:
+            line = self.proc.stdout.readline()
+            if line == '':
+                raise RuntimeError('s3rver exited: ' + self._log_tail())
+            m = re.search(r'listening on [^:]+:(\d+)', line)
+            if m:
+                port = int(m.group(1))
+            if time.monotonic() > deadline:
+                raise RuntimeError('s3rver did not start')
+        self.server_port = port
+        self._proxy_start(port, SECRET_KEY)
+
     def objects(self, bucket):
         """The keys s3rver holds in bucket (from its directory)."""
         root = os.path.join(self.data, bucket)
@@ -258,10 +276,7 @@ class S3:
             return ''
 
     def close(self):
-        if self.proxy is not None:
-            self.proxy.shutdown()
-            self.proxy.server_close()
-            self.proxy = None
+        self._proxy_close()
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)

@@ -22,7 +22,9 @@ fault-injecting proxy
   S3 every time.
 - A 9 MB message goes up as a multipart upload (two parts, each with its
   Content-MD5; the query strings signed) and reads back whole on B.
-Skipped (77) without PostgreSQL 15 or s3rver (make npm)."""
+With LOFT_TEST_S3=ceph the S3 server is a private Ceph radosgw
+(tests/lib/cephenv.py, behind the same proxy; `make test-scaleout`).
+Skipped (77) without PostgreSQL 15 or s3rver (make npm), or Ceph."""
 
 import hashlib
 import os
@@ -78,14 +80,21 @@ def main():
     if not Postgres.available():
         print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
         return 77
-    if not S3.available():
+    ceph = os.environ.get('LOFT_TEST_S3') == 'ceph'
+    if ceph:
+        from cephenv import Ceph
+        if not Ceph.available():
+            print('0 passed, 0 failed (skipped: no Ceph: sh scripts/deps.sh'
+                  ' scaleout)')
+            return 77
+    elif not S3.available():
         print('0 passed, 0 failed (skipped: no node or s3rver: make npm)')
         return 77
     pg = Postgres()
     s3 = None
     spool = tempfile.mkdtemp(prefix='loft-spool-')
     try:
-        s3 = S3()
+        s3 = Ceph() if ceph else S3()
         store = {'backend': 'postgres', 'postgres': pg.new_database(),
                  'blobs': 's3', 'blob_dir': spool}
         s3cfg = {'endpoint': s3.endpoint, 'bucket': 'loft-mail',
