@@ -180,13 +180,26 @@ struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 		pg_unavailable(err);
 		return NULL;
 	}
+	/* and the database's clock (pg_now) */
 	char *set = xasprintf("SET statement_timeout = %u; SET lock_timeout = %u;"
 			      " SET synchronous_commit = on;"
-			      " SET client_min_messages = warning",
+			      " SET client_min_messages = warning;"
+			      " SELECT extract(epoch FROM clock_timestamp())",
 			      s->timeout * 1000, s->timeout * 1000);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_REALTIME, &t0);
 	PGresult *r = PQexec(db, set);
+	clock_gettime(CLOCK_REALTIME, &t1);
 	free(set);
-	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+	if (ok) {
+		/* against the middle of the round trip, to the second */
+		double mid = ((double)t0.tv_sec + (double)t1.tv_sec) / 2 +
+			     ((double)t0.tv_nsec + (double)t1.tv_nsec) / 2e9;
+		double d = strtod(PQgetvalue(r, 0, 0), NULL) - mid;
+		atomic_store(&s->clock_skew,
+			     (int64_t)(d >= 0 ? d + 0.5 : d - 0.5));
+	}
 	PQclear(r);
 	if (!ok) {
 		log_error("store", NULL, "postgres session: %s",
@@ -199,6 +212,16 @@ struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 	c->db = db;
 	c->store = store;
 	return c;
+}
+
+time_t pg_db_time(struct store *store, time_t node_time)
+{
+	return node_time + (time_t)atomic_load(&PGS(store)->clock_skew);
+}
+
+time_t pg_now(struct store *store)
+{
+	return pg_db_time(store, time(NULL));
 }
 
 void pg_conn_free(struct pg_conn *c)
@@ -1205,6 +1228,7 @@ static int pg_usage(struct store_user *user, struct store_usage *usage_r,
 static int pg_note_sync_login(struct store_user *user, time_t now,
 			      struct store_error *err)
 {
+	now = pg_db_time(user->store, now);
 	struct pg_conn *c = pg_conn_get(user->store, err);
 	if (c == NULL)
 		return -1;

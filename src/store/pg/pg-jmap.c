@@ -66,7 +66,7 @@ static int jobject_tx(struct pg_tx *tx, enum store_jmap_kind kind,
 	pg_p_int(&p, (int64_t)modseq);
 	PGresult *r;
 	if (data == NULL) {
-		pg_p_int(&p, (int64_t)time(NULL));
+		pg_p_int(&p, (int64_t)pg_now(tx->user->store));
 		r = pg_exec(tx->c, "WITH gone AS (DELETE FROM jobject WHERE"
 			    " user_id = $1 AND kind = $2 AND id = $3"
 			    " RETURNING created) INSERT INTO jgone (user_id,"
@@ -327,6 +327,7 @@ out:
  * uploads go too. */
 int pg_jmap_prune(struct store_user *user, time_t now, struct store_error *err)
 {
+	now = pg_db_time(user->store, now);
 	struct pg_tx tx;
 	if (pg_wbegin(user, &tx, err) < 0)
 		return -1;

@@ -648,7 +648,7 @@ static int rename_inbox(struct pg_tx *tx, const struct pg_mbox *inbox,
 	pg_p_int(&p, inbox->id);
 	pg_p_int(&p, dst);
 	pg_p_int(&p, (int64_t)modseq);
-	pg_p_int(&p, (int64_t)time(NULL));
+	pg_p_int(&p, (int64_t)pg_now(tx->user->store));
 	/* new UIDs from 1 in the new mailbox, in the old order; the old
 	 * INBOX's UIDs go to its expunge log */
 	PGresult *r = pg_exec(tx->c, "WITH moved AS (DELETE FROM msg"

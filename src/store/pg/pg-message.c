@@ -507,7 +507,7 @@ int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
 		an.header_text_len = hdr.len;
 	}
 	uint64_t size = prefix_len + b->size;
-	time_t now = time(NULL);
+	time_t now = pg_now(user->store);
 	unsigned flags = params != NULL ? params->flags & 0x1f : 0;
 	char *kw = params != NULL ? keywords_join(params->keywords,
 						  params->keyword_count) : NULL;
@@ -1098,7 +1098,7 @@ int pg_expunge_uids(struct pg_tx *tx, uint32_t mailbox_id,
 	pg_p_int(&p, mailbox_id);
 	pg_p_str(&p, arr.data);
 	pg_p_int(&p, (int64_t)modseq);
-	pg_p_int(&p, (int64_t)time(NULL));
+	pg_p_int(&p, (int64_t)pg_now(tx->user->store));
 	pg_p_str(&p, how & PG_GONE_LOG ? "t" : "f");
 	pg_p_str(&p, how & PG_GONE_KEEP ? "t" : "f");
 	/* the rows, their log entries and their kept copies for undelete
@@ -1426,7 +1426,8 @@ static int thread_merge(struct pg_tx *tx, int64_t into, int64_t from,
 			ret = store_set_error(err, STORE_ERR_LIMIT,
 					      "Mailbox is out of UIDs");
 		if (ret == 0)
-			ret = copy_rows(tx, &md, rows, rn, time(NULL), du, err);
+			ret = copy_rows(tx, &md, rows, rn, pg_now(tx->user->store), du,
+					err);
 		if (ret == 0)
 			ret = pg_seen_move(tx, mailbox, su, mailbox, du, rn, err);
 		if (ret == 0)
@@ -1477,7 +1478,8 @@ int pg_copy_one(struct pg_tx *tx, uint32_t src_mailbox, uint32_t uid,
 				      "Mailbox is out of UIDs");
 	uint32_t dst_uid;
 	if (ret == 0)
-		ret = copy_rows(tx, &md, rows, 1, time(NULL), &dst_uid, err);
+		ret = copy_rows(tx, &md, rows, 1, pg_now(tx->user->store),
+				&dst_uid, err);
 	rows_free(rows, n);
 	return ret;
 }
@@ -1540,7 +1542,8 @@ int pg_copy(struct store_user *user, const char *src,
 	for (size_t i = 0; i < n; i++)
 		su[i] = rows[i].uid;
 	if (ret == 0)
-		ret = copy_rows(&tx, &md, rows, n, time(NULL), du, err);
+		ret = copy_rows(&tx, &md, rows, n, pg_now(user->store), du,
+				err);
 	/* MOVE keeps readers' own \Seen (before the sources go) */
 	if (ret == 0 && move)
 		ret = pg_seen_move(&tx, ms.id, su, md.id, du, n, err);
@@ -2028,6 +2031,7 @@ int pg_search_text(struct store_user *user, const char *mailbox,
 int pg_pop3_retrieved(struct store_user *user, uint32_t uid, time_t now,
 		      struct store_error *err)
 {
+	now = pg_db_time(user->store, now);
 	struct pg_conn *c = pg_conn_get(user->store, err);
 	if (c == NULL)
 		return -1;
@@ -2227,6 +2231,8 @@ int pg_retention_run(struct store_user *user,
 	struct store_retention_report rep;
 	memset(&rep, 0, sizeof(rep));
 	memset(report_r, 0, sizeof(*report_r));
+	/* in the database's clock: node clocks apart do not matter */
+	now = pg_db_time(user->store, now);
 	unsigned how = PG_GONE_LOG | (pg_deleted_keep(user) ? PG_GONE_KEEP : 0);
 	struct pg_tx tx;
 	if (pg_wbegin(user, &tx, err) < 0)
@@ -2246,7 +2252,7 @@ int pg_retention_run(struct store_user *user,
 	if (ret == 0)
 		ret = pg_deleted_purge(&tx, before, &rep.deleted_purged, err);
 	if (ret == 0)
-		ret = prune_expunge_log(&tx, time(NULL), err);
+		ret = prune_expunge_log(&tx, pg_now(user->store), err);
 	if (pg_wend(&tx, ret, err) < 0)
 		return -1;
 	*report_r = rep;

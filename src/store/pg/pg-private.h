@@ -81,6 +81,9 @@ struct pg_store {
 	struct pg_conn *lock_conn;
 	int64_t *locks_held;
 	size_t locks_count, locks_cap;
+	/* the database's clock minus this node's, in seconds, read at
+	 * each connect (pg_now) */
+	_Atomic int64_t clock_skew;
 	/* tests: the next write transaction's connection is cut after its
 	 * COMMIT is sent (1) or before (2) */
 	_Atomic int test_cut_commit;
@@ -122,6 +125,12 @@ int pg_unavailable(struct store_error *err);
 /* A connection of its own, outside the pool. */
 struct pg_conn *pg_conn_open(struct store *store, struct store_error *err);
 void pg_conn_free(struct pg_conn *c);
+/* Times kept in rows (savedate, the expunge log, undelete, Sieve records)
+ * and retention follow the database's clock, so node clocks apart do not
+ * matter (docs/scale-out.md): pg_now is the database's time, pg_db_time
+ * a time of this node's clock (a caller's "now") in the database's. */
+time_t pg_now(struct store *store);
+time_t pg_db_time(struct store *store, time_t node_time);
 void pg_conn_put(struct store *store, struct pg_conn *c);
 
 /* Parameters: text values (NULL: SQL NULL); a length > 0 in lens marks a

@@ -172,7 +172,7 @@ static int ids_sync(struct pg_tx *tx, struct store_error *err)
 	pg_p_int(&p, tx->user->id);
 	pg_p_int(&p, STORE_JMAP_SIEVE);
 	pg_p_int(&p, (int64_t)tx->modseq + (tx->took_modseq ? 0 : 1));
-	pg_p_int(&p, (int64_t)time(NULL));
+	pg_p_int(&p, (int64_t)pg_now(tx->user->store));
 	PGresult *r = pg_exec(tx->c, "WITH gone AS (DELETE FROM jobject j"
 			      " WHERE user_id = $1 AND kind = $2 AND NOT EXISTS"
 			      " (SELECT 1 FROM sieve_script s WHERE s.user_id = $1"
@@ -243,7 +243,7 @@ static int sieve_change(struct pg_tx *tx, const struct sieve_arg *a,
 			pg_p_bin(&p, a->image, a->image_len);
 		else
 			pg_p_str(&p, NULL);
-		pg_p_int(&p, (int64_t)time(NULL));
+		pg_p_int(&p, (int64_t)pg_now(tx->user->store));
 		return pg_run(tx->c, "INSERT INTO sieve_script (user_id, name,"
 			      " source, compiled, modified) VALUES ($1, $2, $3,"
 			      " $4, $5) ON CONFLICT (user_id, name) DO UPDATE SET"
@@ -284,7 +284,7 @@ static int sieve_change(struct pg_tx *tx, const struct sieve_arg *a,
 				STORE_ERR_EXISTS, "A script of that name exists");
 		pg_p_str(&p, a->name);
 		pg_p_str(&p, a->to);
-		pg_p_int(&p, (int64_t)time(NULL));
+		pg_p_int(&p, (int64_t)pg_now(tx->user->store));
 		if (pg_run(tx->c, "UPDATE sieve_script SET name = $3,"
 			   " modified = $4 WHERE user_id = $1 AND name = $2",
 			   &p, err) < 0)
@@ -369,6 +369,7 @@ int pg_sieve_ids(struct store_user *user, struct store_error *err)
 int pg_sieve_record_seen(struct store_user *user, const char *key, time_t now,
 			 bool *seen_r, struct store_error *err)
 {
+	now = pg_db_time(user->store, now);
 	*seen_r = false;
 	struct pg_conn *c = pg_conn_get(user->store, err);
 	if (c == NULL)
@@ -418,7 +419,7 @@ int pg_sieve_deliver(struct store_user *user, struct store_sieve_copy *copies,
 		struct pg_params p;
 		pg_p_init(&p);
 		pg_p_int(&p, user->id);
-		pg_p_int(&p, (int64_t)time(NULL));
+		pg_p_int(&p, (int64_t)pg_now(user->store));
 		ret = pg_run(tx.c, "DELETE FROM sieve_record WHERE user_id = $1"
 			     " AND expires <= $2", &p, err);
 	}
