@@ -25,6 +25,15 @@ A synchronous standby and failover (docs/scale-out.md):
     pg.kill9_all()               # the primary dies (every process of it)
     sb.promote()                 # pg_ctl promote -w: it takes writes
 
+In a network namespace of the test's own (tests/scaleout/test_pg_partition.py):
+
+    pg = Postgres(netns='loft-part-1', host='10.213.1.2')
+
+runs the server in that namespace (setns before it drops root), listening
+on host and its own loopback; conninfo names host, and the test's own
+psql and pg_isready reach it through its Unix socket (a path: no network
+namespace in the way).
+
 A standby runs with wal_retrieve_retry_interval = 200ms (promotion in
 well under a second) and never inherits synchronous_standby_names (a
 promoted node with one named and none streaming would hang every write).
@@ -45,7 +54,10 @@ SANITIZE = os.environ.get('LOFT_SANITIZE', '0').lower() in ('1', 'on', 'true', '
 
 
 class Postgres:
-    def __init__(self, start=True, settings=None, port=None):
+    def __init__(self, start=True, settings=None, port=None, netns=None,
+                 host='127.0.0.1'):
+        self.netns = netns
+        self.host = host
         self.dir = tempfile.mkdtemp(prefix='loft-pg-')
         os.chmod(self.dir, 0o755)
         self.data = os.path.join(self.dir, 'data')
@@ -73,16 +85,29 @@ class Postgres:
     def available():
         return os.access(os.path.join(PG_BIN, 'postgres'), os.X_OK)
 
-    def _demote(self):
-        if self.run_as is not None:
-            pw = self.run_as
+    def _demote(self, netns=None):
+        pw = self.run_as
+        if pw is None and netns is None:
+            return None
+        if netns is not None:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
 
-            def fn():
+        def fn():
+            if netns is not None:
+                fd = os.open('/run/netns/' + netns, os.O_RDONLY)
+                if libc.setns(fd, 0x40000000) != 0:    # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), 'setns')
+                os.close(fd)
+            if pw is not None:
                 os.setgid(pw.pw_gid)
                 os.setgroups([])
                 os.setuid(pw.pw_uid)
-            return fn
-        return None
+        return fn
+
+    def _admin_host(self):
+        """Where the test's own psql and pg_isready connect."""
+        return self.sock if self.netns else '127.0.0.1'
 
     def _env(self):
         env = dict(os.environ)
@@ -107,10 +132,15 @@ class Postgres:
             self._run([os.path.join(PG_BIN, 'initdb'), '-D', self.data,
                        '-U', 'loft', '-E', 'UTF8', '--locale=C.UTF-8',
                        '--auth=trust', '--no-sync'])
+            if self.netns is not None:
+                # the namespace's own subnet (the test's veth pair)
+                with open(os.path.join(self.data, 'pg_hba.conf'), 'a') as f:
+                    f.write('host all all samenet trust\n')
         for attempt in range(5):
             self.port = port or free_port()
             opts = {
-                'listen_addresses': '127.0.0.1',
+                'listen_addresses': '127.0.0.1' if self.netns is None
+                else '127.0.0.1,' + self.host,
                 'port': str(self.port),
                 'unix_socket_directories': self.sock,
                 'fsync': 'off',           # tests: a crash of the machine
@@ -125,7 +155,8 @@ class Postgres:
             for k, v in opts.items():
                 args += ['-c', '%s=%s' % (k, v)]
             log = open(self.logfile, 'ab')
-            self.proc = subprocess.Popen(args, preexec_fn=self._demote(),
+            self.proc = subprocess.Popen(args,
+                                         preexec_fn=self._demote(self.netns),
                                          env=self._env(), stdout=log,
                                          stderr=subprocess.STDOUT)
             log.close()
@@ -144,7 +175,7 @@ class Postgres:
             if self.proc.poll() is not None:
                 return False
             r = subprocess.run([os.path.join(PG_BIN, 'pg_isready'), '-q',
-                                '-h', '127.0.0.1', '-p', str(self.port),
+                                '-h', self._admin_host(), '-p', str(self.port),
                                 '-U', 'loft', '-d', 'postgres'],
                                env=self._env())
             if r.returncode == 0:
@@ -158,7 +189,8 @@ class Postgres:
         return out.strip() == '1'
 
     def conninfo_for(self, db):
-        return 'host=127.0.0.1 port=%d dbname=%s user=loft' % (self.port, db)
+        return 'host=%s port=%d dbname=%s user=loft' % (self.host, self.port,
+                                                        db)
 
     @property
     def conninfo(self):
@@ -168,7 +200,7 @@ class Postgres:
         """Runs sql; returns psql's unaligned, tuples-only output."""
         r = subprocess.run([os.path.join(PG_BIN, 'psql'), '-X', '-q', '-A',
                             '-t', '-v', 'ON_ERROR_STOP=1',
-                            '-h', '127.0.0.1', '-p', str(self.port),
+                            '-h', self._admin_host(), '-p', str(self.port),
                             '-U', 'loft', '-d', db, '-c', sql],
                            env=self._env(), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=120)
