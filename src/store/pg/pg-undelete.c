@@ -248,7 +248,7 @@ static int undelete_tx(struct pg_tx *tx,
 		ret = store_set_error(err, STORE_ERR_QUOTA, "Bringing back %zu"
 				      " messages (%llu bytes) would exceed the"
 				      " quota", k.n, (unsigned long long)bytes);
-	time_t now = pg_now(user->store);
+	time_t now = pg_now(tx->user->store);
 	for (size_t i = 0; i < k.n && ret == 0;) {
 		size_t j = i;
 		while (j < k.n && strcmp(k.mailbox[j], k.mailbox[i]) == 0)
