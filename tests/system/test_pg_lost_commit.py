@@ -48,7 +48,7 @@ def bodies(conv):
                         timeout=30 * SLOW)
     out = {}
     for l in lines:
-        m = re.search(r'UID (\d+) BODY\[\] \{(\d+)\}\r\n', l)
+        m = re.search(r'UID (\d+)[^{]*BODY\[\] \{(\d+)\}\r\n', l)
         if m:
             out[int(m.group(1))] = l[m.end():m.end() + int(m.group(2))]
     return out
@@ -133,6 +133,8 @@ def run(node, px):
                  name='the idling session sees message %d once' % count)
     w.send(b'DONE\r\n')
     w.expect(r'^w OK', name='DONE')
+    c.run('NOOP', 'OK', untagged=[r'^\* %d EXISTS' % n],
+          name='NOOP: the session learns of the deliveries')
     got = bodies(c)
     r.check('the mailbox holds exactly the %d messages answered OK' % n,
             len(got) == n, sorted(got))
