@@ -539,12 +539,20 @@ static void quiet(void *arg, const char *message)
 int asql_pg_open(const char *conninfo, unsigned timeout_secs,
 		 struct asql_conn **c_r, char **error_r)
 {
-	char timeout[16];
-	snprintf(timeout, sizeof(timeout), "%u",
-		 timeout_secs > 0 ? timeout_secs : 10);
+	char timeout[16], user_timeout[24];
+	unsigned secs = timeout_secs > 0 ? timeout_secs : 10;
+	snprintf(timeout, sizeof(timeout), "%u", secs);
+	snprintf(user_timeout, sizeof(user_timeout), "%u", secs * 1000);
+	/* a database cut off is noticed in seconds, as the store's
+	 * connections do (pg_connect): an idle connection by keepalives,
+	 * a busy one by tcp_user_timeout; else a login or a delivery's
+	 * lookup waits for TCP's retransmissions (many minutes) */
 	const char *keys[] = {"connect_timeout", "application_name",
-			      "keepalives_idle", "dbname", NULL};
-	const char *vals[] = {timeout, "loftd-auth", "10", conninfo, NULL};
+			      "keepalives", "keepalives_idle",
+			      "keepalives_interval", "keepalives_count",
+			      "tcp_user_timeout", "dbname", NULL};
+	const char *vals[] = {timeout, "loftd-auth", "1", "5", "2", "3",
+			      user_timeout, conninfo, NULL};
 	PGconn *db = PQconnectdbParams(keys, vals, 1);
 	if (db == NULL || PQstatus(db) != CONNECTION_OK) {
 		char msg[512];

@@ -88,6 +88,9 @@ class Load:
     pause; what was refused is sent again (a new marker: the old one may
     or may not have committed, and is not acknowledged either way)."""
 
+    # the LMTP answers the load expects besides 250
+    RETRYABLE = (('451', '4.3.0'),)
+
     def __init__(self, env, state):
         self.env = env
         self.state = state          # shared across rounds
@@ -159,7 +162,8 @@ class Load:
             except (smtplib.SMTPRecipientsRefused,
                     smtplib.SMTPDataError) as e:
                 text = str(e)
-                if '451' not in text or '4.3.0' not in text:
+                if not any(code in text and enh in text
+                           for code, enh in self.RETRYABLE):
                     self.errors.append('lmtp: %s' % text)
                 try:
                     lm.rset()

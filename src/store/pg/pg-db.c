@@ -180,12 +180,21 @@ struct pg_conn *pg_conn_open(struct store *store, struct store_error *err)
 		pg_unavailable(err);
 		return NULL;
 	}
-	/* and the database's clock (pg_now) */
+	/* the server notices a node that vanished (cut off, dead) in
+	 * seconds too, and so ends its session and frees the row locks
+	 * it held (else other nodes' writes to that account wait out
+	 * lock_timeout until TCP gives up, hours later); and the
+	 * database's clock (pg_now) */
 	char *set = xasprintf("SET statement_timeout = %u; SET lock_timeout = %u;"
 			      " SET synchronous_commit = on;"
 			      " SET client_min_messages = warning;"
+			      " SET tcp_keepalives_idle = 5;"
+			      " SET tcp_keepalives_interval = 2;"
+			      " SET tcp_keepalives_count = 3;"
+			      " SET tcp_user_timeout = %u;"
 			      " SELECT extract(epoch FROM clock_timestamp())",
-			      s->timeout * 1000, s->timeout * 1000);
+			      s->timeout * 1000, s->timeout * 1000,
+			      s->timeout * 1000);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_REALTIME, &t0);
 	PGresult *r = PQexec(db, set);
