@@ -272,11 +272,12 @@ static int iappend_tx(struct pg_tx *tx, struct store_import_item *it,
 			.keywords = kw,
 			.internaldate = p->append.internaldate != 0
 				? (int64_t)p->append.internaldate
-				: (int64_t)time(NULL),
+				: (int64_t)pg_now(tx->user->store),
 			.size = size,
 		};
 		int ret = pg_rows_add(tx, &cur, &row, 1, p->savedate != 0
-				      ? p->savedate : time(NULL), 0, &uid,
+				      ? p->savedate : pg_now(tx->user->store),
+				      0, &uid,
 				      err);
 		free(kw);
 		if (ret < 0)
