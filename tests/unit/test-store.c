@@ -3296,6 +3296,47 @@ static void test_blob_head(void)
 	teardown(&store);
 }
 
+/* A bulk append's text (MULTIAPPEND: SQ_BULK_MIN bodies or more in one
+ * commit) is left to the indexer until the stream pauses; SEARCH finds
+ * it at once all the same, and the indexes catch up once it stops. */
+static void test_bulk_index(void)
+{
+	struct store *store = setup();
+	store_start_background(store);
+	struct store_user *u = user_open(store, 68);
+	struct store_error err;
+	struct store_blob_writer *ws[SQ_BULK_MIN];
+	uint32_t uids[SQ_BULK_MIN];
+	for (int i = 0; i < SQ_BULK_MIN; i++) {
+		char msg[96];
+		int len = snprintf(msg, sizeof(msg), "Subject: bulk %d\r\n\r\n"
+				   "quokka %d\r\n", i, i);
+		CHECK_INT(store_blob_writer_create(u, &ws[i], &err), 0);
+		CHECK_INT(store_blob_writer_write(ws[i], msg, (size_t)len,
+						  &err), 0);
+	}
+	CHECK_INT(store_blob_writers_commit_to(ws, SQ_BULK_MIN, u, "INBOX",
+					       NULL, uids, NULL, &err), 0);
+	uint32_t *found;
+	size_t n;
+	CHECK_INT(store_search_text(u, "INBOX", STORE_TEXT_BODY, "quokka",
+				    NULL, 0, &found, &n, &err), 0);
+	CHECK_INT(n, SQ_BULK_MIN);
+	free(found);
+	/* indexed once the stream has paused (a condition, bounded) */
+	const char *caught_up = "SELECT fts_upto >= (SELECT max(id) FROM text)"
+				" FROM account";
+	for (int i = 0; i < 1200 && index_int(68, caught_up) != 1; i++)
+		usleep(100 * 1000);
+	CHECK_INT(index_int(68, caught_up), 1);
+	CHECK_INT(store_search_text(u, "INBOX", STORE_TEXT_BODY, "quokka 3",
+				    NULL, 0, &found, &n, &err), 0);
+	CHECK_INT(n, 1);
+	free(found);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 /* Bodies' checksums (sq_crc32) are zlib's crc32 values, so the crc of
  * every body stored before still checks: CRC-32's check value, and a
  * value carried over pieces. */
@@ -3346,6 +3387,7 @@ static const struct test_case cases[] = {
 	{"trigram_ascii", test_trigram_ascii},
 	{"body_crc", test_body_crc},
 	{"blob_head", test_blob_head},
+	{"bulk_index", test_bulk_index},
 	{NULL, NULL},
 };
 

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define WRITE_BUF_SIZE (64 * 1024)
 
@@ -471,6 +472,8 @@ int sq_bodies_deliver(struct store_body *const *bodies, size_t n,
 	bool run = ret == 0;
 	if (run)
 		sq_run_jobs(u, jobs, n);
+	if (run && n >= SQ_BULK_MIN)
+		atomic_store(&u->bulk_ns, metrics_now_ns());
 	bool told = !run;    /* copy_begin's error is in err already */
 	for (size_t i = 0; i < begun; i++) {
 		bool ok = run && jobs[i].ret >= 0;

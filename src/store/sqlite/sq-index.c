@@ -242,6 +242,29 @@ void sq_indexer_kick(struct store *store, int64_t user_id)
 	pthread_mutex_unlock(&s->index_mu);
 }
 
+/* A MULTIAPPEND stream's text is indexed once the stream pauses for
+ * INDEX_BULK_QUIET_MS (and at least every INDEX_BULK_MAX_MS): indexing
+ * it as it came was a quarter of the CPU of a big fill, on the cores its
+ * commands needed, and its batches held the writer their commits waited
+ * for. SEARCH is exact meanwhile (text rows above fts_upto are read). */
+#define INDEX_BULK_QUIET_MS 2000
+#define INDEX_BULK_MAX_MS (10 * 60 * 1000)
+
+static bool index_deferred(struct sq_user *u)
+{
+	uint64_t now = metrics_now_ns();
+	uint64_t last = atomic_load(&u->bulk_ns);
+	if (last == 0 || now - last >= INDEX_BULK_QUIET_MS * 1000000ull ||
+	    (u->bulk_defer_since_ns != 0 &&
+	     now - u->bulk_defer_since_ns >= INDEX_BULK_MAX_MS * 1000000ull)) {
+		u->bulk_defer_since_ns = 0;
+		return false;
+	}
+	if (u->bulk_defer_since_ns == 0)
+		u->bulk_defer_since_ns = now;
+	return true;
+}
+
 /* A round takes the users queued at its start, after this pause, so
  * while deliveries keep coming each account is indexed at most about
  * once per pause and its batch holds every message of the pause. With
@@ -355,10 +378,11 @@ static void *indexer_main(void *arg)
 
 		struct store_user *user;
 		struct store_error err;
-		bool more = false;
+		bool more = false, deferred = false;
 		uint64_t t0 = metrics_now_ns();
 		if (store_user_open_existing(store, id, &user, &err) == 0) {
-			if (index_batch(user, &more, &err) < 0)
+			deferred = index_deferred(SQU(user));
+			if (!deferred && index_batch(user, &more, &err) < 0)
 				log_warn("store", NULL, "indexing user %lld: %s",
 					 (long long)id, err.msg);
 			store_user_unref(&user);
@@ -368,6 +392,9 @@ static void *indexer_main(void *arg)
 		if (more) {
 			index_queue_add(s, id);
 			backlog = true;
+		} else if (deferred) {
+			/* looked at again after the next pause */
+			index_queue_add(s, id);
 		}
 	}
 	pthread_mutex_unlock(&s->index_mu);

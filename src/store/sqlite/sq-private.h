@@ -87,6 +87,11 @@ struct sq_user {
 	atomic_bool trimmed;
 	/* the WAL has grown: the idle thread checkpoints it (sq-idle.c) */
 	atomic_bool ckpt_wanted;
+	/* a MULTIAPPEND stream: when its last command (SQ_BULK_MIN bodies
+	 * or more) committed, and since when the indexer has left its text
+	 * for later (sq-index.c; that thread's own) */
+	_Atomic uint64_t bulk_ns;
+	uint64_t bulk_defer_since_ns;
 
 	/* group commit */
 	pthread_mutex_t mu;
@@ -679,6 +684,9 @@ int sq_mbox_adjust(struct sq_conn *c, uint32_t id, int64_t messages,
 /* Where a blob row's body is: a file blobs/<xx>/<name> (every body of
  * an index before version 2, and large ones), or the body table. */
 enum sq_body_kind { SQ_BODY_FILE = 0, SQ_BODY_INLINE = 1 };
+/* sq_bodies_deliver of this many bodies or more is a bulk append: its
+ * text is indexed when the stream pauses (sq-index.c). */
+#define SQ_BULK_MIN 8
 /* Bodies up to this size live in the index: no inode, no fsync of their
  * own. */
 #define SQ_INLINE_MAX (128 * 1024)
