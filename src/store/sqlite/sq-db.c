@@ -276,16 +276,22 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	sqlite3_extended_result_codes(c->db, 1);
 	/* Durability contract: with synchronous=FULL a WAL commit is on disk
 	 * when COMMIT returns. Set first: a new file's switch to WAL is a
-	 * rollback-journal transaction of its own (index_make: no syncs). */
+	 * rollback-journal transaction of its own (index_make: no syncs).
+	 * No memory map, for readers either: a reader whose next read
+	 * transaction finds the WAL changed (any commit of the account in
+	 * between, the rule for a busy session) unmaps the whole map and
+	 * faults its pages in again; munmap in this many-threaded process
+	 * is a TLB shootdown on every core. Reading with pread instead cut
+	 * the mail process's CPU per operation by 7 % in bench mixed (361 ->
+	 * 336 us, medians of 3 alternating runs, load ~20). */
 	char pragmas[320];
 	snprintf(pragmas, sizeof(pragmas),
 		 "PRAGMA synchronous=%s; %sPRAGMA journal_mode=WAL;"
 		 "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;"
-		 "PRAGMA mmap_size=%d;",
+		 "PRAGMA mmap_size=0;",
 		 fsync ? "FULL" : "OFF",
 		 fresh ? "PRAGMA auto_vacuum=INCREMENTAL; " : "",
-		 writer ? 16000 : 8000,
-		 writer ? 0 : 256 * 1024 * 1024);
+		 writer ? 16000 : 8000);
 	if (sqlite3_exec(c->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
 		int r = sq_db_error(c, err, "pragmas");
 		sq_conn_close(c);
