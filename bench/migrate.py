@@ -118,7 +118,7 @@ def loft_count(ctl, user):
     return -1
 
 
-def big(n, size):
+def big(n, size, index=True):
     """A --big N account: import, backup, unchanged backup, restore;
     doveadm backup first and into an up-to-date copy."""
     tmp = tempfile.mkdtemp(prefix='loft-bench-migrate-big-')
@@ -154,10 +154,14 @@ def big(n, size):
             Loft(users=users, extra={'store': {'fsync': 'no'}}) as env:
         ctl = [LOFTCTL, '--config', env.config_path]
         dest = os.path.join(tmp, 'backup')
-        dt, di = timed_index(ctl + ['import', 'big@example.test', md], ctl,
-                             'big@example.test', timeout=36000)
-        rows.append(('loft import (maildir)', dt))
-        rows.append(('loft import +index', di))
+        if index:
+            dt, di = timed_index(ctl + ['import', 'big@example.test', md],
+                                 ctl, 'big@example.test', timeout=36000)
+            rows.append(('loft import (maildir)', dt))
+            rows.append(('loft import +index', di))
+        else:
+            rows.append(('loft import (maildir)', timed(
+                ctl + ['import', 'big@example.test', md], timeout=36000)))
         rows.append(('loft backup (first)', timed(
             ctl + ['backup', 'big@example.test', dest], timeout=36000)))
         rows.append(('loft backup (unchanged)', timed(
@@ -167,11 +171,16 @@ def big(n, size):
         with Loft(users={'other@example.test': PW},
                   extra={'store': {'fsync': 'no'}}) as env2:
             ctl2 = [LOFTCTL, '--config', env2.config_path]
-            dt, di = timed_index(ctl2 + ['restore', dest,
-                                         'big@example.test'], ctl2,
-                                 'big@example.test', timeout=36000)
-            rows.append(('loft restore (fresh server)', dt))
-            rows.append(('loft restore +index', di))
+            if index:
+                dt, di = timed_index(ctl2 + ['restore', dest,
+                                             'big@example.test'], ctl2,
+                                     'big@example.test', timeout=36000)
+                rows.append(('loft restore (fresh server)', dt))
+                rows.append(('loft restore +index', di))
+            else:
+                rows.append(('loft restore (fresh server)', timed(
+                    ctl2 + ['restore', dest, 'big@example.test'],
+                    timeout=36000)))
             restored = loft_count(ctl2, 'big@example.test')
         doveadm = ['doveadm', '-c', dc.config_path]
         # Dovecot's mail processes write their index and dotlocks into
@@ -215,9 +224,12 @@ def main():
                     help='Dovecot with a search index (dovecot-fts-xapian),'
                     ' indexed after doveadm import, as Loft indexes after'
                     ' loftctl import')
+    ap.add_argument('--big-no-index', action='store_true',
+                    help='--big without the +index rows (the backup and'
+                    ' restore rows run while loftd indexes)')
     a = ap.parse_args()
     if a.big:
-        return big(a.big, a.big_size)
+        return big(a.big, a.big_size, index=not a.big_no_index)
     n, reps = a.messages, a.reps
     users = {'alice@example.test': PW}
     for i in range(reps):
