@@ -601,7 +601,7 @@ function Mail({ csrf, username, onSignedOut }: { csrf: string; username: string;
               {cur.shared && <span class="muted owner-of">{' '}({shared.find((s) => s.model === cur)?.name})</span>}</h1>
             {cur.searchNote && <span class="error">{cur.searchNote}</span>}
             <span class="muted">{cur.total.toLocaleString()} {model.settings.threads ? 'conversations' : 'messages'}</span>
-            {!cur.shared && (role === 'trash' || role === 'junk') && !cur.search && current && current.totalEmails > 0 &&
+            {!cur.shared && (role === 'trash' || role === 'junk') && !cur.search && current && (current.totalEmails > 0 || cur.total > 0) &&
               <button type="button" onClick={() => void emptyFolder(current)}>Empty {current.name}</button>}
             {!cur.shared && role === 'trash' && !cur.search && canRecover &&
               <button type="button" onClick={() => setRecoverOpen(true)}>Recover deleted messages</button>}
