@@ -581,6 +581,102 @@ def pg_old_reads(pg, db):
     }
 
 
+def clone_rows(pg, db, table, where, overrides, copies):
+    """copies more of table's rows matching where, each column as it is
+    but for overrides {column: SQL expression over src.* and g (1 ..
+    copies)}; triggers off (session_replication_role = replica)."""
+    cols = [c for c in pg.psql(
+        "SELECT column_name FROM information_schema.columns WHERE"
+        " table_name = '%s' AND table_schema = 'public' ORDER BY"
+        " ordinal_position" % table, db=db).split() if c]
+    exprs = [overrides.get(c, "src." + c) for c in cols]
+    # in parts: a statement each must end within psql's 120 s
+    for lo in range(1, copies + 1, 50):
+        pg.psql("SET session_replication_role = replica; INSERT INTO %s"
+                " (%s) SELECT %s FROM %s src, generate_series(%d, %d) g"
+                " WHERE %s" % (table, ", ".join(cols), ", ".join(exprs),
+                               table, lo, min(copies, lo + 49), where),
+                db=db)
+
+
+def pg_big_clone(args):
+    """--pg-clone N: a postgres account of N messages made fast: 100
+    corpus messages delivered, then their rows (msg, blob with its search
+    text, jemail) copied N/100 - 1 times in SQL (new ids, UIDs, dates;
+    the same body files), the counters set to match; then the same reads
+    as the growth rows, and the old queries timed beside the new."""
+    per = 100
+    copies = args.pg_clone // per - 1
+    users = bench_users(0)
+    pg = Postgres(settings=dict(PG_SETTINGS, fsync="off",
+                                synchronous_commit="off"))
+    spool = tempfile.mkdtemp(prefix="loft-bench-clone-")
+    try:
+        pg.psql("CREATE DATABASE growth", db="postgres")
+        t = LoftTarget(users, auth={"argon2_t_cost": "1",
+                                    "argon2_m_cost": "64",
+                                    "argon2_parallelism": "1"},
+                       more={"store": {"backend": "postgres",
+                                       "postgres": pg.conninfo_for("growth"),
+                                       "blob_dir": spool}})
+        try:
+            asyncio.run(big_fill(t, BIG_USER, per))
+            uid = int(pg.psql("SELECT user_id FROM account ORDER BY"
+                              " messages DESC LIMIT 1", db="growth"))
+            # the delivered rows only (ids and UIDs under 1000)
+            w = "src.user_id = %d AND src.id < 1000" % uid
+            t0 = time.time()
+            clone_rows(pg, "growth", "blob", w,
+                       {"id": "src.id + g * 1000"}, copies)
+            clone_rows(pg, "growth", "jemail", w,
+                       {"id": "src.id + g * 1000",
+                        "received": "src.received + g * 100000"}, copies)
+            w = "src.user_id = %d AND src.uid < 1000" % uid
+            clone_rows(pg, "growth", "msg", w,
+                       {"uid": "src.uid + g * 1000",
+                        "blob": "src.blob + g * 1000",
+                        "internaldate": "src.internaldate + g * 100000",
+                        "flags": "CASE WHEN g % 3 = 0 THEN 1 ELSE 0 END"},
+                       copies)
+            pg.psql(
+                "UPDATE mailbox m SET uidnext = s.u + 1, messages = s.n,"
+                " unseen = s.un, deleted = 0, size = s.z FROM (SELECT"
+                " mailbox, max(uid) u, count(*) n, count(*) FILTER (WHERE"
+                " flags & 1 = 0) un, sum(size) z FROM msg WHERE user_id ="
+                " %d GROUP BY mailbox) s WHERE m.user_id = %d AND"
+                " m.id = s.mailbox;"
+                "UPDATE account SET messages = (SELECT count(*) FROM msg"
+                " WHERE user_id = %d), bytes = (SELECT sum(size) FROM msg"
+                " WHERE user_id = %d) WHERE user_id = %d;"
+                "UPDATE jmailbox j SET emails = s.n, unread = s.un FROM"
+                " (SELECT mailbox, count(*) n, count(*) FILTER (WHERE"
+                " flags & 1 = 0) un FROM msg WHERE user_id = %d GROUP BY"
+                " mailbox) s WHERE j.user_id = %d AND j.id = s.mailbox"
+                % ((uid,) * 7), db="growth")
+            pg.psql("VACUUM ANALYZE", db="growth")
+            print("cloned to %s messages in %.0f s (load %s)" % (
+                pg.psql("SELECT count(*) FROM msg", db="growth").strip(),
+                time.time() - t0, loadavg()), flush=True)
+            r, hits = asyncio.run(imap_reads(t, BIG_USER, 5))
+            big = {k: statistics.median(v) for k, v in r.items()}
+            big["search_hits"] = hits
+            r = asyncio.run(jmap_reads(t, BIG_USER, 5))
+            big.update({k: statistics.median(v) for k, v in r.items()})
+            big.update(pg_old_reads(pg, "growth"))
+            big["load"] = loadavg()
+        finally:
+            t.close()
+    finally:
+        pg.close()
+        shutil.rmtree(spool, True)
+    print("\npostgres, one account of %d messages (cloned rows), medians:"
+          % args.pg_clone)
+    for k, v in big.items():
+        print("| %s | %s |" % (k, v if isinstance(v, str) else
+                               "%.1f" % v))
+    return 0
+
+
 def growth(args):
     nusers, per_user = (int(x) for x in args.growth.split("x"))
     users = bench_users(nusers)
@@ -719,10 +815,15 @@ def main():
     ap.add_argument("--big", type=int, default=0, metavar="N",
                     help="growth: one user with N messages too")
     ap.add_argument("--growth-backends", default="sqlite,postgres")
+    ap.add_argument("--pg-clone", type=int, metavar="N",
+                    help="only: a postgres account of N cloned messages,"
+                    " its reads")
     args = ap.parse_args()
     print("load %s" % loadavg(), flush=True)
     if args.failover:
         return failover(args.failover)
+    if args.pg_clone:
+        return pg_big_clone(args)
     if args.growth or args.big:
         args.growth = args.growth or "0x0"
         return growth(args)
