@@ -1396,8 +1396,13 @@ static bool client_timeout(void *session, struct net_conn *conn)
 		net_conn_write(conn, "* OK Still here\r\n", 17);
 		/* loftctl (retention, check, user set) writes the index
 		 * from another process, unheard by the hub: look for its
-		 * changes at each keepalive, as a NOOP would. */
-		if (c->view != NULL &&
+		 * changes at each keepalive, as a NOOP would; when the
+		 * store can tell nothing was committed since the last
+		 * sync, without opening the index (an idle account's
+		 * stays closed: a read here kept a connection, ~100 KB,
+		 * open for the next 10-15 s, and with several sessions
+		 * per account most accounts always held one). */
+		if (c->view != NULL && store_view_maybe_changed(c->view) &&
 		    !atomic_exchange(&c->change_pending, true) &&
 		    net_conn_run(conn, change_task, NULL) < 0)
 			atomic_store(&c->change_pending, false);

@@ -181,6 +181,13 @@ struct store_backend_vfuncs {
 			  bool *complete_r,
 			  void (*changed)(void *ctx, const struct store_msg *msg),
 			  void *ctx, struct store_error *err);
+	/* Optional (NULL: never known): a value that changes whenever
+	 * anyone, in any process, commits to the account's index, found
+	 * without opening it; 0 when it cannot tell. An IDLE keepalive
+	 * looks for another process's changes only when it moved
+	 * (store_view_maybe_changed), so an idle account's index stays
+	 * closed. */
+	uint64_t (*change_stamp)(struct store_user *user);
 	/* Optional (NULL: view_load, and for a viewer with its own \Seen
 	 * a seen_view_delta from the common state): view_load as viewer
 	 * sees the mailbox (0: as the owner; > 0: info with its unseen and

@@ -66,7 +66,22 @@ struct store_view {
 	/* A viewer with its own \Seen (store-seen.c), or 0: the view shows
 	 * its \Seen, and modseq is the higher of the common and its own */
 	int64_t pvt;
+	/* the backend's change stamp before the last sync (0: none); read
+	 * by a keepalive on the I/O thread */
+	_Atomic uint64_t stamp;
 };
+
+static uint64_t change_stamp(struct store_user *user)
+{
+	const struct store_backend_vfuncs *vf = user->store->vf;
+	return vf->change_stamp != NULL ? vf->change_stamp(user) : 0;
+}
+
+bool store_view_maybe_changed(struct store_view *v)
+{
+	uint64_t now = change_stamp(v->user);
+	return now == 0 || now != atomic_load(&v->stamp);
+}
 
 /* ---- shared lists ------------------------------------------------- */
 
@@ -368,6 +383,8 @@ int store_view_open(struct store_user *user, const char *mailbox,
 	}
 	struct store_view *v = xcalloc(1, sizeof(*v));
 	uint64_t seen = atomic_load(&user->last_modseq);
+	/* before the read: a change after it moves the stamp */
+	atomic_store(&v->stamp, change_stamp(user));
 	const struct store_backend_vfuncs *vf = user->store->vf;
 	/* with view_open: only the UIDs the registered lists lack, and a
 	 * viewer's own \Seen state read in the same snapshot */
@@ -670,6 +687,7 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 	size_t nexp = 0;
 	bool complete = true;
 	uint64_t seen = atomic_load(&v->user->last_modseq);
+	atomic_store(&v->stamp, change_stamp(v->user));
 
 	/* Always asked (cheap when nothing changed): another process, such
 	 * as loftctl, may have changed the mailbox without telling the hub. */

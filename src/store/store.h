@@ -630,6 +630,11 @@ struct store_view_callbacks {
 int store_view_sync(struct store_view *view, bool allow_expunge,
 		    const struct store_view_callbacks *cb, void *ctx,
 		    struct store_error *err);
+/* false when the backend can tell that nobody, in any process, has
+ * committed to the view's account since the view's last sync (or its
+ * open): a keepalive then has nothing to look for and leaves the index
+ * closed. true when something may have changed, or it cannot tell. */
+bool store_view_maybe_changed(struct store_view *view);
 /* Whether the store has changes the view has not synced yet (cheap). */
 bool store_view_has_changes(struct store_view *view);
 

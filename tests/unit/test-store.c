@@ -2342,6 +2342,24 @@ static void test_idle_trim(void)
 	CHECK(sqlite3_memory_used() - mem0 < 16 * 1024);
 	/* nothing more until it is used again */
 	CHECK_INT(sq_idle_trim(store, 0), 0);
+	/* A reader out during a trim (a FETCH still streaming, a SELECT on
+	 * another worker) goes back to the pool after it: the next trim
+	 * takes it (it stayed for good when the first trim counted the
+	 * account as done: most accounts under TLS logins). */
+	struct store_fetch *f;
+	const struct store_msg *m;
+	CHECK_INT(store_fetch_begin(u, "INBOX", NULL, 0, STORE_FETCH_ENVELOPE,
+				    &f, &err), 0);
+	CHECK_INT(store_fetch_next(f, &m, &err), 1);
+	sq_idle_trim(store, 0);
+	CHECK(SQU(u)->writer == NULL);
+	CHECK_INT(store_fetch_next(f, &m, &err), 0);
+	store_fetch_end(&f);
+	CHECK(SQU(u)->readers != NULL);
+	CHECK_INT(sq_idle_trim(store, 0), 1);
+	CHECK(SQU(u)->readers == NULL);
+	CHECK(sqlite3_memory_used() - mem0 < 16 * 1024);
+	CHECK_INT(sq_idle_trim(store, 0), 0);
 	CHECK_INT(append(u, "INBOX", "Subject: t\r\n\r\nx\r\n", 0), 2);
 	info = status(u, "INBOX");
 	CHECK_INT(info.messages, 2);
@@ -2359,6 +2377,62 @@ static void test_idle_trim(void)
 	store_mailbox_info_free(&info);
 	CHECK_INT(sq_idle_trim(store, 3600LL * 1000000000), 0);
 	(void)err;
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* An IDLE keepalive opens the index only when someone committed since
+ * the view's last sync (store_view_maybe_changed): the idle trim's
+ * close and a read of the closed index leave the stamp where it was,
+ * another process's commit moves it. (With keepalives read every time,
+ * an account with a few sessions in IDLE reopened its index every few
+ * seconds and was never trimmed for long.) */
+static void test_view_change_stamp(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 45);
+	struct store_error err;
+	append(u, "INBOX", "Subject: a\r\n\r\nx\r\n", 0);
+	struct store_view *v;
+	CHECK_INT(store_view_open(u, "INBOX", 0, &v, &err), 0);
+	struct store_view_callbacks cb = {0};
+	if (pg_conninfo != NULL) {   /* no stamp: every keepalive looks */
+		CHECK(store_view_maybe_changed(v));
+		goto out;
+	}
+	CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
+	CHECK(!store_view_maybe_changed(v));
+	/* the trim's close checkpoints the append: one sync more */
+	sq_idle_trim(store, 0);
+	CHECK(SQU(u)->readers == NULL && SQU(u)->writer == NULL);
+	if (store_view_maybe_changed(v))
+		CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
+	sq_idle_trim(store, 0);
+	CHECK(!store_view_maybe_changed(v));
+	/* a read of the closed index, and the trim closing it again */
+	CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
+	CHECK(SQU(u)->readers != NULL);
+	sq_idle_trim(store, 0);
+	CHECK(SQU(u)->readers == NULL);
+	CHECK(!store_view_maybe_changed(v));
+	/* another process (a second store on the same files) appends */
+	struct store_settings set = other_settings();
+	struct store *other;
+	CHECK_INT(store_open(&set, &other, &err), 0);
+	struct store_user *u2 = user_open(other, 45);
+	for (int i = 0; i < 5; i++) {
+		char *m = big_message("other", 20000);
+		CHECK(append(u2, "INBOX", m, 0) > 0);
+		free(m);
+	}
+	store_user_unref(&u2);
+	store_close(&other);
+	CHECK(store_view_maybe_changed(v));
+	CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
+	CHECK_INT(store_view_count(v), 6);
+	CHECK(!store_view_maybe_changed(v));
+out:
+	store_view_close(&v);
 	store_user_unref(&u);
 	teardown(&store);
 }
@@ -3371,6 +3445,7 @@ static const struct test_case cases[] = {
 	{"fetch_since", test_fetch_since},
 	{"first_unseen", test_first_unseen},
 	{"idle_trim", test_idle_trim},
+	{"view_change_stamp", test_view_change_stamp},
 	{"handle_eviction", test_handle_eviction},
 	{"search_big_text", test_search_big_text},
 	{"deferred_unlink", test_deferred_unlink},

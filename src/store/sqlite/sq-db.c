@@ -1134,6 +1134,7 @@ const struct store_backend_vfuncs store_sqlite_vfuncs = {
 	.view_load = sq_view_load,
 	.view_open = sq_view_open,
 	.view_delta = sq_view_delta,
+	.change_stamp = sq_change_stamp,
 	.recent_claim = sq_recent_claim,
 	.first_unseen = sq_first_unseen,
 	.changed_since = sq_changed_since,

@@ -13,7 +13,9 @@
  */
 #include "sq-private.h"
 
+#include <limits.h>
 #include <malloc.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -73,16 +75,55 @@ static void ckpt_one(struct store_user *user, void *ctx)
 void sq_touch(struct sq_user *u)
 {
 	atomic_store(&u->last_use_ns, sq_now_ns());
-	atomic_store(&u->trimmed, false);
 }
 
-/* Gives back what an idle account holds; 1 if it held anything. */
-static int trim_user(struct sq_user *u)
+static void stamp_mix(uint64_t *h, uint64_t v)
+{
+	*h = (*h ^ v) * 1099511628211ULL;
+}
+
+/* The index as the file system shows it: the database file, and the
+ * WAL when it holds frames. Every commit grows or rewrites the WAL, a
+ * checkpoint rewrites the database; a WAL that is missing or empty is
+ * the same state (the last connection's close deletes it, the next
+ * reader makes it again, empty), so the idle trim's close and a later
+ * read move the stamp only if that close checkpointed something. */
+uint64_t sq_change_stamp(struct store_user *user)
+{
+	struct sq_user *u = SQU(user);
+	char path[PATH_MAX];
+	struct stat db, wal;
+	int n = snprintf(path, sizeof(path), "%s/index.db-wal", u->dir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return 0;
+	bool frames = stat(path, &wal) == 0 && wal.st_size > 0;
+	path[n - 4] = '\0';
+	if (stat(path, &db) < 0)
+		return 0;
+	uint64_t h = 14695981039346656037ULL;
+	stamp_mix(&h, (uint64_t)db.st_ino);
+	stamp_mix(&h, (uint64_t)db.st_size);
+	stamp_mix(&h, (uint64_t)db.st_mtim.tv_sec);
+	stamp_mix(&h, (uint64_t)db.st_mtim.tv_nsec);
+	if (frames) {
+		stamp_mix(&h, (uint64_t)wal.st_ino);
+		stamp_mix(&h, (uint64_t)wal.st_size);
+		stamp_mix(&h, (uint64_t)wal.st_mtim.tv_sec);
+		stamp_mix(&h, (uint64_t)wal.st_mtim.tv_nsec);
+	}
+	return h != 0 ? h : 1;
+}
+
+/* Gives back what an idle account holds; 1 if it held anything. *kept_r:
+ * something was in use meanwhile (a reader out, a batch in the writer)
+ * and comes back to the account afterwards, so the account is not done. */
+static int trim_user(struct sq_user *u, bool *kept_r)
 {
 	int trimmed = 0;
 	pthread_mutex_lock(&u->readers_mu);
 	struct sq_conn *readers = u->readers;
 	u->readers = NULL;
+	*kept_r = u->readers_out > 0;
 	pthread_mutex_unlock(&u->readers_mu);
 	while (readers != NULL) {
 		struct sq_conn *c = readers;
@@ -100,6 +141,8 @@ static int trim_user(struct sq_user *u)
 	if (!u->leader && u->queue == NULL) {
 		writer = u->writer;
 		u->writer = NULL;
+	} else {
+		*kept_r = true;
 	}
 	pthread_mutex_unlock(&u->mu);
 	if (writer != NULL) {
@@ -118,18 +161,27 @@ static void trim_one(struct store_user *user, void *ctx)
 {
 	struct trim_round *r = ctx;
 	struct sq_user *u = SQU(user);
-	if (u == NULL || atomic_load(&u->last_use_ns) > r->idle_since ||
-	    atomic_load(&u->trimmed))
+	if (u == NULL)
+		return;
+	int64_t last = atomic_load(&u->last_use_ns);
+	if (last > r->idle_since || last == atomic_load(&u->trimmed_use_ns))
 		return;
 	/* space expunged mail left in the index, a few bounded steps
 	 * (their commits count as a use: the next ones come after the
 	 * account has been idle again) */
 	bool more = sq_compact_idle(u);
-	/* until the next use: nothing more to give back (but the rest of
-	 * a long compaction, once idle again) */
-	atomic_store(&u->trimmed, !more);
-	if (trim_user(u) > 0)
+	/* Done until the next use, unless a compaction has more to do or
+	 * something was in use during the trim: a reader that was out goes
+	 * back to the pool after it, a batch leaves the writer open; a use
+	 * that began meanwhile moved last_use_ns past the mark. (A flag
+	 * set here and cleared by sq_touch lost a use that began during
+	 * the trim, and its reader stayed pooled until the next use.) */
+	last = atomic_load(&u->last_use_ns);
+	bool kept;
+	if (trim_user(u, &kept) > 0)
 		r->trimmed++;
+	if (!more && !kept)
+		atomic_store(&u->trimmed_use_ns, last);
 }
 
 /* One round: every account idle long enough; then the heap. */

@@ -81,10 +81,11 @@ struct sq_user {
 	char *dir;
 	bool fsync;
 	unsigned opened_version;   /* schema version found at open (0: new) */
-	/* last group commit or read (sq_touch), and whether the idle trim
-	 * has given back what the account held since */
+	/* last group commit or read (sq_touch), and the last_use_ns up to
+	 * which the idle trim has given back all the account held (equal:
+	 * nothing to do until the next use) */
 	_Atomic int64_t last_use_ns;
-	atomic_bool trimmed;
+	_Atomic int64_t trimmed_use_ns;
 	/* the WAL has grown: the idle thread checkpoints it (sq-idle.c) */
 	atomic_bool ckpt_wanted;
 	/* a MULTIAPPEND stream: when its last command (SQ_BULK_MIN bodies
@@ -390,6 +391,7 @@ void sq_idle_stop(struct store *store);
 /* One round now: accounts unused for idle_ns; returns how many gave
  * something back. */
 unsigned sq_idle_trim(struct store *store, int64_t idle_ns);
+uint64_t sq_change_stamp(struct store_user *user);
 
 /* sq-text.c: the search text, zlib-compressed in the text table.
  * bind: binds text to column col (tmp holds the compressed bytes until
