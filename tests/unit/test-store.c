@@ -2437,6 +2437,63 @@ out:
 	teardown(&store);
 }
 
+/* SQLite's allocator (sq-mem.c): what comes back is what was stored,
+ * at least as large as asked, aligned; freed slabs go back. Random
+ * sizes across the classes and past the largest (those go to malloc),
+ * reallocations both ways. */
+static void test_sqlite_memory(void)
+{
+	CHECK(sq_mem_reserve());
+	sq_mem_release();
+	size_t slabs0 = sq_mem_resident_slabs();
+	enum { SLOTS = 512 };
+	unsigned char *p[SLOTS] = {0};
+	int len[SLOTS] = {0};
+	unsigned seed = 7;
+	size_t peak = 0;
+	for (int op = 0; op < 40000; op++) {
+		int i = (int)(rand_r(&seed) % SLOTS);
+		int n = 1 + (int)(rand_r(&seed) % (rand_r(&seed) % 4 == 0
+						   ? 9000 : 300));
+		if (p[i] != NULL) {
+			for (int k = 0; k < len[i]; k++)
+				if (p[i][k] != (unsigned char)(i + k)) {
+					CHECK(!"allocator: contents changed");
+					break;
+				}
+		}
+		if (p[i] != NULL && op % 3 == 0) {
+			sq_mem_free(p[i]);
+			p[i] = NULL;
+			len[i] = 0;
+			continue;
+		}
+		unsigned char *q = p[i] != NULL ? sq_mem_realloc(p[i], n)
+						: sq_mem_malloc(n);
+		CHECK(q != NULL);
+		CHECK(((uintptr_t)q & 7) == 0);
+		CHECK(sq_mem_size(q) >= n);
+		int kept = len[i] < n ? len[i] : n;
+		for (int k = 0; k < kept; k++)
+			if (q[k] != (unsigned char)(i + k)) {
+				CHECK(!"allocator: realloc lost contents");
+				break;
+			}
+		for (int k = 0; k < n; k++)
+			q[k] = (unsigned char)(i + k);
+		p[i] = q;
+		len[i] = n;
+		size_t now = sq_mem_resident_slabs();
+		if (now > peak)
+			peak = now;
+	}
+	CHECK(peak > slabs0 + 8);
+	for (int i = 0; i < SLOTS; i++)
+		sq_mem_free(p[i]);
+	sq_mem_release();
+	CHECK_INT(sq_mem_resident_slabs(), slabs0);
+}
+
 /* Idle handles past idle_max are closed outside users_mu, marked
  * closing meanwhile: an open of the same account waits for the close,
  * others go on; a delete waits too. Four threads open, append to and
@@ -3445,6 +3502,7 @@ static const struct test_case cases[] = {
 	{"fetch_since", test_fetch_since},
 	{"first_unseen", test_first_unseen},
 	{"idle_trim", test_idle_trim},
+	{"sqlite_memory", test_sqlite_memory},
 	{"view_change_stamp", test_view_change_stamp},
 	{"handle_eviction", test_handle_eviction},
 	{"search_big_text", test_search_big_text},

@@ -527,9 +527,11 @@ char *sq_user_dir(struct store *store, int64_t user_id)
  * process-wide and only taken before SQLite's first use, which in
  * loftd is the parent's (its queue, throttle or accounts database,
  * before the fork): so it is made when the program loads. Pages are
- * then allocated as they are used. */
+ * then allocated as they are used. So is SQLite's own allocator, which
+ * keeps its memory apart from the sessions' (sq-mem.c). */
 __attribute__((constructor)) static void sq_config_early(void)
 {
+	sq_mem_install();
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 }
 

@@ -189,8 +189,10 @@ unsigned sq_idle_trim(struct store *store, int64_t idle_ns)
 {
 	struct trim_round r = {sq_now_ns() - idle_ns, 0};
 	store_users_foreach(store, trim_one, &r);
-	if (r.trimmed > 0)
+	if (r.trimmed > 0) {
+		sq_mem_release();
 		malloc_trim(0);
+	}
 	return r.trimmed;
 }
 

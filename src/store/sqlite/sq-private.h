@@ -393,6 +393,18 @@ void sq_idle_stop(struct store *store);
 unsigned sq_idle_trim(struct store *store, int64_t idle_ns);
 uint64_t sq_change_stamp(struct store_user *user);
 
+/* SQLite's memory in a range of its own (sq-mem.c): installed before any
+ * SQLite use (sq-db.c's constructor); sq_mem_release gives empty slabs
+ * back (the idle trim). The rest for the unit test. */
+void sq_mem_install(void);
+bool sq_mem_reserve(void);
+void sq_mem_release(void);
+size_t sq_mem_resident_slabs(void);
+void *sq_mem_malloc(int n);
+void sq_mem_free(void *p);
+void *sq_mem_realloc(void *p, int n);
+int sq_mem_size(void *p);
+
 /* sq-text.c: the search text, zlib-compressed in the text table.
  * bind: binds text to column col (tmp holds the compressed bytes until
  * the statement ran). column: the text of column col, decompressed into
