@@ -343,15 +343,16 @@ static void fork_done(void)
 #define SQ_MEM_ASAN 1
 #endif
 #endif
+#ifndef SQ_MEM_ASAN
+#define SQ_MEM_ASAN 0
+#endif
 
 void sq_mem_install(void)
 {
-#ifndef SQ_MEM_ASAN
 	static const sqlite3_mem_methods methods = {
 		sq_mem_malloc, sq_mem_free, sq_mem_realloc, sq_mem_size,
 		sq_mem_roundup, sq_mem_init, sq_mem_shutdown, NULL};
-	if (sq_mem_reserve() &&
+	if (!SQ_MEM_ASAN && sq_mem_reserve() &&
 	    sqlite3_config(SQLITE_CONFIG_MALLOC, &methods) == SQLITE_OK)
 		pthread_atfork(fork_prepare, fork_done, fork_done);
-#endif
 }
