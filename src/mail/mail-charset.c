@@ -190,7 +190,9 @@ void mail_utf8_repair(struct buf *out, const char *s, size_t len)
  * U+10FFFF) writes 5- and 6-byte sequences no UTF-8 reader accepts. */
 void mail_utf8_sanitize(struct buf *out, size_t start)
 {
-	if (mail_utf8_valid(out->data + start, out->len - start))
+	/* an empty buffer may have no storage: out->data is NULL */
+	if (out->len <= start ||
+	    mail_utf8_valid(out->data + start, out->len - start))
 		return;
 	struct buf clean;
 	buf_init(&clean, 0);

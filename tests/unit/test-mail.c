@@ -629,6 +629,12 @@ static void test_charsets(void)
 	mail_charset_to_utf8(&b, "UCS-4BE", "\x7f\xff\xff\xff\x00\x00\x00A", 8);
 	CHECK(b.len > 0 && mail_utf8_valid(b.data, b.len));
 	buf_free(&b);
+	/* a conversion that writes nothing into a buffer that never held
+	 * anything (data NULL): fuzz-mail-2047, UBSan's null + 0 */
+	buf_init(&b, 0);
+	mail_charset_to_utf8(&b, "iso-2022-jp", "\x1b$B", 3);
+	CHECK(b.len == 0);
+	buf_free(&b);
 }
 
 static const struct test_case cases[] = {
