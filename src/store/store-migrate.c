@@ -115,26 +115,7 @@ void store_import_append_batch(struct store_user *user,
 		}
 		it->mailbox = n;
 	}
-	const struct store_backend_vfuncs *vf = user->store->vf;
-	if (vf->import_append_batch != NULL) {
-		vf->import_append_batch(user, items, count);
-	} else {
-		bool stop = false;
-		for (size_t i = 0; i < count; i++) {
-			struct store_import_item *it = &items[i];
-			if (it->ret != 0)
-				continue;
-			if (stop) {
-				it->ret = store_set_error(&it->err,
-					STORE_ERR_QUOTA, "Quota exceeded (an "
-					"earlier message)");
-				continue;
-			}
-			it->ret = vf->import_append(user, it->mailbox, it->body,
-						    &it->p, &it->uid, &it->err);
-			stop = it->ret < 0 && it->err.kind == STORE_ERR_QUOTA;
-		}
-	}
+	user->store->vf->import_append_batch(user, items, count);
 	for (size_t i = 0; i < count; i++) {
 		free((char *)items[i].mailbox);
 		items[i].mailbox = given[i];

@@ -327,13 +327,8 @@ struct store_backend_vfuncs {
 			      const struct store_import_mailbox *spec,
 			      struct store_mailbox_info *info_r,
 			      struct store_error *err);
-	int (*import_append)(struct store_user *user, const char *mailbox,
-			     struct store_body *body,
-			     const struct store_import_params *p,
-			     uint32_t *uid_r, struct store_error *err);
-	/* optional: several messages in one commit (items whose ret is 0
-	 * on entry; names normalised); without it import_append runs once
-	 * per item */
+	/* messages in one commit (items whose ret is 0 on entry; names
+	 * normalised); store_import_append is a batch of one */
 	void (*import_append_batch)(struct store_user *user,
 				    struct store_import_item *items,
 				    size_t count);

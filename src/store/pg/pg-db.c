@@ -1435,7 +1435,6 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.jobject_list = pg_jobject_list,
 	.jobject_put = pg_r_jobject_put,
 	.import_mailbox = pg_import_mailbox,
-	.import_append = pg_import_append,
 	.import_append_batch = pg_import_append_batch,
 	.import_mark_add = pg_import_mark_add,
 	.import_marks = pg_import_marks,

@@ -418,26 +418,6 @@ void pg_import_append_batch(struct store_user *user,
 	free(want);
 }
 
-int pg_import_append(struct store_user *user, const char *mailbox,
-		     struct store_body *body,
-		     const struct store_import_params *p, uint32_t *uid_r,
-		     struct store_error *err)
-{
-	struct store_import_item it = {
-		.mailbox = mailbox,
-		.body = body,
-		.p = *p,
-	};
-	pg_import_append_batch(user, &it, 1);
-	if (it.ret < 0) {
-		*err = it.err;
-		return -1;
-	}
-	if (uid_r != NULL)
-		*uid_r = it.uid;
-	return 0;
-}
-
 /* ---- marks and the counter ------------------------------------------ */
 
 static int mark_add_once(struct store_user *user, const char *source,

@@ -470,10 +470,6 @@ int pg_import_mailbox(struct store_user *user,
 		      const struct store_import_mailbox *spec,
 		      struct store_mailbox_info *info_r,
 		      struct store_error *err);
-int pg_import_append(struct store_user *user, const char *mailbox,
-		     struct store_body *body,
-		     const struct store_import_params *p, uint32_t *uid_r,
-		     struct store_error *err);
 void pg_import_append_batch(struct store_user *user,
 			    struct store_import_item *items, size_t count);
 int pg_import_mark_add(struct store_user *user, const char *source,
