@@ -101,6 +101,7 @@ void store_import_append_batch(struct store_user *user,
 		struct store_import_item *it = &items[i];
 		err_clear(&it->err);
 		it->uid = 0;
+		it->modseq = 0;
 		it->ret = 0;
 		given[i] = it->mailbox;
 		char *n = NULL;
@@ -185,6 +186,59 @@ int store_modseq_raise(struct store_user *user, uint64_t modseq,
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Change counter out of range");
 	return user->store->vf->modseq_raise(user, modseq, err);
+}
+
+int store_import_exact(struct store_user *user,
+		       const struct store_import_exact *x,
+		       struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	if (x->highestmodseq > (uint64_t)INT64_MAX ||
+	    x->expunge_horizon > (uint64_t)INT64_MAX ||
+	    x->jmap_horizon > (uint64_t)INT64_MAX)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Modseq out of range");
+	for (size_t i = 0; i < x->msg_count; i++)
+		if (x->msgs[i].modseq == 0 ||
+		    x->msgs[i].modseq > (uint64_t)INT64_MAX)
+			return store_set_error(err, STORE_ERR_INVALID,
+					       "Modseq out of range (UID %u)",
+					       x->msgs[i].uid);
+	for (size_t i = 0; i < x->expunged_count; i++) {
+		const struct store_expunged_range *r = &x->expunged[i];
+		if (r->first == 0 || r->first > r->last || r->modseq == 0 ||
+		    r->modseq > (uint64_t)INT64_MAX)
+			return store_set_error(err, STORE_ERR_INVALID,
+					       "Invalid expunge log entry");
+	}
+	if (user->store->vf->import_exact == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "This mail"
+				       " backend cannot restore modseqs");
+	char *n = store_name_normalize(x->name, err);
+	if (n == NULL)
+		return -1;
+	struct store_import_exact c = *x;
+	c.name = n;
+	int ret = user->store->vf->import_exact(user, &c, err);
+	free(n);
+	return ret;
+}
+
+int store_export_expunged(struct store_export *exp, uint32_t mailbox_id,
+			  struct store_expunged_range **ranges_r,
+			  size_t *count_r, uint64_t *horizon_r,
+			  struct store_error *err)
+{
+	err_clear(err);
+	*ranges_r = NULL;
+	*count_r = 0;
+	*horizon_r = 0;
+	if (STORE_OBJ_VF(exp)->export_expunged == NULL)
+		return 0;
+	return STORE_OBJ_VF(exp)->export_expunged(exp, mailbox_id, ranges_r,
+						  count_r, horizon_r, err);
 }
 
 int store_export_begin(struct store_user *user, struct store_export **exp_r,

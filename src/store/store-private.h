@@ -339,6 +339,9 @@ struct store_backend_vfuncs {
 			    struct store_error *err);
 	int (*modseq_raise)(struct store_user *user, uint64_t modseq,
 			    struct store_error *err);
+	int (*import_exact)(struct store_user *user,
+			    const struct store_import_exact *x,
+			    struct store_error *err);
 	int (*export_begin)(struct store_user *user,
 			    struct store_export **exp_r,
 			    struct store_error *err);
@@ -357,6 +360,11 @@ struct store_backend_vfuncs {
 	int (*export_seen)(struct store_export *exp, uint32_t mailbox_id,
 			   struct store_export_seen **rows_r,
 			   size_t *count_r, struct store_error *err);
+	/* optional (NULL: no expunge log to export) */
+	int (*export_expunged)(struct store_export *exp, uint32_t mailbox_id,
+			       struct store_expunged_range **ranges_r,
+			       size_t *count_r, uint64_t *horizon_r,
+			       struct store_error *err);
 	/* undelete (store.h "undelete") */
 	int (*deleted_list)(struct store_user *user,
 			    const struct store_deleted_filter *filter,

@@ -1430,6 +1430,7 @@ struct store_import_item {
 	struct store_import_params p;
 	int ret;                     /* out */
 	uint32_t uid;                /* out */
+	uint64_t modseq;             /* out: the modseq it got */
 	struct store_error err;      /* out */
 };
 void store_import_append_batch(struct store_user *user,
@@ -1458,6 +1459,50 @@ void store_index_elsewhere(struct store *store);
  * an IMAP import goes above the source's HIGHESTMODSEQ (RFC 7162), so a
  * client that cached it misses no later change. */
 int store_modseq_raise(struct store_user *user, uint64_t modseq,
+		       struct store_error *err);
+
+/* A restore's last step for a folder it filled with the source's UIDVALIDITY
+ * and UIDs (one that never held mail, or the rerun of such a restore
+ * killed): the source's modseqs, expunge log and HIGHESTMODSEQ, in one
+ * commit, so a CONDSTORE/QRESYNC client's cache from the source stays
+ * good (RFC 7162). Messages are appended first with modseqs from the
+ * counter (store_import_append_batch: item.modseq says which), so an IDLE
+ * session sees them arrive in order; then each message whose modseq is
+ * still the one it got (nothing changed it since) takes the source's, the
+ * log entries are written (a UID the folder holds or at or above UIDNEXT
+ * is left out; an entry there keeps the higher modseq), the log's horizon
+ * rises to expunge_horizon, HIGHESTMODSEQ becomes the highest of
+ * highestmodseq and every modseq left in the folder, and the account's
+ * counter rises to at least highestmodseq (it never goes down: no modseq
+ * handed out is handed out again). JMAP: states before jmap_horizon are
+ * refused (cannotCalculateChanges), as the backup has no tombstones.
+ * INVALID, and nothing changes, when the folder's UIDVALIDITY is not
+ * uidvalidity. Only for a restore: a folder with other mail keeps the
+ * counter's modseqs. */
+struct store_expunged_range {
+	uint32_t first, last;        /* UIDs */
+	uint64_t modseq;
+	time_t at;                   /* when (the log keeps it from then) */
+};
+struct store_import_exact_msg {
+	uint32_t uid;
+	uint64_t got;                /* the modseq its append got */
+	uint64_t modseq;             /* the source's */
+};
+struct store_import_exact {
+	const char *name;
+	uint32_t uidvalidity;
+	uint64_t highestmodseq;
+	uint64_t expunge_horizon;    /* the source's: older resyncs are not
+					incremental (0: all are) */
+	uint64_t jmap_horizon;       /* 0: JMAP states left as they are */
+	const struct store_import_exact_msg *msgs;
+	size_t msg_count;
+	const struct store_expunged_range *expunged;
+	size_t expunged_count;
+};
+int store_import_exact(struct store_user *user,
+		       const struct store_import_exact *x,
 		       struct store_error *err);
 
 /* The export stream: one read snapshot of an account, held from begin
@@ -1512,6 +1557,15 @@ struct store_export_seen {
 int store_export_seen(struct store_export *exp, uint32_t mailbox_id,
 		      struct store_export_seen **rows_r, size_t *count_r,
 		      struct store_error *err);
+/* The expunge log of mailbox_id in the snapshot: UIDs expunged with the
+ * modseq and time of their expunge, in ranges (UID order within each
+ * (modseq, at); caller frees *ranges_r), and the log's horizon (a resync
+ * from a modseq below it cannot be incremental). A backend without one
+ * gives none. */
+int store_export_expunged(struct store_export *exp, uint32_t mailbox_id,
+			  struct store_expunged_range **ranges_r,
+			  size_t *count_r, uint64_t *horizon_r,
+			  struct store_error *err);
 /* Restore: viewer's own \Seen set on the messages of the owner's
  * mailbox in ranges (as that viewer setting \Seen would, whatever its
  * rights today). PERM on a backend without per-user \Seen. */

@@ -322,6 +322,7 @@ static int iappend_tx(struct pg_tx *tx, struct store_import_item *it,
 	    mark_put(tx->c, user->id, p->mark_source, p->mark_id, err) < 0)
 		return -1;
 	it->uid = uid;
+	it->modseq = tx->modseq;
 	return 0;
 }
 
@@ -335,6 +336,7 @@ static int batch_once(struct store_user *user, struct store_import_item *items,
 		if (want[i]) {
 			items[i].ret = 0;
 			items[i].uid = 0;
+			items[i].modseq = 0;
 			memset(&items[i].err, 0, sizeof(items[i].err));
 		}
 	struct store_account_limits limits;

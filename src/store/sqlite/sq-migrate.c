@@ -380,8 +380,10 @@ void sq_import_append_batch(struct store_user *user,
 		it->ret = jobs[k].ret < 0 ? -1 : 0;
 		if (it->ret < 0)
 			it->err = jobs[k].err;
-		else
+		else {
 			it->uid = a->uid;
+			it->modseq = jobs[k].modseq;
+		}
 		if (it->body != NULL)
 			sq_body_copy_end(it->body, u, &cps[which[k]],
 					 it->ret == 0);
