@@ -42,7 +42,10 @@
 #include "buf.h"
 #include "migrate-parse.h"
 
-#define BACKUP_FORMAT "loft-backup-1"
+/* Written: 2 (each folder's expunge log, docs/backup.md). Read: 1 too
+ * (a folder without a log restores as before). */
+#define BACKUP_FORMAT "loft-backup-2"
+#define BACKUP_FORMAT_1 "loft-backup-1"
 
 static void sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -299,8 +302,10 @@ static json_t *json_parse_sealed(const char *data, size_t len, char *why,
 		return NULL;
 	}
 	const char *fmt = json_string_value(json_object_get(doc, "format"));
-	if (fmt == NULL || strcmp(fmt, BACKUP_FORMAT) != 0) {
-		snprintf(why, why_size, "not a %s file", BACKUP_FORMAT);
+	if (fmt == NULL || (strcmp(fmt, BACKUP_FORMAT) != 0 &&
+			    strcmp(fmt, BACKUP_FORMAT_1) != 0)) {
+		snprintf(why, why_size, "not a %s or %s file", BACKUP_FORMAT,
+			 BACKUP_FORMAT_1);
 		json_decref(doc);
 		return NULL;
 	}
@@ -707,6 +712,44 @@ static char *uid_set(const uint32_t *uids, size_t n)
 	return buf_steal(&b, NULL);
 }
 
+/* The expunge log of a mailbox in the snapshot: [{"uids": "UID set",
+ * "modseq", "at"}], one entry per expunge (modseq and time); NULL on
+ * error, after reporting. *horizon_r: the log's horizon. */
+static json_t *expunged_json(struct migrate *m, struct store_export *e,
+			     const struct store_mailbox_info *mb,
+			     const char *address, uint64_t *horizon_r)
+{
+	struct store_expunged_range *r = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (store_export_expunged(e, mb->id, &r, &n, horizon_r, &err) < 0) {
+		migrate_error(m, address, mb->name, "expunge log: %s", err.msg);
+		return NULL;
+	}
+	json_t *a = json_array();
+	/* ranges come ordered by modseq, time and UID */
+	for (size_t i = 0; i < n;) {
+		struct buf b;
+		buf_init(&b, 0);
+		size_t j = i;
+		for (; j < n && r[j].modseq == r[i].modseq && r[j].at == r[i].at;
+		     j++) {
+			buf_printf(&b, "%s%u", b.len ? "," : "", r[j].first);
+			if (r[j].last > r[j].first)
+				buf_printf(&b, ":%u", r[j].last);
+		}
+		char *set = buf_steal(&b, NULL);
+		json_array_append_new(a, json_pack("{s:s, s:I, s:I}", "uids", set,
+						   "modseq",
+						   (json_int_t)r[i].modseq,
+						   "at", (json_int_t)r[i].at));
+		free(set);
+		i = j;
+	}
+	free(r);
+	return a;
+}
+
 /* Readers' own \Seen of a mailbox in the snapshot: {"reader address":
  * "uid set"}; NULL when there is none (or no way to name readers). */
 static json_t *seen_json(struct migrate *m, struct store_export *e,
@@ -853,6 +896,16 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 			failed = true;
 		}
 		json_object_set_new(jm, "messages", msgs);
+		uint64_t horizon = 0;
+		json_t *gone = failed || mb->noselect
+			? NULL : expunged_json(m, e, mb, address, &horizon);
+		if (gone != NULL) {
+			json_object_set_new(jm, "expunged", gone);
+			json_object_set_new(jm, "expunge_horizon",
+					    json_integer((json_int_t)horizon));
+		} else if (!mb->noselect) {
+			failed = true;
+		}
 		json_t *seen = failed || mb->noselect
 			? NULL : seen_json(m, e, mb, address, &failed);
 		if (seen != NULL)
@@ -994,7 +1047,12 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 			const char *pad = json_string_value(json_object_get(pa, "address"));
 			const char *psum = json_string_value(
 				json_object_get(pa, "account_sha256"));
+			const char *pfmt = json_string_value(
+				json_object_get(pa, "format"));
+			/* a manifest of format 1 has no expunge log: written
+			 * again once */
 			if (pad != NULL && strcmp(pad, a) == 0 &&
+			    pfmt != NULL && strcmp(pfmt, BACKUP_FORMAT) == 0 &&
 			    (uint64_t)json_integer_value(json_object_get(pa, "modseq")) ==
 				    modseq &&
 			    strcmp(psum != NULL ? psum : "", rsum) == 0)
@@ -1053,8 +1111,9 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		} else {
 			char *file = xasprintf("%s/%s.json", name, a);
 			json_t *entry = json_pack(
-				"{s:s, s:s, s:s, s:I}", "address", a, "file", file,
-				"sha256", sum, "modseq", (json_int_t)modseq);
+				"{s:s, s:s, s:s, s:I, s:s}", "address", a,
+				"file", file, "sha256", sum, "modseq",
+				(json_int_t)modseq, "format", BACKUP_FORMAT);
 			if (rsum[0] != '\0')
 				json_object_set_new(entry, "account_sha256",
 						    json_string(rsum));
@@ -1817,6 +1876,97 @@ static void restore_seen(struct migrate *m, json_t *mb, const char *name,
 	}
 }
 
+/* A folder a restore makes exact (store_import_exact). */
+struct exact_folder {
+	bool on;
+	struct store_import_exact_msg *msgs;
+	size_t n;
+};
+
+/* After a folder's last commit: each message this run stored with its
+ * UID (m->got, UID order), with the modseq it got and the source's. */
+static void exact_collect(struct migrate *m, json_t *mb,
+			  struct exact_folder *x)
+{
+	x->on = true;
+	x->msgs = xcalloc(m->got_n ? m->got_n : 1, sizeof(*x->msgs));
+	x->n = 0;
+	size_t g = 0, j;
+	json_t *msg;
+	json_array_foreach(json_object_get(mb, "messages"), j, msg) {
+		uint32_t uid = (uint32_t)jint(msg, "uid");
+		while (g < m->got_n && m->got[g].uid < uid)
+			g++;
+		if (g == m->got_n)
+			break;
+		uint64_t modseq = (uint64_t)jint(msg, "modseq");
+		if (m->got[g].uid == uid && modseq > 0)
+			x->msgs[x->n++] = (struct store_import_exact_msg){
+				uid, m->got[g].modseq, modseq};
+	}
+	m->got_n = 0;
+}
+
+/* The folder's source modseqs, expunge log and HIGHESTMODSEQ. A backup
+ * of format 1 has no log: its horizon is then the folder's
+ * HIGHESTMODSEQ, so a resync from an older modseq is not taken for
+ * incremental (RFC 7162 3.2.5.2: every UID the client names that is not
+ * here is reported VANISHED). -1 after reporting. */
+static int exact_finish(struct migrate *m, json_t *mb, struct exact_folder *f,
+			uint64_t account_modseq)
+{
+	const char *name = json_string_value(json_object_get(mb, "name"));
+	json_t *log = json_object_get(mb, "expunged");
+	struct store_import_exact x = {
+		.name = name,
+		.uidvalidity = (uint32_t)jint(mb, "uidvalidity"),
+		.highestmodseq = (uint64_t)jint(mb, "highestmodseq"),
+		.expunge_horizon = json_is_array(log)
+			? (uint64_t)jint(mb, "expunge_horizon")
+			: (uint64_t)jint(mb, "highestmodseq"),
+		.jmap_horizon = account_modseq,
+		.msgs = f->msgs,
+		.msg_count = f->n,
+	};
+	struct store_expunged_range *r = NULL;
+	size_t n = 0, cap = 0, k;
+	json_t *e;
+	int ret = 0;
+	json_array_foreach(log, k, e) {
+		const char *set = json_string_value(json_object_get(e, "uids"));
+		struct store_uid_range *u = NULL;
+		size_t nu = 0;
+		json_int_t modseq = jint(e, "modseq");
+		if (set == NULL || modseq <= 0 ||
+		    imap_uid_set_parse(set, strlen(set), &u, &nu) < 0) {
+			migrate_error(m, name, NULL, "expunge log: a damaged"
+				      " entry left out");
+			ret = -1;
+			continue;
+		}
+		for (size_t i = 0; i < nu; i++) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				r = xrealloc(r, cap * sizeof(*r));
+			}
+			r[n++] = (struct store_expunged_range){
+				u[i].lo, u[i].hi, (uint64_t)modseq,
+				(time_t)jint(e, "at")};
+		}
+		free(u);
+	}
+	x.expunged = r;
+	x.expunged_count = n;
+	struct store_error err;
+	if (store_import_exact(m->user, &x, &err) < 0) {
+		migrate_error(m, name, NULL, "modseqs and expunge log not"
+			      " restored: %s", err.msg);
+		ret = -1;
+	}
+	free(r);
+	return ret;
+}
+
 int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		    time_t since)
 {
@@ -1897,6 +2047,11 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 	json_t *mbs = json_object_get(doc, "mailboxes");
 	size_t *kept = xcalloc(json_array_size(mbs) + 1, sizeof(size_t));
 	size_t nkept = 0;
+	/* of each kept folder restored exactly (one that never held mail,
+	 * or held only what restores of this backup stored): the modseq
+	 * each message got, to become the source's (store_import_exact) */
+	struct exact_folder *exact = xcalloc(json_array_size(mbs) + 1,
+					     sizeof(*exact));
 	json_array_foreach(mbs, i, mb) {
 		const char *name = json_string_value(json_object_get(mb, "name"));
 		if (stop)
@@ -1934,16 +2089,32 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		 * and internal date */
 		struct held held = {0};
 		bool with_mail = info.messages > 0;
+		uint64_t holds = info.messages;
 		store_mailbox_info_free(&info);
+		char *msource = xasprintf("%s/%s", source, name);
+		bool exact_ok = keep && !with_mail;
+		if (keep && with_mail) {
+			/* a rerun of a restore killed in this folder */
+			char **ids = NULL;
+			size_t nid = 0;
+			struct store_error e;
+			exact_ok = store_import_marks(m->user, msource, &ids,
+						      &nid, &e) == 0 &&
+				   nid == holds;
+			store_names_free(ids, nid);
+		}
 		if (with_mail && folder_held(m, name, &held) < 0) {
 			ret = 1;
+			free(msource);
 			migrate_folder_end(m);
 			continue;
 		}
 		m->cur->uids_kept = keep;
-		/* marks only tell ids_ok above (a killed restore's rerun
-		 * finds what it stored by content, as anything else) */
-		char *msource = xasprintf("%s/%s", source, name);
+		m->got_record = exact_ok;
+		m->got_n = 0;
+		/* marks only tell ids_ok and exact_ok above (a killed
+		 * restore's rerun finds what it stored by content, as
+		 * anything else) */
 		size_t j;
 		json_t *msg;
 		json_array_foreach(json_object_get(mb, "messages"), j, msg) {
@@ -2014,6 +2185,9 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		held_free(&held);
 		if (migrate_msg_flush(m) == -2)
 			stop = true;
+		if (keep && !stop && exact_ok)
+			exact_collect(m, mb, &exact[nkept]);
+		m->got_record = false;
 		if (keep && !stop)
 			kept[nkept++] = i;
 		restore_seen(m, mb, name, keep && !stop);
@@ -2051,7 +2225,14 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 			.uidvalidity = (uint32_t)jint(km, "uidvalidity"),
 			.uidnext = (uint32_t)jint(km, "uidnext")};
 		store_import_mailbox(m->user, &after, NULL, &err);
+		if (exact[kn].on &&
+		    exact_finish(m, km, &exact[kn], (uint64_t)jint(doc,
+							"modseq")) < 0)
+			ret = 1;
 	}
+	for (size_t kn = 0; kn < nkept; kn++)
+		free(exact[kn].msgs);
+	free(exact);
 	free(kept);
 	free(source);
 	/* Sieve scripts the account does not have (one it has stays) */

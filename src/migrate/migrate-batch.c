@@ -191,6 +191,17 @@ int migrate_msg_flush(struct migrate *m)
 		if (it->ret == 0) {
 			stored = true;
 			migrate_count(m, q->size, true);
+			if (m->got_record && it->p.uid != 0 &&
+			    it->uid == it->p.uid) {
+				if (m->got_n == m->got_cap) {
+					m->got_cap = m->got_cap ? m->got_cap * 2
+								: 256;
+					m->got = xrealloc(m->got, m->got_cap *
+								  sizeof(*m->got));
+				}
+				m->got[m->got_n++] = (struct migrate_got){
+					it->uid, it->modseq};
+			}
 		} else if (it->err.kind == STORE_ERR_EXISTS) {
 			m->skipped++;
 			if (m->cur != NULL)
@@ -273,6 +284,9 @@ int migrate_msg_commit(struct migrate *m, struct store_body **body,
 
 void migrate_batch_free(struct migrate *m)
 {
+	free(m->got);
+	m->got = NULL;
+	m->got_n = m->got_cap = 0;
 	struct migrate_batch *b = m->batch;
 	if (b == NULL)
 		return;

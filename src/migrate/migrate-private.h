@@ -23,6 +23,12 @@ struct migrate_folder_stats {
 unsigned migrate_role_of(const char *name);
 
 /* One message as a source gives it (migrate-import.c). */
+/* A message a restore stored with its source UID: the modseq it got. */
+struct migrate_got {
+	uint32_t uid;
+	uint64_t modseq;
+};
+
 struct migrate_msg {
 	const char *folder;
 	const char *label;          /* file name or "message N" or "UID N" */

@@ -25,6 +25,7 @@
 
 struct migrate_folder_stats;
 struct migrate_batch;
+struct migrate_got;
 
 struct migrate {
 	struct store *store;
@@ -89,6 +90,11 @@ struct migrate {
 	struct migrate_folder_stats *cur;
 	struct migrate_batch *batch;   /* messages waiting for a commit */
 	bool quota_stop;               /* a commit met the quota */
+	/* restore: the modseq each message stored with its source UID got
+	 * (UID order), while got_record */
+	bool got_record;
+	struct migrate_got *got;
+	size_t got_n, got_cap;
 };
 
 /* Imports SOURCE: "maildir:PATH", "mbox:PATH", or a path (a directory

@@ -12,7 +12,14 @@ LOFT_TEST_BACKEND=postgres, where each Loft has a database of its own):
     every message's UID, FLAGS, INTERNALDATE, EMAILID, THREADID and bytes,
     and the POP3 UIDLs are the same; the first folder's MODSEQs are kept,
     and no MODSEQ or HIGHESTMODSEQ is below the source's;
-  - the restore run again stores nothing more.
+  - the restore run again stores nothing more;
+  - exact (a folder that never held mail): after a STORE that touched
+    several messages at once (one modseq for all) and EXPUNGEs, the
+    restored server answers `UID FETCH 1:* (MODSEQ)`, `STATUS
+    (HIGHESTMODSEQ)` and a QRESYNC SELECT from a cache taken before
+    them (its VANISHED (EARLIER) and FETCHes) byte for byte as the
+    source did: each message's modseq, HIGHESTMODSEQ and the expunge log
+    come back, and the account's counter is not below the source's.
 """
 
 import os
@@ -21,6 +28,7 @@ import shutil
 import sys
 import tempfile
 
+from imapconv import Conv
 from loftenv import Loft, Results
 
 R = Results()
@@ -99,6 +107,49 @@ def snapshot(env):
     return out, uidls
 
 
+def claim_recent(env, names):
+    """A read-write SELECT of each folder: its \\Recent claimed, so the
+    answers compared below do not differ by them."""
+    imap = env.imap_login(A, PW)
+    for name in names:
+        imap.select('"%s"' % name)
+        imap.close()
+    imap.logout()
+
+
+def exact_answers(env, caches):
+    """What a CONDSTORE/QRESYNC client is told, as the server's lines:
+    per folder, UID FETCH 1:* (MODSEQ), STATUS HIGHESTMODSEQ and a QRESYNC
+    SELECT from an old cache (uidvalidity, modseq, known UIDs)."""
+    c = Conv(env.raw('imap'), R)
+    c.login(A, PW)
+    c.run('ENABLE QRESYNC', 'OK')
+    out = {}
+    for name, (uv, modseq, known) in sorted(caches.items()):
+        st, _ = c.run('STATUS "%s" (HIGHESTMODSEQ MESSAGES UIDNEXT)' % name)
+        sel, _ = c.run('SELECT "%s" (QRESYNC (%d %d %s))'
+                       % (name, uv, modseq, known))
+        fetch, _ = c.run('UID FETCH 1:* (MODSEQ)')
+        c.run('UNSELECT')
+        out[name] = (st, sel, fetch)
+    c.run('LOGOUT', 'OK', [r'^\* BYE'])
+    c.close()
+    return out
+
+
+def old_cache(env, name):
+    """(UIDVALIDITY, HIGHESTMODSEQ, UIDs) of name now: a client's cache."""
+    imap = env.imap_login(A, PW)
+    typ, st = imap.status('"%s"' % name, '(UIDVALIDITY HIGHESTMODSEQ)')
+    uv = int(re.search(rb'UIDVALIDITY (\d+)', st[0]).group(1))
+    ms = int(re.search(rb'HIGHESTMODSEQ (\d+)', st[0]).group(1))
+    imap.select('"%s"' % name, readonly=True)
+    typ, data = imap.uid('SEARCH', 'ALL')
+    imap.logout()
+    uids = data[0].decode().split()
+    return uv, ms, ','.join(uids) if uids else '1'
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='loft-restore-')
     md = os.path.join(tmp, 'Maildir')
@@ -119,12 +170,31 @@ def main():
             typ, data = imap.uid('FETCH', '2', '(FLAGS)')
             R.check('import: UID 2 \\Flagged \\Seen',
                     b'\\Flagged' in data[0] and b'\\Seen' in data[0], data)
+            imap.logout()
+            # a client's cache of each folder before the changes below
+            caches = {n: old_cache(env, n) for n in ('INBOX', 'Projects')}
+            imap = env.imap_login(A, PW)
+            imap.select('INBOX')
             imap.uid('STORE', '5', '+FLAGS', '($Work)')
             imap.uid('COPY', '1', 'Projects')
+            # one STORE over several messages: one modseq for all
+            imap.uid('STORE', '1:6', '+FLAGS', '($Multi)')
             imap.uid('STORE', '6', '+FLAGS', '(\\Deleted)')
+            imap.expunge()
+            imap.select('Projects')
+            imap.uid('STORE', '3:5', '+FLAGS', '(\\Answered)')
+            imap.uid('STORE', '4', '+FLAGS', '(\\Deleted)')
             imap.expunge()
             imap.create('Empty')
             imap.logout()
+            claim_recent(env, ('INBOX', 'Projects'))
+            told = exact_answers(env, caches)
+            ms = re.findall(r'MODSEQ \((\d+)\)', ' '.join(told['INBOX'][2]))
+            R.check('source: one STORE gave several messages one modseq',
+                    len(ms) == 3 and len(set(ms)) < len(ms), told['INBOX'])
+            R.check('source: the QRESYNC SELECT reports the expunge',
+                    any(l.startswith('* VANISHED (EARLIER) 6')
+                        for l in told['INBOX'][1]), told['INBOX'])
             before, uidls = snapshot(env)
             R.check('import: the kept POP3 UIDL served',
                     any(u.endswith(b' kept-uidl-one') for u in uidls), uidls)
@@ -133,7 +203,7 @@ def main():
                     sorted(before))
             R.check('snapshot: the copy in Projects is the same Email',
                     'INBOX' in before and 'Projects' in before and
-                    len(before['Projects'][1]) == 3 and
+                    len(before['Projects'][1]) == 2 and
                     before['INBOX'][1].get(1, (0,) * 6)[4] is not None and
                     before['INBOX'][1].get(1, (0,) * 6)[4] ==
                     before['Projects'][1].get(5, (1,) * 6)[4], before)
@@ -181,6 +251,19 @@ def main():
                         R.check('INBOX UID %d: MODSEQ kept' % uid,
                                 now[3] == was[3], (was[3], now[3]))
             R.check('POP3 UIDLs as before', uidls2 == uidls, (uidls, uidls2))
+            claim_recent(env2, ('INBOX', 'Projects'))
+            told2 = exact_answers(env2, caches)
+            for name in sorted(told):
+                for what, b, a in zip(('STATUS', 'QRESYNC SELECT',
+                                       'UID FETCH (MODSEQ)'),
+                                      told[name], told2[name]):
+                    R.check('%s: %s answered as at the source, byte for'
+                            ' byte' % (name, what), a == b, (b, a))
+            for name in sorted(before):
+                R.check('%s: HIGHESTMODSEQ as at the source' % name,
+                        after.get(name, ({},))[0].get('HIGHESTMODSEQ') ==
+                        before[name][0].get('HIGHESTMODSEQ'),
+                        (before[name][0], after.get(name)))
             # counters, UIDNEXT, HIGHESTMODSEQ, bodies as the store checks
             rc, out, err = env2.loftctl('check', A)
             R.check('check after the restore: consistent', rc == 0 and

@@ -170,6 +170,45 @@ int pg_export_seen(struct store_export *e, uint32_t mailbox_id,
 	return 0;
 }
 
+int pg_export_expunged(struct store_export *e, uint32_t mailbox_id,
+		       struct store_expunged_range **ranges_r,
+		       size_t *count_r, uint64_t *horizon_r,
+		       struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	pg_p_int(&p, mailbox_id);
+	PGresult *r = pg_exec(e->c, "SELECT expunge_horizon FROM mailbox"
+			      " WHERE user_id = $1 AND id = $2", &p, err);
+	if (r == NULL)
+		return -1;
+	*horizon_r = PQntuples(r) > 0 ? (uint64_t)pg_int(r, 0, 0) : 0;
+	PQclear(r);
+	r = pg_exec(e->c, "SELECT uid, modseq, time FROM expunged"
+		    " WHERE user_id = $1 AND mailbox = $2"
+		    " ORDER BY modseq, time, uid", &p, err);
+	if (r == NULL)
+		return -1;
+	size_t rows = (size_t)PQntuples(r), n = 0;
+	struct store_expunged_range *v = xcalloc(rows ? rows : 1, sizeof(*v));
+	for (size_t i = 0; i < rows; i++) {
+		uint32_t uid = (uint32_t)pg_int(r, (int)i, 0);
+		uint64_t modseq = (uint64_t)pg_int(r, (int)i, 1);
+		time_t at = (time_t)pg_int(r, (int)i, 2);
+		if (n > 0 && v[n - 1].modseq == modseq && v[n - 1].at == at &&
+		    v[n - 1].last + 1 == uid)
+			v[n - 1].last = uid;
+		else
+			v[n++] = (struct store_expunged_range){uid, uid,
+							       modseq, at};
+	}
+	PQclear(r);
+	*ranges_r = v;
+	*count_r = n;
+	return 0;
+}
+
 void pg_export_end(struct store_export **ep)
 {
 	struct store_export *e = *ep;

@@ -14,9 +14,11 @@
  */
 #include "pg-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "pg-rows.h"
 
 /* Step 8 -> 9: the marks an import resumes by (with the account), and a
@@ -488,4 +490,140 @@ int pg_modseq_raise(struct store_user *user, uint64_t modseq,
 		    struct store_error *err)
 {
 	PG_RETRY(user->store, raise_once(user, modseq, err));
+}
+
+/* ---- a restored folder made exact ---------------------------------- */
+
+/* A PostgreSQL array literal of column col of the messages. */
+static char *exact_array(const struct store_import_exact *x, int col)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_char(&b, '{');
+	for (size_t i = 0; i < x->msg_count; i++) {
+		const struct store_import_exact_msg *m = &x->msgs[i];
+		char n[24];
+		snprintf(n, sizeof(n), "%s%llu", i > 0 ? "," : "",
+			 (unsigned long long)(col == 0 ? m->uid : col == 1
+					      ? m->got : m->modseq));
+		buf_append_str(&b, n);
+	}
+	buf_append_char(&b, '}');
+	return buf_steal(&b, NULL);
+}
+
+/* As sqlite/sq-migrate.c's exact_job: the source's modseqs on messages
+ * nothing changed since their append, its expunge log and horizon,
+ * HIGHESTMODSEQ; no modseq taken, the counter only raised. */
+static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
+		    struct store_error *err)
+{
+	struct store_user *user = tx->user;
+	struct pg_mbox mb;
+	if (pg_mbox_need(user, tx->c, x->name, 0, &mb, err) < 0)
+		return -1;
+	if (mb.uidvalidity != x->uidvalidity)
+		return store_set_error(err, STORE_ERR_INVALID, "%s has"
+				       " UIDVALIDITY %u, not the source's %u",
+				       x->name, mb.uidvalidity,
+				       x->uidvalidity);
+	struct pg_params p;
+	if (x->msg_count > 0) {
+		char *uids = exact_array(x, 0), *got = exact_array(x, 1),
+		     *ms = exact_array(x, 2);
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_str(&p, uids);
+		pg_p_str(&p, got);
+		pg_p_str(&p, ms);
+		int r = pg_run(tx->c, "UPDATE msg SET modseq = v.modseq FROM"
+			       " unnest($3::bigint[], $4::bigint[],"
+			       " $5::bigint[]) AS v(uid, got, modseq)"
+			       " WHERE msg.user_id = $1 AND msg.mailbox = $2"
+			       " AND msg.uid = v.uid AND msg.modseq = v.got"
+			       " AND v.modseq <> v.got", &p, err);
+		free(uids);
+		free(got);
+		free(ms);
+		if (r < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->expunged_count; i++) {
+		const struct store_expunged_range *e = &x->expunged[i];
+		/* never a UID the folder holds, nor one not yet given */
+		if (e->first >= mb.uidnext)
+			continue;
+		uint32_t last = e->last < mb.uidnext ? e->last
+						     : mb.uidnext - 1;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, mb.id);
+		pg_p_int(&p, e->first);
+		pg_p_int(&p, last);
+		pg_p_int(&p, (int64_t)e->modseq);
+		pg_p_int(&p, (int64_t)e->at);
+		if (pg_run(tx->c, "INSERT INTO expunged SELECT $1, $2, u, $5, $6"
+			   " FROM generate_series($3::bigint, $4::bigint) u"
+			   " WHERE NOT EXISTS (SELECT 1 FROM msg m WHERE"
+			   " m.user_id = $1 AND m.mailbox = $2 AND m.uid = u)"
+			   " ON CONFLICT (user_id, mailbox, uid) DO UPDATE SET"
+			   " modseq = greatest(expunged.modseq,"
+			   " excluded.modseq)", &p, err) < 0)
+			return -1;
+	}
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_int(&p, mb.id);
+	pg_p_int(&p, (int64_t)x->expunge_horizon);
+	pg_p_int(&p, (int64_t)x->highestmodseq);
+	PGresult *r = pg_exec(tx->c, "UPDATE mailbox SET"
+			      " expunge_horizon = greatest(expunge_horizon, $3),"
+			      " highestmodseq = greatest($4,"
+			      "  (SELECT max(modseq) FROM msg WHERE user_id = $1"
+			      "   AND mailbox = $2),"
+			      "  (SELECT max(modseq) FROM expunged WHERE"
+			      "   user_id = $1 AND mailbox = $2))"
+			      " WHERE user_id = $1 AND id = $2"
+			      " RETURNING highestmodseq", &p, err);
+	if (r == NULL)
+		return -1;
+	uint64_t highest = PQntuples(r) > 0 ? (uint64_t)pg_int(r, 0, 0) : 0;
+	PQclear(r);
+	/* the counter never goes down, and is never below the folder */
+	if (highest > tx->modseq) {
+		tx->modseq = highest;
+		tx->took_modseq = true;
+	}
+	if (x->jmap_horizon > 0) {
+		uint64_t h = x->jmap_horizon < tx->modseq ? x->jmap_horizon
+							  : tx->modseq;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_int(&p, (int64_t)h);
+		if (pg_run(tx->c, "UPDATE account SET jmap_horizon ="
+			   " greatest(jmap_horizon, $2) WHERE user_id = $1",
+			   &p, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int exact_once(struct store_user *user,
+		      const struct store_import_exact *x,
+		      struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, exact_tx(&tx, x, err), err);
+}
+
+int pg_import_exact(struct store_user *user,
+		    const struct store_import_exact *x,
+		    struct store_error *err)
+{
+	/* run again whole after a lost connection: it sets values, so a
+	 * second run after one that committed changes nothing more */
+	PG_RETRY(user->store, exact_once(user, x, err));
 }

@@ -328,6 +328,10 @@ int pg_export_next(struct store_export *e, const struct store_export_msg **m,
 		   struct store_error *err);
 int pg_export_body(struct store_export *e, int64_t email,
 		   struct store_blob *blob_r, struct store_error *err);
+int pg_export_expunged(struct store_export *e, uint32_t mailbox_id,
+		       struct store_expunged_range **ranges_r,
+		       size_t *count_r, uint64_t *horizon_r,
+		       struct store_error *err);
 int pg_export_seen(struct store_export *e, uint32_t mailbox_id,
 		   struct store_export_seen **rows_r, size_t *count_r,
 		   struct store_error *err);
@@ -476,6 +480,9 @@ int pg_import_mark_add(struct store_user *user, const char *source,
 		       const char *id, struct store_error *err);
 int pg_import_marks(struct store_user *user, const char *source,
 		    char ***ids_r, size_t *count_r, struct store_error *err);
+int pg_import_exact(struct store_user *user,
+		    const struct store_import_exact *x,
+		    struct store_error *err);
 int pg_modseq_raise(struct store_user *user, uint64_t modseq,
 		    struct store_error *err);
 

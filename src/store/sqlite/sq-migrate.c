@@ -473,6 +473,119 @@ int sq_modseq_raise(struct store_user *user, uint64_t modseq,
 	return sq_run(SQU(user), raise_job, &modseq, err);
 }
 
+/* ---- a restored folder made exact ---------------------------------- */
+
+/* A restore's last step for a folder (store.h store_import_exact): the
+ * source's modseqs on the messages nothing changed since their append,
+ * its expunge log and horizon, HIGHESTMODSEQ, in this one job. No modseq
+ * is taken: what changes is the past as the source had it, below every
+ * modseq a session has been told about (a session's view keeps going
+ * from the one it has, which stays at or below the counter). */
+static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	const struct store_import_exact *x = job->arg;
+	struct sq_mbox mb;
+	if (sq_job_mbox(job, c, x->name, &mb) < 0)
+		return -1;
+	if (mb.uidvalidity != x->uidvalidity)
+		return sq_job_fail(job, STORE_ERR_INVALID, "%s has UIDVALIDITY"
+				   " %u, not the source's %u", x->name,
+				   mb.uidvalidity, x->uidvalidity);
+	sqlite3_stmt *st;
+	for (size_t i = 0; i < x->msg_count; i++) {
+		const struct store_import_exact_msg *m = &x->msgs[i];
+		st = sq_stmt(c, "UPDATE msg SET modseq = ?1 WHERE mailbox = ?2"
+				" AND uid = ?3 AND modseq = ?4 AND ?1 != ?4");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)m->modseq);
+		sqlite3_bind_int64(st, 2, mb.id);
+		sqlite3_bind_int64(st, 3, m->uid);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)m->got);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	for (size_t i = 0; i < x->expunged_count; i++) {
+		const struct store_expunged_range *r = &x->expunged[i];
+		/* never a UID the folder holds, nor one not yet given */
+		uint32_t last = r->last;
+		if (mb.uidnext == 0 || r->first >= mb.uidnext)
+			continue;
+		if (last >= mb.uidnext)
+			last = mb.uidnext - 1;
+		for (uint32_t uid = r->first;; uid++) {
+			st = sq_stmt(c, "INSERT INTO expunged SELECT ?1, ?2,"
+					" ?3, ?4 WHERE NOT EXISTS (SELECT 1"
+					" FROM msg WHERE mailbox = ?1 AND"
+					" uid = ?2) ON CONFLICT (mailbox, uid)"
+					" DO UPDATE SET modseq ="
+					" max(modseq, excluded.modseq)");
+			if (st == NULL)
+				return sq_job_dberr(job, c);
+			sqlite3_bind_int64(st, 1, mb.id);
+			sqlite3_bind_int64(st, 2, uid);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)r->modseq);
+			sqlite3_bind_int64(st, 4, (sqlite3_int64)r->at);
+			int rc = sqlite3_step(st);
+			sqlite3_reset(st);
+			if (rc != SQLITE_DONE)
+				return sq_job_dberr(job, c);
+			if (uid == last)
+				break;
+		}
+	}
+	st = sq_stmt(c, "UPDATE mailbox SET"
+			" expunge_horizon = max(expunge_horizon, ?2),"
+			" highestmodseq = max(?3,"
+			"  coalesce((SELECT max(modseq) FROM msg"
+			"   WHERE mailbox = ?1), 0),"
+			"  coalesce((SELECT max(modseq) FROM expunged"
+			"   WHERE mailbox = ?1), 0))"
+			" WHERE id = ?1 RETURNING highestmodseq");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, mb.id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)x->expunge_horizon);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)x->highestmodseq);
+	int rc = sqlite3_step(st);
+	uint64_t highest = rc == SQLITE_ROW
+		? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	if (rc == SQLITE_ROW)
+		rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	/* the counter never goes down, and is never below the folder */
+	if (highest > u->tx_modseq) {
+		u->tx_modseq = highest;
+		u->tx_dirty = true;
+	}
+	if (x->jmap_horizon > 0) {
+		uint64_t h = x->jmap_horizon < u->tx_modseq ? x->jmap_horizon
+							    : u->tx_modseq;
+		st = sq_stmt(c, "INSERT OR REPLACE INTO jmeta SELECT 'horizon',"
+				" max(coalesce((SELECT v FROM jmeta WHERE"
+				" k = 'horizon'), 0), ?)");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)h);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	return 0;
+}
+
+int sq_import_exact(struct store_user *user,
+		    const struct store_import_exact *x,
+		    struct store_error *err)
+{
+	return sq_run(SQU(user), exact_job, (void *)x, err);
+}
+
 /* ---- the export stream -------------------------------------------- */
 
 struct store_export {
@@ -653,6 +766,54 @@ int sq_export_seen(struct store_export *e, uint32_t mailbox_id,
 		return sq_db_error(e->c, err, "export");
 	}
 	*rows_r = rows;
+	*count_r = n;
+	return 0;
+}
+
+int sq_export_expunged(struct store_export *e, uint32_t mailbox_id,
+		       struct store_expunged_range **ranges_r,
+		       size_t *count_r, uint64_t *horizon_r,
+		       struct store_error *err)
+{
+	sqlite3_stmt *st = sq_stmt(e->c, "SELECT expunge_horizon FROM mailbox"
+					 " WHERE id = ?");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*horizon_r = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sq_db_error(e->c, err, "export");
+	st = sq_stmt(e->c, "SELECT uid, modseq, at FROM expunged"
+			   " WHERE mailbox = ? ORDER BY modseq, at, uid");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	struct store_expunged_range *v = NULL;
+	size_t n = 0, cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint32_t uid = (uint32_t)sqlite3_column_int64(st, 0);
+		uint64_t modseq = (uint64_t)sqlite3_column_int64(st, 1);
+		time_t at = (time_t)sqlite3_column_int64(st, 2);
+		if (n > 0 && v[n - 1].modseq == modseq && v[n - 1].at == at &&
+		    v[n - 1].last + 1 == uid) {
+			v[n - 1].last = uid;
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct store_expunged_range){uid, uid, modseq, at};
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sq_db_error(e->c, err, "export");
+	}
+	*ranges_r = v;
 	*count_r = n;
 	return 0;
 }

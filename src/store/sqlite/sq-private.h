@@ -439,6 +439,13 @@ int sq_import_marks(struct store_user *user, const char *source,
 		    char ***ids_r, size_t *count_r, struct store_error *err);
 int sq_modseq_raise(struct store_user *user, uint64_t modseq,
 		    struct store_error *err);
+int sq_import_exact(struct store_user *user,
+		    const struct store_import_exact *x,
+		    struct store_error *err);
+int sq_export_expunged(struct store_export *exp, uint32_t mailbox_id,
+		       struct store_expunged_range **ranges_r,
+		       size_t *count_r, uint64_t *horizon_r,
+		       struct store_error *err);
 int sq_export_begin(struct store_user *user, struct store_export **exp_r,
 		    struct store_error *err);
 const struct store_export_info *sq_export_info(const struct store_export *exp);
