@@ -22,6 +22,8 @@ LOFT_TEST_BACKEND=postgres, where each Loft has a database of its own):
     come back, and the account's counter is not below the source's.
 """
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -150,6 +152,43 @@ def old_cache(env, name):
     return uv, ms, ','.join(uids) if uids else '1'
 
 
+def seal(doc):
+    """A backup JSON file's bytes with its own checksum (docs/backup.md:
+    the SHA-256 of its compact form, keys sorted, "sha256": "")."""
+    doc['sha256'] = ''
+    compact = json.dumps(doc, sort_keys=True, separators=(',', ':'),
+                         ensure_ascii=False).encode()
+    doc['sha256'] = hashlib.sha256(compact).hexdigest()
+    return json.dumps(doc, sort_keys=True, separators=(',', ':'),
+                      ensure_ascii=False).encode()
+
+
+def as_format_1(dest, old):
+    """old: a copy of the backup in dest as loftctl wrote it before
+    loft-backup-2 (no expunge log, no horizon)."""
+    shutil.copytree(dest, old)
+    snaps = sorted(os.listdir(os.path.join(old, 'snapshots')))
+    sdir = os.path.join(old, 'snapshots', snaps[-1])
+    with open(os.path.join(sdir, 'SNAPSHOT')) as f:
+        index = json.load(f)
+    for entry in index['accounts']:
+        path = os.path.join(old, 'snapshots', entry['file'])
+        with open(path) as f:
+            doc = json.load(f)
+        doc['format'] = 'loft-backup-1'
+        for mb in doc['mailboxes']:
+            mb.pop('expunged', None)
+            mb.pop('expunge_horizon', None)
+        data = seal(doc)
+        with open(path, 'wb') as f:
+            f.write(data)
+        entry['sha256'] = doc['sha256']
+        entry.pop('format', None)
+    index['format'] = 'loft-backup-1'
+    with open(os.path.join(sdir, 'SNAPSHOT'), 'wb') as f:
+        f.write(seal(index))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='loft-restore-')
     md = os.path.join(tmp, 'Maildir')
@@ -276,6 +315,40 @@ def main():
                      for n, (st, msgs) in again.items()} ==
                     {n: (st.get('UIDNEXT'), msgs)
                      for n, (st, msgs) in after.items()}, (after, again))
+
+        # a backup of format 1 (no expunge log) still restores; the
+        # folder's modseqs come back, and as the log is not known a
+        # resync from an older modseq is not incremental: every UID the
+        # client names that is gone is reported VANISHED
+        old = os.path.join(tmp, 'backup-1')
+        as_format_1(dest, old)
+        with Loft(users={A: PW}) as env3:
+            rc, out, err = env3.loftctl('restore', old, A)
+            R.check('restore of a loft-backup-1 backup: exit 0', rc == 0,
+                    out + err)
+            after1, _ = snapshot(env3)
+            R.check('loft-backup-1: UIDs, flags, dates, bodies, ids as'
+                    ' before', {n: {u: m[:3] + m[4:] for u, m in
+                                    msgs.items()}
+                                for n, (st, msgs) in after1.items()
+                                if n in ('INBOX', 'Projects')} ==
+                    {n: {u: m[:3] + m[4:] for u, m in msgs.items()}
+                     for n, (st, msgs) in before.items()
+                     if n in ('INBOX', 'Projects')}, (before, after1))
+            claim_recent(env3, ('INBOX', 'Projects'))
+            told3 = exact_answers(env3, caches)
+            R.check('loft-backup-1: UID FETCH (MODSEQ) as at the source',
+                    told3['INBOX'][2] == told['INBOX'][2],
+                    (told['INBOX'][2], told3['INBOX'][2]))
+            R.check('loft-backup-1: QRESYNC from an old cache: the'
+                    ' expunged UID reported VANISHED',
+                    any(re.match(r'\* VANISHED \(EARLIER\) (.*,)?6(,|$)', l)
+                        for l in told3['INBOX'][1]), told3['INBOX'][1])
+            R.check('loft-backup-1: Projects: the expunged UID reported'
+                    ' VANISHED', any(re.match(
+                        r'\* VANISHED \(EARLIER\) (.*,)?4(,|:|$)', l)
+                        for l in told3['Projects'][1]),
+                    told3['Projects'][1])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()

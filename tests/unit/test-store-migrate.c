@@ -13,9 +13,12 @@
 
 #include "buf.h"
 #include "store.h"
+#include "test-pg.h"
 #include "test.h"
 
 static char data_dir[256];
+static char blob_dir[300];
+static bool on_pg;   /* LOFT_TEST_PG: the postgres backend (pg_run.py) */
 static struct store_account_limits test_limits;
 
 static int limits_cb(void *ctx, int64_t user_id,
@@ -41,6 +44,7 @@ static struct store *setup(void)
 		.limits = limits_cb,
 		.fsync = false,
 	};
+	on_pg = test_pg_use(&set, data_dir, blob_dir, sizeof(blob_dir));
 	struct store *store;
 	struct store_error err;
 	if (store_open(&set, &store, &err) < 0) {
@@ -53,7 +57,8 @@ static struct store *setup(void)
 static void teardown(struct store **store)
 {
 	store_close(store);
-	char *cmd = xasprintf("rm -rf '%s'", data_dir);
+	char *cmd = xasprintf("rm -rf '%s' '%s'", data_dir,
+			      on_pg ? blob_dir : data_dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", data_dir);
 	free(cmd);
@@ -581,6 +586,155 @@ static void test_seen_gone(void)
 	teardown(&store);
 }
 
+static uint64_t modseq_of(struct store_user *u, const char *mbox,
+			  uint32_t uid)
+{
+	struct store_msg m;
+	char uidl[80], kw[200];
+	memset(&m, 0, sizeof(m));
+	if (fetch_one(u, mbox, uid, &m, uidl, sizeof(uidl), kw,
+		      sizeof(kw)) != 1)
+		return 0;
+	return m.modseq;
+}
+
+/* store_import_exact: a restored folder gets the source's modseqs (two
+ * messages sharing one, as one STORE gives them), its expunge log and
+ * horizon and HIGHESTMODSEQ; a message changed after its append keeps
+ * its newer modseq; a log entry for a UID the folder holds is left out;
+ * the counter never goes down; another UIDVALIDITY changes nothing; the
+ * export stream gives the log back in ranges. */
+static void test_exact(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 6);
+	struct store_error err;
+	/* the counter well above the source's modseqs, as in an account
+	 * that lived on this server a while */
+	CHECK_INT(store_modseq_raise(u, 40, &err), 0);
+	struct store_import_mailbox spec = {.name = "Box", .uidvalidity = 777};
+	CHECK_INT(store_import_mailbox(u, &spec, NULL, &err), 0);
+	static const uint32_t uids[] = {1, 2, 3, 5};
+	static const uint64_t src[] = {10, 10, 12, 11};
+	const char *texts[] = {msg1, msg2, msg3, msg1};
+	struct store_import_item it[4];
+	struct store_body *bodies[4];
+	memset(it, 0, sizeof(it));
+	for (int i = 0; i < 4; i++) {
+		bodies[i] = body_of(store, texts[i]);
+		it[i].mailbox = "Box";
+		it[i].body = bodies[i];
+		it[i].p.uid = uids[i];
+		it[i].p.modseq = src[i];
+	}
+	store_import_append_batch(u, it, 4);
+	for (int i = 0; i < 4; i++) {
+		CHECK_INT(it[i].ret, 0);
+		CHECK_INT(it[i].uid, uids[i]);
+		/* from the counter: above the source's */
+		CHECK(it[i].modseq > 40);
+		store_body_unref(&bodies[i]);
+	}
+	CHECK(it[0].modseq != it[1].modseq);
+	/* UIDNEXT as at the source, then a change to UID 3 */
+	spec.uidnext = 8;
+	CHECK_INT(store_import_mailbox(u, &spec, NULL, &err), 0);
+	struct store_uid_range three = {3, 3};
+	struct store_flag_change ch = {STORE_FLAGS_ADD, STORE_FLAG_FLAGGED,
+				       NULL, 0, 0, NULL};
+	CHECK_INT(store_flags_update(u, "Box", &three, 1, &ch, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	uint64_t changed = modseq_of(u, "Box", 3);
+	CHECK(changed > it[2].modseq);
+
+	struct store_import_exact_msg xm[4];
+	for (int i = 0; i < 4; i++)
+		xm[i] = (struct store_import_exact_msg){uids[i], it[i].modseq,
+							src[i]};
+	struct store_expunged_range log[] = {
+		{4, 4, 15, 1700000000},
+		{6, 9, 18, 1700000100},   /* 8 and 9: at or above UIDNEXT */
+		{2, 2, 19, 1700000200},   /* the folder holds UID 2 */
+	};
+	struct store_import_exact x = {
+		.name = "Box", .uidvalidity = 778, .highestmodseq = 20,
+		.expunge_horizon = 3, .msgs = xm, .msg_count = 4,
+		.expunged = log, .expunged_count = 3,
+	};
+	CHECK_INT(store_import_exact(u, &x, &err), -1);
+	CHECK_INT(err.kind, STORE_ERR_INVALID);
+	CHECK_INT(modseq_of(u, "Box", 1), it[0].modseq);
+	x.uidvalidity = 777;
+	CHECK_INT(store_import_exact(u, &x, &err), 0);
+	CHECK_INT(modseq_of(u, "Box", 1), 10);
+	CHECK_INT(modseq_of(u, "Box", 2), 10);
+	CHECK_INT(modseq_of(u, "Box", 3), changed);
+	CHECK_INT(modseq_of(u, "Box", 5), 11);
+	struct store_mailbox_info info = status(u, "Box");
+	/* the source's, or the changed message's when higher */
+	CHECK_INT(info.highestmodseq, changed > 20 ? changed : 20);
+	CHECK_INT(info.uidnext, 8);
+	store_mailbox_info_free(&info);
+	uint32_t *gone = NULL;
+	size_t ngone = 0;
+	bool complete = false;
+	CHECK_INT(store_expunged_since(u, "Box", 14, NULL, 0, &gone, &ngone,
+				       &complete, &err), 0);
+	CHECK(complete);
+	CHECK_INT(ngone, 3);
+	if (ngone == 3) {
+		CHECK_INT(gone[0], 4);
+		CHECK_INT(gone[1], 6);
+		CHECK_INT(gone[2], 7);
+	}
+	free(gone);
+	gone = NULL;
+	CHECK_INT(store_expunged_since(u, "Box", 15, NULL, 0, &gone, &ngone,
+				       &complete, &err), 0);
+	CHECK_INT(ngone, 2);
+	free(gone);
+	gone = NULL;
+	/* below the horizon: not incremental */
+	CHECK_INT(store_expunged_since(u, "Box", 2, NULL, 0, &gone, &ngone,
+				       &complete, &err), 0);
+	CHECK(!complete);
+	free(gone);
+
+	struct store_export *e;
+	CHECK_INT(store_export_begin(u, &e, &err), 0);
+	const struct store_export_info *ei = store_export_info(e);
+	/* the counter never went down */
+	CHECK(ei->modseq >= changed);
+	uint32_t box = 0;
+	for (size_t i = 0; i < ei->mailbox_count; i++)
+		if (strcmp(ei->mailboxes[i].name, "Box") == 0)
+			box = ei->mailboxes[i].id;
+	struct store_expunged_range *r = NULL;
+	size_t nr = 0;
+	uint64_t horizon = 0;
+	CHECK_INT(store_export_expunged(e, box, &r, &nr, &horizon, &err), 0);
+	CHECK_INT(horizon, 3);
+	CHECK_INT(nr, 2);
+	if (nr == 2) {
+		CHECK_INT(r[0].first, 4);
+		CHECK_INT(r[0].last, 4);
+		CHECK_INT(r[0].modseq, 15);
+		CHECK_INT(r[0].at, 1700000000);
+		CHECK_INT(r[1].first, 6);
+		CHECK_INT(r[1].last, 7);
+		CHECK_INT(r[1].modseq, 18);
+	}
+	free(r);
+	store_export_end(&e);
+	/* a later change takes a modseq above every one handed out */
+	struct store_uid_range one = {1, 1};
+	CHECK_INT(store_flags_update(u, "Box", &one, 1, &ch, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	CHECK(modseq_of(u, "Box", 1) > changed);
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 static const struct test_case cases[] = {
 	{"seen_gone", test_seen_gone},
 	{"mailboxes", test_mailboxes},
@@ -588,10 +742,19 @@ static const struct test_case cases[] = {
 	{"marks_quota", test_marks_quota},
 	{"batch", test_batch},
 	{"export", test_export},
+	{"exact", test_exact},
 	{NULL, NULL},
 };
 
 int main(void)
 {
+	/* the postgres run (pg_run.py): the cases of the calls both
+	 * backends share */
+	static const struct test_case pg_cases[] = {
+		{"exact", test_exact},
+		{NULL, NULL},
+	};
+	if (getenv("LOFT_TEST_PG") != NULL)
+		return test_main(pg_cases);
 	return test_main(cases);
 }
