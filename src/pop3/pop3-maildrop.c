@@ -23,7 +23,11 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "u32.h"
+
+/* last_lines before the first TOP or RETR */
+#define LAST_NONE (-2L)
 
 int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 {
@@ -44,6 +48,7 @@ int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 	s->uidvalidity = info->uidvalidity;
 	s->msgs = xcalloc(n, sizeof(*s->msgs));
 	s->count = 0;
+	s->last_lines = LAST_NONE;
 	if (n == 0) {
 		store_view_close(&view);
 		s->out = xmalloc(POP3_OUT_CHUNK);
@@ -79,6 +84,11 @@ int pop3_maildrop_open(struct pop3_session *s, struct store_error *err)
 void pop3_maildrop_close(struct pop3_session *s)
 {
 	store_unsubscribe(&s->sub);
+	pop3_retr_pending_flush(s);
+	free(s->retr_pending);
+	s->retr_pending = NULL;
+	s->retr_pending_count = s->retr_pending_cap = 0;
+	pop3_ahead_clear(s);
 	/* What was downloaded was read, whether or not QUIT came. */
 	pop3_seen_flush(s);
 	free(s->seen);
@@ -246,17 +256,108 @@ void pop3_cmd_uidl(struct pop3_session *s, const char *args)
 
 /* ---- RETR, TOP ------------------------------------------------------ */
 
+/* Whether TOP num lines / RETR num (lines -1) is the next step of a walk
+ * through the maildrop: the same command for the message after the last
+ * one asked for, DELE'd ones skipped. */
+static bool walk_next(const struct pop3_session *s, uint32_t num, long lines)
+{
+	if (lines != s->last_lines || num <= s->last_num ||
+	    num - s->last_num > POP3_AHEAD_MAX + 1)
+		return false;
+	for (uint32_t i = s->last_num + 1; i < num; i++)
+		if (!s->msgs[i - 1].deleted)
+			return false;
+	return true;
+}
+
+static void note_walk(struct pop3_session *s, uint32_t num, long lines)
+{
+	s->walking = walk_next(s, num, lines);
+	s->last_num = num;
+	s->last_lines = lines;
+}
+
+/* The message's bytes as TOP (lines >= 0) or RETR (-1) send them: TOP n
+ * 0 reads only the header. */
+static int open_message(struct pop3_session *s, const struct pop3_msg *m,
+			long lines, struct store_blob *blob,
+			struct store_error *err)
+{
+	return lines == 0
+		? store_blob_open_head(s->mail, "INBOX", m->uid, blob, err)
+		: store_blob_open(s->mail, "INBOX", m->uid, blob, err);
+}
+
+static void status_line(const struct pop3_msg *m, long lines, char *out,
+			size_t size)
+{
+	if (lines < 0)
+		snprintf(out, size, "+OK %" PRIu64 " octets", m->size);
+	else
+		snprintf(out, size, "+OK");
+}
+
+/* After a RETR's reply: \Seen at the session's end (mark_seen), and the
+ * first retrieval recorded. pop3_retention_days counts from the first
+ * RETR; TOP does not count, a download does. Recorded whatever the policy
+ * is now, so retention turned on later counts from the real first
+ * download. Cheap: the store writes it with the account's next commit.
+ * On the I/O thread (a reply from the read-ahead) that store call waits
+ * for the next worker task. */
+static void retrieved(struct pop3_session *s, struct pop3_msg *m, bool worker)
+{
+	struct store_error err = {0};
+
+	if (s->server->mark_seen && !m->seen_marked) {
+		m->seen_marked = true;
+		pop3_seen_add(s, m->uid);
+	}
+	if (m->retrieved)
+		return;
+	if (!worker) {
+		if (s->retr_pending_count == s->retr_pending_cap) {
+			s->retr_pending_cap = s->retr_pending_cap
+						      ? s->retr_pending_cap * 2 : 16;
+			s->retr_pending = xrealloc(s->retr_pending,
+						   s->retr_pending_cap *
+							   sizeof(*s->retr_pending));
+		}
+		s->retr_pending[s->retr_pending_count++] = m->uid;
+		m->retrieved = true;
+		return;
+	}
+	if (store_pop3_retrieved(s->mail, m->uid, time(NULL), &err) < 0)
+		log_warn("pop3", s->sid, "uid %u: cannot record retrieval: %s",
+			 m->uid, err.msg);
+	else {
+		m->retrieved = true;
+		s->retr_marks++;
+	}
+}
+
+void pop3_retr_pending_flush(struct pop3_session *s)
+{
+	struct store_error err = {0};
+
+	for (size_t i = 0; s->mail != NULL && i < s->retr_pending_count; i++) {
+		uint32_t uid = s->retr_pending[i];
+		if (store_pop3_retrieved(s->mail, uid, time(NULL), &err) < 0)
+			log_warn("pop3", s->sid, "uid %u: cannot record "
+				 "retrieval: %s", uid, err.msg);
+		else
+			s->retr_marks++;
+	}
+	s->retr_pending_count = 0;
+}
+
 static void send_message(struct pop3_session *s, struct pop3_msg *m,
 			 uint32_t num, long lines)
 {
 	struct store_blob blob;
 	struct store_error err = {0};
 
-	/* TOP n 0 sends the header: only it is read (and checked) */
-	int r = lines == 0
-		? store_blob_open_head(s->mail, "INBOX", m->uid, &blob, &err)
-		: store_blob_open(s->mail, "INBOX", m->uid, &blob, &err);
-	if (r < 0) {
+	note_walk(s, num, lines);
+	if (open_message(s, m, lines, &blob, &err) < 0) {
 		if (err.kind == STORE_ERR_NOTFOUND) {
 			pop3_reply(s, "-ERR Message %u was removed by another session.", num);
 		} else {
@@ -267,31 +368,92 @@ static void send_message(struct pop3_session *s, struct pop3_msg *m,
 		return;
 	}
 	char status[64];
-	if (lines < 0)
-		snprintf(status, sizeof(status), "+OK %" PRIu64 " octets", m->size);
-	else
-		snprintf(status, sizeof(status), "+OK");
-	r = pop3_stream_message(s, status, blob.data, blob.len, lines);
+	status_line(m, lines, status, sizeof(status));
+	int r = pop3_stream_message(s, status, blob.data, blob.len, lines);
 	store_blob_close(&blob);
 	if (r < 0 || lines >= 0)
 		return;
-	if (s->server->mark_seen && !m->seen_marked) {
-		m->seen_marked = true;
-		pop3_seen_add(s, m->uid);
-	}
-	if (m->retrieved)
+	retrieved(s, m, true);
+}
+
+/* ---- read-ahead ----------------------------------------------------- */
+
+void pop3_ahead_clear(struct pop3_session *s)
+{
+	free(s->ahead);
+	s->ahead = NULL;
+	s->ahead_count = s->ahead_next = 0;
+	buf_free(&s->ahead_buf);
+}
+
+void pop3_ahead_fill(struct pop3_session *s)
+{
+	if (s->state != POP3_STATE_TRANSACTION || !s->walking ||
+	    s->ahead_next < s->ahead_count)
 		return;
-	/* pop3_retention_days counts from the first RETR; TOP does not
-	 * count, a download does. Recorded whatever the policy is now, so
-	 * retention turned on later counts from the real first download.
-	 * Cheap: the store writes it with the account's next commit. */
-	if (store_pop3_retrieved(s->mail, m->uid, time(NULL), &err) < 0)
-		log_warn("pop3", s->sid, "uid %u: cannot record retrieval: %s",
-			 m->uid, err.msg);
-	else {
-		m->retrieved = true;
-		s->retr_marks++;
+	pop3_ahead_clear(s);
+	long lines = s->last_lines;
+	s->ahead = xcalloc(POP3_AHEAD_MAX, sizeof(*s->ahead));
+	for (uint32_t num = s->last_num + 1;
+	     num <= s->count && s->ahead_count < POP3_AHEAD_MAX; num++) {
+		struct pop3_msg *m = &s->msgs[num - 1];
+		struct store_blob blob;
+		struct store_error err = {0};
+		if (m->deleted)
+			continue;
+		/* a RETR bigger than what is left streams from its worker */
+		if (lines < 0 && m->size > POP3_AHEAD_BYTES - s->ahead_buf.len)
+			break;
+		/* an error is the command's to report when it comes */
+		if (open_message(s, m, lines, &blob, &err) < 0)
+			break;
+		char status[64];
+		status_line(m, lines, status, sizeof(status));
+		size_t off = s->ahead_buf.len;
+		pop3_render_message(&s->ahead_buf, status, blob.data, blob.len,
+				    lines);
+		store_blob_close(&blob);
+		if (s->ahead_buf.len > POP3_AHEAD_BYTES) {
+			s->ahead_buf.len = off;
+			break;
+		}
+		s->ahead[s->ahead_count++] = (struct pop3_ahead){
+			.num = num, .lines = lines, .off = off,
+			.len = s->ahead_buf.len - off};
 	}
+	if (s->ahead_count == 0)
+		pop3_ahead_clear(s);
+}
+
+bool pop3_ahead_answer(struct pop3_session *s, bool retr, const char *args)
+{
+	struct slice w[3];
+	uint64_t num, lines = 0;
+	int n = split_args(args, w, 2);
+
+	if (s->ahead_next >= s->ahead_count || n != (retr ? 1 : 2) ||
+	    !parse_number(w[0].ptr, w[0].len, UINT32_MAX, &num) ||
+	    (!retr && !parse_number(w[1].ptr, w[1].len, INT32_MAX, &lines)))
+		return false;
+	const struct pop3_ahead *a = &s->ahead[s->ahead_next];
+	long l = retr ? -1 : (long)lines;
+	if (a->num != num || a->lines != l || s->msgs[num - 1].deleted) {
+		/* the client went elsewhere: its command goes to a worker */
+		pop3_ahead_clear(s);
+		return false;
+	}
+	metrics_count("loft_commands_total", "Commands answered, per protocol "
+		      "and result.", "proto=\"pop3\",result=\"ok\"");
+	pop3_write(s, s->ahead_buf.data + a->off, a->len);
+	s->ahead_next++;
+	s->walking = true;
+	s->last_num = (uint32_t)num;
+	s->last_lines = l;
+	if (retr)
+		retrieved(s, &s->msgs[num - 1], false);
+	if (s->ahead_next == s->ahead_count)
+		pop3_ahead_clear(s);
+	return true;
 }
 
 void pop3_cmd_retr(struct pop3_session *s, const char *args)

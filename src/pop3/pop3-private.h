@@ -34,6 +34,11 @@
 #define POP3_MAX_PIPELINED 64
 /* Bytes handed to net_conn_write() at a time while streaming. */
 #define POP3_OUT_CHUNK 65536
+/* Read-ahead for a client that walks the maildrop one command at a time
+ * (TOP 1 0, TOP 2 0, ... or RETR 1, RETR 2, ...): at most this many
+ * rendered replies, of at most this many bytes in all, per session. */
+#define POP3_AHEAD_MAX 32
+#define POP3_AHEAD_BYTES (256 * 1024)
 
 struct pop3_server {
 	struct store *store;
@@ -115,6 +120,31 @@ struct pop3_session {
 	 * the thread running the session's commands touches it. */
 	char *out;
 	size_t out_len;
+
+	/* Read-ahead (pop3-maildrop.c). A worker that answered TOP n L or
+	 * RETR n right after the same command for n - 1, with nothing more
+	 * to read, renders the replies to the next messages here, so the
+	 * I/O thread answers them from memory: a client that sends one
+	 * command at a time costs one worker round trip per batch, not one
+	 * per message. Written by the worker, read by the I/O thread: the
+	 * net layer never runs both on the session at once. */
+	struct pop3_ahead *ahead;       /* in message order */
+	uint32_t ahead_count, ahead_next;
+	struct buf ahead_buf;           /* the rendered replies */
+	uint32_t last_num;              /* the last TOP/RETR's message */
+	long last_lines;                /* and its line count (-1 RETR) */
+	bool walking;                   /* it followed the one before */
+	/* UIDs RETR'd from the read-ahead whose first retrieval the next
+	 * worker task records (store_pop3_retrieved; not on an I/O
+	 * thread) */
+	uint32_t *retr_pending;
+	size_t retr_pending_count, retr_pending_cap;
+};
+
+struct pop3_ahead {
+	uint32_t num;                   /* message number */
+	long lines;                     /* TOP's line count; -1 RETR */
+	size_t off, len;                /* the reply in ahead_buf */
 };
 
 /* pop3-server.c */
@@ -163,6 +193,16 @@ void pop3_cmd_rset(struct pop3_session *s, const char *args);
 void pop3_cmd_noop(struct pop3_session *s, const char *args);
 void pop3_cmd_quit(struct pop3_session *s, const char *args);
 void pop3_seen_add(struct pop3_session *s, uint32_t uid);
+/* I/O thread: answers TOP/RETR from the read-ahead when it holds the
+ * reply to exactly this command; false (nothing written) otherwise, and
+ * the command goes to a worker as usual. */
+bool pop3_ahead_answer(struct pop3_session *s, bool retr, const char *args);
+/* Worker, at the end of a task: fills the read-ahead if the client walks
+ * the maildrop in order. */
+void pop3_ahead_fill(struct pop3_session *s);
+void pop3_ahead_clear(struct pop3_session *s);
+/* Worker: records the first retrievals served from the read-ahead. */
+void pop3_retr_pending_flush(struct pop3_session *s);
 /* Sets \Seen on what RETR queued; true when it committed. Worker only. */
 bool pop3_seen_flush(struct pop3_session *s);
 
@@ -173,5 +213,8 @@ bool pop3_seen_flush(struct pop3_session *s);
  * lines of the body (TOP). Returns -1 once the connection is broken. */
 int pop3_stream_message(struct pop3_session *s, const char *status,
 			const char *data, size_t len, long body_lines);
+/* The same bytes appended to out (the read-ahead). */
+void pop3_render_message(struct buf *out, const char *status,
+			 const char *data, size_t len, long body_lines);
 
 #endif

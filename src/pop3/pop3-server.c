@@ -405,16 +405,22 @@ static void pop3_bad_command(struct pop3_session *s, const char *msg)
 static int pop3_read_line(struct pop3_session *s, struct evbuffer *in);
 static bool pop3_dispatch(struct pop3_session *s, bool on_worker);
 
+static const char *command_args(struct pop3_session *s,
+				const struct pop3_command *cmd)
+{
+	const char *args = s->line.data + strlen(cmd->name);
+	while (*args == ' ')
+		args++;
+	return args;
+}
+
 static void pop3_run(struct pop3_session *s, const struct pop3_command *cmd)
 {
 	if (cmd == NULL) {
 		pop3_sasl_input(s, s->line.data);
 		return;
 	}
-	const char *args = s->line.data + strlen(cmd->name);
-	while (*args == ' ')
-		args++;
-	cmd->handler(s, args);
+	cmd->handler(s, command_args(s, cmd));
 }
 
 /* A worker task: the command, then the commands the client pipelined
@@ -425,7 +431,10 @@ static void pop3_task(void *session, struct net_conn *conn, void *arg)
 {
 	struct pop3_session *s = session;
 	struct evbuffer *in = net_conn_input(conn);
+	bool more = false;
 
+	if (s->state == POP3_STATE_TRANSACTION)
+		pop3_retr_pending_flush(s);
 	pop3_run(s, arg);
 	for (int i = 0; i < POP3_MAX_PIPELINED && s->state != POP3_STATE_DONE &&
 			!s->auth_pending; i++) {
@@ -438,10 +447,16 @@ static void pop3_task(void *session, struct net_conn *conn, void *arg)
 			pop3_bad_command(s, "Line too long.");
 			continue;
 		}
-		if (pop3_dispatch(s, true))
+		if (pop3_dispatch(s, true)) {
+			more = true;
 			break;
+		}
 	}
 	pop3_flush(s);
+	/* The replies are on their way; a client walking the maildrop one
+	 * command at a time finds its next ones ready when they come. */
+	if (!more)
+		pop3_ahead_fill(s);
 }
 
 /* One complete line is in s->line: find its command and run it, here
@@ -483,6 +498,11 @@ static bool pop3_dispatch(struct pop3_session *s, bool on_worker)
 		return false;
 	}
 	s->bad_commands = 0;
+	if (!on_worker && s->ahead_count > 0 &&
+	    (cmd->handler == pop3_cmd_top || cmd->handler == pop3_cmd_retr) &&
+	    pop3_ahead_answer(s, cmd->handler == pop3_cmd_retr,
+			      command_args(s, cmd)))
+		return false;
 	if ((cmd->flags & CMD_WORKER) && !on_worker) {
 		/* From here the worker owns s->out. */
 		pop3_flush(s);

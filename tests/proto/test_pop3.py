@@ -561,6 +561,106 @@ def test_pipelined_top_retr(env):
     p.cmd('QUIT')
 
 
+def walk_bodies():
+    """Bodies at the edges of dot-stuffing, CRLF and the read-ahead's
+    limits, in the order test_walk delivers them (cycled)."""
+    return [
+        'plain line\r\n',
+        '.starts with a dot\r\n',
+        'a lone dot next\r\n.\r\nand after it\r\n',
+        '..two dots\r\n...three\r\n',
+        'nul:\x00:here\r\n',
+        ''.join('line %d\r\n' % k for k in range(1, 8)),
+        '\r\n\r\nblank lines first\r\n',
+        '.\r\n',
+        ('.z' + 'w' * 74 + '\r\n') * 2000,     # 150 KB: a file, fits
+        ('q' * 76 + '\r\n') * 4000,            # 300 KB: past the budget
+    ]
+
+
+def raw_reply(p, command):
+    """The status line and the raw (still stuffed) body of a reply, as
+    the wire carried them."""
+    st = p.cmd(command)
+    return st, (p.raw_multi() if ok(st) else None)
+
+
+def test_walk(env):
+    """Issue 11: a client that walks the maildrop one command at a time
+    (TOP 1 0, TOP 2 0, ...; RETR 1, DELE 1, RETR 2, ...) is answered from
+    the read-ahead: every reply byte for byte what the same command gets
+    when nothing is read ahead (the maildrop walked backwards), messages
+    DELE'd after they were read ahead refused, RETRs answered from it
+    marked \\Seen, and nothing left behind when the walk stops."""
+    user, pw = 'walk@example.test', 'one-command-at-a-time'
+    env.add_user(user, pw)
+    bodies = walk_bodies()
+    n = 75      # more than two read-aheads' worth
+    for i in range(1, n + 1):
+        body = bodies[i % len(bodies)]
+        m = ('From: walker@example.org\r\nTo: %s\r\nSubject: walk %d\r\n'
+             'Message-ID: <walk%d@example.org>\r\n\r\n%s'
+             % (user, i, i, body)).encode()
+        if i == 33:
+            m = b'Subject: a header and nothing else\r\n'
+        deliver(env, user, m)
+
+    # RETR walk with DELEs in between: RETR i, then DELE i for every
+    # third, and DELE of a message already read ahead
+    p = login(env, user, pw)
+    walked = {}
+    refused = []
+    for i in range(1, n + 1):
+        if i == 10:
+            R.check('walk: DELE of a message read ahead', ok(p.cmd('DELE 12')))
+        st, raw = raw_reply(p, 'RETR %d' % i)
+        if i == 12:
+            refused.append(err(st))
+            continue
+        walked[i] = (st, raw)
+        if i % 3 == 0:
+            p.cmd('DELE %d' % i)
+    R.check('walk: RETR of a message DELE\'d after it was read ahead', refused == [True])
+    R.check('walk: RSET', ok(p.cmd('RSET')))
+    R.check('walk: QUIT', ok(p.cmd('QUIT')))
+    p.close()
+    if not NO_IMAP:
+        c = env.imap_login(user, pw)
+        c.select('INBOX', readonly=True)
+        typ, data = c.search(None, 'UNSEEN')
+        c.logout()
+        unseen = set(int(x) for x in (data[0] or b'').split())
+        R.check('walk: RETR from the read-ahead sets \\Seen', unseen == {12}, unseen)
+
+    # the same replies when nothing is read ahead: backwards
+    p = login(env, user, pw)
+    ref = {}
+    for i in range(n, 0, -1):
+        ref[i] = {c: raw_reply(p, c % i) for c in ('RETR %d', 'TOP %d 0', 'TOP %d 2')}
+    bad = [i for i in walked if walked[i] != ref[i]['RETR %d']]
+    R.check('walk: RETR replies byte for byte', not bad, bad[:5])
+    R.check('walk: octet counts', all(
+        ref[i]['RETR %d'][0] == b'+OK %d octets' % len(message_bytes(unstuff(ref[i]['RETR %d'][1])))
+        for i in ref), None)
+    for c in ('TOP %d 0', 'TOP %d 2'):
+        got = {i: raw_reply(p, c % i) for i in range(1, n + 1)}
+        bad = [i for i in got if got[i] != ref[i][c]]
+        R.check('walk: %s replies byte for byte' % c.replace('%d', 'n'), not bad, bad[:5])
+    st, lines = p.multi('TOP 33 0')
+    R.check('walk: TOP of a message without a blank line', ok(st) and lines is not None
+            and lines[-1] == b'Subject: a header and nothing else', lines)
+    # a walk that stops halfway, then a jump: the jump is answered for
+    # itself
+    for i in range(1, 5):
+        raw_reply(p, 'TOP %d 0' % i)
+    R.check('walk: a jump after a walk', raw_reply(p, 'TOP 60 0') == ref[60]['TOP %d 0'])
+    R.check('walk: back to the walk', raw_reply(p, 'TOP 5 0') == ref[5]['TOP %d 0'])
+    R.check('walk: another line count', raw_reply(p, 'TOP 6 1') is not None
+            and ok(p.cmd('NOOP')))
+    p.cmd('QUIT')
+    p.close()
+
+
 def main():
     with make_env(imap=not NO_IMAP) as env:
         msgs = fill(env)
@@ -577,6 +677,7 @@ def main():
         test_policy_expire(env)
         test_uidl_stable(env, uid)
         test_pipelined_top_retr(env)
+        test_walk(env)
     test_cleartext_remote()
     test_expire_before_login()
     test_timeout()
