@@ -453,6 +453,7 @@ void cmd_replace(struct imap_cmd *cmd)
 		imap_cmd_bad(cmd, "[CLIENTBUG] %s", error);
 		return;
 	}
+	imap_cmd_sync_uid(cmd, num);
 	uint32_t old_uid = cmd->uid ? (store_view_seq(c->view, num) ? num : 0)
 				    : store_view_uid(c->view, num);
 	if (!cmd->uid && old_uid == 0) {

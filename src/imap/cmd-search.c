@@ -62,6 +62,9 @@ int search_execute(struct imap_cmd *cmd, struct imap_search_program *prog,
 		   struct imap_search_result *result_r)
 {
 	struct imap_client *c = cmd->client;
+	/* UID SEARCH / SORT / THREAD: a message the client knows of by
+	 * other means (another session's APPENDUID, a delivery) is found */
+	imap_cmd_sync_uid(cmd, 0);
 	struct imap_search_env env = {
 		.user = imap_client_sel_user(c),
 		.mailbox = c->mailbox,

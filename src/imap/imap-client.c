@@ -805,6 +805,36 @@ void imap_client_set_searchres(struct imap_client *c, const uint32_t *uids,
 	}
 }
 
+void imap_cmd_sync_uid(struct imap_cmd *cmd, uint32_t uid)
+{
+	struct imap_client *c = cmd->client;
+	if (!cmd->uid || c->view == NULL)
+		return;
+	uint32_t count = store_view_count(c->view);
+	if (uid != 0 && count > 0 && uid <= store_view_uid(c->view, count))
+		return;
+	if (store_view_maybe_changed(c->view))
+		imap_client_sync(c, cmd_allows_expunge(cmd));
+}
+
+/* The highest UID a set names, 0 when it says "*" (or is "$", which
+ * names only UIDs the session was given). */
+static uint32_t seqset_top(const struct imap_seqset *set)
+{
+	uint32_t top = 1;
+	if (set->saved)
+		return 1;
+	for (size_t i = 0; i < set->count; i++) {
+		if (set->ranges[i].lo == 0 || set->ranges[i].hi == 0)
+			return 0;
+		if (set->ranges[i].lo > top)
+			top = set->ranges[i].lo;
+		if (set->ranges[i].hi > top)
+			top = set->ranges[i].hi;
+	}
+	return top;
+}
+
 int imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg,
 		    struct store_uid_range **ranges_r, size_t *count_r)
 {
@@ -816,6 +846,7 @@ int imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg,
 		imap_cmd_bad(cmd, "[CLIENTBUG] Invalid sequence set");
 		return -1;
 	}
+	imap_cmd_sync_uid(cmd, seqset_top(&set));
 	int r = imap_seqset_resolve(&set, c->view, cmd->uid, c->searchres,
 				    c->searchres_count, ranges_r, count_r,
 				    &error);

@@ -281,8 +281,17 @@ bool imap_client_recent(const struct imap_client *c, uint32_t seq);
 /* Replaces the SEARCHRES result (takes a copy). */
 void imap_client_set_searchres(struct imap_client *c, const uint32_t *uids,
 			       size_t count);
+/* Before a UID command resolves its UIDs against the view: when it names
+ * a UID above every one the view holds (uid), or "*" (uid 0), the client
+ * may know of a message the session was not told of yet (APPENDUID on
+ * another connection, UIDNEXT, another node's delivery). The view syncs
+ * first, so the message is announced (EXISTS) and then acted on; a UID
+ * command may carry EXPUNGE too (RFC 9051 7.5.1). Nothing for a
+ * sequence-number command, or when the store can tell nothing changed. */
+void imap_cmd_sync_uid(struct imap_cmd *cmd, uint32_t uid);
 /* Resolves a sequence-set argument of cmd (atom) against the view,
- * honouring cmd->uid and "$". Replies BAD itself and returns -1 on error. */
+ * honouring cmd->uid and "$" (after imap_cmd_sync_uid). Replies BAD
+ * itself and returns -1 on error. */
 int imap_cmd_seqset(struct imap_cmd *cmd, const struct imap_arg *arg,
 		    struct store_uid_range **ranges_r, size_t *count_r);
 
