@@ -18,24 +18,32 @@ spool of an s3 store). Each node is a loftenv.Loft with its own data_dir
 and ports; the first node's setup makes the accounts (example.test,
 alice@ and bob@), later nodes find them in the database.
 
-    ScaleEnv(nodes=2,            # how many nodes, or a list of per-node
-                                 # extras ({section: {key: value}}, merged
-                                 # over extra; a callable gets the index)
+    ScaleEnv(nodes=2,            # how many nodes
              extra=None,         # sections every node has
+             node_extra=None,    # what node i has beside: a list, or a
+                                 # function of i (a port of its own)
              store=None,         # keys added to [store] (postgres_timeout,
                                  # blobs = s3, ...)
              pg=None,            # a Postgres of the test's own (netns,
                                  # standby): not closed by the fixture
-             conninfo=None,      # the [store] postgres string (a proxy's,
-                                 # a multi-host one, a prepared database)
+             conninfo=None,      # the [store] postgres string (a
+                                 # multi-host one)
+             auth_database=False,  # [auth] postgres: the accounts in a
+                                   # database of their own
              start=True)         # False: nodes made, not started
     env.add_node(extra=None, start=True)   # one more (a loftctl-only
                                            # node with start=False)
+    env.use_database(conninfo)   # every node's [store] postgres from now
+                                 # (a proxy's, a fresh database)
+    env.defer(fn)                # fn() once the nodes stopped, before
+                                 # PostgreSQL stops (a proxy's close)
     env.store_section()          # the [store] section nodes get
     env.psql(sql)                # on the nodes' database
 
-close() (or leaving the with block) stops the nodes, last first, stops
-the PostgreSQL it started and removes blob_dir.
+ScaleEnv(nodes=0) gives the database (env.pg, env.dbname) to prepare
+before the first add_node. close() (or leaving the with block) stops the
+nodes, last first, runs what was deferred, stops the PostgreSQL it
+started and removes blob_dir.
 """
 
 import re
@@ -65,25 +73,27 @@ def merge(*extras):
 
 
 class ScaleEnv:
-    def __init__(self, nodes=2, extra=None, store=None, pg=None,
-                 conninfo=None, start=True):
-        self.extra = extra or {}
+    def __init__(self, nodes=2, extra=None, node_extra=None, store=None,
+                 pg=None, conninfo=None, auth_database=False, start=True):
+        self.extra = dict(extra or {})
         self.store_extra = dict(store or {})
         self.nodes = []
+        self._deferred = []
         self._own_pg = pg is None
         self.pg = None
         self.blob_dir = tempfile.mkdtemp(prefix='loft-blobs-')
         try:
             self.pg = pg if pg is not None else Postgres()
-            self.conninfo = conninfo or self.pg.new_database()
-            m = re.search(r'dbname=(\S+)', self.conninfo)
-            self.dbname = m.group(1) if m else 'loft'
-            if isinstance(nodes, int):
-                per_node = [None] * nodes
-            else:
-                per_node = list(nodes)
-            for i, ne in enumerate(per_node):
-                self.add_node(ne(i) if callable(ne) else ne, start=start)
+            self.use_database(conninfo or self.pg.new_database())
+            if auth_database:
+                self.extra = merge(self.extra, {
+                    'auth': {'postgres': self.pg.new_database()}})
+            for i in range(nodes):
+                if callable(node_extra):
+                    ne = node_extra(i)
+                else:
+                    ne = node_extra[i] if node_extra else None
+                self.add_node(ne, start=start)
         except BaseException:
             self.close()
             raise
@@ -103,6 +113,20 @@ class ScaleEnv:
             node.start()
         return node
 
+    def use_database(self, conninfo):
+        """[store] postgres = conninfo for every node, those made (their
+        config written again: a running one sees it at its next start)
+        and those to come."""
+        self.conninfo = conninfo
+        m = re.search(r'dbname=(\S+)', conninfo)
+        self.dbname = m.group(1) if m else 'loft'
+        for node in self.nodes:
+            node.sections['store']['postgres'] = conninfo
+            node.write_config()
+
+    def defer(self, fn):
+        self._deferred.append(fn)
+
     def psql(self, sql):
         return self.pg.psql(sql, db=self.dbname)
 
@@ -111,9 +135,13 @@ class ScaleEnv:
             for node in reversed(self.nodes):
                 node.close()
         finally:
-            if self._own_pg and self.pg is not None:
-                self.pg.close()
-            shutil.rmtree(self.blob_dir, True)
+            try:
+                for fn in reversed(self._deferred):
+                    fn()
+            finally:
+                if self._own_pg and self.pg is not None:
+                    self.pg.close()
+                shutil.rmtree(self.blob_dir, True)
 
     def __enter__(self):
         return self

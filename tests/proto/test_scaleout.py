@@ -16,16 +16,14 @@ node A. Skipped (77) without PostgreSQL 15."""
 import os
 import poplib
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
@@ -54,22 +52,13 @@ def idle_expect(a, action, pattern, name, allowance=10.0):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
-    pg = Postgres()
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
-    try:
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blob_dir': blobs}
-        extra = {'store': store, 'imap': {'idle_keepalive': '1s'}}
-        with Loft(extra=extra) as na, Loft(extra=extra) as nb:
-            run(na, nb)
-            restart(na, pg)
-            node_killed(na, nb)
-    finally:
-        pg.close()
-        shutil.rmtree(blobs, True)
+    with ScaleEnv(nodes=2, extra={'imap': {'idle_keepalive': '1s'}}) as env:
+        na, nb = env.nodes
+        run(na, nb)
+        restart(na, env.pg)
+        node_killed(na, nb)
     return r.finish()
 
 

@@ -11,14 +11,12 @@ everywhere. Skipped (77) without PostgreSQL 15."""
 
 import os
 import poplib
-import shutil
 import sys
-import tempfile
 import time
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER = 'carol@example.test'
 PW1 = 'first-secret-passphrase'
@@ -51,21 +49,12 @@ def pop3_ok(env, user, password):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
-    pg = Postgres()
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
-    try:
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blob_dir': blobs}
-        extra = {'store': store}
-        with Loft(extra=extra) as na, Loft(extra=extra) as nb, \
-                Loft(extra=extra, start=False) as tool:
-            run(na, nb, tool)
-    finally:
-        pg.close()
-        shutil.rmtree(blobs, True)
+    with ScaleEnv(nodes=2) as env:
+        # loftctl only: no loftd of its own
+        tool = env.add_node(start=False)
+        run(*env.nodes[:2], tool)
     return r.finish()
 
 

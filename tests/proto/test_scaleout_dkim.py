@@ -8,13 +8,12 @@ del` on B removes it for both: node A's copy goes, and mail submitted on
 A is no longer signed with it. Skipped (77) without PostgreSQL 15."""
 
 import os
-import shutil
 import sys
-import tempfile
 
-from loftenv import Loft, Results, free_port
-from pgenv import Postgres
-from test_scaleout_queue import StallingSink, submit, wait
+from loftenv import Results
+from scaleenv import ScaleEnv, skip_without_postgres
+from test_scaleout_queue import (StallingSink, own_submission, sender_extra,
+                                 submit, wait)
 
 DOMAIN, SEL = 'example.test', 'shared1'
 r = Results()
@@ -46,26 +45,12 @@ def signed_with(sink, marker):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
-    pg = Postgres()
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
     sink = StallingSink()
-    try:
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blob_dir': blobs}
-        queue = {'smarthost': '127.0.0.1:%d' % sink.port,
-                 'smarthost_tls': 'none', 'retry_min': '1s',
-                 'retry_max': '2s'}
-        nodes = [{'store': store, 'queue': queue,
-                  'submission': {'listen': '127.0.0.1:%d' % free_port()},
-                  'auth': {'throttle': 'no'}} for _ in range(2)]
-        with Loft(extra=nodes[0]) as na, Loft(extra=nodes[1]) as nb:
-            run(na, nb, sink)
-    finally:
-        pg.close()
-        shutil.rmtree(blobs, True)
+    with ScaleEnv(nodes=2, extra=sender_extra(sink),
+                  node_extra=own_submission) as env:
+        run(*env.nodes, sink)
     return r.finish()
 
 

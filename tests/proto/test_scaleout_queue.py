@@ -11,17 +11,15 @@ message submitted on node B with both nodes up leaves once. Skipped (77)
 without PostgreSQL 15."""
 
 import os
-import shutil
 import signal
 import smtplib
 import socket
 import sys
-import tempfile
 import threading
 import time
 
-from loftenv import Loft, Results, free_port, SLOW
-from pgenv import Postgres
+from loftenv import Results, free_port, SLOW
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER = 'alice@example.test'
 LEASE = 6
@@ -116,30 +114,26 @@ def wait(cond, bound):
     return cond()
 
 
+def sender_extra(sink, **queue):
+    """What a node sending through sink has ([queue] keys beside)."""
+    return {'queue': dict({'smarthost': '127.0.0.1:%d' % sink.port,
+                           'smarthost_tls': 'none', 'retry_min': '1s',
+                           'retry_max': '2s'}, **queue),
+            'auth': {'throttle': 'no'}}
+
+
+def own_submission(i):
+    """A submission listener of node i's own."""
+    return {'submission': {'listen': '127.0.0.1:%d' % free_port()}}
+
+
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
-    pg = Postgres()
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
     sink = StallingSink()
-    try:
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blob_dir': blobs}
-        queue = {'smarthost': '127.0.0.1:%d' % sink.port,
-                 'smarthost_tls': 'none', 'retry_min': '1s',
-                 'retry_max': '2s', 'lease': '%ds' % LEASE}
-        nodes = []
-        for _ in range(2):
-            nodes.append({'store': store, 'queue': queue,
-                          'submission': {'listen': '127.0.0.1:%d'
-                                         % free_port()},
-                          'auth': {'throttle': 'no'}})
-        with Loft(extra=nodes[0]) as na, Loft(extra=nodes[1]) as nb:
-            run(na, nb, sink)
-    finally:
-        pg.close()
-        shutil.rmtree(blobs, True)
+    with ScaleEnv(nodes=2, extra=sender_extra(sink, lease='%ds' % LEASE),
+                  node_extra=own_submission) as env:
+        run(*env.nodes, sink)
     return r.finish()
 
 

@@ -29,17 +29,14 @@ Skipped (77) without PostgreSQL 15 or s3rver (make npm), or Ceph."""
 import hashlib
 import os
 import re
-import shutil
-import socket
 import sys
-import tempfile
 import threading
 import time
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
 from s3env import S3
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
@@ -77,8 +74,7 @@ def messages(conv):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
     ceph = os.environ.get('LOFT_TEST_S3') == 'ceph'
     if ceph:
@@ -90,13 +86,9 @@ def main():
     elif not S3.available():
         print('0 passed, 0 failed (skipped: no node or s3rver: make npm)')
         return 77
-    pg = Postgres()
     s3 = None
-    spool = tempfile.mkdtemp(prefix='loft-spool-')
     try:
         s3 = Ceph() if ceph else S3()
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blobs': 's3', 'blob_dir': spool}
         s3cfg = {'endpoint': s3.endpoint, 'bucket': 'loft-mail',
                  'access_key': s3.access_key,
                  'secret_key_file': s3.secret_file, 'timeout': '3s'}
@@ -106,18 +98,17 @@ def main():
         # the commands that must not wait (a second or two at load 25)
         # (and its 10 MB of plain text indexed for search, pg_trgm,
         # took longer than the default 10 s statement timeout at load 28)
-        extra_a = {'store': dict(store, blob_cache='4M',
-                                 postgres_timeout='30s'),
+        extra_a = {'store': {'blob_cache': '4M', 'postgres_timeout': '30s'},
                    's3': dict(s3cfg, timeout='30s')}
-        extra_b = {'store': dict(store, blob_cache='0'),
+        extra_b = {'store': {'blob_cache': '0'},
                    's3': dict(s3cfg, timeout='10s')}
-        with Loft(extra=extra_a) as na, Loft(extra=extra_b) as nb:
-            run(na, nb, s3)
+        # blob_dir: the nodes' spool
+        with ScaleEnv(nodes=2, store={'blobs': 's3'},
+                      node_extra=[extra_a, extra_b]) as env:
+            run(*env.nodes, s3)
     finally:
         if s3 is not None:
             s3.close()
-        pg.close()
-        shutil.rmtree(spool, True)
     return r.finish()
 
 

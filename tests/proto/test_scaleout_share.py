@@ -17,14 +17,12 @@
 Skipped (77) without PostgreSQL 15."""
 
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
+from scaleenv import ScaleEnv, skip_without_postgres
 
 ALICE, APW = 'alice@example.test', 'tea-party-rabbit-hole'
 BOB, BPW = 'bob@example.test', 'can-we-fix-it-yes'
@@ -58,20 +56,10 @@ def pushed(conv, action, pattern, name, allowance=10.0):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
-    pg = Postgres()
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
-    try:
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blob_dir': blobs}
-        extra = {'store': store}
-        with Loft(extra=extra) as na, Loft(extra=extra) as nb:
-            run(na, nb)
-    finally:
-        pg.close()
-        shutil.rmtree(blobs, True)
+    with ScaleEnv(nodes=2) as env:
+        run(*env.nodes)
     if latencies:
         s = sorted(latencies)
         print('cross-node push to another account\'s reader: median %.1f ms,'

@@ -90,26 +90,23 @@ def scenario(label, reader_env, writer_env, via):
     arch_next = int(re.search(r'UIDNEXT (\d+)', ' '.join(lines)).group(1))
     w = Adder(writer_env, uidnext, via)
 
-    # UID FETCH of the new UID
-    uid, _ = w.add()
-    count += 1
-    lines, _ = a.run('UID FETCH %d (FLAGS)' % uid, 'OK',
-                     name='%s: UID FETCH %d (FLAGS)' % (label, uid))
-    announced(lines, count, uid, '%s: UID FETCH' % label)
+    def fresh(command, what, fetch=True):
+        """Adds a message behind a's back, then runs command on a with
+        its UID (%d) or its subject (%s) at once."""
+        nonlocal count
+        uid, subject = w.add()
+        count += 1
+        cmd = command % (subject if '%s' in command else uid)
+        lines, t = a.run(cmd, 'OK', name='%s: %s' % (label, cmd))
+        announced(lines, count, uid, '%s: %s' % (label, what), fetch)
+        return uid, lines, t
 
-    # UID FETCH n:* (what a polling client sends)
-    uid, _ = w.add()
-    count += 1
-    lines, _ = a.run('UID FETCH %d:* (UID FLAGS)' % uid, 'OK',
-                     name='%s: UID FETCH %d:*' % (label, uid))
-    announced(lines, count, uid, '%s: UID FETCH n:*' % label)
+    fresh('UID FETCH %d (FLAGS)', 'UID FETCH')
+    # what a polling client sends
+    fresh('UID FETCH %d:* (UID FLAGS)', 'UID FETCH n:*')
 
     # UID STORE: the flag is set, and said
-    uid, _ = w.add()
-    count += 1
-    lines, _ = a.run('UID STORE %d +FLAGS (\\Flagged)' % uid, 'OK',
-                     name='%s: UID STORE %d' % (label, uid))
-    announced(lines, count, uid, '%s: UID STORE' % label)
+    uid, lines, _ = fresh('UID STORE %d +FLAGS (\\Flagged)', 'UID STORE')
     r.check('%s: UID STORE: the FETCH shows \\Flagged' % label,
             any(re.match(r'^\* %d FETCH \(.*\bUID %d\b.*\\Flagged' %
                          (count, uid), l) for l in lines), lines)
@@ -118,39 +115,25 @@ def scenario(label, reader_env, writer_env, via):
             any('\\Flagged' in l for l in lines), lines)
 
     # UID SEARCH finds it, by UID and by its subject
-    uid, subject = w.add()
-    count += 1
-    lines, _ = a.run('UID SEARCH UID %d' % uid, 'OK',
-                     name='%s: UID SEARCH UID %d' % (label, uid))
-    announced(lines, count, uid, '%s: UID SEARCH UID' % label, fetch=False)
+    uid, lines, _ = fresh('UID SEARCH UID %d', 'UID SEARCH UID', fetch=False)
     r.check('%s: UID SEARCH UID %d finds it' % (label, uid),
             any(l.split()[:3] == ['*', 'SEARCH', str(uid)] for l in lines),
             lines)
-    uid, subject = w.add()
-    count += 1
-    lines, _ = a.run('UID SEARCH SUBJECT %s' % subject, 'OK',
-                     name='%s: UID SEARCH SUBJECT' % label)
+    uid, lines, _ = fresh('UID SEARCH SUBJECT %s', 'UID SEARCH SUBJECT',
+                          fetch=False)
     r.check('%s: UID SEARCH SUBJECT finds it' % label,
             any(l.split()[:3] == ['*', 'SEARCH', str(uid)] for l in lines),
             lines)
 
     # UID COPY: copied, COPYUID says so
-    uid, _ = w.add()
-    count += 1
-    lines, t = a.run('UID COPY %d Archive' % uid, 'OK',
-                     name='%s: UID COPY %d' % (label, uid))
-    announced(lines, count, uid, '%s: UID COPY' % label, fetch=False)
+    uid, lines, t = fresh('UID COPY %d Archive', 'UID COPY', fetch=False)
     r.check('%s: UID COPY: [COPYUID v %d %d]' % (label, uid, arch_next),
             t is not None and re.search(r'\[COPYUID \d+ %d %d\]'
                                         % (uid, arch_next), t), t)
     arch_next += 1
 
     # UID MOVE: moved (COPYUID, then its EXPUNGE after its EXISTS)
-    uid, _ = w.add()
-    count += 1
-    lines, t = a.run('UID MOVE %d Archive' % uid, 'OK',
-                     name='%s: UID MOVE %d' % (label, uid))
-    announced(lines, count, uid, '%s: UID MOVE' % label, fetch=False)
+    uid, lines, t = fresh('UID MOVE %d Archive', 'UID MOVE', fetch=False)
     r.check('%s: UID MOVE: [COPYUID v %d %d]' % (label, uid, arch_next),
             any(re.search(r'\[COPYUID \d+ %d %d\]' % (uid, arch_next), l)
                 for l in lines), lines)

@@ -16,13 +16,11 @@ scaleout)."""
 
 import hashlib
 import re
-import shutil
 import sys
-import tempfile
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 BUCKET = 'loft-mail'
@@ -53,36 +51,29 @@ def fetch_body(conv, uid, name=None):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
     from cephenv import Ceph
     if not Ceph.available():
         print('0 passed, 0 failed (skipped: no Ceph: sh scripts/deps.sh'
               ' scaleout)')
         return 77
-    pg = Postgres()
     ceph = None
-    spool = tempfile.mkdtemp(prefix='loft-spool-')
     try:
         ceph = Ceph(osds=2)
         print('Ceph with 2 OSDs and radosgw up after %.1f s'
               % ceph.start_seconds, flush=True)
-        extra = {'store': {'backend': 'postgres',
-                           'postgres': pg.new_database(), 'blobs': 's3',
-                           'blob_dir': spool, 'blob_cache': '0',
-                           'postgres_timeout': '30s'},
-                 's3': {'endpoint': ceph.endpoint, 'bucket': BUCKET,
-                        'access_key': ceph.access_key,
-                        'secret_key_file': ceph.secret_file,
-                        'timeout': '60s'}}
-        with Loft(extra=extra) as node:
-            run(node, ceph)
+        s3 = {'endpoint': ceph.endpoint, 'bucket': BUCKET,
+              'access_key': ceph.access_key,
+              'secret_key_file': ceph.secret_file, 'timeout': '60s'}
+        # blob_dir: the node's spool
+        with ScaleEnv(nodes=1, store={'blobs': 's3', 'blob_cache': '0',
+                                      'postgres_timeout': '30s'},
+                      extra={'s3': s3}) as env:
+            run(env.nodes[0], ceph)
     finally:
         if ceph is not None:
             ceph.close()
-        pg.close()
-        shutil.rmtree(spool, True)
     return r.finish()
 
 

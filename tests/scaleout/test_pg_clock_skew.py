@@ -20,19 +20,17 @@ scaleout)."""
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'proto'))
 import test_scaleout_queue as sq    # noqa: E402  (its stalling remote)
 from imapconv import Conv           # noqa: E402
-from loftenv import Loft, Results, SLOW, LOFTCTL, free_port   # noqa: E402
-from pgenv import Postgres          # noqa: E402
+from loftenv import Results, SLOW, LOFTCTL   # noqa: E402
+from scaleenv import ScaleEnv, skip_without_postgres   # noqa: E402
 
 USER = sq.USER
 PW = 'tea-party-rabbit-hole'
@@ -58,47 +56,27 @@ def loftctl_at(node, offset, *args):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
     if not os.path.exists(FAKETIME_LIB):
         print('0 passed, 0 failed (skipped: no libfaketime: sh'
               ' scripts/deps.sh scaleout)')
         return 77
-    pg = Postgres()
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
     sink = sq.StallingSink()
-    try:
-        db = pg.new_database()
-        store = {'backend': 'postgres', 'postgres': db, 'blob_dir': blobs}
-        queue = {'smarthost': '127.0.0.1:%d' % sink.port,
-                 'smarthost_tls': 'none', 'retry_min': '1s',
-                 'retry_max': '2s', 'lease': '%ds' % LEASE}
-        nodes = []
-        for _ in range(2):
-            nodes.append({'store': store, 'queue': queue,
-                          'submission': {'listen': '127.0.0.1:%d'
-                                         % free_port()},
-                          'policy': {'trash_retention_days': '1'},
-                          'auth': {'throttle': 'no'}})
-        na = Loft(extra=nodes[0])
-        nb = Loft(extra=nodes[1], start=False)
+    extra = sq.sender_extra(sink, lease='%ds' % LEASE)
+    extra['policy'] = {'trash_retention_days': '1'}
+    with ScaleEnv(nodes=2, extra=extra, node_extra=sq.own_submission,
+                  start=False) as env:
+        na, nb = env.nodes
+        saved = dict(os.environ)
+        os.environ.update(skewed_env('+1h'))
         try:
-            saved = dict(os.environ)
-            os.environ.update(skewed_env('+1h'))
-            try:
-                nb.start()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-            with na:
-                run(pg, re.search(r'dbname=(\S+)', db).group(1), na, nb,
-                    sink)
+            nb.start()
         finally:
-            nb.close()
-    finally:
-        pg.close()
-        shutil.rmtree(blobs, True)
+            os.environ.clear()
+            os.environ.update(saved)
+        na.start()
+        run(env.pg, env.dbname, na, nb, sink)
     return r.finish()
 
 

@@ -24,8 +24,8 @@ import sys
 import tempfile
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 r = Results()
@@ -40,44 +40,35 @@ def msg(n):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
     if os.getuid() != 0:
         print('0 passed, 0 failed (skipped: needs root to mount a tmpfs)')
         return 77
-    pg = Postgres()
     ts = tempfile.mkdtemp(prefix='loft-ts-')
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
     mounted = False
     try:
-        pw = pg.run_as
-        res = subprocess.run(['mount', '-t', 'tmpfs', '-o',
-                              'size=40m,mode=0700,uid=%d,gid=%d'
-                              % (pw.pw_uid, pw.pw_gid), 'tmpfs', ts],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            print('0 passed, 0 failed (skipped: mount refused: %s)'
-                  % res.stderr.strip())
-            return 77
-        mounted = True
-        pg.psql("CREATE TABLESPACE small LOCATION '%s'" % ts, db='postgres')
-        db = pg.new_database()
-        name = re.search(r'dbname=(\S+)', db).group(1)
-        pg.psql('ALTER DATABASE %s SET default_tablespace = small' % name,
-                db='postgres')
-        store = {'backend': 'postgres', 'postgres': db, 'blob_dir': blobs,
-                 'postgres_timeout': '20s'}
-        with Loft(extra={'store': store}) as node:
-            run(node, ts)
+        # PostgreSQL stops (leaving the with) before the umount
+        with ScaleEnv(nodes=0, store={'postgres_timeout': '20s'}) as env:
+            pw = env.pg.run_as
+            res = subprocess.run(['mount', '-t', 'tmpfs', '-o',
+                                  'size=40m,mode=0700,uid=%d,gid=%d'
+                                  % (pw.pw_uid, pw.pw_gid), 'tmpfs', ts],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                print('0 passed, 0 failed (skipped: mount refused: %s)'
+                      % res.stderr.strip())
+                return 77
+            mounted = True
+            env.pg.psql("CREATE TABLESPACE small LOCATION '%s'" % ts,
+                        db='postgres')
+            env.pg.psql('ALTER DATABASE %s SET default_tablespace = small'
+                        % env.dbname, db='postgres')
+            run(env.add_node(), ts)
     finally:
         if mounted:
-            pg.close()
             subprocess.run(['umount', '-l', ts])
-        else:
-            pg.close()
         shutil.rmtree(ts, True)
-        shutil.rmtree(blobs, True)
     return r.finish()
 
 

@@ -17,19 +17,18 @@ Under 2 IMAP APPEND clients and 1 LMTP client without pause
 Needs root (ip netns); skipped (77) without it or PostgreSQL 15."""
 
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'system'))
 import test_failover as fo          # noqa: E402  (its load and checks)
 from imapconv import Conv           # noqa: E402
-from loftenv import Loft, Results, SLOW   # noqa: E402
+from loftenv import Results, SLOW   # noqa: E402
 from pgenv import Postgres          # noqa: E402
+from scaleenv import ScaleEnv, skip_without_postgres   # noqa: E402
 
 USER, PW = fo.USER, fo.PW
 r = Results()
@@ -42,8 +41,7 @@ def ip(*args):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
     if os.getuid() != 0 or shutil.which('ip') is None:
         print('0 passed, 0 failed (skipped: needs root and ip(8) for a'
@@ -57,7 +55,6 @@ def main():
         print('0 passed, 0 failed (skipped: ip netns add refused)')
         return 77
     pg = None
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
     try:
         for args in (('link', 'add', host_if, 'type', 'veth', 'peer', 'name',
                       ns_if),
@@ -71,18 +68,15 @@ def main():
             if res.returncode != 0:
                 raise RuntimeError('ip %s: %s' % (' '.join(args), res.stderr))
         pg = Postgres(netns=ns, host=net + '.2')
-        store = {'backend': 'postgres', 'postgres': pg.new_database(),
-                 'blob_dir': blobs, 'postgres_timeout': '3s'}
-        with Loft(extra={'store': store, 'imap': {'idle_keepalive': '2s'}}) \
-                as node:
-            run(node, host_if)
+        with ScaleEnv(nodes=1, pg=pg, store={'postgres_timeout': '3s'},
+                      extra={'imap': {'idle_keepalive': '2s'}}) as env:
+            run(env.nodes[0], host_if)
     finally:
         ip('link', 'set', host_if, 'up')
         if pg is not None:
             pg.close()
         ip('netns', 'del', ns)
         ip('link', 'del', host_if)
-        shutil.rmtree(blobs, True)
     return r.finish()
 
 

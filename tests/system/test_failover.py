@@ -29,20 +29,18 @@ over the rounds (the failover figure; bench/scaleout.py --failover runs
 
 import os
 import re
-import shutil
 import smtplib
-import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
 from imapconv import Conv
 from jmapclient import Jmap
-from loftenv import Loft, Results, SLOW
+from loftenv import Results, SLOW
 from pgenv import Postgres
 from ports import free_port
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 # an account no session holds open (alice's handle is cached by hers)
@@ -313,24 +311,23 @@ def away(env, primary, standby, smtp_port):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
     primary = Postgres()
     standby = None
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
     gen = 1
     try:
         standby = primary.standby('n%d' % gen)
         primary.sync_to('n%d' % gen)
         conninfo = ('host=127.0.0.1,127.0.0.1 port=%d,%d dbname=loft'
                     ' user=loft' % (primary.port, standby.port))
-        smtp_port = free_port()
-        extra = {'store': {'backend': 'postgres', 'postgres': conninfo,
-                           'blob_dir': blobs, 'postgres_timeout': '5s'},
-                 'smtp': {'listen': '127.0.0.1:%d' % smtp_port}}
         phase('primary and synchronous standby up')
-        with Loft(extra=extra) as env:
+        # the servers change round by round: the test keeps them
+        with ScaleEnv(nodes=1, pg=primary, conninfo=conninfo,
+                      store={'postgres_timeout': '5s'},
+                      extra={'smtp': {'listen': '127.0.0.1:%d'
+                                      % free_port()}}) as scale:
+            env = scale.nodes[0]
             phase('loftd up')
             smtp_port = env.port('smtp')
             wait_for(lambda: 'synchronous standby streaming: n1' in env.log(),
@@ -390,7 +387,6 @@ def main():
         for pg in (primary, standby):
             if pg is not None:
                 pg.close()
-        shutil.rmtree(blobs, True)
     return r.finish()
 
 

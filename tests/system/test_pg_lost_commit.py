@@ -17,14 +17,12 @@ transaction (one that ran `INSERT INTO msg`).
 Skipped (77) without PostgreSQL 15."""
 
 import re
-import shutil
 import sys
-import tempfile
 
 from imapconv import Conv
-from loftenv import Loft, Results, SLOW
-from pgenv import Postgres
+from loftenv import Results, SLOW
 from pgproxy import PgProxy
+from scaleenv import ScaleEnv, skip_without_postgres
 
 USER, PW = 'alice@example.test', 'tea-party-rabbit-hole'
 MARK = 'INSERT INTO msg'
@@ -55,25 +53,13 @@ def bodies(conv):
 
 
 def main():
-    if not Postgres.available():
-        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+    if skip_without_postgres():
         return 77
-    pg = Postgres()
-    px = None
-    blobs = tempfile.mkdtemp(prefix='loft-blobs-')
-    try:
-        px = PgProxy(pg.port)
-        db = pg.new_database()
-        name = re.search(r'dbname=(\S+)', db).group(1)
-        store = {'backend': 'postgres', 'postgres': px.conninfo_for(name),
-                 'blob_dir': blobs, 'postgres_timeout': '20s'}
-        with Loft(extra={'store': store}) as node:
-            run(node, px)
-    finally:
-        if px is not None:
-            px.close()
-        pg.close()
-        shutil.rmtree(blobs, True)
+    with ScaleEnv(nodes=0, store={'postgres_timeout': '20s'}) as env:
+        px = PgProxy(env.pg.port)
+        env.defer(px.close)
+        env.use_database(px.conninfo_for(env.dbname))
+        run(env.add_node(), px)
     return r.finish()
 
 
