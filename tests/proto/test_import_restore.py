@@ -31,6 +31,7 @@ import sys
 import tempfile
 
 from imapconv import Conv
+from jmapclient import Jmap
 from loftenv import Loft, Results
 
 R = Results()
@@ -212,6 +213,7 @@ def main():
             imap.logout()
             # a client's cache of each folder before the changes below
             caches = {n: old_cache(env, n) for n in ('INBOX', 'Projects')}
+            jstate = Jmap(env, A, PW).state('Email')
             imap = env.imap_login(A, PW)
             imap.select('INBOX')
             imap.uid('STORE', '5', '+FLAGS', '($Work)')
@@ -315,6 +317,26 @@ def main():
                      for n, (st, msgs) in again.items()} ==
                     {n: (st.get('UIDNEXT'), msgs)
                      for n, (st, msgs) in after.items()}, (after, again))
+            # JMAP: the backup has no tombstones, so a state from before
+            # its instant cannot be answered (the client asks again);
+            # a state taken after the restore is answered exactly
+            j = Jmap(env2, A, PW)
+            name, args = j.one('Email/changes', {'sinceState': jstate})
+            R.check('JMAP: Email/changes from before the backup:'
+                    ' cannotCalculateChanges', name == 'error' and
+                    args.get('type') == 'cannotCalculateChanges',
+                    (name, args))
+            now = j.state('Email')
+            imap = env2.imap_login(A, PW)
+            imap.select('INBOX')
+            imap.uid('STORE', '2', '-FLAGS', '(\\Flagged)')
+            imap.logout()
+            name, args = j.one('Email/changes', {'sinceState': now})
+            R.check('JMAP: Email/changes after the restore: the one change',
+                    name == 'Email/changes' and args.get('updated') ==
+                    [before['INBOX'][1][2][4].decode()] and
+                    not args.get('created') and not args.get('destroyed'),
+                    (name, args))
 
         # a backup of format 1 (no expunge log) still restores; the
         # folder's modseqs come back, and as the log is not known a
