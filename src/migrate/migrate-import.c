@@ -275,6 +275,24 @@ static void list_sub(struct migrate *m, int dfd, const char *sub,
 	closedir(d);
 }
 
+/* Tests only (tests/proto/test_import_restore_vanish.py): with
+ * LOFT_TEST_IMPORT_PAUSE=FILE, while FILE exists, a Maildir folder's
+ * messages are held once listed (FILE.ready says so) until FILE is
+ * removed, so a test can remove or rename files under the import. */
+static void test_pause(void)
+{
+	const char *f = getenv("LOFT_TEST_IMPORT_PAUSE");
+	if (f == NULL || access(f, F_OK) != 0)
+		return;
+	char *ready = xasprintf("%s.ready", f);
+	int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	free(ready);
+	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
+		usleep(100000);
+}
+
 /* Opens a message file; it may have moved from new/ to cur/ or been
  * renamed for a flag change meanwhile: looked for by its base name. */
 static int open_entry(int dfd, struct md_entry *e)
@@ -302,6 +320,21 @@ static int open_entry(int dfd, struct md_entry *e)
 			     de->d_name[e->mn.base_len] == ':')) {
 				fd = openat(sfd, de->d_name, O_RDONLY |
 						O_NOFOLLOW | O_CLOEXEC);
+				/* the flags are those of the name it has
+				 * now (a client read or flagged it) */
+				struct maildir_name mn;
+				char why[128];
+				if (fd >= 0 &&
+				    maildir_name_parse(de->d_name,
+						       strlen(de->d_name), &mn,
+						       why, sizeof(why)) == 0 &&
+				    mn.base_len == e->mn.base_len) {
+					free(e->name);
+					e->name = xstrdup(de->d_name);
+					e->sub = subs[i];
+					e->mn = mn;
+					e->name_ok = true;
+				}
 				break;
 			}
 		}
@@ -404,6 +437,7 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 	}
 	if (n > 1)
 		qsort(v, n, sizeof(*v), entry_cmp);
+	test_pause();
 
 	bool subscribed = strs_have(subs, sub_count, f->name);
 	bool keep = false;
@@ -440,23 +474,6 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 			free(label);
 			continue;
 		}
-		/* keywords by letter */
-		const char *kws[MAILDIR_KEYWORDS + 1];
-		size_t nkw = 0;
-		if (e->mn.forwarded)
-			kws[nkw++] = "$Forwarded";
-		for (int k = 0; k < MAILDIR_KEYWORDS; k++) {
-			if (!(e->mn.keywords & (1u << k)))
-				continue;
-			if (kw.names[k] == NULL) {
-				migrate_error(m, f->name, label, "keyword letter"
-					      " '%c' has no name in"
-					      " dovecot-keywords: not kept",
-					      'a' + k);
-				continue;
-			}
-			kws[nkw++] = kw.names[k];
-		}
 		int fd = open_entry(dfd, e);
 		struct stat st;
 		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -473,6 +490,23 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 			free(base);
 			free(label);
 			continue;
+		}
+		/* keywords by letter (of the name it was opened by) */
+		const char *kws[MAILDIR_KEYWORDS + 1];
+		size_t nkw = 0;
+		if (e->mn.forwarded)
+			kws[nkw++] = "$Forwarded";
+		for (int k = 0; k < MAILDIR_KEYWORDS; k++) {
+			if (!(e->mn.keywords & (1u << k)))
+				continue;
+			if (kw.names[k] == NULL) {
+				migrate_error(m, f->name, label, "keyword letter"
+					      " '%c' has no name in"
+					      " dovecot-keywords: not kept",
+					      'a' + k);
+				continue;
+			}
+			kws[nkw++] = kw.names[k];
 		}
 		char uidl[20];
 		const char *pop3_uidl = NULL;
