@@ -53,7 +53,8 @@ test: deps build asan npm
 # radosgw, and the failure tests of tests/scaleout/ (label scaleout);
 # import killed -9 and resumed, and backup under load then restore (also
 # killed), on the postgres backend (issue 17; about 3 minutes; make test
-# runs them on the embedded one). .ci/run runs it after make test.
+# runs them on the embedded one); an IMAP import of 10,000 folders named
+# in every script (make test: 1,000). .ci/run runs it after make test.
 PG_SYSTEM_ENV = LOFT_TEST_BACKEND=postgres LOFTD=$(CURDIR)/build/loftd \
 	LOFTCTL=$(CURDIR)/build/loftctl LOFT_SRC=$(CURDIR) \
 	LOFT_BUILD=$(CURDIR)/build PYTHONPATH=$(CURDIR)/tests/lib \
@@ -64,6 +65,8 @@ test-scaleout: build
 		-R '^(system/test_failover|scaleout/.*)$$'
 	$(PG_SYSTEM_ENV) python3 tests/system/test_migrate_kill.py
 	$(PG_SYSTEM_ENV) python3 tests/system/test_migrate_backup.py
+	LOFT_FOLDERS=10000 ctest --test-dir build --output-on-failure \
+		-R '^system/test_migrate_imap_folders$$'
 
 # testssl.sh on the demo's IMAPS and STARTTLS ports (several minutes:
 # not in `make test`).
