@@ -550,6 +550,17 @@ int auth_user_policy(struct auth *auth, int64_t user_id,
 		log_error("auth", NULL, "accounts.db policy: %s",
 			  asql_errmsg(c->db));
 	asql_reset(st);
+	/* accounts.db only: with accounts in PostgreSQL the store has one
+	 * backend, postgres */
+	int64_t where = 0;
+	if (ret == 0 && auth->set.postgres == NULL &&
+	    asql_int(c->db, &where, "SELECT mail_store FROM users WHERE id = ?",
+		     "i", user_id) < 0) {
+		log_error("auth", NULL, "accounts.db mail_store: %s",
+			  asql_errmsg(c->db));
+		ret = -1;
+	}
+	policy_r->mail_store = (int)where;
 	auth_conn_put(auth, c);
 	return ret;
 }

@@ -161,8 +161,12 @@ static const char sqlite_schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS acl_hints ("
 	"  kind INTEGER NOT NULL, ident INTEGER NOT NULL,"
 	"  owner INTEGER NOT NULL,"
-	"  PRIMARY KEY (kind, ident, owner)) WITHOUT ROWID;"
-	"PRAGMA user_version = 1;";
+	"  PRIMARY KEY (kind, ident, owner)) WITHOUT ROWID;";
+
+/* Version 2 (issue 18): where each account's mail lives while the store
+ * has both backends (0 sqlite, 1 postgres: enum store_backend). */
+static const char sqlite_v2_sql[] =
+	"ALTER TABLE users ADD COLUMN mail_store INTEGER NOT NULL DEFAULT 0;";
 
 struct sq_conn {
 	struct asql_conn base;
@@ -290,8 +294,18 @@ static bool sq_broken(struct asql_conn *c)
 static int sq_schema(struct asql_conn *c, char **error_r)
 {
 	int rc = sq_begin(c);
-	if (rc == 0)
-		rc = asql_end(c, sq_exec(c, sqlite_schema_sql) == 0);
+	if (rc == 0) {
+		int64_t version = 0, has = 0;
+		bool ok = sq_exec(c, sqlite_schema_sql) == 0 &&
+			  asql_int(c, &version, "PRAGMA user_version", "") >= 0 &&
+			  asql_int(c, &has, "SELECT count(*) FROM "
+				   "pragma_table_info('users') WHERE name = "
+				   "'mail_store'", "") >= 0 &&
+			  (has > 0 || sq_exec(c, sqlite_v2_sql) == 0) &&
+			  (version >= 2 ||
+			   sq_exec(c, "PRAGMA user_version = 2") == 0);
+		rc = asql_end(c, ok);
+	}
 	if (rc < 0)
 		*error_r = xasprintf("accounts.db: %s", sq_errmsg(c));
 	return rc;

@@ -5,6 +5,7 @@
  * loftd and loftctl both hand these to the store.
  */
 #include "auth.h"
+#include "auth-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,29 @@ int auth_store_limits(void *ctx, int64_t user_id,
 	limits_r->quota_messages = policy.quota_messages;
 	limits_r->deleted_retention_days = policy.deleted_retention_days;
 	limits_r->deleted_in_quota = policy.deleted_in_quota;
+	limits_r->backend = policy.mail_store;
 	return 0;
+}
+
+int auth_user_mail_store_set(struct auth *auth, int64_t user_id,
+			     int backend, char **error_r)
+{
+	if (auth->client != NULL || auth->set.postgres != NULL) {
+		*error_r = xstrdup("where mail lives is kept in accounts.db "
+				   "only (backend = sqlite)");
+		return -1;
+	}
+	struct auth_conn *c = auth_conn_get(auth, error_r);
+	if (c == NULL)
+		return -1;
+	int rc = asql_run(c->db, "UPDATE users SET mail_store = ? WHERE id = ?",
+			  "ii", (int64_t)backend, user_id);
+	if (rc < 0)
+		*error_r = xasprintf("accounts.db: %s", asql_errmsg(c->db));
+	else if (rc == 0)
+		*error_r = xstrdup("no such account");
+	auth_conn_put(auth, c);
+	return rc > 0 ? 0 : -1;
 }
 
 void auth_policy_to_retention(const struct auth_policy *p,

@@ -54,6 +54,10 @@ struct auth_policy {
 	 * not kept), counted in the quota or not (default no) */
 	uint32_t deleted_retention_days;
 	bool deleted_in_quota;
+	/* not a policy: where the account's mail lives while the store has
+	 * both backends (accounts.db users.mail_store; enum store_backend),
+	 * changed only by loftctl migrate-store (auth_user_mail_store_set) */
+	int mail_store;
 };
 
 #define AUTH_PASSWORD_MIN_LENGTH 12
@@ -432,6 +436,10 @@ int auth_session_delete(struct auth *auth, const char *id);
 struct store_account_limits;
 struct store_retention_policy;
 struct store_retention_source;
+/* loftctl migrate-store: the account's mail is served from backend
+ * (enum store_backend) from now on. accounts.db only. */
+int auth_user_mail_store_set(struct auth *auth, int64_t user_id,
+			     int backend, char **error_r);
 /* A store_limits_fn: ctx is the struct auth. */
 int auth_store_limits(void *ctx, int64_t user_id,
 		      struct store_account_limits *limits_r);

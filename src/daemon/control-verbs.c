@@ -82,9 +82,33 @@ static int verb_changed(void *ctx, int argc, char **argv,
 	return 0;
 }
 
+/* store quiesce USER_ID (loftctl migrate-store, which holds the
+ * account's move lock): its sessions end with * BYE [UNAVAILABLE], and
+ * the answer comes once nothing here holds the account open. */
+#define QUIESCE_WAIT_MS 10000
+static int verb_quiesce(void *ctx, int argc, char **argv,
+			struct control_reply *reply)
+{
+	struct store *store = ctx;
+	int64_t id;
+	if (argc != 1 || parse_id(argv[0], &id) < 0)
+		return control_reply_error(reply, "usage: store quiesce USER_ID");
+	unsigned told = 0;
+	struct store_error err;
+	int rc = store_move_quiesce(store, id, QUIESCE_WAIT_MS, &told, &err);
+	log_info("control", NULL, "quiesce user id %" PRId64 " for a move: "
+		 "%u sessions told%s%s", id, told, rc < 0 ? ": " : "",
+		 rc < 0 ? err.msg : "");
+	if (rc < 0)
+		return control_reply_error(reply, "%s", err.msg);
+	control_reply_ok(reply, "%u sessions ended", told);
+	return 0;
+}
+
 void daemon_verbs_register(struct control *ctl, struct store *store)
 {
 	control_register(ctl, "kick", "USER_ID", verb_kick, store);
+	control_register(ctl, "store quiesce", "USER_ID", verb_quiesce, store);
 	control_register(ctl, "changed", "USER_ID", verb_changed, store);
 }
 

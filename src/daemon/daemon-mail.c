@@ -97,7 +97,8 @@ static int confine(struct mail *m)
 	daemon_extras_sandbox(d, &sb);
 	/* [store] backend = postgres (docs/scale-out.md): the bodies in
 	 * blob_dir and the database's TCP ports */
-	bool pg = d->sset.backend == STORE_BACKEND_POSTGRES;
+	bool pg = d->sset.backend == STORE_BACKEND_POSTGRES ||
+		  d->sset.postgres != NULL;   /* both (loftctl migrate-store) */
 	if (pg) {
 		/* made here, before the rule that needs it; blobs = s3
 		 * without blob_dir spools in data_dir/spool */
@@ -119,7 +120,9 @@ static int confine(struct mail *m)
 		if (d->sset.blobs == STORE_BLOBS_S3)
 			daemon_sandbox_ro(&sb, d->sset.s3_secret_key_file);
 		uint16_t ports[4];
-		size_t np = store_backend_ports(&d->sset, ports, 4);
+		struct store_settings ps = d->sset;
+		ps.backend = STORE_BACKEND_POSTGRES;   /* both: its side */
+		size_t np = store_backend_ports(&ps, ports, 4);
 		for (size_t i = 0; i < np; i++) {
 			if (sb.tcp_port_count < sizeof(sb.tcp_connect_ports) /
 						sizeof(*sb.tcp_connect_ports))

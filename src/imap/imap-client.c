@@ -588,16 +588,25 @@ static void logout_task(void *session, struct net_conn *conn, void *arg)
 {
 	struct imap_client *c = session;
 	static const char bye[] = "* BYE Session ended by the administrator\r\n";
-	log_info("imap", c->sid, "user=%s: session ended by the administrator",
-		 c->user.address);
+	/* loftctl migrate-store: back in a few seconds (RFC 5530) */
+	static const char moving[] = "* BYE [UNAVAILABLE] The account is "
+				     "being moved; reconnect in a few "
+				     "seconds\r\n";
+	bool unavailable = arg != NULL;
+	log_info("imap", c->sid, "user=%s: session ended %s", c->user.address,
+		 unavailable ? "for a move of the account"
+			     : "by the administrator");
 	c->idling = false;
-	net_conn_write(conn, bye, sizeof(bye) - 1);
+	if (unavailable)
+		net_conn_write(conn, moving, sizeof(moving) - 1);
+	else
+		net_conn_write(conn, bye, sizeof(bye) - 1);
 	net_conn_close(conn);
 }
 
 static void logout_post(void *session, struct net_conn *conn, void *arg)
 {
-	net_conn_run(conn, logout_task, NULL);
+	net_conn_run(conn, logout_task, arg);
 }
 
 /* On the committing thread: queue at most one wake-up at a time. */
@@ -605,7 +614,9 @@ void imap_client_store_changed(void *ctx, const struct store_change *change)
 {
 	struct imap_client *c = ctx;
 	if (change->kind == STORE_CHANGE_LOGOUT) {
-		net_conn_post(c->conn, logout_post, NULL);
+		net_conn_post(c->conn, logout_post,
+			      change->modseq == STORE_LOGOUT_UNAVAILABLE
+				      ? (void *)1 : NULL);
 		return;
 	}
 	uint32_t selected = atomic_load(&c->selected_id);

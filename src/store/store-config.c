@@ -175,6 +175,13 @@ static int backend_from_config(const struct config *cfg,
 		bad(errors, cfg, "store", "backend",
 		    "postgres with blobs = file needs [store] blob_dir = PATH");
 		ret = -1;
+	} else if (set_r->postgres != NULL && set_r->blobs == STORE_BLOBS_FILE) {
+		/* backend = sqlite with [store] postgres: both backends,
+		 * accounts moved with loftctl migrate-store */
+		bad(errors, cfg, "store", "postgres", "with backend = sqlite "
+		    "(both backends: loftctl migrate-store) and blobs = file "
+		    "needs [store] blob_dir = PATH");
+		ret = -1;
 	}
 	return ret;
 }

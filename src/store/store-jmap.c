@@ -370,6 +370,14 @@ void store_email_tx_create(struct store_email_tx *tx,
 	struct store_email_op *op = op_add(tx, STORE_EMAIL_OP_CREATE);
 	op->body = *body;
 	*body = NULL;
+	/* a body made before its account was known (store-route.c) */
+	struct store_body *inner;
+	if (op->body != NULL &&
+	    store_body_route(op->body, tx->user, &inner,
+			     &op->result.err) == 0 && inner != op->body) {
+		op->routed = op->body;
+		op->body = inner;
+	}
 	op->mailboxes = u32_dup(mailboxes, mailbox_count);
 	op->mailbox_count = mailbox_count;
 	bool ok = true;
@@ -415,6 +423,9 @@ static void tx_free(struct store_email_tx *tx)
 {
 	for (size_t i = 0; i < tx->count; i++) {
 		struct store_email_op *op = &tx->ops[i];
+		if (op->routed != NULL)
+			op->body = NULL;   /* the routed body's own */
+		store_body_unref(&op->routed);
 		store_body_unref(&op->body);
 		free(op->mailboxes);
 		strv_free(op->params.keywords, op->params.keyword_count);

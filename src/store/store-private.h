@@ -542,6 +542,17 @@ struct store {
 	/* store_index_elsewhere (issue 17): this process (loftctl) leaves
 	 * the search indexing of what it writes to loftd */
 	bool index_elsewhere;
+	/* Both backends (store-route.c): with backend = sqlite and [store]
+	 * postgres set, pg is the postgres side (its own handle table, the
+	 * same hub) and each account is opened where its row says; front
+	 * is the store a pg side belongs to (NULL on the front one). */
+	struct store *pg, *front;
+	/* store_move_account: the account this process moves (its own
+	 * opens pass the lock), 0 none */
+	_Atomic int64_t moving;
+	/* the settings' limits callback, which both sides' now wrap */
+	store_limits_fn *route_limits;
+	void *route_limits_ctx;
 };
 
 struct store_user {
@@ -815,6 +826,7 @@ struct store_email_op {
 	enum store_email_op_kind kind;
 	int64_t id;                           /* update, destroy */
 	struct store_body *body;              /* create */
+	struct store_body *routed;            /* body's routed one (store-route.c) */
 	uint32_t *mailboxes;                  /* create: owned */
 	size_t mailbox_count;
 	struct store_append_params params;    /* create: keywords owned */
@@ -829,6 +841,38 @@ struct store_email_tx {
 };
 
 extern const struct store_backend_vfuncs store_sqlite_vfuncs;
+/* ---- both backends at once (store-route.c) --------------------------- */
+/* Opens store->pg when the settings ask for both. */
+int store_route_open(struct store *store, struct store_error *err);
+/* The store (front or pg side) user_id's mail is served from: from the
+ * account's row through the limits callback; -1 with UNAVAILABLE when
+ * it cannot be read or the account is being moved (locked). */
+int store_route(struct store *store, int64_t user_id, bool check_lock,
+		struct store **store_r, struct store_error *err);
+bool store_route_locked(struct store *store, int64_t user_id);
+/* store_move_account's lock (store.h); a kill -9 frees it */
+int store_lock_take_for_move(struct store *store, int64_t user_id, int *fd_r,
+			     struct store_error *err);
+void store_lock_drop_for_move(struct store *store, int64_t user_id, int fd);
+/* A body made on a store with both sides: the bytes kept for either
+ * (store_body_route gives the one for user's backend, made from them
+ * when first needed). */
+int store_route_body_create(struct store *store, struct store_body **body_r,
+			    struct store_error *err);
+/* The body to hand user's backend (*body itself when it is not a routed
+ * one); -1 on error. The routed body keeps ownership. */
+int store_body_route(struct store_body *body, struct store_user *user,
+		     struct store_body **inner_r, struct store_error *err);
+/* user_id's handles on one side (store or store->pg): the idle one
+ * closed; how many are left. */
+unsigned store_route_evict(struct store *store, int64_t user_id);
+/* store_user_delete on one side only */
+int store_user_delete_backend(struct store *store, int64_t user_id,
+			      struct store_error *err);
+/* Opens on that side (store or store->pg), past routing and the lock */
+int store_user_open_backend(struct store *store, int64_t user_id,
+			    bool create, struct store_user **user_r,
+			    struct store_error *err);
 /* src/store/pg/ ([store] backend = postgres, docs/scale-out.md) */
 extern const struct store_backend_vfuncs store_postgres_vfuncs;
 

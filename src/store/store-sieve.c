@@ -187,8 +187,23 @@ int store_sieve_deliver(struct store_user *user,
 		if (copies[i].body == NULL || copies[i].mailbox == NULL)
 			return store_set_error(err, STORE_ERR_INVALID,
 					       "A copy without body or folder");
-	return user->store->vf->sieve_deliver(user, copies, count, records,
-					      record_count, err);
+	/* bodies made before the account was known (store-route.c) */
+	struct store_body **routed = xcalloc(count ? count : 1,
+					     sizeof(*routed));
+	int ret = 0;
+	for (size_t i = 0; i < count && ret == 0; i++) {
+		routed[i] = copies[i].body;
+		ret = store_body_route(routed[i], user, &copies[i].body, err);
+	}
+	if (ret == 0)
+		ret = user->store->vf->sieve_deliver(user, copies, count,
+						     records, record_count,
+						     err);
+	for (size_t i = 0; i < count; i++)
+		if (routed[i] != NULL)
+			copies[i].body = routed[i];
+	free(routed);
+	return ret;
 }
 
 const char *store_body_text(struct store_body *body, size_t *len_r)

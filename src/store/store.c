@@ -187,7 +187,9 @@ int store_open(const struct store_settings *set, struct store **store_r,
 	store->users = xcalloc(store->users_size, sizeof(*store->users));
 	store->hub = xcalloc(1, sizeof(*store->hub));
 	pthread_rwlock_init(&store->hub->lock, NULL);
-	if (store->vf->open(store, err) < 0) {
+	if (store->vf->open(store, err) < 0 ||
+	    (store_route_open(store, err) < 0 && (store->vf->stop(store),
+						  store->vf->close(store), 1))) {
 		pthread_cond_destroy(&store->users_cond);
 		pthread_mutex_destroy(&store->users_mu);
 		pthread_rwlock_destroy(&store->hub->lock);
@@ -204,6 +206,8 @@ int store_open(const struct store_settings *set, struct store **store_r,
 void store_start_background(struct store *store)
 {
 	store->vf->start_background(store);
+	if (store->pg != NULL)
+		store->pg->vf->start_background(store->pg);
 }
 
 void store_close(struct store **storep)
@@ -213,6 +217,13 @@ void store_close(struct store **storep)
 		return;
 	*storep = NULL;
 	store_retention_stop(store);
+	if (store->pg != NULL) {
+		/* the pg side shares the hub: it must not free it */
+		struct store *pg = store->pg;
+		store->pg = NULL;
+		pg->hub = NULL;
+		store_close(&pg);
+	}
 	store->vf->stop(store);
 	for (size_t i = 0; i < store->users_size; i++) {
 		for (struct store_user *u = store->users[i], *next; u; u = next) {
@@ -227,8 +238,10 @@ void store_close(struct store **storep)
 		}
 	}
 	store->vf->close(store);
-	pthread_rwlock_destroy(&store->hub->lock);
-	free(store->hub);
+	if (store->hub != NULL) {
+		pthread_rwlock_destroy(&store->hub->lock);
+		free(store->hub);
+	}
 	free(store->users);
 	pthread_mutex_destroy(&store->users_mu);
 	pthread_cond_destroy(&store->users_cond);
@@ -254,8 +267,73 @@ int store_user_open_existing(struct store *store, int64_t user_id,
 	return user_open(store, user_id, false, user_r, err);
 }
 
+static int user_open_one(struct store *store, int64_t user_id, bool create,
+			 struct store_user **user_r, struct store_error *err);
+static void user_unref_close(struct store_user *user);
+
+/* A ready handle of user_id in store's table, referenced; NULL if none
+ * (or one being opened or closed: the slow path waits for it). */
+static struct store_user *user_find(struct store *store, int64_t user_id)
+{
+	size_t b = (uint64_t)user_id % store->users_size;
+	pthread_mutex_lock(&store->users_mu);
+	struct store_user *u;
+	for (u = store->users[b]; u != NULL; u = u->next) {
+		if (u->id != user_id)
+			continue;
+		if (!u->ready)
+			u = NULL;
+		else if (u->refcount++ == 0)
+			store->idle_count--;
+		break;
+	}
+	pthread_mutex_unlock(&store->users_mu);
+	return u;
+}
+
+/* With both backends: the account is opened where its row says, unless
+ * it is locked for a move (checked again once open: a move that began
+ * meanwhile gets the handle back, closed). */
 static int user_open(struct store *store, int64_t user_id, bool create,
 		     struct store_user **user_r, struct store_error *err)
+{
+	if (store->pg == NULL)
+		return user_open_one(store, user_id, create, user_r, err);
+	err_clear(err);
+	if (user_id <= 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Invalid user id");
+	struct store_user *u = NULL;
+	if (store_route_locked(store, user_id))
+		return store_set_error(err, STORE_ERR_UNAVAILABLE,
+				       "The account is being moved; try "
+				       "again in a few seconds");
+	if ((u = user_find(store, user_id)) == NULL &&
+	    (u = user_find(store->pg, user_id)) == NULL) {
+		struct store *where;
+		if (store_route(store, user_id, false, &where, err) < 0 ||
+		    user_open_one(where, user_id, create, &u, err) < 0)
+			return -1;
+	}
+	if (store_route_locked(store, user_id)) {
+		user_unref_close(u);
+		return store_set_error(err, STORE_ERR_UNAVAILABLE,
+				       "The account is being moved; try "
+				       "again in a few seconds");
+	}
+	*user_r = u;
+	return 0;
+}
+
+int store_user_open_backend(struct store *store, int64_t user_id,
+			    bool create, struct store_user **user_r,
+			    struct store_error *err)
+{
+	return user_open_one(store, user_id, create, user_r, err);
+}
+
+static int user_open_one(struct store *store, int64_t user_id, bool create,
+			 struct store_user **user_r, struct store_error *err)
 {
 	err_clear(err);
 	if (user_id <= 0)
@@ -367,6 +445,42 @@ static struct store_user *evict_oldest_idle(struct store *store)
 	return oldest != NULL ? evict_begin(store, oldest) : NULL;
 }
 
+/* The last reference closes the handle at once (a move's lock). */
+static void user_unref_close(struct store_user *user)
+{
+	struct store *store = user->store;
+	pthread_mutex_lock(&store->users_mu);
+	struct store_user *evicted = NULL;
+	if (--user->refcount == 0) {
+		user->last_use = ++store->use_clock;
+		store->idle_count++;
+		evicted = evict_begin(store, user);
+	}
+	pthread_mutex_unlock(&store->users_mu);
+	evict_finish(store, evicted);
+}
+
+/* store_move_quiesce: closes user_id's idle handle in store; how many
+ * handles are left (held, or being opened or closed). */
+unsigned store_route_evict(struct store *store, int64_t user_id)
+{
+	size_t b = (uint64_t)user_id % store->users_size;
+	unsigned left = 0;
+	struct store_user *evicted = NULL;
+	pthread_mutex_lock(&store->users_mu);
+	for (struct store_user *u = store->users[b]; u != NULL; u = u->next) {
+		if (u->id != user_id)
+			continue;
+		if (u->ready && u->refcount == 0 && evicted == NULL)
+			evicted = evict_begin(store, u);
+		else
+			left++;
+	}
+	pthread_mutex_unlock(&store->users_mu);
+	evict_finish(store, evicted);
+	return left + (evicted != NULL);
+}
+
 void store_user_unref(struct store_user **userp)
 {
 	struct store_user *user = *userp;
@@ -434,6 +548,16 @@ int64_t store_user_id(const struct store_user *user)
 
 int store_user_delete(struct store *store, int64_t user_id,
 		      struct store_error *err)
+{
+	/* both sides: an interrupted move may have left a copy */
+	if (store->pg != NULL &&
+	    store_user_delete_backend(store->pg, user_id, err) < 0)
+		return -1;
+	return store_user_delete_backend(store, user_id, err);
+}
+
+int store_user_delete_backend(struct store *store, int64_t user_id,
+			      struct store_error *err)
 {
 	err_clear(err);
 	pthread_mutex_lock(&store->users_mu);
@@ -726,6 +850,8 @@ int store_body_create(struct store *store, struct store_body **body_r,
 		      struct store_error *err)
 {
 	err_clear(err);
+	if (store->pg != NULL)
+		return store_route_body_create(store, body_r, err);
 	return store->vf->body_create(store, body_r, err);
 }
 
@@ -1337,6 +1463,8 @@ int store_check(struct store *store, int64_t user_id, bool repair,
 	if (user_id <= 0)
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid user id");
+	if (store_route(store, user_id, false, &store, err) < 0)
+		return -1;
 	return store->vf->check(store, user_id, repair, report, ctx, err);
 }
 
@@ -1349,6 +1477,8 @@ int store_compact(struct store *store, int64_t user_id,
 	if (user_id <= 0)
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid user id");
+	if (store_route(store, user_id, false, &store, err) < 0)
+		return -1;
 	return store->vf->compact(store, user_id, report_r, err);
 }
 
@@ -1361,6 +1491,8 @@ int store_index_version(struct store *store, int64_t user_id,
 	if (user_id <= 0)
 		return store_set_error(err, STORE_ERR_INVALID,
 				       "Invalid user id");
+	if (store_route(store, user_id, false, &store, err) < 0)
+		return -1;
 	return store->vf->index_version(store, user_id, found_r, known_r,
 					err);
 }
@@ -1470,6 +1602,8 @@ unsigned store_end_sessions(struct store *store, int64_t user_id)
 	store_publish(store, &change);
 	if (store->vf->end_sessions != NULL)
 		store->vf->end_sessions(store, user_id);
+	if (store->pg != NULL && store->pg->vf->end_sessions != NULL)
+		store->pg->vf->end_sessions(store->pg, user_id);
 	return n;
 }
 
@@ -1478,6 +1612,8 @@ int store_blobs_collect(struct store *store, unsigned grace,
 			struct store_error *err)
 {
 	memset(report_r, 0, sizeof(*report_r));
+	if (store->pg != NULL)
+		store = store->pg;
 	if (store->vf->blobs_collect == NULL)
 		return 0;
 	return store->vf->blobs_collect(store, grace, report_r, err);
@@ -1486,6 +1622,8 @@ int store_blobs_collect(struct store *store, unsigned grace,
 int store_maildrop_lock(struct store *store, int64_t user_id,
 			struct store_error *err)
 {
+	if (store_route(store, user_id, false, &store, err) < 0)
+		return -1;
 	if (store->vf->maildrop_lock == NULL)
 		return 1;
 	return store->vf->maildrop_lock(store, user_id, err);
@@ -1493,6 +1631,10 @@ int store_maildrop_lock(struct store *store, int64_t user_id,
 
 void store_maildrop_unlock(struct store *store, int64_t user_id)
 {
+	/* both: the row may have changed since the lock (never during one:
+	 * a move ends the POP3 session first) */
+	if (store->pg != NULL && store->pg->vf->maildrop_unlock != NULL)
+		store->pg->vf->maildrop_unlock(store->pg, user_id);
 	if (store->vf->maildrop_unlock != NULL)
 		store->vf->maildrop_unlock(store, user_id);
 }

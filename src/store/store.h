@@ -96,6 +96,9 @@ struct store_account_limits {
 	 * (0: not kept), and whether kept ones count in the quota */
 	uint32_t deleted_retention_days;
 	bool deleted_in_quota;
+	/* where the account's mail lives (enum store_backend below), read
+	 * only when the store has both backends (store_move_account) */
+	int backend;
 	/* filled by the store, not the callback: what messages kept for
 	 * undelete take when deleted_in_quota (counted with the usage) */
 	uint64_t kept_bytes, kept_messages;
@@ -1640,6 +1643,63 @@ int store_undelete(struct store_user *user,
  * "changed USER_ID". */
 int store_changed_elsewhere(struct store *store, int64_t user_id,
 			    unsigned *told_r, struct store_error *err);
+
+/* ---- moving an account between backends (issue 18) ----------------- */
+
+/* With [store] backend = sqlite and [store] postgres set, the store has
+ * both backends: each account is served from the one its row in
+ * accounts.db names (store_account_limits.backend, read through the
+ * limits callback when a handle is opened), sqlite unless moved. */
+bool store_has_both(const struct store *store);
+/* Where user_id's mail is served from now. */
+int store_user_backend(struct store *store, int64_t user_id,
+		       enum store_backend *backend_r, struct store_error *err);
+
+/* The account is locked while it moves: data_dir/moving/<id> held with
+ * an open file description lock by the moving process, so a kill -9
+ * frees it. loftd refuses to open a locked account (UNAVAILABLE: IMAP
+ * NO [UNAVAILABLE], LMTP 451 4.3.0), and store_move_quiesce ends what
+ * it has open: sessions end with STORE_CHANGE_LOGOUT of modseq
+ * STORE_LOGOUT_UNAVAILABLE (IMAP "* BYE [UNAVAILABLE]"), then it waits
+ * until no handle of the account is left (idle ones closed). -1 with
+ * TEMP when something still holds it after timeout_ms. */
+#define STORE_LOGOUT_UNAVAILABLE 1
+int store_move_quiesce(struct store *store, int64_t user_id,
+		       unsigned timeout_ms, unsigned *sessions_r,
+		       struct store_error *err);
+
+/* loftctl migrate-store: moves user_id's mail to backend `to`. Locks the
+ * account, calls hooks->quiesce (loftctl asks a running loftd for
+ * store_move_quiesce), empties whatever an interrupted move left at the
+ * target, copies through the export stream and the import calls
+ * (restore's), checks the copy (mailboxes, UIDVALIDITY, UIDs, flags,
+ * keywords, modseqs, bodies by SHA-256), calls hooks->flip (the row
+ * changes: from then on the account is served from `to`), unlocks and
+ * only then removes the source's copy. Any failure or kill before flip
+ * leaves the account as it was, served from the source. */
+struct store_move_hooks {
+	int (*quiesce)(void *ctx, int64_t user_id, struct store_error *err);
+	int (*flip)(void *ctx, int64_t user_id, enum store_backend to,
+		    struct store_error *err);
+	void *ctx;
+};
+struct store_move_report {
+	uint32_t mailboxes;
+	uint64_t messages, bytes;
+	uint64_t modseq_exact;         /* messages whose MODSEQ was kept */
+	uint64_t locked_ms;            /* lock to flip */
+	bool already;                  /* it was there: nothing done */
+	bool source_kept;              /* removing the source failed (said
+					  in source_error): harmless, served
+					  from the target */
+	char source_error[256];
+};
+int store_move_account(struct store *store, int64_t user_id,
+		       enum store_backend to,
+		       const struct store_move_hooks *hooks,
+		       struct store_move_report *report_r,
+		       struct store_error *err);
+const char *store_backend_name(enum store_backend b);
 
 /* ---- Sieve: scripts, vacation and duplicate records ---------------- */
 

@@ -43,6 +43,7 @@ static const struct loftctl_cmd *const loftctl_groups[] = {
 	loftctl_group_cmds,
 	loftctl_shared_cmds,
 	loftctl_mailbox_cmds,
+	loftctl_migrate_store_cmds,
 #ifdef LOFTCTL_HAVE_MIGRATE
 	loftctl_migrate_cmds,
 #endif

@@ -58,6 +58,7 @@ extern const struct loftctl_cmd loftctl_acl_cmds[];
 extern const struct loftctl_cmd loftctl_group_cmds[];
 extern const struct loftctl_cmd loftctl_shared_cmds[];
 extern const struct loftctl_cmd loftctl_mailbox_cmds[];
+extern const struct loftctl_cmd loftctl_migrate_store_cmds[];
 /* cmd-acl.c: the ACL entries of u's mailboxes, one line each ("ADDRESS/
  * MAILBOX: IDENTIFIER RIGHTS"); how many. */
 unsigned loftctl_acl_print_shared(struct loftctl *ctl,

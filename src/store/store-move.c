@@ -1,0 +1,656 @@
+/*
+ * loftctl migrate-store (issue 18, "Moving between backends"): one
+ * account from one side of a store with both backends to the other
+ * (store-route.c), through the export stream and the import calls that
+ * backup and restore use (store-migrate.c). See store.h
+ * store_move_account for the order of things and what a kill leaves.
+ */
+#include "store-private.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "log.h"
+
+#define BATCH_MESSAGES 64
+#define BATCH_BYTES (8u << 20)
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Emails (their n) and their bodies' SHA-256: a copy in a second
+ * mailbox is the same Email (imported without a body), and the check
+ * compares the bytes by hash. */
+struct email_map {
+	int64_t *ids;
+	unsigned char (*sha)[32];
+	size_t cap, count;
+};
+
+static size_t em_slot(const struct email_map *m, int64_t id)
+{
+	size_t i = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
+	while (m->ids[i] != 0 && m->ids[i] != id)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static unsigned char *em_get(const struct email_map *m, int64_t id)
+{
+	if (m->cap == 0)
+		return NULL;
+	size_t i = em_slot(m, id);
+	return m->ids[i] == id ? m->sha[i] : NULL;
+}
+
+static void em_put(struct email_map *m, int64_t id, const unsigned char *sha)
+{
+	if ((m->count + 1) * 2 > m->cap) {
+		struct email_map n = {0};
+		n.cap = m->cap ? m->cap * 2 : 1024;
+		n.ids = xcalloc(n.cap, sizeof(*n.ids));
+		n.sha = xcalloc(n.cap, sizeof(*n.sha));
+		for (size_t i = 0; i < m->cap; i++) {
+			if (m->ids[i] == 0)
+				continue;
+			size_t j = em_slot(&n, m->ids[i]);
+			n.ids[j] = m->ids[i];
+			memcpy(n.sha[j], m->sha[i], 32);
+		}
+		n.count = m->count;
+		free(m->ids);
+		free(m->sha);
+		*m = n;
+	}
+	size_t i = em_slot(m, id);
+	if (m->ids[i] == 0)
+		m->count++;
+	m->ids[i] = id;
+	memcpy(m->sha[i], sha, 32);
+}
+
+static void sha256(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned int n = 32;
+	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* ---- copy ------------------------------------------------------------ */
+
+struct batch {
+	struct store_import_item items[BATCH_MESSAGES];
+	char *kw[BATCH_MESSAGES];     /* the keywords' storage */
+	const char **kwv[BATCH_MESSAGES];
+	size_t count, bytes;
+};
+
+static int batch_flush(struct store_user *dst, struct batch *b,
+		       struct store_error *err)
+{
+	int ret = 0;
+	if (b->count > 0)
+		store_import_append_batch(dst, b->items, b->count);
+	for (size_t i = 0; i < b->count; i++) {
+		struct store_import_item *it = &b->items[i];
+		if (it->ret < 0 && ret == 0) {
+			*err = it->err;
+			ret = -1;
+		}
+		store_body_unref(&it->body);
+		free((char *)it->mailbox);
+		free((char *)it->p.pop3_uidl);
+		free(b->kwv[i]);
+		free(b->kw[i]);
+	}
+	b->count = 0;
+	b->bytes = 0;
+	return ret;
+}
+
+static int batch_add(struct store_user *dst, struct batch *b,
+		     const char *mailbox, const struct store_export_msg *msg,
+		     struct store_body *body, struct store_error *err)
+{
+	struct store_import_item *it = &b->items[b->count];
+	memset(it, 0, sizeof(*it));
+	it->mailbox = xstrdup(mailbox);
+	it->body = body;
+	/* keywords copied: the export's are valid until its next call */
+	size_t total = 0;
+	for (size_t k = 0; k < msg->keyword_count; k++)
+		total += strlen(msg->keywords[k]) + 1;
+	char *kw = xmalloc(total + 1);
+	const char **kwv = xcalloc(msg->keyword_count + 1, sizeof(*kwv));
+	char *p = kw;
+	for (size_t k = 0; k < msg->keyword_count; k++) {
+		size_t n = strlen(msg->keywords[k]) + 1;
+		memcpy(p, msg->keywords[k], n);
+		kwv[k] = p;
+		p += n;
+	}
+	b->kw[b->count] = kw;
+	b->kwv[b->count] = kwv;
+	it->p.append.flags = msg->flags;
+	it->p.append.keywords = kwv;
+	it->p.append.keyword_count = msg->keyword_count;
+	it->p.append.internaldate = msg->internaldate;
+	it->p.uid = msg->uid;
+	it->p.modseq = msg->modseq;
+	it->p.email = msg->email;
+	it->p.thread = msg->thread;
+	it->p.savedate = msg->savedate;
+	it->p.pop3_uidl = msg->pop3_uidl ? xstrdup(msg->pop3_uidl) : NULL;
+	b->count++;
+	b->bytes += msg->size;
+	if (b->count == BATCH_MESSAGES || b->bytes >= BATCH_BYTES)
+		return batch_flush(dst, b, err);
+	return 0;
+}
+
+/* A body on dst's side, its bytes exactly as the source keeps them. */
+static int body_copy(struct store_user *dst, const struct store_blob *blob,
+		     struct store_body **body_r, struct store_error *err)
+{
+	struct store *side = dst->store;
+	struct store_body *b;
+	if (side->vf->body_create(side, &b, err) < 0)
+		return -1;
+	if (side->vf->body_set_binary != NULL)
+		side->vf->body_set_binary(b);
+	if (side->vf->body_write(b, blob->data, blob->len, err) < 0 ||
+	    side->vf->body_finish(b, err) < 0) {
+		side->vf->body_unref(b);
+		return -1;
+	}
+	*body_r = b;
+	return 0;
+}
+
+static bool name_in(const char *name, char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return true;
+	return false;
+}
+
+static int copy_seen(struct store_export *exp, struct store_user *dst,
+		     const struct store_mailbox_info *mb,
+		     struct store_error *err)
+{
+	struct store_export_seen *rows = NULL;
+	size_t n = 0;
+	if (store_export_seen(exp, mb->id, &rows, &n, err) < 0)
+		return -1;
+	int ret = 0;
+	for (size_t i = 0; i < n && ret == 0;) {
+		size_t j = i;
+		struct store_uid_range *r = xcalloc(n - i, sizeof(*r));
+		size_t rc = 0;
+		for (; j < n && rows[j].viewer == rows[i].viewer; j++) {
+			if (rc > 0 && r[rc - 1].hi + 1 == rows[j].uid)
+				r[rc - 1].hi = rows[j].uid;
+			else
+				r[rc++] = (struct store_uid_range){rows[j].uid,
+								   rows[j].uid};
+		}
+		ret = store_import_seen(dst, mb->name, rows[i].viewer, r, rc,
+					err);
+		if (ret < 0 && err->kind == STORE_ERR_PERM)
+			ret = 0;   /* a backend without per-user \Seen */
+		free(r);
+		i = j;
+	}
+	free(rows);
+	return ret;
+}
+
+static int copy_sieve(struct store_user *src, struct store_user *dst,
+		      struct store_error *err)
+{
+	struct store_sieve_script *list = NULL;
+	size_t n = 0;
+	if (store_sieve_list(src, &list, &n, err) < 0)
+		return -1;
+	int ret = 0;
+	const char *active = NULL;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		char *source = NULL;
+		size_t len = 0, ilen = 0;
+		void *image = NULL;
+		ret = store_sieve_get(src, list[i].name, &source, &len, &image,
+				      &ilen, NULL, err);
+		if (ret == 0)
+			ret = store_sieve_put(dst, list[i].name, source, len,
+					      image, ilen, err);
+		if (list[i].active)
+			active = list[i].name;
+		free(source);
+		free(image);
+	}
+	if (ret == 0 && active != NULL)
+		ret = store_sieve_activate(dst, active, err);
+	store_sieve_list_free(list, n);
+	return ret;
+}
+
+static int copy_acl(struct store_user *src, struct store_user *dst,
+		    struct store_error *err)
+{
+	struct store_acl_row *rows = NULL;
+	size_t n = 0;
+	if (store_acl_all(src, &rows, &n, err) < 0)
+		return -1;
+	int ret = 0;
+	for (size_t i = 0; i < n && ret == 0; i++)
+		ret = store_acl_set(dst, rows[i].mailbox, &rows[i].entry, 0, 0,
+				    err);
+	store_acl_all_free(rows, n);
+	return ret;
+}
+
+static int copy_account(struct store_user *src, struct store_user *dst,
+			struct email_map *emails,
+			struct store_move_report *rep, uint64_t *modseq_r,
+			struct store_error *err)
+{
+	struct store_export *exp;
+	if (store_export_begin(src, &exp, err) < 0)
+		return -1;
+	const struct store_export_info *info = store_export_info(exp);
+	*modseq_r = info->modseq;
+	struct batch *b = xcalloc(1, sizeof(*b));
+	int ret = 0;
+	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &info->mailboxes[i];
+		if (mb->noselect)
+			continue;
+		struct store_import_mailbox spec = {
+			.name = mb->name,
+			.uidvalidity = mb->uidvalidity,
+			.objectid = mb->objectid[0] ? mb->objectid : NULL,
+			.special_use = mb->special_use,
+			.subscribe = mb->subscribed ||
+				     name_in(mb->name, info->subscriptions,
+					     info->subscription_count),
+		};
+		struct store_mailbox_info have;
+		if (store_import_mailbox(dst, &spec, &have, err) < 0) {
+			ret = -1;
+			break;
+		}
+		bool kept = have.uidvalidity == mb->uidvalidity;
+		store_mailbox_info_free(&have);
+		if (!kept) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: the target did not keep "
+					      "UIDVALIDITY", mb->name);
+			break;
+		}
+		rep->mailboxes++;
+		if ((ret = store_export_messages(exp, mb->id, err)) < 0)
+			break;
+		const struct store_export_msg *msg;
+		int r;
+		while (ret == 0 && (r = store_export_next(exp, &msg, err)) > 0) {
+			struct store_body *body = NULL;
+			if (em_get(emails, msg->email) == NULL) {
+				struct store_blob blob;
+				if (store_export_body(exp, msg->email, &blob,
+						      err) < 0) {
+					ret = -1;
+					break;
+				}
+				unsigned char sha[32];
+				sha256(blob.data, blob.len, sha);
+				em_put(emails, msg->email, sha);
+				rep->bytes += blob.len;
+				r = body_copy(dst, &blob, &body, err);
+				store_blob_close(&blob);
+				if (r < 0) {
+					ret = -1;
+					break;
+				}
+			}
+			rep->messages++;
+			ret = batch_add(dst, b, mb->name, msg, body, err);
+		}
+		if (ret == 0 && r < 0)
+			ret = -1;
+		if (batch_flush(dst, b, ret == 0 ? err : &(struct store_error){0})
+		    < 0 && ret == 0)
+			ret = -1;
+		if (ret == 0)
+			ret = copy_seen(exp, dst, mb, err);
+	}
+	free(b);
+	/* the counter at least where the source's was, then each folder's
+	 * UIDNEXT as there (after the counter: restore's order) */
+	if (ret == 0)
+		ret = store_modseq_raise(dst, info->modseq, err);
+	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &info->mailboxes[i];
+		if (mb->noselect)
+			continue;
+		struct store_import_mailbox after = {
+			.name = mb->name,
+			.uidvalidity = mb->uidvalidity,
+			.uidnext = mb->uidnext,
+		};
+		ret = store_import_mailbox(dst, &after, NULL, err);
+	}
+	/* subscriptions to names that do not exist (LSUB keeps them) */
+	for (size_t i = 0; i < info->subscription_count && ret == 0; i++) {
+		struct store_error e;
+		(void)store_mailbox_subscribe(dst, info->subscriptions[i], true,
+					      &e);
+	}
+	store_export_end(&exp);
+	if (ret == 0)
+		ret = copy_sieve(src, dst, err);
+	if (ret == 0)
+		ret = copy_acl(src, dst, err);
+	return ret;
+}
+
+/* ---- check ------------------------------------------------------------ */
+
+struct msg_row {
+	uint32_t uid;
+	uint64_t modseq;
+	unsigned flags;
+	char *keywords;      /* sorted, space separated */
+	time_t internaldate;
+	uint64_t size;
+	int64_t email, thread;
+};
+
+static int kwcmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static char *kw_join(const struct store_export_msg *m)
+{
+	const char **v = xcalloc(m->keyword_count + 1, sizeof(*v));
+	memcpy(v, m->keywords, m->keyword_count * sizeof(*v));
+	qsort(v, m->keyword_count, sizeof(*v), kwcmp);
+	struct buf out;
+	buf_init(&out, 0);
+	for (size_t i = 0; i < m->keyword_count; i++)
+		buf_printf(&out, "%s%s", i ? " " : "", v[i]);
+	free(v);
+	buf_append_char(&out, '\0');
+	return out.data;
+}
+
+static int read_rows(struct store_export *exp, uint32_t mailbox_id,
+		     struct msg_row **rows_r, size_t *n_r,
+		     struct store_error *err)
+{
+	*rows_r = NULL;
+	*n_r = 0;
+	if (store_export_messages(exp, mailbox_id, err) < 0)
+		return -1;
+	const struct store_export_msg *m;
+	int r;
+	size_t cap = 0;
+	while ((r = store_export_next(exp, &m, err)) > 0) {
+		if (*n_r == cap) {
+			cap = cap ? cap * 2 : 256;
+			*rows_r = xrealloc(*rows_r, cap * sizeof(**rows_r));
+		}
+		(*rows_r)[(*n_r)++] = (struct msg_row){
+			m->uid, m->modseq, m->flags, kw_join(m),
+			m->internaldate, m->size, m->email, m->thread};
+	}
+	return r < 0 ? -1 : 0;
+}
+
+static void rows_free(struct msg_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(rows[i].keywords);
+	free(rows);
+}
+
+static const struct store_mailbox_info *
+mailbox_named(const struct store_export_info *info, const char *name)
+{
+	for (size_t i = 0; i < info->mailbox_count; i++)
+		if (!info->mailboxes[i].noselect &&
+		    strcmp(info->mailboxes[i].name, name) == 0)
+			return &info->mailboxes[i];
+	return NULL;
+}
+
+/* Everything a client keeps must be the same: the folders, UIDVALIDITY,
+ * UIDNEXT, each message's UID, flags, keywords, internal date, size,
+ * EMAILID and THREADID and bytes (by SHA-256); a MODSEQ may only be
+ * higher (counted where it is the same), the account's counter too. */
+static int verify(struct store_user *src, struct store_user *dst,
+		  const struct email_map *emails,
+		  struct store_move_report *rep, struct store_error *err)
+{
+	struct store_export *se = NULL, *de = NULL;
+	if (store_export_begin(src, &se, err) < 0 ||
+	    store_export_begin(dst, &de, err) < 0) {
+		store_export_end(&se);
+		return -1;
+	}
+	const struct store_export_info *si = store_export_info(se);
+	const struct store_export_info *di = store_export_info(de);
+	int ret = 0;
+	rep->modseq_exact = 0;
+	if (di->modseq < si->modseq)
+		ret = store_set_error(err, STORE_ERR_INTERNAL, "the target's "
+				      "change counter %" PRIu64 " is below the "
+				      "source's %" PRIu64, di->modseq,
+				      si->modseq);
+	size_t selectable = 0, dsel = 0;
+	for (size_t i = 0; i < di->mailbox_count; i++)
+		dsel += !di->mailboxes[i].noselect;
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *a = &si->mailboxes[i];
+		if (a->noselect)
+			continue;
+		selectable++;
+		const struct store_mailbox_info *b = mailbox_named(di, a->name);
+		if (b == NULL) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: missing at the target",
+					      a->name);
+			break;
+		}
+		if (a->uidvalidity != b->uidvalidity ||
+		    a->uidnext != b->uidnext ||
+		    a->special_use != b->special_use ||
+		    strcmp(a->objectid, b->objectid) != 0) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: UIDVALIDITY %u/%u, UIDNEXT "
+					      "%u/%u, role or MAILBOXID differ",
+					      a->name, a->uidvalidity,
+					      b->uidvalidity, a->uidnext,
+					      b->uidnext);
+			break;
+		}
+		struct msg_row *sr, *dr;
+		size_t sn, dn;
+		if (read_rows(se, a->id, &sr, &sn, err) < 0) {
+			ret = -1;
+			break;
+		}
+		if (read_rows(de, b->id, &dr, &dn, err) < 0) {
+			rows_free(sr, sn);
+			ret = -1;
+			break;
+		}
+		if (sn != dn)
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: %zu messages, %zu at the "
+					      "target", a->name, sn, dn);
+		for (size_t k = 0; k < sn && ret == 0; k++) {
+			const struct msg_row *x = &sr[k], *y = &dr[k];
+			if (x->uid != y->uid || x->flags != y->flags ||
+			    strcmp(x->keywords, y->keywords) != 0 ||
+			    x->internaldate != y->internaldate ||
+			    x->size != y->size || x->email != y->email ||
+			    x->thread != y->thread || y->modseq < x->modseq) {
+				ret = store_set_error(
+					err, STORE_ERR_INTERNAL,
+					"%s UID %u: differs at the target "
+					"(UID %u, flags %u/%u, keywords "
+					"'%s'/'%s', modseq %" PRIu64 "/%" PRIu64
+					")", a->name, x->uid, y->uid, x->flags,
+					y->flags, x->keywords, y->keywords,
+					x->modseq, y->modseq);
+				break;
+			}
+			rep->modseq_exact += x->modseq == y->modseq;
+			const unsigned char *want = em_get(emails, x->email);
+			struct store_blob blob;
+			if (want == NULL) {
+				ret = store_set_error(err, STORE_ERR_INTERNAL,
+						      "%s UID %u: not copied",
+						      a->name, x->uid);
+			} else if (store_export_body(de, y->email, &blob,
+						     err) < 0) {
+				ret = -1;
+			} else {
+				unsigned char got[32];
+				sha256(blob.data, blob.len, got);
+				store_blob_close(&blob);
+				if (memcmp(got, want, 32) != 0)
+					ret = store_set_error(
+						err, STORE_ERR_INTERNAL,
+						"%s UID %u: the bytes differ "
+						"at the target", a->name,
+						x->uid);
+			}
+		}
+		rows_free(sr, sn);
+		rows_free(dr, dn);
+	}
+	if (ret == 0 && selectable != dsel)
+		ret = store_set_error(err, STORE_ERR_INTERNAL, "%zu folders, "
+				      "%zu at the target", selectable, dsel);
+	store_export_end(&se);
+	store_export_end(&de);
+	return ret;
+}
+
+/* ---- the move --------------------------------------------------------- */
+
+/* Tests: a kill while the account is locked and copied, before the row
+ * changes (LOFT_TEST_MOVE_PAUSE names a file: while it exists, wait,
+ * after making FILE.ready). */
+static void test_pause(void)
+{
+	const char *f = getenv("LOFT_TEST_MOVE_PAUSE");
+	if (f == NULL || access(f, F_OK) != 0)
+		return;
+	char *ready = xasprintf("%s.ready", f);
+	FILE *fp = fopen(ready, "w");
+	if (fp != NULL)
+		fclose(fp);
+	free(ready);
+	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
+		usleep(100000);
+}
+
+int store_move_account(struct store *store, int64_t user_id,
+		       enum store_backend to,
+		       const struct store_move_hooks *hooks,
+		       struct store_move_report *rep, struct store_error *err)
+{
+	memset(rep, 0, sizeof(*rep));
+	if (store->pg == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "Moving needs "
+				       "[store] backend = sqlite with [store] "
+				       "postgres set (docs/scale-out.md)");
+	enum store_backend from;
+	if (store_user_backend(store, user_id, &from, err) < 0)
+		return -1;
+	if (from == to) {
+		rep->already = true;
+		return 0;
+	}
+	struct store *src_side = from == STORE_BACKEND_POSTGRES ? store->pg
+								: store;
+	struct store *dst_side = to == STORE_BACKEND_POSTGRES ? store->pg
+							      : store;
+	int fd;
+	if (store_lock_take_for_move(store, user_id, &fd, err) < 0)
+		return -1;
+	int64_t t0 = now_ms();
+	atomic_store(&store->moving, user_id);
+	struct store_user *src = NULL, *dst = NULL;
+	struct email_map emails = {0};
+	int ret = -1;
+	uint64_t modseq = 0;
+	if (hooks->quiesce != NULL &&
+	    hooks->quiesce(hooks->ctx, user_id, err) < 0)
+		goto out;
+	/* under the lock: did another move finish meanwhile? */
+	if (store_user_backend(store, user_id, &from, err) < 0)
+		goto out;
+	if (from == to) {
+		rep->already = true;
+		ret = 0;
+		goto out;
+	}
+	/* what an interrupted move left at the target is no one's */
+	if (store_user_delete_backend(dst_side, user_id, err) < 0)
+		goto out;
+	int r = store_user_open_backend(src_side, user_id, false, &src, err);
+	if (r < 0 && err->kind != STORE_ERR_NOTFOUND)
+		goto out;
+	if (store_user_open_backend(dst_side, user_id, true, &dst, err) < 0)
+		goto out;
+	if (src != NULL &&
+	    (copy_account(src, dst, &emails, rep, &modseq, err) < 0 ||
+	     verify(src, dst, &emails, rep, err) < 0))
+		goto out;
+	store_user_unref(&src);
+	store_user_unref(&dst);
+	test_pause();
+	if (hooks->flip(hooks->ctx, user_id, to, err) < 0)
+		goto out;
+	ret = 1;
+out:
+	store_user_unref(&src);
+	store_user_unref(&dst);
+	if (ret < 0) {
+		/* nothing changed: the copy goes, the source serves on */
+		struct store_error e;
+		if (store_user_delete_backend(dst_side, user_id, &e) < 0)
+			log_warn("store", NULL, "user %" PRId64 ": the partial "
+				 "copy on %s stays (removed by the next move):"
+				 " %s", user_id, store_backend_name(to), e.msg);
+	}
+	rep->locked_ms = (uint64_t)(now_ms() - t0);
+	atomic_store(&store->moving, 0);
+	store_lock_drop_for_move(store, user_id, fd);
+	free(emails.ids);
+	free(emails.sha);
+	if (ret == 1) {
+		/* served from the target now: the source's copy goes */
+		struct store_error e;
+		if (store_user_delete_backend(src_side, user_id, &e) < 0) {
+			rep->source_kept = true;
+			snprintf(rep->source_error, sizeof(rep->source_error),
+				 "%s", e.msg);
+		}
+		ret = 0;
+	}
+	return ret;
+}
