@@ -382,8 +382,10 @@ static int kwcmp(const void *a, const void *b)
 static char *kw_join(const struct store_export_msg *m)
 {
 	const char **v = xcalloc(m->keyword_count + 1, sizeof(*v));
-	memcpy(v, m->keywords, m->keyword_count * sizeof(*v));
-	qsort(v, m->keyword_count, sizeof(*v), kwcmp);
+	if (m->keyword_count > 0) {
+		memcpy(v, m->keywords, m->keyword_count * sizeof(*v));
+		qsort(v, m->keyword_count, sizeof(*v), kwcmp);
+	}
 	struct buf out;
 	buf_init(&out, 0);
 	for (size_t i = 0; i < m->keyword_count; i++)

@@ -77,7 +77,7 @@ static int move_one(struct loftctl *ctl, struct store *store,
 {
 	struct auth_user u;
 	if (loftctl_lookup_user(ctl, address, &u) < 0)
-		return -1;
+		return LOFTCTL_EXIT_FAIL;
 	struct mover mv = {ctl};
 	struct store_move_hooks hooks = {quiesce, flip, &mv};
 	struct store_move_report rep;
@@ -166,7 +166,7 @@ static int migrate_store(struct loftctl *ctl, int argc, char **argv)
 	}
 	unsigned failed = 0;
 	for (size_t i = 0; ret == 0 && i < names.n; i++)
-		if (move_one(ctl, store, names.v[i], to) < 0)
+		if (move_one(ctl, store, names.v[i], to) != 0)
 			failed++;
 	if (ret == 0 && failed > 0) {
 		fprintf(stderr, "loftctl: %u of %zu accounts not moved\n",

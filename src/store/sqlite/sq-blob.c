@@ -946,7 +946,7 @@ void *sq_sweeper_main(void *arg)
 			 * blobs the sweep could judge. */
 			struct store_user *user;
 			struct store_error err;
-			if (store_user_open_existing(store, id, &user, &err) < 0)
+			if (store_user_open_backend(store, id, false, &user, &err) < 0)
 				continue;
 			char *udir = xasprintf("%s/%s", sdir, e->d_name);
 			unsigned found;

@@ -631,7 +631,7 @@ int sq_check(struct store *store, int64_t user_id, bool repair,
 		return 0;
 	}
 	struct store_user *user;
-	if (store_user_open(store, user_id, &user, err) < 0) {
+	if (store_user_open_backend(store, user_id, true, &user, err) < 0) {
 		free(dir);
 		return -1;
 	}

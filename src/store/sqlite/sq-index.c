@@ -380,7 +380,7 @@ static void *indexer_main(void *arg)
 		struct store_error err;
 		bool more = false, deferred = false;
 		uint64_t t0 = metrics_now_ns();
-		if (store_user_open_existing(store, id, &user, &err) == 0) {
+		if (store_user_open_backend(store, id, false, &user, &err) == 0) {
 			deferred = index_deferred(SQU(user));
 			if (!deferred && index_batch(user, &more, &err) < 0)
 				log_warn("store", NULL, "indexing user %lld: %s",

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""loftctl migrate-store (issue 18, "Moving between backends"): one loftd
+with backend = sqlite and [store] postgres on a private PostgreSQL 15
+(tests/lib/pgenv.py) moves an account sqlite -> postgres -> sqlite.
+
+- the account has folders, flags, keywords, a copy of one message in a
+  second folder and an expunge; after each move every folder has the same
+  UIDVALIDITY and UIDNEXT, every message the same UID, flags, keywords,
+  EMAILID, THREADID and bytes, and HIGHESTMODSEQ is not lower;
+- accounts.db's users.mail_store says where it lives; the source's copy
+  is gone after the move (the sqlite index directory);
+- an IMAP client in IDLE during the move gets * BYE [UNAVAILABLE],
+  reconnects, and a QRESYNC SELECT with its old state gets no message it
+  had (no new UID: nothing to download);
+- while the account is locked (loftctl paused by LOFT_TEST_MOVE_PAUSE
+  after its copy), an LMTP delivery gets 451 and an IMAP LOGIN NO
+  [UNAVAILABLE]; the retry after the move lands;
+- mbsync (if installed) synced before the move downloads nothing after;
+- kill -9 of loftctl while the account is locked: the row is unchanged,
+  the account is served from the source with all its mail, the lock is
+  gone, and the move run again succeeds.
+Skipped (77) without PostgreSQL 15."""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from loftenv import Loft, Results, SLOW
+from pgenv import Postgres
+
+r = Results()
+USER = 'alice@example.test'
+
+
+def imap_state(loft, pw):
+    """{folder: (uidvalidity, uidnext, highestmodseq,
+    {uid: (flags, emailid, threadid, sha)})}"""
+    c = loft.imap_login(USER, pw)
+    typ, lst = c.list()
+    names = []
+    for line in lst:
+        m = re.match(rb'\(([^)]*)\) "[^"]*" "?([^"]*)"?$', line)
+        if m and b'\\Noselect' not in m.group(1):
+            names.append(m.group(2).decode())
+    state = {}
+    for name in sorted(names):
+        typ, st = c.status('"%s"' % name,
+                           '(UIDVALIDITY UIDNEXT HIGHESTMODSEQ)')
+        s = st[0].decode()
+        uv = int(re.search(r'UIDVALIDITY (\d+)', s).group(1))
+        un = int(re.search(r'UIDNEXT (\d+)', s).group(1))
+        hm = int(re.search(r'HIGHESTMODSEQ (\d+)', s).group(1))
+        c.select('"%s"' % name, readonly=True)
+        typ, data = c.uid('FETCH', '1:*',
+                          '(FLAGS EMAILID THREADID BODY.PEEK[])')
+        msgs = {}
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            head = item[0].decode()
+            uid = int(re.search(r'UID (\d+)', head).group(1))
+            flags = tuple(sorted(f for f in re.search(
+                r'FLAGS \(([^)]*)\)', head).group(1).split()
+                if f != '\\Recent'))
+            eid = re.search(r'EMAILID \((\S+)\)', head).group(1)
+            tid = re.search(r'THREADID \((\S+)\)', head).group(1)
+            msgs[uid] = (flags, eid, tid,
+                         hashlib.sha256(item[1]).hexdigest())
+        state[name] = (uv, un, hm, msgs)
+    c.logout()
+    return state
+
+
+def same_state(before, after):
+    """'' when after keeps everything of before (HIGHESTMODSEQ may grow)."""
+    if sorted(before) != sorted(after):
+        return 'folders %s / %s' % (sorted(before), sorted(after))
+    for name in before:
+        b, a = before[name], after[name]
+        if b[0] != a[0] or b[1] != a[1]:
+            return '%s: UIDVALIDITY/UIDNEXT %s/%s' % (name, b[:2], a[:2])
+        if a[2] < b[2]:
+            return '%s: HIGHESTMODSEQ went down %d -> %d' % (name, b[2], a[2])
+        if b[3] != a[3]:
+            return '%s: messages %s / %s' % (name, b[3], a[3])
+    return ''
+
+
+def mail_store(loft):
+    return loft.accounts_sql('SELECT mail_store FROM users WHERE address = ?',
+                             (USER,))[0][0]
+
+
+def user_dir_exists(loft):
+    uid = loft.accounts_sql('SELECT id FROM users WHERE address = ?',
+                            (USER,))[0][0]
+    for root, dirs, files in os.walk(os.path.join(loft.data_dir, 'mail')):
+        if '.moving' in root:
+            continue
+        if str(uid) in dirs and 'index.db' in os.listdir(
+                os.path.join(root, str(uid))):
+            return True
+    return False
+
+
+def lmtp_deliver(loft, subject):
+    """The final reply code of one LMTP delivery to USER."""
+    s = socket.create_connection(('127.0.0.1', loft.port('lmtp')),
+                                 timeout=30 * SLOW)
+    f = s.makefile('rb')
+
+    def reply():
+        while True:
+            line = f.readline().decode()
+            if not line or line[3:4] != '-':
+                return line
+
+    reply()
+    s.sendall(b'LHLO test\r\n')
+    reply()
+    s.sendall(b'MAIL FROM:<x@example.org>\r\n')
+    reply()
+    s.sendall(('RCPT TO:<%s>\r\n' % USER).encode())
+    rc = reply()
+    if not rc.startswith('250'):
+        s.close()
+        return rc
+    s.sendall(('DATA\r\n').encode())
+    reply()
+    s.sendall(('Subject: %s\r\nFrom: x@example.org\r\n\r\nhello\r\n.\r\n'
+               % subject).encode())
+    rc = reply()
+    s.sendall(b'QUIT\r\n')
+    s.close()
+    return rc
+
+
+class Idler(threading.Thread):
+    """IDLE on INBOX with QRESYNC; records what the server said."""
+
+    def __init__(self, loft, pw):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(('127.0.0.1', loft.port('imap')),
+                                             timeout=60 * SLOW)
+        self.f = self.sock.makefile('rb')
+        self.f.readline()
+        for cmd in ('a LOGIN %s %s' % (USER, pw), 'b ENABLE QRESYNC',
+                    'c SELECT INBOX', 'd IDLE'):
+            self.sock.sendall((cmd + '\r\n').encode())
+            tag = cmd.split()[0]
+            while True:
+                line = self.f.readline().decode()
+                if line.startswith(tag + ' ') or line.startswith('+'):
+                    break
+        self.lines = []
+        self.bye = threading.Event()
+
+    def run(self):
+        try:
+            while True:
+                line = self.f.readline().decode()
+                if not line:
+                    break
+                self.lines.append(line)
+                if line.startswith('* BYE'):
+                    self.bye.set()
+        except OSError:
+            pass
+        self.bye.set()
+
+
+def populate(loft, pw):
+    c = loft.imap_login(USER, pw)
+    c.create('Work')
+    c.create('Work/2026')
+    for i in range(6):
+        flags = ['(\\Seen)', '(\\Flagged $Label1)', None][i % 3]
+        c.append('INBOX', flags, None,
+                 ('From: a@example.org\r\nSubject: inbox %d\r\nMessage-ID: '
+                  '<m%d@example.org>\r\n\r\nbody %d\r\n' % (i, i, i)).encode())
+    c.append('Work/2026', '($Work)', None,
+             b'From: b@example.org\r\nSubject: work\r\n\r\nwork\r\n')
+    c.select('INBOX')
+    c.uid('STORE', '2', '+FLAGS', '(\\Deleted)')
+    c.expunge()
+    c.uid('COPY', '3', 'Work')
+    c.uid('STORE', '4', '+FLAGS', '(\\Answered custom1)')
+    c.logout()
+
+
+def mbsync_setup(loft, pw, work):
+    if shutil.which('mbsync') is None:
+        return None
+    md = os.path.join(work, 'maildir')
+    os.makedirs(md)
+    rc = os.path.join(work, 'mbsyncrc')
+    with open(rc, 'w') as f:
+        f.write('IMAPAccount a\nHost 127.0.0.1\nPort %d\nUser %s\nPass %s\n'
+                'SSLType None\nAuthMechs LOGIN\n\n'
+                'IMAPStore remote\nAccount a\n\n'
+                'MaildirStore local\nPath %s/\nInbox %s/INBOX\n'
+                'SubFolders Verbatim\n\n'
+                'Channel c\nFar :remote:\nNear :local:\nPatterns *\n'
+                'Create Near\nSyncState *\n'
+                % (loft.port('imap'), USER, pw, md, md))
+    return rc, md
+
+
+def mbsync_run(cfg):
+    p = subprocess.run(['mbsync', '-V', '-c', cfg[0], 'c'],
+                       capture_output=True, text=True, timeout=120 * SLOW)
+    files = sum(len(fs) for root, ds, fs in os.walk(cfg[1])
+                if os.path.basename(root) in ('cur', 'new'))
+    return p.returncode, files, p.stdout + p.stderr
+
+
+def move(loft, to, env=None, wait=True):
+    cmd = [loft.loftctl_bin, '--config', loft.config_path, 'migrate-store',
+           USER, '--to', to]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, **(env or {})))
+    if not wait:
+        return p
+    out, err = p.communicate(timeout=120 * SLOW)
+    return p.returncode, out, err
+
+
+def wait_file(path, timeout):
+    deadline = time.monotonic() + timeout * SLOW
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def main():
+    if not Postgres.available():
+        print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
+        return 77
+    pg = Postgres()
+    work = tempfile.mkdtemp(prefix='loft-migstore-')
+    blobs = os.path.join(work, 'blobs')
+    try:
+        extra = {'store': {'postgres': pg.new_database(), 'blob_dir': blobs}}
+        with Loft(extra=extra) as loft:
+          try:
+            pw = loft.users[USER]
+            populate(loft, pw)
+            before = imap_state(loft, pw)
+            r.check('populated', len(before['INBOX'][3]) == 5 and
+                    len(before['Work'][3]) == 1, before)
+            mb = mbsync_setup(loft, pw, work)
+            if mb:
+                rc, files0, out = mbsync_run(mb)
+                r.check('mbsync first sync', rc == 0 and files0 == 7,
+                        '%d files, rc %d: %s' % (files0, rc, out[-500:]))
+            r.check('row says sqlite first', mail_store(loft) == 0)
+
+            # ---- sqlite -> postgres, with IDLE, LMTP and LOGIN while
+            # the account is locked
+            idler = Idler(loft, pw)
+            idler.start()
+            pause = os.path.join(work, 'pause')
+            open(pause, 'w').close()
+            p = move(loft, 'postgres', env={'LOFT_TEST_MOVE_PAUSE': pause},
+                     wait=False)
+            r.check('loftctl reaches the pause (copied, locked)',
+                    wait_file(pause + '.ready', 60))
+            r.check('IDLE client gets * BYE [UNAVAILABLE]',
+                    idler.bye.wait(10 * SLOW) and
+                    any(l.startswith('* BYE [UNAVAILABLE]')
+                        for l in idler.lines), idler.lines)
+            code = lmtp_deliver(loft, 'during the move')
+            r.check('LMTP during the lock: 451', code.startswith('451'),
+                    code)
+            c = loft.imap()
+            try:
+                c.login(USER, pw)
+                login = 'OK'
+                c.select('INBOX')
+                sel = 'OK'
+            except Exception as e:
+                login, sel = str(e), ''
+            r.check('IMAP during the lock: NO [UNAVAILABLE]',
+                    'UNAVAILABLE' in login + sel, login + sel)
+            r.check('row unchanged while locked', mail_store(loft) == 0)
+            os.unlink(pause)
+            out, err = p.communicate(timeout=120 * SLOW)
+            r.check('migrate-store --to postgres', p.returncode == 0 and
+                    'moved to postgres' in out, out + err)
+            print(out.strip())
+            r.check('row says postgres', mail_store(loft) == 1)
+            r.check('the sqlite copy is gone', not user_dir_exists(loft))
+            after = imap_state(loft, pw)
+            diff = same_state(before, after)
+            r.check('everything kept on postgres', diff == '', diff)
+            code = lmtp_deliver(loft, 'after the move')
+            r.check('LMTP retry lands', code.startswith('250'), code)
+            # the delivery went to postgres
+            after = imap_state(loft, pw)
+            r.check('delivery stored on postgres',
+                    len(after['INBOX'][3]) == 6, after['INBOX'])
+
+            # the IDLE client comes back with its old state: no new UID
+            uv, un, hm, msgs = before['INBOX']
+            s = socket.create_connection(('127.0.0.1', loft.port('imap')),
+                                         timeout=30 * SLOW)
+            f = s.makefile('rb')
+            f.readline()
+            lines = []
+            for cmd in ('a LOGIN %s %s' % (USER, pw), 'b ENABLE QRESYNC',
+                        'c SELECT INBOX (QRESYNC (%d %d 1:%d))'
+                        % (uv, hm, un - 1)):
+                s.sendall((cmd + '\r\n').encode())
+                tag = cmd.split()[0]
+                while True:
+                    line = f.readline().decode()
+                    lines.append(line)
+                    if line.startswith(tag + ' '):
+                        break
+            s.close()
+            fetched = [int(m.group(1)) for l in lines
+                       for m in [re.search(r'FETCH \(.*UID (\d+)', l)] if m]
+            new = [u for u in fetched if u not in msgs]
+            r.check('QRESYNC resync: ok, only the new delivery is new',
+                    lines[-1].startswith('c OK') and len(new) <= 1 and
+                    all(u >= un for u in new), lines)
+            if mb:
+                rc, files1, out = mbsync_run(mb)
+                r.check('mbsync after the move downloads only the new '
+                        'delivery', rc == 0 and files1 == files0 + 1,
+                        '%d -> %d files, rc %d: %s' % (files0, files1, rc,
+                                                       out[-800:]))
+            before = imap_state(loft, pw)
+
+            # ---- kill -9 of loftctl mid-move (postgres -> sqlite)
+            open(pause, 'w').close()
+            p = move(loft, 'sqlite', env={'LOFT_TEST_MOVE_PAUSE': pause},
+                     wait=False)
+            r.check('second move reaches the pause',
+                    wait_file(pause + '.ready', 60))
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            os.unlink(pause)
+            os.unlink(pause + '.ready')
+            r.check('after kill -9: row still postgres', mail_store(loft) == 1)
+            after = imap_state(loft, pw)
+            diff = same_state(before, after)
+            r.check('after kill -9: served from postgres, all there',
+                    diff == '', diff)
+            code = lmtp_deliver(loft, 'after the kill')
+            r.check('after kill -9: delivery 250 (lock gone)',
+                    code.startswith('250'), code)
+            before = imap_state(loft, pw)
+
+            # ---- postgres -> sqlite, again
+            rc, out, err = move(loft, 'sqlite')
+            r.check('migrate-store --to sqlite', rc == 0 and
+                    'moved to sqlite' in out, out + err)
+            print(out.strip())
+            r.check('row says sqlite', mail_store(loft) == 0)
+            after = imap_state(loft, pw)
+            diff = same_state(before, after)
+            r.check('everything kept back on sqlite', diff == '', diff)
+            rc, out, err = move(loft, 'sqlite')
+            r.check('moving again is a no-op', rc == 0 and 'already' in out,
+                    out + err)
+            code = lmtp_deliver(loft, 'back on sqlite')
+            r.check('delivery on sqlite again', code.startswith('250') and
+                    user_dir_exists(loft), code)
+            # another account was never moved, and --all moves both
+            rc, out, err = loft.loftctl('migrate-store', '--all', '--to',
+                                        'postgres')
+            r.check('--all --to postgres', rc == 0 and
+                    out.count('moved to postgres') == len(loft.users),
+                    out + err)
+            after = imap_state(loft, pw)
+            r.check('after --all: alice on postgres, her mail there',
+                    mail_store(loft) == 1 and
+                    len(after['INBOX'][3]) == len(before['INBOX'][3]) + 1)
+            errors = [l for l in loft.log().splitlines()
+                      if re.search(r'Z error ', l) and 'being moved' not in l]
+            r.check('no error in the log', not errors, errors[:5])
+          except Exception:
+            time.sleep(2)
+            print(loft.log()[-6000:])
+            raise
+    finally:
+        pg.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return r.finish()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
