@@ -308,13 +308,16 @@ static int user_open(struct store *store, int64_t user_id, bool create,
 		return store_set_error(err, STORE_ERR_UNAVAILABLE,
 				       "The account is being moved; try "
 				       "again in a few seconds");
-	if ((u = user_find(store, user_id)) == NULL &&
-	    (u = user_find(store->pg, user_id)) == NULL) {
-		struct store *where;
-		if (store_route(store, user_id, false, &where, err) < 0 ||
-		    user_open_one(where, user_id, create, &u, err) < 0)
-			return -1;
-	}
+	/* The row is read on every open, not only for a handle not yet
+	 * open: the other side may hold an idle handle of the account that
+	 * its own threads opened (the sqlite indexer, the orphan sweep)
+	 * after a move, and that one must never serve it. */
+	struct store *where;
+	if (store_route(store, user_id, false, &where, err) < 0)
+		return -1;
+	if ((u = user_find(where, user_id)) == NULL &&
+	    user_open_one(where, user_id, create, &u, err) < 0)
+		return -1;
 	if (store_route_locked(store, user_id)) {
 		user_unref_close(u);
 		return store_set_error(err, STORE_ERR_UNAVAILABLE,
