@@ -86,10 +86,22 @@ static void sha256(const void *data, size_t len, unsigned char out[32])
 
 /* ---- copy ------------------------------------------------------------ */
 
+/* A folder's messages as appended (the modseq each got) and the
+ * source's, and its expunge log: store_import_exact's input. */
+struct folder_exact {
+	struct store_import_exact_msg *msgs;
+	size_t count, cap;
+	struct store_expunged_range *expunged;
+	size_t expunged_count;
+	uint64_t horizon;
+};
+
 struct batch {
 	struct store_import_item items[BATCH_MESSAGES];
 	char *kw[BATCH_MESSAGES];     /* the keywords' storage */
 	const char **kwv[BATCH_MESSAGES];
+	struct folder_exact *fx;      /* the folder's, for item.modseq */
+	size_t fx_index[BATCH_MESSAGES];
 	size_t count, bytes;
 };
 
@@ -105,6 +117,8 @@ static int batch_flush(struct store_user *dst, struct batch *b,
 			*err = it->err;
 			ret = -1;
 		}
+		if (it->ret == 0)
+			b->fx->msgs[b->fx_index[i]].got = it->modseq;
 		store_body_unref(&it->body);
 		free((char *)it->mailbox);
 		free((char *)it->p.pop3_uidl);
@@ -149,6 +163,14 @@ static int batch_add(struct store_user *dst, struct batch *b,
 	it->p.thread = msg->thread;
 	it->p.savedate = msg->savedate;
 	it->p.pop3_uidl = msg->pop3_uidl ? xstrdup(msg->pop3_uidl) : NULL;
+	struct folder_exact *fx = b->fx;
+	if (fx->count == fx->cap) {
+		fx->cap = fx->cap ? fx->cap * 2 : 64;
+		fx->msgs = xrealloc(fx->msgs, fx->cap * sizeof(*fx->msgs));
+	}
+	fx->msgs[fx->count] = (struct store_import_exact_msg){
+		msg->uid, 0, msg->modseq};
+	b->fx_index[b->count] = fx->count++;
 	b->count++;
 	b->bytes += msg->size;
 	if (b->count == BATCH_MESSAGES || b->bytes >= BATCH_BYTES)
@@ -269,6 +291,8 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 	const struct store_export_info *info = store_export_info(exp);
 	*modseq_r = info->modseq;
 	struct batch *b = xcalloc(1, sizeof(*b));
+	struct folder_exact *fxs = xcalloc(info->mailbox_count + 1,
+					   sizeof(*fxs));
 	int ret = 0;
 	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &info->mailboxes[i];
@@ -297,7 +321,11 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 			break;
 		}
 		rep->mailboxes++;
-		if ((ret = store_export_messages(exp, mb->id, err)) < 0)
+		b->fx = &fxs[i];
+		if ((ret = store_export_expunged(exp, mb->id, &fxs[i].expunged,
+						 &fxs[i].expunged_count,
+						 &fxs[i].horizon, err)) < 0 ||
+		    (ret = store_export_messages(exp, mb->id, err)) < 0)
 			break;
 		const struct store_export_msg *msg;
 		int r;
@@ -333,10 +361,19 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 			ret = copy_seen(exp, dst, mb, err);
 	}
 	free(b);
-	/* the counter at least where the source's was, then each folder's
-	 * UIDNEXT as there (after the counter: restore's order) */
+	/* subscriptions to names that do not exist (LSUB keeps them) */
+	for (size_t i = 0; i < info->subscription_count && ret == 0; i++) {
+		struct store_error e;
+		(void)store_mailbox_subscribe(dst, info->subscriptions[i], true,
+					      &e);
+	}
 	if (ret == 0)
-		ret = store_modseq_raise(dst, info->modseq, err);
+		ret = copy_sieve(src, dst, err);
+	if (ret == 0)
+		ret = copy_acl(src, dst, err);
+	/* restore's last steps (docs/backup.md): each folder's UIDNEXT, the
+	 * counter at least the source's, then in one commit per folder the
+	 * source's modseqs, expunge log and HIGHESTMODSEQ */
 	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &info->mailboxes[i];
 		if (mb->noselect)
@@ -348,17 +385,31 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 		};
 		ret = store_import_mailbox(dst, &after, NULL, err);
 	}
-	/* subscriptions to names that do not exist (LSUB keeps them) */
-	for (size_t i = 0; i < info->subscription_count && ret == 0; i++) {
-		struct store_error e;
-		(void)store_mailbox_subscribe(dst, info->subscriptions[i], true,
-					      &e);
+	if (ret == 0)
+		ret = store_modseq_raise(dst, info->modseq, err);
+	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &info->mailboxes[i];
+		if (mb->noselect)
+			continue;
+		struct store_import_exact x = {
+			.name = mb->name,
+			.uidvalidity = mb->uidvalidity,
+			.highestmodseq = mb->highestmodseq,
+			.expunge_horizon = fxs[i].horizon,
+			.jmap_horizon = info->modseq,
+			.msgs = fxs[i].msgs,
+			.msg_count = fxs[i].count,
+			.expunged = fxs[i].expunged,
+			.expunged_count = fxs[i].expunged_count,
+		};
+		ret = store_import_exact(dst, &x, err);
 	}
+	for (size_t i = 0; i < info->mailbox_count; i++) {
+		free(fxs[i].msgs);
+		free(fxs[i].expunged);
+	}
+	free(fxs);
 	store_export_end(&exp);
-	if (ret == 0)
-		ret = copy_sieve(src, dst, err);
-	if (ret == 0)
-		ret = copy_acl(src, dst, err);
 	return ret;
 }
 
@@ -436,9 +487,9 @@ mailbox_named(const struct store_export_info *info, const char *name)
 }
 
 /* Everything a client keeps must be the same: the folders, UIDVALIDITY,
- * UIDNEXT, each message's UID, flags, keywords, internal date, size,
- * EMAILID and THREADID and bytes (by SHA-256); a MODSEQ may only be
- * higher (counted where it is the same), the account's counter too. */
+ * UIDNEXT, HIGHESTMODSEQ, the expunge log, each message's UID, MODSEQ,
+ * flags, keywords, internal date, size, EMAILID and THREADID and bytes
+ * (by SHA-256); the account's counter may only be higher. */
 static int verify(struct store_user *src, struct store_user *dst,
 		  const struct email_map *emails,
 		  struct store_move_report *rep, struct store_error *err)
@@ -475,14 +526,41 @@ static int verify(struct store_user *src, struct store_user *dst,
 		}
 		if (a->uidvalidity != b->uidvalidity ||
 		    a->uidnext != b->uidnext ||
+		    a->highestmodseq != b->highestmodseq ||
 		    a->special_use != b->special_use ||
 		    strcmp(a->objectid, b->objectid) != 0) {
 			ret = store_set_error(err, STORE_ERR_INTERNAL,
 					      "%s: UIDVALIDITY %u/%u, UIDNEXT "
-					      "%u/%u, role or MAILBOXID differ",
-					      a->name, a->uidvalidity,
+					      "%u/%u, HIGHESTMODSEQ %" PRIu64
+					      "/%" PRIu64 ", role or MAILBOXID "
+					      "differ", a->name, a->uidvalidity,
 					      b->uidvalidity, a->uidnext,
-					      b->uidnext);
+					      b->uidnext, a->highestmodseq,
+					      b->highestmodseq);
+			break;
+		}
+		/* the expunge log: QRESYNC's VANISHED (EARLIER) */
+		struct store_expunged_range *xa = NULL, *xb = NULL;
+		size_t na = 0, nb = 0;
+		uint64_t ha, hb;
+		if (store_export_expunged(se, a->id, &xa, &na, &ha, err) < 0 ||
+		    store_export_expunged(de, b->id, &xb, &nb, &hb, err) < 0) {
+			free(xa);
+			ret = -1;
+			break;
+		}
+		bool same = na == nb && hb >= ha;
+		for (size_t k = 0; same && k < na; k++)
+			same = xa[k].first == xb[k].first &&
+			       xa[k].last == xb[k].last &&
+			       xa[k].modseq == xb[k].modseq;
+		free(xa);
+		free(xb);
+		if (!same) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: the expunge log differs at "
+					      "the target (%zu/%zu ranges)",
+					      a->name, na, nb);
 			break;
 		}
 		struct msg_row *sr, *dr;
@@ -506,7 +584,7 @@ static int verify(struct store_user *src, struct store_user *dst,
 			    strcmp(x->keywords, y->keywords) != 0 ||
 			    x->internaldate != y->internaldate ||
 			    x->size != y->size || x->email != y->email ||
-			    x->thread != y->thread || y->modseq < x->modseq) {
+			    x->thread != y->thread || y->modseq != x->modseq) {
 				ret = store_set_error(
 					err, STORE_ERR_INTERNAL,
 					"%s UID %u: differs at the target "

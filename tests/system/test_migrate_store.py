@@ -60,7 +60,7 @@ def imap_state(loft, pw):
         hm = int(re.search(r'HIGHESTMODSEQ (\d+)', s).group(1))
         c.select('"%s"' % name, readonly=True)
         typ, data = c.uid('FETCH', '1:*',
-                          '(FLAGS EMAILID THREADID BODY.PEEK[])')
+                          '(FLAGS MODSEQ EMAILID THREADID BODY.PEEK[])')
         msgs = {}
         for item in data:
             if not isinstance(item, tuple):
@@ -71,6 +71,7 @@ def imap_state(loft, pw):
                 r'FLAGS \(([^)]*)\)', head).group(1).split()
                 if f != '\\Recent'))
             eid = re.search(r'EMAILID \((\S+)\)', head).group(1)
+            eid += ' MODSEQ ' + re.search(r'MODSEQ \((\d+)\)', head).group(1)
             tid = re.search(r'THREADID \((\S+)\)', head).group(1)
             msgs[uid] = (flags, eid, tid,
                          hashlib.sha256(item[1]).hexdigest())
@@ -87,8 +88,8 @@ def same_state(before, after):
         b, a = before[name], after[name]
         if b[0] != a[0] or b[1] != a[1]:
             return '%s: UIDVALIDITY/UIDNEXT %s/%s' % (name, b[:2], a[:2])
-        if a[2] < b[2]:
-            return '%s: HIGHESTMODSEQ went down %d -> %d' % (name, b[2], a[2])
+        if a[2] != b[2]:
+            return '%s: HIGHESTMODSEQ %d -> %d' % (name, b[2], a[2])
         if b[3] != a[3]:
             return '%s: messages %s / %s' % (name, b[3], a[3])
     return ''
@@ -189,11 +190,14 @@ def populate(loft, pw):
     c.append('Work/2026', '($Work)', None,
              b'From: b@example.org\r\nSubject: work\r\n\r\nwork\r\n')
     c.select('INBOX')
+    typ, st = c.status('INBOX', '(HIGHESTMODSEQ)')
+    before_expunge = int(re.search(rb'HIGHESTMODSEQ (\d+)', st[0]).group(1))
     c.uid('STORE', '2', '+FLAGS', '(\\Deleted)')
     c.expunge()
     c.uid('COPY', '3', 'Work')
     c.uid('STORE', '4', '+FLAGS', '(\\Answered custom1)')
     c.logout()
+    return before_expunge
 
 
 def mbsync_setup(loft, pw, work):
@@ -254,7 +258,7 @@ def main():
         with Loft(extra=extra) as loft:
           try:
             pw = loft.users[USER]
-            populate(loft, pw)
+            before_expunge = populate(loft, pw)
             before = imap_state(loft, pw)
             r.check('populated', len(before['INBOX'][3]) == 5 and
                     len(before['Work'][3]) == 1, before)
@@ -331,9 +335,31 @@ def main():
             fetched = [int(m.group(1)) for l in lines
                        for m in [re.search(r'FETCH \(.*UID (\d+)', l)] if m]
             new = [u for u in fetched if u not in msgs]
-            r.check('QRESYNC resync: ok, only the new delivery is new',
-                    lines[-1].startswith('c OK') and len(new) <= 1 and
-                    all(u >= un for u in new), lines)
+            r.check('QRESYNC resync: only the new delivery, no old '
+                    'message again (MODSEQs kept)',
+                    lines[-1].startswith('c OK') and len(new) == 1 and
+                    new[0] >= un and len(fetched) == 1, lines)
+            # from before the expunge: the log came along
+            s = socket.create_connection(('127.0.0.1', loft.port('imap')),
+                                         timeout=30 * SLOW)
+            f = s.makefile('rb')
+            f.readline()
+            lines = []
+            for cmd in ('a LOGIN %s %s' % (USER, pw), 'b ENABLE QRESYNC',
+                        'c SELECT INBOX (QRESYNC (%d %d 1:%d))'
+                        % (uv, before_expunge, un - 1)):
+                s.sendall((cmd + '\r\n').encode())
+                tag = cmd.split()[0]
+                while True:
+                    line = f.readline().decode()
+                    lines.append(line)
+                    if line.startswith(tag + ' '):
+                        break
+            s.sendall(b'z LOGOUT\r\n')
+            s.close()
+            r.check('QRESYNC from before the expunge: VANISHED (EARLIER) 2',
+                    any(l.startswith('* VANISHED (EARLIER) 2\r') for l in lines)
+                    and lines[-1].startswith('c OK'), lines)
             if mb:
                 rc, files1, out = mbsync_run(mb)
                 r.check('mbsync after the move downloads only the new '

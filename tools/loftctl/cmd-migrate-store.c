@@ -91,10 +91,9 @@ static int move_one(struct loftctl *ctl, struct store *store,
 		return 0;
 	}
 	printf("%s: moved to %s: %u folders, %" PRIu64 " messages, %" PRIu64
-	       " bytes, locked %" PRIu64 " ms, %" PRIu64 " of %" PRIu64
-	       " MODSEQs kept (the others are higher)\n",
-	       u.address, store_backend_name(to), rep.mailboxes, rep.messages,
-	       rep.bytes, rep.locked_ms, rep.modseq_exact, rep.messages);
+	       " bytes, locked %" PRIu64 " ms\n", u.address,
+	       store_backend_name(to), rep.mailboxes, rep.messages, rep.bytes,
+	       rep.locked_ms);
 	if (rep.source_kept)
 		fprintf(stderr, "loftctl: note: %s: the old copy on %s was not"
 			" removed (%s); the next move removes it\n", u.address,
