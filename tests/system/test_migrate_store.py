@@ -112,8 +112,9 @@ def user_dir_exists(loft):
     return False
 
 
-def lmtp_deliver(loft, subject):
-    """The final reply code of one LMTP delivery to USER."""
+def lmtp_deliver(loft, subject, rcpts=(USER,)):
+    """The final reply of one LMTP delivery to USER (to several: the
+    replies after DATA, one per recipient, joined)."""
     s = socket.create_connection(('127.0.0.1', loft.port('lmtp')),
                                  timeout=30 * SLOW)
     f = s.makefile('rb')
@@ -129,16 +130,17 @@ def lmtp_deliver(loft, subject):
     reply()
     s.sendall(b'MAIL FROM:<x@example.org>\r\n')
     reply()
-    s.sendall(('RCPT TO:<%s>\r\n' % USER).encode())
-    rc = reply()
-    if not rc.startswith('250'):
-        s.close()
-        return rc
+    for rcpt in rcpts:
+        s.sendall(('RCPT TO:<%s>\r\n' % rcpt).encode())
+        rc = reply()
+        if not rc.startswith('250'):
+            s.close()
+            return rc
     s.sendall(('DATA\r\n').encode())
     reply()
     s.sendall(('Subject: %s\r\nFrom: x@example.org\r\n\r\nhello\r\n.\r\n'
                % subject).encode())
-    rc = reply()
+    rc = ''.join(reply() for _ in rcpts)
     s.sendall(b'QUIT\r\n')
     s.close()
     return rc
@@ -313,6 +315,27 @@ def main():
             after = imap_state(loft, pw)
             r.check('delivery stored on postgres',
                     len(after['INBOX'][3]) == 6, after['INBOX'])
+            # one delivery to an account on each backend (bob is still
+            # on sqlite): the body's bytes reach both
+            bob = 'bob@example.test'
+            code = lmtp_deliver(loft, 'to both', rcpts=(bob, USER))
+            r.check('LMTP to a sqlite and a postgres account: 250 each',
+                    code.count('250 ') == 2, code)
+            got = []
+            for who in (bob, USER):
+                c = loft.imap_login(who, loft.users[who])
+                c.select('INBOX', readonly=True)
+                typ, data = c.uid('SEARCH', 'SUBJECT', '"to both"')
+                uids = data[0].split()
+                body = c.uid('FETCH', uids[-1], '(BODY.PEEK[])')[1][0][1] \
+                    if uids else b''
+                got.append(body)
+                c.logout()
+            r.check('each got the message whole', all(
+                b'Subject: to both' in b and b.endswith(b'hello\r\n')
+                for b in got), got)
+            # the IDLE state below is before these two deliveries
+            extra_new = 1
 
             # the IDLE client comes back with its old state: no new UID
             uv, un, hm, msgs = before['INBOX']
@@ -335,10 +358,12 @@ def main():
             fetched = [int(m.group(1)) for l in lines
                        for m in [re.search(r'FETCH \(.*UID (\d+)', l)] if m]
             new = [u for u in fetched if u not in msgs]
-            r.check('QRESYNC resync: only the new delivery, no old '
+            r.check('QRESYNC resync: only the new deliveries, no old '
                     'message again (MODSEQs kept)',
-                    lines[-1].startswith('c OK') and len(new) == 1 and
-                    new[0] >= un and len(fetched) == 1, lines)
+                    lines[-1].startswith('c OK') and
+                    len(new) == 1 + extra_new and
+                    all(u >= un for u in new) and
+                    len(fetched) == len(new), lines)
             # from before the expunge: the log came along
             s = socket.create_connection(('127.0.0.1', loft.port('imap')),
                                          timeout=30 * SLOW)
@@ -363,7 +388,8 @@ def main():
             if mb:
                 rc, files1, out = mbsync_run(mb)
                 r.check('mbsync after the move downloads only the new '
-                        'delivery', rc == 0 and files1 == files0 + 1,
+                        'deliveries', rc == 0 and
+                        files1 == files0 + 1 + extra_new,
                         '%d -> %d files, rc %d: %s' % (files0, files1, rc,
                                                        out[-800:]))
             before = imap_state(loft, pw)
