@@ -1881,28 +1881,44 @@ struct exact_folder {
 	bool on;
 	struct store_import_exact_msg *msgs;
 	size_t n;
+	/* the source's UIDs this run did not store (--since, a failure,
+	 * another UID given): expunged now, to a client that cached them */
+	struct store_uid_range *left;
+	size_t nleft;
 };
 
 /* After a folder's last commit: each message this run stored with its
- * UID (m->got, UID order), with the modseq it got and the source's. */
+ * UID (m->got, UID order), with the modseq it got and the source's, and
+ * those it did not store. */
 static void exact_collect(struct migrate *m, json_t *mb,
 			  struct exact_folder *x)
 {
+	json_t *msgs = json_object_get(mb, "messages");
 	x->on = true;
 	x->msgs = xcalloc(m->got_n ? m->got_n : 1, sizeof(*x->msgs));
 	x->n = 0;
+	x->left = xcalloc(json_array_size(msgs) + 1, sizeof(*x->left));
+	x->nleft = 0;
 	size_t g = 0, j;
 	json_t *msg;
-	json_array_foreach(json_object_get(mb, "messages"), j, msg) {
+	json_array_foreach(msgs, j, msg) {
 		uint32_t uid = (uint32_t)jint(msg, "uid");
 		while (g < m->got_n && m->got[g].uid < uid)
 			g++;
-		if (g == m->got_n)
-			break;
 		uint64_t modseq = (uint64_t)jint(msg, "modseq");
-		if (m->got[g].uid == uid && modseq > 0)
-			x->msgs[x->n++] = (struct store_import_exact_msg){
-				uid, m->got[g].modseq, modseq};
+		if (g < m->got_n && m->got[g].uid == uid) {
+			if (modseq > 0)
+				x->msgs[x->n++] = (struct store_import_exact_msg){
+					uid, m->got[g].modseq, modseq};
+		} else if (uid > 0) {
+			/* (one the folder holds, from an earlier run, the
+			 * store leaves out of the log) */
+			if (x->nleft > 0 && x->left[x->nleft - 1].hi + 1 == uid)
+				x->left[x->nleft - 1].hi = uid;
+			else
+				x->left[x->nleft++] = (struct store_uid_range){
+					uid, uid};
+		}
 	}
 	m->got_n = 0;
 }
@@ -1954,6 +1970,15 @@ static int exact_finish(struct migrate *m, json_t *mb, struct exact_folder *f,
 				(time_t)jint(e, "at")};
 		}
 		free(u);
+	}
+	/* what this run left out: expunged now (a new modseq) */
+	for (size_t i = 0; i < f->nleft; i++) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			r = xrealloc(r, cap * sizeof(*r));
+		}
+		r[n++] = (struct store_expunged_range){
+			f->left[i].lo, f->left[i].hi, 0, time(NULL)};
 	}
 	x.expunged = r;
 	x.expunged_count = n;
@@ -2230,8 +2255,10 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 							"modseq")) < 0)
 			ret = 1;
 	}
-	for (size_t kn = 0; kn < nkept; kn++)
+	for (size_t kn = 0; kn < nkept; kn++) {
 		free(exact[kn].msgs);
+		free(exact[kn].left);
+	}
 	free(exact);
 	free(kept);
 	free(source);

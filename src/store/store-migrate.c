@@ -208,7 +208,7 @@ int store_import_exact(struct store_user *user,
 					       x->msgs[i].uid);
 	for (size_t i = 0; i < x->expunged_count; i++) {
 		const struct store_expunged_range *r = &x->expunged[i];
-		if (r->first == 0 || r->first > r->last || r->modseq == 0 ||
+		if (r->first == 0 || r->first > r->last ||
 		    r->modseq > (uint64_t)INT64_MAX)
 			return store_set_error(err, STORE_ERR_INVALID,
 					       "Invalid expunge log entry");

@@ -1484,7 +1484,10 @@ int store_modseq_raise(struct store_user *user, uint64_t modseq,
  * counter's modseqs. */
 struct store_expunged_range {
 	uint32_t first, last;        /* UIDs */
-	uint64_t modseq;
+	uint64_t modseq;             /* store_import_exact: 0 a new one (a
+					restore's messages left out: to a
+					client that cached the source, they
+					are expunged now) */
 	time_t at;                   /* when (the log keeps it from then) */
 };
 struct store_import_exact_msg {

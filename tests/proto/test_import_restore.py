@@ -29,6 +29,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 
 from imapconv import Conv
 from jmapclient import Jmap
@@ -371,6 +372,32 @@ def main():
                         r'\* VANISHED \(EARLIER\) (.*,)?4(,|:|$)', l)
                         for l in told3['Projects'][1]),
                     told3['Projects'][1])
+
+        # messages a restore leaves out (--since after them all) are, to
+        # a client that cached the source, expunged now: its resync is
+        # told they vanished, and HIGHESTMODSEQ is above the source's
+        later = time.strftime('%Y-%m-%d', time.gmtime(time.time() + 2 * 86400))
+        with Loft(users={A: PW}) as env4:
+            rc, out, err = env4.loftctl('restore', dest, A, '--since', later)
+            R.check('restore --since after every message: exit 0',
+                    rc == 0, out + err)
+            told4 = exact_answers(env4, caches)
+            for name, known in (('INBOX', {1, 2, 5, 6}),
+                                ('Projects', {3, 4})):
+                gone = set()
+                for line in told4[name][1]:
+                    m = re.match(r'\* VANISHED \(EARLIER\) (\S+)$', line)
+                    for part in (m.group(1).split(',') if m else ()):
+                        lo, _, hi = part.partition(':')
+                        gone |= set(range(int(lo), int(hi or lo) + 1))
+                R.check('--since: %s: a QRESYNC from the old cache is told'
+                        ' every message left out vanished' % name,
+                        gone == known, (gone, told4[name][1]))
+                hms = int(re.search(r'HIGHESTMODSEQ (\d+)',
+                                    told4[name][0][0]).group(1))
+                R.check('--since: %s: HIGHESTMODSEQ above the source\'s'
+                        % name, hms > int(before[name][0]['HIGHESTMODSEQ']),
+                        (hms, before[name][0]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()

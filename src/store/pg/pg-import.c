@@ -514,7 +514,8 @@ static char *exact_array(const struct store_import_exact *x, int col)
 
 /* As sqlite/sq-migrate.c's exact_job: the source's modseqs on messages
  * nothing changed since their append, its expunge log and horizon,
- * HIGHESTMODSEQ; no modseq taken, the counter only raised. */
+ * HIGHESTMODSEQ; no modseq taken (but for log entries given none), the
+ * counter only raised. */
 static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
 		    struct store_error *err)
 {
@@ -527,6 +528,12 @@ static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
 				       " UIDVALIDITY %u, not the source's %u",
 				       x->name, mb.uidvalidity,
 				       x->uidvalidity);
+	/* the counter at least the source's first: a modseq taken below
+	 * (messages left out, expunged now) is above every source one */
+	if (x->highestmodseq > tx->modseq) {
+		tx->modseq = x->highestmodseq;
+		tx->usage_dirty = true;
+	}
 	struct pg_params p;
 	if (x->msg_count > 0) {
 		char *uids = exact_array(x, 0), *got = exact_array(x, 1),
@@ -561,7 +568,8 @@ static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
 		pg_p_int(&p, mb.id);
 		pg_p_int(&p, e->first);
 		pg_p_int(&p, last);
-		pg_p_int(&p, (int64_t)e->modseq);
+		pg_p_int(&p, (int64_t)(e->modseq != 0 ? e->modseq
+						      : pg_tx_modseq(tx)));
 		pg_p_int(&p, (int64_t)e->at);
 		if (pg_run(tx->c, "INSERT INTO expunged SELECT $1, $2, u, $5, $6"
 			   " FROM generate_series($3::bigint, $4::bigint) u"

@@ -478,8 +478,9 @@ int sq_modseq_raise(struct store_user *user, uint64_t modseq,
 /* A restore's last step for a folder (store.h store_import_exact): the
  * source's modseqs on the messages nothing changed since their append,
  * its expunge log and horizon, HIGHESTMODSEQ, in this one job. No modseq
- * is taken: what changes is the past as the source had it, below every
- * modseq a session has been told about (a session's view keeps going
+ * is taken (but for log entries given none: messages a restore left out):
+ * what changes is the past as the source had it, below every modseq a
+ * session has been told about (a session's view keeps going
  * from the one it has, which stays at or below the counter). */
 static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 {
@@ -491,6 +492,12 @@ static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		return sq_job_fail(job, STORE_ERR_INVALID, "%s has UIDVALIDITY"
 				   " %u, not the source's %u", x->name,
 				   mb.uidvalidity, x->uidvalidity);
+	/* the counter at least the source's first: a modseq taken below
+	 * (messages left out, expunged now) is above every source one */
+	if (x->highestmodseq > u->tx_modseq) {
+		u->tx_modseq = x->highestmodseq;
+		u->tx_dirty = true;
+	}
 	sqlite3_stmt *st;
 	for (size_t i = 0; i < x->msg_count; i++) {
 		const struct store_import_exact_msg *m = &x->msgs[i];
@@ -526,7 +533,8 @@ static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 				return sq_job_dberr(job, c);
 			sqlite3_bind_int64(st, 1, mb.id);
 			sqlite3_bind_int64(st, 2, uid);
-			sqlite3_bind_int64(st, 3, (sqlite3_int64)r->modseq);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)(r->modseq != 0
+				? r->modseq : sq_job_modseq(u, job)));
 			sqlite3_bind_int64(st, 4, (sqlite3_int64)r->at);
 			int rc = sqlite3_step(st);
 			sqlite3_reset(st);
