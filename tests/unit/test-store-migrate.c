@@ -731,6 +731,25 @@ static void test_exact(void)
 	CHECK_INT(store_flags_update(u, "Box", &one, 1, &ch, NULL, NULL,
 				     NULL, NULL, &err), 0);
 	CHECK(modseq_of(u, "Box", 1) > changed);
+
+	/* log entries without a modseq (messages a restore left out) take
+	 * a new one, above the source's HIGHESTMODSEQ */
+	struct store_import_mailbox spec2 = {.name = "Box2", .uidvalidity = 5,
+					     .uidnext = 4};
+	CHECK_INT(store_import_mailbox(u, &spec2, NULL, &err), 0);
+	struct store_expunged_range left = {1, 3, 0, 1700000300};
+	struct store_import_exact x2 = {
+		.name = "Box2", .uidvalidity = 5, .highestmodseq = 900,
+		.expunged = &left, .expunged_count = 1,
+	};
+	CHECK_INT(store_import_exact(u, &x2, &err), 0);
+	info = status(u, "Box2");
+	CHECK(info.highestmodseq > 900);
+	store_mailbox_info_free(&info);
+	CHECK_INT(store_expunged_since(u, "Box2", 900, NULL, 0, &gone, &ngone,
+				       &complete, &err), 0);
+	CHECK_INT(ngone, 3);
+	free(gone);
 	store_user_unref(&u);
 	teardown(&store);
 }
