@@ -677,6 +677,20 @@ static int view_reload(struct store_view *v, struct store_error *err)
 	return 0;
 }
 
+/* Nobody, in this process or another, has committed to the account
+ * since the view's last read: no in-process commit moved last_modseq
+ * and the backend's change stamp, taken before that read as before
+ * this one, is the same. The read would find what the view has; a
+ * sync after every command (most change nothing) then costs two
+ * stat() calls instead of a read transaction. 0: the backend cannot
+ * tell, always read. */
+static bool view_unchanged(const struct store_view *v, uint64_t seen,
+			   uint64_t stamp)
+{
+	return stamp != 0 && seen == v->user_modseq &&
+	       stamp == atomic_load(&v->stamp);
+}
+
 int store_view_sync(struct store_view *v, bool allow_expunge,
 		    const struct store_view_callbacks *cb, void *ctx,
 		    struct store_error *err)
@@ -687,10 +701,19 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 	size_t nexp = 0;
 	bool complete = true;
 	uint64_t seen = atomic_load(&v->user->last_modseq);
-	atomic_store(&v->stamp, change_stamp(v->user));
+	uint64_t stamp = change_stamp(v->user);
+	if (view_unchanged(v, seen, stamp)) {
+		if (allow_expunge && v->ghost_count > 0) {
+			view_drop_ghosts(v, cb, ctx);
+			v->info.messages = store_view_count(v);
+			v->info.recent = v->recent_count;
+		}
+		return 0;
+	}
+	atomic_store(&v->stamp, stamp);
 
-	/* Always asked (cheap when nothing changed): another process, such
-	 * as loftctl, may have changed the mailbox without telling the hub. */
+	/* Asked whenever the stamp moved: another process, such as
+	 * loftctl, may have changed the mailbox without telling the hub. */
 	const struct store_backend_vfuncs *vf = v->user->store->vf;
 	if ((v->pvt != 0
 		     ? vf->seen_view_delta(v->user, v->info.id, v->pvt,

@@ -2409,8 +2409,13 @@ static void test_view_change_stamp(void)
 		CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
 	sq_idle_trim(store, 0);
 	CHECK(!store_view_maybe_changed(v));
-	/* a read of the closed index, and the trim closing it again */
+	/* nothing committed since: a sync (one after every IMAP command)
+	 * leaves the closed index closed */
 	CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
+	CHECK(SQU(u)->readers == NULL && SQU(u)->writer == NULL);
+	CHECK_INT(store_view_count(v), 1);
+	/* a read of the closed index, and the trim closing it again */
+	CHECK_INT(store_view_first_unseen(v, &err), 1);
 	CHECK(SQU(u)->readers != NULL);
 	sq_idle_trim(store, 0);
 	CHECK(SQU(u)->readers == NULL);

@@ -398,7 +398,8 @@ static bool has_children(struct sq_conn *c, const char *name)
 }
 
 int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
-		     struct store_mailbox_info *info_r, bool want_recent)
+		     struct store_mailbox_info *info_r, bool want_recent,
+		     bool want_children)
 {
 	sqlite3_stmt *st = sq_stmt(c, "SELECT " MBOX_COLS " FROM mailbox"
 				      " WHERE id = ?");
@@ -409,7 +410,7 @@ int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
 	if (rc == SQLITE_ROW)
 		info_from_row(u, c, st, info_r, want_recent);
 	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW && want_children)
 		info_r->has_children = has_children(c, info_r->name);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
@@ -563,7 +564,7 @@ int sq_mailbox_status(struct store_user *user, const char *name, uint32_t id,
 		id = mb.id;
 	}
 	if (ret == 0) {
-		int r = sq_mbox_info_row(u, c, id, info_r, true);
+		int r = sq_mbox_info_row(u, c, id, info_r, true, true);
 		if (r < 0)
 			ret = sq_db_error(c, err, "status");
 		else if (r == 0)

@@ -650,8 +650,10 @@ int sq_mailbox_list_in(struct sq_user *u, struct sq_conn *c,
 int sq_mailbox_list_norecent_in(struct sq_user *u, struct sq_conn *c,
 				struct store_mailbox_info **list_r,
 				size_t *count_r, struct store_error *err);
+/* want_children: has_children too (a query more; views do without) */
 int sq_mbox_info_row(struct sq_user *u, struct sq_conn *c, uint32_t id,
-		     struct store_mailbox_info *info_r, bool want_recent);
+		     struct store_mailbox_info *info_r, bool want_recent,
+		     bool want_children);
 uint32_t sq_recent_first(struct sq_user *u, uint32_t mailbox_id,
 			 uint32_t db_value);
 void sq_recent_forget(struct sq_user *u, uint32_t mailbox_id);

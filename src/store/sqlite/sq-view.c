@@ -89,8 +89,9 @@ static int view_load(struct store_user *user, const char *mailbox,
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;
 	int ret = 0, rc = SQLITE_DONE;
-	/* a view counts its own \Recent: no need to count them here */
-	if (sq_mbox_info_row(u, c, mb.id, info_r, false) <= 0) {
+	/* a view counts its own \Recent, and has no use for
+	 * has_children (a query more, at every sync that reads) */
+	if (sq_mbox_info_row(u, c, mb.id, info_r, false, false) <= 0) {
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
@@ -209,8 +210,9 @@ static int view_delta(struct store_user *user, uint32_t mailbox_id,
 	*expunged_count_r = 0;
 	*complete_r = true;
 	int ret = 0;
-	/* a view counts its own \Recent: no need to count them here */
-	if (sq_mbox_info_row(u, c, mb.id, info_r, false) <= 0) {
+	/* a view counts its own \Recent, and has no use for
+	 * has_children (a query more, at every sync that reads) */
+	if (sq_mbox_info_row(u, c, mb.id, info_r, false, false) <= 0) {
 		ret = sq_db_error(c, err, "view");
 		goto out;
 	}
