@@ -2442,6 +2442,58 @@ out:
 	teardown(&store);
 }
 
+/* sq-wal.c: with fsync, a group commit's WAL frames are written in one
+ * go (gathered), and what another store (another process) then reads is
+ * what was committed: a commit under the gather buffer, one past it, and
+ * a small one after (the fault_injection test fails the gathered write). */
+static void test_wal_gather(void)
+{
+	struct store *store = setup_fsync(true);
+	struct store_user *u = user_open(store, 61);
+	struct store_error err;
+	if (pg_conninfo != NULL)
+		goto out;
+	static const char small[] = "Subject: small\r\n\r\nsmall\r\n";
+	uint64_t before = atomic_load(&sq_wal_gathered_writes);
+	CHECK_INT(append(u, "INBOX", small, 0), 1);
+	CHECK(atomic_load(&sq_wal_gathered_writes) > before);
+	/* kept in the index (under SQ_INLINE_MAX) but hardly compressible,
+	 * and all of it search text: a commit of several gather buffers */
+	char *big = big_message("big", 120000);
+	uint32_t x = 12345;
+	for (size_t i = 20; i < 120000 - 2; i++) {
+		x = x * 1103515245 + 12345;
+		big[i] = (x >> 16) % 9 == 0 ? ' ' : (char)('a' + (x >> 20) % 26);
+	}
+	CHECK_INT(append(u, "INBOX", big, 0), 2);
+	struct store_uid_range one = {1, 1};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .flags = STORE_FLAG_SEEN};
+	CHECK_INT(store_flags_update(u, "INBOX", &one, 1, &ch, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	struct store_settings set = other_settings();
+	struct store *other;
+	CHECK_INT(store_open(&set, &other, &err), 0);
+	struct store_user *u2 = user_open(other, 61);
+	struct store_mailbox_info info = status(u2, "INBOX");
+	CHECK_INT(info.messages, 2);
+	CHECK_INT(info.unseen, 1);
+	store_mailbox_info_free(&info);
+	for (uint32_t uid = 1; uid <= 2; uid++) {
+		const char *want = uid == 1 ? small : big;
+		struct store_blob b;
+		CHECK_INT(store_blob_open(u2, "INBOX", uid, &b, &err), 0);
+		CHECK(b.len == strlen(want) && memcmp(b.data, want, b.len) == 0);
+		store_blob_close(&b);
+	}
+	store_user_unref(&u2);
+	store_close(&other);
+	free(big);
+out:
+	store_user_unref(&u);
+	teardown(&store);
+}
+
 /* SQLite's allocator (sq-mem.c): what comes back is what was stored,
  * at least as large as asked, aligned; freed slabs go back. Random
  * sizes across the classes and past the largest (those go to malloc),
@@ -3509,6 +3561,7 @@ static const struct test_case cases[] = {
 	{"idle_trim", test_idle_trim},
 	{"sqlite_memory", test_sqlite_memory},
 	{"view_change_stamp", test_view_change_stamp},
+	{"wal_gather", test_wal_gather},
 	{"handle_eviction", test_handle_eviction},
 	{"search_big_text", test_search_big_text},
 	{"deferred_unlink", test_deferred_unlink},

@@ -220,7 +220,12 @@ static void run_batch(struct sq_user *u, struct sq_job *batch)
 		sq_exec(c, "ROLLBACK");
 		return;
 	}
-	if (sq_exec(c, "COMMIT") < 0) {
+	/* the batch's WAL frames in one write (sq-wal.c) */
+	sq_wal_gather_begin();
+	int committed = sq_exec(c, "COMMIT");
+	if (sq_wal_gather_end(committed == 0) != SQLITE_OK)
+		committed = -1;
+	if (committed < 0) {
 		batch_fail(batch, c, "commit");
 		sq_exec(c, "ROLLBACK");
 		return;

@@ -258,7 +258,7 @@ int sq_conn_open(const char *path, bool writer, bool fsync,
 	 * the pragma must come before its first table, and on an existing
 	 * index it would write (an index too new to touch stays as is) */
 	bool fresh = writer && access(path, F_OK) < 0;
-	if (sqlite3_open_v2(path, &c->db, flags, sq_fault_vfs()) !=
+	if (sqlite3_open_v2(path, &c->db, flags, sq_wal_vfs(fsync)) !=
 	    SQLITE_OK) {
 		log_error("store", NULL, "open %s: %s (%s)", path,
 			  c->db ? sqlite3_errmsg(c->db) : "out of memory",

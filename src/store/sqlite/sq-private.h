@@ -292,6 +292,13 @@ enum {
 void sq_fault_enable(void);
 /* Its name, or NULL (the default VFS) unless enabled. */
 const char *sq_fault_vfs(void);
+/* sq-wal.c: the VFS of an index connection (NULL: SQLite's default);
+ * with fsync, a group commit's COMMIT between sq_wal_gather_begin and
+ * sq_wal_gather_end(committed) writes its WAL frames in one pwrite. */
+const char *sq_wal_vfs(bool fsync);
+void sq_wal_gather_begin(void);
+int sq_wal_gather_end(bool committed);
+extern _Atomic uint64_t sq_wal_gathered_writes;
 /* The k-th and every later call of ops fails (writes: ENOSPC, or EIO
  * with io_error) until disarmed; disarm says whether any failed. */
 void sq_fault_arm(int ops, long k, bool io_error);
