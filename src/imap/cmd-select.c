@@ -139,7 +139,10 @@ static void send_flags(struct imap_client *c)
 	char **kw = NULL;
 	size_t kn = 0;
 	struct store_error err;
-	if (store_mailbox_keywords(imap_client_sel_user(c), c->mailbox, &kw, &kn, &err) < 0) {
+	/* read with the view, in the same snapshot */
+	if (store_view_take_keywords(c->view, &kw, &kn))
+		;
+	else if (store_mailbox_keywords(imap_client_sel_user(c), c->mailbox, &kw, &kn, &err) < 0) {
 		kw = NULL;
 		kn = 0;
 	}

@@ -42,6 +42,14 @@ struct store_view_want {
 	size_t count;
 	uint32_t *gone;            /* sorted; from_base only */
 	size_t gone_count;
+	/* Optional, from the same snapshot (a SELECT's FLAGS and [UNSEEN]
+	 * without a read of their own): the mailbox's keywords (sorted;
+	 * the caller frees), and for the owner (viewer 0) the first UID
+	 * without \Seen (0: none). */
+	bool keywords_set, first_unseen_set;
+	char **keywords;
+	size_t keyword_count;
+	uint32_t first_unseen;
 };
 
 struct store_backend_vfuncs {

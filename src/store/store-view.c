@@ -69,7 +69,32 @@ struct store_view {
 	/* the backend's change stamp before the last sync (0: none); read
 	 * by a keepalive on the I/O thread */
 	_Atomic uint64_t stamp;
+	/* read with the open, kept until a sync reads again (the backend
+	 * may not give them: the _set flags) */
+	bool open_keywords_set, open_unseen_set;
+	char **open_keywords;
+	size_t open_keyword_count;
+	uint32_t open_first_unseen;
 };
+
+static void open_extras_forget(struct store_view *v)
+{
+	for (size_t i = 0; i < v->open_keyword_count; i++)
+		free(v->open_keywords[i]);
+	free(v->open_keywords);
+	v->open_keywords = NULL;
+	v->open_keyword_count = 0;
+	v->open_keywords_set = v->open_unseen_set = false;
+}
+
+static void want_keywords_free(struct store_view_want *w)
+{
+	for (size_t i = 0; i < w->keyword_count; i++)
+		free(w->keywords[i]);
+	free(w->keywords);
+	w->keywords = NULL;
+	w->keyword_count = 0;
+}
 
 static uint64_t change_stamp(struct store_user *user)
 {
@@ -398,9 +423,15 @@ int store_view_open(struct store_user *user, const char *mailbox,
 		list_unref(user, &o.list);
 		free(o.want.uids);
 		free(o.want.gone);
+		want_keywords_free(&o.want);
 		free(v);
 		return -1;
 	}
+	v->open_keywords_set = o.want.keywords_set;
+	v->open_keywords = o.want.keywords;
+	v->open_keyword_count = o.want.keyword_count;
+	v->open_unseen_set = o.want.first_unseen_set;
+	v->open_first_unseen = o.want.first_unseen;
 	uint64_t common = vf->view_open != NULL ? o.want.common_modseq
 						: v->info.highestmodseq;
 	store_user_ref(user);
@@ -448,6 +479,7 @@ void store_view_close(struct store_view **viewp)
 	list_unref(v->user, &v->list);
 	store_user_unref(&v->user);
 	store_mailbox_info_free(&v->info);
+	open_extras_forget(v);
 	free(v->ghosts);
 	free(v->recent);
 	free(v);
@@ -508,6 +540,9 @@ uint32_t store_view_first_unseen(struct store_view *view,
 {
 	uint32_t uid = 0;
 	const struct store_backend_vfuncs *vf = view->user->store->vf;
+	if (view->open_unseen_set && view->pvt == 0)
+		return view->open_first_unseen != 0
+			? store_view_seq(view, view->open_first_unseen) : 0;
 	if (view->info.unseen == 0 ||
 	    (view->pvt != 0
 		     ? vf->seen_first_unseen(view->user, view->info.id,
@@ -517,6 +552,19 @@ uint32_t store_view_first_unseen(struct store_view *view,
 	    uid == 0)
 		return 0;
 	return store_view_seq(view, uid);
+}
+
+bool store_view_take_keywords(struct store_view *view, char ***keywords_r,
+			      size_t *count_r)
+{
+	if (!view->open_keywords_set)
+		return false;
+	*keywords_r = view->open_keywords;
+	*count_r = view->open_keyword_count;
+	view->open_keywords = NULL;
+	view->open_keyword_count = 0;
+	view->open_keywords_set = false;
+	return true;
 }
 
 uint32_t store_view_recent_count(const struct store_view *view)
@@ -711,6 +759,7 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 		return 0;
 	}
 	atomic_store(&v->stamp, stamp);
+	open_extras_forget(v);
 
 	/* Asked whenever the stamp moved: another process, such as
 	 * loftctl, may have changed the mailbox without telling the hub. */

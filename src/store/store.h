@@ -600,6 +600,12 @@ void store_view_close(struct store_view **view);
  * highestmodseq, counts). */
 const struct store_mailbox_info *store_view_info(const struct store_view *view);
 uint32_t store_view_count(const struct store_view *view);
+/* The mailbox's keywords as read in the view's open, handed over once
+ * while no sync has read since (a SELECT's FLAGS without a read of its
+ * own; the caller frees each and the array). false: not known, ask
+ * store_mailbox_keywords. */
+bool store_view_take_keywords(struct store_view *view, char ***keywords_r,
+			      size_t *count_r);
 /* seq is 1-based; returns 0 when out of range. */
 uint32_t store_view_uid(const struct store_view *view, uint32_t seq);
 /* Returns the sequence number of uid, or 0 if the view has no such UID. */

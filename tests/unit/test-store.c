@@ -2415,7 +2415,10 @@ static void test_view_change_stamp(void)
 	CHECK(SQU(u)->readers == NULL && SQU(u)->writer == NULL);
 	CHECK_INT(store_view_count(v), 1);
 	/* a read of the closed index, and the trim closing it again */
-	CHECK_INT(store_view_first_unseen(v, &err), 1);
+	char **kw;
+	size_t nkw;
+	CHECK_INT(store_mailbox_keywords(u, "INBOX", &kw, &nkw, &err), 0);
+	store_names_free(kw, nkw);
 	CHECK(SQU(u)->readers != NULL);
 	sq_idle_trim(store, 0);
 	CHECK(SQU(u)->readers == NULL);
@@ -2490,6 +2493,50 @@ static void test_wal_gather(void)
 	store_close(&other);
 	free(big);
 out:
+	store_user_unref(&u);
+	teardown(&store);
+}
+
+/* What a SELECT reads with its view (FLAGS, [UNSEEN]): the keywords are
+ * handed over once, and the first unseen message follows a sync that
+ * read a change rather than what the open saw. */
+static void test_view_open_extras(void)
+{
+	struct store *store = setup();
+	struct store_user *u = user_open(store, 62);
+	struct store_error err;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(append(u, "INBOX", "Subject: x\r\n\r\nx\r\n", 0),
+			  (uint32_t)i + 1);
+	static const char *const kw[] = {"$Label1"};
+	struct store_uid_range two = {2, 2}, one = {1, 1};
+	struct store_flag_change ch = {.mode = STORE_FLAGS_ADD,
+				       .keywords = kw, .keyword_count = 1};
+	CHECK_INT(store_flags_update(u, "INBOX", &two, 1, &ch, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	struct store_view *v;
+	CHECK_INT(store_view_open(u, "INBOX", 0, &v, &err), 0);
+	CHECK_INT(store_view_first_unseen(v, &err), 1);
+	char **names;
+	size_t n;
+	if (store_view_take_keywords(v, &names, &n)) {
+		CHECK_INT(n, 1);
+		CHECK_STR(names[0], "$Label1");
+		free(names[0]);
+		free(names);
+		CHECK(!store_view_take_keywords(v, &names, &n));
+	} else {
+		CHECK(pg_conninfo != NULL);   /* sqlite reads them with the view */
+	}
+	struct store_flag_change seen = {.mode = STORE_FLAGS_ADD,
+					 .flags = STORE_FLAG_SEEN};
+	CHECK_INT(store_flags_update(u, "INBOX", &one, 1, &seen, NULL, NULL,
+				     NULL, NULL, &err), 0);
+	struct store_view_callbacks cb = {0};
+	CHECK_INT(store_view_sync(v, true, &cb, NULL, &err), 0);
+	CHECK_INT(store_view_first_unseen(v, &err), 2);
+	CHECK(!store_view_take_keywords(v, &names, &n));
+	store_view_close(&v);
 	store_user_unref(&u);
 	teardown(&store);
 }
@@ -3562,6 +3609,7 @@ static const struct test_case cases[] = {
 	{"sqlite_memory", test_sqlite_memory},
 	{"view_change_stamp", test_view_change_stamp},
 	{"wal_gather", test_wal_gather},
+	{"view_open_extras", test_view_open_extras},
 	{"handle_eviction", test_handle_eviction},
 	{"search_big_text", test_search_big_text},
 	{"deferred_unlink", test_deferred_unlink},

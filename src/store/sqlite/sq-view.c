@@ -72,6 +72,51 @@ static int expunged_after(struct sq_conn *c, uint32_t mailbox_id,
 			  uint64_t modseq, uint32_t **uids_r, size_t *n_r,
 			  bool *complete_r);
 
+/* What a SELECT tells besides the UIDs, read in the view's snapshot:
+ * the keywords (FLAGS) and, for the owner, the first unseen UID (the
+ * partial index msg_unseen: one step). */
+static int view_extras(struct sq_conn *c, uint32_t mailbox_id,
+		       int64_t viewer, const struct store_mailbox_info *info,
+		       struct store_view_want *want)
+{
+	sqlite3_stmt *st = sq_stmt(c, "SELECT name FROM keyword WHERE"
+				      " mailbox = ? ORDER BY name");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		want->keywords = xrealloc(want->keywords,
+					  (want->keyword_count + 1) *
+						  sizeof(char *));
+		want->keywords[want->keyword_count++] =
+			xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return -1;
+	want->keywords_set = true;
+	if (viewer > 0)
+		return 0;
+	want->first_unseen = 0;
+	if (info->unseen > 0) {
+		st = sq_stmt(c, "SELECT min(uid) FROM msg INDEXED BY msg_unseen"
+				" WHERE mailbox = ? AND (flags & 1) = 0");
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, mailbox_id);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			want->first_unseen =
+				(uint32_t)sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW)
+			return -1;
+	}
+	want->first_unseen_set = true;
+	return 0;
+}
+
 /* The mailbox's state and its UIDs in one snapshot. viewer > 0: info as
  * that viewer sees it (its unseen, the higher HIGHESTMODSEQ: sq-seen.c).
  * want (if any): only the UIDs the caller lacks (store-private.h). */
@@ -102,6 +147,11 @@ static int view_load(struct store_user *user, const char *mailbox,
 		goto out;
 	}
 	uint32_t above = 0;
+	if (want != NULL && view_extras(c, mb.id, viewer, info_r, want) < 0) {
+		store_mailbox_info_free(info_r);
+		ret = sq_db_error(c, err, "view");
+		goto out;
+	}
 	if (want != NULL) {
 		want->common_modseq = common;
 		int have = want->have(want, mb.id, info_r->uidvalidity, common);
