@@ -788,6 +788,8 @@ static void sq_user_free(struct sq_user *u)
 	pthread_mutex_destroy(&u->unlink_mu);
 	free(u->recent);
 	free(u->pop3_marks);
+	if (atomic_load(&u->dir_fd) >= 0)
+		close(atomic_load(&u->dir_fd));
 	free(u->dir);
 	free(u);
 }
@@ -935,6 +937,7 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	u->user = user;
 	u->fsync = store->set.fsync;
 	u->dir = sq_user_dir(store, user->id);
+	atomic_store(&u->dir_fd, -1);
 	pthread_mutex_init(&u->mu, NULL);
 	pthread_cond_init(&u->cond, NULL);
 	pthread_mutex_init(&u->readers_mu, NULL);

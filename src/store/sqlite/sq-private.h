@@ -79,6 +79,9 @@ struct sq_job;
 struct sq_user {
 	struct store_user *user;
 	char *dir;
+	/* dir opened O_PATH for the change stamp's fstatat (sq-idle.c),
+	 * -1 until first needed; closed with the user */
+	_Atomic int dir_fd;
 	bool fsync;
 	unsigned opened_version;   /* schema version found at open (0: new) */
 	/* last group commit or read (sq_touch), and the last_use_ns up to
