@@ -1890,10 +1890,48 @@ struct exact_folder {
 /* After a folder's last commit: each message this run stored with its
  * UID (m->got, UID order), with the modseq it got and the source's, and
  * those it did not store. */
-static void exact_collect(struct migrate *m, json_t *mb,
+static int got_cmp(const void *a, const void *b)
+{
+	const struct migrate_got *x = a, *y = b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static void exact_collect(struct migrate *m, json_t *mb, const char *gsource,
 			  struct exact_folder *x)
 {
 	json_t *msgs = json_object_get(mb, "messages");
+	/* what earlier runs of this restore stored (a killed one): their
+	 * marks say the modseq each got */
+	char **ids = NULL;
+	size_t nid = 0;
+	struct store_error e;
+	if (store_import_marks(m->user, gsource, &ids, &nid, &e) == 0) {
+		for (size_t i = 0; i < nid; i++) {
+			for (char *s = ids[i]; *s != '\0';) {
+				char *end;
+				unsigned long uid = strtoul(s, &end, 10);
+				if (*end != '=')
+					break;
+				unsigned long long ms = strtoull(end + 1, &end,
+								 10);
+				if (m->got_n == m->got_cap) {
+					m->got_cap = m->got_cap ? m->got_cap * 2
+								: 256;
+					m->got = xrealloc(m->got, m->got_cap *
+								  sizeof(*m->got));
+				}
+				m->got[m->got_n++] = (struct migrate_got){
+					(uint32_t)uid, (uint64_t)ms};
+				if (*end != ',')
+					break;
+				s = end + 1;
+			}
+		}
+		store_names_free(ids, nid);
+	}
+	/* this run's and earlier runs' (a UID stored once: the same) */
+	if (m->got_n > 1)
+		qsort(m->got, m->got_n, sizeof(*m->got), got_cmp);
 	x->on = true;
 	x->msgs = xcalloc(m->got_n ? m->got_n : 1, sizeof(*x->msgs));
 	x->n = 0;
@@ -2137,6 +2175,9 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		m->cur->uids_kept = keep;
 		m->got_record = exact_ok;
 		m->got_n = 0;
+		char *gsource = xasprintf("%s/%s", source, name);
+		gsource[0] = 'R';     /* "Restore:...": the modseqs marks */
+		m->got_mark_source = exact_ok ? gsource : NULL;
 		/* marks only tell ids_ok and exact_ok above (a killed
 		 * restore's rerun finds what it stored by content, as
 		 * anything else) */
@@ -2211,8 +2252,10 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		if (migrate_msg_flush(m) == -2)
 			stop = true;
 		if (keep && !stop && exact_ok)
-			exact_collect(m, mb, &exact[nkept]);
+			exact_collect(m, mb, gsource, &exact[nkept]);
 		m->got_record = false;
+		m->got_mark_source = NULL;
+		free(gsource);
 		if (keep && !stop)
 			kept[nkept++] = i;
 		restore_seen(m, mb, name, keep && !stop);

@@ -153,6 +153,24 @@ static void finish_all(struct migrate_batch *b)
 	free(bodies);
 }
 
+/* The modseqs this commit's messages got, as one mark of their own
+ * (one more commit per batch): a restore killed before it finishes a
+ * folder finds them on its rerun (migrate-backup.c). Killed before this
+ * mark, those messages keep the counter's modseqs. */
+static void got_mark(struct migrate *m, size_t from)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	for (size_t i = from; i < m->got_n; i++)
+		buf_printf(&b, "%s%u=%llu", b.len ? "," : "", m->got[i].uid,
+			   (unsigned long long)m->got[i].modseq);
+	char *id = buf_steal(&b, NULL);
+	struct store_error err;
+	if (store_import_mark_add(m->user, m->got_mark_source, id, &err) < 0)
+		migrate_error(m, NULL, NULL, "%s", err.msg);
+	free(id);
+}
+
 int migrate_msg_flush(struct migrate *m)
 {
 	struct migrate_batch *b = m->batch;
@@ -181,6 +199,7 @@ int migrate_msg_flush(struct migrate *m)
 	b->n = kept;
 	commit_batch(m, b);
 	bool stored = false;
+	size_t got_from = m->got_n;
 	for (size_t i = 0; i < b->n; i++) {
 		struct store_import_item *it = &b->items[i];
 		struct queued *q = &b->q[i];
@@ -218,6 +237,8 @@ int migrate_msg_flush(struct migrate *m)
 			count_failed(m);
 		}
 	}
+	if (m->got_mark_source != NULL && m->got_n > got_from)
+		got_mark(m, got_from);
 	for (size_t i = 0; i < b->n; i++)
 		queued_free(&b->q[i]);
 	b->n = 0;

@@ -95,6 +95,9 @@ struct migrate {
 	bool got_record;
 	struct migrate_got *got;
 	size_t got_n, got_cap;
+	/* ... and, when set, kept as marks of this source after each
+	 * commit ("UID=MODSEQ,..."), for the rerun of a killed restore */
+	const char *got_mark_source;
 };
 
 /* Imports SOURCE: "maildir:PATH", "mbox:PATH", or a path (a directory

@@ -398,6 +398,32 @@ def main():
                 R.check('--since: %s: HIGHESTMODSEQ above the source\'s'
                         % name, hms > int(before[name][0]['HIGHESTMODSEQ']),
                         (hms, before[name][0]))
+
+        # a restore stopped part way (here by the quota, as a kill would
+        # stop it between two commits) and run again: every message's
+        # modseq as at the source all the same (the first run kept the
+        # modseq each message got as marks of its own)
+        with Loft(users={A: PW}) as env5:
+            rc, out, err = env5.loftctl('user', 'quota', A, '450')
+            R.check('quota 450 bytes', rc == 0, out + err)
+            rc, out, err = env5.loftctl('restore', dest, A)
+            R.check('restore over quota: stops, exit 1', rc == 1, out + err)
+            imap = env5.imap_login(A, PW)
+            typ, st = imap.status('INBOX', '(MESSAGES)')
+            imap.logout()
+            R.check('... with part of INBOX stored', b'MESSAGES 2' in st[0],
+                    st)
+            rc, out, err = env5.loftctl('user', 'quota', A, '10M')
+            rc, out, err = env5.loftctl('restore', dest, A)
+            R.check('restore run again: exit 0', rc == 0, out + err)
+            claim_recent(env5, ('INBOX', 'Projects'))
+            told5 = exact_answers(env5, caches)
+            for name in sorted(told):
+                for what, b, a in zip(('STATUS', 'QRESYNC SELECT',
+                                       'UID FETCH (MODSEQ)'),
+                                      told[name], told5[name]):
+                    R.check('stopped and run again: %s: %s as at the'
+                            ' source' % (name, what), a == b, (b, a))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return R.finish()
