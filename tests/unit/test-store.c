@@ -266,10 +266,58 @@ static char *big_message(const char *subject, size_t n)
 
 /* ---- tests -------------------------------------------------------- */
 
+/* A new account's index as its file: a WAL database (header bytes 18
+ * and 19), whole, and nothing left beside it from its making. */
+static void check_new_index(int64_t id)
+{
+	char *path = user_path(id, "index.db");
+	unsigned char head[20] = {0};
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		CHECK_INT((int)fread(head, 1, sizeof(head), f), 20);
+		fclose(f);
+	}
+	CHECK(memcmp(head, "SQLite format 3", 16) == 0);
+	CHECK_INT(head[18], 2);
+	CHECK_INT(head[19], 2);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	const char *result = NULL;
+	char *dup = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) ==
+		    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    (result = (const char *)sqlite3_column_text(st, 0)) != NULL)
+			dup = xstrdup(result);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	CHECK_STR(dup, "ok");
+	free(dup);
+	free(path);
+	char *dir = user_path(id, "");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int leftovers = 0;
+	while (d != NULL && (e = readdir(d)) != NULL)
+		if (strstr(e->d_name, ".new-") != NULL ||
+		    strstr(e->d_name, "-journal") != NULL)
+			leftovers++;
+	if (d != NULL)
+		closedir(d);
+	CHECK_INT(leftovers, 0);
+	free(dir);
+}
+
 static void test_defaults(void)
 {
 	struct store *store = setup();
 	struct store_user *u = user_open(store, 1);
+	if (pg_conninfo == NULL)
+		check_new_index(1);
 	struct store_mailbox_info *list;
 	size_t n;
 	struct store_error err;

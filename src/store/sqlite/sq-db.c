@@ -851,19 +851,14 @@ static void template_make(void)
 	sqlite3_close(db);
 }
 
-/* Writes the template to a new file at path: true when done. */
-static bool template_write(const char *path)
+/* Writes len bytes to a new file at path, synced when fsync: true when
+ * done (else nothing is left at path). */
+static bool image_write(const char *path, const unsigned char *p,
+			size_t left, bool fsync)
 {
-	if (schema_steps != migrations)
-		return false;
-	pthread_once(&template_once, template_make);
-	if (template_image == NULL)
-		return false;
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return false;
-	const unsigned char *p = template_image;
-	size_t left = (size_t)template_len;
 	while (left > 0) {
 		ssize_t n = write(fd, p, left);
 		if (n < 0 && errno == EINTR)
@@ -873,31 +868,94 @@ static bool template_write(const char *path)
 		p += n;
 		left -= (size_t)n;
 	}
+	bool ok = left == 0;
+	if (ok && fsync && fdatasync(fd) < 0) {
+		log_error("store", NULL, "fsync %s: %s", path, strerror(errno));
+		ok = false;
+	}
 	close(fd);
-	if (left > 0)
+	if (!ok)
 		unlink(path);
-	return left == 0;
+	return ok;
 }
 
-/* A new account's index, made aside without syncs (schema, account row,
- * default mailboxes: a rollback-journal switch to WAL and a WAL commit
- * with synchronous=FULL were 6-8 syncs and their ext4 journal commits,
- * which every other account's commit queued behind), then made durable
- * with one fsync and put in place with link(), which never replaces an
- * index another process made meanwhile, and one directory fsync. */
-static int index_make(struct sq_user *u, const char *path,
-		      struct store_error *err)
+/* A new account's whole index as the bytes of its file: the template
+ * with the account's own rows (schema_init on an in-memory copy) and
+ * the header marked for WAL, as a file left by a WAL connection is.
+ * NULL when there is no template (another schema version under test)
+ * or on an error (err set only then). Made in memory so that a new
+ * account creates one file where a connection to a file made four,
+ * removing three of them again (rollback journal, WAL and its index):
+ * ext4's search for a free inode was a quarter of the CPU of a new
+ * account's first delivery (perf, bench newacct), and the mail process
+ * makes only the files it keeps. */
+static unsigned char *index_image(struct sq_user *u, sqlite3_int64 *len_r,
+				  bool *failed_r, struct store_error *err)
 {
-	index_make_leftovers(u);
-	char hex[17];
-	sq_random_hex(hex, 8);
-	char *tmp = xasprintf("%s/index.db.new-%s", u->dir, hex);
+	*failed_r = false;
+	if (schema_steps != migrations)
+		return NULL;
+	pthread_once(&template_once, template_make);
+	if (template_image == NULL)
+		return NULL;
+	struct sq_conn *mem;
+	if (sq_conn_open(":memory:", true, false, &mem, err) < 0) {
+		*failed_r = true;
+		return NULL;
+	}
+	unsigned char *copy = sqlite3_malloc64((sqlite3_uint64)template_len);
+	if (copy != NULL)
+		memcpy(copy, template_image, (size_t)template_len);
+	unsigned char *image = NULL;
+	if (copy == NULL ||
+	    sqlite3_deserialize(mem->db, "main", copy, template_len,
+				template_len,
+				SQLITE_DESERIALIZE_FREEONCLOSE |
+					SQLITE_DESERIALIZE_RESIZEABLE) !=
+		    SQLITE_OK) {
+		/* sqlite3_deserialize frees copy when it fails */
+		store_set_error(err, STORE_ERR_TEMP,
+				"Cannot create the mail index");
+		*failed_r = true;
+		sq_conn_close(mem);
+		return NULL;
+	}
 	struct sq_conn *writer = u->writer;
-	bool templated = template_write(tmp);
+	u->writer = mem;
+	bool created = false;
+	int ret = schema_init(u, true, &created, err);
+	u->writer = writer;
+	if (ret == 0)
+		image = sqlite3_serialize(mem->db, "main", len_r, 0);
+	sq_conn_close(mem);
+	if (ret == 0 && (image == NULL || *len_r < 100))
+		ret = store_set_error(err, STORE_ERR_TEMP,
+				      "Cannot create the mail index");
+	if (ret < 0) {
+		sqlite3_free(image);
+		*failed_r = true;
+		return NULL;
+	}
+	/* file format write and read versions: 2 is WAL (fileformat.html,
+	 * "The Database Header", offsets 18 and 19) */
+	image[18] = 2;
+	image[19] = 2;
+	return image;
+}
+
+/* The old way, when there is no template: the index made aside with a
+ * connection without syncs (schema, account row, default mailboxes: a
+ * rollback-journal switch to WAL and a WAL commit with synchronous=FULL
+ * were 6-8 syncs and their ext4 journal commits, which every other
+ * account's commit queued behind), then synced. */
+static int index_build(struct sq_user *u, const char *tmp,
+		       struct store_error *err)
+{
+	struct sq_conn *writer = u->writer;
 	int ret = sq_conn_open(tmp, true, false, &u->writer, err);
 	bool created = false;
 	if (ret == 0) {
-		ret = schema_init(u, templated, &created, err);
+		ret = schema_init(u, false, &created, err);
 		/* the last connection's close checkpoints the WAL into the
 		 * file and removes it */
 		sq_conn_close(u->writer);
@@ -911,6 +969,37 @@ static int index_make(struct sq_user *u, const char *path,
 	}
 	if (fd >= 0)
 		close(fd);
+	char *side = xasprintf("%s-wal", tmp);
+	unlink(side);
+	free(side);
+	side = xasprintf("%s-shm", tmp);
+	unlink(side);
+	free(side);
+	return ret;
+}
+
+/* A new account's index, made aside (index_image, else index_build),
+ * made durable, and put in place with link(), which never replaces an
+ * index another process made meanwhile, and one directory fsync. */
+static int index_make(struct sq_user *u, const char *path,
+		      struct store_error *err)
+{
+	index_make_leftovers(u);
+	char hex[17];
+	sq_random_hex(hex, 8);
+	char *tmp = xasprintf("%s/index.db.new-%s", u->dir, hex);
+	sqlite3_int64 len = 0;
+	bool failed;
+	unsigned char *image = index_image(u, &len, &failed, err);
+	int ret = failed ? -1 : 0;
+	if (image != NULL) {
+		if (!image_write(tmp, image, (size_t)len, u->fsync))
+			ret = store_set_error(err, STORE_ERR_TEMP,
+					      "Cannot create the mail index");
+		sqlite3_free(image);
+	} else if (!failed) {
+		ret = index_build(u, tmp, err);
+	}
 	if (ret == 0 && link(tmp, path) < 0 && errno != EEXIST) {
 		log_error("store", NULL, "link %s: %s", path, strerror(errno));
 		ret = store_set_error(err, STORE_ERR_TEMP,
@@ -918,12 +1007,6 @@ static int index_make(struct sq_user *u, const char *path,
 	}
 	/* EEXIST: another process made the index first; it is used */
 	unlink(tmp);
-	char *side = xasprintf("%s-wal", tmp);
-	unlink(side);
-	free(side);
-	side = xasprintf("%s-shm", tmp);
-	unlink(side);
-	free(side);
 	free(tmp);
 	if (ret == 0 && u->fsync)
 		sq_fsync_dir(u->dir);
