@@ -61,11 +61,53 @@ static int route_limits(void *ctx, int64_t user_id,
 	return r;
 }
 
+/* Bodies reach a backend through its vfuncs in a few more places than
+ * store.c's deliveries: an import's batch (store-migrate.c) hands the
+ * items' bodies, made with store_body_create on the front, to the
+ * account's side. With both backends each side runs with a copy of its
+ * vfuncs whose import_append_batch gives the backend its own bodies. */
+static struct store_backend_vfuncs route_vf[2];
+static pthread_once_t route_vf_once = PTHREAD_ONCE_INIT;
+
+static const struct store_backend_vfuncs *real_vf(enum store_backend b)
+{
+	return b == STORE_BACKEND_POSTGRES ? &store_postgres_vfuncs
+					   : &store_sqlite_vfuncs;
+}
+
+static void route_import_batch(struct store_user *user,
+			       struct store_import_item *items, size_t count)
+{
+	struct store_body **mine = xcalloc(count ? count : 1, sizeof(*mine));
+	for (size_t i = 0; i < count; i++) {
+		mine[i] = items[i].body;
+		if (items[i].ret == 0 &&
+		    store_body_route(mine[i], user, &items[i].body,
+				     &items[i].err) < 0)
+			items[i].ret = -1;
+	}
+	real_vf(user->store->set.backend)->import_append_batch(user, items,
+								 count);
+	for (size_t i = 0; i < count; i++)
+		items[i].body = mine[i];
+	free(mine);
+}
+
+static void route_vf_init(void)
+{
+	for (int b = 0; b < 2; b++) {
+		route_vf[b] = *real_vf((enum store_backend)b);
+		route_vf[b].import_append_batch = route_import_batch;
+	}
+}
+
 int store_route_open(struct store *store, struct store_error *err)
 {
 	if (store->set.backend != STORE_BACKEND_SQLITE ||
 	    store->set.postgres == NULL)
 		return 0;
+	pthread_once(&route_vf_once, route_vf_init);
+	store->vf = &route_vf[STORE_BACKEND_SQLITE];
 	store->route_limits = store->set.limits;
 	store->route_limits_ctx = store->set.limits_ctx;
 	store->set.limits = route_limits;
@@ -75,7 +117,7 @@ int store_route_open(struct store *store, struct store_error *err)
 	pg->set = store->set;
 	pg->set.backend = STORE_BACKEND_POSTGRES;
 	pg->set.data_dir = xstrdup(store->set.data_dir);
-	pg->vf = &store_postgres_vfuncs;
+	pg->vf = &route_vf[STORE_BACKEND_POSTGRES];
 	pg->front = store;
 	pthread_mutex_init(&pg->users_mu, NULL);
 	pthread_cond_init(&pg->users_cond, NULL);

@@ -95,6 +95,15 @@ def same_state(before, after):
     return ''
 
 
+def import_one(loft, work, folder):
+    """loftctl import of a one-message mbox into USER's folder."""
+    path = os.path.join(work, folder)
+    with open(path, 'w') as f:
+        f.write('From a@example.org Mon Jan  1 00:00:00 2024\nFrom: '
+                'a@example.org\nSubject: imported into %s\n\nhi\n' % folder)
+    return loft.loftctl('import', USER, path)
+
+
 def mail_store(loft):
     return loft.accounts_sql('SELECT mail_store FROM users WHERE address = ?',
                              (USER,))[0][0]
@@ -429,6 +438,11 @@ def main():
             code = lmtp_deliver(loft, 'back on sqlite')
             r.check('delivery on sqlite again', code.startswith('250') and
                     user_dir_exists(loft), code)
+            # loftctl import with both backends: bodies made on the front
+            # reach either side (it crashed on the sqlite one)
+            rc, out, err = import_one(loft, work, 'ImportedSqlite')
+            r.check('loftctl import into an account on sqlite',
+                    rc == 0 and '1 imported' in out, out + err)
             # another account was never moved, and --all moves both
             rc, out, err = loft.loftctl('migrate-store', '--all', '--to',
                                         'postgres')
@@ -438,7 +452,15 @@ def main():
             after = imap_state(loft, pw)
             r.check('after --all: alice on postgres, her mail there',
                     mail_store(loft) == 1 and
-                    len(after['INBOX'][3]) == len(before['INBOX'][3]) + 1)
+                    len(after['INBOX'][3]) == len(before['INBOX'][3]) + 1 and
+                    len(after.get('ImportedSqlite', (0, 0, 0, {}))[3]) == 1,
+                    sorted(after))
+            rc, out, err = import_one(loft, work, 'ImportedPg')
+            after = imap_state(loft, pw)
+            r.check('loftctl import into an account on postgres',
+                    rc == 0 and '1 imported' in out and
+                    len(after.get('ImportedPg', (0, 0, 0, {}))[3]) == 1,
+                    out + err)
             errors = [l for l in loft.log().splitlines()
                       if re.search(r'Z error ', l) and 'being moved' not in l]
             r.check('no error in the log', not errors, errors[:5])
