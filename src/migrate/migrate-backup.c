@@ -1887,15 +1887,15 @@ struct exact_folder {
 	size_t nleft;
 };
 
-/* After a folder's last commit: each message this run stored with its
- * UID (m->got, UID order), with the modseq it got and the source's, and
- * those it did not store. */
 static int got_cmp(const void *a, const void *b)
 {
 	const struct migrate_got *x = a, *y = b;
 	return x->uid < y->uid ? -1 : x->uid > y->uid;
 }
 
+/* After a folder's last commit: each message this run (or a killed
+ * earlier one, by its marks under gsource) stored with its UID, with the
+ * modseq it got and the source's, and those of the backup not stored. */
 static void exact_collect(struct migrate *m, json_t *mb, const char *gsource,
 			  struct exact_folder *x)
 {

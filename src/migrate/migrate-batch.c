@@ -167,7 +167,9 @@ static void got_mark(struct migrate *m, size_t from)
 	char *id = buf_steal(&b, NULL);
 	struct store_error err;
 	if (store_import_mark_add(m->user, m->got_mark_source, id, &err) < 0)
-		migrate_error(m, NULL, NULL, "%s", err.msg);
+		migrate_error(m, m->cur != NULL ? m->cur->name : NULL, NULL,
+			      "the modseqs of a commit not kept for a rerun:"
+			      " %s", err.msg);
 	free(id);
 }
 
