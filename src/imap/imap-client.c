@@ -1229,10 +1229,16 @@ static bool handle_literal(struct imap_client *c)
 	return false;
 }
 
+/* stream_task's argument: the literal's stream index, and whether this
+ * chunk ends the literal */
+#define STREAM_LAST ((uintptr_t)1 << 31)
+#define STREAM_INDEX_MASK (STREAM_LAST - 1)
+
 static void stream_task(void *session, struct net_conn *conn, void *arg)
 {
 	struct imap_client *c = session;
-	uint32_t index = (uint32_t)(uintptr_t)arg;
+	uint32_t index = (uint32_t)((uintptr_t)arg & STREAM_INDEX_MASK);
+	bool last = ((uintptr_t)arg & STREAM_LAST) != 0;
 	if (!c->stream_failed) {
 		if (index >= c->writer_count) {
 			c->writers = xrealloc(c->writers,
@@ -1253,6 +1259,13 @@ static void stream_task(void *session, struct net_conn *conn, void *arg)
 		    store_blob_writer_write(c->writers[index], c->chunk.data,
 					    c->chunk.len, &c->stream_err) < 0)
 			c->stream_failed = true;
+		/* the literal is complete: the message is analysed and made
+		 * durable now, while the client sends the next one, not
+		 * after the whole command has come (store_blob_writer_finish) */
+		if (!c->stream_failed && last &&
+		    store_blob_writer_finish(c->writers[index],
+					     &c->stream_err) < 0)
+			c->stream_failed = true;
 	}
 	buf_reset(&c->chunk);
 	c->task_running = false;
@@ -1266,7 +1279,8 @@ static bool handle_literal_data(struct imap_client *c, struct slice data,
 	if (!last && c->chunk.len < CHUNK_SIZE)
 		return false;
 	c->task_running = true;
-	if (net_conn_run(c->conn, stream_task, (void *)(uintptr_t)index) < 0)
+	uintptr_t arg = (uintptr_t)index | (last ? STREAM_LAST : 0);
+	if (net_conn_run(c->conn, stream_task, (void *)arg) < 0)
 		c->task_running = false;
 	return true;
 }

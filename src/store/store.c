@@ -168,6 +168,8 @@ static size_t idle_handles_max(void)
 	return rl.rlim_cur / 32 > 64 ? (size_t)(rl.rlim_cur / 32) : 64;
 }
 
+static void finishers_drain(void);
+
 int store_open(const struct store_settings *set, struct store **store_r,
 	       struct store_error *err)
 {
@@ -216,6 +218,7 @@ void store_close(struct store **storep)
 	if (store == NULL)
 		return;
 	*storep = NULL;
+	finishers_drain();
 	store_retention_stop(store);
 	if (store->pg != NULL) {
 		/* the pg side shares the hub: it must not free it */
@@ -1022,10 +1025,169 @@ void store_body_unref(struct store_body **body)
 }
 
 /* An APPEND is a body with one copy and no prefix. */
+enum writer_finish { FIN_NONE, FIN_QUEUED, FIN_RUNNING, FIN_DONE };
+
 struct store_blob_writer {
 	struct store_user *user;
 	struct store_body *body;
+	/* store_blob_writer_finish: the finisher pool's state of it */
+	bool fin_used;                  /* ever queued (owner's own flag) */
+	enum writer_finish fin;
+	bool fin_abandoned;             /* aborted while running: the
+					   finisher frees it */
+	int fin_ret;
+	struct store_error fin_err;
+	struct store_blob_writer *fin_next;
 };
+
+/* ---- the finisher pool ---------------------------------------------- *
+ *
+ * Finishing a body (its analysis, search text and fsync) is most of what
+ * an APPEND costs. A MULTIAPPEND's messages are finished here as their
+ * literals end, on a few threads kept for the process, while the
+ * connection goes on reading the next ones; the commit waits for those
+ * that started and finishes those still queued itself. Threads are kept
+ * (not made per message): each keeps its compressor's tables
+ * (sq-text.c). */
+#define FINISHERS_MAX 4
+
+static struct {
+	pthread_once_t once;
+	pthread_mutex_t mu;
+	pthread_cond_t work;            /* a writer queued */
+	pthread_cond_t done;            /* a finish ended */
+	struct store_blob_writer *head, *tail;
+	size_t threads;
+	size_t abandoned;               /* running for no one: store_close
+					   waits for them */
+} finishers = {.once = PTHREAD_ONCE_INIT,
+	       .mu = PTHREAD_MUTEX_INITIALIZER,
+	       .work = PTHREAD_COND_INITIALIZER,
+	       .done = PTHREAD_COND_INITIALIZER};
+
+static void writer_free(struct store_blob_writer *w)
+{
+	store_body_unref(&w->body);
+	store_user_unref(&w->user);
+	free(w);
+}
+
+static void *finisher_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&finishers.mu);
+	for (;;) {
+		struct store_blob_writer *w = finishers.head;
+		if (w == NULL) {
+			pthread_cond_wait(&finishers.work, &finishers.mu);
+			continue;
+		}
+		finishers.head = w->fin_next;
+		if (finishers.head == NULL)
+			finishers.tail = NULL;
+		w->fin = FIN_RUNNING;
+		pthread_mutex_unlock(&finishers.mu);
+		struct store_error e = {0};
+		int r = store_body_finish(w->body, &e);
+		pthread_mutex_lock(&finishers.mu);
+		if (w->fin_abandoned) {
+			pthread_mutex_unlock(&finishers.mu);
+			writer_free(w);
+			pthread_mutex_lock(&finishers.mu);
+			finishers.abandoned--;
+			pthread_cond_broadcast(&finishers.done);
+			continue;
+		}
+		w->fin_ret = r;
+		w->fin_err = e;
+		w->fin = FIN_DONE;
+		pthread_cond_broadcast(&finishers.done);
+	}
+	return NULL;
+}
+
+static void finishers_start(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cpus > 1 ? (size_t)cpus : 1;
+	if (n > FINISHERS_MAX)
+		n = FINISHERS_MAX;
+	for (size_t i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, finisher_main, NULL) != 0)
+			break;
+		pthread_detach(t);
+		finishers.threads++;
+	}
+}
+
+int store_blob_writer_finish(struct store_blob_writer *w,
+			     struct store_error *err)
+{
+	err_clear(err);
+	pthread_once(&finishers.once, finishers_start);
+	if (finishers.threads == 0)
+		return store_body_finish(w->body, err);
+	pthread_mutex_lock(&finishers.mu);
+	if (w->fin == FIN_NONE) {
+		w->fin_used = true;
+		w->fin = FIN_QUEUED;
+		w->fin_next = NULL;
+		if (finishers.tail != NULL)
+			finishers.tail->fin_next = w;
+		else
+			finishers.head = w;
+		finishers.tail = w;
+		pthread_cond_signal(&finishers.work);
+	}
+	pthread_mutex_unlock(&finishers.mu);
+	return 0;
+}
+
+/* Waits for the finishes of aborted writers (they hold store handles). */
+static void finishers_drain(void)
+{
+	pthread_mutex_lock(&finishers.mu);
+	while (finishers.abandoned > 0)
+		pthread_cond_wait(&finishers.done, &finishers.mu);
+	pthread_mutex_unlock(&finishers.mu);
+}
+
+/* Under finishers.mu: a queued writer leaves the queue (FIN_NONE). */
+static void finish_dequeue(struct store_blob_writer *w)
+{
+	if (w->fin != FIN_QUEUED)
+		return;
+	struct store_blob_writer **pp = &finishers.head, *prev = NULL;
+	while (*pp != w) {
+		prev = *pp;
+		pp = &(*pp)->fin_next;
+	}
+	*pp = w->fin_next;
+	if (finishers.tail == w)
+		finishers.tail = prev;
+	w->fin = FIN_NONE;
+}
+
+/* Takes w out of the pool's hands: still queued, it is left to the
+ * caller; running, it is waited for. -1 with the finish's error if it
+ * failed. */
+static int writer_finish_wait(struct store_blob_writer *w,
+			      struct store_error *err)
+{
+	if (!w->fin_used)           /* never queued: no other thread */
+		return 0;
+	pthread_mutex_lock(&finishers.mu);
+	finish_dequeue(w);
+	while (w->fin == FIN_RUNNING)
+		pthread_cond_wait(&finishers.done, &finishers.mu);
+	pthread_mutex_unlock(&finishers.mu);
+	if (w->fin == FIN_DONE && w->fin_ret < 0) {
+		*err = w->fin_err;
+		return -1;
+	}
+	return 0;
+}
 
 int store_blob_writer_create(struct store_user *user,
 			     struct store_blob_writer **w_r,
@@ -1162,9 +1324,16 @@ int store_blob_writers_commit_to(struct store_blob_writer **ws, size_t n,
 	int ret = 0;
 	err_clear(err);
 	memset(uids, 0, n * sizeof(*uids));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		struct store_error e;
 		bodies[i] = ws[i]->body;
-	ret = bodies_finish(bodies, n, err);
+		if (writer_finish_wait(ws[i], &e) < 0 && ret == 0) {
+			*err = e;
+			ret = -1;
+		}
+	}
+	if (ret == 0)
+		ret = bodies_finish(bodies, n, err);
 	if (ret == 0 && n > 0)
 		ret = bodies_deliver(bodies, n, user, mailbox, NULL, 0, params,
 				     uids, uidvalidity_r, STORE_RIGHT_INSERT,
@@ -1181,6 +1350,19 @@ void store_blob_writer_abort(struct store_blob_writer **wp)
 	if (w == NULL)
 		return;
 	*wp = NULL;
+	if (w->fin_used) {
+		/* a finish running is not waited for (an abort may come on
+		 * an I/O thread): its finisher frees w when it is done */
+		pthread_mutex_lock(&finishers.mu);
+		finish_dequeue(w);
+		bool running = w->fin == FIN_RUNNING;
+		w->fin_abandoned = running;
+		if (running)
+			finishers.abandoned++;
+		pthread_mutex_unlock(&finishers.mu);
+		if (running)
+			return;
+	}
 	store_body_unref(&w->body);
 	store_user_unref(&w->user);
 	free(w);

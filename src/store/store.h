@@ -421,6 +421,12 @@ uint64_t store_blob_writer_size(const struct store_blob_writer *w);
  * the first write. -1 with INVALID if the backend cannot. */
 int store_blob_writer_set_binary(struct store_blob_writer *w,
 				 struct store_error *err);
+/* The message is complete: made durable and analysed now rather than at
+ * the commit, so a MULTIAPPEND's messages are analysed as their literals
+ * end, while the client sends the next ones. Optional: the commit
+ * finishes any that are not. Errors as store_body_finish's. */
+int store_blob_writer_finish(struct store_blob_writer *w,
+			     struct store_error *err);
 /* Finishes the blob (fsync) and adds it to mailbox; frees w either way. */
 int store_blob_writer_commit(struct store_blob_writer **w, const char *mailbox,
 			     const struct store_append_params *params,

@@ -3381,6 +3381,56 @@ static void test_multiappend(void)
 	CHECK_INT(info.messages, before + 2);
 	store_mailbox_info_free(&info);
 	CHECK_INT(stored_bodies(52), before + 2);
+
+	/* finished as their literals end (store_blob_writer_finish: on the
+	 * finisher threads), then committed together: the same messages */
+	char *bigm = big_message("early", 300000);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(store_blob_writer_create(u, &ws[i], &err), 0);
+		if (i == 1)
+			CHECK_INT(store_blob_writer_write(ws[i], bigm, 300000,
+							  &err), 0);
+		else
+			store_blob_writer_write(ws[i], "Subject: early\n\nx\n",
+						18, &err);
+		CHECK_INT(store_blob_writer_finish(ws[i], &err), 0);
+	}
+	CHECK_INT(store_blob_writers_commit_to(ws, 3, u, "INBOX", NULL, uids,
+					       NULL, &err), 0);
+	CHECK_INT(store_blob_open(u, "INBOX", uids[1], &b, &err), 0);
+	CHECK_MEM(b.data, b.len, bigm, 300000);
+	store_blob_close(&b);
+	CHECK_INT(store_blob_open(u, "INBOX", uids[2], &b, &err), 0);
+	CHECK_MEM(b.data, b.len, "Subject: early\r\n\r\nx\r\n", 21);
+	store_blob_close(&b);
+	CHECK_INT(stored_bodies(52), before + 5);
+	/* an abort right after (not waiting for a finish that runs):
+	 * nothing is left once the finisher is done with it */
+	CHECK_INT(store_blob_writer_create(u, &ws[0], &err), 0);
+	store_blob_writer_write(ws[0], bigm, 300000, &err);
+	CHECK_INT(store_blob_writer_finish(ws[0], &err), 0);
+	store_blob_writer_abort(&ws[0]);
+	for (int i = 0; i < 1000 && spill_files() > 0; i++)
+		usleep(10000);
+	CHECK_INT(spill_files(), 0);
+	/* disk full in the finish itself (its last write): the commit says
+	 * so, nothing is stored */
+	CHECK_INT(store_blob_writer_create(u, &ws[0], &err), 0);
+	CHECK_INT(store_blob_writer_create(u, &ws[1], &err), 0);
+	store_blob_writer_write(ws[0], "Subject: ok\r\n\r\nx\r\n", 19, &err);
+	atomic_store(&store->test_fail_write_after, 290000);
+	CHECK_INT(store_blob_writer_write(ws[1], bigm, 300000, &err), 0);
+	CHECK_INT(store_blob_writer_finish(ws[0], &err), 0);
+	CHECK_INT(store_blob_writer_finish(ws[1], &err), 0);
+	CHECK_INT(store_blob_writers_commit_to(ws, 2, u, "INBOX", NULL, uids,
+					       NULL, &err), -1);
+	atomic_store(&store->test_fail_write_after, 0);
+	CHECK_INT(err.kind, STORE_ERR_TEMP);
+	CHECK(strstr(err.msg, "Disk full") != NULL);
+	CHECK_INT(uids[0] | uids[1], 0);
+	CHECK_INT(stored_bodies(52), before + 5);
+	CHECK_INT(spill_files(), 0);
+	free(bigm);
 	store_user_unref(&u);
 	teardown(&store);
 }
