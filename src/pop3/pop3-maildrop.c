@@ -444,7 +444,12 @@ bool pop3_ahead_answer(struct pop3_session *s, bool retr, const char *args)
 	}
 	metrics_count("loft_commands_total", "Commands answered, per protocol "
 		      "and result.", "proto=\"pop3\",result=\"ok\"");
-	pop3_write(s, s->ahead_buf.data + a->off, a->len);
+	/* a big reply goes to the connection as it is; small ones gather in
+	 * the session buffer, one write for a run of them */
+	if (a->len < POP3_OUT_CHUNK / 4)
+		pop3_write(s, s->ahead_buf.data + a->off, a->len);
+	else if (pop3_flush(s) == 0)
+		net_conn_write(s->conn, s->ahead_buf.data + a->off, a->len);
 	s->ahead_next++;
 	s->walking = true;
 	s->last_num = (uint32_t)num;
