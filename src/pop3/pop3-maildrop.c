@@ -407,6 +407,12 @@ void pop3_ahead_fill(struct pop3_session *s)
 		/* an error is the command's to report when it comes */
 		if (open_message(s, m, lines, &blob, &err) < 0)
 			break;
+		/* a message (or header) bigger than what is left is not
+		 * read ahead: rendering it would hold its size in memory */
+		if (blob.len > POP3_AHEAD_BYTES - s->ahead_buf.len) {
+			store_blob_close(&blob);
+			break;
+		}
 		char status[64];
 		status_line(m, lines, status, sizeof(status));
 		size_t off = s->ahead_buf.len;
