@@ -188,6 +188,45 @@ def postgres(standby):
     return pg, sb
 
 
+def push_metrics(target):
+    """From a node's /metrics: its loft_pg_view_syncs_total (src/store/pg/
+    pg-delta.c: syncs that read, or that took another view's read) and
+    its IMAP push latency histogram (from the change reaching the node's
+    hub to the push written: the server's part of the push after the
+    NOTIFY's trip), as {name: count}."""
+    import re
+    c = target.env.http(proto="metrics")
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    out = {"read": 0, "shared": 0, "sum": 0.0}
+    for m in re.finditer(r'^loft_pg_view_syncs_total\{answer="(\w+)"\}'
+                         r' (\S+)$', text, re.M):
+        out[m.group(1)] = int(float(m.group(2)))
+    for m in re.finditer(r'^loft_push_latency_seconds_(bucket|sum|count)'
+                         r'\{proto="imap"(?:,le="([^"]+)")?\} (\S+)$',
+                         text, re.M):
+        key = {"bucket": "le" + (m.group(2) or ""), "sum": "sum",
+               "count": "count"}[m.group(1)]
+        out[key] = float(m.group(3))
+    return out
+
+
+def push_server_part(m0, m1):
+    """The server's part of the pushes between two push_metrics: mean
+    and the share under each bound, as text."""
+    n = m1.get("count", 0) - m0.get("count", 0)
+    if n <= 0:
+        return "no pushes counted"
+    parts = ["mean %.1f ms" % ((m1["sum"] - m0["sum"]) / n * 1000)]
+    for le in ("0.01", "0.025", "0.05", "0.1"):
+        k = "le" + le
+        if k in m1:
+            parts.append("%.0f %% <= %g ms" % (
+                100 * (m1[k] - m0.get(k, 0)) / n, float(le) * 1000))
+    return ", ".join(parts)
+
+
 def push(sessions, users, standby):
     """--push: cross-node IDLE push with sessions IDLE sessions."""
     from scenarios import idle_connections
@@ -200,7 +239,9 @@ def push(sessions, users, standby):
                           "blob_dir": spool}}
         a = LoftTarget(users, more=more)
         b = LoftTarget(users, more=more)
+        m0 = push_metrics(a)
         r = asyncio.run(idle_connections(CrossNodes(a, b), sessions, False))
+        m1 = push_metrics(a)
         print("cross-node push, %d IDLE sessions on node A over %d users,"
               " LMTP on node B (PostgreSQL %s): p50 %.1f ms, p99 %.1f ms,"
               " max %.1f ms (load %s)"
@@ -208,6 +249,11 @@ def push(sessions, users, standby):
                  "with a synchronous standby" if sb else "alone",
                  r["push_p50_ms"], r["push_p99_ms"], r["push_max_ms"],
                  loadavg()))
+        print("node A, from its hub to the push written"
+              " (loft_push_latency_seconds): %s" % push_server_part(m0, m1))
+        print("node A's view syncs meanwhile (loft_pg_view_syncs_total):"
+              " %d read the changes, %d took a read shared with another"
+              " view" % tuple(m1[k] - m0[k] for k in ("read", "shared")))
     finally:
         for t in (a, b):
             if t is not None:

@@ -12,13 +12,17 @@ Three setups: one node on the embedded store with LMTP delivery (every
 user's common case), one node on PostgreSQL with LMTP delivery, and two
 nodes on one PostgreSQL with APPEND on node B and the commands on node A
 at once (before or after A heard B's NOTIFY: the command must not depend
-on it). The PostgreSQL ones are skipped without PostgreSQL 15."""
+on it). Then a crowd: eight sessions of one account on node A whose
+syncs share reads (src/store/pg/pg-delta.c) all UID FETCH at the same
+moment what B just appended, and all idle while B appends: each gets
+every message. The PostgreSQL ones are skipped without PostgreSQL 15."""
 
 import re
 import sys
+import threading
 
 from imapconv import Conv
-from loftenv import Loft, Results
+from loftenv import Loft, Results, SLOW
 from pgenv import Postgres
 from scaleenv import ScaleEnv
 
@@ -152,6 +156,89 @@ def scenario(label, reader_env, writer_env, via):
     a.close()
 
 
+def shared_syncs(node):
+    """loft_pg_view_syncs_total{answer="shared"} of node's /metrics."""
+    c = node.http(proto='metrics')
+    c.request('GET', '/metrics')
+    text = c.getresponse().read().decode()
+    c.close()
+    n = [float(l.split()[-1]) for l in text.splitlines()
+         if l.startswith('loft_pg_view_syncs_total{answer="shared"}')]
+    return n[0] if n else 0
+
+
+def crowd(na, nb, k=8, rounds=4):
+    """k sessions of one account on node A at once, whose syncs may share
+    a read (src/store/pg/pg-delta.c): each round node B appends, then all
+    k UID FETCH its UID at the same moment, and each must get it (a read
+    that began before B's commit must not answer them); then all k idle
+    and each sees every append on B. Some syncs took a shared answer."""
+    before = shared_syncs(na)
+    a = Conv(na.raw('imap'), r)
+    a.login(USER, PW)
+    a.run('CREATE Crowd', 'OK')
+    a.close()
+    readers = []
+    for _ in range(k):
+        c = Conv(na.raw('imap'), Results())
+        c.login(USER, PW)
+        c.run('SELECT Crowd', 'OK')
+        readers.append(c)
+    b = Conv(nb.raw('imap'), r)
+    b.login(USER, PW)
+
+    def append_on_b(n):
+        m = 'Subject: crowd %d\r\n\r\nbody\r\n' % n
+        _, t = b.run('APPEND Crowd {%d+}\r\n%s' % (len(m), m), 'OK')
+        got = re.search(r'APPENDUID \d+ (\d+)', t or '')
+        return int(got.group(1)) if got else None
+
+    for n in range(1, rounds + 1):
+        uid = append_on_b(n)
+        go = threading.Barrier(k)
+        got = [None] * k
+
+        def fetch(i):
+            go.wait(60)
+            lines, _ = readers[i].run('UID FETCH %d (FLAGS)' % uid, 'OK')
+            got[i] = any(re.match(r'^\* %d FETCH \(.*\bUID %d\b' % (n, uid),
+                                  l) for l in lines)
+        threads = [threading.Thread(target=fetch, args=(i,))
+                   for i in range(k)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120 * SLOW)
+        r.check('crowd round %d: each of %d sessions on A, at once, gets'
+                ' UID %s just appended on B' % (n, k, uid), all(got), got)
+    for c in readers:
+        c.send('i IDLE\r\n')
+        c.expect(r'^\+ ', timeout=30 * SLOW)
+    recent = None
+    for n in range(rounds + 1, rounds + 4):
+        append_on_b(n)
+        seen = [c.expect(r'^\* %d EXISTS' % n, timeout=30 * SLOW)
+                is not None for c in readers]
+        r.check('crowd: each of %d idling sessions on A sees append %d on B'
+                % (k, n), all(seen), seen)
+        # \Recent (RFC 3501 2.3.2): the new message is one session's
+        now = []
+        for c in readers:
+            line = c.expect(r'^\* \d+ RECENT', timeout=30 * SLOW)
+            now.append(int(line.split()[1]) if line else None)
+        if recent is not None and None not in now + recent:
+            r.check('crowd: append %d is \\Recent in exactly one session'
+                    % n, sum(now) - sum(recent) == 1, (recent, now))
+        recent = now
+    for c in readers:
+        c.close()
+    b.close()
+    after = shared_syncs(na)
+    print('crowd: %d syncs on node A took a shared answer' % (after - before))
+    r.check('crowd: some syncs on node A shared a read', after > before,
+            (before, after))
+
+
 def main():
     with Loft() as env:
         scenario('one node, LMTP', env, env, 'lmtp')
@@ -165,6 +252,7 @@ def main():
         global USER, PW
         USER, PW = 'bob@example.test', 'can-we-fix-it-yes'
         scenario('two nodes, APPEND on B', na, nb, 'append')
+        crowd(na, nb)
     return r.finish()
 
 

@@ -1100,14 +1100,16 @@ static int user_open_retry(struct store_user *user, struct store_error *err)
 	PG_RETRY(user->store, user_open_once(user, err));
 }
 
+static void pg_user_close(struct store_user *user);
+
 static int pg_user_open(struct store_user *user, struct store_error *err)
 {
-	user->be = xcalloc(1, sizeof(struct pg_store_user));
+	struct pg_store_user *pu = xcalloc(1, sizeof(*pu));
+	pu->delta = pg_delta_share_new();
+	user->be = pu;
 	int ret = user_open_retry(user, err);
-	if (ret < 0) {
-		free(user->be);
-		user->be = NULL;
-	}
+	if (ret < 0)
+		pg_user_close(user);
 	return ret;
 }
 
@@ -1176,7 +1178,10 @@ static bool pg_user_exists(struct store *store, int64_t user_id)
 
 static void pg_user_close(struct store_user *user)
 {
-	free(user->be);
+	struct pg_store_user *pu = user->be;
+	if (pu != NULL)
+		pg_delta_share_free(&pu->delta);
+	free(pu);
 	user->be = NULL;
 }
 
@@ -1396,7 +1401,7 @@ const struct store_backend_vfuncs store_postgres_vfuncs = {
 	.copy = pg_r_copy,
 	.expunge = pg_r_expunge,
 	.view_load = pg_r_view_load,
-	.view_delta = pg_r_view_delta,
+	.view_delta = pg_view_delta_shared,
 	.first_unseen = pg_first_unseen,
 	.recent_claim = pg_recent_claim,
 	.changed_since = pg_r_changed_since,

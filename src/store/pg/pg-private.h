@@ -98,7 +98,21 @@ struct pg_store_user {
 	/* undelete (pg-undelete.c): the account's policy as last read */
 	_Atomic int64_t deleted_checked;
 	atomic_bool deleted_off;
+	/* views' syncs asking the same question at once (pg-delta.c) */
+	struct pg_delta_share *delta;
 };
+
+/* pg-delta.c: the vtable's view_delta. Views of one mailbox synced to the
+ * same modseq that ask at once share one read (pg_r_view_delta), each
+ * getting an answer read after it asked. */
+struct pg_delta_share *pg_delta_share_new(void);
+void pg_delta_share_free(struct pg_delta_share **share);
+int pg_view_delta_shared(struct store_user *user, uint32_t mailbox_id,
+			 uint64_t since, struct store_mailbox_info *info_r,
+			 uint32_t **expunged_r, size_t *expunged_count_r,
+			 bool *complete_r,
+			 void (*changed)(void *ctx, const struct store_msg *msg),
+			 void *ctx, struct store_error *err);
 
 /* One write transaction of one account. */
 struct pg_tx {
