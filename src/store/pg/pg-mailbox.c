@@ -835,11 +835,17 @@ uint32_t pg_recent_claim(struct store_user *user, uint32_t mailbox_id,
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
 	pg_p_int(&p, mailbox_id);
-	PGresult *r;
-	if (peek) {
-		r = pg_exec(c, "SELECT recent_upto FROM mailbox WHERE user_id = $1"
-			    " AND id = $2", &p, NULL);
-	} else {
+	/* Every session with the mailbox selected asks after a delivery:
+	 * the first takes the new UIDs, the others find them taken by a
+	 * read, not by the UPDATE below, whose row lock is held through a
+	 * commit that waits for the synchronous standby (the sessions of a
+	 * woken account queued one behind the other, 20 of them ~20 commits
+	 * long). recent_upto only grows: a value at or above upto stays. */
+	PGresult *r = pg_exec(c, "SELECT recent_upto FROM mailbox WHERE"
+			      " user_id = $1 AND id = $2", &p, NULL);
+	if (!peek && r != NULL && PQntuples(r) == 1 &&
+	    (uint32_t)pg_int(r, 0, 0) < upto) {
+		PQclear(r);
 		pg_p_int(&p, upto);
 		/* the old value, and the new one in the same statement: the
 		 * row lock makes each UID one session's */
