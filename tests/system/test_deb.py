@@ -279,6 +279,15 @@ def test_install(work):
                 'share/doc/loft/running.md', 'share/doc/loft/postfix.md',
                 'share/doc/loft/config.md'):
         R.check('installs ' + rel, os.path.exists(os.path.join(base, rel)))
+    # every document a manual page sends the reader to is installed
+    named = set()
+    for page in ('loftd.8', 'loftctl.8'):
+        text = open(os.path.join(SRC, 'packaging', 'man', page)).read()
+        named.update(re.findall(r'/usr/share/doc/loft/([\w.-]+\.md)', text))
+    R.check('manual pages name documents', len(named) >= 4, named)
+    for doc in sorted(named):
+        R.check('installs share/doc/loft/%s (named in a manual page)' % doc,
+                os.path.exists(os.path.join(base, 'share/doc/loft', doc)))
     R.check('loftd executable', os.access(base + '/sbin/loftd', os.X_OK))
     unit = open(base + '/lib/systemd/system/loft.service').read()
     R.check('installed unit runs /usr/local/sbin/loftd',
