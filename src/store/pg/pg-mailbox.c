@@ -269,9 +269,10 @@ static int has_children(struct store_user *user, struct pg_conn *c,
 }
 
 int pg_mbox_info(struct store_user *user, struct pg_conn *c, uint32_t id,
-		 struct store_mailbox_info *info_r, bool want_recent,
+		 struct store_mailbox_info *info_r, bool for_view,
 		 struct store_error *err)
 {
+	bool want_recent = !for_view;
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, user->id);
@@ -292,6 +293,8 @@ int pg_mbox_info(struct store_user *user, struct pg_conn *c, uint32_t id,
 	}
 	info_from_row(r, 0, info_r, want_recent);
 	PQclear(r);
+	if (for_view)
+		return 0;
 	int ch = has_children(user, c, info_r->name, err);
 	if (ch < 0) {
 		store_mailbox_info_free(info_r);
@@ -401,7 +404,7 @@ int pg_mailbox_status(struct store_user *user, const char *name, uint32_t id,
 		id = mb.id;
 	}
 	if (ret == 0)
-		ret = pg_mbox_info(user, c, id, info_r, true, err);
+		ret = pg_mbox_info(user, c, id, info_r, false, err);
 	pg_rend(user, c);
 	return ret;
 }

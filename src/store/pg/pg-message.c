@@ -1635,7 +1635,7 @@ int pg_view_load(struct store_user *user, const char *mailbox,
 	int ret = pg_mbox_need(user, c, mailbox, mailbox_id, &mb, err);
 	/* a view counts its own \Recent */
 	if (ret == 0)
-		ret = pg_mbox_info(user, c, mb.id, info_r, false, err);
+		ret = pg_mbox_info(user, c, mb.id, info_r, true, err);
 	PGresult *r = NULL;
 	if (ret == 0) {
 		struct pg_params p;
@@ -1725,7 +1725,7 @@ int pg_view_delta_as(struct store_user *user, uint32_t mailbox_id,
 	struct pg_mbox mb;
 	int ret = pg_mbox_need(user, c, NULL, mailbox_id, &mb, err);
 	if (ret == 0)
-		ret = pg_mbox_info(user, c, mb.id, info_r, false, err);
+		ret = pg_mbox_info(user, c, mb.id, info_r, true, err);
 	if (ret == 0 && viewer > 0 &&
 	    pg_seen_info_in(user, c, mb.id, viewer, info_r, err) < 0) {
 		store_mailbox_info_free(info_r);

@@ -220,8 +220,11 @@ int pg_mbox_get(struct store_user *user, struct pg_conn *c, const char *name,
 int pg_mbox_need(struct store_user *user, struct pg_conn *c,
 		 const char *name, uint32_t id, struct pg_mbox *mb_r,
 		 struct store_error *err);
+/* A mailbox's info; for a view (view_load, view_delta), without the
+ * \Recent count (a view counts its own) and has_children (no view
+ * reads it: one statement less per sync). */
 int pg_mbox_info(struct store_user *user, struct pg_conn *c, uint32_t id,
-		 struct store_mailbox_info *info_r, bool want_recent,
+		 struct store_mailbox_info *info_r, bool for_view,
 		 struct store_error *err);
 int pg_create_defaults(struct pg_tx *tx, struct store_error *err);
 /* In tx: name made (with its parents), or a \Noselect one made a
