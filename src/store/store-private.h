@@ -575,6 +575,13 @@ struct store_user {
 	/* The highest modseq this process has committed for the user: lets
 	 * store_view_has_changes answer without touching the index. */
 	_Atomic uint64_t last_modseq;
+	/* Group commits of this process under way (sq-commit.c): raised
+	 * before the transaction writes anything, lowered after
+	 * last_modseq moved. A commit's changes become visible to readers
+	 * before last_modseq moves, so a view that reads while one is under
+	 * way cannot tell from last_modseq alone whether its read saw it
+	 * (store-view.c: it reads again at its next sync). */
+	_Atomic uint32_t commits_in_flight;
 	/* UID lists shared by the user's views (store-view.c) */
 	pthread_mutex_t views_mu;
 	struct store_uidlist *uidlists;

@@ -62,7 +62,9 @@ struct store_view {
 	size_t recent_ranges;
 	uint32_t recent_count;    /* of the UIDs the view shows */
 	uint64_t modseq;          /* mailbox HIGHESTMODSEQ at the last sync */
-	uint64_t user_modseq;     /* user->last_modseq seen at the last sync */
+	/* user->last_modseq as before the last read (seen_before_read);
+	 * read by a keepalive on the I/O thread too */
+	_Atomic uint64_t user_modseq;
 	/* A viewer with its own \Seen (store-seen.c), or 0: the view shows
 	 * its \Seen, and modseq is the higher of the common and its own */
 	int64_t pvt;
@@ -102,10 +104,22 @@ static uint64_t change_stamp(struct store_user *user)
 	return vf->change_stamp != NULL ? vf->change_stamp(user) : 0;
 }
 
+/* What the view records of last_modseq before it reads: 0 (never
+ * equal to it later) while a commit of this process is under way, whose
+ * changes the read may or may not see: the next sync reads again. A
+ * commit that starts after this look moves last_modseq before it is
+ * done, and one done before it is in the read. */
+static uint64_t seen_before_read(struct store_user *user)
+{
+	uint64_t seen = atomic_load(&user->last_modseq);
+	return atomic_load(&user->commits_in_flight) == 0 ? seen : 0;
+}
+
 bool store_view_maybe_changed(struct store_view *v)
 {
 	uint64_t now = change_stamp(v->user);
-	return now == 0 || now != atomic_load(&v->stamp);
+	return now == 0 || now != atomic_load(&v->stamp) ||
+	       seen_before_read(v->user) != v->user_modseq;
 }
 
 /* ---- shared lists ------------------------------------------------- */
@@ -407,7 +421,7 @@ int store_view_open(struct store_user *user, const char *mailbox,
 		flags |= STORE_VIEW_READONLY;
 	}
 	struct store_view *v = xcalloc(1, sizeof(*v));
-	uint64_t seen = atomic_load(&user->last_modseq);
+	uint64_t seen = seen_before_read(user);
 	/* before the read: a change after it moves the stamp */
 	atomic_store(&v->stamp, change_stamp(user));
 	const struct store_backend_vfuncs *vf = user->store->vf;
@@ -735,7 +749,7 @@ static int view_reload(struct store_view *v, struct store_error *err)
 static bool view_unchanged(const struct store_view *v, uint64_t seen,
 			   uint64_t stamp)
 {
-	return stamp != 0 && seen == v->user_modseq &&
+	return stamp != 0 && seen != 0 && seen == v->user_modseq &&
 	       stamp == atomic_load(&v->stamp);
 }
 
@@ -748,7 +762,7 @@ int store_view_sync(struct store_view *v, bool allow_expunge,
 	uint32_t *expunged = NULL;
 	size_t nexp = 0;
 	bool complete = true;
-	uint64_t seen = atomic_load(&v->user->last_modseq);
+	uint64_t seen = seen_before_read(v->user);
 	uint64_t stamp = change_stamp(v->user);
 	if (view_unchanged(v, seen, stamp)) {
 		if (allow_expunge && v->ghost_count > 0) {

@@ -188,7 +188,7 @@ static void run_one(struct sq_user *u, struct sq_conn *c, struct sq_job *j)
 	sq_exec(c, "RELEASE job");
 }
 
-static void run_batch(struct sq_user *u, struct sq_job *batch)
+static void run_batch_tx(struct sq_user *u, struct sq_job *batch)
 {
 	/* the idle trim closes an idle account's writer: the next batch
 	 * opens it again */
@@ -240,6 +240,15 @@ static void run_batch(struct sq_user *u, struct sq_job *batch)
 	       !atomic_compare_exchange_weak(&u->user->last_modseq, &prev,
 					     u->tx_modseq))
 		;
+}
+
+/* The batch's transaction, counted as under way from before its first
+ * write until after last_modseq moved (store-private.h). */
+static void run_batch(struct sq_user *u, struct sq_job *batch)
+{
+	atomic_fetch_add(&u->user->commits_in_flight, 1);
+	run_batch_tx(u, batch);
+	atomic_fetch_sub(&u->user->commits_in_flight, 1);
 }
 
 /* After the commit, on the job owner's thread: free what the job freed
