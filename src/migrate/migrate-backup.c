@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "testpause.h"
 #include "migrate-parse.h"
 
 /* Written: 2 (each folder's expunge log, docs/backup.md). Read: 1 too
@@ -677,24 +678,6 @@ static void sha_cache_free(struct sha_cache *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* Tests only (tests/system/test_migrate_server.py): with
- * LOFT_TEST_BACKUP_PAUSE=FILE, while FILE exists, an account's first
- * snapshot is held (FILE.ready says so) until FILE is removed, so a test
- * can expunge under it. */
-static void test_pause(void)
-{
-	const char *f = getenv("LOFT_TEST_BACKUP_PAUSE");
-	if (f == NULL || access(f, F_OK) != 0)
-		return;
-	char *ready = xasprintf("%s.ready", f);
-	int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	free(ready);
-	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
-		usleep(100000);
-}
-
 /* "1:5,7" from ascending UIDs. */
 static char *uid_set(const uint32_t *uids, size_t n)
 {
@@ -806,8 +789,9 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		migrate_error(m, address, NULL, "%s", err.msg);
 		return NULL;
 	}
+	/* tests (test_migrate_server): an expunge under the first snapshot */
 	if (first)
-		test_pause();
+		test_pause("LOFT_TEST_BACKUP_PAUSE");
 	const struct store_export_info *info = store_export_info(e);
 	*modseq_r = info->modseq;
 	json_t *doc = json_object();

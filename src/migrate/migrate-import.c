@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "testpause.h"
 #include "utf7.h"
 
 #define READ_CHUNK (256 * 1024)
@@ -275,24 +276,6 @@ static void list_sub(struct migrate *m, int dfd, const char *sub,
 	closedir(d);
 }
 
-/* Tests only (tests/proto/test_import_restore_vanish.py): with
- * LOFT_TEST_IMPORT_PAUSE=FILE, while FILE exists, a Maildir folder's
- * messages are held once listed (FILE.ready says so) until FILE is
- * removed, so a test can remove or rename files under the import. */
-static void test_pause(void)
-{
-	const char *f = getenv("LOFT_TEST_IMPORT_PAUSE");
-	if (f == NULL || access(f, F_OK) != 0)
-		return;
-	char *ready = xasprintf("%s.ready", f);
-	int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	free(ready);
-	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
-		usleep(100000);
-}
-
 /* Opens a message file; it may have moved from new/ to cur/ or been
  * renamed for a flag change meanwhile: looked for by its base name. */
 static int open_entry(int dfd, struct md_entry *e)
@@ -437,7 +420,9 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 	}
 	if (n > 1)
 		qsort(v, n, sizeof(*v), entry_cmp);
-	test_pause();
+	/* tests (test_import_restore_vanish): files removed or renamed
+	 * once listed */
+	test_pause("LOFT_TEST_IMPORT_PAUSE");
 
 	bool subscribed = strs_have(subs, sub_count, f->name);
 	bool keep = false;

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "testpause.h"
 
 #define BATCH_MESSAGES 64
 #define BATCH_BYTES (8u << 20)
@@ -630,23 +631,6 @@ static int verify(struct store_user *src, struct store_user *dst,
 
 /* ---- the move --------------------------------------------------------- */
 
-/* Tests: a kill while the account is locked and copied, before the row
- * changes (LOFT_TEST_MOVE_PAUSE names a file: while it exists, wait,
- * after making FILE.ready). */
-static void test_pause(void)
-{
-	const char *f = getenv("LOFT_TEST_MOVE_PAUSE");
-	if (f == NULL || access(f, F_OK) != 0)
-		return;
-	char *ready = xasprintf("%s.ready", f);
-	FILE *fp = fopen(ready, "w");
-	if (fp != NULL)
-		fclose(fp);
-	free(ready);
-	for (int i = 0; i < 6000 && access(f, F_OK) == 0; i++)
-		usleep(100000);
-}
-
 int store_move_account(struct store *store, int64_t user_id,
 		       enum store_backend to,
 		       const struct store_move_hooks *hooks,
@@ -702,7 +686,9 @@ int store_move_account(struct store *store, int64_t user_id,
 		goto out;
 	store_user_unref(&src);
 	store_user_unref(&dst);
-	test_pause();
+	/* tests (test_migrate_store): a kill while locked and copied,
+	 * before the row changes */
+	test_pause("LOFT_TEST_MOVE_PAUSE");
 	if (hooks->flip(hooks->ctx, user_id, to, err) < 0)
 		goto out;
 	ret = 1;
