@@ -328,10 +328,13 @@ def main():
                     "%d sessions selected on %d msgs, 1 delivery"
                     % (P["bigidle"], n), [r], [])
         if want("mixed"):
-            runs = alternate(both, P["reps"], lambda t: sc.mixed_workload(
-                t, 50, P["mixed_s"], procs=args.client_procs))
-            res.add("mixed 50 clients", "%d s" % P["mixed_s"], runs["loft"],
-                    runs["dovecot"])
+            for style, every in (("long sessions", 0),
+                                 ("login every 5 ops", 5)):
+                runs = alternate(both, P["reps"], lambda t: sc.mixed_workload(
+                    t, 50, P["mixed_s"], procs=args.client_procs,
+                    logout_every=every))
+                res.add("mixed 50 clients", "%s, %d s" % (style, P["mixed_s"]),
+                        runs["loft"], runs["dovecot"])
         if want("stress"):
             for t in both:
                 asyncio.run(sc.stress_seed(t))

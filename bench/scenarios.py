@@ -500,9 +500,14 @@ async def pop3_maildrop(target, user, expect=None):
 
 # ---- 5. mixed workload -----------------------------------------------------
 
-def mixed_workload(target, clients, seconds, seed=5, procs=None):
+def mixed_workload(target, clients, seconds, seed=5, procs=None,
+                   logout_every=0):
     """clients IMAP sessions doing what mail clients do, for seconds:
     select, fetch headers, fetch bodies, flag, move, expunge, append, idle.
+    logout_every 0: long sessions; N: each client logs out after N
+    operations and connects and logs in again (inside the timed window:
+    phones that open a connection per check; LOGIN and LOGOUT are not
+    counted as operations, logins_per_s counts them).
     The sessions are spread over procs client processes (bench/procsplit.py:
     one Python process would measure itself); client i does the same thing
     whichever process runs it. The clock starts once every client has
@@ -511,12 +516,14 @@ def mixed_workload(target, clients, seconds, seed=5, procs=None):
     scenario's figure. Returns operations per second, errors, and the
     server's and the clients' CPU time per operation."""
     procs = max(1, min(clients, procs or procsplit.default_procs()))
-    parts = [(p, [i for i in range(clients) if i % procs == p], seconds, seed)
+    parts = [(p, [i for i in range(clients) if i % procs == p], seconds, seed,
+              logout_every)
              for p in range(procs)]
     run = procsplit.run_split(target, parts, _mixed_part)
     ops = sum(r["ops"] for r in run.results)
     errors = [e for r in run.results for e in r["errors"]]
     return {"ops_per_s": ops / run.wall,
+            "logins_per_s": sum(r["logins"] for r in run.results) / run.wall,
             "errors": sum(r["nerrors"] for r in run.results),
             "first_error": errors[0] if errors else "",
             **cpu_figures(run, ops)}
@@ -534,9 +541,10 @@ def cpu_figures(run, ops):
 
 async def _mixed_part(target, part, sync):
     """One client process of mixed_workload: its share of the clients."""
-    pno, mine, seconds, seed = part
+    pno, mine, seconds, seed, logout_every = part
     users = target.user_names()
     ops = 0
+    logins = 0
     errors = []
     append_msg = corpus.message(seed, 1, 6000)
 
@@ -550,10 +558,17 @@ async def _mixed_part(target, part, sync):
     stop = await sync.started() + seconds
 
     async def client(i, c):
-        nonlocal ops
+        nonlocal ops, logins
         rng = random.Random(seed * 100 + i)
+        here = 0
         while time.monotonic() < stop:
             try:
+                if logout_every and here >= logout_every:
+                    await c.close()
+                    c = await login(i)
+                    conns[mine.index(i)] = c
+                    logins += 1
+                    here = 0
                 u, _ = await c.command("SELECT INBOX")
                 exists = 0
                 for line in u:
@@ -563,10 +578,12 @@ async def _mixed_part(target, part, sync):
                         # another session's expunge told during SELECT
                         exists -= 1
                 ops += 1
+                here += 1
                 if exists == 0:
                     await c.command("APPEND INBOX {%d+}\r\n" % len(append_msg)
                                     + append_msg.decode())
                     ops += 1
+                    here += 1
                     continue
                 r = rng.random()
                 lo = rng.randint(1, exists)
@@ -592,6 +609,7 @@ async def _mixed_part(target, part, sync):
                     await asyncio.sleep(0.05)
                     await c.idle_done()
                 ops += 1
+                here += 1
             except (ProtocolError, asyncio.IncompleteReadError, OSError) as e:
                 errors.append(str(e)[:200])
                 if len(errors) > 100:
@@ -601,7 +619,7 @@ async def _mixed_part(target, part, sync):
     await sync.finished()
     for c in conns:
         await c.close()
-    return {"part": pno, "ops": ops, "errors": errors[:5],
+    return {"part": pno, "ops": ops, "logins": logins, "errors": errors[:5],
             "nerrors": len(errors)}
 
 
