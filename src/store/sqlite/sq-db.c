@@ -786,6 +786,7 @@ static void sq_user_free(struct sq_user *u)
 	free(u->seen_low);
 	sq_unlink_pending_all(u);
 	pthread_mutex_destroy(&u->unlink_mu);
+	pthread_mutex_destroy(&u->stamp_mu);
 	free(u->recent);
 	free(u->pop3_marks);
 	if (atomic_load(&u->dir_fd) >= 0)
@@ -840,9 +841,19 @@ static void template_make(void)
 			    SQLITE_OK &&
 		    sqlite3_exec(db, sq_metadata_schema_sql, NULL, NULL,
 				 NULL) == SQLITE_OK &&
-		    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-			template_image = sqlite3_serialize(db, "main",
-							   &template_len, 0);
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+			/* kept for the process's life: in malloc's memory,
+			 * not SQLite's (whose figure tells what the open
+			 * indexes hold, and which the idle trim gives back) */
+			unsigned char *img = sqlite3_serialize(
+				db, "main", &template_len, 0);
+			if (img != NULL) {
+				template_image = xmalloc((size_t)template_len);
+				memcpy(template_image, img,
+				       (size_t)template_len);
+				sqlite3_free(img);
+			}
+		}
 	}
 	if (template_image == NULL)
 		log_warn("store", NULL, "no template index (%s): new indexes"
@@ -1021,6 +1032,7 @@ static int sq_user_open(struct store_user *user, struct store_error *err)
 	u->fsync = store->set.fsync;
 	u->dir = sq_user_dir(store, user->id);
 	atomic_store(&u->dir_fd, -1);
+	pthread_mutex_init(&u->stamp_mu, NULL);
 	pthread_mutex_init(&u->mu, NULL);
 	pthread_cond_init(&u->cond, NULL);
 	pthread_mutex_init(&u->readers_mu, NULL);

@@ -105,12 +105,43 @@ static int stamp_dir_fd(struct sq_user *u)
 	return fd;
 }
 
-/* The index as the file system shows it: the database file, and the
- * WAL when it holds frames. Every commit grows or rewrites the WAL, a
- * checkpoint rewrites the database; a WAL that is missing or empty is
- * the same state (the last connection's close deletes it, the next
- * reader makes it again, empty), so the idle trim's close and a later
- * read move the stamp only if that close checkpointed something. */
+/* The index as the file system shows it, as a content stamp: while the
+ * WAL holds frames, the WAL alone (every commit, of any process, appends
+ * to it or restarts it; a checkpoint only reads it and writes the
+ * database file, so the idle thread's checkpoints leave the stamp); with
+ * no WAL, or an empty one (the last connection's close deletes it, the
+ * next reader makes it again, empty), the database file. The database's
+ * inode is in both: an index put in place of another is another stamp. */
+static uint64_t stamp_raw(const struct stat *db, const struct stat *wal)
+{
+	uint64_t h = 14695981039346656037ULL;
+	stamp_mix(&h, (uint64_t)db->st_ino);
+	if (wal != NULL) {
+		stamp_mix(&h, 1);
+		stamp_mix(&h, (uint64_t)wal->st_ino);
+		stamp_mix(&h, (uint64_t)wal->st_size);
+		stamp_mix(&h, (uint64_t)wal->st_mtim.tv_sec);
+		stamp_mix(&h, (uint64_t)wal->st_mtim.tv_nsec);
+	} else {
+		stamp_mix(&h, (uint64_t)db->st_size);
+		stamp_mix(&h, (uint64_t)db->st_mtim.tv_sec);
+		stamp_mix(&h, (uint64_t)db->st_mtim.tv_nsec);
+	}
+	return h != 0 ? h : 1;
+}
+
+/* What a raw stamp reads as: the idle trim's close of the last
+ * connection moves the files from "WAL with frames" to "database alone"
+ * without changing a byte of content; stamp_hold_end recorded that. */
+static uint64_t stamp_alias(struct sq_user *u, uint64_t raw)
+{
+	pthread_mutex_lock(&u->stamp_mu);
+	if (raw == u->stamp_alias_raw)
+		raw = u->stamp_alias_to;
+	pthread_mutex_unlock(&u->stamp_mu);
+	return raw;
+}
+
 uint64_t sq_change_stamp(struct store_user *user)
 {
 	struct sq_user *u = SQU(user);
@@ -122,18 +153,67 @@ uint64_t sq_change_stamp(struct store_user *user)
 		      wal.st_size > 0;
 	if (fstatat(dfd, "index.db", &db, 0) < 0)
 		return 0;
-	uint64_t h = 14695981039346656037ULL;
-	stamp_mix(&h, (uint64_t)db.st_ino);
-	stamp_mix(&h, (uint64_t)db.st_size);
-	stamp_mix(&h, (uint64_t)db.st_mtim.tv_sec);
-	stamp_mix(&h, (uint64_t)db.st_mtim.tv_nsec);
-	if (frames) {
-		stamp_mix(&h, (uint64_t)wal.st_ino);
-		stamp_mix(&h, (uint64_t)wal.st_size);
-		stamp_mix(&h, (uint64_t)wal.st_mtim.tv_sec);
-		stamp_mix(&h, (uint64_t)wal.st_mtim.tv_nsec);
+	return stamp_alias(u, stamp_raw(&db, frames ? &wal : NULL));
+}
+
+/* The stamp across the trim's close. Taken after the trim's checkpoint,
+ * with the connections still open: the WAL (a descriptor kept on it, so
+ * that its last state can be read after the close deletes it) and the
+ * database file. */
+struct stamp_hold {
+	int wal_fd;
+	struct stat wal, db;
+	uint64_t before;
+};
+
+static bool stamp_hold_begin(struct sq_user *u, struct stamp_hold *h)
+{
+	int dfd = stamp_dir_fd(u);
+	if (dfd < 0)
+		return false;
+	h->wal_fd = openat(dfd, "index.db-wal", O_RDONLY | O_CLOEXEC);
+	if (h->wal_fd < 0)
+		return false;
+	if (fstat(h->wal_fd, &h->wal) < 0 || h->wal.st_size == 0 ||
+	    fstatat(dfd, "index.db", &h->db, 0) < 0) {
+		close(h->wal_fd);
+		return false;   /* no frames: the close changes nothing */
 	}
-	return h != 0 ? h : 1;
+	h->before = stamp_alias(u, stamp_raw(&h->db, &h->wal));
+	return true;
+}
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* After the close: if it deleted the WAL, and neither the WAL (up to its
+ * deletion: another process's commit before it) nor the database file
+ * (the close had nothing left to checkpoint; another process's commit
+ * and close after it rewrites the file) moved since stamp_hold_begin,
+ * the files now show the content that was there before: the new raw
+ * stamp reads as the old one. Otherwise the stamp moves, and the views
+ * read once more (the safe side). */
+static void stamp_hold_end(struct sq_user *u, struct stamp_hold *h)
+{
+	int dfd = stamp_dir_fd(u);
+	struct stat wal, db;
+	if (fstatat(dfd, "index.db-wal", &wal, 0) == 0 && wal.st_size > 0)
+		goto out;   /* not the last connection: the stamp is as it was */
+	if (fstat(h->wal_fd, &wal) < 0 || !same_file_state(&wal, &h->wal) ||
+	    fstatat(dfd, "index.db", &db, 0) < 0 ||
+	    !same_file_state(&db, &h->db))
+		goto out;
+	uint64_t raw = stamp_raw(&db, NULL);
+	pthread_mutex_lock(&u->stamp_mu);
+	u->stamp_alias_raw = raw;
+	u->stamp_alias_to = h->before;
+	pthread_mutex_unlock(&u->stamp_mu);
+out:
+	close(h->wal_fd);
 }
 
 /* Gives back what an idle account holds; 1 if it held anything. *kept_r:
@@ -141,23 +221,16 @@ uint64_t sq_change_stamp(struct store_user *user)
  * and comes back to the account afterwards, so the account is not done. */
 static int trim_user(struct sq_user *u, bool *kept_r)
 {
-	int trimmed = 0;
 	pthread_mutex_lock(&u->readers_mu);
 	struct sq_conn *readers = u->readers;
 	u->readers = NULL;
 	*kept_r = u->readers_out > 0;
 	pthread_mutex_unlock(&u->readers_mu);
-	while (readers != NULL) {
-		struct sq_conn *c = readers;
-		readers = c->next;
-		sq_conn_close(c);
-		trimmed = 1;
-	}
 	/* The writer is used only by a batch's leader, and becoming leader
 	 * takes mu: holding it with no leader and no queue, nobody is in
 	 * the writer. Taken away then, the next leader opens another
-	 * (sq_writer_open); closed outside mu (the last connection's close
-	 * checkpoints the WAL), so a delivery meanwhile does not wait. */
+	 * (sq_writer_open); closed outside mu, so a delivery meanwhile
+	 * does not wait. */
 	pthread_mutex_lock(&u->mu);
 	struct sq_conn *writer = NULL;
 	if (!u->leader && u->queue == NULL) {
@@ -167,11 +240,27 @@ static int trim_user(struct sq_user *u, bool *kept_r)
 		*kept_r = true;
 	}
 	pthread_mutex_unlock(&u->mu);
-	if (writer != NULL) {
-		sq_conn_close(writer);
-		trimmed = 1;
+	if (readers == NULL && writer == NULL)
+		return 0;
+	/* The last connection's close checkpoints the WAL and deletes it.
+	 * Checkpointed first, the close has nothing to write to the
+	 * database file, and the change stamp can be carried across it
+	 * (stamp_hold_end): the sessions' IDLE keepalives then leave the
+	 * closed index closed instead of each reading it once more. */
+	struct sq_conn *any = writer != NULL ? writer : readers;
+	sqlite3_wal_checkpoint_v2(any->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+				  NULL, NULL);
+	struct stamp_hold h;
+	bool held = !*kept_r && stamp_hold_begin(u, &h);
+	while (readers != NULL) {
+		struct sq_conn *c = readers;
+		readers = c->next;
+		sq_conn_close(c);
 	}
-	return trimmed;
+	sq_conn_close(writer);
+	if (held)
+		stamp_hold_end(u, &h);
+	return 1;
 }
 
 struct trim_round {

@@ -82,6 +82,12 @@ struct sq_user {
 	/* dir opened O_PATH for the change stamp's fstatat (sq-idle.c),
 	 * -1 until first needed; closed with the user */
 	_Atomic int dir_fd;
+	/* The change stamp across the idle trim's close (sq-idle.c): the
+	 * close deletes the WAL, so the files then show another stamp for
+	 * the same content; raw stamp stamp_alias_raw reads as
+	 * stamp_alias_to (the stamp before the close). Under stamp_mu. */
+	pthread_mutex_t stamp_mu;
+	uint64_t stamp_alias_raw, stamp_alias_to;
 	bool fsync;
 	unsigned opened_version;   /* schema version found at open (0: new) */
 	/* last group commit or read (sq_touch), and the last_use_ns up to
