@@ -295,14 +295,43 @@ static void trim_one(struct store_user *user, void *ctx)
 		atomic_store(&u->trimmed_use_ns, last);
 }
 
-/* One round: every account idle long enough; then the heap. */
+/* Free bytes in malloc's arenas after the last malloc_trim (mallinfo2's
+ * fordblks: it counts the pages given back too, so the mark, not zero,
+ * is the level to compare with); only the idle thread (and tests) touch
+ * it. */
+static size_t heap_free_mark;
+_Atomic uint64_t sq_heap_trims;
+
+/* What a trim is worth beside the accounts': memory freed by what is not
+ * an account's index (sessions that logged out after their accounts'
+ * trim, TLS handshakes, a big FETCH's buffers) stays in the arenas
+ * until something calls malloc_trim, and with every account already
+ * trimmed nothing did: a server that was busy an hour ago kept it. */
+#define SQ_HEAP_FREED_TRIM ((size_t)4 << 20)
+
+static void heap_trim(void)
+{
+	sq_mem_release();
+	malloc_trim(0);   /* every arena: each worker thread's too */
+	heap_free_mark = mallinfo2().fordblks;
+	atomic_fetch_add(&sq_heap_trims, 1);
+}
+
+/* One round: every account idle long enough; then the heap, if an
+ * account gave something back or 4 MiB more are free than after the
+ * last trim. */
 unsigned sq_idle_trim(struct store *store, int64_t idle_ns)
 {
 	struct trim_round r = {sq_now_ns() - idle_ns, 0};
 	store_users_foreach(store, trim_one, &r);
 	if (r.trimmed > 0) {
-		sq_mem_release();
-		malloc_trim(0);
+		heap_trim();
+	} else {
+		size_t free_now = mallinfo2().fordblks;
+		if (free_now > heap_free_mark + SQ_HEAP_FREED_TRIM)
+			heap_trim();
+		else if (free_now < heap_free_mark)
+			heap_free_mark = free_now;   /* reused: count from here */
 	}
 	return r.trimmed;
 }
