@@ -943,6 +943,56 @@ void auth_client_sasl_free(struct auth *auth, uint32_t id, uint64_t gen)
 	conn_unref(conn);
 }
 
+/* ---- the throttle shared between nodes ------------------------------ */
+
+struct throttle_rows {
+	auth_throttle_row_fn *fn;
+	void *ctx;
+};
+
+static int throttle_rows(void *ctx, const struct auth_reply *rep)
+{
+	struct throttle_rows *r = ctx;
+	size_t pos = 0;
+	struct auth_throttle_row row;
+	int more;
+	while ((more = auth_wire_throttle_next(rep->data, rep->data_len, &pos,
+					       &row)) == 1)
+		r->fn(r->ctx, &row);
+	return more;
+}
+
+/* auth_throttle_sync_fn: one THROTTLE_SYNC request. */
+static int throttle_sync(void *ctx, const char *node, int64_t batch,
+			 int64_t cursor, const struct auth_throttle_row *rows,
+			 size_t n, auth_throttle_row_fn *fn, void *fn_ctx)
+{
+	struct auth *auth = ctx;
+	/* no auth process this instant (restarting, or gone at shutdown):
+	 * the next period tries again, nobody waits for it */
+	struct auth_client *c = auth->client;
+	pthread_mutex_lock(&c->mu);
+	bool up = c->conn != NULL && !c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	if (!up)
+		return -1;
+	struct auth_wire_buf *b = request(AUTH_WIRE_THROTTLE_SYNC);
+	auth_wire_str(b, node);
+	auth_wire_i64(b, batch);
+	auth_wire_i64(b, cursor);
+	auth_wire_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		auth_wire_throttle_row(b, &rows[i]);
+	if (b->overflow) {
+		log_error("auth", NULL, "throttle: a batch of %zu rows does not "
+			  "fit a request", n);
+		request_free(b);
+		return -1;
+	}
+	struct throttle_rows r = {fn, fn_ctx};
+	return ask_list(auth, b, throttle_rows, &r);
+}
+
 /* ---- life ----------------------------------------------------------- */
 
 int auth_client_open(const struct auth_settings *set, int fd,
@@ -959,8 +1009,9 @@ int auth_client_open(const struct auth_settings *set, int fd,
 	 * beside the connections; only the credentials are elsewhere. */
 	auth->gate = auth_gate_create(auth);
 	if (auth->data_dir != NULL &&
-	    auth_throttle_open(&auth->set, auth->data_dir, set->throttle_daemon,
-			       &auth->throttle, error_r) < 0) {
+	    auth_throttle_open(auth, &auth->set, auth->data_dir,
+			       set->throttle_daemon, &auth->throttle,
+			       error_r) < 0) {
 		auth_close(&auth);
 		return -1;
 	}
@@ -983,6 +1034,9 @@ int auth_client_open(const struct auth_settings *set, int fd,
 	c->reader_started = true;
 	if (fd >= 0)
 		auth_client_set_fd(auth, fd);
+	/* accounts shared between nodes: so are the throttle's counts,
+	 * through the auth process */
+	auth_throttle_share(auth->throttle, throttle_sync, auth);
 	*auth_r = auth;
 	return 0;
 }

@@ -303,10 +303,14 @@ int auth_open(const struct auth_settings *set, struct auth **auth_r,
 		else
 			auth_conn_put(auth, c);
 	}
-	if (rc == 0 && auth_throttle_open(&auth->set, auth->data_dir,
+	if (rc == 0 && auth_throttle_open(auth, &auth->set, auth->data_dir,
 					  set->throttle_daemon, &auth->throttle,
 					  error_r) < 0)
 		rc = -1;
+	/* counting here, with the accounts in PostgreSQL: shared */
+	if (rc == 0 && set->throttle_daemon && auth->pg_conninfo != NULL)
+		auth_throttle_share(auth->throttle, auth_throttle_direct_sync,
+				    auth);
 	if (rc < 0) {
 		auth_close(&auth);
 		return -1;
@@ -327,8 +331,10 @@ void auth_close(struct auth **authp)
 	}
 	/* The gate's hashes may be requests to the auth process. */
 	auth_gate_destroy(&auth->gate);
-	auth_client_close(auth);
+	/* a shared throttle's last changes go through the auth process
+	 * (auth-client.c) or the pool: before either closes */
 	auth_throttle_close(&auth->throttle);
+	auth_client_close(auth);
 	auth_map_deinit(&auth->cache);
 	pthread_mutex_destroy(&auth->pool_lock);
 	OPENSSL_cleanse(auth->secret, sizeof(auth->secret));

@@ -192,10 +192,49 @@ struct auth_throttle_ticket {
 
 /* daemon: loftd (loads throttle.db, a writer thread stores changes each
  * second and applies loftctl's clears); else loftctl (reads and changes
- * throttle.db directly, at the first ban verb). */
-int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
-		       bool daemon, struct auth_throttle **t_r,
-		       char **error_r);
+ * throttle.db directly, at the first ban verb). With set->postgres (the
+ * accounts in PostgreSQL) the state is shared between nodes instead
+ * (auth-throttle-share.c): loftd's mail process sends its changes and
+ * reads everyone's through auth_throttle_share's function, once a
+ * second; loftctl reads and changes loft_auth.throttle through owner's
+ * connections. */
+int auth_throttle_open(struct auth *owner, const struct auth_settings *set,
+		       const char *data_dir, bool daemon,
+		       struct auth_throttle **t_r, char **error_r);
+struct auth_throttle_row;
+typedef void auth_throttle_row_fn(void *ctx,
+				  const struct auth_throttle_row *row);
+/* Sends one batch (rows of changes; batch 0 and n 0: only reads) and
+ * hands each row of the answer to fn: first the clock row (key "",
+ * last_fail_ms the database's time, seq 1 if rows are left past these),
+ * then the rows changed past cursor. 0, or -1 (nothing is known about
+ * whether the batch was applied). */
+typedef int auth_throttle_sync_fn(void *ctx, const char *node, int64_t batch,
+				  int64_t cursor,
+				  const struct auth_throttle_row *rows,
+				  size_t n, auth_throttle_row_fn *fn,
+				  void *fn_ctx);
+/* The mail process of a node with shared accounts: how its throttle
+ * reaches the database (through the auth process). Syncs at once, then
+ * each second. */
+void auth_throttle_share(struct auth_throttle *t, auth_throttle_sync_fn *fn,
+			 void *ctx);
+/* The auth process and loftctl (auth-throttle-share.c): applies a node's
+ * batch (wire rows; batch 0: none) unless it was applied before, then
+ * reads the rows past cursor (the clock row first, as above). 0 or -1. */
+int auth_throttle_db_sync(struct auth *auth, const char *node, int64_t batch,
+			  const uint8_t *rows, size_t rows_len, int64_t cursor,
+			  auth_throttle_row_fn *fn, void *ctx, char **error_r);
+/* auth_throttle_sync_fn straight to auth_throttle_db_sync (ctx: the
+ * struct auth that holds the connections). */
+int auth_throttle_direct_sync(void *ctx, const char *node, int64_t batch,
+			      int64_t cursor,
+			      const struct auth_throttle_row *rows, size_t n,
+			      auth_throttle_row_fn *fn, void *fn_ctx);
+/* loftctl ban del without loftd: kind 'a' (address key) or 'u' (account),
+ * its row and its pairs'. 0 or -1. */
+int auth_throttle_db_clear(struct auth *auth, char kind, const char *name,
+			   char **error_r);
 /* New settings (SIGHUP): delays, bans. */
 void auth_throttle_reload(struct auth_throttle *t,
 			  const struct auth_settings *set);

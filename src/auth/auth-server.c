@@ -379,6 +379,39 @@ static void do_list(struct auth_server *srv, struct auth_request *req,
 	free(l);
 }
 
+static void throttle_row(void *ctx, const struct auth_throttle_row *row)
+{
+	struct list_ctx *l = ctx;
+	list_room(l, strlen(row->key) + 43);
+	auth_wire_throttle_row(&l->rows, row);
+}
+
+/* THROTTLE_SYNC: a node's changes to loft_auth.throttle, and what changed
+ * there (auth-throttle-share.c). */
+static void do_throttle_sync(struct auth_server *srv, struct auth_request *req,
+			     struct auth_wire_buf *b)
+{
+	struct list_ctx *l = xcalloc(1, sizeof(*l));
+	l->srv = srv;
+	l->b = b;
+	l->id = req->id;
+	l->type = req->type;
+	auth_wire_begin(&l->rows, 0, 0, 0);
+	char *error = NULL;
+	if (auth_throttle_db_sync(srv->auth, req->name, req->batch, req->data,
+				  req->data_len, req->cursor, throttle_row, l,
+				  &error) < 0) {
+		log_warn("auth", NULL, "%s", error);
+		free(error);
+		auth_wire_begin(b, req->type, AUTH_WIRE_REPLY, req->id);
+		auth_wire_u8(b, (uint8_t)(int8_t)-1);
+		auth_wire_u32(b, 0);
+	} else {
+		list_flush(l, false);
+	}
+	free(l);
+}
+
 static void do_session_create(struct auth_server *srv,
 			      struct auth_request *req, struct auth_wire_buf *b)
 {
@@ -537,6 +570,9 @@ static void run_job(struct auth_server *srv, struct job *j)
 		break;
 	case AUTH_WIRE_PASSWD_CHANGE:
 		do_passwd_change(srv, req, b);
+		break;
+	case AUTH_WIRE_THROTTLE_SYNC:
+		do_throttle_sync(srv, req, b);
 		break;
 	case AUTH_WIRE_TOKEN_ADD:
 		do_token_add(srv, req, b);

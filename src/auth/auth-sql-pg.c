@@ -29,7 +29,7 @@
 /* the advisory lock of account writes ('lofa') and of the schema */
 #define WRITE_LOCK "1819240033"
 #define SCHEMA_LOCK "1819240034"
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 #define OID_BOOL 16
 #define OID_BYTEA 17
@@ -104,7 +104,30 @@ static const char pg_schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS dkim_keys ("
 	"  domain TEXT NOT NULL, selector TEXT NOT NULL,"
 	"  pem TEXT, created BIGINT NOT NULL, deleted BIGINT,"
-	"  PRIMARY KEY (domain, selector));";
+	"  PRIMARY KEY (domain, selector));"
+	/* version 3: the login throttle every node shares
+	 * (auth-throttle-share.c): one row per address, account and pair
+	 * key, as auth-throttle.c's entries; times in milliseconds of the
+	 * database's clock; seq from throttle_seq on every change, taken
+	 * under the throttle's advisory lock so that rows become visible
+	 * in seq order (a node reads what changed past the last seq it
+	 * saw) */
+	"CREATE SEQUENCE IF NOT EXISTS throttle_seq;"
+	"CREATE TABLE IF NOT EXISTS throttle ("
+	"  key TEXT PRIMARY KEY,"
+	"  failures BIGINT NOT NULL,"
+	"  last_fail_ms BIGINT NOT NULL,"
+	"  ban_until_ms BIGINT NOT NULL,"
+	"  bans BIGINT NOT NULL,"
+	"  good_ms BIGINT NOT NULL,"
+	"  seq BIGINT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS throttle_by_seq ON throttle(seq);"
+	/* the last batch of each node's mail process applied: a batch
+	 * sent again (its answer was lost) is not counted twice */
+	"CREATE TABLE IF NOT EXISTS throttle_batches ("
+	"  node TEXT PRIMARY KEY,"
+	"  batch BIGINT NOT NULL,"
+	"  at_ms BIGINT NOT NULL);";
 
 struct pq_conn {
 	struct asql_conn base;

@@ -34,15 +34,16 @@
  * without sleeping (bans expiring, counts forgotten, 30 days passing).
  */
 #include "auth-private.h"
+#include "auth-wire.h"
 
 #include <sqlite3.h>
 
 #include "buf.h"
 #include "log.h"
 
+#include <openssl/rand.h>
+
 #include <arpa/inet.h>
-#include <errno.h>
-#include <sys/stat.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -61,6 +62,16 @@
 #define THROTTLE_BUCKETS 65536
 #define THROTTLE_MAX_ENTRIES 200000
 #define WRITER_PERIOD_MS 1000
+/* shared: what one THROTTLE_SYNC request carries at most (a packet's
+ * room past its header and fixed fields), and how many unsent rows are
+ * kept while the database is away */
+#define SYNC_CHUNK_BYTES (AUTH_WIRE_MAX - 128)
+#define SYNC_OUTBOX_MAX 50000
+/* shared: a node not synced this long says so (each minute) */
+#define SYNC_STALE_WARN_MS 10000
+
+_Static_assert(AUTH_WIRE_THROTTLE_KEY_MAX == AUTH_THROTTLE_KEY_MAX - 1,
+	       "a throttle key crosses whole");
 
 /* One address, account or pair. */
 struct th_entry {
@@ -71,7 +82,12 @@ struct th_entry {
 	int64_t ban_until_ms;       /* address */
 	int64_t good_ms;            /* pair: last login; address: last login
 				       of any account from it */
-	bool dirty;                 /* differs from throttle.db */
+	bool dirty;                 /* differs from throttle.db (shared:
+				       has changes to send) */
+	/* shared: what this node has not sent yet */
+	bool ban_dirty;             /* it banned (ban_until_ms, bans) */
+	uint8_t flags;              /* AUTH_THROTTLE_ROW_RESET / _CLEAR */
+	uint32_t pending;           /* failures */
 	size_t key_len;
 	char key[];                 /* "a:ADDR", "u:ACCOUNT", "p:ADDR ACCOUNT" */
 };
@@ -82,7 +98,16 @@ struct th_gone {
 	char key[];
 };
 
+/* shared: one batch not yet acknowledged (sent again, same number). */
+struct th_chunk {
+	struct th_chunk *next;
+	int64_t batch;
+	size_t n;
+	struct auth_throttle_row *rows;
+};
+
 struct auth_throttle {
+	struct auth *owner;
 	struct auth_settings set;
 	char *dir;                  /* data_dir/throttle */
 	char *db_path;
@@ -97,6 +122,20 @@ struct auth_throttle {
 	bool writer_started, stop;
 	pthread_cond_t cond;
 	sqlite3 *db;                /* the writer's (daemon) or the tool's */
+	/* shared between nodes (set.postgres) */
+	bool shared;
+	auth_throttle_sync_fn *sync;        /* daemon: through auth */
+	void *sync_ctx;
+	bool sync_ready;            /* the writer syncs (after the first) */
+	char node[17];              /* this process's name in batches */
+	int64_t next_batch;
+	int64_t cursor;             /* the last seq read */
+	struct th_chunk *outbox, **outbox_tail;
+	size_t outbox_rows;
+	atomic_llong skew_ms;       /* the database's clock - ours */
+	int64_t call_t0;            /* wall ms at the request's start */
+	bool more;                  /* the answer left rows */
+	int64_t last_ok_ms, warned_ms;      /* monotonic */
 };
 
 /* ---- clock ------------------------------------------------------------ */
@@ -118,6 +157,27 @@ int64_t auth_clock_ms(void)
 		now += (int64_t)(offset * 1000);
 	}
 	return now;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The throttle's time: shared between nodes, the database's clock (the
+ * offset learnt at each sync), as the queue's leases use it. */
+static int64_t now_ms(struct auth_throttle *t)
+{
+	return auth_clock_ms() + atomic_load(&t->skew_ms);
 }
 
 /* ---- keys ------------------------------------------------------------- */
@@ -203,7 +263,7 @@ static struct th_entry *find(struct auth_throttle *t, const char *key,
 
 static void remember_gone(struct auth_throttle *t, const struct th_entry *e)
 {
-	if (!t->daemon)
+	if (!t->daemon || t->shared)
 		return;
 	struct th_gone *g = xmalloc(sizeof(*g) + e->key_len + 1);
 	memcpy(g->key, e->key, e->key_len + 1);
@@ -247,7 +307,10 @@ static void sweep(struct auth_throttle *t, int64_t now, bool full)
 			struct th_entry **pp = &t->buckets[i];
 			while (*pp != NULL) {
 				struct th_entry *e = *pp;
-				bool drop = entry_empty(e, now) ||
+				/* shared: what is not sent yet (a clear
+				 * above all) stays until it is */
+				bool drop = (entry_empty(e, now) &&
+					     !(t->shared && e->dirty)) ||
 					    (pass == 1 && !banned(e, now) &&
 					     !good(e, now));
 				if (drop) {
@@ -330,7 +393,7 @@ void auth_throttle_admit(struct auth_throttle *t, const char *remote,
 		pk[AUTH_THROTTLE_KEY_MAX];
 	size_t al, ul, pl;
 	ticket_keys(tk, ak, &al, uk, &ul, pk, &pl);
-	int64_t now = auth_clock_ms();
+	int64_t now = now_ms(t);
 	pthread_mutex_lock(&t->mu);
 	const struct th_entry *a = find(t, ak, al), *u = find(t, uk, ul),
 			      *p = find(t, pk, pl);
@@ -366,6 +429,7 @@ static void ban(struct auth_throttle *t, struct th_entry *a, int64_t now)
 		ms = BAN_MAX_MS;
 	a->ban_until_ms = now + ms;
 	a->bans++;
+	a->ban_dirty = true;
 	log_warn("auth", NULL, "address %s banned for %" PRId64 " s after %u "
 		 "failed logins (ban %u in a row)", a->key + 2, ms / 1000,
 		 a->failures, a->bans);
@@ -379,6 +443,8 @@ static void fail(struct th_entry *e, int64_t now)
 		e->failures++;
 	e->last_fail_ms = now;
 	e->dirty = true;
+	if (e->pending < UINT32_MAX)
+		e->pending++;
 }
 
 void auth_throttle_record(struct auth_throttle *t,
@@ -390,7 +456,7 @@ void auth_throttle_record(struct auth_throttle *t,
 		pk[AUTH_THROTTLE_KEY_MAX];
 	size_t al, ul, pl;
 	ticket_keys(tk, ak, &al, uk, &ul, pk, &pl);
-	int64_t now = auth_clock_ms();
+	int64_t now = now_ms(t);
 	pthread_mutex_lock(&t->mu);
 	struct th_entry *p = get(t, pk, pl, now);
 	if (ok) {
@@ -399,7 +465,12 @@ void auth_throttle_record(struct auth_throttle *t,
 			p->good_ms = now;
 			p->dirty = true;
 		}
+		if (p->failures > 0 || p->pending > 0) {
+			p->flags |= AUTH_THROTTLE_ROW_RESET;
+			p->dirty = true;
+		}
 		p->failures = 0;
+		p->pending = 0;
 		struct th_entry *a = get(t, ak, al, now);
 		if (now - a->good_ms > 3600 * 1000LL) {
 			a->good_ms = now;
@@ -427,7 +498,7 @@ bool auth_throttle_may_connect(struct auth_throttle *t, const char *remote)
 	if (auth_throttle_addr_key(remote, addr, sizeof(addr)) < 0)
 		return true;
 	size_t al = make_key('a', addr, NULL, ak, sizeof(ak));
-	int64_t now = auth_clock_ms();
+	int64_t now = now_ms(t);
 	pthread_mutex_lock(&t->mu);
 	const struct th_entry *a = find(t, ak, al);
 	bool ok = !banned(a, now) || good(a, now);
@@ -499,7 +570,7 @@ int auth_throttle_list(struct auth_throttle *t, auth_held_fn *fn, void *ctx,
 {
 	if (tool_load(t, error_r) < 0)
 		return -1;
-	int64_t now = auth_clock_ms();
+	int64_t now = now_ms(t);
 	struct held_row *rows = NULL;
 	size_t n = 0, cap = 0;
 	pthread_mutex_lock(&t->mu);
@@ -588,6 +659,9 @@ static unsigned clear_mem(struct auth_throttle *t, char kind, const char *name,
 			e->ban_until_ms = 0;
 			e->bans = 0;
 			e->dirty = true;
+			e->pending = 0;
+			e->ban_dirty = false;
+			e->flags = (uint8_t)(e->flags | AUTH_THROTTLE_ROW_CLEAR);
 		}
 	}
 	return cleared;
@@ -608,14 +682,18 @@ int auth_throttle_clear(struct auth_throttle *t, const char *who,
 	}
 	if (tool_load(t, error_r) < 0)
 		return -1;
-	int64_t now = auth_clock_ms();
+	int64_t now = now_ms(t);
 	pthread_mutex_lock(&t->mu);
 	unsigned n = clear_mem(t, kind, name, now);
 	pthread_mutex_unlock(&t->mu);
 	if (n > 0)
 		log_info("auth", NULL, "throttle: %s cleared by the admin",
 			 name);
-	if (!t->daemon && db_clear(t, kind, name, who, error_r) < 0)
+	if (!t->daemon && t->shared &&
+	    auth_throttle_db_clear(t->owner, kind, name, error_r) < 0)
+		return -1;
+	if (!t->daemon && !t->shared &&
+	    db_clear(t, kind, name, who, error_r) < 0)
 		return -1;
 	return n > 0 ? 1 : 0;
 }
@@ -687,7 +765,7 @@ static int db_load(struct auth_throttle *t, char **error_r)
 		*error_r = xasprintf("%s: %s", t->db_path, sqlite3_errmsg(t->db));
 		return -1;
 	}
-	int64_t now = auth_clock_ms();
+	int64_t now = now_ms(t);
 	pthread_mutex_lock(&t->mu);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -712,12 +790,15 @@ static int db_load(struct auth_throttle *t, char **error_r)
 	return 0;
 }
 
+static int share_load(struct auth_throttle *t, char **error_r);
+
 /* loftctl: the table is read at the first ban verb. */
 static int tool_load(struct auth_throttle *t, char **error_r)
 {
 	if (t->daemon || t->loaded)
 		return 0;
-	if (db_open(t, error_r) < 0 || db_load(t, error_r) < 0)
+	if (t->shared ? share_load(t, error_r) < 0
+		      : db_open(t, error_r) < 0 || db_load(t, error_r) < 0)
 		return -1;
 	t->loaded = true;
 	return 0;
@@ -773,6 +854,203 @@ static int db_clear(struct auth_throttle *t, char kind, const char *name,
 	}
 	*error_r = xasprintf("%s: %s", t->db_path, sqlite3_errmsg(t->db));
 	return -1;
+}
+
+
+/* ---- shared between nodes (auth-throttle-share.c) ---------------------- */
+
+/* One row of an answer: the clock, or the database's row merged with
+ * what this node counted and has not sent (or sent after the row was
+ * read). */
+static void merge_row(void *ctx, const struct auth_throttle_row *row)
+{
+	struct auth_throttle *t = ctx;
+	if (row->key[0] == '\0') {
+		/* against the middle of the round trip */
+		int64_t mid = (t->call_t0 + wall_ms()) / 2;
+		atomic_store(&t->skew_ms, (long long)(row->last_fail_ms - mid));
+		t->more = row->seq != 0;
+		return;
+	}
+	size_t len = strlen(row->key);
+	if (len >= AUTH_THROTTLE_KEY_MAX)
+		return;
+	int64_t now = now_ms(t);
+	pthread_mutex_lock(&t->mu);
+	struct th_entry *e = get(t, row->key, len, now);
+	if ((e->flags & AUTH_THROTTLE_ROW_CLEAR) == 0) {
+		/* a count restarted here (a login) and not yet sent: only
+		 * what came after it */
+		uint64_t f = (e->flags & AUTH_THROTTLE_ROW_RESET)
+			? e->pending : (uint64_t)row->failures + e->pending;
+		e->failures = f > UINT32_MAX ? UINT32_MAX : (uint32_t)f;
+		if (e->pending == 0 || row->last_fail_ms > e->last_fail_ms)
+			e->last_fail_ms = row->last_fail_ms;
+		if (!e->ban_dirty) {
+			e->ban_until_ms = row->ban_until_ms;
+			e->bans = row->bans;
+		} else {
+			if (row->ban_until_ms > e->ban_until_ms)
+				e->ban_until_ms = row->ban_until_ms;
+			if (row->bans > e->bans)
+				e->bans = row->bans;
+		}
+	}
+	if (row->good_ms > e->good_ms)
+		e->good_ms = row->good_ms;
+	pthread_mutex_unlock(&t->mu);
+	if (row->seq > t->cursor)
+		t->cursor = row->seq;
+}
+
+/* Takes what changed out of the table into batches of the outbox (mu
+ * held). */
+static void collect_rows(struct auth_throttle *t, int64_t now)
+{
+	sweep(t, now, false);
+	struct th_chunk *c = NULL;
+	size_t cap = 0, bytes = 0;
+	for (size_t i = 0; i < THROTTLE_BUCKETS; i++) {
+		for (struct th_entry *e = t->buckets[i]; e != NULL;
+		     e = e->next) {
+			if (!e->dirty)
+				continue;
+			size_t need = e->key_len + 43;   /* its wire size */
+			if (c == NULL || bytes + need > SYNC_CHUNK_BYTES) {
+				c = xcalloc(1, sizeof(*c));
+				c->batch = t->next_batch++;
+				*t->outbox_tail = c;
+				t->outbox_tail = &c->next;
+				cap = 0;
+				bytes = 0;
+			}
+			if (c->n == cap) {
+				cap = cap ? cap * 2 : 64;
+				c->rows = xrealloc(c->rows,
+						   cap * sizeof(*c->rows));
+			}
+			struct auth_throttle_row *r = &c->rows[c->n++];
+			memset(r, 0, sizeof(*r));
+			memcpy(r->key, e->key, e->key_len + 1);
+			r->flags = e->flags;
+			r->failures = e->pending;
+			r->last_fail_ms = e->pending > 0 ? e->last_fail_ms : 0;
+			if (e->ban_dirty) {
+				r->ban_until_ms = e->ban_until_ms;
+				r->bans = e->bans;
+			}
+			r->good_ms = e->good_ms > 0 ? e->good_ms : 0;
+			bytes += need;
+			t->outbox_rows++;
+			e->pending = 0;
+			e->flags = 0;
+			e->ban_dirty = false;
+			e->dirty = false;
+		}
+	}
+	/* the database away for long: the oldest changes go */
+	while (t->outbox_rows > SYNC_OUTBOX_MAX && t->outbox != NULL) {
+		struct th_chunk *old = t->outbox;
+		t->outbox = old->next;
+		if (t->outbox == NULL)
+			t->outbox_tail = &t->outbox;
+		t->outbox_rows -= old->n;
+		log_warn("auth", NULL, "throttle: %zu changes not shared with "
+			 "the other nodes are dropped (the database is away)",
+			 old->n);
+		free(old->rows);
+		free(old);
+	}
+}
+
+/* One request (mu not held). */
+static int sync_call(struct auth_throttle *t, int64_t batch,
+		     const struct auth_throttle_row *rows, size_t n)
+{
+	t->call_t0 = wall_ms();
+	t->more = false;
+	return t->sync(t->sync_ctx, t->node, batch, t->cursor, rows, n,
+		       merge_row, t);
+}
+
+/* Sends what changed, then reads what the others changed. */
+static void share_tick(struct auth_throttle *t)
+{
+	int64_t now = now_ms(t);
+	pthread_mutex_lock(&t->mu);
+	collect_rows(t, now);
+	pthread_mutex_unlock(&t->mu);
+	bool ok = true, asked = false;
+	while (ok && t->outbox != NULL) {
+		struct th_chunk *c = t->outbox;
+		ok = sync_call(t, c->batch, c->rows, c->n) == 0;
+		if (!ok)
+			break;
+		asked = true;
+		t->outbox = c->next;
+		if (t->outbox == NULL)
+			t->outbox_tail = &t->outbox;
+		t->outbox_rows -= c->n;
+		free(c->rows);
+		free(c);
+	}
+	/* rows left past an answer's limit (a node's first read) */
+	for (int i = 0; ok && (!asked || t->more) && i < 1000; i++) {
+		ok = sync_call(t, 0, NULL, 0) == 0;
+		asked = true;
+	}
+	int64_t m = mono_ms();
+	if (ok) {
+		if (t->warned_ms != 0)
+			log_info("auth", NULL, "throttle: shared with the other "
+				 "nodes again");
+		t->last_ok_ms = m;
+		t->warned_ms = 0;
+	} else if (m - t->last_ok_ms > SYNC_STALE_WARN_MS &&
+		   m - t->warned_ms > 60000) {
+		log_warn("auth", NULL, "throttle: not shared with the other "
+			 "nodes for %" PRId64 " s (the auth process or the "
+			 "database is away): counting on this node alone, "
+			 "%zu changes to send", (m - t->last_ok_ms) / 1000,
+			 t->outbox_rows);
+		t->warned_ms = m;
+	}
+}
+
+void auth_throttle_share(struct auth_throttle *t, auth_throttle_sync_fn *fn,
+			 void *ctx)
+{
+	if (t == NULL || !t->shared || !t->daemon)
+		return;
+	t->sync = fn;
+	t->sync_ctx = ctx;
+	/* the first before the node serves: it knows the bans and counts
+	 * of the others (and its own from before a restart); the writer
+	 * only syncs from now on */
+	share_tick(t);
+	pthread_mutex_lock(&t->mu);
+	t->sync_ready = true;
+	pthread_mutex_unlock(&t->mu);
+}
+
+static void tool_row(void *ctx, const struct auth_throttle_row *row)
+{
+	merge_row(ctx, row);
+}
+
+/* loftctl: every row, from loft_auth.throttle. */
+static int share_load(struct auth_throttle *t, char **error_r)
+{
+	for (int i = 0; i < 100000; i++) {
+		t->call_t0 = wall_ms();
+		t->more = false;
+		if (auth_throttle_db_sync(t->owner, "", 0, NULL, 0, t->cursor,
+					  tool_row, t, error_r) < 0)
+			return -1;
+		if (!t->more)
+			break;
+	}
+	return 0;
 }
 
 /* ---- the writer (loftd) ----------------------------------------------- */
@@ -895,24 +1173,45 @@ static void *writer_main(void *arg)
 		pthread_cond_timedwait(&t->cond, &t->mu, &ts);
 		if (t->stop)
 			break;
+		if (t->shared) {
+			if (!t->sync_ready)
+				continue;
+			pthread_mutex_unlock(&t->mu);
+			share_tick(t);
+			pthread_mutex_lock(&t->mu);
+			continue;
+		}
 		pthread_mutex_unlock(&t->mu);
 		flush(t);
 		pthread_mutex_lock(&t->mu);
 	}
+	bool ready = t->sync_ready;
 	pthread_mutex_unlock(&t->mu);
-	flush(t);   /* the last word: what changed since the previous one */
+	/* the last word: what changed since the previous one (shared: when
+	 * the auth process is gone already, this node's last changes are
+	 * not shared, as when it dies: at most a period's) */
+	if (!t->shared)
+		flush(t);
+	else if (ready)
+		share_tick(t);
 	return NULL;
 }
 
 /* ---- open / close ----------------------------------------------------- */
 
-int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
-		       bool daemon, struct auth_throttle **t_r,
-		       char **error_r)
+int auth_throttle_open(struct auth *owner, const struct auth_settings *set,
+		       const char *data_dir, bool daemon,
+		       struct auth_throttle **t_r, char **error_r)
 {
 	struct auth_throttle *t = xcalloc(1, sizeof(*t));
+	t->owner = owner;
 	t->set = *set;
 	t->daemon = daemon;
+	t->shared = set->postgres != NULL;
+	t->outbox_tail = &t->outbox;
+	t->next_batch = 1;
+	t->last_ok_ms = mono_ms();
+	atomic_init(&t->skew_ms, 0);
 	/* Its own directory: a confined mail process may write there and
 	 * not beside accounts.db (privsep). */
 	t->dir = xasprintf("%s/throttle", data_dir);
@@ -923,6 +1222,17 @@ int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
 	*t_r = t;
 	if (!daemon)
 		return 0;
+	if (t->shared) {
+		/* this process's name in the batches it sends */
+		uint8_t r[8];
+		if (RAND_bytes(r, sizeof(r)) != 1) {
+			*error_r = xstrdup("no randomness for the throttle");
+			goto fail;
+		}
+		for (int i = 0; i < 8; i++)
+			snprintf(t->node + 2 * i, 3, "%02x", r[i]);
+		goto start;
+	}
 	if (db_open(t, error_r) < 0 || db_load(t, error_r) < 0)
 		goto fail;
 	/* Clears left while loftd was down. */
@@ -930,6 +1240,7 @@ int auth_throttle_open(const struct auth_settings *set, const char *data_dir,
 		apply_clears(t, auth_clock_ms());
 		db_exec(t->db, "COMMIT");
 	}
+start:
 	if (pthread_create(&t->writer, NULL, writer_main, t) != 0) {
 		*error_r = xstrdup("cannot start the throttle writer");
 		goto fail;
@@ -975,6 +1286,12 @@ void auth_throttle_close(struct auth_throttle **tp)
 		struct th_gone *g = t->gone;
 		t->gone = g->next;
 		free(g);
+	}
+	while (t->outbox != NULL) {
+		struct th_chunk *c = t->outbox;
+		t->outbox = c->next;
+		free(c->rows);
+		free(c);
 	}
 	free(t->buckets);
 	if (t->db != NULL)

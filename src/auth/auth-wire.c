@@ -40,6 +40,7 @@ static const char *const type_names[AUTH_WIRE_TYPE_COUNT] = {
 	[AUTH_WIRE_GROUP_NAME] = "group-name",
 	[AUTH_WIRE_USER_IS_SHARED] = "user-is-shared",
 	[AUTH_WIRE_USER_SHARED_ADMIN] = "user-shared-admin",
+	[AUTH_WIRE_THROTTLE_SYNC] = "throttle-sync",
 };
 
 const char *auth_wire_type_name(unsigned type)
@@ -363,6 +364,35 @@ int auth_wire_parse_request(const uint8_t *pkt, size_t len,
 		get_str(&r, req->name, AUTH_WIRE_NAME_MAX);
 		get_str(&r, req->token_name, AUTH_WIRE_TOKEN_NAME_MAX);
 		break;
+	case AUTH_WIRE_THROTTLE_SYNC: {
+		get_str(&r, req->name, AUTH_WIRE_NODE_MAX);
+		req->batch = get_i64(&r);
+		req->cursor = get_i64(&r);
+		req->count = get_u32(&r);
+		if (r.bad || req->batch < 0 || req->cursor < 0 ||
+		    req->name[0] == '\0' || (req->count > 0) != (req->batch > 0))
+			return -1;
+		for (const char *p = req->name; *p != '\0'; p++)
+			if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+				return -1;
+		/* every row well formed, exactly count of them */
+		req->data = r.p;
+		req->data_len = r.left;
+		size_t pos = 0;
+		uint32_t n = 0;
+		struct auth_throttle_row row;
+		int more;
+		while ((more = auth_wire_throttle_next(r.p, r.left, &pos,
+						       &row)) == 1) {
+			if (row.seq != 0 || row.key[0] == '\0')
+				return -1;
+			n++;
+		}
+		if (more < 0 || n != req->count)
+			return -1;
+		take(&r, r.left);
+		break;
+	}
 	default:
 		return -1;
 	}
@@ -404,6 +434,7 @@ int auth_wire_parse_reply(const uint8_t *pkt, size_t len,
 	case AUTH_WIRE_TOKEN_LIST:
 	case AUTH_WIRE_USER_GROUPS:
 	case AUTH_WIRE_ACL_OWNERS:
+	case AUTH_WIRE_THROTTLE_SYNC:
 		rep->rc = (int8_t)get_u8(&r);
 		rep->list_count = get_u32(&r);
 		rep->data = r.p;
@@ -570,5 +601,51 @@ int auth_wire_id_next(const struct auth_reply *rep, size_t *pos,
 	if (r.bad)
 		return -1;
 	*pos = rep->data_len - r.left;
+	return 1;
+}
+
+void auth_wire_throttle_row(struct auth_wire_buf *b,
+			    const struct auth_throttle_row *row)
+{
+	auth_wire_str(b, row->key);
+	auth_wire_u8(b, row->flags);
+	auth_wire_u32(b, row->failures);
+	auth_wire_i64(b, row->last_fail_ms);
+	auth_wire_i64(b, row->ban_until_ms);
+	auth_wire_u32(b, row->bans);
+	auth_wire_i64(b, row->good_ms);
+	auth_wire_i64(b, row->seq);
+}
+
+int auth_wire_throttle_next(const uint8_t *data, size_t len, size_t *pos,
+			    struct auth_throttle_row *row)
+{
+	if (*pos >= len)
+		return 0;
+	struct rd r = {data + *pos, len - *pos, false};
+	memset(row, 0, sizeof(*row));
+	get_str(&r, row->key, AUTH_WIRE_THROTTLE_KEY_MAX);
+	row->flags = get_u8(&r);
+	row->failures = get_u32(&r);
+	row->last_fail_ms = get_i64(&r);
+	row->ban_until_ms = get_i64(&r);
+	row->bans = get_u32(&r);
+	row->good_ms = get_i64(&r);
+	row->seq = get_i64(&r);
+	if (r.bad || row->flags > AUTH_WIRE_THROTTLE_FLAGS ||
+	    row->last_fail_ms < 0 || row->ban_until_ms < 0 ||
+	    row->good_ms < 0 || row->seq < 0)
+		return -1;
+	/* the clock row has no key; any other is KIND:NAME, printable */
+	size_t n = strlen(row->key);
+	if (n > 0 && (n < 3 || row->key[1] != ':' ||
+		      (row->key[0] != 'a' && row->key[0] != 'u' &&
+		       row->key[0] != 'p')))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)row->key[i] < ' ' ||
+		    (unsigned char)row->key[i] == 0x7f)
+			return -1;
+	*pos = len - r.left;
 	return 1;
 }

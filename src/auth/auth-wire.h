@@ -48,6 +48,11 @@
 #define AUTH_WIRE_TOKEN_NAME_MAX 71  /* struct auth_token_info's name */
 #define AUTH_WIRE_TOKEN_MAX 64       /* "loft_" + 43 base64url */
 #define AUTH_WIRE_ERROR_MAX 512      /* a message for the user */
+#define AUTH_WIRE_NODE_MAX 32        /* THROTTLE_SYNC: a node's name */
+/* a throttle key: "a:ADDR", "u:ACCOUNT", "p:ADDR ACCOUNT"
+ * (AUTH_THROTTLE_KEY_MAX - 1) */
+#define AUTH_WIRE_THROTTLE_KEY_MAX (64 + 319 + 3)
+#define AUTH_WIRE_THROTTLE_FLAGS 3   /* AUTH_THROTTLE_ROW_RESET | _CLEAR */
 
 #define AUTH_WIRE_REPLY 0x0001
 #define AUTH_WIRE_MORE 0x0002
@@ -104,6 +109,15 @@ enum auth_wire_type {
 	AUTH_WIRE_GROUP_NAME,    /* i64 id            -> u8 rc, str name */
 	AUTH_WIRE_USER_IS_SHARED,/* i64 user          -> u8 rc */
 	AUTH_WIRE_USER_SHARED_ADMIN, /* i64 user      -> u8 rc */
+	/* the login throttle shared between nodes (auth-throttle-share.c):
+	 * the mail process's changes since its last batch, and what changed
+	 * in the database past seq cursor */
+	AUTH_WIRE_THROTTLE_SYNC, /* str node, i64 batch, i64 cursor, u32 n,
+				    n x throttle row (seq 0)
+				    -> as USER_GROUPS, a clock row (key "",
+				    last_fail_ms the database's time, seq 1
+				    if rows past these are left), then
+				    n x throttle row, MORE */
 	AUTH_WIRE_TYPE_COUNT
 };
 
@@ -127,8 +141,27 @@ struct auth_request {
 	uint32_t sasl_id;
 	uint32_t lifetime_secs;                 /* SESSION_CREATE */
 	uint32_t idle_secs;
-	const uint8_t *data;                    /* SASL_STEP: NULL = none */
+	const uint8_t *data;                    /* SASL_STEP: NULL = none;
+						   THROTTLE_SYNC: the rows */
 	size_t data_len;
+	int64_t batch, cursor;                  /* THROTTLE_SYNC */
+	uint32_t count;                         /* THROTTLE_SYNC: rows */
+};
+
+/* One row of THROTTLE_SYNC, either way: str key, u8 flags, u32 failures,
+ * i64 last_fail_ms, i64 ban_until_ms, u32 bans, i64 good_ms, i64 seq. From
+ * the mail process, failures are the ones since its last batch and flags
+ * say how they apply; from the auth process, the database's row. */
+#define AUTH_THROTTLE_ROW_RESET 1   /* the count restarts (a login) */
+#define AUTH_THROTTLE_ROW_CLEAR 2   /* loftctl ban del: count and ban */
+struct auth_throttle_row {
+	char key[AUTH_WIRE_THROTTLE_KEY_MAX + 1];
+	uint8_t flags;
+	uint32_t failures;
+	int64_t last_fail_ms, ban_until_ms;
+	uint32_t bans;
+	int64_t good_ms;
+	int64_t seq;
 };
 
 /* A reply as the client sees it. */
@@ -197,6 +230,14 @@ int auth_wire_id_next(const struct auth_reply *rep, size_t *pos,
 /* A TOKEN_LIST row, as the auth process writes it. */
 void auth_wire_token_row(struct auth_wire_buf *b,
 			 const struct auth_token_info *info);
+/* A THROTTLE_SYNC row, either way. */
+void auth_wire_throttle_row(struct auth_wire_buf *b,
+			    const struct auth_throttle_row *row);
+/* The next THROTTLE_SYNC row of data[*pos, len): 1 a row, 0 at the end,
+ * -1 malformed (a key not "a:", "u:" or "p:" and printable, unknown flags,
+ * a negative time). */
+int auth_wire_throttle_next(const uint8_t *data, size_t len, size_t *pos,
+			    struct auth_throttle_row *row);
 /* The header's type, for messages ("lookup", "verify", ...). */
 const char *auth_wire_type_name(unsigned type);
 

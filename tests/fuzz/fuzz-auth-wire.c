@@ -96,6 +96,18 @@ static void encode(const struct auth_request *req, struct auth_wire_buf *b)
 		auth_wire_str(b, req->name);
 		auth_wire_str(b, req->token_name);
 		break;
+	case AUTH_WIRE_THROTTLE_SYNC: {
+		auth_wire_str(b, req->name);
+		auth_wire_i64(b, req->batch);
+		auth_wire_i64(b, req->cursor);
+		auth_wire_u32(b, req->count);
+		size_t pos = 0;
+		struct auth_throttle_row row;
+		while (auth_wire_throttle_next(req->data, req->data_len, &pos,
+					       &row) == 1)
+			auth_wire_throttle_row(b, &row);
+		break;
+	}
 	default:
 		abort();     /* the parser let an unknown type through */
 	}
@@ -112,7 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    strlen(req.new_password) > AUTH_WIRE_PASSWORD_MAX ||
 		    strlen(req.token_name) > AUTH_WIRE_TOKEN_NAME_MAX ||
 		    strlen(req.remote) > AUTH_WIRE_REMOTE_MAX ||
-		    req.data_len > AUTH_WIRE_SASL_MAX)
+		    (req.type != AUTH_WIRE_THROTTLE_SYNC &&
+		     req.data_len > AUTH_WIRE_SASL_MAX))
 			abort();
 		encode(&req, &b);
 		if (b.overflow || b.len != size || memcmp(b.data, data, size) != 0)
