@@ -324,16 +324,16 @@ void auth_close(struct auth **authp)
 	struct auth *auth = *authp;
 	if (auth == NULL)
 		return;
-	while (auth->free_conns != NULL) {
-		struct auth_conn *c = auth->free_conns;
-		auth->free_conns = c->next;
-		conn_free(c);
-	}
 	/* The gate's hashes may be requests to the auth process. */
 	auth_gate_destroy(&auth->gate);
 	/* a shared throttle's last changes go through the auth process
 	 * (auth-client.c) or the pool: before either closes */
 	auth_throttle_close(&auth->throttle);
+	while (auth->free_conns != NULL) {
+		struct auth_conn *c = auth->free_conns;
+		auth->free_conns = c->next;
+		conn_free(c);
+	}
 	auth_client_close(auth);
 	auth_map_deinit(&auth->cache);
 	pthread_mutex_destroy(&auth->pool_lock);

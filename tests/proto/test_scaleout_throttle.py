@@ -134,7 +134,7 @@ def test_spread_guessing(na, nb):
     """Wrong passwords for bob, each from an address of its own (only the
     account's count can slow them), alternating between the nodes."""
     nodes = [na, nb]
-    delays = []
+    delays, seen = [], []
     for i in range(8):
         node, other = nodes[i % 2], nodes[(i + 1) % 2]
         reply, dt = login(node, '127.0.1.%d' % (10 + i), BOB, 'wrong-%d' % i)
@@ -144,11 +144,14 @@ def test_spread_guessing(na, nb):
         # the other node knows of it before the next attempt goes there
         line, waited = held_line(other, 'account %s ' % BOB,
                                  contains='failures %d ' % (i + 1))
+        seen.append(waited)
         r.check('spread: failure %d seen on the other node within %.0f s'
                 % (i + 1, BOUND), line is not None, (waited, held(other)))
     expected = [one_node_delay(i + 1, 1600) for i in range(8)]
     print('delays over two nodes: %s; one node: %s'
           % (['%.3f' % d for d in delays], expected))
+    print('each failure seen on the other node after (s): %s'
+          % ['%.2f' % d for d in seen])
     r.check('spread: the first three free, as on one node',
             max(delays[:3]) < 1.0 * SLOW, delays)
     for i in range(3, 8):
@@ -219,6 +222,7 @@ def test_ban_across(na, nb):
     r.check('ban: made through A', line is not None, held(na))
     line, dt = wait_for(lambda: greeting(nb, src).startswith(b'* BYE'),
                         BOUND)
+    print('ban through A refused at connect on B after %.2f s' % dt)
     r.check('ban: refused at connect on B within %.0f s (%.2f s)'
             % (BOUND, dt), line, dt)
     r.check('ban: B still greets others',
@@ -231,6 +235,7 @@ def test_ban_across(na, nb):
     r.check('ban: `loftctl ban del` through B', rc == 0 and
             out.strip() == '%s: cleared' % src, (rc, out, err))
     ok, dt = wait_for(lambda: greeting(na, src).startswith(b'* OK'), BOUND)
+    print('ban del through B: A greets after %.2f s' % dt)
     r.check('ban: cleared on A within %.0f s (%.2f s)' % (BOUND, dt), ok, dt)
     line, _ = held_line(na, 'address %s ' % src, timeout=0)
     r.check('ban: gone from A\'s list', line is None, held(na))
