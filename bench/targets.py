@@ -252,7 +252,10 @@ class LoftTarget(Target):
                      "argon2_parallelism": None},
             "limits": {"io_threads": "2", "worker_threads": "16",
                        "max_connections_per_ip": "0"},
-            "imap": {"max_connections_per_user": str(conns_per_user)},
+            # every session comes from 127.0.0.1: the per-address
+            # limit (default 200) would refuse bigidle's 201st session
+            "imap": {"max_connections_per_user": str(conns_per_user),
+                     "max_connections_per_user_ip": str(conns_per_user)},
             "imaps": {},
         }
         extra["auth"].update(auth or {})   # e.g. bench/login_flood.py
