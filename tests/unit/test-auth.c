@@ -9,6 +9,7 @@
 #include "test-scram.h"
 
 #include "auth-private.h"
+#include "auth-wire.h"
 #include "buf.h"
 #include "config.h"
 #include "log.h"
@@ -680,6 +681,94 @@ TEST_CASE(throttle_persisted)
 	teardown(&auth);
 }
 
+/* The throttle shared between nodes (auth-throttle-share.c, postgres
+ * only): a node's batch sent again after a lost answer is not counted
+ * twice; another node's is added; a clear starts the count again. */
+struct shared_seen {
+	int64_t clock_ms;
+	int64_t failures, ban_until_ms, seq;
+	int rows;
+};
+
+static void shared_row(void *ctx, const struct auth_throttle_row *row)
+{
+	struct shared_seen *s = ctx;
+	if (row->key[0] == '\0') {
+		s->clock_ms = row->last_fail_ms;
+		return;
+	}
+	if (strcmp(row->key, "u:x@example.test") == 0) {
+		s->failures = row->failures;
+		s->ban_until_ms = row->ban_until_ms;
+		s->seq = row->seq;
+		s->rows++;
+	}
+}
+
+static int64_t shared_send(struct auth *auth, const char *node,
+			   int64_t batch, uint8_t flags, uint32_t failures,
+			   int64_t ban_until_ms)
+{
+	struct auth_throttle_row row;
+	memset(&row, 0, sizeof(row));
+	snprintf(row.key, sizeof(row.key), "u:x@example.test");
+	row.flags = flags;
+	row.failures = failures;
+	row.last_fail_ms = (int64_t)time(NULL) * 1000 + batch;
+	row.ban_until_ms = ban_until_ms;
+	struct auth_wire_buf w;
+	auth_wire_begin(&w, 0, 0, 0);
+	auth_wire_throttle_row(&w, &row);
+	struct shared_seen seen;
+	memset(&seen, 0, sizeof(seen));
+	char *error = NULL;
+	int rc = auth_throttle_db_sync(auth, node, batch,
+				       w.data + AUTH_WIRE_HEADER,
+				       w.len - AUTH_WIRE_HEADER, 0, shared_row,
+				       &seen, &error);
+	if (rc < 0) {
+		fprintf(stderr, "auth_throttle_db_sync: %s\n", error);
+		free(error);
+		return -1;
+	}
+	CHECK(seen.clock_ms > 1700000000000LL);
+	CHECK_INT(seen.rows, 1);
+	return seen.failures;
+}
+
+TEST_CASE(throttle_shared_batches)
+{
+	struct auth_settings set;
+	cheap_settings(&set);
+	if (set.postgres == NULL)
+		return;      /* accounts.db: nothing is shared */
+	struct auth *auth = setup_with(&set);
+	CHECK_INT(shared_send(auth, "0a", 1, 0, 3, 0), 3);
+	/* the answer was lost: the same batch again */
+	CHECK_INT(shared_send(auth, "0a", 1, 0, 3, 0), 3);
+	CHECK_INT(shared_send(auth, "0a", 2, 0, 2, 0), 5);
+	/* another node's first batch counts */
+	CHECK_INT(shared_send(auth, "0b", 1, 0, 4, 0), 9);
+	/* a login resets the count (then adds what followed it) */
+	CHECK_INT(shared_send(auth, "0b", 2, AUTH_THROTTLE_ROW_RESET, 1, 0), 1);
+	CHECK_INT(shared_send(auth, "0a", 3, 0, 0,
+			      (int64_t)time(NULL) * 1000 + 60000), 1);
+	/* loftctl ban del through a node: count and ban gone */
+	CHECK_INT(shared_send(auth, "0a", 4, AUTH_THROTTLE_ROW_CLEAR, 0, 0), 0);
+	/* a clear without loftd (loftctl) bumps the row for every node */
+	CHECK_INT(shared_send(auth, "0b", 3, 0, 2, 0), 2);
+	char *error = NULL;
+	CHECK_INT(auth_throttle_db_clear(auth, 'u', "x@example.test", &error),
+		  0);
+	struct shared_seen seen;
+	memset(&seen, 0, sizeof(seen));
+	CHECK_INT(auth_throttle_db_sync(auth, "", 0, NULL, 0, 0, shared_row,
+					&seen, &error), 0);
+	CHECK_INT(seen.failures, 0);
+	CHECK_INT(seen.ban_until_ms, 0);
+	teardown(&auth);
+}
+
 /* ---- policies ---------------------------------------------------------- */
 
 TEST_CASE(policies)
@@ -1142,6 +1231,7 @@ static const struct test_case cases[] = {
 	{"scram_malformed", scram_malformed},
 	{"password_policy", password_policy},
 	{"non_ascii_passwords", non_ascii_passwords},
+	{"throttle_shared_batches", throttle_shared_batches},
 	{NULL, NULL},
 };
 
