@@ -5,6 +5,7 @@
  */
 #include "store-private.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -434,4 +435,138 @@ int store_changed_elsewhere(struct store *store, int64_t user_id,
 	}
 	store_mailbox_list_free(list, count);
 	return 0;
+}
+
+/* ---- the rest of an account: annotations, keys, records, objects ---- */
+
+void store_account_extra_free(struct store_account_extra *x)
+{
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		free(x->annotations[i].mailbox);
+		free(x->annotations[i].name);
+		free(x->annotations[i].value);
+	}
+	for (size_t i = 0; i < x->key_count; i++)
+		free(x->keys[i].mailbox);
+	for (size_t i = 0; i < x->record_count; i++)
+		free(x->records[i].key);
+	for (size_t i = 0; i < x->object_count; i++)
+		free(x->objects[i].data);
+	free(x->annotations);
+	free(x->keys);
+	free(x->records);
+	free(x->objects);
+	memset(x, 0, sizeof(*x));
+}
+
+int store_export_extra(struct store_export *exp,
+		       struct store_account_extra *x_r,
+		       struct store_error *err)
+{
+	err_clear(err);
+	memset(x_r, 0, sizeof(*x_r));
+	if (STORE_OBJ_VF(exp)->export_extra == NULL)
+		return 0;
+	int ret = STORE_OBJ_VF(exp)->export_extra(exp, x_r, err);
+	if (ret < 0)
+		store_account_extra_free(x_r);
+	return ret;
+}
+
+static bool extra_ok(const struct store_account_extra *x,
+		     struct store_error *err)
+{
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *a = &x->annotations[i];
+		if (a->name == NULL || a->value == NULL || a->viewer < 0 ||
+		    (strncmp(a->name, "/private/", 9) != 0 &&
+		     strncmp(a->name, "/shared/", 8) != 0) ||
+		    a->value_len > STORE_METADATA_MAX_VALUE) {
+			store_set_error(err, STORE_ERR_INVALID,
+					"Invalid annotation %.60s",
+					a->name ? a->name : "");
+			return false;
+		}
+	}
+	for (size_t i = 0; i < x->key_count; i++)
+		if (x->keys[i].mailbox == NULL || x->keys[i].viewer < 0) {
+			store_set_error(err, STORE_ERR_INVALID,
+					"Invalid URLAUTH key");
+			return false;
+		}
+	for (size_t i = 0; i < x->record_count; i++)
+		if (x->records[i].key == NULL || x->records[i].key[0] == '\0') {
+			store_set_error(err, STORE_ERR_INVALID,
+					"Invalid Sieve record");
+			return false;
+		}
+	for (size_t i = 0; i < x->object_count; i++) {
+		const struct store_extra_object *o = &x->objects[i];
+		if ((o->kind != STORE_JMAP_IDENTITY &&
+		     o->kind != STORE_JMAP_VACATION &&
+		     o->kind != STORE_JMAP_SETTINGS) ||
+		    o->id <= 0 || o->data == NULL) {
+			store_set_error(err, STORE_ERR_INVALID,
+					"Invalid JMAP object (kind %d, id %"
+					PRId64 ")", o->kind, o->id);
+			return false;
+		}
+	}
+	return true;
+}
+
+int store_import_extra(struct store_user *user,
+		       const struct store_account_extra *x, size_t *skipped_r,
+		       struct store_error *err)
+{
+	err_clear(err);
+	size_t skipped = 0;
+	if (skipped_r == NULL)
+		skipped_r = &skipped;
+	*skipped_r = 0;
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	if (!extra_ok(x, err))
+		return -1;
+	if (x->annotation_count + x->key_count + x->record_count +
+	    x->object_count == 0)
+		return 0;
+	if (user->store->vf->import_extra == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "This mail"
+				       " backend keeps no annotations, Sieve"
+				       " records or JMAP objects");
+	/* names as the store keeps them */
+	struct store_account_extra c = *x;
+	c.annotations = xcalloc(x->annotation_count + 1,
+				sizeof(*c.annotations));
+	c.keys = xcalloc(x->key_count + 1, sizeof(*c.keys));
+	int ret = 0;
+	for (size_t i = 0; i < x->annotation_count && ret == 0; i++) {
+		c.annotations[i] = x->annotations[i];
+		if (x->annotations[i].mailbox != NULL &&
+		    (c.annotations[i].mailbox = store_name_normalize(
+			     x->annotations[i].mailbox, err)) == NULL)
+			ret = -1;
+	}
+	for (size_t i = 0; i < x->key_count && ret == 0; i++) {
+		c.keys[i] = x->keys[i];
+		if ((c.keys[i].mailbox = store_name_normalize(
+			     x->keys[i].mailbox, err)) == NULL)
+			ret = -1;
+	}
+	if (ret == 0)
+		ret = user->store->vf->import_extra(user, &c, skipped_r, err);
+	bool vacation = false;
+	for (size_t i = 0; i < x->object_count; i++)
+		vacation |= x->objects[i].kind == STORE_JMAP_VACATION;
+	if (ret == 0 && (vacation || x->record_count > 0))
+		store_sieve_changed(user);   /* delivery reads them again */
+	for (size_t i = 0; i < x->annotation_count; i++)
+		if (x->annotations[i].mailbox != NULL)
+			free(c.annotations[i].mailbox);
+	for (size_t i = 0; i < x->key_count; i++)
+		free(c.keys[i].mailbox);
+	free(c.annotations);
+	free(c.keys);
+	return ret;
 }

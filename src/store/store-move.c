@@ -164,6 +164,8 @@ static int batch_add(struct store_user *dst, struct batch *b,
 	it->p.thread = msg->thread;
 	it->p.savedate = msg->savedate;
 	it->p.pop3_uidl = msg->pop3_uidl ? xstrdup(msg->pop3_uidl) : NULL;
+	it->p.pop3_hidden = msg->pop3_hidden;
+	it->p.pop3_first_retr = msg->pop3_first_retr;
 	struct folder_exact *fx = b->fx;
 	if (fx->count == fx->cap) {
 		fx->cap = fx->cap ? fx->cap * 2 : 64;
@@ -388,6 +390,19 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 	}
 	if (ret == 0)
 		ret = store_modseq_raise(dst, info->modseq, err);
+	/* annotations, URLAUTH keys, Sieve's records, JMAP objects */
+	if (ret == 0) {
+		struct store_account_extra x;
+		size_t skipped = 0;
+		ret = store_export_extra(exp, &x, err);
+		if (ret == 0)
+			ret = store_import_extra(dst, &x, &skipped, err);
+		if (ret == 0 && skipped > 0)
+			ret = store_set_error(err, STORE_ERR_INTERNAL, "%zu "
+					      "annotations or keys found no "
+					      "folder at the target", skipped);
+		store_account_extra_free(&x);
+	}
 	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &info->mailboxes[i];
 		if (mb->noselect)
@@ -424,6 +439,8 @@ struct msg_row {
 	time_t internaldate;
 	uint64_t size;
 	int64_t email, thread;
+	bool pop3_hidden;
+	time_t pop3_first_retr;
 };
 
 static int kwcmp(const void *a, const void *b)
@@ -465,7 +482,8 @@ static int read_rows(struct store_export *exp, uint32_t mailbox_id,
 		}
 		(*rows_r)[(*n_r)++] = (struct msg_row){
 			m->uid, m->modseq, m->flags, kw_join(m),
-			m->internaldate, m->size, m->email, m->thread};
+			m->internaldate, m->size, m->email, m->thread,
+			m->pop3_hidden, m->pop3_first_retr};
 	}
 	return r < 0 ? -1 : 0;
 }
@@ -485,6 +503,80 @@ mailbox_named(const struct store_export_info *info, const char *name)
 		    strcmp(info->mailboxes[i].name, name) == 0)
 			return &info->mailboxes[i];
 	return NULL;
+}
+
+/* One line per annotation, key, record and object, sorted: the same
+ * account has the same lines whatever its mailboxes' ids. */
+static int line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **extra_lines(const struct store_account_extra *x, size_t *n_r)
+{
+	size_t n = x->annotation_count + x->key_count + x->record_count +
+		   x->object_count, k = 0;
+	char **v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *a = &x->annotations[i];
+		unsigned char h[32];
+		sha256(a->value, a->value_len, h);
+		v[k++] = xasprintf("a %s %" PRId64 " %s %02x%02x%02x%02x%02x"
+				   "%02x%02x%02x %zu", a->mailbox ? a->mailbox
+				   : "", a->viewer, a->name, h[0], h[1], h[2],
+				   h[3], h[4], h[5], h[6], h[7], a->value_len);
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		const unsigned char *h = x->keys[i].key;
+		v[k++] = xasprintf("k %s %" PRId64 " %02x%02x%02x%02x%02x%02x"
+				   "%02x%02x", x->keys[i].mailbox,
+				   x->keys[i].viewer, h[0], h[1], h[2], h[3],
+				   h[4], h[5], h[6], h[7]);
+	}
+	for (size_t i = 0; i < x->record_count; i++)
+		v[k++] = xasprintf("r %s %lld", x->records[i].key,
+				   (long long)x->records[i].expires);
+	for (size_t i = 0; i < x->object_count; i++)
+		v[k++] = xasprintf("o %d %" PRId64 " %s", x->objects[i].kind,
+				   x->objects[i].id, x->objects[i].data);
+	qsort(v, n, sizeof(*v), line_cmp);
+	*n_r = n;
+	return v;
+}
+
+/* Annotations, URLAUTH keys, Sieve's records and JMAP objects. */
+static int verify_extra(struct store_export *se, struct store_export *de,
+			struct store_error *err)
+{
+	struct store_account_extra a, b;
+	if (store_export_extra(se, &a, err) < 0)
+		return -1;
+	if (store_export_extra(de, &b, err) < 0) {
+		store_account_extra_free(&a);
+		return -1;
+	}
+	size_t na, nb;
+	char **la = extra_lines(&a, &na), **lb = extra_lines(&b, &nb);
+	int ret = 0;
+	for (size_t i = 0; i < na || i < nb; i++) {
+		if (i < na && i < nb && strcmp(la[i], lb[i]) == 0)
+			continue;
+		ret = store_set_error(err, STORE_ERR_INTERNAL, "annotations, "
+				      "URLAUTH keys, Sieve records or JMAP "
+				      "objects differ at the target (%zu/%zu; "
+				      "'%.60s')", na, nb,
+				      i < na ? la[i] : lb[i]);
+		break;
+	}
+	for (size_t i = 0; i < na; i++)
+		free(la[i]);
+	for (size_t i = 0; i < nb; i++)
+		free(lb[i]);
+	free(la);
+	free(lb);
+	store_account_extra_free(&a);
+	store_account_extra_free(&b);
+	return ret;
 }
 
 /* Everything a client keeps must be the same: the folders, UIDVALIDITY,
@@ -585,7 +677,9 @@ static int verify(struct store_user *src, struct store_user *dst,
 			    strcmp(x->keywords, y->keywords) != 0 ||
 			    x->internaldate != y->internaldate ||
 			    x->size != y->size || x->email != y->email ||
-			    x->thread != y->thread || y->modseq != x->modseq) {
+			    x->thread != y->thread || y->modseq != x->modseq ||
+			    x->pop3_hidden != y->pop3_hidden ||
+			    x->pop3_first_retr != y->pop3_first_retr) {
 				ret = store_set_error(
 					err, STORE_ERR_INTERNAL,
 					"%s UID %u: differs at the target "
@@ -624,6 +718,8 @@ static int verify(struct store_user *src, struct store_user *dst,
 	if (ret == 0 && selectable != dsel)
 		ret = store_set_error(err, STORE_ERR_INTERNAL, "%zu folders, "
 				      "%zu at the target", selectable, dsel);
+	if (ret == 0)
+		ret = verify_extra(se, de, err);
 	store_export_end(&se);
 	store_export_end(&de);
 	return ret;

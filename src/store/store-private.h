@@ -373,6 +373,13 @@ struct store_backend_vfuncs {
 			       struct store_expunged_range **ranges_r,
 			       size_t *count_r, uint64_t *horizon_r,
 			       struct store_error *err);
+	/* optional (NULL: nothing beside the mail, store_export_extra) */
+	int (*export_extra)(struct store_export *exp,
+			    struct store_account_extra *x_r,
+			    struct store_error *err);
+	int (*import_extra)(struct store_user *user,
+			    const struct store_account_extra *x,
+			    size_t *skipped_r, struct store_error *err);
 	/* undelete (store.h "undelete") */
 	int (*deleted_list)(struct store_user *user,
 			    const struct store_deleted_filter *filter,

@@ -1419,6 +1419,11 @@ struct store_import_params {
 	int64_t thread;       /* THREADID's n (0: threaded as delivered) */
 	time_t savedate;      /* 0: now */
 	const char *pop3_uidl;   /* NULL: POP3's UIDL from UID+UIDVALIDITY */
+	/* POP3's marks as the source had them: hidden from POP3
+	 * (pop3_delete = hide) and the first RETR (retention counts from
+	 * it; 0: never retrieved) */
+	bool pop3_hidden;
+	time_t pop3_first_retr;
 	/* Resume mark: (mark_source, mark_id) commits with the message;
 	 * if the account has it already, EXISTS and nothing is stored (a
 	 * re-run after a kill stores each message once). NULL: none. */
@@ -1590,6 +1595,59 @@ int store_export_expunged(struct store_export *exp, uint32_t mailbox_id,
 int store_import_seen(struct store_user *owner, const char *mailbox,
 		      int64_t viewer, const struct store_uid_range *ranges,
 		      size_t range_count, struct store_error *err);
+
+/* The rest of an account beside its folders and mail, in the export
+ * snapshot (a move and a backup carry it, docs/backup.md): annotations
+ * (RFC 5464) and URLAUTH access keys (RFC 4467) by mailbox name (NULL:
+ * the server's), viewer 0 the owner's, else that user's own; Sieve's
+ * records (vacation replies RFC 5230, duplicate RFC 7352) with their
+ * expiry; JMAP stored objects (Identity, VacationResponse, settings,
+ * RFC 8621) with their ids. Every string is malloced. */
+struct store_extra_annotation {
+	char *mailbox;               /* NULL: the server */
+	int64_t viewer;
+	char *name;
+	char *value;
+	size_t value_len;
+};
+struct store_extra_key {
+	char *mailbox;
+	int64_t viewer;
+	unsigned char key[STORE_URLAUTH_KEY_LEN];
+};
+struct store_extra_record {
+	char *key;
+	time_t expires;
+};
+struct store_extra_object {
+	int kind;                    /* enum store_jmap_kind */
+	int64_t id;
+	char *data;                  /* JSON as src/jmap keeps it */
+};
+struct store_account_extra {
+	struct store_extra_annotation *annotations;
+	size_t annotation_count;
+	struct store_extra_key *keys;
+	size_t key_count;
+	struct store_extra_record *records;
+	size_t record_count;
+	struct store_extra_object *objects;
+	size_t object_count;
+};
+void store_account_extra_free(struct store_account_extra *x);
+/* What the snapshot has (none on a backend without them). */
+int store_export_extra(struct store_export *exp,
+		       struct store_account_extra *x_r,
+		       struct store_error *err);
+/* Writes them into user's account in one commit, each as it was (an
+ * existing one of the same name, key or id is replaced; an object keeps
+ * its id, a record its expiry). An annotation or key of a mailbox the
+ * account does not have is left out (*skipped_r counts them; may be
+ * NULL). Annotations are not checked against the limits: they were
+ * within them where they came from. */
+int store_import_extra(struct store_user *user,
+		       const struct store_account_extra *x, size_t *skipped_r,
+		       struct store_error *err);
 
 /* ---- undelete: removed messages kept for a while (issue 17) -------- */
 

@@ -18,7 +18,14 @@ with backend = sqlite and [store] postgres on a private PostgreSQL 15
 - mbsync (if installed) synced before the move downloads nothing after;
 - kill -9 of loftctl while the account is locked: the row is unchanged,
   the account is served from the source with all its mail, the lock is
-  gone, and the move run again succeeds.
+  gone, and the move run again succeeds;
+- what an account has beside its mail moves too (bob, sqlite -> postgres
+  -> sqlite): METADATA entries of the server and of INBOX (private and
+  shared), an URLAUTH URL made before the move still fetches, JMAP
+  Identity and VacationResponse (same ids and values), a vacation reply
+  sent before the move is not sent again to the same sender after it,
+  Sieve duplicate sees a Message-ID it saw before the move, and a
+  message POP3 hid (pop3_delete = hide) stays hidden from POP3.
 Skipped (77) without PostgreSQL 15."""
 
 import hashlib
@@ -35,6 +42,8 @@ import time
 
 from loftenv import Loft, Results, SLOW
 from pgenv import Postgres
+from lmtplib import Conv, deliver, imap_messages, wait_for
+from smtpconv import Sink
 
 r = Results()
 USER = 'alice@example.test'
@@ -257,6 +266,192 @@ def wait_file(path, timeout):
     return True
 
 
+# ---- what an account has beside its mail (bob) ------------------------
+
+BOB = 'bob@example.test'
+EXTRA_USING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
+               'urn:ietf:params:jmap:submission',
+               'urn:ietf:params:jmap:vacationresponse']
+
+
+def imap_raw(loft, user, cmds):
+    """Runs tagged commands on one connection; every line, decoded."""
+    s = socket.create_connection(('127.0.0.1', loft.port('imap')),
+                                 timeout=30 * SLOW)
+    f = s.makefile('rb')
+    f.readline()
+    lines = []
+    for i, cmd in enumerate(['LOGIN %s %s' % (user, loft.users[user])] +
+                            cmds + ['LOGOUT']):
+        tag = 't%d' % i
+        s.sendall(('%s %s\r\n' % (tag, cmd)).encode())
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            m = re.search(rb'\{(\d+)\}\r\n$', line)
+            if m:
+                line += f.read(int(m.group(1)))
+                line += f.readline()
+            line = line.decode('utf-8', 'replace')
+            lines.append(line)
+            if line.startswith(tag + ' '):
+                break
+    s.close()
+    return lines
+
+
+def lmtp_from(loft, sender, rcpt, data):
+    c = Conv.tcp(loft.port('lmtp'), timeout=30 * SLOW)
+    try:
+        return deliver(c, sender, [rcpt], data)
+    finally:
+        c.close()
+
+
+def pal_msg(subject, msgid, frm='pal@remote.test'):
+    return ('From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s>\r\n'
+            '\r\nHello.\r\n' % (frm, BOB, subject, msgid))
+
+
+def sink_count(sink, text, rcpt='pal@remote.test'):
+    """Replies with text to rcpt (the 'to both' delivery below makes
+    bob's vacation answer its own sender too)."""
+    return sum(1 for m in sink.messages
+               if text.encode() in m.get('data', b'') and
+               any(rcpt.encode() in x for x in m.get('rcpts', [])))
+
+
+def pop3_uidls(loft):
+    p = loft.pop3_login(BOB)
+    try:
+        return [l.split()[1] for l in p.uidl()[1]]
+    finally:
+        p.quit()
+
+
+def extra_setup(loft, sink):
+    """bob, on sqlite: everything the move must carry, set as a user
+    would. Returns what the checks compare with."""
+    from jmapclient import Jmap
+    st = {}
+    c = loft.imap_login(BOB, loft.users[BOB])
+    for i in range(3):
+        c.append('INBOX', None, None,
+                 ('From: x@example.org\r\nSubject: bob %d\r\nMessage-ID: '
+                  '<bob%d@example.org>\r\nContent-Type: text/plain\r\n\r\n'
+                  'bob body %d\r\n' % (i, i, i)).encode())
+    typ, dat = c.status('INBOX', '(UIDVALIDITY)')
+    uv = int(re.search(rb'UIDVALIDITY (\d+)', dat[0]).group(1))
+    c.logout()
+    lines = imap_raw(loft, BOB, [
+        'SETMETADATA "" (/private/vendor/loft-test/srv "server value")',
+        'SETMETADATA INBOX (/shared/comment "inbox shared" '
+        '/private/comment "inbox private")'])
+    r.check('SETMETADATA before the move',
+            sum(1 for l in lines if re.match(r't[12] OK', l)) == 2, lines)
+    rump = ('imap://bob%%40example.test@loft.example.test/INBOX;UIDVALIDITY='
+            '%d/;UID=1;URLAUTH=authuser' % uv)
+    lines = imap_raw(loft, BOB, ['GENURLAUTH "%s" INTERNAL' % rump])
+    m = re.search(r'GENURLAUTH "([^"]+)"', ''.join(lines))
+    r.check('GENURLAUTH before the move', m is not None, lines)
+    st['url'] = m.group(1) if m else ''
+    j = Jmap(loft, BOB)
+    a = j.ok('Identity/set', {'create': {'i1': {
+        'name': 'Bob Moved', 'email': BOB,
+        'textSignature': 'Bob, before the move'}}}, using=EXTRA_USING)
+    ident = (a.get('created') or {}).get('i1', {}).get('id')
+    r.check('Identity/set before the move', ident is not None, a)
+    st['identity'] = ident
+    a = j.ok('VacationResponse/set', {'update': {'singleton': {
+        'isEnabled': True, 'subject': 'Bob is away',
+        'textBody': 'Bob moved house.'}}}, using=EXTRA_USING)
+    r.check('VacationResponse/set before the move',
+            'singleton' in (a.get('updated') or {}), a)
+    st['jmap'] = jmap_extra(loft)
+    # Sieve: duplicate files a Message-ID seen before into Dups
+    rc, out, err = loft.loftctl('sieve', 'put', BOB, 'dups', '--activate',
+                                input='require ["duplicate", "fileinto", '
+                                '"mailbox"];\nif duplicate {\n  fileinto '
+                                ':create "Dups"; stop;\n}\n')
+    r.check('sieve put (duplicate)', rc == 0, out + err)
+    lmtp_from(loft, 'pal@remote.test', BOB,
+              pal_msg('vacation 1', 'v1@remote.test'))
+    r.check('vacation reply before the move',
+            wait_for(lambda: sink_count(sink, 'Bob moved house.') >= 1,
+                     timeout=30 * SLOW), len(sink.messages))
+    lmtp_from(loft, 'dup@remote.test', BOB,
+              pal_msg('dup 1', 'same@remote.test', frm='dup@remote.test'))
+    # POP3: DELE under pop3_delete = hide
+    rc, out, err = loft.loftctl('user', 'set', BOB, 'pop3_delete=hide')
+    r.check('pop3_delete=hide', rc == 0, out + err)
+    p = loft.pop3_login(BOB)
+    uidls = [l.split()[1] for l in p.uidl()[1]]
+    p.retr(2)
+    p.dele(1)
+    p.quit()
+    st['uidls'] = uidls[1:]
+    r.check('POP3 hides what it deleted', pop3_uidls(loft) == uidls[1:],
+            (uidls, pop3_uidls(loft)))
+    st['replies'] = sink_count(sink, 'Bob moved house.')
+    st['meta'] = metadata_lines(loft)
+    return st
+
+
+def metadata_lines(loft):
+    lines = imap_raw(loft, BOB, [
+        'GETMETADATA "" /private/vendor/loft-test/srv',
+        'GETMETADATA INBOX (/shared/comment /private/comment)'])
+    return sorted(l.strip() for l in lines if l.startswith('* METADATA'))
+
+
+def jmap_extra(loft):
+    from jmapclient import Jmap
+    j = Jmap(loft, BOB)
+    ids = j.ok('Identity/get', {}, using=EXTRA_USING)['list']
+    vac = j.ok('VacationResponse/get', {}, using=EXTRA_USING)['list']
+    return (sorted((i['id'], i.get('name'), i.get('textSignature'))
+                   for i in ids),
+            [(v.get('id'), v.get('isEnabled'), v.get('textBody'))
+             for v in vac])
+
+
+def extra_check(loft, sink, st, where):
+    meta = metadata_lines(loft)
+    r.check('%s: METADATA entries kept' % where,
+            meta == st['meta'] and len(meta) == 2, (meta, st['meta']))
+    lines = imap_raw(loft, BOB, ['URLFETCH "%s"' % st['url']])
+    r.check('%s: an URLAUTH URL made before still fetches' % where,
+            any('bob body 0' in l for l in lines), lines)
+    got = jmap_extra(loft)
+    r.check('%s: JMAP Identity and VacationResponse kept' % where,
+            got == st['jmap'] and any(i[0] == st['identity']
+                                      for i in got[0]), (got, st['jmap']))
+    lmtp_from(loft, 'pal@remote.test', BOB,
+              pal_msg('vacation again', 'v-%s@remote.test' % where))
+    time.sleep(3 * SLOW)
+    r.check('%s: no second vacation reply to the same sender' % where,
+            sink_count(sink, 'Bob moved house.') == st['replies'],
+            sink_count(sink, 'Bob moved house.'))
+    # vacation is still on: a sender it never answered gets its reply
+    new = 'new-%s@remote.test' % where.replace(' ', '-')
+    lmtp_from(loft, new, BOB, pal_msg('vacation new', 'n-%s@remote.test'
+                                      % where.replace(' ', '-'), frm=new))
+    r.check('%s: vacation answers a new sender' % where,
+            wait_for(lambda: sink_count(sink, 'Bob moved house.', new) == 1,
+                     timeout=30 * SLOW), len(sink.messages))
+    lmtp_from(loft, 'dup@remote.test', BOB,
+              pal_msg('dup %s' % where, 'same@remote.test',
+                      frm='dup@remote.test'))
+    dups = imap_messages(loft, BOB, 'Dups') or []
+    r.check('%s: Sieve duplicate remembers a Message-ID from before'
+            % where, any(('dup %s' % where).encode() in m for m in dups),
+            len(dups))
+    r.check('%s: POP3 still hides what it deleted' % where,
+            pop3_uidls(loft)[:len(st['uidls'])] == st['uidls'],
+            (pop3_uidls(loft), st['uidls']))
+
+
 def main():
     if not Postgres.available():
         print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
@@ -265,10 +460,14 @@ def main():
     work = tempfile.mkdtemp(prefix='loft-migstore-')
     blobs = os.path.join(work, 'blobs')
     try:
-        extra = {'store': {'postgres': pg.new_database(), 'blob_dir': blobs}}
+        sink = Sink()
+        extra = {'store': {'postgres': pg.new_database(), 'blob_dir': blobs},
+                 'queue': {'smarthost': '127.0.0.1:%d' % sink.port,
+                           'smarthost_tls': 'none', 'retry_min': '1s'}}
         with Loft(extra=extra) as loft:
           try:
             pw = loft.users[USER]
+            bob_st = extra_setup(loft, sink)
             before_expunge = populate(loft, pw)
             before = imap_state(loft, pw)
             r.check('populated', len(before['INBOX'][3]) == 5 and
@@ -461,6 +660,13 @@ def main():
                     rc == 0 and '1 imported' in out and
                     len(after.get('ImportedPg', (0, 0, 0, {}))[3]) == 1,
                     out + err)
+            # bob went to postgres with --all, and comes back
+            extra_check(loft, sink, bob_st, 'on postgres')
+            rc, out, err = loft.loftctl('migrate-store', BOB, '--to',
+                                        'sqlite')
+            r.check('bob --to sqlite', rc == 0 and 'moved to sqlite' in out,
+                    out + err)
+            extra_check(loft, sink, bob_st, 'back on sqlite')
             errors = [l for l in loft.log().splitlines()
                       if re.search(r'Z error ', l) and 'being moved' not in l]
             r.check('no error in the log', not errors, errors[:5])

@@ -222,3 +222,102 @@ void pg_export_end(struct store_export **ep)
 	store_keyword_list_free(&e->kw);
 	free(e);
 }
+
+/* ---- the rest of an account (store_export_extra) -------------------- */
+
+static char *val_dup(const PGresult *r, int row, int col, size_t *len_r)
+{
+	size_t n = 0;
+	const char *v = pg_val(r, row, col, &n);
+	if (v == NULL)
+		return NULL;
+	char *s = xmalloc(n + 1);
+	if (n > 0)
+		memcpy(s, v, n);
+	s[n] = '\0';
+	if (len_r != NULL)
+		*len_r = n;
+	return s;
+}
+
+int pg_export_extra(struct store_export *e, struct store_account_extra *x,
+		    struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	/* mailbox 0 is the server's (no mailbox row) */
+	PGresult *r = pg_exec(e->c, "SELECT m.name, a.viewer, a.name, a.value"
+			      " FROM annotation a LEFT JOIN mailbox m ON"
+			      " m.user_id = a.user_id AND m.id = a.mailbox"
+			      " WHERE a.user_id = $1 AND (a.mailbox = 0 OR"
+			      " m.id IS NOT NULL)"
+			      " ORDER BY a.mailbox, a.viewer, a.name", &p, err);
+	if (r == NULL)
+		return -1;
+	size_t n = (size_t)PQntuples(r);
+	x->annotations = xcalloc(n + 1, sizeof(*x->annotations));
+	for (size_t i = 0; i < n; i++) {
+		struct store_extra_annotation *a = &x->annotations[i];
+		a->mailbox = val_dup(r, (int)i, 0, NULL);
+		a->viewer = pg_int(r, (int)i, 1);
+		a->name = val_dup(r, (int)i, 2, NULL);
+		a->value = val_dup(r, (int)i, 3, &a->value_len);
+		if (a->value == NULL)
+			a->value = xstrdup("");
+	}
+	x->annotation_count = n;
+	PQclear(r);
+	r = pg_exec(e->c, "SELECT m.name, k.viewer, k.key FROM access_key k"
+		    " JOIN mailbox m ON m.user_id = k.user_id AND m.id = k.mailbox"
+		    " WHERE k.user_id = $1 ORDER BY k.mailbox, k.viewer", &p,
+		    err);
+	if (r == NULL)
+		return -1;
+	n = (size_t)PQntuples(r);
+	x->keys = xcalloc(n + 1, sizeof(*x->keys));
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+		const char *key = pg_val(r, (int)i, 2, &len);
+		if (key == NULL || len != STORE_URLAUTH_KEY_LEN)
+			continue;   /* not a key URLAUTH could use */
+		struct store_extra_key *k = &x->keys[x->key_count++];
+		k->mailbox = val_dup(r, (int)i, 0, NULL);
+		k->viewer = pg_int(r, (int)i, 1);
+		memcpy(k->key, key, STORE_URLAUTH_KEY_LEN);
+	}
+	PQclear(r);
+	r = pg_exec(e->c, "SELECT key, expires FROM sieve_record"
+		    " WHERE user_id = $1 ORDER BY key COLLATE \"C\"", &p, err);
+	if (r == NULL)
+		return -1;
+	n = (size_t)PQntuples(r);
+	x->records = xcalloc(n + 1, sizeof(*x->records));
+	for (size_t i = 0; i < n; i++) {
+		x->records[i].key = val_dup(r, (int)i, 0, NULL);
+		x->records[i].expires = (time_t)pg_int(r, (int)i, 1);
+	}
+	x->record_count = n;
+	PQclear(r);
+	pg_p_int(&p, STORE_JMAP_IDENTITY);
+	pg_p_int(&p, STORE_JMAP_VACATION);
+	pg_p_int(&p, STORE_JMAP_SETTINGS);
+	r = pg_exec(e->c, "SELECT kind, id, data FROM jobject WHERE"
+		    " user_id = $1 AND kind IN ($2, $3, $4) ORDER BY kind, id",
+		    &p, err);
+	if (r == NULL)
+		return -1;
+	n = (size_t)PQntuples(r);
+	x->objects = xcalloc(n + 1, sizeof(*x->objects));
+	for (size_t i = 0; i < n; i++) {
+		struct store_extra_object *o = &x->objects[i];
+		o->kind = (int)pg_int(r, (int)i, 0);
+		o->id = pg_int(r, (int)i, 1);
+		o->data = val_dup(r, (int)i, 2, NULL);
+		if (o->data == NULL)
+			o->data = xstrdup("{}");
+	}
+	x->object_count = n;
+	PQclear(r);
+	return 0;
+}

@@ -320,6 +320,20 @@ static int iappend_tx(struct pg_tx *tx, struct store_import_item *it,
 	if (p->uid != 0 && uid != p->uid)
 		return store_set_error(err, STORE_ERR_EXISTS, "UID %u is taken",
 				       p->uid);
+	if (p->pop3_hidden || p->pop3_first_retr != 0) {
+		/* POP3's marks as the source had them */
+		struct pg_params q;
+		pg_p_init(&q);
+		pg_p_int(&q, user->id);
+		pg_p_int(&q, d_r->mailbox);
+		pg_p_int(&q, uid);
+		pg_p_str(&q, p->pop3_hidden ? "t" : "f");
+		pg_p_int(&q, (int64_t)p->pop3_first_retr);
+		if (pg_run(tx->c, "UPDATE msg SET pop3_hidden = $4,"
+			   " pop3_first_retr = $5 WHERE user_id = $1 AND"
+			   " mailbox = $2 AND uid = $3", &q, err) < 0)
+			return -1;
+	}
 	if (p->mark_source != NULL &&
 	    mark_put(tx->c, user->id, p->mark_source, p->mark_id, err) < 0)
 		return -1;
@@ -634,4 +648,129 @@ int pg_import_exact(struct store_user *user,
 	/* run again whole after a lost connection: it sets values, so a
 	 * second run after one that committed changes nothing more */
 	PG_RETRY(user->store, exact_once(user, x, err));
+}
+
+/* ---- the rest of an account (store_import_extra) -------------------- */
+
+/* The mailbox's id (0 and 1 for the server's, name NULL); 0 when there
+ * is no such selectable mailbox, -1 on error. */
+static int extra_mbox(struct pg_tx *tx, const char *name, uint32_t *id_r,
+		      struct store_error *err)
+{
+	*id_r = 0;
+	if (name == NULL)
+		return 1;
+	struct pg_mbox mb;
+	int r = pg_mbox_get(tx->user, tx->c, name, 0, &mb, err);
+	if (r <= 0)
+		return r;
+	if (mb.noselect)
+		return 0;
+	*id_r = mb.id;
+	return 1;
+}
+
+static int extra_tx(struct pg_tx *tx, const struct store_account_extra *x,
+		    size_t *skipped_r, struct store_error *err)
+{
+	int64_t uid = tx->user->id;
+	*skipped_r = 0;
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *a = &x->annotations[i];
+		uint32_t id;
+		int r = extra_mbox(tx, a->mailbox, &id, err);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			(*skipped_r)++;
+			continue;
+		}
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_int(&p, id);
+		pg_p_int(&p, a->viewer);
+		pg_p_str(&p, a->name);
+		pg_p_bin(&p, a->value, a->value_len);
+		if (pg_run(tx->c, "INSERT INTO annotation (user_id, mailbox,"
+			   " viewer, name, value) VALUES ($1, $2, $3, $4, $5)"
+			   " ON CONFLICT (user_id, mailbox, viewer, name)"
+			   " DO UPDATE SET value = $5", &p, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		const struct store_extra_key *k = &x->keys[i];
+		uint32_t id;
+		int r = extra_mbox(tx, k->mailbox, &id, err);
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			(*skipped_r)++;
+			continue;
+		}
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_int(&p, id);
+		pg_p_int(&p, k->viewer);
+		pg_p_bin(&p, k->key, STORE_URLAUTH_KEY_LEN);
+		if (pg_run(tx->c, "INSERT INTO access_key (user_id, mailbox,"
+			   " viewer, key) VALUES ($1, $2, $3, $4)"
+			   " ON CONFLICT (user_id, mailbox, viewer)"
+			   " DO UPDATE SET key = $4", &p, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->record_count; i++) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_str(&p, x->records[i].key);
+		pg_p_int(&p, (int64_t)x->records[i].expires);
+		if (pg_run(tx->c, "INSERT INTO sieve_record (user_id, key,"
+			   " expires) VALUES ($1, $2, $3) ON CONFLICT"
+			   " (user_id, key) DO UPDATE SET expires = $3",
+			   &p, err) < 0)
+			return -1;
+	}
+	if (x->object_count > 0) {
+		/* a change JMAP clients see (its modseq), ids kept */
+		int64_t modseq = (int64_t)pg_tx_modseq(tx);
+		for (size_t i = 0; i < x->object_count; i++) {
+			const struct store_extra_object *o = &x->objects[i];
+			struct pg_params p;
+			pg_p_init(&p);
+			pg_p_int(&p, uid);
+			pg_p_int(&p, o->kind);
+			pg_p_int(&p, o->id);
+			pg_p_int(&p, modseq);
+			pg_p_str(&p, o->data);
+			if (pg_run(tx->c, "INSERT INTO jobject (user_id, kind,"
+				   " id, created, modseq, data) VALUES ($1, $2,"
+				   " $3, $4, $4, $5) ON CONFLICT (user_id, kind,"
+				   " id) DO UPDATE SET modseq = $4, data = $5",
+				   &p, err) < 0)
+				return -1;
+		}
+		pg_tx_change(tx, 0, STORE_CHANGE_OBJECTS);
+	}
+	return 0;
+}
+
+static int extra_once(struct store_user *user,
+		      const struct store_account_extra *x, size_t *skipped_r,
+		      struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, extra_tx(&tx, x, skipped_r, err), err);
+}
+
+int pg_import_extra(struct store_user *user,
+		    const struct store_account_extra *x, size_t *skipped_r,
+		    struct store_error *err)
+{
+	/* it sets values: a second run after one that committed is the
+	 * same */
+	PG_RETRY(user->store, extra_once(user, x, skipped_r, err));
 }

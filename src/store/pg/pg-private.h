@@ -345,6 +345,11 @@ int pg_export_next(struct store_export *e, const struct store_export_msg **m,
 		   struct store_error *err);
 int pg_export_body(struct store_export *e, int64_t email,
 		   struct store_blob *blob_r, struct store_error *err);
+int pg_export_extra(struct store_export *e, struct store_account_extra *x,
+		    struct store_error *err);
+int pg_import_extra(struct store_user *user,
+		    const struct store_account_extra *x, size_t *skipped_r,
+		    struct store_error *err);
 int pg_export_expunged(struct store_export *e, uint32_t mailbox_id,
 		       struct store_expunged_range **ranges_r,
 		       size_t *count_r, uint64_t *horizon_r,

@@ -213,6 +213,24 @@ static int set_uidl(struct sq_conn *c, uint32_t mailbox, uint32_t uid,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* POP3's marks as the source had them (store_import_params) */
+static int set_pop3(struct sq_conn *c, uint32_t mailbox, uint32_t uid,
+		    const struct store_import_params *p)
+{
+	sqlite3_stmt *st = sq_stmt(c, "UPDATE msg SET pop3_hidden = ?,"
+				      " pop3_first_retr = ? WHERE"
+				      " mailbox = ? AND uid = ?");
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int(st, 1, p->pop3_hidden ? 1 : 0);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)p->pop3_first_retr);
+	sqlite3_bind_int64(st, 3, mailbox);
+	sqlite3_bind_int64(st, 4, uid);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static char *keywords_join(const struct store_append_params *ap)
 {
 	struct buf b;
@@ -312,6 +330,8 @@ static int iappend_one(struct sq_user *u, struct sq_conn *c,
 				   p->uid);
 	if ((p->pop3_uidl != NULL &&
 	     set_uidl(c, mb.id, a->uid, p->pop3_uidl) < 0) ||
+	    ((p->pop3_hidden || p->pop3_first_retr != 0) &&
+	     set_pop3(c, mb.id, a->uid, p) < 0) ||
 	    (p->mark_source != NULL && mark_check(c, p, true) < 0))
 		return sq_job_dberr(job, c);
 	return 0;
@@ -844,4 +864,235 @@ void sq_export_end(struct store_export **expp)
 	free(e->kwbuf);
 	free(e->kw);
 	free(e);
+}
+
+/* ---- the rest of an account (store_export_extra) -------------------- */
+
+static char *col_dup(sqlite3_stmt *st, int col, size_t *len_r)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return NULL;
+	const void *v = sqlite3_column_blob(st, col);
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	char *s = xmalloc(n + 1);
+	if (n > 0)
+		memcpy(s, v, n);
+	s[n] = '\0';
+	if (len_r != NULL)
+		*len_r = n;
+	return s;
+}
+
+#define GROW(v, n, cap)                                               \
+	do {                                                          \
+		if ((n) == (cap)) {                                   \
+			(cap) = (cap) ? (cap) * 2 : 16;               \
+			(v) = xrealloc((v), (cap) * sizeof(*(v)));    \
+		}                                                     \
+	} while (0)
+
+int sq_export_extra(struct store_export *e, struct store_account_extra *x,
+		    struct store_error *err)
+{
+	/* mailbox 0 is the server's (no mailbox row) */
+	sqlite3_stmt *st = sq_stmt(e->c, "SELECT m.name, a.viewer, a.name,"
+				   " a.value FROM annotation a LEFT JOIN mailbox m"
+				   " ON m.id = a.mailbox WHERE a.mailbox = 0"
+				   " OR m.id IS NOT NULL"
+				   " ORDER BY a.mailbox, a.viewer, a.name");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		GROW(x->annotations, x->annotation_count, cap);
+		struct store_extra_annotation *a =
+			&x->annotations[x->annotation_count++];
+		a->mailbox = col_dup(st, 0, NULL);
+		a->viewer = sqlite3_column_int64(st, 1);
+		a->name = col_dup(st, 2, NULL);
+		a->value = col_dup(st, 3, &a->value_len);
+		if (a->value == NULL)
+			a->value = xstrdup("");
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_db_error(e->c, err, "export");
+	st = sq_stmt(e->c, "SELECT m.name, k.viewer, k.key FROM access_key k"
+			   " JOIN mailbox m ON m.id = k.mailbox"
+			   " ORDER BY k.mailbox, k.viewer");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_bytes(st, 2) != STORE_URLAUTH_KEY_LEN)
+			continue;   /* not a key URLAUTH could use */
+		GROW(x->keys, x->key_count, cap);
+		struct store_extra_key *k = &x->keys[x->key_count++];
+		k->mailbox = col_dup(st, 0, NULL);
+		k->viewer = sqlite3_column_int64(st, 1);
+		memcpy(k->key, sqlite3_column_blob(st, 2), STORE_URLAUTH_KEY_LEN);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_db_error(e->c, err, "export");
+	st = sq_stmt(e->c, "SELECT key, expires FROM sieve_record ORDER BY key");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		GROW(x->records, x->record_count, cap);
+		struct store_extra_record *r = &x->records[x->record_count++];
+		r->key = col_dup(st, 0, NULL);
+		r->expires = (time_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_db_error(e->c, err, "export");
+	st = sq_stmt(e->c, "SELECT kind, id, data FROM jobject"
+			   " WHERE kind IN (?, ?, ?) ORDER BY kind, id");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	sqlite3_bind_int(st, 1, STORE_JMAP_IDENTITY);
+	sqlite3_bind_int(st, 2, STORE_JMAP_VACATION);
+	sqlite3_bind_int(st, 3, STORE_JMAP_SETTINGS);
+	cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		GROW(x->objects, x->object_count, cap);
+		struct store_extra_object *o = &x->objects[x->object_count++];
+		o->kind = sqlite3_column_int(st, 0);
+		o->id = sqlite3_column_int64(st, 1);
+		o->data = col_dup(st, 2, NULL);
+		if (o->data == NULL)
+			o->data = xstrdup("{}");
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return sq_db_error(e->c, err, "export");
+	return 0;
+}
+
+struct extra_arg {
+	const struct store_account_extra *x;
+	size_t skipped;
+};
+
+/* The mailbox's id (0: the server's, for name NULL); 0 when there is no
+ * such selectable mailbox (the row is left out), -1 on error. */
+static int extra_mbox(struct sq_conn *c, const char *name, uint32_t *id_r)
+{
+	*id_r = 0;
+	if (name == NULL)
+		return 1;
+	struct sq_mbox mb;
+	int r = sq_mbox_get(c, name, &mb);
+	if (r <= 0)
+		return r;
+	if (mb.noselect)
+		return 0;
+	*id_r = mb.id;
+	return 1;
+}
+
+static int extra_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct extra_arg *a = job->arg;
+	const struct store_account_extra *x = a->x;
+	a->skipped = 0;
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *an = &x->annotations[i];
+		uint32_t id;
+		int r = extra_mbox(c, an->mailbox, &id);
+		if (r < 0)
+			return sq_job_dberr(job, c);
+		if (r == 0) {
+			a->skipped++;
+			continue;
+		}
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO annotation"
+					      " (mailbox, viewer, name, value)"
+					      " VALUES (?, ?, ?, ?)");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, an->viewer);
+		sqlite3_bind_text(st, 3, an->name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 4, an->value, (int)an->value_len,
+				  SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		const struct store_extra_key *k = &x->keys[i];
+		uint32_t id;
+		int r = extra_mbox(c, k->mailbox, &id);
+		if (r < 0)
+			return sq_job_dberr(job, c);
+		if (r == 0) {
+			a->skipped++;
+			continue;
+		}
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO access_key"
+					      " (mailbox, viewer, key)"
+					      " VALUES (?, ?, ?)");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, k->viewer);
+		sqlite3_bind_blob(st, 3, k->key, STORE_URLAUTH_KEY_LEN,
+				  SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	for (size_t i = 0; i < x->record_count; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+					      " sieve_record (key, expires)"
+					      " VALUES (?, ?)");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_text(st, 1, x->records[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)x->records[i].expires);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	if (x->object_count > 0) {
+		/* a change JMAP clients see (its modseq), with the ids kept */
+		uint64_t modseq = sq_job_modseq(u, job);
+		for (size_t i = 0; i < x->object_count; i++) {
+			const struct store_extra_object *o = &x->objects[i];
+			sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+						      " jobject (kind, id, created,"
+						      " modseq, data)"
+						      " VALUES (?, ?, ?, ?, ?)");
+			if (st == NULL)
+				return sq_job_dberr(job, c);
+			sqlite3_bind_int(st, 1, o->kind);
+			sqlite3_bind_int64(st, 2, o->id);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)modseq);
+			sqlite3_bind_int64(st, 4, (sqlite3_int64)modseq);
+			sqlite3_bind_text(st, 5, o->data, -1, SQLITE_STATIC);
+			int rc = sqlite3_step(st);
+			sqlite3_reset(st);
+			if (rc != SQLITE_DONE)
+				return sq_job_dberr(job, c);
+		}
+		sq_job_change(job, 0, STORE_CHANGE_OBJECTS);
+	}
+	return 0;
+}
+
+int sq_import_extra(struct store_user *user,
+		    const struct store_account_extra *x, size_t *skipped_r,
+		    struct store_error *err)
+{
+	struct extra_arg a = {x, 0};
+	int ret = sq_run(SQU(user), extra_job, &a, err);
+	*skipped_r = a.skipped;
+	return ret;
 }

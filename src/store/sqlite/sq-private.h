@@ -460,6 +460,11 @@ int sq_modseq_raise(struct store_user *user, uint64_t modseq,
 int sq_import_exact(struct store_user *user,
 		    const struct store_import_exact *x,
 		    struct store_error *err);
+int sq_export_extra(struct store_export *e, struct store_account_extra *x,
+		    struct store_error *err);
+int sq_import_extra(struct store_user *user,
+		    const struct store_account_extra *x, size_t *skipped_r,
+		    struct store_error *err);
 int sq_export_expunged(struct store_export *exp, uint32_t mailbox_id,
 		       struct store_expunged_range **ranges_r,
 		       size_t *count_r, uint64_t *horizon_r,
