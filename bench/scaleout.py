@@ -1,7 +1,7 @@
 """Scale-out figures of issue 18 (docs/scale-out.md), one run, medians.
 
     python3 bench/scaleout.py [--messages N] [--reps R] [--users U]
-                              [--no-standby] [--s3] [--no-dovecot]
+                              [--no-standby] [--s3 [--radosgw]] [--no-dovecot]
     python3 bench/scaleout.py --push 1000
     python3 bench/scaleout.py --failover 20
     python3 bench/scaleout.py --growth 1000x1000 [--big 100000]
@@ -17,7 +17,9 @@ delivery   LMTP, 10 KB messages over 16 connections (bench/scenarios.py
              pg-file x2   two loftd nodes on the same database and
                           blob_dir, 8 connections to each
              pg-s3, pg-s3 x2 (--s3) blobs = s3 (s3rver from npm behind
-                          tests/lib/s3env.py's checking proxy)
+                          tests/lib/s3env.py's checking proxy; with
+                          --radosgw Ceph's radosgw, tests/lib/cephenv.py,
+                          behind the same proxy)
              dovecot      Dovecot with Maildir (no open peer scales out)
            figures: messages/s, p50 and p99 latency per message.
 per-message  on pg-s3, N/2 messages with 1 and with 5 recipients: net
@@ -77,6 +79,7 @@ import corpus  # noqa: E402
 from clients import Imap, Lmtp, ProtocolError  # noqa: E402
 from pgenv import Postgres  # noqa: E402
 from s3env import S3  # noqa: E402
+from cephenv import Ceph  # noqa: E402
 from scenarios import lmtp_delivery  # noqa: E402
 from targets import (BIG_USER, DovecotTarget, LoftTarget,  # noqa: E402
                      bench_users, tree_bytes)
@@ -291,7 +294,9 @@ def failover(rounds):
 
 def delivery(args, users):
     pg, standby = postgres(not args.no_standby)
-    s3 = S3() if args.s3 or not args.no_per_message else None
+    s3 = None
+    if args.s3 or not args.no_per_message:
+        s3 = Ceph() if args.radosgw else S3()
     spool = tempfile.mkdtemp(prefix="loft-bench-spool-")
     results = {}
     try:
@@ -345,7 +350,8 @@ def delivery(args, users):
               " (%d messages each; PostgreSQL %s, file blobs%s)"
               % (args.reps, args.messages, "with a synchronous standby"
                  if standby is not None else "without a standby",
-                 "; S3: s3rver" if args.s3 else ""))
+                 ("; S3: radosgw" if args.radosgw else "; S3: s3rver")
+                 if args.s3 else ""))
         print("| store | msg/s | p50 ms | p99 ms | server CPU ms/msg |\n"
               "|---|---|---|---|---|")
         for kind in kinds:
@@ -851,6 +857,11 @@ def main():
                     help="PostgreSQL without a synchronous standby")
     ap.add_argument("--s3", action="store_true",
                     help="also the delivery rows with blobs = s3 (s3rver)")
+    ap.add_argument("--radosgw", action="store_true",
+                    help="S3 from Ceph's radosgw (tests/lib/cephenv.py: one"
+                    " OSD, bluestore on a sparse file; `sh scripts/deps.sh"
+                    " scaleout` installs it) instead of s3rver, for the"
+                    " pg-s3 rows and the per-message table")
     ap.add_argument("--no-per-message", action="store_true")
     ap.add_argument("--failover", type=int, metavar="ROUNDS",
                     help="only the failover figure, over ROUNDS rounds")
