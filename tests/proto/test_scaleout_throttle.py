@@ -17,6 +17,7 @@ PostgreSQL 15."""
 
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -265,6 +266,44 @@ def test_loftctl_without_loftd(env, na, nb):
             greeting(nb, src).startswith(b'* OK'))
 
 
+def test_node_dies(env, na, nb):
+    """kill -9 of a node (every process of it) loses nothing the other
+    node counted nor what it had sent; started again, it knows it all
+    before it serves."""
+    who = 'gone@example.test'
+    for i in range(4):
+        login(na, '127.0.5.%d' % (10 + i), who, 'wrong-%d' % i)
+    line, _ = held_line(nb, 'account %s ' % who, contains='failures 4 ')
+    r.check('dies: A\'s failures reached B', line is not None, held(nb))
+    for pid in na.children().values():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    na.kill9()
+    for i in range(2):
+        login(nb, '127.0.5.%d' % (20 + i), who, 'wrong-b%d' % i)
+    line, _ = held_line(nb, 'account %s ' % who, timeout=0,
+                        contains='failures 6 ')
+    r.check('dies: B counts on, nothing of A\'s lost', line is not None,
+            held(nb))
+    # B's last two in the database (within a period of B) ...
+    def in_db():
+        return env.psql("SELECT failures FROM loft_auth.throttle WHERE "
+                        "key = 'u:%s'" % who).strip() == '6'
+    ok, _ = wait_for(in_db, BOUND)
+    r.check('dies: the database has all 6 failures', ok)
+    # ... so A, started again, knows them before it serves: no waiting
+    na.start()
+    line, _ = held_line(na, 'account %s ' % who, timeout=0,
+                        contains='failures 6 ')
+    r.check('dies: A started again knows all 6 failures at once',
+            line is not None, held(na))
+    reply, dt = login(na, '127.0.5.30', who, 'wrong-x')
+    r.check('dies: A slows the account as before (6 failures: 800 ms)',
+            reply.startswith(b'a NO') and dt >= 0.795, (reply, dt))
+
+
 def main():
     if skip_without_postgres():
         return 77
@@ -281,6 +320,9 @@ def main():
             test_ban_across(na, nb)
             set_clock(2100)
             test_loftctl_without_loftd(env, na, nb)
+            set_clock(2800)
+            na.start()
+            test_node_dies(env, na, nb)
     finally:
         shutil.rmtree(CLOCK_DIR, True)
     return r.finish()
