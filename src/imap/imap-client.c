@@ -1073,7 +1073,10 @@ void imap_client_abort_streams(struct imap_client *c)
 	free(c->writers);
 	c->writers = NULL;
 	c->writer_count = 0;
-	buf_reset(&c->chunk);
+	/* freed, not kept: an APPEND grew it to CHUNK_SIZE, and a session
+	 * that then sits in IDLE for hours (a client saving to Sent, then
+	 * waiting for mail) held 256 KiB for nothing */
+	buf_free(&c->chunk);
 	c->stream_failed = false;
 	memset(&c->stream_err, 0, sizeof(c->stream_err));
 }
