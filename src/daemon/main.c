@@ -52,6 +52,7 @@
 #include "delivery-sieve.h"
 #include "dns.h"
 #include "queue.h"
+#include "queue-store.h"
 #endif
 #ifdef LOFT_HAVE_HTTP
 #include "http.h"
@@ -573,6 +574,12 @@ int daemon_extras_open(struct daemon_services *sv)
 	mo->qset.dns = mo->dns;
 	if (queue_open(&mo->qset, &mo->queue, &qerr) < 0) {
 		log_error("loftd", NULL, "cannot open the queue: %s", qerr.msg);
+		return -1;
+	}
+	/* blobs = s3: the queued messages' bytes in the object store */
+	if (queue_store_attach(mo->queue, sv->store) < 0) {
+		log_error("loftd", NULL, "cannot open the queue: its messages "
+			  "go to the store's object store, which is not open");
 		return -1;
 	}
 	mo->auth = sv->auth;

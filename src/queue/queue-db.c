@@ -995,14 +995,18 @@ out:
 	return rc;
 }
 
-static int db_prefix(struct queue *q, const char *id, char **prefix_r,
-		     struct queue_error *err)
+static int db_body_ref(struct queue *q, const char *id, char **prefix_r,
+		       char sha_r[65], uint64_t *size_r,
+		       struct queue_error *err)
 {
 	struct qdb *d = qdb(q);
 	sqlite3_stmt *st;
 	int rc = -1;
 
+	/* the bytes are always a file here */
 	*prefix_r = NULL;
+	sha_r[0] = '\0';
+	*size_r = 0;
 	pthread_mutex_lock(&d->mu);
 	st = prepare(d, "SELECT prefix FROM msgs WHERE qid = ?");
 	if (st != NULL) {
@@ -1107,7 +1111,7 @@ const struct queue_backend_vfuncs queue_sqlite_backend = {
 	.get = db_get,
 	.list = db_list,
 	.admin = db_admin,
-	.prefix = db_prefix,
+	.body_ref = db_body_ref,
 	.exists = db_exists,
 	.sts_get = db_sts_get,
 	.sts_put = db_sts_put,

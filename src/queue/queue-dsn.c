@@ -207,25 +207,18 @@ int queue_dsn_enqueue(struct queue *q, const struct qdsn *d,
 void queue_dsn_send(struct queue *q, const struct qjob *job,
 		    enum qdsn_kind kind, const bool *which)
 {
-	char *path = queue_msg_path(q, job->id);
-	struct stat sb;
+	struct qbody body;
 	const char *orig = NULL;
 	size_t orig_len = 0, n = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct queue_error err = {0};
 	struct qdsn_rcpt *rcpts = xcalloc(job->rcpt_count, sizeof(*rcpts));
 
-	free(path);
-	if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size > 0) {
-		void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE,
-			       fd, 0);
-		if (m != MAP_FAILED) {
-			orig = m;
-			orig_len = (size_t)sb.st_size;
-		}
+	/* without the bytes the DSN goes without the original */
+	if (qbody_open(q, job->id, job->sha, job->body_size, &body) == 0 &&
+	    body.len > 0) {
+		orig = body.data;
+		orig_len = body.len;
 	}
-	if (fd >= 0)
-		close(fd);
 	for (size_t i = 0; i < job->rcpt_count; i++) {
 		if (!which[i])
 			continue;
@@ -241,7 +234,6 @@ void queue_dsn_send(struct queue *q, const struct qjob *job,
 		.count = n,
 	};
 	queue_dsn_enqueue(q, &d, kind, orig, orig_len, &err);
-	if (orig != NULL)
-		munmap((void *)orig, orig_len);
+	qbody_close(&body);
 	free(rcpts);
 }

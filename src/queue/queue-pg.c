@@ -68,10 +68,27 @@ static const char schema_sql[] =
 	" expires BIGINT NOT NULL);"
 	/* bumped by loftctl's admin verbs: runners look again */
 	"CREATE TABLE IF NOT EXISTS changes (v BIGINT NOT NULL);"
-	"INSERT INTO changes SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM changes);";
+	"INSERT INTO changes SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM changes);"
+	/* blobs = s3: the object holding the bytes (queue-body.c) */
+	"ALTER TABLE msgs ADD COLUMN IF NOT EXISTS sha256 TEXT;"
+	"ALTER TABLE msgs ADD COLUMN IF NOT EXISTS body_size BIGINT NOT NULL"
+	" DEFAULT 0;";
+
+/* blobs = s3: a message's object is counted in the store's blob_object
+ * by the store's own trigger function (store.h, store_object_put), so
+ * the store's collector keeps it while a row names it and removes it
+ * once none does (when the node that finished it could not). */
+static const char objects_sql[] =
+	"CREATE OR REPLACE TRIGGER msgs_object_ref AFTER INSERT ON msgs"
+	" FOR EACH ROW WHEN (NEW.sha256 IS NOT NULL)"
+	" EXECUTE FUNCTION loft_blob_ref();"
+	"CREATE OR REPLACE TRIGGER msgs_object_unref AFTER DELETE ON msgs"
+	" FOR EACH ROW WHEN (OLD.sha256 IS NOT NULL)"
+	" EXECUTE FUNCTION loft_blob_ref();";
 
 struct qpg {
 	PGconn *db;
+	bool objects;               /* the store's tables on the path too */
 	pthread_mutex_t mu;         /* one connection, one caller at a time */
 	char *conninfo;
 	int64_t node;               /* lease_owner of this node's claims */
@@ -130,8 +147,15 @@ static bool connect_db(struct qpg *d)
 			  d->db ? PQerrorMessage(d->db) : "out of memory");
 		return false;
 	}
-	PGresult *r = PQexec(d->db, "SET search_path = " SCHEMA);
-	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	/* blobs = s3: the store's blob_object and loft_blob_ref() are
+	 * found where the store finds them (its connections keep the
+	 * default path) */
+	PGresult *r = PQexec(d->db, d->objects
+		? "SELECT set_config('search_path', '" SCHEMA ", ' ||"
+		  " current_setting('search_path'), false)"
+		: "SET search_path = " SCHEMA);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
+		  PQresultStatus(r) == PGRES_TUPLES_OK;
 	PQclear(r);
 	return ok;
 }
@@ -246,6 +270,7 @@ static int pg_open(struct queue *q, struct queue_error *err)
 	d->conninfo = xstrdup(q->set.postgres);
 	d->lease = q->lease_secs;
 	d->node = node_id(q);
+	d->objects = q->objects;
 	q->be_ctx = d;
 	if (!connect_db(d)) {
 		queue_set_error(err, QUEUE_ERR_INTERNAL, "cannot reach the "
@@ -261,6 +286,9 @@ static int pg_open(struct queue *q, struct queue_error *err)
 			  SCHEMA, NULL);
 	if (rc == 0)
 		rc = run0(d, "queue schema", schema_sql, NULL);
+	if (rc == 0 && d->objects)
+		rc = run0(d, "queue schema (the store's schema must be made "
+			  "first)", objects_sql, NULL);
 	if (rc == 0)
 		rc = run0(d, "queue schema", "COMMIT", NULL);
 	if (rc < 0) {
@@ -307,10 +335,38 @@ static int rate_count(struct qpg *d, int64_t user_id, int64_t minute,
 		    " AND minute <= $2", &p);
 }
 
-static int insert_tx(struct qpg *d, const struct qmsg_new *m)
+/* The object put for a message, claimed in the transaction that names
+ * it (store.h, store_object_put): its row locked, and refused when no
+ * row named it for longer than the store's grace period (the collector
+ * may be removing it). */
+static int object_claim(struct qpg *d, const struct qmsg_new *m,
+			unsigned grace)
+{
+	struct params p;
+	p_init(&p);
+	p_str(&p, m->sha);
+	p_int(&p, grace);
+	PGresult *r = run(d, "queue insert", "SELECT 1 FROM blob_object WHERE"
+			  " sha256 = $1 AND (refs > 0 OR orphan_since > now() -"
+			  " make_interval(secs => $2::bigint)) FOR UPDATE", &p);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r);
+	PQclear(r);
+	if (n == 0) {
+		log_error("queue", NULL, "%s: object %s was unnamed past the "
+			  "grace period (collected): not queued", m->id, m->sha);
+		return -1;
+	}
+	return 0;
+}
+
+static int insert_tx(struct qpg *d, const struct qmsg_new *m, unsigned grace)
 {
 	const struct queue_envelope *env = m->env;
 	struct params p;
+	if (m->sha != NULL && object_claim(d, m, grace) < 0)
+		return -1;
 	p_init(&p);
 	p_str(&p, m->id);
 	p_str(&p, env->sender);
@@ -321,10 +377,12 @@ static int insert_tx(struct qpg *d, const struct qmsg_new *m)
 	p_int(&p, (int64_t)m->size);
 	p_int(&p, (int64_t)m->created);
 	p_str(&p, m->prefix);
+	p_str(&p, m->sha);
+	p_int(&p, m->sha != NULL ? (int64_t)m->body_size : 0);
 	PGresult *r = run(d, "queue insert", "INSERT INTO msgs (qid, sender,"
-			  " envid, ret, flags, user_id, size, created, prefix)"
-			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-			  " RETURNING id", &p);
+			  " envid, ret, flags, user_id, size, created, prefix,"
+			  " sha256, body_size) VALUES ($1, $2, $3, $4, $5, $6,"
+			  " $7, $8, $9, $10, $11) RETURNING id", &p);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
 		return -1;
@@ -378,11 +436,14 @@ static int pg_insert(struct queue *q, const struct qmsg_new *m,
 		     struct queue_error *err)
 {
 	struct qpg *d = qpg(q);
+	pthread_mutex_lock(&q->mu);
+	unsigned grace = q->obj.grace;
+	pthread_mutex_unlock(&q->mu);
 	pthread_mutex_lock(&d->mu);
 	size_t held_before = d->held_count;
 	int rc = run0(d, "queue insert", "BEGIN", NULL);
 	if (rc == 0)
-		rc = insert_tx(d, m);
+		rc = insert_tx(d, m, grace);
 	if (rc == 0)
 		rc = run0(d, "queue insert", "COMMIT", NULL);
 	if (rc < 0) {
@@ -497,8 +558,8 @@ static int load_msg(struct qpg *d, struct qjob *job)
 	p_init(&p);
 	p_int(&p, job->msg_row);
 	PGresult *r = run(d, "queue claim", "SELECT qid, sender, envid, ret,"
-			  " flags, user_id, size, created, warned, prefix"
-			  " FROM msgs WHERE id = $1", &p);
+			  " flags, user_id, size, created, warned, prefix,"
+			  " sha256, body_size FROM msgs WHERE id = $1", &p);
 	if (r == NULL || PQntuples(r) != 1) {
 		PQclear(r);
 		return -1;
@@ -513,6 +574,9 @@ static int load_msg(struct qpg *d, struct qjob *job)
 	job->created = (time_t)iv(r, 0, 7);
 	job->warned = iv(r, 0, 8) != 0;
 	job->prefix = sv(r, 0, 9);
+	snprintf(job->sha, sizeof(job->sha), "%s",
+		 PQgetisnull(r, 0, 10) ? "" : PQgetvalue(r, 0, 10));
+	job->body_size = (uint64_t)iv(r, 0, 11);
 	if (job->sender == NULL)
 		job->sender = xstrdup("");
 	PQclear(r);
@@ -944,17 +1008,20 @@ static int pg_admin(struct queue *q, const char *verb, const char *id,
 	return 0;
 }
 
-static int pg_prefix(struct queue *q, const char *id, char **prefix_r,
-		     struct queue_error *err)
+static int pg_body_ref(struct queue *q, const char *id, char **prefix_r,
+		       char sha_r[65], uint64_t *size_r,
+		       struct queue_error *err)
 {
 	struct qpg *d = qpg(q);
 	struct params p;
 	p_init(&p);
 	p_str(&p, id);
 	*prefix_r = NULL;
+	sha_r[0] = '\0';
+	*size_r = 0;
 	pthread_mutex_lock(&d->mu);
-	PGresult *r = run(d, "queue prefix", "SELECT prefix FROM msgs WHERE"
-			  " qid = $1", &p);
+	PGresult *r = run(d, "queue prefix", "SELECT prefix, sha256, body_size"
+			  " FROM msgs WHERE qid = $1", &p);
 	pthread_mutex_unlock(&d->mu);
 	if (r == NULL)
 		return fail(err, "prefix");
@@ -964,6 +1031,9 @@ static int pg_prefix(struct queue *q, const char *id, char **prefix_r,
 		rc = -1;
 	} else {
 		*prefix_r = sv(r, 0, 0);
+		snprintf(sha_r, 65, "%s",
+			 PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1));
+		*size_r = (uint64_t)iv(r, 0, 2);
 	}
 	PQclear(r);
 	return rc;
@@ -1042,7 +1112,7 @@ const struct queue_backend_vfuncs queue_pg_backend = {
 	.get = pg_get,
 	.list = pg_list,
 	.admin = pg_admin,
-	.prefix = pg_prefix,
+	.body_ref = pg_body_ref,
 	.exists = pg_exists,
 	.sts_get = pg_sts_get,
 	.sts_put = pg_sts_put,

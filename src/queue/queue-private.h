@@ -8,8 +8,9 @@
  * The backend is a vtable so a shared one (PostgreSQL, issue "Scale-out")
  * can replace it: every call is a short transaction, and delivery works on
  * leases (claim -> deliver -> record), never on state held in memory
- * across calls. Message bodies are files named by queue id; a shared
- * backend would put them in its object store.
+ * across calls. A message's bytes are a file named by its queue id, or
+ * (a shared queue with blobs = s3) an object in the store's object
+ * store: queue-body.c is the one way to them.
  */
 #ifndef LOFT_QUEUE_PRIVATE_H
 #define LOFT_QUEUE_PRIVATE_H
@@ -62,6 +63,9 @@ struct qjob {
 	 * (the destination's) instead of the message's own backoff. */
 	bool untried;
 	time_t defer_until;
+	/* the bytes in the object store (queue-body.c), or "" and 0 */
+	char sha[65];
+	uint64_t body_size;
 	struct qjob_rcpt *rcpts;
 	size_t rcpt_count;
 };
@@ -79,6 +83,9 @@ struct qmsg_new {
 	const char *prefix;
 	uint64_t size;
 	time_t created;
+	/* the object holding the bytes (queue-body.c), or NULL: a file */
+	const char *sha;
+	uint64_t body_size;
 	/* per recipient of env: queue it (remote or local retry)? */
 	const bool *queued;
 	const char *const *domains;   /* per recipient ("" for smarthost) */
@@ -144,8 +151,12 @@ struct queue_backend_vfuncs {
 	/* retry / hold / release / delete; id NULL: all (retry only). */
 	int (*admin)(struct queue *q, const char *verb, const char *id,
 		     struct queue_error *err);
-	int (*prefix)(struct queue *q, const char *id, char **prefix_r,
-		      struct queue_error *err);
+	/* What names a message's bytes: its DKIM prefix (NULL if none)
+	 * and, when they are an object, its SHA-256 and size ("" and 0 for
+	 * a file). NOTFOUND when id is not queued. */
+	int (*body_ref)(struct queue *q, const char *id, char **prefix_r,
+			char sha_r[65], uint64_t *size_r,
+			struct queue_error *err);
 	/* Whether the backend knows id (the orphan sweep of files). */
 	bool (*exists)(struct queue *q, const char *id);
 	/* The MTA-STS policy cache: a domain's policy id and text until
@@ -176,6 +187,8 @@ struct queue {
 	unsigned lease_secs;      /* a claim's lease (QUEUE_LEASE_SECONDS, or
 				     [queue] lease on a shared queue) */
 	bool shared;              /* msg_dir is seen by other nodes */
+	bool objects;             /* the bytes are objects (queue-body.c) */
+	struct queue_objects obj; /* under mu */
 	pthread_mutex_t mu;       /* hooks, observer, id counter */
 	struct queue_hooks hooks;
 	queue_observe_fn *observe;
@@ -207,6 +220,42 @@ void queue_sweep_orphans(struct queue *q, uint64_t before_ms);
 int queue_enqueue_internal(struct queue *q, const struct queue_envelope *env,
 			   const void *data, size_t len,
 			   struct queue_error *err);
+
+/* queue-body.c: a message's bytes, wherever they are. Files: one per
+ * message in msg_dir (data_dir/queue/msg, or blob_dir/queue/msg shared
+ * by the nodes of one database). Objects: the store's object store
+ * (queue_set_objects), named by SHA-256 and counted by the store's
+ * collector; such an object is the message after a first line naming it
+ * (QBODY_MARK id CRLF), so no other body has its name: the node that
+ * finishes the message removes it at once, racing no upload of the same
+ * bytes. */
+#define QBODY_MARK "X-Loft-Queue-Id: "
+struct qbody {
+	const char *data;
+	size_t len;
+	void *base;               /* what to unmap or free */
+	size_t base_len;
+	bool heap;
+};
+/* The first line of the spooled file (objects only; "" for files). */
+void qbody_mark(const struct queue *q, const char *id, struct buf *out);
+/* The spooled file (fd at tmp_path, skip + size bytes) made durable
+ * under the message's name before its row commits: files fsynced and
+ * renamed into msg_dir; objects put (sha_r). */
+int qbody_keep(struct queue *q, int fd, const char *tmp_path,
+	       uint64_t file_size, const char *id, char sha_r[65],
+	       struct queue_error *err);
+/* The row did not commit: a file goes; an object is left to the
+ * store's collector (it may be shared by nothing, but a row may have
+ * committed after all). */
+void qbody_unkeep(struct queue *q, const char *id, const char *sha);
+/* The bytes: 0; -1 gone for good (a file missing); -2 not now (an
+ * object missing, unreachable or damaged: logged; try later). */
+int qbody_open(struct queue *q, const char *id, const char *sha,
+	       uint64_t size, struct qbody *b);
+void qbody_close(struct qbody *b);
+/* Every row of the message is done: its bytes go. */
+void qbody_remove(struct queue *q, const char *id, const char *sha);
 
 /* queue-run.c */
 int queue_runner_start(struct queue *q, struct queue_error *err);

@@ -346,36 +346,6 @@ static void fail_all(struct qjob *job, int code, const char *enhanced,
 				 enhanced, "%s", text);
 }
 
-/* The message file, mapped. */
-static const char *map_message(struct queue *q, const char *id, size_t *len_r)
-{
-	char *path = queue_msg_path(q, id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	void *m = NULL;
-
-	free(path);
-	*len_r = 0;
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) == 0) {
-		*len_r = (size_t)st.st_size;
-		m = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ,
-					  MAP_PRIVATE, fd, 0)
-				   : (void *)"";
-		if (m == MAP_FAILED)
-			m = NULL;
-	}
-	close(fd);
-	return m;
-}
-
-static void unmap_message(const char *data, size_t len)
-{
-	if (data != NULL && len > 0)
-		munmap((void *)data, len);
-}
-
 static void deliver_local(struct queue *q, struct qjob *job, const char *data,
 			  size_t len)
 {
@@ -1123,9 +1093,7 @@ static void finish_job(struct queue *q, struct qjob *job,
 		log_error("queue", NULL, "%s: recording the outcome: %s", job->id,
 			  err.msg);
 	} else if (removed) {
-		char *path = queue_msg_path(q, job->id);
-		unlink(path);
-		free(path);
+		qbody_remove(q, job->id, job->sha);
 		log_info("queue", NULL, "%s: removed (every recipient done)",
 			 job->id);
 	}
@@ -1139,8 +1107,7 @@ static void finish_job(struct queue *q, struct qjob *job,
 
 static void run_job(struct queue *q, struct qjob *job, struct worker_conn *wc)
 {
-	size_t len;
-	const char *data;
+	struct qbody body;
 	bool remote_dsn = false;
 
 	/* waiting for a dead destination: not even the file is read */
@@ -1148,19 +1115,24 @@ static void run_job(struct queue *q, struct qjob *job, struct worker_conn *wc)
 		finish_job(q, job, false);
 		return;
 	}
-	data = map_message(q, job->id, &len);
+	int rc = qbody_open(q, job->id, job->sha, job->body_size, &body);
 
-	if (data == NULL) {
+	if (rc == -1) {
 		log_error("queue", NULL, "%s: message file is missing", job->id);
 		fail_all(job, 554, "5.3.0", "The queued message was lost");
+	} else if (rc < 0) {
+		/* an object missing, unreachable or damaged (logged): never
+		 * other bytes; tried again with the usual backoff */
+		defer_all(job, 451, "4.3.0", "The queued message cannot be "
+			  "read now");
 	} else if (job->local) {
-		deliver_local(q, job, data, len);
+		deliver_local(q, job, body.data, body.len);
 	} else {
-		deliver_remote(q, job, data, len, wc);
+		deliver_remote(q, job, body.data, body.len, wc);
 		remote_dsn = wc->c != NULL && qclient_ext(wc->c)->dsn;
 	}
 	finish_job(q, job, remote_dsn);
-	unmap_message(data, len);
+	qbody_close(&body);
 }
 
 /* ---- delivery threads --------------------------------------------- */

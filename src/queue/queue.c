@@ -1,9 +1,11 @@
 /*
  * The queue's front door (queue.h): settings, opening, enqueueing (the
- * message file written, fsynced and renamed into msg/, then its row
- * committed: a crash between the two leaves an orphan file that the next
- * start removes), local recipients stored at once through the delivery
- * hook, hourly submission limits, and the admin calls.
+ * message's bytes made durable -- a file fsynced and renamed into msg/,
+ * or an object put (queue-body.c) -- then its row committed: a crash
+ * between the two leaves an orphan file that the next start removes, or
+ * an object the store's collector removes), local recipients stored at
+ * once through the delivery hook, hourly submission limits, and the
+ * admin calls.
  */
 #include "queue-private.h"
 
@@ -95,18 +97,6 @@ void queue_message_info_free(struct queue_message_info **info)
 	free(m->envid);
 	free(m);
 	*info = NULL;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
-	int rc;
-
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
 }
 
 /* ---- settings ----------------------------------------------------- */
@@ -237,9 +227,10 @@ int queue_settings_from_config(const struct config *cfg,
 		set_r->hostname = v;
 	if ((v = config_get(cfg, "store", "fsync")) != NULL)
 		config_parse_bool(v, &set_r->fsync);
-	/* Nodes on one database share the queue when they share a blob
-	 * directory too (the file driver): with blobs = s3 each node keeps
-	 * its own queue (docs/scale-out.md, "The queue"). */
+	/* Nodes on one database share the queue (docs/scale-out.md, "The
+	 * queue"): its rows in the database, the messages' bytes in the
+	 * blob directory they share (the file driver) or in the object
+	 * store (blobs = s3). */
 	v = config_get(cfg, "store", "backend");
 	const char *blobs = config_get(cfg, "store", "blobs");
 	if (v != NULL && strcmp(v, "postgres") == 0 &&
@@ -248,6 +239,10 @@ int queue_settings_from_config(const struct config *cfg,
 		set_r->shared_dir = config_get(cfg, "store", "blob_dir");
 		if (set_r->postgres == NULL || set_r->shared_dir == NULL)
 			set_r->postgres = set_r->shared_dir = NULL;
+	} else if (v != NULL && strcmp(v, "postgres") == 0 &&
+		   strcmp(blobs, "s3") == 0) {
+		set_r->postgres = config_get(cfg, "store", "postgres");
+		set_r->objects = set_r->postgres != NULL;
 	}
 	for (size_t i = 0; i < cfg->count; i++) {
 		const struct config_entry *e = &cfg->entries[i];
@@ -355,8 +350,12 @@ void queue_sweep_orphans(struct queue *q, uint64_t before_ms)
 	struct dirent *de;
 	unsigned n = 0;
 
-	if (dir == NULL)
+	/* objects: the store's collector takes those no row names */
+	if (dir == NULL || q->objects) {
+		if (dir != NULL)
+			closedir(dir);
 		return;
+	}
 	/* a shared directory: another node may be between its rename and
 	 * its commit, with a file named before this node started */
 	if (q->shared)
@@ -393,13 +392,15 @@ int queue_open(const struct queue_settings *set, struct queue **q_r,
 	q->set = *set;
 	q->dir = xasprintf("%s/queue", set->data_dir);
 	q->shared = set->postgres != NULL && set->shared_dir != NULL;
+	q->objects = set->postgres != NULL && set->objects && !q->shared;
 	char *files = q->shared ? xasprintf("%s/queue", set->shared_dir)
 				: xstrdup(q->dir);
 	q->msg_dir = xasprintf("%s/msg", files);
 	q->tmp_dir = xasprintf("%s/tmp", files);
-	q->be = q->shared ? &queue_pg_backend : &queue_sqlite_backend;
-	q->lease_secs = q->shared ? (unsigned)(set->lease ? set->lease : 300)
-				  : QUEUE_LEASE_SECONDS;
+	bool pg = q->shared || q->objects;
+	q->be = pg ? &queue_pg_backend : &queue_sqlite_backend;
+	q->lease_secs = pg ? (unsigned)(set->lease ? set->lease : 300)
+			   : QUEUE_LEASE_SECONDS;
 	pthread_mutex_init(&q->mu, NULL);
 	gettimeofday(&tv, NULL);
 	q->id_seq = ((uint64_t)tv.tv_usec * 7919u + (uint64_t)getpid()) & 0xfffff;
@@ -452,6 +453,12 @@ struct dns *queue_dns(struct queue *q)
 
 int queue_start(struct queue *q, struct queue_error *err)
 {
+	if (q->objects && q->obj.put == NULL) {
+		queue_set_error(err, QUEUE_ERR_INTERNAL, "the queue keeps its "
+				"messages in the object store, which is not "
+				"open");
+		return -1;
+	}
 	if (q->be->release_leases(q, err) < 0)
 		return -1;
 	sweep_tmp(q);
@@ -618,15 +625,31 @@ static bool rate_take(struct queue *q, int64_t user_id, unsigned rcpts)
 
 /* ---- writer ------------------------------------------------------- */
 
-static const char *map_file(int fd, size_t len);
+static const char *map_file(int fd, size_t skip, size_t len);
+static void unmap_file(const char *data, size_t skip, size_t len);
 
 struct queue_writer {
 	struct queue *q;
 	char *tmp_path;
 	int fd;
-	uint64_t size;
+	uint64_t size;            /* the message's bytes */
+	uint64_t skip;            /* before them: qbody_mark's line */
 	bool failed;
 };
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
 
 static void next_id(struct queue *q, char id[QUEUE_ID_SIZE])
 {
@@ -669,6 +692,16 @@ int queue_writer_create(struct queue *q, struct queue_writer **w_r,
 		free(w);
 		return -1;
 	}
+	/* objects: the line that makes this message's object its own */
+	struct buf mark;
+	buf_init(&mark, 0);
+	qbody_mark(q, strrchr(w->tmp_path, '/') + 1, &mark);
+	if (mark.len > 0 && write_all(w->fd, mark.data, mark.len) < 0) {
+		log_error("queue", NULL, "writing %s: %m", w->tmp_path);
+		w->failed = true;
+	}
+	w->skip = mark.len;
+	buf_free(&mark);
 	*w_r = w;
 	return 0;
 }
@@ -732,7 +765,7 @@ int queue_writer_report(struct queue_writer *w, const char *sender,
 		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
 		return -1;
 	}
-	data = map_file(w->fd, (size_t)w->size);
+	data = map_file(w->fd, (size_t)w->skip, (size_t)w->size);
 	if (data == NULL) {
 		queue_set_error(err, QUEUE_ERR_INTERNAL, "Internal queue error");
 		return -1;
@@ -750,8 +783,7 @@ int queue_writer_report(struct queue_writer *w, const char *sender,
 	};
 	rc = queue_dsn_enqueue(w->q, &d, failed ? QDSN_FAILED : QDSN_DELIVERED,
 			       data, (size_t)w->size, err);
-	if (w->size > 0)
-		munmap((void *)data, (size_t)w->size);
+	unmap_file(data, (size_t)w->skip, (size_t)w->size);
 	free(r);
 	return rc;
 }
@@ -854,15 +886,22 @@ static void plan(struct queue *q, const struct queue_envelope *env,
 	free(index);
 }
 
-/* Maps the finished file for signing and local delivery. */
-static const char *map_file(int fd, size_t len)
+/* Maps the finished file's message (after skip bytes) for signing and
+ * local delivery. */
+static const char *map_file(int fd, size_t skip, size_t len)
 {
 	void *m;
 
 	if (len == 0)
 		return "";
-	m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-	return m == MAP_FAILED ? NULL : m;
+	m = mmap(NULL, skip + len, PROT_READ, MAP_PRIVATE, fd, 0);
+	return m == MAP_FAILED ? NULL : (const char *)m + skip;
+}
+
+static void unmap_file(const char *data, size_t skip, size_t len)
+{
+	if (len > 0 && data != NULL)
+		munmap((void *)(data - skip), skip + len);
 }
 
 /* The jobs of a message just inserted with its remote recipients leased
@@ -893,6 +932,9 @@ static struct qjob *direct_jobs(const struct qmsg_new *m, int64_t msg_row)
 			job->created = m->created;
 			job->prefix = m->prefix ? xstrdup(m->prefix) : NULL;
 			job->dest = xstrdup(m->domains[i]);
+			snprintf(job->sha, sizeof(job->sha), "%s",
+				 m->sha ? m->sha : "");
+			job->body_size = m->body_size;
 			job->rcpts = xcalloc(env->rcpt_count, sizeof(*job->rcpts));
 			job->next = jobs;
 			jobs = job;
@@ -916,17 +958,12 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 	struct enqueue_plan p = {0};
 	struct buf prefix;
 	const char *data;
-	char id[QUEUE_ID_SIZE], *path = NULL;
+	char id[QUEUE_ID_SIZE], sha[65] = "";
 	int64_t *rows = NULL;
 	int rc = -1;
 
 	buf_init(&prefix, 0);
-	if (q->set.fsync && fsync(w->fd) < 0) {
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
-		log_error("queue", NULL, "fsync %s: %m", w->tmp_path);
-		return -1;
-	}
-	data = map_file(w->fd, (size_t)w->size);
+	data = map_file(w->fd, (size_t)w->skip, (size_t)w->size);
 	if (data == NULL) {
 		queue_set_error(err, QUEUE_ERR_INTERNAL, "Internal queue error");
 		return -1;
@@ -945,13 +982,10 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 	}
 	/* sortable ids name files; the temporary name was already one */
 	snprintf(id, sizeof(id), "%s", strrchr(w->tmp_path, '/') + 1);
-	path = queue_msg_path(q, id);
-	if (rename(w->tmp_path, path) < 0 ||
-	    (q->set.fsync && fsync_dir(q->msg_dir) < 0)) {
-		log_error("queue", NULL, "rename into %s: %m", path);
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+	/* the bytes durable (a file, or an object) before the row */
+	if (qbody_keep(q, w->fd, w->tmp_path, w->skip + w->size, id, sha,
+		       err) < 0)
 		goto fail;
-	}
 	time_t now = time(NULL);
 	/* the runner takes it at once when it has room: leased at insert,
 	 * no claim (a transaction and a scheduler round) before it leaves */
@@ -964,6 +998,8 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 		.prefix = prefix.len > 0 ? prefix.data : NULL,
 		.size = w->size + prefix.len,
 		.created = now,
+		.sha = sha[0] != '\0' ? sha : NULL,
+		.body_size = w->skip + w->size,
 		.queued = p.queued,
 		.domains = p.domains,
 		.local = p.local,
@@ -973,7 +1009,7 @@ static int commit_file(struct queue_writer *w, const struct queue_envelope *env,
 		.msg_row_r = &msg_row,
 	};
 	if (q->be->insert(q, &m, err) < 0) {
-		unlink(path);
+		qbody_unkeep(q, id, sha);
 		goto fail;
 	}
 	snprintf(id_r, QUEUE_ID_SIZE, "%s", id);
@@ -1002,11 +1038,9 @@ out:
 	if (results_r != NULL && p.results != NULL)
 		memcpy(results_r, p.results,
 		       env->rcpt_count * sizeof(*results_r));
-	if (w->size > 0)
-		munmap((void *)data, (size_t)w->size);
+	unmap_file(data, (size_t)w->skip, (size_t)w->size);
 	plan_free(&p);
 	buf_free(&prefix);
-	free(path);
 	free(rows);
 	return rc;
 }
@@ -1087,11 +1121,17 @@ static int admin(struct queue *q, const char *verb, const char *id,
 	 * again for a destination the admin wants tried now */
 	if (strcmp(verb, "retry") == 0)
 		queue_runner_forget_dead(q);
+	/* delete: what names the bytes, before the row goes */
+	char sha[65] = "", *prefix = NULL;
+	uint64_t size = 0;
+	if (strcmp(verb, "delete") == 0 && id != NULL) {
+		if (q->be->body_ref(q, id, &prefix, sha, &size, err) < 0)
+			return -1;
+		free(prefix);
+	}
 	rc = q->be->admin(q, verb, id, err);
 	if (rc == 0 && strcmp(verb, "delete") == 0) {
-		char *path = queue_msg_path(q, id);
-		unlink(path);
-		free(path);
+		qbody_remove(q, id, sha);
 		log_info("queue", NULL, "%s deleted by the admin", id);
 	}
 	if (rc == 0 && q->runner != NULL)
@@ -1122,30 +1162,31 @@ int queue_delete(struct queue *q, const char *id, struct queue_error *err)
 int queue_message_data(struct queue *q, const char *id, char **data_r,
 		       size_t *len_r, struct queue_error *err)
 {
-	char *prefix = NULL, *path;
+	char *prefix = NULL, sha[65] = "";
+	uint64_t size = 0;
+	struct qbody body;
 	struct buf b;
-	FILE *f;
-	char chunk[65536];
-	size_t n;
 
 	*data_r = NULL;
 	*len_r = 0;
-	if (q->be->prefix(q, id, &prefix, err) < 0)
+	if (q->be->body_ref(q, id, &prefix, sha, &size, err) < 0)
 		return -1;
-	path = queue_msg_path(q, id);
-	f = fopen(path, "r");
-	free(path);
-	if (f == NULL) {
+	int rc = qbody_open(q, id, sha, size, &body);
+	if (rc < 0) {
 		free(prefix);
-		queue_set_error(err, QUEUE_ERR_NOTFOUND, "%s is not queued", id);
+		if (rc == -1)
+			queue_set_error(err, QUEUE_ERR_NOTFOUND, "%s is not "
+					"queued", id);
+		else
+			queue_set_error(err, QUEUE_ERR_TEMP, "The bytes of %s "
+					"cannot be read now", id);
 		return -1;
 	}
 	buf_init(&b, 0);
 	if (prefix != NULL)
 		buf_append_str(&b, prefix);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_append(&b, chunk, n);
-	fclose(f);
+	buf_append(&b, body.data, body.len);
+	qbody_close(&body);
 	free(prefix);
 	*data_r = buf_steal(&b, len_r);
 	return 0;

@@ -106,6 +106,10 @@ struct queue_settings {
 	 * [store] blob_dir, where the message files go (DIR/queue). */
 	const char *postgres;
 	const char *shared_dir;
+	/* [store] backend = postgres with blobs = s3: the rows in postgres
+	 * as above, the messages' bytes in the store's object store
+	 * (queue_set_objects), so any node delivers any message. */
+	bool objects;
 	uint64_t lease;               /* [queue] lease: a claim's lease on a
 					 shared queue, renewed while the
 					 node runs; default 5m */
@@ -143,6 +147,25 @@ struct queue_hooks {
 	void *ctx;
 };
 
+/* Where a queue with settings.objects keeps the messages' bytes: the
+ * store's object store (store.h, store_object_*), reached through these
+ * so the queue depends on nothing above it. Set before queue_start (and
+ * before loftctl reads or deletes a message). put: the size bytes of fd
+ * (spooled at path) durable under their SHA-256 (sha_r, hex) before the
+ * row naming them commits; -1 with a reason for the log. read: size
+ * bytes of sha, checked against it: -1 (logged) when missing,
+ * unreachable or damaged. release: no row names sha now (its object
+ * goes). grace: a row must name a put's bytes within grace seconds
+ * (the store's collector takes them after). */
+struct queue_objects {
+	int (*put)(void *ctx, int fd, const char *path, uint64_t size,
+		   char sha_r[65], char *why, size_t why_size);
+	int (*read)(void *ctx, const char *sha, char *out, uint64_t size);
+	void (*release)(void *ctx, const char *sha);
+	unsigned grace;
+	void *ctx;
+};
+
 /* ---- opening ------------------------------------------------------ */
 
 /* Opens (creating) data_dir/queue/. Delivery does not start until
@@ -150,6 +173,11 @@ struct queue_hooks {
 int queue_open(const struct queue_settings *set, struct queue **q_r,
 	       struct queue_error *err);
 void queue_set_hooks(struct queue *q, const struct queue_hooks *hooks);
+/* The object store of a queue opened with settings.objects. */
+void queue_set_objects(struct queue *q, const struct queue_objects *objects);
+/* Whether the queue keeps its messages' bytes in the object store (its
+ * opener must call queue_set_objects). */
+bool queue_uses_objects(const struct queue *q);
 /* The resolver the queue was opened with (settings.dns), or NULL: front
  * ends that check incoming mail (SMTP MX) share it. */
 struct dns *queue_dns(struct queue *q);

@@ -453,6 +453,14 @@ struct store_backend_vfuncs {
 	int (*blobs_collect)(struct store *store, unsigned grace,
 			     struct store_collect_report *report_r,
 			     struct store_error *err);
+	/* Optional (NULL: no object store): store_object_*. */
+	bool (*objects)(struct store *store, unsigned *grace_r);
+	int (*object_put)(struct store *store, int fd, const char *path,
+			  uint64_t size, char sha_r[65],
+			  struct store_error *err);
+	int (*object_read)(struct store *store, const char *sha, char *out,
+			   uint64_t size, struct store_error *err);
+	void (*object_release)(struct store *store, const char *sha);
 	/* Optional (NULL: one node, always taken): store_maildrop_lock. */
 	int (*maildrop_lock)(struct store *store, int64_t user_id,
 			     struct store_error *err);

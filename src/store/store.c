@@ -1804,6 +1804,33 @@ int store_blobs_collect(struct store *store, unsigned grace,
 	return store->vf->blobs_collect(store, grace, report_r, err);
 }
 
+bool store_objects(struct store *store, unsigned *grace_r)
+{
+	return store->vf->objects != NULL && store->vf->objects(store, grace_r);
+}
+
+int store_object_put(struct store *store, int fd, const char *path,
+		     uint64_t size, char sha_r[65], struct store_error *err)
+{
+	if (!store_objects(store, NULL))
+		return store_set_error(err, STORE_ERR_TEMP, "No object store");
+	return store->vf->object_put(store, fd, path, size, sha_r, err);
+}
+
+int store_object_read(struct store *store, const char *sha, char *out,
+		      uint64_t size, struct store_error *err)
+{
+	if (!store_objects(store, NULL))
+		return store_set_error(err, STORE_ERR_TEMP, "No object store");
+	return store->vf->object_read(store, sha, out, size, err);
+}
+
+void store_object_release(struct store *store, const char *sha)
+{
+	if (store_objects(store, NULL))
+		store->vf->object_release(store, sha);
+}
+
 int store_maildrop_lock(struct store *store, int64_t user_id,
 			struct store_error *err)
 {

@@ -1054,6 +1054,38 @@ int store_blobs_collect(struct store *store, unsigned grace,
 			struct store_collect_report *report_r,
 			struct store_error *err);
 
+/* Scale-out with [store] blobs = s3: bytes another module's rows in the
+ * same database name (the outbound queue's, docs/scale-out.md "The
+ * queue"), kept as message bodies are: one object named by their
+ * SHA-256, counted in blob_object by the store's trigger function
+ * loft_blob_ref() on that module's table (columns sha256, body_size),
+ * removed by store_blobs_collect once no row names them.
+ *   store_objects      whether the store has an object store (postgres
+ *                      with blobs = s3); *grace_r: its grace period.
+ *   store_object_put   the size bytes of fd (spooled at path) durable
+ *                      in the object store (PUT 200, Content-MD5) before
+ *                      any row names them; sha_r their SHA-256 (hex).
+ *                      The transaction adding the row claims them first:
+ *                      SELECT 1 FROM blob_object WHERE sha256 = $1 AND
+ *                      (refs > 0 OR orphan_since > now() - grace) FOR
+ *                      UPDATE, refused when there is no such row.
+ *   store_object_read  size bytes of sha (the node's cache first),
+ *                      SHA-256 checked: TEMP when missing, unreachable or
+ *                      damaged (logged), never wrong bytes.
+ *   store_object_release  no row names sha any more: its object goes now,
+ *                      under its blob_object row's lock as the collector
+ *                      does (kept when a row names it again; left to the
+ *                      collector when S3 fails). Only for bytes no other
+ *                      writer uploads at the same time (the queue's are
+ *                      unique to one message).
+ * Without an object store: store_objects false, the others TEMP. */
+bool store_objects(struct store *store, unsigned *grace_r);
+int store_object_put(struct store *store, int fd, const char *path,
+		     uint64_t size, char sha_r[65], struct store_error *err);
+int store_object_read(struct store *store, const char *sha, char *out,
+		      uint64_t size, struct store_error *err);
+void store_object_release(struct store *store, const char *sha);
+
 /* Scale-out: POP3's maildrop lock across nodes (RFC 1939 7: one session
  * per maildrop; a second gets [IN-USE]). The POP3 server keeps its own
  * lock among this node's sessions and asks this once per maildrop it

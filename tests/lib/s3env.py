@@ -122,6 +122,7 @@ class FaultProxy:
 
     def _proxy_start(self, port, secret):
         owner = self
+        self._upstream = (port, secret)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
@@ -191,6 +192,48 @@ class FaultProxy:
         self.endpoint = 'http://127.0.0.1:%d' % self.port
         threading.Thread(target=self.proxy.serve_forever,
                          daemon=True).start()
+
+    def object(self, bucket, key, data=None):
+        """GET of bucket/key (data None), or PUT of data there, signed
+        (AWS Signature V4) and sent to the server itself, past the proxy's
+        faults and counts: what a test does behind loftd's back (a damaged
+        object). Returns the bytes got, or the PUT's status."""
+        port, secret = self._upstream
+        method = 'GET' if data is None else 'PUT'
+        host = '127.0.0.1:%d' % port
+        date = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+        day, region = date[:8], 'us-east-1'
+        uri = '/%s/%s' % (bucket, key)
+        h = {'host': host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+             'x-amz-date': date}
+        names = sorted(h)
+        creq = '\n'.join([method, uri, '',
+                          ''.join('%s:%s\n' % (n, h[n]) for n in names),
+                          ';'.join(names), 'UNSIGNED-PAYLOAD'])
+        scope = '%s/%s/s3/aws4_request' % (day, region)
+        sts = '\n'.join(['AWS4-HMAC-SHA256', date, scope,
+                         hashlib.sha256(creq.encode()).hexdigest()])
+        k = ('AWS4' + secret).encode()
+        for part in (day, region, 's3', 'aws4_request'):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        h['authorization'] = ('AWS4-HMAC-SHA256 Credential=%s/%s, '
+                              'SignedHeaders=%s, Signature=%s'
+                              % (self.access_key, scope, ';'.join(names),
+                                 sig))
+        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+        try:
+            conn.request(method, uri, body=data, headers=h)
+            resp = conn.getresponse()
+            body = resp.read()
+            if method == 'PUT':
+                return resp.status
+            if resp.status != 200:
+                raise RuntimeError('GET %s: %d %s' % (uri, resp.status,
+                                                      body[:200]))
+            return body
+        finally:
+            conn.close()
 
     def fail(self, n, status=503, code='SlowDown'):
         """The next n requests get status with an S3 error document."""

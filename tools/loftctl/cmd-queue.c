@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "queue.h"
+#include "queue-store.h"
 
 struct queue *loftctl_open_queue(struct loftctl *ctl)
 {
@@ -31,8 +32,19 @@ struct queue *loftctl_open_queue(struct loftctl *ctl)
 		return NULL;
 	}
 	buf_free(&errors);
+	/* blobs = s3: the messages' bytes are the store's objects (and the
+	 * store's schema comes before the queue's) */
+	struct store *store = set.objects ? loftctl_store(ctl) : NULL;
+	if (set.objects && store == NULL)
+		return NULL;
 	if (queue_open(&set, &q, &err) < 0) {
 		loftctl_fail("cannot open the queue: %s", err.msg);
+		return NULL;
+	}
+	if (queue_store_attach(q, store) < 0) {
+		loftctl_fail("cannot open the queue: the store has no object "
+			     "store");
+		queue_close(&q);
 		return NULL;
 	}
 	return q;

@@ -549,3 +549,93 @@ void pg_collector_stop(struct store *store)
 	pthread_mutex_destroy(&s->collector_mu);
 	pthread_cond_destroy(&s->collector_cond);
 }
+
+/* ---- bytes of another module's rows (store_object_*, the queue) --------- */
+
+bool pg_objects(struct store *store, unsigned *grace_r)
+{
+	struct pg_store *s = PGS(store);
+	if (grace_r != NULL)
+		*grace_r = s->grace;
+	return s->s3 != NULL;
+}
+
+int pg_object_put(struct store *store, int fd, const char *path,
+		  uint64_t size, char sha_r[65], struct store_error *err)
+{
+	EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md5, EVP_md5(), NULL);
+	char chunk[65536];
+	uint64_t off = 0;
+	int ret = 0;
+	while (off < size) {
+		size_t want = size - off < sizeof(chunk) ? (size_t)(size - off)
+							 : sizeof(chunk);
+		ssize_t n = pread(fd, chunk, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("store", NULL, "read %s: %s", path,
+				  n == 0 ? "short file" : strerror(errno));
+			ret = store_set_error(err, STORE_ERR_TEMP,
+					      "Cannot store the message now");
+			break;
+		}
+		EVP_DigestUpdate(sha, chunk, (size_t)n);
+		EVP_DigestUpdate(md5, chunk, (size_t)n);
+		off += (uint64_t)n;
+	}
+	unsigned char md[32], m5[16];
+	unsigned len = 0;
+	EVP_DigestFinal_ex(sha, md, &len);
+	EVP_DigestFinal_ex(md5, m5, &len);
+	EVP_MD_CTX_free(sha);
+	EVP_MD_CTX_free(md5);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(sha_r + 2 * i, 3, "%02x", md[i]);
+	if (ret < 0)
+		return -1;
+	return pg_blobs_put(store, fd, path, sha_r, m5, size, err);
+}
+
+int pg_object_read(struct store *store, const char *sha, char *out,
+		   uint64_t size, struct store_error *err)
+{
+	return pg_blobs_read(store, 0, sha, out, size, err);
+}
+
+/* The collector's step for one body, at once: its row locked (skipped
+ * when another holds it), the bytes removed, then the row, in one
+ * transaction; nothing when a row names it. */
+void pg_object_release(struct store *store, const char *sha)
+{
+	struct pg_store *s = PGS(store);
+	struct store_error err;
+	struct pg_conn *c = pg_conn_get(store, &err);
+	if (c == NULL)
+		return;
+	if (pg_cmd(c, "BEGIN", &err) < 0) {
+		pg_conn_put(store, c);
+		return;
+	}
+	c->in_tx = true;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_str(&p, sha);
+	PGresult *r = pg_exec(c, "SELECT 1 FROM blob_object WHERE sha256 = $1"
+			      " AND refs = 0 FOR UPDATE SKIP LOCKED", &p, &err);
+	bool gone = false;
+	if (r != NULL && PQntuples(r) == 1 && blob_remove(s, sha) == 0)
+		gone = pg_run(c, "DELETE FROM blob_object WHERE sha256 = $1"
+			      " AND refs = 0", &p, &err) == 0;
+	PQclear(r);
+	/* not removed: the row stays, and the collector takes it */
+	if (pg_cmd(c, gone ? "COMMIT" : "ROLLBACK", &err) < 0)
+		gone = false;
+	c->in_tx = false;
+	pg_conn_put(store, c);
+	if (gone)
+		log_info("store", NULL, "object %s removed (no row names it)",
+			 sha);
+}

@@ -595,6 +595,13 @@ int pg_blobs_collect(struct store *store, unsigned grace,
 		     struct store_error *err);
 void pg_collector_start(struct store *store);
 void pg_collector_stop(struct store *store);
+/* store_object_* (store.h): bytes of another module's rows (the queue). */
+bool pg_objects(struct store *store, unsigned *grace_r);
+int pg_object_put(struct store *store, int fd, const char *path,
+		  uint64_t size, char sha_r[65], struct store_error *err);
+int pg_object_read(struct store *store, const char *sha, char *out,
+		   uint64_t size, struct store_error *err);
+void pg_object_release(struct store *store, const char *sha);
 
 /* ---- POP3 maildrop locks across nodes (pg-lock.c) ---------------------- */
 
