@@ -451,6 +451,103 @@ struct dns *queue_dns(struct queue *q)
 	return q->set.dns;
 }
 
+/* ---- a node's own queue, taken into the shared one ----------------- */
+
+struct local_ids {
+	char (*ids)[QUEUE_ID_SIZE];
+	size_t count;
+};
+
+static bool local_id(void *ctx, const struct queue_message_info *info)
+{
+	struct local_ids *l = ctx;
+	l->ids = xrealloc(l->ids, (l->count + 1) * sizeof(*l->ids));
+	snprintf(l->ids[l->count++], QUEUE_ID_SIZE, "%s", info->id);
+	return true;
+}
+
+/* One message of the old queue enqueued again in q with its pending
+ * recipients, then deleted there (a crash between the two sends it
+ * twice at worst, never not at all). */
+static int local_move(struct queue *q, struct queue *old, const char *id)
+{
+	struct queue_message_info *m = NULL;
+	struct queue_error e = {0};
+	char *data = NULL, nid[QUEUE_ID_SIZE];
+	size_t len = 0;
+	int rc = -1;
+
+	if (queue_message_get(old, id, &m, &e) < 0 ||
+	    queue_message_data(old, id, &data, &len, &e) < 0)
+		goto out;
+	struct queue_rcpt *rcpts = xcalloc(m->rcpt_count + 1, sizeof(*rcpts));
+	size_t n = 0;
+	for (size_t i = 0; i < m->rcpt_count; i++) {
+		if (m->rcpts[i].status != QUEUE_RCPT_QUEUED)
+			continue;
+		rcpts[n].address = m->rcpts[i].address;
+		rcpts[n].notify = m->rcpts[i].notify;
+		rcpts[n++].orcpt = m->rcpts[i].orcpt;
+	}
+	/* signed already (its DKIM-Signature fields lead data), counted
+	 * already against the sender's hour */
+	struct queue_envelope env = {
+		.sender = m->sender, .rcpts = rcpts, .rcpt_count = n,
+		.envid = m->envid, .user_id = m->user_id,
+		.flags = m->flags & ~(unsigned)(QUEUE_F_SIGN | QUEUE_F_SUBMISSION),
+	};
+	rc = n == 0 ? 0 : queue_enqueue(q, &env, data, len, nid, NULL, &e);
+	free(rcpts);
+	if (rc == 0 && n > 0 && m->held && nid[0] != '\0')
+		queue_hold(q, nid, &e);
+	if (rc == 0 && queue_delete(old, id, &e) < 0)
+		log_warn("queue", NULL, "%s: left in the node's own queue too: %s",
+			 id, e.msg);
+	if (rc == 0)
+		log_info("queue", NULL, "%s: moved from this node's own queue "
+			 "to the shared one as %s", id, n > 0 ? nid : "nothing");
+out:
+	if (rc < 0)
+		log_error("queue", NULL, "%s: not moved from this node's own "
+			  "queue (tried again at the next start): %s", id, e.msg);
+	queue_message_info_free(&m);
+	free(data);
+	return rc;
+}
+
+/* A node that kept its own queue (data_dir/queue/queue.db: blobs = s3
+ * before the queue went through the object store) hands what waits
+ * there to the shared queue, which any node delivers. */
+static void local_take_over(struct queue *q)
+{
+	char *path = xasprintf("%s/queue.db", q->dir);
+	bool there = access(path, F_OK) == 0;
+	free(path);
+	if (!there)
+		return;
+	struct queue_settings set = q->set;
+	set.postgres = NULL;
+	set.shared_dir = NULL;
+	set.objects = false;
+	struct queue *old = NULL;
+	struct queue_error e = {0};
+	if (queue_open(&set, &old, &e) < 0) {
+		log_error("queue", NULL, "this node's own queue: %s", e.msg);
+		return;
+	}
+	struct local_ids l = {0};
+	if (queue_list(old, local_id, &l, &e) < 0)
+		log_error("queue", NULL, "this node's own queue: %s", e.msg);
+	unsigned moved = 0;
+	for (size_t i = 0; i < l.count; i++)
+		moved += local_move(q, old, l.ids[i]) == 0;
+	if (l.count > 0)
+		log_info("queue", NULL, "%u of %zu messages of this node's own "
+			 "queue moved to the shared queue", moved, l.count);
+	free(l.ids);
+	queue_close(&old);
+}
+
 int queue_start(struct queue *q, struct queue_error *err)
 {
 	if (q->objects && q->obj.put == NULL) {
@@ -462,6 +559,8 @@ int queue_start(struct queue *q, struct queue_error *err)
 	if (q->be->release_leases(q, err) < 0)
 		return -1;
 	sweep_tmp(q);
+	if (q->objects)
+		local_take_over(q);
 	/* the message files the backend does not know are swept by the
 	 * scheduler once it runs (a directory of 100,000 files is not read
 	 * before the greeting) */

@@ -17,6 +17,9 @@ share), so any node delivers any message.
   size): nothing is sent, the recipient stays queued with a temporary
   error, and the log names the damage; once the object is whole again the
   message leaves, intact, once.
+- A node that kept its own queue (the embedded one: every node with
+  blobs = s3 did before) moves what waits there into the shared queue
+  when it starts as a node of the cluster; it leaves once.
 Runs against s3rver (make test) or, with LOFT_TEST_S3=ceph, a private
 Ceph radosgw (make test-scaleout). Skipped (77) without PostgreSQL 15,
 s3rver (make npm) or Ceph."""
@@ -318,6 +321,40 @@ def run(env, na, nb, sink, s3):
     r.check('... and its object is removed',
             wait(lambda: objects(s3) == [] and blob_rows(env, True) == 0, 30),
             (objects(s3), blob_rows(env, True)))
+
+    # ---- a node's own queue from before, taken into the shared one --------
+    # node C kept its own queue (the embedded one, as every node with
+    # blobs = s3 did before): a message waits there when C is set up as
+    # a node of the cluster
+    nc = env.add_node(extra={'submission': {'listen': '127.0.0.1:%d'
+                                            % free_port()}}, start=False)
+    nc.sections['store'] = {'backend': 'sqlite'}
+    nc.write_config()
+    nc._setup_accounts()      # its own accounts.db
+    nc.start()
+    sink.defer = True
+    before = sink.deferred
+    r.check('node C (its own queue) accepts a submission',
+            submit(nc, 'DEFEROWN1') is None)
+    r.check('... the remote defers it', wait(lambda: sink.deferred > before,
+                                              60), nc.log()[-3000:])
+    nc.stop()
+    nc.sections['store'] = dict(env.store_section(), blob_cache='0')
+    nc.write_config()
+    sink.defer = False
+    nc.start()
+    r.check('node C, now a node of the cluster, moves it to the shared'
+            ' queue', wait(lambda: 'moved from this node\'s own queue' in
+                           nc.log(), 30), nc.log()[-1500:])
+    r.check('... and it leaves once',
+            wait(lambda: sink.count(b'DEFEROWN1') == 1, 60))
+    time.sleep(2 * SLOW)
+    r.check('... only once', sink.count(b'DEFEROWN1') == 1)
+    r.check('... and its object is removed',
+            wait(lambda: objects(s3) == [] and blob_rows(env, True) == 0, 30),
+            (objects(s3), blob_rows(env, True)))
+    rc, out, _ = nc.loftctl('queue', 'list')
+    r.check('the shared queue is empty', rc == 0 and out.strip() == '', out)
 
 
 if __name__ == '__main__':
