@@ -34,6 +34,8 @@
 #include "u32.h"
 
 #define CHUNK_SIZE (256 * 1024)
+/* c->out's capacity a sync leaves in place (more is freed after it) */
+#define OUT_KEEP 4096
 #define OUTPUT_DEFER (64 * 1024)
 #define SASL_LINE_MAX 16384
 /* Longer names serve no one and make every LIST line long. */
@@ -544,6 +546,11 @@ int imap_client_sync(struct imap_client *c, bool allow_expunge)
 		c->reported_modseq = c->safe_modseq;
 	}
 	flush_out(c, 0);
+	/* a burst of untagged lines (another client flagged a thousand
+	 * messages) grew it past flush_out's 8 KiB: not kept for a session
+	 * that goes back to waiting in IDLE */
+	if (c->out.cap > OUT_KEEP)
+		buf_free(&c->out);
 	/* NOTIFY MessageNew (fetch-atts): the new messages' FETCH */
 	if (r == 0 && imap_notify_wants_new(c))
 		imap_notify_new_messages(c, last_uid);
