@@ -731,6 +731,15 @@ static void net_accept_error_cb(struct evconnlistener *ev, void *ctx)
 	event_add(l->retry_ev, &tv);
 }
 
+/* Connections the kernel holds for accept(2) on a listener (capped by
+ * net.core.somaxconn, 4096 since Linux 5.4). With a full queue the kernel
+ * drops a new client's SYN, and the client tries again 1, 2, 4, 8, 16 s
+ * later: during a flood of 1,000 guessers' connections (banned, so each
+ * reconnects the moment it is refused) a queue of 128 (libevent's, see
+ * net_listen_adopt) filled whenever loftd was short of CPU, and an
+ * owner's connection waited 1 s or more, once 28.7 s (test_flood). */
+#define NET_LISTEN_BACKLOG 4096
+
 /* One bound socket. A Unix socket file is created with unix_mode. "*"
  * (dual-stack IPv6) falls back to IPv4 only where the kernel has no IPv6.
  * Returns the descriptor, or -1 with a message in error_r. */
@@ -785,7 +794,7 @@ static int net_bind(const char *addr, struct sockaddr_storage *ss,
 	}
 	if (ss->ss_family == AF_UNIX)
 		chmod(((struct sockaddr_un *)ss)->sun_path, unix_mode);
-	if (listen(fd, 511) < 0) {
+	if (listen(fd, NET_LISTEN_BACKLOG) < 0) {
 		*error_r = net_error("%s: listen: %s", addr, strerror(errno));
 		close(fd);
 		return -1;
@@ -829,9 +838,11 @@ static int net_listen_adopt(struct net *net, int fd, const char *addr,
 	l->implicit_tls = implicit_tls;
 	l->proto = proto;
 	l->proto_ctx = proto_ctx;
+	/* backlog 0: fd listens already (net_bind); -1 would make libevent
+	 * listen again with 128 */
 	l->ev = evconnlistener_new(net->threads[0].base, net_accept_cb, l,
 				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-				   -1, fd);
+				   0, fd);
 	if (l->ev == NULL) {
 		net_listener_free(l);
 		*error_r = net_error("%s: cannot listen", addr);
