@@ -75,8 +75,9 @@ int qbody_keep(struct queue *q, int fd, const char *tmp_path,
 	int rc = 0;
 	if ((q->set.fsync && fsync(fd) < 0) || rename(tmp_path, path) < 0 ||
 	    (q->set.fsync && fsync_dir(q->msg_dir) < 0)) {
-		log_error("queue", NULL, "storing %s: %m", path);
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		int e = errno;
+		log_error("queue", NULL, "storing %s: %s", path, strerror(e));
+		queue_set_errno(err, e);
 		rc = -1;
 	}
 	free(path);

@@ -10,6 +10,7 @@
  */
 #include "queue-private.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,18 +70,24 @@ static struct qdb *qdb(struct queue *q)
 	return q->be_ctx;
 }
 
+/* "Insufficient system storage" (452 4.3.1) only for a full disk; a
+ * busy database or an I/O error is a temporary local error (451 4.3.0). */
+static void set_db_error(struct queue_error *err, int code)
+{
+	code &= 0xff;
+	if (code == SQLITE_FULL)
+		queue_set_errno(err, ENOSPC);
+	else if (code == SQLITE_IOERR || code == SQLITE_BUSY ||
+		 code == SQLITE_LOCKED)
+		queue_set_errno(err, EIO);
+	else
+		queue_set_error(err, QUEUE_ERR_INTERNAL, "Internal queue error");
+}
+
 static int db_error(struct qdb *d, struct queue_error *err, const char *what)
 {
-	int code = sqlite3_errcode(d->db);
-	enum queue_error_kind kind = QUEUE_ERR_INTERNAL;
-
-	if (code == SQLITE_FULL || code == SQLITE_IOERR || code == SQLITE_BUSY ||
-	    code == SQLITE_LOCKED)
-		kind = QUEUE_ERR_TEMP;
 	log_error("queue", NULL, "%s: %s", what, sqlite3_errmsg(d->db));
-	queue_set_error(err, kind, kind == QUEUE_ERR_TEMP
-				? "Insufficient system storage"
-				: "Internal queue error");
+	set_db_error(err, sqlite3_errcode(d->db));
 	return -1;
 }
 
@@ -204,15 +211,8 @@ static int group_commit(struct qdb *d, int (*body)(struct qdb *, void *),
 	}
 	pthread_mutex_unlock(&d->gmu);
 	if (req.rc < 0) {
-		enum queue_error_kind kind = QUEUE_ERR_INTERNAL;
-		int code = req.errcode & 0xff;
-		if (code == SQLITE_FULL || code == SQLITE_IOERR ||
-		    code == SQLITE_BUSY || code == SQLITE_LOCKED)
-			kind = QUEUE_ERR_TEMP;
 		log_error("queue", NULL, "%s: %s", what, req.errmsg);
-		queue_set_error(err, kind, kind == QUEUE_ERR_TEMP
-					   ? "Insufficient system storage"
-					   : "Internal queue error");
+		set_db_error(err, req.errcode);
 	}
 	return req.rc;
 }

@@ -202,6 +202,10 @@ struct queue {
 };
 
 /* queue.c */
+/* A file operation failed with errno e: QUEUE_ERR_FULL (452 4.3.1,
+ * "Insufficient system storage") only when the disk or a quota is full,
+ * else QUEUE_ERR_TEMP (451 4.3.0); the caller logs e. */
+void queue_set_errno(struct queue_error *err, int e);
 void queue_set_error(struct queue_error *err, enum queue_error_kind kind,
 		     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void queue_result_set(struct queue_rcpt_result *r, enum queue_rcpt_status st,

@@ -40,6 +40,16 @@ void queue_set_error(struct queue_error *err, enum queue_error_kind kind,
 	va_end(ap);
 }
 
+void queue_set_errno(struct queue_error *err, int e)
+{
+	if (e == ENOSPC || e == EDQUOT)
+		queue_set_error(err, QUEUE_ERR_FULL,
+				"Insufficient system storage");
+	else
+		queue_set_error(err, QUEUE_ERR_TEMP, "Local error in "
+				"processing, try again later");
+}
+
 void queue_result_set(struct queue_rcpt_result *r, enum queue_rcpt_status st,
 		      int code, const char *enhanced, const char *fmt, ...)
 {
@@ -734,6 +744,7 @@ struct queue_writer {
 	uint64_t size;            /* the message's bytes */
 	uint64_t skip;            /* before them: qbody_mark's line */
 	bool failed;
+	int failed_errno;           /* the write's */
 };
 
 static int write_all(int fd, const char *p, size_t len)
@@ -785,8 +796,10 @@ int queue_writer_create(struct queue *q, struct queue_writer **w_r,
 			break;
 	}
 	if (w->fd < 0) {
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
-		log_error("queue", NULL, "creating %s: %m", w->tmp_path);
+		int e = errno;
+		queue_set_errno(err, e);
+		log_error("queue", NULL, "creating %s: %s", w->tmp_path,
+			  strerror(e));
 		free(w->tmp_path);
 		free(w);
 		return -1;
@@ -796,7 +809,9 @@ int queue_writer_create(struct queue *q, struct queue_writer **w_r,
 	buf_init(&mark, 0);
 	qbody_mark(q, strrchr(w->tmp_path, '/') + 1, &mark);
 	if (mark.len > 0 && write_all(w->fd, mark.data, mark.len) < 0) {
-		log_error("queue", NULL, "writing %s: %m", w->tmp_path);
+		w->failed_errno = errno ? errno : ENOSPC;
+		log_error("queue", NULL, "writing %s: %s", w->tmp_path,
+			  strerror(w->failed_errno));
 		w->failed = true;
 	}
 	w->skip = mark.len;
@@ -815,7 +830,9 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			log_error("queue", NULL, "writing %s: %m", w->tmp_path);
+			w->failed_errno = n < 0 ? errno : ENOSPC;
+			log_error("queue", NULL, "writing %s: %s", w->tmp_path,
+				  strerror(w->failed_errno));
 			w->failed = true;
 			break;
 		}
@@ -824,7 +841,7 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		w->size += (uint64_t)n;
 	}
 	if (w->failed) {
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		queue_set_errno(err, w->failed_errno);
 		return -1;
 	}
 	return 0;
@@ -861,7 +878,7 @@ int queue_writer_report(struct queue_writer *w, const char *sender,
 	if (sender[0] == '\0' || count == 0)
 		return 0;
 	if (w->failed) {
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		queue_set_errno(err, w->failed_errno);
 		return -1;
 	}
 	data = map_file(w->fd, (size_t)w->skip, (size_t)w->size);
@@ -1131,7 +1148,11 @@ fail:
 		for (size_t i = 0; i < env->rcpt_count; i++)
 			if (p.queued[i])
 				queue_result_set(&p.results[i], QUEUE_RCPT_FAILED,
-						 452, "4.3.1", "%s", err->msg);
+						 err->kind == QUEUE_ERR_FULL
+							 ? 452 : 451,
+						 err->kind == QUEUE_ERR_FULL
+							 ? "4.3.1" : "4.3.0",
+						 "%s", err->msg);
 	}
 out:
 	if (results_r != NULL && p.results != NULL)
@@ -1159,7 +1180,7 @@ int queue_writer_commit(struct queue_writer **wp,
 	memset(err, 0, sizeof(*err));
 	id_r[0] = '\0';
 	if (w->failed) {
-		queue_set_error(err, QUEUE_ERR_TEMP, "Insufficient system storage");
+		queue_set_errno(err, w->failed_errno);
 	} else if (valid_envelope(env, err) &&
 		   (!(env->flags & QUEUE_F_SUBMISSION) || env->user_id == 0 ||
 		    rate_take(w->q, env->user_id, (unsigned)env->rcpt_count))) {

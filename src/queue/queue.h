@@ -53,12 +53,15 @@ struct queue_writer;
 
 enum queue_error_kind {
 	QUEUE_ERR_NONE = 0,
-	QUEUE_ERR_TEMP,       /* disk full, I/O error: 452 4.3.1, retry */
+	QUEUE_ERR_TEMP,       /* I/O error, database busy or away: 451 4.3.0,
+				 retry */
 	QUEUE_ERR_RATE,       /* the user's hourly limit: 451 4.7.1 */
 	QUEUE_ERR_LIMIT,      /* message too big: 552 5.3.4 */
 	QUEUE_ERR_INVALID,    /* bad envelope (no recipient, bad address) */
 	QUEUE_ERR_NOTFOUND,   /* admin: no such queue id */
 	QUEUE_ERR_INTERNAL,   /* details in the log */
+	QUEUE_ERR_FULL,       /* disk full or over a disk quota (ENOSPC,
+				 EDQUOT, SQLITE_FULL): 452 4.3.1, retry */
 };
 
 struct queue_error {

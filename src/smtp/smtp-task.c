@@ -680,6 +680,21 @@ static bool from_ok(void *ctx, const char *addr)
 	return may_send_as(ctx, addr) == 1;
 }
 
+/* The queue could not take the message: 452 4.3.1 only when its disk is
+ * full, else a temporary local error (the log has the cause). */
+static void queue_failed(struct smtp_session *s, struct net_conn *conn,
+			 const struct queue_error *err)
+{
+	if (err->kind == QUEUE_ERR_RATE)
+		net_conn_printf(conn, "451 4.7.1 %s\r\n", err->msg);
+	else if (err->kind == QUEUE_ERR_FULL)
+		net_conn_printf(conn, "452 4.3.1 %s\r\n", err->msg);
+	else
+		net_conn_printf(conn, "451 4.3.0 %s (session %s)\r\n",
+				err->msg[0] ? err->msg : "Local error in "
+				"processing", s->sid);
+}
+
 static void end_submission(struct smtp_session *s, struct net_conn *conn)
 {
 	struct queue_rcpt *qr;
@@ -696,7 +711,7 @@ static void end_submission(struct smtp_session *s, struct net_conn *conn)
 		return;
 	}
 	if (s->data_failed || s->qw == NULL) {
-		net_conn_printf(conn, "452 4.3.1 Insufficient system storage\r\n");
+		queue_failed(s, conn, &s->qerr);
 		return;
 	}
 	found = from_addresses(s->head.data ? s->head.data : "", s->head.len,
@@ -728,13 +743,7 @@ static void end_submission(struct smtp_session *s, struct net_conn *conn)
 		.user_id = s->user.id,
 	};
 	if (queue_writer_commit(&s->qw, &env, id, res, &err) < 0) {
-		if (err.kind == QUEUE_ERR_RATE)
-			net_conn_printf(conn, "451 4.7.1 %s\r\n", err.msg);
-		else if (err.kind == QUEUE_ERR_TEMP)
-			net_conn_printf(conn, "452 4.3.1 %s\r\n", err.msg);
-		else
-			net_conn_printf(conn, "451 4.3.0 %s (session %s)\r\n",
-					err.msg, s->sid);
+		queue_failed(s, conn, &err);
 	} else {
 		for (unsigned i = 0; i < n; i++)
 			failed += res[i].status == QUEUE_RCPT_FAILED;

@@ -19,6 +19,7 @@ is lost, half sent or bounced for a temporary fault.
 import os
 import random
 import re
+import shutil
 import smtplib
 import socket
 import subprocess
@@ -270,6 +271,21 @@ def test_full_disk(r):
         r.check('full disk: a small message still queued', code == 250, text)
         r.check('full disk: listed', '<bob@remote.example>' in queue_listing(env),
                 queue_listing(env))
+        # A queue error with room on the disk (its tmp directory removed
+        # by hand: open() gives ENOENT) is a temporary local error, 451
+        # 4.3.0; "452 4.3.1 Insufficient system storage" is for a full
+        # disk only (it was given for every file and database error).
+        tmp = os.path.join(qdir, 'tmp')
+        shutil.rmtree(tmp)
+        code, text = submit(port, env.users[USER], 'bob@remote.example',
+                            message('no tmp directory'))
+        r.check('queue error, disk not full: 451 4.3.0',
+                code == 451 and text.startswith(b'4.3.0'), (code, text))
+        os.mkdir(tmp, 0o750)
+        code, text = submit(port, env.users[USER], 'bob@remote.example',
+                            message('tmp directory back'))
+        r.check('queue error: queued again once the directory is back',
+                code == 250, text)
     finally:
         try:
             env.stop()
