@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "testpause.h"
 #include "migrate-parse.h"
@@ -772,6 +773,86 @@ static json_t *seen_json(struct migrate *m, struct store_export *e,
 	return o;
 }
 
+/* What the account has beside its mail (store_export_extra) as the
+ * manifest's "metadata", "urlauth_keys", "sieve_records" and
+ * "jmap_objects" (docs/backup.md); a reader's own entries name the
+ * reader by address (left out when it has none). With doc NULL, only
+ * *x_r is filled (the unchanged test's checksum). 0 or -1. */
+static json_t *extra_doc(struct migrate *m, const struct store_account_extra *x)
+{
+	json_t *o = json_object();
+	json_t *md = json_array(), *keys = json_array(), *recs = json_array(),
+	       *objs = json_array();
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *a = &x->annotations[i];
+		char *who = NULL;
+		if (a->viewer != 0 && (m->user_address == NULL ||
+		    (who = m->user_address(m->account_ctx, a->viewer)) == NULL))
+			continue;
+		char *v = base64_encode(a->value, a->value_len);
+		json_t *j = json_pack("{s:s, s:s}", "name", a->name,
+				      "value_base64", v);
+		if (a->mailbox != NULL)
+			json_object_set_new(j, "mailbox", json_string(a->mailbox));
+		if (who != NULL)
+			json_object_set_new(j, "reader", json_string(who));
+		json_array_append_new(md, j);
+		free(v);
+		free(who);
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		const struct store_extra_key *k = &x->keys[i];
+		char *who = NULL;
+		if (k->viewer != 0 && (m->user_address == NULL ||
+		    (who = m->user_address(m->account_ctx, k->viewer)) == NULL))
+			continue;
+		char hex[2 * STORE_URLAUTH_KEY_LEN + 1];
+		for (size_t b = 0; b < STORE_URLAUTH_KEY_LEN; b++)
+			snprintf(hex + 2 * b, 3, "%02x", k->key[b]);
+		json_t *j = json_pack("{s:s, s:s}", "mailbox", k->mailbox,
+				      "key", hex);
+		if (who != NULL)
+			json_object_set_new(j, "reader", json_string(who));
+		json_array_append_new(keys, j);
+		free(who);
+	}
+	for (size_t i = 0; i < x->record_count; i++)
+		json_array_append_new(recs, json_pack(
+			"{s:s, s:I}", "key", x->records[i].key, "expires",
+			(json_int_t)x->records[i].expires));
+	for (size_t i = 0; i < x->object_count; i++) {
+		const struct store_extra_object *ob = &x->objects[i];
+		const char *type = ob->kind == STORE_JMAP_IDENTITY ? "Identity"
+			: ob->kind == STORE_JMAP_VACATION ? "VacationResponse"
+			: "settings";
+		json_array_append_new(objs, json_pack(
+			"{s:s, s:I, s:s}", "type", type, "id",
+			(json_int_t)ob->id, "data", ob->data));
+	}
+	json_object_set_new(o, "metadata", md);
+	json_object_set_new(o, "urlauth_keys", keys);
+	json_object_set_new(o, "sieve_records", recs);
+	json_object_set_new(o, "jmap_objects", objs);
+	return o;
+}
+
+static int extra_json(struct migrate *m, struct store_export *e,
+		      const char *address, json_t *doc)
+{
+	struct store_account_extra x;
+	struct store_error err;
+	if (store_export_extra(e, &x, &err) < 0) {
+		migrate_error(m, address, NULL, "METADATA, URLAUTH keys, Sieve"
+			      " records, JMAP objects: %s", err.msg);
+		return -1;
+	}
+	json_t *o = extra_doc(m, &x);
+	json_object_update(doc, o);
+	json_decref(o);
+	store_account_extra_free(&x);
+	return 0;
+}
+
 /* The account's manifest; bodies copied into DEST/blobs as met. *retry_r:
  * a body the snapshot names was removed meanwhile by another process
  * (loftd expunged it): NULL, and the account is to be read again from a
@@ -871,6 +952,13 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 			if (msg->pop3_uidl != NULL)
 				json_object_set_new(jmsg, "pop3_uidl",
 						    json_string(msg->pop3_uidl));
+			if (msg->pop3_hidden)
+				json_object_set_new(jmsg, "pop3_hidden",
+						    json_true());
+			if (msg->pop3_first_retr != 0)
+				json_object_set_new(jmsg, "pop3_first_retr",
+					json_integer((json_int_t)
+						     msg->pop3_first_retr));
 			json_array_append_new(msgs, jmsg);
 			m->imported++;
 			migrate_count(m, 0, false);
@@ -904,6 +992,8 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		json_array_append_new(mbs, jm);
 	}
 	json_object_set_new(doc, "mailboxes", mbs);
+	if (!failed && extra_json(m, e, address, doc) < 0)
+		failed = true;
 	if (!failed && m->acl_ident != NULL) {
 		json_t *acl = acl_json(m, user, address);
 		if (acl == NULL)
@@ -1021,6 +1111,17 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		uint64_t modseq = 0;
 		if (store_export_begin(users[i], &e, &err) == 0) {
 			modseq = store_export_info(e)->modseq;
+			/* what moves no change counter (a new URLAUTH key, a
+			 * Sieve record) makes a new manifest too */
+			json_t *x = json_object();
+			if (extra_json(m, e, a, x) == 0) {
+				json_t *all = json_pack("{s:s, s:o}", "sum",
+							rsum, "extra", x);
+				json_checksum(all, rsum);
+				json_decref(all);
+			} else {
+				json_decref(x);
+			}
 			store_export_end(&e);
 		}
 		json_t *old = NULL;
@@ -1860,6 +1961,135 @@ static void restore_seen(struct migrate *m, json_t *mb, const char *name,
 	}
 }
 
+/* A reader named in the manifest as this server knows it: 0 the owner
+ * (no reader named), -1 none here. */
+static int64_t extra_reader(struct migrate *m, json_t *j)
+{
+	const char *who = json_string_value(json_object_get(j, "reader"));
+	if (who == NULL)
+		return 0;
+	int64_t id = m->user_id != NULL ? m->user_id(m->account_ctx, who) : 0;
+	return id > 0 ? id : -1;
+}
+
+static bool hex_key(const char *s, unsigned char out[STORE_URLAUTH_KEY_LEN])
+{
+	if (s == NULL || strlen(s) != 2 * STORE_URLAUTH_KEY_LEN)
+		return false;
+	for (size_t i = 0; i < STORE_URLAUTH_KEY_LEN; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (unsigned char)v;
+	}
+	return true;
+}
+
+/* The manifest's METADATA entries, URLAUTH keys, Sieve records and JMAP
+ * objects back (format 2 files from before they existed have none).
+ * What the account has already stays as it is (as with Sieve scripts and
+ * ACL entries): restoring an account into itself never brings back an
+ * URLAUTH key reset since. A reader without an account here, or a folder
+ * the account does not have, is reported and left out. */
+static int restore_extra(struct migrate *m, json_t *doc, const char *address)
+{
+	struct store_account_extra x = {0};
+	json_t *md = json_object_get(doc, "metadata"),
+	       *keys = json_object_get(doc, "urlauth_keys"),
+	       *recs = json_object_get(doc, "sieve_records"),
+	       *objs = json_object_get(doc, "jmap_objects");
+	size_t i, lost = 0;
+	json_t *j;
+	x.annotations = xcalloc(json_array_size(md) + 1, sizeof(*x.annotations));
+	json_array_foreach(md, i, j) {
+		const char *name = json_string_value(json_object_get(j, "name"));
+		const char *v = json_string_value(json_object_get(j,
+							"value_base64"));
+		const char *mb = json_string_value(json_object_get(j, "mailbox"));
+		int64_t who = extra_reader(m, j);
+		struct buf val;
+		buf_init(&val, 0);
+		if (name == NULL || v == NULL || who < 0 ||
+		    base64_decode(v, strlen(v), BASE64_STRICT, &val) < 0) {
+			buf_free(&val);
+			lost++;
+			continue;
+		}
+		struct store_extra_annotation *a =
+			&x.annotations[x.annotation_count++];
+		a->mailbox = mb ? xstrdup(mb) : NULL;
+		a->viewer = who;
+		a->name = xstrdup(name);
+		a->value_len = val.len;
+		buf_append_char(&val, '\0');
+		a->value = buf_steal(&val, NULL);
+	}
+	x.keys = xcalloc(json_array_size(keys) + 1, sizeof(*x.keys));
+	json_array_foreach(keys, i, j) {
+		const char *mb = json_string_value(json_object_get(j, "mailbox"));
+		struct store_extra_key *k = &x.keys[x.key_count];
+		int64_t who = extra_reader(m, j);
+		if (mb == NULL || who < 0 ||
+		    !hex_key(json_string_value(json_object_get(j, "key")),
+			     k->key)) {
+			lost++;
+			continue;
+		}
+		k->mailbox = xstrdup(mb);
+		k->viewer = who;
+		x.key_count++;
+	}
+	x.records = xcalloc(json_array_size(recs) + 1, sizeof(*x.records));
+	json_array_foreach(recs, i, j) {
+		const char *key = json_string_value(json_object_get(j, "key"));
+		if (key == NULL) {
+			lost++;
+			continue;
+		}
+		x.records[x.record_count].key = xstrdup(key);
+		x.records[x.record_count++].expires =
+			(time_t)jint(j, "expires");
+	}
+	x.objects = xcalloc(json_array_size(objs) + 1, sizeof(*x.objects));
+	json_array_foreach(objs, i, j) {
+		const char *type = json_string_value(json_object_get(j, "type"));
+		const char *data = json_string_value(json_object_get(j, "data"));
+		int kind = type == NULL ? -1
+			: strcmp(type, "Identity") == 0 ? STORE_JMAP_IDENTITY
+			: strcmp(type, "VacationResponse") == 0
+				? STORE_JMAP_VACATION
+			: strcmp(type, "settings") == 0 ? STORE_JMAP_SETTINGS : -1;
+		if (kind < 0 || data == NULL || jint(j, "id") <= 0) {
+			lost++;
+			continue;
+		}
+		struct store_extra_object *o = &x.objects[x.object_count++];
+		o->kind = kind;
+		o->id = (int64_t)jint(j, "id");
+		o->data = xstrdup(data);
+	}
+	struct store_error err;
+	size_t skipped = 0;
+	int ret = 0;
+	if (lost > 0)
+		migrate_error(m, address, NULL, "%zu METADATA entries, URLAUTH"
+			      " keys, Sieve records or JMAP objects not"
+			      " restored: damaged, or a reader without an"
+			      " account here", lost);
+	if (store_import_extra(m->user, &x, &skipped, &err) < 0) {
+		migrate_error(m, address, NULL, "METADATA, URLAUTH keys, Sieve"
+			      " records and JMAP objects not restored: %s",
+			      err.msg);
+		ret = -1;
+	} else if (skipped > 0) {
+		migrate_error(m, address, NULL, "%zu METADATA entries or"
+			      " URLAUTH keys not restored: their folder is not"
+			      " here", skipped);
+	}
+	store_account_extra_free(&x);
+	return ret;
+}
+
 /* A folder a restore makes exact (store_import_exact). */
 struct exact_folder {
 	bool on;
@@ -2218,6 +2448,11 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 					.size = data.len,
 					.modseq = (uint64_t)jint(msg, "modseq"),
 					.savedate = (time_t)jint(msg, "savedate"),
+					.pop3_hidden = json_is_true(
+						json_object_get(msg,
+								"pop3_hidden")),
+					.pop3_first_retr = (time_t)jint(
+						msg, "pop3_first_retr"),
 				};
 				/* the ids back only into an account that
 				 * does not have them (a fresh one) */
@@ -2319,6 +2554,8 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		}
 		store_sieve_list_free(have, nhave);
 	}
+	if (m->folder == NULL && restore_extra(m, doc, address) < 0)
+		ret = 1;
 out:
 	json_decref(doc);
 	json_decref(idx);

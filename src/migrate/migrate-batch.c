@@ -296,6 +296,8 @@ int migrate_msg_commit(struct migrate *m, struct store_body **body,
 	it->p.thread = in->thread;
 	it->p.savedate = in->savedate;
 	it->p.pop3_uidl = q->pop3_uidl;
+	it->p.pop3_hidden = in->pop3_hidden;
+	it->p.pop3_first_retr = in->pop3_first_retr;
 	it->p.mark_source = q->mark_source;
 	it->p.mark_id = q->mark_id;
 	b->n++;

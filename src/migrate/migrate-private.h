@@ -47,6 +47,8 @@ struct migrate_msg {
 	uint64_t modseq;
 	int64_t email, thread;
 	time_t savedate;
+	bool pop3_hidden;           /* POP3's marks as the source had them */
+	time_t pop3_first_retr;
 };
 /* Makes a folder ready (role 0: by its name); *keep_r: the source's UIDs
  * can be kept. -1 after reporting. */

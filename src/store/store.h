@@ -1672,8 +1672,10 @@ int store_export_extra(struct store_export *exp,
 		       struct store_account_extra *x_r,
 		       struct store_error *err);
 /* Writes them into user's account in one commit, each as it was (an
- * existing one of the same name, key or id is replaced; an object keeps
- * its id, a record its expiry). An annotation or key of a mailbox the
+ * object keeps its id, a record its expiry); one the account already
+ * has (same folder, reader and name; folder and reader; key; kind and
+ * id) stays as it is: a restore into an account that has them changes
+ * nothing (an URLAUTH key reset since stays reset). An annotation or key of a mailbox the
  * account does not have is left out (*skipped_r counts them; may be
  * NULL). Annotations are not checked against the limits: they were
  * within them where they came from. */

@@ -191,6 +191,84 @@ def as_format_1(dest, old):
         f.write(seal(index))
 
 
+# ---- what an account has beside its mail (docs/backup.md) -----------
+
+XUSING = ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail',
+          'urn:ietf:params:jmap:submission',
+          'urn:ietf:params:jmap:vacationresponse']
+
+
+def imap_lines(env, cmds):
+    c = Conv(env.raw('imap'))
+    out = []
+    try:
+        c.run('LOGIN %s %s' % (A, PW), 'OK')
+        for cmd in cmds:
+            lines, _ = c.run(cmd, '(OK|NO|BAD)')
+            out.extend(lines)
+    finally:
+        c.close()
+    return out
+
+
+def extra_state(env):
+    """METADATA, JMAP Identity and VacationResponse as clients see them."""
+    meta = sorted(l.strip() for l in imap_lines(env, [
+        'GETMETADATA "" /private/vendor/loft-test/srv',
+        'GETMETADATA INBOX (/shared/comment /private/comment)'])
+        if l.startswith('* METADATA'))
+    j = Jmap(env, A, PW)
+    ids = sorted((i['id'], i.get('name'), i.get('textSignature'))
+                 for i in j.ok('Identity/get', {}, using=XUSING)['list'])
+    vac = [(v.get('isEnabled'), v.get('textBody'))
+           for v in j.ok('VacationResponse/get', {}, using=XUSING)['list']]
+    return meta, ids, vac
+
+
+def extra_setup(env):
+    """Set through IMAP, JMAP and POP3 before the backup; returns the URL
+    GENURLAUTH made and what extra_state says."""
+    lines = imap_lines(env, [
+        'SETMETADATA "" (/private/vendor/loft-test/srv "server value")',
+        'SETMETADATA INBOX (/shared/comment "inbox shared" '
+        '/private/comment "inbox private")',
+        'GENURLAUTH "imap://alice%%40example.test@loft.example.test/INBOX;'
+        'UIDVALIDITY=%d/;UID=1;URLAUTH=authuser" INTERNAL' % UIDVALIDITY])
+    m = re.search(r'GENURLAUTH "([^"]+)"', ''.join(lines))
+    R.check('extra: SETMETADATA and GENURLAUTH', m is not None, lines)
+    j = Jmap(env, A, PW)
+    a = j.ok('Identity/set', {'create': {'i1': {
+        'name': 'Alice Restored', 'email': A,
+        'textSignature': 'from the backup'}}}, using=XUSING)
+    R.check('extra: Identity/set', (a.get('created') or {}).get('i1'), a)
+    a = j.ok('VacationResponse/set', {'update': {'singleton': {
+        'isEnabled': True, 'textBody': 'Restored away.'}}}, using=XUSING)
+    R.check('extra: VacationResponse/set',
+            'singleton' in (a.get('updated') or {}), a)
+    # POP3 hides the last message (pop3_delete = hide)
+    rc, out, err = env.loftctl('user', 'set', A, 'pop3_delete=hide')
+    R.check('extra: pop3_delete=hide', rc == 0, out + err)
+    pop = env.pop3_login(A, PW)
+    n = len(pop.list()[1])
+    pop.retr(1)
+    pop.dele(n)
+    pop.quit()
+    return (m.group(1) if m else ''), extra_state(env)
+
+
+def extra_check(env, url, state, where):
+    got = extra_state(env)
+    R.check('%s: METADATA entries as before' % where,
+            got[0] == state[0] and len(got[0]) == 2, (got[0], state[0]))
+    R.check('%s: JMAP Identity and VacationResponse as before' % where,
+            got[1:] == state[1:] and
+            any(i[1] == 'Alice Restored' for i in got[1]), (got, state))
+    lines = imap_lines(env, ['URLFETCH "%s"' % url])
+    R.check('%s: an URLAUTH URL made before the backup fetches' % where,
+            any(re.search(r'^\* URLFETCH "[^"]+" \{\d+\}', l) for l in lines),
+            lines)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='loft-restore-')
     md = os.path.join(tmp, 'Maildir')
@@ -229,6 +307,7 @@ def main():
             imap.expunge()
             imap.create('Empty')
             imap.logout()
+            url, xstate = extra_setup(env)
             claim_recent(env, ('INBOX', 'Projects'))
             told = exact_answers(env, caches)
             ms = re.findall(r'MODSEQ \((\d+)\)', ' '.join(told['INBOX'][2]))
@@ -292,7 +371,9 @@ def main():
                     if name == 'INBOX':
                         R.check('INBOX UID %d: MODSEQ kept' % uid,
                                 now[3] == was[3], (was[3], now[3]))
-            R.check('POP3 UIDLs as before', uidls2 == uidls, (uidls, uidls2))
+            R.check('POP3 UIDLs as before (the hidden one hidden)',
+                    uidls2 == uidls, (uidls, uidls2))
+            extra_check(env2, url, xstate, 'restored')
             claim_recent(env2, ('INBOX', 'Projects'))
             told2 = exact_answers(env2, caches)
             for name in sorted(told):

@@ -694,8 +694,7 @@ static int extra_tx(struct pg_tx *tx, const struct store_account_extra *x,
 		pg_p_bin(&p, a->value, a->value_len);
 		if (pg_run(tx->c, "INSERT INTO annotation (user_id, mailbox,"
 			   " viewer, name, value) VALUES ($1, $2, $3, $4, $5)"
-			   " ON CONFLICT (user_id, mailbox, viewer, name)"
-			   " DO UPDATE SET value = $5", &p, err) < 0)
+			   " ON CONFLICT DO NOTHING", &p, err) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < x->key_count; i++) {
@@ -716,8 +715,7 @@ static int extra_tx(struct pg_tx *tx, const struct store_account_extra *x,
 		pg_p_bin(&p, k->key, STORE_URLAUTH_KEY_LEN);
 		if (pg_run(tx->c, "INSERT INTO access_key (user_id, mailbox,"
 			   " viewer, key) VALUES ($1, $2, $3, $4)"
-			   " ON CONFLICT (user_id, mailbox, viewer)"
-			   " DO UPDATE SET key = $4", &p, err) < 0)
+			   " ON CONFLICT DO NOTHING", &p, err) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < x->record_count; i++) {
@@ -728,7 +726,7 @@ static int extra_tx(struct pg_tx *tx, const struct store_account_extra *x,
 		pg_p_int(&p, (int64_t)x->records[i].expires);
 		if (pg_run(tx->c, "INSERT INTO sieve_record (user_id, key,"
 			   " expires) VALUES ($1, $2, $3) ON CONFLICT"
-			   " (user_id, key) DO UPDATE SET expires = $3",
+			   " DO NOTHING",
 			   &p, err) < 0)
 			return -1;
 	}
@@ -746,8 +744,7 @@ static int extra_tx(struct pg_tx *tx, const struct store_account_extra *x,
 			pg_p_str(&p, o->data);
 			if (pg_run(tx->c, "INSERT INTO jobject (user_id, kind,"
 				   " id, created, modseq, data) VALUES ($1, $2,"
-				   " $3, $4, $4, $5) ON CONFLICT (user_id, kind,"
-				   " id) DO UPDATE SET modseq = $4, data = $5",
+				   " $3, $4, $4, $5) ON CONFLICT DO NOTHING",
 				   &p, err) < 0)
 				return -1;
 		}

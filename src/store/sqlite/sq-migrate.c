@@ -1009,7 +1009,7 @@ static int extra_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			a->skipped++;
 			continue;
 		}
-		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO annotation"
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR IGNORE INTO annotation"
 					      " (mailbox, viewer, name, value)"
 					      " VALUES (?, ?, ?, ?)");
 		if (st == NULL)
@@ -1034,7 +1034,7 @@ static int extra_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			a->skipped++;
 			continue;
 		}
-		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO access_key"
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR IGNORE INTO access_key"
 					      " (mailbox, viewer, key)"
 					      " VALUES (?, ?, ?)");
 		if (st == NULL)
@@ -1049,7 +1049,7 @@ static int extra_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			return sq_job_dberr(job, c);
 	}
 	for (size_t i = 0; i < x->record_count; i++) {
-		sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+		sqlite3_stmt *st = sq_stmt(c, "INSERT OR IGNORE INTO"
 					      " sieve_record (key, expires)"
 					      " VALUES (?, ?)");
 		if (st == NULL)
@@ -1066,7 +1066,7 @@ static int extra_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		uint64_t modseq = sq_job_modseq(u, job);
 		for (size_t i = 0; i < x->object_count; i++) {
 			const struct store_extra_object *o = &x->objects[i];
-			sqlite3_stmt *st = sq_stmt(c, "INSERT OR REPLACE INTO"
+			sqlite3_stmt *st = sq_stmt(c, "INSERT OR IGNORE INTO"
 						      " jobject (kind, id, created,"
 						      " modseq, data)"
 						      " VALUES (?, ?, ?, ?, ?)");
