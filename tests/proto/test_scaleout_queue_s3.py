@@ -17,6 +17,9 @@ share), so any node delivers any message.
   size): nothing is sent, the recipient stays queued with a temporary
   error, and the log names the damage; once the object is whole again the
   message leaves, intact, once.
+- S3 not answering a read: only that message waits (up to [s3]
+  timeout, then it is tried again); another message submitted meanwhile
+  leaves at once.
 - A node that kept its own queue (the embedded one: every node with
   blobs = s3 did before) moves what waits there into the shared queue
   when it starts as a node of the cluster; it leaves once.
@@ -319,6 +322,32 @@ def run(env, na, nb, sink, s3):
     r.check('... the same bytes', len(got) == 1 and got[0].endswith(
         message('DEFER1').split(b'\r\n\r\n', 1)[1]), [len(g) for g in got])
     r.check('... and its object is removed',
+            wait(lambda: objects(s3) == [] and blob_rows(env, True) == 0, 30),
+            (objects(s3), blob_rows(env, True)))
+
+    # ---- a slow S3 holds only the message that waits for it --------------
+    sink.defer = True
+    before = sink.deferred
+    r.check('a submission on node B is accepted',
+            submit(nb, 'DEFERSLOW1') is None)
+    r.check('... the remote defers it', wait(lambda: sink.deferred > before,
+                                              60))
+    gets = s3.requests.get('GET', 0)
+    s3.hang(1, 40)
+    sink.defer = False
+    r.check('its next attempt reads the object: S3 does not answer',
+            wait(lambda: s3.requests.get('GET', 0) > gets, 30))
+    t0 = time.monotonic()
+    r.check('meanwhile a submission on node B is accepted',
+            submit(nb, 'FAST1') is None)
+    r.check('... and leaves while the first one still waits for S3',
+            wait(lambda: sink.count(b'FAST1') == 1, 8) and
+            sink.count(b'DEFERSLOW1') == 0,
+            (sink.count(b'FAST1'), sink.count(b'DEFERSLOW1'),
+             time.monotonic() - t0))
+    r.check('the first one leaves once S3 answers again ([s3] timeout)',
+            wait(lambda: sink.count(b'DEFERSLOW1') == 1, 90))
+    r.check('... both objects are removed',
             wait(lambda: objects(s3) == [] and blob_rows(env, True) == 0, 30),
             (objects(s3), blob_rows(env, True)))
 
