@@ -544,6 +544,7 @@ static int sq_open(struct store *store, struct store_error *err)
 	 * this, for all of them together: past it SQLite drops unused pages
 	 * before it allocates more, so thousands of accounts stay bounded. */
 	sqlite3_soft_heap_limit64(SQ_HEAP_SOFT_LIMIT);
+	sq_malloc_policy();
 	struct sq_store *s = xcalloc(1, sizeof(*s));
 	s->mail_dir = store->set.mail_dir != NULL
 			      ? xstrdup(store->set.mail_dir)

@@ -407,6 +407,8 @@ void sq_idle_stop(struct store *store);
 /* One round now: accounts unused for idle_ns; returns how many gave
  * something back. */
 unsigned sq_idle_trim(struct store *store, int64_t idle_ns);
+/* glibc's malloc thresholds fixed (sq-idle.c), once per process */
+void sq_malloc_policy(void);
 /* malloc_trim()s by the idle trim (sq-idle.c), for tests */
 extern _Atomic uint64_t sq_heap_trims;
 uint64_t sq_change_stamp(struct store_user *user);
