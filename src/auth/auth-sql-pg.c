@@ -333,13 +333,15 @@ static int pq_step(struct asql_stmt *st)
 			s->rows = PQntuples(s->res);
 		} else {
 			set_res_err(c, s->res);
+			/* class 23: integrity constraint violation (the state
+			 * lives in the result: read it before PQclear) */
 			const char *state = PQresultErrorField(s->res,
 							       PG_DIAG_SQLSTATE);
+			bool constraint = state != NULL &&
+					  strncmp(state, "23", 2) == 0;
 			PQclear(s->res);
 			s->res = NULL;
-			/* class 23: integrity constraint violation */
-			return state != NULL && strncmp(state, "23", 2) == 0
-				? ASQL_CONSTRAINT : ASQL_ERROR;
+			return constraint ? ASQL_CONSTRAINT : ASQL_ERROR;
 		}
 		s->row = -1;
 	}
