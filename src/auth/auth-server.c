@@ -320,6 +320,33 @@ static void list_flush(struct list_ctx *l, bool more)
 	l->count = 0;
 }
 
+/* A list reply to req, written to b as its rows come. */
+static struct list_ctx *list_new(struct auth_server *srv,
+				 const struct auth_request *req,
+				 struct auth_wire_buf *b)
+{
+	struct list_ctx *l = xcalloc(1, sizeof(*l));
+	l->srv = srv;
+	l->b = b;
+	l->id = req->id;
+	l->type = req->type;
+	auth_wire_begin(&l->rows, 0, 0, 0);
+	return l;
+}
+
+/* The list's last rows; failed: a reply of -1 with no rows instead. */
+static void list_end(struct list_ctx *l, bool failed)
+{
+	if (failed) {
+		auth_wire_begin(l->b, l->type, AUTH_WIRE_REPLY, l->id);
+		auth_wire_u8(l->b, (uint8_t)(int8_t)-1);
+		auth_wire_u32(l->b, 0);
+	} else {
+		list_flush(l, false);
+	}
+	free(l);
+}
+
 /* Room for a row of need bytes in a packet with the 5-byte list header. */
 static void list_room(struct list_ctx *l, size_t need)
 {
@@ -353,12 +380,7 @@ static void token_row(void *ctx, const struct auth_token_info *info)
 static void do_list(struct auth_server *srv, struct auth_request *req,
 		    struct auth_wire_buf *b)
 {
-	struct list_ctx *l = xcalloc(1, sizeof(*l));
-	l->srv = srv;
-	l->b = b;
-	l->id = req->id;
-	l->type = req->type;
-	auth_wire_begin(&l->rows, 0, 0, 0);
+	struct list_ctx *l = list_new(srv, req, b);
 	char *error = NULL;
 	int rc = req->type == AUTH_WIRE_USER_LIST
 		? auth_user_list(srv->auth, list_row, l, &error)
@@ -370,13 +392,8 @@ static void do_list(struct auth_server *srv, struct auth_request *req,
 		log_error("auth", NULL, "%s: %s", auth_wire_type_name(req->type),
 			  error);
 		free(error);
-		auth_wire_begin(b, req->type, AUTH_WIRE_REPLY, req->id);
-		auth_wire_u8(b, (uint8_t)(int8_t)-1);
-		auth_wire_u32(b, 0);
-	} else {
-		list_flush(l, false);
 	}
-	free(l);
+	list_end(l, rc < 0);
 }
 
 static void throttle_row(void *ctx, const struct auth_throttle_row *row)
@@ -391,25 +408,17 @@ static void throttle_row(void *ctx, const struct auth_throttle_row *row)
 static void do_throttle_sync(struct auth_server *srv, struct auth_request *req,
 			     struct auth_wire_buf *b)
 {
-	struct list_ctx *l = xcalloc(1, sizeof(*l));
-	l->srv = srv;
-	l->b = b;
-	l->id = req->id;
-	l->type = req->type;
-	auth_wire_begin(&l->rows, 0, 0, 0);
+	struct list_ctx *l = list_new(srv, req, b);
 	char *error = NULL;
-	if (auth_throttle_db_sync(srv->auth, req->name, req->batch, req->data,
-				  req->data_len, req->cursor, throttle_row, l,
-				  &error) < 0) {
+	bool failed = auth_throttle_db_sync(srv->auth, req->name, req->batch,
+					    req->data, req->data_len,
+					    req->cursor, throttle_row, l,
+					    &error) < 0;
+	if (failed) {
 		log_warn("auth", NULL, "%s", error);
 		free(error);
-		auth_wire_begin(b, req->type, AUTH_WIRE_REPLY, req->id);
-		auth_wire_u8(b, (uint8_t)(int8_t)-1);
-		auth_wire_u32(b, 0);
-	} else {
-		list_flush(l, false);
 	}
-	free(l);
+	list_end(l, failed);
 }
 
 static void do_session_create(struct auth_server *srv,
@@ -512,18 +521,12 @@ static void do_ids(struct auth_server *srv, struct auth_request *req,
 		auth_wire_u32(b, 0);
 		return;
 	}
-	struct list_ctx *l = xcalloc(1, sizeof(*l));
-	l->srv = srv;
-	l->b = b;
-	l->id = req->id;
-	l->type = req->type;
-	auth_wire_begin(&l->rows, 0, 0, 0);
+	struct list_ctx *l = list_new(srv, req, b);
 	for (size_t i = 0; i < n; i++) {
 		list_room(l, 8);
 		auth_wire_i64(&l->rows, ids[i]);
 	}
-	list_flush(l, false);
-	free(l);
+	list_end(l, false);
 	free(ids);
 }
 
