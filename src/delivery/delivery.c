@@ -438,9 +438,17 @@ static void reply_from_store_error(struct delivery_session *s, struct drcpt *r,
 			  "<%s> Message too big for system", r->display);
 		break;
 	case STORE_ERR_TEMP:
-		/* disk full, lock timeout: the sender keeps it and retries */
-		reply_set(&r->reply, 452, "4.3.1", "<%s> Insufficient system "
-			  "storage, try again later", r->display);
+		/* the sender keeps it and retries: "mail system full" only
+		 * when it is (RFC 3463 4.3.1), else a lock timeout, an I/O
+		 * error, a busy database */
+		if (err->full)
+			reply_set(&r->reply, 452, "4.3.1", "<%s> Insufficient "
+				  "system storage, try again later",
+				  r->display);
+		else
+			reply_set(&r->reply, 451, "4.3.0", "<%s> Temporary "
+				  "failure of the mail store, try again later "
+				  "(session %s)", r->display, s->sid);
 		break;
 	case STORE_ERR_UNAVAILABLE:
 		/* the store's database away (failing over, cut off) */

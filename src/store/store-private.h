@@ -631,6 +631,9 @@ void store_publish(struct store *store, const struct store_change *change);
 /* Fills err (may be NULL) and returns -1. */
 int store_set_error(struct store_error *err, enum store_error_kind kind,
 		    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* STORE_ERR_TEMP with err->full: a write found no space (ENOSPC, EDQUOT,
+ * SQLITE_FULL, PostgreSQL's disk_full). Returns -1. */
+int store_set_full(struct store_error *err);
 
 /* Mailbox names: checks and canonicalises (INBOX in any case becomes
  * "INBOX", also as the first component). Returns a malloced name or NULL

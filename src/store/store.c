@@ -26,10 +26,19 @@ int store_set_error(struct store_error *err, enum store_error_kind kind,
 	if (err != NULL) {
 		va_list ap;
 		err->kind = kind;
+		err->full = false;
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
 	}
+	return -1;
+}
+
+int store_set_full(struct store_error *err)
+{
+	store_set_error(err, STORE_ERR_TEMP, "Disk full, try again later");
+	if (err != NULL)
+		err->full = true;
 	return -1;
 }
 

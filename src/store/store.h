@@ -58,6 +58,10 @@ enum store_error_kind {
 
 struct store_error {
 	enum store_error_kind kind;
+	/* STORE_ERR_TEMP because a disk (or the file system's quota, or
+	 * the database's disk) is full: LMTP/SMTP say 452 4.3.1 for it, 451
+	 * 4.3.0 for any other temporary failure (RFC 3463) */
+	bool full;
 	char msg[256];
 };
 

@@ -3176,6 +3176,11 @@ static void test_fault_injection(void)
 					failed++;
 					CHECK_INT(a[i].err.kind,
 						  STORE_ERR_TEMP);
+					/* a full disk said so (LMTP 452
+					 * 4.3.1), an I/O error not (451) */
+					CHECK_INT(a[i].err.full,
+						  ops[o] == SQ_FAULT_WRITE &&
+							  !io);
 				}
 				/* space is back: the next commit works */
 				char next[96];
@@ -3542,6 +3547,7 @@ static void test_multiappend(void)
 	atomic_store(&store->test_fail_write_after, 0);
 	CHECK_INT(err.kind, STORE_ERR_TEMP);
 	CHECK(strstr(err.msg, "Disk full") != NULL);
+	CHECK(err.full);
 	CHECK_INT(uids[0] | uids[1], 0);
 	CHECK_INT(stored_bodies(52), before + 5);
 	CHECK_INT(spill_files(), 0);

@@ -187,14 +187,19 @@ int pg_blobs_put(struct store *store, int fd, const char *tmp_path,
 		fsync_dir(s->blob_dir);
 	/* the same bytes stored before: that file serves (never changes) */
 	if (link(tmp_path, path) < 0 && errno != EEXIST) {
-		log_error("store", NULL, "link %s: %s", path, strerror(errno));
-		ret = store_set_error(err, STORE_ERR_TEMP, errno == ENOSPC
-				      ? "Disk full, try again later"
-				      : "Cannot store the message now");
+		int e = errno;
+		log_error("store", NULL, "link %s: %s", path, strerror(e));
+		ret = e == ENOSPC || e == EDQUOT
+			      ? store_set_full(err)
+			      : store_set_error(err, STORE_ERR_TEMP,
+						"Cannot store the message now");
 	} else if (s->fsync && fsync_dir(dir) < 0) {
-		log_error("store", NULL, "fsync %s: %s", dir, strerror(errno));
-		ret = store_set_error(err, STORE_ERR_TEMP,
-				      "Cannot store the message now");
+		int e = errno;
+		log_error("store", NULL, "fsync %s: %s", dir, strerror(e));
+		ret = e == ENOSPC || e == EDQUOT
+			      ? store_set_full(err)
+			      : store_set_error(err, STORE_ERR_TEMP,
+						"Cannot store the message now");
 	}
 	free(path);
 	free(dir);

@@ -141,8 +141,11 @@ static int conn_error(struct pg_conn *c, const PGresult *res, const char *what,
 	log_error("store", NULL, "postgres %s: %s", what, msg);
 	if (lost)
 		return pg_unavailable(err);
+	/* 53100: the database's disk is full */
+	if (state != NULL && strcmp(state, "53100") == 0)
+		return store_set_full(err);
 	/* 57014: statement timeout; 40001/40P01: serialization, deadlock;
-	 * 53: out of resources (disk full) */
+	 * 53: other resources */
 	return store_set_error(err, STORE_ERR_TEMP,
 			       "The mail store is not available now,"
 			       " try again later");

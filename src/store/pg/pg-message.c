@@ -71,8 +71,7 @@ static int body_error(struct store_body *b, int e, const char *what,
 {
 	b->failed = true;
 	if (e == ENOSPC || e == EDQUOT)
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "Disk full, try again later");
+		return store_set_full(err);
 	log_error("store", NULL, "%s %s: %s", what,
 		  b->tmp_path ? b->tmp_path : "body", strerror(e));
 	return store_set_error(err, STORE_ERR_TEMP,

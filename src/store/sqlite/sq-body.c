@@ -82,8 +82,7 @@ static int body_error(struct store_body *b, int e, const char *what,
 {
 	b->failed = true;
 	if (e == ENOSPC || e == EDQUOT)
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "Disk full, try again later");
+		return store_set_full(err);
 	log_error("store", NULL, "%s %s: %s", what,
 		  b->tmp_path ? b->tmp_path : "body", strerror(e));
 	return store_set_error(err, STORE_ERR_TEMP,
@@ -337,9 +336,10 @@ static int body_link(struct store_body *b, struct sq_user *u,
 		unlink(path);
 		free(path);
 		free(dir);
-		return store_set_error(err, STORE_ERR_TEMP, e == ENOSPC ||
-				       e == EDQUOT ? "Disk full, try again later"
-				       : "Cannot store the message now");
+		if (e == ENOSPC || e == EDQUOT)
+			return store_set_full(err);
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "Cannot store the message now");
 	}
 	free(dir);
 	*path_r = path;

@@ -60,6 +60,7 @@ int sq_job_fail(struct sq_job *job, enum store_error_kind kind,
 {
 	va_list ap;
 	job->err.kind = kind;
+	job->err.full = false;
 	va_start(ap, fmt);
 	vsnprintf(job->err.msg, sizeof(job->err.msg), fmt, ap);
 	va_end(ap);

@@ -356,8 +356,7 @@ int sq_db_error(struct sq_conn *c, struct store_error *err, const char *what)
 		  code);
 	int primary = code & 0xff;
 	if (primary == SQLITE_FULL)
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "Disk full, try again later");
+		return store_set_full(err);
 	if (primary == SQLITE_BUSY ||
 	    primary == SQLITE_LOCKED || primary == SQLITE_IOERR ||
 	    primary == SQLITE_CANTOPEN)

@@ -477,12 +477,10 @@ int sq_upload_write(struct store_upload *up, const void *data, size_t len,
 			up->failed = true;
 			log_error("store", NULL, "write %s: %s", up->path,
 				  strerror(e));
+			if (e == ENOSPC || e == EDQUOT)
+				return store_set_full(err);
 			return store_set_error(err, STORE_ERR_TEMP,
-					       e == ENOSPC || e == EDQUOT
-						       ? "Disk full, try again"
-							 " later"
-						       : "Cannot store the"
-							 " upload now");
+					       "Cannot store the upload now");
 		}
 		p += n;
 		len -= (size_t)n;
