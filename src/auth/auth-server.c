@@ -59,6 +59,7 @@ struct lane {
 	struct job *head, *tail;
 	unsigned queued;
 	unsigned running;
+	pthread_cond_t work;          /* a job queued on this lane */
 };
 
 struct sasl_slot {
@@ -75,8 +76,8 @@ struct auth_server {
 	int fd;
 	int stop_pipe[2];
 	pthread_mutex_t mu;           /* lanes, slots, reload */
-	pthread_cond_t work;          /* a job queued, or stopping */
 	pthread_cond_t room;          /* a job taken, or a lane idle */
+	unsigned room_waiters;        /* readers waiting on room */
 	struct lane lanes[LANE_COUNT];
 	bool stopping;
 	struct sasl_slot *slots;
@@ -693,7 +694,7 @@ static void *lane_main(void *ctx)
 	pthread_mutex_lock(&srv->mu);
 	for (;;) {
 		while (lane->head == NULL && !srv->stopping)
-			pthread_cond_wait(&srv->work, &srv->mu);
+			pthread_cond_wait(&lane->work, &srv->mu);
 		struct job *j = lane->head;
 		if (j == NULL)
 			break;
@@ -702,7 +703,8 @@ static void *lane_main(void *ctx)
 			lane->tail = NULL;
 		lane->queued--;
 		lane->running++;
-		pthread_cond_broadcast(&srv->room);
+		if (srv->room_waiters > 0)
+			pthread_cond_broadcast(&srv->room);
 		pthread_mutex_unlock(&srv->mu);
 		run_job(srv, j);
 		job_free(j);
@@ -713,7 +715,8 @@ static void *lane_main(void *ctx)
 			free(srv->reload);
 			srv->reload = NULL;
 		}
-		pthread_cond_broadcast(&srv->room);
+		if (srv->room_waiters > 0)
+			pthread_cond_broadcast(&srv->room);
 	}
 	pthread_mutex_unlock(&srv->mu);
 	return NULL;
@@ -736,8 +739,11 @@ static void lane_push(struct auth_server *srv, struct job *j)
 	pthread_mutex_lock(&srv->mu);
 	while (!srv->stopping &&
 	       (lane->queued >= AUTH_SERVER_QUEUE_MAX ||
-		(srv->reload != NULL && !lanes_idle(srv))))
+		(srv->reload != NULL && !lanes_idle(srv)))) {
+		srv->room_waiters++;
 		pthread_cond_wait(&srv->room, &srv->mu);
+		srv->room_waiters--;
+	}
 	if (srv->reload != NULL && lanes_idle(srv)) {
 		auth_reload(srv->auth, srv->reload);
 		free(srv->reload);
@@ -755,7 +761,10 @@ static void lane_push(struct auth_server *srv, struct job *j)
 		lane->head = j;
 	lane->tail = j;
 	lane->queued++;
-	pthread_cond_broadcast(&srv->work);
+	/* one thread of this lane: a broadcast to every lane's threads
+	 * woke ten per lookup, most of the auth process's CPU under LMTP
+	 * load (perf, issue 11) */
+	pthread_cond_signal(&lane->work);
 	pthread_mutex_unlock(&srv->mu);
 }
 
@@ -803,7 +812,6 @@ struct auth_server *auth_server_create(struct auth *auth, int fd,
 	srv->fd = fd;
 	srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
 	pthread_mutex_init(&srv->mu, NULL);
-	pthread_cond_init(&srv->work, NULL);
 	pthread_cond_init(&srv->room, NULL);
 	srv->slots = xcalloc(AUTH_SERVER_SASL_MAX, sizeof(*srv->slots));
 	if (pipe2(srv->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -816,6 +824,7 @@ struct auth_server *auth_server_create(struct auth *auth, int fd,
 	for (int i = 0; i < LANE_COUNT; i++) {
 		struct lane *lane = &srv->lanes[i];
 		lane->srv = srv;
+		pthread_cond_init(&lane->work, NULL);
 		lane->threads = xcalloc(counts[i], sizeof(*lane->threads));
 		for (unsigned t = 0; t < counts[i]; t++) {
 			if (pthread_create(&lane->threads[t], NULL, lane_main,
@@ -896,7 +905,8 @@ void auth_server_destroy(struct auth_server **srvp)
 	*srvp = NULL;
 	pthread_mutex_lock(&srv->mu);
 	srv->stopping = true;
-	pthread_cond_broadcast(&srv->work);
+	for (int i = 0; i < LANE_COUNT; i++)
+		pthread_cond_broadcast(&srv->lanes[i].work);
 	pthread_cond_broadcast(&srv->room);
 	pthread_mutex_unlock(&srv->mu);
 	for (int i = 0; i < LANE_COUNT; i++) {
@@ -919,7 +929,8 @@ void auth_server_destroy(struct auth_server **srvp)
 		if (srv->stop_pipe[i] >= 0)
 			close(srv->stop_pipe[i]);
 	pthread_mutex_destroy(&srv->mu);
-	pthread_cond_destroy(&srv->work);
+	for (int i = 0; i < LANE_COUNT; i++)
+		pthread_cond_destroy(&srv->lanes[i].work);
 	pthread_cond_destroy(&srv->room);
 	free(srv);
 }
