@@ -388,14 +388,23 @@ void pop3_ahead_clear(struct pop3_session *s)
 
 void pop3_ahead_fill(struct pop3_session *s)
 {
-	if (s->state != POP3_STATE_TRANSACTION || !s->walking ||
-	    s->ahead_next < s->ahead_count)
+	if (s->state != POP3_STATE_TRANSACTION || !s->walking) {
+		s->ahead_window = 0;
+		return;
+	}
+	if (s->ahead_next < s->ahead_count)
 		return;
 	pop3_ahead_clear(s);
+	/* the batch before was used to its end: the walk goes on */
+	uint32_t window = s->ahead_window == 0 ? POP3_AHEAD_MAX
+			  : s->ahead_window >= POP3_AHEAD_WINDOW_MAX / 2
+				  ? POP3_AHEAD_WINDOW_MAX
+				  : s->ahead_window * 2;
+	s->ahead_window = window;
 	long lines = s->last_lines;
-	s->ahead = xcalloc(POP3_AHEAD_MAX, sizeof(*s->ahead));
+	s->ahead = xcalloc(window, sizeof(*s->ahead));
 	for (uint32_t num = s->last_num + 1;
-	     num <= s->count && s->ahead_count < POP3_AHEAD_MAX; num++) {
+	     num <= s->count && s->ahead_count < window; num++) {
 		struct pop3_msg *m = &s->msgs[num - 1];
 		struct store_blob blob;
 		struct store_error err = {0};
@@ -429,6 +438,9 @@ void pop3_ahead_fill(struct pop3_session *s)
 	}
 	if (s->ahead_count == 0)
 		pop3_ahead_clear(s);
+	else
+		log_debug("pop3", s->sid, "read-ahead: %u replies, %zu bytes",
+			  s->ahead_count, s->ahead_buf.len);
 }
 
 bool pop3_ahead_answer(struct pop3_session *s, bool retr, const char *args)
@@ -444,8 +456,10 @@ bool pop3_ahead_answer(struct pop3_session *s, bool retr, const char *args)
 	const struct pop3_ahead *a = &s->ahead[s->ahead_next];
 	long l = retr ? -1 : (long)lines;
 	if (a->num != num || a->lines != l || s->msgs[num - 1].deleted) {
-		/* the client went elsewhere: its command goes to a worker */
+		/* the client went elsewhere: its command goes to a worker,
+		 * and a walk after it starts with a small batch again */
 		pop3_ahead_clear(s);
+		s->ahead_window = 0;
 		return false;
 	}
 	metrics_count("loft_commands_total", "Commands answered, per protocol "

@@ -35,9 +35,14 @@
 /* Bytes handed to net_conn_write() at a time while streaming. */
 #define POP3_OUT_CHUNK 65536
 /* Read-ahead for a client that walks the maildrop one command at a time
- * (TOP 1 0, TOP 2 0, ... or RETR 1, RETR 2, ...): at most this many
- * rendered replies, of at most this many bytes in all, per session. */
+ * (TOP 1 0, TOP 2 0, ... or RETR 1, RETR 2, ...): rendered replies of at
+ * most POP3_AHEAD_BYTES in all per session. The first batch holds at most
+ * POP3_AHEAD_MAX replies; each batch the walk uses up to its end doubles
+ * that, up to POP3_AHEAD_WINDOW_MAX, so a long walk of small replies
+ * (TOP n 0 over a big maildrop) costs one worker round trip per few
+ * hundred commands, and a short one reads little it does not use. */
 #define POP3_AHEAD_MAX 32
+#define POP3_AHEAD_WINDOW_MAX 512
 #define POP3_AHEAD_BYTES (256 * 1024)
 
 struct pop3_server {
@@ -130,6 +135,8 @@ struct pop3_session {
 	 * net layer never runs both on the session at once. */
 	struct pop3_ahead *ahead;       /* in message order */
 	uint32_t ahead_count, ahead_next;
+	uint32_t ahead_window;          /* replies the next batch may hold;
+					   0: no walk yet */
 	struct buf ahead_buf;           /* the rendered replies */
 	uint32_t last_num;              /* the last TOP/RETR's message */
 	long last_lines;                /* and its line count (-1 RETR) */

@@ -661,6 +661,49 @@ def test_walk(env):
     p.close()
 
 
+def test_walk_long(env):
+    """Issue 11: a long walk of small replies (TOP n 0 over a big
+    maildrop) is answered in batches that grow while the walk goes on
+    (32, 64, 128, ... replies, within the 256 KiB budget): 250 one-at-a-
+    time TOPs take 4 read-ahead batches (the debug log's "read-ahead:"
+    lines of the session), not one per 33 commands, and every reply is
+    byte for byte what the same command gets with nothing read ahead."""
+    user, pw = 'longwalk@example.test', 'a-long-walk-of-headers'
+    env.add_user(user, pw)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), 'system'))
+    from lmtplib import Conv
+    from lmtplib import deliver as lmtp_deliver
+    n = 250
+    c = Conv.tcp(env.port('lmtp'))
+    c.cmd('LHLO test.example')
+    for i in range(1, n + 1):
+        body = '.a dot line\r\n' if i % 5 == 0 else 'body %d\r\n' % i
+        m = ('From: walker@example.org\r\nTo: %s\r\nSubject: long walk %d\r\n'
+             'Message-ID: <long%d@example.org>\r\n\r\n%s' % (user, i, i, body)).encode()
+        rr, dr = lmtp_deliver(c, 'walker@example.org', [user], m, lhlo=False)
+        if [x[0] for x in rr + dr] != [250, 250]:
+            R.check('long walk: message %d delivered' % i, False, rr + dr)
+            return
+    c.cmd('QUIT')
+    p = login(env, user, pw)
+    walked = [raw_reply(p, 'TOP %d 0' % i) for i in range(1, n + 1)]
+    p.cmd('QUIT')
+    p.close()
+    p = login(env, user, pw)
+    ref = [raw_reply(p, 'TOP %d 0' % i) for i in range(n, 0, -1)][::-1]
+    p.cmd('QUIT')
+    p.close()
+    bad = [i + 1 for i in range(n) if walked[i] != ref[i] or not ok(walked[i][0])]
+    R.check('long walk: TOP n 0 replies byte for byte', not bad, bad[:5])
+    log = env.log()
+    sids = re.findall(r'pop3\[(\w+)\]: login user=%s' % re.escape(user), log)
+    fills = len(re.findall(r'pop3\[%s\]: read-ahead: ' % sids[0], log)) if sids else -1
+    R.check('long walk: 250 TOPs in 4 read-ahead batches', fills == 4, (sids, fills))
+    R.check('long walk: nothing read ahead for a backwards walk', len(sids) == 2 and
+            not re.search(r'pop3\[%s\]: read-ahead: ' % sids[1], log), sids)
+
+
 def main():
     with make_env(imap=not NO_IMAP) as env:
         msgs = fill(env)
@@ -678,6 +721,7 @@ def main():
         test_uidl_stable(env, uid)
         test_pipelined_top_retr(env)
         test_walk(env)
+        test_walk_long(env)
     test_cleartext_remote()
     test_expire_before_login()
     test_timeout()
