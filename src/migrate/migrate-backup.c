@@ -497,6 +497,8 @@ static bool doc_shas(json_t *doc, char ***v, size_t *n, size_t *cap)
 			ok &= sha_push(msg, v, n, cap);
 	json_array_foreach(json_object_get(doc, "queue"), j, msg)
 		ok &= sha_push(msg, v, n, cap);
+	json_array_foreach(json_object_get(doc, "kept"), j, msg)
+		ok &= sha_push(msg, v, n, cap);
 	return ok;
 }
 
@@ -853,6 +855,84 @@ static int extra_json(struct migrate *m, struct store_export *e,
 	return 0;
 }
 
+/* Undelete's kept messages as the manifest's "kept" (docs/backup.md):
+ * [{mailbox, uid, flags, internaldate, savedate, deleted_at, size, email,
+ * thread, sha256}], oldest removal first; their bodies stored in
+ * DEST/blobs as any message's. NULL on error (*retry_r: as
+ * backup_account's). */
+static json_t *kept_json(struct migrate *m, const char *dest,
+			 struct store_export *e, const char *address,
+			 struct sha_cache *cache, bool *retry_r)
+{
+	struct store_export_kept *v = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (store_export_kept(e, &v, &n, &err) < 0) {
+		migrate_error(m, address, NULL, "undelete's kept messages: %s",
+			      err.msg);
+		return NULL;
+	}
+	json_t *arr = json_array();
+	bool failed = false;
+	for (size_t i = 0; i < n && !failed; i++) {
+		const struct store_export_kept *k = &v[i];
+		char sha[65];
+		const char *known = sha_cache_get(cache, k->email);
+		if (known != NULL) {
+			memcpy(sha, known, 65);
+		} else {
+			struct store_blob b = {0};
+			if (store_export_body(e, k->email, &b, &err) < 0) {
+				if (err.kind == STORE_ERR_NOTFOUND)
+					*retry_r = true;
+				else
+					migrate_error(m, address, k->mailbox,
+						      "kept UID %u: %s", k->uid,
+						      err.msg);
+				failed = true;
+				break;
+			}
+			sha256_hex(b.data, b.len, sha);
+			int w = blob_store(dest, sha, b.data, b.len);
+			if (w < 0) {
+				migrate_error(m, address, k->mailbox,
+					      "kept UID %u: blobs/%.2s/%s: %s",
+					      k->uid, sha, sha, strerror(errno));
+				failed = true;
+			} else if (w == 1) {
+				m->bytes += b.len;
+			}
+			store_blob_close(&b);
+			if (failed)
+				break;
+			sha_cache_put(cache, k->email, sha);
+		}
+		char *kwcopy = xstrdup(k->keywords);
+		const char *kws[64];
+		size_t nkw = 0;
+		for (char *t = kwcopy, *save = NULL, *w;
+		     nkw < 64 && (w = strtok_r(t, " ", &save)) != NULL; t = NULL)
+			kws[nkw++] = w;
+		json_array_append_new(arr, json_pack(
+			"{s:s, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+			"mailbox", k->mailbox, "uid", (json_int_t)k->uid,
+			"flags", flags_json(k->flags, kws, nkw),
+			"internaldate", (json_int_t)k->internaldate,
+			"savedate", (json_int_t)k->savedate,
+			"deleted_at", (json_int_t)k->deleted_at,
+			"size", (json_int_t)k->size,
+			"email", (json_int_t)k->email,
+			"thread", (json_int_t)k->thread, "sha256", sha));
+		free(kwcopy);
+	}
+	store_export_kept_free(v, n);
+	if (failed) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
 /* The account's manifest; bodies copied into DEST/blobs as met. *retry_r:
  * a body the snapshot names was removed meanwhile by another process
  * (loftd expunged it): NULL, and the account is to be read again from a
@@ -994,6 +1074,13 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 	json_object_set_new(doc, "mailboxes", mbs);
 	if (!failed && extra_json(m, e, address, doc) < 0)
 		failed = true;
+	if (!failed) {
+		json_t *kept = kept_json(m, dest, e, address, cache, retry_r);
+		if (kept == NULL)
+			failed = true;
+		else
+			json_object_set_new(doc, "kept", kept);
+	}
 	if (!failed && m->acl_ident != NULL) {
 		json_t *acl = acl_json(m, user, address);
 		if (acl == NULL)
@@ -1009,6 +1096,35 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		return NULL;
 	}
 	return doc;
+}
+
+/* What the manifest carries that moves no change counter, for the
+ * unchanged test: POP3's marks (summed: one aggregate, no per-message
+ * list, so the unchanged run of a 100,000-message account stays cheap)
+ * and undelete's kept messages (a retention purge drops some without a
+ * modseq; their rows only, no bodies). NULL when unread: the account is
+ * written again. */
+static json_t *unchanged_marks(struct store_export *e)
+{
+	struct store_pop3_sum ps;
+	struct store_export_kept *v = NULL;
+	size_t n = 0;
+	struct store_error err;
+	if (store_export_pop3_sum(e, &ps, &err) < 0 ||
+	    store_export_kept(e, &v, &n, &err) < 0)
+		return NULL;
+	json_t *kept = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(kept, json_pack(
+			"[s, I, I, I, I, I, s]", v[i].mailbox,
+			(json_int_t)v[i].uid, (json_int_t)v[i].deleted_at,
+			(json_int_t)v[i].internaldate, (json_int_t)v[i].email,
+			(json_int_t)v[i].flags, v[i].keywords));
+	store_export_kept_free(v, n);
+	return json_pack("{s:[I, I, I, I], s:o}", "pop3",
+			 (json_int_t)ps.hidden, (json_int_t)ps.hidden_uids,
+			 (json_int_t)ps.retrieved, (json_int_t)ps.first_retr,
+			 "kept", kept);
 }
 
 int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
@@ -1114,13 +1230,18 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 			/* what moves no change counter (a new URLAUTH key, a
 			 * Sieve record) makes a new manifest too */
 			json_t *x = json_object();
-			if (extra_json(m, e, a, x) == 0) {
+			json_t *marks = unchanged_marks(e);
+			if (marks != NULL && extra_json(m, e, a, x) == 0) {
+				json_object_set_new(x, "marks", marks);
 				json_t *all = json_pack("{s:s, s:o}", "sum",
 							rsum, "extra", x);
 				json_checksum(all, rsum);
 				json_decref(all);
 			} else {
+				/* unread: the account is written again */
 				json_decref(x);
+				json_decref(marks);
+				rsum[0] = '\0';
 			}
 			store_export_end(&e);
 		}
@@ -2244,6 +2365,77 @@ static int exact_finish(struct migrate *m, json_t *mb, struct exact_folder *f,
 	return ret;
 }
 
+/* Undelete's kept messages of the manifest ("kept"; none in an older
+ * backup) the account lacks, each with its removal time, so `loftctl
+ * undelete` brings back what it would have at the source and the
+ * retention period runs on. One the account keeps already (same folder,
+ * UID, removal time and internal date) is left as it is. --folder and
+ * --since narrow them as they narrow the mail. */
+static int restore_kept(struct migrate *m, const char *dest, json_t *doc,
+			const char *address, bool ids_ok, time_t since)
+{
+	int ret = 0;
+	size_t i;
+	json_t *k;
+	json_array_foreach(json_object_get(doc, "kept"), i, k) {
+		const char *name = json_string_value(json_object_get(k, "mailbox"));
+		const char *sha = json_string_value(json_object_get(k, "sha256"));
+		time_t date = (time_t)jint(k, "internaldate");
+		if (name == NULL || !hex64(sha) ||
+		    (m->folder != NULL && strcmp(m->folder, name) != 0) ||
+		    (since != 0 && date < since))
+			continue;
+		const char *kws[64];
+		size_t nkw;
+		unsigned flags = flags_of(json_object_get(k, "flags"), kws, &nkw);
+		struct buf kw;
+		buf_init(&kw, 0);
+		for (size_t w = 0; w < nkw; w++)
+			buf_printf(&kw, "%s%s", w ? " " : "", kws[w]);
+		struct store_import_kept ik = {
+			.mailbox = name,
+			.uid = (uint32_t)jint(k, "uid"),
+			.flags = flags,
+			.keywords = kw.len > 0 ? kw.data : NULL,
+			.internaldate = date,
+			.savedate = (time_t)jint(k, "savedate"),
+			.deleted_at = (time_t)jint(k, "deleted_at"),
+		};
+		/* the ids back only into an account that does not have
+		 * them (a fresh one): elsewhere n could name another Email */
+		if (ids_ok) {
+			ik.email = (int64_t)jint(k, "email");
+			ik.thread = (int64_t)jint(k, "thread");
+		}
+		char label[40];
+		snprintf(label, sizeof(label), "kept UID %u", ik.uid);
+		char *bp = blob_path(dest, sha);
+		struct buf data;
+		buf_init(&data, 0);
+		struct store_body *body = NULL;
+		struct store_error err;
+		int r = read_file(bp, &data, (size_t)1 << 31);
+		if (r < 0 || store_body_create(m->store, &body, &err) < 0 ||
+		    store_body_write(body, data.data, data.len, &err) < 0 ||
+		    store_body_finish(body, &err) < 0) {
+			migrate_error(m, name, label, "%s",
+				      r < 0 ? strerror(errno) : err.msg);
+			ret = -1;
+		} else if (store_import_kept(m->user, &ik, body, &err) < 0) {
+			if (err.kind != STORE_ERR_EXISTS) {
+				migrate_error(m, name, label, "%s", err.msg);
+				ret = -1;
+			}
+		}
+		store_body_unref(&body);
+		buf_free(&data);
+		buf_free(&kw);
+		free(bp);
+	}
+	(void)address;
+	return ret;
+}
+
 int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		    time_t since)
 {
@@ -2555,6 +2747,8 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		store_sieve_list_free(have, nhave);
 	}
 	if (m->folder == NULL && restore_extra(m, doc, address) < 0)
+		ret = 1;
+	if (restore_kept(m, dest, doc, address, ids_ok, since) < 0)
 		ret = 1;
 out:
 	json_decref(doc);

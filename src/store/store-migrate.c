@@ -570,3 +570,66 @@ int store_import_extra(struct store_user *user,
 	free(c.keys);
 	return ret;
 }
+
+/* ---- undelete's kept messages ---------------------------------------- */
+
+void store_export_kept_free(struct store_export_kept *rows, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		free(rows[i].mailbox);
+		free(rows[i].keywords);
+	}
+	free(rows);
+}
+
+int store_export_kept(struct store_export *exp,
+		      struct store_export_kept **rows_r, size_t *count_r,
+		      struct store_error *err)
+{
+	err_clear(err);
+	*rows_r = NULL;
+	*count_r = 0;
+	if (STORE_OBJ_VF(exp)->export_kept == NULL)
+		return 0;
+	return STORE_OBJ_VF(exp)->export_kept(exp, rows_r, count_r, err);
+}
+
+int store_import_kept(struct store_user *user,
+		      const struct store_import_kept *k,
+		      struct store_body *body, struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	if (k->mailbox == NULL || k->mailbox[0] == '\0' || k->uid == 0 ||
+	    k->deleted_at <= 0 || k->email < 0 || k->thread < 0)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "Invalid kept message");
+	if (k->email == 0 && body == NULL)
+		return store_set_error(err, STORE_ERR_INVALID,
+				       "A kept message needs its bytes");
+	if (user->store->vf->import_kept == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "This mail"
+				       " backend keeps no removed messages");
+	char *name = store_name_normalize(k->mailbox, err);
+	if (name == NULL)
+		return -1;
+	struct store_import_kept c = *k;
+	c.mailbox = name;
+	c.flags &= 0x1f;
+	if (c.keywords != NULL && c.keywords[0] == '\0')
+		c.keywords = NULL;
+	int ret = user->store->vf->import_kept(user, &c, body, err);
+	free(name);
+	return ret;
+}
+
+int store_export_pop3_sum(struct store_export *exp, struct store_pop3_sum *r,
+			  struct store_error *err)
+{
+	err_clear(err);
+	memset(r, 0, sizeof(*r));
+	if (STORE_OBJ_VF(exp)->export_pop3_sum == NULL)
+		return 0;
+	return STORE_OBJ_VF(exp)->export_pop3_sum(exp, r, err);
+}

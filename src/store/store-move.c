@@ -283,6 +283,54 @@ static int copy_acl(struct store_user *src, struct store_user *dst,
 	return ret;
 }
 
+/* Undelete's kept messages, each with its removal time (the retention
+ * period runs on), its Email and thread: a body the move copied already
+ * (a live copy of the same Email) is named, not copied again. */
+static int copy_kept(struct store_export *exp, struct store_user *dst,
+		     struct email_map *emails, struct store_move_report *rep,
+		     struct store_error *err)
+{
+	struct store_export_kept *v = NULL;
+	size_t n = 0;
+	if (store_export_kept(exp, &v, &n, err) < 0)
+		return -1;
+	int ret = 0;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		const struct store_export_kept *k = &v[i];
+		struct store_body *body = NULL;
+		if (em_get(emails, k->email) == NULL) {
+			struct store_blob blob;
+			if (store_export_body(exp, k->email, &blob, err) < 0) {
+				ret = -1;
+				break;
+			}
+			unsigned char sha[32];
+			sha256(blob.data, blob.len, sha);
+			em_put(emails, k->email, sha);
+			rep->bytes += blob.len;
+			ret = body_copy(dst, &blob, &body, err);
+			store_blob_close(&blob);
+			if (ret < 0)
+				break;
+		}
+		struct store_import_kept ik = {
+			.mailbox = k->mailbox,
+			.uid = k->uid,
+			.flags = k->flags,
+			.keywords = k->keywords,
+			.internaldate = k->internaldate,
+			.savedate = k->savedate,
+			.deleted_at = k->deleted_at,
+			.email = k->email,
+			.thread = k->thread,
+		};
+		ret = store_import_kept(dst, &ik, body, err);
+		store_body_unref(&body);
+	}
+	store_export_kept_free(v, n);
+	return ret;
+}
+
 static int copy_account(struct store_user *src, struct store_user *dst,
 			struct email_map *emails,
 			struct store_move_report *rep, uint64_t *modseq_r,
@@ -403,6 +451,8 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 					      "folder at the target", skipped);
 		store_account_extra_free(&x);
 	}
+	if (ret == 0)
+		ret = copy_kept(exp, dst, emails, rep, err);
 	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &info->mailboxes[i];
 		if (mb->noselect)
@@ -579,6 +629,81 @@ static int verify_extra(struct store_export *se, struct store_export *de,
 	return ret;
 }
 
+/* Undelete's kept messages, one sorted line each (folder, UID, flags,
+ * keywords, dates, removal time, size, Email, thread, bytes' SHA-256):
+ * loftctl undelete brings back the same messages either side. */
+static char **kept_lines(struct store_export *exp, size_t *n_r,
+			 struct store_error *err)
+{
+	struct store_export_kept *v = NULL;
+	size_t n = 0;
+	if (store_export_kept(exp, &v, &n, err) < 0)
+		return NULL;
+	char **lines = xcalloc(n + 1, sizeof(*lines));
+	size_t k = 0;
+	for (; k < n; k++) {
+		const struct store_export_kept *x = &v[k];
+		struct store_blob blob;
+		if (store_export_body(exp, x->email, &blob, err) < 0)
+			break;
+		unsigned char h[32];
+		sha256(blob.data, blob.len, h);
+		store_blob_close(&blob);
+		lines[k] = xasprintf("%s %u %u '%s' %lld %lld %lld %" PRIu64
+				     " %" PRId64 " %" PRId64 " %02x%02x%02x"
+				     "%02x%02x%02x%02x%02x", x->mailbox, x->uid,
+				     x->flags, x->keywords,
+				     (long long)x->internaldate,
+				     (long long)x->savedate,
+				     (long long)x->deleted_at, x->size,
+				     x->email, x->thread, h[0], h[1], h[2],
+				     h[3], h[4], h[5], h[6], h[7]);
+	}
+	store_export_kept_free(v, n);
+	if (k < n) {
+		for (size_t i = 0; i < k; i++)
+			free(lines[i]);
+		free(lines);
+		return NULL;
+	}
+	qsort(lines, n, sizeof(*lines), line_cmp);
+	*n_r = n;
+	return lines;
+}
+
+static int verify_kept(struct store_export *se, struct store_export *de,
+		       struct store_error *err)
+{
+	size_t na = 0, nb = 0;
+	char **la = kept_lines(se, &na, err);
+	if (la == NULL)
+		return -1;
+	char **lb = kept_lines(de, &nb, err);
+	if (lb == NULL) {
+		for (size_t i = 0; i < na; i++)
+			free(la[i]);
+		free(la);
+		return -1;
+	}
+	int ret = 0;
+	for (size_t i = 0; i < na || i < nb; i++) {
+		if (i < na && i < nb && strcmp(la[i], lb[i]) == 0)
+			continue;
+		ret = store_set_error(err, STORE_ERR_INTERNAL, "undelete's "
+				      "kept messages differ at the target "
+				      "(%zu/%zu; '%.80s')", na, nb,
+				      i < na ? la[i] : lb[i]);
+		break;
+	}
+	for (size_t i = 0; i < na; i++)
+		free(la[i]);
+	for (size_t i = 0; i < nb; i++)
+		free(lb[i]);
+	free(la);
+	free(lb);
+	return ret;
+}
+
 /* Everything a client keeps must be the same: the folders, UIDVALIDITY,
  * UIDNEXT, HIGHESTMODSEQ, the expunge log, each message's UID, MODSEQ,
  * flags, keywords, internal date, size, EMAILID and THREADID and bytes
@@ -720,6 +845,8 @@ static int verify(struct store_user *src, struct store_user *dst,
 				      "%zu at the target", selectable, dsel);
 	if (ret == 0)
 		ret = verify_extra(se, de, err);
+	if (ret == 0)
+		ret = verify_kept(se, de, err);
 	store_export_end(&se);
 	store_export_end(&de);
 	return ret;

@@ -380,6 +380,17 @@ struct store_backend_vfuncs {
 	int (*import_extra)(struct store_user *user,
 			    const struct store_account_extra *x,
 			    size_t *skipped_r, struct store_error *err);
+	/* optional (NULL: no kept messages, store_export_kept) */
+	int (*export_kept)(struct store_export *exp,
+			   struct store_export_kept **rows_r, size_t *count_r,
+			   struct store_error *err);
+	int (*import_kept)(struct store_user *user,
+			   const struct store_import_kept *k,
+			   struct store_body *body, struct store_error *err);
+	/* optional (NULL: zeros) */
+	int (*export_pop3_sum)(struct store_export *exp,
+			       struct store_pop3_sum *r,
+			       struct store_error *err);
 	/* undelete (store.h "undelete") */
 	int (*deleted_list)(struct store_user *user,
 			    const struct store_deleted_filter *filter,

@@ -1687,6 +1687,59 @@ int store_import_extra(struct store_user *user,
 		       const struct store_account_extra *x, size_t *skipped_r,
 		       struct store_error *err);
 
+/* Undelete's kept messages in the export snapshot (a move and a backup
+ * carry them, docs/backup.md): each as store_deleted_list has it, with
+ * the Email (n) and thread its bytes have; the bytes through
+ * store_export_body(email). Oldest removal first; none on a backend
+ * without them. Free with store_export_kept_free. */
+struct store_export_kept {
+	char *mailbox;               /* the folder it was removed from */
+	uint32_t uid;                /* its UID there */
+	unsigned flags;              /* enum store_flag, as it was */
+	char *keywords;              /* space separated, "" for none */
+	time_t internaldate, savedate;
+	time_t deleted_at;           /* removed then: retention runs on */
+	uint64_t size;               /* bytes of store_export_body */
+	int64_t email, thread;       /* n of EMAILID and THREADID */
+};
+int store_export_kept(struct store_export *exp,
+		      struct store_export_kept **rows_r, size_t *count_r,
+		      struct store_error *err);
+void store_export_kept_free(struct store_export_kept *rows, size_t count);
+/* POP3's marks in the snapshot, summed: they move no change counter, so
+ * a backup's unchanged test (docs/backup.md) compares these. Marks are
+ * only ever set (a restore or move writes them as they were), so every
+ * new one changes a count or raises a sum. One aggregate over the
+ * account's messages, no bodies. Zeros on a backend without them. */
+struct store_pop3_sum {
+	uint64_t hidden, hidden_uids;       /* hidden, and their UIDs' sum */
+	uint64_t retrieved, first_retr;     /* retrieved, their times' sum */
+};
+int store_export_pop3_sum(struct store_export *exp, struct store_pop3_sum *r,
+			  struct store_error *err);
+/* Adds one kept message to user's account as the source had it: removed
+ * from mailbox (which need not exist) at deleted_at, so its retention
+ * period runs on from then; invisible to IMAP, POP3, JMAP and search as
+ * any kept one, outside the quota unless deleted_in_quota (not checked
+ * against the limits: it was within them where it came from). email as
+ * in store_import_params: if the account has Email n, the kept message
+ * names its bytes and body may be NULL; else body (finished; it stays
+ * the caller's) is stored, as Email n when n is given (n must be free),
+ * in thread `thread` when given. One the account keeps already (same
+ * folder name, UID, removal time and internal date: a rerun, a restore
+ * into the account it came from) is not added again: EXISTS. */
+struct store_import_kept {
+	const char *mailbox;
+	uint32_t uid;
+	unsigned flags;
+	const char *keywords;        /* space separated; NULL or "": none */
+	time_t internaldate, savedate, deleted_at;
+	int64_t email, thread;
+};
+int store_import_kept(struct store_user *user,
+		      const struct store_import_kept *k,
+		      struct store_body *body, struct store_error *err);
+
 /* ---- undelete: removed messages kept for a while (issue 17) -------- */
 
 /* Every removal of a message but a move (IMAP MOVE, JMAP changing an

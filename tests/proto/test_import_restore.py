@@ -20,6 +20,15 @@ LOFT_TEST_BACKEND=postgres, where each Loft has a database of its own):
     them (its VANISHED (EARLIER) and FETCHes) byte for byte as the
     source did: each message's modseq, HIGHESTMODSEQ and the expunge log
     come back, and the account's counter is not below the source's.
+  - undelete's kept messages (the two EXPUNGEs above) are in the backup:
+    after the restore `loftctl user show` reports the same kept count and
+    size, `undelete --list` the same lines (folder, old UID, removal
+    time), a second restore adds none, and `loftctl undelete` brings the
+    INBOX message back, which an IMAP client sees with its flags (without
+    \Deleted), date and bytes;
+  - a POP3 DELE under pop3_delete = hide alone (no change counter moves)
+    makes the next backup run write a new manifest, and a restore from it
+    keeps the message hidden.
 """
 
 import hashlib
@@ -269,6 +278,29 @@ def extra_check(env, url, state, where):
             lines)
 
 
+def kept_usage(env):
+    """(bytes, messages) `loftctl user show` reports as kept."""
+    rc, out, err = env.loftctl('user', 'show', A)
+    m = re.search(r'^deleted \(kept for undelete\): (\d+) bytes .*?, (\d+) '
+                  r'messages', out, re.M)
+    return (int(m.group(1)), int(m.group(2))) if m else (rc, out + err)
+
+
+def kept_list(env):
+    rc, out, err = env.loftctl('undelete', A, '--list')
+    return sorted(l for l in out.splitlines() if l.strip()) if rc == 0 \
+        else (rc, out + err)
+
+
+def manifest_file(dest):
+    """The account file the newest SNAPSHOT names for A."""
+    snaps = sorted(os.listdir(os.path.join(dest, 'snapshots')))
+    with open(os.path.join(dest, 'snapshots', snaps[-1], 'SNAPSHOT')) as f:
+        idx = json.load(f)
+    return snaps[-1], [a['file'] for a in idx['accounts']
+                       if a['address'] == A]
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='loft-restore-')
     md = os.path.join(tmp, 'Maildir')
@@ -299,6 +331,14 @@ def main():
             imap.uid('COPY', '1', 'Projects')
             # one STORE over several messages: one modseq for all
             imap.uid('STORE', '1:6', '+FLAGS', '($Multi)')
+            # what undelete is to bring back after the restore
+            typ, data = imap.uid('FETCH', '6', '(FLAGS INTERNALDATE'
+                                 ' BODY.PEEK[])')
+            gone6 = (sorted(f for f in re.search(
+                rb'FLAGS \(([^)]*)\)', data[0][0]).group(1).split()
+                if f != b'\\Recent'),
+                re.search(rb'INTERNALDATE "([^"]+)"', data[0][0]).group(1),
+                data[0][1])
             imap.uid('STORE', '6', '+FLAGS', '(\\Deleted)')
             imap.expunge()
             imap.select('Projects')
@@ -331,8 +371,30 @@ def main():
             rc, out, err = env.loftctl('check', A)
             R.check('check after the import: consistent', rc == 0 and
                     out.strip() == A + ': consistent', (rc, out, err))
+            kept_before, list_before = kept_usage(env), kept_list(env)
+            R.check('source: two messages kept for undelete',
+                    isinstance(kept_before[1], int) and
+                    kept_before[1] == 2 and len(list_before) == 2,
+                    (kept_before, list_before))
             rc, out, err = env.loftctl('backup', A, dest)
             R.check('backup: exit 0', rc == 0, out + err)
+            first, _ = manifest_file(dest)
+            # POP3 hides one more (pop3_delete = hide: no modseq moves);
+            # the next run must write the account again
+            pop = env.pop3_login(A, PW)
+            pop.dele(1)
+            pop.quit()
+            time.sleep(1.1)   # a snapshot is named by its second
+            rc, out, err = env.loftctl('backup', A, dest)
+            R.check('backup after a POP3 hide: exit 0', rc == 0, out + err)
+            second, files = manifest_file(dest)
+            R.check('backup after a POP3 hide alone: a new manifest',
+                    second != first and files ==
+                    ['%s/%s.json' % (second, A)], (first, second, files))
+            _, uidls_now = snapshot(env)
+            R.check('source: POP3 hides one more now',
+                    len(uidls_now) == len(uidls) - 1, (uidls, uidls_now))
+            uidls = uidls_now
 
         with Loft(users={A: PW}) as env2:
             rc, out, err = env2.loftctl('restore', dest, A)
@@ -371,8 +433,14 @@ def main():
                     if name == 'INBOX':
                         R.check('INBOX UID %d: MODSEQ kept' % uid,
                                 now[3] == was[3], (was[3], now[3]))
-            R.check('POP3 UIDLs as before (the hidden one hidden)',
+            R.check('POP3 UIDLs as before (the hidden ones hidden)',
                     uidls2 == uidls, (uidls, uidls2))
+            R.check('restored: user show reports the same kept count and'
+                    ' size', kept_usage(env2) == kept_before,
+                    (kept_before, kept_usage(env2)))
+            R.check('restored: undelete --list the same (folder, UID,'
+                    ' removal time)', kept_list(env2) == list_before,
+                    (list_before, kept_list(env2)))
             extra_check(env2, url, xstate, 'restored')
             claim_recent(env2, ('INBOX', 'Projects'))
             told2 = exact_answers(env2, caches)
@@ -394,6 +462,10 @@ def main():
             rc, out, err = env2.loftctl('restore', dest, A)
             R.check('restore again: exit 0', rc == 0, out + err)
             again, _ = snapshot(env2)
+            R.check('restore again: no kept message added twice',
+                    kept_usage(env2) == kept_before and
+                    kept_list(env2) == list_before,
+                    (kept_before, kept_usage(env2)))
             R.check('restore again: nothing more stored, nothing changed',
                     {n: (st.get('UIDNEXT'), msgs)
                      for n, (st, msgs) in again.items()} ==
@@ -419,6 +491,26 @@ def main():
                     [before['INBOX'][1][2][4].decode()] and
                     not args.get('created') and not args.get('destroyed'),
                     (name, args))
+            # undelete in the restored server brings back what the
+            # source kept: the INBOX message with its flags and date
+            rc, out, err = env2.loftctl('undelete', A, '--folder', 'INBOX')
+            R.check('restored: undelete INBOX: one message back',
+                    rc == 0 and ': 1 messages' in out, out + err)
+            imap = env2.imap_login(A, PW)
+            imap.select('INBOX', readonly=True)
+            typ, data = imap.uid('FETCH', '1:*', '(FLAGS INTERNALDATE'
+                                 ' BODY.PEEK[])')
+            imap.logout()
+            back = [(sorted(f for f in re.search(
+                rb'FLAGS \(([^)]*)\)', d[0]).group(1).split()
+                if f != b'\\Recent'),
+                re.search(rb'INTERNALDATE "([^"]+)"', d[0]).group(1), d[1])
+                for d in data if isinstance(d, tuple)]
+            R.check('restored: the undeleted message as it was (flags'
+                    ' without \\Deleted, date, bytes)', gone6 in back,
+                    (gone6, back))
+            R.check('restored: one kept message left',
+                    kept_usage(env2)[1:] == (1,), kept_usage(env2))
 
         # a backup of format 1 (no expunge log) still restores; the
         # folder's modseqs come back, and as the log is not known a

@@ -25,7 +25,14 @@ with backend = sqlite and [store] postgres on a private PostgreSQL 15
   Identity and VacationResponse (same ids and values), a vacation reply
   sent before the move is not sent again to the same sender after it,
   Sieve duplicate sees a Message-ID it saw before the move, and a
-  message POP3 hid (pop3_delete = hide) stays hidden from POP3.
+  message POP3 hid (pop3_delete = hide) stays hidden from POP3;
+- undelete's kept messages move too (bob): one EXPUNGEd from a folder and
+  one removed with the folder by DELETE; after each move `loftctl user
+  show` reports the same kept count and size and `undelete --list` the
+  same lines (folder, old UID, removal time), and back on sqlite
+  `loftctl undelete` makes the folder again with both messages, which an
+  IMAP client sees with their flags (without \\Deleted), keywords, dates
+  and bytes.
 Skipped (77) without PostgreSQL 15."""
 
 import hashlib
@@ -395,7 +402,64 @@ def extra_setup(loft, sink):
             (uidls, pop3_uidls(loft)))
     st['replies'] = sink_count(sink, 'Bob moved house.')
     st['meta'] = metadata_lines(loft)
+    kept_setup(loft, st)
     return st
+
+
+def kept_state(loft):
+    """What loftctl says undelete keeps for bob: (user show's line,
+    undelete --list's lines)."""
+    rc, out, err = loft.loftctl('user', 'show', BOB)
+    m = re.search(r'^deleted \(kept for undelete\):.*$', out, re.M)
+    rc2, out2, err2 = loft.loftctl('undelete', BOB, '--list')
+    return (m.group(0) if m else out + err,
+            sorted(l for l in out2.splitlines() if l.strip()))
+
+
+def old_messages(loft):
+    """Folder Old as an IMAP client sees it: sorted (flags, date, bytes)."""
+    c = loft.imap_login(BOB, loft.users[BOB])
+    try:
+        return old_messages_of(c)
+    finally:
+        c.logout()
+
+
+def kept_setup(loft, st):
+    """Two of bob's messages kept for undelete: one EXPUNGEd from Old,
+    one removed with Old itself."""
+    c = loft.imap_login(BOB, loft.users[BOB])
+    c.create('Old')
+    for i, flags in ((1, '(\\Flagged $Keep)'), (2, '(\\Seen)')):
+        c.append('Old', flags, '"0%d-Mar-2021 10:1%d:00 +0000"' % (i, i),
+                 ('From: old@example.org\r\nSubject: old %d\r\n'
+                  'Message-ID: <old%d@example.org>\r\n\r\nold body %d\r\n'
+                  % (i, i, i)).encode())
+    st['old'] = old_messages_of(c)
+    c.select('Old')
+    c.uid('STORE', '1', '+FLAGS', '(\\Deleted)')
+    c.expunge()
+    c.close()
+    typ, _ = c.delete('Old')
+    c.logout()
+    r.check('kept: DELETE Old', typ == 'OK', typ)
+    st['kept'] = kept_state(loft)
+    r.check('kept: two messages kept for undelete',
+            len(st['kept'][1]) == 2 and ', 2 messages' in st['kept'][0],
+            st['kept'])
+
+
+def old_messages_of(c):
+    typ, _ = c.select('Old', readonly=True)
+    if typ != 'OK':
+        return []
+    typ, data = c.uid('FETCH', '1:*', '(FLAGS INTERNALDATE BODY.PEEK[])')
+    c.close()
+    return sorted((sorted(f for f in re.search(
+        rb'FLAGS \(([^)]*)\)', d[0]).group(1).split()
+        if f != b'\\Recent'), re.search(
+        rb'INTERNALDATE "([^"]+)"', d[0]).group(1), d[1])
+        for d in data if isinstance(d, tuple))
 
 
 def metadata_lines(loft):
@@ -450,6 +514,11 @@ def extra_check(loft, sink, st, where):
     r.check('%s: POP3 still hides what it deleted' % where,
             pop3_uidls(loft)[:len(st['uidls'])] == st['uidls'],
             (pop3_uidls(loft), st['uidls']))
+    got = kept_state(loft)
+    r.check('%s: user show reports the same kept messages' % where,
+            got[0] == st['kept'][0], (got[0], st['kept'][0]))
+    r.check('%s: undelete --list the same (folder, UID, removal time)'
+            % where, got[1] == st['kept'][1], (got[1], st['kept'][1]))
 
 
 def main():
@@ -474,6 +543,17 @@ def main():
                 r.check('bob --to %s' % to, rc == 0 and
                         'moved to %s' % to in out, out + err)
                 extra_check(loft, sink, bob_st, where)
+            # back where it started: undelete brings back what was kept
+            rc, out, err = loft.loftctl('undelete', BOB, '--folder', 'Old')
+            r.check('back on sqlite: undelete Old: both, the folder made'
+                    ' again', rc == 0 and ': 2 messages' in out and
+                    '1 folders made again' in out, out + err)
+            back = old_messages(loft)
+            want = sorted((sorted(f for f in fl if f != b'\\Deleted'), d, b)
+                          for fl, d, b in bob_st['old'])
+            r.check('back on sqlite: Old as before (flags without'
+                    ' \\Deleted, keywords, dates, bytes)', back == want,
+                    (want, back))
             before_expunge = populate(loft, pw)
             before = imap_state(loft, pw)
             r.check('populated', len(before['INBOX'][3]) == 5 and

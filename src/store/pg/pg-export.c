@@ -321,3 +321,67 @@ int pg_export_extra(struct store_export *e, struct store_account_extra *x,
 	PQclear(r);
 	return 0;
 }
+
+/* ---- undelete's kept messages (store_export_kept) ------------------- */
+
+int pg_export_kept(struct store_export *e, struct store_export_kept **rows_r,
+		   size_t *count_r, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	PGresult *r = pg_exec(e->c, "SELECT d.mailbox, d.uid, d.flags,"
+			      " d.keywords, d.internaldate, d.savedate, d.at,"
+			      " d.size, d.blob, b.thread FROM deleted d"
+			      " LEFT JOIN blob b ON b.user_id = d.user_id AND"
+			      " b.id = d.blob WHERE d.user_id = $1"
+			      " ORDER BY d.at, d.id", &p, err);
+	if (r == NULL)
+		return -1;
+	size_t n = (size_t)PQntuples(r);
+	struct store_export_kept *v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++) {
+		int row = (int)i;
+		struct store_export_kept *k = &v[i];
+		k->mailbox = val_dup(r, row, 0, NULL);
+		if (k->mailbox == NULL)
+			k->mailbox = xstrdup("");
+		k->uid = (uint32_t)pg_int(r, row, 1);
+		k->flags = (unsigned)pg_int(r, row, 2);
+		k->keywords = val_dup(r, row, 3, NULL);
+		if (k->keywords == NULL)
+			k->keywords = xstrdup("");
+		k->internaldate = (time_t)pg_int(r, row, 4);
+		k->savedate = (time_t)pg_int(r, row, 5);
+		k->deleted_at = (time_t)pg_int(r, row, 6);
+		k->size = (uint64_t)pg_int(r, row, 7);
+		k->email = pg_int(r, row, 8);
+		k->thread = PQgetisnull(r, row, 9) ? 0 : pg_int(r, row, 9);
+	}
+	PQclear(r);
+	*rows_r = v;
+	*count_r = n;
+	return 0;
+}
+
+int pg_export_pop3_sum(struct store_export *e, struct store_pop3_sum *r,
+		       struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, e->user->id);
+	PGresult *res = pg_exec(e->c, "SELECT count(*) FILTER (WHERE"
+				" pop3_hidden), coalesce(sum(uid) FILTER (WHERE"
+				" pop3_hidden), 0), count(*) FILTER (WHERE"
+				" pop3_first_retr <> 0),"
+				" coalesce(sum(pop3_first_retr), 0)"
+				" FROM msg WHERE user_id = $1", &p, err);
+	if (res == NULL)
+		return -1;
+	r->hidden = (uint64_t)pg_int(res, 0, 0);
+	r->hidden_uids = (uint64_t)pg_int(res, 0, 1);
+	r->retrieved = (uint64_t)pg_int(res, 0, 2);
+	r->first_retr = (uint64_t)pg_int(res, 0, 3);
+	PQclear(res);
+	return 0;
+}

@@ -472,6 +472,88 @@ static const char blob_insert_id_sql[] =
 	" $10, $11, $12, $13, $14, $15, $16, $17, $18,"
 	" $19, $20, $21, $22) RETURNING id";
 
+/* The blob row of body b (an: its analysis as this copy sees it behind
+ * prefix), its bytes claimed, its Email's JMAP row and its thread
+ * (*merged_r: a thread merge gave other messages new UIDs); want->blob
+ * and want->thread as pg_deliver_tx_as takes them. No message row: a
+ * delivery adds one, an import of undelete's kept messages a deleted
+ * row (pg-undelete.c). */
+static int pg_blob_row_add(struct pg_tx *tx, struct store_body *b,
+			   const struct mail_result *an, const char *prefix,
+			   size_t prefix_len,
+			   const struct pg_deliver_want *want, int64_t *blob_r,
+			   bool *merged_r, struct store_error *err)
+{
+	*merged_r = false;
+	struct store_user *user = tx->user;
+	int64_t blob = 0;
+	int ret = pg_blob_claim(tx, b->sha_hex, err);
+	if (ret == 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, user->id);
+		pg_p_str(&p, b->sha_hex);
+		pg_p_int(&p, (int64_t)b->size);
+		pg_p_bin(&p, prefix, prefix_len);
+		p_text(&p, an->envelope);
+		p_text(&p, an->bodystructure);
+		p_text(&p, an->body);
+		pg_p_bin(&p, an->parts, an->parts_len);
+		p_text(&p, an->preview);
+		p_text(&p, an->sort_subject);
+		p_text(&p, an->sort_from);
+		p_text(&p, an->sort_to);
+		p_text(&p, an->sort_cc);
+		p_text(&p, an->sort_display_from);
+		p_text(&p, an->sort_display_to);
+		pg_p_int(&p, (int64_t)an->sent_date);
+		p_text(&p, an->message_id);
+		p_text(&p, an->in_reply_to);
+		p_text(&p, an->references);
+		pg_p_bin(&p, an->header_text, an->header_text_len);
+		pg_p_bin(&p, an->body_text, an->body_text_len);
+		if (want->blob > 0)
+			pg_p_int(&p, want->blob);
+		/* one row version: the search indexes see each body once */
+		PGresult *r = pg_exec(tx->c, want->blob > 0 ? blob_insert_id_sql
+				      : blob_insert_sql, &p, err);
+		if (r == NULL)
+			ret = -1;
+		else
+			blob = pg_int(r, 0, 0);
+		PQclear(r);
+	}
+	if (ret == 0 && want->blob > 0) {
+		struct pg_params p;
+		pg_p_init(&p);
+		pg_p_int(&p, want->blob);
+		PGresult *r = pg_exec(tx->c, "SELECT setval('blob_id', $1)"
+				      " FROM blob_id WHERE last_value < $1",
+				      &p, err);
+		ret = r != NULL ? 0 : -1;
+		PQclear(r);
+	}
+	if (ret == 0)
+		ret = pg_jmail_blob_added(tx, blob, an->bodystructure, err);
+	if (ret == 0)
+		ret = thread_assign(tx, an, blob, want->thread, merged_r, err);
+	*blob_r = blob;
+	return ret;
+}
+
+int pg_blob_row_of(struct pg_tx *tx, struct store_body *b,
+		   const struct pg_deliver_want *want, int64_t *blob_r,
+		   uint64_t *size_r, struct store_error *err)
+{
+	if (!b->finished || b->failed)
+		return store_set_error(err, STORE_ERR_TEMP,
+				       "The message was not stored");
+	bool merged;
+	*size_r = b->size;
+	return pg_blob_row_add(tx, b, &b->an, NULL, 0, want, blob_r, &merged,
+			       err);
+}
+
 int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
 		     const char *mailbox, const char *prefix, size_t prefix_len,
 		     const struct store_append_params *params,
@@ -520,58 +602,10 @@ int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
 		ret = store_set_error(err, STORE_ERR_LIMIT,
 				      "Mailbox is out of UIDs");
 	int64_t blob = 0;
-	if (ret == 0)
-		ret = pg_blob_claim(tx, b->sha_hex, err);
-	if (ret == 0) {
-		struct pg_params p;
-		pg_p_init(&p);
-		pg_p_int(&p, user->id);
-		pg_p_str(&p, b->sha_hex);
-		pg_p_int(&p, (int64_t)b->size);
-		pg_p_bin(&p, prefix, prefix_len);
-		p_text(&p, an.envelope);
-		p_text(&p, an.bodystructure);
-		p_text(&p, an.body);
-		pg_p_bin(&p, an.parts, an.parts_len);
-		p_text(&p, an.preview);
-		p_text(&p, an.sort_subject);
-		p_text(&p, an.sort_from);
-		p_text(&p, an.sort_to);
-		p_text(&p, an.sort_cc);
-		p_text(&p, an.sort_display_from);
-		p_text(&p, an.sort_display_to);
-		pg_p_int(&p, (int64_t)an.sent_date);
-		p_text(&p, an.message_id);
-		p_text(&p, an.in_reply_to);
-		p_text(&p, an.references);
-		pg_p_bin(&p, an.header_text, an.header_text_len);
-		pg_p_bin(&p, an.body_text, an.body_text_len);
-		if (want->blob > 0)
-			pg_p_int(&p, want->blob);
-		/* one row version: the search indexes see each body once */
-		PGresult *r = pg_exec(tx->c, want->blob > 0 ? blob_insert_id_sql
-				      : blob_insert_sql, &p, err);
-		if (r == NULL)
-			ret = -1;
-		else
-			blob = pg_int(r, 0, 0);
-		PQclear(r);
-	}
-	if (ret == 0 && want->blob > 0) {
-		struct pg_params p;
-		pg_p_init(&p);
-		pg_p_int(&p, want->blob);
-		PGresult *r = pg_exec(tx->c, "SELECT setval('blob_id', $1)"
-				      " FROM blob_id WHERE last_value < $1",
-				      &p, err);
-		ret = r != NULL ? 0 : -1;
-		PQclear(r);
-	}
-	if (ret == 0)
-		ret = pg_jmail_blob_added(tx, blob, an.bodystructure, err);
 	bool merged = false;
 	if (ret == 0)
-		ret = thread_assign(tx, &an, blob, want->thread, &merged, err);
+		ret = pg_blob_row_add(tx, b, &an, prefix, prefix_len, want,
+				      &blob, &merged, err);
 	/* a merge gave the moved messages new UIDs, maybe here */
 	if (ret == 0 && merged)
 		ret = pg_mbox_need(user, tx->c, mailbox, 0, &mb, err);

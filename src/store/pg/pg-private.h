@@ -317,6 +317,12 @@ struct pg_deliver_want {
 	time_t savedate;
 	const char *pop3_uidl;
 };
+/* The blob row of a body, its bytes claimed, its JMAP row and thread
+ * (want->blob, want->thread as below), no message row: the import of
+ * undelete's kept messages (pg-undelete.c). *size_r: its bytes. */
+int pg_blob_row_of(struct pg_tx *tx, struct store_body *b,
+		   const struct pg_deliver_want *want, int64_t *blob_r,
+		   uint64_t *size_r, struct store_error *err);
 /* pg_deliver_tx with want (may be NULL). */
 int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
 		     const char *mailbox, const char *prefix, size_t prefix_len,
@@ -483,6 +489,12 @@ int pg_deleted_list(struct store_user *user,
 		    store_deleted_fn *fn, void *ctx, struct store_error *err);
 int pg_deleted_usage(struct store_user *user, struct store_usage *usage_r,
 		     struct store_error *err);
+int pg_export_kept(struct store_export *e, struct store_export_kept **rows_r,
+		   size_t *count_r, struct store_error *err);
+int pg_import_kept(struct store_user *user, const struct store_import_kept *k,
+		   struct store_body *body, struct store_error *err);
+int pg_export_pop3_sum(struct store_export *e, struct store_pop3_sum *r,
+		       struct store_error *err);
 int pg_undelete(struct store_user *user,
 		const struct store_deleted_filter *filter,
 		struct store_undelete_report *report_r,

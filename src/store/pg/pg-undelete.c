@@ -319,3 +319,87 @@ int pg_undelete(struct store_user *user,
 {
 	PG_RETRY(user->store, undelete_once(user, filter, report_r, err));
 }
+
+/* ---- a kept message from elsewhere (store_import_kept) --------------- */
+
+static int ikept_tx(struct pg_tx *tx, const struct store_import_kept *k,
+		    struct store_body *body, struct store_error *err)
+{
+	int64_t user_id = tx->user->id;
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	pg_p_str(&p, k->mailbox);
+	pg_p_int(&p, k->uid);
+	pg_p_int(&p, (int64_t)k->deleted_at);
+	pg_p_int(&p, (int64_t)k->internaldate);
+	/* the account has it (a rerun, a restore into it): nothing to add */
+	PGresult *r = pg_exec(tx->c, "SELECT 1 FROM deleted WHERE user_id = $1"
+			      " AND mailbox = $2 AND uid = $3 AND at = $4 AND"
+			      " internaldate = $5", &p, err);
+	if (r == NULL)
+		return -1;
+	int have = PQntuples(r) > 0;
+	PQclear(r);
+	if (have)
+		return store_set_error(err, STORE_ERR_EXISTS, "Kept already");
+	int64_t blob = 0;
+	uint64_t size = 0;
+	if (k->email > 0) {
+		pg_p_init(&p);
+		pg_p_int(&p, user_id);
+		pg_p_int(&p, k->email);
+		r = pg_exec(tx->c, "SELECT body_size + length(prefix) FROM blob"
+			    " WHERE user_id = $1 AND id = $2", &p, err);
+		if (r == NULL)
+			return -1;
+		if (PQntuples(r) > 0) {
+			blob = k->email;
+			size = (uint64_t)pg_int(r, 0, 0);
+		}
+		PQclear(r);
+	}
+	if (blob == 0) {
+		if (body == NULL)
+			return store_set_error(err, STORE_ERR_NOTFOUND, "No such"
+					       " Email, and no body given");
+		struct pg_deliver_want want = {
+			.blob = k->email,
+			.thread = k->thread,
+		};
+		if (pg_blob_row_of(tx, body, &want, &blob, &size, err) < 0)
+			return -1;
+	}
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	pg_p_str(&p, k->mailbox);
+	pg_p_int(&p, k->uid);
+	pg_p_int(&p, blob);
+	pg_p_int(&p, (int64_t)k->flags);
+	pg_p_str(&p, k->keywords);
+	pg_p_int(&p, (int64_t)k->internaldate);
+	pg_p_int(&p, (int64_t)k->savedate);
+	pg_p_int(&p, (int64_t)size);
+	pg_p_int(&p, (int64_t)k->deleted_at);
+	return pg_run(tx->c, "INSERT INTO deleted (user_id, mailbox, uid, blob,"
+		      " flags, keywords, internaldate, savedate, size, at)"
+		      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		      &p, err);
+}
+
+static int ikept_once(struct store_user *user,
+		      const struct store_import_kept *k,
+		      struct store_body *body, struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, ikept_tx(&tx, k, body, err), err);
+}
+
+int pg_import_kept(struct store_user *user, const struct store_import_kept *k,
+		   struct store_body *body, struct store_error *err)
+{
+	/* a rerun after a lost COMMIT answer finds the row: EXISTS */
+	PG_RETRY(user->store, ikept_once(user, k, body, err));
+}

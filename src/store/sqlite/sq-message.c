@@ -511,6 +511,12 @@ static int insert_blob(struct sq_user *u, struct sq_conn *c,
 			      a->body_text_enc);
 }
 
+int sq_blob_insert(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		   const struct sq_append_arg *a, int64_t *blob_r)
+{
+	return insert_blob(u, c, job, a, blob_r);
+}
+
 /* Joins keywords into the stored form: space-separated, each once
  * (keywords compare case-insensitively). */
 static char *keywords_join(const char *const *kw, size_t n)

@@ -1096,3 +1096,150 @@ int sq_import_extra(struct store_user *user,
 	*skipped_r = a.skipped;
 	return ret;
 }
+
+/* ---- undelete's kept messages (store_export_kept) ------------------- */
+
+int sq_export_kept(struct store_export *e, struct store_export_kept **rows_r,
+		   size_t *count_r, struct store_error *err)
+{
+	sqlite3_stmt *st = sq_stmt(e->c, "SELECT d.mailbox, d.uid, d.flags,"
+				   " d.keywords, d.internaldate, d.savedate,"
+				   " d.at, d.size, d.blob, b.thread FROM deleted d"
+				   " LEFT JOIN blob b ON b.id = d.blob"
+				   " ORDER BY d.at, d.id");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	struct store_export_kept *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		GROW(v, n, cap);
+		struct store_export_kept *k = &v[n++];
+		k->mailbox = col_dup(st, 0, NULL);
+		if (k->mailbox == NULL)
+			k->mailbox = xstrdup("");
+		k->uid = (uint32_t)sqlite3_column_int64(st, 1);
+		k->flags = (unsigned)sqlite3_column_int(st, 2);
+		k->keywords = col_dup(st, 3, NULL);
+		if (k->keywords == NULL)
+			k->keywords = xstrdup("");
+		k->internaldate = (time_t)sqlite3_column_int64(st, 4);
+		k->savedate = (time_t)sqlite3_column_int64(st, 5);
+		k->deleted_at = (time_t)sqlite3_column_int64(st, 6);
+		k->size = (uint64_t)sqlite3_column_int64(st, 7);
+		k->email = sqlite3_column_int64(st, 8);
+		k->thread = sqlite3_column_int64(st, 9);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_export_kept_free(v, n);
+		return sq_db_error(e->c, err, "export");
+	}
+	*rows_r = v;
+	*count_r = n;
+	return 0;
+}
+
+struct ikept_arg {
+	const struct store_import_kept *k;
+	struct sq_body_copy *cp;      /* NULL: the account has k->email */
+	bool used;                    /* cp's body became a blob row */
+};
+
+static int ikept_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	struct ikept_arg *a = job->arg;
+	const struct store_import_kept *k = a->k;
+	a->used = false;
+	/* the account has it (a rerun, a restore into it): nothing to add */
+	sqlite3_stmt *st = sq_stmt(c, "SELECT 1 FROM deleted WHERE mailbox = ?"
+				      " AND uid = ? AND at = ? AND"
+				      " internaldate = ?");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_text(st, 1, k->mailbox, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, k->uid);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)k->deleted_at);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)k->internaldate);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return sq_job_fail(job, STORE_ERR_EXISTS, "Kept already");
+	if (rc != SQLITE_DONE)
+		return sq_job_dberr(job, c);
+	uint64_t size = 0;
+	int64_t blob = 0;
+	int have = k->email > 0 ? email_row(c, k->email, &size) : 0;
+	if (have < 0)
+		return sq_job_dberr(job, c);
+	if (have > 0) {
+		blob = k->email;
+	} else if (a->cp == NULL) {
+		return sq_job_fail(job, STORE_ERR_NOTFOUND, "No such Email, and"
+				   " no body given");
+	} else {
+		struct sq_append_arg *aa = &a->cp->a;
+		aa->mailbox = k->mailbox;
+		aa->want_blob = k->email;
+		aa->want_thread = k->thread;
+		if (sq_blob_insert(u, c, job, aa, &blob) < 0)
+			return sq_job_dberr(job, c);
+		size = aa->size;
+		a->used = true;
+	}
+	st = sq_stmt(c, "INSERT INTO deleted (mailbox, uid, blob, flags,"
+			" keywords, internaldate, savedate, size, at)"
+			" VALUES (?,?,?,?,?,?,?,?,?)");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_text(st, 1, k->mailbox, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, k->uid);
+	sqlite3_bind_int64(st, 3, blob);
+	sqlite3_bind_int(st, 4, (int)k->flags);
+	if (k->keywords != NULL)
+		sqlite3_bind_text(st, 5, k->keywords, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)k->internaldate);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)k->savedate);
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)size);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)k->deleted_at);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : sq_job_dberr(job, c);
+}
+
+int sq_import_kept(struct store_user *user, const struct store_import_kept *k,
+		   struct store_body *body, struct store_error *err)
+{
+	struct sq_user *u = SQU(user);
+	struct sq_body_copy cp;
+	struct ikept_arg a = {k, NULL, false};
+	if (body != NULL) {
+		if (sq_body_copy_begin(body, u, NULL, 0, &cp, err) < 0)
+			return -1;
+		a.cp = &cp;
+	}
+	int ret = sq_run(u, ikept_job, &a, err);
+	if (body != NULL)
+		sq_body_copy_end(body, u, &cp, ret == 0 && a.used);
+	return ret;
+}
+
+int sq_export_pop3_sum(struct store_export *e, struct store_pop3_sum *r,
+		       struct store_error *err)
+{
+	sqlite3_stmt *st = sq_stmt(e->c, "SELECT total(pop3_hidden != 0),"
+				   " total(CASE WHEN pop3_hidden != 0 THEN uid"
+				   " END), total(pop3_first_retr != 0),"
+				   " total(pop3_first_retr) FROM msg");
+	if (st == NULL)
+		return sq_db_error(e->c, err, "export");
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		r->hidden = (uint64_t)sqlite3_column_double(st, 0);
+		r->hidden_uids = (uint64_t)sqlite3_column_double(st, 1);
+		r->retrieved = (uint64_t)sqlite3_column_double(st, 2);
+		r->first_retr = (uint64_t)sqlite3_column_double(st, 3);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : sq_db_error(e->c, err, "export");
+}

@@ -467,6 +467,12 @@ int sq_export_extra(struct store_export *e, struct store_account_extra *x,
 int sq_import_extra(struct store_user *user,
 		    const struct store_account_extra *x, size_t *skipped_r,
 		    struct store_error *err);
+int sq_export_kept(struct store_export *e, struct store_export_kept **rows_r,
+		   size_t *count_r, struct store_error *err);
+int sq_import_kept(struct store_user *user, const struct store_import_kept *k,
+		   struct store_body *body, struct store_error *err);
+int sq_export_pop3_sum(struct store_export *e, struct store_pop3_sum *r,
+		       struct store_error *err);
 int sq_export_expunged(struct store_export *exp, uint32_t mailbox_id,
 		       struct store_expunged_range **ranges_r,
 		       size_t *count_r, uint64_t *horizon_r,
@@ -766,6 +772,11 @@ struct sq_append_arg {
 };
 int sq_blob_unref(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		  int64_t blob);
+/* The blob row of a body copy (a->an, want_blob, want_thread; no
+ * message row), its text and thread, in a job; -1 on a database error.
+ * An import of undelete's kept messages (sq-migrate.c). */
+int sq_blob_insert(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		   const struct sq_append_arg *a, int64_t *blob_r);
 
 /* sq-blob.c */
 char *sq_blob_path(struct sq_user *u, const char *name);
