@@ -1916,6 +1916,19 @@ int migrate_manifest_check(const char *data, size_t len, char *why,
 			}
 		}
 	}
+	/* undelete's kept messages (restore_kept) */
+	json_array_foreach(json_object_get(doc, "kept"), i, y) {
+		const char *kws[64];
+		size_t nkw;
+		flags_of(json_object_get(y, "flags"), kws, &nkw);
+		if (jint(y, "uid") < 0 || jint(y, "uid") > UINT32_MAX ||
+		    !json_is_string(json_object_get(y, "mailbox")) ||
+		    !hex64(json_string_value(json_object_get(y, "sha256")))) {
+			snprintf(why, why_size, "a kept message without a"
+				 " valid mailbox, uid or sha256");
+			ret = -1;
+		}
+	}
 	json_decref(doc);
 	return ret;
 }
