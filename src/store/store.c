@@ -159,22 +159,39 @@ struct store_hub {
 	struct store_subscription *buckets[HUB_BUCKETS];
 };
 
-/* How many handles nobody holds stay open. Each holds a few descriptors
- * (index, WAL and shm per connection; up to 3 connections once the idle
- * trim has run) and its parsed schema, so the count follows the
- * descriptor limit: a 1,024 limit keeps 64, the 20,000+ a service gets
- * keeps 625 and more (at most 1,024). Too few makes deliveries spread
- * over more accounts than that reopen an index each (schema parse, and
- * a WAL checkpoint with its syncs when another is closed): with 100
- * accounts and 64 kept, a third of the deliveries did. */
+/* How many handles nobody holds stay open: the handles of the accounts
+ * mail went to recently, so that the next delivery to each finds its
+ * index open. Reopening one parses the index's schema again in each
+ * connection it opens (the writer, and a reader for the Sieve lookup):
+ * with 1,000 accounts taking mail in turn and 625 kept, 64 % of the
+ * copies reopened their account and the parse and its undoing were 57 %
+ * of the mail process's CPU (perf, bench/scaleout.py's growth fill);
+ * delivery ran at a tenth of its rate over 200 accounts.
+ *
+ * The bound follows the descriptor limit. A handle delivered to holds 5
+ * (its writer's and a pooled reader's index and WAL, and its directory:
+ * 1,042 in the mail process with 200 such handles, 42 with none), one
+ * (the directory) once the idle trim has closed its connections, more
+ * only while an account is busy with several readers. A tenth of the
+ * limit in handles, each at that use, leaves half of it to sessions: a
+ * 1,024 limit keeps 102, the 20,000 a service gets 2,000 (at most
+ * 4,096). Memory stays bounded apart from this:
+ * SQLite's page caches by its soft heap limit (sq-db.c), and a handle
+ * idle for SQ_IDLE_AFTER_S gives back its connections (sq-idle.c). */
+#define IDLE_HANDLES_FD_SHARE 10
+#define IDLE_HANDLES_MIN 64
+#define IDLE_HANDLES_CAP 4096
+
 static size_t idle_handles_max(void)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 64;
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 32 >= 1024)
-		return 1024;
-	return rl.rlim_cur / 32 > 64 ? (size_t)(rl.rlim_cur / 32) : 64;
+		return IDLE_HANDLES_MIN;
+	if (rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur / IDLE_HANDLES_FD_SHARE >= IDLE_HANDLES_CAP)
+		return IDLE_HANDLES_CAP;
+	size_t n = (size_t)(rl.rlim_cur / IDLE_HANDLES_FD_SHARE);
+	return n > IDLE_HANDLES_MIN ? n : IDLE_HANDLES_MIN;
 }
 
 static void finishers_drain(void);

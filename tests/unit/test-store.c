@@ -14,6 +14,7 @@
 #include <string.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <malloc.h>
@@ -2834,6 +2835,76 @@ static void test_handle_eviction(void)
 	teardown(&store);
 }
 
+/* Mail going to many accounts in turn (a delivery to 10 of 1,000
+ * accounts, the next to the next 10) finds each account's index still
+ * open: every reopen parses the schema again. With the 1,024
+ * descriptors of a default shell 96 accounts taking mail in turn keep
+ * their handles (64 were kept before: a round over 96 reopened every
+ * one), and more than the bound still close the oldest: after 300
+ * the kept ones are within the bound, and the process within half its
+ * descriptors. (Which ones are kept then is the indexer's business
+ * too: its own opens of the accounts count as uses.) */
+static size_t count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	size_t n = 0;
+	if (d == NULL)
+		return 0;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n > 2 ? n - 2 : 0;
+}
+
+static bool handle_kept(struct store *store, int64_t id)
+{
+	struct store *where = store->pg != NULL ? store->pg : store;
+	bool kept = false;
+	pthread_mutex_lock(&where->users_mu);
+	for (struct store_user *u = where->users[(uint64_t)id %
+						 where->users_size];
+	     u != NULL; u = u->next)
+		kept |= u->id == id && u->ready;
+	pthread_mutex_unlock(&where->users_mu);
+	return kept;
+}
+
+#define MANY_KEPT 96
+#define MANY_TOUCHED 300
+static void test_handle_cache_many(void)
+{
+	struct rlimit was, low;
+	CHECK_INT(getrlimit(RLIMIT_NOFILE, &was), 0);
+	low = was;
+	low.rlim_cur = 1024;
+	CHECK_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	struct store *store = setup();
+	CHECK_INT(setrlimit(RLIMIT_NOFILE, &was), 0);
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < MANY_KEPT; k++) {
+			struct store_user *u = user_open(store, 500 + k);
+			CHECK(append(u, "INBOX", "Subject: m\r\n\r\nx\r\n",
+				     0) > 0);
+			store_user_unref(&u);
+		}
+	}
+	int kept = 0;
+	for (int k = 0; k < MANY_KEPT; k++)
+		kept += handle_kept(store, 500 + k);
+	CHECK_INT(kept, MANY_KEPT);
+	for (int k = MANY_KEPT; k < MANY_TOUCHED; k++) {
+		struct store_user *u = user_open(store, 500 + k);
+		CHECK(append(u, "INBOX", "Subject: m\r\n\r\nx\r\n", 0) > 0);
+		store_user_unref(&u);
+	}
+	struct store *where = store->pg != NULL ? store->pg : store;
+	pthread_mutex_lock(&where->users_mu);
+	CHECK(where->idle_count <= where->idle_max);
+	pthread_mutex_unlock(&where->users_mu);
+	CHECK(count_fds() < 1024 / 2 + 64);
+	teardown(&store);
+}
+
 /* SEARCH sees all of a message's text: past the 16 MiB mail's analysis
  * keeps by default too (the store lifts that cap), and the text is kept
  * compressed. */
@@ -3831,6 +3902,7 @@ static const struct test_case cases[] = {
 	{"wal_gather", test_wal_gather},
 	{"view_open_extras", test_view_open_extras},
 	{"handle_eviction", test_handle_eviction},
+	{"handle_cache_many", test_handle_cache_many},
 	{"search_big_text", test_search_big_text},
 	{"deferred_unlink", test_deferred_unlink},
 	{"damaged_body", test_damaged_body},
