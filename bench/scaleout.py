@@ -55,7 +55,9 @@ growth     (--growth UxM and/or --big N: only this) on the embedded backend
            BODY (a word in 1 % of the messages) and STATUS (MESSAGES
            UNSEEN SIZE); for the big one also JMAP Mailbox/get and
            Email/query (INBOX, newest first, 50, with and without
-           calculateTotal). Medians.
+           calculateTotal). Medians. Also the rate each fill ran at
+           (deliveries/s of the users' fill, messages/s of the
+           MULTIAPPEND) and the load then.
 
 Everything runs on loopback with private instances in temp dirs; the
 machine is shared, so compare within one run.
@@ -781,12 +783,22 @@ def growth_one(kind, t, pg, spool, users, per_user, args):
     if per_user and ordinary:
         sent += asyncio.run(growth_fill(t, ordinary, per_user))
     res["fill_users_s"] = time.time() - t0
+    # the rates the fills ran at (deliveries of GROWTH_RCPTS copies;
+    # messages appended), and the load then: a slow fill is itself a
+    # figure (issue 11, "New accounts without a stall")
+    res["fill_load"] = loadavg()
+    if per_user and ordinary:
+        res["fill_deliveries_per_s"] = (len(ordinary) * per_user
+                                        // GROWTH_RCPTS
+                                        / res["fill_users_s"])
     t0 = time.time()
     if args.big:
         print("%s: %d messages to %s by MULTIAPPEND (load %s)"
               % (kind, args.big, BIG_USER, loadavg()), flush=True)
         sent += asyncio.run(big_fill(t, BIG_USER, args.big))
     res["fill_big_s"] = time.time() - t0
+    if args.big:
+        res["fill_big_per_s"] = args.big / res["fill_big_s"]
     t.settle_limit = 1800
     t.settle()
     messages = len(ordinary) * per_user + args.big
@@ -833,6 +845,15 @@ def growth_print(rows, args):
         print("| %s | %d | %.0f | %.0f | %.0f | %s |" % (
             kind, r["messages"], r["mail_bytes_per_msg"],
             r["index_bytes_per_msg"], r["body_bytes_per_msg"], r["load"]))
+    print("\nfills: | backend | deliveries/s (x%d copies) | MULTIAPPEND"
+          " msgs/s | load after the users' fill |\n|---|---|---|---|"
+          % GROWTH_RCPTS)
+    for kind, r in rows:
+        print("| %s | %s | %s | %s |" % (
+            kind, "%.1f" % r["fill_deliveries_per_s"]
+            if "fill_deliveries_per_s" in r else "-",
+            "%.0f" % r["fill_big_per_s"] if "fill_big_per_s" in r else "-",
+            r.get("fill_load", "-")))
     for part, title in (("users", "each of 20 users"),
                         ("big", "the big user")):
         have = [(k, r[part]) for k, r in rows if part in r]
