@@ -2,31 +2,54 @@
  * Messages into the store in batches: the drivers (Maildir, mbox, IMAP,
  * POP3, restore) queue each finished body with migrate_msg_commit, and a
  * batch goes to store_import_append_batch as one commit (one commit per
- * message was most of an import's time). Resume marks commit with their
- * messages, so a run killed -9 leaves whole messages only and the next
- * run continues after the last committed batch.
+ * message was most of an import's time; the store's group commit makes
+ * a batch one WAL sync, and its large bodies' directory syncs go to the
+ * fsync pool together). Resume marks commit with their messages, so a
+ * run killed -9 leaves whole messages only and the next run continues
+ * after the last committed batch.
  *
- * Bodies come written but not finished: a batch finishes them
- * (store_body_finish: MIME analysis, search text folded and compressed)
- * several at once (store_bodies_finish) before its commit; one thread
- * did it all before, while the other cores idled.
+ * A pipeline over the machine's cores. Bodies come written but not
+ * finished (store_body_finish: MIME analysis, search text folded and
+ * compressed, most of an import's CPU): each is handed to a pool of
+ * finishing threads, as many as the cores this process may use, the
+ * moment it is queued, while the driver's thread goes on reading the
+ * source (files, an mbox, an IMAP connection). Two batches at most are
+ * in flight: the one being filled and the one sealed before it, which
+ * is committed by the driver's thread as soon as its bodies are
+ * finished (or when the next one is full), so reading, analysing and
+ * committing overlap. Memory stays bounded: at most two batches of
+ * BATCH_MESSAGES / BATCH_BYTES (a large body is a spill file, not
+ * memory). A batch is sealed after SEAL_AFTER_NS even when not full, so
+ * a slow source's messages still reach IDLE clients within a second.
+ * Before (one thread read a whole batch, then finished it on two
+ * threads, then committed it) the cores idled while the reader read and
+ * the commit wrote.
  *
  * After the commit each message is counted or reported here; a message
  * whose kept ids are taken (other mail reached the folder, an EMAILID in
  * use) is added again alone with new ones, and one whose POP3 UIDL Loft
  * cannot give is added without it. Over quota the import stops at that
- * message: the later ones of its batch are not tried.
+ * message: the later ones of its batch, and the batch filled after it,
+ * are not tried (the next run resumes there).
  */
 #include "migrate-private.h"
 
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
 
 #define BATCH_MESSAGES 128
 #define BATCH_BYTES (8u * 1024 * 1024)
+#define POOL_MAX 16
+#define SEAL_AFTER_NS (500 * 1000000ull)
+
+struct batch;
 
 struct queued {
 	struct store_body *body;
@@ -35,16 +58,144 @@ struct queued {
 	char **keywords;
 	size_t keyword_count;
 	uint64_t size;
+	struct batch *batch;
 	int finish_ret;               /* store_body_finish's */
 	struct store_error finish_err;
 };
 
-struct migrate_batch {
-	struct queued *q;
-	struct store_import_item *items;
-	size_t n, cap;
+struct batch {
+	struct queued q[BATCH_MESSAGES];
+	struct store_import_item items[BATCH_MESSAGES];
+	size_t n;
 	uint64_t bytes;
+	uint64_t first_ns;            /* when its first message came */
+	size_t finished;              /* bodies finished (pool.mu) */
 };
+
+/* The bodies waiting for a finishing thread, in queue order: those of
+ * the sealed batch, then the filling one's (2 * BATCH_MESSAGES at most) */
+#define RING (2 * BATCH_MESSAGES)
+
+struct migrate_batch {
+	struct batch *fill, *sealed, *spare;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	struct queued *ring[RING];
+	size_t head, count;
+	bool stop;
+	pthread_t tids[POOL_MAX];
+	size_t threads;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Finishes one body; the caller holds nothing. */
+static void finish_one(struct migrate_batch *mb, struct queued *q)
+{
+	q->finish_ret = store_body_finish(q->body, &q->finish_err);
+	pthread_mutex_lock(&mb->mu);
+	q->batch->finished++;
+	pthread_cond_broadcast(&mb->done);
+	pthread_mutex_unlock(&mb->mu);
+}
+
+/* The next queued body (mb->mu held), or NULL. */
+static struct queued *take(struct migrate_batch *mb)
+{
+	if (mb->count == 0)
+		return NULL;
+	struct queued *q = mb->ring[mb->head];
+	mb->head = (mb->head + 1) % RING;
+	mb->count--;
+	return q;
+}
+
+static void *finisher(void *arg)
+{
+	struct migrate_batch *mb = arg;
+	pthread_mutex_lock(&mb->mu);
+	for (;;) {
+		struct queued *q = take(mb);
+		if (q == NULL) {
+			if (mb->stop)
+				break;
+			pthread_cond_wait(&mb->work, &mb->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&mb->mu);
+		finish_one(mb, q);
+		pthread_mutex_lock(&mb->mu);
+	}
+	pthread_mutex_unlock(&mb->mu);
+	return NULL;
+}
+
+/* As many finishing threads as cores this process may run on. */
+static size_t pool_size(void)
+{
+	cpu_set_t set;
+	long n = 0;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > POOL_MAX ? POOL_MAX : (size_t)n;
+}
+
+static struct migrate_batch *pipeline_start(void)
+{
+	struct migrate_batch *mb = xcalloc(1, sizeof(*mb));
+	pthread_mutex_init(&mb->mu, NULL);
+	pthread_cond_init(&mb->work, NULL);
+	pthread_cond_init(&mb->done, NULL);
+	mb->fill = xcalloc(1, sizeof(*mb->fill));
+	/* loftctl is a batch process: glibc's own growing thresholds (up
+	 * to 32 MiB, trim at twice that) instead of the 128 KiB the store
+	 * sets for an idle loftd (sq-idle.c), whose mmap and munmap of
+	 * every body and text buffer past 128 KiB, with their page
+	 * faults, were a fifth of an import's CPU */
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+	size_t want = pool_size();
+	for (; mb->threads < want; mb->threads++)
+		if (pthread_create(&mb->tids[mb->threads], NULL, finisher,
+				   mb) != 0)
+			break;   /* fewer: the driver's thread helps */
+	return mb;
+}
+
+/* Until every body of b is finished; the caller's thread finishes
+ * queued bodies meanwhile (all of them when no thread could start). */
+static void wait_finished(struct migrate_batch *mb, struct batch *b)
+{
+	pthread_mutex_lock(&mb->mu);
+	while (b->finished < b->n) {
+		struct queued *q = take(mb);
+		if (q != NULL) {
+			pthread_mutex_unlock(&mb->mu);
+			finish_one(mb, q);
+			pthread_mutex_lock(&mb->mu);
+			continue;
+		}
+		pthread_cond_wait(&mb->done, &mb->mu);
+	}
+	pthread_mutex_unlock(&mb->mu);
+}
+
+static bool is_finished(struct migrate_batch *mb, struct batch *b)
+{
+	pthread_mutex_lock(&mb->mu);
+	bool r = b->finished >= b->n;
+	pthread_mutex_unlock(&mb->mu);
+	return r;
+}
 
 static char *dup_or_null(const char *s)
 {
@@ -117,7 +268,7 @@ static void count_failed(struct migrate *m)
  * to back and a waiting writer elsewhere seldom gets in between. */
 #define TEMP_TRIES 6
 
-static bool all_temp(const struct migrate_batch *b)
+static bool all_temp(const struct batch *b)
 {
 	for (size_t i = 0; i < b->n; i++)
 		if (b->items[i].ret == 0 ||
@@ -126,31 +277,13 @@ static bool all_temp(const struct migrate_batch *b)
 	return b->n > 0;
 }
 
-static void commit_batch(struct migrate *m, struct migrate_batch *b)
+static void commit_batch(struct migrate *m, struct batch *b)
 {
 	store_import_append_batch(m->user, b->items, b->n);
 	for (unsigned t = 0; t < TEMP_TRIES && all_temp(b); t++) {
 		sleep(t < 4 ? 1u << t : 15);
 		store_import_append_batch(m->user, b->items, b->n);
 	}
-}
-
-/* Finishes every queued body, several at once (store_bodies_finish). */
-static void finish_all(struct migrate_batch *b)
-{
-	struct store_body **bodies = xcalloc(b->n, sizeof(*bodies));
-	int *ret = xcalloc(b->n, sizeof(*ret));
-	struct store_error *errs = xcalloc(b->n, sizeof(*errs));
-	for (size_t i = 0; i < b->n; i++)
-		bodies[i] = b->q[i].body;
-	store_bodies_finish(bodies, b->n, ret, errs);
-	for (size_t i = 0; i < b->n; i++) {
-		b->q[i].finish_ret = ret[i];
-		b->q[i].finish_err = errs[i];
-	}
-	free(errs);
-	free(ret);
-	free(bodies);
 }
 
 /* The modseqs this commit's messages got, as one mark of their own
@@ -173,12 +306,10 @@ static void got_mark(struct migrate *m, size_t from)
 	free(id);
 }
 
-int migrate_msg_flush(struct migrate *m)
+/* Commits b, whose bodies are finished, and reports each message;
+ * empties b. */
+static void commit_finished(struct migrate *m, struct batch *b)
 {
-	struct migrate_batch *b = m->batch;
-	if (b == NULL || b->n == 0)
-		return m->quota_stop ? -2 : 0;
-	finish_all(b);
 	/* a body that could not be finished is reported and left out; the
 	 * rest keep their order */
 	size_t kept = 0;
@@ -199,7 +330,8 @@ int migrate_msg_flush(struct migrate *m)
 		kept++;
 	}
 	b->n = kept;
-	commit_batch(m, b);
+	if (!m->quota_stop)
+		commit_batch(m, b);
 	bool stored = false;
 	size_t got_from = m->got_n;
 	for (size_t i = 0; i < b->n; i++) {
@@ -245,8 +377,55 @@ int migrate_msg_flush(struct migrate *m)
 		queued_free(&b->q[i]);
 	b->n = 0;
 	b->bytes = 0;
+	b->first_ns = 0;
+	b->finished = 0;
 	if (stored && m->committed != NULL)
 		m->committed(m->account_ctx, m->user);
+}
+
+/* Waits for b's bodies, then commits it (after a quota stop: only
+ * drops it, not tried). */
+static void commit_when_finished(struct migrate *m, struct batch *b)
+{
+	struct migrate_batch *mb = m->batch;
+	wait_finished(mb, b);
+	if (m->quota_stop) {
+		for (size_t i = 0; i < b->n; i++)
+			queued_free(&b->q[i]);
+		b->n = 0;
+		b->bytes = 0;
+		b->first_ns = 0;
+		b->finished = 0;
+		return;
+	}
+	commit_finished(m, b);
+}
+
+/* Commits the sealed batch (waiting for its bodies), then seals the
+ * filling one: its bodies finish while the driver reads on. */
+static void seal(struct migrate *m)
+{
+	struct migrate_batch *mb = m->batch;
+	if (mb->sealed != NULL) {
+		commit_when_finished(m, mb->sealed);
+		mb->spare = mb->sealed;
+		mb->sealed = NULL;
+	}
+	if (mb->fill->n == 0)
+		return;
+	mb->sealed = mb->fill;
+	mb->fill = mb->spare != NULL ? mb->spare
+				     : xcalloc(1, sizeof(*mb->fill));
+	mb->spare = NULL;
+}
+
+int migrate_msg_flush(struct migrate *m)
+{
+	struct migrate_batch *mb = m->batch;
+	if (mb == NULL)
+		return m->quota_stop ? -2 : 0;
+	seal(m);   /* commits the sealed one, seals the filling one */
+	seal(m);   /* commits that */
 	return m->quota_stop ? -2 : 0;
 }
 
@@ -258,17 +437,14 @@ int migrate_msg_commit(struct migrate *m, struct store_body **body,
 		return -2;
 	}
 	if (m->batch == NULL)
-		m->batch = xcalloc(1, sizeof(*m->batch));
-	struct migrate_batch *b = m->batch;
-	if (b->n == b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 16;
-		b->q = xrealloc(b->q, b->cap * sizeof(*b->q));
-		b->items = xrealloc(b->items, b->cap * sizeof(*b->items));
-	}
+		m->batch = pipeline_start();
+	struct migrate_batch *mb = m->batch;
+	struct batch *b = mb->fill;
 	struct queued *q = &b->q[b->n];
 	memset(q, 0, sizeof(*q));
 	q->body = *body;
 	*body = NULL;
+	q->batch = b;
 	q->folder = xstrdup(in->folder);
 	q->label = dup_or_null(in->label);
 	q->pop3_uidl = dup_or_null(in->pop3_uidl);
@@ -300,11 +476,41 @@ int migrate_msg_commit(struct migrate *m, struct store_body **body,
 	it->p.pop3_first_retr = in->pop3_first_retr;
 	it->p.mark_source = q->mark_source;
 	it->p.mark_id = q->mark_id;
-	b->n++;
+	uint64_t now = mono_ns();
+	if (b->n == 0)
+		b->first_ns = now;
 	b->bytes += in->size;
-	if (b->n >= BATCH_MESSAGES || b->bytes >= BATCH_BYTES)
-		return migrate_msg_flush(m);
-	return 0;
+	/* to a finishing thread now */
+	pthread_mutex_lock(&mb->mu);
+	b->n++;
+	mb->ring[(mb->head + mb->count) % RING] = q;
+	mb->count++;
+	pthread_cond_signal(&mb->work);
+	pthread_mutex_unlock(&mb->mu);
+	/* the sealed batch is committed as soon as it is ready; the
+	 * filling one is sealed when full, or old enough that its first
+	 * messages would wait too long to be seen */
+	if (mb->sealed != NULL && is_finished(mb, mb->sealed)) {
+		commit_when_finished(m, mb->sealed);
+		mb->spare = mb->sealed;
+		mb->sealed = NULL;
+	}
+	if (b->n >= BATCH_MESSAGES || b->bytes >= BATCH_BYTES ||
+	    now - b->first_ns >= SEAL_AFTER_NS)
+		seal(m);
+	return m->quota_stop ? -2 : 0;
+}
+
+static void batch_drop(struct migrate_batch *mb, struct batch **bp)
+{
+	struct batch *b = *bp;
+	if (b == NULL)
+		return;
+	wait_finished(mb, b);
+	for (size_t i = 0; i < b->n; i++)
+		queued_free(&b->q[i]);
+	free(b);
+	*bp = NULL;
 }
 
 void migrate_batch_free(struct migrate *m)
@@ -312,13 +518,21 @@ void migrate_batch_free(struct migrate *m)
 	free(m->got);
 	m->got = NULL;
 	m->got_n = m->got_cap = 0;
-	struct migrate_batch *b = m->batch;
-	if (b == NULL)
+	struct migrate_batch *mb = m->batch;
+	if (mb == NULL)
 		return;
-	for (size_t i = 0; i < b->n; i++)
-		queued_free(&b->q[i]);
-	free(b->q);
-	free(b->items);
-	free(b);
+	batch_drop(mb, &mb->sealed);
+	batch_drop(mb, &mb->fill);
+	batch_drop(mb, &mb->spare);
+	pthread_mutex_lock(&mb->mu);
+	mb->stop = true;
+	pthread_cond_broadcast(&mb->work);
+	pthread_mutex_unlock(&mb->mu);
+	for (size_t i = 0; i < mb->threads; i++)
+		pthread_join(mb->tids[i], NULL);
+	pthread_cond_destroy(&mb->work);
+	pthread_cond_destroy(&mb->done);
+	pthread_mutex_destroy(&mb->mu);
+	free(mb);
 	m->batch = NULL;
 }

@@ -144,30 +144,71 @@ static void status_caps(struct imapc *c)
 	}
 }
 
-/* Sends a command (fmt without tag and CRLF) and reads up to its tagged
- * reply; untagged ones go to fn. 0 on OK, -1 otherwise (error set). */
-static int command(struct imapc *c, response_fn *fn, void *ctx,
-		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int command(struct imapc *c, response_fn *fn, void *ctx,
-		   const char *fmt, ...)
-{
+/* A command sent whose tagged reply has not been read yet. */
+struct pending {
 	char tag[16];
-	snprintf(tag, sizeof(tag), "L%u", ++c->tag);
+	char what[40];
+	bool done;           /* its tagged reply came (while waiting for
+				another's) */
+	bool ok;
+	char error[sizeof(((struct mnet *)0)->error)];
+};
+
+/* Sends a command (fmt without tag and CRLF). -1 (error set) if it
+ * could not be written. */
+static int command_vsend(struct imapc *c, struct pending *p, const char *fmt,
+			 va_list ap)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->tag, sizeof(p->tag), "L%u", ++c->tag);
 	struct buf b;
 	buf_init(&b, 0);
-	buf_printf(&b, "%s ", tag);
-	va_list ap;
-	va_start(ap, fmt);
+	buf_printf(&b, "%s ", p->tag);
 	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
 	buf_append_str(&b, "\r\n");
 	int r = mnet_write(&c->net, b.data, b.len);
-	const char *verb = b.data + strlen(tag) + 1;
-	char what[40];
-	snprintf(what, sizeof(what), "%.*s", (int)strcspn(verb, " \r"), verb);
+	const char *verb = b.data + strlen(p->tag) + 1;
+	snprintf(p->what, sizeof(p->what), "%.*s", (int)strcspn(verb, " \r"),
+		 verb);
 	buf_free(&b);
-	if (r < 0)
+	return r < 0 ? -1 : 0;
+}
+
+static int command_send(struct imapc *c, struct pending *p, const char *fmt,
+			...) __attribute__((format(printf, 3, 4)));
+static int command_send(struct imapc *c, struct pending *p, const char *fmt,
+			...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = command_vsend(c, p, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+static int tagged_result(struct imapc *c, struct pending *p)
+{
+	if (imap_item_is(c->r, top(c, 1), "OK")) {
+		status_caps(c);
+		return 0;
+	}
+	snprintf(c->net.error, sizeof(c->net.error), "%s: %s %.*s",
+		 c->net.host, p->what, (int)c->r->text_len, c->r->text);
+	return -1;
+}
+
+/* Reads up to p's tagged reply; untagged ones go to fn. A tagged reply
+ * of other (a command pipelined after p; may be NULL) that comes first
+ * is kept in it. 0 on OK, -1 otherwise (error set). */
+static int command_wait(struct imapc *c, struct pending *p,
+			struct pending *other, response_fn *fn, void *ctx)
+{
+	if (p->done) {
+		if (p->ok)
+			return 0;
+		memcpy(c->net.error, p->error, sizeof(c->net.error));
 		return -1;
+	}
 	for (;;) {
 		if (read_response(c) < 0 || parse(c) < 0)
 			return -1;
@@ -188,20 +229,40 @@ static int command(struct imapc *c, response_fn *fn, void *ctx,
 		}
 		if (t->len == 1 && imap_item_data(c->r, t)[0] == '+') {
 			snprintf(c->net.error, sizeof(c->net.error), "%s asks"
-				 " for more in %s", c->net.host, what);
+				 " for more in %s", c->net.host, p->what);
 			return -1;
 		}
-		if (t->len != strlen(tag) ||
-		    memcmp(imap_item_data(c->r, t), tag, t->len) != 0)
-			continue;     /* another tag: not ours */
-		if (imap_item_is(c->r, w, "OK")) {
-			status_caps(c);
-			return 0;
+		if (other != NULL && !other->done &&
+		    t->len == strlen(other->tag) &&
+		    memcmp(imap_item_data(c->r, t), other->tag, t->len) == 0) {
+			other->done = true;
+			other->ok = tagged_result(c, other) == 0;
+			memcpy(other->error, c->net.error,
+			       sizeof(other->error));
+			continue;
 		}
-		snprintf(c->net.error, sizeof(c->net.error), "%s: %s %.*s",
-			 c->net.host, what, (int)c->r->text_len, c->r->text);
-		return -1;
+		if (t->len != strlen(p->tag) ||
+		    memcmp(imap_item_data(c->r, t), p->tag, t->len) != 0)
+			continue;     /* another tag: not ours */
+		return tagged_result(c, p);
 	}
+}
+
+/* Sends a command (fmt without tag and CRLF) and reads up to its tagged
+ * reply; untagged ones go to fn. 0 on OK, -1 otherwise (error set). */
+static int command(struct imapc *c, response_fn *fn, void *ctx,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int command(struct imapc *c, response_fn *fn, void *ctx,
+		   const char *fmt, ...)
+{
+	struct pending p;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = command_vsend(c, &p, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -1;
+	return command_wait(c, &p, NULL, fn, ctx);
 }
 
 /* A quoted string (or a literal for what quoting cannot carry). */
@@ -980,23 +1041,60 @@ static int import_folder(struct imapc *c, const struct rfolder *f,
 	free(gone);
 	if (fc.keep)
 		sync_flags(c, &fc);
-	/* the bodies Loft lacks, in batches, in UID order */
-	for (size_t i = 0; i < fc.n && fc.stop != -2;) {
-		buf_reset(&cmd);
-		size_t k = 0;
-		for (; i < fc.n && k < FETCH_BATCH; i++) {
-			if (fc.v[i].have)
-				continue;
-			buf_printf(&cmd, "%s%u", k ? "," : "", fc.v[i].uid);
-			k++;
+	/* the bodies Loft lacks, in batches, in UID order: the next
+	 * batch's UID FETCH is sent before the last one's reply is read
+	 * (pipelined, RFC 9051 5.5), so the source prepares it while
+	 * Loft reads and analyses, and a round trip per batch is not
+	 * waited for; a second one at most is in flight (memory: what
+	 * the socket buffers hold) */
+	struct pending cur, next;
+	bool have_cur = false;
+	for (size_t i = 0; fc.stop != -2 || have_cur;) {
+		bool have_next = false;
+		for (int s = have_cur ? 1 : 0; s < 2 && fc.stop != -2; s++) {
+			buf_reset(&cmd);
+			size_t k = 0;
+			for (; i < fc.n && k < FETCH_BATCH; i++) {
+				if (fc.v[i].have)
+					continue;
+				buf_printf(&cmd, "%s%u", k ? "," : "",
+					   fc.v[i].uid);
+				k++;
+			}
+			if (k == 0)
+				break;
+			buf_append_char(&cmd, '\0');
+			struct pending *p = have_cur ? &next : &cur;
+			if (command_send(c, p, "UID FETCH %s (UID BODY.PEEK[])",
+					 cmd.data) < 0) {
+				migrate_error(m, f->name, NULL, "%s",
+					      c->net.error);
+				ret = -1;
+				break;
+			}
+			if (have_cur)
+				have_next = true;
+			have_cur = true;
 		}
-		if (k == 0)
+		if (!have_cur || ret < 0)
 			break;
-		buf_append_char(&cmd, '\0');
-		if (command(c, body_cb, &fc, "UID FETCH %s (UID BODY.PEEK[])",
-			    cmd.data) < 0) {
+		if (command_wait(c, &cur, have_next ? &next : NULL, body_cb,
+				 &fc) < 0) {
 			migrate_error(m, f->name, NULL, "%s", c->net.error);
 			ret = -1;
+			/* what the pipelined one brings is still taken;
+			 * its failure is the same one */
+			if (have_next)
+				(void)command_wait(c, &next, NULL, body_cb,
+						   &fc);
+			break;
+		}
+		if (!have_next)
+			break;
+		cur = next;
+		if (fc.stop == -2) {
+			/* over quota: the one in flight is read and left */
+			(void)command_wait(c, &cur, NULL, body_cb, &fc);
 			break;
 		}
 	}
