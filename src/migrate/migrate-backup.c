@@ -826,6 +826,8 @@ static json_t *extra_doc(struct migrate *m, const struct store_account_extra *x)
 		const struct store_extra_object *ob = &x->objects[i];
 		const char *type = ob->kind == STORE_JMAP_IDENTITY ? "Identity"
 			: ob->kind == STORE_JMAP_VACATION ? "VacationResponse"
+			: ob->kind == STORE_JMAP_SUBMISSION ? "EmailSubmission"
+			: ob->kind == STORE_JMAP_PUSH ? "PushSubscription"
 			: "settings";
 		json_array_append_new(objs, json_pack(
 			"{s:s, s:I, s:s}", "type", type, "id",
@@ -2125,7 +2127,8 @@ static bool hex_key(const char *s, unsigned char out[STORE_URLAUTH_KEY_LEN])
  * ACL entries): restoring an account into itself never brings back an
  * URLAUTH key reset since. A reader without an account here, or a folder
  * the account does not have, is reported and left out. */
-static int restore_extra(struct migrate *m, json_t *doc, const char *address)
+static int restore_extra(struct migrate *m, json_t *doc, const char *address,
+			 bool ids_ok)
 {
 	struct store_account_extra x = {0};
 	json_t *md = json_object_get(doc, "metadata"),
@@ -2192,11 +2195,19 @@ static int restore_extra(struct migrate *m, json_t *doc, const char *address)
 			: strcmp(type, "Identity") == 0 ? STORE_JMAP_IDENTITY
 			: strcmp(type, "VacationResponse") == 0
 				? STORE_JMAP_VACATION
-			: strcmp(type, "settings") == 0 ? STORE_JMAP_SETTINGS : -1;
+			: strcmp(type, "settings") == 0 ? STORE_JMAP_SETTINGS
+			: strcmp(type, "EmailSubmission") == 0
+				? STORE_JMAP_SUBMISSION
+			: strcmp(type, "PushSubscription") == 0
+				? STORE_JMAP_PUSH : -1;
 		if (kind < 0 || data == NULL || jint(j, "id") <= 0) {
 			lost++;
 			continue;
 		}
+		/* an EmailSubmission names its Email by id: only into an
+		 * account whose Emails kept the backup's ids (a fresh one) */
+		if (kind == STORE_JMAP_SUBMISSION && !ids_ok)
+			continue;
 		struct store_extra_object *o = &x.objects[x.object_count++];
 		o->kind = kind;
 		o->id = (int64_t)jint(j, "id");
@@ -2759,7 +2770,7 @@ int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		}
 		store_sieve_list_free(have, nhave);
 	}
-	if (m->folder == NULL && restore_extra(m, doc, address) < 0)
+	if (m->folder == NULL && restore_extra(m, doc, address, ids_ok) < 0)
 		ret = 1;
 	if (restore_kept(m, dest, doc, address, ids_ok, since) < 0)
 		ret = 1;

@@ -504,7 +504,9 @@ static bool extra_ok(const struct store_account_extra *x,
 		const struct store_extra_object *o = &x->objects[i];
 		if ((o->kind != STORE_JMAP_IDENTITY &&
 		     o->kind != STORE_JMAP_VACATION &&
-		     o->kind != STORE_JMAP_SETTINGS) ||
+		     o->kind != STORE_JMAP_SETTINGS &&
+		     o->kind != STORE_JMAP_SUBMISSION &&
+		     o->kind != STORE_JMAP_PUSH) ||
 		    o->id <= 0 || o->data == NULL) {
 			store_set_error(err, STORE_ERR_INVALID,
 					"Invalid JMAP object (kind %d, id %"

@@ -1638,7 +1638,8 @@ int store_import_seen(struct store_user *owner, const char *mailbox,
  * the server's), viewer 0 the owner's, else that user's own; Sieve's
  * records (vacation replies RFC 5230, duplicate RFC 7352) with their
  * expiry; JMAP stored objects (Identity, VacationResponse, settings,
- * RFC 8621) with their ids. Every string is malloced. */
+ * EmailSubmission, RFC 8621; PushSubscription, RFC 8620) with their
+ * ids. Every string is malloced. */
 struct store_extra_annotation {
 	char *mailbox;               /* NULL: the server */
 	int64_t viewer;

@@ -32,7 +32,9 @@ with backend = sqlite and [store] postgres on a private PostgreSQL 15
   same lines (folder, old UID, removal time), and back on sqlite
   `loftctl undelete` makes the folder again with both messages, which an
   IMAP client sees with their flags (without \\Deleted), keywords, dates
-  and bytes.
+  and bytes;
+- a JMAP EmailSubmission bob made before the moves is the same after each
+  (EmailSubmission/get: same id, emailId, identityId, undoStatus).
 Skipped (77) without PostgreSQL 15."""
 
 import hashlib
@@ -375,7 +377,27 @@ def extra_setup(loft, sink):
         'textBody': 'Bob moved house.'}}}, using=EXTRA_USING)
     r.check('VacationResponse/set before the move',
             'singleton' in (a.get('updated') or {}), a)
+    # a message sent through JMAP: its EmailSubmission object
+    boxes = {m.get('role'): m['id'] for m in
+             j.ok('Mailbox/get', {'ids': None})['list']}
+    a = j.ok('Email/set', {'create': {'d': {
+        'mailboxIds': {boxes['drafts']: True}, 'keywords': {'$draft': True},
+        'from': [{'email': BOB}], 'to': [{'email': 'sub@remote.test'}],
+        'subject': 'sent before the move',
+        'bodyValues': {'b': {'value': 'Submitted.'}},
+        'textBody': [{'partId': 'b', 'type': 'text/plain'}]}}})
+    eid = (a.get('created') or {}).get('d', {}).get('id')
+    a = j.ok('EmailSubmission/set', {'create': {'s': {
+        'identityId': ident, 'emailId': eid}}}, using=EXTRA_USING)
+    r.check('EmailSubmission/set before the move',
+            's' in (a.get('created') or {}), a)
+    r.check('the submission reached the smarthost', wait_for(
+        lambda: any(b'sent before the move' in m.get('data', b'')
+                    for m in sink.messages), timeout=30 * SLOW),
+        len(sink.messages))
     st['jmap'] = jmap_extra(loft)
+    r.check('an EmailSubmission before the move', len(st['jmap'][2]) == 1,
+            st['jmap'])
     # Sieve: duplicate files a Message-ID seen before into Dups
     rc, out, err = loft.loftctl('sieve', 'put', BOB, 'dups', '--activate',
                                 input='require ["duplicate", "fileinto", '
@@ -474,10 +496,14 @@ def jmap_extra(loft):
     j = Jmap(loft, BOB)
     ids = j.ok('Identity/get', {}, using=EXTRA_USING)['list']
     vac = j.ok('VacationResponse/get', {}, using=EXTRA_USING)['list']
+    subs = j.ok('EmailSubmission/get', {'ids': None},
+                using=EXTRA_USING)['list']
     return (sorted((i['id'], i.get('name'), i.get('textSignature'))
                    for i in ids),
             [(v.get('id'), v.get('isEnabled'), v.get('textBody'))
-             for v in vac])
+             for v in vac],
+            sorted((x['id'], x.get('emailId'), x.get('identityId'),
+                    x.get('undoStatus')) for x in subs))
 
 
 def extra_check(loft, sink, st, where):
@@ -488,8 +514,10 @@ def extra_check(loft, sink, st, where):
     r.check('%s: an URLAUTH URL made before still fetches' % where,
             any('bob body 0' in l for l in lines), lines)
     got = jmap_extra(loft)
+    r.check('%s: JMAP EmailSubmission kept (same id, Email, identity)'
+            % where, got[2] == st['jmap'][2], (got[2], st['jmap'][2]))
     r.check('%s: JMAP Identity and VacationResponse kept' % where,
-            got == st['jmap'] and any(i[0] == st['identity']
+            got[:2] == st['jmap'][:2] and any(i[0] == st['identity']
                                       for i in got[0]), (got, st['jmap']))
     lmtp_from(loft, 'pal@remote.test', BOB,
               pal_msg('vacation again', 'v-%s@remote.test' % where))

@@ -302,8 +302,11 @@ int pg_export_extra(struct store_export *e, struct store_account_extra *x,
 	pg_p_int(&p, STORE_JMAP_IDENTITY);
 	pg_p_int(&p, STORE_JMAP_VACATION);
 	pg_p_int(&p, STORE_JMAP_SETTINGS);
+	pg_p_int(&p, STORE_JMAP_SUBMISSION);
+	pg_p_int(&p, STORE_JMAP_PUSH);
 	r = pg_exec(e->c, "SELECT kind, id, data FROM jobject WHERE"
-		    " user_id = $1 AND kind IN ($2, $3, $4) ORDER BY kind, id",
+		    " user_id = $1 AND kind IN ($2, $3, $4, $5, $6)"
+		    " ORDER BY kind, id",
 		    &p, err);
 	if (r == NULL)
 		return -1;

@@ -950,12 +950,14 @@ int sq_export_extra(struct store_export *e, struct store_account_extra *x,
 	if (rc != SQLITE_DONE)
 		return sq_db_error(e->c, err, "export");
 	st = sq_stmt(e->c, "SELECT kind, id, data FROM jobject"
-			   " WHERE kind IN (?, ?, ?) ORDER BY kind, id");
+			   " WHERE kind IN (?, ?, ?, ?, ?) ORDER BY kind, id");
 	if (st == NULL)
 		return sq_db_error(e->c, err, "export");
 	sqlite3_bind_int(st, 1, STORE_JMAP_IDENTITY);
 	sqlite3_bind_int(st, 2, STORE_JMAP_VACATION);
 	sqlite3_bind_int(st, 3, STORE_JMAP_SETTINGS);
+	sqlite3_bind_int(st, 4, STORE_JMAP_SUBMISSION);
+	sqlite3_bind_int(st, 5, STORE_JMAP_PUSH);
 	cap = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		GROW(x->objects, x->object_count, cap);
