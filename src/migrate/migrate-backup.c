@@ -857,6 +857,44 @@ static int extra_json(struct migrate *m, struct store_export *e,
 	return 0;
 }
 
+/* The SHA-256 (hex) of the body email names, its bytes stored in
+ * DEST/blobs unless this run met that body already (cache). -1 on error,
+ * reported as "<what>UID n: ..." in mailbox; *retry_r when the body was
+ * removed meanwhile (as backup_account's). */
+static int body_sha(struct migrate *m, const char *dest,
+		    struct store_export *e, struct sha_cache *cache,
+		    int64_t email, const char *address, const char *mailbox,
+		    const char *what, uint32_t uid, char sha[65], bool *retry_r)
+{
+	const char *known = sha_cache_get(cache, email);
+	if (known != NULL) {
+		memcpy(sha, known, 65);
+		return 0;
+	}
+	struct store_error err;
+	struct store_blob b = {0};
+	if (store_export_body(e, email, &b, &err) < 0) {
+		if (err.kind == STORE_ERR_NOTFOUND)
+			*retry_r = true;
+		else
+			migrate_error(m, address, mailbox, "%sUID %u: %s", what,
+				      uid, err.msg);
+		return -1;
+	}
+	sha256_hex(b.data, b.len, sha);
+	int w = blob_store(dest, sha, b.data, b.len);
+	if (w < 0)
+		migrate_error(m, address, mailbox, "%sUID %u: blobs/%.2s/%s: %s",
+			      what, uid, sha, sha, strerror(errno));
+	else if (w == 1)
+		m->bytes += b.len;
+	store_blob_close(&b);
+	if (w < 0)
+		return -1;
+	sha_cache_put(cache, email, sha);
+	return 0;
+}
+
 /* Undelete's kept messages as the manifest's "kept" (docs/backup.md):
  * [{mailbox, uid, flags, internaldate, savedate, deleted_at, size, email,
  * thread, sha256}], oldest removal first; their bodies stored in
@@ -879,35 +917,10 @@ static json_t *kept_json(struct migrate *m, const char *dest,
 	for (size_t i = 0; i < n && !failed; i++) {
 		const struct store_export_kept *k = &v[i];
 		char sha[65];
-		const char *known = sha_cache_get(cache, k->email);
-		if (known != NULL) {
-			memcpy(sha, known, 65);
-		} else {
-			struct store_blob b = {0};
-			if (store_export_body(e, k->email, &b, &err) < 0) {
-				if (err.kind == STORE_ERR_NOTFOUND)
-					*retry_r = true;
-				else
-					migrate_error(m, address, k->mailbox,
-						      "kept UID %u: %s", k->uid,
-						      err.msg);
-				failed = true;
-				break;
-			}
-			sha256_hex(b.data, b.len, sha);
-			int w = blob_store(dest, sha, b.data, b.len);
-			if (w < 0) {
-				migrate_error(m, address, k->mailbox,
-					      "kept UID %u: blobs/%.2s/%s: %s",
-					      k->uid, sha, sha, strerror(errno));
-				failed = true;
-			} else if (w == 1) {
-				m->bytes += b.len;
-			}
-			store_blob_close(&b);
-			if (failed)
-				break;
-			sha_cache_put(cache, k->email, sha);
+		if (body_sha(m, dest, e, cache, k->email, address, k->mailbox,
+			     "kept ", k->uid, sha, retry_r) < 0) {
+			failed = true;
+			break;
 		}
 		char *kwcopy = xstrdup(k->keywords);
 		const char *kws[64];
@@ -986,39 +999,11 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 		bool more = r == 0 && !mb->noselect;
 		while (more && (r = store_export_next(e, &msg, &err)) == 1) {
 			char sha[65];
-			const char *known = sha_cache_get(cache, msg->email);
-			struct store_blob b = {0};
-			if (known != NULL) {
-				memcpy(sha, known, 65);
-			} else if (store_export_body(e, msg->email, &b,
-						     &err) < 0) {
-				if (err.kind == STORE_ERR_NOTFOUND)
-					*retry_r = true;
-				else
-					migrate_error(m, address, mb->name,
-						      "UID %u: %s", msg->uid,
-						      err.msg);
+			if (body_sha(m, dest, e, cache, msg->email, address,
+				     mb->name, "", msg->uid, sha, retry_r) < 0) {
 				failed = true;
 				break;
-			} else {
-				sha256_hex(b.data, b.len, sha);
 			}
-			if (known == NULL) {
-				int w = blob_store(dest, sha, b.data, b.len);
-				if (w < 0) {
-					migrate_error(m, address, mb->name,
-						      "UID %u: blobs/%.2s/%s: %s",
-						      msg->uid, sha, sha,
-						      strerror(errno));
-					failed = true;
-				} else if (w == 1) {
-					m->bytes += b.len;
-				}
-				store_blob_close(&b);
-			}
-			if (failed)
-				break;
-			sha_cache_put(cache, msg->email, sha);
 			json_t *jmsg = json_pack(
 				"{s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:s}",
 				"uid", (json_int_t)msg->uid,
