@@ -277,6 +277,17 @@ static bool all_temp(const struct batch *b)
 	return b->n > 0;
 }
 
+/* Empties b for the next messages (its bodies freed). */
+static void batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		queued_free(&b->q[i]);
+	b->n = 0;
+	b->bytes = 0;
+	b->first_ns = 0;
+	b->finished = 0;
+}
+
 static void commit_batch(struct migrate *m, struct batch *b)
 {
 	store_import_append_batch(m->user, b->items, b->n);
@@ -373,12 +384,7 @@ static void commit_finished(struct migrate *m, struct batch *b)
 	}
 	if (m->got_mark_source != NULL && m->got_n > got_from)
 		got_mark(m, got_from);
-	for (size_t i = 0; i < b->n; i++)
-		queued_free(&b->q[i]);
-	b->n = 0;
-	b->bytes = 0;
-	b->first_ns = 0;
-	b->finished = 0;
+	batch_clear(b);
 	if (stored && m->committed != NULL)
 		m->committed(m->account_ctx, m->user);
 }
@@ -390,12 +396,7 @@ static void commit_when_finished(struct migrate *m, struct batch *b)
 	struct migrate_batch *mb = m->batch;
 	wait_finished(mb, b);
 	if (m->quota_stop) {
-		for (size_t i = 0; i < b->n; i++)
-			queued_free(&b->q[i]);
-		b->n = 0;
-		b->bytes = 0;
-		b->first_ns = 0;
-		b->finished = 0;
+		batch_clear(b);
 		return;
 	}
 	commit_finished(m, b);
