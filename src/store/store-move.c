@@ -562,6 +562,33 @@ static int line_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void lines_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* 0 when the sorted lists la and lb hold the same lines, else -1 with
+ * "WHAT differ at the target (na/nb; 'the first line that differs')",
+ * that line cut at show bytes. Frees both lists. */
+static int lines_same(char **la, size_t na, char **lb, size_t nb,
+		      const char *what, int show, struct store_error *err)
+{
+	int ret = 0;
+	for (size_t i = 0; i < na || i < nb; i++) {
+		if (i < na && i < nb && strcmp(la[i], lb[i]) == 0)
+			continue;
+		ret = store_set_error(err, STORE_ERR_INTERNAL, "%s differ at "
+				      "the target (%zu/%zu; '%.*s')", what, na,
+				      nb, show, i < na ? la[i] : lb[i]);
+		break;
+	}
+	lines_free(la, na);
+	lines_free(lb, nb);
+	return ret;
+}
+
 static char **extra_lines(const struct store_account_extra *x, size_t *n_r)
 {
 	size_t n = x->annotation_count + x->key_count + x->record_count +
@@ -607,23 +634,8 @@ static int verify_extra(struct store_export *se, struct store_export *de,
 	}
 	size_t na, nb;
 	char **la = extra_lines(&a, &na), **lb = extra_lines(&b, &nb);
-	int ret = 0;
-	for (size_t i = 0; i < na || i < nb; i++) {
-		if (i < na && i < nb && strcmp(la[i], lb[i]) == 0)
-			continue;
-		ret = store_set_error(err, STORE_ERR_INTERNAL, "annotations, "
-				      "URLAUTH keys, Sieve records or JMAP "
-				      "objects differ at the target (%zu/%zu; "
-				      "'%.60s')", na, nb,
-				      i < na ? la[i] : lb[i]);
-		break;
-	}
-	for (size_t i = 0; i < na; i++)
-		free(la[i]);
-	for (size_t i = 0; i < nb; i++)
-		free(lb[i]);
-	free(la);
-	free(lb);
+	int ret = lines_same(la, na, lb, nb, "annotations, URLAUTH keys, "
+			     "Sieve records or JMAP objects", 60, err);
 	store_account_extra_free(&a);
 	store_account_extra_free(&b);
 	return ret;
@@ -661,9 +673,7 @@ static char **kept_lines(struct store_export *exp, size_t *n_r,
 	}
 	store_export_kept_free(v, n);
 	if (k < n) {
-		for (size_t i = 0; i < k; i++)
-			free(lines[i]);
-		free(lines);
+		lines_free(lines, k);
 		return NULL;
 	}
 	qsort(lines, n, sizeof(*lines), line_cmp);
@@ -680,28 +690,11 @@ static int verify_kept(struct store_export *se, struct store_export *de,
 		return -1;
 	char **lb = kept_lines(de, &nb, err);
 	if (lb == NULL) {
-		for (size_t i = 0; i < na; i++)
-			free(la[i]);
-		free(la);
+		lines_free(la, na);
 		return -1;
 	}
-	int ret = 0;
-	for (size_t i = 0; i < na || i < nb; i++) {
-		if (i < na && i < nb && strcmp(la[i], lb[i]) == 0)
-			continue;
-		ret = store_set_error(err, STORE_ERR_INTERNAL, "undelete's "
-				      "kept messages differ at the target "
-				      "(%zu/%zu; '%.80s')", na, nb,
-				      i < na ? la[i] : lb[i]);
-		break;
-	}
-	for (size_t i = 0; i < na; i++)
-		free(la[i]);
-	for (size_t i = 0; i < nb; i++)
-		free(lb[i]);
-	free(la);
-	free(lb);
-	return ret;
+	return lines_same(la, na, lb, nb, "undelete's kept messages", 80,
+			  err);
 }
 
 /* Everything a client keeps must be the same: the folders, UIDVALIDITY,
