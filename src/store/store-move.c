@@ -283,6 +283,29 @@ static int copy_acl(struct store_user *src, struct store_user *dst,
 	return ret;
 }
 
+/* The body of Email email made on dst's side, read from exp, its
+ * SHA-256 kept for the check; *body_r NULL when the move made it already
+ * (another copy of the same Email). */
+static int body_once(struct store_export *exp, struct store_user *dst,
+		     struct email_map *emails, int64_t email,
+		     struct store_move_report *rep, struct store_body **body_r,
+		     struct store_error *err)
+{
+	*body_r = NULL;
+	if (em_get(emails, email) != NULL)
+		return 0;
+	struct store_blob blob;
+	if (store_export_body(exp, email, &blob, err) < 0)
+		return -1;
+	unsigned char sha[32];
+	sha256(blob.data, blob.len, sha);
+	em_put(emails, email, sha);
+	rep->bytes += blob.len;
+	int ret = body_copy(dst, &blob, body_r, err);
+	store_blob_close(&blob);
+	return ret;
+}
+
 /* Undelete's kept messages, each with its removal time (the retention
  * period runs on), its Email and thread: a body the move copied already
  * (a live copy of the same Email) is named, not copied again. */
@@ -297,22 +320,10 @@ static int copy_kept(struct store_export *exp, struct store_user *dst,
 	int ret = 0;
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		const struct store_export_kept *k = &v[i];
-		struct store_body *body = NULL;
-		if (em_get(emails, k->email) == NULL) {
-			struct store_blob blob;
-			if (store_export_body(exp, k->email, &blob, err) < 0) {
-				ret = -1;
-				break;
-			}
-			unsigned char sha[32];
-			sha256(blob.data, blob.len, sha);
-			em_put(emails, k->email, sha);
-			rep->bytes += blob.len;
-			ret = body_copy(dst, &blob, &body, err);
-			store_blob_close(&blob);
-			if (ret < 0)
-				break;
-		}
+		struct store_body *body;
+		if ((ret = body_once(exp, dst, emails, k->email, rep, &body,
+				     err)) < 0)
+			break;
 		struct store_import_kept ik = {
 			.mailbox = k->mailbox,
 			.uid = k->uid,
@@ -381,24 +392,11 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 		const struct store_export_msg *msg;
 		int r;
 		while (ret == 0 && (r = store_export_next(exp, &msg, err)) > 0) {
-			struct store_body *body = NULL;
-			if (em_get(emails, msg->email) == NULL) {
-				struct store_blob blob;
-				if (store_export_body(exp, msg->email, &blob,
-						      err) < 0) {
-					ret = -1;
-					break;
-				}
-				unsigned char sha[32];
-				sha256(blob.data, blob.len, sha);
-				em_put(emails, msg->email, sha);
-				rep->bytes += blob.len;
-				r = body_copy(dst, &blob, &body, err);
-				store_blob_close(&blob);
-				if (r < 0) {
-					ret = -1;
-					break;
-				}
+			struct store_body *body;
+			if (body_once(exp, dst, emails, msg->email, rep, &body,
+				      err) < 0) {
+				ret = -1;
+				break;
 			}
 			rep->messages++;
 			ret = batch_add(dst, b, mb->name, msg, body, err);
