@@ -128,9 +128,22 @@ void imap_parser_set_limits(struct imap_parser *p,
 	p->limits = *limits;
 }
 
+/* The command buffer's capacity a new command keeps (more is freed). */
+#define PARSER_BUF_KEEP 256
+
 static void start_command(struct imap_parser *p)
 {
-	buf_reset(&p->buf);
+	/* An idle session (IDLE, or between commands) holds what its last
+	 * command needed: the node array a command with arguments grew (16
+	 * nodes, 640 bytes) goes with the command, and a long command's
+	 * buffer too; a command with arguments allocates its nodes again. */
+	if (p->buf.cap > PARSER_BUF_KEEP)
+		buf_free(&p->buf);
+	else
+		buf_reset(&p->buf);
+	free(p->nodes);
+	p->nodes = NULL;
+	p->node_cap = 0;
 	p->tag_off = p->tag_len = p->name_off = p->name_len = 0;
 	p->have_tag = p->have_name = false;
 	p->node_count = 0;
@@ -147,6 +160,12 @@ static void start_command(struct imap_parser *p)
 	p->state = S_TAG;
 	p->fresh = false;
 	p->skip_lit = 0;
+}
+
+size_t imap_parser_heap_bytes(const struct imap_parser *p)
+{
+	return p->buf.cap + p->node_cap * sizeof(*p->nodes) +
+	       (p->args != NULL ? (p->arg_count + 1) * sizeof(*p->args) : 0);
 }
 
 bool imap_parser_between(const struct imap_parser *p)

@@ -85,6 +85,9 @@ void imap_parser_set_limits(struct imap_parser *p,
 			    const struct imap_parser_limits *limits);
 /* Forgets everything, including a half-read line (after STARTTLS). */
 void imap_parser_reset(struct imap_parser *p);
+/* Bytes the parser holds on the heap besides its struct: the command
+ * buffer and the node and argument arrays (an idle session's share). */
+size_t imap_parser_heap_bytes(const struct imap_parser *p);
 /* Whether no byte of a next command has been fed yet (between commands). */
 bool imap_parser_between(const struct imap_parser *p);
 

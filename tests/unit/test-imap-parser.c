@@ -273,6 +273,30 @@ static void test_utf7(void)
 	CHECK(!utf8_valid("\xed\xa0\x80", 3));
 }
 
+/* Issue 11: a session in IDLE holds little of the parser: after SELECT
+ * with an argument and a long LOGIN, "a3 IDLE" leaves no node array and
+ * a buffer of at most 256 bytes (byte counts, not timing). */
+static void test_idle_footprint(void)
+{
+	struct imap_parser *p = imap_parser_create(&imap_parser_limits_default);
+	char login[700];
+	snprintf(login, sizeof(login), "a1 LOGIN %0500d secret\r\n", 7);
+	const char *cmds[] = {login, "a2 SELECT INBOX\r\n", "a3 IDLE\r\n"};
+	for (size_t i = 0; i < 3; i++) {
+		size_t used = 0;
+		enum imap_parse_result r = imap_parser_feed(p, cmds[i], strlen(cmds[i]),
+							    &used);
+		CHECK(r == IMAP_PARSE_COMMAND);
+		CHECK(used == strlen(cmds[i]));
+		if (i == 1)
+			CHECK(imap_parser_heap_bytes(p) >= 640);
+	}
+	struct slice nm = imap_parser_name(p);
+	CHECK(nm.len == 4 && memcmp(nm.ptr, "IDLE", 4) == 0);
+	CHECK(imap_parser_heap_bytes(p) <= 256 + 16);
+	imap_parser_destroy(&p);
+}
+
 int main(void)
 {
 	static const struct test_case cases[] = {
@@ -282,6 +306,7 @@ int main(void)
 		{"stream", test_stream},
 		{"seqset", test_seqset},
 		{"utf7", test_utf7},
+		{"idle_footprint", test_idle_footprint},
 		{NULL, NULL},
 	};
 	return test_main(cases);
