@@ -1027,8 +1027,7 @@ static json_t *backup_account(struct migrate *m, const char *dest,
 					json_integer((json_int_t)
 						     msg->pop3_first_retr));
 			json_array_append_new(msgs, jmsg);
-			m->imported++;
-			migrate_count(m, 0, false);
+			migrate_count(m, 0, true);
 		}
 		if (r < 0) {
 			migrate_error(m, address, mb->name, "%s", err.msg);
@@ -1252,6 +1251,7 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 				old = pa;
 		}
 		if (old != NULL) {
+			m->cur->referenced = true;
 			json_array_append(accounts, old);
 			json_decref(record);
 			json_decref(scripts);
@@ -1265,12 +1265,15 @@ int migrate_backup(struct migrate *m, const char *dest, const char **addresses,
 		for (int attempt = 0; doc == NULL; attempt++) {
 			bool retry;
 			uint64_t counted = m->imported;
+			uint64_t counted_here = m->cur->imported;
 			doc = backup_account(m, dest, a, users[i], record,
 					     &modseq, &cache, attempt == 0,
 					     &retry);
 			if (doc != NULL || !retry)
 				break;
+			/* the account is read again from a newer snapshot */
 			m->imported = counted;
+			m->cur->imported = counted_here;
 			if (attempt == 20) {
 				migrate_error(m, a, NULL, "messages kept being"
 					      " removed while they were read"

@@ -14,6 +14,7 @@ struct migrate_folder_stats {
 	uint64_t imported, skipped, failed, bytes, renumbered, flags_updated;
 	uint64_t expunged;       /* vanished at the source, expunged here */
 	bool uids_kept;
+	bool referenced;         /* backup: unchanged, the last manifest named */
 	uint64_t changedsince;   /* IMAP: flags asked for changes since this
 				    MODSEQ only (0: all of them) */
 };

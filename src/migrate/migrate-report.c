@@ -113,7 +113,7 @@ void migrate_folder_end(struct migrate *m)
 	if (f == NULL)
 		return;
 	if (m->json) {
-		json_line(m, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
+		json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I,"
 				       " s:b, s:b, s:I, s:I}",
 				       "type", "folder", "folder", f->name,
 				       "imported", (json_int_t)f->imported,
@@ -126,14 +126,24 @@ void migrate_folder_end(struct migrate *m)
 				       "uids_kept", f->uids_kept,
 				       "dry_run", m->dry_run,
 				       "changedsince", (json_int_t)f->changedsince,
-				       "expunged", (json_int_t)f->expunged));
+				       "expunged", (json_int_t)f->expunged);
+		/* a backup's account unchanged since the newest snapshot */
+		if (o != NULL && f->referenced)
+			json_object_set_new(o, "referenced", json_true());
+		json_line(m, o);
 	} else {
 		progress_clear(m);
-		if (m->exporting)
+		if (f->referenced) {
+			fprintf(m->out, "%s: unchanged since the last run"
+				" (referenced, nothing copied)\n", f->name);
+			goto done;
+		}
+		if (m->exporting) {
 			fprintf(m->out, "%s: %llu exported, %llu failed\n",
 				f->name, (unsigned long long)f->imported,
 				(unsigned long long)f->failed);
-		else
+			goto done;
+		}
 		fprintf(m->out, "%s: %llu %s, %llu already there, %llu failed"
 			"%s%s%s", f->name, (unsigned long long)f->imported,
 			m->exporting ? "exported" :
@@ -150,6 +160,7 @@ void migrate_folder_end(struct migrate *m)
 			fprintf(m->out, ", %llu expunged (gone at the source)",
 				(unsigned long long)f->expunged);
 		fputc('\n', m->out);
+done:
 		fflush(m->out);
 	}
 	free(f->name);
@@ -205,11 +216,20 @@ void migrate_finish(struct migrate *m, const char *what)
 		return;
 	}
 	progress_clear(m);
-	if (m->problems > 0 || m->failed > 0)
+	if (m->problems == 0 && m->failed == 0)
+		return;
+	/* verify and prune move no message: only their problems */
+	const char *done = strcmp(what, "export") == 0 ||
+				   strcmp(what, "backup") == 0 ? "exported"
+			   : strcmp(what, "restore") == 0 ? "restored"
+			   : strcmp(what, "import") == 0 ? "imported" : NULL;
+	if (done == NULL)
+		fprintf(m->err, "loftctl: %s: %llu problems (see above)\n",
+			what, (unsigned long long)m->problems);
+	else
 		fprintf(m->err, "loftctl: %s: %llu messages %s, %llu failed,"
 			" %llu problems (see above)\n", what,
-			(unsigned long long)m->imported,
-			strcmp(what, "export") == 0 ? "exported" : "imported",
+			(unsigned long long)m->imported, done,
 			(unsigned long long)m->failed,
 			(unsigned long long)m->problems);
 }

@@ -7,7 +7,12 @@ as pg/test_export with LOFT_TEST_BACKEND=postgres):
     the file names, the bytes as IMAP serves them (LF line ends);
   - mbox: UW-IMAP's X-IMAP with the folder's UIDVALIDITY as IMAP reports
     it, X-UID per message in UID order, Status: RO for \\Seen;
-  - backup of the account, then `backup verify`: intact (exit 0).
+  - backup of the account, then `backup verify`: intact (exit 0);
+  - what they say: the export one line per folder with its count and no
+    blank line; the backup the account's four messages (it said "0
+    exported" for every account), an unchanged re-run "unchanged since
+    the last run"; verify of a damaged blob its problems, not
+    "0 messages imported".
 """
 
 import os
@@ -53,6 +58,10 @@ def main():
         md = os.path.join(env.dir, 'export-maildir')
         rc, out, err = env.loftctl('export', A, md, '--format', 'maildir')
         R.check('maildir export: exit 0', rc == 0, out + err)
+        R.check('maildir export: INBOX: 3 exported, Projects: 1 exported',
+                'INBOX: 3 exported, 0 failed\n' in out and
+                'Projects: 1 exported, 0 failed\n' in out, out)
+        R.check('maildir export: no blank line', '\n\n' not in out, out)
         files = files_under(md)
         R.check('maildir: four messages', len(files) == 4, sorted(files))
         flagged = [n for n, b in files.items()
@@ -97,8 +106,32 @@ def main():
         dest = os.path.join(env.dir, 'backup')
         rc, out, err = env.loftctl('backup', A, dest)
         R.check('backup: exit 0', rc == 0, out + err)
+        R.check('backup: says the account\'s four messages',
+                '%s: 4 exported, 0 failed\n' % A in out, out)
+        R.check('backup: no blank line', '\n\n' not in out, out)
         rc, out, err = env.loftctl('backup', 'verify', dest)
         R.check('backup verify: intact', rc == 0, out + err)
+        rc, out, err = env.loftctl('backup', A, dest)
+        R.check('unchanged re-run: exit 0', rc == 0, out + err)
+        R.check('unchanged re-run: says the account is referenced',
+                '%s: unchanged since the last run' % A in out, out)
+        rc, out, err = env.loftctl('backup', A, dest, '--json')
+        R.check('unchanged re-run, --json: "referenced": true',
+                '"referenced":true' in out and
+                '"folder":"%s"' % A in out, out)
+        blobs = sorted(os.path.join(d, n)
+                       for d, _, ns in os.walk(os.path.join(dest, 'blobs'))
+                       for n in ns)
+        if blobs:
+            with open(blobs[0], 'ab') as f:
+                f.write(b'damage')
+        rc, out, err = env.loftctl('backup', 'verify', dest)
+        R.check('damaged: verify exit 1 naming the blob',
+                rc == 1 and blobs and os.path.basename(blobs[0]) in err,
+                (rc, err))
+        R.check('damaged: verify counts problems, no "messages imported"',
+                re.search(r'verify: \d+ problems', err) is not None and
+                'imported' not in err, err)
     return R.finish()
 
 
