@@ -162,7 +162,10 @@ struct json_t *migrate_backup_server(const char *dest, char *why,
 int migrate_backup_addresses(const char *dest, char ***addresses_r,
 			     size_t *count_r, char *why, size_t why_size);
 /* Restores address from DEST's newest complete snapshot into m->user
- * (m->folder: one folder; since: internal dates from then on, 0: all). */
+ * (m->folder: one folder; since: internal dates from then on, 0: all).
+ * 0: done; 1: done with problems (what was restored stays); 2: refused
+ * before anything was written (no snapshot, the account not in it, a
+ * damaged manifest or body). */
 int migrate_restore(struct migrate *m, const char *dest, const char *address,
 		    time_t since);
 

@@ -12,7 +12,8 @@
     in for it) ends the run with exit 1 naming it, makes no snapshot,
     leaves the older ones whole, and the next run completes;
   - `backup verify` names a damaged blob and a damaged manifest (exit 1),
-    and restore refuses a damaged backup; a SNAPSHOT naming a path with
+    and restore refuses a damaged backup (an account it would have made
+    is not left behind); a SNAPSHOT naming a path with
     ".." is refused;
   - a restore killed -9 and run again stores each message once.
 """
@@ -281,6 +282,15 @@ def main():
         c = snapshot(env, 'carol@example.test')
         R.check('nothing restored from it',
                 all(not v[1] for v in c.values()), c.keys())
+        # into an account the restore would make: none is left behind
+        # (an empty account with alice's password, as there was)
+        rc, out, err = env.loftctl('restore', dest, 'alice@example.test',
+                                   '--as', 'frank@example.test')
+        R.check('restore --as a new account refuses the damaged backup',
+                rc == 1 and 'restore refused' in err, out + err)
+        rc, out, err = env.loftctl('user', 'list')
+        R.check('... and leaves no account made for it',
+                rc == 0 and 'frank@example.test' not in out, out + err)
         with open(victim, 'wb') as f:
             f.write(saved)
         man_path = os.path.join(dest, 'snapshots', second.group(1),

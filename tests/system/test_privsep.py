@@ -16,7 +16,10 @@ killed with SIGKILL while clients read and LMTP delivers.
   line and a non-zero status; after a restart nothing acknowledged is
   lost.
 - `user = nobody`: the children run as nobody, data_dir and what loftctl
-  run as root creates there are nobody's, the root-only key still loads.
+  run as root creates there are nobody's, the root-only key still loads;
+  loftctl as root makes a missing backup or export DEST for nobody (0700)
+  under a root-owned directory, and names nobody and the way out for a
+  DEST it cannot write and a SOURCE it cannot read.
 - A second loftd on the same data_dir is refused, naming the first.
 - The outbound process: mail submitted for a remote address leaves
   DKIM-signed through a TCP connection the outbound process made (its
@@ -471,6 +474,57 @@ def test_user():
         c = env.imap_login('carol@example.test', 'lantern-quarry-velvet')
         R.check('the new user logs in', c.select('INBOX')[0] == 'OK')
         c.logout()
+        admin_paths(env, nobody)
+
+
+def admin_paths(env, nobody):
+    """loftctl as root works as nobody: paths an admin names outside
+    data_dir. docs/running.md's `loftctl backup /srv/backup` (/srv is
+    root's) failed with a bare "Permission denied", and so did an export;
+    a root-only source said the same without naming the user."""
+    srv = os.path.join(env.dir, 'srv')       # root's, 0755, like /srv
+    os.mkdir(srv, 0o755)
+    dest = os.path.join(srv, 'backup')
+    rc, out, err = env.loftctl('backup', dest)
+    R.check('backup into a new DEST under a root-owned directory: exit 0',
+            rc == 0, out + err)
+    st = os.stat(dest) if os.path.isdir(dest) else None
+    R.check('DEST made for nobody, mode 0700',
+            st is not None and st.st_uid == nobody.pw_uid and
+            st.st_mode & 0o777 == 0o700,
+            st and (st.st_uid, oct(st.st_mode)))
+    R.check('every file of the backup is nobody\'s',
+            st is not None and not all_owned_by(dest, nobody.pw_uid),
+            st and all_owned_by(dest, nobody.pw_uid)[:5])
+    rc, out, err = env.loftctl('backup', 'verify', dest)
+    R.check('backup verify: intact', rc == 0, out + err)
+    out_dir = os.path.join(srv, 'export')
+    rc, out, err = env.loftctl('export', ALICE, out_dir, '--format', 'mbox')
+    R.check('export into a new DEST under a root-owned directory: exit 0',
+            rc == 0 and os.path.isfile(os.path.join(out_dir, 'INBOX')),
+            out + err)
+    # an existing directory nobody cannot write: said so, with the way out
+    ro = os.path.join(srv, 'root-only')
+    os.mkdir(ro, 0o755)
+    rc, out, err = env.loftctl('backup', ro)
+    R.check('backup into a root-owned DEST: exit 1 naming nobody and chown',
+            rc == 1 and 'nobody cannot write there' in err and
+            'chown nobody %s' % ro in err, (rc, err))
+    # a source only root can read (a home directory is 0700 on Debian 12)
+    home = os.path.join(srv, 'home')
+    os.mkdir(home, 0o700)
+    md = os.path.join(home, 'Maildir')
+    for sub in ('cur', 'new', 'tmp'):
+        os.makedirs(os.path.join(md, sub))
+    with open(os.path.join(md, 'cur', '1.M1.host:2,S'), 'wb') as f:
+        f.write(b'Subject: from home\r\n\r\nbody\r\n')
+    rc, out, err = env.loftctl('import', ALICE, md)
+    R.check('import from a root-only tree: exit 1 naming nobody',
+            rc == 1 and 'nobody cannot read it' in err and md in err,
+            (rc, err))
+    os.chmod(home, 0o755)
+    rc, out, err = env.loftctl('import', ALICE, md)
+    R.check('made readable, the same import works', rc == 0, out + err)
 
 
 def test_lock():

@@ -22,6 +22,7 @@
 #endif
 
 #include <errno.h>
+#include <inttypes.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,9 @@ static int cmd_import(struct loftctl *ctl, int argc, char **argv)
 		}
 		m.password = password;
 	}
+	if (strstr(argv[1], "://") == NULL &&
+	    loftctl_user_can(ctl, argv[1], false, "SOURCE") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	if (open_account(ctl, argv[0], &m.user) < 0)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
@@ -187,6 +191,8 @@ static int cmd_export(struct loftctl *ctl, int argc, char **argv)
 	    format == NULL ||
 	    (strcmp(format, "maildir") != 0 && strcmp(format, "mbox") != 0))
 		return loftctl_usage(&loftctl_migrate_cmds[1]);
+	if (loftctl_user_can(ctl, argv[1], true, "DEST") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	if (open_account(ctl, argv[0], &m.user) < 0)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
@@ -657,7 +663,6 @@ static int parse_age(const char *s, time_t *t_r)
 
 static int cmd_backup_prune(struct loftctl *ctl, int argc, char **argv)
 {
-	(void)ctl;
 	struct migrate m;
 	memset(&m, 0, sizeof(m));
 	bool bad = false;
@@ -675,6 +680,8 @@ static int cmd_backup_prune(struct loftctl *ctl, int argc, char **argv)
 	    (keep_s != NULL && (*e != '\0' || keep < 1)) ||
 	    (age_s != NULL && parse_age(age_s, &before) < 0))
 		return loftctl_usage(&loftctl_migrate_cmds[4]);
+	if (loftctl_user_can(ctl, argv[0], true, "DEST") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	int r = migrate_backup_prune(&m, argv[0], keep, before, dry);
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
@@ -690,6 +697,8 @@ static int cmd_backup(struct loftctl *ctl, int argc, char **argv)
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	if (argc < 1 || argv[argc - 1][0] == '-')
 		return loftctl_usage(&loftctl_migrate_cmds[5]);
+	if (loftctl_user_can(ctl, argv[argc - 1], true, "DEST") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	if (argc == 1)
 		m.server_record = server_record;   /* the whole server */
 	struct names l = {NULL, 0};
@@ -727,22 +736,24 @@ static int cmd_backup(struct loftctl *ctl, int argc, char **argv)
 
 static int cmd_backup_verify(struct loftctl *ctl, int argc, char **argv)
 {
-	(void)ctl;
 	struct migrate m;
 	memset(&m, 0, sizeof(m));
 	m.json = loftctl_take_flag(&argc, argv, "--json");
 	if (argc != 1)
 		return loftctl_usage(&loftctl_migrate_cmds[2]);
+	if (loftctl_user_can(ctl, argv[0], false, "DEST") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	return migrate_backup_verify(&m, argv[0]) == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
 
 static int cmd_backup_list(struct loftctl *ctl, int argc, char **argv)
 {
-	(void)ctl;
 	struct migrate m;
 	memset(&m, 0, sizeof(m));
 	if (argc != 1)
 		return loftctl_usage(&loftctl_migrate_cmds[3]);
+	if (loftctl_user_can(ctl, argv[0], false, "DEST") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	return migrate_backup_list(&m, argv[0]) == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
 
@@ -754,9 +765,12 @@ static int restore_one(struct loftctl *ctl, struct migrate *proto,
 {
 	struct migrate m = *proto;
 	struct auth_user tu;
-	if (auth_lookup(ctl->auth, target, &tu) == 0 &&
-	    account_create(ctl, dest, address, target) < 0)
-		return LOFTCTL_EXIT_FAIL;
+	bool made = false;
+	if (auth_lookup(ctl->auth, target, &tu) == 0) {
+		if (account_create(ctl, dest, address, target) < 0)
+			return LOFTCTL_EXIT_FAIL;
+		made = true;
+	}
 	if (open_account(ctl, target, &m.user) < 0)
 		return LOFTCTL_EXIT_FAIL;
 	m.store = ctl->store;
@@ -769,8 +783,29 @@ static int restore_one(struct loftctl *ctl, struct migrate *proto,
 	m.sieve_restore = sieve_restore;
 #endif
 	int r = migrate_restore(&m, dest, address, since);
-	loftctl_tell_changed(ctl, store_user_id(m.user));
+	int64_t id = store_user_id(m.user);
+	if (r != 2)
+		loftctl_tell_changed(ctl, id);
 	store_user_unref(&m.user);
+	if (r == 2 && made) {
+		/* refused before anything was written (a damaged backup):
+		 * the account this run made goes again, so that no empty
+		 * account with the backup's password is left behind */
+		char *error = NULL;
+		struct store_error err = {0};
+		if (auth_user_del(ctl->auth, target, &error) < 0)
+			fprintf(stderr, "loftctl: %s: made from the backup and"
+				" not removed again: %s\n", target,
+				error != NULL ? error : "?");
+		else if (store_user_delete(ctl->store, id, &err) < 0)
+			fprintf(stderr, "loftctl: %s: its empty index (user id"
+				" %" PRId64 ") was not removed: %s\n", target,
+				id, err.msg);
+		else
+			printf("%s: not made after all (nothing restored)\n",
+			       target);
+		free(error);
+	}
 	return r == 0 ? 0 : LOFTCTL_EXIT_FAIL;
 }
 
@@ -955,6 +990,8 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 	    (argc == 2 && argv[1][0] == '-') || (argc == 1 && as != NULL) ||
 	    (since_s != NULL && parse_since(since_s, &since) < 0))
 		return loftctl_usage(&loftctl_migrate_cmds[6]);
+	if (loftctl_user_can(ctl, argv[0], false, "DEST") < 0)
+		return LOFTCTL_EXIT_FAIL;
 	if (argc == 2)
 		return restore_one(ctl, &m, argv[0], argv[1],
 				   as != NULL ? as : argv[1], since);
@@ -1003,6 +1040,24 @@ static int cmd_restore(struct loftctl *ctl, int argc, char **argv)
 #endif
 	json_decref(srv);
 	return rc;
+}
+
+/* DEST of backup and export: the last argument that is neither an option
+ * nor an option's value (loftctl.h). */
+const char *loftctl_migrate_dest(const struct loftctl_cmd *cmd, int argc,
+				 char **argv)
+{
+	if (cmd->run != cmd_export && cmd->run != cmd_backup)
+		return NULL;
+	const char *last = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--format") == 0 ||
+		    strcmp(argv[i], "--folder") == 0)
+			i++;
+		else if (argv[i][0] != '-')
+			last = argv[i];
+	}
+	return last;
 }
 
 const struct loftctl_cmd loftctl_migrate_cmds[] = {

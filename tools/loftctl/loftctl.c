@@ -17,12 +17,15 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -390,7 +393,8 @@ static bool group_exists(const char *name)
  * data_dir: what it creates there (accounts.db, an index, a blob) must be
  * NAME's, as loftd's children run as NAME. A missing data_dir is created
  * as loftd would (owned by NAME). */
-static int become_service_user(struct loftctl *ctl, char **error_r)
+static int become_service_user(struct loftctl *ctl, const char *dest,
+			       char **error_r)
 {
 	const char *name = config_get(ctl->cfg, "", "user");
 	if (name == NULL || geteuid() != 0)
@@ -399,10 +403,74 @@ static int become_service_user(struct loftctl *ctl, char **error_r)
 	if (daemon_user_resolve(name, &u, error_r) < 0 ||
 	    daemon_data_dir_prepare(ctl->set.data_dir, &u, error_r) < 0)
 		return -1;
-	return daemon_user_become(&u, error_r);
+	/* A backup's or an export's DEST that does not exist yet is made
+	 * for the user, as loftd makes data_dir: `loftctl backup
+	 * /srv/backup` as root must not fail because /srv is root's. Only
+	 * the last component, and only what this run made is chowned. */
+	struct stat st;
+	if (dest != NULL && dest[0] != '\0' && lstat(dest, &st) < 0 &&
+	    errno == ENOENT) {
+		char *copy = xstrdup(dest);
+		struct stat pst;
+		bool parent = stat(dirname(copy), &pst) == 0 &&
+			      S_ISDIR(pst.st_mode);
+		free(copy);
+		if (parent && mkdir(dest, 0700) == 0) {
+			int fd = open(dest, O_RDONLY | O_DIRECTORY |
+						    O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0 || fchown(fd, u.uid, u.gid) < 0) {
+				*error_r = xasprintf("%s: cannot give it to %s:"
+						     " %s", dest, u.name,
+						     strerror(errno));
+				if (fd >= 0)
+					close(fd);
+				return -1;
+			}
+			close(fd);
+		}
+	}
+	if (daemon_user_become(&u, error_r) < 0)
+		return -1;
+	snprintf(ctl->became, sizeof(ctl->became), "%s", u.name);
+	return 0;
 }
 
-static int open_ctl(struct loftctl *ctl)
+int loftctl_user_can(struct loftctl *ctl, const char *path, bool write,
+		     const char *what)
+{
+	if (ctl->became[0] == '\0')
+		return 0;
+	struct stat st;
+	int mode = write ? W_OK | X_OK : R_OK;
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			mode |= X_OK | (write ? 0 : R_OK);
+		else if (write)
+			return 0;
+		if (access(path, mode) == 0)
+			return 0;
+	}
+	if (errno != EACCES && errno != EPERM)
+		return 0;
+	if (write)
+		loftctl_fail("%s %s: %s cannot write there (run as root,"
+			     " loftctl works as `user = %s` of %s, so that"
+			     " what it makes is %s's): chown %s %s, or name"
+			     " a directory %s can write (a missing one is"
+			     " made for %s)", what, path, ctl->became,
+			     ctl->became, ctl->config_path, ctl->became,
+			     ctl->became, path, ctl->became, ctl->became);
+	else
+		loftctl_fail("%s %s: %s cannot read it (run as root,"
+			     " loftctl works as `user = %s` of %s): give %s"
+			     " read access (setfacl -R -m u:%s:rX %s), or"
+			     " copy it where %s can read it", what, path,
+			     ctl->became, ctl->became, ctl->config_path,
+			     ctl->became, ctl->became, path, ctl->became);
+	return -1;
+}
+
+static int open_ctl(struct loftctl *ctl, const char *dest)
 {
 	struct buf errors;
 	buf_init(&errors, 0);
@@ -427,7 +495,7 @@ static int open_ctl(struct loftctl *ctl)
 	}
 	buf_free(&errors);
 	char *error = NULL;
-	if (become_service_user(ctl, &error) < 0) {
+	if (become_service_user(ctl, dest, &error) < 0) {
 		loftctl_fail("%s", error);
 		free(error);
 		return -1;
@@ -485,7 +553,11 @@ int main(int argc, char **argv)
 	}
 	/* Only warnings and errors: loftctl's output is its answer. */
 	log_set_level(LOG_LVL_WARN);
-	if (open_ctl(&ctl) < 0) {
+	const char *dest = NULL;
+#ifdef LOFTCTL_HAVE_MIGRATE
+	dest = loftctl_migrate_dest(cmd, argc - i - used, argv + i + used);
+#endif
+	if (open_ctl(&ctl, dest) < 0) {
 		config_free(&ctl.cfg);
 		return LOFTCTL_EXIT_FAIL;
 	}

@@ -32,6 +32,8 @@ struct loftctl {
 	struct auth *auth;
 	struct store *store;           /* opened by loftctl_store() */
 	struct loftctl_teller *teller; /* loftctl_tell_soon's thread */
+	/* the `user` loftctl became (run as root), else "" */
+	char became[64];
 };
 
 struct loftctl_cmd {
@@ -127,6 +129,20 @@ void loftctl_tell_stop(struct loftctl *ctl);
 /* [sharing] cross_domain and max_acl_entries (cmd-acl.c). */
 bool loftctl_cross_domain(struct loftctl *ctl);
 unsigned loftctl_max_acl_entries(struct loftctl *ctl);
+/* Whether path can be read (a file, or a tree: R_OK | X_OK on a
+ * directory) or written in (W_OK: a directory to create files in). 0 if
+ * so, or if it cannot be told here (the verb then reports its own error).
+ * When loftctl became the service user (run as root) and that user is
+ * refused, prints why and the way out (root can, `user` cannot) and
+ * returns -1. what: "SOURCE", "DEST". */
+int loftctl_user_can(struct loftctl *ctl, const char *path, bool write,
+		     const char *what);
+/* The directory cmd writes outside data_dir (backup's and export's DEST)
+ * as its arguments name it (argc, argv as for run), else NULL. Run as
+ * root with `user`, loftctl makes a missing one for the user (0700)
+ * before it becomes the user (cmd-migrate.c). */
+const char *loftctl_migrate_dest(const struct loftctl_cmd *cmd, int argc,
+				 char **argv);
 /* Removes "--flag" from argv if present; returns whether it was there. */
 bool loftctl_take_flag(int *argc, char **argv, const char *flag);
 
