@@ -455,6 +455,7 @@ static int md_import_folder(struct migrate *m, int rootfd, const char *root,
 		if (strs_have(marks, mark_count, base)) {
 			m->skipped++;
 			m->cur->skipped++;
+			migrate_count(m, 0, false);   /* a resumed run's progress */
 			free(base);
 			free(label);
 			continue;
@@ -789,6 +790,31 @@ out:
 		close(sfd);
 }
 
+/* The files in a folder's cur/ and new/ (not followed, not stat'ed). */
+static uint64_t md_count(int rootfd, const char *rel)
+{
+	uint64_t count = 0;
+	static const char *const subs[] = {"cur", "new"};
+	for (size_t s = 0; s < 2; s++) {
+		char *p = xasprintf("%s/%s", rel, subs[s]);
+		int fd = openat(rootfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+						 O_CLOEXEC);
+		free(p);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		if (d == NULL) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.')
+				count++;
+		closedir(d);
+	}
+	return count;
+}
+
 static int import_maildir(struct migrate *m, const char *path)
 {
 	char root[PATH_MAX];
@@ -875,6 +901,11 @@ static int import_maildir(struct migrate *m, const char *path)
 	}
 	if (n > 1)
 		qsort(v, n, sizeof(*v), md_folder_cmp);
+	/* how many messages, for the progress line's ETA (names only) */
+	if (m->progress)
+		for (size_t i = 0; i < n; i++)
+			if (m->folder == NULL || strcmp(m->folder, v[i].name) == 0)
+				m->total_msgs += md_count(rootfd, v[i].rel);
 	char **subs;
 	size_t sub_count;
 	read_subscriptions(rootfd, !plusplus, &subs, &sub_count);

@@ -187,14 +187,31 @@ void migrate_count(struct migrate *m, uint64_t bytes, bool imported)
 	double secs = (double)(t - m->started_ns) / 1e9;
 	double rate = secs > 0 ? (double)m->imported / secs : 0;
 	double mbs = secs > 0 ? (double)m->bytes / 1048576.0 / secs : 0;
-	char eta[32] = "";
-	if (m->total_guess > m->bytes && mbs > 0)
-		snprintf(eta, sizeof(eta), ", ETA %.0f s",
-			 (double)(m->total_guess - m->bytes) / 1048576.0 / mbs);
-	fprintf(m->err, "\r\033[K%s: %llu messages, %.1f MB, %.0f msg/s,"
+	char eta[40] = "";
+	double left = -1;
+	/* by messages when the source said how many (imported, already
+	 * there or failed: each is one done), else by bytes */
+	uint64_t done = m->imported + m->skipped + m->failed;
+	if (m->total_msgs > done && (done >= 50 || secs >= 1) && secs > 0)
+		left = (double)(m->total_msgs - done) * secs / (double)done;
+	else if (m->total_guess > m->bytes && mbs > 0)
+		left = (double)(m->total_guess - m->bytes) / 1048576.0 / mbs;
+	if (left >= 3600)
+		snprintf(eta, sizeof(eta), ", ETA %uh%02um",
+			 (unsigned)(left / 3600), (unsigned)(left / 60) % 60);
+	else if (left >= 60)
+		snprintf(eta, sizeof(eta), ", ETA %um%02us",
+			 (unsigned)(left / 60), (unsigned)left % 60);
+	else if (left >= 0)
+		snprintf(eta, sizeof(eta), ", ETA %us", (unsigned)(left + 0.5));
+	char there[48] = "";
+	if (m->skipped > 0)
+		snprintf(there, sizeof(there), " (%llu already there)",
+			 (unsigned long long)m->skipped);
+	fprintf(m->err, "\r\033[K%s: %llu messages%s, %.1f MB, %.0f msg/s,"
 		" %.1f MB/s%s", m->cur ? m->cur->name : "",
-		(unsigned long long)m->imported, (double)m->bytes / 1048576.0,
-		rate, mbs, eta);
+		(unsigned long long)m->imported, there,
+		(double)m->bytes / 1048576.0, rate, mbs, eta);
 	fflush(m->err);
 }
 

@@ -87,6 +87,9 @@ struct migrate {
 	uint64_t imported, skipped, failed, bytes, problems;
 	/* internal */
 	uint64_t started_ns, last_progress_ns, total_guess;
+	/* messages the source holds, when known before the run (a
+	 * Maildir's files): the progress line's ETA */
+	uint64_t total_msgs;
 	struct migrate_folder_stats *cur;
 	struct migrate_batch *batch;   /* messages waiting for a commit */
 	bool quota_stop;               /* a commit met the quota */
