@@ -552,6 +552,14 @@ struct store_copy_row {
 	int seen_pvt;                  /* viewer's own \Seen: 1, 0, -1 none */
 };
 
+/* The steps of a big body's way to disk that tests can make fail
+ * (struct store's test_fail_body_step). */
+enum store_test_fail_step {
+	STORE_TEST_FAIL_SPILL_SYNC = 1,   /* fsync of the spill file */
+	STORE_TEST_FAIL_LINK,             /* link into a user's blobs/ */
+	STORE_TEST_FAIL_DIRSYNC,          /* fsync of the link's directory */
+};
+
 struct store {
 	struct store_settings set;     /* strings owned (data_dir) */
 	const struct store_backend_vfuncs *vf;
@@ -573,6 +581,11 @@ struct store {
 	/* Fault injection for tests: when > 0, the blob writer fails with
 	 * ENOSPC once this many more bytes have been written. */
 	_Atomic uint64_t test_fail_write_after;
+	/* ... and when test_fail_body_errno is set, the next big body's
+	 * step test_fail_body_step (STORE_TEST_FAIL_*) fails once with that
+	 * errno (the embedded backend: sqlite/sq-body.c). */
+	_Atomic int test_fail_body_step;
+	_Atomic int test_fail_body_errno;
 	/* store_index_elsewhere (issue 17): this process (loftctl) leaves
 	 * the search indexing of what it writes to loftd */
 	bool index_elsewhere;

@@ -2078,6 +2078,76 @@ static void shared_body_round(size_t size)
 	teardown(&store);
 }
 
+/* A big body's steps to disk failing (issue 11: ENOSPC and EIO at each
+ * write, fsync and link of a delivery): the spill file's fsync fails the
+ * whole body; a link into one user's blobs/ or its directory's fsync
+ * fails that copy only, and leaves no file behind; a full disk says so
+ * (LMTP 452 4.3.1), an I/O error not (451); the next try works. */
+static void test_body_faults(void)
+{
+	struct store *store = setup_fsync(true);
+	struct store_user *a = user_open(store, 71), *b = user_open(store, 72);
+	struct store_error err;
+	size_t size = SQ_INLINE_MAX + 5000;
+	char *msg = big_message("faults", size);
+	static const int steps[] = {STORE_TEST_FAIL_SPILL_SYNC,
+				    STORE_TEST_FAIL_LINK,
+				    STORE_TEST_FAIL_DIRSYNC};
+	static const int errnos[] = {ENOSPC, EIO};
+	uint32_t want_a = 0, want_b = 0;
+	char *blobs_a = user_path(71, "blobs");
+	for (size_t si = 0; si < 3; si++) {
+		for (size_t ei = 0; ei < 2; ei++) {
+			struct store_body *body;
+			CHECK_INT(store_body_create(store, &body, &err), 0);
+			CHECK_INT(store_body_write(body, msg, size, &err), 0);
+			atomic_store(&store->test_fail_body_step, steps[si]);
+			atomic_store(&store->test_fail_body_errno, errnos[ei]);
+			int files = count_files(blobs_a);
+			if (steps[si] == STORE_TEST_FAIL_SPILL_SYNC) {
+				/* nothing is stored from a body not on disk */
+				CHECK_INT(store_body_finish(body, &err), -1);
+				CHECK_INT(err.kind, STORE_ERR_TEMP);
+				CHECK_INT(err.full, errnos[ei] == ENOSPC);
+				CHECK_INT(deliver(body, a, "a@x.test", &err), 0);
+				store_body_unref(&body);
+				CHECK_INT(store_body_create(store, &body, &err), 0);
+				CHECK_INT(store_body_write(body, msg, size, &err), 0);
+			} else {
+				CHECK_INT(store_body_finish(body, &err), 0);
+				/* a's copy fails, b's does not */
+				CHECK_INT(deliver(body, a, "a@x.test", &err), 0);
+				CHECK_INT(err.kind, STORE_ERR_TEMP);
+				CHECK_INT(err.full, errnos[ei] == ENOSPC);
+				CHECK_INT(count_files(blobs_a), files);
+				CHECK_INT(deliver(body, b, "b@x.test", &err),
+					  ++want_b);
+			}
+			CHECK_INT(atomic_load(&store->test_fail_body_errno), 0);
+			/* the next try works */
+			CHECK_INT(store_body_finish(body, &err), 0);
+			CHECK_INT(deliver(body, a, "a@x.test", &err), ++want_a);
+			store_body_unref(&body);
+		}
+	}
+	for (uint32_t uid = 1; uid <= want_a; uid++)
+		check_copy(a, uid, "a@x.test", msg, size);
+	for (uint32_t uid = 1; uid <= want_b; uid++)
+		check_copy(b, uid, "b@x.test", msg, size);
+	struct store_mailbox_info info = status(a, "INBOX");
+	CHECK_INT(info.messages, want_a);
+	store_mailbox_info_free(&info);
+	CHECK_INT(spill_files(), 0);
+	struct lines l = {0};
+	CHECK_INT(store_check(store, 71, false, report_cb, &l, &err), 0);
+	CHECK_INT(l.n, 0);
+	free(blobs_a);
+	free(msg);
+	store_user_unref(&a);
+	store_user_unref(&b);
+	teardown(&store);
+}
+
 /* The message the n-th new account of test_crash_new_accounts gets:
  * every third one too big for the index (a file in blobs/, a directory
  * made for it). */
@@ -4016,6 +4086,7 @@ static const struct test_case cases[] = {
 	{"crash", test_crash},
 	{"shared_body", test_shared_body},
 	{"crash_new_accounts", test_crash_new_accounts},
+	{"body_faults", test_body_faults},
 	{"view_sharing", test_view_sharing},
 	{"fetch_since", test_fetch_since},
 	{"first_unseen", test_first_unseen},

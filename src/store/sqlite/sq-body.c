@@ -89,6 +89,16 @@ static int body_error(struct store_body *b, int e, const char *what,
 			       "Cannot store the message now");
 }
 
+/* The errno a test injects into this step of a big body (once), or 0. */
+static int test_fault(struct store *st, enum store_test_fail_step step)
+{
+	int e = atomic_load(&st->test_fail_body_errno);
+	if (e == 0 || atomic_load(&st->test_fail_body_step) != (int)step)
+		return 0;
+	return atomic_compare_exchange_strong(&st->test_fail_body_errno, &e, 0)
+		       ? e : 0;
+}
+
 /* Writes the buffered bytes to the spill file. */
 static int body_flush(struct store_body *b, struct store_error *err)
 {
@@ -231,6 +241,9 @@ int sq_body_finish(struct store_body *b, struct store_error *err)
 	}
 	if (body_flush(b, err) < 0)
 		return -1;
+	int fault = test_fault(b->store, STORE_TEST_FAIL_SPILL_SYNC);
+	if (fault != 0)
+		return body_error(b, fault, "fsync", err);
 	if (b->store->set.fsync && fsync(b->fd) < 0)
 		return body_error(b, errno, "fsync", err);
 	buf_free(&b->mem);
@@ -310,7 +323,8 @@ static int body_link(struct store_body *b, struct sq_user *u,
 	struct sq_store *s = SQS(b->store);
 	char *path = sq_blob_path(u, name);
 	char *dir = xasprintf("%s/blobs/%.2s", u->dir, name);
-	int r = link(b->tmp_path, path);
+	int fault = test_fault(b->store, STORE_TEST_FAIL_LINK);
+	int r = fault != 0 ? (errno = fault, -1) : link(b->tmp_path, path);
 	if (r < 0 && errno == ENOENT) {
 		/* directories are made when first needed */
 		char *blobs = xasprintf("%s/blobs", u->dir);
@@ -327,6 +341,10 @@ static int body_link(struct store_body *b, struct sq_user *u,
 	/* another file system, or too many links: a copy of its own */
 	if (r < 0 && (errno == EXDEV || errno == EMLINK || errno == EPERM))
 		r = copy_file(b->fd, path, b->size, u->fsync);
+	if (r == 0 && (fault = test_fault(b->store, STORE_TEST_FAIL_DIRSYNC)) != 0) {
+		errno = fault;
+		r = -1;
+	}
 	if (r == 0 && u->fsync && sq_dirsync(s, dir) < 0)
 		r = -1;
 	if (r < 0) {
