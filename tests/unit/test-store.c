@@ -4562,6 +4562,121 @@ static void test_pg_collect_race(void)
 	teardown(&store);
 }
 
+/* The copies of one delivery (delivery.c: one body, a transaction per
+ * recipient, in threads) commit side by side. Recipient 56's copy is
+ * held after its claim of the body (its INBOX row locked from outside,
+ * which its msg insert needs); recipient 57's copy of the same body
+ * still commits meanwhile: the body's blob_object row is claimed FOR
+ * KEY SHARE and no count on it is raised per copy. (Claimed FOR UPDATE
+ * with refs raised by a trigger, 57 waited for 56's COMMIT.) */
+struct rcpt_arg {
+	struct store_body *body;
+	struct store_user *u;
+	uint32_t uid;
+	int ret;
+	atomic_bool done;
+};
+
+static void *rcpt_main(void *p)
+{
+	struct rcpt_arg *a = p;
+	struct store_error err;
+	a->ret = store_body_deliver(a->body, a->u, "INBOX", NULL, 0, NULL,
+				    &a->uid, NULL, &err);
+	if (a->ret < 0)
+		fprintf(stderr, "deliver: %s\n", err.msg);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+static bool wait_for(atomic_bool *flag, int ms)
+{
+	for (int i = 0; i < ms / 10 && !atomic_load(flag); i++)
+		usleep(10000);
+	return atomic_load(flag);
+}
+
+static void test_pg_rcpt_overlap(void)
+{
+	struct store *store = setup();
+	struct store_error err;
+	struct store_user *held = user_open(store, 56), *free_ = user_open(store, 57);
+	/* both accounts and their INBOX made */
+	CHECK(append(held, "INBOX", "Subject: x\r\n\r\nfirst\r\n", 0) == 1);
+	CHECK(append(free_, "INBOX", "Subject: x\r\n\r\nfirst\r\n", 0) == 1);
+	const char *m = "Subject: both\r\n\r\nto two recipients\r\n";
+	struct store_body *body;
+	CHECK_INT(store_body_create(store, &body, &err), 0);
+	CHECK_INT(store_body_write(body, m, strlen(m), &err), 0);
+	CHECK_INT(store_body_finish(body, &err), 0);
+	PGconn *db = PQconnectdb(pg_conninfo);
+	PGresult *r = PQexec(db, "BEGIN; SELECT 1 FROM mailbox WHERE"
+			     " user_id = 56 AND name = 'INBOX' FOR UPDATE");
+	CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+	PQclear(r);
+	struct rcpt_arg a = {.body = body, .u = held}, b = {.body = body,
+							    .u = free_};
+	atomic_init(&a.done, false);
+	atomic_init(&b.done, false);
+	pthread_t ta, tb;
+	pthread_create(&ta, NULL, rcpt_main, &a);
+	/* 56's copy waits on the INBOX row (after its claim) */
+	bool waiting = false;
+	for (int i = 0; i < 500 && !waiting; i++) {
+		/* (its query column may still show the statement before) */
+		r = PQexec(db, "SELECT count(*) FROM pg_stat_activity WHERE"
+			   " wait_event_type = 'Lock'");
+		waiting = PQresultStatus(r) == PGRES_TUPLES_OK &&
+			  atoi(PQgetvalue(r, 0, 0)) > 0;
+		PQclear(r);
+		if (!waiting)
+			usleep(10000);
+	}
+	if (!waiting) {
+		r = PQexec(db, "SELECT state || ' ' || coalesce(wait_event_type,"
+			   " '-') || ' ' || left(query, 80) FROM pg_stat_activity"
+			   " WHERE backend_type = 'client backend'");
+		for (int i = 0; i < PQntuples(r); i++)
+			fprintf(stderr, "  %s\n", PQgetvalue(r, i, 0));
+		PQclear(r);
+		fprintf(stderr, "  a done %d ret %d\n", atomic_load(&a.done), a.ret);
+	}
+	CHECK(waiting);
+	pthread_create(&tb, NULL, rcpt_main, &b);
+	bool b_first = wait_for(&b.done, 4000);
+	CHECK(b_first);
+	CHECK(!atomic_load(&a.done));
+	r = PQexec(db, "COMMIT");
+	PQclear(r);
+	PQfinish(db);
+	pthread_join(tb, NULL);
+	pthread_join(ta, NULL);
+	CHECK_INT(a.ret, 0);
+	CHECK_INT(b.ret, 0);
+	CHECK_INT(a.uid, 2);
+	CHECK_INT(b.uid, 2);
+	store_body_unref(&body);
+	CHECK(readable(held, "INBOX", 2, m));
+	CHECK(readable(free_, "INBOX", 2, m));
+	/* named twice, counted nowhere: the collector keeps it; once both
+	 * copies are expunged it goes */
+	struct store_collect_report rep;
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 0);
+	CHECK_INT((int)rep.waiting, 0);
+	CHECK(readable(free_, "INBOX", 2, m));
+	expunge_uid(held, "INBOX", 2);
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 0);
+	CHECK(readable(free_, "INBOX", 2, m));
+	expunge_uid(free_, "INBOX", 2);
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 1);
+	store_user_unref(&held);
+	store_user_unref(&free_);
+	teardown(&store);
+}
+
 /* MULTIAPPEND on postgres: one transaction, a savepoint per message;
  * over quota half way, those before are stored and the rest not. */
 static void test_pg_multiappend(void)
@@ -4733,9 +4848,26 @@ static void test_pg_counts(void)
 			 " DROP COLUMN size; DROP TRIGGER mcount ON msg;"
 			 " DROP FUNCTION loft_mcount(); DROP INDEX msg_unseen;"
 			 " DELETE FROM loft_schema WHERE version = 10"), 0);
+	/* and before step 11: each blob row counted in refs by trigger */
+	CHECK_INT(pg_sql("DROP TRIGGER blob_gone ON blob;"
+			 " DROP FUNCTION loft_blob_gone(); DROP INDEX blob_sha;"
+			 " CREATE TRIGGER blob_ref AFTER INSERT OR DELETE ON blob"
+			 " FOR EACH ROW EXECUTE FUNCTION loft_blob_ref();"
+			 " UPDATE blob_object o SET refs = n.n FROM (SELECT"
+			 " sha256, count(*) n FROM blob GROUP BY sha256) n"
+			 " WHERE o.sha256 = n.sha256;"
+			 " DELETE FROM loft_schema WHERE version = 11"), 0);
+	CHECK(pg_ll("SELECT sum(refs) FROM blob_object") > 0);
 	struct store_settings set = other_settings();
 	CHECK_INT(store_open(&set, &store, &err), 0);
-	CHECK_INT(pg_ll("SELECT max(version) FROM loft_schema"), 10);
+	CHECK_INT(pg_ll("SELECT max(version) FROM loft_schema"), 11);
+	/* step 11: refs no longer counts blob rows; every body still
+	 * named is kept */
+	CHECK_INT(pg_ll("SELECT sum(refs) FROM blob_object"), 0);
+	struct store_collect_report rep;
+	CHECK_INT(store_blobs_collect(store, 0, &rep, &err), 0);
+	CHECK_INT((int)rep.removed, 0);
+	CHECK_INT((int)rep.waiting, 0);
 	u = user_open(store, 67);
 	for (size_t i = 0; i < 4; i++)
 		counts_match(u, 67, boxes[i]);
@@ -5203,6 +5335,7 @@ static const struct test_case pg_cases[] = {
 	{"pg_collect", test_pg_collect},
 	{"pg_collect_lease", test_pg_collect_lease},
 	{"pg_collect_race", test_pg_collect_race},
+	{"pg_rcpt_overlap", test_pg_rcpt_overlap},
 	{"s3_error_parse", test_s3_error_parse},
 	{"s3_xml_fields", test_s3_xml_fields},
 	{"s3_sign", test_s3_sign},

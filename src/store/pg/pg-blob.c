@@ -4,21 +4,33 @@
  * every node sees; blobs = s3: one object per body in [s3] bucket) and
  * the collector of bodies no row names.
  *
- * Every body has a row in blob_object (sha256, refs, orphan_since):
+ * Every body has a row in blob_object (sha256, refs, orphan_since). A
+ * body is named by the blob rows with its sha256 (found through the hash
+ * index blob_sha: not counted, so that the copies of one delivery, each
+ * in its own transaction, never update one shared row) and by the rows
+ * refs counts (jupload, the queue's msgs: trigger loft_blob_ref). Then:
  *   - before its bytes are written, the row is made or refreshed
- *     (orphan_since = now() while no row names it: an upload whose
- *     commit never comes is an orphan from the start);
- *   - the transaction that adds a blob row claims it first (pg_blob_claim:
- *     the row locked, and refused when no row names the body and it has
- *     been unnamed for longer than the grace period: the collector may be
- *     removing it); triggers on blob keep refs, and set orphan_since when
- *     the last row naming the body goes;
+ *     (orphan_since = now() unless refs > 0: an upload whose commit never
+ *     comes is an orphan from the start);
+ *   - the transaction that adds a row naming it claims it first
+ *     (pg_blob_claim: the row locked FOR KEY SHARE, which any number of
+ *     transactions hold at once and which keeps out only a DELETE or a
+ *     FOR UPDATE; refused when nothing names the body and it has been
+ *     unnamed for longer than the grace period: the collector may be
+ *     removing it);
+ *   - a transaction that removes blob rows sets orphan_since of their
+ *     bodies (statement trigger blob_gone), as loft_blob_ref does when
+ *     refs falls to 0: orphan_since NULL means named;
  *   - the collector (one node at a time, under a lease that expires in
- *     the database's time) takes rows unnamed for longer than the grace
- *     period with FOR UPDATE SKIP LOCKED, removes the bytes, then the
- *     rows, in one transaction: a claim waits on the row lock and then
- *     finds the row gone (refused, the client retries), an upload waits
- *     and then makes the row again before writing the bytes anew.
+ *     the database's time) looks at rows whose orphan_since is past the
+ *     grace period: those still named get orphan_since NULL (unless a
+ *     removal set it meanwhile); the others it locks FOR UPDATE SKIP
+ *     LOCKED, looks again in a statement of its own (a claim that
+ *     committed before the lock is seen by then, one that comes after
+ *     waits for it), removes the bytes, then the rows, in one
+ *     transaction: a claim waits on the row lock and then finds the row
+ *     gone (refused, the client retries), an upload waits and then makes
+ *     the row again before writing the bytes anew.
  * The grace period (1 h) is longer than any command, so a read that
  * found a body's name just before its last row went still finds its
  * bytes.
@@ -38,6 +50,24 @@
 #include "blobcache.h"
 #include "log.h"
 #include "s3.h"
+
+/* Step 10 -> 11: blob rows name their bodies without a count (see the
+ * top): the hash index finds the rows naming a body (equality only, 4
+ * bytes a row), the count trigger goes (refs keeps the other tables'
+ * rows: jupload, the queue's msgs), and a statement that removes blob
+ * rows sets orphan_since of their bodies once. */
+const char pg_blob_names_sql[] =
+	"CREATE INDEX blob_sha ON blob USING hash (sha256);"
+	"DROP TRIGGER blob_ref ON blob;"
+	"UPDATE blob_object o SET refs = o.refs - n.n FROM (SELECT sha256,"
+	" count(*) n FROM blob GROUP BY sha256) n WHERE o.sha256 = n.sha256;"
+	"CREATE FUNCTION loft_blob_gone() RETURNS trigger LANGUAGE plpgsql"
+	" AS $f$ BEGIN"
+	" UPDATE blob_object SET orphan_since = now() WHERE sha256 IN"
+	" (SELECT sha256 FROM gone) AND refs = 0;"
+	" RETURN NULL; END $f$;"
+	"CREATE TRIGGER blob_gone AFTER DELETE ON blob REFERENCING OLD TABLE"
+	" AS gone FOR EACH STATEMENT EXECUTE FUNCTION loft_blob_gone();";
 
 /* The collector's lease and pace in loftd. */
 #define LEASE_NAME "blob_collector"
@@ -153,6 +183,8 @@ static int blob_register(struct store *store, const char *sha, uint64_t size,
 	pg_p_init(&p);
 	pg_p_str(&p, sha);
 	pg_p_int(&p, (int64_t)size);
+	/* a body blob rows name keeps a fresh orphan_since too: the
+	 * collector finds them named, and clears it */
 	int ret = pg_run(c, "INSERT INTO blob_object AS o (sha256, size,"
 			 " orphan_since) VALUES ($1, $2, now())"
 			 " ON CONFLICT (sha256) DO UPDATE SET orphan_since ="
@@ -314,16 +346,28 @@ char *pg_blobs_name(struct store *store, const char *sha)
 	return file_path(s, sha);
 }
 
+/* SQL: a row names blob_object o's body (with o.refs > 0 for the rows
+ * refs counts). */
+#define NAMED_BY_BLOB " EXISTS (SELECT 1 FROM blob b WHERE b.sha256 = o.sha256)"
+/* SQL: o is past the grace period ($1 seconds) with no row refs counts. */
+#define STALE " o.refs = 0 AND o.orphan_since <= now() -" \
+	" make_interval(secs => $1::bigint)"
+
 int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err)
 {
 	struct pg_params p;
 	pg_p_init(&p);
-	pg_p_str(&p, sha);
 	pg_p_int(&p, PGS(tx->user->store)->grace);
-	PGresult *r = pg_exec(tx->c, "SELECT 1 FROM blob_object WHERE"
-			      " sha256 = $1 AND (refs > 0 OR orphan_since >"
-			      " now() - make_interval(secs => $2::bigint))"
-			      " FOR UPDATE", &p, err);
+	pg_p_str(&p, sha);
+	/* KEY SHARE: every recipient's copy of one body at once; only the
+	 * collector's FOR UPDATE and DELETE wait for it (and it for them).
+	 * Named or fresh first: the blob rows are looked at only for a body
+	 * unnamed past the grace period as far as the row knows. */
+	PGresult *r = pg_exec(tx->c, "SELECT 1 FROM blob_object o WHERE"
+			      " o.sha256 = $2 AND (o.refs > 0 OR"
+			      " o.orphan_since IS NULL OR o.orphan_since >"
+			      " now() - make_interval(secs => $1::bigint) OR"
+			      NAMED_BY_BLOB ") FOR KEY SHARE", &p, err);
 	if (r == NULL)
 		return -1;
 	int n = PQntuples(r);
@@ -392,11 +436,37 @@ static void lease_drop(struct pg_store *s, struct pg_conn *c)
 	       " AND holder = $2", &p, NULL);
 }
 
-/* One batch: 1 removed some, 0 none left, -1 error. */
+/* The rows of bodies still named among the oldest past the grace
+ * period: orphan_since NULL (named), in a transaction of its own. Not
+ * when a removal set orphan_since meanwhile (the row's newer version is
+ * looked at again after waiting for its lock). *cleared_r: how many. */
+static int collect_named(struct pg_conn *c, unsigned grace,
+			 uint64_t *cleared_r, struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, grace);
+	pg_p_int(&p, COLLECT_BATCH);
+	PGresult *r = pg_exec(c, "UPDATE blob_object o SET orphan_since = NULL"
+			      " WHERE o.sha256 IN (SELECT sha256 FROM"
+			      " blob_object o WHERE" STALE " ORDER BY"
+			      " orphan_since LIMIT $2) AND" STALE " AND"
+			      NAMED_BY_BLOB, &p, err);
+	if (r == NULL)
+		return -1;
+	*cleared_r = strtoull(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return 0;
+}
+
+/* One batch: 1 removed or cleared some, 0 none left, -1 error. */
 static int collect_batch(struct pg_store *s, struct pg_conn *c, unsigned grace,
 			 struct store_collect_report *rep,
 			 struct store_error *err)
 {
+	uint64_t cleared = 0;
+	if (collect_named(c, grace, &cleared, err) < 0)
+		return -1;
 	if (pg_cmd(c, "BEGIN", err) < 0)
 		return -1;
 	c->in_tx = true;
@@ -404,15 +474,36 @@ static int collect_batch(struct pg_store *s, struct pg_conn *c, unsigned grace,
 	pg_p_init(&p);
 	pg_p_int(&p, grace);
 	pg_p_int(&p, COLLECT_BATCH);
-	PGresult *r = pg_exec(c, "SELECT sha256, size FROM blob_object WHERE"
-			      " refs = 0 AND orphan_since <= now() -"
-			      " make_interval(secs => $1::bigint)"
+	PGresult *r = pg_exec(c, "SELECT sha256 FROM blob_object o WHERE"
+			      STALE " AND NOT" NAMED_BY_BLOB
 			      " ORDER BY orphan_since LIMIT $2"
-			      " FOR UPDATE SKIP LOCKED", &p, err);
+			      " FOR UPDATE OF o SKIP LOCKED", &p, err);
 	if (r == NULL)
 		return -1;
-	int n = PQntuples(r), ret = n > 0 ? 1 : 0;
 	struct buf arr;
+	buf_init(&arr, 0);
+	buf_append_char(&arr, '{');
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (i > 0)
+			buf_append_char(&arr, ',');
+		buf_append_str(&arr, PQgetvalue(r, i, 0));
+	}
+	buf_append_char(&arr, '}');
+	PQclear(r);
+	/* Again, under the locks, in a statement of its own (its snapshot
+	 * taken now): a claim that held the row while the statement above
+	 * ran has committed by the time the lock was had, and its blob row
+	 * shows here; one that comes later waits for this transaction. */
+	pg_p_init(&p);
+	pg_p_int(&p, grace);
+	pg_p_str(&p, arr.data);
+	r = pg_exec(c, "SELECT sha256, size FROM blob_object o WHERE"
+		    " o.sha256 = ANY ($2::text[]) AND" STALE " AND NOT"
+		    NAMED_BY_BLOB, &p, err);
+	buf_free(&arr);
+	if (r == NULL)
+		return -1;
+	int n = PQntuples(r), ret = n > 0 || cleared > 0 ? 1 : 0;
 	buf_init(&arr, 0);
 	buf_append_char(&arr, '{');
 	uint64_t bytes = 0, removed = 0;
@@ -477,8 +568,11 @@ int pg_blobs_collect(struct store *store, unsigned grace,
 			ret = -1;
 	}
 	if (ret == 0 && !rep->busy) {
-		PGresult *r = pg_exec(c, "SELECT count(*) FROM blob_object"
-				      " WHERE refs = 0", NULL, err);
+		/* unnamed, in their grace period or past it */
+		PGresult *r = pg_exec(c, "SELECT count(*) FROM blob_object o"
+				      " WHERE o.refs = 0 AND o.orphan_since IS"
+				      " NOT NULL AND NOT" NAMED_BY_BLOB, NULL,
+				      err);
 		if (r == NULL)
 			ret = -1;
 		else
@@ -631,9 +725,18 @@ void pg_object_release(struct store *store, const char *sha)
 	PGresult *r = pg_exec(c, "SELECT 1 FROM blob_object WHERE sha256 = $1"
 			      " AND refs = 0 FOR UPDATE SKIP LOCKED", &p, &err);
 	bool gone = false;
-	if (r != NULL && PQntuples(r) == 1 && blob_remove(s, sha) == 0)
-		gone = pg_run(c, "DELETE FROM blob_object WHERE sha256 = $1"
-			      " AND refs = 0", &p, &err) == 0;
+	if (r != NULL && PQntuples(r) == 1) {
+		/* the same bytes a message's blob row names (a queued
+		 * message delivered here): kept. Looked at under the lock,
+		 * as the collector does. */
+		PQclear(r);
+		r = pg_exec(c, "SELECT 1 FROM blob_object o WHERE o.sha256 = $1"
+			    " AND NOT" NAMED_BY_BLOB, &p, &err);
+		if (r != NULL && PQntuples(r) == 1 && blob_remove(s, sha) == 0)
+			gone = pg_run(c, "DELETE FROM blob_object WHERE"
+				      " sha256 = $1 AND refs = 0", &p,
+				      &err) == 0;
+	}
 	PQclear(r);
 	/* not removed: the row stays, and the collector takes it */
 	if (pg_cmd(c, gone ? "COMMIT" : "ROLLBACK", &err) < 0)

@@ -696,7 +696,10 @@ static const char *const schema_steps[] = { schema_step2_sql,
 					    /* 8 -> 9: import (pg-import.c) */
 					    pg_import_schema_sql,
 					    /* 9 -> 10: mailbox counts */
-					    pg_mailbox_counts_sql };
+					    pg_mailbox_counts_sql,
+					    /* 10 -> 11: bodies named
+					     * uncounted (pg-blob.c) */
+					    pg_blob_names_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674

@@ -29,7 +29,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 10
+#define PG_SCHEMA_VERSION 11
 
 struct s3;
 struct blob_cache;
@@ -528,6 +528,9 @@ extern const char pg_jmail_schema_sql[];
 /* Schema step 9 -> 10: the mailbox counts kept by a trigger
  * (pg-mailbox.c). */
 extern const char pg_mailbox_counts_sql[];
+/* Schema step 10 -> 11: bodies named by blob rows uncounted
+ * (pg-blob.c). */
+extern const char pg_blob_names_sql[];
 /* In the transaction that made an account's default mailboxes. */
 int pg_jmail_account_created(struct pg_tx *tx, struct store_error *err);
 /* In the transaction that added blob (its BODYSTRUCTURE as cached). */
@@ -599,8 +602,9 @@ int pg_blobs_read(struct store *store, int64_t user_id, const char *sha,
 int pg_blobs_verify(struct store *store, const char *sha, uint64_t size);
 /* Where sha is, for the admin (malloced). */
 char *pg_blobs_name(struct store *store, const char *sha);
-/* In the transaction that adds a blob row naming sha: locks its
- * blob_object row; TEMP when it may be being collected. */
+/* In the transaction that adds a row naming sha: locks its blob_object
+ * row FOR KEY SHARE (other claims of it go on at once); TEMP when it may
+ * be being collected. */
 int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err);
 int pg_blobs_collect(struct store *store, unsigned grace,
 		     struct store_collect_report *report_r,
