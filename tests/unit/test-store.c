@@ -4856,11 +4856,11 @@ static void test_pg_counts(void)
 			 " UPDATE blob_object o SET refs = n.n FROM (SELECT"
 			 " sha256, count(*) n FROM blob GROUP BY sha256) n"
 			 " WHERE o.sha256 = n.sha256;"
-			 " DELETE FROM loft_schema WHERE version = 11"), 0);
+			 " DELETE FROM loft_schema WHERE version >= 11"), 0);
 	CHECK(pg_ll("SELECT sum(refs) FROM blob_object") > 0);
 	struct store_settings set = other_settings();
 	CHECK_INT(store_open(&set, &store, &err), 0);
-	CHECK_INT(pg_ll("SELECT max(version) FROM loft_schema"), 11);
+	CHECK_INT(pg_ll("SELECT max(version) FROM loft_schema"), 12);
 	/* step 11: refs no longer counts blob rows; every body still
 	 * named is kept */
 	CHECK_INT(pg_ll("SELECT sum(refs) FROM blob_object"), 0);

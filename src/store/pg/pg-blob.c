@@ -353,7 +353,8 @@ char *pg_blobs_name(struct store *store, const char *sha)
 #define STALE " o.refs = 0 AND o.orphan_since <= now() -" \
 	" make_interval(secs => $1::bigint)"
 
-int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err)
+int pg_blob_claim(struct pg_tx *tx, const char *sha, int64_t *id_r,
+		  struct store_error *err)
 {
 	struct pg_params p;
 	pg_p_init(&p);
@@ -363,14 +364,19 @@ int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err)
 	 * collector's FOR UPDATE and DELETE wait for it (and it for them).
 	 * Named or fresh first: the blob rows are looked at only for a body
 	 * unnamed past the grace period as far as the row knows. */
-	PGresult *r = pg_exec(tx->c, "SELECT 1 FROM blob_object o WHERE"
-			      " o.sha256 = $2 AND (o.refs > 0 OR"
-			      " o.orphan_since IS NULL OR o.orphan_since >"
-			      " now() - make_interval(secs => $1::bigint) OR"
-			      NAMED_BY_BLOB ") FOR KEY SHARE", &p, err);
+#define CLAIM_SQL(what) "SELECT " what " FROM blob_object o WHERE"	\
+	" o.sha256 = $2 AND (o.refs > 0 OR o.orphan_since IS NULL OR"	\
+	" o.orphan_since > now() - make_interval(secs => $1::bigint) OR" \
+	NAMED_BY_BLOB ") FOR KEY SHARE"
+	/* the new blob row's id in the same round trip */
+	PGresult *r = pg_exec(tx->c, id_r != NULL ? CLAIM_SQL("nextval('blob_id')")
+			      : CLAIM_SQL("1"), &p, err);
+#undef CLAIM_SQL
 	if (r == NULL)
 		return -1;
 	int n = PQntuples(r);
+	if (n > 0 && id_r != NULL)
+		*id_r = pg_int(r, 0, 0);
 	PQclear(r);
 	if (n == 0) {
 		log_warn("store", NULL, "user %lld: body %s was unnamed past"

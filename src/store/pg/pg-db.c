@@ -699,7 +699,10 @@ static const char *const schema_steps[] = { schema_step2_sql,
 					    pg_mailbox_counts_sql,
 					    /* 10 -> 11: bodies named
 					     * uncounted (pg-blob.c) */
-					    pg_blob_names_sql };
+					    pg_blob_names_sql,
+					    /* 11 -> 12: a blob row's
+					     * thread at its insert */
+					    pg_jmail_thread_sql };
 
 /* An arbitrary key of Loft's schema lock ("loft" in ASCII). */
 #define PG_SCHEMA_LOCK 0x6c6f6674

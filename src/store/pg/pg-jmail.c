@@ -19,6 +19,56 @@
 const char pg_jmail_schema_sql[] = PG_JMAIL_TABLES PG_JMAIL_BACKFILL
 	PG_JMAIL_FUNCTIONS PG_JMAIL_TRIGGERS;
 
+/* Step 11 -> 12: a blob row is inserted with its thread (pg-message.c
+ * pg_blob_row_add), no longer given it by an UPDATE after the insert (a
+ * second row version, every index of the row and both trigram indexes
+ * written again): the insert's trigger also makes the thread's jthread
+ * row, as the update's did. */
+const char pg_jmail_thread_sql[] =
+	"CREATE OR REPLACE FUNCTION loft_jblob() RETURNS trigger"
+	" LANGUAGE plpgsql AS $f$"
+	" DECLARE nx bigint; BEGIN"
+	" IF TG_OP = 'INSERT' THEN"
+	"  nx := loft_jnext(NEW.user_id);"
+	"  INSERT INTO jemail (user_id, id, created, modseq, attach)"
+	"  VALUES (NEW.user_id, NEW.id, nx, nx, false)"
+	"  ON CONFLICT (user_id, id) DO UPDATE SET created = nx,"
+	"  modseq = nx, visible = 0, flags = 0, keywords = NULL,"
+	"  received = 0, attach = false;"
+	"  IF NEW.thread <> 0 THEN"
+	"   INSERT INTO jthread VALUES (NEW.user_id, NEW.thread, nx, nx)"
+	"   ON CONFLICT DO NOTHING;"
+	"   DELETE FROM jgone WHERE user_id = NEW.user_id AND kind = 2 AND"
+	"   id = NEW.thread;"
+	"  END IF;"
+	" ELSIF TG_OP = 'UPDATE' THEN"
+	"  nx := loft_jnext(NEW.user_id);"
+	"  INSERT INTO jthread VALUES (NEW.user_id, NEW.thread, nx, nx)"
+	"  ON CONFLICT DO NOTHING;"
+	"  DELETE FROM jgone WHERE user_id = NEW.user_id AND kind = 2 AND"
+	"  id = NEW.thread;"
+	" ELSE"
+	"  nx := loft_jnext(OLD.user_id);"
+	"  INSERT INTO jgone (user_id, kind, id, oid, created, modseq, at)"
+	"  SELECT OLD.user_id, 1, id, OLD.thread::text, created, nx,"
+	"  loft_jnow() FROM jemail WHERE user_id = OLD.user_id AND"
+	"  id = OLD.id ON CONFLICT (user_id, kind, id) DO UPDATE SET"
+	"  oid = excluded.oid, created = excluded.created,"
+	"  modseq = excluded.modseq, at = excluded.at;"
+	"  DELETE FROM jemail WHERE user_id = OLD.user_id AND id = OLD.id;"
+	"  IF NOT EXISTS (SELECT 1 FROM blob WHERE user_id = OLD.user_id"
+	"  AND thread = OLD.thread) THEN"
+	"   INSERT INTO jgone (user_id, kind, id, oid, created, modseq, at)"
+	"   SELECT OLD.user_id, 2, id, NULL, created, nx, loft_jnow()"
+	"   FROM jthread WHERE user_id = OLD.user_id AND id = OLD.thread"
+	"   ON CONFLICT (user_id, kind, id) DO UPDATE SET"
+	"   created = excluded.created, modseq = excluded.modseq,"
+	"   at = excluded.at;"
+	"   DELETE FROM jthread WHERE user_id = OLD.user_id AND"
+	"   id = OLD.thread;"
+	"  END IF;"
+	" END IF; RETURN NULL; END $f$;";
+
 /* A new account's default mailboxes are not changes (the triggers of its
  * subscriptions stamped them one above its counter). */
 int pg_jmail_account_created(struct pg_tx *tx, struct store_error *err)

@@ -360,61 +360,43 @@ static int thread_merge(struct pg_tx *tx, int64_t into, int64_t from,
  * threads that were apart (a late reply), they become one: the biggest
  * stays (the lowest id among equals), the others' messages move into it
  * under new ids and UIDs (RFC 8621 3: an Email's threadId never changes;
- * thread_merge), and *merged_r says so. */
-static int thread_assign(struct pg_tx *tx, const struct mail_result *an,
-			 int64_t blob, int64_t given, bool *merged_r,
-			 struct store_error *err)
+ * thread_merge), and *merged_r says so. Before the blob row (id blob) is
+ * inserted, with its thread: *thread_r; arr gets its Message-IDs (a
+ * text[] literal) for thread_ref. */
+static int thread_pick(struct pg_tx *tx, const struct mail_result *an,
+		       int64_t blob, int64_t given, int64_t *thread_r,
+		       struct buf *arr, bool *merged_r,
+		       struct store_error *err)
 {
 	*merged_r = false;
-	struct buf arr;
-	buf_init(&arr, 0);
-	buf_append_char(&arr, '{');
-	msgids_hex(an->message_id, &arr);
-	msgids_hex(an->references, &arr);
-	msgids_hex(an->in_reply_to, &arr);
-	if (arr.len == 1) {
-		buf_free(&arr);
-		struct pg_params p;
-		pg_p_init(&p);
-		pg_p_int(&p, tx->user->id);
-		pg_p_int(&p, blob);
-		pg_p_int(&p, given > 0 ? given : blob);
-		return pg_run(tx->c, "UPDATE blob SET thread = $3 WHERE"
-			      " user_id = $1 AND id = $2", &p, err);
-	}
-	buf_append_char(&arr, '}');
+	*thread_r = given > 0 ? given : blob;
+	buf_append_char(arr, '{');
+	msgids_hex(an->message_id, arr);
+	msgids_hex(an->references, arr);
+	msgids_hex(an->in_reply_to, arr);
+	buf_append_char(arr, '}');
+	/* a thread given (an import keeping THREADID): no lookup, no merge */
+	if (given > 0 || arr->len == 2)
+		return 0;
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, tx->user->id);
-	pg_p_str(&p, arr.data);
-	/* a thread given (an import keeping THREADID): no lookup, no merge */
-	PGresult *r = given > 0 ? NULL :
-		pg_exec(tx->c, "SELECT t.thread FROM (SELECT DISTINCT"
-			" thread FROM thread_ref WHERE user_id = $1 AND"
-			" msgid = ANY ($2::text[])) t ORDER BY (SELECT"
-			" count(*) FROM blob b WHERE b.user_id = $1 AND"
-			" b.thread = t.thread) DESC, t.thread", &p, err);
-	int ret = r != NULL || given > 0 ? 0 : -1;
-	int64_t thread = given > 0 ? given : blob;
-	if (r != NULL && PQntuples(r) > 0)
-		thread = pg_int(r, 0, 0);
-	for (int i = 1; r != NULL && i < PQntuples(r) && ret == 0; i++) {
-		ret = thread_merge(tx, thread, pg_int(r, i, 0), err);
+	pg_p_str(&p, arr->data);
+	PGresult *r = pg_exec(tx->c, "SELECT t.thread FROM (SELECT DISTINCT"
+			      " thread FROM thread_ref WHERE user_id = $1 AND"
+			      " msgid = ANY ($2::text[])) t ORDER BY (SELECT"
+			      " count(*) FROM blob b WHERE b.user_id = $1 AND"
+			      " b.thread = t.thread) DESC, t.thread", &p, err);
+	if (r == NULL)
+		return -1;
+	int ret = 0;
+	if (PQntuples(r) > 0)
+		*thread_r = pg_int(r, 0, 0);
+	for (int i = 1; i < PQntuples(r) && ret == 0; i++) {
+		ret = thread_merge(tx, *thread_r, pg_int(r, i, 0), err);
 		*merged_r = true;
 	}
 	PQclear(r);
-	if (ret == 0) {
-		pg_p_init(&p);
-		pg_p_int(&p, tx->user->id);
-		pg_p_int(&p, blob);
-		pg_p_str(&p, arr.data);
-		pg_p_int(&p, thread);
-		ret = pg_run(tx->c, "WITH refs AS (INSERT INTO thread_ref"
-			     " SELECT $1, x, $4 FROM unnest($3::text[]) x"
-			     " ON CONFLICT DO NOTHING) UPDATE blob SET thread = $4"
-			     " WHERE user_id = $1 AND id = $2", &p, err);
-	}
-	buf_free(&arr);
 	return ret;
 }
 
@@ -448,29 +430,23 @@ int pg_deliver_tx(struct pg_tx *tx, struct store_body *b, const char *mailbox,
 				limits, NULL, d_r, uidvalidity_r, err);
 }
 
-/* The blob row of a body: a new id from the sequence, or the one an
- * import keeps (the sequence then raised past it, so a later delivery
- * never takes it; other accounts may hold the same id). */
+/* The blob row of a body, under the id its claim took from the sequence
+ * or the one an import keeps (the sequence then raised past it, so a
+ * later delivery never takes it; other accounts may hold the same id),
+ * with its thread, and its Message-IDs' thread_ref rows: one statement,
+ * one row version (the search indexes see each body once). */
 static const char blob_insert_sql[] =
-	"INSERT INTO blob (user_id, sha256,"
+	"WITH r AS (INSERT INTO thread_ref SELECT $1, x, $23 FROM"
+	" unnest($24::text[]) x ON CONFLICT DO NOTHING)"
+	" INSERT INTO blob (user_id, sha256,"
 	" body_size, prefix, envelope, bodystructure,"
 	" body, parts, preview, sort_subject, sort_from,"
 	" sort_to, sort_cc, sort_display_from,"
 	" sort_display_to, sent_date, message_id,"
-	" in_reply_to, refs, header_text, body_text)"
+	" in_reply_to, refs, header_text, body_text, id, thread)"
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
 	" $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-	" $19, $20, $21) RETURNING id";
-static const char blob_insert_id_sql[] =
-	"INSERT INTO blob (user_id, sha256,"
-	" body_size, prefix, envelope, bodystructure,"
-	" body, parts, preview, sort_subject, sort_from,"
-	" sort_to, sort_cc, sort_display_from,"
-	" sort_display_to, sent_date, message_id,"
-	" in_reply_to, refs, header_text, body_text, id)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-	" $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-	" $19, $20, $21, $22) RETURNING id";
+	" $19, $20, $21, $22, $23)";
 
 /* The blob row of body b (an: its analysis as this copy sees it behind
  * prefix), its bytes claimed, its Email's JMAP row and its thread
@@ -486,8 +462,14 @@ static int pg_blob_row_add(struct pg_tx *tx, struct store_body *b,
 {
 	*merged_r = false;
 	struct store_user *user = tx->user;
-	int64_t blob = 0;
-	int ret = pg_blob_claim(tx, b->sha_hex, err);
+	int64_t blob = want->blob, thread = 0;
+	struct buf arr;
+	buf_init(&arr, 0);
+	int ret = pg_blob_claim(tx, b->sha_hex, want->blob > 0 ? NULL : &blob,
+				err);
+	if (ret == 0)
+		ret = thread_pick(tx, an, blob, want->thread, &thread, &arr,
+				  merged_r, err);
 	if (ret == 0) {
 		struct pg_params p;
 		pg_p_init(&p);
@@ -512,17 +494,12 @@ static int pg_blob_row_add(struct pg_tx *tx, struct store_body *b,
 		p_text(&p, an->references);
 		pg_p_bin(&p, an->header_text, an->header_text_len);
 		pg_p_bin(&p, an->body_text, an->body_text_len);
-		if (want->blob > 0)
-			pg_p_int(&p, want->blob);
-		/* one row version: the search indexes see each body once */
-		PGresult *r = pg_exec(tx->c, want->blob > 0 ? blob_insert_id_sql
-				      : blob_insert_sql, &p, err);
-		if (r == NULL)
-			ret = -1;
-		else
-			blob = pg_int(r, 0, 0);
-		PQclear(r);
+		pg_p_int(&p, blob);
+		pg_p_int(&p, thread);
+		pg_p_str(&p, arr.data);
+		ret = pg_run(tx->c, blob_insert_sql, &p, err);
 	}
+	buf_free(&arr);
 	if (ret == 0 && want->blob > 0) {
 		struct pg_params p;
 		pg_p_init(&p);
@@ -535,8 +512,6 @@ static int pg_blob_row_add(struct pg_tx *tx, struct store_body *b,
 	}
 	if (ret == 0)
 		ret = pg_jmail_blob_added(tx, blob, an->bodystructure, err);
-	if (ret == 0)
-		ret = thread_assign(tx, an, blob, want->thread, merged_r, err);
 	*blob_r = blob;
 	return ret;
 }
@@ -1347,7 +1322,7 @@ int pg_rows_add(struct pg_tx *tx, const struct pg_mbox *dst,
 }
 
 /* The copy of blob row id under a new id in thread into (the same body,
- * its name counted once more by the blob trigger); every column but id
+ * named once more); every column but id
  * and thread, as schema_sql and step 4 have them. */
 static int blob_copy(struct pg_tx *tx, int64_t id, int64_t into,
 		     int64_t *new_r, struct store_error *err)

@@ -29,7 +29,7 @@
 #include "pg-notify.h"
 #include "store-private.h"
 
-#define PG_SCHEMA_VERSION 11
+#define PG_SCHEMA_VERSION 12
 
 struct s3;
 struct blob_cache;
@@ -531,6 +531,9 @@ extern const char pg_mailbox_counts_sql[];
 /* Schema step 10 -> 11: bodies named by blob rows uncounted
  * (pg-blob.c). */
 extern const char pg_blob_names_sql[];
+/* Schema step 11 -> 12: a blob row's thread made at its insert
+ * (pg-jmail.c). */
+extern const char pg_jmail_thread_sql[];
 /* In the transaction that made an account's default mailboxes. */
 int pg_jmail_account_created(struct pg_tx *tx, struct store_error *err);
 /* In the transaction that added blob (its BODYSTRUCTURE as cached). */
@@ -604,8 +607,10 @@ int pg_blobs_verify(struct store *store, const char *sha, uint64_t size);
 char *pg_blobs_name(struct store *store, const char *sha);
 /* In the transaction that adds a row naming sha: locks its blob_object
  * row FOR KEY SHARE (other claims of it go on at once); TEMP when it may
- * be being collected. */
-int pg_blob_claim(struct pg_tx *tx, const char *sha, struct store_error *err);
+ * be being collected. id_r (or NULL): the next blob row id, taken in the
+ * same round trip. */
+int pg_blob_claim(struct pg_tx *tx, const char *sha, int64_t *id_r,
+		  struct store_error *err);
 int pg_blobs_collect(struct store *store, unsigned grace,
 		     struct store_collect_report *report_r,
 		     struct store_error *err);
