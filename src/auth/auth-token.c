@@ -480,6 +480,25 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 	return user_r->disabled ? AUTH_DISABLED : AUTH_OK;
 }
 
+int auth_sessions_end(struct auth *auth, int64_t user_id)
+{
+	if (auth->client != NULL)
+		return -1;
+	struct auth_conn *c = auth_conn_get(auth, NULL);
+	if (c == NULL)
+		return -1;
+	int rc = -1;
+	struct asql_stmt *st = prep(c, "DELETE FROM web_sessions WHERE"
+				       " user_id = ?");
+	if (st != NULL) {
+		asql_bind_int64(st, 1, user_id);
+		rc = asql_step(st) == ASQL_DONE ? asql_changes(c->db) : -1;
+		asql_finalize(st);
+	}
+	auth_conn_put(auth, c);
+	return rc;
+}
+
 int auth_session_delete(struct auth *auth, const char *id)
 {
 	if (auth->client != NULL)

@@ -430,6 +430,11 @@ enum auth_result auth_session_check(struct auth *auth, const char *id,
 				    struct auth_user *user_r,
 				    char csrf_r[AUTH_SESSION_ID_SIZE]);
 int auth_session_delete(struct auth *auth, const char *id);
+/* Ends every web session of the account (loftctl kick: its webmail is
+ * signed out, the next request gets 401). How many ended, -1 on error.
+ * Only where accounts.db is opened directly (loftctl), not through the
+ * auth process. */
+int auth_sessions_end(struct auth *auth, int64_t user_id);
 
 /* ---- what the store asks of the accounts (auth-store.c) ----------- */
 

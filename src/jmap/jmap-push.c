@@ -95,6 +95,7 @@ struct puser {
 	struct pstream *streams;
 	struct psub *subs;
 	bool dirty;
+	bool logout;                /* loftctl kick / user del: streams end */
 	uint64_t change_ns;         /* the first change not pushed yet */
 	uint64_t delivery;          /* the modseq of the last APPEND */
 	bool known;                 /* last[] is filled */
@@ -157,6 +158,8 @@ static void hub_cb(void *ctx, const struct store_change *ch)
 	u->dirty = true;
 	if (ch->kind == STORE_CHANGE_APPEND && ch->modseq > u->delivery)
 		u->delivery = ch->modseq;
+	if (ch->kind == STORE_CHANGE_LOGOUT)
+		u->logout = true;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->mu);
 }
@@ -207,7 +210,10 @@ static struct puser *puser_get(struct jmap_push *p, int64_t user_id)
 	u->user_id = user_id;
 	u->next = p->users;
 	p->users = u;
-	store_subscribe(p->j->store, user_id, hub_cb, u, &u->sub);
+	/* a watch, not one of the account's sessions: a user with only
+	 * PushSubscriptions keeps this entry, and `loftctl kick` must not
+	 * wait for it; the streams end on STORE_CHANGE_LOGOUT (push_main) */
+	store_watch(p->j->store, user_id, hub_cb, u, &u->sub);
 	return u;
 }
 
@@ -615,6 +621,20 @@ static void *push_main(void *arg)
 			continue;
 		}
 		dirty->dirty = false;
+		if (dirty->logout) {
+			/* loftctl kick or user del: every stream of the
+			 * account ends (its PushSubscriptions stay: they are
+			 * the account's data, not sessions) */
+			dirty->logout = false;
+			for (struct pstream *ps = dirty->streams; ps != NULL;
+			     ps = ps->next) {
+				if (ps->dead || ps->stream == NULL)
+					continue;
+				ps->dead = true;
+				http_stream_end(ps->stream);
+			}
+			continue;
+		}
 		int64_t id = dirty->user_id;
 		uint64_t since = dirty->change_ns;
 		pthread_mutex_unlock(&p->mu);

@@ -13,9 +13,15 @@
   1 s: "* BYE", "-ERR"; the account may log in again; POP3 DELE marks of a
   kicked session are not applied. Without a running loftd it says so.
 - `loftctl user del` ends the sessions too, and logins fail afterwards.
+- JMAP and the webmail: kick closes the account's EventSource streams
+  within 1 s and signs its webmail out (the cookie gets 401); user del
+  closes the streams too.
 - loftctl finds the config through $LOFT_CONFIG.
 """
 
+import base64
+import http.client
+import json
 import os
 import socket
 import stat
@@ -306,6 +312,99 @@ def test_kick(env):
     other.s.close()
 
 
+def http_req(env, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection('127.0.0.1', env.ports['http'],
+                                   timeout=10 * SLOW)
+    c.request(method, path, body=body, headers=headers or {})
+    resp = c.getresponse()
+    return resp.status, resp.getheader('Set-Cookie') or '', resp.read()
+
+
+class EventSource:
+    """A JMAP EventSource stream (RFC 8620 7.3), Basic auth."""
+
+    def __init__(self, env, user):
+        self.s = socket.create_connection(('127.0.0.1', env.ports['http']),
+                                          timeout=10 * SLOW)
+        cred = base64.b64encode(('%s:%s' % (user, env.users[user]))
+                                .encode()).decode()
+        self.s.sendall(('GET /jmap/eventsource/?types=*&closeafter=no&ping=0'
+                        ' HTTP/1.1\r\nHost: localhost\r\nAuthorization:'
+                        ' Basic %s\r\n\r\n' % cred).encode())
+        self.head = b''
+        while b'\r\n\r\n' not in self.head:
+            chunk = self.s.recv(4096)
+            if not chunk:
+                break
+            self.head += chunk
+
+    def ok(self):
+        return self.head.startswith(b'HTTP/1.1 200') and \
+            b'text/event-stream' in self.head
+
+    def closed_within(self, secs):
+        """Seconds until the server ended the stream (its last chunk, or
+        the connection closed), None if it did not within secs."""
+        t0 = time.monotonic()
+        self.s.settimeout(secs)
+        seen = self.head.split(b'\r\n\r\n', 1)[-1]
+        try:
+            while True:
+                if seen.endswith(b'0\r\n\r\n'):
+                    return time.monotonic() - t0
+                chunk = self.s.recv(4096)
+                if not chunk:
+                    return time.monotonic() - t0
+                seen += chunk
+        except socket.timeout:
+            return None
+        except OSError:
+            return time.monotonic() - t0
+
+
+def test_kick_web(env):
+    """JMAP and the webmail: kick closes the account's EventSource
+    streams (they stayed open, and kick failed after waiting 2 s: "1 of 1
+    sessions still open") and signs its webmail out (the cookie's next
+    request gets 401); user del closes the streams too."""
+    user = 'erin@example.test'
+    env.add_user(user, 'Vn4-autumn-road-88')
+    es = EventSource(env, user)
+    r.check('EventSource open', es.ok(), es.head[:200])
+    st, cookie, body = http_req(env, 'POST', '/auth/login',
+                            json.dumps({'username': user,
+                                        'password': env.users[user]}),
+                            {'Content-Type': 'application/json'})
+    cookie = cookie.split(';')[0]
+    r.check('webmail sign-in', st == 200 and cookie, (st, body))
+    r.check('webmail session good before',
+            http_req(env, 'GET', '/auth/session', headers={'Cookie': cookie})[0]
+            == 200)
+    t0 = time.monotonic()
+    rc, out, err = env.loftctl('kick', user)
+    elapsed = time.monotonic() - t0
+    r.check('kick with a stream and a web session: exit 0', rc == 0,
+            (rc, out, err))
+    r.check('kick says the web session was signed out',
+            '%s: 1 web sessions signed out' % user in out, out)
+    r.check('kick does not wait out its 2 s', elapsed < 2.0 * SLOW, elapsed)
+    took = es.closed_within(3 * SLOW)
+    r.check('the EventSource stream is closed within 1 s',
+            took is not None and took < 1.0 * SLOW, took)
+    r.check('the webmail cookie gets 401 after kick',
+            http_req(env, 'GET', '/auth/session', headers={'Cookie': cookie})[0]
+            == 401)
+    es = EventSource(env, user)
+    r.check('after kick, a new stream opens (the account stays)', es.ok(),
+            es.head[:200])
+    rc, out, err = env.loftctl('user', 'del', user, '--yes')
+    r.check('user del with a stream: exit 0, no complaint',
+            rc == 0 and 'cannot end' not in err, (rc, out, err))
+    took = es.closed_within(3 * SLOW)
+    r.check('user del closes the stream within 1 s',
+            took is not None and took < 1.0 * SLOW, took)
+
+
 def test_user_del(env):
     user = 'carol@example.test'
     env.add_user(user, 'Kx9-winter-lamp-42')
@@ -396,6 +495,7 @@ def main():
         test_protocol(env)
         test_peer_uid(env)
         test_kick(env)
+        test_kick_web(env)
         test_user_del(env)
         test_second_instance(env)
         test_config_env(env)
