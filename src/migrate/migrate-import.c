@@ -1141,15 +1141,17 @@ static void mb_end(void *ctx)
 		.mark_id = mark,
 		.size = s->size,
 	};
-	if (m->dry_run) {
-		migrate_count(m, s->size, true);
-		return;
-	}
-	/* imported by an earlier run: not analysed again */
+	/* imported by an earlier run: not analysed again (and a dry run
+	 * says so: it counted every message as to import) */
 	if (strs_have(s->marks, s->mark_count, mark)) {
 		m->skipped++;
 		m->cur->skipped++;
+		migrate_count(m, 0, false);   /* a resumed run's progress */
 		store_body_unref(&s->body);
+		return;
+	}
+	if (m->dry_run) {
+		migrate_count(m, s->size, true);
 		return;
 	}
 	/* the batch finishes the body (migrate_msg_commit) */

@@ -3,7 +3,7 @@
 every message is stored once, the source's UIDs are kept, and a running
 loftd's IMAP sees the mail as it arrives. Once for a Maildir with a
 dovecot-uidlist, once for an mbox with X-UID headers; then a third run
-imports nothing. Also: an import over quota stops, says where the next
+imports nothing, and a --dry-run says nothing is left to import. Also: an import over quota stops, says where the next
 run resumes, and the next run (quota raised) finishes."""
 
 import os
@@ -140,6 +140,15 @@ def main():
             R.check('%s: a third run imports nothing' % address,
                     rc.returncode == 0 and
                     re.search(r'INBOX: 0 imported, %d already there' % N,
+                              rc.stdout), rc.stdout + rc.stderr)
+            # a dry run says the same (for an mbox it said all N were
+            # still "to import")
+            rc = subprocess.run([LOFTCTL, '--config', env.config_path,
+                                 'import', address, source, '--dry-run'],
+                                capture_output=True, text=True, timeout=300)
+            R.check('%s: --dry-run: 0 to import, all already there'
+                    % address, rc.returncode == 0 and
+                    re.search(r'INBOX: 0 to import, %d already there' % N,
                               rc.stdout), rc.stdout + rc.stderr)
 
         # over quota: stops, says so, resumes
