@@ -354,12 +354,19 @@ char *pg_blobs_name(struct store *store, const char *sha)
 	" make_interval(secs => $1::bigint)"
 
 int pg_blob_claim(struct pg_tx *tx, const char *sha, int64_t *id_r,
+		  const char *msgids, char **threads_r,
 		  struct store_error *err)
 {
+	if (threads_r != NULL)
+		*threads_r = NULL;
 	struct pg_params p;
 	pg_p_init(&p);
 	pg_p_int(&p, PGS(tx->user->store)->grace);
 	pg_p_str(&p, sha);
+	if (msgids != NULL) {
+		pg_p_int(&p, tx->user->id);
+		pg_p_str(&p, msgids);
+	}
 	/* KEY SHARE: every recipient's copy of one body at once; only the
 	 * collector's FOR UPDATE and DELETE wait for it (and it for them).
 	 * Named or fresh first: the blob rows are looked at only for a body
@@ -367,9 +374,21 @@ int pg_blob_claim(struct pg_tx *tx, const char *sha, int64_t *id_r,
 #define CLAIM_SQL(what) "SELECT " what " FROM blob_object o WHERE"	\
 	" o.sha256 = $2 AND (o.refs > 0 OR o.orphan_since IS NULL OR"	\
 	" o.orphan_since > now() - make_interval(secs => $1::bigint) OR" \
-	NAMED_BY_BLOB ") FOR KEY SHARE"
-	/* the new blob row's id in the same round trip */
-	PGresult *r = pg_exec(tx->c, id_r != NULL ? CLAIM_SQL("nextval('blob_id')")
+	NAMED_BY_BLOB ") FOR KEY SHARE OF o"
+	/* in the same round trip: the new blob row's id, and the threads
+	 * of the account that its Message-IDs ($4) are in, the biggest
+	 * first (pg-message.c thread_pick) */
+	PGresult *r = pg_exec(tx->c, msgids != NULL
+			      ? CLAIM_SQL("nextval('blob_id'), (SELECT"
+					  " string_agg(t.thread::text, ','"
+					  " ORDER BY (SELECT count(*) FROM"
+					  " blob b WHERE b.user_id = $3 AND"
+					  " b.thread = t.thread) DESC,"
+					  " t.thread) FROM"
+					  " (SELECT DISTINCT thread FROM"
+					  " thread_ref WHERE user_id = $3 AND"
+					  " msgid = ANY ($4::text[])) t)")
+			      : id_r != NULL ? CLAIM_SQL("nextval('blob_id')")
 			      : CLAIM_SQL("1"), &p, err);
 #undef CLAIM_SQL
 	if (r == NULL)
@@ -377,6 +396,9 @@ int pg_blob_claim(struct pg_tx *tx, const char *sha, int64_t *id_r,
 	int n = PQntuples(r);
 	if (n > 0 && id_r != NULL)
 		*id_r = pg_int(r, 0, 0);
+	if (n > 0 && threads_r != NULL && msgids != NULL &&
+	    !PQgetisnull(r, 0, 1))
+		*threads_r = pg_strdup(r, 0, 1);
 	PQclear(r);
 	if (n == 0) {
 		log_warn("store", NULL, "user %lld: body %s was unnamed past"

@@ -371,7 +371,7 @@ int pg_upload_finish(struct store_upload **upp, const char *type,
 		ret = pg_wbegin(up->user, &tx, err);
 	if (ret == 0) {
 		const char *sha = pg_body_sha(up->body);
-		ret = pg_blob_claim(&tx, sha, NULL, err);
+		ret = pg_blob_claim(&tx, sha, NULL, NULL, NULL, err);
 		PGresult *r = NULL;
 		if (ret == 0) {
 			struct pg_params p;

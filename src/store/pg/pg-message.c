@@ -354,49 +354,51 @@ static void msgids_hex(const char *s, struct buf *arr)
 static int thread_merge(struct pg_tx *tx, int64_t into, int64_t from,
 			struct store_error *err);
 
+/* A message's Message-IDs (its own, References, In-Reply-To), each as
+ * hex of its bytes, as a text[] literal ("{}" for none). */
+static void msgids_array(const struct mail_result *an, struct buf *arr)
+{
+	buf_append_char(arr, '{');
+	msgids_hex(an->message_id, arr);
+	msgids_hex(an->references, arr);
+	msgids_hex(an->in_reply_to, arr);
+	buf_append_char(arr, '}');
+}
+
 /* THREADID (RFC 8474): a message joins the thread of any message it
  * references, or of a reply that came before it and referenced it;
  * otherwise it starts its own, named after its blob. When it links
  * threads that were apart (a late reply), they become one: the biggest
  * stays (the lowest id among equals), the others' messages move into it
  * under new ids and UIDs (RFC 8621 3: an Email's threadId never changes;
- * thread_merge), and *merged_r says so. Before the blob row (id blob) is
- * inserted, with its thread: *thread_r; arr gets its Message-IDs (a
- * text[] literal) for thread_ref. */
-static int thread_pick(struct pg_tx *tx, const struct mail_result *an,
-		       int64_t blob, int64_t given, int64_t *thread_r,
-		       struct buf *arr, bool *merged_r,
+ * thread_merge), and *merged_r says so. Before the blob row (id blob)
+ * is inserted with its thread, *thread_r; threads: the account's threads
+ * of its Message-IDs, biggest first, as the claim found them ("5,3", or
+ * NULL). */
+static int thread_pick(struct pg_tx *tx, const char *threads, int64_t blob,
+		       int64_t given, int64_t *thread_r, bool *merged_r,
 		       struct store_error *err)
 {
 	*merged_r = false;
 	*thread_r = given > 0 ? given : blob;
-	buf_append_char(arr, '{');
-	msgids_hex(an->message_id, arr);
-	msgids_hex(an->references, arr);
-	msgids_hex(an->in_reply_to, arr);
-	buf_append_char(arr, '}');
 	/* a thread given (an import keeping THREADID): no lookup, no merge */
-	if (given > 0 || arr->len == 2)
+	if (given > 0 || threads == NULL)
 		return 0;
-	struct pg_params p;
-	pg_p_init(&p);
-	pg_p_int(&p, tx->user->id);
-	pg_p_str(&p, arr->data);
-	PGresult *r = pg_exec(tx->c, "SELECT t.thread FROM (SELECT DISTINCT"
-			      " thread FROM thread_ref WHERE user_id = $1 AND"
-			      " msgid = ANY ($2::text[])) t ORDER BY (SELECT"
-			      " count(*) FROM blob b WHERE b.user_id = $1 AND"
-			      " b.thread = t.thread) DESC, t.thread", &p, err);
-	if (r == NULL)
-		return -1;
+	const char *p = threads;
+	char *end;
 	int ret = 0;
-	if (PQntuples(r) > 0)
-		*thread_r = pg_int(r, 0, 0);
-	for (int i = 1; i < PQntuples(r) && ret == 0; i++) {
-		ret = thread_merge(tx, *thread_r, pg_int(r, i, 0), err);
-		*merged_r = true;
+	for (int i = 0; ret == 0 && *p != '\0'; i++) {
+		long long t = strtoll(p, &end, 10);
+		if (end == p)
+			break;
+		if (i == 0) {
+			*thread_r = t;
+		} else {
+			ret = thread_merge(tx, *thread_r, t, err);
+			*merged_r = true;
+		}
+		p = end + (*end == ',');
 	}
-	PQclear(r);
 	return ret;
 }
 
@@ -462,14 +464,19 @@ static int pg_blob_row_add(struct pg_tx *tx, struct store_body *b,
 {
 	*merged_r = false;
 	struct store_user *user = tx->user;
-	int64_t blob = want->blob, thread = 0;
+	int64_t blob = 0, thread = 0;
 	struct buf arr;
 	buf_init(&arr, 0);
-	int ret = pg_blob_claim(tx, b->sha_hex, want->blob > 0 ? NULL : &blob,
-				err);
+	msgids_array(an, &arr);
+	char *threads = NULL;
+	int ret = pg_blob_claim(tx, b->sha_hex, &blob, want->thread == 0 &&
+				arr.len > 2 ? arr.data : NULL, &threads, err);
+	if (want->blob > 0)
+		blob = want->blob;
 	if (ret == 0)
-		ret = thread_pick(tx, an, blob, want->thread, &thread, &arr,
+		ret = thread_pick(tx, threads, blob, want->thread, &thread,
 				  merged_r, err);
+	free(threads);
 	if (ret == 0) {
 		struct pg_params p;
 		pg_p_init(&p);
@@ -603,15 +610,19 @@ int pg_deliver_tx_as(struct pg_tx *tx, struct store_body *b,
 		pg_p_int(&p, (int64_t)(want->savedate != 0 ? want->savedate
 							   : now));
 		pg_p_str(&p, want->pop3_uidl);
-		ret = pg_run(tx->c, "INSERT INTO msg (user_id, mailbox, uid, blob,"
+		/* the mailbox's uidnext and highestmodseq in the same
+		 * statement (pg_mbox_touch's update) */
+		ret = pg_run(tx->c, "WITH t AS (UPDATE mailbox SET"
+			     " highestmodseq = greatest(highestmodseq, $7),"
+			     " uidnext = greatest(uidnext, $3::bigint + 1)"
+			     " WHERE user_id = $1 AND id = $2)"
+			     " INSERT INTO msg (user_id, mailbox, uid, blob,"
 			     " flags, keywords, modseq, size, internaldate,"
 			     " savedate, uidl) VALUES ($1, $2, $3, $4, $5, $6,"
 			     " $7, $8, $9, $10, $11)", &p, err);
 	}
 	if (ret == 0)
 		ret = keywords_register(tx, mb.id, kw, err);
-	if (ret == 0)
-		ret = pg_mbox_touch(tx, mb.id, mb.uidnext + 1, err);
 	if (ret == 0) {
 		tx->bytes += (int64_t)size;
 		tx->messages++;
@@ -649,17 +660,24 @@ static int bodies_deliver_once(struct store_body *const *bodies, size_t n,
 	bool told = false;
 	int ret = 0, failed = 0;
 	uint32_t uidvalidity = 0;
+	/* the savepoint of the next body made in the round trip that
+	 * releases this one's; one rolled back to is there for the next */
+	bool savepoint = false;
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		struct store_error e = {0};
 		struct pg_delivered d;
-		if (pg_cmd(tx.c, "SAVEPOINT loft_body", err) < 0) {
+		if (!savepoint && pg_cmd(tx.c, "SAVEPOINT loft_body", err) < 0) {
 			ret = -1;
 			break;
 		}
+		savepoint = true;
 		if (pg_deliver_tx(&tx, bodies[i], mailbox, NULL, 0,
 				  params != NULL ? &params[i] : NULL, &limits,
 				  &d, &uidvalidity, &e) == 0) {
-			ret = pg_cmd(tx.c, "RELEASE SAVEPOINT loft_body", err);
+			savepoint = i + 1 < n;
+			ret = pg_cmd(tx.c, savepoint ? "RELEASE SAVEPOINT"
+				     " loft_body; SAVEPOINT loft_body"
+				     : "RELEASE SAVEPOINT loft_body", err);
 			uids[i] = d.uid;
 			if (first.uid == 0)
 				first = d;

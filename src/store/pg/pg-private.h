@@ -607,9 +607,12 @@ int pg_blobs_verify(struct store *store, const char *sha, uint64_t size);
 char *pg_blobs_name(struct store *store, const char *sha);
 /* In the transaction that adds a row naming sha: locks its blob_object
  * row FOR KEY SHARE (other claims of it go on at once); TEMP when it may
- * be being collected. id_r (or NULL): the next blob row id, taken in the
- * same round trip. */
+ * be being collected. In the same round trip, id_r (or NULL): the next
+ * blob row id; msgids (a text[] literal, or NULL) and threads_r: the
+ * account's threads those Message-IDs are in, biggest first ("5,3",
+ * malloced; NULL for none). */
 int pg_blob_claim(struct pg_tx *tx, const char *sha, int64_t *id_r,
+		  const char *msgids, char **threads_r,
 		  struct store_error *err);
 int pg_blobs_collect(struct store *store, unsigned grace,
 		     struct store_collect_report *report_r,
