@@ -164,9 +164,15 @@ bool mbox_from_line(const char *line, size_t len, time_t *date_r)
 
 void mbox_from_format(time_t date, struct buf *out)
 {
+	mbox_from_format_sender("MAILER-DAEMON", date, out);
+}
+
+void mbox_from_format_sender(const char *sender, time_t date,
+			     struct buf *out)
+{
 	struct tm tm;
 	gmtime_r(&date, &tm);
-	buf_printf(out, "From MAILER-DAEMON %s %s %2d %02d:%02d:%02d %04d\n",
+	buf_printf(out, "From %s %s %s %2d %02d:%02d:%02d %04d\n", sender,
 		   wdays[tm.tm_wday], months[tm.tm_mon], tm.tm_mday,
 		   tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
 }

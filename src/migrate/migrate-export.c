@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -317,10 +318,42 @@ static void mbox_pseudo(const struct store_mailbox_info *mb, struct buf *out)
 		   date, (long long)now, mb->uidvalidity, mb->uidnext);
 }
 
+/* The envelope sender for the From_ line, as Dovecot writes it: the
+ * address of the first Return-Path field of the header block (the one
+ * delivery put on top), else MAILER-DAEMON (also for <>, and for
+ * anything that is not one plain word). */
+static void mbox_sender(const char *lf, size_t hend, char *out,
+			size_t size)
+{
+	snprintf(out, size, "MAILER-DAEMON");
+	for (size_t i = 0; i < hend; i++) {
+		if (i > 0 && lf[i - 1] != '\n')
+			continue;
+		if (hend - i < 12 || strncasecmp(lf + i, "Return-Path:", 12) != 0)
+			continue;
+		const char *p = lf + i + 12, *end = lf + hend;
+		const char *lt = memchr(p, '<', (size_t)(end - p));
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (lt == NULL || (nl != NULL && lt > nl))
+			return;
+		const char *gt = memchr(lt, '>', (size_t)(end - lt));
+		if (gt == NULL || (nl != NULL && gt > nl))
+			return;
+		size_t n = (size_t)(gt - lt - 1);
+		if (n == 0 || n >= size)
+			return;
+		for (size_t k = 0; k < n; k++)
+			if ((unsigned char)lt[1 + k] <= ' ' || lt[1 + k] == 0x7f)
+				return;
+		memcpy(out, lt + 1, n);
+		out[n] = '\0';
+		return;
+	}
+}
+
 static void mbox_message(const char *lf, size_t len,
 			 const struct store_export_msg *msg, struct buf *out)
 {
-	mbox_from_format(msg->internaldate, out);
 	/* the header block: up to the first empty line */
 	size_t hend = len;
 	if (len > 0 && lf[0] == '\n')
@@ -331,6 +364,9 @@ static void mbox_message(const char *lf, size_t len,
 			break;
 		}
 	}
+	char sender[256];
+	mbox_sender(lf, hend, sender, sizeof(sender));
+	mbox_from_format_sender(sender, msg->internaldate, out);
 	buf_append(out, lf, hend);
 	if (hend > 0 && lf[hend - 1] != '\n')
 		buf_append_char(out, '\n');

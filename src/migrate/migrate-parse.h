@@ -132,6 +132,10 @@ void mbox_header_filter(const char *hdr, size_t len, struct buf *out,
 void mbox_meta_free(struct mbox_meta *meta);
 /* A From_ line for export: "From MAILER-DAEMON <asctime UTC>". */
 void mbox_from_format(time_t date, struct buf *out);
+/* The same naming the envelope sender (one word, no spaces: the
+ * caller checks). */
+void mbox_from_format_sender(const char *sender, time_t date,
+			     struct buf *out);
 
 /* ---- IMAP client responses (imap-resp.c) ------------------------- */
 

@@ -6,7 +6,8 @@ as pg/test_export with LOFT_TEST_BACKEND=postgres):
   - maildir: every message of every folder once, \\Flagged and \\Seen in
     the file names, the bytes as IMAP serves them (LF line ends);
   - mbox: UW-IMAP's X-IMAP with the folder's UIDVALIDITY as IMAP reports
-    it, X-UID per message in UID order, Status: RO for \\Seen;
+    it, X-UID per message in UID order, Status: RO for \\Seen, the From_
+    line naming the envelope sender (Return-Path) as Dovecot writes it;
   - backup of the account, then `backup verify`: intact (exit 0);
   - what they say: the export one line per folder with its count and no
     blank line; the backup the account's four messages (it said "0
@@ -90,6 +91,11 @@ def main():
         R.check('mbox: X-IMAP carries the UIDVALIDITY',
                 base is not None and int(base.group(1)) == uv,
                 (base.group(0) if base else None, uv))
+        froms = re.findall(rb'^From (\S+) ', inbox, re.M)
+        R.check('mbox: the From_ lines name the envelope sender (the'
+                ' delivery\'s Return-Path), the folder data MAILER-DAEMON',
+                froms == [b'MAILER-DAEMON'] + [b'sender@example.org'] * 3,
+                froms)
         R.check('mbox: X-UID 1, 2, 3 in order',
                 re.findall(rb'\nX-UID: (\d+)\n', inbox) == [b'1', b'2', b'3'],
                 re.findall(rb'\nX-UID: (\d+)\n', inbox))
