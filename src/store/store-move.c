@@ -3,15 +3,19 @@
  * account from one side of a store with both backends to the other
  * (store-route.c), through the export stream and the import calls that
  * backup and restore use (store-migrate.c). See store.h
- * store_move_account for the order of things and what a kill leaves.
+ * store_move_account for the order of things and what a kill leaves;
+ * "two phases" below for the copy while the account is served on.
  */
 #include "store-private.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <openssl/evp.h>
 
@@ -698,9 +702,11 @@ static int verify_kept(struct store_export *se, struct store_export *de,
 /* Everything a client keeps must be the same: the folders, UIDVALIDITY,
  * UIDNEXT, HIGHESTMODSEQ, the expunge log, each message's UID, MODSEQ,
  * flags, keywords, internal date, size, EMAILID and THREADID and bytes
- * (by SHA-256); the account's counter may only be higher. */
+ * (by SHA-256; with fresh, only those of its Emails: the rest were
+ * checked by verify_bodies); the account's counter may only be
+ * higher. */
 static int verify(struct store_user *src, struct store_user *dst,
-		  const struct email_map *emails,
+		  const struct email_map *emails, const struct email_map *fresh,
 		  struct store_move_report *rep, struct store_error *err)
 {
 	struct store_export *se = NULL, *de = NULL;
@@ -813,6 +819,9 @@ static int verify(struct store_user *src, struct store_user *dst,
 				ret = store_set_error(err, STORE_ERR_INTERNAL,
 						      "%s UID %u: not copied",
 						      a->name, x->uid);
+			} else if (fresh != NULL &&
+				   em_get(fresh, x->email) == NULL) {
+				/* checked while live (verify_bodies) */
 			} else if (store_export_body(de, y->email, &blob,
 						     err) < 0) {
 				ret = -1;
@@ -843,7 +852,800 @@ static int verify(struct store_user *src, struct store_user *dst,
 	return ret;
 }
 
+/* ---- two phases --------------------------------------------------------- */
+
+/* The move copies the account while it is served on (phase one: a
+ * snapshot, copy_account), then takes the lock and brings over only
+ * what changed since that snapshot (phase two, copy_delta): folders
+ * made, removed or made anew, messages delivered, flag changes and
+ * expunges, Sieve scripts, ACLs and subscriptions. The lock lasts as
+ * long as the delta and the check of every row (not of every body: the
+ * bodies copied while live are checked while live, verify_bodies). */
+
+/* The bytes of every message at the target against what was copied
+ * (outside the lock). */
+static int verify_bodies(struct store_user *dst, const struct email_map *emails,
+			 struct store_error *err)
+{
+	struct store_export *de;
+	if (store_export_begin(dst, &de, err) < 0)
+		return -1;
+	const struct store_export_info *di = store_export_info(de);
+	struct email_map done = {0};
+	int ret = 0;
+	for (size_t i = 0; i < di->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &di->mailboxes[i];
+		if (mb->noselect)
+			continue;
+		if (store_export_messages(de, mb->id, err) < 0) {
+			ret = -1;
+			break;
+		}
+		const struct store_export_msg *m;
+		int r;
+		while (ret == 0 && (r = store_export_next(de, &m, err)) > 0) {
+			if (em_get(&done, m->email) != NULL)
+				continue;
+			const unsigned char *want = em_get(emails, m->email);
+			struct store_blob blob;
+			if (want == NULL)
+				ret = store_set_error(err, STORE_ERR_INTERNAL,
+						      "%s UID %u: not copied",
+						      mb->name, m->uid);
+			else if (store_export_body(de, m->email, &blob, err) < 0)
+				ret = -1;
+			else {
+				unsigned char got[32];
+				sha256(blob.data, blob.len, got);
+				store_blob_close(&blob);
+				if (memcmp(got, want, 32) != 0)
+					ret = store_set_error(
+						err, STORE_ERR_INTERNAL,
+						"%s UID %u: the bytes differ "
+						"at the target", mb->name,
+						m->uid);
+				em_put(&done, m->email, got);
+			}
+		}
+		if (ret == 0 && r < 0)
+			ret = -1;
+	}
+	free(done.ids);
+	free(done.sha);
+	store_export_end(&de);
+	return ret;
+}
+
+struct delta_expunge {
+	const char *mailbox;      /* the source snapshot's */
+	uint32_t uid;
+	uint64_t modseq;          /* the source's (0: its log has none) */
+};
+
+struct delta_flags {
+	const char *mailbox;
+	uint32_t uid;
+	unsigned flags;
+	char *keywords;           /* sorted, space separated */
+};
+
+struct delta_folder {
+	const struct store_mailbox_info *mb;   /* the source's */
+	bool whole;               /* made (anew) at the target */
+	bool changed;
+	uint32_t *fresh;          /* UIDs the target lacks */
+	size_t fresh_count;
+};
+
+struct delta {
+	struct delta_expunge *x;
+	size_t x_count, x_cap;
+	struct delta_flags *f;
+	size_t f_count, f_cap;
+	struct delta_folder *folders;
+	uint64_t changes;
+};
+
+/* Sieve scripts as the source has them now: only what differs is
+ * written (each write is a change at the target). */
+static int copy_sieve_delta(struct store_user *src, struct store_user *dst,
+			    struct store_error *err)
+{
+	struct store_sieve_script *sl = NULL, *dl = NULL;
+	size_t sn = 0, dn = 0;
+	if (store_sieve_list(src, &sl, &sn, err) < 0)
+		return -1;
+	if (store_sieve_list(dst, &dl, &dn, err) < 0) {
+		store_sieve_list_free(sl, sn);
+		return -1;
+	}
+	int ret = 0;
+	const char *sactive = NULL, *dactive = NULL;
+	for (size_t i = 0; i < sn; i++)
+		if (sl[i].active)
+			sactive = sl[i].name;
+	for (size_t i = 0; i < dn; i++)
+		if (dl[i].active)
+			dactive = dl[i].name;
+	if (dactive != NULL &&
+	    (sactive == NULL || strcmp(sactive, dactive) != 0))
+		ret = store_sieve_activate(dst, NULL, err);
+	for (size_t i = 0; i < dn && ret == 0; i++) {
+		bool there = false;
+		for (size_t k = 0; k < sn && !there; k++)
+			there = strcmp(sl[k].name, dl[i].name) == 0;
+		if (!there)
+			ret = store_sieve_delete(dst, dl[i].name, err);
+	}
+	for (size_t i = 0; i < sn && ret == 0; i++) {
+		char *a = NULL, *b = NULL;
+		size_t al = 0, bl = 0, ail = 0, bil = 0;
+		void *ai = NULL, *bi = NULL;
+		struct store_error e;
+		ret = store_sieve_get(src, sl[i].name, &a, &al, &ai, &ail, NULL,
+				      err);
+		bool same = ret == 0 &&
+			    store_sieve_get(dst, sl[i].name, &b, &bl, &bi, &bil,
+					    NULL, &e) == 0 &&
+			    al == bl && memcmp(a, b, al) == 0;
+		if (ret == 0 && !same)
+			ret = store_sieve_put(dst, sl[i].name, a, al, ai, ail,
+					      err);
+		free(a);
+		free(b);
+		free(ai);
+		free(bi);
+	}
+	if (ret == 0 && sactive != NULL &&
+	    (dactive == NULL || strcmp(sactive, dactive) != 0))
+		ret = store_sieve_activate(dst, sactive, err);
+	store_sieve_list_free(sl, sn);
+	store_sieve_list_free(dl, dn);
+	return ret;
+}
+
+static bool acl_same(const struct store_acl_row *x,
+		     const struct store_acl_row *y)
+{
+	return strcmp(x->mailbox, y->mailbox) == 0 &&
+	       x->entry.kind == y->entry.kind && x->entry.id == y->entry.id &&
+	       x->entry.negative == y->entry.negative &&
+	       x->entry.rights == y->entry.rights;
+}
+
+/* ACL entries as the source has them now; the folders whose ACL
+ * changed are marked (their HIGHESTMODSEQ is made exact after). */
+static int copy_acl_delta(struct store_user *src, struct store_user *dst,
+			  const struct store_export_info *si,
+			  struct delta *d, struct store_error *err)
+{
+	struct store_acl_row *sr = NULL, *dr = NULL;
+	size_t sn = 0, dn = 0;
+	if (store_acl_all(src, &sr, &sn, err) < 0)
+		return -1;
+	if (store_acl_all(dst, &dr, &dn, err) < 0) {
+		store_acl_all_free(sr, sn);
+		return -1;
+	}
+	int ret = 0;
+	for (size_t i = 0; i < dn && ret == 0; i++) {
+		bool keep = false;
+		for (size_t k = 0; k < sn && !keep; k++)
+			keep = strcmp(sr[k].mailbox, dr[i].mailbox) == 0 &&
+			       sr[k].entry.kind == dr[i].entry.kind &&
+			       sr[k].entry.id == dr[i].entry.id &&
+			       sr[k].entry.negative == dr[i].entry.negative;
+		if (keep)
+			continue;
+		ret = store_acl_delete(dst, dr[i].mailbox, dr[i].entry.kind,
+				       dr[i].entry.id, dr[i].entry.negative,
+				       err);
+		for (size_t k = 0; k < si->mailbox_count; k++)
+			if (strcmp(si->mailboxes[k].name, dr[i].mailbox) == 0)
+				d->folders[k].changed = true;
+		d->changes++;
+	}
+	for (size_t i = 0; i < sn && ret == 0; i++) {
+		bool same = false;
+		for (size_t k = 0; k < dn && !same; k++)
+			same = acl_same(&sr[i], &dr[k]);
+		if (same)
+			continue;
+		ret = store_acl_set(dst, sr[i].mailbox, &sr[i].entry, 0, 0,
+				    err);
+		for (size_t k = 0; k < si->mailbox_count; k++)
+			if (strcmp(si->mailboxes[k].name, sr[i].mailbox) == 0)
+				d->folders[k].changed = true;
+		d->changes++;
+	}
+	store_acl_all_free(sr, sn);
+	store_acl_all_free(dr, dn);
+	return ret;
+}
+
+/* One folder's modseqs, expunge log and HIGHESTMODSEQ made the
+ * source's (store_import_exact). */
+static int exact_folder(struct store_export *se, struct store_export *de,
+			struct store_user *dst,
+			const struct store_mailbox_info *a,
+			const struct store_mailbox_info *b, uint64_t modseq,
+			struct store_error *err)
+{
+	struct msg_row *sr = NULL, *dr = NULL;
+	size_t sn = 0, dn = 0;
+	if (read_rows(se, a->id, &sr, &sn, err) < 0)
+		return -1;
+	if (read_rows(de, b->id, &dr, &dn, err) < 0) {
+		rows_free(sr, sn);
+		return -1;
+	}
+	struct store_import_exact_msg *v = xcalloc(sn + 1, sizeof(*v));
+	size_t n = 0;
+	for (size_t i = 0, j = 0; i < sn; i++) {
+		while (j < dn && dr[j].uid < sr[i].uid)
+			j++;
+		if (j < dn && dr[j].uid == sr[i].uid)
+			v[n++] = (struct store_import_exact_msg){
+				sr[i].uid, dr[j].modseq, sr[i].modseq};
+	}
+	struct store_expunged_range *log = NULL;
+	size_t log_n = 0;
+	uint64_t horizon = 0;
+	int ret = store_export_expunged(se, a->id, &log, &log_n, &horizon,
+					err);
+	if (ret == 0) {
+		struct store_import_exact x = {
+			.name = a->name,
+			.uidvalidity = a->uidvalidity,
+			.highestmodseq = a->highestmodseq,
+			.expunge_horizon = horizon,
+			.jmap_horizon = modseq,
+			.msgs = v,
+			.msg_count = n,
+			.expunged = log,
+			.expunged_count = log_n,
+			.log_as_given = true,
+		};
+		ret = store_import_exact(dst, &x, err);
+	}
+	free(log);
+	free(v);
+	rows_free(sr, sn);
+	rows_free(dr, dn);
+	return ret;
+}
+
+static int dx_cmp(const void *a, const void *b)
+{
+	const struct delta_expunge *x = a, *y = b;
+	/* a log entry of none goes last: it gets a new modseq */
+	uint64_t mx = x->modseq ? x->modseq : UINT64_MAX;
+	uint64_t my = y->modseq ? y->modseq : UINT64_MAX;
+	if (mx != my)
+		return mx < my ? -1 : 1;
+	int c = strcmp(x->mailbox, y->mailbox);
+	if (c != 0)
+		return c;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static int df_cmp(const void *a, const void *b)
+{
+	const struct delta_flags *x = a, *y = b;
+	int c = strcmp(x->mailbox, y->mailbox);
+	if (c == 0 && x->flags != y->flags)
+		c = x->flags < y->flags ? -1 : 1;
+	if (c == 0)
+		c = strcmp(x->keywords, y->keywords);
+	if (c == 0)
+		c = x->uid < y->uid ? -1 : x->uid > y->uid;
+	return c;
+}
+
+static uint64_t log_modseq(const struct store_expunged_range *v, size_t n,
+			   uint32_t uid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].first <= uid && uid <= v[i].last)
+			return v[i].modseq;
+	return 0;
+}
+
+/* What one folder present on both sides lacks at the target: expunges
+ * (with the source's modseq), flag changes, UIDs to append. */
+static int diff_folder(struct store_export *se, struct store_export *de,
+		       const struct store_mailbox_info *a,
+		       const struct store_mailbox_info *b,
+		       struct delta *d, struct delta_folder *df,
+		       struct store_error *err)
+{
+	struct msg_row *dr;
+	size_t dn;
+	if (read_rows(de, b->id, &dr, &dn, err) < 0)
+		return -1;
+	struct store_expunged_range *log = NULL;
+	size_t log_n = 0;
+	uint64_t horizon;
+	int ret = store_export_expunged(se, a->id, &log, &log_n, &horizon,
+					err);
+	if (ret == 0)
+		ret = store_export_messages(se, a->id, err);
+	size_t j = 0, fresh_cap = 0;
+	const struct store_export_msg *m;
+	int r = 0;
+	while (ret == 0 && (r = store_export_next(se, &m, err)) > 0) {
+		for (; j < dn && dr[j].uid < m->uid; j++) {
+			if (d->x_count == d->x_cap) {
+				d->x_cap = d->x_cap ? d->x_cap * 2 : 64;
+				d->x = xrealloc(d->x, d->x_cap * sizeof(*d->x));
+			}
+			d->x[d->x_count++] = (struct delta_expunge){
+				a->name, dr[j].uid,
+				log_modseq(log, log_n, dr[j].uid)};
+		}
+		if (j < dn && dr[j].uid == m->uid) {
+			char *kw = kw_join(m);
+			if (m->flags != dr[j].flags ||
+			    strcmp(kw, dr[j].keywords) != 0) {
+				if (d->f_count == d->f_cap) {
+					d->f_cap = d->f_cap ? d->f_cap * 2 : 64;
+					d->f = xrealloc(d->f, d->f_cap *
+							sizeof(*d->f));
+				}
+				d->f[d->f_count++] = (struct delta_flags){
+					a->name, m->uid, m->flags, kw};
+				kw = NULL;
+			}
+			free(kw);
+			j++;
+			continue;
+		}
+		if (df->fresh_count == fresh_cap) {
+			fresh_cap = fresh_cap ? fresh_cap * 2 : 16;
+			df->fresh = xrealloc(df->fresh,
+					     fresh_cap * sizeof(*df->fresh));
+		}
+		df->fresh[df->fresh_count++] = m->uid;
+	}
+	if (ret == 0 && r < 0)
+		ret = -1;
+	for (; ret == 0 && j < dn; j++) {
+		if (d->x_count == d->x_cap) {
+			d->x_cap = d->x_cap ? d->x_cap * 2 : 64;
+			d->x = xrealloc(d->x, d->x_cap * sizeof(*d->x));
+		}
+		d->x[d->x_count++] = (struct delta_expunge){
+			a->name, dr[j].uid, log_modseq(log, log_n, dr[j].uid)};
+	}
+	free(log);
+	rows_free(dr, dn);
+	return ret;
+}
+
+static bool has_uid(const uint32_t *v, size_t n, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (v[mid] == uid)
+			return true;
+		if (v[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* The messages of a folder the target lacks (all with whole), with
+ * their bodies (a body the target has already is named by its Email;
+ * one copied anyway is a blob no row names, collected later). */
+static int append_fresh(struct store_export *se, struct store_user *dst,
+			struct delta_folder *df, struct email_map *emails,
+			struct email_map *fresh, struct store_move_report *rep,
+			struct store_error *err)
+{
+	const struct store_mailbox_info *mb = df->mb;
+	struct batch *b = xcalloc(1, sizeof(*b));
+	struct folder_exact fx = {0};
+	b->fx = &fx;
+	int ret = store_export_messages(se, mb->id, err), r = 0;
+	const struct store_export_msg *msg;
+	while (ret == 0 && (r = store_export_next(se, &msg, err)) > 0) {
+		if (!df->whole && !has_uid(df->fresh, df->fresh_count,
+					   msg->uid))
+			continue;
+		struct store_body *body = NULL;
+		struct store_blob blob;
+		if (store_export_body(se, msg->email, &blob, err) < 0) {
+			ret = -1;
+			break;
+		}
+		unsigned char sha[32];
+		sha256(blob.data, blob.len, sha);
+		if (em_get(emails, msg->email) == NULL)
+			em_put(emails, msg->email, sha);
+		em_put(fresh, msg->email, sha);
+		rep->bytes += blob.len;
+		r = body_copy(dst, &blob, &body, err);
+		store_blob_close(&blob);
+		if (r < 0) {
+			ret = -1;
+			break;
+		}
+		rep->messages++;
+		rep->delta_messages++;
+		ret = batch_add(dst, b, mb->name, msg, body, err);
+	}
+	if (ret == 0 && r < 0)
+		ret = -1;
+	if (batch_flush(dst, b, ret == 0 ? err : &(struct store_error){0}) < 0
+	    && ret == 0)
+		ret = -1;
+	free(fx.msgs);
+	free(b);
+	return ret;
+}
+
+/* Expunges, one call per folder and source modseq (the target logs its
+ * own modseq: exact_folder puts the source's in its place). */
+static int apply_expunges(struct store_user *dst, struct delta *d,
+			  struct store_error *err)
+{
+	qsort(d->x, d->x_count, sizeof(*d->x), dx_cmp);
+	struct store_uid_range *r = xcalloc(d->x_count + 1, sizeof(*r));
+	int ret = 0;
+	for (size_t i = 0; i < d->x_count && ret == 0;) {
+		size_t j = i, n = 0;
+		for (; j < d->x_count && d->x[j].modseq == d->x[i].modseq &&
+		       strcmp(d->x[j].mailbox, d->x[i].mailbox) == 0; j++) {
+			if (n > 0 && r[n - 1].hi + 1 == d->x[j].uid)
+				r[n - 1].hi = d->x[j].uid;
+			else
+				r[n++] = (struct store_uid_range){
+					d->x[j].uid, d->x[j].uid};
+		}
+		uint32_t *uids = NULL;
+		size_t count = 0;
+		ret = store_expunge(dst, d->x[i].mailbox, r, n, true,
+					    &uids, &count, err);
+		free(uids);
+		d->changes += j - i;
+		i = j;
+	}
+	free(r);
+	return ret;
+}
+
+static int apply_flags(struct store_user *dst, struct delta *d,
+		       struct store_error *err)
+{
+	qsort(d->f, d->f_count, sizeof(*d->f), df_cmp);
+	struct store_uid_range *r = xcalloc(d->f_count + 1, sizeof(*r));
+	int ret = 0;
+	for (size_t i = 0; i < d->f_count && ret == 0;) {
+		const struct delta_flags *g = &d->f[i];
+		size_t j = i, n = 0;
+		for (; j < d->f_count && d->f[j].flags == g->flags &&
+		       strcmp(d->f[j].mailbox, g->mailbox) == 0 &&
+		       strcmp(d->f[j].keywords, g->keywords) == 0; j++) {
+			if (n > 0 && r[n - 1].hi + 1 == d->f[j].uid)
+				r[n - 1].hi = d->f[j].uid;
+			else
+				r[n++] = (struct store_uid_range){
+					d->f[j].uid, d->f[j].uid};
+		}
+		/* the keywords, split */
+		char *kw = xstrdup(g->keywords);
+		const char **kwv = xcalloc(strlen(kw) / 2 + 2, sizeof(*kwv));
+		size_t kwc = 0;
+		for (char *save = NULL, *t = strtok_r(kw, " ", &save);
+		     t != NULL; t = strtok_r(NULL, " ", &save))
+			kwv[kwc++] = t;
+		struct store_flag_change ch = {
+			.mode = STORE_FLAGS_REPLACE,
+			.flags = g->flags,
+			.keywords = kwv,
+			.keyword_count = kwc,
+		};
+		uint32_t *changed = NULL, *modified = NULL;
+		size_t nc = 0, nm = 0;
+		ret = store_flags_update(dst, g->mailbox, r, n, &ch, &changed,
+					 &nc, &modified, &nm, err);
+		free(changed);
+		free(modified);
+		free(kwv);
+		free(kw);
+		d->changes += j - i;
+		i = j;
+	}
+	free(r);
+	return ret;
+}
+
+static void delta_free(struct delta *d, size_t folders)
+{
+	free(d->x);
+	for (size_t i = 0; i < d->f_count; i++)
+		free(d->f[i].keywords);
+	free(d->f);
+	for (size_t i = 0; d->folders != NULL && i < folders; i++)
+		free(d->folders[i].fresh);
+	free(d->folders);
+}
+
+/* Under the lock: the target made equal to the source, as copy_account
+ * would have, from what phase one left there. */
+static int copy_delta(struct store_user *src, struct store_user *dst,
+		      struct email_map *emails, struct email_map *fresh,
+		      struct store_move_report *rep, struct store_error *err)
+{
+	struct store_export *se = NULL, *de = NULL;
+	if (store_export_begin(src, &se, err) < 0 ||
+	    store_export_begin(dst, &de, err) < 0) {
+		store_export_end(&se);
+		return -1;
+	}
+	const struct store_export_info *si = store_export_info(se);
+	const struct store_export_info *di = store_export_info(de);
+	struct delta d = {0};
+	d.folders = xcalloc(si->mailbox_count + 1, sizeof(*d.folders));
+	int ret = 0;
+	/* what each folder lacks; folders gone, or made anew (another
+	 * UIDVALIDITY), go at the target */
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *a = &si->mailboxes[i];
+		struct delta_folder *df = &d.folders[i];
+		df->mb = a;
+		if (a->noselect)
+			continue;
+		const struct store_mailbox_info *b = mailbox_named(di, a->name);
+		if (b == NULL || b->uidvalidity != a->uidvalidity) {
+			df->whole = df->changed = true;
+			continue;
+		}
+		if (a->uidnext == b->uidnext &&
+		    a->highestmodseq == b->highestmodseq)
+			continue;   /* nothing happened there */
+		df->changed = true;
+		ret = diff_folder(se, de, a, b, &d, df, err);
+	}
+	/* the expunges first: the counter is still below their modseqs */
+	if (ret == 0)
+		ret = apply_expunges(dst, &d, err);
+	for (size_t i = 0; i < di->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *b = &di->mailboxes[i];
+		if (b->noselect)
+			continue;
+		const struct store_mailbox_info *a = mailbox_named(si, b->name);
+		if (a != NULL && a->uidvalidity == b->uidvalidity)
+			continue;
+		ret = store_mailbox_delete(dst, b->name, err);
+		d.changes++;
+	}
+	/* folders made (anew) since the snapshot, as copy_account does */
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &si->mailboxes[i];
+		if (mb->noselect || !d.folders[i].whole)
+			continue;
+		struct store_import_mailbox spec = {
+			.name = mb->name,
+			.uidvalidity = mb->uidvalidity,
+			.objectid = mb->objectid[0] ? mb->objectid : NULL,
+			.special_use = mb->special_use,
+			.subscribe = mb->subscribed,
+		};
+		struct store_mailbox_info have;
+		if (store_import_mailbox(dst, &spec, &have, err) < 0) {
+			ret = -1;
+			break;
+		}
+		bool kept = have.uidvalidity == mb->uidvalidity;
+		store_mailbox_info_free(&have);
+		if (!kept)
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: the target did not keep "
+					      "UIDVALIDITY", mb->name);
+		d.changes++;
+	}
+	if (ret == 0)
+		ret = apply_flags(dst, &d, err);
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		struct delta_folder *df = &d.folders[i];
+		if (df->mb->noselect || !df->changed ||
+		    (!df->whole && df->fresh_count == 0))
+			continue;
+		ret = append_fresh(se, dst, df, emails, fresh, rep, err);
+	}
+	if (ret == 0)
+		ret = copy_acl_delta(src, dst, si, &d, err);
+	/* subscriptions as the source has them */
+	for (size_t i = 0; i < si->subscription_count && ret == 0; i++) {
+		struct store_error e;
+		(void)store_mailbox_subscribe(dst, si->subscriptions[i], true,
+					      &e);
+	}
+	for (size_t i = 0; i < di->subscription_count && ret == 0; i++) {
+		if (name_in(di->subscriptions[i], si->subscriptions,
+			    si->subscription_count))
+			continue;
+		struct store_error e;
+		(void)store_mailbox_subscribe(dst, di->subscriptions[i], false,
+					      &e);
+	}
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &si->mailboxes[i];
+		if (mb->noselect || !d.folders[i].changed)
+			continue;
+		if (!d.folders[i].whole && mb->subscribed)
+			(void)store_mailbox_subscribe(dst, mb->name, true,
+						      &(struct store_error){0});
+		ret = copy_seen(se, dst, mb, err);
+	}
+	if (ret == 0)
+		ret = copy_sieve_delta(src, dst, err);
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &si->mailboxes[i];
+		if (mb->noselect || !d.folders[i].changed)
+			continue;
+		struct store_import_mailbox after = {
+			.name = mb->name,
+			.uidvalidity = mb->uidvalidity,
+			.uidnext = mb->uidnext,
+		};
+		ret = store_import_mailbox(dst, &after, NULL, err);
+	}
+	if (ret == 0)
+		ret = store_modseq_raise(dst, si->modseq, err);
+	if (ret == 0) {
+		struct store_account_extra x;
+		size_t skipped = 0;
+		ret = store_export_extra(se, &x, err);
+		if (ret == 0)
+			ret = store_import_extra(dst, &x, &skipped, err);
+		store_account_extra_free(&x);
+	}
+	store_export_end(&de);
+	/* the source's modseqs on what changed, its log and HIGHESTMODSEQ:
+	 * the target's rows as they are now are what the exact step
+	 * changes (nothing else writes them: the account is locked) */
+	if (ret == 0 && store_export_begin(dst, &de, err) < 0)
+		ret = -1;
+	di = de != NULL ? store_export_info(de) : NULL;
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *a = &si->mailboxes[i];
+		if (a->noselect || !d.folders[i].changed)
+			continue;
+		const struct store_mailbox_info *b = mailbox_named(di, a->name);
+		if (b == NULL) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: missing at the target",
+					      a->name);
+			break;
+		}
+		ret = exact_folder(se, de, dst, a, b, si->modseq, err);
+	}
+	rep->delta_changes = d.changes + rep->delta_messages;
+	delta_free(&d, si->mailbox_count);
+	store_export_end(&de);
+	store_export_end(&se);
+	return ret;
+}
+
 /* ---- the move --------------------------------------------------------- */
+
+/* mail_dir/.moving/<id>.copy, held (OFD lock) for the whole move: a
+ * second loftctl moving the same account stops at once, while loftd
+ * (which looks only at <id>, store-route.c) serves on during phase
+ * one. The file stays (unlinking it would race a second mover). */
+static int copy_lock(struct store *store, int64_t user_id, int *fd_r,
+		     struct store_error *err)
+{
+	char *path = store->set.mail_dir != NULL
+		? xasprintf("%s/.moving/%" PRId64 ".copy", store->set.mail_dir,
+			    user_id)
+		: xasprintf("%s/mail/.moving/%" PRId64 ".copy",
+			    store->set.data_dir, user_id);
+	char *dir = xstrdup(path);
+	*strrchr(dir, '/') = '\0';
+	(void)mkdir(dir, 0755);
+	free(dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (fd < 0 || fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		int r = store_set_error(err, STORE_ERR_TEMP, e == EAGAIN ||
+					e == EACCES ? "The account is being "
+					"moved by another process" : "%s: %s",
+					path, strerror(e));
+		free(path);
+		return r;
+	}
+	free(path);
+	*fd_r = fd;
+	return 0;
+}
+
+/* Phase one: the target made from a snapshot while loftd serves the
+ * account from the source, and its bytes checked. */
+static int copy_live(struct store *src_side, struct store *dst_side,
+		     int64_t user_id, struct email_map *emails,
+		     struct store_move_report *rep, struct store_error *err)
+{
+	/* what an interrupted move left at the target is no one's */
+	if (store_user_delete_backend(dst_side, user_id, err) < 0)
+		return -1;
+	struct store_user *src = NULL, *dst = NULL;
+	int ret = -1;
+	uint64_t modseq = 0;
+	int r = store_user_open_backend(src_side, user_id, false, &src, err);
+	if (r < 0 && err->kind != STORE_ERR_NOTFOUND)
+		goto out;
+	if (store_user_open_backend(dst_side, user_id, true, &dst, err) < 0)
+		goto out;
+	if (src != NULL &&
+	    (copy_account(src, dst, emails, rep, &modseq, err) < 0 ||
+	     verify_bodies(dst, emails, err) < 0))
+		goto out;
+	ret = 0;
+out:
+	store_user_unref(&src);
+	store_user_unref(&dst);
+	return ret;
+}
+
+/* Phase two, under the lock: the delta and the check; when either
+ * fails (something the delta does not carry changed, say a folder's
+ * role), the old way: the target made anew from the locked source. */
+static int copy_locked(struct store *src_side, struct store *dst_side,
+		       int64_t user_id, struct email_map *emails,
+		       struct store_move_report *rep, struct store_error *err)
+{
+	struct store_user *src = NULL, *dst = NULL;
+	struct email_map fresh = {0};
+	int ret = -1;
+	int r = store_user_open_backend(src_side, user_id, false, &src, err);
+	if (r < 0 && err->kind != STORE_ERR_NOTFOUND)
+		goto out;
+	if (store_user_open_backend(dst_side, user_id, true, &dst, err) < 0)
+		goto out;
+	if (src == NULL) {
+		ret = 0;
+		goto out;
+	}
+	if (copy_delta(src, dst, emails, &fresh, rep, err) == 0 &&
+	    verify(src, dst, emails, &fresh, rep, err) == 0) {
+		ret = 0;
+		goto out;
+	}
+	log_warn("store", NULL, "user %" PRId64 ": the changes made while it "
+		 "was copied did not carry over (%s): copying it again, "
+		 "locked", user_id, err->msg);
+	rep->full_locked = true;
+	snprintf(rep->full_reason, sizeof(rep->full_reason), "%s", err->msg);
+	store_user_unref(&dst);
+	if (store_user_delete_backend(dst_side, user_id, err) < 0 ||
+	    store_user_open_backend(dst_side, user_id, true, &dst, err) < 0)
+		goto out;
+	free(emails->ids);
+	free(emails->sha);
+	memset(emails, 0, sizeof(*emails));
+	uint64_t modseq;
+	rep->messages = rep->bytes = 0;
+	rep->mailboxes = 0;
+	if (copy_account(src, dst, emails, rep, &modseq, err) < 0 ||
+	    verify(src, dst, emails, NULL, rep, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	free(fresh.ids);
+	free(fresh.sha);
+	store_user_unref(&src);
+	store_user_unref(&dst);
+	return ret;
+}
 
 int store_move_account(struct store *store, int64_t user_id,
 		       enum store_backend to,
@@ -866,15 +1668,24 @@ int store_move_account(struct store *store, int64_t user_id,
 								: store;
 	struct store *dst_side = to == STORE_BACKEND_POSTGRES ? store->pg
 							      : store;
-	int fd;
-	if (store_lock_take_for_move(store, user_id, &fd, err) < 0)
+	int cfd = -1;
+	if (copy_lock(store, user_id, &cfd, err) < 0)
 		return -1;
-	int64_t t0 = now_ms();
-	atomic_store(&store->moving, user_id);
-	struct store_user *src = NULL, *dst = NULL;
 	struct email_map emails = {0};
-	int ret = -1;
-	uint64_t modseq = 0;
+	int ret = -1, fd = -1;
+	int64_t t0 = now_ms(), tl = 0;
+	/* the target is the account's only while it moves: no quota */
+	atomic_store(&store->moving, user_id);
+	if (copy_live(src_side, dst_side, user_id, &emails, rep, err) < 0)
+		goto out;
+	/* tests (test_migrate_store): a kill, or mail, while copied live */
+	test_pause("LOFT_TEST_MOVE_LIVE_PAUSE");
+	if (store_lock_take_for_move(store, user_id, &fd, err) < 0) {
+		fd = -1;
+		goto out;
+	}
+	tl = now_ms();
+	rep->live_ms = (uint64_t)(tl - t0);
 	if (hooks->quiesce != NULL &&
 	    hooks->quiesce(hooks->ctx, user_id, err) < 0)
 		goto out;
@@ -886,20 +1697,8 @@ int store_move_account(struct store *store, int64_t user_id,
 		ret = 0;
 		goto out;
 	}
-	/* what an interrupted move left at the target is no one's */
-	if (store_user_delete_backend(dst_side, user_id, err) < 0)
+	if (copy_locked(src_side, dst_side, user_id, &emails, rep, err) < 0)
 		goto out;
-	int r = store_user_open_backend(src_side, user_id, false, &src, err);
-	if (r < 0 && err->kind != STORE_ERR_NOTFOUND)
-		goto out;
-	if (store_user_open_backend(dst_side, user_id, true, &dst, err) < 0)
-		goto out;
-	if (src != NULL &&
-	    (copy_account(src, dst, &emails, rep, &modseq, err) < 0 ||
-	     verify(src, dst, &emails, rep, err) < 0))
-		goto out;
-	store_user_unref(&src);
-	store_user_unref(&dst);
 	/* tests (test_migrate_store): a kill while locked and copied,
 	 * before the row changes */
 	test_pause("LOFT_TEST_MOVE_PAUSE");
@@ -907,8 +1706,6 @@ int store_move_account(struct store *store, int64_t user_id,
 		goto out;
 	ret = 1;
 out:
-	store_user_unref(&src);
-	store_user_unref(&dst);
 	if (ret < 0) {
 		/* nothing changed: the copy goes, the source serves on */
 		struct store_error e;
@@ -917,9 +1714,12 @@ out:
 				 "copy on %s stays (removed by the next move):"
 				 " %s", user_id, store_backend_name(to), e.msg);
 	}
-	rep->locked_ms = (uint64_t)(now_ms() - t0);
+	if (fd >= 0) {
+		rep->locked_ms = (uint64_t)(now_ms() - tl);
+		store_lock_drop_for_move(store, user_id, fd);
+	}
 	atomic_store(&store->moving, 0);
-	store_lock_drop_for_move(store, user_id, fd);
+	close(cfd);
 	free(emails.ids);
 	free(emails.sha);
 	if (ret == 1) {

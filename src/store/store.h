@@ -1559,6 +1559,10 @@ struct store_import_exact {
 	size_t msg_count;
 	const struct store_expunged_range *expunged;
 	size_t expunged_count;
+	/* a move's second phase (store-move.c): a UID the target expunged
+	 * itself gets the source's modseq even when lower (no client has
+	 * seen the target); otherwise the higher of the two stays */
+	bool log_as_given;
 };
 int store_import_exact(struct store_user *user,
 		       const struct store_import_exact *x,
@@ -1853,6 +1857,12 @@ struct store_move_report {
 	uint64_t messages, bytes;
 	uint64_t modseq_exact;         /* messages whose MODSEQ was kept */
 	uint64_t locked_ms;            /* lock to flip */
+	uint64_t live_ms;              /* the copy while served on */
+	uint64_t delta_messages;       /* of messages, those under the lock */
+	uint64_t delta_changes;        /* all that was copied under the lock */
+	bool full_locked;              /* the delta failed: copied whole
+					  under the lock (full_reason) */
+	char full_reason[256];
 	bool already;                  /* it was there: nothing done */
 	bool source_kept;              /* removing the source failed (said
 					  in source_error): harmless, served

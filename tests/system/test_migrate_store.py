@@ -34,7 +34,12 @@ with backend = sqlite and [store] postgres on a private PostgreSQL 15
   IMAP client sees with their flags (without \\Deleted), keywords, dates
   and bytes;
 - a JMAP EmailSubmission bob made before the moves is the same after each
-  (EmailSubmission/get: same id, emailId, identityId, undoStatus).
+  (EmailSubmission/get: same id, emailId, identityId, undoStatus);
+- the move copies while the account is served (two phases): with loftctl
+  paused after that copy (LOFT_TEST_MOVE_LIVE_PAUSE), LMTP gets 250 and
+  IMAP STORE/EXPUNGE/CREATE/APPEND work; all of it is in the moved account
+  with exact MODSEQs, and only it was copied under the lock; kill -9 of
+  loftctl in that phase changes nothing and a rerun moves the account.
 Skipped (77) without PostgreSQL 15."""
 
 import hashlib
@@ -549,6 +554,107 @@ def extra_check(loft, sink, st, where):
             % where, got[1] == st['kept'][1], (got[1], st['kept'][1]))
 
 
+# ---- two phases: the account stays live while it is copied ----------
+
+
+def live_phase_checks(loft, pw, work):
+    """alice moved with loftctl paused after its copy while the account
+    is still served (LOFT_TEST_MOVE_LIVE_PAUSE, before the lock): mail
+    delivered, a flag set, a message expunged and a folder made then are
+    in the moved account, and only they were copied under the lock (not
+    the whole account again); kill -9 of loftctl in that phase leaves the
+    account served from where it was with nothing lost, and a rerun
+    moves it."""
+    where = mail_store(loft)
+    to, back = ('sqlite', 'postgres') if where == 1 else ('postgres',
+                                                          'sqlite')
+    pause = os.path.join(work, 'livepause')
+
+    def wait_live(p):
+        ok = wait_file(pause + '.ready', 60)
+        if not ok:
+            p.kill()
+            p.wait()
+        return ok
+
+    # ---- phase one: the account is served on while copied
+    open(pause, 'w').close()
+    p = move(loft, to, env={'LOFT_TEST_MOVE_LIVE_PAUSE': pause}, wait=False)
+    r.check('live: loftctl reaches the pause after its copy, unlocked',
+            wait_live(p))
+    code = lmtp_deliver(loft, 'during the live copy')
+    r.check('live: LMTP during the copy: 250', code.startswith('250'), code)
+    c = loft.imap()
+    try:
+        c.login(USER, pw)
+        c.select('INBOX')
+        typ, d = c.uid('SEARCH', 'ALL')
+        uids = d[0].split()
+        t1, _ = c.uid('STORE', uids[0], '+FLAGS', '(\\Flagged livekw)')
+        c.uid('STORE', uids[1], '+FLAGS', '(\\Deleted)')
+        t2, _ = c.expunge()
+        c.create('Live')
+        t3, _ = c.append('Live', '(\\Seen)', None,
+                         b'From: l@example.org\r\nSubject: live\r\n\r\n'
+                         b'made while copied\r\n')
+        res = 'OK' if (t1, t2, t3) == ('OK', 'OK', 'OK') else (t1, t2, t3)
+        c.logout()
+    except Exception as e:
+        res = str(e)
+    r.check('live: IMAP STORE, EXPUNGE, CREATE, APPEND during the copy',
+            res == 'OK', res)
+    before = imap_state(loft, pw)
+    r.check('live: row unchanged while copying', mail_store(loft) == where)
+    os.unlink(pause)
+    out, err = p.communicate(timeout=300 * SLOW)
+    os.unlink(pause + '.ready')
+    print(out.strip())
+    r.check('live: migrate-store --to %s' % to, p.returncode == 0 and
+            'moved to %s' % to in out, out + err)
+    m = re.search(r'under the lock (\d+) changes, (\d+) of them messages',
+                  out)
+    r.check('live: only the changes were copied under the lock',
+            m is not None and int(m.group(1)) >= 4 and
+            int(m.group(2)) == 2 and 'copied whole' not in out, out + err)
+    after = imap_state(loft, pw)
+    diff = same_state(before, after)
+    r.check('live: the delivery, flag, expunge and folder are in the moved '
+            'account (UIDs, MODSEQs, HIGHESTMODSEQ exact)', diff == '' and
+            'Live' in after, diff)
+    inbox = imap_messages(loft, USER, 'INBOX') or []
+    r.check('live: the mail delivered during the copy is there',
+            any(b'during the live copy' in m for m in inbox), len(inbox))
+
+    # ---- kill -9 of loftctl while copying live
+    where = mail_store(loft)
+    before = imap_state(loft, pw)
+    open(pause, 'w').close()
+    p = move(loft, back, env={'LOFT_TEST_MOVE_LIVE_PAUSE': pause},
+             wait=False)
+    r.check('live kill: loftctl reaches the live pause', wait_live(p))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    os.unlink(pause)
+    if os.path.exists(pause + '.ready'):
+        os.unlink(pause + '.ready')
+    r.check('live kill: row unchanged', mail_store(loft) == where)
+    after = imap_state(loft, pw)
+    diff = same_state(before, after)
+    r.check('live kill: served from where it was, all there', diff == '',
+            diff)
+    code = lmtp_deliver(loft, 'after the live kill')
+    r.check('live kill: delivery 250', code.startswith('250'), code)
+    before = imap_state(loft, pw)
+    rc, out, err = move(loft, back)
+    print(out.strip())
+    r.check('live kill: the move run again', rc == 0 and
+            'moved to %s' % back in out and 'copied whole' not in out,
+            out + err)
+    after = imap_state(loft, pw)
+    diff = same_state(before, after)
+    r.check('live kill: everything kept after the rerun', diff == '', diff)
+
+
 def main():
     if not Postgres.available():
         print('0 passed, 0 failed (skipped: no PostgreSQL 15 binaries)')
@@ -774,6 +880,7 @@ def main():
                     rc == 0 and '1 imported' in out and
                     len(after.get('ImportedPg', (0, 0, 0, {}))[3]) == 1,
                     out + err)
+            live_phase_checks(loft, pw, work)
             errors = [l for l in loft.log().splitlines()
                       if re.search(r'Z error ', l) and 'being moved' not in l]
             r.check('no error in the log', not errors, errors[:5])

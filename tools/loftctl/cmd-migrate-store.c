@@ -2,9 +2,10 @@
  * loftctl migrate-store ADDRESS... --to postgres|sqlite, or --all --to
  * ...: moves accounts between the backends of a store that has both
  * ([store] backend = sqlite with [store] postgres; docs/scale-out.md),
- * one at a time (store_move_account). Each is locked for as long as its
- * copy takes: a running loftd ends its sessions (* BYE [UNAVAILABLE])
- * and answers new ones and deliveries with temporary errors meanwhile.
+ * one at a time (store_move_account). Each is copied while loftd serves
+ * it, then locked for as long as the changes made meanwhile take: a
+ * running loftd ends its sessions (* BYE [UNAVAILABLE]) and answers new
+ * ones and deliveries with temporary errors meanwhile.
  */
 #include "loftctl.h"
 
@@ -91,9 +92,16 @@ static int move_one(struct loftctl *ctl, struct store *store,
 		return 0;
 	}
 	printf("%s: moved to %s: %u folders, %" PRIu64 " messages, %" PRIu64
-	       " bytes, locked %" PRIu64 " ms\n", u.address,
-	       store_backend_name(to), rep.mailboxes, rep.messages, rep.bytes,
-	       rep.locked_ms);
+	       " bytes, locked %" PRIu64 " ms (copied while served on in %"
+	       PRIu64 " ms; under the lock %" PRIu64 " changes, %" PRIu64
+	       " of them messages%s)\n", u.address, store_backend_name(to),
+	       rep.mailboxes, rep.messages, rep.bytes, rep.locked_ms,
+	       rep.live_ms, rep.delta_changes, rep.delta_messages,
+	       rep.full_locked ? "; then copied whole under the lock" : "");
+	if (rep.full_locked)
+		fprintf(stderr, "loftctl: note: %s: the changes made while it "
+			"was copied did not carry over (%s): it was copied again "
+			"whole, locked\n", u.address, rep.full_reason);
 	if (rep.source_kept)
 		fprintf(stderr, "loftctl: note: %s: the old copy on %s was not"
 			" removed (%s); the next move removes it\n", u.address,

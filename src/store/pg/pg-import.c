@@ -585,13 +585,15 @@ static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
 		pg_p_int(&p, (int64_t)(e->modseq != 0 ? e->modseq
 						      : pg_tx_modseq(tx)));
 		pg_p_int(&p, (int64_t)e->at);
+		pg_p_str(&p, x->log_as_given && e->modseq != 0 ? "t" : "f");
 		if (pg_run(tx->c, "INSERT INTO expunged SELECT $1, $2, u, $5, $6"
 			   " FROM generate_series($3::bigint, $4::bigint) u"
 			   " WHERE NOT EXISTS (SELECT 1 FROM msg m WHERE"
 			   " m.user_id = $1 AND m.mailbox = $2 AND m.uid = u)"
 			   " ON CONFLICT (user_id, mailbox, uid) DO UPDATE SET"
-			   " modseq = greatest(expunged.modseq,"
-			   " excluded.modseq)", &p, err) < 0)
+			   " modseq = CASE WHEN $7::boolean THEN excluded.modseq"
+			   " ELSE greatest(expunged.modseq, excluded.modseq)"
+			   " END", &p, err) < 0)
 			return -1;
 	}
 	pg_p_init(&p);

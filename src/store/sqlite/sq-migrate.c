@@ -547,8 +547,9 @@ static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 					" ?3, ?4 WHERE NOT EXISTS (SELECT 1"
 					" FROM msg WHERE mailbox = ?1 AND"
 					" uid = ?2) ON CONFLICT (mailbox, uid)"
-					" DO UPDATE SET modseq ="
-					" max(modseq, excluded.modseq)");
+					" DO UPDATE SET modseq = CASE WHEN ?5"
+					" THEN excluded.modseq ELSE"
+					" max(modseq, excluded.modseq) END");
 			if (st == NULL)
 				return sq_job_dberr(job, c);
 			sqlite3_bind_int64(st, 1, mb.id);
@@ -556,6 +557,7 @@ static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 			sqlite3_bind_int64(st, 3, (sqlite3_int64)(r->modseq != 0
 				? r->modseq : sq_job_modseq(u, job)));
 			sqlite3_bind_int64(st, 4, (sqlite3_int64)r->at);
+			sqlite3_bind_int(st, 5, x->log_as_given && r->modseq);
 			int rc = sqlite3_step(st);
 			sqlite3_reset(st);
 			if (rc != SQLITE_DONE)
