@@ -24,6 +24,9 @@
 
 #define BATCH_MESSAGES 64
 #define BATCH_BYTES (8u << 20)
+/* catch-up copies while served on, until one brings at most ENOUGH */
+#define CATCHUP_ROUNDS 4
+#define CATCHUP_ENOUGH 16
 
 static int64_t now_ms(void)
 {
@@ -943,7 +946,7 @@ struct delta {
 	struct delta_flags *f;
 	size_t f_count, f_cap;
 	struct delta_folder *folders;
-	uint64_t changes;
+	uint64_t changes, messages;
 };
 
 /* Sieve scripts as the source has them now: only what differs is
@@ -1243,7 +1246,7 @@ static bool has_uid(const uint32_t *v, size_t n, uint32_t uid)
 static int append_fresh(struct store_export *se, struct store_user *dst,
 			struct delta_folder *df, struct email_map *emails,
 			struct email_map *fresh, struct store_move_report *rep,
-			struct store_error *err)
+			uint64_t *messages, struct store_error *err)
 {
 	const struct store_mailbox_info *mb = df->mb;
 	struct batch *b = xcalloc(1, sizeof(*b));
@@ -1274,7 +1277,7 @@ static int append_fresh(struct store_export *se, struct store_user *dst,
 			break;
 		}
 		rep->messages++;
-		rep->delta_messages++;
+		(*messages)++;
 		ret = batch_add(dst, b, mb->name, msg, body, err);
 	}
 	if (ret == 0 && r < 0)
@@ -1378,7 +1381,8 @@ static void delta_free(struct delta *d, size_t folders)
  * would have, from what phase one left there. */
 static int copy_delta(struct store_user *src, struct store_user *dst,
 		      struct email_map *emails, struct email_map *fresh,
-		      struct store_move_report *rep, struct store_error *err)
+		      struct store_move_report *rep, uint64_t *changes_r,
+		      uint64_t *messages_r, struct store_error *err)
 {
 	struct store_export *se = NULL, *de = NULL;
 	if (store_export_begin(src, &se, err) < 0 ||
@@ -1455,7 +1459,8 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 		if (df->mb->noselect || !df->changed ||
 		    (!df->whole && df->fresh_count == 0))
 			continue;
-		ret = append_fresh(se, dst, df, emails, fresh, rep, err);
+		ret = append_fresh(se, dst, df, emails, fresh, rep,
+				   &d.messages, err);
 	}
 	if (ret == 0)
 		ret = copy_acl_delta(src, dst, si, &d, err);
@@ -1525,7 +1530,8 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 		}
 		ret = exact_folder(se, de, dst, a, b, si->modseq, err);
 	}
-	rep->delta_changes = d.changes + rep->delta_messages;
+	*changes_r = d.changes + d.messages;
+	*messages_r = d.messages;
 	delta_free(&d, si->mailbox_count);
 	store_export_end(&de);
 	store_export_end(&se);
@@ -1572,7 +1578,8 @@ static int copy_lock(struct store *store, int64_t user_id, int *fd_r,
  * account from the source, and its bytes checked. */
 static int copy_live(struct store *src_side, struct store *dst_side,
 		     int64_t user_id, struct email_map *emails,
-		     struct store_move_report *rep, struct store_error *err)
+		     struct email_map *fresh, struct store_move_report *rep,
+		     struct store_error *err)
 {
 	/* what an interrupted move left at the target is no one's */
 	if (store_user_delete_backend(dst_side, user_id, err) < 0)
@@ -1589,6 +1596,19 @@ static int copy_live(struct store *src_side, struct store *dst_side,
 	    (copy_account(src, dst, emails, rep, &modseq, err) < 0 ||
 	     verify_bodies(dst, emails, err) < 0))
 		goto out;
+	/* what arrived meanwhile, again while served on, until little is
+	 * left for the lock (each round takes as long as what came during
+	 * the one before); a round that fails leaves it to the locked one,
+	 * which compares rows, not a log */
+	for (int round = 0; src != NULL && round < CATCHUP_ROUNDS; round++) {
+		uint64_t changes = 0, messages = 0;
+		struct store_error e;
+		int r2 = copy_delta(src, dst, emails, fresh, rep, &changes,
+				    &messages, &e);
+		rep->rounds++;
+		if (r2 < 0 || changes <= CATCHUP_ENOUGH)
+			break;
+	}
 	ret = 0;
 out:
 	store_user_unref(&src);
@@ -1601,10 +1621,10 @@ out:
  * role), the old way: the target made anew from the locked source. */
 static int copy_locked(struct store *src_side, struct store *dst_side,
 		       int64_t user_id, struct email_map *emails,
-		       struct store_move_report *rep, struct store_error *err)
+		       struct email_map *fresh, struct store_move_report *rep,
+		       struct store_error *err)
 {
 	struct store_user *src = NULL, *dst = NULL;
-	struct email_map fresh = {0};
 	int ret = -1;
 	int r = store_user_open_backend(src_side, user_id, false, &src, err);
 	if (r < 0 && err->kind != STORE_ERR_NOTFOUND)
@@ -1615,8 +1635,9 @@ static int copy_locked(struct store *src_side, struct store *dst_side,
 		ret = 0;
 		goto out;
 	}
-	if (copy_delta(src, dst, emails, &fresh, rep, err) == 0 &&
-	    verify(src, dst, emails, &fresh, rep, err) == 0) {
+	if (copy_delta(src, dst, emails, fresh, rep, &rep->delta_changes,
+		       &rep->delta_messages, err) == 0 &&
+	    verify(src, dst, emails, fresh, rep, err) == 0) {
 		ret = 0;
 		goto out;
 	}
@@ -1640,8 +1661,6 @@ static int copy_locked(struct store *src_side, struct store *dst_side,
 		goto out;
 	ret = 0;
 out:
-	free(fresh.ids);
-	free(fresh.sha);
 	store_user_unref(&src);
 	store_user_unref(&dst);
 	return ret;
@@ -1671,12 +1690,13 @@ int store_move_account(struct store *store, int64_t user_id,
 	int cfd = -1;
 	if (copy_lock(store, user_id, &cfd, err) < 0)
 		return -1;
-	struct email_map emails = {0};
+	struct email_map emails = {0}, fresh = {0};
 	int ret = -1, fd = -1;
 	int64_t t0 = now_ms(), tl = 0;
 	/* the target is the account's only while it moves: no quota */
 	atomic_store(&store->moving, user_id);
-	if (copy_live(src_side, dst_side, user_id, &emails, rep, err) < 0)
+	if (copy_live(src_side, dst_side, user_id, &emails, &fresh, rep, err)
+	    < 0)
 		goto out;
 	/* tests (test_migrate_store): a kill, or mail, while copied live */
 	test_pause("LOFT_TEST_MOVE_LIVE_PAUSE");
@@ -1697,7 +1717,8 @@ int store_move_account(struct store *store, int64_t user_id,
 		ret = 0;
 		goto out;
 	}
-	if (copy_locked(src_side, dst_side, user_id, &emails, rep, err) < 0)
+	if (copy_locked(src_side, dst_side, user_id, &emails, &fresh, rep,
+			err) < 0)
 		goto out;
 	/* tests (test_migrate_store): a kill while locked and copied,
 	 * before the row changes */
@@ -1722,6 +1743,8 @@ out:
 	close(cfd);
 	free(emails.ids);
 	free(emails.sha);
+	free(fresh.ids);
+	free(fresh.sha);
 	if (ret == 1) {
 		/* served from the target now: the source's copy goes */
 		struct store_error e;

@@ -1860,6 +1860,7 @@ struct store_move_report {
 	uint64_t live_ms;              /* the copy while served on */
 	uint64_t delta_messages;       /* of messages, those under the lock */
 	uint64_t delta_changes;        /* all that was copied under the lock */
+	uint32_t rounds;               /* catch-up copies while served on */
 	bool full_locked;              /* the delta failed: copied whole
 					  under the lock (full_reason) */
 	char full_reason[256];

@@ -93,10 +93,11 @@ static int move_one(struct loftctl *ctl, struct store *store,
 	}
 	printf("%s: moved to %s: %u folders, %" PRIu64 " messages, %" PRIu64
 	       " bytes, locked %" PRIu64 " ms (copied while served on in %"
-	       PRIu64 " ms; under the lock %" PRIu64 " changes, %" PRIu64
-	       " of them messages%s)\n", u.address, store_backend_name(to),
-	       rep.mailboxes, rep.messages, rep.bytes, rep.locked_ms,
-	       rep.live_ms, rep.delta_changes, rep.delta_messages,
+	       PRIu64 " ms, %u catch-up rounds; under the lock %" PRIu64
+	       " changes, %" PRIu64 " of them messages%s)\n", u.address,
+	       store_backend_name(to), rep.mailboxes, rep.messages, rep.bytes,
+	       rep.locked_ms, rep.live_ms, rep.rounds, rep.delta_changes,
+	       rep.delta_messages,
 	       rep.full_locked ? "; then copied whole under the lock" : "");
 	if (rep.full_locked)
 		fprintf(stderr, "loftctl: note: %s: the changes made while it "
