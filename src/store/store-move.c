@@ -1295,6 +1295,8 @@ static int append_fresh(struct store_export *se, struct store_user *dst,
 static int apply_expunges(struct store_user *dst, struct delta *d,
 			  struct store_error *err)
 {
+	if (d->x_count == 0)
+		return 0;
 	qsort(d->x, d->x_count, sizeof(*d->x), dx_cmp);
 	struct store_uid_range *r = xcalloc(d->x_count + 1, sizeof(*r));
 	int ret = 0;
@@ -1323,6 +1325,8 @@ static int apply_expunges(struct store_user *dst, struct delta *d,
 static int apply_flags(struct store_user *dst, struct delta *d,
 		       struct store_error *err)
 {
+	if (d->f_count == 0)
+		return 0;
 	qsort(d->f, d->f_count, sizeof(*d->f), df_cmp);
 	struct store_uid_range *r = xcalloc(d->f_count + 1, sizeof(*r));
 	int ret = 0;
