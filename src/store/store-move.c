@@ -1585,10 +1585,17 @@ static int copy_live(struct store *src_side, struct store *dst_side,
 		     struct email_map *fresh, struct store_move_report *rep,
 		     struct store_error *err)
 {
-	/* what an interrupted move left at the target is no one's */
-	if (store_user_delete_backend(dst_side, user_id, err) < 0)
-		return -1;
+	/* what an interrupted move left at the target is no one's; with
+	 * nothing there, nothing is removed (loftd may still hold an idle
+	 * handle of that side from before the account's last move) */
 	struct store_user *src = NULL, *dst = NULL;
+	if (store_user_open_backend(dst_side, user_id, false, &dst, err) == 0) {
+		store_user_unref(&dst);
+		if (store_user_delete_backend(dst_side, user_id, err) < 0)
+			return -1;
+	} else if (err->kind != STORE_ERR_NOTFOUND) {
+		return -1;
+	}
 	int ret = -1;
 	uint64_t modseq = 0;
 	int r = store_user_open_backend(src_side, user_id, false, &src, err);
