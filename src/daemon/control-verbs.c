@@ -105,10 +105,33 @@ static int verb_quiesce(void *ctx, int argc, char **argv,
 	return 0;
 }
 
+/* store release USER_ID (loftctl migrate-store, before it removes the
+ * account's files on the side that does not serve it): this process's
+ * handles there closed; no session ends. */
+static int verb_release(void *ctx, int argc, char **argv,
+			struct control_reply *reply)
+{
+	struct store *store = ctx;
+	int64_t id;
+	if (argc != 1 || parse_id(argv[0], &id) < 0)
+		return control_reply_error(reply, "usage: store release USER_ID");
+	unsigned closed = 0;
+	struct store_error err;
+	if (store_move_release(store, id, QUIESCE_WAIT_MS, &closed, &err) < 0)
+		return control_reply_error(reply, "%s", err.msg);
+	if (closed > 0)
+		log_info("control", NULL, "release user id %" PRId64 ": %u "
+			 "handles of the side not serving it closed", id,
+			 closed);
+	control_reply_ok(reply, "%u handles closed", closed);
+	return 0;
+}
+
 void daemon_verbs_register(struct control *ctl, struct store *store)
 {
 	control_register(ctl, "kick", "USER_ID", verb_kick, store);
 	control_register(ctl, "store quiesce", "USER_ID", verb_quiesce, store);
+	control_register(ctl, "store release", "USER_ID", verb_release, store);
 	control_register(ctl, "changed", "USER_ID", verb_changed, store);
 }
 

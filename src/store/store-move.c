@@ -1580,18 +1580,32 @@ static int copy_lock(struct store *store, int64_t user_id, int *fd_r,
 
 /* Phase one: the target made from a snapshot while loftd serves the
  * account from the source, and its bytes checked. */
+/* Removes user_id's files on a side that does not serve it (a leftover
+ * target, the old source) once a running loftd has let go of its
+ * handles there (hooks->release): loftd's sqlite threads open an account
+ * in the background, and an index.db removed under one gave it
+ * SQLITE_IOERR_FSTAT ("pragmas: disk I/O error"). */
+static int remove_side(struct store *side, int64_t user_id,
+		       const struct store_move_hooks *hooks,
+		       struct store_error *err)
+{
+	if (hooks->release != NULL &&
+	    hooks->release(hooks->ctx, user_id, err) < 0)
+		return -1;
+	return store_user_delete_backend(side, user_id, err);
+}
+
 static int copy_live(struct store *src_side, struct store *dst_side,
-		     int64_t user_id, struct email_map *emails,
-		     struct email_map *fresh, struct store_move_report *rep,
-		     struct store_error *err)
+		     int64_t user_id, const struct store_move_hooks *hooks,
+		     struct email_map *emails, struct email_map *fresh,
+		     struct store_move_report *rep, struct store_error *err)
 {
 	/* what an interrupted move left at the target is no one's; with
-	 * nothing there, nothing is removed (loftd may still hold an idle
-	 * handle of that side from before the account's last move) */
+	 * nothing there, nothing is removed */
 	struct store_user *src = NULL, *dst = NULL;
 	if (store_user_open_backend(dst_side, user_id, false, &dst, err) == 0) {
 		store_user_unref(&dst);
-		if (store_user_delete_backend(dst_side, user_id, err) < 0)
+		if (remove_side(dst_side, user_id, hooks, err) < 0)
 			return -1;
 	} else if (err->kind != STORE_ERR_NOTFOUND) {
 		return -1;
@@ -1706,8 +1720,8 @@ int store_move_account(struct store *store, int64_t user_id,
 	int64_t t0 = now_ms(), tl = 0;
 	/* the target is the account's only while it moves: no quota */
 	atomic_store(&store->moving, user_id);
-	if (copy_live(src_side, dst_side, user_id, &emails, &fresh, rep, err)
-	    < 0)
+	if (copy_live(src_side, dst_side, user_id, hooks, &emails, &fresh,
+		      rep, err) < 0)
 		goto out;
 	/* tests (test_migrate_store): a kill, or mail, while copied live */
 	test_pause("LOFT_TEST_MOVE_LIVE_PAUSE");
@@ -1741,7 +1755,7 @@ out:
 	if (ret < 0) {
 		/* nothing changed: the copy goes, the source serves on */
 		struct store_error e;
-		if (store_user_delete_backend(dst_side, user_id, &e) < 0)
+		if (remove_side(dst_side, user_id, hooks, &e) < 0)
 			log_warn("store", NULL, "user %" PRId64 ": the partial "
 				 "copy on %s stays (removed by the next move):"
 				 " %s", user_id, store_backend_name(to), e.msg);
@@ -1759,7 +1773,7 @@ out:
 	if (ret == 1) {
 		/* served from the target now: the source's copy goes */
 		struct store_error e;
-		if (store_user_delete_backend(src_side, user_id, &e) < 0) {
+		if (remove_side(src_side, user_id, hooks, &e) < 0) {
 			rep->source_kept = true;
 			snprintf(rep->source_error, sizeof(rep->source_error),
 				 "%s", e.msg);

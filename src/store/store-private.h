@@ -930,6 +930,14 @@ int store_user_delete_backend(struct store *store, int64_t user_id,
 int store_user_open_backend(struct store *store, int64_t user_id,
 			    bool create, struct store_user **user_r,
 			    struct store_error *err);
+/* Opens an existing account on that side only while that side serves
+ * it (its row, no move: else -1 with NOTFOUND or UNAVAILABLE), checked
+ * once the open is under way so that a move cannot slip in between:
+ * for a process's own background work (the indexer, the sweep), which
+ * must never hold a file migrate-store is about to remove. */
+int store_user_open_served(struct store *store, int64_t user_id,
+			   struct store_user **user_r,
+			   struct store_error *err);
 /* src/store/pg/ ([store] backend = postgres, docs/scale-out.md) */
 extern const struct store_backend_vfuncs store_postgres_vfuncs;
 

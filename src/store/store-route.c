@@ -506,3 +506,36 @@ int store_move_quiesce(struct store *store, int64_t user_id,
 		nanosleep(&ts, NULL);
 	}
 }
+
+int store_move_release(struct store *store, int64_t user_id,
+		       unsigned timeout_ms, unsigned *closed_r,
+		       struct store_error *err)
+{
+	*closed_r = 0;
+	if (store->pg == NULL)
+		return 0;
+	struct store *where;
+	if (store_route(store, user_id, false, &where, err) < 0)
+		return -1;
+	struct store *other = where == store ? store->pg : store;
+	int64_t until = now_ms() + timeout_ms;
+	unsigned first = 0;
+	for (bool once = false;; once = true) {
+		unsigned left = store_route_evict(other, user_id);
+		if (!once)
+			first = left;
+		if (left == 0) {
+			*closed_r = first;
+			return 0;
+		}
+		if (now_ms() >= until)
+			return store_set_error(err, STORE_ERR_TEMP,
+					       "%u handles of the account on %s"
+					       " still open after %u ms", left,
+					       store_backend_name(
+						       other->set.backend),
+					       timeout_ms);
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}

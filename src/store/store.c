@@ -297,7 +297,8 @@ int store_user_open_existing(struct store *store, int64_t user_id,
 }
 
 static int user_open_one(struct store *store, int64_t user_id, bool create,
-			 struct store_user **user_r, struct store_error *err);
+			 bool served, struct store_user **user_r,
+			 struct store_error *err);
 static void user_unref_close(struct store_user *user);
 
 /* A ready handle of user_id in store's table, referenced; NULL if none
@@ -327,7 +328,8 @@ static int user_open(struct store *store, int64_t user_id, bool create,
 		     struct store_user **user_r, struct store_error *err)
 {
 	if (store->pg == NULL)
-		return user_open_one(store, user_id, create, user_r, err);
+		return user_open_one(store, user_id, create, false, user_r,
+				     err);
 	err_clear(err);
 	if (user_id <= 0)
 		return store_set_error(err, STORE_ERR_INVALID,
@@ -342,11 +344,21 @@ static int user_open(struct store *store, int64_t user_id, bool create,
 	 * its own threads opened (the sqlite indexer, the orphan sweep)
 	 * after a move, and that one must never serve it. */
 	struct store *where;
-	if (store_route(store, user_id, false, &where, err) < 0)
-		return -1;
-	if ((u = user_find(where, user_id)) == NULL &&
-	    user_open_one(where, user_id, create, &u, err) < 0)
-		return -1;
+	for (int tries = 0;; tries++) {
+		if (store_route(store, user_id, false, &where, err) < 0)
+			return -1;
+		if ((u = user_find(where, user_id)) != NULL ||
+		    user_open_one(where, user_id, create, true, &u, err) == 0)
+			break;
+		/* a move flipped the row between the two reads: the side
+		 * it names now */
+		struct store *now;
+		struct store_error e;
+		if (tries >= 2 || err->kind != STORE_ERR_NOTFOUND ||
+		    store_route(store, user_id, false, &now, &e) < 0 ||
+		    now == where)
+			return -1;
+	}
 	if (store_route_locked(store, user_id)) {
 		user_unref_close(u);
 		return store_set_error(err, STORE_ERR_UNAVAILABLE,
@@ -361,11 +373,38 @@ int store_user_open_backend(struct store *store, int64_t user_id,
 			    bool create, struct store_user **user_r,
 			    struct store_error *err)
 {
-	return user_open_one(store, user_id, create, user_r, err);
+	return user_open_one(store, user_id, create, false, user_r, err);
+}
+
+int store_user_open_served(struct store *store, int64_t user_id,
+			   struct store_user **user_r, struct store_error *err)
+{
+	return user_open_one(store, user_id, false, true, user_r, err);
+}
+
+/* With both backends: whether side (the front or its pg side) serves
+ * user_id now, its row naming side and no move holding it; 0 if so,
+ * else -1 with UNAVAILABLE (being moved) or NOTFOUND (served from the
+ * other side: nothing of the account here is this process's to open;
+ * loftctl migrate-store may be making or removing it). */
+static int served_from(struct store *side, int64_t user_id,
+		       struct store_error *err)
+{
+	struct store *front = side->front != NULL ? side->front : side;
+	if (front->pg == NULL)
+		return 0;
+	struct store *where;
+	if (store_route(front, user_id, true, &where, err) < 0)
+		return -1;
+	if (where != side)
+		return store_set_error(err, STORE_ERR_NOTFOUND, "The account "
+				       "is served from the other backend");
+	return 0;
 }
 
 static int user_open_one(struct store *store, int64_t user_id, bool create,
-			 struct store_user **user_r, struct store_error *err)
+			 bool served, struct store_user **user_r,
+			 struct store_error *err)
 {
 	err_clear(err);
 	if (user_id <= 0)
@@ -404,7 +443,15 @@ again:
 	store->users[b] = u;
 	pthread_mutex_unlock(&store->users_mu);
 
-	int r = store->vf->user_open(u, err);
+	/* Asked with the placeholder in the table: a move's quiesce that
+	 * missed it has taken the lock before this looks (and one that
+	 * sees it waits for it), so no file a mover makes or removes is
+	 * opened under it: the other side's files, and this side's once
+	 * the row has flipped away (SQLITE_IOERR_FSTAT, "pragmas: disk
+	 * I/O error", on an index.db removed mid-open). */
+	int r = served ? served_from(store, user_id, err) : 0;
+	if (r == 0)
+		r = store->vf->user_open(u, err);
 
 	pthread_mutex_lock(&store->users_mu);
 	if (r < 0) {

@@ -1836,6 +1836,15 @@ int store_user_backend(struct store *store, int64_t user_id,
 int store_move_quiesce(struct store *store, int64_t user_id,
 		       unsigned timeout_ms, unsigned *sessions_r,
 		       struct store_error *err);
+/* store release (loftctl migrate-store, before it removes the account's
+ * files on the side that does not serve it: a leftover target, the old
+ * source): closes this process's handles of user_id on that side (idle
+ * ones at once, others once let go, within timeout_ms; nothing opens
+ * one again, store_user_open_served) and ends no session. -1 with TEMP
+ * when one is still held. */
+int store_move_release(struct store *store, int64_t user_id,
+		       unsigned timeout_ms, unsigned *closed_r,
+		       struct store_error *err);
 
 /* loftctl migrate-store: moves user_id's mail to backend `to`. Locks the
  * account, calls hooks->quiesce (loftctl asks a running loftd for
@@ -1851,6 +1860,9 @@ struct store_move_hooks {
 	int (*flip)(void *ctx, int64_t user_id, enum store_backend to,
 		    struct store_error *err);
 	void *ctx;
+	/* before files of the side not serving the account are removed:
+	 * loftctl asks a running loftd for store_move_release (NULL: none) */
+	int (*release)(void *ctx, int64_t user_id, struct store_error *err);
 };
 struct store_move_report {
 	uint32_t mailboxes;

@@ -144,6 +144,31 @@ def user_dir_exists(loft):
     return False
 
 
+def sqlite_files_held(loft):
+    """Files of USER's sqlite copy that a process (loftd's) holds open."""
+    uid = loft.accounts_sql('SELECT id FROM users WHERE address = ?',
+                            (USER,))[0][0]
+    mail = os.path.realpath(os.path.join(loft.data_dir, 'mail'))
+    held = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir('/proc/%s/fd' % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                t = os.readlink('/proc/%s/fd/%s' % (pid, fd))
+            except OSError:
+                continue
+            parts = t.split('/')
+            if t.startswith(mail + '/') and '.moving' not in parts and \
+                    str(uid) in parts:
+                held.append(t)
+    return held
+
+
 def lmtp_deliver(loft, subject, rcpts=(USER,)):
     """The final reply of one LMTP delivery to USER (to several: the
     replies after DATA, one per recipient, joined)."""
@@ -673,6 +698,18 @@ def live_phase_checks(loft, pw, work):
             diff)
     code = lmtp_deliver(loft, 'after the live kill')
     r.check('live kill: delivery 250', code.startswith('250'), code)
+    if back == 'sqlite':
+        # the killed move left a sqlite copy; an import into the account
+        # (served from postgres) wakes loftd's sqlite indexer for it,
+        # which must not open that copy: the rerun removes it (an
+        # index.db removed under loftd: "pragmas: disk I/O error (1802)")
+        rc, out, err = import_one(loft, work, 'AfterKill')
+        r.check('live kill: loftctl import while the copy is left',
+                rc == 0 and '1 imported' in out, out + err)
+        time.sleep(2 * SLOW)
+        held = sqlite_files_held(loft)
+        r.check('live kill: loftd holds nothing of the sqlite copy left '
+                'behind', held == [], held)
     before = imap_state(loft, pw)
     rc, out, err = move(loft, back)
     print(out.strip())

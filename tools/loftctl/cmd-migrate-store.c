@@ -32,9 +32,9 @@ static int fail(struct store_error *err, enum store_error_kind kind,
 	return -1;
 }
 
-static int quiesce(void *ctx, int64_t user_id, struct store_error *err)
+static int call_loftd(struct mover *mv, const char *verb, int64_t user_id,
+		      const char *what, struct store_error *err)
 {
-	struct mover *mv = ctx;
 	char *why = NULL;
 	char *path = control_socket_path(mv->ctl->cfg, &why);
 	if (path == NULL) {
@@ -44,7 +44,7 @@ static int quiesce(void *ctx, int64_t user_id, struct store_error *err)
 	}
 	char id[32];
 	snprintf(id, sizeof(id), "%" PRId64, user_id);
-	const char *words[] = {"store", "quiesce", id};
+	const char *words[] = {"store", verb, id};
 	char *final = NULL;
 	enum control_call_result r = control_call(path, words, 3,
 						  QUIESCE_TIMEOUT_MS, NULL,
@@ -52,11 +52,24 @@ static int quiesce(void *ctx, int64_t user_id, struct store_error *err)
 	int ret = 0;
 	/* no loftd: nothing has the account open but this process */
 	if (r != CONTROL_CALL_OK && r != CONTROL_CALL_NOT_RUNNING)
-		ret = fail(err, STORE_ERR_TEMP, "loftd did not let go of the "
-			   "account: ", final ? final : "no answer");
+		ret = fail(err, STORE_ERR_TEMP, what, final ? final
+			   : "no answer");
 	free(final);
 	free(path);
 	return ret;
+}
+
+static int quiesce(void *ctx, int64_t user_id, struct store_error *err)
+{
+	return call_loftd(ctx, "quiesce", user_id, "loftd did not let go of "
+			  "the account: ", err);
+}
+
+/* before the side not serving the account is emptied */
+static int release(void *ctx, int64_t user_id, struct store_error *err)
+{
+	return call_loftd(ctx, "release", user_id, "loftd did not let go of "
+			  "the account's other copy: ", err);
 }
 
 static int flip(void *ctx, int64_t user_id, enum store_backend to,
@@ -80,7 +93,8 @@ static int move_one(struct loftctl *ctl, struct store *store,
 	if (loftctl_lookup_user(ctl, address, &u) < 0)
 		return LOFTCTL_EXIT_FAIL;
 	struct mover mv = {ctl};
-	struct store_move_hooks hooks = {quiesce, flip, &mv};
+	struct store_move_hooks hooks = {.quiesce = quiesce, .flip = flip,
+					 .release = release, .ctx = &mv};
 	struct store_move_report rep;
 	struct store_error err;
 	if (store_move_account(store, u.id, to, &hooks, &rep, &err) < 0)

@@ -943,10 +943,11 @@ void *sq_sweeper_main(void *arg)
 				continue;
 			/* The account's handle is held across the sweep: see
 			 * sq_sweep_user. An account without an index has no
-			 * blobs the sweep could judge. */
+			 * blobs the sweep could judge, nor has one that this
+			 * side does not serve (migrate-store writing it). */
 			struct store_user *user;
 			struct store_error err;
-			if (store_user_open_backend(store, id, false, &user, &err) < 0)
+			if (store_user_open_served(store, id, &user, &err) < 0)
 				continue;
 			char *udir = xasprintf("%s/%s", sdir, e->d_name);
 			unsigned found;

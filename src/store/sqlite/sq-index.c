@@ -380,12 +380,17 @@ static void *indexer_main(void *arg)
 		struct store_error err;
 		bool more = false, deferred = false;
 		uint64_t t0 = metrics_now_ns();
-		if (store_user_open_backend(store, id, false, &user, &err) == 0) {
+		/* only an account this side serves (with both backends: not
+		 * one a move is making or removing here) */
+		if (store_user_open_served(store, id, &user, &err) == 0) {
 			deferred = index_deferred(SQU(user));
 			if (!deferred && index_batch(user, &more, &err) < 0)
 				log_warn("store", NULL, "indexing user %lld: %s",
 					 (long long)id, err.msg);
 			store_user_unref(&user);
+		} else if (err.kind == STORE_ERR_UNAVAILABLE) {
+			/* locked for a move that may yet fail */
+			deferred = true;
 		}
 		held_ns += metrics_now_ns() - t0;
 		pthread_mutex_lock(&s->index_mu);
