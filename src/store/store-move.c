@@ -173,6 +173,8 @@ static int batch_add(struct store_user *dst, struct batch *b,
 	it->p.pop3_uidl = msg->pop3_uidl ? xstrdup(msg->pop3_uidl) : NULL;
 	it->p.pop3_hidden = msg->pop3_hidden;
 	it->p.pop3_first_retr = msg->pop3_first_retr;
+	/* the target serves no one until the flip */
+	it->p.modseq_below = true;
 	struct folder_exact *fx = b->fx;
 	if (fx->count == fx->cap) {
 		fx->cap = fx->cap ? fx->cap * 2 : 64;

@@ -1465,6 +1465,11 @@ struct store_import_params {
 	 * re-run after a kill stores each message once). NULL: none. */
 	const char *mark_source;
 	const char *mark_id;
+	/* The given modseq even when the counter is above it (the counter
+	 * stays): only into an account no session is served from (a
+	 * move's target), where no client can have seen the counter. A
+	 * backend may ignore it (store_import_exact sets it after). */
+	bool modseq_below;
 };
 /* Adds one message (body finished with store_body_finish, or NULL as
  * said above) to mailbox; the body stays the caller's (unref it).

@@ -1197,6 +1197,8 @@ static void pg_user_close(struct store_user *user)
 static int pg_user_delete(struct store *store, int64_t user_id,
 			  struct store_error *err)
 {
+	if (pg_import_purge(store, user_id, err) < 0)
+		return -1;
 	struct pg_conn *c = pg_conn_get(store, err);
 	if (c == NULL)
 		return -1;

@@ -238,9 +238,16 @@ static int iappend_tx(struct pg_tx *tx, struct store_import_item *it,
 	if (p->uid == UINT32_MAX)
 		return store_set_error(err, STORE_ERR_LIMIT,
 				       "Mailbox is out of UIDs");
-	/* a modseq of its own; the given one when above the counter */
+	/* a modseq of its own; the given one when above the counter, or
+	 * below it into a move's target (then the counter stays: without
+	 * it the target's counter, ahead from making the folders, gave
+	 * every message of a 10,000-message folder another modseq, and
+	 * store_import_exact's UPDATE of them all ran past
+	 * postgres_timeout in the msg triggers) */
 	tx->took_modseq = false;
-	if (p->modseq > 0 && p->modseq - 1 > tx->modseq)
+	uint64_t counter = tx->modseq;
+	if (p->modseq > 0 && (p->modseq - 1 > tx->modseq ||
+			      p->modseq_below))
 		tx->modseq = p->modseq - 1;
 	/* the given UID becomes UIDNEXT, which the append takes */
 	if (p->uid > mb.uidnext && pg_mbox_touch(tx, mb.id, p->uid, err) < 0)
@@ -339,6 +346,8 @@ static int iappend_tx(struct pg_tx *tx, struct store_import_item *it,
 		return -1;
 	it->uid = uid;
 	it->modseq = tx->modseq;
+	if (tx->modseq < counter)
+		tx->modseq = counter;
 	return 0;
 }
 
@@ -508,6 +517,9 @@ int pg_modseq_raise(struct store_user *user, uint64_t modseq,
 
 /* ---- a restored folder made exact ---------------------------------- */
 
+/* Messages per UPDATE of their modseqs */
+#define EXACT_SLICE 500
+
 /* A PostgreSQL array literal of column col of the messages. */
 static char *exact_array(const struct store_import_exact *x, int col)
 {
@@ -549,9 +561,24 @@ static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
 		tx->usage_dirty = true;
 	}
 	struct pg_params p;
-	if (x->msg_count > 0) {
-		char *uids = exact_array(x, 0), *got = exact_array(x, 1),
-		     *ms = exact_array(x, 2);
+	/* in slices: each changed row runs the msg triggers (the Email's
+	 * merge), and one statement for a whole big folder could outlast
+	 * postgres_timeout */
+	for (size_t at = 0; at < x->msg_count; at += EXACT_SLICE) {
+		size_t n = x->msg_count - at < EXACT_SLICE
+			? x->msg_count - at : EXACT_SLICE;
+		/* only those that differ */
+		size_t k = 0;
+		for (size_t i = at; i < at + n; i++)
+			k += x->msgs[i].got != x->msgs[i].modseq;
+		if (k == 0)
+			continue;
+		struct store_import_exact slice = *x;
+		slice.msgs = x->msgs + at;
+		slice.msg_count = n;
+		char *uids = exact_array(&slice, 0),
+		     *got = exact_array(&slice, 1),
+		     *ms = exact_array(&slice, 2);
 		pg_p_init(&p);
 		pg_p_int(&p, user->id);
 		pg_p_int(&p, mb.id);
@@ -650,6 +677,56 @@ int pg_import_exact(struct store_user *user,
 	/* run again whole after a lost connection: it sets values, so a
 	 * second run after one that committed changes nothing more */
 	PG_RETRY(user->store, exact_once(user, x, err));
+}
+
+/* ---- an account's messages removed (pg_user_delete) ------------------ */
+
+#define PURGE_SLICE 500
+
+/* One slice under the account's row lock: how many rows went, or -1. */
+static int64_t purge_slice(struct pg_conn *c, int64_t user_id,
+			   struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user_id);
+	if (pg_run(c, "SELECT 1 FROM account WHERE user_id = $1 FOR UPDATE",
+		   &p, err) < 0)
+		return -1;
+	pg_p_int(&p, PURGE_SLICE);
+	PGresult *r = pg_exec(c, "DELETE FROM msg m USING (SELECT mailbox,"
+			      " uid FROM msg WHERE user_id = $1 LIMIT $2) s"
+			      " WHERE m.user_id = $1 AND m.mailbox = s.mailbox"
+			      " AND m.uid = s.uid", &p, err);
+	if (r == NULL)
+		return -1;
+	int64_t n = strtoll(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+int pg_import_purge(struct store *store, int64_t user_id,
+		    struct store_error *err)
+{
+	for (;;) {
+		struct pg_conn *c = pg_conn_get(store, err);
+		if (c == NULL)
+			return -1;
+		int64_t n = -1;
+		if (pg_cmd(c, "BEGIN", err) == 0) {
+			c->in_tx = true;
+			n = purge_slice(c, user_id, err);
+			if (n >= 0 && pg_cmd(c, "COMMIT", err) < 0)
+				n = -1;
+			else if (n >= 0)
+				c->in_tx = false;
+		}
+		pg_conn_put(store, c);
+		if (n < 0)
+			return -1;
+		if (n < PURGE_SLICE)
+			return 0;
+	}
 }
 
 /* ---- the rest of an account (store_import_extra) -------------------- */

@@ -519,6 +519,11 @@ int pg_import_exact(struct store_user *user,
 		    struct store_error *err);
 int pg_modseq_raise(struct store_user *user, uint64_t modseq,
 		    struct store_error *err);
+/* pg_user_delete's first step: the account's messages removed in
+ * slices, each its own transaction (each row runs the msg triggers: one
+ * statement for a 10,000-message account outlasted postgres_timeout) */
+int pg_import_purge(struct store *store, int64_t user_id,
+		    struct store_error *err);
 
 /* ---- JMAP mail (pg-jmail.c; states and changes: pg-rows.h) ------------ */
 
