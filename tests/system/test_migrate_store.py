@@ -771,6 +771,10 @@ def main():
             idler.start()
             pause = os.path.join(work, 'pause')
             open(pause, 'w').close()
+            db = re.search(r'dbname=(\S+)', extra['store']['postgres'])[1]
+            upd_sql = ("SELECT coalesce(sum(n_tup_upd), 0) FROM"
+                       " pg_stat_user_tables WHERE relname LIKE 'msg_p%'")
+            upd0 = int(pg.psql(upd_sql, db=db).strip())
             p = move(loft, 'postgres', env={'LOFT_TEST_MOVE_PAUSE': pause},
                      wait=False)
             r.check('loftctl reaches the pause (copied, locked)',
@@ -797,6 +801,14 @@ def main():
             out, err = p.communicate(timeout=120 * SLOW)
             r.check('migrate-store --to postgres', p.returncode == 0 and
                     'moved to postgres' in out, out + err)
+            # the target took each message's MODSEQ as it went in (its
+            # counter was ahead: the folders made first): no row is
+            # updated afterwards (a 10,000-message folder's update ran
+            # every row's triggers past postgres_timeout)
+            time.sleep(1)
+            upd = int(pg.psql(upd_sql, db=db).strip()) - upd0
+            r.check('the copy updates no message row after its insert',
+                    upd == 0, '%d msg rows updated' % upd)
             print(out.strip())
             r.check('row says postgres', mail_store(loft) == 1)
             r.check('the sqlite copy is gone', not user_dir_exists(loft))
