@@ -351,6 +351,34 @@ static int copy_kept(struct store_export *exp, struct store_user *dst,
 	return ret;
 }
 
+/* A folder's UIDNEXT as the source's: restore's last step for a folder,
+ * before the counter and the modseqs (docs/backup.md). */
+static int set_uidnext(struct store_user *dst,
+		       const struct store_mailbox_info *mb,
+		       struct store_error *err)
+{
+	struct store_import_mailbox after = {
+		.name = mb->name,
+		.uidvalidity = mb->uidvalidity,
+		.uidnext = mb->uidnext,
+	};
+	return store_import_mailbox(dst, &after, NULL, err);
+}
+
+/* The account's extras (annotations, URLAUTH keys, Sieve's records, JMAP
+ * objects) from exp into dst; *skipped counts those that found no folder
+ * at the target. */
+static int copy_extra(struct store_export *exp, struct store_user *dst,
+		      size_t *skipped, struct store_error *err)
+{
+	struct store_account_extra x;
+	int ret = store_export_extra(exp, &x, err);
+	if (ret == 0)
+		ret = store_import_extra(dst, &x, skipped, err);
+	store_account_extra_free(&x);
+	return ret;
+}
+
 static int copy_account(struct store_user *src, struct store_user *dst,
 			struct email_map *emails,
 			struct store_move_report *rep, uint64_t *modseq_r,
@@ -434,29 +462,18 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 	 * source's modseqs, expunge log and HIGHESTMODSEQ */
 	for (size_t i = 0; i < info->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &info->mailboxes[i];
-		if (mb->noselect)
-			continue;
-		struct store_import_mailbox after = {
-			.name = mb->name,
-			.uidvalidity = mb->uidvalidity,
-			.uidnext = mb->uidnext,
-		};
-		ret = store_import_mailbox(dst, &after, NULL, err);
+		if (!mb->noselect)
+			ret = set_uidnext(dst, mb, err);
 	}
 	if (ret == 0)
 		ret = store_modseq_raise(dst, info->modseq, err);
-	/* annotations, URLAUTH keys, Sieve's records, JMAP objects */
 	if (ret == 0) {
-		struct store_account_extra x;
 		size_t skipped = 0;
-		ret = store_export_extra(exp, &x, err);
-		if (ret == 0)
-			ret = store_import_extra(dst, &x, &skipped, err);
+		ret = copy_extra(exp, dst, &skipped, err);
 		if (ret == 0 && skipped > 0)
 			ret = store_set_error(err, STORE_ERR_INTERNAL, "%zu "
 					      "annotations or keys found no "
 					      "folder at the target", skipped);
-		store_account_extra_free(&x);
 	}
 	if (ret == 0)
 		ret = copy_kept(exp, dst, emails, rep, err);
@@ -1497,24 +1514,14 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 		ret = copy_sieve_delta(src, dst, err);
 	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &si->mailboxes[i];
-		if (mb->noselect || !d.folders[i].changed)
-			continue;
-		struct store_import_mailbox after = {
-			.name = mb->name,
-			.uidvalidity = mb->uidvalidity,
-			.uidnext = mb->uidnext,
-		};
-		ret = store_import_mailbox(dst, &after, NULL, err);
+		if (!mb->noselect && d.folders[i].changed)
+			ret = set_uidnext(dst, mb, err);
 	}
 	if (ret == 0)
 		ret = store_modseq_raise(dst, si->modseq, err);
 	if (ret == 0) {
-		struct store_account_extra x;
 		size_t skipped = 0;
-		ret = store_export_extra(se, &x, err);
-		if (ret == 0)
-			ret = store_import_extra(dst, &x, &skipped, err);
-		store_account_extra_free(&x);
+		ret = copy_extra(se, dst, &skipped, err);
 	}
 	store_export_end(&de);
 	/* the source's modseqs on what changed, its log and HIGHESTMODSEQ:
