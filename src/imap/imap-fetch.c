@@ -20,6 +20,7 @@
 #include "store.h"
 #include "u32.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -951,6 +952,58 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 	return 0;
 }
 
+/* UIDs as ranges of consecutive ones (uids sorted). */
+static struct store_uid_range *uids_to_ranges(const uint32_t *uids, size_t n,
+					      size_t *count_r)
+{
+	struct store_uid_range *out = xmalloc((n > 0 ? n : 1) * sizeof(*out));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && out[k - 1].hi + 1 == uids[i])
+			out[k - 1].hi = uids[i];
+		else
+			out[k++] = (struct store_uid_range){uids[i], uids[i]};
+	}
+	*count_r = k;
+	return out;
+}
+
+/* The FETCH did not answer for some messages whose \Seen it set (a
+ * damaged body, or it stopped at an error): they go back to unseen, as
+ * if this FETCH had not touched them. sent: the UIDs of seen that were
+ * answered, sorted. Best effort: an error here leaves \Seen set, and
+ * the tagged NO already tells the client the FETCH failed. */
+static void unset_seen(struct fetch_run *r, uint32_t *seen, size_t *seen_count,
+		       const uint32_t *sent, size_t sent_count)
+{
+	uint32_t *undo = xmalloc((*seen_count > 0 ? *seen_count : 1) *
+				 sizeof(*undo));
+	size_t n = 0, kept = 0;
+	for (size_t i = 0; i < *seen_count; i++) {
+		if (uid_in(sent, sent_count, seen[i]))
+			seen[kept++] = seen[i];
+		else
+			undo[n++] = seen[i];
+	}
+	*seen_count = kept;
+	if (n > 0) {
+		struct store_flag_change change = {
+			.mode = STORE_FLAGS_REMOVE, .flags = STORE_FLAG_SEEN,
+		};
+		struct store_error e = {0};
+		size_t range_count;
+		struct store_uid_range *ranges = uids_to_ranges(undo, n,
+								&range_count);
+		if (store_flags_update(imap_client_sel_user(r->client),
+				       r->client->mailbox, ranges, range_count,
+				       &change, NULL, NULL, NULL, NULL, &e) < 0)
+			log_warn("imap", r->client->sid, "FETCH: \\Seen stays"
+				 " on %zu messages not sent: %s", n, e.msg);
+		free(ranges);
+	}
+	free(undo);
+}
+
 /* How many of the view's messages fall in ranges (UIDs, normalized):
  * the ones the session holds and may expect an answer for. */
 static uint32_t view_count_in(const struct store_view *view,
@@ -986,6 +1039,11 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 	struct store_fetch *f = NULL;
 	struct store_uid_range *narrowed = NULL;
 	const struct store_msg *m;
+	/* of seen, the UIDs answered; damaged bodies skipped */
+	uint32_t *sent = NULL;
+	size_t sent_count = 0;
+	unsigned damaged = 0;
+	uint32_t first_damaged = 0;
 	int ret;
 
 	memset(&r, 0, sizeof(r));
@@ -1014,6 +1072,7 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 		st = IMAP_FETCH_STORE_ERROR;
 		goto out;
 	}
+	sent = xmalloc((seen_count > 0 ? seen_count : 1) * sizeof(*sent));
 	/* CHANGEDSINCE: the store finds the changed messages through its
 	 * modseq index (RFC 7162 3.1.4), not by reading every row */
 	if (store_fetch_begin_since(imap_client_sel_user(client), client->mailbox,
@@ -1031,15 +1090,39 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 			continue;
 		r.msg = m;
 		r.seq = seq;
-		bool add_flags = !plan->has_flags &&
-				 uid_in(seen, seen_count, m->uid);
+		bool set_now = uid_in(seen, seen_count, m->uid);
 		r.served++;
-		st = fetch_message(&r, add_flags, err);
+		st = fetch_message(&r, set_now && !plan->has_flags, err);
+		if (st == IMAP_FETCH_STORE_ERROR && err->damaged) {
+			/* one message's bytes are damaged: nothing of it
+			 * was sent; the others still are (a client that
+			 * fetches a range must not be stuck behind it) and
+			 * the tagged NO says so */
+			if (damaged++ == 0)
+				first_damaged = m->uid;
+			st = IMAP_FETCH_OK;
+			continue;
+		}
 		if (st != IMAP_FETCH_OK)
 			break;
+		if (set_now)
+			sent[sent_count++] = m->uid;
 	}
 	if (ret < 0 && st == IMAP_FETCH_OK)
 		st = IMAP_FETCH_STORE_ERROR;
+	if (st == IMAP_FETCH_OK && damaged > 0) {
+		st = IMAP_FETCH_STORE_ERROR;
+		err->kind = STORE_ERR_TEMP;
+		err->damaged = true;
+		if (damaged == 1)
+			snprintf(err->msg, sizeof(err->msg), "UID %u is damaged"
+				 " and cannot be read; the other messages were"
+				 " sent", first_damaged);
+		else
+			snprintf(err->msg, sizeof(err->msg), "%u messages (the"
+				 " first UID %u) are damaged and cannot be read;"
+				 " the others were sent", damaged, first_damaged);
+	}
 	if (st == IMAP_FETCH_OK &&
 	    (r.gone || (plan->changedsince == 0 &&
 			r.served < view_count_in(client->view, ranges,
@@ -1048,6 +1131,12 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 out:
 	free(narrowed);
 	store_fetch_end(&f);
+	if (st == IMAP_FETCH_STORE_ERROR && seen_count > 0) {
+		if (sent_count > 1)
+			qsort(sent, sent_count, sizeof(*sent), u32_cmp);
+		unset_seen(&r, seen, &seen_count, sent, sent_count);
+	}
+	free(sent);
 	if (st != IMAP_FETCH_DISCONNECTED && flush_out(&r) < 0)
 		st = IMAP_FETCH_DISCONNECTED;
 	buf_free(&r.out);

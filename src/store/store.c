@@ -27,6 +27,7 @@ int store_set_error(struct store_error *err, enum store_error_kind kind,
 		va_list ap;
 		err->kind = kind;
 		err->full = false;
+		err->damaged = false;
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);

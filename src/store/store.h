@@ -62,6 +62,10 @@ struct store_error {
 	 * the database's disk) is full: LMTP/SMTP say 452 4.3.1 for it, 451
 	 * 4.3.0 for any other temporary failure (RFC 3463) */
 	bool full;
+	/* a message's stored bytes are missing or fail their checksum
+	 * (kind STORE_ERR_TEMP: another copy may serve it later): only that
+	 * message cannot be read, the others around it can */
+	bool damaged;
 	char msg[256];
 };
 

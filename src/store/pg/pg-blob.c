@@ -321,8 +321,10 @@ int pg_blobs_read(struct store *store, int64_t user_id, const char *sha,
 	if (!sha_matches(out, size, sha)) {
 		log_error("store", NULL, "user %lld: body %s is damaged (its"
 			  " SHA-256 does not match)", (long long)user_id, sha);
-		return store_set_error(err, STORE_ERR_TEMP,
-				       "The message is damaged");
+		store_set_error(err, STORE_ERR_TEMP, "The message is damaged");
+		if (err != NULL)
+			err->damaged = true;
+		return -1;
 	}
 	blob_cache_put(s->cache, sha, out, size);
 	return 0;

@@ -267,8 +267,11 @@ static int damaged(struct sq_user *u, const char *what, const char *name,
 {
 	log_error("store", NULL, "user %lld: message %s %s: it is not served;"
 		  " run loftctl check", (long long)u->user->id, name, what);
-	return store_set_error(err, STORE_ERR_TEMP,
-			       "The message is damaged and cannot be read");
+	store_set_error(err, STORE_ERR_TEMP,
+			"The message is damaged and cannot be read");
+	if (err != NULL)
+		err->damaged = true;
+	return -1;
 }
 
 struct sq_blob_row {
