@@ -61,6 +61,12 @@ growth     (--growth UxM and/or --big N: only this) on the embedded backend
            calculateTotal). Medians. Also the rate each fill ran at
            (deliveries/s of the users' fill, messages/s of the
            MULTIAPPEND) and the load then.
+           --pg-fill-part K (postgres): 1/K of each account's mail
+           delivered so, the rest copied in SQL within the account
+           (pg_fill_copy says how), then `loftctl check` of four
+           accounts; --pg-fill-gin rebuild makes the trigram indexes
+           after the copy (SEARCH BODY is then timed after the other
+           reads); the WAL per message is the delivered part's.
 
 Everything runs on loopback with private instances in temp dirs; the
 machine is shared, so compare within one run.
@@ -497,31 +503,41 @@ async def big_fill(target, user, count, per_cmd=100, seed=13):
     return sent
 
 
-async def imap_reads(target, user, reps):
-    """{figure: [ms per rep]} of the reads on user's INBOX."""
+async def imap_reads(target, user, reps, expect=None, search=True,
+                     only_search=False):
+    """{figure: [ms per rep]} of the reads on user's INBOX; expect: the
+    messages UID FETCH 1:* must answer (checked); search: with SEARCH
+    BODY; only_search: SELECT and SEARCH BODY, only the latter timed."""
     out = {k: [] for k in ("status_ms", "select_ms", "fetch_flags_ms",
                            "search_body_ms")}
     c = await Imap.connect(target.host, target.port("imap"))
     await c.login(user, target.password(user))
     hits = None
     for _ in range(reps):
-        t0 = time.perf_counter()
-        await c.command("STATUS INBOX (MESSAGES UNSEEN SIZE)")
-        out["status_ms"].append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        await c.command("SELECT INBOX")
-        out["select_ms"].append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        await c.count_untagged("UID FETCH 1:* (FLAGS)")
-        out["fetch_flags_ms"].append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        u, _ = await c.command("UID SEARCH BODY " + corpus.SEARCH_WORD)
-        out["search_body_ms"].append((time.perf_counter() - t0) * 1000)
-        hits = sum(len(x.split()) - 2 for x in u
-                   if x.startswith(b"* SEARCH"))
+        if only_search:
+            await c.command("SELECT INBOX")
+        else:
+            t0 = time.perf_counter()
+            await c.command("STATUS INBOX (MESSAGES UNSEEN SIZE)")
+            out["status_ms"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            await c.command("SELECT INBOX")
+            out["select_ms"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            n = await c.count_untagged("UID FETCH 1:* (FLAGS)")
+            out["fetch_flags_ms"].append((time.perf_counter() - t0) * 1000)
+            if expect is not None and n != expect:
+                raise ProtocolError("%s: UID FETCH 1:* gave %d, not %d"
+                                    % (user, n, expect))
+        if search or only_search:
+            t0 = time.perf_counter()
+            u, _ = await c.command("UID SEARCH BODY " + corpus.SEARCH_WORD)
+            out["search_body_ms"].append((time.perf_counter() - t0) * 1000)
+            hits = sum(len(x.split()) - 2 for x in u
+                       if x.startswith(b"* SEARCH"))
         await c.command("UNSELECT")
     await c.close()
-    return out, hits
+    return {k: v for k, v in out.items() if v}, hits
 
 
 class JmapServer:
@@ -742,6 +758,198 @@ def pg_big_clone(args):
     return 0
 
 
+def psql_long(pg, sql, db):
+    """pg.psql without its 120 s limit: one copy statement over 1,000
+    users runs for minutes."""
+    import subprocess
+    from pgenv import PG_BIN
+    r = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t",
+                        "-v", "ON_ERROR_STOP=1", "-h", pg._admin_host(),
+                        "-p", str(pg.port), "-U", "loft", "-d", db,
+                        "-c", sql], env=pg._env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("psql %r: %s" % (sql[:200], r.stderr))
+    return r.stdout
+
+
+def table_cols(pg, db, table):
+    return [c for c in pg.psql(
+        "SELECT column_name FROM information_schema.columns WHERE"
+        " table_name = '%s' AND table_schema = 'public' ORDER BY"
+        " ordinal_position" % table, db=db).split() if c]
+
+
+def copy_sql(pg, db, table, overrides, order, where="true"):
+    """INSERT of K - 1 copies of table's rows of the accounts in
+    bench_span (s: their spans, g: the copy), each column as it is but
+    for overrides {column: SQL expression}, in the order a fill over
+    time would have written them (copy by copy; order: src's columns)."""
+    cols = table_cols(pg, db, table)
+    return ("INSERT INTO %s (%s) SELECT %s FROM %s src JOIN bench_span s"
+            " ON s.user_id = src.user_id, generate_series(1, (SELECT k"
+            " FROM bench_fill) - 1) g WHERE %s ORDER BY g, %s"
+            % (table, ", ".join(cols), ", ".join(
+                overrides.get(c, "src." + c) for c in cols), table,
+               where, order))
+
+
+def gin_build(pg, db, defs, args_jobs):
+    """The partitioned GIN indexes defs {name: CREATE INDEX ... ON blob}
+    made again: each partition's built by CREATE INDEX on args_jobs
+    connections at once (a GIN build is one process: ~4 ms a row here,
+    an hour for 1.1 million rows), then attached to its parent, made
+    ON ONLY blob, which becomes valid when all are."""
+    from concurrent.futures import ThreadPoolExecutor
+    parts = pg.psql("SELECT c.relname FROM pg_inherits i JOIN pg_class c"
+                    " ON c.oid = i.inhrelid WHERE i.inhparent ="
+                    " 'blob'::regclass ORDER BY 1", db=db).split()
+    jobs = []
+    for name, sql in defs.items():
+        pg.psql(sql.replace(" ON public.blob ", " ON ONLY public.blob ",
+                            1), db=db)
+        for p in parts:
+            jobs.append((name, p, sql.replace(
+                "INDEX %s ON public.blob " % name,
+                "INDEX %s_%s ON public.%s " % (p, name, p), 1)))
+
+    def one(job):
+        name, p, sql = job
+        psql_long(pg, "SET maintenance_work_mem = '512MB';" + sql, db)
+        pg.psql("ALTER INDEX %s ATTACH PARTITION %s_%s" % (name, p, name),
+                db=db)
+    with ThreadPoolExecutor(args_jobs) as ex:
+        list(ex.map(one, jobs))
+
+
+def pg_fill_copy(pg, db, part, rebuild_gin, max_msgs=None,
+                 defer_gin=False):
+    """--pg-fill-part K: every account's delivered rows copied K - 1 times
+    within the account, as K - 1 more rounds of the same mail. Copy g
+    of a row gets blob id + g * OFF (OFF above every id; its thread
+    likewise, so copies thread as their originals do, in threads of
+    their own), UID + g * the account's highest UID, MODSEQ + g * the
+    account's change counter, dates + g * 100,000 s; a copy keeps its
+    original's body file and Message-ID bytes (thread_ref's rows are
+    copied with the Message-ID suffixed). Triggers are off
+    (session_replication_role = replica: a row trigger per copied row ran
+    at 5-10 ms a row here); what they keep for a delivery is copied or
+    recomputed in bulk: jemail, jthread, jmember, jmbthread rows copied
+    with the ids and modseqs above; blob_object's reference counts; the
+    mailbox counts, UIDNEXT, HIGHESTMODSEQ; jmailbox's counts; the
+    account's counter, messages and bytes; the blob id sequence.
+    rebuild_gin: the two trigram GIN indexes dropped before and made
+    after (CREATE INDEX) instead of kept up row by row. max_msgs: only
+    accounts of at most that many messages. defer_gin: the indexes not
+    made here. Returns ({step: seconds}, {index: definition} of those
+    left to make: gin_build)."""
+    off = int(pg.psql("SELECT coalesce(max(id), 0) + 1 FROM blob",
+                      db=db).strip())
+    times = {}
+
+    def step(name, sql):
+        t0 = time.time()
+        psql_long(pg, "SET session_replication_role = replica;"
+                  "SET maintenance_work_mem = '1GB';" + sql, db)
+        times[name] = time.time() - t0
+        print("  copy: %s %.0f s (load %s)" % (name, times[name], loadavg()),
+              flush=True)
+
+    step("spans", "DROP TABLE IF EXISTS bench_fill, bench_span;"
+         "CREATE TABLE bench_fill AS SELECT %d AS k, %d::bigint AS off;"
+         "CREATE TABLE bench_span AS SELECT a.user_id, a.modseq AS ms,"
+         " (SELECT max(uid) FROM msg m WHERE m.user_id = a.user_id) AS us"
+         " FROM account a WHERE EXISTS (SELECT 1 FROM msg m WHERE"
+         " m.user_id = a.user_id)%s" % (part, off, "" if max_msgs is None
+                                        else " AND a.messages <= %d"
+                                        % max_msgs))
+    gin = {}
+    valid_gin = ("SELECT count(*) FROM pg_index WHERE indisvalid AND"
+                 " pg_get_indexdef(indexrelid) LIKE '%gin_trgm_ops%'")
+    gin_before = pg.psql(valid_gin, db=db).strip()
+    if rebuild_gin:
+        for name in pg.psql(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'blob'"
+                " AND indexname LIKE '%trgm'", db=db).split():
+            # a partitioned table's: "ON ONLY" would make the parent's
+            # alone, invalid, and no partition's
+            gin[name] = pg.psql("SELECT indexdef FROM pg_indexes WHERE"
+                                " indexname = '%s'" % name, db=db).strip(
+                                ).replace(" ON ONLY ", " ON ")
+        pg.psql("".join("DROP INDEX %s;" % n for n in gin), db=db)
+    th = "CASE WHEN src.%s = 0 THEN 0 ELSE src.%s + g * %d END"
+    new_id = "src.%s + g * " + str(off)
+    ms = "src.%s + g * s.ms"
+    later = "src.%s + g * 100000"
+    step("blob", copy_sql(pg, db, "blob", {"id": new_id % "id",
+                                            "thread": th % (("thread",) * 2
+                                                            + (off,))},
+                          "src.id", "src.id < %d" % off))
+    if gin and not defer_gin:
+        t0 = time.time()
+        gin_build(pg, db, gin, args_jobs=2)
+        times["gin"] = time.time() - t0
+        print("  copy: gin %.0f s (load %s)" % (times["gin"], loadavg()),
+              flush=True)
+        if pg.psql(valid_gin, db=db).strip() != gin_before:
+            raise RuntimeError("the trigram indexes were not all made again")
+    step("blob_object",
+         "UPDATE blob_object o SET refs = o.refs + x.n FROM (SELECT sha256,"
+         " count(*) n FROM blob WHERE id >= %d GROUP BY sha256) x WHERE"
+         " o.sha256 = x.sha256" % off)
+    step("jemail", copy_sql(pg, db, "jemail", {
+        "id": new_id % "id", "created": ms % "created",
+        "modseq": ms % "modseq", "received": later % "received"},
+        "src.id", "src.id < %d" % off))
+    step("jthread", copy_sql(pg, db, "jthread", {
+        "id": new_id % "id", "created": ms % "created",
+        "modseq": ms % "modseq"}, "src.id", "src.id < %d" % off))
+    step("thread_ref", copy_sql(pg, db, "thread_ref", {
+        "msgid": "src.msgid || '.' || g",
+        "thread": th % (("thread",) * 2 + (off,))}, "src.thread",
+        "position('.' in src.msgid) = 0"))
+    step("msg", copy_sql(pg, db, "msg", {
+        "uid": "src.uid + g * s.us", "blob": new_id % "blob",
+        "modseq": ms % "modseq", "internaldate": later % "internaldate",
+        "savedate": later % "savedate"}, "src.blob, src.mailbox"))
+    step("jmember", copy_sql(pg, db, "jmember", {
+        "modseq": ms % "modseq", "blob": new_id % "blob"},
+        "src.modseq, src.blob", "src.blob < %d" % off))
+    step("jmbthread", copy_sql(pg, db, "jmbthread", {
+        "thread": th % (("thread",) * 2 + (off,))}, "src.thread",
+        "src.thread <> 0 AND src.thread < %d" % off))
+    step("jmbthread 0",
+         "UPDATE jmbthread t SET emails = emails * k, unread = unread * k"
+         " FROM bench_fill WHERE thread = 0 AND user_id IN (SELECT user_id"
+         " FROM bench_span)")
+    step("counters",
+         "UPDATE mailbox mb SET uidnext = greatest(mb.uidnext, x.u + 1),"
+         " highestmodseq = greatest(mb.highestmodseq, x.m), messages = x.n,"
+         " unseen = x.un, deleted = x.d, size = x.z FROM (SELECT user_id,"
+         " mailbox, max(uid) u, max(modseq) m, count(*) n, count(*) FILTER"
+         " (WHERE (flags & 1) = 0) un, count(*) FILTER (WHERE (flags & 8)"
+         " <> 0) d, sum(size) z FROM msg WHERE user_id IN (SELECT user_id"
+         " FROM bench_span) GROUP BY user_id, mailbox) x WHERE"
+         " mb.user_id = x.user_id AND mb.id = x.mailbox;"
+         "UPDATE jmailbox j SET emails = x.e, unread = x.u, threads = x.t,"
+         " unread_threads = x.ut, modseq = greatest(j.modseq, mb.m) FROM"
+         " (SELECT user_id, mailbox, sum(emails) e, sum(unread) u, count(*)"
+         " t, count(*) FILTER (WHERE unread > 0) ut FROM jmbthread WHERE"
+         " user_id IN (SELECT user_id FROM bench_span) GROUP BY user_id,"
+         " mailbox) x, (SELECT user_id, mailbox, max(modseq) m FROM"
+         " jmember GROUP BY user_id, mailbox) mb WHERE"
+         " j.user_id = x.user_id AND j.id = x.mailbox AND"
+         " mb.user_id = x.user_id AND mb.mailbox = x.mailbox;"
+         "UPDATE account a SET modseq = greatest(a.modseq, s.ms * k),"
+         " messages = x.n, bytes = x.z FROM bench_span s, bench_fill,"
+         " (SELECT user_id, count(*) n, sum(size) z FROM msg GROUP BY"
+         " user_id) x WHERE a.user_id = s.user_id AND"
+         " x.user_id = s.user_id;"
+         "SELECT setval('blob_id', (SELECT max(id) FROM blob));"
+         "DROP TABLE bench_fill, bench_span")
+    return times, (gin if defer_gin else {})
+
+
 def growth(args):
     nusers, per_user = (int(x) for x in args.growth.split("x"))
     users = bench_users(nusers)
@@ -815,42 +1023,116 @@ def wait_indexed(t, users, limit=1800):
     return time.time() - t0
 
 
+def pg_wal(pg):
+    return int(float(pg.psql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn",
+                             db="growth")))
+
+
+PG_SIZE_DETAIL = (
+    "SELECT coalesce(p.relname, c.relname), sum(pg_table_size(c.oid)),"
+    " sum(pg_indexes_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+    " ON n.oid = c.relnamespace LEFT JOIN pg_inherits i ON i.inhrelid ="
+    " c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent WHERE"
+    " c.relkind = 'r' AND n.nspname = 'public' GROUP BY 1"
+    " ORDER BY 2 + 3 DESC")
+
+
+def pg_size_detail(pg, messages):
+    """{table: (table B/msg, index B/msg)}, partitions summed into their
+    parent, those over 32 KiB, the biggest first."""
+    out = {}
+    for line in pg.psql(PG_SIZE_DETAIL, db="growth").split():
+        name, tab, idx = line.split("|")
+        if int(tab) + int(idx) > 8192 * 4:
+            out[name] = (round(int(tab) / messages, 1),
+                         round(int(idx) / messages, 1))
+    return out
+
+
+def pg_check(t, users):
+    """loftctl check of users (it compares every counter with the rows);
+    prints each answer, raises on a failure."""
+    for u in users:
+        rc, out, err = t.env.loftctl("check", u, timeout=600)
+        print("  loftctl check %s: rc %d %s" % (
+            u, rc, (out + err).strip().replace("\n", " / ")[:300]),
+            flush=True)
+        if rc != 0:
+            raise RuntimeError("loftctl check %s failed" % u)
+
+
 def growth_one(kind, t, pg, spool, users, per_user, args):
     res = {}
     ordinary = t.user_names()
     sent = 0
-    print("%s: filling %d users x %d messages (load %s)"
-          % (kind, len(ordinary), per_user, loadavg()), flush=True)
+    # --pg-fill-part K: 1/K by LMTP (and MULTIAPPEND), the rest copied
+    part = args.pg_fill_part if kind == "postgres" else 1
+    big_part = 1 if args.pg_big_append else part
+    if per_user % part or args.big % big_part:
+        raise ValueError("--pg-fill-part must divide the messages")
+    if part > 1:
+        res["fill_part"] = part
+        res["big_part"] = big_part
+    print("%s: filling %d users x %d messages%s (load %s)"
+          % (kind, len(ordinary), per_user // part,
+             " (1/%d of them; the rest copied)" % part if part > 1 else "",
+             loadavg()), flush=True)
     t0 = time.time()
+    if kind == "postgres":
+        wal0 = pg_wal(pg)
     if per_user and ordinary:
-        sent += asyncio.run(growth_fill(t, ordinary, per_user))
+        sent += part * asyncio.run(growth_fill(t, ordinary,
+                                               per_user // part))
     res["fill_users_s"] = time.time() - t0
+    if kind == "postgres" and per_user and ordinary:
+        # WAL of the deliveries themselves (a copy's is a bulk load's)
+        res["wal_bytes_per_msg"] = ((pg_wal(pg) - wal0)
+                                    / (len(ordinary) * per_user // part))
     # the rates the fills ran at (deliveries of GROWTH_RCPTS copies;
     # messages appended), and the load then: a slow fill is itself a
     # figure (issue 11, "New accounts without a stall")
     res["fill_load"] = loadavg()
     if per_user and ordinary:
-        res["fill_deliveries_per_s"] = (len(ordinary) * per_user
+        res["fill_deliveries_per_s"] = (len(ordinary) * per_user // part
                                         // GROWTH_RCPTS
                                         / res["fill_users_s"])
     t0 = time.time()
     if args.big:
         print("%s: %d messages to %s by MULTIAPPEND (load %s)"
-              % (kind, args.big, BIG_USER, loadavg()), flush=True)
-        sent += asyncio.run(big_fill(t, BIG_USER, args.big))
+              % (kind, args.big // big_part, BIG_USER, loadavg()),
+              flush=True)
+        sent += big_part * asyncio.run(big_fill(t, BIG_USER,
+                                                args.big // big_part))
     res["fill_big_s"] = time.time() - t0
     if args.big:
-        res["fill_big_per_s"] = args.big / res["fill_big_s"]
+        res["fill_big_per_s"] = args.big // big_part / res["fill_big_s"]
+    if part > 1:
+        t.settle()
+        t0 = time.time()
+        # the reads that do not use the trigram indexes are timed before
+        # they are made (an hour's work at 1.1 million messages here),
+        # SEARCH BODY after
+        res["copy_steps_s"], gin_left = pg_fill_copy(
+            pg, "growth", part, args.pg_fill_gin == "rebuild",
+            # the big user appended whole: not copied
+            max_msgs=per_user // part if big_part == 1 and args.big
+            else None, defer_gin=args.pg_fill_gin == "rebuild")
+        res["copy_s"] = time.time() - t0
+        res["copy_load"] = loadavg()
+        pg_check(t, ordinary[:3] + ([BIG_USER] if args.big else []))
     t.settle_limit = 1800
     t.settle()
     res["unindexed_wait_s"] = wait_indexed(
         t, ([BIG_USER] if args.big else []) + ordinary[::max(1, len(ordinary) // 20)][:20])
     messages = len(ordinary) * per_user + args.big
+    if part == 1:
+        gin_left = {}
     if kind == "postgres":
         pg.psql("VACUUM ANALYZE", db="growth")
-        tab, idx, _ = pg_sizes(pg, "growth")
-        index = tab + idx
-        bodies = tree_bytes(os.path.join(spool, "blobs")).get(
+        index = pg_growth_sizes(pg, res, messages)
+        # a copy names its original's body file: counted K times, as
+        # K distinct bodies of that size would be
+        bodies = part * tree_bytes(os.path.join(spool, "blobs")).get(
             "all", [0, 0])[0]
     else:
         # at rest: the idle trim (10 s unused, looked at every 5 s) has
@@ -867,12 +1149,14 @@ def growth_one(kind, t, pg, spool, users, per_user, args):
         sample = ordinary[::max(1, len(ordinary) // 20)][:20]
         per = {}
         for u in sample:
-            r, _ = asyncio.run(imap_reads(t, u, 1))
+            r, _ = asyncio.run(imap_reads(t, u, 1, expect=per_user,
+                                          search=not gin_left))
             for k, v in r.items():
                 per.setdefault(k, []).extend(v)
         res["users"] = {k: statistics.median(v) for k, v in per.items()}
     if args.big:
-        r, hits = asyncio.run(imap_reads(t, BIG_USER, 5))
+        r, hits = asyncio.run(imap_reads(t, BIG_USER, 5, expect=args.big,
+                                         search=not gin_left))
         big = {k: statistics.median(v) for k, v in r.items()}
         big["search_hits"] = hits
         r = asyncio.run(jmap_reads(t, BIG_USER, 5))
@@ -882,7 +1166,47 @@ def growth_one(kind, t, pg, spool, users, per_user, args):
         res["big"] = big
     res["load"] = loadavg()
     print("%s: %r" % (kind, res), flush=True)
+    if gin_left:
+        growth_search_after(t, pg, res, gin_left, messages, per_user,
+                            ordinary, args)
+        print("%s, with the trigram indexes: %r" % (kind, res), flush=True)
     return res
+
+
+def pg_growth_sizes(pg, res, messages):
+    tab, idx, _ = pg_sizes(pg, "growth")
+    res["pg_table_bytes_per_msg"] = tab / max(1, messages)
+    res["pg_index_bytes_per_msg"] = idx / max(1, messages)
+    res["pg_detail"] = pg_size_detail(pg, max(1, messages))
+    return tab + idx
+
+
+def growth_search_after(t, pg, res, gin, messages, per_user, ordinary,
+                        args):
+    """--pg-fill-gin rebuild: the trigram indexes made, then the bytes
+    again and SEARCH BODY's reads."""
+    t0 = time.time()
+    print("postgres: making the trigram indexes (load %s)" % loadavg(),
+          flush=True)
+    gin_build(pg, "growth", gin, args_jobs=2)
+    res["gin_build_s"] = time.time() - t0
+    pg.psql("VACUUM ANALYZE blob", db="growth")
+    res["index_bytes_per_msg"] = (pg_growth_sizes(pg, res, messages)
+                                  / max(1, messages))
+    if "users" in res:
+        ms = []
+        for u in ordinary[::max(1, len(ordinary) // 20)][:20]:
+            r, _ = asyncio.run(imap_reads(t, u, 1, expect=per_user,
+                                          only_search=True))
+            ms.extend(r["search_body_ms"])
+        res["users"]["search_body_ms"] = statistics.median(ms)
+    if "big" in res:
+        r, hits = asyncio.run(imap_reads(t, BIG_USER, 5, expect=args.big,
+                                         only_search=True))
+        res["big"]["search_body_ms"] = statistics.median(
+            r["search_body_ms"])
+        res["big"]["search_hits"] = hits
+    res["search_load"] = loadavg()
 
 
 def growth_print(rows, args):
@@ -944,6 +1268,15 @@ def main():
     ap.add_argument("--big", type=int, default=0, metavar="N",
                     help="growth: one user with N messages too")
     ap.add_argument("--growth-backends", default="sqlite,postgres")
+    ap.add_argument("--pg-fill-part", type=int, default=1, metavar="K",
+                    help="growth on postgres: 1/K of each account's"
+                    " messages delivered, the rest copied in SQL")
+    ap.add_argument("--pg-fill-gin", choices=("keep", "rebuild"),
+                    default="keep", help="--pg-fill-part: the trigram"
+                    " indexes kept up during the copy, or made after it")
+    ap.add_argument("--pg-big-append", action="store_true",
+                    help="--pg-fill-part: the big user by MULTIAPPEND"
+                    " whole, not copied")
     ap.add_argument("--pg-clone", type=int, metavar="N",
                     help="only: a postgres account of N cloned messages,"
                     " its reads")
