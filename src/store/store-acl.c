@@ -124,7 +124,10 @@ int store_user_open_as(struct store *store, int64_t owner_id,
 		return -1;
 	}
 	struct store_user *u = xcalloc(1, sizeof(*u));
-	u->store = store;
+	/* the owner's side: with both backends (store-route.c) the owner's
+	 * account may be served from the side the viewer's is not, and
+	 * every call through this handle is the owner's backend's */
+	u->store = owner->store;
 	u->id = owner_id;
 	u->refcount = 1;
 	u->ready = true;
