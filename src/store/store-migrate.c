@@ -303,6 +303,15 @@ int store_import_seen(struct store_user *owner, const char *mailbox,
 		      int64_t viewer, const struct store_uid_range *ranges,
 		      size_t range_count, struct store_error *err)
 {
+	return store_import_seen_set(owner, mailbox, viewer, ranges,
+				     range_count, true, err);
+}
+
+int store_import_seen_set(struct store_user *owner, const char *mailbox,
+			  int64_t viewer, const struct store_uid_range *ranges,
+			  size_t range_count, bool seen,
+			  struct store_error *err)
+{
 	err_clear(err);
 	if (store_acl_owner_only(owner, err) < 0)
 		return -1;
@@ -315,7 +324,7 @@ int store_import_seen(struct store_user *owner, const char *mailbox,
 	char *n = store_name_normalize(mailbox, err);
 	if (n == NULL)
 		return -1;
-	struct store_seen_change ch = {.seen = true};
+	struct store_seen_change ch = {.seen = seen};
 	int r = store_seen_update(owner, viewer, n, ranges, range_count, &ch,
 				  err);
 	free(ch.changed);
@@ -623,6 +632,68 @@ int store_import_kept(struct store_user *user,
 		c.keywords = NULL;
 	int ret = user->store->vf->import_kept(user, &c, body, err);
 	free(name);
+	return ret;
+}
+
+int store_deleted_forget(struct store_user *user, const int64_t *ids,
+			 size_t count, struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	if (count == 0)
+		return 0;
+	if (user->store->vf->deleted_forget == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "This mail"
+				       " backend keeps no removed messages");
+	return user->store->vf->deleted_forget(user, ids, count, err);
+}
+
+int store_import_extra_drop(struct store_user *user,
+			    const struct store_account_extra *x,
+			    struct store_error *err)
+{
+	err_clear(err);
+	if (store_acl_owner_only(user, err) < 0)
+		return -1;
+	if (x->annotation_count + x->key_count + x->record_count +
+	    x->object_count == 0)
+		return 0;
+	if (user->store->vf->drop_extra == NULL)
+		return store_set_error(err, STORE_ERR_INVALID, "This mail"
+				       " backend keeps no annotations, Sieve"
+				       " records or JMAP objects");
+	/* names as the store keeps them */
+	struct store_account_extra c = *x;
+	c.annotations = xcalloc(x->annotation_count + 1,
+				sizeof(*c.annotations));
+	c.keys = xcalloc(x->key_count + 1, sizeof(*c.keys));
+	int ret = 0;
+	size_t na = 0, nk = 0;
+	for (; na < x->annotation_count && ret == 0; na++) {
+		c.annotations[na] = x->annotations[na];
+		if (x->annotations[na].mailbox != NULL &&
+		    (c.annotations[na].mailbox = store_name_normalize(
+			     x->annotations[na].mailbox, err)) == NULL)
+			ret = -1;
+	}
+	for (; nk < x->key_count && ret == 0; nk++) {
+		c.keys[nk] = x->keys[nk];
+		if ((c.keys[nk].mailbox = store_name_normalize(
+			     x->keys[nk].mailbox, err)) == NULL)
+			ret = -1;
+	}
+	if (ret == 0)
+		ret = user->store->vf->drop_extra(user, &c, err);
+	if (ret == 0 && x->record_count > 0)
+		store_sieve_changed(user);   /* delivery reads them again */
+	for (size_t i = 0; i < na; i++)
+		if (x->annotations[i].mailbox != NULL)
+			free(c.annotations[i].mailbox);
+	for (size_t i = 0; i < nk; i++)
+		free(c.keys[i].mailbox);
+	free(c.annotations);
+	free(c.keys);
 	return ret;
 }
 

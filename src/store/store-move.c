@@ -217,19 +217,23 @@ static bool name_in(const char *name, char **v, size_t n)
 	return false;
 }
 
-static int copy_seen(struct store_export *exp, struct store_user *dst,
-		     const struct store_mailbox_info *mb,
-		     struct store_error *err)
+static int seen_cmp(const void *a, const void *b)
 {
-	struct store_export_seen *rows = NULL;
-	size_t n = 0;
-	if (store_export_seen(exp, mb->id, &rows, &n, err) < 0)
-		return -1;
+	const struct store_export_seen *x = a, *y = b;
+	if (x->viewer != y->viewer)
+		return x->viewer < y->viewer ? -1 : 1;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/* rows (sorted) set or cleared at the target, one call per reader. */
+static int seen_apply(struct store_user *dst, const char *mailbox,
+		      const struct store_export_seen *rows, size_t n,
+		      bool seen, struct store_error *err)
+{
 	int ret = 0;
+	struct store_uid_range *r = xcalloc(n + 1, sizeof(*r));
 	for (size_t i = 0; i < n && ret == 0;) {
-		size_t j = i;
-		struct store_uid_range *r = xcalloc(n - i, sizeof(*r));
-		size_t rc = 0;
+		size_t j = i, rc = 0;
 		for (; j < n && rows[j].viewer == rows[i].viewer; j++) {
 			if (rc > 0 && r[rc - 1].hi + 1 == rows[j].uid)
 				r[rc - 1].hi = rows[j].uid;
@@ -237,14 +241,123 @@ static int copy_seen(struct store_export *exp, struct store_user *dst,
 				r[rc++] = (struct store_uid_range){rows[j].uid,
 								   rows[j].uid};
 		}
-		ret = store_import_seen(dst, mb->name, rows[i].viewer, r, rc,
-					err);
+		ret = store_import_seen_set(dst, mailbox, rows[i].viewer, r, rc,
+					    seen, err);
 		if (ret < 0 && err->kind == STORE_ERR_PERM)
 			ret = 0;   /* a backend without per-user \Seen */
-		free(r);
 		i = j;
 	}
-	free(rows);
+	free(r);
+	return ret;
+}
+
+/* A folder's readers' own \Seen in exp (sorted); *n_r 0 for b NULL. */
+static int seen_rows(struct store_export *exp,
+		     const struct store_mailbox_info *mb,
+		     struct store_export_seen **rows_r, size_t *n_r,
+		     struct store_error *err)
+{
+	*rows_r = NULL;
+	*n_r = 0;
+	if (mb == NULL)
+		return 0;
+	if (store_export_seen(exp, mb->id, rows_r, n_r, err) < 0)
+		return -1;
+	if (*n_r > 1)
+		qsort(*rows_r, *n_r, sizeof(**rows_r), seen_cmp);
+	return 0;
+}
+
+/* Readers' own \Seen of folder a (se) as the source has it at the
+ * target, whose folder b (de) has what it has (b NULL: none yet): set
+ * where the target lacks it, cleared where the source has none. A
+ * reader's change moves no modseq of the owner's folder, so the delta
+ * looks at every folder (one read of each side's rows). */
+static int seen_sync(struct store_export *se, struct store_export *de,
+		     struct store_user *dst, const struct store_mailbox_info *a,
+		     const struct store_mailbox_info *b, uint64_t *changes,
+		     struct store_error *err)
+{
+	struct store_export_seen *sa, *sb;
+	size_t na, nb;
+	if (seen_rows(se, a, &sa, &na, err) < 0)
+		return -1;
+	if (seen_rows(de, b, &sb, &nb, err) < 0) {
+		free(sa);
+		return -1;
+	}
+	struct store_export_seen *set = xcalloc(na + 1, sizeof(*set)),
+				 *clr = xcalloc(nb + 1, sizeof(*clr));
+	size_t ns = 0, nc = 0;
+	for (size_t i = 0, j = 0; i < na || j < nb;) {
+		int c = i == na ? 1 : j == nb ? -1 : seen_cmp(&sa[i], &sb[j]);
+		if (c < 0)
+			set[ns++] = sa[i++];
+		else if (c > 0)
+			clr[nc++] = sb[j++];
+		else
+			i++, j++;
+	}
+	int ret = seen_apply(dst, a->name, clr, nc, false, err);
+	if (ret == 0)
+		ret = seen_apply(dst, a->name, set, ns, true, err);
+	if (changes != NULL)
+		*changes += ns + nc;
+	free(set);
+	free(clr);
+	free(sa);
+	free(sb);
+	return ret;
+}
+
+/* The index of the selectable folder name in info (SIZE_MAX: none). */
+static size_t mailbox_index(const struct store_export_info *info,
+			    const char *name)
+{
+	for (size_t i = 0; info != NULL && i < info->mailbox_count; i++)
+		if (!info->mailboxes[i].noselect &&
+		    strcmp(info->mailboxes[i].name, name) == 0)
+			return i;
+	return SIZE_MAX;
+}
+
+/* Each folder's role (SPECIAL-USE, JMAP role) as the source's: those
+ * that lose theirs first, one mailbox per role. A folder the target made
+ * with a role (an account's Archive, Sent, ...) keeps it when the source
+ * moved the role elsewhere, which import_mailbox cannot undo. The
+ * source's folders whose role changed are marked in changed (may be
+ * NULL); *changes counts them. */
+static int sync_roles(struct store_user *dst,
+		      const struct store_export_info *si, bool *changed,
+		      uint64_t *changes, struct store_error *err)
+{
+	struct store_mailbox_info *list = NULL;
+	size_t n = 0;
+	if (store_mailbox_list(dst, &list, &n, err) < 0)
+		return -1;
+	int ret = 0;
+	for (int pass = 0; pass < 2 && ret == 0; pass++) {
+		for (size_t i = 0; i < n && ret == 0; i++) {
+			const struct store_mailbox_info *b = &list[i];
+			if (b->noselect)
+				continue;
+			size_t k = mailbox_index(si, b->name);
+			unsigned want = k != SIZE_MAX
+				? si->mailboxes[k].special_use : 0;
+			if (want == b->special_use ||
+			    (pass == 0 && b->special_use == 0) ||
+			    (pass == 1 && want == 0))
+				continue;
+			unsigned su = pass == 0 ? 0 : want;
+			ret = store_jmap_mailbox_update(dst, b->id, NULL, &su,
+							err);
+			if (k != SIZE_MAX && changed != NULL)
+				changed[k] = true;
+			if (changes != NULL && (pass == 1 || want == 0))
+				(*changes)++;
+		}
+	}
+	store_mailbox_list_free(list, n);
 	return ret;
 }
 
@@ -315,9 +428,45 @@ static int body_once(struct store_export *exp, struct store_user *dst,
 	return ret;
 }
 
-/* Undelete's kept messages, each with its removal time (the retention
+/* One of undelete's kept messages, with its removal time (the retention
  * period runs on), its Email and thread: a body the move copied already
  * (a live copy of the same Email) is named, not copied again. */
+static int kept_put(struct store_export *exp, struct store_user *dst,
+		    struct email_map *emails, struct store_move_report *rep,
+		    const struct store_export_kept *k, bool force,
+		    struct store_error *err)
+{
+	struct store_body *body = NULL;
+	if (force) {
+		/* the bytes given whether or not the target has the Email */
+		struct store_blob blob;
+		if (store_export_body(exp, k->email, &blob, err) < 0)
+			return -1;
+		rep->bytes += blob.len;
+		int r = body_copy(dst, &blob, &body, err);
+		store_blob_close(&blob);
+		if (r < 0)
+			return -1;
+	} else if (body_once(exp, dst, emails, k->email, rep, &body,
+			     err) < 0) {
+		return -1;
+	}
+	struct store_import_kept ik = {
+		.mailbox = k->mailbox,
+		.uid = k->uid,
+		.flags = k->flags,
+		.keywords = k->keywords,
+		.internaldate = k->internaldate,
+		.savedate = k->savedate,
+		.deleted_at = k->deleted_at,
+		.email = k->email,
+		.thread = k->thread,
+	};
+	int ret = store_import_kept(dst, &ik, body, err);
+	store_body_unref(&body);
+	return ret;
+}
+
 static int copy_kept(struct store_export *exp, struct store_user *dst,
 		     struct email_map *emails, struct store_move_report *rep,
 		     struct store_error *err)
@@ -327,26 +476,8 @@ static int copy_kept(struct store_export *exp, struct store_user *dst,
 	if (store_export_kept(exp, &v, &n, err) < 0)
 		return -1;
 	int ret = 0;
-	for (size_t i = 0; i < n && ret == 0; i++) {
-		const struct store_export_kept *k = &v[i];
-		struct store_body *body;
-		if ((ret = body_once(exp, dst, emails, k->email, rep, &body,
-				     err)) < 0)
-			break;
-		struct store_import_kept ik = {
-			.mailbox = k->mailbox,
-			.uid = k->uid,
-			.flags = k->flags,
-			.keywords = k->keywords,
-			.internaldate = k->internaldate,
-			.savedate = k->savedate,
-			.deleted_at = k->deleted_at,
-			.email = k->email,
-			.thread = k->thread,
-		};
-		ret = store_import_kept(dst, &ik, body, err);
-		store_body_unref(&body);
-	}
+	for (size_t i = 0; i < n && ret == 0; i++)
+		ret = kept_put(exp, dst, emails, rep, &v[i], false, err);
 	store_export_kept_free(v, n);
 	return ret;
 }
@@ -444,7 +575,7 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 		    < 0 && ret == 0)
 			ret = -1;
 		if (ret == 0)
-			ret = copy_seen(exp, dst, mb, err);
+			ret = seen_sync(exp, NULL, dst, mb, NULL, NULL, err);
 	}
 	free(b);
 	/* subscriptions to names that do not exist (LSUB keeps them) */
@@ -457,6 +588,8 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 		ret = copy_sieve(src, dst, err);
 	if (ret == 0)
 		ret = copy_acl(src, dst, err);
+	if (ret == 0)
+		ret = sync_roles(dst, info, NULL, NULL, err);
 	/* restore's last steps (docs/backup.md): each folder's UIDNEXT, the
 	 * counter at least the source's, then in one commit per folder the
 	 * source's modseqs, expunge log and HIGHESTMODSEQ */
@@ -800,6 +933,30 @@ static int verify(struct store_user *src, struct store_user *dst,
 					      a->name, na, nb);
 			break;
 		}
+		/* readers' own \Seen */
+		struct store_export_seen *ra, *rb;
+		size_t nra, nrb;
+		if (seen_rows(se, a, &ra, &nra, err) < 0) {
+			ret = -1;
+			break;
+		}
+		if (seen_rows(de, b, &rb, &nrb, err) < 0) {
+			free(ra);
+			ret = -1;
+			break;
+		}
+		same = nra == nrb;
+		for (size_t k = 0; same && k < nra; k++)
+			same = seen_cmp(&ra[k], &rb[k]) == 0;
+		free(ra);
+		free(rb);
+		if (!same) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: readers' own \\Seen differ "
+					      "at the target (%zu/%zu)",
+					      a->name, nra, nrb);
+			break;
+		}
 		struct msg_row *sr, *dr;
 		size_t sn, dn;
 		if (read_rows(se, a->id, &sr, &sn, err) < 0) {
@@ -1091,7 +1248,7 @@ static int exact_folder(struct store_export *se, struct store_export *de,
 			struct store_user *dst,
 			const struct store_mailbox_info *a,
 			const struct store_mailbox_info *b, uint64_t modseq,
-			struct store_error *err)
+			uint64_t *changes, struct store_error *err)
 {
 	struct msg_row *sr = NULL, *dr = NULL;
 	size_t sn = 0, dn = 0;
@@ -1102,14 +1259,25 @@ static int exact_folder(struct store_export *se, struct store_export *de,
 		return -1;
 	}
 	struct store_import_exact_msg *v = xcalloc(sn + 1, sizeof(*v));
-	size_t n = 0;
+	/* POP3's marks the target lacks: they move no modseq */
+	struct store_import_pop3 *marks = xcalloc(sn + 1, sizeof(*marks));
+	size_t n = 0, nm = 0;
 	for (size_t i = 0, j = 0; i < sn; i++) {
 		while (j < dn && dr[j].uid < sr[i].uid)
 			j++;
-		if (j < dn && dr[j].uid == sr[i].uid)
-			v[n++] = (struct store_import_exact_msg){
-				sr[i].uid, dr[j].modseq, sr[i].modseq};
+		if (j == dn || dr[j].uid != sr[i].uid)
+			continue;
+		v[n++] = (struct store_import_exact_msg){
+			sr[i].uid, dr[j].modseq, sr[i].modseq};
+		bool hide = sr[i].pop3_hidden && !dr[j].pop3_hidden;
+		bool retr = sr[i].pop3_first_retr != 0 &&
+			    dr[j].pop3_first_retr == 0;
+		if (hide || retr)
+			marks[nm++] = (struct store_import_pop3){
+				sr[i].uid, hide,
+				retr ? sr[i].pop3_first_retr : 0};
 	}
+	*changes += nm;
 	struct store_expunged_range *log = NULL;
 	size_t log_n = 0;
 	uint64_t horizon = 0;
@@ -1127,10 +1295,13 @@ static int exact_folder(struct store_export *se, struct store_export *de,
 			.expunged = log,
 			.expunged_count = log_n,
 			.log_as_given = true,
+			.pop3 = marks,
+			.pop3_count = nm,
 		};
 		ret = store_import_exact(dst, &x, err);
 	}
 	free(log);
+	free(marks);
 	free(v);
 	rows_free(sr, sn);
 	rows_free(dr, dn);
@@ -1400,22 +1571,373 @@ static void delta_free(struct delta *d, size_t folders)
 	free(d->folders);
 }
 
-/* Under the lock: the target made equal to the source, as copy_account
- * would have, from what phase one left there. */
+/* ---- the delta's kept messages, extras and renames ------------------ */
+
+/* A kept message as both sides can tell it (store_export_kept at the
+ * source, store_deleted at the target): what undelete brings back. The
+ * first line is what import_kept tells a row by (EXISTS). */
+static char *kept_key(const char *mailbox, uint32_t uid, unsigned flags,
+		      const char *keywords, time_t internaldate,
+		      time_t savedate, time_t deleted_at, uint64_t size)
+{
+	return xasprintf("%s\n%u %lld %lld\n%u %lld %" PRIu64 " %s", mailbox,
+			 uid, (long long)internaldate, (long long)deleted_at,
+			 flags & 0x1f, (long long)savedate, size,
+			 keywords != NULL ? keywords : "");
+}
+
+/* Whether keys a and b name the same row for import_kept. */
+static bool kept_same_place(const char *a, const char *b)
+{
+	const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+	ea = ea != NULL ? strchr(ea + 1, '\n') : NULL;
+	eb = eb != NULL ? strchr(eb + 1, '\n') : NULL;
+	return ea != NULL && eb != NULL && ea - a == eb - b &&
+	       memcmp(a, b, (size_t)(ea - a)) == 0;
+}
+
+struct kept_row {
+	char *key;
+	int64_t n;        /* the source's index, the target's id */
+	bool done;        /* matched, or forgotten already */
+};
+
+struct kept_rows {
+	struct kept_row *v;
+	size_t count, cap;
+};
+
+static void kept_add(struct kept_rows *r, char *key, int64_t n)
+{
+	if (r->count == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+	}
+	r->v[r->count++] = (struct kept_row){key, n, false};
+}
+
+static bool kept_have(void *ctx, const struct store_deleted *d)
+{
+	kept_add(ctx, kept_key(d->mailbox, d->uid, d->flags, d->keywords,
+			       d->internaldate, d->savedate, d->deleted_at,
+			       d->size), d->id);
+	return true;
+}
+
+static int kept_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct kept_row *)a)->key,
+		      ((const struct kept_row *)b)->key);
+}
+
+static void kept_rows_free(struct kept_rows *r)
+{
+	for (size_t i = 0; i < r->count; i++)
+		free(r->v[i].key);
+	free(r->v);
+}
+
+/* One kept message the target lacks. A row of the target in its place
+ * (its own removal of the same message in this delta, within the same
+ * second, with other flags): that one forgotten first, the bytes given
+ * again (they may have gone with it). */
+static int kept_add_one(struct store_export *se, struct store_user *dst,
+			struct email_map *emails,
+			struct store_move_report *rep,
+			const struct store_export_kept *k, const char *key,
+			struct kept_rows *have, uint64_t *changes,
+			struct store_error *err)
+{
+	(*changes)++;
+	if (kept_put(se, dst, emails, rep, k, false, err) == 0)
+		return 0;
+	if (err->kind != STORE_ERR_EXISTS)
+		return -1;
+	for (size_t j = 0; j < have->count; j++) {
+		struct kept_row *h = &have->v[j];
+		if (h->done || !kept_same_place(h->key, key))
+			continue;
+		if (store_deleted_forget(dst, &h->n, 1, err) < 0)
+			return -1;
+		h->done = true;
+		(*changes)++;
+	}
+	return kept_put(se, dst, emails, rep, k, true, err);
+}
+
+/* Undelete's kept messages as the source has them: those the target
+ * lacks added (an EXPUNGE or DELETE while copied), then those the source
+ * no longer has forgotten (undeleted, purged, or kept by the target's
+ * own removal in the delta, stamped with its own time). Added first: a
+ * body the target names only through a kept row of its own stays. */
+static int kept_sync(struct store_export *se, struct store_user *dst,
+		     struct email_map *emails, struct store_move_report *rep,
+		     uint64_t *changes, struct store_error *err)
+{
+	struct store_export_kept *v = NULL;
+	size_t n = 0;
+	if (store_export_kept(se, &v, &n, err) < 0)
+		return -1;
+	struct kept_rows want = {0}, have = {0};
+	for (size_t i = 0; i < n; i++)
+		kept_add(&want, kept_key(v[i].mailbox, v[i].uid, v[i].flags,
+					 v[i].keywords, v[i].internaldate,
+					 v[i].savedate, v[i].deleted_at,
+					 v[i].size), (int64_t)i);
+	int ret = store_deleted_list(dst, NULL, kept_have, &have, err);
+	if (want.count > 1)
+		qsort(want.v, want.count, sizeof(*want.v), kept_cmp);
+	if (have.count > 1)
+		qsort(have.v, have.count, sizeof(*have.v), kept_cmp);
+	for (size_t i = 0, j = 0; i < want.count && j < have.count;) {
+		int c = strcmp(want.v[i].key, have.v[j].key);
+		if (c == 0)
+			want.v[i++].done = have.v[j++].done = true;
+		else if (c < 0)
+			i++;
+		else
+			j++;
+	}
+	for (size_t i = 0; i < want.count && ret == 0; i++)
+		if (!want.v[i].done)
+			ret = kept_add_one(se, dst, emails, rep,
+					   &v[want.v[i].n], want.v[i].key,
+					   &have, changes, err);
+	int64_t *gone = xcalloc(have.count + 1, sizeof(*gone));
+	size_t ng = 0;
+	for (size_t j = 0; j < have.count; j++)
+		if (!have.v[j].done)
+			gone[ng++] = have.v[j].n;
+	if (ret == 0)
+		ret = store_deleted_forget(dst, gone, ng, err);
+	*changes += ng;
+	free(gone);
+	kept_rows_free(&want);
+	kept_rows_free(&have);
+	store_export_kept_free(v, n);
+	return ret;
+}
+
+/* One row of the extras: its key (what store_import_extra_drop
+ * removes by) and, after it, everything it holds. */
+static char *extra_line(const struct store_account_extra *x, size_t i)
+{
+	char hex[65];
+	if (i < x->annotation_count) {
+		const struct store_extra_annotation *a = &x->annotations[i];
+		unsigned char h[32];
+		sha256(a->value, a->value_len, h);
+		for (int k = 0; k < 32; k++)
+			snprintf(hex + 2 * k, 3, "%02x", h[k]);
+		return xasprintf("a\n%s\n%" PRId64 "\n%s\n%zu %s", a->mailbox ?
+				 a->mailbox : "", a->viewer, a->name,
+				 a->value_len, hex);
+	}
+	i -= x->annotation_count;
+	if (i < x->key_count) {
+		const struct store_extra_key *k = &x->keys[i];
+		for (int j = 0; j < STORE_URLAUTH_KEY_LEN && j < 32; j++)
+			snprintf(hex + 2 * j, 3, "%02x", k->key[j]);
+		return xasprintf("k\n%s\n%" PRId64 "\n%s", k->mailbox,
+				 k->viewer, hex);
+	}
+	i -= x->key_count;
+	if (i < x->record_count)
+		return xasprintf("r\n%s\n%lld", x->records[i].key,
+				 (long long)x->records[i].expires);
+	i -= x->record_count;
+	return xasprintf("o\n%d\n%" PRId64 "\n%s", x->objects[i].kind,
+			 x->objects[i].id, x->objects[i].data);
+}
+
+static size_t extra_count(const struct store_account_extra *x)
+{
+	return x->annotation_count + x->key_count + x->record_count +
+	       x->object_count;
+}
+
+/* Row i of from appended to to (a shallow copy: to's arrays only are
+ * to's; from's must be allocated with room for all of from's rows). */
+static void extra_take(struct store_account_extra *to,
+		       const struct store_account_extra *from, size_t i)
+{
+	if (i < from->annotation_count) {
+		to->annotations[to->annotation_count++] = from->annotations[i];
+		return;
+	}
+	i -= from->annotation_count;
+	if (i < from->key_count) {
+		to->keys[to->key_count++] = from->keys[i];
+		return;
+	}
+	i -= from->key_count;
+	if (i < from->record_count) {
+		to->records[to->record_count++] = from->records[i];
+		return;
+	}
+	i -= from->record_count;
+	to->objects[to->object_count++] = from->objects[i];
+}
+
+static void extra_room(struct store_account_extra *to,
+		       const struct store_account_extra *like)
+{
+	memset(to, 0, sizeof(*to));
+	to->annotations = xcalloc(like->annotation_count + 1,
+				  sizeof(*to->annotations));
+	to->keys = xcalloc(like->key_count + 1, sizeof(*to->keys));
+	to->records = xcalloc(like->record_count + 1, sizeof(*to->records));
+	to->objects = xcalloc(like->object_count + 1, sizeof(*to->objects));
+}
+
+static void extra_room_free(struct store_account_extra *x)
+{
+	free(x->annotations);
+	free(x->keys);
+	free(x->records);
+	free(x->objects);
+}
+
+struct extra_row {
+	char *line;
+	size_t i;
+};
+
+static int extra_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct extra_row *)a)->line,
+		      ((const struct extra_row *)b)->line);
+}
+
+static struct extra_row *extra_rows(const struct store_account_extra *x)
+{
+	size_t n = extra_count(x);
+	struct extra_row *v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = (struct extra_row){extra_line(x, i), i};
+	if (n > 1)
+		qsort(v, n, sizeof(*v), extra_row_cmp);
+	return v;
+}
+
+/* Annotations, URLAUTH keys, Sieve's records and JMAP objects as the
+ * source has them: the target's rows that differ removed, then the
+ * source's written (a change is a removal and a write). */
+static int extra_sync(struct store_export *se, struct store_export *de,
+		      struct store_user *dst, uint64_t *changes,
+		      struct store_error *err)
+{
+	struct store_account_extra a, b;
+	if (store_export_extra(se, &a, err) < 0)
+		return -1;
+	if (store_export_extra(de, &b, err) < 0) {
+		store_account_extra_free(&a);
+		return -1;
+	}
+	size_t na = extra_count(&a), nb = extra_count(&b);
+	struct extra_row *ra = extra_rows(&a), *rb = extra_rows(&b);
+	struct store_account_extra put, gone;
+	extra_room(&put, &a);
+	extra_room(&gone, &b);
+	for (size_t i = 0, j = 0; i < na || j < nb;) {
+		int c = i == na ? 1 : j == nb ? -1
+			: strcmp(ra[i].line, rb[j].line);
+		if (c < 0)
+			extra_take(&put, &a, ra[i++].i);
+		else if (c > 0)
+			extra_take(&gone, &b, rb[j++].i);
+		else
+			i++, j++;
+	}
+	*changes += extra_count(&put) + extra_count(&gone);
+	size_t skipped = 0;
+	int ret = store_import_extra_drop(dst, &gone, err);
+	if (ret == 0)
+		ret = store_import_extra(dst, &put, &skipped, err);
+	for (size_t i = 0; i < na; i++)
+		free(ra[i].line);
+	for (size_t i = 0; i < nb; i++)
+		free(rb[i].line);
+	free(ra);
+	free(rb);
+	extra_room_free(&put);
+	extra_room_free(&gone);
+	store_account_extra_free(&a);
+	store_account_extra_free(&b);
+	return ret;
+}
+
+/* Folders renamed while copied: a source folder whose name the target
+ * lacks, and a target folder of the same MAILBOXID and UIDVALIDITY whose
+ * name the source lacks, are one folder; the target's is renamed (with
+ * its children, as the source's were) instead of copied anew. */
+static int rename_sync(struct store_user *dst,
+		       const struct store_export_info *si, uint64_t *changes,
+		       struct store_error *err)
+{
+	int ret = 0;
+	for (size_t round = 0; round <= si->mailbox_count && ret == 0;
+	     round++) {
+		struct store_mailbox_info *list = NULL;
+		size_t n = 0;
+		if (store_mailbox_list(dst, &list, &n, err) < 0)
+			return -1;
+		const char *from = NULL, *to = NULL;
+		for (size_t i = 0; i < si->mailbox_count && from == NULL;
+		     i++) {
+			const struct store_mailbox_info *a = &si->mailboxes[i];
+			if (a->noselect || a->objectid[0] == '\0' ||
+			    strcmp(a->name, "INBOX") == 0)
+				continue;
+			bool named = false;
+			for (size_t k = 0; k < n && !named; k++)
+				named = strcmp(list[k].name, a->name) == 0;
+			for (size_t k = 0; k < n && !named && from == NULL;
+			     k++) {
+				const struct store_mailbox_info *b = &list[k];
+				if (!b->noselect &&
+				    b->uidvalidity == a->uidvalidity &&
+				    strcmp(b->objectid, a->objectid) == 0 &&
+				    strcmp(b->name, "INBOX") != 0 &&
+				    mailbox_index(si, b->name) == SIZE_MAX) {
+					from = b->name;
+					to = a->name;
+				}
+			}
+		}
+		if (from != NULL) {
+			ret = store_mailbox_rename(dst, from, to, err);
+			(*changes)++;
+		}
+		store_mailbox_list_free(list, n);
+		if (from == NULL)
+			break;
+	}
+	return ret;
+}
+
+/* The target made equal to the source, as copy_account would have,
+ * from what an earlier copy left there (phase one's catch-up rounds,
+ * and under the lock the last delta): everything a session or an admin
+ * can change while the account is served is carried here, so the lock
+ * grows with the change, not with the account. */
 static int copy_delta(struct store_user *src, struct store_user *dst,
 		      struct email_map *emails, struct email_map *fresh,
 		      struct store_move_report *rep, uint64_t *changes_r,
 		      uint64_t *messages_r, struct store_error *err)
 {
 	struct store_export *se = NULL, *de = NULL;
-	if (store_export_begin(src, &se, err) < 0 ||
+	if (store_export_begin(src, &se, err) < 0)
+		return -1;
+	const struct store_export_info *si = store_export_info(se);
+	struct delta d = {0};
+	/* renames first: the folder is found by its new name below */
+	if (rename_sync(dst, si, &d.changes, err) < 0 ||
 	    store_export_begin(dst, &de, err) < 0) {
 		store_export_end(&se);
 		return -1;
 	}
-	const struct store_export_info *si = store_export_info(se);
 	const struct store_export_info *di = store_export_info(de);
-	struct delta d = {0};
 	d.folders = xcalloc(si->mailbox_count + 1, sizeof(*d.folders));
 	int ret = 0;
 	/* what each folder lacks; folders gone, or made anew (another
@@ -1437,6 +1959,14 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 		df->changed = true;
 		ret = diff_folder(se, de, a, b, &d, df, err);
 	}
+	/* POP3's marks move no modseq: INBOX's exact step gives them */
+	struct store_pop3_sum ps, pd;
+	if (ret == 0 && (store_export_pop3_sum(se, &ps, err) < 0 ||
+			 store_export_pop3_sum(de, &pd, err) < 0))
+		ret = -1;
+	size_t inbox = mailbox_index(si, "INBOX");
+	if (ret == 0 && inbox != SIZE_MAX && memcmp(&ps, &pd, sizeof(ps)) != 0)
+		d.folders[inbox].changed = true;
 	/* the expunges first: the counter is still below their modseqs */
 	if (ret == 0)
 		ret = apply_expunges(dst, &d, err);
@@ -1475,6 +2005,13 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 					      "UIDVALIDITY", mb->name);
 		d.changes++;
 	}
+	/* roles moved (JMAP Mailbox/set), and those of folders made anew */
+	bool *roles = xcalloc(si->mailbox_count + 1, sizeof(*roles));
+	if (ret == 0)
+		ret = sync_roles(dst, si, roles, &d.changes, err);
+	for (size_t i = 0; i < si->mailbox_count; i++)
+		d.folders[i].changed |= roles[i];
+	free(roles);
 	if (ret == 0)
 		ret = apply_flags(dst, &d, err);
 	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
@@ -1503,12 +2040,15 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 	}
 	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &si->mailboxes[i];
-		if (mb->noselect || !d.folders[i].changed)
+		if (mb->noselect)
 			continue;
-		if (!d.folders[i].whole && mb->subscribed)
+		if (d.folders[i].changed && !d.folders[i].whole &&
+		    mb->subscribed)
 			(void)store_mailbox_subscribe(dst, mb->name, true,
 						      &(struct store_error){0});
-		ret = copy_seen(se, dst, mb, err);
+		/* every folder: a reader's \Seen moves no modseq of it */
+		ret = seen_sync(se, de, dst, mb, d.folders[i].whole ? NULL
+				: mailbox_named(di, mb->name), &d.changes, err);
 	}
 	if (ret == 0)
 		ret = copy_sieve_delta(src, dst, err);
@@ -1519,10 +2059,10 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 	}
 	if (ret == 0)
 		ret = store_modseq_raise(dst, si->modseq, err);
-	if (ret == 0) {
-		size_t skipped = 0;
-		ret = copy_extra(se, dst, &skipped, err);
-	}
+	if (ret == 0)
+		ret = extra_sync(se, de, dst, &d.changes, err);
+	if (ret == 0)
+		ret = kept_sync(se, dst, emails, rep, &d.changes, err);
 	store_export_end(&de);
 	/* the source's modseqs on what changed, its log and HIGHESTMODSEQ:
 	 * the target's rows as they are now are what the exact step
@@ -1541,7 +2081,8 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 					      a->name);
 			break;
 		}
-		ret = exact_folder(se, de, dst, a, b, si->modseq, err);
+		ret = exact_folder(se, de, dst, a, b, si->modseq, &d.changes,
+				   err);
 	}
 	*changes_r = d.changes + d.messages;
 	*messages_r = d.messages;

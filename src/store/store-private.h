@@ -387,6 +387,12 @@ struct store_backend_vfuncs {
 	int (*import_kept)(struct store_user *user,
 			   const struct store_import_kept *k,
 			   struct store_body *body, struct store_error *err);
+	/* a move's delta (NULL: nothing kept to forget or drop) */
+	int (*deleted_forget)(struct store_user *user, const int64_t *ids,
+			      size_t count, struct store_error *err);
+	int (*drop_extra)(struct store_user *user,
+			  const struct store_account_extra *x,
+			  struct store_error *err);
 	/* optional (NULL: zeros) */
 	int (*export_pop3_sum)(struct store_export *exp,
 			       struct store_pop3_sum *r,

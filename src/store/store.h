@@ -1557,6 +1557,13 @@ struct store_import_exact_msg {
 	uint64_t got;                /* the modseq its append got */
 	uint64_t modseq;             /* the source's */
 };
+/* POP3's marks a message lacks at the target (a move's delta: marks
+ * move no modseq); marks are only ever set, so these only add */
+struct store_import_pop3 {
+	uint32_t uid;
+	bool hidden;
+	time_t first_retr;           /* 0: none to give */
+};
 struct store_import_exact {
 	const char *name;
 	uint32_t uidvalidity;
@@ -1572,6 +1579,9 @@ struct store_import_exact {
 	 * itself gets the source's modseq even when lower (no client has
 	 * seen the target); otherwise the higher of the two stays */
 	bool log_as_given;
+	/* a move's delta: marks given where the message has none */
+	const struct store_import_pop3 *pop3;
+	size_t pop3_count;
 };
 int store_import_exact(struct store_user *user,
 		       const struct store_import_exact *x,
@@ -1644,6 +1654,13 @@ int store_export_expunged(struct store_export *exp, uint32_t mailbox_id,
 int store_import_seen(struct store_user *owner, const char *mailbox,
 		      int64_t viewer, const struct store_uid_range *ranges,
 		      size_t range_count, struct store_error *err);
+/* The same with seen false: viewer's own \Seen cleared (a move's delta,
+ * store-move.c, when the reader cleared it while the account was
+ * copied). */
+int store_import_seen_set(struct store_user *owner, const char *mailbox,
+			  int64_t viewer, const struct store_uid_range *ranges,
+			  size_t range_count, bool seen,
+			  struct store_error *err);
 
 /* The rest of an account beside its folders and mail, in the export
  * snapshot (a move and a backup carry it, docs/backup.md): annotations
@@ -1700,6 +1717,15 @@ int store_export_extra(struct store_export *exp,
 int store_import_extra(struct store_user *user,
 		       const struct store_account_extra *x, size_t *skipped_r,
 		       struct store_error *err);
+/* A move's delta (store-move.c): removes from user's account the rows
+ * x names, by the same keys (values, expiries and objects' data are not
+ * looked at), in one commit; one the account does not have, or of a
+ * mailbox it does not have, is nothing to remove. Then store_import_extra
+ * of the rows as the source has them now carries a change or a
+ * removal. */
+int store_import_extra_drop(struct store_user *user,
+			    const struct store_account_extra *x,
+			    struct store_error *err);
 
 /* Undelete's kept messages in the export snapshot (a move and a backup
  * carry them, docs/backup.md): each as store_deleted_list has it, with
@@ -1753,6 +1779,12 @@ struct store_import_kept {
 int store_import_kept(struct store_user *user,
 		      const struct store_import_kept *k,
 		      struct store_body *body, struct store_error *err);
+/* A move's delta (store-move.c): forgets the kept messages ids names
+ * (store_deleted.id) as the retention run's purge does, their bytes
+ * going with the last row that names them. An id the account does not
+ * keep is nothing to forget. */
+int store_deleted_forget(struct store_user *user, const int64_t *ids,
+			 size_t count, struct store_error *err);
 
 /* ---- undelete: removed messages kept for a while (issue 17) -------- */
 

@@ -650,8 +650,7 @@ def live_phase_checks(loft, pw, work):
             any(b'during the live copy' in m for m in inbox), len(inbox))
 
     # ---- an expunge during the copy (undelete keeps the message: the
-    # delta does not carry kept messages yet, so the move copies the
-    # account whole under the lock, and says so)
+    # delta carries the kept row with its removal time)
     where = mail_store(loft)
     open(pause, 'w').close()
     p = move(loft, back, env={'LOFT_TEST_MOVE_LIVE_PAUSE': pause},
@@ -669,8 +668,9 @@ def live_phase_checks(loft, pw, work):
     out, err = p.communicate(timeout=300 * SLOW)
     os.unlink(pause + '.ready')
     print(out.strip())
-    r.check('live expunge: migrate-store --to %s' % back,
-            p.returncode == 0 and 'moved to %s' % back in out, out + err)
+    r.check('live expunge: migrate-store --to %s, not copied whole'
+            % back, p.returncode == 0 and 'moved to %s' % back in out and
+            'copied whole' not in out, out + err)
     after = imap_state(loft, pw)
     diff = same_state(before, after)
     r.check('live expunge: the expunge is in the moved account (MODSEQs, '

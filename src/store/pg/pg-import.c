@@ -538,6 +538,45 @@ static char *exact_array(const struct store_import_exact *x, int col)
 	return buf_steal(&b, NULL);
 }
 
+/* POP3's marks the messages lack (store_import_pop3): one statement. */
+static int exact_pop3(struct pg_tx *tx, uint32_t mailbox_id,
+		      const struct store_import_exact *x,
+		      struct store_error *err)
+{
+	struct buf uids, hidden, retr;
+	buf_init(&uids, 0);
+	buf_init(&hidden, 0);
+	buf_init(&retr, 0);
+	for (size_t i = 0; i < x->pop3_count; i++) {
+		const struct store_import_pop3 *m = &x->pop3[i];
+		const char *sep = i > 0 ? "," : "{";
+		buf_printf(&uids, "%s%u", sep, m->uid);
+		buf_printf(&hidden, "%s%s", sep, m->hidden ? "t" : "f");
+		buf_printf(&retr, "%s%lld", sep, (long long)m->first_retr);
+	}
+	buf_append_char(&uids, '}');
+	buf_append_char(&hidden, '}');
+	buf_append_char(&retr, '}');
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, mailbox_id);
+	pg_p_str(&p, uids.data);
+	pg_p_str(&p, hidden.data);
+	pg_p_str(&p, retr.data);
+	int r = pg_run(tx->c, "UPDATE msg SET pop3_hidden = msg.pop3_hidden OR"
+		       " v.hidden, pop3_first_retr = CASE WHEN"
+		       " msg.pop3_first_retr = 0 THEN v.retr ELSE"
+		       " msg.pop3_first_retr END FROM unnest($3::bigint[],"
+		       " $4::boolean[], $5::bigint[]) AS v(uid, hidden, retr)"
+		       " WHERE msg.user_id = $1 AND msg.mailbox = $2 AND"
+		       " msg.uid = v.uid", &p, err);
+	buf_free(&uids);
+	buf_free(&hidden);
+	buf_free(&retr);
+	return r;
+}
+
 /* As sqlite/sq-migrate.c's exact_job: the source's modseqs on messages
  * nothing changed since their append, its expunge log and horizon,
  * HIGHESTMODSEQ; no modseq taken (but for log entries given none), the
@@ -597,6 +636,8 @@ static int exact_tx(struct pg_tx *tx, const struct store_import_exact *x,
 		if (r < 0)
 			return -1;
 	}
+	if (x->pop3_count > 0 && exact_pop3(tx, mb.id, x, err) < 0)
+		return -1;
 	for (size_t i = 0; i < x->expunged_count; i++) {
 		const struct store_expunged_range *e = &x->expunged[i];
 		/* never a UID the folder holds, nor one not yet given */
@@ -849,4 +890,82 @@ int pg_import_extra(struct store_user *user,
 	/* it sets values: a second run after one that committed is the
 	 * same */
 	PG_RETRY(user->store, extra_once(user, x, skipped_r, err));
+}
+
+/* store_import_extra_drop: each row by its key, in one transaction. */
+static int drop_tx(struct pg_tx *tx, const struct store_account_extra *x,
+		   struct store_error *err)
+{
+	int64_t uid = tx->user->id;
+	struct pg_params p;
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *a = &x->annotations[i];
+		uint32_t id;
+		int r = extra_mbox(tx, a->mailbox, &id, err);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			continue;
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_int(&p, id);
+		pg_p_int(&p, a->viewer);
+		pg_p_str(&p, a->name);
+		if (pg_run(tx->c, "DELETE FROM annotation WHERE user_id = $1"
+			   " AND mailbox = $2 AND viewer = $3 AND name = $4",
+			   &p, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		uint32_t id;
+		int r = extra_mbox(tx, x->keys[i].mailbox, &id, err);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			continue;
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_int(&p, id);
+		pg_p_int(&p, x->keys[i].viewer);
+		if (pg_run(tx->c, "DELETE FROM access_key WHERE user_id = $1"
+			   " AND mailbox = $2 AND viewer = $3", &p, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->record_count; i++) {
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_str(&p, x->records[i].key);
+		if (pg_run(tx->c, "DELETE FROM sieve_record WHERE user_id = $1"
+			   " AND key = $2", &p, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->object_count; i++) {
+		pg_p_init(&p);
+		pg_p_int(&p, uid);
+		pg_p_int(&p, x->objects[i].kind);
+		pg_p_int(&p, x->objects[i].id);
+		if (pg_run(tx->c, "DELETE FROM jobject WHERE user_id = $1"
+			   " AND kind = $2 AND id = $3", &p, err) < 0)
+			return -1;
+	}
+	if (x->object_count > 0)
+		pg_tx_change(tx, 0, STORE_CHANGE_OBJECTS);
+	return 0;
+}
+
+static int drop_once(struct store_user *user,
+		     const struct store_account_extra *x,
+		     struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	return pg_wend(&tx, drop_tx(&tx, x, err), err);
+}
+
+int pg_drop_extra(struct store_user *user,
+		  const struct store_account_extra *x, struct store_error *err)
+{
+	/* a second run after one that committed finds nothing to remove */
+	PG_RETRY(user->store, drop_once(user, x, err));
 }

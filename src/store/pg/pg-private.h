@@ -491,6 +491,10 @@ int pg_deleted_usage(struct store_user *user, struct store_usage *usage_r,
 		     struct store_error *err);
 int pg_export_kept(struct store_export *e, struct store_export_kept **rows_r,
 		   size_t *count_r, struct store_error *err);
+int pg_deleted_forget(struct store_user *user, const int64_t *ids,
+		      size_t count, struct store_error *err);
+int pg_drop_extra(struct store_user *user,
+		  const struct store_account_extra *x, struct store_error *err);
 int pg_import_kept(struct store_user *user, const struct store_import_kept *k,
 		   struct store_body *body, struct store_error *err);
 int pg_export_pop3_sum(struct store_export *e, struct store_pop3_sum *r,

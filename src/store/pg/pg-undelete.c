@@ -12,6 +12,7 @@
  */
 #include "pg-private.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,17 +44,12 @@ bool pg_deleted_keep(struct store_user *user)
 	return l.deleted_retention_days != 0;
 }
 
-int pg_deleted_purge(struct pg_tx *tx, time_t before, uint32_t *count_r,
-		     struct store_error *err)
+/* The kept rows sql (a DELETE ... RETURNING blob with p) removed, and
+ * the blob rows none names any more. */
+static int drop_rows(struct pg_tx *tx, const char *sql, struct pg_params *p,
+		     uint32_t *count_r, struct store_error *err)
 {
-	struct pg_params p;
-	pg_p_init(&p);
-	pg_p_int(&p, tx->user->id);
-	pg_p_int(&p, (int64_t)before);
-	PGresult *r = pg_exec(tx->c, "WITH gone AS (DELETE FROM deleted WHERE"
-			      " user_id = $1 AND at < $2 RETURNING blob)"
-			      " SELECT count(*), array_agg(DISTINCT blob)::text"
-			      " FROM gone", &p, err);
+	PGresult *r = pg_exec(tx->c, sql, p, err);
 	if (r == NULL)
 		return -1;
 	int64_t n = pg_int(r, 0, 0);
@@ -64,6 +60,58 @@ int pg_deleted_purge(struct pg_tx *tx, time_t before, uint32_t *count_r,
 	if (ret == 0)
 		*count_r += (uint32_t)n;
 	return ret;
+}
+
+int pg_deleted_purge(struct pg_tx *tx, time_t before, uint32_t *count_r,
+		     struct store_error *err)
+{
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, tx->user->id);
+	pg_p_int(&p, (int64_t)before);
+	return drop_rows(tx, "WITH gone AS (DELETE FROM deleted WHERE"
+			 " user_id = $1 AND at < $2 RETURNING blob)"
+			 " SELECT count(*), array_agg(DISTINCT blob)::text"
+			 " FROM gone", &p, count_r, err);
+}
+
+struct forget_arg {
+	const int64_t *ids;
+	size_t count;
+};
+
+static int forget_once(struct store_user *user, const struct forget_arg *a,
+		       struct store_error *err)
+{
+	struct pg_tx tx;
+	if (pg_wbegin(user, &tx, err) < 0)
+		return -1;
+	struct buf ids;
+	buf_init(&ids, 0);
+	buf_append_char(&ids, '{');
+	for (size_t i = 0; i < a->count; i++)
+		buf_printf(&ids, "%s%" PRId64, i ? "," : "", a->ids[i]);
+	buf_append_str(&ids, "}");
+	struct pg_params p;
+	pg_p_init(&p);
+	pg_p_int(&p, user->id);
+	pg_p_str(&p, ids.data);
+	uint32_t n = 0;
+	int ret = drop_rows(&tx, "WITH gone AS (DELETE FROM deleted WHERE"
+			    " user_id = $1 AND id = ANY ($2::bigint[])"
+			    " RETURNING blob) SELECT count(*),"
+			    " array_agg(DISTINCT blob)::text FROM gone", &p, &n,
+			    err);
+	buf_free(&ids);
+	return pg_wend(&tx, ret, err);
+}
+
+int pg_deleted_forget(struct store_user *user, const int64_t *ids,
+		      size_t count, struct store_error *err)
+{
+	struct forget_arg a = {ids, count};
+	/* a rerun after a lost COMMIT answer finds nothing more to remove */
+	PG_RETRY(user->store, forget_once(user, &a, err));
 }
 
 /* ---- list ------------------------------------------------------------ */

@@ -534,6 +534,24 @@ static int exact_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
 		if (rc != SQLITE_DONE)
 			return sq_job_dberr(job, c);
 	}
+	for (size_t i = 0; i < x->pop3_count; i++) {
+		const struct store_import_pop3 *p = &x->pop3[i];
+		st = sq_stmt(c, "UPDATE msg SET pop3_hidden = max(pop3_hidden,"
+				" ?1), pop3_first_retr = CASE WHEN"
+				" pop3_first_retr = 0 THEN ?2 ELSE"
+				" pop3_first_retr END WHERE mailbox = ?3 AND"
+				" uid = ?4");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int(st, 1, p->hidden);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)p->first_retr);
+		sqlite3_bind_int64(st, 3, mb.id);
+		sqlite3_bind_int64(st, 4, p->uid);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
 	for (size_t i = 0; i < x->expunged_count; i++) {
 		const struct store_expunged_range *r = &x->expunged[i];
 		/* never a UID the folder holds, nor one not yet given */
@@ -1099,6 +1117,84 @@ int sq_import_extra(struct store_user *user,
 	int ret = sq_run(SQU(user), extra_job, &a, err);
 	*skipped_r = a.skipped;
 	return ret;
+}
+
+/* store_import_extra_drop: each row by its key, in one job. */
+static int drop_job(struct sq_user *u, struct sq_conn *c, struct sq_job *job)
+{
+	const struct store_account_extra *x = job->arg;
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		const struct store_extra_annotation *an = &x->annotations[i];
+		uint32_t id;
+		int r = extra_mbox(c, an->mailbox, &id);
+		if (r < 0)
+			return sq_job_dberr(job, c);
+		if (r == 0)
+			continue;
+		sqlite3_stmt *st = sq_stmt(c, "DELETE FROM annotation WHERE"
+					      " mailbox = ? AND viewer = ? AND"
+					      " name = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, an->viewer);
+		sqlite3_bind_text(st, 3, an->name, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		uint32_t id;
+		int r = extra_mbox(c, x->keys[i].mailbox, &id);
+		if (r < 0)
+			return sq_job_dberr(job, c);
+		if (r == 0)
+			continue;
+		sqlite3_stmt *st = sq_stmt(c, "DELETE FROM access_key WHERE"
+					      " mailbox = ? AND viewer = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, x->keys[i].viewer);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	for (size_t i = 0; i < x->record_count; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "DELETE FROM sieve_record"
+					      " WHERE key = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_text(st, 1, x->records[i].key, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	for (size_t i = 0; i < x->object_count; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "DELETE FROM jobject WHERE"
+					      " kind = ? AND id = ?");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int(st, 1, x->objects[i].kind);
+		sqlite3_bind_int64(st, 2, x->objects[i].id);
+		int rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return sq_job_dberr(job, c);
+	}
+	if (x->object_count > 0)
+		sq_job_change(job, 0, STORE_CHANGE_OBJECTS);
+	(void)u;
+	return 0;
+}
+
+int sq_drop_extra(struct store_user *user,
+		  const struct store_account_extra *x, struct store_error *err)
+{
+	return sq_run(SQU(user), drop_job, (void *)x, err);
 }
 
 /* ---- undelete's kept messages (store_export_kept) ------------------- */

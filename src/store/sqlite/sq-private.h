@@ -516,6 +516,10 @@ int sq_deleted_keep(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 /* In a job: drops the kept messages removed before `before`. */
 int sq_deleted_purge(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 		     time_t before, uint32_t *count_r);
+int sq_deleted_forget(struct store_user *user, const int64_t *ids,
+		      size_t count, struct store_error *err);
+int sq_drop_extra(struct store_user *user,
+		  const struct store_account_extra *x, struct store_error *err);
 int sq_deleted_list(struct store_user *user,
 		    const struct store_deleted_filter *filter,
 		    store_deleted_fn *fn, void *ctx, struct store_error *err);

@@ -88,14 +88,11 @@ int sq_deleted_keep(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 	return ret;
 }
 
-int sq_deleted_purge(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
-		     time_t before, uint32_t *count_r)
+/* Steps st (bound: a DELETE FROM deleted ... RETURNING blob) and lets go
+ * of the blobs of the rows it removed. */
+static int drop_rows(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		     sqlite3_stmt *st, uint32_t *count_r)
 {
-	sqlite3_stmt *st = sq_stmt(c, "DELETE FROM deleted WHERE at < ?"
-				      " RETURNING blob");
-	if (st == NULL)
-		return sq_job_dberr(job, c);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
 	int64_t *blobs = NULL;
 	size_t n = 0;
 	int rc;
@@ -112,6 +109,46 @@ int sq_deleted_purge(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
 	if (ret == 0)
 		*count_r += (uint32_t)n;
 	return ret;
+}
+
+int sq_deleted_purge(struct sq_user *u, struct sq_conn *c, struct sq_job *job,
+		     time_t before, uint32_t *count_r)
+{
+	sqlite3_stmt *st = sq_stmt(c, "DELETE FROM deleted WHERE at < ?"
+				      " RETURNING blob");
+	if (st == NULL)
+		return sq_job_dberr(job, c);
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
+	return drop_rows(u, c, job, st, count_r);
+}
+
+struct forget_arg {
+	const int64_t *ids;
+	size_t count;
+	uint32_t forgotten;
+};
+
+static int forget_job(struct sq_user *u, struct sq_conn *c,
+		      struct sq_job *job)
+{
+	struct forget_arg *a = job->arg;
+	for (size_t i = 0; i < a->count; i++) {
+		sqlite3_stmt *st = sq_stmt(c, "DELETE FROM deleted WHERE id = ?"
+					      " RETURNING blob");
+		if (st == NULL)
+			return sq_job_dberr(job, c);
+		sqlite3_bind_int64(st, 1, a->ids[i]);
+		if (drop_rows(u, c, job, st, &a->forgotten) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int sq_deleted_forget(struct store_user *user, const int64_t *ids,
+		      size_t count, struct store_error *err)
+{
+	struct forget_arg a = {ids, count, 0};
+	return sq_run(SQU(user), forget_job, &a, err);
 }
 
 /* ---- list ------------------------------------------------------------ */
