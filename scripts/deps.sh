@@ -94,13 +94,17 @@ dovecot-fts-xapian
 "
 
 # `make test-scaleout` (tests/lib/cephenv.py): a private Ceph cluster with
-# its S3 gateway; faketime for nodes whose clocks are apart.
+# its S3 gateway; faketime for nodes whose clocks are apart;
+# pg_auto_failover's monitor extension and pg_autoctl for the failover
+# recipe of docs/scale-out.md (tests/lib/autofailover.py).
 SCALEOUT_PACKAGES="
 ceph-mon
 ceph-osd
 ceph-common
 radosgw
 faketime
+postgresql-15-auto-failover
+pg-auto-failover-cli
 "
 
 want="$BUILD_PACKAGES"
