@@ -22,6 +22,16 @@ the first successful LOGIN+SELECT after it), loftctl's own "locked N ms",
 the wall time of the move, the copy rate (messages/s of wall time), and
 the LMTP deliveries accepted / refused during the move.
 
+--changes KINDS pauses each move after its live copy and its catch-up
+rounds (LOFT_TEST_MOVE_LIVE_PAUSE, before the lock) and makes these
+changes, each once, so that they all fall to the locked delta: expunge
+(5 INBOX messages, which undelete keeps), pop3 (a RETR and a DELE under
+pop3_delete = hide: marks that move no modseq), role (the archive role
+moved between Archive and Projects with JMAP Mailbox/set), metadata (a
+SETMETADATA entry changed), rename (a folder renamed back and forth),
+seen (another account's own \Seen in a shared folder set and cleared).
+Default: all of them; `--changes none` for the moves alone.
+
 --restore also times `loftctl backup` of the N-message account and
 `loftctl restore` of it into a fresh account on postgres (one run).
 
@@ -222,15 +232,105 @@ def lmtp_one(loft, rcpt, subject):
         s.close()
 
 
-def move(loft, user, to):
+CHANGES = ('expunge', 'pop3', 'role', 'metadata', 'rename', 'seen')
+VIEWER = 'viewer@example.test'
+
+
+def imap_cmds(loft, user, cmds):
+    """Tagged commands on one connection; the tagged replies."""
+    s = socket.create_connection(('127.0.0.1', loft.port('imap')),
+                                 timeout=60)
+    f = s.makefile('rb')
+    f.readline()
+    done = []
+    for i, cmd in enumerate(['LOGIN %s %s' % (user, loft.users[user])] +
+                            cmds + ['LOGOUT']):
+        tag = 't%d' % i
+        s.sendall(('%s %s\r\n' % (tag, cmd)).encode())
+        while True:
+            line = f.readline().decode('utf-8', 'replace')
+            if not line or line.startswith(tag + ' '):
+                done.append(line.strip())
+                break
+    s.close()
+    return done
+
+
+def changes_setup(loft, user, kinds):
+    """What the changes need: a Projects folder, a shared one, POP3's
+    hide policy."""
+    cmds = ['CREATE Projects', 'CREATE Team',
+            'APPEND Team {5+}\r\nhi\r\n',
+            'SETACL Team %s lrs' % VIEWER]
+    imap_cmds(loft, user, cmds)
+    loft.loftctl('user', 'set', user, 'pop3_delete=hide')
+
+
+def make_changes(loft, user, kinds, n):
+    """One change of each kind, made while loftctl waits before the
+    lock."""
+    if 'expunge' in kinds:
+        imap_cmds(loft, user, ['SELECT INBOX',
+                               'STORE 1:5 +FLAGS.SILENT (\\Deleted)',
+                               'EXPUNGE'])
+    if 'pop3' in kinds:
+        p = loft.pop3_login(user)
+        p.retr(1)
+        p.dele(2)
+        p.quit()
+    if 'metadata' in kinds:
+        imap_cmds(loft, user, ['SETMETADATA INBOX (/private/comment '
+                               '"move %d")' % n])
+    if 'rename' in kinds:
+        a, b = ('Projects', 'Projects2') if n % 2 else ('Projects2',
+                                                        'Projects')
+        imap_cmds(loft, user, ['RENAME %s %s' % (a, b)])
+    if 'seen' in kinds:
+        imap_cmds(loft, VIEWER, ['SELECT "Other Users/%s/Team"' % user,
+                                 'STORE 1 %sFLAGS (\\Seen)'
+                                 % ('+' if n % 2 else '-')])
+    if 'role' in kinds:
+        sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'lib'))
+        from jmapclient import Jmap
+        j = Jmap(loft, user)
+        boxes = {m['name']: m['id']
+                 for m in j.ok('Mailbox/get', {'ids': None})['list']}
+        proj = boxes.get('Projects') or boxes.get('Projects2')
+        frm, to = (boxes['Archive'], proj) if n % 2 else (proj,
+                                                          boxes['Archive'])
+        j.ok('Mailbox/set', {'update': {frm: {'role': None},
+                                        to: {'role': 'archive'}}})
+
+
+def move(loft, user, to, kinds=(), n=0):
     w = Watch(loft, user)
     w.start()
     time.sleep(0.5)
     t0 = time.monotonic()
-    p = subprocess.run([loft.loftctl_bin, '--config', loft.config_path,
-                        'migrate-store', user, '--to', to],
-                       capture_output=True, text=True, timeout=3600)
-    wall = time.monotonic() - t0
+    cmd = [loft.loftctl_bin, '--config', loft.config_path, 'migrate-store',
+           user, '--to', to]
+    tc = 0.0
+    if kinds:
+        pause = os.path.join(loft.data_dir, 'bench-live-pause')
+        open(pause, 'w').close()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ,
+                                      LOFT_TEST_MOVE_LIVE_PAUSE=pause))
+        while not os.path.exists(pause + '.ready') and p.poll() is None:
+            time.sleep(0.05)
+        t = time.monotonic()
+        make_changes(loft, user, kinds, n)
+        tc = time.monotonic() - t
+        os.unlink(pause)
+        out, err = p.communicate(timeout=3600)
+        if os.path.exists(pause + '.ready'):
+            os.unlink(pause + '.ready')
+        p = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    else:
+        p = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=3600)
+    wall = time.monotonic() - t0 - tc
     w.finish()
     if p.returncode != 0 or 'moved to %s' % to not in p.stdout:
         raise RuntimeError('migrate-store: %s%s' % (p.stdout, p.stderr))
@@ -240,7 +340,8 @@ def move(loft, user, to):
         else float('nan')
     return {'wall': wall, 'locked_ms': locked, 'seen': seen,
             'messages': msgs, 'ok': w.lmtp_ok, 'r451': w.lmtp_451,
-            'out': p.stdout.strip()}
+            'out': (p.stdout + p.stderr).strip(),
+            'whole': 'copied whole' in p.stdout}
 
 
 def main():
@@ -248,7 +349,15 @@ def main():
     ap.add_argument('--messages', default='1000,10000')
     ap.add_argument('--restore', action='store_true')
     ap.add_argument('--directions', default='postgres,sqlite')
+    ap.add_argument('--changes', default='none',
+                    help='comma-separated: %s, all or none'
+                    % ','.join(CHANGES))
     args = ap.parse_args()
+    kinds = () if args.changes == 'none' else CHANGES \
+        if args.changes == 'all' else tuple(args.changes.split(','))
+    for k in kinds:
+        if k not in CHANGES:
+            ap.error('--changes: no such kind: %s' % k)
     if not Postgres.available():
         print('no PostgreSQL 15 binaries')
         return 1
@@ -260,6 +369,7 @@ def main():
         users = {'u%d@example.test' % n: 'bench-password-%d' % n for n in sizes}
         users.update({'r%d@example.test' % n: 'bench-password-r'
                       for n in sizes})
+        users[VIEWER] = 'bench-password-v1ew'
         extra = {'store': {'postgres': pg.new_database(),
                            'blob_dir': os.path.join(work, 'blobs')},
                  '': {'log_level': 'info'}}
@@ -275,17 +385,21 @@ def main():
                     raise RuntimeError(out + err)
                 print('# %d messages imported on sqlite in %.1f s'
                       % (n, time.monotonic() - t), flush=True)
-                for to in args.directions.split(','):
-                    res = move(loft, user, to)
+                if kinds:
+                    changes_setup(loft, user, kinds)
+                for k, to in enumerate(args.directions.split(',')):
+                    res = move(loft, user, to, kinds, k + 1)
                     res.update(n=n, to=to)
                     rows.append(res)
                     print('# ' + res['out'], flush=True)
                     print('%6d -> %-8s  seen locked %6.2f s  loftctl locked '
                           '%6.2f s  wall %6.1f s  %5.0f msg/s  LMTP during: '
-                          '%d x 250, %d x 451'
+                          '%d x 250, %d x 451%s'
                           % (n, to, res['seen'], res['locked_ms'] / 1000,
                              res['wall'], res['messages'] / res['wall'],
-                             res['ok'], res['r451']), flush=True)
+                             res['ok'], res['r451'],
+                             '  (copied whole under the lock)'
+                             if res['whole'] else ''), flush=True)
                 if args.restore:
                     bdir = os.path.join(work, 'backup%d' % n)
                     t = time.monotonic()
@@ -311,11 +425,13 @@ def main():
     finally:
         pg.close()
         shutil.rmtree(work, ignore_errors=True)
-    print('\nmessages  to        seen-locked  loftctl-locked  wall   msg/s')
+    print('\nchanges during the copy: %s' % (','.join(kinds) or 'none'))
+    print('messages  to        seen-locked  loftctl-locked  wall   msg/s')
     for x in rows:
-        print('%8d  %-8s  %9.2f s  %12.2f s  %5.1f s  %5.0f'
+        print('%8d  %-8s  %9.2f s  %12.2f s  %5.1f s  %5.0f%s'
               % (x['n'], x['to'], x['seen'], x['locked_ms'] / 1000,
-                 x['wall'], x['messages'] / x['wall']))
+                 x['wall'], x['messages'] / x['wall'],
+                 '  whole' if x['whole'] else ''))
     return 0
 
 
