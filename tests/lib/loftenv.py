@@ -174,8 +174,11 @@ class Loft:
             # Cheap argon2: tests verify passwords many times.
             'auth': {'argon2_t_cost': '1', 'argon2_m_cost': '64',
                      'argon2_parallelism': '1'},
-            'limits': {'io_threads': '2', 'worker_threads': '4'},
+            # [store] before [limits]: tests that append a key to the
+            # file (test_daemon) find the same last section on both
+            # backends
             **self._store_section(),
+            'limits': {'io_threads': '2', 'worker_threads': '4'},
         }
 
     def _store_section(self):
@@ -237,7 +240,7 @@ class Loft:
         """Runs one statement on this node's accounts (data_dir/accounts.db,
         or the loft_auth schema of its PostgreSQL database when the store
         is there: docs/scale-out.md "Accounts"); ? parameters, integers
-        only on postgres. Returns the rows (integers as int)."""
+        and strings only on postgres. Returns the rows (integers as int)."""
         store = self.sections.get('store', {})
         if store.get('backend') != 'postgres':
             import sqlite3
@@ -247,17 +250,46 @@ class Loft:
                 rows = list(db.execute(sql, params))
             db.close()
             return rows
+        return self._pg_sql('SET search_path = loft_auth; ' + sql, params)
+
+    def pg_store_sql(self, sql, params=()):
+        """Runs one statement on this node's PostgreSQL store database
+        (backend = postgres only); as accounts_sql."""
+        assert self.sections.get('store', {}).get('backend') == 'postgres'
+        return self._pg_sql(sql, params)
+
+    def _pg_sql(self, sql, params):
         parts = sql.split('?')
         assert len(parts) == len(params) + 1 and \
-            all(isinstance(v, int) for v in params), (sql, params)
-        text = parts[0] + ''.join('%d%s' % (v, parts[i + 1])
+            all(isinstance(v, (int, str)) for v in params), (sql, params)
+
+        def literal(v):
+            if isinstance(v, int):
+                return '%d' % v
+            return "'%s'" % v.replace("'", "''")
+        text = parts[0] + ''.join(literal(v) + parts[i + 1]
                                   for i, v in enumerate(params))
-        dbname = re.search(r'dbname=(\S+)', store['postgres']).group(1)
-        out = _postgres().psql('SET search_path = loft_auth; ' + text,
-                               db=dbname)
+        conninfo = self.sections['store']['postgres']
+        dbname = re.search(r'dbname=(\S+)', conninfo).group(1)
+        out = _postgres().psql(text, db=dbname)
         return [tuple(int(f) if re.fullmatch(r'-?\d+', f) else f
                       for f in line.split('|'))
                 for line in out.splitlines() if line]
+
+    def accounts_bytes(self):
+        """The accounts as stored, as bytes: data_dir/accounts.db and its
+        -wal and -journal files, or on postgres a pg_dump of the node's
+        database's rows (tests that a secret is never kept in clear)."""
+        store = self.sections.get('store', {})
+        if store.get('backend') != 'postgres':
+            db = b''
+            for name in sorted(os.listdir(self.data_dir)):
+                if name == 'accounts.db' or name.startswith('accounts.db-'):
+                    with open(os.path.join(self.data_dir, name), 'rb') as f:
+                        db += f.read()
+            return db
+        dbname = re.search(r'dbname=(\S+)', store['postgres']).group(1)
+        return _postgres().dump(dbname)
 
     # ---- process ------------------------------------------------------
 

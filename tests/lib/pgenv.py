@@ -6,6 +6,7 @@
         pg.conninfo            # 'host=127.0.0.1 port=N dbname=loft user=loft'
         pg.psql('SELECT 1')    # -> stdout text
         pg.new_database()      # -> conninfo of a fresh, empty database
+        pg.dump('loft_1')      # -> bytes: pg_dump --data-only of a database
 
 initdb runs in a temporary directory as an unprivileged user (ourselves,
 or the 'postgres' account when we are root: PostgreSQL refuses to run as
@@ -206,6 +207,18 @@ class Postgres:
                            stderr=subprocess.PIPE, text=True, timeout=120)
         if r.returncode != 0:
             raise RuntimeError('psql %r: %s' % (sql, r.stderr))
+        return r.stdout
+
+    def dump(self, db='loft'):
+        """pg_dump of db's rows (plain text, --data-only): what the
+        database keeps, as bytes."""
+        r = subprocess.run([os.path.join(PG_BIN, 'pg_dump'), '-a',
+                            '-h', self._admin_host(), '-p', str(self.port),
+                            '-U', 'loft', '-d', db],
+                           env=self._env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError('pg_dump %s: %s' % (db, r.stderr))
         return r.stdout
 
     def new_database(self):

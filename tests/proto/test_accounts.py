@@ -13,7 +13,8 @@
   resources only); STATUS=SIZE shows the usage.
 - `loftctl check` (holding the account's handle for every index access)
   says when it upgraded an older index, refuses a newer one untouched, and
-  finds an account without mail consistent without making it an index.
+  finds an account without mail consistent without making it an index
+  (on postgres: refuses a newer schema, and makes no rows for it).
 """
 
 import glob
@@ -23,7 +24,7 @@ import socket
 import sqlite3
 import sys
 
-from loftenv import DEFAULT_USERS, SLOW, Results
+from loftenv import BACKEND, DEFAULT_USERS, SLOW, Results
 from pop3client import deliver, make_env, simple_message
 
 R = Results()
@@ -177,9 +178,43 @@ def index_path(env, address):
                                   'index.db'))
 
 
+def test_check_pg(env):
+    """test_check on postgres: one schema for the whole database, made
+    and upgraded by the first loftd or loftctl that opens it
+    (docs/scale-out.md; the upgrade steps are unit/test-store-pg's): a
+    newer one is refused untouched, an account without mail is consistent
+    and gets no rows."""
+    def schema():
+        return env.pg_store_sql('SELECT version FROM loft_schema'
+                                ' ORDER BY version')
+    known = schema()[-1][0]
+    rc, out, err = env.loftctl('check', ALICE)
+    R.check('check of a current schema', rc == 0 and
+            out.strip().endswith('consistent'), (rc, out, err))
+    env.pg_store_sql('INSERT INTO loft_schema VALUES (99)')
+    before = schema()
+    rc, out, err = env.loftctl('check', ALICE)
+    R.check('check refuses a newer schema', rc == 1 and 'is version 99'
+            in err and 'upgrade Loft' in err, (rc, out, err))
+    R.check('newer schema untouched', schema() == before, (before, schema()))
+    env.pg_store_sql('DELETE FROM loft_schema WHERE version = 99')
+    R.check('schema back to version %d' % known, schema()[-1] == (known,))
+    env.add_user('erin@example.test', 'Vq8-autumn-pear-35')
+    accounts = env.pg_store_sql('SELECT user_id FROM account'
+                                ' ORDER BY user_id')
+    rc, out, err = env.loftctl('check', 'erin@example.test')
+    R.check('check of an account without mail', rc == 0 and
+            out.strip() == 'erin@example.test: consistent', (out, err))
+    R.check('no rows made for it', env.pg_store_sql(
+        'SELECT user_id FROM account ORDER BY user_id') == accounts)
+
+
 def test_check(env):
     """With loftd stopped: the index is edited behind its back."""
     env.stop()
+    if BACKEND == 'postgres':
+        test_check_pg(env)
+        return
     path = index_path(env, ALICE)[0]
     db = sqlite3.connect(path)
     known = db.execute('SELECT version FROM account').fetchone()[0]

@@ -331,7 +331,7 @@ def test_tokens(env):
     r.check('token list', rc == 0 and out.startswith('phone ') and token not in out,
             out)
     # Only the hash is kept.
-    db = open(os.path.join(env.data_dir, 'accounts.db'), 'rb').read()
+    db = env.accounts_bytes()
     r.check('token not stored', token.encode() not in db)
     u = 'https://127.0.0.1:%d/auth/session' % env.ports['https']
     st, h, body = curl('-H', 'Authorization: Bearer ' + token, u)

@@ -88,7 +88,7 @@ with Loft(users=users) as env:
     env.accounts_sql(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
         " WHERE i < ?) INSERT INTO users(address, domain_id, password_hash,"
-        " created) SELECT 'm' || substr('0000' || i, -5, 5) ||"
+        " created) SELECT 'm' || substr(CAST(100000 + i AS TEXT), 2) ||"
         " '@example.test', (SELECT id FROM domains WHERE name ="
         " 'example.test'), '{NOLOGIN}', 0 FROM n", (N,))
     made = env.accounts_sql("SELECT count(*) FROM users WHERE address"

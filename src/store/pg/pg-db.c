@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pg-rows.h"
 
 /* ---- parameters and results ----------------------------------------- */
@@ -909,6 +910,7 @@ int pg_wbegin(struct store_user *user, struct pg_tx *tx,
 {
 	memset(tx, 0, sizeof(*tx));
 	tx->user = user;
+	tx->start_ns = metrics_now_ns();
 	tx->c = pg_conn_get(user->store, err);
 	if (tx->c == NULL)
 		return -1;
@@ -1073,6 +1075,11 @@ int pg_wend_resolve(struct pg_tx *tx, int ret, pg_committed_fn *committed,
 			}
 		}
 	}
+	if (ret == 0)
+		metrics_observe_since(metrics_histogram(
+			"loft_store_commit_seconds", "Store transactions (a group"
+			" commit) from BEGIN to a durable COMMIT.", NULL, NULL,
+			0), tx->start_ns);
 	for (size_t i = 0; i < tx->change_count; i++)
 		tx->changes[i].modseq = tx->modseq;
 	/* other nodes learn after the COMMIT, never inside it */

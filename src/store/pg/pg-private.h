@@ -125,6 +125,7 @@ struct pg_tx {
 	bool usage_dirty;
 	struct store_change *changes;   /* published after the COMMIT */
 	size_t change_count, change_cap;
+	uint64_t start_ns;              /* BEGIN (loft_store_commit_seconds) */
 };
 
 /* ---- connections and statements (pg-db.c) --------------------------- */
