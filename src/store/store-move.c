@@ -310,6 +310,24 @@ static int seen_sync(struct store_export *se, struct store_export *de,
 	return ret;
 }
 
+/* The last IMAP login (pop3_delete = auto hides while it is recent),
+ * which the target would otherwise start without: POP3 DELE would trash
+ * until the next IMAP login. Kept to the hour, as both backends keep
+ * it; *changes (may be NULL) counts a write. */
+static int copy_sync_login(struct store_user *src, struct store_user *dst,
+			   uint64_t *changes, struct store_error *err)
+{
+	time_t a = 0, b = 0;
+	if (store_last_sync_login(src, &a, err) < 0 ||
+	    store_last_sync_login(dst, &b, err) < 0)
+		return -1;
+	if (a <= b)
+		return 0;
+	if (changes != NULL)
+		(*changes)++;
+	return store_note_sync_login(dst, a, err);
+}
+
 /* The index of the selectable folder name in info (SIZE_MAX: none). */
 static size_t mailbox_index(const struct store_export_info *info,
 			    const char *name)
@@ -590,6 +608,8 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 		ret = copy_acl(src, dst, err);
 	if (ret == 0)
 		ret = sync_roles(dst, info, NULL, NULL, err);
+	if (ret == 0)
+		ret = copy_sync_login(src, dst, NULL, err);
 	/* restore's last steps (docs/backup.md): each folder's UIDNEXT, the
 	 * counter at least the source's, then in one commit per folder the
 	 * source's modseqs, expunge log and HIGHESTMODSEQ */
@@ -2052,6 +2072,8 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 	}
 	if (ret == 0)
 		ret = copy_sieve_delta(src, dst, err);
+	if (ret == 0)
+		ret = copy_sync_login(src, dst, &d.changes, err);
 	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
 		const struct store_mailbox_info *mb = &si->mailboxes[i];
 		if (!mb->noselect && d.folders[i].changed)

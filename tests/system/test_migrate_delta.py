@@ -25,7 +25,10 @@ rounds (LOFT_TEST_MOVE_LIVE_PAUSE, before the lock) while these are made:
   - METADATA: a private entry changed, a shared one removed;
   - a JMAP Identity's signature changed;
   - a Sieve script replaced;
-  - one LMTP delivery.
+  - one LMTP delivery;
+  - IMAP logins (the last one, which pop3_delete = auto reads, is kept to
+    the hour: one made before the move is not made anew by a login on
+    the target).
 
 After each move: loftctl says it did not copy the account whole under the
 lock and that it copied exactly the delivered and undeleted messages
@@ -172,6 +175,16 @@ def sieve(loft):
     rc, out, err = loft.loftctl('sieve', 'get', ALICE, 'main')
     rc2, out2, err2 = loft.loftctl('sieve', 'list', ALICE)
     return out, out2
+
+
+def sync_login(loft):
+    """When alice's last IMAP login was (pop3_delete = auto reads it),
+    Unix seconds, from loftctl user show."""
+    import calendar
+    rc, out, err = loft.loftctl('user', 'show', ALICE)
+    m = re.search(r'^last IMAP login: (\S+Z)', out, re.M)
+    return calendar.timegm(time.strptime(m.group(1), '%Y-%m-%dT%H:%M:%SZ')) \
+        if m else out + err
 
 
 def full_state(loft):
@@ -342,6 +355,7 @@ def move_live(loft, work, n, to, ident, names):
         return
     want = live_changes(loft, n, ident, names)
     before = full_state(loft)
+    login = sync_login(loft)
     os.unlink(pause)
     out, err = p.communicate(timeout=300 * SLOW)
     os.unlink(pause + '.ready')
@@ -363,6 +377,12 @@ def move_live(loft, work, n, to, ident, names):
     r.check('%d: everything as on the source before the lock (UIDs, '
             'MODSEQs, roles, \\Seen, kept, POP3, METADATA, JMAP, Sieve)'
             % n, diff == '', diff)
+    # kept to the hour (a login after the move writes nothing); the
+    # database's clock offset may move it by a second
+    r.check('%d: the last IMAP login kept (pop3_delete = auto)' % n,
+            isinstance(login, int) and isinstance(sync_login(loft), int)
+            and abs(sync_login(loft) - login) <= 1,
+            (login, sync_login(loft)))
     r.check('%d: the renamed folder is there, the deleted one gone' % n,
             names[1] in after['imap'] and names[0] not in after['imap'] and
             'Gone%d' % n not in after['imap'], sorted(after['imap']))
