@@ -328,6 +328,25 @@ static int copy_sync_login(struct store_user *src, struct store_user *dst,
 	return store_note_sync_login(dst, a, err);
 }
 
+/* A folder's \Seen mode (loftctl mailbox set seen=) as the source's;
+ * *changed_r when it was set. The setting raises every message's modseq
+ * in the folder: the copy sets it while the folder is empty, the delta
+ * before its exact step. */
+static int copy_seen_mode(struct store_user *src, struct store_user *dst,
+			  const char *name, bool *changed_r,
+			  struct store_error *err)
+{
+	enum store_seen_mode a, b;
+	*changed_r = false;
+	if (store_mailbox_seen_mode(src, name, &a, err) < 0 ||
+	    store_mailbox_seen_mode(dst, name, &b, err) < 0)
+		return -1;
+	if (a == b)
+		return 0;
+	*changed_r = true;
+	return store_mailbox_set_seen_mode(dst, name, a, err);
+}
+
 /* The index of the selectable folder name in info (SIZE_MAX: none). */
 static size_t mailbox_index(const struct store_export_info *info,
 			    const char *name)
@@ -566,6 +585,11 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 			ret = store_set_error(err, STORE_ERR_INTERNAL,
 					      "%s: the target did not keep "
 					      "UIDVALIDITY", mb->name);
+			break;
+		}
+		bool mode;
+		if (copy_seen_mode(src, dst, mb->name, &mode, err) < 0) {
+			ret = -1;
 			break;
 		}
 		rep->mailboxes++;
@@ -951,6 +975,18 @@ static int verify(struct store_user *src, struct store_user *dst,
 					      "%s: the expunge log differs at "
 					      "the target (%zu/%zu ranges)",
 					      a->name, na, nb);
+			break;
+		}
+		enum store_seen_mode ma, mb2;
+		if (store_mailbox_seen_mode(src, a->name, &ma, err) < 0 ||
+		    store_mailbox_seen_mode(dst, b->name, &mb2, err) < 0) {
+			ret = -1;
+			break;
+		}
+		if (ma != mb2) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL,
+					      "%s: the \\Seen mode differs at "
+					      "the target", a->name);
 			break;
 		}
 		/* readers' own \Seen */
@@ -2032,6 +2068,19 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 	for (size_t i = 0; i < si->mailbox_count; i++)
 		d.folders[i].changed |= roles[i];
 	free(roles);
+	/* the \Seen mode an admin changed (it moves no modseq at the
+	 * source that the diff above would see, but the target's) */
+	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {
+		const struct store_mailbox_info *mb = &si->mailboxes[i];
+		bool mode = false;
+		if (mb->noselect)
+			continue;
+		ret = copy_seen_mode(src, dst, mb->name, &mode, err);
+		if (mode) {
+			d.folders[i].changed = true;
+			d.changes++;
+		}
+	}
 	if (ret == 0)
 		ret = apply_flags(dst, &d, err);
 	for (size_t i = 0; i < si->mailbox_count && ret == 0; i++) {

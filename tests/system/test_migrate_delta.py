@@ -22,6 +22,8 @@ rounds (LOFT_TEST_MOVE_LIVE_PAUSE, before the lock) while these are made:
     Mailbox/set role);
   - bob's own \\Seen in alice's folder Team (per-user \\Seen) cleared
     on one message and set on another: no modseq of alice's folder moves;
+    then Team's \\Seen mode set (loftctl mailbox set seen=shared, back
+    to per-user on the second move);
   - METADATA: a private entry changed, a shared one removed;
   - a JMAP Identity's signature changed;
   - a Sieve script replaced;
@@ -187,8 +189,14 @@ def sync_login(loft):
         if m else out + err
 
 
+def seen_mode(loft):
+    rc, out, err = loft.loftctl('mailbox', 'get', ALICE + '/Team')
+    return out + err
+
+
 def full_state(loft):
     return {'imap': imap_state(loft), 'roles': roles(loft),
+            'seen_mode': seen_mode(loft),
             'bob_seen': bob_seen(loft), 'kept': kept(loft),
             'uidls': uidls(loft), 'metadata': metadata(loft),
             'identities': identities(loft), 'sieve': sieve(loft)}
@@ -310,6 +318,11 @@ def live_changes(loft, n, ident, names):
                                  'UID STORE 3 +FLAGS (\\Seen)'])
     r.check('%d: bob: his own \\Seen cleared and set' % n,
             tagged_ok(lines, 5), lines)
+    mode = 'shared' if n == 1 else 'per-user'
+    rc, out, err = loft.loftctl('mailbox', 'set', ALICE + '/Team',
+                                'seen=' + mode)
+    r.check('%d: loftctl mailbox set Team seen=%s' % (n, mode), rc == 0,
+            out + err)
     lines = imap_raw(loft, ALICE, [
         'SETMETADATA INBOX (/private/comment "private %d" /shared/comment '
         '%s)' % (n, 'NIL' if n == 1 else '"shared %d"' % n)])
