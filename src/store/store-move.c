@@ -358,6 +358,44 @@ static size_t mailbox_index(const struct store_export_info *info,
 	return SIZE_MAX;
 }
 
+/* Each folder's JMAP sortOrder (Mailbox/set) as the source's: the
+ * source's folders whose order changed are marked in changed (may be
+ * NULL), *changes counts them (may be NULL). */
+static int sync_sort_order(struct store_user *src, struct store_user *dst,
+			   const struct store_export_info *si, bool *changed,
+			   uint64_t *changes, struct store_error *err)
+{
+	struct store_jmap_mailbox *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	if (store_jmap_mailboxes(src, &a, &na, err) < 0)
+		return -1;
+	if (store_jmap_mailboxes(dst, &b, &nb, err) < 0) {
+		store_jmap_mailboxes_free(a, na);
+		return -1;
+	}
+	int ret = 0;
+	for (size_t j = 0; j < nb && ret == 0; j++) {
+		for (size_t i = 0; i < na; i++) {
+			if (strcmp(a[i].info.name, b[j].info.name) != 0)
+				continue;
+			if (a[i].sort_order != b[j].sort_order) {
+				ret = store_jmap_mailbox_update(
+					dst, b[j].info.id, &a[i].sort_order,
+					NULL, err);
+				size_t k = mailbox_index(si, a[i].info.name);
+				if (k != SIZE_MAX && changed != NULL)
+					changed[k] = true;
+				if (changes != NULL)
+					(*changes)++;
+			}
+			break;
+		}
+	}
+	store_jmap_mailboxes_free(a, na);
+	store_jmap_mailboxes_free(b, nb);
+	return ret;
+}
+
 /* Each folder's role (SPECIAL-USE, JMAP role) as the source's: those
  * that lose theirs first, one mailbox per role. A folder the target made
  * with a role (an account's Archive, Sent, ...) keeps it when the source
@@ -632,6 +670,8 @@ static int copy_account(struct store_user *src, struct store_user *dst,
 		ret = copy_acl(src, dst, err);
 	if (ret == 0)
 		ret = sync_roles(dst, info, NULL, NULL, err);
+	if (ret == 0)
+		ret = sync_sort_order(src, dst, info, NULL, NULL, err);
 	if (ret == 0)
 		ret = copy_sync_login(src, dst, NULL, err);
 	/* restore's last steps (docs/backup.md): each folder's UIDNEXT, the
@@ -2065,6 +2105,8 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 	bool *roles = xcalloc(si->mailbox_count + 1, sizeof(*roles));
 	if (ret == 0)
 		ret = sync_roles(dst, si, roles, &d.changes, err);
+	if (ret == 0)
+		ret = sync_sort_order(src, dst, si, roles, &d.changes, err);
 	for (size_t i = 0; i < si->mailbox_count; i++)
 		d.folders[i].changed |= roles[i];
 	free(roles);

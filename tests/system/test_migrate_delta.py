@@ -18,8 +18,8 @@ rounds (LOFT_TEST_MOVE_LIVE_PAUSE, before the lock) while these are made:
     stay: nothing of it is copied again);
   - POP3 RETR (the first-retrieval mark) and DELE under
     pop3_delete = hide (the hidden mark): neither moves a modseq;
-  - a special-use role moved from one folder to another (JMAP
-    Mailbox/set role);
+  - a special-use role moved from one folder to another, and that
+    folder's sortOrder (JMAP Mailbox/set);
   - bob's own \\Seen in alice's folder Team (per-user \\Seen) cleared
     on one message and set on another: no modseq of alice's folder moves;
     then Team's \\Seen mode set (loftctl mailbox set seen=shared, back
@@ -135,9 +135,13 @@ def imap_state(loft):
 
 def roles(loft):
     lines = imap_raw(loft, ALICE, ['LIST "" "*" RETURN (SPECIAL-USE)'])
+    from jmapclient import Jmap
+    j = Jmap(loft, ALICE)
+    order = sorted((m['name'], m.get('role'), m.get('sortOrder'))
+                   for m in j.ok('Mailbox/get', {'ids': None})['list'])
     return sorted(l.strip() for l in lines if l.startswith('* LIST') and
                   re.search(r'\\(Sent|Drafts|Trash|Junk|Archive|All|'
-                            r'Flagged)\b', l))
+                            r'Flagged)\b', l)) + order
 
 
 def bob_seen(loft):
@@ -306,7 +310,8 @@ def live_changes(loft, n, ident, names):
     boxes = {m['name']: m for m in j.ok('Mailbox/get', {'ids': None})['list']}
     frm, to = ('Archive', 'Work') if n == 1 else ('Work', 'Archive')
     a = j.ok('Mailbox/set', {'update': {boxes[frm]['id']: {'role': None},
-                                        boxes[to]['id']: {'role': 'archive'}}})
+                                        boxes[to]['id']: {'role': 'archive',
+                                                          'sortOrder': 7 + n}}})
     r.check('%d: JMAP: the archive role moves to %s' % (n, to),
             len(a.get('updated') or {}) == 2, a)
     a = j.ok('Identity/set', {'update': {ident: {
