@@ -29,6 +29,9 @@ that node at once (a dead machine). Checked:
   gave, with their bytes), no acknowledged UID given twice, and none
   seen out of order: each client's UIDs ascend, and an APPEND sent after
   another was acknowledged has a higher UID.
+Then kill -9 of the standby's machine: pg_auto_failover has the primary
+go on alone (wait_primary, synchronous_standby_names cleared), writes are
+acknowledged again, the standby started again is synchronous again.
 Printed per round and as p50/max: kill -9 to the promotion (the monitor
 says wait_primary), kill -9 to the first acknowledged APPEND.
 
@@ -309,6 +312,54 @@ def main():
                         not load.errors, load.errors[:5])
                 check_order(state, 'round %d' % rnd)
                 phase('round %d done' % rnd)
+            # the standby's machine dies: the primary's COMMITs wait for
+            # it until the monitor has the primary go on alone
+            # (wait_primary, synchronous_standby_names cleared)
+            st = f.node_state()
+            pname = [n for n, x in st.items() if x[0] == 'primary'][0]
+            sname = [n for n in nodes if n != pname][0]
+            primary, standby = nodes[pname], nodes[sname]
+            load = Load(env, state)
+            t = time.monotonic()
+            wait_for(lambda: len(load.acks_since(t, 'a')) >= 4,
+                     'load acknowledged before the standby dies')
+            t0 = time.monotonic()
+            standby.kill9()
+            phase('kill -9 of the standby %s' % sname)
+            wait_for(lambda: f.node_state().get(pname) ==
+                     ('wait_primary', 'wait_primary'),
+                     '%s goes on alone (wait_primary)' % pname)
+            r.check('synchronous_standby_names empty on %s with the standby'
+                    ' dead' % pname, ssn(primary) == '', ssn(primary))
+            t1 = time.monotonic()
+            wait_for(lambda: len(load.acks_since(t1, 'a')) >= 4 and
+                     len(load.acks_since(t1, 'l')) >= 2,
+                     'writes acknowledged with the standby dead', bound=30)
+            with state['mu']:
+                stall = max((b - a for a, b in zip(
+                    [t0] + sorted(x for x in (o[2] for o in state['order'])
+                                  if x >= t0), sorted(
+                        x for x in (o[2] for o in state['order'])
+                        if x >= t0))), default=0)
+                refused = [x for x in state['refusals'] if x >= t0]
+            phase('standby dead: %s alone after %.1f s, longest wait for'
+                  ' an APPEND answer %.1f s, %d APPENDs refused'
+                  % (pname, t1 - t0, stall, len(refused)))
+            standby.start()
+            try:
+                f.wait_states({sname: 'secondary', pname: 'primary'})
+                back = True
+            except RuntimeError:
+                back = False
+            r.check('%s back as the synchronous standby' % sname, back,
+                    f.node_state())
+            t2 = time.monotonic()
+            wait_for(lambda: len(load.acks_since(t2, 'a')) >= 4,
+                     'writes acknowledged with %s back' % sname)
+            load.finish()
+            r.check('standby dead: every answer OK or retryable',
+                    not load.errors, load.errors[:5])
+            check_order(state, 'standby dead')
             verify(env, state)
             phase('every acknowledged message read back')
             if r.failed:
