@@ -517,6 +517,9 @@ static int kept_put(struct store_export *exp, struct store_user *dst,
 		struct store_blob blob;
 		if (store_export_body(exp, k->email, &blob, err) < 0)
 			return -1;
+		unsigned char sha[32];
+		sha256(blob.data, blob.len, sha);
+		em_put(emails, k->email, sha);
 		rep->bytes += blob.len;
 		int r = body_copy(dst, &blob, &body, err);
 		store_blob_close(&blob);
@@ -885,7 +888,9 @@ static int verify_extra(struct store_export *se, struct store_export *de,
 /* Undelete's kept messages, one sorted line each (folder, UID, flags,
  * keywords, dates, removal time, size, Email, thread, bytes' SHA-256):
  * loftctl undelete brings back the same messages either side. */
-static char **kept_lines(struct store_export *exp, size_t *n_r,
+static char **kept_lines(struct store_export *exp,
+			 const struct email_map *emails,
+			 const struct email_map *fresh, size_t *n_r,
 			 struct store_error *err)
 {
 	struct store_export_kept *v = NULL;
@@ -896,12 +901,21 @@ static char **kept_lines(struct store_export *exp, size_t *n_r,
 	size_t k = 0;
 	for (; k < n; k++) {
 		const struct store_export_kept *x = &v[k];
-		struct store_blob blob;
-		if (store_export_body(exp, x->email, &blob, err) < 0)
-			break;
 		unsigned char h[32];
-		sha256(blob.data, blob.len, h);
-		store_blob_close(&blob);
+		const unsigned char *known = fresh != NULL &&
+			em_get(fresh, x->email) == NULL
+			? em_get(emails, x->email) : NULL;
+		if (known != NULL) {
+			/* bytes never change: hashed when copied, checked
+			 * at the target while live (verify_bodies) */
+			memcpy(h, known, 32);
+		} else {
+			struct store_blob blob;
+			if (store_export_body(exp, x->email, &blob, err) < 0)
+				break;
+			sha256(blob.data, blob.len, h);
+			store_blob_close(&blob);
+		}
 		lines[k] = xasprintf("%s %u %u '%s' %lld %lld %lld %" PRIu64
 				     " %" PRId64 " %" PRId64 " %02x%02x%02x"
 				     "%02x%02x%02x%02x%02x", x->mailbox, x->uid,
@@ -923,13 +937,14 @@ static char **kept_lines(struct store_export *exp, size_t *n_r,
 }
 
 static int verify_kept(struct store_export *se, struct store_export *de,
-		       struct store_error *err)
+		       const struct email_map *emails,
+		       const struct email_map *fresh, struct store_error *err)
 {
 	size_t na = 0, nb = 0;
-	char **la = kept_lines(se, &na, err);
+	char **la = kept_lines(se, emails, fresh, &na, err);
 	if (la == NULL)
 		return -1;
-	char **lb = kept_lines(de, &nb, err);
+	char **lb = kept_lines(de, emails, fresh, &nb, err);
 	if (lb == NULL) {
 		lines_free(la, na);
 		return -1;
@@ -1121,7 +1136,7 @@ static int verify(struct store_user *src, struct store_user *dst,
 	if (ret == 0)
 		ret = verify_extra(se, de, err);
 	if (ret == 0)
-		ret = verify_kept(se, de, err);
+		ret = verify_kept(se, de, emails, fresh, err);
 	store_export_end(&se);
 	store_export_end(&de);
 	return ret;
@@ -1185,6 +1200,36 @@ static int verify_bodies(struct store_user *dst, const struct email_map *emails,
 		if (ret == 0 && r < 0)
 			ret = -1;
 	}
+	/* and the bodies only undelete's kept messages name */
+	struct store_export_kept *kv = NULL;
+	size_t kn = 0;
+	if (ret == 0 && store_export_kept(de, &kv, &kn, err) < 0)
+		ret = -1;
+	for (size_t i = 0; i < kn && ret == 0; i++) {
+		const unsigned char *want = em_get(emails, kv[i].email);
+		struct store_blob blob;
+		if (em_get(&done, kv[i].email) != NULL)
+			continue;
+		if (want == NULL) {
+			ret = store_set_error(err, STORE_ERR_INTERNAL, "kept "
+					      "%s UID %u: not copied",
+					      kv[i].mailbox, kv[i].uid);
+		} else if (store_export_body(de, kv[i].email, &blob,
+					     err) < 0) {
+			ret = -1;
+		} else {
+			unsigned char got[32];
+			sha256(blob.data, blob.len, got);
+			store_blob_close(&blob);
+			if (memcmp(got, want, 32) != 0)
+				ret = store_set_error(err, STORE_ERR_INTERNAL,
+						      "kept %s UID %u: the bytes"
+						      " differ at the target",
+						      kv[i].mailbox, kv[i].uid);
+			em_put(&done, kv[i].email, got);
+		}
+	}
+	store_export_kept_free(kv, kn);
 	free(done.ids);
 	free(done.sha);
 	store_export_end(&de);
@@ -1767,8 +1812,9 @@ static int kept_add_one(struct store_export *se, struct store_user *dst,
  * own removal in the delta, stamped with its own time). Added first: a
  * body the target names only through a kept row of its own stays. */
 static int kept_sync(struct store_export *se, struct store_user *dst,
-		     struct email_map *emails, struct store_move_report *rep,
-		     uint64_t *changes, struct store_error *err)
+		     struct email_map *emails, struct email_map *fresh,
+		     struct store_move_report *rep, uint64_t *changes,
+		     struct store_error *err)
 {
 	struct store_export_kept *v = NULL;
 	size_t n = 0;
@@ -1794,11 +1840,20 @@ static int kept_sync(struct store_export *se, struct store_user *dst,
 		else
 			j++;
 	}
-	for (size_t i = 0; i < want.count && ret == 0; i++)
-		if (!want.v[i].done)
-			ret = kept_add_one(se, dst, emails, rep,
-					   &v[want.v[i].n], want.v[i].key,
-					   &have, changes, err);
+	for (size_t i = 0; i < want.count && ret == 0; i++) {
+		if (want.v[i].done)
+			continue;
+		const struct store_export_kept *k = &v[want.v[i].n];
+		ret = kept_add_one(se, dst, emails, rep, k, want.v[i].key,
+				   &have, changes, err);
+		/* the check under the lock reads its bytes again */
+		const unsigned char *sha = em_get(emails, k->email);
+		if (ret == 0 && sha != NULL) {
+			unsigned char copy[32];
+			memcpy(copy, sha, 32);
+			em_put(fresh, k->email, copy);
+		}
+	}
 	int64_t *gone = xcalloc(have.count + 1, sizeof(*gone));
 	size_t ng = 0;
 	for (size_t j = 0; j < have.count; j++)
@@ -2175,7 +2230,7 @@ static int copy_delta(struct store_user *src, struct store_user *dst,
 	if (ret == 0)
 		ret = extra_sync(se, de, dst, &d.changes, err);
 	if (ret == 0)
-		ret = kept_sync(se, dst, emails, rep, &d.changes, err);
+		ret = kept_sync(se, dst, emails, fresh, rep, &d.changes, err);
 	store_export_end(&de);
 	/* the source's modseqs on what changed, its log and HIGHESTMODSEQ:
 	 * the target's rows as they are now are what the exact step
