@@ -32,6 +32,9 @@ SETMETADATA entry changed), rename (a folder renamed back and forth),
 seen (another account's own \Seen in a shared folder set and cleared).
 Default: all of them; `--changes none` for the moves alone.
 
+--kept N expunges N of the imported messages before the moves
+(undelete keeps them: the account moves with N kept messages).
+
 --restore also times `loftctl backup` of the N-message account and
 `loftctl restore` of it into a fresh account on postgres (one run).
 
@@ -349,6 +352,7 @@ def main():
     ap.add_argument('--messages', default='1000,10000')
     ap.add_argument('--restore', action='store_true')
     ap.add_argument('--directions', default='postgres,sqlite')
+    ap.add_argument('--kept', type=int, default=0)
     ap.add_argument('--changes', default='none',
                     help='comma-separated: %s, all or none'
                     % ','.join(CHANGES))
@@ -385,6 +389,14 @@ def main():
                     raise RuntimeError(out + err)
                 print('# %d messages imported on sqlite in %.1f s'
                       % (n, time.monotonic() - t), flush=True)
+                if args.kept:
+                    imap_cmds(loft, user, [
+                        'SELECT m%d' % n, 'STORE %d:%d +FLAGS.SILENT '
+                        '(\\Deleted)' % (n - args.kept + 1, n), 'EXPUNGE'])
+                    rc, out, err = loft.loftctl('undelete', user, '--list')
+                    print('# %d kept for undelete' % len(
+                        [l for l in out.splitlines() if l.strip()]),
+                        flush=True)
                 if kinds:
                     changes_setup(loft, user, kinds)
                 for k, to in enumerate(args.directions.split(',')):

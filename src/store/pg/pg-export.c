@@ -336,7 +336,7 @@ int pg_export_kept(struct store_export *e, struct store_export_kept **rows_r,
 	PGresult *r = pg_exec(e->c, "SELECT d.mailbox, d.uid, d.flags,"
 			      " d.keywords, d.internaldate, d.savedate, d.at,"
 			      " d.size, d.blob, b.thread FROM deleted d"
-			      " LEFT JOIN blob b ON b.user_id = d.user_id AND"
+			      " LEFT JOIN blob b ON b.user_id = $1 AND"
 			      " b.id = d.blob WHERE d.user_id = $1"
 			      " ORDER BY d.at, d.id", &p, err);
 	if (r == NULL)

@@ -163,7 +163,7 @@ int pg_deleted_list(struct store_user *user,
 			      " d.keywords, d.internaldate, d.savedate, d.at,"
 			      " d.size, b.sort_subject, b.sort_display_from,"
 			      " b.preview FROM deleted d LEFT JOIN blob b ON"
-			      " b.user_id = d.user_id AND b.id = d.blob WHERE"
+			      " b.user_id = $1 AND b.id = d.blob WHERE"
 			      FILTER " ORDER BY d.at DESC, d.id DESC", &p, err);
 	pg_conn_put(user->store, c);
 	buf_free(&ids);
