@@ -68,6 +68,9 @@ BACKEND = os.environ.get('LOFT_TEST_BACKEND', 'sqlite')
 _pg = None
 
 
+_schema_db = {}
+
+
 def _postgres():
     global _pg
     if _pg is None:
@@ -75,6 +78,36 @@ def _postgres():
         _pg = Postgres()
         atexit.register(_pg.close)
     return _pg
+
+
+def _store_database(loftctl):
+    """A new database for one Loft: a copy of one the first of this
+    process got its schemas in (the store's and the accounts', made by
+    `loftctl retention run` as a first loftd would: 1-3 s of DDL each
+    time otherwise). Empty of rows but the schema versions."""
+    pg = _postgres()
+    name = _schema_db.get(loftctl)
+    if name is None:
+        conninfo = pg.new_database()
+        d = tempfile.mkdtemp(prefix='loft-schema-')
+        try:
+            cfg = os.path.join(d, 'loftd.conf')
+            with open(cfg, 'w') as f:
+                f.write('data_dir = %s\n[store]\nbackend = postgres\n'
+                        'postgres = %s\nblob_dir = %s\n'
+                        % (os.path.join(d, 'data'), conninfo,
+                           os.path.join(d, 'blobs')))
+            r = subprocess.run([loftctl, '--config', cfg, 'retention', 'run'],
+                               capture_output=True, text=True,
+                               timeout=120 * SLOW)
+            if r.returncode != 0:
+                raise RuntimeError('loftctl retention run on an empty'
+                                   ' database: %s%s' % (r.stdout, r.stderr))
+        finally:
+            shutil.rmtree(d, True)
+        name = re.search(r'dbname=(\S+)', conninfo).group(1)
+        _schema_db[loftctl] = name
+    return pg.new_database(template=name)
 
 
 
@@ -185,7 +218,7 @@ class Loft:
         if BACKEND != 'postgres':
             return {}
         return {'store': {'backend': 'postgres',
-                          'postgres': _postgres().new_database(),
+                          'postgres': _store_database(self.loftctl_bin),
                           'blob_dir': os.path.join(self.dir, 'blobs')}}
 
     def write_config(self):
