@@ -52,24 +52,6 @@ static int parse_criteria(const struct imap_arg *list,
 	return 0;
 }
 
-/* UID ranges covering exactly the given ascending UIDs. */
-static struct store_uid_range *uids_to_ranges(const uint32_t *uids, size_t n,
-					      size_t *count_r)
-{
-	struct store_uid_range *r = calloc(n ? n : 1, sizeof(*r));
-	size_t k = 0;
-	if (r == NULL)
-		abort();
-	for (size_t i = 0; i < n; i++) {
-		if (k > 0 && r[k - 1].hi + 1 == uids[i])
-			r[k - 1].hi = uids[i];
-		else
-			r[k++] = (struct store_uid_range){uids[i], uids[i]};
-	}
-	*count_r = k;
-	return r;
-}
-
 /* The first address structure of an ENVELOPE address list (RFC 9051
  * 7.5.2). RFC 5256 and RFC 5957 define the address sort keys on it: "the
  * [IMAP] addr-mailbox of the first address", so a group's start marker
@@ -152,7 +134,7 @@ static int gather(struct imap_client *c, const struct imap_search_result *res,
 		  struct store_error *err)
 {
 	size_t range_count, j = 0;
-	struct store_uid_range *ranges = uids_to_ranges(res->uids, res->count,
+	struct store_uid_range *ranges = store_uid_ranges(res->uids, res->count,
 							&range_count);
 	struct store_fetch *f;
 	const struct store_msg *m;

@@ -952,22 +952,6 @@ static int set_seen(struct fetch_run *r, const struct store_uid_range *ranges,
 	return 0;
 }
 
-/* UIDs as ranges of consecutive ones (uids sorted). */
-static struct store_uid_range *uids_to_ranges(const uint32_t *uids, size_t n,
-					      size_t *count_r)
-{
-	struct store_uid_range *out = xmalloc((n > 0 ? n : 1) * sizeof(*out));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k > 0 && out[k - 1].hi + 1 == uids[i])
-			out[k - 1].hi = uids[i];
-		else
-			out[k++] = (struct store_uid_range){uids[i], uids[i]};
-	}
-	*count_r = k;
-	return out;
-}
-
 /* The FETCH did not answer for some messages whose \Seen it set (a
  * damaged body, or it stopped at an error): they go back to unseen, as
  * if this FETCH had not touched them. sent: the UIDs of seen that were
@@ -992,7 +976,7 @@ static void unset_seen(struct fetch_run *r, uint32_t *seen, size_t *seen_count,
 		};
 		struct store_error e = {0};
 		size_t range_count;
-		struct store_uid_range *ranges = uids_to_ranges(undo, n,
+		struct store_uid_range *ranges = store_uid_ranges(undo, n,
 								&range_count);
 		if (store_flags_update(imap_client_sel_user(r->client),
 				       r->client->mailbox, ranges, range_count,

@@ -111,22 +111,6 @@ static const struct store_backend_vfuncs seen_fetch_vf = {
 	.fetch_end = seen_fetch_end,
 };
 
-/* Sorted UIDs as ranges. */
-static struct store_uid_range *uids_ranges(const uint32_t *uids, size_t n,
-					   size_t *count_r)
-{
-	struct store_uid_range *r = xcalloc(n ? n : 1, sizeof(*r));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k > 0 && r[k - 1].hi + 1 == uids[i])
-			r[k - 1].hi = uids[i];
-		else
-			r[k++] = (struct store_uid_range){uids[i], uids[i]};
-	}
-	*count_r = k;
-	return r;
-}
-
 int store_seen_fetch_begin(struct store_user *owner, int64_t pvt,
 			   const char *mailbox,
 			   const struct store_uid_range *ranges,
@@ -147,7 +131,7 @@ int store_seen_fetch_begin(struct store_user *owner, int64_t pvt,
 					     ranges, range_count, &uids, &n,
 					     err);
 		if (ret == 0) {
-			own = uids_ranges(uids, n, &range_count);
+			own = store_uid_ranges(uids, n, &range_count);
 			ranges = own;
 		}
 		free(uids);

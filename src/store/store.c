@@ -43,6 +43,21 @@ int store_set_full(struct store_error *err)
 	return -1;
 }
 
+struct store_uid_range *store_uid_ranges(const uint32_t *uids, size_t n,
+					 size_t *count_r)
+{
+	struct store_uid_range *r = xcalloc(n ? n : 1, sizeof(*r));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && r[k - 1].hi + 1 == uids[i])
+			r[k - 1].hi = uids[i];
+		else
+			r[k++] = (struct store_uid_range){uids[i], uids[i]};
+	}
+	*count_r = k;
+	return r;
+}
+
 static void err_clear(struct store_error *err)
 {
 	if (err != NULL) {

@@ -346,6 +346,11 @@ struct store_uid_range {
 	uint32_t lo, hi;
 };
 
+/* Ascending UIDs as the fewest ranges that cover exactly them (a newly
+ * allocated array, at least one element; *count_r set). */
+struct store_uid_range *store_uid_ranges(const uint32_t *uids, size_t n,
+					 size_t *count_r);
+
 /* Metadata of one message. Which fields are filled depends on the fetch
  * mask; strings belong to the store_fetch iterator and stay valid until
  * the next store_fetch_next call. */
