@@ -526,6 +526,46 @@ static bool extra_ok(const struct store_account_extra *x,
 	return true;
 }
 
+/* c: x with its mailbox names as the store keeps them (annotations and
+ * keys in new arrays, the rest shared with x); extra_normalized_free()
+ * after, whatever this returned. */
+static int extra_normalize(const struct store_account_extra *x,
+			   struct store_account_extra *c,
+			   struct store_error *err)
+{
+	*c = *x;
+	c->annotations = xcalloc(x->annotation_count + 1,
+				 sizeof(*c->annotations));
+	c->keys = xcalloc(x->key_count + 1, sizeof(*c->keys));
+	for (size_t i = 0; i < x->annotation_count; i++) {
+		c->annotations[i] = x->annotations[i];
+		if (x->annotations[i].mailbox != NULL &&
+		    (c->annotations[i].mailbox = store_name_normalize(
+			     x->annotations[i].mailbox, err)) == NULL)
+			return -1;
+	}
+	for (size_t i = 0; i < x->key_count; i++) {
+		c->keys[i] = x->keys[i];
+		if ((c->keys[i].mailbox = store_name_normalize(
+			     x->keys[i].mailbox, err)) == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/* Entries extra_normalize() did not reach are zero (NULL names). */
+static void extra_normalized_free(const struct store_account_extra *x,
+				  struct store_account_extra *c)
+{
+	for (size_t i = 0; i < x->annotation_count; i++)
+		if (x->annotations[i].mailbox != NULL)
+			free(c->annotations[i].mailbox);
+	for (size_t i = 0; i < x->key_count; i++)
+		free(c->keys[i].mailbox);
+	free(c->annotations);
+	free(c->keys);
+}
+
 int store_import_extra(struct store_user *user,
 		       const struct store_account_extra *x, size_t *skipped_r,
 		       struct store_error *err)
@@ -546,25 +586,8 @@ int store_import_extra(struct store_user *user,
 		return store_set_error(err, STORE_ERR_INVALID, "This mail"
 				       " backend keeps no annotations, Sieve"
 				       " records or JMAP objects");
-	/* names as the store keeps them */
-	struct store_account_extra c = *x;
-	c.annotations = xcalloc(x->annotation_count + 1,
-				sizeof(*c.annotations));
-	c.keys = xcalloc(x->key_count + 1, sizeof(*c.keys));
-	int ret = 0;
-	for (size_t i = 0; i < x->annotation_count && ret == 0; i++) {
-		c.annotations[i] = x->annotations[i];
-		if (x->annotations[i].mailbox != NULL &&
-		    (c.annotations[i].mailbox = store_name_normalize(
-			     x->annotations[i].mailbox, err)) == NULL)
-			ret = -1;
-	}
-	for (size_t i = 0; i < x->key_count && ret == 0; i++) {
-		c.keys[i] = x->keys[i];
-		if ((c.keys[i].mailbox = store_name_normalize(
-			     x->keys[i].mailbox, err)) == NULL)
-			ret = -1;
-	}
+	struct store_account_extra c;
+	int ret = extra_normalize(x, &c, err);
 	if (ret == 0)
 		ret = user->store->vf->import_extra(user, &c, skipped_r, err);
 	bool vacation = false;
@@ -572,13 +595,7 @@ int store_import_extra(struct store_user *user,
 		vacation |= x->objects[i].kind == STORE_JMAP_VACATION;
 	if (ret == 0 && (vacation || x->record_count > 0))
 		store_sieve_changed(user);   /* delivery reads them again */
-	for (size_t i = 0; i < x->annotation_count; i++)
-		if (x->annotations[i].mailbox != NULL)
-			free(c.annotations[i].mailbox);
-	for (size_t i = 0; i < x->key_count; i++)
-		free(c.keys[i].mailbox);
-	free(c.annotations);
-	free(c.keys);
+	extra_normalized_free(x, &c);
 	return ret;
 }
 
@@ -663,37 +680,13 @@ int store_import_extra_drop(struct store_user *user,
 		return store_set_error(err, STORE_ERR_INVALID, "This mail"
 				       " backend keeps no annotations, Sieve"
 				       " records or JMAP objects");
-	/* names as the store keeps them */
-	struct store_account_extra c = *x;
-	c.annotations = xcalloc(x->annotation_count + 1,
-				sizeof(*c.annotations));
-	c.keys = xcalloc(x->key_count + 1, sizeof(*c.keys));
-	int ret = 0;
-	size_t na = 0, nk = 0;
-	for (; na < x->annotation_count && ret == 0; na++) {
-		c.annotations[na] = x->annotations[na];
-		if (x->annotations[na].mailbox != NULL &&
-		    (c.annotations[na].mailbox = store_name_normalize(
-			     x->annotations[na].mailbox, err)) == NULL)
-			ret = -1;
-	}
-	for (; nk < x->key_count && ret == 0; nk++) {
-		c.keys[nk] = x->keys[nk];
-		if ((c.keys[nk].mailbox = store_name_normalize(
-			     x->keys[nk].mailbox, err)) == NULL)
-			ret = -1;
-	}
+	struct store_account_extra c;
+	int ret = extra_normalize(x, &c, err);
 	if (ret == 0)
 		ret = user->store->vf->drop_extra(user, &c, err);
 	if (ret == 0 && x->record_count > 0)
 		store_sieve_changed(user);   /* delivery reads them again */
-	for (size_t i = 0; i < na; i++)
-		if (x->annotations[i].mailbox != NULL)
-			free(c.annotations[i].mailbox);
-	for (size_t i = 0; i < nk; i++)
-		free(c.keys[i].mailbox);
-	free(c.annotations);
-	free(c.keys);
+	extra_normalized_free(x, &c);
 	return ret;
 }
 
