@@ -1056,7 +1056,9 @@ enum imap_fetch_status imap_fetch_run(struct imap_fetch_plan *plan,
 		st = IMAP_FETCH_STORE_ERROR;
 		goto out;
 	}
-	sent = xmalloc((seen_count > 0 ? seen_count : 1) * sizeof(*sent));
+	/* only a FETCH that set \Seen needs to know what it answered */
+	if (seen_count > 0)
+		sent = xmalloc(seen_count * sizeof(*sent));
 	/* CHANGEDSINCE: the store finds the changed messages through its
 	 * modseq index (RFC 7162 3.1.4), not by reading every row */
 	if (store_fetch_begin_since(imap_client_sel_user(client), client->mailbox,
